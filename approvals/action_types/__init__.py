@@ -1,0 +1,25 @@
+"""The action-type registry: ``get(name)`` returns the type, ``names()`` lists them."""
+
+from approvals.action_types.base import ActionType, Assessment
+
+_REGISTRY: dict[str, ActionType] = {}
+
+
+def register(cls: type[ActionType]) -> type[ActionType]:
+    if cls.name in _REGISTRY:
+        raise ValueError(f"Action type {cls.name!r} is registered twice")
+    _REGISTRY[cls.name] = cls()
+    return cls
+
+
+def get(name: str) -> ActionType | None:
+    return _REGISTRY.get(name)
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+from approvals.action_types import campaign_changes, creatives  # noqa: E402, F401
+
+__all__ = ["ActionType", "Assessment", "get", "names", "register"]

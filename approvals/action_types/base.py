@@ -1,0 +1,115 @@
+"""What every action type provides: payload validation, an assessment from the ledger, and the
+effect the built-in ledger executor applies. A new action type is a subclass and a
+``@register``, not a fork.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rest_framework import serializers
+
+from approvals.validation import StrictSerializer
+from ledger.models import Account, Campaign
+from policies.engine import MagnitudeUnit
+
+if TYPE_CHECKING:
+    from approvals.models import Proposal
+
+# A relative change from a zero baseline has no finite size; it is recorded at this cap.
+MAGNITUDE_CAP = Decimal("1000")
+_MAGNITUDE_QUANTUM = Decimal("0.000001")
+
+
+class CampaignRef(serializers.SlugField):
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", 100)
+        kwargs.setdefault("help_text", "The campaign's external id.")
+        super().__init__(**kwargs)
+
+
+class Money(serializers.DecimalField):
+    """A positive amount in the account's currency, as a decimal string or a number."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_digits", 14)
+        kwargs.setdefault("decimal_places", 2)
+        kwargs.setdefault("min_value", Decimal("0.01"))
+        kwargs.setdefault("coerce_to_string", True)
+        super().__init__(**kwargs)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    magnitude: Decimal
+    magnitude_label: str
+    summary: str
+    amount: Decimal | None = None
+
+
+def relative_change(current: Decimal, new: Decimal) -> Decimal:
+    if current == 0:
+        return MAGNITUDE_CAP if new != current else Decimal("0")
+    return min(abs(new - current) / current, MAGNITUDE_CAP).quantize(
+        _MAGNITUDE_QUANTUM, rounding=ROUND_HALF_UP
+    )
+
+
+def signed_percent(current: Decimal, new: Decimal) -> str:
+    if current == 0:
+        return "from zero"
+    return f"{(new - current) / current * 100:+.1f}%"
+
+
+class ActionType:
+    name: ClassVar[str]
+    label: ClassVar[str]
+    magnitude_unit: ClassVar[MagnitudeUnit] = "ratio"
+    risk_weight: ClassVar[int]
+    payload_serializer: ClassVar[type[StrictSerializer]]
+
+    def campaign_fields(self, payload: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+        """The ledger fields this action reads and writes, by campaign external id."""
+        raise NotImplementedError
+
+    def check(self, payload: dict[str, Any], campaigns: dict[str, Campaign]) -> None:
+        """Refuse a payload the current ledger makes impossible (raise ValidationError)."""
+
+    def assess(
+        self, payload: dict[str, Any], campaigns: dict[str, Campaign], account: Account
+    ) -> Assessment:
+        raise NotImplementedError
+
+    def proposed_state(
+        self, payload: dict[str, Any], campaigns: dict[str, Campaign]
+    ) -> dict[str, dict[str, Any]]:
+        """The values the touched campaign fields would have after the action."""
+        raise NotImplementedError
+
+    def apply(
+        self, payload: dict[str, Any], campaigns: dict[str, Campaign], proposal: Proposal
+    ) -> None:
+        """Write the action to the ledger (the caller holds locks on the campaigns)."""
+        for external_id, values in self.proposed_state(payload, campaigns).items():
+            campaign = campaigns[external_id]
+            for field, value in values.items():
+                setattr(campaign, field, value)
+            campaign.save()
+
+    def validate_payload(self, raw_payload: Any) -> dict[str, Any]:
+        serializer = self.payload_serializer(data=raw_payload)
+        serializer.is_valid(raise_exception=True)
+        return _json_ready(serializer.validated_data)
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {key: _json_ready(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_ready(item) for item in value]
+    if isinstance(value, Decimal):
+        return str(value)
+    return value

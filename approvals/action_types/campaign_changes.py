@@ -1,0 +1,237 @@
+"""Action types that change a campaign's numbers, status or strategy in the ledger."""
+
+from decimal import Decimal
+from typing import Any
+
+from rest_framework import serializers
+
+from approvals.action_types import register
+from approvals.action_types.base import (
+    ActionType,
+    Assessment,
+    CampaignRef,
+    Money,
+    relative_change,
+    signed_percent,
+)
+from approvals.validation import StrictSerializer
+from ledger.models import Account, BiddingStrategy, CampaignStatus
+
+
+class SingleCampaignAction(ActionType):
+    """An action on one campaign named by the payload's ``campaign``."""
+
+    fields_changed: tuple[str, ...]
+
+    def campaign_fields(self, payload: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+        return {payload["campaign"]: self.fields_changed}
+
+
+class BidAdjustmentPayload(StrictSerializer):
+    campaign = CampaignRef()
+    new_bid = Money(help_text="The new bid, in the account's currency.")
+
+
+@register
+class BidAdjustment(SingleCampaignAction):
+    name = "bid_adjustment"
+    label = "bid adjustment"
+    risk_weight = 10
+    payload_serializer = BidAdjustmentPayload
+    fields_changed = ("bid",)
+
+    def assess(self, payload, campaigns, account: Account) -> Assessment:
+        campaign = campaigns[payload["campaign"]]
+        current, new = campaign.bid, Decimal(payload["new_bid"])
+        magnitude = relative_change(current, new)
+        return Assessment(
+            magnitude=magnitude,
+            magnitude_label=f"A {magnitude * 100:.1f}% bid change on {campaign.external_id}",
+            summary=(
+                f"bid on {campaign.external_id} {current} → {new} {account.currency} "
+                f"({signed_percent(current, new)})"
+            ),
+        )
+
+    def proposed_state(self, payload, campaigns):
+        return {payload["campaign"]: {"bid": Decimal(payload["new_bid"])}}
+
+
+class BudgetChangePayload(StrictSerializer):
+    campaign = CampaignRef()
+    new_daily_budget = Money(help_text="The new daily budget, in the account's currency.")
+
+
+@register
+class BudgetChange(SingleCampaignAction):
+    name = "budget_change"
+    label = "budget change"
+    risk_weight = 20
+    payload_serializer = BudgetChangePayload
+    fields_changed = ("daily_budget",)
+
+    def assess(self, payload, campaigns, account: Account) -> Assessment:
+        campaign = campaigns[payload["campaign"]]
+        current, new = campaign.daily_budget, Decimal(payload["new_daily_budget"])
+        magnitude = relative_change(current, new)
+        return Assessment(
+            magnitude=magnitude,
+            magnitude_label=(
+                f"A {magnitude * 100:.1f}% change to {campaign.external_id}'s daily budget"
+            ),
+            summary=(
+                f"daily budget of {campaign.external_id} {current} → {new} {account.currency} "
+                f"({signed_percent(current, new)})"
+            ),
+            amount=abs(new - current),
+        )
+
+    def proposed_state(self, payload, campaigns):
+        return {payload["campaign"]: {"daily_budget": Decimal(payload["new_daily_budget"])}}
+
+
+class BudgetReallocationPayload(StrictSerializer):
+    from_campaign = CampaignRef()
+    to_campaign = CampaignRef()
+    amount = Money(help_text="Daily amount moved, in the account's currency.")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["from_campaign"] == attrs["to_campaign"]:
+            raise serializers.ValidationError({"to_campaign": ["Must differ from from_campaign."]})
+        return attrs
+
+
+@register
+class BudgetReallocation(ActionType):
+    name = "budget_reallocation"
+    label = "budget reallocation"
+    risk_weight = 25
+    payload_serializer = BudgetReallocationPayload
+
+    def campaign_fields(self, payload):
+        return {
+            payload["from_campaign"]: ("daily_budget",),
+            payload["to_campaign"]: ("daily_budget",),
+        }
+
+    def check(self, payload, campaigns) -> None:
+        source = campaigns[payload["from_campaign"]]
+        if Decimal(payload["amount"]) > source.daily_budget:
+            raise serializers.ValidationError(
+                {
+                    "amount": [
+                        f"Exceeds {source.external_id}'s daily budget of {source.daily_budget}."
+                    ]
+                }
+            )
+
+    def assess(self, payload, campaigns, account: Account) -> Assessment:
+        source = campaigns[payload["from_campaign"]]
+        amount = Decimal(payload["amount"])
+        magnitude = relative_change(source.daily_budget, source.daily_budget - amount)
+        return Assessment(
+            magnitude=magnitude,
+            magnitude_label=f"{magnitude * 100:.1f}% of {source.external_id}'s daily budget",
+            summary=(
+                f"move {amount} {account.currency}/day from {source.external_id} "
+                f"to {payload['to_campaign']} ({magnitude * 100:.1f}%)"
+            ),
+            amount=amount,
+        )
+
+    def proposed_state(self, payload, campaigns):
+        amount = Decimal(payload["amount"])
+        source, target = campaigns[payload["from_campaign"]], campaigns[payload["to_campaign"]]
+        return {
+            source.external_id: {"daily_budget": source.daily_budget - amount},
+            target.external_id: {"daily_budget": target.daily_budget + amount},
+        }
+
+
+class StatusChangePayload(StrictSerializer):
+    campaign = CampaignRef()
+    status = serializers.ChoiceField(choices=CampaignStatus.choices)
+
+
+@register
+class StatusChange(SingleCampaignAction):
+    """Starting or stopping a campaign moves all of its spend: magnitude 1 (100%)."""
+
+    name = "status_change"
+    label = "status change"
+    risk_weight = 30
+    payload_serializer = StatusChangePayload
+    fields_changed = ("status",)
+
+    def assess(self, payload, campaigns, account: Account) -> Assessment:
+        campaign = campaigns[payload["campaign"]]
+        changes = campaign.status != payload["status"]
+        verb = "pause" if payload["status"] == CampaignStatus.PAUSED else "activate"
+        return Assessment(
+            magnitude=Decimal(1 if changes else 0),
+            magnitude_label=(
+                f"{verb.capitalize()} {campaign.external_id}, all of its spend"
+                if changes
+                else f"{campaign.external_id} is already {payload['status']}"
+            ),
+            summary=(
+                f"{verb} {campaign.external_id} ({campaign.daily_budget} {account.currency}/day)"
+            ),
+            amount=campaign.daily_budget if changes else Decimal("0"),
+        )
+
+    def proposed_state(self, payload, campaigns):
+        return {payload["campaign"]: {"status": payload["status"]}}
+
+
+class StrategyChanges(StrictSerializer):
+    bidding_strategy = serializers.ChoiceField(choices=BiddingStrategy.choices, required=False)
+    target_cpa = Money(required=False, help_text="Target cost per acquisition.")
+    target_roas = serializers.DecimalField(
+        max_digits=8, decimal_places=2, min_value=Decimal("0.01"), required=False
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs:
+            raise serializers.ValidationError("Name at least one field to change.")
+        return attrs
+
+
+class StrategyChangePayload(StrictSerializer):
+    campaign = CampaignRef()
+    changes = StrategyChanges()
+
+
+@register
+class StrategyChange(ActionType):
+    """A change to how a campaign bids. Magnitude is the number of fields it changes."""
+
+    name = "strategy_change"
+    label = "strategy change"
+    magnitude_unit = "count"
+    risk_weight = 40
+    payload_serializer = StrategyChangePayload
+
+    def campaign_fields(self, payload):
+        return {payload["campaign"]: tuple(sorted(payload["changes"]))}
+
+    def assess(self, payload, campaigns, account: Account) -> Assessment:
+        campaign = campaigns[payload["campaign"]]
+        changed = [
+            f"{field} {getattr(campaign, field) or '—'} → {value}"
+            for field, value in sorted(payload["changes"].items())
+            if str(getattr(campaign, field)) != str(value)
+        ]
+        return Assessment(
+            magnitude=Decimal(len(changed)),
+            magnitude_label=f"A strategy change to {campaign.external_id}",
+            summary=f"{campaign.external_id}: " + (", ".join(changed) or "no change"),
+        )
+
+    def proposed_state(self, payload, campaigns):
+        return {
+            payload["campaign"]: {
+                field: Decimal(value) if field.startswith("target_") else value
+                for field, value in payload["changes"].items()
+            }
+        }

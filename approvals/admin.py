@@ -1,0 +1,374 @@
+"""The review console: the operator's queue and decisions, the auditor's read-only view."""
+
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from simple_history.admin import SimpleHistoryAdmin
+
+from approvals import action_types
+from approvals.models import (
+    Agent,
+    AgentAPIKey,
+    Decision,
+    Execution,
+    Proposal,
+    ProposalStatus,
+    RejectionReason,
+)
+from approvals.services.agents import agent_key_issue, agent_key_revoke
+from approvals.services.decisions import DECIDE_PERMISSION, proposal_approve, proposal_reject
+from approvals.services.execution import proposal_retry
+from audit.actors import Actor
+from hitlproject.errors import DomainError
+from policies.engine import format_magnitude
+
+
+class ReadOnlyAdmin(SimpleHistoryAdmin):
+    """Records written only by the platform's services: everyone reads, nobody edits here."""
+
+    history_list_display = ["history_actor_kind", "history_actor"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class QueueStatusFilter(admin.SimpleListFilter):
+    """Status, defaulting to the review queue: what waits for a human."""
+
+    title = "status"
+    parameter_name = "status"
+    default = ProposalStatus.PENDING_REVIEW
+
+    def lookups(self, request, model_admin):
+        return [*ProposalStatus.choices, ("all", "All")]
+
+    def choices(self, changelist):
+        current = self.value() or self.default
+        for value, label in self.lookup_choices:
+            yield {
+                "selected": current == value,
+                "query_string": changelist.get_query_string({self.parameter_name: value}),
+                "display": label,
+            }
+
+    def queryset(self, request, queryset):
+        current = self.value() or self.default
+        return queryset if current == "all" else queryset.filter(status=current)
+
+
+class RejectForm(forms.Form):
+    reason_code = forms.ChoiceField(choices=RejectionReason.choices, label="Reason")
+    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+
+
+class ApproveForm(forms.Form):
+    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+
+
+@admin.register(Proposal)
+class ProposalAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "summary",
+        "status",
+        "action_type",
+        "agent",
+        "account",
+        "magnitude_display",
+        "risk",
+        "age",
+    ]
+    list_display_links = ["id", "summary"]
+    list_filter = [QueueStatusFilter, "action_type", "agent", "account", "account__channel"]
+    list_select_related = ["agent", "account"]
+    ordering = ["-risk", "created_at"]
+    search_fields = ["=id", "external_ref", "summary"]
+    list_per_page = 50
+    actions = ["approve_selected", "reject_selected"]
+    change_form_template = "admin/approvals/proposal/change_form.html"
+    fieldsets = [
+        (
+            None,
+            {"fields": ["summary", "status", "agent", "account", "action_type", "external_ref"]},
+        ),
+        ("What the agent says", {"fields": ["rationale", "confidence", "supporting_data_display"]}),
+        (
+            "What the platform derived",
+            {"fields": ["magnitude_display", "amount", "risk", "required_approvals"]},
+        ),
+        (
+            "Timeline",
+            {
+                "fields": [
+                    "created_at",
+                    "evaluated_at",
+                    "review_expires_at",
+                    "decided_at",
+                    "executed_at",
+                ]
+            },
+        ),
+    ]
+
+    @admin.display(description="magnitude")
+    def magnitude_display(self, proposal: Proposal) -> str:
+        unit = action_types.get(proposal.action_type).magnitude_unit
+        return format_magnitude(proposal.magnitude, unit)
+
+    @admin.display(description="age")
+    def age(self, proposal: Proposal) -> str:
+        minutes = int((timezone.now() - proposal.created_at).total_seconds() // 60)
+        if minutes < 60:
+            return f"{minutes} min"
+        if minutes < 48 * 60:
+            return f"{minutes // 60} h"
+        return f"{minutes // (24 * 60)} d"
+
+    @admin.display(description="supporting data")
+    def supporting_data_display(self, proposal: Proposal) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(proposal.supporting_data, indent=2))
+
+    def has_decide_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(DECIDE_PERMISSION)
+
+    # --- the detail page: approve, reject, retry ---------------------------------------------
+    def get_urls(self):
+        def view(name: str, func):
+            return path(
+                f"<int:object_id>/{name}/",
+                self.admin_site.admin_view(func),
+                name=f"approvals_proposal_{name}",
+            )
+
+        return [
+            view("approve", self.approve_view),
+            view("reject", self.reject_view),
+            view("retry", self.retry_view),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        proposal = get_object_or_404(
+            Proposal.objects.select_related("agent", "account", "verdict_policy"), pk=object_id
+        )
+        extra_context = {
+            **(extra_context or {}),
+            "proposal": proposal,
+            "decisions": proposal.decisions.select_related("reviewer"),
+            "approvals_so_far": proposal.decisions.filter(
+                review_round=proposal.review_round, outcome="approve"
+            ).count(),
+            "executions": proposal.executions.all(),
+            "current_vs_proposed": current_vs_proposed(proposal),
+            "can_decide": self.has_decide_permission(request)
+            and proposal.status == ProposalStatus.PENDING_REVIEW,
+            "can_retry": self.has_decide_permission(request)
+            and proposal.status == ProposalStatus.FAILED,
+            "approve_form": ApproveForm(),
+            "reject_form": RejectForm(),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _decide(
+        self, request: HttpRequest, object_id: int, form_class, decide
+    ) -> HttpResponseRedirect:
+        if request.method != "POST":
+            raise PermissionDenied
+        if not self.has_decide_permission(request):
+            raise PermissionDenied
+        form = form_class(request.POST)
+        if not form.is_valid():
+            messages.error(request, f"Not saved: {form.errors.as_text()}")
+        else:
+            try:
+                proposal = decide(**form.cleaned_data)
+            except DomainError as error:
+                messages.error(request, error.message)
+            else:
+                messages.success(
+                    request,
+                    f"Proposal #{proposal.pk} is now {proposal.get_status_display().lower()}.",
+                )
+        return HttpResponseRedirect(reverse("admin:approvals_proposal_change", args=[object_id]))
+
+    def approve_view(self, request: HttpRequest, object_id: int):
+        return self._decide(
+            request,
+            object_id,
+            ApproveForm,
+            lambda note: proposal_approve(proposal_id=object_id, reviewer=request.user, note=note),
+        )
+
+    def reject_view(self, request: HttpRequest, object_id: int):
+        return self._decide(
+            request,
+            object_id,
+            RejectForm,
+            lambda reason_code, note: proposal_reject(
+                proposal_id=object_id, reviewer=request.user, reason_code=reason_code, note=note
+            ),
+        )
+
+    def retry_view(self, request: HttpRequest, object_id: int):
+        return self._decide(
+            request,
+            object_id,
+            forms.Form,
+            lambda: proposal_retry(proposal_id=object_id, actor=Actor.for_user(request.user)),
+        )
+
+    # --- bulk decisions, each behind a confirmation page ---------------------------------------
+    def _bulk(self, request, queryset: QuerySet[Proposal], *, verb: str, form_class, decide):
+        proposals = list(
+            queryset.select_related("agent", "account").order_by("-risk", "created_at")
+        )
+        form = form_class(request.POST if "confirm" in request.POST else None)
+        if "confirm" in request.POST and form.is_valid():
+            done, refused = 0, []
+            for proposal in proposals:
+                try:
+                    decide(proposal, **form.cleaned_data)
+                    done += 1
+                except DomainError as error:
+                    refused.append(error.message)
+            if done:
+                messages.success(request, f"{verb.capitalize()}d {done} proposal(s).")
+            for message in refused:
+                messages.warning(request, message)
+            return None
+        return TemplateResponse(
+            request,
+            "admin/approvals/proposal/bulk_decision.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"{verb.capitalize()} {len(proposals)} proposal(s)?",
+                "verb": verb,
+                "action": request.POST.get("action"),
+                "proposals": proposals,
+                "not_pending": [p for p in proposals if p.status != ProposalStatus.PENDING_REVIEW],
+                "form": form,
+                "opts": self.model._meta,
+                "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            },
+        )
+
+    @admin.action(description="Approve selected proposals…", permissions=["decide"])
+    def approve_selected(self, request, queryset):
+        return self._bulk(
+            request,
+            queryset,
+            verb="approve",
+            form_class=ApproveForm,
+            decide=lambda proposal, note: proposal_approve(
+                proposal_id=proposal.pk, reviewer=request.user, note=note
+            ),
+        )
+
+    @admin.action(description="Reject selected proposals…", permissions=["decide"])
+    def reject_selected(self, request, queryset):
+        return self._bulk(
+            request,
+            queryset,
+            verb="reject",
+            form_class=RejectForm,
+            decide=lambda proposal, reason_code, note: proposal_reject(
+                proposal_id=proposal.pk, reviewer=request.user, reason_code=reason_code, note=note
+            ),
+        )
+
+
+def current_vs_proposed(proposal: Proposal) -> list[dict[str, str]]:
+    """Rows of campaign, field, its value when proposed, now, and after the action."""
+    from approvals.services.proposals import campaigns_for
+
+    action_type = action_types.get(proposal.action_type)
+    campaigns = campaigns_for(
+        account=proposal.account, action_type=action_type, payload=proposal.payload
+    )
+    if len(campaigns) < len(action_type.campaign_fields(proposal.payload)):
+        return []
+    proposed = action_type.proposed_state(proposal.payload, campaigns)
+    return [
+        {
+            "campaign": external_id,
+            "field": field,
+            "when_proposed": proposal.target_snapshot.get(external_id, {}).get(field, ""),
+            "current": str(getattr(campaigns[external_id], field)),
+            "proposed": str(value),
+        }
+        for external_id, values in proposed.items()
+        for field, value in values.items()
+    ]
+
+
+@admin.register(Decision)
+class DecisionAdmin(ReadOnlyAdmin):
+    list_display = ["id", "proposal", "outcome", "reason_code", "reviewer", "created_at"]
+    list_filter = ["outcome", "reason_code"]
+    list_select_related = ["proposal", "reviewer"]
+    raw_id_fields = ["proposal"]
+
+
+@admin.register(Execution)
+class ExecutionAdmin(ReadOnlyAdmin):
+    list_display = ["id", "proposal", "attempt", "executor", "status", "finished_at"]
+    list_filter = ["status", "executor"]
+    list_select_related = ["proposal"]
+
+
+@admin.register(Agent)
+class AgentAdmin(SimpleHistoryAdmin):
+    list_display = ["name", "kind", "owner", "is_active", "created_at"]
+    list_filter = ["kind", "is_active"]
+    filter_horizontal = ["accounts"]
+    history_list_display = ["history_actor_kind", "history_actor"]
+    actions = ["issue_new_key"]
+
+    @admin.action(
+        description="Issue a new API key (revokes the current one)", permissions=["change"]
+    )
+    def issue_new_key(self, request, queryset):
+        for agent in queryset:
+            raw_key = agent_key_issue(agent=agent, actor=Actor.for_user(request.user))
+            messages.warning(
+                request,
+                format_html("New API key for {}, shown once: <code>{}</code>", agent.name, raw_key),
+            )
+
+
+@admin.register(AgentAPIKey)
+class AgentAPIKeyAdmin(ReadOnlyAdmin):
+    list_display = ["prefix", "agent", "created_at", "revoked_at"]
+    list_filter = ["agent"]
+    list_select_related = ["agent"]
+    exclude = ["digest"]
+    actions = ["revoke"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["agent", "prefix", "created_at", "revoked_at"]
+
+    @admin.action(description="Revoke selected keys", permissions=["revoke"])
+    def revoke(self, request, queryset):
+        for key in queryset.filter(revoked_at__isnull=True):
+            agent_key_revoke(key=key, actor=Actor.for_user(request.user))
+        messages.success(request, "Revoked.")
+
+    def has_revoke_permission(self, request) -> bool:
+        return request.user.has_perm("approvals.change_agent")

@@ -1,0 +1,282 @@
+"""The agent API for proposals: submit, batch, list, detail, withdraw."""
+
+from django.conf import settings
+from django.db import transaction
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from rest_framework import serializers, status
+from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from approvals.models import Proposal, ProposalStatus
+from approvals.selectors import proposal_get_for_agent, proposal_list_for_agent
+from approvals.services.idempotency import (
+    Replay,
+    idempotency_claim,
+    idempotency_complete,
+    idempotency_release,
+    request_fingerprint,
+)
+from approvals.services.proposals import proposal_submit, proposal_withdraw
+from approvals.validation import StrictSerializer, bounded_json, finite_number
+from hitlproject.api import AgentAPIView, api_error_body
+from hitlproject.errors import DomainError
+
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    location=OpenApiParameter.HEADER,
+    required=False,
+    description=(
+        "Makes a retry safe: the same key and body replay the original answer; the same key "
+        "with another body is 422; a retry while the first is still in flight is 409. "
+        "Kept at least 24 hours."
+    ),
+)
+
+
+class ProposalInput(StrictSerializer):
+    action_type = serializers.CharField(max_length=32, help_text="One of the action types.")
+    account = serializers.SlugField(max_length=100, help_text="The account's external id.")
+    payload = serializers.DictField(help_text="The action's fields; see the action type.")
+    rationale = serializers.CharField(max_length=10_000)
+    supporting_data = serializers.DictField(required=False, default=dict, validators=[bounded_json])
+    confidence = serializers.FloatField(min_value=0.0, max_value=1.0, validators=[finite_number])
+    external_ref = serializers.CharField(
+        max_length=200, required=False, allow_blank=True, default=""
+    )
+
+
+class DecisionOutput(serializers.Serializer):
+    outcome = serializers.CharField()
+    reason_code = serializers.CharField()
+    note = serializers.CharField()
+    edited_payload = serializers.JSONField(allow_null=True)
+    decided_at = serializers.DateTimeField(source="created_at")
+
+
+class ExecutionOutput(serializers.Serializer):
+    attempt = serializers.IntegerField()
+    executor = serializers.CharField()
+    status = serializers.CharField()
+    before_state = serializers.JSONField()
+    after_state = serializers.JSONField()
+    error = serializers.CharField()
+    started_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField()
+
+
+class PolicyRefOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class VerdictOutput(serializers.Serializer):
+    outcome = serializers.CharField(source="verdict_outcome", allow_null=True)
+    policy = PolicyRefOutput(source="verdict_policy", allow_null=True)
+    reasons = serializers.ListField(child=serializers.CharField(), source="verdict_reasons")
+    required_approvals = serializers.IntegerField()
+
+
+class ProposalOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=ProposalStatus.choices)
+    action_type = serializers.CharField()
+    account = serializers.CharField(source="account.external_id")
+    payload = serializers.JSONField()
+    rationale = serializers.CharField()
+    supporting_data = serializers.JSONField()
+    confidence = serializers.FloatField()
+    external_ref = serializers.CharField()
+    summary = serializers.CharField()
+    magnitude = serializers.DecimalField(max_digits=14, decimal_places=6)
+    amount = serializers.DecimalField(max_digits=14, decimal_places=2, allow_null=True)
+    risk = serializers.IntegerField(allow_null=True)
+    verdict = serializers.SerializerMethodField()
+    decisions = DecisionOutput(many=True)
+    execution = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    evaluated_at = serializers.DateTimeField(allow_null=True)
+    review_expires_at = serializers.DateTimeField(allow_null=True)
+    decided_at = serializers.DateTimeField(allow_null=True)
+    executed_at = serializers.DateTimeField(allow_null=True)
+
+    @extend_schema_field(VerdictOutput(allow_null=True))
+    def get_verdict(self, proposal: Proposal):
+        if not proposal.verdict_outcome:
+            return None  # not evaluated yet
+        return VerdictOutput(proposal).data
+
+    @extend_schema_field(ExecutionOutput(allow_null=True))
+    def get_execution(self, proposal: Proposal):
+        executions = list(proposal.executions.all())
+        return ExecutionOutput(executions[-1]).data if executions else None
+
+
+def proposal_body(proposal: Proposal) -> dict:
+    return ProposalOutput(proposal).data
+
+
+def submit_one(agent, data: dict) -> Proposal:
+    serializer = ProposalInput(data=data)
+    serializer.is_valid(raise_exception=True)
+    valid = serializer.validated_data
+    return proposal_submit(
+        agent=agent,
+        account_external_id=valid["account"],
+        action_type=valid["action_type"],
+        payload=valid["payload"],
+        rationale=valid["rationale"],
+        supporting_data=valid["supporting_data"],
+        confidence=valid["confidence"],
+        external_ref=valid["external_ref"],
+    )
+
+
+class IdempotentAPIView(AgentAPIView):
+    """A POST view whose answer is kept under the agent's Idempotency-Key, if it sends one."""
+
+    def post(self, request: Request) -> Response:
+        key = request.headers.get("Idempotency-Key")
+        if key is None:
+            return self.perform(request)
+        if not 1 <= len(key) <= 255 or not key.isprintable():
+            raise ValidationError({"Idempotency-Key": ["Must be 1 to 255 printable characters."]})
+        claim = idempotency_claim(
+            agent=request.user, key=key, fingerprint=request_fingerprint(request.data)
+        )
+        if isinstance(claim, Replay):
+            return Response(
+                claim.body, status=claim.status, headers={"Idempotent-Replayed": "true"}
+            )
+        try:
+            with transaction.atomic():
+                response = self.perform(request)
+                idempotency_complete(record=claim, status=response.status_code, body=response.data)
+        except BaseException:
+            idempotency_release(record=claim)
+            raise
+        return response
+
+    def perform(self, request: Request) -> Response:
+        raise NotImplementedError
+
+
+class ProposalPagination(CursorPagination):
+    ordering = "-id"
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class ProposalListFilters(StrictSerializer):
+    status = serializers.ChoiceField(choices=ProposalStatus.choices, required=False)
+    action_type = serializers.CharField(max_length=32, required=False)
+    since = serializers.DateTimeField(required=False)
+    cursor = serializers.CharField(required=False)
+    page_size = serializers.IntegerField(min_value=1, max_value=500, required=False)
+
+
+class ProposalCollectionApi(IdempotentAPIView):
+    @extend_schema(
+        operation_id="proposals_submit",
+        request=ProposalInput,
+        responses={201: ProposalOutput},
+        parameters=[IDEMPOTENCY_HEADER],
+        summary="Submit a proposal",
+    )
+    def post(self, request: Request) -> Response:
+        return super().post(request)
+
+    def perform(self, request: Request) -> Response:
+        proposal = submit_one(request.user, request.data)
+        return Response(
+            proposal_body(proposal),
+            status=status.HTTP_201_CREATED,
+            headers={"Location": f"/api/v1/proposals/{proposal.pk}/"},
+        )
+
+    @extend_schema(
+        operation_id="proposals_list",
+        parameters=[ProposalListFilters],
+        responses={200: ProposalOutput(many=True)},
+        summary="List this agent's proposals, newest first",
+    )
+    def get(self, request: Request) -> Response:
+        filters = ProposalListFilters(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        queryset = proposal_list_for_agent(
+            agent=request.user,
+            status=filters.validated_data.get("status"),
+            action_type=filters.validated_data.get("action_type"),
+            since=filters.validated_data.get("since"),
+        )
+        paginator = ProposalPagination()
+        page = paginator.paginate_queryset(queryset, request, view=self)
+        return paginator.get_paginated_response([proposal_body(p) for p in page])
+
+
+class BatchItemResult(serializers.Serializer):
+    index = serializers.IntegerField()
+    status = serializers.IntegerField(help_text="201 when created, else the 4xx it would get.")
+    proposal = ProposalOutput(required=False)
+    errors = serializers.JSONField(required=False)
+
+
+class ProposalBatchApi(IdempotentAPIView):
+    max_body_bytes = settings.API_MAX_BATCH_BODY_BYTES
+
+    @extend_schema(
+        operation_id="proposals_submit_batch",
+        request=ProposalInput(many=True),
+        responses={200: BatchItemResult(many=True)},
+        parameters=[IDEMPOTENCY_HEADER],
+        summary="Submit up to 1,000 proposals; each gets its own result",
+    )
+    def post(self, request: Request) -> Response:
+        return super().post(request)
+
+    def perform(self, request: Request) -> Response:
+        items = request.data
+        if not isinstance(items, list) or not items:
+            raise ValidationError(
+                {"non_field_errors": ["Send a non-empty JSON list of proposals."]}
+            )
+        if len(items) > settings.API_MAX_BATCH_SIZE:
+            raise ValidationError(
+                {"non_field_errors": [f"At most {settings.API_MAX_BATCH_SIZE} proposals a batch."]}
+            )
+        results = []
+        for index, item in enumerate(items):
+            try:
+                with transaction.atomic():
+                    proposal = submit_one(request.user, item)
+            except (APIException, DomainError) as error:
+                status_code, body = api_error_body(error)
+                results.append({"index": index, "status": status_code, "errors": body})
+            else:
+                results.append({"index": index, "status": 201, "proposal": proposal_body(proposal)})
+        return Response(results, status=status.HTTP_200_OK)
+
+
+class ProposalDetailApi(AgentAPIView):
+    @extend_schema(operation_id="proposals_retrieve", responses={200: ProposalOutput})
+    def get(self, request: Request, proposal_id: int) -> Response:
+        proposal = proposal_get_for_agent(agent=request.user, proposal_id=proposal_id)
+        return Response(proposal_body(proposal))
+
+
+class ProposalWithdrawApi(AgentAPIView):
+    @extend_schema(
+        operation_id="proposals_withdraw",
+        request=None,
+        responses={200: ProposalOutput},
+        summary="Withdraw a proposal that is still waiting",
+    )
+    def post(self, request: Request, proposal_id: int) -> Response:
+        proposal_get_for_agent(agent=request.user, proposal_id=proposal_id)
+        proposal_withdraw(agent=request.user, proposal_id=proposal_id)
+        return Response(
+            proposal_body(proposal_get_for_agent(agent=request.user, proposal_id=proposal_id))
+        )

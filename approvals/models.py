@@ -1,0 +1,253 @@
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+from audit.models import audited_history
+
+
+class AgentKind(models.TextChoices):
+    RESEARCH = "research", "Research"
+    ANALYSIS = "analysis", "Analysis"
+    PRODUCTION = "production", "Production"
+    OPTIMIZATION = "optimization", "Optimization"
+
+
+class Agent(models.Model):
+    name = models.SlugField(max_length=100, unique=True)
+    kind = models.CharField(max_length=16, choices=AgentKind.choices)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="owned_agents",
+        help_text="The person answerable for this agent.",
+    )
+    is_active = models.BooleanField(default=True)
+    accounts = models.ManyToManyField(
+        "ledger.Account", related_name="agents", help_text="Accounts this agent may act on."
+    )
+    callback_url = models.URLField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    history = audited_history(m2m_fields=[accounts])
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    # An authenticated agent stands in for DRF's request.user.
+    is_authenticated = True
+
+
+class AgentAPIKey(models.Model):
+    """An API key: stored as a SHA-256 digest, found by its public prefix, shown once."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="api_keys")
+    prefix = models.CharField(max_length=16, unique=True)
+    digest = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    history = audited_history()
+
+    class Meta:
+        verbose_name = "agent API key"
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.agent})"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+class ProposalStatus(models.TextChoices):
+    SUBMITTED = "submitted", "Submitted"
+    PENDING_REVIEW = "pending_review", "Pending review"
+    APPROVED = "approved", "Approved"
+    BLOCKED = "blocked", "Blocked"
+    REJECTED = "rejected", "Rejected"
+    EXPIRED = "expired", "Expired"
+    WITHDRAWN = "withdrawn", "Withdrawn"
+    EXECUTING = "executing", "Executing"
+    EXECUTED = "executed", "Executed"
+    FAILED = "failed", "Failed"
+
+
+class VerdictOutcome(models.TextChoices):
+    AUTO_APPROVE = "auto_approve", "Auto-approve"
+    REVIEW = "review", "Human review"
+    BLOCK = "block", "Block"
+
+
+class Proposal(models.Model):
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="proposals")
+    account = models.ForeignKey("ledger.Account", on_delete=models.PROTECT, related_name="+")
+    action_type = models.CharField(max_length=32, db_index=True)
+    payload = models.JSONField(
+        help_text="The action as approved; the agent's own words until edited."
+    )
+    rationale = models.TextField()
+    supporting_data = models.JSONField(default=dict, blank=True)
+    confidence = models.FloatField(validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
+    external_ref = models.CharField(max_length=200, blank=True)
+
+    # What the platform derived from its own ledger, not from the agent's claim.
+    summary = models.CharField(max_length=300)
+    magnitude = models.DecimalField(max_digits=14, decimal_places=6)
+    magnitude_label = models.CharField(max_length=300, help_text="The magnitude, in words.")
+    amount = models.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="Money moved per day, in the account's currency, where the action moves money.",
+    )
+    target_snapshot = models.JSONField(
+        default=dict, help_text="The ledger fields the action touches, as they were when assessed."
+    )
+
+    status = models.CharField(
+        max_length=16, choices=ProposalStatus.choices, default=ProposalStatus.SUBMITTED
+    )
+    risk = models.PositiveSmallIntegerField(null=True, blank=True)
+    verdict_outcome = models.CharField(max_length=16, choices=VerdictOutcome.choices, blank=True)
+    verdict_policy = models.ForeignKey(
+        "policies.Policy", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    verdict_reasons = models.JSONField(default=list, blank=True)
+    required_approvals = models.PositiveSmallIntegerField(default=1)
+    review_round = models.PositiveSmallIntegerField(
+        default=0,
+        help_text="Increments each time the proposal enters review; approvals count per round.",
+    )
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    evaluated_at = models.DateTimeField(null=True, blank=True)
+    review_expires_at = models.DateTimeField(null=True, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    executed_at = models.DateTimeField(null=True, blank=True)
+
+    history = audited_history()
+
+    class Meta:
+        ordering = ["-created_at"]
+        permissions = [("decide_proposal", "Can approve or reject proposals")]
+        indexes = [
+            # The review queue: pending first, riskiest then oldest.
+            models.Index(fields=["status", "-risk", "created_at"], name="proposal_queue_idx"),
+            models.Index(fields=["agent", "-id"], name="proposal_agent_idx"),
+            models.Index(
+                fields=["review_expires_at"],
+                name="proposal_review_expiry_idx",
+                condition=models.Q(status="pending_review"),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.summary}"
+
+
+class DecisionOutcome(models.TextChoices):
+    APPROVE = "approve", "Approve"
+    REJECT = "reject", "Reject"
+
+
+class RejectionReason(models.TextChoices):
+    OFF_BRAND = "off_brand", "Off brand"
+    WRONG_SIGNAL = "wrong_signal", "Wrong signal"
+    CONTRADICTS_STRATEGY = "contradicts_strategy", "Contradicts strategy"
+    TOO_AGGRESSIVE = "too_aggressive", "Too aggressive"
+    FACTUAL_ERROR = "factual_error", "Factual error"
+    OTHER = "other", "Other"
+
+
+class Decision(models.Model):
+    proposal = models.ForeignKey(Proposal, on_delete=models.PROTECT, related_name="decisions")
+    review_round = models.PositiveSmallIntegerField()
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="decisions"
+    )
+    outcome = models.CharField(max_length=8, choices=DecisionOutcome.choices)
+    reason_code = models.CharField(max_length=32, choices=RejectionReason.choices, blank=True)
+    note = models.TextField(blank=True)
+    edited_payload = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    history = audited_history()
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["proposal", "review_round", "reviewer"],
+                name="decision_one_per_reviewer_per_round",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(outcome="reject") | ~models.Q(reason_code=""),
+                name="decision_rejection_has_reason",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_outcome_display()} by {self.reviewer} on #{self.proposal_id}"
+
+
+class ExecutionStatus(models.TextChoices):
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class Execution(models.Model):
+    """One attempt to carry out an approved proposal."""
+
+    proposal = models.ForeignKey(Proposal, on_delete=models.PROTECT, related_name="executions")
+    attempt = models.PositiveSmallIntegerField()
+    executor = models.CharField(max_length=32)
+    status = models.CharField(max_length=16, choices=ExecutionStatus.choices)
+    before_state = models.JSONField(default=dict)
+    after_state = models.JSONField(default=dict)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+
+    history = audited_history()
+
+    class Meta:
+        ordering = ["proposal", "attempt"]
+        constraints = [
+            models.UniqueConstraint(fields=["proposal", "attempt"], name="execution_unique_attempt")
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.proposal_id} attempt {self.attempt}: {self.status}"
+
+
+class IdempotencyRecord(models.Model):
+    """An agent's Idempotency-Key, the request it came with, and the answer it got."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    request_fingerprint = models.CharField(max_length=64)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    locked_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "key"], name="idempotency_unique_agent_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent_id}:{self.key}"
+
+    @property
+    def is_complete(self) -> bool:
+        return self.response_status is not None

@@ -1,0 +1,44 @@
+"""The three roles of the review console, as permission groups.
+
+Operators read everything and decide proposals; policy owners read everything and edit
+policies; auditors read everything, history included, and change nothing.
+"""
+
+from django.apps import apps as global_apps
+
+OPERATORS = "operators"
+POLICY_OWNERS = "policy owners"
+AUDITORS = "auditors"
+
+VISIBLE_APPS = ("ledger", "approvals", "policies", "feedback")
+
+ROLE_EXTRA_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
+    OPERATORS: [("approvals", "decide_proposal")],
+    POLICY_OWNERS: [("policies", "add_policy"), ("policies", "change_policy")],
+    AUDITORS: [],
+}
+
+
+def sync_role_groups(apps=global_apps) -> None:
+    """Create the role groups and give each exactly its permissions. Safe to run again."""
+    from django.contrib.auth.management import create_permissions
+
+    for app_config in apps.get_app_configs():
+        app_config.models_module = True
+        create_permissions(app_config, apps=apps, verbosity=0)
+        app_config.models_module = None
+
+    group_model = apps.get_model("auth", "Group")
+    permission_model = apps.get_model("auth", "Permission")
+    view_all = list(
+        permission_model.objects.filter(
+            content_type__app_label__in=VISIBLE_APPS, codename__startswith="view_"
+        )
+    )
+    for role, extras in ROLE_EXTRA_PERMISSIONS.items():
+        group, _ = group_model.objects.get_or_create(name=role)
+        extra = [
+            permission_model.objects.get(content_type__app_label=app_label, codename=codename)
+            for app_label, codename in extras
+        ]
+        group.permissions.set([*view_all, *extra])

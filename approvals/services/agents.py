@@ -1,0 +1,87 @@
+"""Agents and their API keys.
+
+A key is ``hitl_<prefix>_<secret>``: the prefix is public and finds the key's row, the secret
+has 256 bits of entropy. Only a SHA-256 digest of the whole key is stored. A slow password hash
+would buy nothing against guessing a 256-bit secret and would cost every request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from rest_framework.exceptions import AuthenticationFailed
+
+from approvals.models import Agent, AgentAPIKey
+from audit.actors import Actor, acting_as
+from ledger.models import Account
+
+KEY_SCHEME = "hitl"
+
+
+def _digest(raw_key: str) -> str:
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def agent_key_issue(*, agent: Agent, actor: Actor, revoke_existing: bool = True) -> str:
+    """Issue a new key for an agent and return it: the only time it is ever shown."""
+    with transaction.atomic(), acting_as(actor):
+        if revoke_existing:
+            for key in agent.api_keys.filter(revoked_at__isnull=True):
+                key.revoked_at = timezone.now()
+                key._change_reason = "revoked: a new key was issued"
+                key.save()
+        while True:
+            prefix = secrets.token_hex(6)
+            raw_key = f"{KEY_SCHEME}_{prefix}_{secrets.token_urlsafe(32)}"
+            try:
+                with transaction.atomic():
+                    AgentAPIKey.objects.create(agent=agent, prefix=prefix, digest=_digest(raw_key))
+            except IntegrityError:
+                continue  # a prefix collision: draw again
+            return raw_key
+
+
+def agent_key_revoke(*, key: AgentAPIKey, actor: Actor) -> None:
+    with acting_as(actor):
+        key.revoked_at = timezone.now()
+        key._change_reason = f"revoked by {actor.name}"
+        key.save()
+
+
+def agent_create(
+    *,
+    name: str,
+    kind: str,
+    accounts: Iterable[Account],
+    actor: Actor,
+    owner: AbstractBaseUser | None = None,
+    callback_url: str = "",
+) -> tuple[Agent, str]:
+    """Create an agent with access to ``accounts``; returns it with its first API key."""
+    with transaction.atomic(), acting_as(actor):
+        agent = Agent(name=name, kind=kind, owner=owner, callback_url=callback_url)
+        agent.full_clean()
+        agent.save()
+        agent.accounts.set(accounts)
+        return agent, agent_key_issue(agent=agent, actor=actor)
+
+
+def agent_authenticate(raw_key: str) -> tuple[Agent, AgentAPIKey]:
+    scheme, _, rest = raw_key.partition("_")
+    prefix, _, secret = rest.partition("_")
+    if scheme != KEY_SCHEME or not prefix or not secret:
+        raise AuthenticationFailed("Malformed API key.")
+    key = AgentAPIKey.objects.select_related("agent").filter(prefix=prefix).first()
+    if key is None or not hmac.compare_digest(key.digest, _digest(raw_key)):
+        raise AuthenticationFailed("Invalid API key.")
+    if key.is_revoked:
+        raise AuthenticationFailed("This API key has been revoked.")
+    if not key.agent.is_active:
+        raise AuthenticationFailed("This agent is deactivated.")
+    return key.agent, key

@@ -1,0 +1,114 @@
+"""Carrying out approved proposals with the built-in ledger executor, exactly once.
+
+The ledger effect, the execution record and the status change commit in one transaction,
+under locks on the proposal and then its campaigns (always in that order, campaigns by id), so
+a redelivered task finds the proposal executed and does nothing.
+"""
+
+import logging
+
+from django.db import OperationalError, transaction
+from django.utils import timezone
+
+from approvals import action_types
+from approvals.models import Execution, ExecutionStatus, Proposal, ProposalStatus
+from approvals.services.lifecycle import proposal_lock, proposal_transition
+from approvals.services.proposals import campaigns_for, ledger_snapshot
+from audit.actors import Actor, acting_as
+
+logger = logging.getLogger(__name__)
+
+LEDGER_EXECUTOR = "ledger"
+
+
+def _moved_fields(expected: dict, current: dict) -> list[str]:
+    return [
+        f"{campaign}'s {field} is {current[campaign][field]}, was {value}"
+        for campaign, fields in expected.items()
+        for field, value in fields.items()
+        if current.get(campaign, {}).get(field) != value
+    ]
+
+
+def proposal_execute(*, proposal_id: int) -> Proposal:
+    actor = Actor.system("executor")
+    with transaction.atomic(), acting_as(actor):
+        proposal = proposal_lock(proposal_id)
+        if proposal.status != ProposalStatus.APPROVED:
+            return proposal  # executed already, or no longer approved: nothing to do
+        action_type = action_types.get(proposal.action_type)
+        campaigns = campaigns_for(
+            account=proposal.account, action_type=action_type, payload=proposal.payload, lock=True
+        )
+        before = ledger_snapshot(
+            action_type=action_type, payload=proposal.payload, campaigns=campaigns
+        )
+        moved = _moved_fields(proposal.target_snapshot, before)
+        if moved:
+            return proposal_transition(
+                proposal_id=proposal_id,
+                to_status=ProposalStatus.PENDING_REVIEW,
+                actor=actor,
+                reason="The target moved since the proposal was made: " + "; ".join(moved) + ".",
+                changes={
+                    "verdict_reasons": [
+                        *proposal.verdict_reasons,
+                        "Sent back for review before executing: " + "; ".join(moved) + ".",
+                    ]
+                },
+            )
+
+        proposal_transition(
+            proposal_id=proposal_id, to_status=ProposalStatus.EXECUTING, actor=actor
+        )
+        started_at = timezone.now()
+        attempt = proposal.executions.count() + 1
+        try:
+            with transaction.atomic():
+                action_type.apply(proposal.payload, campaigns, proposal)
+        except OperationalError:
+            raise  # transient (lock timeout, lost connection): the task retries
+        except Exception as error:
+            logger.exception("Executing proposal %s failed", proposal_id)
+            Execution.objects.create(
+                proposal=proposal,
+                attempt=attempt,
+                executor=LEDGER_EXECUTOR,
+                status=ExecutionStatus.FAILED,
+                before_state=before,
+                error=f"{type(error).__name__}: {error}",
+                started_at=started_at,
+                finished_at=timezone.now(),
+            )
+            return proposal_transition(
+                proposal_id=proposal_id,
+                to_status=ProposalStatus.FAILED,
+                actor=actor,
+                reason=f"execution failed: {error}",
+            )
+
+        Execution.objects.create(
+            proposal=proposal,
+            attempt=attempt,
+            executor=LEDGER_EXECUTOR,
+            status=ExecutionStatus.SUCCEEDED,
+            before_state=before,
+            after_state=ledger_snapshot(
+                action_type=action_type, payload=proposal.payload, campaigns=campaigns
+            ),
+            started_at=started_at,
+            finished_at=timezone.now(),
+        )
+        return proposal_transition(
+            proposal_id=proposal_id, to_status=ProposalStatus.EXECUTED, actor=actor
+        )
+
+
+def proposal_retry(*, proposal_id: int, actor: Actor) -> Proposal:
+    """Send a failed proposal back to execution."""
+    return proposal_transition(
+        proposal_id=proposal_id,
+        to_status=ProposalStatus.APPROVED,
+        actor=actor,
+        reason=f"execution retried by {actor.name}",
+    )

@@ -1,0 +1,89 @@
+"""The proposal lifecycle: the one place a proposal changes status.
+
+    submitted ──> approved | pending_review | blocked | withdrawn
+    pending_review ──> approved | rejected | expired | withdrawn
+    approved ──> executing | pending_review (the target moved since the proposal)
+    executing ──> executed | failed
+    failed ──> approved (an operator retries)
+
+``proposal_transition`` locks the row, checks the move is allowed from the status the row has
+*now*, writes it with the acting actor (history records who, when and why) and schedules the
+side effects after commit. The admin, the API and the Celery tasks all call it.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from approvals.models import Proposal, ProposalStatus
+from audit.actors import Actor, acting_as
+from hitlproject.errors import Conflict
+
+S = ProposalStatus
+
+ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
+    S.SUBMITTED: frozenset({S.APPROVED, S.PENDING_REVIEW, S.BLOCKED, S.WITHDRAWN}),
+    S.PENDING_REVIEW: frozenset({S.APPROVED, S.REJECTED, S.EXPIRED, S.WITHDRAWN}),
+    S.APPROVED: frozenset({S.EXECUTING, S.PENDING_REVIEW}),
+    S.EXECUTING: frozenset({S.EXECUTED, S.FAILED}),
+    S.FAILED: frozenset({S.APPROVED}),
+}
+DECIDED_STATUSES = frozenset({S.APPROVED, S.REJECTED, S.BLOCKED})
+
+
+class InvalidTransition(Conflict):
+    code = "invalid_transition"
+
+    def __init__(self, proposal: Proposal, to_status: str) -> None:
+        super().__init__(
+            f"Proposal #{proposal.pk} is {proposal.get_status_display().lower()}; "
+            f"it cannot become {S(to_status).label.lower()}."
+        )
+        self.current_status = proposal.status
+
+
+def proposal_lock(proposal_id: int) -> Proposal:
+    """Read a proposal and lock its row until the surrounding transaction ends."""
+    return Proposal.objects.select_for_update().get(pk=proposal_id)
+
+
+def proposal_transition(
+    *,
+    proposal_id: int,
+    to_status: str,
+    actor: Actor,
+    reason: str = "",
+    changes: Mapping[str, Any] | None = None,
+) -> Proposal:
+    with transaction.atomic(), acting_as(actor):
+        proposal = proposal_lock(proposal_id)
+        if to_status not in ALLOWED_TRANSITIONS.get(proposal.status, frozenset()):
+            raise InvalidTransition(proposal, to_status)
+        for field, value in (changes or {}).items():
+            setattr(proposal, field, value)
+
+        now = timezone.now()
+        if to_status == S.PENDING_REVIEW:
+            proposal.review_round += 1
+            window = (
+                proposal.verdict_policy.review_window
+                if proposal.verdict_policy_id
+                else settings.DEFAULT_REVIEW_WINDOW
+            )
+            proposal.review_expires_at = now + window
+        if to_status in DECIDED_STATUSES and proposal.status != S.FAILED:
+            proposal.decided_at = now
+        if to_status == S.EXECUTED:
+            proposal.executed_at = now
+        proposal._change_reason = reason or f"{proposal.status} → {to_status}"
+        proposal.status = to_status
+        proposal.save()
+
+        if to_status == S.APPROVED:
+            from approvals.tasks import execute_proposal
+
+            execute_proposal.delay_on_commit(proposal.pk)
+    return proposal

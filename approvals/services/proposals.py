@@ -1,0 +1,193 @@
+"""Submitting, assessing, evaluating and withdrawing proposals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+from rest_framework.exceptions import ValidationError
+
+from approvals import action_types
+from approvals.action_types import ActionType, Assessment
+from approvals.models import Agent, Proposal, ProposalStatus, VerdictOutcome
+from approvals.services.lifecycle import proposal_lock, proposal_transition
+from audit.actors import Actor, acting_as
+from ledger.models import Account, Campaign
+from policies.engine import Verdict
+from policies.services import policy_verdict
+
+VERDICT_STATUS = {
+    VerdictOutcome.AUTO_APPROVE: ProposalStatus.APPROVED,
+    VerdictOutcome.REVIEW: ProposalStatus.PENDING_REVIEW,
+    VerdictOutcome.BLOCK: ProposalStatus.BLOCKED,
+}
+
+
+@dataclass(frozen=True)
+class AssessedAction:
+    """An action checked against the ledger: its type, clean payload and derived facts."""
+
+    action_type: ActionType
+    account: Account
+    payload: dict[str, Any]
+    assessment: Assessment
+    snapshot: dict[str, dict[str, str]]
+
+
+def campaigns_for(
+    *, account: Account, action_type: ActionType, payload: dict[str, Any], lock: bool = False
+) -> dict[str, Campaign]:
+    """The campaigns an action touches, by external id; locked in id order when asked."""
+    queryset = Campaign.objects.filter(
+        account=account, external_id__in=list(action_type.campaign_fields(payload))
+    ).order_by("pk")
+    if lock:
+        queryset = queryset.select_for_update()
+    return {campaign.external_id: campaign for campaign in queryset}
+
+
+def ledger_snapshot(
+    *, action_type: ActionType, payload: dict[str, Any], campaigns: dict[str, Campaign]
+) -> dict[str, dict[str, str]]:
+    return {
+        external_id: {field: str(getattr(campaigns[external_id], field)) for field in fields}
+        for external_id, fields in action_type.campaign_fields(payload).items()
+    }
+
+
+def action_assess(*, account: Account, action_type_name: str, raw_payload: Any) -> AssessedAction:
+    """Validate an action's payload and derive its magnitude from the platform's ledger."""
+    action_type = action_types.get(action_type_name)
+    if action_type is None:
+        known = ", ".join(action_types.names())
+        raise ValidationError(
+            {"action_type": [f"Unknown action type “{action_type_name}”. Known types: {known}."]}
+        )
+    try:
+        payload = action_type.validate_payload(raw_payload)
+    except ValidationError as error:
+        raise ValidationError({"payload": error.detail}) from error
+
+    campaigns = campaigns_for(account=account, action_type=action_type, payload=payload)
+    missing = {
+        field: [f"No campaign “{value}” on account “{account.external_id}”."]
+        for field, value in payload.items()
+        if isinstance(value, str) and field.endswith("campaign") and value not in campaigns
+    }
+    if missing:
+        raise ValidationError({"payload": missing})
+    try:
+        action_type.check(payload, campaigns)
+    except ValidationError as error:
+        raise ValidationError({"payload": error.detail}) from error
+
+    return AssessedAction(
+        action_type=action_type,
+        account=account,
+        payload=payload,
+        assessment=action_type.assess(payload, campaigns, account),
+        snapshot=ledger_snapshot(action_type=action_type, payload=payload, campaigns=campaigns),
+    )
+
+
+def agent_account(*, agent: Agent, external_id: str) -> Account:
+    account = agent.accounts.filter(external_id=external_id).first()
+    if account is None:
+        raise ValidationError(
+            {"account": [f"No account “{external_id}” that agent “{agent.name}” may act on."]}
+        )
+    return account
+
+
+def proposal_submit(
+    *,
+    agent: Agent,
+    account_external_id: str,
+    action_type: str,
+    payload: Any,
+    rationale: str,
+    supporting_data: dict[str, Any],
+    confidence: float,
+    external_ref: str = "",
+) -> Proposal:
+    """Record an agent's proposal and have the policy engine evaluate it once it is committed."""
+    account = agent_account(agent=agent, external_id=account_external_id)
+    assessed = action_assess(account=account, action_type_name=action_type, raw_payload=payload)
+    with transaction.atomic(), acting_as(Actor.for_agent(agent)):
+        proposal = Proposal(
+            agent=agent,
+            account=account,
+            action_type=action_type,
+            payload=assessed.payload,
+            rationale=rationale,
+            supporting_data=supporting_data,
+            confidence=confidence,
+            external_ref=external_ref,
+            summary=assessed.assessment.summary[:300],
+            magnitude=assessed.assessment.magnitude,
+            magnitude_label=assessed.assessment.magnitude_label[:300],
+            amount=assessed.assessment.amount,
+            target_snapshot=assessed.snapshot,
+        )
+        proposal._change_reason = "submitted"
+        proposal.save()
+
+        from approvals.tasks import evaluate_proposal
+
+        evaluate_proposal.delay_on_commit(proposal.pk)
+    return proposal
+
+
+def proposal_dry_run(*, agent: Agent, account_external_id: str, action_type: str, payload: Any):
+    """What the policy engine would decide about this action now. Writes nothing."""
+    account = agent_account(agent=agent, external_id=account_external_id)
+    assessed = action_assess(account=account, action_type_name=action_type, raw_payload=payload)
+    verdict = policy_verdict(
+        action_type=assessed.action_type,
+        account=account,
+        magnitude=assessed.assessment.magnitude,
+        magnitude_label=assessed.assessment.magnitude_label,
+    )
+    return assessed, verdict
+
+
+def verdict_changes(verdict: Verdict) -> dict[str, Any]:
+    return {
+        "verdict_outcome": verdict.outcome,
+        "verdict_policy_id": verdict.policy_id,
+        "verdict_reasons": list(verdict.reasons),
+        "required_approvals": verdict.required_approvals,
+        "risk": verdict.risk,
+    }
+
+
+def proposal_evaluate(*, proposal_id: int) -> Proposal:
+    """Route a submitted proposal by policy: approve it, send it to a human, or block it."""
+    with transaction.atomic():
+        proposal = proposal_lock(proposal_id)
+        if proposal.status != ProposalStatus.SUBMITTED:
+            return proposal  # evaluated already (a redelivered task), or withdrawn
+        verdict = policy_verdict(
+            action_type=action_types.get(proposal.action_type),
+            account=proposal.account,
+            magnitude=proposal.magnitude,
+            magnitude_label=proposal.magnitude_label,
+        )
+        return proposal_transition(
+            proposal_id=proposal_id,
+            to_status=VERDICT_STATUS[verdict.outcome],
+            actor=Actor.system("policy-engine"),
+            reason=" ".join(verdict.reasons),
+            changes={**verdict_changes(verdict), "evaluated_at": timezone.now()},
+        )
+
+
+def proposal_withdraw(*, agent: Agent, proposal_id: int) -> Proposal:
+    return proposal_transition(
+        proposal_id=proposal_id,
+        to_status=ProposalStatus.WITHDRAWN,
+        actor=Actor.for_agent(agent),
+        reason="withdrawn by the agent",
+    )

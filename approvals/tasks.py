@@ -1,0 +1,40 @@
+"""Celery tasks: thin, named, idempotent. An id in, a service call.
+
+They are acknowledged late and rejected when a worker dies, so a crash redelivers them; the
+services they call re-read state under a lock and do nothing when the work is already done.
+"""
+
+from celery import shared_task
+from django.db import OperationalError
+
+from approvals.services.execution import proposal_execute
+from approvals.services.expiry import proposals_expire_overdue
+from approvals.services.idempotency import idempotency_records_purge
+from approvals.services.proposals import proposal_evaluate
+
+TRANSIENT = {
+    "autoretry_for": (OperationalError,),
+    "retry_backoff": True,
+    "retry_backoff_max": 60,
+    "max_retries": 8,
+}
+
+
+@shared_task(name="approvals.evaluate_proposal", **TRANSIENT)
+def evaluate_proposal(proposal_id: int) -> None:
+    proposal_evaluate(proposal_id=proposal_id)
+
+
+@shared_task(name="approvals.execute_proposal", **TRANSIENT)
+def execute_proposal(proposal_id: int) -> None:
+    proposal_execute(proposal_id=proposal_id)
+
+
+@shared_task(name="approvals.expire_overdue_proposals")
+def expire_overdue_proposals() -> int:
+    return proposals_expire_overdue()
+
+
+@shared_task(name="approvals.purge_idempotency_records")
+def purge_idempotency_records() -> int:
+    return idempotency_records_purge()

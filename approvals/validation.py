@@ -1,0 +1,52 @@
+"""Input bounds shared by the agent API and the action types."""
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from rest_framework import serializers
+
+MAX_JSON_DEPTH = 8
+MAX_SUPPORTING_DATA_BYTES = 64 * 1024
+
+
+class StrictSerializer(serializers.Serializer):
+    """A serializer that refuses fields it does not know, instead of silently dropping them."""
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if isinstance(data, Mapping):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+def finite_number(value: float) -> None:
+    if not math.isfinite(value):
+        raise serializers.ValidationError("Must be a finite number.")
+
+
+def bounded_json(value: Any) -> None:
+    """Free-form JSON an agent sends (supporting data): bounded in size and depth, storable."""
+
+    def walk(node: Any, depth: int) -> None:
+        if depth > MAX_JSON_DEPTH:
+            raise serializers.ValidationError(f"Nested deeper than {MAX_JSON_DEPTH} levels.")
+        if isinstance(node, dict):
+            for key, item in node.items():
+                walk(key, depth)
+                walk(item, depth + 1)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, depth + 1)
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise serializers.ValidationError("Numbers must be finite.")
+        elif isinstance(node, str) and "\x00" in node:
+            raise serializers.ValidationError("Text must not contain NUL characters.")
+
+    walk(value, 1)
+    if len(json.dumps(value, separators=(",", ":"))) > MAX_SUPPORTING_DATA_BYTES:
+        raise serializers.ValidationError(
+            f"Larger than {MAX_SUPPORTING_DATA_BYTES // 1024} KiB once encoded."
+        )

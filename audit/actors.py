@@ -1,0 +1,66 @@
+"""Who did it: every write in the platform is made by an actor, and history records it.
+
+Services take ``actor=`` explicitly and run their writes inside ``acting_as(actor)``, which is
+how django-simple-history (which records from ``save()`` signals) learns who acted, in the
+admin, the API and Celery tasks alike.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+
+    from approvals.models import Agent
+
+ActorKind = Literal["user", "agent", "system"]
+
+
+@dataclass(frozen=True)
+class Actor:
+    kind: ActorKind
+    name: str
+    user: AbstractBaseUser | None = None
+    agent: Agent | None = None
+
+    @classmethod
+    def for_user(cls, user: AbstractBaseUser) -> Actor:
+        return cls(kind="user", name=user.get_username(), user=user)
+
+    @classmethod
+    def for_agent(cls, agent: Agent) -> Actor:
+        return cls(kind="agent", name=agent.name, agent=agent)
+
+    @classmethod
+    def system(cls, process: str) -> Actor:
+        return cls(kind="system", name=process)
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+    def __str__(self) -> str:
+        return self.label
+
+
+_current_actor: contextvars.ContextVar[Actor | None] = contextvars.ContextVar(
+    "hitl_current_actor", default=None
+)
+
+
+@contextmanager
+def acting_as(actor: Actor) -> Iterator[Actor]:
+    token = _current_actor.set(actor)
+    try:
+        yield actor
+    finally:
+        _current_actor.reset(token)
+
+
+def current_actor() -> Actor | None:
+    return _current_actor.get()

@@ -1,0 +1,46 @@
+from django.db import models
+from simple_history.models import HistoricalRecords
+
+
+class ActorStampedHistory(models.Model):
+    """Base of every historical record: who acted, whether a person, an agent or the system.
+
+    ``history_user`` (django-simple-history's own column) holds the user when a person acted;
+    these columns say what kind of actor it was and name it, so an auditor reading one row
+    knows "agent:optimizer" or "system:executor" without a join.
+    """
+
+    history_actor_kind = models.CharField(max_length=8, default="system")
+    history_actor = models.CharField(max_length=150, default="unattributed")
+    history_agent_id = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+def history_user(instance=None, request=None, **kwargs):
+    """The person who acted, if a person did: the current actor, else an admin request's user.
+
+    An agent authenticated through the API also sits on ``request.user``; it is not a user.
+    """
+    from django.contrib.auth import get_user_model
+
+    from audit.actors import current_actor
+
+    actor = current_actor()
+    if actor is not None:
+        return actor.user
+    user = getattr(request, "user", None)
+    if isinstance(user, get_user_model()) and user.is_authenticated:
+        return user
+    return None
+
+
+def audited_history(**options) -> HistoricalRecords:
+    """History for a model people or agents change, stamped with the acting actor."""
+    return HistoricalRecords(
+        bases=[ActorStampedHistory],
+        get_user=history_user,
+        history_change_reason_field=models.TextField(null=True),
+        **options,
+    )

@@ -1,0 +1,54 @@
+"""Every decision yields feedback the agent can pull."""
+
+from typing import Any
+
+from approvals.models import Decision, DecisionOutcome, Proposal
+from audit.actors import Actor, acting_as
+from feedback.models import Feedback, FeedbackKind
+
+
+def payload_diff(before: Any, after: Any, path: str = "") -> dict[str, dict[str, Any]]:
+    """Field-level differences between two payloads, keyed by dotted path."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        changes: dict[str, dict[str, Any]] = {}
+        for key in sorted(set(before) | set(after), key=str):
+            changes.update(
+                payload_diff(before.get(key), after.get(key), f"{path}.{key}" if path else str(key))
+            )
+        return changes
+    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        changes = {}
+        for index, (old, new) in enumerate(zip(before, after, strict=True)):
+            changes.update(payload_diff(old, new, f"{path}[{index}]"))
+        return changes
+    return {} if before == after else {path: {"from": before, "to": after}}
+
+
+def feedback_record_decision(*, decision: Decision, actor: Actor) -> Feedback:
+    proposal = decision.proposal
+    if decision.outcome == DecisionOutcome.REJECT:
+        kind, diff = FeedbackKind.REJECTED, {}
+    else:
+        diff = (
+            payload_diff(proposal.payload, decision.edited_payload)
+            if decision.edited_payload is not None
+            else {}
+        )
+        kind = FeedbackKind.APPROVED_WITH_EDITS if diff else FeedbackKind.APPROVED
+    with acting_as(actor):
+        return Feedback.objects.create(
+            agent_id=proposal.agent_id,
+            proposal=proposal,
+            decision=decision,
+            kind=kind,
+            reason_code=decision.reason_code,
+            note=decision.note,
+            diff=diff,
+        )
+
+
+def feedback_record_expiry(*, proposal: Proposal, actor: Actor) -> Feedback:
+    with acting_as(actor):
+        return Feedback.objects.create(
+            agent_id=proposal.agent_id, proposal=proposal, kind=FeedbackKind.EXPIRED
+        )

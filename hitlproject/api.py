@@ -1,0 +1,67 @@
+"""What every agent API view shares: the body limit, a JSON parser that cannot be made to
+crash, and one exception handler that turns domain errors into their 4xx responses."""
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import exceptions, status
+from rest_framework.views import APIView, exception_handler
+
+from hitlproject.errors import DomainError
+from hitlproject.parsers import SafeJSONParser
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "payload_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"Request body larger than {limit} bytes.")
+
+
+class AgentAPIView(APIView):
+    parser_classes = [SafeJSONParser]
+    max_body_bytes = settings.API_MAX_BODY_BYTES
+
+    def initial(self, request, *args, **kwargs):
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError as error:
+            raise exceptions.ParseError("Malformed Content-Length header.") from error
+        if length > self.max_body_bytes:
+            raise PayloadTooLarge(self.max_body_bytes)
+        super().initial(request, *args, **kwargs)
+
+
+class DomainAPIException(exceptions.APIException):
+    def __init__(self, error: DomainError) -> None:
+        super().__init__(detail=error.message, code=error.code)
+        self.status_code = error.status_code
+
+
+def as_api_exception(exc: Exception) -> Exception:
+    """Domain and Django errors as the DRF exception that carries their status code."""
+    if isinstance(exc, DomainError):
+        return DomainAPIException(exc)
+    if isinstance(exc, RequestDataTooBig):
+        return PayloadTooLarge(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+    if isinstance(exc, DjangoValidationError):
+        return exceptions.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+        )
+    return exc
+
+
+def api_error_body(exc: Exception) -> tuple[int, object]:
+    """The status and body the API answers for a refused request (used per item in batches)."""
+    response = api_exception_handler(exc, {})
+    return response.status_code, response.data
+
+
+def api_exception_handler(exc, context):
+    exc = as_api_exception(exc)
+    response = exception_handler(exc, context)
+    if response is not None and isinstance(response.data, dict) and "detail" in response.data:
+        codes = exc.get_codes()
+        response.data["code"] = codes if isinstance(codes, str) else "error"
+    return response

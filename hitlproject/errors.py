@@ -1,0 +1,28 @@
+"""Domain errors. Services raise them; the API's exception handler turns each into its 4xx,
+and the admin shows its message to the operator."""
+
+
+class DomainError(Exception):
+    status_code = 400
+    code = "invalid"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotAllowed(DomainError):
+    status_code = 403
+    code = "not_allowed"
+
+
+class Conflict(DomainError):
+    """The request is valid but the record's current state does not allow it."""
+
+    status_code = 409
+    code = "conflict"
+
+
+class Unprocessable(DomainError):
+    status_code = 422
+    code = "unprocessable"

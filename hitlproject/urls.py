@@ -1,0 +1,49 @@
+from django.contrib import admin
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.urls import include, path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.permissions import AllowAny
+
+from approvals.api import (
+    ProposalBatchApi,
+    ProposalCollectionApi,
+    ProposalDetailApi,
+    ProposalWithdrawApi,
+)
+from feedback.api import FeedbackListApi
+from ledger.api import CampaignListApi
+from policies.api import PolicyEvaluateApi
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return JsonResponse({"status": "ok"})
+
+
+public = {"authentication_classes": [], "permission_classes": [AllowAny]}
+
+api_v1 = [
+    path("proposals/", ProposalCollectionApi.as_view(), name="proposals"),
+    path("proposals/batch/", ProposalBatchApi.as_view(), name="proposals-batch"),
+    path("proposals/<int:proposal_id>/", ProposalDetailApi.as_view(), name="proposal-detail"),
+    path(
+        "proposals/<int:proposal_id>/withdraw/",
+        ProposalWithdrawApi.as_view(),
+        name="proposal-withdraw",
+    ),
+    path("feedback/", FeedbackListApi.as_view(), name="feedback"),
+    path("policies/evaluate/", PolicyEvaluateApi.as_view(), name="policies-evaluate"),
+    path("campaigns/", CampaignListApi.as_view(), name="campaigns"),
+]
+
+urlpatterns = [
+    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("admin/", admin.site.urls),
+    path("healthz", healthz, name="healthz"),
+    path("api/schema/", SpectacularAPIView.as_view(**public), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", **public), name="docs"),
+    path("api/v1/", include(api_v1)),
+]

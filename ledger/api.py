@@ -1,0 +1,32 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from hitlproject.api import AgentAPIView
+from ledger.models import Campaign
+
+
+class CampaignOutput(serializers.Serializer):
+    external_id = serializers.CharField()
+    account = serializers.CharField(source="account.external_id")
+    name = serializers.CharField()
+    daily_budget = serializers.DecimalField(max_digits=14, decimal_places=2)
+    bid = serializers.DecimalField(max_digits=14, decimal_places=2)
+    bidding_strategy = serializers.CharField()
+    target_cpa = serializers.DecimalField(max_digits=14, decimal_places=2, allow_null=True)
+    target_roas = serializers.DecimalField(max_digits=8, decimal_places=2, allow_null=True)
+    status = serializers.CharField()
+    strategy_locked = serializers.BooleanField()
+    updated_at = serializers.DateTimeField()
+
+
+class CampaignListApi(AgentAPIView):
+    @extend_schema(
+        operation_id="campaigns_list",
+        responses={200: CampaignOutput(many=True)},
+        summary="The current state of the campaigns on this agent's accounts",
+    )
+    def get(self, request: Request) -> Response:
+        campaigns = Campaign.objects.filter(account__agents=request.user).select_related("account")
+        return Response(CampaignOutput(campaigns, many=True).data)

@@ -1,0 +1,107 @@
+"""The campaign ledger: the platform's record of the advertising state that actions change.
+
+Agents read it to reason, action types compute magnitudes from it (never from an agent's
+claim), and the built-in ledger executor writes approved actions to it.
+"""
+
+from decimal import Decimal
+
+from django.core.validators import MinValueValidator
+from django.db import models
+
+from audit.models import audited_history
+
+
+class Channel(models.TextChoices):
+    GOOGLE_ADS = "google_ads", "Google Ads"
+    META = "meta", "Meta"
+    LINKEDIN = "linkedin", "LinkedIn"
+    TIKTOK = "tiktok", "TikTok"
+    MICROSOFT_ADS = "microsoft_ads", "Microsoft Ads"
+    OTHER = "other", "Other"
+
+
+class Account(models.Model):
+    external_id = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    channel = models.CharField(max_length=32, choices=Channel.choices)
+    currency = models.CharField(max_length=3, help_text="ISO 4217 code, e.g. USD.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    history = audited_history()
+
+    class Meta:
+        ordering = ["external_id"]
+
+    def __str__(self) -> str:
+        return self.external_id
+
+
+class CampaignStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    PAUSED = "paused", "Paused"
+
+
+class BiddingStrategy(models.TextChoices):
+    MANUAL_CPC = "manual_cpc", "Manual CPC"
+    MAXIMIZE_CLICKS = "maximize_clicks", "Maximize clicks"
+    MAXIMIZE_CONVERSIONS = "maximize_conversions", "Maximize conversions"
+    TARGET_CPA = "target_cpa", "Target CPA"
+    TARGET_ROAS = "target_roas", "Target ROAS"
+
+
+MONEY = {"max_digits": 14, "decimal_places": 2}
+
+
+class Campaign(models.Model):
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="campaigns")
+    external_id = models.SlugField(max_length=100)
+    name = models.CharField(max_length=200)
+    daily_budget = models.DecimalField(**MONEY, validators=[MinValueValidator(Decimal("0"))])
+    bid = models.DecimalField(**MONEY, validators=[MinValueValidator(Decimal("0"))])
+    bidding_strategy = models.CharField(
+        max_length=32, choices=BiddingStrategy.choices, default=BiddingStrategy.MANUAL_CPC
+    )
+    target_cpa = models.DecimalField(**MONEY, null=True, blank=True)
+    target_roas = models.DecimalField(max_digits=8, decimal_places=2, null=True, blank=True)
+    status = models.CharField(
+        max_length=16, choices=CampaignStatus.choices, default=CampaignStatus.ACTIVE
+    )
+    strategy_locked = models.BooleanField(
+        default=False, help_text="A locked campaign's bidding strategy is not changed by agents."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = audited_history()
+
+    class Meta:
+        ordering = ["account", "external_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "external_id"], name="campaign_unique_external_id"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.external_id
+
+
+class Creative(models.Model):
+    """An ad creative deployed to a campaign by an approved creative_deployment."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="creatives")
+    headline = models.CharField(max_length=150)
+    body = models.TextField(max_length=2000)
+    call_to_action = models.CharField(max_length=50)
+    deployed_by_proposal = models.ForeignKey(
+        "approvals.Proposal", on_delete=models.PROTECT, related_name="deployed_creatives"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    history = audited_history()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.headline

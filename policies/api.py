@@ -1,0 +1,65 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from approvals.api import PolicyRefOutput, ProposalInput
+from approvals.services.proposals import proposal_dry_run
+from approvals.validation import finite_number
+from hitlproject.api import AgentAPIView
+
+
+class DryRunInput(ProposalInput):
+    """The body of a proposal; only the action decides the verdict, so the rest is optional."""
+
+    rationale = serializers.CharField(max_length=10_000, required=False)
+    confidence = serializers.FloatField(
+        min_value=0.0, max_value=1.0, validators=[finite_number], required=False
+    )
+
+
+class DryRunOutput(serializers.Serializer):
+    outcome = serializers.CharField()
+    policy = PolicyRefOutput(allow_null=True)
+    reasons = serializers.ListField(child=serializers.CharField())
+    required_approvals = serializers.IntegerField()
+    risk = serializers.IntegerField()
+    magnitude = serializers.DecimalField(max_digits=14, decimal_places=6)
+    amount = serializers.DecimalField(max_digits=14, decimal_places=2, allow_null=True)
+    summary = serializers.CharField()
+
+
+class PolicyEvaluateApi(AgentAPIView):
+    @extend_schema(
+        operation_id="policies_evaluate",
+        request=DryRunInput,
+        responses={200: DryRunOutput},
+        summary="Dry run: what would happen to this action now (nothing is written)",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = DryRunInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        valid = serializer.validated_data
+        assessed, verdict = proposal_dry_run(
+            agent=request.user,
+            account_external_id=valid["account"],
+            action_type=valid["action_type"],
+            payload=valid["payload"],
+        )
+        policy = (
+            {"id": verdict.policy_id, "name": verdict.policy_name} if verdict.policy_id else None
+        )
+        return Response(
+            DryRunOutput(
+                {
+                    "outcome": verdict.outcome,
+                    "policy": policy,
+                    "reasons": list(verdict.reasons),
+                    "required_approvals": verdict.required_approvals,
+                    "risk": verdict.risk,
+                    "magnitude": assessed.assessment.magnitude,
+                    "amount": assessed.assessment.amount,
+                    "summary": assessed.assessment.summary,
+                }
+            ).data
+        )
