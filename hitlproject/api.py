@@ -2,8 +2,10 @@
 crash, and one exception handler that turns domain errors into their 4xx responses."""
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.views import APIView, exception_handler
 
@@ -45,6 +47,10 @@ def as_api_exception(exc: Exception) -> Exception:
         return DomainAPIException(exc)
     if isinstance(exc, RequestDataTooBig):
         return PayloadTooLarge(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+    if isinstance(exc, Http404):
+        return exceptions.NotFound(str(exc) or None)
+    if isinstance(exc, DjangoPermissionDenied):
+        return exceptions.PermissionDenied(str(exc) or None)
     if isinstance(exc, DjangoValidationError):
         return exceptions.ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else exc.messages
@@ -61,7 +67,12 @@ def api_error_body(exc: Exception) -> tuple[int, object]:
 def api_exception_handler(exc, context):
     exc = as_api_exception(exc)
     response = exception_handler(exc, context)
-    if response is not None and isinstance(response.data, dict) and "detail" in response.data:
+    if (
+        response is not None
+        and isinstance(exc, exceptions.APIException)
+        and isinstance(response.data, dict)
+        and "detail" in response.data
+    ):
         codes = exc.get_codes()
         response.data["code"] = codes if isinstance(codes, str) else "error"
     return response

@@ -1,0 +1,143 @@
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from rest_framework.test import APIClient
+
+from hitlproject.celery import app as celery_app
+
+REPO = Path(__file__).resolve().parent.parent
+SESSION_QUEUE = f"hitl-test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_task_queue(tmp_path_factory) -> str:
+    """Each test session sends its tasks to a queue of its own, on a broker folder of its own."""
+    celery_app.conf.task_default_queue = SESSION_QUEUE
+    if celery_app.conf.broker_url.startswith("filesystem"):
+        broker_dir = tmp_path_factory.mktemp("broker")
+        for folder in ("queue", "processed", "control"):
+            (broker_dir / folder).mkdir()
+        celery_app.conf.broker_transport_options = {
+            **celery_app.conf.broker_transport_options,
+            "data_folder_in": str(broker_dir / "queue"),
+            "data_folder_out": str(broker_dir / "queue"),
+            "processed_folder": str(broker_dir / "processed"),
+            "control_folder": str(broker_dir / "control"),
+        }
+        os.environ["HITL_BROKER_DIR"] = str(broker_dir)
+    return SESSION_QUEUE
+
+
+def database_url(db: dict) -> str:
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, isolated_task_queue, tmp_path_factory) -> Iterator[None]:
+    """A real Celery worker process, on the test database and this session's queue."""
+    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(settings.DATABASES["default"]),
+        "HITL_CELERY_QUEUE": isolated_task_queue,
+    }
+    with open(log_path, "w") as log:
+        worker = subprocess.Popen(
+            [
+                sys.executable, "-m", "celery", "-A", "hitlproject", "worker",
+                "--loglevel", "info", "--concurrency", "2", "--queues", isolated_task_queue,
+                "--hostname", f"{isolated_task_queue}@%h", "--without-gossip", "--without-mingle",
+            ],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while "ready." not in log_path.read_text():
+            if worker.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"The Celery worker did not start:\n{log_path.read_text()}")
+            time.sleep(0.2)
+        yield
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        if os.environ.get("HITL_TEST_SHOW_WORKER_LOG"):
+            print(log_path.read_text())
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 30, interval: float = 0.1):
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Timed out after {timeout}s waiting for {condition}")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def demo_world(db) -> dict:
+    """The spec's reference world, built by ``seed_demo --json``: logins and agents' keys."""
+    out = io.StringIO()
+    call_command("seed_demo", "--json", stdout=out)
+    return json.loads(out.getvalue())
+
+
+@pytest.fixture
+def agent_client(demo_world) -> Callable[[str], APIClient]:
+    def client_for(agent_name: str) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {demo_world['agents'][agent_name]}")
+        return client
+
+    return client_for
+
+
+@pytest.fixture
+def optimizer(agent_client) -> APIClient:
+    return agent_client("optimizer")
+
+
+def reallocation(amount: str = "280.00", **overrides) -> dict:
+    """The reference scenario's proposal: move part of brand-search's budget to generic-search."""
+    return {
+        "action_type": "budget_reallocation",
+        "account": "demo",
+        "payload": {
+            "from_campaign": "brand-search",
+            "to_campaign": "generic-search",
+            "amount": amount,
+        },
+        "rationale": "generic-search converts at 2.3x brand-search's rate this week.",
+        "supporting_data": {"conversion_rate": {"brand-search": [0.021, 0.019, 0.018]}},
+        "confidence": 0.82,
+        **overrides,
+    }
+
+
+def bid_adjustment(new_bid: str = "2.12", campaign: str = "brand-search", **overrides) -> dict:
+    return {
+        "action_type": "bid_adjustment",
+        "account": "demo",
+        "payload": {"campaign": campaign, "new_bid": new_bid},
+        "rationale": "CPC below target for five days.",
+        "confidence": 0.9,
+        **overrides,
+    }

@@ -1,0 +1,191 @@
+"""Bad input gets a clear 4xx, changes nothing, and never a 500."""
+
+import json
+
+import pytest
+from django.test import override_settings
+
+from approvals.models import IdempotencyRecord, Proposal
+from ledger.models import Account, Campaign
+from tests.conftest import bid_adjustment, reallocation
+
+URL = "/api/v1/proposals/"
+
+
+def with_payload(**payload) -> dict:
+    return bid_adjustment() | {"payload": payload}
+
+
+BAD_PROPOSALS = {
+    "not an object": ([1, 2, 3], "non_field_errors"),
+    "empty object": ({}, "action_type"),
+    "unknown action type": (bid_adjustment(action_type="launch_rocket"), "action_type"),
+    "unknown top-level field": (bid_adjustment(priority="high"), "priority"),
+    "unknown payload field": (with_payload(campaign="brand-search", new_bid="2.1", magnitude=0.01), "payload"),
+    "payload not an object": (bid_adjustment() | {"payload": "raise the bid"}, "payload"),
+    "missing payload field": (with_payload(campaign="brand-search"), "payload"),
+    "bid as a word": (with_payload(campaign="brand-search", new_bid="lots"), "payload"),
+    "bid as a list": (with_payload(campaign="brand-search", new_bid=[2]), "payload"),
+    "negative bid": (with_payload(campaign="brand-search", new_bid="-1.00"), "payload"),
+    "zero bid": (with_payload(campaign="brand-search", new_bid=0), "payload"),
+    "bid NaN as a string": (with_payload(campaign="brand-search", new_bid="NaN"), "payload"),
+    "bid Infinity as a string": (with_payload(campaign="brand-search", new_bid="Infinity"), "payload"),
+    "bid with too many digits": (with_payload(campaign="brand-search", new_bid="1" * 40), "payload"),
+    "bid with too many decimals": (with_payload(campaign="brand-search", new_bid="2.123"), "payload"),
+    "unknown campaign": (with_payload(campaign="no-such-campaign", new_bid="2.10"), "payload"),
+    "campaign id with NUL": (with_payload(campaign="brand\x00search", new_bid="2.10"), "payload"),
+    "unknown account": (bid_adjustment(account="acme"), "account"),
+    "confidence above one": (bid_adjustment(confidence=1.5), "confidence"),
+    "confidence negative": (bid_adjustment(confidence=-0.1), "confidence"),
+    "confidence NaN as a string": (bid_adjustment(confidence="NaN"), "confidence"),
+    "confidence as text": (bid_adjustment(confidence="high"), "confidence"),
+    "rationale missing": ({k: v for k, v in bid_adjustment().items() if k != "rationale"}, "rationale"),
+    "rationale with NUL": (bid_adjustment(rationale="a\x00b"), "rationale"),
+    "rationale too long": (bid_adjustment(rationale="x" * 10_001), "rationale"),
+    "supporting data not an object": (bid_adjustment(supporting_data=[1]), "supporting_data"),
+    "supporting data with NUL": (bid_adjustment(supporting_data={"k": "a\x00b"}), "supporting_data"),
+    "supporting data too deep": (
+        bid_adjustment(supporting_data=json.loads('{"a":' * 20 + "1" + "}" * 20)),
+        "supporting_data",
+    ),
+    "reallocation to itself": (
+        reallocation() | {"payload": {"from_campaign": "brand-search", "to_campaign": "brand-search", "amount": "10"}},
+        "payload",
+    ),
+    "reallocation above the source budget": (reallocation("1000.01"), "payload"),
+    "strategy change with nothing to change": (
+        bid_adjustment(action_type="strategy_change") | {"payload": {"campaign": "brand-search", "changes": {}}},
+        "payload",
+    ),
+    "strategy change to an unknown field": (
+        bid_adjustment(action_type="strategy_change")
+        | {"payload": {"campaign": "brand-search", "changes": {"daily_budget": "5"}}},
+        "payload",
+    ),
+    "status not active or paused": (
+        bid_adjustment(action_type="status_change") | {"payload": {"campaign": "brand-search", "status": "deleted"}},
+        "payload",
+    ),
+    "creative batch empty": (
+        bid_adjustment(action_type="creative_deployment") | {"payload": {"campaign": "brand-search", "creatives": []}},
+        "payload",
+    ),
+    "creative without a headline": (
+        bid_adjustment(action_type="creative_deployment")
+        | {"payload": {"campaign": "brand-search", "creatives": [{"body": "b", "call_to_action": "Buy"}]}},
+        "payload",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("body, field", BAD_PROPOSALS.values(), ids=BAD_PROPOSALS.keys())
+def test_bad_proposal_is_refused_with_a_message_for_the_field_and_writes_nothing(
+    optimizer, body, field
+):
+    response = optimizer.post(URL, body, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert response.status_code == 400, response.content
+    assert field in response.json(), response.json()
+    assert Proposal.objects.count() == 0
+    assert not IdempotencyRecord.objects.exists()
+
+
+RAW_BODIES = {
+    "malformed JSON": b'{"action_type": "bid_adjustment",',
+    "NaN literal": b'{"confidence": NaN}',
+    "Infinity literal": b'{"confidence": Infinity}',
+    "not UTF-8": b'{"rationale": "\xff\xfe"}',
+    "nested too deeply to parse": b"[" * 100_000 + b"]" * 100_000,
+}
+
+
+@pytest.mark.parametrize("raw", RAW_BODIES.values(), ids=RAW_BODIES.keys())
+def test_unparseable_body_is_a_400(optimizer, raw):
+    response = optimizer.generic("POST", URL, raw, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert "detail" in response.json()
+    assert Proposal.objects.count() == 0
+
+
+def test_number_too_large_for_a_float_is_refused_on_its_field(optimizer):
+    body = json.dumps(bid_adjustment()).replace('"confidence": 0.9', '"confidence": 1e999999')
+    response = optimizer.generic("POST", URL, body.encode(), content_type="application/json")
+    assert response.status_code == 400
+    assert "confidence" in response.json()
+    assert Proposal.objects.count() == 0
+
+
+def test_wrong_content_type_is_a_415(optimizer):
+    response = optimizer.generic("POST", URL, b"action_type=bid", content_type="text/plain")
+    assert response.status_code == 415
+
+
+@override_settings(API_MAX_BODY_BYTES=1024)
+def test_oversized_body_is_a_413_and_writes_nothing(optimizer):
+    from approvals.api import ProposalCollectionApi
+
+    ProposalCollectionApi.max_body_bytes = 1024
+    try:
+        response = optimizer.post(URL, bid_adjustment(rationale="x" * 2000), format="json")
+    finally:
+        ProposalCollectionApi.max_body_bytes = ProposalCollectionApi.__mro__[1].max_body_bytes
+    assert response.status_code == 413
+    assert "larger than 1024 bytes" in response.json()["detail"]
+    assert Proposal.objects.count() == 0
+
+
+def test_default_body_limit_refuses_a_megabyte_proposal(optimizer):
+    response = optimizer.post(URL, bid_adjustment(rationale="x" * 1_000_000), format="json")
+    assert response.status_code == 413
+    assert Proposal.objects.count() == 0
+
+
+def test_campaign_of_another_account_is_unknown_here(optimizer):
+    other = Account.objects.create(external_id="acme", name="Acme", channel="meta", currency="EUR")
+    Campaign.objects.create(
+        account=other, external_id="acme-prospecting", name="P", daily_budget=100, bid=1
+    )
+    response = optimizer.post(URL, bid_adjustment(campaign="acme-prospecting"), format="json")
+    assert response.status_code == 400
+    assert "No campaign “acme-prospecting” on account “demo”" in str(response.json())
+
+
+def test_account_the_agent_may_not_act_on_is_refused(optimizer):
+    Account.objects.create(external_id="acme", name="Acme", channel="meta", currency="EUR")
+    response = optimizer.post(URL, bid_adjustment(account="acme"), format="json")
+    assert response.status_code == 400
+    assert "may act on" in response.json()["account"][0]
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["status=bogus", "since=yesterday", "page_size=0", "page_size=abc", "cursor=bz1hYmM%3D", "colour=red"],
+)
+def test_bad_list_filters_are_a_4xx(optimizer, query):
+    response = optimizer.get(f"{URL}?{query}")
+    assert 400 <= response.status_code < 500, response.content
+
+
+@pytest.mark.parametrize("path", ["/api/v1/proposals/999999/", "/api/v1/proposals/abc/"])
+def test_unknown_proposal_is_a_404(optimizer, path):
+    assert optimizer.get(path).status_code == 404
+
+
+def test_batch_larger_than_a_thousand_is_refused_whole(optimizer):
+    response = optimizer.post(f"{URL}batch/", [bid_adjustment()] * 1001, format="json")
+    assert response.status_code == 400
+    assert "At most 1000" in str(response.json())
+    assert Proposal.objects.count() == 0
+
+
+def test_batch_answers_each_item_on_its_own(optimizer):
+    response = optimizer.post(
+        f"{URL}batch/",
+        [bid_adjustment("2.10"), bid_adjustment(campaign="nope"), "not an object"],
+        format="json",
+    )
+    assert response.status_code == 200
+    results = response.json()
+    assert [r["status"] for r in results] == [201, 400, 400]
+    assert results[0]["proposal"]["payload"]["new_bid"] == "2.10"
+    assert "No campaign “nope”" in str(results[1]["errors"])
+    assert Proposal.objects.count() == 1
