@@ -249,7 +249,8 @@ class ProposalAdmin(ReadOnlyAdmin):
                 except DomainError as error:
                     refused.append(error.message)
             if done:
-                messages.success(request, f"{verb.capitalize()}d {done} proposal(s).")
+                past = {"approve": "Approved", "reject": "Rejected"}[verb]
+                messages.success(request, f"{past} {done} proposal(s).")
             for message in refused:
                 messages.warning(request, message)
             return None

@@ -38,6 +38,11 @@ def isolated_task_queue(tmp_path_factory) -> str:
     return SESSION_QUEUE
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings) -> None:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 def database_url(db: dict) -> str:
     if db["ENGINE"].endswith("sqlite3"):
         return f"sqlite:///{db['NAME']}"

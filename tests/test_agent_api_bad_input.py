@@ -12,70 +12,81 @@ from tests.conftest import bid_adjustment, reallocation
 URL = "/api/v1/proposals/"
 
 
-def with_payload(**payload) -> dict:
-    return bid_adjustment() | {"payload": payload}
+def action(action_type: str = "bid_adjustment", **payload) -> dict:
+    """A well-formed proposal body for ``action_type`` carrying ``payload``."""
+    return bid_adjustment(action_type=action_type) | {"payload": payload}
 
+
+BRAND = {"campaign": "brand-search"}
+CREATIVE = {"headline": "h", "body": "b", "call_to_action": "Buy"}
 
 BAD_PROPOSALS = {
     "not an object": ([1, 2, 3], "non_field_errors"),
     "empty object": ({}, "action_type"),
     "unknown action type": (bid_adjustment(action_type="launch_rocket"), "action_type"),
     "unknown top-level field": (bid_adjustment(priority="high"), "priority"),
-    "unknown payload field": (with_payload(campaign="brand-search", new_bid="2.1", magnitude=0.01), "payload"),
+    "unknown payload field": (action(**BRAND, new_bid="2.1", magnitude=0.01), "payload"),
     "payload not an object": (bid_adjustment() | {"payload": "raise the bid"}, "payload"),
-    "missing payload field": (with_payload(campaign="brand-search"), "payload"),
-    "bid as a word": (with_payload(campaign="brand-search", new_bid="lots"), "payload"),
-    "bid as a list": (with_payload(campaign="brand-search", new_bid=[2]), "payload"),
-    "negative bid": (with_payload(campaign="brand-search", new_bid="-1.00"), "payload"),
-    "zero bid": (with_payload(campaign="brand-search", new_bid=0), "payload"),
-    "bid NaN as a string": (with_payload(campaign="brand-search", new_bid="NaN"), "payload"),
-    "bid Infinity as a string": (with_payload(campaign="brand-search", new_bid="Infinity"), "payload"),
-    "bid with too many digits": (with_payload(campaign="brand-search", new_bid="1" * 40), "payload"),
-    "bid with too many decimals": (with_payload(campaign="brand-search", new_bid="2.123"), "payload"),
-    "unknown campaign": (with_payload(campaign="no-such-campaign", new_bid="2.10"), "payload"),
-    "campaign id with NUL": (with_payload(campaign="brand\x00search", new_bid="2.10"), "payload"),
+    "missing payload field": (action(**BRAND), "payload"),
+    "bid as a word": (action(**BRAND, new_bid="lots"), "payload"),
+    "bid as a list": (action(**BRAND, new_bid=[2]), "payload"),
+    "negative bid": (action(**BRAND, new_bid="-1.00"), "payload"),
+    "zero bid": (action(**BRAND, new_bid=0), "payload"),
+    "bid NaN as a string": (action(**BRAND, new_bid="NaN"), "payload"),
+    "bid Infinity as a string": (action(**BRAND, new_bid="Infinity"), "payload"),
+    "bid with too many digits": (action(**BRAND, new_bid="1" * 40), "payload"),
+    "bid with too many decimals": (action(**BRAND, new_bid="2.123"), "payload"),
+    "unknown campaign": (action(campaign="no-such-campaign", new_bid="2.10"), "payload"),
+    "campaign id with NUL": (action(campaign="brand\x00search", new_bid="2.10"), "payload"),
     "unknown account": (bid_adjustment(account="acme"), "account"),
     "confidence above one": (bid_adjustment(confidence=1.5), "confidence"),
     "confidence negative": (bid_adjustment(confidence=-0.1), "confidence"),
     "confidence NaN as a string": (bid_adjustment(confidence="NaN"), "confidence"),
     "confidence as text": (bid_adjustment(confidence="high"), "confidence"),
-    "rationale missing": ({k: v for k, v in bid_adjustment().items() if k != "rationale"}, "rationale"),
+    "rationale missing": (
+        {k: v for k, v in bid_adjustment().items() if k != "rationale"},
+        "rationale",
+    ),
     "rationale with NUL": (bid_adjustment(rationale="a\x00b"), "rationale"),
     "rationale too long": (bid_adjustment(rationale="x" * 10_001), "rationale"),
     "supporting data not an object": (bid_adjustment(supporting_data=[1]), "supporting_data"),
-    "supporting data with NUL": (bid_adjustment(supporting_data={"k": "a\x00b"}), "supporting_data"),
+    "supporting data with NUL": (
+        bid_adjustment(supporting_data={"k": "a\x00b"}),
+        "supporting_data",
+    ),
     "supporting data too deep": (
         bid_adjustment(supporting_data=json.loads('{"a":' * 20 + "1" + "}" * 20)),
         "supporting_data",
     ),
     "reallocation to itself": (
-        reallocation() | {"payload": {"from_campaign": "brand-search", "to_campaign": "brand-search", "amount": "10"}},
+        action(
+            "budget_reallocation",
+            from_campaign="brand-search",
+            to_campaign="brand-search",
+            amount="10",
+        ),
         "payload",
     ),
     "reallocation above the source budget": (reallocation("1000.01"), "payload"),
     "strategy change with nothing to change": (
-        bid_adjustment(action_type="strategy_change") | {"payload": {"campaign": "brand-search", "changes": {}}},
+        action("strategy_change", **BRAND, changes={}),
         "payload",
     ),
     "strategy change to an unknown field": (
-        bid_adjustment(action_type="strategy_change")
-        | {"payload": {"campaign": "brand-search", "changes": {"daily_budget": "5"}}},
+        action("strategy_change", **BRAND, changes={"daily_budget": "5"}),
         "payload",
     ),
-    "status not active or paused": (
-        bid_adjustment(action_type="status_change") | {"payload": {"campaign": "brand-search", "status": "deleted"}},
-        "payload",
-    ),
-    "creative batch empty": (
-        bid_adjustment(action_type="creative_deployment") | {"payload": {"campaign": "brand-search", "creatives": []}},
-        "payload",
-    ),
+    "status not active or paused": (action("status_change", **BRAND, status="deleted"), "payload"),
+    "creative batch empty": (action("creative_deployment", **BRAND, creatives=[]), "payload"),
     "creative without a headline": (
-        bid_adjustment(action_type="creative_deployment")
-        | {"payload": {"campaign": "brand-search", "creatives": [{"body": "b", "call_to_action": "Buy"}]}},
+        action("creative_deployment", **BRAND, creatives=[{"body": "b", "call_to_action": "Buy"}]),
         "payload",
     ),
-}  # fmt: skip
+    "creative batch over fifty": (
+        action("creative_deployment", **BRAND, creatives=[CREATIVE] * 51),
+        "payload",
+    ),
+}
 
 
 @pytest.mark.parametrize("body, field", BAD_PROPOSALS.values(), ids=BAD_PROPOSALS.keys())
@@ -158,7 +169,14 @@ def test_account_the_agent_may_not_act_on_is_refused(optimizer):
 
 @pytest.mark.parametrize(
     "query",
-    ["status=bogus", "since=yesterday", "page_size=0", "page_size=abc", "cursor=bz1hYmM%3D", "colour=red"],
+    [
+        "status=bogus",
+        "since=yesterday",
+        "page_size=0",
+        "page_size=abc",
+        "cursor=bz1hYmM%3D",
+        "colour=red",
+    ],
 )
 def test_bad_list_filters_are_a_4xx(optimizer, query):
     response = optimizer.get(f"{URL}?{query}")

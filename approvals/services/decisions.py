@@ -12,11 +12,13 @@ from hitlproject.errors import DomainError, NotAllowed
 DECIDE_PERMISSION = "approvals.decide_proposal"
 
 
-def _check_reviewer_may_decide(*, proposal: Proposal, reviewer: AbstractBaseUser) -> None:
+def _check_reviewer_may_decide(
+    *, proposal: Proposal, reviewer: AbstractBaseUser, to_status: str
+) -> None:
     if not reviewer.has_perm(DECIDE_PERMISSION):
         raise NotAllowed(f"{reviewer.get_username()} may not approve or reject proposals.")
     if proposal.status != ProposalStatus.PENDING_REVIEW:
-        raise InvalidTransition(proposal, ProposalStatus.APPROVED)
+        raise InvalidTransition(proposal, to_status)
     if proposal.decisions.filter(review_round=proposal.review_round, reviewer=reviewer).exists():
         raise NotAllowed(
             f"{reviewer.get_username()} has already decided on proposal #{proposal.pk}."
@@ -28,7 +30,9 @@ def proposal_approve(*, proposal_id: int, reviewer: AbstractBaseUser, note: str 
     actor = Actor.for_user(reviewer)
     with transaction.atomic(), acting_as(actor):
         proposal = proposal_lock(proposal_id)
-        _check_reviewer_may_decide(proposal=proposal, reviewer=reviewer)
+        _check_reviewer_may_decide(
+            proposal=proposal, reviewer=reviewer, to_status=ProposalStatus.APPROVED
+        )
         decision = Decision.objects.create(
             proposal=proposal,
             review_round=proposal.review_round,
@@ -58,7 +62,9 @@ def proposal_reject(
     actor = Actor.for_user(reviewer)
     with transaction.atomic(), acting_as(actor):
         proposal = proposal_lock(proposal_id)
-        _check_reviewer_may_decide(proposal=proposal, reviewer=reviewer)
+        _check_reviewer_may_decide(
+            proposal=proposal, reviewer=reviewer, to_status=ProposalStatus.REJECTED
+        )
         decision = Decision.objects.create(
             proposal=proposal,
             review_round=proposal.review_round,

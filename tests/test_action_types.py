@@ -1,0 +1,89 @@
+"""Magnitudes come from the platform's ledger, never from the agent's claim."""
+
+from decimal import Decimal
+
+import pytest
+
+from approvals import action_types
+from approvals.services.proposals import action_assess
+from ledger.models import Account, Campaign
+
+
+@pytest.fixture
+def account(demo_world) -> Account:
+    return Account.objects.get(external_id="demo")
+
+
+def assess(account, action_type: str, **payload):
+    return action_assess(account=account, action_type_name=action_type, raw_payload=payload)
+
+
+def test_registry_has_the_six_marketing_action_types():
+    assert action_types.names() == [
+        "bid_adjustment",
+        "budget_change",
+        "budget_reallocation",
+        "creative_deployment",
+        "status_change",
+        "strategy_change",
+    ]
+
+
+def test_bid_adjustment_magnitude_is_relative_to_the_current_bid(account):
+    assessed = assess(account, "bid_adjustment", campaign="brand-search", new_bid="1.70")
+    assert assessed.assessment.magnitude == Decimal("0.15")
+    assert assessed.assessment.summary == "bid on brand-search 2.00 → 1.70 USD (-15.0%)"
+    assert assessed.snapshot == {"brand-search": {"bid": "2.00"}}
+
+
+def test_magnitude_follows_the_ledger_not_an_earlier_figure(account):
+    Campaign.objects.filter(external_id="generic-search").update(daily_budget=Decimal("250.00"))
+    assessed = assess(account, "budget_change", campaign="generic-search", new_daily_budget=300)
+    assert assessed.assessment.magnitude == Decimal("0.2")
+    assert assessed.assessment.amount == Decimal("50.00")
+
+
+def test_reallocation_magnitude_is_the_share_of_the_source_budget(account):
+    assessed = assess(
+        account,
+        "budget_reallocation",
+        from_campaign="brand-search",
+        to_campaign="generic-search",
+        amount="280",
+    )
+    assert assessed.assessment.magnitude == Decimal("0.28")
+    assert assessed.assessment.amount == Decimal("280")
+    assert set(assessed.snapshot) == {"brand-search", "generic-search"}
+
+
+def test_creative_batch_magnitude_is_its_size(account):
+    creative = {"headline": "Search smarter", "body": "Try it today.", "call_to_action": "Start"}
+    assessed = assess(
+        account, "creative_deployment", campaign="display-retarget", creatives=[creative] * 3
+    )
+    assert assessed.assessment.magnitude == 3
+    assert assessed.assessment.summary == "deploy 3 creatives to display-retarget"
+
+
+def test_strategy_change_counts_the_fields_it_changes(account):
+    assessed = assess(
+        account,
+        "strategy_change",
+        campaign="brand-search",
+        changes={"bidding_strategy": "target_cpa", "target_cpa": "25.00"},
+    )
+    assert assessed.assessment.magnitude == 2
+
+
+def test_pausing_a_campaign_moves_all_of_its_spend(account):
+    assessed = assess(account, "status_change", campaign="display-retarget", status="paused")
+    assert assessed.assessment.magnitude == 1
+    assert assessed.assessment.amount == Decimal("300.00")
+    noop = assess(account, "status_change", campaign="display-retarget", status="active")
+    assert noop.assessment.magnitude == 0
+
+
+def test_change_from_a_zero_baseline_is_capped_not_infinite(account):
+    Campaign.objects.filter(external_id="brand-search").update(daily_budget=0)
+    assessed = assess(account, "budget_change", campaign="brand-search", new_daily_budget="10")
+    assert assessed.assessment.magnitude == Decimal("1000")

@@ -1,0 +1,91 @@
+"""Agents authenticate with their own key and see only their own proposals and feedback."""
+
+import pytest
+from rest_framework.test import APIClient
+
+from approvals.models import Agent, Proposal, ProposalStatus
+from approvals.services.agents import agent_key_issue
+from audit.actors import Actor
+from tests.conftest import bid_adjustment
+
+URL = "/api/v1/proposals/"
+
+
+@pytest.fixture
+def optimizers_proposal(optimizer) -> int:
+    return optimizer.post(URL, bid_adjustment(), format="json").json()["id"]
+
+
+def test_agent_cannot_read_another_agents_proposal(agent_client, optimizers_proposal):
+    copywriter = agent_client("copywriter")
+    assert copywriter.get(f"{URL}{optimizers_proposal}/").status_code == 404
+    assert copywriter.get(URL).json()["results"] == []
+    assert agent_client("optimizer").get(f"{URL}{optimizers_proposal}/").status_code == 200
+
+
+def test_agent_cannot_withdraw_another_agents_proposal(agent_client, optimizers_proposal):
+    response = agent_client("copywriter").post(f"{URL}{optimizers_proposal}/withdraw/")
+    assert response.status_code == 404
+    assert Proposal.objects.get(pk=optimizers_proposal).status == ProposalStatus.SUBMITTED
+
+
+def test_agent_withdraws_its_own_waiting_proposal(optimizer, optimizers_proposal):
+    response = optimizer.post(f"{URL}{optimizers_proposal}/withdraw/")
+    assert response.status_code == 200
+    assert response.json()["status"] == "withdrawn"
+    assert optimizer.post(f"{URL}{optimizers_proposal}/withdraw/").status_code == 409
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "Bearer",
+        "Bearer hitl_000000000000_not-the-secret",
+        "Bearer not-a-key",
+        "Bearer a b",
+        "Basic dXNlcjpwYXNz",
+    ],
+)
+def test_requests_without_a_valid_key_are_401(demo_world, header):
+    client = APIClient()
+    if header:
+        client.credentials(HTTP_AUTHORIZATION=header)
+    response = client.get(URL)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_a_rotated_key_stops_working(demo_world):
+    old_key = demo_world["agents"]["optimizer"]
+    new_key = agent_key_issue(agent=Agent.objects.get(name="optimizer"), actor=Actor.system("test"))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {old_key}")
+    assert client.get(URL).status_code == 401
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {new_key}")
+    assert client.get(URL).status_code == 200
+
+
+def test_a_deactivated_agent_is_refused(optimizer):
+    agent = Agent.objects.get(name="optimizer")
+    agent.is_active = False
+    agent.save()
+    assert optimizer.get(URL).status_code == 401
+
+
+def test_keys_are_stored_only_as_digests(demo_world):
+    raw_key = demo_world["agents"]["optimizer"]
+    stored = Agent.objects.get(name="optimizer").api_keys.get(revoked_at__isnull=True)
+    assert raw_key.startswith(f"hitl_{stored.prefix}_")
+    assert raw_key not in (stored.digest, stored.prefix)
+    assert len(stored.digest) == 64
+
+
+def test_campaigns_lists_only_the_agents_accounts(optimizer):
+    campaigns = optimizer.get("/api/v1/campaigns/").json()
+    assert {c["external_id"] for c in campaigns} == {
+        "brand-search",
+        "generic-search",
+        "display-retarget",
+    }
+    assert {c["account"] for c in campaigns} == {"demo"}

@@ -1,0 +1,51 @@
+"""Every decision yields feedback the agent pulls by cursor."""
+
+from django.contrib.auth import get_user_model
+
+from approvals.services.decisions import proposal_approve, proposal_reject
+from tests.conftest import reallocation
+from tests.factories import evaluated
+
+
+def test_agent_pulls_its_feedback_oldest_first_by_cursor(agent_client):
+    operator = get_user_model().objects.get(username="operator")
+    approved = evaluated(reallocation("200.00"))
+    rejected = evaluated(reallocation("300.00"))
+    evaluated(reallocation("400.00"), agent="copywriter")
+    proposal_approve(proposal_id=approved.pk, reviewer=operator)
+    proposal_reject(
+        proposal_id=rejected.pk, reviewer=operator, reason_code="too_aggressive", note="Halve it."
+    )
+
+    optimizer = agent_client("optimizer")
+    first = optimizer.get("/api/v1/feedback/?page_size=1").json()
+    assert [(f["proposal"], f["kind"]) for f in first["results"]] == [(approved.pk, "approved")]
+    second = optimizer.get(first["next"]).json()
+    assert [(f["proposal"], f["kind"], f["reason_code"], f["note"]) for f in second["results"]] == [
+        (rejected.pk, "rejected", "too_aggressive", "Halve it.")
+    ]
+    assert second["next"] is None
+    assert agent_client("copywriter").get("/api/v1/feedback/").json()["results"] == []
+
+
+def test_dry_run_tells_the_verdict_and_writes_nothing(optimizer):
+    from approvals.models import Proposal
+
+    response = optimizer.post("/api/v1/policies/evaluate/", reallocation("50.00"), format="json")
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["outcome"], body["policy"]["name"], body["magnitude"]) == (
+        "auto_approve",
+        "Budget reallocations",
+        "0.050000",
+    )
+    assert not Proposal.objects.exists()
+
+
+def test_schema_and_docs_are_served_without_a_key(client):
+    schema = client.get("/api/schema/")
+    assert schema.status_code == 200
+    assert b"/api/v1/proposals/batch/" in schema.content
+    docs = client.get("/api/docs/")
+    assert docs.status_code == 200
+    assert b"cdn" not in docs.content.lower()

@@ -1,0 +1,135 @@
+"""The proposal lifecycle: one transition function, exactly-once execution, re-checks, expiry."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from approvals.models import Execution, Proposal, ProposalStatus
+from approvals.services.decisions import proposal_approve
+from approvals.services.execution import proposal_execute, proposal_retry
+from approvals.services.expiry import proposals_expire_overdue
+from approvals.services.lifecycle import InvalidTransition, proposal_transition
+from audit.actors import Actor
+from feedback.models import Feedback
+from ledger.models import Campaign
+from tests.conftest import bid_adjustment, reallocation
+from tests.factories import evaluated, submitted
+
+
+@pytest.fixture
+def operator(demo_world):
+    return get_user_model().objects.get(username="operator")
+
+
+def budget(external_id: str) -> Decimal:
+    return Campaign.objects.get(external_id=external_id).daily_budget
+
+
+def test_an_illegal_transition_is_refused_and_changes_nothing(demo_world):
+    proposal = submitted()
+    with pytest.raises(InvalidTransition, match="cannot become executed"):
+        proposal_transition(
+            proposal_id=proposal.pk, to_status=ProposalStatus.EXECUTED, actor=Actor.system("test")
+        )
+    assert Proposal.objects.get(pk=proposal.pk).status == ProposalStatus.SUBMITTED
+
+
+def test_evaluating_twice_routes_once(demo_world):
+    proposal = evaluated()
+    from approvals.services.proposals import proposal_evaluate
+
+    again = proposal_evaluate(proposal_id=proposal.pk)
+    assert again.status == ProposalStatus.PENDING_REVIEW
+    assert again.review_round == 1
+
+
+def test_an_approved_action_executes_exactly_once(demo_world):
+    proposal = evaluated(bid_adjustment("2.12"))
+    assert proposal.status == ProposalStatus.APPROVED
+    first = proposal_execute(proposal_id=proposal.pk)
+    redelivered = proposal_execute(proposal_id=proposal.pk)
+    assert first.status == redelivered.status == ProposalStatus.EXECUTED
+    assert Execution.objects.filter(proposal=proposal).count() == 1
+    assert Campaign.objects.get(external_id="brand-search").bid == Decimal("2.12")
+
+
+def test_execution_goes_back_to_review_when_the_target_moved(operator):
+    proposal = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    Campaign.objects.filter(external_id="brand-search").update(daily_budget=Decimal("900.00"))
+
+    result = proposal_execute(proposal_id=proposal.pk)
+
+    assert result.status == ProposalStatus.PENDING_REVIEW
+    assert result.review_round == 2
+    assert "brand-search's daily_budget is 900.00, was 1000.00" in result.verdict_reasons[-1]
+    assert not Execution.objects.exists()
+    assert (budget("brand-search"), budget("generic-search")) == (
+        Decimal("900.00"),
+        Decimal("500.00"),
+    )
+    # The first round's approval does not count in the second: the operator decides again.
+    result = proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    assert result.status == ProposalStatus.APPROVED
+
+
+def test_a_failed_execution_is_recorded_and_can_be_retried(operator):
+    proposal = evaluated(bid_adjustment("2.12"))
+    # A payload that passed validation but cannot be applied (as a bug in an executor would).
+    broken = {"campaign": "brand-search", "new_bid": "not-a-number"}
+    Proposal.objects.filter(pk=proposal.pk).update(payload=broken)
+
+    failed = proposal_execute(proposal_id=proposal.pk)
+    assert failed.status == ProposalStatus.FAILED
+    attempt = Execution.objects.get(proposal=proposal)
+    assert attempt.status == "failed" and "InvalidOperation" in attempt.error
+    assert Campaign.objects.get(external_id="brand-search").bid == Decimal("2.00")
+
+    Proposal.objects.filter(pk=proposal.pk).update(payload=proposal.payload)
+    proposal_retry(proposal_id=proposal.pk, actor=Actor.for_user(operator))
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTED
+    assert list(proposal.executions.values_list("attempt", "status")) == [
+        (1, "failed"),
+        (2, "succeeded"),
+    ]
+
+
+def test_overdue_proposals_expire_and_never_execute(demo_world):
+    overdue, fresh = evaluated(reallocation("200.00")), evaluated(reallocation("300.00"))
+    Proposal.objects.filter(pk=overdue.pk).update(
+        review_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+
+    assert proposals_expire_overdue() == 1
+
+    assert Proposal.objects.get(pk=overdue.pk).status == ProposalStatus.EXPIRED
+    assert Proposal.objects.get(pk=fresh.pk).status == ProposalStatus.PENDING_REVIEW
+    assert Feedback.objects.get(proposal=overdue).kind == "expired"
+    assert proposal_execute(proposal_id=overdue.pk).status == ProposalStatus.EXPIRED
+    assert budget("brand-search") == Decimal("1000.00")
+
+
+def test_review_window_comes_from_the_policy(demo_world):
+    proposal = evaluated()
+    window = proposal.review_expires_at - proposal.evaluated_at
+    assert abs(window - timedelta(hours=72)) < timedelta(seconds=1)
+
+
+def test_every_step_records_who_took_it(operator):
+    proposal = evaluated()
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    proposal_execute(proposal_id=proposal.pk)
+    history = Proposal.history.filter(id=proposal.pk).order_by("history_date")
+    assert [(h.status, h.history_actor_kind, h.history_actor) for h in history] == [
+        ("submitted", "agent", "optimizer"),
+        ("pending_review", "system", "policy-engine"),
+        ("approved", "user", "operator"),
+        ("executing", "system", "executor"),
+        ("executed", "system", "executor"),
+    ]
+    assert history.get(status="pending_review").history_change_reason.startswith(
+        "28.0% of brand-search's daily budget exceeds"
+    )

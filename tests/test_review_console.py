@@ -1,0 +1,177 @@
+"""The operator's console in the admin: the queue, the detail page, approve and reject,
+singly and in bulk, with permissions enforced on the server."""
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.urls import reverse
+
+from approvals.models import Decision, Proposal, ProposalStatus
+from approvals.services.decisions import proposal_approve
+from feedback.models import Feedback
+from hitlproject.errors import NotAllowed
+from policies.models import Policy
+from tests.conftest import bid_adjustment, reallocation
+from tests.factories import evaluated
+
+CHANGELIST = reverse("admin:approvals_proposal_changelist")
+
+
+@pytest.fixture
+def login(demo_world):
+    def as_user(username: str) -> Client:
+        client = Client()
+        assert client.login(**demo_world["users"][username])
+        return client
+
+    return as_user
+
+
+def test_queue_shows_what_waits_for_review_riskiest_first(login):
+    small = evaluated(reallocation("150.00"))
+    large = evaluated(reallocation("400.00"))
+    auto = evaluated(bid_adjustment())  # auto-approved: not in the queue
+    page = login("operator").get(CHANGELIST)
+    assert page.status_code == 200
+    queue = list(page.context["cl"].result_list)
+    assert queue == [large, small]
+    assert auto not in queue
+    assert "move 400.00 USD/day from brand-search to generic-search (40.0%)" in page.text
+
+
+def test_detail_page_shows_reasons_and_current_versus_proposed(login):
+    proposal = evaluated(reallocation("280.00"))
+    page = login("operator").get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+    assert page.status_code == 200
+    rows = page.context["current_vs_proposed"]
+    assert {(r["campaign"], r["current"], r["proposed"]) for r in rows} == {
+        ("brand-search", "1000.00", "720.00"),
+        ("generic-search", "500.00", "780.00"),
+    }
+    assert "exceeds the 10.0% auto-execute ceiling" in page.text
+    assert 'id="approve-form"' in page.text
+
+
+def test_operator_approves_from_the_detail_page(login):
+    proposal = evaluated()
+    response = login("operator").post(
+        reverse("admin:approvals_proposal_approve", args=[proposal.pk]), {"note": "fine"}
+    )
+    assert response.status_code == 302
+    proposal.refresh_from_db()
+    assert proposal.status == ProposalStatus.APPROVED
+    decision = proposal.decisions.get()
+    assert (decision.reviewer.username, decision.note) == ("operator", "fine")
+
+
+def test_rejection_needs_a_reason_and_feeds_it_back(login):
+    proposal = evaluated()
+    url = reverse("admin:approvals_proposal_reject", args=[proposal.pk])
+    client = login("operator")
+    client.post(url, {"note": "no reason given"})
+    proposal.refresh_from_db()
+    assert proposal.status == ProposalStatus.PENDING_REVIEW
+
+    client.post(url, {"reason_code": "too_aggressive", "note": "Halve it."})
+    proposal.refresh_from_db()
+    assert proposal.status == ProposalStatus.REJECTED
+    feedback = Feedback.objects.get(proposal=proposal)
+    assert (feedback.kind, feedback.reason_code, feedback.note) == (
+        "rejected",
+        "too_aggressive",
+        "Halve it.",
+    )
+
+
+@pytest.mark.parametrize("username", ["auditor", "policy-owner"])
+def test_user_without_the_review_permission_cannot_approve(login, username):
+    proposal = evaluated()
+    client = login(username)
+    page = client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+    assert page.status_code == 200
+    assert 'id="approve-form"' not in page.text
+    response = client.post(reverse("admin:approvals_proposal_approve", args=[proposal.pk]))
+    assert response.status_code == 403
+    bulk = client.post(
+        CHANGELIST,
+        {"action": "approve_selected", "_selected_action": [proposal.pk], "confirm": "yes"},
+    )
+    assert bulk.status_code == 200  # the admin refuses an action the user does not have
+    proposal.refresh_from_db()
+    assert proposal.status == ProposalStatus.PENDING_REVIEW
+    assert not Decision.objects.exists()
+
+
+def test_reviewer_permission_is_enforced_by_the_service_too(demo_world):
+    proposal = evaluated()
+    auditor = get_user_model().objects.get(username="auditor")
+    with pytest.raises(NotAllowed):
+        proposal_approve(proposal_id=proposal.pk, reviewer=auditor)
+    assert Proposal.objects.get(pk=proposal.pk).status == ProposalStatus.PENDING_REVIEW
+
+
+def test_bulk_approve_asks_for_confirmation_first(login):
+    proposals = [evaluated(reallocation(amount)) for amount in ("200.00", "300.00")]
+    client = login("operator")
+    selection = {"action": "approve_selected", "_selected_action": [p.pk for p in proposals]}
+    confirmation = client.post(CHANGELIST, selection)
+    assert confirmation.status_code == 200
+    assert "Approve 2 proposal(s)?" in confirmation.text
+    assert "move 300.00 USD/day" in confirmation.text
+    assert not Decision.objects.exists()
+
+    done = client.post(CHANGELIST, {**selection, "confirm": "yes", "note": ""})
+    assert done.status_code == 302
+    assert set(Proposal.objects.values_list("status", flat=True)) == {ProposalStatus.APPROVED}
+
+
+def test_bulk_reject_with_a_reason_skips_what_is_no_longer_pending(login):
+    waiting = evaluated(reallocation("200.00"))
+    executed_already = evaluated(bid_adjustment())
+    client = login("operator")
+    response = client.post(
+        f"{CHANGELIST}?status=all",
+        {
+            "action": "reject_selected",
+            "_selected_action": [waiting.pk, executed_already.pk],
+            "confirm": "yes",
+            "reason_code": "wrong_signal",
+            "note": "Seasonality.",
+        },
+        follow=True,
+    )
+    assert "Rejected 1 proposal(s)." in response.text
+    assert (
+        f"Proposal #{executed_already.pk} is approved; it cannot become rejected." in response.text
+    )
+    assert Proposal.objects.get(pk=waiting.pk).status == ProposalStatus.REJECTED
+    assert Proposal.objects.get(pk=executed_already.pk).status == ProposalStatus.APPROVED
+
+
+def test_two_person_rule_needs_two_distinct_reviewers(demo_world):
+    Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
+    proposal = evaluated()
+    users = get_user_model().objects
+    operator = users.get(username="operator")
+    second = users.create_user("second-operator", is_staff=True)
+    second.groups.set(operator.groups.all())
+
+    assert proposal_approve(proposal_id=proposal.pk, reviewer=operator).status == "pending_review"
+    with pytest.raises(NotAllowed, match="already decided"):
+        proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    assert proposal_approve(proposal_id=proposal.pk, reviewer=second).status == "approved"
+
+
+def test_auditor_can_read_history_and_change_nothing(login):
+    proposal = evaluated()
+    client = login("auditor")
+    history = client.get(reverse("admin:approvals_proposal_history", args=[proposal.pk]))
+    assert history.status_code == 200
+    assert "policy-engine" in history.text
+    policy = Policy.objects.first()
+    assert client.get(reverse("admin:policies_policy_change", args=[policy.pk])).status_code == 200
+    edit = client.post(
+        reverse("admin:policies_policy_change", args=[policy.pk]), {"name": "loosened"}
+    )
+    assert edit.status_code == 403
+    assert Policy.objects.get(pk=policy.pk).name != "loosened"
