@@ -93,7 +93,7 @@ class ProposalOutput(serializers.Serializer):
     amount = serializers.DecimalField(max_digits=14, decimal_places=2, allow_null=True)
     risk = serializers.IntegerField(allow_null=True)
     verdict = serializers.SerializerMethodField()
-    decisions = DecisionOutput(many=True)
+    decisions = serializers.SerializerMethodField()
     execution = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
@@ -108,14 +108,24 @@ class ProposalOutput(serializers.Serializer):
             return None  # not evaluated yet
         return VerdictOutput(proposal).data
 
+    @extend_schema_field(DecisionOutput(many=True))
+    def get_decisions(self, proposal: Proposal):
+        if self.context.get("just_submitted"):
+            return []
+        return DecisionOutput(proposal.decisions.all(), many=True).data
+
     @extend_schema_field(ExecutionOutput(allow_null=True))
     def get_execution(self, proposal: Proposal):
+        if self.context.get("just_submitted"):
+            return None
         executions = list(proposal.executions.all())
         return ExecutionOutput(executions[-1]).data if executions else None
 
 
-def proposal_body(proposal: Proposal) -> dict:
-    return ProposalOutput(proposal).data
+def proposal_body(proposal: Proposal, *, just_submitted: bool = False) -> dict:
+    """The API's view of a proposal. One just submitted has no decisions or executions yet,
+    so it is answered without asking the database for them."""
+    return ProposalOutput(proposal, context={"just_submitted": just_submitted}).data
 
 
 def submit_one(agent, data: dict) -> Proposal:
@@ -192,7 +202,7 @@ class ProposalCollectionApi(IdempotentAPIView):
     def perform(self, request: Request) -> Response:
         proposal = submit_one(request.user, request.data)
         return Response(
-            proposal_body(proposal),
+            proposal_body(proposal, just_submitted=True),
             status=status.HTTP_201_CREATED,
             headers={"Location": f"/api/v1/proposals/{proposal.pk}/"},
         )
@@ -256,7 +266,8 @@ class ProposalBatchApi(IdempotentAPIView):
                 status_code, body = api_error_body(error)
                 results.append({"index": index, "status": status_code, "errors": body})
             else:
-                results.append({"index": index, "status": 201, "proposal": proposal_body(proposal)})
+                body = proposal_body(proposal, just_submitted=True)
+                results.append({"index": index, "status": 201, "proposal": body})
         return Response(results, status=status.HTTP_200_OK)
 
 

@@ -1,10 +1,14 @@
 """Bearer API keys for agents, and the per-agent request rate limit."""
 
+import time
+
+from django.core.cache import cache
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import BasePermission
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.settings import api_settings
+from rest_framework.throttling import BaseThrottle
 
 from approvals.models import Agent
 from approvals.services.agents import agent_authenticate
@@ -34,13 +38,38 @@ class IsAgent(BasePermission):
         return isinstance(request.user, Agent)
 
 
-class AgentRateThrottle(SimpleRateThrottle):
-    scope = "agent"
+class AgentRateThrottle(BaseThrottle):
+    """Requests per agent, counted in fixed windows in the shared cache (Redis in production).
 
-    def get_cache_key(self, request, view):
+    One atomic INCR per request, so every web process sees the same count. DRF's
+    SimpleRateThrottle instead re-writes a list of every request's timestamp on each request,
+    which grows with the rate and loses counts when processes race.
+    """
+
+    def __init__(self) -> None:
+        rate = api_settings.DEFAULT_THROTTLE_RATES["agent"]
+        count, _, period = rate.partition("/")
+        self.limit = int(count)
+        self.period = {"s": 1, "m": 60, "h": 3600, "d": 86400}[period[0]]
+        self.retry_after: float | None = None
+
+    def allow_request(self, request, view) -> bool:
         if not isinstance(request.user, Agent):
-            return None
-        return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
+            return True
+        now = time.time()
+        window = int(now // self.period)
+        key = f"throttle:agent:{request.user.pk}:{window}"
+        cache.add(key, 0, timeout=self.period + 1)
+        try:
+            count = cache.incr(key)
+        except ValueError:  # the window's key expired between add and incr
+            cache.set(key, 1, timeout=self.period + 1)
+            count = 1
+        self.retry_after = (window + 1) * self.period - now
+        return count <= self.limit
+
+    def wait(self) -> float | None:
+        return self.retry_after
 
 
 class AgentAPIKeyScheme(OpenApiAuthenticationExtension):

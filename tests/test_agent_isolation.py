@@ -89,3 +89,20 @@ def test_campaigns_lists_only_the_agents_accounts(optimizer):
         "display-retarget",
     }
     assert {c["account"] for c in campaigns} == {"demo"}
+
+
+def test_an_agent_over_its_rate_gets_429_with_retry_after(optimizer, settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"agent": "3/min"},
+    }
+    try:
+        statuses = [optimizer.get("/api/v1/campaigns/").status_code for _ in range(4)]
+        assert statuses == [200, 200, 200, 429]
+        refused = optimizer.get("/api/v1/campaigns/")
+        assert 0 < int(refused.headers["Retry-After"]) <= 60
+    finally:
+        cache.clear()
