@@ -32,7 +32,7 @@ def test_registry_has_the_six_marketing_action_types():
 def test_bid_adjustment_magnitude_is_relative_to_the_current_bid(account):
     assessed = assess(account, "bid_adjustment", campaign="brand-search", new_bid="1.70")
     assert assessed.assessment.magnitude == Decimal("0.15")
-    assert assessed.assessment.summary == "bid on brand-search 2.00 → 1.70 USD (-15.0%)"
+    assert assessed.assessment.summary == "bid of brand-search 2.00 → 1.70 USD (-15.0%)"
     assert assessed.snapshot == {"brand-search": {"bid": "2.00"}}
 
 

@@ -126,6 +126,6 @@ def test_small_bid_adjustment_executes_without_anyone_looking(live_server, demo_
     assert executed["verdict"]["outcome"] == "auto_approve"
     assert executed["decisions"] == []
     assert (
-        "6.0% bid change on brand-search is within the 15.0%" in executed["verdict"]["reasons"][0]
+        "6.0% change to brand-search's bid is within the 15.0%" in executed["verdict"]["reasons"][0]
     )
     assert Campaign.objects.get(external_id="brand-search").bid == Decimal("2.12")

@@ -18,13 +18,35 @@ from approvals.validation import StrictSerializer
 from ledger.models import Account, BiddingStrategy, CampaignStatus
 
 
-class SingleCampaignAction(ActionType):
-    """An action on one campaign named by the payload's ``campaign``."""
+class NumericFieldChange(ActionType):
+    """Setting one of a campaign's numbers: magnitude is |new − current| / current."""
 
-    fields_changed: tuple[str, ...]
+    field: str
+    payload_field: str
+    noun: str
+    moves_daily_money: bool
 
-    def campaign_fields(self, payload: dict[str, Any]) -> dict[str, tuple[str, ...]]:
-        return {payload["campaign"]: self.fields_changed}
+    def campaign_fields(self, payload):
+        return {payload["campaign"]: (self.field,)}
+
+    def assess(self, payload, campaigns, account: Account) -> Assessment:
+        campaign = campaigns[payload["campaign"]]
+        current, new = getattr(campaign, self.field), Decimal(payload[self.payload_field])
+        magnitude = relative_change(current, new)
+        return Assessment(
+            magnitude=magnitude,
+            magnitude_label=(
+                f"A {magnitude * 100:.1f}% change to {campaign.external_id}'s {self.noun}"
+            ),
+            summary=(
+                f"{self.noun} of {campaign.external_id} {current} → {new} {account.currency} "
+                f"({signed_percent(current, new)})"
+            ),
+            amount=abs(new - current) if self.moves_daily_money else None,
+        )
+
+    def proposed_state(self, payload, campaigns):
+        return {payload["campaign"]: {self.field: Decimal(payload[self.payload_field])}}
 
 
 class BidAdjustmentPayload(StrictSerializer):
@@ -33,28 +55,12 @@ class BidAdjustmentPayload(StrictSerializer):
 
 
 @register
-class BidAdjustment(SingleCampaignAction):
+class BidAdjustment(NumericFieldChange):
     name = "bid_adjustment"
     label = "bid adjustment"
     risk_weight = 10
     payload_serializer = BidAdjustmentPayload
-    fields_changed = ("bid",)
-
-    def assess(self, payload, campaigns, account: Account) -> Assessment:
-        campaign = campaigns[payload["campaign"]]
-        current, new = campaign.bid, Decimal(payload["new_bid"])
-        magnitude = relative_change(current, new)
-        return Assessment(
-            magnitude=magnitude,
-            magnitude_label=f"A {magnitude * 100:.1f}% bid change on {campaign.external_id}",
-            summary=(
-                f"bid on {campaign.external_id} {current} → {new} {account.currency} "
-                f"({signed_percent(current, new)})"
-            ),
-        )
-
-    def proposed_state(self, payload, campaigns):
-        return {payload["campaign"]: {"bid": Decimal(payload["new_bid"])}}
+    field, payload_field, noun, moves_daily_money = "bid", "new_bid", "bid", False
 
 
 class BudgetChangePayload(StrictSerializer):
@@ -63,31 +69,17 @@ class BudgetChangePayload(StrictSerializer):
 
 
 @register
-class BudgetChange(SingleCampaignAction):
+class BudgetChange(NumericFieldChange):
     name = "budget_change"
     label = "budget change"
     risk_weight = 20
     payload_serializer = BudgetChangePayload
-    fields_changed = ("daily_budget",)
-
-    def assess(self, payload, campaigns, account: Account) -> Assessment:
-        campaign = campaigns[payload["campaign"]]
-        current, new = campaign.daily_budget, Decimal(payload["new_daily_budget"])
-        magnitude = relative_change(current, new)
-        return Assessment(
-            magnitude=magnitude,
-            magnitude_label=(
-                f"A {magnitude * 100:.1f}% change to {campaign.external_id}'s daily budget"
-            ),
-            summary=(
-                f"daily budget of {campaign.external_id} {current} → {new} {account.currency} "
-                f"({signed_percent(current, new)})"
-            ),
-            amount=abs(new - current),
-        )
-
-    def proposed_state(self, payload, campaigns):
-        return {payload["campaign"]: {"daily_budget": Decimal(payload["new_daily_budget"])}}
+    field, payload_field, noun, moves_daily_money = (
+        "daily_budget",
+        "new_daily_budget",
+        "daily budget",
+        True,
+    )
 
 
 class BudgetReallocationPayload(StrictSerializer):
@@ -154,14 +146,16 @@ class StatusChangePayload(StrictSerializer):
 
 
 @register
-class StatusChange(SingleCampaignAction):
+class StatusChange(ActionType):
     """Starting or stopping a campaign moves all of its spend: magnitude 1 (100%)."""
 
     name = "status_change"
     label = "status change"
     risk_weight = 30
     payload_serializer = StatusChangePayload
-    fields_changed = ("status",)
+
+    def campaign_fields(self, payload):
+        return {payload["campaign"]: ("status",)}
 
     def assess(self, payload, campaigns, account: Account) -> Assessment:
         campaign = campaigns[payload["campaign"]]

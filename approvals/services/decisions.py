@@ -12,71 +12,71 @@ from hitlproject.errors import DomainError, NotAllowed
 DECIDE_PERMISSION = "approvals.decide_proposal"
 
 
-def _check_reviewer_may_decide(
-    *, proposal: Proposal, reviewer: AbstractBaseUser, to_status: str
-) -> None:
+def _decision_record(
+    *,
+    proposal_id: int,
+    reviewer: AbstractBaseUser,
+    outcome: str,
+    reason_code: str = "",
+    note: str = "",
+) -> Proposal:
+    """Check the reviewer may decide, record the decision and its feedback, and move the
+    proposal on. Runs inside the caller's transaction, holding the proposal's lock."""
+    actor = Actor.for_user(reviewer)
+    to_status = (
+        ProposalStatus.APPROVED if outcome == DecisionOutcome.APPROVE else ProposalStatus.REJECTED
+    )
+    proposal = proposal_lock(proposal_id)
     if not reviewer.has_perm(DECIDE_PERMISSION):
         raise NotAllowed(f"{reviewer.get_username()} may not approve or reject proposals.")
     if proposal.status != ProposalStatus.PENDING_REVIEW:
         raise InvalidTransition(proposal, to_status)
-    if proposal.decisions.filter(review_round=proposal.review_round, reviewer=reviewer).exists():
+    this_round = proposal.decisions.filter(review_round=proposal.review_round)
+    if this_round.filter(reviewer=reviewer).exists():
         raise NotAllowed(
             f"{reviewer.get_username()} has already decided on proposal #{proposal.pk}."
         )
 
-
-def proposal_approve(*, proposal_id: int, reviewer: AbstractBaseUser, note: str = "") -> Proposal:
-    """Record an approval; the proposal is approved once it has as many as its policy asks."""
-    actor = Actor.for_user(reviewer)
-    with transaction.atomic(), acting_as(actor):
-        proposal = proposal_lock(proposal_id)
-        _check_reviewer_may_decide(
-            proposal=proposal, reviewer=reviewer, to_status=ProposalStatus.APPROVED
-        )
+    with acting_as(actor):
         decision = Decision.objects.create(
             proposal=proposal,
             review_round=proposal.review_round,
             reviewer=reviewer,
-            outcome=DecisionOutcome.APPROVE,
+            outcome=outcome,
+            reason_code=reason_code,
             note=note,
         )
-        feedback_record_decision(decision=decision, actor=actor)
-        approvals = proposal.decisions.filter(
-            review_round=proposal.review_round, outcome=DecisionOutcome.APPROVE
-        ).count()
+    feedback_record_decision(decision=decision, actor=actor)
+    if to_status == ProposalStatus.APPROVED:
+        approvals = this_round.filter(outcome=DecisionOutcome.APPROVE).count()
         if approvals < proposal.required_approvals:
-            return proposal
-        return proposal_transition(
-            proposal_id=proposal_id,
-            to_status=ProposalStatus.APPROVED,
-            actor=actor,
-            reason=f"approved by {reviewer.get_username()}",
-        )
+            return proposal  # waiting for more reviewers
+        reason = f"approved by {reviewer.get_username()}"
+    else:
+        reason = f"rejected by {reviewer.get_username()}: {RejectionReason(reason_code).label}"
+    return proposal_transition(
+        proposal_id=proposal_id, to_status=to_status, actor=actor, reason=reason
+    )
 
 
+@transaction.atomic
+def proposal_approve(*, proposal_id: int, reviewer: AbstractBaseUser, note: str = "") -> Proposal:
+    """Record an approval; the proposal is approved once it has as many as its policy asks."""
+    return _decision_record(
+        proposal_id=proposal_id, reviewer=reviewer, outcome=DecisionOutcome.APPROVE, note=note
+    )
+
+
+@transaction.atomic
 def proposal_reject(
     *, proposal_id: int, reviewer: AbstractBaseUser, reason_code: str, note: str = ""
 ) -> Proposal:
     if reason_code not in RejectionReason.values:
         raise DomainError(f"Choose a rejection reason: {', '.join(RejectionReason.values)}.")
-    actor = Actor.for_user(reviewer)
-    with transaction.atomic(), acting_as(actor):
-        proposal = proposal_lock(proposal_id)
-        _check_reviewer_may_decide(
-            proposal=proposal, reviewer=reviewer, to_status=ProposalStatus.REJECTED
-        )
-        decision = Decision.objects.create(
-            proposal=proposal,
-            review_round=proposal.review_round,
-            reviewer=reviewer,
-            outcome=DecisionOutcome.REJECT,
-            reason_code=reason_code,
-            note=note,
-        )
-        feedback_record_decision(decision=decision, actor=actor)
-        return proposal_transition(
-            proposal_id=proposal_id,
-            to_status=ProposalStatus.REJECTED,
-            actor=actor,
-            reason=f"rejected by {reviewer.get_username()}: {RejectionReason(reason_code).label}",
-        )
+    return _decision_record(
+        proposal_id=proposal_id,
+        reviewer=reviewer,
+        outcome=DecisionOutcome.REJECT,
+        reason_code=reason_code,
+        note=note,
+    )
