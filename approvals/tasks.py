@@ -4,13 +4,27 @@ They are acknowledged late and rejected when a worker dies, so a crash redeliver
 services they call re-read state under a lock and do nothing when the work is already done.
 """
 
-from celery import shared_task
-from django.db import OperationalError
+from functools import partial
+
+from celery import Task, shared_task
+from django.db import OperationalError, transaction
 
 from approvals.services.execution import proposal_execute
 from approvals.services.expiry import proposals_expire_overdue
 from approvals.services.idempotency import idempotency_records_purge
 from approvals.services.proposals import proposal_evaluate
+from approvals.services.recovery import proposals_requeue_stalled
+
+
+def enqueue_after_commit(task: Task, proposal_id: int) -> None:
+    """Send ``task`` once the surrounding transaction commits.
+
+    Unlike ``delay_on_commit``, a broker that cannot be reached at that moment does not turn an
+    already-committed request into an error: it is logged, and the stall sweeper sends the task
+    again within a minute or two.
+    """
+    transaction.on_commit(partial(task.delay, proposal_id), robust=True)
+
 
 TRANSIENT = {
     "autoretry_for": (OperationalError,),
@@ -38,3 +52,8 @@ def expire_overdue_proposals() -> int:
 @shared_task(name="approvals.purge_idempotency_records")
 def purge_idempotency_records() -> int:
     return idempotency_records_purge()
+
+
+@shared_task(name="approvals.requeue_stalled_proposals")
+def requeue_stalled_proposals() -> dict[str, int]:
+    return proposals_requeue_stalled()

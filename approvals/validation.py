@@ -50,3 +50,20 @@ def bounded_json(value: Any) -> None:
         raise serializers.ValidationError(
             f"Larger than {MAX_SUPPORTING_DATA_BYTES // 1024} KiB once encoded."
         )
+
+
+def validation_text(error: serializers.ValidationError) -> str:
+    """A validation error as one readable line: ``amount: Exceeds … budget of 200.00.``"""
+
+    def lines(detail: Any, path: str) -> list[str]:
+        if isinstance(detail, dict):
+            return [
+                line
+                for key, item in detail.items()
+                for line in lines(item, f"{path}.{key}" if path else str(key))
+            ]
+        if isinstance(detail, list):
+            return [line for item in detail for line in lines(item, path)]
+        return [f"{path}: {detail}" if path and path != "non_field_errors" else str(detail)]
+
+    return " ".join(lines(error.detail, ""))

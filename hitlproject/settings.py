@@ -176,6 +176,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "approvals.expire_overdue_proposals",
         "schedule": timedelta(seconds=int(env("HITL_EXPIRY_SWEEP_SECONDS", "60"))),
     },
+    "requeue-stalled-proposals": {
+        "task": "approvals.requeue_stalled_proposals",
+        "schedule": timedelta(seconds=60),
+    },
     "purge-idempotency-records": {
         "task": "approvals.purge_idempotency_records",
         "schedule": timedelta(hours=1),
@@ -218,6 +222,8 @@ API_MAX_BATCH_SIZE = 1000
 IDEMPOTENCY_KEY_TTL = timedelta(hours=int(env("HITL_IDEMPOTENCY_TTL_HOURS", "48")))
 # How long an in-flight idempotent request holds its key before a retry may take it over.
 IDEMPOTENCY_LEASE = timedelta(seconds=60)
+# A proposal left submitted or approved this long has lost its task; the sweeper resends it.
+PROPOSAL_STALL_AFTER = timedelta(seconds=int(env("HITL_STALL_AFTER_SECONDS", "60")))
 # Review window when no policy names one.
 DEFAULT_REVIEW_WINDOW = timedelta(hours=72)
 

@@ -71,9 +71,31 @@ def test_execution_goes_back_to_review_when_the_target_moved(operator):
         Decimal("900.00"),
         Decimal("500.00"),
     )
-    # The first round's approval does not count in the second: the operator decides again.
-    result = proposal_approve(proposal_id=proposal.pk, reviewer=operator)
-    assert result.status == ProposalStatus.APPROVED
+    # Re-assessed on today's figures: 280 of 900 is 31.1%.
+    assert result.magnitude == Decimal("0.311111")
+    assert result.target_snapshot["brand-search"] == {"daily_budget": "900.00"}
+    # The first round's approval does not count in the second: the operator decides again,
+    # and this time it executes against the figures they saw.
+    assert proposal_approve(proposal_id=proposal.pk, reviewer=operator).status == "approved"
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTED
+    assert budget("brand-search") == Decimal("620.00")
+    assert budget("generic-search") == Decimal("780.00")
+
+
+def test_an_action_the_moved_ledger_no_longer_allows_fails_instead_of_overdrawing(operator):
+    proposal = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    Campaign.objects.filter(external_id="brand-search").update(daily_budget=Decimal("200.00"))
+
+    back = proposal_execute(proposal_id=proposal.pk)
+    assert back.status == ProposalStatus.PENDING_REVIEW
+    assert "can no longer be applied as proposed" in back.verdict_reasons[-1]
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator)  # approved regardless
+
+    failed = proposal_execute(proposal_id=proposal.pk)
+    assert failed.status == ProposalStatus.FAILED
+    assert "Exceeds brand-search's daily budget of 200.00" in failed.executions.get().error
+    assert budget("brand-search") == Decimal("200.00")
 
 
 def test_a_failed_execution_is_recorded_and_can_be_retried(operator):

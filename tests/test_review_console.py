@@ -1,6 +1,8 @@
 """The operator's console in the admin: the queue, the detail page, approve and reject,
 singly and in bulk, with permissions enforced on the server."""
 
+from decimal import Decimal
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
@@ -175,3 +177,33 @@ def test_auditor_can_read_history_and_change_nothing(login):
     )
     assert edit.status_code == 403
     assert Policy.objects.get(pk=policy.pk).name != "loosened"
+
+
+def test_policy_owner_edits_a_policy_and_history_names_them(login):
+    policy = Policy.objects.get(action_type="budget_reallocation")
+    url = reverse("admin:policies_policy_change", args=[policy.pk])
+    response = login("policy-owner").post(
+        url,
+        {
+            "name": policy.name,
+            "action_type": "budget_reallocation",
+            "is_active": "on",
+            "auto_execute_max_magnitude": "0.20",
+            "required_approvals": "1",
+            "review_window": "3 00:00:00",
+            "description": "Loosened after a clean quarter.",
+        },
+    )
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    latest = policy.history.latest("history_date")
+    assert latest.auto_execute_max_magnitude == Decimal("0.20")
+    assert (latest.history_actor_kind, latest.history_actor) == ("user", "policy-owner")
+    assert latest.history_user.username == "policy-owner"
+
+
+def test_operator_cannot_edit_policies(login):
+    policy = Policy.objects.get(action_type="budget_reallocation")
+    url = reverse("admin:policies_policy_change", args=[policy.pk])
+    response = login("operator").post(url, {"name": "x", "auto_execute_max_magnitude": "1"})
+    assert response.status_code == 403
+    assert Policy.objects.get(pk=policy.pk).auto_execute_max_magnitude == Decimal("0.10")

@@ -9,11 +9,13 @@ import logging
 
 from django.db import OperationalError, transaction
 from django.utils import timezone
+from rest_framework.exceptions import ValidationError
 
 from approvals import action_types
 from approvals.models import Execution, ExecutionStatus, Proposal, ProposalStatus
 from approvals.services.lifecycle import proposal_lock, proposal_transition
 from approvals.services.proposals import campaigns_for, ledger_snapshot
+from approvals.validation import validation_text
 from audit.actors import Actor, acting_as
 
 logger = logging.getLogger(__name__)
@@ -28,6 +30,53 @@ def _moved_fields(expected: dict, current: dict) -> list[str]:
         for field, value in fields.items()
         if current.get(campaign, {}).get(field) != value
     ]
+
+
+def _reassessment(proposal: Proposal, action_type, campaigns, reason: str) -> dict:
+    """The proposal's derived facts against the ledger as it is now, so that the operator
+    decides on today's figures and a re-approval executes against them."""
+    changes = {
+        "target_snapshot": ledger_snapshot(
+            action_type=action_type, payload=proposal.payload, campaigns=campaigns
+        ),
+        "verdict_reasons": [*proposal.verdict_reasons, reason],
+    }
+    try:
+        action_type.check(proposal.payload, campaigns)
+    except ValidationError as error:
+        changes["verdict_reasons"].append(
+            f"It can no longer be applied as proposed: {validation_text(error)}"
+        )
+        return changes
+    assessment = action_type.assess(proposal.payload, campaigns, proposal.account)
+    return {
+        **changes,
+        "magnitude": assessment.magnitude,
+        "magnitude_label": assessment.magnitude_label[:300],
+        "summary": assessment.summary[:300],
+        "amount": assessment.amount,
+    }
+
+
+def _record_failure(
+    proposal: Proposal, attempt: int, before: dict, started_at, error: str
+) -> Proposal:
+    Execution.objects.create(
+        proposal=proposal,
+        attempt=attempt,
+        executor=LEDGER_EXECUTOR,
+        status=ExecutionStatus.FAILED,
+        before_state=before,
+        error=error,
+        started_at=started_at,
+        finished_at=timezone.now(),
+    )
+    return proposal_transition(
+        proposal_id=proposal.pk,
+        to_status=ProposalStatus.FAILED,
+        actor=Actor.system("executor"),
+        reason=f"execution failed: {error}",
+    )
 
 
 def proposal_execute(*, proposal_id: int) -> Proposal:
@@ -45,17 +94,13 @@ def proposal_execute(*, proposal_id: int) -> Proposal:
         )
         moved = _moved_fields(proposal.target_snapshot, before)
         if moved:
+            reason = "Sent back for review before executing: " + "; ".join(moved) + "."
             return proposal_transition(
                 proposal_id=proposal_id,
                 to_status=ProposalStatus.PENDING_REVIEW,
                 actor=actor,
-                reason="The target moved since the proposal was made: " + "; ".join(moved) + ".",
-                changes={
-                    "verdict_reasons": [
-                        *proposal.verdict_reasons,
-                        "Sent back for review before executing: " + "; ".join(moved) + ".",
-                    ]
-                },
+                reason=reason,
+                changes=_reassessment(proposal, action_type, campaigns, reason),
             )
 
         proposal_transition(
@@ -65,26 +110,16 @@ def proposal_execute(*, proposal_id: int) -> Proposal:
         attempt = proposal.executions.count() + 1
         try:
             with transaction.atomic():
+                action_type.check(proposal.payload, campaigns)
                 action_type.apply(proposal.payload, campaigns, proposal)
         except OperationalError:
             raise  # transient (lock timeout, lost connection): the task retries
+        except ValidationError as error:
+            return _record_failure(proposal, attempt, before, started_at, validation_text(error))
         except Exception as error:
             logger.exception("Executing proposal %s failed", proposal_id)
-            Execution.objects.create(
-                proposal=proposal,
-                attempt=attempt,
-                executor=LEDGER_EXECUTOR,
-                status=ExecutionStatus.FAILED,
-                before_state=before,
-                error=f"{type(error).__name__}: {error}",
-                started_at=started_at,
-                finished_at=timezone.now(),
-            )
-            return proposal_transition(
-                proposal_id=proposal_id,
-                to_status=ProposalStatus.FAILED,
-                actor=actor,
-                reason=f"execution failed: {error}",
+            return _record_failure(
+                proposal, attempt, before, started_at, f"{type(error).__name__}: {error}"
             )
 
         Execution.objects.create(

@@ -83,7 +83,7 @@ def proposal_transition(
         proposal.save()
 
         if to_status == S.APPROVED:
-            from approvals.tasks import execute_proposal
+            from approvals.tasks import enqueue_after_commit, execute_proposal
 
-            execute_proposal.delay_on_commit(proposal.pk)
+            enqueue_after_commit(execute_proposal, proposal.pk)
     return proposal

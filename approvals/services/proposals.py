@@ -134,9 +134,9 @@ def proposal_submit(
         proposal._change_reason = "submitted"
         proposal.save()
 
-        from approvals.tasks import evaluate_proposal
+        from approvals.tasks import enqueue_after_commit, evaluate_proposal
 
-        evaluate_proposal.delay_on_commit(proposal.pk)
+        enqueue_after_commit(evaluate_proposal, proposal.pk)
     return proposal
 
 
