@@ -74,7 +74,9 @@ class QueueStatusFilter(admin.SimpleListFilter):
 
 
 class RejectForm(forms.Form):
-    reason_code = forms.ChoiceField(choices=RejectionReason.choices, label="Reason")
+    reason_code = forms.ChoiceField(
+        choices=[("", "— choose a reason —"), *RejectionReason.choices], label="Reason"
+    )
     note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
 
 
@@ -144,6 +146,15 @@ class ProposalAdmin(ReadOnlyAdmin):
     @admin.display(description="supporting data")
     def supporting_data_display(self, proposal: Proposal) -> str:
         return format_html("<pre>{}</pre>", json.dumps(proposal.supporting_data, indent=2))
+
+    def changelist_view(self, request, extra_context=None):
+        status = request.GET.get(QueueStatusFilter.parameter_name, QueueStatusFilter.default)
+        title = (
+            "Review queue: proposals waiting for a decision, riskiest first"
+            if status == ProposalStatus.PENDING_REVIEW
+            else "Proposals"
+        )
+        return super().changelist_view(request, {"title": title, **(extra_context or {})})
 
     def has_decide_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(DECIDE_PERMISSION)

@@ -23,6 +23,10 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
+admin.site.site_header = "HITL approvals"
+admin.site.site_title = "HITL approvals"
+admin.site.index_title = "Review console"
+
 public = {"authentication_classes": [], "permission_classes": [AllowAny]}
 
 api_v1 = [
