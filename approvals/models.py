@@ -111,6 +111,11 @@ class Proposal(models.Model):
     target_snapshot = models.JSONField(
         default=dict, help_text="The ledger fields the action touches, as they were when assessed."
     )
+    effects = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The factor each bid or budget is multiplied by; cumulative ceilings add these.",
+    )
 
     status = models.CharField(
         max_length=16, choices=ProposalStatus.choices, default=ProposalStatus.SUBMITTED
@@ -120,7 +125,15 @@ class Proposal(models.Model):
     verdict_policy = models.ForeignKey(
         "policies.Policy", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    verdict_policy_version = models.BigIntegerField(
+        null=True, blank=True, help_text="The policy's history record in force when it decided."
+    )
     verdict_reasons = models.JSONField(default=list, blank=True)
+    guardrail_findings = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What the guardrails found when evaluated: {'block': [...], 'review': [...]}.",
+    )
     required_approvals = models.PositiveSmallIntegerField(default=1)
     review_round = models.PositiveSmallIntegerField(
         default=0,
@@ -143,6 +156,8 @@ class Proposal(models.Model):
             # The review queue: pending first, riskiest then oldest.
             models.Index(fields=["status", "-risk", "created_at"], name="proposal_queue_idx"),
             models.Index(fields=["agent", "-id"], name="proposal_agent_idx"),
+            # Recent moves on an account, for the cumulative ceilings.
+            models.Index(fields=["account", "decided_at"], name="proposal_account_decided_idx"),
             models.Index(
                 fields=["review_expires_at"],
                 name="proposal_review_expiry_idx",

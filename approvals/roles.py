@@ -5,6 +5,7 @@ policies; auditors read everything, history included, and change nothing.
 """
 
 from django.apps import apps as global_apps
+from django.db.models import Q
 
 OPERATORS = "operators"
 POLICY_OWNERS = "policy owners"
@@ -14,7 +15,17 @@ VISIBLE_APPS = ("ledger", "approvals", "policies", "feedback")
 
 ROLE_EXTRA_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     OPERATORS: [("approvals", "decide_proposal")],
-    POLICY_OWNERS: [("policies", "add_policy"), ("policies", "change_policy")],
+    POLICY_OWNERS: [
+        ("policies", "add_policy"),
+        ("policies", "change_policy"),
+        ("policies", "add_killswitch"),
+        ("policies", "change_killswitch"),
+        ("policies", "add_brandguidelines"),
+        ("policies", "change_brandguidelines"),
+        # Only the guardrail fields (caps, strategy locks) are editable in the admin.
+        ("ledger", "change_account"),
+        ("ledger", "change_campaign"),
+    ],
     AUDITORS: [],
 }
 
@@ -37,8 +48,9 @@ def sync_role_groups(apps=global_apps) -> None:
     )
     for role, extras in ROLE_EXTRA_PERMISSIONS.items():
         group, _ = group_model.objects.get_or_create(name=role)
-        extra = [
-            permission_model.objects.get(content_type__app_label=app_label, codename=codename)
-            for app_label, codename in extras
-        ]
-        group.permissions.set([*view_all, *extra])
+        # A migration runs this against the schema of its time: a permission whose model does
+        # not exist yet is skipped here and granted by the later migration that syncs again.
+        wanted = Q(pk__in=[])
+        for app_label, codename in extras:
+            wanted |= Q(content_type__app_label=app_label, codename=codename)
+        group.permissions.set([*view_all, *permission_model.objects.filter(wanted)])

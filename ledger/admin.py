@@ -6,8 +6,21 @@ from ledger.models import Account, Campaign, Creative
 HISTORY_COLUMNS = ["history_actor_kind", "history_actor"]
 
 
+class GuardrailFieldsOnly:
+    """The ledger's figures change only through approved actions; in the admin a policy owner
+    edits only the guardrails on them. A new record is entered whole."""
+
+    guardrail_fields: list[str]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        return [f.name for f in self.model._meta.fields if f.name not in self.guardrail_fields]
+
+
 @admin.register(Account)
-class AccountAdmin(SimpleHistoryAdmin):
+class AccountAdmin(GuardrailFieldsOnly, SimpleHistoryAdmin):
+    guardrail_fields = ["max_total_daily_budget"]
     list_display = ["external_id", "name", "channel", "currency"]
     list_filter = ["channel"]
     search_fields = ["external_id", "name"]
@@ -15,7 +28,8 @@ class AccountAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(Campaign)
-class CampaignAdmin(SimpleHistoryAdmin):
+class CampaignAdmin(GuardrailFieldsOnly, SimpleHistoryAdmin):
+    guardrail_fields = ["max_daily_budget", "strategy_locked"]
     list_display = [
         "external_id",
         "account",
@@ -24,6 +38,7 @@ class CampaignAdmin(SimpleHistoryAdmin):
         "bid",
         "bidding_strategy",
         "status",
+        "max_daily_budget",
         "strategy_locked",
     ]
     list_filter = ["account", "status", "bidding_strategy"]

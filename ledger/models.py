@@ -26,6 +26,13 @@ class Account(models.Model):
     name = models.CharField(max_length=200)
     channel = models.CharField(max_length=32, choices=Channel.choices)
     currency = models.CharField(max_length=3, help_text="ISO 4217 code, e.g. USD.")
+    max_total_daily_budget = models.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="Budget cap: the most the account's active campaigns may spend per day in all.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     history = audited_history()
@@ -66,6 +73,9 @@ class Campaign(models.Model):
     target_roas = models.DecimalField(max_digits=8, decimal_places=2, null=True, blank=True)
     status = models.CharField(
         max_length=16, choices=CampaignStatus.choices, default=CampaignStatus.ACTIVE
+    )
+    max_daily_budget = models.DecimalField(
+        **MONEY, null=True, blank=True, help_text="Budget cap: no action takes it above this."
     )
     strategy_locked = models.BooleanField(
         default=False, help_text="A locked campaign's bidding strategy is not changed by agents."

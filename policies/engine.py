@@ -1,20 +1,43 @@
 """The policy engine: a pure function of a proposal's facts and the rules in force.
 
-No database, no clock, no I/O: the live path and what-if simulation run this same code, and it
-is tested without a database. ``policies.services`` turns rows into ``Rule`` and proposals into
-``Facts``.
+No database, no clock, no I/O: the live path and the what-if simulation run this same code, and
+it is tested without a database. ``policies.services`` gathers the facts (the ledger, the
+guardrails, the recent moves on the same targets) and turns policy rows into ``Rule``.
 
-Risk score (0-100, for ordering the review queue; deterministic):
-    risk = type weight + 15 x min(pressure, 4)
-where the type weight comes from the action type (10 for a bid adjustment up to 40 for a
-strategy change) and pressure is the magnitude over the matched policy's auto-execute ceiling
-(over 10% for relative changes, or 1 for counts, when there is no ceiling).
+How a verdict is reached, in order:
+
+1. **Guardrail blocks** (a strategy lock, a budget cap) and a **hard ceiling** of the matched
+   policy refuse the proposal outright: ``block``.
+2. No matching policy, a **kill switch**, a **brand-guideline** finding, **always review**, a
+   magnitude or amount over the **auto-execute ceiling**, or a **cumulative** move over the
+   window's ceiling: ``review``, by a human. Every reason found is given, not only the first.
+3. Otherwise ``auto_approve``.
+
+Matching: a policy matches when its action type is the proposal's and each scope it names
+(agent, account, agent kind, channel) is the proposal's. The most specific wins: an agent
+counts 8, an account 4, an agent kind 2, a channel 1; then the higher priority; then the older
+policy.
+
+Cumulative moves compound: a campaign's budget moved +9% ten times has moved
+1.09^10 - 1 = +136.7%, and a move down then up by the same share nets out. Each target (a
+campaign's bid, a campaign's daily budget) is checked on its own.
+
+Risk score (0-100, for ordering the review queue; deterministic)::
+
+    risk = type weight                      10 (bid) ... 40 (strategy)
+         + 15 x min(pressure, 4)            magnitude over its ceiling, or amount over its
+                                            ceiling, whichever presses harder
+         + 15 x (1 - approval rate)         the agent's record; 5 when it has too few decisions
+         + 10 if a guardrail spoke
+
+where a missing ceiling counts as 10% for relative changes, 1 for counts, and 1,000 for money.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
@@ -22,7 +45,9 @@ Outcome = Literal["auto_approve", "review", "block"]
 MagnitudeUnit = Literal["ratio", "count"]
 
 _REFERENCE_CEILING: dict[str, Decimal] = {"ratio": Decimal("0.10"), "count": Decimal("1")}
+_REFERENCE_AMOUNT = Decimal("1000")
 _MAX_PRESSURE = Decimal("4")
+_UNKNOWN_RECORD_RISK = 5
 
 
 @dataclass(frozen=True)
@@ -30,26 +55,74 @@ class Rule:
     policy_id: int
     name: str
     action_type: str
-    account_id: int | None
-    auto_execute_max_magnitude: Decimal | None
-    always_review: bool
-    required_approvals: int
-    review_window: timedelta
+    agent_id: int | None = None
+    account_id: int | None = None
+    agent_kind: str = ""
+    channel: str = ""
+    priority: int = 0
+    auto_execute_max_magnitude: Decimal | None = None
+    auto_execute_max_amount: Decimal | None = None
+    block_above_magnitude: Decimal | None = None
+    block_above_amount: Decimal | None = None
+    always_review: bool = False
+    cumulative_max_magnitude: Decimal | None = None
+    cumulative_window: timedelta = timedelta(hours=24)
+    required_approvals: int = 1
+    more_approvals_above_magnitude: Decimal | None = None
+    more_approvals_above_amount: Decimal | None = None
+    approvals_above_threshold: int = 2
+    review_window: timedelta = timedelta(hours=72)
+    version: int | None = None
 
     @property
     def specificity(self) -> int:
-        return 1 if self.account_id is not None else 0
+        return (
+            8 * (self.agent_id is not None)
+            + 4 * (self.account_id is not None)
+            + 2 * bool(self.agent_kind)
+            + bool(self.channel)
+        )
+
+    def matches(self, facts: Facts) -> bool:
+        return (
+            self.action_type == facts.action_type
+            and self.agent_id in (None, facts.agent_id)
+            and self.account_id in (None, facts.account_id)
+            and self.agent_kind in ("", facts.agent_kind)
+            and self.channel in ("", facts.channel)
+        )
+
+
+@dataclass(frozen=True)
+class Move:
+    """A change already approved or executed on a target, as the factor it multiplied it by."""
+
+    target: str
+    factor: Decimal
+    at: datetime
 
 
 @dataclass(frozen=True)
 class Facts:
     action_type: str
     action_label: str
-    account_id: int
     magnitude: Decimal
     magnitude_unit: MagnitudeUnit
     magnitude_label: str
     risk_weight: int
+    account_id: int
+    channel: str = ""
+    agent_id: int | None = None
+    agent_kind: str = ""
+    amount: Decimal | None = None
+    currency: str = ""
+    # target ("brand-search daily budget") -> factor this proposal multiplies it by
+    effects: dict[str, Decimal] = field(default_factory=dict)
+    recent_moves: Sequence[Move] = ()
+    now: datetime | None = None
+    guardrail_blocks: tuple[str, ...] = ()
+    guardrail_reviews: tuple[str, ...] = ()
+    agent_approval_rate: float | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +132,7 @@ class Verdict:
     risk: int
     policy_id: int | None = None
     policy_name: str = ""
+    policy_version: int | None = None
     required_approvals: int = 1
     review_window: timedelta | None = None
 
@@ -69,64 +143,123 @@ def format_magnitude(value: Decimal, unit: MagnitudeUnit) -> str:
     return f"{value.normalize():f}"
 
 
-def matching_rule(facts: Facts, rules: list[Rule]) -> Rule | None:
-    candidates = [
-        rule
-        for rule in rules
-        if rule.action_type == facts.action_type and rule.account_id in (None, facts.account_id)
-    ]
-    return max(candidates, key=lambda rule: rule.specificity, default=None)
+def format_money(value: Decimal, currency: str) -> str:
+    return f"{value:,.2f} {currency}".strip()
+
+
+def matching_rule(facts: Facts, rules: Iterable[Rule]) -> Rule | None:
+    return max(
+        (rule for rule in rules if rule.matches(facts)),
+        key=lambda rule: (rule.specificity, rule.priority, -rule.policy_id),
+        default=None,
+    )
+
+
+def compounded_moves(facts: Facts, window: timedelta) -> dict[str, Decimal]:
+    """Each target's compounded relative move over the window, this proposal included."""
+    since = facts.now - window if facts.now else None
+    totals: dict[str, Decimal] = {}
+    for target, factor in facts.effects.items():
+        product = factor
+        for move in facts.recent_moves:
+            if move.target == target and (since is None or move.at >= since):
+                product *= move.factor
+        totals[target] = product - 1
+    return totals
 
 
 def risk_score(facts: Facts, rule: Rule | None) -> int:
-    ceiling = rule.auto_execute_max_magnitude if rule else None
-    if not ceiling:
-        ceiling = _REFERENCE_CEILING[facts.magnitude_unit]
-    pressure = min(facts.magnitude / ceiling, _MAX_PRESSURE)
-    return min(100, facts.risk_weight + round(15 * pressure))
+    ceiling = (rule.auto_execute_max_magnitude if rule else None) or _REFERENCE_CEILING[
+        facts.magnitude_unit
+    ]
+    pressure = facts.magnitude / ceiling
+    if facts.amount is not None:
+        amount_ceiling = (rule.auto_execute_max_amount if rule else None) or _REFERENCE_AMOUNT
+        pressure = max(pressure, facts.amount / amount_ceiling)
+    record = (
+        round(15 * (1 - facts.agent_approval_rate))
+        if facts.agent_approval_rate is not None
+        else _UNKNOWN_RECORD_RISK
+    )
+    guardrails = 10 if facts.guardrail_blocks or facts.guardrail_reviews else 0
+    score = facts.risk_weight + round(15 * min(pressure, _MAX_PRESSURE)) + record + guardrails
+    return min(100, score)
 
 
-def evaluate(facts: Facts, rules: list[Rule]) -> Verdict:
+def _over(value: Decimal | None, limit: Decimal | None) -> bool:
+    return value is not None and limit is not None and value > limit
+
+
+def evaluate(facts: Facts, rules: Iterable[Rule]) -> Verdict:
     rule = matching_rule(facts, rules)
     risk = risk_score(facts, rule)
+    unit = facts.magnitude_unit
+    size = facts.magnitude_label
+    money = format_money(facts.amount, facts.currency) if facts.amount is not None else ""
+
+    blocks = list(facts.guardrail_blocks)
+    reviews = list(facts.guardrail_reviews)
     if rule is None:
-        return Verdict(
-            outcome="review",
-            reasons=(
-                f"No policy covers {facts.action_label} on this account, so a human decides.",
-            ),
-            risk=risk,
-        )
+        reviews.append(f"No policy covers {facts.action_label} here, so a human decides.")
+    else:
+        named = f"policy “{rule.name}”"
+        starts_sentence = f"Policy “{rule.name}”"
+        if _over(facts.magnitude, rule.block_above_magnitude):
+            limit = format_magnitude(rule.block_above_magnitude, unit)
+            blocks.append(f"{size} is above the {limit} hard ceiling of {named}.")
+        if _over(facts.amount, rule.block_above_amount):
+            limit = format_money(rule.block_above_amount, facts.currency)
+            blocks.append(f"{money} a day is above the {limit} hard ceiling of {named}.")
+        if rule.always_review:
+            reviews.append(f"{starts_sentence} sends every {facts.action_label} to a human.")
+        elif rule.auto_execute_max_magnitude is None:
+            reviews.append(f"{starts_sentence} sets no auto-execute ceiling.")
+        elif facts.magnitude > rule.auto_execute_max_magnitude:
+            limit = format_magnitude(rule.auto_execute_max_magnitude, unit)
+            reviews.append(f"{size} exceeds the {limit} auto-execute ceiling of {named}.")
+        if not rule.always_review and _over(facts.amount, rule.auto_execute_max_amount):
+            limit = format_money(rule.auto_execute_max_amount, facts.currency)
+            reviews.append(f"{money} a day exceeds the {limit} auto-execute ceiling of {named}.")
+        if rule.cumulative_max_magnitude is not None:
+            hours = rule.cumulative_window.total_seconds() / 3600
+            for target, moved in compounded_moves(facts, rule.cumulative_window).items():
+                if abs(moved) > rule.cumulative_max_magnitude:
+                    limit = format_magnitude(rule.cumulative_max_magnitude, "ratio")
+                    reviews.append(
+                        f"{target} would move {moved * 100:+.1f}% within {hours:g} h, counting "
+                        f"what is approved or executed, over the {limit} cumulative ceiling "
+                        f"of {named}."
+                    )
 
-    def verdict(outcome: Outcome, reason: str) -> Verdict:
-        return Verdict(
-            outcome=outcome,
-            reasons=(reason,),
-            risk=risk,
-            policy_id=rule.policy_id,
-            policy_name=rule.name,
-            required_approvals=rule.required_approvals,
-            review_window=rule.review_window,
-        )
+    if blocks:
+        outcome: Outcome = "block"
+        reasons = blocks
+    elif reviews:
+        outcome, reasons = "review", reviews
+    else:
+        limit = format_magnitude(rule.auto_execute_max_magnitude, unit)
+        outcome = "auto_approve"
+        reasons = [f"{size} is within the {limit} auto-execute ceiling of policy “{rule.name}”."]
 
-    ceiling = rule.auto_execute_max_magnitude
-    if rule.always_review:
-        return verdict(
-            "review", f"Policy “{rule.name}” sends every {facts.action_label} to a human."
-        )
-    if ceiling is None:
-        return verdict(
-            "review", f"Policy “{rule.name}” sets no auto-execute ceiling for {facts.action_label}."
-        )
-    ceiling_text = format_magnitude(ceiling, facts.magnitude_unit)
-    if facts.magnitude > ceiling:
-        return verdict(
-            "review",
-            f"{facts.magnitude_label} exceeds the {ceiling_text} auto-execute ceiling "
-            f"of policy “{rule.name}”.",
-        )
-    return verdict(
-        "auto_approve",
-        f"{facts.magnitude_label} is within the {ceiling_text} auto-execute ceiling "
-        f"of policy “{rule.name}”.",
+    required = 1
+    if rule is not None:
+        required = rule.required_approvals
+        if _over(facts.magnitude, rule.more_approvals_above_magnitude) or _over(
+            facts.amount, rule.more_approvals_above_amount
+        ):
+            required = max(required, rule.approvals_above_threshold)
+            if outcome == "review":
+                reasons.append(
+                    f"It is large enough for {named}'s two-person rule: "
+                    f"{required} distinct approvals are needed."
+                )
+    return Verdict(
+        outcome=outcome,
+        reasons=tuple(reasons),
+        risk=risk,
+        policy_id=rule.policy_id if rule else None,
+        policy_name=rule.name if rule else "",
+        policy_version=rule.version if rule else None,
+        required_approvals=required,
+        review_window=rule.review_window if rule else None,
     )

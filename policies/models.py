@@ -1,43 +1,87 @@
 from datetime import timedelta
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 
 from audit.models import audited_history
+from ledger.models import Channel
+
+RATIO = {"max_digits": 14, "decimal_places": 6, "null": True, "blank": True}
+MONEY = {"max_digits": 14, "decimal_places": 2, "null": True, "blank": True}
 
 
 class Policy(models.Model):
-    """Where the line runs for one action type: what may run at once, what waits for a human.
+    """Where the line runs for one action type: what may run at once, what waits for a human,
+    what is refused outright.
 
-    A policy matches by action type and, optionally, an account; the more specific match wins.
-    A proposal no policy matches goes to a human (fail safe).
+    A policy matches by action type and an optional scope (agent, account, agent kind,
+    channel). The most specific match wins (an agent outweighs an account, which outweighs an
+    agent kind, which outweighs a channel); ties go to the higher priority. A proposal no
+    policy matches goes to a human. Drafts never decide anything live: they exist to be
+    simulated over history, then promoted.
     """
 
     name = models.CharField(max_length=200)
     action_type = models.CharField(max_length=32)
+    agent = models.ForeignKey(
+        "approvals.Agent", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     account = models.ForeignKey(
-        "ledger.Account",
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="policies",
-        help_text="Leave empty for every account.",
+        "ledger.Account", null=True, blank=True, on_delete=models.PROTECT, related_name="policies"
+    )
+    agent_kind = models.CharField(max_length=16, blank=True)
+    channel = models.CharField(max_length=32, choices=Channel.choices, blank=True)
+    priority = models.IntegerField(
+        default=0, help_text="Breaks ties between equally specific policies: higher wins."
     )
     is_active = models.BooleanField(default=True)
+    is_draft = models.BooleanField(
+        default=False, help_text="A draft is only simulated; it decides nothing live."
+    )
+
     auto_execute_max_magnitude = models.DecimalField(
-        max_digits=14,
-        decimal_places=6,
-        null=True,
-        blank=True,
+        **RATIO,
         validators=[MinValueValidator(0)],
         help_text=(
             "Largest magnitude that executes without a human: a fraction for relative changes "
             "(0.10 = 10%), a count for creative batches. Empty: nothing auto-executes."
         ),
     )
+    auto_execute_max_amount = models.DecimalField(
+        **MONEY,
+        validators=[MinValueValidator(0)],
+        help_text="And at most this much money a day, in the account's currency. Empty: no limit.",
+    )
+    block_above_magnitude = models.DecimalField(
+        **RATIO, validators=[MinValueValidator(0)], help_text="Hard ceiling: above it, blocked."
+    )
+    block_above_amount = models.DecimalField(
+        **MONEY, validators=[MinValueValidator(0)], help_text="Hard ceiling in money per day."
+    )
     always_review = models.BooleanField(default=False)
+    cumulative_max_magnitude = models.DecimalField(
+        **RATIO,
+        validators=[MinValueValidator(0)],
+        help_text=(
+            "Most a campaign's bid or budget may move, compounded, over the window, counting "
+            "what executed and what is approved (0.25 = 25%). Above it, a human decides."
+        ),
+    )
+    cumulative_window = models.DurationField(default=timedelta(hours=24))
     required_approvals = models.PositiveSmallIntegerField(
         default=1, validators=[MinValueValidator(1)], help_text="Distinct approvals needed."
+    )
+    more_approvals_above_magnitude = models.DecimalField(
+        **RATIO,
+        validators=[MinValueValidator(0)],
+        help_text="Two-person rule: above this magnitude…",
+    )
+    more_approvals_above_amount = models.DecimalField(
+        **MONEY, validators=[MinValueValidator(0)], help_text="…or this amount per day…"
+    )
+    approvals_above_threshold = models.PositiveSmallIntegerField(
+        default=2, validators=[MinValueValidator(1)], help_text="…this many distinct approvals."
     )
     review_window = models.DurationField(
         default=timedelta(hours=72), help_text="How long a proposal may wait before it expires."
@@ -49,19 +93,118 @@ class Policy(models.Model):
 
     class Meta:
         verbose_name_plural = "policies"
-        ordering = ["action_type", "name"]
+        ordering = ["action_type", "-priority", "name"]
+        indexes = [models.Index(fields=["action_type", "is_active"], name="policy_lookup_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.name} (draft)" if self.is_draft else self.name
+
+    @property
+    def scope_key(self) -> tuple:
+        return (
+            self.action_type,
+            self.agent_id,
+            self.account_id,
+            self.agent_kind,
+            self.channel,
+            self.priority,
+        )
+
+    def clean(self) -> None:
+        if not self.is_active:
+            return
+        rivals = Policy.objects.filter(
+            is_active=True,
+            is_draft=self.is_draft,
+            action_type=self.action_type,
+            agent=self.agent_id,
+            account=self.account_id,
+            agent_kind=self.agent_kind,
+            channel=self.channel,
+            priority=self.priority,
+        ).exclude(pk=self.pk)
+        if rivals.exists():
+            raise ValidationError(
+                f"“{rivals.first()}” already covers this action type and scope at priority "
+                f"{self.priority}; give one of them another priority or scope."
+            )
+
+
+class KillSwitchScope(models.TextChoices):
+    GLOBAL = "global", "Everything"
+    ACCOUNT = "account", "One account"
+    CHANNEL = "channel", "One channel"
+
+
+class KillSwitch(models.Model):
+    """While engaged, nothing in its scope executes without a human."""
+
+    scope = models.CharField(max_length=8, choices=KillSwitchScope.choices)
+    account = models.ForeignKey(
+        "ledger.Account", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    channel = models.CharField(max_length=32, choices=Channel.choices, blank=True)
+    engaged = models.BooleanField(default=True)
+    reason = models.TextField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = audited_history()
+
+    class Meta:
+        verbose_name_plural = "kill switches"
         constraints = [
-            models.UniqueConstraint(
-                fields=["action_type", "account"],
-                condition=models.Q(is_active=True, account__isnull=False),
-                name="policy_one_active_per_account",
-            ),
-            models.UniqueConstraint(
-                fields=["action_type"],
-                condition=models.Q(is_active=True, account__isnull=True),
-                name="policy_one_active_default",
-            ),
+            models.CheckConstraint(
+                name="kill_switch_scope_matches",
+                condition=(
+                    models.Q(scope="global", account__isnull=True, channel="")
+                    | models.Q(scope="account", account__isnull=False, channel="")
+                    | models.Q(scope="channel", account__isnull=True) & ~models.Q(channel="")
+                ),
+            )
         ]
 
     def __str__(self) -> str:
-        return self.name
+        target = {"global": "everything", "account": self.account, "channel": self.channel}
+        state = "engaged" if self.engaged else "released"
+        return f"Kill switch on {target[self.scope]} ({state})"
+
+
+class BrandGuidelines(models.Model):
+    """What every creative on an account must and must not say."""
+
+    account = models.OneToOneField(
+        "ledger.Account", on_delete=models.PROTECT, related_name="brand_guidelines"
+    )
+    banned_terms = models.TextField(
+        blank=True, help_text="One a line; matched as whole words, ignoring case."
+    )
+    banned_patterns = models.TextField(
+        blank=True, help_text="Regular expressions, one a line, matched ignoring case."
+    )
+    required_disclaimers = models.TextField(
+        blank=True, help_text="One a line; each must appear in every creative's body."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = audited_history()
+
+    class Meta:
+        verbose_name_plural = "brand guidelines"
+
+    def __str__(self) -> str:
+        return f"Brand guidelines for {self.account}"
+
+    def clean(self) -> None:
+        import re
+
+        for line in _lines(self.banned_patterns):
+            try:
+                re.compile(line)
+            except re.error as error:
+                raise ValidationError(
+                    {"banned_patterns": f"“{line}” is not a valid pattern: {error}"}
+                ) from error
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]

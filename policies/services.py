@@ -1,47 +1,232 @@
-"""Reading the rules in force and asking the engine for a verdict."""
+"""Gathering what the policy engine needs to know, and asking it for a verdict."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ledger.models import Account
+from django.db.models import Count, Max, Q
+from django.utils import timezone
+
+from ledger.models import Account, Campaign, CampaignStatus
 from policies import engine
-from policies.models import Policy
+from policies.guardrails import BrandRules, brand_findings, budget_cap_findings
+from policies.models import BrandGuidelines, KillSwitch, KillSwitchScope, Policy
 
 if TYPE_CHECKING:
     from approvals.action_types import ActionType
+    from approvals.models import Agent
+
+# Below this many decisions an agent's approval rate says little; its risk uses a flat figure.
+MIN_DECISIONS_FOR_RECORD = 10
+RECORD_WINDOW = timedelta(days=90)
 
 
-def rules_in_force(*, action_type: str, account: Account) -> list[engine.Rule]:
-    policies = Policy.objects.filter(is_active=True, action_type=action_type).filter(
-        account__isnull=True
-    ) | Policy.objects.filter(is_active=True, action_type=action_type, account=account)
-    return [
-        engine.Rule(
-            policy_id=policy.pk,
-            name=policy.name,
-            action_type=policy.action_type,
-            account_id=policy.account_id,
-            auto_execute_max_magnitude=policy.auto_execute_max_magnitude,
-            always_review=policy.always_review,
-            required_approvals=policy.required_approvals,
-            review_window=policy.review_window,
+def rule_from_policy(policy: Policy, version: int | None = None) -> engine.Rule:
+    return engine.Rule(
+        policy_id=policy.pk,
+        name=policy.name,
+        action_type=policy.action_type,
+        agent_id=policy.agent_id,
+        account_id=policy.account_id,
+        agent_kind=policy.agent_kind,
+        channel=policy.channel,
+        priority=policy.priority,
+        auto_execute_max_magnitude=policy.auto_execute_max_magnitude,
+        auto_execute_max_amount=policy.auto_execute_max_amount,
+        block_above_magnitude=policy.block_above_magnitude,
+        block_above_amount=policy.block_above_amount,
+        always_review=policy.always_review,
+        cumulative_max_magnitude=policy.cumulative_max_magnitude,
+        cumulative_window=policy.cumulative_window,
+        required_approvals=policy.required_approvals,
+        more_approvals_above_magnitude=policy.more_approvals_above_magnitude,
+        more_approvals_above_amount=policy.more_approvals_above_amount,
+        approvals_above_threshold=policy.approvals_above_threshold,
+        review_window=policy.review_window,
+        version=version,
+    )
+
+
+def rules_in_force(*, action_type: str | None = None) -> list[engine.Rule]:
+    """The active, non-draft policies as rules, each with its current history version."""
+    policies = Policy.objects.filter(is_active=True, is_draft=False)
+    if action_type is not None:
+        policies = policies.filter(action_type=action_type)
+    policies = list(policies)
+    versions = dict(
+        Policy.history.filter(id__in=[p.pk for p in policies])
+        .values("id")
+        .annotate(version=Max("history_id"))
+        .values_list("id", "version")
+    )
+    return [rule_from_policy(policy, versions.get(policy.pk)) for policy in policies]
+
+
+def engaged_kill_switches(account: Account) -> list[KillSwitch]:
+    return list(
+        KillSwitch.objects.filter(engaged=True).filter(
+            Q(scope=KillSwitchScope.GLOBAL)
+            | Q(scope=KillSwitchScope.ACCOUNT, account=account)
+            | Q(scope=KillSwitchScope.CHANNEL, channel=account.channel)
         )
-        for policy in policies
+    )
+
+
+@dataclass(frozen=True)
+class GuardrailFindings:
+    blocks: tuple[str, ...] = ()
+    reviews: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, list[str]]:
+        return {"block": list(self.blocks), "review": list(self.reviews)}
+
+
+def guardrail_findings(
+    *,
+    action_type: ActionType,
+    account: Account,
+    payload: dict[str, Any],
+    campaigns: dict[str, Campaign],
+) -> GuardrailFindings:
+    blocks: list[str] = []
+    reviews = [
+        f"The kill switch on {switch.account or switch.channel or 'everything'} is engaged: "
+        f"{switch.reason}"
+        for switch in engaged_kill_switches(account)
+    ]
+    if action_type.changes_strategy:
+        blocks += [
+            f"{campaign.external_id}'s strategy is locked; agents may not change it."
+            for campaign in campaigns.values()
+            if campaign.strategy_locked
+        ]
+    texts = action_type.texts(payload)
+    if texts:
+        guidelines = BrandGuidelines.objects.filter(account=account).first()
+        if guidelines is not None:
+            rules = BrandRules.from_text(
+                guidelines.banned_terms,
+                guidelines.banned_patterns,
+                guidelines.required_disclaimers,
+            )
+            reviews += brand_findings(texts, rules)
+    blocks += _budget_cap_findings(action_type, account, payload, campaigns)
+    return GuardrailFindings(tuple(blocks), tuple(reviews))
+
+
+def _budget_cap_findings(action_type, account, payload, campaigns) -> list[str]:
+    proposed = action_type.proposed_state(payload, campaigns)
+    touches_spend = any({"daily_budget", "status"} & set(values) for values in proposed.values())
+    if not touches_spend:
+        return []
+    proposed_budgets = {
+        external_id: Decimal(values["daily_budget"])
+        for external_id, values in proposed.items()
+        if "daily_budget" in values
+    }
+    account_total_after = None
+    if account.max_total_daily_budget is not None:
+        account_total_after = Decimal(0)
+        for external_id, budget, status in Campaign.objects.filter(account=account).values_list(
+            "external_id", "daily_budget", "status"
+        ):
+            after = proposed.get(external_id, {})
+            if after.get("status", status) == CampaignStatus.ACTIVE:
+                account_total_after += Decimal(after.get("daily_budget", budget))
+    return budget_cap_findings(
+        proposed_budgets=proposed_budgets,
+        campaign_caps={c.external_id: c.max_daily_budget for c in campaigns.values()},
+        account_total_after=account_total_after,
+        account_cap=account.max_total_daily_budget,
+        account=account.external_id,
+        currency=account.currency,
+    )
+
+
+def recent_moves(
+    *, account: Account, targets: set[str], since: datetime, exclude_proposal: int | None = None
+) -> list[engine.Move]:
+    """Approved or executed moves on these targets since ``since``."""
+    from approvals.models import Proposal, ProposalStatus
+
+    if not targets:
+        return []
+    rows = (
+        Proposal.objects.filter(
+            account=account,
+            decided_at__gte=since,
+            status__in=[ProposalStatus.APPROVED, ProposalStatus.EXECUTING, ProposalStatus.EXECUTED],
+        )
+        .exclude(pk=exclude_proposal)
+        .values_list("effects", "decided_at")
+    )
+    return [
+        engine.Move(target=target, factor=Decimal(factor), at=decided_at)
+        for effects, decided_at in rows
+        for target, factor in effects.items()
+        if target in targets
     ]
 
 
+def agent_approval_rate(agent: Agent | None) -> float | None:
+    from approvals.models import Decision
+
+    if agent is None:
+        return None
+    counts = Decision.objects.filter(
+        proposal__agent=agent, created_at__gte=timezone.now() - RECORD_WINDOW
+    ).aggregate(total=Count("id"), approved=Count("id", filter=Q(outcome="approve")))
+    if counts["total"] < MIN_DECISIONS_FOR_RECORD:
+        return None
+    return counts["approved"] / counts["total"]
+
+
 def policy_verdict(
-    *, action_type: ActionType, account: Account, magnitude: Decimal, magnitude_label: str
-) -> engine.Verdict:
+    *,
+    action_type: ActionType,
+    account: Account,
+    agent: Agent | None,
+    payload: dict[str, Any],
+    campaigns: dict[str, Campaign],
+    magnitude: Decimal,
+    magnitude_label: str,
+    amount: Decimal | None,
+    effects: dict[str, Decimal],
+    proposal_id: int | None = None,
+) -> tuple[engine.Verdict, GuardrailFindings]:
+    """The verdict the rules in force give this action now, and what the guardrails found."""
+    now = timezone.now()
+    rules = rules_in_force(action_type=action_type.name)
+    longest_window = max((r.cumulative_window for r in rules), default=timedelta(0))
+    findings = guardrail_findings(
+        action_type=action_type, account=account, payload=payload, campaigns=campaigns
+    )
     facts = engine.Facts(
         action_type=action_type.name,
         action_label=action_type.label,
-        account_id=account.pk,
         magnitude=magnitude,
         magnitude_unit=action_type.magnitude_unit,
         magnitude_label=magnitude_label,
         risk_weight=action_type.risk_weight,
+        account_id=account.pk,
+        channel=account.channel,
+        agent_id=agent.pk if agent else None,
+        agent_kind=agent.kind if agent else "",
+        amount=amount,
+        currency=account.currency,
+        effects=effects,
+        recent_moves=recent_moves(
+            account=account,
+            targets=set(effects),
+            since=now - longest_window,
+            exclude_proposal=proposal_id,
+        ),
+        now=now,
+        guardrail_blocks=findings.blocks,
+        guardrail_reviews=findings.reviews,
+        agent_approval_rate=agent_approval_rate(agent),
     )
-    return engine.evaluate(facts, rules_in_force(action_type=action_type.name, account=account))
+    return engine.evaluate(facts, rules), findings

@@ -1,38 +1,54 @@
 """The policy engine is a pure function: these tests need no database."""
 
-from datetime import timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
-from policies.engine import Facts, Rule, evaluate
+from policies.engine import Facts, Move, Rule, evaluate, matching_rule
 
-ACCOUNT = 7
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+ACCOUNT, AGENT = 7, 3
+TARGET = "brand-search's daily budget"
 
 
-def facts(magnitude: str, action_type: str = "budget_reallocation", unit: str = "ratio") -> Facts:
+def facts(magnitude: str = "0.06", amount: str | None = None, **extra) -> Facts:
+    magnitude = Decimal(magnitude)
     return Facts(
-        action_type=action_type,
-        action_label=action_type.replace("_", " "),
-        account_id=ACCOUNT,
-        magnitude=Decimal(magnitude),
-        magnitude_unit=unit,
-        magnitude_label=f"{Decimal(magnitude) * 100:.1f}% of brand-search's daily budget",
-        risk_weight=25,
+        **{
+            "action_type": "budget_reallocation",
+            "action_label": "budget reallocation",
+            "magnitude": magnitude,
+            "magnitude_unit": "ratio",
+            "magnitude_label": f"{magnitude * 100:.1f}% of brand-search's daily budget",
+            "risk_weight": 25,
+            "account_id": ACCOUNT,
+            "channel": "google_ads",
+            "agent_id": AGENT,
+            "agent_kind": "optimization",
+            "amount": Decimal(amount) if amount else None,
+            "currency": "USD",
+            "effects": {TARGET: 1 - magnitude},
+            "now": NOW,
+            **extra,
+        }
     )
 
 
-def rule(policy_id=1, ceiling="0.10", account_id=None, always_review=False, **extra) -> Rule:
+def rule(policy_id: int = 1, ceiling: str | None = "0.10", **extra) -> Rule:
     return Rule(
-        policy_id=policy_id,
-        name=extra.pop("name", "Budget reallocations"),
-        action_type=extra.pop("action_type", "budget_reallocation"),
-        account_id=account_id,
-        auto_execute_max_magnitude=Decimal(ceiling) if ceiling is not None else None,
-        always_review=always_review,
-        required_approvals=extra.pop("required_approvals", 1),
-        review_window=timedelta(hours=72),
+        **{
+            "policy_id": policy_id,
+            "name": "Budget reallocations",
+            "action_type": "budget_reallocation",
+            "auto_execute_max_magnitude": Decimal(ceiling) if ceiling is not None else None,
+            **extra,
+        }
     )
+
+
+# --- ceilings --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -49,45 +65,218 @@ def test_auto_execute_ceiling_is_inclusive(magnitude, outcome):
 
 
 def test_reason_names_the_magnitude_the_ceiling_and_the_policy():
-    verdict = evaluate(facts("0.28"), [rule()])
+    verdict = evaluate(facts("0.28"), [rule(version=41)])
     assert verdict.reasons == (
         "28.0% of brand-search's daily budget exceeds the 10.0% auto-execute ceiling "
         "of policy “Budget reallocations”.",
     )
-    assert verdict.policy_id == 1
+    assert (verdict.policy_id, verdict.policy_version) == (1, 41)
 
 
-def test_no_matching_policy_sends_it_to_a_human():
-    verdict = evaluate(facts("0.01"), [rule(action_type="bid_adjustment")])
+def test_an_amount_over_the_money_ceiling_goes_to_a_human_even_when_the_share_is_small():
+    verdict = evaluate(
+        facts("0.05", amount="5000"), [rule(auto_execute_max_amount=Decimal("1000"))]
+    )
     assert verdict.outcome == "review"
-    assert verdict.policy_id is None
-    assert "No policy covers budget reallocation" in verdict.reasons[0]
+    assert verdict.reasons == (
+        "5,000.00 USD a day exceeds the 1,000.00 USD auto-execute ceiling of policy "
+        "“Budget reallocations”.",
+    )
+
+
+def test_above_the_hard_ceiling_it_is_blocked_outright():
+    hard = rule(block_above_magnitude=Decimal("0.50"))
+    verdict = evaluate(facts("0.60"), [hard])
+    assert verdict.outcome == "block"
+    assert verdict.reasons == (
+        "60.0% of brand-search's daily budget is above the 50.0% hard ceiling of policy "
+        "“Budget reallocations”.",
+    )
+    assert evaluate(facts("0.40"), [hard]).outcome == "review"
+
+
+def test_a_money_hard_ceiling_blocks_too():
+    verdict = evaluate(facts("0.05", amount="20000"), [rule(block_above_amount=Decimal("10000"))])
+    assert verdict.outcome == "block"
+    assert "20,000.00 USD a day is above the 10,000.00 USD hard ceiling" in verdict.reasons[0]
 
 
 def test_always_review_wins_over_a_small_magnitude():
     verdict = evaluate(facts("0.01"), [rule(always_review=True)])
     assert verdict.outcome == "review"
-    assert "sends every budget reallocation to a human" in verdict.reasons[0]
+    assert verdict.reasons == (
+        "Policy “Budget reallocations” sends every budget reallocation to a human.",
+    )
 
 
 def test_a_policy_without_a_ceiling_auto_executes_nothing():
     assert evaluate(facts("0"), [rule(ceiling=None)]).outcome == "review"
 
 
-def test_account_specific_policy_wins_over_the_default():
-    default, specific = rule(policy_id=1), rule(policy_id=2, ceiling="0.30", account_id=ACCOUNT)
-    other_account = rule(policy_id=3, ceiling="0.50", account_id=ACCOUNT + 1)
-    verdict = evaluate(facts("0.28"), [default, specific, other_account])
-    assert (verdict.outcome, verdict.policy_id) == ("auto_approve", 2)
+def test_no_matching_policy_sends_it_to_a_human():
+    verdict = evaluate(facts("0.01"), [rule(action_type="bid_adjustment")])
+    assert verdict.outcome == "review"
+    assert verdict.policy_id is None
+    assert verdict.reasons == ("No policy covers budget reallocation here, so a human decides.",)
 
 
-def test_required_approvals_come_from_the_matched_policy():
-    assert evaluate(facts("0.28"), [rule(required_approvals=2)]).required_approvals == 2
+# --- matching --------------------------------------------------------------------------------
 
 
-def test_risk_grows_with_magnitude_against_the_ceiling_and_is_bounded():
-    risks = [evaluate(facts(m), [rule()]).risk for m in ("0.01", "0.10", "0.28", "0.90", "50")]
-    assert risks == sorted(risks)
-    # type weight 25 + 15 x (magnitude / ceiling), the pressure capped at 4
-    assert risks[:2] == [27, 40] and risks[-1] == 85
-    assert evaluate(facts("0.28"), [rule()]).risk == evaluate(facts("0.28"), [rule()]).risk
+def test_the_most_specific_scope_wins():
+    default = rule(1)
+    channel = rule(2, channel="google_ads")
+    kind = rule(3, agent_kind="optimization")
+    account = rule(4, account_id=ACCOUNT)
+    agent = rule(5, agent_id=AGENT)
+    everything = [default, channel, kind, account, agent]
+    assert matching_rule(facts(), everything).policy_id == 5
+    assert matching_rule(facts(), everything[:4]).policy_id == 4
+    assert matching_rule(facts(), everything[:3]).policy_id == 3
+    assert matching_rule(facts(), everything[:2]).policy_id == 2
+    assert (
+        matching_rule(
+            facts(), [rule(6, account_id=ACCOUNT, channel="google_ads"), account]
+        ).policy_id
+        == 6
+    )
+
+
+def test_a_policy_scoped_elsewhere_does_not_match():
+    others = [
+        rule(1, account_id=ACCOUNT + 1),
+        rule(2, agent_id=AGENT + 1),
+        rule(3, agent_kind="production"),
+        rule(4, channel="meta"),
+    ]
+    assert matching_rule(facts(), others) is None
+
+
+def test_ties_go_to_the_higher_priority_then_the_older_policy():
+    low, high = rule(1, priority=0), rule(2, priority=5)
+    assert matching_rule(facts(), [low, high]).policy_id == 2
+    assert matching_rule(facts(), [rule(9), rule(8)]).policy_id == 8
+
+
+def test_the_winning_policy_decides_even_when_a_looser_one_also_matches():
+    strict_account = rule(1, ceiling="0.05", account_id=ACCOUNT)
+    loose_default = rule(2, ceiling="0.50")
+    assert evaluate(facts("0.06"), [strict_account, loose_default]).outcome == "review"
+
+
+# --- cumulative ceilings ------------------------------------------------------------------------
+
+
+def cumulative(**extra) -> Rule:
+    return rule(cumulative_max_magnitude=Decimal("0.25"), **extra)
+
+
+def moves(*factors: str, hours_ago: float = 1) -> tuple[Move, ...]:
+    at = NOW - timedelta(hours=hours_ago)
+    return tuple(Move(target=TARGET, factor=Decimal(f), at=at) for f in factors)
+
+
+def test_splitting_a_big_move_into_small_ones_reaches_a_human_once_the_sum_passes():
+    cut = facts("0.09", effects={TARGET: Decimal("0.91")})
+    for earlier in range(3):  # 0.91^3 = 0.754: -24.6%, still within 25%
+        with_earlier = replace(cut, recent_moves=moves(*["0.91"] * earlier))
+        assert evaluate(with_earlier, [cumulative()]).outcome == "auto_approve"
+    fourth = evaluate(replace(cut, recent_moves=moves("0.91", "0.91", "0.91")), [cumulative()])
+    assert fourth.outcome == "review"
+    assert fourth.reasons == (
+        "brand-search's daily budget would move -31.4% within 24 h, counting what is approved "
+        "or executed, over the 25.0% cumulative ceiling of policy “Budget reallocations”.",
+    )
+
+
+def test_compounding_counts_ten_nine_percent_raises_are_a_137_percent_move():
+    raise_ = facts("0.09", effects={TARGET: Decimal("1.09")}, recent_moves=moves(*["1.09"] * 9))
+    verdict = evaluate(raise_, [cumulative()])
+    assert verdict.outcome == "review"
+    assert "would move +136.7% within 24 h" in verdict.reasons[0]
+
+
+def test_moves_outside_the_window_do_not_count():
+    old = facts(
+        "0.09", effects={TARGET: Decimal("1.09")}, recent_moves=moves("1.09", "1.09", hours_ago=25)
+    )
+    assert evaluate(old, [cumulative()]).outcome == "auto_approve"
+    assert evaluate(old, [cumulative(cumulative_window=timedelta(hours=48))]).outcome == "review"
+
+
+def test_a_move_down_then_back_up_nets_out():
+    back_up = facts(
+        "0.10", effects={TARGET: Decimal("1.10")}, recent_moves=moves("0.90", "1.10", "0.90")
+    )
+    assert evaluate(back_up, [cumulative()]).outcome == "auto_approve"
+
+
+def test_moves_on_other_targets_do_not_count():
+    other = (Move(target="generic-search's daily budget", factor=Decimal("2"), at=NOW),)
+    assert evaluate(facts("0.09", recent_moves=other), [cumulative()]).outcome == "auto_approve"
+
+
+# --- two-person rule ----------------------------------------------------------------------------
+
+
+def test_above_the_threshold_two_distinct_approvals_are_needed():
+    two_person = rule(more_approvals_above_magnitude=Decimal("0.20"))
+    large = evaluate(facts("0.28"), [two_person])
+    assert large.required_approvals == 2
+    assert "2 distinct approvals are needed" in large.reasons[-1]
+    assert evaluate(facts("0.15"), [two_person]).required_approvals == 1
+
+
+def test_the_two_person_rule_also_counts_money():
+    two_person = rule(more_approvals_above_amount=Decimal("500"), approvals_above_threshold=3)
+    assert evaluate(facts("0.28", amount="800"), [two_person]).required_approvals == 3
+
+
+# --- guardrails ----------------------------------------------------------------------------------
+
+
+def test_a_guardrail_block_overrides_an_auto_approval():
+    locked = facts(
+        "0.01", guardrail_blocks=("brand-search's strategy is locked; agents may not change it.",)
+    )
+    verdict = evaluate(locked, [rule()])
+    assert verdict.outcome == "block"
+    assert verdict.reasons == ("brand-search's strategy is locked; agents may not change it.",)
+
+
+def test_a_guardrail_finding_sends_an_otherwise_automatic_action_to_a_human():
+    switched = facts(
+        "0.01", guardrail_reviews=("The kill switch on everything is engaged: incident.",)
+    )
+    verdict = evaluate(switched, [rule()])
+    assert verdict.outcome == "review"
+    assert verdict.reasons == ("The kill switch on everything is engaged: incident.",)
+
+
+def test_every_reason_is_given_not_only_the_first():
+    verdict = evaluate(
+        facts("0.28", amount="5000", guardrail_reviews=("A kill switch is engaged.",)),
+        [rule(auto_execute_max_amount=Decimal("1000"))],
+    )
+    assert len(verdict.reasons) == 3
+
+
+# --- risk ---------------------------------------------------------------------------------------
+
+
+def test_risk_follows_the_documented_formula():
+    # type weight 25 + 15 x min(pressure, 4) + 5 for an agent without a record
+    assert [evaluate(facts(m), [rule()]).risk for m in ("0.01", "0.10", "0.28", "50")] == [
+        32,
+        45,
+        72,
+        90,
+    ]
+    # + 15 x (1 - approval rate) once the agent has a record; + 10 when a guardrail spoke
+    assert evaluate(facts("0.10", agent_approval_rate=1.0), [rule()]).risk == 40
+    assert evaluate(facts("0.10", agent_approval_rate=0.6), [rule()]).risk == 46
+    assert evaluate(facts("0.10", guardrail_reviews=("x",)), [rule()]).risk == 55
+
+
+def test_money_presses_on_risk_when_it_is_the_larger_share():
+    assert evaluate(facts("0.01", amount="3000"), [rule()]).risk == 25 + 45 + 5

@@ -58,6 +58,21 @@ def relative_change(current: Decimal, new: Decimal) -> Decimal:
     )
 
 
+def numeric_effects(
+    campaigns: dict[str, Campaign], proposed: dict[str, dict[str, Any]]
+) -> dict[str, Decimal]:
+    """The factor each bid or daily budget is multiplied by, for the cumulative ceilings."""
+    effects = {}
+    for external_id, values in proposed.items():
+        for field_name, noun in (("bid", "bid"), ("daily_budget", "daily budget")):
+            if field_name in values:
+                current = getattr(campaigns[external_id], field_name)
+                new = Decimal(values[field_name])
+                factor = new / current if current else MAGNITUDE_CAP
+                effects[f"{external_id}'s {noun}"] = factor.quantize(_MAGNITUDE_QUANTUM)
+    return effects
+
+
 def signed_percent(current: Decimal, new: Decimal) -> str:
     if current == 0:
         return "from zero"
@@ -70,6 +85,8 @@ class ActionType:
     magnitude_unit: ClassVar[MagnitudeUnit] = "ratio"
     risk_weight: ClassVar[int]
     payload_serializer: ClassVar[type[StrictSerializer]]
+    # A strategy lock on a campaign refuses actions that change how it bids.
+    changes_strategy: ClassVar[bool] = False
 
     def campaign_fields(self, payload: dict[str, Any]) -> dict[str, tuple[str, ...]]:
         """The ledger fields this action reads and writes, by campaign external id."""
@@ -82,6 +99,10 @@ class ActionType:
         self, payload: dict[str, Any], campaigns: dict[str, Campaign], account: Account
     ) -> Assessment:
         raise NotImplementedError
+
+    def texts(self, payload: dict[str, Any]) -> list[tuple[str, str]]:
+        """The words the action would publish, as (where, text), for the brand guidelines."""
+        return []
 
     def proposed_state(
         self, payload: dict[str, Any], campaigns: dict[str, Campaign]

@@ -205,6 +205,7 @@ class StrategyChange(ActionType):
     magnitude_unit = "count"
     risk_weight = 40
     payload_serializer = StrategyChangePayload
+    changes_strategy = True
 
     def campaign_fields(self, payload):
         return {payload["campaign"]: tuple(sorted(payload["changes"]))}

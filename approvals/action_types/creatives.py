@@ -46,6 +46,13 @@ class CreativeDeployment(ActionType):
             summary=f"deploy {count} {noun} to {payload['campaign']}",
         )
 
+    def texts(self, payload):
+        return [
+            (f"creative {number} {part.replace('_', ' ')}", creative[part])
+            for number, creative in enumerate(payload["creatives"], start=1)
+            for part in ("headline", "body", "call_to_action")
+        ]
+
     def proposed_state(self, payload, campaigns):
         return {payload["campaign"]: {}}
 

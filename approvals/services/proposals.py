@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
@@ -11,12 +12,13 @@ from rest_framework.exceptions import ValidationError
 
 from approvals import action_types
 from approvals.action_types import ActionType, Assessment
+from approvals.action_types.base import numeric_effects
 from approvals.models import Agent, Proposal, ProposalStatus, VerdictOutcome
 from approvals.services.lifecycle import proposal_lock, proposal_transition
 from audit.actors import Actor, acting_as
 from ledger.models import Account, Campaign
 from policies.engine import Verdict
-from policies.services import policy_verdict
+from policies.services import GuardrailFindings, policy_verdict
 
 VERDICT_STATUS = {
     VerdictOutcome.AUTO_APPROVE: ProposalStatus.APPROVED,
@@ -34,6 +36,8 @@ class AssessedAction:
     payload: dict[str, Any]
     assessment: Assessment
     snapshot: dict[str, dict[str, str]]
+    campaigns: dict[str, Campaign]
+    effects: dict[str, Decimal]
 
 
 def campaigns_for(
@@ -89,6 +93,8 @@ def action_assess(*, account: Account, action_type_name: str, raw_payload: Any) 
         payload=payload,
         assessment=action_type.assess(payload, campaigns, account),
         snapshot=ledger_snapshot(action_type=action_type, payload=payload, campaigns=campaigns),
+        campaigns=campaigns,
+        effects=numeric_effects(campaigns, action_type.proposed_state(payload, campaigns)),
     )
 
 
@@ -130,6 +136,7 @@ def proposal_submit(
             magnitude_label=assessed.assessment.magnitude_label[:300],
             amount=assessed.assessment.amount,
             target_snapshot=assessed.snapshot,
+            effects={target: str(factor) for target, factor in assessed.effects.items()},
         )
         proposal._change_reason = "submitted"
         proposal.save()
@@ -140,24 +147,33 @@ def proposal_submit(
     return proposal
 
 
-def proposal_dry_run(*, agent: Agent, account_external_id: str, action_type: str, payload: Any):
+def proposal_dry_run(
+    *, agent: Agent, account_external_id: str, action_type: str, payload: Any
+) -> tuple[AssessedAction, Verdict]:
     """What the policy engine would decide about this action now. Writes nothing."""
     account = agent_account(agent=agent, external_id=account_external_id)
     assessed = action_assess(account=account, action_type_name=action_type, raw_payload=payload)
-    verdict = policy_verdict(
+    verdict, _ = policy_verdict(
         action_type=assessed.action_type,
         account=account,
+        agent=agent,
+        payload=assessed.payload,
+        campaigns=assessed.campaigns,
         magnitude=assessed.assessment.magnitude,
         magnitude_label=assessed.assessment.magnitude_label,
+        amount=assessed.assessment.amount,
+        effects=assessed.effects,
     )
     return assessed, verdict
 
 
-def verdict_changes(verdict: Verdict) -> dict[str, Any]:
+def verdict_changes(verdict: Verdict, findings: GuardrailFindings) -> dict[str, Any]:
     return {
         "verdict_outcome": verdict.outcome,
         "verdict_policy_id": verdict.policy_id,
+        "verdict_policy_version": verdict.policy_version,
         "verdict_reasons": list(verdict.reasons),
+        "guardrail_findings": findings.as_json(),
         "required_approvals": verdict.required_approvals,
         "risk": verdict.risk,
     }
@@ -169,18 +185,27 @@ def proposal_evaluate(*, proposal_id: int) -> Proposal:
         proposal = proposal_lock(proposal_id)
         if proposal.status != ProposalStatus.SUBMITTED:
             return proposal  # evaluated already (a redelivered task), or withdrawn
-        verdict = policy_verdict(
-            action_type=action_types.get(proposal.action_type),
+        action_type = action_types.get(proposal.action_type)
+        verdict, findings = policy_verdict(
+            action_type=action_type,
             account=proposal.account,
+            agent=proposal.agent,
+            payload=proposal.payload,
+            campaigns=campaigns_for(
+                account=proposal.account, action_type=action_type, payload=proposal.payload
+            ),
             magnitude=proposal.magnitude,
             magnitude_label=proposal.magnitude_label,
+            amount=proposal.amount,
+            effects={target: Decimal(factor) for target, factor in proposal.effects.items()},
+            proposal_id=proposal.pk,
         )
         return proposal_transition(
             proposal_id=proposal_id,
             to_status=VERDICT_STATUS[verdict.outcome],
             actor=Actor.system("policy-engine"),
             reason=" ".join(verdict.reasons),
-            changes={**verdict_changes(verdict), "evaluated_at": timezone.now()},
+            changes={**verdict_changes(verdict, findings), "evaluated_at": timezone.now()},
         )
 
 

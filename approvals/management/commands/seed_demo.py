@@ -15,13 +15,14 @@ from approvals.roles import AUDITORS, OPERATORS, POLICY_OWNERS, sync_role_groups
 from approvals.services.agents import agent_create, agent_key_issue
 from audit.actors import Actor, acting_as
 from ledger.models import Account, Campaign, Channel
-from policies.models import Policy
+from policies.models import BrandGuidelines, Policy
 
 CAMPAIGNS = [
     ("brand-search", "Brand search", Decimal("1000.00"), Decimal("2.00")),
     ("generic-search", "Generic search", Decimal("500.00"), Decimal("1.50")),
     ("display-retarget", "Display retargeting", Decimal("300.00"), Decimal("0.80")),
 ]
+CUMULATIVE = {"cumulative_max_magnitude": Decimal("0.25"), "cumulative_window": timedelta(hours=24)}
 POLICIES = [
     ("Bid adjustments", "bid_adjustment", {"auto_execute_max_magnitude": Decimal("0.15")}),
     ("Budget changes", "budget_change", {"auto_execute_max_magnitude": Decimal("0.10")}),
@@ -34,6 +35,8 @@ POLICIES = [
     ("Strategy changes", "strategy_change", {"always_review": True}),
     ("Status changes", "status_change", {"always_review": True}),
 ]
+MOVES_MONEY_OR_BIDS = {"bid_adjustment", "budget_change", "budget_reallocation"}
+BANNED_TERMS = "guaranteed\nrisk-free"
 USERS = [("operator", OPERATORS), ("policy-owner", POLICY_OWNERS), ("auditor", AUDITORS)]
 AGENTS = [("optimizer", AgentKind.OPTIMIZATION), ("copywriter", AgentKind.PRODUCTION)]
 
@@ -69,15 +72,24 @@ class Command(BaseCommand):
                     defaults={"name": name, "daily_budget": budget, "bid": bid},
                 )
             for name, action_type, limits in POLICIES:
-                if not Policy.objects.filter(
-                    action_type=action_type, account=None, is_active=True
-                ).exists():
+                default = Policy.objects.filter(
+                    action_type=action_type,
+                    is_active=True,
+                    is_draft=False,
+                    account=None,
+                    agent=None,
+                )
+                if not default.exists():
                     Policy.objects.create(
                         name=name,
                         action_type=action_type,
                         review_window=timedelta(hours=72),
                         **limits,
+                        **(CUMULATIVE if action_type in MOVES_MONEY_OR_BIDS else {}),
                     )
+            BrandGuidelines.objects.get_or_create(
+                account=account, defaults={"banned_terms": BANNED_TERMS}
+            )
             users = {username: self._user(username, group) for username, group in USERS}
 
         agents = {}
