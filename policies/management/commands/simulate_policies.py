@@ -1,0 +1,64 @@
+import json
+from datetime import datetime, time, timedelta
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from policies.simulation import OUTCOMES, draft_rule_set, simulate
+
+LABELS = {"auto_approve": "auto-executed", "review": "went to a human", "block": "blocked"}
+
+
+def day(value: str) -> datetime:
+    try:
+        return timezone.make_aware(datetime.combine(datetime.fromisoformat(value).date(), time()))
+    except ValueError as error:
+        raise CommandError(f"Not a date: {value} (use YYYY-MM-DD)") from error
+
+
+class Command(BaseCommand):
+    help = (
+        "What-if: replay the proposals of a period through the policies in force with the "
+        "draft policies in place, and compare with what happened. Writes nothing."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--since", required=True, help="First day, YYYY-MM-DD.")
+        parser.add_argument("--until", help="Day after the last, YYYY-MM-DD (default: tomorrow).")
+        parser.add_argument(
+            "--draft",
+            type=int,
+            action="append",
+            dest="drafts",
+            metavar="POLICY_ID",
+            help="A draft policy to put in force (repeat; default: every active draft).",
+        )
+        parser.add_argument("--json", action="store_true", dest="as_json")
+
+    def handle(self, *args, since, until, drafts, as_json, **options):
+        start = day(since)
+        end = day(until) if until else day((timezone.localdate() + timedelta(days=1)).isoformat())
+        if end <= start:
+            raise CommandError("--until must come after --since.")
+        rules, names = draft_rule_set(drafts)
+        if drafts and len(names) != len(set(drafts)):
+            raise CommandError("Every --draft must be the id of an active draft policy.")
+        report = simulate(rules=rules, since=start, until=end, drafts=names)
+        if as_json:
+            self.stdout.write(json.dumps(report.as_json(), indent=2))
+            return
+        self.stdout.write(
+            f"{report.proposals} proposals from {start:%Y-%m-%d} to {end:%Y-%m-%d}, "
+            f"with {', '.join(names) or 'no draft (the policies in force)'}:"
+        )
+        self.stdout.write(f"  {'':18} {'happened':>10} {'with draft':>11}")
+        for outcome in OUTCOMES:
+            self.stdout.write(
+                f"  {LABELS[outcome]:18} {report.happened[outcome]:>10} "
+                f"{report.with_draft[outcome]:>11}"
+            )
+        self.stdout.write(f"  {report.changed} proposals would have gone another way.")
+        self.stdout.write(
+            f"  The draft would auto-execute {report.auto_though_rejected} that a human rejected "
+            f"and {report.auto_though_edited} that a human edited."
+        )

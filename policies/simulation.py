@@ -1,0 +1,185 @@
+"""What-if: run a draft policy set over the recorded proposals of a period.
+
+Each recorded proposal is replayed through the same ``engine.evaluate`` that decides live, with
+the facts recorded when it was made: its magnitude, amount and effects, the guardrail findings
+of the time, and the cumulative moves that had been approved by then (rebuilt as the stream goes
+by). Proposals are streamed from a server-side cursor and only the moves inside the longest
+cumulative window are kept, so memory does not grow with the history.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.db.models import Exists, OuterRef
+
+from approvals import action_types
+from approvals.models import Decision, Proposal, ProposalStatus
+from policies import engine
+from policies.models import Policy
+from policies.services import rule_from_policy, rules_in_force
+
+OUTCOMES = ("auto_approve", "review", "block")
+APPROVED_STATES = {ProposalStatus.APPROVED, ProposalStatus.EXECUTING, ProposalStatus.EXECUTED}
+EXAMPLES_KEPT = 20
+
+
+@dataclass
+class SimulationReport:
+    since: datetime
+    until: datetime
+    drafts: list[str]
+    proposals: int = 0
+    happened: Counter = field(default_factory=Counter)
+    with_draft: Counter = field(default_factory=Counter)
+    changes: Counter = field(default_factory=Counter)  # (happened, with draft) -> count
+    auto_though_rejected: int = 0
+    auto_though_edited: int = 0
+    examples: list[dict] = field(default_factory=list)
+
+    @property
+    def changed(self) -> int:
+        return sum(n for (before, after), n in self.changes.items() if before != after)
+
+    def as_json(self) -> dict:
+        return {
+            "since": self.since.isoformat(),
+            "until": self.until.isoformat(),
+            "drafts": self.drafts,
+            "proposals": self.proposals,
+            "happened": {o: self.happened[o] for o in OUTCOMES},
+            "with_draft": {o: self.with_draft[o] for o in OUTCOMES},
+            "changed": self.changed,
+            "changes": [
+                {"happened": before, "with_draft": after, "proposals": n}
+                for (before, after), n in sorted(self.changes.items())
+                if before != after
+            ],
+            "auto_executed_though_a_human_rejected_it": self.auto_though_rejected,
+            "auto_executed_though_a_human_edited_it": self.auto_though_edited,
+            "examples": self.examples,
+        }
+
+
+def draft_rule_set(draft_ids: Iterable[int] | None = None) -> tuple[list[engine.Rule], list[str]]:
+    """The rules in force with the drafts in place: a draft replaces the live policy of the
+    same action type, scope and priority, or adds to the set. No ids: every active draft."""
+    drafts = Policy.objects.filter(is_draft=True, is_active=True)
+    if draft_ids is not None:
+        drafts = drafts.filter(pk__in=list(draft_ids))
+    drafts = list(drafts)
+    by_scope = {policy.scope_key: policy for policy in drafts}
+    live = Policy.objects.filter(is_active=True, is_draft=False)
+    kept = {p.pk for p in live if p.scope_key not in by_scope}
+    rules = [rule for rule in rules_in_force() if rule.policy_id in kept]
+    rules += [rule_from_policy(policy) for policy in drafts]
+    return rules, [str(policy) for policy in drafts]
+
+
+def simulate(
+    *, rules: list[engine.Rule], since: datetime, until: datetime, drafts: list[str] | None = None
+) -> SimulationReport:
+    report = SimulationReport(since=since, until=until, drafts=drafts or [])
+    rules_by_type: dict[str, list[engine.Rule]] = defaultdict(list)
+    for rule in rules:
+        rules_by_type[rule.action_type].append(rule)
+    lookback = max((rule.cumulative_window for rule in rules), default=timedelta(0))
+    moves: dict[str, deque[engine.Move]] = defaultdict(deque)
+
+    rows = (
+        Proposal.objects.filter(created_at__gte=since, created_at__lt=until)
+        .exclude(verdict_outcome="")
+        .annotate(
+            edited=Exists(
+                Decision.objects.filter(proposal=OuterRef("pk"), edited_payload__isnull=False)
+            )
+        )
+        .order_by("created_at", "id")
+        .values_list(
+            "id",
+            "action_type",
+            "account_id",
+            "account__channel",
+            "account__currency",
+            "agent_id",
+            "agent__kind",
+            "magnitude",
+            "magnitude_label",
+            "amount",
+            "effects",
+            "guardrail_findings",
+            "verdict_outcome",
+            "status",
+            "created_at",
+            "decided_at",
+            "edited",
+        )
+        .iterator(chunk_size=5000)
+    )
+    for (
+        proposal_id,
+        action_type_name,
+        account_id,
+        channel,
+        currency,
+        agent_id,
+        agent_kind,
+        magnitude,
+        magnitude_label,
+        amount,
+        effects,
+        findings,
+        happened,
+        status,
+        created_at,
+        decided_at,
+        edited,
+    ) in rows:
+        action_type = action_types.get(action_type_name)
+        factors = {target: Decimal(factor) for target, factor in effects.items()}
+        recent = []
+        for target in factors:
+            window = moves[target]
+            while window and window[0].at < created_at - lookback:
+                window.popleft()
+            recent.extend(move for move in window if move.at <= created_at)
+        facts = engine.Facts(
+            action_type=action_type_name,
+            action_label=action_type.label,
+            magnitude=magnitude,
+            magnitude_unit=action_type.magnitude_unit,
+            magnitude_label=magnitude_label,
+            risk_weight=action_type.risk_weight,
+            account_id=account_id,
+            channel=channel,
+            agent_id=agent_id,
+            agent_kind=agent_kind,
+            amount=amount,
+            currency=currency,
+            effects=factors,
+            recent_moves=recent,
+            now=created_at,
+            guardrail_blocks=tuple(findings.get("block", ())),
+            guardrail_reviews=tuple(findings.get("review", ())),
+        )
+        outcome = engine.evaluate(facts, rules_by_type[action_type_name]).outcome
+
+        report.proposals += 1
+        report.happened[happened] += 1
+        report.with_draft[outcome] += 1
+        report.changes[(happened, outcome)] += 1
+        if outcome == "auto_approve":
+            report.auto_though_rejected += status == ProposalStatus.REJECTED
+            report.auto_though_edited += edited
+        if outcome != happened and len(report.examples) < EXAMPLES_KEPT:
+            report.examples.append(
+                {"proposal": proposal_id, "happened": happened, "with_draft": outcome}
+            )
+        if status in APPROVED_STATES and decided_at is not None:
+            for target, factor in factors.items():
+                moves[target].append(engine.Move(target=target, factor=factor, at=decided_at))
+    return report
