@@ -13,7 +13,6 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
-from simple_history.admin import SimpleHistoryAdmin
 
 from approvals import action_types
 from approvals.models import (
@@ -29,14 +28,14 @@ from approvals.services.agents import agent_key_issue, agent_key_revoke
 from approvals.services.decisions import DECIDE_PERMISSION, proposal_approve, proposal_reject
 from approvals.services.execution import proposal_retry
 from audit.actors import Actor
+from audit.admin import AuditedHistoryAdmin
 from hitlproject.errors import DomainError
 from policies.engine import format_magnitude
 
 
-class ReadOnlyAdmin(SimpleHistoryAdmin):
+class ReadOnlyAdmin(AuditedHistoryAdmin):
     """Records written only by the platform's services: everyone reads, nobody edits here."""
 
-    history_list_display = ["history_actor_kind", "history_actor"]
     show_full_result_count = False
 
     def has_add_permission(self, request, obj=None) -> bool:
@@ -346,11 +345,10 @@ class ExecutionAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Agent)
-class AgentAdmin(SimpleHistoryAdmin):
+class AgentAdmin(AuditedHistoryAdmin):
     list_display = ["name", "kind", "owner", "is_active", "created_at"]
     list_filter = ["kind", "is_active"]
     filter_horizontal = ["accounts"]
-    history_list_display = ["history_actor_kind", "history_actor"]
     actions = ["issue_new_key"]
 
     @admin.action(

@@ -186,6 +186,9 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# History is read in the admin, never restored from it (audit.admin.AuditedHistoryAdmin).
+SIMPLE_HISTORY_REVERT_DISABLED = True
+
 # --- Auth, i18n, static ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -1,9 +1,7 @@
 from django.contrib import admin
-from simple_history.admin import SimpleHistoryAdmin
 
+from audit.admin import AuditedHistoryAdmin
 from ledger.models import Account, Campaign, Creative
-
-HISTORY_COLUMNS = ["history_actor_kind", "history_actor"]
 
 
 class GuardrailFieldsOnly:
@@ -19,16 +17,15 @@ class GuardrailFieldsOnly:
 
 
 @admin.register(Account)
-class AccountAdmin(GuardrailFieldsOnly, SimpleHistoryAdmin):
+class AccountAdmin(GuardrailFieldsOnly, AuditedHistoryAdmin):
     guardrail_fields = ["max_total_daily_budget"]
     list_display = ["external_id", "name", "channel", "currency"]
     list_filter = ["channel"]
     search_fields = ["external_id", "name"]
-    history_list_display = HISTORY_COLUMNS
 
 
 @admin.register(Campaign)
-class CampaignAdmin(GuardrailFieldsOnly, SimpleHistoryAdmin):
+class CampaignAdmin(GuardrailFieldsOnly, AuditedHistoryAdmin):
     guardrail_fields = ["max_daily_budget", "strategy_locked"]
     list_display = [
         "external_id",
@@ -44,15 +41,13 @@ class CampaignAdmin(GuardrailFieldsOnly, SimpleHistoryAdmin):
     list_filter = ["account", "status", "bidding_strategy"]
     list_select_related = ["account"]
     search_fields = ["external_id", "name"]
-    history_list_display = HISTORY_COLUMNS
 
 
 @admin.register(Creative)
-class CreativeAdmin(SimpleHistoryAdmin):
+class CreativeAdmin(AuditedHistoryAdmin):
     list_display = ["headline", "campaign", "deployed_by_proposal", "created_at"]
     list_select_related = ["campaign"]
     raw_id_fields = ["deployed_by_proposal"]
-    history_list_display = HISTORY_COLUMNS
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -1,12 +1,10 @@
 from django import forms
 from django.contrib import admin
-from simple_history.admin import SimpleHistoryAdmin
 
 from approvals import action_types
 from approvals.models import AgentKind
+from audit.admin import AuditedHistoryAdmin
 from policies.models import BrandGuidelines, KillSwitch, Policy
-
-HISTORY_COLUMNS = ["history_actor_kind", "history_actor"]
 
 
 class PolicyForm(forms.ModelForm):
@@ -21,7 +19,7 @@ class PolicyForm(forms.ModelForm):
 
 
 @admin.register(Policy)
-class PolicyAdmin(SimpleHistoryAdmin):
+class PolicyAdmin(AuditedHistoryAdmin):
     form = PolicyForm
     list_display = [
         "name",
@@ -38,7 +36,6 @@ class PolicyAdmin(SimpleHistoryAdmin):
     list_filter = ["action_type", "is_active", "is_draft", "account"]
     list_select_related = ["account", "agent"]
     search_fields = ["name", "description"]
-    history_list_display = HISTORY_COLUMNS
     fieldsets = [
         (None, {"fields": ["name", "action_type", "is_active", "is_draft", "description"]}),
         (
@@ -84,13 +81,11 @@ class PolicyAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(KillSwitch)
-class KillSwitchAdmin(SimpleHistoryAdmin):
+class KillSwitchAdmin(AuditedHistoryAdmin):
     list_display = ["__str__", "scope", "account", "channel", "engaged", "updated_at"]
     list_filter = ["engaged", "scope"]
-    history_list_display = HISTORY_COLUMNS
 
 
 @admin.register(BrandGuidelines)
-class BrandGuidelinesAdmin(SimpleHistoryAdmin):
+class BrandGuidelinesAdmin(AuditedHistoryAdmin):
     list_display = ["account", "updated_at"]
-    history_list_display = HISTORY_COLUMNS

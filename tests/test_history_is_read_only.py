@@ -1,0 +1,104 @@
+"""History is evidence: it can be read by every role and rewritten by none."""
+
+from decimal import Decimal
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from approvals.models import Agent, AgentAPIKey, Decision
+from approvals.services.agents import agent_key_issue
+from approvals.services.decisions import proposal_reject
+from audit.actors import Actor
+from ledger.models import Campaign
+from policies.models import Policy
+from tests.conftest import reallocation
+from tests.factories import evaluated
+
+
+@pytest.fixture
+def login(demo_world):
+    def as_user(username: str) -> Client:
+        client = Client()
+        assert client.login(**demo_world["users"][username])
+        return client
+
+    return as_user
+
+
+def version_url(obj, history_record) -> str:
+    meta = obj._meta
+    return reverse(
+        f"admin:{meta.app_label}_{meta.model_name}_simple_history",
+        args=[obj.pk, history_record.history_id],
+    )
+
+
+@pytest.mark.parametrize("username", ["auditor", "operator", "policy-owner"])
+def test_nobody_restores_an_old_campaign_budget_through_history(login, username):
+    campaign = Campaign.objects.get(external_id="brand-search")
+    first_version = campaign.history.earliest("history_date")
+    campaign.daily_budget = Decimal("800.00")
+    campaign.save()
+
+    response = login(username).post(version_url(campaign, first_version), {})
+
+    assert response.status_code == 403
+    assert Campaign.objects.get(pk=campaign.pk).daily_budget == Decimal("800.00")
+
+
+@pytest.mark.parametrize("username", ["auditor", "operator"])
+def test_a_revoked_key_cannot_be_revived_through_history(login, demo_world, username):
+    agent = Agent.objects.get(name="optimizer")
+    old_key = agent.api_keys.get(revoked_at__isnull=True)
+    before_revocation = old_key.history.latest("history_date")
+    agent_key_issue(agent=agent, actor=Actor.system("test"))
+
+    response = login(username).post(version_url(old_key, before_revocation), {})
+
+    assert response.status_code == 403
+    assert AgentAPIKey.objects.get(pk=old_key.pk).revoked_at is not None
+
+
+def test_a_decision_cannot_be_rewritten_through_history(login, demo_world):
+    from django.contrib.auth import get_user_model
+
+    proposal = evaluated(reallocation())
+    operator = get_user_model().objects.get(username="operator")
+    proposal_reject(proposal_id=proposal.pk, reviewer=operator, reason_code="wrong_signal")
+    decision = Decision.objects.get(proposal=proposal)
+
+    response = login("auditor").post(
+        version_url(decision, decision.history.get()), {"outcome": "approve"}
+    )
+
+    assert response.status_code == 403
+    assert Decision.objects.get(pk=decision.pk).outcome == "reject"
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        lambda: evaluated(reallocation()),
+        lambda: Policy.objects.get(action_type="budget_reallocation"),
+        lambda: Campaign.objects.get(external_id="brand-search"),
+    ],
+    ids=["proposal", "policy", "campaign"],
+)
+def test_every_role_reads_each_past_version(login, obj):
+    record = obj()
+    url = version_url(record, record.history.earliest("history_date"))
+    for username in ("auditor", "operator", "policy-owner"):
+        page = login(username).get(url)
+        assert page.status_code == 200, username
+        assert 'type="submit"' not in page.content.decode().split('id="content-main"')[1]
+
+
+def test_the_history_list_shows_who_changed_what(login, demo_world):
+    policy = Policy.objects.get(action_type="budget_reallocation")
+    policy.auto_execute_max_magnitude = Decimal("0.20")
+    policy.save()
+    page = login("auditor").get(reverse("admin:policies_policy_history", args=[policy.pk]))
+    text = page.content.decode()
+    assert "seed_demo" in text
+    assert "0.100000" in text and "0.200000" in text  # the field's old and new value
