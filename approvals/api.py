@@ -5,7 +5,6 @@ from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, ValidationError
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -20,7 +19,7 @@ from approvals.services.idempotency import (
 )
 from approvals.services.proposals import proposal_submit, proposal_withdraw
 from approvals.validation import StrictSerializer, bounded_json, finite_number
-from hitlproject.api import AgentAPIView, api_error_body
+from hitlproject.api import AgentAPIView, IdCursorPagination, api_error_body
 from hitlproject.errors import DomainError
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
@@ -173,7 +172,7 @@ class IdempotentAPIView(AgentAPIView):
         raise NotImplementedError
 
 
-class ProposalPagination(CursorPagination):
+class ProposalPagination(IdCursorPagination):
     ordering = "-id"
     page_size = 50
     page_size_query_param = "page_size"

@@ -1,11 +1,10 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from feedback.models import Feedback
-from hitlproject.api import AgentAPIView
+from hitlproject.api import AgentAPIView, IdCursorPagination
 
 
 class FeedbackOutput(serializers.Serializer):
@@ -19,7 +18,7 @@ class FeedbackOutput(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-class FeedbackPagination(CursorPagination):
+class FeedbackPagination(IdCursorPagination):
     """Oldest first, so an agent that keeps its cursor reads each record once."""
 
     ordering = "id"

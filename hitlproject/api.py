@@ -7,6 +7,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, status
+from rest_framework.pagination import CursorPagination
 from rest_framework.views import APIView, exception_handler
 
 from hitlproject.errors import DomainError
@@ -33,6 +34,20 @@ class AgentAPIView(APIView):
         if length > self.max_body_bytes:
             raise PayloadTooLarge(self.max_body_bytes)
         super().initial(request, *args, **kwargs)
+
+
+class IdCursorPagination(CursorPagination):
+    """Cursor pagination over an integer id. DRF trusts the position it decodes from the
+    cursor; a forged one (``p=abc``) would reach the database as a filter and fail there."""
+
+    def decode_cursor(self, request):
+        cursor = super().decode_cursor(request)
+        if cursor is not None and cursor.position is not None:
+            try:
+                int(cursor.position)
+            except ValueError as error:
+                raise exceptions.NotFound(self.invalid_cursor_message) from error
+        return cursor
 
 
 class DomainAPIException(exceptions.APIException):

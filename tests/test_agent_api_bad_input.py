@@ -106,6 +106,10 @@ RAW_BODIES = {
     "Infinity literal": b'{"confidence": Infinity}',
     "not UTF-8": b'{"rationale": "\xff\xfe"}',
     "nested too deeply to parse": b"[" * 100_000 + b"]" * 100_000,
+    "unpaired surrogate in a value": json.dumps(bid_adjustment(rationale="\ud800")).encode(),
+    "unpaired surrogate as a key": json.dumps(
+        bid_adjustment(supporting_data={"\udfff": 1})
+    ).encode(),
 }
 
 
@@ -207,3 +211,20 @@ def test_batch_answers_each_item_on_its_own(optimizer):
     assert results[0]["proposal"]["payload"]["new_bid"] == "2.10"
     assert "No campaign “nope”" in str(results[1]["errors"])
     assert Proposal.objects.count() == 1
+
+
+@pytest.mark.parametrize("path", [URL, "/api/v1/feedback/"])
+def test_a_forged_cursor_position_is_a_404(optimizer, path):
+    forged = "cD1hYmM%3D"  # base64 of "p=abc": a position that is not an id
+    response = optimizer.get(f"{path}?cursor={forged}")
+    assert response.status_code == 404
+    assert response.json()["detail"] == "Invalid cursor"
+
+
+def test_an_unpaired_surrogate_in_a_batch_item_refuses_the_batch_whole(optimizer):
+    items = [bid_adjustment("2.10"), bid_adjustment(rationale="\ud800")]
+    response = optimizer.generic(
+        "POST", f"{URL}batch/", json.dumps(items).encode(), content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert Proposal.objects.count() == 0

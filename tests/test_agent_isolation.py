@@ -44,6 +44,7 @@ def test_agent_withdraws_its_own_waiting_proposal(optimizer, optimizers_proposal
         "Bearer hitl_000000000000_not-the-secret",
         "Bearer not-a-key",
         "Bearer a b",
+        "Bearer hitl_ab\x00cdef01234_secret",
         "Basic dXNlcjpwYXNz",
     ],
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Iterable
 
@@ -22,6 +23,7 @@ from audit.actors import Actor, acting_as
 from ledger.models import Account
 
 KEY_SCHEME = "hitl"
+KEY_PREFIX = re.compile(r"[0-9a-f]{12}")
 
 
 def _digest(raw_key: str) -> str:
@@ -75,7 +77,7 @@ def agent_create(
 def agent_authenticate(raw_key: str) -> tuple[Agent, AgentAPIKey]:
     scheme, _, rest = raw_key.partition("_")
     prefix, _, secret = rest.partition("_")
-    if scheme != KEY_SCHEME or not prefix or not secret:
+    if scheme != KEY_SCHEME or not KEY_PREFIX.fullmatch(prefix) or not secret:
         raise AuthenticationFailed("Malformed API key.")
     key = AgentAPIKey.objects.select_related("agent").filter(prefix=prefix).first()
     if key is None or not hmac.compare_digest(key.digest, _digest(raw_key)):
