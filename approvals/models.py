@@ -254,6 +254,9 @@ class IdempotencyRecord(models.Model):
     response_body = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     locked_until = models.DateTimeField(null=True, blank=True)
+    claim_token = models.CharField(
+        max_length=32, blank=True, help_text="Which request holds the key while it is in flight."
+    )
 
     class Meta:
         constraints = [

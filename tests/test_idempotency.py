@@ -1,7 +1,12 @@
 """Idempotency-Key: a retried submission is answered, not repeated."""
 
+from datetime import timedelta
+
+import pytest
+
 from approvals.models import Agent, Proposal
 from approvals.services.idempotency import idempotency_claim, request_fingerprint
+from hitlproject.errors import Conflict
 from tests.conftest import bid_adjustment, reallocation
 
 URL = "/api/v1/proposals/"
@@ -68,3 +73,34 @@ def test_key_longer_than_255_characters_is_refused(optimizer):
     response = optimizer.post(URL, bid_adjustment(), format="json", HTTP_IDEMPOTENCY_KEY="k" * 256)
     assert response.status_code == 400
     assert "Idempotency-Key" in response.json()
+
+
+def test_a_request_that_outlived_its_lease_is_undone_not_doubled(optimizer, settings):
+    from django.db import transaction
+
+    from approvals.services.idempotency import idempotency_complete
+    from approvals.services.proposals import proposal_submit
+
+    agent = Agent.objects.get(name="optimizer")
+    body = bid_adjustment()
+    settings.IDEMPOTENCY_LEASE = timedelta(0)  # so that it has run out by the time of the retry
+    slow = idempotency_claim(agent=agent, key="slow-2", fingerprint=request_fingerprint(body))
+    # The first request is still working when the retry comes and takes the key over.
+    retry = optimizer.post(URL, body, format="json", HTTP_IDEMPOTENCY_KEY="slow-2")
+    assert retry.status_code == 201
+
+    with pytest.raises(Conflict), transaction.atomic():
+        proposal_submit(
+            agent=agent,
+            account_external_id="demo",
+            action_type=body["action_type"],
+            payload=body["payload"],
+            rationale=body["rationale"],
+            supporting_data={},
+            confidence=body["confidence"],
+        )
+        idempotency_complete(record=slow, status=201, body={"id": -1})
+
+    assert Proposal.objects.count() == 1
+    replay = optimizer.post(URL, body, format="json", HTTP_IDEMPOTENCY_KEY="slow-2")
+    assert replay.json()["id"] == retry.json()["id"]

@@ -1,15 +1,18 @@
 """Idempotency-Key handling for agent requests.
 
 The key is claimed in its own committed transaction before the work starts, so a concurrent
-retry sees it in flight (409). The answer is stored with the work, in the same transaction; a
-replay returns it as it was. A request that is refused (4xx) releases its key: it changed
-nothing, and the agent may correct it and send it again under the same key.
+retry sees it in flight (409). The answer is stored with the work, in the same transaction, on
+condition that this request still holds the key; a replay returns it as it was. A claim whose
+request died is taken over once its lease (longer than any request may run) is over. A request
+that is refused (4xx) releases its key: it changed nothing, and the agent may correct it and
+send it again under the same key.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +44,11 @@ def idempotency_claim(*, agent: Agent, key: str, fingerprint: str) -> Idempotenc
     try:
         with transaction.atomic():
             return IdempotencyRecord.objects.create(
-                agent=agent, key=key, request_fingerprint=fingerprint, locked_until=lease_end
+                agent=agent,
+                key=key,
+                request_fingerprint=fingerprint,
+                locked_until=lease_end,
+                claim_token=uuid.uuid4().hex,
             )
     except IntegrityError:
         pass
@@ -53,6 +60,7 @@ def idempotency_claim(*, agent: Agent, key: str, fingerprint: str) -> Idempotenc
             record.request_fingerprint = fingerprint
             record.response_status = record.response_body = None
             record.created_at, record.locked_until = now, lease_end
+            record.claim_token = uuid.uuid4().hex
             record.save()
             return record
         if record.request_fingerprint != fingerprint:
@@ -65,13 +73,25 @@ def idempotency_claim(*, agent: Agent, key: str, fingerprint: str) -> Idempotenc
         return Replay(status=record.response_status, body=record.response_body)
 
 
+def _held(record: IdempotencyRecord):
+    return IdempotencyRecord.objects.filter(
+        pk=record.pk, claim_token=record.claim_token, response_status__isnull=True
+    )
+
+
 def idempotency_complete(*, record: IdempotencyRecord, status: int, body: Any) -> None:
-    record.response_status, record.response_body, record.locked_until = status, body, None
-    record.save(update_fields=["response_status", "response_body", "locked_until"])
+    """Store the answer, in the transaction that did the work. If this request outlived its
+    lease and a retry took the key over, raise, so that the work rolls back and is done once."""
+    stored = _held(record).update(response_status=status, response_body=body, locked_until=None)
+    if not stored:
+        raise Conflict(
+            "This request took longer than its Idempotency-Key's lease and a retry took the key "
+            "over; this attempt was undone. Read the key's answer by sending it again."
+        )
 
 
 def idempotency_release(*, record: IdempotencyRecord) -> None:
-    IdempotencyRecord.objects.filter(pk=record.pk, response_status__isnull=True).delete()
+    _held(record).delete()
 
 
 def idempotency_records_purge() -> int:
