@@ -8,7 +8,6 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -175,9 +174,9 @@ class ProposalAdmin(ReadOnlyAdmin):
         ]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        proposal = get_object_or_404(
-            Proposal.objects.select_related("agent", "account", "verdict_policy"), pk=object_id
-        )
+        proposal = self.get_object(request, object_id)
+        if proposal is None:  # the admin says so and goes back to the list
+            return super().change_view(request, object_id, form_url, extra_context)
         extra_context = {
             **(extra_context or {}),
             "proposal": proposal,
@@ -241,7 +240,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             request,
             object_id,
             forms.Form,
-            lambda: proposal_retry(proposal_id=object_id, actor=Actor.for_user(request.user)),
+            lambda: proposal_retry(proposal_id=object_id, reviewer=request.user),
         )
 
     # --- bulk decisions, each behind a confirmation page ---------------------------------------

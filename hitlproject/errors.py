@@ -16,6 +16,11 @@ class NotAllowed(DomainError):
     code = "not_allowed"
 
 
+class NotFound(DomainError):
+    status_code = 404
+    code = "not_found"
+
+
 class Conflict(DomainError):
     """The request is valid but the record's current state does not allow it."""
 

@@ -111,7 +111,7 @@ def test_a_failed_execution_is_recorded_and_can_be_retried(operator):
     assert Campaign.objects.get(external_id="brand-search").bid == Decimal("2.00")
 
     Proposal.objects.filter(pk=proposal.pk).update(payload=proposal.payload)
-    proposal_retry(proposal_id=proposal.pk, actor=Actor.for_user(operator))
+    proposal_retry(proposal_id=proposal.pk, reviewer=operator)
     assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTED
     assert list(proposal.executions.values_list("attempt", "status")) == [
         (1, "failed"),

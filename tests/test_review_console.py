@@ -8,8 +8,9 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 
-from approvals.models import Decision, Proposal, ProposalStatus
+from approvals.models import Agent, Decision, Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve
+from approvals.services.execution import proposal_retry
 from feedback.models import Feedback
 from hitlproject.errors import NotAllowed
 from policies.models import Policy
@@ -211,3 +212,39 @@ def test_operator_cannot_edit_policies(login):
     response = login("operator").post(url, {"name": "x", "auto_execute_max_magnitude": "1"})
     assert response.status_code == 403
     assert Policy.objects.get(pk=policy.pk).auto_execute_max_magnitude == Decimal("0.10")
+
+
+def test_the_owner_of_an_agent_cannot_approve_its_proposals(login):
+    operator = get_user_model().objects.get(username="operator")
+    Agent.objects.filter(name="optimizer").update(owner=operator)
+    proposal = evaluated()
+    with pytest.raises(NotAllowed, match="owns agent optimizer"):
+        proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    response = login("operator").post(
+        reverse("admin:approvals_proposal_approve", args=[proposal.pk]), follow=True
+    )
+    assert "someone else must decide" in response.text
+    assert Proposal.objects.get(pk=proposal.pk).status == ProposalStatus.PENDING_REVIEW
+
+
+def test_only_a_reviewer_may_retry_a_failed_execution(demo_world):
+    proposal = evaluated(bid_adjustment())
+    Proposal.objects.filter(pk=proposal.pk).update(status=ProposalStatus.FAILED)
+    auditor = get_user_model().objects.get(username="auditor")
+    with pytest.raises(NotAllowed):
+        proposal_retry(proposal_id=proposal.pk, reviewer=auditor)
+    assert Proposal.objects.get(pk=proposal.pk).status == ProposalStatus.FAILED
+
+
+@pytest.mark.parametrize("path", ["abc/change/", "999999/change/"])
+def test_a_proposal_that_does_not_exist_is_not_an_error_page(login, path):
+    response = login("operator").get(f"{CHANGELIST}{path}", follow=True)
+    assert response.status_code == 200
+    assert "doesn’t exist" in response.text
+
+
+def test_deciding_on_a_proposal_that_does_not_exist_says_so(login):
+    response = login("operator").post(
+        reverse("admin:approvals_proposal_approve", args=[999999]), follow=True
+    )
+    assert "There is no proposal #999999." in response.text

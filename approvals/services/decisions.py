@@ -12,6 +12,11 @@ from hitlproject.errors import DomainError, NotAllowed
 DECIDE_PERMISSION = "approvals.decide_proposal"
 
 
+def check_may_decide(user: AbstractBaseUser) -> None:
+    if not user.has_perm(DECIDE_PERMISSION):
+        raise NotAllowed(f"{user.get_username()} may not decide on proposals.")
+
+
 def _decision_record(
     *,
     proposal_id: int,
@@ -27,8 +32,12 @@ def _decision_record(
         ProposalStatus.APPROVED if outcome == DecisionOutcome.APPROVE else ProposalStatus.REJECTED
     )
     proposal = proposal_lock(proposal_id)
-    if not reviewer.has_perm(DECIDE_PERMISSION):
-        raise NotAllowed(f"{reviewer.get_username()} may not approve or reject proposals.")
+    check_may_decide(reviewer)
+    if proposal.agent.owner_id == reviewer.pk:
+        raise NotAllowed(
+            f"{reviewer.get_username()} owns agent {proposal.agent}, which proposed this; "
+            "someone else must decide."
+        )
     if proposal.status != ProposalStatus.PENDING_REVIEW:
         raise InvalidTransition(proposal, to_status)
     this_round = proposal.decisions.filter(review_round=proposal.review_round)

@@ -7,6 +7,7 @@ a redelivered task finds the proposal executed and does nothing.
 
 import logging
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import OperationalError, transaction
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
@@ -139,11 +140,14 @@ def proposal_execute(*, proposal_id: int) -> Proposal:
         )
 
 
-def proposal_retry(*, proposal_id: int, actor: Actor) -> Proposal:
-    """Send a failed proposal back to execution."""
+def proposal_retry(*, proposal_id: int, reviewer: AbstractBaseUser) -> Proposal:
+    """An operator sends a failed proposal back to execution."""
+    from approvals.services.decisions import check_may_decide
+
+    check_may_decide(reviewer)
     return proposal_transition(
         proposal_id=proposal_id,
         to_status=ProposalStatus.APPROVED,
-        actor=actor,
-        reason=f"execution retried by {actor.name}",
+        actor=Actor.for_user(reviewer),
+        reason=f"execution retried by {reviewer.get_username()}",
     )

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from approvals.models import Proposal, ProposalStatus
 from audit.actors import Actor, acting_as
-from hitlproject.errors import Conflict
+from hitlproject.errors import Conflict, NotFound
 
 S = ProposalStatus
 
@@ -47,7 +47,10 @@ class InvalidTransition(Conflict):
 
 def proposal_lock(proposal_id: int) -> Proposal:
     """Read a proposal and lock its row until the surrounding transaction ends."""
-    return Proposal.objects.select_for_update().get(pk=proposal_id)
+    proposal = Proposal.objects.select_for_update().filter(pk=proposal_id).first()
+    if proposal is None:
+        raise NotFound(f"There is no proposal #{proposal_id}.")
+    return proposal
 
 
 def proposal_transition(

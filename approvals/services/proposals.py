@@ -16,6 +16,7 @@ from approvals.action_types.base import numeric_effects
 from approvals.models import Agent, Proposal, ProposalStatus, VerdictOutcome
 from approvals.services.lifecycle import proposal_lock, proposal_transition
 from audit.actors import Actor, acting_as
+from hitlproject.errors import NotFound
 from ledger.models import Account, Campaign
 from policies.engine import Verdict
 from policies.services import GuardrailFindings, policy_verdict
@@ -209,7 +210,11 @@ def proposal_evaluate(*, proposal_id: int) -> Proposal:
         )
 
 
+@transaction.atomic
 def proposal_withdraw(*, agent: Agent, proposal_id: int) -> Proposal:
+    """An agent takes back its own proposal while it waits."""
+    if proposal_lock(proposal_id).agent_id != agent.pk:
+        raise NotFound(f"There is no proposal #{proposal_id}.")
     return proposal_transition(
         proposal_id=proposal_id,
         to_status=ProposalStatus.WITHDRAWN,
