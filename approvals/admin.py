@@ -23,6 +23,7 @@ from approvals.models import (
     ProposalStatus,
     RejectionReason,
 )
+from approvals.selectors import current_vs_proposed
 from approvals.services.agents import agent_key_issue, agent_key_revoke
 from approvals.services.decisions import DECIDE_PERMISSION, proposal_approve, proposal_reject
 from approvals.services.execution import proposal_retry
@@ -302,30 +303,6 @@ class ProposalAdmin(ReadOnlyAdmin):
                 proposal_id=proposal.pk, reviewer=request.user, reason_code=reason_code, note=note
             ),
         )
-
-
-def current_vs_proposed(proposal: Proposal) -> list[dict[str, str]]:
-    """Rows of campaign, field, its value when proposed, now, and after the action."""
-    from approvals.services.proposals import campaigns_for
-
-    action_type = action_types.get(proposal.action_type)
-    campaigns = campaigns_for(
-        account=proposal.account, action_type=action_type, payload=proposal.payload
-    )
-    if len(campaigns) < len(action_type.campaign_fields(proposal.payload)):
-        return []
-    proposed = action_type.proposed_state(proposal.payload, campaigns)
-    return [
-        {
-            "campaign": external_id,
-            "field": field,
-            "when_proposed": proposal.target_snapshot.get(external_id, {}).get(field, ""),
-            "current": str(getattr(campaigns[external_id], field)),
-            "proposed": str(value),
-        }
-        for external_id, values in proposed.items()
-        for field, value in values.items()
-    ]
 
 
 @admin.register(Decision)

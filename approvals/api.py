@@ -18,7 +18,7 @@ from approvals.services.idempotency import (
     request_fingerprint,
 )
 from approvals.services.proposals import proposal_submit, proposal_withdraw
-from approvals.validation import StrictSerializer, bounded_json, finite_number
+from approvals.validation import StrictFloatField, StrictSerializer, bounded_json, finite_number
 from hitlproject.api import AgentAPIView, IdCursorPagination, api_error_body
 from hitlproject.errors import DomainError
 
@@ -40,7 +40,7 @@ class ProposalInput(StrictSerializer):
     payload = serializers.DictField(help_text="The action's fields; see the action type.")
     rationale = serializers.CharField(max_length=10_000)
     supporting_data = serializers.DictField(required=False, default=dict, validators=[bounded_json])
-    confidence = serializers.FloatField(min_value=0.0, max_value=1.0, validators=[finite_number])
+    confidence = StrictFloatField(min_value=0.0, max_value=1.0, validators=[finite_number])
     external_ref = serializers.CharField(
         max_length=200, required=False, allow_blank=True, default=""
     )
@@ -85,7 +85,7 @@ class ProposalOutput(serializers.Serializer):
     payload = serializers.JSONField()
     rationale = serializers.CharField()
     supporting_data = serializers.JSONField()
-    confidence = serializers.FloatField()
+    confidence = StrictFloatField()
     external_ref = serializers.CharField()
     summary = serializers.CharField()
     magnitude = serializers.DecimalField(max_digits=14, decimal_places=6)

@@ -5,7 +5,9 @@ from datetime import datetime
 from django.db.models import Prefetch, QuerySet
 from django.http import Http404
 
+from approvals import action_types
 from approvals.models import Agent, Decision, Execution, Proposal
+from approvals.services.proposals import campaigns_for
 
 
 def proposals_with_details() -> QuerySet[Proposal]:
@@ -38,3 +40,25 @@ def proposal_get_for_agent(*, agent: Agent, proposal_id: int) -> Proposal:
     if proposal is None:
         raise Http404("No such proposal.")
     return proposal
+
+
+def current_vs_proposed(proposal: Proposal) -> list[dict[str, str]]:
+    """Rows of campaign, field, its value when proposed, now, and after the action."""
+    action_type = action_types.get(proposal.action_type)
+    campaigns = campaigns_for(
+        account=proposal.account, action_type=action_type, payload=proposal.payload
+    )
+    if len(campaigns) < len(action_type.campaign_fields(proposal.payload)):
+        return []
+    proposed = action_type.proposed_state(proposal.payload, campaigns)
+    return [
+        {
+            "campaign": external_id,
+            "field": field,
+            "when_proposed": proposal.target_snapshot.get(external_id, {}).get(field, ""),
+            "current": str(getattr(campaigns[external_id], field)),
+            "proposed": str(value),
+        }
+        for external_id, values in proposed.items()
+        for field, value in values.items()
+    ]

@@ -22,6 +22,15 @@ class StrictSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+class StrictFloatField(serializers.FloatField):
+    """A number, and only a number: ``true`` is not 1.0 here."""
+
+    def to_internal_value(self, data: Any) -> float:
+        if isinstance(data, bool):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 def finite_number(value: float) -> None:
     if not math.isfinite(value):
         raise serializers.ValidationError("Must be a finite number.")

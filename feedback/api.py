@@ -3,7 +3,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from feedback.models import Feedback
+from feedback.selectors import feedback_list_for_agent
 from hitlproject.api import AgentAPIView, IdCursorPagination
 
 
@@ -34,7 +34,7 @@ class FeedbackListApi(AgentAPIView):
         summary="Feedback on this agent's proposals, oldest first, by cursor",
     )
     def get(self, request: Request) -> Response:
-        queryset = Feedback.objects.filter(agent=request.user).select_related("proposal")
+        queryset = feedback_list_for_agent(agent=request.user)
         paginator = FeedbackPagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
         return paginator.get_paginated_response(FeedbackOutput(page, many=True).data)

@@ -4,7 +4,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from hitlproject.api import AgentAPIView
-from ledger.models import Campaign
+from ledger.selectors import campaign_list_for_agent
 
 
 class CampaignOutput(serializers.Serializer):
@@ -28,5 +28,5 @@ class CampaignListApi(AgentAPIView):
         summary="The current state of the campaigns on this agent's accounts",
     )
     def get(self, request: Request) -> Response:
-        campaigns = Campaign.objects.filter(account__agents=request.user).select_related("account")
+        campaigns = campaign_list_for_agent(agent=request.user)
         return Response(CampaignOutput(campaigns, many=True).data)

@@ -5,7 +5,7 @@ from rest_framework.response import Response
 
 from approvals.api import PolicyRefOutput, ProposalInput
 from approvals.services.proposals import proposal_dry_run
-from approvals.validation import finite_number
+from approvals.validation import StrictFloatField, finite_number
 from hitlproject.api import AgentAPIView
 
 
@@ -13,7 +13,7 @@ class DryRunInput(ProposalInput):
     """The body of a proposal; only the action decides the verdict, so the rest is optional."""
 
     rationale = serializers.CharField(max_length=10_000, required=False)
-    confidence = serializers.FloatField(
+    confidence = StrictFloatField(
         min_value=0.0, max_value=1.0, validators=[finite_number], required=False
     )
 

@@ -43,6 +43,7 @@ BAD_PROPOSALS = {
     "confidence negative": (bid_adjustment(confidence=-0.1), "confidence"),
     "confidence NaN as a string": (bid_adjustment(confidence="NaN"), "confidence"),
     "confidence as text": (bid_adjustment(confidence="high"), "confidence"),
+    "confidence as a boolean": (bid_adjustment(confidence=True), "confidence"),
     "rationale missing": (
         {k: v for k, v in bid_adjustment().items() if k != "rationale"},
         "rationale",

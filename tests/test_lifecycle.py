@@ -54,6 +54,9 @@ def test_an_approved_action_executes_exactly_once(demo_world):
     assert first.status == redelivered.status == ProposalStatus.EXECUTED
     assert Execution.objects.filter(proposal=proposal).count() == 1
     assert Campaign.objects.get(external_id="brand-search").bid == Decimal("2.12")
+    # The campaign's own history says which proposal moved it.
+    change = Campaign.history.filter(external_id="brand-search").latest("history_date")
+    assert change.history_change_reason == f"proposal #{proposal.pk}: {proposal.summary}"
 
 
 def test_execution_goes_back_to_review_when_the_target_moved(operator):
@@ -65,7 +68,9 @@ def test_execution_goes_back_to_review_when_the_target_moved(operator):
 
     assert result.status == ProposalStatus.PENDING_REVIEW
     assert result.review_round == 2
-    assert "brand-search's daily_budget is 900.00, was 1000.00" in result.verdict_reasons[-1]
+    assert "brand-search's daily_budget is 900.00, was 1000.00" in result.verdict_reasons[0]
+    assert "31.1% of brand-search's daily budget exceeds the 10.0%" in result.verdict_reasons[1]
+    assert result.risk > proposal.risk
     assert not Execution.objects.exists()
     assert (budget("brand-search"), budget("generic-search")) == (
         Decimal("900.00"),

@@ -116,8 +116,9 @@ class ActionType:
         """Write the action to the ledger (the caller holds locks on the campaigns)."""
         for external_id, values in self.proposed_state(payload, campaigns).items():
             campaign = campaigns[external_id]
-            for field, value in values.items():
-                setattr(campaign, field, value)
+            for field_name, value in values.items():
+                setattr(campaign, field_name, value)
+            campaign._change_reason = f"proposal #{proposal.pk}: {proposal.summary}"
             campaign.save()
 
     def validate_payload(self, raw_payload: Any) -> dict[str, Any]:

@@ -58,5 +58,7 @@ class CreativeDeployment(ActionType):
 
     def apply(self, payload, campaigns, proposal) -> None:
         campaign = campaigns[payload["campaign"]]
-        for creative in payload["creatives"]:
-            Creative.objects.create(campaign=campaign, deployed_by_proposal=proposal, **creative)
+        for fields in payload["creatives"]:
+            creative = Creative(campaign=campaign, deployed_by_proposal=proposal, **fields)
+            creative._change_reason = f"proposal #{proposal.pk}: {proposal.summary}"
+            creative.save()

@@ -13,11 +13,13 @@ from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
 from approvals import action_types
+from approvals.action_types.base import numeric_effects
 from approvals.models import Execution, ExecutionStatus, Proposal, ProposalStatus
 from approvals.services.lifecycle import proposal_lock, proposal_transition
-from approvals.services.proposals import campaigns_for, ledger_snapshot
+from approvals.services.proposals import campaigns_for, ledger_snapshot, verdict_changes
 from approvals.validation import validation_text
 from audit.actors import Actor, acting_as
+from policies.services import policy_verdict
 
 logger = logging.getLogger(__name__)
 
@@ -34,24 +36,41 @@ def _moved_fields(expected: dict, current: dict) -> list[str]:
 
 
 def _reassessment(proposal: Proposal, action_type, campaigns, reason: str) -> dict:
-    """The proposal's derived facts against the ledger as it is now, so that the operator
+    """The proposal's facts and verdict against the ledger as it is now, so that the operator
     decides on today's figures and a re-approval executes against them."""
-    changes = {
-        "target_snapshot": ledger_snapshot(
-            action_type=action_type, payload=proposal.payload, campaigns=campaigns
-        ),
-        "verdict_reasons": [*proposal.verdict_reasons, reason],
-    }
+    snapshot = ledger_snapshot(
+        action_type=action_type, payload=proposal.payload, campaigns=campaigns
+    )
     try:
         action_type.check(proposal.payload, campaigns)
     except ValidationError as error:
-        changes["verdict_reasons"].append(
-            f"It can no longer be applied as proposed: {validation_text(error)}"
-        )
-        return changes
+        return {
+            "target_snapshot": snapshot,
+            "verdict_reasons": [
+                reason,
+                f"It can no longer be applied as proposed: {validation_text(error)}",
+            ],
+        }
     assessment = action_type.assess(proposal.payload, campaigns, proposal.account)
+    effects = numeric_effects(campaigns, action_type.proposed_state(proposal.payload, campaigns))
+    verdict, findings = policy_verdict(
+        action_type=action_type,
+        account=proposal.account,
+        agent=proposal.agent,
+        payload=proposal.payload,
+        campaigns=campaigns,
+        magnitude=assessment.magnitude,
+        magnitude_label=assessment.magnitude_label,
+        amount=assessment.amount,
+        effects=effects,
+        proposal_id=proposal.pk,
+    )
+    changes = verdict_changes(verdict, findings)
     return {
         **changes,
+        "verdict_reasons": [reason, *changes["verdict_reasons"]],
+        "target_snapshot": snapshot,
+        "effects": {target: str(factor) for target, factor in effects.items()},
         "magnitude": assessment.magnitude,
         "magnitude_label": assessment.magnitude_label[:300],
         "summary": assessment.summary[:300],

@@ -192,8 +192,13 @@ def proposal_evaluate(*, proposal_id: int) -> Proposal:
             account=proposal.account,
             agent=proposal.agent,
             payload=proposal.payload,
+            # Locked (after the proposal, as execution locks them) so that two proposals on one
+            # campaign are evaluated one after the other and each counts the other's move.
             campaigns=campaigns_for(
-                account=proposal.account, action_type=action_type, payload=proposal.payload
+                account=proposal.account,
+                action_type=action_type,
+                payload=proposal.payload,
+                lock=True,
             ),
             magnitude=proposal.magnitude,
             magnitude_label=proposal.magnitude_label,
