@@ -68,13 +68,26 @@ class ExecutionOutput(serializers.Serializer):
 class PolicyRefOutput(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
+    version = serializers.IntegerField(
+        allow_null=True, help_text="The policy's history record in force when it decided."
+    )
 
 
 class VerdictOutput(serializers.Serializer):
     outcome = serializers.CharField(source="verdict_outcome", allow_null=True)
-    policy = PolicyRefOutput(source="verdict_policy", allow_null=True)
+    policy = serializers.SerializerMethodField()
     reasons = serializers.ListField(child=serializers.CharField(), source="verdict_reasons")
     required_approvals = serializers.IntegerField()
+
+    @extend_schema_field(PolicyRefOutput(allow_null=True))
+    def get_policy(self, proposal: Proposal):
+        if proposal.verdict_policy_id is None:
+            return None
+        return {
+            "id": proposal.verdict_policy_id,
+            "name": proposal.verdict_policy.name,
+            "version": proposal.verdict_policy_version,
+        }
 
 
 class ProposalOutput(serializers.Serializer):

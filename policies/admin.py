@@ -1,10 +1,23 @@
+from datetime import date, datetime, time, timedelta
+
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.template.response import TemplateResponse
+from django.urls import path
+from django.utils import timezone
+from rest_framework.exceptions import ValidationError
 
 from approvals import action_types
-from approvals.models import AgentKind
+from approvals.models import Agent, AgentKind
+from approvals.services.proposals import proposal_dry_run
+from approvals.validation import validation_text
 from audit.admin import AuditedHistoryAdmin
+from hitlproject.charts import grouped_bars
+from ledger.models import Account
+from policies.engine import format_magnitude
 from policies.models import BrandGuidelines, KillSwitch, Policy
+from policies.simulation import OUTCOMES, draft_rule_set, simulate
 
 
 class PolicyForm(forms.ModelForm):
@@ -16,6 +29,35 @@ class PolicyForm(forms.ModelForm):
     class Meta:
         model = Policy
         fields = ["action_type", "agent_kind"]  # the admin's fieldsets add the rest
+
+
+class SimulationForm(forms.Form):
+    since = forms.DateField(
+        initial=lambda: timezone.localdate() - timedelta(days=30),
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
+    until = forms.DateField(
+        initial=lambda: timezone.localdate() + timedelta(days=1),
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="The day after the last.",
+    )
+    drafts = forms.ModelMultipleChoiceField(
+        queryset=Policy.objects.filter(is_draft=True, is_active=True),
+        required=False,
+        help_text="None chosen: every active draft.",
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("since") and cleaned.get("until") and cleaned["until"] <= cleaned["since"]:
+            raise forms.ValidationError("The period must end after it starts.")
+        return cleaned
+
+
+class DryRunForm(forms.Form):
+    agent = forms.ModelChoiceField(queryset=Agent.objects.filter(is_active=True))
+    account = forms.ModelChoiceField(queryset=Account.objects.all())
+    payload = forms.JSONField(widget=forms.Textarea(attrs={"rows": 8, "cols": 60}))
 
 
 @admin.register(Policy)
@@ -79,6 +121,89 @@ class PolicyAdmin(AuditedHistoryAdmin):
         ]
         return ", ".join(part for part in parts if part) or "everything"
 
+    def get_urls(self):
+        urls = [
+            path(
+                "simulate/",
+                self.admin_site.admin_view(self.simulate_view),
+                name="policies_policy_simulate",
+            ),
+            path(
+                "<int:object_id>/dry-run/",
+                self.admin_site.admin_view(self.dry_run_view),
+                name="policies_policy_dry_run",
+            ),
+        ]
+        return urls + super().get_urls()
+
+    def simulate_view(self, request):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form = SimulationForm(request.GET if "since" in request.GET else None)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "What-if simulation",
+            "opts": self.model._meta,
+            "form": form,
+        }
+        if form.is_bound and form.is_valid():
+            drafts = form.cleaned_data["drafts"]
+            rules, names = draft_rule_set([d.pk for d in drafts] if drafts else None)
+            report = simulate(
+                rules=rules,
+                since=at_midnight(form.cleaned_data["since"]),
+                until=at_midnight(form.cleaned_data["until"]),
+                drafts=names,
+            )
+            labels = {"auto_approve": "Auto-executed", "review": "To a human", "block": "Blocked"}
+            context["report"] = report
+            context["rows"] = [
+                (labels[o], report.happened[o], report.with_draft[o]) for o in OUTCOMES
+            ]
+            context["chart"] = grouped_bars(
+                [labels[o] for o in OUTCOMES],
+                [
+                    ("Happened", [report.happened[o] for o in OUTCOMES]),
+                    ("With the draft", [report.with_draft[o] for o in OUTCOMES]),
+                ],
+            )
+        return TemplateResponse(request, "admin/policies/policy/simulate.html", context)
+
+    def dry_run_view(self, request, object_id: int):
+        policy = self.get_object(request, object_id)
+        if policy is None or not self.has_view_permission(request, policy):
+            raise PermissionDenied
+        example = action_types.get(policy.action_type).example_payload
+        form = DryRunForm(
+            request.POST if request.method == "POST" else None,
+            initial={"payload": example, "account": policy.account_id, "agent": policy.agent_id},
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Dry run: {policy}",
+            "opts": self.model._meta,
+            "policy": policy,
+            "form": form,
+        }
+        if form.is_bound and form.is_valid():
+            try:
+                assessed, verdict = proposal_dry_run(
+                    agent=form.cleaned_data["agent"],
+                    account_external_id=form.cleaned_data["account"].external_id,
+                    action_type=policy.action_type,
+                    payload=form.cleaned_data["payload"],
+                )
+            except ValidationError as error:
+                form.add_error(None, validation_text(error))
+            else:
+                unit = assessed.action_type.magnitude_unit
+                context.update(
+                    assessed=assessed,
+                    verdict=verdict,
+                    magnitude=format_magnitude(assessed.assessment.magnitude, unit),
+                )
+        return TemplateResponse(request, "admin/policies/policy/dry_run.html", context)
+
 
 @admin.register(KillSwitch)
 class KillSwitchAdmin(AuditedHistoryAdmin):
@@ -89,3 +214,7 @@ class KillSwitchAdmin(AuditedHistoryAdmin):
 @admin.register(BrandGuidelines)
 class BrandGuidelinesAdmin(AuditedHistoryAdmin):
     list_display = ["account", "updated_at"]
+
+
+def at_midnight(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time()))

@@ -46,9 +46,13 @@ class PolicyEvaluateApi(AgentAPIView):
             action_type=valid["action_type"],
             payload=valid["payload"],
         )
-        policy = (
-            {"id": verdict.policy_id, "name": verdict.policy_name} if verdict.policy_id else None
-        )
+        policy = None
+        if verdict.policy_id is not None:
+            policy = {
+                "id": verdict.policy_id,
+                "name": verdict.policy_name,
+                "version": verdict.policy_version,
+            }
         return Response(
             DryRunOutput(
                 {

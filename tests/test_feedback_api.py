@@ -39,6 +39,7 @@ def test_dry_run_tells_the_verdict_and_writes_nothing(optimizer):
         "Budget reallocations",
         "0.050000",
     )
+    assert body["policy"]["version"] is not None
     assert not Proposal.objects.exists()
 
 

@@ -134,3 +134,82 @@ def test_the_command_prints_the_comparison_and_json(history):
 def test_the_command_refuses_bad_arguments(demo_world, args, message):
     with pytest.raises(CommandError, match=message):
         call_command("simulate_policies", *args, stdout=io.StringIO())
+
+
+def admin_client(demo_world, username: str):
+    from django.test import Client
+
+    client = Client()
+    assert client.login(**demo_world["users"][username])
+    return client
+
+
+def test_the_simulation_page_reports_with_a_chart_for_an_auditor(history, demo_world):
+    from django.urls import reverse
+
+    Policy.objects.create(
+        name="Looser",
+        action_type="budget_reallocation",
+        is_draft=True,
+        auto_execute_max_magnitude=Decimal("0.50"),
+    )
+    client = admin_client(demo_world, "auditor")
+    changelist = client.get(reverse("admin:policies_policy_changelist"))
+    assert "What-if simulation" in changelist.text
+    today = timezone.localdate()
+    page = client.get(
+        reverse("admin:policies_policy_simulate"),
+        {"since": str(today), "until": str(today + DAY)},
+    )
+    assert page.status_code == 200
+    report = page.context["report"]
+    assert (report.proposals, report.with_draft["auto_approve"]) == (7, 5)
+    assert '<svg class="bar-chart"' in page.text
+    assert 'id="auto-though-rejected">1<' in page.text
+
+
+def test_the_simulation_page_refuses_a_backwards_period(demo_world):
+    from django.urls import reverse
+
+    page = admin_client(demo_world, "policy-owner").get(
+        reverse("admin:policies_policy_simulate"), {"since": "2026-11-20", "until": "2026-11-01"}
+    )
+    assert "The period must end after it starts." in page.text
+    assert "report" not in page.context
+
+
+def test_dry_run_on_a_policy_shows_the_verdict_and_writes_nothing(demo_world):
+    from django.urls import reverse
+
+    from approvals.models import Agent
+    from ledger.models import Account
+
+    policy = Policy.objects.get(action_type="budget_reallocation")
+    client = admin_client(demo_world, "policy-owner")
+    url = reverse("admin:policies_policy_dry_run", args=[policy.pk])
+    assert "Dry run" in client.get(reverse("admin:policies_policy_change", args=[policy.pk])).text
+    form = client.get(url)
+    # The action type's example payload, ready to edit.
+    assert json.loads(form.context["form"]["payload"].value())["amount"] == "280.00"
+    page = client.post(
+        url,
+        {
+            "agent": Agent.objects.get(name="optimizer").pk,
+            "account": Account.objects.get(external_id="demo").pk,
+            "payload": json.dumps(
+                {"from_campaign": "brand-search", "to_campaign": "generic-search", "amount": "280"}
+            ),
+        },
+    )
+    assert page.context["verdict"].outcome == "review"
+    assert "exceeds the 10.0% auto-execute ceiling" in page.text
+    assert not Proposal.objects.exists()
+    bad = client.post(
+        url,
+        {
+            "agent": Agent.objects.get(name="optimizer").pk,
+            "account": Account.objects.get(external_id="demo").pk,
+            "payload": json.dumps({"from_campaign": "nope"}),
+        },
+    )
+    assert "to_campaign" in bad.text and bad.context.get("verdict") is None

@@ -87,6 +87,8 @@ class ActionType:
     payload_serializer: ClassVar[type[StrictSerializer]]
     # A strategy lock on a campaign refuses actions that change how it bids.
     changes_strategy: ClassVar[bool] = False
+    # A payload on the demo account's campaigns, for documentation and the admin's dry run.
+    example_payload: ClassVar[dict[str, Any]]
 
     def campaign_fields(self, payload: dict[str, Any]) -> dict[str, tuple[str, ...]]:
         """The ledger fields this action reads and writes, by campaign external id."""

@@ -60,6 +60,7 @@ class BidAdjustment(NumericFieldChange):
     label = "bid adjustment"
     risk_weight = 10
     payload_serializer = BidAdjustmentPayload
+    example_payload = {"campaign": "brand-search", "new_bid": "2.12"}
     field, payload_field, noun, moves_daily_money = "bid", "new_bid", "bid", False
 
 
@@ -74,6 +75,7 @@ class BudgetChange(NumericFieldChange):
     label = "budget change"
     risk_weight = 20
     payload_serializer = BudgetChangePayload
+    example_payload = {"campaign": "generic-search", "new_daily_budget": "550.00"}
     field, payload_field, noun, moves_daily_money = (
         "daily_budget",
         "new_daily_budget",
@@ -99,6 +101,11 @@ class BudgetReallocation(ActionType):
     label = "budget reallocation"
     risk_weight = 25
     payload_serializer = BudgetReallocationPayload
+    example_payload = {
+        "from_campaign": "brand-search",
+        "to_campaign": "generic-search",
+        "amount": "280.00",
+    }
 
     def campaign_fields(self, payload):
         return {
@@ -153,6 +160,7 @@ class StatusChange(ActionType):
     label = "status change"
     risk_weight = 30
     payload_serializer = StatusChangePayload
+    example_payload = {"campaign": "display-retarget", "status": "paused"}
 
     def campaign_fields(self, payload):
         return {payload["campaign"]: ("status",)}
@@ -205,6 +213,10 @@ class StrategyChange(ActionType):
     magnitude_unit = "count"
     risk_weight = 40
     payload_serializer = StrategyChangePayload
+    example_payload = {
+        "campaign": "generic-search",
+        "changes": {"bidding_strategy": "target_cpa", "target_cpa": "25.00"},
+    }
     changes_strategy = True
 
     def campaign_fields(self, payload):

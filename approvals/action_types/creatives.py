@@ -32,6 +32,16 @@ class CreativeDeployment(ActionType):
     magnitude_unit = "count"
     risk_weight = 30
     payload_serializer = CreativeDeploymentPayload
+    example_payload = {
+        "campaign": "display-retarget",
+        "creatives": [
+            {
+                "headline": "Search smarter",
+                "body": "Find what you need in seconds.",
+                "call_to_action": "Try it free",
+            }
+        ],
+    }
 
     def campaign_fields(self, payload):
         # Deploying adds creatives; it reads nothing on the campaign that could move under it.
