@@ -40,29 +40,13 @@ os.environ.update(
 )
 sys.path.insert(0, str(REPO))
 
-
-def create_database() -> None:
-    import psycopg
-
-    name = DATABASE_URL.rsplit("/", 1)[1]
-    admin_url = DATABASE_URL.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        exists = connection.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", [name]
-        ).fetchone()
-        if not exists:
-            connection.execute(f'CREATE DATABASE "{name}"')
+from bench.common import create_database, percentile  # noqa: E402
 
 
 def manage(*args: str) -> str:
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=REPO, check=True, capture_output=True, text=True
     ).stdout
-
-
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def load(path: str, bodies: list[dict], headers: dict, concurrency: int) -> dict:
@@ -218,7 +202,7 @@ def main() -> None:
     args = parser.parse_args()
 
     (REPO / "bench" / "results").mkdir(exist_ok=True)
-    create_database()
+    create_database(DATABASE_URL)
     manage("migrate", "--run-syncdb", "-v0")
     key = json.loads(manage("seed_demo", "--json"))["agents"]["optimizer"]
 

@@ -159,6 +159,7 @@ def recent_moves(
             account=account,
             decided_at__gte=since,
             status__in=[ProposalStatus.APPROVED, ProposalStatus.EXECUTING, ProposalStatus.EXECUTED],
+            effects__has_any_keys=sorted(targets),
         )
         .exclude(pk=exclude_proposal)
         .values_list("effects", "decided_at")

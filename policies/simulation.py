@@ -9,6 +9,7 @@ cumulative window are kept, so memory does not grow with the history.
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -26,6 +27,49 @@ from policies.services import rule_from_policy, rules_in_force
 OUTCOMES = ("auto_approve", "review", "block")
 APPROVED_STATES = {ProposalStatus.APPROVED, ProposalStatus.EXECUTING, ProposalStatus.EXECUTED}
 EXAMPLES_KEPT = 20
+
+
+class SlidingMoves:
+    """The approved moves on each target inside each cumulative window, as the replay's clock
+    advances: one running product per target and window, so a row costs the same however
+    many moves the window holds.
+
+    Moves are added when their proposal is replayed but only count from the time they were
+    approved (a pending heap releases them then). ``moves_for`` hands the engine one
+    aggregate move per band between consecutive windows, dated at the band's far edge, so a
+    rule counts exactly the bands inside its own window.
+    """
+
+    def __init__(self, windows: Iterable[timedelta]) -> None:
+        self.windows = sorted(set(windows))
+        self.pending: list[tuple[datetime, int, str, Decimal]] = []
+        self.inside = {w: defaultdict(deque) for w in self.windows}
+        self.product = {w: defaultdict(lambda: Decimal(1)) for w in self.windows}
+        self.added = 0
+
+    def add(self, target: str, factor: Decimal, at: datetime) -> None:
+        self.added += 1
+        heapq.heappush(self.pending, (at, self.added, target, factor))
+
+    def moves_for(self, target: str, now: datetime) -> list[engine.Move]:
+        while self.pending and self.pending[0][0] <= now:
+            at, _, released, factor = heapq.heappop(self.pending)
+            for window in self.windows:
+                self.inside[window][released].append((at, factor))
+                self.product[window][released] *= factor
+        moves, inner = [], Decimal(1)
+        for window in self.windows:
+            queue = self.inside[window][target]
+            while queue and queue[0][0] < now - window:
+                _, factor = queue.popleft()
+                self.product[window][target] /= factor
+            if not queue:
+                self.product[window][target] = Decimal(1)  # no rounding drift carried over
+            outer = self.product[window][target]
+            if outer != inner:
+                moves.append(engine.Move(target=target, factor=outer / inner, at=now - window))
+            inner = outer
+        return moves
 
 
 @dataclass
@@ -87,8 +131,7 @@ def simulate(
     rules_by_type: dict[str, list[engine.Rule]] = defaultdict(list)
     for rule in rules:
         rules_by_type[rule.action_type].append(rule)
-    lookback = max((rule.cumulative_window for rule in rules), default=timedelta(0))
-    moves: dict[str, deque[engine.Move]] = defaultdict(deque)
+    moves = SlidingMoves(rule.cumulative_window for rule in rules if rule.cumulative_max_magnitude)
 
     rows = (
         Proposal.objects.filter(created_at__gte=since, created_at__lt=until)
@@ -141,12 +184,7 @@ def simulate(
     ) in rows:
         action_type = action_types.get(action_type_name)
         factors = {target: Decimal(factor) for target, factor in effects.items()}
-        recent = []
-        for target in factors:
-            window = moves[target]
-            while window and window[0].at < created_at - lookback:
-                window.popleft()
-            recent.extend(move for move in window if move.at <= created_at)
+        recent = [move for target in factors for move in moves.moves_for(target, created_at)]
         facts = engine.Facts(
             action_type=action_type_name,
             action_label=action_type.label,
@@ -181,5 +219,5 @@ def simulate(
             )
         if status in APPROVED_STATES and decided_at is not None:
             for target, factor in factors.items():
-                moves[target].append(engine.Move(target=target, factor=factor, at=decided_at))
+                moves.add(target, factor, decided_at)
     return report
