@@ -1,8 +1,10 @@
+import json
 from datetime import date, datetime, time, timedelta
 
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
+from django.forms.fields import InvalidJSONInput
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
@@ -18,6 +20,7 @@ from ledger.models import Account
 from policies.engine import format_magnitude
 from policies.models import BrandGuidelines, KillSwitch, Policy
 from policies.simulation import OUTCOMES, draft_rule_set, simulate
+from policies.templatetags.policy_tags import OUTCOME_LABELS
 
 
 class PolicyForm(forms.ModelForm):
@@ -54,10 +57,17 @@ class SimulationForm(forms.Form):
         return cleaned
 
 
+class IndentedJSONField(forms.JSONField):
+    def prepare_value(self, value):
+        if isinstance(value, InvalidJSONInput):
+            return value
+        return json.dumps(value, ensure_ascii=False, indent=2, cls=self.encoder)
+
+
 class DryRunForm(forms.Form):
     agent = forms.ModelChoiceField(queryset=Agent.objects.filter(is_active=True))
     account = forms.ModelChoiceField(queryset=Account.objects.all())
-    payload = forms.JSONField(widget=forms.Textarea(attrs={"rows": 8, "cols": 60}))
+    payload = IndentedJSONField(widget=forms.Textarea(attrs={"rows": 10, "cols": 60}))
 
 
 @admin.register(Policy)
@@ -155,7 +165,7 @@ class PolicyAdmin(AuditedHistoryAdmin):
                 until=at_midnight(form.cleaned_data["until"]),
                 drafts=names,
             )
-            labels = {"auto_approve": "Auto-executed", "review": "To a human", "block": "Blocked"}
+            labels = {o: OUTCOME_LABELS[o].capitalize() for o in OUTCOMES}
             context["report"] = report
             context["rows"] = [
                 (labels[o], report.happened[o], report.with_draft[o]) for o in OUTCOMES
@@ -174,9 +184,11 @@ class PolicyAdmin(AuditedHistoryAdmin):
         if policy is None or not self.has_view_permission(request, policy):
             raise PermissionDenied
         example = action_types.get(policy.action_type).example_payload
+        agent = policy.agent or Agent.objects.filter(is_active=True).first()
+        account = policy.account or (agent.accounts.first() if agent else None)
         form = DryRunForm(
             request.POST if request.method == "POST" else None,
-            initial={"payload": example, "account": policy.account_id, "agent": policy.agent_id},
+            initial={"payload": example, "account": account, "agent": agent},
         )
         context = {
             **self.admin_site.each_context(request),

@@ -152,6 +152,7 @@ def simulate(
             "agent__kind",
             "magnitude",
             "magnitude_label",
+            "summary",
             "amount",
             "effects",
             "guardrail_findings",
@@ -173,6 +174,7 @@ def simulate(
         agent_kind,
         magnitude,
         magnitude_label,
+        summary,
         amount,
         effects,
         findings,
@@ -215,7 +217,12 @@ def simulate(
             report.auto_though_edited += edited
         if outcome != happened and len(report.examples) < EXAMPLES_KEPT:
             report.examples.append(
-                {"proposal": proposal_id, "happened": happened, "with_draft": outcome}
+                {
+                    "proposal": proposal_id,
+                    "summary": summary,
+                    "happened": happened,
+                    "with_draft": outcome,
+                }
             )
         if status in APPROVED_STATES and decided_at is not None:
             for target, factor in factors.items():

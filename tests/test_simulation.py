@@ -73,7 +73,12 @@ def test_a_looser_draft_shows_what_it_would_have_let_through(history):
     assert report.with_draft["auto_approve"] == 3
     assert report.changed == 1
     assert report.examples == [
-        {"proposal": history["approved"].pk, "happened": "review", "with_draft": "auto_approve"}
+        {
+            "proposal": history["approved"].pk,
+            "summary": "move 150.00 USD/day from brand-search to generic-search (15.0%)",
+            "happened": "review",
+            "with_draft": "auto_approve",
+        }
     ]
 
 

@@ -5,8 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from policies.simulation import OUTCOMES, draft_rule_set, simulate
-
-LABELS = {"auto_approve": "auto-executed", "review": "went to a human", "block": "blocked"}
+from policies.templatetags.policy_tags import OUTCOME_LABELS
 
 
 def day(value: str) -> datetime:
@@ -54,7 +53,7 @@ class Command(BaseCommand):
         self.stdout.write(f"  {'':18} {'happened':>10} {'with draft':>11}")
         for outcome in OUTCOMES:
             self.stdout.write(
-                f"  {LABELS[outcome]:18} {report.happened[outcome]:>10} "
+                f"  {OUTCOME_LABELS[outcome]:18} {report.happened[outcome]:>10} "
                 f"{report.with_draft[outcome]:>11}"
             )
         self.stdout.write(f"  {report.changed} proposals would have gone another way.")
