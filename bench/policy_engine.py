@@ -135,41 +135,26 @@ def evaluation_rate(evaluations: int) -> dict:
     return results
 
 
-def live_verdict_rate(count: int) -> float:
-    """The evaluate task's verdict with its reads, against the seeded demo world."""
+def dry_run_rate(count: int) -> float:
+    """The dry run: an action assessed against the ledger and given its verdict, with every
+    read the evaluate task makes (rules and versions, guardrails, recent moves, the record)."""
     from io import StringIO
 
     from django.core.management import call_command
 
     from approvals.models import Agent
-    from approvals.services.proposals import action_assess
-    from ledger.models import Account
-    from policies.services import policy_verdict
+    from approvals.services.proposals import proposal_dry_run
 
     call_command("seed_demo", "--json", stdout=StringIO())
-    account = Account.objects.get(external_id="demo")
     agent = Agent.objects.get(name="optimizer")
-    assessed = action_assess(
-        account=account,
-        action_type_name="budget_reallocation",
-        raw_payload={
-            "from_campaign": "brand-search",
-            "to_campaign": "generic-search",
-            "amount": "80",
-        },
-    )
+    payload = {"from_campaign": "brand-search", "to_campaign": "generic-search", "amount": "80"}
     started = time.perf_counter()
     for _ in range(count):
-        policy_verdict(
-            action_type=assessed.action_type,
-            account=account,
+        proposal_dry_run(
             agent=agent,
-            payload=assessed.payload,
-            campaigns=assessed.campaigns,
-            magnitude=assessed.assessment.magnitude,
-            magnitude_label=assessed.assessment.magnitude_label,
-            amount=assessed.assessment.amount,
-            effects=assessed.effects,
+            account_external_id="demo",
+            action_type="budget_reallocation",
+            payload=payload,
         )
     return round(count / (time.perf_counter() - started))
 
@@ -309,7 +294,7 @@ def main() -> None:
         return
 
     rates = evaluation_rate(args.evaluations)
-    live = live_verdict_rate(2000)
+    live = dry_run_rate(2000)
     ensure_history(args.proposals)
     small = max(args.proposals // 10, 1)
     runs = {
@@ -317,14 +302,14 @@ def main() -> None:
         "simulate_all": measured("simulate", args.proposals),
         "simulate_tenth": measured("simulate", small),
     }
-    results = {"evaluations_per_second": rates, "live_verdicts_per_second": live, **runs}
+    results = {"evaluations_per_second": rates, "dry_runs_per_second": live, **runs}
     (REPO / "bench" / "results").mkdir(exist_ok=True)
     (REPO / "bench" / "results" / "policy_engine.json").write_text(json.dumps(results, indent=2))
 
     print(f"Policy engine, in process, {args.evaluations:,} evaluations:")
     for label, rate in rates.items():
         print(f"  {label:<12} {rate:>10,} evaluations/s")
-    print(f"  live verdict with its database reads: {live:,}/s")
+    print(f"  dry run (assessment and verdict, with their database reads): {live:,}/s")
     print("Simulation over recorded proposals on PostgreSQL:")
     for label, key in [
         (f"stream {args.proposals:,} rows only (baseline)", "stream_all"),

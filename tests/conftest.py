@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.management import call_command
+from django.test import Client
 from rest_framework.test import APIClient
 
 from hitlproject.celery import app as celery_app
@@ -103,6 +104,18 @@ def demo_world(db) -> dict:
     out = io.StringIO()
     call_command("seed_demo", "--json", stdout=out)
     return json.loads(out.getvalue())
+
+
+@pytest.fixture
+def login(demo_world) -> Callable[[str], Client]:
+    """A browser session of one of the demo users (operator, policy-owner, auditor)."""
+
+    def as_user(username: str) -> Client:
+        client = Client()
+        assert client.login(**demo_world["users"][username])
+        return client
+
+    return as_user
 
 
 @pytest.fixture

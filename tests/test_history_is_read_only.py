@@ -3,7 +3,6 @@
 from decimal import Decimal
 
 import pytest
-from django.test import Client
 from django.urls import reverse
 
 from approvals.models import Agent, AgentAPIKey, Decision
@@ -14,16 +13,6 @@ from ledger.models import Campaign
 from policies.models import Policy
 from tests.conftest import reallocation
 from tests.factories import evaluated
-
-
-@pytest.fixture
-def login(demo_world):
-    def as_user(username: str) -> Client:
-        client = Client()
-        assert client.login(**demo_world["users"][username])
-        return client
-
-    return as_user
 
 
 def version_url(obj, history_record) -> str:

@@ -5,7 +5,6 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.test import Client
 from django.urls import reverse
 
 from approvals.models import Agent, Decision, Proposal, ProposalStatus
@@ -18,16 +17,6 @@ from tests.conftest import bid_adjustment, reallocation
 from tests.factories import evaluated
 
 CHANGELIST = reverse("admin:approvals_proposal_changelist")
-
-
-@pytest.fixture
-def login(demo_world):
-    def as_user(username: str) -> Client:
-        client = Client()
-        assert client.login(**demo_world["users"][username])
-        return client
-
-    return as_user
 
 
 def test_queue_shows_what_waits_for_review_riskiest_first(login):

@@ -141,15 +141,7 @@ def test_the_command_refuses_bad_arguments(demo_world, args, message):
         call_command("simulate_policies", *args, stdout=io.StringIO())
 
 
-def admin_client(demo_world, username: str):
-    from django.test import Client
-
-    client = Client()
-    assert client.login(**demo_world["users"][username])
-    return client
-
-
-def test_the_simulation_page_reports_with_a_chart_for_an_auditor(history, demo_world):
+def test_the_simulation_page_reports_with_a_chart_for_an_auditor(history, login):
     from django.urls import reverse
 
     Policy.objects.create(
@@ -158,7 +150,7 @@ def test_the_simulation_page_reports_with_a_chart_for_an_auditor(history, demo_w
         is_draft=True,
         auto_execute_max_magnitude=Decimal("0.50"),
     )
-    client = admin_client(demo_world, "auditor")
+    client = login("auditor")
     changelist = client.get(reverse("admin:policies_policy_changelist"))
     assert "What-if simulation" in changelist.text
     today = timezone.localdate()
@@ -173,24 +165,24 @@ def test_the_simulation_page_reports_with_a_chart_for_an_auditor(history, demo_w
     assert 'id="auto-though-rejected">1<' in page.text
 
 
-def test_the_simulation_page_refuses_a_backwards_period(demo_world):
+def test_the_simulation_page_refuses_a_backwards_period(login):
     from django.urls import reverse
 
-    page = admin_client(demo_world, "policy-owner").get(
+    page = login("policy-owner").get(
         reverse("admin:policies_policy_simulate"), {"since": "2026-11-20", "until": "2026-11-01"}
     )
     assert "The period must end after it starts." in page.text
     assert "report" not in page.context
 
 
-def test_dry_run_on_a_policy_shows_the_verdict_and_writes_nothing(demo_world):
+def test_dry_run_on_a_policy_shows_the_verdict_and_writes_nothing(login):
     from django.urls import reverse
 
     from approvals.models import Agent
     from ledger.models import Account
 
     policy = Policy.objects.get(action_type="budget_reallocation")
-    client = admin_client(demo_world, "policy-owner")
+    client = login("policy-owner")
     url = reverse("admin:policies_policy_dry_run", args=[policy.pk])
     assert "Dry run" in client.get(reverse("admin:policies_policy_change", args=[policy.pk])).text
     form = client.get(url)

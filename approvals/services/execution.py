@@ -13,13 +13,17 @@ from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
 from approvals import action_types
-from approvals.action_types.base import numeric_effects
 from approvals.models import Execution, ExecutionStatus, Proposal, ProposalStatus
 from approvals.services.lifecycle import proposal_lock, proposal_transition
-from approvals.services.proposals import campaigns_for, ledger_snapshot, verdict_changes
+from approvals.services.proposals import (
+    assessed_from_ledger,
+    campaigns_for,
+    ledger_snapshot,
+    verdict_changes,
+    verdict_for,
+)
 from approvals.validation import validation_text
 from audit.actors import Actor, acting_as
-from policies.services import policy_verdict
 
 logger = logging.getLogger(__name__)
 
@@ -51,30 +55,20 @@ def _reassessment(proposal: Proposal, action_type, campaigns, reason: str) -> di
                 f"It can no longer be applied as proposed: {validation_text(error)}",
             ],
         }
-    assessment = action_type.assess(proposal.payload, campaigns, proposal.account)
-    effects = numeric_effects(campaigns, action_type.proposed_state(proposal.payload, campaigns))
-    verdict, findings = policy_verdict(
+    assessed = assessed_from_ledger(
         action_type=action_type,
         account=proposal.account,
-        agent=proposal.agent,
         payload=proposal.payload,
         campaigns=campaigns,
-        magnitude=assessment.magnitude,
-        magnitude_label=assessment.magnitude_label,
-        amount=assessment.amount,
-        effects=effects,
-        proposal_id=proposal.pk,
+    )
+    verdict, findings = verdict_for(
+        assessed=assessed, agent=proposal.agent, proposal_id=proposal.pk
     )
     changes = verdict_changes(verdict, findings)
     return {
         **changes,
+        **assessed.proposal_fields(),
         "verdict_reasons": [reason, *changes["verdict_reasons"]],
-        "target_snapshot": snapshot,
-        "effects": {target: str(factor) for target, factor in effects.items()},
-        "magnitude": assessment.magnitude,
-        "magnitude_label": assessment.magnitude_label[:300],
-        "summary": assessment.summary[:300],
-        "amount": assessment.amount,
     }
 
 

@@ -40,6 +40,17 @@ class AssessedAction:
     campaigns: dict[str, Campaign]
     effects: dict[str, Decimal]
 
+    def proposal_fields(self) -> dict[str, Any]:
+        """The proposal's columns that hold what the platform derived."""
+        return {
+            "summary": self.assessment.summary[:300],
+            "magnitude": self.assessment.magnitude,
+            "magnitude_label": self.assessment.magnitude_label[:300],
+            "amount": self.assessment.amount,
+            "target_snapshot": self.snapshot,
+            "effects": {target: str(factor) for target, factor in self.effects.items()},
+        }
+
 
 def campaigns_for(
     *, account: Account, action_type: ActionType, payload: dict[str, Any], lock: bool = False
@@ -87,7 +98,19 @@ def action_assess(*, account: Account, action_type_name: str, raw_payload: Any) 
         action_type.check(payload, campaigns)
     except ValidationError as error:
         raise ValidationError({"payload": error.detail}) from error
+    return assessed_from_ledger(
+        action_type=action_type, account=account, payload=payload, campaigns=campaigns
+    )
 
+
+def assessed_from_ledger(
+    *,
+    action_type: ActionType,
+    account: Account,
+    payload: dict[str, Any],
+    campaigns: dict[str, Campaign],
+) -> AssessedAction:
+    """What the platform derives from a valid payload and the campaigns as they are."""
     return AssessedAction(
         action_type=action_type,
         account=account,
@@ -96,6 +119,23 @@ def action_assess(*, account: Account, action_type_name: str, raw_payload: Any) 
         snapshot=ledger_snapshot(action_type=action_type, payload=payload, campaigns=campaigns),
         campaigns=campaigns,
         effects=numeric_effects(campaigns, action_type.proposed_state(payload, campaigns)),
+    )
+
+
+def verdict_for(
+    *, assessed: AssessedAction, agent: Agent, proposal_id: int | None = None
+) -> tuple[Verdict, GuardrailFindings]:
+    return policy_verdict(
+        action_type=assessed.action_type,
+        account=assessed.account,
+        agent=agent,
+        payload=assessed.payload,
+        campaigns=assessed.campaigns,
+        magnitude=assessed.assessment.magnitude,
+        magnitude_label=assessed.assessment.magnitude_label,
+        amount=assessed.assessment.amount,
+        effects=assessed.effects,
+        proposal_id=proposal_id,
     )
 
 
@@ -132,12 +172,7 @@ def proposal_submit(
             supporting_data=supporting_data,
             confidence=confidence,
             external_ref=external_ref,
-            summary=assessed.assessment.summary[:300],
-            magnitude=assessed.assessment.magnitude,
-            magnitude_label=assessed.assessment.magnitude_label[:300],
-            amount=assessed.assessment.amount,
-            target_snapshot=assessed.snapshot,
-            effects={target: str(factor) for target, factor in assessed.effects.items()},
+            **assessed.proposal_fields(),
         )
         proposal._change_reason = "submitted"
         proposal.save()
@@ -154,17 +189,7 @@ def proposal_dry_run(
     """What the policy engine would decide about this action now. Writes nothing."""
     account = agent_account(agent=agent, external_id=account_external_id)
     assessed = action_assess(account=account, action_type_name=action_type, raw_payload=payload)
-    verdict, _ = policy_verdict(
-        action_type=assessed.action_type,
-        account=account,
-        agent=agent,
-        payload=assessed.payload,
-        campaigns=assessed.campaigns,
-        magnitude=assessed.assessment.magnitude,
-        magnitude_label=assessed.assessment.magnitude_label,
-        amount=assessed.assessment.amount,
-        effects=assessed.effects,
-    )
+    verdict, _ = verdict_for(assessed=assessed, agent=agent)
     return assessed, verdict
 
 
