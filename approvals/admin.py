@@ -30,6 +30,7 @@ from approvals.services.execution import proposal_retry
 from audit.actors import Actor
 from audit.admin import AuditedHistoryAdmin
 from hitlproject.errors import DomainError
+from hitlproject.forms import IndentedJSONField
 from policies.engine import format_magnitude
 
 
@@ -81,6 +82,15 @@ class RejectForm(forms.Form):
 
 class ApproveForm(forms.Form):
     note = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+
+
+class EditApproveForm(forms.Form):
+    payload = IndentedJSONField(help_text="Change what needs changing; the rest stays as proposed.")
+    note = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}),
+        required=False,
+        help_text="Why, for the agent: it receives the edit as feedback.",
+    )
 
 
 @admin.register(Proposal)
@@ -169,6 +179,7 @@ class ProposalAdmin(ReadOnlyAdmin):
 
         return [
             view("approve", self.approve_view),
+            view("edit-approve", self.edit_approve_view),
             view("reject", self.reject_view),
             view("retry", self.retry_view),
             *super().get_urls(),
@@ -192,6 +203,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             "can_retry": self.has_decide_permission(request)
             and proposal.status == ProposalStatus.FAILED,
             "approve_form": ApproveForm(),
+            "edit_form": EditApproveForm(initial={"payload": proposal.payload}),
             "reject_form": RejectForm(),
         }
         return super().change_view(request, object_id, form_url, extra_context)
@@ -224,6 +236,16 @@ class ProposalAdmin(ReadOnlyAdmin):
             object_id,
             ApproveForm,
             lambda note: proposal_approve(proposal_id=object_id, reviewer=request.user, note=note),
+        )
+
+    def edit_approve_view(self, request: HttpRequest, object_id: int):
+        return self._decide(
+            request,
+            object_id,
+            EditApproveForm,
+            lambda payload, note: proposal_approve(
+                proposal_id=object_id, reviewer=request.user, note=note, edited_payload=payload
+            ),
         )
 
     def reject_view(self, request: HttpRequest, object_id: int):

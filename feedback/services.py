@@ -24,13 +24,17 @@ def payload_diff(before: Any, after: Any, path: str = "") -> dict[str, dict[str,
     return {} if before == after else {path: {"from": before, "to": after}}
 
 
-def feedback_record_decision(*, decision: Decision, actor: Actor) -> Feedback:
+def feedback_record_decision(
+    *, decision: Decision, actor: Actor, proposed_payload: dict[str, Any]
+) -> Feedback:
+    """The decision as the agent should learn from it; an edit is the field-by-field diff
+    between what it proposed and what the reviewer approved."""
     proposal = decision.proposal
     if decision.outcome == DecisionOutcome.REJECT:
         kind, diff = FeedbackKind.REJECTED, {}
     else:
         diff = (
-            payload_diff(proposal.payload, decision.edited_payload)
+            payload_diff(proposed_payload, decision.edited_payload)
             if decision.edited_payload is not None
             else {}
         )

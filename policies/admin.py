@@ -1,10 +1,8 @@
-import json
 from datetime import date, datetime, time, timedelta
 
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.forms.fields import InvalidJSONInput
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
@@ -16,6 +14,7 @@ from approvals.services.proposals import proposal_dry_run
 from approvals.validation import validation_text
 from audit.admin import AuditedHistoryAdmin
 from hitlproject.charts import grouped_bars
+from hitlproject.forms import IndentedJSONField
 from ledger.models import Account
 from policies.engine import format_magnitude
 from policies.models import BrandGuidelines, KillSwitch, Policy
@@ -57,17 +56,10 @@ class SimulationForm(forms.Form):
         return cleaned
 
 
-class IndentedJSONField(forms.JSONField):
-    def prepare_value(self, value):
-        if isinstance(value, InvalidJSONInput):
-            return value
-        return json.dumps(value, ensure_ascii=False, indent=2, cls=self.encoder)
-
-
 class DryRunForm(forms.Form):
     agent = forms.ModelChoiceField(queryset=Agent.objects.filter(is_active=True))
     account = forms.ModelChoiceField(queryset=Account.objects.all())
-    payload = IndentedJSONField(widget=forms.Textarea(attrs={"rows": 10, "cols": 60}))
+    payload = IndentedJSONField()
 
 
 @admin.register(Policy)

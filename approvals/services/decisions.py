@@ -1,10 +1,22 @@
 """Operators' decisions: approve or reject a proposal waiting for review."""
 
+from typing import Any
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from rest_framework.exceptions import ValidationError
 
-from approvals.models import Decision, DecisionOutcome, Proposal, ProposalStatus, RejectionReason
+from approvals.models import (
+    Decision,
+    DecisionOutcome,
+    Proposal,
+    ProposalStatus,
+    RejectionReason,
+    VerdictOutcome,
+)
 from approvals.services.lifecycle import InvalidTransition, proposal_lock, proposal_transition
+from approvals.services.proposals import action_assess, verdict_changes, verdict_for
+from approvals.validation import validation_text
 from audit.actors import Actor, acting_as
 from feedback.services import feedback_record_decision
 from hitlproject.errors import DomainError, NotAllowed
@@ -17,6 +29,32 @@ def check_may_decide(user: AbstractBaseUser) -> None:
         raise NotAllowed(f"{user.get_username()} may not decide on proposals.")
 
 
+def _edit(proposal: Proposal, edited_payload: Any) -> dict[str, Any] | None:
+    """The proposal's new fields if the reviewer's edit changes the action, else None. The
+    edit is validated and assessed against the ledger like an agent's payload, and given a
+    fresh verdict; one that a guardrail or a hard ceiling would block is refused."""
+    try:
+        assessed = action_assess(
+            account=proposal.account,
+            action_type_name=proposal.action_type,
+            raw_payload=edited_payload,
+        )
+    except ValidationError as error:
+        raise DomainError(f"The edited action is not valid: {validation_text(error)}") from error
+    if assessed.payload == proposal.payload:
+        return None
+    verdict, findings = verdict_for(
+        assessed=assessed, agent=proposal.agent, proposal_id=proposal.pk
+    )
+    if verdict.outcome == VerdictOutcome.BLOCK:
+        raise DomainError("The edited action would be blocked: " + " ".join(verdict.reasons))
+    return {
+        "payload": assessed.payload,
+        **assessed.proposal_fields(),
+        **verdict_changes(verdict, findings),
+    }
+
+
 def _decision_record(
     *,
     proposal_id: int,
@@ -24,6 +62,7 @@ def _decision_record(
     outcome: str,
     reason_code: str = "",
     note: str = "",
+    edited_payload: Any = None,
 ) -> Proposal:
     """Check the reviewer may decide, record the decision and its feedback, and move the
     proposal on. Runs inside the caller's transaction, holding the proposal's lock."""
@@ -46,7 +85,18 @@ def _decision_record(
             f"{reviewer.get_username()} has already decided on proposal #{proposal.pk}."
         )
 
+    edit = _edit(proposal, edited_payload) if edited_payload is not None else None
+    proposed_payload = proposal.payload
     with acting_as(actor):
+        if edit is not None:
+            # Earlier approvals were of the action as it stood; the edited one starts afresh.
+            if this_round.exists():
+                edit["review_round"] = proposal.review_round + 1
+            for field_name, value in edit.items():
+                setattr(proposal, field_name, value)
+            proposal._change_reason = f"edited by {reviewer.get_username()} before approval"
+            proposal.save()
+            this_round = proposal.decisions.filter(review_round=proposal.review_round)
         decision = Decision.objects.create(
             proposal=proposal,
             review_round=proposal.review_round,
@@ -54,8 +104,9 @@ def _decision_record(
             outcome=outcome,
             reason_code=reason_code,
             note=note,
+            edited_payload=proposal.payload if edit is not None else None,
         )
-    feedback_record_decision(decision=decision, actor=actor)
+    feedback_record_decision(decision=decision, actor=actor, proposed_payload=proposed_payload)
     if to_status == ProposalStatus.APPROVED:
         approvals = this_round.filter(outcome=DecisionOutcome.APPROVE).count()
         if approvals < proposal.required_approvals:
@@ -69,10 +120,21 @@ def _decision_record(
 
 
 @transaction.atomic
-def proposal_approve(*, proposal_id: int, reviewer: AbstractBaseUser, note: str = "") -> Proposal:
-    """Record an approval; the proposal is approved once it has as many as its policy asks."""
+def proposal_approve(
+    *,
+    proposal_id: int,
+    reviewer: AbstractBaseUser,
+    note: str = "",
+    edited_payload: Any = None,
+) -> Proposal:
+    """Record an approval, of the action as proposed or as the reviewer edited it; the
+    proposal is approved once it has as many approvals as its policy asks."""
     return _decision_record(
-        proposal_id=proposal_id, reviewer=reviewer, outcome=DecisionOutcome.APPROVE, note=note
+        proposal_id=proposal_id,
+        reviewer=reviewer,
+        outcome=DecisionOutcome.APPROVE,
+        note=note,
+        edited_payload=edited_payload,
     )
 
 

@@ -1,0 +1,148 @@
+"""An operator edits a proposal, then approves it: the edit is re-assessed, recorded as a diff,
+and taught back to the agent."""
+
+import json
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+
+from approvals.models import Decision, Proposal, ProposalStatus
+from approvals.services.decisions import proposal_approve
+from approvals.services.execution import proposal_execute
+from feedback.models import Feedback
+from hitlproject.errors import DomainError
+from ledger.models import Campaign, Creative
+from policies.models import Policy
+from tests.conftest import bid_adjustment, reallocation
+from tests.factories import evaluated
+
+
+@pytest.fixture
+def operator(demo_world):
+    return get_user_model().objects.get(username="operator")
+
+
+def creative_batch() -> dict:
+    return bid_adjustment(action_type="creative_deployment") | {
+        "payload": {
+            "campaign": "display-retarget",
+            "creatives": [
+                {
+                    "headline": "Search smarter",
+                    "body": "Guaranteed results in a week.",
+                    "call_to_action": "Try it",
+                }
+            ],
+        }
+    }
+
+
+def test_an_edited_creative_is_approved_and_the_agent_gets_the_diff(login, optimizer):
+    proposal = evaluated(creative_batch())
+    edited = json.loads(json.dumps(proposal.payload))
+    edited["creatives"][0]["body"] = "Results most customers see in a week."
+
+    response = login("operator").post(
+        reverse("admin:approvals_proposal_edit-approve", args=[proposal.pk]),
+        {"payload": json.dumps(edited), "note": "No promises we cannot keep."},
+    )
+
+    assert response.status_code == 302
+    proposal.refresh_from_db()
+    assert proposal.status == ProposalStatus.APPROVED
+    assert proposal.payload == edited
+    assert Decision.objects.get(proposal=proposal).edited_payload == edited
+    feed = optimizer.get("/api/v1/feedback/").json()["results"]
+    assert feed == [
+        {
+            "id": Feedback.objects.get().pk,
+            "proposal": proposal.pk,
+            "action_type": "creative_deployment",
+            "kind": "approved_with_edits",
+            "reason_code": "",
+            "note": "No promises we cannot keep.",
+            "diff": {
+                "creatives[0].body": {
+                    "from": "Guaranteed results in a week.",
+                    "to": "Results most customers see in a week.",
+                }
+            },
+            "created_at": feed[0]["created_at"],
+        }
+    ]
+    proposal_execute(proposal_id=proposal.pk)
+    assert Creative.objects.get().body == "Results most customers see in a week."
+
+
+def test_an_edited_amount_is_re_assessed_and_executed_as_edited(operator):
+    proposal = evaluated(reallocation("280.00"))
+    edited = {**proposal.payload, "amount": "140.00"}
+
+    approved = proposal_approve(proposal_id=proposal.pk, reviewer=operator, edited_payload=edited)
+
+    assert approved.status == ProposalStatus.APPROVED
+    assert approved.magnitude == Decimal("0.14")
+    assert approved.summary == "move 140.00 USD/day from brand-search to generic-search (14.0%)"
+    assert "14.0% of brand-search's daily budget exceeds" in approved.verdict_reasons[0]
+    proposal_execute(proposal_id=proposal.pk)
+    assert Campaign.objects.get(external_id="brand-search").daily_budget == Decimal("860.00")
+    history = Proposal.history.filter(id=proposal.pk).order_by("history_date")
+    edit = history.get(history_change_reason="edited by operator before approval")
+    assert (edit.payload["amount"], edit.history_actor) == ("140.00", "operator")
+    assert history.first().payload["amount"] == "280.00"  # what the agent proposed, kept
+
+
+def test_an_edit_that_is_not_valid_is_refused_and_changes_nothing(operator):
+    proposal = evaluated(reallocation("280.00"))
+    with pytest.raises(DomainError, match=r"not valid: payload\.amount: Exceeds brand-search"):
+        proposal_approve(
+            proposal_id=proposal.pk,
+            reviewer=operator,
+            edited_payload={**proposal.payload, "amount": "5000"},
+        )
+    proposal.refresh_from_db()
+    assert (proposal.status, proposal.payload["amount"]) == ("pending_review", "280.00")
+    assert not Decision.objects.exists()
+
+
+def test_an_edit_the_guardrails_would_block_is_refused(operator):
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget=Decimal("700"))
+    proposal = evaluated(reallocation("150.00"))
+    with pytest.raises(DomainError, match="would be blocked: generic-search's daily budget"):
+        proposal_approve(
+            proposal_id=proposal.pk,
+            reviewer=operator,
+            edited_payload={**proposal.payload, "amount": "250.00"},
+        )
+
+
+def test_an_edit_after_a_first_approval_needs_the_approvals_again(operator):
+    Policy.objects.filter(action_type="budget_reallocation").update(
+        more_approvals_above_magnitude=Decimal("0.20")
+    )
+    second = get_user_model().objects.create_user("second-operator", is_staff=True)
+    second.groups.set(operator.groups.all())
+    proposal = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+
+    edited = proposal_approve(
+        proposal_id=proposal.pk,
+        reviewer=second,
+        edited_payload={**proposal.payload, "amount": "260.00"},
+    )
+
+    # The first approval was of 280; the second reviewer's edit to 260 needs a second look.
+    assert edited.status == ProposalStatus.PENDING_REVIEW
+    assert edited.review_round == proposal.review_round + 1
+    assert proposal_approve(proposal_id=proposal.pk, reviewer=operator).status == "approved"
+
+
+def test_an_edit_that_changes_nothing_is_a_plain_approval(operator):
+    proposal = evaluated(reallocation("280.00"))
+    proposal_approve(
+        proposal_id=proposal.pk, reviewer=operator, edited_payload={**proposal.payload}
+    )
+    assert Decision.objects.get().edited_payload is None
+    assert Feedback.objects.get().kind == "approved"
