@@ -6,7 +6,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -73,6 +74,21 @@ class QueueStatusFilter(admin.SimpleListFilter):
         return queryset if current == "all" else queryset.filter(status=current)
 
 
+class RiskFilter(admin.SimpleListFilter):
+    title = "risk"
+    parameter_name = "risk"
+    bands = {"high": (70, 101), "medium": (40, 70), "low": (0, 40)}
+
+    def lookups(self, request, model_admin):
+        return [("high", "High (70+)"), ("medium", "Medium (40–69)"), ("low", "Low (under 40)")]
+
+    def queryset(self, request, queryset):
+        if self.value() not in self.bands:
+            return queryset
+        low, high = self.bands[self.value()]
+        return queryset.filter(risk__gte=low, risk__lt=high)
+
+
 class RejectForm(forms.Form):
     reason_code = forms.ChoiceField(
         choices=[("", "— choose a reason —"), *RejectionReason.choices], label="Reason"
@@ -103,12 +119,20 @@ class ProposalAdmin(ReadOnlyAdmin):
         "agent",
         "account",
         "magnitude_display",
+        "approvals_display",
         "risk",
         "age",
     ]
     list_display_links = ["id", "summary"]
-    list_filter = [QueueStatusFilter, "action_type", "agent", "account", "account__channel"]
-    list_select_related = ["agent", "account"]
+    list_filter = [
+        QueueStatusFilter,
+        RiskFilter,
+        "action_type",
+        "agent",
+        "account",
+        "account__channel",
+    ]
+    list_select_related = ["agent", "account", "verdict_policy"]
     ordering = ["-risk", "created_at"]
     search_fields = ["=id", "external_ref", "summary"]
     list_per_page = 50
@@ -138,10 +162,37 @@ class ProposalAdmin(ReadOnlyAdmin):
         ),
     ]
 
-    @admin.display(description="magnitude")
+    def get_queryset(self, request):
+        this_round_approvals = Decision.objects.filter(
+            proposal=OuterRef("pk"), review_round=OuterRef("review_round"), outcome="approve"
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                approvals_so_far=Coalesce(
+                    Subquery(
+                        this_round_approvals.values("proposal").annotate(n=Count("id")).values("n")
+                    ),
+                    0,
+                )
+            )
+        )
+
+    @admin.display(description="magnitude / auto ceiling")
     def magnitude_display(self, proposal: Proposal) -> str:
         unit = action_types.get(proposal.action_type).magnitude_unit
-        return format_magnitude(proposal.magnitude, unit)
+        magnitude = format_magnitude(proposal.magnitude, unit)
+        policy = proposal.verdict_policy
+        if policy is None or policy.always_review or policy.auto_execute_max_magnitude is None:
+            return magnitude
+        return f"{magnitude} / {format_magnitude(policy.auto_execute_max_magnitude, unit)}"
+
+    @admin.display(description="approvals")
+    def approvals_display(self, proposal: Proposal) -> str:
+        if proposal.status != ProposalStatus.PENDING_REVIEW:
+            return ""
+        return f"{proposal.approvals_so_far} of {proposal.required_approvals}"
 
     @admin.display(description="age")
     def age(self, proposal: Proposal) -> str:
@@ -193,9 +244,6 @@ class ProposalAdmin(ReadOnlyAdmin):
             **(extra_context or {}),
             "proposal": proposal,
             "decisions": proposal.decisions.select_related("reviewer"),
-            "approvals_so_far": proposal.decisions.filter(
-                review_round=proposal.review_round, outcome="approve"
-            ).count(),
             "executions": proposal.executions.all(),
             "current_vs_proposed": current_vs_proposed(proposal),
             "can_decide": self.has_decide_permission(request)

@@ -237,3 +237,26 @@ def test_deciding_on_a_proposal_that_does_not_exist_says_so(login):
         reverse("admin:approvals_proposal_approve", args=[999999]), follow=True
     )
     assert "There is no proposal #999999." in response.text
+
+
+def test_queue_shows_magnitude_against_its_ceiling_and_approvals_so_far(login):
+    Policy.objects.filter(action_type="budget_reallocation").update(
+        more_approvals_above_magnitude=Decimal("0.20")
+    )
+    operator = get_user_model().objects.get(username="operator")
+    proposal = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    page = login("auditor").get(CHANGELIST)
+    row = next(r for r in page.context["cl"].result_list if r.pk == proposal.pk)
+    admin_page = page.context["cl"].model_admin
+    assert admin_page.magnitude_display(row) == "28.0% / 10.0%"
+    assert admin_page.approvals_display(row) == "1 of 2"
+    assert "1 of 2" in page.text
+
+
+def test_queue_filters_by_risk(login):
+    high = evaluated(reallocation("900.00"))
+    low = evaluated(reallocation("120.00"))
+    queue = login("operator").get(f"{CHANGELIST}?risk=high").context["cl"].result_list
+    assert list(queue) == [high]
+    assert low.risk < 70 <= high.risk
