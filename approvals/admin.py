@@ -24,12 +24,17 @@ from approvals.models import (
     ProposalStatus,
     RejectionReason,
 )
-from approvals.selectors import current_vs_proposed
+from approvals.selectors import (
+    agent_track_record,
+    current_vs_proposed,
+    earlier_proposals_on_targets,
+)
 from approvals.services.agents import agent_key_issue, agent_key_revoke
 from approvals.services.decisions import DECIDE_PERMISSION, proposal_approve, proposal_reject
 from approvals.services.execution import proposal_retry
 from audit.actors import Actor
 from audit.admin import AuditedHistoryAdmin
+from hitlproject.charts import numeric_series
 from hitlproject.errors import DomainError
 from hitlproject.forms import IndentedJSONField
 from policies.engine import format_magnitude
@@ -246,6 +251,11 @@ class ProposalAdmin(ReadOnlyAdmin):
             "decisions": proposal.decisions.select_related("reviewer"),
             "executions": proposal.executions.all(),
             "current_vs_proposed": current_vs_proposed(proposal),
+            "charts": numeric_series(proposal.supporting_data),
+            "track_record": agent_track_record(
+                agent=proposal.agent, action_type=proposal.action_type
+            ),
+            "earlier": earlier_proposals_on_targets(proposal=proposal),
             "can_decide": self.has_decide_permission(request)
             and proposal.status == ProposalStatus.PENDING_REVIEW,
             "can_retry": self.has_decide_permission(request)

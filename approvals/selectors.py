@@ -1,9 +1,11 @@
 """Reads of proposals, owning their joins."""
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 from django.http import Http404
+from django.utils import timezone
 
 from approvals import action_types
 from approvals.models import Agent, Decision, Execution, Proposal
@@ -62,3 +64,59 @@ def current_vs_proposed(proposal: Proposal) -> list[dict[str, str]]:
         for external_id, values in proposed.items()
         for field, value in values.items()
     ]
+
+
+@dataclass(frozen=True)
+class TrackRecord:
+    proposals: int
+    auto_executed: int
+    decided: int
+    approved: int
+    approved_with_edits: int
+    rejected: int
+
+    @property
+    def approval_rate(self) -> float | None:
+        return self.approved / self.decided if self.decided else None
+
+    @property
+    def edit_rate(self) -> float | None:
+        return self.approved_with_edits / self.approved if self.approved else None
+
+
+def agent_track_record(*, agent: Agent, action_type: str, days: int = 90) -> TrackRecord:
+    """How an agent's proposals of one type fared with people over the last ``days``."""
+    since = timezone.now() - timedelta(days=days)
+    proposals = Proposal.objects.filter(agent=agent, action_type=action_type, created_at__gte=since)
+    decisions = Decision.objects.filter(proposal__in=proposals)
+    counts = proposals.aggregate(
+        total=Count("id"), auto=Count("id", filter=Q(verdict_outcome="auto_approve"))
+    )
+    decided = decisions.aggregate(
+        total=Count("id"),
+        approved=Count("id", filter=Q(outcome="approve")),
+        edited=Count("id", filter=Q(outcome="approve", edited_payload__isnull=False)),
+        rejected=Count("id", filter=Q(outcome="reject")),
+    )
+    return TrackRecord(
+        proposals=counts["total"],
+        auto_executed=counts["auto"],
+        decided=decided["total"],
+        approved=decided["approved"],
+        approved_with_edits=decided["edited"],
+        rejected=decided["rejected"],
+    )
+
+
+def earlier_proposals_on_targets(*, proposal: Proposal, limit: int = 10) -> QuerySet[Proposal]:
+    """The latest proposals on the same account that touched any of the same campaigns."""
+    campaigns = sorted(proposal.target_snapshot)
+    return (
+        Proposal.objects.filter(
+            account_id=proposal.account_id,
+            created_at__lt=proposal.created_at,
+            target_snapshot__has_any_keys=campaigns,
+        )
+        .select_related("agent")
+        .order_by("-created_at")[:limit]
+    )

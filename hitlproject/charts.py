@@ -65,3 +65,68 @@ def grouped_bars(
         groups=[(round(x, 1), label) for x, label in groups],
         legend=[name for name, _ in series],
     )
+
+
+@dataclass(frozen=True)
+class Line:
+    label: str
+    points: str  # "x,y x,y …" for an SVG polyline
+    last: float
+    color: str
+
+
+@dataclass(frozen=True)
+class LineChart:
+    title: str
+    width: int
+    height: int
+    lines: list[Line]
+    low: float
+    high: float
+
+
+PALETTE = ["#264b5d", "#c8553d", "#588b8b", "#f28f3b", "#8aa4b8", "#6a4c93"]
+
+
+def line_chart(
+    title: str, series: dict[str, list[float]], *, width: int = 360, height: int = 120
+) -> LineChart:
+    """One line per series, on a shared vertical scale, with the first and last points at the
+    chart's edges."""
+    values = [v for points in series.values() for v in points]
+    low, high = min(values), max(values)
+    span = (high - low) or 1
+    pad = 8
+    lines = []
+    for index, (label, points) in enumerate(series.items()):
+        step = (width - 2 * pad) / max(len(points) - 1, 1)
+        coordinates = " ".join(
+            f"{pad + i * step:.1f},{height - pad - (v - low) / span * (height - 2 * pad):.1f}"
+            for i, v in enumerate(points)
+        )
+        lines.append(Line(label, coordinates, points[-1], PALETTE[index % len(PALETTE)]))
+    return LineChart(title, width, height, lines, low, high)
+
+
+def numeric_series(data: dict, limit: int = 6) -> list[LineChart]:
+    """The series of numbers in an agent's supporting data, as charts: a list of numbers is a
+    line; an object whose values are lists of numbers is one chart with a line each."""
+
+    def is_series(value) -> bool:
+        return (
+            isinstance(value, list)
+            and len(value) >= 2
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+        )
+
+    charts = []
+    for key, value in data.items() if isinstance(data, dict) else ():
+        if is_series(value):
+            charts.append(line_chart(str(key), {str(key): value}))
+        elif isinstance(value, dict):
+            lines = {str(k): v for k, v in value.items() if is_series(v)}
+            if lines:
+                charts.append(line_chart(str(key), lines))
+        if len(charts) == limit:
+            break
+    return charts

@@ -260,3 +260,19 @@ def test_queue_filters_by_risk(login):
     queue = login("operator").get(f"{CHANGELIST}?risk=high").context["cl"].result_list
     assert list(queue) == [high]
     assert low.risk < 70 <= high.risk
+
+
+def test_detail_page_draws_the_supporting_series_and_the_agents_record(login):
+    operator = get_user_model().objects.get(username="operator")
+    earlier = evaluated(reallocation("150.00"))
+    proposal_approve(proposal_id=earlier.pk, reviewer=operator)
+    proposal = evaluated(reallocation("280.00"))  # carries conversion_rate for brand-search
+    page = login("operator").get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+    [chart] = page.context["charts"]
+    assert chart.title == "conversion_rate"
+    assert [line.label for line in chart.lines] == ["brand-search"]
+    assert "<polyline" in page.text and "cdn" not in page.text.lower()
+    record = page.context["track_record"]
+    assert (record.proposals, record.decided, record.approved) == (2, 1, 1)
+    assert "100% approved" in page.text
+    assert list(page.context["earlier"]) == [earlier]
