@@ -32,6 +32,7 @@ from approvals.selectors import (
 from approvals.services.agents import agent_key_issue, agent_key_revoke
 from approvals.services.decisions import DECIDE_PERMISSION, proposal_approve, proposal_reject
 from approvals.services.execution import proposal_retry
+from approvals.services.proposals import proposal_withdraw_for_agent
 from audit.actors import Actor
 from audit.admin import AuditedHistoryAdmin
 from hitlproject.charts import numeric_series
@@ -238,6 +239,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             view("edit-approve", self.edit_approve_view),
             view("reject", self.reject_view),
             view("retry", self.retry_view),
+            view("withdraw", self.withdraw_view),
             *super().get_urls(),
         ]
 
@@ -314,6 +316,14 @@ class ProposalAdmin(ReadOnlyAdmin):
             lambda reason_code, note: proposal_reject(
                 proposal_id=object_id, reviewer=request.user, reason_code=reason_code, note=note
             ),
+        )
+
+    def withdraw_view(self, request: HttpRequest, object_id: int):
+        return self._decide(
+            request,
+            object_id,
+            forms.Form,
+            lambda: proposal_withdraw_for_agent(proposal_id=object_id, reviewer=request.user),
         )
 
     def retry_view(self, request: HttpRequest, object_id: int):

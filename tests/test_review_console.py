@@ -276,3 +276,17 @@ def test_detail_page_draws_the_supporting_series_and_the_agents_record(login):
     assert (record.proposals, record.decided, record.approved) == (2, 1, 1)
     assert "100% approved" in page.text
     assert list(page.context["earlier"]) == [earlier]
+
+
+def test_an_operator_withdraws_a_proposal_for_its_agent(login):
+    proposal = evaluated()
+    response = login("operator").post(
+        reverse("admin:approvals_proposal_withdraw", args=[proposal.pk]), follow=True
+    )
+    assert "is now withdrawn" in response.text
+    record = Proposal.history.filter(id=proposal.pk).latest("history_date")
+    assert (record.status, record.history_actor) == ("withdrawn", "operator")
+    refused = login("auditor").post(
+        reverse("admin:approvals_proposal_withdraw", args=[proposal.pk])
+    )
+    assert refused.status_code == 403

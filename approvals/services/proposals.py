@@ -251,3 +251,16 @@ def proposal_withdraw(*, agent: Agent, proposal_id: int) -> Proposal:
         actor=Actor.for_agent(agent),
         reason="withdrawn by the agent",
     )
+
+
+def proposal_withdraw_for_agent(*, proposal_id: int, reviewer) -> Proposal:
+    """An operator withdraws a waiting proposal on the agent's behalf (say, its owner asked)."""
+    from approvals.services.decisions import check_may_decide
+
+    check_may_decide(reviewer)
+    return proposal_transition(
+        proposal_id=proposal_id,
+        to_status=ProposalStatus.WITHDRAWN,
+        actor=Actor.for_user(reviewer),
+        reason=f"withdrawn by {reviewer.get_username()} for the agent",
+    )
