@@ -8,7 +8,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from approvals import action_types
-from approvals.models import Agent, Decision, Execution, Proposal
+from approvals.models import Agent, Decision, Execution, Proposal, ProposalStatus
 from approvals.services.proposals import campaigns_for
 
 
@@ -119,4 +119,96 @@ def earlier_proposals_on_targets(*, proposal: Proposal, limit: int = 10) -> Quer
         )
         .select_related("agent")
         .order_by("-created_at")[:limit]
+    )
+
+
+@dataclass(frozen=True)
+class AgentFigures:
+    agent: str
+    decided: int
+    approved: int
+    edited: int
+    rejected: int
+
+    @property
+    def approval_rate(self) -> float | None:
+        return self.approved / self.decided if self.decided else None
+
+    @property
+    def edit_rate(self) -> float | None:
+        return self.edited / self.approved if self.approved else None
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    queue_depth: int
+    oldest_waiting: timedelta | None
+    decision_median: timedelta | None
+    decision_p90: timedelta | None
+    decisions: int
+    evaluated: int
+    auto_executed: int
+    failed_executions: int
+    agents: list[AgentFigures]
+
+    @property
+    def auto_execution_rate(self) -> float | None:
+        return self.auto_executed / self.evaluated if self.evaluated else None
+
+
+def _percentile(durations: list[timedelta], fraction: float) -> timedelta | None:
+    if not durations:
+        return None
+    ordered = sorted(durations)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def dashboard(*, days: int = 7) -> Dashboard:
+    """The console's figures: the queue now, and how the last ``days`` went."""
+    now = timezone.now()
+    since = now - timedelta(days=days)
+    pending = Proposal.objects.filter(status=ProposalStatus.PENDING_REVIEW)
+    oldest = pending.order_by("created_at").values_list("created_at", flat=True).first()
+    waits = [
+        decided - evaluated
+        for decided, evaluated in Proposal.objects.filter(
+            decided_at__gte=since, verdict_outcome="review", evaluated_at__isnull=False
+        )
+        .exclude(status__in=[ProposalStatus.PENDING_REVIEW, ProposalStatus.WITHDRAWN])
+        .values_list("decided_at", "evaluated_at")
+        .iterator()
+    ]
+    evaluated = Proposal.objects.filter(evaluated_at__gte=since).aggregate(
+        total=Count("id"), auto=Count("id", filter=Q(verdict_outcome="auto_approve"))
+    )
+    per_agent = (
+        Decision.objects.filter(created_at__gte=since)
+        .values("proposal__agent__name")
+        .annotate(
+            decided=Count("id"),
+            approved=Count("id", filter=Q(outcome="approve")),
+            edited=Count("id", filter=Q(outcome="approve", edited_payload__isnull=False)),
+            rejected=Count("id", filter=Q(outcome="reject")),
+        )
+        .order_by("proposal__agent__name")
+    )
+    return Dashboard(
+        queue_depth=pending.count(),
+        oldest_waiting=now - oldest if oldest else None,
+        decision_median=_percentile(waits, 0.5),
+        decision_p90=_percentile(waits, 0.9),
+        decisions=len(waits),
+        evaluated=evaluated["total"],
+        auto_executed=evaluated["auto"],
+        failed_executions=Proposal.objects.filter(status=ProposalStatus.FAILED).count(),
+        agents=[
+            AgentFigures(
+                agent=row["proposal__agent__name"],
+                decided=row["decided"],
+                approved=row["approved"],
+                edited=row["edited"],
+                rejected=row["rejected"],
+            )
+            for row in per_agent
+        ],
     )

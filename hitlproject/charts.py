@@ -3,6 +3,8 @@ person sees are the ones in the page."""
 
 from dataclasses import dataclass
 
+BAR_PALETTE = ["#8aa4b8", "#264b5d", "#c8553d", "#588b8b"]
+
 
 @dataclass(frozen=True)
 class Bar:
@@ -11,7 +13,7 @@ class Bar:
     width: float
     height: float
     value: int
-    series: int
+    color: str
 
     @property
     def center(self) -> float:
@@ -25,7 +27,7 @@ class GroupedBarChart:
     baseline: float
     bars: list[Bar]
     groups: list[tuple[float, str]]  # label x position, label
-    legend: list[str]
+    legend: list[tuple[str, str]]  # series name, color
 
 
 def grouped_bars(
@@ -54,7 +56,7 @@ def grouped_bars(
                     width=round(bar_width - 2, 1),
                     height=round(bar_height, 1),
                     value=values[index],
-                    series=number,
+                    color=BAR_PALETTE[number % len(BAR_PALETTE)],
                 )
             )
     return GroupedBarChart(
@@ -63,7 +65,10 @@ def grouped_bars(
         baseline=top + plot_height,
         bars=bars,
         groups=[(round(x, 1), label) for x, label in groups],
-        legend=[name for name, _ in series],
+        legend=[
+            (name, BAR_PALETTE[number % len(BAR_PALETTE)])
+            for number, (name, _) in enumerate(series)
+        ],
     )
 
 

@@ -1,0 +1,67 @@
+"""The console's dashboard: the queue now, and how the last week went."""
+
+from datetime import timedelta
+
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from approvals.models import Proposal, ProposalStatus
+from approvals.selectors import dashboard
+from approvals.services.decisions import proposal_approve, proposal_reject
+from tests.conftest import bid_adjustment, reallocation
+from tests.factories import evaluated
+
+
+def decided_after(proposal: Proposal, minutes: int) -> None:
+    """As if the human decision had come ``minutes`` after evaluation."""
+    Proposal.objects.filter(pk=proposal.pk).update(
+        evaluated_at=proposal.decided_at - timedelta(minutes=minutes)
+    )
+
+
+def test_dashboard_figures_match_what_happened(demo_world):
+    operator = get_user_model().objects.get(username="operator")
+    evaluated(bid_adjustment("2.12"))  # auto-executed
+    waiting = evaluated(reallocation("400.00"))
+    Proposal.objects.filter(pk=waiting.pk).update(created_at=timezone.now() - timedelta(hours=5))
+    for amount, minutes, decide in [
+        ("150", 10, "approve"),
+        ("200", 30, "approve"),
+        ("250", 90, "reject"),
+    ]:
+        proposal = evaluated(reallocation(amount))
+        if decide == "approve":
+            decided = proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+        else:
+            decided = proposal_reject(
+                proposal_id=proposal.pk, reviewer=operator, reason_code="wrong_signal"
+            )
+        decided_after(decided, minutes)
+    failed = evaluated(bid_adjustment("0.84", campaign="display-retarget"))  # auto, +5%
+    Proposal.objects.filter(pk=failed.pk).update(status=ProposalStatus.FAILED)
+
+    figures = dashboard()
+
+    assert figures.queue_depth == 1
+    assert timedelta(hours=4, minutes=59) < figures.oldest_waiting < timedelta(hours=5, minutes=1)
+    assert figures.decisions == 3
+    assert round(figures.decision_median.total_seconds() / 60) == 30
+    assert round(figures.decision_p90.total_seconds() / 60) == 90
+    assert (figures.evaluated, figures.auto_executed) == (6, 2)
+    assert figures.failed_executions == 1
+    [optimizer] = figures.agents
+    assert (optimizer.agent, optimizer.decided, optimizer.approved, optimizer.rejected) == (
+        "optimizer",
+        3,
+        2,
+        1,
+    )
+
+
+def test_the_admin_home_shows_the_dashboard_to_every_role(login):
+    evaluated(reallocation("400.00"))
+    for username in ("operator", "auditor", "policy-owner"):
+        page = login(username).get("/admin/")
+        assert page.status_code == 200
+        assert 'id="queue-depth"' in page.text, username
+        assert page.context["figures"].queue_depth == 1
