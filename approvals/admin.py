@@ -213,6 +213,15 @@ class ProposalAdmin(ReadOnlyAdmin):
     def supporting_data_display(self, proposal: Proposal) -> str:
         return format_html("<pre>{}</pre>", json.dumps(proposal.supporting_data, indent=2))
 
+    class Media:
+        css = {"all": ["approvals/console.css"]}
+
+    def get_list_display(self, request):
+        status = request.GET.get(QueueStatusFilter.parameter_name, QueueStatusFilter.default)
+        if status == ProposalStatus.PENDING_REVIEW:  # every row is; say it once, in the title
+            return [field for field in self.list_display if field != "status"]
+        return self.list_display
+
     def changelist_view(self, request, extra_context=None):
         status = request.GET.get(QueueStatusFilter.parameter_name, QueueStatusFilter.default)
         title = (

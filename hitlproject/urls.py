@@ -26,6 +26,8 @@ def healthz(request: HttpRequest) -> JsonResponse:
 admin.site.site_header = "HITL approvals"
 admin.site.site_title = "HITL approvals"
 admin.site.index_title = "Review console"
+# The queue needs the width more than a second copy of the home page's menu.
+admin.site.enable_nav_sidebar = False
 
 public = {"authentication_classes": [], "permission_classes": [AllowAny]}
 

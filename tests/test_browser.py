@@ -1,0 +1,177 @@
+"""The console as people use it: a real headless Chromium, a real web server and a real Celery
+worker. Set HITL_SCREENSHOTS=docs/screenshots to save the README's screenshots while they run.
+
+Chromium is Debian's (``apt-get install chromium``; ``.ci/run`` installs it). Without it these
+tests are skipped, unless HITL_REQUIRE_BROWSER is set, as in CI, where a missing browser fails.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from approvals.models import Proposal, ProposalStatus
+from ledger.models import Campaign
+from tests.conftest import bid_adjustment, reallocation, wait_until
+from tests.factories import submitted
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+if not os.path.exists(CHROMIUM):
+    if os.environ.get("HITL_REQUIRE_BROWSER"):
+        raise RuntimeError(f"No Chromium at {CHROMIUM}, and HITL_REQUIRE_BROWSER is set.")
+    pytest.skip("Chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+
+pytestmark = [
+    pytest.mark.worker,
+    pytest.mark.usefixtures("celery_worker"),
+    pytest.mark.django_db(transaction=True),
+]
+SCREENSHOTS = os.environ.get("HITL_SCREENSHOTS")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are
+    # still synchronous and safe.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield chromium
+        chromium.close()
+    del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    yield context.new_page()
+    context.close()
+
+
+def screenshot(page: Page, name: str) -> None:
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=f"{SCREENSHOTS}/{name}.png", full_page=True)
+
+
+def log_in(page: Page, base: str, login: dict) -> None:
+    page.goto(f"{base}/admin/login/")
+    page.fill("#id_username", login["username"])
+    page.fill("#id_password", login["password"])
+    page.click("input[type=submit]")
+    expect(page.locator("#user-tools")).to_contain_text(login["username"])
+
+
+def waiting(*bodies: dict) -> list[Proposal]:
+    """Submit these as the optimizer and wait for the worker to route them to review."""
+    proposals = [submitted(body) for body in bodies]
+    for proposal in proposals:
+        wait_until(lambda p=proposal: Proposal.objects.get(pk=p.pk).status == "pending_review")
+    return proposals
+
+
+def test_operator_approves_the_reference_proposal_from_the_top_of_the_queue(
+    live_server, demo_world, page
+):
+    reference, _, _ = waiting(
+        reallocation("280.00"),
+        reallocation("120.00"),
+        bid_adjustment(action_type="budget_change")
+        | {"payload": {"campaign": "display-retarget", "new_daily_budget": "360.00"}},
+    )
+    submitted(bid_adjustment("2.12"))  # executes unseen: never in the queue
+    log_in(page, live_server.url, demo_world["users"]["operator"])
+
+    page.goto(f"{live_server.url}/admin/approvals/proposal/")
+    first_row = page.locator("#result_list tbody tr").first
+    expect(first_row).to_contain_text("move 280.00 USD/day from brand-search to generic-search")
+    expect(first_row).to_contain_text("28.0% / 10.0%")
+    expect(page.locator("#result_list tbody tr")).to_have_count(3)
+    screenshot(page, "queue")
+
+    first_row.locator("a", has_text="move 280.00").click()
+    expect(page.locator("#verdict-reasons")).to_contain_text(
+        "28.0% of brand-search's daily budget exceeds the 10.0% auto-execute ceiling"
+    )
+    expect(page.locator("#supporting-charts svg polyline")).to_have_count(1)
+    expect(page.locator("#current-vs-proposed")).to_contain_text("720.00")
+    screenshot(page, "detail")
+
+    page.fill("#approve-form textarea[name=note]", "Agreed: generic-search converts better.")
+    page.click("#approve-form input[type=submit]")
+    expect(page.locator(".messagelist")).to_contain_text("is now approved")
+
+    def shows_executed():
+        page.reload()
+        return page.locator("#proposal-status").inner_text() == "Executed"
+
+    wait_until(shows_executed, timeout=30, interval=0.5)
+    expect(page.locator("#proposal-executions")).to_contain_text("Succeeded")
+    assert Campaign.objects.get(external_id="brand-search").daily_budget == 720
+    assert Proposal.objects.get(pk=reference.pk).decisions.get().reviewer.username == "operator"
+
+    page.goto(f"{live_server.url}/admin/")
+    expect(page.locator("#queue-depth")).to_have_text("2")
+    screenshot(page, "dashboard")
+
+
+def test_operator_rejects_two_proposals_at_once_with_a_reason(live_server, demo_world, page):
+    proposals = waiting(reallocation("200.00"), reallocation("300.00"))
+    log_in(page, live_server.url, demo_world["users"]["operator"])
+    page.goto(f"{live_server.url}/admin/approvals/proposal/")
+    for proposal in proposals:
+        page.check(f"input[name=_selected_action][value='{proposal.pk}']")
+    page.select_option("select[name=action]", "reject_selected")
+    page.click("button[name=index]")
+
+    expect(page.locator("h1")).to_contain_text("Reject 2 proposal(s)?")
+    expect(page.locator("#bulk-proposals tbody tr")).to_have_count(2)
+    assert not Proposal.objects.filter(status=ProposalStatus.REJECTED).exists()
+    page.select_option("select[name=reason_code]", "too_aggressive")
+    page.fill("textarea[name=note]", "Move in smaller steps.")
+    page.click("input[value='Yes, reject 2']")
+
+    expect(page.locator(".messagelist")).to_contain_text("Rejected 2 proposal(s).")
+    for proposal in proposals:
+        decision = Proposal.objects.get(pk=proposal.pk).decisions.get()
+        assert (decision.outcome, decision.reason_code, decision.note) == (
+            "reject",
+            "too_aggressive",
+            "Move in smaller steps.",
+        )
+
+
+def test_auditor_reads_the_history_and_finds_no_way_to_change_anything(
+    live_server, demo_world, page
+):
+    [proposal] = waiting(reallocation("280.00"))
+    log_in(page, live_server.url, demo_world["users"]["auditor"])
+
+    page.goto(f"{live_server.url}/admin/approvals/proposal/{proposal.pk}/change/")
+    expect(page.locator("#verdict-reasons")).to_be_visible()
+    for form in ("#approve-form", "#edit-approve-form", "#reject-form", "#withdraw-form"):
+        expect(page.locator(form)).to_have_count(0)
+    expect(page.locator("select[name=action]")).to_have_count(0)
+
+    page.click("a.historylink")
+    expect(page.locator("#change-history")).to_contain_text("policy-engine")
+    page.locator("#change-history a").first.click()
+    expect(page.locator("#content-main")).to_be_visible()
+    expect(page.locator("#content-main input[type=submit]")).to_have_count(0)
+
+    page.goto(f"{live_server.url}/admin/policies/policy/")
+    page.locator("#result_list tbody a").first.click()
+    expect(page.locator("input[name=_save]")).to_have_count(0)
+    expect(page.locator("#content-main input[type=submit]")).to_have_count(0)
