@@ -12,6 +12,7 @@ from approvals.api import (
     ProposalDetailApi,
     ProposalWithdrawApi,
 )
+from audit.views import audit_export
 from feedback.api import FeedbackListApi
 from ledger.api import CampaignListApi
 from policies.api import PolicyEvaluateApi
@@ -47,6 +48,7 @@ api_v1 = [
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("admin/audit/export/", admin.site.admin_view(audit_export), name="audit-export"),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("api/schema/", SpectacularAPIView.as_view(**public), name="schema"),
