@@ -30,7 +30,12 @@ from approvals.selectors import (
     earlier_proposals_on_targets,
 )
 from approvals.services.agents import agent_key_issue, agent_key_revoke
-from approvals.services.decisions import DECIDE_PERMISSION, proposal_approve, proposal_reject
+from approvals.services.decisions import (
+    DECIDE_PERMISSION,
+    proposal_approve,
+    proposal_reject,
+    proposals_decide_in_bulk,
+)
 from approvals.services.execution import proposal_retry
 from approvals.services.proposals import proposal_withdraw_for_agent
 from audit.actors import Actor
@@ -38,6 +43,7 @@ from audit.admin import AuditedHistoryAdmin
 from hitlproject.charts import numeric_series
 from hitlproject.errors import DomainError
 from hitlproject.forms import IndentedJSONField
+from hitlproject.paginators import CappedCountPaginator
 from policies.engine import format_magnitude
 
 
@@ -95,6 +101,19 @@ class RiskFilter(admin.SimpleListFilter):
         return queryset.filter(risk__gte=low, risk__lt=high)
 
 
+class ActionTypeFilter(admin.SimpleListFilter):
+    """The registered action types (not a DISTINCT over every proposal ever made)."""
+
+    title = "action type"
+    parameter_name = "action_type"
+
+    def lookups(self, request, model_admin):
+        return [(name, name.replace("_", " ")) for name in action_types.names()]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(action_type=self.value()) if self.value() else queryset
+
+
 class RejectForm(forms.Form):
     reason_code = forms.ChoiceField(
         choices=[("", "— choose a reason —"), *RejectionReason.choices], label="Reason"
@@ -133,7 +152,7 @@ class ProposalAdmin(ReadOnlyAdmin):
     list_filter = [
         QueueStatusFilter,
         RiskFilter,
-        "action_type",
+        ActionTypeFilter,
         "agent",
         "account",
         "account__channel",
@@ -142,6 +161,7 @@ class ProposalAdmin(ReadOnlyAdmin):
     ordering = ["-risk", "created_at"]
     search_fields = ["=id", "external_ref", "summary"]
     list_per_page = 50
+    paginator = CappedCountPaginator
     actions = ["approve_selected", "reject_selected"]
     change_form_template = "admin/approvals/proposal/change_form.html"
     fieldsets = [
@@ -350,13 +370,10 @@ class ProposalAdmin(ReadOnlyAdmin):
         )
         form = form_class(request.POST if "confirm" in request.POST else None)
         if "confirm" in request.POST and form.is_valid():
-            done, refused = 0, []
-            for proposal in proposals:
-                try:
-                    decide(proposal, **form.cleaned_data)
-                    done += 1
-                except DomainError as error:
-                    refused.append(error.message)
+            done, refused = proposals_decide_in_bulk(
+                proposal_ids=[proposal.pk for proposal in proposals],
+                decide=lambda proposal_id: decide(proposal_id, **form.cleaned_data),
+            )
             if done:
                 past = {"approve": "Approved", "reject": "Rejected"}[verb]
                 messages.success(request, f"{past} {done} proposal(s).")
@@ -386,8 +403,8 @@ class ProposalAdmin(ReadOnlyAdmin):
             queryset,
             verb="approve",
             form_class=ApproveForm,
-            decide=lambda proposal, note: proposal_approve(
-                proposal_id=proposal.pk, reviewer=request.user, note=note
+            decide=lambda proposal_id, note: proposal_approve(
+                proposal_id=proposal_id, reviewer=request.user, note=note
             ),
         )
 
@@ -398,8 +415,8 @@ class ProposalAdmin(ReadOnlyAdmin):
             queryset,
             verb="reject",
             form_class=RejectForm,
-            decide=lambda proposal, reason_code, note: proposal_reject(
-                proposal_id=proposal.pk, reviewer=request.user, reason_code=reason_code, note=note
+            decide=lambda proposal_id, reason_code, note: proposal_reject(
+                proposal_id=proposal_id, reviewer=request.user, reason_code=reason_code, note=note
             ),
         )
 

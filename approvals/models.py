@@ -156,6 +156,8 @@ class Proposal(models.Model):
             # The review queue: pending first, riskiest then oldest.
             models.Index(fields=["status", "-risk", "created_at"], name="proposal_queue_idx"),
             models.Index(fields=["agent", "-id"], name="proposal_agent_idx"),
+            # Decisions of a period, for the dashboard.
+            models.Index(fields=["decided_at"], name="proposal_decided_idx"),
             # Recent moves on an account, for the cumulative ceilings.
             models.Index(fields=["account", "decided_at"], name="proposal_account_decided_idx"),
             models.Index(

@@ -3,7 +3,17 @@
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db import connection
+from django.db.models import (
+    Aggregate,
+    Count,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    Prefetch,
+    Q,
+    QuerySet,
+)
 from django.http import Http404
 from django.utils import timezone
 
@@ -84,11 +94,19 @@ class TrackRecord:
         return self.approved_with_edits / self.approved if self.approved else None
 
 
-def agent_track_record(*, agent: Agent, action_type: str, days: int = 90) -> TrackRecord:
-    """How an agent's proposals of one type fared with people over the last ``days``."""
-    since = timezone.now() - timedelta(days=days)
-    proposals = Proposal.objects.filter(agent=agent, action_type=action_type, created_at__gte=since)
-    decisions = Decision.objects.filter(proposal__in=proposals)
+TRACK_RECORD_SPAN = 1000
+
+
+def agent_track_record(*, agent: Agent, action_type: str) -> TrackRecord:
+    """How an agent's last 1,000 proposals of one type fared with people: enough to judge by,
+    and as cheap for an agent with a million proposals as for one with ten."""
+    latest = (
+        Proposal.objects.filter(agent=agent, action_type=action_type)
+        .order_by("-id")
+        .values("id")[:TRACK_RECORD_SPAN]
+    )
+    proposals = Proposal.objects.filter(pk__in=latest)
+    decisions = Decision.objects.filter(proposal__in=latest)
     counts = proposals.aggregate(
         total=Count("id"), auto=Count("id", filter=Q(verdict_outcome="auto_approve"))
     )
@@ -108,17 +126,23 @@ def agent_track_record(*, agent: Agent, action_type: str, days: int = 90) -> Tra
     )
 
 
+EARLIER_PROPOSALS_SPAN = 2000
+
+
 def earlier_proposals_on_targets(*, proposal: Proposal, limit: int = 10) -> QuerySet[Proposal]:
-    """The latest proposals on the same account that touched any of the same campaigns."""
-    campaigns = sorted(proposal.target_snapshot)
+    """The latest proposals that touched any of the same campaigns, among the account's 2,000
+    before this one: a bounded look back, however long the account's history."""
+    before = (
+        Proposal.objects.filter(account_id=proposal.account_id, pk__lt=proposal.pk)
+        .order_by("-pk")
+        .values("pk")[:EARLIER_PROPOSALS_SPAN]
+    )
     return (
         Proposal.objects.filter(
-            account_id=proposal.account_id,
-            created_at__lt=proposal.created_at,
-            target_snapshot__has_any_keys=campaigns,
+            pk__in=before, target_snapshot__has_any_keys=sorted(proposal.target_snapshot)
         )
         .select_related("agent")
-        .order_by("-created_at")[:limit]
+        .order_by("-pk")[:limit]
     )
 
 
@@ -156,11 +180,40 @@ class Dashboard:
         return self.auto_executed / self.evaluated if self.evaluated else None
 
 
-def _percentile(durations: list[timedelta], fraction: float) -> timedelta | None:
-    if not durations:
+class Percentile(Aggregate):
+    """PERCENTILE_CONT, PostgreSQL's ordered-set aggregate: the percentile without sending
+    every row to Python."""
+
+    function = "PERCENTILE_CONT"
+    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+
+    def __init__(self, expression, fraction: float, **extra):
+        super().__init__(expression, fraction=fraction, output_field=DurationField(), **extra)
+
+
+def decision_time_percentiles(decided: QuerySet[Proposal]) -> dict[str, timedelta | None]:
+    wait = ExpressionWrapper(F("decided_at") - F("evaluated_at"), output_field=DurationField())
+    if connection.vendor == "postgresql":
+        return decided.aggregate(
+            count=Count("id"), median=Percentile(wait, 0.5), p90=Percentile(wait, 0.9)
+        )
+    # SQLite, the embedded default: its history is small enough to sort here.
+    waits = sorted(decided.annotate(wait=wait).values_list("wait", flat=True))
+    return {
+        "count": len(waits),
+        "median": _interpolated(waits, 0.5),
+        "p90": _interpolated(waits, 0.9),
+    }
+
+
+def _interpolated(ordered: list[timedelta], fraction: float) -> timedelta | None:
+    """The percentile as PERCENTILE_CONT computes it, so both databases say the same."""
+    if not ordered:
         return None
-    ordered = sorted(durations)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+    position = (len(ordered) - 1) * fraction
+    below = int(position)
+    above = min(below + 1, len(ordered) - 1)
+    return ordered[below] + (ordered[above] - ordered[below]) * (position - below)
 
 
 def dashboard(*, days: int = 7) -> Dashboard:
@@ -169,17 +222,15 @@ def dashboard(*, days: int = 7) -> Dashboard:
     since = now - timedelta(days=days)
     pending = Proposal.objects.filter(status=ProposalStatus.PENDING_REVIEW)
     oldest = pending.order_by("created_at").values_list("created_at", flat=True).first()
-    waits = [
-        decided - evaluated
-        for decided, evaluated in Proposal.objects.filter(
+    waits = decision_time_percentiles(
+        Proposal.objects.filter(
             decided_at__gte=since, verdict_outcome="review", evaluated_at__isnull=False
-        )
-        .exclude(status__in=[ProposalStatus.PENDING_REVIEW, ProposalStatus.WITHDRAWN])
-        .values_list("decided_at", "evaluated_at")
-        .iterator()
-    ]
-    evaluated = Proposal.objects.filter(evaluated_at__gte=since).aggregate(
-        total=Count("id"), auto=Count("id", filter=Q(verdict_outcome="auto_approve"))
+        ).exclude(status__in=[ProposalStatus.PENDING_REVIEW, ProposalStatus.WITHDRAWN])
+    )
+    evaluated = (
+        Proposal.objects.filter(created_at__gte=since)
+        .exclude(verdict_outcome="")
+        .aggregate(total=Count("id"), auto=Count("id", filter=Q(verdict_outcome="auto_approve")))
     )
     per_agent = (
         Decision.objects.filter(created_at__gte=since)
@@ -195,9 +246,9 @@ def dashboard(*, days: int = 7) -> Dashboard:
     return Dashboard(
         queue_depth=pending.count(),
         oldest_waiting=now - oldest if oldest else None,
-        decision_median=_percentile(waits, 0.5),
-        decision_p90=_percentile(waits, 0.9),
-        decisions=len(waits),
+        decision_median=waits["median"],
+        decision_p90=waits["p90"],
+        decisions=waits["count"],
         evaluated=evaluated["total"],
         auto_executed=evaluated["auto"],
         failed_executions=Proposal.objects.filter(status=ProposalStatus.FAILED).count(),

@@ -221,6 +221,9 @@ LOGGING = {
 API_MAX_BODY_BYTES = int(env("HITL_API_MAX_BODY_BYTES", str(256 * 1024)))
 API_MAX_BATCH_BODY_BYTES = int(env("HITL_API_MAX_BATCH_BODY_BYTES", str(16 * 1024 * 1024)))
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BATCH_BODY_BYTES
+# A bulk decision in the console posts one field per selected proposal (Django's default, 1,000,
+# would refuse selecting a thousand); still bounded.
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000
 API_MAX_BATCH_SIZE = 1000
 IDEMPOTENCY_KEY_TTL = timedelta(hours=int(env("HITL_IDEMPOTENCY_TTL_HOURS", "48")))
 # How long an in-flight idempotent request holds its key before a retry may take it over:

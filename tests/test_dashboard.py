@@ -46,7 +46,8 @@ def test_dashboard_figures_match_what_happened(demo_world):
     assert timedelta(hours=4, minutes=59) < figures.oldest_waiting < timedelta(hours=5, minutes=1)
     assert figures.decisions == 3
     assert round(figures.decision_median.total_seconds() / 60) == 30
-    assert round(figures.decision_p90.total_seconds() / 60) == 90
+    # Interpolated between 30 and 90 minutes, as PostgreSQL's PERCENTILE_CONT does.
+    assert round(figures.decision_p90.total_seconds() / 60) == 78
     assert (figures.evaluated, figures.auto_executed) == (6, 2)
     assert figures.failed_executions == 1
     [optimizer] = figures.agents

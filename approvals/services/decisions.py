@@ -1,5 +1,6 @@
 """Operators' decisions: approve or reject a proposal waiting for review."""
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -80,7 +81,8 @@ def _decision_record(
     if proposal.status != ProposalStatus.PENDING_REVIEW:
         raise InvalidTransition(proposal, to_status)
     this_round = proposal.decisions.filter(review_round=proposal.review_round)
-    if this_round.filter(reviewer=reviewer).exists():
+    earlier = list(this_round.values_list("reviewer_id", "outcome"))
+    if any(reviewer_id == reviewer.pk for reviewer_id, _ in earlier):
         raise NotAllowed(
             f"{reviewer.get_username()} has already decided on proposal #{proposal.pk}."
         )
@@ -90,13 +92,13 @@ def _decision_record(
     with acting_as(actor):
         if edit is not None:
             # Earlier approvals were of the action as it stood; the edited one starts afresh.
-            if this_round.exists():
+            if earlier:
                 edit["review_round"] = proposal.review_round + 1
+                earlier = []
             for field_name, value in edit.items():
                 setattr(proposal, field_name, value)
             proposal._change_reason = f"edited by {reviewer.get_username()} before approval"
             proposal.save()
-            this_round = proposal.decisions.filter(review_round=proposal.review_round)
         decision = Decision.objects.create(
             proposal=proposal,
             review_round=proposal.review_round,
@@ -108,7 +110,7 @@ def _decision_record(
         )
     feedback_record_decision(decision=decision, actor=actor, proposed_payload=proposed_payload)
     if to_status == ProposalStatus.APPROVED:
-        approvals = this_round.filter(outcome=DecisionOutcome.APPROVE).count()
+        approvals = 1 + sum(outcome == DecisionOutcome.APPROVE for _, outcome in earlier)
         if approvals < proposal.required_approvals:
             return proposal  # waiting for more reviewers
         reason = f"approved by {reviewer.get_username()}"
@@ -151,3 +153,22 @@ def proposal_reject(
         reason_code=reason_code,
         note=note,
     )
+
+
+def proposals_decide_in_bulk(
+    *, proposal_ids: list[int], decide: Callable[[int], Proposal]
+) -> tuple[int, list[str]]:
+    """Decide many proposals in one transaction, one savepoint each: a proposal that is
+    refused (decided meanwhile, say) is reported and the rest go through. Rows are locked in
+    id order, so two bulk decisions at once cannot deadlock. Returns how many were decided
+    and why the others were refused."""
+    done, refused = 0, []
+    with transaction.atomic():
+        for proposal_id in sorted(proposal_ids):
+            try:
+                decide(proposal_id)  # itself atomic: a savepoint here
+            except DomainError as error:
+                refused.append(error.message)
+            else:
+                done += 1
+    return done, refused

@@ -46,8 +46,14 @@ class InvalidTransition(Conflict):
 
 
 def proposal_lock(proposal_id: int) -> Proposal:
-    """Read a proposal and lock its row until the surrounding transaction ends."""
-    proposal = Proposal.objects.select_for_update().filter(pk=proposal_id).first()
+    """Read a proposal (with its agent, unlocked) and lock its row until the surrounding
+    transaction ends."""
+    proposal = (
+        Proposal.objects.select_related("agent")
+        .select_for_update(of=("self",))
+        .filter(pk=proposal_id)
+        .first()
+    )
     if proposal is None:
         raise NotFound(f"There is no proposal #{proposal_id}.")
     return proposal
