@@ -1,0 +1,61 @@
+"""Two operators decide the same proposal at the same moment: one wins, the other is told."""
+
+import threading
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+
+from approvals.models import Decision, Proposal
+from approvals.services.decisions import proposal_approve, proposal_reject
+from hitlproject.errors import DomainError
+from tests.conftest import reallocation
+from tests.factories import evaluated
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def race(*decisions):
+    """Run the decisions at once, each on its own connection; return what each one got."""
+    start = threading.Barrier(len(decisions))
+    outcomes: list = [None] * len(decisions)
+
+    def run(index, decide):
+        try:
+            start.wait()
+            outcomes[index] = decide().status
+        except DomainError as error:
+            outcomes[index] = error
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i, d)) for i, d in enumerate(decisions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+@pytest.mark.parametrize("attempt", range(5))
+def test_an_approval_and_a_rejection_at_once_cannot_both_win(demo_world, attempt):
+    users = get_user_model().objects
+    operator = users.get(username="operator")
+    colleague = users.create_user(f"colleague-{attempt}", is_staff=True)
+    colleague.groups.set(operator.groups.all())
+    proposal = evaluated(reallocation("280.00"))
+
+    outcomes = race(
+        lambda: proposal_approve(proposal_id=proposal.pk, reviewer=operator),
+        lambda: proposal_reject(
+            proposal_id=proposal.pk, reviewer=colleague, reason_code="too_aggressive"
+        ),
+    )
+
+    winners = [o for o in outcomes if isinstance(o, str)]
+    losers = [o for o in outcomes if isinstance(o, DomainError)]
+    assert len(winners) == 1 and len(losers) == 1, outcomes
+    final = Proposal.objects.get(pk=proposal.pk).status
+    assert final == winners[0] in ("approved", "rejected")
+    assert str(losers[0]).startswith(f"Proposal #{proposal.pk} is {final}; it cannot become")
+    assert Decision.objects.filter(proposal=proposal).count() == 1
