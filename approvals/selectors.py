@@ -77,13 +77,13 @@ def current_vs_proposed(proposal: Proposal) -> list[dict[str, str]]:
 
 
 @dataclass(frozen=True)
-class TrackRecord:
-    proposals: int
-    auto_executed: int
-    decided: int
-    approved: int
-    approved_with_edits: int
-    rejected: int
+class DecisionCounts:
+    """How people decided: the figures behind approval and edit rates."""
+
+    decided: int = 0
+    approved: int = 0
+    edited: int = 0
+    rejected: int = 0
 
     @property
     def approval_rate(self) -> float | None:
@@ -91,7 +91,22 @@ class TrackRecord:
 
     @property
     def edit_rate(self) -> float | None:
-        return self.approved_with_edits / self.approved if self.approved else None
+        return self.edited / self.approved if self.approved else None
+
+
+DECISION_COUNTS = {
+    "decided": Count("id"),
+    "approved": Count("id", filter=Q(outcome="approve")),
+    "edited": Count("id", filter=Q(outcome="approve", edited_payload__isnull=False)),
+    "rejected": Count("id", filter=Q(outcome="reject")),
+}
+
+
+@dataclass(frozen=True)
+class TrackRecord:
+    proposals: int
+    auto_executed: int
+    decisions: DecisionCounts
 
 
 TRACK_RECORD_SPAN = 1000
@@ -105,24 +120,15 @@ def agent_track_record(*, agent: Agent, action_type: str) -> TrackRecord:
         .order_by("-id")
         .values("id")[:TRACK_RECORD_SPAN]
     )
-    proposals = Proposal.objects.filter(pk__in=latest)
-    decisions = Decision.objects.filter(proposal__in=latest)
-    counts = proposals.aggregate(
+    counts = Proposal.objects.filter(pk__in=latest).aggregate(
         total=Count("id"), auto=Count("id", filter=Q(verdict_outcome="auto_approve"))
-    )
-    decided = decisions.aggregate(
-        total=Count("id"),
-        approved=Count("id", filter=Q(outcome="approve")),
-        edited=Count("id", filter=Q(outcome="approve", edited_payload__isnull=False)),
-        rejected=Count("id", filter=Q(outcome="reject")),
     )
     return TrackRecord(
         proposals=counts["total"],
         auto_executed=counts["auto"],
-        decided=decided["total"],
-        approved=decided["approved"],
-        approved_with_edits=decided["edited"],
-        rejected=decided["rejected"],
+        decisions=DecisionCounts(
+            **Decision.objects.filter(proposal__in=latest).aggregate(**DECISION_COUNTS)
+        ),
     )
 
 
@@ -147,23 +153,6 @@ def earlier_proposals_on_targets(*, proposal: Proposal, limit: int = 10) -> Quer
 
 
 @dataclass(frozen=True)
-class AgentFigures:
-    agent: str
-    decided: int
-    approved: int
-    edited: int
-    rejected: int
-
-    @property
-    def approval_rate(self) -> float | None:
-        return self.approved / self.decided if self.decided else None
-
-    @property
-    def edit_rate(self) -> float | None:
-        return self.edited / self.approved if self.approved else None
-
-
-@dataclass(frozen=True)
 class Dashboard:
     queue_depth: int
     oldest_waiting: timedelta | None
@@ -173,7 +162,7 @@ class Dashboard:
     evaluated: int
     auto_executed: int
     failed_executions: int
-    agents: list[AgentFigures]
+    agents: dict[str, DecisionCounts]
 
     @property
     def auto_execution_rate(self) -> float | None:
@@ -235,12 +224,7 @@ def dashboard(*, days: int = 7) -> Dashboard:
     per_agent = (
         Decision.objects.filter(created_at__gte=since)
         .values("proposal__agent__name")
-        .annotate(
-            decided=Count("id"),
-            approved=Count("id", filter=Q(outcome="approve")),
-            edited=Count("id", filter=Q(outcome="approve", edited_payload__isnull=False)),
-            rejected=Count("id", filter=Q(outcome="reject")),
-        )
+        .annotate(**DECISION_COUNTS)
         .order_by("proposal__agent__name")
     )
     return Dashboard(
@@ -252,14 +236,5 @@ def dashboard(*, days: int = 7) -> Dashboard:
         evaluated=evaluated["total"],
         auto_executed=evaluated["auto"],
         failed_executions=Proposal.objects.filter(status=ProposalStatus.FAILED).count(),
-        agents=[
-            AgentFigures(
-                agent=row["proposal__agent__name"],
-                decided=row["decided"],
-                approved=row["approved"],
-                edited=row["edited"],
-                rejected=row["rejected"],
-            )
-            for row in per_agent
-        ],
+        agents={row.pop("proposal__agent__name"): DecisionCounts(**row) for row in per_agent},
     )

@@ -1,11 +1,8 @@
-from datetime import date, datetime, time, timedelta
-
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.urls import path
-from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
 from approvals import action_types
@@ -15,6 +12,7 @@ from approvals.validation import validation_text
 from audit.admin import AuditedHistoryAdmin
 from hitlproject.charts import grouped_bars
 from hitlproject.forms import IndentedJSONField
+from hitlproject.periods import PeriodForm
 from ledger.models import Account
 from policies.engine import format_magnitude
 from policies.models import BrandGuidelines, KillSwitch, Policy
@@ -33,27 +31,12 @@ class PolicyForm(forms.ModelForm):
         fields = ["action_type", "agent_kind"]  # the admin's fieldsets add the rest
 
 
-class SimulationForm(forms.Form):
-    since = forms.DateField(
-        initial=lambda: timezone.localdate() - timedelta(days=30),
-        widget=forms.DateInput(attrs={"type": "date"}),
-    )
-    until = forms.DateField(
-        initial=lambda: timezone.localdate() + timedelta(days=1),
-        widget=forms.DateInput(attrs={"type": "date"}),
-        help_text="The day after the last.",
-    )
+class SimulationForm(PeriodForm):
     drafts = forms.ModelMultipleChoiceField(
         queryset=Policy.objects.filter(is_draft=True, is_active=True),
         required=False,
         help_text="None chosen: every active draft.",
     )
-
-    def clean(self):
-        cleaned = super().clean()
-        if cleaned.get("since") and cleaned.get("until") and cleaned["until"] <= cleaned["since"]:
-            raise forms.ValidationError("The period must end after it starts.")
-        return cleaned
 
 
 class DryRunForm(forms.Form):
@@ -151,12 +134,8 @@ class PolicyAdmin(AuditedHistoryAdmin):
         if form.is_bound and form.is_valid():
             drafts = form.cleaned_data["drafts"]
             rules, names = draft_rule_set([d.pk for d in drafts] if drafts else None)
-            report = simulate(
-                rules=rules,
-                since=at_midnight(form.cleaned_data["since"]),
-                until=at_midnight(form.cleaned_data["until"]),
-                drafts=names,
-            )
+            since, until = form.bounds()
+            report = simulate(rules=rules, since=since, until=until, drafts=names)
             labels = {o: OUTCOME_LABELS[o].capitalize() for o in OUTCOMES}
             context["report"] = report
             context["rows"] = [
@@ -218,7 +197,3 @@ class KillSwitchAdmin(AuditedHistoryAdmin):
 @admin.register(BrandGuidelines)
 class BrandGuidelinesAdmin(AuditedHistoryAdmin):
     list_display = ["account", "updated_at"]
-
-
-def at_midnight(day: date) -> datetime:
-    return timezone.make_aware(datetime.combine(day, time()))

@@ -273,7 +273,7 @@ def test_detail_page_draws_the_supporting_series_and_the_agents_record(login):
     assert [line.label for line in chart.lines] == ["brand-search"]
     assert "<polyline" in page.text and "cdn" not in page.text.lower()
     record = page.context["track_record"]
-    assert (record.proposals, record.decided, record.approved) == (2, 1, 1)
+    assert (record.proposals, record.decisions.decided, record.decisions.approved) == (2, 1, 1)
     assert "100% approved" in page.text
     assert list(page.context["earlier"]) == [earlier]
 

@@ -16,12 +16,13 @@ def console_dashboard(context):
     figures = dashboard()
     chart = None
     if figures.agents:
+        counts = list(figures.agents.values())
         chart = grouped_bars(
-            [row.agent for row in figures.agents],
+            list(figures.agents),
             [
-                ("Approved as is", [row.approved - row.edited for row in figures.agents]),
-                ("Approved with edits", [row.edited for row in figures.agents]),
-                ("Rejected", [row.rejected for row in figures.agents]),
+                ("Approved as is", [c.approved - c.edited for c in counts]),
+                ("Approved with edits", [c.edited for c in counts]),
+                ("Rejected", [c.rejected for c in counts]),
             ],
             height=180,
         )

@@ -1,16 +1,7 @@
-from datetime import datetime, time, timedelta
-
-from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
+from django.core.management.base import BaseCommand
 
 from audit.exports import as_csv, as_jsonl, audit_records
-
-
-def day(value: str) -> datetime:
-    try:
-        return timezone.make_aware(datetime.combine(datetime.fromisoformat(value).date(), time()))
-    except ValueError as error:
-        raise CommandError(f"Not a date: {value} (use YYYY-MM-DD)") from error
+from hitlproject.periods import command_period
 
 
 class Command(BaseCommand):
@@ -22,10 +13,7 @@ class Command(BaseCommand):
         parser.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
 
     def handle(self, *args, since, until, format, **options):
-        start = day(since)
-        end = day(until) if until else day((timezone.localdate() + timedelta(days=1)).isoformat())
-        if end <= start:
-            raise CommandError("--until must come after --since.")
+        start, end = command_period(since, until)
         write = as_csv if format == "csv" else as_jsonl
         for chunk in write(audit_records(since=start, until=end)):
             self.stdout.write(chunk, ending="")

@@ -1,18 +1,10 @@
 import json
-from datetime import datetime, time, timedelta
 
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
 
+from hitlproject.periods import command_period
 from policies.simulation import OUTCOMES, draft_rule_set, simulate
 from policies.templatetags.policy_tags import OUTCOME_LABELS
-
-
-def day(value: str) -> datetime:
-    try:
-        return timezone.make_aware(datetime.combine(datetime.fromisoformat(value).date(), time()))
-    except ValueError as error:
-        raise CommandError(f"Not a date: {value} (use YYYY-MM-DD)") from error
 
 
 class Command(BaseCommand):
@@ -35,10 +27,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", dest="as_json")
 
     def handle(self, *args, since, until, drafts, as_json, **options):
-        start = day(since)
-        end = day(until) if until else day((timezone.localdate() + timedelta(days=1)).isoformat())
-        if end <= start:
-            raise CommandError("--until must come after --since.")
+        start, end = command_period(since, until)
         rules, names = draft_rule_set(drafts)
         if drafts and len(names) != len(set(drafts)):
             raise CommandError("Every --draft must be the id of an active draft policy.")
