@@ -231,6 +231,19 @@ def evaluate(facts: Facts, rules: Iterable[Rule]) -> Verdict:
                         f"of {named}."
                     )
 
+    required = 1
+    if rule is not None:
+        required = rule.required_approvals
+        if _over(facts.magnitude, rule.more_approvals_above_magnitude) or _over(
+            facts.amount, rule.more_approvals_above_amount
+        ):
+            required = max(required, rule.approvals_above_threshold)
+            # Needing people's approvals means it cannot run on none.
+            reviews.append(
+                f"It is large enough for {named}'s two-person rule: "
+                f"{required} distinct approvals are needed."
+            )
+
     if blocks:
         outcome: Outcome = "block"
         reasons = blocks
@@ -240,19 +253,6 @@ def evaluate(facts: Facts, rules: Iterable[Rule]) -> Verdict:
         limit = format_magnitude(rule.auto_execute_max_magnitude, unit)
         outcome = "auto_approve"
         reasons = [f"{size} is within the {limit} auto-execute ceiling of policy “{rule.name}”."]
-
-    required = 1
-    if rule is not None:
-        required = rule.required_approvals
-        if _over(facts.magnitude, rule.more_approvals_above_magnitude) or _over(
-            facts.amount, rule.more_approvals_above_amount
-        ):
-            required = max(required, rule.approvals_above_threshold)
-            if outcome == "review":
-                reasons.append(
-                    f"It is large enough for {named}'s two-person rule: "
-                    f"{required} distinct approvals are needed."
-                )
     return Verdict(
         outcome=outcome,
         reasons=tuple(reasons),

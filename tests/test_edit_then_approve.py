@@ -85,7 +85,13 @@ def test_an_edited_amount_is_re_assessed_and_executed_as_edited(operator):
     assert approved.status == ProposalStatus.APPROVED
     assert approved.magnitude == Decimal("0.14")
     assert approved.summary == "move 140.00 USD/day from brand-search to generic-search (14.0%)"
-    assert "14.0% of brand-search's daily budget exceeds" in approved.verdict_reasons[0]
+    assert approved.verdict_reasons[0] == (
+        "Edited before approval to: move 140.00 USD/day from brand-search to generic-search "
+        "(14.0%)."
+    )
+    assert "14.0% of brand-search's daily budget exceeds" in approved.verdict_reasons[1]
+    # How it was routed stays on the record: a human had to decide it.
+    assert approved.verdict_outcome == "review"
     proposal_execute(proposal_id=proposal.pk)
     assert Campaign.objects.get(external_id="brand-search").daily_budget == Decimal("860.00")
     history = Proposal.history.filter(id=proposal.pk).order_by("history_date")

@@ -280,3 +280,12 @@ def test_risk_follows_the_documented_formula():
 
 def test_money_presses_on_risk_when_it_is_the_larger_share():
     assert evaluate(facts("0.01", amount="3000"), [rule()]).risk == 25 + 45 + 5
+
+
+def test_the_two_person_rule_cannot_be_skipped_by_auto_execution():
+    # The two-person threshold sits below the auto ceiling: above it, people decide.
+    lenient = rule(ceiling="0.15", more_approvals_above_magnitude=Decimal("0.05"))
+    verdict = evaluate(facts("0.10"), [lenient])
+    assert (verdict.outcome, verdict.required_approvals) == ("review", 2)
+    assert verdict.reasons[-1].endswith("2 distinct approvals are needed.")
+    assert evaluate(facts("0.04"), [lenient]).outcome == "auto_approve"

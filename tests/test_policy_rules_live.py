@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from approvals.models import Agent, ProposalStatus
 from approvals.services.decisions import proposal_approve
 from approvals.services.execution import proposal_execute
-from hitlproject.errors import NotAllowed
+from hitlproject.errors import DomainError, NotAllowed
 from ledger.models import Account, Campaign
 from policies.models import BrandGuidelines, KillSwitch, Policy
 from tests.conftest import bid_adjustment, reallocation
@@ -253,3 +253,31 @@ def test_engaging_a_kill_switch_is_on_the_record_with_who_did_it(demo_world):
     )
     assert refused.status_code == 403
     assert KillSwitch.objects.get().engaged
+
+
+def test_a_cap_set_while_a_proposal_waits_refuses_its_approval(operators):
+    operator, _ = operators
+    proposal = evaluated(reallocation("280.00"))
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget=Decimal("600"))
+    with pytest.raises(DomainError, match="refuses it: generic-search's daily budget would be"):
+        proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    assert Campaign.objects.get(external_id="generic-search").daily_budget == Decimal("500.00")
+
+
+def test_a_lock_set_after_approval_refuses_the_execution(operators):
+    operator, _ = operators
+    change = bid_adjustment(action_type="strategy_change") | {
+        "payload": {"campaign": "brand-search", "changes": {"bidding_strategy": "maximize_clicks"}}
+    }
+    proposal = evaluated(change)
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    Campaign.objects.filter(external_id="brand-search").update(strategy_locked=True)
+
+    result = proposal_execute(proposal_id=proposal.pk)
+
+    assert result.status == ProposalStatus.FAILED
+    assert result.executions.get().error == (
+        "A guardrail set since the approval refuses it: "
+        "brand-search's strategy is locked; agents may not change it."
+    )
+    assert Campaign.objects.get(external_id="brand-search").bidding_strategy == "manual_cpc"

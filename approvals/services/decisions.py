@@ -16,7 +16,12 @@ from approvals.models import (
     VerdictOutcome,
 )
 from approvals.services.lifecycle import InvalidTransition, proposal_lock, proposal_transition
-from approvals.services.proposals import action_assess, verdict_changes, verdict_for
+from approvals.services.proposals import (
+    action_assess,
+    guardrail_blocks,
+    refreshed_facts,
+    verdict_for,
+)
 from approvals.validation import validation_text
 from audit.actors import Actor, acting_as
 from feedback.services import feedback_record_decision
@@ -44,16 +49,11 @@ def _edit(proposal: Proposal, edited_payload: Any) -> dict[str, Any] | None:
         raise DomainError(f"The edited action is not valid: {validation_text(error)}") from error
     if assessed.payload == proposal.payload:
         return None
-    verdict, findings = verdict_for(
-        assessed=assessed, agent=proposal.agent, proposal_id=proposal.pk
-    )
+    verdict, _ = verdict_for(assessed=assessed, agent=proposal.agent, proposal_id=proposal.pk)
     if verdict.outcome == VerdictOutcome.BLOCK:
         raise DomainError("The edited action would be blocked: " + " ".join(verdict.reasons))
-    return {
-        "payload": assessed.payload,
-        **assessed.proposal_fields(),
-        **verdict_changes(verdict, findings),
-    }
+    note = f"Edited before approval to: {assessed.assessment.summary}."
+    return {"payload": assessed.payload, **refreshed_facts(proposal, assessed, verdict, note)}
 
 
 def _decision_record(
@@ -88,6 +88,12 @@ def _decision_record(
         )
 
     edit = _edit(proposal, edited_payload) if edited_payload is not None else None
+    if edit is None and outcome == DecisionOutcome.APPROVE:
+        blocked = guardrail_blocks(proposal=proposal)
+        if blocked:
+            raise DomainError(
+                "A guardrail set since the proposal was made refuses it: " + " ".join(blocked)
+            )
     proposed_payload = proposal.payload
     with acting_as(actor):
         if edit is not None:

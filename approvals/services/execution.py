@@ -18,8 +18,9 @@ from approvals.services.lifecycle import proposal_lock, proposal_transition
 from approvals.services.proposals import (
     assessed_from_ledger,
     campaigns_for,
+    guardrail_blocks,
     ledger_snapshot,
-    verdict_changes,
+    refreshed_facts,
     verdict_for,
 )
 from approvals.validation import validation_text
@@ -28,6 +29,13 @@ from audit.actors import Actor, acting_as
 logger = logging.getLogger(__name__)
 
 LEDGER_EXECUTOR = "ledger"
+
+
+class GuardrailRefusal(Exception):
+    """A guardrail set since the approval (a cap, a lock) refuses the action."""
+
+    def __init__(self, reasons: tuple[str, ...]) -> None:
+        super().__init__("A guardrail set since the approval refuses it: " + " ".join(reasons))
 
 
 def _moved_fields(expected: dict, current: dict) -> list[str]:
@@ -61,15 +69,8 @@ def _reassessment(proposal: Proposal, action_type, campaigns, reason: str) -> di
         payload=proposal.payload,
         campaigns=campaigns,
     )
-    verdict, findings = verdict_for(
-        assessed=assessed, agent=proposal.agent, proposal_id=proposal.pk
-    )
-    changes = verdict_changes(verdict, findings)
-    return {
-        **changes,
-        **assessed.proposal_fields(),
-        "verdict_reasons": [reason, *changes["verdict_reasons"]],
-    }
+    verdict, _ = verdict_for(assessed=assessed, agent=proposal.agent, proposal_id=proposal.pk)
+    return refreshed_facts(proposal, assessed, verdict, reason)
 
 
 def _record_failure(
@@ -124,10 +125,15 @@ def proposal_execute(*, proposal_id: int) -> Proposal:
         attempt = proposal.executions.count() + 1
         try:
             with transaction.atomic():
+                blocked = guardrail_blocks(proposal=proposal, campaigns=campaigns)
+                if blocked:
+                    raise GuardrailRefusal(blocked)
                 action_type.check(proposal.payload, campaigns)
                 action_type.apply(proposal.payload, campaigns, proposal)
         except OperationalError:
             raise  # transient (lock timeout, lost connection): the task retries
+        except GuardrailRefusal as refusal:
+            return _record_failure(proposal, attempt, before, started_at, str(refusal))
         except ValidationError as error:
             return _record_failure(proposal, attempt, before, started_at, validation_text(error))
         except Exception as error:

@@ -19,7 +19,7 @@ from audit.actors import Actor, acting_as
 from hitlproject.errors import NotFound
 from ledger.models import Account, Campaign
 from policies.engine import Verdict
-from policies.services import GuardrailFindings, policy_verdict
+from policies.services import GuardrailFindings, guardrail_findings, policy_verdict
 
 VERDICT_STATUS = {
     VerdictOutcome.AUTO_APPROVE: ProposalStatus.APPROVED,
@@ -191,6 +191,38 @@ def proposal_dry_run(
     assessed = action_assess(account=account, action_type_name=action_type, raw_payload=payload)
     verdict, _ = verdict_for(assessed=assessed, agent=agent)
     return assessed, verdict
+
+
+def guardrail_blocks(
+    *, proposal: Proposal, campaigns: dict[str, Campaign] | None = None
+) -> tuple[str, ...]:
+    """What the guardrails would refuse about this proposal now (caps, locks), in words."""
+    action_type = action_types.get(proposal.action_type)
+    if campaigns is None:
+        campaigns = campaigns_for(
+            account=proposal.account, action_type=action_type, payload=proposal.payload
+        )
+    return guardrail_findings(
+        action_type=action_type,
+        account=proposal.account,
+        payload=proposal.payload,
+        campaigns=campaigns,
+    ).blocks
+
+
+def refreshed_facts(
+    proposal: Proposal, assessed: AssessedAction, verdict: Verdict, note: str
+) -> dict[str, Any]:
+    """A proposal's fields after its action was edited or its target moved: the figures,
+    risk and approvals needed follow the action as it now is; the routing record (outcome,
+    policy and version, guardrail findings) stays as it was decided, with ``note`` and today's
+    reasons added to what the operator reads."""
+    return {
+        **assessed.proposal_fields(),
+        "risk": verdict.risk,
+        "required_approvals": max(proposal.required_approvals, verdict.required_approvals),
+        "verdict_reasons": [note, *verdict.reasons],
+    }
 
 
 def verdict_changes(verdict: Verdict, findings: GuardrailFindings) -> dict[str, Any]:
