@@ -47,11 +47,12 @@ class SlidingMoves:
         self.product = {w: defaultdict(lambda: Decimal(1)) for w in self.windows}
         self.added = 0
 
-    def add(self, target: str, factor: Decimal, at: datetime) -> None:
+    def add(self, account_id: int, target: str, factor: Decimal, at: datetime) -> None:
         self.added += 1
-        heapq.heappush(self.pending, (at, self.added, target, factor))
+        heapq.heappush(self.pending, (at, self.added, (account_id, target), factor))
 
-    def moves_for(self, target: str, now: datetime) -> list[engine.Move]:
+    def moves_for(self, account_id: int, target: str, now: datetime) -> list[engine.Move]:
+        key = (account_id, target)
         while self.pending and self.pending[0][0] <= now:
             at, _, released, factor = heapq.heappop(self.pending)
             for window in self.windows:
@@ -59,13 +60,13 @@ class SlidingMoves:
                 self.product[window][released] *= factor
         moves, inner = [], Decimal(1)
         for window in self.windows:
-            queue = self.inside[window][target]
+            queue = self.inside[window][key]
             while queue and queue[0][0] < now - window:
                 _, factor = queue.popleft()
-                self.product[window][target] /= factor
+                self.product[window][key] /= factor
             if not queue:
-                self.product[window][target] = Decimal(1)  # no rounding drift carried over
-            outer = self.product[window][target]
+                self.product[window][key] = Decimal(1)  # no rounding drift carried over
+            outer = self.product[window][key]
             if outer != inner:
                 moves.append(engine.Move(target=target, factor=outer / inner, at=now - window))
             inner = outer
@@ -131,10 +132,14 @@ def simulate(
     rules_by_type: dict[str, list[engine.Rule]] = defaultdict(list)
     for rule in rules:
         rules_by_type[rule.action_type].append(rule)
-    moves = SlidingMoves(rule.cumulative_window for rule in rules if rule.cumulative_max_magnitude)
+    windows = [r.cumulative_window for r in rules if r.cumulative_max_magnitude is not None]
+    moves = SlidingMoves(windows)
+    # Moves approved just before the period count against the first proposals in it, as they
+    # did live: the stream starts one (longest) window early and reports from ``since``.
+    warm_up = since - max(windows, default=timedelta(0))
 
     rows = (
-        Proposal.objects.filter(created_at__gte=since, created_at__lt=until)
+        Proposal.objects.filter(created_at__gte=warm_up, created_at__lt=until)
         .exclude(verdict_outcome="")
         .annotate(
             edited=Exists(
@@ -186,7 +191,14 @@ def simulate(
     ) in rows:
         action_type = action_types.get(action_type_name)
         factors = {target: Decimal(factor) for target, factor in effects.items()}
-        recent = [move for target in factors for move in moves.moves_for(target, created_at)]
+        if created_at < since:
+            if status in APPROVED_STATES and decided_at is not None:
+                for target, factor in factors.items():
+                    moves.add(account_id, target, factor, decided_at)
+            continue
+        recent = [
+            move for target in factors for move in moves.moves_for(account_id, target, created_at)
+        ]
         facts = engine.Facts(
             action_type=action_type_name,
             action_label=action_type.label,
@@ -226,5 +238,5 @@ def simulate(
             )
         if status in APPROVED_STATES and decided_at is not None:
             for target, factor in factors.items():
-                moves.add(target, factor, decided_at)
+                moves.add(account_id, target, factor, decided_at)
     return report

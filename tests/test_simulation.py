@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from approvals.models import Decision, Proposal
+from approvals.models import Proposal
 from approvals.services.decisions import proposal_approve, proposal_reject
 from approvals.services.execution import proposal_execute
 from policies.models import Policy
@@ -35,9 +35,10 @@ def history(demo_world):
     rejected = evaluated(reallocation("200.00"))
     proposal_reject(proposal_id=rejected.pk, reviewer=operator, reason_code="too_aggressive")
     edited = evaluated(reallocation("280.00"))
-    proposal_approve(proposal_id=edited.pk, reviewer=operator)
-    Decision.objects.filter(proposal=edited).update(
-        edited_payload={**edited.payload, "amount": "140.00"}
+    proposal_approve(
+        proposal_id=edited.pk,
+        reviewer=operator,
+        edited_payload={**edited.payload, "amount": "140.00"},
     )
     evaluated(reallocation("600.00"))  # still waiting
     return {"approved": approved, "rejected": rejected, "edited": edited}
@@ -55,6 +56,39 @@ def test_replaying_history_under_the_same_policies_reproduces_every_verdict(hist
     assert report.changed == 0
     assert report.happened == report.with_draft
     assert dict(report.happened) == {"auto_approve": 2, "review": 5}
+
+
+def test_same_campaign_names_on_two_accounts_are_separate_targets(demo_world):
+    from approvals.models import Agent
+    from ledger.models import Account, Campaign
+
+    other = Account.objects.create(
+        external_id="other", name="Other", channel="google_ads", currency="USD"
+    )
+    Campaign.objects.create(
+        account=other, external_id="brand-search", name="B", daily_budget=1000, bid=2
+    )
+    Agent.objects.get(name="optimizer").accounts.add(other)
+    first = evaluated(bid_adjustment("2.28", account="other"))  # +14% on other's brand-search
+    second = evaluated(bid_adjustment("2.28"))  # +14% on demo's: its own target
+    assert first.status == second.status == "approved"
+    report = run(draft_rule_set([])[0])
+    assert (report.proposals, report.changed) == (2, 0)
+
+
+def test_moves_approved_just_before_the_period_still_count(demo_world):
+    for new_bid in ("2.18", "2.38"):
+        proposal_execute(proposal_id=evaluated(bid_adjustment(new_bid)).pk)
+    held = evaluated(bid_adjustment("2.59"))  # +29.5% in 24 h, counting the two before
+    assert held.status == "pending_review"
+    Proposal.objects.exclude(pk=held.pk).update(
+        created_at=timezone.now() - timedelta(hours=3),
+        decided_at=timezone.now() - timedelta(hours=3),
+    )
+    now = timezone.now()
+    report = simulate(rules=draft_rule_set([])[0], since=now - timedelta(hours=1), until=now + DAY)
+    assert report.proposals == 1
+    assert report.changed == 0 and report.with_draft["review"] == 1
 
 
 def test_a_looser_draft_shows_what_it_would_have_let_through(history):
