@@ -25,5 +25,6 @@ class AuditedHistoryAdmin(SimpleHistoryAdmin):
         if request.resolver_match and request.resolver_match.url_name.endswith("_simple_history"):
             if self.fieldsets:
                 return flatten_fieldsets(self.fieldsets)
-            return [field.name for field in self.model._meta.fields]
+            hidden = set(self.exclude or ())  # secrets (a key's digest) stay hidden in history
+            return [field.name for field in self.model._meta.fields if field.name not in hidden]
         return super().get_readonly_fields(request, obj)

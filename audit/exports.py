@@ -32,6 +32,8 @@ COLUMNS = [
     "fields",
 ]
 CHANGE = {"+": "created", "~": "changed", "-": "deleted"}
+# Fields that are secrets however they are stored: an API key's digest identifies the key.
+SECRET_FIELDS = {"approvals.agentapikey": {"digest"}}
 
 
 def audited_models():
@@ -44,10 +46,11 @@ def audited_models():
 def audit_records(*, since: datetime, until: datetime) -> Iterator[dict]:
     for model in audited_models():
         historical = model.history.model
+        secret = SECRET_FIELDS.get(model._meta.label_lower, set())
         fields = [
             f.attname
             for f in historical._meta.concrete_fields
-            if not f.attname.startswith("history_")
+            if not f.attname.startswith("history_") and f.attname not in secret
         ]
         rows = (
             historical.objects.filter(history_date__gte=since, history_date__lt=until)

@@ -175,6 +175,7 @@ class PolicyAdmin(AuditedHistoryAdmin):
                     account_external_id=form.cleaned_data["account"].external_id,
                     action_type=policy.action_type,
                     payload=form.cleaned_data["payload"],
+                    rules=draft_rule_set([policy.pk])[0] if policy.is_draft else None,
                 )
             except ValidationError as error:
                 form.add_error(None, validation_text(error))

@@ -44,8 +44,11 @@ def brand_findings(texts: Iterable[tuple[str, str]], rules: BrandRules) -> list[
     disclaimer. ``texts`` are (where, text) pairs such as ("creative 2 headline", "…")."""
     findings = []
     texts = list(texts)
+    # Whole words: not inside another word, whether the term starts or ends with a letter or
+    # a symbol ("100%", "#1").
     checks = [
-        (rf"\b{re.escape(term)}\b", f"the banned term “{term}”") for term in rules.banned_terms
+        (rf"(?<!\w){re.escape(term)}(?!\w)", f"the banned term “{term}”")
+        for term in rules.banned_terms
     ]
     checks += [(pattern, f"the banned pattern /{pattern}/") for pattern in rules.banned_patterns]
     for where, text in texts:

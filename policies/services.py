@@ -197,10 +197,14 @@ def policy_verdict(
     amount: Decimal | None,
     effects: dict[str, Decimal],
     proposal_id: int | None = None,
+    rules: list[engine.Rule] | None = None,
 ) -> tuple[engine.Verdict, GuardrailFindings]:
-    """The verdict the rules in force give this action now, and what the guardrails found."""
+    """The verdict the rules in force (or ``rules``, a draft set) give this action now, and
+    what the guardrails found."""
     now = timezone.now()
-    rules = rules_in_force(action_type=action_type.name)
+    if rules is None:
+        rules = rules_in_force(action_type=action_type.name)
+    rules = [rule for rule in rules if rule.action_type == action_type.name]
     longest_window = max((r.cumulative_window for r in rules), default=timedelta(0))
     findings = guardrail_findings(
         action_type=action_type, account=account, payload=payload, campaigns=campaigns

@@ -94,3 +94,20 @@ def test_the_command_writes_the_same_trail(demo_world):
     assert {"approvals.proposal", "approvals.decision", "ledger.campaign"} <= {
         r["model"] for r in records
     }
+
+
+def test_an_api_keys_digest_stays_out_of_the_export_and_the_history_pages(login):
+    from django.urls import reverse
+
+    from approvals.models import AgentAPIKey
+
+    key = AgentAPIKey.objects.filter(revoked_at__isnull=True).first()
+    response = login("auditor").get(URL, {**period(), "format": "jsonl"})
+    body = b"".join(response.streaming_content).decode()
+    assert '"approvals.agentapikey"' in body
+    assert key.digest not in body
+    version = key.history.latest("history_date")
+    page = login("auditor").get(
+        reverse("admin:approvals_agentapikey_simple_history", args=[key.pk, version.history_id])
+    )
+    assert page.status_code == 200 and key.digest not in page.content.decode()

@@ -289,3 +289,13 @@ def test_the_two_person_rule_cannot_be_skipped_by_auto_execution():
     assert (verdict.outcome, verdict.required_approvals) == ("review", 2)
     assert verdict.reasons[-1].endswith("2 distinct approvals are needed.")
     assert evaluate(facts("0.04"), [lenient]).outcome == "auto_approve"
+
+
+def test_banned_terms_are_whole_words_whatever_they_end_with():
+    from policies.guardrails import BrandRules, brand_findings
+
+    rules = BrandRules(banned_terms=("100%", "free"))
+    texts = [("creative 1 body", "Now 100% better, and carefree.")]
+    assert brand_findings(texts, rules) == [
+        "The creative 1 body uses the banned term “100%”: “Now «100%» better, and carefree.”."
+    ]

@@ -244,3 +244,56 @@ def test_dry_run_on_a_policy_shows_the_verdict_and_writes_nothing(login):
         },
     )
     assert "to_campaign" in bad.text and bad.context.get("verdict") is None
+
+
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        ("[" * 100_000 + "]" * 100_000, "Nested too deeply."),
+        ('{"a": "\\ud800"}', "unpaired surrogate"),
+    ],
+)
+def test_the_dry_run_form_refuses_json_no_one_can_store(login, payload, message):
+    from django.urls import reverse
+
+    from approvals.models import Agent
+    from ledger.models import Account
+
+    policy = Policy.objects.get(action_type="budget_reallocation")
+    page = login("policy-owner").post(
+        reverse("admin:policies_policy_dry_run", args=[policy.pk]),
+        {
+            "agent": Agent.objects.get(name="optimizer").pk,
+            "account": Account.objects.get(external_id="demo").pk,
+            "payload": payload,
+        },
+    )
+    assert page.status_code == 200
+    assert message in page.content.decode()
+
+
+def test_a_dry_run_from_a_draft_policy_evaluates_with_the_draft_in_place(login):
+    from django.urls import reverse
+
+    from approvals.models import Agent
+    from ledger.models import Account
+
+    draft = Policy.objects.create(
+        name="Reallocations up to 30%",
+        action_type="budget_reallocation",
+        is_draft=True,
+        auto_execute_max_magnitude=Decimal("0.30"),
+    )
+    page = login("policy-owner").post(
+        reverse("admin:policies_policy_dry_run", args=[draft.pk]),
+        {
+            "agent": Agent.objects.get(name="optimizer").pk,
+            "account": Account.objects.get(external_id="demo").pk,
+            "payload": json.dumps(
+                {"from_campaign": "brand-search", "to_campaign": "display-retarget", "amount": "50"}
+            ),
+        },
+    )
+    verdict = page.context["verdict"]
+    assert (verdict.outcome, verdict.policy_name) == ("auto_approve", "Reallocations up to 30%")
+    assert "with this draft in place" in page.content.decode()

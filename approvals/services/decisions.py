@@ -164,17 +164,15 @@ def proposal_reject(
 def proposals_decide_in_bulk(
     *, proposal_ids: list[int], decide: Callable[[int], Proposal]
 ) -> tuple[int, list[str]]:
-    """Decide many proposals in one transaction, one savepoint each: a proposal that is
-    refused (decided meanwhile, say) is reported and the rest go through. Rows are locked in
-    id order, so two bulk decisions at once cannot deadlock. Returns how many were decided
-    and why the others were refused."""
+    """Decide many proposals, each in its own short transaction: one refused (decided
+    meanwhile, say) is reported and the rest go through, and no lock is held longer than its
+    own decision. Returns how many were decided and why the others were refused."""
     done, refused = 0, []
-    with transaction.atomic():
-        for proposal_id in sorted(proposal_ids):
-            try:
-                decide(proposal_id)  # itself atomic: a savepoint here
-            except DomainError as error:
-                refused.append(error.message)
-            else:
-                done += 1
+    for proposal_id in sorted(proposal_ids):
+        try:
+            decide(proposal_id)
+        except DomainError as error:
+            refused.append(error.message)
+        else:
+            done += 1
     return done, refused

@@ -18,7 +18,7 @@ from approvals.services.lifecycle import proposal_lock, proposal_transition
 from audit.actors import Actor, acting_as
 from hitlproject.errors import NotFound
 from ledger.models import Account, Campaign
-from policies.engine import Verdict
+from policies.engine import Rule, Verdict
 from policies.services import GuardrailFindings, guardrail_findings, policy_verdict
 
 VERDICT_STATUS = {
@@ -123,9 +123,14 @@ def assessed_from_ledger(
 
 
 def verdict_for(
-    *, assessed: AssessedAction, agent: Agent, proposal_id: int | None = None
+    *,
+    assessed: AssessedAction,
+    agent: Agent,
+    proposal_id: int | None = None,
+    rules: list[Rule] | None = None,
 ) -> tuple[Verdict, GuardrailFindings]:
     return policy_verdict(
+        rules=rules,
         action_type=assessed.action_type,
         account=assessed.account,
         agent=agent,
@@ -184,12 +189,18 @@ def proposal_submit(
 
 
 def proposal_dry_run(
-    *, agent: Agent, account_external_id: str, action_type: str, payload: Any
+    *,
+    agent: Agent,
+    account_external_id: str,
+    action_type: str,
+    payload: Any,
+    rules: list[Rule] | None = None,
 ) -> tuple[AssessedAction, Verdict]:
-    """What the policy engine would decide about this action now. Writes nothing."""
+    """What the policy engine would decide about this action now, under the rules in force
+    or the given (draft) rules. Writes nothing."""
     account = agent_account(agent=agent, external_id=account_external_id)
     assessed = action_assess(account=account, action_type_name=action_type, raw_payload=payload)
-    verdict, _ = verdict_for(assessed=assessed, agent=agent)
+    verdict, _ = verdict_for(assessed=assessed, agent=agent, rules=rules)
     return assessed, verdict
 
 
