@@ -67,9 +67,24 @@ def audit_records(*, since: datetime, until: datetime) -> Iterator[dict]:
             )
             .iterator(chunk_size=2000)
         )
+        # Many-to-many fields (the accounts an agent may act on) have history of their own:
+        # each historical record's set is read and exported as a field, sorted.
+        m2m = {
+            field.name: (
+                apps.get_model(model._meta.app_label, f"Historical{model.__name__}_{field.name}"),
+                f"{field.related_model._meta.model_name}_id",
+            )
+            for field in getattr(historical, "_history_m2m_fields", [])
+        }
         previous_id, previous = None, None
         for row in rows:
             values = {name: row[name] for name in fields}
+            for name, (through, column) in m2m.items():
+                values[name] = sorted(
+                    through.objects.filter(history_id=row["history_id"]).values_list(
+                        column, flat=True
+                    )
+                )
             changed = None
             if previous_id == row["id"]:
                 changed = [name for name in fields if values[name] != previous[name]]

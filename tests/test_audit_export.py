@@ -111,3 +111,24 @@ def test_an_api_keys_digest_stays_out_of_the_export_and_the_history_pages(login)
         reverse("admin:approvals_agentapikey_simple_history", args=[key.pk, version.history_id])
     )
     assert page.status_code == 200 and key.digest not in page.content.decode()
+
+
+def test_giving_an_agent_another_account_shows_in_the_export(login):
+    from approvals.models import Agent
+    from audit.actors import Actor, acting_as
+    from ledger.models import Account
+
+    other = Account.objects.create(external_id="other", name="O", channel="meta", currency="EUR")
+    agent = Agent.objects.get(name="optimizer")
+    with acting_as(Actor.system("test")):
+        agent.accounts.add(other)
+    response = login("auditor").get(URL, {**period(), "format": "jsonl"})
+    records = [json.loads(line) for line in b"".join(response.streaming_content).splitlines()]
+    versions = [
+        r for r in records if r["model"] == "approvals.agent" and r["object_id"] == agent.pk
+    ]
+    demo = Account.objects.get(external_id="demo").pk
+    assert versions[-2]["fields"]["accounts"] == [demo]
+    assert versions[-1]["fields"]["accounts"] == sorted([demo, other.pk])
+    assert versions[-1]["actor"] == "test"
+    assert "accounts" in versions[-1]["changed"]
