@@ -87,7 +87,7 @@ def audit_records(*, since: datetime, until: datetime) -> Iterator[dict]:
                 )
             changed = None
             if previous_id == row["id"]:
-                changed = [name for name in fields if values[name] != previous[name]]
+                changed = [name for name in values if values[name] != previous[name]]
             previous_id, previous = row["id"], values
             yield {
                 "at": row["history_date"],
