@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import Count, Max, Q
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from ledger.models import Account, Campaign, CampaignStatus
@@ -19,9 +19,10 @@ if TYPE_CHECKING:
     from approvals.action_types import ActionType
     from approvals.models import Agent
 
-# Below this many decisions an agent's approval rate says little; its risk uses a flat figure.
+# An agent's record for its risk: its last 500 decisions; below 10 it says little, and its risk
+# uses a flat figure.
 MIN_DECISIONS_FOR_RECORD = 10
-RECORD_WINDOW = timedelta(days=90)
+RECORD_SPAN = 500
 
 
 def rule_from_policy(policy: Policy, version: int | None = None) -> engine.Rule:
@@ -173,16 +174,22 @@ def recent_moves(
 
 
 def agent_approval_rate(agent: Agent | None) -> float | None:
-    from approvals.models import Decision
+    """The share of the agent's last 500 decided proposals that people approved: read from
+    its feedback (one record per decision, indexed by agent), so it costs the same for an
+    agent with a million decisions."""
+    from feedback.models import Feedback, FeedbackKind
 
     if agent is None:
         return None
-    counts = Decision.objects.filter(
-        proposal__agent=agent, created_at__gte=timezone.now() - RECORD_WINDOW
-    ).aggregate(total=Count("id"), approved=Count("id", filter=Q(outcome="approve")))
-    if counts["total"] < MIN_DECISIONS_FOR_RECORD:
+    kinds = list(
+        Feedback.objects.filter(agent=agent)
+        .exclude(kind=FeedbackKind.EXPIRED)
+        .order_by("-id")
+        .values_list("kind", flat=True)[:RECORD_SPAN]
+    )
+    if len(kinds) < MIN_DECISIONS_FOR_RECORD:
         return None
-    return counts["approved"] / counts["total"]
+    return sum(kind != FeedbackKind.REJECTED for kind in kinds) / len(kinds)
 
 
 def policy_verdict(

@@ -281,3 +281,17 @@ def test_a_lock_set_after_approval_refuses_the_execution(operators):
         "brand-search's strategy is locked; agents may not change it."
     )
     assert Campaign.objects.get(external_id="brand-search").bidding_strategy == "manual_cpc"
+
+
+def test_an_agents_rejections_raise_the_risk_of_its_next_proposal(operators):
+    from approvals.services.decisions import proposal_reject
+
+    operator, _ = operators
+    before = evaluated(reallocation("280.00"))
+    assert before.risk == 25 + 42 + 5  # type, 2.8 x the ceiling, no record yet
+    for _ in range(10):
+        proposal = evaluated(reallocation("150.00"))
+        proposal_reject(proposal_id=proposal.pk, reviewer=operator, reason_code="wrong_signal")
+    proposal_reject(proposal_id=before.pk, reviewer=operator, reason_code="wrong_signal")
+    after = evaluated(reallocation("280.00"))
+    assert after.risk == 25 + 42 + 15  # every one of its 11 decisions a rejection
