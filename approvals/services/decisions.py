@@ -116,7 +116,7 @@ def _decision_record(
         )
     feedback_record_decision(decision=decision, actor=actor, proposed_payload=proposed_payload)
     if to_status == ProposalStatus.APPROVED:
-        approvals = 1 + sum(outcome == DecisionOutcome.APPROVE for _, outcome in earlier)
+        approvals = 1 + sum(given == DecisionOutcome.APPROVE for _, given in earlier)
         if approvals < proposal.required_approvals:
             return proposal  # waiting for more reviewers
         reason = f"approved by {reviewer.get_username()}"

@@ -74,6 +74,7 @@ def idempotency_claim(*, agent: Agent, key: str, fingerprint: str) -> Idempotenc
 
 
 def _held(record: IdempotencyRecord):
+    # IdempotencyRecord is bookkeeping, not history-tracked: a conditional UPDATE is the point.
     return IdempotencyRecord.objects.filter(
         pk=record.pk, claim_token=record.claim_token, response_status__isnull=True
     )
