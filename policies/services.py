@@ -85,6 +85,24 @@ class GuardrailFindings:
         return {"block": list(self.blocks), "review": list(self.reviews)}
 
 
+def guardrail_blocks(
+    *,
+    action_type: ActionType,
+    account: Account,
+    payload: dict[str, Any],
+    campaigns: dict[str, Campaign],
+) -> list[str]:
+    """What the guardrails refuse outright: strategy locks and budget caps."""
+    blocks = []
+    if action_type.changes_strategy:
+        blocks += [
+            f"{campaign.external_id}'s strategy is locked; agents may not change it."
+            for campaign in campaigns.values()
+            if campaign.strategy_locked
+        ]
+    return blocks + _budget_cap_findings(action_type, account, payload, campaigns)
+
+
 def guardrail_findings(
     *,
     action_type: ActionType,
@@ -92,18 +110,13 @@ def guardrail_findings(
     payload: dict[str, Any],
     campaigns: dict[str, Campaign],
 ) -> GuardrailFindings:
-    blocks: list[str] = []
+    """Everything the guardrails say: what they refuse, and what they send to a human (kill
+    switches, brand guidelines)."""
     reviews = [
         f"The kill switch on {switch.account or switch.channel or 'everything'} is engaged: "
         f"{switch.reason}"
         for switch in engaged_kill_switches(account)
     ]
-    if action_type.changes_strategy:
-        blocks += [
-            f"{campaign.external_id}'s strategy is locked; agents may not change it."
-            for campaign in campaigns.values()
-            if campaign.strategy_locked
-        ]
     texts = action_type.texts(payload)
     if texts:
         guidelines = BrandGuidelines.objects.filter(account=account).first()
@@ -114,7 +127,9 @@ def guardrail_findings(
                 guidelines.required_disclaimers,
             )
             reviews += brand_findings(texts, rules)
-    blocks += _budget_cap_findings(action_type, account, payload, campaigns)
+    blocks = guardrail_blocks(
+        action_type=action_type, account=account, payload=payload, campaigns=campaigns
+    )
     return GuardrailFindings(tuple(blocks), tuple(reviews))
 
 

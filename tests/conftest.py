@@ -53,7 +53,11 @@ def database_url(db: dict) -> str:
 
 @pytest.fixture(scope="session")
 def celery_worker(django_db_setup, isolated_task_queue, tmp_path_factory) -> Iterator[None]:
-    """A real Celery worker process, on the test database and this session's queue."""
+    """A real Celery worker process, on the test database and this session's queue.
+
+    Once started it serves the rest of the session. A transactional test (whose commits send
+    tasks) must therefore use it and wait for what it sent to finish: a task still running
+    when the test database is emptied deadlocks the flush."""
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"
     env = {
         **os.environ,

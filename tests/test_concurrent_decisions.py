@@ -9,10 +9,12 @@ from django.db import connection
 from approvals.models import Decision, Proposal
 from approvals.services.decisions import proposal_approve, proposal_reject
 from hitlproject.errors import DomainError
-from tests.conftest import reallocation
+from tests.conftest import reallocation, wait_until
 from tests.factories import evaluated
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Committed for real, so the winning approval's execution task is sent: the session's worker
+# runs it, and each test waits for it to finish before the database is emptied for the next.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
 
 
 def race(*decisions):
@@ -59,3 +61,5 @@ def test_an_approval_and_a_rejection_at_once_cannot_both_win(demo_world, attempt
     assert final == winners[0] in ("approved", "rejected")
     assert str(losers[0]).startswith(f"Proposal #{proposal.pk} is {final}; it cannot become")
     assert Decision.objects.filter(proposal=proposal).count() == 1
+    if final == "approved":
+        wait_until(lambda: Proposal.objects.get(pk=proposal.pk).status == "executed")

@@ -19,7 +19,8 @@ from audit.actors import Actor, acting_as
 from hitlproject.errors import NotFound
 from ledger.models import Account, Campaign
 from policies.engine import Rule, Verdict
-from policies.services import GuardrailFindings, guardrail_findings, policy_verdict
+from policies.services import GuardrailFindings, policy_verdict
+from policies.services import guardrail_blocks as policy_guardrail_blocks
 
 VERDICT_STATUS = {
     VerdictOutcome.AUTO_APPROVE: ProposalStatus.APPROVED,
@@ -213,12 +214,14 @@ def guardrail_blocks(
         campaigns = campaigns_for(
             account=proposal.account, action_type=action_type, payload=proposal.payload
         )
-    return guardrail_findings(
-        action_type=action_type,
-        account=proposal.account,
-        payload=proposal.payload,
-        campaigns=campaigns,
-    ).blocks
+    return tuple(
+        policy_guardrail_blocks(
+            action_type=action_type,
+            account=proposal.account,
+            payload=proposal.payload,
+            campaigns=campaigns,
+        )
+    )
 
 
 def refreshed_facts(
