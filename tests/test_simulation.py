@@ -175,6 +175,23 @@ def test_the_command_refuses_bad_arguments(demo_world, args, message):
         call_command("simulate_policies", *args, stdout=io.StringIO())
 
 
+def dry_run(client, policy: Policy, payload):
+    """Post the dry-run form on ``policy``'s page as the optimizer on the demo account."""
+    from django.urls import reverse
+
+    from approvals.models import Agent
+    from ledger.models import Account
+
+    return client.post(
+        reverse("admin:policies_policy_dry_run", args=[policy.pk]),
+        {
+            "agent": Agent.objects.get(name="optimizer").pk,
+            "account": Account.objects.get(external_id="demo").pk,
+            "payload": payload if isinstance(payload, str) else json.dumps(payload),
+        },
+    )
+
+
 def test_the_simulation_page_reports_with_a_chart_for_an_auditor(history, login):
     from django.urls import reverse
 
@@ -212,9 +229,6 @@ def test_the_simulation_page_refuses_a_backwards_period(login):
 def test_dry_run_on_a_policy_shows_the_verdict_and_writes_nothing(login):
     from django.urls import reverse
 
-    from approvals.models import Agent
-    from ledger.models import Account
-
     policy = Policy.objects.get(action_type="budget_reallocation")
     client = login("policy-owner")
     url = reverse("admin:policies_policy_dry_run", args=[policy.pk])
@@ -222,27 +236,15 @@ def test_dry_run_on_a_policy_shows_the_verdict_and_writes_nothing(login):
     form = client.get(url)
     # The action type's example payload, ready to edit.
     assert json.loads(form.context["form"]["payload"].value())["amount"] == "280.00"
-    page = client.post(
-        url,
-        {
-            "agent": Agent.objects.get(name="optimizer").pk,
-            "account": Account.objects.get(external_id="demo").pk,
-            "payload": json.dumps(
-                {"from_campaign": "brand-search", "to_campaign": "generic-search", "amount": "280"}
-            ),
-        },
+    page = dry_run(
+        client,
+        policy,
+        {"from_campaign": "brand-search", "to_campaign": "generic-search", "amount": "280"},
     )
     assert page.context["verdict"].outcome == "review"
     assert "exceeds the 10.0% auto-execute ceiling" in page.text
     assert not Proposal.objects.exists()
-    bad = client.post(
-        url,
-        {
-            "agent": Agent.objects.get(name="optimizer").pk,
-            "account": Account.objects.get(external_id="demo").pk,
-            "payload": json.dumps({"from_campaign": "nope"}),
-        },
-    )
+    bad = dry_run(client, policy, {"from_campaign": "nope"})
     assert "to_campaign" in bad.text and bad.context.get("verdict") is None
 
 
@@ -254,29 +256,14 @@ def test_dry_run_on_a_policy_shows_the_verdict_and_writes_nothing(login):
     ],
 )
 def test_the_dry_run_form_refuses_json_no_one_can_store(login, payload, message):
-    from django.urls import reverse
-
-    from approvals.models import Agent
-    from ledger.models import Account
 
     policy = Policy.objects.get(action_type="budget_reallocation")
-    page = login("policy-owner").post(
-        reverse("admin:policies_policy_dry_run", args=[policy.pk]),
-        {
-            "agent": Agent.objects.get(name="optimizer").pk,
-            "account": Account.objects.get(external_id="demo").pk,
-            "payload": payload,
-        },
-    )
+    page = dry_run(login("policy-owner"), policy, payload)
     assert page.status_code == 200
     assert message in page.content.decode()
 
 
 def test_a_dry_run_from_a_draft_policy_evaluates_with_the_draft_in_place(login):
-    from django.urls import reverse
-
-    from approvals.models import Agent
-    from ledger.models import Account
 
     draft = Policy.objects.create(
         name="Reallocations up to 30%",
@@ -284,15 +271,10 @@ def test_a_dry_run_from_a_draft_policy_evaluates_with_the_draft_in_place(login):
         is_draft=True,
         auto_execute_max_magnitude=Decimal("0.30"),
     )
-    page = login("policy-owner").post(
-        reverse("admin:policies_policy_dry_run", args=[draft.pk]),
-        {
-            "agent": Agent.objects.get(name="optimizer").pk,
-            "account": Account.objects.get(external_id="demo").pk,
-            "payload": json.dumps(
-                {"from_campaign": "brand-search", "to_campaign": "display-retarget", "amount": "50"}
-            ),
-        },
+    page = dry_run(
+        login("policy-owner"),
+        draft,
+        {"from_campaign": "brand-search", "to_campaign": "display-retarget", "amount": "50"},
     )
     verdict = page.context["verdict"]
     assert (verdict.outcome, verdict.policy_name) == ("auto_approve", "Reallocations up to 30%")
