@@ -16,14 +16,21 @@ from approvals.services.proposals import proposal_evaluate
 from approvals.services.recovery import proposals_requeue_stalled
 
 
-def enqueue_after_commit(task: Task, proposal_id: int) -> None:
-    """Send ``task`` once the surrounding transaction commits.
+def enqueue_after_commit(task: Task, *proposal_ids: int) -> None:
+    """Send ``task`` for each proposal once the surrounding transaction commits, over one
+    broker connection.
 
     Unlike ``delay_on_commit``, a broker that cannot be reached at that moment does not turn an
-    already-committed request into an error: it is logged, and the stall sweeper sends the task
-    again within a minute or two.
+    already-committed request into an error: it is logged, and the stall sweeper sends the
+    tasks again within a minute or two.
     """
-    transaction.on_commit(partial(task.delay, proposal_id), robust=True)
+    transaction.on_commit(partial(_send_each, task, proposal_ids), robust=True)
+
+
+def _send_each(task: Task, proposal_ids: tuple[int, ...]) -> None:
+    with task.app.producer_or_acquire() as producer:
+        for proposal_id in proposal_ids:
+            task.apply_async((proposal_id,), producer=producer)
 
 
 TRANSIENT = {

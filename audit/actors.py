@@ -40,6 +40,14 @@ class Actor:
     def system(cls, process: str) -> Actor:
         return cls(kind="system", name=process)
 
+    def history_stamp(self) -> dict[str, str | int | None]:
+        """The columns that name this actor on a historical record."""
+        return {
+            "history_actor_kind": self.kind,
+            "history_actor": self.name,
+            "history_agent_id": self.agent.pk if self.agent is not None else None,
+        }
+
     @property
     def label(self) -> str:
         return f"{self.kind}:{self.name}"

@@ -8,10 +8,8 @@ from audit.actors import current_actor
 def stamp_actor_on_history(sender, instance, history_instance, **kwargs) -> None:
     actor = current_actor()
     if actor is not None:
-        history_instance.history_actor_kind = actor.kind
-        history_instance.history_actor = actor.name
-        if actor.kind == "agent":
-            history_instance.history_agent_id = actor.agent.pk
+        for field, value in actor.history_stamp().items():
+            setattr(history_instance, field, value)
     elif history_instance.history_user is not None:
         # A change made through an admin form: simple-history's middleware found the user.
         history_instance.history_actor_kind = "user"

@@ -11,15 +11,18 @@
 side effects after commit. The admin, the API and the Celery tasks all call it.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
 from approvals.models import Proposal, ProposalStatus
 from audit.actors import Actor, acting_as
+from audit.history import update_with_history
 from hitlproject.errors import Conflict, NotFound
 
 S = ProposalStatus
@@ -59,6 +62,38 @@ def proposal_lock(proposal_id: int) -> Proposal:
     return proposal
 
 
+def _move(proposal: Proposal, to_status: str, *, reason: str, now: datetime) -> dict[str, Any]:
+    """Move a locked proposal to ``to_status`` in memory, if the lifecycle allows it from the
+    status the row has now, stamping the times that go with the move. Returns the fields the
+    move set, with their values."""
+    if to_status not in ALLOWED_TRANSITIONS.get(proposal.status, frozenset()):
+        raise InvalidTransition(proposal, to_status)
+    moved: dict[str, Any] = {"status": to_status, "updated_at": now}
+    if to_status == S.PENDING_REVIEW:
+        window = (
+            proposal.verdict_policy.review_window
+            if proposal.verdict_policy_id
+            else settings.DEFAULT_REVIEW_WINDOW
+        )
+        moved.update(review_round=proposal.review_round + 1, review_expires_at=now + window)
+    if to_status in DECIDED_STATUSES and proposal.status != S.FAILED:
+        moved["decided_at"] = now
+    if to_status == S.EXECUTED:
+        moved["executed_at"] = now
+    proposal._change_reason = reason or f"{proposal.status} → {to_status}"
+    for field_name, value in moved.items():
+        setattr(proposal, field_name, value)
+    return moved
+
+
+def _execute_once_committed(proposals: Sequence[Proposal]) -> None:
+    from approvals.tasks import enqueue_after_commit, execute_proposal
+
+    approved = [proposal.pk for proposal in proposals if proposal.status == S.APPROVED]
+    if approved:
+        enqueue_after_commit(execute_proposal, *approved)
+
+
 def proposal_transition(
     *,
     proposal_id: int,
@@ -69,30 +104,25 @@ def proposal_transition(
 ) -> Proposal:
     with transaction.atomic(), acting_as(actor):
         proposal = proposal_lock(proposal_id)
-        if to_status not in ALLOWED_TRANSITIONS.get(proposal.status, frozenset()):
-            raise InvalidTransition(proposal, to_status)
         for field, value in (changes or {}).items():
             setattr(proposal, field, value)
-
-        now = timezone.now()
-        if to_status == S.PENDING_REVIEW:
-            proposal.review_round += 1
-            window = (
-                proposal.verdict_policy.review_window
-                if proposal.verdict_policy_id
-                else settings.DEFAULT_REVIEW_WINDOW
-            )
-            proposal.review_expires_at = now + window
-        if to_status in DECIDED_STATUSES and proposal.status != S.FAILED:
-            proposal.decided_at = now
-        if to_status == S.EXECUTED:
-            proposal.executed_at = now
-        proposal._change_reason = reason or f"{proposal.status} → {to_status}"
-        proposal.status = to_status
+        _move(proposal, to_status, reason=reason, now=timezone.now())
         proposal.save()
-
-        if to_status == S.APPROVED:
-            from approvals.tasks import enqueue_after_commit, execute_proposal
-
-            enqueue_after_commit(execute_proposal, proposal.pk)
+        _execute_once_committed([proposal])
     return proposal
+
+
+def proposals_transition(
+    *, proposals: Sequence[Proposal], to_status: str, actor: Actor, reason: str
+) -> None:
+    """Move many proposals, already locked by the caller's transaction, by the same rules as
+    ``proposal_transition``, writing them together: proposals moved alike take one UPDATE,
+    and their history one INSERT. Refuses them all if any one may not make the move."""
+    if not transaction.get_connection().in_atomic_block:
+        raise TransactionManagementError("proposals_transition needs the caller's row locks.")
+    now = timezone.now()
+    changes = [
+        (proposal, _move(proposal, to_status, reason=reason, now=now)) for proposal in proposals
+    ]
+    update_with_history(Proposal, changes, actor=actor)
+    _execute_once_committed(proposals)
