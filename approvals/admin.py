@@ -34,7 +34,8 @@ from approvals.services.decisions import (
     DECIDE_PERMISSION,
     proposal_approve,
     proposal_reject,
-    proposals_decide_in_bulk,
+    proposals_approve,
+    proposals_reject,
 )
 from approvals.services.execution import proposal_retry
 from approvals.services.proposals import proposal_withdraw_for_agent
@@ -112,6 +113,10 @@ class ActionTypeFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         return queryset.filter(action_type=self.value()) if self.value() else queryset
+
+
+# Refusals a bulk decision lists one by one; the rest are counted.
+REFUSALS_LISTED = 10
 
 
 class RejectForm(forms.Form):
@@ -370,15 +375,21 @@ class ProposalAdmin(ReadOnlyAdmin):
         )
         form = form_class(request.POST if "confirm" in request.POST else None)
         if "confirm" in request.POST and form.is_valid():
-            done, refused = proposals_decide_in_bulk(
+            decided = decide(
                 proposal_ids=[proposal.pk for proposal in proposals],
-                decide=lambda proposal_id: decide(proposal_id, **form.cleaned_data),
+                reviewer=request.user,
+                **form.cleaned_data,
             )
-            if done:
+            if decided.proposals:
                 past = {"approve": "Approved", "reject": "Rejected"}[verb]
-                messages.success(request, f"{past} {done} proposal(s).")
-            for message in refused:
-                messages.warning(request, message)
+                messages.success(request, f"{past} {len(decided.proposals)} proposal(s).")
+            for error in decided.refused[:REFUSALS_LISTED]:
+                messages.warning(request, error.message)
+            if len(decided.refused) > REFUSALS_LISTED:
+                messages.warning(
+                    request,
+                    f"… and {len(decided.refused) - REFUSALS_LISTED} more proposal(s) refused.",
+                )
             return None
         return TemplateResponse(
             request,
@@ -399,25 +410,13 @@ class ProposalAdmin(ReadOnlyAdmin):
     @admin.action(description="Approve selected proposals…", permissions=["decide"])
     def approve_selected(self, request, queryset):
         return self._bulk(
-            request,
-            queryset,
-            verb="approve",
-            form_class=ApproveForm,
-            decide=lambda proposal_id, note: proposal_approve(
-                proposal_id=proposal_id, reviewer=request.user, note=note
-            ),
+            request, queryset, verb="approve", form_class=ApproveForm, decide=proposals_approve
         )
 
     @admin.action(description="Reject selected proposals…", permissions=["decide"])
     def reject_selected(self, request, queryset):
         return self._bulk(
-            request,
-            queryset,
-            verb="reject",
-            form_class=RejectForm,
-            decide=lambda proposal_id, reason_code, note: proposal_reject(
-                proposal_id=proposal_id, reviewer=request.user, reason_code=reason_code, note=note
-            ),
+            request, queryset, verb="reject", form_class=RejectForm, decide=proposals_reject
         )
 
 

@@ -1,9 +1,11 @@
 """Every decision yields feedback the agent can pull."""
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from approvals.models import Decision, DecisionOutcome, Proposal
 from audit.actors import Actor, acting_as
+from audit.history import create_with_history
 from feedback.models import Feedback, FeedbackKind
 
 
@@ -24,31 +26,36 @@ def payload_diff(before: Any, after: Any, path: str = "") -> dict[str, dict[str,
     return {} if before == after else {path: {"from": before, "to": after}}
 
 
-def feedback_record_decision(
-    *, decision: Decision, actor: Actor, proposed_payload: dict[str, Any]
-) -> Feedback:
-    """The decision as the agent should learn from it; an edit is the field-by-field diff
-    between what it proposed and what the reviewer approved."""
-    proposal = decision.proposal
-    if decision.outcome == DecisionOutcome.REJECT:
-        kind, diff = FeedbackKind.REJECTED, {}
-    else:
-        diff = (
-            payload_diff(proposed_payload, decision.edited_payload)
-            if decision.edited_payload is not None
-            else {}
+def feedback_record_decisions(
+    *, decisions: Sequence[Decision], actor: Actor, proposed_payloads: Mapping[int, dict[str, Any]]
+) -> list[Feedback]:
+    """The decisions as the agents should learn from them, written together; an edit is the
+    field-by-field diff between what the agent proposed (``proposed_payloads``, by proposal
+    id) and what the reviewer approved."""
+    feedback = []
+    for decision in decisions:
+        proposal = decision.proposal
+        if decision.outcome == DecisionOutcome.REJECT:
+            kind, diff = FeedbackKind.REJECTED, {}
+        else:
+            diff = (
+                payload_diff(proposed_payloads[proposal.pk], decision.edited_payload)
+                if decision.edited_payload is not None
+                else {}
+            )
+            kind = FeedbackKind.APPROVED_WITH_EDITS if diff else FeedbackKind.APPROVED
+        feedback.append(
+            Feedback(
+                agent_id=proposal.agent_id,
+                proposal=proposal,
+                decision=decision,
+                kind=kind,
+                reason_code=decision.reason_code,
+                note=decision.note,
+                diff=diff,
+            )
         )
-        kind = FeedbackKind.APPROVED_WITH_EDITS if diff else FeedbackKind.APPROVED
-    with acting_as(actor):
-        return Feedback.objects.create(
-            agent_id=proposal.agent_id,
-            proposal=proposal,
-            decision=decision,
-            kind=kind,
-            reason_code=decision.reason_code,
-            note=decision.note,
-            diff=diff,
-        )
+    return create_with_history(Feedback, feedback, actor=actor)
 
 
 def feedback_record_expiry(*, proposal: Proposal, actor: Actor) -> Feedback:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -91,8 +92,10 @@ def guardrail_blocks(
     account: Account,
     payload: dict[str, Any],
     campaigns: dict[str, Campaign],
+    account_campaigns: Iterable[Campaign] | None = None,
 ) -> list[str]:
-    """What the guardrails refuse outright: strategy locks and budget caps."""
+    """What the guardrails refuse outright: strategy locks and budget caps. ``campaigns`` are
+    those the action touches; ``account_campaigns``, all of the account's if already read."""
     blocks = []
     if action_type.changes_strategy:
         blocks += [
@@ -100,7 +103,9 @@ def guardrail_blocks(
             for campaign in campaigns.values()
             if campaign.strategy_locked
         ]
-    return blocks + _budget_cap_findings(action_type, account, payload, campaigns)
+    return blocks + _budget_cap_findings(
+        action_type, account, payload, campaigns, account_campaigns
+    )
 
 
 def guardrail_findings(
@@ -133,7 +138,9 @@ def guardrail_findings(
     return GuardrailFindings(tuple(blocks), tuple(reviews))
 
 
-def _budget_cap_findings(action_type, account, payload, campaigns) -> list[str]:
+def _budget_cap_findings(
+    action_type, account, payload, campaigns, account_campaigns=None
+) -> list[str]:
     proposed = action_type.proposed_state(payload, campaigns)
     touches_spend = any({"daily_budget", "status"} & set(values) for values in proposed.values())
     if not touches_spend:
@@ -145,13 +152,15 @@ def _budget_cap_findings(action_type, account, payload, campaigns) -> list[str]:
     }
     account_total_after = None
     if account.max_total_daily_budget is not None:
+        if account_campaigns is None:
+            account_campaigns = Campaign.objects.filter(account=account).only(
+                "external_id", "daily_budget", "status"
+            )
         account_total_after = Decimal(0)
-        for external_id, budget, status in Campaign.objects.filter(account=account).values_list(
-            "external_id", "daily_budget", "status"
-        ):
-            after = proposed.get(external_id, {})
-            if after.get("status", status) == CampaignStatus.ACTIVE:
-                account_total_after += Decimal(after.get("daily_budget", budget))
+        for campaign in account_campaigns:
+            after = proposed.get(campaign.external_id, {})
+            if after.get("status", campaign.status) == CampaignStatus.ACTIVE:
+                account_total_after += Decimal(after.get("daily_budget", campaign.daily_budget))
     return budget_cap_findings(
         proposed_budgets=proposed_budgets,
         campaign_caps={c.external_id: c.max_daily_budget for c in campaigns.values()},

@@ -1,6 +1,10 @@
 """Operators' decisions: approve or reject a proposal waiting for review."""
 
-from collections.abc import Callable
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -15,17 +19,18 @@ from approvals.models import (
     RejectionReason,
     VerdictOutcome,
 )
-from approvals.services.lifecycle import InvalidTransition, proposal_lock, proposal_transition
+from approvals.services.lifecycle import InvalidTransition, proposals_transition
 from approvals.services.proposals import (
     action_assess,
-    guardrail_blocks,
+    guardrail_blocks_each,
     refreshed_facts,
     verdict_for,
 )
 from approvals.validation import validation_text
 from audit.actors import Actor, acting_as
-from feedback.services import feedback_record_decision
-from hitlproject.errors import DomainError, NotAllowed
+from audit.history import create_with_history
+from feedback.services import feedback_record_decisions
+from hitlproject.errors import DomainError, NotAllowed, NotFound
 
 DECIDE_PERMISSION = "approvals.decide_proposal"
 
@@ -56,75 +61,149 @@ def _edit(proposal: Proposal, edited_payload: Any) -> dict[str, Any] | None:
     return {"payload": assessed.payload, **refreshed_facts(proposal, assessed, verdict, note)}
 
 
-def _decision_record(
+@dataclass
+class Decided:
+    """What a set of decisions did: the proposals decided, and why the others were refused."""
+
+    proposals: list[Proposal] = field(default_factory=list)
+    refused: list[DomainError] = field(default_factory=list)
+
+    def __iadd__(self, other: Decided) -> Decided:
+        self.proposals += other.proposals
+        self.refused += other.refused
+        return self
+
+    def only(self) -> Proposal:
+        """The one proposal decided, or the reason it was refused, raised."""
+        if self.refused:
+            raise self.refused[0]
+        return self.proposals[0]
+
+
+def _decisions_record(
     *,
-    proposal_id: int,
+    proposal_ids: Collection[int],
     reviewer: AbstractBaseUser,
     outcome: str,
     reason_code: str = "",
     note: str = "",
-    edited_payload: Any = None,
-) -> Proposal:
-    """Check the reviewer may decide, record the decision and its feedback, and move the
-    proposal on. Runs inside the caller's transaction, holding the proposal's lock."""
+    edits: Mapping[int, Any] | None = None,
+) -> Decided:
+    """Check the reviewer may decide each proposal, record the decisions and their feedback,
+    and move on the proposals that now have the approvals their policy asks for, rows
+    written together. ``edits`` holds reviewers' edited payloads by proposal id.
+
+    Runs inside the caller's transaction and locks the proposals until it ends, in id order
+    (so two sets of decisions never deadlock). A proposal that may not be decided is refused
+    and left untouched; the others go through."""
+    check_may_decide(reviewer)
+    edits = edits or {}
     actor = Actor.for_user(reviewer)
     to_status = (
         ProposalStatus.APPROVED if outcome == DecisionOutcome.APPROVE else ProposalStatus.REJECTED
     )
-    proposal = proposal_lock(proposal_id)
-    check_may_decide(reviewer)
-    if proposal.agent.owner_id == reviewer.pk:
-        raise NotAllowed(
-            f"{reviewer.get_username()} owns agent {proposal.agent}, which proposed this; "
-            "someone else must decide."
-        )
-    if proposal.status != ProposalStatus.PENDING_REVIEW:
-        raise InvalidTransition(proposal, to_status)
-    this_round = proposal.decisions.filter(review_round=proposal.review_round)
-    earlier = list(this_round.values_list("reviewer_id", "outcome"))
-    if any(reviewer_id == reviewer.pk for reviewer_id, _ in earlier):
-        raise NotAllowed(
-            f"{reviewer.get_username()} has already decided on proposal #{proposal.pk}."
-        )
+    locked = {
+        proposal.pk: proposal
+        for proposal in Proposal.objects.select_related("agent", "account")
+        .select_for_update(of=("self",))
+        .filter(pk__in=proposal_ids)
+        .order_by("pk")
+    }
+    decided = Decided(
+        refused=[
+            NotFound(f"There is no proposal #{proposal_id}.")
+            for proposal_id in sorted(set(proposal_ids) - locked.keys())
+        ]
+    )
+    # Who has decided each proposal in its current round; approvals count per round.
+    earlier: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    for proposal_id, review_round, reviewer_id, given in Decision.objects.filter(
+        proposal_id__in=locked
+    ).values_list("proposal_id", "review_round", "reviewer_id", "outcome"):
+        if review_round == locked[proposal_id].review_round:
+            earlier[proposal_id].append((reviewer_id, given))
 
-    edit = _edit(proposal, edited_payload) if edited_payload is not None else None
-    if edit is None and outcome == DecisionOutcome.APPROVE:
-        blocked = guardrail_blocks(proposal=proposal)
-        if blocked:
-            raise DomainError(
-                "A guardrail set since the proposal was made refuses it: " + " ".join(blocked)
+    deciding, changes = [], {}
+    for proposal in locked.values():
+        try:
+            if proposal.agent.owner_id == reviewer.pk:
+                raise NotAllowed(
+                    f"{reviewer.get_username()} owns agent {proposal.agent}, which proposed "
+                    f"proposal #{proposal.pk}; someone else must decide."
+                )
+            if proposal.status != ProposalStatus.PENDING_REVIEW:
+                raise InvalidTransition(proposal, to_status)
+            if any(reviewer_id == reviewer.pk for reviewer_id, _ in earlier[proposal.pk]):
+                raise NotAllowed(
+                    f"{reviewer.get_username()} has already decided on proposal #{proposal.pk}."
+                )
+            if proposal.pk in edits:
+                edit = _edit(proposal, edits[proposal.pk])
+                if edit is not None:
+                    changes[proposal.pk] = edit
+        except DomainError as error:
+            decided.refused.append(error)
+        else:
+            deciding.append(proposal)
+    if outcome == DecisionOutcome.APPROVE:
+        blocks = guardrail_blocks_each(p for p in deciding if p.pk not in changes)
+        for proposal in [p for p in deciding if blocks.get(p.pk)]:
+            deciding.remove(proposal)
+            decided.refused.append(
+                DomainError(
+                    f"A guardrail set since proposal #{proposal.pk} was made refuses it: "
+                    + " ".join(blocks[proposal.pk])
+                )
             )
-    proposed_payload = proposal.payload
+
+    proposed_payloads = {proposal.pk: proposal.payload for proposal in deciding}
     with acting_as(actor):
-        if edit is not None:
-            # Earlier approvals were of the action as it stood; the edited one starts afresh.
-            if earlier:
-                edit["review_round"] = proposal.review_round + 1
-                earlier = []
-            for field_name, value in edit.items():
-                setattr(proposal, field_name, value)
-            proposal._change_reason = f"edited by {reviewer.get_username()} before approval"
-            proposal.save()
-        decision = Decision.objects.create(
-            proposal=proposal,
-            review_round=proposal.review_round,
-            reviewer=reviewer,
-            outcome=outcome,
-            reason_code=reason_code,
-            note=note,
-            edited_payload=proposal.payload if edit is not None else None,
-        )
-    feedback_record_decision(decision=decision, actor=actor, proposed_payload=proposed_payload)
-    if to_status == ProposalStatus.APPROVED:
-        approvals = 1 + sum(given == DecisionOutcome.APPROVE for _, given in earlier)
-        if approvals < proposal.required_approvals:
-            return proposal  # waiting for more reviewers
+        for proposal in deciding:
+            if proposal.pk in changes:
+                # Earlier approvals were of the action as it stood; the edited one starts afresh.
+                if earlier.pop(proposal.pk, None):
+                    proposal.review_round += 1
+                for field_name, value in changes[proposal.pk].items():
+                    setattr(proposal, field_name, value)
+                proposal._change_reason = f"edited by {reviewer.get_username()} before approval"
+                proposal.save()
+    decisions = create_with_history(
+        Decision,
+        [
+            Decision(
+                proposal=proposal,
+                review_round=proposal.review_round,
+                reviewer=reviewer,
+                outcome=outcome,
+                reason_code=reason_code,
+                note=note,
+                edited_payload=proposal.payload if proposal.pk in changes else None,
+            )
+            for proposal in deciding
+        ],
+        actor=actor,
+    )
+    feedback_record_decisions(decisions=decisions, actor=actor, proposed_payloads=proposed_payloads)
+
+    if outcome == DecisionOutcome.APPROVE:
         reason = f"approved by {reviewer.get_username()}"
+        complete = [
+            proposal
+            for proposal in deciding
+            if 1 + sum(given == DecisionOutcome.APPROVE for _, given in earlier[proposal.pk])
+            >= proposal.required_approvals
+        ]  # the others wait for more reviewers
     else:
         reason = f"rejected by {reviewer.get_username()}: {RejectionReason(reason_code).label}"
-    return proposal_transition(
-        proposal_id=proposal_id, to_status=to_status, actor=actor, reason=reason
-    )
+        complete = deciding
+    proposals_transition(proposals=complete, to_status=to_status, actor=actor, reason=reason)
+    decided.proposals = deciding
+    return decided
+
+
+def _check_reason(reason_code: str) -> None:
+    if reason_code not in RejectionReason.values:
+        raise DomainError(f"Choose a rejection reason: {', '.join(RejectionReason.values)}.")
 
 
 @transaction.atomic
@@ -137,42 +216,68 @@ def proposal_approve(
 ) -> Proposal:
     """Record an approval, of the action as proposed or as the reviewer edited it; the
     proposal is approved once it has as many approvals as its policy asks."""
-    return _decision_record(
-        proposal_id=proposal_id,
+    return _decisions_record(
+        proposal_ids=[proposal_id],
         reviewer=reviewer,
         outcome=DecisionOutcome.APPROVE,
         note=note,
-        edited_payload=edited_payload,
-    )
+        edits={} if edited_payload is None else {proposal_id: edited_payload},
+    ).only()
 
 
 @transaction.atomic
 def proposal_reject(
     *, proposal_id: int, reviewer: AbstractBaseUser, reason_code: str, note: str = ""
 ) -> Proposal:
-    if reason_code not in RejectionReason.values:
-        raise DomainError(f"Choose a rejection reason: {', '.join(RejectionReason.values)}.")
-    return _decision_record(
-        proposal_id=proposal_id,
+    _check_reason(reason_code)
+    return _decisions_record(
+        proposal_ids=[proposal_id],
         reviewer=reviewer,
         outcome=DecisionOutcome.REJECT,
         reason_code=reason_code,
         note=note,
+    ).only()
+
+
+# Proposals decided per transaction in bulk: few enough that no row stays locked for long.
+BULK_BATCH = 200
+
+
+def _in_batches(proposal_ids: Collection[int], decide: Callable[[list[int]], Decided]) -> Decided:
+    ids = sorted(set(proposal_ids))
+    decided = Decided()
+    for start in range(0, len(ids), BULK_BATCH):
+        with transaction.atomic():
+            decided += decide(ids[start : start + BULK_BATCH])
+    return decided
+
+
+def proposals_approve(
+    *, proposal_ids: Collection[int], reviewer: AbstractBaseUser, note: str = ""
+) -> Decided:
+    """Approve many proposals, by the same rules as one at a time, in batches of
+    ``BULK_BATCH`` to a transaction: a proposal that may not be approved (decided meanwhile,
+    say) is refused and reported, and the rest go through."""
+    return _in_batches(
+        proposal_ids,
+        lambda batch: _decisions_record(
+            proposal_ids=batch, reviewer=reviewer, outcome=DecisionOutcome.APPROVE, note=note
+        ),
     )
 
 
-def proposals_decide_in_bulk(
-    *, proposal_ids: list[int], decide: Callable[[int], Proposal]
-) -> tuple[int, list[str]]:
-    """Decide many proposals, each in its own short transaction: one refused (decided
-    meanwhile, say) is reported and the rest go through, and no lock is held longer than its
-    own decision. Returns how many were decided and why the others were refused."""
-    done, refused = 0, []
-    for proposal_id in sorted(proposal_ids):
-        try:
-            decide(proposal_id)
-        except DomainError as error:
-            refused.append(error.message)
-        else:
-            done += 1
-    return done, refused
+def proposals_reject(
+    *, proposal_ids: Collection[int], reviewer: AbstractBaseUser, reason_code: str, note: str = ""
+) -> Decided:
+    """Reject many proposals, as ``proposals_approve`` approves them."""
+    _check_reason(reason_code)
+    return _in_batches(
+        proposal_ids,
+        lambda batch: _decisions_record(
+            proposal_ids=batch,
+            reviewer=reviewer,
+            outcome=DecisionOutcome.REJECT,
+            reason_code=reason_code,
+            note=note,
+        ),
+    )

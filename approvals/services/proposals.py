@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -205,23 +207,47 @@ def proposal_dry_run(
     return assessed, verdict
 
 
-def guardrail_blocks(
-    *, proposal: Proposal, campaigns: dict[str, Campaign] | None = None
-) -> tuple[str, ...]:
-    """What the guardrails would refuse about this proposal now (caps, locks), in words."""
-    action_type = action_types.get(proposal.action_type)
-    if campaigns is None:
-        campaigns = campaigns_for(
-            account=proposal.account, action_type=action_type, payload=proposal.payload
-        )
+def guardrail_blocks(*, proposal: Proposal, campaigns: dict[str, Campaign]) -> tuple[str, ...]:
+    """What the guardrails would refuse about this proposal now (caps, locks), in words,
+    given the campaigns it touches."""
     return tuple(
         policy_guardrail_blocks(
-            action_type=action_type,
+            action_type=action_types.get(proposal.action_type),
             account=proposal.account,
             payload=proposal.payload,
             campaigns=campaigns,
         )
     )
+
+
+def guardrail_blocks_each(proposals: Iterable[Proposal]) -> dict[int, tuple[str, ...]]:
+    """``guardrail_blocks`` for many proposals at once, by proposal id, reading each account's
+    campaigns once for them all."""
+    proposals = list(proposals)
+    by_account: dict[int, dict[str, Campaign]] = defaultdict(dict)
+    for campaign in Campaign.objects.filter(
+        account_id__in={proposal.account_id for proposal in proposals}
+    ).order_by("pk"):
+        by_account[campaign.account_id][campaign.external_id] = campaign
+    blocks = {}
+    for proposal in proposals:
+        action_type = action_types.get(proposal.action_type)
+        account_campaigns = by_account[proposal.account_id]
+        touched = {
+            external_id: account_campaigns[external_id]
+            for external_id in action_type.campaign_fields(proposal.payload)
+            if external_id in account_campaigns
+        }
+        blocks[proposal.pk] = tuple(
+            policy_guardrail_blocks(
+                action_type=action_type,
+                account=proposal.account,
+                payload=proposal.payload,
+                campaigns=touched,
+                account_campaigns=account_campaigns.values(),
+            )
+        )
+    return blocks
 
 
 def refreshed_facts(
