@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import Client
 from rest_framework.test import APIClient
@@ -123,6 +124,16 @@ def login(demo_world) -> Callable[[str], Client]:
 
 
 @pytest.fixture
+def operators(demo_world) -> tuple:
+    """The demo operator and a second operator with the same groups, for two-person rules."""
+    users = get_user_model().objects
+    first = users.get(username="operator")
+    second = users.create_user("second-operator", is_staff=True)
+    second.groups.set(first.groups.all())
+    return first, second
+
+
+@pytest.fixture
 def agent_client(demo_world) -> Callable[[str], APIClient]:
     def client_for(agent_name: str) -> APIClient:
         client = APIClient()
@@ -152,6 +163,10 @@ def reallocation(amount: str = "280.00", **overrides) -> dict:
         "confidence": 0.82,
         **overrides,
     }
+
+
+# A 20% bid raise on each demo campaign: independent proposals, each for a person to decide.
+BID_RAISES = {"brand-search": "2.40", "generic-search": "1.80", "display-retarget": "0.96"}
 
 
 def bid_adjustment(new_bid: str = "2.12", campaign: str = "brand-search", **overrides) -> dict:

@@ -7,9 +7,14 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 
 from approvals.models import Decision, Proposal
-from approvals.services.decisions import proposal_approve, proposal_reject
+from approvals.services.decisions import (
+    proposal_approve,
+    proposal_reject,
+    proposals_approve,
+    proposals_reject,
+)
 from hitlproject.errors import DomainError
-from tests.conftest import reallocation, wait_until
+from tests.conftest import BID_RAISES, bid_adjustment, reallocation, wait_until
 from tests.factories import evaluated
 
 # Committed for real, so the winning approval's execution task is sent: the session's worker
@@ -25,7 +30,7 @@ def race(*decisions):
     def run(index, decide):
         try:
             start.wait()
-            outcomes[index] = decide().status
+            outcomes[index] = decide()
         except DomainError as error:
             outcomes[index] = error
         finally:
@@ -48,9 +53,11 @@ def test_an_approval_and_a_rejection_at_once_cannot_both_win(demo_world, attempt
     proposal = evaluated(reallocation("280.00"))
 
     outcomes = race(
-        lambda: proposal_approve(proposal_id=proposal.pk, reviewer=operator),
-        lambda: proposal_reject(
-            proposal_id=proposal.pk, reviewer=colleague, reason_code="too_aggressive"
+        lambda: proposal_approve(proposal_id=proposal.pk, reviewer=operator).status,
+        lambda: (
+            proposal_reject(
+                proposal_id=proposal.pk, reviewer=colleague, reason_code="too_aggressive"
+            ).status
         ),
     )
 
@@ -63,3 +70,30 @@ def test_an_approval_and_a_rejection_at_once_cannot_both_win(demo_world, attempt
     assert Decision.objects.filter(proposal=proposal).count() == 1
     if final == "approved":
         wait_until(lambda: Proposal.objects.get(pk=proposal.pk).status == "executed")
+
+
+def test_two_operators_deciding_the_same_proposals_in_bulk_decide_each_once(operators):
+    operator, colleague = operators
+    ids = [evaluated(bid_adjustment(bid, campaign)).pk for campaign, bid in BID_RAISES.items()]
+
+    approving, rejecting = race(
+        lambda: proposals_approve(proposal_ids=ids, reviewer=operator),
+        lambda: proposals_reject(
+            proposal_ids=list(reversed(ids)), reviewer=colleague, reason_code="too_aggressive"
+        ),
+    )
+
+    approved = {proposal.pk for proposal in approving.proposals}
+    rejected = {proposal.pk for proposal in rejecting.proposals}
+    assert approved | rejected == set(ids) and not approved & rejected
+    assert len(approving.refused) + len(rejecting.refused) == len(ids)
+    assert Decision.objects.filter(proposal__in=ids).count() == len(ids)
+    assert set(Proposal.objects.filter(pk__in=rejected).values_list("status", flat=True)) <= {
+        "rejected"
+    }
+    wait_until(
+        lambda: (
+            set(Proposal.objects.filter(pk__in=approved).values_list("status", flat=True))
+            <= {"executed"}
+        )
+    )

@@ -4,7 +4,6 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth import get_user_model
 
 from approvals.models import Agent, ProposalStatus
 from approvals.services.decisions import proposal_approve
@@ -14,15 +13,6 @@ from ledger.models import Account, Campaign
 from policies.models import BrandGuidelines, KillSwitch, Policy
 from tests.conftest import bid_adjustment, reallocation
 from tests.factories import evaluated
-
-
-@pytest.fixture
-def operators(demo_world):
-    users = get_user_model().objects
-    first = users.get(username="operator")
-    second = users.create_user("second-operator", is_staff=True)
-    second.groups.set(first.groups.all())
-    return first, second
 
 
 def creative_batch(*creatives: dict) -> dict:

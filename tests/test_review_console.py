@@ -140,13 +140,10 @@ def test_bulk_reject_with_a_reason_skips_what_is_no_longer_pending(login):
     assert Proposal.objects.get(pk=executed_already.pk).status == ProposalStatus.APPROVED
 
 
-def test_two_person_rule_needs_two_distinct_reviewers(demo_world):
+def test_two_person_rule_needs_two_distinct_reviewers(operators):
     Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
     proposal = evaluated()
-    users = get_user_model().objects
-    operator = users.get(username="operator")
-    second = users.create_user("second-operator", is_staff=True)
-    second.groups.set(operator.groups.all())
+    operator, second = operators
 
     assert proposal_approve(proposal_id=proposal.pk, reviewer=operator).status == "pending_review"
     with pytest.raises(NotAllowed, match="already decided"):

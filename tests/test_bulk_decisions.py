@@ -1,0 +1,135 @@
+"""Deciding many proposals at once: the rules of a single decision hold for each one, each
+gets its decision, feedback and history, and every proposal approved is executed once."""
+
+from decimal import Decimal
+
+import pytest
+from django.urls import reverse
+
+from approvals.models import Decision, Proposal, ProposalStatus
+from approvals.services import decisions
+from approvals.services.decisions import proposal_approve, proposals_approve, proposals_reject
+from feedback.models import Feedback
+from hitlproject.errors import DomainError
+from ledger.models import Campaign
+from policies.models import Policy
+from tests.conftest import BID_RAISES, bid_adjustment, reallocation, wait_until
+from tests.factories import evaluated
+
+CHANGELIST = reverse("admin:approvals_proposal_changelist")
+
+
+def statuses(*proposals: Proposal) -> list[str]:
+    found = dict(Proposal.objects.values_list("pk", "status"))
+    return [found[proposal.pk] for proposal in proposals]
+
+
+def test_bulk_approval_holds_each_proposal_to_the_rules_of_a_single_one(operators, monkeypatch):
+    monkeypatch.setattr(decisions, "BULK_BATCH", 2)  # several transactions' worth
+    operator, colleague = operators
+    plain = evaluated(reallocation("200.00"))
+    over_cap = evaluated(reallocation("280.00"))
+    Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
+    seconded = evaluated(reallocation("210.00"))
+    first_of_two = evaluated(reallocation("220.00"))
+    decided_before = evaluated(reallocation("230.00"))
+    proposal_approve(proposal_id=seconded.pk, reviewer=colleague)
+    proposal_approve(proposal_id=decided_before.pk, reviewer=operator)
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget=Decimal("750"))
+
+    everything = [plain, over_cap, seconded, first_of_two, decided_before]
+    decided = proposals_approve(
+        proposal_ids=[p.pk for p in everything] + [999999], reviewer=operator, note="Week 47."
+    )
+
+    assert {p.pk for p in decided.proposals} == {plain.pk, seconded.pk, first_of_two.pk}
+    assert statuses(*everything) == [
+        "approved",
+        "pending_review",  # the cap set since refuses it
+        "approved",  # the colleague's approval and this one make two
+        "pending_review",  # one approval of two
+        "pending_review",  # the operator may not approve twice
+    ]
+    assert {error.message for error in decided.refused} == {
+        "There is no proposal #999999.",
+        f"A guardrail set since proposal #{over_cap.pk} was made refuses it: generic-search's "
+        "daily budget would be 780.00 USD, above its cap of 750.00 USD.",
+        f"operator has already decided on proposal #{decided_before.pk}.",
+    }
+    assert not Decision.objects.filter(proposal=over_cap).exists()
+    assert Decision.objects.filter(proposal=decided_before).count() == 1
+    assert Decision.objects.filter(proposal=first_of_two).get().note == "Week 47."
+
+
+def test_each_bulk_decision_has_its_own_feedback_and_history(operators):
+    operator, _ = operators
+    approved, rejected = evaluated(reallocation("200.00")), evaluated(reallocation("210.00"))
+
+    proposals_approve(proposal_ids=[approved.pk], reviewer=operator)
+    proposals_reject(
+        proposal_ids=[rejected.pk], reviewer=operator, reason_code="wrong_signal", note="Noise."
+    )
+
+    for proposal, kind, reason in [
+        (approved, "approved", "approved by operator"),
+        (rejected, "rejected", "rejected by operator: Wrong signal"),
+    ]:
+        moved = Proposal.history.filter(id=proposal.pk).latest("history_date")
+        assert (moved.status, moved.history_change_reason) == (kind, reason)
+        decision = Decision.objects.get(proposal=proposal)
+        feedback = Feedback.objects.get(proposal=proposal)
+        assert feedback.kind == kind and feedback.decision == decision
+        for record in (moved, decision.history.get(), feedback.history.get()):
+            assert (record.history_actor_kind, record.history_actor) == ("user", "operator")
+            assert record.history_user == operator
+    assert Feedback.objects.get(proposal=rejected).note == "Noise."
+
+
+def test_a_bulk_rejection_without_a_reason_changes_nothing(operators):
+    operator, _ = operators
+    proposal = evaluated()
+    with pytest.raises(DomainError, match="Choose a rejection reason"):
+        proposals_reject(proposal_ids=[proposal.pk], reviewer=operator, reason_code="")
+    assert statuses(proposal) == ["pending_review"]
+    assert not Decision.objects.exists()
+
+
+def test_the_admin_lists_a_few_refusals_and_counts_the_rest(login):
+    proposals = [evaluated(reallocation(f"{200 + n}.00")) for n in range(13)]
+    Proposal.objects.update(status=ProposalStatus.EXPIRED)
+    response = login("operator").post(
+        f"{CHANGELIST}?status=all",
+        {
+            "action": "approve_selected",
+            "_selected_action": [p.pk for p in proposals],
+            "confirm": "yes",
+            "note": "",
+        },
+        follow=True,
+    )
+    assert response.text.count("it cannot become approved") == 10
+    assert "… and 3 more proposal(s) refused." in response.text
+    assert not Decision.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_every_proposal_approved_in_bulk_is_executed_once(login):
+    proposals = [evaluated(bid_adjustment(bid, campaign)) for campaign, bid in BID_RAISES.items()]
+    assert statuses(*proposals) == ["pending_review"] * 3  # 20% each: a person decides
+    response = login("operator").post(
+        CHANGELIST,
+        {
+            "action": "approve_selected",
+            "_selected_action": [p.pk for p in proposals],
+            "confirm": "yes",
+            "note": "",
+        },
+        follow=True,
+    )
+    assert "Approved 3 proposal(s)." in response.text
+    wait_until(lambda: statuses(*proposals) == ["executed"] * 3)
+    for proposal in proposals:
+        assert [e.status for e in proposal.executions.all()] == ["succeeded"]
+    bids = dict(Campaign.objects.values_list("external_id", "bid"))
+    assert {campaign: str(bids[campaign]) for campaign in BID_RAISES} == BID_RAISES
