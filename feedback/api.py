@@ -1,7 +1,9 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
+from rest_framework.pagination import Cursor
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.utils.urls import remove_query_param
 
 from feedback.selectors import feedback_list_for_agent
 from hitlproject.api import AgentAPIView, IdCursorPagination
@@ -19,12 +21,38 @@ class FeedbackOutput(serializers.Serializer):
 
 
 class FeedbackPagination(IdCursorPagination):
-    """Oldest first, so an agent that keeps its cursor reads each record once."""
+    """A feed, oldest first. ``next`` pages through what there is now and is null at the
+    end, as usual; ``resume`` is always there: fetched later, it returns only what arrived
+    after this page, so an agent that keeps it reads each record once."""
 
     ordering = "id"
     page_size = 100
     page_size_query_param = "page_size"
     max_page_size = 1000
+
+    def get_resume_link(self) -> str:
+        if self.page:
+            position = self._get_position_from_instance(self.page[-1], self.ordering)
+        else:
+            position = self.cursor.position if self.cursor else None
+        if position is None:
+            return remove_query_param(self.base_url, self.cursor_query_param)
+        return self.encode_cursor(Cursor(offset=0, reverse=False, position=position))
+
+    def get_paginated_response(self, data) -> Response:
+        response = super().get_paginated_response(data)
+        response.data["resume"] = self.get_resume_link()
+        return response
+
+    def get_paginated_response_schema(self, schema: dict) -> dict:
+        paginated = super().get_paginated_response_schema(schema)
+        paginated["properties"]["resume"] = {
+            "type": "string",
+            "format": "uri",
+            "description": "Fetch later for what arrives after this page; never null.",
+        }
+        paginated["required"] = ["results", "resume"]
+        return paginated
 
 
 class FeedbackListApi(AgentAPIView):

@@ -3,6 +3,8 @@
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from django.db import connection
+
 from approvals.models import Decision, DecisionOutcome, Proposal
 from audit.actors import Actor, acting_as
 from audit.history import create_with_history
@@ -24,6 +26,20 @@ def payload_diff(before: Any, after: Any, path: str = "") -> dict[str, dict[str,
             changes.update(payload_diff(old, new, f"{path}[{index}]"))
         return changes
     return {} if before == after else {path: {"from": before, "to": after}}
+
+
+# The key of the transaction-scoped PostgreSQL lock that orders feedback writers.
+_FEEDBACK_WRITERS_LOCK = 0x4F5F_FEED
+
+
+def _in_commit_order() -> None:
+    """Make the feedback this transaction writes visible in id order, after any written
+    before it: agents read feedback by an id cursor, and a row that committed after a
+    higher id was already read would be skipped. Writers queue on a lock held until their
+    transaction ends (SQLite writers are serialised already)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_FEEDBACK_WRITERS_LOCK])
 
 
 def feedback_record_decisions(
@@ -55,10 +71,12 @@ def feedback_record_decisions(
                 diff=diff,
             )
         )
+    _in_commit_order()
     return create_with_history(Feedback, feedback, actor=actor)
 
 
 def feedback_record_expiry(*, proposal: Proposal, actor: Actor) -> Feedback:
+    _in_commit_order()
     with acting_as(actor):
         return Feedback.objects.create(
             agent_id=proposal.agent_id, proposal=proposal, kind=FeedbackKind.EXPIRED

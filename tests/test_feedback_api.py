@@ -1,6 +1,11 @@
 """Every decision yields feedback the agent pulls by cursor."""
 
+import threading
+import time
+
+import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection, transaction
 
 from approvals.services.decisions import proposal_approve, proposal_reject
 from tests.conftest import reallocation
@@ -27,6 +32,14 @@ def test_agent_pulls_its_feedback_oldest_first_by_cursor(agent_client):
     assert second["next"] is None
     assert agent_client("copywriter").get("/api/v1/feedback/").json()["results"] == []
 
+    # Polled later, ``resume`` returns what arrived since, and only that.
+    assert optimizer.get(second["resume"]).json()["results"] == []
+    later = evaluated(reallocation("250.00"))
+    proposal_approve(proposal_id=later.pk, reviewer=operator)
+    polled = optimizer.get(second["resume"]).json()
+    assert [f["proposal"] for f in polled["results"]] == [later.pk]
+    assert optimizer.get(polled["resume"]).json()["results"] == []
+
 
 def test_dry_run_tells_the_verdict_and_writes_nothing(optimizer):
     from approvals.models import Proposal
@@ -50,3 +63,48 @@ def test_schema_and_docs_are_served_without_a_key(client):
     docs = client.get("/api/docs/")
     assert docs.status_code == 200
     assert b"cdn" not in docs.content.lower()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_the_cursor_never_skips_feedback_committed_out_of_order(agent_client):
+    """Two decisions at once: the first writes its feedback, then holds its transaction open
+    while the second decides and the agent polls. Had the second's feedback (a higher id)
+    been readable first, the agent's cursor would move past the first's for good."""
+    operator = get_user_model().objects.get(username="operator")
+    slow, fast = evaluated(reallocation("200.00")), evaluated(reallocation("210.00"))
+    optimizer = agent_client("optimizer")
+    start = optimizer.get("/api/v1/feedback/").json()
+    written, release = threading.Event(), threading.Event()
+
+    def decide_slowly():
+        try:
+            with transaction.atomic():
+                proposal_reject(proposal_id=slow.pk, reviewer=operator, reason_code="other")
+                written.set()
+                release.wait(timeout=30)
+        finally:
+            connection.close()
+
+    def decide_quickly():
+        try:
+            written.wait(timeout=30)
+            proposal_reject(proposal_id=fast.pk, reviewer=operator, reason_code="other")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=decide_slowly), threading.Thread(target=decide_quickly)]
+    for thread in threads:
+        thread.start()
+    written.wait(timeout=30)
+    time.sleep(0.5)  # the second decision reaches its feedback meanwhile
+    seen = []
+    page = optimizer.get(start["resume"]).json()
+    seen += [f["proposal"] for f in page["results"]]
+    release.set()
+    for thread in threads:
+        thread.join()
+    page = optimizer.get(page["resume"]).json()
+    seen += [f["proposal"] for f in page["results"]]
+
+    assert seen == [slow.pk, fast.pk]
