@@ -1,5 +1,6 @@
 """Every decision yields feedback the agent can pull."""
 
+import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -11,8 +12,21 @@ from audit.history import create_with_history
 from feedback.models import Feedback, FeedbackKind
 
 
+def word_changes(before: str, after: str) -> list[dict[str, str]]:
+    """The runs of words an editor replaced, removed (``to`` empty) or added (``from``
+    empty), in order."""
+    old, new = before.split(), after.split()
+    matcher = difflib.SequenceMatcher(a=old, b=new, autojunk=False)
+    return [
+        {"from": " ".join(old[i1:i2]), "to": " ".join(new[j1:j2])}
+        for operation, i1, i2, j1, j2 in matcher.get_opcodes()
+        if operation != "equal"
+    ]
+
+
 def payload_diff(before: Any, after: Any, path: str = "") -> dict[str, dict[str, Any]]:
-    """Field-level differences between two payloads, keyed by dotted path."""
+    """Field-level differences between two payloads, keyed by dotted path; a changed text
+    (creative copy, say) also lists the words changed."""
     if isinstance(before, dict) and isinstance(after, dict):
         changes: dict[str, dict[str, Any]] = {}
         for key in sorted(set(before) | set(after), key=str):
@@ -25,7 +39,13 @@ def payload_diff(before: Any, after: Any, path: str = "") -> dict[str, dict[str,
         for index, (old, new) in enumerate(zip(before, after, strict=True)):
             changes.update(payload_diff(old, new, f"{path}[{index}]"))
         return changes
-    return {} if before == after else {path: {"from": before, "to": after}}
+    if before == after:
+        return {}
+    change = {"from": before, "to": after}
+    texts = (before, after)
+    if all(isinstance(text, str) for text in texts) and any(" " in text for text in texts):
+        change["words"] = word_changes(before, after)
+    return {path: change}
 
 
 # The key of the transaction-scoped PostgreSQL lock that orders feedback writers.

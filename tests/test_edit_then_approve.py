@@ -67,6 +67,7 @@ def test_an_edited_creative_is_approved_and_the_agent_gets_the_diff(login, optim
                 "creatives[0].body": {
                     "from": "Guaranteed results in a week.",
                     "to": "Results most customers see in a week.",
+                    "words": [{"from": "Guaranteed results", "to": "Results most customers see"}],
                 }
             },
             "created_at": feed[0]["created_at"],
