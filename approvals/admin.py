@@ -41,6 +41,8 @@ from approvals.services.execution import proposal_retry
 from approvals.services.proposals import proposal_withdraw_for_agent
 from audit.actors import Actor
 from audit.admin import AuditedHistoryAdmin
+from feedback.models import OutcomeEffect
+from feedback.services import outcome_report_by_user
 from hitlproject.charts import numeric_series
 from hitlproject.errors import DomainError
 from hitlproject.forms import IndentedJSONField
@@ -124,6 +126,17 @@ class RejectForm(forms.Form):
         choices=[("", "— choose a reason —"), *RejectionReason.choices], label="Reason"
     )
     note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+
+
+class OutcomeForm(forms.Form):
+    effect = forms.ChoiceField(
+        choices=[("", "— what did it do? —"), *OutcomeEffect.choices], label="Effect"
+    )
+    note = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}),
+        required=False,
+        help_text="What you saw, for the agent: it receives this as feedback.",
+    )
 
 
 class ApproveForm(forms.Form):
@@ -274,6 +287,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             view("reject", self.reject_view),
             view("retry", self.retry_view),
             view("withdraw", self.withdraw_view),
+            view("outcome", self.outcome_view),
             *super().get_urls(),
         ]
 
@@ -296,6 +310,10 @@ class ProposalAdmin(ReadOnlyAdmin):
             and proposal.status == ProposalStatus.PENDING_REVIEW,
             "can_retry": self.has_decide_permission(request)
             and proposal.status == ProposalStatus.FAILED,
+            "outcomes": proposal.outcomes.all(),
+            "can_report_outcome": self.has_decide_permission(request)
+            and proposal.status == ProposalStatus.EXECUTED,
+            "outcome_form": OutcomeForm(),
             "approve_form": ApproveForm(),
             "edit_form": EditApproveForm(initial={"payload": proposal.payload}),
             "reject_form": RejectForm(),
@@ -314,14 +332,13 @@ class ProposalAdmin(ReadOnlyAdmin):
             messages.error(request, f"Not saved: {form.errors.as_text()}")
         else:
             try:
-                proposal = decide(**form.cleaned_data)
+                done = decide(**form.cleaned_data)
             except DomainError as error:
                 messages.error(request, error.message)
             else:
-                messages.success(
-                    request,
-                    f"Proposal #{proposal.pk} is now {proposal.get_status_display().lower()}.",
-                )
+                if isinstance(done, Proposal):
+                    done = f"Proposal #{done.pk} is now {done.get_status_display().lower()}."
+                messages.success(request, done)
         return HttpResponseRedirect(reverse("admin:approvals_proposal_change", args=[object_id]))
 
     def approve_view(self, request: HttpRequest, object_id: int):
@@ -359,6 +376,15 @@ class ProposalAdmin(ReadOnlyAdmin):
             forms.Form,
             lambda: proposal_withdraw_for_agent(proposal_id=object_id, reviewer=request.user),
         )
+
+    def outcome_view(self, request: HttpRequest, object_id: int):
+        def report(effect: str, note: str) -> str:
+            outcome = outcome_report_by_user(
+                proposal_id=object_id, user=request.user, effect=effect, note=note
+            )
+            return f"Outcome recorded; {outcome.proposal.agent} receives it as feedback."
+
+        return self._decide(request, object_id, OutcomeForm, report)
 
     def retry_view(self, request: HttpRequest, object_id: int):
         return self._decide(

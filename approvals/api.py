@@ -1,5 +1,7 @@
 """The agent API for proposals: submit, batch, list, detail, withdraw."""
 
+from typing import Any
+
 from django.conf import settings
 from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
@@ -19,6 +21,8 @@ from approvals.services.idempotency import (
 )
 from approvals.services.proposals import proposal_submit, proposal_withdraw
 from approvals.validation import StrictFloatField, StrictSerializer, bounded_json, finite_number
+from feedback.api import OutcomeInput, OutcomeOutput
+from feedback.services import outcome_report_by_agent
 from hitlproject.api import AgentAPIView, IdCursorPagination, api_error_body
 from hitlproject.errors import DomainError
 
@@ -107,6 +111,7 @@ class ProposalOutput(serializers.Serializer):
     verdict = serializers.SerializerMethodField()
     decisions = serializers.SerializerMethodField()
     execution = serializers.SerializerMethodField()
+    outcomes = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
     evaluated_at = serializers.DateTimeField(allow_null=True)
@@ -132,6 +137,12 @@ class ProposalOutput(serializers.Serializer):
             return None
         executions = list(proposal.executions.all())
         return ExecutionOutput(executions[-1]).data if executions else None
+
+    @extend_schema_field(OutcomeOutput(many=True))
+    def get_outcomes(self, proposal: Proposal):
+        if self.context.get("just_submitted"):
+            return []
+        return OutcomeOutput(proposal.outcomes.all(), many=True).data
 
 
 def proposal_body(proposal: Proposal, *, just_submitted: bool = False) -> dict:
@@ -159,10 +170,10 @@ def submit_one(agent, data: dict) -> Proposal:
 class IdempotentAPIView(AgentAPIView):
     """A POST view whose answer is kept under the agent's Idempotency-Key, if it sends one."""
 
-    def post(self, request: Request) -> Response:
+    def post(self, request: Request, **kwargs: Any) -> Response:
         key = request.headers.get("Idempotency-Key")
         if key is None:
-            return self.perform(request)
+            return self.perform(request, **kwargs)
         if not 1 <= len(key) <= 255 or not key.isprintable():
             raise ValidationError({"Idempotency-Key": ["Must be 1 to 255 printable characters."]})
         claim = idempotency_claim(
@@ -174,14 +185,14 @@ class IdempotentAPIView(AgentAPIView):
             )
         try:
             with transaction.atomic():
-                response = self.perform(request)
+                response = self.perform(request, **kwargs)
                 idempotency_complete(record=claim, status=response.status_code, body=response.data)
         except BaseException:
             idempotency_release(record=claim)
             raise
         return response
 
-    def perform(self, request: Request) -> Response:
+    def perform(self, request: Request, **kwargs: Any) -> Response:
         raise NotImplementedError
 
 
@@ -303,3 +314,24 @@ class ProposalWithdrawApi(AgentAPIView):
         return Response(
             proposal_body(proposal_get_for_agent(agent=request.user, proposal_id=proposal_id))
         )
+
+
+class ProposalOutcomeApi(IdempotentAPIView):
+    @extend_schema(
+        operation_id="proposals_outcome",
+        request=OutcomeInput,
+        responses={201: OutcomeOutput},
+        parameters=[IDEMPOTENCY_HEADER],
+        summary="Report what was measured after an executed proposal",
+    )
+    def post(self, request: Request, proposal_id: int) -> Response:
+        return super().post(request, proposal_id=proposal_id)
+
+    def perform(self, request: Request, proposal_id: int) -> Response:
+        proposal_get_for_agent(agent=request.user, proposal_id=proposal_id)
+        serializer = OutcomeInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        outcome = outcome_report_by_agent(
+            proposal_id=proposal_id, agent=request.user, **serializer.validated_data
+        )
+        return Response(OutcomeOutput(outcome).data, status=status.HTTP_201_CREATED)

@@ -26,6 +26,7 @@ def proposals_with_details() -> QuerySet[Proposal]:
     return Proposal.objects.select_related("account", "verdict_policy").prefetch_related(
         Prefetch("decisions", queryset=Decision.objects.order_by("created_at")),
         Prefetch("executions", queryset=Execution.objects.order_by("attempt")),
+        "outcomes",
     )
 
 

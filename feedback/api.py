@@ -1,3 +1,5 @@
+from typing import Any
+
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.pagination import Cursor
@@ -5,8 +7,48 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param
 
+from approvals.validation import StrictFloatField, StrictSerializer, finite_number
+from feedback.models import Outcome, OutcomeEffect
 from feedback.selectors import feedback_list_for_agent
 from hitlproject.api import AgentAPIView, IdCursorPagination
+
+
+class MetricsField(serializers.DictField):
+    """Figures by name: at most 50, names of 1 to 100 printable characters, finite numbers."""
+
+    child = StrictFloatField(validators=[finite_number])
+
+    def to_internal_value(self, data: Any) -> dict[str, float]:
+        metrics = super().to_internal_value(data)
+        if len(metrics) > MAX_METRICS:
+            raise serializers.ValidationError(f"At most {MAX_METRICS} figures.")
+        if any(not 1 <= len(name) <= 100 or not name.isprintable() for name in metrics):
+            raise serializers.ValidationError("Names are 1 to 100 printable characters.")
+        return metrics
+
+
+MAX_METRICS = 50
+
+
+class OutcomeInput(StrictSerializer):
+    metrics = MetricsField(
+        help_text='What was measured after the action, by name: {"conversions_7d": 118}.'
+    )
+    effect = serializers.ChoiceField(
+        choices=OutcomeEffect.choices, required=False, allow_blank=True, default=""
+    )
+    note = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="")
+
+
+class OutcomeOutput(serializers.Serializer):
+    effect = serializers.CharField()
+    metrics = serializers.JSONField()
+    note = serializers.CharField()
+    reported_by = serializers.SerializerMethodField()
+    reported_at = serializers.DateTimeField(source="created_at")
+
+    def get_reported_by(self, outcome: Outcome) -> str:
+        return f"{outcome.reported_by_kind}:{outcome.reported_by}"
 
 
 class FeedbackOutput(serializers.Serializer):
@@ -17,6 +59,7 @@ class FeedbackOutput(serializers.Serializer):
     reason_code = serializers.CharField()
     note = serializers.CharField()
     diff = serializers.JSONField()
+    outcome = OutcomeOutput(allow_null=True, help_text="For kind outcome: what a person reported.")
     created_at = serializers.DateTimeField()
 
 

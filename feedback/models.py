@@ -9,6 +9,41 @@ class FeedbackKind(models.TextChoices):
     APPROVED_WITH_EDITS = "approved_with_edits", "Approved with edits"
     REJECTED = "rejected", "Rejected"
     EXPIRED = "expired", "Expired unreviewed"
+    OUTCOME = "outcome", "Outcome reported"
+
+
+class OutcomeEffect(models.TextChoices):
+    IMPROVED = "improved", "Improved results"
+    NO_CHANGE = "no_change", "No clear change"
+    HURT = "hurt", "Hurt results"
+
+
+class Outcome(models.Model):
+    """What happened after a proposal executed: an operator's judgment of it, or the figures
+    its agent (or a connector with the agent's key) measured, or both."""
+
+    proposal = models.ForeignKey(
+        "approvals.Proposal", on_delete=models.PROTECT, related_name="outcomes"
+    )
+    effect = models.CharField(max_length=16, choices=OutcomeEffect.choices, blank=True)
+    metrics = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Measured figures by name, e.g. {"conversions_7d": 118, "cpa_7d": 41.2}.',
+    )
+    note = models.TextField(blank=True)
+    reported_by_kind = models.CharField(max_length=8, help_text="user or agent")
+    reported_by = models.CharField(max_length=150)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    history = audited_history()
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        effect = self.get_effect_display() or "Figures"
+        return f"{effect} on #{self.proposal_id}, by {self.reported_by}"
 
 
 class Feedback(models.Model):
@@ -24,6 +59,9 @@ class Feedback(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="feedback",
+    )
+    outcome = models.OneToOneField(
+        Outcome, null=True, blank=True, on_delete=models.PROTECT, related_name="feedback"
     )
     kind = models.CharField(max_length=24, choices=FeedbackKind.choices)
     reason_code = models.CharField(max_length=32, blank=True)

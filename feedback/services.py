@@ -4,12 +4,14 @@ import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from django.db import connection
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection, transaction
 
-from approvals.models import Decision, DecisionOutcome, Proposal
+from approvals.models import Agent, Decision, DecisionOutcome, Proposal, ProposalStatus
 from audit.actors import Actor, acting_as
 from audit.history import create_with_history
-from feedback.models import Feedback, FeedbackKind
+from feedback.models import Feedback, FeedbackKind, Outcome, OutcomeEffect
+from hitlproject.errors import Conflict, DomainError, NotFound
 
 
 def word_changes(before: str, after: str) -> list[dict[str, str]]:
@@ -101,3 +103,86 @@ def feedback_record_expiry(*, proposal: Proposal, actor: Actor) -> Feedback:
         return Feedback.objects.create(
             agent_id=proposal.agent_id, proposal=proposal, kind=FeedbackKind.EXPIRED
         )
+
+
+def _outcome_record(
+    *,
+    proposal: Proposal | None,
+    proposal_id: int,
+    actor: Actor,
+    effect: str,
+    metrics: Mapping[str, float],
+    note: str,
+) -> Outcome:
+    if proposal is None:
+        raise NotFound(f"There is no proposal #{proposal_id}.")
+    if proposal.status != ProposalStatus.EXECUTED:
+        raise Conflict(
+            f"Proposal #{proposal.pk} is {proposal.get_status_display().lower()}; an outcome "
+            "is reported once it has executed."
+        )
+    if effect and effect not in OutcomeEffect.values:
+        raise DomainError(f"The effect is one of: {', '.join(OutcomeEffect.values)}.")
+    if not (effect or metrics or note.strip()):
+        raise DomainError("Report the effect, the figures measured, or a note.")
+    with transaction.atomic(), acting_as(actor):
+        outcome = Outcome.objects.create(
+            proposal=proposal,
+            effect=effect,
+            metrics=dict(metrics),
+            note=note,
+            reported_by_kind=actor.kind,
+            reported_by=actor.name,
+        )
+        if actor.kind == "user":  # what a person saw is feedback the agent should learn from
+            _in_commit_order()
+            Feedback.objects.create(
+                agent_id=proposal.agent_id,
+                proposal=proposal,
+                outcome=outcome,
+                kind=FeedbackKind.OUTCOME,
+                note=note,
+            )
+    return outcome
+
+
+def outcome_report_by_user(
+    *,
+    proposal_id: int,
+    user: AbstractBaseUser,
+    effect: str,
+    note: str = "",
+    metrics: Mapping[str, float] | None = None,
+) -> Outcome:
+    """An operator says what an executed proposal did, later; the agent gets it as feedback."""
+    from approvals.services.decisions import check_may_decide
+
+    check_may_decide(user)
+    return _outcome_record(
+        proposal=Proposal.objects.filter(pk=proposal_id).first(),
+        proposal_id=proposal_id,
+        actor=Actor.for_user(user),
+        effect=effect,
+        metrics=metrics or {},
+        note=note,
+    )
+
+
+def outcome_report_by_agent(
+    *,
+    proposal_id: int,
+    agent: Agent,
+    metrics: Mapping[str, float],
+    effect: str = "",
+    note: str = "",
+) -> Outcome:
+    """An agent (or a connector holding its key) reports what it measured after one of its own
+    proposals executed."""
+    return _outcome_record(
+        proposal=Proposal.objects.filter(pk=proposal_id, agent=agent).first(),
+        proposal_id=proposal_id,
+        actor=Actor.for_agent(agent),
+        effect=effect,
+        metrics=metrics,
+        note=note,
+    )

@@ -10,6 +10,7 @@ from approvals.api import (
     ProposalBatchApi,
     ProposalCollectionApi,
     ProposalDetailApi,
+    ProposalOutcomeApi,
     ProposalWithdrawApi,
 )
 from audit.views import audit_export
@@ -40,6 +41,11 @@ api_v1 = [
         "proposals/<int:proposal_id>/withdraw/",
         ProposalWithdrawApi.as_view(),
         name="proposal-withdraw",
+    ),
+    path(
+        "proposals/<int:proposal_id>/outcome/",
+        ProposalOutcomeApi.as_view(),
+        name="proposal-outcome",
     ),
     path("feedback/", FeedbackListApi.as_view(), name="feedback"),
     path("policies/evaluate/", PolicyEvaluateApi.as_view(), name="policies-evaluate"),

@@ -70,6 +70,7 @@ def test_an_edited_creative_is_approved_and_the_agent_gets_the_diff(login, optim
                     "words": [{"from": "Guaranteed results", "to": "Results most customers see"}],
                 }
             },
+            "outcome": None,
             "created_at": feed[0]["created_at"],
         }
     ]

@@ -1,0 +1,112 @@
+"""What happened after an action executed: operators judge it later, agents report figures,
+and the proposal's record ends with it."""
+
+import pytest
+from django.urls import reverse
+
+from approvals.services.execution import proposal_execute
+from feedback.models import Feedback, Outcome
+from tests.conftest import bid_adjustment
+from tests.factories import evaluated
+
+
+@pytest.fixture
+def executed(demo_world):
+    proposal = evaluated(bid_adjustment())  # 6%: auto-approved
+    return proposal_execute(proposal_id=proposal.pk)
+
+
+def outcome_url(proposal) -> str:
+    return f"/api/v1/proposals/{proposal.pk}/outcome/"
+
+
+def test_an_operators_outcome_reaches_the_agent_as_feedback(login, optimizer, executed):
+    client = login("operator")
+    page = reverse("admin:approvals_proposal_change", args=[executed.pk])
+    assert 'id="outcome-form"' in client.get(page).text
+
+    response = client.post(
+        reverse("admin:approvals_proposal_outcome", args=[executed.pk]),
+        {"effect": "hurt", "note": "CPA rose 30% in the week after."},
+        follow=True,
+    )
+
+    assert "Outcome recorded; optimizer receives it as feedback." in response.text
+    assert "CPA rose 30% in the week after." in response.text  # listed on the detail page
+    feed = optimizer.get("/api/v1/feedback/").json()["results"]
+    assert [(f["proposal"], f["kind"], f["note"]) for f in feed] == [
+        (executed.pk, "outcome", "CPA rose 30% in the week after.")
+    ]
+    assert feed[0]["outcome"]["effect"] == "hurt"
+    assert feed[0]["outcome"]["reported_by"] == "user:operator"
+    history = Outcome.objects.get().history.get()
+    assert (history.history_actor_kind, history.history_actor) == ("user", "operator")
+
+
+def test_an_auditor_cannot_report_an_outcome(login, executed):
+    client = login("auditor")
+    page = client.get(reverse("admin:approvals_proposal_change", args=[executed.pk]))
+    assert 'id="outcome-form"' not in page.text
+    response = client.post(
+        reverse("admin:approvals_proposal_outcome", args=[executed.pk]), {"effect": "hurt"}
+    )
+    assert response.status_code == 403
+    assert not Outcome.objects.exists()
+
+
+def test_an_agent_reports_figures_and_its_proposal_ends_with_them(optimizer, executed):
+    figures = {"metrics": {"clicks_7d": 1840, "cpc_7d": 2.07}, "effect": "improved"}
+    response = optimizer.post(outcome_url(executed), figures, format="json")
+
+    assert response.status_code == 201, response.content
+    assert response.json()["reported_by"] == "agent:optimizer"
+    proposal = optimizer.get(f"/api/v1/proposals/{executed.pk}/").json()
+    assert [(o["effect"], o["metrics"]) for o in proposal["outcomes"]] == [
+        ("improved", {"clicks_7d": 1840.0, "cpc_7d": 2.07})
+    ]
+    assert not Feedback.objects.exists()  # the agent knows what it reported
+
+
+def test_an_outcome_report_is_safe_to_retry(optimizer, executed):
+    body = {"metrics": {"clicks_7d": 1840}}
+    first = optimizer.post(outcome_url(executed), body, format="json", HTTP_IDEMPOTENCY_KEY="o-1")
+    again = optimizer.post(outcome_url(executed), body, format="json", HTTP_IDEMPOTENCY_KEY="o-1")
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert Outcome.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({}, "metrics"),
+        ({"metrics": []}, "metrics"),
+        ({"metrics": {"clicks": True}}, "metrics"),
+        ({"metrics": {"clicks": "NaN"}}, "metrics"),
+        ({"metrics": {"clicks": "many"}}, "metrics"),
+        ({"metrics": {"": 1}}, "metrics"),
+        ({"metrics": {"a\x00b": 1}}, "metrics"),
+        ({"metrics": {f"m{n}": n for n in range(51)}}, "metrics"),
+        ({"metrics": {"clicks": 1}, "effect": "great"}, "effect"),
+        ({"metrics": {"clicks": 1}, "verdict": "great"}, "verdict"),
+        ({"metrics": {"clicks": 1}, "note": "x" * 5001}, "note"),
+    ],
+)
+def test_bad_figures_are_refused_and_change_nothing(optimizer, executed, body, field):
+    response = optimizer.post(outcome_url(executed), body, format="json")
+    assert response.status_code == 400, response.content
+    assert field in response.json()
+    assert not Outcome.objects.exists()
+
+
+def test_only_an_executed_proposal_of_the_agents_own_has_an_outcome(agent_client, executed):
+    waiting = evaluated(bid_adjustment("2.60"))  # 30%: waits for review
+    optimizer = agent_client("optimizer")
+    early = optimizer.post(outcome_url(waiting), {"metrics": {"clicks": 1}}, format="json")
+    assert early.status_code == 409
+    assert "is pending review; an outcome is reported once it has executed" in early.text
+    others = agent_client("copywriter").post(
+        outcome_url(executed), {"metrics": {"clicks": 1}}, format="json"
+    )
+    assert others.status_code == 404
+    assert not Outcome.objects.exists()
