@@ -29,7 +29,11 @@ from approvals.selectors import (
     current_vs_proposed,
     earlier_proposals_on_targets,
 )
-from approvals.services.agents import agent_key_issue, agent_key_revoke
+from approvals.services.agents import (
+    agent_callback_secret_rotate,
+    agent_key_issue,
+    agent_key_revoke,
+)
 from approvals.services.decisions import (
     DECIDE_PERMISSION,
     proposal_approve,
@@ -466,7 +470,25 @@ class AgentAdmin(AuditedHistoryAdmin):
     list_display = ["name", "kind", "owner", "is_active", "created_at"]
     list_filter = ["kind", "is_active"]
     filter_horizontal = ["accounts"]
-    actions = ["issue_new_key"]
+    actions = ["issue_new_key", "issue_new_callback_secret"]
+
+    def get_fields(self, request, obj=None):
+        fields = [field for field in super().get_fields(request, obj) if field != "callback_secret"]
+        if obj is not None and self.has_change_permission(request, obj):
+            fields.append("callback_secret")  # who may change the agent may set up its end
+        return fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), "callback_secret"]
+
+    @admin.action(
+        description="Issue a new callback signing secret (the old one stops verifying)",
+        permissions=["change"],
+    )
+    def issue_new_callback_secret(self, request, queryset):
+        for agent in queryset:
+            agent_callback_secret_rotate(agent=agent, actor=Actor.for_user(request.user))
+        messages.success(request, "New signing secrets issued; each is on its agent's page.")
 
     @admin.action(
         description="Issue a new API key (revokes the current one)", permissions=["change"]

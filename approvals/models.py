@@ -13,6 +13,12 @@ class AgentKind(models.TextChoices):
     OPTIMIZATION = "optimization", "Optimization"
 
 
+def new_callback_secret() -> str:
+    import secrets
+
+    return f"whsec_{secrets.token_urlsafe(32)}"
+
+
 class Agent(models.Model):
     name = models.SlugField(max_length=100, unique=True)
     kind = models.CharField(max_length=16, choices=AgentKind.choices)
@@ -28,10 +34,20 @@ class Agent(models.Model):
     accounts = models.ManyToManyField(
         "ledger.Account", related_name="agents", help_text="Accounts this agent may act on."
     )
-    callback_url = models.URLField(blank=True)
+    callback_url = models.URLField(
+        blank=True,
+        help_text="Receives the agent's proposals' decisions and executions, signed, if set.",
+    )
+    callback_secret = models.CharField(
+        max_length=64,
+        default=new_callback_secret,
+        editable=False,
+        help_text="Signs the events sent to the callback URL (HMAC-SHA256).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
-    history = audited_history(m2m_fields=[accounts])
+    # The signing secret stays out of history, which auditors read.
+    history = audited_history(m2m_fields=[accounts], excluded_fields=["callback_secret"])
 
     class Meta:
         ordering = ["name"]

@@ -1,3 +1,5 @@
+import uuid
+
 from django.db import models
 from django.utils import timezone
 
@@ -80,3 +82,56 @@ class Feedback(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} on #{self.proposal_id}"
+
+
+class CallbackEventType(models.TextChoices):
+    APPROVED = "proposal.approved", "Approved"
+    REJECTED = "proposal.rejected", "Rejected"
+    BLOCKED = "proposal.blocked", "Blocked"
+    EXPIRED = "proposal.expired", "Expired"
+    EXECUTED = "proposal.executed", "Executed"
+    FAILED = "proposal.failed", "Execution failed"
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Being delivered"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Gave up"
+
+
+class CallbackEvent(models.Model):
+    """A decision on, or an execution of, an agent's proposal, for its callback URL. Written
+    in the transaction that made the change, so none is lost; delivered afterwards, signed,
+    with retries, so the decision never waits on the agent's endpoint."""
+
+    event_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    agent = models.ForeignKey(
+        "approvals.Agent", on_delete=models.PROTECT, related_name="callback_events"
+    )
+    proposal = models.ForeignKey("approvals.Proposal", on_delete=models.PROTECT, related_name="+")
+    type = models.CharField(max_length=32, choices=CallbackEventType.choices)
+    url = models.URLField(help_text="The agent's callback URL when the event happened.")
+    body = models.JSONField()
+    status = models.CharField(
+        max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(
+        default=timezone.now, help_text="When a pending event is next due; a lease while sending."
+    )
+    log = models.JSONField(default=list, blank=True, help_text="Each attempt: when, and result.")
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                name="callback_event_due_idx",
+                condition=models.Q(status="pending"),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} #{self.proposal_id} to {self.agent_id} ({self.status})"

@@ -184,7 +184,15 @@ CELERY_BEAT_SCHEDULE = {
         "task": "approvals.purge_idempotency_records",
         "schedule": timedelta(hours=1),
     },
+    "resend-due-callback-events": {
+        "task": "feedback.resend_due_callback_events",
+        "schedule": timedelta(seconds=60),
+    },
 }
+# Agents' callbacks: the first retry after this many seconds, doubling up to an hour apart;
+# given up after this many attempts (8: about two hours of trying).
+CALLBACK_RETRY_SECONDS = float(env("HITL_CALLBACK_RETRY_SECONDS", "30"))
+CALLBACK_MAX_ATTEMPTS = int(env("HITL_CALLBACK_MAX_ATTEMPTS", "8"))
 
 # History is read in the admin, never restored from it (audit.admin.AuditedHistoryAdmin).
 SIMPLE_HISTORY_REVERT_DISABLED = True

@@ -64,6 +64,7 @@ def celery_worker(django_db_setup, isolated_task_queue, tmp_path_factory) -> Ite
         **os.environ,
         "DATABASE_URL": database_url(settings.DATABASES["default"]),
         "HITL_CELERY_QUEUE": isolated_task_queue,
+        "HITL_CALLBACK_RETRY_SECONDS": "0.2",  # retries a test can wait for
     }
     with open(log_path, "w") as log:
         worker = subprocess.Popen(

@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework.exceptions import AuthenticationFailed
 
-from approvals.models import Agent, AgentAPIKey
+from approvals.models import Agent, AgentAPIKey, new_callback_secret
 from audit.actors import Actor, acting_as
 from ledger.models import Account
 
@@ -28,6 +28,15 @@ KEY_PREFIX = re.compile(r"[0-9a-f]{12}")
 
 def _digest(raw_key: str) -> str:
     return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def agent_callback_secret_rotate(*, agent: Agent, actor: Actor) -> str:
+    """Give the agent a new secret to verify its callbacks by; the old one stops at once."""
+    with acting_as(actor):
+        agent.callback_secret = new_callback_secret()
+        agent._change_reason = "new callback signing secret issued"
+        agent.save()
+    return agent.callback_secret
 
 
 def agent_key_issue(*, agent: Agent, actor: Actor, revoke_existing: bool = True) -> str:

@@ -86,12 +86,15 @@ def _move(proposal: Proposal, to_status: str, *, reason: str, now: datetime) -> 
     return moved
 
 
-def _execute_once_committed(proposals: Sequence[Proposal]) -> None:
+def _after_move(proposals: Sequence[Proposal]) -> None:
+    """Once the moves commit: execute what was approved, and tell agents what happened."""
     from approvals.tasks import enqueue_after_commit, execute_proposal
+    from feedback.callbacks import callback_events_record
 
     approved = [proposal.pk for proposal in proposals if proposal.status == S.APPROVED]
     if approved:
         enqueue_after_commit(execute_proposal, *approved)
+    callback_events_record(proposals=proposals)
 
 
 def proposal_transition(
@@ -108,7 +111,7 @@ def proposal_transition(
             setattr(proposal, field, value)
         _move(proposal, to_status, reason=reason, now=timezone.now())
         proposal.save()
-        _execute_once_committed([proposal])
+        _after_move([proposal])
     return proposal
 
 
@@ -125,4 +128,4 @@ def proposals_transition(
         (proposal, _move(proposal, to_status, reason=reason, now=now)) for proposal in proposals
     ]
     update_with_history(Proposal, changes, actor=actor)
-    _execute_once_committed(proposals)
+    _after_move(proposals)

@@ -1,0 +1,199 @@
+"""Signed events on an agent's callback URL when its proposals are decided or executed.
+
+An event is a row written in the transaction that moved the proposal, so it is never lost and
+never sent for a change that rolled back; it is delivered after commit by a Celery task, so
+the decision never waits on the agent's endpoint. Delivery is at least once: a receiver
+de-duplicates by ``X-HITL-Delivery``.
+
+Each request carries ``X-HITL-Signature: t=<unix time>,v1=<hex>``, where ``v1`` is the
+HMAC-SHA256, keyed by the agent's callback secret, of ``"<t>.<body>"`` (``verify`` below is
+the receiver's side). A 2xx answer delivers the event; a timeout, a connection error, a 5xx,
+408 or 429 is retried with exponential backoff; another 4xx, or the last retry, gives up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Iterable
+from datetime import timedelta
+
+import requests
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from approvals.models import Proposal, ProposalStatus
+from feedback.models import CallbackEvent, CallbackEventType, DeliveryStatus
+
+EVENT_TYPES = {
+    ProposalStatus.APPROVED: CallbackEventType.APPROVED,
+    ProposalStatus.REJECTED: CallbackEventType.REJECTED,
+    ProposalStatus.BLOCKED: CallbackEventType.BLOCKED,
+    ProposalStatus.EXPIRED: CallbackEventType.EXPIRED,
+    ProposalStatus.EXECUTED: CallbackEventType.EXECUTED,
+    ProposalStatus.FAILED: CallbackEventType.FAILED,
+}
+RETRIED_STATUSES = {408, 429}
+TIMEOUT = (3.05, 10)  # connect, read (seconds)
+# While one worker sends an event, it holds it this long; another finds it not yet due.
+LEASE = timedelta(seconds=60)
+SWEEP_BATCH = 500
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+def verify(secret: str, header: str, body: bytes, *, tolerance: int = 300) -> bool:
+    """What a receiver checks: the signature matches, and is at most ``tolerance`` seconds
+    old (a replayed old request is refused)."""
+    try:
+        parts = dict(item.split("=", 1) for item in header.split(","))
+        timestamp = int(parts["t"])
+    except (KeyError, ValueError):
+        return False
+    if abs(time.time() - timestamp) > tolerance:
+        return False
+    return hmac.compare_digest(sign(secret, timestamp, body), f"t={timestamp},v1={parts['v1']}")
+
+
+def callback_events_record(*, proposals: Iterable[Proposal]) -> None:
+    """Record an event for each proposal just moved whose agent has a callback URL, and send
+    them once the transaction commits. The proposals carry their agent (as locked) and the
+    reason their move recorded in history."""
+    now = timezone.now()
+    events = [
+        CallbackEvent(
+            agent=proposal.agent,
+            proposal=proposal,
+            type=EVENT_TYPES[proposal.status],
+            url=proposal.agent.callback_url,
+            created_at=now,
+            next_attempt_at=now,
+        )
+        for proposal in proposals
+        if proposal.status in EVENT_TYPES and proposal.agent.callback_url
+    ]
+    for event in events:
+        event.body = _body(event)
+    if events:
+        from approvals.tasks import enqueue_after_commit
+        from feedback.tasks import deliver_callback_event
+
+        created = CallbackEvent.objects.bulk_create(events)
+        enqueue_after_commit(deliver_callback_event, *(event.pk for event in created))
+
+
+def _body(event: CallbackEvent) -> dict:
+    proposal = event.proposal
+    return {
+        "id": str(event.event_id),
+        "type": event.type,
+        "created_at": event.created_at.isoformat(),
+        "proposal": {
+            "id": proposal.pk,
+            "status": proposal.status,
+            "action_type": proposal.action_type,
+            "external_ref": proposal.external_ref,
+            "summary": proposal.summary,
+            "url": f"/api/v1/proposals/{proposal.pk}/",
+        },
+        "reason": proposal._change_reason,
+    }
+
+
+def _backoff(attempts: int) -> timedelta:
+    seconds = settings.CALLBACK_RETRY_SECONDS * 2 ** (attempts - 1)
+    return timedelta(seconds=min(seconds, 3600))
+
+
+def callback_event_deliver(*, event_id: int) -> CallbackEvent | None:
+    """Make one delivery attempt of an event that is due, and record how it went. Returns the
+    event, or None if it is not due (delivered, given up, or being sent by another worker).
+    Holds no transaction while the request is in flight."""
+    now = timezone.now()
+    with transaction.atomic():
+        event = (
+            CallbackEvent.objects.select_for_update(skip_locked=True)
+            .select_related("agent")
+            .filter(pk=event_id, status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
+            .first()
+        )
+        if event is None:
+            return None
+        event.attempts += 1
+        event.next_attempt_at = now + LEASE
+        event.save(update_fields=["attempts", "next_attempt_at"])
+
+    body = json.dumps(event.body, separators=(",", ":")).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "hitl-approvals-callbacks/1",
+        "X-HITL-Event": event.type,
+        "X-HITL-Delivery": str(event.event_id),
+        "X-HITL-Signature": sign(event.agent.callback_secret, int(time.time()), body),
+    }
+    try:
+        response = requests.post(
+            event.url, data=body, headers=headers, timeout=TIMEOUT, allow_redirects=False
+        )
+    except requests.Timeout:
+        delivered, retry, result = False, True, "timed out"
+    except requests.RequestException as error:
+        delivered, retry, result = False, True, f"{type(error).__name__}: {error}"[:300]
+    else:
+        code = response.status_code
+        delivered = 200 <= code < 300
+        retry = code >= 500 or code in RETRIED_STATUSES
+        result = f"HTTP {code}"
+
+    finished = timezone.now()
+    event.log = [*event.log, {"at": finished.isoformat(), "result": result}]
+    if delivered:
+        event.status, event.delivered_at = DeliveryStatus.DELIVERED, finished
+    elif retry and event.attempts < settings.CALLBACK_MAX_ATTEMPTS:
+        event.next_attempt_at = finished + _backoff(event.attempts)
+    else:
+        event.status = DeliveryStatus.FAILED
+    event.save(update_fields=["log", "status", "delivered_at", "next_attempt_at"])
+    if event.status == DeliveryStatus.PENDING:
+        from feedback.tasks import deliver_callback_event
+
+        countdown = (event.next_attempt_at - finished).total_seconds()
+        deliver_callback_event.apply_async((event.pk,), countdown=countdown)
+    return event
+
+
+def callback_events_resend_due() -> int:
+    """Send the pending events whose attempt is overdue (a task lost with a broker or a
+    worker). Returns how many were sent."""
+    from feedback.tasks import deliver_callback_event
+
+    overdue = list(
+        CallbackEvent.objects.filter(
+            status=DeliveryStatus.PENDING, next_attempt_at__lte=timezone.now() - LEASE
+        )
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:SWEEP_BATCH]
+    )
+    for event_id in overdue:
+        deliver_callback_event.delay(event_id)
+    return len(overdue)
+
+
+def callback_events_redeliver(*, events: Iterable[CallbackEvent]) -> int:
+    """An operator sends events that were given up on once more, from a fresh retry count."""
+    from approvals.tasks import enqueue_after_commit
+    from feedback.tasks import deliver_callback_event
+
+    with transaction.atomic():
+        ids = [event.pk for event in events if event.status == DeliveryStatus.FAILED]
+        CallbackEvent.objects.filter(pk__in=ids).update(
+            status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=timezone.now()
+        )
+        enqueue_after_commit(deliver_callback_event, *ids)
+    return len(ids)

@@ -1,0 +1,21 @@
+"""Celery tasks of the feedback loop: thin, named, safe to run twice."""
+
+from celery import shared_task
+from django.db import OperationalError
+
+from feedback.callbacks import callback_event_deliver, callback_events_resend_due
+
+
+@shared_task(
+    name="feedback.deliver_callback_event",
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=8,
+)
+def deliver_callback_event(event_id: int) -> None:
+    callback_event_deliver(event_id=event_id)
+
+
+@shared_task(name="feedback.resend_due_callback_events")
+def resend_due_callback_events() -> int:
+    return callback_events_resend_due()

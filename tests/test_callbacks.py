@@ -1,0 +1,165 @@
+"""Agents hear of their proposals' decisions and executions on their callback URL: signed,
+retried when the endpoint fails, and never in the way of the decision itself."""
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+
+from approvals.models import Agent, Proposal
+from approvals.services.decisions import proposal_approve, proposal_reject
+from feedback.callbacks import sign, verify
+from feedback.models import CallbackEvent
+from tests.conftest import BID_RAISES, bid_adjustment, wait_until
+from tests.factories import evaluated
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
+
+
+class Receiver:
+    """An agent's endpoint on localhost that answers with the given statuses in turn (the
+    last one repeats) and keeps what it was sent."""
+
+    def __init__(self, *statuses: int) -> None:
+        self.statuses = list(statuses) or [200]
+        self.received: list[dict] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.received.append({"headers": dict(self.headers), "body": body})
+                statuses = receiver.statuses
+                self.send_response(statuses.pop(0) if len(statuses) > 1 else statuses[0])
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hitl-events"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def events(self) -> list[dict]:
+        return [json.loads(request["body"]) for request in self.received]
+
+
+@pytest.fixture
+def receiver(demo_world):
+    receivers = []
+
+    def listening(*statuses: int) -> Receiver:
+        receiver = Receiver(*statuses)
+        receivers.append(receiver)
+        Agent.objects.filter(name="optimizer").update(callback_url=receiver.url)
+        return receiver
+
+    yield listening
+    for receiver in receivers:
+        receiver.server.shutdown()
+
+
+def waiting_proposal() -> Proposal:
+    campaign, bid = next(iter(BID_RAISES.items()))
+    return evaluated(bid_adjustment(bid, campaign))  # 20%: waits for a person
+
+
+def settled(event_count: int):
+    """Every event written so far delivered or given up on, and ``event_count`` of them."""
+    events = list(CallbackEvent.objects.all())
+    return len(events) == event_count and all(event.status != "pending" for event in events)
+
+
+def test_the_agent_hears_of_the_approval_and_the_execution_signed(receiver):
+    endpoint = receiver(200)
+    proposal = waiting_proposal()
+    operator = get_user_model().objects.get(username="operator")
+
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+
+    wait_until(lambda: len(endpoint.received) == 2)
+    secret = Agent.objects.get(name="optimizer").callback_secret
+    for request in endpoint.received:
+        assert verify(secret, request["headers"]["X-HITL-Signature"], request["body"])
+    told = [(e["type"], e["proposal"]["id"], e["proposal"]["status"]) for e in endpoint.events()]
+    assert told == [
+        ("proposal.approved", proposal.pk, "approved"),
+        ("proposal.executed", proposal.pk, "executed"),
+    ]
+    assert endpoint.events()[0]["reason"] == "approved by operator"
+    assert [r["headers"]["X-HITL-Delivery"] for r in endpoint.received] == [
+        e["id"] for e in endpoint.events()
+    ]
+    wait_until(lambda: settled(2))
+    assert set(CallbackEvent.objects.values_list("status", flat=True)) == {"delivered"}
+
+
+def test_a_failing_endpoint_is_retried_until_it_answers(receiver):
+    endpoint = receiver(503, 500, 200)
+    proposal = waiting_proposal()
+    operator = get_user_model().objects.get(username="operator")
+
+    proposal_reject(proposal_id=proposal.pk, reviewer=operator, reason_code="too_aggressive")
+
+    wait_until(lambda: settled(1))
+    event = CallbackEvent.objects.get()
+    assert (event.type, event.status, event.attempts) == ("proposal.rejected", "delivered", 3)
+    assert [attempt["result"] for attempt in event.log] == ["HTTP 503", "HTTP 500", "HTTP 200"]
+    assert len({r["headers"]["X-HITL-Delivery"] for r in endpoint.received}) == 1  # one event
+
+
+def test_an_endpoint_that_refuses_is_given_up_on_and_an_operator_resends(receiver, login):
+    endpoint = receiver(410, 200)
+    proposal = waiting_proposal()
+    operator = get_user_model().objects.get(username="operator")
+    proposal_reject(proposal_id=proposal.pk, reviewer=operator, reason_code="other")
+    wait_until(lambda: settled(1))
+    assert (CallbackEvent.objects.get().status, CallbackEvent.objects.get().attempts) == (
+        "failed",
+        1,
+    )
+
+    response = login("operator").post(
+        reverse("admin:feedback_callbackevent_changelist"),
+        {"action": "deliver_again", "_selected_action": [CallbackEvent.objects.get().pk]},
+        follow=True,
+    )
+
+    assert "Sending 1 event(s) again." in response.text
+    wait_until(lambda: settled(1))
+    assert CallbackEvent.objects.get().status == "delivered"
+    assert len(endpoint.received) == 2
+
+
+def test_a_dead_endpoint_does_not_hold_up_the_decision_or_the_execution(receiver):
+    endpoint = receiver(200)
+    endpoint.server.shutdown()
+    endpoint.server.server_close()  # nothing listens there any more
+    proposal = waiting_proposal()
+    operator = get_user_model().objects.get(username="operator")
+
+    assert proposal_approve(proposal_id=proposal.pk, reviewer=operator).status == "approved"
+
+    wait_until(lambda: Proposal.objects.get(pk=proposal.pk).status == "executed")
+    wait_until(lambda: CallbackEvent.objects.filter(attempts__gte=2).count() == 2)
+    assert all(
+        attempt["result"].startswith("ConnectionError")
+        for event in CallbackEvent.objects.all()
+        for attempt in event.log
+    )
+    CallbackEvent.objects.update(status="failed")  # stop retrying before the test ends
+
+
+def test_a_signature_verifies_only_for_its_secret_body_and_time():
+    body = b'{"id":"e1"}'
+    now = int(time.time())
+    header = sign("whsec_a", now, body)
+    assert verify("whsec_a", header, body)
+    assert not verify("whsec_b", header, body)
+    assert not verify("whsec_a", header, body + b" ")
+    assert not verify("whsec_a", sign("whsec_a", now - 3600, body), body)  # replayed later
+    assert not verify("whsec_a", "v1=abc", body)
