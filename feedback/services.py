@@ -93,6 +93,8 @@ def feedback_record_decisions(
                 diff=diff,
             )
         )
+    if not feedback:
+        return []
     _in_commit_order()
     return create_with_history(Feedback, feedback, actor=actor)
 

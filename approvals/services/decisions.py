@@ -80,6 +80,24 @@ class Decided:
         return self.proposals[0]
 
 
+def _check_may_decide_now(
+    proposal: Proposal, reviewer: AbstractBaseUser, to_status: str, earlier: list[tuple[int, str]]
+) -> None:
+    """Refuse a decision the rules forbid: on one's own agent's proposal, on a proposal no
+    longer waiting, or a second one by the same reviewer in a round."""
+    if proposal.agent.owner_id == reviewer.pk:
+        raise NotAllowed(
+            f"{reviewer.get_username()} owns agent {proposal.agent}, which proposed "
+            f"proposal #{proposal.pk}; someone else must decide."
+        )
+    if proposal.status != ProposalStatus.PENDING_REVIEW:
+        raise InvalidTransition(proposal, to_status)
+    if any(reviewer_id == reviewer.pk for reviewer_id, _ in earlier):
+        raise NotAllowed(
+            f"{reviewer.get_username()} has already decided on proposal #{proposal.pk}."
+        )
+
+
 def _decisions_record(
     *,
     proposal_ids: Collection[int],
@@ -126,17 +144,7 @@ def _decisions_record(
     deciding, changes = [], {}
     for proposal in locked.values():
         try:
-            if proposal.agent.owner_id == reviewer.pk:
-                raise NotAllowed(
-                    f"{reviewer.get_username()} owns agent {proposal.agent}, which proposed "
-                    f"proposal #{proposal.pk}; someone else must decide."
-                )
-            if proposal.status != ProposalStatus.PENDING_REVIEW:
-                raise InvalidTransition(proposal, to_status)
-            if any(reviewer_id == reviewer.pk for reviewer_id, _ in earlier[proposal.pk]):
-                raise NotAllowed(
-                    f"{reviewer.get_username()} has already decided on proposal #{proposal.pk}."
-                )
+            _check_may_decide_now(proposal, reviewer, to_status, earlier[proposal.pk])
             if proposal.pk in edits:
                 edit = _edit(proposal, edits[proposal.pk])
                 if edit is not None:
@@ -147,14 +155,15 @@ def _decisions_record(
             deciding.append(proposal)
     if outcome == DecisionOutcome.APPROVE:
         blocks = guardrail_blocks_each(p for p in deciding if p.pk not in changes)
-        for proposal in [p for p in deciding if blocks.get(p.pk)]:
-            deciding.remove(proposal)
-            decided.refused.append(
-                DomainError(
-                    f"A guardrail set since proposal #{proposal.pk} was made refuses it: "
-                    + " ".join(blocks[proposal.pk])
-                )
+        decided.refused += [
+            DomainError(
+                f"A guardrail set since proposal #{proposal_id} was made refuses it: "
+                + " ".join(reasons)
             )
+            for proposal_id, reasons in blocks.items()
+            if reasons
+        ]
+        deciding = [proposal for proposal in deciding if not blocks.get(proposal.pk)]
 
     proposed_payloads = {proposal.pk: proposal.payload for proposal in deciding}
     with acting_as(actor):
@@ -183,7 +192,6 @@ def _decisions_record(
         ],
         actor=actor,
     )
-    feedback_record_decisions(decisions=decisions, actor=actor, proposed_payloads=proposed_payloads)
 
     if outcome == DecisionOutcome.APPROVE:
         reason = f"approved by {reviewer.get_username()}"
@@ -197,6 +205,8 @@ def _decisions_record(
         reason = f"rejected by {reviewer.get_username()}: {RejectionReason(reason_code).label}"
         complete = deciding
     proposals_transition(proposals=complete, to_status=to_status, actor=actor, reason=reason)
+    # Last, as it makes other feedback writers wait until this transaction ends.
+    feedback_record_decisions(decisions=decisions, actor=actor, proposed_payloads=proposed_payloads)
     decided.proposals = deciding
     return decided
 

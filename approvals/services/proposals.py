@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
@@ -207,45 +208,52 @@ def proposal_dry_run(
     return assessed, verdict
 
 
-def guardrail_blocks(*, proposal: Proposal, campaigns: dict[str, Campaign]) -> tuple[str, ...]:
+def guardrail_blocks(
+    *,
+    proposal: Proposal,
+    campaigns: dict[str, Campaign],
+    account_campaigns: Iterable[Campaign] | None = None,
+) -> tuple[str, ...]:
     """What the guardrails would refuse about this proposal now (caps, locks), in words,
-    given the campaigns it touches."""
+    given the campaigns it touches (and all of the account's, if already read)."""
     return tuple(
         policy_guardrail_blocks(
             action_type=action_types.get(proposal.action_type),
             account=proposal.account,
             payload=proposal.payload,
             campaigns=campaigns,
+            account_campaigns=account_campaigns,
         )
     )
 
 
 def guardrail_blocks_each(proposals: Iterable[Proposal]) -> dict[int, tuple[str, ...]]:
-    """``guardrail_blocks`` for many proposals at once, by proposal id, reading each account's
-    campaigns once for them all."""
+    """``guardrail_blocks`` for many proposals at once, by proposal id, with one read of the
+    campaigns: those the proposals touch, and every campaign of an account whose total
+    budget is capped (the cap counts them all)."""
     proposals = list(proposals)
+    touched = {
+        proposal.pk: set(action_types.get(proposal.action_type).campaign_fields(proposal.payload))
+        for proposal in proposals
+    }
+    capped, touched_by_account = set(), defaultdict(set)
+    for proposal in proposals:
+        if proposal.account.max_total_daily_budget is not None:
+            capped.add(proposal.account_id)
+        touched_by_account[proposal.account_id] |= touched[proposal.pk]
+    wanted = Q(account_id__in=capped)
+    for account_id, external_ids in touched_by_account.items():
+        wanted |= Q(account_id=account_id, external_id__in=external_ids)
     by_account: dict[int, dict[str, Campaign]] = defaultdict(dict)
-    for campaign in Campaign.objects.filter(
-        account_id__in={proposal.account_id for proposal in proposals}
-    ).order_by("pk"):
+    for campaign in Campaign.objects.filter(wanted).order_by("pk"):
         by_account[campaign.account_id][campaign.external_id] = campaign
     blocks = {}
     for proposal in proposals:
-        action_type = action_types.get(proposal.action_type)
-        account_campaigns = by_account[proposal.account_id]
-        touched = {
-            external_id: account_campaigns[external_id]
-            for external_id in action_type.campaign_fields(proposal.payload)
-            if external_id in account_campaigns
-        }
-        blocks[proposal.pk] = tuple(
-            policy_guardrail_blocks(
-                action_type=action_type,
-                account=proposal.account,
-                payload=proposal.payload,
-                campaigns=touched,
-                account_campaigns=account_campaigns.values(),
-            )
+        campaigns = by_account[proposal.account_id]
+        blocks[proposal.pk] = guardrail_blocks(
+            proposal=proposal,
+            campaigns={id_: campaigns[id_] for id_ in touched[proposal.pk] if id_ in campaigns},
+            account_campaigns=campaigns.values(),
         )
     return blocks
 
