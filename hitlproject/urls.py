@@ -15,6 +15,7 @@ from approvals.api import (
 )
 from audit.views import audit_export
 from feedback.api import FeedbackListApi
+from feedback.views import training_export
 from ledger.api import CampaignListApi
 from policies.api import PolicyEvaluateApi
 
@@ -55,6 +56,11 @@ api_v1 = [
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/audit/export/", admin.site.admin_view(audit_export), name="audit-export"),
+    path(
+        "admin/feedback/export/",
+        admin.site.admin_view(training_export),
+        name="feedback-export",
+    ),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("api/schema/", SpectacularAPIView.as_view(**public), name="schema"),

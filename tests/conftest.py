@@ -179,3 +179,16 @@ def bid_adjustment(new_bid: str = "2.12", campaign: str = "brand-search", **over
         "confidence": 0.9,
         **overrides,
     }
+
+
+def creative(headline="Search smarter", body="Find what you need, fast.", cta="Try it") -> dict:
+    return {"headline": headline, "body": body, "call_to_action": cta}
+
+
+def creative_batch(*creatives: dict) -> dict:
+    """A batch of creatives for display-retarget; by default one whose body makes a promise
+    the demo brand guidelines ban ("guaranteed")."""
+    creatives = creatives or (creative(body="Guaranteed results in a week."),)
+    return bid_adjustment(action_type="creative_deployment") | {
+        "payload": {"campaign": "display-retarget", "creatives": list(creatives)}
+    }

@@ -15,28 +15,13 @@ from feedback.models import Feedback
 from hitlproject.errors import DomainError
 from ledger.models import Campaign, Creative
 from policies.models import Policy
-from tests.conftest import bid_adjustment, reallocation
+from tests.conftest import creative_batch, reallocation
 from tests.factories import evaluated
 
 
 @pytest.fixture
 def operator(demo_world):
     return get_user_model().objects.get(username="operator")
-
-
-def creative_batch() -> dict:
-    return bid_adjustment(action_type="creative_deployment") | {
-        "payload": {
-            "campaign": "display-retarget",
-            "creatives": [
-                {
-                    "headline": "Search smarter",
-                    "body": "Guaranteed results in a week.",
-                    "call_to_action": "Try it",
-                }
-            ],
-        }
-    }
 
 
 def test_an_edited_creative_is_approved_and_the_agent_gets_the_diff(login, optimizer):

@@ -11,18 +11,8 @@ from approvals.services.execution import proposal_execute
 from hitlproject.errors import DomainError, NotAllowed
 from ledger.models import Account, Campaign
 from policies.models import BrandGuidelines, KillSwitch, Policy
-from tests.conftest import bid_adjustment, reallocation
+from tests.conftest import bid_adjustment, creative, creative_batch, reallocation
 from tests.factories import evaluated
-
-
-def creative_batch(*creatives: dict) -> dict:
-    return bid_adjustment(action_type="creative_deployment") | {
-        "payload": {"campaign": "display-retarget", "creatives": list(creatives)}
-    }
-
-
-def creative(headline="Search smarter", body="Find what you need, fast.", cta="Try it") -> dict:
-    return {"headline": headline, "body": body, "call_to_action": cta}
 
 
 def test_the_verdict_names_the_policy_and_its_version(demo_world):

@@ -1,0 +1,110 @@
+"""An agent's record for prompt tuning or fine-tuning: JSON Lines, one line per proposal that
+people decided on, or reported an outcome of, in the period.
+
+Each line holds what the agent proposed (its payload as first submitted, rationale,
+confidence, supporting data), how policy routed it, the people's decisions with their reasons
+and notes, what was approved and the edits between the two (with the words changed in
+text), what became of it, and the outcomes reported. Proposals are read in chunks, so a long
+period streams in constant memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from itertools import islice
+
+from django.db.models import Prefetch
+
+from approvals.models import Agent, Decision, Proposal
+from feedback.models import Feedback, FeedbackKind
+from feedback.services import payload_diff
+
+CHUNK = 500
+# What people said in the end, most telling first: the label of a proposal's line.
+DECIDED_KINDS = [
+    FeedbackKind.REJECTED,
+    FeedbackKind.APPROVED_WITH_EDITS,
+    FeedbackKind.APPROVED,
+    FeedbackKind.EXPIRED,
+]
+
+
+def training_records(*, agent: Agent, since: datetime, until: datetime) -> Iterator[dict]:
+    proposal_ids = (
+        Feedback.objects.filter(agent=agent, created_at__gte=since, created_at__lt=until)
+        .values_list("proposal_id", flat=True)
+        .distinct()
+        .order_by("proposal_id")
+        .iterator(chunk_size=CHUNK)
+    )
+    for chunk in _chunks(proposal_ids, CHUNK):
+        proposals = (
+            Proposal.objects.filter(pk__in=chunk)
+            .select_related("account", "verdict_policy")
+            .prefetch_related(
+                Prefetch("decisions", queryset=Decision.objects.order_by("created_at")),
+                Prefetch("feedback", queryset=Feedback.objects.order_by("id")),
+                "outcomes",
+            )
+            .order_by("pk")
+        )
+        as_submitted = dict(
+            Proposal.history.filter(id__in=chunk, history_type="+").values_list("id", "payload")
+        )
+        for proposal in proposals:
+            yield _record(agent, proposal, as_submitted.get(proposal.pk, proposal.payload))
+
+
+def _chunks(items: Iterable[int], size: int) -> Iterator[list[int]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _record(agent: Agent, proposal: Proposal, submitted_payload: dict) -> dict:
+    kinds = {item.kind for item in proposal.feedback.all()}
+    approved = any(d.outcome == "approve" for d in proposal.decisions.all())
+    return {
+        "agent": agent.name,
+        "proposal_id": proposal.pk,
+        "action_type": proposal.action_type,
+        "account": proposal.account.external_id,
+        "created_at": proposal.created_at,
+        "proposed": {
+            "payload": submitted_payload,
+            "rationale": proposal.rationale,
+            "confidence": proposal.confidence,
+            "supporting_data": proposal.supporting_data,
+        },
+        "verdict": {
+            "outcome": proposal.verdict_outcome,
+            "policy": proposal.verdict_policy.name if proposal.verdict_policy else None,
+            "reasons": proposal.verdict_reasons,
+            "risk": proposal.risk,
+        },
+        "label": next((kind.value for kind in DECIDED_KINDS if kind in kinds), None),
+        "decisions": [
+            {
+                "outcome": decision.outcome,
+                "reason_code": decision.reason_code,
+                "note": decision.note,
+                "round": decision.review_round,
+                "decided_at": decision.created_at,
+            }
+            for decision in proposal.decisions.all()
+        ],
+        "approved_payload": proposal.payload if approved else None,
+        "edits": payload_diff(submitted_payload, proposal.payload) if approved else {},
+        "status": proposal.status,
+        "outcomes": [
+            {
+                "effect": outcome.effect,
+                "metrics": outcome.metrics,
+                "note": outcome.note,
+                "reported_by": f"{outcome.reported_by_kind}:{outcome.reported_by}",
+                "reported_at": outcome.created_at,
+            }
+            for outcome in proposal.outcomes.all()
+        ],
+    }

@@ -1,0 +1,115 @@
+"""An agent's record exported for prompt tuning: one JSON line per proposal people decided."""
+
+import io
+import json
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+from django.urls import reverse
+from django.utils import timezone
+
+from approvals.services.decisions import proposal_approve, proposal_reject
+from approvals.services.execution import proposal_execute
+from feedback.models import Feedback
+from feedback.services import outcome_report_by_user
+from tests.conftest import creative_batch, reallocation
+from tests.factories import evaluated
+
+EXPORT = reverse("feedback-export")
+
+
+@pytest.fixture
+def decided(demo_world):
+    """An edited and executed creative batch with an outcome, a rejection, a decision long
+    ago, and another agent's proposal."""
+    operator = get_user_model().objects.get(username="operator")
+    creative = evaluated(creative_batch())
+    edited = json.loads(json.dumps(creative.payload))
+    edited["creatives"][0]["body"] = "Results most customers see in a week."
+    proposal_approve(proposal_id=creative.pk, reviewer=operator, edited_payload=edited)
+    proposal_execute(proposal_id=creative.pk)
+    outcome_report_by_user(
+        proposal_id=creative.pk, user=operator, effect="improved", note="CTR up a third."
+    )
+    rejected = evaluated(reallocation("300.00"))
+    proposal_reject(
+        proposal_id=rejected.pk, reviewer=operator, reason_code="too_aggressive", note="Halve it."
+    )
+    long_ago = evaluated(reallocation("210.00"))
+    proposal_reject(proposal_id=long_ago.pk, reviewer=operator, reason_code="other")
+    Feedback.objects.filter(proposal=long_ago).update(
+        created_at=timezone.now() - timedelta(days=60)
+    )
+    others = evaluated(reallocation("220.00"), agent="copywriter")
+    proposal_reject(proposal_id=others.pk, reviewer=operator, reason_code="other")
+    return creative, rejected
+
+
+def lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_an_operators_edit_to_a_creative_is_in_the_export_as_a_diff(login, decided):
+    creative, rejected = decided
+    today = timezone.localdate()
+    response = login("auditor").get(
+        EXPORT,
+        {"agent": "optimizer", "since": today - timedelta(days=30), "until": today + timedelta(1)},
+    )
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/x-ndjson"
+    records = lines(b"".join(response.streaming_content).decode())
+    assert [r["proposal_id"] for r in records] == [creative.pk, rejected.pk]
+    edited, refused = records
+    assert edited["label"] == "approved_with_edits"
+    assert edited["proposed"]["payload"]["creatives"][0]["body"] == "Guaranteed results in a week."
+    assert edited["approved_payload"]["creatives"][0]["body"] == (
+        "Results most customers see in a week."
+    )
+    assert edited["edits"]["creatives[0].body"]["words"] == [
+        {"from": "Guaranteed results", "to": "Results most customers see"}
+    ]
+    assert edited["status"] == "executed"
+    assert [(o["effect"], o["note"]) for o in edited["outcomes"]] == [
+        ("improved", "CTR up a third.")
+    ]
+    assert edited["verdict"]["outcome"] == "review"
+    assert (refused["label"], refused["approved_payload"], refused["edits"]) == (
+        "rejected",
+        None,
+        {},
+    )
+    assert [(d["outcome"], d["reason_code"], d["note"]) for d in refused["decisions"]] == [
+        ("reject", "too_aggressive", "Halve it.")
+    ]
+
+
+def test_the_command_writes_the_same_lines(login, decided):
+    today = timezone.localdate()
+    out = io.StringIO()
+    call_command("export_feedback", "optimizer", "--since", str(today - timedelta(30)), stdout=out)
+    response = login("operator").get(
+        EXPORT,
+        {"agent": "optimizer", "since": today - timedelta(days=30), "until": today + timedelta(1)},
+    )
+    assert lines(out.getvalue()) == lines(b"".join(response.streaming_content).decode())
+    with pytest.raises(CommandError, match="No such agent: nobody"):
+        call_command("export_feedback", "nobody", "--since", str(today))
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"agent": "nobody", "since": "2026-01-01", "until": "2026-02-01"},
+        {"agent": "optimizer", "since": "2026-13-01", "until": "2026-02-01"},
+        {"agent": "optimizer", "since": "2026-02-01", "until": "2026-01-01"},
+    ],
+)
+def test_a_bad_request_shows_the_form_again(login, query):
+    response = login("operator").get(EXPORT, query)
+    assert response.status_code == 200
+    assert 'id="training-export-form"' in response.text
+    assert "errorlist" in response.text
