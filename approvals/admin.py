@@ -6,6 +6,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied
+from django.db import models
 from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponseRedirect
@@ -43,9 +44,11 @@ from approvals.services.decisions import (
 )
 from approvals.services.execution import proposal_retry
 from approvals.services.proposals import proposal_withdraw_for_agent
+from approvals.templatetags.console import scorecard_charts
 from audit.actors import Actor
 from audit.admin import AuditedHistoryAdmin
 from feedback.models import OutcomeEffect
+from feedback.selectors import scorecard_window, scorecards
 from feedback.services import outcome_report_by_user
 from hitlproject.charts import numeric_series
 from hitlproject.errors import DomainError
@@ -465,12 +468,17 @@ class ExecutionAdmin(ReadOnlyAdmin):
     list_select_related = ["proposal"]
 
 
+SCORECARD_DAYS = (7, 30, 90)
+
+
 @admin.register(Agent)
 class AgentAdmin(AuditedHistoryAdmin):
     list_display = ["name", "kind", "owner", "is_active", "created_at"]
     list_filter = ["kind", "is_active"]
     filter_horizontal = ["accounts"]
     actions = ["issue_new_key", "issue_new_callback_secret"]
+    # A callback URL typed without a scheme is taken as https.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def get_fields(self, request, obj=None):
         fields = [field for field in super().get_fields(request, obj) if field != "callback_secret"]
@@ -480,6 +488,23 @@ class AgentAdmin(AuditedHistoryAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [*super().get_readonly_fields(request, obj), "callback_secret"]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        agent = self.get_object(request, object_id)
+        if agent is None:
+            return super().change_view(request, object_id, form_url, extra_context)
+        days = request.GET.get("days", "30")
+        days = int(days) if days in {str(d) for d in SCORECARD_DAYS} else 30
+        since, until = scorecard_window(days)
+        cards = scorecards(since=since, until=until, agent=agent)
+        extra_context = {
+            **(extra_context or {}),
+            "scorecards": cards,
+            "days": days,
+            "day_choices": SCORECARD_DAYS,
+            **(scorecard_charts(cards) if cards else {}),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.action(
         description="Issue a new callback signing secret (the old one stops verifying)",

@@ -9,7 +9,12 @@ from rest_framework.utils.urls import remove_query_param
 
 from approvals.validation import StrictFloatField, StrictSerializer, finite_number
 from feedback.models import Outcome, OutcomeEffect
-from feedback.selectors import feedback_list_for_agent
+from feedback.selectors import (
+    Scorecard,
+    feedback_list_for_agent,
+    scorecard_window,
+    scorecards,
+)
 from hitlproject.api import AgentAPIView, IdCursorPagination
 
 
@@ -109,3 +114,60 @@ class FeedbackListApi(AgentAPIView):
         paginator = FeedbackPagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
         return paginator.get_paginated_response(FeedbackOutput(page, many=True).data)
+
+
+class ScorecardQuery(StrictSerializer):
+    days = serializers.IntegerField(
+        min_value=1, max_value=365, required=False, default=30, help_text="The window, in days."
+    )
+
+
+class ScorecardOutput(serializers.Serializer):
+    action_type = serializers.CharField()
+    proposals = serializers.IntegerField()
+    auto_executed = serializers.IntegerField()
+    auto_execution_rate = serializers.FloatField(allow_null=True)
+    decided = serializers.IntegerField(help_text="Of those routed to people, approved or rejected.")
+    approved = serializers.IntegerField()
+    edited = serializers.IntegerField(help_text="Approved with edits.")
+    rejected = serializers.IntegerField()
+    expired = serializers.IntegerField()
+    approval_rate = serializers.FloatField(allow_null=True)
+    clean_approval_rate = serializers.FloatField(
+        allow_null=True, help_text="Approved exactly as proposed, of all decided."
+    )
+    edit_rate = serializers.FloatField(allow_null=True, help_text="Edited, of all approved.")
+    rejection_rate = serializers.FloatField(allow_null=True)
+    rejection_reasons = serializers.DictField(child=serializers.IntegerField())
+    decision_median_seconds = serializers.SerializerMethodField()
+    outcomes = serializers.DictField(
+        child=serializers.IntegerField(),
+        help_text='Reported outcomes by effect; "" counts those with figures only.',
+    )
+
+    def get_decision_median_seconds(self, card: Scorecard) -> float | None:
+        median = card.decision_median
+        return None if median is None else round(median.total_seconds(), 1)
+
+
+class ScorecardResponse(serializers.Serializer):
+    since = serializers.DateTimeField()
+    until = serializers.DateTimeField()
+    action_types = ScorecardOutput(many=True)
+
+
+class ScorecardApi(AgentAPIView):
+    @extend_schema(
+        operation_id="scorecard",
+        parameters=[ScorecardQuery],
+        responses={200: ScorecardResponse},
+        summary="How this agent's proposals fared over the last days, by action type",
+    )
+    def get(self, request: Request) -> Response:
+        query = ScorecardQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        since, until = scorecard_window(query.validated_data["days"])
+        cards = scorecards(since=since, until=until, agent=request.user)
+        return Response(
+            ScorecardResponse({"since": since, "until": until, "action_types": cards}).data
+        )

@@ -14,7 +14,7 @@ from approvals.api import (
     ProposalWithdrawApi,
 )
 from audit.views import audit_export
-from feedback.api import FeedbackListApi
+from feedback.api import FeedbackListApi, ScorecardApi
 from feedback.views import training_export
 from ledger.api import CampaignListApi
 from policies.api import PolicyEvaluateApi
@@ -49,6 +49,7 @@ api_v1 = [
         name="proposal-outcome",
     ),
     path("feedback/", FeedbackListApi.as_view(), name="feedback"),
+    path("scorecard/", ScorecardApi.as_view(), name="scorecard"),
     path("policies/evaluate/", PolicyEvaluateApi.as_view(), name="policies-evaluate"),
     path("campaigns/", CampaignListApi.as_view(), name="campaigns"),
 ]

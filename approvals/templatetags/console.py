@@ -1,8 +1,12 @@
 from datetime import timedelta
 
 from django import template
+from django.urls import reverse
 
+from approvals.models import Agent, RejectionReason
 from approvals.selectors import dashboard
+from feedback.models import OutcomeEffect
+from feedback.selectors import Scorecard
 from hitlproject.charts import grouped_bars
 
 register = template.Library()
@@ -14,8 +18,13 @@ def console_dashboard(context):
     if not request.user.has_perm("approvals.view_proposal"):
         return {"figures": None}
     figures = dashboard()
-    chart = None
+    chart, agents = None, []
     if figures.agents:
+        ids = dict(Agent.objects.filter(name__in=figures.agents).values_list("name", "pk"))
+        agents = [
+            (name, reverse("admin:approvals_agent_change", args=[ids[name]]), counts)
+            for name, counts in figures.agents.items()
+        ]
         counts = list(figures.agents.values())
         chart = grouped_bars(
             list(figures.agents),
@@ -26,7 +35,7 @@ def console_dashboard(context):
             ],
             height=180,
         )
-    return {"figures": figures, "chart": chart}
+    return {"figures": figures, "chart": chart, "agents": agents}
 
 
 @register.filter
@@ -47,3 +56,43 @@ def duration(value: timedelta | None) -> str:
 @register.filter
 def percent(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.0f}%"
+
+
+@register.filter
+def reason_label(code: str) -> str:
+    return RejectionReason(code).label if code in RejectionReason.values else code or "—"
+
+
+@register.filter
+def effect_label(effect: str) -> str:
+    return OutcomeEffect(effect).label if effect in OutcomeEffect.values else "figures only"
+
+
+def scorecard_charts(cards: list[Scorecard]) -> dict:
+    """A scorecard's charts: how each action type's proposals fared, and why people
+    rejected them."""
+    verdicts = grouped_bars(
+        [card.action_type for card in cards],
+        [
+            ("Auto-executed", [card.auto_executed for card in cards]),
+            ("Approved as proposed", [card.approved - card.edited for card in cards]),
+            ("Approved with edits", [card.edited for card in cards]),
+            ("Rejected", [card.rejected for card in cards]),
+            ("Expired", [card.expired for card in cards]),
+        ],
+        width=max(520, 140 * len(cards)),
+    )
+    reasons: dict[str, int] = {}
+    for card in cards:
+        for code, count in card.rejection_reasons.items():
+            reasons[code] = reasons.get(code, 0) + count
+    reasons_chart = None
+    if reasons:
+        ordered = sorted(reasons.items(), key=lambda item: -item[1])
+        reasons_chart = grouped_bars(
+            [reason_label(code) for code, _ in ordered],
+            [("Rejections", [count for _, count in ordered])],
+            width=max(360, 110 * len(ordered)),
+            height=180,
+        )
+    return {"verdict_chart": verdicts, "reasons_chart": reasons_chart}

@@ -1,0 +1,102 @@
+"""Per agent and action type: how its proposals fared, in the admin and in the API."""
+
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+from django.utils import timezone
+
+from approvals.models import Agent, Proposal
+from approvals.services.decisions import proposal_approve, proposal_reject
+from approvals.services.execution import proposal_execute
+from approvals.services.expiry import proposals_expire_overdue
+from feedback.services import outcome_report_by_user
+from tests.conftest import bid_adjustment, reallocation
+from tests.factories import evaluated
+
+
+@pytest.fixture
+def record(demo_world):
+    """optimizer's bid adjustments: two small ones run on their own (one with a reported
+    outcome); of four sent to people, one approved as proposed, one edited, one rejected as
+    too aggressive, one left to expire. And one copywriter proposal, not optimizer's."""
+    operator = get_user_model().objects.get(username="operator")
+    auto = evaluated(bid_adjustment("2.04", "brand-search"))
+    evaluated(bid_adjustment("1.53", "generic-search"))
+    proposal_execute(proposal_id=auto.pk)
+    outcome_report_by_user(proposal_id=auto.pk, user=operator, effect="improved")
+    as_proposed = evaluated(bid_adjustment("2.60", "brand-search"))
+    proposal_approve(proposal_id=as_proposed.pk, reviewer=operator)
+    edited = evaluated(bid_adjustment("1.95", "generic-search"))
+    proposal_approve(
+        proposal_id=edited.pk,
+        reviewer=operator,
+        edited_payload={"campaign": "generic-search", "new_bid": "1.80"},
+    )
+    rejected = evaluated(bid_adjustment("1.04", "display-retarget"))
+    proposal_reject(proposal_id=rejected.pk, reviewer=operator, reason_code="too_aggressive")
+    left = evaluated(bid_adjustment("1.00", "display-retarget"))
+    Proposal.objects.filter(pk=left.pk).update(review_expires_at=timezone.now())
+    assert proposals_expire_overdue() == 1
+    proposal_reject(
+        proposal_id=evaluated(reallocation(), agent="copywriter").pk,
+        reviewer=operator,
+        reason_code="other",
+    )
+
+
+def test_the_agent_reads_its_own_scorecard(record, optimizer):
+    response = optimizer.get("/api/v1/scorecard/?days=30")
+
+    assert response.status_code == 200
+    [card] = response.json()["action_types"]
+    assert {key: value for key, value in card.items() if key != "decision_median_seconds"} == {
+        "action_type": "bid_adjustment",
+        "proposals": 6,
+        "auto_executed": 2,
+        "auto_execution_rate": pytest.approx(2 / 6),
+        "decided": 3,
+        "approved": 2,
+        "edited": 1,
+        "rejected": 1,
+        "expired": 1,
+        "approval_rate": pytest.approx(2 / 3),
+        "clean_approval_rate": pytest.approx(1 / 3),
+        "edit_rate": 0.5,
+        "rejection_rate": pytest.approx(1 / 3),
+        "rejection_reasons": {"too_aggressive": 1},
+        "outcomes": {"improved": 1},
+    }
+    assert card["decision_median_seconds"] >= 0
+
+
+@pytest.mark.parametrize("query", ["days=0", "days=366", "days=week", "window=30"])
+def test_a_bad_window_is_refused(optimizer, query):
+    response = optimizer.get(f"/api/v1/scorecard/?{query}")
+    assert response.status_code == 400
+
+
+def test_the_agent_page_shows_the_scorecard_with_charts(record, login):
+    client = login("operator")
+    agent = Agent.objects.get(name="optimizer")
+    page = client.get(reverse("admin:approvals_agent_change", args=[agent.pk]))
+
+    assert page.status_code == 200
+    text = re.sub(r">\s+<", "><", page.text)
+    assert 'id="scorecard"' in text
+    assert "Scorecard: proposals of the last 30 days" in text
+    assert "<td>bid_adjustment</td><td>6</td><td>33%</td><td>3</td><td>67%</td>" in text
+    assert "Too aggressive 1" in text and "Improved results 1" in text
+    assert 'aria-label="How its proposals fared, by action type"' in text
+    assert 'aria-label="Why people rejected its proposals"' in text
+    week = client.get(reverse("admin:approvals_agent_change", args=[agent.pk]) + "?days=7")
+    assert "Scorecard: proposals of the last 7 days" in week.text
+    bogus = client.get(reverse("admin:approvals_agent_change", args=[agent.pk]) + "?days=x")
+    assert "Scorecard: proposals of the last 30 days" in bogus.text
+
+
+def test_the_dashboard_links_each_agent_to_its_scorecard(record, login):
+    agent = Agent.objects.get(name="optimizer")
+    home = login("operator").get(reverse("admin:index"))
+    assert reverse("admin:approvals_agent_change", args=[agent.pk]) + "#scorecard" in home.text
