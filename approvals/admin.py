@@ -37,6 +37,7 @@ from approvals.services.agents import (
 )
 from approvals.services.decisions import (
     DECIDE_PERMISSION,
+    may_decide,
     proposal_approve,
     proposal_reject,
     proposals_approve,
@@ -313,7 +314,7 @@ class ProposalAdmin(ReadOnlyAdmin):
                 agent=proposal.agent, action_type=proposal.action_type
             ),
             "earlier": earlier_proposals_on_targets(proposal=proposal),
-            "can_decide": self.has_decide_permission(request)
+            "can_decide": may_decide(request.user, proposal)
             and proposal.status == ProposalStatus.PENDING_REVIEW,
             "can_retry": self.has_decide_permission(request)
             and proposal.status == ProposalStatus.FAILED,
@@ -328,11 +329,19 @@ class ProposalAdmin(ReadOnlyAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
     def _decide(
-        self, request: HttpRequest, object_id: int, form_class, decide
+        self, request: HttpRequest, object_id: int, form_class, decide, *, decision=False
     ) -> HttpResponseRedirect:
+        """Run a form's act on the proposal and say how it went. A ``decision`` (approve,
+        reject) needs the permission the proposal's action type asks for; the other acts, an
+        operator's. The services check again."""
         if request.method != "POST":
             raise PermissionDenied
-        if not self.has_decide_permission(request):
+        proposal = Proposal.objects.filter(pk=object_id).only("action_type").first()
+        if decision and proposal is not None:
+            allowed = may_decide(request.user, proposal)
+        else:
+            allowed = self.has_decide_permission(request)
+        if not allowed:
             raise PermissionDenied
         form = form_class(request.POST)
         if not form.is_valid():
@@ -354,6 +363,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             object_id,
             ApproveForm,
             lambda note: proposal_approve(proposal_id=object_id, reviewer=request.user, note=note),
+            decision=True,
         )
 
     def edit_approve_view(self, request: HttpRequest, object_id: int):
@@ -364,6 +374,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             lambda payload, note: proposal_approve(
                 proposal_id=object_id, reviewer=request.user, note=note, edited_payload=payload
             ),
+            decision=True,
         )
 
     def reject_view(self, request: HttpRequest, object_id: int):
@@ -374,6 +385,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             lambda reason_code, note: proposal_reject(
                 proposal_id=object_id, reviewer=request.user, reason_code=reason_code, note=note
             ),
+            decision=True,
         )
 
     def withdraw_view(self, request: HttpRequest, object_id: int):

@@ -31,6 +31,11 @@ class Agent(models.Model):
         help_text="The person answerable for this agent.",
     )
     is_active = models.BooleanField(default=True)
+    is_platform = models.BooleanField(
+        default=False,
+        editable=False,
+        help_text="Built into the platform (the autonomy advisor): proposes what agents may not.",
+    )
     accounts = models.ManyToManyField(
         "ledger.Account", related_name="agents", help_text="Accounts this agent may act on."
     )

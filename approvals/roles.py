@@ -1,7 +1,8 @@
 """The three roles of the review console, as permission groups.
 
-Operators read everything and decide proposals; policy owners read everything and edit
-policies; auditors read everything, history included, and change nothing.
+Operators read everything and decide proposals; policy owners read everything, edit policies
+and the autonomy rules, and decide the platform's proposed policy changes; auditors read
+everything, history included, and change nothing.
 """
 
 from django.apps import apps as global_apps
@@ -25,6 +26,8 @@ ROLE_EXTRA_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         # Only the guardrail fields (caps, strategy locks) are editable in the admin.
         ("ledger", "change_account"),
         ("ledger", "change_campaign"),
+        # When the platform recommends more or less autonomy for an agent.
+        ("feedback", "change_autonomyrules"),
     ],
     AUDITORS: [],
 }

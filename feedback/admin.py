@@ -1,9 +1,11 @@
 from django.contrib import admin, messages
+from django.shortcuts import redirect
 
 from approvals.admin import ReadOnlyAdmin
 from approvals.services.decisions import DECIDE_PERMISSION
+from audit.admin import AuditedHistoryAdmin
 from feedback.callbacks import callback_events_redeliver
-from feedback.models import CallbackEvent, Feedback, Outcome
+from feedback.models import AutonomyRules, CallbackEvent, Feedback, Outcome
 
 
 @admin.register(Feedback)
@@ -37,3 +39,36 @@ class CallbackEventAdmin(ReadOnlyAdmin):
 
     def has_redeliver_permission(self, request) -> bool:
         return request.user.has_perm(DECIDE_PERMISSION)  # operators keep the loop running
+
+
+@admin.register(AutonomyRules)
+class AutonomyRulesAdmin(AuditedHistoryAdmin):
+    """One set of rules, kept by policy owners."""
+
+    fieldsets = [
+        (None, {"fields": ["is_active", "window"]}),
+        (
+            "Widen an agent's auto-execute ceiling when",
+            {
+                "fields": [
+                    "widen_min_decisions",
+                    "widen_min_clean_share",
+                    "widen_factor",
+                    "widen_max_ceiling",
+                ]
+            },
+        ),
+        (
+            "Narrow it when",
+            {"fields": ["narrow_min_decisions", "narrow_min_rejected_share", "narrow_factor"]},
+        ),
+    ]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # the one set exists from the start
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        return redirect("admin:feedback_autonomyrules_change", AutonomyRules.current().pk)

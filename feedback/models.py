@@ -1,5 +1,10 @@
-import uuid
+from __future__ import annotations
 
+import uuid
+from datetime import timedelta
+from decimal import Decimal
+
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -135,3 +140,56 @@ class CallbackEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} #{self.proposal_id} to {self.agent_id} ({self.status})"
+
+
+def _share(default: str, help_text: str) -> models.DecimalField:
+    return models.DecimalField(
+        max_digits=5,
+        decimal_places=3,
+        default=Decimal(default),
+        validators=[MinValueValidator(0), MaxValueValidator(1)],
+        help_text=help_text,
+    )
+
+
+class AutonomyRules(models.Model):
+    """When the platform recommends that an agent do more, or less, on its own. One set, kept
+    by policy owners. A recommendation is only ever a proposal for a policy owner to decide."""
+
+    is_active = models.BooleanField(
+        default=True, verbose_name="recommend changes", help_text="Off: no recommendations."
+    )
+    window = models.DurationField(
+        default=timedelta(days=30), help_text="The record judged: proposals of this long."
+    )
+    widen_min_decisions = models.PositiveIntegerField(
+        default=50, help_text="Widen only after at least this many decisions by people…"
+    )
+    widen_min_clean_share = _share("0.950", "…of which at least this share approved unedited…")
+    widen_factor = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=Decimal("1.50"),
+        validators=[MinValueValidator(Decimal("1.01"))],
+        help_text="…and none rejected as too aggressive: the ceiling is multiplied by this…",
+    )
+    widen_max_ceiling = _share("0.500", "…up to at most this ceiling (0.5 = 50%).")
+    narrow_min_decisions = models.PositiveIntegerField(
+        default=20, help_text="Narrow after at least this many decisions by people…"
+    )
+    narrow_min_rejected_share = _share("0.250", "…of which at least this share rejected…")
+    narrow_factor = _share("0.500", "…multiplying the ceiling by this.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = audited_history()
+
+    class Meta:
+        verbose_name = verbose_name_plural = "autonomy rules"
+
+    def __str__(self) -> str:
+        return "Autonomy rules"
+
+    @classmethod
+    def current(cls) -> AutonomyRules:
+        rules, _ = cls.objects.get_or_create(pk=1)
+        return rules

@@ -188,6 +188,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "feedback.resend_due_callback_events",
         "schedule": timedelta(seconds=60),
     },
+    "recommend-autonomy-changes": {
+        "task": "feedback.recommend_autonomy_changes",
+        "schedule": timedelta(hours=24),
+    },
 }
 # Agents' callbacks: the first retry after this many seconds, doubling up to an hour apart;
 # given up after this many attempts (8: about two hours of trying).

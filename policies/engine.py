@@ -8,7 +8,8 @@ How a verdict is reached, in order:
 
 1. **Guardrail blocks** (a strategy lock, a budget cap) and a **hard ceiling** of the matched
    policy refuse the proposal outright: ``block``.
-2. No matching policy, a **kill switch**, a **brand-guideline** finding, **always review**, a
+2. An action type that always waits for a person (a change to the policies themselves), no
+   matching policy, a **kill switch**, a **brand-guideline** finding, **always review**, a
    magnitude or amount over the **auto-execute ceiling**, or a **cumulative** move over the
    window's ceiling: ``review``, by a human. Every reason found is given, not only the first.
 3. Otherwise ``auto_approve``.
@@ -83,7 +84,7 @@ class Rule:
             + bool(self.channel)
         )
 
-    def matches(self, facts: Facts) -> bool:
+    def matches(self, facts: Facts | Scope) -> bool:
         return (
             self.action_type == facts.action_type
             and self.agent_id in (None, facts.agent_id)
@@ -91,6 +92,17 @@ class Rule:
             and self.agent_kind in ("", facts.agent_kind)
             and self.channel in ("", facts.channel)
         )
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a policy is matched on: an action type, by an agent, on an account."""
+
+    action_type: str
+    account_id: int
+    channel: str = ""
+    agent_id: int | None = None
+    agent_kind: str = ""
 
 
 @dataclass(frozen=True)
@@ -123,6 +135,8 @@ class Facts:
     guardrail_blocks: tuple[str, ...] = ()
     guardrail_reviews: tuple[str, ...] = ()
     agent_approval_rate: float | None = None
+    # Why this kind of action always waits for a person, whatever the policies say.
+    always_human: str = ""
 
 
 @dataclass(frozen=True)
@@ -147,7 +161,7 @@ def format_money(value: Decimal, currency: str) -> str:
     return f"{value:,.2f} {currency}".strip()
 
 
-def matching_rule(facts: Facts, rules: Iterable[Rule]) -> Rule | None:
+def matching_rule(facts: Facts | Scope, rules: Iterable[Rule]) -> Rule | None:
     return max(
         (rule for rule in rules if rule.matches(facts)),
         key=lambda rule: (rule.specificity, rule.priority, -rule.policy_id),
@@ -199,6 +213,8 @@ def evaluate(facts: Facts, rules: Iterable[Rule]) -> Verdict:
 
     blocks = list(facts.guardrail_blocks)
     reviews = list(facts.guardrail_reviews)
+    if facts.always_human:
+        reviews.append(facts.always_human)
     if rule is None:
         reviews.append(f"No policy covers {facts.action_label} here, so a human decides.")
     else:

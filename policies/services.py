@@ -67,6 +67,19 @@ def rules_in_force(*, action_type: str | None = None) -> list[engine.Rule]:
     return [rule_from_policy(policy, versions.get(policy.pk)) for policy in policies]
 
 
+def policy_in_force(*, action_type: str, agent: Agent, account: Account) -> Policy | None:
+    """The live policy that decides this agent's actions of this type on this account."""
+    scope = engine.Scope(
+        action_type=action_type,
+        account_id=account.pk,
+        channel=account.channel,
+        agent_id=agent.pk,
+        agent_kind=agent.kind,
+    )
+    rule = engine.matching_rule(scope, rules_in_force(action_type=action_type))
+    return Policy.objects.get(pk=rule.policy_id) if rule else None
+
+
 def engaged_kill_switches(account: Account) -> list[KillSwitch]:
     return list(
         KillSwitch.objects.filter(engaged=True).filter(
@@ -264,5 +277,6 @@ def policy_verdict(
         guardrail_blocks=findings.blocks,
         guardrail_reviews=findings.reviews,
         agent_approval_rate=agent_approval_rate(agent),
+        always_human=action_type.always_human,
     )
     return engine.evaluate(facts, rules), findings

@@ -126,8 +126,19 @@ def draft_rule_set(draft_ids: Iterable[int] | None = None) -> tuple[list[engine.
 
 
 def simulate(
-    *, rules: list[engine.Rule], since: datetime, until: datetime, drafts: list[str] | None = None
+    *,
+    rules: list[engine.Rule],
+    since: datetime,
+    until: datetime,
+    drafts: list[str] | None = None,
+    only_account_id: int | None = None,
+    only_agent_id: int | None = None,
+    only_action_type: str | None = None,
 ) -> SimulationReport:
+    """Replay the proposals made from ``since`` to ``until`` through ``rules``. Given an
+    account, only its proposals are read (cumulative moves are an account's own); given an
+    agent or an action type, only theirs are reported, while every proposal read still
+    counts towards the moves."""
     report = SimulationReport(since=since, until=until, drafts=drafts or [])
     rules_by_type: dict[str, list[engine.Rule]] = defaultdict(list)
     for rule in rules:
@@ -138,9 +149,11 @@ def simulate(
     # did live: the stream starts one (longest) window early and reports from ``since``.
     warm_up = since - max(windows, default=timedelta(0))
 
+    stream = Proposal.objects.filter(created_at__gte=warm_up, created_at__lt=until)
+    if only_account_id is not None:
+        stream = stream.filter(account_id=only_account_id)
     rows = (
-        Proposal.objects.filter(created_at__gte=warm_up, created_at__lt=until)
-        .exclude(verdict_outcome="")
+        stream.exclude(verdict_outcome="")
         .annotate(
             edited=Exists(
                 Decision.objects.filter(proposal=OuterRef("pk"), edited_payload__isnull=False)
@@ -191,7 +204,10 @@ def simulate(
     ) in rows:
         action_type = action_types.get(action_type_name)
         factors = {target: Decimal(factor) for target, factor in effects.items()}
-        if created_at < since:
+        reported = (only_agent_id is None or agent_id == only_agent_id) and (
+            only_action_type is None or action_type_name == only_action_type
+        )
+        if created_at < since or not reported:  # it only counts towards the moves
             if status in APPROVED_STATES and decided_at is not None:
                 for target, factor in factors.items():
                     moves.add(account_id, target, factor, decided_at)
@@ -217,6 +233,7 @@ def simulate(
             now=created_at,
             guardrail_blocks=tuple(findings.get("block", ())),
             guardrail_reviews=tuple(findings.get("review", ())),
+            always_human=action_type.always_human,
         )
         outcome = engine.evaluate(facts, rules_by_type[action_type_name]).outcome
 

@@ -18,12 +18,13 @@ def assess(account, action_type: str, **payload):
     return action_assess(account=account, action_type_name=action_type, raw_payload=payload)
 
 
-def test_registry_has_the_six_marketing_action_types():
+def test_registry_has_the_six_marketing_action_types_and_policy_changes():
     assert action_types.names() == [
         "bid_adjustment",
         "budget_change",
         "budget_reallocation",
         "creative_deployment",
+        "policy_change",
         "status_change",
         "strategy_change",
     ]

@@ -20,6 +20,6 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-from approvals.action_types import campaign_changes, creatives  # noqa: E402, F401
+from approvals.action_types import campaign_changes, creatives, policy_changes  # noqa: E402, F401
 
 __all__ = ["ActionType", "Assessment", "get", "names", "register"]

@@ -89,6 +89,12 @@ class ActionType:
     changes_strategy: ClassVar[bool] = False
     # A payload on the demo account's campaigns, for documentation and the admin's dry run.
     example_payload: ClassVar[dict[str, Any]]
+    # Non-empty: why this type always waits for a person, whatever the policies say.
+    always_human: ClassVar[str] = ""
+    # Who may approve or reject it.
+    decide_permission: ClassVar[str] = "approvals.decide_proposal"
+    # False: only the platform proposes it; an agent's attempt is refused.
+    agents_may_propose: ClassVar[bool] = True
 
     def campaign_fields(self, payload: dict[str, Any]) -> dict[str, tuple[str, ...]]:
         """The ledger fields this action reads and writes, by campaign external id."""

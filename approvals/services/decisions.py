@@ -11,6 +11,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from rest_framework.exceptions import ValidationError
 
+from approvals import action_types
 from approvals.models import (
     Decision,
     DecisionOutcome,
@@ -35,7 +36,14 @@ from hitlproject.errors import DomainError, NotAllowed, NotFound
 DECIDE_PERMISSION = "approvals.decide_proposal"
 
 
+def may_decide(user: AbstractBaseUser, proposal: Proposal) -> bool:
+    """Whether the user holds the permission deciding this proposal asks for (operators decide
+    on actions; policy owners on changes to policy)."""
+    return user.has_perm(action_types.get(proposal.action_type).decide_permission)
+
+
 def check_may_decide(user: AbstractBaseUser) -> None:
+    """Operators' other acts on proposals (retry, withdraw, report an outcome)."""
     if not user.has_perm(DECIDE_PERMISSION):
         raise NotAllowed(f"{user.get_username()} may not decide on proposals.")
 
@@ -83,8 +91,12 @@ class Decided:
 def _check_may_decide_now(
     proposal: Proposal, reviewer: AbstractBaseUser, to_status: str, earlier: list[tuple[int, str]]
 ) -> None:
-    """Refuse a decision the rules forbid: on one's own agent's proposal, on a proposal no
-    longer waiting, or a second one by the same reviewer in a round."""
+    """Refuse a decision the rules forbid: by someone without the permission its action type
+    asks for, on one's own agent's proposal, on a proposal no longer waiting, or a second one
+    by the same reviewer in a round."""
+    if not may_decide(reviewer, proposal):
+        label = action_types.get(proposal.action_type).label
+        raise NotAllowed(f"{reviewer.get_username()} may not decide on {label} proposals.")
     if proposal.agent.owner_id == reviewer.pk:
         raise NotAllowed(
             f"{reviewer.get_username()} owns agent {proposal.agent}, which proposed "
@@ -114,7 +126,6 @@ def _decisions_record(
     Runs inside the caller's transaction and locks the proposals until it ends, in id order
     (so two sets of decisions never deadlock). A proposal that may not be decided is refused
     and left untouched; the others go through."""
-    check_may_decide(reviewer)
     edits = edits or {}
     actor = Actor.for_user(reviewer)
     to_status = (

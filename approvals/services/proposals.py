@@ -157,6 +157,14 @@ def agent_account(*, agent: Agent, external_id: str) -> Account:
     return account
 
 
+def _may_propose(agent: Agent, action_type_name: str) -> None:
+    action_type = action_types.get(action_type_name)
+    if action_type is not None and not action_type.agents_may_propose and not agent.is_platform:
+        raise ValidationError(
+            {"action_type": [f"Only the platform proposes a {action_type.label}, not an agent."]}
+        )
+
+
 def proposal_submit(
     *,
     agent: Agent,
@@ -169,6 +177,7 @@ def proposal_submit(
     external_ref: str = "",
 ) -> Proposal:
     """Record an agent's proposal and have the policy engine evaluate it once it is committed."""
+    _may_propose(agent, action_type)
     account = agent_account(agent=agent, external_id=account_external_id)
     assessed = action_assess(account=account, action_type_name=action_type, raw_payload=payload)
     with transaction.atomic(), acting_as(Actor.for_agent(agent)):
@@ -202,6 +211,7 @@ def proposal_dry_run(
 ) -> tuple[AssessedAction, Verdict]:
     """What the policy engine would decide about this action now, under the rules in force
     or the given (draft) rules. Writes nothing."""
+    _may_propose(agent, action_type)
     account = agent_account(agent=agent, external_id=account_external_id)
     assessed = action_assess(account=account, action_type_name=action_type, raw_payload=payload)
     verdict, _ = verdict_for(assessed=assessed, agent=agent, rules=rules)

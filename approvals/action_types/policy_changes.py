@@ -1,0 +1,108 @@
+"""A change to how much an agent may do on its own: the platform's earned-autonomy
+recommendations. Proposed by the platform, never by an agent; decided by a policy owner, never
+by policy; applied by the executor to the agent's own policy on the account, with history."""
+
+from decimal import Decimal
+from typing import Any
+
+from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
+
+from approvals import action_types
+from approvals.action_types import register
+from approvals.action_types.base import ActionType, Assessment, relative_change
+from approvals.validation import StrictSerializer
+from ledger.models import Account
+from policies.engine import format_magnitude
+
+
+class Ratio(serializers.DecimalField):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(
+            max_digits=14, decimal_places=6, min_value=Decimal("0"), coerce_to_string=True, **kwargs
+        )
+
+
+class PolicyChangePayload(StrictSerializer):
+    agent = serializers.SlugField(max_length=100, help_text="The agent whose autonomy changes.")
+    action_type = serializers.CharField(max_length=32)
+    from_ceiling = Ratio(help_text="The auto-execute ceiling in force when proposed.")
+    to_ceiling = Ratio(help_text="The auto-execute ceiling proposed.")
+
+    def validate_action_type(self, value: str) -> str:
+        action_type = action_types.get(value)
+        if action_type is None or action_type.always_human:
+            raise ValidationError(f"“{value}” has no auto-execute ceiling to change.")
+        return value
+
+
+@register
+class PolicyChange(ActionType):
+    name = "policy_change"
+    label = "policy change"
+    risk_weight = 40
+    payload_serializer = PolicyChangePayload
+    example_payload = {
+        "agent": "optimizer",
+        "action_type": "bid_adjustment",
+        "from_ceiling": "0.150000",
+        "to_ceiling": "0.225000",
+    }
+    always_human = "A change to the policies always waits for a policy owner."
+    decide_permission = "policies.change_policy"
+    agents_may_propose = False
+
+    def campaign_fields(self, payload):
+        return {}
+
+    def check(self, payload, campaigns) -> None:
+        if Decimal(payload["to_ceiling"]) == Decimal(payload["from_ceiling"]):
+            raise ValidationError({"to_ceiling": ["It is the ceiling already in force."]})
+
+    def assess(self, payload, campaigns, account: Account) -> Assessment:
+        before, after = Decimal(payload["from_ceiling"]), Decimal(payload["to_ceiling"])
+        verb = "widen" if after > before else "narrow"
+        unit = action_types.get(payload["action_type"]).magnitude_unit
+        return Assessment(
+            magnitude=relative_change(before, after),
+            magnitude_label=f"A {relative_change(before, after) * 100:.1f}% change of a ceiling",
+            summary=(
+                f"{verb} {payload['agent']}'s auto-execute ceiling for {payload['action_type']} "
+                f"on {account.external_id} from {format_magnitude(before, unit)} to "
+                f"{format_magnitude(after, unit)}"
+            ),
+        )
+
+    def proposed_state(self, payload, campaigns):
+        return {}
+
+    def apply(self, payload, campaigns, proposal) -> None:
+        """Set the ceiling on the agent's own policy for the account, made from the policy in
+        force if it has none; refused if the ceiling in force moved since the proposal."""
+        from approvals.models import Agent
+        from policies.models import Policy
+        from policies.services import policy_in_force
+
+        agent = Agent.objects.filter(name=payload["agent"]).first()
+        if agent is None:
+            raise ValidationError(f"There is no agent “{payload['agent']}” any more.")
+        account, action_type = proposal.account, payload["action_type"]
+        current = policy_in_force(action_type=action_type, agent=agent, account=account)
+        if current is None or current.auto_execute_max_magnitude != Decimal(
+            payload["from_ceiling"]
+        ):
+            now = "no policy" if current is None else current.auto_execute_max_magnitude
+            raise ValidationError(
+                f"The ceiling in force is now {now}, not {payload['from_ceiling']} as proposed."
+            )
+        policy = Policy.objects.select_for_update().get(pk=current.pk)
+        if policy.agent_id != agent.pk or policy.account_id != account.pk:
+            policy.pk = policy.id = None  # a copy, scoped to this agent on this account
+            policy._state.adding = True
+            policy.name = f"{current.name}: {agent.name} on {account.external_id}"[:200]
+            policy.agent, policy.account = agent, account
+            policy.agent_kind, policy.channel = "", ""
+            policy.description = f"Made from “{current.name}” by proposal #{proposal.pk}."
+        policy.auto_execute_max_magnitude = Decimal(payload["to_ceiling"])
+        policy._change_reason = f"proposal #{proposal.pk}: {proposal.summary}"
+        policy.save()

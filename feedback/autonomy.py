@@ -1,0 +1,238 @@
+"""Earned autonomy: the platform reads each agent's scorecards and recommends moving its
+auto-execute ceilings, wider where people approve nearly everything as proposed, narrower
+where they reject much. A recommendation is a ``policy_change`` proposal made by the
+platform's own agent, the autonomy advisor; it always waits for a policy owner, shows its
+evidence (the scorecard and a what-if simulation of the new ceiling over the same weeks), and
+changes the policy only once approved and executed. The platform never widens its own
+autonomy without a human.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from decimal import ROUND_DOWN, Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from approvals import action_types
+from approvals.models import Agent, AgentKind, Proposal
+from approvals.services.proposals import proposal_submit
+from audit.actors import Actor, acting_as
+from feedback.models import AutonomyRules
+from feedback.selectors import Scorecard, scorecards
+from ledger.models import Account
+from policies.models import Policy
+from policies.services import policy_in_force, rule_from_policy, rules_in_force
+from policies.simulation import SimulationReport, simulate
+
+ADVISOR = "autonomy-advisor"
+POLICY_CHANGE = "policy_change"
+_CEILING_QUANTUM = Decimal("0.0001")
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    agent: Agent
+    account: Account
+    policy: Policy
+    card: Scorecard
+    current: Decimal
+    proposed: Decimal
+
+    @property
+    def widens(self) -> bool:
+        return self.proposed > self.current
+
+
+def recommend(rules: AutonomyRules, agent: Agent, account: Account, card: Scorecard):
+    """What the rules say about one scorecard: a new ceiling for the policy in force, or
+    None. Only relative ceilings (bids, budgets) move; a policy that always asks a person,
+    or sets no ceiling, is left to people."""
+    action_type = action_types.get(card.action_type)
+    if action_type.always_human or action_type.magnitude_unit != "ratio":
+        return None
+    policy = policy_in_force(action_type=card.action_type, agent=agent, account=account)
+    if policy is None or policy.always_review or not policy.auto_execute_max_magnitude:
+        return None
+    current = policy.auto_execute_max_magnitude
+    if not card.decided:
+        return None
+    # Shares compared in whole numbers: 19 of 20 is 95%, which 19 / 20 in floats is not.
+    clean, decided = card.approved - card.edited, Decimal(card.decided)
+    if (
+        card.decided >= rules.widen_min_decisions
+        and clean >= rules.widen_min_clean_share * decided
+        and not card.rejection_reasons.get("too_aggressive")
+    ):
+        proposed = min(current * rules.widen_factor, rules.widen_max_ceiling)
+    elif (
+        card.decided >= rules.narrow_min_decisions
+        and card.rejected >= rules.narrow_min_rejected_share * decided
+    ):
+        proposed = current * rules.narrow_factor
+    else:
+        return None
+    proposed = proposed.quantize(_CEILING_QUANTUM, rounding=ROUND_DOWN)
+    if proposed == current or (proposed > current and current >= rules.widen_max_ceiling):
+        return None
+    return Recommendation(agent, account, policy, card, current, proposed)
+
+
+def advisor_for(account: Account) -> Agent:
+    """The platform's own agent, which makes the recommendations, allowed on ``account``."""
+    with acting_as(Actor.system("autonomy")):
+        advisor, _ = Agent.objects.get_or_create(
+            name=ADVISOR, defaults={"kind": AgentKind.ANALYSIS, "is_platform": True}
+        )
+        if not advisor.accounts.filter(pk=account.pk).exists():
+            advisor.accounts.add(account)
+    return advisor
+
+
+def _recently_recommended(agent: Agent, account: Account, action_type: str, since) -> bool:
+    """One recommendation per agent, account and action type per window: a pending one is
+    not repeated, and one decided is not raised again until a new record has built up."""
+    return Proposal.objects.filter(
+        action_type=POLICY_CHANGE,
+        account=account,
+        payload__agent=agent.name,
+        payload__action_type=action_type,
+        created_at__gte=since,
+    ).exists()
+
+
+def what_if(recommendation: Recommendation, since: datetime, until: datetime) -> SimulationReport:
+    """The agent's proposals of the window replayed with the proposed ceiling in place, the
+    way the executor will put it: on the agent's own policy for the account."""
+    policy, agent, account = recommendation.policy, recommendation.agent, recommendation.account
+    own = policy.agent_id == agent.pk and policy.account_id == account.pk
+    draft = replace(rule_from_policy(policy), auto_execute_max_magnitude=recommendation.proposed)
+    if not own:
+        draft = replace(
+            draft, policy_id=0, agent_id=agent.pk, account_id=account.pk, agent_kind="", channel=""
+        )
+    rules = [rule for rule in rules_in_force() if not (own and rule.policy_id == policy.pk)]
+    return simulate(
+        rules=[*rules, draft],
+        since=since,
+        until=until,
+        drafts=[f"{agent.name}'s ceiling at {recommendation.proposed}"],
+        only_account_id=account.pk,
+        only_agent_id=agent.pk,
+        only_action_type=recommendation.card.action_type,
+    )
+
+
+def _evidence(
+    rules_now: AutonomyRules, recommendation: Recommendation, report: SimulationReport, days: int
+) -> tuple[str, dict]:
+    """The proposal's rationale and supporting data: the scorecard, the rule it meets, and
+    the what-if."""
+    card = recommendation.card
+    pct = lambda share: "—" if share is None else f"{share * 100:.0f}%"  # noqa: E731
+    verb = "widening" if recommendation.widens else "narrowing"
+    test = (
+        f"at least {rules_now.widen_min_decisions} decisions, at least "
+        f"{pct(rules_now.widen_min_clean_share)} approved as proposed, none rejected as too "
+        "aggressive"
+        if recommendation.widens
+        else f"at least {rules_now.narrow_min_decisions} decisions, at least "
+        f"{pct(rules_now.narrow_min_rejected_share)} rejected"
+    )
+    reasons = ", ".join(f"{code} {n}" for code, n in card.rejection_reasons.items()) or "none"
+    happened, with_change = report.happened, report.with_draft
+    rationale = (
+        f"Over the last {days} days {card.agent} made {card.proposals} {card.action_type} "
+        f"proposals on {recommendation.account.external_id}: {card.auto_executed} ran on their "
+        f"own; people decided {card.decided}, approving {pct(card.approval_rate)} "
+        f"({pct(card.clean_approval_rate)} as proposed, {card.edited} edited) and rejecting "
+        f"{card.rejected} (reasons: {reasons}). The rules for {verb} hold ({test}).\n\n"
+        f"What if the ceiling had been {recommendation.proposed * 100:.1f}% instead of "
+        f"{recommendation.current * 100:.1f}% over those days: "
+        f"{with_change['auto_approve']} of the {report.proposals} proposals would have run on "
+        f"their own (instead of {happened['auto_approve']}), {with_change['review']} gone to "
+        f"people and {with_change['block']} been blocked; of those that would have run on "
+        f"their own, people had rejected {report.auto_though_rejected} and edited "
+        f"{report.auto_though_edited}."
+    )
+    outcomes = ("auto_approve", "review", "block")
+    supporting = {
+        "scorecard": {
+            "days": days,
+            "proposals": card.proposals,
+            "auto_executed": card.auto_executed,
+            "decided": card.decided,
+            "approved": card.approved,
+            "edited": card.edited,
+            "rejected": card.rejected,
+            "expired": card.expired,
+            "rejection_reasons": card.rejection_reasons,
+            "outcomes_reported": card.outcomes,
+        },
+        "what_if": {
+            "ceiling now": [happened[outcome] for outcome in outcomes],
+            "ceiling proposed": [with_change[outcome] for outcome in outcomes],
+            "order": list(outcomes),
+            "would_have_run_though_rejected": report.auto_though_rejected,
+            "would_have_run_though_edited": report.auto_though_edited,
+        },
+    }
+    return rationale, supporting
+
+
+def autonomy_recommendations_propose(*, now: datetime | None = None) -> list[Proposal]:
+    """Read every agent's scorecards, per account and action type, and propose the policy
+    changes the autonomy rules call for. Returns the proposals made."""
+    rules = AutonomyRules.current()
+    if not rules.is_active:
+        return []
+    until = now or timezone.now()
+    since = until - rules.window
+    days = max(1, round(rules.window / timedelta(days=1)))
+    pairs = Counter(
+        Proposal.objects.filter(
+            created_at__gte=since, created_at__lt=until, agent__is_platform=False
+        ).values_list("agent_id", "account_id")
+    )
+    agents = Agent.objects.in_bulk({agent_id for agent_id, _ in pairs})
+    accounts = Account.objects.in_bulk({account_id for _, account_id in pairs})
+    made = []
+    for agent_id, account_id in sorted(pairs):
+        agent, account = agents[agent_id], accounts[account_id]
+        for card in scorecards(since=since, until=until, agent=agent, account=account):
+            recommendation = recommend(rules, agent, account, card)
+            if recommendation is None or _recently_recommended(
+                agent, account, card.action_type, since
+            ):
+                continue
+            rationale, supporting = _evidence(
+                rules, recommendation, what_if(recommendation, since, until), days
+            )
+            with transaction.atomic():
+                made.append(
+                    proposal_submit(
+                        agent=advisor_for(account),
+                        account_external_id=account.external_id,
+                        action_type=POLICY_CHANGE,
+                        payload={
+                            "agent": agent.name,
+                            "action_type": card.action_type,
+                            "from_ceiling": str(recommendation.current),
+                            "to_ceiling": str(recommendation.proposed),
+                        },
+                        rationale=rationale,
+                        supporting_data=supporting,
+                        # How strongly the record speaks for it.
+                        confidence=float(
+                            card.clean_approval_rate
+                            if recommendation.widens
+                            else card.rejection_rate
+                        ),
+                        external_ref=f"autonomy:{agent.name}:{account.external_id}:"
+                        f"{card.action_type}",
+                    )
+                )
+    return made

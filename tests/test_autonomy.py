@@ -1,0 +1,179 @@
+"""Earned autonomy: a clean record earns an agent a wider auto-execute ceiling, a poor one a
+narrower, always as a proposal a policy owner decides, applied to the policy only once
+approved."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+from django.utils import timezone
+
+from approvals.models import Proposal
+from approvals.services.decisions import proposal_approve, proposal_reject
+from approvals.services.execution import proposal_execute
+from approvals.services.proposals import proposal_evaluate
+from feedback.autonomy import autonomy_recommendations_propose
+from feedback.models import AutonomyRules
+from hitlproject.errors import NotAllowed
+from policies.models import Policy
+from tests.conftest import BID_RAISES, bid_adjustment
+from tests.factories import evaluated
+
+GENERAL = "Bid adjustments"  # the demo's policy: bids auto-execute up to 15%
+
+
+@pytest.fixture
+def rules(demo_world) -> AutonomyRules:
+    """The policy owners' rules, with the numbers of decisions small enough for a test."""
+    rules = AutonomyRules.current()
+    rules.widen_min_decisions = rules.narrow_min_decisions = 10
+    rules.save()
+    return rules
+
+
+def record(*decisions: str) -> list[Proposal]:
+    """optimizer's 20% bid raises on demo, each decided as given ("approve", "edit" or a
+    rejection reason), spread over the last 25 days so that no campaign moves twice in a
+    day."""
+    operator = get_user_model().objects.get(username="operator")
+    raises = list(BID_RAISES.items())
+    made = []
+    for n, decision in enumerate(decisions):
+        campaign, bid = raises[n % len(raises)]
+        proposal = evaluated(bid_adjustment(bid, campaign))
+        if decision == "approve":
+            proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+        elif decision == "edit":
+            smaller = str(Decimal(bid) - Decimal("0.05"))
+            proposal_approve(
+                proposal_id=proposal.pk,
+                reviewer=operator,
+                edited_payload={"campaign": campaign, "new_bid": smaller},
+            )
+        else:
+            proposal_reject(proposal_id=proposal.pk, reviewer=operator, reason_code=decision)
+        made.append(proposal)
+    start = timezone.now() - timedelta(days=25)
+    for n, proposal in enumerate(made):
+        at = start + n * timedelta(days=25) / len(made)
+        Proposal.objects.filter(pk=proposal.pk).update(
+            created_at=at, evaluated_at=at, decided_at=at + timedelta(hours=2)
+        )
+    return made
+
+
+def test_a_clean_record_earns_a_wider_ceiling_once_a_policy_owner_approves(rules, login):
+    record(*["approve"] * 10)
+
+    [recommendation] = autonomy_recommendations_propose()
+
+    assert recommendation.agent.name == "autonomy-advisor"
+    assert recommendation.summary == (
+        "widen optimizer's auto-execute ceiling for bid_adjustment on demo from 15.0% to 22.5%"
+    )
+    assert "What if the ceiling had been 22.5% instead of 15.0%" in recommendation.rationale
+    what_if = recommendation.supporting_data["what_if"]
+    assert (what_if["ceiling now"], what_if["ceiling proposed"]) == ([0, 10, 0], [10, 0, 0])
+    assert recommendation.supporting_data["scorecard"]["approved"] == 10
+
+    recommendation = proposal_evaluate(proposal_id=recommendation.pk)
+    assert recommendation.status == "pending_review"
+    assert "A change to the policies always waits for a policy owner." in (
+        recommendation.verdict_reasons
+    )
+    assert autonomy_recommendations_propose() == []  # not asked twice
+
+    operator = get_user_model().objects.get(username="operator")
+    with pytest.raises(NotAllowed, match="may not decide on policy change proposals"):
+        proposal_approve(proposal_id=recommendation.pk, reviewer=operator)
+    assert not Policy.objects.filter(agent__name="optimizer").exists()
+
+    owner = login("policy-owner")
+    page = owner.get(reverse("admin:approvals_proposal_change", args=[recommendation.pk]))
+    assert 'id="approve-form"' in page.text
+    assert "What if the ceiling had been 22.5%" in page.text
+    owner.post(reverse("admin:approvals_proposal_approve", args=[recommendation.pk]))
+    assert Proposal.objects.get(pk=recommendation.pk).status == "approved"
+    assert not Policy.objects.filter(agent__name="optimizer").exists()  # not until executed
+
+    assert proposal_execute(proposal_id=recommendation.pk).status == "executed"
+    earned = Policy.objects.get(agent__name="optimizer", account__external_id="demo")
+    assert earned.auto_execute_max_magnitude == Decimal("0.225")
+    assert earned.history.get().history_change_reason.startswith(
+        f"proposal #{recommendation.pk}: widen optimizer's"
+    )
+    assert Policy.objects.get(name=GENERAL).auto_execute_max_magnitude == Decimal("0.15")
+    # The ceiling is the optimizer's alone: its next 20% raise runs, the copywriter's waits.
+    assert evaluated(bid_adjustment("2.40")).status == "approved"
+    assert evaluated(bid_adjustment("2.40"), agent="copywriter").status == "pending_review"
+
+
+@pytest.mark.parametrize(
+    "decisions",
+    [
+        ["approve"] * 8 + ["edit"] * 2,  # 80% as proposed
+        ["approve"] * 19 + ["too_aggressive"],  # 95% as proposed, but one was too aggressive
+        ["approve"] * 9,  # too few decisions
+    ],
+)
+def test_a_mixed_or_short_record_earns_nothing(rules, decisions):
+    record(*decisions)
+    assert autonomy_recommendations_propose() == []
+
+
+def test_rejections_that_climb_narrow_the_ceiling(rules):
+    made = record(*["approve"] * 6 + ["wrong_signal"] * 4)
+
+    [recommendation] = autonomy_recommendations_propose()
+
+    assert recommendation.summary == (
+        "narrow optimizer's auto-execute ceiling for bid_adjustment on demo from 15.0% to 7.5%"
+    )
+    assert len(made) == recommendation.supporting_data["scorecard"]["decided"]
+
+
+def test_no_recommendations_while_the_rules_are_off(rules):
+    record(*["approve"] * 10)
+    rules.is_active = False
+    rules.save()
+    assert autonomy_recommendations_propose() == []
+
+
+def test_an_agent_cannot_propose_a_policy_change(optimizer):
+    change = bid_adjustment(action_type="policy_change") | {
+        "payload": {
+            "agent": "optimizer",
+            "action_type": "bid_adjustment",
+            "from_ceiling": "0.15",
+            "to_ceiling": "0.90",
+        }
+    }
+    for path in ("/api/v1/proposals/", "/api/v1/policies/evaluate/"):
+        response = optimizer.post(path, change, format="json")
+        assert response.status_code == 400, response.content
+        assert "Only the platform proposes a policy change" in response.text
+    assert not Proposal.objects.exists()
+
+
+def test_policy_owners_keep_the_autonomy_rules_and_operators_read_them(login, demo_world):
+    url = reverse("admin:feedback_autonomyrules_change", args=[AutonomyRules.current().pk])
+    form = {
+        "is_active": "on",
+        "window": "14 00:00:00",
+        "widen_min_decisions": "100",
+        "widen_min_clean_share": "0.97",
+        "widen_factor": "1.25",
+        "widen_max_ceiling": "0.4",
+        "narrow_min_decisions": "20",
+        "narrow_min_rejected_share": "0.3",
+        "narrow_factor": "0.5",
+    }
+    assert login("operator").post(url, form).status_code == 403
+    assert login("operator").get(url).status_code == 200
+    response = login("policy-owner").post(url, form)
+    assert response.status_code == 302
+    rules = AutonomyRules.current()
+    assert (rules.window, rules.widen_min_decisions) == (timedelta(days=14), 100)
+    assert rules.history.latest("history_date").history_actor == "policy-owner"
