@@ -45,7 +45,7 @@ from approvals.services.decisions import (
 )
 from approvals.services.execution import proposal_retry
 from approvals.services.proposals import proposal_withdraw_for_agent
-from approvals.templatetags.console import scorecard_charts
+from approvals.templatetags.console import scorecard_charts, what_if_chart
 from audit.actors import Actor
 from audit.admin import AuditedHistoryAdmin
 from feedback.models import OutcomeEffect
@@ -310,11 +310,14 @@ class ProposalAdmin(ReadOnlyAdmin):
             "executions": proposal.executions.all(),
             "current_vs_proposed": current_vs_proposed(proposal),
             "charts": numeric_series(proposal.supporting_data),
+            "what_if_chart": what_if_chart(proposal),
             "track_record": agent_track_record(
                 agent=proposal.agent, action_type=proposal.action_type
             ),
             "earlier": earlier_proposals_on_targets(proposal=proposal),
             "can_decide": may_decide(request.user, proposal)
+            and proposal.status == ProposalStatus.PENDING_REVIEW,
+            "can_withdraw": self.has_decide_permission(request)
             and proposal.status == ProposalStatus.PENDING_REVIEW,
             "can_retry": self.has_decide_permission(request)
             and proposal.status == ProposalStatus.FAILED,

@@ -139,6 +139,8 @@ EARLIER_PROPOSALS_SPAN = 2000
 def earlier_proposals_on_targets(*, proposal: Proposal, limit: int = 10) -> QuerySet[Proposal]:
     """The latest proposals that touched any of the same campaigns, among the account's 2,000
     before this one: a bounded look back, however long the account's history."""
+    if not proposal.target_snapshot:
+        return Proposal.objects.none()  # it touches no campaign (a change of policy)
     before = (
         Proposal.objects.filter(account_id=proposal.account_id, pk__lt=proposal.pk)
         .order_by("-pk")

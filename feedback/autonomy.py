@@ -173,9 +173,14 @@ def _evidence(
             "outcomes_reported": card.outcomes,
         },
         "what_if": {
-            "ceiling now": [happened[outcome] for outcome in outcomes],
-            "ceiling proposed": [with_change[outcome] for outcome in outcomes],
-            "order": list(outcomes),
+            "ceilings": {
+                "now": str(recommendation.current),
+                "proposed": str(recommendation.proposed),
+            },
+            **{
+                outcome: {"now": happened[outcome], "proposed": with_change[outcome]}
+                for outcome in outcomes
+            },
             "would_have_run_though_rejected": report.auto_though_rejected,
             "would_have_run_though_edited": report.auto_though_edited,
         },

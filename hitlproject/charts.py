@@ -3,7 +3,7 @@ person sees are the ones in the page."""
 
 from dataclasses import dataclass
 
-BAR_PALETTE = ["#8aa4b8", "#264b5d", "#c8553d", "#588b8b"]
+BAR_PALETTE = ["#8aa4b8", "#264b5d", "#c8553d", "#588b8b", "#d9a441", "#7a5c8e"]
 
 
 @dataclass(frozen=True)

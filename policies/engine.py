@@ -216,7 +216,8 @@ def evaluate(facts: Facts, rules: Iterable[Rule]) -> Verdict:
     if facts.always_human:
         reviews.append(facts.always_human)
     if rule is None:
-        reviews.append(f"No policy covers {facts.action_label} here, so a human decides.")
+        if not facts.always_human:  # else the type's own reason says who decides
+            reviews.append(f"No policy covers {facts.action_label} here, so a human decides.")
     else:
         named = f"policy “{rule.name}”"
         starts_sentence = f"Policy “{rule.name}”"

@@ -75,7 +75,8 @@ def test_a_clean_record_earns_a_wider_ceiling_once_a_policy_owner_approves(rules
     )
     assert "What if the ceiling had been 22.5% instead of 15.0%" in recommendation.rationale
     what_if = recommendation.supporting_data["what_if"]
-    assert (what_if["ceiling now"], what_if["ceiling proposed"]) == ([0, 10, 0], [10, 0, 0])
+    assert what_if["auto_approve"] == {"now": 0, "proposed": 10}
+    assert what_if["review"] == {"now": 10, "proposed": 0}
     assert recommendation.supporting_data["scorecard"]["approved"] == 10
 
     recommendation = proposal_evaluate(proposal_id=recommendation.pk)
@@ -93,6 +94,8 @@ def test_a_clean_record_earns_a_wider_ceiling_once_a_policy_owner_approves(rules
     owner = login("policy-owner")
     page = owner.get(reverse("admin:approvals_proposal_change", args=[recommendation.pk]))
     assert 'id="approve-form"' in page.text
+    assert 'id="withdraw-form"' not in page.text  # withdrawing for an agent is an operator's
+    assert 'id="what-if-chart"' in page.text
     assert "What if the ceiling had been 22.5%" in page.text
     owner.post(reverse("admin:approvals_proposal_approve", args=[recommendation.pk]))
     assert Proposal.objects.get(pk=recommendation.pk).status == "approved"

@@ -7,12 +7,18 @@ tests are skipped, unless HITL_REQUIRE_BROWSER is set, as in CI, where a missing
 
 import os
 import shutil
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from django.contrib.auth import get_user_model
 
 from approvals.models import Proposal, ProposalStatus
-from ledger.models import Campaign
+from approvals.services.decisions import proposals_approve
+from feedback.autonomy import autonomy_recommendations_propose
+from feedback.models import AutonomyRules
+from ledger.models import Account, Campaign
+from policies.models import Policy
 from tests.conftest import bid_adjustment, reallocation, wait_until
 from tests.factories import submitted
 
@@ -126,6 +132,11 @@ def test_operator_approves_the_reference_proposal_from_the_top_of_the_queue(
     expect(page.locator("#queue-depth")).to_have_text("2")
     screenshot(page, "dashboard")
 
+    page.locator("#agent-figures a", has_text="optimizer").click()
+    expect(page.locator("#scorecard")).to_contain_text("budget_reallocation")
+    expect(page.locator("#scorecard svg.bar-chart rect").first).to_be_visible()
+    screenshot(page, "scorecard")
+
 
 def test_operator_rejects_two_proposals_at_once_with_a_reason(live_server, demo_world, page):
     proposals = waiting(reallocation("200.00"), reallocation("300.00"))
@@ -175,3 +186,50 @@ def test_auditor_reads_the_history_and_finds_no_way_to_change_anything(
     page.locator("#result_list tbody a").first.click()
     expect(page.locator("input[name=_save]")).to_have_count(0)
     expect(page.locator("#content-main input[type=submit]")).to_have_count(0)
+
+
+def test_policy_owner_approves_the_platforms_recommendation_and_the_policy_changes(
+    live_server, demo_world, page
+):
+    # A clean record: ten 20% bid raises, each on a campaign of its own, approved as proposed.
+    rules = AutonomyRules.current()
+    rules.widen_min_decisions = 10
+    rules.save()
+    demo = Account.objects.get(external_id="demo")
+    raises = [
+        bid_adjustment("1.20", campaign.external_id)
+        for campaign in Campaign.objects.bulk_create(
+            Campaign(account=demo, external_id=f"search-{n}", name=f"Search {n}",
+                     daily_budget=Decimal("100.00"), bid=Decimal("1.00"))
+            for n in range(10)
+        )
+    ]  # fmt: skip
+    proposals = waiting(*raises)
+    operator = get_user_model().objects.get(username="operator")
+    ids = [proposal.pk for proposal in proposals]
+    proposals_approve(proposal_ids=ids, reviewer=operator)
+    executed = Proposal.objects.filter(pk__in=ids, status="executed")
+    wait_until(lambda: executed.count() == len(ids))
+
+    [recommendation] = autonomy_recommendations_propose()
+    wait_until(lambda: Proposal.objects.get(pk=recommendation.pk).status == "pending_review")
+    log_in(page, live_server.url, demo_world["users"]["policy-owner"])
+    page.goto(f"{live_server.url}/admin/approvals/proposal/{recommendation.pk}/change/")
+    expect(page.locator("#verdict-reasons")).to_contain_text(
+        "A change to the policies always waits for a policy owner."
+    )
+    expect(page.locator("#rationale")).to_contain_text("What if the ceiling had been 22.5%")
+    expect(page.locator("#what-if-chart svg")).to_be_visible()
+    expect(page.locator("#what-if-chart svg rect")).to_have_count(6)
+    screenshot(page, "recommendation")
+
+    page.click("#approve-form input[type=submit]")
+    expect(page.locator(".messagelist")).to_contain_text("is now approved")
+
+    def shows_executed():
+        page.reload()
+        return page.locator("#proposal-status").inner_text() == "Executed"
+
+    wait_until(shows_executed, timeout=30, interval=0.5)
+    earned = Policy.objects.get(agent__name="optimizer", account=demo)
+    assert earned.auto_execute_max_magnitude == Decimal("0.225")
