@@ -80,6 +80,16 @@ def log_in(page: Page, base: str, login: dict) -> None:
     expect(page.locator("#user-tools")).to_contain_text(login["username"])
 
 
+def wait_for_status(page: Page, status: str) -> None:
+    """Reload the proposal's page until it shows ``status`` (the worker gets there)."""
+
+    def shows_it():
+        page.reload()
+        return page.locator("#proposal-status").inner_text() == status
+
+    wait_until(shows_it, timeout=30, interval=0.5)
+
+
 def waiting(*bodies: dict) -> list[Proposal]:
     """Submit these as the optimizer and wait for the worker to route them to review."""
     proposals = [submitted(body) for body in bodies]
@@ -119,11 +129,7 @@ def test_operator_approves_the_reference_proposal_from_the_top_of_the_queue(
     page.click("#approve-form input[type=submit]")
     expect(page.locator(".messagelist")).to_contain_text("is now approved")
 
-    def shows_executed():
-        page.reload()
-        return page.locator("#proposal-status").inner_text() == "Executed"
-
-    wait_until(shows_executed, timeout=30, interval=0.5)
+    wait_for_status(page, "Executed")
     expect(page.locator("#proposal-executions")).to_contain_text("Succeeded")
     assert Campaign.objects.get(external_id="brand-search").daily_budget == 720
     assert Proposal.objects.get(pk=reference.pk).decisions.get().reviewer.username == "operator"
@@ -226,10 +232,6 @@ def test_policy_owner_approves_the_platforms_recommendation_and_the_policy_chang
     page.click("#approve-form input[type=submit]")
     expect(page.locator(".messagelist")).to_contain_text("is now approved")
 
-    def shows_executed():
-        page.reload()
-        return page.locator("#proposal-status").inner_text() == "Executed"
-
-    wait_until(shows_executed, timeout=30, interval=0.5)
+    wait_for_status(page, "Executed")
     earned = Policy.objects.get(agent__name="optimizer", account=demo)
     assert earned.auto_execute_max_magnitude == Decimal("0.225")
