@@ -319,7 +319,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             and proposal.status == ProposalStatus.PENDING_REVIEW,
             "can_withdraw": self.has_decide_permission(request)
             and proposal.status == ProposalStatus.PENDING_REVIEW,
-            "can_retry": self.has_decide_permission(request)
+            "can_retry": may_decide(request.user, proposal)
             and proposal.status == ProposalStatus.FAILED,
             "outcomes": proposal.outcomes.all(),
             "can_report_outcome": self.has_decide_permission(request)
@@ -414,6 +414,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             object_id,
             forms.Form,
             lambda: proposal_retry(proposal_id=object_id, reviewer=request.user),
+            decision=True,  # deciding again that it should run
         )
 
     # --- bulk decisions, each behind a confirmation page ---------------------------------------
@@ -535,7 +536,11 @@ class AgentAdmin(AuditedHistoryAdmin):
     )
     def issue_new_key(self, request, queryset):
         for agent in queryset:
-            raw_key = agent_key_issue(agent=agent, actor=Actor.for_user(request.user))
+            try:
+                raw_key = agent_key_issue(agent=agent, actor=Actor.for_user(request.user))
+            except DomainError as error:
+                messages.error(request, error.message)
+                continue
             messages.warning(
                 request,
                 format_html("New API key for {}, shown once: <code>{}</code>", agent.name, raw_key),

@@ -177,7 +177,7 @@ class IdempotentAPIView(AgentAPIView):
         if not 1 <= len(key) <= 255 or not key.isprintable():
             raise ValidationError({"Idempotency-Key": ["Must be 1 to 255 printable characters."]})
         claim = idempotency_claim(
-            agent=request.user, key=key, fingerprint=request_fingerprint(request.data)
+            agent=request.user, key=key, fingerprint=request_fingerprint(request.path, request.data)
         )
         if isinstance(claim, Replay):
             return Response(
@@ -328,7 +328,6 @@ class ProposalOutcomeApi(IdempotentAPIView):
         return super().post(request, proposal_id=proposal_id)
 
     def perform(self, request: Request, proposal_id: int) -> Response:
-        proposal_get_for_agent(agent=request.user, proposal_id=proposal_id)
         serializer = OutcomeInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         outcome = outcome_report_by_agent(

@@ -17,6 +17,8 @@ from feedback.selectors import (
 )
 from hitlproject.api import AgentAPIView, IdCursorPagination
 
+MAX_METRICS = 50
+
 
 class MetricsField(serializers.DictField):
     """Figures by name: at most 50, names of 1 to 100 printable characters, finite numbers."""
@@ -30,9 +32,6 @@ class MetricsField(serializers.DictField):
         if any(not 1 <= len(name) <= 100 or not name.isprintable() for name in metrics):
             raise serializers.ValidationError("Names are 1 to 100 printable characters.")
         return metrics
-
-
-MAX_METRICS = 50
 
 
 class OutcomeInput(StrictSerializer):

@@ -9,24 +9,31 @@ autonomy without a human.
 
 from __future__ import annotations
 
-from collections import Counter
+import logging
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
+from rest_framework.exceptions import ValidationError
 
 from approvals import action_types
+from approvals.action_types.policy_changes import agents_own_scope, is_agents_own
 from approvals.models import Agent, AgentKind, Proposal
+from approvals.models import ProposalStatus as S
 from approvals.services.proposals import proposal_submit
 from audit.actors import Actor, acting_as
 from feedback.models import AutonomyRules
 from feedback.selectors import Scorecard, scorecards
+from hitlproject.errors import DomainError
 from ledger.models import Account
 from policies.models import Policy
 from policies.services import policy_in_force, rule_from_policy, rules_in_force
 from policies.simulation import SimulationReport, simulate
+
+logger = logging.getLogger(__name__)
 
 ADVISOR = "autonomy-advisor"
 POLICY_CHANGE = "policy_change"
@@ -52,7 +59,7 @@ def recommend(rules: AutonomyRules, agent: Agent, account: Account, card: Scorec
     None. Only relative ceilings (bids, budgets) move; a policy that always asks a person,
     or sets no ceiling, is left to people."""
     action_type = action_types.get(card.action_type)
-    if action_type.always_human or action_type.magnitude_unit != "ratio":
+    if action_type is None or action_type.always_human or action_type.magnitude_unit != "ratio":
         return None
     policy = policy_in_force(action_type=card.action_type, agent=agent, account=account)
     if policy is None or policy.always_review or not policy.auto_execute_max_magnitude:
@@ -67,6 +74,8 @@ def recommend(rules: AutonomyRules, agent: Agent, account: Account, card: Scorec
         and clean >= rules.widen_min_clean_share * decided
         and not card.rejection_reasons.get("too_aggressive")
     ):
+        if current >= rules.widen_max_ceiling:
+            return None  # as wide as the rules ever make it
         proposed = min(current * rules.widen_factor, rules.widen_max_ceiling)
     elif (
         card.decided >= rules.narrow_min_decisions
@@ -76,7 +85,7 @@ def recommend(rules: AutonomyRules, agent: Agent, account: Account, card: Scorec
     else:
         return None
     proposed = proposed.quantize(_CEILING_QUANTUM, rounding=ROUND_DOWN)
-    if proposed == current or (proposed > current and current >= rules.widen_max_ceiling):
+    if proposed == current:
         return None
     return Recommendation(agent, account, policy, card, current, proposed)
 
@@ -84,12 +93,23 @@ def recommend(rules: AutonomyRules, agent: Agent, account: Account, card: Scorec
 def advisor_for(account: Account) -> Agent:
     """The platform's own agent, which makes the recommendations, allowed on ``account``."""
     with acting_as(Actor.system("autonomy")):
-        advisor, _ = Agent.objects.get_or_create(
-            name=ADVISOR, defaults={"kind": AgentKind.ANALYSIS, "is_platform": True}
-        )
+        advisor = Agent.objects.filter(is_platform=True).first()
+        if advisor is None:
+            if Agent.objects.filter(name=ADVISOR).exists():
+                raise DomainError(f"An agent of the users' is named “{ADVISOR}”; rename it.")
+            advisor = Agent.objects.create(name=ADVISOR, kind=AgentKind.ANALYSIS, is_platform=True)
         if not advisor.accounts.filter(pk=account.pk).exists():
             advisor.accounts.add(account)
     return advisor
+
+
+def _reference(agent: Agent, account: Account, action_type: str) -> str:
+    return f"autonomy:{agent.name}:{account.external_id}:{action_type}"
+
+
+# A recommendation in these states stands for its window: waiting, carried out, or turned
+# down. One that failed, expired or was withdrawn does not.
+_STANDING = [S.SUBMITTED, S.PENDING_REVIEW, S.APPROVED, S.EXECUTING, S.EXECUTED, S.REJECTED]
 
 
 def _recently_recommended(agent: Agent, account: Account, action_type: str, since) -> bool:
@@ -97,9 +117,8 @@ def _recently_recommended(agent: Agent, account: Account, action_type: str, sinc
     not repeated, and one decided is not raised again until a new record has built up."""
     return Proposal.objects.filter(
         action_type=POLICY_CHANGE,
-        account=account,
-        payload__agent=agent.name,
-        payload__action_type=action_type,
+        external_ref=_reference(agent, account, action_type),
+        status__in=_STANDING,
         created_at__gte=since,
     ).exists()
 
@@ -108,12 +127,10 @@ def what_if(recommendation: Recommendation, since: datetime, until: datetime) ->
     """The agent's proposals of the window replayed with the proposed ceiling in place, the
     way the executor will put it: on the agent's own policy for the account."""
     policy, agent, account = recommendation.policy, recommendation.agent, recommendation.account
-    own = policy.agent_id == agent.pk and policy.account_id == account.pk
+    own = is_agents_own(policy, agent, account)
     draft = replace(rule_from_policy(policy), auto_execute_max_magnitude=recommendation.proposed)
     if not own:
-        draft = replace(
-            draft, policy_id=0, agent_id=agent.pk, account_id=account.pk, agent_kind="", channel=""
-        )
+        draft = replace(draft, policy_id=0, **agents_own_scope(agent, account))
     rules = [rule for rule in rules_in_force() if not (own and rule.policy_id == policy.pk)]
     return simulate(
         rules=[*rules, draft],
@@ -188,56 +205,79 @@ def _evidence(
     return rationale, supporting
 
 
+# Held while a run proposes, so that beat's run and a command's do not both propose.
+RUN_LOCK = "feedback:autonomy-run"
+
+
 def autonomy_recommendations_propose(*, now: datetime | None = None) -> list[Proposal]:
     """Read every agent's scorecards, per account and action type, and propose the policy
     changes the autonomy rules call for. Returns the proposals made."""
     rules = AutonomyRules.current()
     if not rules.is_active:
         return []
-    until = now or timezone.now()
+    if not cache.add(RUN_LOCK, "running", timeout=3600):
+        logger.info("A run of the autonomy recommendations is under way; not starting another.")
+        return []
+    try:
+        return _propose_all(rules, now or timezone.now())
+    finally:
+        cache.delete(RUN_LOCK)
+
+
+def _propose_all(rules: AutonomyRules, until: datetime) -> list[Proposal]:
     since = until - rules.window
-    days = max(1, round(rules.window / timedelta(days=1)))
-    pairs = Counter(
+    pairs = (
         Proposal.objects.filter(
             created_at__gte=since, created_at__lt=until, agent__is_platform=False
-        ).values_list("agent_id", "account_id")
+        )
+        .values_list("agent_id", "account_id")
+        .distinct()
+        .order_by("agent_id", "account_id")
     )
+    pairs = list(pairs)
     agents = Agent.objects.in_bulk({agent_id for agent_id, _ in pairs})
     accounts = Account.objects.in_bulk({account_id for _, account_id in pairs})
     made = []
-    for agent_id, account_id in sorted(pairs):
+    for agent_id, account_id in pairs:
         agent, account = agents[agent_id], accounts[account_id]
         for card in scorecards(since=since, until=until, agent=agent, account=account):
-            recommendation = recommend(rules, agent, account, card)
-            if recommendation is None or _recently_recommended(
-                agent, account, card.action_type, since
-            ):
+            try:
+                proposal = _propose(rules, agent, account, card, since, until)
+            except (DomainError, ValidationError) as error:  # one pair's trouble stops no other
+                logger.warning(
+                    "No autonomy recommendation for %s's %s on %s: %s",
+                    agent, card.action_type, account.external_id, error,
+                )  # fmt: skip
                 continue
-            rationale, supporting = _evidence(
-                rules, recommendation, what_if(recommendation, since, until), days
-            )
-            with transaction.atomic():
-                made.append(
-                    proposal_submit(
-                        agent=advisor_for(account),
-                        account_external_id=account.external_id,
-                        action_type=POLICY_CHANGE,
-                        payload={
-                            "agent": agent.name,
-                            "action_type": card.action_type,
-                            "from_ceiling": str(recommendation.current),
-                            "to_ceiling": str(recommendation.proposed),
-                        },
-                        rationale=rationale,
-                        supporting_data=supporting,
-                        # How strongly the record speaks for it.
-                        confidence=float(
-                            card.clean_approval_rate
-                            if recommendation.widens
-                            else card.rejection_rate
-                        ),
-                        external_ref=f"autonomy:{agent.name}:{account.external_id}:"
-                        f"{card.action_type}",
-                    )
-                )
+            if proposal is not None:
+                made.append(proposal)
     return made
+
+
+def _propose(rules, agent, account, card, since, until) -> Proposal | None:
+    recommendation = recommend(rules, agent, account, card)
+    if recommendation is None or _recently_recommended(agent, account, card.action_type, since):
+        return None
+    days = max(1, round(rules.window / timedelta(days=1)))
+    rationale, supporting = _evidence(
+        rules, recommendation, what_if(recommendation, since, until), days
+    )
+    with transaction.atomic():
+        return proposal_submit(
+            agent=advisor_for(account),
+            account_external_id=account.external_id,
+            action_type=POLICY_CHANGE,
+            payload={
+                "agent": agent.name,
+                "action_type": card.action_type,
+                "from_ceiling": str(recommendation.current),
+                "to_ceiling": str(recommendation.proposed),
+            },
+            rationale=rationale,
+            supporting_data=supporting,
+            # How strongly the record speaks for it.
+            confidence=float(
+                card.clean_approval_rate if recommendation.widens else card.rejection_rate
+            ),
+            external_ref=_reference(agent, account, card.action_type),
+        )

@@ -125,6 +125,10 @@ def callback_event_deliver(*, event_id: int) -> CallbackEvent | None:
         )
         if event is None:
             return None
+        if event.attempts >= settings.CALLBACK_MAX_ATTEMPTS:  # its sender died on the last
+            event.status = DeliveryStatus.FAILED
+            event.save(update_fields=["status"])
+            return event
         event.attempts += 1
         event.next_attempt_at = now + LEASE
         event.save(update_fields=["attempts", "next_attempt_at"])
@@ -138,15 +142,21 @@ def callback_event_deliver(*, event_id: int) -> CallbackEvent | None:
         "X-HITL-Signature": sign(event.agent.callback_secret, int(time.time()), body),
     }
     try:
-        response = requests.post(
-            event.url, data=body, headers=headers, timeout=TIMEOUT, allow_redirects=False
-        )
+        # Only the status is read: a reply that trickles in holds nothing up.
+        with requests.post(
+            event.url,
+            data=body,
+            headers=headers,
+            timeout=TIMEOUT,
+            allow_redirects=False,
+            stream=True,
+        ) as response:
+            code = response.status_code
     except requests.Timeout:
         delivered, retry, result = False, True, "timed out"
     except requests.RequestException as error:
         delivered, retry, result = False, True, f"{type(error).__name__}: {error}"[:300]
     else:
-        code = response.status_code
         delivered = 200 <= code < 300
         retry = code >= 500 or code in RETRIED_STATUSES
         result = f"HTTP {code}"
@@ -159,8 +169,17 @@ def callback_event_deliver(*, event_id: int) -> CallbackEvent | None:
         event.next_attempt_at = finished + _backoff(event.attempts)
     else:
         event.status = DeliveryStatus.FAILED
-    event.save(update_fields=["log", "status", "delivered_at", "next_attempt_at"])
-    if event.status == DeliveryStatus.PENDING:
+    # Recorded only if this attempt is still the event's latest: a sender that outlived its
+    # lease must not undo what the one after it recorded.
+    recorded = CallbackEvent.objects.filter(
+        pk=event.pk, attempts=event.attempts, status=DeliveryStatus.PENDING
+    ).update(
+        log=event.log,
+        status=event.status,
+        delivered_at=event.delivered_at,
+        next_attempt_at=event.next_attempt_at,
+    )
+    if recorded and event.status == DeliveryStatus.PENDING:
         from feedback.tasks import deliver_callback_event
 
         countdown = (event.next_attempt_at - finished).total_seconds()
@@ -173,13 +192,15 @@ def callback_events_resend_due() -> int:
     worker). Returns how many were sent."""
     from feedback.tasks import deliver_callback_event
 
+    now = timezone.now()
+    pending = CallbackEvent.objects.filter(status=DeliveryStatus.PENDING)
     overdue = list(
-        CallbackEvent.objects.filter(
-            status=DeliveryStatus.PENDING, next_attempt_at__lte=timezone.now() - LEASE
-        )
+        pending.filter(next_attempt_at__lte=now - LEASE)
         .order_by("next_attempt_at")
         .values_list("pk", flat=True)[:SWEEP_BATCH]
     )
+    # Due now, not overdue: the next sweep leaves them to the tasks sent here.
+    CallbackEvent.objects.filter(pk__in=overdue).update(next_attempt_at=now)
     for event_id in overdue:
         deliver_callback_event.delay(event_id)
     return len(overdue)

@@ -18,6 +18,7 @@ from django.db.models import Prefetch
 
 from approvals.models import Agent, Decision, Proposal
 from feedback.models import Feedback, FeedbackKind
+from feedback.selectors import APPROVED_STATUSES
 from feedback.services import payload_diff
 
 CHUNK = 500
@@ -64,7 +65,7 @@ def _chunks(items: Iterable[int], size: int) -> Iterator[list[int]]:
 
 def _record(agent: Agent, proposal: Proposal, submitted_payload: dict) -> dict:
     kinds = {item.kind for item in proposal.feedback.all()}
-    approved = any(d.outcome == "approve" for d in proposal.decisions.all())
+    approved = proposal.status in APPROVED_STATUSES
     return {
         "agent": agent.name,
         "proposal_id": proposal.pk,

@@ -142,12 +142,15 @@ class CallbackEvent(models.Model):
         return f"{self.type} #{self.proposal_id} to {self.agent_id} ({self.status})"
 
 
-def _share(default: str, help_text: str) -> models.DecimalField:
+def _share(default: str, help_text: str, *, above_zero: bool = False) -> models.DecimalField:
     return models.DecimalField(
         max_digits=5,
         decimal_places=3,
         default=Decimal(default),
-        validators=[MinValueValidator(0), MaxValueValidator(1)],
+        validators=[
+            MinValueValidator(Decimal("0.001") if above_zero else 0),
+            MaxValueValidator(1),
+        ],
         help_text=help_text,
     )
 
@@ -160,7 +163,9 @@ class AutonomyRules(models.Model):
         default=True, verbose_name="recommend changes", help_text="Off: no recommendations."
     )
     window = models.DurationField(
-        default=timedelta(days=30), help_text="The record judged: proposals of this long."
+        default=timedelta(days=30),
+        validators=[MinValueValidator(timedelta(days=1)), MaxValueValidator(timedelta(days=365))],
+        help_text="The record judged: the proposals of this long, from a day to a year.",
     )
     widen_min_decisions = models.PositiveIntegerField(
         default=50, help_text="Widen only after at least this many decisions by people…"
@@ -170,7 +175,7 @@ class AutonomyRules(models.Model):
         max_digits=5,
         decimal_places=2,
         default=Decimal("1.50"),
-        validators=[MinValueValidator(Decimal("1.01"))],
+        validators=[MinValueValidator(Decimal("1.01")), MaxValueValidator(Decimal("10"))],
         help_text="…and none rejected as too aggressive: the ceiling is multiplied by this…",
     )
     widen_max_ceiling = _share("0.500", "…up to at most this ceiling (0.5 = 50%).")
@@ -178,7 +183,7 @@ class AutonomyRules(models.Model):
         default=20, help_text="Narrow after at least this many decisions by people…"
     )
     narrow_min_rejected_share = _share("0.250", "…of which at least this share rejected…")
-    narrow_factor = _share("0.500", "…multiplying the ceiling by this.")
+    narrow_factor = _share("0.500", "…multiplying the ceiling by this.", above_zero=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     history = audited_history()

@@ -157,9 +157,9 @@ def outcome_report_by_user(
     metrics: Mapping[str, float] | None = None,
 ) -> Outcome:
     """An operator says what an executed proposal did, later; the agent gets it as feedback."""
-    from approvals.services.decisions import check_may_decide
+    from approvals.services.decisions import check_operator
 
-    check_may_decide(user)
+    check_operator(user)
     return _outcome_record(
         proposal=Proposal.objects.filter(pk=proposal_id).first(),
         proposal_id=proposal_id,

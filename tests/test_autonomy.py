@@ -10,13 +10,15 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 from django.utils import timezone
 
-from approvals.models import Proposal
+from approvals.models import Agent, Proposal
+from approvals.services.agents import agent_key_issue
 from approvals.services.decisions import proposal_approve, proposal_reject
-from approvals.services.execution import proposal_execute
-from approvals.services.proposals import proposal_evaluate
+from approvals.services.execution import proposal_execute, proposal_retry
+from approvals.services.proposals import proposal_evaluate, proposal_withdraw_for_agent
+from audit.actors import Actor
 from feedback.autonomy import autonomy_recommendations_propose
 from feedback.models import AutonomyRules
-from hitlproject.errors import NotAllowed
+from hitlproject.errors import DomainError, NotAllowed
 from policies.models import Policy
 from tests.conftest import BID_RAISES, bid_adjustment
 from tests.factories import evaluated
@@ -62,6 +64,14 @@ def record(*decisions: str) -> list[Proposal]:
             created_at=at, evaluated_at=at, decided_at=at + timedelta(hours=2)
         )
     return made
+
+
+@pytest.fixture
+def recommendation(rules) -> Proposal:
+    """A recommendation to widen optimizer's bid ceiling, waiting for a policy owner."""
+    record(*["approve"] * 10)
+    [made] = autonomy_recommendations_propose()
+    return proposal_evaluate(proposal_id=made.pk)
 
 
 def test_a_clean_record_earns_a_wider_ceiling_once_a_policy_owner_approves(rules, login):
@@ -180,3 +190,84 @@ def test_policy_owners_keep_the_autonomy_rules_and_operators_read_them(login, de
     rules = AutonomyRules.current()
     assert (rules.window, rules.widen_min_decisions) == (timedelta(days=14), 100)
     assert rules.history.latest("history_date").history_actor == "policy-owner"
+
+
+def test_the_owner_of_the_agent_concerned_may_not_decide_its_autonomy(recommendation):
+    owner = get_user_model().objects.get(username="policy-owner")
+    Agent.objects.filter(name="optimizer").update(owner=owner)
+    with pytest.raises(NotAllowed, match=r"owns agent optimizer, which proposal #\d+ concerns"):
+        proposal_approve(proposal_id=recommendation.pk, reviewer=owner)
+
+
+def test_a_policy_owner_may_edit_the_new_ceiling_and_nothing_else(recommendation):
+    owner = get_user_model().objects.get(username="policy-owner")
+    payload = dict(recommendation.payload)
+    with pytest.raises(DomainError, match="Only to_ceiling may be edited here, not agent"):
+        proposal_approve(
+            proposal_id=recommendation.pk,
+            reviewer=owner,
+            edited_payload=payload | {"agent": "copywriter"},
+        )
+    with pytest.raises(DomainError, match="to_ceiling: Ensure this value is less than or equal"):
+        proposal_approve(
+            proposal_id=recommendation.pk,
+            reviewer=owner,
+            edited_payload=payload | {"to_ceiling": "99999999"},
+        )
+    assert Proposal.objects.get(pk=recommendation.pk).status == "pending_review"
+
+    narrower = payload | {"to_ceiling": "0.2"}
+    proposal_approve(proposal_id=recommendation.pk, reviewer=owner, edited_payload=narrower)
+    proposal_execute(proposal_id=recommendation.pk)
+    assert Policy.objects.get(agent__name="optimizer").auto_execute_max_magnitude == Decimal("0.2")
+
+
+def test_a_changed_ceiling_fails_the_change_and_only_a_policy_owner_retries_it(
+    recommendation,
+):
+    owner = get_user_model().objects.get(username="policy-owner")
+    operator = get_user_model().objects.get(username="operator")
+    proposal_approve(proposal_id=recommendation.pk, reviewer=owner)
+    general = Policy.objects.get(name=GENERAL)
+    general.auto_execute_max_magnitude = Decimal("0.12")
+    general.save()
+
+    failed = proposal_execute(proposal_id=recommendation.pk)
+
+    assert failed.status == "failed"
+    assert "The ceiling in force is now 0.120000, not 0.150000" in failed.executions.get().error
+    with pytest.raises(NotAllowed, match="may not decide on policy change proposals"):
+        proposal_retry(proposal_id=recommendation.pk, reviewer=operator)
+    assert proposal_retry(proposal_id=recommendation.pk, reviewer=owner).status == "approved"
+
+
+def test_an_agent_as_wide_as_the_rules_allow_is_left_alone(rules):
+    record(*["approve"] * 10)
+    Policy.objects.filter(name=GENERAL).update(auto_execute_max_magnitude=Decimal("0.8"))
+    assert autonomy_recommendations_propose() == []
+
+
+def test_a_withdrawn_recommendation_does_not_stand_in_the_way_of_the_next(recommendation):
+    owner = get_user_model().objects.get(username="operator")
+    proposal_withdraw_for_agent(proposal_id=recommendation.pk, reviewer=owner)
+    [again] = autonomy_recommendations_propose()
+    assert again.payload == recommendation.payload
+
+
+def test_the_platforms_own_agent_gets_no_api_key(recommendation):
+    with pytest.raises(DomainError, match="platform's own agent; it has no API keys"):
+        agent_key_issue(agent=recommendation.agent, actor=Actor.system("test"))
+
+
+@pytest.mark.parametrize("window", ["0", "400 00:00:00"])
+def test_the_rules_window_is_a_day_to_a_year(login, demo_world, window):
+    url = reverse("admin:feedback_autonomyrules_change", args=[AutonomyRules.current().pk])
+    page = login("policy-owner").get(url)
+    form = {
+        field: page.context["adminform"].form.initial[field]
+        for field in page.context["adminform"].form.fields
+    }
+    response = login("policy-owner").post(url, {**form, "is_active": "on", "window": window})
+    assert response.status_code == 200  # the form again, with the error
+    assert "errorlist" in response.text
+    assert AutonomyRules.current().window == timedelta(days=30)

@@ -34,7 +34,7 @@ def test_same_key_with_another_body_is_a_422(optimizer):
 def test_retry_while_the_first_request_is_in_flight_is_a_409(optimizer):
     agent = Agent.objects.get(name="optimizer")
     body = bid_adjustment()
-    idempotency_claim(agent=agent, key="slow-1", fingerprint=request_fingerprint(body))
+    idempotency_claim(agent=agent, key="slow-1", fingerprint=request_fingerprint(URL, body))
     response = optimizer.post(URL, body, format="json", HTTP_IDEMPOTENCY_KEY="slow-1")
     assert response.status_code == 409
     assert "still in progress" in response.json()["detail"]
@@ -84,7 +84,7 @@ def test_a_request_that_outlived_its_lease_is_undone_not_doubled(optimizer, sett
     agent = Agent.objects.get(name="optimizer")
     body = bid_adjustment()
     settings.IDEMPOTENCY_LEASE = timedelta(0)  # so that it has run out by the time of the retry
-    slow = idempotency_claim(agent=agent, key="slow-2", fingerprint=request_fingerprint(body))
+    slow = idempotency_claim(agent=agent, key="slow-2", fingerprint=request_fingerprint(URL, body))
     # The first request is still working when the retry comes and takes the key over.
     retry = optimizer.post(URL, body, format="json", HTTP_IDEMPOTENCY_KEY="slow-2")
     assert retry.status_code == 201

@@ -74,6 +74,11 @@ def test_an_outcome_report_is_safe_to_retry(optimizer, executed):
     assert (first.status_code, again.status_code) == (201, 201)
     assert again.headers["Idempotent-Replayed"] == "true"
     assert Outcome.objects.count() == 1
+    # The same key for another proposal is another request, not a replay of this one.
+    other = proposal_execute(proposal_id=evaluated(bid_adjustment("1.53", "generic-search")).pk)
+    reused = optimizer.post(outcome_url(other), body, format="json", HTTP_IDEMPOTENCY_KEY="o-1")
+    assert reused.status_code == 422
+    assert Outcome.objects.count() == 1
 
 
 @pytest.mark.parametrize(

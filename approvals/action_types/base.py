@@ -95,6 +95,8 @@ class ActionType:
     decide_permission: ClassVar[str] = "approvals.decide_proposal"
     # False: only the platform proposes it; an agent's attempt is refused.
     agents_may_propose: ClassVar[bool] = True
+    # The payload fields a reviewer may edit before approving; None: any.
+    editable_fields: ClassVar[frozenset[str] | None] = None
 
     def campaign_fields(self, payload: dict[str, Any]) -> dict[str, tuple[str, ...]]:
         """The ledger fields this action reads and writes, by campaign external id."""
@@ -107,6 +109,11 @@ class ActionType:
         self, payload: dict[str, Any], campaigns: dict[str, Campaign], account: Account
     ) -> Assessment:
         raise NotImplementedError
+
+    def agents_concerned(self, payload: dict[str, Any]) -> list[str]:
+        """Agents, by name, the action is about (whose owners may therefore not decide it),
+        besides the one proposing it."""
+        return []
 
     def texts(self, payload: dict[str, Any]) -> list[tuple[str, str]]:
         """The words the action would publish, as (where, text), for the brand guidelines."""

@@ -15,11 +15,28 @@ from approvals.validation import StrictSerializer
 from ledger.models import Account
 from policies.engine import format_magnitude
 
+# The widest auto-execute ceiling a change may set: a move of the whole value.
+MAX_CEILING = Decimal("1")
+
+
+def agents_own_scope(agent, account) -> dict[str, Any]:
+    """The scope of an agent's own policy on an account: where an earned ceiling is set."""
+    return {"agent_id": agent.pk, "account_id": account.pk, "agent_kind": "", "channel": ""}
+
+
+def is_agents_own(policy, agent, account) -> bool:
+    return policy.agent_id == agent.pk and policy.account_id == account.pk
+
 
 class Ratio(serializers.DecimalField):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(
-            max_digits=14, decimal_places=6, min_value=Decimal("0"), coerce_to_string=True, **kwargs
+            max_digits=14,
+            decimal_places=6,
+            min_value=Decimal("0"),
+            max_value=MAX_CEILING,
+            coerce_to_string=True,
+            **kwargs,
         )
 
 
@@ -51,11 +68,19 @@ class PolicyChange(ActionType):
     always_human = "A change to the policies always waits for a policy owner."
     decide_permission = "policies.change_policy"
     agents_may_propose = False
+    editable_fields = frozenset({"to_ceiling"})  # the evidence is about this agent and type
 
     def campaign_fields(self, payload):
         return {}
 
+    def agents_concerned(self, payload) -> list[str]:
+        return [payload["agent"]]
+
     def check(self, payload, campaigns) -> None:
+        from approvals.models import Agent
+
+        if not Agent.objects.filter(name=payload["agent"], is_platform=False).exists():
+            raise ValidationError({"agent": [f"There is no agent “{payload['agent']}”."]})
         if Decimal(payload["to_ceiling"]) == Decimal(payload["from_ceiling"]):
             raise ValidationError({"to_ceiling": ["It is the ceiling already in force."]})
 
@@ -87,22 +112,21 @@ class PolicyChange(ActionType):
         if agent is None:
             raise ValidationError(f"There is no agent “{payload['agent']}” any more.")
         account, action_type = proposal.account, payload["action_type"]
-        current = policy_in_force(action_type=action_type, agent=agent, account=account)
-        if current is None or current.auto_execute_max_magnitude != Decimal(
-            payload["from_ceiling"]
-        ):
-            now = "no policy" if current is None else current.auto_execute_max_magnitude
+        in_force = policy_in_force(action_type=action_type, agent=agent, account=account)
+        policy = Policy.objects.select_for_update().filter(pk=getattr(in_force, "pk", None)).first()
+        if policy is None or policy.auto_execute_max_magnitude != Decimal(payload["from_ceiling"]):
+            now = "no policy" if policy is None else policy.auto_execute_max_magnitude
             raise ValidationError(
                 f"The ceiling in force is now {now}, not {payload['from_ceiling']} as proposed."
             )
-        policy = Policy.objects.select_for_update().get(pk=current.pk)
-        if policy.agent_id != agent.pk or policy.account_id != account.pk:
-            policy.pk = policy.id = None  # a copy, scoped to this agent on this account
+        if not is_agents_own(policy, agent, account):
+            source = policy.name
+            policy.pk = policy.id = None  # a copy: the agent's own policy on this account
             policy._state.adding = True
-            policy.name = f"{current.name}: {agent.name} on {account.external_id}"[:200]
-            policy.agent, policy.account = agent, account
-            policy.agent_kind, policy.channel = "", ""
-            policy.description = f"Made from “{current.name}” by proposal #{proposal.pk}."
+            policy.name = f"{source}: {agent.name} on {account.external_id}"[:200]
+            for field_name, value in agents_own_scope(agent, account).items():
+                setattr(policy, field_name, value)
+            policy.description = f"Made from “{source}” by proposal #{proposal.pk}."
         policy.auto_execute_max_magnitude = Decimal(payload["to_ceiling"])
         policy._change_reason = f"proposal #{proposal.pk}: {proposal.summary}"
         policy.save()

@@ -20,6 +20,7 @@ from rest_framework.exceptions import AuthenticationFailed
 
 from approvals.models import Agent, AgentAPIKey, new_callback_secret
 from audit.actors import Actor, acting_as
+from hitlproject.errors import DomainError
 from ledger.models import Account
 
 KEY_SCHEME = "hitl"
@@ -40,7 +41,10 @@ def agent_callback_secret_rotate(*, agent: Agent, actor: Actor) -> str:
 
 
 def agent_key_issue(*, agent: Agent, actor: Actor, revoke_existing: bool = True) -> str:
-    """Issue a new key for an agent and return it: the only time it is ever shown."""
+    """Issue a new key for an agent and return it: the only time it is ever shown. The
+    platform's own agents have none: nothing outside may act as them."""
+    if agent.is_platform:
+        raise DomainError(f"{agent} is the platform's own agent; it has no API keys.")
     with transaction.atomic(), acting_as(actor):
         if revoke_existing:
             for key in agent.api_keys.filter(revoked_at__isnull=True):
@@ -93,6 +97,6 @@ def agent_authenticate(raw_key: str) -> tuple[Agent, AgentAPIKey]:
         raise AuthenticationFailed("Invalid API key.")
     if key.is_revoked:
         raise AuthenticationFailed("This API key has been revoked.")
-    if not key.agent.is_active:
+    if not key.agent.is_active or key.agent.is_platform:
         raise AuthenticationFailed("This agent is deactivated.")
     return key.agent, key

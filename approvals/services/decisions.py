@@ -13,6 +13,7 @@ from rest_framework.exceptions import ValidationError
 
 from approvals import action_types
 from approvals.models import (
+    Agent,
     Decision,
     DecisionOutcome,
     Proposal,
@@ -42,10 +43,16 @@ def may_decide(user: AbstractBaseUser, proposal: Proposal) -> bool:
     return user.has_perm(action_types.get(proposal.action_type).decide_permission)
 
 
-def check_may_decide(user: AbstractBaseUser) -> None:
-    """Operators' other acts on proposals (retry, withdraw, report an outcome)."""
+def check_operator(user: AbstractBaseUser) -> None:
+    """Operators' other acts on proposals: withdraw one for its agent, report an outcome."""
     if not user.has_perm(DECIDE_PERMISSION):
         raise NotAllowed(f"{user.get_username()} may not decide on proposals.")
+
+
+def check_may_decide(user: AbstractBaseUser, proposal: Proposal) -> None:
+    if not may_decide(user, proposal):
+        label = action_types.get(proposal.action_type).label
+        raise NotAllowed(f"{user.get_username()} may not decide on {label} proposals.")
 
 
 def _edit(proposal: Proposal, edited_payload: Any) -> dict[str, Any] | None:
@@ -62,6 +69,17 @@ def _edit(proposal: Proposal, edited_payload: Any) -> dict[str, Any] | None:
         raise DomainError(f"The edited action is not valid: {validation_text(error)}") from error
     if assessed.payload == proposal.payload:
         return None
+    editable = action_types.get(proposal.action_type).editable_fields
+    if editable is not None:
+        fixed = sorted(
+            name
+            for name in assessed.payload.keys() | proposal.payload.keys()
+            if name not in editable and assessed.payload.get(name) != proposal.payload.get(name)
+        )
+        if fixed:
+            raise DomainError(
+                f"Only {', '.join(sorted(editable))} may be edited here, not {', '.join(fixed)}."
+            )
     verdict, _ = verdict_for(assessed=assessed, agent=proposal.agent, proposal_id=proposal.pk)
     if verdict.outcome == VerdictOutcome.BLOCK:
         raise DomainError("The edited action would be blocked: " + " ".join(verdict.reasons))
@@ -94,13 +112,18 @@ def _check_may_decide_now(
     """Refuse a decision the rules forbid: by someone without the permission its action type
     asks for, on one's own agent's proposal, on a proposal no longer waiting, or a second one
     by the same reviewer in a round."""
-    if not may_decide(reviewer, proposal):
-        label = action_types.get(proposal.action_type).label
-        raise NotAllowed(f"{reviewer.get_username()} may not decide on {label} proposals.")
+    check_may_decide(reviewer, proposal)
     if proposal.agent.owner_id == reviewer.pk:
         raise NotAllowed(
             f"{reviewer.get_username()} owns agent {proposal.agent}, which proposed "
             f"proposal #{proposal.pk}; someone else must decide."
+        )
+    concerned = action_types.get(proposal.action_type).agents_concerned(proposal.payload)
+    owned = concerned and Agent.objects.filter(name__in=concerned, owner=reviewer).first()
+    if owned:
+        raise NotAllowed(
+            f"{reviewer.get_username()} owns agent {owned}, which proposal #{proposal.pk} "
+            "concerns; someone else must decide."
         )
     if proposal.status != ProposalStatus.PENDING_REVIEW:
         raise InvalidTransition(proposal, to_status)

@@ -25,6 +25,7 @@ from approvals.services.proposals import (
 )
 from approvals.validation import validation_text
 from audit.actors import Actor, acting_as
+from hitlproject.errors import NotFound
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +164,10 @@ def proposal_retry(*, proposal_id: int, reviewer: AbstractBaseUser) -> Proposal:
     """An operator sends a failed proposal back to execution."""
     from approvals.services.decisions import check_may_decide
 
-    check_may_decide(reviewer)
+    proposal = Proposal.objects.filter(pk=proposal_id).first()
+    if proposal is None:
+        raise NotFound(f"There is no proposal #{proposal_id}.")
+    check_may_decide(reviewer, proposal)  # retrying is deciding again that it should run
     return proposal_transition(
         proposal_id=proposal_id,
         to_status=ProposalStatus.APPROVED,

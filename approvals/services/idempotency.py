@@ -32,8 +32,12 @@ class Replay:
     body: Any
 
 
-def request_fingerprint(body: Any) -> str:
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+def request_fingerprint(path: str, body: Any) -> str:
+    """What makes two requests the same one: where they were sent, and what they said. A key
+    reused on another endpoint, or another proposal's, is a different request (422)."""
+    canonical = json.dumps(
+        {"path": path, "body": body}, sort_keys=True, separators=(",", ":"), default=str
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -65,7 +69,7 @@ def idempotency_claim(*, agent: Agent, key: str, fingerprint: str) -> Idempotenc
             return record
         if record.request_fingerprint != fingerprint:
             raise Unprocessable(
-                "This Idempotency-Key was used with a different request body. "
+                "This Idempotency-Key was used with a different request body (or endpoint). "
                 "Use a new key for a new request."
             )
         if not record.is_complete:

@@ -345,9 +345,9 @@ def proposal_withdraw(*, agent: Agent, proposal_id: int) -> Proposal:
 
 def proposal_withdraw_for_agent(*, proposal_id: int, reviewer) -> Proposal:
     """An operator withdraws a waiting proposal on the agent's behalf (say, its owner asked)."""
-    from approvals.services.decisions import check_may_decide
+    from approvals.services.decisions import check_operator
 
-    check_may_decide(reviewer)
+    check_operator(reviewer)
     return proposal_transition(
         proposal_id=proposal_id,
         to_status=ProposalStatus.WITHDRAWN,
