@@ -1,4 +1,6 @@
-"""Operators' decisions: approve or reject a proposal waiting for review."""
+"""People's decisions on proposals waiting for review: approve (as proposed or edited) or
+reject, one at a time or many at once, by the same rules. Operators decide on actions; policy
+owners on the platform's proposed changes to policy."""
 
 from __future__ import annotations
 
@@ -110,8 +112,8 @@ def _check_may_decide_now(
     proposal: Proposal, reviewer: AbstractBaseUser, to_status: str, earlier: list[tuple[int, str]]
 ) -> None:
     """Refuse a decision the rules forbid: by someone without the permission its action type
-    asks for, on one's own agent's proposal, on a proposal no longer waiting, or a second one
-    by the same reviewer in a round."""
+    asks for, by the owner of the agent that proposed it or that it concerns, on a proposal no
+    longer waiting, or a second one by the same reviewer in a round."""
     check_may_decide(reviewer, proposal)
     if proposal.agent.owner_id == reviewer.pk:
         raise NotAllowed(
