@@ -44,3 +44,27 @@ def audited_history(**options) -> HistoricalRecords:
         history_change_reason_field=models.TextField(null=True),
         **options,
     )
+
+
+class ChainLink(models.Model):
+    """One historical record, sealed into the audit chain.
+
+    ``digest`` is the SHA-256 of the record's fields as stored; ``hash`` is the SHA-256 of the
+    previous link's hash, the record's table and id, and its digest. Altering a sealed record
+    breaks its digest; deleting it leaves its link pointing at nothing; rewriting links to hide
+    either breaks every hash after them. ``audit.chain`` seals and verifies.
+    """
+
+    table = models.CharField(max_length=100)
+    history_id = models.BigIntegerField()
+    digest = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
+    sealed_at = models.DateTimeField(help_text="When the sealing run that chained it ran.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["table", "history_id"], name="chain_link_record")
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.table} {self.history_id}"

@@ -188,6 +188,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "feedback.resend_due_callback_events",
         "schedule": timedelta(seconds=60),
     },
+    "seal-audit-chain": {
+        "task": "audit.seal_chain",
+        "schedule": timedelta(seconds=60),
+    },
     "recommend-autonomy-changes": {
         "task": "feedback.recommend_autonomy_changes",
         "schedule": timedelta(hours=24),

@@ -1,0 +1,109 @@
+"""Tamper evidence: every historical record is sealed into a hash chain, and verification
+names the first record altered, deleted or slipped in after sealing."""
+
+import io
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from approvals.models import Proposal
+from approvals.services.decisions import proposal_approve
+from approvals.services.execution import proposal_execute
+from audit.chain import chain_seal, chain_verify
+from audit.models import ChainLink
+from tests.conftest import reallocation
+from tests.factories import evaluated
+
+
+@pytest.fixture
+def sealed(demo_world) -> Proposal:
+    """The reference proposal, approved and executed, and everything so far sealed."""
+    operator = get_user_model().objects.get(username="operator")
+    proposal = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    proposal_execute(proposal_id=proposal.pk)
+    assert chain_seal() > 0
+    return proposal
+
+
+def verify(*args: str) -> str:
+    out = io.StringIO()
+    call_command("verify_audit_chain", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_the_chain_holds_over_everything_written(sealed):
+    said = verify()
+    assert said.startswith(f"The audit chain holds: {ChainLink.objects.count()} record(s) sealed")
+    assert "0 written since the last sealing" in said
+    assert chain_seal() == 0  # nothing new to seal
+
+    sealed.refresh_from_db()
+    sealed.rationale = "Edited in the admin, properly: on the record."
+    sealed.save()  # a new historical record, written the ordinary way
+    assert "1 written since the last sealing" in verify()
+    assert chain_seal() == 1
+    assert chain_verify().holds
+
+
+def test_an_altered_record_is_named(sealed):
+    record = Proposal.history.filter(id=sealed.pk, status="approved").get()
+    Proposal.history.filter(history_id=record.history_id).update(
+        history_change_reason="approved by someone else"
+    )
+    with pytest.raises(CommandError) as refused:
+        verify()
+    assert str(refused.value).endswith(
+        f"approvals.historicalproposal record {record.history_id} was altered after it was sealed."
+    )
+
+
+def test_a_deleted_record_is_named(sealed):
+    record = Proposal.history.filter(id=sealed.pk, status="executed").get()
+    Proposal.history.filter(history_id=record.history_id).delete()
+    broken = chain_verify().broken
+    assert (broken.table, broken.history_id, broken.what) == (
+        "approvals.historicalproposal",
+        record.history_id,
+        "was deleted after it was sealed",
+    )
+
+
+def test_a_record_slipped_in_behind_the_chain_is_named(sealed):
+    first = Proposal.history.filter(id=sealed.pk).earliest("history_date")
+    forged = Proposal.history.get(history_id=first.history_id)
+    forged.pk = None
+    forged.history_id = None
+    forged.history_date = timezone.now() - timedelta(days=2)
+    forged.history_change_reason = "approved by nobody, long ago"
+    forged.save()
+    broken = chain_verify().broken
+    assert (broken.table, broken.history_id, broken.what) == (
+        "approvals.historicalproposal",
+        forged.history_id,
+        "was inserted after its time had been sealed",
+    )
+
+
+def test_rewritten_links_break_the_chain_from_there(sealed):
+    middle = ChainLink.objects.order_by("id")[ChainLink.objects.count() // 2]
+    ChainLink.objects.filter(pk=middle.pk).update(digest="0" * 64)
+    broken = chain_verify().broken
+    assert (broken.link, broken.what) == (
+        middle.pk,
+        "is not where the chain says: its links were rewritten, inserted or removed here",
+    )
+
+
+def test_a_recorded_head_proves_the_chain_is_the_same_one(sealed):
+    head = chain_verify().head
+    evaluated(reallocation("120.00"))
+    chain_seal()
+    assert "The audit chain holds" in verify("--head", head)  # it grew past the head: fine
+    ChainLink.objects.all().delete()  # a whole new chain, consistent but not the one recorded
+    chain_seal()
+    with pytest.raises(CommandError, match="does not pass through"):
+        verify("--head", head)
