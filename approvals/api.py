@@ -203,6 +203,12 @@ class ProposalPagination(IdCursorPagination):
     max_page_size = 500
 
 
+class ProposalPage(serializers.Serializer):
+    next = serializers.URLField(allow_null=True, help_text="The next page; null at the end.")
+    previous = serializers.URLField(allow_null=True)
+    results = ProposalOutput(many=True)
+
+
 class ProposalListFilters(StrictSerializer):
     status = serializers.ChoiceField(choices=ProposalStatus.choices, required=False)
     action_type = serializers.CharField(max_length=32, required=False)
@@ -233,7 +239,7 @@ class ProposalCollectionApi(IdempotentAPIView):
     @extend_schema(
         operation_id="proposals_list",
         parameters=[ProposalListFilters],
-        responses={200: ProposalOutput(many=True)},
+        responses={200: ProposalPage},
         summary="List this agent's proposals, newest first",
     )
     def get(self, request: Request) -> Response:

@@ -67,6 +67,13 @@ class FeedbackOutput(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
+class FeedbackPage(serializers.Serializer):
+    next = serializers.URLField(allow_null=True, help_text="The next page now; null at the end.")
+    previous = serializers.URLField(allow_null=True)
+    resume = serializers.URLField(help_text="Fetch later for what arrives after this page.")
+    results = FeedbackOutput(many=True)
+
+
 class FeedbackPagination(IdCursorPagination):
     """A feed, oldest first. ``next`` pages through what there is now and is null at the
     end, as usual; ``resume`` is always there: fetched later, it returns only what arrived
@@ -91,21 +98,11 @@ class FeedbackPagination(IdCursorPagination):
         response.data["resume"] = self.get_resume_link()
         return response
 
-    def get_paginated_response_schema(self, schema: dict) -> dict:
-        paginated = super().get_paginated_response_schema(schema)
-        paginated["properties"]["resume"] = {
-            "type": "string",
-            "format": "uri",
-            "description": "Fetch later for what arrives after this page; never null.",
-        }
-        paginated["required"] = ["results", "resume"]
-        return paginated
-
 
 class FeedbackListApi(AgentAPIView):
     @extend_schema(
         operation_id="feedback_list",
-        responses={200: FeedbackOutput(many=True)},
+        responses={200: FeedbackPage},
         summary="Feedback on this agent's proposals, oldest first, by cursor",
     )
     def get(self, request: Request) -> Response:

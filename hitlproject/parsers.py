@@ -21,4 +21,17 @@ class SafeJSONParser(JSONParser):
             raise exceptions.ParseError(
                 "JSON parse error - contains an unpaired surrogate (\\ud800-\\udfff)."
             ) from error
+        # Nor is a NUL character ("\u0000") in a key: PostgreSQL stores none, and a key is
+        # echoed in errors ("Unknown field") that are stored for idempotent replays. (In a
+        # value, the field that holds it refuses it, with a message of its own.)
+        if _nul_in_a_key(data):
+            raise exceptions.ParseError("JSON parse error - a key contains a NUL character.")
         return data
+
+
+def _nul_in_a_key(value) -> bool:
+    if isinstance(value, dict):
+        return any("\x00" in key or _nul_in_a_key(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_nul_in_a_key(item) for item in value)
+    return False

@@ -1,7 +1,8 @@
 from django.contrib import admin
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import include, path
+from django.views.defaults import page_not_found
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
@@ -18,6 +19,16 @@ from feedback.api import FeedbackListApi, ScorecardApi
 from feedback.views import training_export
 from ledger.api import CampaignListApi
 from policies.api import PolicyEvaluateApi
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """A path nothing answers: JSON for the API, the usual page for people."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
+    return page_not_found(request, exception)
+
+
+handler404 = not_found
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

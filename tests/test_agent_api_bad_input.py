@@ -122,6 +122,19 @@ def test_unparseable_body_is_a_400(optimizer, raw):
     assert Proposal.objects.count() == 0
 
 
+@pytest.mark.parametrize("path", [URL, "/api/v1/proposals/batch/"])
+def test_a_nul_character_in_a_key_is_a_400_even_when_the_answer_is_kept(optimizer, path):
+    """The answer to a request with an Idempotency-Key is stored; PostgreSQL stores no NUL."""
+    item = bid_adjustment() | {"a\x00b": 1}
+    body = json.dumps([item] if path.endswith("batch/") else item).encode()
+    response = optimizer.generic(
+        "POST", path, body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="nul"
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["detail"] == "JSON parse error - a key contains a NUL character."
+    assert not IdempotencyRecord.objects.exists()
+
+
 def test_number_too_large_for_a_float_is_refused_on_its_field(optimizer):
     body = json.dumps(bid_adjustment()).replace('"confidence": 0.9', '"confidence": 1e999999')
     response = optimizer.generic("POST", URL, body.encode(), content_type="application/json")

@@ -90,7 +90,7 @@ def test_an_outcome_report_is_safe_to_retry(optimizer, executed):
         ({"metrics": {"clicks": "NaN"}}, "metrics"),
         ({"metrics": {"clicks": "many"}}, "metrics"),
         ({"metrics": {"": 1}}, "metrics"),
-        ({"metrics": {"a\x00b": 1}}, "metrics"),
+        ({"metrics": {"a\x00b": 1}}, "detail"),  # refused as it is parsed
         ({"metrics": {f"m{n}": n for n in range(51)}}, "metrics"),
         ({"metrics": {"clicks": 1}, "effect": "great"}, "effect"),
         ({"metrics": {"clicks": 1}, "verdict": "great"}, "verdict"),

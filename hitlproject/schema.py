@@ -1,0 +1,54 @@
+"""The API schema documents its refusals too, so that an agent (or schemathesis) knows every
+answer it can get: the errors each operation may give, with the shape of their body."""
+
+ERROR = {
+    "type": "object",
+    "properties": {
+        "detail": {"type": "string", "description": "What was wrong, in words."},
+        "code": {"type": "string", "description": "A stable name for the error."},
+    },
+    "required": ["detail"],
+}
+INVALID = {
+    "type": "object",
+    "description": "The messages per field (a list of strings, or nested for nested fields), "
+    "or `detail` and `code` when the request as a whole was refused.",
+    "additionalProperties": True,
+}
+REFUSALS = {
+    "400": ("The request is not valid: see the messages per field.", "InvalidRequest"),
+    "401": ("No API key, or one that is malformed, unknown or revoked.", "Error"),
+    "403": ("The agent may not do this.", "Error"),
+    "404": ("No such resource for this agent (another agent's is as good as absent).", "Error"),
+    "409": ("The state does not allow it now, or the same request is in flight.", "Error"),
+    "413": ("The body is too large.", "Error"),
+    "415": ("The body is not JSON.", "Error"),
+    "422": ("The Idempotency-Key was used with another request.", "Error"),
+    "429": ("Too many requests from this agent: wait as Retry-After says.", "Error"),
+}
+READ_ONLY = ("400", "401", "403", "404", "429")
+
+
+def document_refusals(result, generator, request, public):
+    """A drf-spectacular postprocessing hook: the refusals of every operation."""
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault("Error", ERROR)
+    schemas.setdefault("InvalidRequest", INVALID)
+    for methods in result.get("paths", {}).values():
+        for method, operation in methods.items():
+            statuses = READ_ONLY if method == "get" else REFUSALS
+            responses = operation.setdefault("responses", {})
+            for status in statuses:
+                description, component = REFUSALS[status]
+                responses.setdefault(
+                    status,
+                    {
+                        "description": description,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": f"#/components/schemas/{component}"}
+                            }
+                        },
+                    },
+                )
+    return result
