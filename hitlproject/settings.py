@@ -178,7 +178,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "requeue-stalled-proposals": {
         "task": "approvals.requeue_stalled_proposals",
-        "schedule": timedelta(seconds=60),
+        "schedule": timedelta(seconds=int(env("HITL_STALL_SWEEP_SECONDS", "60"))),
     },
     "purge-idempotency-records": {
         "task": "approvals.purge_idempotency_records",
