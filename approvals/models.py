@@ -4,6 +4,7 @@ from django.db import models
 from django.utils import timezone
 
 from audit.models import audited_history
+from hitlproject.signing import new_secret
 
 
 class AgentKind(models.TextChoices):
@@ -11,12 +12,6 @@ class AgentKind(models.TextChoices):
     ANALYSIS = "analysis", "Analysis"
     PRODUCTION = "production", "Production"
     OPTIMIZATION = "optimization", "Optimization"
-
-
-def new_callback_secret() -> str:
-    import secrets
-
-    return f"whsec_{secrets.token_urlsafe(32)}"
 
 
 class Agent(models.Model):
@@ -45,7 +40,7 @@ class Agent(models.Model):
     )
     callback_secret = models.CharField(
         max_length=64,
-        default=new_callback_secret,
+        default=new_secret,
         editable=False,
         help_text="Signs the events sent to the callback URL (HMAC-SHA256).",
     )

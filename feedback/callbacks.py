@@ -5,18 +5,15 @@ never sent for a change that rolled back; it is delivered after commit by a Cele
 the decision never waits on the agent's endpoint. Delivery is at least once: a receiver
 de-duplicates by ``X-HITL-Delivery``.
 
-Each request carries ``X-HITL-Signature: t=<unix time>,v1=<hex>``, where ``v1`` is the
-HMAC-SHA256, keyed by the agent's callback secret, of ``"<t>.<body>"`` (``verify`` below is
-the receiver's side). A 2xx answer delivers the event; a timeout, a connection error, a 5xx,
-408 or 429 is retried with exponential backoff; another 4xx, or the last retry, gives up.
+Each request is signed with the agent's callback secret (``hitlproject.signing``, whose
+``verify`` is the receiver's side). A 2xx answer delivers the event; a timeout, a connection
+error, a 5xx, 408 or 429 is retried with exponential backoff; another 4xx, or the last retry,
+gives up.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import time
 from collections.abc import Iterable
 from datetime import timedelta
 
@@ -27,6 +24,7 @@ from django.utils import timezone
 
 from approvals.models import Proposal, ProposalStatus
 from feedback.models import CallbackEvent, CallbackEventType, DeliveryStatus
+from hitlproject.signing import SIGNATURE_HEADER, signed_now
 
 EVENT_TYPES = {
     ProposalStatus.APPROVED: CallbackEventType.APPROVED,
@@ -41,24 +39,6 @@ TIMEOUT = (3.05, 10)  # connect, read (seconds)
 # While one worker sends an event, it holds it this long; another finds it not yet due.
 LEASE = timedelta(seconds=60)
 SWEEP_BATCH = 500
-
-
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return f"t={timestamp},v1={mac.hexdigest()}"
-
-
-def verify(secret: str, header: str, body: bytes, *, tolerance: int = 300) -> bool:
-    """What a receiver checks: the signature matches, and is at most ``tolerance`` seconds
-    old (a replayed old request is refused)."""
-    try:
-        parts = dict(item.split("=", 1) for item in header.split(","))
-        timestamp = int(parts["t"])
-    except (KeyError, ValueError):
-        return False
-    if abs(time.time() - timestamp) > tolerance:
-        return False
-    return hmac.compare_digest(sign(secret, timestamp, body), f"t={timestamp},v1={parts['v1']}")
 
 
 def callback_events_record(*, proposals: Iterable[Proposal]) -> None:
@@ -139,7 +119,7 @@ def callback_event_deliver(*, event_id: int) -> CallbackEvent | None:
         "User-Agent": "hitl-approvals-callbacks/1",
         "X-HITL-Event": event.type,
         "X-HITL-Delivery": str(event.event_id),
-        "X-HITL-Signature": sign(event.agent.callback_secret, int(time.time()), body),
+        SIGNATURE_HEADER: signed_now(event.agent.callback_secret, body),
     }
     try:
         # Only the status is read: a reply that trickles in holds nothing up.

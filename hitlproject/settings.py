@@ -197,6 +197,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(hours=24),
     },
 }
+# The webhook executor: the first retry after this many seconds, doubling (up to 10 minutes
+# apart); failed after this many attempts.
+WEBHOOK_RETRY_SECONDS = float(env("HITL_WEBHOOK_RETRY_SECONDS", "10"))
+WEBHOOK_MAX_ATTEMPTS = int(env("HITL_WEBHOOK_MAX_ATTEMPTS", "5"))
 # Agents' callbacks: the first retry after this many seconds, doubling up to an hour apart;
 # given up after this many attempts (8: about two hours of trying).
 CALLBACK_RETRY_SECONDS = float(env("HITL_CALLBACK_RETRY_SECONDS", "30"))

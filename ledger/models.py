@@ -10,6 +10,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 
 from audit.models import audited_history
+from hitlproject.signing import new_secret
 
 
 class Channel(models.TextChoices):
@@ -33,9 +34,24 @@ class Account(models.Model):
         blank=True,
         help_text="Budget cap: the most the account's active campaigns may spend per day in all.",
     )
+    execution_endpoint = models.URLField(
+        blank=True,
+        help_text=(
+            "Set: approved actions are POSTed here, signed, to be carried out on the channel "
+            "(the webhook executor), and the ledger records them once it answers 2xx. Empty: "
+            "the built-in ledger executor carries them out."
+        ),
+    )
+    execution_secret = models.CharField(
+        max_length=64,
+        default=new_secret,
+        editable=False,
+        help_text="Signs the webhook executor's requests (HMAC-SHA256).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
-    history = audited_history()
+    # The signing secret stays out of history, which auditors read.
+    history = audited_history(excluded_fields=["execution_secret"])
 
     class Meta:
         ordering = ["external_id"]

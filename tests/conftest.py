@@ -3,9 +3,11 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -65,6 +67,7 @@ def celery_worker(django_db_setup, isolated_task_queue, tmp_path_factory) -> Ite
         "DATABASE_URL": database_url(settings.DATABASES["default"]),
         "HITL_CELERY_QUEUE": isolated_task_queue,
         "HITL_CALLBACK_RETRY_SECONDS": "0.2",  # retries a test can wait for
+        "HITL_WEBHOOK_RETRY_SECONDS": "0.2",
     }
     with open(log_path, "w") as log:
         worker = subprocess.Popen(
@@ -192,3 +195,32 @@ def creative_batch(*creatives: dict) -> dict:
     return bid_adjustment(action_type="creative_deployment") | {
         "payload": {"campaign": "display-retarget", "creatives": list(creatives)}
     }
+
+
+class Receiver:
+    """An HTTP endpoint on localhost (an agent's callback URL, a channel's execution
+    endpoint) that answers with the given statuses in turn (the last one repeats) and keeps
+    what it was sent."""
+
+    def __init__(self, *statuses: int) -> None:
+        self.statuses = list(statuses) or [200]
+        self.received: list[dict] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.received.append({"headers": dict(self.headers), "body": body})
+                statuses = receiver.statuses
+                self.send_response(statuses.pop(0) if len(statuses) > 1 else statuses[0])
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hitl-events"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def events(self) -> list[dict]:
+        return [json.loads(request["body"]) for request in self.received]

@@ -1,10 +1,7 @@
 """Agents hear of their proposals' decisions and executions on their callback URL: signed,
 retried when the endpoint fails, and never in the way of the decision itself."""
 
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -12,40 +9,12 @@ from django.urls import reverse
 
 from approvals.models import Agent, Proposal
 from approvals.services.decisions import proposal_approve, proposal_reject
-from feedback.callbacks import sign, verify
 from feedback.models import CallbackEvent
-from tests.conftest import BID_RAISES, bid_adjustment, wait_until
+from hitlproject.signing import sign, verify
+from tests.conftest import BID_RAISES, Receiver, bid_adjustment, wait_until
 from tests.factories import evaluated
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
-
-
-class Receiver:
-    """An agent's endpoint on localhost that answers with the given statuses in turn (the
-    last one repeats) and keeps what it was sent."""
-
-    def __init__(self, *statuses: int) -> None:
-        self.statuses = list(statuses) or [200]
-        self.received: list[dict] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.received.append({"headers": dict(self.headers), "body": body})
-                statuses = receiver.statuses
-                self.send_response(statuses.pop(0) if len(statuses) > 1 else statuses[0])
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hitl-events"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def events(self) -> list[dict]:
-        return [json.loads(request["body"]) for request in self.received]
 
 
 @pytest.fixture

@@ -37,7 +37,11 @@ def test_a_submission_whose_evaluation_was_lost_is_evaluated_and_executed(demo_w
         proposal = submitted(bid_adjustment("2.12"))
     assert Proposal.objects.get(pk=proposal.pk).status == ProposalStatus.SUBMITTED
 
-    assert proposals_requeue_stalled(stalled_after=timedelta(0)) == {"submitted": 1, "approved": 0}
+    assert proposals_requeue_stalled(stalled_after=timedelta(0)) == {
+        "submitted": 1,
+        "approved": 0,
+        "executing": 0,
+    }
 
     wait_until(status_is(proposal.pk, ProposalStatus.EXECUTED))
     assert Campaign.objects.get(external_id="brand-search").bid == Decimal("2.12")

@@ -18,9 +18,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework.exceptions import AuthenticationFailed
 
-from approvals.models import Agent, AgentAPIKey, new_callback_secret
+from approvals.models import Agent, AgentAPIKey
 from audit.actors import Actor, acting_as
 from hitlproject.errors import DomainError
+from hitlproject.signing import new_secret
 from ledger.models import Account
 
 KEY_SCHEME = "hitl"
@@ -34,7 +35,7 @@ def _digest(raw_key: str) -> str:
 def agent_callback_secret_rotate(*, agent: Agent, actor: Actor) -> str:
     """Give the agent a new secret to verify its callbacks by; the old one stops at once."""
     with acting_as(actor):
-        agent.callback_secret = new_callback_secret()
+        agent.callback_secret = new_secret()
         agent._change_reason = "new callback signing secret issued"
         agent.save()
     return agent.callback_secret

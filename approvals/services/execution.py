@@ -1,13 +1,25 @@
-"""Carrying out approved proposals with the built-in ledger executor, exactly once.
+"""Carrying out approved proposals, exactly once.
 
-The ledger effect, the execution record and the status change commit in one transaction,
-under locks on the proposal and then its campaigns (always in that order, campaigns by id), so
-a redelivered task finds the proposal executed and does nothing.
+The built-in ledger executor commits the ledger effect, the execution record and the status
+change in one transaction, under locks on the proposal and then its campaigns (always in that
+order, campaigns by id), so a redelivered task finds the proposal executed and does nothing.
+
+The webhook executor, for an account with an execution endpoint, cannot hold a transaction
+open across the channel's request: it commits ``executing`` first, POSTs the action signed
+and with an idempotency key that every attempt shares, then records the attempt (and, on a
+2xx, the action in the ledger) in a second transaction. A crash in between leaves the
+proposal executing, and the stall sweep sends it again: the endpoint, seeing the same key,
+does it once.
 """
 
+import json
 import logging
+from functools import partial
 
+import requests
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import OperationalError, transaction
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
@@ -26,10 +38,13 @@ from approvals.services.proposals import (
 from approvals.validation import validation_text
 from audit.actors import Actor, acting_as
 from hitlproject.errors import NotFound
+from hitlproject.signing import SIGNATURE_HEADER, signed_now
 
 logger = logging.getLogger(__name__)
 
 LEDGER_EXECUTOR = "ledger"
+WEBHOOK_EXECUTOR = "webhook"
+WEBHOOK_TIMEOUT = (3.05, 15)  # connect, read (seconds)
 
 
 class GuardrailRefusal(Exception):
@@ -74,19 +89,30 @@ def _reassessment(proposal: Proposal, action_type, campaigns, reason: str) -> di
     return refreshed_facts(proposal, assessed, verdict, reason)
 
 
-def _record_failure(
-    proposal: Proposal, attempt: int, before: dict, started_at, error: str
-) -> Proposal:
-    Execution.objects.create(
+def _record_attempt(
+    proposal: Proposal,
+    *,
+    executor: str,
+    status: str,
+    before: dict,
+    started_at,
+    after: dict | None = None,
+    error: str = "",
+) -> Execution:
+    return Execution.objects.create(
         proposal=proposal,
-        attempt=attempt,
-        executor=LEDGER_EXECUTOR,
-        status=ExecutionStatus.FAILED,
+        attempt=proposal.executions.count() + 1,
+        executor=executor,
+        status=status,
         before_state=before,
+        after_state=after or {},
         error=error,
         started_at=started_at,
         finished_at=timezone.now(),
     )
+
+
+def _fail(proposal: Proposal, error: str) -> Proposal:
     return proposal_transition(
         proposal_id=proposal.pk,
         to_status=ProposalStatus.FAILED,
@@ -95,12 +121,135 @@ def _record_failure(
     )
 
 
+def _checked_targets(proposal: Proposal, action_type, actor: Actor):
+    """Under the proposal's lock: its campaigns, locked, and their state now; or, if they moved
+    since the proposal was assessed, the proposal sent back to review instead."""
+    campaigns = campaigns_for(
+        account=proposal.account, action_type=action_type, payload=proposal.payload, lock=True
+    )
+    before = ledger_snapshot(action_type=action_type, payload=proposal.payload, campaigns=campaigns)
+    moved = _moved_fields(proposal.target_snapshot, before)
+    if not moved:
+        return campaigns, before, None
+    reason = "Sent back for review before executing: " + "; ".join(moved) + "."
+    sent_back = proposal_transition(
+        proposal_id=proposal.pk,
+        to_status=ProposalStatus.PENDING_REVIEW,
+        actor=actor,
+        reason=reason,
+        changes=_reassessment(proposal, action_type, campaigns, reason),
+    )
+    return campaigns, before, sent_back
+
+
+def _refusal(proposal: Proposal, action_type, campaigns) -> str:
+    """Why the action may not be carried out now (a guardrail set since, a ledger that no
+    longer allows it), or "" if it may."""
+    blocked = guardrail_blocks(proposal=proposal, campaigns=campaigns)
+    if blocked:
+        return str(GuardrailRefusal(blocked))
+    try:
+        action_type.check(proposal.payload, campaigns)
+    except ValidationError as error:
+        return validation_text(error)
+    return ""
+
+
 def proposal_execute(*, proposal_id: int) -> Proposal:
+    """Carry out an approved proposal, with the account's executor: the built-in ledger
+    executor, or the webhook executor when the account has an execution endpoint."""
+    endpoint = (
+        Proposal.objects.filter(pk=proposal_id)
+        .values_list("account__execution_endpoint", flat=True)
+        .first()
+    )
+    if endpoint:
+        return _execute_by_webhook(proposal_id)
+    return _execute_in_ledger(proposal_id)
+
+
+def _execute_in_ledger(proposal_id: int) -> Proposal:
     actor = Actor.system("executor")
     with transaction.atomic(), acting_as(actor):
         proposal = proposal_lock(proposal_id)
         if proposal.status != ProposalStatus.APPROVED:
             return proposal  # executed already, or no longer approved: nothing to do
+        action_type = action_types.get(proposal.action_type)
+        campaigns, before, sent_back = _checked_targets(proposal, action_type, actor)
+        if sent_back:
+            return sent_back
+        proposal_transition(
+            proposal_id=proposal_id, to_status=ProposalStatus.EXECUTING, actor=actor
+        )
+        started_at = timezone.now()
+        attempt = {"executor": LEDGER_EXECUTOR, "before": before, "started_at": started_at}
+        try:
+            with transaction.atomic():
+                refusal = _refusal(proposal, action_type, campaigns)
+                if not refusal:
+                    action_type.apply(proposal.payload, campaigns, proposal)
+        except OperationalError:
+            raise  # transient (lock timeout, lost connection): the task retries
+        except ValidationError as error:  # the action itself says it cannot be applied now
+            refusal = validation_text(error)
+        except Exception as error:
+            logger.exception("Executing proposal %s failed", proposal_id)
+            refusal = f"{type(error).__name__}: {error}"
+        if refusal:
+            _record_attempt(proposal, status=ExecutionStatus.FAILED, error=refusal, **attempt)
+            return _fail(proposal, refusal)
+        _record_attempt(
+            proposal,
+            status=ExecutionStatus.SUCCEEDED,
+            after=ledger_snapshot(
+                action_type=action_type, payload=proposal.payload, campaigns=campaigns
+            ),
+            **attempt,
+        )
+        return proposal_transition(
+            proposal_id=proposal_id, to_status=ProposalStatus.EXECUTED, actor=actor
+        )
+
+
+def _execute_by_webhook(proposal_id: int) -> Proposal:
+    """POST the approved action to the account's endpoint, signed, with an idempotency key
+    that is the same for every attempt (so that a resend after a crash is safe), outside any
+    transaction; then record the attempt, and on a 2xx the action in the ledger. A timeout,
+    a connection error, a 5xx, 408 or 429 is retried with backoff; a 4xx, or the last try,
+    fails the execution."""
+    actor = Actor.system("executor")
+    with transaction.atomic(), acting_as(actor):
+        proposal = proposal_lock(proposal_id)
+        if proposal.status == ProposalStatus.APPROVED:
+            action_type = action_types.get(proposal.action_type)
+            campaigns, before, sent_back = _checked_targets(proposal, action_type, actor)
+            if sent_back:
+                return sent_back
+            proposal_transition(
+                proposal_id=proposal_id, to_status=ProposalStatus.EXECUTING, actor=actor
+            )
+            refusal = _refusal(proposal, action_type, campaigns)
+            if refusal:
+                _record_attempt(
+                    proposal,
+                    executor=WEBHOOK_EXECUTOR,
+                    status=ExecutionStatus.FAILED,
+                    before=before,
+                    started_at=timezone.now(),
+                    error=refusal,
+                )
+                return _fail(proposal, refusal)
+        elif proposal.status != ProposalStatus.EXECUTING:
+            return proposal  # executed already, or no longer approved: nothing to do
+    # Executing, committed: a crash from here on leaves it executing, and the stall sweep
+    # sends it again with the same idempotency key.
+    started_at = timezone.now()
+    delivered, retry, result = _post_action(proposal)
+
+    with transaction.atomic(), acting_as(actor):
+        proposal = proposal_lock(proposal_id)
+        if proposal.status != ProposalStatus.EXECUTING:
+            return proposal  # another attempt finished it meanwhile
         action_type = action_types.get(proposal.action_type)
         campaigns = campaigns_for(
             account=proposal.account, action_type=action_type, payload=proposal.payload, lock=True
@@ -108,56 +257,85 @@ def proposal_execute(*, proposal_id: int) -> Proposal:
         before = ledger_snapshot(
             action_type=action_type, payload=proposal.payload, campaigns=campaigns
         )
-        moved = _moved_fields(proposal.target_snapshot, before)
-        if moved:
-            reason = "Sent back for review before executing: " + "; ".join(moved) + "."
+        attempt = {"executor": WEBHOOK_EXECUTOR, "before": before, "started_at": started_at}
+        if delivered:
+            action_type.apply(proposal.payload, campaigns, proposal)  # the ledger's record
+            _record_attempt(
+                proposal,
+                status=ExecutionStatus.SUCCEEDED,
+                after=ledger_snapshot(
+                    action_type=action_type, payload=proposal.payload, campaigns=campaigns
+                ),
+                error=result,
+                **attempt,
+            )
             return proposal_transition(
-                proposal_id=proposal_id,
-                to_status=ProposalStatus.PENDING_REVIEW,
-                actor=actor,
-                reason=reason,
-                changes=_reassessment(proposal, action_type, campaigns, reason),
+                proposal_id=proposal_id, to_status=ProposalStatus.EXECUTED, actor=actor
             )
+        execution = _record_attempt(
+            proposal, status=ExecutionStatus.FAILED, error=result, **attempt
+        )
+        if not retry or execution.attempt >= settings.WEBHOOK_MAX_ATTEMPTS:
+            return _fail(proposal, result)
+        # Not stalled: the next attempt is scheduled.
+        Proposal.objects.filter(pk=proposal_id).update(updated_at=timezone.now())
+        delay = min(settings.WEBHOOK_RETRY_SECONDS * 2 ** (execution.attempt - 1), 600)
+        transaction.on_commit(partial(_retry_later, proposal_id, delay), robust=True)
+        return proposal
 
-        proposal_transition(
-            proposal_id=proposal_id, to_status=ProposalStatus.EXECUTING, actor=actor
-        )
-        started_at = timezone.now()
-        attempt = proposal.executions.count() + 1
-        try:
-            with transaction.atomic():
-                blocked = guardrail_blocks(proposal=proposal, campaigns=campaigns)
-                if blocked:
-                    raise GuardrailRefusal(blocked)
-                action_type.check(proposal.payload, campaigns)
-                action_type.apply(proposal.payload, campaigns, proposal)
-        except OperationalError:
-            raise  # transient (lock timeout, lost connection): the task retries
-        except GuardrailRefusal as refusal:
-            return _record_failure(proposal, attempt, before, started_at, str(refusal))
-        except ValidationError as error:
-            return _record_failure(proposal, attempt, before, started_at, validation_text(error))
-        except Exception as error:
-            logger.exception("Executing proposal %s failed", proposal_id)
-            return _record_failure(
-                proposal, attempt, before, started_at, f"{type(error).__name__}: {error}"
-            )
 
-        Execution.objects.create(
-            proposal=proposal,
-            attempt=attempt,
-            executor=LEDGER_EXECUTOR,
-            status=ExecutionStatus.SUCCEEDED,
-            before_state=before,
-            after_state=ledger_snapshot(
-                action_type=action_type, payload=proposal.payload, campaigns=campaigns
-            ),
-            started_at=started_at,
-            finished_at=timezone.now(),
-        )
-        return proposal_transition(
-            proposal_id=proposal_id, to_status=ProposalStatus.EXECUTED, actor=actor
-        )
+def _retry_later(proposal_id: int, delay: float) -> None:
+    from approvals.tasks import execute_proposal
+
+    execute_proposal.apply_async((proposal_id,), countdown=delay)
+
+
+def _post_action(proposal: Proposal) -> tuple[bool, bool, str]:
+    """Send the action to the account's endpoint. Returns whether it was carried out,
+    whether to try again if not, and what happened, in words."""
+    action_type = action_types.get(proposal.action_type)
+    campaigns = campaigns_for(
+        account=proposal.account, action_type=action_type, payload=proposal.payload
+    )
+    key = f"hitl-proposal-{proposal.pk}"
+    body = json.dumps(
+        {
+            "idempotency_key": key,
+            "proposal": {
+                "id": proposal.pk,
+                "action_type": proposal.action_type,
+                "account": proposal.account.external_id,
+                "payload": proposal.payload,
+                "summary": proposal.summary,
+            },
+            "changes": action_type.proposed_state(proposal.payload, campaigns),
+        },
+        cls=DjangoJSONEncoder,
+        separators=(",", ":"),
+    ).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "hitl-approvals-executor/1",
+        "Idempotency-Key": key,
+        SIGNATURE_HEADER: signed_now(proposal.account.execution_secret, body),
+    }
+    try:
+        with requests.post(
+            proposal.account.execution_endpoint,
+            data=body,
+            headers=headers,
+            timeout=WEBHOOK_TIMEOUT,
+            allow_redirects=False,
+            stream=True,
+        ) as response:
+            code = response.status_code
+    except requests.Timeout:
+        return False, True, "the endpoint timed out"
+    except requests.RequestException as error:
+        return False, True, f"{type(error).__name__}: {error}"[:500]
+    if 200 <= code < 300:
+        return True, False, ""
+    return False, code >= 500 or code in (408, 429), f"the endpoint answered HTTP {code}"
 
 
 def proposal_retry(*, proposal_id: int, reviewer: AbstractBaseUser) -> Proposal:

@@ -15,7 +15,8 @@ SWEEP_BATCH = 1000
 
 
 def proposals_requeue_stalled(*, stalled_after: timedelta | None = None) -> dict[str, int]:
-    """Resend evaluation for long-submitted proposals and execution for long-approved ones."""
+    """Resend evaluation for long-submitted proposals, and execution for long-approved ones
+    and those left executing by the webhook executor."""
     from approvals.tasks import evaluate_proposal, execute_proposal
 
     cutoff = timezone.now() - (
@@ -25,6 +26,10 @@ def proposals_requeue_stalled(*, stalled_after: timedelta | None = None) -> dict
     for status, task in [
         (ProposalStatus.SUBMITTED, evaluate_proposal),
         (ProposalStatus.APPROVED, execute_proposal),
+        # Only the webhook executor leaves a proposal executing between transactions: one
+        # still executing this long was being sent when its worker died. Sending it again
+        # with the same idempotency key is safe.
+        (ProposalStatus.EXECUTING, execute_proposal),
     ]:
         stalled = list(
             Proposal.objects.filter(status=status, updated_at__lt=cutoff)

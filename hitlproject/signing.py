@@ -1,0 +1,38 @@
+"""HMAC signatures on what the platform sends out (agents' callbacks, the webhook executor).
+
+``X-HITL-Signature: t=<unix time>,v1=<hex>``, where ``v1`` is the HMAC-SHA256, keyed by the
+receiver's secret, of ``"<t>.<body>"``. ``verify`` is the receiver's side.
+"""
+
+import hashlib
+import hmac
+import secrets
+import time
+
+SIGNATURE_HEADER = "X-HITL-Signature"
+
+
+def new_secret() -> str:
+    return f"whsec_{secrets.token_urlsafe(32)}"
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+def signed_now(secret: str, body: bytes) -> str:
+    return sign(secret, int(time.time()), body)
+
+
+def verify(secret: str, header: str, body: bytes, *, tolerance: int = 300) -> bool:
+    """The signature matches, and is at most ``tolerance`` seconds old (a replayed old
+    request is refused)."""
+    try:
+        parts = dict(item.split("=", 1) for item in header.split(","))
+        timestamp = int(parts["t"])
+    except (KeyError, ValueError):
+        return False
+    if abs(time.time() - timestamp) > tolerance:
+        return False
+    return hmac.compare_digest(sign(secret, timestamp, body), f"t={timestamp},v1={parts['v1']}")

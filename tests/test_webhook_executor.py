@@ -1,0 +1,114 @@
+"""The webhook executor: an account with an execution endpoint has its approved actions
+POSTed there, signed, with one idempotency key for every attempt; retried on 5xx and
+timeouts, failed on a 4xx, every attempt recorded; the ledger records the action once the
+endpoint has carried it out."""
+
+import json
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from approvals.models import Proposal
+from approvals.services.recovery import proposals_requeue_stalled
+from hitlproject.signing import verify
+from ledger.models import Account, Campaign
+from tests.conftest import Receiver, bid_adjustment, wait_until
+from tests.factories import evaluated
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
+
+
+@pytest.fixture
+def channel(demo_world):
+    """The demo account's channel endpoint, answering with the statuses given in turn."""
+    endpoints = []
+
+    def answering(*statuses: int) -> Receiver:
+        endpoint = Receiver(*statuses)
+        endpoints.append(endpoint)
+        Account.objects.filter(external_id="demo").update(execution_endpoint=endpoint.url)
+        return endpoint
+
+    yield answering
+    for endpoint in endpoints:
+        endpoint.server.shutdown()
+
+
+def settled(proposal: Proposal):
+    return lambda: Proposal.objects.get(pk=proposal.pk).status in ("executed", "failed")
+
+
+def bid() -> Decimal:
+    return Campaign.objects.get(external_id="brand-search").bid
+
+
+def test_the_channel_carries_out_the_action_and_the_ledger_records_it(channel):
+    endpoint = channel(200)
+    proposal = evaluated(bid_adjustment("2.12"))  # 6%: approved at once, executed by the worker
+
+    wait_until(settled(proposal))
+
+    assert Proposal.objects.get(pk=proposal.pk).status == "executed"
+    [request] = endpoint.received
+    secret = Account.objects.get(external_id="demo").execution_secret
+    assert verify(secret, request["headers"]["X-HITL-Signature"], request["body"])
+    assert request["headers"]["Idempotency-Key"] == f"hitl-proposal-{proposal.pk}"
+    sent = json.loads(request["body"])
+    assert sent["changes"] == {"brand-search": {"bid": "2.12"}}
+    assert bid() == Decimal("2.12")
+    execution = proposal.executions.get()
+    assert (execution.executor, execution.status) == ("webhook", "succeeded")
+
+
+def test_a_failing_endpoint_is_retried_with_the_same_key_and_the_action_recorded_once(channel):
+    endpoint = channel(503, 500, 200)
+    proposal = evaluated(bid_adjustment("2.12"))
+
+    wait_until(settled(proposal))
+
+    assert Proposal.objects.get(pk=proposal.pk).status == "executed"
+    keys = {request["headers"]["Idempotency-Key"] for request in endpoint.received}
+    assert len(endpoint.received) == 3 and keys == {f"hitl-proposal-{proposal.pk}"}
+    assert [(e.status, e.error) for e in proposal.executions.order_by("attempt")] == [
+        ("failed", "the endpoint answered HTTP 503"),
+        ("failed", "the endpoint answered HTTP 500"),
+        ("succeeded", ""),
+    ]
+    assert bid() == Decimal("2.12")
+    changes = Campaign.history.filter(external_id="brand-search", history_actor="executor")
+    assert changes.count() == 1
+
+
+def test_an_endpoint_that_refuses_fails_the_execution_and_the_ledger_stays(channel):
+    endpoint = channel(422)
+    proposal = evaluated(bid_adjustment("2.12"))
+
+    wait_until(settled(proposal))
+
+    assert Proposal.objects.get(pk=proposal.pk).status == "failed"
+    assert len(endpoint.received) == 1
+    assert proposal.executions.get().error == "the endpoint answered HTTP 422"
+    assert bid() == Decimal("2.00")
+
+
+def test_an_execution_left_executing_by_a_dead_worker_is_sent_again(channel, monkeypatch):
+    endpoint = channel(200)
+    with monkeypatch.context() as patch:  # the execution task is lost with its worker
+        patch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: None)
+        proposal = evaluated(bid_adjustment("2.12"))
+    # As a worker leaves it that dies after committing "executing", before its POST.
+    Proposal.objects.filter(pk=proposal.pk).update(
+        status="executing", updated_at=timezone.now() - timedelta(minutes=5)
+    )
+
+    assert proposals_requeue_stalled()["executing"] == 1
+
+    wait_until(settled(proposal))
+    assert Proposal.objects.get(pk=proposal.pk).status == "executed"
+    assert [r["headers"]["Idempotency-Key"] for r in endpoint.received] == [
+        f"hitl-proposal-{proposal.pk}"
+    ]
+    assert bid() == Decimal("2.12")
