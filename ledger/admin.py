@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.db import models
 
 from audit.admin import AuditedHistoryAdmin
 from ledger.models import Account, Campaign, Creative
@@ -19,9 +20,25 @@ class GuardrailFieldsOnly:
 @admin.register(Account)
 class AccountAdmin(GuardrailFieldsOnly, AuditedHistoryAdmin):
     guardrail_fields = ["max_total_daily_budget"]
-    list_display = ["external_id", "name", "channel", "currency"]
+    list_display = ["external_id", "name", "channel", "currency", "execution_endpoint"]
     list_filter = ["channel"]
     search_fields = ["external_id", "name"]
+    # Where approved actions are sent, and the secret that signs them, are an administrator's:
+    # a policy owner may cap spending, not redirect execution.
+    integration_fields = ["execution_endpoint"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+
+    def get_fields(self, request, obj=None):
+        fields = [name for name in super().get_fields(request, obj) if name != "execution_secret"]
+        if obj is not None and request.user.is_superuser:
+            fields.append("execution_secret")
+        return fields
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = [*super().get_readonly_fields(request, obj), "execution_secret"]
+        if request.user.is_superuser:
+            return [name for name in readonly if name not in self.integration_fields]
+        return [*readonly, *self.integration_fields]
 
 
 @admin.register(Campaign)
