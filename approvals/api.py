@@ -66,7 +66,7 @@ class ExecutionOutput(serializers.Serializer):
     after_state = serializers.JSONField()
     error = serializers.CharField()
     started_at = serializers.DateTimeField()
-    finished_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
 
 
 class PolicyRefOutput(serializers.Serializer):

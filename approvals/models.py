@@ -162,8 +162,15 @@ class Proposal(models.Model):
     review_expires_at = models.DateTimeField(null=True, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
     executed_at = models.DateTimeField(null=True, blank=True)
+    # The webhook executor's request, frozen when it takes the proposal to executing: every
+    # attempt sends the same body with the same key to the same endpoint.
+    execution_request = models.JSONField(null=True, blank=True)
+    execution_lease_until = models.DateTimeField(
+        null=True, blank=True, help_text="No attempt starts before: one is under way, or due then."
+    )
 
-    history = audited_history()
+    # The lease is the executor's bookkeeping; what was sent, and each attempt, are recorded.
+    history = audited_history(excluded_fields=["execution_lease_until"])
 
     class Meta:
         ordering = ["-created_at"]
@@ -233,6 +240,7 @@ class Decision(models.Model):
 
 
 class ExecutionStatus(models.TextChoices):
+    RUNNING = "running", "Under way"
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
 
@@ -248,7 +256,7 @@ class Execution(models.Model):
     after_state = models.JSONField(default=dict)
     error = models.TextField(blank=True)
     started_at = models.DateTimeField()
-    finished_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
 
     history = audited_history()
 

@@ -8,14 +8,18 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
 from approvals.models import Proposal
+from approvals.services import execution
+from approvals.services.decisions import proposal_approve
+from approvals.services.execution import proposal_execute, proposal_retry
 from approvals.services.recovery import proposals_requeue_stalled
 from hitlproject.signing import verify
 from ledger.models import Account, Campaign
-from tests.conftest import Receiver, bid_adjustment, wait_until
+from tests.conftest import Receiver, bid_adjustment, reallocation, wait_until
 from tests.factories import evaluated
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
@@ -55,7 +59,7 @@ def test_the_channel_carries_out_the_action_and_the_ledger_records_it(channel):
     [request] = endpoint.received
     secret = Account.objects.get(external_id="demo").execution_secret
     assert verify(secret, request["headers"]["X-HITL-Signature"], request["body"])
-    assert request["headers"]["Idempotency-Key"] == f"hitl-proposal-{proposal.pk}"
+    assert request["headers"]["Idempotency-Key"] == f"hitl-proposal-{proposal.pk}-1"
     sent = json.loads(request["body"])
     assert sent["changes"] == {"brand-search": {"bid": "2.12"}}
     assert bid() == Decimal("2.12")
@@ -71,7 +75,7 @@ def test_a_failing_endpoint_is_retried_with_the_same_key_and_the_action_recorded
 
     assert Proposal.objects.get(pk=proposal.pk).status == "executed"
     keys = {request["headers"]["Idempotency-Key"] for request in endpoint.received}
-    assert len(endpoint.received) == 3 and keys == {f"hitl-proposal-{proposal.pk}"}
+    assert len(endpoint.received) == 3 and keys == {f"hitl-proposal-{proposal.pk}-1"}
     assert [(e.status, e.error) for e in proposal.executions.order_by("attempt")] == [
         ("failed", "the endpoint answered HTTP 503"),
         ("failed", "the endpoint answered HTTP 500"),
@@ -82,8 +86,8 @@ def test_a_failing_endpoint_is_retried_with_the_same_key_and_the_action_recorded
     assert changes.count() == 1
 
 
-def test_an_endpoint_that_refuses_fails_the_execution_and_the_ledger_stays(channel):
-    endpoint = channel(422)
+def test_an_endpoint_that_refuses_fails_the_execution_and_a_retry_is_a_new_request(channel):
+    endpoint = channel(422, 200)
     proposal = evaluated(bid_adjustment("2.12"))
 
     wait_until(settled(proposal))
@@ -93,22 +97,74 @@ def test_an_endpoint_that_refuses_fails_the_execution_and_the_ledger_stays(chann
     assert proposal.executions.get().error == "the endpoint answered HTTP 422"
     assert bid() == Decimal("2.00")
 
+    operator = get_user_model().objects.get(username="operator")
+    proposal_retry(proposal_id=proposal.pk, reviewer=operator)
+    wait_until(lambda: Proposal.objects.get(pk=proposal.pk).status == "executed")
+    assert [r["headers"]["Idempotency-Key"] for r in endpoint.received] == [
+        f"hitl-proposal-{proposal.pk}-1",
+        f"hitl-proposal-{proposal.pk}-2",  # a new round: the refused key is not reused
+    ]
+    assert bid() == Decimal("2.12")
 
-def test_an_execution_left_executing_by_a_dead_worker_is_sent_again(channel, monkeypatch):
-    endpoint = channel(200)
-    with monkeypatch.context() as patch:  # the execution task is lost with its worker
+
+def approved_without_its_task(body: dict, monkeypatch) -> Proposal:
+    """An approved proposal whose execution task never left: the test runs it itself."""
+    with monkeypatch.context() as patch:
         patch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: None)
-        proposal = evaluated(bid_adjustment("2.12"))
-    # As a worker leaves it that dies after committing "executing", before its POST.
+        proposal = evaluated(body)
+        if proposal.status == "pending_review":
+            operator = get_user_model().objects.get(username="operator")
+            proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    return proposal
+
+
+def test_a_worker_that_dies_mid_request_leaves_it_executing_and_it_is_sent_again(
+    channel, monkeypatch
+):
+    endpoint = channel(200)
+    proposal = approved_without_its_task(bid_adjustment("2.12"), monkeypatch)
+
+    def killed(request, account):
+        raise KeyboardInterrupt("the worker was killed")
+
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(execution, "_post", killed)
+        proposal_execute(proposal_id=proposal.pk)
+    assert Proposal.objects.get(pk=proposal.pk).status == "executing"
+    # Meanwhile the account's endpoint is removed: the request frozen for this round stands.
+    Account.objects.filter(external_id="demo").update(execution_endpoint="")
+    assert proposals_requeue_stalled()["executing"] == 0  # the attempt's lease still holds
     Proposal.objects.filter(pk=proposal.pk).update(
-        status="executing", updated_at=timezone.now() - timedelta(minutes=5)
+        execution_lease_until=timezone.now(), updated_at=timezone.now() - timedelta(minutes=5)
     )
 
     assert proposals_requeue_stalled()["executing"] == 1
 
     wait_until(settled(proposal))
     assert Proposal.objects.get(pk=proposal.pk).status == "executed"
+    assert [(e.status, e.error) for e in proposal.executions.order_by("attempt")] == [
+        ("failed", "the worker stopped while the request was under way"),
+        ("succeeded", ""),
+    ]
     assert [r["headers"]["Idempotency-Key"] for r in endpoint.received] == [
-        f"hitl-proposal-{proposal.pk}"
+        f"hitl-proposal-{proposal.pk}-1"
     ]
     assert bid() == Decimal("2.12")
+
+
+def test_an_action_the_ledger_no_longer_allows_is_failed_not_overdrawn(channel, monkeypatch):
+    channel(200)
+    proposal = approved_without_its_task(reallocation("280.00"), monkeypatch)
+
+    def carried_out_while_the_budget_shrank(request, account):
+        Campaign.objects.filter(external_id="brand-search").update(daily_budget=Decimal("100"))
+        return True, False, ""
+
+    monkeypatch.setattr(execution, "_post", carried_out_while_the_budget_shrank)
+    failed = proposal_execute(proposal_id=proposal.pk)
+
+    assert failed.status == "failed"
+    assert failed.executions.get().error.startswith(
+        "Carried out on the channel, but the ledger refuses it:"
+    )
+    assert Campaign.objects.get(external_id="brand-search").daily_budget == Decimal("100")

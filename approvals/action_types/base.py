@@ -95,6 +95,8 @@ class ActionType:
     decide_permission: ClassVar[str] = "approvals.decide_proposal"
     # False: only the platform proposes it; an agent's attempt is refused.
     agents_may_propose: ClassVar[bool] = True
+    # False: carried out on the platform itself (a change of policy), never sent to a channel.
+    executes_on_channel: ClassVar[bool] = True
     # The payload fields a reviewer may edit before approving; None: any.
     editable_fields: ClassVar[frozenset[str] | None] = None
 

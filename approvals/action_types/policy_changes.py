@@ -68,6 +68,7 @@ class PolicyChange(ActionType):
     always_human = "A change to the policies always waits for a policy owner."
     decide_permission = "policies.change_policy"
     agents_may_propose = False
+    executes_on_channel = False
     editable_fields = frozenset({"to_ceiling"})  # the evidence is about this agent and type
 
     def campaign_fields(self, payload):

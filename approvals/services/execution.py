@@ -14,6 +14,7 @@ does it once.
 
 import json
 import logging
+from datetime import timedelta
 from functools import partial
 
 import requests
@@ -45,6 +46,9 @@ logger = logging.getLogger(__name__)
 LEDGER_EXECUTOR = "ledger"
 WEBHOOK_EXECUTOR = "webhook"
 WEBHOOK_TIMEOUT = (3.05, 15)  # connect, read (seconds)
+# How long an attempt holds the proposal: longer than a request can take.
+WEBHOOK_LEASE = timedelta(seconds=60)
+RETRIED_STATUSES = {408, 429}  # and every 5xx
 
 
 class GuardrailRefusal(Exception):
@@ -108,7 +112,7 @@ def _record_attempt(
         after_state=after or {},
         error=error,
         started_at=started_at,
-        finished_at=timezone.now(),
+        finished_at=None if status == ExecutionStatus.RUNNING else timezone.now(),
     )
 
 
@@ -157,13 +161,22 @@ def _refusal(proposal: Proposal, action_type, campaigns) -> str:
 
 def proposal_execute(*, proposal_id: int) -> Proposal:
     """Carry out an approved proposal, with the account's executor: the built-in ledger
-    executor, or the webhook executor when the account has an execution endpoint."""
-    endpoint = (
+    executor, or the webhook executor when the account has an execution endpoint and the
+    action is one for the channel. A proposal the webhook executor took to executing stays
+    with it, and with the request it froze, whatever the account says since."""
+    row = (
         Proposal.objects.filter(pk=proposal_id)
-        .values_list("account__execution_endpoint", flat=True)
+        .values("status", "execution_request", "action_type", "account__execution_endpoint")
         .first()
     )
-    if endpoint:
+    if row is not None and (
+        (row["status"] == ProposalStatus.EXECUTING and row["execution_request"])
+        or (
+            row["status"] == ProposalStatus.APPROVED
+            and row["account__execution_endpoint"]
+            and action_types.get(row["action_type"]).executes_on_channel
+        )
+    ):
         return _execute_by_webhook(proposal_id)
     return _execute_in_ledger(proposal_id)
 
@@ -212,11 +225,14 @@ def _execute_in_ledger(proposal_id: int) -> Proposal:
 
 
 def _execute_by_webhook(proposal_id: int) -> Proposal:
-    """POST the approved action to the account's endpoint, signed, with an idempotency key
-    that is the same for every attempt (so that a resend after a crash is safe), outside any
-    transaction; then record the attempt, and on a 2xx the action in the ledger. A timeout,
-    a connection error, a 5xx, 408 or 429 is retried with backoff; a 4xx, or the last try,
-    fails the execution."""
+    """POST the approved action to the account's endpoint, signed, outside any transaction,
+    with a request frozen when the proposal went to executing: the same body, key and endpoint
+    for every attempt of this round (an operator's retry starts a new round, with a new key).
+    Each attempt is claimed, and recorded as under way, before it is sent; a lease keeps a
+    second attempt from starting while one is under way or before the next is due. On a 2xx
+    the ledger records the action, if it still allows it. A timeout, a connection error, a
+    5xx, 408 or 429 is tried again with backoff; a 4xx, or the last try, fails the execution.
+    """
     actor = Actor.system("executor")
     with transaction.atomic(), acting_as(actor):
         proposal = proposal_lock(proposal_id)
@@ -225,10 +241,16 @@ def _execute_by_webhook(proposal_id: int) -> Proposal:
             campaigns, before, sent_back = _checked_targets(proposal, action_type, actor)
             if sent_back:
                 return sent_back
-            proposal_transition(
-                proposal_id=proposal_id, to_status=ProposalStatus.EXECUTING, actor=actor
-            )
             refusal = _refusal(proposal, action_type, campaigns)
+            proposal = proposal_transition(
+                proposal_id=proposal_id,
+                to_status=ProposalStatus.EXECUTING,
+                actor=actor,
+                changes={
+                    "execution_request": _frozen_request(proposal, action_type, campaigns),
+                    "execution_lease_until": None,
+                },
+            )
             if refusal:
                 _record_attempt(
                     proposal,
@@ -239,47 +261,83 @@ def _execute_by_webhook(proposal_id: int) -> Proposal:
                     error=refusal,
                 )
                 return _fail(proposal, refusal)
-        elif proposal.status != ProposalStatus.EXECUTING:
+        elif proposal.status != ProposalStatus.EXECUTING or not proposal.execution_request:
             return proposal  # executed already, or no longer approved: nothing to do
-    # Executing, committed: a crash from here on leaves it executing, and the stall sweep
-    # sends it again with the same idempotency key.
-    started_at = timezone.now()
-    delivered, retry, result = _post_action(proposal)
+        now = timezone.now()
+        if proposal.execution_lease_until and proposal.execution_lease_until > now:
+            return proposal  # an attempt is under way, or the next is not due yet
+        this_round = proposal.executions.filter(
+            attempt__gte=proposal.execution_request["first_attempt"]
+        )
+        this_round.filter(status=ExecutionStatus.RUNNING).update(
+            status=ExecutionStatus.FAILED,
+            error="the worker stopped while the request was under way",
+            finished_at=now,
+        )
+        if this_round.count() >= settings.WEBHOOK_MAX_ATTEMPTS:
+            return _fail(proposal, "no answer from the endpoint after every attempt")
+        attempt = _record_attempt(
+            proposal,
+            executor=WEBHOOK_EXECUTOR,
+            status=ExecutionStatus.RUNNING,
+            before={},
+            started_at=now,
+        )
+        Proposal.objects.filter(pk=proposal_id).update(
+            execution_lease_until=now + WEBHOOK_LEASE, updated_at=now
+        )
+    # Claimed and committed: a crash from here on leaves the attempt under way and the
+    # proposal executing; once the lease runs out the stall sweep sends the same request.
+    delivered, retry, result = _post(proposal.execution_request, proposal.account)
 
     with transaction.atomic(), acting_as(actor):
         proposal = proposal_lock(proposal_id)
+        finished = timezone.now()
+        attempt.refresh_from_db()
         if proposal.status != ProposalStatus.EXECUTING:
             return proposal  # another attempt finished it meanwhile
         action_type = action_types.get(proposal.action_type)
         campaigns = campaigns_for(
             account=proposal.account, action_type=action_type, payload=proposal.payload, lock=True
         )
-        before = ledger_snapshot(
+        attempt.before_state = ledger_snapshot(
             action_type=action_type, payload=proposal.payload, campaigns=campaigns
         )
-        attempt = {"executor": WEBHOOK_EXECUTOR, "before": before, "started_at": started_at}
+        attempt.finished_at = finished
         if delivered:
-            action_type.apply(proposal.payload, campaigns, proposal)  # the ledger's record
-            _record_attempt(
-                proposal,
-                status=ExecutionStatus.SUCCEEDED,
-                after=ledger_snapshot(
-                    action_type=action_type, payload=proposal.payload, campaigns=campaigns
-                ),
-                error=result,
-                **attempt,
+            refusal = _refusal(proposal, action_type, campaigns)
+            if not refusal:
+                try:
+                    with transaction.atomic():
+                        action_type.apply(proposal.payload, campaigns, proposal)  # its record
+                except ValidationError as error:
+                    refusal = validation_text(error)
+            if refusal:  # the channel did it; the ledger cannot say so: a person must look
+                attempt.status = ExecutionStatus.FAILED
+                attempt.error = f"Carried out on the channel, but the ledger refuses it: {refusal}"
+                attempt.save()
+                return _fail(proposal, attempt.error)
+            attempt.status = ExecutionStatus.SUCCEEDED
+            attempt.after_state = ledger_snapshot(
+                action_type=action_type, payload=proposal.payload, campaigns=campaigns
             )
+            attempt.save()
+            Proposal.objects.filter(pk=proposal_id).update(execution_lease_until=None)
             return proposal_transition(
                 proposal_id=proposal_id, to_status=ProposalStatus.EXECUTED, actor=actor
             )
-        execution = _record_attempt(
-            proposal, status=ExecutionStatus.FAILED, error=result, **attempt
-        )
-        if not retry or execution.attempt >= settings.WEBHOOK_MAX_ATTEMPTS:
+        attempt.status, attempt.error = ExecutionStatus.FAILED, result
+        attempt.save()
+        tried = proposal.executions.filter(
+            attempt__gte=proposal.execution_request["first_attempt"]
+        ).count()
+        if not retry or tried >= settings.WEBHOOK_MAX_ATTEMPTS:
             return _fail(proposal, result)
-        # Not stalled: the next attempt is scheduled.
-        Proposal.objects.filter(pk=proposal_id).update(updated_at=timezone.now())
-        delay = min(settings.WEBHOOK_RETRY_SECONDS * 2 ** (execution.attempt - 1), 600)
+        # The next attempt is due after the backoff: nothing starts one before.
+        delay = min(settings.WEBHOOK_RETRY_SECONDS * 2 ** (tried - 1), 600)
+        Proposal.objects.filter(pk=proposal_id).update(
+            execution_lease_until=finished + timedelta(seconds=delay), updated_at=finished
+        )
         transaction.on_commit(partial(_retry_later, proposal_id, delay), robust=True)
         return proposal
 
@@ -290,16 +348,15 @@ def _retry_later(proposal_id: int, delay: float) -> None:
     execute_proposal.apply_async((proposal_id,), countdown=delay)
 
 
-def _post_action(proposal: Proposal) -> tuple[bool, bool, str]:
-    """Send the action to the account's endpoint. Returns whether it was carried out,
-    whether to try again if not, and what happened, in words."""
-    action_type = action_types.get(proposal.action_type)
-    campaigns = campaigns_for(
-        account=proposal.account, action_type=action_type, payload=proposal.payload
-    )
-    key = f"hitl-proposal-{proposal.pk}"
-    body = json.dumps(
-        {
+def _frozen_request(proposal: Proposal, action_type, campaigns) -> dict:
+    """What every attempt of this round sends, and where: fixed now, as the action stands."""
+    rounds = Proposal.history.filter(id=proposal.pk, status=ProposalStatus.EXECUTING).count()
+    key = f"hitl-proposal-{proposal.pk}-{rounds + 1}"
+    return {
+        "endpoint": proposal.account.execution_endpoint,
+        "key": key,
+        "first_attempt": proposal.executions.count() + 1,
+        "body": {
             "idempotency_key": key,
             "proposal": {
                 "id": proposal.pk,
@@ -308,20 +365,28 @@ def _post_action(proposal: Proposal) -> tuple[bool, bool, str]:
                 "payload": proposal.payload,
                 "summary": proposal.summary,
             },
-            "changes": action_type.proposed_state(proposal.payload, campaigns),
+            "changes": json.loads(
+                json.dumps(
+                    action_type.proposed_state(proposal.payload, campaigns), cls=DjangoJSONEncoder
+                )
+            ),
         },
-        cls=DjangoJSONEncoder,
-        separators=(",", ":"),
-    ).encode()
+    }
+
+
+def _post(request: dict, account) -> tuple[bool, bool, str]:
+    """Send a frozen request. Returns whether the action was carried out, whether to try again
+    if not, and what happened, in words."""
+    body = json.dumps(request["body"], separators=(",", ":")).encode()
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "hitl-approvals-executor/1",
-        "Idempotency-Key": key,
-        SIGNATURE_HEADER: signed_now(proposal.account.execution_secret, body),
+        "Idempotency-Key": request["key"],
+        SIGNATURE_HEADER: signed_now(account.execution_secret, body),
     }
     try:
         with requests.post(
-            proposal.account.execution_endpoint,
+            request["endpoint"],
             data=body,
             headers=headers,
             timeout=WEBHOOK_TIMEOUT,
@@ -335,7 +400,7 @@ def _post_action(proposal: Proposal) -> tuple[bool, bool, str]:
         return False, True, f"{type(error).__name__}: {error}"[:500]
     if 200 <= code < 300:
         return True, False, ""
-    return False, code >= 500 or code in (408, 429), f"the endpoint answered HTTP {code}"
+    return False, code >= 500 or code in RETRIED_STATUSES, f"the endpoint answered HTTP {code}"
 
 
 def proposal_retry(*, proposal_id: int, reviewer: AbstractBaseUser) -> Proposal:
