@@ -2,7 +2,9 @@
 soon after it is written, so that a record altered, inserted or deleted afterwards shows.
 
 Sealing (``chain_seal``, run by beat every minute) is the chain's only writer: under a lock, it
-appends a link for each record not sealed yet, table by table, oldest first. The transactions
+appends a link for each record written since the last run, table by table, oldest first, and
+digests it over the fields its table had then (``ChainLayout``), so that a migration adding a
+column breaks no old digest. The transactions
 that write history never wait on it, so the chain costs the platform's own work nothing; a
 record is protected from its sealing on, a minute or so after it is written.
 
@@ -10,8 +12,9 @@ record is protected from its sealing on, a minute or so after it is written.
 its record altered (the digest differs), deleted (nothing left to digest), or the links
 themselves rewritten (a hash differs). A record with no link that is older than the last
 sealing run was inserted behind the chain's back. The chain proves itself consistent; to prove
-it is also the chain it was, keep the head hash that verification prints somewhere else (a
-ticket, a mail) and pass it back: ``verify_audit_chain --head HASH``.
+it is also the chain it was, not one rebuilt after its tail was cut and resealed, keep the head
+hash that verification prints somewhere else (a ticket, a mail) and pass it back:
+``verify_audit_chain --head HASH``.
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.core.exceptions import FieldError
 from django.db import connection, models, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from audit.exports import audited_models
-from audit.models import ChainLink
+from audit.models import ChainLayout, ChainLink
 
 GENESIS = "0" * 64
 BATCH = 2000
@@ -59,30 +64,48 @@ def link_hash(previous: str, table: str, history_id: int, digest: str) -> str:
 
 
 def _unsealed(model: type[models.Model]) -> models.QuerySet:
-    sealed = ChainLink.objects.filter(table=model._meta.label_lower).values("history_id")
-    return model.objects.exclude(history_id__in=sealed).order_by("history_date", "history_id")
+    sealed = ChainLink.objects.filter(
+        table=model._meta.label_lower, history_id=OuterRef("history_id")
+    )
+    return model.objects.filter(~Exists(sealed)).order_by("history_date", "history_id")
+
+
+def _layout(model: type[models.Model]) -> ChainLayout:
+    table, fields = model._meta.label_lower, _fields(model)
+    key = hashlib.sha256(json.dumps([table, fields]).encode()).hexdigest()
+    layout, _ = ChainLayout.objects.get_or_create(
+        key=key, defaults={"table": table, "fields": fields}
+    )
+    return layout
 
 
 def chain_seal() -> int:
-    """Seal every historical record not sealed yet. Returns how many were sealed."""
+    """Seal the historical records written since the last run. Returns how many were sealed.
+
+    A record older than the last run (by more than ``SEALING_MARGIN``) is left unsealed: it
+    was slipped in behind the chain, and verification says so."""
     sealed = 0
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_SEALER_LOCK])
-        head = ChainLink.objects.order_by("-id").values_list("hash", flat=True).first()
-        head = head or GENESIS
+        last = ChainLink.objects.order_by("-id").values("hash", "sealed_at").first()
+        head = last["hash"] if last else GENESIS
         now = timezone.now()
         for model in chained_models():
-            table = model._meta.label_lower
+            table, layout = model._meta.label_lower, _layout(model)
+            unsealed = _unsealed(model)
+            if last is not None:
+                unsealed = unsealed.filter(history_date__gte=last["sealed_at"] - SEALING_MARGIN)
             links = []
-            for row in _unsealed(model).values(*_fields(model)).iterator(chunk_size=BATCH):
+            for row in unsealed.values(*layout.fields).iterator(chunk_size=BATCH):
                 digest = record_digest(row)
                 head = link_hash(head, table, row["history_id"], digest)
                 links.append(
                     ChainLink(
                         table=table,
                         history_id=row["history_id"],
+                        layout=layout,
                         digest=digest,
                         hash=head,
                         sealed_at=now,
@@ -124,7 +147,8 @@ class Verification:
 
 def _links_in_batches() -> Iterator[list[ChainLink]]:
     after = 0
-    while batch := list(ChainLink.objects.filter(id__gt=after).order_by("id")[:BATCH]):
+    links = ChainLink.objects.select_related("layout").order_by("id")
+    while batch := list(links.filter(id__gt=after)[:BATCH]):
         yield batch
         after = batch[-1].id
 
@@ -135,20 +159,25 @@ def chain_verify(*, through: str | None = None) -> Verification:
     by_table = {model._meta.label_lower: model for model in chained_models()}
     previous, count, last_run, passed = GENESIS, 0, None, through == GENESIS
     for batch in _links_in_batches():
-        wanted: dict[str, list[int]] = defaultdict(list)
+        wanted: dict[ChainLayout, list[int]] = defaultdict(list)
         for link in batch:
-            wanted[link.table].append(link.history_id)
-        rows = {}
-        for table, ids in wanted.items():
-            model = by_table.get(table)
-            if model is None:
-                continue
-            for row in model.objects.filter(history_id__in=ids).values(*_fields(model)):
-                rows[(table, row["history_id"])] = row
+            wanted[link.layout].append(link.history_id)
+        rows, unreadable = {}, set()
+        for layout, ids in wanted.items():
+            model = by_table.get(layout.table)
+            try:
+                found = model.objects.filter(history_id__in=ids).values(*layout.fields)
+                rows.update({(layout.table, row["history_id"]): row for row in found})
+            except (AttributeError, FieldError):  # the table, or a column, is gone
+                unreadable.add(layout.pk)
         for link in batch:
             if link_hash(previous, link.table, link.history_id, link.digest) != link.hash:
                 return Verification(
                     count, previous, 0, Break(link.table, link.history_id, REWRITTEN, link.pk)
+                )
+            if link.layout_id in unreadable:
+                return Verification(
+                    count, previous, 0, Break(link.table, link.history_id, UNREADABLE, link.pk)
                 )
             row = rows.get((link.table, link.history_id))
             if row is None:
@@ -169,6 +198,7 @@ REWRITTEN = "is not where the chain says: its links were rewritten, inserted or 
 DELETED = "was deleted after it was sealed"
 ALTERED = "was altered after it was sealed"
 INSERTED = "was inserted after its time had been sealed"
+UNREADABLE = "can no longer be read as it was sealed: a field it had is gone"
 
 
 def _unsealed_since(last_run: datetime | None) -> tuple[int, Break | None]:

@@ -46,17 +46,31 @@ def audited_history(**options) -> HistoricalRecords:
     )
 
 
+class ChainLayout(models.Model):
+    """The fields of a historical table when its records were sealed: a record is digested as
+    it was laid out then, so that a column added later changes no old digest."""
+
+    table = models.CharField(max_length=100)
+    fields = models.JSONField()
+    key = models.CharField(max_length=64, unique=True, help_text="SHA-256 of table and fields.")
+
+    def __str__(self) -> str:
+        return f"{self.table} ({len(self.fields)} fields)"
+
+
 class ChainLink(models.Model):
     """One historical record, sealed into the audit chain.
 
-    ``digest`` is the SHA-256 of the record's fields as stored; ``hash`` is the SHA-256 of the
-    previous link's hash, the record's table and id, and its digest. Altering a sealed record
-    breaks its digest; deleting it leaves its link pointing at nothing; rewriting links to hide
-    either breaks every hash after them. ``audit.chain`` seals and verifies.
+    ``digest`` is the SHA-256 of the record's fields as stored (those of its ``layout``);
+    ``hash`` is the SHA-256 of the previous link's hash, the record's table and id, and its
+    digest. Altering a sealed record breaks its digest; deleting it leaves its link pointing
+    at nothing; rewriting links to hide either breaks every hash after them. ``audit.chain``
+    seals and verifies.
     """
 
     table = models.CharField(max_length=100)
     history_id = models.BigIntegerField()
+    layout = models.ForeignKey(ChainLayout, on_delete=models.PROTECT, related_name="+")
     digest = models.CharField(max_length=64)
     hash = models.CharField(max_length=64)
     sealed_at = models.DateTimeField(help_text="When the sealing run that chained it ran.")
