@@ -54,7 +54,9 @@ class Recommendation:
         return self.proposed > self.current
 
 
-def recommend(rules: AutonomyRules, agent: Agent, account: Account, card: Scorecard):
+def recommend(
+    rules: AutonomyRules, agent: Agent, account: Account, card: Scorecard
+) -> Recommendation | None:
     """What the rules say about one scorecard: a new ceiling for the policy in force, or
     None. Only relative ceilings (bids, budgets) move; a policy that always asks a person,
     or sets no ceiling, is left to people."""
