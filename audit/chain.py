@@ -32,7 +32,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from audit.exports import audited_models
-from audit.models import ChainLayout, ChainLink
+from audit.models import ChainLayout, ChainLink, ChainSealing
 
 GENESIS = "0" * 64
 BATCH = 2000
@@ -89,14 +89,15 @@ def chain_seal() -> int:
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_SEALER_LOCK])
-        last = ChainLink.objects.order_by("-id").values("hash", "sealed_at").first()
-        head = last["hash"] if last else GENESIS
+        head = ChainLink.objects.order_by("-id").values_list("hash", flat=True).first()
+        head = head or GENESIS
+        last_run = _last_run()
         now = timezone.now()
         for model in chained_models():
             table, layout = model._meta.label_lower, _layout(model)
             unsealed = _unsealed(model)
-            if last is not None:
-                unsealed = unsealed.filter(history_date__gte=last["sealed_at"] - SEALING_MARGIN)
+            if last_run is not None:
+                unsealed = unsealed.filter(history_date__gte=last_run - SEALING_MARGIN)
             links = []
             for row in unsealed.values(*layout.fields).iterator(chunk_size=BATCH):
                 digest = record_digest(row)
@@ -115,7 +116,12 @@ def chain_seal() -> int:
                     sealed += len(ChainLink.objects.bulk_create(links))
                     links = []
             sealed += len(ChainLink.objects.bulk_create(links))
+        ChainSealing.objects.update_or_create(pk=1, defaults={"last_run_at": now})
     return sealed
+
+
+def _last_run() -> datetime | None:
+    return ChainSealing.objects.filter(pk=1).values_list("last_run_at", flat=True).first()
 
 
 @dataclass(frozen=True)
@@ -157,7 +163,7 @@ def chain_verify(*, through: str | None = None) -> Verification:
     """Walk the chain and the records it seals; name the first break. ``through``: a head
     hash recorded earlier, which the chain must pass through."""
     by_table = {model._meta.label_lower: model for model in chained_models()}
-    previous, count, last_run, passed = GENESIS, 0, None, through == GENESIS
+    previous, count, passed = GENESIS, 0, through == GENESIS
     for batch in _links_in_batches():
         wanted: dict[ChainLayout, list[int]] = defaultdict(list)
         for link in batch:
@@ -189,8 +195,8 @@ def chain_verify(*, through: str | None = None) -> Verification:
                     count, previous, 0, Break(link.table, link.history_id, ALTERED, link.pk)
                 )
             previous, count = link.hash, count + 1
-            last_run, passed = link.sealed_at, passed or link.hash == through
-    unsealed, slipped_in = _unsealed_since(last_run)
+            passed = passed or link.hash == through
+    unsealed, slipped_in = _unsealed_since(_last_run())
     return Verification(count, previous, unsealed, slipped_in, passed)
 
 

@@ -46,6 +46,16 @@ def audited_history(**options) -> HistoricalRecords:
     )
 
 
+class ChainSealing(models.Model):
+    """When the sealer last ran, whether or not it found anything to seal: a record written
+    well before that, yet unsealed, was slipped in behind the chain. One row."""
+
+    last_run_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"Last sealed at {self.last_run_at:%Y-%m-%d %H:%M:%S}"
+
+
 class ChainLayout(models.Model):
     """The fields of a historical table when its records were sealed: a record is digested as
     it was laid out then, so that a column added later changes no old digest."""

@@ -122,3 +122,17 @@ def test_a_column_added_after_sealing_breaks_no_old_record(sealed, monkeypatch):
     monkeypatch.setattr(chain, "_fields", real_fields)
 
     assert chain_verify().holds
+
+
+def test_a_record_backdated_into_a_quiet_spell_is_named_too(sealed):
+    """Nothing written for days, the sealer running all the while: a record dated within
+    those days, slipped in now, is no more sealed than one dated before them."""
+    ChainLink.objects.update(sealed_at=timezone.now() - timedelta(days=3))  # the last links
+    assert chain_seal() == 0  # a run that finds nothing new, as every run of the quiet days
+    first = Proposal.history.filter(id=sealed.pk).earliest("history_date")
+    forged = Proposal.history.get(history_id=first.history_id)
+    forged.pk = forged.history_id = None
+    forged.history_date = timezone.now() - timedelta(days=1)
+    forged.save()
+    assert chain_seal() == 0
+    assert chain_verify().broken.what == "was inserted after its time had been sealed"
