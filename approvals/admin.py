@@ -231,7 +231,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             )
         )
 
-    @admin.display(description="magnitude / auto ceiling")
+    @admin.display(description="magnitude / ceiling")
     def magnitude_display(self, proposal: Proposal) -> str:
         unit = action_types.get(proposal.action_type).magnitude_unit
         magnitude = format_magnitude(proposal.magnitude, unit)
