@@ -17,14 +17,13 @@ import json
 from collections.abc import Iterable
 from datetime import timedelta
 
-import requests
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from approvals.models import Proposal, ProposalStatus
 from feedback.models import CallbackEvent, CallbackEventType, DeliveryStatus
-from hitlproject.signing import SIGNATURE_HEADER, signed_now
+from hitlproject.outbound import send_signed
 
 EVENT_TYPES = {
     ProposalStatus.APPROVED: CallbackEventType.APPROVED,
@@ -34,8 +33,6 @@ EVENT_TYPES = {
     ProposalStatus.EXECUTED: CallbackEventType.EXECUTED,
     ProposalStatus.FAILED: CallbackEventType.FAILED,
 }
-RETRIED_STATUSES = {408, 429}
-TIMEOUT = (3.05, 10)  # connect, read (seconds)
 # While one worker sends an event, it holds it this long; another finds it not yet due.
 LEASE = timedelta(seconds=60)
 SWEEP_BATCH = 500
@@ -113,33 +110,17 @@ def callback_event_deliver(*, event_id: int) -> CallbackEvent | None:
         event.next_attempt_at = now + LEASE
         event.save(update_fields=["attempts", "next_attempt_at"])
 
-    body = json.dumps(event.body, separators=(",", ":")).encode()
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": "hitl-approvals-callbacks/1",
-        "X-HITL-Event": event.type,
-        "X-HITL-Delivery": str(event.event_id),
-        SIGNATURE_HEADER: signed_now(event.agent.callback_secret, body),
-    }
-    try:
-        # Only the status is read: a reply that trickles in holds nothing up.
-        with requests.post(
-            event.url,
-            data=body,
-            headers=headers,
-            timeout=TIMEOUT,
-            allow_redirects=False,
-            stream=True,
-        ) as response:
-            code = response.status_code
-    except requests.Timeout:
-        delivered, retry, result = False, True, "timed out"
-    except requests.RequestException as error:
-        delivered, retry, result = False, True, f"{type(error).__name__}: {error}"[:300]
-    else:
-        delivered = 200 <= code < 300
-        retry = code >= 500 or code in RETRIED_STATUSES
-        result = f"HTTP {code}"
+    sent = send_signed(
+        event.url,
+        json.dumps(event.body, separators=(",", ":")).encode(),
+        secret=event.agent.callback_secret,
+        headers={
+            "User-Agent": "hitl-approvals-callbacks/1",
+            "X-HITL-Event": event.type,
+            "X-HITL-Delivery": str(event.event_id),
+        },
+    )
+    delivered, retry, result = sent.delivered, sent.retry, sent.result
 
     finished = timezone.now()
     event.log = [*event.log, {"at": finished.isoformat(), "result": result}]

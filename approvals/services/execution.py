@@ -17,7 +17,6 @@ import logging
 from datetime import timedelta
 from functools import partial
 
-import requests
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.serializers.json import DjangoJSONEncoder
@@ -39,16 +38,14 @@ from approvals.services.proposals import (
 from approvals.validation import validation_text
 from audit.actors import Actor, acting_as
 from hitlproject.errors import NotFound
-from hitlproject.signing import SIGNATURE_HEADER, signed_now
+from hitlproject.outbound import send_signed
 
 logger = logging.getLogger(__name__)
 
 LEDGER_EXECUTOR = "ledger"
 WEBHOOK_EXECUTOR = "webhook"
-WEBHOOK_TIMEOUT = (3.05, 15)  # connect, read (seconds)
 # How long an attempt holds the proposal: longer than a request can take.
 WEBHOOK_LEASE = timedelta(seconds=60)
-RETRIED_STATUSES = {408, 429}  # and every 5xx
 
 
 class GuardrailRefusal(Exception):
@@ -376,31 +373,20 @@ def _frozen_request(proposal: Proposal, action_type, campaigns) -> dict:
 
 def _post(request: dict, account) -> tuple[bool, bool, str]:
     """Send a frozen request. Returns whether the action was carried out, whether to try again
-    if not, and what happened, in words."""
-    body = json.dumps(request["body"], separators=(",", ":")).encode()
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": "hitl-approvals-executor/1",
-        "Idempotency-Key": request["key"],
-        SIGNATURE_HEADER: signed_now(account.execution_secret, body),
-    }
-    try:
-        with requests.post(
-            request["endpoint"],
-            data=body,
-            headers=headers,
-            timeout=WEBHOOK_TIMEOUT,
-            allow_redirects=False,
-            stream=True,
-        ) as response:
-            code = response.status_code
-    except requests.Timeout:
-        return False, True, "the endpoint timed out"
-    except requests.RequestException as error:
-        return False, True, f"{type(error).__name__}: {error}"[:500]
-    if 200 <= code < 300:
+    if not, and what happened, in words ("" when carried out)."""
+    sent = send_signed(
+        request["endpoint"],
+        json.dumps(request["body"], separators=(",", ":")).encode(),
+        secret=account.execution_secret,
+        headers={"User-Agent": "hitl-approvals-executor/1", "Idempotency-Key": request["key"]},
+    )
+    if sent.delivered:
         return True, False, ""
-    return False, code >= 500 or code in RETRIED_STATUSES, f"the endpoint answered HTTP {code}"
+    if sent.result.startswith("HTTP"):
+        return False, sent.retry, f"the endpoint answered {sent.result}"
+    if sent.result == "timed out":
+        return False, sent.retry, "the endpoint timed out"
+    return False, sent.retry, f"the endpoint could not be reached: {sent.result}"
 
 
 def proposal_retry(*, proposal_id: int, reviewer: AbstractBaseUser) -> Proposal:
