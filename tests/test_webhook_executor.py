@@ -146,6 +146,8 @@ def test_a_worker_that_dies_mid_request_leaves_it_executing_and_it_is_sent_again
         ("failed", "the worker stopped while the request was under way"),
         ("succeeded", ""),
     ]
+    stopped = proposal.executions.order_by("attempt").first()
+    assert [h.status for h in stopped.history.order_by("history_date")] == ["running", "failed"]
     assert [r["headers"]["Idempotency-Key"] for r in endpoint.received] == [
         f"hitl-proposal-{proposal.pk}-1"
     ]

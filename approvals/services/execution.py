@@ -266,11 +266,10 @@ def _execute_by_webhook(proposal_id: int) -> Proposal:
         this_round = proposal.executions.filter(
             attempt__gte=proposal.execution_request["first_attempt"]
         )
-        this_round.filter(status=ExecutionStatus.RUNNING).update(
-            status=ExecutionStatus.FAILED,
-            error="the worker stopped while the request was under way",
-            finished_at=now,
-        )
+        for stopped in this_round.filter(status=ExecutionStatus.RUNNING):  # saved: on record
+            stopped.status, stopped.finished_at = ExecutionStatus.FAILED, now
+            stopped.error = "the worker stopped while the request was under way"
+            stopped.save()
         if this_round.count() >= settings.WEBHOOK_MAX_ATTEMPTS:
             return _fail(proposal, "no answer from the endpoint after every attempt")
         attempt = _record_attempt(
