@@ -263,9 +263,7 @@ def _execute_by_webhook(proposal_id: int) -> Proposal:
         now = timezone.now()
         if proposal.execution_lease_until and proposal.execution_lease_until > now:
             return proposal  # an attempt is under way, or the next is not due yet
-        this_round = proposal.executions.filter(
-            attempt__gte=proposal.execution_request["first_attempt"]
-        )
+        this_round = _this_round(proposal)
         for stopped in this_round.filter(status=ExecutionStatus.RUNNING):  # saved: on record
             stopped.status, stopped.finished_at = ExecutionStatus.FAILED, now
             stopped.error = "the worker stopped while the request was under way"
@@ -279,9 +277,7 @@ def _execute_by_webhook(proposal_id: int) -> Proposal:
             before={},
             started_at=now,
         )
-        Proposal.objects.filter(pk=proposal_id).update(
-            execution_lease_until=now + WEBHOOK_LEASE, updated_at=now
-        )
+        _hold(proposal_id, until=now + WEBHOOK_LEASE, now=now)
     # Claimed and committed: a crash from here on leaves the attempt under way and the
     # proposal executing; once the lease runs out the stall sweep sends the same request.
     delivered, retry, result = _post(proposal.execution_request, proposal.account)
@@ -318,24 +314,35 @@ def _execute_by_webhook(proposal_id: int) -> Proposal:
                 action_type=action_type, payload=proposal.payload, campaigns=campaigns
             )
             attempt.save()
-            Proposal.objects.filter(pk=proposal_id).update(execution_lease_until=None)
             return proposal_transition(
-                proposal_id=proposal_id, to_status=ProposalStatus.EXECUTED, actor=actor
+                proposal_id=proposal_id,
+                to_status=ProposalStatus.EXECUTED,
+                actor=actor,
+                changes={"execution_lease_until": None},
             )
         attempt.status, attempt.error = ExecutionStatus.FAILED, result
         attempt.save()
-        tried = proposal.executions.filter(
-            attempt__gte=proposal.execution_request["first_attempt"]
-        ).count()
+        tried = _this_round(proposal).count()
         if not retry or tried >= settings.WEBHOOK_MAX_ATTEMPTS:
             return _fail(proposal, result)
         # The next attempt is due after the backoff: nothing starts one before.
         delay = min(settings.WEBHOOK_RETRY_SECONDS * 2 ** (tried - 1), 600)
-        Proposal.objects.filter(pk=proposal_id).update(
-            execution_lease_until=finished + timedelta(seconds=delay), updated_at=finished
-        )
+        _hold(proposal_id, until=finished + timedelta(seconds=delay), now=finished)
         transaction.on_commit(partial(_retry_later, proposal_id, delay), robust=True)
         return proposal
+
+
+def _this_round(proposal: Proposal):
+    """The webhook attempts since the proposal last went to executing."""
+    return proposal.executions.filter(attempt__gte=proposal.execution_request["first_attempt"])
+
+
+def _hold(proposal_id: int, *, until, now) -> None:
+    """No attempt starts before ``until``; and the stall sweep, which goes by ``updated_at``,
+    leaves the proposal alone meanwhile. Bookkeeping, not a change anyone decided: written
+    without a history record (the lease is kept out of history; every attempt is on record
+    as an execution)."""
+    Proposal.objects.filter(pk=proposal_id).update(execution_lease_until=until, updated_at=now)
 
 
 def _retry_later(proposal_id: int, delay: float) -> None:
