@@ -4,6 +4,7 @@ from django.db import models
 from django.utils import timezone
 
 from audit.models import audited_history
+from hitlproject.outbound import validate_outbound_url
 from hitlproject.signing import new_secret
 
 
@@ -36,6 +37,7 @@ class Agent(models.Model):
     )
     callback_url = models.URLField(
         blank=True,
+        validators=[validate_outbound_url],
         help_text="Receives the agent's proposals' decisions and executions, signed, if set.",
     )
     callback_secret = models.CharField(

@@ -1,14 +1,37 @@
-"""Requests the platform sends out (agents' callbacks, the webhook executor): signed, bounded
-in time, never following a redirect, reading only the status. A 2xx carried it; a timeout,
-a connection error, a 5xx, 408 or 429 may be tried again; any other answer refuses it."""
+"""Requests the platform sends out (agents' callbacks, the webhook executor): signed, bounded,
+sent only where it is safe to send them.
 
+- **Bounded**: the whole exchange (resolving the name, connecting, sending, reading the
+  answer's status line and headers) has one deadline, ``OUTBOUND_DEADLINE``; an endpoint that
+  trickles its answer a byte at a time is cut off there, not after each read. The answer's
+  headers are capped by h11 (16 KiB) and its body is never read.
+- **Checked**: the name is resolved when sending, every address it resolves to must be a public
+  one (no loopback, private, link-local such as 169.254.169.254, carrier-grade NAT, multicast
+  or reserved addresses, IPv4-mapped ones included), and the request goes to the address that
+  was checked, so a name cannot resolve to a public address for the check and a private one
+  for the connection. ``HITL_OUTBOUND_ALLOW_PRIVATE`` lifts the address check, for development
+  against endpoints on one's own machine. The same check runs when a URL is saved
+  (``validate_outbound_url``).
+- Never following a redirect, reading only the status: a 2xx carried it; a timeout, a
+  connection error, a 5xx, 408 or 429 may be tried again; any other answer, or a refused
+  destination, refuses it.
+"""
+
+import asyncio
+import ipaddress
+import socket
+import ssl
 from dataclasses import dataclass
+from functools import cache
+from urllib.parse import urlsplit
 
-import requests
+import certifi
+import httpx
+from django.conf import settings
+from django.core.exceptions import ValidationError
 
 from hitlproject.signing import SIGNATURE_HEADER, signed_now
 
-TIMEOUT = (3.05, 15)  # connect, read (seconds)
 RETRIED_STATUSES = {408, 429}  # and every 5xx
 
 
@@ -19,6 +42,104 @@ class Sent:
     result: str  # what happened, in words
 
 
+class RefusedDestination(Exception):
+    """A URL the platform will not send to; ``retry`` when another try may find it fine (a
+    name that did not resolve), not when it names a private address."""
+
+    def __init__(self, message: str, *, retry: bool = False) -> None:
+        super().__init__(message)
+        self.retry = retry
+
+
+@dataclass(frozen=True)
+class Destination:
+    url: str  # with the checked address in place of the name
+    host_header: str
+    server_name: str  # for TLS: the certificate is checked against the name, not the address
+
+
+def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast
+
+
+def _split(url: str):
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise RefusedDestination(f"{url!r} is not an http(s) URL.")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as error:
+        raise RefusedDestination(f"{url!r} has an invalid port.") from error
+    return parts, port
+
+
+def _checked_addresses(host: str, infos) -> list[str]:
+    addresses = []
+    for *_, sockaddr in infos:
+        address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
+        if not (settings.OUTBOUND_ALLOW_PRIVATE or _public(address)):
+            raise RefusedDestination(
+                f"{host} is {address}, a private, loopback or reserved address; the platform "
+                "sends only to public addresses."
+            )
+        addresses.append(str(address))
+    if not addresses:
+        raise RefusedDestination(f"{host} does not resolve to any address.", retry=True)
+    return addresses
+
+
+async def _resolve(url: str) -> Destination:
+    parts, port = _split(url)
+    host = parts.hostname
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+        )
+    except (socket.gaierror, UnicodeError) as error:
+        raise RefusedDestination(f"{host} does not resolve: {error}", retry=True) from error
+    address = _checked_addresses(host, infos)[0]
+    literal = f"[{address}]" if ":" in address else address
+    netloc = f"{literal}:{port}"
+    default_port = port == (443 if parts.scheme == "https" else 80)
+    return Destination(
+        url=parts._replace(netloc=netloc).geturl(),
+        host_header=parts.hostname if default_port else f"{parts.hostname}:{port}",
+        server_name=host,
+    )
+
+
+@cache
+def _tls() -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+async def _post(url: str, body: bytes, headers: dict[str, str]) -> int:
+    destination = await _resolve(url)
+    async with httpx.AsyncClient(
+        verify=_tls(),
+        trust_env=False,  # no proxy from the environment between the check and the endpoint
+        follow_redirects=False,
+        timeout=httpx.Timeout(settings.OUTBOUND_DEADLINE, connect=settings.OUTBOUND_CONNECT),
+    ) as client:
+        request = client.build_request(
+            "POST",
+            destination.url,
+            content=body,
+            headers={**headers, "Host": destination.host_header},
+            extensions={"sni_hostname": destination.server_name},
+        )
+        response = await client.send(request, stream=True)
+        await response.aclose()  # only the status is read
+        return response.status_code
+
+
+async def _post_within_deadline(url: str, body: bytes, headers: dict[str, str]) -> int:
+    async with asyncio.timeout(settings.OUTBOUND_DEADLINE):
+        return await _post(url, body, headers)
+
+
 def send_signed(url: str, body: bytes, *, secret: str, headers: dict[str, str]) -> Sent:
     headers = {
         "Content-Type": "application/json",
@@ -26,15 +147,32 @@ def send_signed(url: str, body: bytes, *, secret: str, headers: dict[str, str]) 
         **headers,
     }
     try:
-        # Only the status is read: a reply that trickles in holds nothing up.
-        with requests.post(
-            url, data=body, headers=headers, timeout=TIMEOUT, allow_redirects=False, stream=True
-        ) as response:
-            code = response.status_code
-    except requests.Timeout:
+        code = asyncio.run(_post_within_deadline(url, body, headers))
+    except RefusedDestination as refused:
+        return Sent(False, refused.retry, f"refused: {refused}"[:500])
+    except (TimeoutError, httpx.TimeoutException):
         return Sent(False, True, "timed out")
-    except requests.RequestException as error:
+    except (httpx.HTTPError, OSError, ssl.SSLError) as error:
         return Sent(False, True, f"{type(error).__name__}: {error}"[:500])
     if 200 <= code < 300:
         return Sent(True, False, f"HTTP {code}")
     return Sent(False, code >= 500 or code in RETRIED_STATUSES, f"HTTP {code}")
+
+
+async def _check(url: str) -> None:
+    async with asyncio.timeout(settings.OUTBOUND_CONNECT):
+        await _resolve(url)
+
+
+def validate_outbound_url(url: str) -> None:
+    """A URL the platform may send to: http(s), and its name resolves, now, only to public
+    addresses (unless private destinations are allowed). It is checked again at each send."""
+    if not url:
+        return
+    try:
+        asyncio.run(_check(url))
+    except RefusedDestination as refused:
+        raise ValidationError(str(refused), code="refused_destination") from refused
+    except TimeoutError as error:
+        host = urlsplit(url).hostname
+        raise ValidationError(f"{host} did not resolve in time.", code="unresolved") from error

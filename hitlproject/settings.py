@@ -87,6 +87,7 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "hitlproject.urls"
 WSGI_APPLICATION = "hitlproject.wsgi.application"
+ASGI_APPLICATION = "hitlproject.asgi.application"
 
 TEMPLATES = [
     {
@@ -122,6 +123,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}
+elif env_flag("HITL_DATABASE_POOL"):
+    # The web server runs each request in a thread of its own (hitlproject.asgi): connections
+    # come from a pool, not one kept per thread.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 2,
+        "max_size": int(env("HITL_DATABASE_POOL_SIZE", "20")),
+        "timeout": 10,
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -163,6 +174,9 @@ else:
         "polling_interval": 0.1,
     }
 CELERY_TASK_DEFAULT_QUEUE = env("HITL_CELERY_QUEUE", "hitl")
+# Callbacks and the webhook executor's requests go to queues of their own (hitl.callbacks,
+# hitl.webhooks), served by their own workers: see hitlproject.celery.
+CELERY_TASK_ROUTES = ("hitlproject.celery.route_task",)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -201,6 +215,12 @@ CELERY_BEAT_SCHEDULE = {
 # apart); failed after this many attempts.
 WEBHOOK_RETRY_SECONDS = float(env("HITL_WEBHOOK_RETRY_SECONDS", "10"))
 WEBHOOK_MAX_ATTEMPTS = int(env("HITL_WEBHOOK_MAX_ATTEMPTS", "5"))
+# Every outbound request (callbacks, the webhook executor): the whole exchange within this
+# many seconds, connecting within the second figure; only to public addresses, unless private
+# ones are allowed (for development against endpoints on one's own machine).
+OUTBOUND_DEADLINE = float(env("HITL_OUTBOUND_DEADLINE_SECONDS", "10"))
+OUTBOUND_CONNECT = float(env("HITL_OUTBOUND_CONNECT_SECONDS", "3"))
+OUTBOUND_ALLOW_PRIVATE = env_flag("HITL_OUTBOUND_ALLOW_PRIVATE")
 # Agents' callbacks: the first retry after this many seconds, doubling up to an hour apart;
 # given up after this many attempts (8: about two hours of trying).
 CALLBACK_RETRY_SECONDS = float(env("HITL_CALLBACK_RETRY_SECONDS", "30"))

@@ -10,6 +10,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 
 from audit.models import audited_history
+from hitlproject.outbound import validate_outbound_url
 from hitlproject.signing import new_secret
 
 
@@ -36,6 +37,7 @@ class Account(models.Model):
     )
     execution_endpoint = models.URLField(
         blank=True,
+        validators=[validate_outbound_url],
         help_text=(
             "Set: approved actions are POSTed here, signed, to be carried out on the channel "
             "(the webhook executor), and the ledger records them once it answers 2xx. Empty: "
