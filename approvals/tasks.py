@@ -9,7 +9,7 @@ from functools import partial
 from celery import Task, shared_task
 from django.db import OperationalError, transaction
 
-from approvals.services.execution import proposal_execute
+from approvals.services.execution import executes_by_webhook, proposal_execute
 from approvals.services.expiry import proposals_expire_overdue
 from approvals.services.idempotency import idempotency_records_purge
 from approvals.services.proposals import proposal_evaluate
@@ -48,6 +48,16 @@ def evaluate_proposal(proposal_id: int) -> None:
 
 @shared_task(name="approvals.execute_proposal", **TRANSIENT)
 def execute_proposal(proposal_id: int) -> None:
+    """Carry out an approved proposal in the ledger; one for a channel's endpoint is handed to
+    the webhook queue's workers, so no endpoint, however slow, holds up anybody else's."""
+    if executes_by_webhook(proposal_id=proposal_id):
+        send_execution_request.delay(proposal_id)
+    else:
+        proposal_execute(proposal_id=proposal_id)
+
+
+@shared_task(name="approvals.send_execution_request", **TRANSIENT)
+def send_execution_request(proposal_id: int) -> None:
     proposal_execute(proposal_id=proposal_id)
 
 

@@ -80,9 +80,10 @@ def _checked_addresses(host: str, infos) -> list[str]:
     for *_, sockaddr in infos:
         address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
         if not (settings.OUTBOUND_ALLOW_PRIVATE or _public(address)):
+            named = host if host.strip("[]") == sockaddr[0] else f"{host} ({address})"
             raise RefusedDestination(
-                f"{host} is {address}, a private, loopback or reserved address; the platform "
-                "sends only to public addresses."
+                f"{named} is a private, loopback or reserved address; the platform sends only "
+                "to public addresses."
             )
         addresses.append(str(address))
     if not addresses:
@@ -152,6 +153,8 @@ def send_signed(url: str, body: bytes, *, secret: str, headers: dict[str, str]) 
         return Sent(False, refused.retry, f"refused: {refused}"[:500])
     except (TimeoutError, httpx.TimeoutException):
         return Sent(False, True, "timed out")
+    except (httpx.ConnectError, ConnectionError) as error:
+        return Sent(False, True, f"could not connect: {error}"[:500])
     except (httpx.HTTPError, OSError, ssl.SSLError) as error:
         return Sent(False, True, f"{type(error).__name__}: {error}"[:500])
     if 200 <= code < 300:

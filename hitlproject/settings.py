@@ -56,7 +56,7 @@ if PRODUCTION:
     SECURE_HSTS_PRELOAD = True
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "access.apps.ConsoleAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -66,6 +66,10 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "simple_history",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "axes",
+    "access",
     "audit",
     "ledger",
     "approvals",
@@ -80,9 +84,12 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    # Last, as django-axes requires: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "hitlproject.urls"
@@ -236,6 +243,28 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# The console's login. django-axes checks every login first and refuses one from a locked-out person and address.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# This many failed logins (a wrong password, or a wrong second-factor code) for one username from
+# one address lock that username out from that address for the cool-off; a success resets.
+AXES_FAILURE_LIMIT = int(env("HITL_LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(env("HITL_LOGIN_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "access.views.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "access.addresses.client_ip_address"
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "otp_token", "csrfmiddlewaretoken"]
+# Reverse proxies in front of the web server, each appending to X-Forwarded-For: 0 (the default)
+# believes no header and takes the connection's address.
+TRUSTED_PROXY_COUNT = int(env("HITL_TRUSTED_PROXY_COUNT", "0"))
+# Second factors (TOTP), for the groups an administrator names (access.SecondFactorRequirement).
+OTP_TOTP_ISSUER = "HITL approvals"
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -254,6 +283,8 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("HITL_LOG_LEVEL", "INFO")},
+    # Every outbound request is recorded where it matters (an attempt, a callback's log).
+    "loggers": {"httpx": {"level": "WARNING"}},
 }
 
 # --- Agent API ------------------------------------------------------------------------------

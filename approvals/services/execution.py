@@ -14,7 +14,7 @@ does it once.
 
 import json
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 
 from django.conf import settings
@@ -26,6 +26,7 @@ from rest_framework.exceptions import ValidationError
 
 from approvals import action_types
 from approvals.models import Execution, ExecutionStatus, Proposal, ProposalStatus
+from approvals.services.acts import Act, check_may_act
 from approvals.services.lifecycle import proposal_lock, proposal_transition
 from approvals.services.proposals import (
     assessed_from_ledger,
@@ -37,8 +38,8 @@ from approvals.services.proposals import (
 )
 from approvals.validation import validation_text
 from audit.actors import Actor, acting_as
-from hitlproject.errors import NotFound
 from hitlproject.outbound import send_signed
+from policies.services import engaged_kill_switches, kill_switch_engaged_since, kill_switch_reason
 
 logger = logging.getLogger(__name__)
 
@@ -122,25 +123,80 @@ def _fail(proposal: Proposal, error: str) -> Proposal:
     )
 
 
-def _checked_targets(proposal: Proposal, action_type, actor: Actor):
-    """Under the proposal's lock: its campaigns, locked, and their state now; or, if they moved
-    since the proposal was assessed, the proposal sent back to review instead."""
-    campaigns = campaigns_for(
-        account=proposal.account, action_type=action_type, payload=proposal.payload, lock=True
+def _approved_by_a_person_at(proposal: Proposal) -> datetime | None:
+    """When a person last said this proposal should run (approved it, or retried it): the
+    time it last became approved, if a person moved it there; None if the policy engine did."""
+    history = (
+        Proposal.history.filter(id=proposal.pk)
+        .order_by("-history_date", "-history_id")
+        .values_list("status", "history_actor_kind", "history_date")
     )
-    before = ledger_snapshot(action_type=action_type, payload=proposal.payload, campaigns=campaigns)
-    moved = _moved_fields(proposal.target_snapshot, before)
-    if not moved:
-        return campaigns, before, None
-    reason = "Sent back for review before executing: " + "; ".join(moved) + "."
-    sent_back = proposal_transition(
+    became_approved = None
+    for status, actor_kind, at in history[:100]:
+        if status == ProposalStatus.EXECUTING and became_approved is None:
+            continue  # the attempts of this round
+        if status != ProposalStatus.APPROVED:
+            break
+        became_approved = (actor_kind, at)
+    if became_approved is None or became_approved[0] != "user":
+        return None
+    return became_approved[1]
+
+
+def _kill_switch_hold(proposal: Proposal) -> str:
+    """Why a kill switch holds the proposal back for a person, or "": every switch engaged
+    over its account or channel does, unless a person approved it (or retried it) while that
+    switch was engaged. A switch routes everything to humans: what the policy engine approved
+    never runs past it, nor what a person approved before it was engaged."""
+    switches = engaged_kill_switches(proposal.account)
+    if not switches:
+        return ""
+    approved_at = _approved_by_a_person_at(proposal)
+    holding = [
+        switch
+        for switch in switches
+        if approved_at is None or approved_at < kill_switch_engaged_since(switch)
+    ]
+    return " ".join(kill_switch_reason(switch) for switch in holding)
+
+
+def _sent_back(proposal: Proposal, actor: Actor, reason: str, changes: dict) -> Proposal:
+    """The proposal back with a person before an attempt, in a new review round (approvals of
+    the earlier ones no longer count), with no lease. A round of the webhook executor's
+    attempts it interrupts is marked held, so that a person's approval of the same action
+    resends the same request, key included: an attempt whose answer never came may have been
+    carried out."""
+    changes = {**changes, "execution_lease_until": None}
+    if proposal.status == ProposalStatus.EXECUTING:
+        changes["execution_request"] = {**proposal.execution_request, "held": True}
+    return proposal_transition(
         proposal_id=proposal.pk,
         to_status=ProposalStatus.PENDING_REVIEW,
         actor=actor,
         reason=reason,
-        changes=_reassessment(proposal, action_type, campaigns, reason),
+        changes=changes,
     )
-    return campaigns, before, sent_back
+
+
+def _checked_targets(proposal: Proposal, action_type, actor: Actor):
+    """Under the proposal's lock: its campaigns, locked, and their state now; or, if a kill
+    switch holds it back or its targets moved since it was assessed, the proposal sent back
+    to review instead."""
+    campaigns = campaigns_for(
+        account=proposal.account, action_type=action_type, payload=proposal.payload, lock=True
+    )
+    before = ledger_snapshot(action_type=action_type, payload=proposal.payload, campaigns=campaigns)
+    held = _kill_switch_hold(proposal)
+    if held:
+        reason = f"Held back before executing: {held} A person must approve it again."
+        changes = {"verdict_reasons": [reason, *proposal.verdict_reasons]}
+        return campaigns, before, _sent_back(proposal, actor, reason, changes)
+    moved = _moved_fields(proposal.target_snapshot, before)
+    if not moved:
+        return campaigns, before, None
+    reason = "Sent back for review before executing: " + "; ".join(moved) + "."
+    changes = _reassessment(proposal, action_type, campaigns, reason)
+    return campaigns, before, _sent_back(proposal, actor, reason, changes)
 
 
 def _refusal(proposal: Proposal, action_type, campaigns) -> str:
@@ -156,24 +212,30 @@ def _refusal(proposal: Proposal, action_type, campaigns) -> str:
     return ""
 
 
-def proposal_execute(*, proposal_id: int) -> Proposal:
-    """Carry out an approved proposal, with the account's executor: the built-in ledger
-    executor, or the webhook executor when the account has an execution endpoint and the
-    action is one for the channel. A proposal the webhook executor took to executing stays
-    with it, and with the request it froze, whatever the account says since."""
+def executes_by_webhook(*, proposal_id: int) -> bool:
+    """Whether the webhook executor carries out this proposal: its account has an execution
+    endpoint and the action is one for the channel, or the webhook executor already took it
+    to executing (it stays with it, and with the request it froze, whatever the account says
+    since)."""
     row = (
         Proposal.objects.filter(pk=proposal_id)
         .values("status", "execution_request", "action_type", "account__execution_endpoint")
         .first()
     )
-    if row is not None and (
+    return row is not None and bool(
         (row["status"] == ProposalStatus.EXECUTING and row["execution_request"])
         or (
             row["status"] == ProposalStatus.APPROVED
             and row["account__execution_endpoint"]
             and action_types.get(row["action_type"]).executes_on_channel
         )
-    ):
+    )
+
+
+def proposal_execute(*, proposal_id: int) -> Proposal:
+    """Carry out an approved proposal, with the account's executor: the built-in ledger
+    executor, or the webhook executor (``executes_by_webhook``)."""
+    if executes_by_webhook(proposal_id=proposal_id):
         return _execute_by_webhook(proposal_id)
     return _execute_in_ledger(proposal_id)
 
@@ -233,12 +295,27 @@ def _execute_by_webhook(proposal_id: int) -> Proposal:
     actor = Actor.system("executor")
     with transaction.atomic(), acting_as(actor):
         proposal = proposal_lock(proposal_id)
-        if proposal.status == ProposalStatus.APPROVED:
-            action_type = action_types.get(proposal.action_type)
-            campaigns, before, sent_back = _checked_targets(proposal, action_type, actor)
-            if sent_back:
-                return sent_back
-            refusal = _refusal(proposal, action_type, campaigns)
+        starting = proposal.status == ProposalStatus.APPROVED
+        if not starting and (
+            proposal.status != ProposalStatus.EXECUTING or not proposal.execution_request
+        ):
+            return proposal  # executed already, or no longer approved: nothing to do
+        now = timezone.now()
+        if not starting:
+            if proposal.execution_lease_until and proposal.execution_lease_until > now:
+                return proposal  # an attempt is under way, or the next is not due yet
+            for stopped in _this_round(proposal).filter(status=ExecutionStatus.RUNNING):
+                stopped.status, stopped.finished_at = ExecutionStatus.FAILED, now
+                stopped.error = "the worker stopped while the request was under way"
+                stopped.save()  # saved: on record
+        # Every attempt, not only the first, checks what the first does: a kill switch
+        # engaged, a target moved or a guardrail set since the last one stops it.
+        action_type = action_types.get(proposal.action_type)
+        campaigns, before, sent_back = _checked_targets(proposal, action_type, actor)
+        if sent_back:
+            return sent_back
+        refusal = _refusal(proposal, action_type, campaigns)
+        if starting:
             proposal = proposal_transition(
                 proposal_id=proposal_id,
                 to_status=ProposalStatus.EXECUTING,
@@ -248,27 +325,17 @@ def _execute_by_webhook(proposal_id: int) -> Proposal:
                     "execution_lease_until": None,
                 },
             )
-            if refusal:
-                _record_attempt(
-                    proposal,
-                    executor=WEBHOOK_EXECUTOR,
-                    status=ExecutionStatus.FAILED,
-                    before=before,
-                    started_at=timezone.now(),
-                    error=refusal,
-                )
-                return _fail(proposal, refusal)
-        elif proposal.status != ProposalStatus.EXECUTING or not proposal.execution_request:
-            return proposal  # executed already, or no longer approved: nothing to do
-        now = timezone.now()
-        if proposal.execution_lease_until and proposal.execution_lease_until > now:
-            return proposal  # an attempt is under way, or the next is not due yet
-        this_round = _this_round(proposal)
-        for stopped in this_round.filter(status=ExecutionStatus.RUNNING):  # saved: on record
-            stopped.status, stopped.finished_at = ExecutionStatus.FAILED, now
-            stopped.error = "the worker stopped while the request was under way"
-            stopped.save()
-        if this_round.count() >= settings.WEBHOOK_MAX_ATTEMPTS:
+        if refusal:
+            _record_attempt(
+                proposal,
+                executor=WEBHOOK_EXECUTOR,
+                status=ExecutionStatus.FAILED,
+                before=before,
+                started_at=now,
+                error=refusal,
+            )
+            return _fail(proposal, refusal)
+        if _this_round(proposal).count() >= settings.WEBHOOK_MAX_ATTEMPTS:
             return _fail(proposal, "no answer from the endpoint after every attempt")
         attempt = _record_attempt(
             proposal,
@@ -346,34 +413,47 @@ def _hold(proposal_id: int, *, until, now) -> None:
 
 
 def _retry_later(proposal_id: int, delay: float) -> None:
-    from approvals.tasks import execute_proposal
+    from approvals.tasks import send_execution_request
 
-    execute_proposal.apply_async((proposal_id,), countdown=delay)
+    send_execution_request.apply_async((proposal_id,), countdown=delay)
 
 
 def _frozen_request(proposal: Proposal, action_type, campaigns) -> dict:
-    """What every attempt of this round sends, and where: fixed now, as the action stands."""
-    rounds = Proposal.history.filter(id=proposal.pk, status=ProposalStatus.EXECUTING).count()
-    key = f"hitl-proposal-{proposal.pk}-{rounds + 1}"
+    """What every attempt of this round sends, and where: fixed now, as the action stands.
+    Each round has a key of its own, but for one that resumes a round a person's review
+    interrupted, sending the same action to the same endpoint: it keeps that round's key,
+    so the channel carries the action out once, whichever round's attempt reaches it."""
+    endpoint = proposal.account.execution_endpoint
+    action = {
+        "proposal": {
+            "id": proposal.pk,
+            "action_type": proposal.action_type,
+            "account": proposal.account.external_id,
+            "payload": proposal.payload,
+            "summary": proposal.summary,
+        },
+        "changes": json.loads(
+            json.dumps(
+                action_type.proposed_state(proposal.payload, campaigns), cls=DjangoJSONEncoder
+            )
+        ),
+    }
+    held = proposal.execution_request or {}
+    if (
+        held.get("held")
+        and held["endpoint"] == endpoint
+        and {name: value for name, value in held["body"].items() if name != "idempotency_key"}
+        == action
+    ):
+        key = held["key"]
+    else:
+        rounds = Proposal.history.filter(id=proposal.pk, status=ProposalStatus.EXECUTING).count()
+        key = f"hitl-proposal-{proposal.pk}-{rounds + 1}"
     return {
-        "endpoint": proposal.account.execution_endpoint,
+        "endpoint": endpoint,
         "key": key,
         "first_attempt": proposal.executions.count() + 1,
-        "body": {
-            "idempotency_key": key,
-            "proposal": {
-                "id": proposal.pk,
-                "action_type": proposal.action_type,
-                "account": proposal.account.external_id,
-                "payload": proposal.payload,
-                "summary": proposal.summary,
-            },
-            "changes": json.loads(
-                json.dumps(
-                    action_type.proposed_state(proposal.payload, campaigns), cls=DjangoJSONEncoder
-                )
-            ),
-        },
+        "body": {"idempotency_key": key, **action},
     }
 
 
@@ -396,16 +476,13 @@ def _post(request: dict, account) -> tuple[bool, bool, str]:
 
 
 def proposal_retry(*, proposal_id: int, reviewer: AbstractBaseUser) -> Proposal:
-    """An operator sends a failed proposal back to execution."""
-    from approvals.services.decisions import check_may_decide
-
-    proposal = Proposal.objects.filter(pk=proposal_id).first()
-    if proposal is None:
-        raise NotFound(f"There is no proposal #{proposal_id}.")
-    check_may_decide(reviewer, proposal)  # retrying is deciding again that it should run
-    return proposal_transition(
-        proposal_id=proposal_id,
-        to_status=ProposalStatus.APPROVED,
-        actor=Actor.for_user(reviewer),
-        reason=f"execution retried by {reviewer.get_username()}",
-    )
+    """A person sends a failed proposal back to execution, by the rule of who may act on it:
+    retrying is deciding again that it should run."""
+    with transaction.atomic():
+        check_may_act(reviewer, proposal_lock(proposal_id), Act.RETRY)
+        return proposal_transition(
+            proposal_id=proposal_id,
+            to_status=ProposalStatus.APPROVED,
+            actor=Actor.for_user(reviewer),
+            reason=f"execution retried by {reviewer.get_username()}",
+        )

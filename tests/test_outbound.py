@@ -1,0 +1,225 @@
+"""What the platform sends out (agents' callbacks, the webhook executor) is bounded and goes only
+where it is safe: a slow or hostile endpoint holds nothing past a total deadline and delays no
+execution, and no request reaches a private, loopback or link-local address."""
+
+import io
+import socket
+import threading
+import time
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+from django.test import Client
+from django.urls import reverse
+
+from approvals.models import Agent, Proposal
+from feedback.models import CallbackEvent
+from hitlproject.outbound import send_signed
+from ledger.models import Account
+from tests.conftest import Receiver, bid_adjustment, wait_until
+
+
+class TricklingEndpoint:
+    """An endpoint that takes every connection and answers one byte a second, for as long as
+    it is allowed to (``hold`` seconds), as a hostile or broken receiver would."""
+
+    def __init__(self, hold: float = 60) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/hook"
+        self.hold = hold
+        self.open_connections = 0
+        self.accepted = 0
+        self.finished_trickling = 0
+        self.lock = threading.Lock()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._trickle, args=(connection,), daemon=True).start()
+
+    def _trickle(self, connection: socket.socket) -> None:
+        with self.lock:
+            self.accepted += 1
+            self.open_connections += 1
+        deadline = time.monotonic() + self.hold
+        try:
+            connection.recv(65536)
+            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 1000:
+                if time.monotonic() > deadline:
+                    break
+                connection.send(bytes([byte]))
+                time.sleep(1)
+            else:
+                with self.lock:
+                    self.finished_trickling += 1
+        except OSError:
+            pass  # the platform hung up
+        finally:
+            connection.close()
+            with self.lock:
+                self.open_connections -= 1
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_an_endpoint_that_trickles_its_answer_is_cut_off_at_the_total_deadline(settings):
+    settings.OUTBOUND_DEADLINE = 1
+    endpoint = TricklingEndpoint(hold=60)
+
+    sent = send_signed(endpoint.url, b"{}", secret="whsec_x", headers={})
+
+    assert (sent.delivered, sent.retry, sent.result) == (False, True, "timed out")
+    # The platform hung up long before the endpoint would have finished answering.
+    wait_until(lambda: endpoint.open_connections == 0, timeout=10)
+    assert endpoint.accepted == 1 and endpoint.finished_trickling == 0
+    endpoint.close()
+
+
+PRIVATE_DESTINATIONS = [
+    "http://127.0.0.1:{port}/hook",
+    "http://localhost:{port}/hook",
+    "http://[::1]:{port}/hook",
+    "http://[::ffff:127.0.0.1]:{port}/hook",
+    "http://169.254.169.254/latest/meta-data/",
+    "http://10.0.0.1/hook",
+    "http://172.16.0.1/hook",
+    "http://192.168.1.1/hook",
+    "http://100.64.0.1/hook",
+    "http://0.0.0.0:{port}/hook",
+]
+
+
+@pytest.mark.parametrize("url", PRIVATE_DESTINATIONS)
+def test_private_loopback_and_link_local_destinations_are_refused_when_sending(settings, url):
+    settings.OUTBOUND_ALLOW_PRIVATE = False
+    receiver = Receiver(200)
+
+    sent = send_signed(
+        url.format(port=receiver.server.server_port), b"{}", secret="whsec_x", headers={}
+    )
+
+    assert not sent.delivered and not sent.retry
+    assert sent.result.startswith("refused:") and "public addresses" in sent.result
+    assert receiver.received == []
+
+
+def test_a_name_is_resolved_and_checked_at_each_send_not_only_when_saved(settings):
+    receiver = Receiver(200)
+    url = f"http://localhost:{receiver.server.server_port}/hook"
+    assert send_signed(url, b"{}", secret="whsec_x", headers={}).delivered  # allowed in dev
+
+    settings.OUTBOUND_ALLOW_PRIVATE = False
+    sent = send_signed(url, b"{}", secret="whsec_x", headers={})
+
+    assert sent.result.startswith("refused: localhost (127.0.0.1) is a private")
+    assert len(receiver.received) == 1
+
+
+def test_other_schemes_are_refused(settings):
+    settings.OUTBOUND_ALLOW_PRIVATE = False
+    for url in ("ftp://example.com/hook", "file:///etc/passwd", "gopher://example.com/"):
+        sent = send_signed(url, b"{}", secret="whsec_x", headers={})
+        assert not sent.delivered and sent.result.startswith("refused:")
+
+
+@pytest.mark.django_db
+def test_a_private_callback_url_or_execution_endpoint_is_refused_when_saved(demo_world, settings):
+    settings.OUTBOUND_ALLOW_PRIVATE = False
+    get_user_model().objects.create_superuser("admin", password="not-a-demo-password")
+    admin = Client()
+    admin.force_login(get_user_model().objects.get(username="admin"))
+    agent = Agent.objects.get(name="optimizer")
+    account = Account.objects.get(external_id="demo")
+
+    page = admin.post(
+        reverse("admin:approvals_agent_change", args=[agent.pk]),
+        {
+            "name": agent.name,
+            "kind": agent.kind,
+            "is_active": "on",
+            "accounts": [account.pk],
+            "callback_url": "http://169.254.169.254/latest/meta-data/",
+        },
+    )
+    assert page.status_code == 200  # the form again, with the error
+    assert "a private, loopback or reserved address" in page.text
+    page = admin.post(
+        reverse("admin:ledger_account_change", args=[account.pk]),
+        {"execution_endpoint": "http://[::1]:9000/execute", "max_total_daily_budget": ""},
+    )
+    assert "a private, loopback or reserved address" in page.text
+    agent.refresh_from_db()
+    account.refresh_from_db()
+    assert agent.callback_url == "" and account.execution_endpoint == ""
+
+    with pytest.raises(CommandError, match="private, loopback or reserved"):
+        call_command(
+            "create_agent", "scout", "--kind", "research", "--account", "demo",
+            "--callback-url", "http://127.0.0.1:8000/hook", stdout=io.StringIO(),
+        )  # fmt: skip
+    assert not Agent.objects.filter(name="scout").exists()
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_slow_callback_endpoint_delays_no_execution(celery_worker, demo_world, optimizer):
+    """Callbacks to an endpoint that trickles its answers fill the callback workers; every
+    approved action still executes while those callbacks are stuck."""
+    endpoint = TricklingEndpoint(hold=25)
+    Agent.objects.filter(name="optimizer").update(callback_url=endpoint.url)
+    campaigns = ["brand-search", "generic-search", "display-retarget"]
+    bids = {"brand-search": "2.02", "generic-search": "1.51", "display-retarget": "0.81"}
+
+    ids = []
+    for campaign in campaigns:  # each 1%: auto-approved, two callbacks each
+        response = optimizer.post(
+            "/api/v1/proposals/", bid_adjustment(bids[campaign], campaign), format="json"
+        )
+        assert response.status_code == 201
+        ids.append(response.json()["id"])
+
+    wait_until(lambda: Proposal.objects.filter(pk__in=ids, status="executed").count() == 3)
+    assert endpoint.open_connections > 0  # the callbacks are still being trickled to
+    assert endpoint.finished_trickling == 0
+    # Each is cut off at the deadline; stop the retries before the test ends.
+    endpoint.close()
+    wait_until(lambda: endpoint.open_connections == 0, timeout=40)
+    CallbackEvent.objects.update(status="failed")
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_slow_channel_endpoint_delays_no_other_account_s_execution(
+    celery_worker, demo_world, optimizer
+):
+    slow = TricklingEndpoint(hold=25)
+    demo = Account.objects.get(external_id="demo")
+    other = Account.objects.create(
+        external_id="other", name="Other", channel="meta", currency="USD"
+    )
+    for campaign in demo.campaigns.all():
+        campaign.pk, campaign.account = None, other
+        campaign.save()
+    Agent.objects.get(name="optimizer").accounts.add(other)
+    Account.objects.filter(pk=demo.pk).update(execution_endpoint=slow.url)
+
+    on_slow_channel = optimizer.post(
+        "/api/v1/proposals/", bid_adjustment("2.02", "brand-search"), format="json"
+    ).json()["id"]
+    wait_until(lambda: slow.accepted == 1)
+    in_ledger = optimizer.post(
+        "/api/v1/proposals/", bid_adjustment("2.02", "brand-search", account="other"), format="json"
+    ).json()["id"]
+
+    wait_until(lambda: Proposal.objects.get(pk=in_ledger).status == "executed")
+    assert Proposal.objects.get(pk=on_slow_channel).status == "executing"
+    assert slow.open_connections == 1
+    # Cut off at the deadline, then refused on every retry: it fails before the test ends.
+    slow.close()
+    wait_until(lambda: Proposal.objects.get(pk=on_slow_channel).status == "failed", timeout=60)
