@@ -6,9 +6,12 @@ The service gathers the ledger and the guidelines; these only compare.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+
+from policies import reading
+from policies.reading import shown
 
 
 @dataclass(frozen=True)
@@ -26,43 +29,167 @@ class BrandRules:
 
 
 def _quote(text: str, start: int, end: int, context: int = 30) -> str:
+    """The text as submitted around ``start:end``, invisible characters written out."""
     left = max(0, start - context)
     right = min(len(text), end + context)
     return (
         ("…" if left else "")
-        + text[left:start]
+        + shown(text[left:start])
         + "«"
-        + text[start:end]
+        + shown(text[start:end])
         + "»"
-        + text[end:right]
+        + shown(text[end:right])
         + ("…" if right < len(text) else "")
+    )
+
+
+# A banned term is looked for in what a reader sees, case folded before and after look-alikes;
+# a pattern also in the text only normalized (a pattern written in another script) and with its
+# non-ASCII characters read as the ASCII they imitate. See ``policies.reading``.
+TERM_FOLDS = (reading.fold_lower_first, reading.fold_skeleton_first)
+PATTERN_FOLDS = (reading.fold_normalized, reading.fold_non_ascii, reading.fold_non_ascii_lower)
+
+
+@dataclass(frozen=True)
+class _Found:
+    start: int
+    end: int
+    literal: bool = False  # found in the text as submitted, ignoring only case
+    displayed: bool = False  # found only in display order: an override reversed it
+
+
+class _Text:
+    """One text of a creative and the ways it is read, each made once, when first needed."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._readings: dict = {}
+
+    def readings(self, folds: tuple[Callable[[str], str], ...]) -> list[reading.Reading]:
+        if folds not in self._readings:
+            self._readings[folds] = reading.readings(self.text, folds)
+        return self._readings[folds]
+
+    def find_term(self, term: str, keys: dict) -> _Found | None:
+        match = re.search(rf"(?<!\w){re.escape(term)}(?!\w)", self.text, flags=re.IGNORECASE)
+        if match:
+            return _Found(match.start(), match.end(), literal=True)
+        for read in self.readings(TERM_FOLDS):
+            found = read.find_word(keys[read.fold])
+            if found:
+                return _Found(*read.span(*found), displayed=read.displayed)
+        return None
+
+    def find_pattern(self, pattern: str) -> _Found | None:
+        match = re.search(pattern, self.text, flags=re.IGNORECASE)
+        if match:
+            return _Found(match.start(), match.end(), literal=True)
+        searched = {self.text}
+        for read in self.readings(PATTERN_FOLDS):
+            if read.key in searched:
+                continue
+            searched.add(read.key)
+            match = re.search(pattern, read.key, flags=re.IGNORECASE)
+            if match:
+                return _Found(*read.span(match.start(), match.end()), displayed=read.displayed)
+        return None
+
+    def shows(self, keys: dict) -> bool:
+        """Whether a reader sees the folded text ``keys`` anywhere, in display order."""
+        displayed = reading.RIGHT_TO_LEFT_OVERRIDE in self.text
+        return any(
+            keys[read.fold] and keys[read.fold] in read.key
+            for read in self.readings(TERM_FOLDS)
+            if read.displayed == displayed
+        )
+
+
+def _disguise(written: str, displayed: bool) -> str:
+    """How a match differs from what it displays as, or "" if it is written plainly."""
+    ways = []
+    if displayed:
+        ways.append("written backwards and displayed reversed by a right-to-left override")
+    characters = reading.disguises(written)
+    if characters:
+        more = f" and {len(characters) - 4} more" if len(characters) > 4 else ""
+        ways.append("written with " + ", ".join(characters[:4]) + more)
+    return "; ".join(ways)
+
+
+def _uses(where: str, what: str, text: str, found: _Found) -> str:
+    written = text[found.start : found.end]
+    disguise = "" if found.literal else _disguise(written, found.displayed)
+    quote = _quote(text, found.start, found.end)
+    if disguise:
+        return f"The {where} uses {what}, disguised ({disguise}): “{quote}”."
+    return f"The {where} uses {what}: “{quote}”."
+
+
+def _direction_controls(where: str, text: str) -> str | None:
+    controls = [char for char in dict.fromkeys(text) if char in reading.BIDI_CONTROLS]
+    if not controls:
+        return None
+    first = min(text.index(char) for char in controls)
+    names = ", ".join(reading.describe(char) for char in controls)
+    return (
+        f"The {where} contains invisible text-direction controls ({names}), which can make it "
+        f"display in another order than it is written: “{_quote(text, first, first + 1)}”."
     )
 
 
 def brand_findings(texts: Iterable[tuple[str, str]], rules: BrandRules) -> list[str]:
     """Every banned term or pattern found, quoted where it stands, and every missing
-    disclaimer. ``texts`` are (where, text) pairs such as ("creative 2 headline", "…")."""
+    disclaimer. ``texts`` are (where, text) pairs such as ("creative 2 headline", "…").
+
+    Terms, patterns and disclaimers are matched on what a reader sees (``policies.reading``):
+    a banned term written with look-alike letters, invisible characters or reversed by a
+    right-to-left override is found, and quoted as submitted, with how it is disguised.
+    Invisible text-direction controls are a finding of their own.
+
+    A required disclaimer counts only if a reader sees it (in display order). Seen but written
+    with look-alikes or invisible characters, it is a finding too: the reader sees it, but a
+    screen reader, a search or the channel's own review reads something else, and an agent
+    has no honest reason to write a disclaimer that way."""
     findings = []
-    texts = list(texts)
-    # Whole words: not inside another word, whether the term starts or ends with a letter or
-    # a symbol ("100%", "#1").
-    checks = [
-        (rf"(?<!\w){re.escape(term)}(?!\w)", f"the banned term “{term}”")
+    read = [(where, _Text(text)) for where, text in texts]
+    terms = [
+        (term, {fold: reading.term_key(term, fold) for fold in TERM_FOLDS})
         for term in rules.banned_terms
     ]
-    checks += [(pattern, f"the banned pattern /{pattern}/") for pattern in rules.banned_patterns]
-    for where, text in texts:
-        for pattern, what in checks:
-            match = re.search(pattern, text, flags=re.IGNORECASE)
-            if match:
-                findings.append(
-                    f"The {where} uses {what}: “{_quote(text, match.start(), match.end())}”."
-                )
-    bodies = [(where, text) for where, text in texts if where.endswith("body")]
+    for where, text in read:
+        controls = _direction_controls(where, text.text)
+        if controls:
+            findings.append(controls)
+        # Whole words: not inside another word, whether the term starts or ends with a letter
+        # or a symbol ("100%", "#1").
+        for term, keys in terms:
+            found = text.find_term(term, keys)
+            if found:
+                what = f"the banned term “{term}”"
+                findings.append(_uses(where, what, text.text, found))
+        for pattern in rules.banned_patterns:
+            found = text.find_pattern(pattern)
+            if found:
+                what = f"the banned pattern /{pattern}/"
+                findings.append(_uses(where, what, text.text, found))
+    bodies = [(where, text) for where, text in read if where.endswith("body")]
     for disclaimer in rules.required_disclaimers:
+        keys = {fold: reading.term_key(disclaimer, fold) for fold in TERM_FOLDS}
         for where, text in bodies:
-            if disclaimer.lower() not in text.lower():
-                findings.append(f"The {where} lacks the required disclaimer “{disclaimer}”.")
+            written = reading.plain(disclaimer) in reading.plain(text.text)
+            if not text.shows(keys):
+                unseen = (
+                    " It is written, but text-direction controls reorder it." if written else ""
+                )
+                findings.append(
+                    f"The {where} lacks the required disclaimer “{disclaimer}”.{unseen}"
+                )
+            elif not written:
+                findings.append(
+                    f"The {where} shows the required disclaimer “{disclaimer}” only disguised "
+                    "(look-alike letters, invisible characters or reversed text): a screen "
+                    "reader, a search or the channel's own review may not find it."
+                )
     return findings
 
 

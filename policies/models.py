@@ -176,13 +176,25 @@ class BrandGuidelines(models.Model):
         "ledger.Account", on_delete=models.PROTECT, related_name="brand_guidelines"
     )
     banned_terms = models.TextField(
-        blank=True, help_text="One a line; matched as whole words, ignoring case."
+        blank=True,
+        help_text=(
+            "One a line; matched as whole words, ignoring case, on what a reader sees: "
+            "written with look-alike letters, invisible characters or reversed, still found."
+        ),
     )
     banned_patterns = models.TextField(
-        blank=True, help_text="Regular expressions, one a line, matched ignoring case."
+        blank=True,
+        help_text=(
+            "Regular expressions, one a line, matched ignoring case, on the text as written "
+            "and as read (look-alike letters read as the ASCII letters they imitate)."
+        ),
     )
     required_disclaimers = models.TextField(
-        blank=True, help_text="One a line; each must appear in every creative's body."
+        blank=True,
+        help_text=(
+            "One a line; each must appear in every creative's body, as a reader sees it, "
+            "and written plainly."
+        ),
     )
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -1,0 +1,197 @@
+"""Brand guidelines match what a reader sees: a banned term disguised with look-alike letters,
+invisible characters, other hyphens or a right-to-left override is found, and quoted as it was
+submitted; legitimate text in other scripts is not."""
+
+import pytest
+
+from approvals.models import ProposalStatus
+from approvals.tasks import evaluate_proposal
+from policies.guardrails import BrandRules, brand_findings
+from tests.conftest import creative, creative_batch
+
+DEMO = BrandRules(banned_terms=("guaranteed", "risk-free"))
+ZWJ, ZWSP, SOFT_HYPHEN = "\u200d", "\u200b", "\u00ad"
+RLO, PDF = "\u202e", "\u202c"
+
+
+def findings_for(body: str, rules: BrandRules = DEMO) -> list[str]:
+    return brand_findings([("creative 1 body", body)], rules)
+
+
+@pytest.mark.parametrize(
+    "disguised",
+    [
+        f"gu{ZWJ}aranteed",  # zero-width joiner
+        f"guar{ZWSP}anteed",  # zero-width space
+        f"guar{SOFT_HYPHEN}anteed",  # soft hyphen
+        "guаrаnteed",  # Cyrillic а
+        "guarantееd",  # Cyrillic е
+        "guαranteed",  # Greek alpha
+        "ɡuaranteed",  # Latin script g
+        "ｇｕａｒａｎｔｅｅｄ",  # full-width
+        "GUARANТEED",  # Cyrillic capital Т
+        "𝐠𝐮𝐚𝐫𝐚𝐧𝐭𝐞𝐞𝐝",  # mathematical bold
+    ],
+)
+def test_a_banned_term_is_found_however_it_is_disguised(disguised):
+    findings = findings_for(f"Results {disguised} within a week.")
+    assert len(findings) == 1
+    assert findings[0].startswith("The creative 1 body uses the banned term “guaranteed”")
+    assert f"«{disguised}»" in findings[0] or "⟨U+" in findings[0]
+
+
+@pytest.mark.parametrize(
+    "disguised",
+    [
+        "risk\u2011free",  # non-breaking hyphen
+        "risk\u2010free",  # hyphen
+        "risk\u2212free",  # minus sign
+        "risk\uff0dfree",  # full-width hyphen-minus
+        "RΙSK-FREE",  # Greek capital iota
+        "rіsk-free",  # Cyrillic і
+    ],
+)
+def test_risk_free_is_found_with_any_hyphen_or_look_alike(disguised):
+    findings = findings_for(f"A {disguised} trial.")
+    assert len(findings) == 1
+    assert findings[0].startswith("The creative 1 body uses the banned term “risk-free”")
+
+
+def test_the_finding_quotes_the_text_as_submitted_and_says_how_it_is_disguised():
+    [finding] = findings_for("Results guаranteed within a week.")
+    assert finding == (
+        "The creative 1 body uses the banned term “guaranteed”, disguised (written with "
+        "U+0430 CYRILLIC SMALL LETTER A): “Results «guаranteed» within a week.”."
+    )
+    assert "guаranteed" in finding  # the Cyrillic а, as the agent sent it
+
+
+def test_invisible_characters_are_written_out_in_the_quote():
+    [finding] = findings_for(f"Results gu{ZWJ}aranteed.")
+    assert "written with U+200D ZERO WIDTH JOINER" in finding
+    assert "«gu⟨U+200D⟩aranteed»" in finding
+
+
+def test_text_reversed_by_a_right_to_left_override_is_read_as_displayed():
+    body = f"Results {RLO}deetnaraug{PDF} within a week."
+    controls, term = findings_for(body)
+    assert controls.startswith(
+        "The creative 1 body contains invisible text-direction controls (U+202E RIGHT-TO-LEFT "
+        "OVERRIDE, U+202C POP DIRECTIONAL FORMATTING)"
+    )
+    assert term == (
+        "The creative 1 body uses the banned term “guaranteed”, disguised (written backwards "
+        "and displayed reversed by a right-to-left override): "
+        "“Results ⟨U+202E⟩«deetnaraug»⟨U+202C⟩ within a week.”."
+    )
+
+
+def test_an_override_runs_to_the_end_of_its_line():
+    findings = findings_for(f"Act now {RLO}eerf-ksir\nNo strings attached.")
+    assert any("banned term “risk-free”" in f for f in findings)
+
+
+@pytest.mark.parametrize("control", ["\u200e", "\u200f", "\u061c", "\u202a", "\u2066", "\u2069"])
+def test_any_text_direction_control_is_a_finding_of_its_own(control):
+    [finding] = findings_for(f"Search smarter{control} today.")
+    assert "contains invisible text-direction controls" in finding
+    assert f"⟨U+{ord(control):04X}⟩" in finding
+
+
+@pytest.mark.parametrize(
+    "legitimate",
+    [
+        "Гарантированный результат за неделю.",  # Russian: "guaranteed result in a week"
+        "Εγγυημένα αποτελέσματα χωρίς κίνδυνο.",  # Greek
+        "תוצאות מובטחות תוך שבוע.",  # Hebrew, right to left with no control characters
+        "結果を保証します。リスクなし。",  # Japanese
+        "Ｓｅａｒｃｈ ｓｍａｒｔｅｒ ｔｏｄａｙ",  # full-width, no banned term
+        "Our guarantee: a carefree, risk-aware plan, guaranteedly modernish.",
+        "I'll 1OO times, 0 risk, l00k.",
+    ],
+)
+def test_legitimate_text_is_not_flagged(legitimate):
+    rules = BrandRules(banned_terms=("guaranteed", "risk-free", "free", "ill", "no risk", "modern"))
+    assert findings_for(legitimate, rules) == []
+
+
+def test_rn_is_not_read_as_m_in_plain_latin_text():
+    # TR39 lists "rn" as a look-alike of "m"; in plain English that would flag real words.
+    assert findings_for("A corner office.", BrandRules(banned_terms=("comer",))) == []
+    assert findings_for("Dean's list.", BrandRules(banned_terms=("clean",))) == []
+
+
+def test_a_banned_term_in_another_script_is_found_and_disguised_latin_is_too():
+    rules = BrandRules(banned_terms=("гарантия",))
+    assert findings_for("Полная гарантия.", rules) == [
+        "The creative 1 body uses the banned term “гарантия”: “Полная «гарантия».”."
+    ]
+    assert findings_for("Полная гаpантия.", rules)  # Latin p for Cyrillic р
+
+
+def test_banned_patterns_are_matched_on_the_text_as_read():
+    rules = BrandRules(banned_patterns=(r"\d+% off", r"money\s+back"))
+    found = findings_for("Now 50\uff05 оff, your mоney back.", rules)
+    assert len(found) == 2
+    assert found[0].startswith(
+        "The creative 1 body uses the banned pattern /\\d+% off/, disguised (written with "
+        "U+043E CYRILLIC SMALL LETTER O)"
+    )
+    assert "«50％ оff»" in found[0]
+    assert "«mоney back»" in found[1]
+    # Digits and punctuation keep their meaning: "1O0" is not a number.
+    assert findings_for("Now 1O0% off", BrandRules(banned_patterns=(r"\b\d+% off",))) == []
+
+
+def test_a_pattern_written_in_another_script_still_matches_its_script():
+    rules = BrandRules(banned_patterns=(r"гарант\w+",))
+    assert findings_for(f"Полная гар{ZWJ}антия.", rules)
+
+
+def test_a_disclaimer_counts_when_a_reader_sees_it():
+    rules = BrandRules(required_disclaimers=("Terms apply.",))
+    assert findings_for("Search smarter. TERMS APPLY.", rules) == []
+    assert findings_for("Search smarter. Terms\u00a0 apply.", rules) == []
+    assert findings_for("Search smarter.", rules) == [
+        "The creative 1 body lacks the required disclaimer “Terms apply.”."
+    ]
+
+
+def test_a_disclaimer_written_with_look_alikes_is_seen_but_still_goes_to_a_human():
+    rules = BrandRules(required_disclaimers=("Terms apply.",))
+    [finding] = findings_for("Search smarter. Tеrms аpply.", rules)
+    assert finding.startswith(
+        "The creative 1 body shows the required disclaimer “Terms apply.” only disguised"
+    )
+    assert "lacks" not in finding
+
+
+def test_a_disclaimer_an_override_displays_backwards_is_missing():
+    rules = BrandRules(required_disclaimers=("Terms apply.",))
+    findings = findings_for(f"Search smarter. {RLO}Terms apply.{PDF}", rules)
+    assert (
+        "The creative 1 body lacks the required disclaimer “Terms apply.”. It is written, "
+        "but text-direction controls reorder it."
+    ) in findings
+
+
+def test_a_disguised_guaranteed_goes_to_a_human_with_the_text_quoted_as_submitted(
+    optimizer, demo_world
+):
+    headline = "Results guаrаnteed"  # two Cyrillic а
+    response = optimizer.post(
+        "/api/v1/proposals/",
+        creative_batch(creative(), creative(headline=headline)),
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    proposal_id = response.json()["id"]
+    evaluate_proposal(proposal_id)  # what the worker does once the submission commits
+
+    proposal = optimizer.get(f"/api/v1/proposals/{proposal_id}/").json()
+    assert proposal["status"] == ProposalStatus.PENDING_REVIEW
+    assert proposal["verdict"]["outcome"] == "review"
+    assert (
+        "The creative 2 headline uses the banned term “guaranteed”, disguised (written with "
+        "U+0430 CYRILLIC SMALL LETTER A): “Results «guаrаnteed»”."
+    ) in proposal["verdict"]["reasons"]
