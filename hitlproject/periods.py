@@ -7,9 +7,32 @@ from django import forms
 from django.core.management.base import CommandError
 from django.utils import timezone
 
+# A period starts no earlier than this platform's records could, ends by the day after
+# tomorrow (``until`` is the day after the last), and spans at most five years: a report
+# or an export over more is split into several.
+EARLIEST_DAY = date(2000, 1, 1)
+LONGEST_PERIOD = timedelta(days=5 * 365 + 1)
+
 
 def midnight(day: date) -> datetime:
     return timezone.make_aware(datetime.combine(day, time()))
+
+
+def period_problem(since: date, until: date) -> str | None:
+    """What is wrong with a period from ``since`` to ``until`` (the day after the last), in
+    words; None if nothing is."""
+    latest = timezone.localdate() + timedelta(days=2)
+    if until <= since:
+        return "The period must end after it starts."
+    if since < EARLIEST_DAY:
+        return f"The period cannot start before {EARLIEST_DAY:%Y-%m-%d}."
+    if until > latest:
+        return f"The period cannot end after {latest:%Y-%m-%d} (its last day is tomorrow at most)."
+    if until - since > LONGEST_PERIOD:
+        return (
+            f"A period spans at most {LONGEST_PERIOD.days:,} days (five years); split a longer one."
+        )
+    return None
 
 
 class PeriodForm(forms.Form):
@@ -25,8 +48,10 @@ class PeriodForm(forms.Form):
 
     def clean(self):
         cleaned = super().clean()
-        if cleaned.get("since") and cleaned.get("until") and cleaned["until"] <= cleaned["since"]:
-            raise forms.ValidationError("The period must end after it starts.")
+        if cleaned.get("since") and cleaned.get("until"):
+            problem = period_problem(cleaned["since"], cleaned["until"])
+            if problem:
+                raise forms.ValidationError(problem)
         return cleaned
 
     def bounds(self) -> tuple[datetime, datetime]:
@@ -46,4 +71,7 @@ def command_period(since: str, until: str | None) -> tuple[datetime, datetime]:
     end = day(until) if until else timezone.localdate() + timedelta(days=1)
     if end <= start:
         raise CommandError("--until must come after --since.")
+    problem = period_problem(start, end)
+    if problem:
+        raise CommandError(problem)
     return midnight(start), midnight(end)

@@ -11,6 +11,7 @@ from approvals.services.proposals import proposal_dry_run
 from approvals.validation import validation_text
 from audit.admin import AuditedHistoryAdmin
 from hitlproject.charts import grouped_bars
+from hitlproject.errors import DomainError
 from hitlproject.forms import IndentedJSONField
 from hitlproject.periods import PeriodForm
 from ledger.models import Account
@@ -135,7 +136,11 @@ class PolicyAdmin(AuditedHistoryAdmin):
             drafts = form.cleaned_data["drafts"]
             rules, names = draft_rule_set([d.pk for d in drafts] if drafts else None)
             since, until = form.bounds()
-            report = simulate(rules=rules, since=since, until=until, drafts=names)
+            try:
+                report = simulate(rules=rules, since=since, until=until, drafts=names)
+            except DomainError as error:
+                form.add_error(None, error.message)
+                return TemplateResponse(request, "admin/policies/policy/simulate.html", context)
             labels = {o: OUTCOME_LABELS[o].capitalize() for o in OUTCOMES}
             context["report"] = report
             context["rows"] = [

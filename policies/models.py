@@ -1,7 +1,7 @@
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from audit.models import audited_history
@@ -9,6 +9,46 @@ from ledger.models import Channel
 
 RATIO = {"max_digits": 14, "decimal_places": 6, "null": True, "blank": True}
 MONEY = {"max_digits": 14, "decimal_places": 2, "null": True, "blank": True}
+
+# What a policy's windows may be. A review window of more than a year is no deadline; a
+# cumulative window longer than a quarter reads more history than a ceiling on a campaign's
+# recent moves means, and a window of nothing counts nothing. Outside these, date arithmetic
+# on them can also overflow: a policy saved with one is refused where it is entered, and one
+# stored before these bounds makes the engine send its proposals to a human
+# (``policies.services.policy_verdict``) rather than guess.
+REVIEW_WINDOW_BOUNDS = (timedelta(minutes=1), timedelta(days=365))
+CUMULATIVE_WINDOW_BOUNDS = (timedelta(minutes=1), timedelta(days=90))
+
+
+def _within(bounds: tuple[timedelta, timedelta]) -> list:
+    return [MinValueValidator(bounds[0]), MaxValueValidator(bounds[1])]
+
+
+def describe_duration(duration: timedelta) -> str:
+    """A window as a policy owner reads it: "90 days", "1 minute", "36 hours"."""
+    seconds = int(duration.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        if seconds % size == 0 and abs(seconds) >= size:
+            count = seconds // size
+            return f"{count:,} {unit}{'' if count == 1 else 's'}"
+    return str(duration)
+
+
+def windows_out_of_bounds(policy) -> list[str]:
+    """What is wrong with a policy's (or an engine rule's) windows, in words; empty if
+    nothing is."""
+    problems = []
+    for label, window, bounds in (
+        ("review window", policy.review_window, REVIEW_WINDOW_BOUNDS),
+        ("cumulative window", policy.cumulative_window, CUMULATIVE_WINDOW_BOUNDS),
+    ):
+        if window is not None and not bounds[0] <= window <= bounds[1]:
+            problems.append(
+                f"policy “{policy.name}” has a {label} of {describe_duration(window)}, outside "
+                f"what a policy may have ({describe_duration(bounds[0])} to "
+                f"{describe_duration(bounds[1])})"
+            )
+    return problems
 
 
 class Policy(models.Model):
@@ -68,7 +108,11 @@ class Policy(models.Model):
             "what executed and what is approved (0.25 = 25%). Above it, a human decides."
         ),
     )
-    cumulative_window = models.DurationField(default=timedelta(hours=24))
+    cumulative_window = models.DurationField(
+        default=timedelta(hours=24),
+        validators=_within(CUMULATIVE_WINDOW_BOUNDS),
+        help_text="The moves counted: those of this long before. From a minute to 90 days.",
+    )
     required_approvals = models.PositiveSmallIntegerField(
         default=1, validators=[MinValueValidator(1)], help_text="Distinct approvals needed."
     )
@@ -84,7 +128,9 @@ class Policy(models.Model):
         default=2, validators=[MinValueValidator(1)], help_text="…this many distinct approvals."
     )
     review_window = models.DurationField(
-        default=timedelta(hours=72), help_text="How long a proposal may wait before it expires."
+        default=timedelta(hours=72),
+        validators=_within(REVIEW_WINDOW_BOUNDS),
+        help_text="How long a proposal may wait before it expires: a minute to 365 days.",
     )
     description = models.TextField(blank=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.db.models import Max, Q
 from django.utils import timezone
 
+from hitlproject.errors import DomainError
 from ledger.models import Account, Campaign, CampaignStatus
 from policies import engine
 from policies.guardrails import BrandRules, brand_findings, budget_cap_findings
-from policies.models import BrandGuidelines, KillSwitch, KillSwitchScope, Policy
+from policies.models import (
+    BrandGuidelines,
+    KillSwitch,
+    KillSwitchScope,
+    Policy,
+    windows_out_of_bounds,
+)
 
 if TYPE_CHECKING:
     from approvals.action_types import ActionType
@@ -229,6 +236,11 @@ def agent_approval_rate(agent: Agent | None) -> float | None:
     return sum(kind != FeedbackKind.REJECTED for kind in kinds) / len(kinds)
 
 
+class PolicyMisconfigured(DomainError):
+    """A policy holds a value the engine cannot work with (one stored before it was bounded
+    where it is entered): the engine refuses to guess, and a human decides."""
+
+
 def policy_verdict(
     *,
     action_type: ActionType,
@@ -249,7 +261,19 @@ def policy_verdict(
     if rules is None:
         rules = rules_in_force(action_type=action_type.name)
     rules = [rule for rule in rules if rule.action_type == action_type.name]
-    longest_window = max((r.cumulative_window for r in rules), default=timedelta(0))
+    scope = engine.Scope(
+        action_type=action_type.name,
+        account_id=account.pk,
+        channel=account.channel,
+        agent_id=agent.pk if agent else None,
+        agent_kind=agent.kind if agent else "",
+    )
+    rule = engine.matching_rule(scope, rules)
+    problems = windows_out_of_bounds(rule) if rule is not None else []
+    if problems:
+        raise PolicyMisconfigured("; ".join(problems))
+    # Only the deciding policy's cumulative window counts moves.
+    counts_moves = rule is not None and rule.cumulative_max_magnitude is not None
     findings = guardrail_findings(
         action_type=action_type, account=account, payload=payload, campaigns=campaigns
     )
@@ -270,9 +294,11 @@ def policy_verdict(
         recent_moves=recent_moves(
             account=account,
             targets=set(effects),
-            since=now - longest_window,
+            since=now - rule.cumulative_window,
             exclude_proposal=proposal_id,
-        ),
+        )
+        if counts_moves
+        else [],
         now=now,
         guardrail_blocks=findings.blocks,
         guardrail_reviews=findings.reviews,

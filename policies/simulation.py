@@ -21,8 +21,8 @@ from django.db.models import Exists, OuterRef
 from approvals import action_types
 from approvals.models import Decision, Proposal, ProposalStatus
 from policies import engine
-from policies.models import Policy
-from policies.services import rule_from_policy, rules_in_force
+from policies.models import Policy, windows_out_of_bounds
+from policies.services import PolicyMisconfigured, rule_from_policy, rules_in_force
 
 OUTCOMES = ("auto_approve", "review", "block")
 APPROVED_STATES = {ProposalStatus.APPROVED, ProposalStatus.EXECUTING, ProposalStatus.EXECUTED}
@@ -139,6 +139,9 @@ def simulate(
     account, only its proposals are read (cumulative moves are an account's own); given an
     agent or an action type, only theirs are reported, while every proposal read still
     counts towards the moves."""
+    problems = [problem for rule in rules for problem in windows_out_of_bounds(rule)]
+    if problems:
+        raise PolicyMisconfigured("The simulation cannot run: " + "; ".join(problems) + ".")
     report = SimulationReport(since=since, until=until, drafts=drafts or [])
     rules_by_type: dict[str, list[engine.Rule]] = defaultdict(list)
     for rule in rules:

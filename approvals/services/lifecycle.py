@@ -12,7 +12,7 @@ side effects after commit. The admin, the API and the Celery tasks all call it.
 """
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -24,6 +24,7 @@ from approvals.models import Proposal, ProposalStatus
 from audit.actors import Actor, acting_as
 from audit.history import update_with_history
 from hitlproject.errors import Conflict, NotFound
+from policies.models import REVIEW_WINDOW_BOUNDS, describe_duration
 
 S = ProposalStatus
 
@@ -70,11 +71,8 @@ def _move(proposal: Proposal, to_status: str, *, reason: str, now: datetime) -> 
         raise InvalidTransition(proposal, to_status)
     moved: dict[str, Any] = {"status": to_status, "updated_at": now}
     if to_status == S.PENDING_REVIEW:
-        window = (
-            proposal.verdict_policy.review_window
-            if proposal.verdict_policy_id
-            else settings.DEFAULT_REVIEW_WINDOW
-        )
+        window, note = _review_window(proposal)
+        reason = " ".join(filter(None, [reason or f"{proposal.status} → {to_status}", note]))
         moved.update(review_round=proposal.review_round + 1, review_expires_at=now + window)
     if to_status in DECIDED_STATUSES and proposal.status != S.FAILED:
         moved["decided_at"] = now
@@ -84,6 +82,23 @@ def _move(proposal: Proposal, to_status: str, *, reason: str, now: datetime) -> 
     for field_name, value in moved.items():
         setattr(proposal, field_name, value)
     return moved
+
+
+def _review_window(proposal: Proposal) -> tuple[timedelta, str]:
+    """How long the proposal may wait for review: its policy's window, brought within the
+    bounds a policy may have if one was stored outside them (saying so), or the default."""
+    if not proposal.verdict_policy_id:
+        return settings.DEFAULT_REVIEW_WINDOW, ""
+    policy = proposal.verdict_policy
+    shortest, longest = REVIEW_WINDOW_BOUNDS
+    window = min(max(policy.review_window, shortest), longest)
+    if window == policy.review_window:
+        return window, ""
+    return window, (
+        f"(Policy “{policy.name}” has a review window of "
+        f"{describe_duration(policy.review_window)}, outside what a policy may have; "
+        f"{describe_duration(window)} applies.)"
+    )
 
 
 def _after_move(proposals: Sequence[Proposal]) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
@@ -19,11 +20,13 @@ from approvals.action_types.base import numeric_effects
 from approvals.models import Agent, Proposal, ProposalStatus, VerdictOutcome
 from approvals.services.lifecycle import proposal_lock, proposal_transition
 from audit.actors import Actor, acting_as
-from hitlproject.errors import NotFound
+from hitlproject.errors import DomainError, NotFound
 from ledger.models import Account, Campaign
 from policies.engine import Rule, Verdict
-from policies.services import GuardrailFindings, policy_verdict
+from policies.services import GuardrailFindings, policy_verdict, rules_in_force
 from policies.services import guardrail_blocks as policy_guardrail_blocks
+
+logger = logging.getLogger(__name__)
 
 VERDICT_STATUS = {
     VerdictOutcome.AUTO_APPROVE: ProposalStatus.APPROVED,
@@ -133,18 +136,81 @@ def verdict_for(
     proposal_id: int | None = None,
     rules: list[Rule] | None = None,
 ) -> tuple[Verdict, GuardrailFindings]:
-    return policy_verdict(
+    """The verdict on an assessed action now; if the engine fails, a human decides."""
+    return verdict_or_engine_failure(
+        lambda: policy_verdict(
+            rules=rules,
+            action_type=assessed.action_type,
+            account=assessed.account,
+            agent=agent,
+            payload=assessed.payload,
+            campaigns=assessed.campaigns,
+            magnitude=assessed.assessment.magnitude,
+            magnitude_label=assessed.assessment.magnitude_label,
+            amount=assessed.assessment.amount,
+            effects=assessed.effects,
+            proposal_id=proposal_id,
+        ),
+        action_type=assessed.action_type.name,
         rules=rules,
-        action_type=assessed.action_type,
-        account=assessed.account,
-        agent=agent,
-        payload=assessed.payload,
-        campaigns=assessed.campaigns,
-        magnitude=assessed.assessment.magnitude,
-        magnitude_label=assessed.assessment.magnitude_label,
-        amount=assessed.assessment.amount,
-        effects=assessed.effects,
-        proposal_id=proposal_id,
+        subject=f"proposal #{proposal_id}" if proposal_id else "a dry run",
+    )
+
+
+def verdict_or_engine_failure(
+    evaluate: Callable[[], tuple[Verdict, GuardrailFindings]],
+    *,
+    action_type: str,
+    rules: list[Rule] | None = None,
+    subject: str,
+) -> tuple[Verdict, GuardrailFindings]:
+    """``evaluate()``, the policy engine's verdict with the facts it gathers; or, when that
+    raises, a verdict that sends the proposal to a human with the reason, the error logged.
+    Nothing the engine cannot evaluate runs unseen or waits unevaluated forever.
+
+    A transient database error (the connection lost, a serialization failure) is not the
+    engine's: it propagates, so that the task evaluating the proposal retries."""
+    try:
+        with transaction.atomic():  # a failed query leaves the caller's transaction usable
+            return evaluate()
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception as error:
+        logger.exception("The policy engine could not evaluate %s", subject)
+        what = (
+            error.message if isinstance(error, DomainError) else f"{type(error).__name__}: {error}"
+        )
+        return (
+            Verdict(
+                outcome=VerdictOutcome.REVIEW,
+                reasons=(
+                    f"The policy engine could not evaluate this proposal: {what[:500]}; "
+                    "a human decides.",
+                ),
+                risk=100,  # its risk is unknown: it is seen first
+                required_approvals=_strictest_approvals(action_type, rules),
+            ),
+            GuardrailFindings(),
+        )
+
+
+def _strictest_approvals(action_type: str, rules: list[Rule] | None) -> int:
+    """The most approvals any policy of this type could require: a proposal the engine could
+    not evaluate takes no fewer people than its policy might have asked for."""
+    try:
+        with transaction.atomic():
+            rules = rules if rules is not None else rules_in_force(action_type=action_type)
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception:
+        return 1
+    return max(
+        (
+            max(rule.required_approvals, rule.approvals_above_threshold)
+            for rule in rules
+            if rule.action_type == action_type
+        ),
+        default=1,
     )
 
 
@@ -302,24 +368,31 @@ def proposal_evaluate(*, proposal_id: int) -> Proposal:
         if proposal.status != ProposalStatus.SUBMITTED:
             return proposal  # evaluated already (a redelivered task), or withdrawn
         action_type = action_types.get(proposal.action_type)
-        verdict, findings = policy_verdict(
-            action_type=action_type,
-            account=proposal.account,
-            agent=proposal.agent,
-            payload=proposal.payload,
-            # Locked (after the proposal, as execution locks them) so that two proposals on one
-            # campaign are evaluated one after the other and each counts the other's move.
-            campaigns=campaigns_for(
-                account=proposal.account,
+
+        def evaluate() -> tuple[Verdict, GuardrailFindings]:
+            return policy_verdict(
                 action_type=action_type,
+                account=proposal.account,
+                agent=proposal.agent,
                 payload=proposal.payload,
-                lock=True,
-            ),
-            magnitude=proposal.magnitude,
-            magnitude_label=proposal.magnitude_label,
-            amount=proposal.amount,
-            effects={target: Decimal(factor) for target, factor in proposal.effects.items()},
-            proposal_id=proposal.pk,
+                # Locked (after the proposal, as execution locks them) so that two proposals on
+                # one campaign are evaluated one after the other and each counts the other's
+                # move.
+                campaigns=campaigns_for(
+                    account=proposal.account,
+                    action_type=action_type,
+                    payload=proposal.payload,
+                    lock=True,
+                ),
+                magnitude=proposal.magnitude,
+                magnitude_label=proposal.magnitude_label,
+                amount=proposal.amount,
+                effects={target: Decimal(factor) for target, factor in proposal.effects.items()},
+                proposal_id=proposal.pk,
+            )
+
+        verdict, findings = verdict_or_engine_failure(
+            evaluate, action_type=proposal.action_type, subject=f"proposal #{proposal.pk}"
         )
         return proposal_transition(
             proposal_id=proposal_id,

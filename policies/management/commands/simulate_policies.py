@@ -2,6 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from hitlproject.errors import DomainError
 from hitlproject.periods import command_period
 from policies.simulation import OUTCOMES, draft_rule_set, simulate
 from policies.templatetags.policy_tags import OUTCOME_LABELS
@@ -31,7 +32,10 @@ class Command(BaseCommand):
         rules, names = draft_rule_set(drafts)
         if drafts and len(names) != len(set(drafts)):
             raise CommandError("Every --draft must be the id of an active draft policy.")
-        report = simulate(rules=rules, since=start, until=end, drafts=names)
+        try:
+            report = simulate(rules=rules, since=start, until=end, drafts=names)
+        except DomainError as error:
+            raise CommandError(error.message) from error
         if as_json:
             self.stdout.write(json.dumps(report.as_json(), indent=2))
             return

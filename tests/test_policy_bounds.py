@@ -1,0 +1,209 @@
+"""No input gets a 500, and the policy engine fails loudly: a policy's windows and a report's
+period are bounded where they are entered, and a proposal the engine cannot evaluate goes to a
+human with the reason instead of waiting unevaluated forever."""
+
+import io
+from datetime import date, timedelta
+from decimal import Decimal
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
+from django.db import OperationalError
+from django.urls import reverse
+from django.utils import timezone
+
+from approvals.models import Proposal, ProposalStatus
+from approvals.services import proposals as proposal_services
+from approvals.services.lifecycle import proposal_transition
+from approvals.services.proposals import proposal_evaluate
+from audit.actors import Actor
+from policies.models import Policy
+from tests.conftest import bid_adjustment
+from tests.factories import evaluated, submitted
+
+FOREVER = timedelta(days=999_999_999)
+ENGINE_FAILED = "The policy engine could not evaluate this proposal: "
+
+
+def bid_policy() -> Policy:
+    return Policy.objects.get(action_type="bid_adjustment")
+
+
+def store_unchecked(policy: Policy, **values) -> None:
+    """A value as an older release or a script could have stored it, past the form's checks."""
+    Policy.objects.filter(pk=policy.pk).update(**values)
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("review_window", FOREVER, "less than or equal to 365 days"),
+        ("review_window", timedelta(0), "greater than or equal to 0:01:00"),
+        ("cumulative_window", FOREVER, "less than or equal to 90 days"),
+        ("cumulative_window", timedelta(seconds=-1), "greater than or equal to 0:01:00"),
+    ],
+)
+def test_a_policy_window_out_of_bounds_is_refused_where_it_is_entered(
+    demo_world, field, value, message
+):
+    policy = bid_policy()
+    setattr(policy, field, value)
+    with pytest.raises(ValidationError) as refused:
+        policy.full_clean()
+    assert message in " ".join(refused.value.message_dict[field])
+
+
+def test_the_bounds_themselves_are_accepted(demo_world):
+    policy = bid_policy()
+    policy.review_window, policy.cumulative_window = timedelta(days=365), timedelta(days=90)
+    policy.full_clean()
+    policy.review_window = policy.cumulative_window = timedelta(minutes=1)
+    policy.full_clean()
+
+
+def test_a_policy_owner_saving_a_window_of_999999999_days_is_told_why(login):
+    policy = bid_policy()
+    client = login("policy-owner")
+    url = reverse("admin:policies_policy_change", args=[policy.pk])
+    form = client.get(url).context["adminform"].form
+    data = {
+        name: "" if value is None else value
+        for name, value in ((name, form[name].value()) for name in form.fields)
+        if value is not False
+    }
+    data |= {"review_window": "999999999 00:00:00", "cumulative_window": "999999999 00:00:00"}
+    page = client.post(url, data)
+    assert page.status_code == 200  # the form again, not a 500 nor a save
+    assert "less than or equal to 365 days" in page.text
+    assert "less than or equal to 90 days" in page.text
+    policy.refresh_from_db()
+    assert policy.review_window == timedelta(hours=72)
+
+
+@pytest.mark.parametrize("field", ["review_window", "cumulative_window"])
+def test_a_stored_window_out_of_bounds_sends_proposals_to_a_human_with_the_reason(
+    demo_world, field
+):
+    store_unchecked(bid_policy(), **{field: FOREVER})
+    label = field.replace("_", " ")
+    proposal = evaluated(bid_adjustment("2.12"))  # a 6% move the policy would auto-approve
+    assert proposal.status == ProposalStatus.PENDING_REVIEW
+    assert proposal.verdict_reasons == [
+        f"{ENGINE_FAILED}policy “Bid adjustments” has a {label} of 999,999,999 days, outside "
+        f"what a policy may have (1 minute to {'365' if field == 'review_window' else '90'} "
+        "days); a human decides."
+    ]
+    # It waits the default window, not one that overflows.
+    waits = proposal.review_expires_at - timezone.now()
+    assert timedelta(hours=71) < waits <= timedelta(hours=72)
+
+
+def test_a_window_out_of_bounds_on_another_policy_changes_nothing_here(demo_world):
+    store_unchecked(Policy.objects.get(action_type="budget_change"), cumulative_window=FOREVER)
+    assert evaluated(bid_adjustment("2.12")).status == ProposalStatus.APPROVED
+
+
+def test_any_failure_of_the_engine_sends_the_proposal_to_a_human_not_nowhere(demo_world):
+    proposal = submitted(bid_adjustment("2.12"))
+    # A row as no code of today writes it: a factor that is not a number.
+    Proposal.objects.filter(pk=proposal.pk).update(effects={"brand-search's bid": "lots"})
+    proposal = proposal_evaluate(proposal_id=proposal.pk)
+    assert proposal.status == ProposalStatus.PENDING_REVIEW
+    [reason] = proposal.verdict_reasons
+    assert reason.startswith(ENGINE_FAILED) and reason.endswith("; a human decides.")
+    assert proposal.risk == 100  # unknown risk: first in the queue
+    assert proposal.history.latest().history_change_reason == reason
+
+
+def test_a_failed_evaluation_takes_as_many_approvals_as_the_policy_could_ask(demo_world):
+    store_unchecked(
+        bid_policy(),
+        review_window=FOREVER,
+        more_approvals_above_magnitude=Decimal("0.50"),
+        approvals_above_threshold=3,
+    )
+    assert evaluated(bid_adjustment("2.12")).required_approvals == 3
+
+
+def test_a_transient_database_error_is_retried_not_turned_into_a_verdict(demo_world, monkeypatch):
+    proposal = submitted(bid_adjustment("2.12"))
+
+    def connection_lost(**facts):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(proposal_services, "policy_verdict", connection_lost)
+    with pytest.raises(OperationalError):  # the task's autoretry answers it
+        proposal_evaluate(proposal_id=proposal.pk)
+    proposal.refresh_from_db()
+    assert proposal.status == ProposalStatus.SUBMITTED
+
+
+def test_the_dry_run_answers_what_would_happen_when_the_engine_cannot_evaluate(optimizer):
+    store_unchecked(bid_policy(), cumulative_window=FOREVER)
+    response = optimizer.post("/api/v1/policies/evaluate/", bid_adjustment("2.12"), format="json")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["outcome"] == "review"
+    assert body["reasons"][0].startswith(ENGINE_FAILED + "policy “Bid adjustments” has a cumul")
+    assert not Proposal.objects.exists()
+
+
+def test_a_bad_review_window_stored_later_is_brought_within_bounds_when_a_review_starts(
+    demo_world,
+):
+    proposal = evaluated(bid_adjustment("2.12"))
+    assert proposal.status == ProposalStatus.APPROVED
+    store_unchecked(bid_policy(), review_window=FOREVER)
+    moved = proposal_transition(
+        proposal_id=proposal.pk,
+        to_status=ProposalStatus.PENDING_REVIEW,
+        actor=Actor.system("test"),
+        reason="brand-search's bid moved since the proposal.",
+    )
+    assert moved.review_expires_at - timezone.now() > timedelta(days=364)
+    assert moved.review_expires_at - timezone.now() <= timedelta(days=365)
+    assert moved.history.latest().history_change_reason == (
+        "brand-search's bid moved since the proposal. (Policy “Bid adjustments” has a review "
+        "window of 999,999,999 days, outside what a policy may have; 365 days applies.)"
+    )
+
+
+@pytest.mark.parametrize(
+    "since, until, message",
+    [
+        ("0001-01-01", "0001-02-01", "The period cannot start before 2000-01-01."),
+        ("2001-01-01", "2012-01-01", "A period spans at most 1,826 days (five years)"),
+        ("2024-01-01", "9999-12-31", "its last day is tomorrow at most"),
+    ],
+)
+def test_the_what_if_simulation_refuses_a_period_it_cannot_run(login, since, until, message):
+    page = login("policy-owner").get(
+        reverse("admin:policies_policy_simulate"), {"since": since, "until": until}
+    )
+    assert page.status_code == 200
+    assert message in page.text
+    assert "report" not in page.context
+    with pytest.raises(CommandError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        call_command("simulate_policies", "--since", since, "--until", until)
+
+
+def test_every_command_taking_a_period_refuses_year_one(demo_world):
+    for command in (["simulate_policies"], ["export_audit"], ["export_feedback", "optimizer"]):
+        with pytest.raises(CommandError, match="cannot start before 2000-01-01"):
+            call_command(*command, "--since", "0001-01-01", stdout=io.StringIO())
+
+
+def test_a_simulation_over_a_stored_window_out_of_bounds_says_why(login):
+    store_unchecked(bid_policy(), cumulative_window=FOREVER)
+    today = timezone.localdate()
+    page = login("policy-owner").get(
+        reverse("admin:policies_policy_simulate"),
+        {"since": str(today - timedelta(days=7)), "until": str(today + timedelta(days=1))},
+    )
+    assert page.status_code == 200
+    assert "The simulation cannot run: policy “Bid adjustments” has a cumulative window" in (
+        page.text.replace("&ldquo;", "“").replace("&rdquo;", "”")
+    )
+    with pytest.raises(CommandError, match="The simulation cannot run"):
+        call_command("simulate_policies", "--since", str(date(2024, 1, 1)))
