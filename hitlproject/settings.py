@@ -244,7 +244,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-# The console's login. django-axes checks every login first and refuses one from a locked-out person and address.
+# The console's login: django-axes checks every login first, refusing a locked-out person and
+# address.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",

@@ -37,11 +37,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
-admin.site.site_header = "HITL approvals"
-admin.site.site_title = "HITL approvals"
-admin.site.index_title = "Review console"
-# The queue needs the width more than a second copy of the home page's menu.
-admin.site.enable_nav_sidebar = False
+# The console's site (titles, login, second factor) is access.sites.ConsoleAdminSite.
 
 public = {"authentication_classes": [], "permission_classes": [AllowAny]}
 

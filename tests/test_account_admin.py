@@ -23,9 +23,8 @@ def test_only_an_administrator_sets_the_execution_endpoint_and_sees_its_secret(l
     account.refresh_from_db()
     assert account.execution_endpoint == ""
 
-    get_user_model().objects.create_superuser("admin", password="not-a-demo-password")
     admin = Client()
-    admin.login(username="admin", password="not-a-demo-password")
+    admin.force_login(get_user_model().objects.create_superuser("admin"))
     page = admin.get(url)
     assert 'name="execution_endpoint"' in page.text
     assert account.execution_secret in page.text

@@ -73,9 +73,8 @@ def test_the_csv_export_has_a_row_per_change(login):
 
 
 def test_the_export_is_for_those_who_may_read_proposals(demo_world):
-    get_user_model().objects.create_user("visitor", password="pw-visitor-1", is_staff=True)
     client = Client()
-    client.login(username="visitor", password="pw-visitor-1")
+    client.force_login(get_user_model().objects.create_user("visitor", is_staff=True))
     assert client.get(URL, {**period(), "format": "csv"}).status_code == 403
 
 

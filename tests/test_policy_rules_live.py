@@ -209,12 +209,10 @@ def test_each_policy_sets_its_own_review_window(demo_world):
     )
 
 
-def test_engaging_a_kill_switch_is_on_the_record_with_who_did_it(demo_world):
-    from django.test import Client
+def test_engaging_a_kill_switch_is_on_the_record_with_who_did_it(login):
     from django.urls import reverse
 
-    client = Client()
-    assert client.login(**demo_world["users"]["policy-owner"])
+    client = login("policy-owner")
     response = client.post(
         reverse("admin:policies_killswitch_add"),
         {"scope": "global", "engaged": "on", "reason": "Conversion tracking is down."},
@@ -225,8 +223,7 @@ def test_engaging_a_kill_switch_is_on_the_record_with_who_did_it(demo_world):
     assert (record.history_actor_kind, record.history_actor) == ("user", "policy-owner")
     assert evaluated(bid_adjustment("2.12")).status == ProposalStatus.PENDING_REVIEW
 
-    operator = Client()
-    assert operator.login(**demo_world["users"]["operator"])
+    operator = login("operator")
     refused = operator.post(
         reverse("admin:policies_killswitch_change", args=[switch.pk]),
         {"scope": "global", "reason": "released by an operator"},

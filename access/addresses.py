@@ -1,0 +1,28 @@
+import ipaddress
+
+from django.conf import settings
+from django.http import HttpRequest
+
+
+def client_ip_address(request: HttpRequest) -> str | None:
+    """The address a login attempt came from (AXES_CLIENT_IP_CALLABLE).
+
+    The connection's own address, unless TRUSTED_PROXY_COUNT reverse proxies stand in front:
+    then the one the outermost of them saw, which each proxy appends to X-Forwarded-For. What
+    the client itself wrote into that header, to the left, is never believed.
+    """
+    remote = request.META.get("REMOTE_ADDR") or None
+    proxies = settings.TRUSTED_PROXY_COUNT
+    if proxies <= 0:
+        return remote
+    forwarded = [
+        address.strip()
+        for address in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
+        if address.strip()
+    ]
+    if len(forwarded) < proxies:
+        return remote
+    try:
+        return str(ipaddress.ip_address(forwarded[-proxies]))
+    except ValueError:
+        return remote
