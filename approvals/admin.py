@@ -30,6 +30,7 @@ from approvals.selectors import (
     current_vs_proposed,
     earlier_proposals_on_targets,
 )
+from approvals.services.acts import Act, LacksPermission, act_refusal, may_act
 from approvals.services.agents import (
     agent_callback_secret_rotate,
     agent_key_issue,
@@ -37,7 +38,6 @@ from approvals.services.agents import (
 )
 from approvals.services.decisions import (
     DECIDE_PERMISSION,
-    may_decide,
     proposal_approve,
     proposal_reject,
     proposals_approve,
@@ -315,15 +315,12 @@ class ProposalAdmin(ReadOnlyAdmin):
                 agent=proposal.agent, action_type=proposal.action_type
             ),
             "earlier": earlier_proposals_on_targets(proposal=proposal),
-            "can_decide": may_decide(request.user, proposal)
-            and proposal.status == ProposalStatus.PENDING_REVIEW,
-            "can_withdraw": self.has_decide_permission(request)
-            and proposal.status == ProposalStatus.PENDING_REVIEW,
-            "can_retry": may_decide(request.user, proposal)
-            and proposal.status == ProposalStatus.FAILED,
+            # The services' own rule: a button shows only where the server would take the act.
+            "can_decide": may_act(request.user, proposal, Act.APPROVE),
+            "can_withdraw": may_act(request.user, proposal, Act.WITHDRAW),
+            "can_retry": may_act(request.user, proposal, Act.RETRY),
             "outcomes": proposal.outcomes.all(),
-            "can_report_outcome": self.has_decide_permission(request)
-            and proposal.status == ProposalStatus.EXECUTED,
+            "can_report_outcome": may_act(request.user, proposal, Act.REPORT_OUTCOME),
             "outcome_form": OutcomeForm(),
             "approve_form": ApproveForm(),
             "edit_form": EditApproveForm(initial={"payload": proposal.payload}),
@@ -332,19 +329,18 @@ class ProposalAdmin(ReadOnlyAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
     def _decide(
-        self, request: HttpRequest, object_id: int, form_class, decide, *, decision=False
+        self, request: HttpRequest, object_id: int, form_class, decide, *, act: Act
     ) -> HttpResponseRedirect:
-        """Run a form's act on the proposal and say how it went. A ``decision`` (approve,
-        reject) needs the permission the proposal's action type asks for; the other acts, an
-        operator's. The services check again."""
+        """Run a form's act on the proposal and say how it went. Someone whose role does not
+        take this act on this proposal is refused outright; the service checks the whole rule
+        of who may act (``approvals.services.acts``) under the proposal's lock, and any other
+        refusal is shown as its message."""
         if request.method != "POST":
             raise PermissionDenied
-        proposal = Proposal.objects.filter(pk=object_id).only("action_type").first()
-        if decision and proposal is not None:
-            allowed = may_decide(request.user, proposal)
-        else:
-            allowed = self.has_decide_permission(request)
-        if not allowed:
+        proposal = Proposal.objects.select_related("agent").filter(pk=object_id).first()
+        if proposal is not None and isinstance(
+            act_refusal(request.user, proposal, act), LacksPermission
+        ):
             raise PermissionDenied
         form = form_class(request.POST)
         if not form.is_valid():
@@ -366,7 +362,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             object_id,
             ApproveForm,
             lambda note: proposal_approve(proposal_id=object_id, reviewer=request.user, note=note),
-            decision=True,
+            act=Act.APPROVE,
         )
 
     def edit_approve_view(self, request: HttpRequest, object_id: int):
@@ -377,7 +373,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             lambda payload, note: proposal_approve(
                 proposal_id=object_id, reviewer=request.user, note=note, edited_payload=payload
             ),
-            decision=True,
+            act=Act.EDIT,
         )
 
     def reject_view(self, request: HttpRequest, object_id: int):
@@ -388,7 +384,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             lambda reason_code, note: proposal_reject(
                 proposal_id=object_id, reviewer=request.user, reason_code=reason_code, note=note
             ),
-            decision=True,
+            act=Act.REJECT,
         )
 
     def withdraw_view(self, request: HttpRequest, object_id: int):
@@ -397,6 +393,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             object_id,
             forms.Form,
             lambda: proposal_withdraw_for_agent(proposal_id=object_id, reviewer=request.user),
+            act=Act.WITHDRAW,
         )
 
     def outcome_view(self, request: HttpRequest, object_id: int):
@@ -406,7 +403,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             )
             return f"Outcome recorded; {outcome.proposal.agent} receives it as feedback."
 
-        return self._decide(request, object_id, OutcomeForm, report)
+        return self._decide(request, object_id, OutcomeForm, report, act=Act.REPORT_OUTCOME)
 
     def retry_view(self, request: HttpRequest, object_id: int):
         return self._decide(
@@ -414,7 +411,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             object_id,
             forms.Form,
             lambda: proposal_retry(proposal_id=object_id, reviewer=request.user),
-            decision=True,  # deciding again that it should run
+            act=Act.RETRY,
         )
 
     # --- bulk decisions, each behind a confirmation page ---------------------------------------

@@ -8,6 +8,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 
 from approvals.models import Agent, Decision, DecisionOutcome, Proposal, ProposalStatus
+from approvals.services.acts import Act, check_may_act
 from audit.actors import Actor, acting_as
 from audit.history import create_with_history
 from feedback.models import Feedback, FeedbackKind, Outcome, OutcomeEffect
@@ -156,12 +157,14 @@ def outcome_report_by_user(
     note: str = "",
     metrics: Mapping[str, float] | None = None,
 ) -> Outcome:
-    """An operator says what an executed proposal did, later; the agent gets it as feedback."""
-    from approvals.services.decisions import check_operator
-
-    check_operator(user)
+    """A person says what an executed proposal did, later, if the rule of who may act lets
+    them (operators on actions, policy owners on changes to policy); the agent gets it as
+    feedback."""
+    proposal = Proposal.objects.select_related("agent").filter(pk=proposal_id).first()
+    if proposal is not None:
+        check_may_act(user, proposal, Act.REPORT_OUTCOME)
     return _outcome_record(
-        proposal=Proposal.objects.filter(pk=proposal_id).first(),
+        proposal=proposal,
         proposal_id=proposal_id,
         actor=Actor.for_user(user),
         effect=effect,

@@ -104,7 +104,12 @@ def test_a_clean_record_earns_a_wider_ceiling_once_a_policy_owner_approves(rules
     owner = login("policy-owner")
     page = owner.get(reverse("admin:approvals_proposal_change", args=[recommendation.pk]))
     assert 'id="approve-form"' in page.text
-    assert 'id="withdraw-form"' not in page.text  # withdrawing for an agent is an operator's
+    assert 'id="withdraw-form"' in page.text  # withdrawing it is as much a policy owner's
+    operators_page = login("operator").get(
+        reverse("admin:approvals_proposal_change", args=[recommendation.pk])
+    )
+    assert 'id="approve-form"' not in operators_page.text
+    assert 'id="withdraw-form"' not in operators_page.text
     assert 'id="what-if-chart"' in page.text
     assert "What if the ceiling had been 22.5%" in page.text
     owner.post(reverse("admin:approvals_proposal_approve", args=[recommendation.pk]))
@@ -248,7 +253,10 @@ def test_an_agent_as_wide_as_the_rules_allow_is_left_alone(rules):
 
 
 def test_a_withdrawn_recommendation_does_not_stand_in_the_way_of_the_next(recommendation):
-    owner = get_user_model().objects.get(username="operator")
+    operator = get_user_model().objects.get(username="operator")
+    with pytest.raises(NotAllowed, match="may not decide on policy change proposals"):
+        proposal_withdraw_for_agent(proposal_id=recommendation.pk, reviewer=operator)
+    owner = get_user_model().objects.get(username="policy-owner")
     proposal_withdraw_for_agent(proposal_id=recommendation.pk, reviewer=owner)
     [again] = autonomy_recommendations_propose()
     assert again.payload == recommendation.payload

@@ -1,6 +1,8 @@
 """People's decisions on proposals waiting for review: approve (as proposed or edited) or
-reject, one at a time or many at once, by the same rules. Operators decide on actions; policy
-owners on the platform's proposed changes to policy."""
+reject, one at a time or many at once, by the same rules (``approvals.services.acts``: who may
+decide what, and when). Operators decide on actions; policy owners on the platform's proposed
+changes to policy. A decision after the review window is refused, and the proposal expires
+there and then."""
 
 from __future__ import annotations
 
@@ -11,11 +13,11 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
 from approvals import action_types
 from approvals.models import (
-    Agent,
     Decision,
     DecisionOutcome,
     Proposal,
@@ -23,7 +25,9 @@ from approvals.models import (
     RejectionReason,
     VerdictOutcome,
 )
-from approvals.services.lifecycle import InvalidTransition, proposals_transition
+from approvals.services.acts import Act, ReviewWindowClosed, act_refusal
+from approvals.services.expiry import proposals_expire_locked
+from approvals.services.lifecycle import proposals_transition
 from approvals.services.proposals import (
     action_assess,
     guardrail_blocks_each,
@@ -34,27 +38,9 @@ from approvals.validation import validation_text
 from audit.actors import Actor, acting_as
 from audit.history import create_with_history
 from feedback.services import feedback_record_decisions
-from hitlproject.errors import DomainError, NotAllowed, NotFound
+from hitlproject.errors import DomainError, NotFound
 
 DECIDE_PERMISSION = "approvals.decide_proposal"
-
-
-def may_decide(user: AbstractBaseUser, proposal: Proposal) -> bool:
-    """Whether the user holds the permission deciding this proposal asks for (operators decide
-    on actions; policy owners on changes to policy)."""
-    return user.has_perm(action_types.get(proposal.action_type).decide_permission)
-
-
-def check_operator(user: AbstractBaseUser) -> None:
-    """Operators' other acts on proposals: withdraw one for its agent, report an outcome."""
-    if not user.has_perm(DECIDE_PERMISSION):
-        raise NotAllowed(f"{user.get_username()} may not decide on proposals.")
-
-
-def check_may_decide(user: AbstractBaseUser, proposal: Proposal) -> None:
-    if not may_decide(user, proposal):
-        label = action_types.get(proposal.action_type).label
-        raise NotAllowed(f"{user.get_username()} may not decide on {label} proposals.")
 
 
 def _edit(proposal: Proposal, edited_payload: Any) -> dict[str, Any] | None:
@@ -108,33 +94,6 @@ class Decided:
         return self.proposals[0]
 
 
-def _check_may_decide_now(
-    proposal: Proposal, reviewer: AbstractBaseUser, to_status: str, earlier: list[tuple[int, str]]
-) -> None:
-    """Refuse a decision the rules forbid: by someone without the permission its action type
-    asks for, by the owner of the agent that proposed it or that it concerns, on a proposal no
-    longer waiting, or a second one by the same reviewer in a round."""
-    check_may_decide(reviewer, proposal)
-    if proposal.agent.owner_id == reviewer.pk:
-        raise NotAllowed(
-            f"{reviewer.get_username()} owns agent {proposal.agent}, which proposed "
-            f"proposal #{proposal.pk}; someone else must decide."
-        )
-    concerned = action_types.get(proposal.action_type).agents_concerned(proposal.payload)
-    owned = concerned and Agent.objects.filter(name__in=concerned, owner=reviewer).first()
-    if owned:
-        raise NotAllowed(
-            f"{reviewer.get_username()} owns agent {owned}, which proposal #{proposal.pk} "
-            "concerns; someone else must decide."
-        )
-    if proposal.status != ProposalStatus.PENDING_REVIEW:
-        raise InvalidTransition(proposal, to_status)
-    if any(reviewer_id == reviewer.pk for reviewer_id, _ in earlier):
-        raise NotAllowed(
-            f"{reviewer.get_username()} has already decided on proposal #{proposal.pk}."
-        )
-
-
 def _decisions_record(
     *,
     proposal_ids: Collection[int],
@@ -150,7 +109,9 @@ def _decisions_record(
 
     Runs inside the caller's transaction and locks the proposals until it ends, in id order
     (so two sets of decisions never deadlock). A proposal that may not be decided is refused
-    and left untouched; the others go through."""
+    and left untouched, except one whose review window has closed: it expires, as the sweep
+    would have expired it. The others go through. The caller commits the transaction (with
+    the expiries) before raising a refusal."""
     edits = edits or {}
     actor = Actor.for_user(reviewer)
     to_status = (
@@ -177,18 +138,34 @@ def _decisions_record(
         if review_round == locked[proposal_id].review_round:
             earlier[proposal_id].append((reviewer_id, given))
 
-    deciding, changes = [], {}
+    now = timezone.now()  # once the rows are locked: nothing decides them meanwhile
+    deciding, changes, overdue = [], {}, []
     for proposal in locked.values():
-        try:
-            _check_may_decide_now(proposal, reviewer, to_status, earlier[proposal.pk])
-            if proposal.pk in edits:
+        if outcome == DecisionOutcome.REJECT:
+            act = Act.REJECT
+        else:
+            act = Act.EDIT if proposal.pk in edits else Act.APPROVE
+        refusal = act_refusal(
+            reviewer,
+            proposal,
+            act,
+            reviewers=[reviewer_id for reviewer_id, _ in earlier[proposal.pk]],
+            now=now,
+        )
+        if refusal is None and proposal.pk in edits:
+            try:
                 edit = _edit(proposal, edits[proposal.pk])
+            except DomainError as error:
+                refusal = error
+            else:
                 if edit is not None:
                     changes[proposal.pk] = edit
-        except DomainError as error:
-            decided.refused.append(error)
-        else:
+        if refusal is None:
             deciding.append(proposal)
+        else:
+            decided.refused.append(refusal)
+            if isinstance(refusal, ReviewWindowClosed):
+                overdue.append(proposal)
     if outcome == DecisionOutcome.APPROVE:
         blocks = guardrail_blocks_each(p for p in deciding if p.pk not in changes)
         decided.refused += [
@@ -241,8 +218,9 @@ def _decisions_record(
         reason = f"rejected by {reviewer.get_username()}: {RejectionReason(reason_code).label}"
         complete = deciding
     proposals_transition(proposals=complete, to_status=to_status, actor=actor, reason=reason)
-    # Last, as it makes other feedback writers wait until this transaction ends.
+    # Last, as writing feedback makes other feedback writers wait until this transaction ends.
     feedback_record_decisions(decisions=decisions, actor=actor, proposed_payloads=proposed_payloads)
+    proposals_expire_locked(proposals=overdue)
     decided.proposals = deciding
     return decided
 
@@ -252,7 +230,6 @@ def _check_reason(reason_code: str) -> None:
         raise DomainError(f"Choose a rejection reason: {', '.join(RejectionReason.values)}.")
 
 
-@transaction.atomic
 def proposal_approve(
     *,
     proposal_id: int,
@@ -262,27 +239,30 @@ def proposal_approve(
 ) -> Proposal:
     """Record an approval, of the action as proposed or as the reviewer edited it; the
     proposal is approved once it has as many approvals as its policy asks."""
-    return _decisions_record(
-        proposal_ids=[proposal_id],
-        reviewer=reviewer,
-        outcome=DecisionOutcome.APPROVE,
-        note=note,
-        edits={} if edited_payload is None else {proposal_id: edited_payload},
-    ).only()
+    with transaction.atomic():
+        decided = _decisions_record(
+            proposal_ids=[proposal_id],
+            reviewer=reviewer,
+            outcome=DecisionOutcome.APPROVE,
+            note=note,
+            edits={} if edited_payload is None else {proposal_id: edited_payload},
+        )
+    return decided.only()  # a refusal raised once its expiry, if any, is committed
 
 
-@transaction.atomic
 def proposal_reject(
     *, proposal_id: int, reviewer: AbstractBaseUser, reason_code: str, note: str = ""
 ) -> Proposal:
     _check_reason(reason_code)
-    return _decisions_record(
-        proposal_ids=[proposal_id],
-        reviewer=reviewer,
-        outcome=DecisionOutcome.REJECT,
-        reason_code=reason_code,
-        note=note,
-    ).only()
+    with transaction.atomic():
+        decided = _decisions_record(
+            proposal_ids=[proposal_id],
+            reviewer=reviewer,
+            outcome=DecisionOutcome.REJECT,
+            reason_code=reason_code,
+            note=note,
+        )
+    return decided.only()
 
 
 # Proposals decided per transaction in bulk: few enough that no row stays locked for long.

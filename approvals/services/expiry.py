@@ -1,19 +1,39 @@
-"""Proposals that waited longer than their policy allows expire and never execute."""
+"""Proposals that waited longer than their policy allows expire and never execute: swept once
+a minute, and expired there and then when someone tries to decide or withdraw one late."""
+
+from collections.abc import Sequence
 
 from django.db import transaction
 from django.utils import timezone
 
 from approvals.models import Proposal, ProposalStatus
-from approvals.services.lifecycle import proposal_lock, proposal_transition
+from approvals.services.acts import review_window_closed
+from approvals.services.lifecycle import proposal_lock, proposals_transition
 from audit.actors import Actor
 from feedback.services import feedback_record_expiry
 
 SWEEP_BATCH = 500
 
 
+def proposals_expire_locked(*, proposals: Sequence[Proposal]) -> None:
+    """Expire proposals whose review window closed, locked by the caller's transaction: each
+    expires, its agent is told, and its expiry is recorded as feedback. The platform expires
+    them, whoever found them overdue."""
+    if not proposals:
+        return
+    actor = Actor.system("expiry")
+    proposals_transition(
+        proposals=proposals,
+        to_status=ProposalStatus.EXPIRED,
+        actor=actor,
+        reason="the review window closed without a decision",
+    )
+    for proposal in proposals:
+        feedback_record_expiry(proposal=proposal, actor=actor)
+
+
 def proposals_expire_overdue() -> int:
     """Expire every proposal whose review window has closed. Returns how many expired."""
-    actor = Actor.system("expiry")
     expired = 0
     while True:
         now = timezone.now()
@@ -25,18 +45,9 @@ def proposals_expire_overdue() -> int:
         for proposal_id in overdue:
             with transaction.atomic():
                 proposal = proposal_lock(proposal_id)
-                if (
-                    proposal.status != ProposalStatus.PENDING_REVIEW
-                    or proposal.review_expires_at > now
-                ):
+                if not review_window_closed(proposal, now):
                     continue  # decided, or re-opened, since we looked
-                proposal = proposal_transition(
-                    proposal_id=proposal_id,
-                    to_status=ProposalStatus.EXPIRED,
-                    actor=actor,
-                    reason="the review window closed without a decision",
-                )
-                feedback_record_expiry(proposal=proposal, actor=actor)
+                proposals_expire_locked(proposals=[proposal])
                 expired += 1
         if len(overdue) < SWEEP_BATCH:
             return expired

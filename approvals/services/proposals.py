@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -18,6 +19,8 @@ from approvals import action_types
 from approvals.action_types import ActionType, Assessment
 from approvals.action_types.base import numeric_effects
 from approvals.models import Agent, Proposal, ProposalStatus, VerdictOutcome
+from approvals.services.acts import Act, ReviewWindowClosed, act_refusal, review_window_closed
+from approvals.services.expiry import proposals_expire_locked
 from approvals.services.lifecycle import proposal_lock, proposal_transition
 from audit.actors import Actor, acting_as
 from hitlproject.errors import DomainError, NotFound
@@ -403,27 +406,37 @@ def proposal_evaluate(*, proposal_id: int) -> Proposal:
         )
 
 
-@transaction.atomic
 def proposal_withdraw(*, agent: Agent, proposal_id: int) -> Proposal:
-    """An agent takes back its own proposal while it waits."""
-    if proposal_lock(proposal_id).agent_id != agent.pk:
-        raise NotFound(f"There is no proposal #{proposal_id}.")
-    return proposal_transition(
-        proposal_id=proposal_id,
-        to_status=ProposalStatus.WITHDRAWN,
-        actor=Actor.for_agent(agent),
-        reason="withdrawn by the agent",
-    )
+    """An agent takes back its own proposal while it waits. Once its review window has closed
+    it is too late: the proposal expires instead, as the sweep would have expired it."""
+    with transaction.atomic():
+        proposal = proposal_lock(proposal_id)
+        if proposal.agent_id != agent.pk:
+            raise NotFound(f"There is no proposal #{proposal_id}.")
+        if not review_window_closed(proposal, timezone.now()):
+            return proposal_transition(
+                proposal_id=proposal_id,
+                to_status=ProposalStatus.WITHDRAWN,
+                actor=Actor.for_agent(agent),
+                reason="withdrawn by the agent",
+            )
+        proposals_expire_locked(proposals=[proposal])
+    raise ReviewWindowClosed(proposal, "withdrawn")  # once the expiry is committed
 
 
-def proposal_withdraw_for_agent(*, proposal_id: int, reviewer) -> Proposal:
-    """An operator withdraws a waiting proposal on the agent's behalf (say, its owner asked)."""
-    from approvals.services.decisions import check_operator
-
-    check_operator(reviewer)
-    return proposal_transition(
-        proposal_id=proposal_id,
-        to_status=ProposalStatus.WITHDRAWN,
-        actor=Actor.for_user(reviewer),
-        reason=f"withdrawn by {reviewer.get_username()} for the agent",
-    )
+def proposal_withdraw_for_agent(*, proposal_id: int, reviewer: AbstractBaseUser) -> Proposal:
+    """A person withdraws a waiting proposal on the agent's behalf (say, its owner asked), by
+    the rule of who may act on it: as much a decision on it as a rejection."""
+    with transaction.atomic():
+        proposal = proposal_lock(proposal_id)
+        refusal = act_refusal(reviewer, proposal, Act.WITHDRAW)
+        if refusal is None:
+            return proposal_transition(
+                proposal_id=proposal_id,
+                to_status=ProposalStatus.WITHDRAWN,
+                actor=Actor.for_user(reviewer),
+                reason=f"withdrawn by {reviewer.get_username()} for the agent",
+            )
+        if isinstance(refusal, ReviewWindowClosed):
+            proposals_expire_locked(proposals=[proposal])
+    raise refusal  # once the expiry, if any, is committed

@@ -1,0 +1,182 @@
+"""Who may act on a proposal, and when: the one rule that every act by a person goes through.
+
+A person acts on a proposal by approving it (as proposed or edited), rejecting it, withdrawing
+it for its agent, retrying its failed execution, or reporting what it did once executed. Each
+act needs the permission the proposal's action type names (operators act on actions; policy
+owners on the platform's proposed changes to policy); nobody but an outcome's reporter acts on
+a proposal of an agent they own or one that concerns an agent they own; each act is open only
+from the status it starts from; a decision only within the review window; and a reviewer
+decides once a round. The services check the rule under the proposal's row lock; the console
+asks it before it shows a button, so that it never offers one the server refuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.utils import timezone
+
+from approvals import action_types
+from approvals.models import Agent, Decision, Proposal, ProposalStatus
+from approvals.services.lifecycle import InvalidTransition
+from hitlproject.errors import Conflict, DomainError, NotAllowed
+
+
+class Act(StrEnum):
+    APPROVE = "approve"
+    EDIT = "edit"  # edit, then approve
+    REJECT = "reject"
+    WITHDRAW = "withdraw"  # for the agent
+    RETRY = "retry"
+    REPORT_OUTCOME = "report_outcome"
+
+
+@dataclass(frozen=True)
+class _ActRule:
+    from_status: str
+    to_status: str | None  # the status the act moves the proposal to, if it moves it
+    done: str  # the act, in the passive: "it can no longer be approved"
+    owners_may: bool = False
+    within_review_window: bool = False
+    once_a_round: bool = False
+
+
+_RULES = {
+    Act.APPROVE: _ActRule(
+        ProposalStatus.PENDING_REVIEW,
+        ProposalStatus.APPROVED,
+        "approved",
+        within_review_window=True,
+        once_a_round=True,
+    ),
+    Act.EDIT: _ActRule(
+        ProposalStatus.PENDING_REVIEW,
+        ProposalStatus.APPROVED,
+        "edited and approved",
+        within_review_window=True,
+        once_a_round=True,
+    ),
+    Act.REJECT: _ActRule(
+        ProposalStatus.PENDING_REVIEW,
+        ProposalStatus.REJECTED,
+        "rejected",
+        within_review_window=True,
+        once_a_round=True,
+    ),
+    # Withdrawing ends a proposal as a rejection does, without a reason: as much a decision.
+    Act.WITHDRAW: _ActRule(
+        ProposalStatus.PENDING_REVIEW,
+        ProposalStatus.WITHDRAWN,
+        "withdrawn",
+        within_review_window=True,
+    ),
+    # Retrying is deciding again that it should run.
+    Act.RETRY: _ActRule(ProposalStatus.FAILED, ProposalStatus.APPROVED, "retried"),
+    # A report says what happened; it decides nothing, so an owner may say what they saw.
+    Act.REPORT_OUTCOME: _ActRule(ProposalStatus.EXECUTED, None, "reported on", owners_may=True),
+}
+
+
+class LacksPermission(NotAllowed):
+    """The person's role does not act on proposals of this kind at all."""
+
+
+class ReviewWindowClosed(Conflict):
+    """A proposal's review window closed before the act: it has expired instead."""
+
+    code = "expired"
+
+    def __init__(self, proposal: Proposal, done: str) -> None:
+        super().__init__(
+            f"Proposal #{proposal.pk}'s review window closed at "
+            f"{proposal.review_expires_at:%Y-%m-%d %H:%M} UTC: it has expired and can no "
+            f"longer be {done}."
+        )
+
+
+def review_window_closed(proposal: Proposal, now: datetime) -> bool:
+    """Whether a proposal waiting for review waited past its window (the sweep may not have
+    expired it yet)."""
+    return (
+        proposal.status == ProposalStatus.PENDING_REVIEW
+        and proposal.review_expires_at is not None
+        and proposal.review_expires_at <= now
+    )
+
+
+def reviewers_this_round(proposal: Proposal) -> list[int]:
+    return list(
+        Decision.objects.filter(proposal=proposal, review_round=proposal.review_round).values_list(
+            "reviewer_id", flat=True
+        )
+    )
+
+
+def _owned_agent(user: AbstractBaseUser, proposal: Proposal) -> DomainError | None:
+    if proposal.agent.owner_id == user.pk:
+        return NotAllowed(
+            f"{user.get_username()} owns agent {proposal.agent}, which proposed "
+            f"proposal #{proposal.pk}; someone else must decide."
+        )
+    concerned = action_types.get(proposal.action_type).agents_concerned(proposal.payload)
+    owned = concerned and Agent.objects.filter(name__in=concerned, owner=user).first()
+    if owned:
+        return NotAllowed(
+            f"{user.get_username()} owns agent {owned}, which proposal #{proposal.pk} "
+            "concerns; someone else must decide."
+        )
+    return None
+
+
+def act_refusal(
+    user: AbstractBaseUser,
+    proposal: Proposal,
+    act: Act,
+    *,
+    reviewers: Iterable[int] | None = None,
+    now: datetime | None = None,
+) -> DomainError | None:
+    """Why ``user`` may not ``act`` on ``proposal`` now, or None if they may. ``reviewers``:
+    who has decided the proposal in its current round, if already read."""
+    rule = _RULES[act]
+    action_type = action_types.get(proposal.action_type)
+    if not user.has_perm(action_type.decide_permission):
+        return LacksPermission(
+            f"{user.get_username()} may not decide on {action_type.label} proposals."
+        )
+    if not rule.owners_may:
+        owned = _owned_agent(user, proposal)
+        if owned:
+            return owned
+    if proposal.status != rule.from_status:
+        if rule.to_status is None:
+            return Conflict(
+                f"Proposal #{proposal.pk} is {proposal.get_status_display().lower()}; it can "
+                f"be {rule.done} once it is {ProposalStatus(rule.from_status).label.lower()}."
+            )
+        return InvalidTransition(proposal, rule.to_status)
+    if rule.within_review_window and review_window_closed(proposal, now or timezone.now()):
+        return ReviewWindowClosed(proposal, rule.done)
+    if rule.once_a_round:
+        if reviewers is None:
+            reviewers = reviewers_this_round(proposal)
+        if user.pk in reviewers:
+            return NotAllowed(
+                f"{user.get_username()} has already decided on proposal #{proposal.pk}."
+            )
+    return None
+
+
+def check_may_act(user: AbstractBaseUser, proposal: Proposal, act: Act) -> None:
+    """Raise why ``user`` may not ``act`` on ``proposal`` now, if they may not."""
+    refusal = act_refusal(user, proposal, act)
+    if refusal is not None:
+        raise refusal
+
+
+def may_act(user: AbstractBaseUser, proposal: Proposal, act: Act) -> bool:
+    return act_refusal(user, proposal, act) is None

@@ -1,0 +1,138 @@
+"""The review window is kept when deciding, not only by the once-a-minute sweep: a decision or
+a withdrawal after it is refused (409, saying the proposal expired), and the proposal expires
+there and then, with its expiry feedback, exactly as the sweep would have expired it."""
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+from django.utils import timezone
+
+from approvals.models import Decision, Proposal, ProposalStatus
+from approvals.services.decisions import (
+    proposal_approve,
+    proposal_reject,
+    proposals_approve,
+    proposals_reject,
+)
+from approvals.services.expiry import proposals_expire_overdue
+from approvals.services.proposals import proposal_withdraw_for_agent
+from feedback.models import Feedback
+from hitlproject.errors import Conflict
+from ledger.models import Campaign
+from tests.conftest import reallocation
+from tests.factories import evaluated
+
+EXPIRED = r"review window closed at .* UTC: it has expired and can no longer be"
+
+
+def overdue(amount: str = "280.00") -> Proposal:
+    """A reallocation waiting for review whose window closed a second ago, before the sweep
+    came round."""
+    proposal = evaluated(reallocation(amount))
+    Proposal.objects.filter(pk=proposal.pk).update(
+        review_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    return proposal
+
+
+def expired_as_the_sweep_expires(proposal: Proposal) -> None:
+    proposal = Proposal.objects.get(pk=proposal.pk)
+    assert proposal.status == ProposalStatus.EXPIRED
+    record = proposal.history.latest("history_date")
+    assert (record.history_actor_kind, record.history_actor) == ("system", "expiry")
+    assert record.history_change_reason == "the review window closed without a decision"
+    assert list(Feedback.objects.filter(proposal=proposal).values_list("kind", flat=True)) == [
+        "expired"
+    ]
+    assert not Decision.objects.filter(proposal=proposal).exists()
+    assert proposals_expire_overdue() == 0  # nothing left for the sweep: it expired once
+    assert Campaign.objects.get(external_id="brand-search").daily_budget == 1000
+
+
+@pytest.fixture
+def operator(demo_world):
+    return get_user_model().objects.get(username="operator")
+
+
+def test_an_approval_after_the_window_is_refused_and_the_proposal_expires(operator):
+    proposal = overdue()
+    with pytest.raises(Conflict, match=EXPIRED + " approved") as refused:
+        proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    assert refused.value.status_code == 409
+    expired_as_the_sweep_expires(proposal)
+
+
+def test_a_rejection_after_the_window_is_refused_and_the_proposal_expires(operator):
+    proposal = overdue()
+    with pytest.raises(Conflict, match=EXPIRED + " rejected"):
+        proposal_reject(proposal_id=proposal.pk, reviewer=operator, reason_code="other")
+    expired_as_the_sweep_expires(proposal)
+
+
+def test_an_edit_after_the_window_is_refused_and_the_proposal_expires(operator):
+    proposal = overdue()
+    smaller = proposal.payload | {"amount": "200.00"}
+    with pytest.raises(Conflict, match=EXPIRED + " edited and approved"):
+        proposal_approve(proposal_id=proposal.pk, reviewer=operator, edited_payload=smaller)
+    expired_as_the_sweep_expires(proposal)
+    assert Proposal.objects.get(pk=proposal.pk).payload == proposal.payload
+
+
+@pytest.mark.parametrize("decide", [proposals_approve, proposals_reject])
+def test_in_bulk_the_late_ones_expire_among_the_refusals_and_the_others_go_through(
+    operator, decide
+):
+    on_time = [evaluated(reallocation("150.00")), evaluated(reallocation("160.00"))]
+    late = overdue("170.00")
+    options = {"reason_code": "other"} if decide is proposals_reject else {}
+
+    decided = decide(proposal_ids=[p.pk for p in [*on_time, late]], reviewer=operator, **options)
+
+    assert sorted(p.pk for p in decided.proposals) == sorted(p.pk for p in on_time)
+    [refusal] = decided.refused
+    assert refusal.status_code == 409
+    assert f"Proposal #{late.pk}'s review window closed" in refusal.message
+    expired_as_the_sweep_expires(late)
+    done = "approved" if decide is proposals_approve else "rejected"
+    assert {Proposal.objects.get(pk=p.pk).status for p in on_time} == {done}
+
+
+def test_the_console_says_it_expired_and_offers_no_decision(login):
+    proposal = overdue()
+    client = login("operator")
+    page = client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+    assert 'id="approve-form"' not in page.text
+    assert 'id="withdraw-form"' not in page.text
+
+    response = client.post(
+        reverse("admin:approvals_proposal_approve", args=[proposal.pk]), follow=True
+    )
+
+    assert "it has expired and can no longer be approved" in response.text
+    expired_as_the_sweep_expires(proposal)
+
+
+def test_an_operator_withdrawing_after_the_window_finds_it_expired(operator):
+    proposal = overdue()
+    with pytest.raises(Conflict, match=EXPIRED + " withdrawn"):
+        proposal_withdraw_for_agent(proposal_id=proposal.pk, reviewer=operator)
+    expired_as_the_sweep_expires(proposal)
+
+
+def test_an_agent_withdrawing_after_the_window_gets_409_and_the_proposal_expires(optimizer):
+    proposal = overdue()
+    response = optimizer.post(f"/api/v1/proposals/{proposal.pk}/withdraw/")
+    assert response.status_code == 409, response.content
+    assert "it has expired and can no longer be withdrawn" in response.text
+    expired_as_the_sweep_expires(proposal)
+    assert optimizer.get(f"/api/v1/proposals/{proposal.pk}/").json()["status"] == "expired"
+
+
+def test_within_the_window_a_decision_goes_through(operator):
+    proposal = evaluated(reallocation("280.00"))
+    Proposal.objects.filter(pk=proposal.pk).update(
+        review_expires_at=timezone.now() + timedelta(minutes=1)
+    )
+    assert proposal_approve(proposal_id=proposal.pk, reviewer=operator).status == "approved"

@@ -1,0 +1,205 @@
+"""Who may act on a proposal: every act (approve, edit then approve, reject, withdraw for the
+agent, retry, report an outcome) follows one rule, on the server and in the console alike.
+Operators act on agents' actions, policy owners on the platform's recommendations; nobody
+acts on a proposal of an agent they own or one about an agent they own (but for saying what
+happened); and the console shows a button only where the server takes the act."""
+
+import json
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.urls import reverse
+
+from approvals.models import Agent, Proposal, ProposalStatus
+from approvals.services.decisions import proposal_approve, proposals_approve
+from approvals.services.execution import proposal_retry
+from approvals.services.proposals import proposal_evaluate, proposal_withdraw_for_agent
+from feedback.autonomy import autonomy_recommendations_propose
+from feedback.models import AutonomyRules, Outcome
+from hitlproject.errors import NotAllowed
+from policies.models import Policy
+from tests.conftest import reallocation
+from tests.factories import evaluated
+from tests.test_autonomy import record
+
+# The page's form for each act, and what the act posts.
+FORMS = {
+    "approve": "approve-form",
+    "edit-approve": "edit-approve-form",
+    "reject": "reject-form",
+    "withdraw": "withdraw-form",
+    "retry": "retry-form",
+    "outcome": "outcome-form",
+}
+# The status each act starts from, and the status it leaves the proposal in.
+STATUSES = {
+    "approve": ("pending_review", "approved"),
+    "edit-approve": ("pending_review", "approved"),
+    "reject": ("pending_review", "rejected"),
+    "withdraw": ("pending_review", "withdrawn"),
+    "retry": ("failed", "approved"),
+    "outcome": ("executed", "executed"),
+}
+EVERY_ACT = list(FORMS)
+OUTCOME_ONLY = ["outcome"]
+
+
+def an_action() -> Proposal:
+    """optimizer's 28% reallocation, waiting for an operator."""
+    return evaluated(reallocation("280.00"))
+
+
+def a_recommendation() -> Proposal:
+    """The platform's recommendation to widen optimizer's bid ceiling, waiting for a policy
+    owner. The record that earns it is made once; each call sets the earlier ones aside (as
+    withdrawn), so that the platform recommends afresh."""
+    if not Proposal.objects.filter(action_type="policy_change").exists():
+        rules = AutonomyRules.current()
+        rules.widen_min_decisions = rules.narrow_min_decisions = 10
+        rules.save()
+        record(*["approve"] * 10)
+    Proposal.objects.filter(action_type="policy_change").update(status=ProposalStatus.WITHDRAWN)
+    [made] = autonomy_recommendations_propose()
+    return proposal_evaluate(proposal_id=made.pk)
+
+
+def edited(proposal: Proposal) -> dict:
+    if proposal.action_type == "policy_change":
+        return proposal.payload | {"to_ceiling": "0.2"}
+    return proposal.payload | {"amount": "250.00"}
+
+
+def in_state(make, status: str) -> Proposal:
+    proposal = make()
+    if status != ProposalStatus.PENDING_REVIEW:  # a failed or executed one, as if it had run
+        Proposal.objects.filter(pk=proposal.pk).update(status=status)
+    return Proposal.objects.get(pk=proposal.pk)
+
+
+def post_data(act: str, proposal: Proposal) -> dict:
+    return {
+        "approve": {"note": "fine"},
+        "edit-approve": {"payload": json.dumps(edited(proposal)), "note": "smaller"},
+        "reject": {"reason_code": "too_aggressive", "note": ""},
+        "withdraw": {},
+        "retry": {},
+        "outcome": {"effect": "improved", "note": "CPA down 8%."},
+    }[act]
+
+
+def users():
+    return get_user_model().objects
+
+
+ROLES = {
+    # name: (who signs in, what they own, the proposal, the acts they may take)
+    "operator on an action": ("operator", None, an_action, EVERY_ACT),
+    "policy owner on an action": ("policy-owner", None, an_action, []),
+    "auditor on an action": ("auditor", None, an_action, []),
+    "operator owning the agent that proposed it": (
+        "operator",
+        "optimizer",
+        an_action,
+        OUTCOME_ONLY,
+    ),
+    "policy owner on a recommendation": ("policy-owner", None, a_recommendation, EVERY_ACT),
+    "operator on a recommendation": ("operator", None, a_recommendation, []),
+    "auditor on a recommendation": ("auditor", None, a_recommendation, []),
+    "policy owner owning the agent it concerns": (
+        "policy-owner",
+        "optimizer",
+        a_recommendation,
+        OUTCOME_ONLY,
+    ),
+    "policy owner owning the platform's agent that proposed it": (
+        "policy-owner",
+        "autonomy-advisor",
+        a_recommendation,
+        OUTCOME_ONLY,
+    ),
+}
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_each_act_is_offered_exactly_where_the_server_takes_it(login, role):
+    username, owned, make, allowed_acts = ROLES[role]
+    client = login(username)
+    for act in EVERY_ACT:
+        Agent.objects.update(owner=None)
+        start, end = STATUSES[act]
+        proposal = in_state(make, start)
+        if owned:
+            Agent.objects.filter(name=owned).update(owner=users().get(username=username))
+        allowed = act in allowed_acts
+        page = client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+        assert (f'id="{FORMS[act]}"' in page.text) == allowed, (role, act)
+
+        response = client.post(
+            reverse(f"admin:approvals_proposal_{act}", args=[proposal.pk]),
+            post_data(act, proposal),
+            follow=True,
+        )
+
+        after = Proposal.objects.get(pk=proposal.pk)
+        reported = Outcome.objects.filter(proposal=proposal).exists()
+        if allowed:
+            assert after.status == end, (role, act, [str(m) for m in response.context["messages"]])
+            assert reported == (act == "outcome")
+        else:
+            assert (after.status, reported) == (start, False), (role, act)
+            assert response.status_code == 403 or "someone else must decide" in response.text, (
+                role,
+                act,
+            )
+
+
+def test_nobody_acts_on_a_proposal_about_an_agent_they_own_through_any_service(demo_world):
+    owner = users().get(username="policy-owner")
+    recommendation = a_recommendation()
+    Agent.objects.filter(name="optimizer").update(owner=owner)
+    concerns = r"owns agent optimizer, which proposal #\d+ concerns; someone else must decide"
+
+    with pytest.raises(NotAllowed, match=concerns):
+        proposal_withdraw_for_agent(proposal_id=recommendation.pk, reviewer=owner)
+    with pytest.raises(NotAllowed, match=concerns):
+        proposal_approve(proposal_id=recommendation.pk, reviewer=owner)
+    Proposal.objects.filter(pk=recommendation.pk).update(status=ProposalStatus.FAILED)
+    with pytest.raises(NotAllowed, match=concerns):
+        proposal_retry(proposal_id=recommendation.pk, reviewer=owner)
+    assert Proposal.objects.get(pk=recommendation.pk).status == ProposalStatus.FAILED
+
+
+def test_an_operator_may_not_retry_what_their_own_agent_proposed(demo_world):
+    operator = users().get(username="operator")
+    Agent.objects.filter(name="optimizer").update(owner=operator)
+    failed = in_state(an_action, ProposalStatus.FAILED)
+    with pytest.raises(NotAllowed, match="owns agent optimizer, which proposed"):
+        proposal_retry(proposal_id=failed.pk, reviewer=operator)
+    assert Proposal.objects.get(pk=failed.pk).status == ProposalStatus.FAILED
+
+
+def test_an_owner_approving_in_bulk_is_refused_for_each_of_their_agents_proposals(operators):
+    owner = operators[0]
+    Agent.objects.filter(name="optimizer").update(owner=owner)
+    own = [an_action(), evaluated(reallocation("150.00"))]
+    others = evaluated(reallocation("160.00"), agent="copywriter")
+
+    decided = proposals_approve(proposal_ids=[p.pk for p in [*own, others]], reviewer=owner)
+
+    assert [p.pk for p in decided.proposals] == [others.pk]
+    assert all("someone else must decide" in error.message for error in decided.refused)
+    assert len(decided.refused) == 2
+    assert {Proposal.objects.get(pk=p.pk).status for p in own} == {"pending_review"}
+
+
+def test_after_approving_once_a_reviewer_is_no_longer_offered_the_decision(login, operators):
+    Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
+    proposal = an_action()
+    url = reverse("admin:approvals_proposal_change", args=[proposal.pk])
+    login("operator").post(reverse("admin:approvals_proposal_approve", args=[proposal.pk]))
+
+    assert 'id="approve-form"' not in login("operator").get(url).text
+    colleague = Client()
+    colleague.force_login(operators[1])
+    assert 'id="approve-form"' in colleague.get(url).text
