@@ -97,6 +97,25 @@ def engaged_kill_switches(account: Account) -> list[KillSwitch]:
     )
 
 
+def kill_switch_reason(switch: KillSwitch) -> str:
+    return (
+        f"The kill switch on {switch.account or switch.channel or 'everything'} is engaged: "
+        f"{switch.reason}"
+    )
+
+
+def kill_switch_engaged_since(switch: KillSwitch) -> datetime:
+    """When an engaged switch was last engaged, by its history (its last change, if it has
+    none): editing its reason while engaged does not engage it again."""
+    history = switch.history.order_by("-history_date").values_list("history_date", "engaged")
+    engaged_since = None
+    for at, engaged in history[:100]:
+        if not engaged:
+            break
+        engaged_since = at
+    return engaged_since or switch.updated_at
+
+
 @dataclass(frozen=True)
 class GuardrailFindings:
     blocks: tuple[str, ...] = ()
@@ -137,11 +156,7 @@ def guardrail_findings(
 ) -> GuardrailFindings:
     """Everything the guardrails say: what they refuse, and what they send to a human (kill
     switches, brand guidelines)."""
-    reviews = [
-        f"The kill switch on {switch.account or switch.channel or 'everything'} is engaged: "
-        f"{switch.reason}"
-        for switch in engaged_kill_switches(account)
-    ]
+    reviews = [kill_switch_reason(switch) for switch in engaged_kill_switches(account)]
     texts = action_type.texts(payload)
     if texts:
         guidelines = BrandGuidelines.objects.filter(account=account).first()

@@ -421,9 +421,14 @@ def _retry_later(proposal_id: int, delay: float) -> None:
 def _frozen_request(proposal: Proposal, action_type, campaigns) -> dict:
     """What every attempt of this round sends, and where: fixed now, as the action stands.
     Each round has a key of its own, but for one that resumes a round a person's review
-    interrupted, sending the same action to the same endpoint: it keeps that round's key,
-    so the channel carries the action out once, whichever round's attempt reaches it."""
+    interrupted, sending the same action to the same endpoint with nothing landed on its
+    targets since: it keeps that round's key, so the channel carries the action out once,
+    whichever round's attempt reaches it. (Had something landed, an attempt of the held
+    round that reached the channel was overtaken; the new key has the action done again.)"""
     endpoint = proposal.account.execution_endpoint
+    targets = ledger_snapshot(
+        action_type=action_type, payload=proposal.payload, campaigns=campaigns
+    )
     action = {
         "proposal": {
             "id": proposal.pk,
@@ -442,6 +447,7 @@ def _frozen_request(proposal: Proposal, action_type, campaigns) -> dict:
     if (
         held.get("held")
         and held["endpoint"] == endpoint
+        and held.get("targets") == targets
         and {name: value for name, value in held["body"].items() if name != "idempotency_key"}
         == action
     ):
@@ -453,6 +459,7 @@ def _frozen_request(proposal: Proposal, action_type, campaigns) -> dict:
         "endpoint": endpoint,
         "key": key,
         "first_attempt": proposal.executions.count() + 1,
+        "targets": targets,
         "body": {"idempotency_key": key, **action},
     }
 

@@ -2,9 +2,13 @@
 
     submitted ──> approved | pending_review | blocked | withdrawn
     pending_review ──> approved | rejected | expired | withdrawn
-    approved ──> executing | pending_review (the target moved since the proposal)
-    executing ──> executed | failed
-    failed ──> approved (an operator retries)
+    approved ──> executing | pending_review (held back before an attempt: see below)
+    executing ──> executed | failed | pending_review (held back before a later attempt)
+    failed ──> approved (a person retries)
+
+Held back: before each attempt to carry it out, a proposal goes back to a person, in a new
+review round, when a kill switch engaged since a person approved it (or one that the policy
+engine approved) covers it, or when its target moved since it was assessed.
 
 ``proposal_transition`` locks the row, checks the move is allowed from the status the row has
 *now*, writes it with the acting actor (history records who, when and why) and schedules the
@@ -32,7 +36,7 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     S.SUBMITTED: frozenset({S.APPROVED, S.PENDING_REVIEW, S.BLOCKED, S.WITHDRAWN}),
     S.PENDING_REVIEW: frozenset({S.APPROVED, S.REJECTED, S.EXPIRED, S.WITHDRAWN}),
     S.APPROVED: frozenset({S.EXECUTING, S.PENDING_REVIEW}),
-    S.EXECUTING: frozenset({S.EXECUTED, S.FAILED}),
+    S.EXECUTING: frozenset({S.EXECUTED, S.FAILED, S.PENDING_REVIEW}),
     S.FAILED: frozenset({S.APPROVED}),
 }
 DECIDED_STATUSES = frozenset({S.APPROVED, S.REJECTED, S.BLOCKED})

@@ -1,0 +1,256 @@
+"""A kill switch holds back everything not yet carried out: before every attempt to carry out
+an action (the first, and each retry of a channel's endpoint), an engaged switch over its
+account or channel sends it back to a person, in a new review round with the reason in its
+verdict reasons, unless a person approved it while that switch was engaged. Every later
+attempt checks what the first one does: a guardrail set since fails it, a target moved since
+sends it back for review."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.utils import timezone
+
+from approvals.models import Proposal, ProposalStatus
+from approvals.services.decisions import proposal_approve
+from approvals.services.execution import proposal_execute
+from ledger.models import Account, Campaign
+from policies.models import KillSwitch, Policy
+from tests.conftest import Receiver, bid_adjustment, reallocation, wait_until
+from tests.factories import evaluated
+
+OUTAGE = "Tracking outage: nothing runs unseen."
+HELD = (
+    f"Held back before executing: The kill switch on demo is engaged: {OUTAGE} "
+    "A person must approve it again."
+)
+
+
+def engage(scope: str = "account") -> KillSwitch:
+    return KillSwitch.objects.create(
+        scope=scope,
+        account=Account.objects.get(external_id="demo") if scope == "account" else None,
+        channel="google_ads" if scope == "channel" else "",
+        reason=OUTAGE,
+    )
+
+
+def release(switch: KillSwitch) -> None:
+    switch.engaged = False
+    switch.save()
+
+
+def bid() -> Decimal:
+    return Campaign.objects.get(external_id="brand-search").bid
+
+
+def budgets() -> tuple[Decimal, Decimal]:
+    campaigns = dict(Campaign.objects.values_list("external_id", "daily_budget"))
+    return campaigns["brand-search"], campaigns["generic-search"]
+
+
+def next_attempt_due(proposal: Proposal) -> None:
+    """The backoff after a failed attempt has passed (the test runs the retry itself)."""
+    Proposal.objects.filter(pk=proposal.pk).update(execution_lease_until=timezone.now())
+
+
+def person(username: str = "operator"):
+    return get_user_model().objects.get(username=username)
+
+
+@pytest.fixture
+def channel(demo_world):
+    """The demo account's channel endpoint, answering with the statuses given in turn."""
+    endpoints = []
+
+    def answering(*statuses: int) -> Receiver:
+        endpoint = Receiver(*statuses)
+        endpoints.append(endpoint)
+        Account.objects.filter(external_id="demo").update(execution_endpoint=endpoint.url)
+        return endpoint
+
+    yield answering
+    for endpoint in endpoints:
+        endpoint.server.shutdown()
+
+
+def keys(endpoint: Receiver) -> list[str]:
+    return [request["headers"]["Idempotency-Key"] for request in endpoint.received]
+
+
+def test_an_auto_approved_action_waiting_for_its_retry_goes_to_a_person_not_the_channel(
+    channel,
+):
+    endpoint = channel(503, 200)
+    proposal = evaluated(bid_adjustment("2.12"))  # 6%: the policy engine approves it
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTING  # 503
+    engage()
+    next_attempt_due(proposal)
+
+    held = proposal_execute(proposal_id=proposal.pk)
+
+    assert held.status == ProposalStatus.PENDING_REVIEW
+    assert held.verdict_reasons[0] == HELD
+    assert len(endpoint.received) == 1 and bid() == Decimal("2.00")
+    assert [(e.status, e.error) for e in held.executions.all()] == [
+        ("failed", "the endpoint answered HTTP 503")
+    ]
+    assert held.execution_lease_until is None and held.review_expires_at > timezone.now()
+    record = held.history.latest("history_date")
+    assert (record.status, record.history_actor, record.history_change_reason) == (
+        "pending_review",
+        "executor",
+        HELD,
+    )
+    # Waiting for a person, it goes nowhere, however often a stale task comes.
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.PENDING_REVIEW
+    assert len(endpoint.received) == 1
+
+    # A person who approves it while the switch is engaged has it carried out, with the held
+    # round's request: if its attempt had reached the channel, the channel does it once.
+    proposal_approve(proposal_id=proposal.pk, reviewer=person())
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTED
+    assert keys(endpoint) == [f"hitl-proposal-{proposal.pk}-1"] * 2
+    assert bid() == Decimal("2.12")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_a_switch_engaged_while_the_worker_retries_stops_the_retry(channel):
+    endpoint = channel(503, 200)
+
+    class EngagingOnTheFirstRequest(endpoint.server.RequestHandlerClass):
+        def do_POST(self):
+            if not endpoint.received:
+                engage()  # a policy owner engages the switch while the request is under way
+                connection.close()
+            super().do_POST()
+
+    endpoint.server.RequestHandlerClass = EngagingOnTheFirstRequest
+    proposal = evaluated(bid_adjustment("2.12"))
+
+    wait_until(lambda: Proposal.objects.get(pk=proposal.pk).status == "pending_review")
+
+    held = Proposal.objects.get(pk=proposal.pk)
+    assert held.verdict_reasons[0] == HELD
+    assert len(endpoint.received) == 1 and bid() == Decimal("2.00")
+    assert [e.status for e in held.executions.all()] == ["failed"]
+
+
+def test_an_approval_given_before_the_switch_is_held_for_a_fresh_look(demo_world):
+    proposal = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=proposal.pk, reviewer=person())
+    engage()
+
+    held = proposal_execute(proposal_id=proposal.pk)
+
+    assert held.status == ProposalStatus.PENDING_REVIEW
+    assert held.verdict_reasons[0] == HELD
+    assert "exceeds the 10.0% auto-execute ceiling" in " ".join(held.verdict_reasons)
+    assert budgets() == (Decimal("1000.00"), Decimal("500.00"))
+    assert not held.executions.exists()
+
+    # Approved again, now that the switch is engaged: it runs.
+    proposal_approve(proposal_id=proposal.pk, reviewer=person())
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTED
+    assert budgets() == (Decimal("720.00"), Decimal("780.00"))
+
+
+def test_approvals_of_the_round_before_the_switch_no_longer_count(operators):
+    first, second = operators
+    Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
+    proposal = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=proposal.pk, reviewer=first)
+    proposal_approve(proposal_id=proposal.pk, reviewer=second)
+    engage()
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.PENDING_REVIEW
+
+    assert proposal_approve(proposal_id=proposal.pk, reviewer=first).status == "pending_review"
+    assert proposal_approve(proposal_id=proposal.pk, reviewer=second).status == "approved"
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTED
+
+
+@pytest.mark.parametrize("scope", ["global", "account", "channel"])
+def test_an_auto_approved_action_never_runs_past_a_switch_in_the_ledger(demo_world, scope):
+    proposal = evaluated(bid_adjustment("2.12"))
+    assert proposal.status == ProposalStatus.APPROVED
+    engage(scope)
+
+    held = proposal_execute(proposal_id=proposal.pk)
+
+    assert held.status == ProposalStatus.PENDING_REVIEW
+    assert held.verdict_reasons[0].startswith("Held back before executing: The kill switch on")
+    assert bid() == Decimal("2.00")
+
+
+def test_a_switch_released_or_over_another_account_holds_nothing(demo_world):
+    elsewhere = Account.objects.create(external_id="acme", name="Acme", channel="meta")
+    KillSwitch.objects.create(scope="account", account=elsewhere, reason="Acme only.")
+    release(engage())
+    proposal = evaluated(bid_adjustment("2.12"))
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTED
+
+
+def test_a_switch_engaged_again_after_the_approval_holds_it(demo_world):
+    switch = engage()
+    proposal = evaluated(reallocation("280.00"))
+    release(switch)
+    proposal_approve(proposal_id=proposal.pk, reviewer=person())
+    switch.engaged = True  # engaged again: the approval came before this engagement
+    switch.save()
+    switch.reason = f"{OUTAGE[:-1]}, still."  # edited while engaged: not engaged again
+    switch.save()
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.PENDING_REVIEW
+
+    proposal_approve(proposal_id=proposal.pk, reviewer=person())
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTED
+
+
+def test_a_guardrail_set_during_the_retries_fails_the_next_attempt_unsent(channel):
+    endpoint = channel(503, 200)
+    proposal = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=proposal.pk, reviewer=person())
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTING
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget=Decimal("750"))
+    next_attempt_due(proposal)
+
+    failed = proposal_execute(proposal_id=proposal.pk)
+
+    assert failed.status == ProposalStatus.FAILED
+    assert [e.error for e in failed.executions.order_by("attempt")] == [
+        "the endpoint answered HTTP 503",
+        "A guardrail set since the approval refuses it: generic-search's daily budget would be "
+        "780.00 USD, above its cap of 750.00 USD.",
+    ]
+    assert len(endpoint.received) == 1
+    assert budgets() == (Decimal("1000.00"), Decimal("500.00"))
+
+
+def test_a_target_moved_during_the_retries_sends_it_back_for_review_unsent(channel):
+    endpoint = channel(503, 200)
+    proposal = evaluated(bid_adjustment("2.12"))
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTING
+    Campaign.objects.filter(external_id="brand-search").update(bid=Decimal("2.05"))
+    next_attempt_due(proposal)
+
+    sent_back = proposal_execute(proposal_id=proposal.pk)
+
+    assert sent_back.status == ProposalStatus.PENDING_REVIEW
+    assert sent_back.verdict_reasons[0] == (
+        "Sent back for review before executing: brand-search's bid is 2.05, was 2.00."
+    )
+    assert len(endpoint.received) == 1
+    # Approved again, the action is a new one (against today's bid): a new request and key.
+    proposal_approve(proposal_id=proposal.pk, reviewer=person())
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTED
+    assert keys(endpoint) == [f"hitl-proposal-{proposal.pk}-1", f"hitl-proposal-{proposal.pk}-2"]
+
+
+def test_a_held_proposal_waits_a_full_review_window(demo_world):
+    proposal = evaluated(bid_adjustment("2.12"))
+    engage()
+    held = proposal_execute(proposal_id=proposal.pk)
+    assert held.review_expires_at - timezone.now() > timedelta(hours=1)
+    assert held.review_round == proposal.review_round + 1
