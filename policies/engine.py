@@ -23,6 +23,11 @@ Cumulative moves compound: a campaign's budget moved +9% ten times has moved
 1.09^10 - 1 = +136.7%, and a move down then up by the same share nets out. Each target (a
 campaign's bid, a campaign's daily budget) is checked on its own.
 
+Exact figures: a move's factor is the ratio of the ledger's own values (new / current) as a
+fraction, never rounded, and magnitudes, compounded moves and the ceilings they are compared
+with are compared as fractions; only what an operator reads is rounded. A move that lands
+exactly on a ceiling is within it, and one cent over is over, however many moves compound.
+
 Risk score (0-100, for ordering the review queue; deterministic)::
 
     risk = type weight                      10 (bid) ... 40 (strategy)
@@ -40,6 +45,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 from typing import Literal
 
 Outcome = Literal["auto_approve", "review", "block"]
@@ -105,12 +111,30 @@ class Scope:
     agent_kind: str = ""
 
 
+Number = Decimal | Fraction | int
+
+
+def exact(value: Number) -> Fraction:
+    return Fraction(value)
+
+
+def factor_text(factor: Number) -> str:
+    """A factor as stored with a proposal's effects: an exact fraction, "new/current"."""
+    factor = exact(factor)
+    return f"{factor.numerator}/{factor.denominator}"
+
+
+def factor_from_text(text: str) -> Fraction:
+    """A stored factor: "265464/245800", or a decimal as older proposals stored it."""
+    return Fraction(text)
+
+
 @dataclass(frozen=True)
 class Move:
     """A change already approved or executed on a target, as the factor it multiplied it by."""
 
     target: str
-    factor: Decimal
+    factor: Number
     at: datetime
 
 
@@ -118,7 +142,7 @@ class Move:
 class Facts:
     action_type: str
     action_label: str
-    magnitude: Decimal
+    magnitude: Number  # exact, where the action type can give it so
     magnitude_unit: MagnitudeUnit
     magnitude_label: str
     risk_weight: int
@@ -128,8 +152,8 @@ class Facts:
     agent_kind: str = ""
     amount: Decimal | None = None
     currency: str = ""
-    # target ("brand-search daily budget") -> factor this proposal multiplies it by
-    effects: dict[str, Decimal] = field(default_factory=dict)
+    # target ("brand-search's daily budget") -> factor this proposal multiplies it by
+    effects: dict[str, Number] = field(default_factory=dict)
     recent_moves: Sequence[Move] = ()
     now: datetime | None = None
     guardrail_blocks: tuple[str, ...] = ()
@@ -151,10 +175,21 @@ class Verdict:
     review_window: timedelta | None = None
 
 
-def format_magnitude(value: Decimal, unit: MagnitudeUnit) -> str:
+def format_magnitude(value: Number, unit: MagnitudeUnit) -> str:
+    if isinstance(value, Fraction):
+        value = Decimal(value.numerator) / Decimal(value.denominator)
     if unit == "ratio":
         return f"{value * 100:.1f}%"
-    return f"{value.normalize():f}"
+    return f"{Decimal(value).normalize():f}"
+
+
+def format_move(moved: Fraction, limit: Number) -> str:
+    """A signed percentage, with as many decimals as it takes not to read as the limit."""
+    percent, limit_percent = moved * 100, abs(exact(limit)) * 100
+    digits = 1
+    while digits < 6 and round(abs(percent), digits) == round(limit_percent, digits):
+        digits += 1
+    return f"{float(percent):+.{digits}f}%"
 
 
 def format_money(value: Decimal, currency: str) -> str:
@@ -169,15 +204,16 @@ def matching_rule(facts: Facts | Scope, rules: Iterable[Rule]) -> Rule | None:
     )
 
 
-def compounded_moves(facts: Facts, window: timedelta) -> dict[str, Decimal]:
-    """Each target's compounded relative move over the window, this proposal included."""
+def compounded_moves(facts: Facts, window: timedelta) -> dict[str, Fraction]:
+    """Each target's compounded relative move over the window, this proposal included,
+    exactly."""
     since = facts.now - window if facts.now else None
-    totals: dict[str, Decimal] = {}
+    totals: dict[str, Fraction] = {}
     for target, factor in facts.effects.items():
-        product = factor
+        product = exact(factor)
         for move in facts.recent_moves:
             if move.target == target and (since is None or move.at >= since):
-                product *= move.factor
+                product *= exact(move.factor)
         totals[target] = product - 1
     return totals
 
@@ -186,10 +222,10 @@ def risk_score(facts: Facts, rule: Rule | None) -> int:
     ceiling = (rule.auto_execute_max_magnitude if rule else None) or _REFERENCE_CEILING[
         facts.magnitude_unit
     ]
-    pressure = facts.magnitude / ceiling
+    pressure = exact(facts.magnitude) / exact(ceiling)
     if facts.amount is not None:
         amount_ceiling = (rule.auto_execute_max_amount if rule else None) or _REFERENCE_AMOUNT
-        pressure = max(pressure, facts.amount / amount_ceiling)
+        pressure = max(pressure, exact(facts.amount) / exact(amount_ceiling))
     record = (
         round(15 * (1 - facts.agent_approval_rate))
         if facts.agent_approval_rate is not None
@@ -200,8 +236,8 @@ def risk_score(facts: Facts, rule: Rule | None) -> int:
     return min(100, score)
 
 
-def _over(value: Decimal | None, limit: Decimal | None) -> bool:
-    return value is not None and limit is not None and value > limit
+def _over(value: Number | None, limit: Number | None) -> bool:
+    return value is not None and limit is not None and exact(value) > exact(limit)
 
 
 def evaluate(facts: Facts, rules: Iterable[Rule]) -> Verdict:
@@ -231,7 +267,7 @@ def evaluate(facts: Facts, rules: Iterable[Rule]) -> Verdict:
             reviews.append(f"{starts_sentence} sends every {facts.action_label} to a human.")
         elif rule.auto_execute_max_magnitude is None:
             reviews.append(f"{starts_sentence} sets no auto-execute ceiling.")
-        elif facts.magnitude > rule.auto_execute_max_magnitude:
+        elif _over(facts.magnitude, rule.auto_execute_max_magnitude):
             limit = format_magnitude(rule.auto_execute_max_magnitude, unit)
             reviews.append(f"{size} exceeds the {limit} auto-execute ceiling of {named}.")
         if not rule.always_review and _over(facts.amount, rule.auto_execute_max_amount):
@@ -240,10 +276,11 @@ def evaluate(facts: Facts, rules: Iterable[Rule]) -> Verdict:
         if rule.cumulative_max_magnitude is not None:
             hours = rule.cumulative_window.total_seconds() / 3600
             for target, moved in compounded_moves(facts, rule.cumulative_window).items():
-                if abs(moved) > rule.cumulative_max_magnitude:
+                if _over(abs(moved), rule.cumulative_max_magnitude):
                     limit = format_magnitude(rule.cumulative_max_magnitude, "ratio")
+                    shown = format_move(moved, rule.cumulative_max_magnitude)
                     reviews.append(
-                        f"{target} would move {moved * 100:+.1f}% within {hours:g} h, counting "
+                        f"{target} would move {shown} within {hours:g} h, counting "
                         f"what is approved or executed, over the {limit} cumulative ceiling "
                         f"of {named}."
                     )

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from django.db.models import Max, Q
@@ -225,7 +226,7 @@ def recent_moves(
         .values_list("effects", "decided_at")
     )
     return [
-        engine.Move(target=target, factor=Decimal(factor), at=decided_at)
+        engine.Move(target=target, factor=engine.factor_from_text(factor), at=decided_at)
         for effects, decided_at in rows
         for target, factor in effects.items()
         if target in targets
@@ -266,12 +267,13 @@ def policy_verdict(
     magnitude: Decimal,
     magnitude_label: str,
     amount: Decimal | None,
-    effects: dict[str, Decimal],
+    effects: dict[str, Fraction],
     proposal_id: int | None = None,
     rules: list[engine.Rule] | None = None,
 ) -> tuple[engine.Verdict, GuardrailFindings]:
     """The verdict the rules in force (or ``rules``, a draft set) give this action now, and
-    what the guardrails found."""
+    what the guardrails found. ``magnitude`` is the assessed one, rounded; where the action
+    type can give it exactly from the exact ``effects``, the exact one decides."""
     now = timezone.now()
     if rules is None:
         rules = rules_in_force(action_type=action_type.name)
@@ -289,13 +291,14 @@ def policy_verdict(
         raise PolicyMisconfigured("; ".join(problems))
     # Only the deciding policy's cumulative window counts moves.
     counts_moves = rule is not None and rule.cumulative_max_magnitude is not None
+    exact_magnitude = action_type.exact_magnitude(payload, effects)
     findings = guardrail_findings(
         action_type=action_type, account=account, payload=payload, campaigns=campaigns
     )
     facts = engine.Facts(
         action_type=action_type.name,
         action_label=action_type.label,
-        magnitude=magnitude,
+        magnitude=magnitude if exact_magnitude is None else exact_magnitude,
         magnitude_unit=action_type.magnitude_unit,
         magnitude_label=magnitude_label,
         risk_weight=action_type.risk_weight,

@@ -1,9 +1,9 @@
 """What-if: run a draft policy set over the recorded proposals of a period.
 
 Each recorded proposal is replayed through the same ``engine.evaluate`` that decides live, with
-the facts recorded when it was made: its magnitude, amount and effects, the guardrail findings
-of the time, and the cumulative moves that had been approved by then (rebuilt as the stream goes
-by). Proposals are streamed from a server-side cursor and only the moves inside the longest
+the facts recorded when it was made: its magnitude (exact from its effects, as live), amount
+and effects, the guardrail findings of the time, and the cumulative moves that had been
+approved by then (rebuilt as the stream goes by, compounded exactly). Proposals are streamed from a server-side cursor and only the moves inside the longest
 cumulative window are kept, so memory does not grow with the history.
 """
 
@@ -14,7 +14,7 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
+from fractions import Fraction
 
 from django.db.models import Exists, OuterRef
 
@@ -42,12 +42,13 @@ class SlidingMoves:
 
     def __init__(self, windows: Iterable[timedelta]) -> None:
         self.windows = sorted(set(windows))
-        self.pending: list[tuple[datetime, int, str, Decimal]] = []
+        self.pending: list[tuple[datetime, int, tuple[int, str], Fraction]] = []
         self.inside = {w: defaultdict(deque) for w in self.windows}
-        self.product = {w: defaultdict(lambda: Decimal(1)) for w in self.windows}
+        # Exact, as the live engine compounds: dividing a move out leaves no rounding behind.
+        self.product = {w: defaultdict(lambda: Fraction(1)) for w in self.windows}
         self.added = 0
 
-    def add(self, account_id: int, target: str, factor: Decimal, at: datetime) -> None:
+    def add(self, account_id: int, target: str, factor: Fraction, at: datetime) -> None:
         self.added += 1
         heapq.heappush(self.pending, (at, self.added, (account_id, target), factor))
 
@@ -58,14 +59,14 @@ class SlidingMoves:
             for window in self.windows:
                 self.inside[window][released].append((at, factor))
                 self.product[window][released] *= factor
-        moves, inner = [], Decimal(1)
+        moves, inner = [], Fraction(1)
         for window in self.windows:
             queue = self.inside[window][key]
             while queue and queue[0][0] < now - window:
                 _, factor = queue.popleft()
                 self.product[window][key] /= factor
             if not queue:
-                self.product[window][key] = Decimal(1)  # no rounding drift carried over
+                self.product[window][key] = Fraction(1)
             outer = self.product[window][key]
             if outer != inner:
                 moves.append(engine.Move(target=target, factor=outer / inner, at=now - window))
@@ -175,6 +176,7 @@ def simulate(
             "magnitude_label",
             "summary",
             "amount",
+            "payload",
             "effects",
             "guardrail_findings",
             "verdict_outcome",
@@ -197,6 +199,7 @@ def simulate(
         magnitude_label,
         summary,
         amount,
+        payload,
         effects,
         findings,
         happened,
@@ -206,7 +209,7 @@ def simulate(
         edited,
     ) in rows:
         action_type = action_types.get(action_type_name)
-        factors = {target: Decimal(factor) for target, factor in effects.items()}
+        factors = {target: engine.factor_from_text(factor) for target, factor in effects.items()}
         reported = (only_agent_id is None or agent_id == only_agent_id) and (
             only_action_type is None or action_type_name == only_action_type
         )
@@ -218,10 +221,11 @@ def simulate(
         recent = [
             move for target in factors for move in moves.moves_for(account_id, target, created_at)
         ]
+        exact_magnitude = action_type.exact_magnitude(payload, factors)
         facts = engine.Facts(
             action_type=action_type_name,
             action_label=action_type.label,
-            magnitude=magnitude,
+            magnitude=magnitude if exact_magnitude is None else exact_magnitude,
             magnitude_unit=action_type.magnitude_unit,
             magnitude_label=magnitude_label,
             risk_weight=action_type.risk_weight,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rest_framework import serializers
@@ -51,6 +52,8 @@ class Assessment:
 
 
 def relative_change(current: Decimal, new: Decimal) -> Decimal:
+    """|new − current| / current, rounded to six places: for display and the stored column.
+    What decides is exact: ``ActionType.exact_magnitude``."""
     if current == 0:
         return MAGNITUDE_CAP if new != current else Decimal("0")
     return min(abs(new - current) / current, MAGNITUDE_CAP).quantize(
@@ -58,18 +61,33 @@ def relative_change(current: Decimal, new: Decimal) -> Decimal:
     )
 
 
+def exact_factor(current: Decimal, new: Decimal) -> Fraction:
+    """new / current as an exact fraction of the ledger's own values (a move from zero has no
+    finite factor: it counts as the cap)."""
+    return Fraction(new) / Fraction(current) if current else Fraction(MAGNITUDE_CAP)
+
+
+def change_of(factor: Fraction | None) -> Fraction | None:
+    """The exact relative change a factor makes, |factor − 1|, up to the cap."""
+    return None if factor is None else min(abs(factor - 1), Fraction(MAGNITUDE_CAP))
+
+
+def target_name(external_id: str, noun: str) -> str:
+    return f"{external_id}'s {noun}"
+
+
 def numeric_effects(
     campaigns: dict[str, Campaign], proposed: dict[str, dict[str, Any]]
-) -> dict[str, Decimal]:
-    """The factor each bid or daily budget is multiplied by, for the cumulative ceilings."""
+) -> dict[str, Fraction]:
+    """The exact factor each bid or daily budget is multiplied by, for the ceilings."""
     effects = {}
     for external_id, values in proposed.items():
         for field_name, noun in (("bid", "bid"), ("daily_budget", "daily budget")):
             if field_name in values:
                 current = getattr(campaigns[external_id], field_name)
-                new = Decimal(values[field_name])
-                factor = new / current if current else MAGNITUDE_CAP
-                effects[f"{external_id}'s {noun}"] = factor.quantize(_MAGNITUDE_QUANTUM)
+                effects[target_name(external_id, noun)] = exact_factor(
+                    current, Decimal(values[field_name])
+                )
     return effects
 
 
@@ -111,6 +129,14 @@ class ActionType:
         self, payload: dict[str, Any], campaigns: dict[str, Campaign], account: Account
     ) -> Assessment:
         raise NotImplementedError
+
+    def exact_magnitude(
+        self, payload: dict[str, Any], effects: Mapping[str, Fraction]
+    ) -> Fraction | None:
+        """The magnitude exactly, from the action's exact effects, where a rounded one could
+        decide otherwise than the true one; None: the assessed magnitude is exact already
+        (a count, a whole campaign's spend)."""
+        return None
 
     def agents_concerned(self, payload: dict[str, Any]) -> list[str]:
         """Agents, by name, the action is about (whose owners may therefore not decide it),

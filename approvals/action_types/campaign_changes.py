@@ -11,8 +11,10 @@ from approvals.action_types.base import (
     Assessment,
     CampaignRef,
     Money,
+    change_of,
     relative_change,
     signed_percent,
+    target_name,
 )
 from approvals.validation import StrictSerializer
 from ledger.models import Account, BiddingStrategy, CampaignStatus
@@ -44,6 +46,9 @@ class NumericFieldChange(ActionType):
             ),
             amount=abs(new - current) if self.moves_daily_money else None,
         )
+
+    def exact_magnitude(self, payload, effects):
+        return change_of(effects.get(target_name(payload["campaign"], self.noun)))
 
     def proposed_state(self, payload, campaigns):
         return {payload["campaign"]: {self.field: Decimal(payload[self.payload_field])}}
@@ -137,6 +142,9 @@ class BudgetReallocation(ActionType):
             ),
             amount=amount,
         )
+
+    def exact_magnitude(self, payload, effects):
+        return change_of(effects.get(target_name(payload["from_campaign"], "daily budget")))
 
     def proposed_state(self, payload, campaigns):
         amount = Decimal(payload["amount"])

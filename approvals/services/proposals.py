@@ -6,7 +6,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -25,7 +25,7 @@ from approvals.services.lifecycle import proposal_lock, proposal_transition
 from audit.actors import Actor, acting_as
 from hitlproject.errors import DomainError, NotFound
 from ledger.models import Account, Campaign
-from policies.engine import Rule, Verdict
+from policies.engine import Rule, Verdict, factor_from_text, factor_text
 from policies.services import GuardrailFindings, policy_verdict, rules_in_force
 from policies.services import guardrail_blocks as policy_guardrail_blocks
 
@@ -48,7 +48,7 @@ class AssessedAction:
     assessment: Assessment
     snapshot: dict[str, dict[str, str]]
     campaigns: dict[str, Campaign]
-    effects: dict[str, Decimal]
+    effects: dict[str, Fraction]  # exact: see ``numeric_effects``
 
     def proposal_fields(self) -> dict[str, Any]:
         """The proposal's columns that hold what the platform derived."""
@@ -58,7 +58,7 @@ class AssessedAction:
             "magnitude_label": self.assessment.magnitude_label[:300],
             "amount": self.assessment.amount,
             "target_snapshot": self.snapshot,
-            "effects": {target: str(factor) for target, factor in self.effects.items()},
+            "effects": {target: factor_text(factor) for target, factor in self.effects.items()},
         }
 
 
@@ -390,7 +390,9 @@ def proposal_evaluate(*, proposal_id: int) -> Proposal:
                 magnitude=proposal.magnitude,
                 magnitude_label=proposal.magnitude_label,
                 amount=proposal.amount,
-                effects={target: Decimal(factor) for target, factor in proposal.effects.items()},
+                effects={
+                    target: factor_from_text(factor) for target, factor in proposal.effects.items()
+                },
                 proposal_id=proposal.pk,
             )
 
