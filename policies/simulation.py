@@ -3,8 +3,9 @@
 Each recorded proposal is replayed through the same ``engine.evaluate`` that decides live, with
 the facts recorded when it was made: its magnitude (exact from its effects, as live), amount
 and effects, the guardrail findings of the time, and the cumulative moves that had been
-approved by then (rebuilt as the stream goes by, compounded exactly). Proposals are streamed from a server-side cursor and only the moves inside the longest
-cumulative window are kept, so memory does not grow with the history.
+approved by then (rebuilt as the stream goes by, compounded exactly). Proposals are streamed
+from a server-side cursor and only the moves inside the longest cumulative window are kept, so
+memory does not grow with the history.
 """
 
 from __future__ import annotations
