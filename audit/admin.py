@@ -1,9 +1,113 @@
-from django.contrib.admin.utils import flatten_fieldsets
-from django.core.exceptions import PermissionDenied
+"""What every page of the review console shares: lists that answer only the filters they offer,
+secrets no lookup reaches, ids that are not ids refused as such, history that is read-only."""
+
+from django.contrib import admin
+from django.contrib.admin import widgets
+from django.contrib.admin.exceptions import DisallowedModelAdminLookup
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.utils import flatten_fieldsets, unquote
+from django.contrib.admin.views.main import ChangeList
+from django.core import checks
+from django.core.exceptions import (
+    BadRequest,
+    FieldDoesNotExist,
+    PermissionDenied,
+    ValidationError,
+)
+from django.db import models
+from django.http import Http404, QueryDict
 from simple_history.admin import SimpleHistoryAdmin
+from simple_history.utils import get_history_model_for_model
+
+from audit.secret_fields import SECRET_SOUNDING, lookup_touches_secret, secret_fields
 
 
-class AuditedHistoryAdmin(SimpleHistoryAdmin):
+class ConsoleChangeList(ChangeList):
+    """A list that answers only what its own page asks: its filters' choices, its date
+    hierarchy, a raw-id popup's limits (``related_fkey_lookups``). Any other lookup in the
+    query string, typed by hand, is refused (400) before it runs: Django would run any lookup
+    on any of the model's fields, and ``?callback_secret__startswith=whsec_a`` answers by
+    listing the row or not, one character at a time; ``?rationale__regex=(a+)+$`` costs the
+    database what the caller likes."""
+
+    def get_filters(self, request):
+        specs, has_filters, remaining, may_have_duplicates, has_active = super().get_filters(
+            request
+        )
+        # What a filter used it has taken out; what is left and came from the query string
+        # (not the date hierarchy's own bounds) is a lookup no page of the console makes.
+        typed = self.get_filters_params()
+        popups = raw_id_popup_lookups(self.model)
+        for lookup in remaining:
+            if lookup in typed and not all((lookup, value) in popups for value in typed[lookup]):
+                raise DisallowedModelAdminLookup(f"Filtering by {lookup} not allowed")
+        return specs, has_filters, remaining, may_have_duplicates, has_active
+
+
+def raw_id_popup_lookups(model: type[models.Model]) -> set[tuple[str, str]]:
+    """The (lookup, value) pairs that raw-id popups choosing ``model`` put in their URL: the
+    ``limit_choices_to`` of the foreign keys that point at it."""
+    pairs = set()
+    for limits in model._meta.related_fkey_lookups:
+        pairs |= set(
+            widgets.url_params_from_lookup_dict(limits() if callable(limits) else limits).items()
+        )
+    return pairs
+
+
+def refuse_nul(query: QueryDict) -> None:
+    """PostgreSQL stores no NUL character: a filter value with one would be a 500."""
+    if any("\x00" in key or "\x00" in value for key, values in query.lists() for value in values):
+        raise BadRequest("The query contains a NUL character.")
+
+
+def valid_id(field: models.Field, value: str) -> None:
+    """An id in a console URL that is no id of ``field``'s kind names no page (404)."""
+    try:
+        field.to_python(unquote(value))
+    except ValidationError as error:
+        raise Http404(f"No such record: {value!r}.") from error
+
+
+def keeps_history(model: type[models.Model]) -> bool:
+    """Whether django-simple-history records the model (a callback event keeps its own log)."""
+    return hasattr(model._meta, "simple_history_manager_attribute")
+
+
+class ConsoleAdmin(admin.ModelAdmin):
+    """The guards every admin of the console has, ours and the ones other apps register."""
+
+    def get_changelist(self, request, **kwargs):
+        return ConsoleChangeList
+
+    def lookup_allowed(self, lookup, value, request=None) -> bool:
+        # Refused here too, so that not even a filter the page offered could reach a secret.
+        return not lookup_touches_secret(self.model, lookup) and super().lookup_allowed(
+            lookup, value, request
+        )
+
+    def changelist_view(self, request, extra_context=None):
+        refuse_nul(request.GET)
+        return super().changelist_view(request, extra_context)
+
+    def get_search_results(self, request, queryset, search_term):
+        # Also what the autocomplete endpoint searches with.
+        if "\x00" in search_term:
+            raise BadRequest("The search contains a NUL character.")
+        return super().get_search_results(request, queryset, search_term)
+
+    def response_action(self, request, queryset):
+        """A bulk action on ids that are not ids (``_selected_action=abc``) is a bad request,
+        not a query that fails."""
+        for selected in request.POST.getlist(ACTION_CHECKBOX_NAME):
+            try:
+                self.model._meta.pk.to_python(selected)
+            except ValidationError as error:
+                raise BadRequest(f"Not an id: {selected!r}.") from error
+        return super().response_action(request, queryset)
+
+
+class AuditedHistoryAdmin(ConsoleAdmin, SimpleHistoryAdmin):
     """History that is read, never rewritten.
 
     django-simple-history's version page saves a POST from anyone who may view history; here
@@ -16,9 +120,19 @@ class AuditedHistoryAdmin(SimpleHistoryAdmin):
     def revert_disabled(self, request, obj=None) -> bool:
         return True
 
+    def history_view(self, request, object_id, extra_context=None):
+        valid_id(self.model._meta.pk, object_id)
+        if not keeps_history(self.model):  # Django's own page: the admin's log of changes
+            return admin.ModelAdmin.history_view(self, request, object_id, extra_context)
+        return super().history_view(request, object_id, extra_context)
+
     def history_form_view(self, request, object_id, version_id, extra_context=None):
         if request.method == "POST":
             raise PermissionDenied("History is read-only.")
+        if not keeps_history(self.model):
+            raise Http404("No history is kept of these records.")
+        valid_id(self.model._meta.pk, object_id)
+        valid_id(get_history_model_for_model(self.model)._meta.pk, version_id)
         return super().history_form_view(request, object_id, version_id, extra_context)
 
     def get_readonly_fields(self, request, obj=None):
@@ -28,3 +142,86 @@ class AuditedHistoryAdmin(SimpleHistoryAdmin):
             hidden = set(self.exclude or ())  # secrets (a key's digest) stay hidden in history
             return [field.name for field in self.model._meta.fields if field.name not in hidden]
         return super().get_readonly_fields(request, obj)
+
+
+def guard_registered_admins(site: admin.AdminSite) -> None:
+    """Give the admins that apps installed before ours registered (users and groups, login
+    attempts) the console's guards; ours have them from ``AuditedHistoryAdmin``."""
+    for model, model_admin in list(site._registry.items()):
+        if not isinstance(model_admin, ConsoleAdmin):
+            guarded = type(
+                f"Console{type(model_admin).__name__}", (ConsoleAdmin, type(model_admin)), {}
+            )
+            site.unregister(model)
+            site.register(model, guarded)
+
+
+guard_registered_admins(admin.site)
+
+
+def _searched_and_sorted_paths(model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+    """(where, lookup path) for every lookup an admin's own page may run on a field: its field
+    filters, search, orderings and date hierarchy."""
+    model = model_admin.model
+    paths = []
+    for item in model_admin.list_filter:
+        path = item[0] if isinstance(item, list | tuple) else item
+        if isinstance(path, str):
+            paths.append(("list_filter", path))
+    paths += [("search_fields", name.lstrip("=^@")) for name in model_admin.search_fields]
+    paths += [("ordering", name) for name in model_admin.ordering or () if isinstance(name, str)]
+    if model_admin.date_hierarchy:
+        paths.append(("date_hierarchy", model_admin.date_hierarchy))
+    for name in model_admin.list_display:  # a column sorts by its field or its order field
+        if not isinstance(name, str):
+            continue
+        try:
+            order = model._meta.get_field(name).name
+        except FieldDoesNotExist:
+            shown = getattr(model_admin, name, None) or getattr(model, name, None)
+            order = getattr(shown, "admin_order_field", None)
+        if isinstance(order, str):
+            paths.append(("list_display", order))
+    return paths
+
+
+@checks.register(checks.Tags.admin, checks.Tags.security)
+def check_console_secrets(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    return console_secret_problems(admin.site)
+
+
+def console_secret_problems(site: admin.AdminSite) -> list[checks.CheckMessage]:
+    """Every admin of the console has its guards, no page of it filters, searches or sorts by
+    a secret, and a field that sounds secret is declared one (``audit.secret_fields``)."""
+    errors = []
+    for model, model_admin in site._registry.items():
+        label = f"{model._meta.label}'s admin"
+        if not isinstance(model_admin, ConsoleAdmin):
+            errors.append(
+                checks.Error(
+                    f"{label} does not have the console's guards.",
+                    hint="Inherit audit.admin.AuditedHistoryAdmin.",
+                    obj=type(model_admin),
+                    id="audit.E001",
+                )
+            )
+        for where, path in _searched_and_sorted_paths(model_admin):
+            if lookup_touches_secret(model, path):
+                errors.append(
+                    checks.Error(
+                        f"{label} reaches a secret through its {where}: {path}.",
+                        obj=type(model_admin),
+                        id="audit.E002",
+                    )
+                )
+        for field in model._meta.concrete_fields:
+            if SECRET_SOUNDING.search(field.name) and field.name not in secret_fields(model):
+                errors.append(
+                    checks.Error(
+                        f"{model._meta.label}.{field.name} sounds secret but is not declared.",
+                        hint="Declare it in audit.secret_fields.SECRET_FIELDS.",
+                        obj=model,
+                        id="audit.E003",
+                    )
+                )
+    return errors

@@ -17,6 +17,8 @@ from datetime import datetime
 from django.apps import apps
 from django.core.serializers.json import DjangoJSONEncoder
 
+from audit.secret_fields import SECRET_FIELDS
+
 AUDITED_APPS = ("ledger", "approvals", "policies", "feedback")
 COLUMNS = [
     "at",
@@ -32,8 +34,6 @@ COLUMNS = [
     "fields",
 ]
 CHANGE = {"+": "created", "~": "changed", "-": "deleted"}
-# Fields that are secrets however they are stored: an API key's digest identifies the key.
-SECRET_FIELDS = {"approvals.agentapikey": {"digest"}}
 
 
 def audited_models():
