@@ -1,6 +1,7 @@
 """Small charts drawn on the server as SVG: nothing is loaded from a CDN, and the numbers a
 person sees are the ones in the page."""
 
+import math
 from dataclasses import dataclass
 
 BAR_PALETTE = ["#8aa4b8", "#264b5d", "#c8553d", "#588b8b", "#d9a441", "#7a5c8e"]
@@ -97,39 +98,52 @@ def line_chart(
     title: str, series: dict[str, list[float]], *, width: int = 360, height: int = 120
 ) -> LineChart:
     """One line per series, on a shared vertical scale, with the first and last points at the
-    chart's edges."""
+    chart's edges. The values are finite floats (``chartable``)."""
     values = [v for points in series.values() for v in points]
     low, high = min(values), max(values)
-    span = (high - low) or 1
+    # Halved, so that the span between two finite floats (-1e308 and 1e308) stays finite.
+    span = (high / 2 - low / 2) or 1
     pad = 8
+
+    def y(v: float) -> float:
+        return height - pad - (v / 2 - low / 2) / span * (height - 2 * pad)
+
     lines = []
     for index, (label, points) in enumerate(series.items()):
         step = (width - 2 * pad) / max(len(points) - 1, 1)
-        coordinates = " ".join(
-            f"{pad + i * step:.1f},{height - pad - (v - low) / span * (height - 2 * pad):.1f}"
-            for i, v in enumerate(points)
-        )
+        coordinates = " ".join(f"{pad + i * step:.1f},{y(v):.1f}" for i, v in enumerate(points))
         lines.append(Line(label, coordinates, points[-1], PALETTE[index % len(PALETTE)]))
     return LineChart(title, width, height, lines, low, high)
 
 
+def chartable(value) -> list[float] | None:
+    """A list of at least two numbers, as the floats a chart draws; None for anything else,
+    a number too large for a float among them (a 400-digit integer is valid JSON)."""
+    if not isinstance(value, list) or len(value) < 2:
+        return None
+    points = []
+    for v in value:
+        if not isinstance(v, int | float) or isinstance(v, bool):
+            return None
+        try:
+            points.append(float(v))
+        except OverflowError:
+            return None
+        if not math.isfinite(points[-1]):
+            return None
+    return points
+
+
 def numeric_series(data: dict, limit: int = 6) -> list[LineChart]:
     """The series of numbers in an agent's supporting data, as charts: a list of numbers is a
-    line; an object whose values are lists of numbers is one chart with a line each."""
-
-    def is_series(value) -> bool:
-        return (
-            isinstance(value, list)
-            and len(value) >= 2
-            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
-        )
-
+    line; an object whose values are lists of numbers is one chart with a line each. A series
+    no chart can draw is left out (the page shows the data itself as well)."""
     charts = []
     for key, value in data.items() if isinstance(data, dict) else ():
-        if is_series(value):
-            charts.append(line_chart(str(key), {str(key): value}))
+        if (points := chartable(value)) is not None:
+            charts.append(line_chart(str(key), {str(key): points}))
         elif isinstance(value, dict):
-            lines = {str(k): v for k, v in value.items() if is_series(v)}
+            lines = {str(k): points for k, v in value.items() if (points := chartable(v))}
             if lines:
                 charts.append(line_chart(str(key), lines))
         if len(charts) == limit:

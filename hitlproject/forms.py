@@ -1,7 +1,39 @@
 import json
+import math
+import sys
 
 from django import forms
 from django.forms.fields import InvalidJSONInput
+
+
+def _integer(text: str) -> int:
+    limit = sys.get_int_max_str_digits()
+    if limit and len(text.lstrip("-")) > limit:
+        raise forms.ValidationError(f"A number has more than {limit} digits.", code="invalid")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise forms.ValidationError(f"Too large a number: {text[:40]}", code="invalid")
+    return number
+
+
+def _constant(name: str):
+    raise forms.ValidationError(f"{name} is not a number JSON can hold.", code="invalid")
+
+
+class StoredJSONDecoder(json.JSONDecoder):
+    """JSON as a database column stores it and Python reads it: no NaN or Infinity, no number
+    too large for a float, no integer past Python's digit limit (whose ValueError would be a
+    500). Each is refused with a message that says which."""
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("parse_int", _integer)
+        kwargs.setdefault("parse_float", _finite_float)
+        kwargs.setdefault("parse_constant", _constant)
+        super().__init__(**kwargs)
 
 
 class IndentedJSONField(forms.JSONField):
@@ -9,6 +41,7 @@ class IndentedJSONField(forms.JSONField):
 
     def __init__(self, **kwargs) -> None:
         kwargs.setdefault("widget", forms.Textarea(attrs={"rows": 10, "cols": 60}))
+        kwargs.setdefault("decoder", StoredJSONDecoder)
         super().__init__(**kwargs)
 
     def to_python(self, value):
@@ -27,7 +60,7 @@ class IndentedJSONField(forms.JSONField):
     def bound_data(self, data, initial):
         try:
             return super().bound_data(data, initial)
-        except RecursionError:
+        except (RecursionError, forms.ValidationError):  # echoed as typed, with the error
             return InvalidJSONInput(data)
 
     def prepare_value(self, value):

@@ -1,0 +1,269 @@
+"""No input in the console gets a 500: numbers too large to draw or to read, ids that are not
+ids, NUL characters and very long strings each get a page that says so (or a 4xx), never a
+server error."""
+
+import pytest
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.urls import reverse
+from simple_history.admin import SimpleHistoryAdmin
+
+from approvals.models import Agent, Proposal, ProposalStatus
+from feedback.models import CallbackEvent
+from ledger.models import Account
+from policies.models import Policy
+from tests.conftest import bid_adjustment, reallocation
+from tests.factories import evaluated
+
+HUGE = "9" * 30  # an integer no column holds
+FOUR_HUNDRED_DIGITS = int("7" * 400)  # valid JSON, and no float holds it
+
+
+@pytest.fixture
+def superuser(demo_world) -> Client:
+    client = Client(raise_request_exception=False)
+    client.force_login(get_user_model().objects.create_superuser("root", password="unused-1"))
+    return client
+
+
+@pytest.fixture
+def operator(login) -> Client:
+    client = login("operator")
+    client.raise_request_exception = False  # a 500 is an answer to assert on, not a crash
+    return client
+
+
+def url_of(model, view: str, *args) -> str:
+    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)
+
+
+# --- numbers ---------------------------------------------------------------------------------
+
+
+def test_a_review_page_shows_a_number_too_large_to_draw_and_charts_the_rest(optimizer, operator):
+    supporting_data = {
+        "conversions": [FOUR_HUNDRED_DIGITS, 0.5, 3],
+        "extremes": [1e308, -1e308, 0],
+        "ctr": {"brand": [0.021, 0.019], "huge": [1, FOUR_HUNDRED_DIGITS]},
+    }
+    sent = optimizer.post(
+        "/api/v1/proposals/", reallocation(supporting_data=supporting_data), format="json"
+    )
+    assert sent.status_code == 201, sent.content
+
+    page = operator.get(url_of(Proposal, "change", sent.json()["id"]))
+
+    assert page.status_code == 200
+    assert "7" * 400 in page.text  # the data as the agent sent it
+    charts = {chart.title: [line.label for line in chart.lines] for chart in page.context["charts"]}
+    assert charts == {"extremes": ["extremes"], "ctr": ["brand"]}
+    assert "nan" not in " ".join(
+        line.points for chart in page.context["charts"] for line in chart.lines
+    )
+
+
+def test_edit_then_approve_refuses_a_number_past_pythons_digit_limit(operator, demo_world):
+    proposal = evaluated(reallocation())
+    payload = '{"from_campaign": "brand-search", "to_campaign": "generic-search", "amount": %s}'
+
+    response = operator.post(
+        url_of(Proposal, "edit-approve", proposal.pk),
+        {"payload": payload % ("1" * 5000), "note": ""},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    assert "A number has more than 4300 digits." in response.text
+    proposal.refresh_from_db()
+    assert proposal.status == ProposalStatus.PENDING_REVIEW
+
+
+@pytest.mark.parametrize(
+    ("payload", "said"),
+    [
+        ('{"amount": %s}' % ("1" * 5000), "A number has more than 4300 digits."),
+        ("-" + "1" * 5000, "A number has more than 4300 digits."),
+        ('{"amount": 1e999}', "Too large a number: 1e999"),
+        ('{"amount": NaN}', "NaN is not a number JSON can hold."),
+        ('{"amount": -Infinity}', "-Infinity is not a number JSON can hold."),
+        ("[" * 100_000, "Nested too deeply."),
+    ],
+)
+def test_the_dry_run_says_what_is_wrong_with_the_json(login, payload, said):
+    client = login("policy-owner")
+    policy = Policy.objects.filter(action_type="budget_reallocation").first()
+    agent = Agent.objects.get(name="optimizer")
+
+    response = client.post(
+        url_of(Policy, "dry_run", policy.pk),
+        {"agent": agent.pk, "account": Account.objects.get(external_id="demo").pk,
+         "payload": payload},
+    )  # fmt: skip
+
+    assert response.status_code == 200
+    assert said in response.text
+    assert 'id="dry-run-verdict"' not in response.text
+
+
+# --- ids that are not ids --------------------------------------------------------------------
+
+
+def history_tracked():
+    return [
+        (model, model_admin)
+        for model, model_admin in admin.site._registry.items()
+        if isinstance(model_admin, SimpleHistoryAdmin)
+    ]
+
+
+def test_a_history_version_that_is_no_number_is_not_found_on_every_history_page(superuser):
+    proposal = evaluated(reallocation())
+    for model, _ in history_tracked():
+        obj = model.objects.first() or (proposal if model is Proposal else None)
+        real_id = obj.pk if obj else 1
+        for args in [
+            (real_id, "abc"),
+            (real_id, "1.5"),
+            (real_id, "\x00"),
+            (real_id, HUGE),
+            ("abc", 1),
+            ("\x00", 1),
+        ]:
+            response = superuser.get(url_of(model, "simple_history", *args))
+            assert response.status_code == 404, (model, args, response.status_code)
+        for object_id in ["abc", "\x00", HUGE]:
+            response = superuser.get(url_of(model, "history", object_id))
+            # 302: Django's own history page (of a record whose changes are not tracked) goes
+            # back home saying there is no such record
+            assert response.status_code in {302, 404}, (model, object_id, response.status_code)
+
+
+def test_a_callback_event_has_a_history_page_though_it_keeps_its_own_log(superuser):
+    Agent.objects.filter(name="optimizer").update(callback_url="https://agent.example/hitl")
+    proposal = evaluated(bid_adjustment())  # runs on its own: the agent is told
+    event = CallbackEvent.objects.get(proposal=proposal)
+
+    page = superuser.get(url_of(CallbackEvent, "history", event.pk))
+    version = superuser.get(url_of(CallbackEvent, "simple_history", event.pk, 1))
+
+    assert page.status_code == 200
+    assert version.status_code == 404
+
+
+def test_a_bulk_decision_on_ids_that_are_not_ids_is_a_bad_request(operator):
+    proposal = evaluated(reallocation())
+    changelist = url_of(Proposal, "changelist")
+    for selected in ["abc", "1.5", "", "\x00", f"{proposal.pk}x"]:
+        for confirm in [{}, {"confirm": "1", "note": "ok"}]:
+            response = operator.post(
+                changelist,
+                {"action": "approve_selected", "_selected_action": [proposal.pk, selected],
+                 "index": "0", **confirm},
+            )  # fmt: skip
+            assert response.status_code == 400, (selected, confirm)
+    proposal.refresh_from_db()
+    assert proposal.status == ProposalStatus.PENDING_REVIEW
+
+    # An id no proposal has is nothing to decide, not an error.
+    response = operator.post(
+        changelist, {"action": "approve_selected", "_selected_action": HUGE, "index": "0"}
+    )
+    assert response.status_code == 200
+    assert response.context["proposals"] == []
+
+
+def test_every_bulk_action_refuses_ids_that_are_not_ids(superuser):
+    for model, model_admin in admin.site._registry.items():
+        request_actions = [name for name in (model_admin.actions or []) if isinstance(name, str)]
+        for action in [*request_actions, "delete_selected"]:
+            response = superuser.post(
+                url_of(model, "changelist"),
+                {"action": action, "_selected_action": "abc", "index": "0"},
+            )
+            # 200: the list again, when the admin has no bulk action for this user
+            assert response.status_code in {200, 302, 400}, (model, action, response.status_code)
+
+
+def test_urls_naming_a_proposal_that_cannot_exist_are_refused(operator):
+    for view in ["change", "approve", "reject", "retry", "withdraw", "outcome", "edit-approve"]:
+        for object_id in [HUGE, "0"]:
+            url = url_of(Proposal, view, object_id)
+            response = operator.post(url, {}) if view != "change" else operator.get(url)
+            assert 300 <= response.status_code < 500, (view, object_id, response.status_code)
+
+
+# --- NUL characters and long strings -------------------------------------------------------
+
+
+def test_a_nul_character_in_a_list_s_query_is_a_bad_request_on_every_list(superuser):
+    for model in admin.site._registry:
+        changelist = url_of(model, "changelist")
+        for query in [{"q": "\x00"}, {"status": "\x00"}, {"o": "1\x00"}, {"x\x00": "1"}]:
+            response = superuser.get(changelist, query)
+            assert response.status_code in {302, 400}, (model, query, response.status_code)
+
+
+def test_a_nul_character_in_a_filter_the_queue_offers_is_a_bad_request(operator):
+    changelist = url_of(Proposal, "changelist")
+    for name in ["status", "action_type", "risk", "account__channel__exact", "agent__id__exact"]:
+        assert operator.get(changelist, {name: "a\x00b"}).status_code == 400, name
+
+
+def test_autocomplete_refuses_a_nul_character_and_takes_a_long_term(superuser):
+    url = reverse("admin:autocomplete")
+    for field, model_name, app_label in [
+        ("account", "campaign", "ledger"),
+        ("owner", "agent", "approvals"),
+        ("proposal", "decision", "approvals"),
+    ]:
+        query = {"app_label": app_label, "model_name": model_name, "field_name": field}
+        assert superuser.get(url, {**query, "term": "a\x00"}).status_code == 400
+        long_term = superuser.get(url, {**query, "term": "x" * 10_000})
+        assert long_term.status_code in {200, 403, 404}  # 404: a list with no search
+
+
+def test_the_agent_scorecard_takes_any_days(operator):
+    agent = Agent.objects.get(name="optimizer")
+    for days in ["7", "abc", HUGE, "-1", "\x00", "x" * 10_000]:
+        page = operator.get(url_of(Agent, "change", agent.pk), {"days": days})
+        assert page.status_code == 200, days
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"since": "\x00", "until": "2026-01-01", "format": "csv"},
+        {"since": "2026-01-01", "until": "2026-01-02", "format": "\x00"},
+        {"since": "x" * 10_000, "until": "2026-01-02", "format": "csv"},
+        {"since": "2026-01-01", "until": HUGE, "format": "jsonl"},
+        {"since": "99999-01-01", "until": "2026-01-02", "format": "csv"},
+    ],
+)
+def test_the_audit_export_form_refuses_what_is_not_a_period(operator, query):
+    response = operator.get(reverse("audit-export"), query)
+    assert response.status_code == 200
+    assert "errorlist" in response.text
+
+
+@pytest.mark.parametrize("agent", ["\x00", "x" * 10_000, HUGE, "optimizer\x00", "<script>"])
+def test_the_feedback_export_form_refuses_an_agent_it_does_not_know(operator, agent):
+    query = {"agent": agent, "since": "2026-01-01", "until": "2026-01-02"}
+    response = operator.get(reverse("feedback-export"), query)
+    assert response.status_code == 200
+    assert "errorlist" in response.text
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"since": "2026-01-01", "until": "2026-01-02", "drafts": "abc"},
+        {"since": "2026-01-01", "until": "2026-01-02", "drafts": HUGE},
+        {"since": "2026-01-01", "until": "2026-01-02", "drafts": "\x00"},
+        {"since": "\x00", "until": "2026-01-02"},
+    ],
+)
+def test_the_simulation_form_refuses_drafts_and_days_that_are_not(login, query):
+    response = login("policy-owner").get(url_of(Policy, "simulate"), query)
+    assert response.status_code == 200
+    assert "errorlist" in response.text
