@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -19,12 +19,16 @@ from approvals.services.idempotency import (
     idempotency_release,
     request_fingerprint,
 )
-from approvals.services.proposals import proposal_submit, proposal_withdraw
+from approvals.services.proposals import (
+    Submission,
+    proposal_submit,
+    proposal_withdraw,
+    proposals_submit,
+)
 from approvals.validation import StrictFloatField, StrictSerializer, bounded_json, finite_number
 from feedback.api import OutcomeInput, OutcomeOutput
 from feedback.services import outcome_report_by_agent
 from hitlproject.api import AgentAPIView, IdCursorPagination, api_error_body
-from hitlproject.errors import DomainError
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
@@ -151,20 +155,11 @@ def proposal_body(proposal: Proposal, *, just_submitted: bool = False) -> dict:
     return ProposalOutput(proposal, context={"just_submitted": just_submitted}).data
 
 
-def submit_one(agent, data: dict) -> Proposal:
+def submission(data: Any) -> Submission:
+    """A proposal's fields as the agent sent them, checked for form (or a 400)."""
     serializer = ProposalInput(data=data)
     serializer.is_valid(raise_exception=True)
-    valid = serializer.validated_data
-    return proposal_submit(
-        agent=agent,
-        account_external_id=valid["account"],
-        action_type=valid["action_type"],
-        payload=valid["payload"],
-        rationale=valid["rationale"],
-        supporting_data=valid["supporting_data"],
-        confidence=valid["confidence"],
-        external_ref=valid["external_ref"],
-    )
+    return Submission(**serializer.validated_data)
 
 
 class IdempotentAPIView(AgentAPIView):
@@ -229,7 +224,7 @@ class ProposalCollectionApi(IdempotentAPIView):
         return super().post(request)
 
     def perform(self, request: Request) -> Response:
-        proposal = submit_one(request.user, request.data)
+        proposal = proposal_submit(agent=request.user, submission=submission(request.data))
         return Response(
             proposal_body(proposal, just_submitted=True),
             status=status.HTTP_201_CREATED,
@@ -286,17 +281,29 @@ class ProposalBatchApi(IdempotentAPIView):
             raise ValidationError(
                 {"non_field_errors": [f"At most {settings.API_MAX_BATCH_SIZE} proposals a batch."]}
             )
-        results = []
-        for index, item in enumerate(items):
+        # Each item is checked for form, then the well-formed ones are submitted together, in
+        # one transaction: the batch is recorded whole, with every item's result, or not at all.
+        checked: list[Submission | ValidationError] = []
+        for item in items:
             try:
-                with transaction.atomic():
-                    proposal = submit_one(request.user, item)
-            except (APIException, DomainError) as error:
-                status_code, body = api_error_body(error)
-                results.append({"index": index, "status": status_code, "errors": body})
-            else:
-                body = proposal_body(proposal, just_submitted=True)
+                checked.append(submission(item))
+            except ValidationError as error:
+                checked.append(error)
+        submitted = iter(
+            proposals_submit(
+                agent=request.user,
+                submissions=[item for item in checked if isinstance(item, Submission)],
+            )
+        )
+        results = []
+        for index, item in enumerate(checked):
+            outcome = next(submitted) if isinstance(item, Submission) else item
+            if isinstance(outcome, Proposal):
+                body = proposal_body(outcome, just_submitted=True)
                 results.append({"index": index, "status": 201, "proposal": body})
+            else:
+                status_code, body = api_error_body(outcome)
+                results.append({"index": index, "status": status_code, "errors": body})
         return Response(results, status=status.HTTP_200_OK)
 
 

@@ -4,6 +4,7 @@ They are acknowledged late and rejected when a worker dies, so a crash redeliver
 services they call re-read state under a lock and do nothing when the work is already done.
 """
 
+from collections.abc import Sequence
 from functools import partial
 
 from celery import Task, shared_task
@@ -27,10 +28,25 @@ def enqueue_after_commit(task: Task, *proposal_ids: int) -> None:
     transaction.on_commit(partial(_send_each, task, proposal_ids), robust=True)
 
 
-def _send_each(task: Task, proposal_ids: tuple[int, ...]) -> None:
+def _send_each(task: Task, arguments: Sequence[object]) -> None:
     with task.app.producer_or_acquire() as producer:
-        for proposal_id in proposal_ids:
-            task.apply_async((proposal_id,), producer=producer)
+        for argument in arguments:
+            task.apply_async((argument,), producer=producer)
+
+
+# A batch's evaluations travel this many to a message: a publish costs more than the
+# evaluations wait for one another.
+EVALUATION_CHUNK = 25
+
+
+def enqueue_evaluations_after_commit(proposal_ids: list[int]) -> None:
+    """Send the proposals' evaluations, in chunks, once the surrounding transaction commits
+    (a broker out of reach is logged, and the stall sweeper sends them again)."""
+    chunks = [
+        proposal_ids[start : start + EVALUATION_CHUNK]
+        for start in range(0, len(proposal_ids), EVALUATION_CHUNK)
+    ]
+    transaction.on_commit(partial(_send_each, evaluate_proposals, chunks), robust=True)
 
 
 TRANSIENT = {
@@ -44,6 +60,12 @@ TRANSIENT = {
 @shared_task(name="approvals.evaluate_proposal", **TRANSIENT)
 def evaluate_proposal(proposal_id: int) -> None:
     proposal_evaluate(proposal_id=proposal_id)
+
+
+@shared_task(name="approvals.evaluate_proposals", **TRANSIENT)
+def evaluate_proposals(proposal_ids: list[int]) -> None:
+    for proposal_id in proposal_ids:
+        proposal_evaluate(proposal_id=proposal_id)
 
 
 @shared_task(name="approvals.execute_proposal", **TRANSIENT)

@@ -23,7 +23,7 @@ from approvals import action_types
 from approvals.action_types.policy_changes import agents_own_scope, is_agents_own
 from approvals.models import Agent, AgentKind, Proposal
 from approvals.models import ProposalStatus as S
-from approvals.services.proposals import proposal_submit
+from approvals.services.proposals import Submission, proposal_submit
 from audit.actors import Actor, acting_as
 from feedback.models import AutonomyRules
 from feedback.selectors import Scorecard, scorecards
@@ -267,19 +267,21 @@ def _propose(rules, agent, account, card, since, until) -> Proposal | None:
     with transaction.atomic():
         return proposal_submit(
             agent=advisor_for(account),
-            account_external_id=account.external_id,
-            action_type=POLICY_CHANGE,
-            payload={
-                "agent": agent.name,
-                "action_type": card.action_type,
-                "from_ceiling": str(recommendation.current),
-                "to_ceiling": str(recommendation.proposed),
-            },
-            rationale=rationale,
-            supporting_data=supporting,
-            # How strongly the record speaks for it.
-            confidence=float(
-                card.clean_approval_rate if recommendation.widens else card.rejection_rate
+            submission=Submission(
+                account=account.external_id,
+                action_type=POLICY_CHANGE,
+                payload={
+                    "agent": agent.name,
+                    "action_type": card.action_type,
+                    "from_ceiling": str(recommendation.current),
+                    "to_ceiling": str(recommendation.proposed),
+                },
+                rationale=rationale,
+                supporting_data=supporting,
+                # How strongly the record speaks for it.
+                confidence=float(
+                    card.clean_approval_rate if recommendation.widens else card.rejection_rate
+                ),
+                external_ref=_reference(agent, account, card.action_type),
             ),
-            external_ref=_reference(agent, account, card.action_type),
         )

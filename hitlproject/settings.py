@@ -284,8 +284,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("HITL_LOG_LEVEL", "INFO")},
-    # Every outbound request is recorded where it matters (an attempt, a callback's log).
-    "loggers": {"httpx": {"level": "WARNING"}},
+    # Every outbound request is recorded where it matters (an attempt, a callback's log); a
+    # lockout, on its record in the console.
+    "loggers": {"httpx": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
 
 # --- Agent API ------------------------------------------------------------------------------

@@ -2,10 +2,12 @@ import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,6 +17,7 @@ import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.db import connection
 from django.test import Client
 from rest_framework.test import APIClient
 
@@ -240,3 +243,83 @@ class Receiver:
 
     def events(self) -> list[dict]:
         return [json.loads(request["body"]) for request in self.received]
+
+
+def procfile_command(name: str) -> str:
+    for line in (REPO / "Procfile").read_text().splitlines():
+        if line.startswith(f"{name}:"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError(f"The Procfile names no {name} process")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class WebServer:
+    """The Procfile's web process, as production runs it, on the test database."""
+
+    def __init__(self, log_path: Path, **extra_env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        env = {
+            **os.environ,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            "DATABASE_URL": database_url(connection.settings_dict),
+            "HITL_CELERY_QUEUE": celery_app.conf.task_default_queue,  # this session's workers
+            "PORT": str(self.port),
+            "HITL_BIND": "127.0.0.1",
+            "WEB_CONCURRENCY": "1",
+            **extra_env,
+        }
+        with open(log_path, "w") as log:
+            self.process = subprocess.Popen(
+                ["bash", "-c", f"exec {procfile_command('web')}"],
+                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        try:
+            wait_until(self._answers, timeout=60, interval=0.3)
+        except AssertionError as error:
+            self.stop()
+            raise AssertionError(f"{error}\n{log_path.read_text()}") from error
+
+    def _answers(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError("The web server stopped")
+        try:
+            return urllib.request.urlopen(f"{self.url}/healthz", timeout=2).status == 200
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """Gone at once, as a machine that loses power."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=20)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=20)
+
+
+@pytest.fixture
+def web_server_with(transactional_db, tmp_path) -> Iterator[Callable[..., WebServer]]:
+    """Starts the Procfile's web process with the given environment on top; each is stopped
+    at the end of the test."""
+    servers: list[WebServer] = []
+
+    def start(**extra_env: str) -> WebServer:
+        servers.append(WebServer(tmp_path / f"web-{len(servers)}.log", **extra_env))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def web_server(web_server_with) -> str:
+    return web_server_with().url

@@ -1,21 +1,13 @@
 """Building proposals in a given state through the same services the platform uses."""
 
 from approvals.models import Agent, Proposal
-from approvals.services.proposals import proposal_evaluate, proposal_submit
+from approvals.services.proposals import Submission, proposal_evaluate, proposal_submit
 from tests.conftest import reallocation
 
 
 def submitted(body: dict | None = None, agent: str = "optimizer") -> Proposal:
     body = body or reallocation()
-    return proposal_submit(
-        agent=Agent.objects.get(name=agent),
-        account_external_id=body["account"],
-        action_type=body["action_type"],
-        payload=body["payload"],
-        rationale=body["rationale"],
-        supporting_data=body.get("supporting_data", {}),
-        confidence=body["confidence"],
-    )
+    return proposal_submit(agent=Agent.objects.get(name=agent), submission=Submission(**body))
 
 
 def evaluated(body: dict | None = None, agent: str = "optimizer") -> Proposal:

@@ -79,7 +79,7 @@ def test_a_request_that_outlived_its_lease_is_undone_not_doubled(optimizer, sett
     from django.db import transaction
 
     from approvals.services.idempotency import idempotency_complete
-    from approvals.services.proposals import proposal_submit
+    from approvals.services.proposals import Submission, proposal_submit
 
     agent = Agent.objects.get(name="optimizer")
     body = bid_adjustment()
@@ -90,15 +90,7 @@ def test_a_request_that_outlived_its_lease_is_undone_not_doubled(optimizer, sett
     assert retry.status_code == 201
 
     with pytest.raises(Conflict), transaction.atomic():
-        proposal_submit(
-            agent=agent,
-            account_external_id="demo",
-            action_type=body["action_type"],
-            payload=body["payload"],
-            rationale=body["rationale"],
-            supporting_data={},
-            confidence=body["confidence"],
-        )
+        proposal_submit(agent=agent, submission=Submission(**body))
         idempotency_complete(record=slow, status=201, body={"id": -1})
 
     assert Proposal.objects.count() == 1

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
@@ -22,7 +22,8 @@ from approvals.models import Agent, Proposal, ProposalStatus, VerdictOutcome
 from approvals.services.acts import Act, ReviewWindowClosed, act_refusal, review_window_closed
 from approvals.services.expiry import proposals_expire_locked
 from approvals.services.lifecycle import proposal_lock, proposal_transition
-from audit.actors import Actor, acting_as
+from audit.actors import Actor
+from audit.history import create_with_history
 from hitlproject.errors import DomainError, NotFound
 from ledger.models import Account, Campaign
 from policies.engine import Rule, Verdict, factor_from_text, factor_text
@@ -83,8 +84,15 @@ def ledger_snapshot(
     }
 
 
-def action_assess(*, account: Account, action_type_name: str, raw_payload: Any) -> AssessedAction:
-    """Validate an action's payload and derive its magnitude from the platform's ledger."""
+def action_assess(
+    *,
+    account: Account,
+    action_type_name: str,
+    raw_payload: Any,
+    account_campaigns: Mapping[str, Campaign] | None = None,
+) -> AssessedAction:
+    """Validate an action's payload and derive its magnitude from the platform's ledger (the
+    account's campaigns by external id, if already read)."""
     action_type = action_types.get(action_type_name)
     if action_type is None:
         known = ", ".join(action_types.names())
@@ -96,7 +104,11 @@ def action_assess(*, account: Account, action_type_name: str, raw_payload: Any) 
     except ValidationError as error:
         raise ValidationError({"payload": error.detail}) from error
 
-    campaigns = campaigns_for(account=account, action_type=action_type, payload=payload)
+    if account_campaigns is None:
+        campaigns = campaigns_for(account=account, action_type=action_type, payload=payload)
+    else:
+        named = action_type.campaign_fields(payload)
+        campaigns = {id_: account_campaigns[id_] for id_ in named if id_ in account_campaigns}
     missing = {
         field: [f"No campaign “{value}” on account “{account.external_id}”."]
         for field, value in payload.items()
@@ -217,12 +229,16 @@ def _strictest_approvals(action_type: str, rules: list[Rule] | None) -> int:
     )
 
 
+def _no_such_account(agent: Agent, external_id: str) -> ValidationError:
+    return ValidationError(
+        {"account": [f"No account “{external_id}” that agent “{agent.name}” may act on."]}
+    )
+
+
 def agent_account(*, agent: Agent, external_id: str) -> Account:
     account = agent.accounts.filter(external_id=external_id).first()
     if account is None:
-        raise ValidationError(
-            {"account": [f"No account “{external_id}” that agent “{agent.name}” may act on."]}
-        )
+        raise _no_such_account(agent, external_id)
     return account
 
 
@@ -234,40 +250,92 @@ def _may_propose(agent: Agent, action_type_name: str) -> None:
         )
 
 
-def proposal_submit(
-    *,
-    agent: Agent,
-    account_external_id: str,
-    action_type: str,
-    payload: Any,
-    rationale: str,
-    supporting_data: dict[str, Any],
-    confidence: float,
-    external_ref: str = "",
-) -> Proposal:
-    """Record an agent's proposal and have the policy engine evaluate it once it is committed."""
-    _may_propose(agent, action_type)
-    account = agent_account(agent=agent, external_id=account_external_id)
-    assessed = action_assess(account=account, action_type_name=action_type, raw_payload=payload)
-    with transaction.atomic(), acting_as(Actor.for_agent(agent)):
+@dataclass(frozen=True)
+class Submission:
+    """One proposal as an agent submits it (its fields already checked for form)."""
+
+    account: str  # the account's external id
+    action_type: str
+    payload: Any
+    rationale: str
+    confidence: float
+    supporting_data: dict[str, Any] = field(default_factory=dict)
+    external_ref: str = ""
+
+
+def proposals_submit(
+    *, agent: Agent, submissions: Sequence[Submission]
+) -> list[Proposal | ValidationError]:
+    """Record an agent's proposals, each checked and assessed as if it came alone, and have
+    the policy engine evaluate them once they are committed. Returns, for each submission in
+    order, its proposal or why it was refused.
+
+    Set-based, so a batch of a thousand costs a few statements, not thousands: the agent's
+    accounts and every campaign the submissions name are read once, the proposals and their
+    history are inserted together, and their evaluations sent over one broker connection.
+    All in one transaction (the caller's, if it has one): a batch is recorded whole or not
+    at all."""
+    accounts = {account.external_id: account for account in agent.accounts.all()}
+    named: dict[int, set[str]] = defaultdict(set)
+    for submission in submissions:
+        action_type = action_types.get(submission.action_type)
+        account = accounts.get(submission.account)
+        if action_type is not None and account is not None and isinstance(submission.payload, dict):
+            for value in submission.payload.values():  # campaigns are named by external id
+                if isinstance(value, str):
+                    named[account.pk].add(value)
+    wanted = Q(pk__in=[])
+    for account_id, external_ids in named.items():
+        wanted |= Q(account_id=account_id, external_id__in=sorted(external_ids))
+    campaigns: dict[int, dict[str, Campaign]] = defaultdict(dict)
+    for campaign in Campaign.objects.filter(wanted):
+        campaigns[campaign.account_id][campaign.external_id] = campaign
+
+    results: list[Proposal | ValidationError] = []
+    for submission in submissions:
+        try:
+            _may_propose(agent, submission.action_type)
+            account = accounts.get(submission.account)
+            if account is None:
+                raise _no_such_account(agent, submission.account)
+            assessed = action_assess(
+                account=account,
+                action_type_name=submission.action_type,
+                raw_payload=submission.payload,
+                account_campaigns=campaigns[account.pk],
+            )
+        except ValidationError as error:
+            results.append(error)
+            continue
         proposal = Proposal(
             agent=agent,
             account=account,
-            action_type=action_type,
+            action_type=submission.action_type,
             payload=assessed.payload,
-            rationale=rationale,
-            supporting_data=supporting_data,
-            confidence=confidence,
-            external_ref=external_ref,
+            rationale=submission.rationale,
+            supporting_data=submission.supporting_data,
+            confidence=submission.confidence,
+            external_ref=submission.external_ref,
             **assessed.proposal_fields(),
         )
         proposal._change_reason = "submitted"
-        proposal.save()
+        results.append(proposal)
 
-        from approvals.tasks import enqueue_after_commit, evaluate_proposal
+    from approvals.tasks import enqueue_evaluations_after_commit
 
-        enqueue_after_commit(evaluate_proposal, proposal.pk)
-    return proposal
+    proposals = [result for result in results if isinstance(result, Proposal)]
+    with transaction.atomic():
+        create_with_history(Proposal, proposals, actor=Actor.for_agent(agent))
+        enqueue_evaluations_after_commit([proposal.pk for proposal in proposals])
+    return results
+
+
+def proposal_submit(*, agent: Agent, submission: Submission) -> Proposal:
+    """Record one proposal (a batch of one), or raise why it is refused."""
+    (result,) = proposals_submit(agent=agent, submissions=[submission])
+    if isinstance(result, ValidationError):
+        raise result
+    return result
 
 
 def proposal_dry_run(
