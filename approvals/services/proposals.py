@@ -84,15 +84,8 @@ def ledger_snapshot(
     }
 
 
-def action_assess(
-    *,
-    account: Account,
-    action_type_name: str,
-    raw_payload: Any,
-    account_campaigns: Mapping[str, Campaign] | None = None,
-) -> AssessedAction:
-    """Validate an action's payload and derive its magnitude from the platform's ledger (the
-    account's campaigns by external id, if already read)."""
+def action_validate(*, action_type_name: str, raw_payload: Any) -> tuple[ActionType, dict]:
+    """The action type and its payload, checked for form (not yet against the ledger)."""
     action_type = action_types.get(action_type_name)
     if action_type is None:
         known = ", ".join(action_types.names())
@@ -100,15 +93,34 @@ def action_assess(
             {"action_type": [f"Unknown action type “{action_type_name}”. Known types: {known}."]}
         )
     try:
-        payload = action_type.validate_payload(raw_payload)
+        return action_type, action_type.validate_payload(raw_payload)
     except ValidationError as error:
         raise ValidationError({"payload": error.detail}) from error
 
-    if account_campaigns is None:
-        campaigns = campaigns_for(account=account, action_type=action_type, payload=payload)
-    else:
-        named = action_type.campaign_fields(payload)
-        campaigns = {id_: account_campaigns[id_] for id_ in named if id_ in account_campaigns}
+
+def action_assess(*, account: Account, action_type_name: str, raw_payload: Any) -> AssessedAction:
+    """Validate an action's payload and derive its magnitude from the platform's ledger."""
+    action_type, payload = action_validate(
+        action_type_name=action_type_name, raw_payload=raw_payload
+    )
+    campaigns = campaigns_for(account=account, action_type=action_type, payload=payload)
+    return assessed_against(
+        action_type=action_type, account=account, payload=payload, campaigns=campaigns
+    )
+
+
+def assessed_against(
+    *,
+    action_type: ActionType,
+    account: Account,
+    payload: dict[str, Any],
+    campaigns: Mapping[str, Campaign],
+) -> AssessedAction:
+    """A valid payload checked against the campaigns it names, as the ledger has them (those
+    of ``campaigns`` it names; a missing one is refused), and assessed."""
+    campaigns = {
+        id_: campaigns[id_] for id_ in action_type.campaign_fields(payload) if id_ in campaigns
+    }
     missing = {
         field: [f"No campaign “{value}” on account “{account.external_id}”."]
         for field, value in payload.items()
@@ -276,33 +288,48 @@ def proposals_submit(
     All in one transaction (the caller's, if it has one): a batch is recorded whole or not
     at all."""
     accounts = {account.external_id: account for account in agent.accounts.all()}
-    named: dict[int, set[str]] = defaultdict(set)
-    for submission in submissions:
-        action_type = action_types.get(submission.action_type)
-        account = accounts.get(submission.account)
-        if action_type is not None and account is not None and isinstance(submission.payload, dict):
-            for value in submission.payload.values():  # campaigns are named by external id
-                if isinstance(value, str):
-                    named[account.pk].add(value)
-    wanted = Q(pk__in=[])
-    for account_id, external_ids in named.items():
-        wanted |= Q(account_id=account_id, external_id__in=sorted(external_ids))
-    campaigns: dict[int, dict[str, Campaign]] = defaultdict(dict)
-    for campaign in Campaign.objects.filter(wanted):
-        campaigns[campaign.account_id][campaign.external_id] = campaign
-
-    results: list[Proposal | ValidationError] = []
+    # Each submission checked for form first; then every campaign they name read at once.
+    checked: list[tuple[Account, ActionType, dict] | ValidationError] = []
     for submission in submissions:
         try:
             _may_propose(agent, submission.action_type)
             account = accounts.get(submission.account)
             if account is None:
                 raise _no_such_account(agent, submission.account)
-            assessed = action_assess(
+            checked.append(
+                (
+                    account,
+                    *action_validate(
+                        action_type_name=submission.action_type, raw_payload=submission.payload
+                    ),
+                )
+            )
+        except ValidationError as error:
+            checked.append(error)
+    named: dict[int, set[str]] = defaultdict(set)
+    for item in checked:
+        if not isinstance(item, ValidationError):
+            account, action_type, payload = item
+            named[account.pk] |= set(action_type.campaign_fields(payload))
+    wanted = Q(pk__in=[])
+    for account_id, external_ids in named.items():
+        wanted |= Q(account_id=account_id, external_id__in=sorted(external_ids))
+    campaigns: dict[int, dict[str, Campaign]] = defaultdict(dict)
+    for campaign in Campaign.objects.filter(wanted).order_by("pk"):
+        campaigns[campaign.account_id][campaign.external_id] = campaign
+
+    results: list[Proposal | ValidationError] = []
+    for submission, item in zip(submissions, checked, strict=True):
+        if isinstance(item, ValidationError):
+            results.append(item)
+            continue
+        account, action_type, payload = item
+        try:
+            assessed = assessed_against(
+                action_type=action_type,
                 account=account,
-                action_type_name=submission.action_type,
-                raw_payload=submission.payload,
-                account_campaigns=campaigns[account.pk],
+                payload=payload,
+                campaigns=campaigns[account.pk],
             )
         except ValidationError as error:
             results.append(error)
@@ -310,7 +337,7 @@ def proposals_submit(
         proposal = Proposal(
             agent=agent,
             account=account,
-            action_type=submission.action_type,
+            action_type=action_type.name,
             payload=assessed.payload,
             rationale=submission.rationale,
             supporting_data=submission.supporting_data,
