@@ -206,8 +206,11 @@ def main() -> None:
     manage("migrate", "--run-syncdb", "-v0")
     key = json.loads(manage("seed_demo", "--json"))["agents"]["optimizer"]
 
+    # Served as production serves the platform (the Procfile's web: uvicorn workers under
+    # gunicorn), the baseline endpoint beside the API in the same processes.
     web = start(
-        [sys.executable, "-m", "gunicorn", "bench.wsgi", "--bind", f"127.0.0.1:{PORT}",
+        [sys.executable, "-m", "gunicorn", "bench.asgi:application",
+         "--worker-class", "uvicorn_worker.UvicornWorker", "--bind", f"127.0.0.1:{PORT}",
          "--workers", str(args.web_workers), "--log-level", "warning"],
         "gunicorn.log",
     )  # fmt: skip
