@@ -22,6 +22,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from hitlproject.celery import app as celery_app
+from ledger.models import Account
 
 REPO = Path(__file__).resolve().parent.parent
 SESSION_QUEUE = f"hitl-test-{uuid.uuid4().hex[:8]}"
@@ -256,6 +257,22 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+@pytest.fixture
+def channel(demo_world) -> Iterator[Callable[..., "Receiver"]]:
+    """The demo account's channel endpoint, answering with the statuses given in turn."""
+    endpoints: list[Receiver] = []
+
+    def answering(*statuses: int) -> Receiver:
+        endpoint = Receiver(*statuses)
+        endpoints.append(endpoint)
+        Account.objects.filter(external_id="demo").update(execution_endpoint=endpoint.url)
+        return endpoint
+
+    yield answering
+    for endpoint in endpoints:
+        endpoint.server.shutdown()
 
 
 class WebServer:

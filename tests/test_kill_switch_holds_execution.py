@@ -60,22 +60,6 @@ def person(username: str = "operator"):
     return get_user_model().objects.get(username=username)
 
 
-@pytest.fixture
-def channel(demo_world):
-    """The demo account's channel endpoint, answering with the statuses given in turn."""
-    endpoints = []
-
-    def answering(*statuses: int) -> Receiver:
-        endpoint = Receiver(*statuses)
-        endpoints.append(endpoint)
-        Account.objects.filter(external_id="demo").update(execution_endpoint=endpoint.url)
-        return endpoint
-
-    yield answering
-    for endpoint in endpoints:
-        endpoint.server.shutdown()
-
-
 def keys(endpoint: Receiver) -> list[str]:
     return [request["headers"]["Idempotency-Key"] for request in endpoint.received]
 

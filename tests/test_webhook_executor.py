@@ -19,26 +19,10 @@ from approvals.services.execution import proposal_execute, proposal_retry
 from approvals.services.recovery import proposals_requeue_stalled
 from hitlproject.signing import verify
 from ledger.models import Account, Campaign
-from tests.conftest import Receiver, bid_adjustment, reallocation, wait_until
+from tests.conftest import bid_adjustment, reallocation, wait_until
 from tests.factories import evaluated
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
-
-
-@pytest.fixture
-def channel(demo_world):
-    """The demo account's channel endpoint, answering with the statuses given in turn."""
-    endpoints = []
-
-    def answering(*statuses: int) -> Receiver:
-        endpoint = Receiver(*statuses)
-        endpoints.append(endpoint)
-        Account.objects.filter(external_id="demo").update(execution_endpoint=endpoint.url)
-        return endpoint
-
-    yield answering
-    for endpoint in endpoints:
-        endpoint.server.shutdown()
 
 
 def settled(proposal: Proposal):
