@@ -99,10 +99,12 @@ def engaged_kill_switches(account: Account) -> list[KillSwitch]:
 
 
 def kill_switch_reason(switch: KillSwitch) -> str:
-    return (
-        f"The kill switch on {switch.account or switch.channel or 'everything'} is engaged: "
-        f"{switch.reason}"
-    )
+    """The switch and the policy owner's reason for it, as a sentence of its own."""
+    reason = switch.reason.strip()
+    if not reason.endswith((".", "!", "?")):
+        reason += "."
+    scope = switch.account or switch.channel or "everything"
+    return f"The kill switch on {scope} is engaged: {reason}"
 
 
 def kill_switch_engaged_since(switch: KillSwitch) -> datetime:

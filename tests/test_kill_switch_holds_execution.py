@@ -169,6 +169,20 @@ def test_an_auto_approved_action_never_runs_past_a_switch_in_the_ledger(demo_wor
     assert bid() == Decimal("2.00")
 
 
+def test_the_reason_reads_as_sentences_whatever_the_policy_owner_typed(demo_world):
+    proposal = evaluated(bid_adjustment("2.12"))
+    KillSwitch.objects.create(
+        scope="account", account=Account.objects.get(external_id="demo"), reason="Tracking outage "
+    )
+
+    held = proposal_execute(proposal_id=proposal.pk)
+
+    assert held.verdict_reasons[0] == (
+        "Held back before executing: The kill switch on demo is engaged: Tracking outage. "
+        "A person must approve it again."
+    )
+
+
 def test_a_switch_released_or_over_another_account_holds_nothing(demo_world):
     elsewhere = Account.objects.create(external_id="acme", name="Acme", channel="meta")
     KillSwitch.objects.create(scope="account", account=elsewhere, reason="Acme only.")
