@@ -94,7 +94,7 @@ def celery_worker(django_db_setup, isolated_task_queue, tmp_path_factory) -> Ite
             time.sleep(0.2)
         yield
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
+        worker.terminate()  # bin/worker asks each of its workers to stop
         try:
             worker.wait(timeout=20)
         except subprocess.TimeoutExpired:
