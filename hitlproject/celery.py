@@ -2,6 +2,8 @@ import os
 
 from celery import Celery
 
+import hitlproject.broker  # noqa: F401  (registers the embedded default's broker)
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hitlproject.settings")
 
 app = Celery("hitlproject")

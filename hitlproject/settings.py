@@ -167,11 +167,12 @@ if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 else:
-    # kombu's filesystem transport: a broker that needs no server, for the embedded default.
+    # kombu's filesystem transport, each message written whole before it is seen
+    # (hitlproject.broker): a broker that needs no server, for the embedded default.
     _broker_dir = Path(env("HITL_BROKER_DIR", str(DATA_DIR / "broker")))
     for _folder in ("queue", "processed", "control"):
         (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_URL = "filesystem://localhost//"
+    CELERY_BROKER_URL = "hitl-filesystem://localhost//"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),

@@ -21,6 +21,7 @@ from django.db import connection
 from django.test import Client
 from rest_framework.test import APIClient
 
+from hitlproject import broker
 from hitlproject.celery import app as celery_app
 from ledger.models import Account
 
@@ -32,7 +33,7 @@ SESSION_QUEUE = f"hitl-test-{uuid.uuid4().hex[:8]}"
 def isolated_task_queue(tmp_path_factory) -> str:
     """Each test session sends its tasks to a queue of its own, on a broker folder of its own."""
     celery_app.conf.task_default_queue = SESSION_QUEUE
-    if celery_app.conf.broker_url.startswith("filesystem"):
+    if celery_app.conf.broker_url.startswith(broker.SCHEME):
         broker_dir = tmp_path_factory.mktemp("broker")
         for folder in ("queue", "processed", "control"):
             (broker_dir / folder).mkdir()
