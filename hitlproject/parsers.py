@@ -3,6 +3,10 @@ import json
 from rest_framework import exceptions
 from rest_framework.parsers import JSONParser
 
+# Deeper than any request the API documents; bounded so that nothing after parsing recurses
+# past Python's limit.
+MAX_DEPTH = 64
+
 
 class SafeJSONParser(JSONParser):
     """DRF's strict JSON parser (no NaN or Infinity) that also refuses absurd nesting and text
@@ -13,6 +17,7 @@ class SafeJSONParser(JSONParser):
             data = super().parse(stream, media_type, parser_context)
         except RecursionError as error:
             raise exceptions.ParseError("JSON parse error - nested too deeply.") from error
+        _check_shape(data)
         try:
             # A lone surrogate (a "\ud800" escape) is valid JSON but not text: no database
             # column or UTF-8 response can hold it.
@@ -21,17 +26,24 @@ class SafeJSONParser(JSONParser):
             raise exceptions.ParseError(
                 "JSON parse error - contains an unpaired surrogate (\\ud800-\\udfff)."
             ) from error
-        # Nor is a NUL character ("\u0000") in a key: PostgreSQL stores none, and a key is
-        # echoed in errors ("Unknown field") that are stored for idempotent replays. (In a
-        # value, the field that holds it refuses it, with a message of its own.)
-        if _nul_in_a_key(data):
-            raise exceptions.ParseError("JSON parse error - a key contains a NUL character.")
         return data
 
 
-def _nul_in_a_key(value) -> bool:
-    if isinstance(value, dict):
-        return any("\x00" in key or _nul_in_a_key(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(_nul_in_a_key(item) for item in value)
-    return False
+def _check_shape(data) -> None:
+    """Refuse nesting deeper than ``MAX_DEPTH``, and a NUL character ("\\u0000") in a key:
+    PostgreSQL stores none, and a key is echoed in errors ("Unknown field") that are stored
+    for idempotent replays. (In a value, the field that holds it refuses it, with a message of
+    its own.) Walked without recursion, however deep the input."""
+    pending = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict | list) and depth > MAX_DEPTH:
+            raise exceptions.ParseError(
+                f"JSON parse error - nested deeper than {MAX_DEPTH} levels."
+            )
+        if isinstance(value, dict):
+            if any("\x00" in key for key in value):
+                raise exceptions.ParseError("JSON parse error - a key contains a NUL character.")
+            pending.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            pending.extend((item, depth + 1) for item in value)

@@ -107,6 +107,16 @@ RAW_BODIES = {
     "Infinity literal": b'{"confidence": Infinity}',
     "not UTF-8": b'{"rationale": "\xff\xfe"}',
     "nested too deeply to parse": b"[" * 100_000 + b"]" * 100_000,
+    # Parsed, but deeper than anything after parsing may recurse through.
+    **{
+        f"objects nested {depth} deep in supporting data": json.dumps(
+            bid_adjustment(supporting_data={"deep": "NESTED"})
+        )
+        .replace('"NESTED"', '{"a": ' * depth + "1" + "}" * depth)
+        .encode()
+        for depth in (65, 340, 500, 999)
+    },
+    "lists nested 500 deep": b"[" * 500 + b"]" * 500,
     "unpaired surrogate in a value": json.dumps(bid_adjustment(rationale="\ud800")).encode(),
     "unpaired surrogate as a key": json.dumps(
         bid_adjustment(supporting_data={"\udfff": 1})
