@@ -71,8 +71,12 @@ class _Text:
         return self._readings[folds]
 
     def find_term(self, term: str, keys: dict) -> _Found | None:
-        match = re.search(rf"(?<!\w){re.escape(term)}(?!\w)", self.text, flags=re.IGNORECASE)
-        if match:
+        # As written, next to no letter of any script nor a combining mark (a strict part of
+        # what the readings find, which also say how it is disguised).
+        before = r"(?<![^\W\d_])" if term[:1].isalpha() else r"(?<!\w)"
+        after = r"(?![^\W\d_])" if term[-1:].isalpha() else r"(?!\w)"
+        match = re.search(before + re.escape(term) + after, self.text, flags=re.IGNORECASE)
+        if match and not (match.end() < len(self.text) and reading.is_mark(self.text[match.end()])):
             return _Found(match.start(), match.end(), literal=True)
         for read in self.readings(TERM_FOLDS):
             found = read.find_word(keys[read.fold])
@@ -126,7 +130,7 @@ def _uses(where: str, what: str, text: str, found: _Found) -> str:
 
 
 def _direction_controls(where: str, text: str) -> str | None:
-    controls = [char for char in dict.fromkeys(text) if char in reading.BIDI_CONTROLS]
+    controls = [char for char in dict.fromkeys(text) if reading.is_direction_control(char)]
     if not controls:
         return None
     first = min(text.index(char) for char in controls)
@@ -142,9 +146,11 @@ def brand_findings(texts: Iterable[tuple[str, str]], rules: BrandRules) -> list[
     disclaimer. ``texts`` are (where, text) pairs such as ("creative 2 headline", "…").
 
     Terms, patterns and disclaimers are matched on what a reader sees (``policies.reading``):
-    a banned term written with look-alike letters, invisible characters or reversed by a
-    right-to-left override is found, and quoted as submitted, with how it is disguised.
-    Invisible text-direction controls are a finding of their own.
+    a banned term written with look-alike letters, letters in another form (small capitals,
+    enclosed, with hooks or combining marks), any dash or none, invisible characters or
+    reversed by a right-to-left override is found, and quoted as submitted, with how it is
+    disguised. Invisible text-direction controls (and any invisible right-to-left character)
+    are a finding of their own.
 
     A required disclaimer counts only if a reader sees it (in display order). Seen but written
     with look-alikes or invisible characters, it is a finding too: the reader sees it, but a
@@ -161,7 +167,8 @@ def brand_findings(texts: Iterable[tuple[str, str]], rules: BrandRules) -> list[
         if controls:
             findings.append(controls)
         # Whole words: not inside another word, whether the term starts or ends with a letter
-        # or a symbol ("100%", "#1").
+        # or a symbol ("100%", "#1"); a Latin letter at its end only needs no Latin letter
+        # next to it ("_guaranteed_", "絶対guaranteed"), see ``policies.reading``.
         for term, keys in terms:
             found = text.find_term(term, keys)
             if found:

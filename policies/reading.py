@@ -11,9 +11,22 @@ back in order on screen by a right-to-left override. Matching is therefore done 
 - **Display order**: a run after U+202E RIGHT-TO-LEFT OVERRIDE, up to U+202C POP DIRECTIONAL
   FORMATTING, U+2069 POP DIRECTIONAL ISOLATE or the end of the paragraph, is shown reversed,
   so it is read reversed.
-- **Folding**: each character is normalized (NFKC), hyphen-like characters become "-", and
-  confusable characters are folded to one representative of their Unicode TR39 confusable
-  class (the *skeleton*), ignoring case.
+- **Folding**: a character whose Unicode name says it is a Latin letter in another dress (a
+  small capital "ɢ", a letter with a hook or stroke "ɠ", a circled, squared, parenthesized or
+  negative squared letter "🅶", a regional indicator letter "🇬") reads as that letter; this is
+  done before NFKC, which turns "⒢" into "(g)". Any other character is normalized (NFKC),
+  every dash (Unicode category Pd, and the minus sign, hyphen bullet and hyphenation point)
+  becomes "-", and confusable characters are folded to one representative of their Unicode
+  TR39 confusable class (the *skeleton*), ignoring case.
+- **Accents and lines**: combining marks (categories Mn, Me) on a character that reads as a
+  Latin letter are left out, whether written apart ("g̲", "g̶") or precomposed ("ä", "ġ"): a
+  reader sees the letter under them. On letters of other scripts they are kept (a Japanese
+  dakuten or a Devanagari vowel sign changes the word).
+- **Words**: a term that begins (ends) with a Latin letter is found where no Latin letter is
+  read just before (after) it: an underscore, a digit or a word of another script next to it
+  does not hide it, "unguaranteed" is not "guaranteed". A term's other ends must not touch a
+  word character. A hyphen inside a term reads as an optional hyphen with optional spaces
+  around it: "risk free", "riskfree" and "risk - free" are "risk-free".
 
 The TR39 data comes from the maintained package ``confusable-homoglyphs``, which only detects
 confusables: it keeps confusables.txt as a symmetric table (each character with the characters
@@ -47,14 +60,28 @@ from itertools import accumulate
 from confusable_homoglyphs import confusables
 
 RIGHT_TO_LEFT_OVERRIDE = "\u202e"
-# Characters that change the direction a text is displayed in.
+# Characters that change the direction a text is displayed in; see also is_direction_control.
 BIDI_CONTROLS = frozenset(
     "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 )
 # What ends an override's run besides the end of its paragraph: PDF and PDI.
 _OVERRIDE_ENDS = frozenset("\u202c\u2069")
+# Every dash (category Pd: Armenian, Hebrew, Mongolian, wave dashes…) and the other
+# characters drawn as one: minus sign, hyphen bullet, hyphenation point. (Pd as of the
+# Unicode data Python ships; a test checks every Pd character unicodedata knows.)
 HYPHENS = str.maketrans(
-    dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe63\uff0d", "-")
+    dict.fromkeys(
+        "\u058a\u05be\u1400\u1806\u2010\u2011\u2012\u2013\u2014\u2015\u2e17\u2e1a\u2e3a"
+        "\u2e3b\u2e40\u2e5d\u301c\u3030\u30a0\ufe31\ufe32\ufe58\ufe63\uff0d\U00010ead"
+        "\u2212\u2043\u2027",
+        "-",
+    )
+)
+_MARKS = frozenset(("Mn", "Me"))
+_LATIN_NAME = re.compile(
+    r"(?:(?:NEGATIVE )?(?:PARENTHESIZED|CIRCLED|SQUARED) |TORTOISE SHELL BRACKETED )?"
+    r"LATIN (?:(?:CAPITAL|SMALL) )?LETTER (?:SMALL CAPITAL )?([A-Z])(?: WITH (?!.*LETTER).+)?"
+    r"|REGIONAL INDICATOR SYMBOL LETTER ([A-Z])"
 )
 # Default-ignorable code points that are not format characters (Cf): they display as nothing.
 _IGNORABLE_RANGES = (
@@ -68,8 +95,63 @@ _IGNORABLE_RANGES = (
     (0xE0100, 0xE01EF),
 )
 _WORD = re.compile(r"\w")
+_HYPHEN_IN_TERM = re.compile(r" ?- ?")
 _DOUBLE_SPACE = re.compile(r"\s\s")
 _MAX_FOLDS = 4
+
+
+@cache
+def latin_letter(char: str) -> str:
+    """The lowercase ASCII letter a non-ASCII character is named as a form of ("ɢ" LATIN
+    LETTER SMALL CAPITAL G, "⒢" PARENTHESIZED LATIN SMALL LETTER G, "🇬" REGIONAL INDICATOR
+    SYMBOL LETTER G), or "" (also for ASCII itself, and for turned or reversed letters)."""
+    if char.isascii():
+        return ""
+    match = _LATIN_NAME.fullmatch(unicodedata.name(char, ""))
+    return (match.group(1) or match.group(2)).lower() if match else ""
+
+
+@cache
+def is_mark(char: str) -> bool:
+    return unicodedata.category(char) in _MARKS
+
+
+@cache
+def _is_latin_letter(char: str) -> bool:
+    """Whether a character is a letter a reader takes for part of a Latin word."""
+    return char.isalpha() and (
+        char.isascii()
+        or unicodedata.name(char, "").startswith("LATIN ")
+        or bool(latin_letter(char))
+    )
+
+
+def _reads_latin(folded: str) -> bool:
+    return bool(folded) and folded[-1].isascii() and folded[-1].isalpha()
+
+
+def _strip_latin_marks(text: str) -> str:
+    """``text`` without the combining marks on its Latin letters."""
+    if not any(is_mark(char) for char in text):
+        return text
+    kept, latin = [], False
+    for char in text:
+        if is_mark(char):
+            if not latin:
+                kept.append(char)
+            continue
+        kept.append(char)
+        latin = _reads_latin(char)
+    return "".join(kept)
+
+
+@cache
+def is_direction_control(char: str) -> bool:
+    """A bidi control, or any other invisible character that is itself strongly right to left
+    (U+070F SYRIAC ABBREVIATION MARK): either can reorder the Latin runs around it."""
+    return char in BIDI_CONTROLS or (
+        unicodedata.category(char) == "Cf" and unicodedata.bidirectional(char) in ("R", "AL")
+    )
 
 
 @cache
@@ -138,13 +220,13 @@ def _skeleton_step(text: str) -> str:
 @cache
 def fold_lower_first(char: str) -> str:
     """A visible character as it reads ignoring case, case folded before its look-alikes."""
-    return _fold(char.casefold())
+    return latin_letter(char) or _fold(char.casefold())
 
 
 @cache
 def fold_skeleton_first(char: str) -> str:
     """The same, its look-alike folded before its case."""
-    return _fold(char)
+    return latin_letter(char) or _fold(char)
 
 
 def _fold(char: str) -> str:
@@ -156,7 +238,7 @@ def _fold(char: str) -> str:
         if folded == text:
             break
         text = folded
-    return unicodedata.normalize("NFD", text)
+    return _strip_latin_marks(unicodedata.normalize("NFD", text))
 
 
 @cache
@@ -165,12 +247,16 @@ def fold_non_ascii(char: str) -> str:
     (digits, punctuation and letters mean what the pattern's author wrote, case is the
     pattern's to ignore); any other is read as its look-alike."""
     normalized = unicodedata.normalize("NFKC", char).translate(HYPHENS)
+    if latin_letter(char):
+        return latin_letter(char)
     return normalized if normalized.isascii() else fold_skeleton_first(char)
 
 
 @cache
 def fold_non_ascii_lower(char: str) -> str:
     normalized = unicodedata.normalize("NFKC", char).translate(HYPHENS)
+    if latin_letter(char):
+        return latin_letter(char)
     return normalized if normalized.isascii() else fold_lower_first(char)
 
 
@@ -219,6 +305,36 @@ def visible_order(text: str, *, displayed: bool) -> Sequence[int]:
     return tuple(seen)
 
 
+def fold_each(read: str, fold: Callable[[str], str]) -> list[str] | None:
+    """What each character of ``read`` reads as, where that depends on the character before
+    it (a combining mark on a Latin letter reads as nothing); None if none does."""
+    if fold is fold_normalized or not any(is_mark(char) for char in set(read)):
+        return None
+    folded, latin = [], False
+    for char in read:
+        if is_mark(char) and latin:
+            folded.append("")
+            continue
+        folded.append(fold(char))
+        if not is_mark(char):
+            latin = _reads_latin(folded[-1])
+    return folded
+
+
+@lru_cache(maxsize=1024)
+def _needle(key: str) -> re.Pattern:
+    """A folded term as a pattern: a hyphen inside it is an optional hyphen with optional
+    spaces around it."""
+    inner = key.strip("-")
+    if "-" not in inner:
+        return re.compile(re.escape(key))
+    lead, trail = key[: len(key) - len(key.lstrip("-"))], key[len(key.rstrip("-")) :]
+    pieces = _HYPHEN_IN_TERM.split(inner)
+    return re.compile(
+        re.escape(lead) + " ?-? ?".join(re.escape(piece) for piece in pieces) + re.escape(trail)
+    )
+
+
 class Reading:
     """A text read one way: ``order`` holds the positions of the characters read, in the order
     they are read, and ``key`` what they read as, folded by ``fold``."""
@@ -228,12 +344,28 @@ class Reading:
     ) -> None:
         self.text, self.order, self.fold, self.displayed = text, order, fold, displayed
         read = text if order == range(len(text)) else "".join(text[i] for i in order)
-        self.key = read.translate({ord(char): fold(char) for char in set(read)})
+        self._folds = fold_each(read, fold)
+        if self._folds is None:
+            self.key = read.translate({ord(char): fold(char) for char in set(read)})
+        else:
+            self.key = "".join(self._folds)
+
+    def folded(self, index: int) -> str:
+        """What the ``index``-th character read reads as."""
+        if self._folds is not None:
+            return self._folds[index]
+        return self.fold(self.text[self.order[index]])
 
     @cached_property
     def _ends(self) -> list[int]:
         """For each character read, where its folded form ends in the key."""
-        return list(accumulate(len(self.fold(self.text[position])) for position in self.order))
+        return list(accumulate(len(self.folded(index)) for index in range(len(self.order))))
+
+    def _through_marks(self, last: int) -> int:
+        """``last``, or the last of the marks read as nothing right after it."""
+        while last + 1 < len(self.order) and not self.folded(last + 1):
+            last += 1
+        return last
 
     def _read_at(self, key_position: int) -> int:
         """The index, in ``order``, of the character the key's ``key_position`` was read from."""
@@ -244,30 +376,45 @@ class Reading:
         if not self.order:
             return 0, 0
         first = self._read_at(min(start, len(self.key) - 1))
-        last = self._read_at(end - 1) if end > start else first
+        last = self._through_marks(self._read_at(end - 1)) if end > start else first
         positions = self.order[first : last + 1]
         return min(positions), max(positions) + (end > start)
 
+    def _joins(self, index: int, latin: bool, side: int) -> bool:
+        """Whether the character read at ``index`` continues a word on that ``side`` (-1
+        before, 1 after): a letter read as Latin for a Latin end, else any word character."""
+        if not 0 <= index < len(self.order):
+            return False
+        char = self.text[self.order[index]]
+        if not latin:
+            return is_word_character(char)
+        folded = self.folded(index)
+        return _is_latin_letter(char) or _reads_latin(folded[-1:] if side < 0 else folded[:1])
+
     def whole_words_at(self, start: int, end: int) -> bool:
-        """Whether ``start:end`` covers whole characters as read, with no word character read
-        just before or after it."""
+        """Whether ``start:end`` covers whole characters as read and is a whole word: a Latin
+        letter at either end has no Latin letter read next to it, any other end no word
+        character."""
         first, last = self._read_at(start), self._read_at(end - 1)
         if start != (self._ends[first - 1] if first else 0) or end != self._ends[last]:
             return False
-        before, after = first - 1, last + 1
+        before, after = first - 1, self._through_marks(last) + 1
+        while before >= 0 and not self.folded(before):
+            before -= 1
         return not (
-            (before >= 0 and is_word_character(self.text[self.order[before]]))
-            or (after < len(self.order) and is_word_character(self.text[self.order[after]]))
+            self._joins(before, _reads_latin(self.key[start]), -1)
+            or self._joins(after, _reads_latin(self.key[end - 1]), 1)
         )
 
     def find_word(self, needle: str) -> tuple[int, int] | None:
         if not needle:
             return None
-        start = self.key.find(needle)
-        while start != -1:
-            if self.whole_words_at(start, start + len(needle)):
-                return start, start + len(needle)
-            start = self.key.find(needle, start + 1)
+        pattern = _needle(needle)
+        match = pattern.search(self.key)
+        while match:
+            if match.end() > match.start() and self.whole_words_at(*match.span()):
+                return match.span()
+            match = pattern.search(self.key, match.start() + 1)
         return None
 
 
@@ -284,7 +431,9 @@ def readings(text: str, folds: Sequence[Callable[[str], str]]) -> list[Reading]:
 
 
 def term_key(term: str, fold: Callable[[str], str]) -> str:
-    return "".join(fold(term[position]) for position in visible_order(term, displayed=False))
+    read = "".join(term[position] for position in visible_order(term, displayed=False))
+    folded = fold_each(read, fold)
+    return "".join(folded) if folded is not None else "".join(fold(char) for char in read)
 
 
 def disguises(written: str) -> list[str]:
@@ -294,8 +443,11 @@ def disguises(written: str) -> list[str]:
     found = []
     for char in dict.fromkeys(written):
         normalized = unicodedata.normalize("NFKC", char).translate(HYPHENS)
-        if is_invisible(char) or (
-            not normalized.isascii() and fold_lower_first(char) != plain(char)
+        if (
+            is_invisible(char)
+            or is_mark(char)
+            or (not normalized.isascii() and fold_lower_first(char) != plain(char))
+            or (latin_letter(char) and latin_letter(char) != plain(char))
         ):
             found.append(describe(char))
     return found

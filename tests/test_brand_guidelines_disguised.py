@@ -2,6 +2,8 @@
 invisible characters, other hyphens or a right-to-left override is found, and quoted as it was
 submitted; legitimate text in other scripts is not."""
 
+import unicodedata
+
 import pytest
 
 from approvals.models import ProposalStatus
@@ -195,3 +197,104 @@ def test_a_disguised_guaranteed_goes_to_a_human_with_the_text_quoted_as_submitte
         "The creative 2 headline uses the banned term “guaranteed”, disguised (written with "
         "U+0430 CYRILLIC SMALL LETTER A): “Results «guаrаnteed»”."
     ) in proposal["verdict"]["reasons"]
+
+
+def underlined(word: str, mark: str) -> str:
+    return "".join(char + mark for char in word)
+
+
+@pytest.mark.parametrize(
+    "disguised",
+    [
+        "ɢᴜᴀʀᴀɴᴛᴇᴇᴅ",  # small capitals
+        "ǥuaranteed",  # g with stroke
+        "ɠuaranteeɗ",  # g and d with hook
+        "🅶🆄🅰🆁🅰🅽🆃🅴🅴🅳",  # negative squared
+        "🅖🅤🅐🅡🅐🅝🅣🅔🅔🅓",  # negative circled
+        "⒢⒰⒜⒭⒜⒩⒯⒠⒠⒟",  # parenthesized (NFKC reads "(g)(u)…")
+        "🇬🇺🇦🇷🇦🇳🇹🇪🇪🇩",  # regional indicator letters
+        underlined("guaranteed", "\u0332"),  # combining low line
+        underlined("guaranteed", "\u0336"),  # combining long stroke overlay
+        "guaränteed",
+        "guarantéed",
+        "ġuaranteed",
+        "gu\u0430\u0308ranteed",  # Cyrillic а with a combining diaeresis
+    ],
+)
+def test_a_banned_term_in_latin_letters_of_another_form_or_under_marks_is_found(disguised):
+    [finding] = findings_for(f"Results {disguised} within a week.")
+    assert finding.startswith("The creative 1 body uses the banned term “guaranteed”, disguised")
+    assert f"«{disguised}»" in finding  # quoted as submitted, marks included
+
+
+def test_small_capitals_spell_risk_free_too():
+    [finding] = findings_for("A ʀɪsᴋ-ꜰʀᴇᴇ trial.")
+    assert "«ʀɪsᴋ-ꜰʀᴇᴇ»" in finding
+    assert "written with U+0280 LATIN LETTER SMALL CAPITAL R" in finding
+
+
+@pytest.mark.parametrize(
+    "text, quoted",
+    [
+        ("Results _guaranteed_ now.", "_«guaranteed»_"),
+        ("結果は絶対guaranteed。", "絶対«guaranteed»。"),
+        ("リスクrisk-free保証", "リスク«risk-free»保証"),
+        ("Results 100guaranteed.", "100«guaranteed»"),
+        ("Results guaranteed2day.", "«guaranteed»2day"),
+    ],
+)
+def test_a_banned_term_glued_to_a_digit_underscore_or_another_script_is_found(text, quoted):
+    [finding] = findings_for(text)
+    assert finding.startswith("The creative 1 body uses the banned term") and quoted in finding
+
+
+@pytest.mark.parametrize(
+    "written", ["risk free", "riskfree", "risk - free", "Risk -free", f"risk{SOFT_HYPHEN}free"]
+)
+def test_risk_free_is_found_with_or_without_its_hyphen(written):
+    [finding] = findings_for(f"A {written} trial.")
+    assert finding.startswith("The creative 1 body uses the banned term “risk-free”")
+
+
+@pytest.mark.parametrize(
+    "dash",
+    sorted(
+        {chr(code) for code in range(0x110000) if unicodedata.category(chr(code)) == "Pd"}
+        | {"\u2212", "\u2043", "\u2027"}
+    ),
+)
+def test_risk_free_is_found_with_every_dash_unicode_has(dash):
+    [finding] = findings_for(f"A risk{dash}free trial.")
+    assert f"«risk{dash}free»" in finding
+
+
+def test_an_invisible_right_to_left_character_is_a_text_direction_control():
+    findings = findings_for("Search smarter\u070f today.")
+    assert findings == [
+        "The creative 1 body contains invisible text-direction controls (U+070F SYRIAC "
+        "ABBREVIATION MARK), which can make it display in another order than it is written: "
+        "“Search smarter«⟨U+070F⟩» today.”."
+    ]
+
+
+@pytest.mark.parametrize(
+    "legitimate",
+    [
+        "Satisfait ou remboursé : garantie d'un an, sans risque, à prix réduit.",  # French
+        "Garantiert risikofrei – Qualität, die überzeugt. Straße frei!",  # German
+        "Гарантированный результат без риска — ещё сегодня.",  # Russian
+        "結果を保証します〜リスクなし！ガイドはこちら。",  # Japanese
+        "An unguaranteed, riskfreeish, guaranteedly free-form offer.",
+    ],
+)
+def test_ordinary_text_in_other_languages_is_not_flagged(legitimate):
+    rules = BrandRules(banned_terms=("guaranteed", "risk-free", "ill", "modern"))
+    assert findings_for(legitimate, rules) == []
+
+
+def test_a_banned_term_in_another_script_keeps_its_marks():
+    # A Japanese dakuten changes the word: カス is not ガス.
+    rules = BrandRules(banned_terms=("ガス",))
+    assert findings_for("カスタム", rules) == []
+    assert findings_for("カス", rules) == []
+    assert findings_for("ガス", rules)
