@@ -210,7 +210,7 @@ def main() -> None:
     # gunicorn), the baseline endpoint beside the API in the same processes.
     web = start(
         [sys.executable, "-m", "gunicorn", "bench.asgi:application",
-         "--worker-class", "uvicorn_worker.UvicornWorker", "--bind", f"127.0.0.1:{PORT}",
+         "--worker-class", "hitlproject.webserver.WebWorker", "--bind", f"127.0.0.1:{PORT}",
          "--workers", str(args.web_workers), "--log-level", "warning"],
         "gunicorn.log",
     )  # fmt: skip

@@ -1,13 +1,17 @@
 """The web server as production runs it (the Procfile's ``web``): clients that send their
 requests slowly cost a connection each, not a worker, so everyone else is still answered."""
 
+import http.cookiejar
+import re
 import shlex
 import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
+from django.contrib.auth import get_user_model
 
 from tests.conftest import procfile_command
 
@@ -39,3 +43,42 @@ def test_slow_clients_do_not_starve_the_web_server(web_server):
     finally:
         for client in slow_clients:
             client.close()
+
+
+def login_through(base: str, username: str, password: str, forwarded_for: str) -> int:
+    """A login on the console's page, as a browser posts it, claiming an address."""
+    jar = http.cookiejar.CookieJar()
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), NoRedirects())
+    page = browser.open(f"{base}/admin/login/", timeout=10).read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    form = urllib.parse.urlencode(
+        {"username": username, "password": password, "csrfmiddlewaretoken": token}
+    ).encode()
+    request = urllib.request.Request(
+        f"{base}/admin/login/?next=/admin/",
+        data=form,
+        headers={"X-Forwarded-For": forwarded_for, "Referer": f"{base}/admin/login/"},
+    )
+    try:
+        return browser.open(request, timeout=10).status
+    except urllib.error.HTTPError as answer:
+        return answer.code
+
+
+class NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def test_a_client_cannot_pick_the_address_its_failed_logins_count_against(web_server):
+    """Behind no proxy (HITL_TRUSTED_PROXY_COUNT=0), X-Forwarded-For is the client's own
+    word: failures from one machine lock its user out however the header changes."""
+    get_user_model().objects.create_user("victim", password="the-right-one", is_staff=True)
+
+    statuses = [
+        login_through(web_server, "victim", "wrong", f"198.51.100.{attempt}")
+        for attempt in range(5)
+    ]
+
+    assert statuses == [200, 200, 200, 200, 429]  # the form again, then the lockout page
+    assert login_through(web_server, "victim", "the-right-one", "203.0.113.9") == 429
