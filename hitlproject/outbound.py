@@ -18,9 +18,11 @@ sent only where it is safe to send them.
 """
 
 import asyncio
+import functools
 import ipaddress
 import socket
 import ssl
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from urllib.parse import urlsplit
@@ -33,6 +35,9 @@ from django.core.exceptions import ValidationError
 from hitlproject.signing import SIGNATURE_HEADER, signed_now
 
 RETRIED_STATUSES = {408, 429}  # and every 5xx
+# Name lookups, which the standard library cannot bound in time: a stuck one holds one of
+# these threads, not the request that gave up on it at its deadline.
+_RESOLVER = ThreadPoolExecutor(max_workers=8, thread_name_prefix="outbound-resolver")
 
 
 @dataclass(frozen=True)
@@ -58,10 +63,22 @@ class Destination:
     server_name: str  # for TLS: the certificate is checked against the name, not the address
 
 
+# IPv6 ranges that carry an IPv4 address a router may deliver to: NAT64's and the deprecated
+# IPv4-compatible form. (IPv4-mapped and 6to4 addresses have attributes of their own.)
+_EMBEDDING_IPV4 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("::/96"))
+# IETF protocol assignments: Python counts two of them as global; none is an endpoint.
+_PROTOCOL_ASSIGNMENTS = ipaddress.ip_network("192.0.0.0/24")
+
+
 def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_global and not address.is_multicast
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and any(address in network for network in _EMBEDDING_IPV4):
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None:
+            return _public(embedded)
+        return address.is_global and not address.is_multicast and address.teredo is None
+    return address.is_global and not address.is_multicast and address not in _PROTOCOL_ASSIGNMENTS
 
 
 def _split(url: str):
@@ -95,8 +112,13 @@ async def _resolve(url: str) -> Destination:
     parts, port = _split(url)
     host = parts.hostname
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+        # In threads of its own: asyncio.run would wait for a stuck lookup in its default
+        # executor's thread past the deadline.
+        infos = await asyncio.get_running_loop().run_in_executor(
+            _RESOLVER,
+            functools.partial(
+                socket.getaddrinfo, host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+            ),
         )
     except (socket.gaierror, UnicodeError) as error:
         raise RefusedDestination(f"{host} does not resolve: {error}", retry=True) from error

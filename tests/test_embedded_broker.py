@@ -16,6 +16,7 @@ def options(folder) -> dict:
     return {
         "data_folder_in": str(folder),
         "data_folder_out": str(folder),
+        "control_folder": str(folder),
         "store_processed": False,
         "polling_interval": 0,
     }

@@ -92,6 +92,12 @@ PRIVATE_DESTINATIONS = [
     "http://192.168.1.1/hook",
     "http://100.64.0.1/hook",
     "http://0.0.0.0:{port}/hook",
+    # IPv4 addresses carried in IPv6 ones: IPv4-compatible, NAT64, 6to4, Teredo
+    "http://[::7f00:1]:{port}/hook",
+    "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",
+    "http://[2002:7f00:1::]/hook",
+    "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/hook",
+    "http://192.0.0.8/hook",
 ]
 
 
