@@ -11,7 +11,7 @@ from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
@@ -52,6 +52,7 @@ from feedback.models import OutcomeEffect
 from feedback.selectors import scorecard_window, scorecards
 from feedback.services import outcome_report_by_user
 from hitlproject.charts import numeric_series
+from hitlproject.converters import record_page
 from hitlproject.errors import DomainError
 from hitlproject.forms import IndentedJSONField
 from hitlproject.paginators import CappedCountPaginator
@@ -283,19 +284,17 @@ class ProposalAdmin(ReadOnlyAdmin):
     # --- the detail page: approve, reject, retry ---------------------------------------------
     def get_urls(self):
         def view(name: str, func):
-            return path(
-                f"<int:object_id>/{name}/",
-                self.admin_site.admin_view(func),
-                name=f"approvals_proposal_{name}",
+            return record_page(
+                f"{name}/", self.admin_site.admin_view(func), name=f"approvals_proposal_{name}"
             )
 
         return [
-            view("approve", self.approve_view),
-            view("edit-approve", self.edit_approve_view),
-            view("reject", self.reject_view),
-            view("retry", self.retry_view),
-            view("withdraw", self.withdraw_view),
-            view("outcome", self.outcome_view),
+            *view("approve", self.approve_view),
+            *view("edit-approve", self.edit_approve_view),
+            *view("reject", self.reject_view),
+            *view("retry", self.retry_view),
+            *view("withdraw", self.withdraw_view),
+            *view("outcome", self.outcome_view),
             *super().get_urls(),
         ]
 

@@ -14,7 +14,7 @@ from django.core.exceptions import (
     PermissionDenied,
     ValidationError,
 )
-from django.db import models
+from django.db import connection, models
 from django.http import Http404, QueryDict
 from simple_history.admin import SimpleHistoryAdmin
 from simple_history.utils import get_history_model_for_model
@@ -61,12 +61,33 @@ def refuse_nul(query: QueryDict) -> None:
         raise BadRequest("The query contains a NUL character.")
 
 
-def valid_id(field: models.Field, value: str) -> None:
-    """An id in a console URL that is no id of ``field``'s kind names no page (404)."""
+def id_refusal(field: models.Field, value: str) -> str | None:
+    """Why ``value`` is no id of ``field``'s kind, or None if it is one: it must read as one
+    (``abc`` does not) and, for an integer, fit the column (an id past 64 bits is an
+    ``OverflowError`` on SQLite and a ``DataError`` on PostgreSQL, not a record not found)."""
     try:
-        field.to_python(unquote(value))
-    except ValidationError as error:
-        raise Http404(f"No such record: {value!r}.") from error
+        parsed = field.to_python(value)
+    except ValidationError:
+        return f"Not an id: {value!r}."
+    if isinstance(field, models.ForeignObject):  # a one-to-one primary key: the target's column
+        field = field.target_field
+    try:
+        low, high = connection.ops.integer_field_range(field.get_internal_type())
+    except KeyError:  # not an integer column
+        return None
+    if isinstance(parsed, int) and (
+        (low is not None and parsed < low) or (high is not None and parsed > high)
+    ):
+        return f"No record has the id {value!r}: it is past what the column holds."
+    return None
+
+
+def valid_id(field: models.Field, value: str) -> None:
+    """An id in a console URL that is no id of ``field``'s kind, or is past what its column
+    holds, names no page (404)."""
+    refusal = id_refusal(field, unquote(value))
+    if refusal:
+        raise Http404(refusal)
 
 
 def keeps_history(model: type[models.Model]) -> bool:
@@ -97,13 +118,13 @@ class ConsoleAdmin(admin.ModelAdmin):
         return super().get_search_results(request, queryset, search_term)
 
     def response_action(self, request, queryset):
-        """A bulk action on ids that are not ids (``_selected_action=abc``) is a bad request,
-        not a query that fails."""
+        """A bulk action on ids that are not ids (``_selected_action=abc``), or ids past what
+        the column holds (``99999999999999999999999``), is a bad request, not a query that
+        fails."""
         for selected in request.POST.getlist(ACTION_CHECKBOX_NAME):
-            try:
-                self.model._meta.pk.to_python(selected)
-            except ValidationError as error:
-                raise BadRequest(f"Not an id: {selected!r}.") from error
+            refusal = id_refusal(self.model._meta.pk, selected)
+            if refusal:
+                raise BadRequest(refusal)
         return super().response_action(request, queryset)
 
 

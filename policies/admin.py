@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.template.response import TemplateResponse
 from django.urls import path
 from rest_framework.exceptions import ValidationError
@@ -9,8 +10,9 @@ from approvals import action_types
 from approvals.models import Agent, AgentKind
 from approvals.services.proposals import proposal_dry_run
 from approvals.validation import validation_text
-from audit.admin import AuditedHistoryAdmin
+from audit.admin import AuditedHistoryAdmin, id_refusal
 from hitlproject.charts import grouped_bars
+from hitlproject.converters import record_page
 from hitlproject.errors import DomainError
 from hitlproject.forms import IndentedJSONField
 from hitlproject.periods import PeriodForm
@@ -32,8 +34,21 @@ class PolicyForm(forms.ModelForm):
         fields = ["action_type", "agent_kind"]  # the admin's fieldsets add the rest
 
 
+class PoliciesField(forms.ModelMultipleChoiceField):
+    def _check_values(self, value):
+        # An id past what the column holds is no policy's, not a query the database refuses.
+        for pk in value:
+            if isinstance(pk, str | int) and id_refusal(Policy._meta.pk, str(pk)):
+                raise DjangoValidationError(
+                    self.error_messages["invalid_pk_value"],
+                    code="invalid_pk_value",
+                    params={"pk": pk},
+                )
+        return super()._check_values(value)
+
+
 class SimulationForm(PeriodForm):
-    drafts = forms.ModelMultipleChoiceField(
+    drafts = PoliciesField(
         queryset=Policy.objects.filter(is_draft=True, is_active=True),
         required=False,
         help_text="None chosen: every active draft.",
@@ -114,8 +129,8 @@ class PolicyAdmin(AuditedHistoryAdmin):
                 self.admin_site.admin_view(self.simulate_view),
                 name="policies_policy_simulate",
             ),
-            path(
-                "<int:object_id>/dry-run/",
+            *record_page(
+                "dry-run/",
                 self.admin_site.admin_view(self.dry_run_view),
                 name="policies_policy_dry_run",
             ),

@@ -9,7 +9,7 @@ from django.test import Client
 from django.urls import reverse
 from simple_history.admin import SimpleHistoryAdmin
 
-from approvals.models import Agent, Proposal, ProposalStatus
+from approvals.models import Agent, AgentAPIKey, Proposal, ProposalStatus
 from feedback.models import CallbackEvent
 from ledger.models import Account
 from policies.models import Policy
@@ -17,6 +17,8 @@ from tests.conftest import bid_adjustment, reallocation
 from tests.factories import evaluated
 
 HUGE = "9" * 30  # an integer no column holds
+PAST_64_BITS = str(2**63)  # one more than the largest bigint
+PAST_IDS = [PAST_64_BITS, "99999999999999999999999", HUGE]
 FOUR_HUNDRED_DIGITS = int("7" * 400)  # valid JSON, and no float holds it
 
 
@@ -167,10 +169,35 @@ def test_a_bulk_decision_on_ids_that_are_not_ids_is_a_bad_request(operator):
 
     # An id no proposal has is nothing to decide, not an error.
     response = operator.post(
-        changelist, {"action": "approve_selected", "_selected_action": HUGE, "index": "0"}
+        changelist,
+        {"action": "approve_selected", "_selected_action": str(2**63 - 1), "index": "0"},
     )
     assert response.status_code == 200
     assert response.context["proposals"] == []
+
+
+@pytest.mark.parametrize(
+    ("model", "action"),
+    [
+        (Proposal, "approve_selected"),
+        (Proposal, "reject_selected"),
+        (CallbackEvent, "deliver_again"),
+        (AgentAPIKey, "revoke"),
+        (Agent, "issue_new_key"),
+    ],
+)
+def test_a_bulk_action_on_ids_past_64_bits_is_a_bad_request(superuser, model, action):
+    proposal = evaluated(reallocation())
+    for selected in PAST_IDS:
+        for confirm in [{}, {"confirm": "1", "note": "ok", "reason_code": "other"}]:
+            response = superuser.post(
+                url_of(model, "changelist"),
+                {"action": action, "_selected_action": [selected], "index": "0", **confirm},
+            )
+            assert response.status_code == 400, (selected, confirm, response.status_code)
+    proposal.refresh_from_db()
+    assert proposal.status == ProposalStatus.PENDING_REVIEW
+    assert AgentAPIKey.objects.filter(revoked_at__isnull=True).count() == 2  # the demo keys
 
 
 def test_every_bulk_action_refuses_ids_that_are_not_ids(superuser):
@@ -188,9 +215,50 @@ def test_every_bulk_action_refuses_ids_that_are_not_ids(superuser):
 def test_urls_naming_a_proposal_that_cannot_exist_are_refused(operator):
     for view in ["change", "approve", "reject", "retry", "withdraw", "outcome", "edit-approve"]:
         for object_id in [HUGE, "0"]:
-            url = url_of(Proposal, view, object_id)
+            url = f"/admin/approvals/proposal/{object_id}/{view}/"
             response = operator.post(url, {}) if view != "change" else operator.get(url)
             assert 300 <= response.status_code < 500, (view, object_id, response.status_code)
+
+
+PROPOSAL_PAGES = ["approve", "reject", "retry", "withdraw", "outcome", "edit-approve"]
+
+
+@pytest.mark.parametrize("object_id", PAST_IDS)
+def test_a_decision_page_naming_an_id_past_64_bits_is_not_found(operator, object_id):
+    evaluated(reallocation())
+    for view in PROPOSAL_PAGES:
+        url = f"/admin/approvals/proposal/{object_id}/{view}/"
+        post = {"note": "ok", "reason_code": "other", "effect": "as_expected", "payload": "{}"}
+        assert operator.post(url, post).status_code == 404, view
+        assert operator.get(url).status_code == 404, view
+    # The largest id a column holds is a page that says there is no such proposal.
+    largest = operator.post(f"/admin/approvals/proposal/{2**63 - 1}/approve/", {"note": "ok"})
+    assert largest.status_code in {302, 404}
+
+
+@pytest.mark.parametrize("object_id", PAST_IDS)
+def test_a_policy_dry_run_naming_an_id_past_64_bits_is_not_found(login, object_id):
+    client = login("policy-owner")
+    client.raise_request_exception = False
+    url = f"/admin/policies/policy/{object_id}/dry-run/"
+    assert client.get(url).status_code == 404
+    assert client.post(url, {"payload": "{}"}).status_code == 404
+
+
+def test_every_change_and_history_page_naming_an_id_past_64_bits_is_not_found(superuser):
+    evaluated(reallocation())
+    for model in admin.site._registry:
+        for object_id in PAST_IDS:
+            for view in ["change", "history", "delete"]:
+                response = superuser.get(url_of(model, view, object_id))
+                # 302: Django's own pages go back home saying there is no such record; 403:
+                # no one deletes these records
+                assert response.status_code in {302, 403, 404}, (model, view, object_id)
+            if isinstance(admin.site._registry[model], SimpleHistoryAdmin):
+                history = superuser.get(url_of(model, "history", object_id))
+                assert history.status_code == 404, (model, object_id, history.status_code)
+                version = superuser.get(url_of(model, "simple_history", object_id, 1))
+                assert version.status_code == 404, (model, object_id, version.status_code)
 
 
 # --- NUL characters and long strings -------------------------------------------------------
