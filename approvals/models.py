@@ -267,6 +267,14 @@ class Execution(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["proposal", "attempt"], name="execution_unique_attempt")
         ]
+        indexes = [
+            # Requests under way, per account endpoint: few at any time, among millions.
+            models.Index(
+                fields=["started_at"],
+                name="execution_running_idx",
+                condition=models.Q(status="running"),
+            )
+        ]
 
     def __str__(self) -> str:
         return f"#{self.proposal_id} attempt {self.attempt}: {self.status}"

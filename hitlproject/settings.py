@@ -223,6 +223,9 @@ CELERY_BEAT_SCHEDULE = {
 # apart); failed after this many attempts.
 WEBHOOK_RETRY_SECONDS = float(env("HITL_WEBHOOK_RETRY_SECONDS", "10"))
 WEBHOOK_MAX_ATTEMPTS = int(env("HITL_WEBHOOK_MAX_ATTEMPTS", "5"))
+# At most this many of the webhook executor's requests to one account's endpoint at a time: a
+# slow endpoint holds no more of the webhook workers (HITL_WEBHOOK_CONCURRENCY) than that.
+WEBHOOK_REQUESTS_PER_ACCOUNT = int(env("HITL_WEBHOOK_REQUESTS_PER_ACCOUNT", "2"))
 # Every outbound request (callbacks, the webhook executor): the whole exchange within this
 # many seconds, connecting within the second figure; only to public addresses, unless private
 # ones are allowed (for development against endpoints on one's own machine).

@@ -3,11 +3,13 @@ where it is safe: a slow or hostile endpoint holds nothing past a total deadline
 execution, and no request reaches a private, loopback or link-local address."""
 
 import io
+import select
 import socket
 import threading
 import time
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.test import Client
@@ -29,6 +31,7 @@ class TricklingEndpoint:
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/hook"
         self.hold = hold
         self.open_connections = 0
+        self.most_open_at_once = 0
         self.accepted = 0
         self.finished_trickling = 0
         self.lock = threading.Lock()
@@ -46,6 +49,7 @@ class TricklingEndpoint:
         with self.lock:
             self.accepted += 1
             self.open_connections += 1
+            self.most_open_at_once = max(self.most_open_at_once, self.open_connections)
         deadline = time.monotonic() + self.hold
         try:
             connection.recv(65536)
@@ -53,7 +57,9 @@ class TricklingEndpoint:
                 if time.monotonic() > deadline:
                     break
                 connection.send(bytes([byte]))
-                time.sleep(1)
+                # A second until the next byte, unless the platform hangs up meanwhile.
+                if select.select([connection], [], [], 1)[0] and not connection.recv(1):
+                    break
             else:
                 with self.lock:
                     self.finished_trickling += 1
@@ -201,7 +207,7 @@ def test_a_slow_callback_endpoint_delays_no_execution(celery_worker, demo_world,
 
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
-def test_a_slow_channel_endpoint_delays_no_other_account_s_execution(
+def test_a_slow_channel_endpoint_delays_no_other_account_s_channel(
     celery_worker, demo_world, optimizer
 ):
     slow = TricklingEndpoint(hold=25)
@@ -215,17 +221,33 @@ def test_a_slow_channel_endpoint_delays_no_other_account_s_execution(
     Agent.objects.get(name="optimizer").accounts.add(other)
     Account.objects.filter(pk=demo.pk).update(execution_endpoint=slow.url)
 
-    on_slow_channel = optimizer.post(
-        "/api/v1/proposals/", bid_adjustment("2.02", "brand-search"), format="json"
-    ).json()["id"]
-    wait_until(lambda: slow.accepted == 1)
-    in_ledger = optimizer.post(
+    # More actions for the slow channel than there are webhook workers (4 in the tests).
+    on_slow_channel = [
+        optimizer.post(
+            "/api/v1/proposals/", bid_adjustment(new_bid, campaign), format="json"
+        ).json()["id"]
+        for campaign, new_bid in [
+            ("brand-search", "2.02"),
+            ("generic-search", "1.51"),
+            ("display-retarget", "0.81"),
+        ]
+        * 2
+    ]
+    wait_until(lambda: slow.accepted >= 2)
+    fast = Receiver(200)
+    Account.objects.filter(pk=other.pk).update(execution_endpoint=fast.url)
+    on_fast_channel = optimizer.post(
         "/api/v1/proposals/", bid_adjustment("2.02", "brand-search", account="other"), format="json"
     ).json()["id"]
 
-    wait_until(lambda: Proposal.objects.get(pk=in_ledger).status == "executed")
-    assert Proposal.objects.get(pk=on_slow_channel).status == "executing"
-    assert slow.open_connections == 1
-    # Cut off at the deadline, then refused on every retry: it fails before the test ends.
+    wait_until(lambda: Proposal.objects.get(pk=on_fast_channel).status == "executed")
+    assert len(fast.received) == 1
+    assert slow.open_connections > 0  # still trickling
+    # The slow endpoint is given two requests at a time, never every worker.
+    assert slow.most_open_at_once == settings.WEBHOOK_REQUESTS_PER_ACCOUNT == 2
+    # Cut off at the deadline, then refused on every retry: each fails before the test ends.
     slow.close()
-    wait_until(lambda: Proposal.objects.get(pk=on_slow_channel).status == "failed", timeout=60)
+    wait_until(
+        lambda: Proposal.objects.filter(pk__in=on_slow_channel, status="failed").count() == 6,
+        timeout=120,
+    )

@@ -39,6 +39,7 @@ from approvals.services.proposals import (
 from approvals.validation import validation_text
 from audit.actors import Actor, acting_as
 from hitlproject.outbound import send_signed
+from ledger.models import Account
 from policies.services import engaged_kill_switches, kill_switch_engaged_since, kill_switch_reason
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ LEDGER_EXECUTOR = "ledger"
 WEBHOOK_EXECUTOR = "webhook"
 # How long an attempt holds the proposal: longer than a request can take.
 WEBHOOK_LEASE = timedelta(seconds=60)
+# How long an attempt waits when its account's endpoint has all the requests it is given.
+ENDPOINT_BUSY_WAIT = timedelta(seconds=2)
 
 
 class GuardrailRefusal(Exception):
@@ -337,6 +340,16 @@ def _execute_by_webhook(proposal_id: int) -> Proposal:
             return _fail(proposal, refusal)
         if _this_round(proposal).count() >= settings.WEBHOOK_MAX_ATTEMPTS:
             return _fail(proposal, "no answer from the endpoint after every attempt")
+        if _requests_under_way(proposal.account_id, now) >= settings.WEBHOOK_REQUESTS_PER_ACCOUNT:
+            # The account's endpoint has as many requests under way as it is given: this one
+            # waits its turn without holding a worker, so a slow endpoint holds no more than
+            # that many and every other account's requests still find workers free.
+            _hold(proposal_id, until=now + ENDPOINT_BUSY_WAIT, now=now)
+            transaction.on_commit(
+                partial(_retry_later, proposal_id, ENDPOINT_BUSY_WAIT.total_seconds()),
+                robust=True,
+            )
+            return proposal
         attempt = _record_attempt(
             proposal,
             executor=WEBHOOK_EXECUTOR,
@@ -397,6 +410,20 @@ def _execute_by_webhook(proposal_id: int) -> Proposal:
         _hold(proposal_id, until=finished + timedelta(seconds=delay), now=finished)
         transaction.on_commit(partial(_retry_later, proposal_id, delay), robust=True)
         return proposal
+
+
+def _requests_under_way(account_id: int, now) -> int:
+    """The webhook executor's requests to an account's endpoint under way now (an attempt
+    abandoned by a dead worker counts until its lease runs out). Counted under a lock on the
+    account, held until the caller's transaction ends, so two attempts never both count one
+    place free."""
+    Account.objects.select_for_update().filter(pk=account_id).first()
+    return Execution.objects.filter(
+        status=ExecutionStatus.RUNNING,
+        executor=WEBHOOK_EXECUTOR,
+        started_at__gt=now - WEBHOOK_LEASE,
+        proposal__account_id=account_id,
+    ).count()
 
 
 def _this_round(proposal: Proposal):
