@@ -33,6 +33,36 @@ class PolicyForm(forms.ModelForm):
         model = Policy
         fields = ["action_type", "agent_kind"]  # the admin's fieldsets add the rest
 
+    user = None  # who edits: set by PolicyAdmin.get_form
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.agent_before = self.instance.agent if self.instance.agent_id else None
+
+    def clean(self):
+        cleaned = super().clean()
+        # Who owns an agent does not set how far it runs unreviewed: neither the policy it
+        # had nor the one it gets (the rule of approvals.services.acts, for policies).
+        for agent in (self.agent_before, cleaned.get("agent")):
+            if agent is not None and owns_agent(self.user, agent):
+                raise forms.ValidationError(
+                    f"You own agent {agent}; someone else must set its policy.",
+                    code="owns_agent",
+                )
+        return cleaned
+
+
+def owns_agent(user, agent: Agent | None) -> bool:
+    """Whether ``user`` owns ``agent`` and so may not set its policy. Administrators
+    (superusers) are exempt: they are answerable for the whole platform."""
+    return (
+        user is not None
+        and agent is not None
+        and not user.is_superuser
+        and agent.owner_id is not None
+        and agent.owner_id == user.pk
+    )
+
 
 class PoliciesField(forms.ModelMultipleChoiceField):
     def _check_values(self, value):
@@ -111,6 +141,20 @@ class PolicyAdmin(AuditedHistoryAdmin):
             },
         ),
     ]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        return type(form.__name__, (form,), {"user": request.user})
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        if obj is not None and owns_agent(request.user, obj.agent):
+            return False  # shown read-only: someone else must set its policy
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        if obj is not None and owns_agent(request.user, obj.agent):
+            return False
+        return super().has_delete_permission(request, obj)
 
     @admin.display(description="scope")
     def scope(self, policy: Policy) -> str:
