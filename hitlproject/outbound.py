@@ -125,10 +125,11 @@ async def _resolve(url: str) -> Destination:
     address = _checked_addresses(host, infos)[0]
     literal = f"[{address}]" if ":" in address else address
     netloc = f"{literal}:{port}"
+    named = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets
     default_port = port == (443 if parts.scheme == "https" else 80)
     return Destination(
         url=parts._replace(netloc=netloc).geturl(),
-        host_header=parts.hostname if default_port else f"{parts.hostname}:{port}",
+        host_header=named if default_port else f"{named}:{port}",
         server_name=host,
     )
 

@@ -223,7 +223,7 @@ class Receiver:
     endpoint) that answers with the given statuses in turn (the last one repeats) and keeps
     what it was sent."""
 
-    def __init__(self, *statuses: int) -> None:
+    def __init__(self, *statuses: int, host: str = "127.0.0.1") -> None:
         self.statuses = list(statuses) or [200]
         self.received: list[dict] = []
         receiver = self
@@ -239,8 +239,14 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hitl-events"
+        server_class = type(
+            "Server",
+            (ThreadingHTTPServer,),
+            {"address_family": socket.AF_INET6 if ":" in host else socket.AF_INET},
+        )
+        self.server = server_class((host, 0), Handler)
+        named = f"[{host}]" if ":" in host else host
+        self.url = f"http://{named}:{self.server.server_port}/hitl-events"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def events(self) -> list[dict]:

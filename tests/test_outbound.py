@@ -133,6 +133,16 @@ def test_a_name_is_resolved_and_checked_at_each_send_not_only_when_saved(setting
     assert len(receiver.received) == 1
 
 
+def test_a_request_to_an_ipv6_endpoint_names_its_host_in_brackets():
+    try:
+        receiver = Receiver(204, host="::1")
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+
+    assert send_signed(receiver.url, b"{}", secret="whsec_x", headers={}).delivered
+    assert receiver.received[0]["headers"]["Host"] == f"[::1]:{receiver.server.server_port}"
+
+
 def test_other_schemes_are_refused(settings):
     settings.OUTBOUND_ALLOW_PRIVATE = False
     for url in ("ftp://example.com/hook", "file:///etc/passwd", "gopher://example.com/"):
