@@ -22,7 +22,9 @@ from policies.models import Policy
 from tests.conftest import bid_adjustment
 from tests.factories import evaluated, submitted
 
-FOREVER = timedelta(days=999_999_999)
+# Past the last date Python can count to (year 9999), as 3,000,000 days is; this one still
+# fits SQLite's 64-bit column of microseconds, so the test runs on the embedded default too.
+FOREVER = timedelta(days=3_000_000)
 ENGINE_FAILED = "The policy engine could not evaluate this proposal: "
 
 
@@ -90,7 +92,7 @@ def test_a_stored_window_out_of_bounds_sends_proposals_to_a_human_with_the_reaso
     proposal = evaluated(bid_adjustment("2.12"))  # a 6% move the policy would auto-approve
     assert proposal.status == ProposalStatus.PENDING_REVIEW
     assert proposal.verdict_reasons == [
-        f"{ENGINE_FAILED}policy “Bid adjustments” has a {label} of 999,999,999 days, outside "
+        f"{ENGINE_FAILED}policy “Bid adjustments” has a {label} of 3,000,000 days, outside "
         f"what a policy may have (1 minute to {'365' if field == 'review_window' else '90'} "
         "days); a human decides."
     ]
@@ -165,7 +167,7 @@ def test_a_bad_review_window_stored_later_is_brought_within_bounds_when_a_review
     assert moved.review_expires_at - timezone.now() <= timedelta(days=365)
     assert moved.history.latest().history_change_reason == (
         "brand-search's bid moved since the proposal. (Policy “Bid adjustments” has a review "
-        "window of 999,999,999 days, outside what a policy may have; 365 days applies.)"
+        "window of 3,000,000 days, outside what a policy may have; 365 days applies.)"
     )
 
 
