@@ -95,6 +95,7 @@ class ProposalStatus(models.TextChoices):
     EXECUTING = "executing", "Executing"
     EXECUTED = "executed", "Executed"
     FAILED = "failed", "Failed"
+    SUPERSEDED = "superseded", "Superseded"
 
 
 class VerdictOutcome(models.TextChoices):
@@ -220,6 +221,9 @@ class Decision(models.Model):
     reason_code = models.CharField(max_length=32, choices=RejectionReason.choices, blank=True)
     note = models.TextField(blank=True)
     edited_payload = models.JSONField(null=True, blank=True)
+    summary = models.CharField(
+        max_length=300, blank=True, help_text="The action as the reviewer decided it."
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     history = audited_history()

@@ -16,6 +16,7 @@ class FeedbackKind(models.TextChoices):
     APPROVED_WITH_EDITS = "approved_with_edits", "Approved with edits"
     REJECTED = "rejected", "Rejected"
     EXPIRED = "expired", "Expired unreviewed"
+    SUPERSEDED = "superseded", "Superseded: its target changed first"
     OUTCOME = "outcome", "Outcome reported"
 
 
@@ -96,6 +97,7 @@ class CallbackEventType(models.TextChoices):
     EXPIRED = "proposal.expired", "Expired"
     EXECUTED = "proposal.executed", "Executed"
     FAILED = "proposal.failed", "Execution failed"
+    SUPERSEDED = "proposal.superseded", "Superseded"
 
 
 class DeliveryStatus(models.TextChoices):
