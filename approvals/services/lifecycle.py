@@ -1,14 +1,21 @@
 """The proposal lifecycle: the one place a proposal changes status.
 
     submitted ──> approved | pending_review | blocked | withdrawn
-    pending_review ──> approved | rejected | expired | withdrawn
-    approved ──> executing | pending_review (held back before an attempt: see below)
+    pending_review ──> approved | rejected | expired | withdrawn | superseded
+    approved ──> executing | pending_review (held back or re-routed) | superseded
     executing ──> executed | failed | pending_review (held back before a later attempt)
+                  | superseded
     failed ──> approved (a person retries)
 
 Held back: before each attempt to carry it out, a proposal goes back to a person, in a new
 review round, when a kill switch engaged since a person approved it (or one that the policy
-engine approved) covers it, or when its target moved since it was assessed.
+engine approved) covers it.
+
+Superseded: a proposal that sets a value (a bid, a budget, a status, a strategy field) was
+made against the value its target had then; once another change lands on that target first,
+it ends, never executes, and its agent is told the value it saw and the value now. A
+proposal that moves an amount keeps its meaning: it is re-assessed against the new state and
+re-routed to a person if its verdict changes.
 
 ``proposal_transition`` locks the row, checks the move is allowed from the status the row has
 *now*, writes it with the acting actor (history records who, when and why) and schedules the
@@ -34,9 +41,9 @@ S = ProposalStatus
 
 ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     S.SUBMITTED: frozenset({S.APPROVED, S.PENDING_REVIEW, S.BLOCKED, S.WITHDRAWN}),
-    S.PENDING_REVIEW: frozenset({S.APPROVED, S.REJECTED, S.EXPIRED, S.WITHDRAWN}),
-    S.APPROVED: frozenset({S.EXECUTING, S.PENDING_REVIEW}),
-    S.EXECUTING: frozenset({S.EXECUTED, S.FAILED, S.PENDING_REVIEW}),
+    S.PENDING_REVIEW: frozenset({S.APPROVED, S.REJECTED, S.EXPIRED, S.WITHDRAWN, S.SUPERSEDED}),
+    S.APPROVED: frozenset({S.EXECUTING, S.PENDING_REVIEW, S.SUPERSEDED}),
+    S.EXECUTING: frozenset({S.EXECUTED, S.FAILED, S.PENDING_REVIEW, S.SUPERSEDED}),
     S.FAILED: frozenset({S.APPROVED}),
 }
 DECIDED_STATUSES = frozenset({S.APPROVED, S.REJECTED, S.BLOCKED})
