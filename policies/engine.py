@@ -30,13 +30,18 @@ exactly on a ceiling is within it, and one cent over is over, however many moves
 
 Risk score (0-100, for ordering the review queue; deterministic)::
 
-    risk = type weight                      10 (bid) ... 40 (strategy)
-         + 15 x min(pressure, 4)            magnitude over its ceiling, or amount over its
-                                            ceiling, whichever presses harder
-         + 15 x (1 - approval rate)         the agent's record; 5 when it has too few decisions
-         + 10 if a guardrail spoke
+    risk = min(90, weight + pressure + record) + guardrail
+
+    weight     the action type's: 10 (bid) ... 40 (strategy)
+    pressure   15 x min(pressure, 4): magnitude over its ceiling, or amount over its ceiling,
+               whichever presses harder
+    record     15 x (1 - approval rate): the agent's record; 5 when it has too few decisions
+    guardrail  10 if a guardrail spoke (a banned term, a kill switch, a cap, a lock), else 0
 
 where a missing ceiling counts as 10% for relative changes, 1 for counts, and 1,000 for money.
+The guardrail's 10 is added after the cap, so a proposal a guardrail spoke about ranks above a
+clean one of the same kind and otherwise the same risk, at the top of the scale too: the queue's
+one order (riskiest, then oldest, ``proposal_queue_idx``) puts it first, with no second key.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ _REFERENCE_CEILING: dict[str, Decimal] = {"ratio": Decimal("0.10"), "count": Dec
 _REFERENCE_AMOUNT = Decimal("1000")
 _MAX_PRESSURE = Decimal("4")
 _UNKNOWN_RECORD_RISK = 5
+_GUARDRAIL_RISK = 10
 
 
 @dataclass(frozen=True)
@@ -231,9 +237,9 @@ def risk_score(facts: Facts, rule: Rule | None) -> int:
         if facts.agent_approval_rate is not None
         else _UNKNOWN_RECORD_RISK
     )
-    guardrails = 10 if facts.guardrail_blocks or facts.guardrail_reviews else 0
-    score = facts.risk_weight + round(15 * min(pressure, _MAX_PRESSURE)) + record + guardrails
-    return min(100, score)
+    score = facts.risk_weight + round(15 * min(pressure, _MAX_PRESSURE)) + record
+    guardrails = _GUARDRAIL_RISK if facts.guardrail_blocks or facts.guardrail_reviews else 0
+    return min(100 - _GUARDRAIL_RISK, score) + guardrails
 
 
 def _over(value: Number | None, limit: Number | None) -> bool:
