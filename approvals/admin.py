@@ -5,6 +5,7 @@ import json
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.views.main import SEARCH_VAR
 from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import Count, OuterRef, QuerySet, Subquery
@@ -25,6 +26,7 @@ from approvals.models import (
     ProposalStatus,
     RejectionReason,
 )
+from approvals.search import proposals_matching, search_words
 from approvals.selectors import (
     agent_track_record,
     current_vs_proposed,
@@ -47,7 +49,7 @@ from approvals.services.execution import proposal_retry
 from approvals.services.proposals import proposal_withdraw_for_agent
 from approvals.templatetags.console import scorecard_charts, what_if_chart
 from audit.actors import Actor
-from audit.admin import AuditedHistoryAdmin
+from audit.admin import AuditedHistoryAdmin, refuse_nul_in_search
 from feedback.models import OutcomeEffect
 from feedback.selectors import scorecard_window, scorecards
 from feedback.services import outcome_report_by_user
@@ -56,6 +58,7 @@ from hitlproject.converters import record_page
 from hitlproject.errors import DomainError
 from hitlproject.forms import IndentedJSONField
 from hitlproject.paginators import CappedCountPaginator
+from ledger.selectors import channels_with_accounts
 from policies.engine import format_magnitude
 
 
@@ -74,28 +77,46 @@ class ReadOnlyAdmin(AuditedHistoryAdmin):
         return False
 
 
+EVERY_STATUS = "all"
+
+
+def listed_status(request: HttpRequest) -> str:
+    """The status the proposal list shows: the one picked; else, while searching, every
+    status (a search finds a proposal whatever became of it); else the review queue."""
+    picked = request.GET.get(QueueStatusFilter.parameter_name)
+    if picked:
+        return picked
+    if search_words(request.GET.get(SEARCH_VAR, "")):
+        return EVERY_STATUS
+    return ProposalStatus.PENDING_REVIEW
+
+
 class QueueStatusFilter(admin.SimpleListFilter):
-    """Status, defaulting to the review queue: what waits for a human."""
+    """Status, defaulting to the review queue (what waits for a human), or to every status
+    when searching."""
 
     title = "status"
     parameter_name = "status"
-    default = ProposalStatus.PENDING_REVIEW
+
+    def __init__(self, request, params, model, model_admin):
+        self.current = listed_status(request)
+        super().__init__(request, params, model, model_admin)
 
     def lookups(self, request, model_admin):
-        return [*ProposalStatus.choices, ("all", "All")]
+        return [*ProposalStatus.choices, (EVERY_STATUS, "All")]
 
     def choices(self, changelist):
-        current = self.value() or self.default
         for value, label in self.lookup_choices:
             yield {
-                "selected": current == value,
+                "selected": self.current == value,
                 "query_string": changelist.get_query_string({self.parameter_name: value}),
                 "display": label,
             }
 
     def queryset(self, request, queryset):
-        current = self.value() or self.default
-        return queryset if current == "all" else queryset.filter(status=current)
+        if self.current == EVERY_STATUS:
+            return queryset
+        return queryset.filter(status=self.current)
 
 
 class RiskFilter(admin.SimpleListFilter):
@@ -124,6 +145,19 @@ class ActionTypeFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         return queryset.filter(action_type=self.value()) if self.value() else queryset
+
+
+class ChannelFilter(admin.SimpleListFilter):
+    """The channels some account is on (not every channel the platform knows)."""
+
+    title = "channel"
+    parameter_name = "channel"
+
+    def lookups(self, request, model_admin):
+        return channels_with_accounts()
+
+    def queryset(self, request, queryset):
+        return queryset.filter(account__channel=self.value()) if self.value() else queryset
 
 
 # Refusals a bulk decision lists one by one; the rest are counted.
@@ -166,6 +200,7 @@ class ProposalAdmin(ReadOnlyAdmin):
     list_display = [
         "id",
         "summary",
+        "guardrail_flag",
         "status",
         "action_type",
         "agent",
@@ -182,11 +217,26 @@ class ProposalAdmin(ReadOnlyAdmin):
         ActionTypeFilter,
         "agent",
         "account",
-        "account__channel",
+        ChannelFilter,
     ]
     list_select_related = ["agent", "account", "verdict_policy"]
     ordering = ["-risk", "created_at"]
-    search_fields = ["=id", "external_ref", "summary"]
+    # What ``approvals.search`` reads (it does the searching, with an index on PostgreSQL).
+    search_fields = [
+        "=id",
+        "summary",
+        "rationale",
+        "external_ref",
+        "payload",
+        "verdict_reasons",
+        "action_type",
+        "agent__name",
+    ]
+    search_help_text = (
+        "Finds words in the agent's name, the campaigns, the action type, the creatives' text, "
+        "the rationale, the policy's reasons, the external ref, the summary, or an id (#123). "
+        "A search looks in every status unless you pick one."
+    )
     list_per_page = 50
     paginator = CappedCountPaginator
     actions = ["approve_selected", "reject_selected"]
@@ -232,7 +282,31 @@ class ProposalAdmin(ReadOnlyAdmin):
             )
         )
 
-    @admin.display(description="magnitude / ceiling")
+    def get_search_results(self, request, queryset, search_term):
+        refuse_nul_in_search(search_term)
+        return proposals_matching(queryset, search_term), False
+
+    def get_ordering(self, request):
+        # Every status at once is history: newest first, which an index serves.
+        if listed_status(request) == EVERY_STATUS:
+            return ["-created_at"]
+        return super().get_ordering(request)
+
+    @admin.display(description="guardrail")
+    def guardrail_flag(self, proposal: Proposal) -> str:
+        findings = proposal.guardrail_findings or {}
+        found = [*findings.get("block", []), *findings.get("review", [])]
+        if not found:
+            return ""
+        said = "\n".join(found)
+        return format_html(
+            '<span class="guardrail-flag" title="{}" aria-label="Guardrail: {}">⚠ {}</span>',
+            said,
+            said,
+            "guardrail" if len(found) == 1 else f"{len(found)} guardrails",
+        )
+
+    @admin.display(description="magnitude / ceiling", ordering="magnitude")
     def magnitude_display(self, proposal: Proposal) -> str:
         unit = action_types.get(proposal.action_type).magnitude_unit
         magnitude = format_magnitude(proposal.magnitude, unit)
@@ -241,13 +315,13 @@ class ProposalAdmin(ReadOnlyAdmin):
             return magnitude
         return f"{magnitude} / {format_magnitude(policy.auto_execute_max_magnitude, unit)}"
 
-    @admin.display(description="approvals")
+    @admin.display(description="approvals", ordering="approvals_so_far")
     def approvals_display(self, proposal: Proposal) -> str:
         if proposal.status != ProposalStatus.PENDING_REVIEW:
             return ""
         return f"{proposal.approvals_so_far} of {proposal.required_approvals}"
 
-    @admin.display(description="age")
+    @admin.display(description="age", ordering="-created_at")  # youngest first, ascending
     def age(self, proposal: Proposal) -> str:
         minutes = int((timezone.now() - proposal.created_at).total_seconds() // 60)
         if minutes < 60:
@@ -264,18 +338,24 @@ class ProposalAdmin(ReadOnlyAdmin):
         css = {"all": ["approvals/console.css"]}
 
     def get_list_display(self, request):
-        status = request.GET.get(QueueStatusFilter.parameter_name, QueueStatusFilter.default)
-        if status == ProposalStatus.PENDING_REVIEW:  # every row is; say it once, in the title
+        if listed_status(request) == ProposalStatus.PENDING_REVIEW:  # say it once, in the title
             return [field for field in self.list_display if field != "status"]
         return self.list_display
 
     def changelist_view(self, request, extra_context=None):
-        status = request.GET.get(QueueStatusFilter.parameter_name, QueueStatusFilter.default)
-        title = (
-            "Review queue: proposals waiting for a decision, riskiest first"
-            if status == ProposalStatus.PENDING_REVIEW
-            else "Proposals"
-        )
+        status = listed_status(request)
+        words = search_words(request.GET.get(SEARCH_VAR, ""))
+        if words:
+            where = (
+                "in every status"
+                if status == EVERY_STATUS
+                else f"with status {dict(ProposalStatus.choices).get(status, status).lower()}"
+            )
+            title = f"Proposals matching {' and '.join(f'“{w}”' for w in words)}, {where}"
+        elif status == ProposalStatus.PENDING_REVIEW:
+            title = "Review queue: proposals waiting for a decision, riskiest first"
+        else:
+            title = "Proposals"
         return super().changelist_view(request, {"title": title, **(extra_context or {})})
 
     def has_decide_permission(self, request: HttpRequest) -> bool:

@@ -61,6 +61,12 @@ def refuse_nul(query: QueryDict) -> None:
         raise BadRequest("The query contains a NUL character.")
 
 
+def refuse_nul_in_search(search_term: str) -> None:
+    """A search, on a list or for an autocomplete, is a query too."""
+    if "\x00" in search_term:
+        raise BadRequest("The search contains a NUL character.")
+
+
 def id_refusal(field: models.Field, value: str) -> str | None:
     """Why ``value`` is no id of ``field``'s kind, or None if it is one: it must read as one
     (``abc`` does not) and, for an integer, fit the column (an id past 64 bits is an
@@ -113,8 +119,7 @@ class ConsoleAdmin(admin.ModelAdmin):
 
     def get_search_results(self, request, queryset, search_term):
         # Also what the autocomplete endpoint searches with.
-        if "\x00" in search_term:
-            raise BadRequest("The search contains a NUL character.")
+        refuse_nul_in_search(search_term)
         return super().get_search_results(request, queryset, search_term)
 
     def response_action(self, request, queryset):

@@ -246,7 +246,7 @@ def test_the_queue_filters_answer_what_they_say(login):
         {"action_type": "budget_reallocation"},
         {"agent__id__exact": agent.pk},
         {"account__id__exact": proposal.account_id},
-        {"account__channel__exact": proposal.account.channel},
+        {"channel": proposal.account.channel},
         {"q": "brand-search"},
         {"o": "-9"},
     ]:

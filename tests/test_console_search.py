@@ -1,0 +1,292 @@
+"""Finding proposals in the review console: a search that looks in every status and in the
+fields people look for, columns that sort, a channel filter of the channels in use, and the
+mark of a proposal a guardrail spoke about, which ranks it above a clean one of its kind.
+
+On PostgreSQL the search is full-text over an index; on SQLite (the embedded default) it reads
+each text by substring: every test here but the index's runs on both."""
+
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.urls import reverse
+
+from approvals.models import Agent, Proposal, ProposalStatus
+from approvals.search import search_document
+from approvals.services.decisions import proposal_approve, proposal_reject
+from ledger.models import Account, Campaign, Channel
+from policies.engine import evaluate
+from policies.models import KillSwitch, Policy
+from tests.conftest import bid_adjustment, creative, creative_batch, reallocation
+from tests.factories import evaluated
+from tests.test_policy_engine import facts, rule
+
+CHANGELIST = reverse("admin:approvals_proposal_changelist")
+
+
+@pytest.fixture
+def operator(login):
+    return login("operator")
+
+
+def listed(client, **query) -> list[Proposal]:
+    page = client.get(CHANGELIST, query)
+    assert page.status_code == 200, page.status_code
+    return list(page.context["cl"].result_list)
+
+
+def title(client, **query) -> str:
+    return client.get(CHANGELIST, query).context["title"]
+
+
+def reject(proposal: Proposal) -> Proposal:
+    from django.contrib.auth import get_user_model
+
+    operator = get_user_model().objects.get(username="operator")
+    return proposal_reject(proposal_id=proposal.pk, reviewer=operator, reason_code="other")
+
+
+# --- what a search finds -------------------------------------------------------------------
+
+
+def test_a_search_finds_an_agents_proposals_by_its_name_in_every_status(operator):
+    by_optimizer = evaluated(reallocation("280.00"))
+    executed_unseen = evaluated(bid_adjustment("2.12"))  # auto-approved: never in the queue
+    by_copywriter = evaluated(creative_batch(), agent="copywriter")
+    assert executed_unseen.status != ProposalStatus.PENDING_REVIEW
+
+    found = listed(operator, q="copywriter")
+    assert found == [by_copywriter]
+    assert set(listed(operator, q="optim")) == {by_optimizer, executed_unseen}
+    assert title(operator, q="copywriter") == "Proposals matching “copywriter”, in every status"
+
+
+def test_a_search_finds_a_word_of_a_creative(operator):
+    promise = evaluated(creative_batch(creative(body="Guaranteed results in a week.")))
+    headline = evaluated(creative_batch(creative(headline="Spring sale, finally", body="Hi.")))
+    cta = evaluated(creative_batch(creative(cta="Claim yours", body="Hello.")))
+    plain = evaluated(creative_batch(creative(body="Results in a week.")))
+
+    assert listed(operator, q="guaranteed") == [promise]
+    assert listed(operator, q="GUARANTEED") == [promise]
+    assert listed(operator, q="spring") == [headline]
+    assert listed(operator, q='"claim yours"') == [cta]
+    assert plain not in listed(operator, q="guaranteed spring")  # every word must be found
+
+
+def test_a_search_finds_a_word_of_the_policys_reasons(operator):
+    waits = evaluated(reallocation("280.00"))  # "… over the 25.0% cumulative ceiling …"
+    within = evaluated(bid_adjustment("2.12"))  # "… is within the 15.0% auto-execute ceiling …"
+    assert listed(operator, q="cumulative") == [waits]
+    assert listed(operator, q='"is within"') == [within]  # a phrase, as the reasons say it
+
+
+def test_a_search_finds_a_campaign_by_its_external_id(operator):
+    on_display = evaluated(creative_batch())  # on display-retarget
+    on_search = evaluated(reallocation("280.00"))  # brand-search to generic-search
+    assert listed(operator, q="display-retarget") == [on_display]
+    assert listed(operator, q="generic-search") == [on_search]
+
+
+def test_a_search_finds_the_agents_external_ref_and_an_id(operator):
+    ticket = evaluated(reallocation("280.00", external_ref="ticket-4711"))
+    other = evaluated(reallocation("150.00", external_ref="ticket-4712"))
+    assert listed(operator, q="ticket-4711") == [ticket]
+    assert listed(operator, q=f"#{other.pk}") == [other]
+    assert other in listed(operator, q=str(other.pk))  # and any text with the number
+
+
+def test_a_search_finds_an_action_type_by_name_or_in_words(operator):
+    creatives = evaluated(creative_batch())
+    evaluated(reallocation("280.00"))
+    for term in ["creative_deployment", "creative", '"creative batch"']:
+        assert listed(operator, q=term) == [creatives], term
+
+
+def test_a_search_looks_in_every_status_unless_one_is_picked(operator):
+    waiting = evaluated(creative_batch(creative(body="Guaranteed results, fast.")))
+    rejected = reject(evaluated(creative_batch(creative(body="Guaranteed results, slowly."))))
+    assert rejected.status == ProposalStatus.REJECTED
+
+    page = operator.get(CHANGELIST, {"q": "guaranteed"})
+    assert set(page.context["cl"].result_list) == {waiting, rejected}
+    assert page.context["title"] == "Proposals matching “guaranteed”, in every status"
+    assert "field-status" in page.text  # rows of several statuses say which
+    selected = [c for c in page.context["cl"].filter_specs[0].choices(page.context["cl"])]
+    assert [c["display"] for c in selected if c["selected"]] == ["All"]
+
+    picked = operator.get(CHANGELIST, {"q": "guaranteed", "status": "pending_review"})
+    assert list(picked.context["cl"].result_list) == [waiting]
+    assert picked.context["title"] == (
+        "Proposals matching “guaranteed”, with status pending review"
+    )
+    assert listed(operator, q="guaranteed", status="rejected") == [rejected]
+    # Without a search, the queue is still what waits for a decision.
+    assert rejected not in listed(operator)
+
+
+def test_every_status_at_once_lists_the_newest_first(operator):
+    first = evaluated(reallocation("280.00"))
+    second = evaluated(bid_adjustment("2.12"))
+    third = reject(evaluated(reallocation("150.00")))
+    assert listed(operator, q="brand-search") == [third, second, first]
+    assert listed(operator, status="all")[:3] == [third, second, first]
+
+
+def test_a_search_of_nothing_findable_or_too_long_answers(operator):
+    proposal = evaluated(reallocation("280.00"))
+    assert proposal in listed(operator, q='"')  # no word: the queue, unsearched
+    assert listed(operator, q="x" * 10_000) == []
+    assert listed(operator, q=" ".join(["brand-search"] * 50)) == [proposal]
+    assert listed(operator, q="99999999999999999999999") == []
+    assert operator.get(CHANGELIST, {"q": "guaranteed\x00"}).status_code == 400
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the full-text index")
+def test_the_search_reads_its_index(operator):
+    evaluated(creative_batch())
+    matching = Proposal.objects.alias(document=search_document()).filter(document="guaranteed")
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a table this small is read whole
+        plan = matching.explain()
+    assert "proposal_search_idx" in plan
+    # The admin's own search reads it too.
+    page = operator.get(CHANGELIST, {"q": "guaranteed"})
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        assert "proposal_search_idx" in page.context["cl"].queryset.explain()
+
+
+def test_the_queue_keeps_its_index_ordered_order(operator):
+    queue = Proposal.objects.filter(status=ProposalStatus.PENDING_REVIEW)
+    page = operator.get(CHANGELIST)
+    assert page.context["cl"].get_ordering(page.wsgi_request, queue) == [
+        "-risk",
+        "created_at",
+        "-pk",
+    ]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            assert "proposal_queue_idx" in page.context["cl"].queryset.explain()
+
+
+# --- sorting -------------------------------------------------------------------------------
+
+
+def column(client, name: str) -> int:
+    page = client.get(CHANGELIST)
+    return page.context["cl"].list_display.index(name)
+
+
+def test_the_queue_sorts_by_age(operator):
+    older = evaluated(reallocation("280.00"))
+    newer = evaluated(reallocation("150.00"))
+    age = column(operator, "age")
+    assert listed(operator, o=str(age)) == [newer, older]  # youngest first
+    assert listed(operator, o=f"-{age}") == [older, newer]
+
+
+def test_the_queue_sorts_by_magnitude(operator):
+    middle = evaluated(reallocation("200.00"))
+    large = evaluated(reallocation("400.00"))
+    small = evaluated(reallocation("150.00"))
+    magnitude = column(operator, "magnitude_display")
+    assert listed(operator, o=str(magnitude)) == [small, middle, large]
+    assert listed(operator, o=f"-{magnitude}") == [large, middle, small]
+
+
+def test_the_queue_sorts_by_approvals_so_far(operator, operators):
+    policy = Policy.objects.get(action_type="budget_reallocation", agent=None, account=None)
+    policy.required_approvals = 2
+    policy.save()
+    none_yet = evaluated(reallocation("400.00"))
+    one = evaluated(reallocation("150.00"))
+    proposal_approve(proposal_id=one.pk, reviewer=operators[0])
+
+    approvals = column(operator, "approvals_display")
+    assert listed(operator, o=f"-{approvals}") == [one, none_yet]
+    assert listed(operator, o=str(approvals)) == [none_yet, one]
+    assert "1 of 2" in operator.get(CHANGELIST).text
+
+
+# --- the channel filter --------------------------------------------------------------------
+
+
+def test_the_channel_filter_lists_the_channels_with_accounts(operator):
+    on_google = evaluated(reallocation("280.00"))
+
+    def offered() -> list[str]:
+        page = operator.get(CHANGELIST)
+        [channels] = [spec for spec in page.context["cl"].filter_specs if spec.title == "channel"]
+        return [choice["display"] for choice in channels.choices(page.context["cl"])]
+
+    assert offered() == ["All", "Google Ads"]
+
+    meta = Account.objects.create(
+        external_id="meta-shop", name="Meta shop", channel=Channel.META, currency="USD"
+    )
+    Campaign.objects.create(
+        account=meta, external_id="meta-feed", name="Feed", daily_budget=100, bid=1
+    )
+    Agent.objects.get(name="optimizer").accounts.add(meta)
+    on_meta = evaluated(
+        reallocation("280.00")
+        | {"account": "meta-shop"}
+        | {"payload": {"campaign": "meta-feed", "new_daily_budget": "180.00"}}
+        | {"action_type": "budget_change"}
+    )
+    assert offered() == ["All", "Google Ads", "Meta"]
+    assert listed(operator, channel="meta") == [on_meta]
+    assert listed(operator, channel="google_ads") == [on_google]
+
+
+# --- the guardrail mark and rank -----------------------------------------------------------
+
+
+def test_a_proposal_a_guardrail_spoke_about_is_marked_and_ranks_above_a_clean_one(operator):
+    clean = evaluated(creative_batch(creative(body="Results in a week.")))
+    banned = evaluated(creative_batch(creative(body="Guaranteed results in a week.")))
+    assert clean.status == banned.status == ProposalStatus.PENDING_REVIEW
+
+    page = operator.get(CHANGELIST)
+    assert list(page.context["cl"].result_list) == [banned, clean]  # though the clean is older
+    assert banned.risk == clean.risk + 10
+    rows = page.text.split("<tr")[1:]
+    marked = [row for row in rows if 'class="guardrail-flag"' in row]
+    assert len(marked) == 1 and f"/{banned.pk}/change/" in marked[0]
+    assert "the banned term “guaranteed”" in marked[0]  # the tooltip says which guardrail
+
+
+def test_a_kill_switch_is_named_by_the_mark(operator):
+    KillSwitch.objects.create(
+        scope="account",
+        account=Account.objects.get(external_id="demo"),
+        reason="Channel outage",
+    )
+    held = evaluated(bid_adjustment("2.12"))  # a small raise, held for a person
+    assert held.status == ProposalStatus.PENDING_REVIEW
+    page = operator.get(CHANGELIST)
+    assert 'title="The kill switch on demo is engaged: Channel outage."' in page.text
+
+
+def test_the_guardrail_rank_holds_at_the_top_of_the_scale():
+    # A strategy-weighted move four times over its ceiling by an agent nobody approves.
+    worst = {"magnitude": "5", "risk_weight": 40, "agent_approval_rate": 0.0}
+    clean = evaluate(facts(**worst), [rule()])
+    spoken = evaluate(facts(**worst, guardrail_reviews=("A kill switch is engaged.",)), [rule()])
+    assert (clean.risk, spoken.risk) == (90, 100)
+
+
+def test_a_proposal_over_a_budget_cap_is_marked_in_every_status(operator):
+    brand = Campaign.objects.get(external_id="brand-search")
+    brand.max_daily_budget = Decimal("1100.00")
+    brand.save()
+    capped = evaluated(
+        bid_adjustment(action_type="budget_change")
+        | {"payload": {"campaign": "brand-search", "new_daily_budget": "1500.00"}}
+    )
+    assert capped.status == ProposalStatus.BLOCKED
+    page = operator.get(CHANGELIST, {"q": "brand-search", "status": "blocked"})
+    assert list(page.context["cl"].result_list) == [capped]
+    assert "above its cap of 1,100.00 USD" in page.text
