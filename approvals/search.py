@@ -14,7 +14,8 @@ On PostgreSQL the text is matched with full-text search, whole words (case folde
 "simple" configuration: no stemming and no stop words, so that ids and names match as typed),
 against one ``tsvector`` expression that a GIN index (``proposal_search_idx``, migration 0015)
 holds, so that a search over a million proposals reads the index rather than the table. On
-SQLite, the embedded default, each text is matched by substring (``icontains``).
+SQLite, the embedded default, each text is matched by substring (``icontains``; the JSON
+columns' string values as SQLite's ``json_tree`` decodes them, so "für" is found as written).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from django.contrib.postgres.search import (
 )
 from django.db import connections
 from django.db.models import Func, Q, QuerySet, TextField
-from django.db.models.functions import Cast
 from django.utils.text import smart_split, unescape_string_literal
 
 from approvals import action_types
@@ -56,6 +56,16 @@ class JSONStringsVector(SearchVectorCombinable, Func):
     def __init__(self, expression: str, config: str) -> None:
         self.config = SearchConfig(config)
         super().__init__(self.config, expression)
+
+
+class JSONStringsText(Func):
+    """Every string value of a JSON column, decoded, one after another (SQLite: the column
+    holds JSON text, in which "für" is written "f\\u00fcr" and every key is a word)."""
+
+    template = (
+        "(SELECT group_concat(value, ' ') FROM json_tree(%(expressions)s) WHERE type = 'text')"
+    )
+    output_field = TextField()
 
 
 def search_document() -> SearchVectorCombinable:
@@ -131,8 +141,7 @@ def _full_text(queryset: QuerySet[Proposal], words: list[str]) -> QuerySet[Propo
 
 def _substring(queryset: QuerySet[Proposal], words: list[str]) -> QuerySet[Proposal]:
     queryset = queryset.alias(
-        payload_text=Cast("payload", TextField()),
-        reasons_text=Cast("verdict_reasons", TextField()),
+        payload_text=JSONStringsText("payload"), reasons_text=JSONStringsText("verdict_reasons")
     )
     for word in words:
         in_text = Q()

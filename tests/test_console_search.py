@@ -74,6 +74,13 @@ def test_a_search_finds_a_word_of_a_creative(operator):
     assert plain not in listed(operator, q="guaranteed spring")  # every word must be found
 
 
+def test_a_search_finds_a_creative_in_any_language_and_not_by_its_field_names(operator):
+    german = evaluated(creative_batch(creative(headline="Rabatt für Mitglieder", body="Hallo.")))
+    evaluated(reallocation("280.00"))
+    assert listed(operator, q="für") == [german]
+    assert listed(operator, q="headline") == []  # a key of every creative, not its text
+
+
 def test_a_search_finds_a_word_of_the_policys_reasons(operator):
     waits = evaluated(reallocation("280.00"))  # "… over the 25.0% cumulative ceiling …"
     within = evaluated(bid_adjustment("2.12"))  # "… is within the 15.0% auto-execute ceiling …"
@@ -193,7 +200,12 @@ def test_the_queue_sorts_by_magnitude(operator):
     small = evaluated(reallocation("150.00"))
     magnitude = column(operator, "magnitude_display")
     assert listed(operator, o=str(magnitude)) == [small, middle, large]
-    assert listed(operator, o=f"-{magnitude}") == [large, middle, small]
+    page = operator.get(CHANGELIST, {"o": f"-{magnitude}"})
+    assert list(page.context["cl"].result_list) == [large, middle, small]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            assert "proposal_queue_magnitude_idx" in page.context["cl"].queryset.explain()
 
 
 def test_the_queue_sorts_by_approvals_so_far(operator, operators):
