@@ -300,10 +300,10 @@ class ProposalAdmin(ReadOnlyAdmin):
             return ""
         said = "\n".join(found)
         return format_html(
-            '<span class="guardrail-flag" title="{}" aria-label="Guardrail: {}">⚠ {}</span>',
+            '<span class="guardrail-flag" title="{}" aria-label="Guardrail: {}">⚠{}</span>',
             said,
             said,
-            "guardrail" if len(found) == 1 else f"{len(found)} guardrails",
+            "" if len(found) == 1 else f" {len(found)}",
         )
 
     @admin.display(description="magnitude / ceiling", ordering="magnitude")

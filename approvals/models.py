@@ -181,6 +181,12 @@ class Proposal(models.Model):
         indexes = [
             # The review queue: pending first, riskiest then oldest.
             models.Index(fields=["status", "-risk", "created_at"], name="proposal_queue_idx"),
+            # The queue sorted by magnitude (a column an operator sorts by).
+            models.Index(
+                fields=["-magnitude"],
+                name="proposal_queue_magnitude_idx",
+                condition=models.Q(status="pending_review"),
+            ),
             models.Index(fields=["agent", "-id"], name="proposal_agent_idx"),
             # Decisions of a period, for the dashboard.
             models.Index(fields=["decided_at"], name="proposal_decided_idx"),

@@ -10,4 +10,6 @@ class CappedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        return self.object_list[: self.cap + 1].count()
+        # Any ``cap`` rows count the same as the first ones: no order to sort them by, and no
+        # column (an annotation, a subquery) to compute for each.
+        return self.object_list.values("pk").order_by()[: self.cap + 1].count()
