@@ -6,6 +6,7 @@ tests are skipped, unless HITL_REQUIRE_BROWSER is set, as in CI, where a missing
 """
 
 import os
+import re
 import shutil
 from decimal import Decimal
 from pathlib import Path
@@ -14,12 +15,12 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from approvals.models import Proposal, ProposalStatus
-from approvals.services.decisions import proposals_approve
+from approvals.services.decisions import proposal_reject, proposals_approve
 from feedback.autonomy import autonomy_recommendations_propose
 from feedback.models import AutonomyRules
 from ledger.models import Account, Campaign
 from policies.models import Policy
-from tests.conftest import bid_adjustment, reallocation, wait_until
+from tests.conftest import bid_adjustment, creative, creative_batch, reallocation, wait_until
 from tests.factories import submitted
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -235,3 +236,38 @@ def test_policy_owner_approves_the_platforms_recommendation_and_the_policy_chang
     wait_for_status(page, "Executed")
     earned = Policy.objects.get(agent__name="optimizer", account=demo)
     assert earned.auto_execute_max_magnitude == Decimal("0.225")
+
+
+def test_operator_searches_from_the_queue_and_finds_every_status(live_server, demo_world, page):
+    promise, earlier, _ = waiting(
+        creative_batch(creative(body="Guaranteed results in a week.")),
+        creative_batch(creative(headline="Guaranteed savings", body="Save more.")),
+        reallocation("280.00"),
+    )
+    operator = get_user_model().objects.get(username="operator")
+    proposal_reject(proposal_id=earlier.pk, reviewer=operator, reason_code="off_brand")
+    log_in(page, live_server.url, demo_world["users"]["operator"])
+
+    page.goto(f"{live_server.url}/admin/approvals/proposal/")
+    page.fill("#searchbar", "guaranteed")
+    page.press("#searchbar", "Enter")
+
+    expect(page.locator("h1")).to_have_text("Proposals matching “guaranteed”, in every status")
+    rows = page.locator("#result_list tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_contain_text("Rejected")  # newest first, whatever became of it
+    expect(rows.nth(1)).to_contain_text("Pending review")
+    flag = rows.nth(1).locator(".guardrail-flag")
+    expect(flag).to_be_visible()
+    expect(flag).to_have_attribute(
+        "title", re.compile("The creative 1 body uses the banned term “guaranteed”")
+    )
+
+    page.locator(
+        '#changelist-filter details[data-filter-title="status"] a', has_text="Pending review"
+    ).click()
+    expect(page.locator("h1")).to_have_text(
+        "Proposals matching “guaranteed”, with status pending review"
+    )
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text(f"{promise.pk}")
