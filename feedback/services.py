@@ -68,20 +68,18 @@ def _in_commit_order() -> None:
 def feedback_record_decisions(
     *, decisions: Sequence[Decision], actor: Actor, proposed_payloads: Mapping[int, dict[str, Any]]
 ) -> list[Feedback]:
-    """The decisions as the agents should learn from them, written together; an edit is the
-    field-by-field diff between what the agent proposed (``proposed_payloads``, by proposal
-    id) and what the reviewer approved."""
+    """The decisions that settled their proposals, as the agents should learn from them,
+    written together: a rejection, or the approval that made a proposal approved to run (an
+    approval that leaves it waiting for another person tells the agent nothing yet). An edit
+    is the field-by-field diff between what the agent proposed (``proposed_payloads``, by
+    proposal id) and the action approved."""
     feedback = []
     for decision in decisions:
         proposal = decision.proposal
         if decision.outcome == DecisionOutcome.REJECT:
             kind, diff = FeedbackKind.REJECTED, {}
         else:
-            diff = (
-                payload_diff(proposed_payloads[proposal.pk], decision.edited_payload)
-                if decision.edited_payload is not None
-                else {}
-            )
+            diff = payload_diff(proposed_payloads[proposal.pk], proposal.payload)
             kind = FeedbackKind.APPROVED_WITH_EDITS if diff else FeedbackKind.APPROVED
         feedback.append(
             Feedback(
@@ -98,6 +96,26 @@ def feedback_record_decisions(
         return []
     _in_commit_order()
     return create_with_history(Feedback, feedback, actor=actor)
+
+
+def feedback_record_supersession(
+    *, proposal: Proposal, moves: Sequence[Any], note: str, actor: Actor
+) -> Feedback:
+    """A proposal ended superseded: the agent learns, field by field, the value it saw and
+    the value now (``moves``: ``approvals.services.supersession.TargetMove``), to propose
+    again against it."""
+    _in_commit_order()
+    with acting_as(actor):
+        return Feedback.objects.create(
+            agent_id=proposal.agent_id,
+            proposal=proposal,
+            kind=FeedbackKind.SUPERSEDED,
+            note=note,
+            diff={
+                f"{move.campaign}.{move.field}": {"saw": move.saw, "now": move.now}
+                for move in moves
+            },
+        )
 
 
 def feedback_record_expiry(*, proposal: Proposal, actor: Actor) -> Feedback:

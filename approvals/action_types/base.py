@@ -117,6 +117,10 @@ class ActionType:
     executes_on_channel: ClassVar[bool] = True
     # The payload fields a reviewer may edit before approving; None: any.
     editable_fields: ClassVar[frozenset[str] | None] = None
+    # True: the action sets its campaign fields to values chosen against the values they had
+    # when proposed, so a change landing on them first supersedes it. False: it moves an
+    # amount, which keeps its meaning; it is re-assessed instead.
+    sets_values: ClassVar[bool] = True
 
     def campaign_fields(self, payload: dict[str, Any]) -> dict[str, tuple[str, ...]]:
         """The ledger fields this action reads and writes, by campaign external id."""

@@ -111,6 +111,7 @@ class BudgetReallocation(ActionType):
         "to_campaign": "generic-search",
         "amount": "280.00",
     }
+    sets_values = False
 
     def campaign_fields(self, payload):
         return {
