@@ -27,8 +27,11 @@ from approvals.models import (
 )
 from approvals.selectors import (
     agent_track_record,
-    current_vs_proposed,
+    as_proposed,
+    deciding_policy,
     earlier_proposals_on_targets,
+    policy_terms,
+    proposal_states,
 )
 from approvals.services.acts import Act, LacksPermission, act_refusal, may_act
 from approvals.services.agents import (
@@ -38,6 +41,9 @@ from approvals.services.agents import (
 )
 from approvals.services.decisions import (
     DECIDE_PERMISSION,
+    QUEUE_ORDER,
+    Decided,
+    bulk_approval_plan,
     proposal_approve,
     proposal_reject,
     proposals_approve,
@@ -57,6 +63,7 @@ from hitlproject.errors import DomainError
 from hitlproject.forms import IndentedJSONField
 from hitlproject.paginators import CappedCountPaginator
 from policies.engine import format_magnitude
+from policies.models import Policy
 
 
 class ReadOnlyAdmin(AuditedHistoryAdmin):
@@ -161,6 +168,68 @@ class EditApproveForm(forms.Form):
     )
 
 
+def _what_happened(proposal: Proposal) -> str:
+    """A single act's result, as it is: superseded says why, in the proposal's own words."""
+    if proposal.status == ProposalStatus.SUPERSEDED:
+        return f"Proposal #{proposal.pk} was not approved. {proposal.verdict_reasons[0]}"
+    if proposal.status == ProposalStatus.APPROVED:
+        return f"Proposal #{proposal.pk} is approved and sent to be executed."
+    return f"Proposal #{proposal.pk} is now {proposal.get_status_display().lower()}."
+
+
+def _listed(proposals) -> str:
+    ids = [f"#{proposal.pk}" for proposal in proposals]
+    return ", ".join(ids[:REFUSALS_LISTED]) + (
+        f" and {len(ids) - REFUSALS_LISTED} more" if len(ids) > REFUSALS_LISTED else ""
+    )
+
+
+def _bulk_result(verb: str, decided: Decided) -> list[tuple[int, str]]:
+    """What a bulk decision did, counted by what will happen: what will execute, what waits
+    for a further approval, what ended superseded, what was held back and what was refused,
+    each with why."""
+    said = []
+    if verb == "reject":
+        if decided.proposals:
+            said.append((messages.SUCCESS, f"Rejected {len(decided.proposals)} proposal(s)."))
+    else:
+        if decided.approved:
+            said.append(
+                (
+                    messages.SUCCESS,
+                    f"{len(decided.approved)} proposal(s) approved and sent to be executed: "
+                    f"{_listed(decided.approved)}.",
+                )
+            )
+        if decided.awaiting:
+            said.append(
+                (
+                    messages.INFO,
+                    f"{len(decided.awaiting)} proposal(s) have your approval and wait for "
+                    f"another person's: {_listed(decided.awaiting)}.",
+                )
+            )
+        if decided.superseded:
+            said.append(
+                (
+                    messages.WARNING,
+                    f"{len(decided.superseded)} proposal(s) superseded, not approved: their "
+                    "targets moved since they were made: "
+                    f"{_listed(proposal for proposal, _ in decided.superseded)}.",
+                )
+            )
+        for held in list(decided.held.values())[:REFUSALS_LISTED]:
+            said.append((messages.WARNING, held.message))
+    for error in decided.refused[:REFUSALS_LISTED]:
+        said.append((messages.WARNING, error.message))
+    unlisted = max(len(decided.refused) - REFUSALS_LISTED, 0) + max(
+        len(decided.held) - REFUSALS_LISTED, 0
+    )
+    if unlisted:
+        said.append((messages.WARNING, f"… and {unlisted} more proposal(s) not decided."))
+    return said
+
+
 @admin.register(Proposal)
 class ProposalAdmin(ReadOnlyAdmin):
     list_display = [
@@ -219,6 +288,9 @@ class ProposalAdmin(ReadOnlyAdmin):
         this_round_approvals = Decision.objects.filter(
             proposal=OuterRef("pk"), review_round=OuterRef("review_round"), outcome="approve"
         )
+        routed_by = Policy.history.filter(
+            history_id=OuterRef("verdict_policy_version"), always_review=False
+        )
         return (
             super()
             .get_queryset(request)
@@ -228,18 +300,30 @@ class ProposalAdmin(ReadOnlyAdmin):
                         this_round_approvals.values("proposal").annotate(n=Count("id")).values("n")
                     ),
                     0,
-                )
+                ),
+                deciding_ceiling=Subquery(routed_by.values("auto_execute_max_magnitude")[:1]),
             )
         )
 
-    @admin.display(description="magnitude / ceiling")
+    @admin.display(description="magnitude / ceiling that routed it")
     def magnitude_display(self, proposal: Proposal) -> str:
+        """The magnitude beside the auto-execute ceiling of the policy version that routed
+        the proposal (not the policy as it reads today): annotated on the queue's rows,
+        looked up for a single page or a history version."""
         unit = action_types.get(proposal.action_type).magnitude_unit
         magnitude = format_magnitude(proposal.magnitude, unit)
-        policy = proposal.verdict_policy
-        if policy is None or policy.always_review or policy.auto_execute_max_magnitude is None:
+        if hasattr(proposal, "deciding_ceiling"):
+            ceiling = proposal.deciding_ceiling
+        else:
+            policy = deciding_policy(proposal)
+            ceiling = (
+                None
+                if policy is None or policy.always_review
+                else (policy.auto_execute_max_magnitude)
+            )
+        if ceiling is None:
             return magnitude
-        return f"{magnitude} / {format_magnitude(policy.auto_execute_max_magnitude, unit)}"
+        return f"{magnitude} / {format_magnitude(ceiling, unit)}"
 
     @admin.display(description="approvals")
     def approvals_display(self, proposal: Proposal) -> str:
@@ -302,12 +386,20 @@ class ProposalAdmin(ReadOnlyAdmin):
         proposal = self.get_object(request, object_id)
         if proposal is None:  # the admin says so and goes back to the list
             return super().change_view(request, object_id, form_url, extra_context)
+        routed_by = deciding_policy(proposal) if proposal.verdict_policy_id else None
         extra_context = {
             **(extra_context or {}),
             "proposal": proposal,
             "decisions": proposal.decisions.select_related("reviewer"),
             "executions": proposal.executions.all(),
-            "current_vs_proposed": current_vs_proposed(proposal),
+            "states": proposal_states(proposal),
+            "as_proposed": as_proposed(proposal),
+            "deciding_policy": routed_by,
+            "latest_policy_version": routed_by
+            and Policy.history.filter(id=routed_by.id).latest("history_id").history_id,
+            "policy_terms": policy_terms(
+                routed_by, action_types.get(proposal.action_type).magnitude_unit
+            ),
             "charts": numeric_series(proposal.supporting_data),
             "what_if_chart": what_if_chart(proposal),
             "track_record": agent_track_record(
@@ -351,7 +443,7 @@ class ProposalAdmin(ReadOnlyAdmin):
                 messages.error(request, error.message)
             else:
                 if isinstance(done, Proposal):
-                    done = f"Proposal #{done.pk} is now {done.get_status_display().lower()}."
+                    done = _what_happened(done)
                 messages.success(request, done)
         return HttpResponseRedirect(reverse("admin:approvals_proposal_change", args=[object_id]))
 
@@ -415,9 +507,14 @@ class ProposalAdmin(ReadOnlyAdmin):
 
     # --- bulk decisions, each behind a confirmation page ---------------------------------------
     def _bulk(self, request, queryset: QuerySet[Proposal], *, verb: str, form_class, decide):
-        proposals = list(
-            queryset.select_related("agent", "account").order_by("-risk", "created_at")
-        )
+        proposals = list(queryset.select_related("agent", "account").order_by(*QUEUE_ORDER))
+        plan = None
+        if verb == "approve" and "confirm" not in request.POST:
+            # What approving them together would do, as the approval will do it.
+            plan = bulk_approval_plan(proposal_ids=[p.pk for p in proposals], reviewer=request.user)
+            proposals = plan.proposals
+            for proposal in proposals:
+                proposal.bulk_outcome = plan.outcome(proposal)
         form = form_class(request.POST if "confirm" in request.POST else None)
         if "confirm" in request.POST and form.is_valid():
             decided = decide(
@@ -425,16 +522,8 @@ class ProposalAdmin(ReadOnlyAdmin):
                 reviewer=request.user,
                 **form.cleaned_data,
             )
-            if decided.proposals:
-                past = {"approve": "Approved", "reject": "Rejected"}[verb]
-                messages.success(request, f"{past} {len(decided.proposals)} proposal(s).")
-            for error in decided.refused[:REFUSALS_LISTED]:
-                messages.warning(request, error.message)
-            if len(decided.refused) > REFUSALS_LISTED:
-                messages.warning(
-                    request,
-                    f"… and {len(decided.refused) - REFUSALS_LISTED} more proposal(s) refused.",
-                )
+            for level, message in _bulk_result(verb, decided):
+                messages.add_message(request, level, message)
             return None
         return TemplateResponse(
             request,
@@ -445,6 +534,7 @@ class ProposalAdmin(ReadOnlyAdmin):
                 "verb": verb,
                 "action": request.POST.get("action"),
                 "proposals": proposals,
+                "plan": plan,
                 "not_pending": [p for p in proposals if p.status != ProposalStatus.PENDING_REVIEW],
                 "form": form,
                 "opts": self.model._meta,
@@ -467,10 +557,25 @@ class ProposalAdmin(ReadOnlyAdmin):
 
 @admin.register(Decision)
 class DecisionAdmin(ReadOnlyAdmin):
-    list_display = ["id", "proposal", "outcome", "reason_code", "reviewer", "created_at"]
+    list_display = [
+        "id",
+        "proposal_number",
+        "summary",
+        "outcome",
+        "reason_code",
+        "reviewer",
+        "created_at",
+    ]
     list_filter = ["outcome", "reason_code"]
-    list_select_related = ["proposal", "reviewer"]
+    list_select_related = ["reviewer"]
     raw_id_fields = ["proposal"]
+
+    @admin.display(description="proposal", ordering="proposal_id")
+    def proposal_number(self, decision: Decision) -> str:
+        """The proposal by number; what was decided is the decision's own summary, as the
+        reviewer saw it, not the proposal's as it reads today."""
+        url = reverse("admin:approvals_proposal_change", args=[decision.proposal_id])
+        return format_html('<a href="{}">#{}</a>', url, decision.proposal_id)
 
 
 @admin.register(Execution)

@@ -15,11 +15,22 @@ from django.db.models import (
     QuerySet,
 )
 from django.http import Http404
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
 from approvals import action_types
-from approvals.models import Agent, Decision, Execution, Proposal, ProposalStatus
+from approvals.models import (
+    Agent,
+    Decision,
+    Execution,
+    ExecutionStatus,
+    Proposal,
+    ProposalStatus,
+)
 from approvals.services.proposals import campaigns_for
+from ledger.models import Campaign
+from policies.engine import format_magnitude
+from policies.models import Policy, describe_duration
 
 
 def proposals_with_details() -> QuerySet[Proposal]:
@@ -55,26 +66,131 @@ def proposal_get_for_agent(*, agent: Agent, proposal_id: int) -> Proposal:
     return proposal
 
 
-def current_vs_proposed(proposal: Proposal) -> list[dict[str, str]]:
-    """Rows of campaign, field, its value when proposed, now, and after the action."""
-    action_type = action_types.get(proposal.action_type)
-    campaigns = campaigns_for(
-        account=proposal.account, action_type=action_type, payload=proposal.payload
+def as_proposed(proposal: Proposal):
+    """The proposal as its agent made it: its first history record (the payload, summary
+    and the targets' values then), whatever was edited, re-assessed or decided since."""
+    return (
+        Proposal.history.filter(id=proposal.pk, history_type="+").order_by("history_id").first()
+        or proposal
     )
-    if len(campaigns) < len(action_type.campaign_fields(proposal.payload)):
-        return []
-    proposed = action_type.proposed_state(proposal.payload, campaigns)
-    return [
-        {
-            "campaign": external_id,
-            "field": field,
-            "when_proposed": proposal.target_snapshot.get(external_id, {}).get(field, ""),
-            "current": str(getattr(campaigns[external_id], field)),
-            "proposed": str(value),
-        }
-        for external_id, values in proposed.items()
-        for field, value in values.items()
+
+
+def deciding_policy(proposal: Proposal):
+    """The policy as it stood when it routed the proposal (its history record then), or
+    None if no policy routed it."""
+    if not proposal.verdict_policy_version:
+        return None
+    return Policy.history.filter(history_id=proposal.verdict_policy_version).first()
+
+
+def policy_terms(policy, unit: str) -> list[str]:
+    """A policy version's terms, in words, as they stood: what ran without a person, what was
+    blocked, what it took to approve."""
+    if policy is None:
+        return ["No policy matched: a person decides."]
+    terms = []
+    if policy.always_review:
+        terms.append("always waits for a person")
+    elif policy.auto_execute_max_magnitude is not None:
+        ceiling = format_magnitude(policy.auto_execute_max_magnitude, unit)
+        if policy.auto_execute_max_amount is not None:
+            ceiling += f" and {policy.auto_execute_max_amount} a day"
+        terms.append(f"runs without a person up to {ceiling}")
+    if policy.block_above_magnitude is not None:
+        terms.append(f"blocked above {format_magnitude(policy.block_above_magnitude, unit)}")
+    if policy.cumulative_max_magnitude is not None:
+        terms.append(
+            f"at most {format_magnitude(policy.cumulative_max_magnitude, unit)} per target "
+            f"over {describe_duration(policy.cumulative_window)}"
+        )
+    terms.append(f"{policy.required_approvals} approval{pluralize(policy.required_approvals)}")
+    return terms
+
+
+def _ledger_values(snapshot: dict[str, dict[str, str]]) -> dict[str, Campaign]:
+    """Unsaved campaigns holding a snapshot's values, to work out an action against them."""
+    campaigns = {}
+    for external_id, values in snapshot.items():
+        campaign = Campaign(external_id=external_id)
+        for name, value in values.items():
+            field = Campaign._meta.get_field(name)
+            setattr(campaign, name, None if value == "None" else field.to_python(value))
+        campaigns[external_id] = campaign
+    return campaigns
+
+
+@dataclass(frozen=True)
+class ProposalStates:
+    """Each campaign field a proposal touches, through its life: the value when proposed and
+    what the agent proposed; what was approved, where an edit or a re-assessment changed the
+    action; what its execution changed (before → after); and, while it may still run, the
+    value now. Every figure is recorded, none recomputed against today's ledger."""
+
+    columns: list[str]
+    rows: list[list[str]]
+
+
+def proposal_states(proposal: Proposal) -> ProposalStates | None:
+    action_type = action_types.get(proposal.action_type)
+    proposed = as_proposed(proposal)
+    if not proposed.target_snapshot or not any(proposed.target_snapshot.values()):
+        return None  # it touches no campaign field (creatives, a change of policy)
+    fields = [
+        (external_id, name)
+        for external_id, names in proposed.target_snapshot.items()
+        for name in names
     ]
+    columns = {
+        "When proposed": {key: proposed.target_snapshot[key[0]][key[1]] for key in fields},
+        "Proposed": _state_after(action_type, proposed.payload, proposed.target_snapshot),
+    }
+    if proposal.payload != proposed.payload:
+        columns["As edited"] = _state_after(action_type, proposal.payload, proposal.target_snapshot)
+    elif proposal.target_snapshot != proposed.target_snapshot:
+        columns["As re-assessed"] = _state_after(
+            action_type, proposal.payload, proposal.target_snapshot
+        )
+    done = next(
+        (run for run in proposal.executions.all() if run.status == ExecutionStatus.SUCCEEDED),
+        None,
+    )
+    if done is not None:
+        columns["Before execution"] = _flat(done.before_state)
+        columns["After execution"] = _flat(done.after_state)
+    if proposal.status in OPEN_STATUSES:
+        campaigns = campaigns_for(
+            account=proposal.account, action_type=action_type, payload=proposal.payload
+        )
+        columns["Now"] = {
+            key: str(getattr(campaigns[key[0]], key[1])) for key in fields if key[0] in campaigns
+        }
+    return ProposalStates(
+        columns=["Campaign", "Field", *columns],
+        rows=[
+            [
+                external_id,
+                name.replace("_", " "),
+                *(values.get((external_id, name), "—") for values in columns.values()),
+            ]
+            for external_id, name in fields
+        ],
+    )
+
+
+# A proposal that may still run: its figures now are worth showing beside what it was made on.
+OPEN_STATUSES = (ProposalStatus.PENDING_REVIEW, ProposalStatus.APPROVED, ProposalStatus.FAILED)
+
+
+def _flat(state: dict[str, dict[str, str]]) -> dict[tuple[str, str], str]:
+    return {
+        (external_id, name): str(value)
+        for external_id, values in state.items()
+        for name, value in values.items()
+    }
+
+
+def _state_after(action_type, payload, snapshot) -> dict[tuple[str, str], str]:
+    return _flat(action_type.proposed_state(payload, _ledger_values(snapshot)))
 
 
 @dataclass(frozen=True)

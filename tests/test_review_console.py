@@ -35,11 +35,12 @@ def test_detail_page_shows_reasons_and_current_versus_proposed(login):
     proposal = evaluated(reallocation("280.00"))
     page = login("operator").get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
     assert page.status_code == 200
-    rows = page.context["current_vs_proposed"]
-    assert {(r["campaign"], r["current"], r["proposed"]) for r in rows} == {
-        ("brand-search", "1000.00", "720.00"),
-        ("generic-search", "500.00", "780.00"),
-    }
+    states = page.context["states"]
+    assert states.columns == ["Campaign", "Field", "When proposed", "Proposed", "Now"]
+    assert states.rows == [
+        ["brand-search", "daily budget", "1000.00", "720.00", "1000.00"],
+        ["generic-search", "daily budget", "500.00", "780.00", "500.00"],
+    ]
     assert "exceeds the 10.0% auto-execute ceiling" in page.text
     assert 'id="approve-form"' in page.text
 

@@ -351,10 +351,16 @@ class BulkApprovalPlan:
     refusals: dict[int, DomainError]
     held: dict[int, Conflict]
 
-    def executes(self, proposal: Proposal) -> bool:
-        """Whether this approval is the last one the proposal needs: it is then approved to
-        run."""
-        return proposal.approvals_so_far + 1 >= proposal.required_approvals
+    def outcome(self, proposal: Proposal) -> str:
+        """What approving it with the others would do, in words."""
+        if proposal.pk in self.refusals:
+            return f"Refused: {self.refusals[proposal.pk].message}"
+        if proposal.pk in self.held:
+            return self.held[proposal.pk].message
+        missing = proposal.required_approvals - proposal.approvals_so_far - 1
+        if missing > 0:
+            return f"Approved by you; waits for {missing} more approval(s)."
+        return "Approved and executed."
 
 
 def bulk_approval_plan(*, proposal_ids: Collection[int], reviewer: AbstractBaseUser):
