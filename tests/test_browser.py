@@ -122,12 +122,12 @@ def test_operator_approves_the_reference_proposal_from_the_top_of_the_queue(
         "28.0% of brand-search's daily budget exceeds the 10.0% auto-execute ceiling"
     )
     expect(page.locator("#supporting-charts svg polyline")).to_have_count(1)
-    expect(page.locator("#current-vs-proposed")).to_contain_text("720.00")
+    expect(page.locator("#proposal-states")).to_contain_text("720.00")
     screenshot(page, "detail")
 
     page.fill("#approve-form textarea[name=note]", "Agreed: generic-search converts better.")
     page.click("#approve-form input[type=submit]")
-    expect(page.locator(".messagelist")).to_contain_text("is now approved")
+    expect(page.locator(".messagelist")).to_contain_text("is approved and sent to be executed")
 
     wait_for_status(page, "Executed")
     expect(page.locator("#proposal-executions")).to_contain_text("Succeeded")
@@ -230,8 +230,89 @@ def test_policy_owner_approves_the_platforms_recommendation_and_the_policy_chang
     screenshot(page, "recommendation")
 
     page.click("#approve-form input[type=submit]")
-    expect(page.locator(".messagelist")).to_contain_text("is now approved")
+    expect(page.locator(".messagelist")).to_contain_text("is approved and sent to be executed")
 
     wait_for_status(page, "Executed")
     earned = Policy.objects.get(agent__name="optimizer", account=demo)
     assert earned.auto_execute_max_magnitude == Decimal("0.225")
+
+
+def rows_of(page: Page, table: str) -> list[list[str]]:
+    return [
+        [cell.strip() for cell in row.locator("th, td").all_inner_texts()]
+        for row in page.locator(f"{table} tr").all()
+    ]
+
+
+def test_auditor_reads_what_was_proposed_approved_and_done_after_ledger_and_policy_moved(
+    live_server, demo_world, page
+):
+    operator = get_user_model().objects.get(username="operator")
+    reference, again = waiting(reallocation("280.00"), reallocation("280.00"))
+    for proposal in (reference, again):  # the second runs on what the first left
+        proposals_approve(proposal_ids=[proposal.pk], reviewer=operator)
+        wait_until(lambda p=proposal: Proposal.objects.get(pk=p.pk).status == "executed")
+    policy = Policy.objects.get(action_type="budget_reallocation", is_draft=False)
+    policy.auto_execute_max_magnitude = Decimal("0.30")
+    policy._change_reason = "Raise the reallocation ceiling to 30%."
+    policy.save()
+    log_in(page, live_server.url, demo_world["users"]["auditor"])
+
+    page.goto(f"{live_server.url}/admin/approvals/proposal/{reference.pk}/change/")
+
+    # The move it made, as recorded; not 440.00 / 1060.00 recomputed from today's ledger.
+    assert rows_of(page, "#proposal-states") == [
+        # (the admin's style sets headings in capitals)
+        ["CAMPAIGN", "FIELD", "WHEN PROPOSED", "PROPOSED", "BEFORE EXECUTION", "AFTER EXECUTION"],
+        ["brand-search", "daily budget", "1000.00", "720.00", "1000.00", "720.00"],
+        ["generic-search", "daily budget", "500.00", "780.00", "500.00", "780.00"],
+    ]
+    expect(page.locator("#proposal-review")).not_to_contain_text("440.00")
+    # The ceiling that routed it, not today's.
+    expect(page.locator("#routed-by")).to_contain_text("runs without a person up to 10.0%")
+    expect(page.locator("#routed-by")).to_contain_text("it has changed since")
+    expect(page.locator(".field-magnitude_display")).to_contain_text("28.0% / 10.0%")
+    screenshot(page, "executed")
+
+
+def test_operator_bulk_approves_bids_on_one_campaign_and_is_told_what_will_run(
+    live_server, demo_world, page
+):
+    raises = waiting(bid_adjustment("2.50"), bid_adjustment("2.60"), bid_adjustment("2.40"))
+    [elsewhere] = waiting(bid_adjustment("2.00", campaign="generic-search"))
+    log_in(page, live_server.url, demo_world["users"]["operator"])
+    page.goto(f"{live_server.url}/admin/approvals/proposal/")
+    for proposal in (*raises, elsewhere):
+        page.check(f"input[name=_selected_action][value='{proposal.pk}']")
+    page.select_option("select[name=action]", "approve_selected")
+    page.click("button[name=index]")
+
+    expect(page.locator("#bulk-conflicts")).to_contain_text("2 of them change a campaign field")
+    listed = {int(row[0]): row[-1] for row in rows_of(page, "#bulk-proposals tbody")}
+    raised = {p.pk for p in raises}
+    first = next(pk for pk in listed if pk in raised)  # in the order the page lists them
+    assert listed[first] == listed[elsewhere.pk] == "Approved and executed."
+    for pk in raised - {first}:
+        assert listed[pk] == (
+            f"Proposal #{pk} was not approved: #{first}, approved with it, changes "
+            f"brand-search's bid first, so it would be superseded once #{first} executes."
+        )
+    screenshot(page, "bulk-confirmation")
+    page.click("input[value='Yes, approve 4']")
+
+    expect(page.locator(".messagelist")).to_contain_text(
+        "2 proposal(s) approved and sent to be executed"
+    )
+    expect(page.locator(".messagelist li")).to_have_count(3)  # and the two held back, why
+    held = [p for p in raises if p.pk != first]
+    wait_until(lambda: Proposal.objects.get(pk=first).status == "executed")
+    wait_until(lambda: all(Proposal.objects.get(pk=p.pk).status == "superseded" for p in held))
+
+    page.goto(f"{live_server.url}/admin/approvals/proposal/{held[0].pk}/change/")
+    expect(page.locator("#proposal-status")).to_have_text("Superseded")
+    expect(page.locator("#verdict-reasons")).to_contain_text("Superseded: brand-search's bid is")
+    expect(page.locator("#verdict-reasons")).to_contain_text("was 2.00")
+    assert (
+        str(Campaign.objects.get(external_id="brand-search").bid)
+        == (Proposal.objects.get(pk=first).payload["new_bid"])
+    )
