@@ -291,14 +291,14 @@ def test_operator_bulk_approves_bids_on_one_campaign_and_is_told_what_will_run(
     listed = {int(row[0]): row[-1] for row in rows_of(page, "#bulk-proposals tbody")}
     raised = {p.pk for p in raises}
     first = next(pk for pk in listed if pk in raised)  # in the order the page lists them
-    assert listed[first] == listed[elsewhere.pk] == "Approved and executed."
+    assert listed[first] == listed[elsewhere.pk] == "Approved: it executes."
     for pk in raised - {first}:
         assert listed[pk] == (
-            f"Proposal #{pk} was not approved: #{first}, approved with it, changes "
+            f"Proposal #{pk} is left waiting: #{first}, approved with it, changes "
             f"brand-search's bid first, so it would be superseded once #{first} executes."
         )
     screenshot(page, "bulk-confirmation")
-    page.click("input[value='Yes, approve 4']")
+    page.click("input[value='Yes, approve 2']")
 
     expect(page.locator(".messagelist")).to_contain_text(
         "2 proposal(s) approved and sent to be executed"

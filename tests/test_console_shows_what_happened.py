@@ -134,9 +134,9 @@ def test_the_bulk_confirmation_says_which_would_execute_and_which_would_be_super
         confirm.text
     )
     outcomes = {p.pk: p.bulk_outcome for p in confirm.context["proposals"]}
-    assert outcomes[first.pk] == outcomes[other.pk] == "Approved and executed."
+    assert outcomes[first.pk] == outcomes[other.pk] == "Approved: it executes."
     assert outcomes[second.pk] == (
-        f"Proposal #{second.pk} was not approved: #{first.pk}, approved with it, changes "
+        f"Proposal #{second.pk} is left waiting: #{first.pk}, approved with it, changes "
         f"brand-search's bid first, so it would be superseded once #{first.pk} executes."
     )
 

@@ -351,6 +351,11 @@ class BulkApprovalPlan:
     refusals: dict[int, DomainError]
     held: dict[int, Conflict]
 
+    @property
+    def approving(self) -> int:
+        """How many of them the approval decides."""
+        return len(self.proposals) - len(self.refusals) - len(self.held)
+
     def outcome(self, proposal: Proposal) -> str:
         """What approving it with the others would do, in words."""
         if proposal.pk in self.refusals:
@@ -360,7 +365,7 @@ class BulkApprovalPlan:
         missing = proposal.required_approvals - proposal.approvals_so_far - 1
         if missing > 0:
             return f"Approved by you; waits for {missing} more approval(s)."
-        return "Approved and executed."
+        return "Approved: it executes."
 
 
 def bulk_approval_plan(*, proposal_ids: Collection[int], reviewer: AbstractBaseUser):
@@ -406,7 +411,7 @@ def bulk_approval_plan(*, proposal_ids: Collection[int], reviewer: AbstractBaseU
             else:
                 why = f"it would be re-assessed once #{earlier[0]} executes; decide it then"
             held[proposal.pk] = Conflict(
-                f"Proposal #{proposal.pk} was not approved: #{earlier[0]}, approved with it, "
+                f"Proposal #{proposal.pk} is left waiting: #{earlier[0]}, approved with it, "
                 f"changes {words} first, so {why}."
             )
             break
