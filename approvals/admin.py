@@ -1,5 +1,6 @@
 """The review console: the operator's queue and decisions, the auditor's read-only view."""
 
+import copy
 import json
 
 from django import forms
@@ -9,13 +10,14 @@ from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponseRedirect, QueryDict
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
 from approvals import action_types
+from approvals.action_types.forms import ActionEditForm, edit_form_for
 from approvals.models import (
     Agent,
     AgentAPIKey,
@@ -55,12 +57,11 @@ from approvals.templatetags.console import scorecard_charts, what_if_chart
 from audit.actors import Actor
 from audit.admin import AuditedHistoryAdmin
 from feedback.models import OutcomeEffect
-from feedback.selectors import scorecard_window, scorecards
+from feedback.selectors import proposal_edits, scorecard_window, scorecards
 from feedback.services import outcome_report_by_user
 from hitlproject.charts import numeric_series
 from hitlproject.converters import record_page
 from hitlproject.errors import DomainError
-from hitlproject.forms import IndentedJSONField
 from hitlproject.paginators import CappedCountPaginator
 from policies.engine import format_magnitude
 from policies.models import Policy
@@ -159,13 +160,16 @@ class ApproveForm(forms.Form):
     note = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
 
 
-class EditApproveForm(forms.Form):
-    payload = IndentedJSONField(help_text="Change what needs changing; the rest stays as proposed.")
-    note = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 2}),
-        required=False,
-        help_text="Why, for the agent: it receives the edit as feedback.",
-    )
+def edits_shown(
+    proposal: Proposal, form: ActionEditForm | None
+) -> list[tuple[Decision, list[tuple[str, list[tuple[str, str]]]]]]:
+    """Each decision that edited the proposal, with the fields it changed as the edit form
+    names them, and their runs of words kept, removed and added."""
+    label = form.label_for if form is not None else str
+    return [
+        (edit.decision, [(label(field.path), field.runs) for field in edit.fields])
+        for edit in proposal_edits(proposal=proposal)
+    ]
 
 
 def _what_happened(proposal: Proposal) -> str:
@@ -387,8 +391,8 @@ class ProposalAdmin(ReadOnlyAdmin):
         if proposal is None:  # the admin says so and goes back to the list
             return super().change_view(request, object_id, form_url, extra_context)
         routed_by = deciding_policy(proposal) if proposal.verdict_policy_id else None
+        edit_form = edit_form_for(proposal)
         extra_context = {
-            **(extra_context or {}),
             "proposal": proposal,
             "decisions": proposal.decisions.select_related("reviewer"),
             "executions": proposal.executions.all(),
@@ -414,8 +418,10 @@ class ProposalAdmin(ReadOnlyAdmin):
             "can_report_outcome": may_act(request.user, proposal, Act.REPORT_OUTCOME),
             "outcome_form": OutcomeForm(),
             "approve_form": ApproveForm(),
-            "edit_form": EditApproveForm(initial={"payload": proposal.payload}),
+            "edit_form": edit_form,
+            "edit_changes": edits_shown(proposal, edit_form),
             "reject_form": RejectForm(),
+            **(extra_context or {}),  # a refused form, as the reviewer filled it in
         }
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -457,15 +463,49 @@ class ProposalAdmin(ReadOnlyAdmin):
         )
 
     def edit_approve_view(self, request: HttpRequest, object_id: int):
-        return self._decide(
-            request,
-            object_id,
-            EditApproveForm,
-            lambda payload, note: proposal_approve(
-                proposal_id=object_id, reviewer=request.user, note=note, edited_payload=payload
-            ),
-            act=Act.EDIT,
-        )
+        """Approve the action as the reviewer edited it in its type's form. A refused edit
+        (a field the service does not accept, or an edit it refuses) shows the page again,
+        with what the reviewer typed and each reason beside its field."""
+        if request.method != "POST":
+            raise PermissionDenied
+        proposal = Proposal.objects.select_related("agent", "account").filter(pk=object_id).first()
+        if proposal is None:
+            messages.error(request, f"There is no proposal #{object_id}.")
+            return HttpResponseRedirect(reverse("admin:approvals_proposal_changelist"))
+        if isinstance(act_refusal(request.user, proposal, Act.EDIT), LacksPermission):
+            raise PermissionDenied
+        form = edit_form_for(proposal, request.POST)
+        if form is None:
+            messages.error(request, f"A {proposal.action_type} is approved as proposed or not.")
+            return HttpResponseRedirect(
+                reverse("admin:approvals_proposal_change", args=[object_id])
+            )
+        if not form.is_valid():
+            messages.error(request, "Not approved: the edit has errors, shown beside its fields.")
+            return self._review_page(request, object_id, status=400, edit_form=form)
+        try:
+            done = proposal_approve(
+                proposal_id=object_id,
+                reviewer=request.user,
+                note=form.cleaned_data["note"],
+                edited_payload=form.edited_payload(),
+            )
+        except DomainError as error:
+            form.add_refusal(error)
+            messages.error(request, f"Not approved: {error.message}")
+            return self._review_page(request, object_id, status=error.status_code, edit_form=form)
+        messages.success(request, _what_happened(done))
+        return HttpResponseRedirect(reverse("admin:approvals_proposal_change", args=[object_id]))
+
+    def _review_page(
+        self, request: HttpRequest, object_id: int, *, status: int, edit_form: ActionEditForm
+    ):
+        """The proposal's page, as a GET shows it, with a form as the reviewer filled it in."""
+        reading = copy.copy(request)
+        reading.method, reading.POST = "GET", QueryDict()  # the page, not a save of the admin's
+        response = self.change_view(reading, str(object_id), extra_context={"edit_form": edit_form})
+        response.status_code = status
+        return response
 
     def reject_view(self, request: HttpRequest, object_id: int):
         return self._decide(

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from approvals.models import Agent, Decision, Proposal, ProposalStatus
-from approvals.selectors import decision_time_percentiles
+from approvals.selectors import as_proposed, decision_time_percentiles
 from feedback.models import Feedback, Outcome
+from feedback.services import payload_diff, word_runs
 from ledger.models import Account
 
 S = ProposalStatus
@@ -21,6 +25,64 @@ APPROVED_STATUSES = [S.APPROVED, S.EXECUTING, S.EXECUTED, S.FAILED]
 def feedback_list_for_agent(*, agent) -> QuerySet[Feedback]:
     """Feedback on an agent's own proposals."""
     return Feedback.objects.filter(agent=agent).select_related("proposal", "outcome")
+
+
+@dataclass(frozen=True)
+class FieldEdit:
+    """A field a reviewer changed, as its agent was told (the feedback's diff), in runs for a
+    person to read: ("kept" | "removed" | "added", text)."""
+
+    path: str
+    runs: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class ProposalEdit:
+    decision: Decision
+    fields: list[FieldEdit]
+
+
+def _natural(path: str) -> list[str | int]:
+    """``creatives[10]`` after ``creatives[2]``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
+
+
+def _shown(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _runs(change: dict[str, Any]) -> list[tuple[str, str]]:
+    before, after = change.get("from"), change.get("to")
+    if "words" in change:  # text: the words changed, among those kept
+        return word_runs(before, after)
+    return [
+        (kind, _shown(value))
+        for kind, value in (("removed", before), ("added", after))
+        if value is not None
+    ]
+
+
+def proposal_edits(*, proposal: Proposal) -> list[ProposalEdit]:
+    """What each decision that edited the proposal changed, oldest first: the diff, by the
+    same rule as the agent's feedback, between the action before that decision (the agent's
+    own, or an earlier reviewer's edit) and the action the decision approved."""
+    before = as_proposed(proposal).payload
+    edits = []
+    for decision in proposal.decisions.filter(edited_payload__isnull=False).select_related(
+        "reviewer"
+    ):
+        diff = payload_diff(before, decision.edited_payload)
+        before = decision.edited_payload
+        edits.append(
+            ProposalEdit(
+                decision=decision,
+                fields=[
+                    FieldEdit(path=path, runs=_runs(diff[path]))
+                    for path in sorted(diff, key=_natural)
+                ],
+            )
+        )
+    return edits
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Every decision yields feedback the agent can pull."""
 
 import difflib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -15,16 +15,35 @@ from feedback.models import Feedback, FeedbackKind, Outcome, OutcomeEffect
 from hitlproject.errors import Conflict, DomainError, NotFound
 
 
+def _word_opcodes(before: str, after: str) -> Iterator[tuple[str, str, str]]:
+    """Each run of words of ``before`` and ``after``: (operation, run before, run after)."""
+    old, new = before.split(), after.split()
+    matcher = difflib.SequenceMatcher(a=old, b=new, autojunk=False)
+    for operation, i1, i2, j1, j2 in matcher.get_opcodes():
+        yield operation, " ".join(old[i1:i2]), " ".join(new[j1:j2])
+
+
 def word_changes(before: str, after: str) -> list[dict[str, str]]:
     """The runs of words an editor replaced, removed (``to`` empty) or added (``from``
     empty), in order."""
-    old, new = before.split(), after.split()
-    matcher = difflib.SequenceMatcher(a=old, b=new, autojunk=False)
     return [
-        {"from": " ".join(old[i1:i2]), "to": " ".join(new[j1:j2])}
-        for operation, i1, i2, j1, j2 in matcher.get_opcodes()
+        {"from": old, "to": new}
+        for operation, old, new in _word_opcodes(before, after)
         if operation != "equal"
     ]
+
+
+def word_runs(before: str, after: str) -> list[tuple[str, str]]:
+    """The same changes as ``word_changes``, among the words kept, for a person to read:
+    ("kept" | "removed" | "added", words), in order; a replacement is a removal then an
+    addition."""
+    runs = []
+    for operation, old, new in _word_opcodes(before, after):
+        if operation == "equal":
+            runs.append(("kept", new))
+            continue
+        runs += [(kind, words) for kind, words in (("removed", old), ("added", new)) if words]
+    return runs
 
 
 def payload_diff(before: Any, after: Any, path: str = "") -> dict[str, dict[str, Any]]:

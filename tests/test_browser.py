@@ -17,9 +17,15 @@ from approvals.models import Proposal, ProposalStatus
 from approvals.services.decisions import proposals_approve
 from feedback.autonomy import autonomy_recommendations_propose
 from feedback.models import AutonomyRules
-from ledger.models import Account, Campaign
+from ledger.models import Account, Campaign, Creative
 from policies.models import Policy
-from tests.conftest import bid_adjustment, reallocation, wait_until
+from tests.conftest import (
+    bid_adjustment,
+    creative,
+    creative_batch,
+    reallocation,
+    wait_until,
+)
 from tests.factories import submitted
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -315,4 +321,69 @@ def test_operator_bulk_approves_bids_on_one_campaign_and_is_told_what_will_run(
     assert (
         str(Campaign.objects.get(external_id="brand-search").bid)
         == (Proposal.objects.get(pk=first).payload["new_bid"])
+    )
+
+
+def test_operator_edits_a_creatives_headline_and_sees_what_the_edit_changed(
+    live_server, demo_world, page
+):
+    [proposal] = waiting(
+        creative_batch(creative(headline="Guaranteed results, fast", body="Find it in seconds."))
+    )
+    log_in(page, live_server.url, demo_world["users"]["operator"])
+    page.goto(f"{live_server.url}/admin/approvals/proposal/{proposal.pk}/change/")
+
+    form = page.locator("#edit-approve-form")
+    headline = form.get_by_label("Creative 1 headline")
+    expect(headline).to_have_value("Guaranteed results, fast")
+    expect(form.get_by_label("Creative 1 call to action")).to_have_value("Try it")
+    screenshot(page, "edit-form")
+    headline.fill("Results, fast")
+    form.get_by_label("Note").fill("No promises we cannot keep.")
+    form.locator("input[type=submit]").click()
+
+    expect(page.locator(".messagelist")).to_contain_text("is approved and sent to be executed")
+    changes = page.locator("#edit-changes")
+    expect(changes).to_contain_text("No promises we cannot keep.")
+    row = changes.locator("tr", has_text="Creative 1 headline")
+    expect(row.locator("del")).to_have_text("Guaranteed results,")
+    expect(row.locator("ins")).to_have_text("Results,")
+    expect(row.locator("td")).to_have_text("Guaranteed results, Results, fast")
+    screenshot(page, "edit-diff")
+
+    wait_for_status(page, "Executed")
+    expect(page.locator("#edit-changes del")).to_have_text("Guaranteed results,")
+    assert Creative.objects.get(deployed_by_proposal=proposal).headline == "Results, fast"
+
+
+def test_an_edit_the_platform_refuses_keeps_what_the_operator_typed(live_server, demo_world, page):
+    [proposal] = waiting(reallocation("280.00"))
+    log_in(page, live_server.url, demo_world["users"]["operator"])
+    page.goto(f"{live_server.url}/admin/approvals/proposal/{proposal.pk}/change/")
+
+    form = page.locator("#edit-approve-form")
+    amount = form.get_by_label("Daily amount moved from brand-search to generic-search (USD)")
+    expect(amount).to_have_value("280.00")
+    amount.fill("5000")
+    form.get_by_label("Note").fill("Half of it, to start with.")
+    form.locator("input[type=submit]").click()
+
+    expect(page.locator(".messagelist")).to_contain_text("Not approved")
+    form = page.locator("#edit-approve-form")
+    field = form.locator(".edit-field.errors")
+    expect(field.locator(".errorlist")).to_have_text(
+        "Exceeds brand-search's daily budget of 1000.00."
+    )
+    expect(field.locator("input")).to_have_value("5000")
+    expect(form.get_by_label("Note")).to_have_value("Half of it, to start with.")
+    expect(page.locator("#proposal-status")).to_have_text("Pending review")
+    screenshot(page, "edit-refused")
+
+    field.locator("input").fill("140")
+    form.locator("input[type=submit]").click()
+    expect(page.locator(".messagelist")).to_contain_text("is approved and sent to be executed")
+    decision = Proposal.objects.get(pk=proposal.pk).decisions.get()
+    assert (decision.edited_payload["amount"], decision.note) == (
+        "140.00",
+        "Half of it, to start with.",
     )

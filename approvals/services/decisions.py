@@ -44,7 +44,7 @@ from approvals.validation import validation_text
 from audit.actors import Actor, acting_as
 from audit.history import create_with_history
 from feedback.services import feedback_record_decisions
-from hitlproject.errors import Conflict, DomainError, NotFound
+from hitlproject.errors import Conflict, DomainError, InvalidInput, NotFound
 
 DECIDE_PERMISSION = "approvals.decide_proposal"
 
@@ -60,7 +60,11 @@ def _edit(proposal: Proposal, edited_payload: Any) -> dict[str, Any] | None:
             raw_payload=edited_payload,
         )
     except ValidationError as error:
-        raise DomainError(f"The edited action is not valid: {validation_text(error)}") from error
+        by_field = error.detail.get("payload") if isinstance(error.detail, dict) else None
+        raise InvalidInput(
+            f"The edited action is not valid: {validation_text(error)}",
+            field_errors=by_field if isinstance(by_field, dict) else None,
+        ) from error
     if assessed.payload == proposal.payload:
         return None
     editable = action_types.get(proposal.action_type).editable_fields
