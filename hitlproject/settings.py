@@ -45,6 +45,13 @@ ALLOWED_HOSTS = [
     h for h in env("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h
 ]
 CSRF_TRUSTED_ORIGINS = [o for o in env("DJANGO_CSRF_TRUSTED_ORIGINS").split(",") if o]
+# Where the Procfile's web process listens (bin/start: 127.0.0.1, port 8000, unless set): the
+# address seed_demo prints the console at.
+WEB_BIND = env("HITL_BIND", "0.0.0.0")
+WEB_PORT = env("PORT", "8000")
+# What seed_demo printed, kept so that the next run (every start) prints the same working logins
+# and keys: readable by its owner alone, next to the embedded database.
+DEMO_CREDENTIALS_FILE = DATA_DIR / "demo-credentials.json"
 
 if PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

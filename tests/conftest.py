@@ -53,6 +53,13 @@ def fast_password_hashing(settings) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def demo_credentials_file(settings, tmp_path) -> Path:
+    """Where seed_demo keeps what it printed: the test's own, not the developer's var/."""
+    settings.DEMO_CREDENTIALS_FILE = tmp_path / "demo-credentials.json"
+    return settings.DEMO_CREDENTIALS_FILE
+
+
 def database_url(db: dict) -> str:
     if db["ENGINE"].endswith("sqlite3"):
         return f"sqlite:///{db['NAME']}"
