@@ -183,7 +183,7 @@ def test_auditor_reads_the_history_and_finds_no_way_to_change_anything(
     expect(page.locator("select[name=action]")).to_have_count(0)
 
     page.click("a.historylink")
-    expect(page.locator("#change-history")).to_contain_text("policy-engine")
+    expect(page.locator("#change-history")).to_contain_text("the policy engine (system)")
     page.locator("#change-history a").first.click()
     expect(page.locator("#content-main")).to_be_visible()
     expect(page.locator("#content-main input[type=submit]")).to_have_count(0)
