@@ -6,7 +6,9 @@ tests are skipped, unless HITL_REQUIRE_BROWSER is set, as in CI, where a missing
 """
 
 import os
+import re
 import shutil
+import threading
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from feedback.autonomy import autonomy_recommendations_propose
 from feedback.models import AutonomyRules
 from ledger.models import Account, Campaign
 from policies.models import Policy
-from tests.conftest import bid_adjustment, reallocation, wait_until
+from tests.conftest import Receiver, bid_adjustment, reallocation, wait_until
 from tests.factories import submitted
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -235,3 +237,30 @@ def test_policy_owner_approves_the_platforms_recommendation_and_the_policy_chang
     wait_for_status(page, "Executed")
     earned = Policy.objects.get(agent__name="optimizer", account=demo)
     assert earned.auto_execute_max_magnitude == Decimal("0.225")
+
+
+def test_the_operator_approves_and_sees_it_executed_without_reloading(
+    live_server, demo_world, page
+):
+    # The demo account's channel holds its answer a moment: the page is loaded while the
+    # proposal is still under way, and must follow it by itself.
+    answer = threading.Event()
+    endpoint = Receiver(200, hold=answer)
+    Account.objects.filter(external_id="demo").update(execution_endpoint=endpoint.url)
+    try:
+        [proposal] = waiting(reallocation("280.00"))
+        log_in(page, live_server.url, demo_world["users"]["operator"])
+        page.goto(f"{live_server.url}/admin/approvals/proposal/{proposal.pk}/change/")
+        page.click("#approve-form input[type=submit]")
+        expect(page.locator(".messagelist")).to_contain_text("is now approved")
+        expect(page.locator("#proposal-status")).to_have_text(re.compile("^(Approved|Executing)$"))
+
+        wait_until(lambda: endpoint.received)  # the executor's request is at the channel
+        answer.set()
+
+        expect(page.locator("#proposal-status")).to_have_text("Executed", timeout=15_000)
+        expect(page.locator("#proposal-executions")).to_contain_text("webhook")
+        expect(page.locator("#proposal-executions")).to_contain_text("Succeeded")
+    finally:
+        answer.set()
+        endpoint.server.shutdown()
