@@ -10,7 +10,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest, HttpResponseRedirect, QueryDict
+from django.http import Http404, HttpRequest, HttpResponseRedirect, JsonResponse, QueryDict
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -52,6 +52,7 @@ from approvals.services.decisions import (
     proposals_reject,
 )
 from approvals.services.execution import proposal_retry
+from approvals.services.lifecycle import UNDER_WAY_STATUSES
 from approvals.services.proposals import proposal_withdraw_for_agent
 from approvals.templatetags.console import scorecard_charts, what_if_chart
 from audit.actors import Actor
@@ -350,6 +351,7 @@ class ProposalAdmin(ReadOnlyAdmin):
 
     class Media:
         css = {"all": ["approvals/console.css"]}
+        js = ["approvals/follow_status.js"]
 
     def get_list_display(self, request):
         status = request.GET.get(QueueStatusFilter.parameter_name, QueueStatusFilter.default)
@@ -383,6 +385,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             *view("retry", self.retry_view),
             *view("withdraw", self.withdraw_view),
             *view("outcome", self.outcome_view),
+            *view("status", self.status_view),
             *super().get_urls(),
         ]
 
@@ -421,9 +424,20 @@ class ProposalAdmin(ReadOnlyAdmin):
             "edit_form": edit_form,
             "edit_changes": edits_shown(proposal, edit_form),
             "reject_form": RejectForm(),
+            "follows_status": proposal.status in UNDER_WAY_STATUSES,
             **(extra_context or {}),  # a refused form, as the reviewer filled it in
         }
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def status_view(self, request: HttpRequest, object_id: int) -> JsonResponse:
+        """The proposal's status, for its page to follow while it is under way
+        (approvals/static/approvals/follow_status.js)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        status = Proposal.objects.filter(pk=object_id).values_list("status", flat=True).first()
+        if status is None:
+            raise Http404("There is no such proposal.")
+        return JsonResponse({"status": status, "label": ProposalStatus(status).label})
 
     def _decide(
         self, request: HttpRequest, object_id: int, form_class, decide, *, act: Act

@@ -6,7 +6,9 @@ tests are skipped, unless HITL_REQUIRE_BROWSER is set, as in CI, where a missing
 """
 
 import os
+import re
 import shutil
+import threading
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from feedback.models import AutonomyRules
 from ledger.models import Account, Campaign, Creative
 from policies.models import Policy
 from tests.conftest import (
+    Receiver,
     bid_adjustment,
     creative,
     creative_batch,
@@ -189,7 +192,7 @@ def test_auditor_reads_the_history_and_finds_no_way_to_change_anything(
     expect(page.locator("select[name=action]")).to_have_count(0)
 
     page.click("a.historylink")
-    expect(page.locator("#change-history")).to_contain_text("policy-engine")
+    expect(page.locator("#change-history")).to_contain_text("the policy engine (system)")
     page.locator("#change-history a").first.click()
     expect(page.locator("#content-main")).to_be_visible()
     expect(page.locator("#content-main input[type=submit]")).to_have_count(0)
@@ -387,3 +390,30 @@ def test_an_edit_the_platform_refuses_keeps_what_the_operator_typed(live_server,
         "140.00",
         "Half of it, to start with.",
     )
+
+
+def test_the_operator_approves_and_sees_it_executed_without_reloading(
+    live_server, demo_world, page
+):
+    # The demo account's channel holds its answer a moment: the page is loaded while the
+    # proposal is still under way, and must follow it by itself.
+    answer = threading.Event()
+    endpoint = Receiver(200, hold=answer)
+    Account.objects.filter(external_id="demo").update(execution_endpoint=endpoint.url)
+    try:
+        [proposal] = waiting(reallocation("280.00"))
+        log_in(page, live_server.url, demo_world["users"]["operator"])
+        page.goto(f"{live_server.url}/admin/approvals/proposal/{proposal.pk}/change/")
+        page.click("#approve-form input[type=submit]")
+        expect(page.locator(".messagelist")).to_contain_text("is approved and sent to be executed")
+        expect(page.locator("#proposal-status")).to_have_text(re.compile("^(Approved|Executing)$"))
+
+        wait_until(lambda: endpoint.received)  # the executor's request is at the channel
+        answer.set()
+
+        expect(page.locator("#proposal-status")).to_have_text("Executed", timeout=15_000)
+        expect(page.locator("#proposal-executions")).to_contain_text("webhook")
+        expect(page.locator("#proposal-executions")).to_contain_text("Succeeded")
+    finally:
+        answer.set()
+        endpoint.server.shutdown()

@@ -157,7 +157,7 @@ def test_auditor_can_read_history_and_change_nothing(login):
     client = login("auditor")
     history = client.get(reverse("admin:approvals_proposal_history", args=[proposal.pk]))
     assert history.status_code == 200
-    assert "policy-engine" in history.text
+    assert "the policy engine (system)" in history.text
     policy = Policy.objects.first()
     assert client.get(reverse("admin:policies_policy_change", args=[policy.pk])).status_code == 200
     edit = client.post(

@@ -47,6 +47,8 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     S.FAILED: frozenset({S.APPROVED}),
 }
 DECIDED_STATUSES = frozenset({S.APPROVED, S.REJECTED, S.BLOCKED})
+# Approved to run, and running: the platform moves these on with nobody acting.
+UNDER_WAY_STATUSES = frozenset({S.APPROVED, S.EXECUTING})
 
 
 class InvalidTransition(Conflict):
