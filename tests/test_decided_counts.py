@@ -26,14 +26,14 @@ from tests.factories import evaluated
 
 # The history below, as every place must show it: each proposal once, by where it stands now.
 SHOWN = {
-    "Proposals made": "14",
+    "Proposals made": "15",
     "Auto-executed": "1",
     "Decided by a person": "5",
     "Approved by a person": "4",
     "of those, with edits": "1",
     "Rejected by a person": "1",
     "Waiting for a person": "1",
-    "Auto-approved, not executed": "1",
+    "Auto-approved, not executed": "2",
     "Blocked by policy": "1",
     "Expired": "2",
     "Withdrawn": "1",
@@ -47,14 +47,14 @@ LABELS = {
     "even if a person had approved it",
 }
 API_FIELDS = {
-    "proposals": 14,
+    "proposals": 15,
     "auto_executed": 1,
     "decided": 5,
     "approved": 4,
     "edited": 1,
     "rejected": 1,
     "waiting": 1,
-    "auto_not_executed": 1,
+    "auto_not_executed": 2,
     "blocked": 1,
     "expired": 2,
     "withdrawn": 1,
@@ -106,19 +106,20 @@ def text(html: str) -> str:
 
 
 @pytest.fixture
-def history(demo_world, operators):
+def history(demo_world, operators, channel):
     """optimizer's bid adjustments, each on a campaign of its own, with every ending: approved
     as proposed, approved with edits, approved by two people, rejected, expired (one of them
     after one of two approvals), withdrawn, auto-executed, auto-approved and not yet executed,
-    auto-approved then held back by a kill switch and approved by a person, blocked,
-    superseded (one after a person approved it), and one still waiting."""
+    auto-approved and failed on the channel, auto-approved then held back by a kill switch and
+    approved by a person, blocked, superseded (one after a person approved it), and one still
+    waiting."""
     operator, second = operators
     agent = Agent.objects.get(name="optimizer")
     Policy.objects.filter(action_type="bid_adjustment").update(
         block_above_magnitude=Decimal("2"), more_approvals_above_magnitude=Decimal("0.5")
     )
     account = Account.objects.get(external_id="demo")
-    for number in range(1, 15):
+    for number in range(1, 16):
         Campaign.objects.create(
             account=account, external_id=f"c{number}", name=f"C {number}", daily_budget=100, bid=2
         )
@@ -173,6 +174,10 @@ def history(demo_world, operators):
     proposal_execute(proposal_id=sent_back.pk)
     switch.engaged = False
     switch.save()
+    channel(422)  # the channel refuses what it is sent
+    failed = proposed("2.10", 15)
+    proposal_execute(proposal_id=failed.pk)
+    Account.objects.filter(pk=account.pk).update(execution_endpoint="")
 
     statuses = dict(Proposal.objects.filter(agent=agent).values_list("payload__campaign", "status"))
     assert statuses == {
@@ -190,6 +195,7 @@ def history(demo_world, operators):
         "c12": "superseded",
         "c13": "pending_review",
         "c14": "executed",
+        "c15": "failed",
     }
     assert blocked.status == ProposalStatus.BLOCKED
     return waiting
@@ -206,7 +212,7 @@ def test_the_dashboard_the_track_record_and_the_scorecards_show_the_same_figures
     assert row["Agent"] == "optimizer"
     assert shown(row) == SHOWN
     assert "Proposals made in the last 7 days, by agent" in dashboard
-    assert "Auto-executed (no person approved), of the 14 proposals made in the last 7 days" in (
+    assert "Auto-executed (no person approved), of the 15 proposals made in the last 7 days" in (
         text(dashboard)
     )
 
@@ -247,7 +253,7 @@ def test_each_place_counts_the_period_it_names(history, operators, login, optimi
     Proposal.objects.filter(pk=rejected.pk).update(created_at=timezone.now() - timedelta(days=10))
     month = {
         **SHOWN,
-        "Proposals made": "15",
+        "Proposals made": "16",
         "Decided by a person": "6",
         "Rejected by a person": "2",
     }
@@ -259,7 +265,7 @@ def test_each_place_counts_the_period_it_names(history, operators, login, optimi
     [week] = Tables(client.get(agent_page, {"days": 7}).text).rows("scorecard-figures")
     assert shown(week) == SHOWN
     [card] = optimizer.get("/api/v1/scorecard/?days=7").json()["action_types"]
-    assert (card["proposals"], card["rejected"]) == (14, 1)
+    assert (card["proposals"], card["rejected"]) == (15, 1)
 
     track = client.get(reverse("admin:approvals_proposal_change", args=[history.pk])).text
     [row] = Tables(track).rows("track-record-figures")
@@ -267,7 +273,7 @@ def test_each_place_counts_the_period_it_names(history, operators, login, optimi
     [row] = Tables(client.get(agent_page, {"days": 30}).text).rows("scorecard-figures")
     assert shown(row) == month
     [card] = optimizer.get("/api/v1/scorecard/?days=30").json()["action_types"]
-    assert (card["proposals"], card["decided"], card["rejected"]) == (15, 6, 2)
+    assert (card["proposals"], card["decided"], card["rejected"]) == (16, 6, 2)
 
 
 def test_the_track_record_of_a_busy_agent_says_it_counts_only_its_latest(
@@ -283,7 +289,8 @@ def test_the_track_record_of_a_busy_agent_says_it_counts_only_its_latest(
     )
     assert "its scorecard</a> counts them all" in track
     [row] = Tables(track).rows("track-record-figures")
-    # The latest three: waiting (c13), executed after a person's approval (c14), and the one
-    # made before them, superseded (c12).
+    # The latest three: waiting (c13), executed after a person's approval (c14), and failed
+    # after the policy engine approved it (c15).
     assert (row["Proposals made"], row["Waiting for a person"]) == ("3", "1")
-    assert (row["Approved by a person"], row["Superseded"]) == ("1", "1")
+    assert (row["Approved by a person"], row["Auto-approved, not executed"]) == ("1", "1")
+    assert row["Auto-executed"] == "0"
