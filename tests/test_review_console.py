@@ -270,9 +270,9 @@ def test_detail_page_draws_the_supporting_series_and_the_agents_record(login):
     assert chart.title == "conversion_rate"
     assert [line.label for line in chart.lines] == ["brand-search"]
     assert "<polyline" in page.text and "cdn" not in page.text.lower()
-    record = page.context["track_record"]
-    assert (record.proposals, record.decisions.decided, record.decisions.approved) == (2, 1, 1)
-    assert "100% approved" in page.text
+    record = page.context["track_record"].counts
+    assert (record.proposals, record.decided, record.approved, record.waiting) == (2, 1, 1, 1)
+    assert '<td data-figure="approved">1</td>' in page.text
     assert list(page.context["earlier"]) == [earlier]
 
 
