@@ -223,6 +223,7 @@ def _decisions_record(
                 )
         deciding = [proposal for proposal in deciding if proposal.pk not in moved]
 
+    before_decision = {proposal.pk: proposal.payload for proposal in deciding}
     with acting_as(actor):
         for proposal in deciding:
             if proposal.pk in changes:
@@ -268,7 +269,7 @@ def _decisions_record(
     feedback_record_decisions(
         decisions=[decision for decision in decisions if decision.proposal_id in settled],
         actor=actor,
-        proposed_payloads=as_proposed_payloads(settled),
+        proposed_payloads=as_proposed_payloads(settled, before_decision),
     )
     proposals_expire_locked(proposals=overdue)
     decided.proposals = deciding
@@ -278,14 +279,18 @@ def _decisions_record(
     return decided
 
 
-def as_proposed_payloads(proposal_ids: Collection[int]) -> dict[int, dict[str, Any]]:
+def as_proposed_payloads(
+    proposal_ids: Collection[int], before_decision: Mapping[int, dict[str, Any]]
+) -> dict[int, dict[str, Any]]:
     """The payloads as their agents proposed them (each proposal's first history record),
-    by proposal id."""
+    by proposal id; for a proposal with no such record (written by other means than the
+    platform's services), its payload before this decision."""
     if not proposal_ids:
         return {}
-    return dict(
+    recorded = dict(
         Proposal.history.filter(id__in=proposal_ids, history_type="+").values_list("id", "payload")
     )
+    return {pk: recorded.get(pk, before_decision[pk]) for pk in proposal_ids}
 
 
 def _check_reason(reason_code: str) -> None:
