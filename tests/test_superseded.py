@@ -168,3 +168,17 @@ def test_bulk_approval_approves_only_what_will_run_as_approved(operator):
     }
     assert Campaign.objects.get(external_id="brand-search").daily_budget == Decimal("420.00")
     assert not Decision.objects.filter(proposal_id__in=plan.held).exists()
+
+
+def test_an_agents_approval_rate_counts_peoples_decisions_only(operator):
+    from policies.services import MIN_DECISIONS_FOR_RECORD, agent_approval_rate
+
+    optimizer = Agent.objects.get(name="optimizer")
+    rejected = [evaluated(bid_adjustment("2.50")) for _ in range(MIN_DECISIONS_FOR_RECORD)]
+    for proposal in rejected:
+        Feedback.objects.create(agent=optimizer, proposal=proposal, kind="rejected")
+        # Superseded and outcome records say nothing of what people thought of it.
+        Feedback.objects.create(agent=optimizer, proposal=proposal, kind="superseded")
+        Feedback.objects.create(agent=optimizer, proposal=proposal, kind="outcome")
+
+    assert agent_approval_rate(optimizer) == 0.0
