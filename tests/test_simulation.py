@@ -81,10 +81,13 @@ def test_moves_approved_just_before_the_period_still_count(demo_world):
         proposal_execute(proposal_id=evaluated(bid_adjustment(new_bid)).pk)
     held = evaluated(bid_adjustment("2.59"))  # +29.5% in 24 h, counting the two before
     assert held.status == "pending_review"
-    Proposal.objects.exclude(pk=held.pk).update(
-        created_at=timezone.now() - timedelta(hours=3),
-        decided_at=timezone.now() - timedelta(hours=3),
-    )
+    # The two moves, and their history (which the replay reads), three hours earlier.
+    earlier = timezone.now() - timedelta(hours=3)
+    moved = Proposal.objects.exclude(pk=held.pk)
+    moved.update(created_at=earlier, decided_at=earlier)
+    history = Proposal.history.filter(id__in=moved.values("pk"))
+    history.update(history_date=earlier, created_at=earlier)
+    history.exclude(decided_at=None).update(decided_at=earlier)
     now = timezone.now()
     report = simulate(rules=draft_rule_set([])[0], since=now - timedelta(hours=1), until=now + DAY)
     assert report.proposals == 1
@@ -106,7 +109,10 @@ def test_a_looser_draft_shows_what_it_would_have_let_through(history):
     # move (200) would take generic-search to +82% counting the approved 150: still a human's.
     assert report.with_draft["auto_approve"] == 3
     assert report.changed == 1
-    assert report.examples == [
+    assert [
+        {key: example[key] for key in ("proposal", "summary", "happened", "with_draft")}
+        for example in report.examples
+    ] == [
         {
             "proposal": history["approved"].pk,
             "summary": "move 150.00 USD/day from brand-search to generic-search (15.0%)",
@@ -195,7 +201,7 @@ def dry_run(client, policy: Policy, payload):
 def test_the_simulation_page_reports_with_a_chart_for_an_auditor(history, login):
     from django.urls import reverse
 
-    Policy.objects.create(
+    looser = Policy.objects.create(
         name="Looser",
         action_type="budget_reallocation",
         is_draft=True,
@@ -207,7 +213,7 @@ def test_the_simulation_page_reports_with_a_chart_for_an_auditor(history, login)
     today = timezone.localdate()
     page = client.get(
         reverse("admin:policies_policy_simulate"),
-        {"since": str(today), "until": str(today + DAY)},
+        {"since": str(today), "until": str(today + DAY), "drafts": looser.pk},
     )
     assert page.status_code == 200
     report = page.context["report"]
