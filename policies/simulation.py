@@ -315,7 +315,9 @@ def simulate(
     timeline = PolicyTimeline(until)
     fixed = list(rules) if rules is not None else None
     in_place = draft_set or DraftSet(rules=(), replaces=frozenset(), names=())
-    given = fixed if fixed is not None else list(in_place.rules)
+    # A policy in force now with a window the engine cannot work with is fixed first (its
+    # fix is recorded), rather than replayed one way or another.
+    given = fixed if fixed is not None else [*rules_in_force(), *in_place.rules]
     problems = [problem for rule in given for problem in windows_out_of_bounds(rule)]
     if problems:
         raise PolicyMisconfigured("The simulation cannot run: " + "; ".join(problems) + ".")
