@@ -452,14 +452,7 @@ class PolicyAdmin(ChangeReasonAdmin):
         policy = self.get_object(request, object_id)
         context = dict(extra_context or {})
         if policy is not None and policy.is_draft:
-            today = timezone.localdate()
-            context["simulate_query"] = urlencode(
-                {
-                    "drafts": policy.pk,
-                    "since": today - timedelta(days=30),
-                    "until": today + timedelta(days=1),
-                }
-            )
+            context["simulate_query"] = simulate_query(policy)
             context["replaces"] = replaced_policy(policy)
         return super().change_view(request, object_id, form_url, context)
 
@@ -523,6 +516,8 @@ class PolicyAdmin(ChangeReasonAdmin):
                 return TemplateResponse(request, "admin/policies/policy/simulate.html", context)
             labels = {o: OUTCOME_LABELS[o].capitalize() for o in OUTCOMES}
             context["report"] = report
+            if len(drafts) == 1 and self.has_change_permission(request, drafts[0]):
+                context["promotable"] = drafts[0]
             context["rows"] = [
                 (labels[o], report.happened[o], report.with_draft[o]) for o in OUTCOMES
             ]
@@ -555,6 +550,10 @@ class PolicyAdmin(ChangeReasonAdmin):
             "opts": self.model._meta,
             "policy": policy,
             "form": form,
+            "simulate_query": simulate_query(policy) if policy.is_draft else "",
+            "may_promote": policy.is_draft
+            and policy.is_active
+            and self.has_change_permission(request, policy),
         }
         if form.is_bound and form.is_valid():
             rules, tried = self._rules_to_try(policy, form.cleaned_data)
@@ -602,6 +601,18 @@ class PolicyAdmin(ChangeReasonAdmin):
             f"{percent_text(tried.get('cumulative_max_magnitude', 0))}",
         }
         return rules, [words[name] for name in tried]
+
+
+def simulate_query(draft: Policy) -> str:
+    """The simulation page's query for a draft over the last 30 days."""
+    today = timezone.localdate()
+    return urlencode(
+        {
+            "drafts": draft.pk,
+            "since": today - timedelta(days=30),
+            "until": today + timedelta(days=1),
+        }
+    )
 
 
 def setting_text(name: str, value, unit: str) -> str:
