@@ -362,10 +362,11 @@ def every_route(demo_world) -> dict[str, Proposal]:
     switch.engaged = False
     switch.save()
 
-    # Approved at 6.7% of display-retarget; its budget moves before it runs: re-assessed.
+    # Approved at 6.7% of display-retarget; its budget halves (on the channel) before it
+    # runs: re-assessed at 13.3%, above what the engine may approve, it goes to a person.
     routes["re_routed"] = evaluated(shift("display-retarget", "brand-search", "20.00"))
-    executed(evaluated(budget_change("display-retarget", "310.00")))
-    executed(routes["re_routed"])
+    Campaign.objects.filter(external_id="display-retarget").update(daily_budget=Decimal("150.00"))
+    assert executed(routes["re_routed"]).status == "pending_review"
     proposal_approve(proposal_id=routes["re_routed"].pk, reviewer=operator)
     executed(routes["re_routed"])
     return {name: Proposal.objects.get(pk=p.pk) for name, p in routes.items()}
@@ -396,15 +397,17 @@ def test_replay_under_the_deciding_rules_reproduces_every_recorded_routing(every
         "re_routed": "executed",
     }
     assert routes["held_back"].verdict_outcome == "auto_approve"  # routed, then held back
-    assert routes["re_routed"].verdict_outcome == "auto_approve"
-    assert routes["re_routed"].verdict_reasons[0].startswith("Sent back for review")
+    assert routes["re_routed"].verdict_outcome == "review"  # its second routing
+    assert routes["re_routed"].verdict_reasons[0].startswith("Re-routed to a person")
 
     report = replay()
 
-    assert report.proposals == report.routings == Proposal.objects.count() == 16
+    # Every proposal's routing, and the re-routed one's second one.
+    assert report.proposals == Proposal.objects.count() == 15
+    assert report.routings == 16
     assert (report.changed, report.other_policy, report.examples) == (0, 0, [])
     assert report.happened == report.with_draft
-    assert dict(report.happened) == {"auto_approve": 6, "review": 8, "block": 2}
+    assert dict(report.happened) == {"auto_approve": 5, "review": 9, "block": 2}
     # The third bid raise, and the two reallocations (generic-search would grow 56% and 40%).
     assert report.held_by["cumulative_ceiling"] == 3
     assert report.held_by["hard_ceiling"] == 1
