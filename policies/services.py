@@ -36,7 +36,7 @@ RECORD_SPAN = 500
 
 def rule_from_policy(policy: Policy, version: int | None = None) -> engine.Rule:
     return engine.Rule(
-        policy_id=policy.pk,
+        policy_id=policy.id,  # a historical record's pk is its history id
         name=policy.name,
         action_type=policy.action_type,
         agent_id=policy.agent_id,

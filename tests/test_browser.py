@@ -246,6 +246,62 @@ def test_policy_owner_approves_the_platforms_recommendation_and_the_policy_chang
     assert earned.auto_execute_max_magnitude == Decimal("0.225")
 
 
+def test_policy_owner_raises_the_reallocation_ceiling_by_draft_dry_run_and_promotion(
+    live_server, demo_world, page
+):
+    """Raising the reallocation ceiling from 10% to 30%: duplicate as draft, dry run (which
+    points at the cumulative ceiling as what still holds the reference move), simulate, and
+    promote, with a reason. Every click and every field typed in is counted."""
+    waiting(reallocation("280.00"))  # the reference proposal, recorded for the simulation
+    log_in(page, live_server.url, demo_world["users"]["policy-owner"])
+    page.goto(f"{live_server.url}/admin/policies/policy/")
+    expect(page.locator("#result_list")).to_contain_text("10%")
+    interactions = 0
+
+    def act(action, *args) -> None:
+        nonlocal interactions
+        interactions += 1
+        action(*args)
+
+    act(page.click, "#result_list a:text('Budget reallocations')")
+    act(page.click, "#duplicate-link")
+    expect(page.locator("#id_auto_execute_max_magnitude")).to_have_value("10")
+    act(page.fill, "#id_auto_execute_max_magnitude", "30")
+    act(page.fill, "#id_change_reason", "Q3 plan: larger moves between search campaigns.")
+    act(page.click, "input[name=_save]")
+    expect(page.locator(".messagelist")).to_contain_text("dry run it or simulate it")
+    screenshot(page, "policy-draft")
+
+    act(page.click, "#dry-run-link")
+    act(page.click, "#dry-run-form input[type=submit]")  # the reference move, prefilled
+    expect(page.locator("#dry-run-verdict h2")).to_contain_text("To a human")
+    expect(page.locator("#held-by")).to_contain_text(
+        "cumulative ceiling 25% per 24 h (this move would bring brand-search's daily budget "
+        "to -28.0% within 24 h"
+    )
+    expect(page.locator("#held-by")).not_to_contain_text("auto-execute ceiling")
+    screenshot(page, "policy-dry-run")
+
+    act(page.click, "#simulate-link")
+    expect(page.locator("#simulation-held-by")).to_contain_text("The cumulative ceiling: 1")
+    expect(page.locator("#held-examples")).to_contain_text("cumulative ceiling 25% per 24 h")
+    screenshot(page, "policy-simulation")
+
+    act(page.click, "#promote-link")
+    expect(page.locator("#promotion-changes")).to_contain_text("30%")
+    act(page.fill, "#id_change_reason", "The dry run and the simulation agree.")
+    act(page.click, "#promote-form input[type=submit]")
+    expect(page.locator(".messagelist")).to_contain_text("is live, as the draft set it")
+    expect(page.locator("#id_auto_execute_max_magnitude")).to_have_value("30")
+
+    policy = Policy.objects.get(action_type="budget_reallocation", is_draft=False)
+    assert policy.auto_execute_max_magnitude == Decimal("0.3")
+    latest = policy.history.order_by("-history_id").first()
+    assert latest.history_user.username == "policy-owner"
+    assert latest.history_change_reason.endswith("The dry run and the simulation agree.")
+    assert interactions == 11, interactions
+
+
 def rows_of(page: Page, table: str) -> list[list[str]]:
     return [
         [cell.strip() for cell in row.locator("th, td").all_inner_texts()]

@@ -176,14 +176,15 @@ def test_policy_owner_edits_a_policy_and_history_names_them(login):
             "name": policy.name,
             "action_type": "budget_reallocation",
             "is_active": "on",
-            "auto_execute_max_magnitude": "0.20",
+            "auto_execute_max_magnitude": "20",  # percent
             "required_approvals": "1",
             "approvals_above_threshold": "2",
             "priority": "0",
-            "cumulative_max_magnitude": "0.25",
+            "cumulative_max_magnitude": "25",
             "cumulative_window": "1 00:00:00",
             "review_window": "3 00:00:00",
             "description": "Loosened after a clean quarter.",
+            "change_reason": "A clean quarter.",
         },
     )
     assert response.status_code == 302, response.context["adminform"].form.errors
