@@ -1,5 +1,6 @@
 """The review console: the operator's queue and decisions, the auditor's read-only view."""
 
+import copy
 import json
 
 from django import forms
@@ -10,13 +11,14 @@ from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponseRedirect, JsonResponse, QueryDict
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
 from approvals import action_types
+from approvals.action_types.forms import ActionEditForm, edit_form_for
 from approvals.models import (
     Agent,
     AgentAPIKey,
@@ -29,8 +31,11 @@ from approvals.models import (
 from approvals.search import proposals_matching, search_words
 from approvals.selectors import (
     agent_track_record,
-    current_vs_proposed,
+    as_proposed,
+    deciding_policy,
     earlier_proposals_on_targets,
+    policy_terms,
+    proposal_states,
 )
 from approvals.services.acts import Act, LacksPermission, act_refusal, may_act
 from approvals.services.agents import (
@@ -40,26 +45,30 @@ from approvals.services.agents import (
 )
 from approvals.services.decisions import (
     DECIDE_PERMISSION,
+    QUEUE_ORDER,
+    Decided,
+    bulk_approval_plan,
     proposal_approve,
     proposal_reject,
     proposals_approve,
     proposals_reject,
 )
 from approvals.services.execution import proposal_retry
+from approvals.services.lifecycle import UNDER_WAY_STATUSES
 from approvals.services.proposals import proposal_withdraw_for_agent
 from approvals.templatetags.console import scorecard_charts, what_if_chart
 from audit.actors import Actor
 from audit.admin import AuditedHistoryAdmin, refuse_nul_in_search
 from feedback.models import OutcomeEffect
-from feedback.selectors import scorecard_window, scorecards
+from feedback.selectors import proposal_edits, scorecard_window, scorecards
 from feedback.services import outcome_report_by_user
 from hitlproject.charts import numeric_series
 from hitlproject.converters import record_page
 from hitlproject.errors import DomainError
-from hitlproject.forms import IndentedJSONField
 from hitlproject.paginators import CappedCountPaginator
 from ledger.selectors import channels_with_accounts
 from policies.engine import format_magnitude
+from policies.models import Policy
 
 
 class ReadOnlyAdmin(AuditedHistoryAdmin):
@@ -186,13 +195,78 @@ class ApproveForm(forms.Form):
     note = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
 
 
-class EditApproveForm(forms.Form):
-    payload = IndentedJSONField(help_text="Change what needs changing; the rest stays as proposed.")
-    note = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 2}),
-        required=False,
-        help_text="Why, for the agent: it receives the edit as feedback.",
+def edits_shown(
+    proposal: Proposal, form: ActionEditForm | None
+) -> list[tuple[Decision, list[tuple[str, list[tuple[str, str]]]]]]:
+    """Each decision that edited the proposal, with the fields it changed as the edit form
+    names them, and their runs of words kept, removed and added."""
+    label = form.label_for if form is not None else str
+    return [
+        (edit.decision, [(label(field.path), field.runs) for field in edit.fields])
+        for edit in proposal_edits(proposal=proposal)
+    ]
+
+
+def _what_happened(proposal: Proposal) -> str:
+    """A single act's result, as it is: superseded says why, in the proposal's own words."""
+    if proposal.status == ProposalStatus.SUPERSEDED:
+        return f"Proposal #{proposal.pk} was not approved. {proposal.verdict_reasons[0]}"
+    if proposal.status == ProposalStatus.APPROVED:
+        return f"Proposal #{proposal.pk} is approved and sent to be executed."
+    return f"Proposal #{proposal.pk} is now {proposal.get_status_display().lower()}."
+
+
+def _listed(proposals) -> str:
+    ids = [f"#{proposal.pk}" for proposal in proposals]
+    return ", ".join(ids[:REFUSALS_LISTED]) + (
+        f" and {len(ids) - REFUSALS_LISTED} more" if len(ids) > REFUSALS_LISTED else ""
     )
+
+
+def _bulk_result(verb: str, decided: Decided) -> list[tuple[int, str]]:
+    """What a bulk decision did, counted by what will happen: what will execute, what waits
+    for a further approval, what ended superseded, what was held back and what was refused,
+    each with why."""
+    said = []
+    if verb == "reject":
+        if decided.proposals:
+            said.append((messages.SUCCESS, f"Rejected {len(decided.proposals)} proposal(s)."))
+    else:
+        if decided.approved:
+            said.append(
+                (
+                    messages.SUCCESS,
+                    f"{len(decided.approved)} proposal(s) approved and sent to be executed: "
+                    f"{_listed(decided.approved)}.",
+                )
+            )
+        if decided.awaiting:
+            said.append(
+                (
+                    messages.INFO,
+                    f"{len(decided.awaiting)} proposal(s) have your approval and wait for "
+                    f"another person's: {_listed(decided.awaiting)}.",
+                )
+            )
+        if decided.superseded:
+            said.append(
+                (
+                    messages.WARNING,
+                    f"{len(decided.superseded)} proposal(s) superseded, not approved: their "
+                    "targets moved since they were made: "
+                    f"{_listed(proposal for proposal, _ in decided.superseded)}.",
+                )
+            )
+        for held in list(decided.held.values())[:REFUSALS_LISTED]:
+            said.append((messages.WARNING, held.message))
+    for error in decided.refused[:REFUSALS_LISTED]:
+        said.append((messages.WARNING, error.message))
+    unlisted = max(len(decided.refused) - REFUSALS_LISTED, 0) + max(
+        len(decided.held) - REFUSALS_LISTED, 0
+    )
+    if unlisted:
+        said.append((messages.WARNING, f"… and {unlisted} more proposal(s) not decided."))
+    return said
 
 
 @admin.register(Proposal)
@@ -269,6 +343,9 @@ class ProposalAdmin(ReadOnlyAdmin):
         this_round_approvals = Decision.objects.filter(
             proposal=OuterRef("pk"), review_round=OuterRef("review_round"), outcome="approve"
         )
+        routed_by = Policy.history.filter(
+            history_id=OuterRef("verdict_policy_version"), always_review=False
+        )
         return (
             super()
             .get_queryset(request)
@@ -278,7 +355,8 @@ class ProposalAdmin(ReadOnlyAdmin):
                         this_round_approvals.values("proposal").annotate(n=Count("id")).values("n")
                     ),
                     0,
-                )
+                ),
+                deciding_ceiling=Subquery(routed_by.values("auto_execute_max_magnitude")[:1]),
             )
         )
 
@@ -306,14 +384,25 @@ class ProposalAdmin(ReadOnlyAdmin):
             "" if len(found) == 1 else f" {len(found)}",
         )
 
-    @admin.display(description="magnitude / ceiling", ordering="magnitude")
+    @admin.display(description="magnitude / ceiling that routed it", ordering="magnitude")
     def magnitude_display(self, proposal: Proposal) -> str:
+        """The magnitude beside the auto-execute ceiling of the policy version that routed
+        the proposal (not the policy as it reads today): annotated on the queue's rows,
+        looked up for a single page or a history version."""
         unit = action_types.get(proposal.action_type).magnitude_unit
         magnitude = format_magnitude(proposal.magnitude, unit)
-        policy = proposal.verdict_policy
-        if policy is None or policy.always_review or policy.auto_execute_max_magnitude is None:
+        if hasattr(proposal, "deciding_ceiling"):
+            ceiling = proposal.deciding_ceiling
+        else:
+            policy = deciding_policy(proposal)
+            ceiling = (
+                None
+                if policy is None or policy.always_review
+                else (policy.auto_execute_max_magnitude)
+            )
+        if ceiling is None:
             return magnitude
-        return f"{magnitude} / {format_magnitude(policy.auto_execute_max_magnitude, unit)}"
+        return f"{magnitude} / {format_magnitude(ceiling, unit)}"
 
     @admin.display(description="approvals", ordering="approvals_so_far")
     def approvals_display(self, proposal: Proposal) -> str:
@@ -336,6 +425,7 @@ class ProposalAdmin(ReadOnlyAdmin):
 
     class Media:
         css = {"all": ["approvals/console.css"]}
+        js = ["approvals/follow_status.js"]
 
     def get_list_display(self, request):
         if listed_status(request) == ProposalStatus.PENDING_REVIEW:  # say it once, in the title
@@ -375,6 +465,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             *view("retry", self.retry_view),
             *view("withdraw", self.withdraw_view),
             *view("outcome", self.outcome_view),
+            *view("status", self.status_view),
             *super().get_urls(),
         ]
 
@@ -382,12 +473,20 @@ class ProposalAdmin(ReadOnlyAdmin):
         proposal = self.get_object(request, object_id)
         if proposal is None:  # the admin says so and goes back to the list
             return super().change_view(request, object_id, form_url, extra_context)
+        routed_by = deciding_policy(proposal) if proposal.verdict_policy_id else None
+        edit_form = edit_form_for(proposal)
         extra_context = {
-            **(extra_context or {}),
             "proposal": proposal,
             "decisions": proposal.decisions.select_related("reviewer"),
             "executions": proposal.executions.all(),
-            "current_vs_proposed": current_vs_proposed(proposal),
+            "states": proposal_states(proposal),
+            "as_proposed": as_proposed(proposal),
+            "deciding_policy": routed_by,
+            "latest_policy_version": routed_by
+            and Policy.history.filter(id=routed_by.id).latest("history_id").history_id,
+            "policy_terms": policy_terms(
+                routed_by, action_types.get(proposal.action_type).magnitude_unit
+            ),
             "charts": numeric_series(proposal.supporting_data),
             "what_if_chart": what_if_chart(proposal),
             "track_record": agent_track_record(
@@ -402,10 +501,23 @@ class ProposalAdmin(ReadOnlyAdmin):
             "can_report_outcome": may_act(request.user, proposal, Act.REPORT_OUTCOME),
             "outcome_form": OutcomeForm(),
             "approve_form": ApproveForm(),
-            "edit_form": EditApproveForm(initial={"payload": proposal.payload}),
+            "edit_form": edit_form,
+            "edit_changes": edits_shown(proposal, edit_form),
             "reject_form": RejectForm(),
+            "follows_status": proposal.status in UNDER_WAY_STATUSES,
+            **(extra_context or {}),  # a refused form, as the reviewer filled it in
         }
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def status_view(self, request: HttpRequest, object_id: int) -> JsonResponse:
+        """The proposal's status, for its page to follow while it is under way
+        (approvals/static/approvals/follow_status.js)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        status = Proposal.objects.filter(pk=object_id).values_list("status", flat=True).first()
+        if status is None:
+            raise Http404("There is no such proposal.")
+        return JsonResponse({"status": status, "label": ProposalStatus(status).label})
 
     def _decide(
         self, request: HttpRequest, object_id: int, form_class, decide, *, act: Act
@@ -431,7 +543,7 @@ class ProposalAdmin(ReadOnlyAdmin):
                 messages.error(request, error.message)
             else:
                 if isinstance(done, Proposal):
-                    done = f"Proposal #{done.pk} is now {done.get_status_display().lower()}."
+                    done = _what_happened(done)
                 messages.success(request, done)
         return HttpResponseRedirect(reverse("admin:approvals_proposal_change", args=[object_id]))
 
@@ -445,15 +557,49 @@ class ProposalAdmin(ReadOnlyAdmin):
         )
 
     def edit_approve_view(self, request: HttpRequest, object_id: int):
-        return self._decide(
-            request,
-            object_id,
-            EditApproveForm,
-            lambda payload, note: proposal_approve(
-                proposal_id=object_id, reviewer=request.user, note=note, edited_payload=payload
-            ),
-            act=Act.EDIT,
-        )
+        """Approve the action as the reviewer edited it in its type's form. A refused edit
+        (a field the service does not accept, or an edit it refuses) shows the page again,
+        with what the reviewer typed and each reason beside its field."""
+        if request.method != "POST":
+            raise PermissionDenied
+        proposal = Proposal.objects.select_related("agent", "account").filter(pk=object_id).first()
+        if proposal is None:
+            messages.error(request, f"There is no proposal #{object_id}.")
+            return HttpResponseRedirect(reverse("admin:approvals_proposal_changelist"))
+        if isinstance(act_refusal(request.user, proposal, Act.EDIT), LacksPermission):
+            raise PermissionDenied
+        form = edit_form_for(proposal, request.POST)
+        if form is None:
+            messages.error(request, f"A {proposal.action_type} is approved as proposed or not.")
+            return HttpResponseRedirect(
+                reverse("admin:approvals_proposal_change", args=[object_id])
+            )
+        if not form.is_valid():
+            messages.error(request, "Not approved: the edit has errors, shown beside its fields.")
+            return self._review_page(request, object_id, status=400, edit_form=form)
+        try:
+            done = proposal_approve(
+                proposal_id=object_id,
+                reviewer=request.user,
+                note=form.cleaned_data["note"],
+                edited_payload=form.edited_payload(),
+            )
+        except DomainError as error:
+            form.add_refusal(error)
+            messages.error(request, f"Not approved: {error.message}")
+            return self._review_page(request, object_id, status=error.status_code, edit_form=form)
+        messages.success(request, _what_happened(done))
+        return HttpResponseRedirect(reverse("admin:approvals_proposal_change", args=[object_id]))
+
+    def _review_page(
+        self, request: HttpRequest, object_id: int, *, status: int, edit_form: ActionEditForm
+    ):
+        """The proposal's page, as a GET shows it, with a form as the reviewer filled it in."""
+        reading = copy.copy(request)
+        reading.method, reading.POST = "GET", QueryDict()  # the page, not a save of the admin's
+        response = self.change_view(reading, str(object_id), extra_context={"edit_form": edit_form})
+        response.status_code = status
+        return response
 
     def reject_view(self, request: HttpRequest, object_id: int):
         return self._decide(
@@ -495,9 +641,14 @@ class ProposalAdmin(ReadOnlyAdmin):
 
     # --- bulk decisions, each behind a confirmation page ---------------------------------------
     def _bulk(self, request, queryset: QuerySet[Proposal], *, verb: str, form_class, decide):
-        proposals = list(
-            queryset.select_related("agent", "account").order_by("-risk", "created_at")
-        )
+        proposals = list(queryset.select_related("agent", "account").order_by(*QUEUE_ORDER))
+        plan = None
+        if verb == "approve" and "confirm" not in request.POST:
+            # What approving them together would do, as the approval will do it.
+            plan = bulk_approval_plan(proposal_ids=[p.pk for p in proposals], reviewer=request.user)
+            proposals = plan.proposals
+            for proposal in proposals:
+                proposal.bulk_outcome = plan.outcome(proposal)
         form = form_class(request.POST if "confirm" in request.POST else None)
         if "confirm" in request.POST and form.is_valid():
             decided = decide(
@@ -505,16 +656,8 @@ class ProposalAdmin(ReadOnlyAdmin):
                 reviewer=request.user,
                 **form.cleaned_data,
             )
-            if decided.proposals:
-                past = {"approve": "Approved", "reject": "Rejected"}[verb]
-                messages.success(request, f"{past} {len(decided.proposals)} proposal(s).")
-            for error in decided.refused[:REFUSALS_LISTED]:
-                messages.warning(request, error.message)
-            if len(decided.refused) > REFUSALS_LISTED:
-                messages.warning(
-                    request,
-                    f"… and {len(decided.refused) - REFUSALS_LISTED} more proposal(s) refused.",
-                )
+            for level, message in _bulk_result(verb, decided):
+                messages.add_message(request, level, message)
             return None
         return TemplateResponse(
             request,
@@ -525,6 +668,7 @@ class ProposalAdmin(ReadOnlyAdmin):
                 "verb": verb,
                 "action": request.POST.get("action"),
                 "proposals": proposals,
+                "plan": plan,
                 "not_pending": [p for p in proposals if p.status != ProposalStatus.PENDING_REVIEW],
                 "form": form,
                 "opts": self.model._meta,
@@ -547,10 +691,25 @@ class ProposalAdmin(ReadOnlyAdmin):
 
 @admin.register(Decision)
 class DecisionAdmin(ReadOnlyAdmin):
-    list_display = ["id", "proposal", "outcome", "reason_code", "reviewer", "created_at"]
+    list_display = [
+        "id",
+        "proposal_number",
+        "summary",
+        "outcome",
+        "reason_code",
+        "reviewer",
+        "created_at",
+    ]
     list_filter = ["outcome", "reason_code"]
-    list_select_related = ["proposal", "reviewer"]
+    list_select_related = ["reviewer"]
     raw_id_fields = ["proposal"]
+
+    @admin.display(description="proposal", ordering="proposal_id")
+    def proposal_number(self, decision: Decision) -> str:
+        """The proposal by number; what was decided is the decision's own summary, as the
+        reviewer saw it, not the proposal's as it reads today."""
+        url = reverse("admin:approvals_proposal_change", args=[decision.proposal_id])
+        return format_html('<a href="{}">#{}</a>', url, decision.proposal_id)
 
 
 @admin.register(Execution)

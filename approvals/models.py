@@ -197,6 +197,12 @@ class Proposal(models.Model):
                 name="proposal_review_expiry_idx",
                 condition=models.Q(status="pending_review"),
             ),
+            # Proposals that may still execute, by account: those a change landing supersedes.
+            models.Index(
+                fields=["account"],
+                name="proposal_open_account_idx",
+                condition=models.Q(status__in=["pending_review", "approved"]),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -1,6 +1,8 @@
 """Reads of proposals, owning their joins."""
 
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 
 from django.db import connection
@@ -15,11 +17,23 @@ from django.db.models import (
     QuerySet,
 )
 from django.http import Http404
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
 from approvals import action_types
-from approvals.models import Agent, Decision, Execution, Proposal, ProposalStatus
+from approvals.models import (
+    Agent,
+    Decision,
+    DecisionOutcome,
+    Execution,
+    ExecutionStatus,
+    Proposal,
+    ProposalStatus,
+)
 from approvals.services.proposals import campaigns_for
+from ledger.models import Account, Campaign
+from policies.engine import format_magnitude
+from policies.models import Policy, describe_duration
 
 
 def proposals_with_details() -> QuerySet[Proposal]:
@@ -55,81 +69,371 @@ def proposal_get_for_agent(*, agent: Agent, proposal_id: int) -> Proposal:
     return proposal
 
 
-def current_vs_proposed(proposal: Proposal) -> list[dict[str, str]]:
-    """Rows of campaign, field, its value when proposed, now, and after the action."""
-    action_type = action_types.get(proposal.action_type)
-    campaigns = campaigns_for(
-        account=proposal.account, action_type=action_type, payload=proposal.payload
+def as_proposed(proposal: Proposal):
+    """The proposal as its agent made it: its first history record (the payload, summary
+    and the targets' values then), whatever was edited, re-assessed or decided since."""
+    return (
+        Proposal.history.filter(id=proposal.pk, history_type="+").order_by("history_id").first()
+        or proposal
     )
-    if len(campaigns) < len(action_type.campaign_fields(proposal.payload)):
-        return []
-    proposed = action_type.proposed_state(proposal.payload, campaigns)
-    return [
-        {
-            "campaign": external_id,
-            "field": field,
-            "when_proposed": proposal.target_snapshot.get(external_id, {}).get(field, ""),
-            "current": str(getattr(campaigns[external_id], field)),
-            "proposed": str(value),
-        }
-        for external_id, values in proposed.items()
-        for field, value in values.items()
-    ]
+
+
+def deciding_policy(proposal: Proposal):
+    """The policy as it stood when it routed the proposal (its history record then), or
+    None if no policy routed it."""
+    if not proposal.verdict_policy_version:
+        return None
+    return Policy.history.filter(history_id=proposal.verdict_policy_version).first()
+
+
+def policy_terms(policy, unit: str) -> list[str]:
+    """A policy version's terms, in words, as they stood: what ran without a person, what was
+    blocked, what it took to approve."""
+    if policy is None:
+        return ["No policy matched: a person decides."]
+    terms = []
+    if policy.always_review:
+        terms.append("always waits for a person")
+    elif policy.auto_execute_max_magnitude is not None:
+        ceiling = format_magnitude(policy.auto_execute_max_magnitude, unit)
+        if policy.auto_execute_max_amount is not None:
+            ceiling += f" and {policy.auto_execute_max_amount} a day"
+        terms.append(f"runs without a person up to {ceiling}")
+    if policy.block_above_magnitude is not None:
+        terms.append(f"blocked above {format_magnitude(policy.block_above_magnitude, unit)}")
+    if policy.cumulative_max_magnitude is not None:
+        terms.append(
+            f"at most {format_magnitude(policy.cumulative_max_magnitude, unit)} per target "
+            f"over {describe_duration(policy.cumulative_window)}"
+        )
+    terms.append(f"{policy.required_approvals} approval{pluralize(policy.required_approvals)}")
+    return terms
+
+
+def _ledger_values(snapshot: dict[str, dict[str, str]]) -> dict[str, Campaign]:
+    """Unsaved campaigns holding a snapshot's values, to work out an action against them."""
+    campaigns = {}
+    for external_id, values in snapshot.items():
+        campaign = Campaign(external_id=external_id)
+        for name, value in values.items():
+            field = Campaign._meta.get_field(name)
+            setattr(campaign, name, None if value == "None" else field.to_python(value))
+        campaigns[external_id] = campaign
+    return campaigns
 
 
 @dataclass(frozen=True)
-class DecisionCounts:
-    """How people decided: the figures behind approval and edit rates."""
+class ProposalStates:
+    """Each campaign field a proposal touches, through its life: the value when proposed and
+    what the agent proposed; what was approved, where an edit or a re-assessment changed the
+    action; what its execution changed (before → after); and, while it may still run, the
+    value now. Every figure is recorded, none recomputed against today's ledger."""
 
-    decided: int = 0
-    approved: int = 0
+    columns: list[str]
+    rows: list[list[str]]
+
+
+def proposal_states(proposal: Proposal) -> ProposalStates | None:
+    action_type = action_types.get(proposal.action_type)
+    proposed = as_proposed(proposal)
+    if not proposed.target_snapshot or not any(proposed.target_snapshot.values()):
+        return None  # it touches no campaign field (creatives, a change of policy)
+    fields = [
+        (external_id, name)
+        for external_id, names in proposed.target_snapshot.items()
+        for name in names
+    ]
+    columns = {
+        "When proposed": {key: proposed.target_snapshot[key[0]][key[1]] for key in fields},
+        "Proposed": _state_after(action_type, proposed.payload, proposed.target_snapshot),
+    }
+    if proposal.payload != proposed.payload:
+        columns["As edited"] = _state_after(action_type, proposal.payload, proposal.target_snapshot)
+    elif proposal.target_snapshot != proposed.target_snapshot:
+        columns["As re-assessed"] = _state_after(
+            action_type, proposal.payload, proposal.target_snapshot
+        )
+    done = next(
+        (run for run in proposal.executions.all() if run.status == ExecutionStatus.SUCCEEDED),
+        None,
+    )
+    if done is not None:
+        columns["Before execution"] = _flat(done.before_state)
+        columns["After execution"] = _flat(done.after_state)
+    if proposal.status in OPEN_STATUSES:
+        campaigns = campaigns_for(
+            account=proposal.account, action_type=action_type, payload=proposal.payload
+        )
+        columns["Now"] = {
+            key: str(getattr(campaigns[key[0]], key[1])) for key in fields if key[0] in campaigns
+        }
+    return ProposalStates(
+        columns=["Campaign", "Field", *columns],
+        rows=[
+            [
+                external_id,
+                name.replace("_", " "),
+                *(values.get((external_id, name), "—") for values in columns.values()),
+            ]
+            for external_id, name in fields
+        ],
+    )
+
+
+# A proposal that may still run: its figures now are worth showing beside what it was made on.
+OPEN_STATUSES = (ProposalStatus.PENDING_REVIEW, ProposalStatus.APPROVED, ProposalStatus.FAILED)
+
+
+def _flat(state: dict[str, dict[str, str]]) -> dict[tuple[str, str], str]:
+    return {
+        (external_id, name): str(value)
+        for external_id, values in state.items()
+        for name, value in values.items()
+    }
+
+
+def _state_after(action_type, payload, snapshot) -> dict[tuple[str, str], str]:
+    return _flat(action_type.proposed_state(payload, _ledger_values(snapshot)))
+
+
+S = ProposalStatus
+
+# Approved to run, by people or by policy, whether or not it has run yet or failed.
+APPROVED_STATUSES = (S.APPROVED, S.EXECUTING, S.EXECUTED, S.FAILED)
+
+
+@dataclass(frozen=True)
+class CountedFigure:
+    name: str
+    label: str
+    counts: str  # what it counts, in words
+
+
+# Every count of proposals the console and the API show, defined once, and how they count.
+COUNTED = (
+    "Each proposal is counted once, by where it stands now: one that two people approved is one "
+    "proposal approved; one a person approved that was then superseded or sent back to review "
+    "counts as superseded or waiting, not as approved."
+)
+COUNTED_FIGURES = (
+    CountedFigure("proposals", "Proposals made", "every proposal made in the period"),
+    CountedFigure(
+        "auto_executed",
+        "Auto-executed",
+        "executed with no person approving it: policy approved it and it ran",
+    ),
+    CountedFigure(
+        "decided",
+        "Decided by a person",
+        "approved or rejected by people (one proposal two people approved is one)",
+    ),
+    CountedFigure(
+        "approved",
+        "Approved by a person",
+        "approved by as many people as its policy asks, as proposed or with edits, "
+        "whether it has executed yet or its execution failed",
+    ),
+    CountedFigure("edited", "of those, with edits", "approved after a person edited it"),
+    CountedFigure("rejected", "Rejected by a person", "rejected by a person"),
+    CountedFigure("waiting", "Waiting for a person", "not decided yet"),
+    CountedFigure(
+        "auto_not_executed",
+        "Auto-approved, not executed",
+        "policy approved it, no person: waiting to run, running, or failed",
+    ),
+    CountedFigure("blocked", "Blocked by policy", "stopped by a policy or guardrail; never ran"),
+    CountedFigure("expired", "Expired", "nobody decided it in time; never ran"),
+    CountedFigure("withdrawn", "Withdrawn", "withdrawn before a decision; never ran"),
+    CountedFigure(
+        "superseded",
+        "Superseded",
+        "its target changed before it ran; never ran, and not counted as approved "
+        "even if a person had approved it",
+    ),
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProposalCounts:
+    """How proposals stand, ``COUNTED``; the endings add up to the proposals.
+    ``COUNTED_FIGURES`` says what each figure counts."""
+
+    waiting: int = 0
+    approved_as_proposed: int = 0
     edited: int = 0
     rejected: int = 0
+    auto_executed: int = 0
+    auto_not_executed: int = 0
+    blocked: int = 0
+    expired: int = 0
+    withdrawn: int = 0
+    superseded: int = 0
+
+    @property
+    def proposals(self) -> int:
+        return sum(getattr(self, ending) for ending in ENDINGS)
+
+    @property
+    def approved(self) -> int:
+        return self.approved_as_proposed + self.edited
+
+    @property
+    def decided(self) -> int:
+        return self.approved + self.rejected
+
+    @property
+    def auto_execution_rate(self) -> float | None:
+        return self.auto_executed / self.proposals if self.proposals else None
 
     @property
     def approval_rate(self) -> float | None:
         return self.approved / self.decided if self.decided else None
 
     @property
+    def clean_approval_rate(self) -> float | None:
+        """Approved exactly as proposed, of all decided."""
+        return self.approved_as_proposed / self.decided if self.decided else None
+
+    @property
     def edit_rate(self) -> float | None:
         return self.edited / self.approved if self.approved else None
 
+    @property
+    def rejection_rate(self) -> float | None:
+        return self.rejected / self.decided if self.decided else None
 
-DECISION_COUNTS = {
-    "decided": Count("id"),
-    "approved": Count("id", filter=Q(outcome="approve")),
-    "edited": Count("id", filter=Q(outcome="approve", edited_payload__isnull=False)),
-    "rejected": Count("id", filter=Q(outcome="reject")),
+    def endings(self) -> dict[str, int]:
+        return {ending: getattr(self, ending) for ending in ENDINGS}
+
+    def __add__(self, other: "ProposalCounts") -> "ProposalCounts":
+        return ProposalCounts(
+            **{ending: getattr(self, ending) + getattr(other, ending) for ending in ENDINGS}
+        )
+
+
+ENDINGS = tuple(field.name for field in fields(ProposalCounts))
+# Proposals approved to run leave review only by people's approvals (``approvals.services.
+# decisions``); the policy engine approves only what never entered review. So an approved
+# proposal that entered review (``review_round`` > 0) is one people approved, and one that
+# never did ran, or will, without a person: the proposal's own row tells them apart.
+APPROVED_BY_PEOPLE = Q(status__in=APPROVED_STATUSES, review_round__gt=0)
+DECIDED_BY_PEOPLE = APPROVED_BY_PEOPLE | Q(status=S.REJECTED)
+_ENDING_OF_STATUS = {
+    S.SUBMITTED: "waiting",
+    S.PENDING_REVIEW: "waiting",
+    S.REJECTED: "rejected",
+    S.BLOCKED: "blocked",
+    S.EXPIRED: "expired",
+    S.WITHDRAWN: "withdrawn",
+    S.SUPERSEDED: "superseded",
 }
+
+
+def proposals_made(
+    *,
+    since: datetime | None,
+    until: datetime | None = None,
+    agent: Agent | None = None,
+    account: Account | None = None,
+    action_type: str | None = None,
+) -> QuerySet[Proposal]:
+    """The proposals made in a period (since ever if ``since`` is None; for one agent,
+    account or action type if given): the period every count of proposals is over."""
+    lookups = {
+        "created_at__gte": since,
+        "created_at__lt": until,
+        "agent": agent,
+        "account": account,
+        "action_type": action_type,
+    }
+    return Proposal.objects.filter(
+        **{lookup: value for lookup, value in lookups.items() if value is not None}
+    )
+
+
+def proposal_counts(
+    *,
+    since: datetime,
+    until: datetime | None = None,
+    agent: Agent | None = None,
+    account: Account | None = None,
+    action_type: str | None = None,
+    latest: int | None = None,
+    by: Sequence[str] = (),
+) -> dict[tuple, ProposalCounts]:
+    """The ``ProposalCounts`` of the proposals made in a period (``proposals_made``), or of
+    those among the ``latest`` by id; per value of the ``by`` fields, keyed by a tuple of
+    those values (``()`` if ``by`` is empty); nothing for a period without proposals.
+
+    One query, as one snapshot, with one pass over the period's proposals and no lookup
+    of decisions per proposal: a period of a million costs about what reading it does."""
+    proposals = proposals_made(
+        since=since, until=until, agent=agent, account=account, action_type=action_type
+    )
+    # A person's approvals with edits, read once (a decision comes after its proposal, so
+    # those made since the period began); each approved proposal is looked up among them.
+    edited = Decision.objects.filter(
+        outcome=DecisionOutcome.APPROVE, edited_payload__isnull=False, created_at__gte=since
+    )
+    if latest is not None:
+        # The latest by id, whatever their age, then those of the period: a scan that stops
+        # after ``latest`` rows, however long the agent's history and however quiet the period.
+        ids = proposals_made(since=None, agent=agent, account=account, action_type=action_type)
+        ids = ids.order_by("-id").values("id")[:latest]
+        proposals = proposals_made(since=since, until=until).filter(pk__in=ids)
+        edited = edited.filter(proposal__in=ids)
+    tallies: dict[tuple, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for row in (
+        proposals.values(*by, "status")
+        .annotate(
+            count=Count("id"),
+            by_people=Count("id", filter=APPROVED_BY_PEOPLE),
+            edited=Count("id", filter=APPROVED_BY_PEOPLE & Q(pk__in=edited.values("proposal_id"))),
+        )
+        .order_by()
+    ):
+        tally = tallies[tuple(row[name] for name in by)]
+        status, count = row["status"], row["count"]
+        if status in APPROVED_STATUSES:
+            tally["edited"] += row["edited"]
+            tally["approved_as_proposed"] += row["by_people"] - row["edited"]
+            by_policy = "auto_executed" if status == S.EXECUTED else "auto_not_executed"
+            tally[by_policy] += count - row["by_people"]
+        else:
+            tally[_ENDING_OF_STATUS[status]] += count
+    return {key: ProposalCounts(**tally) for key, tally in sorted(tallies.items())}
 
 
 @dataclass(frozen=True)
 class TrackRecord:
-    proposals: int
-    auto_executed: int
-    decisions: DecisionCounts
+    """An agent's proposals of one action type in the last ``days`` days; if it made more than
+    ``span``, its latest ``span`` of them (``capped``)."""
+
+    days: int
+    span: int
+    counts: ProposalCounts
+
+    @property
+    def capped(self) -> bool:
+        return self.counts.proposals >= self.span
 
 
+TRACK_RECORD_DAYS = 30
 TRACK_RECORD_SPAN = 1000
 
 
 def agent_track_record(*, agent: Agent, action_type: str) -> TrackRecord:
-    """How an agent's last 1,000 proposals of one type fared with people: enough to judge by,
-    and as cheap for an agent with a million proposals as for one with ten."""
-    latest = (
-        Proposal.objects.filter(agent=agent, action_type=action_type)
-        .order_by("-id")
-        .values("id")[:TRACK_RECORD_SPAN]
-    )
-    counts = Proposal.objects.filter(pk__in=latest).aggregate(
-        total=Count("id"), auto=Count("id", filter=Q(verdict_outcome="auto_approve"))
+    """How an agent's proposals of one type fared over the last 30 days, the agent scorecard's
+    default period, so both show the same figures; at most its latest 1,000 of them, as
+    cheap for an agent with a million proposals as for one with ten."""
+    since = timezone.now() - timedelta(days=TRACK_RECORD_DAYS)
+    counts = proposal_counts(
+        since=since, agent=agent, action_type=action_type, latest=TRACK_RECORD_SPAN
     )
     return TrackRecord(
-        proposals=counts["total"],
-        auto_executed=counts["auto"],
-        decisions=DecisionCounts(
-            **Decision.objects.filter(proposal__in=latest).aggregate(**DECISION_COUNTS)
-        ),
+        days=TRACK_RECORD_DAYS,
+        span=TRACK_RECORD_SPAN,
+        counts=counts.get((), ProposalCounts()),
     )
 
 
@@ -157,19 +461,15 @@ def earlier_proposals_on_targets(*, proposal: Proposal, limit: int = 10) -> Quer
 
 @dataclass(frozen=True)
 class Dashboard:
+    days: int
     queue_depth: int
     oldest_waiting: timedelta | None
     decision_median: timedelta | None
     decision_p90: timedelta | None
     decisions: int
-    evaluated: int
-    auto_executed: int
     failed_executions: int
-    agents: dict[str, DecisionCounts]
-
-    @property
-    def auto_execution_rate(self) -> float | None:
-        return self.auto_executed / self.evaluated if self.evaluated else None
+    total: ProposalCounts  # the proposals made in the last ``days`` days
+    agents: dict[str, ProposalCounts]  # the same, per agent
 
 
 class Percentile(Aggregate):
@@ -219,25 +519,15 @@ def dashboard(*, days: int = 7) -> Dashboard:
             decided_at__gte=since, verdict_outcome="review", evaluated_at__isnull=False
         ).exclude(status__in=[ProposalStatus.PENDING_REVIEW, ProposalStatus.WITHDRAWN])
     )
-    evaluated = (
-        Proposal.objects.filter(created_at__gte=since)
-        .exclude(verdict_outcome="")
-        .aggregate(total=Count("id"), auto=Count("id", filter=Q(verdict_outcome="auto_approve")))
-    )
-    per_agent = (
-        Decision.objects.filter(created_at__gte=since)
-        .values("proposal__agent__name")
-        .annotate(**DECISION_COUNTS)
-        .order_by("proposal__agent__name")
-    )
+    made = proposal_counts(since=since, by=["agent__name"])
     return Dashboard(
+        days=days,
         queue_depth=pending.count(),
         oldest_waiting=now - oldest if oldest else None,
         decision_median=waits["median"],
         decision_p90=waits["p90"],
         decisions=waits["count"],
-        evaluated=evaluated["total"],
-        auto_executed=evaluated["auto"],
         failed_executions=Proposal.objects.filter(status=ProposalStatus.FAILED).count(),
-        agents={row.pop("proposal__agent__name"): DecisionCounts(**row) for row in per_agent},
+        total=sum(made.values(), ProposalCounts()),
+        agents={name: counts for (name,), counts in made.items()},
     )

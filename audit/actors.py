@@ -56,6 +56,28 @@ class Actor:
         return self.label
 
 
+# The parts of the platform that act on their own, as a history page names them.
+SYSTEM_PARTS = {
+    "executor": "the executor",
+    "expiry": "the expiry sweep",
+    "policy-engine": "the policy engine",
+    "autonomy": "the autonomy review",
+    "seed_demo": "the seed_demo command",
+    "create_agent": "the create_agent command",
+    "unattributed": "an unnamed part of the platform",
+}
+
+
+def describe_actor(kind: str, name: str) -> str:
+    """Who acted, in words, from what a historical record stamps: "operator (person)",
+    "optimizer (agent)", "the executor (system)"."""
+    if kind == "user":
+        return f"{name} (person)"
+    if kind == "agent":
+        return f"{name} (agent)"
+    return f"{SYSTEM_PARTS.get(name, f'the {name}')} (system)"
+
+
 _current_actor: contextvars.ContextVar[Actor | None] = contextvars.ContextVar(
     "hitl_current_actor", default=None
 )

@@ -17,6 +17,8 @@ from django.core.exceptions import (
 from django.db import connection, models
 from django.http import Http404, QueryDict
 from simple_history.admin import SimpleHistoryAdmin
+from simple_history.models import DeletedObject
+from simple_history.template_utils import HistoricalRecordContextHelper
 from simple_history.utils import get_history_model_for_model
 
 from audit.secret_fields import SECRET_SOUNDING, lookup_touches_secret, secret_fields
@@ -133,15 +135,33 @@ class ConsoleAdmin(admin.ModelAdmin):
         return super().response_action(request, queryset)
 
 
+class ConsoleHistoryValues(HistoricalRecordContextHelper):
+    """A change's values as a person reads them: an empty reference or value is "—" (not
+    "Deleted policy (pk=None)", "None" or nothing), and a reference to a record since deleted
+    says so."""
+
+    def prepare_delta_change_value(self, change, value):
+        value = super().prepare_delta_change_value(change, value)
+        if isinstance(value, DeletedObject):
+            if value.pk is None:
+                return "—"
+            return f"{value.model._meta.verbose_name} #{value.pk} (since deleted)"
+        return "—" if value is None or value == "" else value
+
+
 class AuditedHistoryAdmin(ConsoleAdmin, SimpleHistoryAdmin):
     """History that is read, never rewritten.
 
     django-simple-history's version page saves a POST from anyone who may view history; here
     a past version is shown, read-only, and never restored: every change goes through the
     platform's services or a change form, and is recorded with its actor.
+
+    Who made each change is one column in words ("the executor (system)"), from the actor
+    stamped on the record (templates/simple_history/object_history_list.html).
     """
 
-    history_list_display = ["history_actor_kind", "history_actor"]
+    def get_historical_record_context_helper(self, request, historical_record):
+        return ConsoleHistoryValues(self.model, historical_record)
 
     def revert_disabled(self, request, obj=None) -> bool:
         return True

@@ -7,6 +7,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param
 
+from approvals.selectors import COUNTED, COUNTED_FIGURES
 from approvals.validation import StrictFloatField, StrictSerializer, finite_number
 from feedback.models import Outcome, OutcomeEffect
 from feedback.selectors import (
@@ -118,24 +119,47 @@ class ScorecardQuery(StrictSerializer):
     )
 
 
+def counted(name: str) -> serializers.IntegerField:
+    """A count of proposals, described as the console labels it."""
+    figure = next(figure for figure in COUNTED_FIGURES if figure.name == name)
+    return serializers.IntegerField(help_text=f"{figure.label}: {figure.counts}.")
+
+
 class ScorecardOutput(serializers.Serializer):
     action_type = serializers.CharField()
-    proposals = serializers.IntegerField()
-    auto_executed = serializers.IntegerField()
-    auto_execution_rate = serializers.FloatField(allow_null=True)
-    decided = serializers.IntegerField(help_text="Of those routed to people, approved or rejected.")
-    approved = serializers.IntegerField()
-    edited = serializers.IntegerField(help_text="Approved with edits.")
-    rejected = serializers.IntegerField()
-    expired = serializers.IntegerField()
-    approval_rate = serializers.FloatField(allow_null=True)
-    clean_approval_rate = serializers.FloatField(
-        allow_null=True, help_text="Approved exactly as proposed, of all decided."
+    proposals = counted("proposals")
+    auto_executed = counted("auto_executed")
+    decided = counted("decided")
+    approved = counted("approved")
+    edited = counted("edited")
+    rejected = counted("rejected")
+    waiting = counted("waiting")
+    auto_not_executed = counted("auto_not_executed")
+    blocked = counted("blocked")
+    expired = counted("expired")
+    withdrawn = counted("withdrawn")
+    superseded = counted("superseded")
+    auto_execution_rate = serializers.FloatField(
+        allow_null=True, help_text="Auto-executed, of all proposals made."
     )
-    edit_rate = serializers.FloatField(allow_null=True, help_text="Edited, of all approved.")
-    rejection_rate = serializers.FloatField(allow_null=True)
-    rejection_reasons = serializers.DictField(child=serializers.IntegerField())
-    decision_median_seconds = serializers.SerializerMethodField()
+    approval_rate = serializers.FloatField(
+        allow_null=True, help_text="Approved by a person, of all decided by a person."
+    )
+    clean_approval_rate = serializers.FloatField(
+        allow_null=True, help_text="Approved exactly as proposed, of all decided by a person."
+    )
+    edit_rate = serializers.FloatField(
+        allow_null=True, help_text="With edits, of all approved by a person."
+    )
+    rejection_rate = serializers.FloatField(
+        allow_null=True, help_text="Rejected, of all decided by a person."
+    )
+    rejection_reasons = serializers.DictField(
+        child=serializers.IntegerField(), help_text="The rejected proposals, by reason."
+    )
+    decision_median_seconds = serializers.SerializerMethodField(
+        help_text="Median time from evaluation to a person's decision, of those decided."
+    )
     outcomes = serializers.DictField(
         child=serializers.IntegerField(),
         help_text='Reported outcomes by effect; "" counts those with figures only.',
@@ -149,6 +173,10 @@ class ScorecardOutput(serializers.Serializer):
 class ScorecardResponse(serializers.Serializer):
     since = serializers.DateTimeField()
     until = serializers.DateTimeField()
+    counted = serializers.CharField(help_text="What the counts count, over which period.")
+    figures = serializers.DictField(
+        child=serializers.CharField(), help_text="Each count's label and what it counts."
+    )
     action_types = ScorecardOutput(many=True)
 
 
@@ -162,8 +190,16 @@ class ScorecardApi(AgentAPIView):
     def get(self, request: Request) -> Response:
         query = ScorecardQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
-        since, until = scorecard_window(query.validated_data["days"])
+        days = query.validated_data["days"]
+        since, until = scorecard_window(days)
         cards = scorecards(since=since, until=until, agent=request.user)
-        return Response(
-            ScorecardResponse({"since": since, "until": until, "action_types": cards}).data
-        )
+        scorecard = {
+            "since": since,
+            "until": until,
+            "counted": f"Proposals made from since to until (the last {days} days). {COUNTED}",
+            "figures": {
+                figure.name: f"{figure.label}: {figure.counts}." for figure in COUNTED_FIGURES
+            },
+            "action_types": cards,
+        }
+        return Response(ScorecardResponse(scorecard).data)

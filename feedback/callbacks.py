@@ -32,6 +32,7 @@ EVENT_TYPES = {
     ProposalStatus.EXPIRED: CallbackEventType.EXPIRED,
     ProposalStatus.EXECUTED: CallbackEventType.EXECUTED,
     ProposalStatus.FAILED: CallbackEventType.FAILED,
+    ProposalStatus.SUPERSEDED: CallbackEventType.SUPERSEDED,
 }
 # While one worker sends an event, it holds it this long; another finds it not yet due.
 LEASE = timedelta(seconds=60)

@@ -17,8 +17,8 @@ from itertools import islice
 from django.db.models import Prefetch
 
 from approvals.models import Agent, Decision, Proposal
+from approvals.selectors import APPROVED_STATUSES
 from feedback.models import Feedback, FeedbackKind
-from feedback.selectors import APPROVED_STATUSES
 from feedback.services import payload_diff
 
 CHUNK = 500

@@ -1,7 +1,7 @@
 """Every decision yields feedback the agent can pull."""
 
 import difflib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -15,16 +15,35 @@ from feedback.models import Feedback, FeedbackKind, Outcome, OutcomeEffect
 from hitlproject.errors import Conflict, DomainError, NotFound
 
 
+def _word_opcodes(before: str, after: str) -> Iterator[tuple[str, str, str]]:
+    """Each run of words of ``before`` and ``after``: (operation, run before, run after)."""
+    old, new = before.split(), after.split()
+    matcher = difflib.SequenceMatcher(a=old, b=new, autojunk=False)
+    for operation, i1, i2, j1, j2 in matcher.get_opcodes():
+        yield operation, " ".join(old[i1:i2]), " ".join(new[j1:j2])
+
+
 def word_changes(before: str, after: str) -> list[dict[str, str]]:
     """The runs of words an editor replaced, removed (``to`` empty) or added (``from``
     empty), in order."""
-    old, new = before.split(), after.split()
-    matcher = difflib.SequenceMatcher(a=old, b=new, autojunk=False)
     return [
-        {"from": " ".join(old[i1:i2]), "to": " ".join(new[j1:j2])}
-        for operation, i1, i2, j1, j2 in matcher.get_opcodes()
+        {"from": old, "to": new}
+        for operation, old, new in _word_opcodes(before, after)
         if operation != "equal"
     ]
+
+
+def word_runs(before: str, after: str) -> list[tuple[str, str]]:
+    """The same changes as ``word_changes``, among the words kept, for a person to read:
+    ("kept" | "removed" | "added", words), in order; a replacement is a removal then an
+    addition."""
+    runs = []
+    for operation, old, new in _word_opcodes(before, after):
+        if operation == "equal":
+            runs.append(("kept", new))
+            continue
+        runs += [(kind, words) for kind, words in (("removed", old), ("added", new)) if words]
+    return runs
 
 
 def payload_diff(before: Any, after: Any, path: str = "") -> dict[str, dict[str, Any]]:
@@ -68,20 +87,18 @@ def _in_commit_order() -> None:
 def feedback_record_decisions(
     *, decisions: Sequence[Decision], actor: Actor, proposed_payloads: Mapping[int, dict[str, Any]]
 ) -> list[Feedback]:
-    """The decisions as the agents should learn from them, written together; an edit is the
-    field-by-field diff between what the agent proposed (``proposed_payloads``, by proposal
-    id) and what the reviewer approved."""
+    """The decisions that settled their proposals, as the agents should learn from them,
+    written together: a rejection, or the approval that made a proposal approved to run (an
+    approval that leaves it waiting for another person tells the agent nothing yet). An edit
+    is the field-by-field diff between what the agent proposed (``proposed_payloads``, by
+    proposal id) and the action approved."""
     feedback = []
     for decision in decisions:
         proposal = decision.proposal
         if decision.outcome == DecisionOutcome.REJECT:
             kind, diff = FeedbackKind.REJECTED, {}
         else:
-            diff = (
-                payload_diff(proposed_payloads[proposal.pk], decision.edited_payload)
-                if decision.edited_payload is not None
-                else {}
-            )
+            diff = payload_diff(proposed_payloads[proposal.pk], proposal.payload)
             kind = FeedbackKind.APPROVED_WITH_EDITS if diff else FeedbackKind.APPROVED
         feedback.append(
             Feedback(
@@ -98,6 +115,26 @@ def feedback_record_decisions(
         return []
     _in_commit_order()
     return create_with_history(Feedback, feedback, actor=actor)
+
+
+def feedback_record_supersession(
+    *, proposal: Proposal, moves: Sequence[Any], note: str, actor: Actor
+) -> Feedback:
+    """A proposal ended superseded: the agent learns, field by field, the value it saw and
+    the value now (``moves``: ``approvals.services.supersession.TargetMove``), to propose
+    again against it."""
+    _in_commit_order()
+    with acting_as(actor):
+        return Feedback.objects.create(
+            agent_id=proposal.agent_id,
+            proposal=proposal,
+            kind=FeedbackKind.SUPERSEDED,
+            note=note,
+            diff={
+                f"{move.campaign}.{move.field}": {"saw": move.saw, "now": move.now}
+                for move in moves
+            },
+        )
 
 
 def feedback_record_expiry(*, proposal: Proposal, actor: Actor) -> Feedback:

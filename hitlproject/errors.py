@@ -1,6 +1,9 @@
 """Domain errors. Services raise them; the API's exception handler turns each into its 4xx,
 and the admin shows its message to the operator."""
 
+from collections.abc import Mapping
+from typing import Any
+
 
 class DomainError(Exception):
     status_code = 400
@@ -31,3 +34,13 @@ class Conflict(DomainError):
 class Unprocessable(DomainError):
     status_code = 422
     code = "unprocessable"
+
+
+class InvalidInput(DomainError):
+    """Input that breaks a rule. ``field_errors`` says which field broke which, nested by field
+    name and list index as a serializer reports them, so that a form can show each message
+    beside the field it is about."""
+
+    def __init__(self, message: str, *, field_errors: Mapping[str | int, Any] | None = None):
+        super().__init__(message)
+        self.field_errors = field_errors or {}

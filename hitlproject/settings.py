@@ -45,6 +45,14 @@ ALLOWED_HOSTS = [
     h for h in env("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h
 ]
 CSRF_TRUSTED_ORIGINS = [o for o in env("DJANGO_CSRF_TRUSTED_ORIGINS").split(",") if o]
+CSRF_FAILURE_VIEW = "hitlproject.error_pages.csrf_failure"
+# Where the Procfile's web process listens (bin/start: 127.0.0.1, port 8000, unless set): the
+# address seed_demo prints the console at.
+WEB_BIND = env("HITL_BIND", "0.0.0.0")
+WEB_PORT = env("PORT", "8000")
+# What seed_demo printed, kept so that the next run (every start) prints the same working logins
+# and keys: readable by its owner alone, next to the embedded database.
+DEMO_CREDENTIALS_FILE = DATA_DIR / "demo-credentials.json"
 
 if PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -286,7 +294,11 @@ STORAGES = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # A refused request (4xx) is one line; a server error keeps its traceback.
+    "filters": {"refusals_on_one_line": {"()": "hitlproject.log_filters.RefusalsOnOneLine"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["refusals_on_one_line"]}
+    },
     "root": {"handlers": ["console"], "level": env("HITL_LOG_LEVEL", "INFO")},
     # Every outbound request is recorded where it matters (an attempt, a callback's log); a
     # lockout, on its record in the console.

@@ -1,8 +1,7 @@
 from django.contrib import admin
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
-from django.views.defaults import page_not_found
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
@@ -17,18 +16,15 @@ from approvals.api import (
 from audit.views import audit_export
 from feedback.api import FeedbackListApi, ScorecardApi
 from feedback.views import training_export
+from hitlproject import error_pages
 from ledger.api import CampaignListApi
 from policies.api import PolicyEvaluateApi
 
-
-def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
-    """A path nothing answers: JSON for the API, the usual page for people."""
-    if request.path.startswith("/api/"):
-        return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
-    return page_not_found(request, exception)
-
-
-handler404 = not_found
+# Refused and failed requests: JSON for the API, the console's own pages for people.
+handler400 = error_pages.bad_request
+handler403 = error_pages.permission_denied
+handler404 = error_pages.not_found
+handler500 = error_pages.server_error
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

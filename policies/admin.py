@@ -1,32 +1,129 @@
+from dataclasses import replace
+from datetime import timedelta
+from decimal import Decimal
+
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.http import urlencode
 from rest_framework.exceptions import ValidationError
 
 from approvals import action_types
 from approvals.models import Agent, AgentKind
 from approvals.services.proposals import proposal_dry_run
 from approvals.validation import validation_text
-from audit.admin import AuditedHistoryAdmin, id_refusal
+from audit.actors import Actor
+from audit.admin import AuditedHistoryAdmin, id_refusal, valid_id
 from hitlproject.charts import grouped_bars
 from hitlproject.converters import record_page
 from hitlproject.errors import DomainError
 from hitlproject.forms import IndentedJSONField
 from hitlproject.periods import PeriodForm
 from ledger.models import Account
-from policies.engine import format_magnitude
-from policies.models import BrandGuidelines, KillSwitch, Policy
-from policies.simulation import OUTCOMES, draft_rule_set, simulate
+from policies.drafts import (
+    active_draft_of,
+    changes_on_promotion,
+    duplicate_initial,
+    owns_agent,
+    policy_promote,
+    replaced_policy,
+)
+from policies.engine import HOLD_RULE_LABELS, ceiling_text, format_magnitude, percent_text
+from policies.models import BrandGuidelines, KillSwitch, Policy, describe_duration
+from policies.services import rules_in_force
+from policies.simulation import OUTCOMES, draft_rule_set, drafts_in_place, simulate
 from policies.templatetags.policy_tags import OUTCOME_LABELS
 
 
-class PolicyForm(forms.ModelForm):
+class ChangeReasonForm(forms.ModelForm):
+    """A form of the console that changes a policy or a guardrail: it says why."""
+
+    change_reason = forms.CharField(
+        label="Why this change",
+        max_length=1000,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+        help_text="Required: recorded in the history with your name.",
+    )
+
+
+def percent_field(label: str, help_text: str, **kwargs) -> forms.DecimalField:
+    """A ceiling typed as people think of it: 10 for 10%."""
+    return forms.DecimalField(
+        label=label,
+        help_text=help_text,
+        required=False,
+        min_value=0,
+        max_digits=13,
+        decimal_places=4,
+        widget=forms.NumberInput(attrs={"step": "any"}),
+        **kwargs,
+    )
+
+
+# Ceilings in the unit of the policy's action type: a percentage of the value moved, or (for
+# creative batches) a count. The cumulative ceiling is always a percentage.
+MAGNITUDE_FIELDS = (
+    "auto_execute_max_magnitude",
+    "block_above_magnitude",
+    "more_approvals_above_magnitude",
+)
+PERCENT_FIELDS = ("cumulative_max_magnitude",)
+IN_ITS_UNIT = "in percent (10 = 10%); for creative batches, a count of creatives"
+
+
+def magnitude_unit(action_type_name: str | None) -> str:
+    action_type = action_types.get(action_type_name or "")
+    return action_type.magnitude_unit if action_type else "ratio"
+
+
+def as_typed(value, unit: str) -> Decimal | None:
+    """A stored ceiling as the form shows it: 0.100000 as 10, a count as it is."""
+    if value is None or value == "":
+        return None
+    value = Decimal(value)
+    shown = value.scaleb(2) if unit == "ratio" else value
+    return Decimal(format(shown.normalize(), "f"))
+
+
+def as_stored(value: Decimal | None, unit: str) -> Decimal | None:
+    """A typed ceiling as the engine uses it, exactly: 12.5 (%) as 0.125."""
+    if value is None:
+        return None
+    return value.scaleb(-2) if unit == "ratio" else value
+
+
+class PolicyForm(ChangeReasonForm):
     action_type = forms.ChoiceField(choices=lambda: [(name, name) for name in action_types.names()])
     agent_kind = forms.ChoiceField(
         choices=[("", "Any kind"), *AgentKind.choices], required=False, label="Agent kind"
+    )
+    draft_of = forms.ModelChoiceField(
+        queryset=Policy.objects.filter(is_draft=False),
+        required=False,
+        label="Replaces, when promoted",
+        help_text="For a draft: the live policy it takes the place of in the simulation and "
+        "when promoted. Empty: the live policy of the same action type, scope and priority.",
+    )
+    auto_execute_max_magnitude = percent_field(
+        "Auto-execute ceiling",
+        f"Largest change that runs without a human, {IN_ITS_UNIT}. Empty: nothing auto-executes.",
+    )
+    block_above_magnitude = percent_field(
+        "Hard ceiling", f"Above it, blocked outright; {IN_ITS_UNIT}."
+    )
+    more_approvals_above_magnitude = percent_field(
+        "More approvals above", f"Two-person rule: above this change, {IN_ITS_UNIT}…"
+    )
+    cumulative_max_magnitude = percent_field(
+        "Cumulative ceiling (%)",
+        "Most a campaign's bid or budget may move, compounded, over the window, counting what "
+        "executed and what is approved, in percent (25 = 25%). Above it, a human decides.",
     )
 
     class Meta:
@@ -38,9 +135,21 @@ class PolicyForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.agent_before = self.instance.agent if self.instance.agent_id else None
+        unit = magnitude_unit(self.initial.get("action_type") or self.instance.action_type)
+        for name in MAGNITUDE_FIELDS + PERCENT_FIELDS:
+            if name in self.initial:
+                shown_in = "ratio" if name in PERCENT_FIELDS else unit
+                self.initial[name] = as_typed(self.initial[name], shown_in)
 
     def clean(self):
         cleaned = super().clean()
+        unit = magnitude_unit(cleaned.get("action_type"))
+        for name in MAGNITUDE_FIELDS + PERCENT_FIELDS:
+            if name in cleaned:
+                in_unit = "ratio" if name in PERCENT_FIELDS else unit
+                cleaned[name] = as_stored(cleaned[name], in_unit)
+        if not cleaned.get("is_draft"):
+            cleaned["draft_of"] = None  # only a draft replaces a policy
         # Who owns an agent does not set how far it runs unreviewed: neither the policy it
         # had nor the one it gets (the rule of approvals.services.acts, for policies).
         for agent in (self.agent_before, cleaned.get("agent")):
@@ -52,16 +161,16 @@ class PolicyForm(forms.ModelForm):
         return cleaned
 
 
-def owns_agent(user, agent: Agent | None) -> bool:
-    """Whether ``user`` owns ``agent`` and so may not set its policy. Administrators
-    (superusers) are exempt: they are answerable for the whole platform."""
-    return (
-        user is not None
-        and agent is not None
-        and not user.is_superuser
-        and agent.owner_id is not None
-        and agent.owner_id == user.pk
-    )
+class KillSwitchForm(ChangeReasonForm):
+    class Meta:
+        model = KillSwitch
+        fields = ["scope", "account", "channel", "engaged", "reason"]
+
+
+class BrandGuidelinesForm(ChangeReasonForm):
+    class Meta:
+        model = BrandGuidelines
+        fields = ["account", "banned_terms", "banned_patterns", "required_disclaimers"]
 
 
 class PoliciesField(forms.ModelMultipleChoiceField):
@@ -81,7 +190,7 @@ class SimulationForm(PeriodForm):
     drafts = PoliciesField(
         queryset=Policy.objects.filter(is_draft=True, is_active=True),
         required=False,
-        help_text="None chosen: every active draft.",
+        help_text="None chosen: each proposal replayed under the policies that decided it.",
     )
 
 
@@ -89,10 +198,98 @@ class DryRunForm(forms.Form):
     agent = forms.ModelChoiceField(queryset=Agent.objects.filter(is_active=True))
     account = forms.ModelChoiceField(queryset=Account.objects.all())
     payload = IndentedJSONField()
+    try_auto_execute_ceiling = percent_field(
+        "Try an auto-execute ceiling",
+        f"For this run only, instead of the policy's; {IN_ITS_UNIT}. Nothing is saved.",
+    )
+    try_cumulative_ceiling = percent_field(
+        "Try a cumulative ceiling (%)", "For this run only, instead of the policy's."
+    )
+
+
+class PromoteForm(forms.Form):
+    change_reason = forms.CharField(
+        label="Why this change",
+        max_length=1000,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Required: recorded in the live policy's history with your name.",
+    )
+
+
+def is_history_page(request) -> bool:
+    match = request.resolver_match
+    return bool(match and match.url_name and match.url_name.endswith("_simple_history"))
+
+
+class ChangeReasonAdmin(AuditedHistoryAdmin):
+    """A policy or guardrail admin: every change the console makes says why (a required
+    field, recorded as the history's change reason), deletions included; there is no bulk
+    delete, which would take one reason for many records."""
+
+    delete_confirmation_template = "admin/policies/delete_confirmation.html"
+    # Fields shown by a method when the page is read-only (history, an auditor).
+    shown_read_only: dict[str, str] = {}
+
+    def editable(self, request, obj=None) -> bool:
+        if is_history_page(request):
+            return False
+        if obj is None:
+            return self.has_add_permission(request)
+        return self.has_change_permission(request, obj)
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if self.editable(request, obj):
+            return [*fieldsets, ("Why", {"fields": ["change_reason"]})]
+        return [
+            (
+                name,
+                {**options, "fields": [self.shown_read_only.get(f, f) for f in options["fields"]]},
+            )
+            for name, options in fieldsets
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        if is_history_page(request):
+            return flatten_fieldsets(self.get_fieldsets(request, obj))
+        return super().get_readonly_fields(request, obj)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def save_model(self, request, obj, form, change) -> None:
+        obj._change_reason = form.cleaned_data["change_reason"]
+        super().save_model(request, obj, form, change)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        if request.method == "POST" and not request.POST.get("change_reason", "").strip():
+            obj = self.get_object(request, unquote(object_id))
+            if obj is not None and not self.has_delete_permission(request, obj):
+                raise PermissionDenied
+            messages.error(request, "Say why: every deletion records its reason.")
+            return HttpResponseRedirect(request.get_full_path())
+        return super().delete_view(request, object_id, extra_context)
+
+    def delete_model(self, request, obj) -> None:
+        obj._change_reason = request.POST["change_reason"].strip()
+        super().delete_model(request, obj)
+
+
+def _ceiling_display(field: str, label: str):
+    def shown(self, policy) -> str:
+        value = getattr(policy, field)
+        if value is None:
+            return "—"
+        unit = "ratio" if field in PERCENT_FIELDS else magnitude_unit(policy.action_type)
+        return ceiling_text(value, unit)
+
+    return admin.display(description=label)(shown)
 
 
 @admin.register(Policy)
-class PolicyAdmin(AuditedHistoryAdmin):
+class PolicyAdmin(ChangeReasonAdmin):
     form = PolicyForm
     list_display = [
         "name",
@@ -101,16 +298,19 @@ class PolicyAdmin(AuditedHistoryAdmin):
         "priority",
         "is_active",
         "is_draft",
-        "auto_execute_max_magnitude",
+        "auto_execute_ceiling",
         "auto_execute_max_amount",
-        "cumulative_max_magnitude",
+        "cumulative_ceiling",
         "always_review",
     ]
     list_filter = ["action_type", "is_active", "is_draft", "account"]
     list_select_related = ["account", "agent"]
     search_fields = ["name", "description"]
     fieldsets = [
-        (None, {"fields": ["name", "action_type", "is_active", "is_draft", "description"]}),
+        (
+            None,
+            {"fields": ["name", "action_type", "is_active", "is_draft", "draft_of", "description"]},
+        ),
         (
             "Scope: leave empty for everything; the most specific policy wins",
             {"fields": ["agent", "account", "agent_kind", "channel", "priority"]},
@@ -141,6 +341,29 @@ class PolicyAdmin(AuditedHistoryAdmin):
             },
         ),
     ]
+    shown_read_only = {
+        "auto_execute_max_magnitude": "auto_execute_ceiling",
+        "cumulative_max_magnitude": "cumulative_ceiling",
+        "cumulative_window": "cumulative_window_shown",
+        "block_above_magnitude": "hard_ceiling",
+        "more_approvals_above_magnitude": "more_approvals_above",
+        "review_window": "review_window_shown",
+    }
+
+    auto_execute_ceiling = _ceiling_display("auto_execute_max_magnitude", "auto-execute ceiling")
+    cumulative_ceiling = _ceiling_display("cumulative_max_magnitude", "cumulative ceiling")
+    hard_ceiling = _ceiling_display("block_above_magnitude", "hard ceiling")
+    more_approvals_above = _ceiling_display(
+        "more_approvals_above_magnitude", "more approvals above"
+    )
+
+    @admin.display(description="cumulative window")
+    def cumulative_window_shown(self, policy) -> str:
+        return describe_duration(policy.cumulative_window)
+
+    @admin.display(description="review window")
+    def review_window_shown(self, policy) -> str:
+        return describe_duration(policy.review_window)
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change, **kwargs)
@@ -178,8 +401,99 @@ class PolicyAdmin(AuditedHistoryAdmin):
                 self.admin_site.admin_view(self.dry_run_view),
                 name="policies_policy_dry_run",
             ),
+            *record_page(
+                "promote/",
+                self.admin_site.admin_view(self.promote_view),
+                name="policies_policy_promote",
+            ),
         ]
         return urls + super().get_urls()
+
+    # Duplicate as draft: the add form, filled in from the policy (``?duplicate=<id>``).
+
+    def _duplicated(self, request) -> Policy | None:
+        source_id = request.GET.get("duplicate")
+        if source_id is None:
+            return None
+        valid_id(Policy._meta.pk, source_id)
+        source = Policy.objects.filter(pk=source_id, is_draft=False).first()
+        if source is None:
+            raise Http404(f"There is no live policy #{source_id} to duplicate.")
+        return source
+
+    def get_changeform_initial_data(self, request):
+        initial = super().get_changeform_initial_data(request)
+        source = self._duplicated(request)
+        return initial | duplicate_initial(source) if source else initial
+
+    def add_view(self, request, form_url="", extra_context=None):
+        source = self._duplicated(request)
+        if source is not None:
+            draft = active_draft_of(source)
+            if draft is not None:
+                messages.info(request, f"“{source}” already has a draft: this one.")
+                return HttpResponseRedirect(
+                    reverse("admin:policies_policy_change", args=[draft.pk])
+                )
+            extra_context = {**(extra_context or {}), "title": f"Duplicate “{source}” as a draft"}
+        return super().add_view(request, form_url, extra_context)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        if obj.is_draft and "_addanother" not in request.POST:
+            messages.success(
+                request,
+                f"Draft “{obj}” saved. It decides nothing live: dry run it or simulate it, "
+                "then promote it.",
+            )
+            return HttpResponseRedirect(reverse("admin:policies_policy_change", args=[obj.pk]))
+        return super().response_add(request, obj, post_url_continue)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        policy = self.get_object(request, object_id)
+        context = dict(extra_context or {})
+        if policy is not None and policy.is_draft:
+            context["simulate_query"] = simulate_query(policy)
+            context["replaces"] = replaced_policy(policy)
+        return super().change_view(request, object_id, form_url, context)
+
+    def promote_view(self, request, object_id: int):
+        draft = self.get_object(request, object_id)
+        if draft is None or not draft.is_draft or not draft.is_active:
+            raise Http404("There is no active draft with this id.")
+        replaces = replaced_policy(draft)
+        if not self.has_change_permission(request, draft) or (
+            replaces is not None and not self.has_change_permission(request, replaces)
+        ):
+            raise PermissionDenied
+        form = PromoteForm(request.POST if request.method == "POST" else None)
+        if form.is_bound and form.is_valid():
+            try:
+                live = policy_promote(
+                    draft_id=draft.pk,
+                    actor=Actor.for_user(request.user),
+                    reason=form.cleaned_data["change_reason"],
+                )
+            except DomainError as error:
+                form.add_error(None, error.message)
+            else:
+                messages.success(request, f"“{live}” is live, as the draft set it.")
+                return HttpResponseRedirect(reverse("admin:policies_policy_change", args=[live.pk]))
+        unit = magnitude_unit(draft.action_type)
+        changes = [
+            (Policy._meta.get_field(name).verbose_name, setting_text(name, before, unit),
+             setting_text(name, after, unit))
+            for name, before, after in changes_on_promotion(draft)
+        ]  # fmt: skip
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Promote “{draft}”",
+            "opts": self.model._meta,
+            "draft": draft,
+            "replaces": replaces,
+            "changes": changes,
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/policies/policy/promote.html", context)
 
     def simulate_view(self, request):
         if not self.has_view_permission(request):
@@ -193,17 +507,22 @@ class PolicyAdmin(AuditedHistoryAdmin):
         }
         if form.is_bound and form.is_valid():
             drafts = form.cleaned_data["drafts"]
-            rules, names = draft_rule_set([d.pk for d in drafts] if drafts else None)
+            draft_set = drafts_in_place([d.pk for d in drafts]) if drafts else None
             since, until = form.bounds()
             try:
-                report = simulate(rules=rules, since=since, until=until, drafts=names)
+                report = simulate(since=since, until=until, draft_set=draft_set)
             except DomainError as error:
                 form.add_error(None, error.message)
                 return TemplateResponse(request, "admin/policies/policy/simulate.html", context)
             labels = {o: OUTCOME_LABELS[o].capitalize() for o in OUTCOMES}
             context["report"] = report
+            if len(drafts) == 1 and self.has_change_permission(request, drafts[0]):
+                context["promotable"] = drafts[0]
             context["rows"] = [
                 (labels[o], report.happened[o], report.with_draft[o]) for o in OUTCOMES
+            ]
+            context["held"] = [
+                (HOLD_RULE_LABELS[rule], count) for rule, count in report.held_by.most_common()
             ]
             context["chart"] = grouped_bars(
                 [labels[o] for o in OUTCOMES],
@@ -231,15 +550,20 @@ class PolicyAdmin(AuditedHistoryAdmin):
             "opts": self.model._meta,
             "policy": policy,
             "form": form,
+            "simulate_query": simulate_query(policy) if policy.is_draft else "",
+            "may_promote": policy.is_draft
+            and policy.is_active
+            and self.has_change_permission(request, policy),
         }
         if form.is_bound and form.is_valid():
+            rules, tried = self._rules_to_try(policy, form.cleaned_data)
             try:
                 assessed, verdict = proposal_dry_run(
                     agent=form.cleaned_data["agent"],
                     account_external_id=form.cleaned_data["account"].external_id,
                     action_type=policy.action_type,
                     payload=form.cleaned_data["payload"],
-                    rules=draft_rule_set([policy.pk])[0] if policy.is_draft else None,
+                    rules=rules,
                 )
             except ValidationError as error:
                 form.add_error(None, validation_text(error))
@@ -248,17 +572,76 @@ class PolicyAdmin(AuditedHistoryAdmin):
                 context.update(
                     assessed=assessed,
                     verdict=verdict,
+                    tried=tried,
                     magnitude=format_magnitude(assessed.assessment.magnitude, unit),
                 )
         return TemplateResponse(request, "admin/policies/policy/dry_run.html", context)
 
+    def _rules_to_try(self, policy: Policy, typed: dict):
+        """The rules a dry run evaluates with: those in force (with ``policy`` in place if it
+        is a draft), and the ceilings typed in the form, for this run only, in ``policy``'s
+        rule. Also what was tried, in words."""
+        rules = draft_rule_set([policy.pk])[0] if policy.is_draft else None
+        unit = magnitude_unit(policy.action_type)
+        tried = {
+            "auto_execute_max_magnitude": as_stored(typed["try_auto_execute_ceiling"], unit),
+            "cumulative_max_magnitude": as_stored(typed["try_cumulative_ceiling"], "ratio"),
+        }
+        tried = {name: value for name, value in tried.items() if value is not None}
+        if not tried:
+            return rules, []
+        rules = rules if rules is not None else rules_in_force(action_type=policy.action_type)
+        if not any(rule.policy_id == policy.pk for rule in rules):
+            return rules, [f"nothing: “{policy}” is not in force, so no ceiling of it decides"]
+        rules = [replace(r, **tried) if r.policy_id == policy.pk else r for r in rules]
+        words = {
+            "auto_execute_max_magnitude": f"an auto-execute ceiling of "
+            f"{ceiling_text(tried.get('auto_execute_max_magnitude', 0), unit)}",
+            "cumulative_max_magnitude": f"a cumulative ceiling of "
+            f"{percent_text(tried.get('cumulative_max_magnitude', 0))}",
+        }
+        return rules, [words[name] for name in tried]
+
+
+def simulate_query(draft: Policy) -> str:
+    """The simulation page's query for a draft over the last 30 days."""
+    today = timezone.localdate()
+    return urlencode(
+        {
+            "drafts": draft.pk,
+            "since": today - timedelta(days=30),
+            "until": today + timedelta(days=1),
+        }
+    )
+
+
+def setting_text(name: str, value, unit: str) -> str:
+    """A policy's setting as its page shows it."""
+    if value is None or value == "":
+        return "—"
+    if name in MAGNITUDE_FIELDS:
+        return ceiling_text(value, unit)
+    if name in PERCENT_FIELDS:
+        return percent_text(value)
+    if isinstance(value, timedelta):
+        return describe_duration(value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
 
 @admin.register(KillSwitch)
-class KillSwitchAdmin(AuditedHistoryAdmin):
+class KillSwitchAdmin(ChangeReasonAdmin):
+    form = KillSwitchForm
+    fieldsets = [(None, {"fields": ["scope", "account", "channel", "engaged", "reason"]})]
     list_display = ["__str__", "scope", "account", "channel", "engaged", "updated_at"]
     list_filter = ["engaged", "scope"]
 
 
 @admin.register(BrandGuidelines)
-class BrandGuidelinesAdmin(AuditedHistoryAdmin):
+class BrandGuidelinesAdmin(ChangeReasonAdmin):
+    form = BrandGuidelinesForm
+    fieldsets = [
+        (None, {"fields": ["account", "banned_terms", "banned_patterns", "required_disclaimers"]})
+    ]
     list_display = ["account", "updated_at"]

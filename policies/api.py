@@ -7,6 +7,7 @@ from approvals.api import PolicyRefOutput, ProposalInput
 from approvals.services.proposals import proposal_dry_run
 from approvals.validation import StrictFloatField, finite_number
 from hitlproject.api import AgentAPIView
+from policies.engine import HOLD_RULE_LABELS
 
 
 class DryRunInput(ProposalInput):
@@ -18,10 +19,19 @@ class DryRunInput(ProposalInput):
     )
 
 
+class HoldOutput(serializers.Serializer):
+    rule = serializers.ChoiceField(
+        choices=list(HOLD_RULE_LABELS),
+        help_text="The rule that held the action back from running on its own.",
+    )
+    text = serializers.CharField(help_text="The rule with its figures, in words.")
+
+
 class DryRunOutput(serializers.Serializer):
     outcome = serializers.CharField()
     policy = PolicyRefOutput(allow_null=True)
     reasons = serializers.ListField(child=serializers.CharField())
+    held_by = HoldOutput(many=True)
     required_approvals = serializers.IntegerField()
     risk = serializers.IntegerField()
     magnitude = serializers.DecimalField(max_digits=14, decimal_places=6)
@@ -59,6 +69,7 @@ class PolicyEvaluateApi(AgentAPIView):
                     "outcome": verdict.outcome,
                     "policy": policy,
                     "reasons": list(verdict.reasons),
+                    "held_by": [{"rule": h.rule, "text": h.text} for h in verdict.held_by],
                     "required_approvals": verdict.required_approvals,
                     "risk": verdict.risk,
                     "magnitude": assessed.assessment.magnitude,

@@ -14,6 +14,11 @@ How a verdict is reached, in order:
    window's ceiling: ``review``, by a human. Every reason found is given, not only the first.
 3. Otherwise ``auto_approve``.
 
+Every rule that held a proposal back is also named in the verdict's ``held_by``, as a
+``Hold``: which rule (``HoldRule``) and its figures in words ("cumulative ceiling 25% per 24 h
+(this move would bring brand-search's daily budget to -28.0% within 24 h, counting what is
+approved or executed)"), so that a page can point at the rule a person would change.
+
 Matching: a policy matches when its action type is the proposal's and each scope it names
 (agent, account, agent kind, channel) is the proposal's. The most specific wins: an agent
 counts 8, an account 4, an agent kind 2, a channel 1; then the higher priority; then the older
@@ -55,6 +60,33 @@ from typing import Literal
 
 Outcome = Literal["auto_approve", "review", "block"]
 MagnitudeUnit = Literal["ratio", "count"]
+HoldRule = Literal[
+    "guardrail",
+    "hard_ceiling",
+    "hard_amount_ceiling",
+    "always_human",
+    "no_policy",
+    "always_review",
+    "no_auto_execute_ceiling",
+    "auto_execute_ceiling",
+    "amount_ceiling",
+    "cumulative_ceiling",
+    "two_person_rule",
+]
+# What each rule is called where a page counts the proposals it held.
+HOLD_RULE_LABELS: dict[str, str] = {
+    "guardrail": "a guardrail",
+    "hard_ceiling": "the hard ceiling",
+    "hard_amount_ceiling": "the hard amount ceiling",
+    "always_human": "always a person's (the action type)",
+    "no_policy": "no policy matched",
+    "always_review": "always review",
+    "no_auto_execute_ceiling": "no auto-execute ceiling",
+    "auto_execute_ceiling": "the auto-execute ceiling",
+    "amount_ceiling": "the auto-execute amount ceiling",
+    "cumulative_ceiling": "the cumulative ceiling",
+    "two_person_rule": "the two-person rule",
+}
 
 _REFERENCE_CEILING: dict[str, Decimal] = {"ratio": Decimal("0.10"), "count": Decimal("1")}
 _REFERENCE_AMOUNT = Decimal("1000")
@@ -170,6 +202,19 @@ class Facts:
 
 
 @dataclass(frozen=True)
+class Hold:
+    """One rule that held a proposal back from running on its own: which, and what it says
+    with its figures ("auto-execute ceiling 10% (this is 28.0%)")."""
+
+    rule: HoldRule
+    text: str
+    policy_id: int | None = None
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
 class Verdict:
     outcome: Outcome
     reasons: tuple[str, ...]
@@ -179,6 +224,8 @@ class Verdict:
     policy_version: int | None = None
     required_approvals: int = 1
     review_window: timedelta | None = None
+    # What held it back (for ``block``, what refused it); empty when it runs on its own.
+    held_by: tuple[Hold, ...] = ()
 
 
 def format_magnitude(value: Number, unit: MagnitudeUnit) -> str:
@@ -200,6 +247,27 @@ def format_move(moved: Fraction, limit: Number) -> str:
 
 def format_money(value: Decimal, currency: str) -> str:
     return f"{value:,.2f} {currency}".strip()
+
+
+def percent_text(ratio: Number) -> str:
+    """A stored fraction as the percentage people think in, exactly: 0.1 is "10%", 0.125
+    "12.5%" (to a millionth of a percent: finer than any ceiling a policy stores)."""
+    value = exact(ratio) * 100
+    shown = (Decimal(value.numerator) / Decimal(value.denominator)).quantize(Decimal("1e-6"))
+    return f"{shown.normalize():f}%"
+
+
+def ceiling_text(value: Number, unit: MagnitudeUnit) -> str:
+    """A ceiling as its owner set it: a percentage for relative changes, a count otherwise."""
+    if unit == "ratio":
+        return percent_text(value)
+    count = exact(value)
+    return f"{(Decimal(count.numerator) / Decimal(count.denominator)).normalize():f}"
+
+
+def window_text(window: timedelta) -> str:
+    hours = window.total_seconds() / 3600
+    return f"{hours:g} h"
 
 
 def matching_rule(facts: Facts | Scope, rules: Iterable[Rule]) -> Rule | None:
@@ -251,44 +319,112 @@ def evaluate(facts: Facts, rules: Iterable[Rule]) -> Verdict:
     risk = risk_score(facts, rule)
     unit = facts.magnitude_unit
     size = facts.magnitude_label
+    shown_size = format_magnitude(facts.magnitude, unit)
     money = format_money(facts.amount, facts.currency) if facts.amount is not None else ""
+    policy_id = rule.policy_id if rule else None
 
-    blocks = list(facts.guardrail_blocks)
-    reviews = list(facts.guardrail_reviews)
+    # (reason, hold): what an operator reads, and the rule it names for a page to point at.
+    blocks = [(finding, Hold("guardrail", f"guardrail: {finding}")) for finding in
+              facts.guardrail_blocks]  # fmt: skip
+    reviews = [(finding, Hold("guardrail", f"guardrail: {finding}")) for finding in
+               facts.guardrail_reviews]  # fmt: skip
     if facts.always_human:
-        reviews.append(facts.always_human)
+        reviews.append((facts.always_human, Hold("always_human", facts.always_human)))
     if rule is None:
         if not facts.always_human:  # else the type's own reason says who decides
-            reviews.append(f"No policy covers {facts.action_label} here, so a human decides.")
+            reviews.append(
+                (
+                    f"No policy covers {facts.action_label} here, so a human decides.",
+                    Hold("no_policy", f"no policy matched ({facts.action_label} here)"),
+                )
+            )
     else:
         named = f"policy “{rule.name}”"
         starts_sentence = f"Policy “{rule.name}”"
         if _over(facts.magnitude, rule.block_above_magnitude):
             limit = format_magnitude(rule.block_above_magnitude, unit)
-            blocks.append(f"{size} is above the {limit} hard ceiling of {named}.")
+            ceiling = ceiling_text(rule.block_above_magnitude, unit)
+            blocks.append(
+                (
+                    f"{size} is above the {limit} hard ceiling of {named}.",
+                    Hold(
+                        "hard_ceiling", f"hard ceiling {ceiling} (this is {shown_size})", policy_id
+                    ),
+                )
+            )
         if _over(facts.amount, rule.block_above_amount):
             limit = format_money(rule.block_above_amount, facts.currency)
-            blocks.append(f"{money} a day is above the {limit} hard ceiling of {named}.")
+            blocks.append(
+                (
+                    f"{money} a day is above the {limit} hard ceiling of {named}.",
+                    Hold(
+                        "hard_amount_ceiling",
+                        f"hard ceiling {limit} a day (this moves {money} a day)",
+                        policy_id,
+                    ),
+                )
+            )
         if rule.always_review:
-            reviews.append(f"{starts_sentence} sends every {facts.action_label} to a human.")
+            reviews.append(
+                (
+                    f"{starts_sentence} sends every {facts.action_label} to a human.",
+                    Hold("always_review", f"always review ({named})", policy_id),
+                )
+            )
         elif rule.auto_execute_max_magnitude is None:
-            reviews.append(f"{starts_sentence} sets no auto-execute ceiling.")
+            reviews.append(
+                (
+                    f"{starts_sentence} sets no auto-execute ceiling.",
+                    Hold(
+                        "no_auto_execute_ceiling", f"no auto-execute ceiling ({named})", policy_id
+                    ),
+                )
+            )
         elif _over(facts.magnitude, rule.auto_execute_max_magnitude):
             limit = format_magnitude(rule.auto_execute_max_magnitude, unit)
-            reviews.append(f"{size} exceeds the {limit} auto-execute ceiling of {named}.")
+            ceiling = ceiling_text(rule.auto_execute_max_magnitude, unit)
+            reviews.append(
+                (
+                    f"{size} exceeds the {limit} auto-execute ceiling of {named}.",
+                    Hold(
+                        "auto_execute_ceiling",
+                        f"auto-execute ceiling {ceiling} (this is {shown_size})",
+                        policy_id,
+                    ),
+                )
+            )
         if not rule.always_review and _over(facts.amount, rule.auto_execute_max_amount):
             limit = format_money(rule.auto_execute_max_amount, facts.currency)
-            reviews.append(f"{money} a day exceeds the {limit} auto-execute ceiling of {named}.")
+            reviews.append(
+                (
+                    f"{money} a day exceeds the {limit} auto-execute ceiling of {named}.",
+                    Hold(
+                        "amount_ceiling",
+                        f"auto-execute amount ceiling {limit} a day (this moves {money} a day)",
+                        policy_id,
+                    ),
+                )
+            )
         if rule.cumulative_max_magnitude is not None:
-            hours = rule.cumulative_window.total_seconds() / 3600
+            window = window_text(rule.cumulative_window)
             for target, moved in compounded_moves(facts, rule.cumulative_window).items():
                 if _over(abs(moved), rule.cumulative_max_magnitude):
                     limit = format_magnitude(rule.cumulative_max_magnitude, "ratio")
+                    ceiling = percent_text(rule.cumulative_max_magnitude)
                     shown = format_move(moved, rule.cumulative_max_magnitude)
                     reviews.append(
-                        f"{target} would move {shown} within {hours:g} h, counting "
-                        f"what is approved or executed, over the {limit} cumulative ceiling "
-                        f"of {named}."
+                        (
+                            f"{target} would move {shown} within {window}, counting "
+                            f"what is approved or executed, over the {limit} cumulative "
+                            f"ceiling of {named}.",
+                            Hold(
+                                "cumulative_ceiling",
+                                f"cumulative ceiling {ceiling} per {window} (this move would "
+                                f"bring {target} to {shown} within {window}, counting what "
+                                "is approved or executed)",
+                                policy_id,
+                            ),
+                        )
                     )
 
     required = 1
@@ -300,26 +436,36 @@ def evaluate(facts: Facts, rules: Iterable[Rule]) -> Verdict:
             required = max(required, rule.approvals_above_threshold)
             # Needing people's approvals means it cannot run on none.
             reviews.append(
-                f"It is large enough for {named}'s two-person rule: "
-                f"{required} distinct approvals are needed."
+                (
+                    f"It is large enough for {named}'s two-person rule: "
+                    f"{required} distinct approvals are needed.",
+                    Hold(
+                        "two_person_rule",
+                        f"two-person rule ({required} distinct approvals, {named})",
+                        policy_id,
+                    ),
+                )
             )
 
     if blocks:
         outcome: Outcome = "block"
-        reasons = blocks
+        found = blocks
     elif reviews:
-        outcome, reasons = "review", reviews
+        outcome, found = "review", reviews
     else:
         limit = format_magnitude(rule.auto_execute_max_magnitude, unit)
         outcome = "auto_approve"
-        reasons = [f"{size} is within the {limit} auto-execute ceiling of policy “{rule.name}”."]
+        found = [
+            (f"{size} is within the {limit} auto-execute ceiling of policy “{rule.name}”.", None)
+        ]
     return Verdict(
         outcome=outcome,
-        reasons=tuple(reasons),
+        reasons=tuple(reason for reason, _ in found),
         risk=risk,
-        policy_id=rule.policy_id if rule else None,
+        policy_id=policy_id,
         policy_name=rule.name if rule else "",
         policy_version=rule.version if rule else None,
         required_approvals=required,
         review_window=rule.review_window if rule else None,
+        held_by=tuple(hold for _, hold in found if hold is not None),
     )

@@ -79,6 +79,14 @@ class Policy(models.Model):
     is_draft = models.BooleanField(
         default=False, help_text="A draft is only simulated; it decides nothing live."
     )
+    draft_of = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="drafts",
+        help_text="The live policy this draft replaces when it is simulated and promoted.",
+    )
 
     auto_execute_max_magnitude = models.DecimalField(
         **RATIO,

@@ -36,7 +36,7 @@ RECORD_SPAN = 500
 
 def rule_from_policy(policy: Policy, version: int | None = None) -> engine.Rule:
     return engine.Rule(
-        policy_id=policy.pk,
+        policy_id=policy.id,  # a historical record's pk is its history id
         name=policy.name,
         action_type=policy.action_type,
         agent_id=policy.agent_id,
@@ -236,16 +236,23 @@ def recent_moves(
 
 
 def agent_approval_rate(agent: Agent | None) -> float | None:
-    """The share of the agent's last 500 decided proposals that people approved: read from
-    its feedback (one record per decision, indexed by agent), so it costs the same for an
-    agent with a million decisions."""
+    """The share of the agent's last 500 proposals people decided that they approved: read
+    from its feedback (one record for each proposal people settled, indexed by agent; not
+    expiries, supersessions or outcome reports, which are no one's judgment of the
+    proposal), so it costs the same for an agent with a million decisions."""
     from feedback.models import Feedback, FeedbackKind
 
     if agent is None:
         return None
     kinds = list(
-        Feedback.objects.filter(agent=agent)
-        .exclude(kind=FeedbackKind.EXPIRED)
+        Feedback.objects.filter(
+            agent=agent,
+            kind__in=[
+                FeedbackKind.APPROVED,
+                FeedbackKind.APPROVED_WITH_EDITS,
+                FeedbackKind.REJECTED,
+            ],
+        )
         .order_by("-id")
         .values_list("kind", flat=True)[:RECORD_SPAN]
     )

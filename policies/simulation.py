@@ -1,78 +1,213 @@
-"""What-if: run a draft policy set over the recorded proposals of a period.
+"""What-if: replay the recorded routings of a period through the policy engine.
 
-Each recorded proposal is replayed through the same ``engine.evaluate`` that decides live, with
-the facts recorded when it was made: its magnitude (exact from its effects, as live), amount
-and effects, the guardrail findings of the time, and the cumulative moves that had been
-approved by then (rebuilt as the stream goes by, compounded exactly). Proposals are streamed
-from a server-side cursor and only the moves inside the longest cumulative window are kept, so
-memory does not grow with the history.
+A proposal's routing (its verdict: outcome, policy, policy version) is recorded on it and in
+its history, with the facts it was decided on: magnitude, amount, effects, guardrail findings.
+It can be routed more than once (re-assessed before it executes); it can be held back by a
+kill switch, edited, or superseded, which change its status and figures but not how it was
+routed. So the replay reads the history, not the proposals as they are now: each record that
+set a routing is replayed with the facts of that same record, through the same
+``engine.evaluate`` that decides live, at the time it was made:
+
+- the policies are those in force then (each policy's history record of that time), with the
+  recorded version of the deciding policy; with drafts, those with the drafts in place of the
+  policies they replace (``policies.drafts.replaced_policy``); or a fixed set of rules, when
+  one is given;
+- the cumulative moves are those approved or executed then, each with the effects and
+  decision time it had then, the proposal's own left out (as live), compounded exactly.
+
+With no draft, the replay reproduces every recorded routing. The history is streamed in the
+order it was written (a server-side cursor); only the proposals still in flight and the moves
+inside the longest cumulative window are kept, so memory does not grow with the history.
 """
 
 from __future__ import annotations
 
-import heapq
+from bisect import insort
 from collections import Counter, defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from fractions import Fraction
-
-from django.db.models import Exists, OuterRef
+from typing import Any
 
 from approvals import action_types
 from approvals.models import Decision, Proposal, ProposalStatus
 from policies import engine
-from policies.models import Policy, windows_out_of_bounds
+from policies.drafts import replaced_policy
+from policies.models import CUMULATIVE_WINDOW_BOUNDS, Policy, windows_out_of_bounds
 from policies.services import PolicyMisconfigured, rule_from_policy, rules_in_force
 
+S = ProposalStatus
 OUTCOMES = ("auto_approve", "review", "block")
-APPROVED_STATES = {ProposalStatus.APPROVED, ProposalStatus.EXECUTING, ProposalStatus.EXECUTED}
+APPROVED_STATES = frozenset({S.APPROVED, S.EXECUTING, S.EXECUTED})
+# Statuses a proposal never leaves: nothing more is routed or moved once it is in one.
+FINAL_STATES = frozenset({S.EXECUTED, S.REJECTED, S.BLOCKED, S.EXPIRED, S.WITHDRAWN, S.SUPERSEDED})
 EXAMPLES_KEPT = 20
+CHUNK = 2000
+
+
+@dataclass(eq=False)
+class _Move:
+    at: datetime
+    factor: Fraction
+    proposal_id: int
+    key: tuple[int, str]
+    inside: set = field(default_factory=set)  # the windows whose queue still holds it
+    alive: bool = True
+
+    def __lt__(self, other: _Move) -> bool:
+        return self.at < other.at
 
 
 class SlidingMoves:
     """The approved moves on each target inside each cumulative window, as the replay's clock
-    advances: one running product per target and window, so a row costs the same however
-    many moves the window holds.
+    advances: one running product per target and window, so a routing costs the same however
+    many moves the window holds. A move leaves when its proposal stops counting (sent back,
+    superseded, its effects re-assessed), as it leaves the live query.
 
-    Moves are added when their proposal is replayed but only count from the time they were
-    approved (a pending heap releases them then). ``moves_for`` hands the engine one
-    aggregate move per band between consecutive windows, dated at the band's far edge, so a
-    rule counts exactly the bands inside its own window.
+    ``moves_for`` hands the engine one aggregate move per band between consecutive windows,
+    dated at the band's far edge, so a rule counts exactly the bands inside its own window.
     """
 
     def __init__(self, windows: Iterable[timedelta]) -> None:
         self.windows = sorted(set(windows))
-        self.pending: list[tuple[datetime, int, tuple[int, str], Fraction]] = []
-        self.inside = {w: defaultdict(deque) for w in self.windows}
+        self.queues = {w: defaultdict(deque) for w in self.windows}
         # Exact, as the live engine compounds: dividing a move out leaves no rounding behind.
         self.product = {w: defaultdict(lambda: Fraction(1)) for w in self.windows}
-        self.added = 0
+        self.by_proposal: dict[int, list[_Move]] = defaultdict(list)
 
-    def add(self, account_id: int, target: str, factor: Fraction, at: datetime) -> None:
-        self.added += 1
-        heapq.heappush(self.pending, (at, self.added, (account_id, target), factor))
+    def add(
+        self, proposal_id: int, account_id: int, target: str, factor: Fraction, at: datetime
+    ) -> None:
+        move = _Move(at, factor, proposal_id, (account_id, target), set(self.windows))
+        for window in self.windows:
+            queue = self.queues[window][move.key]
+            if not queue or queue[-1].at <= at:
+                queue.append(move)
+            else:  # decided a moment before a move already recorded
+                insort(queue, move)
+            self.product[window][move.key] *= factor
+        self.by_proposal[proposal_id].append(move)
 
-    def moves_for(self, account_id: int, target: str, now: datetime) -> list[engine.Move]:
+    def remove(self, proposal_id: int) -> None:
+        """The proposal's moves no longer count."""
+        for move in self.by_proposal.pop(proposal_id, ()):
+            move.alive = False
+            for window in move.inside:
+                self.product[window][move.key] /= move.factor
+            move.inside.clear()
+
+    def moves_for(
+        self, account_id: int, target: str, now: datetime, exclude: int | None = None
+    ) -> list[engine.Move]:
         key = (account_id, target)
-        while self.pending and self.pending[0][0] <= now:
-            at, _, released, factor = heapq.heappop(self.pending)
-            for window in self.windows:
-                self.inside[window][released].append((at, factor))
-                self.product[window][released] *= factor
+        own = [m for m in self.by_proposal.get(exclude, ()) if m.key == key]
         moves, inner = [], Fraction(1)
         for window in self.windows:
-            queue = self.inside[window][key]
-            while queue and queue[0][0] < now - window:
-                _, factor = queue.popleft()
-                self.product[window][key] /= factor
-            if not queue:
-                self.product[window][key] = Fraction(1)
+            queue = self.queues[window][key]
+            while queue and queue[0].at < now - window:
+                move = queue.popleft()
+                if move.alive:
+                    self.product[window][key] /= move.factor
+                    move.inside.discard(window)
+                    if not move.inside:
+                        self._forget(move)
             outer = self.product[window][key]
+            for move in own:
+                if window in move.inside:
+                    outer /= move.factor
             if outer != inner:
                 moves.append(engine.Move(target=target, factor=outer / inner, at=now - window))
             inner = outer
         return moves
+
+    def _forget(self, move: _Move) -> None:
+        kept = [m for m in self.by_proposal.get(move.proposal_id, ()) if m is not move]
+        if kept:
+            self.by_proposal[move.proposal_id] = kept
+        else:
+            self.by_proposal.pop(move.proposal_id, None)
+
+
+@dataclass(frozen=True)
+class DraftSet:
+    """Drafts put in place of the policies they would replace."""
+
+    rules: tuple[engine.Rule, ...]
+    replaces: frozenset[int]  # the live policies they take the place of
+    names: tuple[str, ...]
+
+
+def drafts_in_place(draft_ids: Iterable[int] | None = None) -> DraftSet:
+    """The active drafts (those of ``draft_ids``, or all), each in place of the live policy
+    it replaces."""
+    drafts = Policy.objects.filter(is_draft=True, is_active=True).order_by("pk")
+    if draft_ids is not None:
+        drafts = drafts.filter(pk__in=list(draft_ids))
+    drafts = list(drafts)
+    replaced = [replaced_policy(draft) for draft in drafts]
+    return DraftSet(
+        rules=tuple(rule_from_policy(draft) for draft in drafts),
+        replaces=frozenset(policy.pk for policy in replaced if policy is not None),
+        names=tuple(str(draft) for draft in drafts),
+    )
+
+
+def draft_rule_set(draft_ids: Iterable[int] | None = None) -> tuple[list[engine.Rule], list[str]]:
+    """The rules in force now with the drafts in place. No ids: every active draft."""
+    drafts = drafts_in_place(draft_ids)
+    rules = [rule for rule in rules_in_force() if rule.policy_id not in drafts.replaces]
+    return rules + list(drafts.rules), list(drafts.names)
+
+
+class PolicyTimeline:
+    """The policies in force as the replay's clock advances, from their history."""
+
+    def __init__(self, until: datetime) -> None:
+        self.records = list(
+            Policy.history.filter(history_date__lt=until).order_by("history_date", "history_id")
+        )
+        self.by_version = {record.history_id: record for record in self.records}
+        self.current: dict[int, Any] = {}
+        self.position = 0
+        self._rules: list[engine.Rule] | None = None
+
+    def windows(self) -> set[timedelta]:
+        low, high = CUMULATIVE_WINDOW_BOUNDS
+        return {
+            record.cumulative_window
+            for record in self.records
+            if record.cumulative_max_magnitude is not None
+            and low <= record.cumulative_window <= high
+        }
+
+    def advance(self, now: datetime) -> None:
+        while self.position < len(self.records) and self.records[self.position].history_date <= now:
+            record = self.records[self.position]
+            self.current[record.id] = record
+            self.position += 1
+            self._rules = None
+
+    def rules(self) -> list[engine.Rule]:
+        if self._rules is None:
+            self._rules = [
+                rule_from_policy(record, version=record.history_id)
+                for record in self.current.values()
+                if record.history_type != "-" and record.is_active and not record.is_draft
+            ]
+        return self._rules
+
+    def deciding(self, policy_id: int | None, version: int | None) -> list[engine.Rule]:
+        """The rules in force, with the deciding policy as the version recorded (it was
+        read in the same moment the routing was made)."""
+        rules = self.rules()
+        recorded = self.by_version.get(version) if version is not None else None
+        if recorded is None or recorded.id != policy_id:
+            return rules
+        if any(rule.policy_id == policy_id and rule.version == version for rule in rules):
+            return rules
+        others = [rule for rule in rules if rule.policy_id != policy_id]
+        return [*others, rule_from_policy(recorded, version=recorded.history_id)]
 
 
 @dataclass
@@ -81,12 +216,16 @@ class SimulationReport:
     until: datetime
     drafts: list[str]
     proposals: int = 0
+    routings: int = 0  # a proposal re-routed before it executed was routed more than once
     happened: Counter = field(default_factory=Counter)
     with_draft: Counter = field(default_factory=Counter)
     changes: Counter = field(default_factory=Counter)  # (happened, with draft) -> count
+    held_by: Counter = field(default_factory=Counter)  # rule -> routings it held, with draft
+    other_policy: int = 0  # with no draft: routings decided by another policy or version
     auto_though_rejected: int = 0
     auto_though_edited: int = 0
-    examples: list[dict] = field(default_factory=list)
+    examples: list[dict] = field(default_factory=list)  # routings that went another way
+    held_examples: list[dict] = field(default_factory=list)  # and some the rules held back
 
     @property
     def changed(self) -> int:
@@ -98,6 +237,7 @@ class SimulationReport:
             "until": self.until.isoformat(),
             "drafts": self.drafts,
             "proposals": self.proposals,
+            "routings": self.routings,
             "happened": {o: self.happened[o] for o in OUTCOMES},
             "with_draft": {o: self.with_draft[o] for o in OUTCOMES},
             "changed": self.changed,
@@ -106,162 +246,252 @@ class SimulationReport:
                 for (before, after), n in sorted(self.changes.items())
                 if before != after
             ],
+            "held_by": dict(self.held_by.most_common()),
+            "decided_by_another_policy": self.other_policy,
             "auto_executed_though_a_human_rejected_it": self.auto_though_rejected,
             "auto_executed_though_a_human_edited_it": self.auto_though_edited,
             "examples": self.examples,
+            "held_examples": self.held_examples,
         }
 
 
-def draft_rule_set(draft_ids: Iterable[int] | None = None) -> tuple[list[engine.Rule], list[str]]:
-    """The rules in force with the drafts in place: a draft replaces the live policy of the
-    same action type, scope and priority, or adds to the set. No ids: every active draft."""
-    drafts = Policy.objects.filter(is_draft=True, is_active=True)
-    if draft_ids is not None:
-        drafts = drafts.filter(pk__in=list(draft_ids))
-    drafts = list(drafts)
-    by_scope = {policy.scope_key: policy for policy in drafts}
-    live = Policy.objects.filter(is_active=True, is_draft=False)
-    kept = {p.pk for p in live if p.scope_key not in by_scope}
-    rules = [rule for rule in rules_in_force() if rule.policy_id in kept]
-    rules += [rule_from_policy(policy) for policy in drafts]
-    return rules, [str(policy) for policy in drafts]
+@dataclass
+class _InFlight:
+    """What the replay keeps of a proposal until it reaches a final status."""
+
+    routing: tuple
+    move: tuple | None
+    reported: bool = False
+
+
+_COLUMNS = (
+    "id",
+    "history_date",
+    "status",
+    "action_type",
+    "account_id",
+    "account__channel",
+    "account__currency",
+    "agent_id",
+    "agent__kind",
+    "magnitude",
+    "magnitude_label",
+    "summary",
+    "amount",
+    "payload",
+    "effects",
+    "guardrail_findings",
+    "verdict_outcome",
+    "verdict_policy_id",
+    "verdict_policy_version",
+    "decided_at",
+)
+
+
+def _engine_failure(problems: list[str]) -> engine.Verdict:
+    return engine.Verdict(
+        outcome="review",
+        reasons=(f"The policy engine could not evaluate this proposal: {'; '.join(problems)}.",),
+        risk=100,
+    )
 
 
 def simulate(
     *,
-    rules: list[engine.Rule],
     since: datetime,
     until: datetime,
-    drafts: list[str] | None = None,
+    rules: list[engine.Rule] | None = None,
+    draft_set: DraftSet | None = None,
+    drafts: Sequence[str] | None = None,
     only_account_id: int | None = None,
     only_agent_id: int | None = None,
     only_action_type: str | None = None,
 ) -> SimulationReport:
-    """Replay the proposals made from ``since`` to ``until`` through ``rules``. Given an
-    account, only its proposals are read (cumulative moves are an account's own); given an
-    agent or an action type, only theirs are reported, while every proposal read still
-    counts towards the moves."""
-    problems = [problem for rule in rules for problem in windows_out_of_bounds(rule)]
+    """Replay the routings recorded from ``since`` to ``until``: under the policies that
+    decided them, with ``draft_set`` in place if given, or under ``rules`` (a fixed set, named
+    ``drafts``) if given. Given an account, only its proposals are read (cumulative moves are
+    an account's own); given an agent or an action type, only theirs are reported, while
+    every proposal read still counts towards the moves."""
+    timeline = PolicyTimeline(until)
+    fixed = list(rules) if rules is not None else None
+    in_place = draft_set or DraftSet(rules=(), replaces=frozenset(), names=())
+    # A policy in force now with a window the engine cannot work with is fixed first (its
+    # fix is recorded), rather than replayed one way or another.
+    given = fixed if fixed is not None else [*rules_in_force(), *in_place.rules]
+    problems = [problem for rule in given for problem in windows_out_of_bounds(rule)]
     if problems:
         raise PolicyMisconfigured("The simulation cannot run: " + "; ".join(problems) + ".")
-    report = SimulationReport(since=since, until=until, drafts=drafts or [])
-    rules_by_type: dict[str, list[engine.Rule]] = defaultdict(list)
-    for rule in rules:
-        rules_by_type[rule.action_type].append(rule)
-    windows = [r.cumulative_window for r in rules if r.cumulative_max_magnitude is not None]
+    deciding = fixed is None and not in_place.rules
+    names = list(drafts) if drafts is not None else list(in_place.names)
+    report = SimulationReport(since=since, until=until, drafts=names)
+
+    windows = {r.cumulative_window for r in given if r.cumulative_max_magnitude is not None}
+    if fixed is None:
+        windows |= timeline.windows()
     moves = SlidingMoves(windows)
-    # Moves approved just before the period count against the first proposals in it, as they
-    # did live: the stream starts one (longest) window early and reports from ``since``.
+    # Moves approved before the period count against its first proposals, as they did live.
     warm_up = since - max(windows, default=timedelta(0))
 
-    stream = Proposal.objects.filter(created_at__gte=warm_up, created_at__lt=until)
-    if only_account_id is not None:
-        stream = stream.filter(account_id=only_account_id)
-    rows = (
-        stream.exclude(verdict_outcome="")
-        .annotate(
-            edited=Exists(
-                Decision.objects.filter(proposal=OuterRef("pk"), edited_payload__isnull=False)
-            )
-        )
-        .order_by("created_at", "id")
-        .values_list(
-            "id",
-            "action_type",
-            "account_id",
-            "account__channel",
-            "account__currency",
-            "agent_id",
-            "agent__kind",
-            "magnitude",
-            "magnitude_label",
-            "summary",
-            "amount",
-            "payload",
-            "effects",
-            "guardrail_findings",
-            "verdict_outcome",
-            "status",
-            "created_at",
-            "decided_at",
-            "edited",
-        )
-        .iterator(chunk_size=5000)
-    )
-    for (
-        proposal_id,
-        action_type_name,
-        account_id,
-        channel,
-        currency,
-        agent_id,
-        agent_kind,
-        magnitude,
-        magnitude_label,
-        summary,
-        amount,
-        payload,
-        effects,
-        findings,
-        happened,
-        status,
-        created_at,
-        decided_at,
-        edited,
-    ) in rows:
-        action_type = action_types.get(action_type_name)
-        factors = {target: engine.factor_from_text(factor) for target, factor in effects.items()}
-        reported = (only_agent_id is None or agent_id == only_agent_id) and (
-            only_action_type is None or action_type_name == only_action_type
-        )
-        if created_at < since or not reported:  # it only counts towards the moves
-            if status in APPROVED_STATES and decided_at is not None:
-                for target, factor in factors.items():
-                    moves.add(account_id, target, factor, decided_at)
-            continue
-        recent = [
-            move for target in factors for move in moves.moves_for(account_id, target, created_at)
-        ]
-        exact_magnitude = action_type.exact_magnitude(payload, factors)
-        facts = engine.Facts(
-            action_type=action_type_name,
-            action_label=action_type.label,
-            magnitude=magnitude if exact_magnitude is None else exact_magnitude,
-            magnitude_unit=action_type.magnitude_unit,
-            magnitude_label=magnitude_label,
-            risk_weight=action_type.risk_weight,
-            account_id=account_id,
-            channel=channel,
-            agent_id=agent_id,
-            agent_kind=agent_kind,
-            amount=amount,
-            currency=currency,
-            effects=factors,
-            recent_moves=recent,
-            now=created_at,
-            guardrail_blocks=tuple(findings.get("block", ())),
-            guardrail_reviews=tuple(findings.get("review", ())),
-            always_human=action_type.always_human,
-        )
-        outcome = engine.evaluate(facts, rules_by_type[action_type_name]).outcome
+    def rules_at(policy_id: int | None, version: int | None) -> list[engine.Rule]:
+        if fixed is not None:
+            return fixed
+        if deciding:
+            return timeline.deciding(policy_id, version)
+        kept = [rule for rule in timeline.rules() if rule.policy_id not in in_place.replaces]
+        return kept + list(in_place.rules)
 
-        report.proposals += 1
-        report.happened[happened] += 1
-        report.with_draft[outcome] += 1
-        report.changes[(happened, outcome)] += 1
-        if outcome == "auto_approve":
-            report.auto_though_rejected += status == ProposalStatus.REJECTED
-            report.auto_though_edited += edited
-        if outcome != happened and len(report.examples) < EXAMPLES_KEPT:
-            report.examples.append(
-                {
-                    "proposal": proposal_id,
-                    "summary": summary,
-                    "happened": happened,
-                    "with_draft": outcome,
-                }
-            )
-        if status in APPROVED_STATES and decided_at is not None:
-            for target, factor in factors.items():
-                moves.add(account_id, target, factor, decided_at)
+    relevant = Proposal.objects.filter(created_at__lt=until, updated_at__gte=warm_up)
+    if only_account_id is not None:
+        relevant = relevant.filter(account_id=only_account_id)
+    rows = (
+        Proposal.history.filter(id__in=relevant.values("pk"), history_date__lt=until)
+        .order_by("history_date", "history_id")
+        .values_list(*_COLUMNS)
+        .iterator(chunk_size=CHUNK)
+    )
+    in_flight: dict[int, _InFlight] = {}
+    auto_with_draft: set[int] = set()
+    for row in rows:
+        record = dict(zip(_COLUMNS, row, strict=True))
+        proposal_id, at, status = record["id"], record["history_date"], record["status"]
+        timeline.advance(at)
+        before = in_flight.get(proposal_id)
+        routing = (
+            record["verdict_outcome"],
+            record["verdict_policy_id"],
+            record["verdict_policy_version"],
+        )
+        reported = before.reported if before else False
+        factors = {
+            target: engine.factor_from_text(factor)
+            for target, factor in (record["effects"] or {}).items()
+        }
+        if (
+            routing[0]
+            and (before is None or before.routing != routing)
+            and at >= since
+            and (only_agent_id is None or record["agent_id"] == only_agent_id)
+            and (only_action_type is None or record["action_type"] == only_action_type)
+        ):
+            verdict = _replayed(record, factors, rules_at(*routing[1:]), moves)
+            _count(report, record, verdict, deciding=deciding, first=not reported)
+            reported = True
+            if verdict.outcome == "auto_approve":
+                auto_with_draft.add(proposal_id)
+        # Then the record's own change to the moves that count from now on.
+        move = (
+            (record["decided_at"], tuple(sorted(record["effects"].items())))
+            if status in APPROVED_STATES and record["decided_at"] and factors
+            else None
+        )
+        if (before.move if before else None) != move:
+            moves.remove(proposal_id)
+            for target, factor in factors.items() if move else ():
+                moves.add(proposal_id, record["account_id"], target, factor, record["decided_at"])
+        if status in FINAL_STATES:
+            in_flight.pop(proposal_id, None)
+        else:
+            in_flight[proposal_id] = _InFlight(routing, move, reported)
+    _count_human_overrides(report, auto_with_draft)
     return report
+
+
+def _replayed(
+    record: dict, factors: dict[str, Fraction], rules: list[engine.Rule], moves: SlidingMoves
+) -> engine.Verdict:
+    """The verdict the engine gives a recorded routing's facts under ``rules``."""
+    action_type = action_types.get(record["action_type"])
+    rules = [rule for rule in rules if rule.action_type == record["action_type"]]
+    scope = engine.Scope(
+        action_type=record["action_type"],
+        account_id=record["account_id"],
+        channel=record["account__channel"],
+        agent_id=record["agent_id"],
+        agent_kind=record["agent__kind"],
+    )
+    rule = engine.matching_rule(scope, rules)
+    problems = windows_out_of_bounds(rule) if rule is not None else []
+    if problems:
+        return _engine_failure(problems)
+    now = record["history_date"]
+    recent = [
+        move
+        for target in factors
+        for move in moves.moves_for(record["account_id"], target, now, exclude=record["id"])
+    ]
+    exact_magnitude = action_type.exact_magnitude(record["payload"], factors)
+    findings = record["guardrail_findings"] or {}
+    facts = engine.Facts(
+        action_type=record["action_type"],
+        action_label=action_type.label,
+        magnitude=record["magnitude"] if exact_magnitude is None else exact_magnitude,
+        magnitude_unit=action_type.magnitude_unit,
+        magnitude_label=record["magnitude_label"],
+        risk_weight=action_type.risk_weight,
+        account_id=record["account_id"],
+        channel=record["account__channel"],
+        agent_id=record["agent_id"],
+        agent_kind=record["agent__kind"],
+        amount=record["amount"],
+        currency=record["account__currency"],
+        effects=factors,
+        recent_moves=recent,
+        now=now,
+        guardrail_blocks=tuple(findings.get("block", ())),
+        guardrail_reviews=tuple(findings.get("review", ())),
+        always_human=action_type.always_human,
+    )
+    return engine.evaluate(facts, rules)
+
+
+def _count(
+    report: SimulationReport, record: dict, verdict: engine.Verdict, *, deciding: bool, first: bool
+) -> None:
+    happened, outcome = record["verdict_outcome"], verdict.outcome
+    report.proposals += first
+    report.routings += 1
+    report.happened[happened] += 1
+    report.with_draft[outcome] += 1
+    report.changes[(happened, outcome)] += 1
+    for rule in dict.fromkeys(hold.rule for hold in verdict.held_by):
+        report.held_by[rule] += 1
+    other_policy = deciding and (verdict.policy_id, verdict.policy_version) != (
+        record["verdict_policy_id"],
+        record["verdict_policy_version"],
+    )
+    report.other_policy += other_policy
+    if (outcome != happened or other_policy) and len(report.examples) < EXAMPLES_KEPT:
+        report.examples.append(
+            {
+                "proposal": record["id"],
+                "summary": record["summary"],
+                "routed_at": record["history_date"].isoformat(),
+                "happened": happened,
+                "with_draft": outcome,
+                "held_by": [hold.text for hold in verdict.held_by],
+            }
+        )
+    if verdict.held_by and len(report.held_examples) < EXAMPLES_KEPT:
+        report.held_examples.append(
+            {
+                "proposal": record["id"],
+                "summary": record["summary"],
+                "held_by": [hold.text for hold in verdict.held_by],
+            }
+        )
+
+
+def _count_human_overrides(report: SimulationReport, auto_with_draft: set[int]) -> None:
+    """How many proposals the replay would auto-execute that a person rejected or edited."""
+    ids = sorted(auto_with_draft)
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        report.auto_though_rejected += Proposal.objects.filter(
+            pk__in=chunk, status=S.REJECTED
+        ).count()
+        report.auto_though_edited += (
+            Decision.objects.filter(proposal_id__in=chunk, edited_payload__isnull=False)
+            .values("proposal_id")
+            .distinct()
+            .count()
+        )

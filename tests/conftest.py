@@ -53,6 +53,13 @@ def fast_password_hashing(settings) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def demo_credentials_file(settings, tmp_path) -> Path:
+    """Where seed_demo keeps what it printed: the test's own, not the developer's var/."""
+    settings.DEMO_CREDENTIALS_FILE = tmp_path / "demo-credentials.json"
+    return settings.DEMO_CREDENTIALS_FILE
+
+
 def database_url(db: dict) -> str:
     if db["ENGINE"].endswith("sqlite3"):
         return f"sqlite:///{db['NAME']}"
@@ -223,7 +230,11 @@ class Receiver:
     endpoint) that answers with the given statuses in turn (the last one repeats) and keeps
     what it was sent."""
 
-    def __init__(self, *statuses: int, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, *statuses: int, host: str = "127.0.0.1", hold: threading.Event | None = None
+    ) -> None:
+        """``hold``: each answer waits until it is set (at most 2 s, within the outbound
+        deadline the tests' worker has), as a slow endpoint does."""
         self.statuses = list(statuses) or [200]
         self.received: list[dict] = []
         receiver = self
@@ -232,6 +243,8 @@ class Receiver:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.received.append({"headers": dict(self.headers), "body": body})
+                if hold is not None:
+                    hold.wait(timeout=2)
                 statuses = receiver.statuses
                 self.send_response(statuses.pop(0) if len(statuses) > 1 else statuses[0])
                 self.end_headers()

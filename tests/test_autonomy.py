@@ -21,7 +21,7 @@ from feedback.models import AutonomyRules
 from hitlproject.errors import DomainError, NotAllowed
 from policies.models import Policy
 from tests.conftest import BID_RAISES, bid_adjustment
-from tests.factories import evaluated
+from tests.factories import backdated, evaluated
 
 GENERAL = "Bid adjustments"  # the demo's policy: bids auto-execute up to 15%
 
@@ -60,9 +60,7 @@ def record(*decisions: str) -> list[Proposal]:
     start = timezone.now() - timedelta(days=25)
     for n, proposal in enumerate(made):
         at = start + n * timedelta(days=25) / len(made)
-        Proposal.objects.filter(pk=proposal.pk).update(
-            created_at=at, evaluated_at=at, decided_at=at + timedelta(hours=2)
-        )
+        backdated(proposal, created_at=at, decided_at=at + timedelta(hours=2))
     return made
 
 

@@ -8,6 +8,7 @@ tests are skipped, unless HITL_REQUIRE_BROWSER is set, as in CI, where a missing
 import os
 import re
 import shutil
+import threading
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,9 +19,16 @@ from approvals.models import Proposal, ProposalStatus
 from approvals.services.decisions import proposal_reject, proposals_approve
 from feedback.autonomy import autonomy_recommendations_propose
 from feedback.models import AutonomyRules
-from ledger.models import Account, Campaign
+from ledger.models import Account, Campaign, Creative
 from policies.models import Policy
-from tests.conftest import bid_adjustment, creative, creative_batch, reallocation, wait_until
+from tests.conftest import (
+    Receiver,
+    bid_adjustment,
+    creative,
+    creative_batch,
+    reallocation,
+    wait_until,
+)
 from tests.factories import submitted
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -123,12 +131,12 @@ def test_operator_approves_the_reference_proposal_from_the_top_of_the_queue(
         "28.0% of brand-search's daily budget exceeds the 10.0% auto-execute ceiling"
     )
     expect(page.locator("#supporting-charts svg polyline")).to_have_count(1)
-    expect(page.locator("#current-vs-proposed")).to_contain_text("720.00")
+    expect(page.locator("#proposal-states")).to_contain_text("720.00")
     screenshot(page, "detail")
 
     page.fill("#approve-form textarea[name=note]", "Agreed: generic-search converts better.")
     page.click("#approve-form input[type=submit]")
-    expect(page.locator(".messagelist")).to_contain_text("is now approved")
+    expect(page.locator(".messagelist")).to_contain_text("is approved and sent to be executed")
 
     wait_for_status(page, "Executed")
     expect(page.locator("#proposal-executions")).to_contain_text("Succeeded")
@@ -184,7 +192,7 @@ def test_auditor_reads_the_history_and_finds_no_way_to_change_anything(
     expect(page.locator("select[name=action]")).to_have_count(0)
 
     page.click("a.historylink")
-    expect(page.locator("#change-history")).to_contain_text("policy-engine")
+    expect(page.locator("#change-history")).to_contain_text("the policy engine (system)")
     page.locator("#change-history a").first.click()
     expect(page.locator("#content-main")).to_be_visible()
     expect(page.locator("#content-main input[type=submit]")).to_have_count(0)
@@ -231,7 +239,7 @@ def test_policy_owner_approves_the_platforms_recommendation_and_the_policy_chang
     screenshot(page, "recommendation")
 
     page.click("#approve-form input[type=submit]")
-    expect(page.locator(".messagelist")).to_contain_text("is now approved")
+    expect(page.locator(".messagelist")).to_contain_text("is approved and sent to be executed")
 
     wait_for_status(page, "Executed")
     earned = Policy.objects.get(agent__name="optimizer", account=demo)
@@ -271,3 +279,232 @@ def test_operator_searches_from_the_queue_and_finds_every_status(live_server, de
     )
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text(f"{promise.pk}")
+
+
+def test_policy_owner_raises_the_reallocation_ceiling_by_draft_dry_run_and_promotion(
+    live_server, demo_world, page
+):
+    """Raising the reallocation ceiling from 10% to 30%: duplicate as draft, dry run (which
+    points at the cumulative ceiling as what still holds the reference move), simulate, and
+    promote, with a reason. Every click and every field typed in is counted."""
+    waiting(reallocation("280.00"))  # the reference proposal, recorded for the simulation
+    log_in(page, live_server.url, demo_world["users"]["policy-owner"])
+    page.goto(f"{live_server.url}/admin/policies/policy/")
+    expect(page.locator("#result_list")).to_contain_text("10%")
+    interactions = 0
+
+    def act(action, *args) -> None:
+        nonlocal interactions
+        interactions += 1
+        action(*args)
+
+    act(page.click, "#result_list a:text('Budget reallocations')")
+    act(page.click, "#duplicate-link")
+    expect(page.locator("#id_auto_execute_max_magnitude")).to_have_value("10")
+    act(page.fill, "#id_auto_execute_max_magnitude", "30")
+    act(page.fill, "#id_change_reason", "Q3 plan: larger moves between search campaigns.")
+    act(page.click, "input[name=_save]")
+    expect(page.locator(".messagelist")).to_contain_text("dry run it or simulate it")
+    screenshot(page, "policy-draft")
+
+    act(page.click, "#dry-run-link")
+    act(page.click, "#dry-run-form input[type=submit]")  # the reference move, prefilled
+    expect(page.locator("#dry-run-verdict h2")).to_contain_text("To a human")
+    expect(page.locator("#held-by")).to_contain_text(
+        "cumulative ceiling 25% per 24 h (this move would bring brand-search's daily budget "
+        "to -28.0% within 24 h"
+    )
+    expect(page.locator("#held-by")).not_to_contain_text("auto-execute ceiling")
+    screenshot(page, "policy-dry-run")
+
+    act(page.click, "#simulate-link")
+    expect(page.locator("#simulation-held-by")).to_contain_text("The cumulative ceiling: 1")
+    expect(page.locator("#held-examples")).to_contain_text("cumulative ceiling 25% per 24 h")
+    screenshot(page, "policy-simulation")
+
+    act(page.click, "#promote-link")
+    expect(page.locator("#promotion-changes")).to_contain_text("30%")
+    act(page.fill, "#id_change_reason", "The dry run and the simulation agree.")
+    act(page.click, "#promote-form input[type=submit]")
+    expect(page.locator(".messagelist")).to_contain_text("is live, as the draft set it")
+    expect(page.locator("#id_auto_execute_max_magnitude")).to_have_value("30")
+
+    policy = Policy.objects.get(action_type="budget_reallocation", is_draft=False)
+    assert policy.auto_execute_max_magnitude == Decimal("0.3")
+    latest = policy.history.order_by("-history_id").first()
+    assert latest.history_user.username == "policy-owner"
+    assert latest.history_change_reason.endswith("The dry run and the simulation agree.")
+    assert interactions == 11, interactions
+
+
+def rows_of(page: Page, table: str) -> list[list[str]]:
+    return [
+        [cell.strip() for cell in row.locator("th, td").all_inner_texts()]
+        for row in page.locator(f"{table} tr").all()
+    ]
+
+
+def test_auditor_reads_what_was_proposed_approved_and_done_after_ledger_and_policy_moved(
+    live_server, demo_world, page
+):
+    operator = get_user_model().objects.get(username="operator")
+    reference, again = waiting(reallocation("280.00"), reallocation("280.00"))
+    for proposal in (reference, again):  # the second runs on what the first left
+        proposals_approve(proposal_ids=[proposal.pk], reviewer=operator)
+        wait_until(lambda p=proposal: Proposal.objects.get(pk=p.pk).status == "executed")
+    policy = Policy.objects.get(action_type="budget_reallocation", is_draft=False)
+    policy.auto_execute_max_magnitude = Decimal("0.30")
+    policy._change_reason = "Raise the reallocation ceiling to 30%."
+    policy.save()
+    log_in(page, live_server.url, demo_world["users"]["auditor"])
+
+    page.goto(f"{live_server.url}/admin/approvals/proposal/{reference.pk}/change/")
+
+    # The move it made, as recorded; not 440.00 / 1060.00 recomputed from today's ledger.
+    assert rows_of(page, "#proposal-states") == [
+        # (the admin's style sets headings in capitals)
+        ["CAMPAIGN", "FIELD", "WHEN PROPOSED", "PROPOSED", "BEFORE EXECUTION", "AFTER EXECUTION"],
+        ["brand-search", "daily budget", "1000.00", "720.00", "1000.00", "720.00"],
+        ["generic-search", "daily budget", "500.00", "780.00", "500.00", "780.00"],
+    ]
+    expect(page.locator("#proposal-review")).not_to_contain_text("440.00")
+    # The ceiling that routed it, not today's.
+    expect(page.locator("#routed-by")).to_contain_text("runs without a person up to 10.0%")
+    expect(page.locator("#routed-by")).to_contain_text("it has changed since")
+    expect(page.locator(".field-magnitude_display")).to_contain_text("28.0% / 10.0%")
+    screenshot(page, "executed")
+
+
+def test_operator_bulk_approves_bids_on_one_campaign_and_is_told_what_will_run(
+    live_server, demo_world, page
+):
+    raises = waiting(bid_adjustment("2.50"), bid_adjustment("2.60"), bid_adjustment("2.40"))
+    [elsewhere] = waiting(bid_adjustment("2.00", campaign="generic-search"))
+    log_in(page, live_server.url, demo_world["users"]["operator"])
+    page.goto(f"{live_server.url}/admin/approvals/proposal/")
+    for proposal in (*raises, elsewhere):
+        page.check(f"input[name=_selected_action][value='{proposal.pk}']")
+    page.select_option("select[name=action]", "approve_selected")
+    page.click("button[name=index]")
+
+    expect(page.locator("#bulk-conflicts")).to_contain_text("2 of them change a campaign field")
+    listed = {int(row[0]): row[-1] for row in rows_of(page, "#bulk-proposals tbody")}
+    raised = {p.pk for p in raises}
+    first = next(pk for pk in listed if pk in raised)  # in the order the page lists them
+    assert listed[first] == listed[elsewhere.pk] == "Approved: it executes."
+    for pk in raised - {first}:
+        assert listed[pk] == (
+            f"Proposal #{pk} is left waiting: #{first}, approved with it, changes "
+            f"brand-search's bid first, so it would be superseded once #{first} executes."
+        )
+    screenshot(page, "bulk-confirmation")
+    page.click("input[value='Yes, approve 2']")
+
+    expect(page.locator(".messagelist")).to_contain_text(
+        "2 proposal(s) approved and sent to be executed"
+    )
+    expect(page.locator(".messagelist li")).to_have_count(3)  # and the two held back, why
+    held = [p for p in raises if p.pk != first]
+    wait_until(lambda: Proposal.objects.get(pk=first).status == "executed")
+    wait_until(lambda: all(Proposal.objects.get(pk=p.pk).status == "superseded" for p in held))
+
+    page.goto(f"{live_server.url}/admin/approvals/proposal/{held[0].pk}/change/")
+    expect(page.locator("#proposal-status")).to_have_text("Superseded")
+    expect(page.locator("#verdict-reasons")).to_contain_text("Superseded: brand-search's bid is")
+    expect(page.locator("#verdict-reasons")).to_contain_text("was 2.00")
+    assert (
+        str(Campaign.objects.get(external_id="brand-search").bid)
+        == (Proposal.objects.get(pk=first).payload["new_bid"])
+    )
+
+
+def test_operator_edits_a_creatives_headline_and_sees_what_the_edit_changed(
+    live_server, demo_world, page
+):
+    [proposal] = waiting(
+        creative_batch(creative(headline="Guaranteed results, fast", body="Find it in seconds."))
+    )
+    log_in(page, live_server.url, demo_world["users"]["operator"])
+    page.goto(f"{live_server.url}/admin/approvals/proposal/{proposal.pk}/change/")
+
+    form = page.locator("#edit-approve-form")
+    headline = form.get_by_label("Creative 1 headline")
+    expect(headline).to_have_value("Guaranteed results, fast")
+    expect(form.get_by_label("Creative 1 call to action")).to_have_value("Try it")
+    screenshot(page, "edit-form")
+    headline.fill("Results, fast")
+    form.get_by_label("Note").fill("No promises we cannot keep.")
+    form.locator("input[type=submit]").click()
+
+    expect(page.locator(".messagelist")).to_contain_text("is approved and sent to be executed")
+    changes = page.locator("#edit-changes")
+    expect(changes).to_contain_text("No promises we cannot keep.")
+    row = changes.locator("tr", has_text="Creative 1 headline")
+    expect(row.locator("del")).to_have_text("Guaranteed results,")
+    expect(row.locator("ins")).to_have_text("Results,")
+    expect(row.locator("td")).to_have_text("Guaranteed results, Results, fast")
+    screenshot(page, "edit-diff")
+
+    wait_for_status(page, "Executed")
+    expect(page.locator("#edit-changes del")).to_have_text("Guaranteed results,")
+    assert Creative.objects.get(deployed_by_proposal=proposal).headline == "Results, fast"
+
+
+def test_an_edit_the_platform_refuses_keeps_what_the_operator_typed(live_server, demo_world, page):
+    [proposal] = waiting(reallocation("280.00"))
+    log_in(page, live_server.url, demo_world["users"]["operator"])
+    page.goto(f"{live_server.url}/admin/approvals/proposal/{proposal.pk}/change/")
+
+    form = page.locator("#edit-approve-form")
+    amount = form.get_by_label("Daily amount moved from brand-search to generic-search (USD)")
+    expect(amount).to_have_value("280.00")
+    amount.fill("5000")
+    form.get_by_label("Note").fill("Half of it, to start with.")
+    form.locator("input[type=submit]").click()
+
+    expect(page.locator(".messagelist")).to_contain_text("Not approved")
+    form = page.locator("#edit-approve-form")
+    field = form.locator(".edit-field.errors")
+    expect(field.locator(".errorlist")).to_have_text(
+        "Exceeds brand-search's daily budget of 1000.00."
+    )
+    expect(field.locator("input")).to_have_value("5000")
+    expect(form.get_by_label("Note")).to_have_value("Half of it, to start with.")
+    expect(page.locator("#proposal-status")).to_have_text("Pending review")
+    screenshot(page, "edit-refused")
+
+    field.locator("input").fill("140")
+    form.locator("input[type=submit]").click()
+    expect(page.locator(".messagelist")).to_contain_text("is approved and sent to be executed")
+    decision = Proposal.objects.get(pk=proposal.pk).decisions.get()
+    assert (decision.edited_payload["amount"], decision.note) == (
+        "140.00",
+        "Half of it, to start with.",
+    )
+
+
+def test_the_operator_approves_and_sees_it_executed_without_reloading(
+    live_server, demo_world, page
+):
+    # The demo account's channel holds its answer a moment: the page is loaded while the
+    # proposal is still under way, and must follow it by itself.
+    answer = threading.Event()
+    endpoint = Receiver(200, hold=answer)
+    Account.objects.filter(external_id="demo").update(execution_endpoint=endpoint.url)
+    try:
+        [proposal] = waiting(reallocation("280.00"))
+        log_in(page, live_server.url, demo_world["users"]["operator"])
+        page.goto(f"{live_server.url}/admin/approvals/proposal/{proposal.pk}/change/")
+        page.click("#approve-form input[type=submit]")
+        expect(page.locator(".messagelist")).to_contain_text("is approved and sent to be executed")
+        expect(page.locator("#proposal-status")).to_have_text(re.compile("^(Approved|Executing)$"))
+
+        wait_until(lambda: endpoint.received)  # the executor's request is at the channel
+        answer.set()
+
+        expect(page.locator("#proposal-status")).to_have_text("Executed", timeout=15_000)
+        expect(page.locator("#proposal-executions")).to_contain_text("webhook")
+        expect(page.locator("#proposal-executions")).to_contain_text("Succeeded")
+    finally:
+        answer.set()
+        endpoint.server.shutdown()

@@ -108,7 +108,7 @@ def test_the_admin_lists_a_few_refusals_and_counts_the_rest(login):
         follow=True,
     )
     assert response.text.count("it cannot become approved") == 10
-    assert "… and 3 more proposal(s) refused." in response.text
+    assert "… and 3 more proposal(s) not decided." in response.text
     assert not Decision.objects.exists()
 
 
@@ -127,7 +127,8 @@ def test_every_proposal_approved_in_bulk_is_executed_once(login):
         },
         follow=True,
     )
-    assert "Approved 3 proposal(s)." in response.text
+    ids = ", ".join(f"#{p.pk}" for p in proposals)
+    assert f"3 proposal(s) approved and sent to be executed: {ids}." in response.text
     wait_until(lambda: statuses(*proposals) == ["executed"] * 3)
     for proposal in proposals:
         assert [e.status for e in proposal.executions.all()] == ["succeeded"]

@@ -2,16 +2,25 @@
 
 import io
 import json
+import os
+import stat
+import subprocess
+import sys
 from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test import Client
 from rest_framework.test import APIClient
 
 from approvals.models import Agent
+from approvals.services.agents import agent_key_revoke
+from audit.actors import Actor
 from ledger.models import Campaign
 from policies.models import Policy
+from tests.conftest import REPO, database_url
 
 
 def run(*args) -> str:
@@ -22,7 +31,7 @@ def run(*args) -> str:
 
 @pytest.mark.django_db
 def test_seed_demo_builds_the_reference_world_and_running_it_again_changes_nothing_else():
-    first = json.loads(run("seed_demo", "--json"))
+    run("seed_demo", "--json")
     counts = (Campaign.objects.count(), Policy.objects.count(), Agent.objects.count())
     second = json.loads(run("seed_demo", "--json"))
 
@@ -39,18 +48,109 @@ def test_seed_demo_builds_the_reference_world_and_running_it_again_changes_nothi
         user = users.get(username=second["users"][role]["username"])
         assert user.check_password(second["users"][role]["password"])
         assert list(user.groups.values_list("name", flat=True)) == [group]
-    # Keys are shown once, so each run issues fresh ones; the previous run's stop working.
+
+
+def api_status(raw_key: str) -> int:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {first['agents']['optimizer']}")
-    assert client.get("/api/v1/campaigns/").status_code == 401
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {second['agents']['optimizer']}")
-    assert client.get("/api/v1/campaigns/").status_code == 200
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+    return client.get("/api/v1/campaigns/").status_code
+
+
+def console_login_status(login: dict) -> int:
+    """Log in on the console's own login page; 302 on to the queue means in."""
+    answer = Client().post(
+        "/admin/login/",
+        {"username": login["username"], "password": login["password"], "next": "/admin/"},
+    )
+    return answer.status_code
+
+
+@pytest.mark.django_db
+def test_seed_demo_run_again_prints_the_same_credentials_and_they_keep_working(
+    demo_credentials_file,
+):
+    first = json.loads(run("seed_demo", "--json"))
+    second = json.loads(run("seed_demo", "--json"))  # as the next start does
+    assert second == first
+
+    for raw_key in first["agents"].values():
+        assert api_status(raw_key) == 200
+    for login in first["users"].values():
+        assert console_login_status(login) == 302
+    assert stat.S_IMODE(demo_credentials_file.stat().st_mode) == 0o600  # the owner's alone
+    out = run("seed_demo")  # a person reads the same ones
+    assert first["agents"]["optimizer"] in out and first["users"]["auditor"]["password"] in out
+
+
+@pytest.mark.django_db
+def test_seed_demo_replaces_only_what_no_longer_works():
+    first = json.loads(run("seed_demo", "--json"))
+    optimizer = Agent.objects.get(name="optimizer")
+    agent_key_revoke(key=optimizer.api_keys.get(), actor=Actor.system("test"))
+    operator = get_user_model().objects.get(username="operator")
+    operator.set_password("changed-by-someone-else")
+    operator.save()
+
+    second = json.loads(run("seed_demo", "--json"))
+
+    assert second["agents"]["copywriter"] == first["agents"]["copywriter"]
+    assert second["users"]["auditor"] == first["users"]["auditor"]
+    assert second["agents"]["optimizer"] != first["agents"]["optimizer"]
+    assert second["users"]["operator"]["password"] != first["users"]["operator"]["password"]
+    assert api_status(second["agents"]["optimizer"]) == 200
+    assert console_login_status(second["users"]["operator"]) == 302
+    assert api_status(first["agents"]["optimizer"]) == 401  # revoked stays revoked
+
+
+@pytest.mark.django_db
+def test_seed_demo_without_its_kept_file_issues_new_credentials_and_revokes_the_old(
+    demo_credentials_file,
+):
+    first = json.loads(run("seed_demo", "--json"))
+    demo_credentials_file.unlink()
+    second = json.loads(run("seed_demo", "--json"))
+
+    assert api_status(first["agents"]["optimizer"]) == 401
+    assert api_status(second["agents"]["optimizer"]) == 200
+    assert json.loads(run("seed_demo", "--json")) == second
 
 
 @pytest.mark.django_db
 def test_seed_demo_prints_logins_and_keys_for_a_person():
     out = run("seed_demo")
     assert "operator" in out and "optimizer" in out and "hitl_" in out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_seed_demo_prints_the_console_where_the_web_server_listens(tmp_path):
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(connection.settings_dict),
+        "HITL_DATA_DIR": str(tmp_path),
+        "PORT": "8123",
+        "HITL_BIND": "127.0.0.1",
+    }
+    out = subprocess.run(
+        [sys.executable, "manage.py", "seed_demo"],
+        cwd=REPO, env=env, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "Console logins (http://127.0.0.1:8123/admin/):" in out
+    assert (tmp_path / "demo-credentials.json").exists()
+
+
+@pytest.mark.parametrize(
+    "bind, url",
+    [
+        ("0.0.0.0", "http://127.0.0.1:9000/admin/"),
+        ("::", "http://[::1]:9000/admin/"),
+        ("::1", "http://[::1]:9000/admin/"),
+        ("192.0.2.7", "http://192.0.2.7:9000/admin/"),
+    ],
+)
+@pytest.mark.django_db
+def test_seed_demo_names_an_address_a_browser_can_open(settings, bind, url):
+    settings.WEB_BIND, settings.WEB_PORT = bind, "9000"
+    assert f"Console logins ({url}):" in run("seed_demo")
 
 
 def test_create_agent_prints_the_key_alone_on_its_last_line(demo_world):

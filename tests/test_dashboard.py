@@ -21,7 +21,7 @@ def decided_after(proposal: Proposal, minutes: int) -> None:
 
 def test_dashboard_figures_match_what_happened(demo_world):
     operator = get_user_model().objects.get(username="operator")
-    evaluated(bid_adjustment("2.12"))  # auto-executed
+    evaluated(bid_adjustment("2.12"))  # approved by policy, not executed yet
     waiting = evaluated(reallocation("400.00"))
     Proposal.objects.filter(pk=waiting.pk).update(created_at=timezone.now() - timedelta(hours=5))
     for amount, minutes, decide in [
@@ -48,7 +48,9 @@ def test_dashboard_figures_match_what_happened(demo_world):
     assert round(figures.decision_median.total_seconds() / 60) == 30
     # Interpolated between 30 and 90 minutes, as PostgreSQL's PERCENTILE_CONT does.
     assert round(figures.decision_p90.total_seconds() / 60) == 78
-    assert (figures.evaluated, figures.auto_executed) == (6, 2)
+    # Neither of the two the policy engine approved ran: one waits for the worker, one failed.
+    assert (figures.total.proposals, figures.total.auto_executed) == (6, 0)
+    assert figures.total.auto_not_executed == 2
     assert figures.failed_executions == 1
     assert list(figures.agents) == ["optimizer"]
     optimizer = figures.agents["optimizer"]

@@ -31,7 +31,12 @@ def test_an_edited_creative_is_approved_and_the_agent_gets_the_diff(login, optim
 
     response = login("operator").post(
         reverse("admin:approvals_proposal_edit-approve", args=[proposal.pk]),
-        {"payload": json.dumps(edited), "note": "No promises we cannot keep."},
+        {
+            "edit-creative-0-headline": "Search smarter",
+            "edit-creative-0-body": "Results most customers see in a week.",
+            "edit-creative-0-call_to_action": "Try it",
+            "edit-note": "No promises we cannot keep.",
+        },
     )
 
     assert response.status_code == 302

@@ -198,7 +198,7 @@ def test_the_cumulative_verdict_matches_an_exact_computation(budgets):
 
     # The what-if simulation's running products give the engine the same moves, exactly.
     sliding = SlidingMoves([RULE.cumulative_window])
-    for move in moves:
-        sliding.add(1, BUDGET, move.factor, move.at)
+    for proposal_id, move in enumerate(moves):
+        sliding.add(proposal_id, 1, BUDGET, move.factor, move.at)
     replayed = replace(facts, recent_moves=sliding.moves_for(1, BUDGET, NOW))
     assert engine.evaluate(replayed, [RULE]).reasons == verdict.reasons

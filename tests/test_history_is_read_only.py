@@ -1,13 +1,16 @@
 """History is evidence: it can be read by every role and rewritten by none."""
 
+import html
 from decimal import Decimal
 
 import pytest
 from django.urls import reverse
+from django.utils.html import strip_tags
 
 from approvals.models import Agent, AgentAPIKey, Decision
 from approvals.services.agents import agent_key_issue
-from approvals.services.decisions import proposal_reject
+from approvals.services.decisions import proposal_approve, proposal_reject
+from approvals.services.execution import proposal_execute
 from audit.actors import Actor
 from ledger.models import Campaign
 from policies.models import Policy
@@ -91,3 +94,41 @@ def test_the_history_list_shows_who_changed_what(login, demo_world):
     text = page.content.decode()
     assert "seed_demo" in text
     assert "0.100000" in text and "0.200000" in text  # the field's old and new value
+
+
+def history_rows(client, obj) -> list[str]:
+    """The history list's rows, newest first, as text a person reads."""
+    meta = obj._meta
+    page = client.get(reverse(f"admin:{meta.app_label}_{meta.model_name}_history", args=[obj.pk]))
+    assert page.status_code == 200
+    table = page.content.decode().split('id="change-history"')[1].split("</table>")[0]
+    header, *rows = table.split("<tr>")[1:]
+    assert "history_actor" not in header  # no raw column names
+    return [" ".join(html.unescape(strip_tags(row)).split()) for row in rows]
+
+
+def test_the_history_list_says_in_words_who_made_each_change(login, operators):
+    proposal = evaluated(reallocation())
+    proposal_approve(proposal_id=proposal.pk, reviewer=operators[0], note="")
+    proposal_execute(proposal_id=proposal.pk)
+
+    rows = history_rows(login("auditor"), proposal)
+
+    who = ["the executor (system)"] * 2 + [
+        "operator (person)",
+        "the policy engine (system)",
+        "optimizer (agent)",
+    ]
+    assert len(rows) == len(who)
+    for row, actor in zip(rows, who, strict=True):
+        assert actor in row
+        assert "None" not in row
+
+
+def test_a_reference_set_for_the_first_time_reads_as_empty_before(login, demo_world):
+    proposal = evaluated(reallocation())  # routed: its deciding policy set, none before
+
+    routed = history_rows(login("auditor"), proposal)[0]
+
+    assert "Verdict policy: — → Budget reallocations" in routed
+    assert "Deleted" not in routed and "pk=None" not in routed

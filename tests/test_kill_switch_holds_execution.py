@@ -226,24 +226,25 @@ def test_a_guardrail_set_during_the_retries_fails_the_next_attempt_unsent(channe
     assert budgets() == (Decimal("1000.00"), Decimal("500.00"))
 
 
-def test_a_target_moved_during_the_retries_sends_it_back_for_review_unsent(channel):
+def test_a_target_moved_during_the_retries_supersedes_it_unsent(channel):
     endpoint = channel(503, 200)
     proposal = evaluated(bid_adjustment("2.12"))
     assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTING
     Campaign.objects.filter(external_id="brand-search").update(bid=Decimal("2.05"))
     next_attempt_due(proposal)
 
-    sent_back = proposal_execute(proposal_id=proposal.pk)
+    superseded = proposal_execute(proposal_id=proposal.pk)
 
-    assert sent_back.status == ProposalStatus.PENDING_REVIEW
-    assert sent_back.verdict_reasons[0] == (
-        "Sent back for review before executing: brand-search's bid is 2.05, was 2.00."
+    # Made against 2.00, the bid is 2.05: the action's premise is gone; it is not resent,
+    # and the reason says the first request may have reached the channel.
+    assert superseded.status == ProposalStatus.SUPERSEDED
+    assert superseded.verdict_reasons[0] == (
+        "Superseded: brand-search's bid is 2.05, was 2.00 (found before executing; an earlier "
+        "attempt's request got no answer and may have reached the channel). It was not executed."
     )
     assert len(endpoint.received) == 1
-    # Approved again, the action is a new one (against today's bid): a new request and key.
-    proposal_approve(proposal_id=proposal.pk, reviewer=person())
-    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTED
-    assert keys(endpoint) == [f"hitl-proposal-{proposal.pk}-1", f"hitl-proposal-{proposal.pk}-2"]
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.SUPERSEDED
+    assert len(endpoint.received) == 1
 
 
 def test_a_held_proposal_waits_a_full_review_window(demo_world):

@@ -42,7 +42,7 @@ def form_data(client: Client, url: str, **values) -> dict:
         for name, value in ((name, form[name].value()) for name in form.fields)
         if value is not False
     }
-    data |= values
+    data |= {"change_reason": "Copywriter's record earns it.", **values}
     return {name: value for name, value in data.items() if value is not False}  # unchecked
 
 
@@ -63,8 +63,9 @@ def wide_open(**values) -> dict:
         "action_type": "creative_deployment",
         "is_active": "on",
         "agent": copywriter().pk,
-        "auto_execute_max_magnitude": "1.000000",
+        "auto_execute_max_magnitude": "1",  # a count of creatives
         "always_review": False,
+        "change_reason": "Copywriter's record earns it.",
         **values,
     }
 
@@ -150,8 +151,14 @@ def test_another_policy_owner_can_change_and_delete_it(other_owner):
     assert posted.status_code == 302, posted.text
     assert policy.always_review is False
 
-    other_owner.post(reverse("admin:policies_policy_delete", args=[policy.pk]), {"post": "yes"})
+    other_owner.post(
+        reverse("admin:policies_policy_delete", args=[policy.pk]),
+        {"post": "yes", "change_reason": "Copywriter is retired."},
+    )
     assert not Policy.objects.filter(pk=policy.pk).exists()
+    assert Policy.history.filter(id=policy.pk).latest().history_change_reason == (
+        "Copywriter is retired."
+    )
 
 
 def test_an_administrator_who_owns_the_agent_may_set_its_policy(owner):

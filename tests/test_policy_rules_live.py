@@ -215,7 +215,12 @@ def test_engaging_a_kill_switch_is_on_the_record_with_who_did_it(login):
     client = login("policy-owner")
     response = client.post(
         reverse("admin:policies_killswitch_add"),
-        {"scope": "global", "engaged": "on", "reason": "Conversion tracking is down."},
+        {
+            "scope": "global",
+            "engaged": "on",
+            "reason": "Conversion tracking is down.",
+            "change_reason": "Stop everything until tracking is back.",
+        },
     )
     assert response.status_code == 302
     switch = KillSwitch.objects.get()

@@ -35,11 +35,12 @@ def test_detail_page_shows_reasons_and_current_versus_proposed(login):
     proposal = evaluated(reallocation("280.00"))
     page = login("operator").get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
     assert page.status_code == 200
-    rows = page.context["current_vs_proposed"]
-    assert {(r["campaign"], r["current"], r["proposed"]) for r in rows} == {
-        ("brand-search", "1000.00", "720.00"),
-        ("generic-search", "500.00", "780.00"),
-    }
+    states = page.context["states"]
+    assert states.columns == ["Campaign", "Field", "When proposed", "Proposed", "Now"]
+    assert states.rows == [
+        ["brand-search", "daily budget", "1000.00", "720.00", "1000.00"],
+        ["generic-search", "daily budget", "500.00", "780.00", "500.00"],
+    ]
     assert "exceeds the 10.0% auto-execute ceiling" in page.text
     assert 'id="approve-form"' in page.text
 
@@ -156,7 +157,7 @@ def test_auditor_can_read_history_and_change_nothing(login):
     client = login("auditor")
     history = client.get(reverse("admin:approvals_proposal_history", args=[proposal.pk]))
     assert history.status_code == 200
-    assert "policy-engine" in history.text
+    assert "the policy engine (system)" in history.text
     policy = Policy.objects.first()
     assert client.get(reverse("admin:policies_policy_change", args=[policy.pk])).status_code == 200
     edit = client.post(
@@ -175,14 +176,15 @@ def test_policy_owner_edits_a_policy_and_history_names_them(login):
             "name": policy.name,
             "action_type": "budget_reallocation",
             "is_active": "on",
-            "auto_execute_max_magnitude": "0.20",
+            "auto_execute_max_magnitude": "20",  # percent
             "required_approvals": "1",
             "approvals_above_threshold": "2",
             "priority": "0",
-            "cumulative_max_magnitude": "0.25",
+            "cumulative_max_magnitude": "25",
             "cumulative_window": "1 00:00:00",
             "review_window": "3 00:00:00",
             "description": "Loosened after a clean quarter.",
+            "change_reason": "A clean quarter.",
         },
     )
     assert response.status_code == 302, response.context["adminform"].form.errors
@@ -269,9 +271,9 @@ def test_detail_page_draws_the_supporting_series_and_the_agents_record(login):
     assert chart.title == "conversion_rate"
     assert [line.label for line in chart.lines] == ["brand-search"]
     assert "<polyline" in page.text and "cdn" not in page.text.lower()
-    record = page.context["track_record"]
-    assert (record.proposals, record.decisions.decided, record.decisions.approved) == (2, 1, 1)
-    assert "100% approved" in page.text
+    record = page.context["track_record"].counts
+    assert (record.proposals, record.decided, record.approved, record.waiting) == (2, 1, 1, 1)
+    assert '<td data-figure="approved">1</td>' in page.text
     assert list(page.context["earlier"]) == [earlier]
 
 

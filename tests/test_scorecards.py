@@ -18,9 +18,10 @@ from tests.factories import evaluated
 
 @pytest.fixture
 def record(demo_world):
-    """optimizer's bid adjustments: two small ones run on their own (one with a reported
-    outcome); of four sent to people, one approved as proposed, one edited, one rejected as
-    too aggressive, one left to expire. And one copywriter proposal, not optimizer's."""
+    """optimizer's bid adjustments: two small ones approved by policy, one executed (with a
+    reported outcome), one not yet; of four sent to people, one approved as proposed, one
+    edited, one rejected as too aggressive, one left to expire. And one copywriter proposal,
+    not optimizer's."""
     operator = get_user_model().objects.get(username="operator")
     auto = evaluated(bid_adjustment("2.04", "brand-search"))
     evaluated(bid_adjustment("1.53", "generic-search"))
@@ -54,13 +55,18 @@ def test_the_agent_reads_its_own_scorecard(record, optimizer):
     assert {key: value for key, value in card.items() if key != "decision_median_seconds"} == {
         "action_type": "bid_adjustment",
         "proposals": 6,
-        "auto_executed": 2,
-        "auto_execution_rate": pytest.approx(2 / 6),
+        "auto_executed": 1,
+        "auto_not_executed": 1,
+        "auto_execution_rate": pytest.approx(1 / 6),
         "decided": 3,
         "approved": 2,
         "edited": 1,
         "rejected": 1,
+        "waiting": 0,
+        "blocked": 0,
         "expired": 1,
+        "withdrawn": 0,
+        "superseded": 0,
         "approval_rate": pytest.approx(2 / 3),
         "clean_approval_rate": pytest.approx(1 / 3),
         "edit_rate": 0.5,
@@ -85,18 +91,21 @@ def test_the_agent_page_shows_the_scorecard_with_charts(record, login):
     assert page.status_code == 200
     text = re.sub(r">\s+<", "><", page.text)
     assert 'id="scorecard"' in text
-    assert "Scorecard: proposals of the last 30 days" in text
-    assert "<td>bid_adjustment</td><td>6</td><td>33%</td><td>3</td><td>67%</td>" in text
+    assert "Scorecard: proposals made in the last 30 days" in text
+    assert '<td>bid_adjustment</td><td data-figure="proposals">6</td>' in text
+    assert '<td data-figure="auto_executed">1</td><td data-figure="decided">3</td>' in text
     assert "Too aggressive 1" in text and "Improved results 1" in text
     assert 'aria-label="How its proposals fared, by action type"' in text
     assert 'aria-label="Why people rejected its proposals"' in text
     week = client.get(reverse("admin:approvals_agent_change", args=[agent.pk]) + "?days=7")
-    assert "Scorecard: proposals of the last 7 days" in week.text
+    assert "Scorecard: proposals made in the last 7 days" in week.text
     bogus = client.get(reverse("admin:approvals_agent_change", args=[agent.pk]) + "?days=x")
-    assert "Scorecard: proposals of the last 30 days" in bogus.text
+    assert "Scorecard: proposals made in the last 30 days" in bogus.text
 
 
 def test_the_dashboard_links_each_agent_to_its_scorecard(record, login):
     agent = Agent.objects.get(name="optimizer")
     home = login("operator").get(reverse("admin:index"))
-    assert reverse("admin:approvals_agent_change", args=[agent.pk]) + "#scorecard" in home.text
+    # To the scorecard over the dashboard's own period, whose figures it repeats.
+    scorecard = reverse("admin:approvals_agent_change", args=[agent.pk]) + "?days=7#scorecard"
+    assert scorecard in home.text

@@ -81,10 +81,13 @@ def test_moves_approved_just_before_the_period_still_count(demo_world):
         proposal_execute(proposal_id=evaluated(bid_adjustment(new_bid)).pk)
     held = evaluated(bid_adjustment("2.59"))  # +29.5% in 24 h, counting the two before
     assert held.status == "pending_review"
-    Proposal.objects.exclude(pk=held.pk).update(
-        created_at=timezone.now() - timedelta(hours=3),
-        decided_at=timezone.now() - timedelta(hours=3),
-    )
+    # The two moves, and their history (which the replay reads), three hours earlier.
+    earlier = timezone.now() - timedelta(hours=3)
+    moved = Proposal.objects.exclude(pk=held.pk)
+    moved.update(created_at=earlier, decided_at=earlier)
+    history = Proposal.history.filter(id__in=moved.values("pk"))
+    history.update(history_date=earlier, created_at=earlier)
+    history.exclude(decided_at=None).update(decided_at=earlier)
     now = timezone.now()
     report = simulate(rules=draft_rule_set([])[0], since=now - timedelta(hours=1), until=now + DAY)
     assert report.proposals == 1
@@ -106,7 +109,10 @@ def test_a_looser_draft_shows_what_it_would_have_let_through(history):
     # move (200) would take generic-search to +82% counting the approved 150: still a human's.
     assert report.with_draft["auto_approve"] == 3
     assert report.changed == 1
-    assert report.examples == [
+    assert [
+        {key: example[key] for key in ("proposal", "summary", "happened", "with_draft")}
+        for example in report.examples
+    ] == [
         {
             "proposal": history["approved"].pk,
             "summary": "move 150.00 USD/day from brand-search to generic-search (15.0%)",
@@ -195,7 +201,7 @@ def dry_run(client, policy: Policy, payload):
 def test_the_simulation_page_reports_with_a_chart_for_an_auditor(history, login):
     from django.urls import reverse
 
-    Policy.objects.create(
+    looser = Policy.objects.create(
         name="Looser",
         action_type="budget_reallocation",
         is_draft=True,
@@ -207,7 +213,7 @@ def test_the_simulation_page_reports_with_a_chart_for_an_auditor(history, login)
     today = timezone.localdate()
     page = client.get(
         reverse("admin:policies_policy_simulate"),
-        {"since": str(today), "until": str(today + DAY)},
+        {"since": str(today), "until": str(today + DAY), "drafts": looser.pk},
     )
     assert page.status_code == 200
     report = page.context["report"]
@@ -279,3 +285,175 @@ def test_a_dry_run_from_a_draft_policy_evaluates_with_the_draft_in_place(login):
     verdict = page.context["verdict"]
     assert (verdict.outcome, verdict.policy_name) == ("auto_approve", "Reallocations up to 30%")
     assert "with this draft in place" in page.content.decode()
+
+
+# Replaying history under the rules that decided it.
+
+
+def budget_change(campaign: str, new_daily_budget: str) -> dict:
+    return bid_adjustment(action_type="budget_change") | {
+        "payload": {"campaign": campaign, "new_daily_budget": new_daily_budget}
+    }
+
+
+def shift(from_campaign: str, to_campaign: str, amount: str) -> dict:
+    return reallocation(amount) | {
+        "payload": {"from_campaign": from_campaign, "to_campaign": to_campaign, "amount": amount}
+    }
+
+
+@pytest.fixture
+def every_route(demo_world) -> dict[str, Proposal]:
+    """A history with every kind of route: auto-executed, reviewed, blocked by a guardrail and
+    by a hard ceiling, always reviewed, held by the cumulative ceiling, by a brand guideline
+    and by a kill switch, held back before executing by a kill switch, re-routed when its
+    target moved, superseded, edited then approved, rejected; and the bid policy edited
+    half-way, so that the same move was decided one way before and another after."""
+    from approvals.services.lifecycle import proposal_transition
+    from audit.actors import Actor
+    from ledger.models import Campaign
+    from policies.models import KillSwitch
+    from tests.conftest import creative, creative_batch
+
+    operator = get_user_model().objects.get(username="operator")
+    routes: dict[str, Proposal] = {}
+
+    def executed(proposal: Proposal) -> Proposal:
+        return proposal_execute(proposal_id=proposal.pk)
+
+    routes["auto"] = executed(evaluated(bid_adjustment("2.18")))  # +9%
+    executed(evaluated(bid_adjustment("2.38")))  # +9.2%: +19% in a day, still within 25%
+    routes["cumulative"] = evaluated(bid_adjustment("2.59"))  # +8.8%: +29.5% in a day
+    routes["before_the_edit"] = evaluated(bid_adjustment("0.94", "display-retarget"))  # +17.5%
+    routes["edited"] = evaluated(reallocation("280.00"))
+    proposal_approve(
+        proposal_id=routes["edited"].pk,
+        reviewer=operator,
+        edited_payload={**routes["edited"].payload, "amount": "140.00"},
+    )
+    routes["rejected"] = evaluated(reallocation("200.00"))
+    proposal_reject(proposal_id=routes["rejected"].pk, reviewer=operator, reason_code="other")
+    routes["always_review"] = evaluated(creative_batch(creative()))
+    routes["brand_guideline"] = evaluated(creative_batch())  # "Guaranteed results"
+    Campaign.objects.filter(external_id="display-retarget").update(
+        max_daily_budget=Decimal("350.00")
+    )
+    routes["guardrail_block"] = evaluated(budget_change("display-retarget", "400.00"))
+
+    bids = Policy.objects.get(action_type="bid_adjustment", is_draft=False)
+    bids.auto_execute_max_magnitude = Decimal("0.20")
+    bids.block_above_magnitude = Decimal("0.50")
+    bids._change_reason = "Bids: wider, with a hard ceiling."
+    bids.save()
+    routes["after_the_edit"] = evaluated(bid_adjustment("1.77", "generic-search"))  # +18%
+    routes["hard_ceiling"] = evaluated(bid_adjustment("1.28", "display-retarget"))  # +60%
+    routes["superseded"] = evaluated(bid_adjustment("1.00", "display-retarget"))  # +25%
+    proposal_transition(
+        proposal_id=routes["superseded"].pk,
+        to_status="superseded",
+        actor=Actor.system("executor"),
+        reason="display-retarget's bid changed before it executed",
+    )
+
+    routes["held_back"] = evaluated(bid_adjustment("0.84", "display-retarget"))  # +5%: approved
+    switch = KillSwitch.objects.create(scope="global", reason="incident")
+    routes["kill_switch"] = evaluated(bid_adjustment("1.55", "generic-search"))  # +3.3%
+    executed(routes["held_back"])  # held back: back with a person
+    switch.engaged = False
+    switch.save()
+
+    # Approved at 6.7% of display-retarget; its budget halves (on the channel) before it
+    # runs: re-assessed at 13.3%, above what the engine may approve, it goes to a person.
+    routes["re_routed"] = evaluated(shift("display-retarget", "brand-search", "20.00"))
+    Campaign.objects.filter(external_id="display-retarget").update(daily_budget=Decimal("150.00"))
+    assert executed(routes["re_routed"]).status == "pending_review"
+    proposal_approve(proposal_id=routes["re_routed"].pk, reviewer=operator)
+    executed(routes["re_routed"])
+    return {name: Proposal.objects.get(pk=p.pk) for name, p in routes.items()}
+
+
+def replay():
+    now = timezone.now()
+    return simulate(since=now - DAY, until=now + DAY)
+
+
+def test_replay_under_the_deciding_rules_reproduces_every_recorded_routing(every_route):
+    routes = every_route
+    # The history holds what it should.
+    assert {name: p.status for name, p in routes.items()} == {
+        "auto": "executed",
+        "cumulative": "pending_review",
+        "before_the_edit": "pending_review",
+        "edited": "approved",
+        "rejected": "rejected",
+        "always_review": "pending_review",
+        "brand_guideline": "pending_review",
+        "guardrail_block": "blocked",
+        "after_the_edit": "approved",
+        "hard_ceiling": "blocked",
+        "superseded": "superseded",
+        "held_back": "pending_review",
+        "kill_switch": "pending_review",
+        "re_routed": "executed",
+    }
+    assert routes["held_back"].verdict_outcome == "auto_approve"  # routed, then held back
+    assert routes["re_routed"].verdict_outcome == "review"  # its second routing
+    assert routes["re_routed"].verdict_reasons[0].startswith("Re-routed to a person")
+
+    report = replay()
+
+    # Every proposal's routing, and the re-routed one's second one.
+    assert report.proposals == Proposal.objects.count() == 15
+    assert report.routings == 16
+    assert (report.changed, report.other_policy, report.examples) == (0, 0, [])
+    assert report.happened == report.with_draft
+    assert dict(report.happened) == {"auto_approve": 5, "review": 9, "block": 2}
+    # The third bid raise, and the two reallocations (generic-search would grow 56% and 40%).
+    assert report.held_by["cumulative_ceiling"] == 3
+    assert report.held_by["hard_ceiling"] == 1
+    assert report.held_by["always_review"] == 2
+    held = {example["proposal"]: example["held_by"] for example in report.held_examples}
+    assert held[routes["kill_switch"].pk] == [
+        "guardrail: The kill switch on everything is engaged: incident."
+    ]
+
+
+def test_replay_under_todays_rules_instead_would_not_reproduce_them(every_route):
+    from policies.services import rules_in_force
+
+    now = timezone.now()
+    report = simulate(rules=rules_in_force(), since=now - DAY, until=now + DAY)
+    # The 17.5% bid reviewed under the 15% ceiling would run under today's 20%.
+    assert [example["proposal"] for example in report.examples] == [
+        every_route["before_the_edit"].pk
+    ]
+
+
+def test_a_recorded_routing_that_the_rules_did_not_give_is_reported(every_route):
+    held = every_route["cumulative"]
+    Proposal.history.filter(id=held.pk, verdict_outcome="review").update(
+        verdict_outcome="auto_approve"
+    )
+
+    report = replay()
+
+    assert report.changed == 1
+    [example] = report.examples
+    assert (example["proposal"], example["happened"], example["with_draft"]) == (
+        held.pk,
+        "auto_approve",
+        "review",
+    )
+    assert example["held_by"][0].startswith("cumulative ceiling 25% per 24 h (this move would")
+
+
+def test_the_simulation_page_with_no_draft_replays_the_deciding_rules(every_route, login):
+    from django.urls import reverse
+
+    today = timezone.localdate()
+    page = login("auditor").get(
+        reverse("admin:policies_policy_simulate"),
+        {"since": str(today), "until": str(today + DAY)},
+    )
+    assert "with no draft (the policies that decided them)" in page.text
+    assert 'id="changed-count">0<' in page.text

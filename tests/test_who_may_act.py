@@ -4,8 +4,6 @@ Operators act on agents' actions, policy owners on the platform's recommendation
 acts on a proposal of an agent they own or one about an agent they own (but for saying what
 happened); and the console shows a button only where the server takes the act."""
 
-import json
-
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
@@ -65,9 +63,10 @@ def a_recommendation() -> Proposal:
 
 
 def edited(proposal: Proposal) -> dict:
+    """The edit form's fields, as a reviewer fills them in."""
     if proposal.action_type == "policy_change":
-        return proposal.payload | {"to_ceiling": "0.2"}
-    return proposal.payload | {"amount": "250.00"}
+        return {"edit-to_ceiling": "20"}  # percent
+    return {"edit-amount": "250.00"}
 
 
 def in_state(make, status: str) -> Proposal:
@@ -80,7 +79,7 @@ def in_state(make, status: str) -> Proposal:
 def post_data(act: str, proposal: Proposal) -> dict:
     return {
         "approve": {"note": "fine"},
-        "edit-approve": {"payload": json.dumps(edited(proposal)), "note": "smaller"},
+        "edit-approve": {**edited(proposal), "edit-note": "smaller"},
         "reject": {"reason_code": "too_aggressive", "note": ""},
         "withdraw": {},
         "retry": {},

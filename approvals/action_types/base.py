@@ -18,6 +18,7 @@ from ledger.models import Account, Campaign
 from policies.engine import MagnitudeUnit
 
 if TYPE_CHECKING:
+    from approvals.action_types.forms import ActionEditForm
     from approvals.models import Proposal
 
 # A relative change from a zero baseline has no finite size; it is recorded at this cap.
@@ -117,6 +118,13 @@ class ActionType:
     executes_on_channel: ClassVar[bool] = True
     # The payload fields a reviewer may edit before approving; None: any.
     editable_fields: ClassVar[frozenset[str] | None] = None
+    # True: the action sets its campaign fields to values chosen against the values they had
+    # when proposed, so a change landing on them first supersedes it. False: it moves an
+    # amount, which keeps its meaning; it is re-assessed instead.
+    sets_values: ClassVar[bool] = True
+    # The form a reviewer edits it in before approving (``approvals.action_types.forms``);
+    # None: it is approved or rejected as proposed.
+    edit_form: ClassVar[type[ActionEditForm] | None] = None
 
     def campaign_fields(self, payload: dict[str, Any]) -> dict[str, tuple[str, ...]]:
         """The ledger fields this action reads and writes, by campaign external id."""

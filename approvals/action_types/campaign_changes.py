@@ -1,8 +1,9 @@
 """Action types that change a campaign's numbers, status or strategy in the ledger."""
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
+from django import forms
 from rest_framework import serializers
 
 from approvals.action_types import register
@@ -16,6 +17,7 @@ from approvals.action_types.base import (
     signed_percent,
     target_name,
 )
+from approvals.action_types.forms import ActionEditForm, MoneyField
 from approvals.validation import StrictSerializer
 from ledger.models import Account, BiddingStrategy, CampaignStatus
 
@@ -54,6 +56,25 @@ class NumericFieldChange(ActionType):
         return {payload["campaign"]: {self.field: Decimal(payload[self.payload_field])}}
 
 
+class NumericFieldEdit(ActionEditForm):
+    """The one number the action sets, in the account's currency."""
+
+    payload_field: ClassVar[str]
+    field_label: ClassVar[str]
+
+    def add_payload_fields(self) -> None:
+        proposed = self.payload.get(self.payload_field)
+        self.fields[self.payload_field] = MoneyField(
+            currency=self.currency,
+            label=f"{self.field_label} for {self.payload.get('campaign')}",
+            help_text=f"Proposed: {proposed} {self.currency}.",
+        )
+
+
+class BidAdjustmentEdit(NumericFieldEdit):
+    payload_field, field_label = "new_bid", "New bid"
+
+
 class BidAdjustmentPayload(StrictSerializer):
     campaign = CampaignRef()
     new_bid = Money(help_text="The new bid, in the account's currency.")
@@ -65,8 +86,13 @@ class BidAdjustment(NumericFieldChange):
     label = "bid adjustment"
     risk_weight = 10
     payload_serializer = BidAdjustmentPayload
+    edit_form = BidAdjustmentEdit
     example_payload = {"campaign": "brand-search", "new_bid": "2.12"}
     field, payload_field, noun, moves_daily_money = "bid", "new_bid", "bid", False
+
+
+class BudgetChangeEdit(NumericFieldEdit):
+    payload_field, field_label = "new_daily_budget", "New daily budget"
 
 
 class BudgetChangePayload(StrictSerializer):
@@ -80,6 +106,7 @@ class BudgetChange(NumericFieldChange):
     label = "budget change"
     risk_weight = 20
     payload_serializer = BudgetChangePayload
+    edit_form = BudgetChangeEdit
     example_payload = {"campaign": "generic-search", "new_daily_budget": "550.00"}
     field, payload_field, noun, moves_daily_money = (
         "daily_budget",
@@ -100,17 +127,31 @@ class BudgetReallocationPayload(StrictSerializer):
         return attrs
 
 
+class BudgetReallocationEdit(ActionEditForm):
+    """The amount moved; where it moves from and to is the agent's proposal."""
+
+    def add_payload_fields(self) -> None:
+        source, target = self.payload.get("from_campaign"), self.payload.get("to_campaign")
+        self.fields["amount"] = MoneyField(
+            currency=self.currency,
+            label=f"Daily amount moved from {source} to {target}",
+            help_text=f"Proposed: {self.payload.get('amount')} {self.currency} a day.",
+        )
+
+
 @register
 class BudgetReallocation(ActionType):
     name = "budget_reallocation"
     label = "budget reallocation"
     risk_weight = 25
     payload_serializer = BudgetReallocationPayload
+    edit_form = BudgetReallocationEdit
     example_payload = {
         "from_campaign": "brand-search",
         "to_campaign": "generic-search",
         "amount": "280.00",
     }
+    sets_values = False
 
     def campaign_fields(self, payload):
         return {
@@ -160,6 +201,13 @@ class StatusChangePayload(StrictSerializer):
     status = serializers.ChoiceField(choices=CampaignStatus.choices)
 
 
+class StatusChangeEdit(ActionEditForm):
+    def add_payload_fields(self) -> None:
+        self.fields["status"] = forms.ChoiceField(
+            choices=CampaignStatus.choices, label=f"Status of {self.payload.get('campaign')}"
+        )
+
+
 @register
 class StatusChange(ActionType):
     """Starting or stopping a campaign moves all of its spend: magnitude 1 (100%)."""
@@ -168,6 +216,7 @@ class StatusChange(ActionType):
     label = "status change"
     risk_weight = 30
     payload_serializer = StatusChangePayload
+    edit_form = StatusChangeEdit
     example_payload = {"campaign": "display-retarget", "status": "paused"}
 
     def campaign_fields(self, payload):
@@ -212,6 +261,38 @@ class StrategyChangePayload(StrictSerializer):
     changes = StrategyChanges()
 
 
+class StrategyChangeEdit(ActionEditForm):
+    """Each strategy field; one left empty is not changed."""
+
+    def add_payload_fields(self) -> None:
+        self.fields["bidding_strategy"] = forms.ChoiceField(
+            choices=[("", "— not changed —"), *BiddingStrategy.choices],
+            required=False,
+            label="Bidding strategy",
+        )
+        self.fields["target_cpa"] = MoneyField(
+            currency=self.currency, label="Target CPA", required=False
+        )
+        self.fields["target_roas"] = forms.CharField(
+            label="Target ROAS",
+            required=False,
+            widget=forms.TextInput(attrs={"inputmode": "decimal", "size": 12}),
+        )
+
+    def initial_from(self, payload):
+        changes = payload.get("changes") or {}
+        return {name: changes.get(name, "") for name in self.payload_fields()}
+
+    def edited(self, cleaned):
+        changes = {name: cleaned[name] for name in self.payload_fields() if cleaned[name]}
+        return {**self.payload, "changes": changes}
+
+    def field_for(self, path):
+        if len(path) == 2 and path[0] == "changes" and path[1] in self.payload_fields():
+            return str(path[1])
+        return None
+
+
 @register
 class StrategyChange(ActionType):
     """A change to how a campaign bids. Magnitude is the number of fields it changes."""
@@ -221,6 +302,7 @@ class StrategyChange(ActionType):
     magnitude_unit = "count"
     risk_weight = 40
     payload_serializer = StrategyChangePayload
+    edit_form = StrategyChangeEdit
     example_payload = {
         "campaign": "generic-search",
         "changes": {"bidding_strategy": "target_cpa", "target_cpa": "25.00"},

@@ -2,10 +2,12 @@
 
 from decimal import Decimal
 
+from django import forms
 from rest_framework import serializers
 
 from approvals.action_types import register
 from approvals.action_types.base import ActionType, Assessment, CampaignRef
+from approvals.action_types.forms import ActionEditForm, TextField
 from approvals.validation import StrictSerializer
 from ledger.models import Account, Creative
 
@@ -25,6 +27,58 @@ class CreativeDeploymentPayload(StrictSerializer):
     )
 
 
+CREATIVE_PARTS = {
+    "headline": forms.TextInput(attrs={"size": 40}),
+    "body": forms.Textarea(attrs={"rows": 3, "cols": 40}),
+    "call_to_action": forms.TextInput(attrs={"size": 20}),
+}
+
+
+class CreativeDeploymentEdit(ActionEditForm):
+    """The headline, body and call to action of each creative in the batch."""
+
+    def creatives(self) -> list:
+        creatives = self.payload.get("creatives")
+        return creatives if isinstance(creatives, list) else []
+
+    @staticmethod
+    def name(number: int, part: str) -> str:
+        return f"creative-{number}-{part}"
+
+    def add_payload_fields(self) -> None:
+        for number in range(len(self.creatives())):
+            for part, widget in CREATIVE_PARTS.items():
+                self.fields[self.name(number, part)] = TextField(
+                    label=f"Creative {number + 1} {part.replace('_', ' ')}", widget=widget
+                )
+
+    def initial_from(self, payload):
+        return {
+            self.name(number, part): creative.get(part, "")
+            for number, creative in enumerate(self.creatives())
+            for part in CREATIVE_PARTS
+        }
+
+    def edited(self, cleaned):
+        creatives = [
+            {part: cleaned[self.name(number, part)] for part in CREATIVE_PARTS}
+            for number in range(len(self.creatives()))
+        ]
+        return {**self.payload, "creatives": creatives}
+
+    def field_for(self, path):
+        if len(path) == 3 and path[0] == "creatives":
+            name = self.name(path[1], path[2])
+            return name if name in self.fields else None
+        return None
+
+    def groups(self):
+        return [
+            (f"Creative {number + 1}", [self[self.name(number, part)] for part in CREATIVE_PARTS])
+            for number in range(len(self.creatives()))
+        ]
+
+
 @register
 class CreativeDeployment(ActionType):
     name = "creative_deployment"
@@ -32,6 +86,7 @@ class CreativeDeployment(ActionType):
     magnitude_unit = "count"
     risk_weight = 30
     payload_serializer = CreativeDeploymentPayload
+    edit_form = CreativeDeploymentEdit
     example_payload = {
         "campaign": "display-retarget",
         "creatives": [

@@ -2,21 +2,24 @@
 recommendations. Proposed by the platform, never by an agent; decided by a policy owner, never
 by policy; applied by the executor to the agent's own policy on the account, with history."""
 
-from decimal import Decimal
+from decimal import Decimal, DecimalException
 from typing import Any
 
+from django import forms
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 
 from approvals import action_types
 from approvals.action_types import register
 from approvals.action_types.base import ActionType, Assessment, relative_change
+from approvals.action_types.forms import ActionEditForm
 from approvals.validation import StrictSerializer
 from ledger.models import Account
 from policies.engine import format_magnitude
 
 # The widest auto-execute ceiling a change may set: a move of the whole value.
 MAX_CEILING = Decimal("1")
+CEILING_PLACES = 6
 
 
 def agents_own_scope(agent, account) -> dict[str, Any]:
@@ -32,7 +35,7 @@ class Ratio(serializers.DecimalField):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(
             max_digits=14,
-            decimal_places=6,
+            decimal_places=CEILING_PLACES,
             min_value=Decimal("0"),
             max_value=MAX_CEILING,
             coerce_to_string=True,
@@ -53,12 +56,56 @@ class PolicyChangePayload(StrictSerializer):
         return value
 
 
+class PolicyChangeEdit(ActionEditForm):
+    """The new ceiling, the one field a policy owner may change: in percent where the ceiling
+    is a share (as the console shows ceilings), as a number where it is a count."""
+
+    def unit(self) -> str:
+        action_type = action_types.get(str(self.payload.get("action_type")))
+        return action_type.magnitude_unit if action_type else "ratio"
+
+    def percent(self) -> bool:
+        return self.unit() == "ratio"
+
+    def scale(self) -> Decimal:
+        return Decimal(100) if self.percent() else Decimal(1)
+
+    def add_payload_fields(self) -> None:
+        in_force = self.payload.get("from_ceiling")
+        self.fields["to_ceiling"] = forms.DecimalField(
+            label=(
+                f"New auto-execute ceiling for {self.payload.get('agent')}'s "
+                f"{self.payload.get('action_type')}" + (" (%)" if self.percent() else "")
+            ),
+            min_value=Decimal(0),
+            max_value=MAX_CEILING * self.scale(),
+            decimal_places=CEILING_PLACES - (2 if self.percent() else 0),
+            help_text=(
+                f"In force when proposed: {format_magnitude(Decimal(in_force), self.unit())}."
+                if in_force is not None
+                else ""
+            ),
+            widget=forms.TextInput(attrs={"inputmode": "decimal", "size": 12}),
+        )
+
+    def initial_from(self, payload):
+        try:
+            shown = Decimal(payload.get("to_ceiling")) * self.scale()
+        except (TypeError, DecimalException):
+            return {}
+        return {"to_ceiling": f"{shown.normalize():f}"}
+
+    def edited(self, cleaned):
+        return {**self.payload, "to_ceiling": str(cleaned["to_ceiling"] / self.scale())}
+
+
 @register
 class PolicyChange(ActionType):
     name = "policy_change"
     label = "policy change"
     risk_weight = 40
     payload_serializer = PolicyChangePayload
+    edit_form = PolicyChangeEdit
     example_payload = {
         "agent": "optimizer",
         "action_type": "bid_adjustment",

@@ -34,11 +34,17 @@ from approvals.services.proposals import (
     refreshed_facts,
     verdict_for,
 )
+from approvals.services.supersession import (
+    TargetMove,
+    proposal_supersede,
+    sets_values,
+    target_moves_each,
+)
 from approvals.validation import validation_text
 from audit.actors import Actor, acting_as
 from audit.history import create_with_history
 from feedback.services import feedback_record_decisions
-from hitlproject.errors import DomainError, NotFound
+from hitlproject.errors import Conflict, DomainError, InvalidInput, NotFound
 
 DECIDE_PERMISSION = "approvals.decide_proposal"
 
@@ -54,7 +60,11 @@ def _edit(proposal: Proposal, edited_payload: Any) -> dict[str, Any] | None:
             raw_payload=edited_payload,
         )
     except ValidationError as error:
-        raise DomainError(f"The edited action is not valid: {validation_text(error)}") from error
+        by_field = error.detail.get("payload") if isinstance(error.detail, dict) else None
+        raise InvalidInput(
+            f"The edited action is not valid: {validation_text(error)}",
+            field_errors=by_field if isinstance(by_field, dict) else None,
+        ) from error
     if assessed.payload == proposal.payload:
         return None
     editable = action_types.get(proposal.action_type).editable_fields
@@ -77,20 +87,34 @@ def _edit(proposal: Proposal, edited_payload: Any) -> dict[str, Any] | None:
 
 @dataclass
 class Decided:
-    """What a set of decisions did: the proposals decided, and why the others were refused."""
+    """What a set of decisions did: the proposals decided (of which those now approved to
+    run, and those approved by this reviewer that wait for another), those that ended
+    superseded instead (their targets had moved), those held back from a bulk approval (by
+    the proposal they conflict with), and why the others were refused."""
 
     proposals: list[Proposal] = field(default_factory=list)
     refused: list[DomainError] = field(default_factory=list)
+    approved: list[Proposal] = field(default_factory=list)
+    awaiting: list[Proposal] = field(default_factory=list)
+    superseded: list[tuple[Proposal, list[TargetMove]]] = field(default_factory=list)
+    held: dict[int, Conflict] = field(default_factory=dict)
 
     def __iadd__(self, other: Decided) -> Decided:
         self.proposals += other.proposals
         self.refused += other.refused
+        self.approved += other.approved
+        self.awaiting += other.awaiting
+        self.superseded += other.superseded
+        self.held |= other.held
         return self
 
     def only(self) -> Proposal:
-        """The one proposal decided, or the reason it was refused, raised."""
+        """The one proposal decided (or superseded instead), or the reason it was refused,
+        raised."""
         if self.refused:
             raise self.refused[0]
+        if self.superseded:
+            return self.superseded[0][0]
         return self.proposals[0]
 
 
@@ -177,8 +201,29 @@ def _decisions_record(
             if reasons
         ]
         deciding = [proposal for proposal in deciding if not blocks.get(proposal.pk)]
+        # A proposal that sets a value whose target moved since it was made is superseded,
+        # not approved: approving it would act on a meaning its agent did not propose.
+        moved = target_moves_each(
+            proposal
+            for proposal in deciding
+            if proposal.pk not in changes and sets_values(proposal)
+        )
+        for proposal in deciding:
+            if proposal.pk in moved:
+                decided.superseded.append(
+                    (
+                        proposal_supersede(
+                            proposal=proposal,
+                            moves=moved[proposal.pk],
+                            actor=actor,
+                            cause=f"found when {reviewer.get_username()} approved it",
+                        ),
+                        moved[proposal.pk],
+                    )
+                )
+        deciding = [proposal for proposal in deciding if proposal.pk not in moved]
 
-    proposed_payloads = {proposal.pk: proposal.payload for proposal in deciding}
+    before_decision = {proposal.pk: proposal.payload for proposal in deciding}
     with acting_as(actor):
         for proposal in deciding:
             if proposal.pk in changes:
@@ -200,6 +245,7 @@ def _decisions_record(
                 reason_code=reason_code,
                 note=note,
                 edited_payload=proposal.payload if proposal.pk in changes else None,
+                summary=proposal.summary,
             )
             for proposal in deciding
         ],
@@ -219,10 +265,32 @@ def _decisions_record(
         complete = deciding
     proposals_transition(proposals=complete, to_status=to_status, actor=actor, reason=reason)
     # Last, as writing feedback makes other feedback writers wait until this transaction ends.
-    feedback_record_decisions(decisions=decisions, actor=actor, proposed_payloads=proposed_payloads)
+    settled = {proposal.pk for proposal in complete}
+    feedback_record_decisions(
+        decisions=[decision for decision in decisions if decision.proposal_id in settled],
+        actor=actor,
+        proposed_payloads=as_proposed_payloads(settled, before_decision),
+    )
     proposals_expire_locked(proposals=overdue)
     decided.proposals = deciding
+    if outcome == DecisionOutcome.APPROVE:
+        decided.approved = complete
+        decided.awaiting = [proposal for proposal in deciding if proposal.pk not in settled]
     return decided
+
+
+def as_proposed_payloads(
+    proposal_ids: Collection[int], before_decision: Mapping[int, dict[str, Any]]
+) -> dict[int, dict[str, Any]]:
+    """The payloads as their agents proposed them (each proposal's first history record),
+    by proposal id; for a proposal with no such record (written by other means than the
+    platform's services), its payload before this decision."""
+    if not proposal_ids:
+        return {}
+    recorded = dict(
+        Proposal.history.filter(id__in=proposal_ids, history_type="+").values_list("id", "payload")
+    )
+    return {pk: recorded.get(pk, before_decision[pk]) for pk in proposal_ids}
 
 
 def _check_reason(reason_code: str) -> None:
@@ -278,18 +346,106 @@ def _in_batches(proposal_ids: Collection[int], decide: Callable[[list[int]], Dec
     return decided
 
 
+# The order proposals are listed, and approved together, in: the review queue's.
+QUEUE_ORDER = ("-risk", "created_at", "pk")
+
+
+@dataclass(frozen=True)
+class BulkApprovalPlan:
+    """What approving proposals together would do, read before any is decided, in the order
+    they are listed (the queue's): those the reviewer may approve, and of them, those held
+    back because an earlier one changes the same campaign field first (by proposal id, why)."""
+
+    proposals: list[Proposal]
+    refusals: dict[int, DomainError]
+    held: dict[int, Conflict]
+
+    @property
+    def approving(self) -> int:
+        """How many of them the approval decides."""
+        return len(self.proposals) - len(self.refusals) - len(self.held)
+
+    def outcome(self, proposal: Proposal) -> str:
+        """What approving it with the others would do, in words."""
+        if proposal.pk in self.refusals:
+            return f"Refused: {self.refusals[proposal.pk].message}"
+        if proposal.pk in self.held:
+            return self.held[proposal.pk].message
+        missing = proposal.required_approvals - proposal.approvals_so_far - 1
+        if missing > 0:
+            return f"Approved by you; waits for {missing} more approval(s)."
+        return "Approved: it executes."
+
+
+def bulk_approval_plan(*, proposal_ids: Collection[int], reviewer: AbstractBaseUser):
+    """Plan approving ``proposal_ids`` together (see ``BulkApprovalPlan``). Two proposals that
+    change the same campaign field cannot both run as approved: whichever executed second
+    would act on a value its agent did not see. So, in the order listed, a proposal that sets
+    a field an earlier one changes is held back (it will be superseded once the earlier one
+    executes), and so is one that moves an amount on a field an earlier one sets (it will be
+    re-assessed then, and should be decided on those figures). Amounts moved on the same
+    field compose, so reallocations are approved together."""
+    proposals = list(
+        Proposal.objects.select_related("agent", "account")
+        .filter(pk__in=proposal_ids)
+        .order_by(*QUEUE_ORDER)
+    )
+    reviewers, approvals = defaultdict(list), defaultdict(int)
+    rounds = {proposal.pk: proposal.review_round for proposal in proposals}
+    for proposal_id, review_round, reviewer_id, given in Decision.objects.filter(
+        proposal_id__in=rounds
+    ).values_list("proposal_id", "review_round", "reviewer_id", "outcome"):
+        if review_round == rounds[proposal_id]:
+            reviewers[proposal_id].append(reviewer_id)
+            approvals[proposal_id] += given == DecisionOutcome.APPROVE
+    refusals, held, changed_by = {}, {}, {}
+    for proposal in proposals:
+        proposal.approvals_so_far = approvals[proposal.pk]
+        refusal = act_refusal(reviewer, proposal, Act.APPROVE, reviewers=reviewers[proposal.pk])
+        if refusal is not None:
+            refusals[proposal.pk] = refusal
+            continue
+        action_type = action_types.get(proposal.action_type)
+        fields = [
+            (proposal.account_id, campaign, name, f"{campaign}'s {name.replace('_', ' ')}")
+            for campaign, names in action_type.campaign_fields(proposal.payload).items()
+            for name in names
+        ]
+        for *key, words in fields:
+            earlier = changed_by.get(tuple(key))
+            if earlier is None or not (action_type.sets_values or earlier[1]):
+                continue
+            if action_type.sets_values:
+                why = f"it would be superseded once #{earlier[0]} executes"
+            else:
+                why = f"it would be re-assessed once #{earlier[0]} executes; decide it then"
+            held[proposal.pk] = Conflict(
+                f"Proposal #{proposal.pk} is left waiting: #{earlier[0]}, approved with it, "
+                f"changes {words} first, so {why}."
+            )
+            break
+        else:
+            for *key, _ in fields:
+                changed_by.setdefault(tuple(key), (proposal.pk, action_type.sets_values))
+    return BulkApprovalPlan(proposals, refusals, held)
+
+
 def proposals_approve(
     *, proposal_ids: Collection[int], reviewer: AbstractBaseUser, note: str = ""
 ) -> Decided:
     """Approve many proposals, by the same rules as one at a time, in batches of
     ``BULK_BATCH`` to a transaction: a proposal that may not be approved (decided meanwhile,
-    say) is refused and reported, and the rest go through."""
-    return _in_batches(
-        proposal_ids,
+    say) is refused and reported, one that conflicts with another approved with it is held
+    back (``bulk_approval_plan``), and the rest go through."""
+    held = bulk_approval_plan(proposal_ids=proposal_ids, reviewer=reviewer).held
+    decided = _in_batches(
+        set(proposal_ids) - held.keys(),
         lambda batch: _decisions_record(
             proposal_ids=batch, reviewer=reviewer, outcome=DecisionOutcome.APPROVE, note=note
         ),
     )
+    decided.held = held
+    return decided
 
 
 def proposals_reject(

@@ -14,6 +14,7 @@ does it once.
 
 import json
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -25,7 +26,13 @@ from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
 from approvals import action_types
-from approvals.models import Execution, ExecutionStatus, Proposal, ProposalStatus
+from approvals.models import (
+    Execution,
+    ExecutionStatus,
+    Proposal,
+    ProposalStatus,
+    VerdictOutcome,
+)
 from approvals.services.acts import Act, check_may_act
 from approvals.services.lifecycle import proposal_lock, proposal_transition
 from approvals.services.proposals import (
@@ -33,8 +40,13 @@ from approvals.services.proposals import (
     campaigns_for,
     guardrail_blocks,
     ledger_snapshot,
-    refreshed_facts,
+    verdict_changes,
     verdict_for,
+)
+from approvals.services.supersession import (
+    proposal_supersede,
+    proposals_supersede_after_change,
+    target_moves,
 )
 from approvals.validation import validation_text
 from audit.actors import Actor, acting_as
@@ -59,39 +71,46 @@ class GuardrailRefusal(Exception):
         super().__init__("A guardrail set since the approval refuses it: " + " ".join(reasons))
 
 
-def _moved_fields(expected: dict, current: dict) -> list[str]:
-    return [
-        f"{campaign}'s {field} is {current[campaign][field]}, was {value}"
-        for campaign, fields in expected.items()
-        for field, value in fields.items()
-        if current.get(campaign, {}).get(field) != value
-    ]
-
-
-def _reassessment(proposal: Proposal, action_type, campaigns, reason: str) -> dict:
-    """The proposal's facts and verdict against the ledger as it is now, so that the operator
-    decides on today's figures and a re-approval executes against them."""
-    snapshot = ledger_snapshot(
-        action_type=action_type, payload=proposal.payload, campaigns=campaigns
-    )
-    try:
-        action_type.check(proposal.payload, campaigns)
-    except ValidationError as error:
-        return {
-            "target_snapshot": snapshot,
-            "verdict_reasons": [
-                reason,
-                f"It can no longer be applied as proposed: {validation_text(error)}",
-            ],
-        }
+def _reassessed(
+    proposal: Proposal, action_type, campaigns, moves, actor: Actor
+) -> Proposal | str | None:
+    """An amount moved on campaigns whose budgets moved since it was assessed keeps its
+    meaning: it is assessed again against the ledger now. Its verdict decides what follows:
+    still one that lets it run as it was approved (the engine's approval, or a person's for
+    anything short of a block), it runs on the new figures, recorded; one that needs a person
+    where the engine approved it goes to one (re-routed, with the new routing); one that
+    would now be blocked fails. Returns the proposal moved on, why the attempt must fail, or
+    None to go on."""
+    moved = "; ".join(str(move) for move in moves)
+    if _refusal(proposal, action_type, campaigns):
+        return None  # it can no longer be applied at all: the attempt fails, saying why
     assessed = assessed_from_ledger(
         action_type=action_type,
         account=proposal.account,
         payload=proposal.payload,
         campaigns=campaigns,
     )
-    verdict, _ = verdict_for(assessed=assessed, agent=proposal.agent, proposal_id=proposal.pk)
-    return refreshed_facts(proposal, assessed, verdict, reason)
+    verdict, findings = verdict_for(
+        assessed=assessed, agent=proposal.agent, proposal_id=proposal.pk
+    )
+    facts = assessed.proposal_fields()
+    if verdict.outcome == VerdictOutcome.BLOCK:
+        return f"Re-assessed before executing ({moved}), it would now be blocked: " + " ".join(
+            verdict.reasons
+        )
+    if verdict.outcome == VerdictOutcome.REVIEW and _approved_by_a_person_at(proposal) is None:
+        reason = f"Re-routed to a person before executing: {moved}."
+        changes = {**facts, **verdict_changes(verdict, findings)}
+        changes["verdict_reasons"] = [reason, *verdict.reasons]
+        return _sent_back(proposal, actor, reason, changes)
+    for name, value in facts.items():
+        setattr(proposal, name, value)
+    proposal._change_reason = (
+        f"Re-assessed before executing: {moved}; now {assessed.assessment.summary}, "
+        "which its approval still covers."
+    )
+    proposal.save()
+    return None
 
 
 def _record_attempt(
@@ -181,10 +200,22 @@ def _sent_back(proposal: Proposal, actor: Actor, reason: str, changes: dict) -> 
     )
 
 
-def _checked_targets(proposal: Proposal, action_type, actor: Actor):
-    """Under the proposal's lock: its campaigns, locked, and their state now; or, if a kill
-    switch holds it back or its targets moved since it was assessed, the proposal sent back
-    to review instead."""
+@dataclass(frozen=True)
+class _Checked:
+    """What the checks before an attempt found: the proposal's campaigns (locked) and their
+    state; the proposal if they moved it on instead (sent back, re-routed or superseded);
+    why the attempt must fail, if it must."""
+
+    campaigns: dict
+    before: dict
+    moved_on: Proposal | None = None
+    refusal: str = ""
+
+
+def _checked_targets(proposal: Proposal, action_type, actor: Actor) -> _Checked:
+    """Under the proposal's lock, before an attempt: sent back to a person if a kill switch
+    holds it back; superseded if it sets a value whose target moved since it was made;
+    re-assessed if it moves an amount on campaigns that moved (``_reassessed``)."""
     campaigns = campaigns_for(
         account=proposal.account, action_type=action_type, payload=proposal.payload, lock=True
     )
@@ -193,13 +224,30 @@ def _checked_targets(proposal: Proposal, action_type, actor: Actor):
     if held:
         reason = f"Held back before executing: {held} A person must approve it again."
         changes = {"verdict_reasons": [reason, *proposal.verdict_reasons]}
-        return campaigns, before, _sent_back(proposal, actor, reason, changes)
-    moved = _moved_fields(proposal.target_snapshot, before)
-    if not moved:
-        return campaigns, before, None
-    reason = "Sent back for review before executing: " + "; ".join(moved) + "."
-    changes = _reassessment(proposal, action_type, campaigns, reason)
-    return campaigns, before, _sent_back(proposal, actor, reason, changes)
+        return _Checked(campaigns, before, _sent_back(proposal, actor, reason, changes))
+    moves = target_moves(proposal.target_snapshot, before)
+    if not moves:
+        return _Checked(campaigns, before)
+    if action_type.sets_values:
+        cause = "found before executing"
+        if proposal.status == ProposalStatus.EXECUTING:
+            cause += "; an earlier attempt's request got no answer and may have reached the channel"
+        superseded = proposal_supersede(proposal=proposal, moves=moves, actor=actor, cause=cause)
+        return _Checked(campaigns, before, superseded)
+    reassessed = _reassessed(proposal, action_type, campaigns, moves, actor)
+    if isinstance(reassessed, str):
+        return _Checked(campaigns, before, refusal=reassessed)
+    return _Checked(campaigns, before, reassessed)
+
+
+def _supersede_others(executed: Proposal, after: dict, actor: Actor) -> None:
+    """The change has landed: the other proposals made against the values it replaced end."""
+    proposals_supersede_after_change(
+        account_id=executed.account_id,
+        changed=after,
+        actor=actor,
+        cause=f"#{executed.pk} changed it first: {executed.summary}",
+    )
 
 
 def _refusal(proposal: Proposal, action_type, campaigns) -> str:
@@ -250,17 +298,18 @@ def _execute_in_ledger(proposal_id: int) -> Proposal:
         if proposal.status != ProposalStatus.APPROVED:
             return proposal  # executed already, or no longer approved: nothing to do
         action_type = action_types.get(proposal.action_type)
-        campaigns, before, sent_back = _checked_targets(proposal, action_type, actor)
-        if sent_back:
-            return sent_back
+        checked = _checked_targets(proposal, action_type, actor)
+        if checked.moved_on:
+            return checked.moved_on
+        campaigns = checked.campaigns
         proposal_transition(
             proposal_id=proposal_id, to_status=ProposalStatus.EXECUTING, actor=actor
         )
         started_at = timezone.now()
-        attempt = {"executor": LEDGER_EXECUTOR, "before": before, "started_at": started_at}
+        attempt = {"executor": LEDGER_EXECUTOR, "before": checked.before, "started_at": started_at}
         try:
             with transaction.atomic():
-                refusal = _refusal(proposal, action_type, campaigns)
+                refusal = checked.refusal or _refusal(proposal, action_type, campaigns)
                 if not refusal:
                     action_type.apply(proposal.payload, campaigns, proposal)
         except OperationalError:
@@ -273,17 +322,15 @@ def _execute_in_ledger(proposal_id: int) -> Proposal:
         if refusal:
             _record_attempt(proposal, status=ExecutionStatus.FAILED, error=refusal, **attempt)
             return _fail(proposal, refusal)
-        _record_attempt(
-            proposal,
-            status=ExecutionStatus.SUCCEEDED,
-            after=ledger_snapshot(
-                action_type=action_type, payload=proposal.payload, campaigns=campaigns
-            ),
-            **attempt,
+        after = ledger_snapshot(
+            action_type=action_type, payload=proposal.payload, campaigns=campaigns
         )
-        return proposal_transition(
+        _record_attempt(proposal, status=ExecutionStatus.SUCCEEDED, after=after, **attempt)
+        executed = proposal_transition(
             proposal_id=proposal_id, to_status=ProposalStatus.EXECUTED, actor=actor
         )
+        _supersede_others(executed, after, actor)
+        return executed
 
 
 def _execute_by_webhook(proposal_id: int) -> Proposal:
@@ -314,10 +361,11 @@ def _execute_by_webhook(proposal_id: int) -> Proposal:
         # Every attempt, not only the first, checks what the first does: a kill switch
         # engaged, a target moved or a guardrail set since the last one stops it.
         action_type = action_types.get(proposal.action_type)
-        campaigns, before, sent_back = _checked_targets(proposal, action_type, actor)
-        if sent_back:
-            return sent_back
-        refusal = _refusal(proposal, action_type, campaigns)
+        checked = _checked_targets(proposal, action_type, actor)
+        if checked.moved_on:
+            return checked.moved_on
+        campaigns, before = checked.campaigns, checked.before
+        refusal = checked.refusal or _refusal(proposal, action_type, campaigns)
         if starting:
             proposal = proposal_transition(
                 proposal_id=proposal_id,
@@ -394,12 +442,14 @@ def _execute_by_webhook(proposal_id: int) -> Proposal:
                 action_type=action_type, payload=proposal.payload, campaigns=campaigns
             )
             attempt.save()
-            return proposal_transition(
+            executed = proposal_transition(
                 proposal_id=proposal_id,
                 to_status=ProposalStatus.EXECUTED,
                 actor=actor,
                 changes={"execution_lease_until": None},
             )
+            _supersede_others(executed, attempt.after_state, actor)
+            return executed
         attempt.status, attempt.error = ExecutionStatus.FAILED, result
         attempt.save()
         tried = _this_round(proposal).count()

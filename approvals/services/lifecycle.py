@@ -47,6 +47,8 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     S.FAILED: frozenset({S.APPROVED}),
 }
 DECIDED_STATUSES = frozenset({S.APPROVED, S.REJECTED, S.BLOCKED})
+# Approved to run, and running: the platform moves these on with nobody acting.
+UNDER_WAY_STATUSES = frozenset({S.APPROVED, S.EXECUTING})
 
 
 class InvalidTransition(Conflict):
@@ -84,7 +86,11 @@ def _move(proposal: Proposal, to_status: str, *, reason: str, now: datetime) -> 
     if to_status == S.PENDING_REVIEW:
         window, note = _review_window(proposal)
         reason = " ".join(filter(None, [reason or f"{proposal.status} → {to_status}", note]))
-        moved.update(review_round=proposal.review_round + 1, review_expires_at=now + window)
+        moved.update(
+            review_round=proposal.review_round + 1,
+            review_expires_at=now + window,
+            decided_at=None,  # back with a person: not decided (until it is again)
+        )
     if to_status in DECIDED_STATUSES and proposal.status != S.FAILED:
         moved["decided_at"] = now
     if to_status == S.EXECUTED:

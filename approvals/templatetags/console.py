@@ -4,7 +4,7 @@ from django import template
 from django.urls import reverse
 
 from approvals.models import Agent, RejectionReason
-from approvals.selectors import dashboard
+from approvals.selectors import COUNTED, COUNTED_FIGURES, ProposalCounts, dashboard
 from feedback.models import OutcomeEffect
 from feedback.selectors import Scorecard
 from hitlproject.charts import GroupedBarChart, grouped_bars
@@ -22,20 +22,46 @@ def console_dashboard(context):
     if figures.agents:
         ids = dict(Agent.objects.filter(name__in=figures.agents).values_list("name", "pk"))
         agents = [
-            (name, reverse("admin:approvals_agent_change", args=[ids[name]]), counts)
+            (
+                name,
+                reverse("admin:approvals_agent_change", args=[ids[name]])
+                + f"?days={figures.days}#scorecard",
+                counts,
+            )
             for name, counts in figures.agents.items()
         ]
         counts = list(figures.agents.values())
         chart = grouped_bars(
             list(figures.agents),
             [
-                ("Approved as is", [c.approved - c.edited for c in counts]),
+                ("Approved as proposed", [c.approved_as_proposed for c in counts]),
                 ("Approved with edits", [c.edited for c in counts]),
                 ("Rejected", [c.rejected for c in counts]),
             ],
             height=180,
         )
     return {"figures": figures, "chart": chart, "agents": agents}
+
+
+@register.simple_tag
+def counted_figures():
+    """The counts of proposals, with their labels and what each counts."""
+    return COUNTED_FIGURES
+
+
+@register.simple_tag
+def counted_rule() -> str:
+    return COUNTED
+
+
+@register.filter
+def counts_total(many: list[ProposalCounts]) -> ProposalCounts:
+    return sum(many, ProposalCounts())
+
+
+@register.filter
+def count_of(counts: ProposalCounts, name: str) -> int:
+    return getattr(counts, name)
 
 
 @register.filter
@@ -75,7 +101,7 @@ def scorecard_charts(cards: list[Scorecard]) -> dict:
         [card.action_type for card in cards],
         [
             ("Auto-executed", [card.auto_executed for card in cards]),
-            ("Approved as proposed", [card.approved - card.edited for card in cards]),
+            ("Approved as proposed", [card.approved_as_proposed for card in cards]),
             ("Approved with edits", [card.edited for card in cards]),
             ("Rejected", [card.rejected for card in cards]),
             ("Expired", [card.expired for card in cards]),

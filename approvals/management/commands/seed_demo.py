@@ -1,18 +1,23 @@
 """Build the reference world of the spec, idempotently, and print how to get in."""
 
 import json
+import os
 import secrets
+import tempfile
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
-from django.db import transaction
+from django.db import connection, transaction
+from rest_framework.exceptions import AuthenticationFailed
 
 from approvals.models import Agent, AgentKind
 from approvals.roles import AUDITORS, OPERATORS, POLICY_OWNERS, sync_role_groups
-from approvals.services.agents import agent_create, agent_key_issue
+from approvals.services.agents import agent_authenticate, agent_create, agent_key_issue
 from audit.actors import Actor, acting_as
 from ledger.models import Account, Campaign, Channel
 from policies.models import BrandGuidelines, Policy
@@ -43,8 +48,9 @@ AGENTS = [("optimizer", AgentKind.OPTIMIZATION), ("copywriter", AgentKind.PRODUC
 
 class Command(BaseCommand):
     help = (
-        "Create the demo account, campaigns, policies, users and agents if missing. Each run "
-        "sets fresh passwords and API keys (revoking the previous demo keys) and prints them."
+        "Create the demo account, campaigns, policies, users and agents if missing, and print "
+        "the logins and API keys. Run again, it prints the same ones (kept, readable by their "
+        "owner alone, in DEMO_CREDENTIALS_FILE); only one that no longer works is replaced."
     )
 
     def add_arguments(self, parser):
@@ -52,8 +58,27 @@ class Command(BaseCommand):
             "--json", action="store_true", dest="as_json", help="Print one JSON object."
         )
 
-    @transaction.atomic
     def handle(self, *args, as_json: bool = False, **options):
+        credentials = self._seed(kept=kept_credentials())
+        if as_json:
+            self.stdout.write(json.dumps(credentials, indent=2))
+            return
+        self.stdout.write(
+            "Demo world ready: account demo (google_ads, USD), 3 campaigns, 6 policies."
+        )
+        self.stdout.write(f"Console logins ({served_at()}/admin/):")
+        for login in credentials["users"].values():
+            self.stdout.write(f"  {login['username']:<14} {login['password']}")
+        self.stdout.write("Agent API keys (Authorization: Bearer <key>):")
+        for name, raw_key in credentials["agents"].items():
+            self.stdout.write(f"  {name:<14} {raw_key}")
+        self.stdout.write(
+            f"Each run prints these same ones, kept in {settings.DEMO_CREDENTIALS_FILE} "
+            "(readable by you alone); delete that file to be issued new ones."
+        )
+
+    @transaction.atomic
+    def _seed(self, *, kept: dict) -> dict:
         actor = Actor.system("seed_demo")
         sync_role_groups()
         with acting_as(actor):
@@ -90,7 +115,11 @@ class Command(BaseCommand):
             BrandGuidelines.objects.get_or_create(
                 account=account, defaults={"banned_terms": BANNED_TERMS}
             )
-            users = {username: self._user(username, group) for username, group in USERS}
+            kept_users = kept.get("users", {})
+            users = {
+                username: self._user(username, group, kept_users.get(username, {}).get("password"))
+                for username, group in USERS
+            }
 
         agents = {}
         for name, kind in AGENTS:
@@ -98,27 +127,79 @@ class Command(BaseCommand):
             if agent is None:
                 agent, raw_key = agent_create(name=name, kind=kind, accounts=[account], actor=actor)
             else:
-                raw_key = agent_key_issue(agent=agent, actor=actor)
+                raw_key = kept.get("agents", {}).get(name)
+                if not key_works(agent, raw_key):
+                    raw_key = agent_key_issue(agent=agent, actor=actor)
             agents[name] = raw_key
 
-        if as_json:
-            self.stdout.write(json.dumps({"users": users, "agents": agents}, indent=2))
-            return
-        self.stdout.write(
-            "Demo world ready: account demo (google_ads, USD), 3 campaigns, 6 policies."
-        )
-        self.stdout.write("Console logins (http://127.0.0.1:8000/admin/):")
-        for login in users.values():
-            self.stdout.write(f"  {login['username']:<14} {login['password']}")
-        self.stdout.write("Agent API keys (Authorization: Bearer <key>):")
-        for name, raw_key in agents.items():
-            self.stdout.write(f"  {name:<14} {raw_key}")
+        credentials = {"users": users, "agents": agents}
+        # Inside the transaction: a file that cannot be written leaves nothing issued unkept.
+        keep_credentials(credentials)
+        return credentials
 
-    def _user(self, username: str, group_name: str) -> dict[str, str]:
+    def _user(self, username: str, group_name: str, kept_password: str | None) -> dict[str, str]:
         user, _ = get_user_model().objects.get_or_create(username=username)
-        password = secrets.token_urlsafe(12)
-        user.set_password(password)
+        password = kept_password
+        if not (password and user.check_password(password)):
+            password = secrets.token_urlsafe(12)
+            user.set_password(password)
         user.is_staff = True
         user.save()
         user.groups.set([Group.objects.get(name=group_name)])
         return {"username": username, "password": password}
+
+
+def key_works(agent: Agent, raw_key: str | None) -> bool:
+    if not raw_key:
+        return False
+    try:
+        return agent_authenticate(raw_key)[0] == agent
+    except AuthenticationFailed:
+        return False
+
+
+def served_at() -> str:
+    """Where the Procfile's web process answers on this machine (HITL_BIND, PORT)."""
+    host = settings.WEB_BIND
+    if host in {"", "0.0.0.0"}:  # every IPv4 interface: this machine's own among them
+        host = "127.0.0.1"
+    elif host in {"::", "[::]"}:
+        host = "[::1]"
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{settings.WEB_PORT}"
+
+
+def _database() -> str:
+    """Which database the credentials are for: switching DATABASE_URL and back keeps each's."""
+    db = connection.settings_dict
+    return f"{db['ENGINE']} {db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def _read_kept_file(path: Path) -> dict:
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):  # none yet, or unreadable: new ones are issued and kept
+        return {}
+    return stored if isinstance(stored, dict) else {}
+
+
+def kept_credentials() -> dict:
+    kept = _read_kept_file(Path(settings.DEMO_CREDENTIALS_FILE)).get(_database())
+    return kept if isinstance(kept, dict) else {}
+
+
+def keep_credentials(credentials: dict) -> None:
+    """Write the file whole, readable and writable by its owner alone (mkstemp's mode 0600),
+    and put it in place in one step: a run that stops half-way leaves the previous one."""
+    path = Path(settings.DEMO_CREDENTIALS_FILE)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stored = {**_read_kept_file(path), _database(): credentials}
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            json.dump(stored, file, indent=2)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

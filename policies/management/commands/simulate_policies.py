@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from hitlproject.errors import DomainError
 from hitlproject.periods import command_period
-from policies.simulation import OUTCOMES, draft_rule_set, simulate
+from policies.simulation import OUTCOMES, drafts_in_place, simulate
 from policies.templatetags.policy_tags import OUTCOME_LABELS
 
 
@@ -29,11 +29,12 @@ class Command(BaseCommand):
 
     def handle(self, *args, since, until, drafts, as_json, **options):
         start, end = command_period(since, until)
-        rules, names = draft_rule_set(drafts)
+        draft_set = drafts_in_place(drafts)
+        names = draft_set.names
         if drafts and len(names) != len(set(drafts)):
             raise CommandError("Every --draft must be the id of an active draft policy.")
         try:
-            report = simulate(rules=rules, since=start, until=end, drafts=names)
+            report = simulate(since=start, until=end, draft_set=draft_set)
         except DomainError as error:
             raise CommandError(error.message) from error
         if as_json:
@@ -41,7 +42,7 @@ class Command(BaseCommand):
             return
         self.stdout.write(
             f"{report.proposals} proposals from {start:%Y-%m-%d} to {end:%Y-%m-%d}, "
-            f"with {', '.join(names) or 'no draft (the policies in force)'}:"
+            f"with {', '.join(names) or 'no draft (the policies that decided them)'}:"
         )
         self.stdout.write(f"  {'':18} {'happened':>10} {'with draft':>11}")
         for outcome in OUTCOMES:
@@ -49,7 +50,7 @@ class Command(BaseCommand):
                 f"  {OUTCOME_LABELS[outcome]:18} {report.happened[outcome]:>10} "
                 f"{report.with_draft[outcome]:>11}"
             )
-        self.stdout.write(f"  {report.changed} proposals would have gone another way.")
+        self.stdout.write(f"  {report.changed} routings would have gone another way.")
         self.stdout.write(
             f"  The draft would auto-execute {report.auto_though_rejected} that a human rejected "
             f"and {report.auto_though_edited} that a human edited."

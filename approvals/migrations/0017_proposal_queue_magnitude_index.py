@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('approvals', '0015_proposal_search_index'),
+        ('approvals', '0016_proposal_search_index'),
         ('ledger', '0005_rotate_execution_secrets'),
         ('policies', '0004_policy_windows_bounded'),
     ]

@@ -31,7 +31,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("approvals", "0014_superseded"),
+        ("approvals", "0015_decision_summaries_open_index"),
     ]
 
     operations = [

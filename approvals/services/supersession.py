@@ -1,0 +1,155 @@
+"""Never act on a meaning the agent did not propose.
+
+A proposal that sets a value (a bid, a budget, a status, a strategy field) was made against
+the value its target had then (``target_snapshot``). Once another change lands on that target
+first, the proposal's premise is gone: it ends ``superseded``, never executes, and its agent is
+told the value it saw and the value now, so it can propose again. This happens to a waiting or
+approved proposal as soon as the change lands (``proposals_supersede_after_change``), and, as a
+last check, to any proposal a person is about to approve or the executor is about to carry out.
+
+A proposal that moves an amount (a reallocation) keeps its meaning when its campaigns' budgets
+move; the executor re-assesses it instead (``approvals.services.execution``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from django.db.models import Q
+
+from approvals import action_types
+from approvals.models import Proposal, ProposalStatus
+from approvals.services.lifecycle import proposal_transition
+from audit.actors import Actor
+from ledger.models import Campaign
+
+
+@dataclass(frozen=True)
+class TargetMove:
+    """A ledger field a proposal was made against, with the value it saw and the value now."""
+
+    campaign: str
+    field: str
+    saw: str
+    now: str
+
+    def __str__(self) -> str:
+        return f"{self.campaign}'s {self.field.replace('_', ' ')} is {self.now}, was {self.saw}"
+
+
+def target_moves(
+    expected: Mapping[str, Mapping[str, str]], current: Mapping[str, Mapping[str, str]]
+) -> list[TargetMove]:
+    """The fields of ``expected`` (a proposal's snapshot) whose value differs in ``current``."""
+    return [
+        TargetMove(campaign, field, saw, current.get(campaign, {}).get(field, "—"))
+        for campaign, fields in expected.items()
+        for field, saw in fields.items()
+        if current.get(campaign, {}).get(field) != saw
+    ]
+
+
+def sets_values(proposal: Proposal) -> bool:
+    return action_types.get(proposal.action_type).sets_values
+
+
+def target_moves_each(proposals: Iterable[Proposal]) -> dict[int, list[TargetMove]]:
+    """``target_moves`` against the ledger now, for many proposals at once (one read of the
+    campaigns they were made against), by proposal id; only proposals whose targets moved."""
+    proposals = [proposal for proposal in proposals if proposal.target_snapshot]
+    wanted = Q(pk__in=[])
+    by_account: dict[int, set[str]] = defaultdict(set)
+    for proposal in proposals:
+        by_account[proposal.account_id] |= set(proposal.target_snapshot)
+    for account_id, external_ids in by_account.items():
+        wanted |= Q(account_id=account_id, external_id__in=external_ids)
+    ledger = {
+        (campaign.account_id, campaign.external_id): campaign
+        for campaign in Campaign.objects.filter(wanted)
+    }
+    moved = {}
+    for proposal in proposals:
+        current = {
+            external_id: {
+                field: str(getattr(ledger[(proposal.account_id, external_id)], field))
+                for field in fields
+            }
+            for external_id, fields in proposal.target_snapshot.items()
+            if (proposal.account_id, external_id) in ledger
+        }
+        moves = target_moves(proposal.target_snapshot, current)
+        if moves:
+            moved[proposal.pk] = moves
+    return moved
+
+
+def proposal_supersede(
+    *, proposal: Proposal, moves: list[TargetMove], actor: Actor, cause: str = ""
+) -> Proposal:
+    """End a proposal whose premise is gone, and tell its agent what moved. The caller holds
+    the proposal's row lock."""
+    from feedback.services import feedback_record_supersession
+
+    moved = "; ".join(str(move) for move in moves)
+    reason = f"Superseded: {moved}{f' ({cause})' if cause else ''}. It was not executed."
+    superseded = proposal_transition(
+        proposal_id=proposal.pk,
+        to_status=ProposalStatus.SUPERSEDED,
+        actor=actor,
+        reason=reason,
+        changes={
+            "verdict_reasons": [reason, *proposal.verdict_reasons],
+            "execution_lease_until": None,
+        },
+    )
+    feedback_record_supersession(proposal=superseded, moves=moves, note=reason, actor=actor)
+    return superseded
+
+
+# Statuses in which a proposal may still execute later, and so may be superseded by a change.
+_OPEN = [ProposalStatus.PENDING_REVIEW, ProposalStatus.APPROVED]
+
+
+def proposals_supersede_after_change(
+    *, account_id: int, changed: Mapping[str, Mapping[str, str]], actor: Actor, cause: str
+) -> list[Proposal]:
+    """After a change landed on an account's campaigns (``changed``: the new values, by
+    campaign external id and field), supersede every waiting or approved proposal that sets
+    one of those fields and was made against another value, so that the queue never holds a
+    proposal whose premise is gone. Runs in the transaction that wrote the change.
+
+    A proposal locked by someone else right now (a person deciding it, the executor taking
+    it) is skipped rather than waited for, so this never deadlocks with them; the check a
+    person's approval and the executor make before acting supersedes it then."""
+    setting_types = [name for name in action_types.names() if action_types.get(name).sets_values]
+    candidates = (
+        Proposal.objects.select_related("agent", "account")
+        .select_for_update(skip_locked=True, of=("self",))
+        .filter(
+            account_id=account_id,
+            status__in=_OPEN,
+            action_type__in=setting_types,
+            target_snapshot__has_any_keys=list(changed),
+        )
+        .order_by("pk")
+    )
+    superseded = []
+    for proposal in candidates:
+        moves = target_moves(
+            {
+                campaign: {
+                    field: value
+                    for field, value in fields.items()
+                    if field in changed.get(campaign, {})
+                }
+                for campaign, fields in proposal.target_snapshot.items()
+            },
+            changed,
+        )
+        if moves:
+            superseded.append(
+                proposal_supersede(proposal=proposal, moves=moves, actor=actor, cause=cause)
+            )
+    return superseded

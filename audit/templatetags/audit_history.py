@@ -1,0 +1,11 @@
+from django import template
+
+from audit.actors import describe_actor
+
+register = template.Library()
+
+
+@register.filter
+def changed_by(record) -> str:
+    """Who made a historical record's change, in words: "the executor (system)"."""
+    return describe_actor(record.history_actor_kind, record.history_actor)

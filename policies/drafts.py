@@ -1,0 +1,139 @@
+"""Tuning a policy the safe way: duplicate it as a draft, try the draft (the dry run, the
+what-if simulation), then promote it.
+
+A draft replaces one live policy: the one it was duplicated from (``draft_of``), or else the
+live policy of the same action type, scope and priority; with neither, it adds to the
+policies in force. The simulation puts it in place the same way (``replaced_policy``), so what
+was simulated is what goes live. Promoting copies the draft's settings onto the policy it
+replaces, which keeps its id and its history (the change recorded with who promoted it and
+why), and retires the draft.
+
+Who may change a live policy: one policy owner (any user with the permission to change
+policies), with a reason, who does not own an agent the policy is scoped to (the rule of
+``approvals.services.acts``, for policies). That is how a live edit in the console works, and
+how the platform's own proposals to change a ceiling (``policy_change``) are decided: by one
+policy owner. Promoting a draft is a live change and follows the same rule.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from audit.actors import Actor, acting_as
+from hitlproject.errors import DomainError, NotFound
+from policies.models import Policy
+
+# What a policy says, as opposed to where it stands (live or draft, active) and its bookkeeping.
+SETTINGS = tuple(
+    field.name
+    for field in Policy._meta.concrete_fields
+    if field.name not in {"id", "is_active", "is_draft", "draft_of", "updated_at"}
+)
+
+
+class ChangeReasonMissing(DomainError):
+    def __init__(self) -> None:
+        super().__init__("Say why: every change to a policy records its reason.")
+
+
+def owns_agent(user, agent) -> bool:
+    """Whether ``user`` owns ``agent`` and so may not set its policy. Administrators
+    (superusers) are exempt: they are answerable for the whole platform."""
+    return (
+        user is not None
+        and agent is not None
+        and not user.is_superuser
+        and agent.owner_id is not None
+        and agent.owner_id == user.pk
+    )
+
+
+def duplicate_initial(source: Policy) -> dict[str, Any]:
+    """A new draft's settings, as the policy it is duplicated from has them."""
+    initial = {name: getattr(source, name) for name in SETTINGS}
+    initial.update(
+        agent=source.agent_id, account=source.account_id, is_draft=True, draft_of=source.pk
+    )
+    return initial
+
+
+def replaced_policy(draft: Policy, *, lock: bool = False) -> Policy | None:
+    """The live policy a draft takes the place of, or None if it adds to the policies."""
+    live = Policy.objects.filter(is_draft=False, is_active=True)
+    if lock:
+        live = live.select_for_update()
+    if draft.draft_of_id is not None:
+        source = live.filter(pk=draft.draft_of_id).first()
+        if source is not None:
+            return source
+    return (
+        live.filter(
+            action_type=draft.action_type,
+            agent=draft.agent_id,
+            account=draft.account_id,
+            agent_kind=draft.agent_kind,
+            channel=draft.channel,
+            priority=draft.priority,
+        )
+        .order_by("pk")
+        .first()
+    )
+
+
+def active_draft_of(policy: Policy) -> Policy | None:
+    return Policy.objects.filter(draft_of=policy, is_draft=True, is_active=True).first()
+
+
+def changes_on_promotion(draft: Policy) -> list[tuple[str, Any, Any]]:
+    """(setting, the live policy's value, the draft's) for each setting promoting would
+    change; every setting of the draft if it adds a policy."""
+    target = replaced_policy(draft)
+    return [
+        (name, getattr(target, name) if target else None, getattr(draft, name))
+        for name in SETTINGS
+        if target is None or getattr(target, name) != getattr(draft, name)
+    ]
+
+
+def policy_promote(*, draft_id: int, actor: Actor, reason: str) -> Policy:
+    """Make a draft live: its settings replace those of the policy it replaces (recorded in
+    that policy's history with ``actor`` and ``reason``) and the draft is retired; or, if it
+    replaces none, the draft itself goes live. Returns the live policy."""
+    reason = reason.strip()
+    if not reason:
+        raise ChangeReasonMissing()
+    with transaction.atomic(), acting_as(actor):
+        draft = (
+            Policy.objects.select_for_update()
+            .filter(pk=draft_id, is_draft=True, is_active=True)
+            .first()
+        )
+        if draft is None:
+            raise NotFound(f"There is no active draft policy #{draft_id}.")
+        target = replaced_policy(draft, lock=True)
+        for agent in (draft.agent, target.agent if target else None):
+            if owns_agent(actor.user, agent):
+                raise DomainError(f"You own agent {agent}; someone else must set its policy.")
+        if target is None:
+            live, draft.is_draft, draft.draft_of = draft, False, None
+            live._change_reason = f"promoted from a draft: {reason}"
+        else:
+            live = target
+            for name in SETTINGS:
+                setattr(live, name, getattr(draft, name))
+            live._change_reason = f"promoted from draft #{draft.pk}: {reason}"
+        try:
+            live.full_clean()
+        except ValidationError as error:
+            problems = " ".join(message for messages in error.message_dict.values()
+                                for message in messages)  # fmt: skip
+            raise DomainError(f"The draft cannot go live: {problems}") from error
+        live.save()
+        if target is not None:
+            draft.is_active = False
+            draft._change_reason = f"promoted into “{target.name}” (#{target.pk}): {reason}"
+            draft.save()
+    return live

@@ -1,0 +1,168 @@
+"""What the operator and the auditor see is what was proposed, decided and done (issue 11,
+points 1 to 3): recorded figures, never recomputed against today's ledger or policies."""
+
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+
+from approvals.models import Proposal
+from approvals.services.decisions import proposal_approve
+from approvals.services.execution import proposal_execute
+from ledger.models import Campaign
+from policies.models import Policy
+from tests.conftest import bid_adjustment, reallocation
+from tests.factories import evaluated
+
+CHANGELIST = reverse("admin:approvals_proposal_changelist")
+
+
+@pytest.fixture
+def operator(demo_world):
+    return get_user_model().objects.get(username="operator")
+
+
+def page_of(client, proposal: Proposal):
+    return client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+
+
+def test_an_executed_proposal_shows_the_move_it_made_not_one_against_todays_ledger(operator, login):
+    reference = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=reference.pk, reviewer=operator)
+    assert proposal_execute(proposal_id=reference.pk).status == "executed"
+    # Later, the same move again: the ledger is 440.00 / 1060.00 now.
+    again = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=again.pk, reviewer=operator)
+    proposal_execute(proposal_id=again.pk)
+    assert Campaign.objects.get(external_id="brand-search").daily_budget == Decimal("440.00")
+
+    page = page_of(login("auditor"), reference)
+
+    states = page.context["states"]
+    assert states.columns == [
+        "Campaign",
+        "Field",
+        "When proposed",
+        "Proposed",
+        "Before execution",
+        "After execution",
+    ]
+    assert states.rows == [
+        ["brand-search", "daily budget", "1000.00", "720.00", "1000.00", "720.00"],
+        ["generic-search", "daily budget", "500.00", "780.00", "500.00", "780.00"],
+    ]
+    assert "440.00" not in page.text and "1060.00" not in page.text
+
+
+def test_an_edit_shows_what_was_proposed_beside_what_was_approved(operator, login):
+    proposal = evaluated(reallocation("280.00"))
+    proposal_approve(
+        proposal_id=proposal.pk,
+        reviewer=operator,
+        edited_payload={**proposal.payload, "amount": "200.00"},
+    )
+
+    page = page_of(login("operator"), proposal)
+
+    assert page.context["states"].rows[0][:5] == [
+        "brand-search",
+        "daily budget",
+        "1000.00",
+        "720.00",  # what the agent proposed
+        "800.00",  # what was approved
+    ]
+    assert "As edited" in page.context["states"].columns
+    # The heading is the agent's proposal; the approved action is said beside it.
+    assert "move 280.00 USD/day from brand-search to generic-search (28.0%)" in page.text
+    assert "move 200.00 USD/day from brand-search to generic-search (20.0%)" in page.text
+
+
+def test_pages_show_the_policy_version_that_routed_a_proposal(operator, login):
+    reference = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=reference.pk, reviewer=operator)
+    proposal_execute(proposal_id=reference.pk)
+    policy = Policy.objects.get(action_type="budget_reallocation", is_draft=False)
+    policy.auto_execute_max_magnitude = Decimal("0.30")
+    policy._change_reason = "Raise the ceiling to 30%."
+    policy.save()
+    auditor = login("auditor")
+
+    page = page_of(auditor, reference)
+    assert "runs without a person up to 10.0%" in page.text
+    assert "it has changed since" in page.text
+    assert "28.0% / 10.0%" in page.text
+    listed = auditor.get(f"{CHANGELIST}?status=all")
+    assert "28.0% / 10.0%" in listed.text and "28.0% / 30.0%" not in listed.text
+    # The history version of the executed proposal says what held then, too.
+    version = Proposal.history.filter(id=reference.pk, status="executed").get()
+    history_page = auditor.get(
+        reverse("admin:approvals_proposal_simple_history", args=[reference.pk, version.history_id])
+    )
+    assert history_page.status_code == 200
+    assert "28.0% / 10.0%" in history_page.text
+
+
+def test_the_decisions_list_shows_what_each_reviewer_decided(operator, login):
+    proposal = evaluated(reallocation("90.00"))  # runs without a person
+    assert proposal.status == "approved"
+    big = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=big.pk, reviewer=operator)
+    decided_as = big.summary
+    # The move's source changed before it ran: it is re-assessed on the figures it runs on.
+    Campaign.objects.filter(external_id="brand-search").update(daily_budget=Decimal("900.00"))
+    proposal_execute(proposal_id=big.pk)
+    big.refresh_from_db()
+    assert big.summary != decided_as
+
+    listed = login("auditor").get(reverse("admin:approvals_decision_changelist"))
+
+    assert decided_as in listed.text
+    assert big.summary not in listed.text
+
+
+def test_the_bulk_confirmation_says_which_would_execute_and_which_would_be_superseded(login):
+    bids = [evaluated(bid_adjustment(new)) for new in ("2.50", "2.60")]
+    other = evaluated(bid_adjustment("2.00", campaign="generic-search"))
+    client = login("operator")
+    selected = {"action": "approve_selected", "_selected_action": [p.pk for p in (*bids, other)]}
+
+    confirm = client.post(CHANGELIST, selected)
+
+    first, second = sorted(bids, key=lambda p: (-p.risk, p.created_at, p.pk))
+    assert "change a campaign field that another one listed above them changes first" in (
+        confirm.text
+    )
+    outcomes = {p.pk: p.bulk_outcome for p in confirm.context["proposals"]}
+    assert outcomes[first.pk] == outcomes[other.pk] == "Approved: it executes."
+    assert outcomes[second.pk] == (
+        f"Proposal #{second.pk} is left waiting: #{first.pk}, approved with it, changes "
+        f"brand-search's bid first, so it would be superseded once #{first.pk} executes."
+    )
+
+    done = client.post(CHANGELIST, {**selected, "confirm": "yes", "note": ""}, follow=True)
+
+    approved = ", ".join(f"#{pk}" for pk in sorted([first.pk, other.pk]))
+    said = [str(message) for message in done.context["messages"]]
+    assert said == [
+        f"2 proposal(s) approved and sent to be executed: {approved}.",
+        outcomes[second.pk],
+    ]
+    assert Proposal.objects.get(pk=second.pk).status == "pending_review"
+    proposal_execute(proposal_id=first.pk)
+    assert Proposal.objects.get(pk=second.pk).status == "superseded"
+
+
+def test_approving_a_proposal_whose_target_moved_says_it_was_superseded(login):
+    proposal = evaluated(bid_adjustment("2.50"))
+    Campaign.objects.filter(external_id="brand-search").update(bid=Decimal("2.71"))
+
+    done = login("operator").post(
+        reverse("admin:approvals_proposal_approve", args=[proposal.pk]), {"note": ""}, follow=True
+    )
+
+    [said] = [str(message) for message in done.context["messages"]]
+    assert said.startswith(
+        f"Proposal #{proposal.pk} was not approved. Superseded: brand-search's bid is 2.71, "
+        "was 2.00"
+    )

@@ -1,0 +1,395 @@
+"""Tuning a policy in the console: ceilings in percent, duplicate as draft, dry run and
+simulate it, then promote it; every policy and guardrail change says why; the dry run names
+the rule that held a proposal back and can try a ceiling for one run."""
+
+import json
+from dataclasses import replace
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from approvals.models import Agent
+from audit.actors import Actor
+from hitlproject.errors import DomainError
+from ledger.models import Account
+from policies import engine
+from policies.drafts import policy_promote
+from policies.models import BrandGuidelines, KillSwitch, Policy
+from tests.conftest import reallocation
+from tests.factories import evaluated
+
+REFERENCE = {"from_campaign": "brand-search", "to_campaign": "generic-search", "amount": "280"}
+
+
+@pytest.fixture
+def owner(login) -> Client:
+    return login("policy-owner")
+
+
+def reallocations() -> Policy:
+    return Policy.objects.get(action_type="budget_reallocation", is_draft=False)
+
+
+def change_url(policy: Policy) -> str:
+    return reverse("admin:policies_policy_change", args=[policy.pk])
+
+
+def form_data(client: Client, url: str, **values) -> dict:
+    """What the page's form would post as it is shown, with ``values`` typed in."""
+    form = client.get(url).context["adminform"].form
+    data = {}
+    for name in form.fields:
+        value = form[name].value()
+        if value is False or value is None:
+            continue  # an unchecked box, an empty field
+        data[name] = value
+    data |= values
+    return {name: value for name, value in data.items() if value is not False}
+
+
+def history_of(policy: Policy):
+    return Policy.history.filter(id=policy.pk).order_by("-history_id")
+
+
+def dry_run(client: Client, policy: Policy, payload: dict, **typed) -> object:
+    return client.post(
+        reverse("admin:policies_policy_dry_run", args=[policy.pk]),
+        {
+            "agent": Agent.objects.get(name="optimizer").pk,
+            "account": Account.objects.get(external_id="demo").pk,
+            "payload": json.dumps(payload),
+            **typed,
+        },
+    )
+
+
+# Percentages where people think in percentages.
+
+
+def test_ceilings_are_typed_and_shown_in_percent_and_stored_as_the_exact_fraction(owner, login):
+    policy = reallocations()
+    page = owner.get(change_url(policy))
+    form = page.context["adminform"].form
+    assert form["auto_execute_max_magnitude"].value() == Decimal("10")
+    assert form["cumulative_max_magnitude"].value() == Decimal("25")
+    assert 'value="10"' in page.text and "0.100000" not in page.text
+
+    posted = owner.post(
+        change_url(policy),
+        form_data(
+            owner,
+            change_url(policy),
+            auto_execute_max_magnitude="12.5",
+            cumulative_max_magnitude="33.3333",
+            change_reason="Reallocations have gone well for a month.",
+        ),
+    )
+
+    assert posted.status_code == 302, posted.text
+    policy.refresh_from_db()
+    assert policy.auto_execute_max_magnitude == Decimal("0.125")
+    assert policy.cumulative_max_magnitude == Decimal("0.333333")
+    listed = owner.get(reverse("admin:policies_policy_changelist")).text
+    assert "12.5%" in listed and "33.3333%" in listed and "15%" in listed  # bids, untouched
+    assert "0.125000" not in listed
+    read_only = login("auditor").get(change_url(policy)).text  # an auditor's page
+    assert "12.5%" in read_only and "0.125000" not in read_only
+
+
+@pytest.mark.parametrize(
+    "typed, message",
+    [
+        ("12.34567", "no more than 4 decimal places"),
+        ("-5", "greater than or equal to 0"),
+        ("ten", "Enter a number."),
+    ],
+)
+def test_a_ceiling_that_is_no_percentage_is_refused_and_changes_nothing(owner, typed, message):
+    policy = reallocations()
+    page = owner.post(
+        change_url(policy),
+        form_data(owner, change_url(policy), auto_execute_max_magnitude=typed,
+                  change_reason="Trying."),
+    )  # fmt: skip
+    assert page.status_code == 200
+    assert message in page.text
+    assert Policy.objects.get(pk=policy.pk).auto_execute_max_magnitude == Decimal("0.1")
+    assert history_of(policy).count() == 1  # only its creation
+
+
+# A change reason on every policy and guardrail change.
+
+
+def test_a_policy_change_without_a_reason_is_refused_and_changes_nothing(owner):
+    policy = reallocations()
+    page = owner.post(
+        change_url(policy), form_data(owner, change_url(policy), auto_execute_max_magnitude="30")
+    )
+    assert page.status_code == 200
+    assert "This field is required." in page.text
+    assert Policy.objects.get(pk=policy.pk).auto_execute_max_magnitude == Decimal("0.1")
+
+
+def test_a_policy_change_records_who_made_it_and_why(owner):
+    policy = reallocations()
+    owner.post(
+        change_url(policy),
+        form_data(owner, change_url(policy), auto_execute_max_magnitude="30",
+                  change_reason="Q3 plan: larger moves between search campaigns."),
+    )  # fmt: skip
+    latest = history_of(policy).first()
+    assert latest.auto_execute_max_magnitude == Decimal("0.3")
+    assert latest.history_change_reason == "Q3 plan: larger moves between search campaigns."
+    assert (latest.history_user.username, latest.history_actor) == ("policy-owner", "policy-owner")
+    history = owner.get(reverse("admin:policies_policy_history", args=[policy.pk])).text
+    assert "Q3 plan: larger moves between search campaigns." in history
+    version = owner.get(
+        reverse("admin:policies_policy_simple_history", args=[policy.pk, latest.history_id])
+    ).text
+    assert "30%" in version and "0.300000" not in version
+
+
+def test_guardrail_changes_need_a_reason_and_record_it(owner):
+    add = reverse("admin:policies_killswitch_add")
+    engage = {"scope": "global", "engaged": "on", "reason": "Agency audit in progress"}
+
+    refused = owner.post(add, engage)
+    assert refused.status_code == 200 and "This field is required." in refused.text
+    assert not KillSwitch.objects.exists()
+
+    owner.post(add, engage | {"change_reason": "The auditors asked for a freeze."})
+    switch = KillSwitch.objects.get()
+    assert switch.history.get().history_change_reason == "The auditors asked for a freeze."
+
+    guidelines = BrandGuidelines.objects.get(account__external_id="demo")
+    url = reverse("admin:policies_brandguidelines_change", args=[guidelines.pk])
+    owner.post(
+        url,
+        {
+            "account": guidelines.account_id,
+            "banned_terms": "guaranteed\nrisk-free\nfree money",
+            "change_reason": "Legal added “free money”.",
+        },
+    )
+    latest = guidelines.history.order_by("-history_id").first()
+    assert "free money" in latest.banned_terms
+    assert latest.history_change_reason == "Legal added “free money”."
+
+
+def test_a_deletion_without_a_reason_deletes_nothing(demo_world):
+    admin = get_user_model().objects.create_superuser("root", password="unused-1")
+    client = Client()
+    client.force_login(admin)
+    policy = Policy.objects.get(action_type="status_change")
+    url = reverse("admin:policies_policy_delete", args=[policy.pk])
+
+    client.post(url, {"post": "yes"})
+    assert Policy.objects.filter(pk=policy.pk).exists()
+
+    client.post(url, {"post": "yes", "change_reason": "Status changes go to the channel team."})
+    assert not Policy.objects.filter(pk=policy.pk).exists()
+    assert history_of(policy).first().history_change_reason == (
+        "Status changes go to the channel team."
+    )
+
+
+# Duplicate as draft, dry run and simulate it, promote it.
+
+
+def duplicate(client: Client, policy: Policy, **typed) -> Policy:
+    url = reverse("admin:policies_policy_add") + f"?duplicate={policy.pk}"
+    page = client.post(url, form_data(client, url, **typed))
+    assert page.status_code == 302, page.text
+    return Policy.objects.get(draft_of=policy, is_draft=True, is_active=True)
+
+
+def test_duplicate_as_draft_dry_run_simulate_and_promote(owner):
+    policy = reallocations()
+    evaluated(reallocation("280.00"))  # the reference proposal, waiting for an operator
+    page = owner.get(change_url(policy))
+    assert "Duplicate as draft" in page.text
+
+    add = reverse("admin:policies_policy_add") + f"?duplicate={policy.pk}"
+    form = owner.get(add).context["adminform"].form
+    assert form["name"].value() == policy.name
+    assert form["is_draft"].value() is True
+    assert form["draft_of"].value() == policy.pk
+    assert form["auto_execute_max_magnitude"].value() == Decimal("10")
+    draft = duplicate(
+        owner, policy, auto_execute_max_magnitude="30", change_reason="Try 30% for reallocations."
+    )
+    assert draft.auto_execute_max_magnitude == Decimal("0.3")
+    assert draft.cumulative_max_magnitude == Decimal("0.25")  # as the policy has it
+    assert history_of(draft).get().history_change_reason == "Try 30% for reallocations."
+    assert Policy.objects.get(pk=policy.pk).auto_execute_max_magnitude == Decimal("0.1")
+    # Duplicating again leads to the draft there is.
+    again = owner.get(add)
+    assert again.status_code == 302 and again.url == change_url(draft)
+
+    # The dry run: 28% is within 30%, but the cumulative ceiling holds it.
+    verdict = dry_run(owner, draft, REFERENCE).context["verdict"]
+    assert verdict.outcome == "review"
+    assert [hold.rule for hold in verdict.held_by] == ["cumulative_ceiling", "cumulative_ceiling"]
+    assert verdict.held_by[0].text == (
+        "cumulative ceiling 25% per 24 h (this move would bring brand-search's daily budget "
+        "to -28.0% within 24 h, counting what is approved or executed)"
+    )
+
+    # The simulation over the recorded proposals says the same.
+    links = owner.get(change_url(draft)).text
+    assert "Simulate" in links and "Promote" in links
+    today = timezone.localdate()
+    simulated = owner.get(
+        reverse("admin:policies_policy_simulate"),
+        {"drafts": draft.pk, "since": today, "until": today + timedelta(days=1)},
+    )
+    report = simulated.context["report"]
+    assert (report.proposals, report.changed, dict(report.held_by)) == (
+        1,
+        0,
+        {"cumulative_ceiling": 1},
+    )
+    assert "The cumulative ceiling: 1" in simulated.text
+
+    # Promote: what changes is shown, a reason is required, and the policy keeps its id.
+    promote = reverse("admin:policies_policy_promote", args=[draft.pk])
+    shown = owner.get(promote)
+    assert ("Auto execute max magnitude", "10%", "30%") in [
+        (label.capitalize(), before, after) for label, before, after in shown.context["changes"]
+    ]
+    refused = owner.post(promote, {"change_reason": "  "})
+    assert refused.status_code == 200 and "This field is required." in refused.text
+    assert Policy.objects.get(pk=policy.pk).auto_execute_max_magnitude == Decimal("0.1")
+
+    done = owner.post(promote, {"change_reason": "Dry run and simulation agree."})
+
+    assert done.status_code == 302 and done.url == change_url(policy)
+    policy.refresh_from_db()
+    draft.refresh_from_db()
+    assert policy.auto_execute_max_magnitude == Decimal("0.3") and not policy.is_draft
+    assert (draft.is_draft, draft.is_active) == (True, False)  # retired
+    latest = history_of(policy).first()
+    assert latest.history_change_reason == (
+        f"promoted from draft #{draft.pk}: Dry run and simulation agree."
+    )
+    assert latest.history_user.username == "policy-owner"
+    # Live at once: a 20% move from generic-search now runs on its own.
+    moved = evaluated(
+        reallocation("100.00")
+        | {"payload": {"from_campaign": "generic-search", "to_campaign": "brand-search",
+                       "amount": "100.00"}}
+    )  # fmt: skip
+    assert (moved.status, moved.verdict_policy_id) == ("approved", policy.pk)
+
+
+def test_a_draft_that_replaces_no_policy_goes_live_itself(owner, demo_world):
+    optimizer = Agent.objects.get(name="optimizer")
+    draft = Policy.objects.create(
+        name="Optimizer's reallocations",
+        action_type="budget_reallocation",
+        agent=optimizer,
+        is_draft=True,
+        auto_execute_max_magnitude=Decimal("0.2"),
+    )
+    live = policy_promote(
+        draft_id=draft.pk,
+        actor=Actor.for_user(get_user_model().objects.get(username="policy-owner")),
+        reason="The optimizer earned it.",
+    )
+    assert live.pk == draft.pk and not live.is_draft and live.is_active
+    assert history_of(live).first().history_change_reason == (
+        "promoted from a draft: The optimizer earned it."
+    )
+
+
+def test_the_owner_of_an_agent_may_not_promote_its_policy(demo_world):
+    owner = get_user_model().objects.get(username="policy-owner")
+    Agent.objects.filter(name="optimizer").update(owner=owner)
+    draft = Policy.objects.create(
+        name="Optimizer runs free",
+        action_type="budget_reallocation",
+        agent=Agent.objects.get(name="optimizer"),
+        is_draft=True,
+        auto_execute_max_magnitude=Decimal("1"),
+    )
+    with pytest.raises(DomainError, match="You own agent optimizer"):
+        policy_promote(draft_id=draft.pk, actor=Actor.for_user(owner), reason="Mine.")
+    draft.refresh_from_db()
+    assert draft.is_draft and not Policy.objects.filter(agent__name="optimizer", is_draft=False)
+
+
+# The dry run names what held the proposal, and tries a ceiling for one run.
+
+
+def test_the_dry_run_names_the_rule_that_held_the_proposal(owner):
+    page = dry_run(owner, reallocations(), REFERENCE)
+    held = page.context["verdict"].held_by
+    assert held[0] == engine.Hold(
+        "auto_execute_ceiling", "auto-execute ceiling 10% (this is 28.0%)", reallocations().pk
+    )
+    assert {hold.rule for hold in held} == {"auto_execute_ceiling", "cumulative_ceiling"}
+    assert 'id="held-by"' in page.text
+    assert "Held by:" in page.text and "auto-execute ceiling 10% (this is 28.0%)" in page.text
+
+
+def test_a_ceiling_typed_in_the_dry_run_is_tried_for_that_run_only(owner):
+    policy = reallocations()
+    page = dry_run(owner, policy, REFERENCE, try_auto_execute_ceiling="30")
+    verdict = page.context["verdict"]
+    assert verdict.outcome == "review"
+    assert {hold.rule for hold in verdict.held_by} == {"cumulative_ceiling"}
+    assert "Tried, for this run only: an auto-execute ceiling of 30%." in page.text
+
+    both = dry_run(
+        owner, policy, REFERENCE, try_auto_execute_ceiling="30", try_cumulative_ceiling="60"
+    ).context["verdict"]
+    assert (both.outcome, both.held_by) == ("auto_approve", ())
+    policy.refresh_from_db()
+    assert policy.auto_execute_max_magnitude == Decimal("0.1")  # nothing saved
+    assert history_of(policy).count() == 1
+
+
+def test_every_rule_that_holds_is_named_with_its_figures():
+    rule = engine.Rule(
+        policy_id=1,
+        name="Budgets",
+        action_type="budget_change",
+        auto_execute_max_magnitude=Decimal("0.10"),
+        auto_execute_max_amount=Decimal("50"),
+        block_above_magnitude=Decimal("0.9"),
+        more_approvals_above_magnitude=Decimal("0.2"),
+    )
+    facts = engine.Facts(
+        action_type="budget_change",
+        action_label="budget change",
+        magnitude=Decimal("0.3"),
+        magnitude_unit="ratio",
+        magnitude_label="A 30.0% change",
+        risk_weight=20,
+        account_id=1,
+        amount=Decimal("150"),
+        currency="USD",
+        guardrail_reviews=("The kill switch on everything is engaged: incident.",),
+    )
+    held = engine.evaluate(facts, [rule]).held_by
+    assert [(hold.rule, hold.text) for hold in held] == [
+        ("guardrail", "guardrail: The kill switch on everything is engaged: incident."),
+        ("auto_execute_ceiling", "auto-execute ceiling 10% (this is 30.0%)"),
+        ("amount_ceiling",
+         "auto-execute amount ceiling 50.00 USD a day (this moves 150.00 USD a day)"),
+        ("two_person_rule", "two-person rule (2 distinct approvals, policy “Budgets”)"),
+    ]  # fmt: skip
+    blocked = engine.evaluate(replace(facts, magnitude=Decimal("0.95")), [rule])
+    assert [h.text for h in blocked.held_by] == ["hard ceiling 90% (this is 95.0%)"]
+    nothing = engine.evaluate(facts, [])
+    assert [(h.rule, h.text) for h in nothing.held_by][-1] == (
+        "no_policy",
+        "no policy matched (budget change here)",
+    )
+    always = engine.evaluate(facts, [replace(rule, always_review=True)])
+    assert "always review (policy “Budgets”)" in [h.text for h in always.held_by]

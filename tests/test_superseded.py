@@ -1,0 +1,184 @@
+"""Never act on a meaning the agent did not propose (SPEC: the proposal lifecycle).
+
+A proposal that sets a value ends ``superseded`` once another change lands on its target
+first: it never executes, never reappears meaning something else, and its agent is told the
+value it saw and the value now. A reallocation keeps its meaning and is re-assessed instead."""
+
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from approvals.models import Agent, Decision, Execution, Proposal, ProposalStatus
+from approvals.services.decisions import bulk_approval_plan, proposal_approve, proposals_approve
+from approvals.services.execution import proposal_execute
+from feedback.models import CallbackEvent, Feedback
+from ledger.models import Campaign
+from policies.models import Policy
+from tests.conftest import bid_adjustment, reallocation
+from tests.factories import evaluated
+
+
+@pytest.fixture
+def operator(demo_world):
+    return get_user_model().objects.get(username="operator")
+
+
+def bid(external_id: str = "brand-search") -> Decimal:
+    return Campaign.objects.get(external_id=external_id).bid
+
+
+def feedback_kinds(proposal: Proposal) -> list[str]:
+    return list(
+        Feedback.objects.filter(proposal=proposal).order_by("id").values_list("kind", flat=True)
+    )
+
+
+def test_a_change_landing_supersedes_the_proposals_made_against_the_old_value(operator, optimizer):
+    Agent.objects.filter(name="optimizer").update(callback_url="https://agent.example/hook")
+    small_raise = evaluated(bid_adjustment("2.10"))  # +5%: the engine approves it
+    big_raise = evaluated(bid_adjustment("2.50"))  # +25%: waits for a person
+    elsewhere = evaluated(bid_adjustment("2.00", campaign="generic-search"))
+    assert (small_raise.status, big_raise.status) == ("approved", "pending_review")
+
+    assert proposal_execute(proposal_id=small_raise.pk).status == ProposalStatus.EXECUTED
+
+    # The +25% raise was made against 2.00; the bid is 2.10 now. It ends, as proposed: it
+    # does not come back as "2.10 → 2.50 (+19%)", nor leave the queue holding it.
+    big_raise.refresh_from_db()
+    assert big_raise.status == ProposalStatus.SUPERSEDED
+    assert big_raise.summary == "bid of brand-search 2.00 → 2.50 USD (+25.0%)"
+    assert big_raise.verdict_reasons[0] == (
+        f"Superseded: brand-search's bid is 2.10, was 2.00 (#{small_raise.pk} changed it first: "
+        f"{small_raise.summary}). It was not executed."
+    )
+    assert Proposal.objects.get(pk=elsewhere.pk).status == ProposalStatus.PENDING_REVIEW
+    # It never executes, whoever asks.
+    assert proposal_execute(proposal_id=big_raise.pk).status == ProposalStatus.SUPERSEDED
+    assert bid() == Decimal("2.10")
+    assert not Execution.objects.filter(proposal=big_raise).exists()
+
+    # The agent is told, in its feed and on its callback URL, with the value it saw and now.
+    page = optimizer.get("/api/v1/feedback/").json()
+    told = next(record for record in page["results"] if record["proposal"] == big_raise.pk)
+    assert told["kind"] == "superseded"
+    assert told["diff"] == {"brand-search.bid": {"saw": "2.00", "now": "2.10"}}
+    answer = optimizer.get(f"/api/v1/proposals/{big_raise.pk}/").json()
+    assert answer["status"] == "superseded"
+    event = CallbackEvent.objects.get(proposal=big_raise)
+    assert event.type == "proposal.superseded"
+    assert "brand-search's bid is 2.10, was 2.00" in event.body["reason"]
+
+
+def test_an_approved_value_whose_target_moved_is_superseded_not_executed(operator):
+    proposal = evaluated(bid_adjustment("2.50"))
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    # A change the platform did not make (on the channel, say) moved the bid meanwhile.
+    Campaign.objects.filter(external_id="brand-search").update(bid=Decimal("2.71"))
+
+    result = proposal_execute(proposal_id=proposal.pk)
+
+    assert result.status == ProposalStatus.SUPERSEDED
+    assert bid() == Decimal("2.71")  # not cut to 2.50: nobody proposed a cut
+    assert not Execution.objects.filter(proposal=proposal).exists()
+    assert feedback_kinds(proposal) == ["approved", "superseded"]
+
+
+def test_approving_a_value_whose_target_moved_supersedes_it_instead(operator):
+    proposal = evaluated(bid_adjustment("2.50"))
+    Campaign.objects.filter(external_id="brand-search").update(bid=Decimal("2.71"))
+
+    result = proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+
+    assert result.status == ProposalStatus.SUPERSEDED
+    assert not Decision.objects.filter(proposal=proposal).exists()
+    assert feedback_kinds(proposal) == ["superseded"]  # never "approved"
+    assert "found when operator approved it" in result.verdict_reasons[0]
+
+
+def test_a_reallocation_the_engine_approved_goes_to_a_person_when_moved_figures_need_one(
+    demo_world, optimizer
+):
+    proposal = evaluated(reallocation("90.00"))  # 9% of 1000.00: within the 10% ceiling
+    assert proposal.verdict_outcome == "auto_approve"
+    Campaign.objects.filter(external_id="brand-search").update(daily_budget=Decimal("800.00"))
+
+    result = proposal_execute(proposal_id=proposal.pk)
+
+    # 90 of 800 is 11.25%: re-routed, and its verdict says so (not a stale auto-approve).
+    assert result.status == ProposalStatus.PENDING_REVIEW
+    assert result.verdict_outcome == "review"
+    assert result.decided_at is None
+    assert result.verdict_reasons[0] == (
+        "Re-routed to a person before executing: brand-search's daily budget is 800.00, "
+        "was 1000.00."
+    )
+    answer = optimizer.get(f"/api/v1/proposals/{proposal.pk}/").json()
+    assert answer["verdict"]["outcome"] == "review"
+    assert Campaign.objects.get(external_id="brand-search").daily_budget == Decimal("800.00")
+
+
+def test_feedback_says_approved_only_once_a_proposal_is_approved_to_run(operators):
+    first, second = operators
+    Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
+    proposal = evaluated(reallocation("280.00"))
+
+    proposal_approve(
+        proposal_id=proposal.pk,
+        reviewer=first,
+        edited_payload={**proposal.payload, "amount": "250.00"},
+        note="Less, for now.",
+    )
+    assert feedback_kinds(proposal) == []  # one approval of two: nothing is approved yet
+
+    proposal_approve(proposal_id=proposal.pk, reviewer=second)
+    told = Feedback.objects.get(proposal=proposal)
+    assert told.kind == "approved_with_edits"
+    assert told.diff == {"amount": {"from": "280.00", "to": "250.00"}}
+
+
+def test_bulk_approval_approves_only_what_will_run_as_approved(operator):
+    bids = [evaluated(bid_adjustment(new)) for new in ("2.50", "2.60", "2.40")]
+    elsewhere = evaluated(bid_adjustment("2.00", campaign="generic-search"))
+    moves = [evaluated(reallocation(amount)) for amount in ("280.00", "300.00")]
+    selected = [*bids, elsewhere, *moves]
+    assert {p.status for p in selected} == {"pending_review"}
+
+    plan = bulk_approval_plan(proposal_ids=[p.pk for p in selected], reviewer=operator)
+    decided = proposals_approve(proposal_ids=[p.pk for p in selected], reviewer=operator)
+
+    # The plan the confirmation page shows is what the approval did.
+    assert decided.held.keys() == plan.held.keys()
+    first_bid = next(p for p in plan.proposals if p.pk in {b.pk for b in bids})
+    assert plan.held.keys() == {b.pk for b in bids} - {first_bid.pk}
+    for held in plan.held.values():
+        assert f"would be superseded once #{first_bid.pk} executes" in held.message
+    approved = {p.pk for p in decided.approved}
+    assert approved == {first_bid.pk, elsewhere.pk, *(m.pk for m in moves)}
+
+    # Executed in any order, each approved proposal runs as approved; none is superseded.
+    for proposal_id in sorted(approved, reverse=True):
+        proposal_execute(proposal_id=proposal_id)
+    assert set(Proposal.objects.filter(pk__in=approved).values_list("status", flat=True)) == {
+        "executed"
+    }
+    # The ones held back, made against the old bid, ended once it landed.
+    assert set(Proposal.objects.filter(pk__in=plan.held).values_list("status", flat=True)) == {
+        "superseded"
+    }
+    assert Campaign.objects.get(external_id="brand-search").daily_budget == Decimal("420.00")
+    assert not Decision.objects.filter(proposal_id__in=plan.held).exists()
+
+
+def test_an_agents_approval_rate_counts_peoples_decisions_only(operator):
+    from policies.services import MIN_DECISIONS_FOR_RECORD, agent_approval_rate
+
+    optimizer = Agent.objects.get(name="optimizer")
+    rejected = [evaluated(bid_adjustment("2.50")) for _ in range(MIN_DECISIONS_FOR_RECORD)]
+    for proposal in rejected:
+        Feedback.objects.create(agent=optimizer, proposal=proposal, kind="rejected")
+        # Superseded and outcome records say nothing of what people thought of it.
+        Feedback.objects.create(agent=optimizer, proposal=proposal, kind="superseded")
+        Feedback.objects.create(agent=optimizer, proposal=proposal, kind="outcome")
+
+    assert agent_approval_rate(optimizer) == 0.0
