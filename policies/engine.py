@@ -16,8 +16,8 @@ How a verdict is reached, in order:
 
 Every rule that held a proposal back is also named in the verdict's ``held_by``, as a
 ``Hold``: which rule (``HoldRule``) and its figures in words ("cumulative ceiling 25% per 24 h
-(this move would bring brand-search's daily budget to -28.0% within 24 h, counting what is
-approved or executed)"), so that a page can point at the rule a person would change.
+(with this move, brand-search's daily budget would move -28.0% within 24 h, counting
+what is approved or executed)"), so that a page can point at the rule a person would change.
 
 Matching: a policy matches when its action type is the proposal's and each scope it names
 (agent, account, agent kind, channel) is the proposal's. The most specific wins: an agent
@@ -419,9 +419,9 @@ def evaluate(facts: Facts, rules: Iterable[Rule]) -> Verdict:
                             f"ceiling of {named}.",
                             Hold(
                                 "cumulative_ceiling",
-                                f"cumulative ceiling {ceiling} per {window} (this move would "
-                                f"bring {target} to {shown} within {window}, counting what "
-                                "is approved or executed)",
+                                f"cumulative ceiling {ceiling} per {window} (with this move, "
+                                f"{target} would move {shown} within {window}, counting "
+                                "what is approved or executed)",
                                 policy_id,
                             ),
                         )

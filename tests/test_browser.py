@@ -311,8 +311,8 @@ def test_policy_owner_raises_the_reallocation_ceiling_by_draft_dry_run_and_promo
     act(page.click, "#dry-run-form input[type=submit]")  # the reference move, prefilled
     expect(page.locator("#dry-run-verdict h2")).to_contain_text("To a human")
     expect(page.locator("#held-by")).to_contain_text(
-        "cumulative ceiling 25% per 24 h (this move would bring brand-search's daily budget "
-        "to -28.0% within 24 h"
+        "cumulative ceiling 25% per 24 h (with this move, brand-search's daily budget would "
+        "move -28.0% within 24 h"
     )
     expect(page.locator("#held-by")).not_to_contain_text("auto-execute ceiling")
     screenshot(page, "policy-dry-run")

@@ -236,8 +236,8 @@ def test_duplicate_as_draft_dry_run_simulate_and_promote(owner):
     assert verdict.outcome == "review"
     assert [hold.rule for hold in verdict.held_by] == ["cumulative_ceiling", "cumulative_ceiling"]
     assert verdict.held_by[0].text == (
-        "cumulative ceiling 25% per 24 h (this move would bring brand-search's daily budget "
-        "to -28.0% within 24 h, counting what is approved or executed)"
+        "cumulative ceiling 25% per 24 h (with this move, brand-search's daily budget would "
+        "move -28.0% within 24 h, counting what is approved or executed)"
     )
 
     # The simulation over the recorded proposals says the same.
