@@ -641,6 +641,12 @@ class ProposalAdmin(ReadOnlyAdmin):
 
     # --- bulk decisions, each behind a confirmation page ---------------------------------------
     def _bulk(self, request, queryset: QuerySet[Proposal], *, verb: str, form_class, decide):
+        if "confirm" in request.POST:
+            # Every proposal confirmed, whatever became of it since the confirmation page (the
+            # admin passes on only those its list still shows): each is decided or reported.
+            queryset = self.get_queryset(request).filter(
+                pk__in=request.POST.getlist(ACTION_CHECKBOX_NAME)
+            )
         proposals = list(queryset.select_related("agent", "account").order_by(*QUEUE_ORDER))
         plan = None
         if verb == "approve" and "confirm" not in request.POST:

@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from approvals.models import Proposal
-from approvals.services.decisions import proposal_approve
+from approvals.services.decisions import proposal_approve, proposal_reject
 from approvals.services.execution import proposal_execute
 from ledger.models import Campaign
 from policies.models import Policy
@@ -166,3 +166,39 @@ def test_approving_a_proposal_whose_target_moved_says_it_was_superseded(login):
         f"Proposal #{proposal.pk} was not approved. Superseded: brand-search's bid is 2.71, "
         "was 2.00"
     )
+
+
+def test_a_bulk_approval_reports_every_proposal_confirmed_even_one_decided_meanwhile(
+    login, operators
+):
+    _, colleague = operators
+    rejected_meanwhile, still_waiting = (evaluated(reallocation(a)) for a in ("200.00", "210.00"))
+    client = login("operator")
+    selected = {
+        "action": "approve_selected",
+        "_selected_action": [rejected_meanwhile.pk, still_waiting.pk],
+    }
+    assert client.post(CHANGELIST, selected).status_code == 200  # the confirmation page
+    proposal_reject(proposal_id=rejected_meanwhile.pk, reviewer=colleague, reason_code="other")
+
+    done = client.post(CHANGELIST, {**selected, "confirm": "yes", "note": ""}, follow=True)
+
+    said = [str(message) for message in done.context["messages"]]
+    assert said == [
+        f"1 proposal(s) approved and sent to be executed: #{still_waiting.pk}.",
+        f"Proposal #{rejected_meanwhile.pk} is rejected; it cannot become approved.",
+    ]
+
+
+def test_a_bulk_confirmation_with_nothing_to_approve_offers_no_approve_button(login, operators):
+    operator, _ = operators
+    proposal = evaluated(reallocation("200.00"))
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator, note="")  # approved already
+
+    confirm = login("operator").post(
+        f"{CHANGELIST}?status=all",
+        {"action": "approve_selected", "_selected_action": [proposal.pk]},
+    )
+
+    assert "None of them can be approved by you now" in confirm.text
+    assert "Yes, approve" not in confirm.text
