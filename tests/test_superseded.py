@@ -13,6 +13,7 @@ from approvals.models import Agent, Decision, Execution, Proposal, ProposalStatu
 from approvals.services.decisions import bulk_approval_plan, proposal_approve, proposals_approve
 from approvals.services.execution import proposal_execute
 from feedback.models import CallbackEvent, Feedback
+from hitlproject.errors import Conflict
 from ledger.models import Campaign
 from policies.models import Policy
 from tests.conftest import bid_adjustment, reallocation
@@ -182,3 +183,25 @@ def test_an_agents_approval_rate_counts_peoples_decisions_only(operator):
         Feedback.objects.create(agent=optimizer, proposal=proposal, kind="outcome")
 
     assert agent_approval_rate(optimizer) == 0.0
+
+
+def test_a_value_another_approved_proposal_sets_first_is_not_approved(operators):
+    operator, colleague = operators
+    first, second = (evaluated(bid_adjustment(new)) for new in ("2.50", "2.60"))
+    proposal_approve(proposal_id=first.pk, reviewer=colleague)  # approved, about to run
+
+    with pytest.raises(Conflict) as refused:
+        proposal_approve(proposal_id=second.pk, reviewer=operator)
+
+    assert refused.value.message == (
+        f"Proposal #{second.pk} was not approved: #{first.pk}, approved and about to execute, "
+        "changes brand-search's bid first, so this one would be superseded once it does. "
+        "Decide it after."
+    )
+    assert not Decision.objects.filter(proposal=second).exists()
+    assert feedback_kinds(second) == []  # never told "approved"
+    plan = bulk_approval_plan(proposal_ids=[second.pk], reviewer=operator)
+    assert plan.refusals[second.pk].message == refused.value.message
+    proposal_execute(proposal_id=first.pk)
+    assert Proposal.objects.get(pk=second.pk).status == ProposalStatus.SUPERSEDED
+    assert feedback_kinds(second) == ["superseded"]

@@ -36,6 +36,7 @@ from approvals.services.proposals import (
 )
 from approvals.services.supersession import (
     TargetMove,
+    approved_ahead_each,
     proposal_supersede,
     sets_values,
     target_moves_each,
@@ -222,6 +223,11 @@ def _decisions_record(
                     )
                 )
         deciding = [proposal for proposal in deciding if proposal.pk not in moved]
+        # One already approved and about to run changes the same field first: this one
+        # would only be superseded once it does, so it is not approved (nor its agent told so).
+        ahead = approved_ahead_each(deciding, lock=True)
+        decided.refused += list(ahead.values())
+        deciding = [proposal for proposal in deciding if proposal.pk not in ahead]
 
     before_decision = {proposal.pk: proposal.payload for proposal in deciding}
     with acting_as(actor):
@@ -399,9 +405,12 @@ def bulk_approval_plan(*, proposal_ids: Collection[int], reviewer: AbstractBaseU
             reviewers[proposal_id].append(reviewer_id)
             approvals[proposal_id] += given == DecisionOutcome.APPROVE
     refusals, held, changed_by = {}, {}, {}
+    ahead = approved_ahead_each(proposals, lock=False)
     for proposal in proposals:
         proposal.approvals_so_far = approvals[proposal.pk]
         refusal = act_refusal(reviewer, proposal, Act.APPROVE, reviewers=reviewers[proposal.pk])
+        if refusal is None:
+            refusal = ahead.get(proposal.pk)
         if refusal is not None:
             refusals[proposal.pk] = refusal
             continue

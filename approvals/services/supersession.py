@@ -23,6 +23,7 @@ from approvals import action_types
 from approvals.models import Proposal, ProposalStatus
 from approvals.services.lifecycle import proposal_transition
 from audit.actors import Actor
+from hitlproject.errors import Conflict
 from ledger.models import Campaign
 
 
@@ -83,6 +84,57 @@ def target_moves_each(proposals: Iterable[Proposal]) -> dict[int, list[TargetMov
         if moves:
             moved[proposal.pk] = moves
     return moved
+
+
+def _fields(proposal: Proposal) -> set[tuple[int, str, str]]:
+    """The campaign fields a proposal changes, as (account, campaign, field)."""
+    return {
+        (proposal.account_id, campaign, name)
+        for campaign, names in action_types.get(proposal.action_type)
+        .campaign_fields(proposal.payload)
+        .items()
+        for name in names
+    }
+
+
+def approved_ahead_each(proposals: Iterable[Proposal], *, lock: bool) -> dict[int, Conflict]:
+    """Of proposals that set values, about to be approved: those a proposal already approved
+    (or executing) changes a field of first. Approving them would tell their agents
+    "approved" for what will be superseded once the other one runs; they are held back
+    instead, by proposal id, with why. With ``lock``, the campaigns they touch are locked
+    until the caller's transaction ends (in id order, after the proposals, as everywhere), so
+    two people approving conflicting proposals at once are taken one after the other."""
+    setting = [proposal for proposal in proposals if sets_values(proposal)]
+    touched: dict[int, set[str]] = defaultdict(set)
+    for proposal in setting:
+        for account_id, campaign, _ in _fields(proposal):
+            touched[account_id].add(campaign)
+    if not touched:
+        return {}
+    wanted = Q(pk__in=[])
+    for account_id, campaigns in touched.items():
+        wanted |= Q(account_id=account_id, external_id__in=campaigns)
+    if lock:
+        list(Campaign.objects.select_for_update().filter(wanted).order_by("pk").values("pk"))
+    ahead = Proposal.objects.filter(
+        account_id__in=touched,
+        status__in=[ProposalStatus.APPROVED, ProposalStatus.EXECUTING],
+    ).exclude(pk__in=[proposal.pk for proposal in setting])
+    changed_by: dict[tuple[int, str, str], int] = {}
+    for other in ahead.order_by("pk"):
+        for key in _fields(other):
+            changed_by.setdefault(key, other.pk)
+    held = {}
+    for proposal in setting:
+        clash = next((key for key in sorted(_fields(proposal)) if key in changed_by), None)
+        if clash is not None:
+            other, words = changed_by[clash], f"{clash[1]}'s {clash[2].replace('_', ' ')}"
+            held[proposal.pk] = Conflict(
+                f"Proposal #{proposal.pk} was not approved: #{other}, approved and about to "
+                f"execute, changes {words} first, so this one would be superseded once it "
+                "does. Decide it after."
+            )
+    return held
 
 
 def proposal_supersede(
