@@ -161,7 +161,9 @@ def test_the_search_reads_its_index(operator):
     page = operator.get(CHANGELIST, {"q": "guaranteed"})
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")
-        assert "proposal_search_idx" in page.context["cl"].queryset.explain()
+        # Its filter, that is: on a table this small the planner may as well walk the
+        # newest-first index and filter as it goes, whatever statistics earlier tests left.
+        assert "proposal_search_idx" in page.context["cl"].queryset.order_by().explain()
 
 
 def test_the_queue_keeps_its_index_ordered_order(operator):
@@ -174,7 +176,10 @@ def test_the_queue_keeps_its_index_ordered_order(operator):
     ]
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
+            # A table this small is read whole, or through any index, and sorted: what is
+            # checked is that the queue's order can be read off its index, unsorted.
             cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("SET LOCAL enable_sort = off")
             assert "proposal_queue_idx" in page.context["cl"].queryset.explain()
 
 
