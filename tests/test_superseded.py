@@ -205,3 +205,42 @@ def test_a_value_another_approved_proposal_sets_first_is_not_approved(operators)
     proposal_execute(proposal_id=first.pk)
     assert Proposal.objects.get(pk=second.pk).status == ProposalStatus.SUPERSEDED
     assert feedback_kinds(second) == ["superseded"]
+
+
+def test_a_waiting_reallocation_is_re_assessed_when_its_campaigns_budgets_move(operator):
+    waiting = evaluated(reallocation("280.00"))  # 28% of 1000.00
+    small_raise = evaluated(
+        bid_adjustment(action_type="budget_change")
+        | {"payload": {"campaign": "brand-search", "new_daily_budget": "1050.00"}}
+    )
+    assert proposal_execute(proposal_id=small_raise.pk).status == ProposalStatus.EXECUTED
+
+    waiting.refresh_from_db()
+    # Still waiting for a person, who now reads what approving it would do: 280 of 1050.
+    assert waiting.status == ProposalStatus.PENDING_REVIEW
+    assert waiting.summary == "move 280.00 USD/day from brand-search to generic-search (26.7%)"
+    assert waiting.target_snapshot["brand-search"] == {"daily_budget": "1050.00"}
+    assert waiting.verdict_reasons[0] == (
+        f"Re-assessed after #{small_raise.pk} changed it first: {small_raise.summary}: "
+        "brand-search's daily budget is 1050.00, was 1000.00. Now: move 280.00 USD/day from "
+        "brand-search to generic-search (26.7%)."
+    )
+    proposal_approve(proposal_id=waiting.pk, reviewer=operator)
+    assert proposal_execute(proposal_id=waiting.pk).status == ProposalStatus.EXECUTED
+    assert Campaign.objects.get(external_id="brand-search").daily_budget == Decimal("770.00")
+
+
+def test_a_waiting_reallocation_that_no_longer_fits_says_so(operator):
+    waiting = evaluated(reallocation("280.00"))
+    cut = evaluated(
+        bid_adjustment(action_type="budget_change")
+        | {"payload": {"campaign": "brand-search", "new_daily_budget": "200.00"}}
+    )
+    proposal_approve(proposal_id=cut.pk, reviewer=operator)
+    proposal_execute(proposal_id=cut.pk)
+
+    waiting.refresh_from_db()
+    assert waiting.verdict_reasons[0].endswith(
+        "It can no longer be applied as proposed: amount: Exceeds brand-search's daily budget "
+        "of 200.00."
+    )

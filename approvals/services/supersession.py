@@ -18,11 +18,19 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from django.db.models import Q
+from rest_framework.exceptions import ValidationError
 
 from approvals import action_types
 from approvals.models import Proposal, ProposalStatus
 from approvals.services.lifecycle import proposal_transition
-from audit.actors import Actor
+from approvals.services.proposals import (
+    assessed_from_ledger,
+    campaigns_for,
+    refreshed_facts,
+    verdict_for,
+)
+from approvals.validation import validation_text
+from audit.actors import Actor, acting_as
 from hitlproject.errors import Conflict
 from ledger.models import Campaign
 
@@ -170,19 +178,19 @@ def proposals_supersede_after_change(
     """After a change landed on an account's campaigns (``changed``: the new values, by
     campaign external id and field), supersede every waiting or approved proposal that sets
     one of those fields and was made against another value, so that the queue never holds a
-    proposal whose premise is gone. Runs in the transaction that wrote the change.
+    proposal whose premise is gone; and re-assess every waiting one that moves an amount on
+    them, so that its page reads the figures it would run on. Runs in the transaction that
+    wrote the change.
 
     A proposal locked by someone else right now (a person deciding it, the executor taking
     it) is skipped rather than waited for, so this never deadlocks with them; the check a
     person's approval and the executor make before acting supersedes it then."""
-    setting_types = [name for name in action_types.names() if action_types.get(name).sets_values]
     candidates = (
         Proposal.objects.select_related("agent", "account")
         .select_for_update(skip_locked=True, of=("self",))
         .filter(
             account_id=account_id,
             status__in=_OPEN,
-            action_type__in=setting_types,
             target_snapshot__has_any_keys=list(changed),
         )
         .order_by("pk")
@@ -200,8 +208,50 @@ def proposals_supersede_after_change(
             },
             changed,
         )
-        if moves:
+        if not moves:
+            continue
+        if sets_values(proposal):
             superseded.append(
                 proposal_supersede(proposal=proposal, moves=moves, actor=actor, cause=cause)
             )
+        elif proposal.status == ProposalStatus.PENDING_REVIEW:
+            _reassess_waiting(proposal, moves, actor=actor, cause=cause)
     return superseded
+
+
+def _reassess_waiting(proposal: Proposal, moves: list[TargetMove], *, actor: Actor, cause: str):
+    """A waiting proposal that moves an amount, on campaigns that moved: its figures, risk and
+    reasons follow the ledger now (its routing stays as decided: a person was asked, and is
+    asked still), so the person deciding reads what approving it would do."""
+
+    action_type = action_types.get(proposal.action_type)
+    campaigns = campaigns_for(
+        account=proposal.account, action_type=action_type, payload=proposal.payload
+    )
+    moved = "; ".join(str(move) for move in moves)
+    note = f"Re-assessed after {cause}: {moved}."
+    try:
+        action_type.check(proposal.payload, campaigns)
+    except ValidationError as error:
+        changes = {
+            "verdict_reasons": [
+                f"{note} It can no longer be applied as proposed: {validation_text(error)}",
+                *proposal.verdict_reasons,
+            ]
+        }
+    else:
+        assessed = assessed_from_ledger(
+            action_type=action_type,
+            account=proposal.account,
+            payload=proposal.payload,
+            campaigns=campaigns,
+        )
+        verdict, _ = verdict_for(assessed=assessed, agent=proposal.agent, proposal_id=proposal.pk)
+        changes = refreshed_facts(
+            proposal, assessed, verdict, f"{note} Now: {assessed.assessment.summary}."
+        )
+    with acting_as(actor):
+        for name, value in changes.items():
+            setattr(proposal, name, value)
+        proposal._change_reason = note
+        proposal.save()
