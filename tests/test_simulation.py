@@ -444,7 +444,7 @@ def test_a_recorded_routing_that_the_rules_did_not_give_is_reported(every_route)
         "auto_approve",
         "review",
     )
-    assert example["held_by"][0].startswith("cumulative ceiling 25% per 24 h (this move would")
+    assert example["held_by"][0].startswith("cumulative ceiling 25% per 24 h (with this move,")
 
 
 def test_the_simulation_page_with_no_draft_replays_the_deciding_rules(every_route, login):
