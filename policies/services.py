@@ -150,6 +150,19 @@ def guardrail_blocks(
     )
 
 
+def brand_guideline_findings(*, account: Account, texts: list[tuple[str, str]]) -> list[str]:
+    """What the account's brand guidelines find in these texts ((where, text) pairs)."""
+    if not texts:
+        return []
+    guidelines = BrandGuidelines.objects.filter(account=account).first()
+    if guidelines is None:
+        return []
+    rules = BrandRules.from_text(
+        guidelines.banned_terms, guidelines.banned_patterns, guidelines.required_disclaimers
+    )
+    return brand_findings(texts, rules)
+
+
 def guardrail_findings(
     *,
     action_type: ActionType,
@@ -160,16 +173,7 @@ def guardrail_findings(
     """Everything the guardrails say: what they refuse, and what they send to a human (kill
     switches, brand guidelines)."""
     reviews = [kill_switch_reason(switch) for switch in engaged_kill_switches(account)]
-    texts = action_type.texts(payload)
-    if texts:
-        guidelines = BrandGuidelines.objects.filter(account=account).first()
-        if guidelines is not None:
-            rules = BrandRules.from_text(
-                guidelines.banned_terms,
-                guidelines.banned_patterns,
-                guidelines.required_disclaimers,
-            )
-            reviews += brand_findings(texts, rules)
+    reviews += brand_guideline_findings(account=account, texts=action_type.texts(payload))
     blocks = guardrail_blocks(
         action_type=action_type, account=account, payload=payload, campaigns=campaigns
     )

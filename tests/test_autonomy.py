@@ -19,6 +19,7 @@ from audit.actors import Actor
 from feedback.autonomy import autonomy_recommendations_propose
 from feedback.models import AutonomyRules
 from hitlproject.errors import DomainError, NotAllowed
+from ledger.models import Campaign
 from policies.models import Policy
 from tests.conftest import BID_RAISES, bid_adjustment
 from tests.factories import backdated, evaluated
@@ -56,6 +57,12 @@ def record(*decisions: str) -> list[Proposal]:
             )
         else:
             proposal_reject(proposal_id=proposal.pk, reviewer=operator, reason_code=decision)
+        if decision in ("approve", "edit"):
+            # It runs (the next on its campaign is approved only once it has), and the bid is
+            # put back, so that every raise in the record is the same 20% one.
+            before = Campaign.objects.get(external_id=campaign).bid
+            proposal_execute(proposal_id=proposal.pk)
+            Campaign.objects.filter(external_id=campaign).update(bid=before)
         made.append(proposal)
     start = timezone.now() - timedelta(days=25)
     for n, proposal in enumerate(made):

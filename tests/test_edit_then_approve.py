@@ -144,3 +144,23 @@ def test_an_edit_that_changes_nothing_is_a_plain_approval(operator):
     )
     assert Decision.objects.get().edited_payload is None
     assert Feedback.objects.get().kind == "approved"
+
+
+def test_an_edit_that_brings_in_a_banned_term_is_refused(operator):
+    proposal = evaluated(creative_batch(), agent="copywriter")  # "Guaranteed results"
+    creatives = proposal.payload["creatives"]
+    disguised = [{**creatives[0], "headline": "Results, gυaranteed", "body": "It is risk‑free."}]
+
+    with pytest.raises(DomainError) as refused:
+        proposal_approve(
+            proposal_id=proposal.pk,
+            reviewer=operator,
+            edited_payload={**proposal.payload, "creatives": disguised},
+        )
+
+    # The banned term the agent used, moved and disguised, and one the edit added, are named.
+    assert refused.value.message.startswith("The edit brings in what the brand guidelines ban:")
+    assert "“risk-free”" in refused.value.message
+    assert refused.value.message.endswith("Change it, or approve the proposal as it is.")
+    assert Proposal.objects.get(pk=proposal.pk).status == ProposalStatus.PENDING_REVIEW
+    assert not Decision.objects.filter(proposal=proposal).exists()

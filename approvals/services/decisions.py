@@ -46,6 +46,7 @@ from audit.actors import Actor, acting_as
 from audit.history import create_with_history
 from feedback.services import feedback_record_decisions
 from hitlproject.errors import Conflict, DomainError, InvalidInput, NotFound
+from policies.services import brand_guideline_findings
 
 DECIDE_PERMISSION = "approvals.decide_proposal"
 
@@ -82,6 +83,19 @@ def _edit(proposal: Proposal, edited_payload: Any) -> dict[str, Any] | None:
     verdict, _ = verdict_for(assessed=assessed, agent=proposal.agent, proposal_id=proposal.pk)
     if verdict.outcome == VerdictOutcome.BLOCK:
         raise DomainError("The edited action would be blocked: " + " ".join(verdict.reasons))
+    # A person's edit answers for what it brings in: nothing the brand guidelines ban.
+    action_type = action_types.get(proposal.action_type)
+    found_before, found_after = (
+        brand_guideline_findings(account=proposal.account, texts=action_type.texts(payload))
+        for payload in (proposal.payload, assessed.payload)
+    )
+    brought_in = [finding for finding in found_after if finding not in found_before]
+    if brought_in:
+        raise DomainError(
+            "The edit brings in what the brand guidelines ban: "
+            + " ".join(brought_in)
+            + " Change it, or approve the proposal as it is."
+        )
     note = f"Edited before approval to: {assessed.assessment.summary}."
     return {"payload": assessed.payload, **refreshed_facts(proposal, assessed, verdict, note)}
 
