@@ -526,8 +526,10 @@ class ProposalAdmin(ReadOnlyAdmin):
         take this act on this proposal is refused outright; the service checks the whole rule
         of who may act (``approvals.services.acts``) under the proposal's lock, and any other
         refusal is shown as its message."""
-        if request.method != "POST":
-            raise PermissionDenied
+        if request.method != "POST":  # an act's address opened as a page: the proposal's
+            return HttpResponseRedirect(
+                reverse("admin:approvals_proposal_change", args=[object_id])
+            )
         proposal = Proposal.objects.select_related("agent").filter(pk=object_id).first()
         if proposal is not None and isinstance(
             act_refusal(request.user, proposal, act), LacksPermission
@@ -560,8 +562,10 @@ class ProposalAdmin(ReadOnlyAdmin):
         """Approve the action as the reviewer edited it in its type's form. A refused edit
         (a field the service does not accept, or an edit it refuses) shows the page again,
         with what the reviewer typed and each reason beside its field."""
-        if request.method != "POST":
-            raise PermissionDenied
+        if request.method != "POST":  # an act's address opened as a page: the proposal's
+            return HttpResponseRedirect(
+                reverse("admin:approvals_proposal_change", args=[object_id])
+            )
         proposal = Proposal.objects.select_related("agent", "account").filter(pk=object_id).first()
         if proposal is None:
             messages.error(request, f"There is no proposal #{object_id}.")

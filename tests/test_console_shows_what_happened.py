@@ -202,3 +202,13 @@ def test_a_bulk_confirmation_with_nothing_to_approve_offers_no_approve_button(lo
 
     assert "None of them can be approved by you now" in confirm.text
     assert "Yes, approve" not in confirm.text
+
+
+def test_opening_an_acts_address_as_a_page_leads_to_the_proposal(login):
+    proposal = evaluated(reallocation("280.00"))
+    client = login("operator")
+    for act in ("approve", "edit-approve", "reject", "retry", "withdraw", "outcome"):
+        opened = client.get(reverse(f"admin:approvals_proposal_{act}", args=[proposal.pk]))
+        assert opened.status_code == 302
+        assert opened["Location"] == reverse("admin:approvals_proposal_change", args=[proposal.pk])
+    assert Proposal.objects.get(pk=proposal.pk).status == "pending_review"

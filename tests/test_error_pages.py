@@ -86,8 +86,11 @@ def test_a_page_that_does_not_exist_says_so_and_reveals_no_url_patterns(login):
 
 
 def test_the_way_back_leads_only_to_the_consoles_own_pages(login):
-    page = login("auditor").get(
-        "/admin/approvals/proposal/1/approve/", HTTP_REFERER="https://elsewhere.example/"
+    proposal = evaluated()
+    page = login("auditor").post(
+        reverse("admin:approvals_proposal_approve", args=[proposal.pk]),
+        {"note": ""},
+        HTTP_REFERER="https://elsewhere.example/",
     )
 
     assert page.status_code == 403
