@@ -252,3 +252,19 @@ def test_an_unpaired_surrogate_in_a_batch_item_refuses_the_batch_whole(optimizer
     )
     assert response.status_code == 400
     assert Proposal.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "written", ["1e3", "+1.2e1", "٣٠٠", "𝟏.50", " 2.50", "2.50 ", "1_000", "2,50", "0x10"]
+)
+def test_money_is_written_in_plain_digits(optimizer, written):
+    # Each of these is a number to Python's Decimal; none is how people write an amount, and
+    # an exponent is one slip from another amount. Plain decimals and JSON numbers are taken.
+    response = optimizer.post(URL, bid_adjustment(written), format="json")
+    assert response.status_code == 400
+    assert response.json()["payload"] == {
+        "new_bid": ["Write the amount in digits with a decimal point, such as 12.50."]
+    }
+    assert Proposal.objects.count() == 0
+    for plain in ("2.12", 2.12, "2.1", ".5", "2"):
+        assert optimizer.post(URL, bid_adjustment(plain), format="json").status_code == 201

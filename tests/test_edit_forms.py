@@ -226,7 +226,9 @@ def test_a_number_the_action_type_cannot_read_is_refused_beside_its_field(login)
     )
 
     assert page.status_code == 400
-    assert errors_beside(page, "new_bid") == ["A valid number is required."]
+    assert errors_beside(page, "new_bid") == [
+        "Write the amount in digits with a decimal point, such as 12.50."
+    ]
     assert page.context["edit_form"]["new_bid"].value() == "2,30"
 
 

@@ -5,6 +5,7 @@ effect the built-in ledger executor applies. A new action type is a subclass and
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
@@ -33,8 +34,19 @@ class CampaignRef(serializers.SlugField):
         super().__init__(**kwargs)
 
 
+# A decimal string as people write money: ASCII digits and a point. Not an exponent ("1e3"
+# is a thousand, one slip away from 1.3), not other scripts' digits, spaces or underscores,
+# which Python's Decimal would read and a reader might not.
+PLAIN_DECIMAL = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+
+
 class Money(serializers.DecimalField):
-    """A positive amount in the account's currency, as a decimal string or a number."""
+    """A positive amount in the account's currency, as a plain decimal string ("12.50") or
+    a number."""
+
+    default_error_messages = {
+        "plain": "Write the amount in digits with a decimal point, such as 12.50.",
+    }
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("max_digits", 14)
@@ -42,6 +54,11 @@ class Money(serializers.DecimalField):
         kwargs.setdefault("min_value", Decimal("0.01"))
         kwargs.setdefault("coerce_to_string", True)
         super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> Decimal:
+        if isinstance(data, str) and not PLAIN_DECIMAL.fullmatch(data):
+            self.fail("plain")
+        return super().to_internal_value(data)
 
 
 @dataclass(frozen=True)
