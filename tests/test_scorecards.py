@@ -24,7 +24,7 @@ def record(demo_world):
     not optimizer's."""
     operator = get_user_model().objects.get(username="operator")
     auto = evaluated(bid_adjustment("2.04", "brand-search"))
-    evaluated(bid_adjustment("1.53", "generic-search"))
+    evaluated(bid_adjustment("0.82", "display-retarget"))  # a person decides nothing on it
     proposal_execute(proposal_id=auto.pk)
     outcome_report_by_user(proposal_id=auto.pk, user=operator, effect="improved")
     as_proposed = evaluated(bid_adjustment("2.60", "brand-search"))
