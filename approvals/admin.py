@@ -9,8 +9,7 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.views.main import SEARCH_VAR
 from django.core.exceptions import PermissionDenied
 from django.db import models
-from django.db.models import Count, OuterRef, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponseRedirect, JsonResponse, QueryDict
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -340,9 +339,6 @@ class ProposalAdmin(ReadOnlyAdmin):
     ]
 
     def get_queryset(self, request):
-        this_round_approvals = Decision.objects.filter(
-            proposal=OuterRef("pk"), review_round=OuterRef("review_round"), outcome="approve"
-        )
         routed_by = Policy.history.filter(
             history_id=OuterRef("verdict_policy_version"), always_review=False
         )
@@ -350,12 +346,6 @@ class ProposalAdmin(ReadOnlyAdmin):
             super()
             .get_queryset(request)
             .annotate(
-                approvals_so_far=Coalesce(
-                    Subquery(
-                        this_round_approvals.values("proposal").annotate(n=Count("id")).values("n")
-                    ),
-                    0,
-                ),
                 deciding_ceiling=Subquery(routed_by.values("auto_execute_max_magnitude")[:1]),
             )
         )
@@ -404,11 +394,11 @@ class ProposalAdmin(ReadOnlyAdmin):
             return magnitude
         return f"{magnitude} / {format_magnitude(ceiling, unit)}"
 
-    @admin.display(description="approvals", ordering="approvals_so_far")
+    @admin.display(description="approvals", ordering="approvals_this_round")
     def approvals_display(self, proposal: Proposal) -> str:
         if proposal.status != ProposalStatus.PENDING_REVIEW:
             return ""
-        return f"{proposal.approvals_so_far} of {proposal.required_approvals}"
+        return f"{proposal.approvals_this_round} of {proposal.required_approvals}"
 
     @admin.display(description="age", ordering="-created_at")  # youngest first, ascending
     def age(self, proposal: Proposal) -> str:

@@ -158,6 +158,13 @@ class Proposal(models.Model):
         default=0,
         help_text="Increments each time the proposal enters review; approvals count per round.",
     )
+    # Kept by the decision service, reset with each new round; db_default for rows that
+    # other means (the benches' SQL) write.
+    approvals_this_round = models.PositiveSmallIntegerField(
+        default=0,
+        db_default=0,
+        help_text="Approvals given in the current review round.",
+    )
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -185,6 +192,12 @@ class Proposal(models.Model):
             models.Index(
                 fields=["-magnitude"],
                 name="proposal_queue_magnitude_idx",
+                condition=models.Q(status="pending_review"),
+            ),
+            # The queue sorted by approvals so far, most first (then as the queue is).
+            models.Index(
+                fields=["-approvals_this_round", "-risk", "created_at"],
+                name="proposal_queue_approvals_idx",
                 condition=models.Q(status="pending_review"),
             ),
             models.Index(fields=["agent", "-id"], name="proposal_agent_idx"),

@@ -225,6 +225,86 @@ def test_the_queue_sorts_by_approvals_so_far(operator, operators):
     assert "1 of 2" in operator.get(CHANGELIST).text
 
 
+def test_the_queue_by_approvals_is_read_off_its_index_in_order(operator, operators):
+    """Most approvals first, then as the queue is (riskiest, then oldest): the order of the
+    partial index on the stored count, which PostgreSQL reads without sorting the queue."""
+    Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
+    older_none = evaluated(reallocation("150.00"))
+    riskier_none = evaluated(reallocation("400.00"))
+    one = evaluated(reallocation("200.00"))
+    proposal_approve(proposal_id=one.pk, reviewer=operators[0])
+    assert riskier_none.risk > older_none.risk
+
+    page = operator.get(CHANGELIST, {"o": f"-{column(operator, 'approvals_display')}"})
+    assert list(page.context["cl"].result_list) == [one, riskier_none, older_none]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("SET LOCAL enable_sort = off")
+            plan = page.context["cl"].queryset.explain()
+        assert "proposal_queue_approvals_idx" in plan
+
+
+def approvals_shown(client, proposal: Proposal) -> str:
+    page = client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+    counted = Proposal.objects.get(pk=proposal.pk).approvals_this_round
+    assert f"{counted} of {proposal.required_approvals} approval" in page.text
+    return f"{counted} of {proposal.required_approvals}"
+
+
+def test_the_approvals_counted_start_again_when_a_kill_switch_sends_it_back(operator, operators):
+    from approvals.services.execution import proposal_execute
+
+    first, second = operators
+    Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
+    proposal = evaluated(reallocation("280.00"))
+    assert approvals_shown(operator, proposal) == "0 of 2"
+    proposal_approve(proposal_id=proposal.pk, reviewer=first)
+    assert approvals_shown(operator, proposal) == "1 of 2"
+    assert proposal_approve(proposal_id=proposal.pk, reviewer=second).status == "approved"
+    assert Proposal.objects.get(pk=proposal.pk).approvals_this_round == 2
+
+    KillSwitch.objects.create(scope="global", reason="Tracking outage.")
+    held = proposal_execute(proposal_id=proposal.pk)
+
+    assert held.status == ProposalStatus.PENDING_REVIEW
+    assert approvals_shown(operator, held) == "0 of 2"  # a new round: none of it yet
+    assert proposal_approve(proposal_id=proposal.pk, reviewer=first).status == "pending_review"
+    assert approvals_shown(operator, held) == "1 of 2"
+    # Each count is in the proposal's history, with the approval that made it.
+    counts = list(
+        Proposal.history.filter(id=proposal.pk)
+        .order_by("history_date", "history_id")
+        .values_list("approvals_this_round", "status")
+    )
+    assert counts == [
+        (0, "submitted"),
+        (0, "pending_review"),
+        (1, "pending_review"),
+        (2, "approved"),
+        (0, "pending_review"),
+        (1, "pending_review"),
+    ]
+
+
+def test_an_edit_after_an_approval_counts_only_the_edits_approval(operator, operators):
+    first, second = operators
+    Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
+    proposal = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=proposal.pk, reviewer=first)
+
+    edited = proposal_approve(
+        proposal_id=proposal.pk,
+        reviewer=second,
+        edited_payload={**proposal.payload, "amount": "260.00"},
+    )
+
+    # The first approval was of 280: the edited action has only its editor's approval.
+    assert edited.status == ProposalStatus.PENDING_REVIEW
+    assert approvals_shown(operator, edited) == "1 of 2"
+    assert proposal_approve(proposal_id=proposal.pk, reviewer=first).status == "approved"
+
+
 # --- the channel filter --------------------------------------------------------------------
 
 

@@ -43,7 +43,7 @@ from approvals.services.supersession import (
 )
 from approvals.validation import validation_text
 from audit.actors import Actor, acting_as
-from audit.history import create_with_history
+from audit.history import create_with_history, update_with_history
 from feedback.services import feedback_record_decisions
 from hitlproject.errors import Conflict, DomainError, InvalidInput, NotFound
 from policies.services import brand_guideline_findings
@@ -250,6 +250,7 @@ def _decisions_record(
                 # Earlier approvals were of the action as it stood; the edited one starts afresh.
                 if earlier.pop(proposal.pk, None):
                     proposal.review_round += 1
+                    proposal.approvals_this_round = 0
                 for field_name, value in changes[proposal.pk].items():
                     setattr(proposal, field_name, value)
                 proposal._change_reason = f"edited by {reviewer.get_username()} before approval"
@@ -274,16 +275,36 @@ def _decisions_record(
 
     if outcome == DecisionOutcome.APPROVE:
         reason = f"approved by {reviewer.get_username()}"
+        for proposal in deciding:
+            proposal.approvals_this_round += 1
         complete = [
             proposal
             for proposal in deciding
-            if 1 + sum(given == DecisionOutcome.APPROVE for _, given in earlier[proposal.pk])
-            >= proposal.required_approvals
-        ]  # the others wait for more reviewers
+            if proposal.approvals_this_round >= proposal.required_approvals
+        ]
+        # The others wait for more reviewers, with this approval counted.
+        settling = {proposal.pk for proposal in complete}
+        waiting = [proposal for proposal in deciding if proposal.pk not in settling]
+        for proposal in waiting:
+            proposal._change_reason = (
+                f"{reason}: {proposal.approvals_this_round} of "
+                f"{proposal.required_approvals} approvals"
+            )
+        update_with_history(
+            Proposal,
+            [
+                (proposal, {"approvals_this_round": proposal.approvals_this_round})
+                for proposal in waiting
+            ],
+            actor=actor,
+        )
+        counted = ("approvals_this_round",)
     else:
         reason = f"rejected by {reviewer.get_username()}: {RejectionReason(reason_code).label}"
-        complete = deciding
-    proposals_transition(proposals=complete, to_status=to_status, actor=actor, reason=reason)
+        complete, counted = deciding, ()
+    proposals_transition(
+        proposals=complete, to_status=to_status, actor=actor, reason=reason, also_write=counted
+    )
     # Last, as writing feedback makes other feedback writers wait until this transaction ends.
     settled = {proposal.pk for proposal in complete}
     feedback_record_decisions(
@@ -391,7 +412,7 @@ class BulkApprovalPlan:
             return f"Refused: {self.refusals[proposal.pk].message}"
         if proposal.pk in self.held:
             return self.held[proposal.pk].message
-        missing = proposal.required_approvals - proposal.approvals_so_far - 1
+        missing = proposal.required_approvals - proposal.approvals_this_round - 1
         if missing > 0:
             return f"Approved by you; waits for {missing} more approval(s)."
         return "Approved: it executes."
@@ -410,18 +431,16 @@ def bulk_approval_plan(*, proposal_ids: Collection[int], reviewer: AbstractBaseU
         .filter(pk__in=proposal_ids)
         .order_by(*QUEUE_ORDER)
     )
-    reviewers, approvals = defaultdict(list), defaultdict(int)
+    reviewers = defaultdict(list)
     rounds = {proposal.pk: proposal.review_round for proposal in proposals}
-    for proposal_id, review_round, reviewer_id, given in Decision.objects.filter(
+    for proposal_id, review_round, reviewer_id in Decision.objects.filter(
         proposal_id__in=rounds
-    ).values_list("proposal_id", "review_round", "reviewer_id", "outcome"):
+    ).values_list("proposal_id", "review_round", "reviewer_id"):
         if review_round == rounds[proposal_id]:
             reviewers[proposal_id].append(reviewer_id)
-            approvals[proposal_id] += given == DecisionOutcome.APPROVE
     refusals, held, changed_by = {}, {}, {}
     ahead = approved_ahead_each(proposals, lock=False)
     for proposal in proposals:
-        proposal.approvals_so_far = approvals[proposal.pk]
         refusal = act_refusal(reviewer, proposal, Act.APPROVE, reviewers=reviewers[proposal.pk])
         if refusal is None:
             refusal = ahead.get(proposal.pk)

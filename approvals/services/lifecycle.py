@@ -88,6 +88,7 @@ def _move(proposal: Proposal, to_status: str, *, reason: str, now: datetime) -> 
         reason = " ".join(filter(None, [reason or f"{proposal.status} → {to_status}", note]))
         moved.update(
             review_round=proposal.review_round + 1,
+            approvals_this_round=0,  # a new round: earlier approvals were of another
             review_expires_at=now + window,
             decided_at=None,  # back with a person: not decided (until it is again)
         )
@@ -148,16 +149,29 @@ def proposal_transition(
 
 
 def proposals_transition(
-    *, proposals: Sequence[Proposal], to_status: str, actor: Actor, reason: str
+    *,
+    proposals: Sequence[Proposal],
+    to_status: str,
+    actor: Actor,
+    reason: str,
+    also_write: Sequence[str] = (),
 ) -> None:
     """Move many proposals, already locked by the caller's transaction, by the same rules as
     ``proposal_transition``, writing them together: proposals moved alike take one UPDATE,
-    and their history one INSERT. Refuses them all if any one may not make the move."""
+    and their history one INSERT. Refuses them all if any one may not make the move.
+    ``also_write`` names fields the caller has set on the proposals, written with the move."""
     if not transaction.get_connection().in_atomic_block:
         raise TransactionManagementError("proposals_transition needs the caller's row locks.")
     now = timezone.now()
     changes = [
-        (proposal, _move(proposal, to_status, reason=reason, now=now)) for proposal in proposals
+        (
+            proposal,
+            {
+                **{name: getattr(proposal, name) for name in also_write},
+                **_move(proposal, to_status, reason=reason, now=now),
+            },
+        )
+        for proposal in proposals
     ]
     update_with_history(Proposal, changes, actor=actor)
     _after_move(proposals)
