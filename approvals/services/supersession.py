@@ -8,7 +8,13 @@ approved proposal as soon as the change lands (``proposals_supersede_after_chang
 last check, to any proposal a person is about to approve or the executor is about to carry out.
 
 A proposal that moves an amount (a reallocation) keeps its meaning when its campaigns' budgets
-move; the executor re-assesses it instead (``approvals.services.execution``).
+move: a waiting one is re-assessed as the change lands, so its page reads the figures it would
+run on, and the executor re-assesses it again before it runs
+(``approvals.services.execution``).
+
+And a person is not asked to approve what would only be superseded: approving a proposal that
+sets a value another approved, about-to-run proposal changes first is refused
+(``approved_ahead_each``).
 """
 
 from __future__ import annotations
