@@ -191,6 +191,9 @@ def proposals_supersede_after_change(
     A proposal locked by someone else right now (a person deciding it, the executor taking
     it) is skipped rather than waited for, so this never deadlocks with them; the check a
     person's approval and the executor make before acting supersedes it then."""
+    changed = {campaign: fields for campaign, fields in changed.items() if fields}
+    if not changed:
+        return []  # it changed no campaign field (creatives added, a policy changed)
     candidates = (
         Proposal.objects.select_related("agent", "account")
         .select_for_update(skip_locked=True, of=("self",))
