@@ -41,15 +41,20 @@ from policies.simulation import OUTCOMES, draft_rule_set, drafts_in_place, simul
 from policies.templatetags.policy_tags import OUTCOME_LABELS
 
 
-class ChangeReasonForm(forms.ModelForm):
-    """A form of the console that changes a policy or a guardrail: it says why."""
-
-    change_reason = forms.CharField(
+def change_reason_field(recorded_in: str = "the history") -> forms.CharField:
+    """Why a policy or a guardrail changes: required, kept in its history."""
+    return forms.CharField(
         label="Why this change",
         max_length=1000,
         widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
-        help_text="Required: recorded in the history with your name.",
+        help_text=f"Required: recorded in {recorded_in} with your name.",
     )
+
+
+class ChangeReasonForm(forms.ModelForm):
+    """A form of the console that changes a policy or a guardrail: it says why."""
+
+    change_reason = change_reason_field()
 
 
 def percent_field(label: str, help_text: str, **kwargs) -> forms.DecimalField:
@@ -208,12 +213,7 @@ class DryRunForm(forms.Form):
 
 
 class PromoteForm(forms.Form):
-    change_reason = forms.CharField(
-        label="Why this change",
-        max_length=1000,
-        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-        help_text="Required: recorded in the live policy's history with your name.",
-    )
+    change_reason = change_reason_field("the live policy's history")
 
 
 def is_history_page(request) -> bool:

@@ -8,7 +8,13 @@ approved proposal as soon as the change lands (``proposals_supersede_after_chang
 last check, to any proposal a person is about to approve or the executor is about to carry out.
 
 A proposal that moves an amount (a reallocation) keeps its meaning when its campaigns' budgets
-move; the executor re-assesses it instead (``approvals.services.execution``).
+move: a waiting one is re-assessed as the change lands, so its page reads the figures it would
+run on, and the executor re-assesses it again before it runs
+(``approvals.services.execution``).
+
+And a person is not asked to approve what would only be superseded: approving a proposal that
+sets a value another approved, about-to-run proposal changes first is refused
+(``approved_ahead_each``).
 """
 
 from __future__ import annotations
@@ -185,6 +191,9 @@ def proposals_supersede_after_change(
     A proposal locked by someone else right now (a person deciding it, the executor taking
     it) is skipped rather than waited for, so this never deadlocks with them; the check a
     person's approval and the executor make before acting supersedes it then."""
+    changed = {campaign: fields for campaign, fields in changed.items() if fields}
+    if not changed:
+        return []  # it changed no campaign field (creatives added, a policy changed)
     candidates = (
         Proposal.objects.select_related("agent", "account")
         .select_for_update(skip_locked=True, of=("self",))
