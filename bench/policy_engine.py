@@ -232,6 +232,7 @@ def ensure_history(count: int) -> None:
     """
     from django.contrib.auth import get_user_model
     from django.db import connection
+    from django.utils import timezone
 
     from approvals.models import Agent, AgentKind, Proposal
     from ledger.models import Account, Campaign, Channel
@@ -281,6 +282,13 @@ def ensure_history(count: int) -> None:
         "spacing": DAYS * 86400 / count,
     }
     with connection.cursor() as cursor:
+        # The deciding policy's version was in force before the history it decided: the bench
+        # database's policies are made (by seed_demo) just now, so its record is dated back.
+        cursor.execute(
+            "UPDATE policies_historicalpolicy SET history_date = %(before)s"
+            " WHERE history_id = %(version)s AND history_date > %(before)s",
+            {**params, "before": timezone.now() - timedelta(days=DAYS + 1)},
+        )
         cursor.execute("SELECT setseed(0.7)")
         cursor.execute(PROPOSALS_SQL, params)
         cursor.execute(HISTORY_SQL, params)
