@@ -53,6 +53,11 @@ def test_an_executed_proposal_shows_the_move_it_made_not_one_against_todays_ledg
         ["generic-search", "daily budget", "500.00", "780.00", "500.00", "780.00"],
     ]
     assert "440.00" not in page.text and "1060.00" not in page.text
+    # Its execution, as a person reads it, not as a Python dict.
+    executions = page.text[page.text.index('id="proposal-executions"') :]
+    assert "brand-search daily budget 1000.00; generic-search daily budget 500.00" in executions
+    assert "brand-search daily budget 720.00; generic-search daily budget 780.00" in executions
+    assert "{&#x27;" not in executions
 
 
 def test_an_edit_shows_what_was_proposed_beside_what_was_approved(operator, login):

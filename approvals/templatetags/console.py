@@ -12,6 +12,18 @@ from hitlproject.charts import GroupedBarChart, grouped_bars
 register = template.Library()
 
 
+@register.filter
+def ledger_state(state: dict | None) -> str:
+    """A recorded ledger state as a person reads it: "brand-search daily budget 1000.00";
+    "—" where it holds no field (a creative batch adds creatives, it sets no number)."""
+    lines = [
+        f"{campaign} {field.replace('_', ' ')} {value}"
+        for campaign, fields in (state or {}).items()
+        for field, value in fields.items()
+    ]
+    return "; ".join(lines) or "—"
+
+
 @register.inclusion_tag("admin/dashboard.html", takes_context=True)
 def console_dashboard(context):
     request = context["request"]
