@@ -54,7 +54,7 @@ from approvals.services.decisions import (
 )
 from approvals.services.execution import proposal_retry
 from approvals.services.lifecycle import UNDER_WAY_STATUSES
-from approvals.services.proposals import proposal_withdraw_for_agent
+from approvals.services.proposals import guardrail_blocks_each, proposal_withdraw_for_agent
 from approvals.templatetags.console import scorecard_charts, what_if_chart
 from audit.actors import Actor
 from audit.admin import AuditedHistoryAdmin, refuse_nul_in_search
@@ -485,6 +485,13 @@ class ProposalAdmin(ReadOnlyAdmin):
             "earlier": earlier_proposals_on_targets(proposal=proposal),
             # The services' own rule: a button shows only where the server would take the act.
             "can_decide": may_act(request.user, proposal, Act.APPROVE),
+            # What an approval as proposed would be refused for now (a cap or a lock set since
+            # it was made), said before the person tries: `proposal_approve` checks the same.
+            "refused_as_proposed": (
+                guardrail_blocks_each([proposal])[proposal.pk]
+                if proposal.status == ProposalStatus.PENDING_REVIEW
+                else ()
+            ),
             "can_withdraw": may_act(request.user, proposal, Act.WITHDRAW),
             "can_retry": may_act(request.user, proposal, Act.RETRY),
             "outcomes": proposal.outcomes.all(),

@@ -217,3 +217,17 @@ def test_opening_an_acts_address_as_a_page_leads_to_the_proposal(login):
         assert opened.status_code == 302
         assert opened["Location"] == reverse("admin:approvals_proposal_change", args=[proposal.pk])
     assert Proposal.objects.get(pk=proposal.pk).status == "pending_review"
+
+
+def test_a_guardrail_set_since_is_said_before_the_operator_approves(login):
+    proposal = evaluated(reallocation("280.00"))
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget=Decimal("750"))
+
+    page = page_of(login("operator"), proposal)
+
+    note = page.text[page.text.index('id="refused-as-proposed"') :].split("</p>")[0]
+    assert "A guardrail set since this proposal was made refuses it as proposed" in note
+    assert "above its cap of 750.00 USD" in note
+    # Without the cap, nothing is said.
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget=None)
+    assert 'id="refused-as-proposed"' not in page_of(login("operator"), proposal).text
