@@ -1,34 +1,62 @@
 """Benchmarks of the agent API, on PostgreSQL and Redis, as it runs in production.
 
-1. Submission throughput over HTTP: POST /api/v1/proposals/ (auth, validation, ledger read,
-   magnitude, insert with history, task enqueued) against a bare Django view that parses the
-   same JSON and inserts one row, both served by the same gunicorn in the same run.
-2. Submit-to-executed latency of an auto-approved action: the API call, the evaluate task and
-   the execute task through Redis and a real Celery worker.
+Served by gunicorn with the Procfile's uvicorn workers, the Procfile's worker (bin/worker)
+running beside it; every request from the same asyncio load generator (bench/loadgen.py).
 
-Run with ``bin/bench``. The load generator runs on the same 2-core machine as the server.
+1. Single submissions: POST /api/v1/proposals/ (with an Idempotency-Key, as an agent retrying
+   safely sends it) against two baselines served by the same processes in the same run, with
+   the same bodies: a bare Django view that parses the JSON and inserts one row, and a plain
+   DRF create endpoint (generic view, model serializer) whose model keeps its history with
+   django-simple-history. Each proposal is a small bid change on a campaign of its own, so
+   the policy approves it and the worker executes it. The evaluation backlog when the load
+   ends (proposals still ``submitted``) and how long it takes to drain are reported too.
+   Goal (issue 12): at 8 clients, at least 2x the DRF baseline, p99 under 100 ms.
+2. Submit to executed, an auto-approved bid adjustment, one at a time: the API call, the
+   evaluation and the execution through Redis and the worker. Goal: p50 < 50 ms, p99 < 150 ms.
+3. Batches: 1,000-item batches to POST /api/v1/proposals/batch/ from a few concurrent
+   clients, each item a small bid change on a campaign of its own (1,000s of campaigns on the
+   demo account, each within the 25% cumulative ceiling): proposals accepted per second, how
+   many were evaluated (no longer ``submitted``) when the answers came, when every one was,
+   and how long after the last answer every auto-approved item was executed.
+   Goal: 10,000 proposals/s accepted and evaluated, executed within 2 s of the answer.
+
+Run with ``bin/bench api``. Its database (BENCH_DATABASE_URL's name + ``_api``) is made anew at
+each run. The load generator runs on the same machine as the servers.
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/hitl_bench")
+sys.path.insert(0, str(REPO))
+
+from bench.common import (  # noqa: E402
+    bench_database,
+    create_database,
+    free_port,
+    percentile,
+    start_process,
+    stop_process_group,
+    wait_for_http,
+)
+from bench.loadgen import post_load  # noqa: E402
+
+DATABASE_URL = bench_database("api")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 QUEUE = f"bench-{uuid.uuid4().hex[:8]}"
-PORT = int(os.environ.get("BENCH_PORT", "8766"))
+PORT = int(os.environ.get("BENCH_PORT", "0")) or free_port()
+MARKER = f"HITL_BENCH_RUN={QUEUE}"
+RESULTS = REPO / "bench" / "results"
 
 os.environ.update(
     DJANGO_SETTINGS_MODULE="bench.settings",
@@ -37,10 +65,13 @@ os.environ.update(
     HITL_CELERY_QUEUE=QUEUE,
     HITL_API_THROTTLE_RATE="100000000/min",
     HITL_LOG_LEVEL="WARNING",
+    CELERY_LOG_LEVEL="warning",
+    HITL_DATA_DIR=tempfile.mkdtemp(prefix="hitl-bench-api-"),
+    HITL_BENCH_RUN=QUEUE,  # marks every process this run starts
 )
-sys.path.insert(0, str(REPO))
 
-from bench.common import create_database, percentile  # noqa: E402
+CAMPAIGN_BID = "1.00"
+SMALL_MOVE = "1.05"  # +5%: under the demo policy's 15% auto-approval limit and 25% ceiling
 
 
 def manage(*args: str) -> str:
@@ -49,134 +80,179 @@ def manage(*args: str) -> str:
     ).stdout
 
 
-def load(path: str, bodies: list[dict], headers: dict, concurrency: int) -> dict:
-    """POST every body once, from ``concurrency`` threads; returns rate and latency figures."""
-    latencies: list[float] = []
-    failures: list[int] = []
-    cursor = iter(range(len(bodies)))
-    lock = threading.Lock()
+class Campaigns:
+    """Campaigns of the demo account made for the benchmark, handed out one per proposal."""
 
-    def worker() -> None:
-        while True:
-            with lock:
-                index = next(cursor, None)
-            if index is None:
-                return
-            payload = json.dumps(bodies[index])
-            started = time.perf_counter()
-            connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
-            connection.request(
-                "POST", path, payload, {"Content-Type": "application/json", **headers}
+    def __init__(self, count: int) -> None:
+        from audit.actors import Actor
+        from audit.history import create_with_history
+        from ledger.models import Account, Campaign
+
+        account = Account.objects.get(external_id="demo")
+        campaigns = [
+            Campaign(
+                account=account,
+                external_id=f"bench-{i:05d}",
+                name=f"Benchmark campaign {i}",
+                daily_budget="100.00",
+                bid=CAMPAIGN_BID,
             )
-            response = connection.getresponse()
-            response.read()
-            connection.close()
-            elapsed = time.perf_counter() - started
-            with lock:
-                latencies.append(elapsed)
-                if response.status != 201:
-                    failures.append(response.status)
+            for i in range(count)
+        ]
+        for start in range(0, count, 5000):
+            create_with_history(
+                Campaign, campaigns[start : start + 5000], actor=Actor.system("bench")
+            )
+        self.names = [campaign.external_id for campaign in campaigns]
+        self.next = 0
 
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - started
-    if failures:
-        raise SystemExit(f"{path}: {len(failures)} requests failed, e.g. HTTP {failures[0]}")
+    def take(self, count: int) -> list[str]:
+        if self.next + count > len(self.names):
+            raise SystemExit("the benchmark made too few campaigns for its measures")
+        taken = self.names[self.next : self.next + count]
+        self.next += count
+        return taken
+
+
+def proposal(campaign: str, ref: str) -> dict:
     return {
-        "requests": len(bodies),
-        "requests_per_second": round(len(bodies) / wall, 1),
-        "p50_ms": round(percentile(latencies, 0.50) * 1000, 1),
-        "p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
+        "action_type": "bid_adjustment",
+        "account": "demo",
+        "payload": {"campaign": campaign, "new_bid": SMALL_MOVE},
+        "rationale": "Benchmark: CPC below target for five days.",
+        "supporting_data": {"cpc": [1.1, 1.05, 1.02, 0.98, 0.97]},
+        "confidence": 0.9,
+        "external_ref": ref,
     }
 
 
-def bid_bodies(count: int) -> list[dict]:
-    campaigns = ["brand-search", "generic-search", "display-retarget"]
-    base_bids = {"brand-search": 2.00, "generic-search": 1.50, "display-retarget": 0.80}
-    bodies = []
-    for i in range(count):
-        campaign = campaigns[i % 3]
-        bodies.append(
-            {
-                "action_type": "bid_adjustment",
-                "account": "demo",
-                "payload": {"campaign": campaign, "new_bid": f"{base_bids[campaign] * 1.05:.2f}"},
-                "rationale": "Benchmark: CPC below target for five days.",
-                "supporting_data": {"cpc": [1.1, 1.05, 1.02, 0.98, 0.97]},
-                "confidence": 0.9,
-                "external_ref": f"bench-{i}",
-            }
-        )
-    return bodies
+def agent_headers(key: str, idempotency_key: str | None) -> dict:
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    if idempotency_key:
+        headers["Idempotency-Key"] = idempotency_key
+    return headers
 
 
-def start(command: list[str], log_name: str) -> subprocess.Popen:
-    with open(REPO / "bench" / "results" / log_name, "w") as log:  # the child keeps its own copy
-        return subprocess.Popen(
-            command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+def counts_by_status(ids_from: int) -> dict[str, int]:
+    from django.db.models import Count
 
-
-def stop(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-
-
-def wait_for_http(path: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=2)
-            connection.request("GET", path)
-            if connection.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"the server did not answer {path}")
-
-
-def submit_to_executed(key: str, samples: int) -> dict:
-    import django
-
-    django.setup()
     from approvals.models import Proposal
 
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+    return dict(
+        Proposal.objects.filter(pk__gt=ids_from)
+        .values_list("status")
+        .annotate(n=Count("pk"))
+        .values_list("status", "n")
+    )
+
+
+def last_proposal_id() -> int:
+    from approvals.models import Proposal
+
+    return Proposal.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+
+
+def wait_until(condition, timeout: float) -> float | None:
+    """Seconds until ``condition()`` held (polled every 20 ms), or None after ``timeout``."""
+    started = time.perf_counter()
+    while not condition():
+        if time.perf_counter() - started > timeout:
+            return None
+        time.sleep(0.02)
+    return time.perf_counter() - started
+
+
+# --- 1. single submissions -----------------------------------------------------------------
+
+
+def single_submissions(key: str, campaigns: Campaigns, args) -> dict:
+    json_headers = {"Content-Type": "application/json"}
+
+    def bodies(tag: str, count: int) -> list[dict]:
+        return [proposal(c, f"{tag}-{i}") for i, c in enumerate(campaigns.take(count))]
+
+    def api(tag: str, items: list[dict]) -> dict:
+        before = last_proposal_id()
+        use_key = not args.no_idempotency_key
+        result = post_load(
+            port=PORT,
+            path="/api/v1/proposals/",
+            bodies=[json.dumps(item).encode() for item in items],
+            headers=[
+                agent_headers(key, f"{tag}-{i}" if use_key else None) for i in range(len(items))
+            ],
+            clients=args.concurrency,
+        )
+        result["backlog_at_end"] = counts_by_status(before).get("submitted", 0)
+        result["backlog_drained_seconds"] = wait_until(
+            lambda: not counts_by_status(before).get("submitted"), args.drain_timeout
+        )
+        # Executions too, before the next measure.
+        wait_until(
+            lambda: not {"approved", "executing"} & set(counts_by_status(before)),
+            args.drain_timeout,
+        )
+        return result
+
+    def baseline(path: str, items: list[dict]) -> dict:
+        return post_load(
+            port=PORT,
+            path=path,
+            bodies=[json.dumps(item).encode() for item in items],
+            headers=json_headers,
+            clients=args.concurrency,
+        )
+
+    warm = bodies("warm", 100)
+    baseline("/bench/insert/", warm)
+    baseline("/bench/drf/", warm)
+    api("warm", warm)
+    rounds = []
+    for round_ in range(args.rounds):
+        items = bodies(f"r{round_}", args.requests)
+        rounds.append(
+            {
+                "bare_insert": baseline("/bench/insert/", items),
+                "drf_create_with_history": baseline("/bench/drf/", items),
+                "api_submit": api(f"r{round_}", items),
+            }
+        )
+    return {"rounds": rounds}
+
+
+# --- 2. submit to executed -----------------------------------------------------------------
+
+
+def submit_to_executed(key: str, campaigns: Campaigns, samples: int) -> dict:
+    import http.client
+
+    from approvals.models import Proposal
+
     server_side, client_side = [], []
-    for i in range(samples):
-        body = {
-            "action_type": "bid_adjustment",
-            "account": "demo",
-            "payload": {"campaign": "brand-search", "new_bid": "2.04" if i % 2 == 0 else "2.00"},
-            "rationale": "Benchmark latency sample.",
-            "confidence": 0.9,
-        }
+    connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
+    for i, campaign in enumerate(campaigns.take(samples)):
+        body = json.dumps(proposal(campaign, f"latency-{i}"))
         started = time.perf_counter()
-        connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
-        connection.request("POST", "/api/v1/proposals/", json.dumps(body), headers)
+        connection.request("POST", "/api/v1/proposals/", body, agent_headers(key, f"latency-{i}"))
         response = connection.getresponse()
-        proposal_id = json.loads(response.read())["id"]
+        answer = json.loads(response.read())
+        if response.status != 201:
+            raise SystemExit(f"latency sample refused: HTTP {response.status} {answer}")
+        proposal_id = answer["id"]
         while True:
-            proposal = (
+            row = (
                 Proposal.objects.filter(pk=proposal_id)
                 .values("status", "created_at", "executed_at")
                 .get()
             )
-            if proposal["status"] == "executed":
+            if row["status"] == "executed":
                 break
-            if proposal["status"] not in ("submitted", "approved", "executing"):
-                raise SystemExit(f"proposal {proposal_id} ended {proposal['status']}")
+            if row["status"] not in ("submitted", "approved", "executing"):
+                raise SystemExit(f"proposal {proposal_id} ended {row['status']}")
             time.sleep(0.002)
         client_side.append(time.perf_counter() - started)
-        server_side.append((proposal["executed_at"] - proposal["created_at"]).total_seconds())
+        server_side.append((row["executed_at"] - row["created_at"]).total_seconds())
+    connection.close()
     return {
         "samples": samples,
         "server_p50_ms": round(percentile(server_side, 0.50) * 1000, 1),
@@ -187,97 +263,201 @@ def submit_to_executed(key: str, samples: int) -> dict:
     }
 
 
-def purge_queue() -> None:
-    import redis
+# --- 3. batches ----------------------------------------------------------------------------
 
-    redis.Redis.from_url(REDIS_URL).delete(QUEUE)
+
+def batches(key: str, campaigns: Campaigns, args) -> dict:
+    size, count = args.batch_size, args.batches
+    bodies, headers = [], []
+    for b in range(count):
+        items = [proposal(c, f"batch-{b}-{i}") for i, c in enumerate(campaigns.take(size))]
+        bodies.append(json.dumps(items).encode())
+        headers.append(agent_headers(key, f"batch-{b}"))
+    before = last_proposal_id()
+    started = time.perf_counter()
+    load = post_load(
+        port=PORT,
+        path="/api/v1/proposals/batch/",
+        bodies=bodies,
+        headers=headers,
+        clients=args.batch_clients,
+        timeout=600,
+        ok_statuses=(200,),
+    )
+    answered = time.perf_counter()
+    at_answer = counts_by_status(before)
+
+    def evaluated() -> bool:
+        return not counts_by_status(before).get("submitted")
+
+    def executed() -> bool:
+        return not {"submitted", "approved", "executing"} & set(counts_by_status(before))
+
+    all_evaluated = wait_until(evaluated, args.drain_timeout)
+    all_executed = wait_until(executed, args.drain_timeout)
+    at_end = counts_by_status(before)
+    created = sum(at_answer.values())
+    evaluated_after = None if all_evaluated is None else answered - started + all_evaluated
+    return {
+        "batch_size": size,
+        "batches": count,
+        "clients": args.batch_clients,
+        "requests": load,
+        "proposals_created": created,
+        "accepted_per_second": round(created / (answered - started), 1),
+        "evaluated_when_answered": created - at_answer.get("submitted", 0),
+        "all_evaluated_seconds_from_start": round(evaluated_after, 2)
+        if evaluated_after is not None
+        else None,
+        "accepted_and_evaluated_per_second": round(created / evaluated_after, 1)
+        if evaluated_after
+        else None,
+        "all_auto_approved_executed_seconds_after_answer": None
+        if all_executed is None or all_evaluated is None
+        else round(all_evaluated + all_executed, 2),
+        "by_status_when_answered": at_answer,
+        "by_status_at_end": at_end,
+    }
+
+
+# --- The run -------------------------------------------------------------------------------
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--requests", type=int, default=1000, help="Per single-submission measure.")
+    parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument("--latency-samples", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--batches", type=int, default=3)
+    parser.add_argument("--batch-clients", type=int, default=3)
+    parser.add_argument("--drain-timeout", type=float, default=600)
+    parser.add_argument("--no-idempotency-key", action="store_true")
     args = parser.parse_args()
 
-    (REPO / "bench" / "results").mkdir(exist_ok=True)
-    create_database(DATABASE_URL)
-    manage("migrate", "--run-syncdb", "-v0")
+    RESULTS.mkdir(exist_ok=True)
+    create_database(DATABASE_URL, fresh=True)
+    manage("migrate", "-v0")
+    manage("migrate", "--run-syncdb", "-v0")  # the baselines' tables (the history's refers to auth)
     key = json.loads(manage("seed_demo", "--json"))["agents"]["optimizer"]
 
-    # Served as production serves the platform (the Procfile's web: uvicorn workers under
-    # gunicorn), the baseline endpoint beside the API in the same processes.
-    web = start(
+    import django
+
+    django.setup()
+    campaigns = Campaigns(
+        100 + args.requests * args.rounds + args.latency_samples + args.batch_size * args.batches
+    )
+
+    # The Procfile's web (uvicorn workers under gunicorn, the baselines beside the API in the
+    # same processes) and its worker.
+    web = start_process(
         [sys.executable, "-m", "gunicorn", "bench.asgi:application",
          "--worker-class", "hitlproject.webserver.WebWorker", "--bind", f"127.0.0.1:{PORT}",
          "--workers", str(args.web_workers), "--log-level", "warning"],
-        "gunicorn.log",
+        RESULTS / "gunicorn.log", cwd=REPO,
     )  # fmt: skip
+    worker = start_process([str(REPO / "bin" / "worker")], RESULTS / "worker.log", cwd=REPO)
     try:
-        wait_for_http("/healthz")
-        warmup = bid_bodies(200)
-        load("/bench/insert/", warmup, {}, args.concurrency)
-        load("/api/v1/proposals/", warmup, {"Authorization": f"Bearer {key}"}, args.concurrency)
-        bodies = bid_bodies(args.requests)
-        baseline = load("/bench/insert/", bodies, {}, args.concurrency)
-        api = load(
-            "/api/v1/proposals/", bodies, {"Authorization": f"Bearer {key}"}, args.concurrency
-        )
-        purge_queue()
-
-        worker = start(
-            [sys.executable, "-m", "celery", "-A", "hitlproject", "worker", "--queues", QUEUE,
-             "--concurrency", "2", "--loglevel", "warning", "--without-gossip", "--without-mingle"],
-            "worker.log",
-        )  # fmt: skip
-        try:
-            time.sleep(3)
-            latency = submit_to_executed(key, args.latency_samples)
-        finally:
-            stop(worker)
+        wait_for_http(PORT, "/healthz", process=web)
+        time.sleep(3)  # the worker connecting to Redis
+        single = single_submissions(key, campaigns, args)
+        latency = submit_to_executed(key, campaigns, args.latency_samples)
+        batch = batches(key, campaigns, args)
     finally:
-        stop(web)
-        purge_queue()
+        stop_process_group(web)
+        stop_process_group(worker)
+        stop_process_group(web, MARKER)  # anything either left behind
+        purge_queues()
 
     results = {
         "setup": {
             "database": "postgresql",
             "broker": "redis",
             "web_workers": args.web_workers,
+            "worker": "bin/worker",
             "concurrency": args.concurrency,
+            "idempotency_key": not args.no_idempotency_key,
             "cores": os.cpu_count(),
         },
-        "submit_throughput": {"baseline_bare_insert": baseline, "api_submit": api},
+        "single_submissions": single,
         "submit_to_executed_auto_approved": latency,
+        "batches": batch,
     }
-    (REPO / "bench" / "results" / "agent_api.json").write_text(json.dumps(results, indent=2))
+    (RESULTS / "agent_api.json").write_text(json.dumps(results, indent=2))
     print(report(results, args))
 
 
+def purge_queues() -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    for name in (QUEUE, f"{QUEUE}.webhooks", f"{QUEUE}.callbacks"):
+        client.delete(name)
+
+
 def report(results: dict, args: argparse.Namespace) -> str:
-    baseline = results["submit_throughput"]["baseline_bare_insert"]
-    api = results["submit_throughput"]["api_submit"]
+    lines = [
+        f"Single submissions over HTTP: {args.requests} requests, {args.concurrency} clients, "
+        f"{args.web_workers} gunicorn workers and bin/worker, {os.cpu_count()} cores",
+        f"  {'':34} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}",
+    ]
+    labels = {
+        "bare_insert": "bare Django insert (baseline)",
+        "drf_create_with_history": "DRF create + history (baseline)",
+        "api_submit": "POST /api/v1/proposals/",
+    }
+    for number, round_ in enumerate(results["single_submissions"]["rounds"], 1):
+        if args.rounds > 1:
+            lines.append(f"  round {number}")
+        for name, label in labels.items():
+            r = round_[name]
+            lines.append(
+                f"  {label:34} {r['creates_per_second']:>8} {r['p50_ms']:>8} {r['p99_ms']:>8} "
+                f"{r['errors']:>7}"
+            )
+        api = round_["api_submit"]
+        drf = round_["drf_create_with_history"]["creates_per_second"]
+        bare = round_["bare_insert"]["creates_per_second"]
+        lines.append(
+            f"  API: {api['creates_per_second'] / drf:.2f}x the DRF baseline (goal >= 2), "
+            f"{api['creates_per_second'] / bare:.2f}x the "
+            f"bare insert; p99 {api['p99_ms']} ms (goal < 100)"
+        )
+        lines.append(
+            f"  evaluation backlog when the load ended: {api['backlog_at_end']} proposals still "
+            f"submitted, drained in {_seconds(api['backlog_drained_seconds'])}"
+        )
     latency = results["submit_to_executed_auto_approved"]
-    ratio = api["requests_per_second"] / baseline["requests_per_second"]
-    rows = [("bare Django insert (baseline)", baseline), ("POST /api/v1/proposals/", api)]
-    return "\n".join(
-        [
-            f"Submission over HTTP: {args.requests} requests, {args.concurrency} concurrent, "
-            f"{args.web_workers} gunicorn workers, {os.cpu_count()} cores",
-            f"  {'':30} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}",
-            *(
-                f"  {label:30} {r['requests_per_second']:>8} {r['p50_ms']:>8} {r['p99_ms']:>8}"
-                for label, r in rows
-            ),
-            f"  API throughput is {ratio:.2f} of the baseline's",
-            f"Submit to executed, auto-approved bid adjustment, {latency['samples']} samples:",
-            f"  server, created_at to executed_at: p50 {latency['server_p50_ms']} ms, "
-            f"p99 {latency['server_p99_ms']} ms",
-            f"  client, POST sent to seen executed: p50 {latency['client_p50_ms']} ms, "
-            f"p99 {latency['client_p99_ms']} ms",
-        ]
-    )
+    lines += [
+        f"Submit to executed, auto-approved bid adjustment, {latency['samples']} samples "
+        "(goal p50 < 50 ms, p99 < 150 ms):",
+        f"  server, created_at to executed_at: p50 {latency['server_p50_ms']} ms, "
+        f"p99 {latency['server_p99_ms']} ms",
+        f"  client, POST sent to seen executed: p50 {latency['client_p50_ms']} ms, "
+        f"p99 {latency['client_p99_ms']} ms",
+    ]
+    b = results["batches"]
+    lines += [
+        f"Batches: {b['batches']} of {b['batch_size']} items from {b['clients']} clients "
+        "(goal 10,000 proposals/s accepted and evaluated, executed within 2 s of the answer):",
+        f"  requests: p50 {b['requests']['p50_ms']} ms, max {b['requests']['max_ms']} ms, "
+        f"errors {b['requests']['errors']}",
+        f"  accepted: {b['accepted_per_second']} proposals/s; evaluated when answered: "
+        f"{b['evaluated_when_answered']} of {b['proposals_created']}",
+        f"  every item evaluated {_seconds(b['all_evaluated_seconds_from_start'])} after the "
+        f"first request: {b['accepted_and_evaluated_per_second']} proposals/s accepted and "
+        "evaluated",
+        f"  every auto-approved item executed "
+        f"{_seconds(b['all_auto_approved_executed_seconds_after_answer'])} after the last answer",
+        f"  by status at the end: {b['by_status_at_end']}",
+    ]
+    return "\n".join(lines)
+
+
+def _seconds(value: float | None) -> str:
+    return "not within the timeout" if value is None else f"{value:.2f} s"
 
 
 if __name__ == "__main__":

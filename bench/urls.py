@@ -5,6 +5,7 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
 from bench.baseline.models import BaselineRow
+from bench.baseline.views import TrackedRowCreate
 from hitlproject.urls import urlpatterns as platform_urlpatterns
 
 
@@ -15,4 +16,8 @@ def insert_one_row(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"id": row.pk}, status=201)
 
 
-urlpatterns = [path("bench/insert/", insert_one_row), *platform_urlpatterns]
+urlpatterns = [
+    path("bench/insert/", insert_one_row),
+    path("bench/drf/", TrackedRowCreate.as_view()),
+    *platform_urlpatterns,
+]
