@@ -49,9 +49,9 @@ os.environ.update(
 )
 RESULTS = REPO / "bench" / "results"
 TOP = 10
-# Frames that only pass the call on (the benchmark's own, the test client, Django's handler
-# and the middleware (their own time stays in the other table), Celery's retry wrapper): left out of the cumulative table, where
-# they would fill the top with the same total.
+# Frames that only pass the call on (the benchmark's own, the test client, Django's handler,
+# the middleware, Celery's retry wrapper): left out of the cumulative table, where they would
+# fill the top with the same total. Their own time stays in the other table.
 WRAPPERS = (
     "bench/",
     "django/test/",
