@@ -153,12 +153,15 @@ def last_proposal_id() -> int:
 
 
 def wait_until(condition, timeout: float) -> float | None:
-    """Seconds until ``condition()`` held (polled every 20 ms), or None after ``timeout``."""
+    """Seconds until ``condition()`` held, or None after ``timeout``. Polled every 20 ms at
+    first, then less often (at most every 250 ms), so that a long wait does not load the
+    database it waits on."""
     started = time.perf_counter()
     while not condition():
-        if time.perf_counter() - started > timeout:
+        elapsed = time.perf_counter() - started
+        if elapsed > timeout:
             return None
-        time.sleep(0.02)
+        time.sleep(min(0.25, 0.02 + elapsed / 100))
     return time.perf_counter() - started
 
 
