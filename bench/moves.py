@@ -298,7 +298,7 @@ def sample(agent, campaign: str, *, count_queries: bool = False) -> dict:
 
 
 def measure(agent, campaigns: list[str], samples: int) -> dict:
-    for campaign in campaigns[:3]:  # warm-up
+    for campaign in campaigns[:10]:  # warm-up
         sample(agent, campaign)
     runs = [sample(agent, campaigns[i % len(campaigns)]) for i in range(samples)]
     queries = sample(agent, campaigns[0], count_queries=True)["queries"]
