@@ -32,7 +32,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -47,6 +46,7 @@ from bench.common import (  # noqa: E402
     percentile,
     start_process,
     stop_process_group,
+    temporary_data_dir,
     wait_for_http,
 )
 from bench.loadgen import post_load  # noqa: E402
@@ -66,7 +66,7 @@ os.environ.update(
     HITL_API_THROTTLE_RATE="100000000/min",
     HITL_LOG_LEVEL="WARNING",
     CELERY_LOG_LEVEL="warning",
-    HITL_DATA_DIR=tempfile.mkdtemp(prefix="hitl-bench-api-"),
+    HITL_DATA_DIR=temporary_data_dir("hitl-bench-api-"),
     HITL_BENCH_RUN=QUEUE,  # marks every process this run starts
 )
 

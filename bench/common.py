@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -36,6 +38,15 @@ def create_database(url: str, *, fresh: bool = False) -> None:
         ).fetchone()
         if not exists:
             connection.execute(f'CREATE DATABASE "{name}"')
+
+
+def temporary_data_dir(prefix: str) -> str:
+    """A HITL_DATA_DIR for one run (what seed_demo keeps, caches), removed when it ends."""
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def percentile(samples: list[float], fraction: float) -> float:

@@ -33,7 +33,6 @@ import os
 import random
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from datetime import timedelta
@@ -44,7 +43,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.common import bench_database, create_database  # noqa: E402
+from bench.common import bench_database, create_database, temporary_data_dir  # noqa: E402
 
 DATABASE_URL = bench_database("moves")
 QUEUE = f"bench-moves-{uuid.uuid4().hex[:8]}"
@@ -54,7 +53,7 @@ os.environ.update(
     REDIS_URL=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"),
     HITL_CELERY_QUEUE=QUEUE,
     HITL_LOG_LEVEL="WARNING",
-    HITL_DATA_DIR=tempfile.mkdtemp(prefix="hitl-bench-moves-"),
+    HITL_DATA_DIR=temporary_data_dir("hitl-bench-moves-"),
 )
 RESULTS = REPO / "bench" / "results"
 

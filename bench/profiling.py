@@ -25,7 +25,6 @@ import json
 import os
 import pstats
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -33,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.common import bench_database, create_database  # noqa: E402
+from bench.common import bench_database, create_database, temporary_data_dir  # noqa: E402
 
 DATABASE_URL = bench_database("profile")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -45,7 +44,7 @@ os.environ.update(
     HITL_CELERY_QUEUE=QUEUE,
     HITL_API_THROTTLE_RATE="100000000/min",
     HITL_LOG_LEVEL="WARNING",
-    HITL_DATA_DIR=tempfile.mkdtemp(prefix="hitl-bench-profile-"),
+    HITL_DATA_DIR=temporary_data_dir("hitl-bench-profile-"),
 )
 RESULTS = REPO / "bench" / "results"
 TOP = 10
