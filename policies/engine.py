@@ -54,7 +54,7 @@ one order (riskiest, then oldest, ``proposal_queue_idx``) puts it first, with no
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -161,6 +161,11 @@ class Rule:
             pressure_amount=ratio(self.auto_execute_max_amount or None) or _REFERENCE_AMOUNT_RATIO,
         )
 
+    @cached_property
+    def _texts(self) -> dict[tuple, str]:
+        """Its figures in words, by (how, which figure, unit or currency): see ``_said``."""
+        return {}
+
     def matches(self, facts: Facts | Scope) -> bool:
         return (
             self.action_type == facts.action_type
@@ -206,10 +211,8 @@ def exact(value: Number) -> Fraction:
 def _ratio(value: Number) -> _Ratio:
     """A number exactly, as integers: what ``Fraction(value)`` holds, without building one."""
     kind = type(value)
-    if kind is Decimal:
+    if kind is Decimal or kind is Fraction:
         return value.as_integer_ratio()
-    if kind is Fraction:
-        return value.numerator, value.denominator
     if kind is int:
         return value, 1
     value = Fraction(value)
@@ -302,14 +305,13 @@ def format_magnitude(value: Number, unit: MagnitudeUnit) -> str:
 
 def format_move(moved: Number, limit: Number) -> str:
     """A signed percentage, with as many decimals as it takes not to read as the limit."""
-    return _move_text(_ratio(moved), limit)
+    return _move_text(_ratio(moved), _ratio(limit))
 
 
-def _move_text(moved: _Ratio, limit: Number) -> str:
+def _move_text(moved: _Ratio, limit: _Ratio) -> str:
     # In integers what ``round(Fraction, digits)`` compares: the two rounded to as many digits.
     numerator, denominator = moved[0] * 100, moved[1]
-    limit_numerator, limit_denominator = _ratio(limit)
-    limit_numerator = abs(limit_numerator) * 100
+    limit_numerator, limit_denominator = abs(limit[0]) * 100, limit[1]
     digits, shift = 1, 10
     while digits < 6 and _round_half_even(abs(numerator) * shift, denominator) == _round_half_even(
         limit_numerator * shift, limit_denominator
@@ -373,7 +375,7 @@ def matching_rule(facts: Facts | Scope, rules: Iterable[Rule]) -> Rule | None:
     return best
 
 
-def _products(facts: Facts, window: timedelta) -> dict[str, tuple[int, int]]:
+def _products(facts: Facts, window: timedelta) -> dict[str, _Ratio]:
     """Each target's compounded factor over the window, this proposal's included, as an exact
     ratio of integers (not reduced: a product of a few factors is cheaper unreduced)."""
     since = facts.now - window if facts.now else None
@@ -436,6 +438,18 @@ def risk_score(facts: Facts, rule: Rule | None) -> int:
     return _risk(facts, _ratio(facts.magnitude), amount, rule._figures if rule else None)
 
 
+def _said(rule: Rule, how: Callable[..., str], figure: str, *context: str) -> str:
+    """One of the rule's figures in words, ``how(rule.<figure>, *context)``, made once per
+    rule: a rule's figures cannot change, and the batch path evaluates every item under the
+    same rules."""
+    key = (how, figure, *context)
+    texts = rule._texts
+    text = texts.get(key)
+    if text is None:
+        text = texts[key] = how(getattr(rule, figure), *context)
+    return text
+
+
 def _over(value: _Ratio | None, limit: _Ratio | None) -> bool:
     """value > limit, exactly, by cross-multiplying (denominators are positive)."""
     return value is not None and limit is not None and value[0] * limit[1] > limit[0] * value[1]
@@ -458,8 +472,8 @@ def evaluate(facts: Facts, rules: Iterable[Rule]) -> Verdict:
     if rule is not None:
         named = f"policy “{rule.name}”"
         if _over(magnitude, figures.block_above_magnitude):
-            limit = format_magnitude(rule.block_above_magnitude, unit)
-            ceiling = ceiling_text(rule.block_above_magnitude, unit)
+            limit = _said(rule, format_magnitude, "block_above_magnitude", unit)
+            ceiling = _said(rule, ceiling_text, "block_above_magnitude", unit)
             shown_size = format_magnitude(facts.magnitude, unit)
             blocks.append(
                 (
@@ -470,7 +484,7 @@ def evaluate(facts: Facts, rules: Iterable[Rule]) -> Verdict:
                 )
             )
         if _over(amount, figures.block_above_amount):
-            limit = format_money(rule.block_above_amount, facts.currency)
+            limit = _said(rule, format_money, "block_above_amount", facts.currency)
             money = format_money(facts.amount, facts.currency)
             blocks.append(
                 (
@@ -501,7 +515,7 @@ def evaluate(facts: Facts, rules: Iterable[Rule]) -> Verdict:
         if found:
             outcome = "review"
         else:
-            limit = format_magnitude(rule.auto_execute_max_magnitude, unit)
+            limit = _said(rule, format_magnitude, "auto_execute_max_magnitude", unit)
             outcome = "auto_approve"
             found = [
                 (
@@ -565,8 +579,8 @@ def _reviews(
             )
         )
     elif _over(magnitude, figures.auto_execute_max_magnitude):
-        limit = format_magnitude(rule.auto_execute_max_magnitude, unit)
-        ceiling = ceiling_text(rule.auto_execute_max_magnitude, unit)
+        limit = _said(rule, format_magnitude, "auto_execute_max_magnitude", unit)
+        ceiling = _said(rule, ceiling_text, "auto_execute_max_magnitude", unit)
         shown_size = format_magnitude(facts.magnitude, unit)
         reviews.append(
             (
@@ -579,7 +593,7 @@ def _reviews(
             )
         )
     if not rule.always_review and _over(amount, figures.auto_execute_max_amount):
-        limit = format_money(rule.auto_execute_max_amount, facts.currency)
+        limit = _said(rule, format_money, "auto_execute_max_amount", facts.currency)
         money = format_money(facts.amount, facts.currency)
         reviews.append(
             (
@@ -596,11 +610,10 @@ def _reviews(
         for target, (numerator, denominator) in _products(facts, rule.cumulative_window).items():
             # |product - 1| > ceiling
             if abs(numerator - denominator) * cumulative[1] > cumulative[0] * denominator:
-                window = window_text(rule.cumulative_window)
-                limit = format_magnitude(rule.cumulative_max_magnitude, "ratio")
-                ceiling = percent_text(rule.cumulative_max_magnitude)
-                moved = (numerator - denominator, denominator)
-                shown = _move_text(moved, rule.cumulative_max_magnitude)
+                window = _said(rule, window_text, "cumulative_window")
+                limit = _said(rule, format_magnitude, "cumulative_max_magnitude", "ratio")
+                ceiling = _said(rule, percent_text, "cumulative_max_magnitude")
+                shown = _move_text((numerator - denominator, denominator), cumulative)
                 reviews.append(
                     (
                         f"{target} would move {shown} within {window}, counting "
