@@ -10,7 +10,7 @@ from functools import partial
 from celery import Task, shared_task
 from django.db import OperationalError, transaction
 
-from approvals.services.execution import executes_by_webhook, proposal_execute
+from approvals.services.execution import proposal_execute, proposals_execute
 from approvals.services.expiry import proposals_expire_overdue
 from approvals.services.idempotency import idempotency_records_purge
 from approvals.services.proposals import proposal_evaluate
@@ -49,6 +49,22 @@ def enqueue_evaluations_after_commit(proposal_ids: list[int]) -> None:
     transaction.on_commit(partial(_send_each, evaluate_proposals, chunks), robust=True)
 
 
+# A batch's executions travel this many to a message. Those of a message are carried out
+# together, in one transaction, where nothing but doing them is needed; so more to a message
+# is less work, fewer to a message more workers sharing it.
+EXECUTION_CHUNK = 50
+
+
+def enqueue_executions_after_commit(proposal_ids: list[int]) -> None:
+    """Send the approved proposals' executions, in chunks, once the surrounding transaction
+    commits (a broker out of reach is logged, and the stall sweeper sends them again)."""
+    chunks = [
+        proposal_ids[start : start + EXECUTION_CHUNK]
+        for start in range(0, len(proposal_ids), EXECUTION_CHUNK)
+    ]
+    transaction.on_commit(partial(_send_each, execute_proposals, chunks), robust=True)
+
+
 TRANSIENT = {
     "autoretry_for": (OperationalError,),
     "retry_backoff": True,
@@ -70,12 +86,21 @@ def evaluate_proposals(proposal_ids: list[int]) -> None:
 
 @shared_task(name="approvals.execute_proposal", **TRANSIENT)
 def execute_proposal(proposal_id: int) -> None:
-    """Carry out an approved proposal in the ledger; one for a channel's endpoint is handed to
-    the webhook queue's workers, so no endpoint, however slow, holds up anybody else's."""
-    if executes_by_webhook(proposal_id=proposal_id):
-        send_execution_request.delay(proposal_id)
-    else:
-        proposal_execute(proposal_id=proposal_id)
+    """One approved proposal's execution (as the stall sweep sends it): ``execute_proposals``."""
+    _execute([proposal_id])
+
+
+@shared_task(name="approvals.execute_proposals", **TRANSIENT)
+def execute_proposals(proposal_ids: list[int]) -> None:
+    """Carry out approved proposals in the ledger; those for a channel's endpoint are handed
+    to the webhook queue's workers, so no endpoint, however slow, holds up anybody else's."""
+    _execute(proposal_ids)
+
+
+def _execute(proposal_ids: list[int]) -> None:
+    for_webhook = proposals_execute(proposal_ids=proposal_ids).for_webhook
+    if for_webhook:
+        _send_each(send_execution_request, for_webhook)
 
 
 @shared_task(name="approvals.send_execution_request", **TRANSIENT)

@@ -9,7 +9,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import Max, Q
+from django.db.models import Max, Q, QuerySet
 from django.utils import timezone
 
 from hitlproject.errors import DomainError
@@ -88,14 +88,19 @@ def policy_in_force(*, action_type: str, agent: Agent, account: Account) -> Poli
     return Policy.objects.get(pk=rule.policy_id) if rule else None
 
 
-def engaged_kill_switches(account: Account) -> list[KillSwitch]:
-    return list(
-        KillSwitch.objects.filter(engaged=True).filter(
-            Q(scope=KillSwitchScope.GLOBAL)
-            | Q(scope=KillSwitchScope.ACCOUNT, account=account)
-            | Q(scope=KillSwitchScope.CHANNEL, channel=account.channel)
-        )
+def kill_switches_engaged_over(account: Any, channel: Any) -> QuerySet[KillSwitch]:
+    """The kill switches engaged over an account on a channel: everything's, the account's,
+    the channel's. ``account`` and ``channel`` may be references into an outer query
+    (``OuterRef``), to ask about many accounts' proposals at once."""
+    return KillSwitch.objects.filter(engaged=True).filter(
+        Q(scope=KillSwitchScope.GLOBAL)
+        | Q(scope=KillSwitchScope.ACCOUNT, account=account)
+        | Q(scope=KillSwitchScope.CHANNEL, channel=channel)
     )
+
+
+def engaged_kill_switches(account: Account) -> list[KillSwitch]:
+    return list(kill_switches_engaged_over(account, account.channel))
 
 
 def kill_switch_reason(switch: KillSwitch) -> str:
@@ -180,12 +185,26 @@ def guardrail_findings(
     return GuardrailFindings(tuple(blocks), tuple(reviews))
 
 
+def _touches_spend(proposed: dict[str, dict[str, Any]]) -> bool:
+    return any({"daily_budget", "status"} & set(values) for values in proposed.values())
+
+
+def reads_account_campaigns(
+    *, action_type: ActionType, account: Account, payload: dict[str, Any], campaigns
+) -> bool:
+    """Whether the guardrails judge this action by the account's other campaigns too: it
+    changes spend on an account whose total daily budget is capped. Two such actions on one
+    account are only judged right one after the other, each seeing the other's effect."""
+    return account.max_total_daily_budget is not None and _touches_spend(
+        action_type.proposed_state(payload, campaigns)
+    )
+
+
 def _budget_cap_findings(
     action_type, account, payload, campaigns, account_campaigns=None
 ) -> list[str]:
     proposed = action_type.proposed_state(payload, campaigns)
-    touches_spend = any({"daily_budget", "status"} & set(values) for values in proposed.values())
-    if not touches_spend:
+    if not _touches_spend(proposed):
         return []
     proposed_budgets = {
         external_id: Decimal(values["daily_budget"])

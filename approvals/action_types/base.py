@@ -182,12 +182,31 @@ class ActionType:
         self, payload: dict[str, Any], campaigns: dict[str, Campaign], proposal: Proposal
     ) -> None:
         """Write the action to the ledger (the caller holds locks on the campaigns)."""
+        for campaign, _ in self._set_on(payload, campaigns, proposal):
+            campaign.save()
+
+    def staged_writes(
+        self, payload: dict[str, Any], campaigns: dict[str, Campaign], proposal: Proposal
+    ) -> list[tuple[Campaign, dict[str, Any]]] | None:
+        """What ``apply`` writes, set on the campaigns in memory and not saved, as (campaign,
+        fields changed): for the executor to write many actions' changes together, with
+        their history. None for a type that writes anything else (its own ``apply``): it
+        must apply itself."""
+        if type(self).apply is not ActionType.apply:
+            return None
+        return self._set_on(payload, campaigns, proposal)
+
+    def _set_on(
+        self, payload: dict[str, Any], campaigns: dict[str, Campaign], proposal: Proposal
+    ) -> list[tuple[Campaign, dict[str, Any]]]:
+        writes = []
         for external_id, values in self.proposed_state(payload, campaigns).items():
             campaign = campaigns[external_id]
             for field_name, value in values.items():
                 setattr(campaign, field_name, value)
             campaign._change_reason = f"proposal #{proposal.pk}: {proposal.summary}"
-            campaign.save()
+            writes.append((campaign, dict(values)))
+        return writes
 
     def validate_payload(self, raw_payload: Any) -> dict[str, Any]:
         serializer = self.payload_serializer(data=raw_payload)

@@ -22,7 +22,9 @@ re-routed to a person if its verdict changes.
 side effects after commit. The admin, the API and the Celery tasks all call it.
 """
 
+import copy
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -121,12 +123,12 @@ def _review_window(proposal: Proposal) -> tuple[timedelta, str]:
 
 def _after_move(proposals: Sequence[Proposal]) -> None:
     """Once the moves commit: execute what was approved, and tell agents what happened."""
-    from approvals.tasks import enqueue_after_commit, execute_proposal
+    from approvals.tasks import enqueue_executions_after_commit
     from feedback.callbacks import callback_events_record
 
     approved = [proposal.pk for proposal in proposals if proposal.status == S.APPROVED]
     if approved:
-        enqueue_after_commit(execute_proposal, *approved)
+        enqueue_executions_after_commit(approved)
     callback_events_record(proposals=proposals)
 
 
@@ -142,8 +144,8 @@ def proposal_transition(
         proposal = proposal_lock(proposal_id)
         for field, value in (changes or {}).items():
             setattr(proposal, field, value)
-        _move(proposal, to_status, reason=reason, now=timezone.now())
-        proposal.save()
+        moved = _move(proposal, to_status, reason=reason, now=timezone.now())
+        proposal.save(update_fields=[*(changes or {}), *moved])  # what changed, no more
         _after_move([proposal])
     return proposal
 
@@ -160,18 +162,53 @@ def proposals_transition(
     ``proposal_transition``, writing them together: proposals moved alike take one UPDATE,
     and their history one INSERT. Refuses them all if any one may not make the move.
     ``also_write`` names fields the caller has set on the proposals, written with the move."""
+    proposals_move_through(
+        proposals=proposals,
+        moves=[Move(to_status, reason, timezone.now())],
+        actor=actor,
+        also_write=also_write,
+    )
+
+
+@dataclass(frozen=True)
+class Move:
+    """One move of a ``proposals_move_through``: to what status, why ("" for the lifecycle's
+    own words) and when."""
+
+    to_status: str
+    reason: str
+    at: datetime
+
+
+def proposals_move_through(
+    *,
+    proposals: Sequence[Proposal],
+    moves: Sequence[Move],
+    actor: Actor,
+    also_write: Sequence[str] = (),
+) -> None:
+    """Move proposals, already locked by the caller's transaction, through successive
+    statuses (approved → executing → executed, say, once the work between them is done),
+    each move checked by the lifecycle's rules from the status the one before left and
+    recorded in history with its own time and reason, by ``actor``. The rows are written
+    once, at the end, with only the columns the moves (and ``also_write``) changed: one
+    UPDATE for the proposals moved alike, one INSERT of every history record. Refuses them
+    all if any one may not make a move."""
     if not transaction.get_connection().in_atomic_block:
-        raise TransactionManagementError("proposals_transition needs the caller's row locks.")
-    now = timezone.now()
-    changes = [
-        (
-            proposal,
-            {
-                **{name: getattr(proposal, name) for name in also_write},
-                **_move(proposal, to_status, reason=reason, now=now),
-            },
-        )
+        raise TransactionManagementError("proposals_move_through needs the caller's row locks.")
+    written = {
+        proposal.pk: {name: getattr(proposal, name) for name in also_write}
         for proposal in proposals
-    ]
-    update_with_history(Proposal, changes, actor=actor)
+    }
+    records = []
+    for move in moves:
+        for proposal in proposals:
+            written[proposal.pk].update(
+                _move(proposal, move.to_status, reason=move.reason, now=move.at)
+            )
+            record = copy.copy(proposal)  # the proposal as this move left it, for history
+            record._history_date = move.at
+            records.append(record)
+    changes = [(proposal, written[proposal.pk]) for proposal in proposals]
+    update_with_history(Proposal, changes, actor=actor, records=records)
     _after_move(proposals)
