@@ -49,18 +49,20 @@ def enqueue_evaluations_after_commit(proposal_ids: list[int]) -> None:
     transaction.on_commit(partial(_send_each, evaluate_proposals, chunks), robust=True)
 
 
-# A batch's executions travel this many to a message. Those of a message are carried out
-# together, in one transaction, where nothing but doing them is needed; so more to a message
-# is less work, fewer to a message more workers sharing it.
-EXECUTION_CHUNK = 50
+# A batch's executions travel at most this many to a message. Those of a message are carried
+# out together, in one transaction, where nothing but doing them is needed: more to a message
+# is less work in all, fewer to a message more workers sharing it.
+EXECUTION_CHUNK = 100
 
 
 def enqueue_executions_after_commit(proposal_ids: list[int]) -> None:
-    """Send the approved proposals' executions, in chunks, once the surrounding transaction
-    commits (a broker out of reach is logged, and the stall sweeper sends them again)."""
+    """Send the approved proposals' executions, in messages alike in size, once the
+    surrounding transaction commits (a broker out of reach is logged, and the stall sweeper
+    sends them again)."""
+    messages = -(-len(proposal_ids) // EXECUTION_CHUNK)
+    size = -(-len(proposal_ids) // messages) if messages else 0
     chunks = [
-        proposal_ids[start : start + EXECUTION_CHUNK]
-        for start in range(0, len(proposal_ids), EXECUTION_CHUNK)
+        proposal_ids[start : start + size] for start in range(0, len(proposal_ids), size or 1)
     ]
     transaction.on_commit(partial(_send_each, execute_proposals, chunks), robust=True)
 

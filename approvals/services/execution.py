@@ -448,13 +448,14 @@ def _execute_together(proposal_ids: Sequence[int]) -> Executions:
             staged.append((proposal, before, after, writes))
         if not staged:
             return executions
-        finished_at = timezone.now()
+        applied_at = timezone.now()
         campaign_writes = []
         for _, _, _, writes in staged:
             for campaign, fields in writes:
-                campaign.updated_at = finished_at
-                campaign_writes.append((campaign, {**fields, "updated_at": finished_at}))
+                campaign.updated_at = applied_at
+                campaign_writes.append((campaign, {**fields, "updated_at": applied_at}))
         update_with_history(Campaign, campaign_writes, actor=actor)
+        finished_at = timezone.now()  # the ledger written, as an attempt alone finishes
         create_with_history(
             Execution,
             [
