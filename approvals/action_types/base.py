@@ -185,15 +185,21 @@ class ActionType:
         for campaign, _ in self._set_on(payload, campaigns, proposal):
             campaign.save()
 
+    @property
+    def writes_campaign_fields_only(self) -> bool:
+        """Whether ``apply`` writes the campaign fields of ``proposed_state`` and nothing
+        else, so that the executor may write many actions' changes together
+        (``staged_writes``). A type that writes anything else has an ``apply`` of its own."""
+        return type(self).apply is ActionType.apply
+
     def staged_writes(
         self, payload: dict[str, Any], campaigns: dict[str, Campaign], proposal: Proposal
-    ) -> list[tuple[Campaign, dict[str, Any]]] | None:
+    ) -> list[tuple[Campaign, dict[str, Any]]]:
         """What ``apply`` writes, set on the campaigns in memory and not saved, as (campaign,
-        fields changed): for the executor to write many actions' changes together, with
-        their history. None for a type that writes anything else (its own ``apply``): it
-        must apply itself."""
-        if type(self).apply is not ActionType.apply:
-            return None
+        fields changed), for the caller to write with their history; only for a type that
+        ``writes_campaign_fields_only``."""
+        if not self.writes_campaign_fields_only:
+            raise TypeError(f"{self.name} writes more than campaign fields: it applies itself.")
         return self._set_on(payload, campaigns, proposal)
 
     def _set_on(

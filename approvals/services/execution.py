@@ -402,7 +402,9 @@ def _execute_together(proposal_ids: Sequence[int]) -> Executions:
             elif proposal.status != ProposalStatus.APPROVED:
                 executions.settled[proposal.pk] = proposal  # nothing to do
             elif not proposal.kill_switch_engaged:
-                candidates.append((proposal, action_types.get(proposal.action_type)))
+                action_type = action_types.get(proposal.action_type)
+                if action_type.writes_campaign_fields_only:
+                    candidates.append((proposal, action_type))
         # Two of the set on one campaign: the first's change may supersede the second, or
         # move what it is assessed on. They run alone, one after the other.
         touched = {
@@ -442,8 +444,6 @@ def _execute_together(proposal_ids: Sequence[int]) -> Executions:
             ):
                 continue
             writes = action_type.staged_writes(payload, theirs, proposal)
-            if writes is None:
-                continue
             after = ledger_snapshot(action_type=action_type, payload=payload, campaigns=theirs)
             staged.append((proposal, before, after, writes))
         if not staged:
