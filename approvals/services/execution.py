@@ -34,7 +34,12 @@ from approvals.models import (
     VerdictOutcome,
 )
 from approvals.services.acts import Act, check_may_act
-from approvals.services.lifecycle import proposal_lock, proposal_transition
+from approvals.services.lifecycle import (
+    counted_moves_update,
+    counted_state,
+    proposal_lock,
+    proposal_transition,
+)
 from approvals.services.proposals import (
     assessed_from_ledger,
     campaigns_for,
@@ -103,6 +108,7 @@ def _reassessed(
         changes = {**facts, **verdict_changes(verdict, findings)}
         changes["verdict_reasons"] = [reason, *verdict.reasons]
         return _sent_back(proposal, actor, reason, changes)
+    counted_before = counted_state(proposal)
     for name, value in facts.items():
         setattr(proposal, name, value)
     proposal._change_reason = (
@@ -110,6 +116,7 @@ def _reassessed(
         "which its approval still covers."
     )
     proposal.save()
+    counted_moves_update([(proposal, counted_before)])
     return None
 
 
