@@ -1,5 +1,6 @@
 """The agent API for proposals: submit, batch, list, detail, withdraw."""
 
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -145,11 +146,14 @@ class ProposalOutput(serializers.Serializer):
 
 _MAGNITUDE = ProposalOutput().fields["magnitude"]
 _AMOUNT = ProposalOutput().fields["amount"]
-_TIME = serializers.DateTimeField()
 
 
-def _time(value) -> str | None:
-    return None if value is None else _TIME.to_representation(value)
+def _time(value: datetime | None) -> str | None:
+    """As DRF writes a time in UTC (its DateTimeField, at a fraction of the cost)."""
+    if value is None:
+        return None
+    text = value.astimezone(UTC).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def proposal_body(proposal: Proposal, *, just_submitted: bool = False) -> dict:
@@ -206,11 +210,11 @@ def proposal_body(proposal: Proposal, *, just_submitted: bool = False) -> dict:
     }
 
 
-def submission(data: Any) -> Submission:
-    """A proposal's fields as the agent sent them, checked for form (or a 400)."""
-    serializer = ProposalInput(data=data)
-    serializer.is_valid(raise_exception=True)
-    return Submission(**serializer.validated_data)
+def submission(data: Any, checker: ProposalInput | None = None) -> Submission:
+    """A proposal's fields as the agent sent them, checked for form (or a 400). A batch
+    passes one ``checker`` for all its items: building a serializer costs more than using it."""
+    checker = checker or ProposalInput()
+    return Submission(**checker.run_validation(data))
 
 
 class IdempotentAPIView(AgentAPIView):
@@ -335,9 +339,10 @@ class ProposalBatchApi(IdempotentAPIView):
         # Each item is checked for form, then the well-formed ones are submitted together, in
         # one transaction: the batch is recorded whole, with every item's result, or not at all.
         checked: list[Submission | ValidationError] = []
+        checker = ProposalInput()
         for item in items:
             try:
-                checked.append(submission(item))
+                checked.append(submission(item, checker))
             except ValidationError as error:
                 checked.append(error)
         submitted = iter(
