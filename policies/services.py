@@ -9,7 +9,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import Max, Q
+from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from hitlproject.errors import DomainError
@@ -72,17 +72,17 @@ def policies_in_force(
 ) -> tuple[list[engine.Rule], dict[int, Policy]]:
     """The active, non-draft policies (of these action types, or all) as rules, each with its
     current history version; and the policies themselves, by id."""
-    policies = Policy.objects.filter(is_active=True, is_draft=False)
+    policies = Policy.objects.filter(is_active=True, is_draft=False).annotate(
+        version=Subquery(
+            Policy.history.filter(id=OuterRef("pk"))
+            .order_by("-history_id")
+            .values("history_id")[:1]
+        )
+    )
     if action_types is not None:
         policies = policies.filter(action_type__in=sorted(action_types))
     by_id = {policy.pk: policy for policy in policies}
-    versions = dict(
-        Policy.history.filter(id__in=list(by_id))
-        .values("id")
-        .annotate(version=Max("history_id"))
-        .values_list("id", "version")
-    )
-    rules = [rule_from_policy(policy, versions.get(pk)) for pk, policy in by_id.items()]
+    rules = [rule_from_policy(policy, policy.version) for policy in by_id.values()]
     return rules, by_id
 
 
