@@ -34,21 +34,6 @@ def _send_each(task: Task, arguments: Sequence[object]) -> None:
             task.apply_async((argument,), producer=producer)
 
 
-# A batch's evaluations travel this many to a message: a publish costs more than the
-# evaluations wait for one another.
-EVALUATION_CHUNK = 25
-
-
-def enqueue_evaluations_after_commit(proposal_ids: list[int]) -> None:
-    """Send the proposals' evaluations, in chunks, once the surrounding transaction commits
-    (a broker out of reach is logged, and the stall sweeper sends them again)."""
-    chunks = [
-        proposal_ids[start : start + EVALUATION_CHUNK]
-        for start in range(0, len(proposal_ids), EVALUATION_CHUNK)
-    ]
-    transaction.on_commit(partial(_send_each, evaluate_proposals, chunks), robust=True)
-
-
 # A batch's executions travel at most this many to a message. Those of a message are carried
 # out together, in one transaction, where nothing but doing them is needed: more to a message
 # is less work in all, fewer to a message more workers sharing it.
@@ -75,6 +60,8 @@ TRANSIENT = {
 }
 
 
+# Proposals are evaluated as they are submitted; these evaluate one that an earlier release
+# left submitted (sent by the stall sweep, or still queued from before an upgrade).
 @shared_task(name="approvals.evaluate_proposal", **TRANSIENT)
 def evaluate_proposal(proposal_id: int) -> None:
     proposal_evaluate(proposal_id=proposal_id)

@@ -44,6 +44,8 @@ from approvals.models import (
 from approvals.services.acts import Act, check_may_act
 from approvals.services.lifecycle import (
     Move,
+    counted_moves_update,
+    counted_state,
     proposal_lock,
     proposal_transition,
     proposals_move_through,
@@ -124,6 +126,7 @@ def _reassessed(
         changes = {**facts, **verdict_changes(verdict, findings)}
         changes["verdict_reasons"] = [reason, *verdict.reasons]
         return _sent_back(proposal, actor, reason, changes)
+    counted_before = counted_state(proposal)
     for name, value in facts.items():
         setattr(proposal, name, value)
     proposal._change_reason = (
@@ -131,6 +134,7 @@ def _reassessed(
         "which its approval still covers."
     )
     proposal.save()
+    counted_moves_update([(proposal, counted_before)])
     return None
 
 

@@ -28,7 +28,7 @@ from rest_framework.exceptions import ValidationError
 
 from approvals import action_types
 from approvals.models import Proposal, ProposalStatus
-from approvals.services.lifecycle import proposal_transition
+from approvals.services.lifecycle import counted_moves_update, counted_state, proposal_transition
 from approvals.services.proposals import (
     assessed_from_ledger,
     campaigns_for,
@@ -269,7 +269,9 @@ def _reassess_waiting(proposal: Proposal, moves: list[TargetMove], *, actor: Act
             proposal, assessed, verdict, f"{note} Now: {assessed.assessment.summary}."
         )
     with acting_as(actor):
+        counted_before = counted_state(proposal)
         for name, value in changes.items():
             setattr(proposal, name, value)
         proposal._change_reason = note
         proposal.save()
+        counted_moves_update([(proposal, counted_before)])
