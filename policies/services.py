@@ -9,6 +9,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
+from django.apps import apps
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
@@ -74,7 +75,8 @@ def policies_in_force(
     current history version; and the policies themselves, by id."""
     policies = Policy.objects.filter(is_active=True, is_draft=False).annotate(
         version=Subquery(
-            Policy.history.filter(id=OuterRef("pk"))
+            apps.get_model("policies", "HistoricalPolicy")
+            .objects.filter(id=OuterRef("pk"))
             .order_by("-history_id")
             .values("history_id")[:1]
         )

@@ -23,6 +23,7 @@ side effects after commit. The admin, the API and the Celery tasks all call it.
 """
 
 import copy
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -90,6 +91,7 @@ def counted_moves_update(written: Iterable[tuple[Proposal, CountedState]]) -> No
         for proposal, _ in changed
         if counted_state(proposal) is not None
         for target, factor in proposal.effects.items()
+        if factor != "1/1"  # a move to the same value compounds to nothing
     )
 
 
@@ -258,6 +260,13 @@ def proposals_move_through(
     _after_move(proposals)
 
 
+@functools.cache
+def _proposal_history():
+    """Proposal's history manager, made once: simple-history makes a new manager class at
+    every ``Proposal.history``, which costs more than the insert it is asked for."""
+    return get_history_manager_for_model(Proposal)
+
+
 def proposals_create_routed(
     *,
     proposals: Sequence[Proposal],
@@ -284,7 +293,7 @@ def proposals_create_routed(
             setattr(proposal, field, value)
         _move(proposal, to_status, reason=reason, now=now)
     Proposal.objects.bulk_create(proposals)
-    history = get_history_manager_for_model(Proposal)
+    history = _proposal_history()
     for submitted, proposal in zip(as_submitted, proposals, strict=True):
         submitted.pk = proposal.pk
     history.bulk_history_create(
