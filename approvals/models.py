@@ -203,8 +203,6 @@ class Proposal(models.Model):
             models.Index(fields=["agent", "-id"], name="proposal_agent_idx"),
             # Decisions of a period, for the dashboard.
             models.Index(fields=["decided_at"], name="proposal_decided_idx"),
-            # Recent moves on an account, for the cumulative ceilings.
-            models.Index(fields=["account", "decided_at"], name="proposal_account_decided_idx"),
             models.Index(
                 fields=["review_expires_at"],
                 name="proposal_review_expiry_idx",

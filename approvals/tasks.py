@@ -10,7 +10,7 @@ from functools import partial
 from celery import Task, shared_task
 from django.db import OperationalError, transaction
 
-from approvals.services.execution import executes_by_webhook, proposal_execute
+from approvals.services.execution import proposal_execute, proposals_execute
 from approvals.services.expiry import proposals_expire_overdue
 from approvals.services.idempotency import idempotency_records_purge
 from approvals.services.proposals import proposal_evaluate
@@ -34,19 +34,22 @@ def _send_each(task: Task, arguments: Sequence[object]) -> None:
             task.apply_async((argument,), producer=producer)
 
 
-# A batch's evaluations travel this many to a message: a publish costs more than the
-# evaluations wait for one another.
-EVALUATION_CHUNK = 25
+# A batch's executions travel at most this many to a message. Those of a message are carried
+# out together, in one transaction, where nothing but doing them is needed: more to a message
+# is less work in all, fewer to a message more workers sharing it.
+EXECUTION_CHUNK = 100
 
 
-def enqueue_evaluations_after_commit(proposal_ids: list[int]) -> None:
-    """Send the proposals' evaluations, in chunks, once the surrounding transaction commits
-    (a broker out of reach is logged, and the stall sweeper sends them again)."""
+def enqueue_executions_after_commit(proposal_ids: list[int]) -> None:
+    """Send the approved proposals' executions, in messages alike in size, once the
+    surrounding transaction commits (a broker out of reach is logged, and the stall sweeper
+    sends them again)."""
+    messages = -(-len(proposal_ids) // EXECUTION_CHUNK)
+    size = -(-len(proposal_ids) // messages) if messages else 0
     chunks = [
-        proposal_ids[start : start + EVALUATION_CHUNK]
-        for start in range(0, len(proposal_ids), EVALUATION_CHUNK)
+        proposal_ids[start : start + size] for start in range(0, len(proposal_ids), size or 1)
     ]
-    transaction.on_commit(partial(_send_each, evaluate_proposals, chunks), robust=True)
+    transaction.on_commit(partial(_send_each, execute_proposals, chunks), robust=True)
 
 
 TRANSIENT = {
@@ -57,6 +60,8 @@ TRANSIENT = {
 }
 
 
+# Proposals are evaluated as they are submitted; these evaluate one that an earlier release
+# left submitted (sent by the stall sweep, or still queued from before an upgrade).
 @shared_task(name="approvals.evaluate_proposal", **TRANSIENT)
 def evaluate_proposal(proposal_id: int) -> None:
     proposal_evaluate(proposal_id=proposal_id)
@@ -70,12 +75,21 @@ def evaluate_proposals(proposal_ids: list[int]) -> None:
 
 @shared_task(name="approvals.execute_proposal", **TRANSIENT)
 def execute_proposal(proposal_id: int) -> None:
-    """Carry out an approved proposal in the ledger; one for a channel's endpoint is handed to
-    the webhook queue's workers, so no endpoint, however slow, holds up anybody else's."""
-    if executes_by_webhook(proposal_id=proposal_id):
-        send_execution_request.delay(proposal_id)
-    else:
-        proposal_execute(proposal_id=proposal_id)
+    """One approved proposal's execution (as the stall sweep sends it): ``execute_proposals``."""
+    _execute([proposal_id])
+
+
+@shared_task(name="approvals.execute_proposals", **TRANSIENT)
+def execute_proposals(proposal_ids: list[int]) -> None:
+    """Carry out approved proposals in the ledger; those for a channel's endpoint are handed
+    to the webhook queue's workers, so no endpoint, however slow, holds up anybody else's."""
+    _execute(proposal_ids)
+
+
+def _execute(proposal_ids: list[int]) -> None:
+    for_webhook = proposals_execute(proposal_ids=proposal_ids).for_webhook
+    if for_webhook:
+        _send_each(send_execution_request, for_webhook)
 
 
 @shared_task(name="approvals.send_execution_request", **TRANSIENT)

@@ -33,19 +33,31 @@ def update_with_history(
     changes: Sequence[tuple[models.Model, Mapping[str, Any]]],
     *,
     actor: Actor,
+    records: Sequence[models.Model] | None = None,
 ) -> None:
-    """Write each object's changed fields, already set on it: one UPDATE for all the objects
-    changed alike, so a set of rows moved the same way takes one statement. Then a "changed"
-    history record of each, by ``actor``, with the object's ``_change_reason``."""
-    alike: dict[str, tuple[Mapping[str, Any], list]] = {}
+    """Write each object's changed fields, already set on it, and nothing else: one UPDATE
+    for all the objects changed alike, so a set of rows moved the same way takes one
+    statement, and one (a ``CASE`` on the id) for objects whose same fields took different
+    values. Then, in one INSERT, a "changed" history record of each, by ``actor``, with the
+    object's ``_change_reason``; or ``records``, where an object went through several states
+    in the transaction: each a copy of an object as it was after one of them, with its
+    ``_change_reason`` and ``_history_date``, in the order they happened."""
+    by_fields: dict[tuple[str, ...], list[tuple[models.Model, Mapping[str, Any]]]] = {}
     for obj, fields in changes:
-        key = json.dumps(fields, sort_keys=True, cls=DjangoJSONEncoder)
-        alike.setdefault(key, (fields, []))[1].append(obj.pk)
+        by_fields.setdefault(tuple(sorted(fields)), []).append((obj, fields))
     with transaction.atomic(savepoint=False):
-        for fields, pks in alike.values():
-            model._default_manager.filter(pk__in=pks).update(**fields)
+        for names, group in by_fields.items():
+            alike: dict[str, tuple[Mapping[str, Any], list]] = {}
+            for obj, fields in group:
+                key = json.dumps(fields, sort_keys=True, cls=DjangoJSONEncoder)
+                alike.setdefault(key, (fields, []))[1].append(obj.pk)
+            if len(alike) == 1 or not names:
+                for fields, pks in alike.values():
+                    model._default_manager.filter(pk__in=pks).update(**fields)
+            else:
+                model._default_manager.bulk_update([obj for obj, _ in group], list(names))
         get_history_manager_for_model(model).bulk_history_create(
-            [obj for obj, _ in changes],
+            [obj for obj, _ in changes] if records is None else records,
             update=True,
             default_user=actor.user,
             custom_historical_attrs=actor.history_stamp(),

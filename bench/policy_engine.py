@@ -7,8 +7,9 @@
    that only streams the same rows from the database; and over 100,000 of them, to show that
    memory does not grow with the history.
 
-Run with ``bin/bench policy``. Generating the million proposals (once; they are kept in the
-bench database) takes about a minute.
+Run with ``bin/bench policy``; ``bin/bench policy --engine-only`` measures the in-process
+evaluation rate alone, in seconds, without the database. Generating the million proposals
+(once; they are kept in the bench database) takes about a minute.
 """
 
 from __future__ import annotations
@@ -486,13 +487,27 @@ def measured(mode: str, limit: int) -> dict:
     return json.loads(output.strip().splitlines()[-1])
 
 
+def print_rates(evaluations: int, rates: dict) -> None:
+    print(f"Policy engine, in process, {evaluations:,} evaluations:")
+    for label, rate in rates.items():
+        print(f"  {label:<12} {rate:>10,} evaluations/s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--proposals", type=int, default=1_000_000)
     parser.add_argument("--evaluations", type=int, default=200_000)
     parser.add_argument("--child", choices=["stream", "simulate", "replay"])
     parser.add_argument("--limit", type=int)
+    parser.add_argument(
+        "--engine-only",
+        action="store_true",
+        help="only the in-process evaluation rate (no database, seconds instead of minutes)",
+    )
     args = parser.parse_args()
+    if args.engine_only:
+        print_rates(args.evaluations, evaluation_rate(args.evaluations))
+        return
     setup_django()
     if args.child:
         print(json.dumps(child(args.child, args.limit)))
@@ -511,9 +526,7 @@ def main() -> None:
     (REPO / "bench" / "results").mkdir(exist_ok=True)
     (REPO / "bench" / "results" / "policy_engine.json").write_text(json.dumps(results, indent=2))
 
-    print(f"Policy engine, in process, {args.evaluations:,} evaluations:")
-    for label, rate in rates.items():
-        print(f"  {label:<12} {rate:>10,} evaluations/s")
+    print_rates(args.evaluations, rates)
     print(f"  dry run (assessment and verdict, with their database reads): {live:,}/s")
     print("Simulation over recorded proposals on PostgreSQL:")
     for label, key in [

@@ -1,6 +1,8 @@
 import os
 
 from celery import Celery
+from celery.signals import task_postrun, task_prerun
+from django.db import close_old_connections
 
 import hitlproject.broker  # noqa: F401  (registers the embedded default's broker)
 
@@ -28,3 +30,12 @@ def outbound_queue(kind: str) -> str:
 def route_task(name, args, kwargs, options, task=None, **kw):
     kind = OUTBOUND_QUEUES.get(name)
     return {"queue": outbound_queue(kind)} if kind else None
+
+
+@task_prerun.connect
+@task_postrun.connect
+def close_unusable_or_old_connections(**kwargs) -> None:
+    """Around each task, as around each web request: a database connection past its
+    CONN_MAX_AGE, left broken, or (checked on its next use) gone bad is closed, and the next
+    use opens another; a good one is kept for the next task (CELERY_DB_REUSE_MAX)."""
+    close_old_connections()

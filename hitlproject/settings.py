@@ -197,6 +197,11 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django fixup closes the database connection before and after every task unless
+# told to reuse it, so each task would connect anew (a PostgreSQL backend started for it: more
+# time than an execution's statements). A worker keeps its connections as the web server does
+# instead, closing one past CONN_MAX_AGE or found unusable (hitlproject.celery).
+CELERY_DB_REUSE_MAX = 1000
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

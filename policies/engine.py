@@ -30,8 +30,11 @@ campaign's bid, a campaign's daily budget) is checked on its own.
 
 Exact figures: a move's factor is the ratio of the ledger's own values (new / current) as a
 fraction, never rounded, and magnitudes, compounded moves and the ceilings they are compared
-with are compared as fractions; only what an operator reads is rounded. A move that lands
-exactly on a ceiling is within it, and one cent over is over, however many moves compound.
+with are compared exactly; only what an operator reads is rounded. A move that lands exactly on
+a ceiling is within it, and one cent over is over, however many moves compound. The arithmetic
+is done on integers, each figure as the numerator and denominator ``Fraction`` would hold
+(``a/b > c/d`` as ``a*d > c*b``), and a rule's figures are converted once per rule: building
+fractions was most of an evaluation's time, and the batch path evaluates every item.
 
 Risk score (0-100, for ordering the review queue; deterministic)::
 
@@ -51,12 +54,14 @@ one order (riskiest, then oldest, ``proposal_queue_idx``) puts it first, with no
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
-from typing import Literal
+from functools import cached_property
+from math import gcd
+from typing import Literal, NamedTuple
 
 Outcome = Literal["auto_approve", "review", "block"]
 MagnitudeUnit = Literal["ratio", "count"]
@@ -88,9 +93,13 @@ HOLD_RULE_LABELS: dict[str, str] = {
     "two_person_rule": "the two-person rule",
 }
 
-_REFERENCE_CEILING: dict[str, Decimal] = {"ratio": Decimal("0.10"), "count": Decimal("1")}
-_REFERENCE_AMOUNT = Decimal("1000")
-_MAX_PRESSURE = Decimal("4")
+# An exact number as (numerator, denominator), the denominator positive, not always reduced.
+_Ratio = tuple[int, int]
+_REFERENCE_CEILING_RATIO: dict[str, _Ratio] = {"ratio": (1, 10), "count": (1, 1)}
+_REFERENCE_AMOUNT_RATIO: _Ratio = (1000, 1)
+_MAX_PRESSURE = 4
+# A compounded product's terms are reduced once they grow past this many bits.
+_REDUCE_ABOVE_BITS = 1024
 _UNKNOWN_RECORD_RISK = 5
 _GUARDRAIL_RISK = 10
 
@@ -128,6 +137,35 @@ class Rule:
             + bool(self.channel)
         )
 
+    # Worked out once per rule, not once per evaluation (a frozen rule's figures cannot change;
+    # ``dataclasses.replace`` makes a new rule, which works them out anew).
+    @cached_property
+    def _rank(self) -> tuple[int, int, int]:
+        """Which of the matching rules wins: the most specific, then the higher priority,
+        then the older policy."""
+        return (self.specificity, self.priority, -self.policy_id)
+
+    @cached_property
+    def _figures(self) -> _Figures:
+        ratio = _maybe_ratio
+        return _Figures(
+            auto_execute_max_magnitude=ratio(self.auto_execute_max_magnitude),
+            auto_execute_max_amount=ratio(self.auto_execute_max_amount),
+            block_above_magnitude=ratio(self.block_above_magnitude),
+            block_above_amount=ratio(self.block_above_amount),
+            cumulative_max_magnitude=ratio(self.cumulative_max_magnitude),
+            more_approvals_above_magnitude=ratio(self.more_approvals_above_magnitude),
+            more_approvals_above_amount=ratio(self.more_approvals_above_amount),
+            # A ceiling of 0 or none presses as the reference ceiling (see the risk score).
+            pressure_magnitude=ratio(self.auto_execute_max_magnitude or None),
+            pressure_amount=ratio(self.auto_execute_max_amount or None) or _REFERENCE_AMOUNT_RATIO,
+        )
+
+    @cached_property
+    def _texts(self) -> dict[tuple, str]:
+        """Its figures in words, by (how, which figure, unit or currency): see ``_said``."""
+        return {}
+
     def matches(self, facts: Facts | Scope) -> bool:
         return (
             self.action_type == facts.action_type
@@ -136,6 +174,20 @@ class Rule:
             and self.agent_kind in ("", facts.agent_kind)
             and self.channel in ("", facts.channel)
         )
+
+
+class _Figures(NamedTuple):
+    """A rule's figures as exact ratios of integers, for comparisons by cross-multiplying."""
+
+    auto_execute_max_magnitude: _Ratio | None
+    auto_execute_max_amount: _Ratio | None
+    block_above_magnitude: _Ratio | None
+    block_above_amount: _Ratio | None
+    cumulative_max_magnitude: _Ratio | None
+    more_approvals_above_magnitude: _Ratio | None
+    more_approvals_above_amount: _Ratio | None
+    pressure_magnitude: _Ratio | None
+    pressure_amount: _Ratio
 
 
 @dataclass(frozen=True)
@@ -156,6 +208,21 @@ def exact(value: Number) -> Fraction:
     return Fraction(value)
 
 
+def _ratio(value: Number) -> _Ratio:
+    """A number exactly, as integers: what ``Fraction(value)`` holds, without building one."""
+    kind = type(value)
+    if kind is Decimal or kind is Fraction:
+        return value.as_integer_ratio()
+    if kind is int:
+        return value, 1
+    value = Fraction(value)
+    return value.numerator, value.denominator
+
+
+def _maybe_ratio(value: Number | None) -> _Ratio | None:
+    return None if value is None else _ratio(value)
+
+
 def factor_text(factor: Number) -> str:
     """A factor as stored with a proposal's effects: an exact fraction, "new/current"."""
     factor = exact(factor)
@@ -163,7 +230,11 @@ def factor_text(factor: Number) -> str:
 
 
 def factor_from_text(text: str) -> Fraction:
-    """A stored factor: "265464/245800", or a decimal as older proposals stored it."""
+    """A stored factor: "265464/245800", or a decimal as older proposals stored it. The
+    first, read by the thousand for cumulative ceilings, without Fraction's text parser."""
+    numerator, slash, denominator = text.partition("/")
+    if slash and numerator.isascii() and numerator.lstrip("-").isdigit() and denominator.isdigit():
+        return Fraction(int(numerator), int(denominator))
     return Fraction(text)
 
 
@@ -236,13 +307,31 @@ def format_magnitude(value: Number, unit: MagnitudeUnit) -> str:
     return f"{Decimal(value).normalize():f}"
 
 
-def format_move(moved: Fraction, limit: Number) -> str:
+def format_move(moved: Number, limit: Number) -> str:
     """A signed percentage, with as many decimals as it takes not to read as the limit."""
-    percent, limit_percent = moved * 100, abs(exact(limit)) * 100
-    digits = 1
-    while digits < 6 and round(abs(percent), digits) == round(limit_percent, digits):
-        digits += 1
-    return f"{float(percent):+.{digits}f}%"
+    return _move_text(_ratio(moved), _ratio(limit))
+
+
+def _move_text(moved: _Ratio, limit: _Ratio) -> str:
+    # In integers what ``round(Fraction, digits)`` compares: the two rounded to as many digits.
+    numerator, denominator = moved[0] * 100, moved[1]
+    limit_numerator, limit_denominator = abs(limit[0]) * 100, limit[1]
+    digits, shift = 1, 10
+    while digits < 6 and _round_half_even(abs(numerator) * shift, denominator) == _round_half_even(
+        limit_numerator * shift, limit_denominator
+    ):
+        digits, shift = digits + 1, shift * 10
+    # int / int is correctly rounded, as float(Fraction) is.
+    return f"{numerator / denominator:+.{digits}f}%"
+
+
+def _round_half_even(numerator: int, denominator: int) -> int:
+    """round(numerator / denominator) exactly, halves to even, as ``round`` rounds a Fraction
+    (the denominator positive)."""
+    quotient, remainder = divmod(numerator, denominator)
+    if 2 * remainder > denominator or (2 * remainder == denominator and quotient % 2):
+        quotient += 1
+    return quotient
 
 
 def format_money(value: Decimal, currency: str) -> str:
@@ -252,8 +341,8 @@ def format_money(value: Decimal, currency: str) -> str:
 def percent_text(ratio: Number) -> str:
     """A stored fraction as the percentage people think in, exactly: 0.1 is "10%", 0.125
     "12.5%" (to a millionth of a percent: finer than any ceiling a policy stores)."""
-    value = exact(ratio) * 100
-    shown = (Decimal(value.numerator) / Decimal(value.denominator)).quantize(Decimal("1e-6"))
+    numerator, denominator = _ratio(ratio)
+    shown = (Decimal(numerator * 100) / Decimal(denominator)).quantize(Decimal("1e-6"))
     return f"{shown.normalize():f}%"
 
 
@@ -261,8 +350,8 @@ def ceiling_text(value: Number, unit: MagnitudeUnit) -> str:
     """A ceiling as its owner set it: a percentage for relative changes, a count otherwise."""
     if unit == "ratio":
         return percent_text(value)
-    count = exact(value)
-    return f"{(Decimal(count.numerator) / Decimal(count.denominator)).normalize():f}"
+    numerator, denominator = _ratio(value)
+    return f"{(Decimal(numerator) / Decimal(denominator)).normalize():f}"
 
 
 def window_text(window: timedelta) -> str:
@@ -271,61 +360,196 @@ def window_text(window: timedelta) -> str:
 
 
 def matching_rule(facts: Facts | Scope, rules: Iterable[Rule]) -> Rule | None:
-    return max(
-        (rule for rule in rules if rule.matches(facts)),
-        key=lambda rule: (rule.specificity, rule.priority, -rule.policy_id),
-        default=None,
-    )
+    # ``Rule.matches`` and ``max`` by ``Rule._rank``, inlined: the batch path matches every
+    # item against every rule in force. Ties keep the first rule, as ``max`` does.
+    action_type, agent_id, account_id = facts.action_type, facts.agent_id, facts.account_id
+    agent_kind, channel = facts.agent_kind, facts.channel
+    best, best_rank = None, None
+    for rule in rules:
+        if (
+            rule.action_type == action_type
+            and (rule.agent_id is None or rule.agent_id == agent_id)
+            and (rule.account_id is None or rule.account_id == account_id)
+            and (rule.agent_kind == "" or rule.agent_kind == agent_kind)
+            and (rule.channel == "" or rule.channel == channel)
+        ):
+            rank = rule._rank
+            if best is None or rank > best_rank:
+                best, best_rank = rule, rank
+    return best
+
+
+def _products(facts: Facts, window: timedelta) -> dict[str, _Ratio]:
+    """Each target's compounded factor over the window, this proposal's included, as an exact
+    ratio of integers (not reduced: a product of a few factors is cheaper unreduced)."""
+    since = facts.now - window if facts.now else None
+    products = {target: _ratio(factor) for target, factor in facts.effects.items()}
+    for move in facts.recent_moves:
+        target = move.target
+        if target in products and (since is None or move.at >= since):
+            numerator, denominator = products[target]
+            move_numerator, move_denominator = _ratio(move.factor)
+            numerator *= move_numerator
+            denominator *= move_denominator
+            if denominator.bit_length() > _REDUCE_ABOVE_BITS:
+                common = gcd(numerator, denominator)
+                numerator, denominator = numerator // common, denominator // common
+            products[target] = (numerator, denominator)
+    return products
 
 
 def compounded_moves(facts: Facts, window: timedelta) -> dict[str, Fraction]:
     """Each target's compounded relative move over the window, this proposal included,
     exactly."""
-    since = facts.now - window if facts.now else None
-    totals: dict[str, Fraction] = {}
-    for target, factor in facts.effects.items():
-        product = exact(factor)
-        for move in facts.recent_moves:
-            if move.target == target and (since is None or move.at >= since):
-                product *= exact(move.factor)
-        totals[target] = product - 1
-    return totals
+    return {
+        target: Fraction(numerator - denominator, denominator)
+        for target, (numerator, denominator) in _products(facts, window).items()
+    }
 
 
-def risk_score(facts: Facts, rule: Rule | None) -> int:
-    ceiling = (rule.auto_execute_max_magnitude if rule else None) or _REFERENCE_CEILING[
-        facts.magnitude_unit
-    ]
-    pressure = exact(facts.magnitude) / exact(ceiling)
-    if facts.amount is not None:
-        amount_ceiling = (rule.auto_execute_max_amount if rule else None) or _REFERENCE_AMOUNT
-        pressure = max(pressure, exact(facts.amount) / exact(amount_ceiling))
+def _risk(facts: Facts, magnitude: _Ratio, amount: _Ratio | None, figures: _Figures | None) -> int:
+    numerator, denominator = magnitude
+    ceiling = figures.pressure_magnitude if figures else None
+    if ceiling is None:
+        ceiling = _REFERENCE_CEILING_RATIO[facts.magnitude_unit]
+    # pressure = magnitude / ceiling, as numerator / denominator with denominator > 0
+    numerator, denominator = numerator * ceiling[1], denominator * ceiling[0]
+    if denominator < 0:
+        numerator, denominator = -numerator, -denominator
+    if amount is not None:
+        ceiling = figures.pressure_amount if figures else _REFERENCE_AMOUNT_RATIO
+        by_amount, over = amount[0] * ceiling[1], amount[1] * ceiling[0]
+        if over < 0:
+            by_amount, over = -by_amount, -over
+        if by_amount * denominator > numerator * over:
+            numerator, denominator = by_amount, over
+    if numerator > _MAX_PRESSURE * denominator:
+        pressure_risk = 15 * _MAX_PRESSURE
+    else:
+        pressure_risk = _round_half_even(15 * numerator, denominator)
     record = (
         round(15 * (1 - facts.agent_approval_rate))
         if facts.agent_approval_rate is not None
         else _UNKNOWN_RECORD_RISK
     )
-    score = facts.risk_weight + round(15 * min(pressure, _MAX_PRESSURE)) + record
+    score = facts.risk_weight + pressure_risk + record
     guardrails = _GUARDRAIL_RISK if facts.guardrail_blocks or facts.guardrail_reviews else 0
     return min(100 - _GUARDRAIL_RISK, score) + guardrails
 
 
-def _over(value: Number | None, limit: Number | None) -> bool:
-    return value is not None and limit is not None and exact(value) > exact(limit)
+def risk_score(facts: Facts, rule: Rule | None) -> int:
+    amount = _ratio(facts.amount) if facts.amount is not None else None
+    return _risk(facts, _ratio(facts.magnitude), amount, rule._figures if rule else None)
+
+
+def _said(rule: Rule, how: Callable[..., str], figure: str, *context: str) -> str:
+    """One of the rule's figures in words, ``how(rule.<figure>, *context)``, made once per
+    rule: a rule's figures cannot change, and the batch path evaluates every item under the
+    same rules."""
+    key = (how, figure, *context)
+    texts = rule._texts
+    text = texts.get(key)
+    if text is None:
+        text = texts[key] = how(getattr(rule, figure), *context)
+    return text
+
+
+def _over(value: _Ratio | None, limit: _Ratio | None) -> bool:
+    """value > limit, exactly, by cross-multiplying (denominators are positive)."""
+    return value is not None and limit is not None and value[0] * limit[1] > limit[0] * value[1]
 
 
 def evaluate(facts: Facts, rules: Iterable[Rule]) -> Verdict:
     rule = matching_rule(facts, rules)
-    risk = risk_score(facts, rule)
+    figures = rule._figures if rule else None
+    magnitude = _ratio(facts.magnitude)
+    amount = _ratio(facts.amount) if facts.amount is not None else None
+    risk = _risk(facts, magnitude, amount, figures)
     unit = facts.magnitude_unit
     size = facts.magnitude_label
-    shown_size = format_magnitude(facts.magnitude, unit)
-    money = format_money(facts.amount, facts.currency) if facts.amount is not None else ""
     policy_id = rule.policy_id if rule else None
 
     # (reason, hold): what an operator reads, and the rule it names for a page to point at.
+    # Texts are made only for the verdict's own reasons: a block's, or else a review's.
     blocks = [(finding, Hold("guardrail", f"guardrail: {finding}")) for finding in
               facts.guardrail_blocks]  # fmt: skip
+    if rule is not None:
+        named = f"policy “{rule.name}”"
+        if _over(magnitude, figures.block_above_magnitude):
+            limit = _said(rule, format_magnitude, "block_above_magnitude", unit)
+            ceiling = _said(rule, ceiling_text, "block_above_magnitude", unit)
+            shown_size = format_magnitude(facts.magnitude, unit)
+            blocks.append(
+                (
+                    f"{size} is above the {limit} hard ceiling of {named}.",
+                    Hold(
+                        "hard_ceiling", f"hard ceiling {ceiling} (this is {shown_size})", policy_id
+                    ),
+                )
+            )
+        if _over(amount, figures.block_above_amount):
+            limit = _said(rule, format_money, "block_above_amount", facts.currency)
+            money = format_money(facts.amount, facts.currency)
+            blocks.append(
+                (
+                    f"{money} a day is above the {limit} hard ceiling of {named}.",
+                    Hold(
+                        "hard_amount_ceiling",
+                        f"hard ceiling {limit} a day (this moves {money} a day)",
+                        policy_id,
+                    ),
+                )
+            )
+
+    required = 1
+    two_person_rule = False
+    if rule is not None:
+        required = rule.required_approvals
+        if _over(magnitude, figures.more_approvals_above_magnitude) or _over(
+            amount, figures.more_approvals_above_amount
+        ):
+            required = max(required, rule.approvals_above_threshold)
+            two_person_rule = True
+
+    if blocks:
+        outcome: Outcome = "block"
+        found = blocks
+    else:
+        found = _reviews(facts, rule, figures, magnitude, amount, required, two_person_rule)
+        if found:
+            outcome = "review"
+        else:
+            limit = _said(rule, format_magnitude, "auto_execute_max_magnitude", unit)
+            outcome = "auto_approve"
+            found = [
+                (
+                    f"{size} is within the {limit} auto-execute ceiling of policy “{rule.name}”.",
+                    None,
+                )
+            ]
+    return Verdict(
+        outcome=outcome,
+        reasons=tuple([reason for reason, _ in found]),
+        risk=risk,
+        policy_id=policy_id,
+        policy_name=rule.name if rule else "",
+        policy_version=rule.version if rule else None,
+        required_approvals=required,
+        review_window=rule.review_window if rule else None,
+        held_by=tuple([hold for _, hold in found if hold is not None]),
+    )
+
+
+def _reviews(
+    facts: Facts,
+    rule: Rule | None,
+    figures: _Figures | None,
+    magnitude: _Ratio,
+    amount: _Ratio | None,
+    required: int,
+    two_person_rule: bool,
+) -> list[tuple[str, Hold]]:
+    """What sends a proposal that nothing blocks to a person, each with its hold."""
     reviews = [(finding, Hold("guardrail", f"guardrail: {finding}")) for finding in
                facts.guardrail_reviews]  # fmt: skip
     if facts.always_human:
@@ -338,134 +562,87 @@ def evaluate(facts: Facts, rules: Iterable[Rule]) -> Verdict:
                     Hold("no_policy", f"no policy matched ({facts.action_label} here)"),
                 )
             )
-    else:
-        named = f"policy “{rule.name}”"
-        starts_sentence = f"Policy “{rule.name}”"
-        if _over(facts.magnitude, rule.block_above_magnitude):
-            limit = format_magnitude(rule.block_above_magnitude, unit)
-            ceiling = ceiling_text(rule.block_above_magnitude, unit)
-            blocks.append(
-                (
-                    f"{size} is above the {limit} hard ceiling of {named}.",
-                    Hold(
-                        "hard_ceiling", f"hard ceiling {ceiling} (this is {shown_size})", policy_id
-                    ),
-                )
+        return reviews
+
+    unit = facts.magnitude_unit
+    size = facts.magnitude_label
+    policy_id = rule.policy_id
+    named = f"policy “{rule.name}”"
+    if rule.always_review:
+        reviews.append(
+            (
+                f"Policy “{rule.name}” sends every {facts.action_label} to a human.",
+                Hold("always_review", f"always review ({named})", policy_id),
             )
-        if _over(facts.amount, rule.block_above_amount):
-            limit = format_money(rule.block_above_amount, facts.currency)
-            blocks.append(
-                (
-                    f"{money} a day is above the {limit} hard ceiling of {named}.",
-                    Hold(
-                        "hard_amount_ceiling",
-                        f"hard ceiling {limit} a day (this moves {money} a day)",
-                        policy_id,
-                    ),
-                )
+        )
+    elif rule.auto_execute_max_magnitude is None:
+        reviews.append(
+            (
+                f"Policy “{rule.name}” sets no auto-execute ceiling.",
+                Hold("no_auto_execute_ceiling", f"no auto-execute ceiling ({named})", policy_id),
             )
-        if rule.always_review:
-            reviews.append(
-                (
-                    f"{starts_sentence} sends every {facts.action_label} to a human.",
-                    Hold("always_review", f"always review ({named})", policy_id),
-                )
+        )
+    elif _over(magnitude, figures.auto_execute_max_magnitude):
+        limit = _said(rule, format_magnitude, "auto_execute_max_magnitude", unit)
+        ceiling = _said(rule, ceiling_text, "auto_execute_max_magnitude", unit)
+        shown_size = format_magnitude(facts.magnitude, unit)
+        reviews.append(
+            (
+                f"{size} exceeds the {limit} auto-execute ceiling of {named}.",
+                Hold(
+                    "auto_execute_ceiling",
+                    f"auto-execute ceiling {ceiling} (this is {shown_size})",
+                    policy_id,
+                ),
             )
-        elif rule.auto_execute_max_magnitude is None:
-            reviews.append(
-                (
-                    f"{starts_sentence} sets no auto-execute ceiling.",
-                    Hold(
-                        "no_auto_execute_ceiling", f"no auto-execute ceiling ({named})", policy_id
-                    ),
-                )
+        )
+    if not rule.always_review and _over(amount, figures.auto_execute_max_amount):
+        limit = _said(rule, format_money, "auto_execute_max_amount", facts.currency)
+        money = format_money(facts.amount, facts.currency)
+        reviews.append(
+            (
+                f"{money} a day exceeds the {limit} auto-execute ceiling of {named}.",
+                Hold(
+                    "amount_ceiling",
+                    f"auto-execute amount ceiling {limit} a day (this moves {money} a day)",
+                    policy_id,
+                ),
             )
-        elif _over(facts.magnitude, rule.auto_execute_max_magnitude):
-            limit = format_magnitude(rule.auto_execute_max_magnitude, unit)
-            ceiling = ceiling_text(rule.auto_execute_max_magnitude, unit)
-            reviews.append(
-                (
-                    f"{size} exceeds the {limit} auto-execute ceiling of {named}.",
-                    Hold(
-                        "auto_execute_ceiling",
-                        f"auto-execute ceiling {ceiling} (this is {shown_size})",
-                        policy_id,
-                    ),
-                )
-            )
-        if not rule.always_review and _over(facts.amount, rule.auto_execute_max_amount):
-            limit = format_money(rule.auto_execute_max_amount, facts.currency)
-            reviews.append(
-                (
-                    f"{money} a day exceeds the {limit} auto-execute ceiling of {named}.",
-                    Hold(
-                        "amount_ceiling",
-                        f"auto-execute amount ceiling {limit} a day (this moves {money} a day)",
-                        policy_id,
-                    ),
-                )
-            )
-        if rule.cumulative_max_magnitude is not None:
-            window = window_text(rule.cumulative_window)
-            for target, moved in compounded_moves(facts, rule.cumulative_window).items():
-                if _over(abs(moved), rule.cumulative_max_magnitude):
-                    limit = format_magnitude(rule.cumulative_max_magnitude, "ratio")
-                    ceiling = percent_text(rule.cumulative_max_magnitude)
-                    shown = format_move(moved, rule.cumulative_max_magnitude)
-                    reviews.append(
-                        (
+        )
+    cumulative = figures.cumulative_max_magnitude
+    if cumulative is not None:
+        for target, (numerator, denominator) in _products(facts, rule.cumulative_window).items():
+            # |product - 1| > ceiling
+            if abs(numerator - denominator) * cumulative[1] > cumulative[0] * denominator:
+                window = _said(rule, window_text, "cumulative_window")
+                limit = _said(rule, format_magnitude, "cumulative_max_magnitude", "ratio")
+                ceiling = _said(rule, percent_text, "cumulative_max_magnitude")
+                shown = _move_text((numerator - denominator, denominator), cumulative)
+                reviews.append(
+                    (
+                        f"{target} would move {shown} within {window}, counting "
+                        f"what is approved or executed, over the {limit} cumulative "
+                        f"ceiling of {named}.",
+                        Hold(
+                            "cumulative_ceiling",
+                            f"cumulative ceiling {ceiling} per {window} (with this move, "
                             f"{target} would move {shown} within {window}, counting "
-                            f"what is approved or executed, over the {limit} cumulative "
-                            f"ceiling of {named}.",
-                            Hold(
-                                "cumulative_ceiling",
-                                f"cumulative ceiling {ceiling} per {window} (with this move, "
-                                f"{target} would move {shown} within {window}, counting "
-                                "what is approved or executed)",
-                                policy_id,
-                            ),
-                        )
+                            "what is approved or executed)",
+                            policy_id,
+                        ),
                     )
-
-    required = 1
-    if rule is not None:
-        required = rule.required_approvals
-        if _over(facts.magnitude, rule.more_approvals_above_magnitude) or _over(
-            facts.amount, rule.more_approvals_above_amount
-        ):
-            required = max(required, rule.approvals_above_threshold)
-            # Needing people's approvals means it cannot run on none.
-            reviews.append(
-                (
-                    f"It is large enough for {named}'s two-person rule: "
-                    f"{required} distinct approvals are needed.",
-                    Hold(
-                        "two_person_rule",
-                        f"two-person rule ({required} distinct approvals, {named})",
-                        policy_id,
-                    ),
                 )
+    if two_person_rule:
+        # Needing people's approvals means it cannot run on none.
+        reviews.append(
+            (
+                f"It is large enough for {named}'s two-person rule: "
+                f"{required} distinct approvals are needed.",
+                Hold(
+                    "two_person_rule",
+                    f"two-person rule ({required} distinct approvals, {named})",
+                    policy_id,
+                ),
             )
-
-    if blocks:
-        outcome: Outcome = "block"
-        found = blocks
-    elif reviews:
-        outcome, found = "review", reviews
-    else:
-        limit = format_magnitude(rule.auto_execute_max_magnitude, unit)
-        outcome = "auto_approve"
-        found = [
-            (f"{size} is within the {limit} auto-execute ceiling of policy “{rule.name}”.", None)
-        ]
-    return Verdict(
-        outcome=outcome,
-        reasons=tuple(reason for reason, _ in found),
-        risk=risk,
-        policy_id=policy_id,
-        policy_name=rule.name if rule else "",
-        policy_version=rule.version if rule else None,
-        required_approvals=required,
-        review_window=rule.review_window if rule else None,
-        held_by=tuple(hold for _, hold in found if hold is not None),
-    )
+        )
+    return reviews

@@ -274,3 +274,34 @@ class BrandGuidelines(models.Model):
 
 def _lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+class CountedMove(models.Model):
+    """A move of one campaign field that counts against cumulative ceilings: one row per
+    target of each proposal approved (by policy or by people), executing or executed, at the
+    time it was approved. Kept by the proposal lifecycle in the transaction that moves the
+    proposal, so the engine reads a target's moves of a window through one index, however
+    busy the account; derived from the proposals (their status, ``decided_at`` and
+    ``effects``), never edited by hand. ``proposal_id`` is not a foreign key: policies sit
+    below approvals."""
+
+    proposal_id = models.BigIntegerField()
+    account = models.ForeignKey("ledger.Account", on_delete=models.CASCADE, related_name="+")
+    target = models.CharField(max_length=200, help_text="campaign.field, e.g. brand-search.bid")
+    factor = models.CharField(max_length=100, help_text="The exact factor, as a fraction's text.")
+    approved_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["proposal_id", "target"], name="counted_move_proposal_target_unique"
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["account", "target", "approved_at"], name="counted_move_target_idx"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.target} × {self.factor} (proposal #{self.proposal_id})"

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import Max, Q
+from django.apps import apps
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from hitlproject.errors import DomainError
@@ -17,7 +18,9 @@ from ledger.models import Account, Campaign, CampaignStatus
 from policies import engine
 from policies.guardrails import BrandRules, brand_findings, budget_cap_findings
 from policies.models import (
+    CUMULATIVE_WINDOW_BOUNDS,
     BrandGuidelines,
+    CountedMove,
     KillSwitch,
     KillSwitchScope,
     Policy,
@@ -62,17 +65,27 @@ def rule_from_policy(policy: Policy, version: int | None = None) -> engine.Rule:
 
 def rules_in_force(*, action_type: str | None = None) -> list[engine.Rule]:
     """The active, non-draft policies as rules, each with its current history version."""
-    policies = Policy.objects.filter(is_active=True, is_draft=False)
-    if action_type is not None:
-        policies = policies.filter(action_type=action_type)
-    policies = list(policies)
-    versions = dict(
-        Policy.history.filter(id__in=[p.pk for p in policies])
-        .values("id")
-        .annotate(version=Max("history_id"))
-        .values_list("id", "version")
+    return policies_in_force(action_types=None if action_type is None else {action_type})[0]
+
+
+def policies_in_force(
+    *, action_types: Iterable[str] | None = None
+) -> tuple[list[engine.Rule], dict[int, Policy]]:
+    """The active, non-draft policies (of these action types, or all) as rules, each with its
+    current history version; and the policies themselves, by id."""
+    policies = Policy.objects.filter(is_active=True, is_draft=False).annotate(
+        version=Subquery(
+            apps.get_model("policies", "HistoricalPolicy")
+            .objects.filter(id=OuterRef("pk"))
+            .order_by("-history_id")
+            .values("history_id")[:1]
+        )
     )
-    return [rule_from_policy(policy, versions.get(policy.pk)) for policy in policies]
+    if action_types is not None:
+        policies = policies.filter(action_type__in=sorted(action_types))
+    by_id = {policy.pk: policy for policy in policies}
+    rules = [rule_from_policy(policy, policy.version) for policy in by_id.values()]
+    return rules, by_id
 
 
 def policy_in_force(*, action_type: str, agent: Agent, account: Account) -> Policy | None:
@@ -88,13 +101,30 @@ def policy_in_force(*, action_type: str, agent: Agent, account: Account) -> Poli
     return Policy.objects.get(pk=rule.policy_id) if rule else None
 
 
+def kill_switches_engaged_over(account: Any, channel: Any) -> QuerySet[KillSwitch]:
+    """The kill switches engaged over an account on a channel: everything's, the account's,
+    the channel's. ``account`` and ``channel`` may be references into an outer query
+    (``OuterRef``), to ask about many accounts' proposals at once."""
+    return KillSwitch.objects.filter(engaged=True).filter(
+        Q(scope=KillSwitchScope.GLOBAL)
+        | Q(scope=KillSwitchScope.ACCOUNT, account=account)
+        | Q(scope=KillSwitchScope.CHANNEL, channel=channel)
+    )
+
+
+def _covers(switch: KillSwitch, account: Account) -> bool:
+    return (
+        switch.scope == KillSwitchScope.GLOBAL
+        or (switch.scope == KillSwitchScope.ACCOUNT and switch.account_id == account.pk)
+        or (switch.scope == KillSwitchScope.CHANNEL and switch.channel == account.channel)
+    )
+
+
 def engaged_kill_switches(account: Account) -> list[KillSwitch]:
     return list(
-        KillSwitch.objects.filter(engaged=True).filter(
-            Q(scope=KillSwitchScope.GLOBAL)
-            | Q(scope=KillSwitchScope.ACCOUNT, account=account)
-            | Q(scope=KillSwitchScope.CHANNEL, channel=account.channel)
-        )
+        kill_switches_engaged_over(account, account.channel)
+        .select_related("account")
+        .order_by("pk")
     )
 
 
@@ -157,35 +187,35 @@ def brand_guideline_findings(*, account: Account, texts: list[tuple[str, str]]) 
     guidelines = BrandGuidelines.objects.filter(account=account).first()
     if guidelines is None:
         return []
-    rules = BrandRules.from_text(
+    return brand_findings(texts, _brand_rules(guidelines))
+
+
+def _brand_rules(guidelines: BrandGuidelines) -> BrandRules:
+    return BrandRules.from_text(
         guidelines.banned_terms, guidelines.banned_patterns, guidelines.required_disclaimers
     )
-    return brand_findings(texts, rules)
 
 
-def guardrail_findings(
-    *,
-    action_type: ActionType,
-    account: Account,
-    payload: dict[str, Any],
-    campaigns: dict[str, Campaign],
-) -> GuardrailFindings:
-    """Everything the guardrails say: what they refuse, and what they send to a human (kill
-    switches, brand guidelines)."""
-    reviews = [kill_switch_reason(switch) for switch in engaged_kill_switches(account)]
-    reviews += brand_guideline_findings(account=account, texts=action_type.texts(payload))
-    blocks = guardrail_blocks(
-        action_type=action_type, account=account, payload=payload, campaigns=campaigns
+def _touches_spend(proposed: dict[str, dict[str, Any]]) -> bool:
+    return any({"daily_budget", "status"} & set(values) for values in proposed.values())
+
+
+def reads_account_campaigns(
+    *, action_type: ActionType, account: Account, payload: dict[str, Any], campaigns
+) -> bool:
+    """Whether the guardrails judge this action by the account's other campaigns too: it
+    changes spend on an account whose total daily budget is capped. Two such actions on one
+    account are only judged right one after the other, each seeing the other's effect."""
+    return account.max_total_daily_budget is not None and _touches_spend(
+        action_type.proposed_state(payload, campaigns)
     )
-    return GuardrailFindings(tuple(blocks), tuple(reviews))
 
 
 def _budget_cap_findings(
     action_type, account, payload, campaigns, account_campaigns=None
 ) -> list[str]:
     proposed = action_type.proposed_state(payload, campaigns)
-    touches_spend = any({"daily_budget", "status"} & set(values) for values in proposed.values())
-    if not touches_spend:
+    if not _touches_spend(proposed):
         return []
     proposed_budgets = {
         external_id: Decimal(values["daily_budget"])
@@ -214,29 +244,31 @@ def _budget_cap_findings(
 
 
 def recent_moves(
-    *, account: Account, targets: set[str], since: datetime, exclude_proposal: int | None = None
-) -> list[engine.Move]:
-    """Approved or executed moves on these targets since ``since``."""
-    from approvals.models import Proposal, ProposalStatus
-
-    if not targets:
-        return []
-    rows = (
-        Proposal.objects.filter(
-            account=account,
-            decided_at__gte=since,
-            status__in=[ProposalStatus.APPROVED, ProposalStatus.EXECUTING, ProposalStatus.EXECUTED],
-            effects__has_any_keys=sorted(targets),
+    *,
+    targets: Iterable[tuple[int, str]],
+    since: datetime,
+    exclude_proposal: int | None = None,
+) -> dict[tuple[int, str], list[engine.Move]]:
+    """The moves approved, executing or executed on these (account id, target) pairs since
+    ``since``, by pair: through the moves' own index, so the cost follows the targets' moves,
+    not the account's."""
+    wanted = Q(pk__in=[])
+    by_account: dict[int, set[str]] = {}
+    for account_id, target in targets:
+        by_account.setdefault(account_id, set()).add(target)
+    for account_id, names in by_account.items():
+        wanted |= Q(account_id=account_id, target__in=sorted(names))
+    rows = CountedMove.objects.filter(wanted, approved_at__gte=since)
+    if exclude_proposal is not None:
+        rows = rows.exclude(proposal_id=exclude_proposal)
+    moves: dict[tuple[int, str], list[engine.Move]] = {}
+    for account_id, target, factor, at in rows.values_list(
+        "account_id", "target", "factor", "approved_at"
+    ):
+        moves.setdefault((account_id, target), []).append(
+            engine.Move(target=target, factor=engine.factor_from_text(factor), at=at)
         )
-        .exclude(pk=exclude_proposal)
-        .values_list("effects", "decided_at")
-    )
-    return [
-        engine.Move(target=target, factor=engine.factor_from_text(factor), at=decided_at)
-        for effects, decided_at in rows
-        for target, factor in effects.items()
-        if target in targets
-    ]
+    return moves
 
 
 def agent_approval_rate(agent: Agent | None) -> float | None:
@@ -270,6 +302,157 @@ class PolicyMisconfigured(DomainError):
     where it is entered): the engine refuses to guess, and a human decides."""
 
 
+@dataclass
+class EvaluationContext:
+    """Everything the engine needs to know besides the action itself: the rules in force,
+    the engaged kill switches, each account's brand guidelines, each agent's record, and the
+    moves that count against cumulative ceilings on the targets. Read once for a whole batch
+    (``read``), then each of its actions is given its verdict in memory (``verdict``); a move
+    approved in the batch counts for the actions after it (``count``)."""
+
+    now: datetime
+    rules: list[engine.Rule]
+    policies: dict[int, Policy]
+    kill_switches: list[KillSwitch]
+    brand_rules: dict[int, BrandRules]
+    approval_rates: dict[int, float | None]
+    moves: dict[tuple[int, str], list[engine.Move]] = field(default_factory=dict)
+
+    @classmethod
+    def read(
+        cls,
+        *,
+        agents: Iterable[Agent],
+        accounts: Iterable[Account],
+        action_types: Iterable[str],
+        targets: Iterable[tuple[int, str]],
+        rules: list[engine.Rule] | None = None,
+        exclude_proposal: int | None = None,
+    ) -> EvaluationContext:
+        """What the engine needs for these agents' actions of these types on these accounts
+        and (account id, target) pairs, now; under ``rules`` (a draft set) if given, else the
+        rules in force. ``exclude_proposal``'s own moves are not counted (it is re-assessed)."""
+        now = timezone.now()
+        action_types = set(action_types)
+        policies: dict[int, Policy] = {}
+        if rules is None:
+            rules, policies = policies_in_force(action_types=action_types)
+        account_ids = {account.pk for account in accounts}
+        windows = [
+            rule.cumulative_window
+            for rule in rules
+            if rule.action_type in action_types and rule.cumulative_max_magnitude is not None
+        ]
+        # A window stored out of bounds is refused by the engine; it reads no further back.
+        since = now - min(max(windows), CUMULATIVE_WINDOW_BOUNDS[1]) if windows else None
+        return cls(
+            now=now,
+            rules=rules,
+            policies=policies,
+            kill_switches=list(
+                KillSwitch.objects.filter(engaged=True).select_related("account").order_by("pk")
+            ),
+            brand_rules={
+                guidelines.account_id: _brand_rules(guidelines)
+                for guidelines in BrandGuidelines.objects.filter(account_id__in=account_ids)
+            },
+            approval_rates={agent.pk: agent_approval_rate(agent) for agent in agents},
+            moves=recent_moves(targets=targets, since=since, exclude_proposal=exclude_proposal)
+            if since is not None
+            else {},
+        )
+
+    def guardrail_findings(
+        self,
+        *,
+        action_type: ActionType,
+        account: Account,
+        payload: dict[str, Any],
+        campaigns: dict[str, Campaign],
+    ) -> GuardrailFindings:
+        """Everything the guardrails say: what they refuse, and what they send to a human
+        (kill switches, brand guidelines)."""
+        reviews = [
+            kill_switch_reason(switch) for switch in self.kill_switches if _covers(switch, account)
+        ]
+        texts = action_type.texts(payload)
+        if texts and account.pk in self.brand_rules:
+            reviews += brand_findings(texts, self.brand_rules[account.pk])
+        blocks = guardrail_blocks(
+            action_type=action_type, account=account, payload=payload, campaigns=campaigns
+        )
+        return GuardrailFindings(tuple(blocks), tuple(reviews))
+
+    def verdict(
+        self,
+        *,
+        action_type: ActionType,
+        account: Account,
+        agent: Agent | None,
+        payload: dict[str, Any],
+        campaigns: dict[str, Campaign],
+        magnitude: Decimal,
+        magnitude_label: str,
+        amount: Decimal | None,
+        effects: dict[str, Fraction],
+    ) -> tuple[engine.Verdict, GuardrailFindings]:
+        """The verdict the rules give this action now, and what the guardrails found.
+        ``magnitude`` is the assessed one, rounded; where the action type can give it exactly
+        from the exact ``effects``, the exact one decides."""
+        rules = [rule for rule in self.rules if rule.action_type == action_type.name]
+        scope = engine.Scope(
+            action_type=action_type.name,
+            account_id=account.pk,
+            channel=account.channel,
+            agent_id=agent.pk if agent else None,
+            agent_kind=agent.kind if agent else "",
+        )
+        rule = engine.matching_rule(scope, rules)
+        problems = windows_out_of_bounds(rule) if rule is not None else []
+        if problems:
+            raise PolicyMisconfigured("; ".join(problems))
+        # Only the deciding policy's cumulative window counts moves (the engine reads them
+        # within it).
+        counts_moves = rule is not None and rule.cumulative_max_magnitude is not None
+        exact_magnitude = action_type.exact_magnitude(payload, effects)
+        findings = self.guardrail_findings(
+            action_type=action_type, account=account, payload=payload, campaigns=campaigns
+        )
+        facts = engine.Facts(
+            action_type=action_type.name,
+            action_label=action_type.label,
+            magnitude=magnitude if exact_magnitude is None else exact_magnitude,
+            magnitude_unit=action_type.magnitude_unit,
+            magnitude_label=magnitude_label,
+            risk_weight=action_type.risk_weight,
+            account_id=account.pk,
+            channel=account.channel,
+            agent_id=agent.pk if agent else None,
+            agent_kind=agent.kind if agent else "",
+            amount=amount,
+            currency=account.currency,
+            effects=effects,
+            recent_moves=[
+                move for target in effects for move in self.moves.get((account.pk, target), ())
+            ]
+            if counts_moves
+            else [],
+            now=self.now,
+            guardrail_blocks=findings.blocks,
+            guardrail_reviews=findings.reviews,
+            agent_approval_rate=self.approval_rates.get(agent.pk) if agent else None,
+            always_human=action_type.always_human,
+        )
+        return engine.evaluate(facts, self.rules), findings
+
+    def count(self, *, account_id: int, effects: dict[str, Fraction]) -> None:
+        """A move just approved: it counts for the actions evaluated after it."""
+        for target, factor in effects.items():
+            self.moves.setdefault((account_id, target), []).append(
+                engine.Move(target=target, factor=factor, at=self.now)
+            )
+
+
 def policy_verdict(
     *,
     action_type: ActionType,
@@ -284,56 +467,24 @@ def policy_verdict(
     proposal_id: int | None = None,
     rules: list[engine.Rule] | None = None,
 ) -> tuple[engine.Verdict, GuardrailFindings]:
-    """The verdict the rules in force (or ``rules``, a draft set) give this action now, and
-    what the guardrails found. ``magnitude`` is the assessed one, rounded; where the action
-    type can give it exactly from the exact ``effects``, the exact one decides."""
-    now = timezone.now()
-    if rules is None:
-        rules = rules_in_force(action_type=action_type.name)
-    rules = [rule for rule in rules if rule.action_type == action_type.name]
-    scope = engine.Scope(
-        action_type=action_type.name,
-        account_id=account.pk,
-        channel=account.channel,
-        agent_id=agent.pk if agent else None,
-        agent_kind=agent.kind if agent else "",
+    """The verdict the rules in force (or ``rules``, a draft set) give one action now, and
+    what the guardrails found (``EvaluationContext`` for many)."""
+    context = EvaluationContext.read(
+        agents=[agent] if agent else [],
+        accounts=[account],
+        action_types=[action_type.name],
+        targets=[(account.pk, target) for target in effects],
+        rules=rules,
+        exclude_proposal=proposal_id,
     )
-    rule = engine.matching_rule(scope, rules)
-    problems = windows_out_of_bounds(rule) if rule is not None else []
-    if problems:
-        raise PolicyMisconfigured("; ".join(problems))
-    # Only the deciding policy's cumulative window counts moves.
-    counts_moves = rule is not None and rule.cumulative_max_magnitude is not None
-    exact_magnitude = action_type.exact_magnitude(payload, effects)
-    findings = guardrail_findings(
-        action_type=action_type, account=account, payload=payload, campaigns=campaigns
-    )
-    facts = engine.Facts(
-        action_type=action_type.name,
-        action_label=action_type.label,
-        magnitude=magnitude if exact_magnitude is None else exact_magnitude,
-        magnitude_unit=action_type.magnitude_unit,
+    return context.verdict(
+        action_type=action_type,
+        account=account,
+        agent=agent,
+        payload=payload,
+        campaigns=campaigns,
+        magnitude=magnitude,
         magnitude_label=magnitude_label,
-        risk_weight=action_type.risk_weight,
-        account_id=account.pk,
-        channel=account.channel,
-        agent_id=agent.pk if agent else None,
-        agent_kind=agent.kind if agent else "",
         amount=amount,
-        currency=account.currency,
         effects=effects,
-        recent_moves=recent_moves(
-            account=account,
-            targets=set(effects),
-            since=now - rule.cumulative_window,
-            exclude_proposal=proposal_id,
-        )
-        if counts_moves
-        else [],
-        now=now,
-        guardrail_blocks=findings.blocks,
-        guardrail_reviews=findings.reviews,
-        agent_approval_rate=agent_approval_rate(agent),
-        always_human=action_type.always_human,
     )
-    return engine.evaluate(facts, rules), findings

@@ -2,6 +2,7 @@
 
 from approvals.models import Agent, Proposal
 from approvals.services.proposals import Submission, proposal_evaluate, proposal_submit
+from policies.models import CountedMove
 from tests.conftest import reallocation
 
 
@@ -29,3 +30,4 @@ def backdated(proposal: Proposal, *, created_at, decided_at=None) -> None:
     history.exclude(evaluated_at=None).update(evaluated_at=created_at)
     if decided_at is not None:
         history.exclude(decided_at=None).update(history_date=decided_at, decided_at=decided_at)
+        CountedMove.objects.filter(proposal_id=proposal.pk).update(approved_at=decided_at)

@@ -13,7 +13,8 @@ URL = "/api/v1/proposals/"
 
 @pytest.fixture
 def optimizers_proposal(optimizer) -> int:
-    return optimizer.post(URL, bid_adjustment(), format="json").json()["id"]
+    """A 20% bid raise: it waits for a person."""
+    return optimizer.post(URL, bid_adjustment("2.40"), format="json").json()["id"]
 
 
 def test_agent_cannot_read_another_agents_proposal(agent_client, optimizers_proposal):
@@ -26,7 +27,7 @@ def test_agent_cannot_read_another_agents_proposal(agent_client, optimizers_prop
 def test_agent_cannot_withdraw_another_agents_proposal(agent_client, optimizers_proposal):
     response = agent_client("copywriter").post(f"{URL}{optimizers_proposal}/withdraw/")
     assert response.status_code == 404
-    assert Proposal.objects.get(pk=optimizers_proposal).status == ProposalStatus.SUBMITTED
+    assert Proposal.objects.get(pk=optimizers_proposal).status == ProposalStatus.PENDING_REVIEW
 
 
 def test_agent_withdraws_its_own_waiting_proposal(optimizer, optimizers_proposal):

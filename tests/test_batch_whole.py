@@ -43,9 +43,15 @@ def test_a_thousand_item_batch_is_answered_whole_with_every_item_s_result(optimi
     )
     created = [result["proposal"] for result in results if result["status"] == 201]
     assert len(created) == 900 == Proposal.objects.count()
-    assert created[0]["external_ref"] == "item-0" and created[0]["status"] == "submitted"
-    # Each proposal recorded as the agent made it, with its history.
+    # Each item's answer carries its verdict: nothing is left to evaluate after the answer.
+    assert created[0]["external_ref"] == "item-0" and created[0]["status"] == "pending_review"
+    assert created[0]["verdict"]["outcome"] == "review"
+    assert "50.0%" in " ".join(created[0]["verdict"]["reasons"])
+    assert {item["status"] for item in created} <= {"approved", "pending_review", "blocked"}
+    assert not Proposal.objects.filter(status="submitted").exists()
+    # Each proposal recorded as the agent made it, then as the policy engine routed it.
     assert Proposal.history.filter(history_type="+", history_actor="optimizer").count() == 900
+    assert Proposal.history.filter(history_type="~", history_actor="policy-engine").count() == 900
 
 
 @pytest.mark.django_db

@@ -29,12 +29,12 @@ def budget(external_id: str) -> Decimal:
 
 
 def test_an_illegal_transition_is_refused_and_changes_nothing(demo_world):
-    proposal = submitted()
+    proposal = submitted()  # a 28% reallocation: waiting for a person
     with pytest.raises(InvalidTransition, match="cannot become executed"):
         proposal_transition(
             proposal_id=proposal.pk, to_status=ProposalStatus.EXECUTED, actor=Actor.system("test")
         )
-    assert Proposal.objects.get(pk=proposal.pk).status == ProposalStatus.SUBMITTED
+    assert Proposal.objects.get(pk=proposal.pk).status == ProposalStatus.PENDING_REVIEW
 
 
 def test_evaluating_twice_routes_once(demo_world):

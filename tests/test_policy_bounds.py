@@ -14,11 +14,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from approvals.models import Proposal, ProposalStatus
-from approvals.services import proposals as proposal_services
 from approvals.services.lifecycle import proposal_transition
 from approvals.services.proposals import proposal_evaluate
 from audit.actors import Actor
+from policies import engine as policy_engine
 from policies.models import Policy
+from policies.services import EvaluationContext
 from tests.conftest import bid_adjustment
 from tests.factories import evaluated, submitted
 
@@ -106,16 +107,33 @@ def test_a_window_out_of_bounds_on_another_policy_changes_nothing_here(demo_worl
     assert evaluated(bid_adjustment("2.12")).status == ProposalStatus.APPROVED
 
 
-def test_any_failure_of_the_engine_sends_the_proposal_to_a_human_not_nowhere(demo_world):
+def test_any_failure_of_the_engine_sends_the_proposal_to_a_human_not_nowhere(
+    demo_world, monkeypatch
+):
+    def engine_bug(facts, rules):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(policy_engine, "evaluate", engine_bug)
     proposal = submitted(bid_adjustment("2.12"))
-    # A row as no code of today writes it: a factor that is not a number.
-    Proposal.objects.filter(pk=proposal.pk).update(effects={"brand-search's bid": "lots"})
+    assert proposal.status == ProposalStatus.PENDING_REVIEW
+    [reason] = proposal.verdict_reasons
+    assert reason.startswith(ENGINE_FAILED + "ZeroDivisionError") and reason.endswith(
+        "; a human decides."
+    )
+    assert proposal.risk == 100  # unknown risk: first in the queue
+    assert proposal.history.latest().history_change_reason == reason
+
+
+def test_a_proposal_left_submitted_by_an_earlier_release_is_still_routed(demo_world):
+    proposal = submitted(bid_adjustment("2.12"))
+    # A row as no code of today leaves it: submitted, with a factor that is not a number.
+    Proposal.objects.filter(pk=proposal.pk).update(
+        status=ProposalStatus.SUBMITTED, effects={"brand-search's bid": "lots"}
+    )
     proposal = proposal_evaluate(proposal_id=proposal.pk)
     assert proposal.status == ProposalStatus.PENDING_REVIEW
     [reason] = proposal.verdict_reasons
     assert reason.startswith(ENGINE_FAILED) and reason.endswith("; a human decides.")
-    assert proposal.risk == 100  # unknown risk: first in the queue
-    assert proposal.history.latest().history_change_reason == reason
 
 
 def test_a_failed_evaluation_takes_as_many_approvals_as_the_policy_could_ask(demo_world):
@@ -128,17 +146,14 @@ def test_a_failed_evaluation_takes_as_many_approvals_as_the_policy_could_ask(dem
     assert evaluated(bid_adjustment("2.12")).required_approvals == 3
 
 
-def test_a_transient_database_error_is_retried_not_turned_into_a_verdict(demo_world, monkeypatch):
-    proposal = submitted(bid_adjustment("2.12"))
-
-    def connection_lost(**facts):
+def test_a_transient_database_error_records_nothing_rather_than_a_verdict(demo_world, monkeypatch):
+    def connection_lost(self, **facts):
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(proposal_services, "policy_verdict", connection_lost)
-    with pytest.raises(OperationalError):  # the task's autoretry answers it
-        proposal_evaluate(proposal_id=proposal.pk)
-    proposal.refresh_from_db()
-    assert proposal.status == ProposalStatus.SUBMITTED
+    monkeypatch.setattr(EvaluationContext, "verdict", connection_lost)
+    with pytest.raises(OperationalError):  # the agent's retry (same key) submits it again
+        submitted(bid_adjustment("2.12"))
+    assert not Proposal.objects.exists()
 
 
 def test_the_dry_run_answers_what_would_happen_when_the_engine_cannot_evaluate(optimizer):

@@ -3,6 +3,7 @@
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 
@@ -282,6 +283,14 @@ def test_money_presses_on_risk_when_it_is_the_larger_share():
     assert evaluate(facts("0.01", amount="3000"), [rule()]).risk == 25 + 45 + 5
 
 
+def test_risk_rounds_a_pressure_exactly_half_way_to_even_and_a_hair_past_it_up():
+    # 15 x 0.3 = 4.5 -> 4, 15 x 0.5 = 7.5 -> 8, 15 x 0.7 = 10.5 -> 10; a billionth more -> 5
+    halves = [evaluate(facts(m), [rule()]).risk - 25 - 5 for m in ("0.03", "0.05", "0.07")]
+    assert halves == [4, 8, 10]
+    past = replace(facts("0.03"), magnitude=Fraction(3, 100) + Fraction(1, 10**9))
+    assert evaluate(past, [rule()]).risk - 25 - 5 == 5
+
+
 def test_the_two_person_rule_cannot_be_skipped_by_auto_execution():
     # The two-person threshold sits below the auto ceiling: above it, people decide.
     lenient = rule(ceiling="0.15", more_approvals_above_magnitude=Decimal("0.05"))
@@ -299,3 +308,35 @@ def test_banned_terms_are_whole_words_whatever_they_end_with():
     assert brand_findings(texts, rules) == [
         "The creative 1 body uses the banned term “100%”: “Now «100%» better, and carefree.”."
     ]
+
+
+# --- the same rules for many proposals (a batch) -------------------------------------------------
+
+
+def test_a_rule_used_for_many_proposals_says_what_a_fresh_copy_of_it_says():
+    # A rule's figures and their words are worked out once per rule: what it says about one
+    # proposal (in one unit, one currency) must not leak into what it says about the next.
+    shared = rule(
+        ceiling="0.125",
+        auto_execute_max_amount=Decimal("100"),
+        block_above_magnitude=Decimal("0.5"),
+        block_above_amount=Decimal("900"),
+        cumulative_max_magnitude=Decimal("0.2"),
+        more_approvals_above_magnitude=Decimal("0.3"),
+    )
+    proposals = [
+        facts(magnitude, amount, currency=currency, magnitude_unit=unit, recent_moves=earlier)
+        for magnitude, amount in [("0.05", None), ("0.2", "150"), ("0.6", "1000"), ("3", "50")]
+        for currency in ("USD", "EUR")
+        for unit in ("ratio", "count")
+        for earlier in ((), moves("0.85"))
+    ]
+    said = [evaluate(proposal, [shared]) for proposal in proposals]
+    named = "policy “Budget reallocations”."
+    assert said == [evaluate(proposal, [replace(shared)]) for proposal in proposals]
+    assert {verdict.outcome for verdict in said} == {"auto_approve", "review", "block"}
+    reasons = {reason for verdict in said for reason in verdict.reasons}
+    assert "1,000.00 EUR a day is above the 900.00 EUR hard ceiling of " + named in reasons
+    assert "1,000.00 USD a day is above the 900.00 USD hard ceiling of " + named in reasons
+    holds = {str(hold) for verdict in said for hold in verdict.held_by}
+    assert {"hard ceiling 50% (this is 60.0%)", "hard ceiling 0.5 (this is 0.6)"} <= holds

@@ -12,6 +12,7 @@ from approvals.services.decisions import proposal_approve
 from approvals.services.proposals import proposal_evaluate
 from approvals.services.recovery import proposals_requeue_stalled
 from ledger.models import Campaign
+from policies.models import CountedMove
 from tests.conftest import bid_adjustment, reallocation, wait_until
 from tests.factories import submitted
 
@@ -31,17 +32,32 @@ def status_is(proposal_id: int, status: str):
     return lambda: Proposal.objects.get(pk=proposal_id).status == status
 
 
-def test_a_submission_whose_evaluation_was_lost_is_evaluated_and_executed(demo_world, monkeypatch):
+def test_an_auto_approved_submission_whose_execution_was_lost_is_executed(demo_world, monkeypatch):
     with monkeypatch.context() as patch:
         lose_tasks_sent_on_commit(patch)
         proposal = submitted(bid_adjustment("2.12"))
-    assert Proposal.objects.get(pk=proposal.pk).status == ProposalStatus.SUBMITTED
+    assert Proposal.objects.get(pk=proposal.pk).status == ProposalStatus.APPROVED
 
     assert proposals_requeue_stalled(stalled_after=timedelta(0)) == {
-        "submitted": 1,
-        "approved": 0,
+        "submitted": 0,
+        "approved": 1,
         "executing": 0,
     }
+
+    wait_until(status_is(proposal.pk, ProposalStatus.EXECUTED))
+    assert Campaign.objects.get(external_id="brand-search").bid == Decimal("2.12")
+
+
+def test_a_proposal_an_earlier_release_left_submitted_is_evaluated_and_executed(
+    demo_world, monkeypatch
+):
+    with monkeypatch.context() as patch:
+        lose_tasks_sent_on_commit(patch)
+        proposal = submitted(bid_adjustment("2.12"))
+    # As an earlier release left it: written, its evaluation not yet done.
+    Proposal.objects.filter(pk=proposal.pk).update(status=ProposalStatus.SUBMITTED)
+    CountedMove.objects.filter(proposal_id=proposal.pk).delete()
+    assert proposals_requeue_stalled(stalled_after=timedelta(0))["submitted"] == 1
 
     wait_until(status_is(proposal.pk, ProposalStatus.EXECUTED))
     assert Campaign.objects.get(external_id="brand-search").bid == Decimal("2.12")

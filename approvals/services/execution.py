@@ -3,6 +3,10 @@
 The built-in ledger executor commits the ledger effect, the execution record and the status
 change in one transaction, under locks on the proposal and then its campaigns (always in that
 order, campaigns by id), so a redelivered task finds the proposal executed and does nothing.
+Proposals sent together (a batch's approved items) that need nothing but doing are carried
+out together, in one such transaction, each checked as it would be alone and its moves,
+attempt and ledger change recorded as they would be, in a few statements for the whole set;
+one that needs more (held back, superseded, re-assessed, refused) is carried out alone.
 
 The webhook executor, for an account with an execution endpoint, cannot hold a transaction
 open across the channel's request: it commits ``executing`` first, POSTs the action signed
@@ -14,7 +18,9 @@ does it once.
 
 import json
 import logging
-from dataclasses import dataclass
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -22,6 +28,8 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import OperationalError, transaction
+from django.db.models import Count, Exists, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
@@ -34,7 +42,14 @@ from approvals.models import (
     VerdictOutcome,
 )
 from approvals.services.acts import Act, check_may_act
-from approvals.services.lifecycle import proposal_lock, proposal_transition
+from approvals.services.lifecycle import (
+    Move,
+    counted_moves_update,
+    counted_state,
+    proposal_lock,
+    proposal_transition,
+    proposals_move_through,
+)
 from approvals.services.proposals import (
     assessed_from_ledger,
     campaigns_for,
@@ -45,14 +60,22 @@ from approvals.services.proposals import (
 )
 from approvals.services.supersession import (
     proposal_supersede,
-    proposals_supersede_after_change,
+    proposals_supersede_after_changes,
     target_moves,
 )
 from approvals.validation import validation_text
 from audit.actors import Actor, acting_as
+from audit.history import create_with_history, update_with_history
+from hitlproject.errors import NotFound
 from hitlproject.outbound import send_signed
-from ledger.models import Account
-from policies.services import engaged_kill_switches, kill_switch_engaged_since, kill_switch_reason
+from ledger.models import Account, Campaign
+from policies.services import (
+    engaged_kill_switches,
+    kill_switch_engaged_since,
+    kill_switch_reason,
+    kill_switches_engaged_over,
+    reads_account_campaigns,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +126,7 @@ def _reassessed(
         changes = {**facts, **verdict_changes(verdict, findings)}
         changes["verdict_reasons"] = [reason, *verdict.reasons]
         return _sent_back(proposal, actor, reason, changes)
+    counted_before = counted_state(proposal)
     for name, value in facts.items():
         setattr(proposal, name, value)
     proposal._change_reason = (
@@ -110,12 +134,39 @@ def _reassessed(
         "which its approval still covers."
     )
     proposal.save()
+    counted_moves_update([(proposal, counted_before)])
     return None
+
+
+def _locked_for_execution(proposal_ids: Sequence[int], *, skip_locked: bool) -> list[Proposal]:
+    """The proposals, locked until the surrounding transaction ends, in id order (those
+    another transaction holds left out, with ``skip_locked``), with their agent and account,
+    and, read in the same statement, what the executor asks first: how many attempts each
+    had (``attempts_before``) and whether a kill switch is engaged over it
+    (``kill_switch_engaged``)."""
+    attempts = (
+        Execution.objects.filter(proposal=OuterRef("pk"))
+        .order_by()
+        .values("proposal")
+        .annotate(count=Count("pk"))
+        .values("count")
+    )
+    engaged = kill_switches_engaged_over(OuterRef("account_id"), OuterRef("account__channel"))
+    return list(
+        Proposal.objects.select_related("agent", "account")
+        .select_for_update(of=("self",), skip_locked=skip_locked)
+        .annotate(
+            attempts_before=Coalesce(Subquery(attempts), 0), kill_switch_engaged=Exists(engaged)
+        )
+        .filter(pk__in=proposal_ids)
+        .order_by("pk")
+    )
 
 
 def _record_attempt(
     proposal: Proposal,
     *,
+    number: int,
     executor: str,
     status: str,
     before: dict,
@@ -125,7 +176,7 @@ def _record_attempt(
 ) -> Execution:
     return Execution.objects.create(
         proposal=proposal,
-        attempt=proposal.executions.count() + 1,
+        attempt=number,
         executor=executor,
         status=status,
         before_state=before,
@@ -169,7 +220,10 @@ def _kill_switch_hold(proposal: Proposal) -> str:
     """Why a kill switch holds the proposal back for a person, or "": every switch engaged
     over its account or channel does, unless a person approved it (or retried it) while that
     switch was engaged. A switch routes everything to humans: what the policy engine approved
-    never runs past it, nor what a person approved before it was engaged."""
+    never runs past it, nor what a person approved before it was engaged. (``proposal`` from
+    ``_locked_for_execution``: which switches, and since when, is asked only if one is.)"""
+    if not proposal.kill_switch_engaged:
+        return ""
     switches = engaged_kill_switches(proposal.account)
     if not switches:
         return ""
@@ -240,14 +294,16 @@ def _checked_targets(proposal: Proposal, action_type, actor: Actor) -> _Checked:
     return _Checked(campaigns, before, reassessed)
 
 
-def _supersede_others(executed: Proposal, after: dict, actor: Actor) -> None:
-    """The change has landed: the other proposals made against the values it replaced end."""
-    proposals_supersede_after_change(
-        account_id=executed.account_id,
-        changed=after,
-        actor=actor,
-        cause=f"#{executed.pk} changed it first: {executed.summary}",
-    )
+def _supersede_others(executed: Sequence[tuple[Proposal, dict]], actor: Actor) -> None:
+    """The changes have landed (each executed proposal with the state it left): the other
+    proposals made against the values they replaced end."""
+    by_account = defaultdict(list)
+    for proposal, after in executed:
+        by_account[proposal.account_id].append(
+            (after, f"#{proposal.pk} changed it first: {proposal.summary}")
+        )
+    for account_id, changes in by_account.items():
+        proposals_supersede_after_changes(account_id=account_id, changes=changes, actor=actor)
 
 
 def _refusal(proposal: Proposal, action_type, campaigns) -> str:
@@ -263,38 +319,205 @@ def _refusal(proposal: Proposal, action_type, campaigns) -> str:
     return ""
 
 
-def executes_by_webhook(*, proposal_id: int) -> bool:
-    """Whether the webhook executor carries out this proposal: its account has an execution
-    endpoint and the action is one for the channel, or the webhook executor already took it
-    to executing (it stays with it, and with the request it froze, whatever the account says
-    since)."""
-    row = (
-        Proposal.objects.filter(pk=proposal_id)
-        .values("status", "execution_request", "action_type", "account__execution_endpoint")
-        .first()
+def _for_webhook(proposal: Proposal) -> bool:
+    """Whether the webhook executor carries out this proposal (as locked): its account has an
+    execution endpoint and the action is one for the channel, or the webhook executor already
+    took it to executing (it stays with it, and with the request it froze, whatever the
+    account says since)."""
+    if proposal.status == ProposalStatus.EXECUTING:
+        return bool(proposal.execution_request)
+    return bool(
+        proposal.status == ProposalStatus.APPROVED
+        and proposal.account.execution_endpoint
+        and action_types.get(proposal.action_type).executes_on_channel
     )
-    return row is not None and bool(
-        (row["status"] == ProposalStatus.EXECUTING and row["execution_request"])
-        or (
-            row["status"] == ProposalStatus.APPROVED
-            and row["account__execution_endpoint"]
-            and action_types.get(row["action_type"]).executes_on_channel
-        )
-    )
+
+
+@dataclass
+class Executions:
+    """What ``proposals_execute`` did: each proposal the ledger executor settled, as it ended
+    up (executed, failed, sent back, superseded; or as it was, if there was nothing left to
+    do), by id; and the ids of those that are the webhook executor's to send."""
+
+    settled: dict[int, Proposal] = field(default_factory=dict)
+    for_webhook: list[int] = field(default_factory=list)
 
 
 def proposal_execute(*, proposal_id: int) -> Proposal:
     """Carry out an approved proposal, with the account's executor: the built-in ledger
-    executor, or the webhook executor (``executes_by_webhook``)."""
-    if executes_by_webhook(proposal_id=proposal_id):
+    executor, or the webhook executor (``_for_webhook``)."""
+    executions = proposals_execute(proposal_ids=[proposal_id])
+    if proposal_id in executions.for_webhook:
         return _execute_by_webhook(proposal_id)
-    return _execute_in_ledger(proposal_id)
+    if proposal_id not in executions.settled:
+        raise NotFound(f"There is no proposal #{proposal_id}.")
+    return executions.settled[proposal_id]
 
 
-def _execute_in_ledger(proposal_id: int) -> Proposal:
+def proposals_execute(*, proposal_ids: Sequence[int]) -> Executions:
+    """Carry out approved proposals with the built-in ledger executor, exactly once each,
+    and say which are the webhook executor's instead (``_for_webhook``).
+
+    Those that need nothing but doing are done together, in one short transaction
+    (``_execute_together``); any that needs more (a kill switch engaged, a target moved, a
+    guardrail or the ledger refusing it, another proposal of the set on one of its
+    campaigns, an action that writes more than campaign fields, a lock held elsewhere) is
+    then carried out alone, in a transaction of its own (``_execute_alone``), as is every
+    one of the set if doing them together failed."""
+    proposal_ids = sorted(set(proposal_ids))  # those alone, too, in the order they were made
+    try:
+        executions = _execute_together(proposal_ids)
+    except OperationalError:
+        raise  # transient (lock timeout, lost connection): the task retries
+    except Exception:
+        logger.exception(
+            "Executing proposals %s together failed: each is tried alone", proposal_ids
+        )
+        executions = Executions()
+    for proposal_id in proposal_ids:
+        if proposal_id in executions.settled or proposal_id in executions.for_webhook:
+            continue
+        try:
+            executed = _execute_alone(proposal_id)
+        except NotFound:
+            logger.warning("Proposal %s to execute does not exist", proposal_id)
+            continue
+        if executed is None:
+            executions.for_webhook.append(proposal_id)
+        else:
+            executions.settled[proposal_id] = executed
+    return executions
+
+
+def _execute_together(proposal_ids: Sequence[int]) -> Executions:
+    """The proposals that need nothing but doing, done in one transaction: locked (in id
+    order, skipping any held elsewhere), then their campaigns (in id order, as everywhere);
+    each checked as ``_execute_alone`` checks it, and left to it if anything is found; the
+    rest applied to the ledger, their attempts recorded and their moves (approved →
+    executing → executed) written, all with history, a few statements for the whole set;
+    then the proposals made against the values they replaced superseded."""
+    actor = Actor.system("executor")
+    executions = Executions()
+    with transaction.atomic(), acting_as(actor):
+        candidates = []
+        for proposal in _locked_for_execution(proposal_ids, skip_locked=True):
+            if _for_webhook(proposal):
+                executions.for_webhook.append(proposal.pk)
+            elif proposal.status != ProposalStatus.APPROVED:
+                executions.settled[proposal.pk] = proposal  # nothing to do
+            elif not proposal.kill_switch_engaged:
+                action_type = action_types.get(proposal.action_type)
+                if action_type.writes_campaign_fields_only:
+                    candidates.append((proposal, action_type))
+        # Two of the set on one campaign: the first's change may supersede the second, or
+        # move what it is assessed on. They run alone, one after the other.
+        touched = {
+            proposal.pk: [(proposal.account_id, external_id) for external_id in fields]
+            for proposal, action_type in candidates
+            for fields in [action_type.campaign_fields(proposal.payload)]
+        }
+        shared = Counter(key for keys in touched.values() for key in keys)
+        candidates = [
+            (proposal, action_type)
+            for proposal, action_type in candidates
+            if all(shared[key] == 1 for key in touched[proposal.pk])
+        ]
+        campaigns = _locked_campaigns(
+            key for proposal, _ in candidates for key in touched[proposal.pk]
+        )
+        started_at = timezone.now()
+        staged = []
+        for proposal, action_type in candidates:
+            if not all(key in campaigns for key in touched[proposal.pk]):
+                continue  # a campaign gone: the action's own check says so, alone
+            theirs = {
+                external_id: campaigns[(account_id, external_id)]
+                for account_id, external_id in touched[proposal.pk]
+            }
+            payload = proposal.payload
+            before = ledger_snapshot(action_type=action_type, payload=payload, campaigns=theirs)
+            if (
+                target_moves(proposal.target_snapshot, before)
+                or reads_account_campaigns(
+                    action_type=action_type,
+                    account=proposal.account,
+                    payload=payload,
+                    campaigns=theirs,
+                )
+                or _refusal(proposal, action_type, theirs)
+            ):
+                continue
+            writes = action_type.staged_writes(payload, theirs, proposal)
+            after = ledger_snapshot(action_type=action_type, payload=payload, campaigns=theirs)
+            staged.append((proposal, before, after, writes))
+        if not staged:
+            return executions
+        applied_at = timezone.now()
+        campaign_writes = []
+        for _, _, _, writes in staged:
+            for campaign, fields in writes:
+                campaign.updated_at = applied_at
+                campaign_writes.append((campaign, {**fields, "updated_at": applied_at}))
+        update_with_history(Campaign, campaign_writes, actor=actor)
+        finished_at = timezone.now()  # the ledger written, as an attempt alone finishes
+        create_with_history(
+            Execution,
+            [
+                Execution(
+                    proposal=proposal,
+                    attempt=proposal.attempts_before + 1,
+                    executor=LEDGER_EXECUTOR,
+                    status=ExecutionStatus.SUCCEEDED,
+                    before_state=before,
+                    after_state=after,
+                    started_at=started_at,
+                    finished_at=finished_at,
+                )
+                for proposal, before, after, _ in staged
+            ],
+            actor=actor,
+        )
+        executed = [proposal for proposal, *_ in staged]
+        proposals_move_through(
+            proposals=executed,
+            moves=[
+                Move(ProposalStatus.EXECUTING, "", started_at),
+                Move(ProposalStatus.EXECUTED, "", finished_at),
+            ],
+            actor=actor,
+        )
+        _supersede_others([(proposal, after) for proposal, _, after, _ in staged], actor)
+        executions.settled.update((proposal.pk, proposal) for proposal in executed)
+    return executions
+
+
+def _locked_campaigns(keys) -> dict[tuple[int, str], Campaign]:
+    """Campaigns by (account id, external id), locked in id order."""
+    wanted = defaultdict(set)
+    for account_id, external_id in keys:
+        wanted[account_id].add(external_id)
+    if not wanted:
+        return {}
+    query = Q(pk__in=[])
+    for account_id, external_ids in wanted.items():
+        query |= Q(account_id=account_id, external_id__in=sorted(external_ids))
+    return {
+        (campaign.account_id, campaign.external_id): campaign
+        for campaign in Campaign.objects.select_for_update().filter(query).order_by("pk")
+    }
+
+
+def _execute_alone(proposal_id: int) -> Proposal | None:
+    """Carry out one proposal in a transaction of its own, with every check and every way it
+    can end; None if it is the webhook executor's."""
     actor = Actor.system("executor")
     with transaction.atomic(), acting_as(actor):
-        proposal = proposal_lock(proposal_id)
+        locked = _locked_for_execution([proposal_id], skip_locked=False)
+        if not locked:
+            raise NotFound(f"There is no proposal #{proposal_id}.")
+        proposal = locked[0]
+        if _for_webhook(proposal):
+            return None
         if proposal.status != ProposalStatus.APPROVED:
             return proposal  # executed already, or no longer approved: nothing to do
         action_type = action_types.get(proposal.action_type)
@@ -302,11 +525,13 @@ def _execute_in_ledger(proposal_id: int) -> Proposal:
         if checked.moved_on:
             return checked.moved_on
         campaigns = checked.campaigns
-        proposal_transition(
-            proposal_id=proposal_id, to_status=ProposalStatus.EXECUTING, actor=actor
-        )
         started_at = timezone.now()
-        attempt = {"executor": LEDGER_EXECUTOR, "before": checked.before, "started_at": started_at}
+        attempt = {
+            "number": proposal.attempts_before + 1,
+            "executor": LEDGER_EXECUTOR,
+            "before": checked.before,
+            "started_at": started_at,
+        }
         try:
             with transaction.atomic():
                 refusal = checked.refusal or _refusal(proposal, action_type, campaigns)
@@ -319,18 +544,20 @@ def _execute_in_ledger(proposal_id: int) -> Proposal:
         except Exception as error:
             logger.exception("Executing proposal %s failed", proposal_id)
             refusal = f"{type(error).__name__}: {error}"
+        executing = Move(ProposalStatus.EXECUTING, "", started_at)
         if refusal:
             _record_attempt(proposal, status=ExecutionStatus.FAILED, error=refusal, **attempt)
-            return _fail(proposal, refusal)
+            failed = Move(ProposalStatus.FAILED, f"execution failed: {refusal}", timezone.now())
+            proposals_move_through(proposals=[proposal], moves=[executing, failed], actor=actor)
+            return proposal
         after = ledger_snapshot(
             action_type=action_type, payload=proposal.payload, campaigns=campaigns
         )
         _record_attempt(proposal, status=ExecutionStatus.SUCCEEDED, after=after, **attempt)
-        executed = proposal_transition(
-            proposal_id=proposal_id, to_status=ProposalStatus.EXECUTED, actor=actor
-        )
-        _supersede_others(executed, after, actor)
-        return executed
+        executed = Move(ProposalStatus.EXECUTED, "", timezone.now())
+        proposals_move_through(proposals=[proposal], moves=[executing, executed], actor=actor)
+        _supersede_others([(proposal, after)], actor)
+        return proposal
 
 
 def _execute_by_webhook(proposal_id: int) -> Proposal:
@@ -344,7 +571,11 @@ def _execute_by_webhook(proposal_id: int) -> Proposal:
     """
     actor = Actor.system("executor")
     with transaction.atomic(), acting_as(actor):
-        proposal = proposal_lock(proposal_id)
+        locked = _locked_for_execution([proposal_id], skip_locked=False)
+        if not locked:
+            raise NotFound(f"There is no proposal #{proposal_id}.")
+        proposal = locked[0]
+        next_attempt = proposal.attempts_before + 1
         starting = proposal.status == ProposalStatus.APPROVED
         if not starting and (
             proposal.status != ProposalStatus.EXECUTING or not proposal.execution_request
@@ -379,6 +610,7 @@ def _execute_by_webhook(proposal_id: int) -> Proposal:
         if refusal:
             _record_attempt(
                 proposal,
+                number=next_attempt,
                 executor=WEBHOOK_EXECUTOR,
                 status=ExecutionStatus.FAILED,
                 before=before,
@@ -400,6 +632,7 @@ def _execute_by_webhook(proposal_id: int) -> Proposal:
             return proposal
         attempt = _record_attempt(
             proposal,
+            number=next_attempt,
             executor=WEBHOOK_EXECUTOR,
             status=ExecutionStatus.RUNNING,
             before={},
@@ -448,7 +681,7 @@ def _execute_by_webhook(proposal_id: int) -> Proposal:
                 actor=actor,
                 changes={"execution_lease_until": None},
             )
-            _supersede_others(executed, attempt.after_state, actor)
+            _supersede_others([(executed, attempt.after_state)], actor)
             return executed
         attempt.status, attempt.error = ExecutionStatus.FAILED, result
         attempt.save()
@@ -535,7 +768,7 @@ def _frozen_request(proposal: Proposal, action_type, campaigns) -> dict:
     return {
         "endpoint": endpoint,
         "key": key,
-        "first_attempt": proposal.executions.count() + 1,
+        "first_attempt": proposal.attempts_before + 1,
         "targets": targets,
         "body": {"idempotency_key": key, **action},
     }

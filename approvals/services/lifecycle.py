@@ -22,7 +22,10 @@ re-routed to a person if its verdict changes.
 side effects after commit. The admin, the API and the Celery tasks all call it.
 """
 
-from collections.abc import Mapping, Sequence
+import copy
+import functools
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,12 +33,13 @@ from django.conf import settings
 from django.db import transaction
 from django.db.transaction import TransactionManagementError
 from django.utils import timezone
+from simple_history.utils import get_history_manager_for_model
 
 from approvals.models import Proposal, ProposalStatus
 from audit.actors import Actor, acting_as
 from audit.history import update_with_history
 from hitlproject.errors import Conflict, NotFound
-from policies.models import REVIEW_WINDOW_BOUNDS, describe_duration
+from policies.models import REVIEW_WINDOW_BOUNDS, CountedMove, describe_duration
 
 S = ProposalStatus
 
@@ -49,6 +53,46 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
 DECIDED_STATUSES = frozenset({S.APPROVED, S.REJECTED, S.BLOCKED})
 # Approved to run, and running: the platform moves these on with nobody acting.
 UNDER_WAY_STATUSES = frozenset({S.APPROVED, S.EXECUTING})
+# A proposal's moves count against cumulative ceilings from its approval on, unless it fails,
+# is superseded or goes back to a person.
+COUNTED_STATUSES = frozenset({S.APPROVED, S.EXECUTING, S.EXECUTED})
+
+CountedState = tuple[datetime, tuple[tuple[str, str], ...]] | None
+
+
+def counted_state(proposal: Proposal) -> CountedState:
+    """What a proposal counts against cumulative ceilings: its effects, at its approval."""
+    if proposal.status in COUNTED_STATUSES and proposal.decided_at and proposal.effects:
+        return proposal.decided_at, tuple(sorted(proposal.effects.items()))
+    return None
+
+
+def counted_moves_update(written: Iterable[tuple[Proposal, CountedState]]) -> None:
+    """Bring the moves that count against cumulative ceilings (``CountedMove``) in line with
+    proposals just written, given what each counted before: in the same transaction, so an
+    evaluation never counts a move that is not (or misses one that is). Nothing is written
+    for a proposal whose count did not change (most moves: executing, executed)."""
+    changed = [
+        (proposal, before) for proposal, before in written if counted_state(proposal) != before
+    ]
+    if not changed:
+        return
+    stale = [proposal.pk for proposal, before in changed if before is not None]
+    if stale:
+        CountedMove.objects.filter(proposal_id__in=stale).delete()
+    CountedMove.objects.bulk_create(
+        CountedMove(
+            proposal_id=proposal.pk,
+            account_id=proposal.account_id,
+            target=target,
+            factor=factor,
+            approved_at=proposal.decided_at,
+        )
+        for proposal, _ in changed
+        if counted_state(proposal) is not None
+        for target, factor in proposal.effects.items()
+        if factor != "1/1"  # a move to the same value compounds to nothing
+    )
 
 
 class InvalidTransition(Conflict):
@@ -121,12 +165,12 @@ def _review_window(proposal: Proposal) -> tuple[timedelta, str]:
 
 def _after_move(proposals: Sequence[Proposal]) -> None:
     """Once the moves commit: execute what was approved, and tell agents what happened."""
-    from approvals.tasks import enqueue_after_commit, execute_proposal
+    from approvals.tasks import enqueue_executions_after_commit
     from feedback.callbacks import callback_events_record
 
     approved = [proposal.pk for proposal in proposals if proposal.status == S.APPROVED]
     if approved:
-        enqueue_after_commit(execute_proposal, *approved)
+        enqueue_executions_after_commit(approved)
     callback_events_record(proposals=proposals)
 
 
@@ -140,10 +184,12 @@ def proposal_transition(
 ) -> Proposal:
     with transaction.atomic(), acting_as(actor):
         proposal = proposal_lock(proposal_id)
+        counted_before = counted_state(proposal)
         for field, value in (changes or {}).items():
             setattr(proposal, field, value)
-        _move(proposal, to_status, reason=reason, now=timezone.now())
-        proposal.save()
+        moved = _move(proposal, to_status, reason=reason, now=timezone.now())
+        proposal.save(update_fields=[*(changes or {}), *moved])  # what changed, no more
+        counted_moves_update([(proposal, counted_before)])
         _after_move([proposal])
     return proposal
 
@@ -160,18 +206,108 @@ def proposals_transition(
     ``proposal_transition``, writing them together: proposals moved alike take one UPDATE,
     and their history one INSERT. Refuses them all if any one may not make the move.
     ``also_write`` names fields the caller has set on the proposals, written with the move."""
+    proposals_move_through(
+        proposals=proposals,
+        moves=[Move(to_status, reason, timezone.now())],
+        actor=actor,
+        also_write=also_write,
+    )
+
+
+@dataclass(frozen=True)
+class Move:
+    """One move of a ``proposals_move_through``: to what status, why ("" for the lifecycle's
+    own words) and when."""
+
+    to_status: str
+    reason: str
+    at: datetime
+
+
+def proposals_move_through(
+    *,
+    proposals: Sequence[Proposal],
+    moves: Sequence[Move],
+    actor: Actor,
+    also_write: Sequence[str] = (),
+) -> None:
+    """Move proposals, already locked by the caller's transaction, through successive
+    statuses (approved → executing → executed, say, once the work between them is done),
+    each move checked by the lifecycle's rules from the status the one before left and
+    recorded in history with its own time and reason, by ``actor``. The rows are written
+    once, at the end, with only the columns the moves (and ``also_write``) changed: one
+    UPDATE for the proposals moved alike, one INSERT of every history record. Refuses them
+    all if any one may not make a move."""
     if not transaction.get_connection().in_atomic_block:
-        raise TransactionManagementError("proposals_transition needs the caller's row locks.")
-    now = timezone.now()
-    changes = [
-        (
-            proposal,
-            {
-                **{name: getattr(proposal, name) for name in also_write},
-                **_move(proposal, to_status, reason=reason, now=now),
-            },
-        )
+        raise TransactionManagementError("proposals_move_through needs the caller's row locks.")
+    written = {
+        proposal.pk: {name: getattr(proposal, name) for name in also_write}
         for proposal in proposals
-    ]
-    update_with_history(Proposal, changes, actor=actor)
+    }
+    counted_before = [counted_state(proposal) for proposal in proposals]
+    records = []
+    for move in moves:
+        for proposal in proposals:
+            written[proposal.pk].update(
+                _move(proposal, move.to_status, reason=move.reason, now=move.at)
+            )
+            record = copy.copy(proposal)  # the proposal as this move left it, for history
+            record._history_date = move.at
+            records.append(record)
+    changes = [(proposal, written[proposal.pk]) for proposal in proposals]
+    update_with_history(Proposal, changes, actor=actor, records=records)
+    counted_moves_update(zip(proposals, counted_before, strict=True))
+    _after_move(proposals)
+
+
+@functools.cache
+def _proposal_history():
+    """Proposal's history manager, made once: simple-history makes a new manager class at
+    every ``Proposal.history``, which costs more than the insert it is asked for."""
+    return get_history_manager_for_model(Proposal)
+
+
+def proposals_create_routed(
+    *,
+    proposals: Sequence[Proposal],
+    routes: Sequence[tuple[str, str, Mapping[str, Any]]],
+    submitted_by: Actor,
+    routed_by: Actor,
+) -> None:
+    """Record new proposals as their agent submitted them and as the policy engine routed
+    them, in the caller's transaction (which holds the locks their routing was decided
+    under). Each proposal, built in memory as submitted, takes its route (the status, the
+    reason, the verdict's fields) by the lifecycle's rules, as ``proposal_transition`` would
+    move it; then all are inserted once, in the state they were routed to, with two history
+    records each: submitted, by its agent; routed, by ``routed_by``. Their moves count from
+    then on, and the approved ones are sent to execute once the transaction commits."""
+    if not transaction.get_connection().in_atomic_block:
+        raise TransactionManagementError("proposals_create_routed needs the caller's locks.")
+    now = timezone.now()
+    as_submitted = []
+    for proposal, (to_status, reason, changes) in zip(proposals, routes, strict=True):
+        proposal.created_at = proposal.updated_at = now
+        proposal._change_reason = "submitted"
+        as_submitted.append(copy.copy(proposal))
+        for field, value in changes.items():
+            setattr(proposal, field, value)
+        _move(proposal, to_status, reason=reason, now=now)
+    Proposal.objects.bulk_create(proposals)
+    history = _proposal_history()
+    for submitted, proposal in zip(as_submitted, proposals, strict=True):
+        submitted.pk = proposal.pk
+    history.bulk_history_create(
+        as_submitted,
+        default_user=submitted_by.user,
+        default_date=now,
+        custom_historical_attrs=submitted_by.history_stamp(),
+    )
+    history.bulk_history_create(
+        proposals,
+        update=True,
+        default_user=routed_by.user,
+        default_date=now,
+        custom_historical_attrs=routed_by.history_stamp(),
+    )
+    counted_moves_update((proposal, None) for proposal in proposals)
     _after_move(proposals)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -21,13 +22,21 @@ from approvals.action_types.base import numeric_effects
 from approvals.models import Agent, Proposal, ProposalStatus, VerdictOutcome
 from approvals.services.acts import Act, ReviewWindowClosed, act_refusal, review_window_closed
 from approvals.services.expiry import proposals_expire_locked
-from approvals.services.lifecycle import proposal_lock, proposal_transition
+from approvals.services.lifecycle import (
+    proposal_lock,
+    proposal_transition,
+    proposals_create_routed,
+)
 from audit.actors import Actor
-from audit.history import create_with_history
 from hitlproject.errors import DomainError, NotFound
 from ledger.models import Account, Campaign
 from policies.engine import Rule, Verdict, factor_from_text, factor_text
-from policies.services import GuardrailFindings, policy_verdict, rules_in_force
+from policies.services import (
+    EvaluationContext,
+    GuardrailFindings,
+    policy_verdict,
+    rules_in_force,
+)
 from policies.services import guardrail_blocks as policy_guardrail_blocks
 
 logger = logging.getLogger(__name__)
@@ -190,15 +199,17 @@ def verdict_or_engine_failure(
     action_type: str,
     rules: list[Rule] | None = None,
     subject: str,
+    reads_database: bool = True,
 ) -> tuple[Verdict, GuardrailFindings]:
     """``evaluate()``, the policy engine's verdict with the facts it gathers; or, when that
     raises, a verdict that sends the proposal to a human with the reason, the error logged.
     Nothing the engine cannot evaluate runs unseen or waits unevaluated forever.
 
     A transient database error (the connection lost, a serialization failure) is not the
-    engine's: it propagates, so that the task evaluating the proposal retries."""
+    engine's: it propagates, so that the request or task retries. ``evaluate`` that reads the
+    database runs in a savepoint, so a failed query leaves the caller's transaction usable."""
     try:
-        with transaction.atomic():  # a failed query leaves the caller's transaction usable
+        with transaction.atomic() if reads_database else nullcontext():
             return evaluate()
     except (OperationalError, InterfaceError):
         raise
@@ -278,15 +289,19 @@ class Submission:
 def proposals_submit(
     *, agent: Agent, submissions: Sequence[Submission]
 ) -> list[Proposal | ValidationError]:
-    """Record an agent's proposals, each checked and assessed as if it came alone, and have
-    the policy engine evaluate them once they are committed. Returns, for each submission in
-    order, its proposal or why it was refused.
+    """Record an agent's proposals, each checked, assessed and routed by policy as if it came
+    alone (a move the engine approves counts for those after it). Returns, for each
+    submission in order, its proposal, already approved, waiting for a person or blocked; or
+    why it was refused.
 
-    Set-based, so a batch of a thousand costs a few statements, not thousands: the agent's
-    accounts and every campaign the submissions name are read once, the proposals and their
-    history are inserted together, and their evaluations sent over one broker connection.
-    All in one transaction (the caller's, if it has one): a batch is recorded whole or not
-    at all."""
+    One short transaction, set-based, so a batch of a thousand costs a few statements, not
+    thousands: the campaigns the submissions name are read and locked at once (in id order,
+    so two submissions racing on one target are routed one after the other and each counts
+    the other's move), everything else the engine needs is read once (``EvaluationContext``),
+    every proposal is evaluated in memory by the same ``engine.evaluate``, and the proposals
+    and their history are inserted together; the approved ones are sent to execute once it
+    commits. In the caller's transaction, if it has one: a batch is recorded whole or not at
+    all."""
     accounts = {account.external_id: account for account in agent.accounts.all()}
     # Each submission checked for form first; then every campaign they name read at once.
     checked: list[tuple[Account, ActionType, dict] | ValidationError] = []
@@ -311,50 +326,106 @@ def proposals_submit(
         if not isinstance(item, ValidationError):
             account, action_type, payload = item
             named[account.pk] |= set(action_type.campaign_fields(payload))
+
+    with transaction.atomic():
+        campaigns = _campaigns_locked(named)
+        assessed_each: list[AssessedAction | ValidationError] = []
+        for item in checked:
+            if isinstance(item, ValidationError):
+                assessed_each.append(item)
+                continue
+            account, action_type, payload = item
+            try:
+                assessed_each.append(
+                    assessed_against(
+                        action_type=action_type,
+                        account=account,
+                        payload=payload,
+                        campaigns=campaigns[account.pk],
+                    )
+                )
+            except ValidationError as error:
+                assessed_each.append(error)
+        assessed_ok = [item for item in assessed_each if isinstance(item, AssessedAction)]
+        context = EvaluationContext.read(
+            agents=[agent],
+            accounts={assessed.account for assessed in assessed_ok},
+            action_types={assessed.action_type.name for assessed in assessed_ok},
+            targets={
+                (assessed.account.pk, target)
+                for assessed in assessed_ok
+                for target in assessed.effects
+            },
+        )
+        results: list[Proposal | ValidationError] = []
+        proposals, routes = [], []
+        for submission, assessed in zip(submissions, assessed_each, strict=True):
+            if isinstance(assessed, ValidationError):
+                results.append(assessed)
+                continue
+            proposal = Proposal(
+                agent=agent,
+                account=assessed.account,
+                action_type=assessed.action_type.name,
+                payload=assessed.payload,
+                rationale=submission.rationale,
+                supporting_data=submission.supporting_data,
+                confidence=submission.confidence,
+                external_ref=submission.external_ref,
+                **assessed.proposal_fields(),
+            )
+            verdict, findings = _verdict_in(context, assessed, agent)
+            if verdict.outcome == VerdictOutcome.AUTO_APPROVE:
+                context.count(account_id=assessed.account.pk, effects=assessed.effects)
+            changes = {**verdict_changes(verdict, findings), "evaluated_at": context.now}
+            if verdict.policy_id in context.policies:
+                changes["verdict_policy"] = context.policies[verdict.policy_id]
+            routes.append((VERDICT_STATUS[verdict.outcome], " ".join(verdict.reasons), changes))
+            proposals.append(proposal)
+            results.append(proposal)
+        proposals_create_routed(
+            proposals=proposals,
+            routes=routes,
+            submitted_by=Actor.for_agent(agent),
+            routed_by=Actor.system("policy-engine"),
+        )
+    return results
+
+
+def _campaigns_locked(named: Mapping[int, set[str]]) -> dict[int, dict[str, Campaign]]:
+    """The campaigns named, by account id and external id, locked in id order."""
     wanted = Q(pk__in=[])
     for account_id, external_ids in named.items():
         wanted |= Q(account_id=account_id, external_id__in=sorted(external_ids))
     campaigns: dict[int, dict[str, Campaign]] = defaultdict(dict)
-    for campaign in Campaign.objects.filter(wanted).order_by("pk"):
-        campaigns[campaign.account_id][campaign.external_id] = campaign
+    if named:
+        for campaign in Campaign.objects.filter(wanted).order_by("pk").select_for_update():
+            campaigns[campaign.account_id][campaign.external_id] = campaign
+    return campaigns
 
-    results: list[Proposal | ValidationError] = []
-    for submission, item in zip(submissions, checked, strict=True):
-        if isinstance(item, ValidationError):
-            results.append(item)
-            continue
-        account, action_type, payload = item
-        try:
-            assessed = assessed_against(
-                action_type=action_type,
-                account=account,
-                payload=payload,
-                campaigns=campaigns[account.pk],
-            )
-        except ValidationError as error:
-            results.append(error)
-            continue
-        proposal = Proposal(
+
+def _verdict_in(
+    context: EvaluationContext, assessed: AssessedAction, agent: Agent
+) -> tuple[Verdict, GuardrailFindings]:
+    """The verdict on an assessed action, from what ``context`` read (the engine's failure
+    sends it to a human, as ``verdict_or_engine_failure`` says)."""
+    return verdict_or_engine_failure(
+        lambda: context.verdict(
+            action_type=assessed.action_type,
+            account=assessed.account,
             agent=agent,
-            account=account,
-            action_type=action_type.name,
             payload=assessed.payload,
-            rationale=submission.rationale,
-            supporting_data=submission.supporting_data,
-            confidence=submission.confidence,
-            external_ref=submission.external_ref,
-            **assessed.proposal_fields(),
-        )
-        proposal._change_reason = "submitted"
-        results.append(proposal)
-
-    from approvals.tasks import enqueue_evaluations_after_commit
-
-    proposals = [result for result in results if isinstance(result, Proposal)]
-    with transaction.atomic():
-        create_with_history(Proposal, proposals, actor=Actor.for_agent(agent))
-        enqueue_evaluations_after_commit([proposal.pk for proposal in proposals])
-    return results
+            campaigns=assessed.campaigns,
+            magnitude=assessed.assessment.magnitude,
+            magnitude_label=assessed.assessment.magnitude_label,
+            amount=assessed.assessment.amount,
+            effects=assessed.effects,
+        ),
+        action_type=assessed.action_type.name,
+        rules=context.rules,
+        subject="a submitted proposal",
+        reads_database=False,
+    )
 
 
 def proposal_submit(*, agent: Agent, submission: Submission) -> Proposal:

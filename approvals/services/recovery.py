@@ -15,8 +15,9 @@ SWEEP_BATCH = 1000
 
 
 def proposals_requeue_stalled(*, stalled_after: timedelta | None = None) -> dict[str, int]:
-    """Resend evaluation for long-submitted proposals, and execution for long-approved ones
-    and those left executing by the webhook executor."""
+    """Resend execution for long-approved proposals and those left executing by the webhook
+    executor; and evaluation for any left submitted (by a release that evaluated after the
+    answer: proposals are now routed in the request that submits them)."""
     from approvals.tasks import evaluate_proposal, execute_proposal
 
     cutoff = timezone.now() - (

@@ -4,7 +4,7 @@ A proposal that sets a value (a bid, a budget, a status, a strategy field) was m
 the value its target had then (``target_snapshot``). Once another change lands on that target
 first, the proposal's premise is gone: it ends ``superseded``, never executes, and its agent is
 told the value it saw and the value now, so it can propose again. This happens to a waiting or
-approved proposal as soon as the change lands (``proposals_supersede_after_change``), and, as a
+approved proposal as soon as the change lands (``proposals_supersede_after_changes``), and, as a
 last check, to any proposal a person is about to approve or the executor is about to carry out.
 
 A proposal that moves an amount (a reallocation) keeps its meaning when its campaigns' budgets
@@ -20,7 +20,7 @@ sets a value another approved, about-to-run proposal changes first is refused
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from django.db.models import Q
@@ -28,7 +28,7 @@ from rest_framework.exceptions import ValidationError
 
 from approvals import action_types
 from approvals.models import Proposal, ProposalStatus
-from approvals.services.lifecycle import proposal_transition
+from approvals.services.lifecycle import counted_moves_update, counted_state, proposal_transition
 from approvals.services.proposals import (
     assessed_from_ledger,
     campaigns_for,
@@ -178,20 +178,28 @@ def proposal_supersede(
 _OPEN = [ProposalStatus.PENDING_REVIEW, ProposalStatus.APPROVED]
 
 
-def proposals_supersede_after_change(
-    *, account_id: int, changed: Mapping[str, Mapping[str, str]], actor: Actor, cause: str
+def proposals_supersede_after_changes(
+    *,
+    account_id: int,
+    changes: Sequence[tuple[Mapping[str, Mapping[str, str]], str]],
+    actor: Actor,
 ) -> list[Proposal]:
-    """After a change landed on an account's campaigns (``changed``: the new values, by
-    campaign external id and field), supersede every waiting or approved proposal that sets
-    one of those fields and was made against another value, so that the queue never holds a
-    proposal whose premise is gone; and re-assess every waiting one that moves an amount on
-    them, so that its page reads the figures it would run on. Runs in the transaction that
-    wrote the change.
+    """After changes landed on an account's campaigns (``changes``: each the new values, by
+    campaign external id and field, with its cause, which a proposal it ends is told; two
+    changes landed together touch distinct campaigns), supersede every waiting or approved
+    proposal that sets one of those fields and was made against another value, so that the
+    queue never holds a proposal whose premise is gone; and re-assess every waiting one that
+    moves an amount on them, so that its page reads the figures it would run on. Runs in the
+    transaction that wrote the changes.
 
     A proposal locked by someone else right now (a person deciding it, the executor taking
     it) is skipped rather than waited for, so this never deadlocks with them; the check a
     person's approval and the executor make before acting supersedes it then."""
-    changed = {campaign: fields for campaign, fields in changed.items() if fields}
+    changed, causes = {}, {}
+    for change, cause in changes:
+        for campaign, fields in change.items():
+            if fields:
+                changed[campaign], causes[campaign] = fields, cause
     if not changed:
         return []  # it changed no campaign field (creatives added, a policy changed)
     candidates = (
@@ -219,6 +227,7 @@ def proposals_supersede_after_change(
         )
         if not moves:
             continue
+        cause = "; ".join(dict.fromkeys(causes[move.campaign] for move in moves))
         if sets_values(proposal):
             superseded.append(
                 proposal_supersede(proposal=proposal, moves=moves, actor=actor, cause=cause)
@@ -260,7 +269,9 @@ def _reassess_waiting(proposal: Proposal, moves: list[TargetMove], *, actor: Act
             proposal, assessed, verdict, f"{note} Now: {assessed.assessment.summary}."
         )
     with acting_as(actor):
+        counted_before = counted_state(proposal)
         for name, value in changes.items():
             setattr(proposal, name, value)
         proposal._change_reason = note
         proposal.save()
+        counted_moves_update([(proposal, counted_before)])

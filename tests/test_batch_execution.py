@@ -1,0 +1,197 @@
+"""A batch's approved proposals are executed together: sent in a few messages, carried out
+in one transaction where nothing but doing them is needed, and each one ends exactly as it
+would alone, with the same records: one attempt, the ledger changed once, its moves
+(approved → executing → executed) in history by the executor. One that needs more (a kill
+switch, a target moved, a guardrail refusing it, a neighbour in the set on its campaign)
+is carried out alone, as before."""
+
+from decimal import Decimal
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from approvals.models import Execution, Proposal, ProposalStatus
+from approvals.services.execution import proposals_execute
+from approvals.services.proposals import proposal_evaluate
+from approvals.tasks import enqueue_executions_after_commit, execute_proposal
+from ledger.models import Account, Campaign
+from policies.models import KillSwitch
+from tests.conftest import bid_adjustment, wait_until
+from tests.factories import evaluated, submitted
+
+
+def campaigns(*external_ids: str, bid: str = "1.00", budget: str = "100.00") -> None:
+    demo = Account.objects.get(external_id="demo")
+    Campaign.objects.bulk_create(
+        Campaign(account=demo, external_id=external_id, name=external_id,
+                 daily_budget=Decimal(budget), bid=Decimal(bid))
+        for external_id in external_ids
+    )  # fmt: skip
+
+
+def approved(body: dict) -> Proposal:
+    proposal = evaluated(body)
+    assert proposal.status == ProposalStatus.APPROVED, proposal.verdict_reasons
+    return proposal
+
+
+def budget_change(new_daily_budget: str, campaign: str) -> dict:
+    return bid_adjustment(action_type="budget_change") | {
+        "payload": {"campaign": campaign, "new_daily_budget": new_daily_budget}
+    }
+
+
+def moves(proposal: Proposal) -> list[tuple[str, str, str]]:
+    return list(
+        Proposal.history.filter(id=proposal.pk)
+        .order_by("history_id")
+        .values_list("status", "history_actor_kind", "history_actor")
+    )
+
+
+def attempts(proposal: Proposal) -> list[tuple[int, str]]:
+    return list(
+        Execution.objects.filter(proposal=proposal)
+        .order_by("attempt")
+        .values_list("attempt", "status")
+    )
+
+
+@pytest.mark.django_db
+def test_each_proposal_of_a_set_ends_as_it_would_alone(demo_world):
+    campaigns("pair", "capped")
+    clean = approved(bid_adjustment("1.57", "generic-search"))
+    first = approved(bid_adjustment("1.05", "pair"))
+    second = approved(bid_adjustment("1.04", "pair"))  # made against 1.00, as the first was
+    moved = approved(bid_adjustment("2.10", "brand-search"))
+    refused = approved(budget_change("105.00", "capped"))
+    # Since their approval: someone set brand-search's bid, and a cap on capped's budget.
+    Campaign.objects.filter(external_id="brand-search").update(bid=Decimal("2.05"))
+    Campaign.objects.filter(external_id="capped").update(max_daily_budget=Decimal("102.00"))
+    everyone = [refused, moved, second, first, clean]
+
+    executions = proposals_execute(proposal_ids=[proposal.pk for proposal in everyone])
+
+    status = {pk: proposal.status for pk, proposal in executions.settled.items()}
+    assert status == {
+        clean.pk: ProposalStatus.EXECUTED,
+        first.pk: ProposalStatus.EXECUTED,
+        second.pk: ProposalStatus.SUPERSEDED,
+        moved.pk: ProposalStatus.SUPERSEDED,
+        refused.pk: ProposalStatus.FAILED,
+    }
+    assert executions.for_webhook == []
+    for proposal in everyone:  # as recorded, not only as returned
+        assert Proposal.objects.get(pk=proposal.pk).status == status[proposal.pk]
+    bids = dict(Campaign.objects.values_list("external_id", "bid"))
+    assert (bids["generic-search"], bids["pair"], bids["brand-search"]) == (
+        Decimal("1.57"),
+        Decimal("1.05"),
+        Decimal("2.05"),
+    )
+    assert Campaign.objects.get(external_id="capped").daily_budget == Decimal("100.00")
+
+    # The records each would have alone: every move by its actor, one attempt where one ran.
+    executor = ("system", "executor")
+    assert moves(clean) == [
+        ("submitted", "agent", "optimizer"),
+        ("approved", "system", "policy-engine"),
+        ("executing", *executor),
+        ("executed", *executor),
+    ]
+    assert moves(refused)[-2:] == [("executing", *executor), ("failed", *executor)]
+    assert attempts(clean) == attempts(first) == [(1, "succeeded")]
+    assert attempts(refused) == [(1, "failed")]
+    assert attempts(second) == attempts(moved) == []
+    assert Execution.objects.get(proposal=refused).error == (
+        "A guardrail set since the approval refuses it: capped's daily budget would be 105.00 "
+        "USD, above its cap of 102.00 USD."
+    )
+    assert Proposal.objects.get(pk=second.pk).verdict_reasons[0] == (
+        f"Superseded: pair's bid is 1.05, was 1.00 (#{first.pk} changed it first: "
+        f"{first.summary}). It was not executed."
+    )
+    change = Campaign.history.filter(external_id="generic-search").latest("history_id")
+    assert (change.bid, change.history_actor, change.history_change_reason) == (
+        Decimal("1.57"),
+        "executor",
+        f"proposal #{clean.pk}: {clean.summary}",
+    )
+    executed = Proposal.objects.get(pk=clean.pk)
+    assert executed.executed_at is not None
+    assert Execution.objects.get(proposal=clean).before_state == {"generic-search": {"bid": "1.50"}}
+
+    # Sent again (a redelivered message): nothing more happens.
+    again = proposals_execute(proposal_ids=[proposal.pk for proposal in everyone])
+    assert {pk: proposal.status for pk, proposal in again.settled.items()} == status
+    assert Execution.objects.filter(proposal__in=everyone).count() == 3
+    assert (
+        Campaign.history.filter(external_id="generic-search", history_actor="executor").count() == 1
+    )
+
+
+@pytest.mark.django_db
+def test_a_kill_switch_holds_back_every_proposal_of_a_set(demo_world):
+    one = approved(bid_adjustment("2.04", "brand-search"))
+    other = approved(bid_adjustment("1.52", "generic-search"))
+    KillSwitch.objects.create(
+        scope="account", account=Account.objects.get(external_id="demo"), reason="Outage."
+    )
+
+    executions = proposals_execute(proposal_ids=[one.pk, other.pk])
+
+    assert {proposal.status for proposal in executions.settled.values()} == {"pending_review"}
+    assert Proposal.objects.get(pk=one.pk).verdict_reasons[0] == (
+        "Held back before executing: The kill switch on demo is engaged: Outage. "
+        "A person must approve it again."
+    )
+    assert not Execution.objects.filter(proposal__in=[one, other]).exists()
+    assert Campaign.objects.get(external_id="brand-search").bid == Decimal("2.00")
+
+
+@pytest.mark.django_db
+def test_a_set_costs_the_same_statements_whatever_its_size(demo_world):
+    """Executing a set is a few statements for the whole set, not a few per proposal."""
+    campaigns(*(f"c-{n}" for n in range(12)))
+    small = [approved(bid_adjustment("1.05", f"c-{n}")).pk for n in range(2)]
+    large = [approved(bid_adjustment("1.05", f"c-{n}")).pk for n in range(2, 12)]
+
+    with CaptureQueriesContext(connection) as two:
+        proposals_execute(proposal_ids=small)
+    with CaptureQueriesContext(connection) as ten:
+        proposals_execute(proposal_ids=large)
+
+    assert Proposal.objects.filter(pk__in=small + large, status="executed").count() == 12
+    assert len(ten.captured_queries) == len(two.captured_queries)
+
+
+@pytest.mark.worker
+@pytest.mark.usefixtures("celery_worker")
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_sent_together_is_executed_by_the_worker_once_each(demo_world, monkeypatch):
+    count = 120  # more than a message's worth
+    campaigns(*(f"c-{n}" for n in range(count + 1)))
+    with monkeypatch.context() as patch:  # approved, with no task sent yet
+        patch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: None)
+        ids = [
+            proposal_evaluate(proposal_id=submitted(bid_adjustment("1.05", f"c-{n}")).pk).pk
+            for n in range(count + 1)
+        ]
+    assert Proposal.objects.filter(pk__in=ids, status="approved").count() == count + 1
+
+    with transaction.atomic():
+        enqueue_executions_after_commit(ids[:count])
+    execute_proposal.delay(ids[count])  # a message of the single-id task, as queued before
+
+    executed = Proposal.objects.filter(pk__in=ids, status="executed")
+    wait_until(lambda: executed.count() == count + 1, timeout=120)
+    assert set(Execution.objects.filter(proposal__in=ids).values_list("attempt", "status")) == {
+        (1, "succeeded")
+    }
+    assert Execution.objects.filter(proposal__in=ids).count() == count + 1
+    assert set(
+        Campaign.objects.filter(external_id__startswith="c-").values_list("bid", flat=True)
+    ) == {Decimal("1.05")}
+    by_executor = Campaign.history.filter(external_id__startswith="c-", history_actor="executor")
+    assert by_executor.count() == count + 1  # each campaign changed once

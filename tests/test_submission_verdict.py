@@ -1,0 +1,195 @@
+"""A proposal is evaluated as it is accepted: the submission's answer carries the verdict,
+one transaction records it as submitted and as routed, racing submissions on one target never
+pass its cumulative ceiling together, and a batch costs the same statements as one proposal."""
+
+import json
+import threading
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
+
+from approvals.api import ProposalOutput, proposal_body
+from approvals.models import Agent, Proposal, ProposalStatus
+from approvals.services.decisions import proposal_approve
+from approvals.services.execution import proposal_execute
+from approvals.services.lifecycle import COUNTED_STATUSES
+from approvals.services.proposals import Submission, proposals_submit
+from ledger.models import Campaign
+from policies.models import CountedMove, KillSwitch
+from tests.conftest import bid_adjustment, creative, creative_batch, reallocation, wait_until
+
+URL = "/api/v1/proposals/"
+
+
+@pytest.fixture
+def operator(demo_world):
+    return get_user_model().objects.get(username="operator")
+
+
+@pytest.mark.django_db
+def test_the_answer_says_what_the_policy_decided(optimizer, agent_client):
+    small = optimizer.post(URL, bid_adjustment("2.12"), format="json").json()
+    large = optimizer.post(URL, reallocation("280.00"), format="json").json()
+    promise = agent_client("copywriter").post(
+        URL, creative_batch(creative(body="Guaranteed results.")), format="json"
+    )
+
+    assert small["status"] == "approved"
+    assert small["verdict"]["outcome"] == "auto_approve"
+    assert small["verdict"]["policy"]["name"] == "Bid adjustments"
+    assert small["evaluated_at"] and small["decided_at"]
+    assert large["status"] == "pending_review" and large["verdict"]["outcome"] == "review"
+    assert "28.0%" in " ".join(large["verdict"]["reasons"])
+    assert large["review_expires_at"] and large["decided_at"] is None
+    assert promise.status_code == 201
+    assert promise.json()["status"] == "pending_review"
+    assert "guaranteed" in json.dumps(promise.json()["verdict"]["reasons"]).lower()
+    # What the answer said is what was recorded.
+    for answer in (small, large):
+        assert optimizer.get(f"{URL}{answer['id']}/").json()["verdict"] == answer["verdict"]
+
+
+@pytest.mark.django_db
+def test_the_history_says_the_agent_submitted_it_and_the_engine_routed_it(optimizer):
+    answer = optimizer.post(URL, reallocation("280.00"), format="json").json()
+
+    steps = Proposal.history.filter(id=answer["id"]).order_by("history_id")
+    assert [(s.history_type, s.history_actor, s.status) for s in steps] == [
+        ("+", "optimizer", "submitted"),
+        ("~", "policy-engine", "pending_review"),
+    ]
+    assert "28.0%" in steps[1].history_change_reason
+
+
+@pytest.mark.django_db
+def test_a_kill_switch_sends_even_a_small_move_to_a_person_in_the_answer(optimizer):
+    KillSwitch.objects.create(scope="global", engaged=True, reason="Quarter close")
+
+    answer = optimizer.post(URL, bid_adjustment("2.04"), format="json").json()
+
+    assert answer["status"] == "pending_review"
+    assert (
+        "The kill switch on everything is engaged: Quarter close." in answer["verdict"]["reasons"]
+    )
+
+
+@pytest.mark.django_db
+def test_the_answer_is_the_same_as_the_schema_s_serializer_gives(optimizer, operator):
+    """The answer is built without DRF's serializers (they cost more than the rest of a
+    submission); it must stay what the published schema's ``ProposalOutput`` says."""
+    waiting = optimizer.post(URL, reallocation("280.00"), format="json").json()
+    approved = optimizer.post(URL, bid_adjustment("2.12"), format="json").json()
+    proposal_approve(proposal_id=waiting["id"], reviewer=operator, note="Go.")
+    proposal_execute(proposal_id=waiting["id"])
+    proposal_execute(proposal_id=approved["id"])
+
+    for proposal in Proposal.objects.all():
+        assert proposal_body(proposal) == json.loads(json.dumps(ProposalOutput(proposal).data))
+    executed = optimizer.get(f"{URL}{waiting['id']}/").json()
+    assert executed["status"] == "executed"
+    assert executed["execution"]["after_state"] and executed["decisions"][0]["note"] == "Go."
+
+
+@pytest.mark.django_db
+def test_a_batch_costs_the_same_statements_as_one_proposal(demo_world):
+    agent = Agent.objects.get(name="optimizer")
+
+    def statements(pairs: int) -> int:
+        """``pairs`` times a 2% bid move (approved while the ceiling allows) and a 20% one
+        (waits for a person)."""
+        submissions = [Submission(**bid_adjustment(bid)) for bid in ("2.04", "2.40")] * pairs
+        with CaptureQueriesContext(connection) as queries:
+            results = proposals_submit(agent=agent, submissions=submissions)
+        assert all(isinstance(result, Proposal) for result in results)
+        return len(queries)
+
+    one, hundred = statements(1), statements(50)
+
+    assert hundred == one
+    assert Proposal.objects.count() == 102
+    # Each 2% move counts for the next: 1.02¹¹ = 1.243 is within the 25% ceiling, 1.02¹² not.
+    assert Proposal.objects.filter(status=ProposalStatus.APPROVED).count() == 11
+    assert not Proposal.objects.filter(status=ProposalStatus.SUBMITTED).exists()
+
+
+@pytest.mark.django_db
+def test_the_moves_counted_are_those_of_proposals_approved_executing_or_executed(
+    demo_world, operator
+):
+    """The engine reads cumulative moves from their own table; it says what the proposals
+    say, through approval, execution, supersession and failure."""
+    agent = Agent.objects.get(name="optimizer")
+
+    def counted() -> set:
+        return set(CountedMove.objects.values_list("proposal_id", "target", "factor"))
+
+    def derived() -> set:
+        return {
+            (proposal.pk, target, factor)
+            for proposal in Proposal.objects.filter(status__in=COUNTED_STATUSES)
+            for target, factor in proposal.effects.items()
+        }
+
+    small, large, setter = proposals_submit(
+        agent=agent,
+        submissions=[
+            Submission(**bid_adjustment("2.04")),
+            Submission(**reallocation("280.00")),
+            Submission(**bid_adjustment("1.80", "generic-search")),  # +20%: waits
+        ],
+    )
+    assert counted() == derived() == {(small.pk, "brand-search's bid", "51/50")}
+    proposal_approve(proposal_id=large.pk, reviewer=operator)
+    proposal_approve(proposal_id=setter.pk, reviewer=operator)
+    assert counted() == derived() and len(counted()) == 4
+    Campaign.objects.filter(external_id="brand-search").update(daily_budget="200.00")
+    assert proposal_execute(proposal_id=large.pk).status == ProposalStatus.FAILED
+    assert proposal_execute(proposal_id=small.pk).status == ProposalStatus.EXECUTED
+    assert counted() == derived() and {move[0] for move in counted()} == {small.pk, setter.pk}
+    # Another change lands on generic-search's bid first: the approved setter is superseded.
+    (other,) = proposals_submit(
+        agent=agent, submissions=[Submission(**bid_adjustment("1.53", "generic-search"))]
+    )
+    proposal_execute(proposal_id=other.pk)
+    assert Proposal.objects.get(pk=setter.pk).status == ProposalStatus.SUPERSEDED
+    assert counted() == derived() and setter.pk not in {move[0] for move in counted()}
+
+
+@pytest.mark.worker
+@pytest.mark.usefixtures("celery_worker")
+@pytest.mark.django_db(transaction=True)
+def test_racing_submissions_on_one_target_never_pass_its_ceiling_together(demo_world):
+    """Eight +9% bid moves on brand-search at once: its policy auto-approves each up to 15%
+    and 25% compounded within 24 hours, so two (1.09² = 1.19) may run and a third (1.30)
+    may not, whatever order the requests are taken in."""
+    key = demo_world["agents"]["optimizer"]
+    start = threading.Barrier(8)
+    answers: list = [None] * 8
+
+    def submit(index: int) -> None:
+        try:
+            client = APIClient()
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+            start.wait()
+            answers[index] = client.post(URL, bid_adjustment("2.18"), format="json").json()
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    outcomes = sorted(answer["verdict"]["outcome"] for answer in answers)
+    assert outcomes == ["auto_approve"] * 2 + ["review"] * 6
+    # The first to run lands the move; every other proposal on that bid is then superseded.
+    wait_until(
+        lambda: set(Proposal.objects.values_list("status", flat=True)) == {"executed", "superseded"}
+    )
+    assert Proposal.objects.filter(status="executed").count() == 1
+    assert Campaign.objects.get(external_id="brand-search").bid == Decimal("2.18")
