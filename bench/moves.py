@@ -144,65 +144,11 @@ def add_moves(count: int, per_campaign: int, first_campaign: int) -> list[str]:
 
 
 def fill_moves_tables(proposals: list, campaigns: dict) -> None:
-    """Fill a narrow moves table, if the platform has one (a model named like "…Move…"), from
-    the generated proposals: one row per target moved, its columns found by name and type.
-    A column this cannot fill stops the benchmark, saying which: teach it here."""
-    from django.apps import apps
-    from django.db import models
+    """The moves that count against cumulative ceilings, for the generated proposals (made
+    with ``bulk_create``, past the lifecycle), kept as the lifecycle keeps them."""
+    from approvals.services.lifecycle import counted_moves_update
 
-    from approvals.models import Agent, Proposal
-    from ledger.models import Account, Campaign
-    from policies.models import Policy
-
-    related = {
-        Proposal: lambda p, target: p,
-        Account: lambda p, target: p.account,
-        Agent: lambda p, target: p.agent,
-        Policy: lambda p, target: p.verdict_policy,
-        Campaign: lambda p, target: campaigns[target.split("'s ")[0]],
-    }
-    for model in apps.get_models():
-        name = model.__name__
-        if "move" not in name.lower() or name.startswith("Historical") or model is Proposal:
-            continue
-        rows = []
-        for proposal in proposals:
-            for target, factor in proposal.effects.items():
-                values = {}
-                for field in model._meta.concrete_fields:
-                    if field.primary_key or field.auto_created:
-                        continue
-                    if field.is_relation and field.related_model in related:
-                        values[field.name] = related[field.related_model](proposal, target)
-                    elif field.name in ("target", "target_name"):
-                        values[field.name] = target
-                    elif field.name in ("campaign_external_id", "external_id"):
-                        values[field.name] = target.split("'s ")[0]
-                    elif field.name in ("factor", "multiplier"):
-                        exact = Fraction(factor)
-                        if isinstance(field, models.DecimalField):
-                            values[field.name] = Decimal(exact.numerator) / exact.denominator
-                        elif isinstance(field, models.FloatField):
-                            values[field.name] = float(exact)
-                        else:
-                            values[field.name] = factor
-                    elif field.name in ("at", "decided_at", "moved_at", "created_at"):
-                        values[field.name] = proposal.decided_at
-                    elif field.name in ("status",):
-                        values[field.name] = proposal.status
-                    elif (
-                        field.has_default()
-                        or field.null
-                        or field.db_default is not models.NOT_PROVIDED
-                    ):
-                        continue
-                    else:
-                        raise SystemExit(
-                            f"bench/moves.py cannot fill {name}.{field.name} from the generated "
-                            "moves: teach fill_moves_tables how."
-                        )
-                rows.append(model(**values))
-        model.objects.bulk_create(rows, batch_size=5000)
+    counted_moves_update((proposal, None) for proposal in proposals)
 
 
 def check_moves_seen(agent, moved_campaign: str, fresh_campaign: str) -> None:
