@@ -14,10 +14,10 @@ from rest_framework.response import Response
 from approvals.models import Proposal, ProposalStatus
 from approvals.selectors import proposal_get_for_agent, proposal_list_for_agent
 from approvals.services.idempotency import (
+    MAX_KEY_LENGTH,
     Replay,
-    idempotency_claim,
-    idempotency_complete,
-    idempotency_release,
+    idempotency_answer_store,
+    idempotency_key_take,
     request_fingerprint,
 )
 from approvals.services.proposals import (
@@ -218,28 +218,25 @@ def submission(data: Any, checker: ProposalInput | None = None) -> Submission:
 
 
 class IdempotentAPIView(AgentAPIView):
-    """A POST view whose answer is kept under the agent's Idempotency-Key, if it sends one."""
+    """A POST view whose answer is kept under the agent's Idempotency-Key, if it sends one:
+    the key taken, the work done and the answer stored in one transaction
+    (approvals.services.idempotency)."""
 
     def post(self, request: Request, **kwargs: Any) -> Response:
         key = request.headers.get("Idempotency-Key")
         if key is None:
             return self.perform(request, **kwargs)
-        if not 1 <= len(key) <= 255 or not key.isprintable():
+        if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
             raise ValidationError({"Idempotency-Key": ["Must be 1 to 255 printable characters."]})
-        claim = idempotency_claim(
-            agent=request.user, key=key, fingerprint=request_fingerprint(request.path, request.data)
-        )
-        if isinstance(claim, Replay):
-            return Response(
-                claim.body, status=claim.status, headers={"Idempotent-Replayed": "true"}
-            )
-        try:
-            with transaction.atomic():
-                response = self.perform(request, **kwargs)
-                idempotency_complete(record=claim, status=response.status_code, body=response.data)
-        except BaseException:
-            idempotency_release(record=claim)
-            raise
+        fingerprint = request_fingerprint(request.path, request.data)
+        with transaction.atomic():
+            taken = idempotency_key_take(agent=request.user, key=key, fingerprint=fingerprint)
+            if isinstance(taken, Replay):
+                return Response(
+                    taken.body, status=taken.status, headers={"Idempotent-Replayed": "true"}
+                )
+            response = self.perform(request, **kwargs)
+            idempotency_answer_store(taken=taken, status=response.status_code, body=response.data)
         return response
 
     def perform(self, request: Request, **kwargs: Any) -> Response:

@@ -2,7 +2,6 @@
 
 import time
 
-from django.core.cache import cache
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
@@ -12,6 +11,7 @@ from rest_framework.throttling import BaseThrottle
 
 from approvals.models import Agent
 from approvals.services.agents import agent_authenticate
+from hitlproject.windows import window_hit
 
 
 class AgentAPIKeyAuthentication(BaseAuthentication):
@@ -39,37 +39,36 @@ class IsAgent(BasePermission):
 
 
 class AgentRateThrottle(BaseThrottle):
-    """Requests per agent, counted in fixed windows in the shared cache (Redis in production).
+    """Requests per agent, counted in fixed windows shared by every web process
+    (hitlproject.windows: one Redis round trip a request in production).
 
-    One atomic INCR per request, so every web process sees the same count. DRF's
-    SimpleRateThrottle instead re-writes a list of every request's timestamp on each request,
-    which grows with the rate and loses counts when processes race.
+    DRF's SimpleRateThrottle instead re-writes a list of every request's timestamp on each
+    request, which grows with the rate and loses counts when processes race.
     """
 
     def __init__(self) -> None:
-        rate = api_settings.DEFAULT_THROTTLE_RATES["agent"]
-        count, _, period = rate.partition("/")
-        self.limit = int(count)
-        self.period = {"s": 1, "m": 60, "h": 3600, "d": 86400}[period[0]]
+        self.limit, self.period = agent_rate()
         self.retry_after: float | None = None
 
     def allow_request(self, request, view) -> bool:
         if not isinstance(request.user, Agent):
             return True
-        now = time.time()
-        window = int(now // self.period)
-        key = f"throttle:agent:{request.user.pk}:{window}"
-        cache.add(key, 0, timeout=self.period + 1)
-        try:
-            count = cache.incr(key)
-        except ValueError:  # the window's key expired between add and incr
-            cache.set(key, 1, timeout=self.period + 1)
-            count = 1
-        self.retry_after = (window + 1) * self.period - now
-        return count <= self.limit
+        hit = window_hit(name=agent_window(request.user), period=self.period, now=time.time())
+        self.retry_after = hit.seconds_left
+        return hit.count <= self.limit
 
     def wait(self) -> float | None:
         return self.retry_after
+
+
+def agent_rate() -> tuple[int, int]:
+    """The agents' rate limit: so many requests a period of so many seconds."""
+    count, _, period = api_settings.DEFAULT_THROTTLE_RATES["agent"].partition("/")
+    return int(count), {"s": 1, "m": 60, "h": 3600, "d": 86400}[period[0]]
+
+
+def agent_window(agent: Agent) -> str:
+    return f"agent-{agent.pk}"
 
 
 class AgentAPIKeyScheme(OpenApiAuthenticationExtension):

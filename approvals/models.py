@@ -308,18 +308,15 @@ class Execution(models.Model):
 
 
 class IdempotencyRecord(models.Model):
-    """An agent's Idempotency-Key, the request it came with, and the answer it got."""
+    """An agent's Idempotency-Key, the request it came with, and the answer it got: written
+    with the request's work, in its transaction (approvals.services.idempotency)."""
 
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="+")
     key = models.CharField(max_length=255)
     request_fingerprint = models.CharField(max_length=64)
-    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
-    response_body = models.JSONField(null=True, blank=True)
+    response_status = models.PositiveSmallIntegerField()
+    response_body = models.JSONField()
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    locked_until = models.DateTimeField(null=True, blank=True)
-    claim_token = models.CharField(
-        max_length=32, blank=True, help_text="Which request holds the key while it is in flight."
-    )
 
     class Meta:
         constraints = [
@@ -328,7 +325,3 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.agent_id}:{self.key}"
-
-    @property
-    def is_complete(self) -> bool:
-        return self.response_status is not None

@@ -320,9 +320,6 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BATCH_BODY_BYTES
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000
 API_MAX_BATCH_SIZE = 1000
 IDEMPOTENCY_KEY_TTL = timedelta(hours=int(env("HITL_IDEMPOTENCY_TTL_HOURS", "48")))
-# How long an in-flight idempotent request holds its key before a retry may take it over:
-# longer than the web server lets a request run (bin/start: gunicorn --timeout 60).
-IDEMPOTENCY_LEASE = timedelta(seconds=int(env("HITL_IDEMPOTENCY_LEASE_SECONDS", "120")))
 # A proposal left submitted or approved this long has lost its task; the sweeper resends it.
 PROPOSAL_STALL_AFTER = timedelta(seconds=int(env("HITL_STALL_AFTER_SECONDS", "60")))
 # Review window when no policy names one.

@@ -1,11 +1,17 @@
 """Agents authenticate with their own key and see only their own proposals and feedback."""
 
+import multiprocessing
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+
 import pytest
 from rest_framework.test import APIClient
 
+from approvals.authentication import agent_window
 from approvals.models import Agent, Proposal, ProposalStatus
 from approvals.services.agents import agent_key_issue
 from audit.actors import Actor
+from hitlproject.windows import window_counts_clear, window_hit
 from tests.conftest import bid_adjustment
 
 URL = "/api/v1/proposals/"
@@ -94,9 +100,8 @@ def test_campaigns_lists_only_the_agents_accounts(optimizer):
 
 
 def test_an_agent_over_its_rate_gets_429_with_retry_after(optimizer, settings):
-    from django.core.cache import cache
-
-    cache.clear()
+    window = agent_window(Agent.objects.get(name="optimizer"))
+    window_counts_clear(name=window)
     settings.REST_FRAMEWORK = {
         **settings.REST_FRAMEWORK,
         "DEFAULT_THROTTLE_RATES": {"agent": "3/min"},
@@ -107,4 +112,21 @@ def test_an_agent_over_its_rate_gets_429_with_retry_after(optimizer, settings):
         refused = optimizer.get("/api/v1/campaigns/")
         assert 0 < int(refused.headers["Retry-After"]) <= 60
     finally:
-        cache.clear()
+        window_counts_clear(name=window)
+
+
+def test_hits_at_once_from_many_processes_are_each_counted_once():
+    """The rate's counter is shared by the web server's processes and threads: none loses a
+    hit, whichever store counts them (Redis, or the embedded default's files)."""
+    name = f"test-{uuid.uuid4().hex}"
+    try:
+        with ProcessPoolExecutor(8, mp_context=multiprocessing.get_context("fork")) as pool:
+            counts = [n for batch in pool.map(hits, [name] * 8) for n in batch]
+        assert sorted(counts) == list(range(1, 401))
+        assert window_hit(name=name, period=3600, now=3600.0).count == 1  # the next window
+    finally:
+        window_counts_clear(name=name)
+
+
+def hits(name: str) -> list[int]:
+    return [window_hit(name=name, period=3600, now=0.0).count for _ in range(50)]

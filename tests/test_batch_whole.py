@@ -3,14 +3,17 @@ recorded together or not at all, and a retry under the same Idempotency-Key neve
 
 import contextlib
 import json
+import sqlite3
 import threading
 import urllib.error
 import urllib.request
 import uuid
 
 import pytest
+from django.conf import settings
+from django.db import connection
 
-from approvals.models import IdempotencyRecord, Proposal
+from approvals.models import Proposal
 from tests.conftest import bid_adjustment, wait_until
 
 BATCH_URL = "/api/v1/proposals/batch/"
@@ -85,12 +88,12 @@ def post_batch(base_url: str, key: str, items: list[dict], api_key: str):
 def test_a_batch_whose_server_dies_mid_way_leaves_nothing_half_written(
     celery_worker, web_server_with, demo_world
 ):
-    """The web server is killed as soon as the batch has taken its key; whatever moment that
-    is, the batch is either wholly recorded or not at all, and its retry under the same key
-    records it exactly once."""
+    """The web server is killed as soon as the batch's transaction holds its key; whatever
+    moment that is, the batch is either wholly recorded or not at all, and its retry under the
+    same key records it exactly once."""
     api_key = demo_world["agents"]["optimizer"]
     key, items = str(uuid.uuid4()), thousand_items()
-    server = web_server_with(HITL_IDEMPOTENCY_LEASE_SECONDS="1")
+    server = web_server_with()
 
     def send() -> None:
         with contextlib.suppress(OSError):  # the server died under it
@@ -98,12 +101,12 @@ def test_a_batch_whose_server_dies_mid_way_leaves_nothing_half_written(
 
     sending = threading.Thread(target=send)
     sending.start()
-    wait_until(lambda: IdempotencyRecord.objects.filter(key=key).exists(), interval=0.01)
+    wait_until(a_request_holds_its_key, interval=0.01)
     server.kill()
     sending.join()
 
     assert Proposal.objects.count() in (0, 900)  # never a part of the batch
-    retried_on = web_server_with(HITL_IDEMPOTENCY_LEASE_SECONDS="1")
+    retried_on = web_server_with()
     status, results = wait_until(lambda: _retry(retried_on.url, key, items, api_key))
     assert status == 200 and len(results) == 1000
     assert Proposal.objects.count() == 900
@@ -113,8 +116,28 @@ def test_a_batch_whose_server_dies_mid_way_leaves_nothing_half_written(
     wait_until(lambda: not Proposal.objects.filter(status__in=unsettled).exists(), timeout=120)
 
 
+def a_request_holds_its_key() -> bool:
+    """Whether a request's transaction has taken an Idempotency-Key (PostgreSQL: its advisory
+    lock is held) or, on SQLite, holds the database's write lock."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted)"
+            )
+            return cursor.fetchone()[0]
+    probe = sqlite3.connect(settings.DATABASES["default"]["NAME"], timeout=0)
+    try:
+        probe.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError:  # database is locked
+        return True
+    finally:
+        probe.close()
+    return False
+
+
 def _retry(base_url: str, key: str, items: list[dict], api_key: str):
-    """The retry, once the dead request's hold on its key has run out (409 until then)."""
+    """The retry, once the dead request's transaction has been undone (409 until the database
+    has noticed that its connection is gone)."""
     try:
         return post_batch(base_url, key, items, api_key)
     except urllib.error.HTTPError as error:

@@ -1,13 +1,14 @@
 """Idempotency-Key: a retried submission is answered, not repeated."""
 
+import threading
 from datetime import timedelta
 
 import pytest
+from django.db import connection, transaction
+from rest_framework.test import APIClient
 
-from approvals.models import Agent, Proposal
-from approvals.services.idempotency import idempotency_claim, request_fingerprint
-from hitlproject.errors import Conflict
-from tests.conftest import bid_adjustment, reallocation
+from approvals.models import IdempotencyRecord, Proposal
+from tests.conftest import bid_adjustment, reallocation, wait_until
 
 URL = "/api/v1/proposals/"
 
@@ -29,16 +30,6 @@ def test_same_key_with_another_body_is_a_422(optimizer):
     assert response.status_code == 422
     assert "different request body" in response.json()["detail"]
     assert Proposal.objects.count() == 1
-
-
-def test_retry_while_the_first_request_is_in_flight_is_a_409(optimizer):
-    agent = Agent.objects.get(name="optimizer")
-    body = bid_adjustment()
-    idempotency_claim(agent=agent, key="slow-1", fingerprint=request_fingerprint(URL, body))
-    response = optimizer.post(URL, body, format="json", HTTP_IDEMPOTENCY_KEY="slow-1")
-    assert response.status_code == 409
-    assert "still in progress" in response.json()["detail"]
-    assert Proposal.objects.count() == 0
 
 
 def test_keys_are_scoped_to_the_agent(agent_client):
@@ -75,24 +66,119 @@ def test_key_longer_than_255_characters_is_refused(optimizer):
     assert "Idempotency-Key" in response.json()
 
 
-def test_a_request_that_outlived_its_lease_is_undone_not_doubled(optimizer, settings):
-    from django.db import transaction
+def test_a_key_past_its_retention_is_taken_by_a_new_request(optimizer, settings):
+    first = optimizer.post(URL, bid_adjustment("2.10"), format="json", HTTP_IDEMPOTENCY_KEY="old")
+    IdempotencyRecord.objects.filter(key="old").update(
+        created_at=IdempotencyRecord.objects.get(key="old").created_at
+        - settings.IDEMPOTENCY_KEY_TTL
+        - timedelta(minutes=1)
+    )
+    second = optimizer.post(URL, bid_adjustment("2.20"), format="json", HTTP_IDEMPOTENCY_KEY="old")
+    assert second.status_code == 201
+    assert second.json()["id"] != first.json()["id"]
+    again = optimizer.post(URL, bid_adjustment("2.20"), format="json", HTTP_IDEMPOTENCY_KEY="old")
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == second.json()
 
-    from approvals.services.idempotency import idempotency_complete
-    from approvals.services.proposals import Submission, proposal_submit
 
-    agent = Agent.objects.get(name="optimizer")
-    body = bid_adjustment()
-    settings.IDEMPOTENCY_LEASE = timedelta(0)  # so that it has run out by the time of the retry
-    slow = idempotency_claim(agent=agent, key="slow-2", fingerprint=request_fingerprint(URL, body))
-    # The first request is still working when the retry comes and takes the key over.
-    retry = optimizer.post(URL, body, format="json", HTTP_IDEMPOTENCY_KEY="slow-2")
-    assert retry.status_code == 201
+def settled() -> bool:
+    return not Proposal.objects.filter(status__in=("submitted", "approved", "executing")).exists()
 
-    with pytest.raises(Conflict), transaction.atomic():
-        proposal_submit(agent=agent, submission=Submission(**body))
-        idempotency_complete(record=slow, status=201, body={"id": -1})
 
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="on SQLite a retry waits, then replays"
+)
+def test_retry_while_the_first_request_is_in_flight_is_a_409_and_changes_nothing(demo_world):
+    """Two real requests under one key: the first is held mid-way through its work (another
+    transaction holds the proposals table, as a slow write would); the retry is told 409 at
+    once, and neither the key nor any proposal is recorded until the first one answers."""
+    api_key, body = demo_world["agents"]["optimizer"], bid_adjustment()
+    table_held, release = threading.Event(), threading.Event()
+    first: dict = {}
+
+    def hold_the_proposals_table() -> None:
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(f"LOCK TABLE {Proposal._meta.db_table} IN EXCLUSIVE MODE")
+                table_held.set()
+                release.wait(timeout=60)
+        finally:
+            connection.close()
+
+    def send(name: str) -> None:
+        try:
+            client = APIClient()
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key}")
+            first[name] = client.post(URL, body, format="json", HTTP_IDEMPOTENCY_KEY="slow")
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_the_proposals_table)
+    holder.start()
+    table_held.wait(timeout=30)
+    sender = threading.Thread(target=send, args=("response",))
+    sender.start()
+    try:
+        wait_until(first_request_waits_on_a_lock)
+        retry = APIClient()
+        retry.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key}")
+        response = retry.post(URL, body, format="json", HTTP_IDEMPOTENCY_KEY="slow")
+        assert response.status_code == 409
+        assert "still in progress" in response.json()["detail"]
+        assert not IdempotencyRecord.objects.exists()
+        assert not Proposal.objects.exists()
+    finally:
+        release.set()
+        holder.join()
+        sender.join()
+
+    assert first["response"].status_code == 201
+    replay = retry.post(URL, body, format="json", HTTP_IDEMPOTENCY_KEY="slow")
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.json() == first["response"].json()
     assert Proposal.objects.count() == 1
-    replay = optimizer.post(URL, body, format="json", HTTP_IDEMPOTENCY_KEY="slow-2")
-    assert replay.json()["id"] == retry.json()["id"]
+    wait_until(settled)
+
+
+def first_request_waits_on_a_lock() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock')"
+        )
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_a_submission_under_a_key_is_one_transaction(optimizer, monkeypatch):
+    """The key, the proposal and the stored answer are committed together, once; nothing is
+    written outside that transaction."""
+    commits: list[None] = []
+    written_outside: list[str] = []
+    commit = connection.commit
+
+    def counted_commit() -> None:
+        commits.append(None)
+        commit()
+
+    def observe(execute, sql, params, many, context):
+        writes = sql.lstrip().split(None, 1)[0].upper() in {"INSERT", "UPDATE", "DELETE"}
+        if writes and not connection.in_atomic_block:
+            written_outside.append(sql)
+        return execute(sql, params, many, context)
+
+    monkeypatch.setattr(connection, "commit", counted_commit)
+    with connection.execute_wrapper(observe):
+        response = optimizer.post(URL, bid_adjustment(), format="json", HTTP_IDEMPOTENCY_KEY="one")
+    monkeypatch.undo()
+
+    assert response.status_code == 201
+    assert len(commits) == 1
+    assert written_outside == []
+    assert IdempotencyRecord.objects.get(key="one").response_body["id"] == response.json()["id"]
+    wait_until(settled)

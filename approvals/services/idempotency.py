@@ -1,23 +1,31 @@
 """Idempotency-Key handling for agent requests.
 
-The key is claimed in its own committed transaction before the work starts, so a concurrent
-retry sees it in flight (409). The answer is stored with the work, in the same transaction, on
-condition that this request still holds the key; a replay returns it as it was. A claim whose
-request died is taken over once its lease (longer than any request may run) is over. A request
-that is refused (4xx) releases its key: it changed nothing, and the agent may correct it and
-send it again under the same key.
+A request under a key does everything in one transaction: it takes the key, reads what an
+earlier request under it was answered, does its work, and stores its own answer with it.
+Nothing is written before the work is done, so a request that is refused (a 4xx, raised) or
+cut off (a crash, a killed server, a lost connection) rolls back along with its work and leaves
+the key free: there is no claim to release or take over.
+
+How a retry that arrives while the first request is still in flight is kept from doing the
+work twice depends on the database:
+
+- PostgreSQL: the key is taken with a transaction-scoped advisory lock on (agent, key), tried
+  rather than waited for. A retry finds it held and is answered 409 at once; the lock goes with
+  the first request's transaction, when its answer is committed (or when it is undone).
+- SQLite: every transaction is IMMEDIATE (hitlproject.settings), taking the database's one
+  write lock up front, so writers run one at a time. A retry waits for the first request to
+  finish (up to the connection's timeout) and then replays its answer.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import connection
 from django.utils import timezone
 
 from approvals.models import Agent, IdempotencyRecord
@@ -32,6 +40,17 @@ class Replay:
     body: Any
 
 
+@dataclass(frozen=True)
+class KeyTaken:
+    """This request holds the key until its transaction ends; ``expired`` is a record kept past
+    its retention under the same key, which the answer replaces."""
+
+    agent: Agent
+    key: str
+    fingerprint: str
+    expired: IdempotencyRecord | None
+
+
 def request_fingerprint(path: str, body: Any) -> str:
     """What makes two requests the same one: where they were sent, and what they said. A key
     reused on another endpoint, or another proposal's, is a different request (422)."""
@@ -41,62 +60,58 @@ def request_fingerprint(path: str, body: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def idempotency_claim(*, agent: Agent, key: str, fingerprint: str) -> IdempotencyRecord | Replay:
-    """Claim ``key`` for this request, or return the answer a previous one got."""
-    now = timezone.now()
-    lease_end = now + settings.IDEMPOTENCY_LEASE
-    try:
-        with transaction.atomic():
-            return IdempotencyRecord.objects.create(
-                agent=agent,
-                key=key,
-                request_fingerprint=fingerprint,
-                locked_until=lease_end,
-                claim_token=uuid.uuid4().hex,
-            )
-    except IntegrityError:
-        pass
-    with transaction.atomic():
-        record = IdempotencyRecord.objects.select_for_update().get(agent=agent, key=key)
-        stale = record.created_at < now - settings.IDEMPOTENCY_KEY_TTL
-        if stale or (not record.is_complete and record.locked_until <= now):
-            # Past its retention, or its first request died mid-way: this request takes it.
-            record.request_fingerprint = fingerprint
-            record.response_status = record.response_body = None
-            record.created_at, record.locked_until = now, lease_end
-            record.claim_token = uuid.uuid4().hex
-            record.save()
-            return record
-        if record.request_fingerprint != fingerprint:
-            raise Unprocessable(
-                "This Idempotency-Key was used with a different request body (or endpoint). "
-                "Use a new key for a new request."
-            )
-        if not record.is_complete:
-            raise Conflict("A request with this Idempotency-Key is still in progress; retry later.")
-        return Replay(status=record.response_status, body=record.response_body)
+def _advisory_lock_id(agent: Agent, key: str) -> int:
+    digest = hashlib.blake2b(
+        f"{agent.pk}\0{key}".encode(), digest_size=8, person=b"hitl-idem-key"
+    ).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
-def _held(record: IdempotencyRecord):
-    # IdempotencyRecord is bookkeeping, not history-tracked: a conditional UPDATE is the point.
-    return IdempotencyRecord.objects.filter(
-        pk=record.pk, claim_token=record.claim_token, response_status__isnull=True
-    )
-
-
-def idempotency_complete(*, record: IdempotencyRecord, status: int, body: Any) -> None:
-    """Store the answer, in the transaction that did the work. If this request outlived its
-    lease and a retry took the key over, raise, so that the work rolls back and is done once."""
-    stored = _held(record).update(response_status=status, response_body=body, locked_until=None)
-    if not stored:
-        raise Conflict(
-            "This request took longer than its Idempotency-Key's lease and a retry took the key "
-            "over; this attempt was undone. Read the key's answer by sending it again."
+def idempotency_key_take(*, agent: Agent, key: str, fingerprint: str) -> KeyTaken | Replay:
+    """Take ``key`` for this request, in the caller's transaction, or return the answer an
+    earlier request under it got. 409 if a request under it is still in flight (PostgreSQL;
+    SQLite waits for it instead), 422 if the key came with another request."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("An Idempotency-Key is taken inside the request's transaction.")
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_advisory_lock_id(agent, key)])
+            if not cursor.fetchone()[0]:
+                raise Conflict(
+                    "A request with this Idempotency-Key is still in progress; retry later."
+                )
+    record = IdempotencyRecord.objects.filter(agent=agent, key=key).first()
+    if record is None:
+        return KeyTaken(agent=agent, key=key, fingerprint=fingerprint, expired=None)
+    if record.created_at < timezone.now() - settings.IDEMPOTENCY_KEY_TTL:
+        # Past its retention and not purged yet: as if it were gone.
+        return KeyTaken(agent=agent, key=key, fingerprint=fingerprint, expired=record)
+    if record.request_fingerprint != fingerprint:
+        raise Unprocessable(
+            "This Idempotency-Key was used with a different request body (or endpoint). "
+            "Use a new key for a new request."
         )
+    return Replay(status=record.response_status, body=record.response_body)
 
 
-def idempotency_release(*, record: IdempotencyRecord) -> None:
-    _held(record).delete()
+def idempotency_answer_store(*, taken: KeyTaken, status: int, body: Any) -> None:
+    """Keep the answer under the key, in the transaction that did the work."""
+    if taken.expired is None:
+        IdempotencyRecord.objects.create(
+            agent=taken.agent,
+            key=taken.key,
+            request_fingerprint=taken.fingerprint,
+            response_status=status,
+            response_body=body,
+        )
+        return
+    # IdempotencyRecord is bookkeeping, not history-tracked: one UPDATE is enough.
+    IdempotencyRecord.objects.filter(pk=taken.expired.pk).update(
+        request_fingerprint=taken.fingerprint,
+        response_status=status,
+        response_body=body,
+        created_at=timezone.now(),
+    )
 
 
 def idempotency_records_purge() -> int:
