@@ -6,7 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('approvals', '0018_proposal_approvals_this_round'),
+        ('approvals', '0019_idempotency_in_one_transaction'),
     ]
 
     operations = [
