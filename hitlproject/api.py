@@ -5,12 +5,13 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import OperationalError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.views import APIView, exception_handler
 
-from hitlproject.errors import DomainError
+from hitlproject.errors import Busy, DomainError
 from hitlproject.parsers import SafeJSONParser
 
 
@@ -54,12 +55,29 @@ class DomainAPIException(exceptions.APIException):
     def __init__(self, error: DomainError) -> None:
         super().__init__(detail=error.message, code=error.code)
         self.status_code = error.status_code
+        self.wait = getattr(error, "retry_after", None)  # DRF answers it as Retry-After
+
+
+def lock_wait_ran_out(exc: Exception) -> bool:
+    """A database error saying a lock was not had in time (PostgreSQL's lock_timeout, or
+    SQLite's busy timeout): the request did nothing and can be sent again."""
+    if not isinstance(exc, OperationalError):
+        return False
+    cause = exc.__cause__
+    return getattr(cause, "sqlstate", None) == "55P03" or "database is locked" in str(exc)
 
 
 def as_api_exception(exc: Exception) -> Exception:
     """Domain and Django errors as the DRF exception that carries their status code."""
     if isinstance(exc, DomainError):
         return DomainAPIException(exc)
+    if lock_wait_ran_out(exc):
+        return DomainAPIException(
+            Busy(
+                "The campaigns this request changes are held by other requests for longer "
+                "than a request waits; nothing was recorded. Send it again shortly."
+            )
+        )
     if isinstance(exc, RequestDataTooBig):
         return PayloadTooLarge(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
     if isinstance(exc, Http404):

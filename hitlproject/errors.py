@@ -31,6 +31,15 @@ class Conflict(DomainError):
     code = "conflict"
 
 
+class Busy(DomainError):
+    """What the request needs is held by others for longer than a request may wait: nothing
+    was done, and the same request may be sent again shortly."""
+
+    status_code = 503
+    code = "busy"
+    retry_after = 1
+
+
 class Unprocessable(DomainError):
     status_code = 422
     code = "unprocessable"

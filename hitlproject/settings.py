@@ -232,6 +232,9 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(hours=24),
     },
 }
+# A submission waits at most this long for the campaigns it names (PostgreSQL; SQLite waits
+# for its write lock up to the database timeout); held up longer, it is answered 503.
+SUBMISSION_LOCK_TIMEOUT = timedelta(seconds=float(env("HITL_SUBMISSION_LOCK_TIMEOUT_SECONDS", "5")))
 # The webhook executor: the first retry after this many seconds, doubling (up to 10 minutes
 # apart); failed after this many attempts.
 WEBHOOK_RETRY_SECONDS = float(env("HITL_WEBHOOK_RETRY_SECONDS", "10"))

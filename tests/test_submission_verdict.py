@@ -4,11 +4,13 @@ pass its cumulative ceiling together, and a batch costs the same statements as o
 
 import json
 import threading
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
@@ -18,11 +20,17 @@ from approvals.services.decisions import proposal_approve
 from approvals.services.execution import proposal_execute
 from approvals.services.lifecycle import COUNTED_STATUSES
 from approvals.services.proposals import Submission, proposals_submit
-from ledger.models import Campaign
+from ledger.models import Account, Campaign
 from policies.models import CountedMove, KillSwitch
 from tests.conftest import bid_adjustment, creative, creative_batch, reallocation, wait_until
 
 URL = "/api/v1/proposals/"
+
+
+def budget_change(new: str, campaign: str = "generic-search") -> dict:
+    return bid_adjustment(action_type="budget_change") | {
+        "payload": {"campaign": campaign, "new_daily_budget": new}
+    }
 
 
 @pytest.fixture
@@ -97,11 +105,21 @@ def test_the_answer_is_the_same_as_the_schema_s_serializer_gives(optimizer, oper
 @pytest.mark.django_db
 def test_a_batch_costs_the_same_statements_as_one_proposal(demo_world):
     agent = Agent.objects.get(name="optimizer")
+    account = Account.objects.get(external_id="demo")
+    Campaign.objects.bulk_create(
+        Campaign(account=account, external_id=f"c-{i}", name=f"c {i}", daily_budget=100, bid=1)
+        for i in range(102)
+    )
+    campaigns = iter(range(102))
 
     def statements(pairs: int) -> int:
-        """``pairs`` times a 2% bid move (approved while the ceiling allows) and a 20% one
-        (waits for a person)."""
-        submissions = [Submission(**bid_adjustment(bid)) for bid in ("2.04", "2.40")] * pairs
+        """``pairs`` times a 2% bid move (approved) and a 20% one (waits for a person), each
+        on a campaign of its own."""
+        submissions = [
+            Submission(**bid_adjustment(bid, f"c-{next(campaigns)}"))
+            for _ in range(pairs)
+            for bid in ("1.02", "1.20")
+        ]
         with CaptureQueriesContext(connection) as queries:
             results = proposals_submit(agent=agent, submissions=submissions)
         assert all(isinstance(result, Proposal) for result in results)
@@ -110,10 +128,8 @@ def test_a_batch_costs_the_same_statements_as_one_proposal(demo_world):
     one, hundred = statements(1), statements(50)
 
     assert hundred == one
-    assert Proposal.objects.count() == 102
-    # Each 2% move counts for the next: 1.02¹¹ = 1.243 is within the 25% ceiling, 1.02¹² not.
-    assert Proposal.objects.filter(status=ProposalStatus.APPROVED).count() == 11
-    assert not Proposal.objects.filter(status=ProposalStatus.SUBMITTED).exists()
+    assert Proposal.objects.filter(status=ProposalStatus.APPROVED).count() == 51
+    assert Proposal.objects.filter(status=ProposalStatus.PENDING_REVIEW).count() == 51
 
 
 @pytest.mark.django_db
@@ -139,22 +155,20 @@ def test_the_moves_counted_are_those_of_proposals_approved_executing_or_executed
         submissions=[
             Submission(**bid_adjustment("2.04")),
             Submission(**reallocation("280.00")),
-            Submission(**bid_adjustment("1.80", "generic-search")),  # +20%: waits
+            Submission(**budget_change("600.00", "generic-search")),  # +20%: waits
         ],
     )
     assert counted() == derived() == {(small.pk, "brand-search's bid", "51/50")}
-    proposal_approve(proposal_id=large.pk, reviewer=operator)
     proposal_approve(proposal_id=setter.pk, reviewer=operator)
+    proposal_approve(proposal_id=large.pk, reviewer=operator)
     assert counted() == derived() and len(counted()) == 4
     Campaign.objects.filter(external_id="brand-search").update(daily_budget="200.00")
     assert proposal_execute(proposal_id=large.pk).status == ProposalStatus.FAILED
     assert proposal_execute(proposal_id=small.pk).status == ProposalStatus.EXECUTED
     assert counted() == derived() and {move[0] for move in counted()} == {small.pk, setter.pk}
-    # Another change lands on generic-search's bid first: the approved setter is superseded.
-    (other,) = proposals_submit(
-        agent=agent, submissions=[Submission(**bid_adjustment("1.53", "generic-search"))]
-    )
-    proposal_execute(proposal_id=other.pk)
+    # A reallocation lands on generic-search's budget first: the approved setter is superseded.
+    (other,) = proposals_submit(agent=agent, submissions=[Submission(**reallocation("2.00"))])
+    assert proposal_execute(proposal_id=other.pk).status == ProposalStatus.EXECUTED
     assert Proposal.objects.get(pk=setter.pk).status == ProposalStatus.SUPERSEDED
     assert counted() == derived() and setter.pk not in {move[0] for move in counted()}
 
@@ -163,9 +177,10 @@ def test_the_moves_counted_are_those_of_proposals_approved_executing_or_executed
 @pytest.mark.usefixtures("celery_worker")
 @pytest.mark.django_db(transaction=True)
 def test_racing_submissions_on_one_target_never_pass_its_ceiling_together(demo_world):
-    """Eight +9% bid moves on brand-search at once: its policy auto-approves each up to 15%
-    and 25% compounded within 24 hours, so two (1.09² = 1.19) may run and a third (1.30)
-    may not, whatever order the requests are taken in."""
+    """Eight reallocations of 40.00 from brand-search to generic-search at once: each moves
+    generic-search's budget by +8%, and its policy auto-approves up to 25% compounded within
+    24 hours, so two (1.08² = 1.17) may run and a third (1.26) may not, whatever order the
+    requests are taken in."""
     key = demo_world["agents"]["optimizer"]
     start = threading.Barrier(8)
     answers: list = [None] * 8
@@ -175,7 +190,7 @@ def test_racing_submissions_on_one_target_never_pass_its_ceiling_together(demo_w
             client = APIClient()
             client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
             start.wait()
-            answers[index] = client.post(URL, bid_adjustment("2.18"), format="json").json()
+            answers[index] = client.post(URL, reallocation("40.00"), format="json").json()
         finally:
             connection.close()
 
@@ -187,9 +202,80 @@ def test_racing_submissions_on_one_target_never_pass_its_ceiling_together(demo_w
 
     outcomes = sorted(answer["verdict"]["outcome"] for answer in answers)
     assert outcomes == ["auto_approve"] * 2 + ["review"] * 6
-    # The first to run lands the move; every other proposal on that bid is then superseded.
-    wait_until(
-        lambda: set(Proposal.objects.values_list("status", flat=True)) == {"executed", "superseded"}
+    wait_until(lambda: not Proposal.objects.filter(status__in=["approved", "executing"]).exists())
+    assert Proposal.objects.filter(status="executed").count() == 2
+    assert Campaign.objects.get(external_id="generic-search").daily_budget == Decimal("580.00")
+
+
+BATCH_URL = "/api/v1/proposals/batch/"
+
+
+@pytest.mark.django_db
+def test_a_value_another_approved_proposal_changes_first_is_refused_not_answered_approved(
+    optimizer,
+):
+    """Two bids set against the same 2.00 cannot both run: the second would be superseded
+    as the first does, so it is refused (409) and nothing is recorded for it, rather than
+    answered "approved" for what will not happen."""
+    first, second = optimizer.post(
+        BATCH_URL, [bid_adjustment("2.10"), bid_adjustment("2.20")], format="json"
+    ).json()
+
+    assert first["status"] == 201 and first["proposal"]["status"] == "approved"
+    assert second["status"] == 409
+    assert (
+        "brand-search's bid is changed first by item 0 of this batch" in second["errors"]["detail"]
     )
-    assert Proposal.objects.filter(status="executed").count() == 1
-    assert Campaign.objects.get(external_id="brand-search").bid == Decimal("2.18")
+    again = optimizer.post(URL, bid_adjustment("2.20"), format="json")
+    assert again.status_code == 409
+    assert f"changed first by proposal #{first['proposal']['id']}" in again.json()["detail"]
+    assert Proposal.objects.count() == 1
+    # Once the first has run, the value is free to propose again (against 2.10 now).
+    proposal_execute(proposal_id=first["proposal"]["id"])
+    assert optimizer.post(URL, bid_adjustment("2.20"), format="json").status_code == 201
+
+
+@pytest.mark.django_db
+def test_an_auditor_reads_a_proposal_routed_when_it_was_submitted(optimizer):
+    answer = optimizer.post(URL, bid_adjustment("2.10"), format="json").json()
+
+    assert answer["created_at"] == answer["evaluated_at"] == answer["decided_at"]
+    dates = set(Proposal.history.filter(id=answer["id"]).values_list("history_date", flat=True))
+    assert dates == {Proposal.objects.get(pk=answer["id"]).created_at}
+
+
+@pytest.mark.skipif(
+    "postgresql" not in settings.DATABASES["default"]["ENGINE"],
+    reason="SQLite takes one writer at a time: a submission waits for the write lock instead",
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_submission_held_up_by_another_s_locks_is_answered_503_and_records_nothing(
+    demo_world, settings
+):
+    settings.SUBMISSION_LOCK_TIMEOUT = timedelta(milliseconds=300)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_brand_search() -> None:
+        try:
+            with transaction.atomic():
+                Campaign.objects.select_for_update().get(external_id="brand-search")
+                holding.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_brand_search)
+    holder.start()
+    try:
+        holding.wait(10)
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {demo_world['agents']['optimizer']}")
+        response = client.post(URL, bid_adjustment("2.10"), format="json")
+    finally:
+        release.set()
+        holder.join()
+
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    assert "Send it again shortly" in response.json()["detail"]
+    assert not Proposal.objects.exists()

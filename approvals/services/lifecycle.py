@@ -273,6 +273,7 @@ def proposals_create_routed(
     routes: Sequence[tuple[str, str, Mapping[str, Any]]],
     submitted_by: Actor,
     routed_by: Actor,
+    at: datetime,
 ) -> None:
     """Record new proposals as their agent submitted them and as the policy engine routed
     them, in the caller's transaction (which holds the locks their routing was decided
@@ -280,18 +281,18 @@ def proposals_create_routed(
     reason, the verdict's fields) by the lifecycle's rules, as ``proposal_transition`` would
     move it; then all are inserted once, in the state they were routed to, with two history
     records each: submitted, by its agent; routed, by ``routed_by``. Their moves count from
-    then on, and the approved ones are sent to execute once the transaction commits."""
+    then on, and the approved ones are sent to execute once the transaction commits. ``at``
+    is when they were submitted and routed (the routing's reading of the world)."""
     if not transaction.get_connection().in_atomic_block:
         raise TransactionManagementError("proposals_create_routed needs the caller's locks.")
-    now = timezone.now()
     as_submitted = []
     for proposal, (to_status, reason, changes) in zip(proposals, routes, strict=True):
-        proposal.created_at = proposal.updated_at = now
+        proposal.created_at = proposal.updated_at = at
         proposal._change_reason = "submitted"
         as_submitted.append(copy.copy(proposal))
         for field, value in changes.items():
             setattr(proposal, field, value)
-        _move(proposal, to_status, reason=reason, now=now)
+        _move(proposal, to_status, reason=reason, now=at)
     Proposal.objects.bulk_create(proposals)
     history = _proposal_history()
     for submitted, proposal in zip(as_submitted, proposals, strict=True):
@@ -299,14 +300,14 @@ def proposals_create_routed(
     history.bulk_history_create(
         as_submitted,
         default_user=submitted_by.user,
-        default_date=now,
+        default_date=at,
         custom_historical_attrs=submitted_by.history_stamp(),
     )
     history.bulk_history_create(
         proposals,
         update=True,
         default_user=routed_by.user,
-        default_date=now,
+        default_date=at,
         custom_historical_attrs=routed_by.history_stamp(),
     )
     counted_moves_update((proposal, None) for proposal in proposals)
