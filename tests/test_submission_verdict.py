@@ -211,31 +211,6 @@ BATCH_URL = "/api/v1/proposals/batch/"
 
 
 @pytest.mark.django_db
-def test_a_value_another_approved_proposal_changes_first_is_refused_not_answered_approved(
-    optimizer,
-):
-    """Two bids set against the same 2.00 cannot both run: the second would be superseded
-    as the first does, so it is refused (409) and nothing is recorded for it, rather than
-    answered "approved" for what will not happen."""
-    first, second = optimizer.post(
-        BATCH_URL, [bid_adjustment("2.10"), bid_adjustment("2.20")], format="json"
-    ).json()
-
-    assert first["status"] == 201 and first["proposal"]["status"] == "approved"
-    assert second["status"] == 409
-    assert (
-        "brand-search's bid is changed first by item 0 of this batch" in second["errors"]["detail"]
-    )
-    again = optimizer.post(URL, bid_adjustment("2.20"), format="json")
-    assert again.status_code == 409
-    assert f"changed first by proposal #{first['proposal']['id']}" in again.json()["detail"]
-    assert Proposal.objects.count() == 1
-    # Once the first has run, the value is free to propose again (against 2.10 now).
-    proposal_execute(proposal_id=first["proposal"]["id"])
-    assert optimizer.post(URL, bid_adjustment("2.20"), format="json").status_code == 201
-
-
-@pytest.mark.django_db
 def test_an_auditor_reads_a_proposal_routed_when_it_was_submitted(optimizer):
     answer = optimizer.post(URL, bid_adjustment("2.10"), format="json").json()
 

@@ -29,7 +29,7 @@ from approvals.services.lifecycle import (
     proposals_create_routed,
 )
 from audit.actors import Actor
-from hitlproject.errors import Conflict, DomainError, NotFound
+from hitlproject.errors import DomainError, NotFound
 from ledger.models import Account, Campaign
 from policies.engine import Rule, Verdict, factor_from_text, factor_text
 from policies.services import (
@@ -289,14 +289,11 @@ class Submission:
 
 def proposals_submit(
     *, agent: Agent, submissions: Sequence[Submission]
-) -> list[Proposal | ValidationError | Conflict]:
+) -> list[Proposal | ValidationError]:
     """Record an agent's proposals, each checked, assessed and routed by policy as if it came
     alone (a move the engine approves counts for those after it). Returns, for each
     submission in order, its proposal, already approved, waiting for a person or blocked; or
-    why it was refused: its form or the ledger (400), or, for one the engine would approve
-    that sets a value another approved proposal changes first, that other (409: it would be
-    superseded as the other runs, so "approved" would not be what happens; one that waits
-    for a person is recorded, and superseded when the other lands, as any waiting one is).
+    why it was refused.
 
     One short transaction, set-based, so a batch of a thousand costs a few statements, not
     thousands: the campaigns the submissions name are read and locked at once (in id order,
@@ -361,12 +358,9 @@ def proposals_submit(
                 for target in assessed.effects
             },
         )
-        ahead = _fields_changed_first(named)
-        results: list[Proposal | ValidationError | Conflict] = []
+        results: list[Proposal | ValidationError] = []
         proposals, routes = [], []
-        for index, (submission, assessed) in enumerate(
-            zip(submissions, assessed_each, strict=True)
-        ):
+        for submission, assessed in zip(submissions, assessed_each, strict=True):
             if isinstance(assessed, ValidationError):
                 results.append(assessed)
                 continue
@@ -383,14 +377,7 @@ def proposals_submit(
             )
             verdict, findings = _verdict_in(context, assessed, agent)
             if verdict.outcome == VerdictOutcome.AUTO_APPROVE:
-                clash = next((key for key in sorted(_fields_set(assessed)) if key in ahead), None)
-                if clash is not None:
-                    results.append(_changed_first(clash, ahead[clash]))
-                    continue
                 context.count(account_id=assessed.account.pk, effects=assessed.effects)
-                ahead.update(
-                    dict.fromkeys(_fields_changed(assessed), f"item {index} of this batch")
-                )
             changes = {**verdict_changes(verdict, findings), "evaluated_at": context.now}
             if verdict.policy_id in context.policies:
                 changes["verdict_policy"] = context.policies[verdict.policy_id]
@@ -405,54 +392,6 @@ def proposals_submit(
             routed_by=Actor.system("policy-engine"),
         )
     return results
-
-
-FieldKey = tuple[int, str, str]  # (account id, campaign, field)
-
-
-def _fields_changed(assessed: AssessedAction) -> set[FieldKey]:
-    return {
-        (assessed.account.pk, campaign, name)
-        for campaign, names in assessed.action_type.campaign_fields(assessed.payload).items()
-        for name in names
-    }
-
-
-def _fields_set(assessed: AssessedAction) -> set[FieldKey]:
-    """The campaign fields an action sets a value of (a reallocation sets none: it moves an
-    amount, which keeps its meaning however the budgets move)."""
-    return _fields_changed(assessed) if assessed.action_type.sets_values else set()
-
-
-def _fields_changed_first(named: Mapping[int, set[str]]) -> dict[FieldKey, str]:
-    """The fields of the named campaigns that a proposal already approved (or executing)
-    changes, with which one: a proposal setting one of them now would be superseded as soon
-    as that one runs."""
-    ahead: dict[FieldKey, str] = {}
-    rows = (
-        Proposal.objects.filter(
-            account_id__in=list(named),
-            status__in=[ProposalStatus.APPROVED, ProposalStatus.EXECUTING],
-        )
-        .order_by("pk")
-        .values_list("pk", "account_id", "action_type", "payload")
-    )
-    for proposal_id, account_id, action_type_name, payload in rows:
-        for campaign, names in action_types.get(action_type_name).campaign_fields(payload).items():
-            if campaign in named[account_id]:
-                for name in names:
-                    ahead.setdefault((account_id, campaign, name), f"proposal #{proposal_id}")
-    return ahead
-
-
-def _changed_first(field: FieldKey, by: str) -> Conflict:
-    _, campaign, name = field
-    return Conflict(
-        f"{campaign}'s {name.replace('_', ' ')} is changed first by {by}, approved and about "
-        "to execute: this proposal, which policy would approve, would be superseded as soon "
-        "as that one runs, so it was not recorded. Propose again once it has run "
-        "(GET /api/v1/campaigns/ shows the value)."
-    )
 
 
 def _campaigns_locked(named: Mapping[int, set[str]]) -> dict[int, dict[str, Campaign]]:
@@ -501,7 +440,7 @@ def _verdict_in(
 def proposal_submit(*, agent: Agent, submission: Submission) -> Proposal:
     """Record one proposal (a batch of one), or raise why it is refused."""
     (result,) = proposals_submit(agent=agent, submissions=[submission])
-    if isinstance(result, Exception):
+    if isinstance(result, ValidationError):
         raise result
     return result
 
