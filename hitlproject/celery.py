@@ -1,6 +1,8 @@
 import os
 
-from celery import Celery
+from celery import Celery, bootsteps
+from celery.beat import EmbeddedService
+from click import Option
 
 import hitlproject.broker  # noqa: F401  (registers the embedded default's broker)
 
@@ -28,3 +30,35 @@ def outbound_queue(kind: str) -> str:
 def route_task(name, args, kwargs, options, task=None, **kw):
     kind = OUTBOUND_QUEUES.get(name)
     return {"queue": outbound_queue(kind)} if kind else None
+
+
+class BeatThread(bootsteps.StartStopStep):
+    """``celery worker --beat-thread``: the beat schedule in a thread of the worker, for the
+    embedded default's one worker (bin/worker). Celery's own ``--beat`` forks a process for it,
+    another copy of Django to hold, forked from a worker whose pool runs threads."""
+
+    label = "Beat thread"
+    conditional = True
+
+    def __init__(self, worker, beat_thread: bool = False, **options) -> None:
+        self.enabled = beat_thread
+        super().__init__(worker, **options)
+
+    def create(self, worker):
+        return EmbeddedService(
+            worker.app,
+            thread=True,
+            schedule_filename=worker.schedule_filename,
+            scheduler_cls=worker.scheduler,
+        )
+
+
+app.user_options["worker"].add(
+    Option(
+        ["--beat-thread"],
+        is_flag=True,
+        default=False,
+        help="Run the beat schedule in a thread of this worker.",
+    )
+)
+app.steps["worker"].add(BeatThread)
