@@ -2,9 +2,11 @@ import os
 
 from celery import Celery, bootsteps
 from celery.beat import EmbeddedService
+from celery.signals import worker_init
 from click import Option
 
 import hitlproject.broker  # noqa: F401  (registers the embedded default's broker)
+from hitlproject.pooled_sqlite3.base import writes_give_way
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hitlproject.settings")
 
@@ -62,3 +64,10 @@ app.user_options["worker"].add(
     )
 )
 app.steps["worker"].add(BeatThread)
+
+
+@worker_init.connect
+def web_server_writes_first(**_) -> None:
+    """On SQLite, the worker's writers wait while the web server's do (an agent is waiting
+    for its answer; a task can wait): hitlproject.pooled_sqlite3."""
+    writes_give_way()

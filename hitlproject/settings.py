@@ -130,7 +130,10 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server and the worker write concurrently: WAL lets readers through, IMMEDIATE
     # transactions take the write lock up front instead of failing half-way, and a generous
-    # timeout waits for it. The test database is a file so a real worker process can share it.
+    # timeout (SQLite's busy timeout) waits for it. Django closes the connection after each
+    # request and task; the backend keeps it for the next one (hitlproject.pooled_sqlite3).
+    # The test database is a file so a real worker process can share it.
+    DATABASES["default"]["ENGINE"] = "hitlproject.pooled_sqlite3"
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 30,
