@@ -1,10 +1,13 @@
 import os
 
-from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery import Celery, bootsteps
+from celery.beat import EmbeddedService
+from celery.signals import task_postrun, task_prerun, worker_init
+from click import Option
 from django.db import close_old_connections
 
 import hitlproject.broker  # noqa: F401  (registers the embedded default's broker)
+from hitlproject.pooled_sqlite3.base import writes_give_way
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hitlproject.settings")
 
@@ -39,3 +42,42 @@ def close_unusable_or_old_connections(**kwargs) -> None:
     CONN_MAX_AGE, left broken, or (checked on its next use) gone bad is closed, and the next
     use opens another; a good one is kept for the next task (CELERY_DB_REUSE_MAX)."""
     close_old_connections()
+
+
+class BeatThread(bootsteps.StartStopStep):
+    """``celery worker --beat-thread``: the beat schedule in a thread of the worker, for the
+    embedded default's one worker (bin/worker). Celery's own ``--beat`` forks a process for it,
+    another copy of Django to hold, forked from a worker whose pool runs threads."""
+
+    label = "Beat thread"
+    conditional = True
+
+    def __init__(self, worker, beat_thread: bool = False, **options) -> None:
+        self.enabled = beat_thread
+        super().__init__(worker, **options)
+
+    def create(self, worker):
+        return EmbeddedService(
+            worker.app,
+            thread=True,
+            schedule_filename=worker.schedule_filename,
+            scheduler_cls=worker.scheduler,
+        )
+
+
+app.user_options["worker"].add(
+    Option(
+        ["--beat-thread"],
+        is_flag=True,
+        default=False,
+        help="Run the beat schedule in a thread of this worker.",
+    )
+)
+app.steps["worker"].add(BeatThread)
+
+
+@worker_init.connect
+def web_server_writes_first(**_) -> None:
+    """On SQLite, the worker's writers wait while the web server's do (an agent is waiting
+    for its answer; a task can wait): hitlproject.pooled_sqlite3."""
+    writes_give_way()
