@@ -172,11 +172,22 @@ def verdict_for(
     agent: Agent,
     proposal_id: int | None = None,
     rules: list[Rule] | None = None,
+    context: EvaluationContext | None = None,
 ) -> tuple[Verdict, GuardrailFindings]:
-    """The verdict on an assessed action now; if the engine fails, a human decides."""
-    return verdict_or_engine_failure(
-        lambda: policy_verdict(
+    """The verdict on an assessed action now, from ``context`` if a batch has read it, else
+    from what is read for this action alone (under ``rules``, a draft set, if given; not
+    counting ``proposal_id``'s own moves). If the engine fails, a human decides."""
+
+    def evaluate() -> tuple[Verdict, GuardrailFindings]:
+        reading = context or EvaluationContext.read(
+            agents=[agent],
+            accounts=[assessed.account],
+            action_types=[assessed.action_type.name],
+            targets=[(assessed.account.pk, target) for target in assessed.effects],
             rules=rules,
+            exclude_proposal=proposal_id,
+        )
+        return reading.verdict(
             action_type=assessed.action_type,
             account=assessed.account,
             agent=agent,
@@ -186,11 +197,14 @@ def verdict_for(
             magnitude_label=assessed.assessment.magnitude_label,
             amount=assessed.assessment.amount,
             effects=assessed.effects,
-            proposal_id=proposal_id,
-        ),
+        )
+
+    return verdict_or_engine_failure(
+        evaluate,
         action_type=assessed.action_type.name,
-        rules=rules,
-        subject=f"proposal #{proposal_id}" if proposal_id else "a dry run",
+        rules=context.rules if context else rules,
+        subject=f"proposal #{proposal_id}" if proposal_id else "a proposal",
+        reads_database=context is None,
     )
 
 
@@ -375,7 +389,7 @@ def proposals_submit(
                 external_ref=submission.external_ref,
                 **assessed.proposal_fields(),
             )
-            verdict, findings = _verdict_in(context, assessed, agent)
+            verdict, findings = verdict_for(assessed=assessed, agent=agent, context=context)
             if verdict.outcome == VerdictOutcome.AUTO_APPROVE:
                 context.count(account_id=assessed.account.pk, effects=assessed.effects)
             changes = {**verdict_changes(verdict, findings), "evaluated_at": context.now}
@@ -411,30 +425,6 @@ def _campaigns_locked(named: Mapping[int, set[str]]) -> dict[int, dict[str, Camp
         for campaign in Campaign.objects.filter(wanted).order_by("pk").select_for_update():
             campaigns[campaign.account_id][campaign.external_id] = campaign
     return campaigns
-
-
-def _verdict_in(
-    context: EvaluationContext, assessed: AssessedAction, agent: Agent
-) -> tuple[Verdict, GuardrailFindings]:
-    """The verdict on an assessed action, from what ``context`` read (the engine's failure
-    sends it to a human, as ``verdict_or_engine_failure`` says)."""
-    return verdict_or_engine_failure(
-        lambda: context.verdict(
-            action_type=assessed.action_type,
-            account=assessed.account,
-            agent=agent,
-            payload=assessed.payload,
-            campaigns=assessed.campaigns,
-            magnitude=assessed.assessment.magnitude,
-            magnitude_label=assessed.assessment.magnitude_label,
-            amount=assessed.assessment.amount,
-            effects=assessed.effects,
-        ),
-        action_type=assessed.action_type.name,
-        rules=context.rules,
-        subject="a submitted proposal",
-        reads_database=False,
-    )
 
 
 def proposal_submit(*, agent: Agent, submission: Submission) -> Proposal:
