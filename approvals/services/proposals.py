@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -178,16 +179,15 @@ def verdict_for(
     from what is read for this action alone (under ``rules``, a draft set, if given; not
     counting ``proposal_id``'s own moves). If the engine fails, a human decides."""
 
+    # A batch's context, read once for all its items; else policies.services reads one.
+    judge = (
+        context.verdict
+        if context
+        else partial(policy_verdict, rules=rules, proposal_id=proposal_id)
+    )
+
     def evaluate() -> tuple[Verdict, GuardrailFindings]:
-        reading = context or EvaluationContext.read(
-            agents=[agent],
-            accounts=[assessed.account],
-            action_types=[assessed.action_type.name],
-            targets=[(assessed.account.pk, target) for target in assessed.effects],
-            rules=rules,
-            exclude_proposal=proposal_id,
-        )
-        return reading.verdict(
+        return judge(
             action_type=assessed.action_type,
             account=assessed.account,
             agent=agent,
