@@ -353,7 +353,7 @@ def test_wait_polls_at_a_bounded_interval_when_the_server_answers_at_once(api, p
         (200, proposal_json(status="executed")),
     )
     with Client(api.url, "k", fallback_interval=2.5) as hitl:
-        executed = hitl.wait(7, timeout=600)
+        executed = hitl.wait(7)  # no timeout: as long as it takes
 
     assert executed.status == "executed"
     first, *rounds = api.requests
@@ -489,3 +489,20 @@ def test_a_feed_resume_covers_exactly_the_records_handed_out(api, pauses):
         assert feed.resume == "/api/v1/feedback/?cursor=start"
         assert next(records).id == 2
         assert feed.resume == "/api/v1/feedback/?cursor=after-2"
+
+
+def test_a_followed_feed_without_timeout_long_polls_for_the_next_record(api, pauses):
+    nothing = {"next": None, "previous": None, "resume": "/api/v1/feedback/", "results": []}
+    arrived = {
+        "next": None,
+        "previous": None,
+        "resume": "/api/v1/feedback/?cursor=after-5",
+        "results": [{"id": 5, "proposal": 7, "kind": "rejected", "reason_code": "other"}],
+    }
+    api.answers((200, nothing), (200, arrived))
+    with Client(api.url, "k") as hitl:
+        feed = hitl.feedback(follow=True)
+        record = next(iter(feed))
+    assert (record.id, record.kind) == (5, "rejected")
+    assert [r["query"] for r in api.requests] == [{}, {"wait": "60"}]
+    assert feed.resume == "/api/v1/feedback/?cursor=after-5"

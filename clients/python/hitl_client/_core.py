@@ -27,7 +27,7 @@ MAX_WAIT_SECONDS = 60
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Bounded retries with exponential backoff and full jitter.
+    """Bounded retries with exponential backoff and jitter.
 
     ``max_attempts`` counts the first try; ``max_elapsed`` bounds the time from the first try
     until the last retry starts (a ``Retry-After`` that would pass it is not waited out: the
@@ -40,8 +40,9 @@ class RetryPolicy:
     max_backoff: float = 8.0
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
-        """How long to wait before attempt ``attempt + 1``: what the server asked, else a
-        random share of the exponential step (full jitter spreads agents retrying at once)."""
+        """How long to wait before attempt ``attempt + 1``: what the server asked, else
+        between half and all of the exponential step (the jitter spreads agents that failed
+        together, so they do not retry together)."""
         if retry_after is not None:
             return retry_after
         step = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
