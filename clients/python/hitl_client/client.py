@@ -236,7 +236,7 @@ class Client(_Base):
 
     def scorecard(self, days: int = 30) -> dict[str, Any]:
         """How this agent's proposals fared over the last ``days`` days, by action type."""
-        return self._send(_calls.scorecard_call(days)).body
+        return dict(self._send(_calls.scorecard_call(days)).body)
 
     def feedback_page(
         self, link: str | None = None, *, wait: int | None = None, page_size: int | None = None
@@ -459,7 +459,7 @@ class AsyncClient(_Base):
         return _calls.campaigns_of(await self._send(_calls.campaigns_call()))
 
     async def scorecard(self, days: int = 30) -> dict[str, Any]:
-        return (await self._send(_calls.scorecard_call(days))).body
+        return dict((await self._send(_calls.scorecard_call(days))).body)
 
     async def feedback_page(
         self, link: str | None = None, *, wait: int | None = None, page_size: int | None = None
