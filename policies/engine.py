@@ -404,21 +404,26 @@ def _bounds(facts: Facts, window: timedelta) -> dict[str, tuple[_Ratio, _Ratio]]
     pending cut. Exact ratios of integers (not reduced: a product of a few factors is cheaper
     unreduced)."""
     since = facts.now - window if facts.now else None
-    bounds = {}
-    for target, factor in facts.effects.items():
-        own = _ratio(factor)
-        bounds[target] = (own, own)
+    products = {target: _ratio(factor) for target, factor in facts.effects.items()}
+    raises: dict[str, _Ratio] = {}
+    cuts: dict[str, _Ratio] = {}
     for move in facts.recent_moves:
         target = move.target
-        if target in bounds and (since is None or move.at >= since):
-            highest, lowest = bounds[target]
+        if target in products and (since is None or move.at >= since):
             factor = _ratio(move.factor)
             if not move.pending:
-                bounds[target] = (_multiplied(highest, factor), _multiplied(lowest, factor))
-            elif factor[0] > factor[1]:  # a pending raise
-                bounds[target] = (_multiplied(highest, factor), lowest)
-            elif factor[0] < factor[1]:  # a pending cut
-                bounds[target] = (highest, _multiplied(lowest, factor))
+                products[target] = _multiplied(products[target], factor)
+            elif factor[0] > factor[1]:
+                raises[target] = _multiplied(raises.get(target, (1, 1)), factor)
+            elif factor[0] < factor[1]:
+                cuts[target] = _multiplied(cuts.get(target, (1, 1)), factor)
+    bounds = {}
+    for target, product in products.items():
+        up, down = raises.get(target), cuts.get(target)
+        bounds[target] = (
+            _multiplied(product, up) if up else product,
+            _multiplied(product, down) if down else product,
+        )
     return bounds
 
 
