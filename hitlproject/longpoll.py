@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from asgiref.sync import markcoroutinefunction, sync_to_async
+from asgiref.sync import SyncToAsync, markcoroutinefunction, sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.db import close_old_connections
@@ -111,6 +111,7 @@ async def _waited(view: Callable[..., Any], request, *args: Any, **kwargs: Any):
     poll: LongPoll | None = getattr(response, "long_poll", None)
     if poll is None:
         return response
+    _let_the_requests_thread_go()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + poll.seconds
     backstop = wakeups.transport().backstop
@@ -125,6 +126,22 @@ async def _waited(view: Callable[..., Any], request, *args: Any, **kwargs: Any):
         if over:
             break
     return response
+
+
+def _let_the_requests_thread_go() -> None:
+    """Django's ASGI handler gives each request a thread of its own for its synchronous parts
+    (request_started's receivers, closing the response), kept until the request ends: a
+    waiting request would keep an idle thread for the whole wait. Let it go now; asgiref makes
+    another for the request if it needs one again. (asgiref's internals: if they change, this
+    does nothing, and a wait keeps an idle thread, as before.)"""
+    context = getattr(SyncToAsync, "thread_sensitive_context", None)
+    executors = getattr(SyncToAsync, "context_to_thread_executor", None)
+    current = context.get(None) if context is not None else None
+    if current is None or executors is None:
+        return
+    executor = executors.pop(current, None)
+    if executor is not None:
+        executor.shutdown(wait=False)
 
 
 async def _polled(view: Callable[..., Any], request, *args: Any, **kwargs: Any):
