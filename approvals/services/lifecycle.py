@@ -39,6 +39,7 @@ from approvals.models import Proposal, ProposalStatus
 from audit.actors import Actor, acting_as
 from audit.history import update_with_history
 from hitlproject.errors import Conflict, NotFound
+from hitlproject.wakeups import proposal_topic, wake_after_commit
 from policies.models import REVIEW_WINDOW_BOUNDS, CountedMove, describe_duration
 
 S = ProposalStatus
@@ -186,8 +187,10 @@ def _review_window(proposal: Proposal) -> tuple[timedelta, str]:
     )
 
 
-def _after_move(proposals: Sequence[Proposal]) -> None:
-    """Once the moves commit: execute what was approved, and tell agents what happened."""
+def _after_move(proposals: Sequence[Proposal], *, created: bool = False) -> None:
+    """Once the moves commit: execute what was approved, and tell agents what happened: by
+    their callbacks, and by waking the requests that wait on these proposals (long polls).
+    Nobody waits on a proposal just ``created``: its id is not out before the commit."""
     from approvals.tasks import enqueue_executions_after_commit
     from feedback.callbacks import callback_events_record
 
@@ -195,6 +198,8 @@ def _after_move(proposals: Sequence[Proposal]) -> None:
     if approved:
         enqueue_executions_after_commit(approved)
     callback_events_record(proposals=proposals)
+    if not created:
+        wake_after_commit(proposal_topic(proposal.pk) for proposal in proposals)
 
 
 def proposal_transition(
@@ -334,4 +339,4 @@ def proposals_create_routed(
         custom_historical_attrs=routed_by.history_stamp(),
     )
     counted_moves_update((proposal, None) for proposal in proposals)
-    _after_move(proposals)
+    _after_move(proposals, created=True)
