@@ -1,6 +1,7 @@
 """The agent API for proposals: submit, batch, list, detail, withdraw."""
 
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -30,6 +31,8 @@ from approvals.validation import StrictFloatField, StrictSerializer, bounded_jso
 from feedback.api import OutcomeInput, OutcomeOutput
 from feedback.services import outcome_report_by_agent
 from hitlproject.api import AgentAPIView, IdCursorPagination, api_error_body
+from hitlproject.longpoll import LongPoll, LongPollView, wait_field
+from hitlproject.wakeups import proposal_topic
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
@@ -360,11 +363,44 @@ class ProposalBatchApi(IdempotentAPIView):
         return Response(results, status=status.HTTP_200_OK)
 
 
-class ProposalDetailApi(AgentAPIView):
-    @extend_schema(operation_id="proposals_retrieve", responses={200: ProposalOutput})
+class ProposalWaitQuery(serializers.Serializer):
+    wait = wait_field()
+    status = serializers.ChoiceField(
+        choices=ProposalStatus.choices,
+        required=False,
+        help_text=(
+            "With wait: answer as soon as the proposal's status is other than this one "
+            "(default: its status when the request arrives)."
+        ),
+    )
+
+
+class ProposalDetailApi(LongPollView, AgentAPIView):
+    @extend_schema(
+        operation_id="proposals_retrieve",
+        parameters=[ProposalWaitQuery],
+        responses={200: ProposalOutput},
+        summary="A proposal; with wait, once its status changes (long poll)",
+    )
     def get(self, request: Request, proposal_id: int) -> Response:
+        query = ProposalWaitQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
         proposal = proposal_get_for_agent(agent=request.user, proposal_id=proposal_id)
-        return Response(proposal_body(proposal))
+        response = Response(proposal_body(proposal))
+        seconds = query.validated_data.get("wait")
+        waiting_on = query.validated_data.get("status", proposal.status)
+        if seconds and proposal.status == waiting_on:
+            response.long_poll = LongPoll(
+                topic=proposal_topic(proposal_id),
+                seconds=seconds,
+                reread=partial(_proposal_reread, request.user, proposal_id, waiting_on),
+            )
+        return response
+
+
+def _proposal_reread(agent, proposal_id: int, waiting_on: str) -> tuple[bool, dict]:
+    proposal = proposal_get_for_agent(agent=agent, proposal_id=proposal_id)
+    return proposal.status != waiting_on, proposal_body(proposal)
 
 
 class ProposalWithdrawApi(AgentAPIView):

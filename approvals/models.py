@@ -171,6 +171,15 @@ class Proposal(models.Model):
     evaluated_at = models.DateTimeField(null=True, blank=True)
     review_expires_at = models.DateTimeField(null=True, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
+    # Not ``decided_at``, which dates the decision for its time to decide: a person retrying
+    # a failed execution approves it to run again, and its moves count from then.
+    approved_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When it was last approved to run (by the policy engine, by people, or "
+        "again by a person retrying its failed execution): its moves count against "
+        "cumulative ceilings from then.",
+    )
     executed_at = models.DateTimeField(null=True, blank=True)
     # The webhook executor's request, frozen when it takes the proposal to executing: every
     # attempt sends the same body with the same key to the same endpoint.

@@ -133,6 +133,7 @@ def add_moves(count: int, per_campaign: int, first_campaign: int) -> list[str]:
                     created_at=at - timedelta(seconds=1),
                     evaluated_at=at,
                     decided_at=at,
+                    approved_at=at,
                     executed_at=at + timedelta(seconds=1),
                 )
             )

@@ -1,3 +1,4 @@
+from functools import partial
 from typing import Any
 
 from drf_spectacular.utils import extend_schema
@@ -17,6 +18,8 @@ from feedback.selectors import (
     scorecards,
 )
 from hitlproject.api import AgentAPIView, IdCursorPagination
+from hitlproject.longpoll import LongPoll, LongPollView, wait_field
+from hitlproject.wakeups import feedback_topic
 
 MAX_METRICS = 50
 
@@ -100,17 +103,44 @@ class FeedbackPagination(IdCursorPagination):
         return response
 
 
-class FeedbackListApi(AgentAPIView):
+class FeedbackWaitQuery(serializers.Serializer):
+    wait = wait_field()
+
+
+class FeedbackListApi(LongPollView, AgentAPIView):
     @extend_schema(
         operation_id="feedback_list",
+        parameters=[FeedbackWaitQuery],
         responses={200: FeedbackPage},
-        summary="Feedback on this agent's proposals, oldest first, by cursor",
+        summary=(
+            "Feedback on this agent's proposals, oldest first, by cursor; with wait, once "
+            "there is some (long poll)"
+        ),
     )
     def get(self, request: Request) -> Response:
-        queryset = feedback_list_for_agent(agent=request.user)
+        query = FeedbackWaitQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        found, response = self.page(request)
+        seconds = query.validated_data.get("wait")
+        if seconds and not found:
+            response.long_poll = LongPoll(
+                topic=feedback_topic(request.user.pk),
+                seconds=seconds,
+                reread=partial(self.page_data, request),
+            )
+        return response
+
+    def page_data(self, request: Request) -> tuple[bool, dict]:
+        found, response = self.page(request)
+        return found, response.data
+
+    def page(self, request: Request) -> tuple[bool, Response]:
+        """The page the request asks for: whether it holds any feedback, and the answer."""
         paginator = FeedbackPagination()
-        page = paginator.paginate_queryset(queryset, request, view=self)
-        return paginator.get_paginated_response(FeedbackOutput(page, many=True).data)
+        page = paginator.paginate_queryset(
+            feedback_list_for_agent(agent=request.user), request, view=self
+        )
+        return bool(page), paginator.get_paginated_response(FeedbackOutput(page, many=True).data)
 
 
 class ScorecardQuery(StrictSerializer):

@@ -1,7 +1,7 @@
 """Every decision yields feedback the agent can pull."""
 
 import difflib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -13,6 +13,7 @@ from audit.actors import Actor, acting_as
 from audit.history import create_with_history
 from feedback.models import Feedback, FeedbackKind, Outcome, OutcomeEffect
 from hitlproject.errors import Conflict, DomainError, NotFound
+from hitlproject.wakeups import feedback_topic, wake_after_commit
 
 
 def _word_opcodes(before: str, after: str) -> Iterator[tuple[str, str, str]]:
@@ -84,6 +85,11 @@ def _in_commit_order() -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_FEEDBACK_WRITERS_LOCK])
 
 
+def _wake_readers(agent_ids: Iterable[int]) -> None:
+    """Once the feedback commits, wake the agents' requests waiting for it (long polls)."""
+    wake_after_commit(feedback_topic(agent_id) for agent_id in agent_ids)
+
+
 def feedback_record_decisions(
     *, decisions: Sequence[Decision], actor: Actor, proposed_payloads: Mapping[int, dict[str, Any]]
 ) -> list[Feedback]:
@@ -114,6 +120,7 @@ def feedback_record_decisions(
     if not feedback:
         return []
     _in_commit_order()
+    _wake_readers(item.agent_id for item in feedback)
     return create_with_history(Feedback, feedback, actor=actor)
 
 
@@ -124,6 +131,7 @@ def feedback_record_supersession(
     the value now (``moves``: ``approvals.services.supersession.TargetMove``), to propose
     again against it."""
     _in_commit_order()
+    _wake_readers([proposal.agent_id])
     with acting_as(actor):
         return Feedback.objects.create(
             agent_id=proposal.agent_id,
@@ -139,6 +147,7 @@ def feedback_record_supersession(
 
 def feedback_record_expiry(*, proposal: Proposal, actor: Actor) -> Feedback:
     _in_commit_order()
+    _wake_readers([proposal.agent_id])
     with acting_as(actor):
         return Feedback.objects.create(
             agent_id=proposal.agent_id, proposal=proposal, kind=FeedbackKind.EXPIRED
@@ -176,6 +185,7 @@ def _outcome_record(
         )
         if actor.kind == "user":  # what a person saw is feedback the agent should learn from
             _in_commit_order()
+            _wake_readers([proposal.agent_id])
             Feedback.objects.create(
                 agent_id=proposal.agent_id,
                 proposal=proposal,

@@ -87,7 +87,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "hitlproject.static_files.AsyncWhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -327,6 +327,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BATCH_BODY_BYTES
 # would refuse selecting a thousand); still bounded.
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000
 API_MAX_BATCH_SIZE = 1000
+# Long polls (?wait=) wait on the event loop; their reads take turns on this many threads per
+# web process (so at most this many of its database connections), however many are waiting.
+LONG_POLL_READERS = int(env("HITL_LONG_POLL_READERS", "4"))
 IDEMPOTENCY_KEY_TTL = timedelta(hours=int(env("HITL_IDEMPOTENCY_TTL_HOURS", "48")))
 # A proposal left submitted or approved this long has lost its task; the sweeper resends it.
 PROPOSAL_STALL_AFTER = timedelta(seconds=int(env("HITL_STALL_AFTER_SECONDS", "60")))

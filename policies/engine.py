@@ -28,6 +28,14 @@ Cumulative moves compound: a campaign's budget moved +9% ten times has moved
 1.09^10 - 1 = +136.7%, and a move down then up by the same share nets out. Each target (a
 campaign's bid, a campaign's daily budget) is checked on its own.
 
+A move approved but not yet executed may never run (superseded when another change lands on
+its target first, failed, re-routed to a person), so it counts only towards the bound it
+pushes and never offsets another: with this move, the executed product times every pending
+raise must stay within the ceiling above, and the executed product times every pending cut
+within the ceiling below. Whichever of the pending moves end up running, the target stays
+within the ceiling; a cut approved to balance a raise (and then left to be superseded) lets
+no raise through.
+
 Exact figures: a move's factor is the ratio of the ledger's own values (new / current) as a
 fraction, never rounded, and magnitudes, compounded moves and the ceilings they are compared
 with are compared exactly; only what an operator reads is rounded. A move that lands exactly on
@@ -240,11 +248,14 @@ def factor_from_text(text: str) -> Fraction:
 
 @dataclass(frozen=True)
 class Move:
-    """A change already approved or executed on a target, as the factor it multiplied it by."""
+    """A change already approved or executed on a target, as the factor it multiplies it by;
+    ``pending`` while approved but not yet executed (it counts only towards the bound it
+    pushes)."""
 
     target: str
     factor: Number
     at: datetime
+    pending: bool = False
 
 
 @dataclass(frozen=True)
@@ -379,32 +390,53 @@ def matching_rule(facts: Facts | Scope, rules: Iterable[Rule]) -> Rule | None:
     return best
 
 
-def _products(facts: Facts, window: timedelta) -> dict[str, _Ratio]:
-    """Each target's compounded factor over the window, this proposal's included, as an exact
-    ratio of integers (not reduced: a product of a few factors is cheaper unreduced)."""
+def _multiplied(product: _Ratio, factor: _Ratio) -> _Ratio:
+    numerator, denominator = product[0] * factor[0], product[1] * factor[1]
+    if denominator.bit_length() > _REDUCE_ABOVE_BITS:
+        common = gcd(numerator, denominator)
+        numerator, denominator = numerator // common, denominator // common
+    return numerator, denominator
+
+
+def _bounds(facts: Facts, window: timedelta) -> dict[str, tuple[_Ratio, _Ratio]]:
+    """Each target's compounded factor over the window, this proposal's included, at its
+    highest and at its lowest: the executed moves with every pending raise, and with every
+    pending cut. Exact ratios of integers (not reduced: a product of a few factors is cheaper
+    unreduced)."""
     since = facts.now - window if facts.now else None
     products = {target: _ratio(factor) for target, factor in facts.effects.items()}
+    raises: dict[str, _Ratio] = {}
+    cuts: dict[str, _Ratio] = {}
     for move in facts.recent_moves:
         target = move.target
         if target in products and (since is None or move.at >= since):
-            numerator, denominator = products[target]
-            move_numerator, move_denominator = _ratio(move.factor)
-            numerator *= move_numerator
-            denominator *= move_denominator
-            if denominator.bit_length() > _REDUCE_ABOVE_BITS:
-                common = gcd(numerator, denominator)
-                numerator, denominator = numerator // common, denominator // common
-            products[target] = (numerator, denominator)
-    return products
+            factor = _ratio(move.factor)
+            if not move.pending:
+                products[target] = _multiplied(products[target], factor)
+            elif factor[0] > factor[1]:
+                raises[target] = _multiplied(raises.get(target, (1, 1)), factor)
+            elif factor[0] < factor[1]:
+                cuts[target] = _multiplied(cuts.get(target, (1, 1)), factor)
+    bounds = {}
+    for target, product in products.items():
+        up, down = raises.get(target), cuts.get(target)
+        bounds[target] = (
+            _multiplied(product, up) if up else product,
+            _multiplied(product, down) if down else product,
+        )
+    return bounds
 
 
 def compounded_moves(facts: Facts, window: timedelta) -> dict[str, Fraction]:
     """Each target's compounded relative move over the window, this proposal included,
-    exactly."""
-    return {
-        target: Fraction(numerator - denominator, denominator)
-        for target, (numerator, denominator) in _products(facts, window).items()
-    }
+    exactly: the furthest it may go, up or down, whichever pending moves run (with none
+    pending, where the moves take it)."""
+    moved = {}
+    for target, (highest, lowest) in _bounds(facts, window).items():
+        up = Fraction(highest[0] - highest[1], highest[1])
+        down = Fraction(lowest[0] - lowest[1], lowest[1])
+        moved[target] = up if abs(up) >= abs(down) else down
+    return moved
 
 
 def _risk(facts: Facts, magnitude: _Ratio, amount: _Ratio | None, figures: _Figures | None) -> int:
@@ -611,8 +643,11 @@ def _reviews(
         )
     cumulative = figures.cumulative_max_magnitude
     if cumulative is not None:
-        for target, (numerator, denominator) in _products(facts, rule.cumulative_window).items():
-            # |product - 1| > ceiling
+        for target, (highest, lowest) in _bounds(facts, rule.cumulative_window).items():
+            # highest - 1 > ceiling, or 1 - lowest > ceiling
+            numerator, denominator = highest
+            if (numerator - denominator) * cumulative[1] <= cumulative[0] * denominator:
+                numerator, denominator = lowest
             if abs(numerator - denominator) * cumulative[1] > cumulative[0] * denominator:
                 window = _said(rule, window_text, "cumulative_window")
                 limit = _said(rule, format_magnitude, "cumulative_max_magnitude", "ratio")

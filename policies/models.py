@@ -279,17 +279,24 @@ def _lines(text: str) -> list[str]:
 class CountedMove(models.Model):
     """A move of one campaign field that counts against cumulative ceilings: one row per
     target of each proposal approved (by policy or by people), executing or executed, at the
-    time it was approved. Kept by the proposal lifecycle in the transaction that moves the
-    proposal, so the engine reads a target's moves of a window through one index, however
-    busy the account; derived from the proposals (their status, ``decided_at`` and
-    ``effects``), never edited by hand. ``proposal_id`` is not a foreign key: policies sit
-    below approvals."""
+    time it was (last) approved to run, and whether it has executed. Kept by the proposal
+    lifecycle in the transaction that moves the proposal, so the engine reads a target's moves
+    of a window through one index, however busy the account; derived from the proposals
+    (their status, ``approved_at`` and ``effects``), never edited by hand. ``proposal_id`` is
+    not a foreign key: policies sit below approvals.
+
+    A move not yet executed may still never run (superseded, failed, re-routed), so it counts
+    only towards the bound it pushes: a raise towards the ceiling above, a cut towards the
+    one below, never offsetting another move (see ``policies.engine``)."""
 
     proposal_id = models.BigIntegerField()
     account = models.ForeignKey("ledger.Account", on_delete=models.CASCADE, related_name="+")
     target = models.CharField(max_length=200, help_text="campaign.field, e.g. brand-search.bid")
     factor = models.CharField(max_length=100, help_text="The exact factor, as a fraction's text.")
     approved_at = models.DateTimeField()
+    executed = models.BooleanField(
+        default=False, help_text="Executed; until then it counts only towards the bound it pushes."
+    )
 
     class Meta:
         constraints = [

@@ -250,8 +250,8 @@ def recent_moves(
     exclude_proposal: int | None = None,
 ) -> dict[tuple[int, str], list[engine.Move]]:
     """The moves approved, executing or executed on these (account id, target) pairs since
-    ``since``, by pair: through the moves' own index, so the cost follows the targets' moves,
-    not the account's."""
+    ``since``, by pair (those not yet executed pending): through the moves' own index, so the
+    cost follows the targets' moves, not the account's."""
     wanted = Q(pk__in=[])
     by_account: dict[int, set[str]] = {}
     for account_id, target in targets:
@@ -262,11 +262,13 @@ def recent_moves(
     if exclude_proposal is not None:
         rows = rows.exclude(proposal_id=exclude_proposal)
     moves: dict[tuple[int, str], list[engine.Move]] = {}
-    for account_id, target, factor, at in rows.values_list(
-        "account_id", "target", "factor", "approved_at"
+    for account_id, target, factor, at, executed in rows.values_list(
+        "account_id", "target", "factor", "approved_at", "executed"
     ):
         moves.setdefault((account_id, target), []).append(
-            engine.Move(target=target, factor=engine.factor_from_text(factor), at=at)
+            engine.Move(
+                target=target, factor=engine.factor_from_text(factor), at=at, pending=not executed
+            )
         )
     return moves
 
@@ -446,10 +448,10 @@ class EvaluationContext:
         return engine.evaluate(facts, self.rules), findings
 
     def count(self, *, account_id: int, effects: dict[str, Fraction]) -> None:
-        """A move just approved: it counts for the actions evaluated after it."""
+        """A move just approved: it counts for the actions evaluated after it, as pending."""
         for target, factor in effects.items():
             self.moves.setdefault((account_id, target), []).append(
-                engine.Move(target=target, factor=factor, at=self.now)
+                engine.Move(target=target, factor=factor, at=self.now, pending=True)
             )
 
 

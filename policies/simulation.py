@@ -12,8 +12,10 @@ set a routing is replayed with the facts of that same record, through the same
   recorded version of the deciding policy; with drafts, those with the drafts in place of the
   policies they replace (``policies.drafts.replaced_policy``); or a fixed set of rules, when
   one is given;
-- the cumulative moves are those approved or executed then, each with the effects and
-  decision time it had then, the proposal's own left out (as live), compounded exactly.
+- the cumulative moves are those approved or executed then, each with the effects, the time
+  it was approved to run (``approved_at``; its decision for records made before that was
+  recorded) and whether it had executed then, the proposal's own left out (as live),
+  compounded exactly, a move not yet executed only towards the bound it pushes (as live).
 
 With no draft, the replay reproduces every recorded routing. The history is streamed in the
 order it was written (a server-side cursor); only the proposals still in flight and the moves
@@ -46,12 +48,20 @@ EXAMPLES_KEPT = 20
 CHUNK = 2000
 
 
+# How a move counts: executed, it compounds; approved but not yet executed, a raise counts
+# only towards the ceiling above and a cut only towards the one below (``policies.engine``).
+_EXECUTED, _RAISE, _CUT = "executed", "raise", "cut"
+_KINDS = (_EXECUTED, _RAISE, _CUT)
+_ONE = Fraction(1)
+
+
 @dataclass(eq=False)
 class _Move:
     at: datetime
     factor: Fraction
     proposal_id: int
     key: tuple[int, str]
+    kind: str
     inside: set = field(default_factory=set)  # the windows whose queue still holds it
     alive: bool = True
 
@@ -61,40 +71,58 @@ class _Move:
 
 class SlidingMoves:
     """The approved moves on each target inside each cumulative window, as the replay's clock
-    advances: one running product per target and window, so a routing costs the same however
-    many moves the window holds. A move leaves when its proposal stops counting (sent back,
-    superseded, its effects re-assessed), as it leaves the live query.
+    advances: one running product per target, window and kind of move (executed, pending
+    raises, pending cuts), so a routing costs the same however many moves the window holds. A
+    move leaves when its proposal stops counting (sent back, superseded, its effects
+    re-assessed), as it leaves the live query, and is counted again as executed once it is.
 
-    ``moves_for`` hands the engine one aggregate move per band between consecutive windows,
-    dated at the band's far edge, so a rule counts exactly the bands inside its own window.
+    ``moves_for`` hands the engine one aggregate move per band between consecutive windows
+    and kind, dated at the band's far edge, so a rule counts exactly the bands inside its own
+    window, and pending raises and cuts each towards their own bound.
     """
 
     def __init__(self, windows: Iterable[timedelta]) -> None:
         self.windows = sorted(set(windows))
         self.queues = {w: defaultdict(deque) for w in self.windows}
         # Exact, as the live engine compounds: dividing a move out leaves no rounding behind.
-        self.product = {w: defaultdict(lambda: Fraction(1)) for w in self.windows}
+        self.product: dict[timedelta, dict[tuple, Fraction]] = {w: {} for w in self.windows}
         self.by_proposal: dict[int, list[_Move]] = defaultdict(list)
 
     def add(
-        self, proposal_id: int, account_id: int, target: str, factor: Fraction, at: datetime
+        self,
+        proposal_id: int,
+        account_id: int,
+        target: str,
+        factor: Fraction,
+        at: datetime,
+        *,
+        pending: bool = False,
     ) -> None:
-        move = _Move(at, factor, proposal_id, (account_id, target), set(self.windows))
+        if not pending:
+            kind = _EXECUTED
+        elif factor > 1:
+            kind = _RAISE
+        elif factor < 1:
+            kind = _CUT
+        else:
+            return  # a pending move to the same value pushes towards neither bound
+        move = _Move(at, factor, proposal_id, (account_id, target), kind, set(self.windows))
         for window in self.windows:
             queue = self.queues[window][move.key]
             if not queue or queue[-1].at <= at:
                 queue.append(move)
             else:  # decided a moment before a move already recorded
                 insort(queue, move)
-            self.product[window][move.key] *= factor
+            products = self.product[window]
+            products[move.key, kind] = products.get((move.key, kind), _ONE) * factor
         self.by_proposal[proposal_id].append(move)
 
     def remove(self, proposal_id: int) -> None:
-        """The proposal's moves no longer count."""
+        """The proposal's moves no longer count (or no longer count as they did)."""
         for move in self.by_proposal.pop(proposal_id, ()):
             move.alive = False
             for window in move.inside:
-                self.product[window][move.key] /= move.factor
+                self.product[window][move.key, move.kind] /= move.factor
             move.inside.clear()
 
     def moves_for(
@@ -102,23 +130,33 @@ class SlidingMoves:
     ) -> list[engine.Move]:
         key = (account_id, target)
         own = [m for m in self.by_proposal.get(exclude, ()) if m.key == key]
-        moves, inner = [], Fraction(1)
+        moves = []
+        inner = dict.fromkeys(_KINDS, _ONE)
         for window in self.windows:
             queue = self.queues[window][key]
+            products = self.product[window]
             while queue and queue[0].at < now - window:
                 move = queue.popleft()
                 if move.alive:
-                    self.product[window][key] /= move.factor
+                    products[key, move.kind] /= move.factor
                     move.inside.discard(window)
                     if not move.inside:
                         self._forget(move)
-            outer = self.product[window][key]
-            for move in own:
-                if window in move.inside:
-                    outer /= move.factor
-            if outer != inner:
-                moves.append(engine.Move(target=target, factor=outer / inner, at=now - window))
-            inner = outer
+            for kind in _KINDS:
+                outer = products.get((key, kind), _ONE)
+                for move in own:
+                    if move.kind == kind and window in move.inside:
+                        outer /= move.factor
+                if outer != inner[kind]:
+                    moves.append(
+                        engine.Move(
+                            target=target,
+                            factor=outer / inner[kind],
+                            at=now - window,
+                            pending=kind != _EXECUTED,
+                        )
+                    )
+                inner[kind] = outer
         return moves
 
     def _forget(self, move: _Move) -> None:
@@ -285,6 +323,7 @@ _COLUMNS = (
     "verdict_policy_id",
     "verdict_policy_version",
     "decided_at",
+    "approved_at",
 )
 
 
@@ -378,16 +417,26 @@ def simulate(
             reported = True
             if verdict.outcome == "auto_approve":
                 auto_with_draft.add(proposal_id)
-        # Then the record's own change to the moves that count from now on.
+        # Then the record's own change to the moves that count from now on, as live
+        # (``approvals.services.lifecycle.counted_state``).
+        approved_at = record["approved_at"] or record["decided_at"]
+        executed = status == S.EXECUTED
         move = (
-            (record["decided_at"], tuple(sorted(record["effects"].items())))
-            if status in APPROVED_STATES and record["decided_at"] and factors
+            (approved_at, tuple(sorted(record["effects"].items())), executed)
+            if status in APPROVED_STATES and approved_at and factors
             else None
         )
         if (before.move if before else None) != move:
             moves.remove(proposal_id)
             for target, factor in factors.items() if move else ():
-                moves.add(proposal_id, record["account_id"], target, factor, record["decided_at"])
+                moves.add(
+                    proposal_id,
+                    record["account_id"],
+                    target,
+                    factor,
+                    approved_at,
+                    pending=not executed,
+                )
         if status in FINAL_STATES:
             in_flight.pop(proposal_id, None)
         else:

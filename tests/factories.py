@@ -23,6 +23,7 @@ def backdated(proposal: Proposal, *, created_at, decided_at=None) -> None:
         created_at=created_at,
         evaluated_at=created_at,
         decided_at=decided_at if proposal.decided_at or decided_at else None,
+        approved_at=decided_at if proposal.approved_at else None,
     )
     history = Proposal.history.filter(id=proposal.pk)
     history.update(created_at=created_at)
@@ -30,4 +31,5 @@ def backdated(proposal: Proposal, *, created_at, decided_at=None) -> None:
     history.exclude(evaluated_at=None).update(evaluated_at=created_at)
     if decided_at is not None:
         history.exclude(decided_at=None).update(history_date=decided_at, decided_at=decided_at)
+        history.exclude(approved_at=None).update(approved_at=decided_at)
         CountedMove.objects.filter(proposal_id=proposal.pk).update(approved_at=decided_at)

@@ -84,10 +84,10 @@ def test_moves_approved_just_before_the_period_still_count(demo_world):
     # The two moves, and their history (which the replay reads), three hours earlier.
     earlier = timezone.now() - timedelta(hours=3)
     moved = Proposal.objects.exclude(pk=held.pk)
-    moved.update(created_at=earlier, decided_at=earlier)
+    moved.update(created_at=earlier, decided_at=earlier, approved_at=earlier)
     history = Proposal.history.filter(id__in=moved.values("pk"))
     history.update(history_date=earlier, created_at=earlier)
-    history.exclude(decided_at=None).update(decided_at=earlier)
+    history.exclude(decided_at=None).update(decided_at=earlier, approved_at=earlier)
     now = timezone.now()
     report = simulate(rules=draft_rule_set([])[0], since=now - timedelta(hours=1), until=now + DAY)
     assert report.proposals == 1

@@ -142,15 +142,16 @@ def test_the_moves_counted_are_those_of_proposals_approved_executing_or_executed
     demo_world, operator
 ):
     """The engine reads cumulative moves from their own table; it says what the proposals
-    say, through approval, execution, supersession and failure."""
+    say (and whether each has executed), through approval, execution, supersession and
+    failure."""
     agent = Agent.objects.get(name="optimizer")
 
     def counted() -> set:
-        return set(CountedMove.objects.values_list("proposal_id", "target", "factor"))
+        return set(CountedMove.objects.values_list("proposal_id", "target", "factor", "executed"))
 
     def derived() -> set:
         return {
-            (proposal.pk, target, factor)
+            (proposal.pk, target, factor, proposal.status == ProposalStatus.EXECUTED)
             for proposal in Proposal.objects.filter(status__in=COUNTED_STATUSES)
             for target, factor in proposal.effects.items()
         }
@@ -163,7 +164,7 @@ def test_the_moves_counted_are_those_of_proposals_approved_executing_or_executed
             Submission(**budget_change("600.00", "generic-search")),  # +20%: waits
         ],
     )
-    assert counted() == derived() == {(small.pk, "brand-search's bid", "51/50")}
+    assert counted() == derived() == {(small.pk, "brand-search's bid", "51/50", False)}
     proposal_approve(proposal_id=setter.pk, reviewer=operator)
     proposal_approve(proposal_id=large.pk, reviewer=operator)
     assert counted() == derived() and len(counted()) == 4
@@ -171,6 +172,7 @@ def test_the_moves_counted_are_those_of_proposals_approved_executing_or_executed
     assert proposal_execute(proposal_id=large.pk).status == ProposalStatus.FAILED
     assert proposal_execute(proposal_id=small.pk).status == ProposalStatus.EXECUTED
     assert counted() == derived() and {move[0] for move in counted()} == {small.pk, setter.pk}
+    assert (small.pk, "brand-search's bid", "51/50", True) in counted()  # now executed
     # A reallocation lands on generic-search's budget first: the approved setter is superseded.
     (other,) = proposals_submit(agent=agent, submissions=[Submission(**reallocation("2.00"))])
     assert proposal_execute(proposal_id=other.pk).status == ProposalStatus.EXECUTED

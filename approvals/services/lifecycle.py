@@ -39,6 +39,7 @@ from approvals.models import Proposal, ProposalStatus
 from audit.actors import Actor, acting_as
 from audit.history import update_with_history
 from hitlproject.errors import Conflict, NotFound
+from hitlproject.wakeups import proposal_topic, wake_after_commit
 from policies.models import REVIEW_WINDOW_BOUNDS, CountedMove, describe_duration
 
 S = ProposalStatus
@@ -54,16 +55,21 @@ DECIDED_STATUSES = frozenset({S.APPROVED, S.REJECTED, S.BLOCKED})
 # Approved to run, and running: the platform moves these on with nobody acting.
 UNDER_WAY_STATUSES = frozenset({S.APPROVED, S.EXECUTING})
 # A proposal's moves count against cumulative ceilings from its approval on, unless it fails,
-# is superseded or goes back to a person.
+# is superseded or goes back to a person; until it has executed, only towards the bound each
+# pushes.
 COUNTED_STATUSES = frozenset({S.APPROVED, S.EXECUTING, S.EXECUTED})
 
-CountedState = tuple[datetime, tuple[tuple[str, str], ...]] | None
+CountedState = tuple[datetime, tuple[tuple[str, str], ...], bool] | None
 
 
 def counted_state(proposal: Proposal) -> CountedState:
-    """What a proposal counts against cumulative ceilings: its effects, at its approval."""
-    if proposal.status in COUNTED_STATUSES and proposal.decided_at and proposal.effects:
-        return proposal.decided_at, tuple(sorted(proposal.effects.items()))
+    """What a proposal counts against cumulative ceilings: its effects, from when it was
+    approved to run, and whether they have executed."""
+    # ``decided_at`` for proposals approved before ``approved_at`` was recorded.
+    approved_at = proposal.approved_at or proposal.decided_at
+    if proposal.status in COUNTED_STATUSES and approved_at and proposal.effects:
+        effects = tuple(sorted(proposal.effects.items()))
+        return approved_at, effects, proposal.status == S.EXECUTED
     return None
 
 
@@ -71,28 +77,43 @@ def counted_moves_update(written: Iterable[tuple[Proposal, CountedState]]) -> No
     """Bring the moves that count against cumulative ceilings (``CountedMove``) in line with
     proposals just written, given what each counted before: in the same transaction, so an
     evaluation never counts a move that is not (or misses one that is). Nothing is written
-    for a proposal whose count did not change (most moves: executing, executed)."""
-    changed = [
-        (proposal, before) for proposal, before in written if counted_state(proposal) != before
-    ]
+    for a proposal whose count did not change (most moves: executing); one that executed has
+    its moves marked so, in one UPDATE."""
+    changed = []
+    executed = []
+    for proposal, before in written:
+        after = counted_state(proposal)
+        if after == before:
+            continue
+        if before is not None and after is not None and before[:2] == after[:2] and after[2]:
+            executed.append(proposal.pk)  # the same moves, now executed
+        else:
+            changed.append((proposal, before, after))
+    if executed:
+        CountedMove.objects.filter(proposal_id__in=executed).update(executed=True)
     if not changed:
         return
-    stale = [proposal.pk for proposal, before in changed if before is not None]
+    stale = [proposal.pk for proposal, before, _ in changed if before is not None]
     if stale:
         CountedMove.objects.filter(proposal_id__in=stale).delete()
-    CountedMove.objects.bulk_create(
-        CountedMove(
-            proposal_id=proposal.pk,
-            account_id=proposal.account_id,
-            target=target,
-            factor=factor,
-            approved_at=proposal.decided_at,
-        )
-        for proposal, _ in changed
-        if counted_state(proposal) is not None
-        for target, factor in proposal.effects.items()
-        if factor != "1/1"  # a move to the same value compounds to nothing
-    )
+    fresh = []
+    for proposal, _, after in changed:
+        if after is None:
+            continue
+        approved_at, effects, has_executed = after
+        fresh += [
+            CountedMove(
+                proposal_id=proposal.pk,
+                account_id=proposal.account_id,
+                target=target,
+                factor=factor,
+                approved_at=approved_at,
+                executed=has_executed,
+            )
+            for target, factor in effects
+            if factor != "1/1"  # a move to the same value compounds to nothing
+        ]
+    CountedMove.objects.bulk_create(fresh)
 
 
 class InvalidTransition(Conflict):
@@ -135,9 +156,12 @@ def _move(proposal: Proposal, to_status: str, *, reason: str, now: datetime) -> 
             approvals_this_round=0,  # a new round: earlier approvals were of another
             review_expires_at=now + window,
             decided_at=None,  # back with a person: not decided (until it is again)
+            approved_at=None,
         )
     if to_status in DECIDED_STATUSES and proposal.status != S.FAILED:
         moved["decided_at"] = now
+    if to_status == S.APPROVED:  # by the engine, by people, or again by a person's retry
+        moved["approved_at"] = now
     if to_status == S.EXECUTED:
         moved["executed_at"] = now
     proposal._change_reason = reason or f"{proposal.status} → {to_status}"
@@ -163,8 +187,10 @@ def _review_window(proposal: Proposal) -> tuple[timedelta, str]:
     )
 
 
-def _after_move(proposals: Sequence[Proposal]) -> None:
-    """Once the moves commit: execute what was approved, and tell agents what happened."""
+def _after_move(proposals: Sequence[Proposal], *, created: bool = False) -> None:
+    """Once the moves commit: execute what was approved, and tell agents what happened: by
+    their callbacks, and by waking the requests that wait on these proposals (long polls).
+    Nobody waits on a proposal just ``created``: its id is not out before the commit."""
     from approvals.tasks import enqueue_executions_after_commit
     from feedback.callbacks import callback_events_record
 
@@ -172,6 +198,8 @@ def _after_move(proposals: Sequence[Proposal]) -> None:
     if approved:
         enqueue_executions_after_commit(approved)
     callback_events_record(proposals=proposals)
+    if not created:
+        wake_after_commit(proposal_topic(proposal.pk) for proposal in proposals)
 
 
 def proposal_transition(
@@ -311,4 +339,4 @@ def proposals_create_routed(
         custom_historical_attrs=routed_by.history_stamp(),
     )
     counted_moves_update((proposal, None) for proposal in proposals)
-    _after_move(proposals)
+    _after_move(proposals, created=True)

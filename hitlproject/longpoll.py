@@ -1,0 +1,159 @@
+"""Long polls (``?wait=SECONDS``) served without holding a thread or a database connection
+while they wait.
+
+A view that can wait is an ordinary DRF view: authentication, throttling, the agent's
+isolation, validation and the first read happen there, as for any request, and when it has
+to wait it says so by returning its answer with a ``LongPoll`` attached (``long_poll``).
+``LongPollView.as_view()`` puts an async view in front of it: a request without ``wait`` is
+passed to the DRF view as Django would pass it; one with ``wait`` runs the DRF view in a
+small pool of threads of its own (``READERS``), whose database connections go back as soon as
+each read is done, then waits on the event loop for a wake-up (hitlproject.wakeups) or the
+time, re-reading in that pool after each wake-up, and answers with the latest read.
+
+Under a server that is not ASGI (the test client, WSGI) the same view works, re-reading
+every ``POLL_SECONDS`` instead of listening.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from asgiref.sync import SyncToAsync, markcoroutinefunction, sync_to_async
+from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
+from django.db import close_old_connections
+from rest_framework import serializers
+from rest_framework.views import APIView
+
+from hitlproject import wakeups
+
+LONGEST_WAIT = 60
+# Re-read this often when no wake-ups can be had (no ASGI server, a subscription lost).
+POLL_SECONDS = 1.0
+
+
+def wait_field() -> serializers.IntegerField:
+    return serializers.IntegerField(
+        min_value=1,
+        max_value=LONGEST_WAIT,
+        required=False,
+        help_text=(
+            "Long poll: hold the answer up to this many seconds (1 to 60) until there is "
+            "something new, then answer at once; at the end of the time, answer as things are."
+        ),
+    )
+
+
+@dataclass
+class LongPoll:
+    """What a view that has to wait leaves for the wait: on what ``topic``, how long, and how
+    to read again (in a thread: returns whether the wait is over, and the answer's data)."""
+
+    topic: str
+    seconds: float
+    reread: Callable[[], tuple[bool, Any]]
+
+
+@cache
+def _readers() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=settings.LONG_POLL_READERS, thread_name_prefix="longpoll")
+
+
+def _and_let_go(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function``, then the thread's database connection back to the pool."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return run
+
+
+async def _read(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return await sync_to_async(_and_let_go(function), thread_sensitive=False, executor=_readers())(
+        *args, **kwargs
+    )
+
+
+class LongPollView(APIView):
+    """A DRF view whose GET may attach a ``LongPoll`` to its answer (``long_poll``)."""
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Callable[..., Any]:
+        view = super().as_view(**initkwargs)
+
+        async def long_polling_view(request, *args: Any, **kwargs: Any):
+            if "wait" not in request.GET:
+                return await sync_to_async(view)(request, *args, **kwargs)
+            if not isinstance(request, ASGIRequest):
+                return await _polled(view, request, *args, **kwargs)
+            return await _waited(view, request, *args, **kwargs)
+
+        markcoroutinefunction(long_polling_view)
+        # What DRF's as_view exposes, for the schema generator and the CSRF check.
+        long_polling_view.cls = view.cls
+        long_polling_view.initkwargs = view.initkwargs
+        long_polling_view.csrf_exempt = True
+        return long_polling_view
+
+
+async def _waited(view: Callable[..., Any], request, *args: Any, **kwargs: Any):
+    dispatcher = await wakeups.dispatcher()
+    position = dispatcher.position  # before the first read: no later wake-up is missed
+    response = await _read(view, request, *args, **kwargs)
+    poll: LongPoll | None = getattr(response, "long_poll", None)
+    if poll is None:
+        return response
+    _let_the_requests_thread_go()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + poll.seconds
+    backstop = wakeups.transport().backstop
+    while (left := deadline - loop.time()) > 0:
+        if dispatcher.connected:
+            await dispatcher.wait(poll.topic, position, min(left, backstop or left))
+        else:
+            await asyncio.sleep(min(left, POLL_SECONDS))
+        # Woken, or re-reading as a backstop, or the time is up: as things are now.
+        position = dispatcher.position
+        over, response.data = await _read(poll.reread)
+        if over:
+            break
+    return response
+
+
+def _let_the_requests_thread_go() -> None:
+    """Django's ASGI handler gives each request a thread of its own for its synchronous parts
+    (request_started's receivers, closing the response), kept until the request ends: a
+    waiting request would keep an idle thread for the whole wait. Let it go now; asgiref makes
+    another for the request if it needs one again. (asgiref's internals: if they change, this
+    does nothing, and a wait keeps an idle thread, as before.)"""
+    context = getattr(SyncToAsync, "thread_sensitive_context", None)
+    executors = getattr(SyncToAsync, "context_to_thread_executor", None)
+    current = context.get(None) if context is not None else None
+    if current is None or executors is None:
+        return
+    executor = executors.pop(current, None)
+    if executor is not None:
+        executor.shutdown(wait=False)
+
+
+async def _polled(view: Callable[..., Any], request, *args: Any, **kwargs: Any):
+    response = await sync_to_async(view)(request, *args, **kwargs)
+    poll: LongPoll | None = getattr(response, "long_poll", None)
+    if poll is None:
+        return response
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + poll.seconds
+    while (left := deadline - loop.time()) > 0:
+        await asyncio.sleep(min(left, POLL_SECONDS))
+        over, response.data = await sync_to_async(poll.reread)()
+        if over:
+            break
+    return response
