@@ -14,9 +14,15 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from mcp.server import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import Field
+try:
+    from mcp.server import MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError
+    from pydantic import Field
+except ImportError as missing:  # the client installed without its mcp extra
+    raise ImportError(
+        'hitl_client.mcp needs the mcp extra: pip install "hitl-client[mcp]" '
+        '(from the repository: pip install "./clients/python[mcp]").'
+    ) from missing
 
 from hitl_client.client import AsyncClient
 from hitl_client.errors import HitlError, ValidationFailed, WaitTimedOut
