@@ -1,0 +1,164 @@
+"""An account's cap on the total daily budget of its active campaigns holds whatever the order
+of events: budget moves on different campaigns of one account, approved in one batch or
+carried out at the same moment, are judged each counting the others, and never run past it."""
+
+import threading
+from decimal import Decimal
+
+import pytest
+from django.conf import settings
+from django.db import connection, connections, transaction
+
+from approvals.models import Execution, Proposal, ProposalStatus
+from approvals.services.execution import proposal_execute
+from ledger.models import Account, Campaign, CampaignStatus
+from tests.conftest import bid_adjustment, wait_until
+from tests.factories import evaluated
+
+BATCH_URL = "/api/v1/proposals/batch/"
+# The demo account's active campaigns spend 1,000 + 500 + 300 = 1,800.00 USD a day.
+CAP = Decimal("1850.00")
+OVER_CAP = (
+    "Account demo's active campaigns would spend 1,860.00 USD a day, above its cap of 1,850.00 USD."
+)
+
+
+def budget_change(campaign: str, new: str) -> dict:
+    return bid_adjustment(action_type="budget_change") | {
+        "payload": {"campaign": campaign, "new_daily_budget": new}
+    }
+
+
+def cap_account(cap: Decimal = CAP) -> None:
+    Account.objects.filter(external_id="demo").update(max_total_daily_budget=cap)
+
+
+def active_total() -> Decimal:
+    return sum(
+        Campaign.objects.filter(account__external_id="demo", status=CampaignStatus.ACTIVE)
+        .values_list("daily_budget", flat=True)
+        .iterator(),
+        Decimal(0),
+    )
+
+
+def verdicts(response) -> list[tuple[str, list[str]]]:
+    assert response.status_code == 200, response.content
+    return [
+        (item["proposal"]["status"], item["proposal"]["verdict"]["reasons"])
+        for item in response.json()
+    ]
+
+
+@pytest.mark.django_db
+def test_a_batch_s_budget_raises_on_one_capped_account_count_each_other(optimizer):
+    cap_account()
+    # Each alone: 1,830.00, within the cap; the second after the first: 1,860.00.
+    response = optimizer.post(
+        BATCH_URL,
+        [budget_change("display-retarget", "330.00"), budget_change("generic-search", "530.00")],
+        format="json",
+    )
+
+    (first, _), (second, second_reasons) = verdicts(response)
+    assert first == ProposalStatus.APPROVED
+    assert second == ProposalStatus.BLOCKED
+    assert second_reasons == [
+        OVER_CAP[:-1] + ", counting the 1 action approved before it in its batch."
+    ]
+
+
+@pytest.mark.django_db
+def test_a_batch_s_budget_cut_makes_room_under_the_cap_for_a_raise_after_it(optimizer):
+    cap_account(Decimal("1810.00"))
+    raise_display = budget_change("display-retarget", "330.00")  # alone: 1,830.00, over
+
+    alone = verdicts(optimizer.post(BATCH_URL, [raise_display], format="json"))
+    after_a_cut = verdicts(
+        optimizer.post(
+            BATCH_URL,
+            [budget_change("generic-search", "470.00"), raise_display],  # 1,770 then 1,800
+            format="json",
+        )
+    )
+
+    assert alone[0][0] == ProposalStatus.BLOCKED
+    assert [status for status, _ in after_a_cut] == [ProposalStatus.APPROVED] * 2
+
+
+@pytest.mark.django_db
+def test_a_batch_item_sent_to_a_person_does_not_count_against_the_cap(optimizer):
+    cap_account()
+    response = optimizer.post(
+        BATCH_URL,
+        [
+            budget_change("display-retarget", "340.00"),  # +13.3%: a person decides it
+            budget_change("generic-search", "530.00"),  # 1,830.00 without the first
+        ],
+        format="json",
+    )
+
+    assert [status for status, _ in verdicts(response)] == [
+        ProposalStatus.PENDING_REVIEW,
+        ProposalStatus.APPROVED,
+    ]
+
+
+@pytest.mark.skipif(
+    "postgresql" not in settings.DATABASES["default"]["ENGINE"],
+    reason="SQLite takes one writer at a time: two executions cannot overlap there",
+)
+@pytest.mark.worker
+@pytest.mark.usefixtures("celery_worker")
+@pytest.mark.django_db(transaction=True)
+def test_two_raises_on_one_capped_account_executed_at_once_never_pass_its_cap(
+    demo_world, monkeypatch
+):
+    cap_account()
+    with monkeypatch.context() as patch:  # no execution task: only the two racers run them
+        patch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: None)
+        raises = [
+            evaluated(budget_change("display-retarget", "330.00")),
+            evaluated(budget_change("generic-search", "530.00")),
+        ]
+    assert [proposal.status for proposal in raises] == [ProposalStatus.APPROVED] * 2
+
+    # A third session holds every attempt at its record (an insert into the attempts table),
+    # which comes after the account's total is read and the budget written: both executions
+    # get as far as they can at once before either commits.
+    holder = connections.create_connection("default")
+    holder.set_autocommit(False)
+    outcomes: list = [None, None]
+
+    def execute(index: int) -> None:
+        try:
+            outcomes[index] = proposal_execute(proposal_id=raises[index].pk).status
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=execute, args=(i,)) for i in range(2)]
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {Execution._meta.db_table} IN SHARE MODE")
+        for thread in threads:
+            thread.start()
+        wait_until(lambda: _sessions_waiting_for_a_lock() == 2)
+    finally:
+        holder.rollback()
+        holder.close()
+        for thread in threads:
+            thread.join()
+
+    assert sorted(outcomes) == [ProposalStatus.EXECUTED, ProposalStatus.FAILED]
+    assert active_total() == Decimal("1830.00") <= CAP
+    failed = Proposal.objects.get(status=ProposalStatus.FAILED)
+    assert failed.executions.get().error == f"A guardrail refuses it now: {OVER_CAP}"
+
+
+def _sessions_waiting_for_a_lock() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0]
