@@ -8,11 +8,14 @@ from decimal import Decimal
 import pytest
 from django.conf import settings
 from django.db import connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
 
-from approvals.models import Execution, Proposal, ProposalStatus
+from approvals.models import Agent, Execution, Proposal, ProposalStatus
 from approvals.services.execution import proposal_execute
+from approvals.services.proposals import Submission, proposals_submit
 from ledger.models import Account, Campaign, CampaignStatus
-from tests.conftest import bid_adjustment, wait_until
+from tests.conftest import bid_adjustment, reallocation, wait_until
 from tests.factories import evaluated
 
 BATCH_URL = "/api/v1/proposals/batch/"
@@ -104,10 +107,44 @@ def test_a_batch_item_sent_to_a_person_does_not_count_against_the_cap(optimizer)
     ]
 
 
-@pytest.mark.skipif(
+@pytest.mark.django_db
+def test_a_batch_on_a_capped_account_reads_its_campaigns_once_whatever_its_size(demo_world):
+    agent = Agent.objects.get(name="optimizer")
+    account = Account.objects.get(external_id="demo")
+    account.max_total_daily_budget = Decimal("1000000.00")
+    account.save()
+    Campaign.objects.bulk_create(
+        Campaign(account=account, external_id=f"c-{i}", name=f"c {i}", daily_budget=100, bid=1)
+        for i in range(102)
+    )
+    campaigns = iter(range(102))
+
+    def statements(pairs: int) -> int:
+        """``pairs`` times a 2% budget raise (approved) and a 20% one (waits for a person),
+        each on a campaign of its own."""
+        submissions = [
+            Submission(**budget_change(f"c-{next(campaigns)}", budget))
+            for _ in range(pairs)
+            for budget in ("102.00", "120.00")
+        ]
+        with CaptureQueriesContext(connection) as queries:
+            results = proposals_submit(agent=agent, submissions=submissions)
+        assert [result.status for result in results] == [
+            ProposalStatus.APPROVED,
+            ProposalStatus.PENDING_REVIEW,
+        ] * pairs
+        return sum(not query["sql"].startswith("INSERT") for query in queries)
+
+    assert statements(50) == statements(1)
+
+
+POSTGRESQL_ONLY = pytest.mark.skipif(
     "postgresql" not in settings.DATABASES["default"]["ENGINE"],
-    reason="SQLite takes one writer at a time: two executions cannot overlap there",
+    reason="SQLite takes one writer at a time: two transactions cannot overlap there",
 )
+
+
+@POSTGRESQL_ONLY
 @pytest.mark.worker
 @pytest.mark.usefixtures("celery_worker")
 @pytest.mark.django_db(transaction=True)
@@ -130,7 +167,7 @@ def test_two_raises_on_one_capped_account_executed_at_once_never_pass_its_cap(
     holder.set_autocommit(False)
     outcomes: list = [None, None]
 
-    def execute(index: int) -> None:
+    def execute(index: int) -> str:
         try:
             outcomes[index] = proposal_execute(proposal_id=raises[index].pk).status
         finally:
@@ -162,3 +199,52 @@ def _sessions_waiting_for_a_lock() -> int:
             "WHERE datname = current_database() AND wait_event_type = 'Lock'"
         )
         return cursor.fetchone()[0]
+
+
+@POSTGRESQL_ONLY
+@pytest.mark.worker
+@pytest.mark.usefixtures("celery_worker")
+@pytest.mark.django_db(transaction=True)
+def test_executions_and_submissions_racing_on_one_capped_account_all_finish_within_its_cap(
+    demo_world, monkeypatch
+):
+    """Executions (proposal, account, campaigns) and submissions (account, campaigns) on one
+    capped account at once: all finish, none deadlocks, and the total stays within the cap."""
+    cap_account()
+    raises = {"brand-search": "1040.00", "generic-search": "530.00", "display-retarget": "320.00"}
+    with monkeypatch.context() as patch:
+        patch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: None)
+        approved = [evaluated(budget_change(campaign, new)).pk for campaign, new in raises.items()]
+    key = demo_world["agents"]["optimizer"]
+    start = threading.Barrier(6)
+    results: list = [None] * 6
+
+    def execute(index: int) -> str:
+        start.wait()
+        return proposal_execute(proposal_id=approved[index]).status
+
+    def submit(index: int) -> int:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+        start.wait()
+        body = [budget_change("display-retarget", "315.00"), reallocation("10.00")]
+        return client.post(BATCH_URL, body, format="json").status_code
+
+    def run(index: int) -> None:
+        try:
+            results[index] = (execute if index < 3 else submit)(index % 3)
+        except Exception as error:
+            results[index] = error
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert all(result in ("executed", "failed", "superseded") for result in results[:3]), results
+    assert results[3:] == [200] * 3
+    wait_until(lambda: not Proposal.objects.filter(status__in=["approved", "executing"]).exists())
+    assert active_total() <= CAP
