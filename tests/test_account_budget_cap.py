@@ -189,7 +189,14 @@ def test_two_raises_on_one_capped_account_executed_at_once_never_pass_its_cap(
     assert sorted(outcomes) == [ProposalStatus.EXECUTED, ProposalStatus.FAILED]
     assert active_total() == Decimal("1830.00") <= CAP
     failed = Proposal.objects.get(status=ProposalStatus.FAILED)
-    assert failed.executions.get().error == f"A guardrail refuses it now: {OVER_CAP}"
+    # The agent reads why on the proposal; the operator, on its page and in its history.
+    agent = APIClient()
+    agent.credentials(HTTP_AUTHORIZATION=f"Bearer {demo_world['agents']['optimizer']}")
+    seen = agent.get(f"/api/v1/proposals/{failed.pk}/").json()
+    assert seen["execution"]["error"] == f"A guardrail refuses it now: {OVER_CAP}"
+    assert failed.history.latest().history_change_reason == (
+        f"execution failed: A guardrail refuses it now: {OVER_CAP}"
+    )
 
 
 def _sessions_waiting_for_a_lock() -> int:
