@@ -100,8 +100,12 @@ def refusal_report(error: HitlError | Exception) -> dict[str, Any]:
     return report
 
 
-def outcome_report(proposal: Proposal) -> dict[str, Any]:
-    """What the model is told of a proposal: what happened and the figures that say so."""
+def outcome_report(
+    proposal: Proposal, *, proposed: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """What the model is told of a proposal: what happened and the figures that say so.
+    ``proposed``: the payload as the tool call made it (a reviewer's edit replaces the
+    proposal's own), to show next to the edit."""
     report: dict[str, Any] = {
         "proposal_id": proposal.id,
         "status": proposal.status,
@@ -116,8 +120,8 @@ def outcome_report(proposal: Proposal) -> dict[str, Any]:
         report["after"] = execution.after_state if execution else None
         report["decided_by"] = "a reviewer" if proposal.decisions else "policy (auto-approved)"
         edited = proposal.edited_payload
-        if edited is not None and edited != proposal.payload:
-            report["edited"] = {"proposed": proposal.payload, "executed": edited}
+        if edited is not None:
+            report["edited"] = {"proposed": proposed, "executed": edited}
             report["message"] = (
                 "A reviewer edited the proposal, then approved it; the edited version "
                 f"executed. Before: {_compact(report['before'])}; after: "

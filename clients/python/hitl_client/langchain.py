@@ -131,6 +131,8 @@ class ProposalMiddleware(AgentMiddleware):
             proposal = self.client.propose(**fields, idempotency_key=_key(request))
         except MODEL_FIXABLE as error:
             return _tool_message(request, refusal_report(error), proposal=None)
+        if proposal.replayed:  # the answer it got when first proposed: read it as it is now
+            proposal = self.client.get(proposal.id)
         while self.wait == "interrupt" and proposal.status == Status.PENDING_REVIEW:
             interrupt(_interrupt_value(request, proposal))
             proposal = self.client.get(proposal.id)
@@ -139,7 +141,8 @@ class ProposalMiddleware(AgentMiddleware):
                 proposal = self.client.wait(proposal.id, timeout=self.timeout)
             except WaitTimedOut as timed_out:
                 proposal = timed_out.proposal
-        return _tool_message(request, outcome_report(proposal), proposal=proposal)
+        report = outcome_report(proposal, proposed=fields["payload"])
+        return _tool_message(request, report, proposal=proposal)
 
     async def awrap_tool_call(
         self,
@@ -158,6 +161,8 @@ class ProposalMiddleware(AgentMiddleware):
             proposal = await client.propose(**fields, idempotency_key=_key(request))
         except MODEL_FIXABLE as error:
             return _tool_message(request, refusal_report(error), proposal=None)
+        if proposal.replayed:
+            proposal = await client.get(proposal.id)
         while self.wait == "interrupt" and proposal.status == Status.PENDING_REVIEW:
             interrupt(_interrupt_value(request, proposal))
             proposal = await client.get(proposal.id)
@@ -166,7 +171,8 @@ class ProposalMiddleware(AgentMiddleware):
                 proposal = await client.wait(proposal.id, timeout=self.timeout)
             except WaitTimedOut as timed_out:
                 proposal = timed_out.proposal
-        return _tool_message(request, outcome_report(proposal), proposal=proposal)
+        report = outcome_report(proposal, proposed=fields["payload"])
+        return _tool_message(request, report, proposal=proposal)
 
 
 def _key(request: ToolCallRequest) -> str | None:
