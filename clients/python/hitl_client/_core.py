@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 
@@ -67,6 +67,14 @@ class Call:
     retry_safe: bool = False
     long_poll: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
+
+    def url(self) -> str:
+        """The path with ``params`` added to any query it has (a cursor link's), which httpx
+        would replace rather than extend."""
+        if not self.params:
+            return self.path
+        query = urlencode({k: v for k, v in self.params.items() if v is not None})
+        return f"{self.path}{'&' if '?' in self.path else '?'}{query}"
 
     def request_headers(self) -> dict[str, str]:
         headers = dict(self.headers)

@@ -58,8 +58,7 @@ class _Base:
     def _request_args(self, call: Call) -> dict[str, Any]:
         return {
             "method": call.method,
-            "url": call.path,
-            "params": call.params,
+            "url": call.url(),
             "content": call.content(),
             "headers": call.request_headers(),
             "timeout": timeout_for(self.settings, call),
