@@ -209,7 +209,7 @@ class ProposalWait:
             # The first look, or the last: a long poll is asked for in whole seconds.
             self._asked = None
             return get_call(self.proposal_id)
-        seconds = min(MAX_WAIT_SECONDS, int(remaining))
+        seconds = int(min(MAX_WAIT_SECONDS, remaining))
         self._asked = (self.seen.status, time.monotonic(), seconds)
         return get_call(self.proposal_id, wait=seconds, status=self.seen.status)
 
@@ -274,7 +274,7 @@ class FeedbackPages:
         remaining = self.remaining()
         if not self.follow or remaining < 1:
             return None
-        seconds = min(MAX_WAIT_SECONDS, int(remaining))
+        seconds = int(min(MAX_WAIT_SECONDS, remaining))
         params["wait"] = seconds
         self._asked = (time.monotonic(), seconds)
         return Call("GET", self.resume, params=params, retry_safe=True, long_poll=seconds)
