@@ -17,7 +17,9 @@ from hitl_client import (
     AuthFailed,
     Client,
     Conflict,
+    HitlError,
     NotFound,
+    ProposalRequest,
     Status,
     Unprocessable,
     ValidationFailed,
@@ -142,7 +144,7 @@ def test_client_creative_with_a_banned_term_is_held_then_rejected_with_the_reaso
 def test_client_refusals_are_typed_errors_with_the_apis_message(hitl, web_server, operator):
     with pytest.raises(ValidationFailed) as invalid:
         propose_bid(hitl, "-1")
-    assert "payload.new_bid" in invalid.value.errors or "new_bid" in str(invalid.value)
+    assert list(invalid.value.errors) == ["payload.new_bid"]
     assert invalid.value.status_code == 400
 
     with pytest.raises(ValidationFailed) as unknown_field:
@@ -153,7 +155,7 @@ def test_client_refusals_are_typed_errors_with_the_apis_message(hitl, web_server
             rationale="r",
             confidence=0.5,
         )
-    assert "colour" in str(unknown_field.value)
+    assert unknown_field.value.errors == {"payload.colour": ["Unknown field."]}
 
     with pytest.raises(NotFound):
         hitl.get(999_999_999)
@@ -180,6 +182,32 @@ def test_client_same_idempotency_key_replays_the_first_answer(hitl):
     assert again.id == first.id
     assert again.replayed and not first.replayed
     assert ProposalRow.objects.filter(action_type="bid_adjustment").count() == 1
+
+
+def test_client_proposes_a_batch_with_a_result_for_each_item(hitl):
+    results = hitl.propose_many(
+        [
+            ProposalRequest(
+                "bid_adjustment",
+                "demo",
+                {"campaign": "generic-search", "new_bid": "1.59"},
+                rationale="CPC below target.",
+                confidence=0.9,
+            ),
+            {
+                "action_type": "bid_adjustment",
+                "account": "demo",
+                "payload": {"campaign": "no-such-campaign", "new_bid": "1.00"},
+                "rationale": "A campaign the agent imagined.",
+                "confidence": 0.4,
+            },
+        ]
+    )
+    accepted, refused = results
+    assert accepted.ok and accepted.proposal.status == "approved"
+    assert not refused.ok and refused.status_code in (400, 404)
+    assert isinstance(refused.error, HitlError) and "no-such-campaign" in str(refused.error)
+    assert ProposalRow.objects.count() == 1
 
 
 def test_client_withdraws_a_waiting_proposal(hitl):

@@ -465,3 +465,27 @@ def test_a_missing_configuration_is_said_plainly(monkeypatch):
     monkeypatch.delenv("HITL_API_KEY", raising=False)
     with pytest.raises(Exception, match="HITL_BASE_URL"):
         Client()
+
+
+def test_a_feed_resume_covers_exactly_the_records_handed_out(api, pauses):
+    """A reader that stops mid-page keeps the link it started from (it reads the rest of that
+    page again, never loses a record); one that stops after a page's last record keeps the
+    link past it (reads nothing twice)."""
+
+    def record(number: int) -> dict:
+        return {"id": number, "proposal": 7, "kind": "approved", "created_at": None}
+
+    page = {
+        "next": None,
+        "previous": None,
+        "resume": "/api/v1/feedback/?cursor=after-2",
+        "results": [record(1), record(2)],
+    }
+    api.answers((200, page))
+    with Client(api.url, "k") as hitl:
+        feed = hitl.feedback("/api/v1/feedback/?cursor=start")
+        records = iter(feed)
+        assert next(records).id == 1
+        assert feed.resume == "/api/v1/feedback/?cursor=start"
+        assert next(records).id == 2
+        assert feed.resume == "/api/v1/feedback/?cursor=after-2"

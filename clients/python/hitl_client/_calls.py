@@ -17,6 +17,7 @@ from hitl_client.models import (
     Campaign,
     DryRun,
     Feedback,
+    FeedbackPage,
     Outcome,
     Proposal,
     ProposalRequest,
@@ -311,3 +312,23 @@ def next_page_call(page: Mapping[str, Any]) -> Call | None:
     """The call for a list's next page, or None on the last."""
     link = page.get("next")
     return Call("GET", path_of(link), retry_safe=True) if link else None
+
+
+def feedback_page_call(link: str | None, *, wait: int | None, page_size: int | None) -> Call:
+    params = {"wait": wait, "page_size": page_size}
+    return Call(
+        "GET",
+        clean_link(link) if link else FEEDBACK,
+        params={k: v for k, v in params.items() if v is not None} or None,
+        retry_safe=True,
+        long_poll=float(wait or 0),
+    )
+
+
+def feedback_page_of(answer: Answer) -> FeedbackPage:
+    page = answer.body
+    return FeedbackPage(
+        records=[Feedback.from_api(item) for item in page.get("results") or []],
+        next=clean_link(page["next"]) if page.get("next") else None,
+        resume=clean_link(page["resume"]),
+    )

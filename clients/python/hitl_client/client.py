@@ -28,6 +28,7 @@ from hitl_client.models import (
     Campaign,
     DryRun,
     Feedback,
+    FeedbackPage,
     Outcome,
     Proposal,
     ProposalRequest,
@@ -237,6 +238,16 @@ class Client(_Base):
         """How this agent's proposals fared over the last ``days`` days, by action type."""
         return self._send(_calls.scorecard_call(days)).body
 
+    def feedback_page(
+        self, link: str | None = None, *, wait: int | None = None, page_size: int | None = None
+    ) -> FeedbackPage:
+        """One page of the feedback feed, from ``link`` (a ``resume`` or ``next`` link) or
+        the beginning; with ``wait`` (1 to 60 seconds) the server holds the request until a
+        record arrives. ``feedback()`` iterates these for you."""
+        return _calls.feedback_page_of(
+            self._send(_calls.feedback_page_call(link, wait=wait, page_size=page_size))
+        )
+
     def feedback(
         self,
         resume: str | None = None,
@@ -277,8 +288,12 @@ class FeedbackFeed:
         pages = self._pages
         while (call := pages.next_call()) is not None:
             records, pause = pages.read(self._client._send(call))
-            yield from records
-            pages.page_done()
+            if not records:
+                pages.page_done()
+            for index, record in enumerate(records):
+                if index == len(records) - 1:
+                    pages.page_done()  # ``resume`` now covers every record handed out
+                yield record
             if pause:
                 time.sleep(pause)
 
@@ -446,6 +461,14 @@ class AsyncClient(_Base):
     async def scorecard(self, days: int = 30) -> dict[str, Any]:
         return (await self._send(_calls.scorecard_call(days))).body
 
+    async def feedback_page(
+        self, link: str | None = None, *, wait: int | None = None, page_size: int | None = None
+    ) -> FeedbackPage:
+        """See ``Client.feedback_page``."""
+        return _calls.feedback_page_of(
+            await self._send(_calls.feedback_page_call(link, wait=wait, page_size=page_size))
+        )
+
     def feedback(
         self,
         resume: str | None = None,
@@ -482,8 +505,11 @@ class AsyncFeedbackFeed:
         pages = self._pages
         while (call := pages.next_call()) is not None:
             records, pause = pages.read(await self._client._send(call))
-            for record in records:
+            if not records:
+                pages.page_done()
+            for index, record in enumerate(records):
+                if index == len(records) - 1:
+                    pages.page_done()  # ``resume`` now covers every record handed out
                 yield record
-            pages.page_done()
             if pause:
                 await asyncio.sleep(pause)

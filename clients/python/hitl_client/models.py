@@ -355,6 +355,16 @@ class Feedback:
 
 
 @dataclass(frozen=True)
+class FeedbackPage:
+    """One page of the feedback feed: its records, ``next`` (more now, or None at the end)
+    and ``resume`` (fetch it later for what arrives after this page)."""
+
+    records: list[Feedback]
+    next: str | None
+    resume: str
+
+
+@dataclass(frozen=True)
 class ProposalRequest:
     """One proposal to submit, for ``propose_many``."""
 
