@@ -1,0 +1,334 @@
+"""Each API operation as a ``Call`` to send and a function that reads its answer; both
+clients build their methods from these, so they cannot drift apart."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from hitl_client._core import MAX_WAIT_SECONDS, Answer, Call, new_idempotency_key, path_of
+from hitl_client.errors import WaitTimedOut, error_from_response
+from hitl_client.models import (
+    BatchItem,
+    Campaign,
+    DryRun,
+    Feedback,
+    FeedbackPage,
+    Outcome,
+    Proposal,
+    ProposalRequest,
+    proposal_body,
+)
+
+PROPOSALS = "/api/v1/proposals/"
+FEEDBACK = "/api/v1/feedback/"
+
+
+def propose_call(
+    action_type: str,
+    account: str,
+    payload: Mapping[str, Any],
+    *,
+    rationale: str,
+    confidence: float,
+    supporting_data: Mapping[str, Any] | None,
+    external_ref: str | None,
+    idempotency_key: str | None,
+) -> Call:
+    body = proposal_body(
+        action_type,
+        account,
+        dict(payload),
+        rationale=rationale,
+        confidence=confidence,
+        supporting_data=None if supporting_data is None else dict(supporting_data),
+        external_ref=external_ref,
+    )
+    return Call(
+        "POST",
+        PROPOSALS,
+        body=body,
+        idempotency_key=idempotency_key or new_idempotency_key(),
+        retry_safe=True,
+    )
+
+
+def proposal_of(answer: Answer) -> Proposal:
+    replayed = answer.headers.get("Idempotent-Replayed", "").lower() == "true"
+    return Proposal.from_api(answer.body, replayed=replayed)
+
+
+def batch_call(
+    items: Iterable[ProposalRequest | Mapping[str, Any]], idempotency_key: str | None
+) -> Call:
+    body = [item.body() if isinstance(item, ProposalRequest) else dict(item) for item in items]
+    return Call(
+        "POST",
+        f"{PROPOSALS}batch/",
+        body=body,
+        idempotency_key=idempotency_key or new_idempotency_key(),
+        retry_safe=True,
+    )
+
+
+def batch_of(answer: Answer) -> list[BatchItem]:
+    results = []
+    for item in answer.body:
+        proposal = item.get("proposal")
+        results.append(
+            BatchItem(
+                index=item["index"],
+                status_code=item["status"],
+                proposal=Proposal.from_api(proposal) if proposal else None,
+                error=None if proposal else error_from_response(item["status"], item["errors"]),
+            )
+        )
+    return results
+
+
+def get_call(proposal_id: int, *, wait: int | None = None, status: str | None = None) -> Call:
+    params: dict[str, Any] = {}
+    if wait is not None:
+        params["wait"] = wait
+        if status is not None:
+            params["status"] = status
+    return Call(
+        "GET",
+        f"{PROPOSALS}{int(proposal_id)}/",
+        params=params or None,
+        retry_safe=True,
+        long_poll=float(wait or 0),
+    )
+
+
+def list_call(
+    *,
+    status: str | None,
+    action_type: str | None,
+    since: datetime | str | None,
+    page_size: int | None,
+) -> Call:
+    params = {
+        "status": status,
+        "action_type": action_type,
+        "since": since.isoformat() if isinstance(since, datetime) else since,
+        "page_size": page_size,
+    }
+    return Call(
+        "GET", PROPOSALS, params={k: v for k, v in params.items() if v is not None}, retry_safe=True
+    )
+
+
+def withdraw_call(proposal_id: int) -> Call:
+    # Not retried once it may have reached the server: the API takes no Idempotency-Key here.
+    return Call("POST", f"{PROPOSALS}{int(proposal_id)}/withdraw/")
+
+
+def outcome_call(
+    proposal_id: int,
+    metrics: Mapping[str, float],
+    effect: str | None,
+    note: str | None,
+    idempotency_key: str | None,
+) -> Call:
+    body: dict[str, Any] = {"metrics": dict(metrics)}
+    if effect is not None:
+        body["effect"] = effect
+    if note is not None:
+        body["note"] = note
+    return Call(
+        "POST",
+        f"{PROPOSALS}{int(proposal_id)}/outcome/",
+        body=body,
+        idempotency_key=idempotency_key or new_idempotency_key(),
+        retry_safe=True,
+    )
+
+
+def outcome_of(answer: Answer) -> Outcome:
+    return Outcome.from_api(answer.body)
+
+
+def evaluate_call(
+    action_type: str,
+    account: str,
+    payload: Mapping[str, Any],
+    rationale: str | None,
+    confidence: float | None,
+) -> Call:
+    body: dict[str, Any] = {"action_type": action_type, "account": account, "payload": payload}
+    if rationale is not None:
+        body["rationale"] = rationale
+    if confidence is not None:
+        body["confidence"] = confidence
+    # A dry run writes nothing, so sending it again is harmless.
+    return Call("POST", "/api/v1/policies/evaluate/", body=body, retry_safe=True)
+
+
+def dry_run_of(answer: Answer) -> DryRun:
+    return DryRun.from_api(answer.body)
+
+
+def campaigns_call() -> Call:
+    return Call("GET", "/api/v1/campaigns/", retry_safe=True)
+
+
+def campaigns_of(answer: Answer) -> list[Campaign]:
+    return [Campaign.from_api(item) for item in answer.body]
+
+
+def scorecard_call(days: int) -> Call:
+    return Call("GET", "/api/v1/scorecard/", params={"days": days}, retry_safe=True)
+
+
+class ProposalWait:
+    """The rounds of ``wait()``: a plain read first (a final proposal is answered at once),
+    then long polls (``?wait=…&status=<last seen>``) until the proposal is final or the time
+    is up. A server that answers a long poll early with the status unchanged (one that does
+    not hold requests) costs a pause of ``fallback_interval`` before the next round, never a
+    tight loop."""
+
+    def __init__(self, proposal_id: int, timeout: float | None, fallback_interval: float):
+        self.proposal_id = proposal_id
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.fallback_interval = fallback_interval
+        self.seen: Proposal | None = None
+        self.rounds = 0
+        self._asked: tuple[str, float, int] | None = None
+
+    def remaining(self) -> float:
+        return math.inf if self.deadline is None else self.deadline - time.monotonic()
+
+    def next_call(self) -> Call:
+        self.rounds += 1
+        remaining = self.remaining()
+        if self.seen is None or remaining < 1:
+            # The first look, or the last: a long poll is asked for in whole seconds.
+            self._asked = None
+            return get_call(self.proposal_id)
+        seconds = int(min(MAX_WAIT_SECONDS, remaining))
+        self._asked = (self.seen.status, time.monotonic(), seconds)
+        return get_call(self.proposal_id, wait=seconds, status=self.seen.status)
+
+    def pause_after(self, proposal: Proposal) -> float | None:
+        """Record an answer: None when waiting is over (the proposal is final), else how
+        long to pause before the next round. Raises ``WaitTimedOut`` when the time is up."""
+        self.seen = proposal
+        if proposal.is_final:
+            return None
+        remaining = self.remaining()
+        if remaining <= 0:
+            raise WaitTimedOut(
+                f"Proposal {proposal.id} is still {proposal.status} when the wait timed out.",
+                proposal=proposal,
+            )
+        if self._asked is None:
+            pause = 0.0 if self.rounds == 1 and remaining >= 1 else self.fallback_interval
+        else:
+            status, asked_at, seconds = self._asked
+            answered_early = time.monotonic() - asked_at < seconds / 2
+            pause = self.fallback_interval if status == proposal.status and answered_early else 0
+        return min(pause, remaining)
+
+
+class FeedbackPages:
+    """The rounds of a feedback feed, from a kept ``resume`` link: page by page to the end of
+    what there is, then (when following) long polls on ``resume`` until records arrive.
+    ``resume`` moves on only once a page has been handed out whole, so a reader that stops
+    mid-page and keeps ``resume`` reads the rest of that page again (at least once, never
+    lost)."""
+
+    def __init__(
+        self,
+        resume: str | None,
+        *,
+        follow: bool,
+        timeout: float | None,
+        page_size: int | None,
+        fallback_interval: float,
+    ) -> None:
+        self.resume = clean_link(resume) if resume else FEEDBACK
+        self.follow = follow
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.page_size = page_size
+        self.fallback_interval = fallback_interval
+        self._next: str | None = self.resume
+        self._page_resume = self.resume
+        self._asked: tuple[float, int] | None = None
+
+    def remaining(self) -> float:
+        return math.inf if self.deadline is None else self.deadline - time.monotonic()
+
+    def next_call(self) -> Call | None:
+        """The next page to read, or None when the feed is done (at the end when not
+        following; when following, once the time is up)."""
+        params: dict[str, Any] = {}
+        if self.page_size is not None:
+            params["page_size"] = self.page_size
+        self._asked = None
+        if self._next is not None:
+            return Call("GET", self._next, params=params or None, retry_safe=True)
+        remaining = self.remaining()
+        if not self.follow or remaining < 1:
+            return None
+        seconds = int(min(MAX_WAIT_SECONDS, remaining))
+        params["wait"] = seconds
+        self._asked = (time.monotonic(), seconds)
+        return Call("GET", self.resume, params=params, retry_safe=True, long_poll=seconds)
+
+    def read(self, answer: Answer) -> tuple[list[Feedback], float]:
+        """A page's records, and how long to pause before the next round."""
+        page = answer.body
+        records = [Feedback.from_api(item) for item in page.get("results") or []]
+        next_link = page.get("next")
+        self._next = clean_link(next_link) if next_link else None
+        self._page_resume = clean_link(page["resume"]) if page.get("resume") else self.resume
+        pause = 0.0
+        if not records and self._asked is not None:
+            asked_at, seconds = self._asked
+            if time.monotonic() - asked_at < seconds / 2:
+                pause = min(self.fallback_interval, max(0.0, self.remaining()))
+        return records, pause
+
+    def page_done(self) -> None:
+        """Every record of the page last read has been handed out."""
+        self.resume = self._page_resume
+
+
+def clean_link(link: str) -> str:
+    """A link from the API as a path on our base URL, without the long-poll parameters this
+    client adds to each round itself."""
+    path = path_of(link)
+    base, _, query = path.partition("?")
+    kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in ("wait",)]
+    return base + (f"?{urlencode(kept)}" if kept else "")
+
+
+def next_page_call(page: Mapping[str, Any]) -> Call | None:
+    """The call for a list's next page, or None on the last."""
+    link = page.get("next")
+    return Call("GET", path_of(link), retry_safe=True) if link else None
+
+
+def feedback_page_call(link: str | None, *, wait: int | None, page_size: int | None) -> Call:
+    params = {"wait": wait, "page_size": page_size}
+    return Call(
+        "GET",
+        clean_link(link) if link else FEEDBACK,
+        params={k: v for k, v in params.items() if v is not None} or None,
+        retry_safe=True,
+        long_poll=float(wait or 0),
+    )
+
+
+def feedback_page_of(answer: Answer) -> FeedbackPage:
+    page = answer.body
+    return FeedbackPage(
+        records=[Feedback.from_api(item) for item in page.get("results") or []],
+        next=clean_link(page["next"]) if page.get("next") else None,
+        resume=clean_link(page["resume"]),
+    )

@@ -1,0 +1,246 @@
+"""What the sync and async clients share: configuration, how a call is described, when a
+failed attempt is tried again and after how long, and how an answer becomes a result or a
+typed error. The two clients differ only in how they send and sleep."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import os
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import httpx
+
+from hitl_client.errors import ConnectionFailed, HitlError, error_from_response
+
+DEFAULT_TIMEOUT = 30.0
+USER_AGENT = "hitl-client-python/0.1.0"
+# The longest ``?wait=`` the API takes (SPEC: 1–60 seconds).
+MAX_WAIT_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries with exponential backoff and full jitter.
+
+    ``max_attempts`` counts the first try; ``max_elapsed`` bounds the time from the first try
+    until the last retry starts (a ``Retry-After`` that would pass it is not waited out: the
+    error is raised at once). ``backoff`` is the first delay, doubling up to ``max_backoff``.
+    """
+
+    max_attempts: int = 5
+    max_elapsed: float = 60.0
+    backoff: float = 0.5
+    max_backoff: float = 8.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        """How long to wait before attempt ``attempt + 1``: what the server asked, else a
+        random share of the exponential step (full jitter spreads agents retrying at once)."""
+        if retry_after is not None:
+            return retry_after
+        step = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+        return random.uniform(step / 2, step)
+
+
+NO_RETRIES = RetryPolicy(max_attempts=1)
+
+
+@dataclass
+class Call:
+    """One API request, as both clients send it.
+
+    ``retry_safe``: sending it twice does no harm (a read, a dry run, or a write carrying an
+    Idempotency-Key); only such a call is sent again after it may have reached the server.
+    ``long_poll``: the seconds the server may hold it, added to the read timeout."""
+
+    method: str
+    path: str
+    params: dict[str, Any] | None = None
+    body: Any = None
+    idempotency_key: str | None = None
+    retry_safe: bool = False
+    long_poll: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def url(self) -> str:
+        """The path with ``params`` added to any query it has (a cursor link's), which httpx
+        would replace rather than extend."""
+        if not self.params:
+            return self.path
+        query = urlencode({k: v for k, v in self.params.items() if v is not None})
+        return f"{self.path}{'&' if '?' in self.path else '?'}{query}"
+
+    def request_headers(self) -> dict[str, str]:
+        headers = dict(self.headers)
+        if self.idempotency_key is not None:
+            headers["Idempotency-Key"] = self.idempotency_key
+        if self.body is not None:
+            headers["Content-Type"] = "application/json"
+        return headers
+
+    def content(self) -> bytes | None:
+        if self.body is None:
+            return None
+        return json.dumps(self.body, default=_json_default, separators=(",", ":")).encode()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)  # money and bids as decimal strings, exactly as given
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def new_idempotency_key() -> str:
+    return f"hitl-client-{uuid.uuid4()}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    base_url: str
+    api_key: str
+    timeout: float
+    retry: RetryPolicy
+    headers: dict[str, str]
+
+
+def settings_from(
+    base_url: str | None,
+    api_key: str | None,
+    timeout: float | None,
+    retry: RetryPolicy | None,
+    user_agent: str | None,
+) -> Settings:
+    base_url = base_url or os.environ.get("HITL_BASE_URL")
+    api_key = api_key or os.environ.get("HITL_API_KEY")
+    if not base_url:
+        raise HitlError("No base URL: pass base_url= or set HITL_BASE_URL.")
+    if not api_key:
+        raise HitlError("No API key: pass api_key= or set HITL_API_KEY.")
+    return Settings(
+        base_url=base_url.rstrip("/"),
+        api_key=api_key,
+        timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
+        retry=retry or RetryPolicy(),
+        headers={
+            "Authorization": f"Bearer {api_key}",
+            "Accept": "application/json",
+            "User-Agent": user_agent or USER_AGENT,
+        },
+    )
+
+
+def timeout_for(settings: Settings, call: Call) -> httpx.Timeout:
+    return httpx.Timeout(settings.timeout, read=settings.timeout + call.long_poll)
+
+
+def path_of(link: str) -> str:
+    """A link the API returned (``next``, ``resume``), as a path on our own base URL: the
+    server may build absolute links with a host name only it knows (behind a proxy)."""
+    parts = urlsplit(link)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    """Retry-After as seconds: a number, or an HTTP date."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+# Failures before the request was sent: retrying cannot repeat an effect.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+class Attempts:
+    """The retry bookkeeping of one call: after each failed attempt, how long to wait before
+    the next, or None when there is to be no next (the caller then raises)."""
+
+    def __init__(self, policy: RetryPolicy, call: Call) -> None:
+        self.policy = policy
+        self.call = call
+        self.count = 0
+        self.started = time.monotonic()
+
+    def start(self) -> None:
+        self.count += 1
+
+    def _within_budget(self, delay: float) -> float | None:
+        if self.count >= self.policy.max_attempts:
+            return None
+        remaining = self.policy.max_elapsed - (time.monotonic() - self.started)
+        if delay > remaining:
+            return None
+        return delay
+
+    def after_exception(self, error: httpx.TransportError) -> float | None:
+        if not (isinstance(error, _NOT_SENT) or self.call.retry_safe):
+            return None
+        return self._within_budget(self.policy.delay(self.count, None))
+
+    def after_response(self, response: httpx.Response) -> float | None:
+        status = response.status_code
+        retry_after = retry_after_seconds(response)
+        if status == 429 or (status == 503 and retry_after is not None):
+            # Refused before anything was done (throttled; or busy, "nothing was recorded").
+            pass
+        elif status >= 500 or (status == 409 and self.call.idempotency_key and self.count > 1):
+            # A 409 on a keyed retry: our own earlier attempt is still in flight.
+            if not self.call.retry_safe:
+                return None
+        else:
+            return None
+        return self._within_budget(self.policy.delay(self.count, retry_after))
+
+
+@dataclass(frozen=True)
+class Answer:
+    status_code: int
+    body: Any
+    headers: httpx.Headers
+
+
+def answer_of(response: httpx.Response) -> Answer:
+    """A successful answer's decoded body, or the typed error for a refusal."""
+    body: Any = None
+    if response.content:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+    if response.is_success:
+        return Answer(status_code=response.status_code, body=body, headers=response.headers)
+    raise error_from_response(
+        response.status_code,
+        body,
+        retry_after=retry_after_seconds(response),
+        text=response.text if body is None else "",
+    )
+
+
+def connection_failed(call: Call, error: httpx.TransportError) -> ConnectionFailed:
+    sent = not isinstance(error, _NOT_SENT)
+    unknown = sent and not call.retry_safe
+    detail = (
+        " It may have reached the server; it was not sent again because it has no "
+        "Idempotency-Key, so whether it took effect is unknown."
+        if unknown
+        else ""
+    )
+    return ConnectionFailed(
+        f"{call.method} {call.path} failed: {type(error).__name__}: {error}.{detail}"
+    )

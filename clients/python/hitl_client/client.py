@@ -1,0 +1,515 @@
+"""The sync and async clients of the agent API."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from hitl_client import _calls
+from hitl_client._core import (
+    Answer,
+    Attempts,
+    Call,
+    RetryPolicy,
+    Settings,
+    answer_of,
+    connection_failed,
+    settings_from,
+    timeout_for,
+)
+from hitl_client.models import (
+    BatchItem,
+    Campaign,
+    DryRun,
+    Feedback,
+    FeedbackPage,
+    Outcome,
+    Proposal,
+    ProposalRequest,
+)
+
+#: Between two rounds of ``wait()`` or a followed feed when the server answered a long poll
+#: at once with nothing new (a server that does not hold requests).
+DEFAULT_FALLBACK_INTERVAL = 1.0
+
+
+class _Base:
+    def __init__(
+        self,
+        base_url: str | None,
+        api_key: str | None,
+        timeout: float | None,
+        retry: RetryPolicy | None,
+        fallback_interval: float,
+        user_agent: str | None,
+    ) -> None:
+        self.settings: Settings = settings_from(base_url, api_key, timeout, retry, user_agent)
+        self.fallback_interval = fallback_interval
+
+    @property
+    def base_url(self) -> str:
+        return self.settings.base_url
+
+    def _request_args(self, call: Call) -> dict[str, Any]:
+        return {
+            "method": call.method,
+            "url": call.url(),
+            "content": call.content(),
+            "headers": call.request_headers(),
+            "timeout": timeout_for(self.settings, call),
+        }
+
+
+class Client(_Base):
+    """The agent API, blocking. With no arguments it reads ``HITL_BASE_URL`` and
+    ``HITL_API_KEY`` from the environment.
+
+    ``retry`` bounds the retries of a failed request (``RetryPolicy(max_attempts=…,
+    max_elapsed=…)``; ``NO_RETRIES`` turns them off). ``transport`` is handed to httpx (a
+    proxy, a mock transport in tests). Use it as a context manager, or call ``close()``."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+        fallback_interval: float = DEFAULT_FALLBACK_INTERVAL,
+        user_agent: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url, api_key, timeout, retry, fallback_interval, user_agent)
+        self._http = httpx.Client(
+            base_url=self.settings.base_url, headers=self.settings.headers, transport=transport
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _send(self, call: Call) -> Answer:
+        attempts = Attempts(self.settings.retry, call)
+        while True:
+            attempts.start()
+            try:
+                response = self._http.request(**self._request_args(call))
+            except httpx.TransportError as error:
+                delay = attempts.after_exception(error)
+                if delay is None:
+                    raise connection_failed(call, error) from error
+                time.sleep(delay)
+                continue
+            delay = attempts.after_response(response)
+            if delay is None:
+                return answer_of(response)
+            response.close()
+            time.sleep(delay)
+
+    def propose(
+        self,
+        action_type: str,
+        account: str,
+        payload: Mapping[str, Any],
+        *,
+        rationale: str,
+        confidence: float,
+        supporting_data: Mapping[str, Any] | None = None,
+        external_ref: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Proposal:
+        """Submit a proposal; the answer already carries the policy's verdict (status
+        ``approved``, ``pending_review`` or ``blocked``). An Idempotency-Key is generated
+        when none is given and reused on this call's own retries, so a retry never makes a
+        second proposal; pass your own to make retries across restarts safe too."""
+        return _calls.proposal_of(
+            self._send(
+                _calls.propose_call(
+                    action_type,
+                    account,
+                    payload,
+                    rationale=rationale,
+                    confidence=confidence,
+                    supporting_data=supporting_data,
+                    external_ref=external_ref,
+                    idempotency_key=idempotency_key,
+                )
+            )
+        )
+
+    def propose_many(
+        self,
+        proposals: Iterable[ProposalRequest | Mapping[str, Any]],
+        *,
+        idempotency_key: str | None = None,
+    ) -> list[BatchItem]:
+        """Submit up to 1,000 proposals in one request; each gets its own result, in order
+        (``BatchItem.proposal``, or ``BatchItem.error`` for one that was refused)."""
+        return _calls.batch_of(self._send(_calls.batch_call(proposals, idempotency_key)))
+
+    def get(self, proposal_id: int) -> Proposal:
+        return _calls.proposal_of(self._send(_calls.get_call(proposal_id)))
+
+    def wait(self, proposal_id: int, timeout: float | None = None) -> Proposal:
+        """The proposal once it is final (executed, failed, rejected, blocked, expired,
+        withdrawn or superseded), by long poll: the server answers as soon as its status
+        changes. Raises ``WaitTimedOut`` (with ``.proposal``) after ``timeout`` seconds;
+        ``None`` waits as long as it takes."""
+        rounds = _calls.ProposalWait(proposal_id, timeout, self.fallback_interval)
+        while True:
+            proposal = _calls.proposal_of(self._send(rounds.next_call()))
+            pause = rounds.pause_after(proposal)
+            if pause is None:
+                return proposal
+            if pause:
+                time.sleep(pause)
+
+    def proposals(
+        self,
+        *,
+        status: str | None = None,
+        action_type: str | None = None,
+        since: datetime | str | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[Proposal]:
+        """This agent's proposals, newest first, page after page."""
+        call: Call | None = _calls.list_call(
+            status=status, action_type=action_type, since=since, page_size=page_size
+        )
+        while call is not None:
+            page = self._send(call).body
+            yield from (Proposal.from_api(item) for item in page["results"])
+            call = _calls.next_page_call(page)
+
+    def withdraw(self, proposal_id: int) -> Proposal:
+        """Withdraw a proposal still waiting for review (``Conflict`` once decided)."""
+        return _calls.proposal_of(self._send(_calls.withdraw_call(proposal_id)))
+
+    def report_outcome(
+        self,
+        proposal_id: int,
+        metrics: Mapping[str, float],
+        effect: str | None = None,
+        note: str | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
+        """Report what was measured after an executed proposal; ``effect`` is ``improved``,
+        ``no_change`` or ``hurt``."""
+        return _calls.outcome_of(
+            self._send(_calls.outcome_call(proposal_id, metrics, effect, note, idempotency_key))
+        )
+
+    def evaluate(
+        self,
+        action_type: str,
+        account: str,
+        payload: Mapping[str, Any],
+        *,
+        rationale: str | None = None,
+        confidence: float | None = None,
+    ) -> DryRun:
+        """Dry run: what policy would do with this action now. Nothing is written."""
+        return _calls.dry_run_of(
+            self._send(_calls.evaluate_call(action_type, account, payload, rationale, confidence))
+        )
+
+    def campaigns(self) -> list[Campaign]:
+        """The current state of the campaigns on this agent's accounts."""
+        return _calls.campaigns_of(self._send(_calls.campaigns_call()))
+
+    def scorecard(self, days: int = 30) -> dict[str, Any]:
+        """How this agent's proposals fared over the last ``days`` days, by action type."""
+        return self._send(_calls.scorecard_call(days)).body
+
+    def feedback_page(
+        self, link: str | None = None, *, wait: int | None = None, page_size: int | None = None
+    ) -> FeedbackPage:
+        """One page of the feedback feed, from ``link`` (a ``resume`` or ``next`` link) or
+        the beginning; with ``wait`` (1 to 60 seconds) the server holds the request until a
+        record arrives. ``feedback()`` iterates these for you."""
+        return _calls.feedback_page_of(
+            self._send(_calls.feedback_page_call(link, wait=wait, page_size=page_size))
+        )
+
+    def feedback(
+        self,
+        resume: str | None = None,
+        *,
+        follow: bool = False,
+        timeout: float | None = None,
+        page_size: int | None = None,
+    ) -> FeedbackFeed:
+        """Feedback on this agent's proposals, oldest first, from ``resume`` (a link kept
+        from an earlier feed's ``.resume``) or from the beginning. Without ``follow`` it
+        stops at the end of what there is now; with it, it long-polls for more (for
+        ``timeout`` seconds, or until the loop stops). Keep ``feed.resume`` to carry on
+        later without reading a record twice."""
+        return FeedbackFeed(
+            self,
+            _calls.FeedbackPages(
+                resume,
+                follow=follow,
+                timeout=timeout,
+                page_size=page_size,
+                fallback_interval=self.fallback_interval,
+            ),
+        )
+
+
+class FeedbackFeed:
+    """An iterator of ``Feedback``; ``resume`` is the link to keep."""
+
+    def __init__(self, client: Client, pages: _calls.FeedbackPages) -> None:
+        self._client = client
+        self._pages = pages
+
+    @property
+    def resume(self) -> str:
+        return self._pages.resume
+
+    def __iter__(self) -> Iterator[Feedback]:
+        pages = self._pages
+        while (call := pages.next_call()) is not None:
+            records, pause = pages.read(self._client._send(call))
+            if not records:
+                pages.page_done()
+            for index, record in enumerate(records):
+                if index == len(records) - 1:
+                    pages.page_done()  # ``resume`` now covers every record handed out
+                yield record
+            if pause:
+                time.sleep(pause)
+
+
+class AsyncClient(_Base):
+    """The agent API for asyncio: the same methods as ``Client``, as coroutines (and
+    ``feedback()`` an async iterator). Use it with ``async with``, or call ``aclose()``."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+        fallback_interval: float = DEFAULT_FALLBACK_INTERVAL,
+        user_agent: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url, api_key, timeout, retry, fallback_interval, user_agent)
+        self._http = httpx.AsyncClient(
+            base_url=self.settings.base_url, headers=self.settings.headers, transport=transport
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _send(self, call: Call) -> Answer:
+        attempts = Attempts(self.settings.retry, call)
+        while True:
+            attempts.start()
+            try:
+                response = await self._http.request(**self._request_args(call))
+            except httpx.TransportError as error:
+                delay = attempts.after_exception(error)
+                if delay is None:
+                    raise connection_failed(call, error) from error
+                await asyncio.sleep(delay)
+                continue
+            delay = attempts.after_response(response)
+            if delay is None:
+                return answer_of(response)
+            await response.aclose()
+            await asyncio.sleep(delay)
+
+    async def propose(
+        self,
+        action_type: str,
+        account: str,
+        payload: Mapping[str, Any],
+        *,
+        rationale: str,
+        confidence: float,
+        supporting_data: Mapping[str, Any] | None = None,
+        external_ref: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Proposal:
+        """See ``Client.propose``."""
+        return _calls.proposal_of(
+            await self._send(
+                _calls.propose_call(
+                    action_type,
+                    account,
+                    payload,
+                    rationale=rationale,
+                    confidence=confidence,
+                    supporting_data=supporting_data,
+                    external_ref=external_ref,
+                    idempotency_key=idempotency_key,
+                )
+            )
+        )
+
+    async def propose_many(
+        self,
+        proposals: Iterable[ProposalRequest | Mapping[str, Any]],
+        *,
+        idempotency_key: str | None = None,
+    ) -> list[BatchItem]:
+        """See ``Client.propose_many``."""
+        return _calls.batch_of(await self._send(_calls.batch_call(proposals, idempotency_key)))
+
+    async def get(self, proposal_id: int) -> Proposal:
+        return _calls.proposal_of(await self._send(_calls.get_call(proposal_id)))
+
+    async def wait(self, proposal_id: int, timeout: float | None = None) -> Proposal:
+        """See ``Client.wait``."""
+        rounds = _calls.ProposalWait(proposal_id, timeout, self.fallback_interval)
+        while True:
+            proposal = _calls.proposal_of(await self._send(rounds.next_call()))
+            pause = rounds.pause_after(proposal)
+            if pause is None:
+                return proposal
+            if pause:
+                await asyncio.sleep(pause)
+
+    async def proposals(
+        self,
+        *,
+        status: str | None = None,
+        action_type: str | None = None,
+        since: datetime | str | None = None,
+        page_size: int | None = None,
+    ) -> AsyncIterator[Proposal]:
+        """See ``Client.proposals``."""
+        call: Call | None = _calls.list_call(
+            status=status, action_type=action_type, since=since, page_size=page_size
+        )
+        while call is not None:
+            page = (await self._send(call)).body
+            for item in page["results"]:
+                yield Proposal.from_api(item)
+            call = _calls.next_page_call(page)
+
+    async def withdraw(self, proposal_id: int) -> Proposal:
+        """See ``Client.withdraw``."""
+        return _calls.proposal_of(await self._send(_calls.withdraw_call(proposal_id)))
+
+    async def report_outcome(
+        self,
+        proposal_id: int,
+        metrics: Mapping[str, float],
+        effect: str | None = None,
+        note: str | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
+        """See ``Client.report_outcome``."""
+        return _calls.outcome_of(
+            await self._send(
+                _calls.outcome_call(proposal_id, metrics, effect, note, idempotency_key)
+            )
+        )
+
+    async def evaluate(
+        self,
+        action_type: str,
+        account: str,
+        payload: Mapping[str, Any],
+        *,
+        rationale: str | None = None,
+        confidence: float | None = None,
+    ) -> DryRun:
+        """See ``Client.evaluate``."""
+        return _calls.dry_run_of(
+            await self._send(
+                _calls.evaluate_call(action_type, account, payload, rationale, confidence)
+            )
+        )
+
+    async def campaigns(self) -> list[Campaign]:
+        return _calls.campaigns_of(await self._send(_calls.campaigns_call()))
+
+    async def scorecard(self, days: int = 30) -> dict[str, Any]:
+        return (await self._send(_calls.scorecard_call(days))).body
+
+    async def feedback_page(
+        self, link: str | None = None, *, wait: int | None = None, page_size: int | None = None
+    ) -> FeedbackPage:
+        """See ``Client.feedback_page``."""
+        return _calls.feedback_page_of(
+            await self._send(_calls.feedback_page_call(link, wait=wait, page_size=page_size))
+        )
+
+    def feedback(
+        self,
+        resume: str | None = None,
+        *,
+        follow: bool = False,
+        timeout: float | None = None,
+        page_size: int | None = None,
+    ) -> AsyncFeedbackFeed:
+        """See ``Client.feedback``; iterate it with ``async for``."""
+        return AsyncFeedbackFeed(
+            self,
+            _calls.FeedbackPages(
+                resume,
+                follow=follow,
+                timeout=timeout,
+                page_size=page_size,
+                fallback_interval=self.fallback_interval,
+            ),
+        )
+
+
+class AsyncFeedbackFeed:
+    """An async iterator of ``Feedback``; ``resume`` is the link to keep."""
+
+    def __init__(self, client: AsyncClient, pages: _calls.FeedbackPages) -> None:
+        self._client = client
+        self._pages = pages
+
+    @property
+    def resume(self) -> str:
+        return self._pages.resume
+
+    async def __aiter__(self) -> AsyncIterator[Feedback]:
+        pages = self._pages
+        while (call := pages.next_call()) is not None:
+            records, pause = pages.read(await self._client._send(call))
+            if not records:
+                pages.page_done()
+            for index, record in enumerate(records):
+                if index == len(records) - 1:
+                    pages.page_done()  # ``resume`` now covers every record handed out
+                yield record
+            if pause:
+                await asyncio.sleep(pause)

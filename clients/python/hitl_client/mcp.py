@@ -1,0 +1,289 @@
+"""An MCP server (stdio) that lets any MCP-speaking agent work with the approvals platform:
+read campaigns, dry-run an action, propose it, wait for the human decision, and read the
+feedback people left. Run it as ``hitl-mcp`` (or ``python -m hitl_client.mcp``) with
+``HITL_BASE_URL`` and ``HITL_API_KEY`` set; it needs the ``mcp`` extra
+(``pip install "hitl-client[mcp]"``).
+
+Refusals come back as tool errors carrying the API's own message (and each field's
+message), so the model can correct its call."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from mcp.server import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import Field
+
+from hitl_client.client import AsyncClient
+from hitl_client.errors import HitlError, ValidationFailed, WaitTimedOut
+from hitl_client.models import Proposal
+
+INSTRUCTIONS = """\
+This server connects you to a human-in-the-loop approvals platform for marketing actions.
+Nothing you propose happens unchecked: policy decides at once whether an action runs on its
+own (small, routine changes), waits for a human reviewer, or is held back.
+
+How to work:
+1. Call list_campaigns to see the current budgets, bids and statuses you reason from.
+2. Optionally call dry_run with the action to learn whether it would run at once or wait.
+3. Call propose_action. The answer carries the status:
+   - "approved": it will execute within seconds; call wait_for_decision to see the result.
+   - "pending_review": a human must decide; call wait_for_decision (repeat if not final).
+   - "blocked": policy refused it; read verdict.reasons, do not resubmit the same thing.
+4. A final status is one of executed (see execution.before_state / after_state), rejected
+   (see decisions: reason_code and note), failed, expired, withdrawn, blocked, superseded
+   (the target changed first: look at the campaigns again and propose anew).
+5. Call read_feedback now and then to learn how reviewers judged your proposals, and adjust.
+"""
+
+PAYLOADS = """\
+Payload by action_type (campaigns by external id; amounts and bids as decimal strings):
+- bid_adjustment: {"campaign": "<id>", "new_bid": "2.12"}
+- budget_change: {"campaign": "<id>", "new_daily_budget": "550.00"}
+- budget_reallocation: {"from_campaign": "<id>", "to_campaign": "<id>", "amount": "280.00"}
+  (a daily amount moved from one campaign to another)
+- creative_deployment: {"campaign": "<id>", "creatives": [{"headline": "...", "body": "...",
+  "call_to_action": "..."}]}
+- strategy_change: {"campaign": "<id>", "changes": {"bidding_strategy": "target_cpa",
+  "target_cpa": "40.00"}}
+- status_change: {"campaign": "<id>", "status": "active" | "paused"}
+A field the action type does not know is refused."""
+
+ClientFactory = Callable[[], AsyncClient]
+
+
+def _tool_error(error: HitlError) -> ToolError:
+    """The API's refusal, worded for the model: its message, and each field's."""
+    text = error.message
+    if isinstance(error, ValidationFailed) and error.errors:
+        fields = "; ".join(
+            f"{name}: {' '.join(messages)}" for name, messages in error.errors.items()
+        )
+        text = f"The platform refused the request: {fields}"
+    elif error.status_code is not None:
+        text = f"The platform refused the request ({error.status_code}): {text}"
+    return ToolError(text)
+
+
+NEXT_STEP = {
+    "approved": "Approved by policy; it executes within seconds. Call wait_for_decision.",
+    "pending_review": "Waiting for a human reviewer. Call wait_for_decision.",
+    "executing": "Executing now. Call wait_for_decision.",
+}
+
+
+def proposal_view(proposal: Proposal) -> dict[str, Any]:
+    """What a model needs of a proposal, as JSON."""
+    raw = proposal.raw
+    view: dict[str, Any] = {
+        "id": proposal.id,
+        "status": proposal.status,
+        "final": proposal.is_final,
+        "summary": proposal.summary,
+        "action_type": proposal.action_type,
+        "payload": proposal.payload,
+        "magnitude": raw.get("magnitude"),
+        "risk": proposal.risk,
+        "verdict": raw.get("verdict"),
+        "decisions": raw.get("decisions") or [],
+        "execution": raw.get("execution"),
+    }
+    if not proposal.is_final:
+        view["next_step"] = NEXT_STEP.get(proposal.status, "Call wait_for_decision.")
+    return view
+
+
+def build_server(client_factory: ClientFactory = AsyncClient) -> MCPServer:
+    """The MCP server, its tools calling the platform through a client from
+    ``client_factory`` (by default ``AsyncClient()``, configured from the environment)."""
+    clients: list[AsyncClient] = []
+
+    @asynccontextmanager
+    async def connected(_server: MCPServer) -> AsyncIterator[None]:
+        async with client_factory() as client:
+            clients.append(client)
+            try:
+                yield None
+            finally:
+                clients.remove(client)
+
+    server = MCPServer(
+        "hitl-approvals", instructions=INSTRUCTIONS, version="0.1.0", lifespan=connected
+    )
+
+    def hitl() -> AsyncClient:
+        return clients[-1]
+
+    @server.tool(
+        description=(
+            "Propose a marketing action on one of your accounts. Policy decides at once: the "
+            "answer's status is approved (it runs by itself), pending_review (a human must "
+            "decide: then call wait_for_decision) or blocked (refused; verdict.reasons say "
+            "why). Always give your rationale, your confidence (0 to 1) and the data behind "
+            "it.\n" + PAYLOADS
+        )
+    )
+    async def propose_action(
+        action_type: Annotated[
+            str,
+            Field(
+                description="bid_adjustment, budget_change, budget_reallocation, "
+                "creative_deployment, strategy_change or status_change"
+            ),
+        ],
+        account: Annotated[str, Field(description="The account's external id, e.g. demo")],
+        payload: Annotated[dict[str, Any], Field(description="The action's fields (see above)")],
+        rationale: Annotated[str, Field(description="Why, for the human reviewer")],
+        confidence: Annotated[float, Field(description="Your confidence, from 0 to 1")],
+        supporting_data: Annotated[
+            dict[str, Any] | None,
+            Field(description="Figures behind it; series as lists of numbers are charted"),
+        ] = None,
+        external_ref: Annotated[str | None, Field(description="Your own reference")] = None,
+        idempotency_key: Annotated[
+            str | None,
+            Field(description="Send the same key again to retry without proposing twice"),
+        ] = None,
+    ) -> dict[str, Any]:
+        try:
+            proposal = await hitl().propose(
+                action_type,
+                account,
+                payload,
+                rationale=rationale,
+                confidence=confidence,
+                supporting_data=supporting_data,
+                external_ref=external_ref,
+                idempotency_key=idempotency_key,
+            )
+        except HitlError as error:
+            raise _tool_error(error) from error
+        return proposal_view(proposal)
+
+    @server.tool(
+        description=(
+            "Dry run: what policy would do with an action if you proposed it now (outcome "
+            "auto_approve, review or block, with the reasons and the rules that would hold it "
+            "back). Nothing is recorded. Use it to size an action so that it runs by "
+            "itself, or to know a human will look.\n" + PAYLOADS
+        )
+    )
+    async def dry_run(
+        action_type: Annotated[str, Field(description="The action type, as for propose_action")],
+        account: Annotated[str, Field(description="The account's external id")],
+        payload: Annotated[dict[str, Any], Field(description="The action's fields")],
+    ) -> dict[str, Any]:
+        try:
+            result = await hitl().evaluate(action_type, account, payload)
+        except HitlError as error:
+            raise _tool_error(error) from error
+        return {"would_execute_without_review": result.would_execute, **result.raw}
+
+    @server.tool(
+        description=(
+            "Wait for a proposal's outcome: answers as soon as it is final (executed, with "
+            "the state before and after; rejected, with the reviewer's reason_code and "
+            "note; blocked, failed, expired, withdrawn or superseded), or when "
+            "timeout_seconds pass with final=false; then call it again to keep waiting."
+        )
+    )
+    async def wait_for_decision(
+        proposal_id: Annotated[int, Field(description="The id propose_action returned")],
+        timeout_seconds: Annotated[
+            float, Field(description="How long to wait this call, 1 to 600", ge=1, le=600)
+        ] = 50,
+    ) -> dict[str, Any]:
+        try:
+            proposal = await hitl().wait(proposal_id, timeout=timeout_seconds)
+        except WaitTimedOut as timed_out:
+            proposal = timed_out.proposal
+        except HitlError as error:
+            raise _tool_error(error) from error
+        return proposal_view(proposal)
+
+    @server.tool(description="A proposal as it is now (status, verdict, decisions, execution).")
+    async def get_proposal(
+        proposal_id: Annotated[int, Field(description="The proposal's id")],
+    ) -> dict[str, Any]:
+        try:
+            return proposal_view(await hitl().get(proposal_id))
+        except HitlError as error:
+            raise _tool_error(error) from error
+
+    @server.tool(
+        description="Withdraw a proposal that is still waiting for review (not once decided)."
+    )
+    async def withdraw_proposal(
+        proposal_id: Annotated[int, Field(description="The proposal's id")],
+    ) -> dict[str, Any]:
+        try:
+            return proposal_view(await hitl().withdraw(proposal_id))
+        except HitlError as error:
+            raise _tool_error(error) from error
+
+    @server.tool(
+        description=(
+            "The campaigns on your accounts as they are now: external_id, account, name, "
+            "daily_budget, bid, bidding_strategy, status, strategy_locked. Reason from these "
+            "values: a proposal is measured against them, not against what you remember."
+        )
+    )
+    async def list_campaigns() -> dict[str, Any]:
+        try:
+            campaigns = await hitl().campaigns()
+        except HitlError as error:
+            raise _tool_error(error) from error
+        return {"campaigns": [campaign.raw for campaign in campaigns]}
+
+    @server.tool(
+        description=(
+            "Feedback humans left on your proposals, oldest first: approved, "
+            "approved_with_edits (diff says what they changed), rejected (reason_code: "
+            "off_brand, wrong_signal, contradicts_strategy, too_aggressive, factual_error, "
+            "other; and a note), expired, superseded, outcome. Pass the resume value from "
+            "the last call to read only what is new; wait_seconds > 0 waits that long for "
+            "something new when there is nothing yet."
+        )
+    )
+    async def read_feedback(
+        resume: Annotated[
+            str | None, Field(description="The resume value from the previous call")
+        ] = None,
+        wait_seconds: Annotated[
+            float, Field(description="Wait up to this long for new feedback, 0 to 60", ge=0, le=60)
+        ] = 0,
+        limit: Annotated[int, Field(description="At most this many records", ge=1, le=500)] = 100,
+    ) -> dict[str, Any]:
+        try:
+            page = await hitl().feedback_page(resume, page_size=limit)
+            if not page.records and wait_seconds >= 1:
+                page = await hitl().feedback_page(
+                    page.resume, wait=int(wait_seconds), page_size=limit
+                )
+        except HitlError as error:
+            raise _tool_error(error) from error
+        return {
+            "feedback": [record.raw for record in page.records],
+            "more": page.next is not None,
+            "resume": page.resume,
+        }
+
+    return server
+
+
+def main() -> None:
+    """The ``hitl-mcp`` command: the MCP server on stdin and stdout."""
+    try:
+        AsyncClient()  # the configuration is checked before anything is served
+    except HitlError as error:
+        print(f"hitl-mcp: {error.message}", file=sys.stderr)
+        raise SystemExit(2) from error
+    build_server().run("stdio")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,284 @@
+"""The Python client (clients/python, ``hitl_client``) against the platform as it runs: the
+Procfile's web process and a real Celery worker. The reference scenario through the client:
+a 6% bid change executes with nobody involved, the 28% reallocation waits for an operator,
+a creative with a banned term is held, naming the term, and rejected with the reviewer's
+reason. Then what an agent relies on:
+typed errors with the API's message, idempotent retries, the dry run, campaigns, feedback
+from a kept resume link, outcomes, and the async client."""
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth import get_user_model
+from hitl_client import (
+    AsyncClient,
+    AuthFailed,
+    Client,
+    Conflict,
+    HitlError,
+    NotFound,
+    ProposalRequest,
+    Status,
+    Unprocessable,
+    ValidationFailed,
+    WaitTimedOut,
+)
+
+from approvals.models import Proposal as ProposalRow
+from approvals.services.decisions import proposal_approve, proposal_reject
+from ledger.models import Campaign
+from tests.conftest import creative
+
+pytestmark = [pytest.mark.worker, pytest.mark.usefixtures("celery_worker")]
+
+REALLOCATION = {"from_campaign": "brand-search", "to_campaign": "generic-search", "amount": "280"}
+
+
+@pytest.fixture
+def hitl(web_server, demo_world, monkeypatch):
+    """The client as an agent configures it: from HITL_BASE_URL and HITL_API_KEY."""
+    monkeypatch.setenv("HITL_BASE_URL", web_server)
+    monkeypatch.setenv("HITL_API_KEY", demo_world["agents"]["optimizer"])
+    with Client() as client:
+        yield client
+
+
+@pytest.fixture
+def operator(demo_world):
+    return get_user_model().objects.get(username="operator")
+
+
+def propose_bid(hitl: Client, new_bid: str = "2.12", **extra):
+    return hitl.propose(
+        "bid_adjustment",
+        "demo",
+        {"campaign": "brand-search", "new_bid": new_bid},
+        rationale="CPC below target for five days.",
+        confidence=0.9,
+        **extra,
+    )
+
+
+def propose_reallocation(hitl: Client):
+    return hitl.propose(
+        "budget_reallocation",
+        "demo",
+        REALLOCATION,
+        rationale="generic-search converts at 2.3x brand-search's rate this week.",
+        confidence=0.82,
+        supporting_data={"conversion_rate": {"brand-search": [0.021, 0.019, 0.018]}},
+    )
+
+
+def test_client_bid_change_of_6_percent_executes_and_shows_before_and_after(hitl):
+    proposal = propose_bid(hitl, "2.12")
+    assert proposal.status == Status.APPROVED
+    assert proposal.verdict.outcome == "auto_approve"
+    assert proposal.magnitude == Decimal("0.06")
+
+    executed = hitl.wait(proposal.id, timeout=60)
+
+    assert executed.status == "executed" and executed.is_final
+    assert Decimal(executed.execution.before_state["brand-search"]["bid"]) == Decimal("2.00")
+    assert Decimal(executed.execution.after_state["brand-search"]["bid"]) == Decimal("2.12")
+    assert Campaign.objects.get(external_id="brand-search").bid == Decimal("2.12")
+
+
+def test_client_reallocation_of_28_percent_waits_for_an_operator_then_executes(hitl, operator):
+    proposal = propose_reallocation(hitl)
+    assert proposal.status == Status.PENDING_REVIEW
+    assert proposal.verdict.outcome == "review"
+    assert "exceeds the 10.0%" in proposal.verdict.reasons[0]
+    assert proposal.verdict.policy.name == "Budget reallocations"
+
+    with pytest.raises(WaitTimedOut) as timed_out:
+        hitl.wait(proposal.id, timeout=1.5)
+    assert timed_out.value.proposal.status == "pending_review"
+
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(hitl.wait, proposal.id, 60)
+        proposal_approve(proposal_id=proposal.id, reviewer=operator, note="Agreed.")
+        executed = waiting.result(timeout=90)
+
+    assert executed.status == "executed"
+    assert executed.decisions[0].outcome == "approve"
+    assert executed.decisions[0].note == "Agreed."
+    assert Decimal(executed.execution.before_state["brand-search"]["daily_budget"]) == 1000
+    assert Decimal(executed.execution.after_state["brand-search"]["daily_budget"]) == 720
+    assert Campaign.objects.get(external_id="generic-search").daily_budget == Decimal("780.00")
+
+
+def test_client_creative_with_a_banned_term_is_held_then_rejected_with_the_reason(
+    web_server, demo_world, operator
+):
+    with Client(web_server, demo_world["agents"]["copywriter"]) as hitl:
+        proposal = hitl.propose(
+            "creative_deployment",
+            "demo",
+            {
+                "campaign": "display-retarget",
+                "creatives": [creative(body="Guaranteed results in a week.")],
+            },
+            rationale="Urgency lifts CTR.",
+            confidence=0.7,
+        )
+        assert proposal.status == "pending_review" and not proposal.is_final
+        assert any("banned term “guaranteed”" in reason for reason in proposal.verdict.reasons)
+
+        proposal_reject(
+            proposal_id=proposal.id,
+            reviewer=operator,
+            reason_code="off_brand",
+            note="We never promise results.",
+        )
+        rejected = hitl.wait(proposal.id, timeout=30)
+
+    assert rejected.status == "rejected" and rejected.is_final
+    assert rejected.rejection.reason_code == "off_brand"
+    assert rejected.rejection.note == "We never promise results."
+    assert rejected.execution is None
+
+
+def test_client_refusals_are_typed_errors_with_the_apis_message(hitl, web_server, operator):
+    with pytest.raises(ValidationFailed) as invalid:
+        propose_bid(hitl, "-1")
+    assert list(invalid.value.errors) == ["payload.new_bid"]
+    assert invalid.value.status_code == 400
+
+    with pytest.raises(ValidationFailed) as unknown_field:
+        hitl.propose(
+            "bid_adjustment",
+            "demo",
+            {"campaign": "brand-search", "new_bid": "2.10", "colour": "red"},
+            rationale="r",
+            confidence=0.5,
+        )
+    assert unknown_field.value.errors == {"payload.colour": ["Unknown field."]}
+
+    with pytest.raises(NotFound):
+        hitl.get(999_999_999)
+
+    with Client(web_server, "hitl_not-a-real-key") as stranger, pytest.raises(AuthFailed) as auth:
+        stranger.campaigns()
+    assert auth.value.status_code == 401 and auth.value.message
+
+    pending = propose_reallocation(hitl)
+    proposal_reject(proposal_id=pending.id, reviewer=operator, reason_code="other")
+    with pytest.raises(Conflict) as conflict:
+        hitl.withdraw(pending.id)
+    assert conflict.value.message
+
+    propose_bid(hitl, "2.04", idempotency_key="bid-once")
+    with pytest.raises(Unprocessable) as reused:
+        propose_bid(hitl, "2.06", idempotency_key="bid-once")
+    assert "Idempotency-Key" in reused.value.message
+
+
+def test_client_same_idempotency_key_replays_the_first_answer(hitl):
+    first = propose_bid(hitl, "2.04", idempotency_key="agent-run-7-step-3")
+    again = propose_bid(hitl, "2.04", idempotency_key="agent-run-7-step-3")
+    assert again.id == first.id
+    assert again.replayed and not first.replayed
+    assert ProposalRow.objects.filter(action_type="bid_adjustment").count() == 1
+
+
+def test_client_proposes_a_batch_with_a_result_for_each_item(hitl):
+    results = hitl.propose_many(
+        [
+            ProposalRequest(
+                "bid_adjustment",
+                "demo",
+                {"campaign": "generic-search", "new_bid": "1.59"},
+                rationale="CPC below target.",
+                confidence=0.9,
+            ),
+            {
+                "action_type": "bid_adjustment",
+                "account": "demo",
+                "payload": {"campaign": "no-such-campaign", "new_bid": "1.00"},
+                "rationale": "A campaign the agent imagined.",
+                "confidence": 0.4,
+            },
+        ]
+    )
+    accepted, refused = results
+    assert accepted.ok and accepted.proposal.status == "approved"
+    assert not refused.ok and refused.status_code in (400, 404)
+    assert isinstance(refused.error, HitlError) and "no-such-campaign" in str(refused.error)
+    assert ProposalRow.objects.count() == 1
+
+
+def test_client_withdraws_a_waiting_proposal(hitl):
+    pending = propose_reallocation(hitl)
+    withdrawn = hitl.withdraw(pending.id)
+    assert withdrawn.status == "withdrawn"
+    assert hitl.wait(pending.id, timeout=5).status == "withdrawn"
+
+
+def test_client_dry_run_says_what_would_happen_and_writes_nothing(hitl):
+    small = hitl.evaluate("bid_adjustment", "demo", {"campaign": "brand-search", "new_bid": "2.12"})
+    assert small.would_execute and small.outcome == "auto_approve"
+
+    large = hitl.evaluate("budget_reallocation", "demo", REALLOCATION)
+    assert large.outcome == "review" and not large.would_execute
+    assert large.magnitude == Decimal("0.28")
+    assert "exceeds the 10.0%" in large.reasons[0]
+    assert not ProposalRow.objects.exists()
+
+
+def test_client_lists_the_campaigns_it_reasons_from(hitl):
+    campaigns = {campaign.external_id: campaign for campaign in hitl.campaigns()}
+    assert set(campaigns) == {"brand-search", "generic-search", "display-retarget"}
+    assert campaigns["brand-search"].daily_budget == Decimal("1000.00")
+    assert campaigns["brand-search"].bid == Decimal("2.00")
+
+
+def test_client_reads_feedback_once_from_a_kept_resume_link(hitl, operator):
+    first = propose_reallocation(hitl)
+    proposal_reject(
+        proposal_id=first.id, reviewer=operator, reason_code="too_aggressive", note="Halve it."
+    )
+    feed = hitl.feedback()
+    records = list(feed)
+    assert [(r.proposal, r.kind, r.reason_code, r.note) for r in records] == [
+        (first.id, "rejected", "too_aggressive", "Halve it.")
+    ]
+    kept = feed.resume
+
+    assert list(hitl.feedback(kept)) == []
+
+    second = propose_reallocation(hitl)
+    proposal_approve(proposal_id=second.id, reviewer=operator)
+    later = hitl.feedback(kept, follow=True, timeout=30)
+    arrived = next(iter(later))
+    assert (arrived.proposal, arrived.kind) == (second.id, "approved")
+
+
+def test_client_reports_an_outcome_after_execution(hitl):
+    executed = hitl.wait(propose_bid(hitl, "2.12").id, timeout=60)
+    outcome = hitl.report_outcome(
+        executed.id, {"conversions_7d": 118, "cpa": 41.5}, effect="improved", note="Held up."
+    )
+    assert outcome.effect == "improved"
+    assert outcome.metrics == {"conversions_7d": 118, "cpa": 41.5}
+    assert hitl.get(executed.id).outcomes[0].note == "Held up."
+
+
+def test_async_client_proposes_and_waits_for_execution(web_server, demo_world):
+    async def agent():
+        async with AsyncClient(web_server, demo_world["agents"]["optimizer"]) as hitl:
+            proposal = await hitl.propose(
+                "bid_adjustment",
+                "demo",
+                {"campaign": "generic-search", "new_bid": Decimal("1.59")},
+                rationale="CPC below target.",
+                confidence=0.9,
+            )
+            return proposal, await hitl.wait(proposal.id, timeout=60)
+
+    proposal, executed = asyncio.run(agent())
+    assert proposal.status == "approved"
+    assert executed.status == "executed"
+    assert Decimal(executed.execution.after_state["generic-search"]["bid"]) == Decimal("1.59")

@@ -1,0 +1,491 @@
+"""The client's retries, idempotency keys and typed errors, against a fake agent API started
+in the test: a local HTTP server that answers each request as the test scripts it (throttled,
+busy, failing, or dropping the connection without an answer) and keeps what it was sent.
+
+The client's pauses are recorded (and cut short), so the tests assert how long the client
+chose to wait (what Retry-After asked), not how long anything took."""
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from hitl_client import (
+    AsyncClient,
+    AuthFailed,
+    Client,
+    Conflict,
+    ConnectionFailed,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    RetryPolicy,
+    ServerError,
+    Unprocessable,
+    ValidationFailed,
+    WaitTimedOut,
+)
+from hitl_client import client as client_module
+
+from tests.conftest import free_port
+
+DROP = object()  # close the connection without answering
+
+
+def proposal_json(proposal_id: int = 7, status: str = "approved") -> dict:
+    return {
+        "id": proposal_id,
+        "status": status,
+        "action_type": "bid_adjustment",
+        "account": "demo",
+        "payload": {"campaign": "brand-search", "new_bid": "2.12"},
+        "rationale": "CPC below target.",
+        "supporting_data": {},
+        "confidence": 0.9,
+        "external_ref": "",
+        "summary": "raise brand-search's bid from 2.00 to 2.12",
+        "magnitude": "0.060000",
+        "amount": None,
+        "risk": 12,
+        "verdict": {
+            "outcome": "auto_approve" if status == "approved" else "review",
+            "policy": {"id": 1, "name": "Bid adjustments", "version": 3},
+            "reasons": ["6.0% is within the 15.0% auto-execute ceiling."],
+            "required_approvals": 1,
+        },
+        "decisions": [],
+        "execution": None,
+        "outcomes": [],
+        "created_at": "2026-12-02T02:00:00.000000Z",
+        "updated_at": "2026-12-02T02:00:00.000000Z",
+        "evaluated_at": "2026-12-02T02:00:00.000000Z",
+        "review_expires_at": None,
+        "decided_at": None,
+        "executed_at": None,
+    }
+
+
+class FakeAPI:
+    """Answers requests with the scripted answers in turn: (status, body, headers), DROP, or
+    a function of the request. It keeps each request's method, path, query, headers and body."""
+
+    def __init__(self) -> None:
+        self.script: list = []
+        self.requests: list[dict] = []
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                url = urlsplit(self.path)
+                request = {
+                    "method": self.command,
+                    "path": url.path,
+                    "query": {k: v[0] for k, v in parse_qs(url.query).items()},
+                    "headers": dict(self.headers),
+                    "json": json.loads(body) if body else None,
+                }
+                api.requests.append(request)
+                step = api.script.pop(0) if len(api.script) > 1 else api.script[0]
+                if callable(step):
+                    step = step(request)
+                if step is DROP:
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                status, payload, headers = (*step, {})[:3]
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = answer
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def answers(self, *steps) -> "FakeAPI":
+        self.script = list(steps)
+        return self
+
+
+@pytest.fixture
+def api() -> Iterator[FakeAPI]:
+    fake = FakeAPI()
+    yield fake
+    fake.server.shutdown()
+    fake.server.server_close()
+
+
+@pytest.fixture
+def pauses(monkeypatch) -> list[float]:
+    """The pauses the client takes between attempts and rounds, recorded instead of slept."""
+    slept: list[float] = []
+    sleep, async_sleep = time.sleep, asyncio.sleep
+
+    def short_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        sleep(min(seconds, 0.05))
+
+    async def short_async_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        await async_sleep(min(seconds, 0.05))
+
+    monkeypatch.setattr(client_module.time, "sleep", short_sleep)
+    monkeypatch.setattr(client_module.asyncio, "sleep", short_async_sleep)
+    return slept
+
+
+@pytest.fixture
+def hitl(api) -> Iterator[Client]:
+    with Client(api.url, "hitl_test_key") as client:
+        yield client
+
+
+def propose(client: Client):
+    return client.propose(
+        "bid_adjustment",
+        "demo",
+        {"campaign": "brand-search", "new_bid": "2.12"},
+        rationale="CPC below target.",
+        confidence=0.9,
+    )
+
+
+def test_throttled_proposal_is_sent_again_after_retry_after_with_the_same_key(api, hitl, pauses):
+    api.answers(
+        (429, {"detail": "Request was throttled.", "code": "throttled"}, {"Retry-After": "3"}),
+        (201, proposal_json()),
+    )
+    proposal = propose(hitl)
+
+    assert proposal.id == 7 and proposal.status == "approved"
+    assert pauses == [3.0]
+    keys = [request["headers"]["Idempotency-Key"] for request in api.requests]
+    assert len(keys) == 2 and keys[0] == keys[1]
+    assert api.requests[0]["headers"]["Authorization"] == "Bearer hitl_test_key"
+
+
+def test_each_proposal_gets_its_own_generated_key(api, hitl, pauses):
+    api.answers((201, proposal_json()))
+    propose(hitl)
+    propose(hitl)
+    first, second = (request["headers"]["Idempotency-Key"] for request in api.requests)
+    assert first != second
+
+
+def test_a_dropped_connection_is_retried_with_the_same_key_and_makes_one_proposal(
+    api, hitl, pauses
+):
+    """The first request reaches the server and is carried out, but the connection drops
+    before the answer arrives; the retry carries the same key and gets the replay."""
+    made: dict[str, dict] = {}
+
+    def idempotent_server(request):
+        key = request["headers"]["Idempotency-Key"]
+        if key in made:
+            return 201, made[key], {"Idempotent-Replayed": "true"}
+        made[key] = proposal_json(proposal_id=len(made) + 41)
+        return DROP
+
+    api.answers(idempotent_server)
+    proposal = propose(hitl)
+
+    assert len(made) == 1
+    assert proposal.id == 41 and proposal.replayed
+    assert len(api.requests) == 2
+    assert len(pauses) == 1 and pauses[0] <= 0.5  # the first backoff step, jittered
+
+
+def test_a_given_key_is_sent_as_is(api, hitl, pauses):
+    api.answers((201, proposal_json()))
+    hitl.propose(
+        "bid_adjustment",
+        "demo",
+        {"campaign": "brand-search", "new_bid": "2.12"},
+        rationale="r",
+        confidence=0.5,
+        idempotency_key="run-12-step-3",
+    )
+    assert api.requests[0]["headers"]["Idempotency-Key"] == "run-12-step-3"
+
+
+def test_server_errors_are_retried_with_growing_backoff_then_succeed(api, hitl, pauses):
+    api.answers((500, {"detail": "boom"}), (502, {}), (504, {}), (201, proposal_json()))
+    assert propose(hitl).id == 7
+    assert len(api.requests) == 4
+    first, second, third = pauses
+    assert 0.25 <= first <= 0.5 and 0.5 <= second <= 1.0 and 1.0 <= third <= 2.0
+
+
+def test_busy_answer_is_retried_after_its_retry_after(api, hitl, pauses):
+    busy = {"detail": "Held by other requests; nothing was recorded.", "code": "busy"}
+    api.answers((503, busy, {"Retry-After": "1"}), (200, proposal_json(status="pending_review")))
+    assert hitl.get(7).status == "pending_review"
+    assert pauses == [1.0]
+
+
+def test_retries_stop_after_the_attempts_allowed(api, pauses):
+    api.answers(
+        (429, {"detail": "Request was throttled.", "code": "throttled"}, {"Retry-After": "2"})
+    )
+    hitl = Client(api.url, "k", retry=RetryPolicy(max_attempts=3))
+    with hitl, pytest.raises(RateLimited) as throttled:
+        propose(hitl)
+    assert throttled.value.retry_after == 2.0
+    assert throttled.value.message == "Request was throttled."
+    assert len(api.requests) == 3 and pauses == [2.0, 2.0]
+
+
+def test_a_retry_after_longer_than_the_time_allowed_is_not_waited_out(api, pauses):
+    api.answers((429, {"detail": "Slow down.", "code": "throttled"}, {"Retry-After": "120"}))
+    hitl = Client(api.url, "k", retry=RetryPolicy(max_elapsed=30))
+    with hitl, pytest.raises(RateLimited) as throttled:
+        hitl.campaigns()
+    assert throttled.value.retry_after == 120.0
+    assert len(api.requests) == 1 and pauses == []
+
+
+def test_a_withdrawal_that_may_have_reached_the_server_is_not_sent_twice(api, hitl, pauses):
+    """Withdraw takes no Idempotency-Key: after a dropped connection or a 500, whether it took
+    effect is unknown, so the client says so instead of sending it again."""
+    api.answers(DROP)
+    with pytest.raises(ConnectionFailed) as dropped:
+        hitl.withdraw(7)
+    assert "may have reached the server" in dropped.value.message
+
+    api.answers((500, {"detail": "Server error."}))
+    with pytest.raises(ServerError) as failed:
+        hitl.withdraw(7)
+    assert failed.value.status_code == 500
+    assert len(api.requests) == 2 and pauses == []
+
+
+def test_a_throttled_withdrawal_is_retried(api, hitl, pauses):
+    api.answers(
+        (429, {"detail": "Request was throttled."}, {"Retry-After": "1"}),
+        (200, proposal_json(status="withdrawn")),
+    )
+    assert hitl.withdraw(7).status == "withdrawn"
+    assert pauses == [1.0]
+
+
+def test_an_unreachable_server_is_tried_a_bounded_number_of_times(pauses):
+    hitl = Client(f"http://127.0.0.1:{free_port()}", "k", retry=RetryPolicy(max_attempts=4))
+    with hitl, pytest.raises(ConnectionFailed) as unreachable:
+        propose(hitl)
+    assert "ConnectError" in unreachable.value.message
+    assert len(pauses) == 3
+
+
+def test_a_409_on_a_retry_means_the_first_attempt_is_in_flight_and_is_retried(api, hitl, pauses):
+    in_flight = {"detail": "A request with this Idempotency-Key is still in progress."}
+    api.answers(DROP, (409, in_flight), (201, proposal_json()))
+    assert propose(hitl).id == 7
+    assert len(api.requests) == 3
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "error"),
+    [
+        (401, "authentication_failed", AuthFailed),
+        (403, "permission_denied", PermissionDenied),
+        (404, "not_found", NotFound),
+        (409, "conflict", Conflict),
+        (422, "unprocessable", Unprocessable),
+    ],
+)
+def test_refusals_raise_typed_errors_with_the_apis_message(api, hitl, pauses, status, code, error):
+    message = f"The API's own words for {code}."
+    api.answers((status, {"detail": message, "code": code}))
+    with pytest.raises(error) as refused:
+        hitl.withdraw(7)
+    assert refused.value.message == message
+    assert refused.value.status_code == status
+    assert refused.value.code == code
+    assert len(api.requests) == 1
+
+
+def test_validation_errors_carry_each_fields_messages(api, hitl, pauses):
+    api.answers(
+        (
+            400,
+            {
+                "payload": {"new_bid": ["Ensure this value is greater than 0."]},
+                "confidence": ["Ensure this value is less than or equal to 1.0."],
+            },
+        )
+    )
+    with pytest.raises(ValidationFailed) as invalid:
+        propose(hitl)
+    assert invalid.value.errors == {
+        "payload.new_bid": ["Ensure this value is greater than 0."],
+        "confidence": ["Ensure this value is less than or equal to 1.0."],
+    }
+    assert "payload.new_bid: Ensure this value is greater than 0." in str(invalid.value)
+    assert len(api.requests) == 1
+
+
+def test_wait_polls_at_a_bounded_interval_when_the_server_answers_at_once(api, pauses):
+    """A server that ignores ?wait= answers every round at once; the client then pauses its
+    fallback interval between rounds instead of asking again in a tight loop."""
+    api.answers(
+        (200, proposal_json(status="pending_review")),
+        (200, proposal_json(status="pending_review")),
+        (200, proposal_json(status="pending_review")),
+        (200, proposal_json(status="approved")),
+        (200, proposal_json(status="executed")),
+    )
+    with Client(api.url, "k", fallback_interval=2.5) as hitl:
+        executed = hitl.wait(7, timeout=600)
+
+    assert executed.status == "executed"
+    first, *rounds = api.requests
+    assert "wait" not in first["query"]
+    assert [r["query"]["status"] for r in rounds] == [
+        "pending_review",
+        "pending_review",
+        "pending_review",
+        "approved",
+    ]
+    assert all(r["query"]["wait"] == "60" for r in rounds)
+    assert pauses == [2.5, 2.5]  # no pause once the status moved
+
+
+def test_wait_asks_for_no_longer_than_its_timeout_and_then_says_so(api, pauses):
+    api.answers((200, proposal_json(status="pending_review")))
+    with Client(api.url, "k") as hitl, pytest.raises(WaitTimedOut) as timed_out:
+        hitl.wait(7, timeout=2.5)
+    assert timed_out.value.proposal.status == "pending_review"
+    asked = [int(r["query"]["wait"]) for r in api.requests if "wait" in r["query"]]
+    assert asked and all(1 <= seconds <= 2 for seconds in asked)
+
+
+def test_wait_returns_a_final_proposal_at_once(api, hitl, pauses):
+    api.answers((200, proposal_json(status="rejected")))
+    assert hitl.wait(7).status == "rejected"
+    assert len(api.requests) == 1 and pauses == []
+
+
+def test_feedback_follows_next_then_long_polls_the_kept_resume_link(api, pauses):
+    record = {
+        "id": 1,
+        "proposal": 7,
+        "action_type": "bid_adjustment",
+        "kind": "rejected",
+        "reason_code": "too_aggressive",
+        "note": "Halve it.",
+        "diff": None,
+        "outcome": None,
+        "created_at": "2026-12-02T02:00:00Z",
+    }
+    # Links as a server behind a proxy builds them: another host, the client's ?wait= kept.
+    page_1 = {
+        "next": "https://hitl.example/api/v1/feedback/?cursor=n1",
+        "previous": None,
+        "resume": "https://hitl.example/api/v1/feedback/?cursor=r1",
+        "results": [record],
+    }
+    page_2 = {
+        "next": None,
+        "previous": None,
+        "resume": "https://hitl.example/api/v1/feedback/?cursor=r2",
+        "results": [record | {"id": 2, "kind": "approved", "reason_code": ""}],
+    }
+    empty = {
+        "next": None,
+        "previous": None,
+        "resume": "https://hitl.example/api/v1/feedback/?cursor=r2&wait=60",
+        "results": [],
+    }
+    api.answers((200, page_1), (200, page_2), (200, empty))
+    with Client(api.url, "k") as hitl:
+        feed = hitl.feedback()
+        assert [(f.id, f.kind) for f in feed] == [(1, "rejected"), (2, "approved")]
+        assert feed.resume == "/api/v1/feedback/?cursor=r2"
+
+        later = hitl.feedback(feed.resume, follow=True, timeout=1.5)
+        assert list(later) == []
+    queries = [r["query"] for r in api.requests]
+    assert queries[:2] == [{}, {"cursor": "n1"}]
+    assert queries[2] == {"cursor": "r2"}  # what arrived since, without waiting
+    assert queries[3:] and all(q == {"cursor": "r2", "wait": "1"} for q in queries[3:])
+
+
+def test_async_client_retries_a_throttled_proposal_with_the_same_key(api, pauses):
+    api.answers(
+        (429, {"detail": "Request was throttled."}, {"Retry-After": "2"}),
+        (201, proposal_json()),
+    )
+
+    async def agent():
+        async with AsyncClient(api.url, "k") as hitl:
+            return await hitl.propose(
+                "bid_adjustment",
+                "demo",
+                {"campaign": "brand-search", "new_bid": "2.12"},
+                rationale="r",
+                confidence=0.5,
+            )
+
+    assert asyncio.run(agent()).id == 7
+    assert pauses == [2.0]
+    first, second = (r["headers"]["Idempotency-Key"] for r in api.requests)
+    assert first == second
+
+
+def test_client_reads_its_configuration_from_the_environment(monkeypatch, api, pauses):
+    monkeypatch.setenv("HITL_BASE_URL", api.url + "/")
+    monkeypatch.setenv("HITL_API_KEY", "hitl_from_env")
+    api.answers((200, []))
+    with Client() as hitl:
+        assert hitl.campaigns() == []
+    assert api.requests[0]["headers"]["Authorization"] == "Bearer hitl_from_env"
+    assert api.requests[0]["path"] == "/api/v1/campaigns/"
+
+
+def test_a_missing_configuration_is_said_plainly(monkeypatch):
+    monkeypatch.delenv("HITL_BASE_URL", raising=False)
+    monkeypatch.delenv("HITL_API_KEY", raising=False)
+    with pytest.raises(Exception, match="HITL_BASE_URL"):
+        Client()
+
+
+def test_a_feed_resume_covers_exactly_the_records_handed_out(api, pauses):
+    """A reader that stops mid-page keeps the link it started from (it reads the rest of that
+    page again, never loses a record); one that stops after a page's last record keeps the
+    link past it (reads nothing twice)."""
+
+    def record(number: int) -> dict:
+        return {"id": number, "proposal": 7, "kind": "approved", "created_at": None}
+
+    page = {
+        "next": None,
+        "previous": None,
+        "resume": "/api/v1/feedback/?cursor=after-2",
+        "results": [record(1), record(2)],
+    }
+    api.answers((200, page))
+    with Client(api.url, "k") as hitl:
+        feed = hitl.feedback("/api/v1/feedback/?cursor=start")
+        records = iter(feed)
+        assert next(records).id == 1
+        assert feed.resume == "/api/v1/feedback/?cursor=start"
+        assert next(records).id == 2
+        assert feed.resume == "/api/v1/feedback/?cursor=after-2"

@@ -1,0 +1,224 @@
+"""The MCP server (``hitl-mcp``, stdio) as an MCP-speaking agent uses it: a ClientSession from
+the official ``mcp`` package starts the command and calls its tools, against the platform as
+it runs (the Procfile's web process and a real Celery worker). The reference scenario: a 6%
+bid change executes (the agent sees before and after), the 28% reallocation waits until an
+operator approves it, a creative with a banned term is held naming the term and the
+reviewer's rejection comes back with its reason; refusals come back as tool errors with the
+API's message."""
+
+import asyncio
+import json
+import sys
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+from mcp import ClientSession, StdioServerParameters, stdio_client
+
+from approvals.models import Proposal as ProposalRow
+from approvals.services.decisions import proposal_approve, proposal_reject
+from tests.conftest import creative
+
+pytestmark = [pytest.mark.worker, pytest.mark.usefixtures("celery_worker")]
+
+HITL_MCP = str(Path(sys.executable).parent / "hitl-mcp")
+
+
+@asynccontextmanager
+async def mcp_session(base_url: str, api_key: str):
+    server = StdioServerParameters(
+        command=HITL_MCP, env={"HITL_BASE_URL": base_url, "HITL_API_KEY": api_key}
+    )
+    async with stdio_client(server) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        yield session
+
+
+async def call(session: ClientSession, tool: str, **arguments) -> dict:
+    result = await session.call_tool(tool, arguments)
+    assert not result.is_error, result.content[0].text
+    return result.structured_content or json.loads(result.content[0].text)
+
+
+async def refusal(session: ClientSession, tool: str, **arguments) -> str:
+    result = await session.call_tool(tool, arguments)
+    assert result.is_error
+    return result.content[0].text
+
+
+def run_agent(web_server: str, key: str, agent) -> object:
+    async def session_then_agent():
+        async with mcp_session(web_server, key) as session:
+            return await agent(session)
+
+    return asyncio.run(session_then_agent())
+
+
+@pytest.fixture
+def as_operator(demo_world):
+    """Decides as the demo operator, through the console's services, while the agent's
+    event loop goes on (Django's database calls run in a thread of their own)."""
+    operator = get_user_model().objects.get(username="operator")
+
+    def decide(service, **arguments):
+        try:
+            return service(reviewer=operator, **arguments)
+        finally:
+            connection.close()  # the thread's own connection, before the test database goes
+
+    async def in_thread(service, **arguments):
+        return await asyncio.to_thread(decide, service, **arguments)
+
+    return in_thread
+
+
+def test_mcp_server_offers_the_tools_an_agent_needs(web_server, demo_world):
+    async def agent(session):
+        return {tool.name: tool.description for tool in (await session.list_tools()).tools}
+
+    tools = run_agent(web_server, demo_world["agents"]["optimizer"], agent)
+    assert {
+        "propose_action",
+        "dry_run",
+        "wait_for_decision",
+        "list_campaigns",
+        "read_feedback",
+    } <= set(tools)
+    assert "budget_reallocation" in tools["propose_action"]  # the payloads, spelled out
+
+
+def test_mcp_bid_change_of_6_percent_executes_and_the_agent_sees_before_and_after(
+    web_server, demo_world
+):
+    async def agent(session):
+        campaigns = await call(session, "list_campaigns")
+        dry_run = await call(
+            session,
+            "dry_run",
+            action_type="bid_adjustment",
+            account="demo",
+            payload={"campaign": "brand-search", "new_bid": "2.12"},
+        )
+        proposed = await call(
+            session,
+            "propose_action",
+            action_type="bid_adjustment",
+            account="demo",
+            payload={"campaign": "brand-search", "new_bid": "2.12"},
+            rationale="CPC below target for five days.",
+            confidence=0.9,
+        )
+        final = await call(session, "wait_for_decision", proposal_id=proposed["id"])
+        return campaigns, dry_run, proposed, final
+
+    campaigns, dry_run, proposed, final = run_agent(
+        web_server, demo_world["agents"]["optimizer"], agent
+    )
+    brand = next(c for c in campaigns["campaigns"] if c["external_id"] == "brand-search")
+    assert brand["bid"] == "2.00"
+    assert dry_run["would_execute_without_review"] and dry_run["outcome"] == "auto_approve"
+    assert proposed["status"] == "approved" and not proposed["final"]
+    assert final["status"] == "executed" and final["final"]
+    assert final["execution"]["before_state"]["brand-search"]["bid"] == "2.00"
+    assert final["execution"]["after_state"]["brand-search"]["bid"] == "2.12"
+
+
+def test_mcp_reallocation_of_28_percent_waits_for_an_operator_then_executes(
+    web_server, demo_world, as_operator
+):
+    async def agent(session):
+        proposed = await call(
+            session,
+            "propose_action",
+            action_type="budget_reallocation",
+            account="demo",
+            payload={"from_campaign": "brand-search", "to_campaign": "generic-search",
+                     "amount": "280.00"},
+            rationale="generic-search converts at 2.3x brand-search's rate this week.",
+            confidence=0.82,
+            supporting_data={"conversion_rate": {"brand-search": [0.021, 0.019, 0.018]}},
+        )  # fmt: skip
+        not_yet = await call(
+            session, "wait_for_decision", proposal_id=proposed["id"], timeout_seconds=1
+        )
+        waiting = asyncio.create_task(
+            call(session, "wait_for_decision", proposal_id=proposed["id"], timeout_seconds=60)
+        )
+        await as_operator(proposal_approve, proposal_id=proposed["id"], note="Agreed.")
+        return proposed, not_yet, await waiting
+
+    proposed, not_yet, final = run_agent(web_server, demo_world["agents"]["optimizer"], agent)
+    assert proposed["status"] == "pending_review"
+    assert proposed["verdict"]["outcome"] == "review"
+    assert "exceeds the 10.0%" in proposed["verdict"]["reasons"][0]
+    assert not_yet["status"] == "pending_review" and not not_yet["final"]
+    assert "wait_for_decision" in not_yet["next_step"]
+    assert final["status"] == "executed"
+    assert final["decisions"][0]["outcome"] == "approve"
+    after = final["execution"]["after_state"]
+    assert Decimal(after["brand-search"]["daily_budget"]) == Decimal("720.00")
+    assert Decimal(after["generic-search"]["daily_budget"]) == Decimal("780.00")
+
+
+def test_mcp_creative_with_a_banned_term_is_held_then_rejected_with_the_reason(
+    web_server, demo_world, as_operator
+):
+    async def agent(session):
+        proposed = await call(
+            session,
+            "propose_action",
+            action_type="creative_deployment",
+            account="demo",
+            payload={
+                "campaign": "display-retarget",
+                "creatives": [creative(body="Guaranteed results in a week.")],
+            },
+            rationale="Urgency lifts CTR.",
+            confidence=0.7,
+        )
+        await as_operator(
+            proposal_reject,
+            proposal_id=proposed["id"],
+            reason_code="off_brand",
+            note="We never promise results.",
+        )
+        final = await call(session, "wait_for_decision", proposal_id=proposed["id"])
+        feedback = await call(session, "read_feedback")
+        again = await call(session, "read_feedback", resume=feedback["resume"])
+        return proposed, final, feedback, again
+
+    proposed, final, feedback, again = run_agent(
+        web_server, demo_world["agents"]["copywriter"], agent
+    )
+    assert proposed["status"] == "pending_review"
+    assert any("banned term “guaranteed”" in reason for reason in proposed["verdict"]["reasons"])
+    assert final["status"] == "rejected" and final["final"]
+    assert final["decisions"][0]["reason_code"] == "off_brand"
+    assert final["decisions"][0]["note"] == "We never promise results."
+    assert [(f["proposal"], f["kind"], f["reason_code"]) for f in feedback["feedback"]] == [
+        (proposed["id"], "rejected", "off_brand")
+    ]
+    assert again["feedback"] == []
+
+
+def test_mcp_refusals_are_tool_errors_with_the_apis_message(web_server, demo_world):
+    async def agent(session):
+        unknown_field = await refusal(
+            session,
+            "propose_action",
+            action_type="bid_adjustment",
+            account="demo",
+            payload={"campaign": "brand-search", "new_bid": "2.10", "colour": "red"},
+            rationale="r",
+            confidence=0.5,
+        )
+        missing = await refusal(session, "wait_for_decision", proposal_id=999_999_999)
+        return unknown_field, missing
+
+    unknown_field, missing = run_agent(web_server, demo_world["agents"]["optimizer"], agent)
+    assert "payload" in unknown_field and "colour" in unknown_field
+    assert "404" in missing
+    assert not ProposalRow.objects.exists()
