@@ -208,7 +208,11 @@ def budget_cap_findings(
     account_cap: Decimal | None,
     account: str,
     currency: str,
+    counted_in_batch: int = 0,
 ) -> list[str]:
+    """What the budget caps refuse: a campaign's daily budget above its cap, an account's
+    active campaigns' total above its cap (``account_total_after``, counting the
+    ``counted_in_batch`` actions approved before this one in its batch)."""
     findings = [
         f"{campaign}'s daily budget would be {budget:,.2f} {currency}, "
         f"above its cap of {campaign_caps[campaign]:,.2f} {currency}."
@@ -220,8 +224,14 @@ def budget_cap_findings(
         and account_total_after is not None
         and account_total_after > account_cap
     ):
+        counting = ""
+        if counted_in_batch:
+            actions = "action" if counted_in_batch == 1 else "actions"
+            counting = (
+                f", counting the {counted_in_batch} {actions} approved before it in its batch"
+            )
         findings.append(
             f"Account {account}'s active campaigns would spend {account_total_after:,.2f} "
-            f"{currency} a day, above its cap of {account_cap:,.2f} {currency}."
+            f"{currency} a day, above its cap of {account_cap:,.2f} {currency}{counting}."
         )
     return findings

@@ -165,9 +165,13 @@ def guardrail_blocks(
     payload: dict[str, Any],
     campaigns: dict[str, Campaign],
     account_campaigns: Iterable[Campaign] | None = None,
+    counted_in_batch: int = 0,
 ) -> list[str]:
     """What the guardrails refuse outright: strategy locks and budget caps. ``campaigns`` are
-    those the action touches; ``account_campaigns``, all of the account's if already read."""
+    those the action touches, as the ledger has them; ``account_campaigns``, all of the
+    account's, if already read: their daily budgets and statuses are those the action is
+    judged after (a batch's, with the actions it approved before this one, ``counted_in_batch``
+    of them, applied)."""
     blocks = []
     if action_type.changes_strategy:
         blocks += [
@@ -176,7 +180,7 @@ def guardrail_blocks(
             if campaign.strategy_locked
         ]
     return blocks + _budget_cap_findings(
-        action_type, account, payload, campaigns, account_campaigns
+        action_type, account, payload, campaigns, account_campaigns, counted_in_batch
     )
 
 
@@ -196,50 +200,67 @@ def _brand_rules(guidelines: BrandGuidelines) -> BrandRules:
     )
 
 
-def _touches_spend(proposed: dict[str, dict[str, Any]]) -> bool:
-    return any({"daily_budget", "status"} & set(values) for values in proposed.values())
+SPEND_FIELDS = frozenset({"daily_budget", "status"})
 
 
-def reads_account_campaigns(
-    *, action_type: ActionType, account: Account, payload: dict[str, Any], campaigns
+def changes_spend(*, action_type: ActionType, payload: dict[str, Any]) -> bool:
+    """Whether the action sets a daily budget or a status: what an account's total counts."""
+    return any(
+        SPEND_FIELDS & set(fields) for fields in action_type.campaign_fields(payload).values()
+    )
+
+
+def reads_account_total(
+    *, action_type: ActionType, account: Account, payload: dict[str, Any]
 ) -> bool:
     """Whether the guardrails judge this action by the account's other campaigns too: it
     changes spend on an account whose total daily budget is capped. Two such actions on one
-    account are only judged right one after the other, each seeing the other's effect."""
-    return account.max_total_daily_budget is not None and _touches_spend(
-        action_type.proposed_state(payload, campaigns)
+    account are only judged right one after the other, each seeing the other's effect: whoever
+    judges or carries one out holds the account first (``ledger.services.accounts_lock``)."""
+    return account.max_total_daily_budget is not None and changes_spend(
+        action_type=action_type, payload=payload
     )
 
 
 def _budget_cap_findings(
-    action_type, account, payload, campaigns, account_campaigns=None
+    action_type, account, payload, campaigns, account_campaigns=None, counted_in_batch=0
 ) -> list[str]:
-    proposed = action_type.proposed_state(payload, campaigns)
-    if not _touches_spend(proposed):
+    if not changes_spend(action_type=action_type, payload=payload):
         return []
-    proposed_budgets = {
-        external_id: Decimal(values["daily_budget"])
-        for external_id, values in proposed.items()
-        if "daily_budget" in values
-    }
     account_total_after = None
     if account.max_total_daily_budget is not None:
         if account_campaigns is None:
             account_campaigns = Campaign.objects.filter(account=account).only(
                 "external_id", "daily_budget", "status"
             )
+        account_campaigns = {campaign.external_id: campaign for campaign in account_campaigns}
+        # What the action sets, on its campaigns as the account's figures have them.
+        proposed = action_type.proposed_state(
+            payload,
+            {
+                external_id: account_campaigns.get(external_id, campaign)
+                for external_id, campaign in campaigns.items()
+            },
+        )
         account_total_after = Decimal(0)
-        for campaign in account_campaigns:
+        for campaign in account_campaigns.values():
             after = proposed.get(campaign.external_id, {})
             if after.get("status", campaign.status) == CampaignStatus.ACTIVE:
                 account_total_after += Decimal(after.get("daily_budget", campaign.daily_budget))
+    else:
+        proposed = action_type.proposed_state(payload, campaigns)
     return budget_cap_findings(
-        proposed_budgets=proposed_budgets,
+        proposed_budgets={
+            external_id: Decimal(values["daily_budget"])
+            for external_id, values in proposed.items()
+            if "daily_budget" in values
+        },
         campaign_caps={c.external_id: c.max_daily_budget for c in campaigns.values()},
         account_total_after=account_total_after,
         account_cap=account.max_total_daily_budget,
         account=account.external_id,
         currency=account.currency,
+        counted_in_batch=counted_in_batch,
     )
 
 
@@ -305,12 +326,23 @@ class PolicyMisconfigured(DomainError):
 
 
 @dataclass
+class BatchSpend:
+    """A capped account's campaigns as a batch leaves them: their daily budgets and statuses
+    with the spend changes it approved (``approved`` of them) applied, in memory."""
+
+    campaigns: dict[str, Campaign]
+    approved: int = 0
+
+
+@dataclass
 class EvaluationContext:
     """Everything the engine needs to know besides the action itself: the rules in force,
-    the engaged kill switches, each account's brand guidelines, each agent's record, and the
-    moves that count against cumulative ceilings on the targets. Read once for a whole batch
+    the engaged kill switches, each account's brand guidelines, each agent's record, the
+    moves that count against cumulative ceilings on the targets, and each capped account's
+    campaigns (read the first time an action changes its spend). Read once for a whole batch
     (``read``), then each of its actions is given its verdict in memory (``verdict``); a move
-    approved in the batch counts for the actions after it (``count``)."""
+    approved in the batch counts for the actions after it (``count``), and so does the spend
+    it sets against its account's total budget cap (``count_spend``)."""
 
     now: datetime
     rules: list[engine.Rule]
@@ -319,6 +351,7 @@ class EvaluationContext:
     brand_rules: dict[int, BrandRules]
     approval_rates: dict[int, float | None]
     moves: dict[tuple[int, str], list[engine.Move]] = field(default_factory=dict)
+    spend: dict[int, BatchSpend] = field(default_factory=dict)
 
     @classmethod
     def read(
@@ -380,10 +413,61 @@ class EvaluationContext:
         texts = action_type.texts(payload)
         if texts and account.pk in self.brand_rules:
             reviews += brand_findings(texts, self.brand_rules[account.pk])
+        spend = self._spend(action_type=action_type, account=account, payload=payload)
         blocks = guardrail_blocks(
-            action_type=action_type, account=account, payload=payload, campaigns=campaigns
+            action_type=action_type,
+            account=account,
+            payload=payload,
+            campaigns=campaigns,
+            account_campaigns=None if spend is None else spend.campaigns.values(),
+            counted_in_batch=0 if spend is None else spend.approved,
         )
         return GuardrailFindings(tuple(blocks), tuple(reviews))
+
+    def _spend(
+        self, *, action_type: ActionType, account: Account, payload: dict[str, Any]
+    ) -> BatchSpend | None:
+        """The account's campaigns as the batch leaves them, if the action is judged by its
+        total (``reads_account_total``): read the first time, from then on in memory."""
+        if not reads_account_total(action_type=action_type, account=account, payload=payload):
+            return None
+        if account.pk not in self.spend:
+            self.spend[account.pk] = BatchSpend(
+                {
+                    campaign.external_id: campaign
+                    for campaign in Campaign.objects.filter(account=account).only(
+                        "external_id", "daily_budget", "status"
+                    )
+                }
+            )
+        return self.spend[account.pk]
+
+    def count_spend(
+        self,
+        *,
+        action_type: ActionType,
+        account: Account,
+        payload: dict[str, Any],
+        campaigns: dict[str, Campaign],
+    ) -> None:
+        """An action just approved: the daily budgets and statuses it sets count against its
+        account's total budget cap for the actions evaluated after it, as it would set them
+        after the batch's earlier ones (a reallocation moves its amount from where they left
+        the budgets)."""
+        spend = self._spend(action_type=action_type, account=account, payload=payload)
+        if spend is None:
+            return
+        now = {
+            external_id: spend.campaigns.get(external_id, campaign)
+            for external_id, campaign in campaigns.items()
+        }
+        for external_id, values in action_type.proposed_state(payload, now).items():
+            campaign = spend.campaigns.get(external_id)
+            if campaign is None:
+                continue
+            for name in SPEND_FIELDS & values.keys():
+                setattr(campaign, name, values[name])
+        spend.approved += 1
 
     def verdict(
         self,

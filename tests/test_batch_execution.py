@@ -105,7 +105,7 @@ def test_each_proposal_of_a_set_ends_as_it_would_alone(demo_world):
     assert attempts(refused) == [(1, "failed")]
     assert attempts(second) == attempts(moved) == []
     assert Execution.objects.get(proposal=refused).error == (
-        "A guardrail set since the approval refuses it: capped's daily budget would be 105.00 "
+        "A guardrail refuses it now: capped's daily budget would be 105.00 "
         "USD, above its cap of 102.00 USD."
     )
     assert Proposal.objects.get(pk=second.pk).verdict_reasons[0] == (

@@ -219,7 +219,7 @@ def test_a_guardrail_set_during_the_retries_fails_the_next_attempt_unsent(channe
     assert failed.status == ProposalStatus.FAILED
     assert [e.error for e in failed.executions.order_by("attempt")] == [
         "the endpoint answered HTTP 503",
-        "A guardrail set since the approval refuses it: generic-search's daily budget would be "
+        "A guardrail refuses it now: generic-search's daily budget would be "
         "780.00 USD, above its cap of 750.00 USD.",
     ]
     assert len(endpoint.received) == 1

@@ -259,8 +259,7 @@ def test_a_lock_set_after_approval_refuses_the_execution(operators):
 
     assert result.status == ProposalStatus.FAILED
     assert result.executions.get().error == (
-        "A guardrail set since the approval refuses it: "
-        "brand-search's strategy is locked; agents may not change it."
+        "A guardrail refuses it now: brand-search's strategy is locked; agents may not change it."
     )
     assert Campaign.objects.get(external_id="brand-search").bidding_strategy == "manual_cpc"
 

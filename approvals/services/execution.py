@@ -1,8 +1,10 @@
 """Carrying out approved proposals, exactly once.
 
 The built-in ledger executor commits the ledger effect, the execution record and the status
-change in one transaction, under locks on the proposal and then its campaigns (always in that
-order, campaigns by id), so a redelivered task finds the proposal executed and does nothing.
+change in one transaction, under locks on the proposal, its account and then its campaigns
+(always in that order, campaigns by id), so a redelivered task finds the proposal executed
+and does nothing, and two actions on one account are checked against its total budget cap
+one after the other, each counting the other's change.
 Proposals sent together (a batch's approved items) that need nothing but doing are carried
 out together, in one such transaction, each checked as it would be alone and its moves,
 attempt and ledger change recorded as they would be, in a few statements for the whole set;
@@ -69,12 +71,13 @@ from audit.history import create_with_history, update_with_history
 from hitlproject.errors import NotFound
 from hitlproject.outbound import send_signed
 from ledger.models import Account, Campaign
+from ledger.services import accounts_lock
 from policies.services import (
     engaged_kill_switches,
     kill_switch_engaged_since,
     kill_switch_reason,
     kill_switches_engaged_over,
-    reads_account_campaigns,
+    reads_account_total,
 )
 
 logger = logging.getLogger(__name__)
@@ -88,10 +91,11 @@ ENDPOINT_BUSY_WAIT = timedelta(seconds=2)
 
 
 class GuardrailRefusal(Exception):
-    """A guardrail set since the approval (a cap, a lock) refuses the action."""
+    """A guardrail refuses the action now: one set since the approval (a cap, a lock), or a
+    cap that what ran since has reached (the account's total daily budget)."""
 
     def __init__(self, reasons: tuple[str, ...]) -> None:
-        super().__init__("A guardrail set since the approval refuses it: " + " ".join(reasons))
+        super().__init__("A guardrail refuses it now: " + " ".join(reasons))
 
 
 def _reassessed(
@@ -267,9 +271,11 @@ class _Checked:
 
 
 def _checked_targets(proposal: Proposal, action_type, actor: Actor) -> _Checked:
-    """Under the proposal's lock, before an attempt: sent back to a person if a kill switch
-    holds it back; superseded if it sets a value whose target moved since it was made;
-    re-assessed if it moves an amount on campaigns that moved (``_reassessed``)."""
+    """Under the proposal's lock, before an attempt: its account and campaigns locked (in
+    that order); sent back to a person if a kill switch holds it back; superseded if it sets a
+    value whose target moved since it was made; re-assessed if it moves an amount on campaigns
+    that moved (``_reassessed``)."""
+    accounts_lock([proposal.account])
     campaigns = campaigns_for(
         account=proposal.account, action_type=action_type, payload=proposal.payload, lock=True
     )
@@ -391,7 +397,8 @@ def proposals_execute(*, proposal_ids: Sequence[int]) -> Executions:
 
 def _execute_together(proposal_ids: Sequence[int]) -> Executions:
     """The proposals that need nothing but doing, done in one transaction: locked (in id
-    order, skipping any held elsewhere), then their campaigns (in id order, as everywhere);
+    order, skipping any held elsewhere), then their accounts and campaigns (each in id order,
+    as everywhere);
     each checked as ``_execute_alone`` checks it, and left to it if anything is found; the
     rest applied to the ledger, their attempts recorded and their moves (approved →
     executing → executed) written, all with history, a few statements for the whole set;
@@ -422,6 +429,10 @@ def _execute_together(proposal_ids: Sequence[int]) -> Executions:
             for proposal, action_type in candidates
             if all(shared[key] == 1 for key in touched[proposal.pk])
         ]
+        # Their accounts before their campaigns, as everywhere; with their caps as locked.
+        # One whose account's total cap judges it runs alone, after: the total counts every
+        # campaign of the account, not only those locked here.
+        accounts_lock(proposal.account for proposal, _ in candidates)
         campaigns = _locked_campaigns(
             key for proposal, _ in candidates for key in touched[proposal.pk]
         )
@@ -438,11 +449,8 @@ def _execute_together(proposal_ids: Sequence[int]) -> Executions:
             before = ledger_snapshot(action_type=action_type, payload=payload, campaigns=theirs)
             if (
                 target_moves(proposal.target_snapshot, before)
-                or reads_account_campaigns(
-                    action_type=action_type,
-                    account=proposal.account,
-                    payload=payload,
-                    campaigns=theirs,
+                or reads_account_total(
+                    action_type=action_type, account=proposal.account, payload=payload
                 )
                 or _refusal(proposal, action_type, theirs)
             ):
@@ -620,7 +628,7 @@ def _execute_by_webhook(proposal_id: int) -> Proposal:
             return _fail(proposal, refusal)
         if _this_round(proposal).count() >= settings.WEBHOOK_MAX_ATTEMPTS:
             return _fail(proposal, "no answer from the endpoint after every attempt")
-        if _requests_under_way(proposal.account_id, now) >= settings.WEBHOOK_REQUESTS_PER_ACCOUNT:
+        if _requests_under_way(proposal.account, now) >= settings.WEBHOOK_REQUESTS_PER_ACCOUNT:
             # The account's endpoint has as many requests under way as it is given: this one
             # waits its turn without holding a worker, so a slow endpoint holds no more than
             # that many and every other account's requests still find workers free.
@@ -650,6 +658,7 @@ def _execute_by_webhook(proposal_id: int) -> Proposal:
         if proposal.status != ProposalStatus.EXECUTING:
             return proposal  # another attempt finished it meanwhile
         action_type = action_types.get(proposal.action_type)
+        accounts_lock([proposal.account])
         campaigns = campaigns_for(
             account=proposal.account, action_type=action_type, payload=proposal.payload, lock=True
         )
@@ -695,17 +704,17 @@ def _execute_by_webhook(proposal_id: int) -> Proposal:
         return proposal
 
 
-def _requests_under_way(account_id: int, now) -> int:
+def _requests_under_way(account: Account, now) -> int:
     """The webhook executor's requests to an account's endpoint under way now (an attempt
     abandoned by a dead worker counts until its lease runs out). Counted under a lock on the
-    account, held until the caller's transaction ends, so two attempts never both count one
-    place free."""
-    Account.objects.select_for_update().filter(pk=account_id).first()
+    account (the one the checks took before the campaigns, ``_checked_targets``), held until
+    the caller's transaction ends, so two attempts never both count one place free."""
+    accounts_lock([account])
     return Execution.objects.filter(
         status=ExecutionStatus.RUNNING,
         executor=WEBHOOK_EXECUTOR,
         started_at__gt=now - WEBHOOK_LEASE,
-        proposal__account_id=account_id,
+        proposal__account_id=account.pk,
     ).count()
 
 

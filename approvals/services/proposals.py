@@ -32,11 +32,13 @@ from approvals.services.lifecycle import (
 from audit.actors import Actor
 from hitlproject.errors import DomainError, NotFound
 from ledger.models import Account, Campaign
+from ledger.services import accounts_lock
 from policies.engine import Rule, Verdict, factor_from_text, factor_text
 from policies.services import (
     EvaluationContext,
     GuardrailFindings,
     policy_verdict,
+    reads_account_total,
     rules_in_force,
 )
 from policies.services import guardrail_blocks as policy_guardrail_blocks
@@ -337,13 +339,16 @@ def proposals_submit(
         except ValidationError as error:
             checked.append(error)
     named: dict[int, set[str]] = defaultdict(set)
+    totalled = []  # the accounts whose total daily budget judges some of the actions
     for item in checked:
         if not isinstance(item, ValidationError):
             account, action_type, payload = item
             named[account.pk] |= set(action_type.campaign_fields(payload))
+            if reads_account_total(action_type=action_type, account=account, payload=payload):
+                totalled.append(account)
 
     with transaction.atomic():
-        campaigns = _campaigns_locked(named)
+        campaigns = _campaigns_locked(named, totalled=totalled)
         assessed_each: list[AssessedAction | ValidationError] = []
         for item in checked:
             if isinstance(item, ValidationError):
@@ -392,6 +397,12 @@ def proposals_submit(
             verdict, findings = verdict_for(assessed=assessed, agent=agent, context=context)
             if verdict.outcome == VerdictOutcome.AUTO_APPROVE:
                 context.count(account_id=assessed.account.pk, effects=assessed.effects)
+                context.count_spend(
+                    action_type=assessed.action_type,
+                    account=assessed.account,
+                    payload=assessed.payload,
+                    campaigns=assessed.campaigns,
+                )
             changes = {**verdict_changes(verdict, findings), "evaluated_at": context.now}
             if verdict.policy_id in context.policies:
                 changes["verdict_policy"] = context.policies[verdict.policy_id]
@@ -408,15 +419,20 @@ def proposals_submit(
     return results
 
 
-def _campaigns_locked(named: Mapping[int, set[str]]) -> dict[int, dict[str, Campaign]]:
-    """The campaigns named, by account id and external id, locked in id order. On
-    PostgreSQL the transaction waits for them at most ``SUBMISSION_LOCK_TIMEOUT``: a request
-    held up longer is answered 503 with Retry-After, rather than holding its connection and
-    its caller while others wait behind it."""
+def _campaigns_locked(
+    named: Mapping[int, set[str]], *, totalled: Iterable[Account] = ()
+) -> dict[int, dict[str, Campaign]]:
+    """The campaigns named, by account id and external id, locked in id order; first the
+    ``totalled`` accounts, those whose total daily budget judges an action (the total is read
+    across campaigns nobody else locks; each instance gets its cap as locked). On PostgreSQL
+    the transaction waits for them at most ``SUBMISSION_LOCK_TIMEOUT``: a request held up
+    longer is answered 503 with Retry-After, rather than holding its connection and its
+    caller while others wait behind it."""
     if connection.vendor == "postgresql":
         milliseconds = int(settings.SUBMISSION_LOCK_TIMEOUT.total_seconds() * 1000)
         with connection.cursor() as cursor:
             cursor.execute(f"SET LOCAL lock_timeout = {milliseconds}")
+    accounts_lock(totalled)
     wanted = Q(pk__in=[])
     for account_id, external_ids in named.items():
         wanted |= Q(account_id=account_id, external_id__in=sorted(external_ids))
@@ -538,14 +554,19 @@ def proposal_evaluate(*, proposal_id: int) -> Proposal:
         action_type = action_types.get(proposal.action_type)
 
         def evaluate() -> tuple[Verdict, GuardrailFindings]:
+            if reads_account_total(
+                action_type=action_type, account=proposal.account, payload=proposal.payload
+            ):
+                accounts_lock([proposal.account])
             return policy_verdict(
                 action_type=action_type,
                 account=proposal.account,
                 agent=proposal.agent,
                 payload=proposal.payload,
-                # Locked (after the proposal, as execution locks them) so that two proposals on
-                # one campaign are evaluated one after the other and each counts the other's
-                # move.
+                # Locked (after the proposal and, if its total judges it, the account, as
+                # execution locks them) so that two proposals on one campaign, or on one
+                # capped account, are evaluated one after the other and each counts the
+                # other's move.
                 campaigns=campaigns_for(
                     account=proposal.account,
                     action_type=action_type,

@@ -185,11 +185,6 @@ def scorecard_call(days: int) -> Call:
     return Call("GET", "/api/v1/scorecard/", params={"days": days}, retry_safe=True)
 
 
-def whole_seconds(remaining: float) -> int:
-    """A long poll's ``?wait=``: whole seconds, at most the API's 60, within what is left."""
-    return MAX_WAIT_SECONDS if remaining >= MAX_WAIT_SECONDS else int(remaining)
-
-
 class ProposalWait:
     """The rounds of ``wait()``: a plain read first (a final proposal is answered at once),
     then long polls (``?wait=…&status=<last seen>``) until the proposal is final or the time
@@ -215,7 +210,7 @@ class ProposalWait:
             # The first look, or the last: a long poll is asked for in whole seconds.
             self._asked = None
             return get_call(self.proposal_id)
-        seconds = whole_seconds(remaining)
+        seconds = int(min(MAX_WAIT_SECONDS, remaining))
         self._asked = (self.seen.status, time.monotonic(), seconds)
         return get_call(self.proposal_id, wait=seconds, status=self.seen.status)
 
@@ -280,7 +275,7 @@ class FeedbackPages:
         remaining = self.remaining()
         if not self.follow or remaining < 1:
             return None
-        seconds = whole_seconds(remaining)
+        seconds = int(min(MAX_WAIT_SECONDS, remaining))
         params["wait"] = seconds
         self._asked = (time.monotonic(), seconds)
         return Call("GET", self.resume, params=params, retry_safe=True, long_poll=seconds)

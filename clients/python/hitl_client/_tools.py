@@ -1,0 +1,183 @@
+"""What the framework adapters share: how a tool call becomes a proposal (``ToolAction``), the
+idempotency key that makes a re-run of the same call find the same proposal, and what the model
+is told of the platform's outcome (``outcome_report``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import (
+    HitlError,
+    NotFound,
+    PermissionDenied,
+    ValidationFailed,
+)
+from .models import Proposal, Status
+
+Args = Mapping[str, Any]
+
+
+def _from_arg(name: str, default: Any = None) -> Callable[[Args], Any]:
+    def read(args: Args) -> Any:
+        return args.get(name, default)
+
+    read.__qualname__ = f"args[{name!r}]"
+    return read
+
+
+@dataclass(frozen=True)
+class ToolAction:
+    """How the calls of one tool become proposals.
+
+    ``action_type`` is the platform's (``bid_adjustment``, ``budget_reallocation``, …);
+    ``payload`` builds the action's payload from the tool call's arguments; ``account`` is the
+    account's external id, or a function of the arguments. ``rationale``, ``confidence`` and
+    ``supporting_data`` are read from the arguments of the same names unless given (a
+    constant or a function of the arguments): the model states why, and how sure it is."""
+
+    action_type: str
+    payload: Callable[[Args], dict[str, Any]]
+    account: str | Callable[[Args], str]
+    rationale: str | Callable[[Args], str] = field(default=_from_arg("rationale", ""))
+    confidence: float | Callable[[Args], float] = field(default=_from_arg("confidence"))
+    supporting_data: dict[str, Any] | Callable[[Args], dict[str, Any] | None] | None = field(
+        default=_from_arg("supporting_data")
+    )
+
+    def proposal_fields(self, args: Args) -> dict[str, Any]:
+        """The arguments of ``Client.propose`` for one call (a ``KeyError`` or ``ValueError``
+        when the call's arguments cannot make one)."""
+
+        def value(source: Any) -> Any:
+            return source(args) if callable(source) else source
+
+        return {
+            "action_type": self.action_type,
+            "account": value(self.account),
+            "payload": self.payload(args),
+            "rationale": value(self.rationale),
+            "confidence": value(self.confidence),
+            "supporting_data": value(self.supporting_data),
+        }
+
+
+def idempotency_key(framework: str, *parts: str) -> str:
+    """A key that is the same each time the same tool call is run again (a resumed graph
+    re-runs the node; a resumed run re-checks the call), so the platform answers with the
+    proposal it already has instead of taking a second one."""
+    digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:48]
+    return f"{framework}-{digest}"
+
+
+#: Refusals the model can act on (fix its arguments, pick another campaign or account): they
+#: go back to it as the tool's result. Others (a bad API key, the platform unreachable after
+#: the client's retries, …) are the operator's to fix and are raised.
+MODEL_FIXABLE = (ValidationFailed, PermissionDenied, NotFound)
+
+#: Proposals that will execute without anyone deciding more: wait for the execution.
+_RUNNING = frozenset({Status.APPROVED, Status.EXECUTING, Status.SUBMITTED})
+
+
+def will_run_without_a_human(proposal: Proposal) -> bool:
+    return proposal.status in _RUNNING
+
+
+def refusal_report(error: HitlError | Exception) -> dict[str, Any]:
+    """The tool's result when the platform refused the proposal (or it could not be made)."""
+    report: dict[str, Any] = {"status": "refused", "executed": False}
+    if isinstance(error, ValidationFailed):
+        report["message"] = f"The platform refused the proposal: {error.message}"
+        report["errors"] = error.errors
+    elif isinstance(error, HitlError):
+        report["message"] = f"The platform refused the proposal: {error.message}"
+    else:
+        report["message"] = f"The tool call's arguments could not make a proposal: {error!r}"
+    report["message"] += " Nothing was executed."
+    return report
+
+
+def outcome_report(
+    proposal: Proposal, *, proposed: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """What the model is told of a proposal: what happened and the figures that say so.
+    ``proposed``: the payload as the tool call made it (a reviewer's edit replaces the
+    proposal's own), to show next to the edit."""
+    report: dict[str, Any] = {
+        "proposal_id": proposal.id,
+        "status": proposal.status,
+        "executed": proposal.status == Status.EXECUTED,
+        "summary": proposal.summary,
+    }
+    decision = proposal.decisions[-1] if proposal.decisions else None
+    status = proposal.status
+    if status == Status.EXECUTED:
+        execution = proposal.execution
+        report["before"] = execution.before_state if execution else None
+        report["after"] = execution.after_state if execution else None
+        report["decided_by"] = "a reviewer" if proposal.decisions else "policy (auto-approved)"
+        edited = proposal.edited_payload
+        if edited is not None:
+            report["edited"] = {"proposed": proposed, "executed": edited}
+            report["message"] = (
+                "A reviewer edited the proposal, then approved it; the edited version "
+                f"executed. Before: {_compact(report['before'])}; after: "
+                f"{_compact(report['after'])}."
+            )
+        else:
+            report["message"] = (
+                f"Executed. Before: {_compact(report['before'])}; after: "
+                f"{_compact(report['after'])}."
+            )
+        if decision is not None and decision.note:
+            report["note"] = decision.note
+    elif status == Status.REJECTED:
+        rejection = proposal.rejection
+        report["reason_code"] = rejection.reason_code if rejection else ""
+        report["note"] = rejection.note if rejection else ""
+        report["reasons"] = _reasons(proposal)  # why policy sent it to a human
+        report["message"] = (
+            f"A reviewer rejected it ({report['reason_code'] or 'no reason code'})"
+            f"{': ' + report['note'] if report['note'] else ''}. It was not executed."
+        )
+    elif status == Status.BLOCKED:
+        report["reasons"] = _reasons(proposal)
+        report["message"] = "Policy blocked it; it was not executed. " + " ".join(report["reasons"])
+    elif status == Status.SUPERSEDED:
+        report["reasons"] = _reasons(proposal)[:1]
+        report["message"] = (
+            "Superseded: its target changed before it could execute, so it was not executed. "
+            "Read the current state and propose again if it still makes sense. "
+            + " ".join(report["reasons"])
+        )
+    elif status == Status.EXPIRED:
+        report["message"] = "Nobody decided it in time; it expired and was not executed."
+    elif status == Status.WITHDRAWN:
+        report["message"] = "It was withdrawn; it was not executed."
+    elif status == Status.FAILED:
+        execution = proposal.execution
+        report["error"] = execution.error if execution else ""
+        report["message"] = f"Approved, but its execution failed: {report['error']}"
+    else:
+        report["reasons"] = _reasons(proposal)
+        waiting = "waits for a human decision" if status == Status.PENDING_REVIEW else status
+        report["message"] = (
+            f"Proposal #{proposal.id} {waiting}; it has not executed yet. "
+            + " ".join(report["reasons"])
+        )
+    return report
+
+
+def report_text(report: Mapping[str, Any]) -> str:
+    return json.dumps(report, default=str, ensure_ascii=False)
+
+
+def _reasons(proposal: Proposal) -> list[str]:
+    return list(proposal.verdict.reasons) if proposal.verdict else []
+
+
+def _compact(state: Any) -> str:
+    return json.dumps(state, default=str, ensure_ascii=False, separators=(", ", ": "))

@@ -1,0 +1,259 @@
+"""LangChain v1 agents (``create_agent``): tool calls become proposals on the platform.
+
+``ProposalMiddleware`` sits where LangChain's own ``HumanInTheLoopMiddleware`` sits, around
+each tool call. For the tools it is configured for (tool name → ``ToolAction``), the call is
+not run by the agent: it is sent to the platform as a proposal, and the model gets back, as
+the tool's result, what the platform did with it (executed, with the state before and after;
+rejected, with the reviewer's reason code and note; edited and then executed, with the edit;
+blocked or superseded, with the reasons; expired). Other tools run as usual.
+
+While a human decides, the middleware either blocks (``wait="block"``, a long poll of up to
+``timeout`` seconds; the model is told the proposal still waits if time runs out), or pauses
+the LangGraph run (``wait="interrupt"``, LangGraph's ``interrupt``; the agent needs a
+checkpointer and a ``thread_id``) and picks up the decision when the run is resumed with
+``Command(resume=...)``: ``resume_when_decided`` waits for the decisions and builds that
+command. A resumed run re-runs the tool call from its start; the proposal's idempotency key
+is derived from the thread and the tool call's id, so the platform answers with the
+proposal it already has (it is never proposed, nor executed, twice). The platform keeps
+idempotency keys for 24 hours: resume within that time.
+
+Example::
+
+    from langchain.agents import create_agent
+    from hitl_client.langchain import ProposalMiddleware, ToolAction
+
+    agent = create_agent(
+        model,
+        tools=[adjust_bid],
+        middleware=[
+            ProposalMiddleware(
+                {
+                    "adjust_bid": ToolAction(
+                        "bid_adjustment",
+                        account="demo",
+                        payload=lambda a: {"campaign": a["campaign"], "new_bid": a["new_bid"]},
+                    )
+                }
+            )
+        ],
+    )
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Literal
+
+from langchain.agents.middleware import AgentMiddleware
+from langchain.agents.middleware.types import ToolCallRequest
+from langchain_core.messages import ToolMessage
+from langgraph.types import Command, Interrupt, interrupt
+
+from . import AsyncClient, Client
+from ._tools import (
+    MODEL_FIXABLE,
+    ToolAction,
+    idempotency_key,
+    outcome_report,
+    refusal_report,
+    report_text,
+    will_run_without_a_human,
+)
+from .errors import WaitTimedOut
+from .models import Proposal, Status
+
+__all__ = [
+    "INTERRUPT_TYPE",
+    "ProposalMiddleware",
+    "ToolAction",
+    "aresume_when_decided",
+    "resume_when_decided",
+]
+
+#: The ``type`` of the interrupt value the middleware raises while a human decides.
+INTERRUPT_TYPE = "hitl_proposal"
+
+WaitMode = Literal["block", "interrupt"]
+
+
+class ProposalMiddleware(AgentMiddleware):
+    """Sends the configured tools' calls to the platform as proposals; the model gets the
+    platform's outcome as the tool's result. See the module's documentation."""
+
+    def __init__(
+        self,
+        actions: Mapping[str, ToolAction],
+        *,
+        client: Client | None = None,
+        async_client: AsyncClient | None = None,
+        wait: WaitMode = "block",
+        timeout: float = 300.0,
+    ) -> None:
+        """``actions``: tool name → how its calls become proposals. ``client`` and
+        ``async_client`` (for ``invoke`` and ``ainvoke``) default to clients configured by
+        ``HITL_BASE_URL`` and ``HITL_API_KEY``, made when first needed. ``timeout``: in
+        ``block`` mode, how long a call waits for a human; in both modes, how long it waits
+        for an approved proposal's execution."""
+        super().__init__()
+        if wait not in ("block", "interrupt"):
+            raise ValueError(f"wait is 'block' or 'interrupt', not {wait!r}")
+        self.actions = dict(actions)
+        self.wait = wait
+        self.timeout = timeout
+        self._client = client
+        self._async_client = async_client
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = Client()
+        return self._client
+
+    @property
+    def async_client(self) -> AsyncClient:
+        if self._async_client is None:
+            self._async_client = AsyncClient()
+        return self._async_client
+
+    def wrap_tool_call(
+        self,
+        request: ToolCallRequest,
+        handler: Callable[[ToolCallRequest], ToolMessage | Command[Any]],
+    ) -> ToolMessage | Command[Any]:
+        action = self.actions.get(request.tool_call["name"])
+        if action is None:
+            return handler(request)
+        try:
+            fields = action.proposal_fields(request.tool_call["args"])
+        except (KeyError, TypeError, ValueError) as error:
+            return _tool_message(request, refusal_report(error))
+        try:
+            proposal = self.client.propose(**fields, idempotency_key=_key(request))
+        except MODEL_FIXABLE as error:
+            return _tool_message(request, refusal_report(error), proposal=None)
+        if proposal.replayed:  # the answer it got when first proposed: read it as it is now
+            proposal = self.client.get(proposal.id)
+        while self.wait == "interrupt" and proposal.status == Status.PENDING_REVIEW:
+            interrupt(_interrupt_value(request, proposal))
+            proposal = self.client.get(proposal.id)
+        if not proposal.is_final and (self.wait == "block" or will_run_without_a_human(proposal)):
+            try:
+                proposal = self.client.wait(proposal.id, timeout=self.timeout)
+            except WaitTimedOut as timed_out:
+                proposal = timed_out.proposal
+        report = outcome_report(proposal, proposed=fields["payload"])
+        return _tool_message(request, report, proposal=proposal)
+
+    async def awrap_tool_call(
+        self,
+        request: ToolCallRequest,
+        handler: Callable[[ToolCallRequest], Awaitable[ToolMessage | Command[Any]]],
+    ) -> ToolMessage | Command[Any]:
+        action = self.actions.get(request.tool_call["name"])
+        if action is None:
+            return await handler(request)
+        try:
+            fields = action.proposal_fields(request.tool_call["args"])
+        except (KeyError, TypeError, ValueError) as error:
+            return _tool_message(request, refusal_report(error))
+        client = self.async_client
+        try:
+            proposal = await client.propose(**fields, idempotency_key=_key(request))
+        except MODEL_FIXABLE as error:
+            return _tool_message(request, refusal_report(error), proposal=None)
+        if proposal.replayed:
+            proposal = await client.get(proposal.id)
+        while self.wait == "interrupt" and proposal.status == Status.PENDING_REVIEW:
+            interrupt(_interrupt_value(request, proposal))
+            proposal = await client.get(proposal.id)
+        if not proposal.is_final and (self.wait == "block" or will_run_without_a_human(proposal)):
+            try:
+                proposal = await client.wait(proposal.id, timeout=self.timeout)
+            except WaitTimedOut as timed_out:
+                proposal = timed_out.proposal
+        report = outcome_report(proposal, proposed=fields["payload"])
+        return _tool_message(request, report, proposal=proposal)
+
+
+def _key(request: ToolCallRequest) -> str | None:
+    """The same for each run of this tool call in this thread; without a thread (no
+    checkpointer, so nothing can re-run the call), the client makes one of its own."""
+    config = getattr(request.runtime, "config", None) or {}
+    thread_id = (config.get("configurable") or {}).get("thread_id")
+    call_id = request.tool_call.get("id")
+    if thread_id is None or not call_id:
+        return None
+    return idempotency_key("langchain", str(thread_id), call_id)
+
+
+def _interrupt_value(request: ToolCallRequest, proposal: Proposal) -> dict[str, Any]:
+    return {
+        "type": INTERRUPT_TYPE,
+        "proposal_id": proposal.id,
+        "status": proposal.status,
+        "summary": proposal.summary,
+        "reasons": list(proposal.verdict.reasons) if proposal.verdict else [],
+        "tool_call_id": request.tool_call.get("id"),
+        "tool": request.tool_call["name"],
+    }
+
+
+def _tool_message(
+    request: ToolCallRequest, report: dict[str, Any], *, proposal: Proposal | None = None
+) -> ToolMessage:
+    return ToolMessage(
+        content=report_text(report),
+        name=request.tool_call["name"],
+        tool_call_id=request.tool_call["id"],
+        status="success" if report.get("executed") else "error",
+        artifact=proposal.raw if proposal is not None else report,
+    )
+
+
+def _our_interrupts(paused: Any) -> list[Interrupt]:
+    """The middleware's interrupts, from a run's result (``invoke``'s dict with
+    ``__interrupt__``, or a ``version="v2"`` result with ``interrupts``) or the interrupts."""
+    if isinstance(paused, Mapping):
+        found: Iterable[Any] = paused.get("__interrupt__", ())
+    else:
+        found = getattr(paused, "interrupts", paused)
+    return [
+        item
+        for item in found
+        if isinstance(item, Interrupt)
+        and isinstance(item.value, Mapping)
+        and item.value.get("type") == INTERRUPT_TYPE
+    ]
+
+
+def resume_when_decided(
+    paused: Any, *, client: Client | None = None, timeout: float | None = None
+) -> Command[Any] | None:
+    """Wait (a long poll, up to ``timeout`` seconds for each) until every proposal a paused
+    run waits for is decided and done, and return the ``Command`` that resumes the run:
+    ``agent.invoke(resume_when_decided(result), config)``. ``None`` when the run waits for no
+    proposal. Raises ``WaitTimedOut`` if one is still undecided when time runs out: resume
+    later (a decision wakes the wait at once; there is no cost in waiting again)."""
+    pending = _our_interrupts(paused)
+    if not pending:
+        return None
+    client = client or Client()
+    answers = {
+        item.id: client.wait(item.value["proposal_id"], timeout=timeout).raw for item in pending
+    }
+    return Command(resume=answers)
+
+
+async def aresume_when_decided(
+    paused: Any, *, client: AsyncClient | None = None, timeout: float | None = None
+) -> Command[Any] | None:
+    """``resume_when_decided`` for ``ainvoke``."""
+    pending = _our_interrupts(paused)
+    if not pending:
+        return None
+    client = client or AsyncClient()
+    answers = {}
+    for item in pending:
+        proposal = await client.wait(item.value["proposal_id"], timeout=timeout)
+        answers[item.id] = proposal.raw
+    return Command(resume=answers)

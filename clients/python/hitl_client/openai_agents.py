@@ -1,0 +1,241 @@
+"""OpenAI Agents SDK: function tools whose calls become proposals on the platform, through the
+SDK's own tool-approval flow (``needs_approval``, ``RunResult.interruptions``,
+``RunState.approve`` / ``reject``, resuming with ``Runner.run(agent, state)``).
+
+``PlatformTools.tool(fn, ToolAction(...))`` makes a ``FunctionTool`` (the model sees the
+schema of ``fn``, whose body never runs): when the model calls it, the call is proposed to the
+platform. If policy lets it run on its own (or blocks it), the tool answers at once with what
+the platform did; if it waits for a human, the run stops with an interruption for it, as any
+tool needing approval does. ``PlatformTools.resolve(result)`` waits (a long poll) for the
+platform's decisions and approves or rejects each interruption to match; resuming the run,
+the model gets the outcome as the tool's result: executed (with the state before and after,
+and the reviewer's edit if there was one), or rejected with the reviewer's reason code and
+note, superseded, expired. ``PlatformTools.run(agent, input)`` does that loop for you.
+
+With ``wait="block"`` the tool never interrupts the run: it waits for the human itself (up
+to ``timeout`` seconds; the model is told the proposal still waits if time runs out).
+
+A call is proposed with an idempotency key derived from its call id, so checking it again
+when the run resumes, or in another process from a saved ``RunState``, finds the same
+proposal: it is never proposed, nor executed, twice.
+
+Example::
+
+    from agents import Agent
+    from hitl_client.openai_agents import PlatformTools, ToolAction
+
+    platform = PlatformTools()
+
+    def adjust_bid(campaign: str, new_bid: str, rationale: str, confidence: float) -> str:
+        '''Set a campaign's bid; the platform's policy decides whether a human looks first.'''
+
+    agent = Agent(
+        name="optimizer",
+        tools=[
+            platform.tool(
+                adjust_bid,
+                ToolAction(
+                    "bid_adjustment",
+                    account="demo",
+                    payload=lambda a: {"campaign": a["campaign"], "new_bid": a["new_bid"]},
+                ),
+            )
+        ],
+    )
+    result = await platform.run(agent, "Raise brand-search's bid by 6%.")
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, Literal
+
+from agents import Agent, FunctionTool, RunContextWrapper, Runner, RunResult, RunState
+from agents import function_tool as make_function_tool
+from agents.items import ToolApprovalItem
+from agents.tool_context import ToolContext
+
+from . import AsyncClient
+from ._tools import (
+    MODEL_FIXABLE,
+    ToolAction,
+    idempotency_key,
+    outcome_report,
+    refusal_report,
+    report_text,
+    will_run_without_a_human,
+)
+from .errors import HitlError, WaitTimedOut
+from .models import Proposal, Status
+
+__all__ = ["PlatformTools", "ToolAction"]
+
+WaitMode = Literal["interrupt", "block"]
+
+#: Statuses in which the platform approved the action: the interruption is approved and the
+#: tool reports how its execution went. Any other final status rejects it.
+_APPROVED = frozenset({Status.APPROVED, Status.EXECUTING, Status.EXECUTED, Status.FAILED})
+
+
+class PlatformTools:
+    """Makes tools whose calls are proposals, and settles the interruptions they cause."""
+
+    def __init__(
+        self,
+        *,
+        client: AsyncClient | None = None,
+        wait: WaitMode = "interrupt",
+        timeout: float = 300.0,
+        key_scope: str = "",
+    ) -> None:
+        """``client`` defaults to an ``AsyncClient`` configured by ``HITL_BASE_URL`` and
+        ``HITL_API_KEY``, made when first needed. ``timeout``: how long a tool waits for an
+        approved proposal's execution (and, with ``wait="block"``, for a human).
+        ``key_scope``: mixed into the idempotency keys, for models whose call ids repeat
+        across runs (a real model's do not)."""
+        if wait not in ("interrupt", "block"):
+            raise ValueError(f"wait is 'interrupt' or 'block', not {wait!r}")
+        self.wait = wait
+        self.timeout = timeout
+        self.key_scope = key_scope
+        self._client = client
+        self._actions: dict[str, ToolAction] = {}
+        # What each call was answered when it was checked, until its tool reports it.
+        self._seen: dict[str, Proposal | Exception] = {}
+
+    @property
+    def client(self) -> AsyncClient:
+        if self._client is None:
+            self._client = AsyncClient()
+        return self._client
+
+    def tool(self, tool: FunctionTool | Callable[..., Any], action: ToolAction) -> FunctionTool:
+        """A tool with the name, description and parameters of ``tool`` (a ``FunctionTool``
+        or a function, whose body is never run) whose calls are proposals (``action``)."""
+        schema = tool if isinstance(tool, FunctionTool) else make_function_tool(tool)
+        self._actions[schema.name] = action
+
+        async def needs_approval(
+            context: RunContextWrapper[Any], args: dict[str, Any], call_id: str
+        ) -> bool:
+            answer = await self._proposal(schema.name, args, call_id)
+            if isinstance(answer, Exception):
+                return False  # the tool tells the model why
+            return self.wait == "interrupt" and answer.status == Status.PENDING_REVIEW
+
+        async def on_invoke_tool(context: ToolContext[Any], arguments: str) -> str:
+            args = _arguments(arguments) or {}
+            call_id = context.tool_call_id
+            answer = await self._proposal(schema.name, args, call_id)
+            self._seen.pop(call_id, None)
+            if isinstance(answer, Exception):
+                return report_text(refusal_report(answer))
+            if not answer.is_final:
+                answer = await self.client.get(answer.id)  # as it is now, not when checked
+            if not answer.is_final and (self.wait == "block" or will_run_without_a_human(answer)):
+                try:
+                    answer = await self.client.wait(answer.id, timeout=self.timeout)
+                except WaitTimedOut as timed_out:
+                    answer = timed_out.proposal
+            return report_text(outcome_report(answer, proposed=_payload(action, args)))
+
+        return FunctionTool(
+            name=schema.name,
+            description=schema.description,
+            params_json_schema=schema.params_json_schema,
+            on_invoke_tool=on_invoke_tool,
+            strict_json_schema=schema.strict_json_schema,
+            needs_approval=needs_approval,
+        )
+
+    async def _proposal(
+        self, tool_name: str, args: dict[str, Any] | None, call_id: str
+    ) -> Proposal | Exception:
+        """The proposal for this call: proposed once, found again by its key after that."""
+        if call_id in self._seen:
+            return self._seen[call_id]
+        try:
+            fields = self._actions[tool_name].proposal_fields(args or {})
+        except (KeyError, TypeError, ValueError) as error:
+            return error
+        key = idempotency_key("openai-agents", self.key_scope, tool_name, call_id)
+        try:
+            answer: Proposal | Exception = await self.client.propose(**fields, idempotency_key=key)
+        except MODEL_FIXABLE as error:
+            answer = error
+        else:
+            if answer.replayed:  # the answer it got when first proposed: read it as it is now
+                answer = await self.client.get(answer.id)
+        self._seen[call_id] = answer
+        return answer
+
+    def _ours(self, item: ToolApprovalItem) -> bool:
+        return item.tool_name in self._actions
+
+    async def resolve(
+        self, paused: RunResult | RunState[Any], *, timeout: float | None = None
+    ) -> RunState[Any]:
+        """The state to resume a paused run from, with each of this object's interruptions
+        approved or rejected as the platform decided (a long poll, up to ``timeout`` seconds
+        for each; ``WaitTimedOut`` if one is still undecided then: resolve again later)."""
+        state = paused if isinstance(paused, RunState) else paused.to_state()
+        for item in state.get_interruptions():
+            if not self._ours(item):
+                continue
+            raw = item.raw_item
+            call_id = _field(raw, "call_id")
+            answer = await self._proposal(
+                item.tool_name, _arguments(_field(raw, "arguments")), call_id
+            )
+            if isinstance(answer, Exception):  # not proposed: the tool says why
+                state.approve(item)
+                continue
+            decided = await self.client.wait(answer.id, timeout=timeout)
+            self._seen[call_id] = decided
+            if decided.status in _APPROVED:
+                state.approve(item)
+            else:
+                self._seen.pop(call_id, None)
+                report = outcome_report(decided)
+                state.reject(item, rejection_message=report_text(report))
+        return state
+
+    async def run(
+        self,
+        agent: Agent[Any],
+        input: Any,
+        *,
+        timeout: float | None = None,
+        max_resumes: int = 20,
+        **runner_kwargs: Any,
+    ) -> RunResult:
+        """``Runner.run``, resumed each time it stops for this object's tools once the
+        platform has decided them. Returns the final result, or the result of a run that
+        stopped for another approval than this object's."""
+        result = await Runner.run(agent, input, **runner_kwargs)
+        for _ in range(max_resumes):
+            if not any(self._ours(item) for item in result.interruptions):
+                return result
+            state = await self.resolve(result, timeout=timeout)
+            result = await Runner.run(agent, state, **runner_kwargs)
+        raise HitlError(f"The run still waits after {max_resumes} resumes.")
+
+
+def _payload(action: ToolAction, args: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        return action.payload(args)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _field(item: Any, name: str) -> Any:
+    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
+
+
+def _arguments(arguments: str | None) -> dict[str, Any] | None:
+    try:
+        parsed = json.loads(arguments or "{}")
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None

@@ -1,0 +1,257 @@
+"""An account's cap on the total daily budget of its active campaigns holds whatever the order
+of events: budget moves on different campaigns of one account, approved in one batch or
+carried out at the same moment, are judged each counting the others, and never run past it."""
+
+import threading
+from decimal import Decimal
+
+import pytest
+from django.conf import settings
+from django.db import connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
+
+from approvals.models import Agent, Execution, Proposal, ProposalStatus
+from approvals.services.execution import proposal_execute
+from approvals.services.proposals import Submission, proposals_submit
+from ledger.models import Account, Campaign, CampaignStatus
+from tests.conftest import bid_adjustment, reallocation, wait_until
+from tests.factories import evaluated
+
+BATCH_URL = "/api/v1/proposals/batch/"
+# The demo account's active campaigns spend 1,000 + 500 + 300 = 1,800.00 USD a day.
+CAP = Decimal("1850.00")
+OVER_CAP = (
+    "Account demo's active campaigns would spend 1,860.00 USD a day, above its cap of 1,850.00 USD."
+)
+
+
+def budget_change(campaign: str, new: str) -> dict:
+    return bid_adjustment(action_type="budget_change") | {
+        "payload": {"campaign": campaign, "new_daily_budget": new}
+    }
+
+
+def cap_account(cap: Decimal = CAP) -> None:
+    Account.objects.filter(external_id="demo").update(max_total_daily_budget=cap)
+
+
+def active_total() -> Decimal:
+    return sum(
+        Campaign.objects.filter(account__external_id="demo", status=CampaignStatus.ACTIVE)
+        .values_list("daily_budget", flat=True)
+        .iterator(),
+        Decimal(0),
+    )
+
+
+def verdicts(response) -> list[tuple[str, list[str]]]:
+    assert response.status_code == 200, response.content
+    return [
+        (item["proposal"]["status"], item["proposal"]["verdict"]["reasons"])
+        for item in response.json()
+    ]
+
+
+@pytest.mark.django_db
+def test_a_batch_s_budget_raises_on_one_capped_account_count_each_other(optimizer):
+    cap_account()
+    # Each alone: 1,830.00, within the cap; the second after the first: 1,860.00.
+    response = optimizer.post(
+        BATCH_URL,
+        [budget_change("display-retarget", "330.00"), budget_change("generic-search", "530.00")],
+        format="json",
+    )
+
+    (first, _), (second, second_reasons) = verdicts(response)
+    assert first == ProposalStatus.APPROVED
+    assert second == ProposalStatus.BLOCKED
+    assert second_reasons == [
+        OVER_CAP[:-1] + ", counting the 1 action approved before it in its batch."
+    ]
+
+
+@pytest.mark.django_db
+def test_a_batch_s_budget_cut_makes_room_under_the_cap_for_a_raise_after_it(optimizer):
+    cap_account(Decimal("1810.00"))
+    raise_display = budget_change("display-retarget", "330.00")  # alone: 1,830.00, over
+
+    alone = verdicts(optimizer.post(BATCH_URL, [raise_display], format="json"))
+    after_a_cut = verdicts(
+        optimizer.post(
+            BATCH_URL,
+            [budget_change("generic-search", "470.00"), raise_display],  # 1,770 then 1,800
+            format="json",
+        )
+    )
+
+    assert alone[0][0] == ProposalStatus.BLOCKED
+    assert [status for status, _ in after_a_cut] == [ProposalStatus.APPROVED] * 2
+
+
+@pytest.mark.django_db
+def test_a_batch_item_sent_to_a_person_does_not_count_against_the_cap(optimizer):
+    cap_account()
+    response = optimizer.post(
+        BATCH_URL,
+        [
+            budget_change("display-retarget", "340.00"),  # +13.3%: a person decides it
+            budget_change("generic-search", "530.00"),  # 1,830.00 without the first
+        ],
+        format="json",
+    )
+
+    assert [status for status, _ in verdicts(response)] == [
+        ProposalStatus.PENDING_REVIEW,
+        ProposalStatus.APPROVED,
+    ]
+
+
+@pytest.mark.django_db
+def test_a_batch_on_a_capped_account_reads_its_campaigns_once_whatever_its_size(demo_world):
+    agent = Agent.objects.get(name="optimizer")
+    account = Account.objects.get(external_id="demo")
+    account.max_total_daily_budget = Decimal("1000000.00")
+    account.save()
+    Campaign.objects.bulk_create(
+        Campaign(account=account, external_id=f"c-{i}", name=f"c {i}", daily_budget=100, bid=1)
+        for i in range(102)
+    )
+    campaigns = iter(range(102))
+
+    def statements(pairs: int) -> int:
+        """``pairs`` times a 2% budget raise (approved) and a 20% one (waits for a person),
+        each on a campaign of its own."""
+        submissions = [
+            Submission(**budget_change(f"c-{next(campaigns)}", budget))
+            for _ in range(pairs)
+            for budget in ("102.00", "120.00")
+        ]
+        with CaptureQueriesContext(connection) as queries:
+            results = proposals_submit(agent=agent, submissions=submissions)
+        assert [result.status for result in results] == [
+            ProposalStatus.APPROVED,
+            ProposalStatus.PENDING_REVIEW,
+        ] * pairs
+        return sum(not query["sql"].startswith("INSERT") for query in queries)
+
+    assert statements(50) == statements(1)
+
+
+POSTGRESQL_ONLY = pytest.mark.skipif(
+    "postgresql" not in settings.DATABASES["default"]["ENGINE"],
+    reason="SQLite takes one writer at a time: two transactions cannot overlap there",
+)
+
+
+@POSTGRESQL_ONLY
+@pytest.mark.worker
+@pytest.mark.usefixtures("celery_worker")
+@pytest.mark.django_db(transaction=True)
+def test_two_raises_on_one_capped_account_executed_at_once_never_pass_its_cap(
+    demo_world, monkeypatch
+):
+    cap_account()
+    with monkeypatch.context() as patch:  # no execution task: only the two racers run them
+        patch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: None)
+        raises = [
+            evaluated(budget_change("display-retarget", "330.00")),
+            evaluated(budget_change("generic-search", "530.00")),
+        ]
+    assert [proposal.status for proposal in raises] == [ProposalStatus.APPROVED] * 2
+
+    # A third session holds every attempt at its record (an insert into the attempts table),
+    # which comes after the account's total is read and the budget written: both executions
+    # get as far as they can at once before either commits.
+    holder = connections.create_connection("default")
+    holder.set_autocommit(False)
+    outcomes: list = [None, None]
+
+    def execute(index: int) -> str:
+        try:
+            outcomes[index] = proposal_execute(proposal_id=raises[index].pk).status
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=execute, args=(i,)) for i in range(2)]
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {Execution._meta.db_table} IN SHARE MODE")
+        for thread in threads:
+            thread.start()
+        wait_until(lambda: _sessions_waiting_for_a_lock() == 2)
+    finally:
+        holder.rollback()
+        holder.close()
+        for thread in threads:
+            thread.join()
+
+    assert sorted(outcomes) == [ProposalStatus.EXECUTED, ProposalStatus.FAILED]
+    assert active_total() == Decimal("1830.00") <= CAP
+    failed = Proposal.objects.get(status=ProposalStatus.FAILED)
+    # The agent reads why on the proposal; the operator, on its page and in its history.
+    agent = APIClient()
+    agent.credentials(HTTP_AUTHORIZATION=f"Bearer {demo_world['agents']['optimizer']}")
+    seen = agent.get(f"/api/v1/proposals/{failed.pk}/").json()
+    assert seen["execution"]["error"] == f"A guardrail refuses it now: {OVER_CAP}"
+    assert failed.history.latest().history_change_reason == (
+        f"execution failed: A guardrail refuses it now: {OVER_CAP}"
+    )
+
+
+def _sessions_waiting_for_a_lock() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0]
+
+
+@POSTGRESQL_ONLY
+@pytest.mark.worker
+@pytest.mark.usefixtures("celery_worker")
+@pytest.mark.django_db(transaction=True)
+def test_executions_and_submissions_racing_on_one_capped_account_all_finish_within_its_cap(
+    demo_world, monkeypatch
+):
+    """Executions (proposal, account, campaigns) and submissions (account, campaigns) on one
+    capped account at once: all finish, none deadlocks, and the total stays within the cap."""
+    cap_account()
+    raises = {"brand-search": "1040.00", "generic-search": "530.00", "display-retarget": "320.00"}
+    with monkeypatch.context() as patch:
+        patch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: None)
+        approved = [evaluated(budget_change(campaign, new)).pk for campaign, new in raises.items()]
+    key = demo_world["agents"]["optimizer"]
+    start = threading.Barrier(6)
+    results: list = [None] * 6
+
+    def execute(index: int) -> str:
+        start.wait()
+        return proposal_execute(proposal_id=approved[index]).status
+
+    def submit(index: int) -> int:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+        start.wait()
+        body = [budget_change("display-retarget", "315.00"), reallocation("10.00")]
+        return client.post(BATCH_URL, body, format="json").status_code
+
+    def run(index: int) -> None:
+        try:
+            results[index] = (execute if index < 3 else submit)(index % 3)
+        except Exception as error:
+            results[index] = error
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert all(result in ("executed", "failed", "superseded") for result in results[:3]), results
+    assert results[3:] == [200] * 3
+    wait_until(lambda: not Proposal.objects.filter(status__in=["approved", "executing"]).exists())
+    assert active_total() <= CAP

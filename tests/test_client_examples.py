@@ -1,0 +1,50 @@
+"""The client's example agents (clients/python/examples) run as a user runs them, against the
+web server and a real worker: each proposes the reference scenario, the bid change executes,
+the reallocation waits until an operator approves it, and the agent reports both executed."""
+
+import os
+import subprocess
+import sys
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from approvals.models import Proposal, ProposalStatus
+from approvals.services.decisions import proposal_approve
+from ledger.models import Campaign
+from tests.conftest import REPO, wait_until
+
+pytestmark = [pytest.mark.worker, pytest.mark.usefixtures("celery_worker")]
+
+
+@pytest.mark.parametrize("example", ["langchain_agent.py", "openai_agents_agent.py"])
+def test_the_example_agent_proposes_the_reference_scenario(example, web_server, demo_world):
+    env = {
+        **os.environ,
+        "HITL_BASE_URL": web_server,
+        "HITL_API_KEY": demo_world["agents"]["optimizer"],
+    }
+    agent = subprocess.Popen(
+        [sys.executable, str(REPO / "clients" / "python" / "examples" / example)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        waiting = wait_until(
+            lambda: Proposal.objects.filter(status=ProposalStatus.PENDING_REVIEW).first()
+        )
+        assert waiting.action_type == "budget_reallocation"
+        operator = get_user_model().objects.get(username="operator")
+        proposal_approve(proposal_id=waiting.pk, reviewer=operator)
+        output, _ = agent.communicate(timeout=120)
+    finally:
+        agent.kill()
+
+    print(output)
+    assert agent.returncode == 0, output
+    assert output.count("Executed. Before:") == 2, output
+    assert f"{web_server}/admin/approvals/proposal/" in output  # where to decide it
+    campaigns = {c.external_id: c for c in Campaign.objects.all()}
+    assert campaigns["brand-search"].bid == Decimal("2.12")
+    assert campaigns["brand-search"].daily_budget == Decimal("720.00")
+    assert campaigns["generic-search"].daily_budget == Decimal("780.00")

@@ -1,0 +1,311 @@
+"""hitl_client.langchain: a LangChain v1 agent (``create_agent``) whose tool calls are
+proposals, against the web server and a real worker, with LangChain's own fake chat model
+scripted to call the tools. What the model is shown as each tool's result is the platform's
+outcome: executed with the state before and after, or rejected with the reviewer's reason,
+whether the call waited for the human by blocking or by pausing the run and resuming it."""
+
+import asyncio
+import json
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from hitl_client import AsyncClient, Client
+from hitl_client.langchain import (
+    INTERRUPT_TYPE,
+    ProposalMiddleware,
+    ToolAction,
+    aresume_when_decided,
+    resume_when_decided,
+)
+from langchain.agents import create_agent
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langchain_core.tools import tool
+from langgraph.checkpoint.memory import InMemorySaver
+from pydantic import Field
+
+from approvals.models import Proposal, ProposalStatus
+from approvals.services.decisions import proposal_approve, proposal_reject
+from ledger.models import Campaign
+from tests.conftest import wait_until
+
+pytestmark = [pytest.mark.worker, pytest.mark.usefixtures("celery_worker")]
+
+
+class ScriptedModel(GenericFakeChatModel):
+    """LangChain's fake chat model, answering from its script in turn, that accepts tools
+    (as ``create_agent`` binds them) and keeps the tool results it was shown."""
+
+    shown: list[ToolMessage] = Field(default_factory=list)
+
+    def bind_tools(self, tools: Any, **kwargs: Any) -> "ScriptedModel":
+        return self
+
+    def _generate(self, messages: list[BaseMessage], *args: Any, **kwargs: Any):
+        self.shown.extend(m for m in messages if isinstance(m, ToolMessage) and m not in self.shown)
+        return super()._generate(messages, *args, **kwargs)
+
+
+def scripted(*calls: tuple[str, dict]) -> ScriptedModel:
+    """A model that calls each tool in turn, then says it is done."""
+    turns = [
+        AIMessage(content="", tool_calls=[{"name": name, "args": args, "id": f"call-{uuid4()}"}])
+        for name, args in calls
+    ]
+    return ScriptedModel(messages=iter([*turns, AIMessage(content="Done.")]))
+
+
+def uuid4() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+@tool
+def adjust_bid(campaign: str, new_bid: str, rationale: str, confidence: float) -> str:
+    """Set a campaign's bid. The platform's policy decides whether a human looks first."""
+    raise AssertionError("the platform executes it; the agent never runs it")
+
+
+@tool
+def move_budget(from_campaign: str, to_campaign: str, amount: str, rationale: str) -> str:
+    """Move part of one campaign's daily budget to another."""
+    raise AssertionError("the platform executes it; the agent never runs it")
+
+
+@tool
+def deploy_creative(campaign: str, headline: str, body: str, rationale: str) -> str:
+    """Deploy one creative on a campaign."""
+    raise AssertionError("the platform executes it; the agent never runs it")
+
+
+ACTIONS = {
+    "adjust_bid": ToolAction(
+        "bid_adjustment",
+        account="demo",
+        payload=lambda a: {"campaign": a["campaign"], "new_bid": a["new_bid"]},
+    ),
+    "move_budget": ToolAction(
+        "budget_reallocation",
+        account="demo",
+        payload=lambda a: {k: a[k] for k in ("from_campaign", "to_campaign", "amount")},
+        confidence=0.82,
+        supporting_data=lambda a: {"conversion_rate": {a["from_campaign"]: [0.021, 0.018]}},
+    ),
+    "deploy_creative": ToolAction(
+        "creative_deployment",
+        account="demo",
+        payload=lambda a: {
+            "campaign": a["campaign"],
+            "creatives": [
+                {"headline": a["headline"], "body": a["body"], "call_to_action": "Try it"}
+            ],
+        },
+        confidence=0.7,
+    ),
+}
+
+SIX_PERCENT_BID = (
+    "adjust_bid",
+    {
+        "campaign": "brand-search",
+        "new_bid": "2.12",
+        "rationale": "CPC below target for five days.",
+        "confidence": 0.9,
+    },
+)
+REALLOCATION = (
+    "move_budget",
+    {
+        "from_campaign": "brand-search",
+        "to_campaign": "generic-search",
+        "amount": "280.00",
+        "rationale": "generic-search converts at 2.3x brand-search's rate this week.",
+    },
+)
+GUARANTEED = (
+    "deploy_creative",
+    {
+        "campaign": "display-retarget",
+        "headline": "Search smarter",
+        "body": "Guaranteed results in a week.",
+        "rationale": "Urgency lifts click-through.",
+    },
+)
+
+
+@pytest.fixture
+def platform(web_server, demo_world):
+    with Client(web_server, demo_world["agents"]["optimizer"]) as client:
+        yield client
+
+
+@pytest.fixture
+def operator(demo_world):
+    return get_user_model().objects.get(username="operator")
+
+
+def agent_with(model: ScriptedModel, middleware: ProposalMiddleware, **kwargs: Any):
+    return create_agent(
+        model, tools=[adjust_bid, move_budget, deploy_creative], middleware=[middleware], **kwargs
+    )
+
+
+def told(model: ScriptedModel) -> dict:
+    """The one tool result the model was shown, as it read it."""
+    (result,) = model.shown
+    return json.loads(result.content)
+
+
+def waiting_proposal() -> Proposal:
+    return wait_until(lambda: Proposal.objects.filter(status=ProposalStatus.PENDING_REVIEW).first())
+
+
+def budgets() -> tuple[Decimal, Decimal]:
+    campaigns = {c.external_id: c.daily_budget for c in Campaign.objects.all()}
+    return campaigns["brand-search"], campaigns["generic-search"]
+
+
+def ask(agent, text: str, **kwargs: Any):
+    return agent.invoke({"messages": [{"role": "user", "content": text}]}, **kwargs)
+
+
+def test_a_six_percent_bid_change_executes_and_the_model_sees_before_and_after(platform):
+    model = scripted(SIX_PERCENT_BID)
+    agent = agent_with(model, ProposalMiddleware(ACTIONS, client=platform))
+
+    result = ask(agent, "brand-search's CPC is below target; raise its bid 6%.")
+
+    seen = told(model)
+    assert seen["status"] == "executed" and seen["executed"] is True
+    assert seen["decided_by"] == "policy (auto-approved)"
+    assert seen["before"] == {"brand-search": {"bid": "2.00"}}
+    assert seen["after"] == {"brand-search": {"bid": "2.12"}}
+    assert result["messages"][-1].content == "Done."
+    assert Campaign.objects.get(external_id="brand-search").bid == Decimal("2.12")
+
+
+def test_the_reallocation_blocks_until_an_operator_approves_then_the_model_sees_it_executed(
+    platform, operator
+):
+    model = scripted(REALLOCATION)
+    agent = agent_with(model, ProposalMiddleware(ACTIONS, client=platform, timeout=60))
+
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(ask, agent, "Move 28% of brand-search's budget to generic-search.")
+        proposal = waiting_proposal()
+        assert "exceeds the 10.0%" in proposal.verdict_reasons[0]
+        assert not model.shown  # the model is still waiting for the tool's result
+        proposal_approve(proposal_id=proposal.pk, reviewer=operator, note="Agreed.")
+        running.result(timeout=60)
+
+    seen = told(model)
+    assert seen["status"] == "executed" and seen["decided_by"] == "a reviewer"
+    assert seen["note"] == "Agreed."
+    assert seen["before"] == {
+        "brand-search": {"daily_budget": "1000.00"},
+        "generic-search": {"daily_budget": "500.00"},
+    }
+    assert seen["after"] == {
+        "brand-search": {"daily_budget": "720.00"},
+        "generic-search": {"daily_budget": "780.00"},
+    }
+    assert budgets() == (Decimal("720.00"), Decimal("780.00"))
+
+
+def test_the_reallocation_pauses_the_run_and_resumes_once_approved_without_proposing_twice(
+    platform, operator
+):
+    model = scripted(REALLOCATION)
+    agent = agent_with(
+        model,
+        ProposalMiddleware(ACTIONS, client=platform, wait="interrupt"),
+        checkpointer=InMemorySaver(),
+    )
+    config = {"configurable": {"thread_id": f"optimizer-{uuid4()}"}}
+
+    paused = ask(agent, "Move 28% of brand-search's budget to generic-search.", config=config)
+
+    (waiting,) = paused["__interrupt__"]
+    assert waiting.value["type"] == INTERRUPT_TYPE
+    assert waiting.value["status"] == "pending_review"
+    assert "exceeds the 10.0%" in waiting.value["reasons"][0]
+    proposal = Proposal.objects.get()
+    assert waiting.value["proposal_id"] == proposal.pk
+    assert not model.shown and budgets() == (Decimal("1000.00"), Decimal("500.00"))
+
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    result = agent.invoke(resume_when_decided(paused, client=platform, timeout=60), config)
+
+    seen = told(model)
+    assert seen["status"] == "executed" and seen["proposal_id"] == proposal.pk
+    assert seen["after"]["brand-search"] == {"daily_budget": "720.00"}
+    assert result["messages"][-1].content == "Done."
+    # The resumed run re-ran the tool call: the platform answered with the same proposal,
+    # which executed once.
+    assert Proposal.objects.count() == 1
+    assert budgets() == (Decimal("720.00"), Decimal("780.00"))
+    assert Proposal.history.filter(id=proposal.pk, status="executed").count() == 1
+
+
+def test_a_creative_with_a_banned_term_comes_back_rejected_with_the_reviewers_reason(
+    platform, operator
+):
+    model = scripted(GUARANTEED)
+    agent = agent_with(
+        model,
+        ProposalMiddleware(ACTIONS, client=platform, wait="interrupt"),
+        checkpointer=InMemorySaver(),
+    )
+    config = {"configurable": {"thread_id": f"copy-{uuid4()}"}}
+
+    paused = ask(agent, "Write urgent copy for display-retarget.", config=config)
+    (waiting,) = paused["__interrupt__"]
+    assert "guaranteed" in " ".join(waiting.value["reasons"]).lower()
+    proposal_reject(
+        proposal_id=waiting.value["proposal_id"],
+        reviewer=operator,
+        reason_code="off_brand",
+        note="We never promise results.",
+    )
+    agent.invoke(resume_when_decided(paused, client=platform, timeout=60), config)
+
+    seen = told(model)
+    assert seen["status"] == "rejected" and seen["executed"] is False
+    assert seen["reason_code"] == "off_brand"
+    assert seen["note"] == "We never promise results."
+    assert "guaranteed" in " ".join(seen["reasons"]).lower()
+    assert model.shown[0].status == "error"
+
+
+def test_an_agent_run_asynchronously_gets_the_same_outcome(web_server, demo_world):
+    model = scripted(SIX_PERCENT_BID)
+
+    async def run() -> None:
+        async with AsyncClient(web_server, demo_world["agents"]["optimizer"]) as client:
+            agent = agent_with(model, ProposalMiddleware(ACTIONS, async_client=client))
+            await agent.ainvoke({"messages": [{"role": "user", "content": "Raise it 6%."}]})
+            assert await aresume_when_decided({}, client=client) is None
+
+    asyncio.run(run())
+
+    seen = told(model)
+    assert seen["status"] == "executed"
+    assert seen["after"] == {"brand-search": {"bid": "2.12"}}
+
+
+def test_a_call_the_platform_refuses_comes_back_to_the_model_with_the_reason(platform):
+    unknown = ("adjust_bid", {**SIX_PERCENT_BID[1], "campaign": "no-such-campaign"})
+    missing = ("move_budget", {"from_campaign": "brand-search", "rationale": "?"})
+    model = scripted(unknown, missing)
+    agent = agent_with(model, ProposalMiddleware(ACTIONS, client=platform))
+
+    ask(agent, "Raise no-such-campaign's bid.")
+
+    refused, unusable = (json.loads(message.content) for message in model.shown)
+    assert refused["status"] == "refused" and refused["executed"] is False
+    assert "no-such-campaign" in refused["message"]
+    assert unusable["status"] == "refused" and "to_campaign" in unusable["message"]
+    assert not Proposal.objects.exists()

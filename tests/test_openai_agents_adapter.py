@@ -1,0 +1,337 @@
+"""hitl_client.openai_agents: an OpenAI Agents SDK agent whose tool calls are proposals,
+through the SDK's own approval flow (needs_approval, interruptions, RunState.approve/reject),
+against the web server and a real worker, with a scripted ``Model`` that calls the tools.
+The model is shown the platform's outcome as each tool's result."""
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from agents import Agent, Model, ModelResponse, Runner, RunState, Usage, set_tracing_disabled
+from django.contrib.auth import get_user_model
+from hitl_client import AsyncClient
+from hitl_client.openai_agents import PlatformTools, ToolAction
+from openai.types.responses import (
+    ResponseFunctionToolCall,
+    ResponseOutputMessage,
+    ResponseOutputText,
+)
+
+from approvals.models import Proposal, ProposalStatus
+from approvals.services.decisions import proposal_approve, proposal_reject
+from ledger.models import Campaign
+from tests.conftest import wait_until
+
+pytestmark = [pytest.mark.worker, pytest.mark.usefixtures("celery_worker")]
+
+set_tracing_disabled(True)  # nothing leaves the machine
+
+
+class ScriptedModel(Model):
+    """Calls each tool in its script in turn, then says it is done; keeps the tool results
+    it was shown (by the tool call's id)."""
+
+    def __init__(self, *calls: tuple[str, dict]) -> None:
+        self.turns = [
+            [
+                ResponseFunctionToolCall(
+                    type="function_call",
+                    id=f"fc-{uuid.uuid4().hex[:8]}",
+                    call_id=f"call-{uuid.uuid4().hex[:12]}",
+                    name=name,
+                    arguments=json.dumps(args),
+                )
+            ]
+            for name, args in calls
+        ]
+        self.shown: dict[str, str] = {}
+
+    async def get_response(self, system_instructions, input, *args: Any, **kwargs: Any):
+        for item in input if isinstance(input, list) else []:
+            if isinstance(item, dict) and item.get("type") == "function_call_output":
+                self.shown[item["call_id"]] = item["output"]
+        output = self.turns.pop(0) if self.turns else [done()]
+        return ModelResponse(output=output, usage=Usage(), response_id=None)
+
+    def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        raise NotImplementedError("the tests run without streaming")
+
+    def told(self) -> dict:
+        (result,) = self.shown.values()
+        try:
+            return json.loads(result)
+        except ValueError:
+            raise AssertionError(f"the model was shown {result!r}") from None
+
+
+def done() -> ResponseOutputMessage:
+    return ResponseOutputMessage(
+        id="msg-done",
+        type="message",
+        role="assistant",
+        status="completed",
+        content=[ResponseOutputText(type="output_text", text="Done.", annotations=[])],
+    )
+
+
+def adjust_bid(campaign: str, new_bid: str, rationale: str, confidence: float) -> str:
+    """Set a campaign's bid. The platform's policy decides whether a human looks first."""
+    raise AssertionError("the platform executes it; the agent never runs it")
+
+
+def move_budget(from_campaign: str, to_campaign: str, amount: str, rationale: str) -> str:
+    """Move part of one campaign's daily budget to another."""
+    raise AssertionError("the platform executes it; the agent never runs it")
+
+
+def deploy_creative(campaign: str, headline: str, body: str, rationale: str) -> str:
+    """Deploy one creative on a campaign."""
+    raise AssertionError("the platform executes it; the agent never runs it")
+
+
+def tools_of(platform: PlatformTools) -> list:
+    return [
+        platform.tool(
+            adjust_bid,
+            ToolAction(
+                "bid_adjustment",
+                account="demo",
+                payload=lambda a: {"campaign": a["campaign"], "new_bid": a["new_bid"]},
+            ),
+        ),
+        platform.tool(
+            move_budget,
+            ToolAction(
+                "budget_reallocation",
+                account="demo",
+                payload=lambda a: {k: a[k] for k in ("from_campaign", "to_campaign", "amount")},
+                confidence=0.82,
+            ),
+        ),
+        platform.tool(
+            deploy_creative,
+            ToolAction(
+                "creative_deployment",
+                account="demo",
+                payload=lambda a: {
+                    "campaign": a["campaign"],
+                    "creatives": [
+                        {"headline": a["headline"], "body": a["body"], "call_to_action": "Go"}
+                    ],
+                },
+                confidence=0.7,
+            ),
+        ),
+    ]
+
+
+SIX_PERCENT_BID = (
+    "adjust_bid",
+    {
+        "campaign": "brand-search",
+        "new_bid": "2.12",
+        "rationale": "CPC below target for five days.",
+        "confidence": 0.9,
+    },
+)
+REALLOCATION = (
+    "move_budget",
+    {
+        "from_campaign": "brand-search",
+        "to_campaign": "generic-search",
+        "amount": "280.00",
+        "rationale": "generic-search converts at 2.3x brand-search's rate this week.",
+    },
+)
+GUARANTEED = (
+    "deploy_creative",
+    {
+        "campaign": "display-retarget",
+        "headline": "Search smarter",
+        "body": "Guaranteed results in a week.",
+        "rationale": "Urgency lifts click-through.",
+    },
+)
+
+
+@pytest.fixture
+def key(demo_world) -> str:
+    return demo_world["agents"]["optimizer"]
+
+
+@pytest.fixture
+def operator(demo_world):
+    return get_user_model().objects.get(username="operator")
+
+
+def waiting_proposal() -> Proposal:
+    return wait_until(lambda: Proposal.objects.filter(status=ProposalStatus.PENDING_REVIEW).first())
+
+
+def budgets() -> tuple[Decimal, Decimal]:
+    campaigns = {c.external_id: c.daily_budget for c in Campaign.objects.all()}
+    return campaigns["brand-search"], campaigns["generic-search"]
+
+
+def test_a_six_percent_bid_change_runs_without_an_interruption_and_shows_before_and_after(
+    web_server, key
+):
+    model = ScriptedModel(SIX_PERCENT_BID)
+
+    async def run():
+        async with AsyncClient(web_server, key) as client:
+            platform = PlatformTools(client=client)
+            agent = Agent(name="optimizer", model=model, tools=tools_of(platform))
+            return await Runner.run(agent, "Raise brand-search's bid 6%.")
+
+    result = asyncio.run(run())
+
+    assert result.interruptions == []
+    assert result.final_output == "Done."
+    seen = model.told()
+    assert seen["status"] == "executed" and seen["decided_by"] == "policy (auto-approved)"
+    assert seen["before"] == {"brand-search": {"bid": "2.00"}}
+    assert seen["after"] == {"brand-search": {"bid": "2.12"}}
+    assert Campaign.objects.get(external_id="brand-search").bid == Decimal("2.12")
+
+
+def test_the_reallocation_interrupts_the_run_and_resumes_executed_once_an_operator_approves(
+    web_server, key, operator
+):
+    model = ScriptedModel(REALLOCATION)
+
+    def agent_of(platform: PlatformTools) -> Agent:
+        return Agent(name="optimizer", model=model, tools=tools_of(platform))
+
+    async def start() -> str:
+        async with AsyncClient(web_server, key) as client:
+            paused = await Runner.run(agent_of(PlatformTools(client=client)), "Move 28%.")
+            (interruption,) = paused.interruptions
+            assert interruption.tool_name == "move_budget"
+            return paused.to_state().to_string()  # kept while the run waits
+
+    async def resume(saved: str):
+        # Another process, as after a restart: a fresh client and adapter, the saved state;
+        # the proposal is found again by its idempotency key.
+        async with AsyncClient(web_server, key) as client:
+            platform = PlatformTools(client=client)
+            agent = agent_of(platform)
+            state = await platform.resolve(await RunState.from_string(agent, saved), timeout=60)
+            return await Runner.run(agent, state)
+
+    saved = asyncio.run(start())
+    proposal = Proposal.objects.get()
+    assert proposal.status == ProposalStatus.PENDING_REVIEW
+    assert not model.shown and budgets() == (Decimal("1000.00"), Decimal("500.00"))
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator, note="Agreed.")
+
+    result = asyncio.run(resume(saved))
+
+    assert result.final_output == "Done."
+    seen = model.told()
+    assert seen["status"] == "executed" and seen["note"] == "Agreed."
+    assert seen["before"] == {
+        "brand-search": {"daily_budget": "1000.00"},
+        "generic-search": {"daily_budget": "500.00"},
+    }
+    assert seen["after"] == {
+        "brand-search": {"daily_budget": "720.00"},
+        "generic-search": {"daily_budget": "780.00"},
+    }
+    assert Proposal.objects.count() == 1
+    assert budgets() == (Decimal("720.00"), Decimal("780.00"))
+
+
+def test_an_edited_reallocation_comes_back_with_the_edit(web_server, key, operator):
+    model = ScriptedModel(REALLOCATION)
+
+    async def run():
+        async with AsyncClient(web_server, key) as client:
+            platform = PlatformTools(client=client)
+            agent = Agent(name="optimizer", model=model, tools=tools_of(platform))
+            return await platform.run(agent, "Move 28% of brand-search's budget.", timeout=60)
+
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(asyncio.run, run())
+        proposal = waiting_proposal()
+        edit = {**proposal.payload, "amount": "200.00"}
+        proposal_approve(proposal_id=proposal.pk, reviewer=operator, edited_payload=edit)
+        result = running.result(timeout=90)
+
+    assert result.final_output == "Done."
+    seen = model.told()
+    assert seen["status"] == "executed"
+    assert seen["edited"]["proposed"]["amount"] == "280.00"
+    assert seen["edited"]["executed"]["amount"] == "200.00"
+    assert seen["after"]["brand-search"] == {"daily_budget": "800.00"}
+    assert budgets() == (Decimal("800.00"), Decimal("700.00"))
+
+
+def test_a_creative_with_a_banned_term_is_rejected_and_the_model_is_told_why(
+    web_server, key, operator
+):
+    model = ScriptedModel(GUARANTEED)
+
+    async def run():
+        async with AsyncClient(web_server, key) as client:
+            platform = PlatformTools(client=client)
+            agent = Agent(name="copywriter", model=model, tools=tools_of(platform))
+            return await platform.run(agent, "Write urgent copy.", timeout=60)
+
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(asyncio.run, run())
+        proposal = waiting_proposal()
+        proposal_reject(
+            proposal_id=proposal.pk,
+            reviewer=operator,
+            reason_code="off_brand",
+            note="We never promise results.",
+        )
+        result = running.result(timeout=90)
+
+    assert result.final_output == "Done."
+    seen = model.told()
+    assert seen["status"] == "rejected" and seen["executed"] is False
+    assert (seen["reason_code"], seen["note"]) == ("off_brand", "We never promise results.")
+    assert "guaranteed" in " ".join(seen["reasons"]).lower()
+
+
+def test_with_wait_block_the_tool_itself_waits_for_the_human(web_server, key, operator):
+    model = ScriptedModel(REALLOCATION)
+
+    async def run():
+        async with AsyncClient(web_server, key) as client:
+            platform = PlatformTools(client=client, wait="block", timeout=60)
+            agent = Agent(name="optimizer", model=model, tools=tools_of(platform))
+            return await Runner.run(agent, "Move 28% of brand-search's budget.")
+
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(asyncio.run, run())
+        proposal_approve(proposal_id=waiting_proposal().pk, reviewer=operator)
+        result = running.result(timeout=90)
+
+    assert result.interruptions == []
+    assert model.told()["status"] == "executed"
+    assert budgets() == (Decimal("720.00"), Decimal("780.00"))
+
+
+def test_a_call_the_platform_refuses_comes_back_to_the_model_with_the_reason(web_server, key):
+    model = ScriptedModel(("adjust_bid", {**SIX_PERCENT_BID[1], "campaign": "no-such-campaign"}))
+
+    async def run():
+        async with AsyncClient(web_server, key) as client:
+            platform = PlatformTools(client=client)
+            agent = Agent(name="optimizer", model=model, tools=tools_of(platform))
+            return await platform.run(agent, "Raise no-such-campaign's bid.")
+
+    result = asyncio.run(run())
+
+    assert result.final_output == "Done."
+    seen = model.told()
+    assert seen["status"] == "refused" and "no-such-campaign" in seen["message"]
+    assert not Proposal.objects.exists()
