@@ -10,7 +10,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from django.apps import apps
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from hitlproject.errors import DomainError
@@ -347,7 +347,8 @@ def agent_approval_rate(agent: Agent | None) -> float | None:
 
     if agent is None:
         return None
-    kinds = list(
+    # Counted by the database over the last 500 (a subquery): one row back, not 500.
+    record = (
         Feedback.objects.filter(
             agent=agent,
             kind__in=[
@@ -356,12 +357,12 @@ def agent_approval_rate(agent: Agent | None) -> float | None:
                 FeedbackKind.REJECTED,
             ],
         )
-        .order_by("-id")
-        .values_list("kind", flat=True)[:RECORD_SPAN]
+        .order_by("-id")[:RECORD_SPAN]
+        .aggregate(decided=Count("pk"), approved=Count("pk", filter=~Q(kind=FeedbackKind.REJECTED)))
     )
-    if len(kinds) < MIN_DECISIONS_FOR_RECORD:
+    if record["decided"] < MIN_DECISIONS_FOR_RECORD:
         return None
-    return sum(kind != FeedbackKind.REJECTED for kind in kinds) / len(kinds)
+    return record["approved"] / record["decided"]
 
 
 class PolicyMisconfigured(DomainError):
