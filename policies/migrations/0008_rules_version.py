@@ -67,7 +67,7 @@ def remove_triggers(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("ledger", "0005_rotate_execution_secrets"),
-        ("policies", "0006_counted_moves"),
+        ("policies", "0007_counted_moves_executed"),
     ]
 
     operations = [
