@@ -6,11 +6,16 @@ here rather than found by the receiver that stamps single saves.
 
 import json
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import NotSupportedError, connection, models, transaction
-from simple_history.utils import bulk_create_with_history, get_history_manager_for_model
+from simple_history.utils import (
+    bulk_create_with_history,
+    get_change_reason_from_object,
+    get_history_manager_for_model,
+)
 
 from audit.actors import Actor
 
@@ -26,6 +31,38 @@ def create_with_history(
     return bulk_create_with_history(
         objs, model, default_user=actor.user, custom_historical_attrs=actor.history_stamp()
     )
+
+
+def history_records(
+    history: models.Manager,
+    objs: Sequence[models.Model],
+    *,
+    actor: Actor,
+    date: datetime,
+    update: bool,
+) -> list[models.Model]:
+    """The historical records of ``objs`` by ``actor`` ("created", or "changed" if ``update``),
+    as django-simple-history's ``bulk_history_create`` makes them, made but not inserted:
+    records by different actors then go to the database in one INSERT (``bulk_create`` on
+    ``history.model``)."""
+    model = history.model
+    stamp = actor.history_stamp()
+    names = [field.attname for field in model.tracked_fields]
+    records = []
+    for obj in objs:
+        user = getattr(obj, "_history_user", actor.user or model.get_default_history_user(obj))
+        record = model(
+            history_date=getattr(obj, "_history_date", date),
+            history_user=user,
+            history_change_reason=get_change_reason_from_object(obj) or "",
+            history_type="~" if update else "+",
+            **{name: getattr(obj, name) for name in names},
+            **stamp,
+        )
+        if hasattr(model, "history_relation"):
+            record.history_relation_id = obj.pk
+        records.append(record)
+    return records
 
 
 def update_with_history(

@@ -202,7 +202,12 @@ def top_entries(profile: cProfile.Profile, per: int) -> dict:
         )[:TOP],
         "by_own": sorted(rows, key=lambda r: -r["own_ms"])[:TOP],
         "project_by_cumulative": sorted(
-            (row for row in rows if row["function"].startswith(PROJECT)),
+            (
+                row
+                for row in rows
+                if row["function"].startswith(PROJECT)
+                and not any(w in row["function"] for w in WRAPPERS)
+            ),
             key=lambda r: -r["cumulative_ms"],
         )[:TOP],
     }

@@ -85,20 +85,26 @@ INSTALLED_APPS = [
     "feedback",
 ]
 
+# The console's middleware runs for every request but the agent API's (/api/), which is
+# authenticated by API key and needs no session, CSRF, login, second factor, messages or lockout
+# page: each is wrapped in hitlproject.middleware to pass the API's requests straight on. The
+# security headers and CommonMiddleware run for every request.
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "hitlproject.static_files.AsyncWhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "hitlproject.middleware.Sessions",
     "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django_otp.middleware.OTPMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "hitlproject.middleware.Csrf",
+    "hitlproject.middleware.Authentication",
+    "hitlproject.middleware.SecondFactors",  # django-otp
+    "hitlproject.middleware.Messages",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "simple_history.middleware.HistoryRequestMiddleware",
+    "hitlproject.middleware.HistoryRequest",  # simple-history
     # Last, as django-axes requires: it turns a locked-out login into the lockout page.
-    "axes.middleware.AxesMiddleware",
+    "hitlproject.middleware.LoginLockout",  # django-axes
 ]
+# django-axes looks for its middleware by its own name; it is there, as LoginLockout.
+SILENCED_SYSTEM_CHECKS = ["axes.W002"]
 
 ROOT_URLCONF = "hitlproject.urls"
 WSGI_APPLICATION = "hitlproject.wsgi.application"

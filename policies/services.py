@@ -10,7 +10,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from django.apps import apps
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from hitlproject.errors import DomainError
@@ -24,6 +24,7 @@ from policies.models import (
     KillSwitch,
     KillSwitchScope,
     Policy,
+    RulesVersion,
     windows_out_of_bounds,
 )
 
@@ -86,6 +87,49 @@ def policies_in_force(
     by_id = {policy.pk: policy for policy in policies}
     rules = [rule_from_policy(policy, policy.version) for policy in by_id.values()]
     return rules, by_id
+
+
+@dataclass(frozen=True)
+class InForce:
+    """The rules in force, the policies behind them and the engaged kill switches, as read
+    under one ``RulesVersion`` token. Kept by the process and shared by its threads: read,
+    never changed."""
+
+    token: str | None
+    rules: tuple[engine.Rule, ...]
+    policies: dict[int, Policy]
+    kill_switches: tuple[KillSwitch, ...]
+
+    def rules_for(self, action_types: set[str]) -> tuple[list[engine.Rule], dict[int, Policy]]:
+        """As ``policies_in_force(action_types=...)`` answers."""
+        rules = [rule for rule in self.rules if rule.action_type in action_types]
+        return rules, {rule.policy_id: self.policies[rule.policy_id] for rule in rules}
+
+
+_kept: InForce | None = None
+
+
+def in_force() -> InForce:
+    """The rules in force and the engaged kill switches, as of now. Kept by the process
+    between requests under the ``RulesVersion`` token it read them at: one statement (the
+    token) while it holds, which the database changes in the same transaction as every write
+    to what they are read from; read again when it does not."""
+    global _kept
+    token = RulesVersion.objects.filter(pk=1).values_list("token", flat=True).first()
+    kept = _kept
+    if kept is not None and token is not None and kept.token == token:
+        return kept
+    rules, policies = policies_in_force()
+    kill_switches = KillSwitch.objects.filter(engaged=True).select_related("account")
+    fresh = InForce(
+        token=token,
+        rules=tuple(rules),
+        policies=policies,
+        kill_switches=tuple(kill_switches.order_by("pk")),
+    )
+    if token is not None:  # no row (a database emptied by hand): read every time
+        _kept = fresh
+    return fresh
 
 
 def policy_in_force(*, action_type: str, agent: Agent, account: Account) -> Policy | None:
@@ -303,7 +347,8 @@ def agent_approval_rate(agent: Agent | None) -> float | None:
 
     if agent is None:
         return None
-    kinds = list(
+    # Counted by the database over the last 500 (a subquery): one row back, not 500.
+    record = (
         Feedback.objects.filter(
             agent=agent,
             kind__in=[
@@ -312,12 +357,12 @@ def agent_approval_rate(agent: Agent | None) -> float | None:
                 FeedbackKind.REJECTED,
             ],
         )
-        .order_by("-id")
-        .values_list("kind", flat=True)[:RECORD_SPAN]
+        .order_by("-id")[:RECORD_SPAN]
+        .aggregate(decided=Count("pk"), approved=Count("pk", filter=~Q(kind=FeedbackKind.REJECTED)))
     )
-    if len(kinds) < MIN_DECISIONS_FOR_RECORD:
+    if record["decided"] < MIN_DECISIONS_FOR_RECORD:
         return None
-    return sum(kind != FeedbackKind.REJECTED for kind in kinds) / len(kinds)
+    return record["approved"] / record["decided"]
 
 
 class PolicyMisconfigured(DomainError):
@@ -370,8 +415,9 @@ class EvaluationContext:
         now = timezone.now()
         action_types = set(action_types)
         policies: dict[int, Policy] = {}
+        current = in_force()
         if rules is None:
-            rules, policies = policies_in_force(action_types=action_types)
+            rules, policies = current.rules_for(action_types)
         account_ids = {account.pk for account in accounts}
         windows = [
             rule.cumulative_window
@@ -384,9 +430,7 @@ class EvaluationContext:
             now=now,
             rules=rules,
             policies=policies,
-            kill_switches=list(
-                KillSwitch.objects.filter(engaged=True).select_related("account").order_by("pk")
-            ),
+            kill_switches=list(current.kill_switches),
             brand_rules={
                 guidelines.account_id: _brand_rules(guidelines)
                 for guidelines in BrandGuidelines.objects.filter(account_id__in=account_ids)

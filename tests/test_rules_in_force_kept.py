@@ -1,0 +1,124 @@
+"""A web process keeps the rules in force (policies, engaged kill switches) between requests,
+and a change made anywhere (another process, another thread, the admin, a raw write) is in
+force for the very next submission: the database changes the rules' version token in the
+transaction that makes the change."""
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from approvals.models import Proposal
+from policies.models import Policy, RulesVersion
+from tests.conftest import bid_adjustment, database_url
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def in_another_process(code: str) -> None:
+    """Run ``code`` in a Django process of its own, on the test database."""
+    env = {**os.environ, "DATABASE_URL": database_url(settings.DATABASES["default"])}
+    setup = "import django; django.setup()\n"
+    subprocess.run(
+        [sys.executable, "-c", setup + code],
+        cwd=REPO,
+        env={**env, "DJANGO_SETTINGS_MODULE": "hitlproject.settings"},
+        check=True,
+        timeout=120,
+    )
+
+
+def submit(client, new_bid: str, campaign: str) -> dict:
+    response = client.post(
+        "/api/v1/proposals/", bid_adjustment(new_bid, campaign=campaign), format="json"
+    )
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+@pytest.fixture
+def world(transactional_db, demo_world) -> dict:
+    return demo_world
+
+
+def test_a_policy_changed_in_another_process_decides_the_next_submission(world, optimizer):
+    # A 6% bid raise: within the seeded 15% ceiling.
+    assert submit(optimizer, "2.12", "brand-search")["status"] == "approved"
+
+    in_another_process(
+        "from decimal import Decimal\n"
+        "from policies.models import Policy\n"
+        "policy = Policy.objects.get(action_type='bid_adjustment', is_draft=False)\n"
+        "policy.auto_execute_max_magnitude = Decimal('0.05')\n"
+        "policy.save()\n"
+    )
+
+    answer = submit(optimizer, "1.59", "generic-search")  # 6% again
+    assert answer["status"] == "pending_review"
+    policy = Policy.objects.get(action_type="bid_adjustment", is_draft=False)
+    assert answer["verdict"]["policy"]["version"] == policy.history.latest().history_id
+
+
+def test_a_kill_switch_engaged_in_another_process_holds_the_next_submission(world, optimizer):
+    assert submit(optimizer, "2.12", "brand-search")["status"] == "approved"
+
+    in_another_process(
+        "from policies.models import KillSwitch\n"
+        "KillSwitch.objects.create(scope='global', reason='Quarter close')\n"
+    )
+
+    answer = submit(optimizer, "1.59", "generic-search")
+    assert answer["status"] == "pending_review"
+    assert (
+        "The kill switch on everything is engaged: Quarter close." in answer["verdict"]["reasons"]
+    )
+
+
+def test_a_change_committed_by_another_thread_decides_the_next_submission(world, optimizer):
+    assert submit(optimizer, "2.12", "brand-search")["status"] == "approved"
+
+    def tighten() -> None:
+        try:
+            policy = Policy.objects.get(action_type="bid_adjustment", is_draft=False)
+            policy.always_review = True
+            policy.save()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=tighten)
+    thread.start()
+    thread.join()
+
+    assert submit(optimizer, "1.51", "generic-search")["status"] == "pending_review"
+
+
+def test_while_nothing_changes_a_submission_does_not_read_the_policies_again(demo_world, optimizer):
+    submit(optimizer, "2.12", "brand-search")
+
+    with CaptureQueriesContext(connection) as statements:
+        submit(optimizer, "1.59", "generic-search")
+
+    read = " ".join(statement["sql"] for statement in statements.captured_queries)
+    assert '"policies_rulesversion"' in read
+    assert 'FROM "policies_policy"' not in read
+    assert 'FROM "policies_killswitch"' not in read
+    assert Proposal.objects.count() == 2
+
+
+def test_without_a_version_row_the_rules_are_read_every_time(demo_world, optimizer):
+    RulesVersion.objects.all().delete()
+    assert submit(optimizer, "2.12", "brand-search")["status"] == "approved"
+
+    policy = Policy.objects.get(action_type="bid_adjustment", is_draft=False)
+    RulesVersion.objects.all().delete()  # the save below makes the row again: as it was lost
+    policy.always_review = True
+    policy.save()
+    RulesVersion.objects.all().delete()
+
+    assert submit(optimizer, "1.51", "generic-search")["status"] == "pending_review"
