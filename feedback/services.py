@@ -79,7 +79,8 @@ def _in_commit_order() -> None:
     """Make the feedback this transaction writes visible in id order, after any written
     before it: agents read feedback by an id cursor, and a row that committed after a
     higher id was already read would be skipped. Writers queue on a lock held until their
-    transaction ends (SQLite writers are serialised already)."""
+    transaction ends (SQLite writers are serialised already), which is why a service writes
+    its feedback last, just before its transaction commits: the lock is every decision's."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_FEEDBACK_WRITERS_LOCK])
@@ -124,25 +125,34 @@ def feedback_record_decisions(
     return create_with_history(Feedback, feedback, actor=actor)
 
 
-def feedback_record_supersession(
-    *, proposal: Proposal, moves: Sequence[Any], note: str, actor: Actor
-) -> Feedback:
-    """A proposal ended superseded: the agent learns, field by field, the value it saw and
-    the value now (``moves``: ``approvals.services.supersession.TargetMove``), to propose
-    again against it."""
+def feedback_record_supersessions(
+    *, superseded: Sequence[tuple[Proposal, Sequence[Any], str]], actor: Actor
+) -> list[Feedback]:
+    """Proposals ended superseded (each with what moved and the reason it was ended): each
+    agent learns, field by field, the value it saw and the value now (``moves``:
+    ``approvals.services.supersession.TargetMove``), to propose again against it. Written
+    together, last in the caller's transaction, as all feedback is (``_in_commit_order``)."""
+    if not superseded:
+        return []
     _in_commit_order()
-    _wake_readers([proposal.agent_id])
-    with acting_as(actor):
-        return Feedback.objects.create(
-            agent_id=proposal.agent_id,
-            proposal=proposal,
-            kind=FeedbackKind.SUPERSEDED,
-            note=note,
-            diff={
-                f"{move.campaign}.{move.field}": {"saw": move.saw, "now": move.now}
-                for move in moves
-            },
-        )
+    _wake_readers(proposal.agent_id for proposal, _, _ in superseded)
+    return create_with_history(
+        Feedback,
+        [
+            Feedback(
+                agent_id=proposal.agent_id,
+                proposal=proposal,
+                kind=FeedbackKind.SUPERSEDED,
+                note=note,
+                diff={
+                    f"{move.campaign}.{move.field}": {"saw": move.saw, "now": move.now}
+                    for move in moves
+                },
+            )
+            for proposal, moves, note in superseded
+        ],
+        actor=actor,
+    )
 
 
 def feedback_record_expiry(*, proposal: Proposal, actor: Actor) -> Feedback:

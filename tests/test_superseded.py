@@ -14,7 +14,7 @@ from approvals.services.decisions import bulk_approval_plan, proposal_approve, p
 from approvals.services.execution import proposal_execute
 from feedback.models import CallbackEvent, Feedback
 from hitlproject.errors import Conflict
-from ledger.models import Campaign
+from ledger.models import Account, Campaign
 from policies.models import Policy
 from tests.conftest import bid_adjustment, reallocation
 from tests.factories import evaluated
@@ -228,6 +228,70 @@ def test_a_waiting_reallocation_is_re_assessed_when_its_campaigns_budgets_move(o
     proposal_approve(proposal_id=waiting.pk, reviewer=operator)
     assert proposal_execute(proposal_id=waiting.pk).status == ProposalStatus.EXECUTED
     assert Campaign.objects.get(external_id="brand-search").daily_budget == Decimal("770.00")
+
+
+def test_a_change_landing_re_assesses_every_waiting_reallocation_and_ends_outdated_values(
+    operator, optimizer
+):
+    """Many proposals parked on one campaign: the change that lands on it re-assesses each
+    waiting move on its own figures, with history saying why, and ends the value made
+    against the old budget, its agent told; nothing else moves."""
+    Account.objects.filter(external_id="demo").update(max_total_daily_budget=Decimal("5000"))
+    outdated = evaluated(
+        bid_adjustment(action_type="budget_change")
+        | {"payload": {"campaign": "brand-search", "new_daily_budget": "1250.00"}}
+    )
+    amounts = ["280.00", "300.00", "150.00"] * 4
+    waiting = [evaluated(reallocation(amount)) for amount in amounts]
+    inbound = evaluated(
+        reallocation()
+        | {
+            "payload": {
+                "from_campaign": "generic-search",
+                "to_campaign": "brand-search",
+                "amount": "200.00",
+            }
+        }
+    )
+    small_raise = evaluated(
+        bid_adjustment(action_type="budget_change")
+        | {"payload": {"campaign": "brand-search", "new_daily_budget": "1020.00"}}
+    )
+    assert small_raise.status == ProposalStatus.APPROVED
+
+    assert proposal_execute(proposal_id=small_raise.pk).status == ProposalStatus.EXECUTED
+
+    cause = f"#{small_raise.pk} changed it first: {small_raise.summary}"
+    for proposal, amount in zip(waiting, amounts, strict=True):
+        proposal.refresh_from_db()
+        share = Decimal(amount) / Decimal("1020.00") * 100
+        figures = f"move {amount} USD/day from brand-search to generic-search ({share:.1f}%)"
+        assert proposal.status == ProposalStatus.PENDING_REVIEW
+        assert proposal.summary == figures
+        assert proposal.target_snapshot["brand-search"] == {"daily_budget": "1020.00"}
+        assert proposal.verdict_reasons[0] == (
+            f"Re-assessed after {cause}: brand-search's daily budget is 1020.00, was 1000.00. "
+            f"Now: {figures}."
+        )
+        latest = Proposal.history.filter(id=proposal.pk).latest("history_id")
+        assert latest.history_change_reason == (
+            f"Re-assessed after {cause}: brand-search's daily budget is 1020.00, was 1000.00."
+        )
+        assert (latest.history_actor_kind, latest.summary) == ("system", figures)
+    # A move into the campaign reads its new budget too; its share of its source is the same.
+    inbound.refresh_from_db()
+    assert inbound.status == ProposalStatus.PENDING_REVIEW
+    assert inbound.target_snapshot["brand-search"] == {"daily_budget": "1020.00"}
+    assert inbound.summary == "move 200.00 USD/day from generic-search to brand-search (40.0%)"
+
+    outdated.refresh_from_db()
+    assert outdated.status == ProposalStatus.SUPERSEDED
+    assert feedback_kinds(outdated) == ["superseded"]
+    told = Feedback.objects.get(proposal=outdated)
+    assert told.diff == {"brand-search.daily_budget": {"saw": "1000.00", "now": "1020.00"}}
+    assert all(feedback_kinds(proposal) == [] for proposal in waiting)
+    page = optimizer.get("/api/v1/feedback/").json()
+    assert [record["proposal"] for record in page["results"]] == [outdated.pk]
 
 
 def test_a_waiting_reallocation_that_no_longer_fits_says_so(operator):

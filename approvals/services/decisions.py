@@ -35,10 +35,12 @@ from approvals.services.proposals import (
     verdict_for,
 )
 from approvals.services.supersession import (
+    Overtaken,
     TargetMove,
     approved_ahead_each,
-    proposal_supersede,
+    proposals_supersede,
     sets_values,
+    supersessions_tell_agents,
     target_moves_each,
 )
 from approvals.validation import validation_text
@@ -205,6 +207,7 @@ def _decisions_record(
             decided.refused.append(refusal)
             if isinstance(refusal, ReviewWindowClosed):
                 overdue.append(proposal)
+    overtaken: list[Overtaken] = []  # superseded instead of approved: their targets moved
     if outcome == DecisionOutcome.APPROVE:
         blocks = guardrail_blocks_each(p for p in deciding if p.pk not in changes)
         decided.refused += [
@@ -223,19 +226,15 @@ def _decisions_record(
             for proposal in deciding
             if proposal.pk not in changes and sets_values(proposal)
         )
-        for proposal in deciding:
-            if proposal.pk in moved:
-                decided.superseded.append(
-                    (
-                        proposal_supersede(
-                            proposal=proposal,
-                            moves=moved[proposal.pk],
-                            actor=actor,
-                            cause=f"found when {reviewer.get_username()} approved it",
-                        ),
-                        moved[proposal.pk],
-                    )
-                )
+        overtaken += [
+            Overtaken(
+                proposal, moved[proposal.pk], f"found when {reviewer.get_username()} approved it"
+            )
+            for proposal in deciding
+            if proposal.pk in moved
+        ]
+        proposals_supersede(supersessions=overtaken, actor=actor)
+        decided.superseded += [(each.proposal, each.moves) for each in overtaken]
         deciding = [proposal for proposal in deciding if proposal.pk not in moved]
         # One already approved and about to run changes the same field first: this one
         # would only be superseded once it does, so it is not approved (nor its agent told so).
@@ -306,6 +305,7 @@ def _decisions_record(
         proposals=complete, to_status=to_status, actor=actor, reason=reason, also_write=counted
     )
     # Last, as writing feedback makes other feedback writers wait until this transaction ends.
+    supersessions_tell_agents(supersessions=overtaken, actor=actor)
     settled = {proposal.pk for proposal in complete}
     feedback_record_decisions(
         decisions=[decision for decision in decisions if decision.proposal_id in settled],

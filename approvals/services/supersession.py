@@ -24,21 +24,24 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from django.db.models import Q
+from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
 from approvals import action_types
 from approvals.models import Proposal, ProposalStatus
-from approvals.services.lifecycle import counted_moves_update, counted_state, proposal_transition
-from approvals.services.proposals import (
-    assessed_from_ledger,
-    campaigns_for,
-    refreshed_facts,
-    verdict_for,
+from approvals.services.lifecycle import (
+    Move,
+    counted_moves_update,
+    counted_state,
+    proposals_move_through,
 )
+from approvals.services.proposals import assessed_from_ledger, refreshed_facts, verdict_for
 from approvals.validation import validation_text
-from audit.actors import Actor, acting_as
+from audit.actors import Actor
+from audit.history import update_with_history
 from hitlproject.errors import Conflict
 from ledger.models import Campaign
+from policies.services import EvaluationContext
 
 
 @dataclass(frozen=True)
@@ -151,26 +154,69 @@ def approved_ahead_each(proposals: Iterable[Proposal], *, lock: bool) -> dict[in
     return held
 
 
+@dataclass(frozen=True)
+class Overtaken:
+    """A proposal (locked by the caller's transaction) whose targets moved since it was
+    made: what moved, and what moved it."""
+
+    proposal: Proposal
+    moves: list[TargetMove]
+    cause: str = ""
+
+    @property
+    def moved(self) -> str:
+        return "; ".join(str(move) for move in self.moves)
+
+    @property
+    def superseded_reason(self) -> str:
+        cause = f" ({self.cause})" if self.cause else ""
+        return f"Superseded: {self.moved}{cause}. It was not executed."
+
+    @property
+    def reassessed_note(self) -> str:
+        return f"Re-assessed after {self.cause}: {self.moved}."
+
+
+def proposals_supersede(*, supersessions: Sequence[Overtaken], actor: Actor) -> list[Proposal]:
+    """End proposals whose premise is gone, written together (the lifecycle's set-based
+    move). Their agents are told by ``supersessions_tell_agents``, which the caller calls
+    last in its transaction: writing feedback queues every other feedback writer until the
+    transaction ends."""
+    by_reason: dict[str, list[Proposal]] = defaultdict(list)
+    for supersession in supersessions:
+        proposal = supersession.proposal
+        proposal.verdict_reasons = [supersession.superseded_reason, *proposal.verdict_reasons]
+        proposal.execution_lease_until = None
+        by_reason[supersession.superseded_reason].append(proposal)
+    now = timezone.now()
+    for reason, proposals in by_reason.items():
+        proposals_move_through(
+            proposals=proposals,
+            moves=[Move(ProposalStatus.SUPERSEDED, reason, now)],
+            actor=actor,
+            also_write=("verdict_reasons", "execution_lease_until"),
+        )
+    return [supersession.proposal for supersession in supersessions]
+
+
+def supersessions_tell_agents(*, supersessions: Sequence[Overtaken], actor: Actor) -> None:
+    """Each superseded proposal's agent learns the value it saw and the value now: last in
+    the transaction (see ``proposals_supersede``)."""
+    from feedback.services import feedback_record_supersessions
+
+    feedback_record_supersessions(
+        superseded=[(s.proposal, s.moves, s.superseded_reason) for s in supersessions], actor=actor
+    )
+
+
 def proposal_supersede(
     *, proposal: Proposal, moves: list[TargetMove], actor: Actor, cause: str = ""
 ) -> Proposal:
-    """End a proposal whose premise is gone, and tell its agent what moved. The caller holds
-    the proposal's row lock."""
-    from feedback.services import feedback_record_supersession
-
-    moved = "; ".join(str(move) for move in moves)
-    reason = f"Superseded: {moved}{f' ({cause})' if cause else ''}. It was not executed."
-    superseded = proposal_transition(
-        proposal_id=proposal.pk,
-        to_status=ProposalStatus.SUPERSEDED,
-        actor=actor,
-        reason=reason,
-        changes={
-            "verdict_reasons": [reason, *proposal.verdict_reasons],
-            "execution_lease_until": None,
-        },
-    )
-    feedback_record_supersession(proposal=superseded, moves=moves, note=reason, actor=actor)
+    """End one proposal whose premise is gone, and tell its agent what moved, as the last
+    thing its caller's transaction writes. The caller holds the proposal's row lock."""
+    supersessions = [Overtaken(proposal, moves, cause)]
+    (superseded,) = proposals_supersede(supersessions=supersessions, actor=actor)
+    supersessions_tell_agents(supersessions=supersessions, actor=actor)
     return superseded
 
 
@@ -190,7 +236,9 @@ def proposals_supersede_after_changes(
     proposal that sets one of those fields and was made against another value, so that the
     queue never holds a proposal whose premise is gone; and re-assess every waiting one that
     moves an amount on them, so that its page reads the figures it would run on. Runs in the
-    transaction that wrote the changes.
+    transaction that wrote the changes, which holds the changed campaigns' locks: so all of
+    it is done as a set, a few statements whatever the number of proposals, and the
+    superseded proposals' feedback is written last (see ``proposals_supersede``).
 
     A proposal locked by someone else right now (a person deciding it, the executor taking
     it) is skipped rather than waited for, so this never deadlocks with them; the check a
@@ -212,7 +260,7 @@ def proposals_supersede_after_changes(
         )
         .order_by("pk")
     )
-    superseded = []
+    supersessions, waiting = [], []
     for proposal in candidates:
         moves = target_moves(
             {
@@ -229,49 +277,96 @@ def proposals_supersede_after_changes(
             continue
         cause = "; ".join(dict.fromkeys(causes[move.campaign] for move in moves))
         if sets_values(proposal):
-            superseded.append(
-                proposal_supersede(proposal=proposal, moves=moves, actor=actor, cause=cause)
-            )
+            supersessions.append(Overtaken(proposal, moves, cause))
         elif proposal.status == ProposalStatus.PENDING_REVIEW:
-            _reassess_waiting(proposal, moves, actor=actor, cause=cause)
+            waiting.append(Overtaken(proposal, moves, cause))
+    proposals_reassess_waiting(waiting=waiting, actor=actor)
+    superseded = proposals_supersede(supersessions=supersessions, actor=actor)
+    supersessions_tell_agents(supersessions=supersessions, actor=actor)
     return superseded
 
 
-def _reassess_waiting(proposal: Proposal, moves: list[TargetMove], *, actor: Actor, cause: str):
-    """A waiting proposal that moves an amount, on campaigns that moved: its figures, risk and
-    reasons follow the ledger now (its routing stays as decided: a person was asked, and is
-    asked still), so the person deciding reads what approving it would do."""
-
-    action_type = action_types.get(proposal.action_type)
-    campaigns = campaigns_for(
-        account=proposal.account, action_type=action_type, payload=proposal.payload
-    )
-    moved = "; ".join(str(move) for move in moves)
-    note = f"Re-assessed after {cause}: {moved}."
-    try:
-        action_type.check(proposal.payload, campaigns)
-    except ValidationError as error:
-        changes = {
-            "verdict_reasons": [
-                f"{note} It can no longer be applied as proposed: {validation_text(error)}",
-                *proposal.verdict_reasons,
-            ]
+def proposals_reassess_waiting(*, waiting: Sequence[Overtaken], actor: Actor) -> None:
+    """Waiting proposals that move an amount, on campaigns that moved (each with its moves
+    and their cause; locked by the caller): their figures, risk and reasons follow the ledger
+    now (their routing stays as decided: a person was asked, and is asked still), so the
+    person deciding reads what approving one would do. As a set: the campaigns and what the
+    engine needs are read once, each proposal is assessed and evaluated in memory by the
+    same code as alone, and all are written in one UPDATE and one history INSERT."""
+    if not waiting:
+        return
+    campaigns = _campaigns_named(overtaken.proposal for overtaken in waiting)
+    checked = []
+    for overtaken in waiting:
+        proposal, note = overtaken.proposal, overtaken.reassessed_note
+        action_type = action_types.get(proposal.action_type)
+        ledger = campaigns[proposal.account_id]
+        theirs = {
+            id_: ledger[id_]
+            for id_ in action_type.campaign_fields(proposal.payload)
+            if id_ in ledger
         }
-    else:
+        try:
+            action_type.check(proposal.payload, theirs)
+        except ValidationError as error:
+            checked.append((proposal, note, error))
+            continue
         assessed = assessed_from_ledger(
             action_type=action_type,
             account=proposal.account,
             payload=proposal.payload,
-            campaigns=campaigns,
+            campaigns=theirs,
         )
-        verdict, _ = verdict_for(assessed=assessed, agent=proposal.agent, proposal_id=proposal.pk)
-        changes = refreshed_facts(
-            proposal, assessed, verdict, f"{note} Now: {assessed.assessment.summary}."
-        )
-    with acting_as(actor):
+        checked.append((proposal, note, assessed))
+    assessed_ok = [item for _, _, item in checked if not isinstance(item, ValidationError)]
+    context = EvaluationContext.read(
+        agents={overtaken.proposal.agent for overtaken in waiting},
+        accounts={assessed.account for assessed in assessed_ok},
+        action_types={assessed.action_type.name for assessed in assessed_ok},
+        targets={
+            (assessed.account.pk, target) for assessed in assessed_ok for target in assessed.effects
+        },
+    )
+    now = timezone.now()
+    written = []
+    for proposal, note, assessed in checked:
+        if isinstance(assessed, ValidationError):
+            why = validation_text(assessed)
+            changes = {
+                "verdict_reasons": [
+                    f"{note} It can no longer be applied as proposed: {why}",
+                    *proposal.verdict_reasons,
+                ]
+            }
+        else:
+            verdict, _ = verdict_for(
+                assessed=assessed, agent=proposal.agent, proposal_id=proposal.pk, context=context
+            )
+            changes = refreshed_facts(
+                proposal, assessed, verdict, f"{note} Now: {assessed.assessment.summary}."
+            )
+        changes["updated_at"] = now
         counted_before = counted_state(proposal)
         for name, value in changes.items():
             setattr(proposal, name, value)
         proposal._change_reason = note
-        proposal.save()
-        counted_moves_update([(proposal, counted_before)])
+        written.append((proposal, changes, counted_before))
+    update_with_history(
+        Proposal, [(proposal, changes) for proposal, changes, _ in written], actor=actor
+    )
+    counted_moves_update((proposal, before) for proposal, _, before in written)
+
+
+def _campaigns_named(proposals: Iterable[Proposal]) -> dict[int, dict[str, Campaign]]:
+    """The campaigns the proposals touch, by account id and external id, read at once."""
+    named: dict[int, set[str]] = defaultdict(set)
+    for proposal in proposals:
+        fields = action_types.get(proposal.action_type).campaign_fields(proposal.payload)
+        named[proposal.account_id] |= set(fields)
+    wanted = Q(pk__in=[])
+    for account_id, external_ids in named.items():
+        wanted |= Q(account_id=account_id, external_id__in=sorted(external_ids))
+    campaigns: dict[int, dict[str, Campaign]] = defaultdict(dict)
+    for campaign in Campaign.objects.filter(wanted).order_by("pk"):
+        campaigns[campaign.account_id][campaign.external_id] = campaign
+    return campaigns
