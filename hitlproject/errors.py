@@ -40,6 +40,13 @@ class Busy(DomainError):
     retry_after = 1
 
 
+class TooLarge(DomainError):
+    """The request asks for more work than one request may: nothing was done."""
+
+    status_code = 413
+    code = "payload_too_large"
+
+
 class Unprocessable(DomainError):
     status_code = 422
     code = "unprocessable"

@@ -336,6 +336,10 @@ API_MAX_BATCH_SIZE = 1000
 # Long polls (?wait=) wait on the event loop; their reads take turns on this many threads per
 # web process (so at most this many of its database connections), however many are waiting.
 LONG_POLL_READERS = int(env("HITL_LONG_POLL_READERS", "4"))
+# The most creative text (headlines, bodies, calls to action, in characters) one request may
+# send: every creative is read for brand guidelines, look-alike letters folded, at a cost that
+# grows with its text. One batch of 50 creatives at their longest (150 + 2,000 + 50 each) fits.
+API_MAX_CREATIVE_TEXT_CHARS = int(env("HITL_API_MAX_CREATIVE_TEXT_CHARS", "250000"))
 IDEMPOTENCY_KEY_TTL = timedelta(hours=int(env("HITL_IDEMPOTENCY_TTL_HOURS", "48")))
 # A proposal left submitted or approved this long has lost its task; the sweeper resends it.
 PROPOSAL_STALL_AFTER = timedelta(seconds=int(env("HITL_STALL_AFTER_SECONDS", "60")))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -244,6 +244,35 @@ def _brand_rules(guidelines: BrandGuidelines) -> BrandRules:
     )
 
 
+# What brand guidelines found in texts, by the rules and the texts ((where, text) pairs).
+BrandFound = dict[tuple[BrandRules, tuple[tuple[str, str], ...]], tuple[str, ...]]
+
+
+def brand_findings_ahead(
+    *, items: Iterable[tuple[Account, Sequence[tuple[str, str]]]]
+) -> BrandFound:
+    """What the accounts' brand guidelines find in these texts (each with its account), worked
+    out before the transaction that evaluates them: reading text as its reader sees it (look-
+    alike letters folded) costs in proportion to the text, and that transaction holds its
+    campaigns' locks. Handed to ``EvaluationContext.read``; keyed by the rules as well as the
+    texts, so that an evaluation under guidelines changed in between finds nothing here for
+    its rules and reads the texts itself."""
+    items = [(account, tuple(texts)) for account, texts in items if texts]
+    if not items:
+        return {}
+    rules = {
+        guidelines.account_id: _brand_rules(guidelines)
+        for guidelines in BrandGuidelines.objects.filter(
+            account_id__in={account.pk for account, _ in items}
+        )
+    }
+    found: BrandFound = {}
+    for account, texts in items:
+        if account.pk in rules and (rules[account.pk], texts) not in found:
+            found[rules[account.pk], texts] = tuple(brand_findings(texts, rules[account.pk]))
+    return found
+
+
 SPEND_FIELDS = frozenset({"daily_budget", "status"})
 
 
@@ -397,6 +426,9 @@ class EvaluationContext:
     approval_rates: dict[int, float | None]
     moves: dict[tuple[int, str], list[engine.Move]] = field(default_factory=dict)
     spend: dict[int, BatchSpend] = field(default_factory=dict)
+    # What brand guidelines found in the actions' texts, if worked out ahead
+    # (``brand_findings_ahead``).
+    brand_found: BrandFound = field(default_factory=dict)
 
     @classmethod
     def read(
@@ -408,10 +440,13 @@ class EvaluationContext:
         targets: Iterable[tuple[int, str]],
         rules: list[engine.Rule] | None = None,
         exclude_proposal: int | None = None,
+        brand_found: BrandFound | None = None,
     ) -> EvaluationContext:
         """What the engine needs for these agents' actions of these types on these accounts
         and (account id, target) pairs, now; under ``rules`` (a draft set) if given, else the
-        rules in force. ``exclude_proposal``'s own moves are not counted (it is re-assessed)."""
+        rules in force. ``exclude_proposal``'s own moves are not counted (it is re-assessed).
+        ``brand_found``: what the brand guidelines found in the actions' texts, if worked out
+        ahead."""
         now = timezone.now()
         action_types = set(action_types)
         policies: dict[int, Policy] = {}
@@ -439,6 +474,7 @@ class EvaluationContext:
             moves=recent_moves(targets=targets, since=since, exclude_proposal=exclude_proposal)
             if since is not None
             else {},
+            brand_found=brand_found or {},
         )
 
     def guardrail_findings(
@@ -456,7 +492,9 @@ class EvaluationContext:
         ]
         texts = action_type.texts(payload)
         if texts and account.pk in self.brand_rules:
-            reviews += brand_findings(texts, self.brand_rules[account.pk])
+            rules = self.brand_rules[account.pk]
+            found = self.brand_found.get((rules, tuple(texts)))
+            reviews += found if found is not None else brand_findings(texts, rules)
         spend = self._spend(action_type=action_type, account=account, payload=payload)
         blocks = guardrail_blocks(
             action_type=action_type,

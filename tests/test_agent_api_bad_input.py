@@ -7,7 +7,7 @@ from django.test import override_settings
 
 from approvals.models import IdempotencyRecord, Proposal
 from ledger.models import Account, Campaign
-from tests.conftest import bid_adjustment, reallocation
+from tests.conftest import bid_adjustment, creative, creative_batch, reallocation
 
 URL = "/api/v1/proposals/"
 
@@ -176,6 +176,47 @@ def test_default_body_limit_refuses_a_megabyte_proposal(optimizer):
     response = optimizer.post(URL, bid_adjustment(rationale="x" * 1_000_000), format="json")
     assert response.status_code == 413
     assert Proposal.objects.count() == 0
+
+
+def longest_creative_batch() -> dict:
+    """A creative batch at its longest: 50 creatives, each field as long as it may be."""
+    longest = {"headline": "h" * 150, "body": "b" * 2000, "call_to_action": "c" * 50}
+    return creative_batch(*[longest] * 50)
+
+
+def test_a_creative_field_longer_than_it_may_be_is_a_400_naming_the_limit(optimizer):
+    response = optimizer.post(
+        URL, creative_batch(creative(body="Fast. " * 334)), format="json"
+    )  # 2,004 characters
+    assert response.status_code == 400
+    assert "Ensure this field has no more than 2000 characters." in json.dumps(response.json())
+    assert Proposal.objects.count() == 0
+
+
+def test_a_creative_batch_at_its_longest_is_accepted(optimizer):
+    response = optimizer.post(URL, longest_creative_batch(), format="json")
+    assert response.status_code == 201, response.content
+    assert len(response.json()["payload"]["creatives"]) == 50
+
+
+def test_more_creative_text_than_a_request_may_send_is_a_413_naming_the_limit(optimizer):
+    batch = [longest_creative_batch()] * 3  # 330,000 characters of creative text
+    response = optimizer.post(
+        "/api/v1/proposals/batch/", batch, format="json", HTTP_IDEMPOTENCY_KEY="long-copy"
+    )
+
+    assert response.status_code == 413
+    assert response.json()["detail"] == (
+        "The creatives sent hold 330,000 characters of text; one request may send at most "
+        "250,000. Send them in smaller batches."
+    )
+    assert Proposal.objects.count() == 0
+    assert not IdempotencyRecord.objects.exists()  # the key is free for the smaller batches
+    response = optimizer.post(
+        "/api/v1/proposals/batch/", batch[:2], format="json", HTTP_IDEMPOTENCY_KEY="long-copy"
+    )
+    assert response.status_code == 200
+    assert [item["status"] for item in response.json()] == [201, 201]
 
 
 def test_campaign_of_another_account_is_unknown_here(optimizer):

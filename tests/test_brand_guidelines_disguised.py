@@ -2,12 +2,15 @@
 invisible characters, other hyphens or a right-to-left override is found, and quoted as it was
 submitted; legitimate text in other scripts is not."""
 
+import threading
 import unicodedata
 
 import pytest
+from django.db import OperationalError, connection
 
 from approvals.models import ProposalStatus
 from approvals.tasks import evaluate_proposal
+from policies import services as policy_services
 from policies.guardrails import BrandRules, brand_findings
 from tests.conftest import creative, creative_batch
 
@@ -298,3 +301,51 @@ def test_a_banned_term_in_another_script_keeps_its_marks():
     assert findings_for("カスタム", rules) == []
     assert findings_for("カス", rules) == []
     assert findings_for("ガス", rules)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="SQLite locks the whole database, not a row"
+)
+def test_creatives_are_read_for_brand_guidelines_while_their_campaign_is_free(
+    optimizer, monkeypatch
+):
+    """Reading creatives as their reader sees them costs in proportion to their text; it is
+    done before the submission locks the campaign, so another writer is never held up by it."""
+    campaign_free_while_reading = []
+
+    def another_writer_takes_the_campaign() -> None:
+        from django.db import connections
+
+        other = connections.create_connection("default")
+        try:
+            with other.cursor() as cursor:
+                cursor.execute("BEGIN")
+                cursor.execute(
+                    "SELECT id FROM ledger_campaign WHERE external_id = %s FOR UPDATE NOWAIT",
+                    ["display-retarget"],
+                )
+                cursor.execute("ROLLBACK")
+            campaign_free_while_reading.append(True)
+        except OperationalError:
+            campaign_free_while_reading.append(False)
+        finally:
+            other.close()
+
+    def reading(texts, rules):
+        thread = threading.Thread(target=another_writer_takes_the_campaign)
+        thread.start()
+        thread.join()
+        return brand_findings(texts, rules)
+
+    monkeypatch.setattr(policy_services, "brand_findings", reading)
+    response = optimizer.post(
+        "/api/v1/proposals/",
+        creative_batch(creative(), creative(headline="Results guаrаnteed")),
+        format="json",
+    )
+
+    assert response.status_code == 201, response.content
+    assert response.json()["status"] == ProposalStatus.PENDING_REVIEW
+    assert any("banned term “guaranteed”" in r for r in response.json()["verdict"]["reasons"])
+    assert campaign_free_while_reading == [True]  # read once, and not under the lock

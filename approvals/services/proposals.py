@@ -30,13 +30,14 @@ from approvals.services.lifecycle import (
     proposals_create_routed,
 )
 from audit.actors import Actor
-from hitlproject.errors import DomainError, NotFound
+from hitlproject.errors import DomainError, NotFound, TooLarge
 from ledger.models import Account, Campaign
 from ledger.services import accounts_lock
 from policies.engine import Rule, Verdict, factor_from_text, factor_text
 from policies.services import (
     EvaluationContext,
     GuardrailFindings,
+    brand_findings_ahead,
     policy_verdict,
     reads_account_total,
     rules_in_force,
@@ -346,6 +347,7 @@ def proposals_submit(
             named[account.pk] |= set(action_type.campaign_fields(payload))
             if reads_account_total(action_type=action_type, account=account, payload=payload):
                 totalled.append(account)
+    brand_found = brand_findings_ahead(items=_creative_texts(checked))  # before any lock
 
     with transaction.atomic():
         campaigns = _campaigns_locked(named, totalled=totalled)
@@ -376,6 +378,7 @@ def proposals_submit(
                 for assessed in assessed_ok
                 for target in assessed.effects
             },
+            brand_found=brand_found,
         )
         results: list[Proposal | ValidationError] = []
         proposals, routes = [], []
@@ -417,6 +420,24 @@ def proposals_submit(
             routed_by=Actor.system("policy-engine"),
         )
     return results
+
+
+def _creative_texts(
+    checked: Iterable[tuple[Account, ActionType, dict] | ValidationError],
+) -> list[tuple[Account, list[tuple[str, str]]]]:
+    """The texts of the well-formed submissions, each with its account; refused (413, nothing
+    recorded) when together they are longer than one request may send."""
+    texts = [
+        (item[0], item[1].texts(item[2])) for item in checked if not isinstance(item, Exception)
+    ]
+    length = sum(len(text) for _, each in texts for _, text in each)
+    limit = settings.API_MAX_CREATIVE_TEXT_CHARS
+    if length > limit:
+        raise TooLarge(
+            f"The creatives sent hold {length:,} characters of text; one request may send at "
+            f"most {limit:,}. Send them in smaller batches."
+        )
+    return texts
 
 
 def _campaigns_locked(
