@@ -13,7 +13,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from approvals.models import Proposal, ProposalStatus
-from approvals.selectors import proposal_get_for_agent, proposal_list_for_agent
+from approvals.selectors import (
+    policy_name_then,
+    proposal_get_for_agent,
+    proposal_list_for_agent,
+)
 from approvals.services.idempotency import (
     MAX_KEY_LENGTH,
     Replay,
@@ -79,7 +83,10 @@ class ExecutionOutput(serializers.Serializer):
 
 class PolicyRefOutput(serializers.Serializer):
     id = serializers.IntegerField()
-    name = serializers.CharField()
+    name = serializers.CharField(
+        help_text="The policy's name in the version that decided (its name now only where "
+        "that version is not on record)."
+    )
     version = serializers.IntegerField(
         allow_null=True, help_text="The policy's history record in force when it decided."
     )
@@ -97,7 +104,7 @@ class VerdictOutput(serializers.Serializer):
             return None
         return {
             "id": proposal.verdict_policy_id,
-            "name": proposal.verdict_policy.name,
+            "name": policy_name_then(proposal),
             "version": proposal.verdict_policy_version,
         }
 
@@ -170,7 +177,7 @@ def proposal_body(proposal: Proposal, *, just_submitted: bool = False) -> dict:
         if proposal.verdict_policy_id is not None:
             policy = {
                 "id": proposal.verdict_policy_id,
-                "name": proposal.verdict_policy.name,
+                "name": policy_name_then(proposal),
                 "version": proposal.verdict_policy_version,
             }
         verdict = {

@@ -12,9 +12,11 @@ from django.db.models import (
     DurationField,
     ExpressionWrapper,
     F,
+    OuterRef,
     Prefetch,
     Q,
     QuerySet,
+    Subquery,
 )
 from django.http import Http404
 from django.template.defaultfilters import pluralize
@@ -36,11 +38,30 @@ from policies.engine import format_magnitude
 from policies.models import Policy, describe_duration
 
 
+def with_deciding_policy_name(queryset: QuerySet[Proposal]) -> QuerySet[Proposal]:
+    """Each proposal with ``deciding_policy_name``: the name its policy had in the version
+    that routed it (read from that history record, by its id), not the name it has today."""
+    return queryset.annotate(
+        deciding_policy_name=Subquery(
+            Policy.history.filter(history_id=OuterRef("verdict_policy_version")).values("name")[:1]
+        )
+    )
+
+
+def policy_name_then(proposal: Proposal) -> str:
+    """The name of the policy that routed the proposal, as it was in the version that did;
+    its name now only where that version is not on record (or not read: a proposal just
+    routed, whose version is the policy as it is now)."""
+    return getattr(proposal, "deciding_policy_name", None) or proposal.verdict_policy.name
+
+
 def proposals_with_details() -> QuerySet[Proposal]:
-    return Proposal.objects.select_related("account", "verdict_policy").prefetch_related(
-        Prefetch("decisions", queryset=Decision.objects.order_by("created_at")),
-        Prefetch("executions", queryset=Execution.objects.order_by("attempt")),
-        "outcomes",
+    return with_deciding_policy_name(
+        Proposal.objects.select_related("account", "verdict_policy").prefetch_related(
+            Prefetch("decisions", queryset=Decision.objects.order_by("created_at")),
+            Prefetch("executions", queryset=Execution.objects.order_by("attempt")),
+            "outcomes",
+        )
     )
 
 

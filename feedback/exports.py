@@ -17,7 +17,7 @@ from itertools import islice
 from django.db.models import Prefetch
 
 from approvals.models import Agent, Decision, Proposal
-from approvals.selectors import APPROVED_STATUSES
+from approvals.selectors import APPROVED_STATUSES, policy_name_then, with_deciding_policy_name
 from feedback.models import Feedback, FeedbackKind
 from feedback.services import payload_diff
 
@@ -41,7 +41,7 @@ def training_records(*, agent: Agent, since: datetime, until: datetime) -> Itera
     )
     for chunk in _chunks(proposal_ids, CHUNK):
         proposals = (
-            Proposal.objects.filter(pk__in=chunk)
+            with_deciding_policy_name(Proposal.objects.filter(pk__in=chunk))
             .select_related("account", "verdict_policy")
             .prefetch_related(
                 Prefetch("decisions", queryset=Decision.objects.order_by("created_at")),
@@ -80,7 +80,7 @@ def _record(agent: Agent, proposal: Proposal, submitted_payload: dict) -> dict:
         },
         "verdict": {
             "outcome": proposal.verdict_outcome,
-            "policy": proposal.verdict_policy.name if proposal.verdict_policy else None,
+            "policy": policy_name_then(proposal) if proposal.verdict_policy else None,
             "reasons": proposal.verdict_reasons,
             "risk": proposal.risk,
         },

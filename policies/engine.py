@@ -73,6 +73,9 @@ from typing import Literal, NamedTuple
 
 Outcome = Literal["auto_approve", "review", "block"]
 MagnitudeUnit = Literal["ratio", "count"]
+# The largest relative change recorded (a proposal's magnitude column, and what the engine
+# counts): a move of 100000% or more is recorded at it, and shown as "at least" that much.
+MAGNITUDE_CAP = Decimal("1000")
 HoldRule = Literal[
     "guardrail",
     "hard_ceiling",
@@ -314,6 +317,8 @@ def format_magnitude(value: Number, unit: MagnitudeUnit) -> str:
     if isinstance(value, Fraction):
         value = Decimal(value.numerator) / Decimal(value.denominator)
     if unit == "ratio":
+        if value >= MAGNITUDE_CAP:
+            return f"at least {MAGNITUDE_CAP * 100:.1f}%"  # recorded at the cap
         return f"{value * 100:.1f}%"
     return f"{Decimal(value).normalize():f}"
 

@@ -88,3 +88,18 @@ def test_change_from_a_zero_baseline_is_capped_not_infinite(account):
     Campaign.objects.filter(external_id="brand-search").update(daily_budget=0)
     assessed = assess(account, "budget_change", campaign="brand-search", new_daily_budget="10")
     assert assessed.assessment.magnitude == Decimal("1000")
+
+
+def test_a_move_larger_than_the_recorded_cap_is_labelled_as_large_as_it_is(account):
+    assessed = assess(account, "bid_adjustment", campaign="brand-search", new_bid="5000.00")
+    assert assessed.assessment.magnitude == Decimal("1000")  # recorded at the cap
+    assert assessed.assessment.magnitude_label == "A 249900.0% change to brand-search's bid"
+    assert assessed.assessment.summary == "bid of brand-search 2.00 → 5000.00 USD (+249900.0%)"
+
+
+def test_a_change_from_a_zero_baseline_says_so_rather_than_a_size(account):
+    Campaign.objects.filter(external_id="brand-search").update(daily_budget=0)
+    assessed = assess(account, "budget_change", campaign="brand-search", new_daily_budget="10")
+    assert assessed.assessment.magnitude_label == (
+        "A change from zero to brand-search's daily budget"
+    )

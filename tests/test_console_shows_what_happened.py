@@ -231,3 +231,35 @@ def test_a_guardrail_set_since_is_said_before_the_operator_approves(login):
     # Without the cap, nothing is said.
     Campaign.objects.filter(external_id="generic-search").update(max_daily_budget=None)
     assert 'id="refused-as-proposed"' not in page_of(login("operator"), proposal).text
+
+
+def test_a_huge_move_reads_as_large_as_it_is_on_the_api_and_in_the_queue(optimizer, login):
+    response = optimizer.post("/api/v1/proposals/", bid_adjustment("5000.00"), format="json")
+
+    assert response.status_code == 201, response.content
+    reasons = " ".join(response.json()["verdict"]["reasons"])
+    assert "A 249900.0% change to brand-search's bid" in reasons
+    assert "100000.0%" not in reasons.replace("at least 100000.0%", "")
+    queue = login("operator").get(CHANGELIST)
+    assert "at least 100000.0% / 15.0%" in queue.text
+
+
+def test_the_api_names_the_policy_as_it_was_in_the_version_that_decided(optimizer):
+    proposal = evaluated(reallocation("280.00"))
+    policy = Policy.objects.get(pk=proposal.verdict_policy_id)
+    decided_by = policy.name
+    policy.name = "Reallocations (tightened in May)"
+    policy.save()
+
+    answer = optimizer.get(f"/api/v1/proposals/{proposal.pk}/").json()
+    assert answer["verdict"]["policy"] == {
+        "id": policy.pk,
+        "name": decided_by,
+        "version": proposal.verdict_policy_version,
+    }
+    listed = optimizer.get("/api/v1/proposals/").json()["results"]
+    assert [item["verdict"]["policy"]["name"] for item in listed] == [decided_by]
+    # Decided again under the renamed policy (a new proposal), it reads the new name.
+    later = optimizer.post("/api/v1/proposals/", reallocation("290.00"), format="json").json()
+    assert later["verdict"]["policy"]["name"] == "Reallocations (tightened in May)"
+    assert later["verdict"]["policy"]["version"] > proposal.verdict_policy_version

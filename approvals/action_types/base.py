@@ -17,14 +17,14 @@ from rest_framework import serializers
 
 from approvals.validation import StrictSerializer
 from ledger.models import Account, Campaign
-from policies.engine import MagnitudeUnit
+from policies.engine import MAGNITUDE_CAP, MagnitudeUnit
 
 if TYPE_CHECKING:
     from approvals.action_types.forms import ActionEditForm
     from approvals.models import Proposal
 
-# A relative change from a zero baseline has no finite size; it is recorded at this cap.
-MAGNITUDE_CAP = Decimal("1000")
+# A relative change from a zero baseline has no finite size; it is recorded at the cap
+# (``MAGNITUDE_CAP``), as is one larger than it.
 _MAGNITUDE_QUANTUM = Decimal("0.000001")
 
 
@@ -78,6 +78,15 @@ def relative_change(current: Decimal, new: Decimal) -> Decimal:
     return min(abs(new - current) / current, MAGNITUDE_CAP).quantize(
         _MAGNITUDE_QUANTUM, rounding=ROUND_HALF_UP
     )
+
+
+def change_label(current: Decimal, new: Decimal) -> str:
+    """|new − current| / current as a person reads it, "A 12.5% change", however large (the
+    recorded magnitude stops at ``MAGNITUDE_CAP``); "A change from zero" from a zero
+    baseline, which has no finite size."""
+    if current == 0:
+        return "A change from zero"
+    return f"A {abs(new - current) / current * 100:.1f}% change"
 
 
 def exact_factor(current: Decimal, new: Decimal) -> Fraction:

@@ -12,6 +12,7 @@ from approvals.action_types.base import (
     Assessment,
     CampaignRef,
     Money,
+    change_label,
     change_of,
     relative_change,
     signed_percent,
@@ -39,9 +40,7 @@ class NumericFieldChange(ActionType):
         magnitude = relative_change(current, new)
         return Assessment(
             magnitude=magnitude,
-            magnitude_label=(
-                f"A {magnitude * 100:.1f}% change to {campaign.external_id}'s {self.noun}"
-            ),
+            magnitude_label=f"{change_label(current, new)} to {campaign.external_id}'s {self.noun}",
             summary=(
                 f"{self.noun} of {campaign.external_id} {current} → {new} {account.currency} "
                 f"({signed_percent(current, new)})"

@@ -11,7 +11,7 @@ from rest_framework.exceptions import ValidationError
 
 from approvals import action_types
 from approvals.action_types import register
-from approvals.action_types.base import ActionType, Assessment, relative_change
+from approvals.action_types.base import ActionType, Assessment, change_label, relative_change
 from approvals.action_types.forms import ActionEditForm
 from approvals.validation import StrictSerializer
 from ledger.models import Account
@@ -138,7 +138,7 @@ class PolicyChange(ActionType):
         unit = action_types.get(payload["action_type"]).magnitude_unit
         return Assessment(
             magnitude=relative_change(before, after),
-            magnitude_label=f"A {relative_change(before, after) * 100:.1f}% change of a ceiling",
+            magnitude_label=f"{change_label(before, after)} of a ceiling",
             summary=(
                 f"{verb} {payload['agent']}'s auto-execute ceiling for {payload['action_type']} "
                 f"on {account.external_id} from {format_magnitude(before, unit)} to "
