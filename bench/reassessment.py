@@ -15,7 +15,7 @@ Measured, in process (two threads, two connections):
 - the unrelated rejection (``proposal_reject``), started 0.2 s into the execution.
 
 Then checked: every parked reallocation reads the new figures; the superseded one's agent
-was told. Run with ``python bench/reassessment.py [--parked 1000]``; its database
+was told. Run with ``bin/bench reassess [--parked 1000] [--profile]``; its database
 (BENCH_DATABASE_URL's name + ``_reassess``) is made anew at each run.
 """
 
@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.common import bench_database, create_database  # noqa: E402
+from bench.common import bench_database, create_database, temporary_data_dir  # noqa: E402
 
 DATABASE_URL = bench_database("reassess")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -45,7 +45,7 @@ os.environ.update(
     REDIS_URL=REDIS_URL,
     HITL_CELERY_QUEUE=QUEUE,
     HITL_LOG_LEVEL="WARNING",
-    HITL_DATA_DIR=os.environ.get("HITL_DATA_DIR", "/tmp/hitl-bench-reassess"),
+    HITL_DATA_DIR=temporary_data_dir("hitl-bench-reassess-"),
 )
 
 
