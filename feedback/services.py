@@ -155,13 +155,21 @@ def feedback_record_supersessions(
     )
 
 
-def feedback_record_expiry(*, proposal: Proposal, actor: Actor) -> Feedback:
+def feedback_record_expiries(*, proposals: Sequence[Proposal], actor: Actor) -> list[Feedback]:
+    """Proposals expired unreviewed: their agents are told, in one write, last in the
+    caller's transaction (``_in_commit_order``)."""
+    if not proposals:
+        return []
     _in_commit_order()
-    _wake_readers([proposal.agent_id])
-    with acting_as(actor):
-        return Feedback.objects.create(
-            agent_id=proposal.agent_id, proposal=proposal, kind=FeedbackKind.EXPIRED
-        )
+    _wake_readers(proposal.agent_id for proposal in proposals)
+    return create_with_history(
+        Feedback,
+        [
+            Feedback(agent_id=proposal.agent_id, proposal=proposal, kind=FeedbackKind.EXPIRED)
+            for proposal in proposals
+        ],
+        actor=actor,
+    )
 
 
 def _outcome_record(

@@ -10,7 +10,7 @@ from approvals.models import Proposal, ProposalStatus
 from approvals.services.acts import review_window_closed
 from approvals.services.lifecycle import proposal_lock, proposals_transition
 from audit.actors import Actor
-from feedback.services import feedback_record_expiry
+from feedback.services import feedback_record_expiries
 
 SWEEP_BATCH = 500
 
@@ -28,8 +28,7 @@ def proposals_expire_locked(*, proposals: Sequence[Proposal]) -> None:
         actor=actor,
         reason="the review window closed without a decision",
     )
-    for proposal in proposals:
-        feedback_record_expiry(proposal=proposal, actor=actor)
+    feedback_record_expiries(proposals=proposals, actor=actor)
 
 
 def proposals_expire_overdue() -> int:
