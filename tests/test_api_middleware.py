@@ -1,6 +1,6 @@
-"""The agent API skips the console's middleware (sessions, CSRF, login, second factors,
-messages, lockout page, static files) and keeps what it relies on: the security headers, the
-trailing-slash redirect, its errors in JSON. The console keeps all of it, under the test
+"""What the agent API and the console each rely on from the middleware: the API sets no cookie,
+keeps the security headers and the trailing-slash redirect, answers its errors in JSON and is
+not authenticated by a console session; the console keeps CSRF and its login, under the test
 client's WSGI-like handler and under ASGI, as the Procfile's web server runs it."""
 
 import json
