@@ -486,7 +486,8 @@ class ProposalAdmin(ReadOnlyAdmin):
             # The services' own rule: a button shows only where the server would take the act.
             "can_decide": may_act(request.user, proposal, Act.APPROVE),
             # What an approval as proposed would be refused for now (a cap or a lock set since
-            # it was made), said before the person tries: `proposal_approve` checks the same.
+            # it was made, or a ledger that has used a cap's headroom), said before the person
+            # tries: `proposal_approve` checks the same.
             "refused_as_proposed": (
                 guardrail_blocks_each([proposal])[proposal.pk]
                 if proposal.status == ProposalStatus.PENDING_REVIEW

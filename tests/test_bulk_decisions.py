@@ -52,7 +52,7 @@ def test_bulk_approval_holds_each_proposal_to_the_rules_of_a_single_one(operator
     ]
     assert {error.message for error in decided.refused} == {
         "There is no proposal #999999.",
-        f"A guardrail set since proposal #{over_cap.pk} was made refuses it: generic-search's "
+        f"A guardrail refuses proposal #{over_cap.pk} now: generic-search's "
         "daily budget would be 780.00 USD, above its cap of 750.00 USD.",
         f"operator has already decided on proposal #{decided_before.pk}.",
     }

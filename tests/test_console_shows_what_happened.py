@@ -1,6 +1,7 @@
 """What the operator and the auditor see is what was proposed, decided and done (issue 11,
 points 1 to 3): recorded figures, never recomputed against today's ledger or policies."""
 
+import html
 from decimal import Decimal
 
 import pytest
@@ -10,7 +11,7 @@ from django.urls import reverse
 from approvals.models import Proposal
 from approvals.services.decisions import proposal_approve, proposal_reject
 from approvals.services.execution import proposal_execute
-from ledger.models import Campaign
+from ledger.models import Account, Campaign
 from policies.models import Policy
 from tests.conftest import bid_adjustment, reallocation
 from tests.factories import evaluated
@@ -226,11 +227,46 @@ def test_a_guardrail_set_since_is_said_before_the_operator_approves(login):
     page = page_of(login("operator"), proposal)
 
     note = page.text[page.text.index('id="refused-as-proposed"') :].split("</p>")[0]
-    assert "A guardrail set since this proposal was made refuses it as proposed" in note
+    assert "A guardrail refuses it now, as proposed" in note
     assert "above its cap of 750.00 USD" in note
     # Without the cap, nothing is said.
     Campaign.objects.filter(external_id="generic-search").update(max_daily_budget=None)
     assert 'id="refused-as-proposed"' not in page_of(login("operator"), proposal).text
+
+
+def budget_change(campaign: str, new: str) -> dict:
+    return bid_adjustment(action_type="budget_change") | {
+        "payload": {"campaign": campaign, "new_daily_budget": new}
+    }
+
+
+def test_a_cap_whose_headroom_the_ledger_used_is_said_as_refusing_now_not_as_set_since(
+    operator, login
+):
+    # The cap is there before either proposal: each fits under it alone, not both.
+    Account.objects.filter(external_id="demo").update(max_total_daily_budget=Decimal("1870.00"))
+    first = evaluated(budget_change("display-retarget", "340.00"))
+    second = evaluated(budget_change("generic-search", "560.00"))
+    assert (first.status, second.status) == ("pending_review", "pending_review")
+    proposal_approve(proposal_id=first.pk, reviewer=operator)
+    assert proposal_execute(proposal_id=first.pk).status == "executed"
+
+    client = login("operator")
+    page = page_of(client, second)
+    note = html.unescape(page.text[page.text.index('id="refused-as-proposed"') :].split("</p>")[0])
+    refused = client.post(
+        reverse("admin:approvals_proposal_approve", args=[second.pk]), {"note": ""}, follow=True
+    )
+
+    over_cap = (
+        "Account demo's active campaigns would spend 1,900.00 USD a day, above its cap of "
+        "1,870.00 USD."
+    )
+    assert f"A guardrail refuses it now, as proposed: {over_cap}" in note
+    said = [str(message) for message in refused.context["messages"]]
+    assert said == [f"A guardrail refuses proposal #{second.pk} now: {over_cap}"]
+    assert "set since" not in page.text + refused.text
+    assert Proposal.objects.get(pk=second.pk).status == "pending_review"
 
 
 def test_a_huge_move_reads_as_large_as_it_is_on_the_api_and_in_the_queue(optimizer, login):

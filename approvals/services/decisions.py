@@ -211,10 +211,7 @@ def _decisions_record(
     if outcome == DecisionOutcome.APPROVE:
         blocks = guardrail_blocks_each(p for p in deciding if p.pk not in changes)
         decided.refused += [
-            DomainError(
-                f"A guardrail set since proposal #{proposal_id} was made refuses it: "
-                + " ".join(reasons)
-            )
+            DomainError(f"A guardrail refuses proposal #{proposal_id} now: " + " ".join(reasons))
             for proposal_id, reasons in blocks.items()
             if reasons
         ]
