@@ -409,6 +409,83 @@ class BatchSpend:
 
 
 @dataclass
+class CappedSpends:
+    """Capped accounts' campaigns as a set of actions approved one after the other leaves
+    them (a batch's submissions, the rows of a bulk approval), by account id: each action is
+    judged against its account's total budget cap counting those approved before it
+    (``blocks``), and once approved counts for those after it (``count``)."""
+
+    accounts: dict[int, BatchSpend] = field(default_factory=dict)
+
+    def of(
+        self, *, action_type: ActionType, account: Account, payload: dict[str, Any]
+    ) -> BatchSpend | None:
+        """The account's campaigns as the actions counted leave them, if the action is judged
+        by its total (``reads_account_total``): read the first time, from then on in memory."""
+        if not reads_account_total(action_type=action_type, account=account, payload=payload):
+            return None
+        if account.pk not in self.accounts:
+            self.accounts[account.pk] = BatchSpend(
+                {
+                    campaign.external_id: campaign
+                    for campaign in Campaign.objects.filter(account=account).only(
+                        "external_id", "daily_budget", "status", "max_daily_budget"
+                    )
+                }
+            )
+        return self.accounts[account.pk]
+
+    def blocks(
+        self,
+        *,
+        action_type: ActionType,
+        account: Account,
+        payload: dict[str, Any],
+        campaigns: dict[str, Campaign],
+        say_counted: bool = True,
+    ) -> list[str]:
+        """What the guardrails refuse about the action after those counted before it
+        (``guardrail_blocks``); ``say_counted``: whether the account cap's words say how many
+        were counted (a caller that names them says it itself)."""
+        spend = self.of(action_type=action_type, account=account, payload=payload)
+        return guardrail_blocks(
+            action_type=action_type,
+            account=account,
+            payload=payload,
+            campaigns=campaigns,
+            account_campaigns=None if spend is None else spend.campaigns.values(),
+            counted_in_batch=0 if spend is None or not say_counted else spend.approved,
+        )
+
+    def count(
+        self,
+        *,
+        action_type: ActionType,
+        account: Account,
+        payload: dict[str, Any],
+        campaigns: dict[str, Campaign],
+    ) -> None:
+        """An action just approved: the daily budgets and statuses it sets count against its
+        account's total budget cap for the actions judged after it, as it would set them
+        after the earlier ones (a reallocation moves its amount from where they left the
+        budgets)."""
+        spend = self.of(action_type=action_type, account=account, payload=payload)
+        if spend is None:
+            return
+        now = {
+            external_id: spend.campaigns.get(external_id, campaign)
+            for external_id, campaign in campaigns.items()
+        }
+        for external_id, values in action_type.proposed_state(payload, now).items():
+            campaign = spend.campaigns.get(external_id)
+            if campaign is None:
+                continue
+            for name in SPEND_FIELDS & values.keys():
+                setattr(campaign, name, values[name])
+        spend.approved += 1
+
+
+@dataclass
 class EvaluationContext:
     """Everything the engine needs to know besides the action itself: the rules in force,
     the engaged kill switches, each account's brand guidelines, each agent's record, the
@@ -425,7 +502,7 @@ class EvaluationContext:
     brand_rules: dict[int, BrandRules]
     approval_rates: dict[int, float | None]
     moves: dict[tuple[int, str], list[engine.Move]] = field(default_factory=dict)
-    spend: dict[int, BatchSpend] = field(default_factory=dict)
+    spend: CappedSpends = field(default_factory=lambda: CappedSpends())
     # What brand guidelines found in the actions' texts, if worked out ahead
     # (``brand_findings_ahead``).
     brand_found: BrandFound = field(default_factory=dict)
@@ -495,34 +572,10 @@ class EvaluationContext:
             rules = self.brand_rules[account.pk]
             found = self.brand_found.get((rules, tuple(texts)))
             reviews += found if found is not None else brand_findings(texts, rules)
-        spend = self._spend(action_type=action_type, account=account, payload=payload)
-        blocks = guardrail_blocks(
-            action_type=action_type,
-            account=account,
-            payload=payload,
-            campaigns=campaigns,
-            account_campaigns=None if spend is None else spend.campaigns.values(),
-            counted_in_batch=0 if spend is None else spend.approved,
+        blocks = self.spend.blocks(
+            action_type=action_type, account=account, payload=payload, campaigns=campaigns
         )
         return GuardrailFindings(tuple(blocks), tuple(reviews))
-
-    def _spend(
-        self, *, action_type: ActionType, account: Account, payload: dict[str, Any]
-    ) -> BatchSpend | None:
-        """The account's campaigns as the batch leaves them, if the action is judged by its
-        total (``reads_account_total``): read the first time, from then on in memory."""
-        if not reads_account_total(action_type=action_type, account=account, payload=payload):
-            return None
-        if account.pk not in self.spend:
-            self.spend[account.pk] = BatchSpend(
-                {
-                    campaign.external_id: campaign
-                    for campaign in Campaign.objects.filter(account=account).only(
-                        "external_id", "daily_budget", "status"
-                    )
-                }
-            )
-        return self.spend[account.pk]
 
     def count_spend(
         self,
@@ -532,24 +585,11 @@ class EvaluationContext:
         payload: dict[str, Any],
         campaigns: dict[str, Campaign],
     ) -> None:
-        """An action just approved: the daily budgets and statuses it sets count against its
-        account's total budget cap for the actions evaluated after it, as it would set them
-        after the batch's earlier ones (a reallocation moves its amount from where they left
-        the budgets)."""
-        spend = self._spend(action_type=action_type, account=account, payload=payload)
-        if spend is None:
-            return
-        now = {
-            external_id: spend.campaigns.get(external_id, campaign)
-            for external_id, campaign in campaigns.items()
-        }
-        for external_id, values in action_type.proposed_state(payload, now).items():
-            campaign = spend.campaigns.get(external_id)
-            if campaign is None:
-                continue
-            for name in SPEND_FIELDS & values.keys():
-                setattr(campaign, name, values[name])
-        spend.approved += 1
+        """An action just approved: it counts against its account's total budget cap for the
+        actions evaluated after it (``CappedSpends.count``)."""
+        self.spend.count(
+            action_type=action_type, account=account, payload=payload, campaigns=campaigns
+        )
 
     def verdict(
         self,

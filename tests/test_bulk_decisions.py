@@ -1,6 +1,8 @@
 """Deciding many proposals at once: the rules of a single decision hold for each one, each
 gets its decision, feedback and history, and every proposal approved is executed once."""
 
+import html
+import re
 from decimal import Decimal
 
 import pytest
@@ -9,14 +11,21 @@ from django.urls import reverse
 from approvals.models import Decision, Proposal, ProposalStatus
 from approvals.services import decisions
 from approvals.services.decisions import proposal_approve, proposals_approve, proposals_reject
+from approvals.services.execution import proposal_execute
 from feedback.models import Feedback
 from hitlproject.errors import DomainError
-from ledger.models import Campaign
+from ledger.models import Account, Campaign
 from policies.models import Policy
 from tests.conftest import BID_RAISES, bid_adjustment, reallocation, wait_until
 from tests.factories import evaluated
 
 CHANGELIST = reverse("admin:approvals_proposal_changelist")
+
+
+def budget_change(campaign: str, new: str) -> dict:
+    return bid_adjustment(action_type="budget_change") | {
+        "payload": {"campaign": campaign, "new_daily_budget": new}
+    }
 
 
 def statuses(*proposals: Proposal) -> list[str]:
@@ -134,3 +143,46 @@ def test_every_proposal_approved_in_bulk_is_executed_once(login):
         assert [e.status for e in proposal.executions.all()] == ["succeeded"]
     bids = dict(Campaign.objects.values_list("external_id", "bid"))
     assert {campaign: str(bids[campaign]) for campaign in BID_RAISES} == BID_RAISES
+
+
+def test_bulk_approval_says_which_budget_raise_a_capped_account_would_refuse_after_the_others(
+    login,
+):
+    # Each raise fits under the account's cap alone (1,840.00 and 1,860.00 of 1,870.00), not
+    # both: the second to run would fail at execution.
+    Account.objects.filter(external_id="demo").update(max_total_daily_budget=Decimal("1870.00"))
+    raises = [
+        evaluated(budget_change("display-retarget", "340.00")),
+        evaluated(budget_change("generic-search", "560.00")),
+    ]
+    assert statuses(*raises) == ["pending_review", "pending_review"]
+    client = login("operator")
+    selected = {"action": "approve_selected", "_selected_action": [p.pk for p in raises]}
+
+    confirm = client.post(CHANGELIST, selected)
+
+    first, second = confirm.context["plan"].proposals  # as listed: the queue's order
+    rows = {
+        int(pk): html.unescape(outcome)
+        for pk, outcome in re.findall(
+            r'<tr><td>(\d+)</td>.*?<td class="bulk-outcome">(.*?)</td>', confirm.text, re.S
+        )
+    }
+    left_waiting = (
+        f"Proposal #{second.pk} is left waiting: it would not execute, it would fail after "
+        f"#{first.pk}, approved with it: Account demo's active campaigns would spend 1,900.00 "
+        "USD a day, above its cap of 1,870.00 USD."
+    )
+    assert rows == {first.pk: "Approved: it executes.", second.pk: left_waiting}
+    assert 'id="bulk-over-cap"' in confirm.text
+    assert 'value="Yes, approve 1"' in confirm.text
+
+    done = client.post(CHANGELIST, {**selected, "confirm": "yes", "note": ""}, follow=True)
+
+    said = [str(message) for message in done.context["messages"]]
+    assert said == [
+        f"1 proposal(s) approved and sent to be executed: #{first.pk}.",
+        left_waiting,
+    ]
+    assert statuses(first, second) == ["approved", "pending_review"]
+    assert proposal_execute(proposal_id=first.pk).status == "executed"

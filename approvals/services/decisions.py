@@ -48,7 +48,7 @@ from audit.actors import Actor, acting_as
 from audit.history import create_with_history, update_with_history
 from feedback.services import feedback_record_decisions
 from hitlproject.errors import Conflict, DomainError, InvalidInput, NotFound
-from policies.services import brand_guideline_findings
+from policies.services import CappedSpends, brand_guideline_findings
 
 DECIDE_PERMISSION = "approvals.decide_proposal"
 
@@ -100,6 +100,12 @@ def _edit(proposal: Proposal, edited_payload: Any) -> dict[str, Any] | None:
         )
     note = f"Edited before approval to: {assessed.assessment.summary}."
     return {"payload": assessed.payload, **refreshed_facts(proposal, assessed, verdict, note)}
+
+
+def guardrail_refusal(proposal_id: int, reasons: Collection[str]) -> DomainError:
+    """Why a guardrail refuses approving a proposal now: one set since it was made, or a cap
+    whose headroom the ledger has used since."""
+    return DomainError(f"A guardrail refuses proposal #{proposal_id} now: " + " ".join(reasons))
 
 
 @dataclass
@@ -392,23 +398,31 @@ QUEUE_ORDER = ("-risk", "created_at", "pk")
 class BulkApprovalPlan:
     """What approving proposals together would do, read before any is decided, in the order
     they are listed (the queue's): those the reviewer may approve, and of them, those held
-    back because an earlier one changes the same campaign field first (by proposal id, why)."""
+    back because an earlier one changes the same campaign field first, and those held back
+    because, with the earlier ones executed, their account's total budget cap would refuse
+    them (by proposal id, why)."""
 
     proposals: list[Proposal]
     refusals: dict[int, DomainError]
     held: dict[int, Conflict]
+    over_cap: dict[int, Conflict] = field(default_factory=dict)
 
     @property
     def approving(self) -> int:
         """How many of them the approval decides."""
-        return len(self.proposals) - len(self.refusals) - len(self.held)
+        return len(self.proposals) - len(self.refusals) - len(self.held) - len(self.over_cap)
+
+    @property
+    def left_waiting(self) -> dict[int, Conflict]:
+        """Those the approval leaves waiting, each with why."""
+        return self.held | self.over_cap
 
     def outcome(self, proposal: Proposal) -> str:
         """What approving it with the others would do, in words."""
         if proposal.pk in self.refusals:
             return f"Refused: {self.refusals[proposal.pk].message}"
-        if proposal.pk in self.held:
-            return self.held[proposal.pk].message
+        if proposal.pk in self.left_waiting:
+            return self.left_waiting[proposal.pk].message
         missing = proposal.required_approvals - proposal.approvals_this_round - 1
         if missing > 0:
             return f"Approved by you; waits for {missing} more approval(s)."
@@ -422,7 +436,10 @@ def bulk_approval_plan(*, proposal_ids: Collection[int], reviewer: AbstractBaseU
     a field an earlier one changes is held back (it will be superseded once the earlier one
     executes), and so is one that moves an amount on a field an earlier one sets (it will be
     re-assessed then, and should be decided on those figures). Amounts moved on the same
-    field compose, so reallocations are approved together."""
+    field compose, so reallocations are approved together. An account's total budget cap
+    judges each, as a batch's submissions are judged, counting the spend of those approved
+    before it: one that the cap would refuse once they have executed would fail then, so it
+    is held back too (as is, refused, one the guardrails refuse alone)."""
     proposals = list(
         Proposal.objects.select_related("agent", "account")
         .filter(pk__in=proposal_ids)
@@ -435,12 +452,17 @@ def bulk_approval_plan(*, proposal_ids: Collection[int], reviewer: AbstractBaseU
     ).values_list("proposal_id", "review_round", "reviewer_id"):
         if review_round == rounds[proposal_id]:
             reviewers[proposal_id].append(reviewer_id)
-    refusals, held, changed_by = {}, {}, {}
+    refusals, held, over_cap, changed_by = {}, {}, {}, {}
     ahead = approved_ahead_each(proposals, lock=False)
+    alone = guardrail_blocks_each(proposals)
+    spends = CappedSpends()
+    counted: dict[int, list[int]] = defaultdict(list)  # by account: those counted against it
     for proposal in proposals:
         refusal = act_refusal(reviewer, proposal, Act.APPROVE, reviewers=reviewers[proposal.pk])
         if refusal is None:
             refusal = ahead.get(proposal.pk)
+        if refusal is None and alone.get(proposal.pk):
+            refusal = guardrail_refusal(proposal.pk, alone[proposal.pk])
         if refusal is not None:
             refusals[proposal.pk] = refusal
             continue
@@ -464,9 +486,34 @@ def bulk_approval_plan(*, proposal_ids: Collection[int], reviewer: AbstractBaseU
             )
             break
         else:
+            spend = spends.of(
+                action_type=action_type, account=proposal.account, payload=proposal.payload
+            )
+            if spend is not None:
+                touched = {
+                    external_id: spend.campaigns[external_id]
+                    for external_id in action_type.campaign_fields(proposal.payload)
+                    if external_id in spend.campaigns
+                }
+                judged = {
+                    "action_type": action_type,
+                    "account": proposal.account,
+                    "payload": proposal.payload,
+                    "campaigns": touched,
+                }
+                blocks = spends.blocks(**judged, say_counted=False)
+                if blocks:
+                    before = ", ".join(f"#{pk}" for pk in counted[proposal.account_id])
+                    over_cap[proposal.pk] = Conflict(
+                        f"Proposal #{proposal.pk} is left waiting: it would not execute, it "
+                        f"would fail after {before}, approved with it: " + " ".join(blocks)
+                    )
+                    continue
+                spends.count(**judged)
+                counted[proposal.account_id].append(proposal.pk)
             for *key, _ in fields:
                 changed_by.setdefault(tuple(key), (proposal.pk, action_type.sets_values))
-    return BulkApprovalPlan(proposals, refusals, held)
+    return BulkApprovalPlan(proposals, refusals, held, over_cap)
 
 
 def proposals_approve(
@@ -474,9 +521,10 @@ def proposals_approve(
 ) -> Decided:
     """Approve many proposals, by the same rules as one at a time, in batches of
     ``BULK_BATCH`` to a transaction: a proposal that may not be approved (decided meanwhile,
-    say) is refused and reported, one that conflicts with another approved with it is held
-    back (``bulk_approval_plan``), and the rest go through."""
-    held = bulk_approval_plan(proposal_ids=proposal_ids, reviewer=reviewer).held
+    say) is refused and reported, one that conflicts with another approved with it, or that
+    its account's total budget cap would refuse once the others ran, is held back
+    (``bulk_approval_plan``), and the rest go through."""
+    held = bulk_approval_plan(proposal_ids=proposal_ids, reviewer=reviewer).left_waiting
     decided = _in_batches(
         set(proposal_ids) - held.keys(),
         lambda batch: _decisions_record(
