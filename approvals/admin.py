@@ -1,6 +1,7 @@
 """The review console: the operator's queue and decisions, the auditor's read-only view."""
 
 import copy
+import dataclasses
 import json
 
 from django import forms
@@ -57,7 +58,7 @@ from approvals.services.lifecycle import UNDER_WAY_STATUSES
 from approvals.services.proposals import guardrail_blocks_each, proposal_withdraw_for_agent
 from approvals.templatetags.console import scorecard_charts, what_if_chart
 from audit.actors import Actor
-from audit.admin import AuditedHistoryAdmin, refuse_nul_in_search
+from audit.admin import AuditedHistoryAdmin, ConsoleHistoryValues, refuse_nul_in_search
 from feedback.models import OutcomeEffect
 from feedback.selectors import proposal_edits, scorecard_window, scorecards
 from feedback.services import outcome_report_by_user
@@ -268,6 +269,43 @@ def _bulk_result(verb: str, decided: Decided) -> list[tuple[int, str]]:
     return said
 
 
+def policy_as_recorded(policy_id: int | None, version: int | None) -> str:
+    """The policy a proposal's routing recorded, as it was then: its name in that version
+    (its history record), with its id and version; never a name it took later."""
+    if policy_id is None:
+        return "—"
+    name = Policy.history.filter(id=policy_id, history_id=version).values_list("name", flat=True)
+    named = f"“{name[0]}” " if version is not None and name else ""
+    return f"{named}(policy #{policy_id}, version {version if version is not None else '?'})"
+
+
+class ProposalHistoryValues(ConsoleHistoryValues):
+    """A proposal's changes as recorded: the deciding policy under the name it had in the
+    version that routed it; the guardrails' findings and the verdict's reasons as sentences."""
+
+    def format_delta_change(self, change):
+        formatted = super().format_delta_change(change)
+        if change.field != "verdict_policy":
+            return formatted
+        old, new = (
+            policy_as_recorded(record.verdict_policy_id, record.verdict_policy_version)
+            for record in (self.delta.old_record, self.delta.new_record)
+        )
+        return dataclasses.replace(formatted, old=old, new=new)
+
+    def json_in_words(self, field_name: str, value) -> str | None:
+        if field_name == "verdict_reasons" and isinstance(value, list):
+            return " ".join(str(reason) for reason in value)
+        if field_name == "guardrail_findings" and isinstance(value, dict):
+            said = [
+                f"{label}: {' '.join(str(finding) for finding in value.get(key) or ())}"
+                for key, label in (("block", "Refuses"), ("review", "Sends to a person"))
+                if value.get(key)
+            ]
+            return "; ".join(said) or None
+        return None
+
+
 @admin.register(Proposal)
 class ProposalAdmin(ReadOnlyAdmin):
     list_display = [
@@ -314,6 +352,7 @@ class ProposalAdmin(ReadOnlyAdmin):
     paginator = CappedCountPaginator
     actions = ["approve_selected", "reject_selected"]
     change_form_template = "admin/approvals/proposal/change_form.html"
+    history_values = ProposalHistoryValues
     fieldsets = [
         (
             None,

@@ -1,6 +1,9 @@
 """What every page of the review console shares: lists that answer only the filters they offer,
 secrets no lookup reaches, ids that are not ids refused as such, history that is read-only."""
 
+import dataclasses
+import json
+
 from django.contrib import admin
 from django.contrib.admin import widgets
 from django.contrib.admin.exceptions import DisallowedModelAdminLookup
@@ -135,10 +138,58 @@ class ConsoleAdmin(admin.ModelAdmin):
         return super().response_action(request, queryset)
 
 
+def empty_structure(value) -> bool:
+    """Whether a value holds nothing: None, "", or lists and dicts of nothing
+    (``{"block": [], "review": []}`` says no more than ``{}``)."""
+    if isinstance(value, dict):
+        return all(empty_structure(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return all(empty_structure(item) for item in value)
+    return value is None or value == ""
+
+
 class ConsoleHistoryValues(HistoricalRecordContextHelper):
     """A change's values as a person reads them: an empty reference or value is "—" (not
     "Deleted policy (pk=None)", "None" or nothing), and a reference to a record since deleted
-    says so."""
+    says so. A JSON field reads whole, as JSON (not a truncated Python dict), or as
+    ``json_in_words`` says it; a JSON field that went from nothing to a structure of nothing
+    did not change. ``delta`` is the change being shown (its records, older and newer), for
+    a value that reads by another field of its record."""
+
+    delta = None
+
+    def context_for_delta_changes(self, delta):
+        self.delta = delta
+        changed = [
+            change
+            for change in delta.changes
+            if not (
+                self._is_json(change.field)
+                and empty_structure(change.old)
+                and empty_structure(change.new)
+            )
+        ]
+        return super().context_for_delta_changes(dataclasses.replace(delta, changes=changed))
+
+    def _is_json(self, field_name: str) -> bool:
+        return isinstance(self.model._meta.get_field(field_name), models.JSONField)
+
+    def json_in_words(self, field_name: str, value) -> str | None:
+        """A JSON field's value in words, where the model has them; None for JSON."""
+        return None
+
+    def stringify_delta_change_values(self, change, old, new):
+        if not self._is_json(change.field):
+            return super().stringify_delta_change_values(change, old, new)
+        return tuple(
+            "—"
+            if empty_structure(value)
+            else (
+                self.json_in_words(change.field, value)
+                or json.dumps(value, ensure_ascii=False, sort_keys=True)
+            )
+            for value in (old, new)
+        )
 
     def prepare_delta_change_value(self, change, value):
         value = super().prepare_delta_change_value(change, value)
@@ -146,6 +197,8 @@ class ConsoleHistoryValues(HistoricalRecordContextHelper):
             if value.pk is None:
                 return "—"
             return f"{value.model._meta.verbose_name} #{value.pk} (since deleted)"
+        if self._is_json(change.field):
+            return value
         return "—" if value is None or value == "" else value
 
 
@@ -160,8 +213,10 @@ class AuditedHistoryAdmin(ConsoleAdmin, SimpleHistoryAdmin):
     stamped on the record (templates/simple_history/object_history_list.html).
     """
 
+    history_values = ConsoleHistoryValues
+
     def get_historical_record_context_helper(self, request, historical_record):
-        return ConsoleHistoryValues(self.model, historical_record)
+        return self.history_values(self.model, historical_record)
 
     def revert_disabled(self, request, obj=None) -> bool:
         return True

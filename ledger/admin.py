@@ -38,7 +38,8 @@ class AccountAdmin(GuardrailFieldsOnly, AuditedHistoryAdmin):
         readonly = [*super().get_readonly_fields(request, obj), "execution_secret"]
         if request.user.is_superuser:
             return [name for name in readonly if name not in self.integration_fields]
-        return [*readonly, *self.integration_fields]
+        # Once each: a field listed twice is shown twice.
+        return list(dict.fromkeys([*readonly, *self.integration_fields]))
 
 
 @admin.register(Campaign)

@@ -15,6 +15,7 @@ def test_only_an_administrator_sets_the_execution_endpoint_and_sees_its_secret(l
         page = login(role).get(url)
         assert page.status_code == 200
         assert 'name="execution_endpoint"' not in page.text
+        assert page.text.count("Execution endpoint") == 1, role  # shown once, read-only
         assert account.execution_secret not in page.text
 
     login("policy-owner").post(

@@ -12,9 +12,9 @@ from approvals.services.agents import agent_key_issue
 from approvals.services.decisions import proposal_approve, proposal_reject
 from approvals.services.execution import proposal_execute
 from audit.actors import Actor
-from ledger.models import Campaign
+from ledger.models import Account, Campaign
 from policies.models import Policy
-from tests.conftest import reallocation
+from tests.conftest import creative, creative_batch, reallocation
 from tests.factories import evaluated
 
 
@@ -130,5 +130,63 @@ def test_a_reference_set_for_the_first_time_reads_as_empty_before(login, demo_wo
 
     routed = history_rows(login("auditor"), proposal)[0]
 
-    assert "Verdict policy: — → Budget reallocations" in routed
+    assert "Verdict policy: — → “Budget reallocations” (policy #" in routed
     assert "Deleted" not in routed and "pk=None" not in routed
+
+
+def test_a_proposal_s_history_names_its_policy_as_it_was_when_it_routed_it(login, demo_world):
+    proposal = evaluated(reallocation())
+    policy = Policy.objects.get(pk=proposal.verdict_policy_id)
+    version = proposal.verdict_policy_version
+    policy.name = "Moves between campaigns"
+    policy._change_reason = "Renamed."
+    policy.save()
+    auditor = login("auditor")
+
+    routed = history_rows(auditor, proposal)[0]
+    page = auditor.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+
+    assert (
+        f"Verdict policy: — → “Budget reallocations” (policy #{policy.pk}, version {version})"
+        in routed
+    )
+    assert "Moves between campaigns" not in routed
+    # The page says what it is called now, so the person can find it.
+    routed_by = html.unescape(page.text.split('id="routed-by"')[1].split("</p>")[0])
+    assert "policy “Budget reallocations” as it stood on" in routed_by
+    assert "now called “Moves between campaigns”" in routed_by
+
+
+def test_history_reads_guardrail_findings_as_sentences_and_no_change_where_there_were_none(
+    login, demo_world
+):
+    plain = evaluated(reallocation())
+    banned = evaluated(creative_batch(creative(headline="Guaranteed clicks")))
+    auditor = login("auditor")
+
+    plain_routed = history_rows(auditor, plain)[0]
+    banned_routed = history_rows(auditor, banned)[0]
+
+    assert "Guardrail findings" not in plain_routed  # nothing found, nothing changed
+    assert "Guardrail findings: — → Sends to a person: " in banned_routed
+    assert "guaranteed" in banned_routed.split("Guardrail findings:")[1].lower()
+    assert "'review'" not in banned_routed and "chars]" not in banned_routed
+    assert f"Verdict reasons: — → {banned.verdict_reasons[0]}" in banned_routed
+
+
+def test_records_changed_without_a_reason_show_no_reason_not_none(login, demo_world):
+    campaign = Campaign.objects.get(external_id="brand-search")
+    campaign.daily_budget = Decimal("1100.00")
+    campaign.save()
+    policy = Policy.objects.get(action_type="budget_reallocation")
+    policy.auto_execute_max_magnitude = Decimal("0.20")
+    policy.save()
+    account = Account.objects.get(external_id="demo")
+    account.max_total_daily_budget = Decimal("5000.00")
+    account.save()
+    auditor = login("auditor")
+
+    for obj in (campaign, policy, account):
+        rows = history_rows(auditor, obj)
+        assert rows, obj
+        assert not any("None" in row for row in rows), (obj, rows)
