@@ -62,6 +62,7 @@ one order (riskiest, then oldest, ``proposal_queue_idx``) puts it first, with no
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -259,6 +260,8 @@ class Move:
     factor: Number
     at: datetime
     pending: bool = False
+    # The proposal that made it, where known (a replay counts moves without them).
+    proposal: int | None = None
 
 
 @dataclass(frozen=True)
@@ -430,6 +433,58 @@ def _bounds(facts: Facts, window: timedelta) -> dict[str, tuple[_Ratio, _Ratio]]
             _multiplied(product, down) if down else product,
         )
     return bounds
+
+
+def _counting_text(facts: Facts, window: timedelta, target: str, *, raised: bool) -> str:
+    """What a cumulative figure counts, in words: the executed moves, and the pending moves
+    (approved, not yet executed) that push the way it is over, named where their proposals
+    are known; the pending ones the other way do not offset them (see the module's notes)."""
+    since = facts.now - window if facts.now else None
+    side, other = ("raises", "cuts") if raised else ("cuts", "raises")
+    pushing, offsetting = [], False
+    for move in facts.recent_moves:
+        if move.target != target or not move.pending or (since and move.at < since):
+            continue
+        numerator, denominator = _ratio(move.factor)
+        if numerator == denominator:
+            continue
+        if (numerator > denominator) == raised:
+            pushing.append(move)
+        else:
+            offsetting = True
+    said = "counting the executed moves"
+    if pushing:
+        # Their ids where known, and what they come to together: a replay, which counts
+        # them as one running product, says the same figure.
+        together = (1, 1)
+        for move in pushing:
+            together = _multiplied(together, _ratio(move.factor))
+        ids = sorted({move.proposal for move in pushing if move.proposal is not None})
+        named = " and ".join(", ".join(f"#{pk}" for pk in ids).rsplit(", ", 1))
+        figure = _move_text((together[0] - together[1], together[1]), (0, 1))
+        listed = f"{named}, {figure} in all" if ids else f"{figure} in all"
+        said += f" and the pending {side} (approved, not yet executed: {listed})"
+    if offsetting:
+        said += f"; pending {other} do not offset them"
+    return said
+
+
+# A cumulative ceiling's reason, as ``_reviews`` words it (and as it was worded before it
+# said what it counts): the figure and the ceiling, for a page to show beside each other.
+CUMULATIVE_REASON = re.compile(
+    r"would move (?P<move>[+-]\d[\d.]*%) within (?P<window>[^,]+),"
+    r"(?: counting what is approved or executed,)? over the (?P<limit>\d[\d.]*%) cumulative"
+)
+
+
+def cumulative_figure(reasons: Iterable[str]) -> str | None:
+    """The cumulative move and its ceiling that a verdict's reasons say held it
+    ("+29.4% in 24 h / 25.0% cumulative"), or None if none did."""
+    for reason in reasons:
+        found = CUMULATIVE_REASON.search(str(reason))
+        if found:
+            return f"{found['move']} in {found['window']} / {found['limit']} cumulative"
+    return None
 
 
 def compounded_moves(facts: Facts, window: timedelta) -> dict[str, Fraction]:
@@ -658,16 +713,20 @@ def _reviews(
                 limit = _said(rule, format_magnitude, "cumulative_max_magnitude", "ratio")
                 ceiling = _said(rule, percent_text, "cumulative_max_magnitude")
                 shown = _move_text((numerator - denominator, denominator), cumulative)
+                counting = _counting_text(
+                    facts,
+                    rule.cumulative_window,
+                    target,
+                    raised=highest == (numerator, denominator),
+                )
                 reviews.append(
                     (
-                        f"{target} would move {shown} within {window}, counting "
-                        f"what is approved or executed, over the {limit} cumulative "
-                        f"ceiling of {named}.",
+                        f"{target} would move {shown} within {window}, over the {limit} "
+                        f"cumulative ceiling of {named}, {counting}.",
                         Hold(
                             "cumulative_ceiling",
                             f"cumulative ceiling {ceiling} per {window} (with this move, "
-                            f"{target} would move {shown} within {window}, counting "
-                            "what is approved or executed)",
+                            f"{target} would move {shown} within {window}, {counting})",
                             policy_id,
                         ),
                     )

@@ -356,12 +356,16 @@ def recent_moves(
     if exclude_proposal is not None:
         rows = rows.exclude(proposal_id=exclude_proposal)
     moves: dict[tuple[int, str], list[engine.Move]] = {}
-    for account_id, target, factor, at, executed in rows.values_list(
-        "account_id", "target", "factor", "approved_at", "executed"
+    for account_id, target, factor, at, executed, proposal_id in rows.values_list(
+        "account_id", "target", "factor", "approved_at", "executed", "proposal_id"
     ):
         moves.setdefault((account_id, target), []).append(
             engine.Move(
-                target=target, factor=engine.factor_from_text(factor), at=at, pending=not executed
+                target=target,
+                factor=engine.factor_from_text(factor),
+                at=at,
+                pending=not executed,
+                proposal=proposal_id,
             )
         )
     return moves

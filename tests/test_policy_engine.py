@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import pytest
 
-from policies.engine import Facts, Move, Rule, evaluate, matching_rule
+from policies.engine import Facts, Move, Rule, cumulative_figure, evaluate, matching_rule
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 ACCOUNT, AGENT = 7, 3
@@ -185,9 +185,29 @@ def test_splitting_a_big_move_into_small_ones_reaches_a_human_once_the_sum_passe
     fourth = evaluate(replace(cut, recent_moves=moves("0.91", "0.91", "0.91")), [cumulative()])
     assert fourth.outcome == "review"
     assert fourth.reasons == (
-        "brand-search's daily budget would move -31.4% within 24 h, counting what is approved "
-        "or executed, over the 25.0% cumulative ceiling of policy “Budget reallocations”.",
+        "brand-search's daily budget would move -31.4% within 24 h, over the 25.0% cumulative "
+        "ceiling of policy “Budget reallocations”, counting the executed moves.",
     )
+
+
+def test_a_cumulative_reason_names_the_pending_moves_it_counts_and_the_ones_it_does_not():
+    raise_ = facts("0.08", effects={TARGET: Decimal("1.08")})  # within the 10% alone
+    pending = (
+        Move(target=TARGET, factor=Decimal("1.18"), at=NOW - timedelta(hours=1), pending=True,
+             proposal=5),
+        Move(target=TARGET, factor=Decimal("0.90"), at=NOW - timedelta(hours=1), pending=True,
+             proposal=6),
+    )  # fmt: skip
+
+    verdict = evaluate(replace(raise_, recent_moves=pending), [cumulative()])
+
+    assert verdict.outcome == "review"
+    assert verdict.reasons == (
+        "brand-search's daily budget would move +27.4% within 24 h, over the 25.0% cumulative "
+        "ceiling of policy “Budget reallocations”, counting the executed moves and the pending "
+        "raises (approved, not yet executed: #5, +18.0% in all); pending cuts do not offset them.",
+    )
+    assert cumulative_figure(verdict.reasons) == "+27.4% in 24 h / 25.0% cumulative"
 
 
 def test_compounding_counts_ten_nine_percent_raises_are_a_137_percent_move():
