@@ -67,7 +67,7 @@ from hitlproject.converters import record_page
 from hitlproject.errors import DomainError
 from hitlproject.paginators import CappedCountPaginator
 from ledger.selectors import channels_with_accounts
-from policies.engine import format_magnitude
+from policies.engine import cumulative_figure, format_magnitude
 from policies.models import Policy
 
 
@@ -417,7 +417,9 @@ class ProposalAdmin(ReadOnlyAdmin):
     def magnitude_display(self, proposal: Proposal) -> str:
         """The magnitude beside the auto-execute ceiling of the policy version that routed
         the proposal (not the policy as it reads today): annotated on the queue's rows,
-        looked up for a single page or a history version."""
+        looked up for a single page or a history version. Where its verdict's reasons say
+        the cumulative ceiling held it though its own move is within the auto-execute one,
+        the cumulative move beside the cumulative ceiling: what held it."""
         unit = action_types.get(proposal.action_type).magnitude_unit
         magnitude = format_magnitude(proposal.magnitude, unit)
         if hasattr(proposal, "deciding_ceiling"):
@@ -429,6 +431,9 @@ class ProposalAdmin(ReadOnlyAdmin):
                 if policy is None or policy.always_review
                 else (policy.auto_execute_max_magnitude)
             )
+        held_by_cumulative = cumulative_figure(proposal.verdict_reasons or ())
+        if held_by_cumulative and (ceiling is None or proposal.magnitude <= ceiling):
+            return held_by_cumulative
         if ceiling is None:
             return magnitude
         return f"{magnitude} / {format_magnitude(ceiling, unit)}"

@@ -299,3 +299,21 @@ def test_the_api_names_the_policy_as_it_was_in_the_version_that_decided(optimize
     later = optimizer.post("/api/v1/proposals/", reallocation("290.00"), format="json").json()
     assert later["verdict"]["policy"]["name"] == "Reallocations (tightened in May)"
     assert later["verdict"]["policy"]["version"] > proposal.verdict_policy_version
+
+
+def test_a_proposal_held_by_the_cumulative_ceiling_shows_that_figure_not_its_own_move(login):
+    for new_bid in ("2.18", "2.38"):  # +9.0%, then +9.2%: each runs on its own
+        proposal_execute(proposal_id=evaluated(bid_adjustment(new_bid)).pk)
+    held = evaluated(bid_adjustment("2.59"))  # +8.8% alone, within 15%; +29.5% in 24 h
+    assert held.status == "pending_review"
+    operator = login("operator")
+
+    listed = operator.get(CHANGELIST).text
+    page = page_of(operator, held).text
+
+    for shown in (listed, page):
+        assert "+29.5% in 24 h / 25.0% cumulative" in shown
+        assert "8.8% / 15.0%" not in shown
+    # A move held by its own size still reads against the auto-execute ceiling.
+    big = evaluated(reallocation("280.00"))
+    assert "28.0% / 10.0%" in page_of(operator, big).text
