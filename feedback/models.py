@@ -17,6 +17,7 @@ class FeedbackKind(models.TextChoices):
     REJECTED = "rejected", "Rejected"
     EXPIRED = "expired", "Expired unreviewed"
     SUPERSEDED = "superseded", "Superseded: its target changed first"
+    FAILED = "failed", "Execution failed"
     OUTCOME = "outcome", "Outcome reported"
 
 

@@ -172,6 +172,28 @@ def feedback_record_expiries(*, proposals: Sequence[Proposal], actor: Actor) -> 
     )
 
 
+def feedback_record_failures(
+    *, failures: Sequence[tuple[Proposal, str]], actor: Actor
+) -> list[Feedback]:
+    """Executions that failed (each proposal with the error): their agents learn it here as
+    well as by the proposal, in one write, last in the caller's transaction
+    (``_in_commit_order``)."""
+    if not failures:
+        return []
+    _in_commit_order()
+    _wake_readers(proposal.agent_id for proposal, _ in failures)
+    return create_with_history(
+        Feedback,
+        [
+            Feedback(
+                agent_id=proposal.agent_id, proposal=proposal, kind=FeedbackKind.FAILED, note=error
+            )
+            for proposal, error in failures
+        ],
+        actor=actor,
+    )
+
+
 def _outcome_record(
     *,
     proposal: Proposal | None,

@@ -108,3 +108,49 @@ def test_the_cursor_never_skips_feedback_committed_out_of_order(agent_client):
     seen += [f["proposal"] for f in page["results"]]
 
     assert seen == [slow.pk, fast.pk]
+
+
+def failed_feedback(agent_client) -> list[tuple[int, str, str]]:
+    return [
+        (item["proposal"], item["kind"], item["note"])
+        for item in agent_client("optimizer").get("/api/v1/feedback/").json()["results"]
+    ]
+
+
+def test_an_execution_that_fails_is_in_the_agent_s_feedback_with_its_error(agent_client):
+    from decimal import Decimal
+
+    from approvals.services.execution import proposal_execute
+    from ledger.models import Campaign
+
+    operator = get_user_model().objects.get(username="operator")
+    proposal = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget=Decimal("750"))
+
+    assert proposal_execute(proposal_id=proposal.pk).status == "failed"
+
+    assert failed_feedback(agent_client) == [
+        (proposal.pk, "approved", ""),
+        (
+            proposal.pk,
+            "failed",
+            "A guardrail refuses it now: generic-search's daily budget would be 780.00 USD, "
+            "above its cap of 750.00 USD.",
+        ),
+    ]
+
+
+def test_a_channel_refusing_an_action_is_in_the_agent_s_feedback(agent_client, channel):
+    from approvals.services.execution import proposal_execute
+
+    operator = get_user_model().objects.get(username="operator")
+    channel(422)
+    proposal = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+
+    assert proposal_execute(proposal_id=proposal.pk).status == "failed"
+
+    (_, approved, _), (pk, kind, note) = failed_feedback(agent_client)
+    assert (approved, pk, kind) == ("approved", proposal.pk, "failed")
+    assert "422" in note

@@ -68,6 +68,7 @@ from approvals.services.supersession import (
 from approvals.validation import validation_text
 from audit.actors import Actor, acting_as
 from audit.history import create_with_history, update_with_history
+from feedback.services import feedback_record_failures
 from hitlproject.errors import NotFound
 from hitlproject.outbound import send_signed
 from ledger.models import Account, Campaign
@@ -192,12 +193,18 @@ def _record_attempt(
 
 
 def _fail(proposal: Proposal, error: str) -> Proposal:
-    return proposal_transition(
-        proposal_id=proposal.pk,
-        to_status=ProposalStatus.FAILED,
-        actor=Actor.system("executor"),
-        reason=f"execution failed: {error}",
-    )
+    """The execution failed: the proposal says so, and its agent's feedback too (written
+    last in the transaction, as feedback is)."""
+    actor = Actor.system("executor")
+    with transaction.atomic():
+        failed = proposal_transition(
+            proposal_id=proposal.pk,
+            to_status=ProposalStatus.FAILED,
+            actor=actor,
+            reason=f"execution failed: {error}",
+        )
+        feedback_record_failures(failures=[(failed, error)], actor=actor)
+    return failed
 
 
 def _approved_by_a_person_at(proposal: Proposal) -> datetime | None:
@@ -557,6 +564,7 @@ def _execute_alone(proposal_id: int) -> Proposal | None:
             _record_attempt(proposal, status=ExecutionStatus.FAILED, error=refusal, **attempt)
             failed = Move(ProposalStatus.FAILED, f"execution failed: {refusal}", timezone.now())
             proposals_move_through(proposals=[proposal], moves=[executing, failed], actor=actor)
+            feedback_record_failures(failures=[(proposal, refusal)], actor=actor)
             return proposal
         after = ledger_snapshot(
             action_type=action_type, payload=proposal.payload, campaigns=campaigns
