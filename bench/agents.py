@@ -4,7 +4,8 @@ every agent an asyncio client of bench/loadgen.py's kind (one kept-alive connect
 
 1. Decision to waiting agent informed: proposals wait for a person (a +25% bid change each, on
    a campaign of its own); an operator (this process, through the services the console calls)
-   approves them one after another, alternating between proposals an agent long-polls
+   approves them one after another, 0.1 s apart, 20 agents of each kind waiting at a time
+   (``--waiting-at-once``), alternating between proposals an agent long-polls
    (``?wait=60&status=pending_review``) and proposals an agent polls once a second (the
    baseline, the closest peer's design), both in the same run. Latency: from the approve call
    to the agent holding the answer that says approved. Goal: p50 < 100 ms, p99 < 300 ms over
@@ -184,20 +185,31 @@ async def decisions_to_agents(key: str, campaigns: list[str], args) -> dict:
         finally:
             await connection.close()
 
-    def operator_decides() -> None:
-        operator = get_user_model().objects.get(username="operator")
-        time.sleep(2)  # every agent waiting (or polling)
-        for proposal_id in [p for pair in zip(long_polled, polled, strict=True) for p in pair]:
+    def operator_decides(chunk: list[int]) -> None:
+        time.sleep(2)  # every agent of the chunk waiting (or polling)
+        for proposal_id in chunk:
             decided_at[proposal_id] = time.perf_counter()
             proposal_approve(proposal_id=proposal_id, reviewer=operator)
             time.sleep(args.decision_interval)
 
-    agents = [asyncio.create_task(long_polling_agent(p)) for p in long_polled]
-    agents += [asyncio.create_task(polling_agent(p)) for p in polled]
-    await asyncio.to_thread(operator_decides)
-    await asyncio.wait(agents, timeout=10)
-    done.set()
-    await asyncio.gather(*agents, return_exceptions=True)
+    operator = await asyncio.to_thread(get_user_model().objects.get, username="operator")
+    # As a person decides: a few agents wait at a time (--waiting-at-once of each kind), not
+    # every agent of the run at once (200 agents polling every second would be a load test of
+    # the polling, and decisions queued behind it would measure the queue).
+    window = args.waiting_at_once
+    for start in range(0, count, window):
+        chunk_long, chunk_polled = (
+            long_polled[start : start + window],
+            polled[start : start + window],
+        )
+        done.clear()
+        agents = [asyncio.create_task(long_polling_agent(p)) for p in chunk_long]
+        agents += [asyncio.create_task(polling_agent(p)) for p in chunk_polled]
+        chunk = [p for pair in zip(chunk_long, chunk_polled, strict=True) for p in pair]
+        await asyncio.to_thread(operator_decides, chunk)
+        await asyncio.wait(agents, timeout=10)
+        done.set()
+        await asyncio.gather(*agents, return_exceptions=True)
 
     def latencies(group: list[int]) -> dict:
         samples = [informed_at[p] - decided_at[p] for p in group if p in informed_at]
@@ -323,7 +335,16 @@ async def others_while_agents_wait(submitter: str, waiter: str, campaigns: list[
             for p, ready in zip(waiting_on, readies, strict=True)
         ]
         await asyncio.gather(*(ready.wait() for ready in readies))
-        await asyncio.sleep(3)  # every wait received and waiting
+        # Every wait received, read once and waiting: until then a request's first read queues
+        # for the long polls' readers, holding the thread its middleware ran in.
+        sent = time.perf_counter()
+        await asyncio.sleep(2)  # the requests arriving
+        while (
+            time.perf_counter() - sent < 30 and threads_of(web_processes()) > idle["threads"] + 10
+        ):
+            await asyncio.sleep(0.5)
+        settled = round(time.perf_counter() - sent, 1)
+        await asyncio.sleep(1)
         waiting = web_state()
         with_waiters = await submissions(submitter, take(args.submissions), args.clients)
         stop.set()
@@ -337,6 +358,7 @@ async def others_while_agents_wait(submitter: str, waiter: str, campaigns: list[
                 f"{args.waiting}_waiting": with_waiters,
                 "web_idle": idle,
                 "web_while_waiting": waiting,
+                "waits_settled_seconds": settled,
             }
         )
     return {"waiting": args.waiting, "clients": args.clients, "rounds": rounds, **answered}
@@ -348,7 +370,12 @@ async def others_while_agents_wait(submitter: str, waiter: str, campaigns: list[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--decisions", type=int, default=200, help="Of each kind (measure 1).")
-    parser.add_argument("--decision-interval", type=float, default=0.05)
+    parser.add_argument(
+        "--decision-interval", type=float, default=0.1, help="Seconds between decisions."
+    )
+    parser.add_argument(
+        "--waiting-at-once", type=int, default=20, help="Agents of each kind waiting at a time."
+    )
     parser.add_argument("--waiting", type=int, default=500, help="Agents waiting (measure 2).")
     parser.add_argument("--submissions", type=int, default=1000, help="Per run (measure 2).")
     parser.add_argument("--clients", type=int, default=8, help="Submitting (measure 2).")
@@ -457,7 +484,9 @@ def report(results: dict, args: argparse.Namespace) -> str:
         lines.append(
             f"  web processes idle / with {others['waiting']} waiting: threads {idle['threads']}"
             f" / {busy['threads']}, RSS {idle['rss_mib']} / {busy['rss_mib']} MiB, database "
-            f"connections {idle['database_connections']} / {busy['database_connections']}"
+            f"connections {idle['database_connections']} / {busy['database_connections']} "
+            f"(the {others['waiting']} waits read and waiting {round_['waits_settled_seconds']} s "
+            "after they were sent)"
         )
     lines.append(
         f"  waits answered: {others['waits_answered']}, errors among them: {others['errors']}"
