@@ -150,10 +150,13 @@ elif env_flag("HITL_DATABASE_POOL"):
     # come from a pool, not one kept per thread.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
+    # A request that finds every connection in use waits this long for one, then is answered
+    # 503 with Retry-After (hitlproject.api), never a 500.
+    _pool_size = int(env("HITL_DATABASE_POOL_SIZE", "20"))
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-        "min_size": 2,
-        "max_size": int(env("HITL_DATABASE_POOL_SIZE", "20")),
-        "timeout": 10,
+        "min_size": min(2, _pool_size),
+        "max_size": _pool_size,
+        "timeout": float(env("HITL_DATABASE_POOL_TIMEOUT_SECONDS", "10")),
     }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
