@@ -5,13 +5,16 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import OperationalError
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connections
 from django.http import Http404
+from psycopg_pool import PoolTimeout
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import exceptions, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.views import APIView, exception_handler
 
-from hitlproject.errors import Busy, DomainError
+from hitlproject.errors import Busy, DomainError, Unavailable
 from hitlproject.parsers import SafeJSONParser
 
 
@@ -67,6 +70,18 @@ def lock_wait_ran_out(exc: Exception) -> bool:
     return getattr(cause, "sqlstate", None) == "55P03" or "database is locked" in str(exc)
 
 
+def no_database_connection(exc: Exception) -> bool:
+    """A database error saying no connection could be had: every pooled connection stayed in
+    use for longer than a request waits for one (psycopg_pool's PoolTimeout: a burst of
+    requests), or the server did not accept one (the request has none open). The request
+    could not have written anything and can be sent again."""
+    if not isinstance(exc, OperationalError):
+        return False
+    return (
+        isinstance(exc.__cause__, PoolTimeout) or connections[DEFAULT_DB_ALIAS].connection is None
+    )
+
+
 def as_api_exception(exc: Exception) -> Exception:
     """Domain and Django errors as the DRF exception that carries their status code."""
     if isinstance(exc, DomainError):
@@ -76,6 +91,22 @@ def as_api_exception(exc: Exception) -> Exception:
             Busy(
                 "The campaigns this request changes are held by other requests for longer "
                 "than a request waits; nothing was recorded. Send it again shortly."
+            )
+        )
+    if no_database_connection(exc):
+        return DomainAPIException(
+            Busy(
+                "No database connection came free in time (too many requests at once, or "
+                "the database is unreachable); nothing was recorded. Send it again shortly."
+            )
+        )
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+        # The agents' rate limit is counted in Redis (hitlproject.windows): without it no
+        # request can be counted, and an uncounted agent could flood the platform.
+        return DomainAPIException(
+            Unavailable(
+                "The platform cannot count this agent's requests right now (its rate-limit "
+                "store is unreachable); nothing was done. Send it again shortly."
             )
         )
     if isinstance(exc, RequestDataTooBig):

@@ -40,6 +40,15 @@ class Busy(DomainError):
     retry_after = 1
 
 
+class Unavailable(DomainError):
+    """A service the request needs (the rate-limit store) cannot be reached: nothing was done,
+    and the same request may be sent again once it is back."""
+
+    status_code = 503
+    code = "unavailable"
+    retry_after = 5
+
+
 class TooLarge(DomainError):
     """The request asks for more work than one request may: nothing was done."""
 

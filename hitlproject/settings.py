@@ -150,10 +150,13 @@ elif env_flag("HITL_DATABASE_POOL"):
     # come from a pool, not one kept per thread.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
+    # A request that finds every connection in use waits this long for one, then is answered
+    # 503 with Retry-After (hitlproject.api), never a 500.
+    _pool_size = int(env("HITL_DATABASE_POOL_SIZE", "20"))
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-        "min_size": 2,
-        "max_size": int(env("HITL_DATABASE_POOL_SIZE", "20")),
-        "timeout": 10,
+        "min_size": min(2, _pool_size),
+        "max_size": _pool_size,
+        "timeout": float(env("HITL_DATABASE_POOL_TIMEOUT_SECONDS", "10")),
     }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -338,6 +341,11 @@ LONG_POLL_READERS = int(env("HITL_LONG_POLL_READERS", "4"))
 # send: every creative is read for brand guidelines, look-alike letters folded, at a cost that
 # grows with its text. One batch of 50 creatives at their longest (150 + 2,000 + 50 each) fits.
 API_MAX_CREATIVE_TEXT_CHARS = int(env("HITL_API_MAX_CREATIVE_TEXT_CHARS", "250000"))
+# The most free text (rationales, supporting data as compact JSON, external references, in
+# characters) one request may send: all of it is written, with its history, while the campaigns
+# it names are locked against others' submissions. A batch of 1,000 proposals with 2,000
+# characters of each fits, as does one proposal at its longest (10,000 + 64 KiB + 200).
+API_MAX_TEXT_CHARS = int(env("HITL_API_MAX_TEXT_CHARS", "2000000"))
 IDEMPOTENCY_KEY_TTL = timedelta(hours=int(env("HITL_IDEMPOTENCY_TTL_HOURS", "48")))
 # A proposal left submitted or approved this long has lost its task; the sweeper resends it.
 PROPOSAL_STALL_AFTER = timedelta(seconds=int(env("HITL_STALL_AFTER_SECONDS", "60")))

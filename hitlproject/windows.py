@@ -59,8 +59,10 @@ def window_counts_clear(*, name: str) -> None:
 @functools.cache
 def redis_client() -> redis.Redis:
     """This process's client for what the platform asks Redis directly. redis-py's pool hands
-    each thread a connection of its own, and starts afresh in a forked child."""
-    return redis.Redis.from_url(settings.REDIS_URL)
+    each thread a connection of its own, and starts afresh in a forked child. Bounded waits: a
+    Redis that stops answering costs a request two seconds and a 503 (hitlproject.api), not a
+    thread held for as long as the operating system keeps trying."""
+    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
 
 
 @functools.cache

@@ -309,3 +309,38 @@ def test_money_is_written_in_plain_digits(optimizer, written):
     assert Proposal.objects.count() == 0
     for plain in ("2.12", 2.12, "2.1", ".5", "2"):
         assert optimizer.post(URL, bid_adjustment(plain), format="json").status_code == 201
+
+
+def test_more_free_text_than_a_request_may_send_is_a_413_naming_the_limit(optimizer):
+    """250 proposals with 9,000 characters of rationale and 1 KB of supporting data each:
+    2.5 million characters, written while their campaigns are locked, where the most is 2
+    million."""
+    wordy = bid_adjustment(
+        rationale="CPC below target. " * 500,
+        supporting_data={"daily_cpc": [1.0 + day / 1000 for day in range(150)]},
+    )
+    response = optimizer.post(
+        "/api/v1/proposals/batch/", [wordy] * 250, format="json", HTTP_IDEMPOTENCY_KEY="wordy"
+    )
+
+    assert response.status_code == 413
+    assert response.json() == {
+        "detail": "The rationales, supporting data and external references sent come to more "
+        "than 2,000,000 characters, the most one request may send. Send them in smaller batches.",
+        "code": "payload_too_large",
+    }
+    assert Proposal.objects.count() == 0
+    assert not IdempotencyRecord.objects.exists()
+
+
+def test_a_batch_of_a_thousand_proposals_with_ordinary_rationales_fits_the_text_limit(optimizer):
+    ordinary = bid_adjustment(
+        rationale="CPC has been below target for five days while conversions held. " * 20,
+        supporting_data={"daily_cpc": [1.21, 1.18, 1.15, 1.12, 1.1], "source": "google-ads"},
+        external_ref="run-2024-06-01",
+    )  # about 1,400 characters
+    response = optimizer.post("/api/v1/proposals/batch/", [ordinary] * 1000, format="json")
+
+    assert response.status_code == 200
+    assert {item["status"] for item in response.json()} == {201}
+    assert Proposal.objects.count() == 1000

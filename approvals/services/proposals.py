@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -347,7 +348,8 @@ def proposals_submit(
             named[account.pk] |= set(action_type.campaign_fields(payload))
             if reads_account_total(action_type=action_type, account=account, payload=payload):
                 totalled.append(account)
-    brand_found = brand_findings_ahead(items=_creative_texts(checked))  # before any lock
+    _free_text_bounded(submissions)  # before any lock, as the creatives' text is read
+    brand_found = brand_findings_ahead(items=_creative_texts(checked))
 
     with transaction.atomic():
         campaigns = _campaigns_locked(named, totalled=totalled)
@@ -420,6 +422,23 @@ def proposals_submit(
             routed_by=Actor.system("policy-engine"),
         )
     return results
+
+
+def _free_text_bounded(submissions: Iterable[Submission]) -> None:
+    """Refused (413, nothing recorded) when the submissions' free text (rationales,
+    supporting data as JSON, external references) is together longer than one request may
+    send: it is all written, and its history with it, while the campaigns are locked."""
+    limit = settings.API_MAX_TEXT_CHARS
+    length = 0
+    for submission in submissions:
+        length += len(submission.rationale) + len(submission.external_ref)
+        length += len(json.dumps(submission.supporting_data, separators=(",", ":")))
+        if length > limit:
+            raise TooLarge(
+                f"The rationales, supporting data and external references sent come to more "
+                f"than {limit:,} characters, the most one request may send. Send them in "
+                f"smaller batches."
+            )
 
 
 def _creative_texts(
