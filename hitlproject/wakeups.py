@@ -31,6 +31,7 @@ import hashlib
 import logging
 import os
 import socket
+import stat
 import tempfile
 import uuid
 from collections import deque
@@ -88,21 +89,40 @@ def _messages(topics: list[str]) -> Iterable[bytes]:
 
 
 @cache
-def transport() -> RedisWakeups | LocalWakeups:
+def transport() -> RedisWakeups | LocalWakeups | NoWakeups:
     if settings.REDIS_URL:
         return RedisWakeups(settings.REDIS_URL)
-    return LocalWakeups(wakeup_folder())
+    folder = wakeup_folder()
+    return LocalWakeups(folder) if folder is not None else NoWakeups()
 
 
-def wakeup_folder() -> Path:
+def wakeup_folder() -> Path | None:
     """Where the embedded default's web processes listen: beside the database, unless that
     path is too long for a Unix socket's name (about 100 bytes), then a folder of the
-    temporary directory named after it."""
+    temporary directory named after it and after this user. Only a folder of this user's that
+    nobody else may enter is used: one made beforehand by someone else (the name can be
+    guessed) would let them read or block wake-ups; then there is none (``None``), logged,
+    and waiting requests re-read every few seconds instead."""
     folder = Path(settings.DATA_DIR) / "wakeups"
     if len(str(folder)) > 60:
         digest = hashlib.sha256(str(folder).encode()).hexdigest()[:16]
-        folder = Path(tempfile.gettempdir()) / f"hitl-wakeups-{digest}"
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder = Path(tempfile.gettempdir()) / f"hitl-wakeups-{os.getuid()}-{digest}"
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        found = os.lstat(folder)
+    except OSError as error:
+        logger.warning("Wake-ups folder %s not usable (%s); waiting requests re-read instead.",
+                       folder, error)  # fmt: skip
+        return None
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid():
+        logger.warning("Wake-ups folder %s is not a folder of this user's; not used: waiting "
+                       "requests re-read instead.", folder)  # fmt: skip
+        return None
+    if stat.S_IMODE(found.st_mode) & 0o077:
+        logger.warning("Wake-ups folder %s may be entered by others (mode %o); not used: "
+                       "waiting requests re-read instead.", folder,
+                       stat.S_IMODE(found.st_mode))  # fmt: skip
+        return None
     return folder
 
 
@@ -234,11 +254,17 @@ class LocalWakeups:
                 try:
                     self.sender.sendto(message, str(path))
                 except (ConnectionRefusedError, FileNotFoundError):
-                    with contextlib.suppress(FileNotFoundError):
+                    with contextlib.suppress(OSError):
                         path.unlink()  # its process is gone
                     break
                 except BlockingIOError:
                     logger.info("Wake-up dropped: %s is not reading; it re-reads later.", path)
+                    break
+                except OSError as error:
+                    # Not a listener (a folder, a socket of another kind, not ours): the
+                    # others after it still get theirs.
+                    logger.warning("Wake-up not sent to %s (%s: %s).", path,
+                                   type(error).__name__, error)  # fmt: skip
                     break
 
     async def listen(self, dispatcher: Dispatcher, ready: asyncio.Event) -> None:
@@ -268,6 +294,21 @@ class LocalWakeups:
             loop.remove_reader(receiver.fileno())
             receiver.close()
             _unlink(path)
+
+
+class NoWakeups:
+    """No way to hear of changes (no usable wake-ups folder): waiting requests re-read every
+    ``backstop`` seconds."""
+
+    backstop: float | None = 5.0
+
+    def send(self, topics: list[str]) -> None:
+        pass
+
+    async def listen(self, dispatcher: Dispatcher, ready: asyncio.Event) -> None:
+        dispatcher.connected = True  # waits time out every backstop seconds and re-read
+        ready.set()
+        await asyncio.Event().wait()
 
 
 def _unlink(path: Path) -> None:
