@@ -17,6 +17,7 @@ every ``POLL_SECONDS`` instead of listening.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,8 +38,25 @@ LONGEST_WAIT = 60
 POLL_SECONDS = 1.0
 
 
+class WaitSeconds(serializers.IntegerField):
+    """Whole seconds in plain ASCII digits: not other scripts' digits ("٣", "３"), signs,
+    spaces or underscores, which ``int()`` would read and a reader of logs might not."""
+
+    default_error_messages = {
+        "plain": "Give the seconds as a whole number in plain digits (0-9), such as 30.",
+    }
+
+    def to_internal_value(self, data: Any) -> int:
+        if not (isinstance(data, str) and PLAIN_DIGITS.fullmatch(data)):
+            self.fail("plain")
+        return super().to_internal_value(data)
+
+
+PLAIN_DIGITS = re.compile(r"[0-9]{1,6}")
+
+
 def wait_field() -> serializers.IntegerField:
-    return serializers.IntegerField(
+    return WaitSeconds(
         min_value=1,
         max_value=LONGEST_WAIT,
         required=False,
