@@ -11,7 +11,9 @@ How a wake-up travels:
 - Redis pub/sub, when ``REDIS_URL`` is set (production, CI): one channel; every web process
   subscribes once and hands each message to the requests waiting on its topics. A
   subscription that drops wakes every waiting request of that process (they re-read), since
-  messages sent meanwhile are lost.
+  messages sent meanwhile are lost; one that goes silent is found out by a PING
+  (``RedisWakeups.heartbeat``), and waiting requests re-read every ``RedisWakeups.backstop``
+  seconds all the same.
 - On the embedded default (one machine; no Redis), a Unix datagram socket per web process, in
   a folder beside the database: a writer sends a datagram to each socket it finds there (and
   removes those nobody listens on any more). A datagram that cannot be sent at once (the
@@ -190,14 +192,21 @@ class Dispatcher:
 
 class RedisWakeups:
     """Redis pub/sub. Channels are shared by a server's databases, so the channel is named
-    after the database number (the tests and benchmarks of several checkouts share a server)."""
+    after the database number (the tests and benchmarks of several checkouts share a server).
 
-    backstop: float | None = None  # nothing is lost unnoticed: a dropped subscription says so
+    A subscription can die without a word (a NAT or load balancer forgetting an idle
+    connection): the listener PINGs when it has heard nothing for ``heartbeat`` seconds and
+    takes the connection for lost (waking everyone, reconnecting) when nothing, not even the
+    PONG, comes within two more; TCP keepalive too. And waiting requests re-read every
+    ``backstop`` seconds all the same, so that no wait depends on one connection alone."""
 
-    def __init__(self, url: str) -> None:
+    backstop: float | None = 30.0
+
+    def __init__(self, url: str, heartbeat: float | None = None) -> None:
         import redis
 
         self.url = url
+        self.heartbeat = heartbeat or settings.WAKEUPS_HEARTBEAT_SECONDS
         self.client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
         database = self.client.connection_pool.connection_kwargs.get("db", 0)
         self.channel = f"hitl:{database}:wakeups"
@@ -210,12 +219,31 @@ class RedisWakeups:
         import redis.asyncio
 
         pause = 0.1
+        loop = asyncio.get_running_loop()
         while True:
-            client = redis.asyncio.Redis.from_url(self.url, socket_connect_timeout=2)
+            client = redis.asyncio.Redis.from_url(
+                self.url,
+                socket_connect_timeout=2,
+                socket_timeout=self.heartbeat * 3,
+                socket_keepalive=True,
+            )
             try:
                 async with client.pubsub() as pubsub:
                     await pubsub.subscribe(self.channel)
-                    async for message in pubsub.listen():
+                    heard = pinged = loop.time()
+                    while True:
+                        message = await pubsub.get_message(timeout=self.heartbeat)
+                        now = loop.time()
+                        if message is None:
+                            if now - heard > self.heartbeat * 3:
+                                raise ConnectionError(
+                                    f"nothing heard for {now - heard:.1f} s, not even a PONG"
+                                )
+                            if now - pinged >= self.heartbeat:
+                                pinged = now
+                                await asyncio.wait_for(pubsub.ping(), self.heartbeat)
+                            continue
+                        heard = now
                         if message["type"] == "subscribe":
                             dispatcher.connected = True
                             ready.set()
@@ -231,7 +259,7 @@ class RedisWakeups:
                 dispatcher.connected = False
                 dispatcher.deliver_to_everyone()
                 with contextlib.suppress(Exception):
-                    await client.aclose()
+                    await asyncio.wait_for(client.aclose(), 2)
             ready.set()  # waiting requests fall back to re-reading while it reconnects
             await asyncio.sleep(pause)
             pause = min(pause * 2, 5)
