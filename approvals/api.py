@@ -6,7 +6,12 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+)
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -35,7 +40,12 @@ from approvals.validation import StrictFloatField, StrictSerializer, bounded_jso
 from feedback.api import OutcomeInput, OutcomeOutput
 from feedback.services import outcome_report_by_agent
 from hitlproject.api import AgentAPIView, IdCursorPagination, api_error_body
-from hitlproject.longpoll import LongPoll, LongPollView, wait_field
+from hitlproject.longpoll import (
+    TOO_MANY_WAITS_DESCRIPTION,
+    LongPoll,
+    LongPollView,
+    wait_field,
+)
 from hitlproject.wakeups import proposal_topic
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
@@ -386,7 +396,10 @@ class ProposalDetailApi(LongPollView, AgentAPIView):
     @extend_schema(
         operation_id="proposals_retrieve",
         parameters=[ProposalWaitQuery],
-        responses={200: ProposalOutput},
+        responses={
+            200: ProposalOutput,
+            429: OpenApiResponse(description=TOO_MANY_WAITS_DESCRIPTION),
+        },
         summary="A proposal; with wait, once its status changes (long poll)",
     )
     def get(self, request: Request, proposal_id: int) -> Response:
@@ -401,6 +414,8 @@ class ProposalDetailApi(LongPollView, AgentAPIView):
                 topic=proposal_topic(proposal_id),
                 seconds=seconds,
                 reread=partial(_proposal_reread, request.user, proposal_id, waiting_on),
+                agent=request.user.pk,
+                key=("proposal", request.user.pk, proposal_id, waiting_on),
             )
         return response
 

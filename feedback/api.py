@@ -1,7 +1,7 @@
 from functools import partial
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.pagination import Cursor
 from rest_framework.request import Request
@@ -18,7 +18,12 @@ from feedback.selectors import (
     scorecards,
 )
 from hitlproject.api import AgentAPIView, IdCursorPagination
-from hitlproject.longpoll import LongPoll, LongPollView, wait_field
+from hitlproject.longpoll import (
+    TOO_MANY_WAITS_DESCRIPTION,
+    LongPoll,
+    LongPollView,
+    wait_field,
+)
 from hitlproject.wakeups import feedback_topic
 
 MAX_METRICS = 50
@@ -111,7 +116,10 @@ class FeedbackListApi(LongPollView, AgentAPIView):
     @extend_schema(
         operation_id="feedback_list",
         parameters=[FeedbackWaitQuery],
-        responses={200: FeedbackPage},
+        responses={
+            200: FeedbackPage,
+            429: OpenApiResponse(description=TOO_MANY_WAITS_DESCRIPTION),
+        },
         summary=(
             "Feedback on this agent's proposals, oldest first, by cursor; with wait, once "
             "there is some (long poll)"
@@ -127,6 +135,9 @@ class FeedbackListApi(LongPollView, AgentAPIView):
                 topic=feedback_topic(request.user.pk),
                 seconds=seconds,
                 reread=partial(self.page_data, request),
+                agent=request.user.pk,
+                # The page and its links follow the request's address (cursor, host).
+                key=("feedback", request.user.pk, request.build_absolute_uri()),
             )
         return response
 

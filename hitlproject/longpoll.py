@@ -17,7 +17,11 @@ every ``POLL_SECONDS`` instead of listening.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import re
+import threading
+import weakref
+from collections import Counter
+from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
@@ -37,8 +41,25 @@ LONGEST_WAIT = 60
 POLL_SECONDS = 1.0
 
 
+class WaitSeconds(serializers.IntegerField):
+    """Whole seconds in plain ASCII digits: not other scripts' digits ("٣", "３"), signs,
+    spaces or underscores, which ``int()`` would read and a reader of logs might not."""
+
+    default_error_messages = {
+        "plain": "Give the seconds as a whole number in plain digits (0-9), such as 30.",
+    }
+
+    def to_internal_value(self, data: Any) -> int:
+        if not (isinstance(data, str) and PLAIN_DIGITS.fullmatch(data)):
+            self.fail("plain")
+        return super().to_internal_value(data)
+
+
+PLAIN_DIGITS = re.compile(r"[0-9]{1,6}")
+
+
 def wait_field() -> serializers.IntegerField:
-    return serializers.IntegerField(
+    return WaitSeconds(
         min_value=1,
         max_value=LONGEST_WAIT,
         required=False,
@@ -51,12 +72,100 @@ def wait_field() -> serializers.IntegerField:
 
 @dataclass
 class LongPoll:
-    """What a view that has to wait leaves for the wait: on what ``topic``, how long, and how
-    to read again (in a thread: returns whether the wait is over, and the answer's data)."""
+    """What a view that has to wait leaves for the wait: on what ``topic``, how long, how to
+    read again (in a thread: returns whether the wait is over, and the answer's data), whose
+    wait it is (``agent``), and ``key``: what the answer depends on besides the time (the
+    agent, the resource, what it waits past), so that waits with the same key woken together
+    share one read."""
 
     topic: str
     seconds: float
     reread: Callable[[], tuple[bool, Any]]
+    agent: int
+    key: Hashable
+
+
+class _SharedRead:
+    """A re-read waits with the same key may join until it starts (one that started may have
+    read before their wake-up came)."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self.task: asyncio.Future | None = None
+
+
+_shared_reads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Hashable, _SharedRead]]
+_shared_reads = weakref.WeakKeyDictionary()
+
+
+async def _reread(poll: LongPoll) -> tuple[bool, Any]:
+    """``poll.reread()`` in the readers' pool, or the result of one for the same key queued
+    and not started yet: a thousand waits on one proposal woken at once make one read, not a
+    thousand queued ahead of other agents' reads."""
+    reads = _shared_reads.setdefault(asyncio.get_running_loop(), {})
+    shared = reads.get(poll.key)
+    if shared is None or shared.started:
+        shared = reads[poll.key] = _SharedRead()
+
+        def run() -> tuple[bool, Any]:
+            shared.started = True
+            return poll.reread()
+
+        def forget(_: asyncio.Future, key: Hashable = poll.key, read: _SharedRead = shared) -> None:
+            if reads.get(key) is read:
+                del reads[key]
+
+        shared.task = asyncio.ensure_future(_read(run))
+        shared.task.add_done_callback(forget)
+    # One waiter's request ending (the client gone) does not cancel the others' read.
+    return await asyncio.shield(shared.task)
+
+
+class _Waits:
+    """How many long polls each agent has waiting in this process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_agent: Counter[int] = Counter()
+
+    def take(self, agent: int) -> bool:
+        with self._lock:
+            if self._by_agent[agent] >= settings.LONG_POLL_MAX_WAITS_PER_AGENT:
+                return False
+            self._by_agent[agent] += 1
+            return True
+
+    def give_back(self, agent: int) -> None:
+        with self._lock:
+            self._by_agent[agent] -= 1
+            if self._by_agent[agent] <= 0:
+                del self._by_agent[agent]
+
+
+_waits = _Waits()
+TOO_MANY_WAITS_RETRY_AFTER = 5
+
+
+def _too_many_waits(response: Any) -> Any:
+    """The answer to a wait beyond the agent's share: 429, the read's data left out."""
+    response.status_code = 429
+    response.data = {
+        "detail": (
+            f"This agent already has {settings.LONG_POLL_MAX_WAITS_PER_AGENT} long polls "
+            "(?wait=) waiting on this server, the most it may; wait for one of them to be "
+            "answered, or ask again without wait, or after Retry-After seconds."
+        ),
+        "code": "too_many_waits",
+    }
+    response["Retry-After"] = str(TOO_MANY_WAITS_RETRY_AFTER)
+    return response
+
+
+TOO_MANY_WAITS_DESCRIPTION = (
+    "Too many requests from this agent (wait as Retry-After says); with wait, also when the "
+    "agent already has as many long polls waiting as it may (HITL_LONG_POLL_MAX_WAITS_PER_AGENT"
+    ", 100 by default, per web process): code too_many_waits."
+)
 
 
 @cache
@@ -112,19 +221,24 @@ async def _waited(view: Callable[..., Any], request, *args: Any, **kwargs: Any):
     if poll is None:
         return response
     _let_the_requests_thread_go()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + poll.seconds
-    backstop = wakeups.transport().backstop
-    while (left := deadline - loop.time()) > 0:
-        if dispatcher.connected:
-            await dispatcher.wait(poll.topic, position, min(left, backstop or left))
-        else:
-            await asyncio.sleep(min(left, POLL_SECONDS))
-        # Woken, or re-reading as a backstop, or the time is up: as things are now.
-        position = dispatcher.position
-        over, response.data = await _read(poll.reread)
-        if over:
-            break
+    if not _waits.take(poll.agent):
+        return _too_many_waits(response)
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + poll.seconds
+        backstop = wakeups.transport().backstop
+        while (left := deadline - loop.time()) > 0:
+            if dispatcher.connected:
+                await dispatcher.wait(poll.topic, position, min(left, backstop or left))
+            else:
+                await asyncio.sleep(min(left, POLL_SECONDS))
+            # Woken, or re-reading as a backstop, or the time is up: as things are now.
+            position = dispatcher.position
+            over, response.data = await _reread(poll)
+            if over:
+                break
+    finally:
+        _waits.give_back(poll.agent)
     return response
 
 
@@ -149,11 +263,16 @@ async def _polled(view: Callable[..., Any], request, *args: Any, **kwargs: Any):
     poll: LongPoll | None = getattr(response, "long_poll", None)
     if poll is None:
         return response
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + poll.seconds
-    while (left := deadline - loop.time()) > 0:
-        await asyncio.sleep(min(left, POLL_SECONDS))
-        over, response.data = await sync_to_async(poll.reread)()
-        if over:
-            break
+    if not _waits.take(poll.agent):
+        return _too_many_waits(response)
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + poll.seconds
+        while (left := deadline - loop.time()) > 0:
+            await asyncio.sleep(min(left, POLL_SECONDS))
+            over, response.data = await sync_to_async(poll.reread)()
+            if over:
+                break
+    finally:
+        _waits.give_back(poll.agent)
     return response

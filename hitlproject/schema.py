@@ -40,15 +40,11 @@ def document_refusals(result, generator, request, public):
             responses = operation.setdefault("responses", {})
             for status in statuses:
                 description, component = REFUSALS[status]
-                responses.setdefault(
-                    status,
-                    {
-                        "description": description,
-                        "content": {
-                            "application/json": {
-                                "schema": {"$ref": f"#/components/schemas/{component}"}
-                            }
-                        },
-                    },
+                # An operation may say more of a refusal (its own description); its body is
+                # the same shape.
+                response = responses.setdefault(status, {"description": description})
+                response.setdefault(
+                    "content",
+                    {"application/json": {"schema": {"$ref": f"#/components/schemas/{component}"}}},
                 )
     return result

@@ -337,6 +337,11 @@ API_MAX_BATCH_SIZE = 1000
 # Long polls (?wait=) wait on the event loop; their reads take turns on this many threads per
 # web process (so at most this many of its database connections), however many are waiting.
 LONG_POLL_READERS = int(env("HITL_LONG_POLL_READERS", "4"))
+# The most long polls one agent may have waiting in a web process at once; beyond it, 429.
+LONG_POLL_MAX_WAITS_PER_AGENT = int(env("HITL_LONG_POLL_MAX_WAITS_PER_AGENT", "100"))
+# A web process's wake-ups subscription (Redis) PINGs after this many quiet seconds and is
+# taken for lost (and renewed) when nothing comes back within twice as long again.
+WAKEUPS_HEARTBEAT_SECONDS = float(env("HITL_WAKEUPS_HEARTBEAT_SECONDS", "5"))
 # The most creative text (headlines, bodies, calls to action, in characters) one request may
 # send: every creative is read for brand guidelines, look-alike letters folded, at a cost that
 # grows with its text. One batch of 50 creatives at their longest (150 + 2,000 + 50 each) fits.

@@ -11,7 +11,9 @@ How a wake-up travels:
 - Redis pub/sub, when ``REDIS_URL`` is set (production, CI): one channel; every web process
   subscribes once and hands each message to the requests waiting on its topics. A
   subscription that drops wakes every waiting request of that process (they re-read), since
-  messages sent meanwhile are lost.
+  messages sent meanwhile are lost; one that goes silent is found out by a PING
+  (``RedisWakeups.heartbeat``), and waiting requests re-read every ``RedisWakeups.backstop``
+  seconds all the same.
 - On the embedded default (one machine; no Redis), a Unix datagram socket per web process, in
   a folder beside the database: a writer sends a datagram to each socket it finds there (and
   removes those nobody listens on any more). A datagram that cannot be sent at once (the
@@ -31,6 +33,7 @@ import hashlib
 import logging
 import os
 import socket
+import stat
 import tempfile
 import uuid
 from collections import deque
@@ -88,21 +91,40 @@ def _messages(topics: list[str]) -> Iterable[bytes]:
 
 
 @cache
-def transport() -> RedisWakeups | LocalWakeups:
+def transport() -> RedisWakeups | LocalWakeups | NoWakeups:
     if settings.REDIS_URL:
         return RedisWakeups(settings.REDIS_URL)
-    return LocalWakeups(wakeup_folder())
+    folder = wakeup_folder()
+    return LocalWakeups(folder) if folder is not None else NoWakeups()
 
 
-def wakeup_folder() -> Path:
+def wakeup_folder() -> Path | None:
     """Where the embedded default's web processes listen: beside the database, unless that
     path is too long for a Unix socket's name (about 100 bytes), then a folder of the
-    temporary directory named after it."""
+    temporary directory named after it and after this user. Only a folder of this user's that
+    nobody else may enter is used: one made beforehand by someone else (the name can be
+    guessed) would let them read or block wake-ups; then there is none (``None``), logged,
+    and waiting requests re-read every few seconds instead."""
     folder = Path(settings.DATA_DIR) / "wakeups"
     if len(str(folder)) > 60:
         digest = hashlib.sha256(str(folder).encode()).hexdigest()[:16]
-        folder = Path(tempfile.gettempdir()) / f"hitl-wakeups-{digest}"
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder = Path(tempfile.gettempdir()) / f"hitl-wakeups-{os.getuid()}-{digest}"
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        found = os.lstat(folder)
+    except OSError as error:
+        logger.warning("Wake-ups folder %s not usable (%s); waiting requests re-read instead.",
+                       folder, error)  # fmt: skip
+        return None
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid():
+        logger.warning("Wake-ups folder %s is not a folder of this user's; not used: waiting "
+                       "requests re-read instead.", folder)  # fmt: skip
+        return None
+    if stat.S_IMODE(found.st_mode) & 0o077:
+        logger.warning("Wake-ups folder %s may be entered by others (mode %o); not used: "
+                       "waiting requests re-read instead.", folder,
+                       stat.S_IMODE(found.st_mode))  # fmt: skip
+        return None
     return folder
 
 
@@ -170,14 +192,21 @@ class Dispatcher:
 
 class RedisWakeups:
     """Redis pub/sub. Channels are shared by a server's databases, so the channel is named
-    after the database number (the tests and benchmarks of several checkouts share a server)."""
+    after the database number (the tests and benchmarks of several checkouts share a server).
 
-    backstop: float | None = None  # nothing is lost unnoticed: a dropped subscription says so
+    A subscription can die without a word (a NAT or load balancer forgetting an idle
+    connection): the listener PINGs when it has heard nothing for ``heartbeat`` seconds and
+    takes the connection for lost (waking everyone, reconnecting) when nothing, not even the
+    PONG, comes within two more; TCP keepalive too. And waiting requests re-read every
+    ``backstop`` seconds all the same, so that no wait depends on one connection alone."""
 
-    def __init__(self, url: str) -> None:
+    backstop: float | None = 30.0
+
+    def __init__(self, url: str, heartbeat: float | None = None) -> None:
         import redis
 
         self.url = url
+        self.heartbeat = heartbeat or settings.WAKEUPS_HEARTBEAT_SECONDS
         self.client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
         database = self.client.connection_pool.connection_kwargs.get("db", 0)
         self.channel = f"hitl:{database}:wakeups"
@@ -190,12 +219,31 @@ class RedisWakeups:
         import redis.asyncio
 
         pause = 0.1
+        loop = asyncio.get_running_loop()
         while True:
-            client = redis.asyncio.Redis.from_url(self.url, socket_connect_timeout=2)
+            client = redis.asyncio.Redis.from_url(
+                self.url,
+                socket_connect_timeout=2,
+                socket_timeout=self.heartbeat * 3,
+                socket_keepalive=True,
+            )
             try:
                 async with client.pubsub() as pubsub:
                     await pubsub.subscribe(self.channel)
-                    async for message in pubsub.listen():
+                    heard = pinged = loop.time()
+                    while True:
+                        message = await pubsub.get_message(timeout=self.heartbeat)
+                        now = loop.time()
+                        if message is None:
+                            if now - heard > self.heartbeat * 3:
+                                raise ConnectionError(
+                                    f"nothing heard for {now - heard:.1f} s, not even a PONG"
+                                )
+                            if now - pinged >= self.heartbeat:
+                                pinged = now
+                                await asyncio.wait_for(pubsub.ping(), self.heartbeat)
+                            continue
+                        heard = now
                         if message["type"] == "subscribe":
                             dispatcher.connected = True
                             ready.set()
@@ -211,7 +259,7 @@ class RedisWakeups:
                 dispatcher.connected = False
                 dispatcher.deliver_to_everyone()
                 with contextlib.suppress(Exception):
-                    await client.aclose()
+                    await asyncio.wait_for(client.aclose(), 2)
             ready.set()  # waiting requests fall back to re-reading while it reconnects
             await asyncio.sleep(pause)
             pause = min(pause * 2, 5)
@@ -234,11 +282,17 @@ class LocalWakeups:
                 try:
                     self.sender.sendto(message, str(path))
                 except (ConnectionRefusedError, FileNotFoundError):
-                    with contextlib.suppress(FileNotFoundError):
+                    with contextlib.suppress(OSError):
                         path.unlink()  # its process is gone
                     break
                 except BlockingIOError:
                     logger.info("Wake-up dropped: %s is not reading; it re-reads later.", path)
+                    break
+                except OSError as error:
+                    # Not a listener (a folder, a socket of another kind, not ours): the
+                    # others after it still get theirs.
+                    logger.warning("Wake-up not sent to %s (%s: %s).", path,
+                                   type(error).__name__, error)  # fmt: skip
                     break
 
     async def listen(self, dispatcher: Dispatcher, ready: asyncio.Event) -> None:
@@ -268,6 +322,21 @@ class LocalWakeups:
             loop.remove_reader(receiver.fileno())
             receiver.close()
             _unlink(path)
+
+
+class NoWakeups:
+    """No way to hear of changes (no usable wake-ups folder): waiting requests re-read every
+    ``backstop`` seconds."""
+
+    backstop: float | None = 5.0
+
+    def send(self, topics: list[str]) -> None:
+        pass
+
+    async def listen(self, dispatcher: Dispatcher, ready: asyncio.Event) -> None:
+        dispatcher.connected = True  # waits time out every backstop seconds and re-read
+        ready.set()
+        await asyncio.Event().wait()
 
 
 def _unlink(path: Path) -> None:

@@ -157,7 +157,15 @@ def test_a_status_other_than_the_one_named_is_answered_at_once(agent):
     [
         ("wait=0", "wait", "greater than or equal to 1"),
         ("wait=61", "wait", "less than or equal to 60"),
-        ("wait=soon", "wait", "valid integer"),
+        ("wait=soon", "wait", "plain digits"),
+        # Other scripts' digits, signs, underscores and spaces int() would read: refused, as
+        # the API refuses them for money.
+        ("wait=%D9%A3", "wait", "plain digits"),
+        ("wait=%EF%BC%93", "wait", "plain digits"),
+        ("wait=1_0", "wait", "plain digits"),
+        ("wait=%2B2", "wait", "plain digits"),
+        ("wait=%202", "wait", "plain digits"),
+        ("wait=2.0", "wait", "plain digits"),
         ("wait=10&status=decided", "status", "not a valid choice"),
     ],
 )
@@ -203,11 +211,15 @@ def test_waiting_on_the_feedback_feed_wakes_on_the_next_record(agent, operator, 
     assert arrived["results"][0]["reason_code"] == "off_brand"
 
 
-def test_bad_wait_on_the_feedback_feed_is_a_400(agent):
-    answer = agent["optimizer"].get("/api/v1/feedback/?wait=600")
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [("wait=600", "less than or equal to 60"), ("wait=%EF%BC%93", "plain digits")],
+)
+def test_bad_wait_on_the_feedback_feed_is_a_400(agent, query, message):
+    answer = agent["optimizer"].get(f"/api/v1/feedback/?{query}")
 
     assert answer.status_code == 400
-    assert "less than or equal to 60" in answer.json()["wait"][0]
+    assert message in answer.json()["wait"][0]
 
 
 def test_other_requests_are_answered_while_more_agents_wait_than_there_are_connections(agent):

@@ -1,0 +1,113 @@
+"""One agent's long polls do not hold up another's (hitlproject.longpoll): waits with the same
+answer woken together share one re-read, so another agent's re-read does not queue behind a
+thousand identical ones; and an agent may hold only so many waits at once (429 beyond)."""
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from django.contrib.auth import get_user_model
+
+from approvals.services.decisions import proposals_reject
+from hitlproject.longpoll import LongPoll, _reread
+from tests.conftest import reallocation
+
+
+def poll_for(key: str, reads: list[str], release: threading.Event | None = None) -> LongPoll:
+    def reread() -> tuple[bool, str]:
+        reads.append(key)
+        if release is not None:
+            release.wait(30)
+        return True, f"{key} as read"
+
+    return LongPoll(topic=f"proposal:{key}", seconds=60, reread=reread, agent=0, key=key)
+
+
+def test_waits_woken_together_share_one_read_and_another_agents_read_is_next():
+    """The attack's case: agent 1 holds 1,500 waits on its proposal, agent 2 one on its own,
+    both woken by one decision, agent 1's first. Agent 2's answer is the second read made, not
+    the 1,501st; and every wait of agent 1 has the answer."""
+    reads: list[str] = []
+
+    async def woken() -> tuple[list, list]:
+        flood = [asyncio.ensure_future(_reread(poll_for("one", reads))) for _ in range(1500)]
+        other = asyncio.ensure_future(_reread(poll_for("two", reads)))
+        return await asyncio.gather(*flood), [await other]
+
+    flood, other = asyncio.run(woken())
+
+    assert sorted(reads) == ["one", "two"]
+    assert {answer for answer in flood} == {(True, "one as read")}
+    assert other == [(True, "two as read")]
+
+
+def test_a_read_already_under_way_is_not_shared_with_a_wait_woken_after_it_began():
+    """It may have read before the change that woke the later wait: that wait reads again."""
+    reads: list[str] = []
+    release = threading.Event()
+
+    async def woken_twice() -> list:
+        first = asyncio.ensure_future(_reread(poll_for("one", reads, release)))
+        while not reads:  # the first read has begun
+            await asyncio.sleep(0.01)
+        second = asyncio.ensure_future(_reread(poll_for("one", reads)))
+        release.set()
+        return await asyncio.gather(first, second)
+
+    answers = asyncio.run(woken_twice())
+
+    assert reads == ["one", "one"]
+    assert answers == [(True, "one as read")] * 2
+
+
+@pytest.fixture
+def capped_server(web_server_with, celery_worker, demo_world):
+    server = web_server_with(HITL_LONG_POLL_MAX_WAITS_PER_AGENT="3")
+
+    def client(name: str) -> httpx.Client:
+        return httpx.Client(
+            base_url=server.url,
+            headers={"Authorization": f"Bearer {demo_world['agents'][name]}"},
+            timeout=90,
+        )
+
+    clients = {name: client(name) for name in ("optimizer", "copywriter")}
+    yield clients
+    for each in clients.values():
+        each.close()
+
+
+def test_waits_beyond_an_agents_share_are_429_and_others_still_wait(capped_server):
+    optimizer, copywriter = capped_server["optimizer"], capped_server["copywriter"]
+    mine = optimizer.post("/api/v1/proposals/", json=reallocation()).json()
+    theirs = copywriter.post("/api/v1/proposals/", json=reallocation()).json()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        waits = [
+            pool.submit(optimizer.get, f"/api/v1/proposals/{mine['id']}/?wait=60") for _ in range(3)
+        ]
+        time.sleep(1)  # given a moment to be waiting
+
+        refused = optimizer.get(f"/api/v1/proposals/{mine['id']}/?wait=60")
+        assert refused.status_code == 429
+        assert refused.headers["Retry-After"] == "5"
+        assert refused.json()["code"] == "too_many_waits"
+        assert "already has 3 long polls" in refused.json()["detail"]
+        # Without wait it is answered as ever; another agent may still wait.
+        assert optimizer.get(f"/api/v1/proposals/{mine['id']}/").status_code == 200
+        other = pool.submit(copywriter.get, f"/api/v1/proposals/{theirs['id']}/?wait=60")
+        time.sleep(1)
+
+        operator = get_user_model().objects.get(username="operator")
+        proposals_reject(
+            proposal_ids=[mine["id"], theirs["id"]], reviewer=operator, reason_code="other"
+        )
+        assert [wait.result().json()["status"] for wait in waits] == ["rejected"] * 3
+        assert other.result().json()["status"] == "rejected"
+
+    # Its waits answered, the agent may wait again.
+    again = optimizer.get(f"/api/v1/proposals/{mine['id']}/?wait=1")
+    assert again.status_code == 200
+    assert again.json()["status"] == "rejected"
