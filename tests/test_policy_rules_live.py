@@ -241,7 +241,9 @@ def test_a_cap_set_while_a_proposal_waits_refuses_its_approval(operators):
     operator, _ = operators
     proposal = evaluated(reallocation("280.00"))
     Campaign.objects.filter(external_id="generic-search").update(max_daily_budget=Decimal("600"))
-    with pytest.raises(DomainError, match="refuses it: generic-search's daily budget would be"):
+    with pytest.raises(
+        DomainError, match=r"refuses proposal #[0-9]+ now: generic-search's daily budget would be"
+    ):
         proposal_approve(proposal_id=proposal.pk, reviewer=operator)
     assert Campaign.objects.get(external_id="generic-search").daily_budget == Decimal("500.00")
 
