@@ -5,12 +5,23 @@ A raw asyncio-free socket server in a thread answers every request the way the t
 a body trickled a byte every few seconds, a body that never ends, or JSON the client does not
 expect."""
 
+import asyncio
 import socket
 import threading
 import time
 
 import pytest
-from hitl_client import Client, HitlError
+from hitl_client import (
+    NO_RETRIES,
+    AsyncClient,
+    BadResponse,
+    Client,
+    ConnectionFailed,
+    HitlError,
+    ResponseTooLarge,
+    ValidationFailed,
+    WaitTimedOut,
+)
 
 from tests.conftest import free_port
 
@@ -151,5 +162,150 @@ def test_garbage_answers_raise_the_clients_typed_errors(status, body):
         client = Client(f"http://127.0.0.1:{server.port}", "hitl_key")
         with pytest.raises(HitlError):
             client.get(1)
+    finally:
+        server.close()
+
+
+# The fixes, beyond the reproductions above: both clients, each bound, the typed errors.
+
+
+def trickled_headers(server: Hostile, conn: socket.socket) -> None:
+    """Even the status line a byte at a time: no single read ever waits long."""
+    for byte in b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Slow: " + b"a" * 10_000:
+        if server.stop.is_set():
+            return
+        conn.sendall(bytes([byte]))
+        time.sleep(0.5)
+
+
+def huge_declared(server: Hostile, conn: socket.socket) -> None:
+    conn.sendall(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+        % (1 << 40)
+    )
+    conn.sendall(b" " * 65536)
+    server.stop.wait(30)
+
+
+def run_async(coroutine_function, limit: float):
+    return in_thread(lambda: asyncio.run(coroutine_function()), limit)
+
+
+@pytest.mark.parametrize("answer", [trickle, trickled_headers], ids=["body", "headers"])
+def test_a_trickled_answer_ends_at_the_requests_deadline_as_a_connection_failure(answer):
+    """timeout= bounds the whole request: a server trickling its headers or its body gets
+    ConnectionFailed (a HitlError) once it has passed, in both clients."""
+    server = Hostile(answer)
+    url = f"http://127.0.0.1:{server.port}"
+    try:
+        client = Client(url, "hitl_key", timeout=1, retry=NO_RETRIES)
+        finished, outcome = in_thread(lambda: client.get(1), limit=30)
+        assert finished and isinstance(outcome, ConnectionFailed), repr(outcome)
+
+        async def get():
+            async with AsyncClient(url, "hitl_key", timeout=1, retry=NO_RETRIES) as hitl:
+                return await hitl.get(1)
+
+        finished, outcome = run_async(get, limit=30)
+        assert finished and isinstance(outcome, ConnectionFailed), repr(outcome)
+    finally:
+        server.close()
+
+
+def test_async_wait_against_a_trickling_server_raises_wait_timed_out():
+    """AsyncClient.wait(timeout=…) ends like Client.wait: WaitTimedOut, the proposal never
+    read (``proposal`` None), however the retries would otherwise go on."""
+    server = Hostile(trickle)
+    url = f"http://127.0.0.1:{server.port}"
+    try:
+
+        async def wait():
+            async with AsyncClient(url, "hitl_key", timeout=1) as hitl:
+                return await hitl.wait(1, timeout=1)
+
+        finished, outcome = run_async(wait, limit=30)
+        assert finished and isinstance(outcome, WaitTimedOut), repr(outcome)
+        assert outcome.proposal is None
+        client = Client(url, "hitl_key", timeout=1)
+        finished, outcome = in_thread(lambda: client.wait(1, timeout=1), limit=30)
+        assert finished and isinstance(outcome, WaitTimedOut), repr(outcome)
+    finally:
+        server.close()
+
+
+def test_an_answer_larger_than_the_cap_is_cut_off_as_response_too_large():
+    """max_response_bytes caps an answer (streamed or declared), in both clients; it is a
+    BadResponse and so a HitlError."""
+    server = Hostile(endless)
+    declared = Hostile(huge_declared)
+    try:
+        client = Client(f"http://127.0.0.1:{server.port}", "k", max_response_bytes=1 << 20)
+        finished, outcome = in_thread(lambda: client.get(1), limit=60)
+        assert finished and isinstance(outcome, ResponseTooLarge), repr(outcome)
+        assert isinstance(outcome, BadResponse) and outcome.status_code == 200
+        assert server.sent < (32 << 20)
+
+        async def get():
+            async with AsyncClient(f"http://127.0.0.1:{declared.port}", "k") as hitl:
+                return await hitl.get(1)
+
+        finished, outcome = run_async(get, limit=60)
+        assert finished and isinstance(outcome, ResponseTooLarge), repr(outcome)
+    finally:
+        server.close()
+        declared.close()
+
+
+def test_a_garbled_answer_is_a_bad_response_with_an_excerpt_and_without_the_api_key():
+    """A 200 that is not the API's JSON (an HTML error page from a proxy echoing the request,
+    say): BadResponse with the status and the start of the body, the key blanked out."""
+    secret = "hitl_secret_key_123"
+    body = b"<html>upstream said: Authorization: Bearer " + secret.encode() + b"</html>"
+    server = Hostile(fixed(b"200 OK", body))
+    try:
+        client = Client(f"http://127.0.0.1:{server.port}", secret)
+        with pytest.raises(BadResponse) as caught:
+            client.get(1)
+        assert caught.value.status_code == 200
+        assert caught.value.excerpt.startswith("<html>upstream said")
+        assert secret not in caught.value.excerpt and secret not in str(caught.value)
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (b"200 OK", b"[1, 2, 3]", BadResponse),
+        (b"200 OK", b'{"id": "x"}', BadResponse),
+        (b"400 Bad Request", b"[" * 100_000 + b"]" * 100_000, ValidationFailed),
+    ],
+    ids=["list", "partial-object", "deep-nesting"],
+)
+def test_the_async_client_types_garbled_answers_too(status, body, expected):
+    server = Hostile(fixed(status, body))
+    try:
+
+        async def get():
+            async with AsyncClient(f"http://127.0.0.1:{server.port}", "k") as hitl:
+                return await hitl.get(1)
+
+        finished, outcome = run_async(get, limit=30)
+        assert finished and isinstance(outcome, expected), repr(outcome)
+    finally:
+        server.close()
+
+
+def test_other_operations_type_a_wrongly_shaped_page():
+    """Lists, scorecards and feedback pages read through the same checks."""
+    server = Hostile(fixed(b"200 OK", b'{"results": 5}'))
+    try:
+        client = Client(f"http://127.0.0.1:{server.port}", "k")
+        with pytest.raises(BadResponse):
+            list(client.proposals())
+        with pytest.raises(BadResponse):
+            list(client.feedback())
+        with pytest.raises(BadResponse):
+            client.campaigns()
     finally:
         server.close()
