@@ -212,23 +212,44 @@ def test_a_trickled_answer_ends_at_the_requests_deadline_as_a_connection_failure
         server.close()
 
 
-def test_async_wait_against_a_trickling_server_raises_wait_timed_out():
-    """AsyncClient.wait(timeout=…) ends like Client.wait: WaitTimedOut, the proposal never
-    read (``proposal`` None), however the retries would otherwise go on."""
-    server = Hostile(trickle)
-    url = f"http://127.0.0.1:{server.port}"
-    try:
+def trickle_after_first_answer(server: Hostile, conn: socket.socket) -> None:
+    """The first read answered (pending review), every later one (the long polls) trickled."""
+    server.sent += 1
+    if server.sent == 1:
+        fixed(b"200 OK", PROPOSAL)(server, conn)
+    else:
+        trickle(server, conn)
 
-        async def wait():
-            async with AsyncClient(url, "hitl_key", timeout=1) as hitl:
-                return await hitl.wait(1, timeout=1)
 
-        finished, outcome = run_async(wait, limit=30)
-        assert finished and isinstance(outcome, WaitTimedOut), repr(outcome)
-        assert outcome.proposal is None
+def wait_against(url: str, kind: str, timeout: float):
+    """(finished, outcome) of ``wait(1, timeout=…)`` with the sync or the async client."""
+    if kind == "sync":
         client = Client(url, "hitl_key", timeout=1)
-        finished, outcome = in_thread(lambda: client.wait(1, timeout=1), limit=30)
+        return in_thread(lambda: client.wait(1, timeout=timeout), limit=30)
+
+    async def wait():
+        async with AsyncClient(url, "hitl_key", timeout=1) as hitl:
+            return await hitl.wait(1, timeout=timeout)
+
+    return run_async(wait, limit=30)
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_wait_against_a_server_trickling_its_long_polls_raises_wait_timed_out(kind):
+    """wait(timeout=…) ends at its timeout plus one request's at the latest, however the
+    retries would otherwise go on: WaitTimedOut with the proposal as last seen; and
+    ConnectionFailed when the proposal could never be read at all."""
+    server = Hostile(trickle_after_first_answer)
+    try:
+        finished, outcome = wait_against(f"http://127.0.0.1:{server.port}", kind, 2)
         assert finished and isinstance(outcome, WaitTimedOut), repr(outcome)
+        assert outcome.proposal.status == "pending_review"
+    finally:
+        server.close()
+    server = Hostile(trickle)
+    try:
+        finished, outcome = wait_against(f"http://127.0.0.1:{server.port}", kind, 1)
+        assert finished and isinstance(outcome, ConnectionFailed), repr(outcome)
     finally:
         server.close()
 

@@ -269,15 +269,15 @@ class ProposalWait:
 
     def timed_out_after(self, error: Exception) -> WaitTimedOut | None:
         """A round that failed once the wait's time was up ends the wait: ``WaitTimedOut``
-        (with the proposal as last seen, None if it never was), else None (the caller
-        raises ``error``)."""
-        if self.remaining() > 0:
-            return None
+        with the proposal as last seen; else None, and the caller raises ``error`` (also
+        when the proposal was never read: there is no last seen to hand out, and the
+        adapters read ``WaitTimedOut.proposal``)."""
         seen = self.seen
-        state = f"still {seen.status}" if seen is not None else "not read"
+        if self.remaining() > 0 or seen is None:
+            return None
         return WaitTimedOut(
-            f"Proposal {self.proposal_id} is {state} when the wait timed out (the last "
-            f"request failed: {error}).",
+            f"Proposal {self.proposal_id} is still {seen.status} when the wait timed out "
+            f"(the last request failed: {error}).",
             proposal=seen,
         )
 
