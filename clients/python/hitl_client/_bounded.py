@@ -124,7 +124,7 @@ def bounded_transport() -> httpx.HTTPTransport:
 def _too_large(response: httpx.Response, limit: int) -> ResponseTooLarge:
     return ResponseTooLarge(
         f"The answer to {response.request.method} {response.request.url.path} is larger than "
-        f"{limit} bytes (max_response_bytes); it was not read.",
+        f"{limit} bytes (max_response_bytes); reading stopped there.",
         status_code=response.status_code,
     )
 
