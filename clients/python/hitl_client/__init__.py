@@ -12,6 +12,7 @@ from hitl_client._core import NO_RETRIES, RetryPolicy
 from hitl_client.client import AsyncClient, AsyncFeedbackFeed, Client, FeedbackFeed
 from hitl_client.errors import (
     AuthFailed,
+    BadResponse,
     Conflict,
     ConnectionFailed,
     HitlError,
@@ -19,6 +20,7 @@ from hitl_client.errors import (
     PayloadTooLarge,
     PermissionDenied,
     RateLimited,
+    ResponseTooLarge,
     ServerError,
     Unprocessable,
     ValidationFailed,
@@ -50,6 +52,7 @@ __all__ = [
     "AsyncClient",
     "AsyncFeedbackFeed",
     "AuthFailed",
+    "BadResponse",
     "BatchItem",
     "Campaign",
     "Client",
@@ -71,6 +74,7 @@ __all__ = [
     "Proposal",
     "ProposalRequest",
     "RateLimited",
+    "ResponseTooLarge",
     "RetryPolicy",
     "ServerError",
     "Status",

@@ -3,14 +3,22 @@ clients build their methods from these, so they cannot drift apart."""
 
 from __future__ import annotations
 
+import functools
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
-from hitl_client._core import MAX_WAIT_SECONDS, Answer, Call, new_idempotency_key, path_of
+from hitl_client._core import (
+    MAX_WAIT_SECONDS,
+    Answer,
+    Call,
+    bad_response,
+    new_idempotency_key,
+    path_of,
+)
 from hitl_client.errors import WaitTimedOut, error_from_response
 from hitl_client.models import (
     BatchItem,
@@ -26,6 +34,28 @@ from hitl_client.models import (
 
 PROPOSALS = "/api/v1/proposals/"
 FEEDBACK = "/api/v1/feedback/"
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# What reading an answer of the wrong shape raises: a list where an object was due, a
+# missing field, a value of the wrong type, a date that is not one, nesting too deep.
+_MALFORMED = (AttributeError, KeyError, IndexError, TypeError, ValueError, RecursionError)
+
+
+def reads_answer(function: Callable[P, R]) -> Callable[P, R]:
+    """Marks a function that reads an ``Answer`` (among its arguments): an answer of the wrong
+    shape raises ``BadResponse`` (a ``HitlError``), never a bare KeyError or TypeError."""
+
+    @functools.wraps(function)
+    def read(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return function(*args, **kwargs)
+        except _MALFORMED as error:
+            answer = next(a for a in (*args, *kwargs.values()) if isinstance(a, Answer))
+            raise bad_response(answer, error) from error
+
+    return read
 
 
 def propose_call(
@@ -57,6 +87,7 @@ def propose_call(
     )
 
 
+@reads_answer
 def proposal_of(answer: Answer) -> Proposal:
     replayed = answer.headers.get("Idempotent-Replayed", "").lower() == "true"
     return Proposal.from_api(answer.body, replayed=replayed)
@@ -75,6 +106,7 @@ def batch_call(
     )
 
 
+@reads_answer
 def batch_of(answer: Answer) -> list[BatchItem]:
     results = []
     for item in answer.body:
@@ -149,6 +181,7 @@ def outcome_call(
     )
 
 
+@reads_answer
 def outcome_of(answer: Answer) -> Outcome:
     return Outcome.from_api(answer.body)
 
@@ -169,6 +202,7 @@ def evaluate_call(
     return Call("POST", "/api/v1/policies/evaluate/", body=body, retry_safe=True)
 
 
+@reads_answer
 def dry_run_of(answer: Answer) -> DryRun:
     return DryRun.from_api(answer.body)
 
@@ -177,6 +211,7 @@ def campaigns_call() -> Call:
     return Call("GET", "/api/v1/campaigns/", retry_safe=True)
 
 
+@reads_answer
 def campaigns_of(answer: Answer) -> list[Campaign]:
     return [Campaign.from_api(item) for item in answer.body]
 
@@ -185,16 +220,34 @@ def scorecard_call(days: int) -> Call:
     return Call("GET", "/api/v1/scorecard/", params={"days": days}, retry_safe=True)
 
 
+@reads_answer
+def scorecard_of(answer: Answer) -> dict[str, Any]:
+    if not isinstance(answer.body, dict):
+        raise TypeError("a scorecard is an object")
+    return dict(answer.body)
+
+
 class ProposalWait:
     """The rounds of ``wait()``: a plain read first (a final proposal is answered at once),
     then long polls (``?wait=…&status=<last seen>``) until the proposal is final or the time
     is up. A server that answers a long poll early with the status unchanged (one that does
     not hold requests) costs a pause of ``fallback_interval`` before the next round, never a
-    tight loop."""
+    tight loop.
 
-    def __init__(self, proposal_id: int, timeout: float | None, fallback_interval: float):
+    ``until`` bounds the rounds' requests: the wait's own deadline plus one request's
+    ``request_timeout``, so a server that holds or trickles an answer cannot keep ``wait()``
+    past it (``timed_out_after`` turns the failed round into ``WaitTimedOut``)."""
+
+    def __init__(
+        self,
+        proposal_id: int,
+        timeout: float | None,
+        fallback_interval: float,
+        request_timeout: float = 0.0,
+    ):
         self.proposal_id = proposal_id
         self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.until = None if self.deadline is None else self.deadline + request_timeout
         self.fallback_interval = fallback_interval
         self.seen: Proposal | None = None
         self.rounds = 0
@@ -213,6 +266,20 @@ class ProposalWait:
         seconds = int(min(MAX_WAIT_SECONDS, remaining))
         self._asked = (self.seen.status, time.monotonic(), seconds)
         return get_call(self.proposal_id, wait=seconds, status=self.seen.status)
+
+    def timed_out_after(self, error: Exception) -> WaitTimedOut | None:
+        """A round that failed once the wait's time was up ends the wait: ``WaitTimedOut``
+        with the proposal as last seen; else None, and the caller raises ``error`` (also
+        when the proposal was never read: there is no last seen to hand out, and the
+        adapters read ``WaitTimedOut.proposal``)."""
+        seen = self.seen
+        if self.remaining() > 0 or seen is None:
+            return None
+        return WaitTimedOut(
+            f"Proposal {self.proposal_id} is still {seen.status} when the wait timed out "
+            f"(the last request failed: {error}).",
+            proposal=seen,
+        )
 
     def pause_after(self, proposal: Proposal) -> float | None:
         """Record an answer: None when waiting is over (the proposal is final), else how
@@ -280,6 +347,7 @@ class FeedbackPages:
         self._asked = (time.monotonic(), seconds)
         return Call("GET", self.resume, params=params, retry_safe=True, long_poll=seconds)
 
+    @reads_answer
     def read(self, answer: Answer) -> tuple[list[Feedback], float]:
         """A page's records, and how long to pause before the next round."""
         page = answer.body
@@ -314,6 +382,13 @@ def next_page_call(page: Mapping[str, Any]) -> Call | None:
     return Call("GET", path_of(link), retry_safe=True) if link else None
 
 
+@reads_answer
+def proposals_page_of(answer: Answer) -> tuple[list[Proposal], Call | None]:
+    """A page of the proposals list, and the call for the next page (None on the last)."""
+    page = answer.body
+    return [Proposal.from_api(item) for item in page["results"]], next_page_call(page)
+
+
 def feedback_page_call(link: str | None, *, wait: int | None, page_size: int | None) -> Call:
     params = {"wait": wait, "page_size": page_size}
     return Call(
@@ -325,6 +400,7 @@ def feedback_page_call(link: str | None, *, wait: int | None, page_size: int | N
     )
 
 
+@reads_answer
 def feedback_page_of(answer: Answer) -> FeedbackPage:
     page = answer.body
     return FeedbackPage(

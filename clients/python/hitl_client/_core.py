@@ -17,7 +17,8 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
-from hitl_client.errors import ConnectionFailed, HitlError, error_from_response
+from hitl_client._bounded import DEFAULT_MAX_RESPONSE_BYTES
+from hitl_client.errors import BadResponse, ConnectionFailed, HitlError, error_from_response
 
 DEFAULT_TIMEOUT = 30.0
 USER_AGENT = "hitl-client-python/0.1.0"
@@ -108,6 +109,7 @@ class Settings:
     timeout: float
     retry: RetryPolicy
     headers: dict[str, str]
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
 
 def settings_from(
@@ -116,6 +118,7 @@ def settings_from(
     timeout: float | None,
     retry: RetryPolicy | None,
     user_agent: str | None,
+    max_response_bytes: int | None = None,
 ) -> Settings:
     base_url = base_url or os.environ.get("HITL_BASE_URL")
     api_key = api_key or os.environ.get("HITL_API_KEY")
@@ -133,11 +136,19 @@ def settings_from(
             "Accept": "application/json",
             "User-Agent": user_agent or USER_AGENT,
         },
+        max_response_bytes=max_response_bytes or DEFAULT_MAX_RESPONSE_BYTES,
     )
 
 
 def timeout_for(settings: Settings, call: Call) -> httpx.Timeout:
     return httpx.Timeout(settings.timeout, read=settings.timeout + call.long_poll)
+
+
+def deadline_for(settings: Settings, call: Call, until: float | None) -> float:
+    """When an attempt at ``call`` starting now must be over (monotonic): ``timeout`` seconds
+    for the whole exchange, plus the seconds a long poll may be held; never past ``until``."""
+    deadline = time.monotonic() + settings.timeout + call.long_poll
+    return deadline if until is None else min(deadline, until)
 
 
 def path_of(link: str) -> str:
@@ -171,9 +182,10 @@ class Attempts:
     """The retry bookkeeping of one call: after each failed attempt, how long to wait before
     the next, or None when there is to be no next (the caller then raises)."""
 
-    def __init__(self, policy: RetryPolicy, call: Call) -> None:
+    def __init__(self, policy: RetryPolicy, call: Call, until: float | None = None) -> None:
         self.policy = policy
         self.call = call
+        self.until = until  # no attempt starts or runs past it (a wait's own deadline)
         self.count = 0
         self.started = time.monotonic()
 
@@ -185,6 +197,8 @@ class Attempts:
             return None
         remaining = self.policy.max_elapsed - (time.monotonic() - self.started)
         if delay > remaining:
+            return None
+        if self.until is not None and time.monotonic() + delay >= self.until:
             return None
         return delay
 
@@ -214,22 +228,58 @@ class Answer:
     body: Any
     headers: httpx.Headers
 
+    excerpt: str = ""  # the body's first characters, for a BadResponse
 
-def answer_of(response: httpx.Response) -> Answer:
-    """A successful answer's decoded body, or the typed error for a refusal."""
+
+EXCERPT_CHARS = 200
+
+
+def excerpt_of(text: str, secret: str, size: int = EXCERPT_CHARS) -> str:
+    """The start of a text from the server, with the API key blanked out (a hostile or
+    misconfigured server may echo the request's headers back)."""
+    text = text.replace(secret, "[api key]") if secret else text
+    return text[:size]
+
+
+def answer_of(response: httpx.Response, content: bytes, secret: str) -> Answer:
+    """A successful answer's decoded body, or the typed error for a refusal. A body that is
+    not JSON (or is nested too deep to decode) is ``None``; the operation that reads it then
+    raises ``BadResponse``."""
     body: Any = None
-    if response.content:
+    text = content.decode(response.encoding or "utf-8", errors="replace") if content else ""
+    if content:
         try:
-            body = response.json()
-        except ValueError:
+            body = json.loads(text)
+        except (ValueError, RecursionError):
             body = None
     if response.is_success:
-        return Answer(status_code=response.status_code, body=body, headers=response.headers)
-    raise error_from_response(
-        response.status_code,
-        body,
-        retry_after=retry_after_seconds(response),
-        text=response.text if body is None else "",
+        return Answer(
+            status_code=response.status_code,
+            body=body,
+            headers=response.headers,
+            excerpt=excerpt_of(text, secret),
+        )
+    retry_after = retry_after_seconds(response)
+    try:
+        error = error_from_response(
+            response.status_code,
+            body,
+            retry_after=retry_after,
+            text=excerpt_of(text, secret, 500) if body is None else "",
+        )
+    except RecursionError:  # decoded, but too deep to flatten into per-field errors
+        error = error_from_response(
+            response.status_code, None, retry_after=retry_after, text=excerpt_of(text, secret, 500)
+        )
+    raise error
+
+
+def bad_response(answer: Answer, error: BaseException) -> BadResponse:
+    return BadResponse(
+        f"The server's answer is not what the API sends ({type(error).__name__}); "
+        f"it begins: {answer.excerpt[:80]!r}",
+        status_code=answer.status_code,
+        excerpt=answer.excerpt,
     )
 
 

@@ -12,6 +12,7 @@ from typing import Any, Self
 import httpx
 
 from hitl_client import _calls
+from hitl_client._bounded import DEADLINE, aread_body, bounded_transport, read_body
 from hitl_client._core import (
     Answer,
     Attempts,
@@ -20,9 +21,11 @@ from hitl_client._core import (
     Settings,
     answer_of,
     connection_failed,
+    deadline_for,
     settings_from,
     timeout_for,
 )
+from hitl_client.errors import ConnectionFailed
 from hitl_client.models import (
     BatchItem,
     Campaign,
@@ -48,8 +51,11 @@ class _Base:
         retry: RetryPolicy | None,
         fallback_interval: float,
         user_agent: str | None,
+        max_response_bytes: int | None,
     ) -> None:
-        self.settings: Settings = settings_from(base_url, api_key, timeout, retry, user_agent)
+        self.settings: Settings = settings_from(
+            base_url, api_key, timeout, retry, user_agent, max_response_bytes
+        )
         self.fallback_interval = fallback_interval
 
     @property
@@ -70,9 +76,14 @@ class Client(_Base):
     """The agent API, blocking. With no arguments it reads ``HITL_BASE_URL`` and
     ``HITL_API_KEY`` from the environment.
 
-    ``retry`` bounds the retries of a failed request (``RetryPolicy(max_attempts=…,
-    max_elapsed=…)``; ``NO_RETRIES`` turns them off). ``transport`` is handed to httpx (a
-    proxy, a mock transport in tests). Use it as a context manager, or call ``close()``."""
+    ``timeout`` (seconds, default 30) bounds each request as a whole: connecting, sending
+    and reading the entire answer (plus, for a long poll, the seconds the server may hold
+    it), however slowly the server trickles it. ``max_response_bytes`` (default 16 MiB) caps
+    an answer's size (``ResponseTooLarge`` past it). ``retry`` bounds the retries of a failed
+    request (``RetryPolicy(max_attempts=…, max_elapsed=…)``; ``NO_RETRIES`` turns them off).
+    ``transport`` is handed to httpx (a proxy, a mock transport in tests); the deadline is
+    then checked between the answer's chunks only. Use it as a context manager, or call
+    ``close()``."""
 
     def __init__(
         self,
@@ -84,10 +95,15 @@ class Client(_Base):
         fallback_interval: float = DEFAULT_FALLBACK_INTERVAL,
         user_agent: str | None = None,
         transport: httpx.BaseTransport | None = None,
+        max_response_bytes: int | None = None,
     ) -> None:
-        super().__init__(base_url, api_key, timeout, retry, fallback_interval, user_agent)
+        super().__init__(
+            base_url, api_key, timeout, retry, fallback_interval, user_agent, max_response_bytes
+        )
         self._http = httpx.Client(
-            base_url=self.settings.base_url, headers=self.settings.headers, transport=transport
+            base_url=self.settings.base_url,
+            headers=self.settings.headers,
+            transport=transport or bounded_transport(),
         )
 
     def __enter__(self) -> Self:
@@ -104,22 +120,26 @@ class Client(_Base):
     def close(self) -> None:
         self._http.close()
 
-    def _send(self, call: Call) -> Answer:
-        attempts = Attempts(self.settings.retry, call)
+    def _send(self, call: Call, until: float | None = None) -> Answer:
+        """Send ``call``, retried as its policy allows; no attempt runs past ``until``."""
+        settings = self.settings
+        attempts = Attempts(settings.retry, call, until)
         while True:
             attempts.start()
+            deadline = deadline_for(settings, call, until)
+            bound = DEADLINE.set(deadline)  # read by the transport's sockets
             try:
-                response = self._http.request(**self._request_args(call))
+                with self._http.stream(**self._request_args(call)) as response:
+                    delay = attempts.after_response(response)
+                    if delay is None:
+                        content = read_body(response, settings.max_response_bytes, deadline)
+                        return answer_of(response, content, settings.api_key)
             except httpx.TransportError as error:
                 delay = attempts.after_exception(error)
                 if delay is None:
                     raise connection_failed(call, error) from error
-                time.sleep(delay)
-                continue
-            delay = attempts.after_response(response)
-            if delay is None:
-                return answer_of(response)
-            response.close()
+            finally:
+                DEADLINE.reset(bound)
             time.sleep(delay)
 
     def propose(
@@ -171,9 +191,18 @@ class Client(_Base):
         withdrawn or superseded), by long poll: the server answers as soon as its status
         changes. Raises ``WaitTimedOut`` (with ``.proposal``) after ``timeout`` seconds;
         ``None`` waits as long as it takes."""
-        rounds = _calls.ProposalWait(proposal_id, timeout, self.fallback_interval)
+        rounds = _calls.ProposalWait(
+            proposal_id, timeout, self.fallback_interval, self.settings.timeout
+        )
         while True:
-            proposal = _calls.proposal_of(self._send(rounds.next_call()))
+            try:
+                answer = self._send(rounds.next_call(), until=rounds.until)
+            except ConnectionFailed as error:
+                timed_out = rounds.timed_out_after(error)
+                if timed_out is None:
+                    raise
+                raise timed_out from error
+            proposal = _calls.proposal_of(answer)
             pause = rounds.pause_after(proposal)
             if pause is None:
                 return proposal
@@ -193,9 +222,8 @@ class Client(_Base):
             status=status, action_type=action_type, since=since, page_size=page_size
         )
         while call is not None:
-            page = self._send(call).body
-            yield from (Proposal.from_api(item) for item in page["results"])
-            call = _calls.next_page_call(page)
+            page, call = _calls.proposals_page_of(self._send(call))
+            yield from page
 
     def withdraw(self, proposal_id: int) -> Proposal:
         """Withdraw a proposal still waiting for review (``Conflict`` once decided)."""
@@ -236,7 +264,7 @@ class Client(_Base):
 
     def scorecard(self, days: int = 30) -> dict[str, Any]:
         """How this agent's proposals fared over the last ``days`` days, by action type."""
-        return dict(self._send(_calls.scorecard_call(days)).body)
+        return _calls.scorecard_of(self._send(_calls.scorecard_call(days)))
 
     def feedback_page(
         self, link: str | None = None, *, wait: int | None = None, page_size: int | None = None
@@ -312,8 +340,11 @@ class AsyncClient(_Base):
         fallback_interval: float = DEFAULT_FALLBACK_INTERVAL,
         user_agent: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_response_bytes: int | None = None,
     ) -> None:
-        super().__init__(base_url, api_key, timeout, retry, fallback_interval, user_agent)
+        super().__init__(
+            base_url, api_key, timeout, retry, fallback_interval, user_agent, max_response_bytes
+        )
         self._http = httpx.AsyncClient(
             base_url=self.settings.base_url, headers=self.settings.headers, transport=transport
         )
@@ -332,22 +363,28 @@ class AsyncClient(_Base):
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _send(self, call: Call) -> Answer:
-        attempts = Attempts(self.settings.retry, call)
+    async def _send(self, call: Call, until: float | None = None) -> Answer:
+        """See ``Client._send``; the deadline is an ``asyncio.timeout`` on the whole
+        exchange."""
+        settings = self.settings
+        attempts = Attempts(settings.retry, call, until)
         while True:
             attempts.start()
+            deadline = deadline_for(settings, call, until)
             try:
-                response = await self._http.request(**self._request_args(call))
+                try:
+                    async with asyncio.timeout(deadline - time.monotonic()):
+                        async with self._http.stream(**self._request_args(call)) as response:
+                            delay = attempts.after_response(response)
+                            if delay is None:
+                                content = await aread_body(response, settings.max_response_bytes)
+                                return answer_of(response, content, settings.api_key)
+                except TimeoutError as expired:
+                    raise httpx.ReadTimeout("the request's deadline passed") from expired
             except httpx.TransportError as error:
                 delay = attempts.after_exception(error)
                 if delay is None:
                     raise connection_failed(call, error) from error
-                await asyncio.sleep(delay)
-                continue
-            delay = attempts.after_response(response)
-            if delay is None:
-                return answer_of(response)
-            await response.aclose()
             await asyncio.sleep(delay)
 
     async def propose(
@@ -392,9 +429,18 @@ class AsyncClient(_Base):
 
     async def wait(self, proposal_id: int, timeout: float | None = None) -> Proposal:
         """See ``Client.wait``."""
-        rounds = _calls.ProposalWait(proposal_id, timeout, self.fallback_interval)
+        rounds = _calls.ProposalWait(
+            proposal_id, timeout, self.fallback_interval, self.settings.timeout
+        )
         while True:
-            proposal = _calls.proposal_of(await self._send(rounds.next_call()))
+            try:
+                answer = await self._send(rounds.next_call(), until=rounds.until)
+            except ConnectionFailed as error:
+                timed_out = rounds.timed_out_after(error)
+                if timed_out is None:
+                    raise
+                raise timed_out from error
+            proposal = _calls.proposal_of(answer)
             pause = rounds.pause_after(proposal)
             if pause is None:
                 return proposal
@@ -414,10 +460,9 @@ class AsyncClient(_Base):
             status=status, action_type=action_type, since=since, page_size=page_size
         )
         while call is not None:
-            page = (await self._send(call)).body
-            for item in page["results"]:
-                yield Proposal.from_api(item)
-            call = _calls.next_page_call(page)
+            page, call = _calls.proposals_page_of(await self._send(call))
+            for proposal in page:
+                yield proposal
 
     async def withdraw(self, proposal_id: int) -> Proposal:
         """See ``Client.withdraw``."""
@@ -459,7 +504,7 @@ class AsyncClient(_Base):
         return _calls.campaigns_of(await self._send(_calls.campaigns_call()))
 
     async def scorecard(self, days: int = 30) -> dict[str, Any]:
-        return dict((await self._send(_calls.scorecard_call(days))).body)
+        return _calls.scorecard_of(await self._send(_calls.scorecard_call(days)))
 
     async def feedback_page(
         self, link: str | None = None, *, wait: int | None = None, page_size: int | None = None

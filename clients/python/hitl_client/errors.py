@@ -86,6 +86,22 @@ class ConnectionFailed(HitlError):
     client does not retry: whether it took effect is unknown (``get`` or list to find out)."""
 
 
+class BadResponse(HitlError):
+    """The server's answer is not one the API gives: not JSON, JSON of the wrong shape (a list
+    where a proposal was due, a proposal without its fields), nested too deep to read.
+    ``status_code`` is the answer's status and ``excerpt`` its first characters (the API key
+    blanked out, should the server have echoed it)."""
+
+    def __init__(self, message: str, *, status_code: int | None, excerpt: str = "") -> None:
+        super().__init__(message, status_code=status_code)
+        self.excerpt = excerpt
+
+
+class ResponseTooLarge(BadResponse):
+    """The answer grew past the client's ``max_response_bytes`` (16 MiB by default): it was
+    cut off there, not read into memory whole."""
+
+
 class WaitTimedOut(HitlError, TimeoutError):
     """``wait()`` ran out of time before the proposal was final; ``proposal`` is how it was
     last seen."""
