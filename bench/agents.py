@@ -12,7 +12,8 @@ every agent an asyncio client of bench/loadgen.py's kind (one kept-alive connect
    200 decisions.
 2. Others' latency while many agents wait: another agent's submissions (small bid changes,
    executed by the worker) from a few clients, p50 and p99, with no agent waiting and with 500
-   agents long-polling at once, alternately, in rounds. Goal: within 20% of the run with none
+   agents (each an agent of its own, on its own proposal) long-polling at once, alternately, in
+   rounds. Goal: within 20% of the run with none
    waiting. The web processes' threads, memory and PostgreSQL connections are read while they
    wait.
 
@@ -99,6 +100,27 @@ def make_campaigns(count: int) -> list[str]:
     for start in range(0, count, 5000):
         create_with_history(Campaign, campaigns[start : start + 5000], actor=Actor.system("bench"))
     return [campaign.external_id for campaign in campaigns]
+
+
+def make_agents(count: int) -> list[str]:
+    """``count`` agents on the demo account: their API keys."""
+    from approvals.models import AgentKind
+    from approvals.services.agents import agent_create
+    from audit.actors import Actor
+    from ledger.models import Account
+
+    account = Account.objects.get(external_id="demo")
+    return [
+        agent_create(
+            name=f"waiter-{i:04d}",
+            kind=AgentKind.OPTIMIZATION,
+            accounts=[account],
+            owner=None,
+            callback_url="",
+            actor=Actor.system("bench"),
+        )[1]
+        for i in range(count)
+    ]
 
 
 def proposal(campaign: str, new_bid: str) -> dict:
@@ -298,13 +320,20 @@ def web_state() -> dict:
     }
 
 
-async def others_while_agents_wait(submitter: str, waiter: str, campaigns: list[str], args) -> dict:
-    waiting_on = submit_pending(waiter, campaigns[: args.waiting])
+async def others_while_agents_wait(
+    submitter: str, waiters: list[str], campaigns: list[str], args
+) -> dict:
+    """Each waiting agent (an agent of its own, as a platform's agents are) long-polls its own
+    proposal."""
+    waiting_on = [
+        (submit_pending(waiter, [campaign])[0], waiter)
+        for waiter, campaign in zip(waiters, campaigns[: args.waiting], strict=True)
+    ]
     spare = iter(campaigns[args.waiting :])
     stop = asyncio.Event()
     answered = {"waits_answered": 0, "errors": 0}
 
-    async def waiting_agent(proposal_id: int, ready: asyncio.Event) -> None:
+    async def waiting_agent(proposal_id: int, waiter: str, ready: asyncio.Event) -> None:
         connection = Connection("127.0.0.1", PORT, timeout=90)
         path = f"/api/v1/proposals/{proposal_id}/?wait=60"
         try:
@@ -331,8 +360,8 @@ async def others_while_agents_wait(submitter: str, waiter: str, campaigns: list[
         readies = [asyncio.Event() for _ in waiting_on]
         stop.clear()
         waiters = [
-            asyncio.create_task(waiting_agent(p, ready))
-            for p, ready in zip(waiting_on, readies, strict=True)
+            asyncio.create_task(waiting_agent(p, waiter, ready))
+            for (p, waiter), ready in zip(waiting_on, readies, strict=True)
         ]
         await asyncio.gather(*(ready.wait() for ready in readies))
         # Every wait received, read once and waiting: until then a request's first read queues
@@ -388,8 +417,6 @@ def main() -> None:
     manage("migrate", "-v0")
     manage("migrate", "--run-syncdb", "-v0")
     key = json.loads(manage("seed_demo", "--json"))["agents"]["optimizer"]
-    waiter = manage("create_agent", "waiter", "--kind", "optimization", "--account", "demo")
-    waiter = waiter.strip().splitlines()[-1]
 
     import django
 
@@ -411,7 +438,9 @@ def main() -> None:
         first = campaigns[: 2 * args.decisions]
         informed = asyncio.run(decisions_to_agents(key, first, args))
         others = asyncio.run(
-            others_while_agents_wait(key, waiter, campaigns[2 * args.decisions :], args)
+            others_while_agents_wait(
+                key, make_agents(args.waiting), campaigns[2 * args.decisions :], args
+            )
         )
     finally:
         stop_process_group(web)
