@@ -67,7 +67,11 @@ from hitlproject.converters import record_page
 from hitlproject.errors import DomainError
 from hitlproject.paginators import CappedCountPaginator
 from ledger.selectors import channels_with_accounts
-from policies.engine import cumulative_figure, format_magnitude
+from policies.engine import (
+    cumulative_figure,
+    format_magnitude,
+    legacy_cumulative_figure_from_reasons,
+)
 from policies.models import Policy
 
 
@@ -417,7 +421,7 @@ class ProposalAdmin(ReadOnlyAdmin):
     def magnitude_display(self, proposal: Proposal) -> str:
         """The magnitude beside the auto-execute ceiling of the policy version that routed
         the proposal (not the policy as it reads today): annotated on the queue's rows,
-        looked up for a single page or a history version. Where its verdict's reasons say
+        looked up for a single page or a history version. Where its verdict recorded that
         the cumulative ceiling held it though its own move is within the auto-execute one,
         the cumulative move beside the cumulative ceiling: what held it."""
         unit = action_types.get(proposal.action_type).magnitude_unit
@@ -431,7 +435,12 @@ class ProposalAdmin(ReadOnlyAdmin):
                 if policy is None or policy.always_review
                 else (policy.auto_execute_max_magnitude)
             )
-        held_by_cumulative = cumulative_figure(proposal.verdict_reasons or ())
+        if proposal.verdict_held_by is None:
+            held_by_cumulative = legacy_cumulative_figure_from_reasons(
+                proposal.verdict_reasons or ()
+            )
+        else:
+            held_by_cumulative = cumulative_figure(proposal.verdict_held_by)
         if held_by_cumulative and (ceiling is None or proposal.magnitude <= ceiling):
             return held_by_cumulative
         if ceiling is None:

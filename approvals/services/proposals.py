@@ -570,7 +570,12 @@ def refreshed_facts(
         "risk": verdict.risk,
         "required_approvals": max(proposal.required_approvals, verdict.required_approvals),
         "verdict_reasons": [note, *verdict.reasons],
+        "verdict_held_by": held_by_records(verdict),
     }
+
+
+def held_by_records(verdict: Verdict) -> list[dict[str, object]]:
+    return [hold.as_record() for hold in verdict.held_by]
 
 
 def verdict_changes(verdict: Verdict, findings: GuardrailFindings) -> dict[str, Any]:
@@ -579,6 +584,7 @@ def verdict_changes(verdict: Verdict, findings: GuardrailFindings) -> dict[str, 
         "verdict_policy_id": verdict.policy_id,
         "verdict_policy_version": verdict.policy_version,
         "verdict_reasons": list(verdict.reasons),
+        "verdict_held_by": held_by_records(verdict),
         "guardrail_findings": findings.as_json(),
         "required_approvals": verdict.required_approvals,
         "risk": verdict.risk,
