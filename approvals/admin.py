@@ -55,7 +55,10 @@ from approvals.services.decisions import (
 )
 from approvals.services.execution import proposal_retry
 from approvals.services.lifecycle import UNDER_WAY_STATUSES
-from approvals.services.proposals import guardrail_blocks_each, proposal_withdraw_for_agent
+from approvals.services.proposals import (
+    guardrail_blocks_counting_approved,
+    proposal_withdraw_for_agent,
+)
 from approvals.templatetags.console import scorecard_charts, what_if_chart
 from audit.actors import Actor
 from audit.admin import AuditedHistoryAdmin, ConsoleHistoryValues, refuse_nul_in_search
@@ -539,10 +542,10 @@ class ProposalAdmin(ReadOnlyAdmin):
             # The services' own rule: a button shows only where the server would take the act.
             "can_decide": may_act(request.user, proposal, Act.APPROVE),
             # What an approval as proposed would be refused for now (a cap or a lock set since
-            # it was made, or a ledger that has used a cap's headroom), said before the person
-            # tries: `proposal_approve` checks the same.
+            # it was made, or a ledger or approvals not yet executed that have used a cap's
+            # headroom), said before the person tries: `proposal_approve` checks the same.
             "refused_as_proposed": (
-                guardrail_blocks_each([proposal])[proposal.pk]
+                guardrail_blocks_counting_approved([proposal], lock=False)[proposal.pk]
                 if proposal.status == ProposalStatus.PENDING_REVIEW
                 else ()
             ),

@@ -30,7 +30,7 @@ from approvals.services.expiry import proposals_expire_locked
 from approvals.services.lifecycle import proposals_transition
 from approvals.services.proposals import (
     action_assess,
-    guardrail_blocks_each,
+    guardrail_blocks_counting_approved,
     refreshed_facts,
     verdict_for,
 )
@@ -215,9 +215,13 @@ def _decisions_record(
                 overdue.append(proposal)
     overtaken: list[Overtaken] = []  # superseded instead of approved: their targets moved
     if outcome == DecisionOutcome.APPROVE:
-        blocks = guardrail_blocks_each(p for p in deciding if p.pk not in changes)
+        # Counting the spend already approved on a capped account (under its lock): approved
+        # too, this one would fail once that runs.
+        blocks = guardrail_blocks_counting_approved(
+            (p for p in deciding if p.pk not in changes), lock=True
+        )
         decided.refused += [
-            DomainError(f"A guardrail refuses proposal #{proposal_id} now: " + " ".join(reasons))
+            guardrail_refusal(proposal_id, reasons)
             for proposal_id, reasons in blocks.items()
             if reasons
         ]
@@ -454,8 +458,8 @@ def bulk_approval_plan(*, proposal_ids: Collection[int], reviewer: AbstractBaseU
             reviewers[proposal_id].append(reviewer_id)
     refusals, held, over_cap, changed_by = {}, {}, {}, {}
     ahead = approved_ahead_each(proposals, lock=False)
-    alone = guardrail_blocks_each(proposals)
-    spends = CappedSpends()
+    spends = CappedSpends()  # left counting those approved earlier, not yet executed
+    alone = guardrail_blocks_counting_approved(proposals, lock=False, spends=spends)
     counted: dict[int, list[int]] = defaultdict(list)  # by account: those counted against it
     for proposal in proposals:
         refusal = act_refusal(reviewer, proposal, Act.APPROVE, reviewers=reviewers[proposal.pk])
