@@ -17,9 +17,9 @@ from approvals.models import Agent, Decision, Execution, Proposal, ProposalStatu
 from approvals.services.decisions import proposal_approve
 from approvals.services.execution import proposal_execute
 from approvals.services.proposals import Submission, proposals_submit
+from hitlproject.errors import DomainError
 from ledger.models import Account, Campaign, CampaignStatus
 from tests.conftest import bid_adjustment, reallocation, wait_until
-from hitlproject.errors import DomainError
 from tests.factories import evaluated
 
 BATCH_URL = "/api/v1/proposals/batch/"
