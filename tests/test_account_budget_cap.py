@@ -332,3 +332,27 @@ def test_once_the_approved_raise_has_executed_the_refusal_counts_the_ledger_alon
         proposal_approve(proposal_id=second.pk, reviewer=second_operator)
 
     assert refused.value.message.endswith("above its cap of 1,870.00 USD.")
+
+
+def test_an_edit_approved_over_the_headroom_an_approved_raise_uses_is_refused(operators):
+    operator, second_operator = operators
+    first, second = _two_raises_each_within_the_cap_alone()
+    proposal_approve(proposal_id=first.pk, reviewer=operator)
+
+    # Edited down to 545.00: 1,845.00 alone, 1,885.00 after the first raise.
+    with pytest.raises(DomainError) as refused:
+        proposal_approve(
+            proposal_id=second.pk,
+            reviewer=second_operator,
+            edited_payload={"campaign": "generic-search", "new_daily_budget": "545.00"},
+        )
+
+    assert refused.value.message == (
+        f"A guardrail refuses proposal #{second.pk} now: Account demo's active campaigns would "
+        f"spend 1,885.00 USD a day, above its cap of 1,870.00 USD, counting #{first.pk}, "
+        "approved and not yet executed."
+    )
+    second.refresh_from_db()
+    assert second.payload["new_daily_budget"] == "560.00"
+    assert second.status == "pending_review"
+    assert not Decision.objects.filter(proposal=second).exists()

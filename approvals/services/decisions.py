@@ -6,6 +6,7 @@ there and then."""
 
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -100,6 +101,13 @@ def _edit(proposal: Proposal, edited_payload: Any) -> dict[str, Any] | None:
         )
     note = f"Edited before approval to: {assessed.assessment.summary}."
     return {"payload": assessed.payload, **refreshed_facts(proposal, assessed, verdict, note)}
+
+
+def _as_edited(proposal: Proposal, changes: Mapping[str, Any]) -> Proposal:
+    """A stand-in for the proposal with its reviewer's edit, to judge (nothing is saved)."""
+    edited = copy.copy(proposal)
+    edited.payload = changes["payload"]
+    return edited
 
 
 def guardrail_refusal(proposal_id: int, reasons: Collection[str]) -> DomainError:
@@ -216,9 +224,10 @@ def _decisions_record(
     overtaken: list[Overtaken] = []  # superseded instead of approved: their targets moved
     if outcome == DecisionOutcome.APPROVE:
         # Counting the spend already approved on a capped account (under its lock): approved
-        # too, this one would fail once that runs.
+        # too, this one would fail once that runs. An edit is judged as edited (``_edit``
+        # judged it against the ledger alone).
         blocks = guardrail_blocks_counting_approved(
-            (p for p in deciding if p.pk not in changes), lock=True
+            (_as_edited(p, changes[p.pk]) if p.pk in changes else p for p in deciding), lock=True
         )
         decided.refused += [
             guardrail_refusal(proposal_id, reasons)
