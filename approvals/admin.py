@@ -288,7 +288,8 @@ def policy_as_recorded(policy_id: int | None, version: int | None) -> str:
 
 class ProposalHistoryValues(ConsoleHistoryValues):
     """A proposal's changes as recorded: the deciding policy under the name it had in the
-    version that routed it; the guardrails' findings and the verdict's reasons as sentences."""
+    version that routed it; the guardrails' findings, the verdict's reasons and the rules that
+    held it as sentences."""
 
     def format_delta_change(self, change):
         formatted = super().format_delta_change(change)
@@ -303,6 +304,8 @@ class ProposalHistoryValues(ConsoleHistoryValues):
     def json_in_words(self, field_name: str, value) -> str | None:
         if field_name == "verdict_reasons" and isinstance(value, list):
             return " ".join(str(reason) for reason in value)
+        if field_name == "verdict_held_by" and isinstance(value, list):
+            return "; ".join(str(hold.get("text", "")) for hold in value if isinstance(hold, dict))
         if field_name == "guardrail_findings" and isinstance(value, dict):
             said = [
                 f"{label}: {' '.join(str(finding) for finding in value.get(key) or ())}"
