@@ -55,7 +55,10 @@ from approvals.services.decisions import (
 )
 from approvals.services.execution import proposal_retry
 from approvals.services.lifecycle import UNDER_WAY_STATUSES
-from approvals.services.proposals import guardrail_blocks_each, proposal_withdraw_for_agent
+from approvals.services.proposals import (
+    guardrail_blocks_counting_approved,
+    proposal_withdraw_for_agent,
+)
 from approvals.templatetags.console import scorecard_charts, what_if_chart
 from audit.actors import Actor
 from audit.admin import AuditedHistoryAdmin, ConsoleHistoryValues, refuse_nul_in_search
@@ -67,7 +70,11 @@ from hitlproject.converters import record_page
 from hitlproject.errors import DomainError
 from hitlproject.paginators import CappedCountPaginator
 from ledger.selectors import channels_with_accounts
-from policies.engine import cumulative_figure, format_magnitude
+from policies.engine import (
+    cumulative_figure,
+    format_magnitude,
+    legacy_cumulative_figure_from_reasons,
+)
 from policies.models import Policy
 
 
@@ -281,7 +288,8 @@ def policy_as_recorded(policy_id: int | None, version: int | None) -> str:
 
 class ProposalHistoryValues(ConsoleHistoryValues):
     """A proposal's changes as recorded: the deciding policy under the name it had in the
-    version that routed it; the guardrails' findings and the verdict's reasons as sentences."""
+    version that routed it; the guardrails' findings, the verdict's reasons and the rules that
+    held it as sentences."""
 
     def format_delta_change(self, change):
         formatted = super().format_delta_change(change)
@@ -296,6 +304,8 @@ class ProposalHistoryValues(ConsoleHistoryValues):
     def json_in_words(self, field_name: str, value) -> str | None:
         if field_name == "verdict_reasons" and isinstance(value, list):
             return " ".join(str(reason) for reason in value)
+        if field_name == "verdict_held_by" and isinstance(value, list):
+            return "; ".join(str(hold.get("text", "")) for hold in value if isinstance(hold, dict))
         if field_name == "guardrail_findings" and isinstance(value, dict):
             said = [
                 f"{label}: {' '.join(str(finding) for finding in value.get(key) or ())}"
@@ -417,7 +427,7 @@ class ProposalAdmin(ReadOnlyAdmin):
     def magnitude_display(self, proposal: Proposal) -> str:
         """The magnitude beside the auto-execute ceiling of the policy version that routed
         the proposal (not the policy as it reads today): annotated on the queue's rows,
-        looked up for a single page or a history version. Where its verdict's reasons say
+        looked up for a single page or a history version. Where its verdict recorded that
         the cumulative ceiling held it though its own move is within the auto-execute one,
         the cumulative move beside the cumulative ceiling: what held it."""
         unit = action_types.get(proposal.action_type).magnitude_unit
@@ -431,7 +441,12 @@ class ProposalAdmin(ReadOnlyAdmin):
                 if policy is None or policy.always_review
                 else (policy.auto_execute_max_magnitude)
             )
-        held_by_cumulative = cumulative_figure(proposal.verdict_reasons or ())
+        if proposal.verdict_held_by is None:
+            held_by_cumulative = legacy_cumulative_figure_from_reasons(
+                proposal.verdict_reasons or ()
+            )
+        else:
+            held_by_cumulative = cumulative_figure(proposal.verdict_held_by)
         if held_by_cumulative and (ceiling is None or proposal.magnitude <= ceiling):
             return held_by_cumulative
         if ceiling is None:
@@ -530,10 +545,10 @@ class ProposalAdmin(ReadOnlyAdmin):
             # The services' own rule: a button shows only where the server would take the act.
             "can_decide": may_act(request.user, proposal, Act.APPROVE),
             # What an approval as proposed would be refused for now (a cap or a lock set since
-            # it was made, or a ledger that has used a cap's headroom), said before the person
-            # tries: `proposal_approve` checks the same.
+            # it was made, or a ledger or approvals not yet executed that have used a cap's
+            # headroom), said before the person tries: `proposal_approve` checks the same.
             "refused_as_proposed": (
-                guardrail_blocks_each([proposal])[proposal.pk]
+                guardrail_blocks_counting_approved([proposal], lock=False)[proposal.pk]
                 if proposal.status == ProposalStatus.PENDING_REVIEW
                 else ()
             ),

@@ -148,6 +148,15 @@ class Proposal(models.Model):
         null=True, blank=True, help_text="The policy's history record in force when it decided."
     )
     verdict_reasons = models.JSONField(default=list, blank=True)
+    # Null on proposals evaluated before verdicts recorded their holds: a page reads those
+    # from their reasons' words instead.
+    verdict_held_by = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="The rules that held it back, as its verdict found them, with their figures: "
+        "[{'rule', 'text', 'policy', and for a cumulative ceiling 'target', 'moved', "
+        "'ceiling', 'window_seconds'}].",
+    )
     guardrail_findings = models.JSONField(
         default=dict,
         blank=True,

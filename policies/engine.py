@@ -297,6 +297,30 @@ class Hold:
     rule: HoldRule
     text: str
     policy_id: int | None = None
+    # A cumulative ceiling's own figures, for a page to show beside each other without
+    # reading them back out of the words: the target, its compounded move (exact, as
+    # integers), the ceiling and its window as the policy stores them.
+    target: str = ""
+    moved: _Ratio | None = None
+    ceiling: Decimal | None = None
+    window: timedelta | None = None
+
+    def as_record(self) -> dict[str, object]:
+        """What a proposal stores of it (JSON): its figures as exact strings, the move a
+        fraction ("59/200"; a ratio of ledger values need not end as a decimal), the
+        ceiling the policy's decimal ("0.25")."""
+        record: dict[str, object] = {"rule": self.rule, "text": self.text}
+        if self.policy_id is not None:
+            record["policy"] = self.policy_id
+        if self.moved is not None:
+            moved = Fraction(*self.moved)
+            record.update(
+                target=self.target,
+                moved=f"{moved.numerator}/{moved.denominator}",
+                ceiling=str(self.ceiling),
+                window_seconds=int(self.window.total_seconds()),
+            )
+        return record
 
     def __str__(self) -> str:
         return self.text
@@ -469,19 +493,42 @@ def _counting_text(facts: Facts, window: timedelta, target: str, *, raised: bool
     return said
 
 
-# A cumulative ceiling's reason, as ``_reviews`` words it (and as it was worded before it
-# said what it counts): the figure and the ceiling, for a page to show beside each other.
-CUMULATIVE_REASON = re.compile(
+def cumulative_figure_text(moved: Number, ceiling: Number, window: timedelta) -> str:
+    """A cumulative move beside its ceiling, as a page shows it: "+29.5% in 24 h / 25.0%
+    cumulative"."""
+    return (
+        f"{format_move(moved, ceiling)} in {window_text(window)} / "
+        f"{format_magnitude(exact(ceiling), 'ratio')} cumulative"
+    )
+
+
+def cumulative_figure(held_by: Iterable[dict]) -> str | None:
+    """The cumulative move and its ceiling that held a proposal, from the holds its verdict
+    recorded (``Hold.as_record``), or None if no cumulative ceiling did."""
+    for hold in held_by:
+        if hold.get("rule") == "cumulative_ceiling" and hold.get("moved"):
+            return cumulative_figure_text(
+                factor_from_text(hold["moved"]),
+                Decimal(hold["ceiling"]),
+                timedelta(seconds=hold["window_seconds"]),
+            )
+    return None
+
+
+# Only for proposals evaluated before verdicts recorded their holds (``held_by`` is null):
+# their cumulative ceiling's reason, as ``_reviews`` words it (and as it was worded before
+# it said what it counts), read back for the figure and the ceiling.
+_LEGACY_CUMULATIVE_REASON = re.compile(
     r"would move (?P<move>[+-]\d[\d.]*%) within (?P<window>[^,]+),"
     r"(?: counting what is approved or executed,)? over the (?P<limit>\d[\d.]*%) cumulative"
 )
 
 
-def cumulative_figure(reasons: Iterable[str]) -> str | None:
-    """The cumulative move and its ceiling that a verdict's reasons say held it
-    ("+29.4% in 24 h / 25.0% cumulative"), or None if none did."""
+def legacy_cumulative_figure_from_reasons(reasons: Iterable[str]) -> str | None:
+    """The cumulative figure a verdict recorded before ``held_by`` was stored says in its
+    reasons' words, or None: never used for a verdict that recorded its holds."""
     for reason in reasons:
-        found = CUMULATIVE_REASON.search(str(reason))
+        found = _LEGACY_CUMULATIVE_REASON.search(str(reason))
         if found:
             return f"{found['move']} in {found['window']} / {found['limit']} cumulative"
     return None
@@ -728,6 +775,10 @@ def _reviews(
                             f"cumulative ceiling {ceiling} per {window} (with this move, "
                             f"{target} would move {shown} within {window}, {counting})",
                             policy_id,
+                            target=target,
+                            moved=(numerator - denominator, denominator),
+                            ceiling=rule.cumulative_max_magnitude,
+                            window=rule.cumulative_window,
                         ),
                     )
                 )

@@ -6,7 +6,7 @@ The service gathers the ledger and the guidelines; these only compare.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -209,10 +209,12 @@ def budget_cap_findings(
     account: str,
     currency: str,
     counted_in_batch: int = 0,
+    counted_approved: Sequence[int] = (),
 ) -> list[str]:
     """What the budget caps refuse: a campaign's daily budget above its cap, an account's
     active campaigns' total above its cap (``account_total_after``, counting the
-    ``counted_in_batch`` actions approved before this one in its batch)."""
+    ``counted_in_batch`` actions approved before this one in its batch, and the proposals
+    ``counted_approved``, approved earlier and not yet executed)."""
     findings = [
         f"{campaign}'s daily budget would be {budget:,.2f} {currency}, "
         f"above its cap of {campaign_caps[campaign]:,.2f} {currency}."
@@ -224,12 +226,14 @@ def budget_cap_findings(
         and account_total_after is not None
         and account_total_after > account_cap
     ):
-        counting = ""
+        counted = []
         if counted_in_batch:
             actions = "action" if counted_in_batch == 1 else "actions"
-            counting = (
-                f", counting the {counted_in_batch} {actions} approved before it in its batch"
-            )
+            counted.append(f"the {counted_in_batch} {actions} approved before it in its batch")
+        if counted_approved:
+            ids = ", ".join(f"#{pk}" for pk in counted_approved)
+            counted.append(f"{ids}, approved and not yet executed")
+        counting = f", counting {' and '.join(counted)}" if counted else ""
         findings.append(
             f"Account {account}'s active campaigns would spend {account_total_after:,.2f} "
             f"{currency} a day, above its cap of {account_cap:,.2f} {currency}{counting}."

@@ -210,12 +210,13 @@ def guardrail_blocks(
     campaigns: dict[str, Campaign],
     account_campaigns: Iterable[Campaign] | None = None,
     counted_in_batch: int = 0,
+    counted_approved: Sequence[int] = (),
 ) -> list[str]:
     """What the guardrails refuse outright: strategy locks and budget caps. ``campaigns`` are
     those the action touches, as the ledger has them; ``account_campaigns``, all of the
     account's, if already read: their daily budgets and statuses are those the action is
     judged after (a batch's, with the actions it approved before this one, ``counted_in_batch``
-    of them, applied)."""
+    of them, applied; and the proposals ``counted_approved``, approved and not yet executed)."""
     blocks = []
     if action_type.changes_strategy:
         blocks += [
@@ -224,7 +225,13 @@ def guardrail_blocks(
             if campaign.strategy_locked
         ]
     return blocks + _budget_cap_findings(
-        action_type, account, payload, campaigns, account_campaigns, counted_in_batch
+        action_type,
+        account,
+        payload,
+        campaigns,
+        account_campaigns,
+        counted_in_batch,
+        counted_approved,
     )
 
 
@@ -296,7 +303,13 @@ def reads_account_total(
 
 
 def _budget_cap_findings(
-    action_type, account, payload, campaigns, account_campaigns=None, counted_in_batch=0
+    action_type,
+    account,
+    payload,
+    campaigns,
+    account_campaigns=None,
+    counted_in_batch=0,
+    counted_approved=(),
 ) -> list[str]:
     if not changes_spend(action_type=action_type, payload=payload):
         return []
@@ -334,6 +347,7 @@ def _budget_cap_findings(
         account=account.external_id,
         currency=account.currency,
         counted_in_batch=counted_in_batch,
+        counted_approved=counted_approved,
     )
 
 
@@ -406,10 +420,12 @@ class PolicyMisconfigured(DomainError):
 @dataclass
 class BatchSpend:
     """A capped account's campaigns as a batch leaves them: their daily budgets and statuses
-    with the spend changes it approved (``approved`` of them) applied, in memory."""
+    with the spend changes it approved (``approved`` of them) applied, in memory; and those
+    of proposals approved earlier and not yet executed (``approved_earlier``, their ids)."""
 
     campaigns: dict[str, Campaign]
     approved: int = 0
+    approved_earlier: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -459,6 +475,7 @@ class CappedSpends:
             campaigns=campaigns,
             account_campaigns=None if spend is None else spend.campaigns.values(),
             counted_in_batch=0 if spend is None or not say_counted else spend.approved,
+            counted_approved=() if spend is None else spend.approved_earlier,
         )
 
     def count(
@@ -468,11 +485,13 @@ class CappedSpends:
         account: Account,
         payload: dict[str, Any],
         campaigns: dict[str, Campaign],
+        approved_earlier: int | None = None,
     ) -> None:
         """An action just approved: the daily budgets and statuses it sets count against its
         account's total budget cap for the actions judged after it, as it would set them
         after the earlier ones (a reallocation moves its amount from where they left the
-        budgets)."""
+        budgets). ``approved_earlier``: the id of the proposal it is, if approved before
+        these actions were judged and not yet executed (the cap's words name it)."""
         spend = self.of(action_type=action_type, account=account, payload=payload)
         if spend is None:
             return
@@ -486,7 +505,10 @@ class CappedSpends:
                 continue
             for name in SPEND_FIELDS & values.keys():
                 setattr(campaign, name, values[name])
-        spend.approved += 1
+        if approved_earlier is None:
+            spend.approved += 1
+        else:
+            spend.approved_earlier.append(approved_earlier)
 
 
 @dataclass

@@ -2,6 +2,7 @@
 of events: budget moves on different campaigns of one account, approved in one batch or
 carried out at the same moment, are judged each counting the others, and never run past it."""
 
+import html
 import threading
 from decimal import Decimal
 
@@ -9,11 +10,14 @@ import pytest
 from django.conf import settings
 from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from rest_framework.test import APIClient
 
-from approvals.models import Agent, Execution, Proposal, ProposalStatus
+from approvals.models import Agent, Decision, Execution, Proposal, ProposalStatus
+from approvals.services.decisions import proposal_approve
 from approvals.services.execution import proposal_execute
 from approvals.services.proposals import Submission, proposals_submit
+from hitlproject.errors import DomainError
 from ledger.models import Account, Campaign, CampaignStatus
 from tests.conftest import bid_adjustment, reallocation, wait_until
 from tests.factories import evaluated
@@ -256,3 +260,99 @@ def test_executions_and_submissions_racing_on_one_capped_account_all_finish_with
     assert results[3:] == [200] * 3
     wait_until(lambda: not Proposal.objects.filter(status__in=["approved", "executing"]).exists())
     assert active_total() <= CAP
+
+
+def _two_raises_each_within_the_cap_alone() -> tuple[Proposal, Proposal]:
+    # 1,840.00 and 1,860.00 of 1,870.00 alone; 1,900.00 together.
+    cap_account(Decimal("1870.00"))
+    first = evaluated(budget_change("display-retarget", "340.00"))
+    second = evaluated(budget_change("generic-search", "560.00"))
+    assert (first.status, second.status) == ("pending_review", "pending_review")
+    return first, second
+
+
+def _over_cap_counting(first: Proposal) -> str:
+    return (
+        "Account demo's active campaigns would spend 1,900.00 USD a day, above its cap of "
+        f"1,870.00 USD, counting #{first.pk}, approved and not yet executed."
+    )
+
+
+def test_approving_a_raise_counts_one_approved_on_the_capped_account_not_yet_executed(
+    operators,
+):
+    operator, second_operator = operators
+    first, second = _two_raises_each_within_the_cap_alone()
+    assert proposal_approve(proposal_id=first.pk, reviewer=operator).status == "approved"
+
+    with pytest.raises(DomainError) as refused:
+        proposal_approve(proposal_id=second.pk, reviewer=second_operator)
+
+    assert refused.value.message == (
+        f"A guardrail refuses proposal #{second.pk} now: {_over_cap_counting(first)}"
+    )
+    second.refresh_from_db()
+    assert (second.status, second.approvals_this_round) == ("pending_review", 0)
+    assert not Decision.objects.filter(proposal=second).exists()
+    # The first still runs, within the cap.
+    assert proposal_execute(proposal_id=first.pk).status == "executed"
+    assert active_total() == Decimal("1840.00")
+
+
+def test_the_console_refuses_the_second_raise_naming_the_approval_that_used_the_headroom(
+    operators, login
+):
+    operator, _ = operators
+    first, second = _two_raises_each_within_the_cap_alone()
+    proposal_approve(proposal_id=first.pk, reviewer=operator)
+    client = login("operator")
+
+    page = client.get(reverse("admin:approvals_proposal_change", args=[second.pk]))
+    note = html.unescape(page.text[page.text.index('id="refused-as-proposed"') :].split("</p>")[0])
+    refused = client.post(
+        reverse("admin:approvals_proposal_approve", args=[second.pk]), {"note": ""}, follow=True
+    )
+
+    assert f"A guardrail refuses it now, as proposed: {_over_cap_counting(first)}" in note
+    said = [str(message) for message in refused.context["messages"]]
+    assert said == [f"A guardrail refuses proposal #{second.pk} now: {_over_cap_counting(first)}"]
+    second.refresh_from_db()
+    assert second.status == "pending_review"
+    assert not Decision.objects.filter(proposal=second).exists()
+    assert Campaign.objects.get(external_id="generic-search").daily_budget == Decimal("500.00")
+
+
+def test_once_the_approved_raise_has_executed_the_refusal_counts_the_ledger_alone(operators):
+    operator, second_operator = operators
+    first, second = _two_raises_each_within_the_cap_alone()
+    proposal_approve(proposal_id=first.pk, reviewer=operator)
+    proposal_execute(proposal_id=first.pk)
+
+    with pytest.raises(DomainError) as refused:
+        proposal_approve(proposal_id=second.pk, reviewer=second_operator)
+
+    assert refused.value.message.endswith("above its cap of 1,870.00 USD.")
+
+
+def test_an_edit_approved_over_the_headroom_an_approved_raise_uses_is_refused(operators):
+    operator, second_operator = operators
+    first, second = _two_raises_each_within_the_cap_alone()
+    proposal_approve(proposal_id=first.pk, reviewer=operator)
+
+    # Edited down to 545.00: 1,845.00 alone, 1,885.00 after the first raise.
+    with pytest.raises(DomainError) as refused:
+        proposal_approve(
+            proposal_id=second.pk,
+            reviewer=second_operator,
+            edited_payload={"campaign": "generic-search", "new_daily_budget": "545.00"},
+        )
+
+    assert refused.value.message == (
+        f"A guardrail refuses proposal #{second.pk} now: Account demo's active campaigns would "
+        f"spend 1,885.00 USD a day, above its cap of 1,870.00 USD, counting #{first.pk}, "
+        "approved and not yet executed."
+    )
+    second.refresh_from_db()
+    assert second.payload["new_daily_budget"] == "560.00"
+    assert second.status == "pending_review"
+    assert not Decision.objects.filter(proposal=second).exists()

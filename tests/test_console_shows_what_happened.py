@@ -306,6 +306,10 @@ def test_a_proposal_held_by_the_cumulative_ceiling_shows_that_figure_not_its_own
         proposal_execute(proposal_id=evaluated(bid_adjustment(new_bid)).pk)
     held = evaluated(bid_adjustment("2.59"))  # +8.8% alone, within 15%; +29.5% in 24 h
     assert held.status == "pending_review"
+    # The verdict recorded the figure it compared, not only words about it.
+    (hold,) = [h for h in held.verdict_held_by if h["rule"] == "cumulative_ceiling"]
+    assert hold["moved"] == "59/200"  # 2.59 / 2.00 - 1, the executed moves netted out exactly
+    assert Decimal(hold["ceiling"]) == Decimal("0.25")
     operator = login("operator")
 
     listed = operator.get(CHANGELIST).text
@@ -317,3 +321,27 @@ def test_a_proposal_held_by_the_cumulative_ceiling_shows_that_figure_not_its_own
     # A move held by its own size still reads against the auto-execute ceiling.
     big = evaluated(reallocation("280.00"))
     assert "28.0% / 10.0%" in page_of(operator, big).text
+
+
+def test_the_console_reads_the_cumulative_figure_from_the_verdicts_record_not_its_words(login):
+    for new_bid in ("2.18", "2.38"):
+        proposal_execute(proposal_id=evaluated(bid_adjustment(new_bid)).pk)
+    held = evaluated(bid_adjustment("2.59"))
+    # Reworded reasons (a translation, a new phrasing) do not lose the figure.
+    held.verdict_reasons = ["The cumulative ceiling held it."]
+    held.save(update_fields=["verdict_reasons"])
+    operator = login("operator")
+
+    assert "+29.5% in 24 h / 25.0% cumulative" in page_of(operator, held).text
+
+
+def test_a_proposal_recorded_before_verdicts_kept_their_holds_still_shows_its_figure(login):
+    for new_bid in ("2.18", "2.38"):
+        proposal_execute(proposal_id=evaluated(bid_adjustment(new_bid)).pk)
+    held = evaluated(bid_adjustment("2.59"))
+    held.verdict_held_by = None  # as every proposal evaluated before the field was added
+    held.save(update_fields=["verdict_held_by"])
+    operator = login("operator")
+
+    for shown in (operator.get(CHANGELIST).text, page_of(operator, held).text):
+        assert "+29.5% in 24 h / 25.0% cumulative" in shown

@@ -172,6 +172,9 @@ def test_history_reads_guardrail_findings_as_sentences_and_no_change_where_there
     assert "guaranteed" in banned_routed.split("Guardrail findings:")[1].lower()
     assert "'review'" not in banned_routed and "chars]" not in banned_routed
     assert f"Verdict reasons: — → {banned.verdict_reasons[0]}" in banned_routed
+    # The rules that held it, by their words, not their record's JSON.
+    assert f"Verdict held by: — → {banned.verdict_held_by[0]['text']}" in banned_routed
+    assert "'rule'" not in banned_routed
 
 
 def test_records_changed_without_a_reason_show_no_reason_not_none(login, demo_world):

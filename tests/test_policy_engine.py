@@ -7,7 +7,15 @@ from fractions import Fraction
 
 import pytest
 
-from policies.engine import Facts, Move, Rule, cumulative_figure, evaluate, matching_rule
+from policies.engine import (
+    Facts,
+    Move,
+    Rule,
+    cumulative_figure,
+    evaluate,
+    legacy_cumulative_figure_from_reasons,
+    matching_rule,
+)
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 ACCOUNT, AGENT = 7, 3
@@ -207,7 +215,17 @@ def test_a_cumulative_reason_names_the_pending_moves_it_counts_and_the_ones_it_d
         "ceiling of policy “Budget reallocations”, counting the executed moves and the pending "
         "raises (approved, not yet executed: #5, +18.0% in all); pending cuts do not offset them.",
     )
-    assert cumulative_figure(verdict.reasons) == "+27.4% in 24 h / 25.0% cumulative"
+    (held,) = [hold.as_record() for hold in verdict.held_by]
+    # The figures as the engine compared them, exactly: 1.08 (this move) x 1.18 (#5) =
+    # 1.2744, not the 27.4% a page rounds it to; the ceiling as the policy stores it.
+    assert held["rule"] == "cumulative_ceiling"
+    assert held["target"] == TARGET
+    assert held["moved"] == "343/1250"
+    assert held["ceiling"] == "0.25"
+    assert held["window_seconds"] == 24 * 3600
+    assert cumulative_figure([held]) == "+27.4% in 24 h / 25.0% cumulative"
+    # Records made before verdicts stored their holds read the same from their words.
+    assert legacy_cumulative_figure_from_reasons(verdict.reasons) == cumulative_figure([held])
 
 
 def test_compounding_counts_ten_nine_percent_raises_are_a_137_percent_move():

@@ -6,6 +6,7 @@ there and then."""
 
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from approvals.services.expiry import proposals_expire_locked
 from approvals.services.lifecycle import proposals_transition
 from approvals.services.proposals import (
     action_assess,
-    guardrail_blocks_each,
+    guardrail_blocks_counting_approved,
     refreshed_facts,
     verdict_for,
 )
@@ -100,6 +101,13 @@ def _edit(proposal: Proposal, edited_payload: Any) -> dict[str, Any] | None:
         )
     note = f"Edited before approval to: {assessed.assessment.summary}."
     return {"payload": assessed.payload, **refreshed_facts(proposal, assessed, verdict, note)}
+
+
+def _as_edited(proposal: Proposal, changes: Mapping[str, Any]) -> Proposal:
+    """A stand-in for the proposal with its reviewer's edit, to judge (nothing is saved)."""
+    edited = copy.copy(proposal)
+    edited.payload = changes["payload"]
+    return edited
 
 
 def guardrail_refusal(proposal_id: int, reasons: Collection[str]) -> DomainError:
@@ -215,9 +223,14 @@ def _decisions_record(
                 overdue.append(proposal)
     overtaken: list[Overtaken] = []  # superseded instead of approved: their targets moved
     if outcome == DecisionOutcome.APPROVE:
-        blocks = guardrail_blocks_each(p for p in deciding if p.pk not in changes)
+        # Counting the spend already approved on a capped account (under its lock): approved
+        # too, this one would fail once that runs. An edit is judged as edited (``_edit``
+        # judged it against the ledger alone).
+        blocks = guardrail_blocks_counting_approved(
+            (_as_edited(p, changes[p.pk]) if p.pk in changes else p for p in deciding), lock=True
+        )
         decided.refused += [
-            DomainError(f"A guardrail refuses proposal #{proposal_id} now: " + " ".join(reasons))
+            guardrail_refusal(proposal_id, reasons)
             for proposal_id, reasons in blocks.items()
             if reasons
         ]
@@ -454,8 +467,8 @@ def bulk_approval_plan(*, proposal_ids: Collection[int], reviewer: AbstractBaseU
             reviewers[proposal_id].append(reviewer_id)
     refusals, held, over_cap, changed_by = {}, {}, {}, {}
     ahead = approved_ahead_each(proposals, lock=False)
-    alone = guardrail_blocks_each(proposals)
-    spends = CappedSpends()
+    spends = CappedSpends()  # left counting those approved earlier, not yet executed
+    alone = guardrail_blocks_counting_approved(proposals, lock=False, spends=spends)
     counted: dict[int, list[int]] = defaultdict(list)  # by account: those counted against it
     for proposal in proposals:
         refusal = act_refusal(reviewer, proposal, Act.APPROVE, reviewers=reviewers[proposal.pk])

@@ -26,6 +26,7 @@ from approvals.models import Agent, Proposal, ProposalStatus, VerdictOutcome
 from approvals.services.acts import Act, ReviewWindowClosed, act_refusal, review_window_closed
 from approvals.services.expiry import proposals_expire_locked
 from approvals.services.lifecycle import (
+    UNDER_WAY_STATUSES,
     proposal_lock,
     proposal_transition,
     proposals_create_routed,
@@ -36,9 +37,11 @@ from ledger.models import Account, Campaign
 from ledger.services import accounts_lock
 from policies.engine import Rule, Verdict, factor_from_text, factor_text
 from policies.services import (
+    CappedSpends,
     EvaluationContext,
     GuardrailFindings,
     brand_findings_ahead,
+    changes_spend,
     policy_verdict,
     reads_account_total,
     rules_in_force,
@@ -570,7 +573,12 @@ def refreshed_facts(
         "risk": verdict.risk,
         "required_approvals": max(proposal.required_approvals, verdict.required_approvals),
         "verdict_reasons": [note, *verdict.reasons],
+        "verdict_held_by": held_by_records(verdict),
     }
+
+
+def held_by_records(verdict: Verdict) -> list[dict[str, object]]:
+    return [hold.as_record() for hold in verdict.held_by]
 
 
 def verdict_changes(verdict: Verdict, findings: GuardrailFindings) -> dict[str, Any]:
@@ -579,6 +587,7 @@ def verdict_changes(verdict: Verdict, findings: GuardrailFindings) -> dict[str, 
         "verdict_policy_id": verdict.policy_id,
         "verdict_policy_version": verdict.policy_version,
         "verdict_reasons": list(verdict.reasons),
+        "verdict_held_by": held_by_records(verdict),
         "guardrail_findings": findings.as_json(),
         "required_approvals": verdict.required_approvals,
         "risk": verdict.risk,
@@ -668,3 +677,79 @@ def proposal_withdraw_for_agent(*, proposal_id: int, reviewer: AbstractBaseUser)
         if isinstance(refusal, ReviewWindowClosed):
             proposals_expire_locked(proposals=[proposal])
     raise refusal  # once the expiry, if any, is committed
+
+
+def guardrail_blocks_counting_approved(
+    proposals: Iterable[Proposal], *, lock: bool, spends: CappedSpends | None = None
+) -> dict[int, tuple[str, ...]]:
+    """``guardrail_blocks_each`` for proposals a person is about to approve, with each
+    account's total budget cap also counting the spend changes already approved on it and
+    not yet executed (they run before these would, so these would fail then), the cap's words
+    naming them. With ``lock``, the capped accounts are held first (after the proposals, as
+    executing one holds them): none of those executes, and no other approval on them is
+    judged, until the caller's transaction ends; without, a preview of what approving would
+    find. ``spends``, if given, is left counting them, for a caller that goes on to count
+    more (a bulk approval, those it approves before each)."""
+    proposals = list(proposals)
+    totalled = [
+        proposal
+        for proposal in proposals
+        if reads_account_total(
+            action_type=action_types.get(proposal.action_type),
+            account=proposal.account,
+            payload=proposal.payload,
+        )
+    ]
+    if lock:
+        accounts_lock(proposal.account for proposal in totalled)
+    blocks = guardrail_blocks_each(proposals)
+    totalled = [proposal for proposal in totalled if not blocks[proposal.pk]]
+    accounts = {proposal.account_id: proposal.account for proposal in totalled}
+    ahead = [
+        other
+        for other in Proposal.objects.filter(account_id__in=accounts, status__in=UNDER_WAY_STATUSES)
+        .exclude(pk__in=[proposal.pk for proposal in proposals])
+        .only("pk", "account_id", "action_type", "payload")
+        .order_by("approved_at", "pk")
+        if changes_spend(action_type=action_types.get(other.action_type), payload=other.payload)
+    ]
+    if not ahead:
+        return blocks
+    spends = CappedSpends() if spends is None else spends
+    for other in ahead:
+        action_type = action_types.get(other.action_type)
+        account = accounts[other.account_id]
+        spend = spends.of(action_type=action_type, account=account, payload=other.payload)
+        spends.count(
+            action_type=action_type,
+            account=account,
+            payload=other.payload,
+            campaigns=_campaigns_of(spend.campaigns, action_type, other.payload),
+            approved_earlier=other.pk,
+        )
+    for proposal in totalled:
+        action_type = action_types.get(proposal.action_type)
+        spend = spends.of(
+            action_type=action_type, account=proposal.account, payload=proposal.payload
+        )
+        if not spend.approved_earlier:
+            continue
+        blocks[proposal.pk] = tuple(
+            spends.blocks(
+                action_type=action_type,
+                account=proposal.account,
+                payload=proposal.payload,
+                campaigns=_campaigns_of(spend.campaigns, action_type, proposal.payload),
+            )
+        )
+    return blocks
+
+
+def _campaigns_of(
+    campaigns: Mapping[str, Campaign], action_type: ActionType, payload: dict[str, Any]
+) -> dict[str, Campaign]:
+    return {
+        external_id: campaigns[external_id]
+        for external_id in action_type.campaign_fields(payload)
+        if external_id in campaigns
+    }
