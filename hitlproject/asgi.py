@@ -3,14 +3,22 @@
 Requests are read by an event loop, so a client that sends its request slowly costs a
 connection, not a worker; each view then runs in a thread of its own. Threads come and go
 with requests, so database connections are pooled (psycopg's pool) rather than kept per
-thread.
+thread, and the API's requests under way are bounded before they get a thread
+(hitlproject.inflight).
 """
 
 import os
 
+from django.conf import settings
 from django.core.asgi import get_asgi_application
+
+from hitlproject.inflight import InFlightGuard
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hitlproject.settings")
 os.environ.setdefault("HITL_DATABASE_POOL", "on")
 
-application = get_asgi_application()
+application = InFlightGuard(
+    get_asgi_application(),
+    limit=settings.API_MAX_IN_FLIGHT,
+    per_agent=settings.API_MAX_IN_FLIGHT_PER_AGENT,
+)

@@ -23,6 +23,7 @@ import weakref
 from collections import Counter
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -30,11 +31,14 @@ from typing import Any
 from asgiref.sync import SyncToAsync, markcoroutinefunction, sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 from rest_framework import serializers
 from rest_framework.views import APIView
 
 from hitlproject import wakeups
+from hitlproject.api import api_exception_handler, as_api_exception
+from hitlproject.errors import Busy
+from hitlproject.inflight import SCOPE_KEY, Place
 
 LONGEST_WAIT = 60
 # Re-read this often when no wake-ups can be had (no ASGI server, a subscription lost).
@@ -85,6 +89,37 @@ class LongPoll:
     key: Hashable
 
 
+class RereadFailed(Exception):
+    """A re-read after a wake-up failed (no database connection in time, the database gone):
+    ``response`` is the refusal the API gives for it (hitlproject.api), as a request
+    without ``wait`` would have been answered."""
+
+    def __init__(self, status_code: int, data: Any, headers: dict[str, str]) -> None:
+        super().__init__(status_code, data)
+        self.status_code, self.data, self.headers = status_code, data, headers
+
+
+def _reread_or_refusal(reread: Callable[[], tuple[bool, Any]]) -> tuple[bool, Any]:
+    """``reread()``; its database error as the API's refusal, told in the thread that had the
+    connection (whether it had one at all is part of telling). A re-read only reads: whatever
+    the database said, nothing was written, and the wait may be asked again."""
+    try:
+        return reread()
+    except Exception as error:
+        refusal = as_api_exception(error)
+        if refusal is error and isinstance(error, DatabaseError):
+            refusal = as_api_exception(
+                Busy(
+                    "The database could not be read just now (too many requests at once, or "
+                    "the database is unreachable); nothing was recorded. Ask again shortly."
+                )
+            )
+        response = api_exception_handler(refusal, {})
+        if response is None:
+            raise
+        raise RereadFailed(response.status_code, response.data, dict(response.items())) from error
+
+
 class _SharedRead:
     """A re-read waits with the same key may join until it starts (one that started may have
     read before their wake-up came)."""
@@ -98,10 +133,11 @@ _shared_reads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Hashabl
 _shared_reads = weakref.WeakKeyDictionary()
 
 
-async def _reread(poll: LongPoll) -> tuple[bool, Any]:
+async def _reread(poll: LongPoll, counted: Callable[[], Any] = nullcontext) -> tuple[bool, Any]:
     """``poll.reread()`` in the readers' pool, or the result of one for the same key queued
     and not started yet: a thousand waits on one proposal woken at once make one read, not a
-    thousand queued ahead of other agents' reads."""
+    thousand queued ahead of other agents' reads. The read counts in the API's requests under
+    way while it runs (``counted``: hitlproject.inflight), never refused."""
     reads = _shared_reads.setdefault(asyncio.get_running_loop(), {})
     shared = reads.get(poll.key)
     if shared is None or shared.started:
@@ -109,7 +145,8 @@ async def _reread(poll: LongPoll) -> tuple[bool, Any]:
 
         def run() -> tuple[bool, Any]:
             shared.started = True
-            return poll.reread()
+            with counted():
+                return _reread_or_refusal(poll.reread)
 
         def forget(_: asyncio.Future, key: Hashable = poll.key, read: _SharedRead = shared) -> None:
             if reads.get(key) is read:
@@ -144,6 +181,17 @@ class _Waits:
 
 _waits = _Waits()
 TOO_MANY_WAITS_RETRY_AFTER = 5
+
+
+def _refused(response: Any, failure: RereadFailed) -> Any:
+    """The wait's answer when its re-read failed: the refusal, the read's data left out (it
+    may be out of date; the agent asks again after Retry-After)."""
+    response.status_code = failure.status_code
+    response.data = failure.data
+    for header in ("Retry-After", "WWW-Authenticate"):
+        if header in failure.headers:
+            response[header] = failure.headers[header]
+    return response
 
 
 def _too_many_waits(response: Any) -> Any:
@@ -223,6 +271,10 @@ async def _waited(view: Callable[..., Any], request, *args: Any, **kwargs: Any):
     _let_the_requests_thread_go()
     if not _waits.take(poll.agent):
         return _too_many_waits(response)
+    place: Place | None = request.scope.get(SCOPE_KEY)
+    counted = place.counted if place is not None else nullcontext
+    if place is not None:
+        place.give_back()  # waiting holds no thread and no connection
     try:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + poll.seconds
@@ -234,7 +286,10 @@ async def _waited(view: Callable[..., Any], request, *args: Any, **kwargs: Any):
                 await asyncio.sleep(min(left, POLL_SECONDS))
             # Woken, or re-reading as a backstop, or the time is up: as things are now.
             position = dispatcher.position
-            over, response.data = await _reread(poll)
+            try:
+                over, response.data = await _reread(poll, counted)
+            except RereadFailed as failure:
+                return _refused(response, failure)
             if over:
                 break
     finally:
@@ -270,7 +325,10 @@ async def _polled(view: Callable[..., Any], request, *args: Any, **kwargs: Any):
         deadline = loop.time() + poll.seconds
         while (left := deadline - loop.time()) > 0:
             await asyncio.sleep(min(left, POLL_SECONDS))
-            over, response.data = await sync_to_async(poll.reread)()
+            try:
+                over, response.data = await sync_to_async(_reread_or_refusal)(poll.reread)
+            except RereadFailed as failure:
+                return _refused(response, failure)
             if over:
                 break
     finally:

@@ -25,8 +25,16 @@ REFUSALS = {
     "415": ("The body is not JSON.", "Error"),
     "422": ("The Idempotency-Key was used with another request.", "Error"),
     "429": ("Too many requests from this agent: wait as Retry-After says.", "Error"),
+    "503": (
+        "Nothing was done; send the same request again after Retry-After seconds. Code busy: "
+        "the server has as many requests under way as it takes at once (in all, "
+        "HITL_API_MAX_IN_FLIGHT, or from this API key, HITL_API_MAX_IN_FLIGHT_PER_AGENT, per "
+        "web process), or no database connection or lock came free in time. Code unavailable: "
+        "the rate-limit store cannot be reached.",
+        "Error",
+    ),
 }
-READ_ONLY = ("400", "401", "403", "404", "429")
+READ_ONLY = ("400", "401", "403", "404", "429", "503")
 
 
 def document_refusals(result, generator, request, public):

@@ -131,6 +131,7 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+DATABASE_POOL_SIZE = int(env("HITL_DATABASE_POOL_SIZE", "20"))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server and the worker write concurrently: WAL lets readers through, IMMEDIATE
     # transactions take the write lock up front instead of failing half-way, and a generous
@@ -152,10 +153,9 @@ elif env_flag("HITL_DATABASE_POOL"):
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
     # A request that finds every connection in use waits this long for one, then is answered
     # 503 with Retry-After (hitlproject.api), never a 500.
-    _pool_size = int(env("HITL_DATABASE_POOL_SIZE", "20"))
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-        "min_size": min(2, _pool_size),
-        "max_size": _pool_size,
+        "min_size": min(2, DATABASE_POOL_SIZE),
+        "max_size": DATABASE_POOL_SIZE,
         "timeout": float(env("HITL_DATABASE_POOL_TIMEOUT_SECONDS", "10")),
     }
 
@@ -334,6 +334,13 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BATCH_BODY_BYTES
 # would refuse selecting a thousand); still bounded.
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000
 API_MAX_BATCH_SIZE = 1000
+# API requests under way at once in one web process, in all and per agent (by Authorization
+# header); beyond, 503 busy at once (hitlproject.inflight). Sized to the connection pool: more
+# would only wait for a connection. A long poll counts while it reads, not while it waits.
+API_MAX_IN_FLIGHT = int(env("HITL_API_MAX_IN_FLIGHT", str(3 * DATABASE_POOL_SIZE)))
+API_MAX_IN_FLIGHT_PER_AGENT = int(
+    env("HITL_API_MAX_IN_FLIGHT_PER_AGENT", str(2 * DATABASE_POOL_SIZE))
+)
 # Long polls (?wait=) wait on the event loop; their reads take turns on this many threads per
 # web process (so at most this many of its database connections), however many are waiting.
 LONG_POLL_READERS = int(env("HITL_LONG_POLL_READERS", "4"))

@@ -1,0 +1,188 @@
+"""A web process takes only so many API requests at once, in all and per API key: beyond, an
+at-once 503 busy with Retry-After, so one agent's burst neither queues thousands of requests
+for the database nor refuses another agent's request. A long poll counts while it reads, not
+while it waits. And a long poll whose re-read fails is answered as any request would be (503,
+never a 500)."""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.db import OperationalError, connection, transaction
+from psycopg_pool import PoolTimeout
+
+from approvals.models import Agent, Proposal
+from approvals.services.agents import agent_key_issue
+from audit.actors import Actor
+from hitlproject import wakeups
+from hitlproject.inflight import InFlight
+from ledger.models import Campaign
+from tests.conftest import bid_adjustment, reallocation, wait_until
+from tests.test_api_unavailable import PROPOSALS_URL, a_request_waits_for_a_lock, call
+
+
+def held_campaign():
+    """brand-search held by this test's transaction: a submission naming it waits (PostgreSQL's
+    row lock; on SQLite, the write lock the transaction takes up front)."""
+    Campaign.objects.select_for_update().filter(external_id="brand-search").get()
+
+
+def test_one_agents_burst_is_refused_at_once_and_another_agents_request_still_answered(
+    web_server_with, demo_world
+):
+    optimizer, copywriter = demo_world["agents"]["optimizer"], demo_world["agents"]["copywriter"]
+    server = web_server_with(
+        HITL_API_MAX_IN_FLIGHT="3",
+        HITL_API_MAX_IN_FLIGHT_PER_AGENT="2",
+        HITL_SUBMISSION_LOCK_TIMEOUT_SECONDS="60",
+    )
+    burst = [bid_adjustment(f"2.{n:02d}") for n in range(10, 18)]
+    with ThreadPoolExecutor(max_workers=len(burst)) as pool:
+        with transaction.atomic():
+            held_campaign()
+            answers = [
+                pool.submit(call, server.url, PROPOSALS_URL, optimizer, body) for body in burst
+            ]
+            # Two of the burst are let in and wait for the campaign; the other six are refused
+            # meanwhile, without waiting for anything.
+            wait_until(lambda: sum(answer.done() for answer in answers) == 6, interval=0.05)
+            refused = [answer.result() for answer in answers if answer.done()]
+            campaigns = call(server.url, "/api/v1/campaigns/", copywriter)
+        answered = [answer.result() for answer in answers]
+
+    for status, headers, body in refused:
+        assert status == 503
+        assert headers["Retry-After"] == "1"
+        assert body["code"] == "busy"
+        assert "nothing was done" in body["detail"]
+    assert campaigns[0] == 200
+    assert "brand-search" in {campaign["external_id"] for campaign in campaigns[2]}
+    created = [body["id"] for status, _, body in answered if status == 201]
+    assert len(created) == 2
+    assert sorted(Proposal.objects.values_list("id", flat=True)) == sorted(created)
+    assert call(server.url, PROPOSALS_URL, optimizer)[0] == 200  # the places were given back
+
+
+def second_key(name: str) -> str:
+    """Another API key of the same agent: a share of the bound of its own, the agent's waits
+    counted together."""
+    agent = Agent.objects.get(name=name)
+    return agent_key_issue(agent=agent, actor=Actor.system("test"), revoke_existing=False)
+
+
+def waiting(pool, server, url: str, key: str, other_key: str):
+    """A long poll of ``key``'s sent in the background, returned once it is waiting: another
+    wait of the agent's (with ``other_key``) is told the agent has its one wait (429). Sent
+    again if that other wait got there first (then the first one was told 429)."""
+    for _ in range(10):
+        answer = pool.submit(call, server.url, f"{url}?wait=60", key)
+        wait_until(
+            lambda answer=answer: (
+                answer.done() or call(server.url, f"{url}?wait=1", other_key)[0] == 429
+            )
+        )
+        if not answer.done():
+            return answer
+    raise AssertionError("The long poll was never waiting")
+
+
+def test_a_waiting_long_poll_holds_no_place_in_the_bound(web_server_with, demo_world):
+    optimizer = demo_world["agents"]["optimizer"]
+    server = web_server_with(
+        HITL_API_MAX_IN_FLIGHT_PER_AGENT="1", HITL_LONG_POLL_MAX_WAITS_PER_AGENT="1"
+    )
+    status, _, proposal = call(server.url, PROPOSALS_URL, optimizer, reallocation())
+    assert status == 201 and proposal["status"] == "pending_review"
+    url = f"{PROPOSALS_URL}{proposal['id']}/"
+    other_key = second_key("optimizer")
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        answer = waiting(pool, server, url, optimizer, other_key)
+        read = call(server.url, url, optimizer)  # the key's one place is free
+        withdrawn = call(server.url, f"{url}withdraw/", optimizer, {})
+        answer = answer.result()
+
+    assert read[0] == 200 and read[2]["status"] == "pending_review"
+    assert withdrawn[0] == 200
+    assert (answer[0], answer[2]["status"]) == (200, "withdrawn")
+
+
+def test_the_bound_counts_all_agents_and_each_agent():
+    in_flight = InFlight(limit=3, per_agent=2)
+
+    assert [in_flight.take("a"), in_flight.take("a"), in_flight.take("a")] == [True, True, False]
+    assert [in_flight.take("b"), in_flight.take("b")] == [True, False]  # 3 under way in all
+    with in_flight.counted("c"):  # a long poll's re-read: counted, never refused
+        assert not in_flight.take("c")
+    in_flight.give_back("a")
+    assert in_flight.take("c")
+
+
+def pool_timeout() -> OperationalError:
+    """What Django raises when psycopg_pool gives no connection in time."""
+    try:
+        try:
+            raise PoolTimeout("couldn't get a connection after 0.50 sec")
+        except PoolTimeout as timeout:
+            raise OperationalError(str(timeout)) from timeout
+    except OperationalError as error:
+        return error
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [pool_timeout(), OperationalError("server closed the connection unexpectedly")],
+    ids=["pool-timeout", "connection-lost"],
+)
+def test_a_long_poll_whose_reread_fails_is_told_to_come_back(optimizer, monkeypatch, failure):
+    proposal = optimizer.post(PROPOSALS_URL, reallocation(), format="json").json()
+
+    def failing_reread(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr("approvals.api._proposal_reread", failing_reread)
+    answer = optimizer.get(f"{PROPOSALS_URL}{proposal['id']}/?wait=5")
+
+    assert answer.status_code == 503
+    assert answer["Retry-After"] == "1"
+    assert answer.json()["code"] == "busy"
+    assert "nothing was recorded" in answer.json()["detail"]
+
+
+def test_a_woken_long_poll_that_finds_no_free_connection_is_told_to_come_back(
+    web_server_with, demo_world
+):
+    """The server's one pooled connection is held by a submission waiting for a campaign this
+    test holds; a wait woken meanwhile cannot re-read."""
+    if connection.vendor != "postgresql" or not wakeups.transport().__class__.__name__.startswith(
+        "Redis"
+    ):
+        pytest.skip("The connection pool is PostgreSQL's; the wake-up is sent through Redis")
+    optimizer = demo_world["agents"]["optimizer"]
+    server = web_server_with(
+        HITL_DATABASE_POOL_SIZE="1",
+        HITL_DATABASE_POOL_TIMEOUT_SECONDS="0.5",
+        HITL_SUBMISSION_LOCK_TIMEOUT_SECONDS="60",
+        HITL_LONG_POLL_MAX_WAITS_PER_AGENT="1",
+    )
+    other_key = second_key("optimizer")
+    proposal = call(server.url, PROPOSALS_URL, optimizer, reallocation())[2]
+    url = f"{PROPOSALS_URL}{proposal['id']}/"
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        woken = waiting(pool, server, url, optimizer, other_key)
+        with transaction.atomic():
+            held_campaign()
+            holder = pool.submit(call, server.url, PROPOSALS_URL, optimizer, bid_adjustment())
+            wait_until(a_request_waits_for_a_lock, interval=0.05)
+            # Sent from a thread of its own: outside this test's transaction, so at once.
+            waker = threading.Thread(
+                target=wakeups.wake_after_commit, args=([wakeups.proposal_topic(proposal["id"])],)
+            )
+            waker.start()
+            waker.join()
+            status, headers, body = woken.result()
+        assert holder.result()[0] == 201
+
+    assert status == 503
+    assert headers["Retry-After"] == "1"
+    assert body["code"] == "busy"
