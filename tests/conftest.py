@@ -360,3 +360,34 @@ def web_server_with(transactional_db, tmp_path) -> Iterator[Callable[..., WebSer
 @pytest.fixture
 def web_server(web_server_with) -> str:
     return web_server_with().url
+
+
+# The reference scenario as an agent framework's tool calls (name, arguments), as the
+# adapters' tests and examples make them.
+SIX_PERCENT_BID = (
+    "adjust_bid",
+    {
+        "campaign": "brand-search",
+        "new_bid": "2.12",
+        "rationale": "CPC below target for five days.",
+        "confidence": 0.9,
+    },
+)
+REALLOCATION = (
+    "move_budget",
+    {
+        "from_campaign": "brand-search",
+        "to_campaign": "generic-search",
+        "amount": "280.00",
+        "rationale": "generic-search converts at 2.3x brand-search's rate this week.",
+    },
+)
+GUARANTEED = (
+    "deploy_creative",
+    {
+        "campaign": "display-retarget",
+        "headline": "Search smarter",
+        "body": "Guaranteed results in a week.",
+        "rationale": "Urgency lifts click-through.",
+    },
+)

@@ -31,7 +31,7 @@ from pydantic import Field
 from approvals.models import Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve, proposal_reject
 from ledger.models import Campaign
-from tests.conftest import wait_until
+from tests.conftest import GUARANTEED, REALLOCATION, SIX_PERCENT_BID, wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.usefixtures("celery_worker")]
 
@@ -106,34 +106,6 @@ ACTIONS = {
         confidence=0.7,
     ),
 }
-
-SIX_PERCENT_BID = (
-    "adjust_bid",
-    {
-        "campaign": "brand-search",
-        "new_bid": "2.12",
-        "rationale": "CPC below target for five days.",
-        "confidence": 0.9,
-    },
-)
-REALLOCATION = (
-    "move_budget",
-    {
-        "from_campaign": "brand-search",
-        "to_campaign": "generic-search",
-        "amount": "280.00",
-        "rationale": "generic-search converts at 2.3x brand-search's rate this week.",
-    },
-)
-GUARANTEED = (
-    "deploy_creative",
-    {
-        "campaign": "display-retarget",
-        "headline": "Search smarter",
-        "body": "Guaranteed results in a week.",
-        "rationale": "Urgency lifts click-through.",
-    },
-)
 
 
 @pytest.fixture
