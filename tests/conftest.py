@@ -68,7 +68,9 @@ def database_url(db: dict) -> str:
 
 
 @pytest.fixture(scope="session")
-def celery_worker(django_db_setup, isolated_task_queue, tmp_path_factory) -> Iterator[None]:
+def celery_worker(
+    request, django_db_setup, isolated_task_queue, tmp_path_factory
+) -> Iterator[None]:
     """A real Celery worker process, on the test database and this session's queue.
 
     Once started it serves the rest of the session. A transactional test (whose commits send
@@ -107,8 +109,13 @@ def celery_worker(django_db_setup, isolated_task_queue, tmp_path_factory) -> Ite
             worker.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(worker.pid, signal.SIGKILL)
-        if os.environ.get("HITL_TEST_SHOW_WORKER_LOG"):
-            print(log_path.read_text())
+        # A failure that waited on the worker is read with what the worker said (in CI too).
+        if os.environ.get("HITL_TEST_SHOW_WORKER_LOG") or request.session.testsfailed:
+            plugins = request.config.pluginmanager
+            with plugins.get_plugin("capturemanager").global_and_fixture_disabled():
+                terminal = plugins.get_plugin("terminalreporter")
+                terminal.section(f"the Celery workers' log ({log_path}), last 200 lines")
+                terminal.write_line("\n".join(log_path.read_text().splitlines()[-200:]))
 
 
 @pytest.fixture(autouse=True)
@@ -265,6 +272,12 @@ class Receiver:
     def events(self) -> list[dict]:
         return [json.loads(request["body"]) for request in self.received]
 
+    def close(self) -> None:
+        """Stop answering and stop listening: what is still sent here is refused at once,
+        rather than left to wait out its deadline on a socket nobody serves."""
+        self.server.shutdown()
+        self.server.server_close()
+
 
 def procfile_command(name: str) -> str:
     for line in (REPO / "Procfile").read_text().splitlines():
@@ -292,7 +305,7 @@ def channel(demo_world) -> Iterator[Callable[..., "Receiver"]]:
 
     yield answering
     for endpoint in endpoints:
-        endpoint.server.shutdown()
+        endpoint.close()
 
 
 class WebServer:

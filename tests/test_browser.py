@@ -507,4 +507,4 @@ def test_the_operator_approves_and_sees_it_executed_without_reloading(
         expect(page.locator("#proposal-executions")).to_contain_text("Succeeded")
     finally:
         answer.set()
-        endpoint.server.shutdown()
+        endpoint.close()

@@ -29,7 +29,7 @@ def receiver(demo_world):
 
     yield listening
     for receiver in receivers:
-        receiver.server.shutdown()
+        receiver.close()
 
 
 def waiting_proposal() -> Proposal:
@@ -108,8 +108,7 @@ def test_an_endpoint_that_refuses_is_given_up_on_and_an_operator_resends(receive
 
 def test_a_dead_endpoint_does_not_hold_up_the_decision_or_the_execution(receiver):
     endpoint = receiver(200)
-    endpoint.server.shutdown()
-    endpoint.server.server_close()  # nothing listens there any more
+    endpoint.close()  # nothing listens there any more
     proposal = waiting_proposal()
     operator = get_user_model().objects.get(username="operator")
 
