@@ -19,7 +19,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 
 from audit.secret_fields import SECRET_FIELDS
 
-AUDITED_APPS = ("ledger", "approvals", "policies", "feedback", "access")
+AUDITED_APPS = ("ledger", "approvals", "policies", "feedback", "notifications", "access")
 COLUMNS = [
     "at",
     "model",

@@ -22,6 +22,8 @@ app.autodiscover_tasks()
 OUTBOUND_QUEUES = {
     "approvals.send_execution_request": "webhooks",
     "feedback.deliver_callback_event": "callbacks",
+    # People's notifications wait on a mail server or Slack, as callbacks wait on agents'.
+    "notifications.deliver_notification": "callbacks",
 }
 
 

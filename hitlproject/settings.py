@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "approvals",
     "policies",
     "feedback",
+    "notifications",
 ]
 
 # Django's own middleware, each async-capable, so a long poll (hitlproject.longpoll) waits on
@@ -235,6 +236,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "feedback.resend_due_callback_events",
         "schedule": timedelta(seconds=60),
     },
+    "resend-due-notifications": {
+        "task": "notifications.resend_due_notifications",
+        "schedule": timedelta(seconds=60),
+    },
     "seal-audit-chain": {
         "task": "audit.seal_chain",
         "schedule": timedelta(seconds=60),
@@ -264,6 +269,34 @@ OUTBOUND_ALLOW_PRIVATE = env_flag("HITL_OUTBOUND_ALLOW_PRIVATE")
 # given up after this many attempts (8: about two hours of trying).
 CALLBACK_RETRY_SECONDS = float(env("HITL_CALLBACK_RETRY_SECONDS", "30"))
 CALLBACK_MAX_ATTEMPTS = int(env("HITL_CALLBACK_MAX_ATTEMPTS", "8"))
+
+# --- Reaching the people who decide (notifications) ------------------------------------------
+# Links in messages point here: the console as its users reach it.
+CONSOLE_URL = env("HITL_CONSOLE_URL", "http://127.0.0.1:8000").rstrip("/")
+# Email through Django's own machinery. Without EMAIL_HOST (a laptop, the demo) messages are
+# written as files to var/sent-mail, and the console says so, rather than sent nowhere.
+EMAIL_HOST = env("EMAIL_HOST", "")
+EMAIL_PORT = int(env("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_flag("EMAIL_USE_TLS")
+EMAIL_TIMEOUT = OUTBOUND_DEADLINE
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "HITL approvals <approvals@localhost>")
+if EMAIL_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = str(DATA_DIR / "sent-mail")
+# Slack: a bot token to post and update messages, the signing secret to verify button presses.
+SLACK_BOT_TOKEN = env("SLACK_BOT_TOKEN", "")
+SLACK_SIGNING_SECRET = env("SLACK_SIGNING_SECRET", "")
+SLACK_API_URL = env("SLACK_API_URL", "https://slack.com/api/")
+# A message that could not be sent is tried again after this many seconds, doubling, up to
+# this many attempts.
+NOTIFICATION_RETRY_SECONDS = float(env("HITL_NOTIFICATION_RETRY_SECONDS", "30"))
+NOTIFICATION_MAX_ATTEMPTS = int(env("HITL_NOTIFICATION_MAX_ATTEMPTS", "6"))
+# A claim ("I'll take it") lapses after this many minutes.
+CLAIM_MINUTES = int(env("HITL_CLAIM_MINUTES", "30"))
 
 # History is read in the admin, never restored from it (audit.admin.AuditedHistoryAdmin).
 SIMPLE_HISTORY_REVERT_DISABLED = True

@@ -337,6 +337,7 @@ class PolicyAdmin(ChangeReasonAdmin):
                     "more_approvals_above_amount",
                     "approvals_above_threshold",
                     "review_window",
+                    "decide_within",
                 ]
             },
         ),
@@ -348,6 +349,7 @@ class PolicyAdmin(ChangeReasonAdmin):
         "block_above_magnitude": "hard_ceiling",
         "more_approvals_above_magnitude": "more_approvals_above",
         "review_window": "review_window_shown",
+        "decide_within": "decide_within_shown",
     }
 
     auto_execute_ceiling = _ceiling_display("auto_execute_max_magnitude", "auto-execute ceiling")
@@ -364,6 +366,10 @@ class PolicyAdmin(ChangeReasonAdmin):
     @admin.display(description="review window")
     def review_window_shown(self, policy) -> str:
         return describe_duration(policy.review_window)
+
+    @admin.display(description="decide within")
+    def decide_within_shown(self, policy) -> str:
+        return describe_duration(policy.decide_within) if policy.decide_within else "no deadline"
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change, **kwargs)

@@ -18,6 +18,7 @@ MONEY = {"max_digits": 14, "decimal_places": 2, "null": True, "blank": True}
 # (``policies.services.policy_verdict``) rather than guess.
 REVIEW_WINDOW_BOUNDS = (timedelta(minutes=1), timedelta(days=365))
 CUMULATIVE_WINDOW_BOUNDS = (timedelta(minutes=1), timedelta(days=90))
+DECIDE_WITHIN_BOUNDS = (timedelta(minutes=1), timedelta(days=365))
 
 
 def _within(bounds: tuple[timedelta, timedelta]) -> list:
@@ -139,6 +140,15 @@ class Policy(models.Model):
         default=timedelta(hours=72),
         validators=_within(REVIEW_WINDOW_BOUNDS),
         help_text="How long a proposal may wait before it expires: a minute to 365 days.",
+    )
+    decide_within = models.DurationField(
+        null=True,
+        blank=True,
+        validators=_within(DECIDE_WITHIN_BOUNDS),
+        help_text=(
+            "How soon a decision is due: those told are reminded at half time, and at the "
+            "deadline the routes' backup groups are told. Empty: no deadline."
+        ),
     )
     description = models.TextField(blank=True)
     updated_at = models.DateTimeField(auto_now=True)

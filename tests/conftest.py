@@ -1,3 +1,5 @@
+import email
+import email.policy
 import io
 import json
 import os
@@ -14,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
@@ -67,9 +70,46 @@ def database_url(db: dict) -> str:
     return f"postgres://{auth}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
+class MailServer:
+    """A real SMTP server (aiosmtpd) on a local port, keeping every message it accepts."""
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.EmailMessage] = []
+        server = self
+
+        class Keeping:
+            async def handle_DATA(self, smtp_server, session, envelope):
+                parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
+                parsed["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
+                server.messages.append(parsed)
+                return "250 Message accepted for delivery"
+
+        self.controller = Controller(Keeping(), hostname="127.0.0.1", port=free_port())
+        self.controller.start()
+        self.port = self.controller.port
+
+    def to(self, address: str) -> list[email.message.EmailMessage]:
+        return [m for m in list(self.messages) if address in m["X-Envelope-To"]]
+
+
+@pytest.fixture(scope="session")
+def mail_server() -> Iterator[MailServer]:
+    """The SMTP server the tests' worker sends email to (EMAIL_HOST, EMAIL_PORT)."""
+    server = MailServer()
+    yield server
+    server.controller.stop()
+
+
+@pytest.fixture
+def mailbox(mail_server) -> MailServer:
+    """The session's SMTP server, emptied for this test."""
+    mail_server.messages.clear()
+    return mail_server
+
+
 @pytest.fixture(scope="session")
 def celery_worker(
-    request, django_db_setup, isolated_task_queue, tmp_path_factory
+    request, django_db_setup, isolated_task_queue, tmp_path_factory, mail_server
 ) -> Iterator[None]:
     """A real Celery worker process, on the test database and this session's queue.
 
@@ -89,6 +129,9 @@ def celery_worker(
         "CELERY_CONCURRENCY": "2",
         "HITL_WEBHOOK_CONCURRENCY": "4",
         "HITL_CALLBACK_CONCURRENCY": "4",
+        "EMAIL_HOST": "127.0.0.1",
+        "EMAIL_PORT": str(mail_server.port),
+        "HITL_NOTIFICATION_RETRY_SECONDS": "0.2",
     }
     with open(log_path, "w") as log:
         # As production runs it (the Procfile's worker): a worker for each queue.

@@ -24,7 +24,7 @@ side effects after commit. The admin, the API and the Celery tasks all call it.
 
 import copy
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -187,10 +187,23 @@ def _review_window(proposal: Proposal) -> tuple[timedelta, str]:
     )
 
 
+ProposalsMoved = Callable[[Sequence[Proposal]], None]
+_moved_listeners: list[ProposalsMoved] = []
+
+
+def on_proposals_moved(listener: ProposalsMoved) -> None:
+    """Have ``listener`` called with the proposals of every move, in the transaction that
+    moves them (an app above this one records its side effects so, without this module
+    importing it: notifications, in their ``ready()``)."""
+    if listener not in _moved_listeners:
+        _moved_listeners.append(listener)
+
+
 def _after_move(proposals: Sequence[Proposal], *, created: bool = False) -> None:
     """Once the moves commit: execute what was approved, and tell agents what happened: by
     their callbacks, and by waking the requests that wait on these proposals (long polls).
-    Nobody waits on a proposal just ``created``: its id is not out before the commit."""
+    Nobody waits on a proposal just ``created``: its id is not out before the commit. The
+    listeners record, in the same transaction, what they do about the moves."""
     from approvals.tasks import enqueue_executions_after_commit
     from feedback.callbacks import callback_events_record
 
@@ -198,6 +211,8 @@ def _after_move(proposals: Sequence[Proposal], *, created: bool = False) -> None
     if approved:
         enqueue_executions_after_commit(approved)
     callback_events_record(proposals=proposals)
+    for listener in _moved_listeners:
+        listener(proposals)
     if not created:
         wake_after_commit(proposal_topic(proposal.pk) for proposal in proposals)
 

@@ -20,6 +20,7 @@ from approvals.roles import AUDITORS, OPERATORS, POLICY_OWNERS, sync_role_groups
 from approvals.services.agents import agent_authenticate, agent_create, agent_key_issue
 from audit.actors import Actor, acting_as
 from ledger.models import Account, Campaign, Channel
+from notifications.models import Delivery, Route
 from policies.models import BrandGuidelines, Policy
 
 CAMPAIGNS = [
@@ -115,6 +116,13 @@ class Command(BaseCommand):
             BrandGuidelines.objects.get_or_create(
                 account=account, defaults={"banned_terms": BANNED_TERMS}
             )
+            # Operators hear by email of every proposal of ``demo`` that waits for a person.
+            route, created = Route.objects.get_or_create(
+                name="Demo: everything waiting, to the operators",
+                defaults={"account": account, "delivery": Delivery.IMMEDIATELY},
+            )
+            if created:
+                route.groups.set([Group.objects.get(name=OPERATORS)])
             kept_users = kept.get("users", {})
             users = {
                 username: self._user(username, group, kept_users.get(username, {}).get("password"))
@@ -144,6 +152,7 @@ class Command(BaseCommand):
             password = secrets.token_urlsafe(12)
             user.set_password(password)
         user.is_staff = True
+        user.email = user.email or f"{username}@example.com"
         user.save()
         user.groups.set([Group.objects.get(name=group_name)])
         return {"username": username, "password": password}

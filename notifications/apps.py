@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+
+
+class NotificationsConfig(AppConfig):
+    name = "notifications"
+    verbose_name = "Notifications"
+
+    def ready(self) -> None:
+        from approvals.services.lifecycle import on_proposals_moved
+        from notifications.services import notifications_record_moves
+
+        on_proposals_moved(notifications_record_moves)

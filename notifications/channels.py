@@ -1,0 +1,102 @@
+"""The channels that carry notifications, as integrations are shaped in healthchecks
+(``hc/api/transports.py``): a base class, one subclass per channel, and an error that says
+whether trying again can help. A channel sends one message to one person, or updates one it
+sent; what it got back is returned for the outbox's log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives, get_connection
+from django.template.loader import render_to_string
+
+from notifications.messages import ProposalMessage
+
+
+class ChannelError(Exception):
+    """A message that did not go. ``permanent``: trying again cannot help (a bad address, a
+    user the channel does not know, a refused token)."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+@dataclass
+class Sent:
+    """What the channel said when it took the message: in words for the log, and where a
+    message that may be updated later went."""
+
+    result: str
+    where: dict[str, str] = field(default_factory=dict)
+
+
+class Channel:
+    name = ""
+
+    def is_configured(self) -> bool:
+        return True
+
+    def send(self, *, recipient, message: ProposalMessage, may_decide: bool) -> Sent:
+        raise NotImplementedError
+
+    def send_digest(self, *, recipient, messages: list[ProposalMessage]) -> Sent:
+        raise NotImplementedError
+
+    def update(self, *, where: dict[str, str], text: str, message: ProposalMessage) -> Sent:
+        """Say on a message sent earlier what became of its proposal; channels whose messages
+        cannot change (email) do nothing."""
+        return Sent("not updated: this channel's messages do not change")
+
+
+class EmailChannel(Channel):
+    """Django's email machinery, configured from the environment: a plain-text and an HTML
+    part, each with the link to the proposal's page (deciding there needs a logged-in
+    reviewer)."""
+
+    name = "email"
+
+    def _send(self, *, recipient, subject: str, template: str, context: dict) -> Sent:
+        email = EmailMultiAlternatives(
+            subject=subject,
+            body=render_to_string(f"notifications/{template}.txt", context),
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            to=[recipient.email],
+            connection=get_connection(timeout=settings.EMAIL_TIMEOUT),
+        )
+        email.attach_alternative(
+            render_to_string(f"notifications/{template}.html", context), "text/html"
+        )
+        try:
+            email.send()
+        except (OSError, TimeoutError) as error:  # smtplib's errors are OSErrors
+            permanent = getattr(error, "smtp_code", 0) and 500 <= error.smtp_code < 600
+            raise ChannelError(
+                f"{type(error).__name__}: {error}", permanent=bool(permanent)
+            ) from error
+        where = "the mail server" if settings.EMAIL_HOST else settings.EMAIL_FILE_PATH
+        return Sent(f"accepted by {where} for {recipient.email}")
+
+    def send(self, *, recipient, message: ProposalMessage, may_decide: bool) -> Sent:
+        return self._send(
+            recipient=recipient,
+            subject=message.subject,
+            template="proposal_email",
+            context={"message": message, "recipient": recipient, "may_decide": may_decide},
+        )
+
+    def send_digest(self, *, recipient, messages: list[ProposalMessage]) -> Sent:
+        count = len(messages)
+        return self._send(
+            recipient=recipient,
+            subject=f"[HITL] {count} proposal{'' if count == 1 else 's'} wait for a decision",
+            template="digest_email",
+            context={"messages": messages, "recipient": recipient},
+        )
+
+
+def channel_for(name: str) -> Channel:
+    from notifications.slack import SlackChannel
+
+    return {"email": EmailChannel, "slack": SlackChannel}[name]()

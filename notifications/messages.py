@@ -1,0 +1,66 @@
+"""What a message about a proposal says, whatever carries it: the summary, why it waits, the
+figures that matter, when a decision is due, who is on it, and the link to its page."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.urls import reverse
+
+from approvals.models import Proposal
+from notifications.models import Claim, DecisionDeadline, NotificationKind
+
+HEADLINES = {
+    NotificationKind.WAITING: "Waits for your decision",
+    NotificationKind.REMINDER: "Reminder: half the time to decide is gone",
+    NotificationKind.ESCALATION: "Overdue: escalated to you",
+}
+
+
+@dataclass(frozen=True)
+class ProposalMessage:
+    headline: str
+    proposal_id: int
+    summary: str
+    agent: str
+    account: str
+    action_type: str
+    magnitude: str
+    risk: int | None
+    reasons: list[str]
+    due_at: datetime | None
+    claimed_by: str | None
+    url: str
+
+    @property
+    def subject(self) -> str:
+        return f"[HITL] {self.headline}: #{self.proposal_id} {self.summary}"[:200]
+
+
+def proposal_url(proposal_id: int) -> str:
+    return settings.CONSOLE_URL + reverse("admin:approvals_proposal_change", args=[proposal_id])
+
+
+def proposal_message(proposal: Proposal, *, kind: str, now: datetime) -> ProposalMessage:
+    deadline = (
+        DecisionDeadline.objects.filter(proposal=proposal, review_round=proposal.review_round)
+        .only("due_at")
+        .first()
+    )
+    claim = Claim.objects.select_related("user").filter(proposal=proposal).first()
+    return ProposalMessage(
+        headline=HEADLINES.get(kind, "Waits for a decision"),
+        proposal_id=proposal.pk,
+        summary=proposal.summary,
+        agent=proposal.agent.name,
+        account=proposal.account.external_id,
+        action_type=proposal.action_type,
+        magnitude=proposal.magnitude_label,
+        risk=proposal.risk,
+        reasons=[str(reason) for reason in proposal.verdict_reasons or []],
+        due_at=deadline.due_at if deadline else None,
+        claimed_by=claim.user.get_username() if claim and claim.is_live(now) else None,
+        url=proposal_url(proposal.pk),
+    )

@@ -1,0 +1,217 @@
+"""Reaching the people who decide: who is told about what (routes), on which channels each
+person is reached, what was sent (an outbox, written in the transaction that moved the
+proposal), the deadline a decision is due by, and who has taken a proposal (claims)."""
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+from audit.models import audited_history
+from ledger.models import Channel
+
+
+class Delivery(models.TextChoices):
+    IMMEDIATELY = "immediately", "At once"
+    DIGEST = "digest", "In a digest"
+
+
+class Route(models.Model):
+    """Which proposals waiting for a person are told to whom. A proposal is told to the users
+    and groups of every active route it matches; an empty scope field matches anything."""
+
+    name = models.CharField(max_length=200)
+    account = models.ForeignKey(
+        "ledger.Account",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Empty: every account.",
+    )
+    channel = models.CharField(
+        max_length=32, choices=Channel.choices, blank=True, help_text="Empty: every channel."
+    )
+    action_type = models.CharField(max_length=32, blank=True, help_text="Empty: every type.")
+    minimum_risk = models.PositiveSmallIntegerField(
+        default=0,
+        validators=[MaxValueValidator(100)],
+        help_text="Only proposals this risky or more (0–100).",
+    )
+    users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
+    groups = models.ManyToManyField(Group, blank=True, related_name="+")
+    delivery = models.CharField(
+        max_length=16, choices=Delivery.choices, default=Delivery.IMMEDIATELY
+    )
+    digest_minutes = models.PositiveSmallIntegerField(
+        default=30,
+        validators=[MinValueValidator(1), MaxValueValidator(24 * 60)],
+        help_text="For a digest: at most one message every this many minutes.",
+    )
+    backup_group = models.ForeignKey(
+        Group,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Told when a decision is overdue (the policy's “decide within”).",
+    )
+    is_active = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = audited_history(m2m_fields=[users, groups])
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ReachedBy(models.Model):
+    """The channels on which a person is told; theirs to choose."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reached_by"
+    )
+    email = models.BooleanField(default=True, help_text="At the address of your account.")
+    slack = models.BooleanField(
+        default=False, help_text="A direct message from the platform's Slack app."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = audited_history()
+
+    class Meta:
+        verbose_name = "my channels"
+        verbose_name_plural = "my channels"
+
+    def __str__(self) -> str:
+        chosen = [name for name in ("email", "slack") if getattr(self, name)]
+        return f"{self.user}: {', '.join(chosen) or 'not told'}"
+
+
+class NotificationChannel(models.TextChoices):
+    EMAIL = "email", "Email"
+    SLACK = "slack", "Slack"
+
+
+class NotificationKind(models.TextChoices):
+    WAITING = "waiting", "Waits for a decision"
+    REMINDER = "reminder", "Reminder: half the time to decide is gone"
+    ESCALATION = "escalation", "Escalated: the decision is overdue"
+    UPDATE = "update", "Update of a message sent"
+
+
+class NotificationStatus(models.TextChoices):
+    HELD = "held", "Held for a digest"
+    PENDING = "pending", "Pending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+    NOT_SENT = "not_sent", "Not sent"
+
+
+class Notification(models.Model):
+    """One message to one person on one channel about one proposal: the outbox. Written in
+    the transaction that moved the proposal, sent after it commits, retried, never lost by a
+    crash (the sweep sends what is overdue). What each attempt got is kept in ``log``."""
+
+    proposal = models.ForeignKey(
+        "approvals.Proposal", on_delete=models.CASCADE, related_name="notifications"
+    )
+    review_round = models.PositiveSmallIntegerField()
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    route = models.ForeignKey(Route, null=True, blank=True, on_delete=models.SET_NULL)
+    channel = models.CharField(max_length=8, choices=NotificationChannel.choices)
+    kind = models.CharField(max_length=16, choices=NotificationKind.choices)
+    status = models.CharField(
+        max_length=8, choices=NotificationStatus.choices, default=NotificationStatus.PENDING
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    log = models.JSONField(default=list, blank=True)
+    # Where a Slack message went, so that it can be updated when the proposal is decided.
+    slack_channel = models.CharField(max_length=32, blank=True)
+    slack_ts = models.CharField(max_length=32, blank=True)
+    # An update refers to the message it updates.
+    updates = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="notification_due_idx"),
+            models.Index(fields=["proposal", "channel"], name="notification_proposal_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} → {self.recipient} by {self.channel}"
+
+
+class DecisionDeadline(models.Model):
+    """When a decision on a proposal's review round is due, as its policy's “decide within”
+    set it when the round began; what was done as the time ran out; when it was decided."""
+
+    proposal = models.ForeignKey(
+        "approvals.Proposal", on_delete=models.CASCADE, related_name="deadlines"
+    )
+    review_round = models.PositiveSmallIntegerField()
+    started_at = models.DateTimeField()
+    due_at = models.DateTimeField()
+    reminded_at = models.DateTimeField(null=True, blank=True)
+    escalated_at = models.DateTimeField(null=True, blank=True)
+    escalated_to = models.ForeignKey(
+        Group, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    ended_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the round ended: decided, expired, withdrawn…"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["proposal", "review_round"], name="one_deadline_a_round"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["ended_at", "due_at"], name="deadline_open_idx"),
+        ]
+
+    def __str__(self) -> str:
+        due = f"{self.due_at:%Y-%m-%d %H:%M}"
+        return f"Proposal #{self.proposal_id}, round {self.review_round}: due {due}"
+
+    @property
+    def remind_at(self):
+        return self.started_at + (self.due_at - self.started_at) / 2
+
+    @property
+    def met(self) -> bool | None:
+        """Decided in time: True or False once the round ended, None while it runs."""
+        return None if self.ended_at is None else self.ended_at <= self.due_at
+
+
+class Claim(models.Model):
+    """“I'll take it”: who is on a proposal, until when. A claim lapses on its own; it tells
+    the others, and stops no authorised reviewer from deciding."""
+
+    proposal = models.OneToOneField(
+        "approvals.Proposal", on_delete=models.CASCADE, related_name="claim"
+    )
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    claimed_at = models.DateTimeField()
+    lapses_at = models.DateTimeField()
+
+    history = audited_history()
+
+    def __str__(self) -> str:
+        return f"{self.user} on proposal #{self.proposal_id}"
+
+    def is_live(self, now=None) -> bool:
+        return (now or timezone.now()) < self.lapses_at

@@ -1,0 +1,62 @@
+"""Reads of the notifications: which routes a proposal matches, and who they tell."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from django.contrib.auth import get_user_model
+
+from approvals.models import Proposal
+from notifications.models import NotificationChannel, ReachedBy, Route
+
+
+def routes_active() -> list[Route]:
+    return list(
+        Route.objects.filter(is_active=True)
+        .select_related("account")
+        .prefetch_related("users", "groups__user_set")
+        .order_by("name", "pk")
+    )
+
+
+def route_matches(route: Route, proposal: Proposal) -> bool:
+    return (
+        (route.account_id is None or route.account_id == proposal.account_id)
+        and (not route.channel or route.channel == proposal.account.channel)
+        and (not route.action_type or route.action_type == proposal.action_type)
+        and (proposal.risk or 0) >= route.minimum_risk
+    )
+
+
+def route_recipients(route: Route) -> list:
+    """The active users a route tells: its users and its groups' members, each once."""
+    users = {user.pk: user for user in route.users.all()}
+    for group in route.groups.all():
+        users.update((user.pk, user) for user in group.user_set.all())
+    return [user for user in users.values() if user.is_active]
+
+
+def group_recipients(group) -> list:
+    return list(group.user_set.filter(is_active=True)) if group is not None else []
+
+
+def channels_of(users: Iterable) -> dict[int, list[str]]:
+    """The channels each user is told on: as they chose, or by email if they never chose
+    (and have an address)."""
+    users = list(users)
+    chosen = {r.user_id: r for r in ReachedBy.objects.filter(user__in=[u.pk for u in users])}
+    channels = {}
+    for user in users:
+        choice = chosen.get(user.pk)
+        wanted = (
+            [c for c in NotificationChannel.values if getattr(choice, c)]
+            if choice is not None
+            else [NotificationChannel.EMAIL]
+        )
+        channels[user.pk] = [c for c in wanted if c != NotificationChannel.EMAIL or user.email]
+    return channels
+
+
+def users_by_email(email: str) -> Sequence:
+    """The active console users with this address (case aside)."""
+    return list(get_user_model().objects.filter(email__iexact=email, is_active=True)[:2])

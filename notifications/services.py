@@ -1,0 +1,344 @@
+"""Telling people what waits for them: the routes matched as a proposal enters review, one
+message per person and channel recorded in the same transaction (the outbox) and sent once
+it commits, the Slack messages updated once it leaves review, and claims.
+
+Sending follows the callbacks' outbox (``feedback.callbacks``): an attempt takes a lease
+under a row lock (skip locked, so two workers never send one message), holds no transaction
+while the channel answers, records what happened only if its lease is still the latest, and
+retries with backoff what may succeed later; the sweep sends what a lost task left."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from approvals.models import Decision, Proposal, ProposalStatus
+from approvals.services.acts import Act, may_act
+from audit.actors import Actor, acting_as
+from hitlproject.errors import Conflict
+from notifications.channels import ChannelError, channel_for
+from notifications.messages import proposal_message
+from notifications.models import (
+    Claim,
+    DecisionDeadline,
+    Delivery,
+    Notification,
+    NotificationChannel,
+    NotificationKind,
+    NotificationStatus,
+)
+from notifications.selectors import channels_of, route_matches, route_recipients, routes_active
+from policies.models import Policy
+
+S = ProposalStatus
+# A proposal that leaves review in one of these was decided on (or ended) by then: the
+# messages about it say so, and its deadline stops.
+LEFT_REVIEW = frozenset({S.APPROVED, S.REJECTED, S.EXPIRED, S.WITHDRAWN, S.SUPERSEDED})
+LEASE = timedelta(minutes=2)
+SWEEP_BATCH = 500
+
+
+def notifications_record_moves(proposals: Sequence[Proposal]) -> None:
+    """In the transaction that moved ``proposals``: tell the people the routes name about
+    those that entered review, start their deadlines, and end the review of those that left
+    it (deadline met or not, Slack messages updated)."""
+    entered = [p for p in proposals if p.status == S.PENDING_REVIEW]
+    left = [p for p in proposals if p.status in LEFT_REVIEW and p.review_round > 0]
+    now = timezone.now()
+    if entered:
+        _deadlines_start(entered, now=now)
+        _tell(entered, kind=NotificationKind.WAITING, now=now)
+    if left:
+        _review_ended(left, now=now)
+
+
+def _deadlines_start(proposals: Sequence[Proposal], *, now: datetime) -> None:
+    within = dict(
+        Policy.objects.filter(
+            pk__in={p.verdict_policy_id for p in proposals if p.verdict_policy_id},
+            decide_within__isnull=False,
+        ).values_list("pk", "decide_within")
+    )
+    DecisionDeadline.objects.bulk_create(
+        [
+            DecisionDeadline(
+                proposal=proposal,
+                review_round=proposal.review_round,
+                started_at=now,
+                due_at=now + within[proposal.verdict_policy_id],
+            )
+            for proposal in proposals
+            if proposal.verdict_policy_id in within
+        ],
+        ignore_conflicts=True,
+    )
+
+
+def _tell(
+    proposals: Sequence[Proposal],
+    *,
+    kind: str,
+    now: datetime,
+    recipients_of=None,
+) -> list[Notification]:
+    """Record a message to each person told about each proposal, on each of their channels,
+    once (whichever of the routes that name them comes first), and send those not held for
+    a digest once the transaction commits. ``recipients_of(proposal)`` gives [(route,
+    users)]; by default, the routes it matches and their users and groups."""
+    if recipients_of is None:
+        routes = routes_active()
+
+        def recipients_of(proposal):
+            return [(r, route_recipients(r)) for r in routes if route_matches(r, proposal)]
+
+    told = {}
+    for proposal in proposals:
+        for route, users in recipients_of(proposal):
+            for user in users:
+                told.setdefault((proposal.pk, user.pk), (proposal, route, user))
+    if not told:
+        return []
+    channels = channels_of({user.pk: user for _, _, user in told.values()}.values())
+    notifications = []
+    for proposal, route, user in told.values():
+        digest = route is not None and route.delivery == Delivery.DIGEST
+        for channel in channels[user.pk]:
+            notifications.append(
+                Notification(
+                    proposal=proposal,
+                    review_round=proposal.review_round,
+                    recipient=user,
+                    route=route,
+                    channel=channel,
+                    kind=kind,
+                    status=NotificationStatus.HELD if digest else NotificationStatus.PENDING,
+                    created_at=now,
+                    next_attempt_at=now + timedelta(minutes=route.digest_minutes)
+                    if digest
+                    else now,
+                )
+            )
+    created = Notification.objects.bulk_create(notifications)
+    _send_after_commit([n.pk for n in created if n.status == NotificationStatus.PENDING])
+    return created
+
+
+def _send_after_commit(notification_ids: list[int]) -> None:
+    if notification_ids:
+        from approvals.tasks import enqueue_after_commit
+        from notifications.tasks import deliver_notification
+
+        enqueue_after_commit(deliver_notification, *notification_ids)
+
+
+def _review_ended(proposals: Sequence[Proposal], *, now: datetime) -> None:
+    by_id = {p.pk: p for p in proposals}
+    DecisionDeadline.objects.filter(proposal_id__in=by_id, ended_at__isnull=True).update(
+        ended_at=now
+    )
+    posted = Notification.objects.filter(
+        proposal_id__in=by_id,
+        channel=NotificationChannel.SLACK,
+        status=NotificationStatus.SENT,
+        updates__isnull=True,
+    ).exclude(slack_ts="")
+    updates = Notification.objects.bulk_create(
+        [
+            Notification(
+                proposal_id=message.proposal_id,
+                review_round=message.review_round,
+                recipient_id=message.recipient_id,
+                route_id=message.route_id,
+                channel=NotificationChannel.SLACK,
+                kind=NotificationKind.UPDATE,
+                updates=message,
+                slack_channel=message.slack_channel,
+                slack_ts=message.slack_ts,
+                created_at=now,
+                next_attempt_at=now,
+            )
+            for message in posted
+        ]
+    )
+    _send_after_commit([update.pk for update in updates])
+
+
+def outcome_text(proposal: Proposal) -> str:
+    """What became of a proposal that left review, as its messages say it, in words a
+    reviewer reads at a glance."""
+    decisions = list(
+        Decision.objects.filter(proposal=proposal, review_round=proposal.review_round)
+        .select_related("reviewer")
+        .order_by("created_at")
+    )
+    by = ", ".join(d.reviewer.get_username() for d in decisions)
+    when = f"{proposal.decided_at or proposal.updated_at:%Y-%m-%d %H:%M %Z}"
+    if proposal.status == S.REJECTED and decisions:
+        last = decisions[-1]
+        return f"Rejected by {by} ({last.get_reason_code_display().lower()}) at {when}."
+    if proposal.status in (S.APPROVED, S.EXECUTING, S.EXECUTED, S.FAILED) and decisions:
+        return f"Approved by {by} at {when}."
+    labels = {
+        S.EXPIRED: "Expired: nobody decided within its review window.",
+        S.WITHDRAWN: "Withdrawn by its agent.",
+        S.SUPERSEDED: "Superseded: its target changed before it ran; nothing was done.",
+    }
+    return labels.get(proposal.status, f"Now {proposal.get_status_display().lower()}.")
+
+
+def _backoff(attempts: int) -> timedelta:
+    seconds = settings.NOTIFICATION_RETRY_SECONDS * 2 ** (attempts - 1)
+    return timedelta(seconds=min(seconds, 3600))
+
+
+def notification_deliver(*, notification_id: int) -> Notification | None:
+    """Make one attempt to send a notification that is due, and record how it went. Returns
+    it, or None if it is not due (sent, given up, held, or being sent by another worker). A
+    message about a proposal that no longer waits is not sent: the person would be told of
+    something that is not so."""
+    now = timezone.now()
+    with transaction.atomic():
+        notification = (
+            Notification.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("proposal__agent", "proposal__account", "recipient")
+            .filter(
+                pk=notification_id,
+                status=NotificationStatus.PENDING,
+                next_attempt_at__lte=now,
+            )
+            .first()
+        )
+        if notification is None:
+            return None
+        proposal = notification.proposal
+        refusal = _not_to_send(notification)
+        if refusal or notification.attempts >= settings.NOTIFICATION_MAX_ATTEMPTS:
+            notification.status = (
+                NotificationStatus.NOT_SENT if refusal else NotificationStatus.FAILED
+            )
+            notification.log = [*notification.log, {"at": now.isoformat(), "result": refusal}]
+            notification.save(update_fields=["status", "log"])
+            return notification
+        notification.attempts += 1
+        notification.next_attempt_at = now + LEASE
+        notification.save(update_fields=["attempts", "next_attempt_at"])
+
+    channel = channel_for(notification.channel)
+    message = proposal_message(proposal, kind=notification.kind, now=now)
+    try:
+        if notification.kind == NotificationKind.UPDATE:
+            sent = channel.update(
+                where={"channel": notification.slack_channel, "ts": notification.slack_ts},
+                text=outcome_text(proposal),
+                message=message,
+            )
+        else:
+            may_decide = may_act(notification.recipient, proposal, Act.APPROVE)
+            sent = channel.send(
+                recipient=notification.recipient, message=message, may_decide=may_decide
+            )
+        delivered, retry, result, where = True, False, sent.result, sent.where
+    except ChannelError as error:
+        delivered, retry, result, where = False, not error.permanent, str(error), {}
+
+    finished = timezone.now()
+    notification.log = [*notification.log, {"at": finished.isoformat(), "result": result}]
+    if delivered:
+        notification.status, notification.sent_at = NotificationStatus.SENT, finished
+        notification.slack_channel = where.get("channel", notification.slack_channel)
+        notification.slack_ts = where.get("ts", notification.slack_ts)
+    elif retry and notification.attempts < settings.NOTIFICATION_MAX_ATTEMPTS:
+        notification.next_attempt_at = finished + _backoff(notification.attempts)
+    else:
+        notification.status = NotificationStatus.FAILED
+    # Recorded only if this attempt is still the latest: a sender that outlived its lease
+    # must not undo what the one after it recorded.
+    recorded = Notification.objects.filter(
+        pk=notification.pk, attempts=notification.attempts, status=NotificationStatus.PENDING
+    ).update(
+        log=notification.log,
+        status=notification.status,
+        sent_at=notification.sent_at,
+        next_attempt_at=notification.next_attempt_at,
+        slack_channel=notification.slack_channel,
+        slack_ts=notification.slack_ts,
+    )
+    if recorded and notification.status == NotificationStatus.PENDING:
+        from notifications.tasks import deliver_notification
+
+        countdown = (notification.next_attempt_at - finished).total_seconds()
+        deliver_notification.apply_async((notification.pk,), countdown=countdown)
+    return notification
+
+
+def _not_to_send(notification: Notification) -> str:
+    """Why a notification is no longer to be sent, or "" if it still is."""
+    proposal = notification.proposal
+    if notification.kind == NotificationKind.UPDATE:
+        return ""
+    if proposal.status != S.PENDING_REVIEW or proposal.review_round != notification.review_round:
+        return (
+            f"not sent: the proposal is {proposal.get_status_display().lower()} and no longer "
+            "waits for this review"
+        )
+    if not channel_for(notification.channel).is_configured():
+        return f"not sent: {notification.get_channel_display()} is not configured"
+    return ""
+
+
+def notifications_resend_due() -> int:
+    """Send the notifications whose attempt is overdue (a task lost with a broker or a
+    worker). Returns how many were sent."""
+    from notifications.tasks import deliver_notification
+
+    now = timezone.now()
+    overdue = list(
+        Notification.objects.filter(
+            status=NotificationStatus.PENDING, next_attempt_at__lte=now - LEASE
+        )
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:SWEEP_BATCH]
+    )
+    Notification.objects.filter(pk__in=overdue).update(next_attempt_at=now)
+    for notification_id in overdue:
+        deliver_notification.delay(notification_id)
+    return len(overdue)
+
+
+def proposal_claim(*, proposal_id: int, user) -> Claim:
+    """“I'll take it”: ``user`` is on the proposal until the claim lapses. Taking one another
+    person holds live is refused (they are on it); it stops nobody from deciding."""
+    now = timezone.now()
+    with transaction.atomic(), acting_as(Actor.for_user(user)):
+        proposal = Proposal.objects.select_for_update().get(pk=proposal_id)
+        if proposal.status != S.PENDING_REVIEW:
+            raise Conflict(
+                f"Proposal #{proposal.pk} is {proposal.get_status_display().lower()}; "
+                "there is nothing to take on."
+            )
+        claim = Claim.objects.filter(proposal=proposal).select_related("user").first()
+        if claim is not None and claim.is_live(now) and claim.user_id != user.pk:
+            raise Conflict(
+                f"{claim.user.get_username()} is on proposal #{proposal.pk} until "
+                f"{timezone.localtime(claim.lapses_at):%H:%M}."
+            )
+        claim = claim or Claim(proposal=proposal)
+        claim.user = user
+        claim.claimed_at = now
+        claim.lapses_at = now + timedelta(minutes=settings.CLAIM_MINUTES)
+        claim.save()
+    return claim
+
+
+def proposal_release(*, proposal_id: int, user) -> None:
+    """Give a claim back before it lapses."""
+    with transaction.atomic(), acting_as(Actor.for_user(user)):
+        claim = Claim.objects.select_for_update().filter(proposal_id=proposal_id).first()
+        if claim is None or claim.user_id != user.pk or not claim.is_live():
+            raise Conflict(f"You are not on proposal #{proposal_id}.")
+        claim.lapses_at = timezone.now()
+        claim.save(update_fields=["lapses_at"])

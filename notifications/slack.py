@@ -1,0 +1,188 @@
+"""Slack, through the official ``slack-sdk``: a direct message with the proposal's summary,
+why it waits and, for a person who may decide, Approve, a Reject menu that asks for the
+reason, and "I'll take it"; the message is updated with what became of the proposal."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from approvals.models import RejectionReason
+from notifications.channels import Channel, ChannelError, Sent
+from notifications.messages import ProposalMessage
+
+# Slack's errors that trying again cannot mend.
+PERMANENT_ERRORS = {
+    "users_not_found",
+    "user_not_found",
+    "channel_not_found",
+    "invalid_auth",
+    "not_authed",
+    "account_inactive",
+    "token_revoked",
+    "missing_scope",
+    "cannot_dm_bot",
+    "message_not_found",
+    "cant_update_message",
+    "invalid_blocks",
+    "msg_too_long",
+}
+
+
+def slack_client() -> WebClient:
+    return WebClient(
+        token=settings.SLACK_BOT_TOKEN,
+        base_url=settings.SLACK_API_URL,
+        timeout=int(max(1, settings.OUTBOUND_DEADLINE)),
+    )
+
+
+def _failure(error: SlackClientError) -> ChannelError:
+    if isinstance(error, SlackApiError):
+        code = error.response.get("error", "") if error.response is not None else ""
+        return ChannelError(
+            f"Slack refused it: {code or error}", permanent=code in PERMANENT_ERRORS
+        )
+    return ChannelError(f"Slack could not be reached: {error}")
+
+
+def message_blocks(message: ProposalMessage, *, may_decide: bool, outcome: str = "") -> list:
+    """The Block Kit message: buttons only while it waits, and only for a person who may
+    decide on it; once decided, what became of it instead."""
+    facts = [
+        f"*Agent* {message.agent}",
+        f"*Account* {message.account}",
+        f"*Action* {message.action_type} ({message.magnitude})",
+        f"*Risk* {message.risk if message.risk is not None else 'not scored'}",
+    ]
+    if message.due_at:
+        stamp, shown = int(message.due_at.timestamp()), f"{message.due_at:%Y-%m-%d %H:%M %Z}"
+        facts.append(f"*Due by* <!date^{stamp}^{{date_short}} {{time}}|{shown}>")
+    if message.claimed_by and not outcome:
+        facts.append(f"*On it* {message.claimed_by}")
+    reasons = "\n".join(f"• {reason}" for reason in message.reasons) or "• No policy decided it."
+    blocks: list[dict] = [
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": f"{message.headline}\n*<{message.url}|#{message.proposal_id} "
+                f"{_escape(message.summary)}>*",
+            },
+        },
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": fact} for fact in facts]},
+        {
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": f"*Why it waits*\n{_escape(reasons)}"},
+        },
+    ]
+    if outcome:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": outcome}]})
+    elif may_decide:
+        value = str(message.proposal_id)
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": f"proposal-{message.proposal_id}",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": "approve",
+                        "style": "primary",
+                        "text": {"type": "plain_text", "text": "Approve"},
+                        "value": value,
+                    },
+                    {
+                        "type": "static_select",
+                        "action_id": "reject",
+                        "placeholder": {"type": "plain_text", "text": "Reject because…"},
+                        "options": [
+                            {
+                                "text": {"type": "plain_text", "text": label},
+                                "value": f"{value}:{code}",
+                            }
+                            for code, label in RejectionReason.choices
+                        ],
+                    },
+                    {
+                        "type": "button",
+                        "action_id": "claim",
+                        "text": {"type": "plain_text", "text": "I'll take it"},
+                        "value": value,
+                    },
+                ],
+            }
+        )
+    return blocks
+
+
+def _text_section(text: str) -> dict:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+class SlackChannel(Channel):
+    name = "slack"
+
+    def is_configured(self) -> bool:
+        return bool(settings.SLACK_BOT_TOKEN)
+
+    def _user_id(self, client: WebClient, recipient) -> str:
+        if not recipient.email:
+            raise ChannelError("has no email address to find them on Slack by", permanent=True)
+        try:
+            return client.users_lookupByEmail(email=recipient.email)["user"]["id"]
+        except SlackClientError as error:
+            raise _failure(error) from error
+
+    def send(self, *, recipient, message: ProposalMessage, may_decide: bool) -> Sent:
+        client = slack_client()
+        user_id = self._user_id(client, recipient)
+        try:
+            answer = client.chat_postMessage(
+                channel=user_id,
+                text=f"{message.headline}: #{message.proposal_id} {message.summary}",
+                blocks=message_blocks(message, may_decide=may_decide),
+                unfurl_links=False,
+            )
+        except SlackClientError as error:
+            raise _failure(error) from error
+        where = {"channel": answer["channel"], "ts": answer["ts"]}
+        return Sent(f"posted to {user_id} ({where['channel']} {where['ts']})", where)
+
+    def send_digest(self, *, recipient, messages: list[ProposalMessage]) -> Sent:
+        client = slack_client()
+        user_id = self._user_id(client, recipient)
+        lines = "\n".join(
+            f"• <{m.url}|#{m.proposal_id} {_escape(m.summary)}> (risk {m.risk})" for m in messages
+        )
+        count = len(messages)
+        text = f"{count} proposal{'' if count == 1 else 's'} wait for a decision"
+        try:
+            answer = client.chat_postMessage(
+                channel=user_id,
+                text=text,
+                blocks=[
+                    {"type": "section", "text": {"type": "mrkdwn", "text": f"*{text}*\n{lines}"}}
+                ],
+                unfurl_links=False,
+            )
+        except SlackClientError as error:
+            raise _failure(error) from error
+        return Sent(f"posted to {user_id} ({answer['channel']} {answer['ts']})")
+
+    def update(self, *, where: dict[str, str], text: str, message: ProposalMessage) -> Sent:
+        try:
+            slack_client().chat_update(
+                channel=where["channel"],
+                ts=where["ts"],
+                text=f"#{message.proposal_id} {message.summary}: {text}",
+                blocks=message_blocks(message, may_decide=False, outcome=text),
+            )
+        except SlackClientError as error:
+            raise _failure(error) from error
+        return Sent(f"updated {where['channel']} {where['ts']}")

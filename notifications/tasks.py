@@ -1,0 +1,21 @@
+"""Celery tasks of the notifications: thin, named, safe to run twice."""
+
+from celery import shared_task
+from django.db import OperationalError
+
+from notifications.services import notification_deliver, notifications_resend_due
+
+
+@shared_task(
+    name="notifications.deliver_notification",
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=8,
+)
+def deliver_notification(notification_id: int) -> None:
+    notification_deliver(notification_id=notification_id)
+
+
+@shared_task(name="notifications.resend_due_notifications")
+def resend_due_notifications() -> int:
+    return notifications_resend_due()
