@@ -172,6 +172,8 @@ class DecisionDeadline(models.Model):
     ended_at = models.DateTimeField(
         null=True, blank=True, help_text="When the round ended: decided, expired, withdrawn…"
     )
+    # How the round ended, as it ended: the proposal's status later moves on (executed…).
+    ended_as = models.CharField(max_length=16, blank=True)
 
     class Meta:
         constraints = [
