@@ -97,9 +97,7 @@ def _remind(*, now: datetime) -> int:
             by_route: dict[int | None, tuple[Route | None, dict]] = {}
             for notification in notifications:
                 if notification.recipient.is_active:
-                    _, users = by_route.setdefault(
-                        notification.route_id, (notification.route, {})
-                    )
+                    _, users = by_route.setdefault(notification.route_id, (notification.route, {}))
                     users[notification.recipient_id] = notification.recipient
             recipients[proposal_id] = [(r, list(users.values())) for r, users in by_route.values()]
         _tell(

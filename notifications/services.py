@@ -143,9 +143,9 @@ def _review_ended(proposals: Sequence[Proposal], *, now: datetime) -> None:
     for proposal in proposals:
         by_status.setdefault(proposal.status, []).append(proposal.pk)
     for status, proposal_ids in by_status.items():  # one UPDATE per way a round ends
-        DecisionDeadline.objects.filter(
-            proposal_id__in=proposal_ids, ended_at__isnull=True
-        ).update(ended_at=now, ended_as=status)
+        DecisionDeadline.objects.filter(proposal_id__in=proposal_ids, ended_at__isnull=True).update(
+            ended_at=now, ended_as=status
+        )
     posted = Notification.objects.filter(
         proposal_id__in=by_id,
         channel=NotificationChannel.SLACK,

@@ -4,12 +4,14 @@ so; a proposal decided in time is neither; the dashboard shows the share decided
 each route's time to a decision, as it happened."""
 
 import re
+import threading
 import time
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.db import connection
 from django.utils import timezone
 
 from approvals.models import Agent, Proposal, ProposalStatus
@@ -88,9 +90,10 @@ def test_operator_is_reminded_at_half_time_and_backup_group_told_at_the_deadline
     sweep_until(deadline.due_at + timedelta(seconds=1))
     [escalation] = wait_until(lambda: mailbox.to("backup@example.com"), timeout=15)
     assert escalation["Subject"].startswith("[HITL] Overdue: escalated to you")
-    assert f"/admin/approvals/proposal/{proposal_id}/change/" in escalation.get_body(
-        preferencelist=("plain",)
-    ).get_content()
+    assert (
+        f"/admin/approvals/proposal/{proposal_id}/change/"
+        in escalation.get_body(preferencelist=("plain",)).get_content()
+    )
 
     # More beats change nothing: one reminder, one escalation.
     sweep_until(timezone.now() + timedelta(seconds=1))
@@ -113,8 +116,10 @@ def test_operator_is_reminded_at_half_time_and_backup_group_told_at_the_deadline
     assert "“backup”" in shown(page, "proposal-escalation")
     assert shown(page, "proposal-status") == "Pending review"
     wait_until(
-        lambda: Notification.objects.filter(status="sent").count() == 3
-        and not Notification.objects.exclude(status="sent").exists()
+        lambda: (
+            Notification.objects.filter(status="sent").count() == 3
+            and not Notification.objects.exclude(status="sent").exists()
+        )
     )
 
 
@@ -171,8 +176,10 @@ def test_a_proposal_decided_in_time_is_never_reminded_nor_escalated_and_counts_a
     assert shown(page, "deadline-in-time") == "1"
     assert shown(page, "deadline-open-count") == "0"
     wait_until(
-        lambda: Proposal.objects.get(pk=proposal_id).status == ProposalStatus.EXECUTED
-        and not Notification.objects.filter(status="pending").exists()
+        lambda: (
+            Proposal.objects.get(pk=proposal_id).status == ProposalStatus.EXECUTED
+            and not Notification.objects.filter(status="pending").exists()
+        )
     )
 
 
@@ -262,3 +269,52 @@ def test_dashboard_shows_the_share_decided_in_time_and_each_routes_time_to_decid
     assert cells[DEMO_ROUTE][1:] == ["3", "30 min", "78 min"]
     # The policy owner's route, of the two after it: 30 and 90 minutes.
     assert cells["Reallocations, to the policy owner"][1:] == ["2", "60 min", "84 min"]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_two_sweeps_at_once_remind_and_escalate_once(optimizer, mailbox):
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks are PostgreSQL's; SQLite lets one writer in at a time")
+    decide_within(seconds=600)
+    backup_member()
+    proposals = [
+        optimizer.post("/api/v1/proposals/", reallocation(amount), format="json").json()["id"]
+        for amount in ("150.00", "200.00", "250.00")
+    ]
+    wait_until(lambda: len(mailbox.to("operator@example.com")) == 3, timeout=15)
+    now = timezone.now()
+    halfway, past = proposals[:2], proposals[2:]
+    DecisionDeadline.objects.filter(proposal_id__in=halfway).update(
+        started_at=now - timedelta(minutes=6), due_at=now + timedelta(minutes=4)
+    )
+    DecisionDeadline.objects.filter(proposal_id__in=past).update(
+        started_at=now - timedelta(minutes=11), due_at=now - timedelta(minutes=1)
+    )
+    start = threading.Barrier(2)
+    swept = []
+
+    def sweep() -> None:
+        start.wait()
+        try:
+            swept.append(deadlines_sweep())
+        finally:
+            connection.close()
+
+    sweeps = [threading.Thread(target=sweep) for _ in range(2)]
+    for thread in sweeps:
+        thread.start()
+    for thread in sweeps:
+        thread.join()
+
+    assert sum(s.reminded for s in swept) == 2
+    assert sum(s.escalated for s in swept) == 1
+    reminders = Notification.objects.filter(kind=NotificationKind.REMINDER)
+    assert sorted(reminders.values_list("proposal_id", flat=True)) == sorted(halfway)
+    [escalation] = Notification.objects.filter(kind=NotificationKind.ESCALATION)
+    assert (escalation.proposal_id, escalation.recipient.username) == (past[0], "backup")
+    wait_until(lambda: len(mailbox.to("operator@example.com")) == 5, timeout=15)
+    wait_until(lambda: len(mailbox.to("backup@example.com")) == 1, timeout=15)
+    wait_until(lambda: not Notification.objects.filter(status="pending").exists())
+    time.sleep(1)
+    assert len(mailbox.to("operator@example.com")) == 5

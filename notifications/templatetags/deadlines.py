@@ -1,7 +1,7 @@
 from django import template
 
 from notifications.models import DecisionDeadline
-from notifications.selectors import decision_times_by_route, deadline_figures
+from notifications.selectors import deadline_figures, decision_times_by_route
 
 register = template.Library()
 
