@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import DateTimeField, ExpressionWrapper, F
+from django.db.models import F
 from django.utils import timezone
 
 from approvals.models import Proposal, ProposalStatus
@@ -28,9 +28,6 @@ from policies.models import describe_duration
 
 DEADLINES_ACTOR = Actor.system("deadlines")
 SWEEP_BATCH = 500
-HALF_TIME = ExpressionWrapper(
-    F("started_at") + (F("due_at") - F("started_at")) / 2, output_field=DateTimeField()
-)
 
 
 @dataclass(frozen=True)
@@ -80,11 +77,10 @@ def _remind(*, now: datetime) -> int:
     with transaction.atomic():
         deadlines = list(
             _open_deadlines()
-            .alias(half_time=HALF_TIME)
             .filter(
                 reminded_at__isnull=True,
                 escalated_at__isnull=True,
-                half_time__lte=now,
+                remind_at__lte=now,
                 due_at__gt=now,
             )
             .order_by("due_at")[:SWEEP_BATCH]

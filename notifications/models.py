@@ -164,6 +164,9 @@ class DecisionDeadline(models.Model):
     review_round = models.PositiveSmallIntegerField()
     started_at = models.DateTimeField()
     due_at = models.DateTimeField()
+    # Half time, kept rather than computed in the sweep's query: SQLite cannot halve the
+    # difference of two datetimes in SQL.
+    remind_at = models.DateTimeField()
     reminded_at = models.DateTimeField(null=True, blank=True)
     escalated_at = models.DateTimeField(null=True, blank=True)
     escalated_to = models.ForeignKey(
@@ -188,10 +191,6 @@ class DecisionDeadline(models.Model):
     def __str__(self) -> str:
         due = f"{self.due_at:%Y-%m-%d %H:%M}"
         return f"Proposal #{self.proposal_id}, round {self.review_round}: due {due}"
-
-    @property
-    def remind_at(self):
-        return self.started_at + (self.due_at - self.started_at) / 2
 
     @property
     def met(self) -> bool | None:

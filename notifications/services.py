@@ -69,6 +69,7 @@ def _deadlines_start(proposals: Sequence[Proposal], *, now: datetime) -> None:
                 proposal=proposal,
                 review_round=proposal.review_round,
                 started_at=now,
+                remind_at=now + within[proposal.verdict_policy_id] / 2,
                 due_at=now + within[proposal.verdict_policy_id],
             )
             for proposal in proposals

@@ -191,7 +191,9 @@ def overdue(proposal: Proposal) -> None:
     """As if its deadline had passed: started 20 minutes ago, due 10 minutes ago."""
     now = timezone.now()
     DecisionDeadline.objects.filter(pk=deadline_of(proposal).pk).update(
-        started_at=now - timedelta(minutes=20), due_at=now - timedelta(minutes=10)
+        started_at=now - timedelta(minutes=20),
+        remind_at=now - timedelta(minutes=15),
+        due_at=now - timedelta(minutes=10),
     )
 
 
@@ -286,10 +288,14 @@ def test_two_sweeps_at_once_remind_and_escalate_once(optimizer, mailbox):
     now = timezone.now()
     halfway, past = proposals[:2], proposals[2:]
     DecisionDeadline.objects.filter(proposal_id__in=halfway).update(
-        started_at=now - timedelta(minutes=6), due_at=now + timedelta(minutes=4)
+        started_at=now - timedelta(minutes=6),
+        remind_at=now - timedelta(minutes=1),
+        due_at=now + timedelta(minutes=4),
     )
     DecisionDeadline.objects.filter(proposal_id__in=past).update(
-        started_at=now - timedelta(minutes=11), due_at=now - timedelta(minutes=1)
+        started_at=now - timedelta(minutes=11),
+        remind_at=now - timedelta(minutes=6),
+        due_at=now - timedelta(minutes=1),
     )
     start = threading.Barrier(2)
     swept = []
