@@ -143,10 +143,12 @@ def _review_ended(proposals: Sequence[Proposal], *, now: datetime) -> None:
     _slack_messages_update(proposal_ids=by_id, now=now)
 
 
-def _slack_messages_update(*, proposal_ids, now: datetime) -> None:
-    """Record an update of every Slack message posted about these proposals, sent once the
-    transaction commits; what it says is read when it is sent (``notification_deliver``)."""
+def _slack_messages_update(*, proposal_ids, now: datetime, **only) -> None:
+    """Record an update of every Slack message posted about these proposals (``only`` those
+    matching further filters), sent once the transaction commits; what it says is read when
+    it is sent (``notification_deliver``)."""
     posted = Notification.objects.filter(
+        **only,
         proposal_id__in=proposal_ids,
         channel=NotificationChannel.SLACK,
         status=NotificationStatus.SENT,
@@ -174,10 +176,13 @@ def _slack_messages_update(*, proposal_ids, now: datetime) -> None:
 
 
 def slack_messages_refresh(*, proposal_id: int) -> None:
-    """Have the Slack messages about a proposal that still waits say what changed: an
-    approval that waits for another reviewer, a claim."""
+    """Have the Slack messages of this review round of a proposal that still waits say what
+    changed: an approval that waits for another reviewer, a claim."""
     with transaction.atomic():
-        _slack_messages_update(proposal_ids=[proposal_id], now=timezone.now())
+        proposal = Proposal.objects.only("review_round").get(pk=proposal_id)
+        _slack_messages_update(
+            proposal_ids=[proposal_id], now=timezone.now(), review_round=proposal.review_round
+        )
 
 
 def outcome_text(proposal: Proposal) -> str:

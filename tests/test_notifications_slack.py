@@ -79,9 +79,7 @@ def told(slack, slack_user: str) -> str:
     return " ".join(call["text"] for call in slack.sent("chat.postEphemeral", user=slack_user))
 
 
-def test_the_reference_reallocation_reaches_the_operator_on_slack_with_buttons(
-    optimizer, on_slack
-):
+def test_the_reference_reallocation_reaches_the_operator_on_slack_with_buttons(optimizer, on_slack):
     proposal, where = waiting_on_slack(optimizer, on_slack)
 
     message = where["call"]
@@ -171,9 +169,7 @@ def test_a_slack_user_no_console_user_matches_is_told_and_decides_nothing(optimi
     assert Proposal.objects.get(pk=proposal["id"]).status == "pending_review"
 
 
-def test_rejecting_from_the_menu_records_the_reason_and_the_message_says_who(
-    optimizer, on_slack
-):
+def test_rejecting_from_the_menu_records_the_reason_and_the_message_says_who(optimizer, on_slack):
     proposal, where = waiting_on_slack(optimizer, on_slack)
 
     post(*pressing(OPERATOR, "reject", f"{proposal['id']}:too_aggressive", where))
