@@ -47,12 +47,13 @@ def slack_request_first_seen(*, signature: str) -> bool:
     """Record a verified request's signature; False if it was seen before (a replay). Those
     older than a signature stays valid are purged as it goes."""
     now = timezone.now()
-    SlackRequestSeen.objects.filter(received_at__lt=now - SEEN_FOR).delete()
-    try:
-        with transaction.atomic():
-            SlackRequestSeen.objects.create(signature=signature, received_at=now)
-    except IntegrityError:
-        return False
+    with transaction.atomic():  # one commit for both
+        SlackRequestSeen.objects.filter(received_at__lt=now - SEEN_FOR).delete()
+        try:
+            with transaction.atomic():
+                SlackRequestSeen.objects.create(signature=signature, received_at=now)
+        except IntegrityError:
+            return False
     return True
 
 
