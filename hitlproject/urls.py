@@ -18,6 +18,7 @@ from feedback.api import FeedbackListApi, ScorecardApi
 from feedback.views import training_export
 from hitlproject import error_pages
 from ledger.api import CampaignListApi
+from notifications.views import slack_interactivity
 from policies.api import PolicyEvaluateApi
 
 # Refused and failed requests: JSON for the API, the console's own pages for people.
@@ -70,4 +71,9 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(**public), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", **public), name="docs"),
     path("api/v1/", include(api_v1)),
+    path(
+        "integrations/slack/interactivity/",
+        slack_interactivity,
+        name="slack-interactivity",
+    ),
 ]

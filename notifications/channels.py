@@ -44,9 +44,18 @@ class Channel:
     def send_digest(self, *, recipient, messages: list[ProposalMessage]) -> Sent:
         raise NotImplementedError
 
-    def update(self, *, where: dict[str, str], text: str, message: ProposalMessage) -> Sent:
-        """Say on a message sent earlier what became of its proposal; channels whose messages
-        cannot change (email) do nothing."""
+    def update(
+        self,
+        *,
+        where: dict[str, str],
+        text: str,
+        message: ProposalMessage,
+        still_waits: bool = False,
+        may_decide: bool = False,
+    ) -> Sent:
+        """Say on a message sent earlier what became of its proposal or, while it
+        ``still_waits``, how far it has come (the buttons kept for a person who ``may_decide``);
+        channels whose messages cannot change (email) do nothing."""
         return Sent("not updated: this channel's messages do not change")
 
 

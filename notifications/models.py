@@ -216,3 +216,16 @@ class Claim(models.Model):
 
     def is_live(self, now=None) -> bool:
         return (now or timezone.now()) < self.lapses_at
+
+
+class SlackRequestSeen(models.Model):
+    """A signed request from Slack already handled, kept while its timestamp is fresh enough
+    to pass the signature check, so that the same request sent again is refused. A table, not
+    the cache: the embedded default's cache is each machine's own, and a replay may reach
+    another web process."""
+
+    signature = models.CharField(max_length=100, unique=True)
+    received_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.signature[:16]}… at {self.received_at:%H:%M:%S}"

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from approvals.models import Decision, Proposal, ProposalStatus
+from approvals.models import Decision, DecisionOutcome, Proposal, ProposalStatus
 from approvals.services.acts import Act, may_act
 from audit.actors import Actor, acting_as
 from hitlproject.errors import Conflict
@@ -147,8 +147,16 @@ def _review_ended(proposals: Sequence[Proposal], *, now: datetime) -> None:
         DecisionDeadline.objects.filter(proposal_id__in=proposal_ids, ended_at__isnull=True).update(
             ended_at=now, ended_as=status
         )
+    _slack_messages_update(proposal_ids=by_id, now=now)
+
+
+def _slack_messages_update(*, proposal_ids, now: datetime, **only) -> None:
+    """Record an update of every Slack message posted about these proposals (``only`` those
+    matching further filters), sent once the transaction commits; what it says is read when
+    it is sent (``notification_deliver``)."""
     posted = Notification.objects.filter(
-        proposal_id__in=by_id,
+        **only,
+        proposal_id__in=proposal_ids,
         channel=NotificationChannel.SLACK,
         status=NotificationStatus.SENT,
         updates__isnull=True,
@@ -174,6 +182,16 @@ def _review_ended(proposals: Sequence[Proposal], *, now: datetime) -> None:
     _send_after_commit([update.pk for update in updates])
 
 
+def slack_messages_refresh(*, proposal_id: int) -> None:
+    """Have the Slack messages of this review round of a proposal that still waits say what
+    changed: an approval that waits for another reviewer, a claim."""
+    with transaction.atomic():
+        proposal = Proposal.objects.only("review_round").get(pk=proposal_id)
+        _slack_messages_update(
+            proposal_ids=[proposal_id], now=timezone.now(), review_round=proposal.review_round
+        )
+
+
 def outcome_text(proposal: Proposal) -> str:
     """What became of a proposal that left review, as its messages say it, in words a
     reviewer reads at a glance."""
@@ -195,6 +213,34 @@ def outcome_text(proposal: Proposal) -> str:
         S.SUPERSEDED: "Superseded: its target changed before it ran; nothing was done.",
     }
     return labels.get(proposal.status, f"Now {proposal.get_status_display().lower()}.")
+
+
+def progress_text(proposal: Proposal) -> str:
+    """How far a proposal that still waits has come: the approvals it has of those its policy
+    asks for, and whose. Empty before anyone approved."""
+    approvers = list(
+        Decision.objects.filter(
+            proposal=proposal,
+            review_round=proposal.review_round,
+            outcome=DecisionOutcome.APPROVE,
+        )
+        .order_by("created_at")
+        .values_list("reviewer__username", flat=True)
+    )
+    if not approvers:
+        return ""
+    missing = proposal.required_approvals - len(approvers)
+    return (
+        f"Approved by {', '.join(approvers)}: {len(approvers)} of "
+        f"{proposal.required_approvals} approvals; waits for {missing} more."
+    )
+
+
+def still_waits(notification: Notification) -> bool:
+    proposal = notification.proposal
+    return (
+        proposal.status == S.PENDING_REVIEW and proposal.review_round == notification.review_round
+    )
 
 
 def _backoff(attempts: int) -> timedelta:
@@ -237,7 +283,15 @@ def notification_deliver(*, notification_id: int) -> Notification | None:
     channel = channel_for(notification.channel)
     message = proposal_message(proposal, kind=notification.kind, now=now)
     try:
-        if notification.kind == NotificationKind.UPDATE:
+        if notification.kind == NotificationKind.UPDATE and still_waits(notification):
+            sent = channel.update(
+                where={"channel": notification.slack_channel, "ts": notification.slack_ts},
+                text=progress_text(proposal),
+                message=message,
+                still_waits=True,
+                may_decide=may_act(notification.recipient, proposal, Act.APPROVE),
+            )
+        elif notification.kind == NotificationKind.UPDATE:
             sent = channel.update(
                 where={"channel": notification.slack_channel, "ts": notification.slack_ts},
                 text=outcome_text(proposal),

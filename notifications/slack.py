@@ -30,12 +30,39 @@ PERMANENT_ERRORS = {
 }
 
 
-def slack_client() -> WebClient:
+# Slack wants an answer to a button press within 3 s: each call made while it waits has this
+# long.
+IN_REQUEST_TIMEOUT = 1
+
+
+def slack_client(*, timeout: float | None = None) -> WebClient:
     return WebClient(
         token=settings.SLACK_BOT_TOKEN,
         base_url=settings.SLACK_API_URL,
-        timeout=int(max(1, settings.OUTBOUND_DEADLINE)),
+        timeout=int(max(1, settings.OUTBOUND_DEADLINE if timeout is None else timeout)),
     )
+
+
+def slack_user_email(slack_user_id: str) -> str:
+    """The email address on a Slack user's profile (the app needs ``users:read.email``)."""
+    try:
+        user = slack_client(timeout=IN_REQUEST_TIMEOUT).users_info(user=slack_user_id)["user"]
+    except SlackClientError as error:
+        raise _failure(error) from error
+    email = (user.get("profile") or {}).get("email") or ""
+    if not email:
+        raise ChannelError("Slack gives no email address for you", permanent=True)
+    return email
+
+
+def slack_tell(*, channel: str, slack_user_id: str, text: str) -> None:
+    """A message only ``slack_user_id`` sees, in the conversation where they pressed."""
+    try:
+        slack_client(timeout=IN_REQUEST_TIMEOUT).chat_postEphemeral(
+            channel=channel or slack_user_id, user=slack_user_id, text=text
+        )
+    except SlackClientError as error:
+        raise _failure(error) from error
 
 
 def _failure(error: SlackClientError) -> ChannelError:
@@ -47,9 +74,12 @@ def _failure(error: SlackClientError) -> ChannelError:
     return ChannelError(f"Slack could not be reached: {error}")
 
 
-def message_blocks(message: ProposalMessage, *, may_decide: bool, outcome: str = "") -> list:
+def message_blocks(
+    message: ProposalMessage, *, may_decide: bool, outcome: str = "", progress: str = ""
+) -> list:
     """The Block Kit message: buttons only while it waits, and only for a person who may
-    decide on it; once decided, what became of it instead."""
+    decide on it, under how far it has come (``progress``); once decided, what became of it
+    instead."""
     facts = [
         f"*Agent* {message.agent}",
         f"*Account* {message.account}",
@@ -77,9 +107,10 @@ def message_blocks(message: ProposalMessage, *, may_decide: bool, outcome: str =
             "text": {"type": "mrkdwn", "text": f"*Why it waits*\n{_escape(reasons)}"},
         },
     ]
-    if outcome:
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": outcome}]})
-    elif may_decide:
+    if outcome or progress:
+        note = outcome or progress
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
+    if may_decide and not outcome:
         value = str(message.proposal_id)
         blocks.append(
             {
@@ -175,13 +206,25 @@ class SlackChannel(Channel):
             raise _failure(error) from error
         return Sent(f"posted to {user_id} ({answer['channel']} {answer['ts']})")
 
-    def update(self, *, where: dict[str, str], text: str, message: ProposalMessage) -> Sent:
+    def update(
+        self,
+        *,
+        where: dict[str, str],
+        text: str,
+        message: ProposalMessage,
+        still_waits: bool = False,
+        may_decide: bool = False,
+    ) -> Sent:
+        if still_waits:
+            blocks = message_blocks(message, may_decide=may_decide, progress=text)
+        else:
+            blocks = message_blocks(message, may_decide=False, outcome=text)
         try:
             slack_client().chat_update(
                 channel=where["channel"],
                 ts=where["ts"],
-                text=f"#{message.proposal_id} {message.summary}: {text}",
-                blocks=message_blocks(message, may_decide=False, outcome=text),
+                text=f"#{message.proposal_id} {message.summary}: {text or message.headline}",
+                blocks=blocks,
             )
         except SlackClientError as error:
             raise _failure(error) from error

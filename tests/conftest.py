@@ -27,6 +27,7 @@ from rest_framework.test import APIClient
 from hitlproject import broker
 from hitlproject.celery import app as celery_app
 from ledger.models import Account
+from tests import slack_fake
 
 REPO = Path(__file__).resolve().parent.parent
 SESSION_QUEUE = f"hitl-test-{uuid.uuid4().hex[:8]}"
@@ -108,8 +109,26 @@ def mailbox(mail_server) -> MailServer:
 
 
 @pytest.fixture(scope="session")
+def slack_server() -> Iterator[slack_fake.SlackServer]:
+    """The Slack-compatible Web API the tests' worker and web process call (SLACK_API_URL)."""
+    server = slack_fake.SlackServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def slack(slack_server, settings) -> slack_fake.SlackServer:
+    """The session's Slack, emptied for this test, and this process's settings pointing at it."""
+    slack_server.clear()
+    settings.SLACK_API_URL = slack_server.url
+    settings.SLACK_BOT_TOKEN = slack_fake.TOKEN
+    settings.SLACK_SIGNING_SECRET = slack_fake.SIGNING_SECRET
+    return slack_server
+
+
+@pytest.fixture(scope="session")
 def celery_worker(
-    request, django_db_setup, isolated_task_queue, tmp_path_factory, mail_server
+    request, django_db_setup, isolated_task_queue, tmp_path_factory, mail_server, slack_server
 ) -> Iterator[None]:
     """A real Celery worker process, on the test database and this session's queue.
 
@@ -132,6 +151,9 @@ def celery_worker(
         "EMAIL_HOST": "127.0.0.1",
         "EMAIL_PORT": str(mail_server.port),
         "HITL_NOTIFICATION_RETRY_SECONDS": "0.2",
+        "SLACK_API_URL": slack_server.url,
+        "SLACK_BOT_TOKEN": slack_fake.TOKEN,
+        "SLACK_SIGNING_SECRET": slack_fake.SIGNING_SECRET,
     }
     with open(log_path, "w") as log:
         # As production runs it (the Procfile's worker): a worker for each queue.

@@ -1,0 +1,153 @@
+"""Button presses on the platform's Slack messages: each request seen once, the press read from
+Slack's payload, the Slack user mapped to the console user with the same email, and the
+decision (or claim) made through the same services and rules as the console's, as that user.
+What the person is told back: why it was refused, or nothing (the message is updated)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from approvals.models import Proposal, ProposalStatus
+from approvals.services.acts import Act, act_refusal
+from approvals.services.decisions import proposal_approve, proposal_reject
+from hitlproject.errors import DomainError, InvalidInput, NotAllowed
+from notifications.channels import ChannelError
+from notifications.models import SlackRequestSeen
+from notifications.selectors import users_by_email
+from notifications.services import (
+    outcome_text,
+    proposal_claim,
+    slack_messages_refresh,
+)
+from notifications.slack import slack_user_email
+
+# Slack's signature check refuses a request older than 5 minutes; one seen is kept a while
+# longer, so that its replay is refused for as long as its signature would pass.
+SEEN_FOR = timedelta(minutes=10)
+ACTIONS = ("approve", "reject", "claim")
+_PROPOSAL_ID = re.compile(r"[0-9]{1,18}")
+
+
+@dataclass(frozen=True)
+class Press:
+    slack_user_id: str
+    channel: str
+    action: str
+    proposal_id: int
+    reason_code: str = ""
+
+
+def slack_request_first_seen(*, signature: str) -> bool:
+    """Record a verified request's signature; False if it was seen before (a replay). Those
+    older than a signature stays valid are purged as it goes."""
+    now = timezone.now()
+    with transaction.atomic():  # one commit for both
+        SlackRequestSeen.objects.filter(received_at__lt=now - SEEN_FOR).delete()
+        try:
+            with transaction.atomic():
+                SlackRequestSeen.objects.create(signature=signature, received_at=now)
+        except IntegrityError:
+            return False
+    return True
+
+
+def press_parse(payload: str | None) -> Press:
+    """The press in a ``block_actions`` payload (the ``payload`` form field Slack posts)."""
+    if not payload:
+        raise InvalidInput("Expected a form field “payload” with Slack's JSON.")
+    try:
+        data = json.loads(payload)
+    except ValueError as error:
+        raise InvalidInput(f"The payload is not JSON: {error}") from error
+    if not isinstance(data, dict) or data.get("type") != "block_actions":
+        raise InvalidInput("Only button presses (block_actions) are handled here.")
+    user, actions = data.get("user"), data.get("actions")
+    if not isinstance(user, dict) or not isinstance(user.get("id"), str) or not user["id"]:
+        raise InvalidInput("The payload names no Slack user.")
+    if not isinstance(actions, list) or not actions or not isinstance(actions[0], dict):
+        raise InvalidInput("The payload has no action.")
+    action = actions[0]
+    action_id = action.get("action_id")
+    if action_id not in ACTIONS:
+        raise InvalidInput(f"Unknown action {action_id!r}: expected one of {', '.join(ACTIONS)}.")
+    if action_id == "reject":
+        option = action.get("selected_option")
+        value = option.get("value") if isinstance(option, dict) else None
+        proposal_id, _, reason_code = (
+            value.partition(":") if isinstance(value, str) else ("", "", "")
+        )
+    else:
+        value = action.get("value")
+        proposal_id, reason_code = (value if isinstance(value, str) else ""), ""
+    if not _PROPOSAL_ID.fullmatch(proposal_id):
+        raise InvalidInput(f"The action's value {value!r} names no proposal.")
+    channel = data.get("channel") if isinstance(data.get("channel"), dict) else {}
+    container = data.get("container") if isinstance(data.get("container"), dict) else {}
+    channel_id = channel.get("id") or container.get("channel_id") or ""
+    return Press(
+        slack_user_id=user["id"],
+        channel=channel_id if isinstance(channel_id, str) else "",
+        action=action_id,
+        proposal_id=int(proposal_id),
+        reason_code=reason_code,
+    )
+
+
+def slack_press_handle(*, press: Press) -> str:
+    """Decide (or claim) as the console user the Slack user is. Returns what to tell them
+    back, or "" when the message's update says it."""
+    try:
+        email = slack_user_email(press.slack_user_id)
+    except ChannelError as error:
+        return f"Nothing was done: your console user could not be found ({error})."
+    users = users_by_email(email)
+    if len(users) != 1:
+        found = "no active console user has" if not users else "several console users have"
+        return f"Nothing was done: {found} the address {email}."
+    user = users[0]
+    try:
+        if press.action == "approve":
+            proposal = proposal_approve(proposal_id=press.proposal_id, reviewer=user)
+        elif press.action == "reject":
+            proposal = proposal_reject(
+                proposal_id=press.proposal_id,
+                reviewer=user,
+                reason_code=press.reason_code,
+                note="Rejected on Slack.",
+            )
+        else:
+            _check_may_take(user, press.proposal_id)
+            proposal_claim(proposal_id=press.proposal_id, user=user)
+            proposal = None
+    except DomainError as error:
+        return _refusal_text(error, proposal_id=press.proposal_id)
+    if proposal is None or proposal.status == ProposalStatus.PENDING_REVIEW:
+        # Still waits (taken, or approved by one of the reviewers its policy asks for): the
+        # messages say so. Those that left review are updated by the move itself.
+        slack_messages_refresh(proposal_id=press.proposal_id)
+    return ""
+
+
+def _check_may_take(user, proposal_id: int) -> None:
+    """Only a person who may decide on a proposal takes it on."""
+    proposal = Proposal.objects.select_related("agent").filter(pk=proposal_id).first()
+    if proposal is None:
+        return  # the claim says there is no such proposal
+    refusal = act_refusal(user, proposal, Act.APPROVE)
+    if isinstance(refusal, NotAllowed):
+        raise refusal
+
+
+def _refusal_text(error: DomainError, *, proposal_id: int) -> str:
+    """The service's reason, and, for a proposal already decided, who decided it first."""
+    text = f"Nothing was done: {error.message}"
+    proposal = Proposal.objects.filter(pk=proposal_id).first()
+    if proposal is not None and proposal.status != ProposalStatus.PENDING_REVIEW:
+        text += f" {outcome_text(proposal)}"
+    return text

@@ -1,0 +1,216 @@
+"""A Slack-compatible Web API on a local port, for the tests and the benchmark: it answers the
+methods the platform calls (auth.test, users.lookupByEmail, users.info, chat.postMessage,
+chat.update, chat.postEphemeral) as Slack does, with form, query or JSON bodies as slack-sdk
+sends them, refuses a wrong token, and keeps every call it was sent. It knows the demo's
+people and one Slack user whom no console user matches; ``press`` makes the signed button
+press Slack would post to the platform."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import socket
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+TOKEN = "xoxb-test-token"
+SIGNING_SECRET = "test-signing-secret"
+
+KNOWN_PEOPLE = {
+    "U0OPERATOR": "operator@example.com",
+    "U0AUDITOR": "auditor@example.com",
+    "U0POLICYOWNER": "policy-owner@example.com",
+    "U0STRANGER": "stranger@elsewhere.example",  # no console user has this address
+}
+
+
+@dataclass
+class Call:
+    method: str
+    args: dict
+
+    def __getitem__(self, name: str):
+        return self.args[name]
+
+    def get(self, name: str, default=None):
+        return self.args.get(name, default)
+
+
+class SlackServer:
+    def __init__(self, *, token: str = TOKEN, host: str = "127.0.0.1") -> None:
+        self.token = token
+        self.people = dict(KNOWN_PEOPLE)
+        self.calls: list[Call] = []
+        self.messages: dict[tuple[str, str], dict] = {}  # (channel, ts) → the message as it is
+        self._stamps = itertools.count(1)
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                self._answer(urllib.parse.urlsplit(self.path).query, "")
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self._answer(urllib.parse.urlsplit(self.path).query, body.decode())
+
+            def _answer(self, query: str, body: str) -> None:
+                method = urllib.parse.urlsplit(self.path).path.rstrip("/").rsplit("/", 1)[-1]
+                args = {k: v for k, v in urllib.parse.parse_qsl(query)}
+                if self.headers.get("Content-Type", "").startswith("application/json"):
+                    args |= json.loads(body or "{}")
+                elif body:
+                    args |= dict(urllib.parse.parse_qsl(body))
+                bearer = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                answer = server.answer(method, args, token=args.pop("token", None) or bearer)
+                data = json.dumps(answer).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.server = type("Server", (ThreadingHTTPServer,), {"address_family": family})(
+            (host, 0), Handler
+        )
+        self.url = f"http://{host}:{self.server.server_port}/api/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    # What the platform may ask.
+
+    def answer(self, method: str, args: dict, *, token: str) -> dict:
+        if token != self.token:
+            return {"ok": False, "error": "invalid_auth" if token else "not_authed"}
+        handler = getattr(self, "_" + method.replace(".", "_"), None)
+        if handler is None:
+            return {"ok": False, "error": "unknown_method"}
+        with self._lock:
+            self.calls.append(Call(method, args))
+            return handler(args)
+
+    def _auth_test(self, args: dict) -> dict:
+        return {"ok": True, "user_id": "U0HITLBOT", "team_id": "T0TEST", "team": "Test"}
+
+    def _users_lookupByEmail(self, args: dict) -> dict:
+        email = args.get("email", "").lower()
+        for user_id, address in self.people.items():
+            if address.lower() == email:
+                return {"ok": True, "user": self._user(user_id)}
+        return {"ok": False, "error": "users_not_found"}
+
+    def _users_info(self, args: dict) -> dict:
+        if args.get("user") not in self.people:
+            return {"ok": False, "error": "user_not_found"}
+        return {"ok": True, "user": self._user(args["user"])}
+
+    def _user(self, user_id: str) -> dict:
+        email = self.people[user_id]
+        name = email.split("@")[0]
+        return {"id": user_id, "name": name, "profile": {"email": email, "real_name": name}}
+
+    def _chat_postMessage(self, args: dict) -> dict:
+        channel = self._dm_channel(args.get("channel", ""))
+        if channel is None:
+            return {"ok": False, "error": "channel_not_found"}
+        ts = self._ts()
+        self.messages[(channel, ts)] = {"text": args.get("text"), "blocks": args.get("blocks")}
+        return {"ok": True, "channel": channel, "ts": ts, "message": {"ts": ts}}
+
+    def _chat_update(self, args: dict) -> dict:
+        key = (args.get("channel", ""), args.get("ts", ""))
+        if key not in self.messages:
+            return {"ok": False, "error": "message_not_found"}
+        self.messages[key] = {"text": args.get("text"), "blocks": args.get("blocks")}
+        return {"ok": True, "channel": key[0], "ts": key[1]}
+
+    def _chat_postEphemeral(self, args: dict) -> dict:
+        if args.get("user") not in self.people:
+            return {"ok": False, "error": "user_not_in_channel"}
+        return {"ok": True, "message_ts": self._ts()}
+
+    def _dm_channel(self, channel: str) -> str | None:
+        if channel.startswith("U"):
+            return "D" + channel[1:] if channel in self.people else None
+        return channel or None
+
+    def _ts(self) -> str:
+        return f"{int(time.time())}.{next(self._stamps):06d}"
+
+    # What a test reads.
+
+    def user_id(self, email: str) -> str:
+        return next(uid for uid, address in self.people.items() if address == email)
+
+    def sent(self, method: str, **matching) -> list[Call]:
+        with self._lock:
+            calls = list(self.calls)
+        return [
+            call
+            for call in calls
+            if call.method == method and all(call.get(k) == v for k, v in matching.items())
+        ]
+
+    def clear(self) -> None:
+        with self._lock:
+            self.calls.clear()
+            self.messages.clear()
+            self.people = dict(KNOWN_PEOPLE)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def press(
+    *,
+    user_id: str,
+    action_id: str,
+    value: str,
+    channel: str = "",
+    message_ts: str = "",
+    signing_secret: str = SIGNING_SECRET,
+    timestamp: int | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of a block_actions request, as Slack posts a button press (or a
+    choice from a menu: ``value`` is then the option's), signed with ``signing_secret``."""
+    action = {"action_id": action_id, "block_id": "proposal", "action_ts": str(time.time())}
+    if action_id == "reject":
+        action |= {"type": "static_select", "selected_option": {"value": value}}
+    else:
+        action |= {"type": "button", "value": value}
+    payload = {
+        "type": "block_actions",
+        "user": {"id": user_id, "username": user_id.lower(), "team_id": "T0TEST"},
+        "team": {"id": "T0TEST"},
+        "channel": {"id": channel or "D" + user_id[1:]},
+        "container": {"type": "message", "message_ts": message_ts, "channel_id": channel},
+        "message": {"ts": message_ts},
+        "response_url": "https://hooks.slack.invalid/actions/T0TEST/1/x",
+        "trigger_id": "1.2.3",
+        "actions": [action],
+    }
+    body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
+    return body, signed_headers(body, signing_secret=signing_secret, timestamp=timestamp)
+
+
+def signed_headers(
+    body: bytes, *, signing_secret: str = SIGNING_SECRET, timestamp: int | None = None
+) -> dict[str, str]:
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(
+        signing_secret.encode(), b"v0:" + stamp.encode() + b":" + body, hashlib.sha256
+    ).hexdigest()
+    return {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": stamp,
+        "X-Slack-Signature": f"v0={digest}",
+    }

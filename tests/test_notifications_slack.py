@@ -1,0 +1,273 @@
+"""Operators are told on Slack and decide there: the reference reallocation reaches the operator
+as a message with Approve / Reject / "I'll take it"; a signed press decides as the console user
+with the Slack user's email, through the console's rules, and the message then says who
+decided; a forged, stale or replayed press is refused and decides nothing; a person who may
+not decide is told why, on Slack."""
+
+import time
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from approvals.models import Agent, Decision, Proposal
+from notifications.models import Claim, ReachedBy
+from policies.models import Policy
+from tests.conftest import reallocation, wait_until
+from tests.slack_fake import press, signed_headers
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
+
+URL = "/integrations/slack/interactivity/"
+OPERATOR = "U0OPERATOR"
+
+
+@pytest.fixture
+def on_slack(demo_world, slack, channel):
+    """The operator chose to be told on Slack; the demo's channel endpoint executes."""
+    channel(200)
+    operator = get_user_model().objects.get(username="operator")
+    ReachedBy.objects.update_or_create(user=operator, defaults={"slack": True, "email": False})
+    return slack
+
+
+def post(body: bytes, headers: dict[str, str]):
+    headers = dict(headers)
+    content_type = headers.pop("Content-Type", "application/x-www-form-urlencoded")
+    return Client().post(URL, data=body, content_type=content_type, headers=headers)
+
+
+def waiting_on_slack(optimizer, slack, **overrides) -> tuple[dict, dict]:
+    """Submit the reference reallocation; return it and the message posted to the operator."""
+    answer = optimizer.post("/api/v1/proposals/", reallocation(**overrides), format="json")
+    assert answer.status_code == 201, answer.content
+    proposal = answer.json()
+    assert proposal["status"] == "pending_review"
+    [message] = wait_until(lambda: slack.sent("chat.postMessage", channel=OPERATOR), timeout=15)
+    channel, ts = wait_until(lambda: _posted_where(slack))
+    return proposal, {"channel": channel, "ts": ts, "call": message}
+
+
+def _posted_where(slack):
+    return next(iter(slack.messages), None)
+
+
+def pressing(slack_user: str, action: str, value: str, where: dict, **signing):
+    return press(
+        user_id=slack_user,
+        action_id=action,
+        value=value,
+        channel=where["channel"],
+        message_ts=where["ts"],
+        **signing,
+    )
+
+
+def updates_of(slack, where: dict) -> list:
+    return slack.sent("chat.update", channel=where["channel"], ts=where["ts"])
+
+
+def context_texts(blocks: list) -> str:
+    return " ".join(e["text"] for b in blocks if b["type"] == "context" for e in b["elements"])
+
+
+def buttons(blocks: list) -> list[str]:
+    return [e["action_id"] for b in blocks if b["type"] == "actions" for e in b["elements"]]
+
+
+def told(slack, slack_user: str) -> str:
+    return " ".join(call["text"] for call in slack.sent("chat.postEphemeral", user=slack_user))
+
+
+def test_the_reference_reallocation_reaches_the_operator_on_slack_with_buttons(optimizer, on_slack):
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+
+    message = where["call"]
+    assert proposal["summary"] in message["text"]
+    assert buttons(message["blocks"]) == ["approve", "reject", "claim"]
+    [actions] = [b for b in message["blocks"] if b["type"] == "actions"]
+    approve, reject, claim = actions["elements"]
+    assert approve["value"] == claim["value"] == str(proposal["id"])
+    assert f"{proposal['id']}:too_aggressive" in [o["value"] for o in reject["options"]]
+    # Only the operators are on the demo's route: nobody else hears of it.
+    assert len(on_slack.sent("chat.postMessage")) == 1
+
+
+def test_a_signed_approve_press_approves_as_the_operator_and_the_message_says_so(
+    optimizer, on_slack
+):
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+
+    answer = post(*pressing(OPERATOR, "approve", str(proposal["id"]), where))
+
+    assert answer.status_code == 200
+    [decision] = Decision.objects.filter(proposal_id=proposal["id"])
+    assert decision.reviewer.username == "operator"
+    assert decision.outcome == "approve"
+    wait_until(lambda: Proposal.objects.get(pk=proposal["id"]).status == "executed")
+    [update, *_] = wait_until(lambda: updates_of(on_slack, where))
+    assert "Approved by operator" in context_texts(update["blocks"])
+    assert buttons(update["blocks"]) == []
+    history = Proposal.history.filter(id=proposal["id"], status="approved").get()
+    assert (history.history_actor_kind, history.history_actor) == ("user", "operator")
+    assert not on_slack.sent("chat.postEphemeral")
+
+
+def test_forged_stale_unsigned_and_replayed_presses_are_refused_and_decide_nothing(
+    optimizer, on_slack
+):
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+    value = str(proposal["id"])
+    body, headers = pressing(OPERATOR, "approve", value, where, signing_secret="not-the-secret")
+    assert post(body, headers).status_code == 401
+    stale = int(time.time()) - 6 * 60
+    assert post(*pressing(OPERATOR, "approve", value, where, timestamp=stale)).status_code == 401
+    assert post(body, {"Content-Type": headers["Content-Type"]}).status_code == 401
+    assert Proposal.objects.get(pk=proposal["id"]).status == "pending_review"
+    assert not Decision.objects.filter(proposal_id=proposal["id"]).exists()
+
+    handled = pressing(OPERATOR, "approve", value, where)
+    assert post(*handled).status_code == 200
+    replayed = post(*handled)
+
+    assert replayed.status_code == 403
+    assert "replay" in replayed.json()["error"]
+    assert Decision.objects.filter(proposal_id=proposal["id"]).count() == 1
+    assert not on_slack.sent("chat.postEphemeral")  # the replay never reached the rules
+
+
+def test_a_press_by_the_auditor_is_refused_with_a_message_back(optimizer, on_slack):
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+
+    answer = post(*pressing("U0AUDITOR", "approve", str(proposal["id"]), where))
+
+    assert answer.status_code == 200
+    assert "auditor may not decide" in told(on_slack, "U0AUDITOR")
+    assert Proposal.objects.get(pk=proposal["id"]).status == "pending_review"
+    assert not Decision.objects.filter(proposal_id=proposal["id"]).exists()
+
+
+def test_a_press_by_the_agents_owner_is_refused_with_a_message_back(optimizer, on_slack):
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+    Agent.objects.filter(name="optimizer").update(
+        owner=get_user_model().objects.get(username="operator")
+    )
+
+    post(*pressing(OPERATOR, "approve", str(proposal["id"]), where))
+
+    assert "operator owns agent optimizer" in told(on_slack, OPERATOR)
+    assert "someone else must decide" in told(on_slack, OPERATOR)
+    assert Proposal.objects.get(pk=proposal["id"]).status == "pending_review"
+
+
+def test_a_slack_user_no_console_user_matches_is_told_and_decides_nothing(optimizer, on_slack):
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+
+    post(*pressing("U0STRANGER", "approve", str(proposal["id"]), where))
+
+    assert "no active console user has the address" in told(on_slack, "U0STRANGER")
+    assert Proposal.objects.get(pk=proposal["id"]).status == "pending_review"
+
+
+def test_rejecting_from_the_menu_records_the_reason_and_the_message_says_who(optimizer, on_slack):
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+
+    post(*pressing(OPERATOR, "reject", f"{proposal['id']}:too_aggressive", where))
+
+    [decision] = Decision.objects.filter(proposal_id=proposal["id"])
+    assert (decision.outcome, decision.reason_code) == ("reject", "too_aggressive")
+    assert decision.reviewer.username == "operator"
+    assert Proposal.objects.get(pk=proposal["id"]).status == "rejected"
+    [update, *_] = wait_until(lambda: updates_of(on_slack, where))
+    assert "Rejected by operator (too aggressive)" in context_texts(update["blocks"])
+
+
+def test_taking_a_proposal_on_shows_who_is_on_it(optimizer, on_slack):
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+
+    post(*pressing(OPERATOR, "claim", str(proposal["id"]), where))
+
+    assert Claim.objects.get(proposal_id=proposal["id"]).user.username == "operator"
+    [update, *_] = wait_until(lambda: updates_of(on_slack, where))
+    facts = [f["text"] for b in update["blocks"] for f in b.get("fields", [])]
+    assert "*On it* operator" in facts
+    assert buttons(update["blocks"]) == ["approve", "reject", "claim"]  # still to decide
+
+
+def test_the_auditor_cannot_take_a_proposal_on(optimizer, on_slack):
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+
+    post(*pressing("U0AUDITOR", "claim", str(proposal["id"]), where))
+
+    assert "auditor may not decide" in told(on_slack, "U0AUDITOR")
+    assert not Claim.objects.filter(proposal_id=proposal["id"]).exists()
+
+
+def test_under_the_two_person_rule_the_message_says_one_of_two_then_who_approved(
+    optimizer, on_slack, operators
+):
+    Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
+    _, second = operators
+    second.email = "second-operator@example.com"
+    second.save()
+    on_slack.people["U0SECOND"] = second.email
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+    value = str(proposal["id"])
+
+    post(*pressing(OPERATOR, "approve", value, where))
+
+    assert Proposal.objects.get(pk=proposal["id"]).status == "pending_review"
+    [partial] = wait_until(lambda: updates_of(on_slack, where))
+    assert "Approved by operator: 1 of 2 approvals" in context_texts(partial["blocks"])
+    assert buttons(partial["blocks"]) == []  # operator has decided: nothing left to press
+
+    post(*pressing(OPERATOR, "approve", value, where))
+    assert "operator has already decided" in told(on_slack, OPERATOR)
+
+    post(*pressing("U0SECOND", "approve", value, where))
+    wait_until(lambda: Proposal.objects.get(pk=proposal["id"]).status == "executed")
+    final = wait_until(
+        lambda: [
+            u
+            for u in updates_of(on_slack, where)
+            if "Approved by operator, second-operator at" in context_texts(u["blocks"])
+        ]
+    )
+    assert final
+
+
+def test_a_press_on_a_proposal_someone_decided_says_who_decided_first(
+    optimizer, on_slack, operators
+):
+    _, second = operators
+    second.email = "second-operator@example.com"
+    second.save()
+    on_slack.people["U0SECOND"] = second.email
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+    post(*pressing(OPERATOR, "approve", str(proposal["id"]), where))
+
+    post(*pressing("U0SECOND", "reject", f"{proposal['id']}:other", where))
+
+    assert "Approved by operator at" in told(on_slack, "U0SECOND")
+    assert Decision.objects.filter(proposal_id=proposal["id"]).count() == 1
+
+
+def test_bad_payloads_are_refused_with_400(on_slack):
+    for payload in ["", "not json", '{"type": "view_submission"}', '["block_actions"]']:
+        body = f"payload={payload}".encode()
+        assert post(body, signed_headers(body)).status_code == 400, payload
+    body, headers = press(user_id=OPERATOR, action_id="approve", value="not-a-proposal")
+    assert post(body, headers).status_code == 400
+    body, headers = press(user_id=OPERATOR, action_id="delete", value="1")
+    assert post(body, headers).status_code == 400
+    assert not Decision.objects.exists()
+
+
+def test_without_slack_configured_presses_are_refused(on_slack, settings):
+    settings.SLACK_SIGNING_SECRET = ""
+    body, headers = press(user_id=OPERATOR, action_id="approve", value="1")
+
+    answer = post(body, headers)
+
+    assert answer.status_code == 503
+    assert "SLACK_SIGNING_SECRET" in answer.json()["error"]
