@@ -33,8 +33,21 @@ SECRET_LABELS = {
 }
 
 
+def secret_field(name: str) -> forms.CharField:
+    return forms.CharField(
+        label=SECRET_LABELS[name],
+        required=False,
+        max_length=GoogleAdsLink._meta.get_field(name).max_length,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+    )
+
+
 class GoogleAdsLinkForm(forms.ModelForm):
     """The secrets as write-only fields: required for a new link, left empty to keep."""
+
+    new_developer_token = secret_field("developer_token")
+    new_client_secret = secret_field("client_secret")
+    new_refresh_token = secret_field("refresh_token")
 
     class Meta:
         model = GoogleAdsLink
@@ -44,14 +57,9 @@ class GoogleAdsLinkForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         adding = self.instance.pk is None
         for name in GOOGLE_ADS_SECRETS:
-            self.fields[f"new_{name}"] = forms.CharField(
-                label=SECRET_LABELS[name],
-                required=adding,
-                max_length=GoogleAdsLink._meta.get_field(name).max_length,
-                strip=True,
-                widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
-                help_text="" if adding else "Set; never shown. Leave empty to keep it.",
-            )
+            self.fields[f"new_{name}"].required = adding
+            if not adding:
+                self.fields[f"new_{name}"].help_text = "Set; never shown. Leave empty to keep it."
 
     def clean(self):
         cleaned = super().clean()
