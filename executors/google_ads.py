@@ -276,6 +276,14 @@ def _local(endpoint: str) -> bool:
     return host.strip("[]") in {"localhost", "127.0.0.1", "::1"}
 
 
+class _DeadlinedRequest(Request):
+    """google-auth's HTTP request, within the executor's deadline (its own default is 120 s)."""
+
+    def __call__(self, *args, **kwargs):
+        kwargs["timeout"] = settings.GOOGLE_ADS_DEADLINE
+        return super().__call__(*args, **kwargs)
+
+
 def google_ads_client(link: GoogleAdsLink) -> GoogleAdsClient:
     """A client with the link's credentials, its access token fetched now (so that a refresh
     token refused is an answer here, not a failure inside gRPC). The client is built from
@@ -290,7 +298,7 @@ def google_ads_client(link: GoogleAdsLink) -> GoogleAdsClient:
         scopes=SCOPES,
     )
     try:
-        credentials.refresh(Request())
+        credentials.refresh(_DeadlinedRequest())
     except auth_exceptions.RefreshError as error:
         retryable = bool(getattr(error, "retryable", False))
         raise _Refused(

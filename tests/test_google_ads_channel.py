@@ -5,6 +5,7 @@ is worth another try, reports a partial failure item by item, and returns the va
 and after with Google's request ids. An account's credentials are set by administrators, and
 their secrets are never shown nor filterable in the console."""
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +16,7 @@ from django.urls import reverse
 
 from approvals.services.supersession import TargetMove
 from executors.google_ads import (
+    GoogleAdsAction,
     GoogleAdsOutcome,
     google_ads_execute,
     google_ads_frozen_action,
@@ -84,7 +86,11 @@ def carry_out(action_type: str, payload: dict) -> GoogleAdsOutcome:
         targets=proposal.target_snapshot,
     )
     link = GoogleAdsLink.objects.get(account=proposal.account)
-    return google_ads_execute(link=link, action=frozen)
+    # What the executor keeps between attempts is JSON, and every attempt sends it as kept.
+    kept = GoogleAdsAction.from_json(json.loads(json.dumps(frozen.as_json())))
+    outcome = google_ads_execute(link=link, action=kept)
+    json.dumps(outcome.as_record())  # recordable as it is
+    return outcome
 
 
 def test_a_bid_change_is_made_on_google_ads_with_the_values_before_and_after(google_ads):
