@@ -20,6 +20,7 @@ SECRET_FIELDS: dict[str, frozenset[str]] = {
     "approvals.agent": frozenset({"callback_secret"}),
     "approvals.agentapikey": frozenset({"digest"}),
     "otp_totp.totpdevice": frozenset({"key"}),
+    "executors.googleadslink": frozenset({"developer_token", "client_secret", "refresh_token"}),
 }
 
 # A field so named is taken for a secret until it is declared above (the system check says so).

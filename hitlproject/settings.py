@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "audit",
     "ledger",
     "approvals",
+    "executors",
     "policies",
     "feedback",
     "notifications",
@@ -301,6 +302,12 @@ else:
 SLACK_BOT_TOKEN = env("SLACK_BOT_TOKEN", "")
 SLACK_SIGNING_SECRET = env("SLACK_SIGNING_SECRET", "")
 SLACK_API_URL = env("SLACK_API_URL", "https://slack.com/api/")
+# Google Ads (executors.google_ads): the API's gRPC endpoint and the OAuth token endpoint its
+# refresh tokens are exchanged at. Tests point both at local fakes; a local endpoint
+# (localhost, 127.0.0.1, [::1]) is reached over gRPC's local credentials, any other over TLS.
+GOOGLE_ADS_API_ENDPOINT = env("GOOGLE_ADS_API_ENDPOINT", "googleads.googleapis.com")
+GOOGLE_ADS_TOKEN_URI = env("GOOGLE_ADS_TOKEN_URI", "https://oauth2.googleapis.com/token")
+GOOGLE_ADS_DEADLINE = float(env("GOOGLE_ADS_DEADLINE", "30"))
 # A message that could not be sent is tried again after this many seconds, doubling, up to
 # this many attempts.
 NOTIFICATION_RETRY_SECONDS = float(env("HITL_NOTIFICATION_RETRY_SECONDS", "30"))

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ExecutorsConfig(AppConfig):
+    name = "executors"
+    verbose_name = "Executors"

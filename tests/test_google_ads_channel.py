@@ -1,0 +1,367 @@
+"""Google Ads carries out what was approved, through the official library, against a local
+Google Ads that speaks its wire protocol (tests/google_ads_fake.py): it reads the live value
+first and stops if it moved, validates each mutation before sending it, says whether a failure
+is worth another try, reports a partial failure item by item, and returns the values before
+and after with Google's request ids. An account's credentials are set by administrators, and
+their secrets are never shown nor filterable in the console."""
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.test import Client
+from django.urls import reverse
+
+from approvals.services.supersession import TargetMove
+from executors.google_ads import (
+    GoogleAdsAction,
+    GoogleAdsOutcome,
+    google_ads_execute,
+    google_ads_frozen_action,
+)
+from executors.models import GoogleAdsCampaign, GoogleAdsLink
+from ledger.models import Account, Campaign
+from tests.conftest import reallocation
+from tests.factories import submitted
+from tests.google_ads_fake import FakeGoogleAds
+
+CUSTOMER = "1234567890"
+SECRETS = {
+    "developer_token": "dev-Tok3n-abcdefghijklmnop",
+    "client_secret": "GOCSPX-client-secret-qrstuvwxyz",
+    "refresh_token": "1//0refresh-token-ABCDEFGHIJKLMNOP",
+}
+# The demo ledger's campaigns, as Google Ads holds them: campaign, budget, ad group ids.
+PLACES = {
+    "brand-search": (101, 201, 301),
+    "generic-search": (102, 202, 302),
+    "display-retarget": (103, 203, 303),
+}
+
+
+@pytest.fixture
+def google_ads(demo_world, settings) -> Iterator[FakeGoogleAds]:
+    """The demo account linked to a local Google Ads whose campaigns match the ledger."""
+    fake = FakeGoogleAds(
+        customer_id=CUSTOMER,
+        developer_token=SECRETS["developer_token"],
+        refresh_token=SECRETS["refresh_token"],
+    )
+    settings.GOOGLE_ADS_API_ENDPOINT, settings.GOOGLE_ADS_TOKEN_URI = fake.start()
+    account = Account.objects.get(external_id="demo")
+    GoogleAdsLink.objects.create(
+        account=account, customer_id=CUSTOMER, client_id="client-id.apps", **SECRETS
+    )
+    for campaign in Campaign.objects.filter(account=account):
+        campaign_id, budget_id, ad_group_id = PLACES[campaign.external_id]
+        fake.add_campaign(
+            campaign_id=campaign_id,
+            budget_id=budget_id,
+            amount_micros=int(campaign.daily_budget * 1_000_000),
+            ad_group_id=ad_group_id,
+            cpc_bid_micros=int(campaign.bid * 1_000_000),
+        )
+        GoogleAdsCampaign.objects.create(
+            campaign=campaign,
+            google_campaign_id=campaign_id,
+            google_ad_group_id=ad_group_id,
+            final_url="https://example.com/",
+            extra_headline="Free 30-day trial",
+            extra_description="Set up in minutes. Cancel any time.",
+        )
+    yield fake
+    fake.stop()
+
+
+def carry_out(action_type: str, payload: dict) -> GoogleAdsOutcome:
+    """Propose the action as an agent would, then carry it out as the executor will: frozen
+    against the proposal's snapshot, sent with the account's link."""
+    proposal = submitted(reallocation(action_type=action_type, payload=payload))
+    frozen = google_ads_frozen_action(
+        account=proposal.account,
+        action_type=proposal.action_type,
+        payload=proposal.payload,
+        targets=proposal.target_snapshot,
+    )
+    link = GoogleAdsLink.objects.get(account=proposal.account)
+    # What the executor keeps between attempts is JSON, and every attempt sends it as kept.
+    kept = GoogleAdsAction.from_json(json.loads(json.dumps(frozen.as_json())))
+    outcome = google_ads_execute(link=link, action=kept)
+    json.dumps(outcome.as_record())  # recordable as it is
+    return outcome
+
+
+def test_a_bid_change_is_made_on_google_ads_with_the_values_before_and_after(google_ads):
+    outcome = carry_out("bid_adjustment", {"campaign": "brand-search", "new_bid": "2.12"})
+
+    assert outcome.result == "done" and outcome.carried_out
+    assert outcome.before == {"brand-search": {"bid": "2.00"}}
+    assert outcome.after == {"brand-search": {"bid": "2.12"}}
+    assert google_ads.state.ad_groups[301].cpc_bid_micros == 2_120_000
+    assert outcome.resource_names == (f"customers/{CUSTOMER}/adGroups/301",)
+    # Every call's request id, as Google Ads answered it, in the order made.
+    assert outcome.request_ids == tuple(call.request_id for call in google_ads.calls)
+    # Each call carried the link's credentials.
+    assert {call.metadata["developer-token"] for call in google_ads.calls} == {
+        SECRETS["developer_token"]
+    }
+    assert google_ads.token_requests[0]["refresh_token"] == SECRETS["refresh_token"]
+
+
+def test_a_budget_change_is_made_on_the_campaigns_budget(google_ads):
+    outcome = carry_out(
+        "budget_change", {"campaign": "generic-search", "new_daily_budget": "550.00"}
+    )
+
+    assert outcome.result == "done"
+    assert outcome.before == {"generic-search": {"daily_budget": "500.00"}}
+    assert outcome.after == {"generic-search": {"daily_budget": "550.00"}}
+    assert google_ads.state.budgets[202] == 550_000_000
+    assert google_ads.state.budgets[201] == 1_000_000_000  # the others untouched
+
+
+def test_a_reallocation_moves_both_budgets_in_one_request(google_ads):
+    outcome = carry_out(
+        "budget_reallocation",
+        {"from_campaign": "brand-search", "to_campaign": "generic-search", "amount": "280.00"},
+    )
+
+    assert outcome.result == "done"
+    assert outcome.before == {
+        "brand-search": {"daily_budget": "1000.00"},
+        "generic-search": {"daily_budget": "500.00"},
+    }
+    assert outcome.after == {
+        "brand-search": {"daily_budget": "720.00"},
+        "generic-search": {"daily_budget": "780.00"},
+    }
+    assert google_ads.state.budgets[201] == 720_000_000
+    assert google_ads.state.budgets[202] == 780_000_000
+    (sent,) = google_ads.mutations(validate_only=False)
+    assert len(sent.request.operations) == 2 and not sent.request.partial_failure
+
+
+def test_each_mutation_is_validated_before_it_is_sent_for_real(google_ads):
+    outcome = carry_out("status_change", {"campaign": "display-retarget", "status": "paused"})
+
+    assert outcome.result == "done"
+    assert outcome.after == {"display-retarget": {"status": "paused"}}
+    assert google_ads.state.campaigns[103].status == "PAUSED"
+    assert [(call.method, call.validate_only) for call in google_ads.calls] == [
+        ("Search", False),  # the live value, before
+        ("MutateCampaigns", True),
+        ("MutateCampaigns", False),
+        ("Search", False),  # the value after
+    ]
+    checked, sent = google_ads.mutations()
+    assert list(checked.request.operations) == list(sent.request.operations)
+
+
+def test_a_strategy_change_sets_the_campaigns_bidding_and_its_target(google_ads):
+    outcome = carry_out(
+        "strategy_change",
+        {
+            "campaign": "generic-search",
+            "changes": {"bidding_strategy": "target_cpa", "target_cpa": "25.00"},
+        },
+    )
+
+    assert outcome.result == "done"
+    assert outcome.before == {
+        "generic-search": {"bidding_strategy": "manual_cpc", "target_cpa": "None"}
+    }
+    assert outcome.after == {
+        "generic-search": {"bidding_strategy": "target_cpa", "target_cpa": "25.00"}
+    }
+    campaign = google_ads.state.campaigns[102]
+    assert (campaign.strategy, campaign.target_cpa_micros) == ("TARGET_CPA", 25_000_000)
+
+
+def test_a_quota_error_is_worth_retrying_and_the_next_attempt_succeeds(google_ads):
+    google_ads.fail_next("quota", method="MutateCampaignBudgets")
+    payload = {"campaign": "brand-search", "new_daily_budget": "900.00"}
+
+    first = carry_out("budget_change", payload)
+
+    assert first.result == "failed" and first.retryable
+    assert "RESOURCE_EXHAUSTED" in first.detail and "quota_error" in first.detail
+    assert first.request_ids[-1] == google_ads.calls[-1].request_id  # the refused call's id
+    assert google_ads.state.budgets[201] == 1_000_000_000
+
+    second = carry_out("budget_change", payload)
+
+    assert second.result == "done"
+    assert google_ads.state.budgets[201] == 900_000_000
+
+
+def test_a_permission_error_is_permanent_and_changes_nothing(google_ads):
+    google_ads.fail_next("permission")
+
+    outcome = carry_out("bid_adjustment", {"campaign": "brand-search", "new_bid": "3.00"})
+
+    assert outcome.result == "failed" and not outcome.retryable
+    assert "PERMISSION_DENIED" in outcome.detail and "USER_PERMISSION_DENIED" in outcome.detail
+    assert google_ads.mutations() == []
+    assert google_ads.state.ad_groups[301].cpc_bid_micros == 2_000_000
+
+
+def test_credentials_google_refuses_are_a_permanent_failure(google_ads):
+    GoogleAdsLink.objects.update(refresh_token="1//revoked")
+
+    outcome = carry_out("bid_adjustment", {"campaign": "brand-search", "new_bid": "3.00"})
+
+    assert outcome.result == "failed" and not outcome.retryable
+    assert "invalid_grant" in outcome.detail
+    assert google_ads.calls == []
+
+
+def test_a_value_moved_since_the_proposal_is_reported_and_nothing_is_mutated(google_ads):
+    proposal_payload = {"campaign": "brand-search", "new_bid": "2.50"}
+    proposal = submitted(reallocation(action_type="bid_adjustment", payload=proposal_payload))
+    google_ads.state.ad_groups[301].cpc_bid_micros = 2_300_000  # changed in Google Ads itself
+    frozen = google_ads_frozen_action(
+        account=proposal.account,
+        action_type=proposal.action_type,
+        payload=proposal.payload,
+        targets=proposal.target_snapshot,
+    )
+
+    outcome = google_ads_execute(link=GoogleAdsLink.objects.get(), action=frozen)
+
+    assert outcome.result == "moved" and not outcome.carried_out
+    assert outcome.moves == (TargetMove("brand-search", "bid", "2.00", "2.30"),)
+    assert outcome.before == {"brand-search": {"bid": "2.30"}}
+    assert google_ads.mutations() == []
+    assert google_ads.state.ad_groups[301].cpc_bid_micros == 2_300_000
+
+
+def creatives(count: int) -> list[dict]:
+    return [
+        {"headline": f"Search smarter {n}", "body": "Find it in seconds.", "call_to_action": "Try"}
+        for n in range(1, count + 1)
+    ]
+
+
+def test_creatives_are_deployed_as_responsive_search_ads(google_ads):
+    outcome = carry_out(
+        "creative_deployment", {"campaign": "display-retarget", "creatives": creatives(2)}
+    )
+
+    assert outcome.result == "done"
+    assert [item.error for item in outcome.items] == ["", ""]
+    assert len(outcome.resource_names) == 2
+    ads = list(google_ads.state.ads.values())
+    assert [ad["headlines"] for ad in ads] == [
+        ["Search smarter 1", "Try", "Free 30-day trial"],
+        ["Search smarter 2", "Try", "Free 30-day trial"],
+    ]
+    assert {ad["ad_group"] for ad in ads} == {303}
+
+
+def test_a_partial_failure_says_which_creative_failed(google_ads):
+    google_ads.fail_items({1: "Trademark in the headline."})
+
+    outcome = carry_out(
+        "creative_deployment", {"campaign": "display-retarget", "creatives": creatives(3)}
+    )
+
+    assert outcome.result == "partial" and not outcome.retryable
+    first, second, third = outcome.items
+    assert first.resource_name and not first.error
+    assert not second.resource_name and "Trademark in the headline." in second.error
+    assert third.resource_name and not third.error
+    assert "#2" in outcome.detail
+    assert len(google_ads.state.ads) == 2
+    assert google_ads.mutations(validate_only=False)[0].request.partial_failure
+
+
+def test_creatives_google_ads_would_refuse_are_refused_before_any_is_sent(google_ads):
+    batch = creatives(2)
+    batch[1]["headline"] = "A headline far longer than the thirty characters allowed"
+
+    outcome = carry_out("creative_deployment", {"campaign": "display-retarget", "creatives": batch})
+
+    assert outcome.result == "failed" and not outcome.retryable
+    assert "TOO_LONG" in outcome.items[1].error and not outcome.items[0].error
+    assert google_ads.mutations(validate_only=False) == []
+    assert google_ads.state.ads == {}
+
+
+# The credentials in the console.
+
+
+@pytest.fixture
+def administrator(demo_world) -> Client:
+    client = Client()
+    client.force_login(get_user_model().objects.create_superuser("root", password="unused-1"))
+    return client
+
+
+def test_an_administrator_sets_the_credentials_and_never_sees_their_secrets_again(
+    administrator, login
+):
+    account = Account.objects.get(external_id="demo")
+    add = reverse("admin:executors_googleadslink_add")
+    form = {
+        "account": account.pk,
+        "customer_id": CUSTOMER,
+        "login_customer_id": "",
+        "client_id": "client-id.apps",
+        **{f"new_{name}": value for name, value in SECRETS.items()},
+    }
+    assert administrator.post(add, form).status_code == 302
+    link = GoogleAdsLink.objects.get(account=account)
+    assert {name: getattr(link, name) for name in SECRETS} == SECRETS
+
+    change = reverse("admin:executors_googleadslink_change", args=[link.pk])
+    pages = [
+        administrator.get(change),
+        administrator.get(reverse("admin:executors_googleadslink_changelist")),
+        administrator.get(reverse("admin:executors_googleadslink_history", args=[link.pk])),
+    ]
+    for page in pages:
+        assert page.status_code == 200
+        for secret in SECRETS.values():
+            assert secret not in page.text
+    assert 'name="new_refresh_token"' in pages[0].text  # settable, never filled in
+
+    # Saved again with the secrets left empty: kept. With one given: replaced.
+    kept = {**form, **{f"new_{name}": "" for name in SECRETS}, "client_id": "other.apps"}
+    assert administrator.post(change, kept).status_code == 302
+    link.refresh_from_db()
+    assert link.client_id == "other.apps" and link.refresh_token == SECRETS["refresh_token"]
+    assert administrator.post(change, {**kept, "new_refresh_token": "1//new"}).status_code == 302
+    link.refresh_from_db()
+    assert link.refresh_token == "1//new" and link.developer_token == SECRETS["developer_token"]
+    # History keeps no secret.
+    history = {field.name for field in GoogleAdsLink.history.model._meta.fields}
+    assert not history & set(SECRETS)
+
+    # No one else reads or sets them.
+    for role in ("operator", "policy-owner", "auditor"):
+        assert login(role).get(change).status_code == 403
+        assert login(role).post(add, form).status_code == 403
+
+
+def test_the_credentials_secrets_cannot_be_filtered_or_searched_on(administrator):
+    GoogleAdsLink.objects.create(
+        account=Account.objects.get(external_id="demo"),
+        customer_id=CUSTOMER,
+        client_id="client-id.apps",
+        **SECRETS,
+    )
+    url = reverse("admin:executors_googleadslink_changelist")
+    for name, secret in SECRETS.items():
+        for lookup in (name, f"{name}__startswith", f"{name}__regex"):
+            answer = administrator.get(url, {lookup: secret[:6]})
+            assert answer.status_code == 400 and 'id="result_list"' not in answer.text
+        searched = administrator.get(url, {"q": secret[:10]})
+        assert searched.status_code == 200 and "0 results" in searched.text
+    # Through the link's account too.
+    accounts = reverse("admin:ledger_account_changelist")
+    answer = administrator.get(accounts, {"google_ads_link__refresh_token__startswith": "1//"})
+    assert answer.status_code == 400
+    # And the console's own check, which every deploy runs, finds nothing to say.
+    call_command("check", "--fail-level", "WARNING", "--tag", "security")
