@@ -12,6 +12,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import connection
 from django.test import Client
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from hitlproject import broker
@@ -188,6 +190,28 @@ def private_destinations_allowed(settings) -> None:
     """The tests' endpoints (``Receiver``) listen on this machine, as a developer's would; the
     tests of the destination check turn this off."""
     settings.OUTBOUND_ALLOW_PRIVATE = True
+
+
+@pytest.fixture(autouse=True)
+def notifications_sent_before_teardown(request) -> Iterator[None]:
+    """A test that uses the worker leaves it nothing to send when it ends. Every proposal of
+    the demo account that waits for a person is told to the operators (seed_demo's route), so
+    most such tests leave messages on their way, which the test itself never waits for; a
+    worker still writing them when the database is emptied deadlocks the flush."""
+    yield
+    if "celery_worker" not in request.fixturenames:
+        return
+    from notifications.models import Notification, NotificationStatus
+
+    # At most 15 s: what is still pending then is the test's own to judge.
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        soon = timezone.now() + timedelta(seconds=2)
+        if not Notification.objects.filter(
+            status=NotificationStatus.PENDING, next_attempt_at__lte=soon
+        ).exists():
+            return
+        time.sleep(0.1)
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 30, interval: float = 0.1):
