@@ -6,7 +6,7 @@ notifications): this app registers them again with what it adds."""
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import RelatedOnlyFieldListFilter
-from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
+from django.core.exceptions import BadRequest, ObjectDoesNotExist, PermissionDenied
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import redirect
 from django.urls import reverse
@@ -162,6 +162,8 @@ class MyChannelsAdmin(AuditedHistoryAdmin):
         return False
 
     def changelist_view(self, request, extra_context=None):
+        if request.GET:  # no list here to filter: a lookup typed in is refused, as elsewhere
+            raise BadRequest("My channels is one page, your own: it takes no filters.")
         own = ReachedBy.objects.filter(user=request.user).values_list("pk", flat=True).first()
         if own is None:
             return redirect("admin:notifications_reachedby_add")
