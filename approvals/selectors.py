@@ -529,17 +529,21 @@ def _interpolated(ordered: list[timedelta], fraction: float) -> timedelta | None
     return ordered[below] + (ordered[above] - ordered[below]) * (position - below)
 
 
+def people_decided(*, since: datetime) -> QuerySet[Proposal]:
+    """The proposals routed to people that were decided since ``since``: the dashboard's
+    time to a person's decision is theirs."""
+    return Proposal.objects.filter(
+        decided_at__gte=since, verdict_outcome="review", evaluated_at__isnull=False
+    ).exclude(status__in=[ProposalStatus.PENDING_REVIEW, ProposalStatus.WITHDRAWN])
+
+
 def dashboard(*, days: int = 7) -> Dashboard:
     """The console's figures: the queue now, and how the last ``days`` went."""
     now = timezone.now()
     since = now - timedelta(days=days)
     pending = Proposal.objects.filter(status=ProposalStatus.PENDING_REVIEW)
     oldest = pending.order_by("created_at").values_list("created_at", flat=True).first()
-    waits = decision_time_percentiles(
-        Proposal.objects.filter(
-            decided_at__gte=since, verdict_outcome="review", evaluated_at__isnull=False
-        ).exclude(status__in=[ProposalStatus.PENDING_REVIEW, ProposalStatus.WITHDRAWN])
-    )
+    waits = decision_time_percentiles(people_decided(since=since))
     made = proposal_counts(since=since, by=["agent__name"])
     return Dashboard(
         days=days,

@@ -60,6 +60,7 @@ class Actor:
 SYSTEM_PARTS = {
     "executor": "the executor",
     "expiry": "the expiry sweep",
+    "deadlines": "the deadline sweep",
     "policy-engine": "the policy engine",
     "autonomy": "the autonomy review",
     "seed_demo": "the seed_demo command",

@@ -240,6 +240,16 @@ CELERY_BEAT_SCHEDULE = {
         "task": "notifications.resend_due_notifications",
         "schedule": timedelta(seconds=60),
     },
+    # Reminders at half time and escalations at the deadline: at most this late.
+    "sweep-decision-deadlines": {
+        "task": "notifications.sweep_deadlines",
+        "schedule": timedelta(seconds=float(env("HITL_DEADLINE_SWEEP_SECONDS", "15"))),
+    },
+    # Digests: at most this much later than due (a route's digest is every 1 minute or more).
+    "send-due-digests": {
+        "task": "notifications.send_due_digests",
+        "schedule": timedelta(seconds=float(env("HITL_DIGEST_SWEEP_SECONDS", "30"))),
+    },
     "seal-audit-chain": {
         "task": "audit.seal_chain",
         "schedule": timedelta(seconds=60),

@@ -1,7 +1,8 @@
 """The console's side of reaching people: routes kept by policy owners, each person's own
-channels, the outbox as sent, claims, and on each proposal's page who is on it, who was told
-and its deadline. The proposal's page and queue are approvals' (which knows nothing of
-notifications): this app registers them again with what it adds."""
+channels, the outbox as sent, claims, and on each proposal's page who is on it and who was
+told (its deadline is ``notifications.templatetags.deadlines``). The proposal's page and
+queue are approvals' (which knows nothing of notifications): this app registers them again
+with what it adds."""
 
 from django import forms
 from django.contrib import admin, messages
@@ -22,7 +23,7 @@ from audit.admin import AuditedHistoryAdmin
 from hitlproject.converters import record_page
 from hitlproject.errors import DomainError, NotFound
 from notifications.models import Claim, Delivery, Notification, ReachedBy, Route
-from notifications.selectors import claim_live, proposal_deadlines, proposal_notifications
+from notifications.selectors import claim_live, proposal_notifications
 from notifications.services import (
     proposal_claim,
     proposal_release,
@@ -244,7 +245,7 @@ admin.site.unregister(Proposal)
 @admin.register(Proposal)
 class ProposalAdmin(ApprovalsProposalAdmin):
     """The review queue and a proposal's page, with who is on each proposal (“I'll take
-    it”), who was told about it and its deadline."""
+    it”) and who was told about it."""
 
     list_display = [*ApprovalsProposalAdmin.list_display[:-1], "on_it", "age"]
     # The claim and its holder in the queue's one query (a left join on a unique key).
@@ -285,7 +286,6 @@ class ProposalAdmin(ApprovalsProposalAdmin):
                 and may_act(request.user, proposal, Act.APPROVE),
                 "holds_claim": pending and claim is not None and claim.user_id == request.user.pk,
                 "told": proposal_notifications(proposal=proposal),
-                "deadlines": proposal_deadlines(proposal=proposal),
                 **(extra_context or {}),
             }
         return super().change_view(request, object_id, form_url, extra_context)

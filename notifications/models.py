@@ -164,6 +164,9 @@ class DecisionDeadline(models.Model):
     review_round = models.PositiveSmallIntegerField()
     started_at = models.DateTimeField()
     due_at = models.DateTimeField()
+    # Half time, kept rather than computed in the sweep's query: SQLite cannot halve the
+    # difference of two datetimes in SQL.
+    remind_at = models.DateTimeField()
     reminded_at = models.DateTimeField(null=True, blank=True)
     escalated_at = models.DateTimeField(null=True, blank=True)
     escalated_to = models.ForeignKey(
@@ -172,6 +175,8 @@ class DecisionDeadline(models.Model):
     ended_at = models.DateTimeField(
         null=True, blank=True, help_text="When the round ended: decided, expired, withdrawn…"
     )
+    # How the round ended, as it ended: the proposal's status later moves on (executed…).
+    ended_as = models.CharField(max_length=16, blank=True)
 
     class Meta:
         constraints = [
@@ -186,10 +191,6 @@ class DecisionDeadline(models.Model):
     def __str__(self) -> str:
         due = f"{self.due_at:%Y-%m-%d %H:%M}"
         return f"Proposal #{self.proposal_id}, round {self.review_round}: due {due}"
-
-    @property
-    def remind_at(self):
-        return self.started_at + (self.due_at - self.started_at) / 2
 
     @property
     def met(self) -> bool | None:

@@ -1,20 +1,26 @@
 """Reads of the notifications: which routes a proposal matches, and who they tell; who was
-told about a proposal, its deadlines, and who is on it."""
+told about a proposal and who is on it; how the deadlines went, and how long each route's
+proposals waited for a decision."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
+from django.db.models import Count, Exists, F, OuterRef, Q
+from django.utils import timezone
 
-from approvals.models import Proposal
+from approvals.models import Proposal, ProposalStatus
+from approvals.selectors import decision_time_percentiles, people_decided
 from notifications.models import (
     Claim,
     DecisionDeadline,
     Notification,
     NotificationChannel,
+    NotificationKind,
     ReachedBy,
     Route,
 )
@@ -98,16 +104,89 @@ def proposal_notifications(*, proposal: Proposal) -> list[Notification]:
     return notifications
 
 
-def proposal_deadlines(*, proposal: Proposal) -> list[DecisionDeadline]:
-    """The deadlines of a proposal's review rounds, the first round first."""
-    return list(
-        DecisionDeadline.objects.filter(proposal=proposal)
-        .select_related("escalated_to")
-        .order_by("review_round")
-    )
-
-
 def claim_live(*, proposal: Proposal, now: datetime | None = None) -> Claim | None:
     """Who is on a proposal now, if anyone: a lapsed claim is nobody's."""
     claim = Claim.objects.filter(proposal=proposal).select_related("user").first()
     return claim if claim is not None and claim.is_live(now) else None
+
+
+DECIDED_BY_PEOPLE = (ProposalStatus.APPROVED, ProposalStatus.REJECTED)
+
+
+@dataclass(frozen=True)
+class DeadlineFigures:
+    """The review rounds with a deadline that ended in the period, by how they ended, and
+    those still under review now (not counted as met or missed: they are neither yet)."""
+
+    days: int
+    decided_in_time: int
+    decided_late: int
+    expired: int  # nobody decided: missed
+    not_decided: int  # withdrawn or superseded first: nobody had to decide
+    still_open: int
+    still_open_overdue: int
+
+    @property
+    def counted(self) -> int:
+        return self.decided_in_time + self.decided_late + self.expired
+
+    @property
+    def share_in_time(self) -> float | None:
+        return self.decided_in_time / self.counted if self.counted else None
+
+
+def deadline_figures(*, days: int) -> DeadlineFigures:
+    now = timezone.now()
+    decided = Q(ended_as__in=DECIDED_BY_PEOPLE)
+    in_time = Q(ended_at__lte=F("due_at"))
+    ended = DecisionDeadline.objects.filter(ended_at__gte=now - timedelta(days=days)).aggregate(
+        decided_in_time=Count("pk", filter=decided & in_time),
+        decided_late=Count("pk", filter=decided & ~in_time),
+        expired=Count("pk", filter=Q(ended_as=ProposalStatus.EXPIRED)),
+        not_decided=Count("pk", filter=~decided & ~Q(ended_as=ProposalStatus.EXPIRED)),
+    )
+    still_open = DecisionDeadline.objects.filter(ended_at__isnull=True).aggregate(
+        all=Count("pk"), overdue=Count("pk", filter=Q(due_at__lte=now))
+    )
+    return DeadlineFigures(
+        days=days,
+        **ended,
+        still_open=still_open["all"],
+        still_open_overdue=still_open["overdue"],
+    )
+
+
+@dataclass(frozen=True)
+class RouteDecisionTimes:
+    route: str
+    is_active: bool
+    decisions: int
+    median: timedelta | None
+    p90: timedelta | None
+
+
+def decision_times_by_route(*, days: int) -> list[RouteDecisionTimes]:
+    """The dashboard's time to a person's decision, of the proposals each route told about
+    in the round people decided: a proposal two routes told about counts for both."""
+    decided = people_decided(since=timezone.now() - timedelta(days=days))
+    told_by = Notification.objects.filter(
+        proposal=OuterRef("pk"),
+        review_round=OuterRef("review_round"),
+        kind=NotificationKind.WAITING,
+    )
+    routes = Route.objects.filter(
+        Exists(decided.filter(Exists(told_by.filter(route=OuterRef(OuterRef("pk"))))))
+    ).order_by("name", "pk")
+    figures = []
+    for route in routes:
+        waits = decision_time_percentiles(decided.filter(Exists(told_by.filter(route=route))))
+        figures.append(
+            RouteDecisionTimes(
+                route=route.name,
+                is_active=route.is_active,
+                decisions=waits["count"],
+                median=waits["median"],
+                p90=waits["p90"],
+            )
+        )
+    return figures

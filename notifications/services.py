@@ -71,6 +71,7 @@ def _deadlines_start(proposals: Sequence[Proposal], *, now: datetime) -> None:
                 proposal=proposal,
                 review_round=proposal.review_round,
                 started_at=now,
+                remind_at=now + within[proposal.verdict_policy_id] / 2,
                 due_at=now + within[proposal.verdict_policy_id],
             )
             for proposal in proposals
@@ -86,11 +87,13 @@ def _tell(
     kind: str,
     now: datetime,
     recipients_of=None,
+    at_once: bool = False,
 ) -> list[Notification]:
     """Record a message to each person told about each proposal, on each of their channels,
     once (whichever of the routes that name them comes first), and send those not held for
     a digest once the transaction commits. ``recipients_of(proposal)`` gives [(route,
-    users)]; by default, the routes it matches and their users and groups."""
+    users)]; by default, the routes it matches and their users and groups. ``at_once``:
+    never held for a digest (a reminder held past the deadline it warns of says nothing)."""
     if recipients_of is None:
         routes = routes_active()
 
@@ -107,7 +110,7 @@ def _tell(
     channels = channels_of({user.pk: user for _, _, user in told.values()}.values())
     notifications = []
     for proposal, route, user in told.values():
-        digest = route is not None and route.delivery == Delivery.DIGEST
+        digest = not at_once and route is not None and route.delivery == Delivery.DIGEST
         for channel in channels[user.pk]:
             notifications.append(
                 Notification(
@@ -139,9 +142,13 @@ def _send_after_commit(notification_ids: list[int]) -> None:
 
 def _review_ended(proposals: Sequence[Proposal], *, now: datetime) -> None:
     by_id = {p.pk: p for p in proposals}
-    DecisionDeadline.objects.filter(proposal_id__in=by_id, ended_at__isnull=True).update(
-        ended_at=now
-    )
+    by_status: dict[str, list[int]] = {}
+    for proposal in proposals:
+        by_status.setdefault(proposal.status, []).append(proposal.pk)
+    for status, proposal_ids in by_status.items():  # one UPDATE per way a round ends
+        DecisionDeadline.objects.filter(proposal_id__in=proposal_ids, ended_at__isnull=True).update(
+            ended_at=now, ended_as=status
+        )
     posted = Notification.objects.filter(
         proposal_id__in=by_id,
         channel=NotificationChannel.SLACK,

@@ -3,6 +3,8 @@
 from celery import shared_task
 from django.db import OperationalError
 
+from notifications.deadlines import deadlines_sweep
+from notifications.digests import notifications_send_digests
 from notifications.services import notification_deliver, notifications_resend_due
 
 
@@ -19,3 +21,13 @@ def deliver_notification(notification_id: int) -> None:
 @shared_task(name="notifications.resend_due_notifications")
 def resend_due_notifications() -> int:
     return notifications_resend_due()
+
+
+@shared_task(name="notifications.sweep_deadlines")
+def sweep_deadlines() -> None:
+    deadlines_sweep()
+
+
+@shared_task(name="notifications.send_due_digests")
+def send_due_digests() -> None:
+    notifications_send_digests()

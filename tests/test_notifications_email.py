@@ -28,6 +28,4 @@ def test_the_reference_reallocation_reaches_the_operator_by_email(optimizer, mai
     # Only the operators are on the demo's route: nobody else hears of it.
     assert not mailbox.to("auditor@example.com")
     assert not mailbox.to("policy-owner@example.com")
-    wait_until(
-        lambda: Notification.objects.filter(status=NotificationStatus.SENT).count() == 1
-    )
+    wait_until(lambda: Notification.objects.filter(status=NotificationStatus.SENT).count() == 1)

@@ -12,7 +12,7 @@ class Migration(migrations.Migration):
     routes; nobody but its owner reads a person's channels."""
 
     dependencies = [
-        ("notifications", "0001_routes_channels_outbox_deadlines_claims"),
+        ("notifications", "0002_deadline_remind_at_ended_as"),
         ("approvals", "0022_proposal_verdict_held_by"),
         ("feedback", "0009_feedback_kind_execution_failed"),
         ("policies", "0009_policy_decide_within"),

@@ -1,0 +1,178 @@
+"""Deadlines running out: at half the time a policy gives to decide (``decide_within``), the
+people told about a proposal in its review round are reminded; at the deadline, the backup
+groups of the routes that told them are told, and the proposal's history says so (or says
+that nobody could be escalated to). Neither moves the proposal: it still waits for a person.
+
+The sweep locks the deadlines it acts on, and their proposals, skipping rows another sweep
+(or a decision) holds: two beats or workers at once never remind or escalate twice, and a
+proposal decided meanwhile is left alone. The messages go through the outbox (``_tell``),
+sent once the transaction commits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from approvals.models import Proposal, ProposalStatus
+from audit.actors import Actor
+from audit.history import history_records
+from notifications.models import DecisionDeadline, Notification, NotificationKind, Route
+from notifications.selectors import group_recipients
+from notifications.services import _tell
+from policies.models import describe_duration
+
+DEADLINES_ACTOR = Actor.system("deadlines")
+SWEEP_BATCH = 500
+
+
+@dataclass(frozen=True)
+class DeadlineSweep:
+    reminded: int
+    escalated: int
+
+
+def deadlines_sweep(*, now: datetime | None = None) -> DeadlineSweep:
+    """Remind about the review rounds at half time, escalate those at their deadline."""
+    now = now or timezone.now()
+    return DeadlineSweep(reminded=_remind(now=now), escalated=_escalate(now=now))
+
+
+def _open_deadlines():
+    """The deadlines of rounds still under review, locked with their proposals; rows another
+    transaction holds are skipped (it is deciding, or sweeping them)."""
+    return (
+        DecisionDeadline.objects.select_for_update(skip_locked=True, of=("self", "proposal"))
+        .select_related("proposal__account", "proposal__agent")
+        .filter(
+            ended_at__isnull=True,
+            proposal__status=ProposalStatus.PENDING_REVIEW,
+            proposal__review_round=F("review_round"),
+        )
+    )
+
+
+def _told_in_round(deadlines: Sequence[DecisionDeadline]) -> dict[int, list[Notification]]:
+    """The messages saying each deadline's proposal waits, of the deadline's round."""
+    rounds = {deadline.proposal_id: deadline.review_round for deadline in deadlines}
+    told: dict[int, list[Notification]] = {}
+    for notification in (
+        Notification.objects.filter(proposal_id__in=rounds, kind=NotificationKind.WAITING)
+        .select_related("recipient", "route__backup_group")
+        .order_by("route__name", "pk")
+    ):
+        if notification.review_round == rounds[notification.proposal_id]:
+            told.setdefault(notification.proposal_id, []).append(notification)
+    return told
+
+
+def _remind(*, now: datetime) -> int:
+    """Half the time is gone, the deadline not yet: remind the people told in this round,
+    once. A deadline whose half time went by unswept until the deadline passed is not
+    reminded (it is escalated): a reminder then would say what is no longer so."""
+    with transaction.atomic():
+        deadlines = list(
+            _open_deadlines()
+            .filter(
+                reminded_at__isnull=True,
+                escalated_at__isnull=True,
+                remind_at__lte=now,
+                due_at__gt=now,
+            )
+            .order_by("due_at")[:SWEEP_BATCH]
+        )
+        if not deadlines:
+            return 0
+        told = _told_in_round(deadlines)
+        recipients: dict[int, list[tuple[Route | None, list]]] = {}
+        for proposal_id, notifications in told.items():
+            by_route: dict[int | None, tuple[Route | None, dict]] = {}
+            for notification in notifications:
+                if notification.recipient.is_active:
+                    _, users = by_route.setdefault(notification.route_id, (notification.route, {}))
+                    users[notification.recipient_id] = notification.recipient
+            recipients[proposal_id] = [(r, list(users.values())) for r, users in by_route.values()]
+        _tell(
+            [deadline.proposal for deadline in deadlines],
+            kind=NotificationKind.REMINDER,
+            now=now,
+            recipients_of=lambda proposal: recipients.get(proposal.pk, []),
+            at_once=True,
+        )
+        DecisionDeadline.objects.filter(pk__in=[d.pk for d in deadlines]).update(reminded_at=now)
+    return len(deadlines)
+
+
+def _escalate(*, now: datetime) -> int:
+    """The deadline has passed: tell the backup groups of the routes that told about the
+    proposal in this round, once, and record it in the proposal's history."""
+    with transaction.atomic():
+        deadlines = list(
+            _open_deadlines()
+            .filter(escalated_at__isnull=True, due_at__lte=now)
+            .order_by("due_at")[:SWEEP_BATCH]
+        )
+        if not deadlines:
+            return 0
+        told = _told_in_round(deadlines)
+        members: dict[int, list] = {}
+        backups: dict[int, list[Route]] = {}
+        for deadline in deadlines:
+            routes = {}
+            for notification in told.get(deadline.proposal_id, []):
+                route = notification.route
+                if route is not None and route.backup_group_id is not None:
+                    routes.setdefault(route.backup_group_id, route)
+            backups[deadline.proposal_id] = list(routes.values())
+            for route in routes.values():
+                if route.backup_group_id not in members:
+                    members[route.backup_group_id] = group_recipients(route.backup_group)
+        _tell(
+            [deadline.proposal for deadline in deadlines],
+            kind=NotificationKind.ESCALATION,
+            now=now,
+            recipients_of=lambda proposal: [
+                (route, members[route.backup_group_id]) for route in backups[proposal.pk]
+            ],
+            at_once=True,
+        )
+        proposals = []
+        for deadline in deadlines:
+            routes = backups[deadline.proposal_id]
+            deadline.escalated_at = now
+            deadline.escalated_to = routes[0].backup_group if routes else None
+            proposal = deadline.proposal
+            proposal._change_reason = _escalation_note(deadline, routes, members)
+            proposals.append(proposal)
+        DecisionDeadline.objects.bulk_update(deadlines, ["escalated_at", "escalated_to"])
+        history = Proposal.history
+        history.model.objects.bulk_create(
+            history_records(history, proposals, actor=DEADLINES_ACTOR, date=now, update=True)
+        )
+    return len(deadlines)
+
+
+def _escalation_note(
+    deadline: DecisionDeadline, routes: Sequence[Route], members: dict[int, list]
+) -> str:
+    """What the proposal's history says of its escalation, in an auditor's words."""
+    within = describe_duration(deadline.due_at - deadline.started_at)
+    overdue = (
+        f"Overdue: no decision within {within} of review round {deadline.review_round} "
+        f"(due {deadline.due_at:%Y-%m-%d %H:%M:%S} UTC)"
+    )
+    if not routes:
+        return (
+            f"{overdue}; nobody could be escalated to: no route that told about it names a "
+            "backup group."
+        )
+    groups = []
+    for route in routes:
+        told = len(members[route.backup_group_id])
+        people = f"{told} {'person' if told == 1 else 'people'} told" if told else "nobody in it"
+        groups.append(f"group “{route.backup_group.name}” of route “{route.name}” ({people})")
+    return f"{overdue}; escalated to {', '.join(groups)}."

@@ -1,0 +1,105 @@
+"""Digests: the messages held for a digest go out together, one message per person and
+channel, once the first of them is due; those about proposals that no longer wait in their
+round are dropped, with the reason, rather than sent.
+
+A digest follows the outbox's rules (``notifications.services``): its notifications are
+taken under a row lock (skip locked: two runs never take one), leased by pushing their next
+attempt past the time a send may take, sent with no transaction open, and recorded only if
+the lease is still theirs. A run that dies mid-send leaves them held, due again once the
+lease runs out: resent, never lost."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from notifications.channels import ChannelError, channel_for
+from notifications.messages import proposal_message
+from notifications.models import Notification, NotificationStatus
+from notifications.services import LEASE, _backoff, _not_to_send
+
+HELD = NotificationStatus.HELD
+DIGEST_LIMIT = 100  # proposals in one message; more go in the next run's
+RECIPIENTS_A_RUN = 500
+
+
+def notifications_send_digests(*, now: datetime | None = None) -> int:
+    """Send the digests that are due, one per person and channel. Returns how many
+    messages went."""
+    now = now or timezone.now()
+    due = (
+        Notification.objects.filter(status=HELD, next_attempt_at__lte=now)
+        .values_list("recipient_id", "channel")
+        .distinct()
+        .order_by("recipient_id", "channel")[:RECIPIENTS_A_RUN]
+    )
+    return sum(
+        digest_send(recipient_id=recipient_id, channel=channel, now=now)
+        for recipient_id, channel in list(due)
+    )
+
+
+def digest_send(*, recipient_id: int, channel: str, now: datetime) -> int:
+    """Send one person, on one channel, the digest of what is held for them, if any of it
+    is due. Everything held for them goes, due or not: that keeps to one message every
+    ``digest_minutes``, as the person's route says (what arrives after this digest is held
+    that long from when it arrives). Returns 1 if a message went, else 0."""
+    with transaction.atomic():
+        held = list(
+            Notification.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("proposal__agent", "proposal__account", "recipient")
+            .filter(recipient_id=recipient_id, channel=channel, status=HELD)
+            # Held and never tried, or due: not those another run is sending (leased).
+            .filter(Q(next_attempt_at__lte=now) | Q(attempts=0))
+            .order_by("created_at", "pk")[:DIGEST_LIMIT]
+        )
+        if not any(notification.next_attempt_at <= now for notification in held):
+            return 0
+        to_send, ended = [], []
+        for notification in held:
+            refusal = _not_to_send(notification)
+            if refusal:
+                notification.status = NotificationStatus.NOT_SENT
+            elif notification.attempts >= settings.NOTIFICATION_MAX_ATTEMPTS:
+                notification.status, refusal = NotificationStatus.FAILED, "gave up"
+            else:
+                notification.attempts += 1
+                notification.next_attempt_at = now + LEASE
+                to_send.append(notification)
+                continue
+            notification.log = [*notification.log, {"at": now.isoformat(), "result": refusal}]
+            ended.append(notification)
+        Notification.objects.bulk_update(ended, ["status", "log"])
+        Notification.objects.bulk_update(to_send, ["attempts", "next_attempt_at"])
+    if not to_send:
+        return 0
+
+    recipient = to_send[0].recipient
+    messages = [proposal_message(n.proposal, kind=n.kind, now=now) for n in to_send]
+    try:
+        sent = channel_for(channel).send_digest(recipient=recipient, messages=messages)
+        delivered, retry, result = True, False, sent.result
+    except ChannelError as error:
+        delivered, retry, result = False, not error.permanent, str(error)
+
+    finished = timezone.now()
+    ids = ", ".join(f"#{n.proposal_id}" for n in to_send)
+    entry = {"at": finished.isoformat(), "result": f"in a digest of {ids}: {result}"}
+    with transaction.atomic():
+        for notification in to_send:
+            changes = {"log": [*notification.log, entry]}
+            if delivered:
+                changes.update(status=NotificationStatus.SENT, sent_at=finished)
+            elif retry and notification.attempts < settings.NOTIFICATION_MAX_ATTEMPTS:
+                changes.update(next_attempt_at=finished + _backoff(notification.attempts))
+            else:
+                changes.update(status=NotificationStatus.FAILED)
+            # Only if this attempt is still the latest (see notification_deliver).
+            Notification.objects.filter(
+                pk=notification.pk, attempts=notification.attempts, status=HELD
+            ).update(**changes)
+    return 1 if delivered else 0

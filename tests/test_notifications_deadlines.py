@@ -1,0 +1,326 @@
+"""Deadlines to decide: under a policy's “decide within”, the people told are reminded at half
+time and, at the deadline, the route's backup group is told and the proposal's history says
+so; a proposal decided in time is neither; the dashboard shows the share decided in time and
+each route's time to a decision, as it happened."""
+
+import re
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import connection
+from django.utils import timezone
+
+from approvals.models import Agent, Proposal, ProposalStatus
+from approvals.services.decisions import proposal_approve, proposal_reject
+from approvals.services.lifecycle import proposal_transition
+from audit.actors import Actor
+from notifications.deadlines import deadlines_sweep
+from notifications.models import DecisionDeadline, Notification, NotificationKind, Route
+from policies.models import Policy
+from tests.conftest import reallocation, wait_until
+from tests.factories import evaluated
+
+DEMO_ROUTE = "Demo: everything waiting, to the operators"
+
+
+def decide_within(seconds: float) -> None:
+    for policy in Policy.objects.all():
+        policy.decide_within = timedelta(seconds=seconds)
+        policy.save()
+
+
+def backup_member(email: str = "backup@example.com"):
+    """A backup group with one member, named by the demo's route."""
+    backup = Group.objects.create(name="backup")
+    user = get_user_model().objects.create_user("backup", email=email, is_staff=True)
+    user.groups.add(backup)
+    route = Route.objects.get(name=DEMO_ROUTE)
+    route.backup_group = backup
+    route.save()
+    return user
+
+
+def subjects(mailbox, address: str) -> list[str]:
+    return [message["Subject"] for message in mailbox.to(address)]
+
+
+def sweep_until(moment, *, every: float = 0.25) -> None:
+    """Sweep the deadlines as the beat does, only more often, until ``moment`` has passed."""
+    while timezone.now() < moment:
+        deadlines_sweep()
+        time.sleep(every)
+    deadlines_sweep()
+
+
+def shown(page, element_id: str) -> str:
+    match = re.search(rf'id="{element_id}"[^>]*>(.*?)</', page.text, re.S)
+    assert match, f"#{element_id} is not on the page"
+    return re.sub(r"<[^>]+>", "", match.group(1)).strip()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_operator_is_reminded_at_half_time_and_backup_group_told_at_the_deadline(
+    optimizer, mailbox, login
+):
+    decide_within(seconds=6)
+    backup_member()
+    answer = optimizer.post("/api/v1/proposals/", reallocation(), format="json")
+    assert answer.status_code == 201, answer.content
+    proposal_id = answer.json()["id"]
+    deadline = DecisionDeadline.objects.get(proposal_id=proposal_id)
+    assert deadline.due_at - deadline.started_at == timedelta(seconds=6)
+    wait_until(lambda: mailbox.to("operator@example.com"), timeout=15)
+
+    sweep_until(deadline.remind_at - timedelta(seconds=0.5))
+    assert len(mailbox.to("operator@example.com")) == 1, "reminded before half time"
+    sweep_until(deadline.remind_at + timedelta(seconds=0.3))
+    wait_until(lambda: len(mailbox.to("operator@example.com")) >= 2, timeout=2)
+    reminder = mailbox.to("operator@example.com")[1]
+    reminded_by = timezone.now()
+    assert reminded_by < deadline.due_at, "the reminder came after the deadline"
+    assert reminder["Subject"].startswith("[HITL] Reminder: half the time to decide is gone")
+    assert f"#{proposal_id}" in reminder["Subject"]
+    assert not mailbox.to("backup@example.com"), "escalated before the deadline"
+
+    sweep_until(deadline.due_at + timedelta(seconds=1))
+    [escalation] = wait_until(lambda: mailbox.to("backup@example.com"), timeout=15)
+    assert escalation["Subject"].startswith("[HITL] Overdue: escalated to you")
+    assert (
+        f"/admin/approvals/proposal/{proposal_id}/change/"
+        in escalation.get_body(preferencelist=("plain",)).get_content()
+    )
+
+    # More beats change nothing: one reminder, one escalation.
+    sweep_until(timezone.now() + timedelta(seconds=1))
+    time.sleep(1)
+    assert len(subjects(mailbox, "operator@example.com")) == 2
+    assert len(subjects(mailbox, "backup@example.com")) == 1
+    deadline.refresh_from_db()
+    assert deadline.remind_at <= deadline.reminded_at < deadline.due_at <= deadline.escalated_at
+    assert deadline.escalated_to.name == "backup"
+    # Escalating moves nothing: it still waits for a person.
+    assert Proposal.objects.get(pk=proposal_id).status == ProposalStatus.PENDING_REVIEW
+
+    auditor = login("auditor")
+    history = auditor.get(f"/admin/approvals/proposal/{proposal_id}/history/")
+    assert "Overdue: no decision within 6 seconds" in history.text
+    assert "escalated to group “backup” of route “Demo: everything waiting" in history.text
+    assert "the deadline sweep" in history.text
+    page = auditor.get(f"/admin/approvals/proposal/{proposal_id}/change/")
+    assert "escalated" in shown(page, "proposal-escalation")
+    assert "“backup”" in shown(page, "proposal-escalation")
+    assert shown(page, "proposal-status") == "Pending review"
+    wait_until(
+        lambda: (
+            Notification.objects.filter(status="sent").count() == 3
+            and not Notification.objects.exclude(status="sent").exists()
+        )
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_without_a_backup_group_the_history_says_nobody_could_be_escalated_to(
+    optimizer, mailbox, login
+):
+    decide_within(seconds=2)
+    answer = optimizer.post("/api/v1/proposals/", reallocation(), format="json")
+    proposal_id = answer.json()["id"]
+    deadline = DecisionDeadline.objects.get(proposal_id=proposal_id)
+    wait_until(lambda: mailbox.to("operator@example.com"), timeout=15)
+    sweep_until(deadline.due_at + timedelta(seconds=0.5))
+
+    deadline.refresh_from_db()
+    assert deadline.escalated_at is not None and deadline.escalated_to is None
+    assert not Notification.objects.filter(kind=NotificationKind.ESCALATION).exists()
+    history = login("auditor").get(f"/admin/approvals/proposal/{proposal_id}/history/")
+    assert "nobody could be escalated to: no route that told about it names a backup group" in (
+        history.text
+    )
+    wait_until(lambda: not Notification.objects.filter(status="pending").exists())
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_a_proposal_decided_in_time_is_never_reminded_nor_escalated_and_counts_as_met(
+    optimizer, mailbox, login, operators
+):
+    decide_within(seconds=3)
+    backup_member()
+    answer = optimizer.post("/api/v1/proposals/", reallocation(), format="json")
+    proposal_id = answer.json()["id"]
+    deadline = DecisionDeadline.objects.get(proposal_id=proposal_id)
+    wait_until(lambda: mailbox.to("operator@example.com"), timeout=15)
+    for reviewer in operators:
+        if Proposal.objects.get(pk=proposal_id).status == ProposalStatus.PENDING_REVIEW:
+            proposal_approve(proposal_id=proposal_id, reviewer=reviewer)
+
+    sweep_until(deadline.due_at + timedelta(seconds=1))
+    time.sleep(1)  # a reminder or an escalation would have been sent by now
+
+    assert subjects(mailbox, "operator@example.com") == [
+        mailbox.to("operator@example.com")[0]["Subject"]
+    ]
+    assert not mailbox.to("backup@example.com")
+    assert not Notification.objects.exclude(kind=NotificationKind.WAITING).exists()
+    deadline.refresh_from_db()
+    assert (deadline.reminded_at, deadline.escalated_at) == (None, None)
+    assert deadline.ended_as == ProposalStatus.APPROVED and deadline.met
+    page = login("operator").get("/admin/")
+    assert shown(page, "deadline-met-share") == "100%"
+    assert shown(page, "deadline-in-time") == "1"
+    assert shown(page, "deadline-open-count") == "0"
+    wait_until(
+        lambda: (
+            Proposal.objects.get(pk=proposal_id).status == ProposalStatus.EXECUTED
+            and not Notification.objects.filter(status="pending").exists()
+        )
+    )
+
+
+def deadline_of(proposal: Proposal) -> DecisionDeadline:
+    return DecisionDeadline.objects.get(proposal=proposal, review_round=proposal.review_round)
+
+
+def overdue(proposal: Proposal) -> None:
+    """As if its deadline had passed: started 20 minutes ago, due 10 minutes ago."""
+    now = timezone.now()
+    DecisionDeadline.objects.filter(pk=deadline_of(proposal).pk).update(
+        started_at=now - timedelta(minutes=20),
+        remind_at=now - timedelta(minutes=15),
+        due_at=now - timedelta(minutes=10),
+    )
+
+
+def decided_after(proposal: Proposal, minutes: int) -> None:
+    """As if the decision had come ``minutes`` after evaluation (as test_dashboard does)."""
+    proposal.refresh_from_db()
+    Proposal.objects.filter(pk=proposal.pk).update(
+        evaluated_at=proposal.decided_at - timedelta(minutes=minutes)
+    )
+
+
+def test_dashboard_shows_the_share_decided_in_time_and_each_routes_time_to_decide(
+    demo_world, login
+):
+    decide_within(seconds=600)
+    operator = get_user_model().objects.get(username="operator")
+    optimizer = Actor.for_agent(Agent.objects.get(name="optimizer"))
+
+    in_time = evaluated(reallocation("150.00"))
+    proposal_approve(proposal_id=in_time.pk, reviewer=operator)
+    decided_after(in_time, 10)
+    # A second route, to the policy owner, from here on: it tells of the rest only.
+    owners = Route.objects.create(name="Reallocations, to the policy owner")
+    owners.users.set([get_user_model().objects.get(username="policy-owner")])
+
+    late = evaluated(reallocation("200.00"))
+    overdue(late)
+    proposal_approve(proposal_id=late.pk, reviewer=operator)
+    decided_after(late, 30)
+    rejected = evaluated(reallocation("250.00"))
+    proposal_reject(proposal_id=rejected.pk, reviewer=operator, reason_code="wrong_signal")
+    decided_after(rejected, 90)
+    expired = evaluated(reallocation("260.00"))
+    overdue(expired)
+    proposal_transition(
+        proposal_id=expired.pk, to_status=ProposalStatus.EXPIRED, actor=Actor.system("expiry")
+    )
+    withdrawn = evaluated(reallocation("270.00"))
+    proposal_transition(
+        proposal_id=withdrawn.pk, to_status=ProposalStatus.WITHDRAWN, actor=optimizer
+    )
+    overdue(evaluated(reallocation("280.00")))  # still waits, past its deadline
+    evaluated(reallocation("290.00"))  # still waits, in time
+    long_ago = evaluated(reallocation("300.00"))
+    proposal_approve(proposal_id=long_ago.pk, reviewer=operator)
+    DecisionDeadline.objects.filter(pk=deadline_of(long_ago).pk).update(
+        ended_at=timezone.now() - timedelta(days=8)
+    )
+    Proposal.objects.filter(pk=long_ago.pk).update(decided_at=timezone.now() - timedelta(days=8))
+
+    page = login("auditor").get("/admin/")
+
+    assert page.status_code == 200
+    # Of the four rounds people decided or let expire this week, two were decided in time.
+    assert shown(page, "deadline-met-share") == "50%"
+    assert "of the 4 review rounds with a deadline" in page.text
+    assert [shown(page, f"deadline-{name}") for name in ("in-time", "late", "expired")] == [
+        "2",
+        "1",
+        "1",
+    ]
+    assert shown(page, "deadline-open-count") == "2"
+    assert shown(page, "deadline-open-overdue") == "1"
+    assert shown(page, "deadline-not-decided") == "1"
+
+    rows = dict(
+        re.findall(
+            r'<tr data-route="([^"]+)">(.*?)</tr>',
+            page.text.split('id="route-decision-times"')[1],
+            re.S,
+        )
+    )
+    cells = {route: re.findall(r"<td[^>]*>(.*?)</td>", row) for route, row in rows.items()}
+    # The operators were told of all three decided: 10, 30 and 90 minutes.
+    assert cells[DEMO_ROUTE][1:] == ["3", "30 min", "78 min"]
+    # The policy owner's route, of the two after it: 30 and 90 minutes.
+    assert cells["Reallocations, to the policy owner"][1:] == ["2", "60 min", "84 min"]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_two_sweeps_at_once_remind_and_escalate_once(optimizer, mailbox):
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks are PostgreSQL's; SQLite lets one writer in at a time")
+    decide_within(seconds=600)
+    backup_member()
+    proposals = [
+        optimizer.post("/api/v1/proposals/", reallocation(amount), format="json").json()["id"]
+        for amount in ("150.00", "200.00", "250.00")
+    ]
+    wait_until(lambda: len(mailbox.to("operator@example.com")) == 3, timeout=15)
+    now = timezone.now()
+    halfway, past = proposals[:2], proposals[2:]
+    DecisionDeadline.objects.filter(proposal_id__in=halfway).update(
+        started_at=now - timedelta(minutes=6),
+        remind_at=now - timedelta(minutes=1),
+        due_at=now + timedelta(minutes=4),
+    )
+    DecisionDeadline.objects.filter(proposal_id__in=past).update(
+        started_at=now - timedelta(minutes=11),
+        remind_at=now - timedelta(minutes=6),
+        due_at=now - timedelta(minutes=1),
+    )
+    start = threading.Barrier(2)
+    swept = []
+
+    def sweep() -> None:
+        start.wait()
+        try:
+            swept.append(deadlines_sweep())
+        finally:
+            connection.close()
+
+    sweeps = [threading.Thread(target=sweep) for _ in range(2)]
+    for thread in sweeps:
+        thread.start()
+    for thread in sweeps:
+        thread.join()
+
+    assert sum(s.reminded for s in swept) == 2
+    assert sum(s.escalated for s in swept) == 1
+    reminders = Notification.objects.filter(kind=NotificationKind.REMINDER)
+    assert sorted(reminders.values_list("proposal_id", flat=True)) == sorted(halfway)
+    [escalation] = Notification.objects.filter(kind=NotificationKind.ESCALATION)
+    assert (escalation.proposal_id, escalation.recipient.username) == (past[0], "backup")
+    wait_until(lambda: len(mailbox.to("operator@example.com")) == 5, timeout=15)
+    wait_until(lambda: len(mailbox.to("backup@example.com")) == 1, timeout=15)
+    wait_until(lambda: not Notification.objects.filter(status="pending").exists())
+    time.sleep(1)
+    assert len(mailbox.to("operator@example.com")) == 5

@@ -1,0 +1,119 @@
+"""Digests: a route that tells by digest sends each person one message listing what waits for
+them, once it is due; a proposal decided meanwhile is left out (not sent, and the reason
+kept); two runs at once send it once."""
+
+import threading
+import time
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core import mail
+from django.db import connection
+from django.utils import timezone
+
+from approvals.services.decisions import proposal_reject
+from notifications.digests import notifications_send_digests
+from notifications.models import Delivery, Notification, NotificationStatus, Route
+from notifications.tasks import send_due_digests
+from tests.conftest import reallocation, wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+DEMO_ROUTE = "Demo: everything waiting, to the operators"
+
+
+def by_digest(minutes: int = 1) -> None:
+    route = Route.objects.get(name=DEMO_ROUTE)
+    route.delivery, route.digest_minutes = Delivery.DIGEST, minutes
+    route.save()
+
+
+def submit(client, amounts: list[str]) -> list[dict]:
+    proposals = []
+    for amount in amounts:
+        answer = client.post("/api/v1/proposals/", reallocation(amount), format="json")
+        assert answer.status_code == 201, answer.content
+        assert answer.json()["status"] == "pending_review"
+        proposals.append(answer.json())
+    return proposals
+
+
+def digests_due_now() -> None:
+    """As if the route's minute had gone by (the digest is due a minute after the first)."""
+    Notification.objects.filter(status=NotificationStatus.HELD).update(
+        next_attempt_at=timezone.now()
+    )
+
+
+@pytest.mark.usefixtures("celery_worker")
+def test_a_digest_route_sends_one_email_listing_what_waits_leaving_out_what_was_decided(
+    optimizer, mailbox
+):
+    by_digest(minutes=1)
+    first, decided, third = submit(optimizer, ["150.00", "200.00", "250.00"])
+    held = Notification.objects.filter(status=NotificationStatus.HELD)
+    assert held.count() == 3
+    assert all(59 <= (n.next_attempt_at - n.created_at).total_seconds() <= 60 for n in held), (
+        "held for the route's minute"
+    )
+    send_due_digests.delay()
+    time.sleep(2)
+    assert not mailbox.to("operator@example.com"), "sent before the digest was due"
+
+    operator = get_user_model().objects.get(username="operator")
+    proposal_reject(proposal_id=decided["id"], reviewer=operator, reason_code="wrong_signal")
+    digests_due_now()
+    send_due_digests.delay()
+
+    [digest] = wait_until(lambda: mailbox.to("operator@example.com"), timeout=15)
+    assert digest["Subject"] == "[HITL] 2 proposals wait for a decision"
+    text = digest.get_body(preferencelist=("plain",)).get_content()
+    html = digest.get_body(preferencelist=("html",)).get_content()
+    for proposal in (first, third):
+        assert f"#{proposal['id']} {proposal['summary']}" in text
+        assert f"/admin/approvals/proposal/{proposal['id']}/change/" in html
+    assert f"#{decided['id']}" not in text
+    assert f"/admin/approvals/proposal/{decided['id']}/change/" not in html
+
+    wait_until(lambda: Notification.objects.filter(status=NotificationStatus.SENT).count() == 2)
+    [dropped] = Notification.objects.filter(proposal_id=decided["id"])
+    assert dropped.status == NotificationStatus.NOT_SENT
+    assert "rejected" in dropped.log[-1]["result"]
+    for sent in Notification.objects.filter(status=NotificationStatus.SENT):
+        assert sent.sent_at is not None
+        assert f"in a digest of #{first['id']}, #{third['id']}" in sent.log[-1]["result"]
+
+    # Another run finds nothing due: one message, not two.
+    send_due_digests.delay()
+    time.sleep(2)
+    assert len(mailbox.to("operator@example.com")) == 1
+
+
+@pytest.mark.usefixtures("celery_worker")
+def test_two_runs_at_once_send_one_digest(optimizer):
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks are PostgreSQL's; SQLite lets one writer in at a time")
+    by_digest(minutes=5)
+    submit(optimizer, ["150.00", "200.00"])
+    digests_due_now()
+    mail.outbox.clear()
+    start = threading.Barrier(2)
+    sent = []
+
+    def run() -> None:
+        start.wait()
+        try:
+            sent.append(notifications_send_digests())
+        finally:
+            connection.close()
+
+    runs = [threading.Thread(target=run) for _ in range(2)]
+    for thread in runs:
+        thread.start()
+    for thread in runs:
+        thread.join()
+
+    assert sorted(sent) == [0, 1]
+    [digest] = [m for m in mail.outbox if "operator@example.com" in m.to]
+    assert digest.subject == "[HITL] 2 proposals wait for a decision"
+    assert Notification.objects.filter(status=NotificationStatus.SENT).count() == 2
+    assert notifications_send_digests() == 0
