@@ -2,7 +2,9 @@
 
 Operators read everything and decide proposals; policy owners read everything, edit policies
 and the autonomy rules, and decide the platform's proposed policy changes; auditors read
-everything, history included, and change nothing.
+everything, history included, and change nothing. Policy owners also keep the routes that say
+who is told about what. Each person's own channels (``notifications.ReachedBy``) are theirs
+alone: no role reads or edits another's, and the console shows each person only their own.
 """
 
 from django.apps import apps as global_apps
@@ -12,7 +14,9 @@ OPERATORS = "operators"
 POLICY_OWNERS = "policy owners"
 AUDITORS = "auditors"
 
-VISIBLE_APPS = ("ledger", "approvals", "policies", "feedback")
+VISIBLE_APPS = ("ledger", "approvals", "policies", "feedback", "notifications")
+# Read by no role: each person sees their own alone (notifications.admin.MyChannelsAdmin).
+PRIVATE_MODELS = (("notifications", "reachedby"),)
 
 ROLE_EXTRA_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     OPERATORS: [("approvals", "decide_proposal")],
@@ -28,6 +32,9 @@ ROLE_EXTRA_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         ("ledger", "change_campaign"),
         # When the platform recommends more or less autonomy for an agent.
         ("feedback", "change_autonomyrules"),
+        # Who is told about what: routes are added, changed and deactivated, never deleted.
+        ("notifications", "add_route"),
+        ("notifications", "change_route"),
     ],
     AUDITORS: [],
 }
@@ -44,10 +51,13 @@ def sync_role_groups(apps=global_apps) -> None:
 
     group_model = apps.get_model("auth", "Group")
     permission_model = apps.get_model("auth", "Permission")
+    private = Q(pk__in=[])
+    for app_label, model in PRIVATE_MODELS:
+        private |= Q(content_type__app_label=app_label, content_type__model=model)
     view_all = list(
         permission_model.objects.filter(
             content_type__app_label__in=VISIBLE_APPS, codename__startswith="view_"
-        )
+        ).exclude(private)
     )
     for role, extras in ROLE_EXTRA_PERMISSIONS.items():
         group, _ = group_model.objects.get_or_create(name=role)

@@ -24,7 +24,7 @@ from simple_history.models import DeletedObject
 from simple_history.template_utils import HistoricalRecordContextHelper
 from simple_history.utils import get_history_model_for_model
 
-from audit.secret_fields import SECRET_SOUNDING, lookup_touches_secret, secret_fields
+from audit.secret_fields import lookup_touches_secret, sounds_secret_undeclared
 
 
 class ConsoleChangeList(ChangeList):
@@ -316,11 +316,12 @@ def console_secret_problems(site: admin.AdminSite) -> list[checks.CheckMessage]:
                     )
                 )
         for field in model._meta.concrete_fields:
-            if SECRET_SOUNDING.search(field.name) and field.name not in secret_fields(model):
+            if sounds_secret_undeclared(model, field.name):
                 errors.append(
                     checks.Error(
                         f"{model._meta.label}.{field.name} sounds secret but is not declared.",
-                        hint="Declare it in audit.secret_fields.SECRET_FIELDS.",
+                        hint="Declare it in audit.secret_fields.SECRET_FIELDS (or, if it is "
+                        "none, in NOT_SECRET_FIELDS).",
                         obj=model,
                         id="audit.E003",
                     )

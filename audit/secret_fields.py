@@ -23,8 +23,23 @@ SECRET_FIELDS: dict[str, frozenset[str]] = {
     "executors.googleadslink": frozenset({"developer_token", "client_secret", "refresh_token"}),
 }
 
-# A field so named is taken for a secret until it is declared above (the system check says so).
+# A field so named is taken for a secret until it is declared above (the system check says so)
+# or declared no secret below.
 SECRET_SOUNDING = re.compile(r"secret|password|passwd|digest|token|private|signing")
+
+NOT_SECRET_FIELDS: dict[str, frozenset[str]] = {
+    # How often a digest of notifications is sent, in minutes.
+    "notifications.route": frozenset({"digest_minutes"}),
+}
+
+
+def sounds_secret_undeclared(model: type[models.Model], name: str) -> bool:
+    """Whether a field's name sounds secret and it is declared neither a secret nor not one."""
+    return (
+        SECRET_SOUNDING.search(name) is not None
+        and name not in secret_fields(model)
+        and name not in NOT_SECRET_FIELDS.get(model._meta.label_lower, frozenset())
+    )
 
 
 def secret_fields(model: type[models.Model]) -> frozenset[str]:

@@ -1,11 +1,13 @@
-"""Reads of the notifications: which routes a proposal matches, and who they tell; how the
-deadlines went, and how long each route's proposals waited for a decision."""
+"""Reads of the notifications: which routes a proposal matches, and who they tell; who was
+told about a proposal and who is on it; how the deadlines went, and how long each route's
+proposals waited for a decision."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.db.models import Count, Exists, F, OuterRef, Q
@@ -14,6 +16,7 @@ from django.utils import timezone
 from approvals.models import Proposal, ProposalStatus
 from approvals.selectors import decision_time_percentiles, people_decided
 from notifications.models import (
+    Claim,
     DecisionDeadline,
     Notification,
     NotificationChannel,
@@ -73,6 +76,38 @@ def channels_of(users: Iterable) -> dict[int, list[str]]:
 def users_by_email(email: str) -> Sequence:
     """The active console users with this address (case aside)."""
     return list(get_user_model().objects.filter(email__iexact=email, is_active=True)[:2])
+
+
+def proposal_notifications(*, proposal: Proposal) -> list[Notification]:
+    """Who was told about a proposal, on which channel, when, and how the sending went, as
+    recorded; each with ``route_name``, the name its route had when the message was written
+    (not the name it has since been given)."""
+    notifications = list(
+        Notification.objects.filter(proposal=proposal)
+        .select_related("recipient")
+        .order_by("created_at", "pk")
+    )
+    names = defaultdict(list)
+    for version in (
+        Route.history.filter(id__in={n.route_id for n in notifications if n.route_id})
+        .order_by("history_date", "history_id")
+        .values("id", "name", "history_date")
+    ):
+        names[version["id"]].append(version)
+    for notification in notifications:
+        then = [
+            version["name"]
+            for version in names.get(notification.route_id, ())
+            if version["history_date"] <= notification.created_at
+        ]
+        notification.route_name = then[-1] if then else ""
+    return notifications
+
+
+def claim_live(*, proposal: Proposal, now: datetime | None = None) -> Claim | None:
+    """Who is on a proposal now, if anyone: a lapsed claim is nobody's."""
+    claim = Claim.objects.filter(proposal=proposal).select_related("user").first()
+    return claim if claim is not None and claim.is_live(now) else None
 
 
 DECIDED_BY_PEOPLE = (ProposalStatus.APPROVED, ProposalStatus.REJECTED)

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from approvals.models import Decision, DecisionOutcome, Proposal, ProposalStatus
-from approvals.services.acts import Act, may_act
+from approvals.services.acts import Act, check_may_act, may_act
 from audit.actors import Actor, acting_as
 from hitlproject.errors import Conflict
 from notifications.channels import ChannelError, channel_for
@@ -30,6 +30,8 @@ from notifications.models import (
     NotificationChannel,
     NotificationKind,
     NotificationStatus,
+    ReachedBy,
+    Route,
 )
 from notifications.selectors import channels_of, route_matches, route_recipients, routes_active
 from policies.models import Policy
@@ -371,8 +373,9 @@ def notifications_resend_due() -> int:
 
 
 def proposal_claim(*, proposal_id: int, user) -> Claim:
-    """“I'll take it”: ``user`` is on the proposal until the claim lapses. Taking one another
-    person holds live is refused (they are on it); it stops nobody from deciding."""
+    """“I'll take it”: ``user`` is on the proposal until the claim lapses. Only someone who
+    may decide it now takes it; taking one another person holds live is refused (they are on
+    it); it stops nobody from deciding."""
     now = timezone.now()
     with transaction.atomic(), acting_as(Actor.for_user(user)):
         proposal = Proposal.objects.select_for_update().get(pk=proposal_id)
@@ -381,6 +384,7 @@ def proposal_claim(*, proposal_id: int, user) -> Claim:
                 f"Proposal #{proposal.pk} is {proposal.get_status_display().lower()}; "
                 "there is nothing to take on."
             )
+        check_may_act(user, proposal, Act.APPROVE)
         claim = Claim.objects.filter(proposal=proposal).select_related("user").first()
         if claim is not None and claim.is_live(now) and claim.user_id != user.pk:
             raise Conflict(
@@ -403,3 +407,33 @@ def proposal_release(*, proposal_id: int, user) -> None:
             raise Conflict(f"You are not on proposal #{proposal_id}.")
         claim.lapses_at = timezone.now()
         claim.save(update_fields=["lapses_at"])
+
+
+def reached_by_choose(*, user, email: bool, slack: bool) -> ReachedBy:
+    """``user`` chooses the channels they are told on (theirs alone to choose); the first
+    choice creates the record."""
+    with transaction.atomic(), acting_as(Actor.for_user(user)):
+        chosen = ReachedBy.objects.select_for_update().filter(user=user).first()
+        if chosen is None:
+            chosen, created = ReachedBy.objects.get_or_create(
+                user=user, defaults={"email": email, "slack": slack}
+            )
+            if created:
+                return chosen
+        chosen.email, chosen.slack = email, slack
+        chosen.save()
+    return chosen
+
+
+def routes_deactivate(*, routes: Sequence[Route], user) -> int:
+    """Stop routes telling anyone (kept, with their history, and active again by a change).
+    Returns how many were active."""
+    stopped = 0
+    with transaction.atomic(), acting_as(Actor.for_user(user)):
+        for route in Route.objects.select_for_update().filter(
+            pk__in=[r.pk for r in routes], is_active=True
+        ):
+            route.is_active = False
+            route.save()
+            stopped += 1
+    return stopped

@@ -1,0 +1,330 @@
+"""The console's side of reaching people: routes kept by policy owners, each person's own
+channels, the outbox as sent, claims, and on each proposal's page who is on it and who was
+told (its deadline is ``notifications.templatetags.deadlines``). The proposal's page and
+queue are approvals' (which knows nothing of notifications): this app registers them again
+with what it adds."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import RelatedOnlyFieldListFilter
+from django.core.exceptions import BadRequest, ObjectDoesNotExist, PermissionDenied
+from django.http import HttpRequest, HttpResponseRedirect
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from approvals import action_types
+from approvals.admin import ProposalAdmin as ApprovalsProposalAdmin
+from approvals.admin import ReadOnlyAdmin
+from approvals.models import Proposal, ProposalStatus
+from approvals.services.acts import Act, LacksPermission, act_refusal, may_act
+from audit.admin import AuditedHistoryAdmin
+from hitlproject.converters import record_page
+from hitlproject.errors import DomainError, NotFound
+from notifications.models import Claim, Delivery, Notification, ReachedBy, Route
+from notifications.selectors import claim_live, proposal_notifications
+from notifications.services import (
+    proposal_claim,
+    proposal_release,
+    reached_by_choose,
+    routes_deactivate,
+)
+
+
+def route_scope(route: Route) -> str:
+    """Which proposals a route tells of, in words."""
+    scope = [
+        f"account {route.account.external_id}" if route.account_id else "every account",
+        route.get_channel_display() if route.channel else "every channel",
+        route.action_type.replace("_", " ") if route.action_type else "every action type",
+    ]
+    if route.minimum_risk:
+        scope.append(f"risk {route.minimum_risk}+")
+    return ", ".join(scope)
+
+
+class RouteForm(forms.ModelForm):
+    action_type = forms.ChoiceField(
+        choices=lambda: [("", "Every action type"), *[(n, n) for n in action_types.names()]],
+        required=False,
+        label="Action type",
+    )
+
+    class Meta:
+        model = Route
+        fields = [
+            "name",
+            "is_active",
+            "account",
+            "channel",
+            "action_type",
+            "minimum_risk",
+            "users",
+            "groups",
+            "delivery",
+            "digest_minutes",
+            "backup_group",
+        ]
+
+    def clean(self):
+        cleaned = super().clean()
+        if not cleaned.get("users") and not cleaned.get("groups"):
+            raise forms.ValidationError(
+                "Name at least one user or group to tell: a route that tells nobody does nothing."
+            )
+        return cleaned
+
+
+@admin.register(Route)
+class RouteAdmin(AuditedHistoryAdmin):
+    """Who is told about which proposals: policy owners add, change and deactivate routes;
+    the others read them, history included. A route is deactivated, never deleted: the
+    messages it sent still name it."""
+
+    form = RouteForm
+    list_display = ["name", "scope", "told", "delivery_display", "backup_group", "is_active"]
+    list_filter = [
+        "is_active",
+        ("account", RelatedOnlyFieldListFilter),
+        "channel",
+        "delivery",
+    ]
+    list_select_related = ["account", "backup_group"]
+    search_fields = ["name"]
+    filter_horizontal = ["users", "groups"]
+    show_full_result_count = False
+    actions = ["deactivate_selected"]
+    fieldsets = [
+        (None, {"fields": ["name", "is_active"]}),
+        (
+            "Which proposals (those that wait for a person; empty: any)",
+            {"fields": ["account", "channel", "action_type", "minimum_risk"]},
+        ),
+        ("Who is told", {"fields": ["users", "groups"]}),
+        ("How", {"fields": ["delivery", "digest_minutes", "backup_group"]}),
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("users", "groups")
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="which proposals")
+    def scope(self, route: Route) -> str:
+        return route_scope(route)
+
+    @admin.display(description="who is told")
+    def told(self, route: Route) -> str:
+        names = [user.get_username() for user in route.users.all()]
+        names += [f"group {group.name}" for group in route.groups.all()]
+        return ", ".join(names) or "nobody"
+
+    @admin.display(description="delivery", ordering="delivery")
+    def delivery_display(self, route: Route) -> str:
+        if route.delivery == Delivery.DIGEST:
+            return f"In a digest, at most every {route.digest_minutes} min"
+        return route.get_delivery_display()
+
+    @admin.action(description="Deactivate selected routes", permissions=["change"])
+    def deactivate_selected(self, request, queryset):
+        stopped = routes_deactivate(routes=list(queryset), user=request.user)
+        messages.success(request, f"Deactivated {stopped} route(s); they tell nobody now.")
+
+
+@admin.register(ReachedBy)
+class MyChannelsAdmin(AuditedHistoryAdmin):
+    """Each person's own channels, and only their own: the list is their one record (made
+    on their first save); another person's is no page of theirs."""
+
+    fields = ["email", "slack"]
+    change_form_template = "admin/notifications/reachedby/change_form.html"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(user=request.user)
+
+    def _own(self, request, obj=None) -> bool:
+        return request.user.is_active and (obj is None or obj.user_id == request.user.pk)
+
+    def has_module_permission(self, request) -> bool:
+        return self._own(request)
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return self._own(request, obj)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return self._own(request, obj)
+
+    def has_add_permission(self, request) -> bool:
+        return self._own(request) and not ReachedBy.objects.filter(user=request.user).exists()
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        if request.GET:  # no list here to filter: a lookup typed in is refused, as elsewhere
+            raise BadRequest("My channels is one page, your own: it takes no filters.")
+        own = ReachedBy.objects.filter(user=request.user).values_list("pk", flat=True).first()
+        if own is None:
+            return redirect("admin:notifications_reachedby_add")
+        return redirect("admin:notifications_reachedby_change", own)
+
+    def add_view(self, request, form_url="", extra_context=None):
+        own = ReachedBy.objects.filter(user=request.user).values_list("pk", flat=True).first()
+        if own is not None:
+            return redirect("admin:notifications_reachedby_change", own)
+        return super().add_view(request, form_url, extra_context)
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        context.update(
+            title="My channels",
+            email_address=request.user.email,
+        )
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def save_model(self, request, obj, form, change) -> None:
+        chosen = reached_by_choose(user=request.user, email=obj.email, slack=obj.slack)
+        obj.pk, obj.user = chosen.pk, request.user
+
+    def response_add(self, request, obj, post_url_continue=None):
+        messages.success(request, "Your channels are saved.")
+        return redirect("admin:notifications_reachedby_change", obj.pk)
+
+    def response_change(self, request, obj):
+        messages.success(request, "Your channels are saved.")
+        return redirect("admin:notifications_reachedby_change", obj.pk)
+
+
+@admin.register(Notification)
+class NotificationAdmin(ReadOnlyAdmin):
+    """The outbox: every message to a person, as it was sent (or why it was not)."""
+
+    list_display = [
+        "id",
+        "proposal_number",
+        "recipient",
+        "channel",
+        "kind",
+        "status",
+        "attempts",
+        "created_at",
+        "sent_at",
+    ]
+    list_filter = ["status", "channel", "kind"]
+    list_select_related = ["recipient"]
+    raw_id_fields = ["proposal", "route", "updates"]
+    exclude = ["slack_channel", "slack_ts"]
+
+    @admin.display(description="proposal", ordering="proposal_id")
+    def proposal_number(self, notification: Notification) -> str:
+        url = reverse("admin:approvals_proposal_change", args=[notification.proposal_id])
+        return format_html('<a href="{}">#{}</a>', url, notification.proposal_id)
+
+
+@admin.register(Claim)
+class ClaimAdmin(ReadOnlyAdmin):
+    list_display = ["proposal_id", "user", "claimed_at", "lapses_at", "live"]
+    list_select_related = ["user"]
+    raw_id_fields = ["proposal"]
+
+    @admin.display(description="on it now", boolean=True)
+    def live(self, claim: Claim) -> bool:
+        return claim.is_live()
+
+
+def on_it_text(claim: Claim | None, now) -> str:
+    if claim is None or not claim.is_live(now):
+        return ""
+    return f"{claim.user.get_username()} until {timezone.localtime(claim.lapses_at):%H:%M}"
+
+
+admin.site.unregister(Proposal)
+
+
+@admin.register(Proposal)
+class ProposalAdmin(ApprovalsProposalAdmin):
+    """The review queue and a proposal's page, with who is on each proposal (“I'll take
+    it”) and who was told about it."""
+
+    list_display = [*ApprovalsProposalAdmin.list_display[:-1], "on_it", "age"]
+    # The claim and its holder in the queue's one query (a left join on a unique key).
+    list_select_related = [*ApprovalsProposalAdmin.list_select_related, "claim__user"]
+    change_form_template = "admin/notifications/proposal/change_form.html"
+
+    @admin.display(description="on it")
+    def on_it(self, proposal: Proposal) -> str:
+        if proposal.status != ProposalStatus.PENDING_REVIEW:
+            return ""
+        try:
+            claim = proposal.claim
+        except ObjectDoesNotExist:
+            return ""
+        return on_it_text(claim, timezone.now())
+
+    def get_urls(self):
+        def view(name: str, func):
+            return record_page(
+                f"{name}/", self.admin_site.admin_view(func), name=f"approvals_proposal_{name}"
+            )
+
+        return [
+            *view("claim", self.claim_view),
+            *view("release", self.release_view),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        proposal = self.get_object(request, object_id)
+        if proposal is not None:
+            claim = claim_live(proposal=proposal)
+            pending = proposal.status == ProposalStatus.PENDING_REVIEW
+            extra_context = {
+                "claim": claim if pending else None,
+                "can_claim": pending
+                and (claim is None or claim.user_id == request.user.pk)
+                and may_act(request.user, proposal, Act.APPROVE),
+                "holds_claim": pending and claim is not None and claim.user_id == request.user.pk,
+                "told": proposal_notifications(proposal=proposal),
+                **(extra_context or {}),
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _claim_act(self, request: HttpRequest, object_id: int, act) -> HttpResponseRedirect:
+        page = HttpResponseRedirect(reverse("admin:approvals_proposal_change", args=[object_id]))
+        if request.method != "POST":  # an act's address opened as a page: the proposal's
+            return page
+        try:
+            said = act()
+        except DomainError as error:
+            messages.error(request, error.message)
+        else:
+            messages.success(request, said)
+        return page
+
+    def claim_view(self, request: HttpRequest, object_id: int):
+        """“I'll take it”, by someone who may decide the proposal (a role that does not
+        decide proposals of its kind is refused outright; the service checks the rest)."""
+        proposal = Proposal.objects.select_related("agent").filter(pk=object_id).first()
+        if proposal is not None and isinstance(
+            act_refusal(request.user, proposal, Act.APPROVE), LacksPermission
+        ):
+            raise PermissionDenied
+
+        def take() -> str:
+            if proposal is None:
+                raise NotFound(f"There is no proposal #{object_id}.")
+            claim = proposal_claim(proposal_id=object_id, user=request.user)
+            return (
+                f"You are on proposal #{object_id} until "
+                f"{timezone.localtime(claim.lapses_at):%H:%M}; the others see it."
+            )
+
+        return self._claim_act(request, object_id, take)
+
+    def release_view(self, request: HttpRequest, object_id: int):
+        def give_back() -> str:
+            proposal_release(proposal_id=object_id, user=request.user)
+            return f"You gave proposal #{object_id} back: nobody is on it."
+
+        return self._claim_act(request, object_id, give_back)

@@ -1,0 +1,326 @@
+"""Reaching people, as the console shows it: policy owners keep the routes (with history), the
+others read them; each person chooses their own channels and nobody else's; a reviewer takes a
+proposal ("I'll take it") and the others see who is on it, in the queue too, without being
+stopped from deciding; a proposal's page says who was told, on which channel, when, whether it
+was sent, and its deadline."""
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from approvals.models import ProposalStatus
+from approvals.roles import OPERATORS
+from approvals.services.decisions import proposal_approve
+from ledger.models import Account
+from notifications.models import Claim, Notification, NotificationStatus, ReachedBy, Route
+from notifications.services import notification_deliver
+from policies.models import Policy
+from tests.conftest import reallocation
+from tests.factories import evaluated
+
+pytestmark = pytest.mark.django_db
+
+DEMO_ROUTE = "Demo: everything waiting, to the operators"
+
+
+def route_form(**values) -> dict:
+    return {
+        "name": "Big reallocations to the operators",
+        "is_active": "on",
+        "account": Account.objects.get(external_id="demo").pk,
+        "channel": "",
+        "action_type": "budget_reallocation",
+        "minimum_risk": "50",
+        "groups": [Group.objects.get(name=OPERATORS).pk],
+        "delivery": "digest",
+        "digest_minutes": "15",
+        "backup_group": "",
+        **values,
+    }
+
+
+def test_policy_owner_adds_a_route_and_its_history_names_them(login):
+    client = login("policy-owner")
+    response = client.post(reverse("admin:notifications_route_add"), route_form())
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    route = Route.objects.get(name="Big reallocations to the operators")
+    assert [g.name for g in route.groups.all()] == [OPERATORS]
+    assert (route.action_type, route.minimum_risk, route.delivery) == (
+        "budget_reallocation",
+        50,
+        "digest",
+    )
+
+    listing = client.get(reverse("admin:notifications_route_changelist")).text
+    assert "account demo, every channel, budget reallocation, risk 50+" in listing
+    assert "group operators" in listing
+    assert "In a digest, at most every 15 min" in listing
+
+    client.post(
+        reverse("admin:notifications_route_change", args=[route.pk]),
+        route_form(name="Big reallocations, at once", delivery="immediately"),
+    )
+    history = client.get(reverse("admin:notifications_route_history", args=[route.pk])).text
+    assert "Big reallocations, at once" in history
+    assert "Big reallocations to the operators" in history
+    latest = route.history.latest("history_date")
+    assert (latest.history_actor_kind, latest.history_actor) == ("user", "policy-owner")
+
+
+def test_a_route_that_tells_nobody_is_refused_with_a_clear_error(login):
+    response = login("policy-owner").post(
+        reverse("admin:notifications_route_add"), route_form(groups=[])
+    )
+    assert response.status_code == 200
+    assert "Name at least one user or group to tell" in response.text
+    assert not Route.objects.filter(name="Big reallocations to the operators").exists()
+
+
+def test_a_route_offers_the_registered_action_types_and_refuses_others(login):
+    client = login("policy-owner")
+    page = client.get(reverse("admin:notifications_route_add")).text
+    assert '<option value="budget_reallocation">' in page
+    assert '<option value="" selected>Every action type</option>' in page
+    response = client.post(
+        reverse("admin:notifications_route_add"), route_form(action_type="launch_rockets")
+    )
+    assert response.status_code == 200
+    assert "Select a valid choice" in response.text
+    assert not Route.objects.filter(name="Big reallocations to the operators").exists()
+
+
+def test_policy_owner_deactivates_a_route_and_history_keeps_it(login):
+    route = Route.objects.get(name=DEMO_ROUTE)
+    response = login("policy-owner").post(
+        reverse("admin:notifications_route_changelist"),
+        {"action": "deactivate_selected", "_selected_action": [route.pk]},
+    )
+    assert response.status_code == 302
+    route.refresh_from_db()
+    assert not route.is_active
+    latest = route.history.latest("history_date")
+    assert (latest.is_active, latest.history_actor) == (False, "policy-owner")
+
+
+def test_operator_reads_routes_but_cannot_change_them(login):
+    client = login("operator")
+    route = Route.objects.get(name=DEMO_ROUTE)
+    assert client.get(reverse("admin:notifications_route_changelist")).status_code == 200
+    assert client.get(reverse("admin:notifications_route_add")).status_code == 403
+    change = reverse("admin:notifications_route_change", args=[route.pk])
+    assert client.post(change, route_form(name="mine now")).status_code == 403
+    assert Route.objects.get(pk=route.pk).name == DEMO_ROUTE
+    response = client.post(
+        reverse("admin:notifications_route_changelist"),
+        {"action": "deactivate_selected", "_selected_action": [route.pk]},
+    )
+    assert Route.objects.get(pk=route.pk).is_active
+    assert response.status_code in (200, 302)
+
+
+def test_auditor_reads_routes_outbox_and_claims_with_history_and_changes_nothing(login):
+    client = login("auditor")
+    route = Route.objects.get(name=DEMO_ROUTE)
+    page = client.get(reverse("admin:notifications_route_change", args=[route.pk]))
+    assert page.status_code == 200
+    assert 'name="_save"' not in page.text
+    history = client.get(reverse("admin:notifications_route_history", args=[route.pk]))
+    assert history.status_code == 200
+    assert "seed_demo" in history.text
+    assert client.post(
+        reverse("admin:notifications_route_change", args=[route.pk]), route_form()
+    ).status_code == (403)
+    assert Route.objects.get(pk=route.pk).name == DEMO_ROUTE
+    for listing in ("notification", "claim"):
+        assert client.get(reverse(f"admin:notifications_{listing}_changelist")).status_code == 200
+
+
+def test_each_person_chooses_their_own_channels(login):
+    operator = login("operator")
+    mine = reverse("admin:notifications_reachedby_changelist")
+    first = operator.get(mine)
+    assert first.status_code == 302
+    assert first.url == reverse("admin:notifications_reachedby_add")
+    page = operator.get(first.url).text
+    assert "Email goes to <strong>operator@example.com</strong>" in page
+    assert "Slack finds you by this same address" in page
+
+    saved = operator.post(first.url, {"slack": "on"})  # email unticked
+    assert saved.status_code == 302
+    choice = ReachedBy.objects.get(user__username="operator")
+    assert (choice.email, choice.slack) == (False, True)
+    assert operator.get(mine).url == reverse(
+        "admin:notifications_reachedby_change", args=[choice.pk]
+    )
+    assert choice.history.latest("history_date").history_actor == "operator"
+
+    auditor = login("auditor")
+    theirs = reverse("admin:notifications_reachedby_change", args=[choice.pk])
+    assert auditor.get(theirs).status_code == 302  # no such page of theirs: back to the index
+    auditor.post(theirs, {"email": "on"})
+    choice.refresh_from_db()
+    assert (choice.email, choice.slack) == (False, True)
+    history = reverse("admin:notifications_reachedby_history", args=[choice.pk])
+    assert auditor.get(history).status_code == 403
+    # The auditor's own list is their own record, made on their first save.
+    assert auditor.get(mine).url == reverse("admin:notifications_reachedby_add")
+    auditor.post(reverse("admin:notifications_reachedby_add"), {"email": "on", "slack": "on"})
+    assert ReachedBy.objects.get(user__username="auditor").slack
+    assert ReachedBy.objects.count() == 2
+
+
+def test_the_user_tools_link_to_my_channels(login):
+    page = login("policy-owner").get(reverse("admin:index")).text
+    assert 'id="my-channels-link"' in page
+
+
+def claim_url(proposal) -> str:
+    return reverse("admin:approvals_proposal_claim", args=[proposal.pk])
+
+
+def detail(client: Client, proposal) -> str:
+    return client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk])).text
+
+
+def test_reviewer_takes_a_proposal_and_gives_it_back(login, operators):
+    proposal = evaluated()
+    operator = login("operator")
+    second = Client()
+    second.force_login(operators[1])
+    page = detail(operator, proposal)
+    assert 'value="I\'ll take it"' in page and "On it:</strong> nobody yet" in page
+
+    taken = operator.post(claim_url(proposal), follow=True)
+    assert "You are on proposal" in taken.text
+    assert "On it:</strong> you, until" in taken.text
+    assert 'id="release-form"' in taken.text
+    claim = Claim.objects.get(proposal=proposal)
+    assert claim.user.username == "operator" and claim.is_live()
+
+    theirs = detail(second, proposal)
+    assert "On it:</strong> operator, until" in theirs
+    assert 'id="claim-form"' not in theirs
+    assert 'id="approve-form"' in theirs  # claiming stops nobody from deciding
+    refused = second.post(claim_url(proposal), follow=True)
+    assert "Operator is on proposal" in refused.text
+    assert Claim.objects.get(proposal=proposal).user.username == "operator"
+
+    given = operator.post(
+        reverse("admin:approvals_proposal_release", args=[proposal.pk]), follow=True
+    )
+    assert "You gave proposal" in given.text
+    assert "On it:</strong> nobody yet" in given.text
+    assert second.post(claim_url(proposal)).status_code == 302
+    assert Claim.objects.get(proposal=proposal).user == operators[1]
+    assert proposal_approve(proposal_id=proposal.pk, reviewer=operators[0]).status == "approved"
+
+
+def test_only_those_who_may_decide_take_a_proposal(login):
+    proposal = evaluated()
+    auditor = login("auditor")
+    assert 'id="claim-form"' not in detail(auditor, proposal)
+    assert auditor.post(claim_url(proposal)).status_code == 403
+    operator = login("operator")
+    assert operator.get(claim_url(proposal)).status_code == 302  # a page, not an act
+    assert not Claim.objects.exists()
+
+    proposal_approve(
+        proposal_id=proposal.pk, reviewer=get_user_model().objects.get(username="operator")
+    )
+    assert 'id="claim-form"' not in detail(operator, proposal)
+    refused = operator.post(claim_url(proposal), follow=True)
+    assert "there is nothing to take on" in refused.text
+    assert not Claim.objects.exists()
+
+
+def test_the_queue_shows_who_is_on_each_proposal_in_one_query(login, operators):
+    claimed, lapsed, free = (
+        evaluated(),
+        evaluated(reallocation("250.00")),
+        evaluated(reallocation("200.00")),
+    )
+    operator = login("operator")
+    operator.post(claim_url(claimed))
+    second = Client()
+    second.force_login(operators[1])
+    second.post(claim_url(lapsed))
+    lapsing = Claim.objects.get(proposal=lapsed)
+    lapsing.lapses_at = timezone.now() - timedelta(minutes=1)
+    lapsing.save()
+
+    queue = reverse("admin:approvals_proposal_changelist")
+    page = operator.get(queue)
+    rows = {
+        proposal.pk: row
+        for proposal in (claimed, lapsed, free)
+        for row in page.text.split("<tr")
+        if f"/admin/approvals/proposal/{proposal.pk}/change/" in row
+    }
+    assert "<span>On it</span>" in page.text
+    assert "operator until" in rows[claimed.pk]
+    assert "second-operator" not in rows[lapsed.pk]  # a lapsed claim shows nothing
+    assert "until" not in rows[free.pk]
+
+    with CaptureQueriesContext(connection) as three:
+        operator.get(queue)
+    for amount in ("150.00", "160.00", "170.00", "180.00", "190.00"):
+        operator.post(claim_url(evaluated(reallocation(amount))))
+    with CaptureQueriesContext(connection) as eight:
+        assert operator.get(queue).text.count("operator until") == 6
+    assert len(eight) == len(three)
+
+
+def test_a_proposals_page_says_who_was_told_on_which_channel_and_its_deadline(login):
+    policy = Policy.objects.get(action_type="budget_reallocation")
+    policy.decide_within = timedelta(hours=2)
+    policy.save()
+    proposal = evaluated()
+    told = Notification.objects.get(proposal=proposal)
+    assert (told.recipient.username, told.channel) == ("operator", "email")
+
+    operator = login("operator")
+    page = detail(operator, proposal)
+    assert "Who was told" in page
+    assert DEMO_ROUTE in page
+    assert "Pending" in page
+    assert "Decision due by" in page and "ended" not in page.split('id="proposal-deadline"')[1]
+
+    notification_deliver(notification_id=told.pk)
+    told.refresh_from_db()
+    assert told.status == NotificationStatus.SENT
+    route = Route.objects.get(name=DEMO_ROUTE)
+    route.name = "Renamed since"
+    route.save()
+    page = detail(operator, proposal)
+    told_table = page.split('id="proposal-told"')[1].split("</table>")[0]
+    assert "operator" in told_table and "Email" in told_table and "Sent" in told_table
+    assert f"{told.sent_at:%Y-%m-%d %H:%M:%S}" in told_table
+    assert DEMO_ROUTE in told_table and "Renamed since" not in told_table  # as it was then
+
+    due = proposal.deadlines.get().due_at
+    deadline = page.split('id="proposal-deadline"')[1].split("</p>")[0]
+    assert f"{due:%Y-%m-%d %H:%M:%S} UTC" in deadline
+
+    proposal_approve(
+        proposal_id=proposal.pk, reviewer=get_user_model().objects.get(username="operator")
+    )
+    deadline = detail(operator, proposal).split('id="proposal-deadline"')[1].split("</p>")[0]
+    assert "in time" in deadline
+
+
+def test_a_proposal_without_deadline_or_route_says_so(login):
+    route = Route.objects.get(name=DEMO_ROUTE)
+    route.is_active = False
+    route.save()
+    proposal = evaluated()
+    page = detail(login("operator"), proposal)
+    assert 'id="proposal-deadline"' not in page
+    assert "Nobody: no route told anyone of it." in page
+    assert proposal.status == ProposalStatus.PENDING_REVIEW
