@@ -14,9 +14,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from approvals.models import Proposal, ProposalStatus
-from approvals.services.acts import Act, act_refusal
 from approvals.services.decisions import proposal_approve, proposal_reject
-from hitlproject.errors import DomainError, InvalidInput, NotAllowed
+from hitlproject.errors import DomainError, InvalidInput
 from notifications.channels import ChannelError
 from notifications.models import SlackRequestSeen
 from notifications.selectors import users_by_email
@@ -122,26 +121,15 @@ def slack_press_handle(*, press: Press) -> str:
                 note="Rejected on Slack.",
             )
         else:
-            _check_may_take(user, press.proposal_id)
-            proposal_claim(proposal_id=press.proposal_id, user=user)
-            proposal = None
+            proposal_claim(proposal_id=press.proposal_id, user=user)  # its messages say so
+            return ""
     except DomainError as error:
         return _refusal_text(error, proposal_id=press.proposal_id)
-    if proposal is None or proposal.status == ProposalStatus.PENDING_REVIEW:
-        # Still waits (taken, or approved by one of the reviewers its policy asks for): the
-        # messages say so. Those that left review are updated by the move itself.
+    if proposal.status == ProposalStatus.PENDING_REVIEW:
+        # Approved by one of the reviewers its policy asks for: the messages say so. Those
+        # that left review are updated by the move itself.
         slack_messages_refresh(proposal_id=press.proposal_id)
     return ""
-
-
-def _check_may_take(user, proposal_id: int) -> None:
-    """Only a person who may decide on a proposal takes it on."""
-    proposal = Proposal.objects.select_related("agent").filter(pk=proposal_id).first()
-    if proposal is None:
-        return  # the claim says there is no such proposal
-    refusal = act_refusal(user, proposal, Act.APPROVE)
-    if isinstance(refusal, NotAllowed):
-        raise refusal
 
 
 def _refusal_text(error: DomainError, *, proposal_id: int) -> str:

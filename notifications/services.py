@@ -19,7 +19,7 @@ from django.utils import timezone
 from approvals.models import Decision, DecisionOutcome, Proposal, ProposalStatus
 from approvals.services.acts import Act, check_may_act, may_act
 from audit.actors import Actor, acting_as
-from hitlproject.errors import Conflict
+from hitlproject.errors import Conflict, NotFound
 from notifications.channels import ChannelError, channel_for
 from notifications.messages import proposal_message
 from notifications.models import (
@@ -202,13 +202,17 @@ def outcome_text(proposal: Proposal) -> str:
         .select_related("reviewer")
         .order_by("created_at")
     )
-    by = ", ".join(d.reviewer.get_username() for d in decisions)
+    approvers = [
+        d.reviewer.get_username() for d in decisions if d.outcome == DecisionOutcome.APPROVE
+    ]
+    rejections = [d for d in decisions if d.outcome == DecisionOutcome.REJECT]
     when = f"{proposal.decided_at or proposal.updated_at:%Y-%m-%d %H:%M %Z}"
-    if proposal.status == S.REJECTED and decisions:
-        last = decisions[-1]
-        return f"Rejected by {by} ({last.get_reason_code_display().lower()}) at {when}."
-    if proposal.status in (S.APPROVED, S.EXECUTING, S.EXECUTED, S.FAILED) and decisions:
-        return f"Approved by {by} at {when}."
+    if proposal.status == S.REJECTED and rejections:
+        last = rejections[-1]
+        reason = last.get_reason_code_display().lower()
+        return f"Rejected by {last.reviewer.get_username()} ({reason}) at {when}."
+    if proposal.status in (S.APPROVED, S.EXECUTING, S.EXECUTED, S.FAILED) and approvers:
+        return f"Approved by {', '.join(approvers)} at {when}."
     labels = {
         S.EXPIRED: "Expired: nobody decided within its review window.",
         S.WITHDRAWN: "Withdrawn by its agent.",
@@ -378,7 +382,9 @@ def proposal_claim(*, proposal_id: int, user) -> Claim:
     it); it stops nobody from deciding."""
     now = timezone.now()
     with transaction.atomic(), acting_as(Actor.for_user(user)):
-        proposal = Proposal.objects.select_for_update().get(pk=proposal_id)
+        proposal = Proposal.objects.select_for_update().filter(pk=proposal_id).first()
+        if proposal is None:
+            raise NotFound(f"There is no proposal #{proposal_id}.")
         if proposal.status != S.PENDING_REVIEW:
             raise Conflict(
                 f"Proposal #{proposal.pk} is {proposal.get_status_display().lower()}; "
@@ -396,6 +402,7 @@ def proposal_claim(*, proposal_id: int, user) -> Claim:
         claim.claimed_at = now
         claim.lapses_at = now + timedelta(minutes=settings.CLAIM_MINUTES)
         claim.save()
+        slack_messages_refresh(proposal_id=proposal.pk)  # "On it", wherever it was told
     return claim
 
 
@@ -407,6 +414,7 @@ def proposal_release(*, proposal_id: int, user) -> None:
             raise Conflict(f"You are not on proposal #{proposal_id}.")
         claim.lapses_at = timezone.now()
         claim.save(update_fields=["lapses_at"])
+        slack_messages_refresh(proposal_id=proposal_id)
 
 
 def reached_by_choose(*, user, email: bool, slack: bool) -> ReachedBy:
