@@ -113,7 +113,7 @@ def counted_moves_update(written: Iterable[tuple[Proposal, CountedState]]) -> No
             for target, factor in effects
             if factor != "1/1"  # a move to the same value compounds to nothing
         ]
-    CountedMove.objects.bulk_create(fresh)
+    rows_insert(CountedMove, fresh)
 
 
 class InvalidTransition(Conflict):
