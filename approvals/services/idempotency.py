@@ -29,6 +29,7 @@ from django.db import connection
 from django.utils import timezone
 
 from approvals.models import Agent, IdempotencyRecord
+from audit.history import rows_insert
 from hitlproject.errors import Conflict, Unprocessable
 
 MAX_KEY_LENGTH = 255
@@ -97,13 +98,14 @@ def idempotency_key_take(*, agent: Agent, key: str, fingerprint: str) -> KeyTake
 def idempotency_answer_store(*, taken: KeyTaken, status: int, body: Any) -> None:
     """Keep the answer under the key, in the transaction that did the work."""
     if taken.expired is None:
-        IdempotencyRecord.objects.create(
+        record = IdempotencyRecord(
             agent=taken.agent,
             key=taken.key,
             request_fingerprint=taken.fingerprint,
             response_status=status,
             response_body=body,
         )
+        rows_insert(IdempotencyRecord, [record])  # its JSON (a batch: a megabyte) dumped once
         return
     # IdempotencyRecord is bookkeeping, not history-tracked: one UPDATE is enough.
     IdempotencyRecord.objects.filter(pk=taken.expired.pk).update(

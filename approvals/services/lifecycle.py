@@ -37,7 +37,7 @@ from simple_history.utils import get_history_manager_for_model
 
 from approvals.models import Proposal, ProposalStatus
 from audit.actors import Actor, acting_as
-from audit.history import history_records, update_with_history
+from audit.history import history_records, rows_insert, update_with_history
 from hitlproject.errors import Conflict, NotFound
 from hitlproject.wakeups import proposal_topic, wake_after_commit
 from policies.models import REVIEW_WINDOW_BOUNDS, CountedMove, describe_duration
@@ -113,7 +113,7 @@ def counted_moves_update(written: Iterable[tuple[Proposal, CountedState]]) -> No
             for target, factor in effects
             if factor != "1/1"  # a move to the same value compounds to nothing
         ]
-    CountedMove.objects.bulk_create(fresh)
+    rows_insert(CountedMove, fresh)
 
 
 class InvalidTransition(Conflict):
@@ -336,15 +336,16 @@ def proposals_create_routed(
         for field, value in changes.items():
             setattr(proposal, field, value)
         _move(proposal, to_status, reason=reason, now=at)
-    Proposal.objects.bulk_create(proposals)
+    rows_insert(Proposal, proposals, ids=True)
     history = _proposal_history()
     for submitted, proposal in zip(as_submitted, proposals, strict=True):
         submitted.pk = proposal.pk
     # Both records of every proposal in one INSERT: the submitted ones first, then the
     # routed ones, in the order two inserts gave them.
-    history.model.objects.bulk_create(
+    rows_insert(
+        history.model,
         history_records(history, as_submitted, actor=submitted_by, date=at, update=False)
-        + history_records(history, proposals, actor=routed_by, date=at, update=True)
+        + history_records(history, proposals, actor=routed_by, date=at, update=True),
     )
     counted_moves_update((proposal, None) for proposal in proposals)
     _after_move(proposals, created=True)

@@ -354,7 +354,9 @@ def proposals_submit(
     _free_text_bounded(submissions)  # before any lock, as the creatives' text is read
     brand_found = brand_findings_ahead(items=_creative_texts(checked))
 
-    with transaction.atomic():
+    # No savepoint in a caller's transaction (two statements of a single submission's
+    # sixteen): what fails in here fails the whole of it, which the caller undoes.
+    with transaction.atomic(savepoint=False):
         campaigns = _campaigns_locked(named, totalled=totalled)
         assessed_each: list[AssessedAction | ValidationError] = []
         for item in checked:
