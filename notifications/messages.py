@@ -39,6 +39,11 @@ class ProposalMessage:
         return f"[HITL] {self.headline}: #{self.proposal_id} {self.summary}"[:200]
 
 
+def waiting_count_text(count: int) -> str:
+    """A digest's headline: "1 proposal waits for a decision", "2 proposals wait for …"."""
+    return f"{count} proposal{'' if count == 1 else 's'} wait{'s' if count == 1 else ''} for a decision"
+
+
 def proposal_url(proposal_id: int) -> str:
     return settings.CONSOLE_URL + reverse("admin:approvals_proposal_change", args=[proposal_id])
 

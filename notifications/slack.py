@@ -10,7 +10,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from approvals.models import RejectionReason
 from notifications.channels import Channel, ChannelError, Sent
-from notifications.messages import ProposalMessage
+from notifications.messages import ProposalMessage, waiting_count_text
 
 # Slack's errors that trying again cannot mend.
 PERMANENT_ERRORS = {
@@ -191,8 +191,7 @@ class SlackChannel(Channel):
         lines = "\n".join(
             f"• <{m.url}|#{m.proposal_id} {_escape(m.summary)}> (risk {m.risk})" for m in messages
         )
-        count = len(messages)
-        text = f"{count} proposal{'' if count == 1 else 's'} wait for a decision"
+        text = waiting_count_text(len(messages))
         try:
             answer = client.chat_postMessage(
                 channel=user_id,
