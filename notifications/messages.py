@@ -41,7 +41,9 @@ class ProposalMessage:
 
 def waiting_count_text(count: int) -> str:
     """A digest's headline: "1 proposal waits for a decision", "2 proposals wait for …"."""
-    return f"{count} proposal{'' if count == 1 else 's'} wait{'s' if count == 1 else ''} for a decision"
+    if count == 1:
+        return "1 proposal waits for a decision"
+    return f"{count} proposals wait for a decision"
 
 
 def proposal_url(proposal_id: int) -> str:
