@@ -180,6 +180,7 @@ class MyChannelsAdmin(AuditedHistoryAdmin):
         context.update(
             title="My channels",
             email_address=request.user.email,
+            show_save_and_add_another=False,  # one record each: there is no other to add
         )
         return super().render_change_form(request, context, add, change, form_url, obj)
 

@@ -152,6 +152,7 @@ def test_each_person_chooses_their_own_channels(login):
     page = operator.get(first.url).text
     assert "Email goes to <strong>operator@example.com</strong>" in page
     assert "Slack finds you by this same address" in page
+    assert 'name="_addanother"' not in page  # one's channels are one record: no other to add
 
     saved = operator.post(first.url, {"slack": "on"})  # email unticked
     assert saved.status_code == 302
