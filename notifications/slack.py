@@ -4,6 +4,8 @@ reason, and "I'll take it"; the message is updated with what became of the propo
 
 from __future__ import annotations
 
+import dataclasses
+
 from django.conf import settings
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -216,7 +218,8 @@ class SlackChannel(Channel):
     ) -> Sent:
         if still_waits:
             blocks = message_blocks(message, may_decide=may_decide, progress=text)
-        else:
+        else:  # no longer waits: its headline must not say it does
+            message = dataclasses.replace(message, headline="No longer waits")
             blocks = message_blocks(message, may_decide=False, outcome=text)
         try:
             slack_client().chat_update(
