@@ -180,6 +180,7 @@ class MyChannelsAdmin(AuditedHistoryAdmin):
         context.update(
             title="My channels",
             email_address=request.user.email,
+            show_save_and_add_another=False,  # one record each: there is no other to add
         )
         return super().render_change_form(request, context, add, change, form_url, obj)
 
@@ -225,12 +226,14 @@ class NotificationAdmin(ReadOnlyAdmin):
 @admin.register(Claim)
 class ClaimAdmin(ReadOnlyAdmin):
     list_display = ["proposal_id", "user", "claimed_at", "lapses_at", "live"]
-    list_select_related = ["user"]
+    list_select_related = ["user", "proposal"]
     raw_id_fields = ["proposal"]
 
     @admin.display(description="on it now", boolean=True)
     def live(self, claim: Claim) -> bool:
-        return claim.is_live()
+        # Nobody is on a proposal that no longer waits, however long the claim had to run
+        # (the proposal's page and the queue say so too).
+        return claim.proposal.status == ProposalStatus.PENDING_REVIEW and claim.is_live()
 
 
 def on_it_text(claim: Claim | None, now) -> str:

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.template.loader import render_to_string
 
-from notifications.messages import ProposalMessage
+from notifications.messages import ProposalMessage, waiting_count_text
 
 
 class ChannelError(Exception):
@@ -96,10 +96,9 @@ class EmailChannel(Channel):
         )
 
     def send_digest(self, *, recipient, messages: list[ProposalMessage]) -> Sent:
-        count = len(messages)
         return self._send(
             recipient=recipient,
-            subject=f"[HITL] {count} proposal{'' if count == 1 else 's'} wait for a decision",
+            subject=f"[HITL] {waiting_count_text(len(messages))}",
             template="digest_email",
             context={"messages": messages, "recipient": recipient},
         )

@@ -39,6 +39,13 @@ class ProposalMessage:
         return f"[HITL] {self.headline}: #{self.proposal_id} {self.summary}"[:200]
 
 
+def waiting_count_text(count: int) -> str:
+    """A digest's headline: "1 proposal waits for a decision", "2 proposals wait for …"."""
+    if count == 1:
+        return "1 proposal waits for a decision"
+    return f"{count} proposals wait for a decision"
+
+
 def proposal_url(proposal_id: int) -> str:
     return settings.CONSOLE_URL + reverse("admin:approvals_proposal_change", args=[proposal_id])
 

@@ -287,7 +287,9 @@ def notification_deliver(*, notification_id: int) -> Notification | None:
         notification.save(update_fields=["attempts", "next_attempt_at"])
 
     channel = channel_for(notification.channel)
-    message = proposal_message(proposal, kind=notification.kind, now=now)
+    # An update of a message keeps what that message said it was (waiting, a reminder, …).
+    said = notification.updates.kind if notification.updates_id else notification.kind
+    message = proposal_message(proposal, kind=said, now=now)
     try:
         if notification.kind == NotificationKind.UPDATE and still_waits(notification):
             sent = channel.update(

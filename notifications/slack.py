@@ -4,13 +4,15 @@ reason, and "I'll take it"; the message is updated with what became of the propo
 
 from __future__ import annotations
 
+import dataclasses
+
 from django.conf import settings
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from approvals.models import RejectionReason
 from notifications.channels import Channel, ChannelError, Sent
-from notifications.messages import ProposalMessage
+from notifications.messages import ProposalMessage, waiting_count_text
 
 # Slack's errors that trying again cannot mend.
 PERMANENT_ERRORS = {
@@ -191,8 +193,7 @@ class SlackChannel(Channel):
         lines = "\n".join(
             f"• <{m.url}|#{m.proposal_id} {_escape(m.summary)}> (risk {m.risk})" for m in messages
         )
-        count = len(messages)
-        text = f"{count} proposal{'' if count == 1 else 's'} wait for a decision"
+        text = waiting_count_text(len(messages))
         try:
             answer = client.chat_postMessage(
                 channel=user_id,
@@ -217,7 +218,8 @@ class SlackChannel(Channel):
     ) -> Sent:
         if still_waits:
             blocks = message_blocks(message, may_decide=may_decide, progress=text)
-        else:
+        else:  # no longer waits: its headline must not say it does
+            message = dataclasses.replace(message, headline="No longer waits")
             blocks = message_blocks(message, may_decide=False, outcome=text)
         try:
             slack_client().chat_update(

@@ -4,6 +4,7 @@ proposal ("I'll take it") and the others see who is on it, in the queue too, wit
 stopped from deciding; a proposal's page says who was told, on which channel, when, whether it
 was sent, and its deadline."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -151,6 +152,7 @@ def test_each_person_chooses_their_own_channels(login):
     page = operator.get(first.url).text
     assert "Email goes to <strong>operator@example.com</strong>" in page
     assert "Slack finds you by this same address" in page
+    assert 'name="_addanother"' not in page  # one's channels are one record: no other to add
 
     saved = operator.post(first.url, {"slack": "on"})  # email unticked
     assert saved.status_code == 302
@@ -324,3 +326,23 @@ def test_a_proposal_without_deadline_or_route_says_so(login):
     assert 'id="proposal-deadline"' not in page
     assert "Nobody: no route told anyone of it." in page
     assert proposal.status == ProposalStatus.PENDING_REVIEW
+
+
+def test_the_claims_list_shows_nobody_on_a_proposal_once_it_is_decided(login):
+    waiting, decided = evaluated(), evaluated(reallocation("250.00"))
+    operator = login("operator")
+    operator.post(claim_url(waiting))
+    operator.post(claim_url(decided))
+    proposal_approve(
+        proposal_id=decided.pk, reviewer=get_user_model().objects.get(username="operator")
+    )
+
+    page = login("auditor").get(reverse("admin:notifications_claim_changelist")).text
+    on_it_now = dict(
+        re.findall(
+            r'field-proposal_id"><a [^>]*>(\d+)</a>.*?field-live"><img [^>]*alt="(\w+)"',
+            page,
+            re.S,
+        )
+    )
+    assert on_it_now == {str(waiting.pk): "True", str(decided.pk): "False"}

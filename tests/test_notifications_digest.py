@@ -2,6 +2,7 @@
 them, once it is due; a proposal decided meanwhile is left out (not sent, and the reason
 kept); two runs at once send it once."""
 
+import json
 import threading
 import time
 
@@ -14,6 +15,7 @@ from django.utils import timezone
 from approvals.services.decisions import proposal_reject
 from notifications.digests import notifications_send_digests
 from notifications.models import Delivery, Notification, NotificationStatus, Route
+from notifications.services import reached_by_choose
 from notifications.tasks import send_due_digests
 from tests.conftest import reallocation, wait_until
 
@@ -117,3 +119,22 @@ def test_two_runs_at_once_send_one_digest(optimizer):
     assert digest.subject == "[HITL] 2 proposals wait for a decision"
     assert Notification.objects.filter(status=NotificationStatus.SENT).count() == 2
     assert notifications_send_digests() == 0
+
+
+@pytest.mark.usefixtures("celery_worker")
+def test_a_digest_of_one_proposal_says_it_waits_by_email_and_on_slack(optimizer, slack):
+    operator = get_user_model().objects.get(username="operator")
+    reached_by_choose(user=operator, email=True, slack=True)
+    by_digest(minutes=5)
+    [proposal] = submit(optimizer, ["150.00"])
+    digests_due_now()
+    mail.outbox.clear()
+
+    assert notifications_send_digests() == 2
+
+    [digest] = [m for m in mail.outbox if "operator@example.com" in m.to]
+    assert digest.subject == "[HITL] 1 proposal waits for a decision"
+    assert "1 proposal waits for a decision:" in digest.body
+    [posted] = slack.sent("chat.postMessage", channel=slack.user_id("operator@example.com"))
+    assert posted["text"] == "1 proposal waits for a decision"
+    assert f"#{proposal['id']}" in json.dumps(posted["blocks"])

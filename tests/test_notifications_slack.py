@@ -71,6 +71,10 @@ def context_texts(blocks: list) -> str:
     return " ".join(e["text"] for b in blocks if b["type"] == "context" for e in b["elements"])
 
 
+def headline(blocks: list) -> str:
+    return blocks[0]["text"]["text"].split("\n")[0]
+
+
 def buttons(blocks: list) -> list[str]:
     return [e["action_id"] for b in blocks if b["type"] == "actions" for e in b["elements"]]
 
@@ -107,6 +111,7 @@ def test_a_signed_approve_press_approves_as_the_operator_and_the_message_says_so
     wait_until(lambda: Proposal.objects.get(pk=proposal["id"]).status == "executed")
     [update, *_] = wait_until(lambda: updates_of(on_slack, where))
     assert "Approved by operator" in context_texts(update["blocks"])
+    assert headline(update["blocks"]) == "No longer waits"
     assert buttons(update["blocks"]) == []
     history = Proposal.history.filter(id=proposal["id"], status="approved").get()
     assert (history.history_actor_kind, history.history_actor) == ("user", "operator")
@@ -191,6 +196,8 @@ def test_taking_a_proposal_on_shows_who_is_on_it(optimizer, on_slack):
     [update, *_] = wait_until(lambda: updates_of(on_slack, where))
     facts = [f["text"] for b in update["blocks"] for f in b.get("fields", [])]
     assert "*On it* operator" in facts
+    assert headline(update["blocks"]) == headline(where["call"]["blocks"])
+    assert headline(update["blocks"]) == "Waits for your decision"
     assert buttons(update["blocks"]) == ["approve", "reject", "claim"]  # still to decide
 
 
