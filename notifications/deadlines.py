@@ -22,7 +22,7 @@ from approvals.models import Proposal, ProposalStatus
 from audit.actors import Actor
 from audit.history import history_records
 from notifications.models import DecisionDeadline, Notification, NotificationKind, Route
-from notifications.selectors import group_recipients
+from notifications.selectors import group_recipients, route_matches, routes_active
 from notifications.services import _tell
 from policies.models import describe_duration
 
@@ -109,7 +109,9 @@ def _remind(*, now: datetime) -> int:
 
 def _escalate(*, now: datetime) -> int:
     """The deadline has passed: tell the backup groups of the routes that told about the
-    proposal in this round, once, and record it in the proposal's history."""
+    proposal in this round, and of the active routes it matches (a route whose people were
+    told by another route still names its backup group), once, and record it in the
+    proposal's history."""
     with transaction.atomic():
         deadlines = list(
             _open_deadlines()
@@ -119,12 +121,15 @@ def _escalate(*, now: datetime) -> int:
         if not deadlines:
             return 0
         told = _told_in_round(deadlines)
+        active = routes_active()
         members: dict[int, list] = {}
         backups: dict[int, list[Route]] = {}
         for deadline in deadlines:
             routes = {}
-            for notification in told.get(deadline.proposal_id, []):
-                route = notification.route
+            naming = [n.route for n in told.get(deadline.proposal_id, [])] + [
+                route for route in active if route_matches(route, deadline.proposal)
+            ]
+            for route in naming:
                 if route is not None and route.backup_group_id is not None:
                     routes.setdefault(route.backup_group_id, route)
             backups[deadline.proposal_id] = list(routes.values())
@@ -167,7 +172,7 @@ def _escalation_note(
     )
     if not routes:
         return (
-            f"{overdue}; nobody could be escalated to: no route that told about it names a "
+            f"{overdue}; nobody could be escalated to: no route it matches names a "
             "backup group."
         )
     groups = []

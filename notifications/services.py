@@ -104,13 +104,16 @@ def _tell(
     for proposal in proposals:
         for route, users in recipients_of(proposal):
             for user in users:
-                told.setdefault((proposal.pk, user.pk), (proposal, route, user))
+                earlier = told.get((proposal.pk, user.pk))
+                # Of the routes that name a person, one that tells at once wins over digests.
+                if earlier is None or (_held(earlier[1]) and not _held(route)):
+                    told[(proposal.pk, user.pk)] = (proposal, route, user)
     if not told:
         return []
     channels = channels_of({user.pk: user for _, _, user in told.values()}.values())
     notifications = []
     for proposal, route, user in told.values():
-        digest = not at_once and route is not None and route.delivery == Delivery.DIGEST
+        digest = not at_once and _held(route)
         for channel in channels[user.pk]:
             notifications.append(
                 Notification(
@@ -130,6 +133,10 @@ def _tell(
     created = Notification.objects.bulk_create(notifications)
     _send_after_commit([n.pk for n in created if n.status == NotificationStatus.PENDING])
     return created
+
+
+def _held(route: Route | None) -> bool:
+    return route is not None and route.delivery == Delivery.DIGEST
 
 
 def _send_after_commit(notification_ids: list[int]) -> None:

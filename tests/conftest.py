@@ -199,7 +199,11 @@ def notifications_sent_before_teardown(request) -> Iterator[None]:
     most such tests leave messages on their way, which the test itself never waits for; a
     worker still writing them when the database is emptied deadlocks the flush."""
     yield
-    if "celery_worker" not in request.fixturenames:
+    uses_database = request.node.get_closest_marker("django_db") or {
+        "db",
+        "transactional_db",
+    } & set(request.fixturenames)
+    if "celery_worker" not in request.fixturenames or not uses_database:
         return
     from notifications.models import Notification, NotificationStatus
 

@@ -139,7 +139,7 @@ def test_without_a_backup_group_the_history_says_nobody_could_be_escalated_to(
     assert deadline.escalated_at is not None and deadline.escalated_to is None
     assert not Notification.objects.filter(kind=NotificationKind.ESCALATION).exists()
     history = login("auditor").get(f"/admin/approvals/proposal/{proposal_id}/history/")
-    assert "nobody could be escalated to: no route that told about it names a backup group" in (
+    assert "nobody could be escalated to: no route it matches names a backup group" in (
         history.text
     )
     wait_until(lambda: not Notification.objects.filter(status="pending").exists())
@@ -324,3 +324,42 @@ def test_two_sweeps_at_once_remind_and_escalate_once(optimizer, mailbox):
     wait_until(lambda: not Notification.objects.filter(status="pending").exists())
     time.sleep(1)
     assert len(mailbox.to("operator@example.com")) == 5
+
+
+@pytest.mark.django_db
+def test_a_person_named_by_two_routes_is_told_at_once_and_every_matching_backup_is_escalated_to(
+    optimizer,
+):
+    """Two routes name the operators: one in a digest (its name sorts first), the demo's at
+    once. The operator is told at once, and at the deadline the digest route's backup group is
+    told too, although its people were told by the other route."""
+    from django.contrib.auth.models import Group
+
+    from notifications.models import Delivery, NotificationStatus
+
+    decide_within(seconds=60)
+    backup = Group.objects.create(name="reallocation backups")
+    member = get_user_model().objects.create_user("backup", email="b@example.com", is_staff=True)
+    member.groups.add(backup)
+    digest = Route.objects.create(
+        name="A digest of reallocations, to the operators",
+        action_type="budget_reallocation",
+        delivery=Delivery.DIGEST,
+        digest_minutes=30,
+        backup_group=backup,
+    )
+    digest.groups.set([Group.objects.get(name="operators")])
+
+    answer = optimizer.post("/api/v1/proposals/", reallocation(), format="json")
+    proposal_id = answer.json()["id"]
+
+    [told] = Notification.objects.filter(proposal_id=proposal_id, recipient__username="operator")
+    assert told.status == NotificationStatus.PENDING  # at once, not held for the digest
+    assert told.route.name == DEMO_ROUTE
+    deadline = DecisionDeadline.objects.get(proposal_id=proposal_id)
+    deadlines_sweep(now=deadline.due_at + timedelta(seconds=1))
+    deadline.refresh_from_db()
+    assert deadline.escalated_to == backup
+    assert Notification.objects.filter(
+        proposal_id=proposal_id, kind=NotificationKind.ESCALATION, recipient=member
+    ).exists()
