@@ -354,6 +354,12 @@ def _not_to_send(notification: Notification) -> str:
         )
     if not channel_for(notification.channel).is_configured():
         return f"not sent: {notification.get_channel_display()} is not configured"
+    # Told as the person is now, not as they were when the message was recorded.
+    recipient = notification.recipient
+    if not recipient.is_active:
+        return f"not sent: {recipient.get_username()} was deactivated"
+    if notification.channel == NotificationChannel.EMAIL and not recipient.email:
+        return f"not sent: {recipient.get_username()} has no email address"
     return ""
 
 
