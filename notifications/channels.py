@@ -17,11 +17,14 @@ from notifications.messages import ProposalMessage
 
 class ChannelError(Exception):
     """A message that did not go. ``permanent``: trying again cannot help (a bad address, a
-    user the channel does not know, a refused token)."""
+    user the channel does not know, a refused token); ``retry_after``: not before then."""
 
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
+    def __init__(
+        self, message: str, *, permanent: bool = False, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.retry_after = retry_after  # seconds the channel asked us to wait (Retry-After)
 
 
 @dataclass

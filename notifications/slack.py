@@ -75,9 +75,23 @@ def _failure(error: SlackClientError) -> ChannelError:
     if isinstance(error, SlackApiError):
         code = error.response.get("error", "") if error.response is not None else ""
         return ChannelError(
-            f"Slack refused it: {code or error}", permanent=code in PERMANENT_ERRORS
+            f"Slack refused it: {code or error}",
+            permanent=code in PERMANENT_ERRORS,
+            retry_after=_retry_after(error),
         )
     return ChannelError(f"Slack could not be reached: {error}")
+
+
+def _retry_after(error: SlackApiError) -> float | None:
+    """The seconds a rate-limited answer (429) asks to wait, if it says."""
+    headers = getattr(error.response, "headers", None) or {}
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    if isinstance(value, list):
+        value = value[0] if value else None
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 def message_blocks(
