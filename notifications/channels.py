@@ -5,6 +5,7 @@ sent; what it got back is returned for the outbox's log."""
 
 from __future__ import annotations
 
+import smtplib
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -16,11 +17,14 @@ from notifications.messages import ProposalMessage, waiting_count_text
 
 class ChannelError(Exception):
     """A message that did not go. ``permanent``: trying again cannot help (a bad address, a
-    user the channel does not know, a refused token)."""
+    user the channel does not know, a refused token); ``retry_after``: not before then."""
 
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
+    def __init__(
+        self, message: str, *, permanent: bool = False, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.retry_after = retry_after  # seconds the channel asked us to wait (Retry-After)
 
 
 @dataclass
@@ -80,9 +84,8 @@ class EmailChannel(Channel):
         try:
             email.send()
         except (OSError, TimeoutError) as error:  # smtplib's errors are OSErrors
-            permanent = getattr(error, "smtp_code", 0) and 500 <= error.smtp_code < 600
             raise ChannelError(
-                f"{type(error).__name__}: {error}", permanent=bool(permanent)
+                f"{type(error).__name__}: {error}", permanent=_refused_for_good(error)
             ) from error
         where = "the mail server" if settings.EMAIL_HOST else settings.EMAIL_FILE_PATH
         return Sent(f"accepted by {where} for {recipient.email}")
@@ -102,6 +105,16 @@ class EmailChannel(Channel):
             template="digest_email",
             context={"messages": messages, "recipient": recipient},
         )
+
+
+def _refused_for_good(error: OSError) -> bool:
+    """A 5xx answer: the server will not take it however often it is tried. The recipients
+    refused (smtplib's ``SMTPRecipientsRefused``) carry their codes one per address."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in error.recipients.values()]
+    else:
+        codes = [getattr(error, "smtp_code", 0) or 0]
+    return bool(codes) and all(500 <= code < 600 for code in codes)
 
 
 def channel_for(name: str) -> Channel:

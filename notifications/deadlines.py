@@ -171,10 +171,7 @@ def _escalation_note(
         f"(due {deadline.due_at:%Y-%m-%d %H:%M:%S} UTC)"
     )
     if not routes:
-        return (
-            f"{overdue}; nobody could be escalated to: no route it matches names a "
-            "backup group."
-        )
+        return f"{overdue}; nobody could be escalated to: no route it matches names a backup group."
     groups = []
     for route in routes:
         told = len(members[route.backup_group_id])

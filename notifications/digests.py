@@ -82,9 +82,10 @@ def digest_send(*, recipient_id: int, channel: str, now: datetime) -> int:
     messages = [proposal_message(n.proposal, kind=n.kind, now=now) for n in to_send]
     try:
         sent = channel_for(channel).send_digest(recipient=recipient, messages=messages)
-        delivered, retry, result = True, False, sent.result
+        delivered, retry, result, retry_after = True, False, sent.result, None
     except ChannelError as error:
         delivered, retry, result = False, not error.permanent, str(error)
+        retry_after = error.retry_after
 
     finished = timezone.now()
     ids = ", ".join(f"#{n.proposal_id}" for n in to_send)
@@ -95,7 +96,10 @@ def digest_send(*, recipient_id: int, channel: str, now: datetime) -> int:
             if delivered:
                 changes.update(status=NotificationStatus.SENT, sent_at=finished)
             elif retry and notification.attempts < settings.NOTIFICATION_MAX_ATTEMPTS:
-                changes.update(next_attempt_at=finished + _backoff(notification.attempts))
+                changes.update(
+                    next_attempt_at=finished
+                    + _backoff(notification.attempts, retry_after=retry_after)
+                )
             else:
                 changes.update(status=NotificationStatus.FAILED)
             # Only if this attempt is still the latest (see notification_deliver).

@@ -256,9 +256,11 @@ def still_waits(notification: Notification) -> bool:
     )
 
 
-def _backoff(attempts: int) -> timedelta:
+def _backoff(attempts: int, *, retry_after: float | None = None) -> timedelta:
+    """How long until the next attempt: doubling each time, and never sooner than the
+    channel asked (a rate limit's Retry-After); an hour at most."""
     seconds = settings.NOTIFICATION_RETRY_SECONDS * 2 ** (attempts - 1)
-    return timedelta(seconds=min(seconds, 3600))
+    return timedelta(seconds=min(max(seconds, retry_after or 0), 3600))
 
 
 def notification_deliver(*, notification_id: int) -> Notification | None:
@@ -318,8 +320,10 @@ def notification_deliver(*, notification_id: int) -> Notification | None:
                 recipient=notification.recipient, message=message, may_decide=may_decide
             )
         delivered, retry, result, where = True, False, sent.result, sent.where
+        retry_after = None
     except ChannelError as error:
         delivered, retry, result, where = False, not error.permanent, str(error), {}
+        retry_after = error.retry_after
 
     finished = timezone.now()
     notification.log = [*notification.log, {"at": finished.isoformat(), "result": result}]
@@ -328,7 +332,9 @@ def notification_deliver(*, notification_id: int) -> Notification | None:
         notification.slack_channel = where.get("channel", notification.slack_channel)
         notification.slack_ts = where.get("ts", notification.slack_ts)
     elif retry and notification.attempts < settings.NOTIFICATION_MAX_ATTEMPTS:
-        notification.next_attempt_at = finished + _backoff(notification.attempts)
+        notification.next_attempt_at = finished + _backoff(
+            notification.attempts, retry_after=retry_after
+        )
     else:
         notification.status = NotificationStatus.FAILED
     # Recorded only if this attempt is still the latest: a sender that outlived its lease
@@ -363,6 +369,15 @@ def _not_to_send(notification: Notification) -> str:
         )
     if not channel_for(notification.channel).is_configured():
         return f"not sent: {notification.get_channel_display()} is not configured"
+    # Told as the person is now, not as they were when the message was recorded.
+    recipient = notification.recipient
+    if not recipient.is_active:
+        return f"not sent: {recipient.get_username()} was deactivated"
+    if notification.channel == NotificationChannel.EMAIL and not recipient.email:
+        return f"not sent: {recipient.get_username()} has no email address"
+    # A message shows what the console would: only to a person who may read proposals there.
+    if not recipient.has_perm("approvals.view_proposal"):
+        return f"not sent: {recipient.get_username()} may not see proposals in the console"
     return ""
 
 

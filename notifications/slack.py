@@ -32,6 +32,12 @@ PERMANENT_ERRORS = {
 }
 
 
+# Slack's Block Kit limits (api.slack.com/reference/block-kit/blocks): a message that breaks
+# one is refused whole (invalid_blocks), so what is longer is cut to fit, saying so.
+SECTION_TEXT_LIMIT = 3000
+FIELD_TEXT_LIMIT = 2000
+BLOCKS_LIMIT = 50
+
 # Slack wants an answer to a button press within 3 s: each call made while it waits has this
 # long.
 IN_REQUEST_TIMEOUT = 1
@@ -71,9 +77,23 @@ def _failure(error: SlackClientError) -> ChannelError:
     if isinstance(error, SlackApiError):
         code = error.response.get("error", "") if error.response is not None else ""
         return ChannelError(
-            f"Slack refused it: {code or error}", permanent=code in PERMANENT_ERRORS
+            f"Slack refused it: {code or error}",
+            permanent=code in PERMANENT_ERRORS,
+            retry_after=_retry_after(error),
         )
     return ChannelError(f"Slack could not be reached: {error}")
+
+
+def _retry_after(error: SlackApiError) -> float | None:
+    """The seconds a rate-limited answer (429) asks to wait, if it says."""
+    headers = getattr(error.response, "headers", None) or {}
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    if isinstance(value, list):
+        value = value[0] if value else None
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 def message_blocks(
@@ -99,18 +119,31 @@ def message_blocks(
             "type": "section",
             "text": {
                 "type": "mrkdwn",
-                "text": f"{message.headline}\n*<{message.url}|#{message.proposal_id} "
-                f"{_escape(message.summary)}>*",
+                "text": _fit(
+                    f"{message.headline}\n*<{message.url}|#{message.proposal_id} "
+                    f"{_escape(message.summary)}>*",
+                    SECTION_TEXT_LIMIT,
+                ),
             },
         },
-        {"type": "section", "fields": [{"type": "mrkdwn", "text": fact} for fact in facts]},
         {
             "type": "section",
-            "text": {"type": "mrkdwn", "text": f"*Why it waits*\n{_escape(reasons)}"},
+            "fields": [{"type": "mrkdwn", "text": _fit(fact, FIELD_TEXT_LIMIT)} for fact in facts],
+        },
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": _fit(
+                    f"*Why it waits*\n{_escape(reasons)}",
+                    SECTION_TEXT_LIMIT,
+                    more="\n… and more on its page.",
+                ),
+            },
         },
     ]
     if outcome or progress:
-        note = outcome or progress
+        note = _fit(outcome or progress, SECTION_TEXT_LIMIT)
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
     if may_decide and not outcome:
         value = str(message.proposal_id)
@@ -154,6 +187,34 @@ def _text_section(text: str) -> dict:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
+def _fit(text: str, limit: int, *, more: str = "…") -> str:
+    """``text``, cut to ``limit`` characters (saying ``more``) if longer, never inside an
+    escape such as ``&lt;``."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - len(more)]
+    amp = cut.rfind("&")
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    return cut + more
+
+
+def _digest_blocks(title: str, lines: list[str]) -> list[dict]:
+    """The digest's lines in sections that each fit Slack's limit, as many sections as a
+    message takes; the lines left over are counted, for the proposals' queue to show."""
+    sections: list[list[str]] = [[f"*{title}*"]]
+    for line in lines:
+        line = _fit(line, SECTION_TEXT_LIMIT)
+        if len("\n".join([*sections[-1], line])) > SECTION_TEXT_LIMIT:
+            sections.append([])
+        sections[-1].append(line)
+    left = 0
+    if len(sections) > BLOCKS_LIMIT:
+        left = sum(len(section) for section in sections[BLOCKS_LIMIT - 1 :])
+        sections = [*sections[: BLOCKS_LIMIT - 1], [f"… and {left} more in the console's queue."]]
+    return [_text_section("\n".join(section)) for section in sections]
+
+
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -190,17 +251,15 @@ class SlackChannel(Channel):
     def send_digest(self, *, recipient, messages: list[ProposalMessage]) -> Sent:
         client = slack_client()
         user_id = self._user_id(client, recipient)
-        lines = "\n".join(
+        lines = [
             f"• <{m.url}|#{m.proposal_id} {_escape(m.summary)}> (risk {m.risk})" for m in messages
-        )
+        ]
         text = waiting_count_text(len(messages))
         try:
             answer = client.chat_postMessage(
                 channel=user_id,
                 text=text,
-                blocks=[
-                    {"type": "section", "text": {"type": "mrkdwn", "text": f"*{text}*\n{lines}"}}
-                ],
+                blocks=_digest_blocks(text, lines),
                 unfurl_links=False,
             )
         except SlackClientError as error:

@@ -47,6 +47,8 @@ class SlackServer:
         self.people = dict(KNOWN_PEOPLE)
         self.calls: list[Call] = []
         self.messages: dict[tuple[str, str], dict] = {}  # (channel, ts) → the message as it is
+        # Methods answered 429 "ratelimited", with Retry-After this many seconds, as Slack does.
+        self.rate_limited: dict[str, int] = {}
         self._stamps = itertools.count(1)
         self._lock = threading.Lock()
         server = self
@@ -67,9 +69,15 @@ class SlackServer:
                 elif body:
                     args |= dict(urllib.parse.parse_qsl(body))
                 bearer = self.headers.get("Authorization", "").removeprefix("Bearer ")
-                answer = server.answer(method, args, token=args.pop("token", None) or bearer)
+                if method in server.rate_limited:
+                    answer, status = {"ok": False, "error": "ratelimited"}, 429
+                else:
+                    answer = server.answer(method, args, token=args.pop("token", None) or bearer)
+                    status = 200
                 data = json.dumps(answer).encode()
-                self.send_response(200)
+                self.send_response(status)
+                if status == 429:
+                    self.send_header("Retry-After", str(server.rate_limited[method]))
                 self.send_header("Content-Type", "application/json; charset=utf-8")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -118,6 +126,9 @@ class SlackServer:
         return {"id": user_id, "name": name, "profile": {"email": email, "real_name": name}}
 
     def _chat_postMessage(self, args: dict) -> dict:
+        refused = blocks_refusal(args.get("blocks"))
+        if refused:
+            return {"ok": False, "error": refused}
         channel = self._dm_channel(args.get("channel", ""))
         if channel is None:
             return {"ok": False, "error": "channel_not_found"}
@@ -126,6 +137,9 @@ class SlackServer:
         return {"ok": True, "channel": channel, "ts": ts, "message": {"ts": ts}}
 
     def _chat_update(self, args: dict) -> dict:
+        refused = blocks_refusal(args.get("blocks"))
+        if refused:
+            return {"ok": False, "error": refused}
         key = (args.get("channel", ""), args.get("ts", ""))
         if key not in self.messages:
             return {"ok": False, "error": "message_not_found"}
@@ -164,10 +178,54 @@ class SlackServer:
             self.calls.clear()
             self.messages.clear()
             self.people = dict(KNOWN_PEOPLE)
+            self.rate_limited.clear()
 
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+# Slack's Block Kit limits (api.slack.com/reference/block-kit): a message Slack refuses for
+# breaking one is answered ``invalid_blocks``, as Slack does.
+MAX_BLOCKS = 50
+MAX_SECTION_TEXT = 3000
+MAX_FIELDS = 10
+MAX_FIELD_TEXT = 2000
+MAX_CONTEXT_TEXT = 3000
+MAX_BUTTON_VALUE = 2000
+MAX_OPTION_VALUE = 150
+
+
+def blocks_refusal(blocks) -> str:
+    """ "invalid_blocks" if ``blocks`` break one of Slack's limits, else ""."""
+    if isinstance(blocks, str):
+        blocks = json.loads(blocks or "[]")
+    if not blocks:
+        return ""
+    too_long = [
+        len(blocks) > MAX_BLOCKS,
+        *(
+            len(block.get("text", {}).get("text", "")) > MAX_SECTION_TEXT
+            or len(block.get("fields", [])) > MAX_FIELDS
+            or any(len(field.get("text", "")) > MAX_FIELD_TEXT for field in block.get("fields", []))
+            for block in blocks
+            if block.get("type") == "section"
+        ),
+        *(
+            len(element.get("text", "")) > MAX_CONTEXT_TEXT
+            for block in blocks
+            if block.get("type") == "context"
+            for element in block.get("elements", [])
+        ),
+        *(
+            len(element.get("value", "")) > MAX_BUTTON_VALUE
+            or any(len(o.get("value", "")) > MAX_OPTION_VALUE for o in element.get("options", []))
+            for block in blocks
+            if block.get("type") == "actions"
+            for element in block.get("elements", [])
+        ),
+    ]
+    return "invalid_blocks" if any(too_long) else ""
 
 
 def press(

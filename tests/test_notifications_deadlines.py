@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 from django.db import connection
 from django.utils import timezone
 
@@ -34,8 +34,10 @@ def decide_within(seconds: float) -> None:
 
 
 def backup_member(email: str = "backup@example.com"):
-    """A backup group with one member, named by the demo's route."""
+    """A backup group with one member, named by the demo's route. Its people read proposals
+    in the console (a message goes only to those who may)."""
     backup = Group.objects.create(name="backup")
+    backup.permissions.add(Permission.objects.get(codename="view_proposal"))
     user = get_user_model().objects.create_user("backup", email=email, is_staff=True)
     user.groups.add(backup)
     route = Route.objects.get(name=DEMO_ROUTE)
