@@ -198,13 +198,18 @@ def notifications_sent_before_teardown(request) -> Iterator[None]:
     the demo account that waits for a person is told to the operators (seed_demo's route), so
     most such tests leave messages on their way, which the test itself never waits for; a
     worker still writing them when the database is emptied deadlocks the flush."""
-    yield
-    uses_database = request.node.get_closest_marker("django_db") or {
-        "db",
+    marker = request.node.get_closest_marker("django_db")
+    transactional = (marker is not None and marker.kwargs.get("transaction")) or {
         "transactional_db",
+        "live_server",
     } & set(request.fixturenames)
+    uses_database = marker is not None or transactional or "db" in request.fixturenames
     if "celery_worker" not in request.fixturenames or not uses_database:
+        yield
         return
+    # The database set up before this fixture, so that it is emptied only after the wait.
+    request.getfixturevalue("transactional_db" if transactional else "db")
+    yield
     from notifications.models import Notification, NotificationStatus
 
     # At most 15 s: what is still pending then is the test's own to judge.
