@@ -329,20 +329,27 @@ def _refusal(proposal: Proposal, action_type, campaigns) -> str:
     return ""
 
 
-def _for_channel(proposal: Proposal) -> bool:
+def _for_channel(proposal: Proposal, chosen: dict | None = None) -> bool:
     """Whether a channel executor carries out this proposal (as locked): the registry picks
     one for its account and action type, or one already took it to executing (only a channel
     executor leaves a proposal executing between transactions; it stays with it, and with the
-    request it froze, whatever the account says since)."""
+    request it froze, whatever the account says since). ``chosen`` keeps the registry's
+    choices across a set, so a set asks it once per account and action type."""
     if proposal.status == ProposalStatus.EXECUTING:
         return True
-    return proposal.status == ProposalStatus.APPROVED and not _executor(proposal).in_transaction
+    if proposal.status != ProposalStatus.APPROVED:
+        return False
+    return not _executor(proposal, {} if chosen is None else chosen).in_transaction
 
 
-def _executor(proposal: Proposal):
-    return executor_for(
-        account=proposal.account, action_type=action_types.get(proposal.action_type)
-    )
+def _executor(proposal: Proposal, chosen: dict | None = None):
+    chosen = {} if chosen is None else chosen
+    key = (proposal.account_id, proposal.action_type)
+    if key not in chosen:
+        chosen[key] = executor_for(
+            account=proposal.account, action_type=action_types.get(proposal.action_type)
+        )
+    return chosen[key]
 
 
 @dataclass
@@ -411,10 +418,11 @@ def _execute_together(proposal_ids: Sequence[int]) -> Executions:
     then the proposals made against the values they replaced superseded."""
     actor = Actor.system("executor")
     executions = Executions()
+    chosen: dict = {}
     with transaction.atomic(), acting_as(actor):
         candidates = []
         for proposal in _locked_for_execution(proposal_ids, skip_locked=True):
-            if _for_channel(proposal):
+            if _for_channel(proposal, chosen):
                 executions.for_channel.append(proposal.pk)
             elif proposal.status != ProposalStatus.APPROVED:
                 executions.settled[proposal.pk] = proposal  # nothing to do
