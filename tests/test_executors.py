@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.urls import reverse
 
 from approvals import action_types
 from approvals.models import Proposal
@@ -91,7 +92,7 @@ def test_an_account_linked_to_google_ads_has_google_ads_carry_out_what_it_can(
 
 
 @pytest.mark.django_db
-def test_a_new_channel_is_a_class_and_a_registration(demo_world, tiny_channel):
+def test_a_new_channel_is_a_class_and_a_registration(demo_world, tiny_channel, login):
     proposal = evaluated(bid_adjustment("2.12"))  # approved at once; its task never leaves
     assert chosen_for("bid_adjustment") == "tiny"
     assert chosen_for("budget_change") == "ledger"
@@ -113,6 +114,8 @@ def test_a_new_channel_is_a_class_and_a_registration(demo_world, tiny_channel):
         "tiny",
         f"hitl-proposal-{proposal.pk}-1",
     )
+    page = login("operator").get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+    assert "tiny-1" in page.content.decode()  # the channel's request id, on the attempt
 
 
 @pytest.mark.django_db(transaction=True)

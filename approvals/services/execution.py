@@ -249,10 +249,9 @@ def _sent_back(proposal: Proposal, actor: Actor, reason: str, changes: dict) -> 
     the earlier ones no longer count). A channel executor's round it interrupts is marked
     held, with no lease, so that a person's approval of the same action resends the same
     request, key included: an attempt whose answer never came may have been carried out."""
-    if proposal.status == ProposalStatus.EXECUTING:
-        ExecutionRound.objects.filter(pk=_current_round(proposal).pk).update(
-            held=True, lease_until=None
-        )
+    current = _current_round(proposal) if proposal.status == ProposalStatus.EXECUTING else None
+    if current is not None:
+        ExecutionRound.objects.filter(pk=current.pk).update(held=True, lease_until=None)
     return proposal_transition(
         proposal_id=proposal.pk,
         to_status=ProposalStatus.PENDING_REVIEW,
