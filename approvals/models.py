@@ -190,15 +190,9 @@ class Proposal(models.Model):
         "cumulative ceilings from then.",
     )
     executed_at = models.DateTimeField(null=True, blank=True)
-    # The webhook executor's request, frozen when it takes the proposal to executing: every
-    # attempt sends the same body with the same key to the same endpoint.
-    execution_request = models.JSONField(null=True, blank=True)
-    execution_lease_until = models.DateTimeField(
-        null=True, blank=True, help_text="No attempt starts before: one is under way, or due then."
-    )
-
-    # The lease is the executor's bookkeeping; what was sent, and each attempt, are recorded.
-    history = audited_history(excluded_fields=["execution_lease_until"])
+    # A channel executor's rounds (what each sends, its lease) are its own:
+    # executors.models.ExecutionRound.
+    history = audited_history()
 
     class Meta:
         ordering = ["-created_at"]
@@ -302,6 +296,10 @@ class Execution(models.Model):
     before_state = models.JSONField(default=dict)
     after_state = models.JSONField(default=dict)
     error = models.TextField(blank=True)
+    # What a channel answered: its request ids, and what else it said (resource names, each
+    # item's result), for an operator looking the request up on the channel.
+    request_ids = models.JSONField(default=list, blank=True)
+    channel_response = models.JSONField(default=dict, blank=True)
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -81,15 +81,15 @@ def execute_proposal(proposal_id: int) -> None:
 
 @shared_task(name="approvals.execute_proposals", **TRANSIENT)
 def execute_proposals(proposal_ids: list[int]) -> None:
-    """Carry out approved proposals in the ledger; those for a channel's endpoint are handed
-    to the webhook queue's workers, so no endpoint, however slow, holds up anybody else's."""
+    """Carry out approved proposals in the ledger; those for a channel executor are handed
+    to the webhook queue's workers, so no channel, however slow, holds up anybody else's."""
     _execute(proposal_ids)
 
 
 def _execute(proposal_ids: list[int]) -> None:
-    for_webhook = proposals_execute(proposal_ids=proposal_ids).for_webhook
-    if for_webhook:
-        _send_each(send_execution_request, for_webhook)
+    for_channel = proposals_execute(proposal_ids=proposal_ids).for_channel
+    if for_channel:
+        _send_each(send_execution_request, for_channel)
 
 
 @shared_task(name="approvals.send_execution_request", **TRANSIENT)

@@ -390,7 +390,7 @@ INSERT INTO approvals_historicalproposal (
     external_ref, summary, magnitude, magnitude_label, amount, target_snapshot, effects, status,
     risk, verdict_outcome, verdict_policy_id, verdict_policy_version, verdict_reasons,
     guardrail_findings, required_approvals, review_round, created_at, updated_at, evaluated_at,
-    review_expires_at, decided_at, executed_at, execution_request, history_date,
+    review_expires_at, decided_at, executed_at, history_date,
     history_change_reason, history_type, history_user_id, history_actor_kind, history_actor,
     history_agent_id
 )
@@ -414,7 +414,6 @@ SELECT id, agent_id, account_id, action_type, payload, rationale, supporting_dat
        CASE WHEN stage = 3 OR (stage = 2 AND verdict_outcome = 'auto_approve')
             THEN decided_at END,
        CASE WHEN stage = 3 THEN executed_at END,
-       execution_request,
        changed_at,
        CASE stage WHEN 1 THEN 'submitted'
                   WHEN 2 THEN verdict_reasons ->> 0

@@ -92,3 +92,39 @@ class GoogleAdsCampaign(models.Model):
             and not GoogleAdsLink.objects.filter(account_id=campaign.account_id).exists()
         ):
             raise ValidationError({"campaign": "Its account has no Google Ads link yet."})
+
+
+class ExecutionRound(models.Model):
+    """A channel executor's round of attempts at one proposal: from the proposal going to
+    executing until it leaves it. What every attempt of the round sends is frozen here when it
+    starts (``request``, with the round's ``key``), so each sends the same, whatever changes
+    meanwhile; ``lease_until`` keeps a second attempt from starting while one is under way or
+    before the next is due. A round a person's review interrupted is ``held``: their approval
+    of the same action resumes it with the same key (its attempt may have reached the channel).
+    Rounds are kept: what was sent, and with which key, stays on record."""
+
+    proposal = models.ForeignKey(
+        "approvals.Proposal", on_delete=models.PROTECT, related_name="execution_rounds"
+    )
+    executor = models.CharField(max_length=32)
+    key = models.CharField(max_length=200)
+    first_attempt = models.PositiveSmallIntegerField(
+        help_text="The number of the round's first attempt (``approvals.Execution.attempt``)."
+    )
+    request = models.JSONField()
+    held = models.BooleanField(default=False)
+    lease_until = models.DateTimeField(
+        null=True, blank=True, help_text="No attempt starts before: one is under way, or due then."
+    )
+    started_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["proposal", "first_attempt"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["proposal", "first_attempt"], name="execution_round_unique_start"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.proposal_id} {self.executor} round {self.key}"

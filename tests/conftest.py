@@ -26,10 +26,12 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from executors.models import GoogleAdsCampaign, GoogleAdsLink
 from hitlproject import broker
 from hitlproject.celery import app as celery_app
-from ledger.models import Account
+from ledger.models import Account, Campaign
 from tests import slack_fake
+from tests.google_ads_fake import CUSTOMER, PLACES, SECRETS, FakeGoogleAds
 
 REPO = Path(__file__).resolve().parent.parent
 SESSION_QUEUE = f"hitl-test-{uuid.uuid4().hex[:8]}"
@@ -129,8 +131,62 @@ def slack(slack_server, settings) -> slack_fake.SlackServer:
 
 
 @pytest.fixture(scope="session")
+def google_ads_server() -> Iterator[FakeGoogleAds]:
+    """The Google Ads (gRPC) and OAuth token endpoint the tests' worker calls."""
+    fake = FakeGoogleAds(
+        customer_id=CUSTOMER,
+        developer_token=SECRETS["developer_token"],
+        refresh_token=SECRETS["refresh_token"],
+    )
+    fake.endpoints = fake.start()
+    yield fake
+    fake.stop()
+
+
+def link_demo_account(fake: FakeGoogleAds) -> None:
+    """The demo account linked to ``fake``, whose campaigns become the ledger's."""
+    account = Account.objects.get(external_id="demo")
+    GoogleAdsLink.objects.create(
+        account=account, customer_id=CUSTOMER, client_id="client-id.apps", **SECRETS
+    )
+    for campaign in Campaign.objects.filter(account=account):
+        campaign_id, budget_id, ad_group_id = PLACES[campaign.external_id]
+        fake.add_campaign(
+            campaign_id=campaign_id,
+            budget_id=budget_id,
+            amount_micros=int(campaign.daily_budget * 1_000_000),
+            ad_group_id=ad_group_id,
+            cpc_bid_micros=int(campaign.bid * 1_000_000),
+        )
+        GoogleAdsCampaign.objects.create(
+            campaign=campaign,
+            google_campaign_id=campaign_id,
+            google_ad_group_id=ad_group_id,
+            final_url="https://example.com/",
+            extra_headline="Free 30-day trial",
+            extra_description="Set up in minutes. Cancel any time.",
+        )
+
+
+@pytest.fixture
+def linked_google_ads(google_ads_server, demo_world, settings) -> FakeGoogleAds:
+    """The worker's Google Ads, holding the demo ledger's campaigns, the demo account linked
+    to it (this process's settings pointing at it too)."""
+    google_ads_server.clear()
+    settings.GOOGLE_ADS_API_ENDPOINT, settings.GOOGLE_ADS_TOKEN_URI = google_ads_server.endpoints
+    link_demo_account(google_ads_server)
+    return google_ads_server
+
+
+@pytest.fixture(scope="session")
 def celery_worker(
-    request, django_db_setup, isolated_task_queue, tmp_path_factory, mail_server, slack_server
+    request,
+    django_db_setup,
+    isolated_task_queue,
+    tmp_path_factory,
+    mail_server,
+    slack_server,
+    google_ads_server,
 ) -> Iterator[None]:
     """A real Celery worker process, on the test database and this session's queue.
 
@@ -156,6 +212,9 @@ def celery_worker(
         "SLACK_API_URL": slack_server.url,
         "SLACK_BOT_TOKEN": slack_fake.TOKEN,
         "SLACK_SIGNING_SECRET": slack_fake.SIGNING_SECRET,
+        "GOOGLE_ADS_API_ENDPOINT": google_ads_server.endpoints[0],
+        "GOOGLE_ADS_TOKEN_URI": google_ads_server.endpoints[1],
+        "GOOGLE_ADS_DEADLINE": "5",
     }
     with open(log_path, "w") as log:
         # As production runs it (the Procfile's worker): a worker for each queue.

@@ -154,6 +154,22 @@ FAULTS = {
 }
 
 
+# The tests' Google Ads: its customer, the link's secrets, and the demo ledger's campaigns as it
+# holds them.
+CUSTOMER = "1234567890"
+SECRETS = {
+    "developer_token": "dev-Tok3n-abcdefghijklmnop",
+    "client_secret": "GOCSPX-client-secret-qrstuvwxyz",
+    "refresh_token": "1//0refresh-token-ABCDEFGHIJKLMNOP",
+}
+# The demo ledger's campaigns, as Google Ads holds them: campaign, budget, ad group ids.
+PLACES = {
+    "brand-search": (101, 201, 301),
+    "generic-search": (102, 202, 302),
+    "display-retarget": (103, 203, 303),
+}
+
+
 class FakeGoogleAds:
     def __init__(self, *, customer_id: str, developer_token: str, refresh_token: str):
         self.customer_id, self.developer_token = customer_id, developer_token
@@ -213,6 +229,15 @@ class FakeGoogleAds:
         self.state.budgets[budget_id] = amount_micros
         self.state.campaigns[campaign_id] = Campaign(budget_id=budget_id, **settings)
         self.state.ad_groups[ad_group_id] = AdGroup(campaign_id, cpc_bid_micros)
+
+    def clear(self) -> None:
+        """As new: no campaigns, calls or faults (a session's fake, between tests)."""
+        with self._lock:
+            self.state = State()
+            self.calls.clear()
+            self.token_requests.clear()
+            self._faults.clear()
+            self._item_faults = {}
 
     def fail_next(self, kind: str, method: str | None = None) -> None:
         """The next call (of ``method``, e.g. ``MutateAdGroups``, or any) fails with ``kind``:

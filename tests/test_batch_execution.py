@@ -81,7 +81,7 @@ def test_each_proposal_of_a_set_ends_as_it_would_alone(demo_world):
         moved.pk: ProposalStatus.SUPERSEDED,
         refused.pk: ProposalStatus.FAILED,
     }
-    assert executions.for_webhook == []
+    assert executions.for_channel == []
     for proposal in everyone:  # as recorded, not only as returned
         assert Proposal.objects.get(pk=proposal.pk).status == status[proposal.pk]
     bids = dict(Campaign.objects.values_list("external_id", "bid"))

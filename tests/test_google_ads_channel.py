@@ -21,24 +21,11 @@ from executors.google_ads import (
     google_ads_execute,
     google_ads_frozen_action,
 )
-from executors.models import GoogleAdsCampaign, GoogleAdsLink
-from ledger.models import Account, Campaign
-from tests.conftest import reallocation
+from executors.models import GoogleAdsLink
+from ledger.models import Account
+from tests.conftest import link_demo_account, reallocation
 from tests.factories import submitted
-from tests.google_ads_fake import FakeGoogleAds
-
-CUSTOMER = "1234567890"
-SECRETS = {
-    "developer_token": "dev-Tok3n-abcdefghijklmnop",
-    "client_secret": "GOCSPX-client-secret-qrstuvwxyz",
-    "refresh_token": "1//0refresh-token-ABCDEFGHIJKLMNOP",
-}
-# The demo ledger's campaigns, as Google Ads holds them: campaign, budget, ad group ids.
-PLACES = {
-    "brand-search": (101, 201, 301),
-    "generic-search": (102, 202, 302),
-    "display-retarget": (103, 203, 303),
-}
+from tests.google_ads_fake import CUSTOMER, SECRETS, FakeGoogleAds
 
 
 @pytest.fixture
@@ -50,27 +37,7 @@ def google_ads(demo_world, settings) -> Iterator[FakeGoogleAds]:
         refresh_token=SECRETS["refresh_token"],
     )
     settings.GOOGLE_ADS_API_ENDPOINT, settings.GOOGLE_ADS_TOKEN_URI = fake.start()
-    account = Account.objects.get(external_id="demo")
-    GoogleAdsLink.objects.create(
-        account=account, customer_id=CUSTOMER, client_id="client-id.apps", **SECRETS
-    )
-    for campaign in Campaign.objects.filter(account=account):
-        campaign_id, budget_id, ad_group_id = PLACES[campaign.external_id]
-        fake.add_campaign(
-            campaign_id=campaign_id,
-            budget_id=budget_id,
-            amount_micros=int(campaign.daily_budget * 1_000_000),
-            ad_group_id=ad_group_id,
-            cpc_bid_micros=int(campaign.bid * 1_000_000),
-        )
-        GoogleAdsCampaign.objects.create(
-            campaign=campaign,
-            google_campaign_id=campaign_id,
-            google_ad_group_id=ad_group_id,
-            final_url="https://example.com/",
-            extra_headline="Free 30-day trial",
-            extra_description="Set up in minutes. Cancel any time.",
-        )
+    link_demo_account(fake)
     yield fake
     fake.stop()
 

@@ -16,6 +16,7 @@ from django.utils import timezone
 from approvals.models import Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve
 from approvals.services.execution import proposal_execute
+from executors.models import ExecutionRound
 from ledger.models import Account, Campaign
 from policies.models import KillSwitch, Policy
 from tests.conftest import Receiver, bid_adjustment, reallocation, wait_until
@@ -53,7 +54,7 @@ def budgets() -> tuple[Decimal, Decimal]:
 
 def next_attempt_due(proposal: Proposal) -> None:
     """The backoff after a failed attempt has passed (the test runs the retry itself)."""
-    Proposal.objects.filter(pk=proposal.pk).update(execution_lease_until=timezone.now())
+    ExecutionRound.objects.filter(proposal=proposal).update(lease_until=timezone.now())
 
 
 def person(username: str = "operator"):
@@ -81,7 +82,9 @@ def test_an_auto_approved_action_waiting_for_its_retry_goes_to_a_person_not_the_
     assert [(e.status, e.error) for e in held.executions.all()] == [
         ("failed", "the endpoint answered HTTP 503")
     ]
-    assert held.execution_lease_until is None and held.review_expires_at > timezone.now()
+    assert held.review_expires_at > timezone.now()
+    held_round = ExecutionRound.objects.get(proposal=held)
+    assert held_round.held and held_round.lease_until is None
     record = held.history.latest("history_date")
     assert (record.status, record.history_actor, record.history_change_reason) == (
         "pending_review",

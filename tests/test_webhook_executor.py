@@ -13,10 +13,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from approvals.models import Proposal
-from approvals.services import execution
 from approvals.services.decisions import proposal_approve
 from approvals.services.execution import proposal_execute, proposal_retry
 from approvals.services.recovery import proposals_requeue_stalled
+from executors import webhook
+from executors.models import ExecutionRound
 from hitlproject.signing import verify
 from ledger.models import Account, Campaign
 from tests.conftest import bid_adjustment, reallocation, wait_until
@@ -112,15 +113,14 @@ def test_a_worker_that_dies_mid_request_leaves_it_executing_and_it_is_sent_again
         raise KeyboardInterrupt("the worker was killed")
 
     with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
-        patch.setattr(execution, "_post", killed)
+        patch.setattr(webhook, "_post", killed)
         proposal_execute(proposal_id=proposal.pk)
     assert Proposal.objects.get(pk=proposal.pk).status == "executing"
     # Meanwhile the account's endpoint is removed: the request frozen for this round stands.
     Account.objects.filter(external_id="demo").update(execution_endpoint="")
     assert proposals_requeue_stalled()["executing"] == 0  # the attempt's lease still holds
-    Proposal.objects.filter(pk=proposal.pk).update(
-        execution_lease_until=timezone.now(), updated_at=timezone.now() - timedelta(minutes=5)
-    )
+    ExecutionRound.objects.filter(proposal=proposal).update(lease_until=timezone.now())
+    Proposal.objects.filter(pk=proposal.pk).update(updated_at=timezone.now() - timedelta(minutes=5))
 
     assert proposals_requeue_stalled()["executing"] == 1
 
@@ -144,9 +144,8 @@ def test_an_action_the_ledger_no_longer_allows_is_failed_not_overdrawn(channel, 
 
     def carried_out_while_the_budget_shrank(request, account):
         Campaign.objects.filter(external_id="brand-search").update(daily_budget=Decimal("100"))
-        return True, False, ""
 
-    monkeypatch.setattr(execution, "_post", carried_out_while_the_budget_shrank)
+    monkeypatch.setattr(webhook, "_post", carried_out_while_the_budget_shrank)
     failed = proposal_execute(proposal_id=proposal.pk)
 
     assert failed.status == "failed"

@@ -10,15 +10,15 @@ out together, in one such transaction, each checked as it would be alone and its
 attempt and ledger change recorded as they would be, in a few statements for the whole set;
 one that needs more (held back, superseded, re-assessed, refused) is carried out alone.
 
-The webhook executor, for an account with an execution endpoint, cannot hold a transaction
-open across the channel's request: it commits ``executing`` first, POSTs the action signed
-and with an idempotency key that every attempt shares, then records the attempt (and, on a
-2xx, the action in the ledger) in a second transaction. A crash in between leaves the
-proposal executing, and the stall sweep sends it again: the endpoint, seeing the same key,
-does it once.
+A channel executor (the webhook's, Google Ads'; chosen by ``executors.registry``) cannot
+hold a transaction open across the channel's request. One runner does everything around it
+for all of them (``_execute_on_channel``): it commits ``executing`` with the round's request
+frozen by the executor (``executors.models.ExecutionRound``), has the executor send it, then
+records the attempt (and, once carried out, the action in the ledger) in a second
+transaction. A crash in between leaves the proposal executing, and the stall sweep sends it
+again once the round's lease has run out: the same request, with the same key.
 """
 
-import json
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -26,9 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import OperationalError, transaction
 from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
@@ -68,9 +66,11 @@ from approvals.services.supersession import (
 from approvals.validation import validation_text
 from audit.actors import Actor, acting_as
 from audit.history import create_with_history, update_with_history
+from executors.base import ChannelError, ChannelExecutor, Outcome
+from executors.models import ExecutionRound
+from executors.registry import FALLBACK, executor_for, executor_named
 from feedback.services import feedback_record_failures
 from hitlproject.errors import NotFound
-from hitlproject.outbound import send_signed
 from ledger.models import Account, Campaign
 from ledger.services import accounts_lock
 from policies.services import (
@@ -83,11 +83,8 @@ from policies.services import (
 
 logger = logging.getLogger(__name__)
 
-LEDGER_EXECUTOR = "ledger"
-WEBHOOK_EXECUTOR = "webhook"
-# How long an attempt holds the proposal: longer than a request can take.
-WEBHOOK_LEASE = timedelta(seconds=60)
-# How long an attempt waits when its account's endpoint has all the requests it is given.
+LEDGER_EXECUTOR = FALLBACK.name
+# How long an attempt waits when its account has all the requests its executor is given.
 ENDPOINT_BUSY_WAIT = timedelta(seconds=2)
 
 
@@ -249,13 +246,12 @@ def _kill_switch_hold(proposal: Proposal) -> str:
 
 def _sent_back(proposal: Proposal, actor: Actor, reason: str, changes: dict) -> Proposal:
     """The proposal back with a person before an attempt, in a new review round (approvals of
-    the earlier ones no longer count), with no lease. A round of the webhook executor's
-    attempts it interrupts is marked held, so that a person's approval of the same action
-    resends the same request, key included: an attempt whose answer never came may have been
-    carried out."""
-    changes = {**changes, "execution_lease_until": None}
-    if proposal.status == ProposalStatus.EXECUTING:
-        changes["execution_request"] = {**proposal.execution_request, "held": True}
+    the earlier ones no longer count). A channel executor's round it interrupts is marked
+    held, with no lease, so that a person's approval of the same action resends the same
+    request, key included: an attempt whose answer never came may have been carried out."""
+    current = _current_round(proposal) if proposal.status == ProposalStatus.EXECUTING else None
+    if current is not None:
+        ExecutionRound.objects.filter(pk=current.pk).update(held=True, lease_until=None)
     return proposal_transition(
         proposal_id=proposal.pk,
         to_status=ProposalStatus.PENDING_REVIEW,
@@ -332,36 +328,45 @@ def _refusal(proposal: Proposal, action_type, campaigns) -> str:
     return ""
 
 
-def _for_webhook(proposal: Proposal) -> bool:
-    """Whether the webhook executor carries out this proposal (as locked): its account has an
-    execution endpoint and the action is one for the channel, or the webhook executor already
-    took it to executing (it stays with it, and with the request it froze, whatever the
-    account says since)."""
+def _for_channel(proposal: Proposal, chosen: dict | None = None) -> bool:
+    """Whether a channel executor carries out this proposal (as locked): the registry picks
+    one for its account and action type, or one already took it to executing (only a channel
+    executor leaves a proposal executing between transactions; it stays with it, and with the
+    request it froze, whatever the account says since). ``chosen`` keeps the registry's
+    choices across a set, so a set asks it once per account and action type."""
     if proposal.status == ProposalStatus.EXECUTING:
-        return bool(proposal.execution_request)
-    return bool(
-        proposal.status == ProposalStatus.APPROVED
-        and proposal.account.execution_endpoint
-        and action_types.get(proposal.action_type).executes_on_channel
-    )
+        return True
+    if proposal.status != ProposalStatus.APPROVED:
+        return False
+    return not _executor(proposal, {} if chosen is None else chosen).in_transaction
+
+
+def _executor(proposal: Proposal, chosen: dict | None = None):
+    chosen = {} if chosen is None else chosen
+    key = (proposal.account_id, proposal.action_type)
+    if key not in chosen:
+        chosen[key] = executor_for(
+            account=proposal.account, action_type=action_types.get(proposal.action_type)
+        )
+    return chosen[key]
 
 
 @dataclass
 class Executions:
     """What ``proposals_execute`` did: each proposal the ledger executor settled, as it ended
     up (executed, failed, sent back, superseded; or as it was, if there was nothing left to
-    do), by id; and the ids of those that are the webhook executor's to send."""
+    do), by id; and the ids of those that are a channel executor's to send."""
 
     settled: dict[int, Proposal] = field(default_factory=dict)
-    for_webhook: list[int] = field(default_factory=list)
+    for_channel: list[int] = field(default_factory=list)
 
 
 def proposal_execute(*, proposal_id: int) -> Proposal:
-    """Carry out an approved proposal, with the account's executor: the built-in ledger
-    executor, or the webhook executor (``_for_webhook``)."""
+    """Carry out an approved proposal, with the executor the registry picks for it: the
+    built-in ledger executor, or a channel executor (``_for_channel``)."""
     executions = proposals_execute(proposal_ids=[proposal_id])
-    if proposal_id in executions.for_webhook:
-        return _execute_by_webhook(proposal_id)
+    if proposal_id in executions.for_channel:
+        return _execute_on_channel(proposal_id)
     if proposal_id not in executions.settled:
         raise NotFound(f"There is no proposal #{proposal_id}.")
     return executions.settled[proposal_id]
@@ -369,7 +374,7 @@ def proposal_execute(*, proposal_id: int) -> Proposal:
 
 def proposals_execute(*, proposal_ids: Sequence[int]) -> Executions:
     """Carry out approved proposals with the built-in ledger executor, exactly once each,
-    and say which are the webhook executor's instead (``_for_webhook``).
+    and say which are a channel executor's instead (``_for_channel``).
 
     Those that need nothing but doing are done together, in one short transaction
     (``_execute_together``); any that needs more (a kill switch engaged, a target moved, a
@@ -388,7 +393,7 @@ def proposals_execute(*, proposal_ids: Sequence[int]) -> Executions:
         )
         executions = Executions()
     for proposal_id in proposal_ids:
-        if proposal_id in executions.settled or proposal_id in executions.for_webhook:
+        if proposal_id in executions.settled or proposal_id in executions.for_channel:
             continue
         try:
             executed = _execute_alone(proposal_id)
@@ -396,7 +401,7 @@ def proposals_execute(*, proposal_ids: Sequence[int]) -> Executions:
             logger.warning("Proposal %s to execute does not exist", proposal_id)
             continue
         if executed is None:
-            executions.for_webhook.append(proposal_id)
+            executions.for_channel.append(proposal_id)
         else:
             executions.settled[proposal_id] = executed
     return executions
@@ -412,11 +417,12 @@ def _execute_together(proposal_ids: Sequence[int]) -> Executions:
     then the proposals made against the values they replaced superseded."""
     actor = Actor.system("executor")
     executions = Executions()
+    chosen: dict = {}
     with transaction.atomic(), acting_as(actor):
         candidates = []
         for proposal in _locked_for_execution(proposal_ids, skip_locked=True):
-            if _for_webhook(proposal):
-                executions.for_webhook.append(proposal.pk)
+            if _for_channel(proposal, chosen):
+                executions.for_channel.append(proposal.pk)
             elif proposal.status != ProposalStatus.APPROVED:
                 executions.settled[proposal.pk] = proposal  # nothing to do
             elif not proposal.kill_switch_engaged:
@@ -462,7 +468,9 @@ def _execute_together(proposal_ids: Sequence[int]) -> Executions:
                 or _refusal(proposal, action_type, theirs)
             ):
                 continue
-            writes = action_type.staged_writes(payload, theirs, proposal)
+            writes = FALLBACK.staged_writes(
+                action_type=action_type, payload=payload, campaigns=theirs, proposal=proposal
+            )
             after = ledger_snapshot(action_type=action_type, payload=payload, campaigns=theirs)
             staged.append((proposal, before, after, writes))
         if not staged:
@@ -524,14 +532,14 @@ def _locked_campaigns(keys) -> dict[tuple[int, str], Campaign]:
 
 def _execute_alone(proposal_id: int) -> Proposal | None:
     """Carry out one proposal in a transaction of its own, with every check and every way it
-    can end; None if it is the webhook executor's."""
+    can end; None if it is a channel executor's."""
     actor = Actor.system("executor")
     with transaction.atomic(), acting_as(actor):
         locked = _locked_for_execution([proposal_id], skip_locked=False)
         if not locked:
             raise NotFound(f"There is no proposal #{proposal_id}.")
         proposal = locked[0]
-        if _for_webhook(proposal):
+        if _for_channel(proposal):
             return None
         if proposal.status != ProposalStatus.APPROVED:
             return proposal  # executed already, or no longer approved: nothing to do
@@ -551,7 +559,12 @@ def _execute_alone(proposal_id: int) -> Proposal | None:
             with transaction.atomic():
                 refusal = checked.refusal or _refusal(proposal, action_type, campaigns)
                 if not refusal:
-                    action_type.apply(proposal.payload, campaigns, proposal)
+                    FALLBACK.apply(
+                        action_type=action_type,
+                        payload=proposal.payload,
+                        campaigns=campaigns,
+                        proposal=proposal,
+                    )
         except OperationalError:
             raise  # transient (lock timeout, lost connection): the task retries
         except ValidationError as error:  # the action itself says it cannot be applied now
@@ -576,15 +589,17 @@ def _execute_alone(proposal_id: int) -> Proposal | None:
         return proposal
 
 
-def _execute_by_webhook(proposal_id: int) -> Proposal:
-    """POST the approved action to the account's endpoint, signed, outside any transaction,
-    with a request frozen when the proposal went to executing: the same body, key and endpoint
-    for every attempt of this round (an operator's retry starts a new round, with a new key).
-    Each attempt is claimed, and recorded as under way, before it is sent; a lease keeps a
-    second attempt from starting while one is under way or before the next is due. On a 2xx
-    the ledger records the action, if it still allows it. A timeout, a connection error, a
-    5xx, 408 or 429 is tried again with backoff; a 4xx, or the last try, fails the execution.
-    """
+def _execute_on_channel(proposal_id: int) -> Proposal:
+    """Carry out an approved proposal with its channel executor: the request frozen when the
+    proposal went to executing (``ChannelExecutor.freeze``) is sent outside any transaction
+    (``ChannelExecutor.carry_out``), the same for every attempt of this round (an operator's
+    retry starts a new round, with a new key). Each attempt is claimed, and recorded as under
+    way, before it is sent; the round's lease keeps a second attempt from starting while one
+    is under way or before the next is due. What comes back (``executors.base.Outcome``) is
+    recorded here, and only here: carried out, the ledger records the action (if it still
+    allows it) as the channel has it; a value moved on the channel supersedes the proposal;
+    a failure another attempt can help is tried again with backoff; any other, a partial
+    one, or the last try fails the execution."""
     actor = Actor.system("executor")
     with transaction.atomic(), acting_as(actor):
         locked = _locked_for_execution([proposal_id], skip_locked=False)
@@ -592,19 +607,28 @@ def _execute_by_webhook(proposal_id: int) -> Proposal:
             raise NotFound(f"There is no proposal #{proposal_id}.")
         proposal = locked[0]
         next_attempt = proposal.attempts_before + 1
-        starting = proposal.status == ProposalStatus.APPROVED
-        if not starting and (
-            proposal.status != ProposalStatus.EXECUTING or not proposal.execution_request
-        ):
-            return proposal  # executed already, or no longer approved: nothing to do
         now = timezone.now()
-        if not starting:
-            if proposal.execution_lease_until and proposal.execution_lease_until > now:
+        if proposal.status == ProposalStatus.APPROVED:
+            current = None
+            executor = _executor(proposal)
+            if executor.in_transaction:  # the account changed since it was handed over
+                return _execute_alone(proposal_id) or proposal
+        elif proposal.status == ProposalStatus.EXECUTING:
+            current = _current_round(proposal)
+            if current is None:
+                return proposal
+            if current.lease_until and current.lease_until > now:
                 return proposal  # an attempt is under way, or the next is not due yet
-            for stopped in _this_round(proposal).filter(status=ExecutionStatus.RUNNING):
+            for stopped in _this_round(proposal, current).filter(status=ExecutionStatus.RUNNING):
                 stopped.status, stopped.finished_at = ExecutionStatus.FAILED, now
                 stopped.error = "the worker stopped while the request was under way"
                 stopped.save()  # saved: on record
+            try:
+                executor = executor_named(current.executor)
+            except LookupError as error:
+                return _fail(proposal, str(error))
+        else:
+            return proposal  # executed already, or no longer approved: nothing to do
         # Every attempt, not only the first, checks what the first does: a kill switch
         # engaged, a target moved or a guardrail set since the last one stops it.
         action_type = action_types.get(proposal.action_type)
@@ -613,34 +637,50 @@ def _execute_by_webhook(proposal_id: int) -> Proposal:
             return checked.moved_on
         campaigns, before = checked.campaigns, checked.before
         refusal = checked.refusal or _refusal(proposal, action_type, campaigns)
-        if starting:
+        if current is None:
+            frozen = None
+            if not refusal:
+                try:
+                    frozen = executor.freeze(
+                        proposal=proposal,
+                        action_type=action_type,
+                        campaigns=campaigns,
+                        targets=before,
+                        key=_next_round_key(proposal),
+                        previous=_current_round(proposal),
+                    )
+                except ChannelError as error:
+                    refusal = str(error)
             proposal = proposal_transition(
-                proposal_id=proposal_id,
-                to_status=ProposalStatus.EXECUTING,
-                actor=actor,
-                changes={
-                    "execution_request": _frozen_request(proposal, action_type, campaigns),
-                    "execution_lease_until": None,
-                },
+                proposal_id=proposal_id, to_status=ProposalStatus.EXECUTING, actor=actor
             )
+            if frozen is not None:
+                current = ExecutionRound.objects.create(
+                    proposal=proposal,
+                    executor=executor.name,
+                    key=frozen.key,
+                    first_attempt=next_attempt,
+                    request=frozen.request,
+                    started_at=now,
+                )
         if refusal:
             _record_attempt(
                 proposal,
                 number=next_attempt,
-                executor=WEBHOOK_EXECUTOR,
+                executor=executor.name,
                 status=ExecutionStatus.FAILED,
                 before=before,
                 started_at=now,
                 error=refusal,
             )
             return _fail(proposal, refusal)
-        if _this_round(proposal).count() >= settings.WEBHOOK_MAX_ATTEMPTS:
-            return _fail(proposal, "no answer from the endpoint after every attempt")
-        if _requests_under_way(proposal.account, now) >= settings.WEBHOOK_REQUESTS_PER_ACCOUNT:
-            # The account's endpoint has as many requests under way as it is given: this one
-            # waits its turn without holding a worker, so a slow endpoint holds no more than
-            # that many and every other account's requests still find workers free.
-            _hold(proposal_id, until=now + ENDPOINT_BUSY_WAIT, now=now)
+        if _this_round(proposal, current).count() >= executor.max_attempts:
+            return _fail(proposal, "no answer from the channel after every attempt")
+        if _requests_under_way(proposal.account, executor, now) >= executor.requests_per_account:
+            # The account has as many requests under way with this executor as it is given:
+            # this one waits its turn without holding a worker, so a slow channel holds no more
+            # than that many and every other account's requests still find workers free.
+            _hold(current, until=now + ENDPOINT_BUSY_WAIT)
             transaction.on_commit(
                 partial(_retry_later, proposal_id, ENDPOINT_BUSY_WAIT.total_seconds()),
                 robust=True,
@@ -649,15 +689,15 @@ def _execute_by_webhook(proposal_id: int) -> Proposal:
         attempt = _record_attempt(
             proposal,
             number=next_attempt,
-            executor=WEBHOOK_EXECUTOR,
+            executor=executor.name,
             status=ExecutionStatus.RUNNING,
             before={},
             started_at=now,
         )
-        _hold(proposal_id, until=now + WEBHOOK_LEASE, now=now)
+        _hold(current, until=now + executor.lease)
     # Claimed and committed: a crash from here on leaves the attempt under way and the
     # proposal executing; once the lease runs out the stall sweep sends the same request.
-    delivered, retry, result = _post(proposal.execution_request, proposal.account)
+    outcome = _carried_out(executor, current, proposal.account)
 
     with transaction.atomic(), acting_as(actor):
         proposal = proposal_lock(proposal_id)
@@ -670,143 +710,138 @@ def _execute_by_webhook(proposal_id: int) -> Proposal:
         campaigns = campaigns_for(
             account=proposal.account, action_type=action_type, payload=proposal.payload, lock=True
         )
-        attempt.before_state = ledger_snapshot(
+        attempt.before_state = outcome.before or ledger_snapshot(
             action_type=action_type, payload=proposal.payload, campaigns=campaigns
         )
         attempt.finished_at = finished
-        if delivered:
-            refusal = _refusal(proposal, action_type, campaigns)
-            if not refusal:
-                try:
-                    with transaction.atomic():
-                        action_type.apply(proposal.payload, campaigns, proposal)  # its record
-                except ValidationError as error:
-                    refusal = validation_text(error)
-            if refusal:  # the channel did it; the ledger cannot say so: a person must look
-                attempt.status = ExecutionStatus.FAILED
-                attempt.error = f"Carried out on the channel, but the ledger refuses it: {refusal}"
-                attempt.save()
-                return _fail(proposal, attempt.error)
-            attempt.status = ExecutionStatus.SUCCEEDED
-            attempt.after_state = ledger_snapshot(
-                action_type=action_type, payload=proposal.payload, campaigns=campaigns
-            )
+        attempt.request_ids = list(outcome.request_ids)
+        attempt.channel_response = outcome.response
+        if outcome.result == "done":
+            return _record_carried_out(proposal, attempt, action_type, campaigns, outcome, actor)
+        attempt.status = ExecutionStatus.FAILED
+        if outcome.result == "moved":
+            moves = "; ".join(str(move) for move in outcome.moves)
+            attempt.error = f"Not sent: the value moved on the channel ({moves})."
             attempt.save()
-            executed = proposal_transition(
-                proposal_id=proposal_id,
-                to_status=ProposalStatus.EXECUTED,
+            return proposal_supersede(
+                proposal=proposal,
+                moves=list(outcome.moves),
                 actor=actor,
-                changes={"execution_lease_until": None},
+                cause=f"found on the channel ({executor.name}) before executing",
             )
-            _supersede_others([(executed, attempt.after_state)], actor)
-            return executed
-        attempt.status, attempt.error = ExecutionStatus.FAILED, result
+        attempt.error = outcome.detail
+        if outcome.result == "partial":
+            attempt.error = f"Partly carried out on the channel, not retried: {outcome.detail}"
+            attempt.save()
+            return _fail(proposal, attempt.error)
         attempt.save()
-        tried = _this_round(proposal).count()
-        if not retry or tried >= settings.WEBHOOK_MAX_ATTEMPTS:
-            return _fail(proposal, result)
+        tried = _this_round(proposal, current).count()
+        if not outcome.retryable or tried >= executor.max_attempts:
+            return _fail(proposal, outcome.detail)
         # The next attempt is due after the backoff: nothing starts one before.
-        delay = min(settings.WEBHOOK_RETRY_SECONDS * 2 ** (tried - 1), 600)
-        _hold(proposal_id, until=finished + timedelta(seconds=delay), now=finished)
+        delay = min(executor.retry_seconds * 2 ** (tried - 1), 600)
+        _hold(current, until=finished + timedelta(seconds=delay))
         transaction.on_commit(partial(_retry_later, proposal_id, delay), robust=True)
         return proposal
 
 
-def _requests_under_way(account: Account, now) -> int:
-    """The webhook executor's requests to an account's endpoint under way now (an attempt
-    abandoned by a dead worker counts until its lease runs out). Counted under a lock on the
-    account (the one the checks took before the campaigns, ``_checked_targets``), held until
-    the caller's transaction ends, so two attempts never both count one place free."""
+def _carried_out(executor: ChannelExecutor, current: ExecutionRound, account: Account) -> Outcome:
+    """The executor's outcome; its ``ChannelError`` is a failure, retryable unless permanent."""
+    try:
+        return executor.carry_out(request=current.request, account=account)
+    except ChannelError as error:
+        return Outcome("failed", retryable=not error.permanent, detail=str(error))
+
+
+def _record_carried_out(
+    proposal: Proposal, attempt: Execution, action_type, campaigns, outcome: Outcome, actor
+) -> Proposal:
+    """The channel carried the action out: the ledger records it (the action type's record,
+    then each value as the channel has it after), unless it no longer allows it; then the
+    proposal is executed and those made against the values it replaced superseded."""
+    refusal = _refusal(proposal, action_type, campaigns)
+    if not refusal:
+        try:
+            with transaction.atomic():
+                action_type.apply(proposal.payload, campaigns, proposal)  # its record
+                _ledger_reflects(campaigns, outcome.after, proposal)
+        except ValidationError as error:
+            refusal = validation_text(error)
+    if refusal:  # the channel did it; the ledger cannot say so: a person must look
+        attempt.status = ExecutionStatus.FAILED
+        attempt.error = f"Carried out on the channel, but the ledger refuses it: {refusal}"
+        attempt.save()
+        return _fail(proposal, attempt.error)
+    attempt.status = ExecutionStatus.SUCCEEDED
+    attempt.after_state = ledger_snapshot(
+        action_type=action_type, payload=proposal.payload, campaigns=campaigns
+    )
+    attempt.save()
+    executed = proposal_transition(
+        proposal_id=proposal.pk, to_status=ProposalStatus.EXECUTED, actor=actor
+    )
+    _supersede_others([(executed, attempt.after_state)], actor)
+    return executed
+
+
+def _ledger_reflects(campaigns: dict[str, Campaign], after: dict, proposal: Proposal) -> None:
+    """Each campaign field the channel reported after the action, written to the ledger as the
+    channel has it (its own rounding, say), where the action's record left it otherwise."""
+    for external_id, fields in after.items():
+        campaign = campaigns.get(external_id)
+        if campaign is None:
+            continue
+        changed = False
+        for name, value in fields.items():
+            model_field = Campaign._meta.get_field(name)
+            new = None if value == "None" else model_field.to_python(value)
+            if getattr(campaign, name) != new:
+                setattr(campaign, name, new)
+                changed = True
+        if changed:
+            campaign._change_reason = f"proposal #{proposal.pk}: as the channel has it after"
+            campaign.save()
+
+
+def _requests_under_way(account: Account, executor: ChannelExecutor, now) -> int:
+    """The executor's requests for an account under way now (an attempt abandoned by a dead
+    worker counts until its lease runs out). Counted under a lock on the account (the one the
+    checks took before the campaigns, ``_checked_targets``), held until the caller's
+    transaction ends, so two attempts never both count one place free."""
     accounts_lock([account])
     return Execution.objects.filter(
         status=ExecutionStatus.RUNNING,
-        executor=WEBHOOK_EXECUTOR,
-        started_at__gt=now - WEBHOOK_LEASE,
+        executor=executor.name,
+        started_at__gt=now - executor.lease,
         proposal__account_id=account.pk,
     ).count()
 
 
-def _this_round(proposal: Proposal):
-    """The webhook attempts since the proposal last went to executing."""
-    return proposal.executions.filter(attempt__gte=proposal.execution_request["first_attempt"])
+def _current_round(proposal: Proposal) -> ExecutionRound | None:
+    """The proposal's last round of channel attempts (read under the proposal's lock, which
+    every write to its rounds holds)."""
+    return ExecutionRound.objects.filter(proposal_id=proposal.pk).order_by("-first_attempt").first()
 
 
-def _hold(proposal_id: int, *, until, now) -> None:
-    """No attempt starts before ``until``; and the stall sweep, which goes by ``updated_at``,
-    leaves the proposal alone meanwhile. Bookkeeping, not a change anyone decided: written
-    without a history record (the lease is kept out of history; every attempt is on record
-    as an execution)."""
-    Proposal.objects.filter(pk=proposal_id).update(execution_lease_until=until, updated_at=now)
+def _this_round(proposal: Proposal, current: ExecutionRound):
+    """The attempts since the proposal last went to executing."""
+    return proposal.executions.filter(attempt__gte=current.first_attempt)
+
+
+def _next_round_key(proposal: Proposal) -> str:
+    rounds = Proposal.history.filter(id=proposal.pk, status=ProposalStatus.EXECUTING).count()
+    return f"hitl-proposal-{proposal.pk}-{rounds + 1}"
+
+
+def _hold(current: ExecutionRound, *, until) -> None:
+    """No attempt of the round starts before ``until``; nor does the stall sweep send one."""
+    ExecutionRound.objects.filter(pk=current.pk).update(lease_until=until)
 
 
 def _retry_later(proposal_id: int, delay: float) -> None:
     from approvals.tasks import send_execution_request
 
     send_execution_request.apply_async((proposal_id,), countdown=delay)
-
-
-def _frozen_request(proposal: Proposal, action_type, campaigns) -> dict:
-    """What every attempt of this round sends, and where: fixed now, as the action stands.
-    Each round has a key of its own, but for one that resumes a round a person's review
-    interrupted, sending the same action to the same endpoint with nothing landed on its
-    targets since: it keeps that round's key, so the channel carries the action out once,
-    whichever round's attempt reaches it. (Had something landed, an attempt of the held
-    round that reached the channel was overtaken; the new key has the action done again.)"""
-    endpoint = proposal.account.execution_endpoint
-    targets = ledger_snapshot(
-        action_type=action_type, payload=proposal.payload, campaigns=campaigns
-    )
-    action = {
-        "proposal": {
-            "id": proposal.pk,
-            "action_type": proposal.action_type,
-            "account": proposal.account.external_id,
-            "payload": proposal.payload,
-            "summary": proposal.summary,
-        },
-        "changes": json.loads(
-            json.dumps(
-                action_type.proposed_state(proposal.payload, campaigns), cls=DjangoJSONEncoder
-            )
-        ),
-    }
-    held = proposal.execution_request or {}
-    if (
-        held.get("held")
-        and held["endpoint"] == endpoint
-        and held.get("targets") == targets
-        and {name: value for name, value in held["body"].items() if name != "idempotency_key"}
-        == action
-    ):
-        key = held["key"]
-    else:
-        rounds = Proposal.history.filter(id=proposal.pk, status=ProposalStatus.EXECUTING).count()
-        key = f"hitl-proposal-{proposal.pk}-{rounds + 1}"
-    return {
-        "endpoint": endpoint,
-        "key": key,
-        "first_attempt": proposal.attempts_before + 1,
-        "targets": targets,
-        "body": {"idempotency_key": key, **action},
-    }
-
-
-def _post(request: dict, account) -> tuple[bool, bool, str]:
-    """Send a frozen request. Returns whether the action was carried out, whether to try again
-    if not, and what happened, in words ("" when carried out)."""
-    sent = send_signed(
-        request["endpoint"],
-        json.dumps(request["body"], separators=(",", ":")).encode(),
-        secret=account.execution_secret,
-        headers={"User-Agent": "hitl-approvals-executor/1", "Idempotency-Key": request["key"]},
-    )
-    if sent.delivered:
-        return True, False, ""
-    if sent.result.startswith("HTTP"):
-        return False, sent.retry, f"the endpoint answered {sent.result}"
-    if sent.result == "timed out":
-        return False, sent.retry, "the endpoint timed out"
-    return False, sent.retry, f"the endpoint could not be reached: {sent.result}"
 
 
 def proposal_retry(*, proposal_id: int, reviewer: AbstractBaseUser) -> Proposal:

@@ -7,37 +7,43 @@ died in between). Every task is idempotent, so sending one again is always safe.
 from datetime import timedelta
 
 from django.conf import settings
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from approvals.models import Proposal, ProposalStatus
+from executors.models import ExecutionRound
 
 SWEEP_BATCH = 1000
 
 
 def proposals_requeue_stalled(*, stalled_after: timedelta | None = None) -> dict[str, int]:
-    """Resend execution for long-approved proposals and those left executing by the webhook
-    executor; and evaluation for any left submitted (by a release that evaluated after the
-    answer: proposals are now routed in the request that submits them)."""
+    """Resend execution for long-approved proposals and those a channel executor left
+    executing with no attempt under way or due; and evaluation for any left submitted (by a
+    release that evaluated after the answer: proposals are now routed in the request that
+    submits them)."""
     from approvals.tasks import evaluate_proposal, execute_proposal
 
-    cutoff = timezone.now() - (
-        stalled_after if stalled_after is not None else settings.PROPOSAL_STALL_AFTER
+    now = timezone.now()
+    cutoff = now - (stalled_after if stalled_after is not None else settings.PROPOSAL_STALL_AFTER)
+    # Only a channel executor leaves a proposal executing between transactions. Its round's
+    # lease says an attempt is under way, or when the next is due (a task already waits for
+    # it); once the lease has run out, the worker sending it died, or the task was lost.
+    # Sending it again, with the round's request and key, is safe.
+    attempt_pending = Exists(
+        ExecutionRound.objects.filter(proposal=OuterRef("pk"), lease_until__gt=now)
     )
     sent = {}
-    for status, task in [
-        (ProposalStatus.SUBMITTED, evaluate_proposal),
-        (ProposalStatus.APPROVED, execute_proposal),
-        # Only the webhook executor leaves a proposal executing between transactions: one
-        # still executing this long was being sent when its worker died. Sending it again
-        # with the same idempotency key is safe.
-        (ProposalStatus.EXECUTING, execute_proposal),
+    for status, task, stalled in [
+        (ProposalStatus.SUBMITTED, evaluate_proposal, Proposal.objects.all()),
+        (ProposalStatus.APPROVED, execute_proposal, Proposal.objects.all()),
+        (ProposalStatus.EXECUTING, execute_proposal, Proposal.objects.exclude(attempt_pending)),
     ]:
-        stalled = list(
-            Proposal.objects.filter(status=status, updated_at__lt=cutoff)
+        ids = list(
+            stalled.filter(status=status, updated_at__lt=cutoff)
             .order_by("updated_at")
             .values_list("pk", flat=True)[:SWEEP_BATCH]
         )
-        for proposal_id in stalled:
+        for proposal_id in ids:
             task.delay(proposal_id)
-        sent[status.value] = len(stalled)
+        sent[status.value] = len(ids)
     return sent

@@ -186,7 +186,6 @@ def proposals_supersede(*, supersessions: Sequence[Overtaken], actor: Actor) -> 
     for supersession in supersessions:
         proposal = supersession.proposal
         proposal.verdict_reasons = [supersession.superseded_reason, *proposal.verdict_reasons]
-        proposal.execution_lease_until = None
         by_reason[supersession.superseded_reason].append(proposal)
     now = timezone.now()
     for reason, proposals in by_reason.items():
@@ -194,7 +193,7 @@ def proposals_supersede(*, supersessions: Sequence[Overtaken], actor: Actor) -> 
             proposals=proposals,
             moves=[Move(ProposalStatus.SUPERSEDED, reason, now)],
             actor=actor,
-            also_write=("verdict_reasons", "execution_lease_until"),
+            also_write=("verdict_reasons",),
         )
     return [supersession.proposal for supersession in supersessions]
 

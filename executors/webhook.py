@@ -1,0 +1,107 @@
+"""The webhook executor: an account with an execution endpoint has its approved actions
+POSTed there, signed, with an idempotency key every attempt of a round shares; the endpoint,
+seeing the same key again, does the action once."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+
+from executors.base import ChannelError, ChannelExecutor, Frozen, Outcome
+from hitlproject.outbound import send_signed
+
+if TYPE_CHECKING:
+    from approvals.action_types.base import ActionType
+    from approvals.models import Proposal
+    from executors.models import ExecutionRound
+    from ledger.models import Account, Campaign
+
+
+class WebhookExecutor(ChannelExecutor):
+    name = "webhook"
+
+    def carries_out(self, *, account: Account, action_type: ActionType) -> bool:
+        return bool(account.execution_endpoint and action_type.executes_on_channel)
+
+    def freeze(
+        self,
+        *,
+        proposal: Proposal,
+        action_type: ActionType,
+        campaigns: dict[str, Campaign],
+        targets: dict[str, dict[str, str]],
+        key: str,
+        previous: ExecutionRound | None,
+    ) -> Frozen:
+        """The same body, key and endpoint for every attempt of the round. A round resuming
+        one a person's review interrupted (``previous.held``), sending the same action to the
+        same endpoint with nothing landed on its targets since, keeps that round's key, so the
+        channel carries the action out once, whichever round's attempt reaches it. (Had
+        something landed, an attempt of the held round that reached the channel was
+        overtaken; the new key has the action done again.)"""
+        endpoint = proposal.account.execution_endpoint
+        action = {
+            "proposal": {
+                "id": proposal.pk,
+                "action_type": proposal.action_type,
+                "account": proposal.account.external_id,
+                "payload": proposal.payload,
+                "summary": proposal.summary,
+            },
+            "changes": json.loads(
+                json.dumps(
+                    action_type.proposed_state(proposal.payload, campaigns), cls=DjangoJSONEncoder
+                )
+            ),
+        }
+        if (
+            previous is not None
+            and previous.held
+            and previous.executor == self.name
+            and previous.request["endpoint"] == endpoint
+            and previous.request.get("targets") == targets
+            and {
+                name: value
+                for name, value in previous.request["body"].items()
+                if name != "idempotency_key"
+            }
+            == action
+        ):
+            key = previous.key
+        return Frozen(
+            key=key,
+            request={
+                "endpoint": endpoint,
+                "targets": targets,
+                "body": {"idempotency_key": key, **action},
+            },
+        )
+
+    def carry_out(self, *, request: dict[str, Any], account: Account) -> Outcome:
+        _post(request, account)
+        return Outcome("done")
+
+
+def _post(request: dict[str, Any], account: Account) -> None:
+    """Send a frozen request; raises ``ChannelError`` if it was not carried out."""
+    body = request["body"]
+    sent = send_signed(
+        request["endpoint"],
+        json.dumps(body, separators=(",", ":")).encode(),
+        secret=account.execution_secret,
+        headers={
+            "User-Agent": "hitl-approvals-executor/1",
+            "Idempotency-Key": body["idempotency_key"],
+        },
+    )
+    if sent.delivered:
+        return
+    if sent.result.startswith("HTTP"):
+        said = f"the endpoint answered {sent.result}"
+    elif sent.result == "timed out":
+        said = "the endpoint timed out"
+    else:
+        said = f"the endpoint could not be reached: {sent.result}"
+    raise ChannelError(said, permanent=not sent.retry)
