@@ -54,7 +54,6 @@ from approvals.services.decisions import (
     proposals_reject,
 )
 from approvals.services.execution import proposal_retry
-from approvals.services.lifecycle import UNDER_WAY_STATUSES
 from approvals.services.proposals import (
     guardrail_blocks_counting_approved,
     proposal_withdraw_for_agent,
@@ -69,6 +68,7 @@ from hitlproject.charts import numeric_series
 from hitlproject.converters import record_page
 from hitlproject.errors import DomainError
 from hitlproject.paginators import CappedCountPaginator
+from hitlproject.vocabulary import UNDER_WAY_STATUSES
 from ledger.selectors import channels_with_accounts
 from policies.engine import (
     cumulative_figure,

@@ -28,6 +28,7 @@ from audit.actors import Actor, acting_as
 from feedback.models import AutonomyRules
 from feedback.selectors import Scorecard, scorecards
 from hitlproject.errors import DomainError
+from hitlproject.vocabulary import VERDICT_OUTCOMES
 from ledger.models import Account
 from policies.models import Policy
 from policies.services import policy_in_force, rule_from_policy, rules_in_force
@@ -177,7 +178,7 @@ def _evidence(
         f"their own, people had rejected {report.auto_though_rejected} and edited "
         f"{report.auto_though_edited}."
     )
-    outcomes = ("auto_approve", "review", "block")
+    outcomes = VERDICT_OUTCOMES
     supporting = {
         "scorecard": {
             "days": days,

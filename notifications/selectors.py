@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from approvals.models import Proposal, ProposalStatus
 from approvals.selectors import decision_time_percentiles, people_decided
+from hitlproject.vocabulary import REVIEW_ENDINGS_DECIDED_BY_PEOPLE
 from notifications.models import (
     DecisionDeadline,
     Notification,
@@ -75,9 +76,6 @@ def users_by_email(email: str) -> Sequence:
     return list(get_user_model().objects.filter(email__iexact=email, is_active=True)[:2])
 
 
-DECIDED_BY_PEOPLE = (ProposalStatus.APPROVED, ProposalStatus.REJECTED)
-
-
 @dataclass(frozen=True)
 class DeadlineFigures:
     """The review rounds with a deadline that ended in the period, by how they ended, and
@@ -102,7 +100,7 @@ class DeadlineFigures:
 
 def deadline_figures(*, days: int) -> DeadlineFigures:
     now = timezone.now()
-    decided = Q(ended_as__in=DECIDED_BY_PEOPLE)
+    decided = Q(ended_as__in=REVIEW_ENDINGS_DECIDED_BY_PEOPLE)
     in_time = Q(ended_at__lte=F("due_at"))
     ended = DecisionDeadline.objects.filter(ended_at__gte=now - timedelta(days=days)).aggregate(
         decided_in_time=Count("pk", filter=decided & in_time),

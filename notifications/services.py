@@ -20,6 +20,7 @@ from approvals.models import Decision, DecisionOutcome, Proposal, ProposalStatus
 from approvals.services.acts import Act, may_act
 from audit.actors import Actor, acting_as
 from hitlproject.errors import Conflict
+from hitlproject.vocabulary import APPROVED_TO_RUN_STATUSES, REVIEW_ENDINGS
 from notifications.channels import ChannelError, channel_for
 from notifications.messages import proposal_message
 from notifications.models import (
@@ -35,9 +36,6 @@ from notifications.selectors import channels_of, route_matches, route_recipients
 from policies.models import Policy
 
 S = ProposalStatus
-# A proposal that leaves review in one of these was decided on (or ended) by then: the
-# messages about it say so, and its deadline stops.
-LEFT_REVIEW = frozenset({S.APPROVED, S.REJECTED, S.EXPIRED, S.WITHDRAWN, S.SUPERSEDED})
 LEASE = timedelta(minutes=2)
 SWEEP_BATCH = 500
 
@@ -47,7 +45,7 @@ def notifications_record_moves(proposals: Sequence[Proposal]) -> None:
     those that entered review, start their deadlines, and end the review of those that left
     it (deadline met or not, Slack messages updated)."""
     entered = [p for p in proposals if p.status == S.PENDING_REVIEW]
-    left = [p for p in proposals if p.status in LEFT_REVIEW and p.review_round > 0]
+    left = [p for p in proposals if p.status in REVIEW_ENDINGS and p.review_round > 0]
     now = timezone.now()
     if entered:
         _deadlines_start(entered, now=now)
@@ -205,7 +203,7 @@ def outcome_text(proposal: Proposal) -> str:
     if proposal.status == S.REJECTED and decisions:
         last = decisions[-1]
         return f"Rejected by {by} ({last.get_reason_code_display().lower()}) at {when}."
-    if proposal.status in (S.APPROVED, S.EXECUTING, S.EXECUTED, S.FAILED) and decisions:
+    if proposal.status in APPROVED_TO_RUN_STATUSES and decisions:
         return f"Approved by {by} at {when}."
     labels = {
         S.EXPIRED: "Expired: nobody decided within its review window.",

@@ -40,6 +40,7 @@ from approvals.validation import validation_text
 from audit.actors import Actor
 from audit.history import update_with_history
 from hitlproject.errors import Conflict
+from hitlproject.vocabulary import SUPERSEDABLE_STATUSES, UNDER_WAY_STATUSES
 from ledger.models import Campaign
 from policies.services import EvaluationContext
 
@@ -135,7 +136,7 @@ def approved_ahead_each(proposals: Iterable[Proposal], *, lock: bool) -> dict[in
         list(Campaign.objects.select_for_update().filter(wanted).order_by("pk").values("pk"))
     ahead = Proposal.objects.filter(
         account_id__in=touched,
-        status__in=[ProposalStatus.APPROVED, ProposalStatus.EXECUTING],
+        status__in=UNDER_WAY_STATUSES,
     ).exclude(pk__in=[proposal.pk for proposal in setting])
     changed_by: dict[tuple[int, str, str], int] = {}
     for other in ahead.order_by("pk"):
@@ -220,10 +221,6 @@ def proposal_supersede(
     return superseded
 
 
-# Statuses in which a proposal may still execute later, and so may be superseded by a change.
-_OPEN = [ProposalStatus.PENDING_REVIEW, ProposalStatus.APPROVED]
-
-
 def proposals_supersede_after_changes(
     *,
     account_id: int,
@@ -255,7 +252,7 @@ def proposals_supersede_after_changes(
         .select_for_update(skip_locked=True, of=("self",))
         .filter(
             account_id=account_id,
-            status__in=_OPEN,
+            status__in=SUPERSEDABLE_STATUSES,
             target_snapshot__has_any_keys=list(changed),
         )
         .order_by("pk")

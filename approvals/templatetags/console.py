@@ -8,6 +8,7 @@ from approvals.selectors import COUNTED, COUNTED_FIGURES, ProposalCounts, dashbo
 from feedback.models import OutcomeEffect
 from feedback.selectors import Scorecard
 from hitlproject.charts import GroupedBarChart, grouped_bars
+from hitlproject.vocabulary import WHAT_IF_LABELS
 
 register = template.Library()
 
@@ -136,9 +137,6 @@ def scorecard_charts(cards: list[Scorecard]) -> dict:
     return {"verdict_chart": verdicts, "reasons_chart": reasons_chart}
 
 
-WHAT_IF_OUTCOMES = {"auto_approve": "Run on their own", "review": "To a person", "block": "Blocked"}
-
-
 def what_if_chart(proposal) -> GroupedBarChart | None:
     """A recommended policy change's what-if, as bars: the agent's proposals of the window by
     how they were routed, with the ceiling in force and with the one proposed."""
@@ -147,9 +145,9 @@ def what_if_chart(proposal) -> GroupedBarChart | None:
     what_if = proposal.supporting_data.get("what_if", {})
     try:
         series = [
-            (f"Ceiling {when}", [int(what_if[outcome][when]) for outcome in WHAT_IF_OUTCOMES])
+            (f"Ceiling {when}", [int(what_if[outcome][when]) for outcome in WHAT_IF_LABELS])
             for when in ("now", "proposed")
         ]
     except (KeyError, TypeError, ValueError):
         return None  # made before the what-if was recorded this way
-    return grouped_bars(list(WHAT_IF_OUTCOMES.values()), series, height=180)
+    return grouped_bars(list(WHAT_IF_LABELS.values()), series, height=180)
