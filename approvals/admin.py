@@ -60,7 +60,12 @@ from approvals.services.proposals import (
 )
 from approvals.templatetags.console import scorecard_charts, what_if_chart
 from audit.actors import Actor
-from audit.admin import AuditedHistoryAdmin, ConsoleHistoryValues, refuse_nul_in_search
+from audit.admin import (
+    AuditedHistoryAdmin,
+    ConsoleHistoryValues,
+    ReadOnlyAdmin,
+    refuse_nul_in_search,
+)
 from feedback.models import OutcomeEffect
 from feedback.selectors import proposal_edits, scorecard_window, scorecards
 from feedback.services import outcome_report_by_user
@@ -76,22 +81,6 @@ from policies.engine import (
     legacy_cumulative_figure_from_reasons,
 )
 from policies.models import Policy
-
-
-class ReadOnlyAdmin(AuditedHistoryAdmin):
-    """Records written only by the platform's services: everyone reads, nobody edits here."""
-
-    show_full_result_count = False
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
 
 EVERY_STATUS = "all"
 

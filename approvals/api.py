@@ -36,7 +36,6 @@ from approvals.services.proposals import (
     proposal_withdraw,
     proposals_submit,
 )
-from approvals.validation import StrictFloatField, StrictSerializer, bounded_json, finite_number
 from feedback.api import OutcomeInput, OutcomeOutput
 from feedback.services import outcome_report_by_agent
 from hitlproject.api import AgentAPIView, IdCursorPagination, api_error_body
@@ -46,6 +45,7 @@ from hitlproject.longpoll import (
     LongPollView,
     wait_field,
 )
+from hitlproject.validation import StrictFloatField, StrictSerializer, bounded_json, finite_number
 from hitlproject.wakeups import proposal_topic
 
 IDEMPOTENCY_HEADER = OpenApiParameter(

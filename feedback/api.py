@@ -9,7 +9,6 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param
 
 from approvals.selectors import COUNTED, COUNTED_FIGURES
-from approvals.validation import StrictFloatField, StrictSerializer, finite_number
 from feedback.models import Outcome, OutcomeEffect
 from feedback.selectors import (
     Scorecard,
@@ -24,6 +23,7 @@ from hitlproject.longpoll import (
     LongPollView,
     wait_field,
 )
+from hitlproject.validation import StrictFloatField, StrictSerializer, finite_number
 from hitlproject.wakeups import feedback_topic
 
 MAX_METRICS = 50

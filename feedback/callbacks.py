@@ -24,6 +24,7 @@ from django.utils import timezone
 from approvals.models import Proposal, ProposalStatus
 from feedback.models import CallbackEvent, CallbackEventType, DeliveryStatus
 from hitlproject.outbound import send_signed
+from hitlproject.queueing import enqueue_after_commit
 
 EVENT_TYPES = {
     ProposalStatus.APPROVED: CallbackEventType.APPROVED,
@@ -59,7 +60,6 @@ def callback_events_record(*, proposals: Iterable[Proposal]) -> None:
     for event in events:
         event.body = _body(event)
     if events:
-        from approvals.tasks import enqueue_after_commit
         from feedback.tasks import deliver_callback_event
 
         created = CallbackEvent.objects.bulk_create(events)
@@ -170,7 +170,6 @@ def callback_events_resend_due() -> int:
 
 def callback_events_redeliver(*, events: Iterable[CallbackEvent]) -> int:
     """An operator sends events that were given up on once more, from a fresh retry count."""
-    from approvals.tasks import enqueue_after_commit
     from feedback.tasks import deliver_callback_event
 
     with transaction.atomic():

@@ -20,6 +20,7 @@ from approvals.models import Decision, DecisionOutcome, Proposal, ProposalStatus
 from approvals.services.acts import Act, may_act
 from audit.actors import Actor, acting_as
 from hitlproject.errors import Conflict
+from hitlproject.queueing import enqueue_after_commit
 from hitlproject.vocabulary import APPROVED_TO_RUN_STATUSES, REVIEW_ENDINGS
 from notifications.channels import ChannelError, channel_for
 from notifications.messages import proposal_message
@@ -130,7 +131,6 @@ def _tell(
 
 def _send_after_commit(notification_ids: list[int]) -> None:
     if notification_ids:
-        from approvals.tasks import enqueue_after_commit
         from notifications.tasks import deliver_notification
 
         enqueue_after_commit(deliver_notification, *notification_ids)

@@ -17,7 +17,6 @@ from rest_framework.exceptions import ValidationError
 from approvals import action_types
 from approvals.models import Agent, AgentKind
 from approvals.services.proposals import proposal_dry_run
-from approvals.validation import validation_text
 from audit.actors import Actor
 from audit.admin import AuditedHistoryAdmin, id_refusal, valid_id
 from hitlproject.charts import grouped_bars
@@ -25,6 +24,7 @@ from hitlproject.converters import record_page
 from hitlproject.errors import DomainError
 from hitlproject.forms import IndentedJSONField
 from hitlproject.periods import PeriodForm
+from hitlproject.validation import validation_text
 from hitlproject.vocabulary import ROUTED_LABELS, VERDICT_OUTCOMES
 from ledger.models import Account
 from policies.drafts import (

@@ -5,8 +5,8 @@ from rest_framework.response import Response
 
 from approvals.api import PolicyRefOutput, ProposalInput
 from approvals.services.proposals import proposal_dry_run
-from approvals.validation import StrictFloatField, finite_number
 from hitlproject.api import AgentAPIView
+from hitlproject.validation import StrictFloatField, finite_number
 from policies.engine import HOLD_RULE_LABELS
 
 

@@ -13,7 +13,7 @@ from approvals import action_types
 from approvals.action_types import register
 from approvals.action_types.base import ActionType, Assessment, change_label, relative_change
 from approvals.action_types.forms import ActionEditForm
-from approvals.validation import StrictSerializer
+from hitlproject.validation import StrictSerializer
 from ledger.models import Account
 from policies.engine import format_magnitude
 

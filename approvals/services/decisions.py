@@ -44,11 +44,11 @@ from approvals.services.supersession import (
     supersessions_tell_agents,
     target_moves_each,
 )
-from approvals.validation import validation_text
 from audit.actors import Actor, acting_as
 from audit.history import create_with_history, update_with_history
 from feedback.services import feedback_record_decisions
 from hitlproject.errors import Conflict, DomainError, InvalidInput, NotFound
+from hitlproject.validation import validation_text
 from policies.services import CappedSpends, brand_guideline_findings
 
 DECIDE_PERMISSION = "approvals.decide_proposal"

@@ -65,12 +65,12 @@ from approvals.services.supersession import (
     proposals_supersede_after_changes,
     target_moves,
 )
-from approvals.validation import validation_text
 from audit.actors import Actor, acting_as
 from audit.history import create_with_history, update_with_history
 from feedback.services import feedback_record_failures
 from hitlproject.errors import NotFound
 from hitlproject.outbound import send_signed
+from hitlproject.validation import validation_text
 from ledger.models import Account, Campaign
 from ledger.services import accounts_lock
 from policies.services import (

@@ -36,10 +36,10 @@ from approvals.services.lifecycle import (
     proposals_move_through,
 )
 from approvals.services.proposals import assessed_from_ledger, refreshed_facts, verdict_for
-from approvals.validation import validation_text
 from audit.actors import Actor
 from audit.history import update_with_history
 from hitlproject.errors import Conflict
+from hitlproject.validation import validation_text
 from hitlproject.vocabulary import SUPERSEDABLE_STATUSES, UNDER_WAY_STATUSES
 from ledger.models import Campaign
 from policies.services import EvaluationContext
