@@ -14,7 +14,7 @@ gives up.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 
 from django.conf import settings
@@ -64,6 +64,11 @@ def callback_events_record(*, proposals: Iterable[Proposal]) -> None:
 
         created = CallbackEvent.objects.bulk_create(events)
         enqueue_after_commit(deliver_callback_event, *(event.pk for event in created))
+
+
+def callback_events_record_moved(proposals: Sequence[Proposal]) -> None:
+    """The listener of every move (``approvals.services.lifecycle.on_proposals_moved``)."""
+    callback_events_record(proposals=proposals)
 
 
 def _body(event: CallbackEvent) -> dict:

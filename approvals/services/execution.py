@@ -44,6 +44,7 @@ from approvals.models import (
     VerdictOutcome,
 )
 from approvals.services.acts import Act, check_may_act
+from approvals.services.hooks import executions_failed as feedback_record_failures
 from approvals.services.lifecycle import (
     Move,
     counted_moves_update,
@@ -67,7 +68,6 @@ from approvals.services.supersession import (
 )
 from audit.actors import Actor, acting_as
 from audit.history import create_with_history, update_with_history
-from feedback.services import feedback_record_failures
 from hitlproject.errors import NotFound
 from hitlproject.outbound import send_signed
 from hitlproject.validation import validation_text

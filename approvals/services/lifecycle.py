@@ -191,12 +191,10 @@ def _after_move(proposals: Sequence[Proposal], *, created: bool = False) -> None
     Nobody waits on a proposal just ``created``: its id is not out before the commit. The
     listeners record, in the same transaction, what they do about the moves."""
     from approvals.tasks import enqueue_executions_after_commit
-    from feedback.callbacks import callback_events_record
 
     approved = [proposal.pk for proposal in proposals if proposal.status == S.APPROVED]
     if approved:
         enqueue_executions_after_commit(approved)
-    callback_events_record(proposals=proposals)
     for listener in _moved_listeners:
         listener(proposals)
     if not created:

@@ -29,6 +29,7 @@ from rest_framework.exceptions import ValidationError
 
 from approvals import action_types
 from approvals.models import Proposal, ProposalStatus
+from approvals.services.hooks import proposals_superseded
 from approvals.services.lifecycle import (
     Move,
     counted_moves_update,
@@ -203,9 +204,8 @@ def proposals_supersede(*, supersessions: Sequence[Overtaken], actor: Actor) -> 
 def supersessions_tell_agents(*, supersessions: Sequence[Overtaken], actor: Actor) -> None:
     """Each superseded proposal's agent learns the value it saw and the value now: last in
     the transaction (see ``proposals_supersede``)."""
-    from feedback.services import feedback_record_supersessions
 
-    feedback_record_supersessions(
+    proposals_superseded(
         superseded=[(s.proposal, s.moves, s.superseded_reason) for s in supersessions], actor=actor
     )
 
