@@ -58,7 +58,7 @@ from approvals.services.proposals import (
     guardrail_blocks_counting_approved,
     proposal_withdraw_for_agent,
 )
-from approvals.templatetags.console import scorecard_charts, what_if_chart
+from approvals.templatetags.console import what_if_chart
 from audit.actors import Actor
 from audit.admin import (
     AuditedHistoryAdmin,
@@ -69,6 +69,7 @@ from audit.admin import (
 from feedback.models import OutcomeEffect
 from feedback.selectors import proposal_edits, scorecard_window, scorecards
 from feedback.services import outcome_report_by_user
+from feedback.templatetags.feedback_tags import scorecard_charts
 from hitlproject.charts import numeric_series
 from hitlproject.converters import record_page
 from hitlproject.errors import DomainError

@@ -9,12 +9,14 @@ class FeedbackConfig(AppConfig):
         from approvals.services import hooks
         from approvals.services.lifecycle import on_proposals_moved
         from feedback.callbacks import callback_events_record_moved
+        from feedback.selectors import agent_approval_rate
         from feedback.services import (
             feedback_record_decisions,
             feedback_record_expiries,
             feedback_record_failures,
             feedback_record_supersessions,
         )
+        from policies.services import approval_rate_reader_register
 
         # Agents' callbacks are recorded first, before the notifications (a later app).
         on_proposals_moved(callback_events_record_moved)
@@ -22,3 +24,4 @@ class FeedbackConfig(AppConfig):
         hooks.executions_failed.connect(feedback_record_failures)
         hooks.proposals_expired.connect(feedback_record_expiries)
         hooks.proposals_superseded.connect(feedback_record_supersessions)
+        approval_rate_reader_register(agent_approval_rate)

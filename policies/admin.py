@@ -17,6 +17,7 @@ from rest_framework.exceptions import ValidationError
 from approvals import action_types
 from approvals.models import Agent, AgentKind
 from approvals.services.proposals import proposal_dry_run
+from approvals.simulation import draft_rule_set, drafts_in_place, simulate
 from audit.actors import Actor
 from audit.admin import AuditedHistoryAdmin, id_refusal, valid_id
 from hitlproject.charts import grouped_bars
@@ -38,7 +39,6 @@ from policies.drafts import (
 from policies.engine import HOLD_RULE_LABELS, ceiling_text, format_magnitude, percent_text
 from policies.models import BrandGuidelines, KillSwitch, Policy, describe_duration
 from policies.services import rules_in_force
-from policies.simulation import draft_rule_set, drafts_in_place, simulate
 
 
 def change_reason_field(recorded_in: str = "the history") -> forms.CharField:

@@ -2,10 +2,10 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from approvals.simulation import drafts_in_place, simulate
 from hitlproject.errors import DomainError
 from hitlproject.periods import command_period
 from hitlproject.vocabulary import ROUTED_LABELS, VERDICT_OUTCOMES
-from policies.simulation import drafts_in_place, simulate
 
 
 class Command(BaseCommand):
