@@ -54,21 +54,27 @@ from approvals.services.decisions import (
     proposals_reject,
 )
 from approvals.services.execution import proposal_retry
-from approvals.services.lifecycle import UNDER_WAY_STATUSES
 from approvals.services.proposals import (
     guardrail_blocks_counting_approved,
     proposal_withdraw_for_agent,
 )
-from approvals.templatetags.console import scorecard_charts, what_if_chart
+from approvals.templatetags.console import what_if_chart
 from audit.actors import Actor
-from audit.admin import AuditedHistoryAdmin, ConsoleHistoryValues, refuse_nul_in_search
+from audit.admin import (
+    AuditedHistoryAdmin,
+    ConsoleHistoryValues,
+    ReadOnlyAdmin,
+    refuse_nul_in_search,
+)
 from feedback.models import OutcomeEffect
 from feedback.selectors import proposal_edits, scorecard_window, scorecards
 from feedback.services import outcome_report_by_user
+from feedback.templatetags.feedback_tags import scorecard_charts
 from hitlproject.charts import numeric_series
 from hitlproject.converters import record_page
 from hitlproject.errors import DomainError
 from hitlproject.paginators import CappedCountPaginator
+from hitlproject.vocabulary import UNDER_WAY_STATUSES
 from ledger.selectors import channels_with_accounts
 from policies.engine import (
     cumulative_figure,
@@ -76,22 +82,6 @@ from policies.engine import (
     legacy_cumulative_figure_from_reasons,
 )
 from policies.models import Policy
-
-
-class ReadOnlyAdmin(AuditedHistoryAdmin):
-    """Records written only by the platform's services: everyone reads, nobody edits here."""
-
-    show_full_result_count = False
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
 
 EVERY_STATUS = "all"
 

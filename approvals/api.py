@@ -1,4 +1,4 @@
-"""The agent API for proposals: submit, batch, list, detail, withdraw."""
+"""The agent API for proposals: submit, batch, list, detail, withdraw, and the dry run."""
 
 from datetime import UTC, datetime
 from functools import partial
@@ -32,13 +32,11 @@ from approvals.services.idempotency import (
 )
 from approvals.services.proposals import (
     Submission,
+    proposal_dry_run,
     proposal_submit,
     proposal_withdraw,
     proposals_submit,
 )
-from approvals.validation import StrictFloatField, StrictSerializer, bounded_json, finite_number
-from feedback.api import OutcomeInput, OutcomeOutput
-from feedback.services import outcome_report_by_agent
 from hitlproject.api import AgentAPIView, IdCursorPagination, api_error_body
 from hitlproject.longpoll import (
     TOO_MANY_WAITS_DESCRIPTION,
@@ -46,7 +44,9 @@ from hitlproject.longpoll import (
     LongPollView,
     wait_field,
 )
+from hitlproject.validation import StrictFloatField, StrictSerializer, bounded_json, finite_number
 from hitlproject.wakeups import proposal_topic
+from policies.engine import HOLD_RULE_LABELS
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
@@ -117,6 +117,17 @@ class VerdictOutput(serializers.Serializer):
             "name": policy_name_then(proposal),
             "version": proposal.verdict_policy_version,
         }
+
+
+class OutcomeOutput(serializers.Serializer):
+    effect = serializers.CharField()
+    metrics = serializers.JSONField()
+    note = serializers.CharField()
+    reported_by = serializers.SerializerMethodField()
+    reported_at = serializers.DateTimeField(source="created_at")
+
+    def get_reported_by(self, outcome) -> str:
+        return f"{outcome.reported_by_kind}:{outcome.reported_by}"
 
 
 class ProposalOutput(serializers.Serializer):
@@ -440,21 +451,71 @@ class ProposalWithdrawApi(AgentAPIView):
         )
 
 
-class ProposalOutcomeApi(IdempotentAPIView):
-    @extend_schema(
-        operation_id="proposals_outcome",
-        request=OutcomeInput,
-        responses={201: OutcomeOutput},
-        parameters=[IDEMPOTENCY_HEADER],
-        summary="Report what was measured after an executed proposal",
-    )
-    def post(self, request: Request, proposal_id: int) -> Response:
-        return super().post(request, proposal_id=proposal_id)
+class DryRunInput(ProposalInput):
+    """The body of a proposal; only the action decides the verdict, so the rest is optional."""
 
-    def perform(self, request: Request, proposal_id: int) -> Response:
-        serializer = OutcomeInput(data=request.data)
+    rationale = serializers.CharField(max_length=10_000, required=False)
+    confidence = StrictFloatField(
+        min_value=0.0, max_value=1.0, validators=[finite_number], required=False
+    )
+
+
+class HoldOutput(serializers.Serializer):
+    rule = serializers.ChoiceField(
+        choices=list(HOLD_RULE_LABELS),
+        help_text="The rule that held the action back from running on its own.",
+    )
+    text = serializers.CharField(help_text="The rule with its figures, in words.")
+
+
+class DryRunOutput(serializers.Serializer):
+    outcome = serializers.CharField()
+    policy = PolicyRefOutput(allow_null=True)
+    reasons = serializers.ListField(child=serializers.CharField())
+    held_by = HoldOutput(many=True)
+    required_approvals = serializers.IntegerField()
+    risk = serializers.IntegerField()
+    magnitude = serializers.DecimalField(max_digits=14, decimal_places=6)
+    amount = serializers.DecimalField(max_digits=14, decimal_places=2, allow_null=True)
+    summary = serializers.CharField()
+
+
+class PolicyEvaluateApi(AgentAPIView):
+    @extend_schema(
+        operation_id="policies_evaluate",
+        request=DryRunInput,
+        responses={200: DryRunOutput},
+        summary="Dry run: what would happen to this action now (nothing is written)",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = DryRunInput(data=request.data)
         serializer.is_valid(raise_exception=True)
-        outcome = outcome_report_by_agent(
-            proposal_id=proposal_id, agent=request.user, **serializer.validated_data
+        valid = serializer.validated_data
+        assessed, verdict = proposal_dry_run(
+            agent=request.user,
+            account_external_id=valid["account"],
+            action_type=valid["action_type"],
+            payload=valid["payload"],
         )
-        return Response(OutcomeOutput(outcome).data, status=status.HTTP_201_CREATED)
+        policy = None
+        if verdict.policy_id is not None:
+            policy = {
+                "id": verdict.policy_id,
+                "name": verdict.policy_name,
+                "version": verdict.policy_version,
+            }
+        return Response(
+            DryRunOutput(
+                {
+                    "outcome": verdict.outcome,
+                    "policy": policy,
+                    "reasons": list(verdict.reasons),
+                    "held_by": [{"rule": h.rule, "text": h.text} for h in verdict.held_by],
+                    "required_approvals": verdict.required_approvals,
+                    "risk": verdict.risk,
+                    "magnitude": assessed.assessment.magnitude,
+                    "amount": assessed.assessment.amount,
+                    "summary": assessed.assessment.summary,
+                }
+            ).data
+        )

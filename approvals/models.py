@@ -6,6 +6,7 @@ from django.utils import timezone
 from audit.models import audited_history
 from hitlproject.outbound import validate_outbound_url
 from hitlproject.signing import new_secret
+from hitlproject.vocabulary import ProposalStatus, VerdictOutcome
 
 
 class AgentKind(models.TextChoices):
@@ -82,26 +83,6 @@ class AgentAPIKey(models.Model):
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
-
-
-class ProposalStatus(models.TextChoices):
-    SUBMITTED = "submitted", "Submitted"
-    PENDING_REVIEW = "pending_review", "Pending review"
-    APPROVED = "approved", "Approved"
-    BLOCKED = "blocked", "Blocked"
-    REJECTED = "rejected", "Rejected"
-    EXPIRED = "expired", "Expired"
-    WITHDRAWN = "withdrawn", "Withdrawn"
-    EXECUTING = "executing", "Executing"
-    EXECUTED = "executed", "Executed"
-    FAILED = "failed", "Failed"
-    SUPERSEDED = "superseded", "Superseded"
-
-
-class VerdictOutcome(models.TextChoices):
-    AUTO_APPROVE = "auto_approve", "Auto-approve"
-    REVIEW = "review", "Human review"
-    BLOCK = "block", "Block"
 
 
 class Proposal(models.Model):

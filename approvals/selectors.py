@@ -33,6 +33,7 @@ from approvals.models import (
     ProposalStatus,
 )
 from approvals.services.proposals import campaigns_for
+from hitlproject.vocabulary import APPROVED_TO_RUN_STATUSES, MAY_STILL_RUN_STATUSES
 from ledger.models import Account, Campaign
 from policies.engine import format_magnitude
 from policies.models import Policy, describe_duration
@@ -181,7 +182,7 @@ def proposal_states(proposal: Proposal) -> ProposalStates | None:
     if done is not None:
         columns["Before execution"] = _flat(done.before_state)
         columns["After execution"] = _flat(done.after_state)
-    if proposal.status in OPEN_STATUSES:
+    if proposal.status in MAY_STILL_RUN_STATUSES:
         campaigns = campaigns_for(
             account=proposal.account, action_type=action_type, payload=proposal.payload
         )
@@ -201,10 +202,6 @@ def proposal_states(proposal: Proposal) -> ProposalStates | None:
     )
 
 
-# A proposal that may still run: its figures now are worth showing beside what it was made on.
-OPEN_STATUSES = (ProposalStatus.PENDING_REVIEW, ProposalStatus.APPROVED, ProposalStatus.FAILED)
-
-
 def _flat(state: dict[str, dict[str, str]]) -> dict[tuple[str, str], str]:
     return {
         (external_id, name): str(value)
@@ -218,9 +215,6 @@ def _state_after(action_type, payload, snapshot) -> dict[tuple[str, str], str]:
 
 
 S = ProposalStatus
-
-# Approved to run, by people or by policy, whether or not it has run yet or failed.
-APPROVED_STATUSES = (S.APPROVED, S.EXECUTING, S.EXECUTED, S.FAILED)
 
 
 @dataclass(frozen=True)
@@ -337,7 +331,7 @@ ENDINGS = tuple(field.name for field in fields(ProposalCounts))
 # decisions``); the policy engine approves only what never entered review. So an approved
 # proposal that entered review (``review_round`` > 0) is one people approved, and one that
 # never did ran, or will, without a person: the proposal's own row tells them apart.
-APPROVED_BY_PEOPLE = Q(status__in=APPROVED_STATUSES, review_round__gt=0)
+APPROVED_BY_PEOPLE = Q(status__in=APPROVED_TO_RUN_STATUSES, review_round__gt=0)
 DECIDED_BY_PEOPLE = APPROVED_BY_PEOPLE | Q(status=S.REJECTED)
 _ENDING_OF_STATUS = {
     S.SUBMITTED: "waiting",
@@ -415,7 +409,7 @@ def proposal_counts(
     ):
         tally = tallies[tuple(row[name] for name in by)]
         status, count = row["status"], row["count"]
-        if status in APPROVED_STATUSES:
+        if status in APPROVED_TO_RUN_STATUSES:
             tally["edited"] += row["edited"]
             tally["approved_as_proposed"] += row["by_people"] - row["edited"]
             by_policy = "auto_executed" if status == S.EXECUTED else "auto_not_executed"

@@ -4,10 +4,9 @@ They are acknowledged late and rejected when a worker dies, so a crash redeliver
 services they call re-read state under a lock and do nothing when the work is already done.
 """
 
-from collections.abc import Sequence
 from functools import partial
 
-from celery import Task, shared_task
+from celery import shared_task
 from django.db import OperationalError, transaction
 
 from approvals.services.execution import proposal_execute, proposals_execute
@@ -15,24 +14,8 @@ from approvals.services.expiry import proposals_expire_overdue
 from approvals.services.idempotency import idempotency_records_purge
 from approvals.services.proposals import proposal_evaluate
 from approvals.services.recovery import proposals_requeue_stalled
-
-
-def enqueue_after_commit(task: Task, *proposal_ids: int) -> None:
-    """Send ``task`` for each proposal once the surrounding transaction commits, over one
-    broker connection.
-
-    Unlike ``delay_on_commit``, a broker that cannot be reached at that moment does not turn an
-    already-committed request into an error: it is logged, and the stall sweeper sends the
-    tasks again within a minute or two.
-    """
-    transaction.on_commit(partial(_send_each, task, proposal_ids), robust=True)
-
-
-def _send_each(task: Task, arguments: Sequence[object]) -> None:
-    with task.app.producer_or_acquire() as producer:
-        for argument in arguments:
-            task.apply_async((argument,), producer=producer)
-
+from hitlproject.queueing import enqueue_after_commit as enqueue_after_commit
+from hitlproject.queueing import send_each as _send_each
 
 # A batch's executions travel at most this many to a message. Those of a message are carried
 # out together, in one transaction, where nothing but doing them is needed: more to a message

@@ -11,12 +11,18 @@ import contextvars
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
-    from approvals.models import Agent
+
+class Agent(Protocol):
+    """What an actor needs of an agent (``approvals.models.Agent``, an app above audit)."""
+
+    pk: int
+    name: str
+
 
 ActorKind = Literal["user", "agent", "system"]
 

@@ -245,6 +245,21 @@ class AuditedHistoryAdmin(ConsoleAdmin, SimpleHistoryAdmin):
         return super().get_readonly_fields(request, obj)
 
 
+class ReadOnlyAdmin(AuditedHistoryAdmin):
+    """Records written only by the platform's services: everyone reads, nobody edits here."""
+
+    show_full_result_count = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 def guard_registered_admins(site: admin.AdminSite) -> None:
     """Give the admins that apps installed before ours registered (users and groups, login
     attempts) the console's guards; ours have them from ``AuditedHistoryAdmin``."""

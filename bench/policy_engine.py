@@ -445,7 +445,7 @@ def child(mode: str, limit: int) -> dict:
     from django.utils import timezone
 
     from approvals.models import Proposal
-    from policies.simulation import _COLUMNS, CHUNK, draft_rule_set, simulate
+    from approvals.simulation import _COLUMNS, CHUNK, draft_rule_set, simulate
 
     history = Proposal.objects.filter(agent__name=SIM_AGENT).order_by("created_at")
     since = history.values_list("created_at", flat=True).first()

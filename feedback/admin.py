@@ -1,9 +1,8 @@
 from django.contrib import admin, messages
 from django.shortcuts import redirect
 
-from approvals.admin import ReadOnlyAdmin
 from approvals.services.decisions import DECIDE_PERMISSION
-from audit.admin import AuditedHistoryAdmin
+from audit.admin import AuditedHistoryAdmin, ReadOnlyAdmin
 from feedback.callbacks import callback_events_redeliver
 from feedback.models import AutonomyRules, CallbackEvent, Feedback, Outcome
 

@@ -2,21 +2,22 @@ from functools import partial
 from typing import Any
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import serializers
+from rest_framework import serializers, status
 from rest_framework.pagination import Cursor
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param
 
+from approvals.api import IDEMPOTENCY_HEADER, IdempotentAPIView, OutcomeOutput
 from approvals.selectors import COUNTED, COUNTED_FIGURES
-from approvals.validation import StrictFloatField, StrictSerializer, finite_number
-from feedback.models import Outcome, OutcomeEffect
+from feedback.models import OutcomeEffect
 from feedback.selectors import (
     Scorecard,
     feedback_list_for_agent,
     scorecard_window,
     scorecards,
 )
+from feedback.services import outcome_report_by_agent
 from hitlproject.api import AgentAPIView, IdCursorPagination
 from hitlproject.longpoll import (
     TOO_MANY_WAITS_DESCRIPTION,
@@ -24,6 +25,7 @@ from hitlproject.longpoll import (
     LongPollView,
     wait_field,
 )
+from hitlproject.validation import StrictFloatField, StrictSerializer, finite_number
 from hitlproject.wakeups import feedback_topic
 
 MAX_METRICS = 50
@@ -51,17 +53,6 @@ class OutcomeInput(StrictSerializer):
         choices=OutcomeEffect.choices, required=False, allow_blank=True, default=""
     )
     note = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="")
-
-
-class OutcomeOutput(serializers.Serializer):
-    effect = serializers.CharField()
-    metrics = serializers.JSONField()
-    note = serializers.CharField()
-    reported_by = serializers.SerializerMethodField()
-    reported_at = serializers.DateTimeField(source="created_at")
-
-    def get_reported_by(self, outcome: Outcome) -> str:
-        return f"{outcome.reported_by_kind}:{outcome.reported_by}"
 
 
 class FeedbackOutput(serializers.Serializer):
@@ -244,3 +235,23 @@ class ScorecardApi(AgentAPIView):
             "action_types": cards,
         }
         return Response(ScorecardResponse(scorecard).data)
+
+
+class ProposalOutcomeApi(IdempotentAPIView):
+    @extend_schema(
+        operation_id="proposals_outcome",
+        request=OutcomeInput,
+        responses={201: OutcomeOutput},
+        parameters=[IDEMPOTENCY_HEADER],
+        summary="Report what was measured after an executed proposal",
+    )
+    def post(self, request: Request, proposal_id: int) -> Response:
+        return super().post(request, proposal_id=proposal_id)
+
+    def perform(self, request: Request, proposal_id: int) -> Response:
+        serializer = OutcomeInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        outcome = outcome_report_by_agent(
+            proposal_id=proposal_id, agent=request.user, **serializer.validated_data
+        )
+        return Response(OutcomeOutput(outcome).data, status=status.HTTP_201_CREATED)

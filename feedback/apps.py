@@ -4,3 +4,24 @@ from django.apps import AppConfig
 class FeedbackConfig(AppConfig):
     name = "feedback"
     verbose_name = "Feedback"
+
+    def ready(self) -> None:
+        from approvals.services import hooks
+        from approvals.services.lifecycle import on_proposals_moved
+        from feedback.callbacks import callback_events_record_moved
+        from feedback.selectors import agent_approval_rate
+        from feedback.services import (
+            feedback_record_decisions,
+            feedback_record_expiries,
+            feedback_record_failures,
+            feedback_record_supersessions,
+        )
+        from policies.services import approval_rate_reader_register
+
+        # Agents' callbacks are recorded first, before the notifications (a later app).
+        on_proposals_moved(callback_events_record_moved)
+        hooks.decisions_settled.connect(feedback_record_decisions)
+        hooks.executions_failed.connect(feedback_record_failures)
+        hooks.proposals_expired.connect(feedback_record_expiries)
+        hooks.proposals_superseded.connect(feedback_record_supersessions)
+        approval_rate_reader_register(agent_approval_rate)

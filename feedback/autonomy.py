@@ -24,14 +24,15 @@ from approvals.action_types.policy_changes import agents_own_scope, is_agents_ow
 from approvals.models import Agent, AgentKind, Proposal
 from approvals.models import ProposalStatus as S
 from approvals.services.proposals import Submission, proposal_submit
+from approvals.simulation import SimulationReport, simulate
 from audit.actors import Actor, acting_as
 from feedback.models import AutonomyRules
 from feedback.selectors import Scorecard, scorecards
 from hitlproject.errors import DomainError
+from hitlproject.vocabulary import VERDICT_OUTCOMES
 from ledger.models import Account
 from policies.models import Policy
 from policies.services import policy_in_force, rule_from_policy, rules_in_force
-from policies.simulation import SimulationReport, simulate
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +178,7 @@ def _evidence(
         f"their own, people had rejected {report.auto_though_rejected} and edited "
         f"{report.auto_though_edited}."
     )
-    outcomes = ("auto_approve", "review", "block")
+    outcomes = VERDICT_OUTCOMES
     supporting = {
         "scorecard": {
             "days": days,

@@ -14,7 +14,7 @@ gives up.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 
 from django.conf import settings
@@ -24,6 +24,7 @@ from django.utils import timezone
 from approvals.models import Proposal, ProposalStatus
 from feedback.models import CallbackEvent, CallbackEventType, DeliveryStatus
 from hitlproject.outbound import send_signed
+from hitlproject.queueing import enqueue_after_commit
 
 EVENT_TYPES = {
     ProposalStatus.APPROVED: CallbackEventType.APPROVED,
@@ -59,11 +60,15 @@ def callback_events_record(*, proposals: Iterable[Proposal]) -> None:
     for event in events:
         event.body = _body(event)
     if events:
-        from approvals.tasks import enqueue_after_commit
         from feedback.tasks import deliver_callback_event
 
         created = CallbackEvent.objects.bulk_create(events)
         enqueue_after_commit(deliver_callback_event, *(event.pk for event in created))
+
+
+def callback_events_record_moved(proposals: Sequence[Proposal]) -> None:
+    """The listener of every move (``approvals.services.lifecycle.on_proposals_moved``)."""
+    callback_events_record(proposals=proposals)
 
 
 def _body(event: CallbackEvent) -> dict:
@@ -170,7 +175,6 @@ def callback_events_resend_due() -> int:
 
 def callback_events_redeliver(*, events: Iterable[CallbackEvent]) -> int:
     """An operator sends events that were given up on once more, from a fresh retry count."""
-    from approvals.tasks import enqueue_after_commit
     from feedback.tasks import deliver_callback_event
 
     with transaction.atomic():

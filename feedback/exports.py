@@ -17,9 +17,10 @@ from itertools import islice
 from django.db.models import Prefetch
 
 from approvals.models import Agent, Decision, Proposal
-from approvals.selectors import APPROVED_STATUSES, policy_name_then, with_deciding_policy_name
+from approvals.selectors import policy_name_then, with_deciding_policy_name
 from feedback.models import Feedback, FeedbackKind
 from feedback.services import payload_diff
+from hitlproject.vocabulary import APPROVED_TO_RUN_STATUSES
 
 CHUNK = 500
 # What people said in the end, most telling first: the label of a proposal's line.
@@ -65,7 +66,7 @@ def _chunks(items: Iterable[int], size: int) -> Iterator[list[int]]:
 
 def _record(agent: Agent, proposal: Proposal, submitted_payload: dict) -> dict:
     kinds = {item.kind for item in proposal.feedback.all()}
-    approved = proposal.status in APPROVED_STATUSES
+    approved = proposal.status in APPROVED_TO_RUN_STATUSES
     return {
         "agent": agent.name,
         "proposal_id": proposal.pk,

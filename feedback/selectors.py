@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from approvals.models import Agent, Decision, Proposal, ProposalStatus
@@ -21,9 +21,38 @@ from approvals.selectors import (
     proposal_counts,
     proposals_made,
 )
-from feedback.models import Feedback, Outcome
+from feedback.models import Feedback, FeedbackKind, Outcome
 from feedback.services import payload_diff, word_runs
 from ledger.models import Account
+
+# An agent's record for its risk: its last 500 decisions; below 10 it says little, and its risk
+# uses a flat figure.
+MIN_DECISIONS_FOR_RECORD = 10
+RECORD_SPAN = 500
+
+
+def agent_approval_rate(agent: Agent) -> float | None:
+    """The share of the agent's last 500 proposals people decided that they approved: read
+    from its feedback (one record for each proposal people settled, indexed by agent; not
+    expiries, supersessions or outcome reports, which are no one's judgment of the
+    proposal), so it costs the same for an agent with a million decisions. The policies ask
+    it through ``policies.services.agent_approval_rate``."""
+    # Counted by the database over the last 500 (a subquery): one row back, not 500.
+    record = (
+        Feedback.objects.filter(
+            agent=agent,
+            kind__in=[
+                FeedbackKind.APPROVED,
+                FeedbackKind.APPROVED_WITH_EDITS,
+                FeedbackKind.REJECTED,
+            ],
+        )
+        .order_by("-id")[:RECORD_SPAN]
+        .aggregate(decided=Count("pk"), approved=Count("pk", filter=~Q(kind=FeedbackKind.REJECTED)))
+    )
+    if record["decided"] < MIN_DECISIONS_FOR_RECORD:
+        return None
+    return record["approved"] / record["decided"]
 
 
 def feedback_list_for_agent(*, agent) -> QuerySet[Feedback]:

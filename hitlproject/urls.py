@@ -7,19 +7,18 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
 from approvals.api import (
+    PolicyEvaluateApi,
     ProposalBatchApi,
     ProposalCollectionApi,
     ProposalDetailApi,
-    ProposalOutcomeApi,
     ProposalWithdrawApi,
 )
 from audit.views import audit_export
-from feedback.api import FeedbackListApi, ScorecardApi
+from feedback.api import FeedbackListApi, ProposalOutcomeApi, ScorecardApi
 from feedback.views import training_export
 from hitlproject import error_pages
 from ledger.api import CampaignListApi
 from notifications.views import slack_interactivity
-from policies.api import PolicyEvaluateApi
 
 # Refused and failed requests: JSON for the API, the console's own pages for people.
 handler400 = error_pages.bad_request

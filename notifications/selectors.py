@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from approvals.models import Proposal, ProposalStatus
 from approvals.selectors import decision_time_percentiles, people_decided
+from hitlproject.vocabulary import REVIEW_ENDINGS_DECIDED_BY_PEOPLE
 from notifications.models import (
     Claim,
     DecisionDeadline,
@@ -120,9 +121,6 @@ def claim_live(*, proposal: Proposal, now: datetime | None = None) -> Claim | No
     return claim if claim is not None and claim.is_live(now) else None
 
 
-DECIDED_BY_PEOPLE = (ProposalStatus.APPROVED, ProposalStatus.REJECTED)
-
-
 @dataclass(frozen=True)
 class DeadlineFigures:
     """The review rounds with a deadline that ended in the period, by how they ended, and
@@ -147,7 +145,7 @@ class DeadlineFigures:
 
 def deadline_figures(*, days: int) -> DeadlineFigures:
     now = timezone.now()
-    decided = Q(ended_as__in=DECIDED_BY_PEOPLE)
+    decided = Q(ended_as__in=REVIEW_ENDINGS_DECIDED_BY_PEOPLE)
     in_time = Q(ended_at__lte=F("due_at"))
     ended = DecisionDeadline.objects.filter(ended_at__gte=now - timedelta(days=days)).aggregate(
         decided_in_time=Count("pk", filter=decided & in_time),

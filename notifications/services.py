@@ -20,6 +20,8 @@ from approvals.models import Decision, DecisionOutcome, Proposal, ProposalStatus
 from approvals.services.acts import Act, check_may_act, may_act
 from audit.actors import Actor, acting_as
 from hitlproject.errors import Conflict, NotFound
+from hitlproject.queueing import enqueue_after_commit
+from hitlproject.vocabulary import APPROVED_TO_RUN_STATUSES, REVIEW_ENDINGS
 from notifications.channels import ChannelError, channel_for
 from notifications.messages import proposal_message
 from notifications.models import (
@@ -37,9 +39,6 @@ from notifications.selectors import channels_of, route_matches, route_recipients
 from policies.models import Policy
 
 S = ProposalStatus
-# A proposal that leaves review in one of these was decided on (or ended) by then: the
-# messages about it say so, and its deadline stops.
-LEFT_REVIEW = frozenset({S.APPROVED, S.REJECTED, S.EXPIRED, S.WITHDRAWN, S.SUPERSEDED})
 LEASE = timedelta(minutes=2)
 SWEEP_BATCH = 500
 
@@ -49,7 +48,7 @@ def notifications_record_moves(proposals: Sequence[Proposal]) -> None:
     those that entered review, start their deadlines, and end the review of those that left
     it (deadline met or not, Slack messages updated)."""
     entered = [p for p in proposals if p.status == S.PENDING_REVIEW]
-    left = [p for p in proposals if p.status in LEFT_REVIEW and p.review_round > 0]
+    left = [p for p in proposals if p.status in REVIEW_ENDINGS and p.review_round > 0]
     now = timezone.now()
     if entered:
         _deadlines_start(entered, now=now)
@@ -141,7 +140,6 @@ def _held(route: Route | None) -> bool:
 
 def _send_after_commit(notification_ids: list[int]) -> None:
     if notification_ids:
-        from approvals.tasks import enqueue_after_commit
         from notifications.tasks import deliver_notification
 
         enqueue_after_commit(deliver_notification, *notification_ids)
@@ -218,7 +216,7 @@ def outcome_text(proposal: Proposal) -> str:
         last = rejections[-1]
         reason = last.get_reason_code_display().lower()
         return f"Rejected by {last.reviewer.get_username()} ({reason}) at {when}."
-    if proposal.status in (S.APPROVED, S.EXECUTING, S.EXECUTED, S.FAILED) and approvers:
+    if proposal.status in APPROVED_TO_RUN_STATUSES and approvers:
         return f"Approved by {', '.join(approvers)} at {when}."
     labels = {
         S.EXPIRED: "Expired: nobody decided within its review window.",

@@ -17,7 +17,7 @@ from rest_framework.exceptions import ValidationError
 from approvals import action_types
 from approvals.models import Agent, AgentKind
 from approvals.services.proposals import proposal_dry_run
-from approvals.validation import validation_text
+from approvals.simulation import draft_rule_set, drafts_in_place, simulate
 from audit.actors import Actor
 from audit.admin import AuditedHistoryAdmin, id_refusal, valid_id
 from hitlproject.charts import grouped_bars
@@ -25,6 +25,8 @@ from hitlproject.converters import record_page
 from hitlproject.errors import DomainError
 from hitlproject.forms import IndentedJSONField
 from hitlproject.periods import PeriodForm
+from hitlproject.validation import validation_text
+from hitlproject.vocabulary import ROUTED_LABELS, VERDICT_OUTCOMES
 from ledger.models import Account
 from policies.drafts import (
     active_draft_of,
@@ -37,8 +39,6 @@ from policies.drafts import (
 from policies.engine import HOLD_RULE_LABELS, ceiling_text, format_magnitude, percent_text
 from policies.models import BrandGuidelines, KillSwitch, Policy, describe_duration
 from policies.services import rules_in_force
-from policies.simulation import OUTCOMES, draft_rule_set, drafts_in_place, simulate
-from policies.templatetags.policy_tags import OUTCOME_LABELS
 
 
 def change_reason_field(recorded_in: str = "the history") -> forms.CharField:
@@ -520,21 +520,21 @@ class PolicyAdmin(ChangeReasonAdmin):
             except DomainError as error:
                 form.add_error(None, error.message)
                 return TemplateResponse(request, "admin/policies/policy/simulate.html", context)
-            labels = {o: OUTCOME_LABELS[o].capitalize() for o in OUTCOMES}
+            labels = {o: ROUTED_LABELS[o].capitalize() for o in VERDICT_OUTCOMES}
             context["report"] = report
             if len(drafts) == 1 and self.has_change_permission(request, drafts[0]):
                 context["promotable"] = drafts[0]
             context["rows"] = [
-                (labels[o], report.happened[o], report.with_draft[o]) for o in OUTCOMES
+                (labels[o], report.happened[o], report.with_draft[o]) for o in VERDICT_OUTCOMES
             ]
             context["held"] = [
                 (HOLD_RULE_LABELS[rule], count) for rule, count in report.held_by.most_common()
             ]
             context["chart"] = grouped_bars(
-                [labels[o] for o in OUTCOMES],
+                [labels[o] for o in VERDICT_OUTCOMES],
                 [
-                    ("Happened", [report.happened[o] for o in OUTCOMES]),
-                    ("With the draft", [report.with_draft[o] for o in OUTCOMES]),
+                    ("Happened", [report.happened[o] for o in VERDICT_OUTCOMES]),
+                    ("With the draft", [report.with_draft[o] for o in VERDICT_OUTCOMES]),
                 ],
             )
         return TemplateResponse(request, "admin/policies/policy/simulate.html", context)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from django.apps import apps
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from hitlproject.errors import DomainError
@@ -28,14 +28,38 @@ from policies.models import (
     windows_out_of_bounds,
 )
 
-if TYPE_CHECKING:
-    from approvals.action_types import ActionType
-    from approvals.models import Agent
 
-# An agent's record for its risk: its last 500 decisions; below 10 it says little, and its risk
-# uses a flat figure.
-MIN_DECISIONS_FOR_RECORD = 10
-RECORD_SPAN = 500
+class ActionType(Protocol):
+    """What the policies read of an action type (``approvals.action_types``, above them)."""
+
+    name: str
+    label: str
+    magnitude_unit: str
+    risk_weight: int
+    always_human: bool
+    changes_strategy: bool
+
+    def campaign_fields(self, payload: dict[str, Any]) -> dict[str, Any]: ...
+    def proposed_state(self, payload: dict[str, Any], campaigns: Any) -> dict[str, Any]: ...
+    def texts(self, payload: dict[str, Any]) -> Any: ...
+    def exact_magnitude(self, payload: dict[str, Any], effects: Any) -> Any: ...
+
+
+class Agent(Protocol):
+    """What the policies read of an agent (``approvals.models.Agent``, above them)."""
+
+    pk: int
+    kind: str
+
+
+# An agent's approval rate is read from what people decided on its proposals, which the
+# feedback app records, above this one: it registers its reader in its ``ready()``.
+_approval_rate_reader: Callable[[Agent], float | None] | None = None
+
+
+def approval_rate_reader_register(reader: Callable[[Agent], float | None]) -> None:
+    global _approval_rate_reader
+    _approval_rate_reader = reader
 
 
 def rule_from_policy(policy: Policy, version: int | None = None) -> engine.Rule:
@@ -386,30 +410,13 @@ def recent_moves(
 
 
 def agent_approval_rate(agent: Agent | None) -> float | None:
-    """The share of the agent's last 500 proposals people decided that they approved: read
-    from its feedback (one record for each proposal people settled, indexed by agent; not
-    expiries, supersessions or outcome reports, which are no one's judgment of the
-    proposal), so it costs the same for an agent with a million decisions."""
-    from feedback.models import Feedback, FeedbackKind
-
+    """The share of the agent's recent proposals people decided that they approved (None
+    while its record says too little), as the feedback app reads it."""
     if agent is None:
         return None
-    # Counted by the database over the last 500 (a subquery): one row back, not 500.
-    record = (
-        Feedback.objects.filter(
-            agent=agent,
-            kind__in=[
-                FeedbackKind.APPROVED,
-                FeedbackKind.APPROVED_WITH_EDITS,
-                FeedbackKind.REJECTED,
-            ],
-        )
-        .order_by("-id")[:RECORD_SPAN]
-        .aggregate(decided=Count("pk"), approved=Count("pk", filter=~Q(kind=FeedbackKind.REJECTED)))
-    )
-    if record["decided"] < MIN_DECISIONS_FOR_RECORD:
-        return None
-    return record["approved"] / record["decided"]
+    if _approval_rate_reader is None:
+        raise RuntimeError("No approval rate reader: the feedback app registers it when ready.")
+    return _approval_rate_reader(agent)
 
 
 class PolicyMisconfigured(DomainError):

@@ -21,10 +21,10 @@ from hypothesis import strategies as st
 
 from approvals.models import Proposal, ProposalStatus
 from approvals.services.execution import proposal_execute, proposal_retry
+from approvals.simulation import SlidingMoves, simulate
 from ledger.models import Campaign
 from policies import engine
 from policies.models import CountedMove
-from policies.simulation import SlidingMoves, simulate
 from tests.conftest import bid_adjustment, reallocation
 from tests.factories import backdated
 

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from approvals.action_types.base import exact_factor
 from approvals.models import Proposal, ProposalStatus
 from approvals.services.execution import proposal_execute
+from approvals.simulation import SlidingMoves
 from ledger.models import Campaign
 from policies import engine
-from policies.simulation import SlidingMoves
 from tests.conftest import bid_adjustment
 from tests.factories import evaluated
 

@@ -17,9 +17,9 @@ from approvals.models import Execution, Proposal
 from approvals.services.decisions import proposal_approve, proposal_reject
 from approvals.services.execution import proposal_execute, proposal_retry
 from approvals.services.expiry import proposals_expire_overdue
-from approvals.services.lifecycle import ALLOWED_TRANSITIONS
 from approvals.services.proposals import proposal_evaluate, proposal_withdraw
 from hitlproject.errors import DomainError
+from hitlproject.vocabulary import ALLOWED_TRANSITIONS
 from ledger.models import Campaign
 from policies.engine import Facts, Move, Rule, evaluate, matching_rule
 from tests.conftest import bid_adjustment

@@ -18,8 +18,8 @@ from approvals.api import ProposalOutput, proposal_body
 from approvals.models import Agent, Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve
 from approvals.services.execution import proposal_execute
-from approvals.services.lifecycle import COUNTED_STATUSES
 from approvals.services.proposals import Submission, proposals_submit
+from hitlproject.vocabulary import COUNTED_STATUSES
 from ledger.models import Account, Campaign
 from policies.models import CountedMove, KillSwitch
 from tests.conftest import bid_adjustment, creative, creative_batch, reallocation, wait_until

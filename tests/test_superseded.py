@@ -172,7 +172,8 @@ def test_bulk_approval_approves_only_what_will_run_as_approved(operator):
 
 
 def test_an_agents_approval_rate_counts_peoples_decisions_only(operator):
-    from policies.services import MIN_DECISIONS_FOR_RECORD, agent_approval_rate
+    from feedback.selectors import MIN_DECISIONS_FOR_RECORD
+    from policies.services import agent_approval_rate
 
     optimizer = Agent.objects.get(name="optimizer")
     rejected = [evaluated(bid_adjustment("2.50")) for _ in range(MIN_DECISIONS_FOR_RECORD)]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from rest_framework import serializers
 
-from approvals.validation import StrictSerializer
+from hitlproject.validation import StrictSerializer
 from ledger.models import Account, Campaign
 from policies.engine import MAGNITUDE_CAP, MagnitudeUnit
 

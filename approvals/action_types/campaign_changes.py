@@ -19,7 +19,7 @@ from approvals.action_types.base import (
     target_name,
 )
 from approvals.action_types.forms import ActionEditForm, MoneyField
-from approvals.validation import StrictSerializer
+from hitlproject.validation import StrictSerializer
 from ledger.models import Account, BiddingStrategy, CampaignStatus
 
 

@@ -8,7 +8,7 @@ from rest_framework import serializers
 from approvals.action_types import register
 from approvals.action_types.base import ActionType, Assessment, CampaignRef
 from approvals.action_types.forms import ActionEditForm, TextField
-from approvals.validation import StrictSerializer
+from hitlproject.validation import StrictSerializer
 from ledger.models import Account, Creative
 
 MAX_CREATIVES_PER_BATCH = 50

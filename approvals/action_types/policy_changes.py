@@ -13,9 +13,11 @@ from approvals import action_types
 from approvals.action_types import register
 from approvals.action_types.base import ActionType, Assessment, change_label, relative_change
 from approvals.action_types.forms import ActionEditForm
-from approvals.validation import StrictSerializer
+from hitlproject.validation import StrictSerializer
 from ledger.models import Account
 from policies.engine import format_magnitude
+from policies.models import Policy
+from policies.services import policy_in_force
 
 # The widest auto-execute ceiling a change may set: a move of the whole value.
 MAX_CEILING = Decimal("1")
@@ -153,8 +155,6 @@ class PolicyChange(ActionType):
         """Set the ceiling on the agent's own policy for the account, made from the policy in
         force if it has none; refused if the ceiling in force moved since the proposal."""
         from approvals.models import Agent
-        from policies.models import Policy
-        from policies.services import policy_in_force
 
         agent = Agent.objects.filter(name=payload["agent"]).first()
         if agent is None:

@@ -28,6 +28,7 @@ from approvals.models import (
 )
 from approvals.services.acts import Act, ReviewWindowClosed, act_refusal
 from approvals.services.expiry import proposals_expire_locked
+from approvals.services.hooks import decisions_settled
 from approvals.services.lifecycle import proposals_transition
 from approvals.services.proposals import (
     action_assess,
@@ -44,11 +45,10 @@ from approvals.services.supersession import (
     supersessions_tell_agents,
     target_moves_each,
 )
-from approvals.validation import validation_text
 from audit.actors import Actor, acting_as
 from audit.history import create_with_history, update_with_history
-from feedback.services import feedback_record_decisions
 from hitlproject.errors import Conflict, DomainError, InvalidInput, NotFound
+from hitlproject.validation import validation_text
 from policies.services import CappedSpends, brand_guideline_findings
 
 DECIDE_PERMISSION = "approvals.decide_proposal"
@@ -323,7 +323,7 @@ def _decisions_record(
     # Last, as writing feedback makes other feedback writers wait until this transaction ends.
     supersessions_tell_agents(supersessions=overtaken, actor=actor)
     settled = {proposal.pk for proposal in complete}
-    feedback_record_decisions(
+    decisions_settled(
         decisions=[decision for decision in decisions if decision.proposal_id in settled],
         actor=actor,
         proposed_payloads=as_proposed_payloads(settled, before_decision),

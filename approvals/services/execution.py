@@ -42,6 +42,7 @@ from approvals.models import (
     VerdictOutcome,
 )
 from approvals.services.acts import Act, check_may_act
+from approvals.services.hooks import executions_failed
 from approvals.services.lifecycle import (
     Move,
     counted_moves_update,
@@ -63,14 +64,13 @@ from approvals.services.supersession import (
     proposals_supersede_after_changes,
     target_moves,
 )
-from approvals.validation import validation_text
 from audit.actors import Actor, acting_as
 from audit.history import create_with_history, update_with_history
 from executors.base import ChannelError, ChannelExecutor, Outcome
 from executors.models import ExecutionRound
 from executors.registry import FALLBACK, executor_for, executor_named
-from feedback.services import feedback_record_failures
 from hitlproject.errors import NotFound
+from hitlproject.validation import validation_text
 from ledger.models import Account, Campaign
 from ledger.services import accounts_lock
 from policies.services import (
@@ -200,7 +200,7 @@ def _fail(proposal: Proposal, error: str) -> Proposal:
             actor=actor,
             reason=f"execution failed: {error}",
         )
-        feedback_record_failures(failures=[(failed, error)], actor=actor)
+        executions_failed(failures=[(failed, error)], actor=actor)
     return failed
 
 
@@ -577,7 +577,7 @@ def _execute_alone(proposal_id: int) -> Proposal | None:
             _record_attempt(proposal, status=ExecutionStatus.FAILED, error=refusal, **attempt)
             failed = Move(ProposalStatus.FAILED, f"execution failed: {refusal}", timezone.now())
             proposals_move_through(proposals=[proposal], moves=[executing, failed], actor=actor)
-            feedback_record_failures(failures=[(proposal, refusal)], actor=actor)
+            executions_failed(failures=[(proposal, refusal)], actor=actor)
             return proposal
         after = ledger_snapshot(
             action_type=action_type, payload=proposal.payload, campaigns=campaigns

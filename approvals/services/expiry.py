@@ -8,9 +8,9 @@ from django.utils import timezone
 
 from approvals.models import Proposal, ProposalStatus
 from approvals.services.acts import review_window_closed
+from approvals.services.hooks import proposals_expired
 from approvals.services.lifecycle import proposal_lock, proposals_transition
 from audit.actors import Actor
-from feedback.services import feedback_record_expiries
 
 SWEEP_BATCH = 500
 
@@ -28,7 +28,7 @@ def proposals_expire_locked(*, proposals: Sequence[Proposal]) -> None:
         actor=actor,
         reason="the review window closed without a decision",
     )
-    feedback_record_expiries(proposals=proposals, actor=actor)
+    proposals_expired(proposals=proposals, actor=actor)
 
 
 def proposals_expire_overdue() -> int:

@@ -39,25 +39,11 @@ from approvals.models import Proposal, ProposalStatus
 from audit.actors import Actor, acting_as
 from audit.history import history_records, rows_insert, update_with_history
 from hitlproject.errors import Conflict, NotFound
+from hitlproject.vocabulary import ALLOWED_TRANSITIONS, COUNTED_STATUSES, DECIDED_STATUSES
 from hitlproject.wakeups import proposal_topic, wake_after_commit
 from policies.models import REVIEW_WINDOW_BOUNDS, CountedMove, describe_duration
 
 S = ProposalStatus
-
-ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
-    S.SUBMITTED: frozenset({S.APPROVED, S.PENDING_REVIEW, S.BLOCKED, S.WITHDRAWN}),
-    S.PENDING_REVIEW: frozenset({S.APPROVED, S.REJECTED, S.EXPIRED, S.WITHDRAWN, S.SUPERSEDED}),
-    S.APPROVED: frozenset({S.EXECUTING, S.PENDING_REVIEW, S.SUPERSEDED}),
-    S.EXECUTING: frozenset({S.EXECUTED, S.FAILED, S.PENDING_REVIEW, S.SUPERSEDED}),
-    S.FAILED: frozenset({S.APPROVED}),
-}
-DECIDED_STATUSES = frozenset({S.APPROVED, S.REJECTED, S.BLOCKED})
-# Approved to run, and running: the platform moves these on with nobody acting.
-UNDER_WAY_STATUSES = frozenset({S.APPROVED, S.EXECUTING})
-# A proposal's moves count against cumulative ceilings from its approval on, unless it fails,
-# is superseded or goes back to a person; until it has executed, only towards the bound each
-# pushes.
-COUNTED_STATUSES = frozenset({S.APPROVED, S.EXECUTING, S.EXECUTED})
 
 CountedState = tuple[datetime, tuple[tuple[str, str], ...], bool] | None
 
@@ -205,12 +191,10 @@ def _after_move(proposals: Sequence[Proposal], *, created: bool = False) -> None
     Nobody waits on a proposal just ``created``: its id is not out before the commit. The
     listeners record, in the same transaction, what they do about the moves."""
     from approvals.tasks import enqueue_executions_after_commit
-    from feedback.callbacks import callback_events_record
 
     approved = [proposal.pk for proposal in proposals if proposal.status == S.APPROVED]
     if approved:
         enqueue_executions_after_commit(approved)
-    callback_events_record(proposals=proposals)
     for listener in _moved_listeners:
         listener(proposals)
     if not created:

@@ -26,13 +26,13 @@ from approvals.models import Agent, Proposal, ProposalStatus, VerdictOutcome
 from approvals.services.acts import Act, ReviewWindowClosed, act_refusal, review_window_closed
 from approvals.services.expiry import proposals_expire_locked
 from approvals.services.lifecycle import (
-    UNDER_WAY_STATUSES,
     proposal_lock,
     proposal_transition,
     proposals_create_routed,
 )
 from audit.actors import Actor
 from hitlproject.errors import DomainError, NotFound, TooLarge
+from hitlproject.vocabulary import UNDER_WAY_STATUSES
 from ledger.models import Account, Campaign
 from ledger.services import accounts_lock
 from policies.engine import Rule, Verdict, factor_from_text, factor_text

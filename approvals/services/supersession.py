@@ -29,6 +29,7 @@ from rest_framework.exceptions import ValidationError
 
 from approvals import action_types
 from approvals.models import Proposal, ProposalStatus
+from approvals.services.hooks import proposals_superseded
 from approvals.services.lifecycle import (
     Move,
     counted_moves_update,
@@ -36,10 +37,11 @@ from approvals.services.lifecycle import (
     proposals_move_through,
 )
 from approvals.services.proposals import assessed_from_ledger, refreshed_facts, verdict_for
-from approvals.validation import validation_text
 from audit.actors import Actor
 from audit.history import update_with_history
 from hitlproject.errors import Conflict
+from hitlproject.validation import validation_text
+from hitlproject.vocabulary import SUPERSEDABLE_STATUSES, UNDER_WAY_STATUSES
 from ledger.models import Campaign
 from policies.services import EvaluationContext
 
@@ -135,7 +137,7 @@ def approved_ahead_each(proposals: Iterable[Proposal], *, lock: bool) -> dict[in
         list(Campaign.objects.select_for_update().filter(wanted).order_by("pk").values("pk"))
     ahead = Proposal.objects.filter(
         account_id__in=touched,
-        status__in=[ProposalStatus.APPROVED, ProposalStatus.EXECUTING],
+        status__in=UNDER_WAY_STATUSES,
     ).exclude(pk__in=[proposal.pk for proposal in setting])
     changed_by: dict[tuple[int, str, str], int] = {}
     for other in ahead.order_by("pk"):
@@ -201,9 +203,8 @@ def proposals_supersede(*, supersessions: Sequence[Overtaken], actor: Actor) -> 
 def supersessions_tell_agents(*, supersessions: Sequence[Overtaken], actor: Actor) -> None:
     """Each superseded proposal's agent learns the value it saw and the value now: last in
     the transaction (see ``proposals_supersede``)."""
-    from feedback.services import feedback_record_supersessions
 
-    feedback_record_supersessions(
+    proposals_superseded(
         superseded=[(s.proposal, s.moves, s.superseded_reason) for s in supersessions], actor=actor
     )
 
@@ -217,10 +218,6 @@ def proposal_supersede(
     (superseded,) = proposals_supersede(supersessions=supersessions, actor=actor)
     supersessions_tell_agents(supersessions=supersessions, actor=actor)
     return superseded
-
-
-# Statuses in which a proposal may still execute later, and so may be superseded by a change.
-_OPEN = [ProposalStatus.PENDING_REVIEW, ProposalStatus.APPROVED]
 
 
 def proposals_supersede_after_changes(
@@ -254,7 +251,7 @@ def proposals_supersede_after_changes(
         .select_for_update(skip_locked=True, of=("self",))
         .filter(
             account_id=account_id,
-            status__in=_OPEN,
+            status__in=SUPERSEDABLE_STATUSES,
             target_snapshot__has_any_keys=list(changed),
         )
         .order_by("pk")

@@ -5,9 +5,8 @@ from django.urls import reverse
 
 from approvals.models import Agent, RejectionReason
 from approvals.selectors import COUNTED, COUNTED_FIGURES, ProposalCounts, dashboard
-from feedback.models import OutcomeEffect
-from feedback.selectors import Scorecard
 from hitlproject.charts import GroupedBarChart, grouped_bars
+from hitlproject.vocabulary import WHAT_IF_LABELS
 
 register = template.Library()
 
@@ -101,44 +100,6 @@ def reason_label(code: str) -> str:
     return RejectionReason(code).label if code in RejectionReason.values else code or "—"
 
 
-@register.filter
-def effect_label(effect: str) -> str:
-    return OutcomeEffect(effect).label if effect in OutcomeEffect.values else "figures only"
-
-
-def scorecard_charts(cards: list[Scorecard]) -> dict:
-    """A scorecard's charts: how each action type's proposals fared, and why people
-    rejected them."""
-    verdicts = grouped_bars(
-        [card.action_type for card in cards],
-        [
-            ("Auto-executed", [card.auto_executed for card in cards]),
-            ("Approved as proposed", [card.approved_as_proposed for card in cards]),
-            ("Approved with edits", [card.edited for card in cards]),
-            ("Rejected", [card.rejected for card in cards]),
-            ("Expired", [card.expired for card in cards]),
-        ],
-        width=max(520, 140 * len(cards)),
-    )
-    reasons: dict[str, int] = {}
-    for card in cards:
-        for code, count in card.rejection_reasons.items():
-            reasons[code] = reasons.get(code, 0) + count
-    reasons_chart = None
-    if reasons:
-        ordered = sorted(reasons.items(), key=lambda item: -item[1])
-        reasons_chart = grouped_bars(
-            [reason_label(code) for code, _ in ordered],
-            [("Rejections", [count for _, count in ordered])],
-            width=max(360, 110 * len(ordered)),
-            height=180,
-        )
-    return {"verdict_chart": verdicts, "reasons_chart": reasons_chart}
-
-
-WHAT_IF_OUTCOMES = {"auto_approve": "Run on their own", "review": "To a person", "block": "Blocked"}
-
-
 def what_if_chart(proposal) -> GroupedBarChart | None:
     """A recommended policy change's what-if, as bars: the agent's proposals of the window by
     how they were routed, with the ceiling in force and with the one proposed."""
@@ -147,9 +108,9 @@ def what_if_chart(proposal) -> GroupedBarChart | None:
     what_if = proposal.supporting_data.get("what_if", {})
     try:
         series = [
-            (f"Ceiling {when}", [int(what_if[outcome][when]) for outcome in WHAT_IF_OUTCOMES])
+            (f"Ceiling {when}", [int(what_if[outcome][when]) for outcome in WHAT_IF_LABELS])
             for when in ("now", "proposed")
         ]
     except (KeyError, TypeError, ValueError):
         return None  # made before the what-if was recorded this way
-    return grouped_bars(list(WHAT_IF_OUTCOMES.values()), series, height=180)
+    return grouped_bars(list(WHAT_IF_LABELS.values()), series, height=180)

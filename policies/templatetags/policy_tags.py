@@ -1,10 +1,10 @@
 from django import template
 
-register = template.Library()
+from hitlproject.vocabulary import ROUTED_LABELS
 
-OUTCOME_LABELS = {"auto_approve": "auto-executed", "review": "to a human", "block": "blocked"}
+register = template.Library()
 
 
 @register.filter
 def outcome_label(outcome: str) -> str:
-    return OUTCOME_LABELS.get(outcome, outcome)
+    return ROUTED_LABELS.get(outcome, outcome)

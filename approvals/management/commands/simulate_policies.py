@@ -2,10 +2,10 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from approvals.simulation import drafts_in_place, simulate
 from hitlproject.errors import DomainError
 from hitlproject.periods import command_period
-from policies.simulation import OUTCOMES, drafts_in_place, simulate
-from policies.templatetags.policy_tags import OUTCOME_LABELS
+from hitlproject.vocabulary import ROUTED_LABELS, VERDICT_OUTCOMES
 
 
 class Command(BaseCommand):
@@ -45,9 +45,9 @@ class Command(BaseCommand):
             f"with {', '.join(names) or 'no draft (the policies that decided them)'}:"
         )
         self.stdout.write(f"  {'':18} {'happened':>10} {'with draft':>11}")
-        for outcome in OUTCOMES:
+        for outcome in VERDICT_OUTCOMES:
             self.stdout.write(
-                f"  {OUTCOME_LABELS[outcome]:18} {report.happened[outcome]:>10} "
+                f"  {ROUTED_LABELS[outcome]:18} {report.happened[outcome]:>10} "
                 f"{report.with_draft[outcome]:>11}"
             )
         self.stdout.write(f"  {report.changed} routings would have gone another way.")

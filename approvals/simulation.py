@@ -34,16 +34,14 @@ from typing import Any
 
 from approvals import action_types
 from approvals.models import Decision, Proposal, ProposalStatus
+from hitlproject.vocabulary import COUNTED_STATUSES, FINAL_STATUSES, VERDICT_OUTCOMES
 from policies import engine
 from policies.drafts import replaced_policy
 from policies.models import CUMULATIVE_WINDOW_BOUNDS, Policy, windows_out_of_bounds
 from policies.services import PolicyMisconfigured, rule_from_policy, rules_in_force
 
 S = ProposalStatus
-OUTCOMES = ("auto_approve", "review", "block")
-APPROVED_STATES = frozenset({S.APPROVED, S.EXECUTING, S.EXECUTED})
 # Statuses a proposal never leaves: nothing more is routed or moved once it is in one.
-FINAL_STATES = frozenset({S.EXECUTED, S.REJECTED, S.BLOCKED, S.EXPIRED, S.WITHDRAWN, S.SUPERSEDED})
 EXAMPLES_KEPT = 20
 CHUNK = 2000
 
@@ -276,8 +274,8 @@ class SimulationReport:
             "drafts": self.drafts,
             "proposals": self.proposals,
             "routings": self.routings,
-            "happened": {o: self.happened[o] for o in OUTCOMES},
-            "with_draft": {o: self.with_draft[o] for o in OUTCOMES},
+            "happened": {o: self.happened[o] for o in VERDICT_OUTCOMES},
+            "with_draft": {o: self.with_draft[o] for o in VERDICT_OUTCOMES},
             "changed": self.changed,
             "changes": [
                 {"happened": before, "with_draft": after, "proposals": n}
@@ -423,7 +421,7 @@ def simulate(
         executed = status == S.EXECUTED
         move = (
             (approved_at, tuple(sorted(record["effects"].items())), executed)
-            if status in APPROVED_STATES and approved_at and factors
+            if status in COUNTED_STATUSES and approved_at and factors
             else None
         )
         if (before.move if before else None) != move:
@@ -437,7 +435,7 @@ def simulate(
                     approved_at,
                     pending=not executed,
                 )
-        if status in FINAL_STATES:
+        if status in FINAL_STATUSES:
             in_flight.pop(proposal_id, None)
         else:
             in_flight[proposal_id] = _InFlight(routing, move, reported)

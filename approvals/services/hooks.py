@@ -1,0 +1,42 @@
+"""What the apps above approvals are told of proposals that ended, in the transaction that
+ended them: a decision settled them, their execution failed, they expired, or a change
+superseded them. Feedback records each for the agent; it registers in its ``ready()`` (as
+notifications register with ``lifecycle.on_proposals_moved``), so approvals never imports it.
+
+Each hook is called with keyword arguments only, last in the caller's transaction: the
+listeners write what agents learn, and such writes queue every other writer until the
+transaction ends."""
+
+from collections.abc import Callable
+from typing import Any
+
+Listener = Callable[..., Any]
+
+
+class Hook:
+    """Listeners called, in the order they registered, each time the hook is."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._listeners: list[Listener] = []
+
+    def connect(self, listener: Listener) -> None:
+        if listener not in self._listeners:
+            self._listeners.append(listener)
+
+    def __call__(self, **arguments: Any) -> None:
+        for listener in self._listeners:
+            listener(**arguments)
+
+    def __repr__(self) -> str:
+        return f"<Hook: {self.what}>"
+
+
+# decisions=, actor=, proposed_payloads=: the decisions that settled their proposals.
+decisions_settled = Hook("decisions settled proposals")
+# failures= (each proposal with its error), actor=: executions that failed.
+executions_failed = Hook("executions failed")
+# proposals=, actor=: proposals expired unreviewed.
+proposals_expired = Hook("proposals expired")
+# superseded= (each proposal with what moved and why), actor=: proposals ended superseded.
+proposals_superseded = Hook("proposals superseded")

@@ -1,0 +1,76 @@
+"""The platform's vocabulary: a proposal's statuses and the moves between them, the policy
+engine's outcomes and their labels, and the sets of statuses the apps count by. Each is
+defined here once, below every app, and imported: two places that disagree on which
+statuses count as "approved" would show a person two different truths."""
+
+from django.db import models
+
+
+class ProposalStatus(models.TextChoices):
+    SUBMITTED = "submitted", "Submitted"
+    PENDING_REVIEW = "pending_review", "Pending review"
+    APPROVED = "approved", "Approved"
+    BLOCKED = "blocked", "Blocked"
+    REJECTED = "rejected", "Rejected"
+    EXPIRED = "expired", "Expired"
+    WITHDRAWN = "withdrawn", "Withdrawn"
+    EXECUTING = "executing", "Executing"
+    EXECUTED = "executed", "Executed"
+    FAILED = "failed", "Failed"
+    SUPERSEDED = "superseded", "Superseded"
+
+
+class VerdictOutcome(models.TextChoices):
+    AUTO_APPROVE = "auto_approve", "Auto-approve"
+    REVIEW = "review", "Human review"
+    BLOCK = "block", "Block"
+
+
+S = ProposalStatus
+
+# The moves the lifecycle's one transition function allows, from each status.
+ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
+    S.SUBMITTED: frozenset({S.APPROVED, S.PENDING_REVIEW, S.BLOCKED, S.WITHDRAWN}),
+    S.PENDING_REVIEW: frozenset({S.APPROVED, S.REJECTED, S.EXPIRED, S.WITHDRAWN, S.SUPERSEDED}),
+    S.APPROVED: frozenset({S.EXECUTING, S.PENDING_REVIEW, S.SUPERSEDED}),
+    S.EXECUTING: frozenset({S.EXECUTED, S.FAILED, S.PENDING_REVIEW, S.SUPERSEDED}),
+    S.FAILED: frozenset({S.APPROVED}),
+}
+# Statuses a proposal never leaves: nothing more is routed, moved or run once it is in one.
+FINAL_STATUSES = frozenset(S.values) - frozenset(ALLOWED_TRANSITIONS)
+# A move into one of these is a decision, by people or by policy: it records ``decided_at``.
+DECIDED_STATUSES = frozenset({S.APPROVED, S.REJECTED, S.BLOCKED})
+# How a review round can end (a proposal leaves review only into one of these).
+REVIEW_ENDINGS = ALLOWED_TRANSITIONS[S.PENDING_REVIEW]
+# The review endings that are people's decisions (the others: nobody decided in time, or
+# nobody had to).
+REVIEW_ENDINGS_DECIDED_BY_PEOPLE = frozenset({S.APPROVED, S.REJECTED})
+# Approved to run, by people or by policy, whether or not it has run yet, or failed: what a
+# decision count counts as approved (a person who approved what later failed approved it).
+APPROVED_TO_RUN_STATUSES = frozenset({S.APPROVED, S.EXECUTING, S.EXECUTED, S.FAILED})
+# Approved to run, and running: the platform moves these on with nobody acting.
+UNDER_WAY_STATUSES = frozenset({S.APPROVED, S.EXECUTING})
+# A proposal's moves count against cumulative ceilings from its approval on, unless it fails,
+# is superseded or goes back to a person; until it has executed, only towards the bound each
+# pushes. Not ``APPROVED_TO_RUN_STATUSES``: a failed move changed nothing.
+COUNTED_STATUSES = frozenset({S.APPROVED, S.EXECUTING, S.EXECUTED})
+# A proposal that may still run (a failed one, when a person retries it): its figures now are
+# worth showing beside what it was made on.
+MAY_STILL_RUN_STATUSES = frozenset({S.PENDING_REVIEW, S.APPROVED, S.FAILED})
+# Waiting to run, and so superseded when a change lands on what it sets (a failed one is
+# re-checked when retried instead: the lifecycle does not supersede from FAILED).
+SUPERSEDABLE_STATUSES = frozenset({S.PENDING_REVIEW, S.APPROVED})
+
+# The policy engine's outcomes, in the order the console shows them, and their labels: as
+# the policy pages say where an action went, and as a what-if chart names its bars.
+VERDICT_OUTCOMES = tuple(VerdictOutcome.values)
+ROUTED_LABELS = {
+    VerdictOutcome.AUTO_APPROVE: "auto-executed",
+    VerdictOutcome.REVIEW: "to a human",
+    VerdictOutcome.BLOCK: "blocked",
+}
+WHAT_IF_LABELS = {
+    VerdictOutcome.AUTO_APPROVE: "Run on their own",
+    VerdictOutcome.REVIEW: "To a person",
+    VerdictOutcome.BLOCK: "Blocked",
+}

@@ -1,0 +1,122 @@
+"""The apps import one way: an app never imports from an app above it, whether the import sits
+at the top of a module, inside a function, or under ``if TYPE_CHECKING``. What a lower app
+must set off in a higher one goes through a listener the higher one registers in its
+``ready()`` (``lifecycle.on_proposals_moved``, ``approvals.services.hooks``,
+``policies.services.approval_rate_reader_register``)."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Lowest first; apps on one level are siblings and import neither each other.
+LAYERS = [
+    ["hitlproject"],
+    ["audit"],
+    ["access", "ledger"],
+    ["policies"],
+    ["approvals"],
+    ["executors", "feedback"],
+    ["notifications"],
+]
+LEVEL = {app: level for level, apps in enumerate(LAYERS) for app in apps}
+
+# The modules that assemble every app, and so stand above them all: the root URLconf, and the
+# command that seeds the demo world of every app.
+ASSEMBLERS = {"hitlproject.urls", "approvals.management.commands.seed_demo"}
+
+# Console pages that show a higher app's records beside a lower app's, and import it for
+# that: each one named, with why. Anything else that runs upward fails.
+CONSOLE_CROSSINGS = {
+    # A proposal's page takes a person's outcome report and shows the reviewers' edits; an
+    # agent's page shows its scorecards.
+    ("approvals.admin", "feedback"),
+    # The policy pages pick agents and action types, dry-run a proposal under a draft and
+    # replay the proposals' history under it.
+    ("policies.admin", "approvals"),
+}
+
+# Carrying out an approved proposal: the runner (locks, checks, the lifecycle's moves, retries,
+# leases) is approvals', the executors (the registry, each channel, each round's state) are
+# the executors app's, and the runner asks the registry which one carries a proposal out and
+# keeps its round's lease; the stall sweep reads that lease. Named here until the runner and
+# the execution tasks move up into the executors app (approvals then starts them by task
+# name, as the lifecycle already sends executions after commit).
+RUNNER_CROSSINGS = {
+    ("approvals.services.execution", "executors"),
+    ("approvals.services.recovery", "executors"),
+}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def platform_modules() -> list[Path]:
+    return sorted(
+        path
+        for app in LEVEL
+        for path in (ROOT / app).rglob("*.py")
+        if "migrations" not in path.parts
+    )
+
+
+def imports_of(source: str) -> list[tuple[int, str]]:
+    """Every module the source imports, where (line, module): at the top, in functions, in
+    ``if TYPE_CHECKING`` blocks alike; relative imports stay in their app."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.lineno, node.module))
+    return found
+
+
+def upward_imports(module: str, source: str) -> list[str]:
+    """The imports of ``module`` that run to an app on its own level or above."""
+    app = module.split(".")[0]
+    if module in ASSEMBLERS:
+        return []
+    upward = []
+    for line, imported in imports_of(source):
+        target = imported.split(".")[0]
+        if target == app or target not in LEVEL or LEVEL[target] < LEVEL[app]:
+            continue
+        if (module, target) in CONSOLE_CROSSINGS | RUNNER_CROSSINGS:
+            continue
+        upward.append(f"{module} (line {line}) imports {imported}: {target} is not below {app}")
+    return upward
+
+
+def test_every_app_imports_only_from_the_apps_below_it():
+    upward = [
+        finding
+        for path in platform_modules()
+        for finding in upward_imports(module_name(path), path.read_text())
+    ]
+    assert upward == [], "\n".join(upward)
+
+
+@pytest.mark.parametrize(
+    ("module", "source"),
+    [
+        ("approvals.services.lifecycle", "from feedback.callbacks import x\n"),
+        ("policies.services", "def f():\n    from approvals.models import Agent\n"),
+        ("audit.actors", "if TYPE_CHECKING:\n    import approvals.models\n"),
+        ("feedback.selectors", "from executors.models import GoogleAdsLink\n"),
+        ("approvals.admin", "from notifications.models import Route\n"),
+    ],
+)
+def test_an_import_that_runs_upward_is_named_with_its_module(module, source):
+    [finding] = upward_imports(module, source)
+    assert finding.startswith(f"{module} (line ")
+    assert " imports " in finding
+
+
+def test_the_layers_name_every_app_of_the_platform():
+    apps = {path.parent.name for path in ROOT.glob("*/apps.py")} | {"hitlproject"}
+    assert apps == set(LEVEL)
