@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
-from django.db import OperationalError
+from django.db import OperationalError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -151,7 +151,9 @@ def test_a_transient_database_error_records_nothing_rather_than_a_verdict(demo_w
         raise OperationalError("server closed the connection unexpectedly")
 
     monkeypatch.setattr(EvaluationContext, "verdict", connection_lost)
-    with pytest.raises(OperationalError):  # the agent's retry (same key) submits it again
+    # In the caller's transaction, as the API submits: it is undone whole, and the agent's
+    # retry (same key) submits it again.
+    with pytest.raises(OperationalError), transaction.atomic():
         submitted(bid_adjustment("2.12"))
     assert not Proposal.objects.exists()
 
