@@ -35,6 +35,7 @@ from tests.google_ads_fake import CUSTOMER, PLACES, SECRETS, FakeGoogleAds
 
 REPO = Path(__file__).resolve().parent.parent
 SESSION_QUEUE = f"hitl-test-{uuid.uuid4().hex[:8]}"
+WORKER_RUNNING = False  # the session's worker (``celery_worker``) has started
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -193,6 +194,7 @@ def celery_worker(
     Once started it serves the rest of the session. A transactional test (whose commits send
     tasks) must therefore use it and wait for what it sent to finish: a task still running
     when the test database is emptied deadlocks the flush."""
+    global WORKER_RUNNING
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"
     env = {
         **os.environ,
@@ -228,8 +230,10 @@ def celery_worker(
             if worker.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"The Celery workers did not start:\n{log_path.read_text()}")
             time.sleep(0.2)
+        WORKER_RUNNING = True
         yield
     finally:
+        WORKER_RUNNING = False
         worker.terminate()  # bin/worker asks each of its workers to stop
         try:
             worker.wait(timeout=20)
@@ -263,7 +267,9 @@ def notifications_sent_before_teardown(request) -> Iterator[None]:
         "live_server",
     } & set(request.fixturenames)
     uses_database = marker is not None or transactional or "db" in request.fixturenames
-    if "celery_worker" not in request.fixturenames or not uses_database:
+    # Once the session's worker runs, any test that commits may have sent it work.
+    uses_worker = "celery_worker" in request.fixturenames or (WORKER_RUNNING and transactional)
+    if not (uses_worker and uses_database):
         yield
         return
     # The database set up before this fixture, so that it is emptied only after the wait.
