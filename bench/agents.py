@@ -28,7 +28,6 @@ import asyncio
 import json
 import os
 import random
-import subprocess
 import sys
 import time
 import uuid
@@ -41,6 +40,8 @@ from bench.common import (  # noqa: E402
     bench_database,
     create_database,
     free_port,
+    make_campaigns,
+    manage,
     memory_of,
     percentile,
     processes_with_env,
@@ -70,36 +71,9 @@ os.environ.update(
     HITL_BENCH_RUN=QUEUE,  # marks every process this run starts
 )
 
-BID = "1.00"
+# On campaigns bid at 1.00 (bench.common.make_campaigns):
 BIG_MOVE = "1.25"  # +25%: over the demo policy's 15%, waits for a person
 SMALL_MOVE = "1.05"  # +5%: approved by the policy, executed by the worker
-
-
-def manage(*args: str) -> str:
-    return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=REPO, check=True, capture_output=True, text=True
-    ).stdout
-
-
-def make_campaigns(count: int) -> list[str]:
-    from audit.actors import Actor
-    from audit.history import create_with_history
-    from ledger.models import Account, Campaign
-
-    account = Account.objects.get(external_id="demo")
-    campaigns = [
-        Campaign(
-            account=account,
-            external_id=f"bench-{i:05d}",
-            name=f"Benchmark campaign {i}",
-            daily_budget="100.00",
-            bid=BID,
-        )
-        for i in range(count)
-    ]
-    for start in range(0, count, 5000):
-        create_with_history(Campaign, campaigns[start : start + 5000], actor=Actor.system("bench"))
-    return [campaign.external_id for campaign in campaigns]
 
 
 def make_agents(count: int) -> list[str]:

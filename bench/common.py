@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -38,6 +39,39 @@ def create_database(url: str, *, fresh: bool = False) -> None:
         ).fetchone()
         if not exists:
             connection.execute(f'CREATE DATABASE "{name}"')
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def manage(*args: str) -> str:
+    """Run a management command in a process of its own (the benchmark's environment)."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=REPO, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def make_campaigns(count: int, *, bid: str = "1.00") -> list[str]:
+    """``count`` campaigns on the demo account (budget 100.00, bid ``bid``), each a target of
+    its own: their external ids. Needs Django set up."""
+    from audit.actors import Actor
+    from audit.history import create_with_history
+    from ledger.models import Account, Campaign
+
+    account = Account.objects.get(external_id="demo")
+    campaigns = [
+        Campaign(
+            account=account,
+            external_id=f"bench-{i:05d}",
+            name=f"Benchmark campaign {i}",
+            daily_budget="100.00",
+            bid=bid,
+        )
+        for i in range(count)
+    ]
+    for start in range(0, count, 5000):
+        create_with_history(Campaign, campaigns[start : start + 5000], actor=Actor.system("bench"))
+    return [campaign.external_id for campaign in campaigns]
 
 
 def temporary_data_dir(prefix: str) -> str:

@@ -26,7 +26,6 @@ import http.client
 import json
 import os
 import re
-import subprocess
 import sys
 import threading
 import time
@@ -42,6 +41,8 @@ from bench.common import (  # noqa: E402
     bench_database,
     create_database,
     free_port,
+    make_campaigns,
+    manage,
     percentile,
     start_process,
     stop_process_group,
@@ -154,32 +155,6 @@ def start_slack(arrivals: Arrivals) -> ThreadingHTTPServer:
     server = ThreadingHTTPServer(("127.0.0.1", SLACK_PORT), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
-
-
-def manage(*args: str) -> str:
-    return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=REPO, check=True, capture_output=True, text=True
-    ).stdout
-
-
-def make_campaigns(count: int) -> list[str]:
-    from audit.actors import Actor
-    from audit.history import create_with_history
-    from ledger.models import Account, Campaign
-
-    account = Account.objects.get(external_id="demo")
-    campaigns = [
-        Campaign(
-            account=account,
-            external_id=f"bench-{i:05d}",
-            name=f"Benchmark campaign {i}",
-            daily_budget="100.00",
-            bid="1.00",
-        )
-        for i in range(count)
-    ]
-    create_with_history(Campaign, campaigns, actor=Actor.system("bench"))
-    return [campaign.external_id for campaign in campaigns]
 
 
 def submit(connection: http.client.HTTPConnection, key: str, campaign: str) -> dict:
