@@ -115,9 +115,3 @@ def _refused_for_good(error: OSError) -> bool:
     else:
         codes = [getattr(error, "smtp_code", 0) or 0]
     return bool(codes) and all(500 <= code < 600 for code in codes)
-
-
-def channel_for(name: str) -> Channel:
-    from notifications.slack import SlackChannel
-
-    return {"email": EmailChannel, "slack": SlackChannel}[name]()

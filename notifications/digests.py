@@ -17,7 +17,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from notifications.channels import ChannelError, channel_for
+from notifications.carriers import channel_for
+from notifications.channels import ChannelError
 from notifications.messages import proposal_message
 from notifications.models import Notification, NotificationStatus
 from notifications.services import LEASE, _backoff, _not_to_send

@@ -22,7 +22,8 @@ from audit.actors import Actor, acting_as
 from hitlproject.errors import Conflict, NotFound
 from hitlproject.queueing import enqueue_after_commit
 from hitlproject.vocabulary import APPROVED_TO_RUN_STATUSES, REVIEW_ENDINGS
-from notifications.channels import ChannelError, channel_for
+from notifications.carriers import channel_for
+from notifications.channels import ChannelError
 from notifications.messages import proposal_message
 from notifications.models import (
     Claim,
