@@ -3,7 +3,8 @@ channel, once the first of them is due; those about proposals that no longer wai
 round are dropped, with the reason, rather than sent.
 
 A digest follows the outbox's rules (``notifications.services``): its notifications are
-taken under a row lock (skip locked: two runs never take one), leased by pushing their next
+taken under a row lock (skip locked: two runs never take one; the person's row is locked
+first, so two runs never split one person's digest), leased by pushing their next
 attempt past the time a send may take, sent with no transaction open, and recorded only if
 the lease is still theirs. A run that dies mid-send leaves them held, due again once the
 lease runs out: resent, never lost."""
@@ -13,6 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -50,6 +52,12 @@ def digest_send(*, recipient_id: int, channel: str, now: datetime) -> int:
     ``digest_minutes``, as the person's route says (what arrives after this digest is held
     that long from when it arrives). Returns 1 if a message went, else 0."""
     with transaction.atomic():
+        # One run at a time per person: two runs that each locked part of a person's held
+        # notifications would send two digests where the route says one. A run that finds
+        # the person taken leaves them to the run that has them.
+        person = get_user_model().objects.select_for_update(skip_locked=True)
+        if not person.filter(pk=recipient_id).values_list("pk", flat=True):
+            return 0
         held = list(
             Notification.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("proposal__agent", "proposal__account", "recipient")

@@ -9,7 +9,7 @@ import time
 import pytest
 from django.contrib.auth import get_user_model
 from django.core import mail
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from approvals.services.decisions import proposal_reject
@@ -119,6 +119,45 @@ def test_two_runs_at_once_send_one_digest(optimizer):
     assert digest.subject == "[HITL] 2 proposals wait for a decision"
     assert Notification.objects.filter(status=NotificationStatus.SENT).count() == 2
     assert notifications_send_digests() == 0
+
+
+@pytest.mark.usefixtures("celery_worker")
+def test_a_run_leaves_a_person_another_run_is_sending_a_digest_to(optimizer):
+    """The interleaving the test above can only hope for: while another run holds the person
+    (between taking their held notifications and leasing them), this run sends them nothing,
+    rather than the part the other run has not locked yet."""
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks are PostgreSQL's; SQLite lets one writer in at a time")
+    by_digest(minutes=5)
+    submit(optimizer, ["150.00", "200.00"])
+    digests_due_now()
+    first_held = Notification.objects.filter(status=NotificationStatus.HELD).order_by("pk")[0]
+    taken, release = threading.Event(), threading.Event()
+
+    def other_run() -> None:
+        try:
+            with transaction.atomic():
+                get_user_model().objects.select_for_update().get(username="operator")
+                Notification.objects.select_for_update().get(pk=first_held.pk)
+                taken.set()
+                release.wait(timeout=30)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=other_run)
+    holder.start()
+    try:
+        assert taken.wait(timeout=10)
+        mail.outbox.clear()
+        assert notifications_send_digests() == 0
+        assert mail.outbox == []
+    finally:
+        release.set()
+        holder.join()
+    assert Notification.objects.filter(status=NotificationStatus.HELD, attempts=0).count() == 2
+    assert notifications_send_digests() == 1
+    [digest] = [m for m in mail.outbox if "operator@example.com" in m.to]
+    assert digest.subject == "[HITL] 2 proposals wait for a decision"
 
 
 @pytest.mark.usefixtures("celery_worker")
