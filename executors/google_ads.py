@@ -219,12 +219,20 @@ def google_ads_execute(*, link: GoogleAdsLink, action: GoogleAdsAction) -> Googl
     try:
         return session.outcome(_carry_out(session, action))
     except _Refused as refused:
+        detail = refused.detail.rstrip(".")
+        if refused.unanswered:
+            detail += (
+                ". No answer came: it may have been carried out; the next attempt reads the "
+                "live values first and sends nothing if Google Ads holds the new ones already"
+            )
+        detail += (
+            " (another attempt may succeed)."
+            if refused.retryable
+            else " (another attempt cannot help)."
+        )
         return session.outcome(
             GoogleAdsOutcome(
-                "failed",
-                retryable=refused.retryable,
-                detail=refused.detail,
-                items=refused.items,
+                "failed", retryable=refused.retryable, detail=detail, items=refused.items
             )
         )
     finally:
@@ -235,9 +243,13 @@ def google_ads_execute(*, link: GoogleAdsLink, action: GoogleAdsAction) -> Googl
 
 
 class _Refused(Exception):
-    def __init__(self, detail: str, *, retryable: bool, items: tuple = ()):
+    """A call that did not carry anything out, or (``unanswered``: no answer came to a real
+    mutation) one that may have."""
+
+    def __init__(self, detail: str, *, retryable: bool, items: tuple = (), answered: bool = True):
         super().__init__(detail)
         self.detail, self.retryable, self.items = detail, retryable, items
+        self.answered, self.unanswered = answered, False
 
 
 class _RequestIds(grpc.UnaryUnaryClientInterceptor):
@@ -388,7 +400,16 @@ class _Session:
             request.validate_only = validate_only
             if partial:
                 request.partial_failure = True
-            response = self.call(method, request)
+            try:
+                response = self.call(method, request)
+            except _Refused as refused:
+                # Google Ads' own failure says it did nothing; without one (the deadline
+                # passed, the connection broke) a real mutation may have been carried out.
+                refused.unanswered = not validate_only and not refused.answered
+                # Trying again is safe for a value set (the next attempt reads it first), so
+                # it is how to find out; a creation says otherwise (``_deploy_creatives``).
+                refused.retryable = refused.retryable or refused.unanswered
+                raise
             items = _items(response, len(operations)) if partial else ()
             failed = [item for item in items if item.error]
             if validate_only and failed:
@@ -437,7 +458,11 @@ def _refusal(error) -> _Refused:
         retryable = code in RETRYABLE_CODES
         said = getattr(error, "message", None) or str(error)
     code_name = code.name if code is not None else "no status"
-    return _Refused(f"Google Ads answered {code_name}: {said}", retryable=retryable)
+    return _Refused(
+        f"Google Ads answered {code_name}: {said}",
+        retryable=retryable,
+        answered=failure is not None,
+    )
 
 
 def _code(error) -> grpc.StatusCode | None:
@@ -453,7 +478,9 @@ def _failure_type():
 
 def _kind(error) -> tuple[str, str]:
     """The error's kind (``quota_error``) and its name (``RESOURCE_EXHAUSTED``)."""
-    kind = type(error.error_code).pb(error.error_code).WhichOneof("error_code") or "unknown"
+    kind = type(error.error_code).pb(error.error_code).WhichOneof("error_code")
+    if kind is None:  # a code newer than this library version: it cannot name it
+        return "unknown_error", "UNNAMED"
     value = getattr(error.error_code, kind, None)
     return kind, getattr(value, "name", str(value))
 
@@ -623,7 +650,17 @@ def _carry_out(session: _Session, action: GoogleAdsAction) -> GoogleAdsOutcome:
             paths = _strategy(operation.update, payload["changes"], before[payload["campaign"]])
         operation.update_mask = field_mask_pb2.FieldMask(paths=paths)
         session.mutate("CampaignService", "mutate_campaigns", [operation])
-    after, _ = _read(session, action)
+    try:
+        after, _ = _read(session, action)
+    except _Refused as refused:
+        # Carried out all the same (Google Ads answered the mutation): the ledger records the
+        # values sent, not a failure that would leave it behind Google Ads.
+        return GoogleAdsOutcome(
+            "done",
+            before=before,
+            detail=f"Carried out; the values after could not be read back ({refused.detail}), "
+            "so the ledger records the values sent.",
+        )
     return GoogleAdsOutcome("done", before=before, after=after)
 
 
@@ -677,7 +714,21 @@ def _deploy_creatives(session: _Session, action: GoogleAdsAction) -> GoogleAdsOu
             asset.text = text
             ad_group_ad.ad.responsive_search_ad.descriptions.append(asset)
         operations.append(operation)
-    _, items = session.mutate("AdGroupAdService", "mutate_ad_group_ads", operations, partial=True)
+    try:
+        _, items = session.mutate(
+            "AdGroupAdService", "mutate_ad_group_ads", operations, partial=True
+        )
+    except _Refused as refused:
+        if not refused.unanswered:
+            raise
+        # Google Ads has no idempotency key for creating ads: sent again, they could be
+        # created twice. A person looks first.
+        raise _Refused(
+            f"No answer to the request creating the ads ({refused.detail}): they may have "
+            f"been created in ad group {place['ad_group_id']}. Not sent again (Google Ads "
+            "would create them twice); check the ad group on Google Ads before retrying.",
+            retryable=False,
+        ) from refused
     failed = [item for item in items if item.error]
     if not failed:
         return GoogleAdsOutcome("done", items=items)
@@ -751,6 +802,8 @@ class GoogleAdsExecutor(ChannelExecutor):
             response={
                 "resource_names": list(outcome.resource_names),
                 "items": [asdict(item) for item in outcome.items],
+                # What a success alone would not say (nothing sent again, values not read back).
+                **({"note": detail} if result == "done" and detail else {}),
             },
         )
 

@@ -23,6 +23,7 @@ import itertools
 import json
 import re
 import threading
+import time
 import uuid
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -154,6 +155,18 @@ FAULTS = {
 }
 
 
+def unknown_failure():
+    """A failure whose error code is one this library version has no field for (a newer API's):
+    ``ErrorCode`` with field 9999 set, as bytes the library keeps but cannot name."""
+    failure = errors.GoogleAdsFailure(
+        errors=[errors.GoogleAdsError(message="Something this version cannot name.")]
+    )
+    unknown_code = bytes([0xB8, 0xF1, 0x04, 0x01])  # field 9999 (a varint) = 1
+    error = errors.GoogleAdsError.pb(failure.errors[0]).SerializeToString()
+    error += bytes([0x0A, len(unknown_code)]) + unknown_code  # field 1, error_code
+    return errors.GoogleAdsFailure.deserialize(bytes([0x0A, len(error)]) + error)
+
+
 # The tests' Google Ads: its customer, the link's secrets, and the demo ledger's campaigns as it
 # holds them.
 CUSTOMER = "1234567890"
@@ -178,7 +191,8 @@ class FakeGoogleAds:
         self.calls: list[Call] = []
         self.token_requests: list[dict] = []
         self._access_tokens: set[str] = set()
-        self._faults: list[tuple[str, str | None]] = []
+        self._faults: list[list] = []  # [kind, method or None, matching calls to let by]
+        self._delays: list[list] = []  # [method, seconds]
         self._item_faults: dict[int, str] = {}
         self._ids = itertools.count(900001)
         self._lock = threading.Lock()
@@ -237,12 +251,20 @@ class FakeGoogleAds:
             self.calls.clear()
             self.token_requests.clear()
             self._faults.clear()
+            self._delays.clear()
             self._item_faults = {}
 
-    def fail_next(self, kind: str, method: str | None = None) -> None:
+    def fail_next(self, kind: str, method: str | None = None, *, after: int = 0) -> None:
         """The next call (of ``method``, e.g. ``MutateAdGroups``, or any) fails with ``kind``:
-        ``quota`` (RESOURCE_EXHAUSTED, a quota error) or ``permission`` (PERMISSION_DENIED)."""
-        self._faults.append((kind, method))
+        ``quota`` (RESOURCE_EXHAUSTED, a quota error), ``permission`` (PERMISSION_DENIED),
+        ``unknown`` (an error code the library has no name for); ``after``: the first so many
+        matching calls are answered as usual."""
+        self._faults.append([kind, method, after])
+
+    def answer_late(self, method: str, seconds: float) -> None:
+        """The next real (not validate_only) call of ``method`` is carried out, its answer sent
+        ``seconds`` later (past the client's deadline, it never arrives)."""
+        self._delays.append([method, seconds])
 
     def fail_items(self, reasons: dict[int, str]) -> None:
         """These operations (by index) of the next real mutation fail, the others succeed."""
@@ -364,8 +386,13 @@ class FakeGoogleAds:
                 try:
                     self._authenticate(metadata, request)
                     fault = next((f for f in self._faults if f[1] in (None, method)), None)
+                    if fault is not None and fault[2] > 0:
+                        fault[2] -= 1
+                        fault = None
                     if fault is not None:
                         self._faults.remove(fault)
+                        if fault[0] == "unknown":
+                            raise Refusal(grpc.StatusCode.FAILED_PRECONDITION, unknown_failure())
                         code, (kind, name, message) = FAULTS[fault[0]]
                         raise Refusal(
                             code,
@@ -374,6 +401,12 @@ class FakeGoogleAds:
                             ),
                         )
                     response = handler(request)
+                    delay = next(
+                        (d for d in self._delays if d[0] == method and not call.validate_only),
+                        None,
+                    )
+                    if delay is not None:
+                        self._delays.remove(delay)
                 except Refusal as refusal:
                     refusal.failure.request_id = request_id
                     context.set_trailing_metadata(
@@ -386,6 +419,8 @@ class FakeGoogleAds:
                         )
                     )
                     context.abort(refusal.code, str(refusal))
+            if delay is not None:
+                time.sleep(delay[1])  # done; the answer comes late
             context.send_initial_metadata((("request-id", request_id),))
             return response
 
