@@ -19,7 +19,15 @@ from django.core.serializers.json import DjangoJSONEncoder
 
 from audit.secret_fields import SECRET_FIELDS
 
-AUDITED_APPS = ("ledger", "approvals", "policies", "feedback", "notifications", "access")
+AUDITED_APPS = (
+    "ledger",
+    "approvals",
+    "policies",
+    "feedback",
+    "notifications",
+    "access",
+    "executors",
+)
 COLUMNS = [
     "at",
     "model",

@@ -7,21 +7,24 @@ their secrets are never shown nor filterable in the console."""
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from approvals.services.supersession import TargetMove
+from audit.chain import chained_models
 from executors.google_ads import (
     GoogleAdsAction,
     GoogleAdsOutcome,
     google_ads_execute,
     google_ads_frozen_action,
 )
-from executors.models import GoogleAdsLink
+from executors.models import GoogleAdsCampaign, GoogleAdsLink
 from ledger.models import Account
 from tests.conftest import link_demo_account, reallocation
 from tests.factories import submitted
@@ -332,3 +335,36 @@ def test_the_credentials_secrets_cannot_be_filtered_or_searched_on(administrator
     assert answer.status_code == 400
     # And the console's own check, which every deploy runs, finds nothing to say.
     call_command("check", "--fail-level", "WARNING", "--tag", "security")
+
+
+def test_who_linked_an_account_to_google_ads_is_in_the_audit_trail_without_its_secrets(
+    administrator, login
+):
+    """Where an account's money is spent is decided by its link and its campaigns' places:
+    the auditor's export and the audit chain carry them, and no secret."""
+    account = Account.objects.get(external_id="demo")
+    form = {
+        "account": account.pk,
+        "customer_id": CUSTOMER,
+        "login_customer_id": "",
+        "client_id": "client-id.apps",
+        **{f"new_{name}": value for name, value in SECRETS.items()},
+    }
+    assert administrator.post(reverse("admin:executors_googleadslink_add"), form).status_code == 302
+    today = timezone.localdate()
+    period = {"since": str(today), "until": str(today + timedelta(days=1)), "format": "jsonl"}
+
+    export = login("auditor").get("/admin/audit/export/", period)
+
+    text = b"".join(export.streaming_content).decode()
+    (linked,) = [
+        record
+        for record in map(json.loads, text.splitlines())
+        if record["model"] == "executors.googleadslink"
+    ]
+    assert (linked["change"], linked["user"]) == ("created", "root")
+    assert linked["fields"]["customer_id"] == CUSTOMER
+    for secret in SECRETS.values():
+        assert secret not in text
+    sealed = chained_models()
+    assert GoogleAdsLink.history.model in sealed and GoogleAdsCampaign.history.model in sealed
