@@ -6,6 +6,8 @@ searches or sorts by them (``audit.secret_fields``)."""
 
 from django import forms
 from django.contrib import admin
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters
 
 from audit.admin import AuditedHistoryAdmin
 from executors.models import GOOGLE_ADS_SECRETS, GoogleAdsCampaign, GoogleAdsLink
@@ -81,6 +83,12 @@ class GoogleAdsLinkAdmin(AdministratorsOnly, AuditedHistoryAdmin):
     def get_fields(self, request, obj=None):
         fields = [name for name in super().get_fields(request, obj) if not name.startswith("new_")]
         return [*fields, *(f"new_{name}" for name in GOOGLE_ADS_SECRETS)]
+
+    # A server error while saving is reported (logged, mailed) with the request: its secrets
+    # starred out, as Django does for a password form.
+    @method_decorator(sensitive_post_parameters(*(f"new_{name}" for name in GOOGLE_ADS_SECRETS)))
+    def changeform_view(self, request, *args, **kwargs):
+        return super().changeform_view(request, *args, **kwargs)
 
 
 @admin.register(GoogleAdsCampaign)

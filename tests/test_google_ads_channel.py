@@ -15,9 +15,11 @@ from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from django.views.debug import ExceptionReporter
 
 from approvals.services.supersession import TargetMove
 from audit.chain import chained_models
+from executors.admin import GoogleAdsLinkAdmin
 from executors.google_ads import (
     GoogleAdsAction,
     GoogleAdsOutcome,
@@ -368,3 +370,32 @@ def test_who_linked_an_account_to_google_ads_is_in_the_audit_trail_without_its_s
         assert secret not in text
     sealed = chained_models()
     assert GoogleAdsLink.history.model in sealed and GoogleAdsCampaign.history.model in sealed
+
+
+def test_a_server_error_while_saving_the_credentials_reports_no_secret(
+    administrator, monkeypatch, caplog
+):
+    """Django reports a server error with the request it failed on (the log, a mail to the
+    admins); the secrets just typed are starred out of it."""
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(GoogleAdsLinkAdmin, "save_model", failing)
+    administrator.raise_request_exception = False
+    form = {
+        "account": Account.objects.get(external_id="demo").pk,
+        "customer_id": CUSTOMER,
+        "login_customer_id": "",
+        "client_id": "client-id.apps",
+        **{f"new_{name}": value for name, value in SECRETS.items()},
+    }
+
+    answer = administrator.post(reverse("admin:executors_googleadslink_add"), form)
+
+    assert answer.status_code == 500
+    (record,) = [r for r in caplog.records if r.name == "django.request"]
+    report = ExceptionReporter(record.request, *record.exc_info).get_traceback_text()
+    assert "the database went away" in report and "client-id.apps" in report
+    for secret in SECRETS.values():
+        assert secret not in report
