@@ -12,7 +12,7 @@ from ledger.models import Account, Campaign
 from tests.conftest import bid_adjustment, wait_until
 from tests.factories import submitted
 from tests.google_ads_fake import CUSTOMER, PLACES, SECRETS
-from tests.test_browser import browser, log_in, page  # noqa: F401 (fixtures)
+from tests.test_browser import browser, log_in  # noqa: F401 (a fixture)
 
 pytestmark = [
     pytest.mark.worker,
@@ -41,8 +41,8 @@ def google_ads(google_ads_server, demo_world, settings):
 def test_an_administrator_links_google_ads_and_an_auditor_reads_what_it_did(
     live_server,
     demo_world,
-    browser,
-    google_ads,  # noqa: F811
+    browser,  # noqa: F811 (the fixture imported above)
+    google_ads,
 ):
     get_user_model().objects.create_superuser("root", password="walk-the-console-1")
     root = {"username": "root", "password": "walk-the-console-1"}
