@@ -12,9 +12,10 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from approvals.models import Execution, Proposal, ProposalStatus
-from approvals.services.execution import proposals_execute
 from approvals.services.proposals import proposal_evaluate
-from approvals.tasks import enqueue_executions_after_commit, execute_proposal
+from approvals.tasks import enqueue_executions_after_commit
+from executors.runner import proposals_execute
+from executors.tasks import execute_proposal
 from ledger.models import Account, Campaign
 from policies.models import KillSwitch
 from tests.conftest import bid_adjustment, wait_until

@@ -2,7 +2,8 @@
 reject, one at a time or many at once, by the same rules (``approvals.services.acts``: who may
 decide what, and when). Operators decide on actions; policy owners on the platform's proposed
 changes to policy. A decision after the review window is refused, and the proposal expires
-there and then."""
+there and then. Retrying a failed execution is deciding again that it should run
+(``proposal_retry``), by the rule of who may act on it."""
 
 from __future__ import annotations
 
@@ -26,10 +27,10 @@ from approvals.models import (
     RejectionReason,
     VerdictOutcome,
 )
-from approvals.services.acts import Act, ReviewWindowClosed, act_refusal
+from approvals.services.acts import Act, ReviewWindowClosed, act_refusal, check_may_act
 from approvals.services.expiry import proposals_expire_locked
 from approvals.services.hooks import decisions_settled
-from approvals.services.lifecycle import proposals_transition
+from approvals.services.lifecycle import proposal_lock, proposal_transition, proposals_transition
 from approvals.services.proposals import (
     action_assess,
     guardrail_blocks_counting_approved,
@@ -388,6 +389,19 @@ def proposal_reject(
             note=note,
         )
     return decided.only()
+
+
+def proposal_retry(*, proposal_id: int, reviewer: AbstractBaseUser) -> Proposal:
+    """A person sends a failed proposal back to execution, by the rule of who may act on it:
+    retrying is deciding again that it should run."""
+    with transaction.atomic():
+        check_may_act(reviewer, proposal_lock(proposal_id), Act.RETRY)
+        return proposal_transition(
+            proposal_id=proposal_id,
+            to_status=ProposalStatus.APPROVED,
+            actor=Actor.for_user(reviewer),
+            reason=f"execution retried by {reviewer.get_username()}",
+        )
 
 
 # Proposals decided per transaction in bulk: few enough that no row stays locked for long.

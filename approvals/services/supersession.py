@@ -10,7 +10,7 @@ last check, to any proposal a person is about to approve or the executor is abou
 A proposal that moves an amount (a reallocation) keeps its meaning when its campaigns' budgets
 move: a waiting one is re-assessed as the change lands, so its page reads the figures it would
 run on, and the executor re-assesses it again before it runs
-(``approvals.services.execution``).
+(``executors.runner``).
 
 And a person is not asked to approve what would only be superseded: approving a proposal that
 sets a value another approved, about-to-run proposal changes first is refused

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 
-from django.contrib.auth.models import AbstractBaseUser
 from django.db import OperationalError, transaction
 from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
@@ -41,7 +40,6 @@ from approvals.models import (
     ProposalStatus,
     VerdictOutcome,
 )
-from approvals.services.acts import Act, check_may_act
 from approvals.services.hooks import executions_failed
 from approvals.services.lifecycle import (
     Move,
@@ -839,19 +837,6 @@ def _hold(current: ExecutionRound, *, until) -> None:
 
 
 def _retry_later(proposal_id: int, delay: float) -> None:
-    from approvals.tasks import send_execution_request
+    from executors.tasks import send_execution_request
 
     send_execution_request.apply_async((proposal_id,), countdown=delay)
-
-
-def proposal_retry(*, proposal_id: int, reviewer: AbstractBaseUser) -> Proposal:
-    """A person sends a failed proposal back to execution, by the rule of who may act on it:
-    retrying is deciding again that it should run."""
-    with transaction.atomic():
-        check_may_act(reviewer, proposal_lock(proposal_id), Act.RETRY)
-        return proposal_transition(
-            proposal_id=proposal_id,
-            to_status=ProposalStatus.APPROVED,
-            actor=Actor.for_user(reviewer),
-            reason=f"execution retried by {reviewer.get_username()}",
-        )
