@@ -30,7 +30,6 @@ from django.db import OperationalError, transaction
 from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
-from rest_framework.exceptions import ValidationError
 
 from approvals import action_types
 from approvals.models import (
@@ -67,8 +66,7 @@ from audit.history import create_with_history, update_with_history
 from executors.base import ChannelError, ChannelExecutor, Outcome
 from executors.models import ExecutionRound
 from executors.registry import FALLBACK, executor_for, executor_named
-from hitlproject.errors import NotFound
-from hitlproject.validation import validation_text
+from hitlproject.errors import InvalidInput, NotFound
 from ledger.models import Account, Campaign
 from ledger.services import accounts_lock
 from policies.services import (
@@ -321,8 +319,8 @@ def _refusal(proposal: Proposal, action_type, campaigns) -> str:
         return str(GuardrailRefusal(blocked))
     try:
         action_type.check(proposal.payload, campaigns)
-    except ValidationError as error:
-        return validation_text(error)
+    except InvalidInput as error:
+        return error.message
     return ""
 
 
@@ -565,8 +563,8 @@ def _execute_alone(proposal_id: int) -> Proposal | None:
                     )
         except OperationalError:
             raise  # transient (lock timeout, lost connection): the task retries
-        except ValidationError as error:  # the action itself says it cannot be applied now
-            refusal = validation_text(error)
+        except InvalidInput as error:  # the action itself says it cannot be applied now
+            refusal = error.message
         except Exception as error:
             logger.exception("Executing proposal %s failed", proposal_id)
             refusal = f"{type(error).__name__}: {error}"
@@ -763,8 +761,8 @@ def _record_carried_out(
             with transaction.atomic():
                 action_type.apply(proposal.payload, campaigns, proposal)  # its record
                 _ledger_reflects(campaigns, outcome.after, proposal)
-        except ValidationError as error:
-            refusal = validation_text(error)
+        except InvalidInput as error:
+            refusal = error.message
     if refusal:  # the channel did it; the ledger cannot say so: a person must look
         attempt.status = ExecutionStatus.FAILED
         attempt.error = f"Carried out on the channel, but the ledger refuses it: {refusal}"

@@ -16,7 +16,6 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
-from rest_framework.exceptions import ValidationError
 
 from approvals import action_types
 from approvals.models import (
@@ -49,7 +48,6 @@ from approvals.services.supersession import (
 from audit.actors import Actor, acting_as
 from audit.history import create_with_history, update_with_history
 from hitlproject.errors import Conflict, DomainError, InvalidInput, NotFound
-from hitlproject.validation import validation_text
 from policies.services import CappedSpends, brand_guideline_findings
 
 DECIDE_PERMISSION = "approvals.decide_proposal"
@@ -65,10 +63,10 @@ def _edit(proposal: Proposal, edited_payload: Any) -> dict[str, Any] | None:
             action_type_name=proposal.action_type,
             raw_payload=edited_payload,
         )
-    except ValidationError as error:
-        by_field = error.detail.get("payload") if isinstance(error.detail, dict) else None
+    except InvalidInput as error:
+        by_field = error.field_errors.get("payload")
         raise InvalidInput(
-            f"The edited action is not valid: {validation_text(error)}",
+            f"The edited action is not valid: {error.message}",
             field_errors=by_field if isinstance(by_field, dict) else None,
         ) from error
     if assessed.payload == proposal.payload:
