@@ -50,10 +50,10 @@ from approvals.services.decisions import (
     bulk_approval_plan,
     proposal_approve,
     proposal_reject,
+    proposal_retry,
     proposals_approve,
     proposals_reject,
 )
-from approvals.services.execution import proposal_retry
 from approvals.services.proposals import (
     guardrail_blocks_counting_approved,
     proposal_withdraw_for_agent,

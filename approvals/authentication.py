@@ -11,6 +11,7 @@ from rest_framework.throttling import BaseThrottle
 
 from approvals.models import Agent
 from approvals.services.agents import agent_authenticate
+from hitlproject.errors import NotAuthenticated
 from hitlproject.windows import window_hit
 
 
@@ -25,7 +26,10 @@ class AgentAPIKeyAuthentication(BaseAuthentication):
             raw_key = parts[1].decode("ascii")
         except UnicodeDecodeError as error:
             raise AuthenticationFailed("Malformed API key.") from error
-        return agent_authenticate(raw_key)
+        try:
+            return agent_authenticate(raw_key)
+        except NotAuthenticated as error:
+            raise AuthenticationFailed(error.message) from error
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="agent-api"'

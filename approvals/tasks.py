@@ -2,21 +2,26 @@
 
 They are acknowledged late and rejected when a worker dies, so a crash redelivers them; the
 services they call re-read state under a lock and do nothing when the work is already done.
+
+Executions are the executors app's tasks (``executors.tasks``); approvals sends them by name
+(``EXECUTE_PROPOSALS``), so it never imports that app.
 """
 
 from functools import partial
 
 from celery import shared_task
-from django.db import OperationalError, transaction
+from django.db import transaction
 
-from approvals.services.execution import proposal_execute, proposals_execute
 from approvals.services.expiry import proposals_expire_overdue
 from approvals.services.idempotency import idempotency_records_purge
 from approvals.services.proposals import proposal_evaluate
 from approvals.services.recovery import proposals_requeue_stalled
+from hitlproject.queueing import TRANSIENT
 from hitlproject.queueing import enqueue_after_commit as enqueue_after_commit
 from hitlproject.queueing import send_each as _send_each
 
+# The executors app's task that carries out approved proposals, a list of ids to a message.
+EXECUTE_PROPOSALS = "approvals.execute_proposals"
 # A batch's executions travel at most this many to a message. Those of a message are carried
 # out together, in one transaction, where nothing but doing them is needed: more to a message
 # is less work in all, fewer to a message more workers sharing it.
@@ -32,15 +37,7 @@ def enqueue_executions_after_commit(proposal_ids: list[int]) -> None:
     chunks = [
         proposal_ids[start : start + size] for start in range(0, len(proposal_ids), size or 1)
     ]
-    transaction.on_commit(partial(_send_each, execute_proposals, chunks), robust=True)
-
-
-TRANSIENT = {
-    "autoretry_for": (OperationalError,),
-    "retry_backoff": True,
-    "retry_backoff_max": 60,
-    "max_retries": 8,
-}
+    transaction.on_commit(partial(_send_each, EXECUTE_PROPOSALS, chunks), robust=True)
 
 
 # Proposals are evaluated as they are submitted; these evaluate one that an earlier release
@@ -54,30 +51,6 @@ def evaluate_proposal(proposal_id: int) -> None:
 def evaluate_proposals(proposal_ids: list[int]) -> None:
     for proposal_id in proposal_ids:
         proposal_evaluate(proposal_id=proposal_id)
-
-
-@shared_task(name="approvals.execute_proposal", **TRANSIENT)
-def execute_proposal(proposal_id: int) -> None:
-    """One approved proposal's execution (as the stall sweep sends it): ``execute_proposals``."""
-    _execute([proposal_id])
-
-
-@shared_task(name="approvals.execute_proposals", **TRANSIENT)
-def execute_proposals(proposal_ids: list[int]) -> None:
-    """Carry out approved proposals in the ledger; those for a channel executor are handed
-    to the webhook queue's workers, so no channel, however slow, holds up anybody else's."""
-    _execute(proposal_ids)
-
-
-def _execute(proposal_ids: list[int]) -> None:
-    for_channel = proposals_execute(proposal_ids=proposal_ids).for_channel
-    if for_channel:
-        _send_each(send_execution_request, for_channel)
-
-
-@shared_task(name="approvals.send_execution_request", **TRANSIENT)
-def send_execution_request(proposal_id: int) -> None:
-    proposal_execute(proposal_id=proposal_id)
 
 
 @shared_task(name="approvals.expire_overdue_proposals")

@@ -131,7 +131,11 @@ def statements_per_execution(run: str) -> dict:
     from django.test.utils import CaptureQueriesContext
 
     from approvals.models import Proposal
-    from approvals.tasks import execute_proposal
+
+    try:
+        from executors.tasks import execute_proposal
+    except ImportError:  # before the runner moved into the executors app
+        from approvals.tasks import execute_proposal
 
     (proposal_id,) = approved_bid_raises(1, run)
     with CaptureQueriesContext(connection) as captured:

@@ -189,7 +189,7 @@ def sample(agent, campaign: str, *, count_queries: bool = False) -> dict:
 
     from approvals.models import Proposal, ProposalStatus
     from approvals.services import proposals as services
-    from approvals.services.execution import proposal_execute
+    from executors.runner import proposal_execute
 
     payload = {"campaign": campaign, "new_bid": f"{BID * Decimal('1.05'):.2f}"}
     timings, queries = {"evaluate": 0.0}, {"evaluate": 0}

@@ -85,7 +85,7 @@ def main() -> None:
 
     from approvals.models import Agent, Proposal, ProposalStatus
     from approvals.services.decisions import proposal_reject
-    from approvals.services.execution import proposal_execute
+    from executors.runner import proposal_execute
     from feedback.models import Feedback
 
     optimizer = Agent.objects.get(name="optimizer")

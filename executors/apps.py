@@ -4,3 +4,11 @@ from django.apps import AppConfig
 class ExecutorsConfig(AppConfig):
     name = "executors"
     verbose_name = "Executors"
+
+    def ready(self) -> None:
+        from approvals.services.recovery import on_stall_sweep
+        from executors.recovery import executions_requeue_stalled
+
+        # The stall sweep (approvals') sends executions again through this app, which knows
+        # the channel executors' leases: approvals never imports it.
+        on_stall_sweep(executions_requeue_stalled)

@@ -9,7 +9,7 @@ Two kinds:
   transaction as the execution record and the status change, so it happens exactly once;
 - a **channel** executor reaches something outside the database (a webhook, an ad platform's
   API). It cannot hold a transaction open across the call, so the shared runner
-  (``approvals.services.execution``) does everything around it: locks, the kill switch, the
+  (``executors.runner``) does everything around it: locks, the kill switch, the
   target and guardrail checks, the lifecycle's transition function, the attempt log, the
   lease, retries with backoff, the per-account limit, the ledger write after a success and
   supersession after a moved value. The executor only freezes what a round will send

@@ -17,7 +17,6 @@ from decimal import ROUND_DOWN, Decimal
 from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
-from rest_framework.exceptions import ValidationError
 
 from approvals import action_types
 from approvals.action_types.policy_changes import agents_own_scope, is_agents_own
@@ -246,7 +245,7 @@ def _propose_all(rules: AutonomyRules, until: datetime) -> list[Proposal]:
         for card in scorecards(since=since, until=until, agent=agent, account=account):
             try:
                 proposal = _propose(rules, agent, account, card, since, until)
-            except (DomainError, ValidationError) as error:  # one pair's trouble stops no other
+            except DomainError as error:  # one pair's trouble stops no other
                 logger.warning(
                     "No autonomy recommendation for %s's %s on %s: %s",
                     agent, card.action_type, account.external_id, error,

@@ -14,7 +14,7 @@ from rest_framework import exceptions, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.views import APIView, exception_handler
 
-from hitlproject.errors import Busy, DomainError, Unavailable
+from hitlproject.errors import Busy, DomainError, InvalidInput, Unavailable
 from hitlproject.parsers import SafeJSONParser
 
 
@@ -83,7 +83,11 @@ def no_database_connection(exc: Exception) -> bool:
 
 
 def as_api_exception(exc: Exception) -> Exception:
-    """Domain and Django errors as the DRF exception that carries their status code."""
+    """Domain and Django errors as the DRF exception that carries their status code. Input
+    refused field by field (``InvalidInput`` with ``field_errors``) is answered as a
+    serializer's refusal is, the fields' messages nested as they are."""
+    if isinstance(exc, InvalidInput) and exc.field_errors:
+        return exceptions.ValidationError(exc.field_errors)
     if isinstance(exc, DomainError):
         return DomainAPIException(exc)
     if lock_wait_ran_out(exc):

@@ -14,6 +14,15 @@ class DomainError(Exception):
         self.message = message
 
 
+class NotAuthenticated(DomainError):
+    """The credentials sent are nobody's who may act: a malformed, unknown or revoked key, a
+    deactivated agent. (The API's authentication answers it as DRF's ``AuthenticationFailed``,
+    with its challenge.)"""
+
+    status_code = 401
+    code = "authentication_failed"
+
+
 class NotAllowed(DomainError):
     status_code = 403
     code = "not_allowed"

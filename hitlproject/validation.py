@@ -7,6 +7,8 @@ from typing import Any
 
 from rest_framework import serializers
 
+from hitlproject.errors import InvalidInput
+
 MAX_JSON_DEPTH = 8
 MAX_SUPPORTING_DATA_BYTES = 64 * 1024
 
@@ -61,8 +63,9 @@ def bounded_json(value: Any) -> None:
         )
 
 
-def validation_text(error: serializers.ValidationError) -> str:
-    """A validation error as one readable line: ``amount: Exceeds … budget of 200.00.``"""
+def detail_text(detail: Any) -> str:
+    """Messages nested as a serializer reports them, as one readable line, each with the path
+    of the field it is about."""
 
     def lines(detail: Any, path: str) -> list[str]:
         if isinstance(detail, dict):
@@ -75,4 +78,25 @@ def validation_text(error: serializers.ValidationError) -> str:
             return [line for item in detail for line in lines(item, path)]
         return [f"{path}: {detail}" if path and path != "non_field_errors" else str(detail)]
 
-    return " ".join(lines(error.detail, ""))
+    return " ".join(lines(detail, ""))
+
+
+def invalid_input(field_errors: Mapping[str | int, Any]) -> InvalidInput:
+    """Input refused, field by field: the domain's ``InvalidInput`` with ``field_errors``
+    nested as a serializer reports them (``{"amount": ["Exceeds …"]}``), and a message that
+    says them all on one line. The API answers it as a serializer's refusal would be
+    (``hitlproject.api.as_api_exception``)."""
+    return InvalidInput(detail_text(field_errors), field_errors=field_errors)
+
+
+def invalid_from_serializer(error: serializers.ValidationError) -> InvalidInput:
+    """A serializer's refusal (a ``ValidationError`` a ``Serializer`` raised, its detail a
+    mapping of fields) as the domain's ``InvalidInput``, for a service to see."""
+    detail = error.detail
+    return invalid_input(detail if isinstance(detail, Mapping) else {"non_field_errors": detail})
+
+
+def invalid_under(field: str, error: InvalidInput) -> InvalidInput:
+    """``error`` as the refusal of the ``field`` it is about: its field errors nested under it
+    (``{"payload": {"amount": [...]}}``), or its message, if it names no field."""
+    return invalid_input({field: error.field_errors or [error.message]})

@@ -12,7 +12,6 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.http import urlencode
-from rest_framework.exceptions import ValidationError
 
 from approvals import action_types
 from approvals.models import Agent, AgentKind
@@ -22,10 +21,9 @@ from audit.actors import Actor
 from audit.admin import AuditedHistoryAdmin, id_refusal, valid_id
 from hitlproject.charts import grouped_bars
 from hitlproject.converters import record_page
-from hitlproject.errors import DomainError
+from hitlproject.errors import DomainError, InvalidInput
 from hitlproject.forms import IndentedJSONField
 from hitlproject.periods import PeriodForm
-from hitlproject.validation import validation_text
 from hitlproject.vocabulary import ROUTED_LABELS, VERDICT_OUTCOMES
 from ledger.models import Account
 from policies.drafts import (
@@ -571,8 +569,8 @@ class PolicyAdmin(ChangeReasonAdmin):
                     payload=form.cleaned_data["payload"],
                     rules=rules,
                 )
-            except ValidationError as error:
-                form.add_error(None, validation_text(error))
+            except InvalidInput as error:
+                form.add_error(None, error.message)
             else:
                 unit = assessed.action_type.magnitude_unit
                 context.update(

@@ -15,8 +15,8 @@ from rest_framework.test import APIClient
 
 from approvals.models import Agent, Decision, Execution, Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve
-from approvals.services.execution import proposal_execute
 from approvals.services.proposals import Submission, proposals_submit
+from executors.runner import proposal_execute
 from hitlproject.errors import DomainError
 from ledger.models import Account, Campaign, CampaignStatus
 from tests.conftest import bid_adjustment, reallocation, wait_until

@@ -11,10 +11,10 @@ from django.utils import timezone
 
 from approvals.models import Proposal
 from approvals.services.decisions import proposal_approve
-from approvals.services.execution import proposal_execute
 from audit import chain
 from audit.chain import chain_seal, chain_verify
 from audit.models import ChainLink
+from executors.runner import proposal_execute
 from tests.conftest import reallocation
 from tests.factories import evaluated
 

@@ -10,7 +10,7 @@ from django.test import Client
 from django.utils import timezone
 
 from approvals.services.decisions import proposal_approve
-from approvals.services.execution import proposal_execute
+from executors.runner import proposal_execute
 from tests.conftest import reallocation
 from tests.factories import evaluated
 

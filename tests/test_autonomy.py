@@ -12,10 +12,10 @@ from django.utils import timezone
 
 from approvals.models import Agent, Proposal
 from approvals.services.agents import agent_key_issue
-from approvals.services.decisions import proposal_approve, proposal_reject
-from approvals.services.execution import proposal_execute, proposal_retry
+from approvals.services.decisions import proposal_approve, proposal_reject, proposal_retry
 from approvals.services.proposals import proposal_evaluate, proposal_withdraw_for_agent
 from audit.actors import Actor
+from executors.runner import proposal_execute
 from feedback.autonomy import autonomy_recommendations_propose
 from feedback.models import AutonomyRules
 from hitlproject.errors import DomainError, NotAllowed

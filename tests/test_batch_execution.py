@@ -12,9 +12,12 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from approvals.models import Execution, Proposal, ProposalStatus
-from approvals.services.execution import proposals_execute
 from approvals.services.proposals import proposal_evaluate
-from approvals.tasks import enqueue_executions_after_commit, execute_proposal
+from approvals.tasks import EXECUTE_PROPOSALS, enqueue_executions_after_commit
+from executors.runner import proposals_execute
+from executors.tasks import execute_proposal, execute_proposals, send_execution_request
+from hitlproject import queueing
+from hitlproject.celery import route_task
 from ledger.models import Account, Campaign
 from policies.models import KillSwitch
 from tests.conftest import bid_adjustment, wait_until
@@ -164,6 +167,26 @@ def test_a_set_costs_the_same_statements_whatever_its_size(demo_world):
 
     assert Proposal.objects.filter(pk__in=small + large, status="executed").count() == 12
     assert len(ten.captured_queries) == len(two.captured_queries)
+
+
+def test_approvals_sends_the_executors_task_by_name_after_commit_100_to_a_message(
+    db, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Approvals never imports the executors app: it sends the task by its name, which is
+    the executors' task's, routed as before (the default queue; channel requests to theirs)."""
+    sent = []
+    monkeypatch.setattr(
+        queueing.app, "send_task", lambda name, args, **options: sent.append((name, args))
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        enqueue_executions_after_commit(list(range(1, 251)))
+        assert sent == []  # nothing before the commit
+    assert [name for name, _ in sent] == [EXECUTE_PROPOSALS] * 3
+    assert [len(ids) for _, (ids,) in sent] == [84, 84, 82]
+    assert sorted(i for _, (ids,) in sent for i in ids) == list(range(1, 251))
+    assert execute_proposals.name == EXECUTE_PROPOSALS
+    assert route_task(EXECUTE_PROPOSALS, (), {}, {}) is None
+    assert route_task(send_execution_request.name, (), {}, {})["queue"].endswith(".webhooks")
 
 
 @pytest.mark.worker

@@ -11,7 +11,7 @@ from django.urls import reverse
 from approvals.models import Decision, Proposal, ProposalStatus
 from approvals.services import decisions
 from approvals.services.decisions import proposal_approve, proposals_approve, proposals_reject
-from approvals.services.execution import proposal_execute
+from executors.runner import proposal_execute
 from feedback.models import Feedback
 from hitlproject.errors import DomainError
 from ledger.models import Account, Campaign

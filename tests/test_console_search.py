@@ -255,7 +255,7 @@ def approvals_shown(client, proposal: Proposal) -> str:
 
 
 def test_the_approvals_counted_start_again_when_a_kill_switch_sends_it_back(operator, operators):
-    from approvals.services.execution import proposal_execute
+    from executors.runner import proposal_execute
 
     first, second = operators
     Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)

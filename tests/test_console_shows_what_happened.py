@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from approvals.models import Proposal
 from approvals.services.decisions import proposal_approve, proposal_reject
-from approvals.services.execution import proposal_execute
+from executors.runner import proposal_execute
 from ledger.models import Account, Campaign
 from policies.models import Policy
 from tests.conftest import bid_adjustment, reallocation

@@ -20,8 +20,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from approvals.models import Proposal, ProposalStatus
-from approvals.services.execution import proposal_execute, proposal_retry
+from approvals.services.decisions import proposal_retry
 from approvals.simulation import SlidingMoves, simulate
+from executors.runner import proposal_execute
 from ledger.models import Campaign
 from policies import engine
 from policies.models import CountedMove

@@ -14,11 +14,11 @@ from django.utils import timezone
 from approvals import selectors
 from approvals.models import Agent, Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve, proposal_reject
-from approvals.services.execution import proposal_execute
 from approvals.services.expiry import proposals_expire_overdue
 from approvals.services.lifecycle import proposal_transition
 from approvals.services.proposals import proposal_withdraw
 from audit.actors import Actor
+from executors.runner import proposal_execute
 from ledger.models import Account, Campaign
 from policies.models import KillSwitch, Policy
 from tests.conftest import bid_adjustment

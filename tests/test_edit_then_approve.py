@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from approvals.models import Decision, Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve
-from approvals.services.execution import proposal_execute
+from executors.runner import proposal_execute
 from feedback.models import Feedback
 from hitlproject.errors import DomainError
 from ledger.models import Campaign, Creative

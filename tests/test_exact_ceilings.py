@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from approvals.action_types.base import exact_factor
 from approvals.models import Proposal, ProposalStatus
-from approvals.services.execution import proposal_execute
 from approvals.simulation import SlidingMoves
+from executors.runner import proposal_execute
 from ledger.models import Campaign
 from policies import engine
 from tests.conftest import bid_adjustment

@@ -15,10 +15,10 @@ from django.urls import reverse
 from approvals import action_types
 from approvals.models import Proposal
 from approvals.services.decisions import proposal_approve
-from approvals.services.execution import proposal_execute
 from executors import registry
 from executors.base import ChannelExecutor, Frozen, Outcome
 from executors.models import ExecutionRound
+from executors.runner import proposal_execute
 from ledger.models import Account, Campaign
 from tests.conftest import bid_adjustment, creative, creative_batch, wait_until
 from tests.factories import evaluated

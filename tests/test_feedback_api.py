@@ -120,7 +120,7 @@ def failed_feedback(agent_client) -> list[tuple[int, str, str]]:
 def test_an_execution_that_fails_is_in_the_agent_s_feedback_with_its_error(agent_client):
     from decimal import Decimal
 
-    from approvals.services.execution import proposal_execute
+    from executors.runner import proposal_execute
     from ledger.models import Campaign
 
     operator = get_user_model().objects.get(username="operator")
@@ -142,7 +142,7 @@ def test_an_execution_that_fails_is_in_the_agent_s_feedback_with_its_error(agent
 
 
 def test_a_channel_refusing_an_action_is_in_the_agent_s_feedback(agent_client, channel):
-    from approvals.services.execution import proposal_execute
+    from executors.runner import proposal_execute
 
     operator = get_user_model().objects.get(username="operator")
     channel(422)

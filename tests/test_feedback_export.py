@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from approvals.services.decisions import proposal_approve, proposal_reject
-from approvals.services.execution import proposal_execute
+from executors.runner import proposal_execute
 from feedback.models import Feedback
 from feedback.services import outcome_report_by_user
 from tests.conftest import creative_batch, reallocation

@@ -8,7 +8,7 @@ from django.test import Client
 from django.urls import reverse
 
 from approvals.services.decisions import proposal_approve
-from approvals.services.execution import proposal_execute
+from executors.runner import proposal_execute
 from tests.factories import evaluated
 
 

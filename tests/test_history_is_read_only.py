@@ -10,8 +10,8 @@ from django.utils.html import strip_tags
 from approvals.models import Agent, AgentAPIKey, Decision
 from approvals.services.agents import agent_key_issue
 from approvals.services.decisions import proposal_approve, proposal_reject
-from approvals.services.execution import proposal_execute
 from audit.actors import Actor
+from executors.runner import proposal_execute
 from ledger.models import Account, Campaign
 from policies.models import Policy
 from tests.conftest import creative, creative_batch, reallocation

@@ -15,8 +15,8 @@ from django.utils import timezone
 
 from approvals.models import Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve
-from approvals.services.execution import proposal_execute
 from executors.models import ExecutionRound
+from executors.runner import proposal_execute
 from ledger.models import Account, Campaign
 from policies.models import KillSwitch, Policy
 from tests.conftest import Receiver, bid_adjustment, reallocation, wait_until

@@ -2,7 +2,9 @@
 at the top of a module, inside a function, or under ``if TYPE_CHECKING``. What a lower app
 must set off in a higher one goes through a listener the higher one registers in its
 ``ready()`` (``lifecycle.on_proposals_moved``, ``approvals.services.hooks``,
-``policies.services.approval_rate_reader_register``)."""
+``approvals.services.recovery.on_stall_sweep``,
+``policies.services.approval_rate_reader_register``), or, for a Celery task, goes by the task's
+name (approvals starts executions so: ``approvals.tasks.EXECUTE_PROPOSALS``)."""
 
 import ast
 from pathlib import Path
@@ -36,17 +38,6 @@ CONSOLE_CROSSINGS = {
     # The policy pages pick agents and action types, dry-run a proposal under a draft and
     # replay the proposals' history under it.
     ("policies.admin", "approvals"),
-}
-
-# Carrying out an approved proposal: the runner (locks, checks, the lifecycle's moves, retries,
-# leases) is approvals', the executors (the registry, each channel, each round's state) are
-# the executors app's, and the runner asks the registry which one carries a proposal out and
-# keeps its round's lease; the stall sweep reads that lease. Named here until the runner and
-# the execution tasks move up into the executors app (approvals then starts them by task
-# name, as the lifecycle already sends executions after commit).
-RUNNER_CROSSINGS = {
-    ("approvals.services.execution", "executors"),
-    ("approvals.services.recovery", "executors"),
 }
 
 
@@ -86,7 +77,7 @@ def upward_imports(module: str, source: str) -> list[str]:
         target = imported.split(".")[0]
         if target == app or target not in LEVEL or LEVEL[target] < LEVEL[app]:
             continue
-        if (module, target) in CONSOLE_CROSSINGS | RUNNER_CROSSINGS:
+        if (module, target) in CONSOLE_CROSSINGS:
             continue
         upward.append(f"{module} (line {line}) imports {imported}: {target} is not below {app}")
     return upward

@@ -8,11 +8,11 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from approvals.models import Execution, Proposal, ProposalStatus
-from approvals.services.decisions import proposal_approve
-from approvals.services.execution import proposal_execute, proposal_retry
+from approvals.services.decisions import proposal_approve, proposal_retry
 from approvals.services.expiry import proposals_expire_overdue
 from approvals.services.lifecycle import InvalidTransition, proposal_transition
 from audit.actors import Actor
+from executors.runner import proposal_execute
 from feedback.models import Feedback
 from ledger.models import Campaign
 from tests.conftest import bid_adjustment, reallocation

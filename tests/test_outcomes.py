@@ -4,7 +4,7 @@ and the proposal's record ends with it."""
 import pytest
 from django.urls import reverse
 
-from approvals.services.execution import proposal_execute
+from executors.runner import proposal_execute
 from feedback.models import Feedback, Outcome
 from tests.conftest import bid_adjustment
 from tests.factories import evaluated

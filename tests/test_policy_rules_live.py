@@ -7,7 +7,7 @@ import pytest
 
 from approvals.models import Agent, ProposalStatus
 from approvals.services.decisions import proposal_approve
-from approvals.services.execution import proposal_execute
+from executors.runner import proposal_execute
 from hitlproject.errors import DomainError, NotAllowed
 from ledger.models import Account, Campaign
 from policies.models import BrandGuidelines, KillSwitch, Policy

@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from approvals.models import Execution, Proposal
-from approvals.services.decisions import proposal_approve, proposal_reject
-from approvals.services.execution import proposal_execute, proposal_retry
+from approvals.services.decisions import proposal_approve, proposal_reject, proposal_retry
 from approvals.services.expiry import proposals_expire_overdue
 from approvals.services.proposals import proposal_evaluate, proposal_withdraw
+from executors.runner import proposal_execute
 from hitlproject.errors import DomainError
 from hitlproject.vocabulary import ALLOWED_TRANSITIONS
 from ledger.models import Campaign

@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from approvals.models import Execution, Proposal
 from approvals.services.decisions import proposal_approve
-from approvals.services.execution import proposal_execute
+from executors.runner import proposal_execute
 from ledger.models import Campaign
 from tests.conftest import bid_adjustment, reallocation, wait_until
 from tests.factories import evaluated

@@ -8,8 +8,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from approvals.models import Agent, Decision, Proposal, ProposalStatus
-from approvals.services.decisions import proposal_approve
-from approvals.services.execution import proposal_retry
+from approvals.services.decisions import proposal_approve, proposal_retry
 from feedback.models import Feedback
 from hitlproject.errors import NotAllowed
 from policies.models import Policy

@@ -9,8 +9,8 @@ from django.utils import timezone
 
 from approvals.models import Agent, Proposal
 from approvals.services.decisions import proposal_approve, proposal_reject
-from approvals.services.execution import proposal_execute
 from approvals.services.expiry import proposals_expire_overdue
+from executors.runner import proposal_execute
 from feedback.services import outcome_report_by_user
 from tests.conftest import bid_adjustment, reallocation
 from tests.factories import evaluated

@@ -12,8 +12,8 @@ from django.utils import timezone
 
 from approvals.models import Proposal
 from approvals.services.decisions import proposal_approve, proposal_reject
-from approvals.services.execution import proposal_execute
 from approvals.simulation import draft_rule_set, simulate
+from executors.runner import proposal_execute
 from policies.models import Policy
 from tests.conftest import bid_adjustment, reallocation
 from tests.factories import evaluated

@@ -17,8 +17,8 @@ from rest_framework.test import APIClient
 from approvals.api import ProposalOutput, proposal_body
 from approvals.models import Agent, Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve
-from approvals.services.execution import proposal_execute
 from approvals.services.proposals import Submission, proposals_submit
+from executors.runner import proposal_execute
 from hitlproject.vocabulary import COUNTED_STATUSES
 from ledger.models import Account, Campaign
 from policies.models import CountedMove, KillSwitch

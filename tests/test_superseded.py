@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 
 from approvals.models import Agent, Decision, Execution, Proposal, ProposalStatus
 from approvals.services.decisions import bulk_approval_plan, proposal_approve, proposals_approve
-from approvals.services.execution import proposal_execute
+from executors.runner import proposal_execute
 from feedback.models import CallbackEvent, Feedback
 from hitlproject.errors import Conflict
 from ledger.models import Account, Campaign

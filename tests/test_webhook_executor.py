@@ -13,11 +13,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from approvals.models import Proposal
-from approvals.services.decisions import proposal_approve
-from approvals.services.execution import proposal_execute, proposal_retry
+from approvals.services.decisions import proposal_approve, proposal_retry
 from approvals.services.recovery import proposals_requeue_stalled
 from executors import webhook
 from executors.models import ExecutionRound
+from executors.runner import proposal_execute
 from hitlproject.signing import verify
 from ledger.models import Account, Campaign
 from tests.conftest import bid_adjustment, reallocation, wait_until

@@ -10,8 +10,7 @@ from django.test import Client
 from django.urls import reverse
 
 from approvals.models import Agent, Proposal, ProposalStatus
-from approvals.services.decisions import proposal_approve, proposals_approve
-from approvals.services.execution import proposal_retry
+from approvals.services.decisions import proposal_approve, proposal_retry, proposals_approve
 from approvals.services.proposals import proposal_evaluate, proposal_withdraw_for_agent
 from feedback.autonomy import autonomy_recommendations_propose
 from feedback.models import AutonomyRules, Outcome

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from rest_framework import serializers
 
-from hitlproject.validation import StrictSerializer
+from hitlproject.validation import StrictSerializer, invalid_from_serializer
 from ledger.models import Account, Campaign
 from policies.engine import MAGNITUDE_CAP, MagnitudeUnit
 
@@ -158,7 +158,8 @@ class ActionType:
         raise NotImplementedError
 
     def check(self, payload: dict[str, Any], campaigns: dict[str, Campaign]) -> None:
-        """Refuse a payload the current ledger makes impossible (raise ValidationError)."""
+        """Refuse a payload the current ledger makes impossible: raise the domain's
+        ``InvalidInput``, with the field it is about (``hitlproject.validation.invalid_input``)."""
 
     def assess(
         self, payload: dict[str, Any], campaigns: dict[str, Campaign], account: Account
@@ -191,7 +192,8 @@ class ActionType:
     def apply(
         self, payload: dict[str, Any], campaigns: dict[str, Campaign], proposal: Proposal
     ) -> None:
-        """Write the action to the ledger (the caller holds locks on the campaigns)."""
+        """Write the action to the ledger (the caller holds locks on the campaigns); one the
+        ledger no longer allows raises the domain's ``InvalidInput``."""
         for campaign, _ in self._set_on(payload, campaigns, proposal):
             campaign.save()
 
@@ -225,14 +227,18 @@ class ActionType:
         return writes
 
     def validate_payload(self, raw_payload: Any) -> dict[str, Any]:
-        """The payload checked for form, or a ValidationError with what is wrong where.
+        """The payload checked for form, or the domain's ``InvalidInput`` with what is wrong
+        where (its serializer's refusal, field by field: services never see DRF's errors).
         One checker (a ``payload_serializer``) per type and thread, reused: building one costs
         more than checking a payload with it, and a batch checks a thousand."""
         checker = getattr(_checkers, self.name, None)
         if checker is None:
             checker = self.payload_serializer()
             setattr(_checkers, self.name, checker)
-        return _json_ready(checker.run_validation(raw_payload))
+        try:
+            return _json_ready(checker.run_validation(raw_payload))
+        except serializers.ValidationError as error:
+            raise invalid_from_serializer(error) from error
 
 
 _checkers = threading.local()

@@ -19,7 +19,7 @@ from approvals.action_types.base import (
     target_name,
 )
 from approvals.action_types.forms import ActionEditForm, MoneyField
-from hitlproject.validation import StrictSerializer
+from hitlproject.validation import StrictSerializer, invalid_input
 from ledger.models import Account, BiddingStrategy, CampaignStatus
 
 
@@ -161,7 +161,7 @@ class BudgetReallocation(ActionType):
     def check(self, payload, campaigns) -> None:
         source = campaigns[payload["from_campaign"]]
         if Decimal(payload["amount"]) > source.daily_budget:
-            raise serializers.ValidationError(
+            raise invalid_input(
                 {
                     "amount": [
                         f"Exceeds {source.external_id}'s daily budget of {source.daily_budget}."

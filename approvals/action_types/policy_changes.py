@@ -7,13 +7,13 @@ from typing import Any
 
 from django import forms
 from rest_framework import serializers
-from rest_framework.exceptions import ValidationError
 
 from approvals import action_types
 from approvals.action_types import register
 from approvals.action_types.base import ActionType, Assessment, change_label, relative_change
 from approvals.action_types.forms import ActionEditForm
-from hitlproject.validation import StrictSerializer
+from hitlproject.errors import InvalidInput
+from hitlproject.validation import StrictSerializer, invalid_input
 from ledger.models import Account
 from policies.engine import format_magnitude
 from policies.models import Policy
@@ -54,7 +54,7 @@ class PolicyChangePayload(StrictSerializer):
     def validate_action_type(self, value: str) -> str:
         action_type = action_types.get(value)
         if action_type is None or action_type.always_human:
-            raise ValidationError(f"“{value}” has no auto-execute ceiling to change.")
+            raise serializers.ValidationError(f"“{value}” has no auto-execute ceiling to change.")
         return value
 
 
@@ -130,9 +130,9 @@ class PolicyChange(ActionType):
         from approvals.models import Agent
 
         if not Agent.objects.filter(name=payload["agent"], is_platform=False).exists():
-            raise ValidationError({"agent": [f"There is no agent “{payload['agent']}”."]})
+            raise invalid_input({"agent": [f"There is no agent “{payload['agent']}”."]})
         if Decimal(payload["to_ceiling"]) == Decimal(payload["from_ceiling"]):
-            raise ValidationError({"to_ceiling": ["It is the ceiling already in force."]})
+            raise invalid_input({"to_ceiling": ["It is the ceiling already in force."]})
 
     def assess(self, payload, campaigns, account: Account) -> Assessment:
         before, after = Decimal(payload["from_ceiling"]), Decimal(payload["to_ceiling"])
@@ -158,13 +158,13 @@ class PolicyChange(ActionType):
 
         agent = Agent.objects.filter(name=payload["agent"]).first()
         if agent is None:
-            raise ValidationError(f"There is no agent “{payload['agent']}” any more.")
+            raise InvalidInput(f"There is no agent “{payload['agent']}” any more.")
         account, action_type = proposal.account, payload["action_type"]
         in_force = policy_in_force(action_type=action_type, agent=agent, account=account)
         policy = Policy.objects.select_for_update().filter(pk=getattr(in_force, "pk", None)).first()
         if policy is None or policy.auto_execute_max_magnitude != Decimal(payload["from_ceiling"]):
             now = "no policy" if policy is None else policy.auto_execute_max_magnitude
-            raise ValidationError(
+            raise InvalidInput(
                 f"The ceiling in force is now {now}, not {payload['from_ceiling']} as proposed."
             )
         if not is_agents_own(policy, agent, account):

@@ -16,11 +16,10 @@ from collections.abc import Iterable
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from rest_framework.exceptions import AuthenticationFailed
 
 from approvals.models import Agent, AgentAPIKey
 from audit.actors import Actor, acting_as
-from hitlproject.errors import DomainError
+from hitlproject.errors import DomainError, NotAuthenticated
 from hitlproject.signing import new_secret
 from ledger.models import Account
 
@@ -92,12 +91,12 @@ def agent_authenticate(raw_key: str) -> tuple[Agent, AgentAPIKey]:
     scheme, _, rest = raw_key.partition("_")
     prefix, _, secret = rest.partition("_")
     if scheme != KEY_SCHEME or not KEY_PREFIX.fullmatch(prefix) or not secret:
-        raise AuthenticationFailed("Malformed API key.")
+        raise NotAuthenticated("Malformed API key.")
     key = AgentAPIKey.objects.select_related("agent").filter(prefix=prefix).first()
     if key is None or not hmac.compare_digest(key.digest, _digest(raw_key)):
-        raise AuthenticationFailed("Invalid API key.")
+        raise NotAuthenticated("Invalid API key.")
     if key.is_revoked:
-        raise AuthenticationFailed("This API key has been revoked.")
+        raise NotAuthenticated("This API key has been revoked.")
     if not key.agent.is_active or key.agent.is_platform:
-        raise AuthenticationFailed("This agent is deactivated.")
+        raise NotAuthenticated("This agent is deactivated.")
     return key.agent, key

@@ -2,7 +2,8 @@
 reject, one at a time or many at once, by the same rules (``approvals.services.acts``: who may
 decide what, and when). Operators decide on actions; policy owners on the platform's proposed
 changes to policy. A decision after the review window is refused, and the proposal expires
-there and then."""
+there and then. Retrying a failed execution is deciding again that it should run
+(``proposal_retry``), by the rule of who may act on it."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
-from rest_framework.exceptions import ValidationError
 
 from approvals import action_types
 from approvals.models import (
@@ -26,10 +26,10 @@ from approvals.models import (
     RejectionReason,
     VerdictOutcome,
 )
-from approvals.services.acts import Act, ReviewWindowClosed, act_refusal
+from approvals.services.acts import Act, ReviewWindowClosed, act_refusal, check_may_act
 from approvals.services.expiry import proposals_expire_locked
 from approvals.services.hooks import decisions_settled
-from approvals.services.lifecycle import proposals_transition
+from approvals.services.lifecycle import proposal_lock, proposal_transition, proposals_transition
 from approvals.services.proposals import (
     action_assess,
     guardrail_blocks_counting_approved,
@@ -48,7 +48,6 @@ from approvals.services.supersession import (
 from audit.actors import Actor, acting_as
 from audit.history import create_with_history, update_with_history
 from hitlproject.errors import Conflict, DomainError, InvalidInput, NotFound
-from hitlproject.validation import validation_text
 from policies.services import CappedSpends, brand_guideline_findings
 
 DECIDE_PERMISSION = "approvals.decide_proposal"
@@ -64,10 +63,10 @@ def _edit(proposal: Proposal, edited_payload: Any) -> dict[str, Any] | None:
             action_type_name=proposal.action_type,
             raw_payload=edited_payload,
         )
-    except ValidationError as error:
-        by_field = error.detail.get("payload") if isinstance(error.detail, dict) else None
+    except InvalidInput as error:
+        by_field = error.field_errors.get("payload")
         raise InvalidInput(
-            f"The edited action is not valid: {validation_text(error)}",
+            f"The edited action is not valid: {error.message}",
             field_errors=by_field if isinstance(by_field, dict) else None,
         ) from error
     if assessed.payload == proposal.payload:
@@ -388,6 +387,19 @@ def proposal_reject(
             note=note,
         )
     return decided.only()
+
+
+def proposal_retry(*, proposal_id: int, reviewer: AbstractBaseUser) -> Proposal:
+    """A person sends a failed proposal back to execution, by the rule of who may act on it:
+    retrying is deciding again that it should run."""
+    with transaction.atomic():
+        check_may_act(reviewer, proposal_lock(proposal_id), Act.RETRY)
+        return proposal_transition(
+            proposal_id=proposal_id,
+            to_status=ProposalStatus.APPROVED,
+            actor=Actor.for_user(reviewer),
+            reason=f"execution retried by {reviewer.get_username()}",
+        )
 
 
 # Proposals decided per transaction in bulk: few enough that no row stays locked for long.

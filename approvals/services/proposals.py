@@ -17,7 +17,6 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
-from rest_framework.exceptions import ValidationError
 
 from approvals import action_types
 from approvals.action_types import ActionType, Assessment
@@ -31,7 +30,8 @@ from approvals.services.lifecycle import (
     proposals_create_routed,
 )
 from audit.actors import Actor
-from hitlproject.errors import DomainError, NotFound, TooLarge
+from hitlproject.errors import DomainError, InvalidInput, NotFound, TooLarge
+from hitlproject.validation import invalid_input, invalid_under
 from hitlproject.vocabulary import UNDER_WAY_STATUSES
 from ledger.models import Account, Campaign
 from ledger.services import accounts_lock
@@ -107,13 +107,13 @@ def action_validate(*, action_type_name: str, raw_payload: Any) -> tuple[ActionT
     action_type = action_types.get(action_type_name)
     if action_type is None:
         known = ", ".join(action_types.names())
-        raise ValidationError(
+        raise invalid_input(
             {"action_type": [f"Unknown action type “{action_type_name}”. Known types: {known}."]}
         )
     try:
         return action_type, action_type.validate_payload(raw_payload)
-    except ValidationError as error:
-        raise ValidationError({"payload": error.detail}) from error
+    except InvalidInput as error:
+        raise invalid_under("payload", error) from error
 
 
 def action_assess(*, account: Account, action_type_name: str, raw_payload: Any) -> AssessedAction:
@@ -145,11 +145,11 @@ def assessed_against(
         if isinstance(value, str) and field.endswith("campaign") and value not in campaigns
     }
     if missing:
-        raise ValidationError({"payload": missing})
+        raise invalid_input({"payload": missing})
     try:
         action_type.check(payload, campaigns)
-    except ValidationError as error:
-        raise ValidationError({"payload": error.detail}) from error
+    except InvalidInput as error:
+        raise invalid_under("payload", error) from error
     return assessed_from_ledger(
         action_type=action_type, account=account, payload=payload, campaigns=campaigns
     )
@@ -274,8 +274,8 @@ def _strictest_approvals(action_type: str, rules: list[Rule] | None) -> int:
     )
 
 
-def _no_such_account(agent: Agent, external_id: str) -> ValidationError:
-    return ValidationError(
+def _no_such_account(agent: Agent, external_id: str) -> InvalidInput:
+    return invalid_input(
         {"account": [f"No account “{external_id}” that agent “{agent.name}” may act on."]}
     )
 
@@ -290,7 +290,7 @@ def agent_account(*, agent: Agent, external_id: str) -> Account:
 def _may_propose(agent: Agent, action_type_name: str) -> None:
     action_type = action_types.get(action_type_name)
     if action_type is not None and not action_type.agents_may_propose and not agent.is_platform:
-        raise ValidationError(
+        raise invalid_input(
             {"action_type": [f"Only the platform proposes a {action_type.label}, not an agent."]}
         )
 
@@ -310,7 +310,7 @@ class Submission:
 
 def proposals_submit(
     *, agent: Agent, submissions: Sequence[Submission]
-) -> list[Proposal | ValidationError]:
+) -> list[Proposal | InvalidInput]:
     """Record an agent's proposals, each checked, assessed and routed by policy as if it came
     alone (a move the engine approves counts for those after it). Returns, for each
     submission in order, its proposal, already approved, waiting for a person or blocked; or
@@ -326,7 +326,7 @@ def proposals_submit(
     all."""
     accounts = {account.external_id: account for account in agent.accounts.all()}
     # Each submission checked for form first; then every campaign they name read at once.
-    checked: list[tuple[Account, ActionType, dict] | ValidationError] = []
+    checked: list[tuple[Account, ActionType, dict] | InvalidInput] = []
     for submission in submissions:
         try:
             _may_propose(agent, submission.action_type)
@@ -341,12 +341,12 @@ def proposals_submit(
                     ),
                 )
             )
-        except ValidationError as error:
+        except InvalidInput as error:
             checked.append(error)
     named: dict[int, set[str]] = defaultdict(set)
     totalled = []  # the accounts whose total daily budget judges some of the actions
     for item in checked:
-        if not isinstance(item, ValidationError):
+        if not isinstance(item, InvalidInput):
             account, action_type, payload = item
             named[account.pk] |= set(action_type.campaign_fields(payload))
             if reads_account_total(action_type=action_type, account=account, payload=payload):
@@ -358,9 +358,9 @@ def proposals_submit(
     # sixteen): what fails in here fails the whole of it, which the caller undoes.
     with transaction.atomic(savepoint=False):
         campaigns = _campaigns_locked(named, totalled=totalled)
-        assessed_each: list[AssessedAction | ValidationError] = []
+        assessed_each: list[AssessedAction | InvalidInput] = []
         for item in checked:
-            if isinstance(item, ValidationError):
+            if isinstance(item, InvalidInput):
                 assessed_each.append(item)
                 continue
             account, action_type, payload = item
@@ -373,7 +373,7 @@ def proposals_submit(
                         campaigns=campaigns[account.pk],
                     )
                 )
-            except ValidationError as error:
+            except InvalidInput as error:
                 assessed_each.append(error)
         assessed_ok = [item for item in assessed_each if isinstance(item, AssessedAction)]
         context = EvaluationContext.read(
@@ -387,10 +387,10 @@ def proposals_submit(
             },
             brand_found=brand_found,
         )
-        results: list[Proposal | ValidationError] = []
+        results: list[Proposal | InvalidInput] = []
         proposals, routes = [], []
         for submission, assessed in zip(submissions, assessed_each, strict=True):
-            if isinstance(assessed, ValidationError):
+            if isinstance(assessed, InvalidInput):
                 results.append(assessed)
                 continue
             proposal = Proposal(
@@ -447,7 +447,7 @@ def _free_text_bounded(submissions: Iterable[Submission]) -> None:
 
 
 def _creative_texts(
-    checked: Iterable[tuple[Account, ActionType, dict] | ValidationError],
+    checked: Iterable[tuple[Account, ActionType, dict] | InvalidInput],
 ) -> list[tuple[Account, list[tuple[str, str]]]]:
     """The texts of the well-formed submissions, each with its account; refused (413, nothing
     recorded) when together they are longer than one request may send."""
@@ -491,7 +491,7 @@ def _campaigns_locked(
 def proposal_submit(*, agent: Agent, submission: Submission) -> Proposal:
     """Record one proposal (a batch of one), or raise why it is refused."""
     (result,) = proposals_submit(agent=agent, submissions=[submission])
-    if isinstance(result, ValidationError):
+    if isinstance(result, InvalidInput):
         raise result
     return result
 

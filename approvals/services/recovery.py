@@ -2,48 +2,56 @@
 
 A task can be lost between a commit and the broker (the broker was unreachable, the process
 died in between). Every task is idempotent, so sending one again is always safe.
+
+This module sends evaluations again; executions are the executors app's, which registers
+its part of the sweep in its ``ready()`` (``on_stall_sweep``), so approvals never imports it.
 """
 
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from approvals.models import Proposal, ProposalStatus
-from executors.models import ExecutionRound
 
 SWEEP_BATCH = 1000
 
+# Called with cutoff= (a proposal untouched since is stalled) and now=; returns how many
+# proposals it sent again, by status.
+StallSweeper = Callable[..., dict[str, int]]
+_sweepers: list[StallSweeper] = []
+
+
+def on_stall_sweep(sweeper: StallSweeper) -> None:
+    """Have ``sweeper`` called by each sweep, after the evaluations are sent again."""
+    if sweeper not in _sweepers:
+        _sweepers.append(sweeper)
+
+
+def stalled_ids(proposals, *, status: str, cutoff: datetime) -> list[int]:
+    """The ids of ``proposals`` in ``status`` untouched since ``cutoff``, longest first, at
+    most ``SWEEP_BATCH`` of them."""
+    return list(
+        proposals.filter(status=status, updated_at__lt=cutoff)
+        .order_by("updated_at")
+        .values_list("pk", flat=True)[:SWEEP_BATCH]
+    )
+
 
 def proposals_requeue_stalled(*, stalled_after: timedelta | None = None) -> dict[str, int]:
-    """Resend execution for long-approved proposals and those a channel executor left
-    executing with no attempt under way or due; and evaluation for any left submitted (by a
-    release that evaluated after the answer: proposals are now routed in the request that
-    submits them)."""
-    from approvals.tasks import evaluate_proposal, execute_proposal
+    """Resend evaluation for any proposal left submitted (by a release that evaluated after
+    the answer: proposals are now routed in the request that submits them), and, by the
+    sweepers registered, execution for long-approved proposals and those a channel executor
+    left executing with no attempt under way or due. How many were sent, by status."""
+    from approvals.tasks import evaluate_proposal
 
     now = timezone.now()
     cutoff = now - (stalled_after if stalled_after is not None else settings.PROPOSAL_STALL_AFTER)
-    # Only a channel executor leaves a proposal executing between transactions. Its round's
-    # lease says an attempt is under way, or when the next is due (a task already waits for
-    # it); once the lease has run out, the worker sending it died, or the task was lost.
-    # Sending it again, with the round's request and key, is safe.
-    attempt_pending = Exists(
-        ExecutionRound.objects.filter(proposal=OuterRef("pk"), lease_until__gt=now)
-    )
-    sent = {}
-    for status, task, stalled in [
-        (ProposalStatus.SUBMITTED, evaluate_proposal, Proposal.objects.all()),
-        (ProposalStatus.APPROVED, execute_proposal, Proposal.objects.all()),
-        (ProposalStatus.EXECUTING, execute_proposal, Proposal.objects.exclude(attempt_pending)),
-    ]:
-        ids = list(
-            stalled.filter(status=status, updated_at__lt=cutoff)
-            .order_by("updated_at")
-            .values_list("pk", flat=True)[:SWEEP_BATCH]
-        )
-        for proposal_id in ids:
-            task.delay(proposal_id)
-        sent[status.value] = len(ids)
+    ids = stalled_ids(Proposal.objects.all(), status=ProposalStatus.SUBMITTED, cutoff=cutoff)
+    for proposal_id in ids:
+        evaluate_proposal.delay(proposal_id)
+    sent = {ProposalStatus.SUBMITTED.value: len(ids)}
+    for sweeper in _sweepers:
+        sent.update(sweeper(cutoff=cutoff, now=now))
     return sent

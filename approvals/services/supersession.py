@@ -10,7 +10,7 @@ last check, to any proposal a person is about to approve or the executor is abou
 A proposal that moves an amount (a reallocation) keeps its meaning when its campaigns' budgets
 move: a waiting one is re-assessed as the change lands, so its page reads the figures it would
 run on, and the executor re-assesses it again before it runs
-(``approvals.services.execution``).
+(``executors.runner``).
 
 And a person is not asked to approve what would only be superseded: approving a proposal that
 sets a value another approved, about-to-run proposal changes first is refused
@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 from django.db.models import Q
 from django.utils import timezone
-from rest_framework.exceptions import ValidationError
 
 from approvals import action_types
 from approvals.models import Proposal, ProposalStatus
@@ -39,8 +38,7 @@ from approvals.services.lifecycle import (
 from approvals.services.proposals import assessed_from_ledger, refreshed_facts, verdict_for
 from audit.actors import Actor
 from audit.history import update_with_history
-from hitlproject.errors import Conflict
-from hitlproject.validation import validation_text
+from hitlproject.errors import Conflict, InvalidInput
 from hitlproject.vocabulary import SUPERSEDABLE_STATUSES, UNDER_WAY_STATUSES
 from ledger.models import Campaign
 from policies.services import EvaluationContext
@@ -304,7 +302,7 @@ def proposals_reassess_waiting(*, waiting: Sequence[Overtaken], actor: Actor) ->
         }
         try:
             action_type.check(proposal.payload, theirs)
-        except ValidationError as error:
+        except InvalidInput as error:
             checked.append((proposal, note, error))
             continue
         assessed = assessed_from_ledger(
@@ -314,7 +312,7 @@ def proposals_reassess_waiting(*, waiting: Sequence[Overtaken], actor: Actor) ->
             campaigns=theirs,
         )
         checked.append((proposal, note, assessed))
-    assessed_ok = [item for _, _, item in checked if not isinstance(item, ValidationError)]
+    assessed_ok = [item for _, _, item in checked if not isinstance(item, InvalidInput)]
     context = EvaluationContext.read(
         agents={overtaken.proposal.agent for overtaken in waiting},
         accounts={assessed.account for assessed in assessed_ok},
@@ -326,8 +324,8 @@ def proposals_reassess_waiting(*, waiting: Sequence[Overtaken], actor: Actor) ->
     now = timezone.now()
     written = []
     for proposal, note, assessed in checked:
-        if isinstance(assessed, ValidationError):
-            why = validation_text(assessed)
+        if isinstance(assessed, InvalidInput):
+            why = assessed.message
             changes = {
                 "verdict_reasons": [
                     f"{note} It can no longer be applied as proposed: {why}",

@@ -13,12 +13,12 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import connection, transaction
-from rest_framework.exceptions import AuthenticationFailed
 
 from approvals.models import Agent, AgentKind
 from approvals.roles import AUDITORS, OPERATORS, POLICY_OWNERS, sync_role_groups
 from approvals.services.agents import agent_authenticate, agent_create, agent_key_issue
 from audit.actors import Actor, acting_as
+from hitlproject.errors import NotAuthenticated
 from ledger.models import Account, Campaign, Channel
 from notifications.models import Delivery, Route
 from policies.models import BrandGuidelines, Policy
@@ -163,7 +163,7 @@ def key_works(agent: Agent, raw_key: str | None) -> bool:
         return False
     try:
         return agent_authenticate(raw_key)[0] == agent
-    except AuthenticationFailed:
+    except NotAuthenticated:
         return False
 
 

@@ -26,12 +26,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 
-from django.contrib.auth.models import AbstractBaseUser
 from django.db import OperationalError, transaction
 from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
-from rest_framework.exceptions import ValidationError
 
 from approvals import action_types
 from approvals.models import (
@@ -41,7 +39,6 @@ from approvals.models import (
     ProposalStatus,
     VerdictOutcome,
 )
-from approvals.services.acts import Act, check_may_act
 from approvals.services.hooks import executions_failed
 from approvals.services.lifecycle import (
     Move,
@@ -69,8 +66,7 @@ from audit.history import create_with_history, update_with_history
 from executors.base import ChannelError, ChannelExecutor, Outcome
 from executors.models import ExecutionRound
 from executors.registry import FALLBACK, executor_for, executor_named
-from hitlproject.errors import NotFound
-from hitlproject.validation import validation_text
+from hitlproject.errors import InvalidInput, NotFound
 from ledger.models import Account, Campaign
 from ledger.services import accounts_lock
 from policies.services import (
@@ -323,8 +319,8 @@ def _refusal(proposal: Proposal, action_type, campaigns) -> str:
         return str(GuardrailRefusal(blocked))
     try:
         action_type.check(proposal.payload, campaigns)
-    except ValidationError as error:
-        return validation_text(error)
+    except InvalidInput as error:
+        return error.message
     return ""
 
 
@@ -567,8 +563,8 @@ def _execute_alone(proposal_id: int) -> Proposal | None:
                     )
         except OperationalError:
             raise  # transient (lock timeout, lost connection): the task retries
-        except ValidationError as error:  # the action itself says it cannot be applied now
-            refusal = validation_text(error)
+        except InvalidInput as error:  # the action itself says it cannot be applied now
+            refusal = error.message
         except Exception as error:
             logger.exception("Executing proposal %s failed", proposal_id)
             refusal = f"{type(error).__name__}: {error}"
@@ -765,8 +761,8 @@ def _record_carried_out(
             with transaction.atomic():
                 action_type.apply(proposal.payload, campaigns, proposal)  # its record
                 _ledger_reflects(campaigns, outcome.after, proposal)
-        except ValidationError as error:
-            refusal = validation_text(error)
+        except InvalidInput as error:
+            refusal = error.message
     if refusal:  # the channel did it; the ledger cannot say so: a person must look
         attempt.status = ExecutionStatus.FAILED
         attempt.error = f"Carried out on the channel, but the ledger refuses it: {refusal}"
@@ -839,19 +835,6 @@ def _hold(current: ExecutionRound, *, until) -> None:
 
 
 def _retry_later(proposal_id: int, delay: float) -> None:
-    from approvals.tasks import send_execution_request
+    from executors.tasks import send_execution_request
 
     send_execution_request.apply_async((proposal_id,), countdown=delay)
-
-
-def proposal_retry(*, proposal_id: int, reviewer: AbstractBaseUser) -> Proposal:
-    """A person sends a failed proposal back to execution, by the rule of who may act on it:
-    retrying is deciding again that it should run."""
-    with transaction.atomic():
-        check_may_act(reviewer, proposal_lock(proposal_id), Act.RETRY)
-        return proposal_transition(
-            proposal_id=proposal_id,
-            to_status=ProposalStatus.APPROVED,
-            actor=Actor.for_user(reviewer),
-            reason=f"execution retried by {reviewer.get_username()}",
-        )
