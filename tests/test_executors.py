@@ -6,7 +6,11 @@ real worker against a local Google Ads: a change is made there and the ledger sh
 Google's request ids on the attempt; a value moved there supersedes the proposal; a quota
 error is tried again; a permission error fails."""
 
+import os
+import subprocess
+import sys
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -75,6 +79,29 @@ def test_the_registry_has_the_google_ads_webhook_and_ledger_executors():
         "webhook",
         "ledger",
     ]
+
+
+def test_the_web_server_and_the_worker_start_without_the_google_ads_library():
+    """The library and gRPC weigh about 20 MiB in each process that loads them: a platform
+    loads them at its first attempt on Google Ads, not at start."""
+    started = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, django; django.setup(); import hitlproject.asgi, hitlproject.celery; "
+            "hitlproject.celery.app.loader.import_default_modules(); "
+            "from executors import registry; registry.registered(); "
+            "print(sorted({m.split('.')[0] for m in sys.modules if m.startswith(('grpc', "
+            "'google.ads', 'google.protobuf'))}))",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "hitlproject.settings"},
+        timeout=120,
+    )
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.strip() == "[]"
 
 
 @pytest.mark.django_db

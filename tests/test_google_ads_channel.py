@@ -20,12 +20,8 @@ from django.views.debug import ExceptionReporter
 from approvals.services.supersession import TargetMove
 from audit.chain import chained_models
 from executors.admin import GoogleAdsLinkAdmin
-from executors.google_ads import (
-    GoogleAdsAction,
-    GoogleAdsOutcome,
-    google_ads_execute,
-    google_ads_frozen_action,
-)
+from executors.google_ads import GoogleAdsAction, GoogleAdsOutcome, google_ads_frozen_action
+from executors.google_ads_api import google_ads_execute
 from executors.models import GoogleAdsCampaign, GoogleAdsLink
 from ledger.models import Account
 from tests.conftest import link_demo_account, reallocation

@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from approvals.models import Proposal
 from approvals.services.decisions import proposal_approve
-from approvals.services.execution import proposal_execute
+from executors.runner import proposal_execute
 from ledger.models import Campaign
 from tests.conftest import bid_adjustment, creative, creative_batch, wait_until
 from tests.factories import evaluated
