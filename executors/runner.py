@@ -368,7 +368,7 @@ def proposal_execute(*, proposal_id: int) -> Proposal:
     return executions.settled[proposal_id]
 
 
-def proposals_execute(*, proposal_ids: Sequence[int]) -> Executions:
+def proposals_execute(*, proposal_ids: Sequence[int], joining: Sequence[int] = ()) -> Executions:
     """Carry out approved proposals with the built-in ledger executor, exactly once each,
     and say which are a channel executor's instead (``_for_channel``).
 
@@ -377,10 +377,16 @@ def proposals_execute(*, proposal_ids: Sequence[int]) -> Executions:
     guardrail or the ledger refusing it, another proposal of the set on one of its
     campaigns, an action that writes more than campaign fields, a lock held elsewhere) is
     then carried out alone, in a transaction of its own (``_execute_alone``), as is every
-    one of the set if doing them together failed."""
+    one of the set if doing them together failed.
+
+    ``joining``: other approved proposals whose own execution is on its way, done together
+    with these if they need nothing but doing and no one else holds them; whatever else
+    becomes of them is left to their own execution (neither done alone here nor handed to
+    their channel), as is anything they need."""
     proposal_ids = sorted(set(proposal_ids))  # those alone, too, in the order they were made
+    joining = set(joining) - set(proposal_ids)
     try:
-        executions = _execute_together(proposal_ids)
+        executions = _execute_together(sorted([*proposal_ids, *joining]))
     except OperationalError:
         raise  # transient (lock timeout, lost connection): the task retries
     except Exception:
@@ -388,6 +394,7 @@ def proposals_execute(*, proposal_ids: Sequence[int]) -> Executions:
             "Executing proposals %s together failed: each is tried alone", proposal_ids
         )
         executions = Executions()
+    executions.for_channel = [pk for pk in executions.for_channel if pk not in joining]
     for proposal_id in proposal_ids:
         if proposal_id in executions.settled or proposal_id in executions.for_channel:
             continue

@@ -7,7 +7,10 @@ queued before an upgrade still finds its task after it.
 """
 
 from celery import shared_task
+from django.conf import settings
 
+from approvals.models import Proposal, ProposalStatus
+from approvals.tasks import EXECUTION_CHUNK
 from executors.runner import proposal_execute, proposals_execute
 from hitlproject.queueing import TRANSIENT
 from hitlproject.queueing import send_each as _send_each
@@ -27,7 +30,9 @@ def execute_proposals(proposal_ids: list[int]) -> None:
 
 
 def _execute(proposal_ids: list[int]) -> None:
-    for_channel = proposals_execute(proposal_ids=proposal_ids).for_channel
+    for_channel = proposals_execute(
+        proposal_ids=proposal_ids, joining=_waiting_to_execute(proposal_ids)
+    ).for_channel
     if for_channel:
         _send_each(send_execution_request, for_channel)
 
@@ -35,3 +40,15 @@ def _execute(proposal_ids: list[int]) -> None:
 @shared_task(name="approvals.send_execution_request", **TRANSIENT)
 def send_execution_request(proposal_id: int) -> None:
     proposal_execute(proposal_id=proposal_id)
+
+
+def _waiting_to_execute(proposal_ids: list[int]) -> list[int]:
+    """Other approved proposals, oldest first, to be carried out with these: under load,
+    each single submission's execution task would otherwise do alone what one transaction
+    does for many (their own tasks then find them executed). At most
+    ``EXECUTION_TAKES_ALONG``, and no more than fill a message's worth."""
+    room = min(settings.EXECUTION_TAKES_ALONG, EXECUTION_CHUNK - len(proposal_ids))
+    if room <= 0:
+        return []
+    waiting = Proposal.objects.filter(status=ProposalStatus.APPROVED).exclude(pk__in=proposal_ids)
+    return list(waiting.order_by("pk").values_list("pk", flat=True)[:room])

@@ -411,6 +411,9 @@ API_MAX_TEXT_CHARS = int(env("HITL_API_MAX_TEXT_CHARS", "2000000"))
 IDEMPOTENCY_KEY_TTL = timedelta(hours=int(env("HITL_IDEMPOTENCY_TTL_HOURS", "48")))
 # A proposal left submitted or approved this long has lost its task; the sweeper resends it.
 PROPOSAL_STALL_AFTER = timedelta(seconds=int(env("HITL_STALL_AFTER_SECONDS", "60")))
+# An execution task carries out, in the same transaction, up to this many other approved
+# proposals whose own task has not run yet (executors.tasks); 0: each waits for its own.
+EXECUTION_TAKES_ALONG = int(env("HITL_EXECUTION_TAKES_ALONG", "99"))
 # Review window when no policy names one.
 DEFAULT_REVIEW_WINDOW = timedelta(hours=72)
 

@@ -154,6 +154,39 @@ def test_a_kill_switch_holds_back_every_proposal_of_a_set(demo_world):
 
 
 @pytest.mark.django_db
+def test_an_execution_takes_along_the_approved_proposals_still_waiting_for_theirs(demo_world):
+    """Under load each single submission's execution is its own message; the first to run
+    carries out, together, the others already approved, and their own messages then find
+    nothing to do. One that needs more than doing is left to its own message."""
+    campaigns("one", "two", "three")
+    first = approved(bid_adjustment("1.05", "one"))
+    second = approved(bid_adjustment("1.04", "two"))
+    third = approved(bid_adjustment("1.03", "three"))
+    moved = approved(bid_adjustment("2.10", "brand-search"))
+    Campaign.objects.filter(external_id="brand-search").update(bid=Decimal("2.05"))
+
+    execute_proposals([first.pk])
+
+    for proposal, bid in [(first, "1.05"), (second, "1.04"), (third, "1.03")]:
+        proposal.refresh_from_db()
+        assert proposal.status == ProposalStatus.EXECUTED
+        assert attempts(proposal) == [(1, "succeeded")]
+        assert Campaign.objects.get(external_id=proposal.payload["campaign"]).bid == Decimal(bid)
+    moved.refresh_from_db()
+    assert moved.status == ProposalStatus.APPROVED, "left to its own execution"
+    assert attempts(moved) == []
+
+    for proposal in (second, third, moved):
+        execute_proposals([proposal.pk])
+
+    for proposal in (first, second, third):
+        assert attempts(proposal) == [(1, "succeeded")], "carried out once"
+        assert [status for status, *_ in moves(proposal)][-2:] == ["executing", "executed"]
+    moved.refresh_from_db()
+    assert moved.status == ProposalStatus.SUPERSEDED
+
+
+@pytest.mark.django_db
 def test_a_set_costs_the_same_statements_whatever_its_size(demo_world):
     """Executing a set is a few statements for the whole set, not a few per proposal."""
     campaigns(*(f"c-{n}" for n in range(12)))

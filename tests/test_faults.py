@@ -150,6 +150,8 @@ def test_every_approved_proposal_executes_exactly_once_through_crashes(
         "HITL_DATA_DIR": str(tmp_path),
         "HITL_STALL_AFTER_SECONDS": "3",
         "HITL_STALL_SWEEP_SECONDS": "2",
+        # A few to a transaction, as under load, so that the crashes come mid-work.
+        "HITL_EXECUTION_TAKES_ALONG": "3",
         "HITL_LOG_LEVEL": "INFO",
     }
     processes = Processes(env, tmp_path)
