@@ -4,16 +4,15 @@ They are acknowledged late and rejected when a worker dies, so a crash redeliver
 services they call re-read state under a lock and do nothing when the work is already done.
 """
 
-from functools import partial
-
 from celery import shared_task
-from django.db import OperationalError, transaction
+from django.db import OperationalError
 
 from approvals.services.execution import proposal_execute, proposals_execute
 from approvals.services.expiry import proposals_expire_overdue
 from approvals.services.idempotency import idempotency_records_purge
 from approvals.services.proposals import proposal_evaluate
 from approvals.services.recovery import proposals_requeue_stalled
+from hitlproject.queueing import after_commit
 from hitlproject.queueing import enqueue_after_commit as enqueue_after_commit
 from hitlproject.queueing import send_each as _send_each
 
@@ -32,7 +31,7 @@ def enqueue_executions_after_commit(proposal_ids: list[int]) -> None:
     chunks = [
         proposal_ids[start : start + size] for start in range(0, len(proposal_ids), size or 1)
     ]
-    transaction.on_commit(partial(_send_each, execute_proposals, chunks), robust=True)
+    after_commit(_send_each, execute_proposals, chunks)
 
 
 TRANSIENT = {

@@ -42,9 +42,9 @@ from functools import partial
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
 
 from hitlproject.once import made_once
+from hitlproject.queueing import after_commit
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def wake_after_commit(topics: Iterable[str]) -> None:
     (at once outside one); nothing is sent if it rolls back."""
     topics = sorted(set(topics))
     if topics:
-        transaction.on_commit(partial(_send, topics), robust=True)
+        after_commit(_send, topics)
 
 
 def _send(topics: list[str]) -> None:
