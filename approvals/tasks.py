@@ -7,16 +7,13 @@ Executions are the executors app's tasks (``executors.tasks``); approvals sends 
 (``EXECUTE_PROPOSALS``), so it never imports that app.
 """
 
-from functools import partial
-
 from celery import shared_task
-from django.db import transaction
 
 from approvals.services.expiry import proposals_expire_overdue
 from approvals.services.idempotency import idempotency_records_purge
 from approvals.services.proposals import proposal_evaluate
 from approvals.services.recovery import proposals_requeue_stalled
-from hitlproject.queueing import TRANSIENT
+from hitlproject.queueing import TRANSIENT, after_commit
 from hitlproject.queueing import enqueue_after_commit as enqueue_after_commit
 from hitlproject.queueing import send_each as _send_each
 
@@ -37,7 +34,7 @@ def enqueue_executions_after_commit(proposal_ids: list[int]) -> None:
     chunks = [
         proposal_ids[start : start + size] for start in range(0, len(proposal_ids), size or 1)
     ]
-    transaction.on_commit(partial(_send_each, EXECUTE_PROPOSALS, chunks), robust=True)
+    after_commit(_send_each, EXECUTE_PROPOSALS, chunks)
 
 
 # Proposals are evaluated as they are submitted; these evaluate one that an earlier release

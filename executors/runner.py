@@ -24,7 +24,6 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import partial
 
 from django.db import OperationalError, transaction
 from django.db.models import Count, Exists, OuterRef, Q, Subquery
@@ -67,6 +66,7 @@ from executors.base import ChannelError, ChannelExecutor, Outcome
 from executors.models import ExecutionRound
 from executors.registry import FALLBACK, executor_for, executor_named
 from hitlproject.errors import InvalidInput, NotFound
+from hitlproject.queueing import after_commit
 from ledger.models import Account, Campaign
 from ledger.services import accounts_lock
 from policies.services import (
@@ -684,10 +684,7 @@ def _execute_on_channel(proposal_id: int) -> Proposal:
             # this one waits its turn without holding a worker, so a slow channel holds no more
             # than that many and every other account's requests still find workers free.
             _hold(current, until=now + ENDPOINT_BUSY_WAIT)
-            transaction.on_commit(
-                partial(_retry_later, proposal_id, ENDPOINT_BUSY_WAIT.total_seconds()),
-                robust=True,
-            )
+            after_commit(_retry_later, proposal_id, ENDPOINT_BUSY_WAIT.total_seconds())
             return proposal
         attempt = _record_attempt(
             proposal,
@@ -744,7 +741,7 @@ def _execute_on_channel(proposal_id: int) -> Proposal:
         # The next attempt is due after the backoff: nothing starts one before.
         delay = min(executor.retry_seconds * 2 ** (tried - 1), 600)
         _hold(current, until=finished + timedelta(seconds=delay))
-        transaction.on_commit(partial(_retry_later, proposal_id, delay), robust=True)
+        after_commit(_retry_later, proposal_id, delay)
         return proposal
 
 

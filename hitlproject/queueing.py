@@ -1,6 +1,6 @@
 """Sending Celery tasks once the transaction that made their work commits."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 
 from celery import Task
@@ -18,6 +18,23 @@ TRANSIENT = {
 }
 
 
+def after_commit(func: Callable[..., object], *args: object) -> None:
+    """Call ``func(*args)`` once the surrounding transaction commits (at once outside one).
+    If it raises, the error is logged and the request or task that committed goes on: what
+    committed is done, and whatever the call was for is retried by its sweeper.
+
+    Not ``on_commit(partial(func, *args), robust=True)``: Django (5.2) logs a failed callback
+    by its ``__qualname__``, which a ``partial`` lacks, so the logging raised AttributeError out
+    of the commit (Django ticket #36487), and an agent whose proposal was recorded was
+    answered 500."""
+
+    def call() -> None:
+        func(*args)
+
+    call.__qualname__ = getattr(func, "__qualname__", repr(func))
+    transaction.on_commit(call, robust=True)
+
+
 def enqueue_after_commit(task: Task | str, *ids: int) -> None:
     """Send ``task`` for each id once the surrounding transaction commits, over one broker
     connection.
@@ -26,7 +43,7 @@ def enqueue_after_commit(task: Task | str, *ids: int) -> None:
     already-committed request into an error: it is logged, and the stall sweepers send the
     tasks again within a minute or two.
     """
-    transaction.on_commit(partial(send_each, task, ids), robust=True)
+    after_commit(send_each, task, ids)
 
 
 def send_each(task: Task | str, arguments: Sequence[object]) -> None:

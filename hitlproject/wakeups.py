@@ -38,11 +38,13 @@ import tempfile
 import uuid
 from collections import deque
 from collections.abc import Iterable
-from functools import cache, partial
+from functools import partial
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+
+from hitlproject.once import made_once
+from hitlproject.queueing import after_commit
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +68,7 @@ def wake_after_commit(topics: Iterable[str]) -> None:
     (at once outside one); nothing is sent if it rolls back."""
     topics = sorted(set(topics))
     if topics:
-        transaction.on_commit(partial(_send, topics), robust=True)
+        after_commit(_send, topics)
 
 
 def _send(topics: list[str]) -> None:
@@ -90,8 +92,10 @@ def _messages(topics: list[str]) -> Iterable[bytes]:
         yield " ".join(message).encode()
 
 
-@cache
+@made_once
 def transport() -> RedisWakeups | LocalWakeups | NoWakeups:
+    """This process's wake-ups, made by one thread (``made_once``: a second one, made by a
+    thread racing the first, would close its Redis pool under that thread once replaced)."""
     if settings.REDIS_URL:
         return RedisWakeups(settings.REDIS_URL)
     folder = wakeup_folder()

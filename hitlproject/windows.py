@@ -20,6 +20,8 @@ from pathlib import Path
 import redis
 from django.conf import settings
 
+from hitlproject.once import made_once
+
 NAME = re.compile(r"[a-z0-9][a-z0-9.-]{0,99}")
 # "<window> <count>", padded to one length so that each write replaces the last in place.
 RECORD = "{window:>20} {count:>20}"
@@ -56,10 +58,12 @@ def window_counts_clear(*, name: str) -> None:
         (_counters_dir() / name).unlink(missing_ok=True)
 
 
-@functools.cache
+@made_once
 def redis_client() -> redis.Redis:
-    """This process's client for what the platform asks Redis directly. redis-py's pool hands
-    each thread a connection of its own, and starts afresh in a forked child. Bounded waits: a
+    """This process's client for what the platform asks Redis directly, made by one thread
+    (``made_once``: a second one made by a first request racing another would close its pool
+    under it once replaced). redis-py's pool hands each thread a connection of its own, and
+    starts afresh in a forked child. Bounded waits: a
     Redis that stops answering costs a request two seconds and a 503 (hitlproject.api), not a
     thread held for as long as the operating system keeps trying."""
     return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
