@@ -67,6 +67,9 @@ class GoogleAdsAction:
     targets: dict[str, dict[str, str]]
     customer_id: str
     campaigns: dict[str, dict[str, Any]]
+    # The ledger account's currency, which the customer's must be ("": a round frozen before
+    # it was kept, not checked).
+    currency: str = ""
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -139,6 +142,7 @@ def google_ads_frozen_action(
         payload=payload,
         targets={name: dict(fields) for name, fields in targets.items()},
         customer_id=link.customer_id,
+        currency=account.currency,
         campaigns={
             name: {
                 "campaign_id": mapping.google_campaign_id,

@@ -75,6 +75,10 @@ STRATEGY_SCHEME = {
     "target_roas": "target_roas",
 }
 
+# The action types whose mutations carry amounts of money (bids, budgets, a target CPA).
+SENDS_MONEY = frozenset(
+    {"bid_adjustment", "budget_change", "budget_reallocation", "strategy_change"}
+)
 CENT = Decimal("0.01")
 MICROS = Decimal(1_000_000)
 
@@ -403,23 +407,28 @@ def _read(session: _Session, action: GoogleAdsAction) -> tuple[dict, dict]:
     ad_group_ids = {
         action.campaigns[name]["ad_group_id"] for name, fields in wanted.items() if "bid" in fields
     }
-    campaigns, ad_groups = {}, {}
+    campaigns, ad_groups, currencies = {}, {}, set()
     if any(set(fields) - {"bid"} for fields in wanted.values()):
         ids = ", ".join(str(number) for number in sorted(campaign_ids))
         for row in session.search(
-            "SELECT campaign.id, campaign.status, campaign.bidding_strategy_type, "
+            "SELECT customer.currency_code, campaign.id, campaign.status, "
+            "campaign.bidding_strategy_type, "
             "campaign.target_cpa.target_cpa_micros, campaign.target_roas.target_roas, "
             "campaign_budget.resource_name, campaign_budget.amount_micros "
             f"FROM campaign WHERE campaign.id IN ({ids})"
         ):
             campaigns[row.campaign.id] = row
+            currencies.add(row.customer.currency_code)
     if ad_group_ids:
         ids = ", ".join(str(number) for number in sorted(ad_group_ids))
         for row in session.search(
-            "SELECT ad_group.id, ad_group.resource_name, ad_group.cpc_bid_micros "
+            "SELECT customer.currency_code, ad_group.id, ad_group.resource_name, "
+            "ad_group.cpc_bid_micros "
             f"FROM ad_group WHERE ad_group.id IN ({ids})"
         ):
             ad_groups[row.ad_group.id] = row.ad_group
+            currencies.add(row.customer.currency_code)
+    _same_currency(session, action, currencies)
     live, rows = {}, {}
     for name, fields in wanted.items():
         place = action.campaigns[name]
@@ -439,6 +448,22 @@ def _read(session: _Session, action: GoogleAdsAction) -> tuple[dict, dict]:
         live[name] = {field_name: _value(field_name, row, ad_group) for field_name in fields}
         rows[name] = (row, ad_group)
     return live, rows
+
+
+def _same_currency(session: _Session, action: GoogleAdsAction, currencies: set[str]) -> None:
+    """Refuse to send an amount the ledger keeps in one currency to a customer that keeps its
+    money in another: 550.00 would be read there in its own (a link to the wrong customer).
+    A round frozen before the account's currency was kept with it is not checked."""
+    if not action.currency or action.action_type not in SENDS_MONEY:
+        return
+    other = sorted(currency for currency in currencies if currency != action.currency)
+    if other:
+        raise _Refused(
+            f"Google Ads customer {session.customer_id} keeps its money in {', '.join(other)}, "
+            f"the ledger's account in {action.currency}: nothing sent. Link the account to a "
+            f"customer in {action.currency}.",
+            retryable=False,
+        )
 
 
 def _value(field_name: str, row, ad_group) -> str:

@@ -44,7 +44,8 @@ def _types(module: str):
 
 errors = _types("errors.types.errors")
 resources = {
-    name: _types(f"resources.types.{name}") for name in ("campaign", "campaign_budget", "ad_group")
+    name: _types(f"resources.types.{name}")
+    for name in ("campaign", "campaign_budget", "ad_group", "customer")
 }
 services = {
     name: _types(f"services.types.{name}")
@@ -187,6 +188,7 @@ class FakeGoogleAds:
     def __init__(self, *, customer_id: str, developer_token: str, refresh_token: str):
         self.customer_id, self.developer_token = customer_id, developer_token
         self.refresh_token = refresh_token
+        self.currency = "USD"  # the customer's currency (customer.currency_code)
         self.state = State()
         self.calls: list[Call] = []
         self.token_requests: list[dict] = []
@@ -493,6 +495,11 @@ class FakeGoogleAds:
                     errors=[ads_error("request", "UNKNOWN", f"The fake has no {source}.")]
                 ),
             )
+        if "customer.currency_code" in query:  # an attributed resource, as Google Ads has it
+            for row in rows:
+                row.customer = resources["customer"].Customer(
+                    resource_name=f"customers/{self.customer_id}", currency_code=self.currency
+                )
         return gas.SearchGoogleAdsResponse(results=rows, query_resource_consumption=len(rows))
 
     def _campaign_row(self, number: int, campaign: Campaign):

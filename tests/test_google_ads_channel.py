@@ -175,6 +175,30 @@ def test_a_permission_error_is_permanent_and_changes_nothing(google_ads):
     assert google_ads.state.ad_groups[301].cpc_bid_micros == 2_000_000
 
 
+def test_no_amount_is_sent_to_a_customer_that_keeps_its_money_in_another_currency(google_ads):
+    """The ledger's account is in USD; a link to a customer in yen would have 550.00 read as
+    550 yen there, and the ledger say 550.00 dollars."""
+    google_ads.currency = "JPY"
+
+    for action_type, payload in [
+        ("budget_change", {"campaign": "generic-search", "new_daily_budget": "550.00"}),
+        ("bid_adjustment", {"campaign": "brand-search", "new_bid": "2.12"}),
+    ]:
+        outcome = carry_out(action_type, payload)
+        assert outcome.result == "failed" and not outcome.retryable
+        assert (
+            f"Google Ads customer {CUSTOMER} keeps its money in JPY, the ledger's account in USD"
+            in outcome.detail
+        )
+    assert google_ads.mutations() == []
+    assert google_ads.state.budgets[202] == 500_000_000
+    assert google_ads.state.ad_groups[301].cpc_bid_micros == 2_000_000
+
+    # A status change carries no amount: it is made.
+    paused = carry_out("status_change", {"campaign": "display-retarget", "status": "paused"})
+    assert paused.result == "done"
+
+
 def test_credentials_google_refuses_are_a_permanent_failure(google_ads):
     GoogleAdsLink.objects.update(refresh_token="1//revoked")
 
