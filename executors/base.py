@@ -52,7 +52,8 @@ class Outcome:
     superseded), ``failed`` (nothing carried out; ``retryable`` says whether another attempt
     can help), ``partial`` (some of it carried out and some not: failed, what succeeded on
     record; never retried, which would do the done part twice).
-    ``request_ids`` and ``response`` are what the channel answered, for the execution record."""
+    ``request_ids`` and ``response`` are what the channel answered, for the execution record;
+    ``retry_after``, how long it asked to be left alone before another attempt."""
 
     result: Literal["done", "moved", "failed", "partial"]
     retryable: bool = False
@@ -62,6 +63,9 @@ class Outcome:
     moves: tuple[TargetMove, ...] = ()
     request_ids: tuple[str, ...] = ()
     response: dict[str, Any] = field(default_factory=dict)
+    # Seconds the channel asked to be left alone before another attempt (a quota's retry
+    # delay): the next attempt waits at least so long.
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True)

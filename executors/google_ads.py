@@ -109,6 +109,7 @@ class GoogleAdsOutcome:
     request_ids: tuple[str, ...] = ()
     resource_names: tuple[str, ...] = ()
     items: tuple[GoogleAdsItem, ...] = ()
+    retry_after: float | None = None  # seconds Google Ads asked to be left alone (a quota)
 
     @property
     def carried_out(self) -> bool:
@@ -217,6 +218,7 @@ class GoogleAdsExecutor(ChannelExecutor):
             after=after,
             moves=outcome.moves,
             request_ids=outcome.request_ids,
+            retry_after=outcome.retry_after,
             response={
                 "resource_names": list(outcome.resource_names),
                 "items": [asdict(item) for item in outcome.items],

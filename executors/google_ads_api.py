@@ -106,7 +106,11 @@ def google_ads_execute(*, link: GoogleAdsLink, action: GoogleAdsAction) -> Googl
         )
         return session.outcome(
             GoogleAdsOutcome(
-                "failed", retryable=refused.retryable, detail=detail, items=refused.items
+                "failed",
+                retryable=refused.retryable,
+                detail=detail,
+                items=refused.items,
+                retry_after=refused.retry_after,
             )
         )
     finally:
@@ -120,10 +124,19 @@ class _Refused(Exception):
     """A call that did not carry anything out, or (``unanswered``: no answer came to a real
     mutation) one that may have."""
 
-    def __init__(self, detail: str, *, retryable: bool, items: tuple = (), answered: bool = True):
+    def __init__(
+        self,
+        detail: str,
+        *,
+        retryable: bool,
+        items: tuple = (),
+        answered: bool = True,
+        retry_after: float | None = None,
+    ):
         super().__init__(detail)
         self.detail, self.retryable, self.items = detail, retryable, items
         self.answered, self.unanswered = answered, False
+        self.retry_after = retry_after
 
 
 class _RequestIds(grpc.UnaryUnaryClientInterceptor):
@@ -332,10 +345,17 @@ def _refusal(error) -> _Refused:
         retryable = code in RETRYABLE_CODES
         said = getattr(error, "message", None) or str(error)
     code_name = code.name if code is not None else "no status"
+    # A quota error says when to come back: the longest of its errors' retry delays.
+    delays = [
+        item.details.quota_error_details.retry_delay.total_seconds()
+        for item in (failure.errors if failure is not None else ())
+        if "quota_error_details" in item.details
+    ]
     return _Refused(
         f"Google Ads answered {code_name}: {said}",
         retryable=retryable,
         answered=failure is not None,
+        retry_after=max(delays) if delays and max(delays) > 0 else None,
     )
 
 

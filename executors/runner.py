@@ -740,6 +740,8 @@ def _execute_on_channel(proposal_id: int) -> Proposal:
             return _fail(proposal, outcome.detail)
         # The next attempt is due after the backoff: nothing starts one before.
         delay = min(executor.retry_seconds * 2 ** (tried - 1), 600)
+        # Not before the channel said to come back (a quota's retry delay), up to an hour.
+        delay = max(delay, min(outcome.retry_after or 0, 3600))
         _hold(current, until=finished + timedelta(seconds=delay))
         after_commit(_retry_later, proposal_id, delay)
         return proposal

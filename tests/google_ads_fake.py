@@ -27,6 +27,7 @@ import time
 import uuid
 from concurrent import futures
 from dataclasses import dataclass, field
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import import_module
 from urllib.parse import parse_qs
@@ -189,6 +190,7 @@ class FakeGoogleAds:
         self.customer_id, self.developer_token = customer_id, developer_token
         self.refresh_token = refresh_token
         self.currency = "USD"  # the customer's currency (customer.currency_code)
+        self.quota_retry_seconds = 30  # a quota error's retry_delay
         self.state = State()
         self.calls: list[Call] = []
         self.token_requests: list[dict] = []
@@ -396,11 +398,13 @@ class FakeGoogleAds:
                         if fault[0] == "unknown":
                             raise Refusal(grpc.StatusCode.FAILED_PRECONDITION, unknown_failure())
                         code, (kind, name, message) = FAULTS[fault[0]]
+                        error = ads_error(kind, name, message)
+                        if kind == "quota":  # as Google Ads says when to come back
+                            error.details.quota_error_details.retry_delay = timedelta(
+                                seconds=self.quota_retry_seconds
+                            )
                         raise Refusal(
-                            code,
-                            errors.GoogleAdsFailure(
-                                errors=[ads_error(kind, name, message)], request_id=request_id
-                            ),
+                            code, errors.GoogleAdsFailure(errors=[error], request_id=request_id)
                         )
                     response = handler(request)
                     delay = next(

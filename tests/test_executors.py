@@ -188,7 +188,10 @@ def test_a_value_moved_on_google_ads_supersedes_the_proposal_and_nothing_is_sent
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("celery_worker")
 def test_a_quota_error_is_retried_and_the_next_attempt_succeeds(linked_google_ads):
+    """Not before Google Ads said to come back (the quota error's retry delay), which is
+    longer here than the runner's own first backoff."""
     linked_google_ads.fail_next("quota", method="MutateAdGroups")
+    linked_google_ads.quota_retry_seconds = 3
 
     proposal = evaluated(bid_adjustment("2.12"))
     wait_until(settled(proposal))
@@ -198,6 +201,7 @@ def test_a_quota_error_is_retried_and_the_next_attempt_succeeds(linked_google_ad
     assert first.status == "failed" and "RESOURCE_EXHAUSTED" in first.error
     assert first.request_ids  # the refused call's id among them
     assert second.status == "succeeded"
+    assert (second.started_at - first.finished_at).total_seconds() >= 3
     assert linked_google_ads.state.ad_groups[301].cpc_bid_micros == 2_120_000
     assert bid() == Decimal("2.12")
     changes = Campaign.history.filter(external_id="brand-search", history_actor="executor")

@@ -155,6 +155,7 @@ def test_a_quota_error_is_worth_retrying_and_the_next_attempt_succeeds(google_ad
 
     assert first.result == "failed" and first.retryable
     assert "RESOURCE_EXHAUSTED" in first.detail and "quota_error" in first.detail
+    assert first.retry_after == 30  # as Google Ads said: come back in 30 seconds
     assert first.request_ids[-1] == google_ads.calls[-1].request_id  # the refused call's id
     assert google_ads.state.budgets[201] == 1_000_000_000
 
