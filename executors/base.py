@@ -132,3 +132,10 @@ class ChannelExecutor(Executor):
     def carry_out(self, *, request: dict[str, Any], account: Account) -> Outcome:
         """Send a frozen request, outside any transaction. May raise ``ChannelError``."""
         raise NotImplementedError
+
+    def sends_again(self, request: dict[str, Any]) -> bool:
+        """Whether the runner may send ``request`` again after an attempt whose worker stopped
+        while it was under way (it may have been carried out): yes where the channel finds out
+        itself that it was (a key it deduplicates on, a value it reads first); no where a
+        second request would do it twice, and the execution fails for a person to check."""
+        return True

@@ -227,6 +227,11 @@ class GoogleAdsExecutor(ChannelExecutor):
             },
         )
 
+    def sends_again(self, request: dict[str, Any]) -> bool:
+        # A value set is read first and not sent if it holds already; ads are created anew by
+        # every request (Google Ads has no idempotency key for a creation).
+        return request["action"]["action_type"] != "creative_deployment"
+
 
 def _reached(live: Mapping[str, Mapping[str, str]], proposed: Mapping[str, Mapping[str, str]]):
     def same(a: str, b: str) -> bool:

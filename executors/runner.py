@@ -82,6 +82,11 @@ logger = logging.getLogger(__name__)
 LEDGER_EXECUTOR = FALLBACK.name
 # How long an attempt waits when its account has all the requests its executor is given.
 ENDPOINT_BUSY_WAIT = timedelta(seconds=2)
+STOPPED = "the worker stopped while the request was under way"
+STOPPED_NOT_SENT_AGAIN = (
+    f"{STOPPED}, so it may have been carried out; not sent again, since the channel cannot "
+    "tell and sending it again could do it twice: check the channel before retrying"
+)
 
 
 class GuardrailRefusal(Exception):
@@ -622,14 +627,17 @@ def _execute_on_channel(proposal_id: int) -> Proposal:
                 return proposal
             if current.lease_until and current.lease_until > now:
                 return proposal  # an attempt is under way, or the next is not due yet
-            for stopped in _this_round(proposal, current).filter(status=ExecutionStatus.RUNNING):
-                stopped.status, stopped.finished_at = ExecutionStatus.FAILED, now
-                stopped.error = "the worker stopped while the request was under way"
-                stopped.save()  # saved: on record
             try:
                 executor = executor_named(current.executor)
             except LookupError as error:
+                _stopped_attempts_failed(proposal, current, now, STOPPED)
                 return _fail(proposal, str(error))
+            if executor.sends_again(current.request):
+                _stopped_attempts_failed(proposal, current, now, STOPPED)
+            elif _stopped_attempts_failed(proposal, current, now, STOPPED_NOT_SENT_AGAIN):
+                # Its answer never came and the channel cannot tell it was done (ads created):
+                # sending it again could do it twice. A person looks first.
+                return _fail(proposal, STOPPED_NOT_SENT_AGAIN)
         else:
             return proposal  # executed already, or no longer approved: nothing to do
         # Every attempt, not only the first, checks what the first does: a kill switch
@@ -745,6 +753,18 @@ def _execute_on_channel(proposal_id: int) -> Proposal:
         _hold(current, until=finished + timedelta(seconds=delay))
         after_commit(_retry_later, proposal_id, delay)
         return proposal
+
+
+def _stopped_attempts_failed(
+    proposal: Proposal, current: ExecutionRound, now: datetime, error: str
+) -> int:
+    """The round's attempts still under way whose lease ran out (their worker stopped) marked
+    failed, saying ``error``, with history; how many there were."""
+    stopped = list(_this_round(proposal, current).filter(status=ExecutionStatus.RUNNING))
+    for attempt in stopped:
+        attempt.status, attempt.finished_at, attempt.error = ExecutionStatus.FAILED, now, error
+        attempt.save()  # saved: on record
+    return len(stopped)
 
 
 def _carried_out(executor: ChannelExecutor, current: ExecutionRound, account: Account) -> Outcome:

@@ -8,9 +8,12 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
+from django.utils import timezone
 
 from approvals.models import Proposal
 from approvals.services.decisions import proposal_approve
+from executors.google_ads import GoogleAdsExecutor
+from executors.models import ExecutionRound
 from executors.runner import proposal_execute
 from ledger.models import Campaign
 from tests.conftest import bid_adjustment, creative, creative_batch, wait_until
@@ -59,6 +62,42 @@ def test_ads_whose_creation_got_no_answer_are_not_created_again(linked_google_ad
     assert "DEADLINE_EXCEEDED" in attempt.error
     assert "may have been created in ad group 303" in attempt.error
     assert "another attempt cannot help" in attempt.error
+
+
+@pytest.mark.django_db
+def test_ads_a_dead_worker_was_creating_are_not_created_again_once_its_lease_runs_out(
+    linked_google_ads, monkeypatch
+):
+    """The worker died with the creation under way (Google Ads made the ad; its answer was
+    never recorded). Once the attempt's lease runs out the stall sweep sends the execution
+    again: the request is not sent a second time (it would create the ad twice); the
+    execution fails, saying so, for a person to check."""
+    proposal = evaluated(creative_batch(creative("Search smarter")))
+    if proposal.status == "pending_review":
+        operator = get_user_model().objects.get(username="operator")
+        proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    carry_out_for_real = GoogleAdsExecutor.carry_out
+
+    def created_then_killed(self, *, request, account):
+        carry_out_for_real(self, request=request, account=account)
+        raise KeyboardInterrupt("the worker was killed")
+
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(GoogleAdsExecutor, "carry_out", created_then_killed)
+        proposal_execute(proposal_id=proposal.pk)
+    assert Proposal.objects.get(pk=proposal.pk).status == "executing"
+    ExecutionRound.objects.filter(proposal=proposal).update(lease_until=timezone.now())
+
+    failed = proposal_execute(proposal_id=proposal.pk)  # as the stall sweep's task does
+
+    assert failed.status == "failed"
+    assert len(linked_google_ads.state.ads) == 1  # created once, never twice
+    assert len(linked_google_ads.mutations(validate_only=False)) == 1
+    attempt = failed.executions.get()  # not sent again
+    assert attempt.status == "failed"
+    assert attempt.error.startswith("the worker stopped while the request was under way")
+    assert "not sent again" in attempt.error
+    assert "not sent again" in failed.history.latest().history_change_reason
 
 
 @pytest.mark.django_db(transaction=True)
