@@ -12,3 +12,10 @@ class ExecutorsConfig(AppConfig):
         # The stall sweep (approvals') sends executions again through this app, which knows
         # the channel executors' leases: approvals never imports it.
         on_stall_sweep(executions_requeue_stalled)
+
+        from executors.registry import channel_refusals
+        from policies.services import channel_refusals_register
+
+        # What a channel refuses outright is a guardrail (policies', which never imports this
+        # app): blocked when submitted, refused when approved or carried out.
+        channel_refusals_register(channel_refusals)

@@ -89,6 +89,13 @@ class Executor:
         """Whether this executor carries out ``action_type`` on ``account``."""
         raise NotImplementedError
 
+    def refusals(self, *, account: Account, action_type: ActionType, payload: dict) -> list[str]:
+        """What this executor's channel would refuse outright about the action, if this
+        executor carries it out, in words: a guardrail, so the proposal is blocked when
+        submitted, and an approval or an execution refused, rather than a person approving
+        what can never run. Cheap checks first: it is asked at every evaluation."""
+        return []
+
 
 class ChannelExecutor(Executor):
     """An executor that reaches outside the database; run by the shared channel runner."""

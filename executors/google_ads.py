@@ -24,6 +24,7 @@ Money is the ledger's decimal (2 places) ↔ micros.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -48,6 +49,19 @@ ACTION_TYPES = frozenset(
         "creative_deployment",
     }
 )
+
+
+# A creative's texts, as they go into a responsive search ad, with what Google Ads takes.
+TEXT_LIMITS = (
+    ("headline", "headline", 30, "headline"),
+    ("call_to_action", "call to action", 30, "headline"),
+    ("body", "body", 90, "description"),
+)
+
+
+def text_width(text: str) -> int:
+    """Characters as Google Ads counts them: wide (East Asian) characters count as two."""
+    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
 
 
 class GoogleAdsNotLinked(Exception):
@@ -178,6 +192,25 @@ class GoogleAdsExecutor(ChannelExecutor):
             and action_type.name in ACTION_TYPES
             and GoogleAdsLink.objects.filter(account=account).exists()
         )
+
+    def refusals(self, *, account: Account, action_type, payload: dict) -> list[str]:
+        """Creative text longer than a responsive search ad takes (Google Ads would refuse
+        it when validated): the link is read only if some text is too long."""
+        if action_type.name != "creative_deployment" or account.channel != Channel.GOOGLE_ADS:
+            return []
+        creatives = payload.get("creatives")
+        too_long = [
+            f"Creative {number}'s {label} is {width} characters; Google Ads takes at most "
+            f"{limit} in a responsive search ad's {part}."
+            for number, creative in enumerate(creatives if isinstance(creatives, list) else [], 1)
+            if isinstance(creative, dict)
+            for field_name, label, limit, part in TEXT_LIMITS
+            if isinstance(creative.get(field_name), str)
+            and (width := text_width(creative[field_name])) > limit
+        ]
+        if too_long and GoogleAdsLink.objects.filter(account=account).exists():
+            return too_long
+        return []
 
     def freeze(self, *, proposal, action_type, campaigns, targets, key, previous) -> Frozen:
         """The action against the ledger's values now (those the runner checked against the

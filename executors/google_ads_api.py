@@ -57,6 +57,16 @@ RETRYABLE_CODES = frozenset(
     }
 )
 
+# Statuses that come when no answer did: the call may or may not have been carried out.
+NO_ANSWER_CODES = frozenset(
+    {
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.UNKNOWN,
+    }
+)
+
 STATUS_TO_LEDGER = {"ENABLED": "active", "PAUSED": "paused"}
 STATUS_TO_API = {ledger: api for api, ledger in STATUS_TO_LEDGER.items()}
 STRATEGY_TO_LEDGER = {
@@ -354,7 +364,9 @@ def _refusal(error) -> _Refused:
     return _Refused(
         f"Google Ads answered {code_name}: {said}",
         retryable=retryable,
-        answered=failure is not None,
+        # Google Ads' own failure, or a status that is an answer (refused, not found): nothing
+        # was carried out. The deadline passing or the connection lost says nothing either way.
+        answered=failure is not None or (code is not None and code not in NO_ANSWER_CODES),
         retry_after=max(delays) if delays and max(delays) > 0 else None,
     )
 

@@ -46,6 +46,16 @@ def executor_for(*, account: Account, action_type: ActionType) -> Executor:
     return FALLBACK
 
 
+def channel_refusals(*, account: Account, action_type: ActionType, payload: dict) -> list[str]:
+    """What the channels refuse outright about the action (``Executor.refusals``), for the
+    guardrails (registered with ``policies.services.channel_refusals_register``)."""
+    return [
+        reason
+        for executor in _registered
+        for reason in executor.refusals(account=account, action_type=action_type, payload=payload)
+    ]
+
+
 def executor_named(name: str) -> Executor:
     """The executor that recorded itself as ``name`` (a round under way stays with it)."""
     for executor in registered():

@@ -62,6 +62,17 @@ def approval_rate_reader_register(reader: Callable[[Agent], float | None]) -> No
     _approval_rate_reader = reader
 
 
+# What an account's channel refuses outright about an action (Google Ads: texts longer than
+# it takes), in words: said by the executors app, which registers its reader in its ready(),
+# so that policies never imports it. Called with account=, action_type=, payload=.
+_channel_refusals: Callable[..., list[str]] | None = None
+
+
+def channel_refusals_register(reader: Callable[..., list[str]]) -> None:
+    global _channel_refusals
+    _channel_refusals = reader
+
+
 def rule_from_policy(policy: Policy, version: int | None = None) -> engine.Rule:
     return engine.Rule(
         policy_id=policy.id,  # a historical record's pk is its history id
@@ -236,7 +247,8 @@ def guardrail_blocks(
     counted_in_batch: int = 0,
     counted_approved: Sequence[int] = (),
 ) -> list[str]:
-    """What the guardrails refuse outright: strategy locks and budget caps. ``campaigns`` are
+    """What the guardrails refuse outright: strategy locks, budget caps, and what the
+    account's channel would refuse (``channel_refusals_register``). ``campaigns`` are
     those the action touches, as the ledger has them; ``account_campaigns``, all of the
     account's, if already read: their daily budgets and statuses are those the action is
     judged after (a batch's, with the actions it approved before this one, ``counted_in_batch``
@@ -248,6 +260,8 @@ def guardrail_blocks(
             for campaign in campaigns.values()
             if campaign.strategy_locked
         ]
+    if _channel_refusals is not None:
+        blocks += _channel_refusals(account=account, action_type=action_type, payload=payload)
     return blocks + _budget_cap_findings(
         action_type,
         account,

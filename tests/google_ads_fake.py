@@ -261,7 +261,8 @@ class FakeGoogleAds:
     def fail_next(self, kind: str, method: str | None = None, *, after: int = 0) -> None:
         """The next call (of ``method``, e.g. ``MutateAdGroups``, or any) fails with ``kind``:
         ``quota`` (RESOURCE_EXHAUSTED, a quota error), ``permission`` (PERMISSION_DENIED),
-        ``unknown`` (an error code the library has no name for); ``after``: the first so many
+        ``unknown`` (an error code the library has no name for), ``bare_permission``
+        (PERMISSION_DENIED with no Google Ads failure record); ``after``: the first so many
         matching calls are answered as usual."""
         self._faults.append([kind, method, after])
 
@@ -397,6 +398,9 @@ class FakeGoogleAds:
                         self._faults.remove(fault)
                         if fault[0] == "unknown":
                             raise Refusal(grpc.StatusCode.FAILED_PRECONDITION, unknown_failure())
+                        if fault[0] == "bare_permission":  # a status, no failure record
+                            context.set_trailing_metadata((("request-id", request_id),))
+                            context.abort(grpc.StatusCode.PERMISSION_DENIED, "Not allowed.")
                         code, (kind, name, message) = FAULTS[fault[0]]
                         error = ads_error(kind, name, message)
                         if kind == "quota":  # as Google Ads says when to come back

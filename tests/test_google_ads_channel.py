@@ -24,8 +24,8 @@ from executors.google_ads import GoogleAdsAction, GoogleAdsOutcome, google_ads_f
 from executors.google_ads_api import google_ads_execute
 from executors.models import GoogleAdsCampaign, GoogleAdsLink
 from ledger.models import Account
-from tests.conftest import link_demo_account, reallocation
-from tests.factories import submitted
+from tests.conftest import creative, creative_batch, link_demo_account, reallocation
+from tests.factories import evaluated, submitted
 from tests.google_ads_fake import CUSTOMER, SECRETS, FakeGoogleAds
 
 
@@ -200,6 +200,21 @@ def test_no_amount_is_sent_to_a_customer_that_keeps_its_money_in_another_currenc
     assert paused.result == "done"
 
 
+def test_a_creation_refused_by_a_bare_status_is_a_refusal_not_a_lost_answer(google_ads):
+    """A status that answers (permission denied) with no Google Ads failure record says
+    nothing was created: not "they may have been created, check before retrying"."""
+    google_ads.fail_next("bare_permission", method="MutateAdGroupAds", after=1)
+
+    outcome = carry_out(
+        "creative_deployment", {"campaign": "display-retarget", "creatives": creatives(1)}
+    )
+
+    assert outcome.result == "failed" and not outcome.retryable
+    assert "PERMISSION_DENIED" in outcome.detail
+    assert "may have been created" not in outcome.detail
+    assert google_ads.state.ads == {}
+
+
 def test_credentials_google_refuses_are_a_permanent_failure(google_ads):
     GoogleAdsLink.objects.update(refresh_token="1//revoked")
 
@@ -280,6 +295,28 @@ def test_creatives_google_ads_would_refuse_are_refused_before_any_is_sent(google
     assert "TOO_LONG" in outcome.items[1].error and not outcome.items[0].error
     assert google_ads.mutations(validate_only=False) == []
     assert google_ads.state.ads == {}
+
+
+def test_a_creative_longer_than_google_ads_takes_is_blocked_when_submitted(google_ads):
+    """Nobody approves what Google Ads would refuse: the agent is told why at once. Wide
+    characters count as two, as Google Ads counts them."""
+    long = "A headline far longer than the thirty characters allowed"
+    proposal = evaluated(creative_batch(creative(headline=long), creative(body="八" * 46)))
+
+    assert proposal.status == "blocked"
+    assert proposal.guardrail_findings["block"] == [
+        f"Creative 1's headline is {len(long)} characters; Google Ads takes at most 30 in a "
+        "responsive search ad's headline.",
+        "Creative 2's body is 92 characters; Google Ads takes at most 90 in a responsive "
+        "search ad's description.",
+    ]
+    assert google_ads.calls == []
+
+    within = evaluated(creative_batch(creative(headline="Thirty characters, exactly!!!!")))
+    assert within.status == "pending_review", within.verdict_reasons
+    # Not linked, the ledger carries creatives out: nothing of Google Ads' to refuse.
+    GoogleAdsLink.objects.all().delete()
+    assert evaluated(creative_batch(creative(headline=long))).status == "pending_review"
 
 
 # The credentials in the console.
