@@ -390,14 +390,13 @@ def proposals_execute(*, proposal_ids: Sequence[int], joining: Sequence[int] = (
     their channel), as is anything they need."""
     proposal_ids = sorted(set(proposal_ids))  # those alone, too, in the order they were made
     joining = set(joining) - set(proposal_ids)
-    try:
-        executions = _execute_together(sorted([*proposal_ids, *joining]))
-    except OperationalError:
-        raise  # transient (lock timeout, lost connection): the task retries
-    except Exception:
-        logger.exception(
-            "Executing proposals %s together failed: each is tried alone", proposal_ids
-        )
+    executions = _together_or_nothing([*proposal_ids, *joining])
+    if executions is None and joining:
+        # One taken along may be what failed: it is left to its own task, these go on.
+        joining = set()
+        executions = _together_or_nothing(proposal_ids)
+    if executions is None:
+        logger.warning("Executing proposals %s together failed: each is tried alone", proposal_ids)
         executions = Executions()
     executions.for_channel = [pk for pk in executions.for_channel if pk not in joining]
     for proposal_id in proposal_ids:
@@ -413,6 +412,17 @@ def proposals_execute(*, proposal_ids: Sequence[int], joining: Sequence[int] = (
         else:
             executions.settled[proposal_id] = executed
     return executions
+
+
+def _together_or_nothing(proposal_ids: Sequence[int]) -> Executions | None:
+    """``_execute_together``, or None if it failed (logged; nothing of it was done)."""
+    try:
+        return _execute_together(sorted(proposal_ids))
+    except OperationalError:
+        raise  # transient (lock timeout, lost connection): the task retries
+    except Exception:
+        logger.exception("Executing proposals %s together failed", sorted(proposal_ids))
+        return None
 
 
 def _execute_together(proposal_ids: Sequence[int]) -> Executions:

@@ -187,6 +187,25 @@ def test_an_execution_takes_along_the_approved_proposals_still_waiting_for_their
 
 
 @pytest.mark.django_db
+def test_one_taken_along_that_cannot_be_done_together_leaves_the_rest_together(demo_world):
+    """A waiting proposal that breaks the set (its action type no longer exists) is left to
+    its own task; the task's own proposals are still carried out together, not each alone."""
+    campaigns("one", "two", "three")
+    broken = approved(bid_adjustment("1.05", "three"))
+    Proposal.objects.filter(pk=broken.pk).update(action_type="retired_action")
+    first = approved(bid_adjustment("1.05", "one"))
+    second = approved(bid_adjustment("1.04", "two"))
+
+    execute_proposals([first.pk, second.pk])
+
+    done = Execution.objects.filter(proposal__in=[first, second])
+    assert sorted(done.values_list("status", flat=True)) == ["succeeded", "succeeded"]
+    assert len(set(done.values_list("started_at", flat=True))) == 1, "in one transaction"
+    assert Proposal.objects.get(pk=broken.pk).status == ProposalStatus.APPROVED
+    assert attempts(broken) == []
+
+
+@pytest.mark.django_db
 def test_a_set_costs_the_same_statements_whatever_its_size(demo_world):
     """Executing a set is a few statements for the whole set, not a few per proposal."""
     campaigns(*(f"c-{n}" for n in range(12)))
