@@ -14,7 +14,6 @@ from approvals.services.idempotency import idempotency_records_purge
 from approvals.services.proposals import proposal_evaluate
 from approvals.services.recovery import proposals_requeue_stalled
 from hitlproject.queueing import TRANSIENT, after_commit
-from hitlproject.queueing import enqueue_after_commit as enqueue_after_commit
 from hitlproject.queueing import send_each as _send_each
 
 # The executors app's task that carries out approved proposals, a list of ids to a message.

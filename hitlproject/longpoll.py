@@ -25,7 +25,6 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 from asgiref.sync import SyncToAsync, markcoroutinefunction, sync_to_async
@@ -39,6 +38,7 @@ from hitlproject import wakeups
 from hitlproject.api import api_exception_handler, as_api_exception
 from hitlproject.errors import Busy
 from hitlproject.inflight import SCOPE_KEY, Place
+from hitlproject.once import made_once
 
 LONGEST_WAIT = 60
 # Re-read this often when no wake-ups can be had (no ASGI server, a subscription lost).
@@ -216,7 +216,7 @@ TOO_MANY_WAITS_DESCRIPTION = (
 )
 
 
-@cache
+@made_once
 def _readers() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=settings.LONG_POLL_READERS, thread_name_prefix="longpoll")
 

@@ -24,7 +24,6 @@ import socket
 import ssl
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cache
 from urllib.parse import urlsplit
 
 import certifi
@@ -32,6 +31,7 @@ import httpx
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from hitlproject.once import made_once
 from hitlproject.signing import SIGNATURE_HEADER, signed_now
 
 RETRIED_STATUSES = {408, 429}  # and every 5xx
@@ -134,7 +134,7 @@ async def _resolve(url: str) -> Destination:
     )
 
 
-@cache
+@made_once
 def _tls() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 

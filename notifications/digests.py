@@ -55,7 +55,9 @@ def digest_send(*, recipient_id: int, channel: str, now: datetime) -> int:
         # One run at a time per person: two runs that each locked part of a person's held
         # notifications would send two digests where the route says one. A run that finds
         # the person taken leaves them to the run that has them.
-        person = get_user_model().objects.select_for_update(skip_locked=True)
+        # FOR NO KEY UPDATE: rows that refer to the person (notifications, decisions,
+        # history) are written meanwhile as ever.
+        person = get_user_model().objects.select_for_update(skip_locked=True, no_key=True)
         if not person.filter(pk=recipient_id).values_list("pk", flat=True):
             return 0
         held = list(
