@@ -274,6 +274,7 @@ def notifications_sent_before_teardown(request) -> Iterator[None]:
         return
     # The database set up before this fixture, so that it is emptied only after the wait.
     request.getfixturevalue("transactional_db" if transactional else "db")
+    flush_yields_to_the_worker(False)
     yield
     from notifications.models import Notification, NotificationStatus
 
@@ -284,8 +285,22 @@ def notifications_sent_before_teardown(request) -> Iterator[None]:
         if not Notification.objects.filter(
             status=NotificationStatus.PENDING, next_attempt_at__lte=soon
         ).exists():
-            return
+            break
         time.sleep(0.1)
+    if transactional:
+        flush_yields_to_the_worker(True)
+
+
+def flush_yields_to_the_worker(yields: bool) -> None:
+    """Whatever else the worker may still be writing when the tables are emptied (an execution
+    the test started and never waited for, a callback), PostgreSQL's deadlock check ends the
+    worker's transaction rather than the flush: the worker's session notices first (its
+    deadlock_timeout is the default second; the flush's, 30 s), and its task is retried. Set
+    for the flush, reset for the next test."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SET deadlock_timeout = '30s'" if yields else "RESET deadlock_timeout")
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 30, interval: float = 0.1):
