@@ -144,13 +144,11 @@ def google_ads_server() -> Iterator[FakeGoogleAds]:
     fake.stop()
 
 
-def link_demo_account(fake: FakeGoogleAds) -> None:
-    """The demo account linked to ``fake``, whose campaigns become the ledger's."""
-    account = Account.objects.get(external_id="demo")
-    GoogleAdsLink.objects.create(
-        account=account, customer_id=CUSTOMER, client_id="client-id.apps", **SECRETS
-    )
-    for campaign in Campaign.objects.filter(account=account):
+def google_ads_holds_demo_campaigns(fake: FakeGoogleAds) -> list[tuple[Campaign, int, int]]:
+    """``fake`` holding the demo ledger's campaigns as the ledger has them; each campaign with
+    its campaign id and ad group id there."""
+    placed = []
+    for campaign in Campaign.objects.filter(account__external_id="demo"):
         campaign_id, budget_id, ad_group_id = PLACES[campaign.external_id]
         fake.add_campaign(
             campaign_id=campaign_id,
@@ -159,6 +157,17 @@ def link_demo_account(fake: FakeGoogleAds) -> None:
             ad_group_id=ad_group_id,
             cpc_bid_micros=int(campaign.bid * 1_000_000),
         )
+        placed.append((campaign, campaign_id, ad_group_id))
+    return placed
+
+
+def link_demo_account(fake: FakeGoogleAds) -> None:
+    """The demo account linked to ``fake``, whose campaigns become the ledger's."""
+    account = Account.objects.get(external_id="demo")
+    GoogleAdsLink.objects.create(
+        account=account, customer_id=CUSTOMER, client_id="client-id.apps", **SECRETS
+    )
+    for campaign, campaign_id, ad_group_id in google_ads_holds_demo_campaigns(fake):
         GoogleAdsCampaign.objects.create(
             campaign=campaign,
             google_campaign_id=campaign_id,

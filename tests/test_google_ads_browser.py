@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 from approvals.models import Proposal
 from executors.models import GoogleAdsCampaign, GoogleAdsLink
 from ledger.models import Account, Campaign
-from tests.conftest import bid_adjustment, wait_until
+from tests.conftest import bid_adjustment, google_ads_holds_demo_campaigns, wait_until
 from tests.factories import submitted
 from tests.google_ads_fake import CUSTOMER, PLACES, SECRETS
 from tests.test_browser import browser, log_in  # noqa: F401 (a fixture)
@@ -26,15 +26,7 @@ def google_ads(google_ads_server, demo_world, settings):
     """The worker's Google Ads holding the demo campaigns; the account not linked yet."""
     google_ads_server.clear()
     settings.GOOGLE_ADS_API_ENDPOINT, settings.GOOGLE_ADS_TOKEN_URI = google_ads_server.endpoints
-    for campaign in Campaign.objects.filter(account__external_id="demo"):
-        campaign_id, budget_id, ad_group_id = PLACES[campaign.external_id]
-        google_ads_server.add_campaign(
-            campaign_id=campaign_id,
-            budget_id=budget_id,
-            amount_micros=int(campaign.daily_budget * 1_000_000),
-            ad_group_id=ad_group_id,
-            cpc_bid_micros=int(campaign.bid * 1_000_000),
-        )
+    google_ads_holds_demo_campaigns(google_ads_server)
     return google_ads_server
 
 
