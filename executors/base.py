@@ -37,9 +37,12 @@ class ChannelError(Exception):
     """A channel call that did not carry the action out. ``permanent``: trying again cannot
     help (refused, not allowed, not set up); otherwise another attempt, later, may."""
 
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
+    def __init__(
+        self, message: str, *, permanent: bool = False, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.retry_after = retry_after  # seconds the channel asked to be left alone
 
 
 @dataclass(frozen=True)

@@ -782,7 +782,12 @@ def _carried_out(executor: ChannelExecutor, current: ExecutionRound, account: Ac
     try:
         return executor.carry_out(request=current.request, account=account)
     except ChannelError as error:
-        return Outcome("failed", retryable=not error.permanent, detail=str(error))
+        return Outcome(
+            "failed",
+            retryable=not error.permanent,
+            detail=str(error),
+            retry_after=error.retry_after,
+        )
 
 
 def _record_carried_out(

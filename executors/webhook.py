@@ -104,4 +104,6 @@ def _post(request: dict[str, Any], account: Account) -> None:
         said = "the endpoint timed out"
     else:
         said = f"the endpoint could not be reached: {sent.result}"
-    raise ChannelError(said, permanent=not sent.retry)
+    if sent.retry_after is not None:
+        said += f" (Retry-After: {sent.retry_after:g} s)"
+    raise ChannelError(said, permanent=not sent.retry, retry_after=sent.retry_after)

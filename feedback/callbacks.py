@@ -133,7 +133,9 @@ def callback_event_deliver(*, event_id: int) -> CallbackEvent | None:
     if delivered:
         event.status, event.delivered_at = DeliveryStatus.DELIVERED, finished
     elif retry and event.attempts < settings.CALLBACK_MAX_ATTEMPTS:
-        event.next_attempt_at = finished + _backoff(event.attempts)
+        # Not before the endpoint said to come back (Retry-After), up to an hour.
+        wait = max(_backoff(event.attempts), timedelta(seconds=min(sent.retry_after or 0, 3600)))
+        event.next_attempt_at = finished + wait
     else:
         event.status = DeliveryStatus.FAILED
     # Recorded only if this attempt is still the event's latest: a sender that outlived its

@@ -24,6 +24,8 @@ import socket
 import ssl
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import certifi
@@ -45,6 +47,24 @@ class Sent:
     delivered: bool
     retry: bool  # worth trying again, if not delivered
     result: str  # what happened, in words
+    retry_after: float | None = None  # seconds the endpoint asked to be left alone (Retry-After)
+
+
+def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
+    """An HTTP ``Retry-After`` value (seconds, or an HTTP date) as seconds from now; None if
+    absent or not understood, 0 for a date already past."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 class RefusedDestination(Exception):
@@ -139,7 +159,7 @@ def _tls() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
-async def _post(url: str, body: bytes, headers: dict[str, str]) -> int:
+async def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str | None]:
     destination = await _resolve(url)
     async with httpx.AsyncClient(
         verify=_tls(),
@@ -155,11 +175,13 @@ async def _post(url: str, body: bytes, headers: dict[str, str]) -> int:
             extensions={"sni_hostname": destination.server_name},
         )
         response = await client.send(request, stream=True)
-        await response.aclose()  # only the status is read
-        return response.status_code
+        await response.aclose()  # only the status and the Retry-After are read
+        return response.status_code, response.headers.get("Retry-After")
 
 
-async def _post_within_deadline(url: str, body: bytes, headers: dict[str, str]) -> int:
+async def _post_within_deadline(
+    url: str, body: bytes, headers: dict[str, str]
+) -> tuple[int, str | None]:
     async with asyncio.timeout(settings.OUTBOUND_DEADLINE):
         return await _post(url, body, headers)
 
@@ -171,7 +193,7 @@ def send_signed(url: str, body: bytes, *, secret: str, headers: dict[str, str]) 
         **headers,
     }
     try:
-        code = asyncio.run(_post_within_deadline(url, body, headers))
+        code, retry_after = asyncio.run(_post_within_deadline(url, body, headers))
     except RefusedDestination as refused:
         return Sent(False, refused.retry, f"refused: {refused}"[:500])
     except (TimeoutError, httpx.TimeoutException):
@@ -182,7 +204,8 @@ def send_signed(url: str, body: bytes, *, secret: str, headers: dict[str, str]) 
         return Sent(False, True, f"{type(error).__name__}: {error}"[:500])
     if 200 <= code < 300:
         return Sent(True, False, f"HTTP {code}")
-    return Sent(False, code >= 500 or code in RETRIED_STATUSES, f"HTTP {code}")
+    retry = code >= 500 or code in RETRIED_STATUSES
+    return Sent(False, retry, f"HTTP {code}", retry_after_seconds(retry_after) if retry else None)
 
 
 async def _check(url: str) -> None:

@@ -425,10 +425,15 @@ class Receiver:
     what it was sent."""
 
     def __init__(
-        self, *statuses: int, host: str = "127.0.0.1", hold: threading.Event | None = None
+        self,
+        *statuses: int,
+        host: str = "127.0.0.1",
+        hold: threading.Event | None = None,
+        retry_after: str | None = None,
     ) -> None:
         """``hold``: each answer waits until it is set (at most 2 s, within the outbound
-        deadline the tests' worker has), as a slow endpoint does."""
+        deadline the tests' worker has), as a slow endpoint does; ``retry_after``: the
+        ``Retry-After`` every answer other than a 2xx carries."""
         self.statuses = list(statuses) or [200]
         self.received: list[dict] = []
         receiver = self
@@ -440,7 +445,10 @@ class Receiver:
                 if hold is not None:
                     hold.wait(timeout=2)
                 statuses = receiver.statuses
-                self.send_response(statuses.pop(0) if len(statuses) > 1 else statuses[0])
+                status = statuses.pop(0) if len(statuses) > 1 else statuses[0]
+                self.send_response(status)
+                if retry_after is not None and not 200 <= status < 300:
+                    self.send_header("Retry-After", retry_after)
                 self.end_headers()
 
             def log_message(self, *args):
@@ -484,8 +492,8 @@ def channel(demo_world) -> Iterator[Callable[..., "Receiver"]]:
     """The demo account's channel endpoint, answering with the statuses given in turn."""
     endpoints: list[Receiver] = []
 
-    def answering(*statuses: int) -> Receiver:
-        endpoint = Receiver(*statuses)
+    def answering(*statuses: int, retry_after: str | None = None) -> Receiver:
+        endpoint = Receiver(*statuses, retry_after=retry_after)
         endpoints.append(endpoint)
         Account.objects.filter(external_id="demo").update(execution_endpoint=endpoint.url)
         return endpoint

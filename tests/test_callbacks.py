@@ -2,6 +2,7 @@
 retried when the endpoint fails, and never in the way of the decision itself."""
 
 import time
+from datetime import datetime, timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -21,8 +22,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 def receiver(demo_world):
     receivers = []
 
-    def listening(*statuses: int) -> Receiver:
-        receiver = Receiver(*statuses)
+    def listening(*statuses: int, retry_after: str | None = None) -> Receiver:
+        receiver = Receiver(*statuses, retry_after=retry_after)
         receivers.append(receiver)
         Agent.objects.filter(name="optimizer").update(callback_url=receiver.url)
         return receiver
@@ -81,6 +82,22 @@ def test_a_failing_endpoint_is_retried_until_it_answers(receiver):
     assert (event.type, event.status, event.attempts) == ("proposal.rejected", "delivered", 3)
     assert [attempt["result"] for attempt in event.log] == ["HTTP 503", "HTTP 500", "HTTP 200"]
     assert len({r["headers"]["X-HITL-Delivery"] for r in endpoint.received}) == 1  # one event
+
+
+def test_an_endpoint_saying_when_to_come_back_is_not_sent_again_before(receiver):
+    receiver(429, 200, retry_after="120")
+    proposal = waiting_proposal()
+    operator = get_user_model().objects.get(username="operator")
+
+    proposal_reject(proposal_id=proposal.pk, reviewer=operator, reason_code="too_aggressive")
+
+    event = wait_until(
+        lambda: next((e for e in CallbackEvent.objects.all() if len(e.log) == 1), None)
+    )
+    tried_at = datetime.fromisoformat(event.log[0]["at"])
+    assert event.log[0]["result"] == "HTTP 429"
+    assert (event.status, event.next_attempt_at - tried_at) == ("pending", timedelta(seconds=120))
+    CallbackEvent.objects.update(status="failed")  # stop retrying before the test ends
 
 
 def test_an_endpoint_that_refuses_is_given_up_on_and_an_operator_resends(receiver, login):

@@ -7,6 +7,8 @@ import select
 import socket
 import threading
 import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import pytest
 from django.conf import settings
@@ -141,6 +143,25 @@ def test_a_request_to_an_ipv6_endpoint_names_its_host_in_brackets():
 
     assert send_signed(receiver.url, b"{}", secret="whsec_x", headers={}).delivered
     assert receiver.received[0]["headers"]["Host"] == f"[::1]:{receiver.server.server_port}"
+
+
+def test_an_endpoint_s_retry_after_is_read_as_seconds_or_as_a_date():
+    in_90_seconds = format_datetime(datetime.now(UTC) + timedelta(seconds=90), usegmt=True)
+    for status, header, low, high in [
+        (429, "120", 120, 120),
+        (503, in_90_seconds, 88, 90),
+        (503, "soon", None, None),  # not understood: the usual backoff
+    ]:
+        endpoint = Receiver(status, retry_after=header)
+        try:
+            sent = send_signed(endpoint.url, b"{}", secret="s", headers={})
+        finally:
+            endpoint.close()
+        assert (sent.delivered, sent.retry, sent.result) == (False, True, f"HTTP {status}")
+        if low is None:
+            assert sent.retry_after is None
+        else:
+            assert low <= sent.retry_after <= high
 
 
 def test_other_schemes_are_refused(settings):

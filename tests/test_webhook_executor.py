@@ -71,6 +71,20 @@ def test_a_failing_endpoint_is_retried_with_the_same_key_and_the_action_recorded
     assert changes.count() == 1
 
 
+def test_an_endpoint_saying_when_to_come_back_is_not_sent_again_before(channel):
+    """A 503 with Retry-After: 3 (the tests' worker backs off 0.2 s): the next attempt waits
+    the 3 seconds, and the attempt says what the endpoint asked."""
+    channel(503, 200, retry_after="3")
+    proposal = evaluated(bid_adjustment("2.12"))
+
+    wait_until(settled(proposal))
+
+    first, second = proposal.executions.order_by("attempt")
+    assert first.error == "the endpoint answered HTTP 503 (Retry-After: 3 s)"
+    assert second.status == "succeeded"
+    assert (second.started_at - first.finished_at).total_seconds() >= 3
+
+
 def test_an_endpoint_that_refuses_fails_the_execution_and_a_retry_is_a_new_request(channel):
     endpoint = channel(422, 200)
     proposal = evaluated(bid_adjustment("2.12"))
