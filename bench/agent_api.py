@@ -43,6 +43,7 @@ from bench.common import (  # noqa: E402
     bench_database,
     create_database,
     free_port,
+    make_campaigns,
     percentile,
     start_process,
     stop_process_group,
@@ -84,26 +85,7 @@ class Campaigns:
     """Campaigns of the demo account made for the benchmark, handed out one per proposal."""
 
     def __init__(self, count: int) -> None:
-        from audit.actors import Actor
-        from audit.history import create_with_history
-        from ledger.models import Account, Campaign
-
-        account = Account.objects.get(external_id="demo")
-        campaigns = [
-            Campaign(
-                account=account,
-                external_id=f"bench-{i:05d}",
-                name=f"Benchmark campaign {i}",
-                daily_budget="100.00",
-                bid=CAMPAIGN_BID,
-            )
-            for i in range(count)
-        ]
-        for start in range(0, count, 5000):
-            create_with_history(
-                Campaign, campaigns[start : start + 5000], actor=Actor.system("bench")
-            )
-        self.names = [campaign.external_id for campaign in campaigns]
+        self.names = make_campaigns(count, bid=CAMPAIGN_BID)
         self.next = 0
 
     def take(self, count: int) -> list[str]:

@@ -32,7 +32,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.common import bench_database, create_database, temporary_data_dir  # noqa: E402
+from bench.common import (  # noqa: E402
+    bench_database,
+    create_database,
+    make_campaigns,
+    temporary_data_dir,
+)
 
 DATABASE_URL = bench_database("profile")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -43,6 +48,10 @@ os.environ.update(
     REDIS_URL=REDIS_URL,
     HITL_CELERY_QUEUE=QUEUE,
     HITL_API_THROTTLE_RATE="100000000/min",
+    # Each execution alone, as a single submission's is when nothing else waits: the worker
+    # part runs a measure's tasks only after all its submissions, which would otherwise be
+    # taken along by the first.
+    HITL_EXECUTION_TAKES_ALONG="0",
     HITL_LOG_LEVEL="WARNING",
     HITL_DATA_DIR=temporary_data_dir("hitl-bench-profile-"),
 )
@@ -78,27 +87,11 @@ def setup() -> tuple[str, list[str]]:
 
     from django.core.management import call_command
 
-    from audit.actors import Actor
-    from audit.history import create_with_history
-    from ledger.models import Account, Campaign
-
     call_command("migrate", verbosity=0)
     out = StringIO()
     call_command("seed_demo", "--json", stdout=out)
     key = json.loads(out.getvalue())["agents"]["optimizer"]
-    account = Account.objects.get(external_id="demo")
-    campaigns = [
-        Campaign(
-            account=account,
-            external_id=f"bench-{i:05d}",
-            name=f"Benchmark campaign {i}",
-            daily_budget="100.00",
-            bid="1.00",
-        )
-        for i in range(CAMPAIGNS)
-    ]
-    create_with_history(Campaign, campaigns, actor=Actor.system("bench"))
-    return key, [campaign.external_id for campaign in campaigns]
+    return key, make_campaigns(CAMPAIGNS)
 
 
 def proposal(campaign: str) -> dict:
@@ -141,6 +134,9 @@ def run_worker_part() -> int:
 
     from hitlproject.celery import app
 
+    # Every app's tasks, as a worker imports them when it starts (executions are sent by name:
+    # nothing in the request's path imports the executors' tasks).
+    app.loader.import_default_modules()
     client = redis.Redis.from_url(REDIS_URL)
     ran = 0
     while (raw := client.rpop(QUEUE)) is not None:
