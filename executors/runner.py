@@ -141,6 +141,15 @@ def _reassessed(
     return None
 
 
+def _locked_one(proposal_id: int) -> Proposal:
+    """One proposal, locked (waiting for whoever holds it), as ``_locked_for_execution``
+    reads it; ``NotFound`` if there is none."""
+    locked = _locked_for_execution([proposal_id], skip_locked=False)
+    if not locked:
+        raise NotFound(f"There is no proposal #{proposal_id}.")
+    return locked[0]
+
+
 def _locked_for_execution(proposal_ids: Sequence[int], *, skip_locked: bool) -> list[Proposal]:
     """The proposals, locked until the surrounding transaction ends, in id order (those
     another transaction holds left out, with ``skip_locked``), with their agent and account,
@@ -553,10 +562,7 @@ def _execute_alone(proposal_id: int) -> Proposal | None:
     can end; None if it is a channel executor's."""
     actor = Actor.system("executor")
     with transaction.atomic(), acting_as(actor):
-        locked = _locked_for_execution([proposal_id], skip_locked=False)
-        if not locked:
-            raise NotFound(f"There is no proposal #{proposal_id}.")
-        proposal = locked[0]
+        proposal = _locked_one(proposal_id)
         if _for_channel(proposal):
             return None
         if proposal.status != ProposalStatus.APPROVED:
@@ -620,10 +626,7 @@ def _execute_on_channel(proposal_id: int) -> Proposal:
     one, or the last try fails the execution."""
     actor = Actor.system("executor")
     with transaction.atomic(), acting_as(actor):
-        locked = _locked_for_execution([proposal_id], skip_locked=False)
-        if not locked:
-            raise NotFound(f"There is no proposal #{proposal_id}.")
-        proposal = locked[0]
+        proposal = _locked_one(proposal_id)
         next_attempt = proposal.attempts_before + 1
         now = timezone.now()
         if proposal.status == ProposalStatus.APPROVED:
