@@ -22,6 +22,7 @@ from notifications.models import (
     Notification,
     NotificationChannel,
     NotificationKind,
+    NotificationStatus,
     ReachedBy,
     Route,
 )
@@ -175,13 +176,15 @@ class RouteDecisionTimes:
 
 def decision_times_by_route(*, days: int) -> list[RouteDecisionTimes]:
     """The dashboard's time to a person's decision, of the proposals each route told about
-    in the round people decided: a proposal two routes told about counts for both."""
+    in the round people decided: a proposal two routes told about counts for both. A message
+    held for a digest that the decision came before told nobody (held still, or not sent
+    once the digest ran): its route did not tell of that proposal."""
     decided = people_decided(since=timezone.now() - timedelta(days=days))
     told_by = Notification.objects.filter(
         proposal=OuterRef("pk"),
         review_round=OuterRef("review_round"),
         kind=NotificationKind.WAITING,
-    )
+    ).exclude(status__in=[NotificationStatus.HELD, NotificationStatus.NOT_SENT])
     routes = Route.objects.filter(
         Exists(decided.filter(Exists(told_by.filter(route=OuterRef(OuterRef("pk"))))))
     ).order_by("name", "pk")

@@ -19,7 +19,15 @@ from approvals.services.decisions import proposal_approve, proposal_reject
 from approvals.services.lifecycle import proposal_transition
 from audit.actors import Actor
 from notifications.deadlines import deadlines_sweep
-from notifications.models import DecisionDeadline, Notification, NotificationKind, Route
+from notifications.digests import notifications_send_digests
+from notifications.models import (
+    DecisionDeadline,
+    Delivery,
+    Notification,
+    NotificationKind,
+    NotificationStatus,
+    Route,
+)
 from policies.models import Policy
 from tests.conftest import reallocation, wait_until
 from tests.factories import evaluated
@@ -273,6 +281,42 @@ def test_dashboard_shows_the_share_decided_in_time_and_each_routes_time_to_decid
     assert cells[DEMO_ROUTE][1:] == ["3", "30 min", "78 min"]
     # The policy owner's route, of the two after it: 30 and 90 minutes.
     assert cells["Reallocations, to the policy owner"][1:] == ["2", "60 min", "84 min"]
+
+
+def route_rows(page) -> dict[str, list[str]]:
+    """The dashboard's time to a decision by route: each route's cells after its name."""
+    rows = re.findall(
+        r'<tr data-route="([^"]+)">(.*?)</tr>',
+        page.text.split('id="route-decision-times"')[1],
+        re.S,
+    )
+    return {route: re.findall(r"<td[^>]*>(.*?)</td>", row)[1:] for route, row in rows}
+
+
+@pytest.mark.django_db
+def test_a_route_whose_digest_never_went_did_not_tell_of_what_was_decided_first(demo_world, login):
+    """A digest route held a message that a decision made pointless: it told nobody of that
+    proposal, so its time to a decision does not count it, held or, once the digest ran,
+    not sent."""
+    digest = Route.objects.create(
+        name="Reallocations in a digest, to the policy owner",
+        delivery=Delivery.DIGEST,
+        digest_minutes=30,
+    )
+    digest.users.set([get_user_model().objects.get(username="policy-owner")])
+    operator = get_user_model().objects.get(username="operator")
+    proposal = evaluated(reallocation("150.00"))
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    decided_after(proposal, 10)
+    held = Notification.objects.get(proposal=proposal, route=digest)
+    assert held.status == NotificationStatus.HELD
+
+    assert route_rows(login("auditor").get("/admin/")) == {DEMO_ROUTE: ["1", "10 min", "10 min"]}
+
+    notifications_send_digests(now=timezone.now() + timedelta(minutes=31))
+    held.refresh_from_db()
+    assert held.status == NotificationStatus.NOT_SENT
+    assert route_rows(login("auditor").get("/admin/")) == {DEMO_ROUTE: ["1", "10 min", "10 min"]}
 
 
 @pytest.mark.django_db(transaction=True)
