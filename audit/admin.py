@@ -218,6 +218,24 @@ class AuditedHistoryAdmin(ConsoleAdmin, SimpleHistoryAdmin):
     def get_historical_record_context_helper(self, request, historical_record):
         return self.history_values(self.model, historical_record)
 
+    # One save of a change form is one historical record. django-simple-history writes one
+    # when the row is saved and another for each many-to-many relation the form then sets
+    # (a route's users and groups): an auditor would read one change as several. Here the
+    # record waits until the relations are saved too, and is written once, with them.
+    def save_model(self, request, obj, form, change) -> None:
+        records = getattr(type(obj), "_audited_history", None)
+        if records is not None and records.m2m_fields:
+            obj.skip_history_when_saving = True
+            obj._history_record_waits = True
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request, form, formsets, change) -> None:
+        obj = form.instance
+        super().save_related(request, form, formsets, change)
+        if getattr(obj, "_history_record_waits", False):
+            del obj.skip_history_when_saving, obj._history_record_waits
+            type(obj)._audited_history.create_historical_record(obj, "~" if change else "+")
+
     def revert_disabled(self, request, obj=None) -> bool:
         return True
 

@@ -36,9 +36,20 @@ def history_user(instance=None, request=None, **kwargs):
     return None
 
 
+class AuditedHistoricalRecords(HistoricalRecords):
+    """django-simple-history's records, kept on the model they track (``_audited_history``)
+    so that a change of fields and many-to-many relations saved together is written as one
+    record (``history_record_once``), not one for the fields and one per relation."""
+
+    def finalize(self, sender, **kwargs):
+        super().finalize(sender, **kwargs)
+        if sender is self.cls:
+            sender._audited_history = self
+
+
 def audited_history(**options) -> HistoricalRecords:
     """History for a model people or agents change, stamped with the acting actor."""
-    return HistoricalRecords(
+    return AuditedHistoricalRecords(
         bases=[ActorStampedHistory],
         get_user=history_user,
         history_change_reason_field=models.TextField(null=True),

@@ -75,6 +75,29 @@ def test_policy_owner_adds_a_route_and_its_history_names_them(login):
     assert (latest.history_actor_kind, latest.history_actor) == ("user", "policy-owner")
 
 
+def test_one_save_of_a_route_is_one_record_in_its_history_with_whom_it_tells(login):
+    """The policy owner creates a route naming a group, then changes its name and its users
+    in one save: its history has two records, each with the people as they were, not a
+    record for the fields and another for the people of one change."""
+    client = login("policy-owner")
+    client.post(reverse("admin:notifications_route_add"), route_form())
+    route = Route.objects.get(name="Big reallocations to the operators")
+    operator = get_user_model().objects.get(username="operator")
+    client.post(
+        reverse("admin:notifications_route_change", args=[route.pk]),
+        route_form(name="Big reallocations, to the operator too", users=[operator.pk]),
+    )
+
+    created, changed = route.history.order_by("history_date", "history_id")
+    assert (created.history_type, created.name) == ("+", "Big reallocations to the operators")
+    assert [g.group.name for g in created.groups.all()] == [OPERATORS]
+    assert (changed.history_type, changed.name) == ("~", "Big reallocations, to the operator too")
+    assert [u.user.username for u in changed.users.all()] == ["operator"]
+    assert (changed.history_actor_kind, changed.history_actor) == ("user", "policy-owner")
+    history = client.get(reverse("admin:notifications_route_history", args=[route.pk])).text
+    assert history.count("policy-owner (person)") == 2
+
+
 def test_a_route_that_tells_nobody_is_refused_with_a_clear_error(login):
     response = login("policy-owner").post(
         reverse("admin:notifications_route_add"), route_form(groups=[])
