@@ -416,9 +416,10 @@ def proposal_claim(*, proposal_id: int, user) -> Claim:
         check_may_act(user, proposal, Act.APPROVE)
         claim = Claim.objects.filter(proposal=proposal).select_related("user").first()
         if claim is not None and claim.is_live(now) and claim.user_id != user.pk:
+            # Not opening on the name: a message line capitalises its first letter.
             raise Conflict(
-                f"{claim.user.get_username()} is on proposal #{proposal.pk} until "
-                f"{timezone.localtime(claim.lapses_at):%H:%M}."
+                f"Proposal #{proposal.pk} is taken: {claim.user.get_username()} is on it "
+                f"until {timezone.localtime(claim.lapses_at):%H:%M %Z}."
             )
         claim = claim or Claim(proposal=proposal)
         claim.user = user

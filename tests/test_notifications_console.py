@@ -234,7 +234,10 @@ def test_reviewer_takes_a_proposal_and_gives_it_back(login, operators):
     assert 'id="claim-form"' not in theirs
     assert 'id="approve-form"' in theirs  # claiming stops nobody from deciding
     refused = second.post(claim_url(proposal), follow=True)
-    assert "Operator is on proposal" in refused.text
+    # Their name as it is, never capitalised by the message line (“Operator”).
+    assert re.search(
+        rf"Proposal #{proposal.pk} is taken: operator is on it until \d\d:\d\d UTC", refused.text
+    )
     assert Claim.objects.get(proposal=proposal).user.username == "operator"
 
     given = operator.post(
