@@ -250,7 +250,13 @@ class ProposalAdmin(ApprovalsProposalAdmin):
     """The review queue and a proposal's page, with who is on each proposal (“I'll take
     it”) and who was told about it."""
 
-    list_display = [*ApprovalsProposalAdmin.list_display[:-1], "on_it", "age"]
+    # Who is on it right after what it is: at the end, past risk and age, a laptop's screen
+    # had the column behind the table's scroll, and nobody saw that somebody had taken it.
+    list_display = [
+        *ApprovalsProposalAdmin.list_display[:2],
+        "on_it",
+        *ApprovalsProposalAdmin.list_display[2:],
+    ]
     # The claim and its holder in the queue's one query (a left join on a unique key).
     list_select_related = [*ApprovalsProposalAdmin.list_select_related, "claim__user"]
     change_form_template = "admin/notifications/proposal/change_form.html"

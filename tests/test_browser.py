@@ -246,6 +246,24 @@ def test_policy_owner_approves_the_platforms_recommendation_and_the_policy_chang
     assert earned.auto_execute_max_magnitude == Decimal("0.225")
 
 
+def test_the_queue_shows_who_is_on_a_proposal_without_scrolling(live_server, demo_world, page):
+    """“The others see who is on it”: in the queue, at the width of a laptop's screen, the
+    column saying who took a proposal is on screen, not past the table's right edge."""
+    from notifications.services import proposal_claim
+
+    [proposal] = waiting(reallocation("280.00"))
+    operator = get_user_model().objects.get(username="operator")
+    proposal_claim(proposal_id=proposal.pk, user=operator)
+    log_in(page, live_server.url, demo_world["users"]["operator"])
+
+    page.goto(f"{live_server.url}/admin/approvals/proposal/")
+
+    on_it = page.locator("#result_list tbody tr").first.locator("td.field-on_it")
+    expect(on_it).to_contain_text("operator until")
+    expect(on_it).to_be_in_viewport(ratio=1)
+    screenshot(page, "queue-on-it")
+
+
 def test_operator_searches_from_the_queue_and_finds_every_status(live_server, demo_world, page):
     promise, earlier, _ = waiting(
         creative_batch(creative(body="Guaranteed results in a week.")),
