@@ -282,8 +282,9 @@ CALLBACK_RETRY_SECONDS = float(env("HITL_CALLBACK_RETRY_SECONDS", "30"))
 CALLBACK_MAX_ATTEMPTS = int(env("HITL_CALLBACK_MAX_ATTEMPTS", "8"))
 
 # --- Reaching the people who decide (notifications) ------------------------------------------
-# Links in messages point here: the console as its users reach it.
-CONSOLE_URL = env("HITL_CONSOLE_URL", "http://127.0.0.1:8000").rstrip("/")
+# Links in messages point here: the console as its users reach it. Empty: where this
+# machine's web process answers (HITL_BIND, PORT), as seed_demo prints it.
+CONSOLE_URL = env("HITL_CONSOLE_URL", "").rstrip("/")
 # Email through Django's own machinery. Without EMAIL_HOST (a laptop, the demo) messages are
 # written as files to var/sent-mail, and the console says so, rather than sent nowhere.
 EMAIL_HOST = env("EMAIL_HOST", "")

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.urls import reverse
 
 from approvals.models import Proposal
+from hitlproject.addresses import served_at
 from notifications.models import Claim, DecisionDeadline, NotificationKind
 
 HEADLINES = {
@@ -47,7 +48,8 @@ def waiting_count_text(count: int) -> str:
 
 
 def proposal_url(proposal_id: int) -> str:
-    return settings.CONSOLE_URL + reverse("admin:approvals_proposal_change", args=[proposal_id])
+    console = settings.CONSOLE_URL or served_at()
+    return console + reverse("admin:approvals_proposal_change", args=[proposal_id])
 
 
 def proposal_message(proposal: Proposal, *, kind: str, now: datetime) -> ProposalMessage:

@@ -18,6 +18,7 @@ from approvals.models import Agent, AgentKind
 from approvals.roles import AUDITORS, OPERATORS, POLICY_OWNERS, sync_role_groups
 from approvals.services.agents import agent_authenticate, agent_create, agent_key_issue
 from audit.actors import Actor, acting_as
+from hitlproject.addresses import served_at
 from hitlproject.errors import NotAuthenticated
 from ledger.models import Account, Campaign, Channel
 from notifications.models import Delivery, Route
@@ -165,18 +166,6 @@ def key_works(agent: Agent, raw_key: str | None) -> bool:
         return agent_authenticate(raw_key)[0] == agent
     except NotAuthenticated:
         return False
-
-
-def served_at() -> str:
-    """Where the Procfile's web process answers on this machine (HITL_BIND, PORT)."""
-    host = settings.WEB_BIND
-    if host in {"", "0.0.0.0"}:  # every IPv4 interface: this machine's own among them
-        host = "127.0.0.1"
-    elif host in {"::", "[::]"}:
-        host = "[::1]"
-    elif ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"http://{host}:{settings.WEB_PORT}"
 
 
 def _database() -> str:
