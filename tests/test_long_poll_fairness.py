@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from approvals.services.decisions import proposals_reject
@@ -16,14 +17,18 @@ from hitlproject.longpoll import LongPoll, _reread
 from tests.conftest import reallocation
 
 
-def poll_for(key: str, reads: list[str], release: threading.Event | None = None) -> LongPoll:
+def poll_for(
+    key: str, reads: list[str], release: threading.Event | None = None, *, agent: int = 0
+) -> LongPoll:
     def reread() -> tuple[bool, str]:
         reads.append(key)
         if release is not None:
             release.wait(30)
+        else:
+            time.sleep(0.005)  # a read takes a moment
         return True, f"{key} as read"
 
-    return LongPoll(topic=f"proposal:{key}", seconds=60, reread=reread, agent=0, key=key)
+    return LongPoll(topic=f"proposal:{key}", seconds=60, reread=reread, agent=agent, key=key)
 
 
 def test_waits_woken_together_share_one_read_and_another_agents_read_is_next():
@@ -41,6 +46,29 @@ def test_waits_woken_together_share_one_read_and_another_agents_read_is_next():
 
     assert sorted(reads) == ["one", "two"]
     assert {answer for answer in flood} == {(True, "one as read")}
+    assert other == [(True, "two as read")]
+
+
+def test_an_agents_waits_that_cannot_share_a_read_take_turns_with_another_agents():
+    """The attack's case without sharing: agent 1 holds its 100 waits (the most it may) on
+    its feedback feed, each at an address of its own (``&x=1``, ``&x=2``, …: a read each),
+    and has them woken (a proposal of its own superseded, say); agent 2's proposal is decided
+    a moment later. Agent 2's read queued behind agent 1's hundred, 0.5 s late on a server
+    that answers it in 0.04 s alone; it is now among the next reads made."""
+    reads: list[str] = []
+
+    async def woken() -> tuple[list, list]:
+        flood = [
+            asyncio.ensure_future(_reread(poll_for(f"feed-{n}", reads, agent=1)))
+            for n in range(100)
+        ]
+        other = asyncio.ensure_future(_reread(poll_for("two", reads, agent=2)))
+        return await asyncio.gather(*flood), [await other]
+
+    flood, other = asyncio.run(woken())
+
+    assert reads.index("two") < settings.LONG_POLL_READERS, reads.index("two")
+    assert len(flood) == 100 and all(answer[0] for answer in flood)
     assert other == [(True, "two as read")]
 
 
