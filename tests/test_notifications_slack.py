@@ -5,6 +5,7 @@ decided; a forged, stale or replayed press is refused and decides nothing; a per
 not decide is told why, on Slack."""
 
 import time
+import urllib.parse
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -267,6 +268,30 @@ def test_bad_payloads_are_refused_with_400(on_slack):
     assert post(body, headers).status_code == 400
     body, headers = press(user_id=OPERATOR, action_id="delete", value="1")
     assert post(body, headers).status_code == 400
+    assert not Decision.objects.exists()
+
+
+def test_a_signed_payload_nested_past_what_json_reads_is_a_400(on_slack):
+    """JSON nested thousands deep: Python's reader gives up with a RecursionError, which
+    was a 500."""
+    body = urllib.parse.urlencode({"payload": "[" * 100_000}).encode()
+
+    answer = post(body, signed_headers(body))
+
+    assert answer.status_code == 400
+    assert "not JSON" in answer.json()["error"]
+
+
+def test_an_oversized_press_is_refused_413_unread(on_slack):
+    """Slack's requests are a few kilobytes. The endpoint is open to anyone, who could send
+    it 16 MiB (the largest body the agent API's batches take) per request to be read and
+    hashed; it is refused for its size, before its signature is checked."""
+    body = b"payload=" + b"x" * (2 * 1024 * 1024)
+
+    answer = post(body, signed_headers(body))
+
+    assert answer.status_code == 413
+    assert "too large" in answer.json()["error"]
     assert not Decision.objects.exists()
 
 
