@@ -3,6 +3,7 @@ answer woken together share one re-read, so another agent's re-read does not que
 thousand identical ones; and an agent may hold only so many waits at once (429 beyond)."""
 
 import asyncio
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -139,3 +140,31 @@ def test_waits_beyond_an_agents_share_are_429_and_others_still_wait(capped_serve
     again = optimizer.get(f"/api/v1/proposals/{mine['id']}/?wait=1")
     assert again.status_code == 200
     assert again.json()["status"] == "rejected"
+
+
+def test_waits_whose_clients_hung_up_are_given_back(capped_server):
+    """An agent that sends its 3 waits (its share here) and hangs up at once, again and
+    again: the server stops waiting for each when its client goes, so the agent may wait
+    again, rather than being refused 429 until the 60 seconds of each are up."""
+    optimizer = capped_server["optimizer"]
+    mine = optimizer.post("/api/v1/proposals/", json=reallocation()).json()
+    key = optimizer.headers["Authorization"]
+    address = httpx.URL(str(optimizer.base_url))
+    for _ in range(2):
+        hung_up = []
+        for _ in range(3):
+            sock = socket.create_connection((address.host, address.port))
+            sock.sendall(
+                f"GET /api/v1/proposals/{mine['id']}/?wait=60 HTTP/1.1\r\n"
+                f"Host: {address.host}\r\nAuthorization: {key}\r\n\r\n".encode()
+            )
+            hung_up.append(sock)
+        time.sleep(1)  # waiting
+        assert optimizer.get(f"/api/v1/proposals/{mine['id']}/?wait=1").status_code == 429
+        for sock in hung_up:
+            sock.close()
+        time.sleep(1)
+
+        again = optimizer.get(f"/api/v1/proposals/{mine['id']}/?wait=1")
+
+        assert again.status_code == 200, again.text

@@ -4,11 +4,14 @@ with the Slack user's email, through the console's rules, and the message then s
 decided; a forged, stale or replayed press is refused and decides nothing; a person who may
 not decide is told why, on Slack."""
 
+import threading
 import time
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.test import Client
 
 from approvals.models import Agent, Decision, Proposal
@@ -258,6 +261,57 @@ def test_a_press_on_a_proposal_someone_decided_says_who_decided_first(
 
     assert "Approved by operator at" in told(on_slack, "U0SECOND")
     assert Decision.objects.filter(proposal_id=proposal["id"]).count() == 1
+
+
+def presses_at_once(*presses: tuple[bytes, dict[str, str]]) -> list:
+    """Each press posted from a thread of its own, released together."""
+    start = threading.Barrier(len(presses))
+
+    def pressed(signed):
+        start.wait()
+        try:
+            return post(*signed)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=len(presses)) as pool:
+        return list(pool.map(pressed, presses))
+
+
+def test_presses_at_once_decide_once(optimizer, on_slack, operators):
+    """Two operators press Approve and Reject at the same moment; then, under the two-person
+    rule, one operator's double click (two presses, each signed) arrives twice at once. Each
+    proposal is decided once, and whoever came second is told why nothing was done."""
+    _, second = operators
+    second.email = "second-operator@example.com"
+    second.save()
+    on_slack.people["U0SECOND"] = second.email
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+    value = str(proposal["id"])
+
+    answers = presses_at_once(
+        pressing(OPERATOR, "approve", value, where),
+        pressing("U0SECOND", "reject", f"{value}:other", where),
+    )
+
+    assert [answer.status_code for answer in answers] == [200, 200]
+    [decision] = Decision.objects.filter(proposal_id=proposal["id"])
+    loser = "U0SECOND" if decision.outcome == "approve" else OPERATOR
+    assert "Nothing was done" in told(on_slack, loser)
+    wait_until(lambda: Proposal.objects.get(pk=proposal["id"]).status in ("executed", "rejected"))
+
+    Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
+    answer = optimizer.post("/api/v1/proposals/", reallocation("150.00"), format="json")
+    twice = str(answer.json()["id"])
+    first_click = pressing(OPERATOR, "approve", twice, where)
+    time.sleep(0.01)  # another click: its own action_ts, so its own signature
+
+    presses_at_once(first_click, pressing(OPERATOR, "approve", twice, where))
+
+    [approval] = Decision.objects.filter(proposal_id=twice)
+    assert approval.reviewer.username == "operator"
+    assert Proposal.objects.get(pk=twice).status == "pending_review"
+    assert "operator has already decided" in told(on_slack, OPERATOR)
 
 
 def test_bad_payloads_are_refused_with_400(on_slack):
