@@ -17,7 +17,7 @@ from django.test import Client
 from approvals.models import Agent, Decision, Proposal
 from notifications.models import Claim, ReachedBy
 from policies.models import Policy
-from tests.conftest import reallocation, wait_until
+from tests.conftest import bid_adjustment, reallocation, wait_until
 from tests.slack_fake import press, signed_headers
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
@@ -261,6 +261,33 @@ def test_a_press_on_a_proposal_someone_decided_says_who_decided_first(
 
     assert "Approved by operator at" in told(on_slack, "U0SECOND")
     assert Decision.objects.filter(proposal_id=proposal["id"]).count() == 1
+
+
+def test_a_waiting_reallocation_re_assessed_is_shown_on_slack_as_it_now_is(optimizer, on_slack):
+    """The operator was sent "move 280.00 … (28.0%)" with Approve. A budget change to
+    brand-search lands first (1000.00 → 1050.00): the proposal is re-assessed, and its page
+    reads 26.7% with the new reasons; the Slack message, whose Approve approves it as it now
+    is, kept saying 28.0%."""
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+    assert "(28.0%)" in headline_link(where["call"]["blocks"])
+    change = optimizer.post(
+        "/api/v1/proposals/",
+        bid_adjustment(action_type="budget_change")
+        | {"payload": {"campaign": "brand-search", "new_daily_budget": "1050.00"}},
+        format="json",
+    ).json()
+    wait_until(lambda: Proposal.objects.get(pk=change["id"]).status == "executed")
+    now = Proposal.objects.get(pk=proposal["id"])
+    assert "(26.7%)" in now.summary
+
+    [update, *_] = wait_until(lambda: updates_of(on_slack, where), timeout=10)
+
+    assert "(26.7%)" in headline_link(update["blocks"])
+    assert buttons(update["blocks"]) == ["approve", "reject", "claim"]
+
+
+def headline_link(blocks: list) -> str:
+    return blocks[0]["text"]["text"]
 
 
 def presses_at_once(*presses: tuple[bytes, dict[str, str]]) -> list:
