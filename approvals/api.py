@@ -23,6 +23,7 @@ from approvals.selectors import (
     proposal_get_for_agent,
     proposal_list_for_agent,
 )
+from approvals.services.agents import agent_key_still_in_force
 from approvals.services.idempotency import (
     MAX_KEY_LENGTH,
     Replay,
@@ -424,14 +425,18 @@ class ProposalDetailApi(LongPollView, AgentAPIView):
             response.long_poll = LongPoll(
                 topic=proposal_topic(proposal_id),
                 seconds=seconds,
-                reread=partial(_proposal_reread, request.user, proposal_id, waiting_on),
+                reread=partial(
+                    _proposal_reread, request.user, request.auth.pk, proposal_id, waiting_on
+                ),
                 agent=request.user.pk,
-                key=("proposal", request.user.pk, proposal_id, waiting_on),
+                key=("proposal", request.user.pk, request.auth.pk, proposal_id, waiting_on),
             )
         return response
 
 
-def _proposal_reread(agent, proposal_id: int, waiting_on: str) -> tuple[bool, dict]:
+def _proposal_reread(agent, key_id: int, proposal_id: int, waiting_on: str) -> tuple[bool, dict]:
+    # The key may have been revoked (or the agent deactivated) while the request waited.
+    agent_key_still_in_force(key_id=key_id)
     proposal = proposal_get_for_agent(agent=agent, proposal_id=proposal_id)
     return proposal.status != waiting_on, proposal_body(proposal)
 

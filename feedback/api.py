@@ -10,6 +10,7 @@ from rest_framework.utils.urls import remove_query_param
 
 from approvals.api import IDEMPOTENCY_HEADER, IdempotentAPIView, OutcomeOutput
 from approvals.selectors import COUNTED, COUNTED_FIGURES
+from approvals.services.agents import agent_key_still_in_force
 from feedback.models import OutcomeEffect
 from feedback.selectors import (
     Scorecard,
@@ -128,11 +129,13 @@ class FeedbackListApi(LongPollView, AgentAPIView):
                 reread=partial(self.page_data, request),
                 agent=request.user.pk,
                 # The page and its links follow the request's address (cursor, host).
-                key=("feedback", request.user.pk, request.build_absolute_uri()),
+                key=("feedback", request.user.pk, request.auth.pk, request.build_absolute_uri()),
             )
         return response
 
     def page_data(self, request: Request) -> tuple[bool, dict]:
+        # The key may have been revoked (or the agent deactivated) while the request waited.
+        agent_key_still_in_force(key_id=request.auth.pk)
         found, response = self.page(request)
         return found, response.data
 

@@ -7,8 +7,10 @@ to wait it says so by returning its answer with a ``LongPoll`` attached (``long_
 ``LongPollView.as_view()`` puts an async view in front of it: a request without ``wait`` is
 passed to the DRF view as Django would pass it; one with ``wait`` runs the DRF view in a
 small pool of threads of its own (``READERS``), whose database connections go back as soon as
-each read is done, then waits on the event loop for a wake-up (hitlproject.wakeups) or the
-time, re-reading in that pool after each wake-up, and answers with the latest read.
+each read is done (an agent's reads take turns there, ``LONG_POLL_READS_PER_AGENT`` at a
+time, so that its many waits do not queue ahead of other agents'), then waits on the event
+loop for a wake-up (hitlproject.wakeups) or the time, re-reading in that pool after each
+wake-up, and answers with the latest read.
 
 Under a server that is not ASGI (the test client, WSGI) the same view works, re-reading
 every ``POLL_SECONDS`` instead of listening.
@@ -21,10 +23,11 @@ import re
 import threading
 import weakref
 from collections import Counter
-from collections.abc import Callable, Hashable
+from collections.abc import AsyncIterator, Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from asgiref.sync import SyncToAsync, markcoroutinefunction, sync_to_async
@@ -37,7 +40,7 @@ from rest_framework.views import APIView
 from hitlproject import wakeups
 from hitlproject.api import api_exception_handler, as_api_exception
 from hitlproject.errors import Busy
-from hitlproject.inflight import SCOPE_KEY, Place
+from hitlproject.inflight import SCOPE_KEY, Place, agent_of
 from hitlproject.once import made_once
 
 LONGEST_WAIT = 60
@@ -133,11 +136,48 @@ _shared_reads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Hashabl
 _shared_reads = weakref.WeakKeyDictionary()
 
 
-async def _reread(poll: LongPoll, counted: Callable[[], Any] = nullcontext) -> tuple[bool, Any]:
+class _Turns:
+    """Each agent's reads in the readers' pool, at most ``LONG_POLL_READS_PER_AGENT`` at a
+    time: waits that cannot share a read (an agent's hundred waits on its feedback feed, each
+    at an address of its own) queue behind one another, not ahead of other agents' reads."""
+
+    def __init__(self) -> None:
+        self._by_agent: dict[Hashable, tuple[asyncio.Semaphore, list[int]]] = {}
+
+    @asynccontextmanager
+    async def turn(self, agent: Hashable) -> AsyncIterator[None]:
+        if agent not in self._by_agent:
+            semaphore = asyncio.Semaphore(settings.LONG_POLL_READS_PER_AGENT)
+            self._by_agent[agent] = (semaphore, [0])
+        semaphore, users = self._by_agent[agent]
+        users[0] += 1
+        try:
+            async with semaphore:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._by_agent[agent]
+
+
+_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Turns]
+_turns = weakref.WeakKeyDictionary()
+
+
+async def _read_in_turn(agent: Hashable, function: Callable[..., Any], *args: Any) -> Any:
+    turns = _turns.setdefault(asyncio.get_running_loop(), _Turns())
+    async with turns.turn(agent):
+        return await _read(function, *args)
+
+
+async def _reread(
+    poll: LongPoll, counted: Callable[[], Any] = nullcontext, *, turn: Hashable | None = None
+) -> tuple[bool, Any]:
     """``poll.reread()`` in the readers' pool, or the result of one for the same key queued
     and not started yet: a thousand waits on one proposal woken at once make one read, not a
-    thousand queued ahead of other agents' reads. The read counts in the API's requests under
-    way while it runs (``counted``: hitlproject.inflight), never refused."""
+    thousand queued ahead of other agents' reads. The read takes its turn among its agent's
+    (``turn``: whose it is, by default ``poll.agent``), and counts in the API's requests
+    under way while it runs (``counted``: hitlproject.inflight), never refused."""
     reads = _shared_reads.setdefault(asyncio.get_running_loop(), {})
     shared = reads.get(poll.key)
     if shared is None or shared.started:
@@ -152,7 +192,8 @@ async def _reread(poll: LongPoll, counted: Callable[[], Any] = nullcontext) -> t
             if reads.get(key) is read:
                 del reads[key]
 
-        shared.task = asyncio.ensure_future(_read(run))
+        whose = poll.agent if turn is None else turn
+        shared.task = asyncio.ensure_future(_read_in_turn(whose, run))
         shared.task.add_done_callback(forget)
     # One waiter's request ending (the client gone) does not cancel the others' read.
     return await asyncio.shield(shared.task)
@@ -264,7 +305,9 @@ class LongPollView(APIView):
 async def _waited(view: Callable[..., Any], request, *args: Any, **kwargs: Any):
     dispatcher = await wakeups.dispatcher()
     position = dispatcher.position  # before the first read: no later wake-up is missed
-    response = await _read(view, request, *args, **kwargs)
+    # Whose turn a read takes, known before the view authenticates: the credentials sent.
+    whose = agent_of(request.scope)
+    response = await _read_in_turn(whose, partial(view, request, *args, **kwargs))
     poll: LongPoll | None = getattr(response, "long_poll", None)
     if poll is None:
         return response
@@ -287,7 +330,7 @@ async def _waited(view: Callable[..., Any], request, *args: Any, **kwargs: Any):
             # Woken, or re-reading as a backstop, or the time is up: as things are now.
             position = dispatcher.position
             try:
-                over, response.data = await _reread(poll, counted)
+                over, response.data = await _reread(poll, counted, turn=whose)
             except RereadFailed as failure:
                 return _refused(response, failure)
             if over:

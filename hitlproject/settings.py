@@ -395,6 +395,11 @@ API_MAX_IN_FLIGHT_PER_AGENT = int(
 # Long polls (?wait=) wait on the event loop; their reads take turns on this many threads per
 # web process (so at most this many of its database connections), however many are waiting.
 LONG_POLL_READERS = int(env("HITL_LONG_POLL_READERS", "4"))
+# How many of those threads one agent's reads may hold at once (the others take turns): an
+# agent's many waits woken together leave the rest to other agents' reads.
+LONG_POLL_READS_PER_AGENT = max(
+    1, int(env("HITL_LONG_POLL_READS_PER_AGENT", str(max(1, LONG_POLL_READERS // 2))))
+)
 # The most long polls one agent may have waiting in a web process at once; beyond it, 429.
 LONG_POLL_MAX_WAITS_PER_AGENT = int(env("HITL_LONG_POLL_MAX_WAITS_PER_AGENT", "100"))
 # A web process's wake-ups subscription (Redis) PINGs after this many quiet seconds and is

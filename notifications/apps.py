@@ -6,7 +6,9 @@ class NotificationsConfig(AppConfig):
     verbose_name = "Notifications"
 
     def ready(self) -> None:
+        from approvals.services import hooks
         from approvals.services.lifecycle import on_proposals_moved
-        from notifications.services import notifications_record_moves
+        from notifications.services import notifications_record_moves, slack_messages_reassessed
 
         on_proposals_moved(notifications_record_moves)
+        hooks.proposals_reassessed.connect(slack_messages_reassessed)

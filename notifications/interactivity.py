@@ -62,7 +62,7 @@ def press_parse(payload: str | None) -> Press:
         raise InvalidInput("Expected a form field “payload” with Slack's JSON.")
     try:
         data = json.loads(payload)
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:  # RecursionError: nested too deep to read
         raise InvalidInput(f"The payload is not JSON: {error}") from error
     if not isinstance(data, dict) or data.get("type") != "block_actions":
         raise InvalidInput("Only button presses (block_actions) are handled here.")

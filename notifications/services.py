@@ -9,6 +9,7 @@ retries with backoff what may succeed later; the sweep sends what a lost task le
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -188,6 +189,18 @@ def _slack_messages_update(*, proposal_ids, now: datetime, **only) -> None:
         ]
     )
     _send_after_commit([update.pk for update in updates])
+
+
+def slack_messages_reassessed(*, proposals: Sequence[Proposal], actor: Actor) -> None:
+    """In the transaction that re-assessed waiting proposals (a change to their campaigns
+    landed first): their Slack messages of this review round say what approving them would
+    do now, as their pages do, not what it would have done when they were sent."""
+    by_round = defaultdict(list)
+    for proposal in proposals:
+        by_round[proposal.review_round].append(proposal.pk)
+    now = timezone.now()
+    for review_round, proposal_ids in by_round.items():
+        _slack_messages_update(proposal_ids=proposal_ids, now=now, review_round=review_round)
 
 
 def slack_messages_refresh(*, proposal_id: int) -> None:

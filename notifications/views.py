@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from slack_sdk.signature import SignatureVerifier
@@ -22,11 +22,23 @@ def _refused(status: int, message: str) -> JsonResponse:
     return JsonResponse({"error": message}, status=status)
 
 
-def _signed_by_slack(request: HttpRequest) -> bool:
+# Slack's requests are a few kilobytes (a press carries the message pressed, at most 50
+# blocks); anything larger is refused before it is read.
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def _too_large(request: HttpRequest) -> bool:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0) > MAX_BODY_BYTES
+    except ValueError:
+        return True
+
+
+def _signed_by_slack(request: HttpRequest, body: bytes) -> bool:
     """Signed with the app's signing secret, less than 5 minutes ago."""
     try:
         return SignatureVerifier(settings.SLACK_SIGNING_SECRET).is_valid(
-            body=request.body.decode("utf-8"),
+            body=body.decode("utf-8"),
             timestamp=request.headers.get("X-Slack-Request-Timestamp"),
             signature=request.headers.get("X-Slack-Signature"),
         )
@@ -44,14 +56,21 @@ def slack_interactivity(request: HttpRequest) -> HttpResponse:
         return _refused(
             503, "Slack is not configured here: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET."
         )
-    if not _signed_by_slack(request):
+    too_large = _refused(413, f"The body is too large: Slack's are under {MAX_BODY_BYTES} bytes.")
+    if _too_large(request):
+        return too_large
+    body = request.read(MAX_BODY_BYTES + 1)  # a body sent without its length, too
+    if len(body) > MAX_BODY_BYTES:
+        return too_large
+    if not _signed_by_slack(request, body):
         return _refused(
             401, "Not signed by Slack with this app's signing secret in the last 5 minutes."
         )
     if not slack_request_first_seen(signature=request.headers["X-Slack-Signature"]):
         return _refused(403, "This request was handled already; a replay decides nothing.")
     try:
-        press = press_parse(request.POST.get("payload"))
+        # The form read from the very bytes whose signature was checked.
+        press = press_parse(QueryDict(body).get("payload"))
     except InvalidInput as error:
         return _refused(400, error.message)
     reply = slack_press_handle(press=press)

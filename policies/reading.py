@@ -168,10 +168,16 @@ def describe(char: str) -> str:
     return f"U+{ord(char):04X} {name}".rstrip()
 
 
+# What str.splitlines() breaks a line at: in a quote, each would start a line of the
+# agent's own in the message that quotes it (a "reason" the platform never gave).
+LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+
+
 def shown(text: str) -> str:
-    """The text with each invisible character written out as ⟨U+XXXX⟩: so that a quote shows
-    where they are, and a bidi control in it cannot reorder the page that quotes it."""
-    return "".join(f"⟨U+{ord(c):04X}⟩" if is_invisible(c) else c for c in text)
+    """The text with each invisible character and line break written out as ⟨U+XXXX⟩: so
+    that a quote shows where they are, stays on the line that quotes it, and a bidi control
+    in it cannot reorder the page that quotes it."""
+    return "".join(f"⟨U+{ord(c):04X}⟩" if c in LINE_BREAKS or is_invisible(c) else c for c in text)
 
 
 @cache

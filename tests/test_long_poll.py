@@ -11,7 +11,10 @@ import httpx
 import pytest
 from django.contrib.auth import get_user_model
 
+from approvals.models import Agent
+from approvals.services.agents import agent_key_issue
 from approvals.services.decisions import proposal_approve, proposal_reject
+from audit.actors import Actor
 from tests.conftest import bid_adjustment, reallocation, wait_until
 
 pytestmark = pytest.mark.usefixtures("celery_worker")
@@ -209,6 +212,40 @@ def test_waiting_on_the_feedback_feed_wakes_on_the_next_record(agent, operator, 
         (proposal["id"], "rejected")
     ]
     assert arrived["results"][0]["reason_code"] == "off_brand"
+
+
+def test_a_wait_whose_key_is_revoked_meanwhile_is_not_told_the_decision(
+    agent, operator, in_background
+):
+    """A key revoked (rotated, say, after it leaked) stops working, waits sent with it
+    before included: what their re-read finds is not answered to whoever holds the key."""
+    optimizer = agent["optimizer"]
+    proposal = submitted(optimizer, reallocation())
+    answer = waiting_for(in_background, optimizer, f"/api/v1/proposals/{proposal['id']}/?wait=60")
+
+    agent_key_issue(agent=Agent.objects.get(name="optimizer"), actor=Actor.system("test"))
+    proposal_reject(proposal_id=proposal["id"], reviewer=operator, reason_code="off_brand")
+
+    refused = answer.result()
+    assert refused.status_code == 401, refused.text
+    assert "rejected" not in refused.text
+
+
+def test_a_feedback_wait_of_an_agent_deactivated_meanwhile_is_not_told_what_arrived(
+    agent, operator, in_background
+):
+    optimizer = agent["optimizer"]
+    proposal = submitted(optimizer, reallocation())
+    answer = waiting_for(in_background, optimizer, "/api/v1/feedback/?wait=60")
+
+    deactivated = Agent.objects.get(name="optimizer")
+    deactivated.is_active = False
+    deactivated.save()
+    proposal_reject(proposal_id=proposal["id"], reviewer=operator, reason_code="off_brand")
+
+    refused = answer.result()
+    assert refused.status_code == 401, refused.text
+    assert "off_brand" not in refused.text
 
 
 @pytest.mark.parametrize(

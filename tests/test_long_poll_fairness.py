@@ -3,12 +3,14 @@ answer woken together share one re-read, so another agent's re-read does not que
 thousand identical ones; and an agent may hold only so many waits at once (429 beyond)."""
 
 import asyncio
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from approvals.services.decisions import proposals_reject
@@ -16,14 +18,18 @@ from hitlproject.longpoll import LongPoll, _reread
 from tests.conftest import reallocation
 
 
-def poll_for(key: str, reads: list[str], release: threading.Event | None = None) -> LongPoll:
+def poll_for(
+    key: str, reads: list[str], release: threading.Event | None = None, *, agent: int = 0
+) -> LongPoll:
     def reread() -> tuple[bool, str]:
         reads.append(key)
         if release is not None:
             release.wait(30)
+        else:
+            time.sleep(0.005)  # a read takes a moment
         return True, f"{key} as read"
 
-    return LongPoll(topic=f"proposal:{key}", seconds=60, reread=reread, agent=0, key=key)
+    return LongPoll(topic=f"proposal:{key}", seconds=60, reread=reread, agent=agent, key=key)
 
 
 def test_waits_woken_together_share_one_read_and_another_agents_read_is_next():
@@ -41,6 +47,29 @@ def test_waits_woken_together_share_one_read_and_another_agents_read_is_next():
 
     assert sorted(reads) == ["one", "two"]
     assert {answer for answer in flood} == {(True, "one as read")}
+    assert other == [(True, "two as read")]
+
+
+def test_an_agents_waits_that_cannot_share_a_read_take_turns_with_another_agents():
+    """The attack's case without sharing: agent 1 holds its 100 waits (the most it may) on
+    its feedback feed, each at an address of its own (``&x=1``, ``&x=2``, …: a read each),
+    and has them woken (a proposal of its own superseded, say); agent 2's proposal is decided
+    a moment later. Agent 2's read queued behind agent 1's hundred, 0.5 s late on a server
+    that answers it in 0.04 s alone; it is now among the next reads made."""
+    reads: list[str] = []
+
+    async def woken() -> tuple[list, list]:
+        flood = [
+            asyncio.ensure_future(_reread(poll_for(f"feed-{n}", reads, agent=1)))
+            for n in range(100)
+        ]
+        other = asyncio.ensure_future(_reread(poll_for("two", reads, agent=2)))
+        return await asyncio.gather(*flood), [await other]
+
+    flood, other = asyncio.run(woken())
+
+    assert reads.index("two") < settings.LONG_POLL_READERS, reads.index("two")
+    assert len(flood) == 100 and all(answer[0] for answer in flood)
     assert other == [(True, "two as read")]
 
 
@@ -111,3 +140,31 @@ def test_waits_beyond_an_agents_share_are_429_and_others_still_wait(capped_serve
     again = optimizer.get(f"/api/v1/proposals/{mine['id']}/?wait=1")
     assert again.status_code == 200
     assert again.json()["status"] == "rejected"
+
+
+def test_waits_whose_clients_hung_up_are_given_back(capped_server):
+    """An agent that sends its 3 waits (its share here) and hangs up at once, again and
+    again: the server stops waiting for each when its client goes, so the agent may wait
+    again, rather than being refused 429 until the 60 seconds of each are up."""
+    optimizer = capped_server["optimizer"]
+    mine = optimizer.post("/api/v1/proposals/", json=reallocation()).json()
+    key = optimizer.headers["Authorization"]
+    address = httpx.URL(str(optimizer.base_url))
+    for _ in range(2):
+        hung_up = []
+        for _ in range(3):
+            sock = socket.create_connection((address.host, address.port))
+            sock.sendall(
+                f"GET /api/v1/proposals/{mine['id']}/?wait=60 HTTP/1.1\r\n"
+                f"Host: {address.host}\r\nAuthorization: {key}\r\n\r\n".encode()
+            )
+            hung_up.append(sock)
+        time.sleep(1)  # waiting
+        assert optimizer.get(f"/api/v1/proposals/{mine['id']}/?wait=1").status_code == 429
+        for sock in hung_up:
+            sock.close()
+        time.sleep(1)
+
+        again = optimizer.get(f"/api/v1/proposals/{mine['id']}/?wait=1")
+
+        assert again.status_code == 200, again.text

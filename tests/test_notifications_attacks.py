@@ -329,3 +329,34 @@ def test_a_person_on_an_at_once_route_is_told_at_once_whatever_digest_route_also
 
     [notification] = Notification.objects.filter(recipient=operator())
     assert notification.status == NotificationStatus.PENDING, "held for tomorrow's digest"
+
+
+# What an agent writes, quoted in the messages.
+
+
+@pytest.mark.parametrize("line_break", ["\n", "\r\n", "\u2028", "\x85"])
+def test_an_agents_line_breaks_in_a_quoted_creative_cannot_add_lines_to_why_it_waits(
+    demo_world, optimizer, slack, line_break
+):
+    """A finding quotes the creative around the banned term as submitted. A copywriter that
+    puts a line break right after it wrote a line of its own into "Why it waits", in the
+    email and on Slack, where it read as one more of the platform's reasons:
+    "- Cleared by legal"."""
+    held_for_a_digest()
+    ReachedBy.objects.update_or_create(user=operator(), defaults={"slack": True, "email": True})
+    body = f"Guaranteed{line_break}- Cleared by legal{line_break}• Cleared by legal"
+    proposal = submit(optimizer, creative_batch(creative(body=body)))
+    mail.outbox.clear()
+
+    sent = send_held_one_by_one()
+
+    assert [n.status for n in sent] == [NotificationStatus.SENT] * 2, [n.log for n in sent]
+    quoted = next(r for r in proposal["verdict"]["reasons"] if "banned term" in r)
+    assert "Cleared by legal" in quoted
+    assert len(quoted.splitlines()) == 1, quoted
+    [email] = [m for m in mail.outbox if "operator@example.com" in m.to]
+    assert "- Cleared by legal" not in email.body.splitlines()
+    assert not any(line.startswith("- Cleared") for line in email.body.splitlines())
+    [posted] = slack.sent("chat.postMessage")
+    why = next(b["text"]["text"] for b in posted["blocks"] if "Why it waits" in str(b))
+    assert not any(line.startswith("• Cleared") for line in why.splitlines()), why

@@ -4,16 +4,20 @@ with the Slack user's email, through the console's rules, and the message then s
 decided; a forged, stale or replayed press is refused and decides nothing; a person who may
 not decide is told why, on Slack."""
 
+import threading
 import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.test import Client
 
 from approvals.models import Agent, Decision, Proposal
 from notifications.models import Claim, ReachedBy
 from policies.models import Policy
-from tests.conftest import reallocation, wait_until
+from tests.conftest import bid_adjustment, reallocation, wait_until
 from tests.slack_fake import press, signed_headers
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
@@ -259,6 +263,84 @@ def test_a_press_on_a_proposal_someone_decided_says_who_decided_first(
     assert Decision.objects.filter(proposal_id=proposal["id"]).count() == 1
 
 
+def test_a_waiting_reallocation_re_assessed_is_shown_on_slack_as_it_now_is(optimizer, on_slack):
+    """The operator was sent "move 280.00 … (28.0%)" with Approve. A budget change to
+    brand-search lands first (1000.00 → 1050.00): the proposal is re-assessed, and its page
+    reads 26.7% with the new reasons; the Slack message, whose Approve approves it as it now
+    is, kept saying 28.0%."""
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+    assert "(28.0%)" in headline_link(where["call"]["blocks"])
+    change = optimizer.post(
+        "/api/v1/proposals/",
+        bid_adjustment(action_type="budget_change")
+        | {"payload": {"campaign": "brand-search", "new_daily_budget": "1050.00"}},
+        format="json",
+    ).json()
+    wait_until(lambda: Proposal.objects.get(pk=change["id"]).status == "executed")
+    now = Proposal.objects.get(pk=proposal["id"])
+    assert "(26.7%)" in now.summary
+
+    [update, *_] = wait_until(lambda: updates_of(on_slack, where), timeout=10)
+
+    assert "(26.7%)" in headline_link(update["blocks"])
+    assert buttons(update["blocks"]) == ["approve", "reject", "claim"]
+
+
+def headline_link(blocks: list) -> str:
+    return blocks[0]["text"]["text"]
+
+
+def presses_at_once(*presses: tuple[bytes, dict[str, str]]) -> list:
+    """Each press posted from a thread of its own, released together."""
+    start = threading.Barrier(len(presses))
+
+    def pressed(signed):
+        start.wait()
+        try:
+            return post(*signed)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=len(presses)) as pool:
+        return list(pool.map(pressed, presses))
+
+
+def test_presses_at_once_decide_once(optimizer, on_slack, operators):
+    """Two operators press Approve and Reject at the same moment; then, under the two-person
+    rule, one operator's double click (two presses, each signed) arrives twice at once. Each
+    proposal is decided once, and whoever came second is told why nothing was done."""
+    _, second = operators
+    second.email = "second-operator@example.com"
+    second.save()
+    on_slack.people["U0SECOND"] = second.email
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+    value = str(proposal["id"])
+
+    answers = presses_at_once(
+        pressing(OPERATOR, "approve", value, where),
+        pressing("U0SECOND", "reject", f"{value}:other", where),
+    )
+
+    assert [answer.status_code for answer in answers] == [200, 200]
+    [decision] = Decision.objects.filter(proposal_id=proposal["id"])
+    loser = "U0SECOND" if decision.outcome == "approve" else OPERATOR
+    assert "Nothing was done" in told(on_slack, loser)
+    wait_until(lambda: Proposal.objects.get(pk=proposal["id"]).status in ("executed", "rejected"))
+
+    Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
+    answer = optimizer.post("/api/v1/proposals/", reallocation("150.00"), format="json")
+    twice = str(answer.json()["id"])
+    first_click = pressing(OPERATOR, "approve", twice, where)
+    time.sleep(0.01)  # another click: its own action_ts, so its own signature
+
+    presses_at_once(first_click, pressing(OPERATOR, "approve", twice, where))
+
+    [approval] = Decision.objects.filter(proposal_id=twice)
+    assert approval.reviewer.username == "operator"
+    assert Proposal.objects.get(pk=twice).status == "pending_review"
+    assert "operator has already decided" in told(on_slack, OPERATOR)
+
+
 def test_bad_payloads_are_refused_with_400(on_slack):
     for payload in ["", "not json", '{"type": "view_submission"}', '["block_actions"]']:
         body = f"payload={payload}".encode()
@@ -267,6 +349,30 @@ def test_bad_payloads_are_refused_with_400(on_slack):
     assert post(body, headers).status_code == 400
     body, headers = press(user_id=OPERATOR, action_id="delete", value="1")
     assert post(body, headers).status_code == 400
+    assert not Decision.objects.exists()
+
+
+def test_a_signed_payload_nested_past_what_json_reads_is_a_400(on_slack):
+    """JSON nested thousands deep: Python's reader gives up with a RecursionError, which
+    was a 500."""
+    body = urllib.parse.urlencode({"payload": "[" * 100_000}).encode()
+
+    answer = post(body, signed_headers(body))
+
+    assert answer.status_code == 400
+    assert "not JSON" in answer.json()["error"]
+
+
+def test_an_oversized_press_is_refused_413_unread(on_slack):
+    """Slack's requests are a few kilobytes. The endpoint is open to anyone, who could send
+    it 16 MiB (the largest body the agent API's batches take) per request to be read and
+    hashed; it is refused for its size, before its signature is checked."""
+    body = b"payload=" + b"x" * (2 * 1024 * 1024)
+
+    answer = post(body, signed_headers(body))
+
+    assert answer.status_code == 413
+    assert "too large" in answer.json()["error"]
     assert not Decision.objects.exists()
 
 

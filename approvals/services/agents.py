@@ -95,8 +95,22 @@ def agent_authenticate(raw_key: str) -> tuple[Agent, AgentAPIKey]:
     key = AgentAPIKey.objects.select_related("agent").filter(prefix=prefix).first()
     if key is None or not hmac.compare_digest(key.digest, _digest(raw_key)):
         raise NotAuthenticated("Invalid API key.")
+    _in_force(key)
+    return key.agent, key
+
+
+def agent_key_still_in_force(*, key_id: int) -> None:
+    """For a request that authenticated a while ago and answers now (a long poll re-reading
+    after a wake-up): its key, read again, is neither revoked nor its agent's deactivated
+    since. Raises ``NotAuthenticated`` as authenticating would."""
+    key = AgentAPIKey.objects.select_related("agent").filter(pk=key_id).first()
+    if key is None:
+        raise NotAuthenticated("Invalid API key.")
+    _in_force(key)
+
+
+def _in_force(key: AgentAPIKey) -> None:
     if key.is_revoked:
         raise NotAuthenticated("This API key has been revoked.")
     if not key.agent.is_active or key.agent.is_platform:
         raise NotAuthenticated("This agent is deactivated.")
-    return key.agent, key

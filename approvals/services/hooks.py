@@ -1,6 +1,7 @@
 """What the apps above approvals are told of proposals that ended, in the transaction that
 ended them: a decision settled them, their execution failed, they expired, or a change
-superseded them. Feedback records each for the agent; it registers in its ``ready()`` (as
+superseded them; and of waiting proposals a change re-assessed. Feedback records each for
+the agent, notifications update their Slack messages; each registers in its ``ready()`` (as
 notifications register with ``lifecycle.on_proposals_moved``), so approvals never imports it.
 
 Each hook is called with keyword arguments only, last in the caller's transaction: the
@@ -40,3 +41,6 @@ executions_failed = Hook("executions failed")
 proposals_expired = Hook("proposals expired")
 # superseded= (each proposal with what moved and why), actor=: proposals ended superseded.
 proposals_superseded = Hook("proposals superseded")
+# proposals=, actor=: waiting proposals re-assessed (their summary, figures and reasons now
+# follow the ledger), still waiting.
+proposals_reassessed = Hook("waiting proposals re-assessed")

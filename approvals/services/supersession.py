@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from approvals import action_types
 from approvals.models import Proposal, ProposalStatus
-from approvals.services.hooks import proposals_superseded
+from approvals.services.hooks import proposals_reassessed, proposals_superseded
 from approvals.services.lifecycle import (
     Move,
     counted_moves_update,
@@ -349,6 +349,7 @@ def proposals_reassess_waiting(*, waiting: Sequence[Overtaken], actor: Actor) ->
         Proposal, [(proposal, changes) for proposal, changes, _ in written], actor=actor
     )
     counted_moves_update((proposal, before) for proposal, _, before in written)
+    proposals_reassessed(proposals=[proposal for proposal, _, _ in written], actor=actor)
 
 
 def _campaigns_named(proposals: Iterable[Proposal]) -> dict[int, dict[str, Campaign]]:
