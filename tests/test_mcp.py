@@ -204,6 +204,42 @@ def test_mcp_creative_with_a_banned_term_is_held_then_rejected_with_the_reason(
     assert again["feedback"] == []
 
 
+def test_mcp_read_feedback_resume_stays_the_same_link_round_after_round(
+    web_server, demo_world, as_operator
+):
+    """An agent passes each call's resume to the next: the link must not grow (the API's
+    links repeat the page_size the call sent; kept, each round added one more)."""
+
+    async def agent(session):
+        resumes = [(await call(session, "read_feedback", limit=5))["resume"]]
+        for _ in range(3):
+            again = await call(session, "read_feedback", resume=resumes[-1], limit=5)
+            resumes.append(again["resume"])
+        proposed = await call(
+            session,
+            "propose_action",
+            action_type="budget_reallocation",
+            account="demo",
+            payload={"from_campaign": "brand-search", "to_campaign": "generic-search",
+                     "amount": "280.00"},
+            rationale="generic-search converts better.",
+            confidence=0.8,
+        )  # fmt: skip
+        await as_operator(
+            proposal_reject, proposal_id=proposed["id"], reason_code="other", note="Not now."
+        )
+        arrived = await call(session, "read_feedback", resume=resumes[-1], limit=5, wait_seconds=30)
+        return resumes, proposed, arrived
+
+    resumes, proposed, arrived = run_agent(web_server, demo_world["agents"]["optimizer"], agent)
+    assert len(set(resumes)) == 1
+    assert resumes[0].count("page_size=") == 1
+    assert [(f["proposal"], f["kind"], f["note"]) for f in arrived["feedback"]] == [
+        (proposed["id"], "rejected", "Not now.")
+    ]
+    assert arrived["resume"].count("page_size=") == 1
+
+
 def test_mcp_refusals_are_tool_errors_with_the_apis_message(web_server, demo_world):
     async def agent(session):
         unknown_field = await refusal(
