@@ -85,6 +85,13 @@ class FeedbackPagination(IdCursorPagination):
     page_size_query_param = "page_size"
     max_page_size = 1000
 
+    def paginate_queryset(self, queryset, request, view=None):
+        page = super().paginate_queryset(queryset, request, view)
+        # Links to keep and follow later, not this request's long poll: a resume link that
+        # carried wait=60 would hold whoever fetches it later for a minute.
+        self.base_url = remove_query_param(self.base_url, "wait")
+        return page
+
     def get_resume_link(self) -> str:
         if self.page:
             position = self._get_position_from_instance(self.page[-1], self.ordering)

@@ -110,6 +110,24 @@ def test_client_reallocation_of_28_percent_waits_for_an_operator_then_executes(h
     assert Campaign.objects.get(external_id="generic-search").daily_budget == Decimal("780.00")
 
 
+def test_every_model_of_a_decided_proposal_keeps_the_json_it_was_built_from(hitl, operator):
+    """The README's promise: a field the server adds later is still at hand in ``.raw``, on
+    the verdict, its policy, each decision and the execution as on the proposal itself."""
+    proposed = propose_reallocation(hitl)
+    proposal_approve(proposal_id=proposed.id, reviewer=operator, note="Go.")
+    executed = hitl.wait(proposed.id, timeout=60)
+    assert executed.status == Status.EXECUTED
+    body = executed.raw
+    assert executed.verdict.raw == body["verdict"]
+    assert executed.verdict.policy.raw == body["verdict"]["policy"]
+    assert [decision.raw for decision in executed.decisions] == body["decisions"]
+    assert executed.decisions[0].raw["note"] == "Go."
+    assert executed.execution.raw == body["execution"]
+    assert executed.execution.raw["after_state"]["generic-search"]["daily_budget"] == "780.00"
+    dry_run = hitl.evaluate("budget_reallocation", "demo", REALLOCATION)
+    assert [hold.raw for hold in dry_run.held_by] == dry_run.raw["held_by"] != []
+
+
 def test_client_creative_with_a_banned_term_is_held_then_rejected_with_the_reason(
     web_server, demo_world, operator
 ):

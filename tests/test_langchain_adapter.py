@@ -248,6 +248,9 @@ def test_a_creative_with_a_banned_term_comes_back_rejected_with_the_reviewers_re
     assert seen["status"] == "rejected" and seen["executed"] is False
     assert seen["reason_code"] == "off_brand"
     assert seen["note"] == "We never promise results."
+    assert seen["message"] == (
+        "A reviewer rejected it (off_brand): We never promise results. It was not executed."
+    )
     assert "guaranteed" in " ".join(seen["reasons"]).lower()
     assert model.shown[0].status == "error"
 

@@ -204,7 +204,10 @@ def test_waiting_on_the_feedback_feed_wakes_on_the_next_record(agent, operator, 
     assert nothing_yet["results"] == []
     assert nothing_yet["resume"]
 
-    answer = waiting_for(in_background, optimizer, f"{nothing_yet['resume']}&wait=60")
+    resume = nothing_yet["resume"]
+    answer = waiting_for(
+        in_background, optimizer, f"{resume}{'&' if '?' in resume else '?'}wait=60"
+    )
     proposal_reject(proposal_id=proposal["id"], reviewer=operator, reason_code="off_brand")
 
     arrived = answer.result().json()
@@ -246,6 +249,33 @@ def test_a_feedback_wait_of_an_agent_deactivated_meanwhile_is_not_told_what_arri
     refused = answer.result()
     assert refused.status_code == 401, refused.text
     assert "off_brand" not in refused.text
+
+
+def test_the_feeds_links_are_kept_without_the_wait_that_fetched_them(
+    agent, operator, in_background
+):
+    """``resume`` is the link to poll later: fetched later without asking to wait, it answers
+    at once, whatever wait the request that handed it out carried."""
+    optimizer = agent["optimizer"]
+    first, second, third = (submitted(optimizer, reallocation()) for _ in range(3))
+    for proposal in (first, second):
+        proposal_reject(proposal_id=proposal["id"], reviewer=operator, reason_code="off_brand")
+    page = optimizer.get("/api/v1/feedback/", params={"page_size": 1, "wait": 30}).json()
+    last = optimizer.get(f"{page['next']}&wait=30").json()  # httpx's params= drop the cursor
+    assert [record["proposal"] for record in page["results"] + last["results"]] == [
+        first["id"],
+        second["id"],
+    ]
+    answer = waiting_for(in_background, optimizer, f"{last['resume']}&wait=30")
+    proposal_reject(proposal_id=third["id"], reviewer=operator, reason_code="wrong_signal")
+    woken = answer.result().json()
+    assert [record["proposal"] for record in woken["results"]] == [third["id"]]
+
+    links = [page["next"], page["resume"], last["previous"], last["resume"], woken["resume"]]
+    assert all("wait" not in link and "page_size=1" in link for link in links), links
+    started = time.monotonic()
+    assert optimizer.get(woken["resume"]).json()["results"] == []
+    assert time.monotonic() - started < 5
 
 
 @pytest.mark.parametrize(

@@ -28,11 +28,14 @@ HITL_MCP = str(Path(sys.executable).parent / "hitl-mcp")
 
 
 @asynccontextmanager
-async def mcp_session(base_url: str, api_key: str):
+async def mcp_session(base_url: str, api_key: str, errlog=sys.stderr):
     server = StdioServerParameters(
         command=HITL_MCP, env={"HITL_BASE_URL": base_url, "HITL_API_KEY": api_key}
     )
-    async with stdio_client(server) as (read, write), ClientSession(read, write) as session:
+    async with (
+        stdio_client(server, errlog=errlog) as (read, write),
+        ClientSession(read, write) as session,
+    ):
         await session.initialize()
         yield session
 
@@ -202,6 +205,71 @@ def test_mcp_creative_with_a_banned_term_is_held_then_rejected_with_the_reason(
         (proposed["id"], "rejected", "off_brand")
     ]
     assert again["feedback"] == []
+
+
+def test_mcp_read_feedback_resume_stays_the_same_link_round_after_round(
+    web_server, demo_world, as_operator
+):
+    """An agent passes each call's resume to the next: the link must not grow (the API's
+    links repeat the page_size the call sent; kept, each round added one more)."""
+
+    async def agent(session):
+        resumes = [(await call(session, "read_feedback", limit=5))["resume"]]
+        for _ in range(3):
+            again = await call(session, "read_feedback", resume=resumes[-1], limit=5)
+            resumes.append(again["resume"])
+        proposed = await call(
+            session,
+            "propose_action",
+            action_type="budget_reallocation",
+            account="demo",
+            payload={"from_campaign": "brand-search", "to_campaign": "generic-search",
+                     "amount": "280.00"},
+            rationale="generic-search converts better.",
+            confidence=0.8,
+        )  # fmt: skip
+        await as_operator(
+            proposal_reject, proposal_id=proposed["id"], reason_code="other", note="Not now."
+        )
+        arrived = await call(session, "read_feedback", resume=resumes[-1], limit=5, wait_seconds=30)
+        return resumes, proposed, arrived
+
+    resumes, proposed, arrived = run_agent(web_server, demo_world["agents"]["optimizer"], agent)
+    assert len(set(resumes)) == 1
+    assert resumes[0].count("page_size=") == 1
+    assert [(f["proposal"], f["kind"], f["note"]) for f in arrived["feedback"]] == [
+        (proposed["id"], "rejected", "Not now.")
+    ]
+    assert arrived["resume"].count("page_size=") == 1
+
+
+def test_mcp_server_writes_to_stderr_what_went_wrong_not_every_request(
+    web_server, demo_world, tmp_path
+):
+    """An MCP host shows or keeps the server's stderr: a refused call is worth a line there,
+    each request to the platform (the HTTP client's INFO log) is not."""
+    stderr = tmp_path / "hitl-mcp.stderr"
+
+    async def agent():
+        with stderr.open("w") as errlog:
+            key = demo_world["agents"]["optimizer"]
+            async with mcp_session(web_server, key, errlog=errlog) as session:
+                await call(session, "list_campaigns")
+                await refusal(
+                    session,
+                    "propose_action",
+                    action_type="bid_adjustment",
+                    account="demo",
+                    payload={"campaign": "brand-search", "new_bid": "2.12", "bogus": 1},
+                    rationale="x",
+                    confidence=0.5,
+                )
+
+    asyncio.run(agent())
+    written = stderr.read_text()
+    assert "HTTP Request" not in written
+    assert "/api/v1/" not in written
+    assert "payload.bogus" in written
 
 
 def test_mcp_refusals_are_tool_errors_with_the_apis_message(web_server, demo_world):

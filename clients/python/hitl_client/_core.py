@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
 
@@ -72,11 +72,16 @@ class Call:
 
     def url(self) -> str:
         """The path with ``params`` added to any query it has (a cursor link's), which httpx
-        would replace rather than extend."""
+        would replace rather than extend. A parameter the path has already is replaced: the
+        API's links repeat the request's own (``page_size``), and a link followed again with
+        the same parameter would otherwise grow by one each time."""
         if not self.params:
             return self.path
-        query = urlencode({k: v for k, v in self.params.items() if v is not None})
-        return f"{self.path}{'&' if '?' in self.path else '?'}{query}"
+        given = {k: v for k, v in self.params.items() if v is not None}
+        path, _, query = self.path.partition("?")
+        kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in given]
+        query = urlencode([*kept, *given.items()])
+        return f"{path}?{query}" if query else path
 
     def request_headers(self) -> dict[str, str]:
         headers = dict(self.headers)

@@ -139,9 +139,12 @@ def outcome_report(
         report["reason_code"] = rejection.reason_code if rejection else ""
         report["note"] = rejection.note if rejection else ""
         report["reasons"] = _reasons(proposal)  # why policy sent it to a human
+        note = report["note"].strip()
+        if note and note[-1] not in ".!?":
+            note += "."
         report["message"] = (
             f"A reviewer rejected it ({report['reason_code'] or 'no reason code'})"
-            f"{': ' + report['note'] if report['note'] else ''}. It was not executed."
+            f"{': ' + note if note else '.'} It was not executed."
         )
     elif status == Status.BLOCKED:
         report["reasons"] = _reasons(proposal)

@@ -9,6 +9,7 @@ message), so the model can correct its call."""
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -288,6 +289,9 @@ def main() -> None:
     except HitlError as error:
         print(f"hitl-mcp: {error.message}", file=sys.stderr)
         raise SystemExit(2) from error
+    # The host shows or keeps the server's stderr: refused calls are worth a line there, each
+    # request to the platform (httpx logs one at INFO, the mcp package's level) is not.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     build_server().run("stdio")
 
 

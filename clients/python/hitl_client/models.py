@@ -54,12 +54,13 @@ class PolicyRef:
     id: int
     name: str
     version: int | None
+    raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @classmethod
     def from_api(cls, data: dict[str, Any] | None) -> PolicyRef | None:
         if not data:
             return None
-        return cls(id=data["id"], name=data["name"], version=data.get("version"))
+        return cls(id=data["id"], name=data["name"], version=data.get("version"), raw=data)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class Verdict:
     policy: PolicyRef | None
     reasons: list[str]
     required_approvals: int
+    raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> Verdict:
@@ -79,6 +81,7 @@ class Verdict:
             policy=PolicyRef.from_api(data.get("policy")),
             reasons=list(data.get("reasons") or []),
             required_approvals=data.get("required_approvals", 1),
+            raw=data,
         )
 
 
@@ -93,6 +96,7 @@ class Decision:
     note: str
     edited_payload: dict[str, Any] | None
     decided_at: datetime | None
+    raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> Decision:
@@ -102,6 +106,7 @@ class Decision:
             note=data.get("note", ""),
             edited_payload=data.get("edited_payload"),
             decided_at=_time(data.get("decided_at")),
+            raw=data,
         )
 
 
@@ -117,6 +122,7 @@ class Execution:
     error: str
     started_at: datetime | None
     finished_at: datetime | None
+    raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @classmethod
     def from_api(cls, data: dict[str, Any] | None) -> Execution | None:
@@ -131,6 +137,7 @@ class Execution:
             error=data.get("error", ""),
             started_at=_time(data.get("started_at")),
             finished_at=_time(data.get("finished_at")),
+            raw=data,
         )
 
 
@@ -247,6 +254,7 @@ class Hold:
 
     rule: str
     text: str
+    raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -275,7 +283,9 @@ class DryRun:
             outcome=data["outcome"],
             policy=PolicyRef.from_api(data.get("policy")),
             reasons=list(data.get("reasons") or []),
-            held_by=[Hold(rule=h["rule"], text=h["text"]) for h in data.get("held_by") or []],
+            held_by=[
+                Hold(rule=h["rule"], text=h["text"], raw=h) for h in data.get("held_by") or []
+            ],
             required_approvals=data.get("required_approvals", 1),
             risk=data.get("risk"),
             magnitude=_decimal(data.get("magnitude")),
