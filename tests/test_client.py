@@ -235,6 +235,15 @@ def test_client_withdraws_a_waiting_proposal(hitl):
     assert hitl.wait(pending.id, timeout=5).status == "withdrawn"
 
 
+def test_client_withdrawing_twice_is_told_the_proposal_is_already_withdrawn(hitl):
+    pending = propose_reallocation(hitl)
+    hitl.withdraw(pending.id)
+    with pytest.raises(Conflict) as again:
+        hitl.withdraw(pending.id)
+    assert again.value.status_code == 409 and again.value.code == "invalid_transition"
+    assert again.value.message == f"Proposal #{pending.id} is already withdrawn."
+
+
 def test_client_dry_run_says_what_would_happen_and_writes_nothing(hitl):
     small = hitl.evaluate("bid_adjustment", "demo", {"campaign": "brand-search", "new_bid": "2.12"})
     assert small.would_execute and small.outcome == "auto_approve"

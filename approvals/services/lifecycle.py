@@ -106,10 +106,13 @@ class InvalidTransition(Conflict):
     code = "invalid_transition"
 
     def __init__(self, proposal: Proposal, to_status: str) -> None:
-        super().__init__(
-            f"Proposal #{proposal.pk} is {proposal.get_status_display().lower()}; "
-            f"it cannot become {S(to_status).label.lower()}."
-        )
+        status = proposal.get_status_display().lower()
+        if proposal.status == to_status:  # done already (a second withdrawal, say)
+            message = f"Proposal #{proposal.pk} is already {status}."
+        else:
+            target = S(to_status).label.lower()
+            message = f"Proposal #{proposal.pk} is {status}; it cannot become {target}."
+        super().__init__(message)
         self.current_status = proposal.status
 
 
