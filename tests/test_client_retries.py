@@ -21,6 +21,7 @@ from hitl_client import (
     Client,
     Conflict,
     ConnectionFailed,
+    HitlError,
     NotFound,
     PermissionDenied,
     RateLimited,
@@ -465,6 +466,23 @@ def test_a_missing_configuration_is_said_plainly(monkeypatch):
     monkeypatch.delenv("HITL_API_KEY", raising=False)
     with pytest.raises(Exception, match="HITL_BASE_URL"):
         Client()
+
+
+@pytest.mark.parametrize("make", [Client, AsyncClient])
+def test_a_base_url_without_http_or_https_is_refused_when_the_client_is_made(make, monkeypatch):
+    with pytest.raises(ValueError, match="http://localhost:8110") as given:
+        make("localhost:8110", "hitl_key")
+    assert isinstance(given.value, HitlError)  # as a missing configuration is
+    for url in ("ftp://hitl.example.com", "http://", "hitl.example.com"):
+        with pytest.raises(ValueError, match="http:// or https://"):
+            make(url, "hitl_key")
+    monkeypatch.setenv("HITL_BASE_URL", "localhost:8110")
+    monkeypatch.setenv("HITL_API_KEY", "hitl_key")
+    with pytest.raises(ValueError, match="HITL_BASE_URL"):
+        make()
+    for url in ("http://127.0.0.1:8110", "HTTPS://hitl.example.com/"):
+        made = make(url, "hitl_key")  # nothing is sent until the first call
+        asyncio.run(made.aclose()) if isinstance(made, AsyncClient) else made.close()
 
 
 def test_a_feed_resume_covers_exactly_the_records_handed_out(api, pauses):

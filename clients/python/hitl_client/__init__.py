@@ -13,6 +13,7 @@ from hitl_client.client import AsyncClient, AsyncFeedbackFeed, Client, FeedbackF
 from hitl_client.errors import (
     AuthFailed,
     BadResponse,
+    ConfigurationError,
     Conflict,
     ConnectionFailed,
     HitlError,
@@ -56,6 +57,7 @@ __all__ = [
     "BatchItem",
     "Campaign",
     "Client",
+    "ConfigurationError",
     "Conflict",
     "ConnectionFailed",
     "Decision",

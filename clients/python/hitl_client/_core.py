@@ -18,7 +18,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import httpx
 
 from hitl_client._bounded import DEFAULT_MAX_RESPONSE_BYTES
-from hitl_client.errors import BadResponse, ConnectionFailed, HitlError, error_from_response
+from hitl_client.errors import (
+    BadResponse,
+    ConfigurationError,
+    ConnectionFailed,
+    error_from_response,
+)
 
 DEFAULT_TIMEOUT = 30.0
 USER_AGENT = "hitl-client-python/0.1.0"
@@ -125,14 +130,15 @@ def settings_from(
     user_agent: str | None,
     max_response_bytes: int | None = None,
 ) -> Settings:
+    given = bool(base_url)
     base_url = base_url or os.environ.get("HITL_BASE_URL")
     api_key = api_key or os.environ.get("HITL_API_KEY")
     if not base_url:
-        raise HitlError("No base URL: pass base_url= or set HITL_BASE_URL.")
+        raise ConfigurationError("No base URL: pass base_url= or set HITL_BASE_URL.")
     if not api_key:
-        raise HitlError("No API key: pass api_key= or set HITL_API_KEY.")
+        raise ConfigurationError("No API key: pass api_key= or set HITL_API_KEY.")
     return Settings(
-        base_url=base_url.rstrip("/"),
+        base_url=_checked_base_url(base_url, named="The base URL" if given else "HITL_BASE_URL"),
         api_key=api_key,
         timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
         retry=retry or RetryPolicy(),
@@ -143,6 +149,17 @@ def settings_from(
         },
         max_response_bytes=max_response_bytes or DEFAULT_MAX_RESPONSE_BYTES,
     )
+
+
+def _checked_base_url(base_url: str, *, named: str) -> str:
+    """The base URL without its trailing slash, refused now if it is not an http(s) URL:
+    httpx would only fail at the first request, and then with a puzzle ("unsupported
+    protocol 'localhost://'" for ``localhost:8110``)."""
+    parts = urlsplit(base_url)
+    if parts.scheme.lower() in ("http", "https") and parts.netloc:
+        return base_url.rstrip("/")
+    hint = f"; did you mean 'http://{base_url}'?" if "://" not in base_url else "."
+    raise ConfigurationError(f"{named} {base_url!r} is not an http:// or https:// URL{hint}")
 
 
 def timeout_for(settings: Settings, call: Call) -> httpx.Timeout:

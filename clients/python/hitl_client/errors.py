@@ -28,6 +28,12 @@ class HitlError(Exception):
         return self.message if self.status_code is None else f"{self.status_code}: {self.message}"
 
 
+class ConfigurationError(HitlError, ValueError):
+    """The client cannot be made as configured: no base URL or API key given or in the
+    environment, or a base URL that is not an http:// or https:// URL. Raised when the client
+    is made, before anything is sent."""
+
+
 class ValidationFailed(HitlError):
     """400: the request broke a rule; ``errors`` maps each field (dotted for nested fields,
     ``non_field_errors`` for the request as a whole) to its messages."""
