@@ -8,6 +8,8 @@ API's message."""
 
 import asyncio
 import json
+import os
+import subprocess
 import sys
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -290,3 +292,28 @@ def test_mcp_refusals_are_tool_errors_with_the_apis_message(web_server, demo_wor
     assert "payload" in unknown_field and "colour" in unknown_field
     assert "404" in missing
     assert not ProposalRow.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("configured", "named"),
+    [
+        ({}, ["HITL_BASE_URL", "HITL_API_KEY"]),
+        ({"HITL_API_KEY": "hitl_key"}, ["HITL_BASE_URL"]),
+        ({"HITL_BASE_URL": "http://127.0.0.1:8000"}, ["HITL_API_KEY"]),
+        ({"HITL_BASE_URL": "localhost:8110", "HITL_API_KEY": "hitl_key"}, ["HITL_BASE_URL"]),
+    ],
+)
+def test_hitl_mcp_without_its_configuration_names_the_environment_variables_to_set(
+    configured, named
+):
+    """Someone running the command (or an MCP host's config) is told what to set, not a
+    Python argument: the command takes no options, only its environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HITL_")} | configured
+    started = subprocess.run(
+        [HITL_MCP], env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60
+    )
+    assert started.returncode == 2
+    for variable in named:
+        assert variable in started.stderr, started.stderr
+    assert "base_url=" not in started.stderr and "api_key=" not in started.stderr
+    assert started.stderr.startswith("hitl-mcp: ") and not started.stdout

@@ -10,6 +10,7 @@ message), so the model can correct its call."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -282,8 +283,26 @@ def build_server(client_factory: ClientFactory = AsyncClient) -> MCPServer:
     return server
 
 
+#: What the command reads; it takes no options.
+ENVIRONMENT = {
+    "HITL_BASE_URL": "where the platform answers, e.g. http://127.0.0.1:8000",
+    "HITL_API_KEY": "the agent's API key",
+}
+
+
 def main() -> None:
     """The ``hitl-mcp`` command: the MCP server on stdin and stdout."""
+    missing = [name for name in ENVIRONMENT if not os.environ.get(name)]
+    if missing:
+        unset = " and ".join(missing) + (" are" if len(missing) > 1 else " is")
+        reads = " and ".join(f"{name} ({what})" for name, what in ENVIRONMENT.items())
+        print(
+            f"hitl-mcp: {unset} not set. hitl-mcp reads {reads} from its environment, and "
+            'takes no options: set them in its "env" in the MCP host\'s configuration, or in '
+            "the shell that starts it.",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
     try:
         AsyncClient()  # the configuration is checked before anything is served
     except HitlError as error:
