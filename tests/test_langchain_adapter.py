@@ -176,6 +176,7 @@ def test_the_reallocation_blocks_until_an_operator_approves_then_the_model_sees_
     seen = told(model)
     assert seen["status"] == "executed" and seen["decided_by"] == "a reviewer"
     assert seen["note"] == "Agreed."
+    assert seen["message"].startswith("A reviewer approved it: Agreed. Executed. Before: ")
     assert seen["before"] == {
         "brand-search": {"daily_budget": "1000.00"},
         "generic-search": {"daily_budget": "500.00"},
@@ -185,6 +186,42 @@ def test_the_reallocation_blocks_until_an_operator_approves_then_the_model_sees_
         "generic-search": {"daily_budget": "780.00"},
     }
     assert budgets() == (Decimal("720.00"), Decimal("780.00"))
+
+
+def test_an_edited_reallocation_tells_the_model_what_was_edited_and_the_reviewers_note(
+    platform, operator
+):
+    model = scripted(REALLOCATION)
+    agent = agent_with(model, ProposalMiddleware(ACTIONS, client=platform, timeout=60))
+
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(ask, agent, "Move 28% of brand-search's budget to generic-search.")
+        proposal = waiting_proposal()
+        proposal_approve(
+            proposal_id=proposal.pk,
+            reviewer=operator,
+            edited_payload={**proposal.payload, "amount": "200.00"},
+            note="Keep a reserve on brand-search.",
+        )
+        running.result(timeout=60)
+
+    seen = told(model)
+    assert seen["status"] == "executed" and seen["note"] == "Keep a reserve on brand-search."
+    proposed = {"from_campaign": "brand-search", "to_campaign": "generic-search"}
+    assert seen["edited"] == {
+        "proposed": {**proposed, "amount": "280.00"},
+        "executed": {**proposed, "amount": "200.00"},
+    }
+    # A model that reads only the message learns what was changed and why.
+    assert seen["message"] == (
+        "A reviewer edited it (amount: 280.00 → 200.00), then approved it: Keep a reserve on "
+        "brand-search. The edited version executed. Before: "
+        '{"brand-search": {"daily_budget": "1000.00"}, '
+        '"generic-search": {"daily_budget": "500.00"}}; after: '
+        '{"brand-search": {"daily_budget": "800.00"}, '
+        '"generic-search": {"daily_budget": "700.00"}}.'
+    )
+    assert budgets() == (Decimal("800.00"), Decimal("700.00"))
 
 
 def test_the_reallocation_pauses_the_run_and_resumes_once_approved_without_proposing_twice(

@@ -206,6 +206,7 @@ def test_the_reallocation_interrupts_the_run_and_resumes_executed_once_an_operat
     assert result.final_output == "Done."
     seen = model.told()
     assert seen["status"] == "executed" and seen["note"] == "Agreed."
+    assert seen["message"].startswith("A reviewer approved it: Agreed. Executed. Before: ")
     assert seen["before"] == {
         "brand-search": {"daily_budget": "1000.00"},
         "generic-search": {"daily_budget": "500.00"},
@@ -231,7 +232,12 @@ def test_an_edited_reallocation_comes_back_with_the_edit(web_server, key, operat
         running = pool.submit(asyncio.run, run())
         proposal = waiting_proposal()
         edit = {**proposal.payload, "amount": "200.00"}
-        proposal_approve(proposal_id=proposal.pk, reviewer=operator, edited_payload=edit)
+        proposal_approve(
+            proposal_id=proposal.pk,
+            reviewer=operator,
+            edited_payload=edit,
+            note="Keep a reserve on brand-search",
+        )
         result = running.result(timeout=90)
 
     assert result.final_output == "Done."
@@ -239,6 +245,11 @@ def test_an_edited_reallocation_comes_back_with_the_edit(web_server, key, operat
     assert seen["status"] == "executed"
     assert seen["edited"]["proposed"]["amount"] == "280.00"
     assert seen["edited"]["executed"]["amount"] == "200.00"
+    # A model that reads only the message learns what was changed and why.
+    assert seen["message"].startswith(
+        "A reviewer edited it (amount: 280.00 → 200.00), then approved it: Keep a reserve on "
+        "brand-search. The edited version executed. Before: "
+    ), seen["message"]
     assert seen["after"]["brand-search"] == {"daily_budget": "800.00"}
     assert budgets() == (Decimal("800.00"), Decimal("700.00"))
 

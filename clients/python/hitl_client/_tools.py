@@ -8,6 +8,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from .errors import (
@@ -119,29 +120,27 @@ def outcome_report(
         report["before"] = execution.before_state if execution else None
         report["after"] = execution.after_state if execution else None
         report["decided_by"] = "a reviewer" if proposal.decisions else "policy (auto-approved)"
+        if decision is not None and decision.note:
+            report["note"] = decision.note
+        note = _sentence(report.get("note", ""))
+        figures = f"Before: {_compact(report['before'])}; after: {_compact(report['after'])}."
         edited = proposal.edited_payload
         if edited is not None:
             report["edited"] = {"proposed": proposed, "executed": edited}
             report["message"] = (
-                "A reviewer edited the proposal, then approved it; the edited version "
-                f"executed. Before: {_compact(report['before'])}; after: "
-                f"{_compact(report['after'])}."
+                f"A reviewer edited it ({_edit_text(proposed, edited)}), then approved it"
+                f"{': ' + note if note else '.'} The edited version executed. {figures}"
             )
+        elif note:
+            report["message"] = f"A reviewer approved it: {note} Executed. {figures}"
         else:
-            report["message"] = (
-                f"Executed. Before: {_compact(report['before'])}; after: "
-                f"{_compact(report['after'])}."
-            )
-        if decision is not None and decision.note:
-            report["note"] = decision.note
+            report["message"] = f"Executed. {figures}"
     elif status == Status.REJECTED:
         rejection = proposal.rejection
         report["reason_code"] = rejection.reason_code if rejection else ""
         report["note"] = rejection.note if rejection else ""
         report["reasons"] = _reasons(proposal)  # why policy sent it to a human
-        note = report["note"].strip()
-        if note and note[-1] not in ".!?":
-            note += "."
+        note = _sentence(report["note"])
         report["message"] = (
             f"A reviewer rejected it ({report['reason_code'] or 'no reason code'})"
             f"{': ' + note if note else '.'} It was not executed."
@@ -180,6 +179,40 @@ def report_text(report: Mapping[str, Any]) -> str:
 
 def _reasons(proposal: Proposal) -> list[str]:
     return list(proposal.verdict.reasons) if proposal.verdict else []
+
+
+def _sentence(note: str) -> str:
+    note = note.strip()
+    return note + "." if note and note[-1] not in ".!?" else note
+
+
+def _edit_text(proposed: Mapping[str, Any] | None, executed: Mapping[str, Any]) -> str:
+    """What a reviewer's edit changed, field by field ("amount: 280.00 → 200.00"); the
+    executed payload whole when the proposed one is not known."""
+    if proposed is None:
+        return f"to {_compact(executed)}"
+    changes = [
+        f"{name}: {_value_text(proposed.get(name))} → {_value_text(executed.get(name))}"
+        for name in dict.fromkeys([*proposed, *executed])
+        if not _same(proposed.get(name), executed.get(name))
+    ]
+    return "; ".join(changes) or "no field changed"
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, counting "280" and "280.00" (the platform's spelling) as the same amount."""
+    if a == b:
+        return True
+    try:
+        return isinstance(a, str | int | float) and Decimal(str(a)) == Decimal(str(b))
+    except (ArithmeticError, ValueError):
+        return False
+
+
+def _value_text(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    return value if isinstance(value, str) else _compact(value)
 
 
 def _compact(state: Any) -> str:
