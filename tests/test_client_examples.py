@@ -43,7 +43,8 @@ def test_the_example_agent_proposes_the_reference_scenario(example, web_server, 
     print(output)
     assert agent.returncode == 0, output
     assert output.count("Executed. Before:") == 2, output
-    assert f"{web_server}/admin/approvals/proposal/" in output  # where to decide it
+    # Where to decide it: the waiting proposal's own page, as the README says.
+    assert f"{web_server}/admin/approvals/proposal/{waiting.pk}/change/" in output, output
     campaigns = {c.external_id: c for c in Campaign.objects.all()}
     assert campaigns["brand-search"].bid == Decimal("2.12")
     assert campaigns["brand-search"].daily_budget == Decimal("720.00")

@@ -181,9 +181,12 @@ def test_the_reallocation_interrupts_the_run_and_resumes_executed_once_an_operat
 
     async def start() -> str:
         async with AsyncClient(web_server, key) as client:
-            paused = await Runner.run(agent_of(PlatformTools(client=client)), "Move 28%.")
+            platform = PlatformTools(client=client)
+            paused = await Runner.run(agent_of(platform), "Move 28%.")
             (interruption,) = paused.interruptions
             assert interruption.tool_name == "move_budget"
+            (waiting,) = await platform.waiting(paused)  # what to tell the operator
+            assert waiting.status == "pending_review" and "generic-search" in waiting.summary
             return paused.to_state().to_string()  # kept while the run waits
 
     async def resume(saved: str):
@@ -192,8 +195,10 @@ def test_the_reallocation_interrupts_the_run_and_resumes_executed_once_an_operat
         async with AsyncClient(web_server, key) as client:
             platform = PlatformTools(client=client)
             agent = agent_of(platform)
-            state = await platform.resolve(await RunState.from_string(agent, saved), timeout=60)
-            return await Runner.run(agent, state)
+            paused = await RunState.from_string(agent, saved)
+            (waited_for,) = await platform.waiting(paused)
+            state = await platform.resolve(paused, timeout=60)
+            return waited_for.id, await Runner.run(agent, state)
 
     saved = asyncio.run(start())
     proposal = Proposal.objects.get()
@@ -201,8 +206,9 @@ def test_the_reallocation_interrupts_the_run_and_resumes_executed_once_an_operat
     assert not model.shown and budgets() == (Decimal("1000.00"), Decimal("500.00"))
     proposal_approve(proposal_id=proposal.pk, reviewer=operator, note="Agreed.")
 
-    result = asyncio.run(resume(saved))
+    waited_for, result = asyncio.run(resume(saved))
 
+    assert waited_for == proposal.pk
     assert result.final_output == "Done."
     seen = model.told()
     assert seen["status"] == "executed" and seen["note"] == "Agreed."

@@ -10,8 +10,9 @@ The model is scripted (a ``Model`` of its own: no API key, and tracing is off, s
 leaves the machine): it reads the campaigns, raises brand-search's bid by 6% (executes at
 once) and moves 28% of brand-search's daily budget to generic-search (waits for an
 operator). That call stops the run with an interruption, as any tool needing approval does;
-``PlatformTools.run`` waits for the platform's decision, approves or rejects the
-interruption to match, and resumes the run; the model reads what happened.
+the example prints where to decide the proposal it waits for (``PlatformTools.waiting``),
+then ``PlatformTools.resolve`` waits for the platform's decision and approves or rejects the
+interruption to match, and the run resumes; the model reads what happened.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
-from agents import Agent, Model, ModelResponse, Usage, set_tracing_disabled
+from agents import Agent, Model, ModelResponse, Runner, Usage, set_tracing_disabled
 from hitl_client import AsyncClient
 from hitl_client.openai_agents import PlatformTools, ToolAction
 from openai.types.responses import (
@@ -148,11 +149,14 @@ async def main() -> None:
             ),
         ]
         agent = Agent(name="optimizer", model=model, tools=tools)
-        print(
-            "Proposing; a proposal that waits for an operator is decided at "
-            f"{hitl.base_url}/admin/approvals/proposal/"
-        )
-        result = await platform.run(agent, "Tune the demo account.")
+        result = await Runner.run(agent, "Tune the demo account.")
+        while waiting := await platform.waiting(result):
+            for proposal in waiting:
+                print(
+                    f"Proposal #{proposal.id} waits for an operator: {proposal.summary}\n"
+                    f"  decide it at {hitl.base_url}/admin/approvals/proposal/{proposal.id}/change/"
+                )
+            result = await Runner.run(agent, await platform.resolve(result))
         print(result.final_output)
 
 

@@ -173,6 +173,23 @@ class PlatformTools:
     def _ours(self, item: ToolApprovalItem) -> bool:
         return item.tool_name in self._actions
 
+    async def waiting(self, paused: RunResult | RunState[Any]) -> list[Proposal]:
+        """The proposals a paused run stopped for (this object's interruptions), as last
+        read: each one's ``id`` and ``summary``, to tell a person what to decide and where.
+        The run resumes, once they are decided, from ``resolve(paused)``."""
+        items = paused.get_interruptions() if isinstance(paused, RunState) else paused.interruptions
+        proposals = []
+        for item in items:
+            if not self._ours(item):
+                continue
+            raw = item.raw_item
+            answer = await self._proposal(
+                item.tool_name, _arguments(_field(raw, "arguments")), _field(raw, "call_id")
+            )
+            if isinstance(answer, Proposal):
+                proposals.append(answer)
+        return proposals
+
     async def resolve(
         self, paused: RunResult | RunState[Any], *, timeout: float | None = None
     ) -> RunState[Any]:
