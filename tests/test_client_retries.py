@@ -369,6 +369,26 @@ def test_wait_polls_at_a_bounded_interval_when_the_server_answers_at_once(api, p
     assert pauses == [2.5, 2.5]  # no pause once the status moved
 
 
+def test_a_long_poll_refused_busy_in_a_burst_is_asked_again_after_retry_after(api, pauses):
+    """What the README promises: a web process with as many requests under way as it takes
+    answers a long poll 503 busy at once; the wait asks again after Retry-After and goes on."""
+    busy = {"detail": "As many requests under way as it takes; nothing was done.", "code": "busy"}
+    api.answers(
+        (200, proposal_json(status="pending_review")),
+        (503, busy, {"Retry-After": "1"}),
+        (200, proposal_json(status="executed")),
+    )
+    with Client(api.url, "k") as hitl:
+        assert hitl.wait(7, timeout=30).status == "executed"
+    _, refused, again = api.requests
+    assert (
+        refused["query"]
+        == again["query"]
+        == {"wait": again["query"]["wait"], "status": "pending_review"}
+    )
+    assert pauses == [1.0]
+
+
 def test_wait_asks_for_no_longer_than_its_timeout_and_then_says_so(api, pauses):
     api.answers((200, proposal_json(status="pending_review")))
     with Client(api.url, "k") as hitl, pytest.raises(WaitTimedOut) as timed_out:
