@@ -143,6 +143,11 @@ class Notification(models.Model):
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
     )
 
+    # Who was told of what, on which channel, and when it went or why it did not: in the
+    # audit trail and its chain. Written where the outbox records a message and where an
+    # attempt ends (a lease taken to send it is not a change of the message).
+    history = audited_history()
+
     class Meta:
         ordering = ["-created_at"]
         indexes = [
@@ -177,6 +182,9 @@ class DecisionDeadline(models.Model):
     )
     # How the round ended, as it ended: the proposal's status later moves on (executed…).
     ended_as = models.CharField(max_length=16, blank=True)
+
+    # When it was due, reminded, escalated and ended: in the audit trail and its chain.
+    history = audited_history()
 
     class Meta:
         constraints = [
