@@ -37,7 +37,7 @@ def route_scope(route: Route) -> str:
     scope = [
         f"account {route.account.external_id}" if route.account_id else "every account",
         route.get_channel_display() if route.channel else "every channel",
-        route.action_type.replace("_", " ") if route.action_type else "every action type",
+        action_types.label(route.action_type) if route.action_type else "every action type",
     ]
     if route.minimum_risk:
         scope.append(f"risk {route.minimum_risk}+")
@@ -46,7 +46,10 @@ def route_scope(route: Route) -> str:
 
 class RouteForm(forms.ModelForm):
     action_type = forms.ChoiceField(
-        choices=lambda: [("", "Every action type"), *[(n, n) for n in action_types.names()]],
+        choices=lambda: [
+            ("", "Every action type"),
+            *[(name, action_types.label(name)) for name in action_types.names()],
+        ],
         required=False,
         label="Action type",
     )

@@ -110,7 +110,8 @@ def test_a_route_that_tells_nobody_is_refused_with_a_clear_error(login):
 def test_a_route_offers_the_registered_action_types_and_refuses_others(login):
     client = login("policy-owner")
     page = client.get(reverse("admin:notifications_route_add")).text
-    assert '<option value="budget_reallocation">' in page
+    # As the route list and the filters write it, not the name an agent sends.
+    assert '<option value="budget_reallocation">budget reallocation</option>' in page
     assert '<option value="" selected>Every action type</option>' in page
     response = client.post(
         reverse("admin:notifications_route_add"), route_form(action_type="launch_rockets")
