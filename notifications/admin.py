@@ -209,7 +209,7 @@ class NotificationAdmin(ReadOnlyAdmin):
         "proposal_number",
         "recipient",
         "channel",
-        "kind",
+        "what",
         "status",
         "attempts",
         "created_at",
@@ -219,6 +219,10 @@ class NotificationAdmin(ReadOnlyAdmin):
     list_select_related = ["recipient"]
     raw_id_fields = ["proposal", "route", "updates"]
     exclude = ["slack_channel", "slack_ts"]
+
+    @admin.display(description="what", ordering="kind")
+    def what(self, notification: Notification) -> str:
+        return notification.what
 
     @admin.display(description="proposal", ordering="proposal_id")
     def proposal_number(self, notification: Notification) -> str:

@@ -188,13 +188,26 @@ def _review_ended(proposals: Sequence[Proposal], *, now: datetime) -> None:
             actor=_actor(),
             reason=f"Review round ended: {ProposalStatus(status).label.lower()}.",
         )
-    _slack_messages_update(proposal_ids=by_id, now=now)
+    _slack_messages_update(
+        proposal_ids=by_id,
+        now=now,
+        about={proposal.pk: _ended_about(proposal) for proposal in proposals},
+    )
 
 
-def _slack_messages_update(*, proposal_ids, now: datetime, **only) -> None:
+def _ended_about(proposal: Proposal) -> str:
+    """What an update about a proposal that left review is for: "the decision: rejected"."""
+    status = proposal.get_status_display().lower()
+    if proposal.status in (S.REJECTED, *APPROVED_TO_RUN_STATUSES):
+        return f"the decision: {status}"
+    return f"the end of its review: {status}"
+
+
+def _slack_messages_update(*, proposal_ids, now: datetime, about, **only) -> None:
     """Record an update of every Slack message posted about these proposals (``only`` those
     matching further filters), sent once the transaction commits; what it says is read when
-    it is sent (``notification_deliver``)."""
+    it is sent (``notification_deliver``). ``about``: what the update is for, in words, or a
+    mapping of it by proposal."""
     posted = Notification.objects.filter(
         **only,
         proposal_id__in=proposal_ids,
@@ -212,6 +225,7 @@ def _slack_messages_update(*, proposal_ids, now: datetime, **only) -> None:
                 channel=NotificationChannel.SLACK,
                 kind=NotificationKind.UPDATE,
                 updates=message,
+                about=about.get(message.proposal_id, "") if isinstance(about, dict) else about,
                 slack_channel=message.slack_channel,
                 slack_ts=message.slack_ts,
                 created_at=now,
@@ -232,16 +246,24 @@ def slack_messages_reassessed(*, proposals: Sequence[Proposal], actor: Actor) ->
         by_round[proposal.review_round].append(proposal.pk)
     now = timezone.now()
     for review_round, proposal_ids in by_round.items():
-        _slack_messages_update(proposal_ids=proposal_ids, now=now, review_round=review_round)
+        _slack_messages_update(
+            proposal_ids=proposal_ids,
+            now=now,
+            about="a re-assessment: a change to its campaigns landed first",
+            review_round=review_round,
+        )
 
 
-def slack_messages_refresh(*, proposal_id: int) -> None:
+def slack_messages_refresh(*, proposal_id: int, about: str) -> None:
     """Have the Slack messages of this review round of a proposal that still waits say what
-    changed: an approval that waits for another reviewer, a claim."""
+    changed (``about``, in words): an approval that waits for another reviewer, a claim."""
     with transaction.atomic():
         proposal = Proposal.objects.only("review_round").get(pk=proposal_id)
         _slack_messages_update(
-            proposal_ids=[proposal_id], now=timezone.now(), review_round=proposal.review_round
+            proposal_ids=[proposal_id],
+            now=timezone.now(),
+            about=about,
+            review_round=proposal.review_round,
         )
 
 
@@ -505,7 +527,10 @@ def proposal_claim(*, proposal_id: int, user) -> Claim:
         claim.claimed_at = now
         claim.lapses_at = now + timedelta(minutes=settings.CLAIM_MINUTES)
         claim.save()
-        slack_messages_refresh(proposal_id=proposal.pk)  # "On it", wherever it was told
+        # "On it", wherever it was told.
+        slack_messages_refresh(
+            proposal_id=proposal.pk, about=f"a claim: {user.get_username()} is on it"
+        )
     return claim
 
 
@@ -517,7 +542,9 @@ def proposal_release(*, proposal_id: int, user) -> None:
             raise Conflict(f"You are not on proposal #{proposal_id}.")
         claim.lapses_at = timezone.now()
         claim.save(update_fields=["lapses_at"])
-        slack_messages_refresh(proposal_id=proposal_id)
+        slack_messages_refresh(
+            proposal_id=proposal_id, about=f"a claim given back by {user.get_username()}"
+        )
 
 
 def reached_by_choose(*, user, email: bool, slack: bool) -> ReachedBy:
