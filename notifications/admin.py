@@ -19,7 +19,7 @@ from approvals.admin import ProposalAdmin as ApprovalsProposalAdmin
 from approvals.admin import ReadOnlyAdmin
 from approvals.models import Proposal, ProposalStatus
 from approvals.services.acts import Act, LacksPermission, act_refusal, may_act
-from audit.admin import AuditedHistoryAdmin
+from audit.admin import AuditedHistoryAdmin, ConsoleHistoryValues
 from hitlproject.converters import record_page
 from hitlproject.errors import DomainError, NotFound
 from notifications.models import Claim, Delivery, Notification, ReachedBy, Route
@@ -79,6 +79,15 @@ class RouteForm(forms.ModelForm):
         return cleaned
 
 
+class RouteHistoryValues(ConsoleHistoryValues):
+    """A route's history reads as its list does: the action type as a person reads it."""
+
+    def prepare_delta_change_value(self, change, value):
+        if change.field == "action_type" and value:
+            return action_types.label(value)
+        return super().prepare_delta_change_value(change, value)
+
+
 @admin.register(Route)
 class RouteAdmin(AuditedHistoryAdmin):
     """Who is told about which proposals: policy owners add, change and deactivate routes;
@@ -86,6 +95,8 @@ class RouteAdmin(AuditedHistoryAdmin):
     messages it sent still name it."""
 
     form = RouteForm
+    history_shows_created_values = True
+    history_values = RouteHistoryValues
     list_display = ["name", "scope", "told", "delivery_display", "backup_group", "is_active"]
     list_filter = [
         "is_active",
