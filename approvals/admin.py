@@ -147,7 +147,7 @@ class ActionTypeFilter(admin.SimpleListFilter):
     parameter_name = "action_type"
 
     def lookups(self, request, model_admin):
-        return [(name, name.replace("_", " ")) for name in action_types.names()]
+        return [(name, action_types.label(name)) for name in action_types.names()]
 
     def queryset(self, request, queryset):
         return queryset.filter(action_type=self.value()) if self.value() else queryset

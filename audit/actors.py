@@ -67,6 +67,7 @@ SYSTEM_PARTS = {
     "executor": "the executor",
     "expiry": "the expiry sweep",
     "deadlines": "the deadline sweep",
+    "notifications": "the notifications",
     "policy-engine": "the policy engine",
     "autonomy": "the autonomy review",
     "seed_demo": "the seed_demo command",

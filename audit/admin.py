@@ -14,15 +14,17 @@ from django.core import checks
 from django.core.exceptions import (
     BadRequest,
     FieldDoesNotExist,
+    ObjectDoesNotExist,
     PermissionDenied,
     ValidationError,
 )
 from django.db import connection, models
+from django.forms.models import model_to_dict
 from django.http import Http404, QueryDict
 from simple_history.admin import SimpleHistoryAdmin
-from simple_history.models import DeletedObject
+from simple_history.models import DeletedObject, ModelChange, ModelDelta
 from simple_history.template_utils import HistoricalRecordContextHelper
-from simple_history.utils import get_history_model_for_model
+from simple_history.utils import get_history_model_for_model, get_m2m_reverse_field_name
 
 from audit.secret_fields import lookup_touches_secret, sounds_secret_undeclared
 
@@ -202,6 +204,41 @@ class ConsoleHistoryValues(HistoricalRecordContextHelper):
         return "—" if value is None or value == "" else value
 
 
+def created_delta(record) -> ModelDelta:
+    """A "created" record's values as changes from nothing, in the form ``diff_against``
+    gives (related records as objects, many-to-many rows as their through rows), leaving out
+    what it was created without."""
+    m2m = {field.name for field in record._history_m2m_fields}
+    values = model_to_dict(record, fields=[f.name for f in record.tracked_fields if f.editable])
+    changes = []
+    for name, value in values.items():
+        field = record._meta.get_field(name)
+        if name in m2m or empty_structure(value) or name == record.instance_type._meta.pk.name:
+            continue
+        if isinstance(field, models.ForeignKey):
+            try:
+                related = getattr(record, name)
+            except ObjectDoesNotExist:
+                related = None
+            value = related if related is not None else DeletedObject(field.related_model, value)
+        changes.append(ModelChange(name, None, value))
+    for name in sorted(m2m):
+        original = record.instance_type._meta.get_field(name)
+        rows = getattr(record, name).order_by(get_m2m_reverse_field_name(original))
+        through = rows.model._meta
+        columns = [
+            f.name
+            for f in through.fields
+            if f.editable and f.name not in ["id", "m2m_history_id", "history"]
+        ]
+        related = [c for c in columns if isinstance(through.get_field(c), models.ForeignKey)]
+        new = [{c: getattr(row, c) for c in columns} for row in rows.select_related(*related)]
+        if new:
+            changes.append(ModelChange(name, [], new))
+    changes.sort(key=lambda change: change.field)
+    return ModelDelta(changes, [change.field for change in changes], record, record)
+
+
 class AuditedHistoryAdmin(ConsoleAdmin, SimpleHistoryAdmin):
     """History that is read, never rewritten.
 
@@ -214,9 +251,30 @@ class AuditedHistoryAdmin(ConsoleAdmin, SimpleHistoryAdmin):
     """
 
     history_values = ConsoleHistoryValues
+    # The history list's "Created" entry shows the values the record was created with, as
+    # the entries after it show their changes (a route: whom it tells, what it covers), not
+    # only on the version's own page.
+    history_shows_created_values = False
 
     def get_historical_record_context_helper(self, request, historical_record):
         return self.history_values(self.model, historical_record)
+
+    def set_history_delta_changes(self, request, historical_records, foreign_keys_are_objs=True):
+        super().set_history_delta_changes(request, historical_records, foreign_keys_are_objs)
+        if not self.history_shows_created_values or not historical_records:
+            return
+        oldest = list(historical_records)[-1]  # of this page: no entry after it to diff with
+        if hasattr(oldest, "history_delta_changes"):
+            return
+        earlier = oldest.prev_record
+        if earlier is not None:  # on the next page
+            delta = oldest.diff_against(earlier, foreign_keys_are_objs=foreign_keys_are_objs)
+        elif oldest.history_type == "+":
+            delta = created_delta(oldest)
+        else:
+            return
+        helper = self.get_historical_record_context_helper(request, oldest)
+        oldest.history_delta_changes = helper.context_for_delta_changes(delta)
 
     # One save of a change form is one historical record. django-simple-history writes one
     # when the row is saved and another for each many-to-many relation the form then sets

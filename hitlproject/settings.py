@@ -2,7 +2,8 @@
 
 The defaults run on a laptop with nothing installed (SQLite, a filesystem Celery broker).
 ``DATABASE_URL`` and ``REDIS_URL`` switch to PostgreSQL and Redis. ``HITL_ENV=production``
-refuses to start without the secrets and hosts it needs.
+refuses to start without the secrets and hosts it needs, and, when it sends messages that
+reach people, without the console's address they link to.
 """
 
 import os
@@ -303,6 +304,18 @@ else:
 SLACK_BOT_TOKEN = env("SLACK_BOT_TOKEN", "")
 SLACK_SIGNING_SECRET = env("SLACK_SIGNING_SECRET", "")
 SLACK_API_URL = env("SLACK_API_URL", "https://slack.com/api/")
+# In production, a message that reaches someone (through a mail server or Slack) links to the
+# console as its users reach it: without HITL_CONSOLE_URL its links would point at this
+# machine's own address (127.0.0.1), which no reader's browser opens.
+if PRODUCTION and (EMAIL_HOST or SLACK_BOT_TOKEN):
+    reaching = " and ".join(name for name in ("EMAIL_HOST", "SLACK_BOT_TOKEN") if globals()[name])
+    if not CONSOLE_URL.startswith(("https://", "http://")):
+        raise ImproperlyConfigured(
+            f"HITL_ENV=production with {reaching} set needs HITL_CONSOLE_URL, the console's "
+            "address as its users reach it (such as https://hitl.example.com): the links in "
+            "emails and Slack messages go there, and without it they would point at this "
+            "machine (http://127.0.0.1)."
+        )
 # Google Ads (executors.google_ads): the API's gRPC endpoint and the OAuth token endpoint its
 # refresh tokens are exchanged at. Tests point both at local fakes; a local endpoint
 # (localhost, 127.0.0.1, [::1]) is reached over gRPC's local credentials, any other over TLS.

@@ -19,7 +19,7 @@ from approvals.admin import ProposalAdmin as ApprovalsProposalAdmin
 from approvals.admin import ReadOnlyAdmin
 from approvals.models import Proposal, ProposalStatus
 from approvals.services.acts import Act, LacksPermission, act_refusal, may_act
-from audit.admin import AuditedHistoryAdmin
+from audit.admin import AuditedHistoryAdmin, ConsoleHistoryValues
 from hitlproject.converters import record_page
 from hitlproject.errors import DomainError, NotFound
 from notifications.models import Claim, Delivery, Notification, ReachedBy, Route
@@ -37,7 +37,7 @@ def route_scope(route: Route) -> str:
     scope = [
         f"account {route.account.external_id}" if route.account_id else "every account",
         route.get_channel_display() if route.channel else "every channel",
-        route.action_type.replace("_", " ") if route.action_type else "every action type",
+        action_types.label(route.action_type) if route.action_type else "every action type",
     ]
     if route.minimum_risk:
         scope.append(f"risk {route.minimum_risk}+")
@@ -46,7 +46,10 @@ def route_scope(route: Route) -> str:
 
 class RouteForm(forms.ModelForm):
     action_type = forms.ChoiceField(
-        choices=lambda: [("", "Every action type"), *[(n, n) for n in action_types.names()]],
+        choices=lambda: [
+            ("", "Every action type"),
+            *[(name, action_types.label(name)) for name in action_types.names()],
+        ],
         required=False,
         label="Action type",
     )
@@ -76,6 +79,15 @@ class RouteForm(forms.ModelForm):
         return cleaned
 
 
+class RouteHistoryValues(ConsoleHistoryValues):
+    """A route's history reads as its list does: the action type as a person reads it."""
+
+    def prepare_delta_change_value(self, change, value):
+        if change.field == "action_type" and value:
+            return action_types.label(value)
+        return super().prepare_delta_change_value(change, value)
+
+
 @admin.register(Route)
 class RouteAdmin(AuditedHistoryAdmin):
     """Who is told about which proposals: policy owners add, change and deactivate routes;
@@ -83,6 +95,8 @@ class RouteAdmin(AuditedHistoryAdmin):
     messages it sent still name it."""
 
     form = RouteForm
+    history_shows_created_values = True
+    history_values = RouteHistoryValues
     list_display = ["name", "scope", "told", "delivery_display", "backup_group", "is_active"]
     list_filter = [
         "is_active",
@@ -206,7 +220,7 @@ class NotificationAdmin(ReadOnlyAdmin):
         "proposal_number",
         "recipient",
         "channel",
-        "kind",
+        "what",
         "status",
         "attempts",
         "created_at",
@@ -216,6 +230,10 @@ class NotificationAdmin(ReadOnlyAdmin):
     list_select_related = ["recipient"]
     raw_id_fields = ["proposal", "route", "updates"]
     exclude = ["slack_channel", "slack_ts"]
+
+    @admin.display(description="what", ordering="kind")
+    def what(self, notification: Notification) -> str:
+        return notification.what
 
     @admin.display(description="proposal", ordering="proposal_id")
     def proposal_number(self, notification: Notification) -> str:

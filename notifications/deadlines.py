@@ -19,8 +19,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from approvals.models import Proposal, ProposalStatus
-from audit.actors import Actor
-from audit.history import history_records
+from audit.actors import Actor, acting_as
+from audit.history import history_records, update_with_history_where
 from notifications.models import DecisionDeadline, Notification, NotificationKind, Route
 from notifications.selectors import group_recipients, route_matches, routes_active
 from notifications.services import _tell
@@ -39,7 +39,8 @@ class DeadlineSweep:
 def deadlines_sweep(*, now: datetime | None = None) -> DeadlineSweep:
     """Remind about the review rounds at half time, escalate those at their deadline."""
     now = now or timezone.now()
-    return DeadlineSweep(reminded=_remind(now=now), escalated=_escalate(now=now))
+    with acting_as(DEADLINES_ACTOR):  # the messages it records are the sweep's doing
+        return DeadlineSweep(reminded=_remind(now=now), escalated=_escalate(now=now))
 
 
 def _open_deadlines():
@@ -103,8 +104,32 @@ def _remind(*, now: datetime) -> int:
             recipients_of=lambda proposal: recipients.get(proposal.pk, []),
             at_once=True,
         )
-        DecisionDeadline.objects.filter(pk__in=[d.pk for d in deadlines]).update(reminded_at=now)
+        update_with_history_where(
+            DecisionDeadline.objects.filter(pk__in=[d.pk for d in deadlines]),
+            {"reminded_at": now},
+            actor=DEADLINES_ACTOR,
+            reason="Reminded: half the time to decide is gone.",
+        )
+        # The proposal's history says it was reminded, and whom, as it says it was escalated.
+        proposals = []
+        for deadline in deadlines:
+            proposal = deadline.proposal
+            proposal._change_reason = _reminder_note(deadline, recipients.get(proposal.pk, []))
+            proposals.append(proposal)
+        history = Proposal.history
+        history.model.objects.bulk_create(
+            history_records(history, proposals, actor=DEADLINES_ACTOR, date=now, update=True)
+        )
     return len(deadlines)
+
+
+def _reminder_note(deadline: DecisionDeadline, recipients: Sequence[tuple]) -> str:
+    """What the proposal's history says of its reminder, in an auditor's words."""
+    due = f"due {deadline.due_at:%Y-%m-%d %H:%M:%S} UTC"
+    people = sorted({user.get_username() for _, users in recipients for user in users})
+    if not people:
+        return f"Half the time to decide is gone ({due}); nobody told in this round to remind."
+    return f"Half the time to decide is gone ({due}); reminded {', '.join(people)}."
 
 
 def _escalate(*, now: datetime) -> int:
@@ -154,6 +179,12 @@ def _escalate(*, now: datetime) -> int:
             proposal._change_reason = _escalation_note(deadline, routes, members)
             proposals.append(proposal)
         DecisionDeadline.objects.bulk_update(deadlines, ["escalated_at", "escalated_to"])
+        for deadline in deadlines:
+            deadline._change_reason = deadline.proposal._change_reason
+        records = DecisionDeadline.history
+        records.model.objects.bulk_create(
+            history_records(records, deadlines, actor=DEADLINES_ACTOR, date=now, update=True)
+        )
         history = Proposal.history
         history.model.objects.bulk_create(
             history_records(history, proposals, actor=DEADLINES_ACTOR, date=now, update=True)

@@ -19,11 +19,19 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from audit.history import history_records, update_with_history_where
 from notifications.carriers import channel_for
 from notifications.channels import ChannelError
 from notifications.messages import proposal_message
 from notifications.models import Notification, NotificationStatus
-from notifications.services import LEASE, _backoff, _not_to_send
+from notifications.services import (
+    LEASE,
+    NOTIFICATIONS_ACTOR,
+    _backoff,
+    _not_to_send,
+    attempt_note,
+    refusal_note,
+)
 
 HELD = NotificationStatus.HELD
 DIGEST_LIMIT = 100  # proposals in one message; more go in the next run's
@@ -85,6 +93,12 @@ def digest_send(*, recipient_id: int, channel: str, now: datetime) -> int:
             notification.log = [*notification.log, {"at": now.isoformat(), "result": refusal}]
             ended.append(notification)
         Notification.objects.bulk_update(ended, ["status", "log"])
+        for notification in ended:
+            notification._change_reason = refusal_note(notification, notification.log[-1]["result"])
+        history = Notification.history
+        history.model.objects.bulk_create(
+            history_records(history, ended, actor=NOTIFICATIONS_ACTOR, date=now, update=True)
+        )
         Notification.objects.bulk_update(to_send, ["attempts", "next_attempt_at"])
     if not to_send:
         return 0
@@ -114,7 +128,13 @@ def digest_send(*, recipient_id: int, channel: str, now: datetime) -> int:
             else:
                 changes.update(status=NotificationStatus.FAILED)
             # Only if this attempt is still the latest (see notification_deliver).
-            Notification.objects.filter(
-                pk=notification.pk, attempts=notification.attempts, status=HELD
-            ).update(**changes)
+            notification.status = changes.get("status", notification.status)
+            update_with_history_where(
+                Notification.objects.filter(
+                    pk=notification.pk, attempts=notification.attempts, status=HELD
+                ),
+                changes,
+                actor=NOTIFICATIONS_ACTOR,
+                reason=attempt_note(notification, f"in a digest of {ids}: {result}"),
+            )
     return 1 if delivered else 0

@@ -128,7 +128,10 @@ def slack_press_handle(*, press: Press) -> str:
     if proposal.status == ProposalStatus.PENDING_REVIEW:
         # Approved by one of the reviewers its policy asks for: the messages say so. Those
         # that left review are updated by the move itself.
-        slack_messages_refresh(proposal_id=press.proposal_id)
+        slack_messages_refresh(
+            proposal_id=press.proposal_id,
+            about=f"an approval by {user.get_username()}; it waits for another",
+        )
     return ""
 
 

@@ -8,7 +8,9 @@ from datetime import datetime
 
 from django.conf import settings
 from django.urls import reverse
+from django.utils import timezone
 
+from approvals import action_types
 from approvals.models import Proposal
 from hitlproject.addresses import served_at
 from notifications.models import Claim, DecisionDeadline, NotificationKind
@@ -34,6 +36,22 @@ class ProposalMessage:
     due_at: datetime | None
     claimed_by: str | None
     url: str
+    # The deadline had passed when the message was made (an escalation's always has): it
+    # says the decision was due, not that it is.
+    overdue: bool = False
+
+    @property
+    def due_label(self) -> str:
+        """ "Decision due by", or "Decision was due by" once that time has passed."""
+        return "Decision was due by" if self.overdue else "Decision due by"
+
+    @property
+    def due_text(self) -> str:
+        """When the decision is (or was) due as the console shows it: to the second, with
+        the zone."""
+        if self.due_at is None:
+            return ""
+        return f"{timezone.localtime(self.due_at):%Y-%m-%d %H:%M:%S %Z}"
 
     @property
     def subject(self) -> str:
@@ -65,11 +83,13 @@ def proposal_message(proposal: Proposal, *, kind: str, now: datetime) -> Proposa
         summary=proposal.summary,
         agent=proposal.agent.name,
         account=proposal.account.external_id,
-        action_type=proposal.action_type,
+        action_type=action_types.label(proposal.action_type),
         magnitude=proposal.magnitude_label,
         risk=proposal.risk,
         reasons=[str(reason) for reason in proposal.verdict_reasons or []],
         due_at=deadline.due_at if deadline else None,
+        overdue=deadline is not None
+        and (kind == NotificationKind.ESCALATION or deadline.due_at <= now),
         claimed_by=claim.user.get_username() if claim and claim.is_live(now) else None,
         url=proposal_url(proposal.pk),
     )

@@ -138,10 +138,17 @@ class Notification(models.Model):
     # Where a Slack message went, so that it can be updated when the proposal is decided.
     slack_channel = models.CharField(max_length=32, blank=True)
     slack_ts = models.CharField(max_length=32, blank=True)
-    # An update refers to the message it updates.
+    # An update refers to the message it updates, and says what it was for: the decision,
+    # a claim, an approval that waits for another…
     updates = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
     )
+    about = models.CharField(max_length=200, blank=True)
+
+    # Who was told of what, on which channel, and when it went or why it did not: in the
+    # audit trail and its chain. Written where the outbox records a message and where an
+    # attempt ends (a lease taken to send it is not a change of the message).
+    history = audited_history()
 
     class Meta:
         ordering = ["-created_at"]
@@ -151,7 +158,14 @@ class Notification(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} → {self.recipient} by {self.channel}"
+        return f"{self.what} → {self.recipient} by {self.channel}"
+
+    @property
+    def what(self) -> str:
+        """What the message is, in words: its kind and, for an update, what it was for."""
+        if self.kind == NotificationKind.UPDATE and self.about:
+            return f"Update of a message sent: {self.about}"
+        return self.get_kind_display()
 
 
 class DecisionDeadline(models.Model):
@@ -177,6 +191,9 @@ class DecisionDeadline(models.Model):
     )
     # How the round ended, as it ended: the proposal's status later moves on (executed…).
     ended_as = models.CharField(max_length=16, blank=True)
+
+    # When it was due, reminded, escalated and ended: in the audit trail and its chain.
+    history = audited_history()
 
     class Meta:
         constraints = [

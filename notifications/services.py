@@ -19,7 +19,8 @@ from django.utils import timezone
 
 from approvals.models import Decision, DecisionOutcome, Proposal, ProposalStatus
 from approvals.services.acts import Act, check_may_act, may_act
-from audit.actors import Actor, acting_as
+from audit.actors import Actor, acting_as, current_actor
+from audit.history import insert_with_history, update_with_history_where
 from hitlproject.errors import Conflict, NotFound
 from hitlproject.queueing import enqueue_after_commit
 from hitlproject.vocabulary import APPROVED_TO_RUN_STATUSES, REVIEW_ENDINGS
@@ -43,6 +44,15 @@ from policies.models import Policy
 S = ProposalStatus
 LEASE = timedelta(minutes=2)
 SWEEP_BATCH = 500
+# Who writes the outbox and the deadlines in the audit trail: the platform's part that tells
+# people, whichever move (a person's, an agent's, a sweep's) made it tell them.
+NOTIFICATIONS_ACTOR = Actor.system("notifications")
+
+
+def _actor() -> Actor:
+    """Who moved the proposal that this outbox or deadline record follows, if known (a
+    person deciding, an agent submitting), else the notifications' own part."""
+    return current_actor() or NOTIFICATIONS_ACTOR
 
 
 def notifications_record_moves(proposals: Sequence[Proposal]) -> None:
@@ -66,7 +76,8 @@ def _deadlines_start(proposals: Sequence[Proposal], *, now: datetime) -> None:
             decide_within__isnull=False,
         ).values_list("pk", "decide_within")
     )
-    DecisionDeadline.objects.bulk_create(
+    insert_with_history(
+        DecisionDeadline,
         [
             DecisionDeadline(
                 proposal=proposal,
@@ -78,6 +89,8 @@ def _deadlines_start(proposals: Sequence[Proposal], *, now: datetime) -> None:
             for proposal in proposals
             if proposal.verdict_policy_id in within
         ],
+        actor=_actor(),
+        reason="Review round began: a decision is due by its policy's “decide within”.",
         ignore_conflicts=True,
     )
 
@@ -89,7 +102,7 @@ def _tell(
     now: datetime,
     recipients_of=None,
     at_once: bool = False,
-) -> list[Notification]:
+) -> None:
     """Record a message to each person told about each proposal, on each of their channels,
     once (whichever of the routes that name them comes first), and send those not held for
     a digest once the transaction commits. ``recipients_of(proposal)`` gives [(route,
@@ -110,7 +123,7 @@ def _tell(
                 if earlier is None or (_held(earlier[1]) and not _held(route)):
                     told[(proposal.pk, user.pk)] = (proposal, route, user)
     if not told:
-        return []
+        return
     channels = channels_of({user.pk: user for _, _, user in told.values()}.values())
     notifications = []
     for proposal, route, user in told.values():
@@ -131,9 +144,25 @@ def _tell(
                     else now,
                 )
             )
-    created = Notification.objects.bulk_create(notifications)
-    _send_after_commit([n.pk for n in created if n.status == NotificationStatus.PENDING])
-    return created
+    _record(notifications, kind=kind)
+
+
+def _record(notifications: list[Notification], *, kind: str) -> None:
+    """Write ``notifications`` to the outbox with their history (one statement), and send
+    those not held for a digest once the transaction commits."""
+    for status in (NotificationStatus.PENDING, NotificationStatus.HELD):
+        alike = [n for n in notifications if n.status == status]
+        said = NotificationKind(kind).label
+        ids = insert_with_history(
+            Notification,
+            alike,
+            actor=_actor(),
+            reason=f"To be sent: {said}"
+            if status == NotificationStatus.PENDING
+            else f"Held for a digest: {said}",
+        )
+        if status == NotificationStatus.PENDING:
+            _send_after_commit(ids)
 
 
 def _held(route: Route | None) -> bool:
@@ -153,16 +182,32 @@ def _review_ended(proposals: Sequence[Proposal], *, now: datetime) -> None:
     for proposal in proposals:
         by_status.setdefault(proposal.status, []).append(proposal.pk)
     for status, proposal_ids in by_status.items():  # one UPDATE per way a round ends
-        DecisionDeadline.objects.filter(proposal_id__in=proposal_ids, ended_at__isnull=True).update(
-            ended_at=now, ended_as=status
+        update_with_history_where(
+            DecisionDeadline.objects.filter(proposal_id__in=proposal_ids, ended_at__isnull=True),
+            {"ended_at": now, "ended_as": status},
+            actor=_actor(),
+            reason=f"Review round ended: {ProposalStatus(status).label.lower()}.",
         )
-    _slack_messages_update(proposal_ids=by_id, now=now)
+    _slack_messages_update(
+        proposal_ids=by_id,
+        now=now,
+        about={proposal.pk: _ended_about(proposal) for proposal in proposals},
+    )
 
 
-def _slack_messages_update(*, proposal_ids, now: datetime, **only) -> None:
+def _ended_about(proposal: Proposal) -> str:
+    """What an update about a proposal that left review is for: "the decision: rejected"."""
+    status = proposal.get_status_display().lower()
+    if proposal.status in (S.REJECTED, *APPROVED_TO_RUN_STATUSES):
+        return f"the decision: {status}"
+    return f"the end of its review: {status}"
+
+
+def _slack_messages_update(*, proposal_ids, now: datetime, about, **only) -> None:
     """Record an update of every Slack message posted about these proposals (``only`` those
     matching further filters), sent once the transaction commits; what it says is read when
-    it is sent (``notification_deliver``)."""
+    it is sent (``notification_deliver``). ``about``: what the update is for, in words, or a
+    mapping of it by proposal."""
     posted = Notification.objects.filter(
         **only,
         proposal_id__in=proposal_ids,
@@ -170,7 +215,7 @@ def _slack_messages_update(*, proposal_ids, now: datetime, **only) -> None:
         status=NotificationStatus.SENT,
         updates__isnull=True,
     ).exclude(slack_ts="")
-    updates = Notification.objects.bulk_create(
+    _record(
         [
             Notification(
                 proposal_id=message.proposal_id,
@@ -180,15 +225,16 @@ def _slack_messages_update(*, proposal_ids, now: datetime, **only) -> None:
                 channel=NotificationChannel.SLACK,
                 kind=NotificationKind.UPDATE,
                 updates=message,
+                about=about.get(message.proposal_id, "") if isinstance(about, dict) else about,
                 slack_channel=message.slack_channel,
                 slack_ts=message.slack_ts,
                 created_at=now,
                 next_attempt_at=now,
             )
             for message in posted
-        ]
+        ],
+        kind=NotificationKind.UPDATE,
     )
-    _send_after_commit([update.pk for update in updates])
 
 
 def slack_messages_reassessed(*, proposals: Sequence[Proposal], actor: Actor) -> None:
@@ -200,16 +246,24 @@ def slack_messages_reassessed(*, proposals: Sequence[Proposal], actor: Actor) ->
         by_round[proposal.review_round].append(proposal.pk)
     now = timezone.now()
     for review_round, proposal_ids in by_round.items():
-        _slack_messages_update(proposal_ids=proposal_ids, now=now, review_round=review_round)
+        _slack_messages_update(
+            proposal_ids=proposal_ids,
+            now=now,
+            about="a re-assessment: a change to its campaigns landed first",
+            review_round=review_round,
+        )
 
 
-def slack_messages_refresh(*, proposal_id: int) -> None:
+def slack_messages_refresh(*, proposal_id: int, about: str) -> None:
     """Have the Slack messages of this review round of a proposal that still waits say what
-    changed: an approval that waits for another reviewer, a claim."""
+    changed (``about``, in words): an approval that waits for another reviewer, a claim."""
     with transaction.atomic():
         proposal = Proposal.objects.only("review_round").get(pk=proposal_id)
         _slack_messages_update(
-            proposal_ids=[proposal_id], now=timezone.now(), review_round=proposal.review_round
+            proposal_ids=[proposal_id],
+            now=timezone.now(),
+            about=about,
+            review_round=proposal.review_round,
         )
 
 
@@ -301,11 +355,19 @@ def notification_deliver(*, notification_id: int) -> Notification | None:
                 NotificationStatus.NOT_SENT if refusal else NotificationStatus.FAILED
             )
             notification.log = [*notification.log, {"at": now.isoformat(), "result": refusal}]
-            notification.save(update_fields=["status", "log"])
+            update_with_history_where(
+                Notification.objects.filter(pk=notification.pk),
+                {"status": notification.status, "log": notification.log},
+                actor=NOTIFICATIONS_ACTOR,
+                reason=refusal_note(notification, refusal or "gave up"),
+            )
             return notification
         notification.attempts += 1
         notification.next_attempt_at = now + LEASE
-        notification.save(update_fields=["attempts", "next_attempt_at"])
+        # The lease of an attempt, not a change of the message: no history (its end has).
+        Notification.objects.filter(pk=notification.pk).update(
+            attempts=notification.attempts, next_attempt_at=notification.next_attempt_at
+        )
 
     channel = channel_for(notification.channel)
     # An update of a message keeps what that message said it was (waiting, a reminder, …).
@@ -351,15 +413,20 @@ def notification_deliver(*, notification_id: int) -> Notification | None:
         notification.status = NotificationStatus.FAILED
     # Recorded only if this attempt is still the latest: a sender that outlived its lease
     # must not undo what the one after it recorded.
-    recorded = Notification.objects.filter(
-        pk=notification.pk, attempts=notification.attempts, status=NotificationStatus.PENDING
-    ).update(
-        log=notification.log,
-        status=notification.status,
-        sent_at=notification.sent_at,
-        next_attempt_at=notification.next_attempt_at,
-        slack_channel=notification.slack_channel,
-        slack_ts=notification.slack_ts,
+    recorded = update_with_history_where(
+        Notification.objects.filter(
+            pk=notification.pk, attempts=notification.attempts, status=NotificationStatus.PENDING
+        ),
+        {
+            "log": notification.log,
+            "status": notification.status,
+            "sent_at": notification.sent_at,
+            "next_attempt_at": notification.next_attempt_at,
+            "slack_channel": notification.slack_channel,
+            "slack_ts": notification.slack_ts,
+        },
+        actor=NOTIFICATIONS_ACTOR,
+        reason=attempt_note(notification, result),
     )
     if recorded and notification.status == NotificationStatus.PENDING:
         from notifications.tasks import deliver_notification
@@ -367,6 +434,27 @@ def notification_deliver(*, notification_id: int) -> Notification | None:
         countdown = (notification.next_attempt_at - finished).total_seconds()
         deliver_notification.apply_async((notification.pk,), countdown=countdown)
     return notification
+
+
+def attempt_note(notification: Notification, result: str) -> str:
+    """What an attempt to send a message did, in an auditor's words, for its history."""
+    who = notification.recipient.get_username()
+    by = notification.get_channel_display().lower()
+    if notification.status == NotificationStatus.SENT:
+        return f"Sent to {who} by {by}: {result}"
+    if notification.status == NotificationStatus.FAILED:
+        return f"Failed to reach {who} by {by}, gave up: {result}"
+    return f"Not yet reached {who} by {by} (attempt {notification.attempts}), retried: {result}"
+
+
+def refusal_note(notification: Notification, refusal: str) -> str:
+    """Why a message was not sent, and to whom, for its history."""
+    who = notification.recipient.get_username()
+    by = notification.get_channel_display().lower()
+    why = refusal.removeprefix("not sent: ")
+    if notification.status == NotificationStatus.FAILED:
+        return f"Failed to reach {who} by {by} after {notification.attempts} attempts: {why}"
+    return f"Not sent to {who} by {by}: {why}"
 
 
 def _not_to_send(notification: Notification) -> str:
@@ -439,7 +527,10 @@ def proposal_claim(*, proposal_id: int, user) -> Claim:
         claim.claimed_at = now
         claim.lapses_at = now + timedelta(minutes=settings.CLAIM_MINUTES)
         claim.save()
-        slack_messages_refresh(proposal_id=proposal.pk)  # "On it", wherever it was told
+        # "On it", wherever it was told.
+        slack_messages_refresh(
+            proposal_id=proposal.pk, about=f"a claim: {user.get_username()} is on it"
+        )
     return claim
 
 
@@ -451,7 +542,9 @@ def proposal_release(*, proposal_id: int, user) -> None:
             raise Conflict(f"You are not on proposal #{proposal_id}.")
         claim.lapses_at = timezone.now()
         claim.save(update_fields=["lapses_at"])
-        slack_messages_refresh(proposal_id=proposal_id)
+        slack_messages_refresh(
+            proposal_id=proposal_id, about=f"a claim given back by {user.get_username()}"
+        )
 
 
 def reached_by_choose(*, user, email: bool, slack: bool) -> ReachedBy:

@@ -109,8 +109,9 @@ def message_blocks(
         f"*Risk* {message.risk if message.risk is not None else 'not scored'}",
     ]
     if message.due_at:
-        stamp, shown = int(message.due_at.timestamp()), f"{message.due_at:%Y-%m-%d %H:%M %Z}"
-        facts.append(f"*Due by* <!date^{stamp}^{{date_short}} {{time}}|{shown}>")
+        stamp, shown = int(message.due_at.timestamp()), message.due_text
+        due = "Was due by" if message.overdue else "Due by"
+        facts.append(f"*{due}* <!date^{stamp}^{{date_short}} {{time_secs}}|{shown}>")
     if message.claimed_by and not outcome:
         facts.append(f"*On it* {message.claimed_by}")
     reasons = "\n".join(f"• {reason}" for reason in message.reasons) or "• No policy decided it."

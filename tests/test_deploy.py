@@ -63,3 +63,25 @@ def test_no_secret_is_committed():
         file = REPO / path
         if file.is_file() and file.suffix not in {".png", ".ico", ".woff", ".woff2"}:
             assert not leaked.search(file.read_text(errors="ignore")), path
+
+
+def test_production_that_sends_messages_refuses_to_start_without_the_consoles_address():
+    """Messages that reach people link to the console: in production, without
+    HITL_CONSOLE_URL, those links would point at 127.0.0.1. Refused, with what to set; the
+    embedded default (bin/start, the tests) needs none."""
+    for reaching in ({"EMAIL_HOST": "smtp.example.com"}, {"SLACK_BOT_TOKEN": "xoxb-1"}):
+        refused = manage("check", **PRODUCTION, **reaching)
+        assert refused.returncode != 0
+        assert (
+            f"HITL_ENV=production with {next(iter(reaching))} set needs HITL_CONSOLE_URL"
+            in refused.stderr
+        )
+        assert "(such as https://hitl.example.com)" in refused.stderr
+        started = manage(
+            "check", **PRODUCTION, **reaching, HITL_CONSOLE_URL="https://hitl.example.com"
+        )
+        assert started.returncode == 0, started.stdout + started.stderr
+    # Telling nobody (no mail server, no Slack), production starts as before; and so does the
+    # embedded default, whatever it sends.
+    assert manage("check", **PRODUCTION).returncode == 0
+    assert manage("check", EMAIL_HOST="smtp.example.com").returncode == 0

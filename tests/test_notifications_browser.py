@@ -27,7 +27,11 @@ def test_policy_owner_adds_a_route_and_finds_it_listed_and_in_its_history(
     page.goto(f"{live_server.url}/admin/notifications/route/add/")
     page.fill("#id_name", "Risky reallocations to the operators")
     page.select_option("#id_account", str(Account.objects.get(external_id="demo").pk))
-    page.select_option("#id_action_type", "budget_reallocation")
+    # The choices read as the route list writes them, not as the agents' API names them.
+    expect(page.locator("#id_action_type option[value=budget_reallocation]")).to_have_text(
+        "budget reallocation"
+    )
+    page.select_option("#id_action_type", label="budget reallocation")
     page.fill("#id_minimum_risk", "60")
     page.click("input[name=_save]")
     expect(page.locator(".errorlist.nonfield")).to_contain_text(
@@ -46,6 +50,12 @@ def test_policy_owner_adds_a_route_and_finds_it_listed_and_in_its_history(
     route = Route.objects.get(name="Risky reallocations to the operators")
     page.goto(f"{live_server.url}/admin/notifications/route/{route.pk}/history/")
     expect(page.locator("#change-history")).to_contain_text("policy-owner")
+    # Its "Created" entry says whom it tells and what it covers, without opening the version.
+    created = page.locator("#change-history tbody tr", has_text="Created")
+    expect(created).to_contain_text("Action type: — → budget reallocation")
+    expect(created).to_contain_text("Minimum risk: — → 60")
+    expect(created).to_contain_text(f"Groups: [] → [{OPERATORS}]")
+    screenshot(page, "route-history")
 
 
 def test_operator_takes_a_proposal_and_the_queue_and_the_others_see_who_is_on_it(

@@ -98,6 +98,54 @@ def test_one_save_of_a_route_is_one_record_in_its_history_with_whom_it_tells(log
     assert history.count("policy-owner (person)") == 2
 
 
+def history_entries(page: str) -> list[tuple[str, list[str]]]:
+    """A history list's entries, newest first: each one's kind ("Created", "Changed") and the
+    changes it shows ("field: old → new"), as a person reads them."""
+    table = page.split('id="change-history"')[1].split("</table>")[0]
+    entries = []
+    for row in table.split("<tr>")[2:]:
+        cells = re.findall(r"<td>(.*?)</td>", row, re.S)
+        changes = [
+            " ".join(re.sub(r"<[^>]+>|&nbsp;", " ", item).replace("&rarr;", "→").split())
+            for item in re.findall(r"<li>(.*?)</li>", row, re.S)
+        ]
+        entries.append((cells[2].strip(), changes))
+    return entries
+
+
+def test_a_routes_created_entry_shows_whom_it_tells_and_what_it_covers(login):
+    """The history list's "Created" entry shows the values the route was made with, as the
+    entries after it show their changes, without opening that version."""
+    client = login("policy-owner")
+    client.post(reverse("admin:notifications_route_add"), route_form())
+    route = Route.objects.get(name="Big reallocations to the operators")
+    client.post(
+        reverse("admin:notifications_route_change", args=[route.pk]),
+        route_form(minimum_risk="70"),
+    )
+
+    page = login("auditor").get(reverse("admin:notifications_route_history", args=[route.pk]))
+
+    (changed, changes), (created, values) = history_entries(page.text)
+    assert (changed, changes) == ("Changed", ["Minimum risk: 50 → 70"])
+    assert created == "Created"
+    shown = "\n".join(values)
+    for value in (
+        "Name: — → Big reallocations to the operators",
+        "Account: — → demo",
+        "Action type: — → budget reallocation",  # as the route list writes it
+        "Minimum risk: — → 50",
+        "Delivery: — → digest",
+        "Digest minutes: — → 15",
+        f"Groups: [] → [{OPERATORS}]",
+        "Is active: — → True",
+    ):
+        assert value in shown, shown
+    # Only what it was made with: no empty scope (every channel), no backup group, no id.
+    unset = ("Channel:", "Backup group:", "Users:", "ID:")
+    assert [value for value in values if value.startswith(unset)] == []
+
+
 def test_a_route_that_tells_nobody_is_refused_with_a_clear_error(login):
     response = login("policy-owner").post(
         reverse("admin:notifications_route_add"), route_form(groups=[])
@@ -110,7 +158,8 @@ def test_a_route_that_tells_nobody_is_refused_with_a_clear_error(login):
 def test_a_route_offers_the_registered_action_types_and_refuses_others(login):
     client = login("policy-owner")
     page = client.get(reverse("admin:notifications_route_add")).text
-    assert '<option value="budget_reallocation">' in page
+    # As the route list and the filters write it, not the name an agent sends.
+    assert '<option value="budget_reallocation">budget reallocation</option>' in page
     assert '<option value="" selected>Every action type</option>' in page
     response = client.post(
         reverse("admin:notifications_route_add"), route_form(action_type="launch_rockets")

@@ -267,6 +267,12 @@ def test_dashboard_shows_the_share_decided_in_time_and_each_routes_time_to_decid
     ]
     assert shown(page, "deadline-open-count") == "2"
     assert shown(page, "deadline-open-overdue") == "1"
+    # "2 (1 overdue)": the label says the two are under review and one of them is overdue,
+    # not that both are past their deadline.
+    assert shown(page, "deadline-open-label") == (
+        "Review rounds with a deadline still under review now, and how many of them are past "
+        "it; not counted above"
+    )
     assert shown(page, "deadline-not-decided") == "1"
 
     rows = dict(

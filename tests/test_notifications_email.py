@@ -3,11 +3,22 @@ reaches operator@example.com within seconds, with its summary, why it waits and 
 page, at the address the console answers at; a message about a proposal that no longer waits
 is not sent."""
 
+from datetime import timedelta
+
 import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
 from django.utils import timezone
 
+from notifications.channels import EmailChannel
 from notifications.messages import proposal_message
-from notifications.models import Notification, NotificationKind, NotificationStatus
+from notifications.models import (
+    DecisionDeadline,
+    Notification,
+    NotificationKind,
+    NotificationStatus,
+)
+from notifications.slack import message_blocks
 from tests.conftest import reallocation, wait_until
 from tests.factories import evaluated
 
@@ -50,3 +61,53 @@ def test_the_link_goes_where_the_console_answers(demo_world, settings):
     settings.CONSOLE_URL = "https://hitl.example.com"
     message = proposal_message(proposal, kind=NotificationKind.WAITING, now=timezone.now())
     assert message.url == f"https://hitl.example.com/admin/approvals/proposal/{proposal.pk}/change/"
+
+
+@pytest.mark.django_db
+def test_the_due_time_reads_as_the_console_shows_it_and_in_the_past_once_overdue(
+    demo_world, mailoutbox
+):
+    """ "Decision due by" to the second, with the zone, as the proposal's page says it; the
+    escalation (sent once the time has passed) says when it was due; the action type reads as
+    the console writes it ("budget reallocation"), in the email as on Slack."""
+    proposal = evaluated(reallocation())
+    now = timezone.now()
+    due = now.replace(microsecond=0) - timedelta(seconds=3) + timedelta(milliseconds=250)
+    DecisionDeadline.objects.create(
+        proposal=proposal,
+        review_round=proposal.review_round,
+        started_at=due - timedelta(minutes=1),
+        remind_at=due - timedelta(seconds=30),
+        due_at=due,
+    )
+    operator = get_user_model().objects.get(username="operator")
+    shown = f"{due:%Y-%m-%d %H:%M:%S} UTC"
+    page = login_as(operator).get(f"/admin/approvals/proposal/{proposal.pk}/change/")
+    assert f"{due:%Y-%m-%d %H:%M:%S} UTC" in page.text  # the console's own words
+
+    for kind in (NotificationKind.ESCALATION, NotificationKind.WAITING):
+        message = proposal_message(proposal, kind=kind, now=now - timedelta(minutes=5))
+        EmailChannel().send(recipient=operator, message=message, may_decide=True)
+    escalation, waiting = mailoutbox  # as Django's email machinery would send them
+
+    text, [(html, _)] = escalation.body, escalation.alternatives
+    assert f"Decision was due by: {shown}" in text
+    assert f"Decision was due by</th><td>{shown}</td>" in html
+    assert "Decision due by" not in text + html
+    assert "Action: budget reallocation (" in text and "budget_reallocation" not in text
+    assert "budget reallocation (" in html and "budget_reallocation" not in html
+    text = waiting.body
+    assert f"Decision due by: {shown}" in text  # made before the time had passed
+
+    blocks = message_blocks(
+        proposal_message(proposal, kind=NotificationKind.ESCALATION, now=now), may_decide=True
+    )
+    facts = " ".join(field["text"] for field in blocks[1]["fields"])
+    assert "*Action* budget reallocation (" in facts
+    assert "*Was due by*" in facts and f"|{shown}>" in facts and "{time_secs}" in facts
+
+
+def login_as(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client

@@ -4,6 +4,7 @@ with the Slack user's email, through the console's rules, and the message then s
 decided; a forged, stale or replayed press is refused and decides nothing; a person who may
 not decide is told why, on Slack."""
 
+import re
 import threading
 import time
 import urllib.parse
@@ -191,7 +192,14 @@ def test_rejecting_from_the_menu_records_the_reason_and_the_message_says_who(opt
     assert "Rejected by operator (too aggressive)" in context_texts(update["blocks"])
 
 
-def test_taking_a_proposal_on_shows_who_is_on_it(optimizer, on_slack):
+def told_what(client, proposal_id: int) -> list[str]:
+    """The "What" column of a proposal's "Who was told", as the console shows it."""
+    page = client.get(f"/admin/approvals/proposal/{proposal_id}/change/").text
+    table = page.split('id="proposal-told"')[1].split("</table>")[0]
+    return [re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)[3] for row in table.split("<tr>")[2:]]
+
+
+def test_taking_a_proposal_on_shows_who_is_on_it(optimizer, on_slack, login):
     proposal, where = waiting_on_slack(optimizer, on_slack)
 
     post(*pressing(OPERATOR, "claim", str(proposal["id"]), where))
@@ -203,6 +211,11 @@ def test_taking_a_proposal_on_shows_who_is_on_it(optimizer, on_slack):
     assert headline(update["blocks"]) == headline(where["call"]["blocks"])
     assert headline(update["blocks"]) == "Waits for your decision"
     assert buttons(update["blocks"]) == ["approve", "reject", "claim"]  # still to decide
+    # The outbox says what the update was for, not only that it was one.
+    assert told_what(login("auditor"), proposal["id"]) == [
+        "Waits for a decision",
+        "Update of a message sent: a claim: operator is on it",
+    ]
 
 
 def test_the_auditor_cannot_take_a_proposal_on(optimizer, on_slack):
@@ -215,7 +228,7 @@ def test_the_auditor_cannot_take_a_proposal_on(optimizer, on_slack):
 
 
 def test_under_the_two_person_rule_the_message_says_one_of_two_then_who_approved(
-    optimizer, on_slack, operators
+    optimizer, on_slack, operators, login
 ):
     Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
     _, second = operators
@@ -245,6 +258,10 @@ def test_under_the_two_person_rule_the_message_says_one_of_two_then_who_approved
         ]
     )
     assert final
+    assert told_what(login("auditor"), proposal["id"])[-2:] == [
+        "Update of a message sent: an approval by operator; it waits for another",
+        "Update of a message sent: the decision: approved",
+    ]
 
 
 def test_a_press_on_a_proposal_someone_decided_says_who_decided_first(

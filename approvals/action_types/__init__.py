@@ -20,6 +20,11 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def label(name: str) -> str:
+    """An action type as a person reads it: "budget reallocation", not its name."""
+    return name.replace("_", " ")
+
+
 from approvals.action_types import campaign_changes, creatives, policy_changes  # noqa: E402, F401
 
-__all__ = ["ActionType", "Assessment", "get", "names", "register"]
+__all__ = ["ActionType", "Assessment", "get", "label", "names", "register"]

@@ -1,0 +1,131 @@
+"""Who was told is in the audit record: every message of the outbox (to whom, on which
+channel, of what kind, sent when or why not) and every deadline (due, reminded, escalated,
+ended) is in the auditor's export and sealed by the audit chain, and the proposal's history
+says it was reminded as it says it was escalated."""
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from audit.chain import chain_seal, chain_verify
+from notifications.models import DecisionDeadline, Notification, Route
+from tests.conftest import reallocation, wait_until
+from tests.test_notifications_deadlines import (
+    DEMO_ROUTE,
+    backup_member,
+    decide_within,
+    sweep_until,
+)
+
+
+def exported(auditor) -> list[dict]:
+    today = timezone.localdate()
+    period = {"since": str(today), "until": str(today + timedelta(days=1)), "format": "jsonl"}
+    answer = auditor.get("/admin/audit/export/", period)
+    assert answer.status_code == 200
+    return [json.loads(line) for line in b"".join(answer.streaming_content).splitlines()]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_who_was_told_reminded_and_escalated_is_in_the_export_and_the_chain(
+    optimizer, mailbox, login
+):
+    decide_within(seconds=4)
+    backup = backup_member()
+    # The route names a person who may not read proposals: no message goes, and it says why.
+    silent = get_user_model().objects.create_user("silent", email="silent@example.com")
+    Route.objects.get(name=DEMO_ROUTE).users.add(silent)
+    answer = optimizer.post("/api/v1/proposals/", reallocation(), format="json")
+    assert answer.status_code == 201, answer.content
+    proposal_id = answer.json()["id"]
+    deadline = DecisionDeadline.objects.get(proposal_id=proposal_id)
+    wait_until(lambda: mailbox.to("operator@example.com"), timeout=15)
+    sweep_until(deadline.remind_at + timedelta(seconds=0.2))
+    sweep_until(deadline.due_at + timedelta(seconds=0.2))
+    wait_until(lambda: mailbox.to("backup@example.com"), timeout=15)
+    wait_until(lambda: not Notification.objects.filter(status="pending").exists())
+
+    records = exported(login("auditor"))
+
+    told = [r for r in records if r["model"] == "notifications.notification"]
+    outcomes = {
+        (r["fields"]["recipient_id"], r["fields"]["kind"], r["fields"]["status"], r["reason"])
+        for r in told
+        if r["change"] == "changed"
+    }
+    operator = get_user_model().objects.get(username="operator")
+    sent = {(who, kind) for who, kind, status, _ in outcomes if status == "sent"}
+    assert {(operator.pk, "waiting"), (operator.pk, "reminder"), (backup.pk, "escalation")} <= sent
+    assert any(reason.startswith("Sent to operator by email") for *_, reason in outcomes), outcomes
+    assert (
+        silent.pk,
+        "waiting",
+        "not_sent",
+        "Not sent to silent by email: silent may not see proposals in the console",
+    ) in outcomes
+    created = [r for r in told if r["change"] == "created"]
+    assert {r["fields"]["kind"] for r in created} == {"waiting", "reminder", "escalation"}
+    assert all(r["fields"]["channel"] == "email" for r in created)
+    # Each "sent" record says when.
+    assert all(r["fields"]["sent_at"] for r in told if r["fields"]["status"] == "sent")
+
+    deadline_records = [
+        r
+        for r in records
+        if r["model"] == "notifications.decisiondeadline" and r["object_id"] == deadline.pk
+    ]
+    assert [r["change"] for r in deadline_records] == ["created", "changed", "changed"]
+    created, reminded, escalated = deadline_records
+    assert created["fields"]["due_at"] and created["actor"] == "notifications"
+    assert reminded["changed"] == ["reminded_at"]
+    assert reminded["actor"] == "deadlines"
+    assert set(escalated["changed"]) == {"escalated_at", "escalated_to_id"}
+    assert escalated["reason"].startswith("Overdue: no decision within 4 seconds")
+
+    proposal_history = [
+        r["reason"]
+        for r in records
+        if r["model"] == "approvals.proposal" and r["object_id"] == proposal_id
+    ]
+    assert any(
+        reason.startswith("Half the time to decide is gone") and "reminded operator" in reason
+        for reason in proposal_history
+    ), proposal_history
+
+    assert chain_seal() > 0
+    verified = chain_verify()
+    assert verified.broken is None and verified.unsealed == 0
+    from audit.models import ChainLink
+
+    sealed = set(ChainLink.objects.values_list("table", flat=True))
+    assert {
+        "notifications.historicalnotification",
+        "notifications.historicaldecisiondeadline",
+    } <= sealed
+
+
+@pytest.mark.django_db
+def test_recording_who_is_told_costs_a_submission_no_statement_more(optimizer):
+    """The outbox's rows and the deadline's each go in with their history in one statement,
+    as they went in alone before they had history."""
+    if connection.vendor != "postgresql":
+        pytest.skip("one statement for a row and its history is PostgreSQL's data-changing WITH")
+    decide_within(seconds=600)
+    with CaptureQueriesContext(connection) as queries:
+        answer = optimizer.post("/api/v1/proposals/", reallocation(), format="json")
+    assert answer.json()["status"] == "pending_review"
+    written = [
+        query["sql"]
+        for query in queries
+        if "notifications_" in query["sql"] and not query["sql"].startswith("SELECT")
+    ]
+    assert len(written) == 2, written  # the deadline, and the message to the operator
+    assert all(sql.startswith("WITH made AS (INSERT INTO") for sql in written), written
+    assert Notification.history.filter(proposal_id=answer.json()["id"]).count() == 1
+    assert DecisionDeadline.history.filter(proposal_id=answer.json()["id"]).count() == 1
