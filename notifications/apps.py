@@ -8,7 +8,12 @@ class NotificationsConfig(AppConfig):
     def ready(self) -> None:
         from approvals.services import hooks
         from approvals.services.lifecycle import on_proposals_moved
-        from notifications.services import notifications_record_moves, slack_messages_reassessed
+        from notifications.services import (
+            notifications_record_moves,
+            slack_messages_approval_counted,
+            slack_messages_reassessed,
+        )
 
         on_proposals_moved(notifications_record_moves)
         hooks.proposals_reassessed.connect(slack_messages_reassessed)
+        hooks.approvals_counted.connect(slack_messages_approval_counted)

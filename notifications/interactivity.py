@@ -22,7 +22,6 @@ from notifications.selectors import users_by_email
 from notifications.services import (
     outcome_text,
     proposal_claim,
-    slack_messages_refresh,
 )
 from notifications.slack import slack_user_email
 
@@ -112,9 +111,9 @@ def slack_press_handle(*, press: Press) -> str:
     user = users[0]
     try:
         if press.action == "approve":
-            proposal = proposal_approve(proposal_id=press.proposal_id, reviewer=user)
+            proposal_approve(proposal_id=press.proposal_id, reviewer=user)
         elif press.action == "reject":
-            proposal = proposal_reject(
+            proposal_reject(
                 proposal_id=press.proposal_id,
                 reviewer=user,
                 reason_code=press.reason_code,
@@ -125,14 +124,7 @@ def slack_press_handle(*, press: Press) -> str:
             return ""
     except DomainError as error:
         return _refusal_text(error, proposal_id=press.proposal_id)
-    if proposal.status == ProposalStatus.PENDING_REVIEW:
-        # Approved by one of the reviewers its policy asks for: the messages say so. Those
-        # that left review are updated by the move itself.
-        slack_messages_refresh(
-            proposal_id=press.proposal_id,
-            about=f"an approval by {user.get_username()}; it waits for another",
-        )
-    return ""
+    return ""  # the messages follow the proposal: its move, or the approval counted
 
 
 def _refusal_text(error: DomainError, *, proposal_id: int) -> str:

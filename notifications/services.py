@@ -237,21 +237,42 @@ def _slack_messages_update(*, proposal_ids, now: datetime, about, **only) -> Non
     )
 
 
-def slack_messages_reassessed(*, proposals: Sequence[Proposal], actor: Actor) -> None:
-    """In the transaction that re-assessed waiting proposals (a change to their campaigns
-    landed first): their Slack messages of this review round say what approving them would
-    do now, as their pages do, not what it would have done when they were sent."""
+def _slack_messages_follow(proposals: Sequence[Proposal], *, about) -> None:
+    """Update the Slack messages of each proposal's current review round (``about``: what
+    the update is for, in words, or a mapping of them by proposal id)."""
     by_round = defaultdict(list)
     for proposal in proposals:
         by_round[proposal.review_round].append(proposal.pk)
     now = timezone.now()
     for review_round, proposal_ids in by_round.items():
         _slack_messages_update(
-            proposal_ids=proposal_ids,
-            now=now,
-            about="a re-assessment: a change to its campaigns landed first",
-            review_round=review_round,
+            proposal_ids=proposal_ids, now=now, about=about, review_round=review_round
         )
+
+
+def slack_messages_reassessed(*, proposals: Sequence[Proposal], actor: Actor) -> None:
+    """In the transaction that re-assessed waiting proposals (a change to their campaigns
+    landed first): their Slack messages of this review round say what approving them would
+    do now, as their pages do, not what it would have done when they were sent."""
+    _slack_messages_follow(
+        proposals, about="a re-assessment: a change to its campaigns landed first"
+    )
+
+
+def slack_messages_approval_counted(*, proposals: Sequence[Proposal], actor: Actor) -> None:
+    """In the transaction that counted a reviewer's approval on proposals whose policy asks
+    for more: their Slack messages say who approved and how many more they wait for, as
+    their pages do, however the reviewer approved (console, bulk approval or Slack)."""
+    _slack_messages_follow(
+        proposals,
+        about={
+            proposal.pk: (
+                f"an approval by {actor.name}; it waits for "
+                f"{proposal.required_approvals - proposal.approvals_this_round} more"
+            )
+            for proposal in proposals
+        },
+    )
 
 
 def slack_messages_refresh(*, proposal_id: int, about: str) -> None:

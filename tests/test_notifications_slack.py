@@ -16,6 +16,7 @@ from django.db import connection
 from django.test import Client
 
 from approvals.models import Agent, Decision, Proposal
+from approvals.services.decisions import proposal_approve
 from notifications.models import Claim, ReachedBy
 from policies.models import Policy
 from tests.conftest import bid_adjustment, reallocation, wait_until
@@ -259,9 +260,26 @@ def test_under_the_two_person_rule_the_message_says_one_of_two_then_who_approved
     )
     assert final
     assert told_what(login("auditor"), proposal["id"])[-2:] == [
-        "Update of a message sent: an approval by operator; it waits for another",
+        "Update of a message sent: an approval by operator; it waits for 1 more",
         "Update of a message sent: the decision: approved",
     ]
+
+
+def test_an_approval_in_the_console_under_the_two_person_rule_shows_on_slack(
+    optimizer, on_slack, operators
+):
+    """Slack's message says what the proposal's page says, however the reviewer approved:
+    one approval of the two its policy asks for, given in the console, is on Slack too."""
+    Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
+    first, _ = operators
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+
+    proposal_approve(proposal_id=proposal["id"], reviewer=first)  # as the console does
+
+    assert Proposal.objects.get(pk=proposal["id"]).status == "pending_review"
+    [partial] = wait_until(lambda: updates_of(on_slack, where))
+    assert "Approved by operator: 1 of 2 approvals" in context_texts(partial["blocks"])
+    assert buttons(partial["blocks"]) == []  # the operator's own message: nothing to press
 
 
 def test_a_press_on_a_proposal_someone_decided_says_who_decided_first(

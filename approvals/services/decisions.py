@@ -28,7 +28,7 @@ from approvals.models import (
 )
 from approvals.services.acts import Act, ReviewWindowClosed, act_refusal, check_may_act
 from approvals.services.expiry import proposals_expire_locked
-from approvals.services.hooks import decisions_settled
+from approvals.services.hooks import approvals_counted, decisions_settled
 from approvals.services.lifecycle import proposal_lock, proposal_transition, proposals_transition
 from approvals.services.proposals import (
     action_assess,
@@ -322,6 +322,11 @@ def _decisions_record(
     # Last, as writing feedback makes other feedback writers wait until this transaction ends.
     supersessions_tell_agents(supersessions=overtaken, actor=actor)
     settled = {proposal.pk for proposal in complete}
+    if outcome == DecisionOutcome.APPROVE and len(settled) < len(deciding):
+        approvals_counted(
+            proposals=[proposal for proposal in deciding if proposal.pk not in settled],
+            actor=actor,
+        )
     decisions_settled(
         decisions=[decision for decision in decisions if decision.proposal_id in settled],
         actor=actor,

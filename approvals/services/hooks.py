@@ -1,6 +1,7 @@
 """What the apps above approvals are told of proposals that ended, in the transaction that
 ended them: a decision settled them, their execution failed, they expired, or a change
-superseded them; and of waiting proposals a change re-assessed. Feedback records each for
+superseded them; and of waiting proposals a change re-assessed or a reviewer approved (their
+policy asking for more approvals). Feedback records each for
 the agent, notifications update their Slack messages; each registers in its ``ready()`` (as
 notifications register with ``lifecycle.on_proposals_moved``), so approvals never imports it.
 
@@ -44,3 +45,6 @@ proposals_superseded = Hook("proposals superseded")
 # proposals=, actor=: waiting proposals re-assessed (their summary, figures and reasons now
 # follow the ledger), still waiting.
 proposals_reassessed = Hook("waiting proposals re-assessed")
+# proposals=, actor=: waiting proposals approved by a reviewer, their approvals counted, still
+# waiting for more (their policy asks for two or more).
+approvals_counted = Hook("approvals counted on proposals that still wait")
