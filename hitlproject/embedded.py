@@ -48,7 +48,8 @@ def load():
     from django.db import connections
     from django.urls import get_resolver
 
-    from hitlproject.asgi import application  # sets the web server's environment first
+    # Before anything reads the settings: the ASGI module sets the web server's environment.
+    from hitlproject.asgi import application
     from hitlproject.celery import app as celery_app
 
     get_resolver().url_patterns  # noqa: B018  (imports every view)
