@@ -317,3 +317,18 @@ def test_hitl_mcp_without_its_configuration_names_the_environment_variables_to_s
         assert variable in started.stderr, started.stderr
     assert "base_url=" not in started.stderr and "api_key=" not in started.stderr
     assert started.stderr.startswith("hitl-mcp: ") and not started.stdout
+
+
+def test_hitl_mcp_help_says_what_it_reads_and_serves_nothing():
+    helped = subprocess.run(
+        [HITL_MCP, "--help"], capture_output=True, text=True, timeout=60, stdin=subprocess.PIPE
+    )  # stdin left open: a server started by mistake would wait on it, and time out
+    assert helped.returncode == 0
+    assert helped.stdout.startswith("usage: hitl-mcp")
+    assert "HITL_BASE_URL" in helped.stdout and "HITL_API_KEY" in helped.stdout
+
+    refused = subprocess.run(
+        [HITL_MCP, "--port", "9"], capture_output=True, text=True, timeout=60, stdin=subprocess.PIPE
+    )
+    assert refused.returncode == 2
+    assert "unrecognized arguments: --port 9" in refused.stderr

@@ -9,6 +9,7 @@ message), so the model can correct its call."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -292,6 +293,14 @@ ENVIRONMENT = {
 
 def main() -> None:
     """The ``hitl-mcp`` command: the MCP server on stdin and stdout."""
+    argparse.ArgumentParser(
+        prog="hitl-mcp",
+        description="The HITL platform's MCP server, on stdin and stdout (an MCP host starts "
+        "it). It takes no options, only its environment.",
+        epilog="Environment: "
+        + "; ".join(f"{name}: {what}" for name, what in ENVIRONMENT.items())
+        + ".",
+    ).parse_args()  # --help prints this and exits; anything else is refused with the usage
     missing = [name for name in ENVIRONMENT if not os.environ.get(name)]
     if missing:
         unset = " and ".join(missing) + (" are" if len(missing) > 1 else " is")
