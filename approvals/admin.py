@@ -313,7 +313,7 @@ class ProposalAdmin(ReadOnlyAdmin):
         "summary",
         "guardrail_flag",
         "status",
-        "action_type",
+        "action_type_display",
         "agent",
         "account",
         "magnitude_display",
@@ -412,6 +412,10 @@ class ProposalAdmin(ReadOnlyAdmin):
             said,
             "" if len(found) == 1 else f" {len(found)}",
         )
+
+    @admin.display(description="action type", ordering="action_type")
+    def action_type_display(self, proposal: Proposal) -> str:
+        return action_types.label(proposal.action_type)
 
     @admin.display(description="magnitude / ceiling that routed it", ordering="magnitude")
     def magnitude_display(self, proposal: Proposal) -> str:

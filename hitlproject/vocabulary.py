@@ -74,3 +74,8 @@ WHAT_IF_LABELS = {
     VerdictOutcome.REVIEW: "To a person",
     VerdictOutcome.BLOCK: "Blocked",
 }
+
+
+def action_type_label(name: str) -> str:
+    """An action type as a person reads it: "budget reallocation", not its name."""
+    return name.replace("_", " ")

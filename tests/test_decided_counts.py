@@ -219,12 +219,12 @@ def test_the_dashboard_the_track_record_and_the_scorecards_show_the_same_figures
     track = client.get(reverse("admin:approvals_proposal_change", args=[history.pk])).text
     [row] = Tables(track).rows("track-record-figures")
     assert shown(row) == SHOWN
-    assert "the bid_adjustment proposals it made in the last 30 days, as on" in text(track)
+    assert "the bid adjustment proposals it made in the last 30 days, as on" in text(track)
 
     for days in (7, 30):
         page = client.get(reverse("admin:approvals_agent_change", args=[agent.pk]), {"days": days})
         [row] = Tables(page.text).rows("scorecard-figures")
-        assert row["Action type"] == "bid_adjustment"
+        assert row["Action type"] == "bid adjustment"  # the API: bid_adjustment
         assert shown(row) == SHOWN
         assert f"Scorecard: proposals made in the last {days} days" in page.text
 
@@ -284,7 +284,7 @@ def test_the_track_record_of_a_busy_agent_says_it_counts_only_its_latest(
 
     track = client.get(reverse("admin:approvals_proposal_change", args=[history.pk])).text
 
-    assert "the bid_adjustment proposals it made in the last 30 days, its latest 3 of them" in (
+    assert "the bid adjustment proposals it made in the last 30 days, its latest 3 of them" in (
         text(track)
     )
     assert "its scorecard</a> counts them all" in track

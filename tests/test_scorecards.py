@@ -92,7 +92,7 @@ def test_the_agent_page_shows_the_scorecard_with_charts(record, login):
     text = re.sub(r">\s+<", "><", page.text)
     assert 'id="scorecard"' in text
     assert "Scorecard: proposals made in the last 30 days" in text
-    assert '<td>bid_adjustment</td><td data-figure="proposals">6</td>' in text
+    assert '<td>bid adjustment</td><td data-figure="proposals">6</td>' in text
     assert '<td data-figure="auto_executed">1</td><td data-figure="decided">3</td>' in text
     assert "Too aggressive 1" in text and "Improved results 1" in text
     assert 'aria-label="How its proposals fared, by action type"' in text

@@ -1,6 +1,7 @@
 """The action-type registry: ``get(name)`` returns the type, ``names()`` lists them."""
 
 from approvals.action_types.base import ActionType, Assessment
+from hitlproject.vocabulary import action_type_label
 
 _REGISTRY: dict[str, ActionType] = {}
 
@@ -20,9 +21,7 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def label(name: str) -> str:
-    """An action type as a person reads it: "budget reallocation", not its name."""
-    return name.replace("_", " ")
+label = action_type_label  # an action type as a person reads it (hitlproject.vocabulary)
 
 
 from approvals.action_types import campaign_changes, creatives, policy_changes  # noqa: E402, F401

@@ -6,7 +6,7 @@ from django.urls import reverse
 from approvals.models import Agent, RejectionReason
 from approvals.selectors import COUNTED, COUNTED_FIGURES, ProposalCounts, dashboard
 from hitlproject.charts import GroupedBarChart, grouped_bars
-from hitlproject.vocabulary import WHAT_IF_LABELS
+from hitlproject.vocabulary import WHAT_IF_LABELS, action_type_label
 
 register = template.Library()
 
@@ -93,6 +93,9 @@ def duration(value: timedelta | None) -> str:
 @register.filter
 def percent(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.0f}%"
+
+
+register.filter("action_type_label", action_type_label)
 
 
 @register.filter

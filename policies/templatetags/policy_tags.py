@@ -1,8 +1,9 @@
 from django import template
 
-from hitlproject.vocabulary import ROUTED_LABELS
+from hitlproject.vocabulary import ROUTED_LABELS, action_type_label
 
 register = template.Library()
+register.filter("action_type_label", action_type_label)
 
 
 @register.filter
