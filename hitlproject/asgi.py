@@ -1,7 +1,8 @@
 """The web server's entry point (the Procfile's ``web``: gunicorn running uvicorn workers).
 
 Requests are read by an event loop, so a client that sends its request slowly costs a
-connection, not a worker; each view then runs in a thread of its own. Threads come and go
+connection, not a worker; each view then runs in a thread of its own (a synchronous view's
+request goes there once, through the middleware and back: hitlproject.asgi_handler). Threads come and go
 with requests, so database connections are pooled (psycopg's pool) rather than kept per
 thread, and the API's requests under way are bounded before they get a thread
 (hitlproject.inflight).
@@ -10,15 +11,15 @@ thread, and the API's requests under way are bounded before they get a thread
 import os
 
 from django.conf import settings
-from django.core.asgi import get_asgi_application
 
+from hitlproject.asgi_handler import handler
 from hitlproject.inflight import InFlightGuard
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hitlproject.settings")
 os.environ.setdefault("HITL_DATABASE_POOL", "on")
 
 application = InFlightGuard(
-    get_asgi_application(),
+    handler(),
     limit=settings.API_MAX_IN_FLIGHT,
     per_agent=settings.API_MAX_IN_FLIGHT_PER_AGENT,
 )

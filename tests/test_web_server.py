@@ -2,17 +2,19 @@
 requests slowly cost a connection each, not a worker, so everyone else is still answered."""
 
 import http.cookiejar
+import json
 import re
 import socket
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from email.message import Message
 
 import pytest
 from django.contrib.auth import get_user_model
 
-from tests.conftest import REPO, procfile_command
+from tests.conftest import REPO, bid_adjustment, procfile_command
 
 
 def test_the_procfile_names_the_web_worker_and_beat_processes():
@@ -84,3 +86,59 @@ def test_a_client_cannot_pick_the_address_its_failed_logins_count_against(web_se
 
     assert statuses == [200, 200, 200, 200, 429]  # the form again, then the lockout page
     assert login_through(web_server, "victim", "the-right-one", "203.0.113.9") == 429
+
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+
+def answer_to(request: urllib.request.Request | str) -> tuple[int, Message]:
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.headers
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers
+
+
+def test_every_answer_passes_the_same_middleware_whichever_way_the_server_takes_it(
+    web_server, demo_world
+):
+    """The server takes a request for a synchronous view through the middleware in one trip
+    to a thread kept between requests, and a long poll (an async view) through the async
+    chain: the console's page, an agent's submission, a long poll and an unknown address all
+    keep the security headers, and a form posted without its token is refused."""
+    key = demo_world["agents"]["optimizer"]
+    agent = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    submitted = urllib.request.Request(
+        f"{web_server}/api/v1/proposals/",
+        data=json.dumps(bid_adjustment()).encode(),
+        headers={**agent, "Idempotency-Key": "middleware-1"},
+    )
+    answers = {
+        "console page": answer_to(f"{web_server}/admin/login/"),
+        "submission": answer_to(submitted),
+        "long poll": answer_to(
+            urllib.request.Request(f"{web_server}/api/v1/feedback/?wait=1", headers=agent)
+        ),
+        "unknown address": answer_to(f"{web_server}/no-such-page/"),
+    }
+
+    assert {name: status for name, (status, _) in answers.items()} == {
+        "console page": 200,
+        "submission": 201,
+        "long poll": 200,
+        "unknown address": 404,
+    }
+    for name, (_, headers) in answers.items():
+        assert {h: headers.get(h) for h in SECURITY_HEADERS} == SECURITY_HEADERS, name
+    assert "Set-Cookie" not in answers["submission"][1]
+    login = urllib.request.Request(
+        f"{web_server}/admin/login/",
+        data=urllib.parse.urlencode(demo_world["users"]["operator"]).encode(),
+    )
+    status, _ = answer_to(login)
+    assert status == 403  # no CSRF token
