@@ -26,6 +26,7 @@ from notifications.models import (
     ReachedBy,
     Route,
 )
+from policies.services import in_force
 
 
 def routes_active() -> list[Route]:
@@ -34,6 +35,41 @@ def routes_active() -> list[Route]:
         .select_related("account")
         .prefetch_related("users", "groups__user_set")
         .order_by("name", "pk")
+    )
+
+
+@dataclass(frozen=True)
+class Routing:
+    """The active routes, the active people each tells and the channels each of them is
+    told on, as read at once. Shared by a process's threads: read, never changed."""
+
+    routes: tuple[Route, ...]
+    recipients: dict[int, list]  # by route
+    channels: dict[int, list[str]]  # by user
+
+    def recipients_of(self, proposal: Proposal) -> list[tuple[Route, list]]:
+        """The routes ``proposal`` matches, each with the people it tells."""
+        return [
+            (route, self.recipients[route.pk])
+            for route in self.routes
+            if route_matches(route, proposal)
+        ]
+
+
+def routing() -> Routing:
+    """The routing as of now. A submission routes what it sends to a person, so a process
+    keeps what it read under the rules' version token, which the database changes at every
+    write to the routes, the people and their channels (policies.models.RulesVersion): one
+    statement while it holds, read again at the next change."""
+    return in_force().read_once("routing", _routing_read)
+
+
+def _routing_read() -> Routing:
+    routes = routes_active()
+    recipients = {route.pk: route_recipients(route) for route in routes}
+    everyone = {user.pk: user for users in recipients.values() for user in users}
+    return Routing(
+        routes=tuple(routes), recipients=recipients, channels=channels_of(everyone.values())
     )
 
 

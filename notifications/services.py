@@ -38,8 +38,9 @@ from notifications.models import (
     ReachedBy,
     Route,
 )
-from notifications.selectors import channels_of, route_matches, route_recipients, routes_active
+from notifications.selectors import channels_of, routing
 from policies.models import Policy
+from policies.services import in_force
 
 S = ProposalStatus
 LEASE = timedelta(minutes=2)
@@ -70,12 +71,14 @@ def notifications_record_moves(proposals: Sequence[Proposal]) -> None:
 
 
 def _deadlines_start(proposals: Sequence[Proposal], *, now: datetime) -> None:
-    within = dict(
-        Policy.objects.filter(
-            pk__in={p.verdict_policy_id for p in proposals if p.verdict_policy_id},
-            decide_within__isnull=False,
-        ).values_list("pk", "decide_within")
+    wanted = {p.verdict_policy_id for p in proposals if p.verdict_policy_id}
+    # The policies that gave the verdicts are in force, as just read (else read now).
+    kept = in_force().policies
+    within = {pk: kept[pk].decide_within for pk in wanted & kept.keys()}
+    within.update(
+        Policy.objects.filter(pk__in=wanted - kept.keys()).values_list("pk", "decide_within")
     )
+    within = {pk: duration for pk, duration in within.items() if duration is not None}
     insert_with_history(
         DecisionDeadline,
         [
@@ -108,12 +111,10 @@ def _tell(
     a digest once the transaction commits. ``recipients_of(proposal)`` gives [(route,
     users)]; by default, the routes it matches and their users and groups. ``at_once``:
     never held for a digest (a reminder held past the deadline it warns of says nothing)."""
+    channels = None
     if recipients_of is None:
-        routes = routes_active()
-
-        def recipients_of(proposal):
-            return [(r, route_recipients(r)) for r in routes if route_matches(r, proposal)]
-
+        current = routing()
+        recipients_of, channels = current.recipients_of, current.channels
     told = {}
     for proposal in proposals:
         for route, users in recipients_of(proposal):
@@ -124,7 +125,8 @@ def _tell(
                     told[(proposal.pk, user.pk)] = (proposal, route, user)
     if not told:
         return
-    channels = channels_of({user.pk: user for _, _, user in told.values()}.values())
+    if channels is None:
+        channels = channels_of({user.pk: user for _, _, user in told.values()}.values())
     notifications = []
     for proposal, route, user in told.values():
         digest = not at_once and _held(route)

@@ -10,6 +10,7 @@ from fractions import Fraction
 from typing import Any, Protocol
 
 from django.apps import apps
+from django.db import connection
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
@@ -126,14 +127,25 @@ def policies_in_force(
 
 @dataclass(frozen=True)
 class InForce:
-    """The rules in force, the policies behind them and the engaged kill switches, as read
-    under one ``RulesVersion`` token. Kept by the process and shared by its threads: read,
-    never changed."""
+    """The rules in force, the policies behind them and the engaged kill switches (and what
+    else the token covers, as first asked for: ``read_once``), as read under one
+    ``RulesVersion`` token. Kept by the process and shared by its threads: read, never
+    changed."""
 
     token: str | None
     rules: tuple[engine.Rule, ...]
     policies: dict[int, Policy]
     kill_switches: tuple[KillSwitch, ...]
+    # Other reads of what the token covers (the notification routes: notifications.selectors
+    # .routing), each made at most once under the token (``read_once``).
+    also_read: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def read_once(self, name: str, read: Callable[[], Any]) -> Any:
+        """What ``read()`` answers, read the first time it is asked for under this token and
+        kept with the rules (by whichever thread asks first; another may read it too)."""
+        if name not in self.also_read:
+            self.also_read[name] = read()
+        return self.also_read[name]
 
     def rules_for(self, action_types: set[str]) -> tuple[list[engine.Rule], dict[int, Policy]]:
         """As ``policies_in_force(action_types=...)`` answers."""
@@ -150,7 +162,11 @@ def in_force() -> InForce:
     token) while it holds, which the database changes in the same transaction as every write
     to what they are read from; read again when it does not."""
     global _kept
-    token = RulesVersion.objects.filter(pk=1).values_list("token", flat=True).first()
+    with connection.cursor() as cursor:  # read at every submission: no ORM to build it
+        table = connection.ops.quote_name(RulesVersion._meta.db_table)
+        cursor.execute(f"SELECT token FROM {table} WHERE id = 1")
+        row = cursor.fetchone()
+    token = row[0] if row else None
     kept = _kept
     if kept is not None and token is not None and kept.token == token:
         return kept
