@@ -1,5 +1,6 @@
 """The agent API for proposals: submit, batch, list, detail, withdraw, and the dry run."""
 
+import threading
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -243,10 +244,18 @@ def proposal_body(proposal: Proposal, *, just_submitted: bool = False) -> dict:
 
 
 def submission(data: Any, checker: ProposalInput | None = None) -> Submission:
-    """A proposal's fields as the agent sent them, checked for form (or a 400). A batch
-    passes one ``checker`` for all its items: building a serializer costs more than using it."""
-    checker = checker or ProposalInput()
+    """A proposal's fields as the agent sent them, checked for form (or a 400). Building a
+    serializer costs more than using it: a batch passes one ``checker`` for all its items,
+    and a single submission uses the one its thread kept (the web server keeps its threads
+    between requests: hitlproject.asgi_handler)."""
+    if checker is None:
+        checker = getattr(_checkers, "proposal", None)
+        if checker is None:
+            checker = _checkers.proposal = ProposalInput()
     return Submission(**checker.run_validation(data))
+
+
+_checkers = threading.local()
 
 
 class IdempotentAPIView(AgentAPIView):

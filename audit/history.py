@@ -4,6 +4,7 @@ django-simple-history's bulk writers send no signals, so the acting actor is pas
 here rather than found by the receiver that stamps single saves.
 """
 
+import functools
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -23,10 +24,7 @@ from django.db import (
 )
 from django.db.models.fields import AutoFieldMixin
 from django.utils import timezone
-from simple_history.utils import (
-    get_change_reason_from_object,
-    get_history_manager_for_model,
-)
+from simple_history.utils import get_change_reason_from_object, get_history_manager_for_model
 
 from audit.actors import Actor, acting_as
 
@@ -34,6 +32,14 @@ from audit.actors import Actor, acting_as
 # number them if their ids are wanted), which takes many rows at a fraction of the cost (a
 # thousand proposals bound into one INSERT cost a quarter of a second more than copied).
 COPY_FROM = 50
+
+
+@functools.cache
+def history_manager(model: type[models.Model]):
+    """``model``'s history manager, made once: simple-history makes a new manager class at
+    every ``Model.history`` (with ``inspect.getmembers``), which costs more than a one-row
+    insert."""
+    return get_history_manager_for_model(model)
 
 
 def create_with_history(
@@ -46,7 +52,7 @@ def create_with_history(
         raise NotSupportedError("create_with_history needs ids back from bulk inserts.")
     objs = list(objs)
     rows_insert(model, objs, ids=True)
-    history = get_history_manager_for_model(model)
+    history = history_manager(model)
     rows_insert(
         history.model,
         history_records(history, objs, actor=actor, date=timezone.now(), update=False),
@@ -274,7 +280,7 @@ def update_with_history(
                     model._default_manager.filter(pk__in=pks).update(**fields)
             else:
                 model._default_manager.bulk_update([obj for obj, _ in group], list(names))
-        history = get_history_manager_for_model(model)
+        history = history_manager(model)
         rows_insert(
             history.model,
             history_records(
@@ -299,7 +305,7 @@ def _history_sql(
     """``source`` (an INSERT or UPDATE of ``model``'s table ``RETURNING`` its rows) and a
     historical record of each row it returns, in one statement: PostgreSQL runs a data-changing
     ``WITH`` once, and the records are copied from the rows as they were written."""
-    history = get_history_manager_for_model(model)
+    history = history_manager(model)
     historical = history.model
     tracked = {field.attname for field in historical.tracked_fields}
     own = {
@@ -360,7 +366,7 @@ def insert_with_history(
                     saved.append(obj)
             return [obj.pk for obj in saved]
         model._default_manager.bulk_create(objs)
-        history = get_history_manager_for_model(model)
+        history = history_manager(model)
         for obj in objs:
             obj._change_reason = reason
         history.model._default_manager.bulk_create(
@@ -415,7 +421,7 @@ def update_with_history_where(
             objs = list(model._default_manager.filter(pk__in=ids))
             for obj in objs:
                 obj._change_reason = reason
-            history = get_history_manager_for_model(model)
+            history = history_manager(model)
             history.model._default_manager.bulk_create(
                 history_records(history, objs, actor=actor, date=date, update=True)
             )

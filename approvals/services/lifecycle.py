@@ -23,7 +23,6 @@ side effects after commit. The admin, the API and the Celery tasks all call it.
 """
 
 import copy
-import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,11 +32,10 @@ from django.conf import settings
 from django.db import transaction
 from django.db.transaction import TransactionManagementError
 from django.utils import timezone
-from simple_history.utils import get_history_manager_for_model
 
 from approvals.models import Proposal, ProposalStatus
 from audit.actors import Actor, acting_as
-from audit.history import history_records, rows_insert, update_with_history
+from audit.history import history_manager, history_records, rows_insert, update_with_history
 from hitlproject.errors import Conflict, NotFound
 from hitlproject.vocabulary import ALLOWED_TRANSITIONS, COUNTED_STATUSES, DECIDED_STATUSES
 from hitlproject.wakeups import proposal_topic, wake_after_commit
@@ -290,13 +288,6 @@ def proposals_move_through(
     _after_move(proposals)
 
 
-@functools.cache
-def _proposal_history():
-    """Proposal's history manager, made once: simple-history makes a new manager class at
-    every ``Proposal.history``, which costs more than the insert it is asked for."""
-    return get_history_manager_for_model(Proposal)
-
-
 def proposals_create_routed(
     *,
     proposals: Sequence[Proposal],
@@ -324,7 +315,7 @@ def proposals_create_routed(
             setattr(proposal, field, value)
         _move(proposal, to_status, reason=reason, now=at)
     rows_insert(Proposal, proposals, ids=True)
-    history = _proposal_history()
+    history = history_manager(Proposal)
     for submitted, proposal in zip(as_submitted, proposals, strict=True):
         submitted.pk = proposal.pk
     # Both records of every proposal in one INSERT: the submitted ones first, then the
