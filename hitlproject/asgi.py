@@ -1,11 +1,10 @@
 """The web server's entry point (the Procfile's ``web``: gunicorn running uvicorn workers).
 
 Requests are read by an event loop, so a client that sends its request slowly costs a
-connection, not a worker; each view then runs in a thread of its own (a synchronous view's
-request goes there once, through the middleware and back: hitlproject.asgi_handler). Threads come and go
-with requests, so database connections are pooled (psycopg's pool) rather than kept per
-thread, and the API's requests under way are bounded before they get a thread
-(hitlproject.inflight).
+connection, not a worker; each view then runs in a thread, reached once through the middleware
+and kept for a later request (hitlproject.asgi_handler). A request holds a database connection
+only while it runs, so connections are pooled (psycopg's pool) rather than kept per thread,
+and the API's requests under way are bounded before they get a thread (hitlproject.inflight).
 """
 
 import os
