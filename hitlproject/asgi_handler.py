@@ -29,7 +29,7 @@ import django
 from asgiref.sync import ThreadSensitiveContext, iscoroutinefunction, sync_to_async
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.base import BaseHandler
-from django.urls import Resolver404, get_resolver
+from django.urls import get_resolver
 
 KEPT_THREADS = 16
 VIEW_IS_ASYNC = "hitl.view_is_async"  # in the request's scope
@@ -65,7 +65,7 @@ def _view_is_async(scope) -> bool:
     path = scope["path"].removeprefix(prefix) if prefix else scope["path"]
     try:
         return iscoroutinefunction(get_resolver().resolve(path).func)
-    except Resolver404:
+    except Exception:  # a 404, or an error that Django's handling of the request reports
         return False
 
 
@@ -88,7 +88,7 @@ class _KeptThreads:
             yield executor
         finally:
             with self.lock:
-                kept = len(self.idle) < self.kept
+                kept = len(self.idle) < self.kept and not executor._shutdown
                 if kept:
                     self.idle.append(executor)
             if not kept:

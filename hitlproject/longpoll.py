@@ -349,8 +349,8 @@ def _let_the_requests_thread_go() -> None:
     context = getattr(SyncToAsync, "thread_sensitive_context", None)
     executors = getattr(SyncToAsync, "context_to_thread_executor", None)
     current = context.get(None) if context is not None else None
-    if current is None or executors is None:
-        return
+    if current is None or executors is None or getattr(current, "_executor", None) is not None:
+        return  # a thread lent by its owner (hitlproject.asgi_handler) is the owner's to keep
     executor = executors.pop(current, None)
     if executor is not None:
         executor.shutdown(wait=False)

@@ -1,6 +1,9 @@
 """The triggers that change the rules' version token (policies.models.RulesVersion) at every
-write to a table the rules in force are read from; installed by migrations (policies' 0008 and
-0010, notifications' 0007).
+write to a table the rules in force, or the routing kept with them, are read from: installed
+by migrations (policies' 0008 and 0010, notifications' 0007), and again after every
+``migrate`` (``PoliciesConfig.ready``), since SQLite drops a table's triggers with the table
+when a migration rebuilds it to alter a column, and a lost trigger would leave every process
+keeping what it read, unseen.
 
 On SQLite the trigger's body makes the row if it is missing, then gives it a new token: an
 ``INSERT OR REPLACE`` would not do, since SQLite applies the conflict clause of the statement
@@ -8,36 +11,70 @@ that fired the trigger (Django adds to a many-to-many relation with ``INSERT OR 
 the trigger's own statements, and the token then stayed as it was. On PostgreSQL one function,
 made by 0008, does the same (``ON CONFLICT DO UPDATE``, which nothing overrides)."""
 
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from django.conf import settings
+
+# Tables whose every write changes the token, and those where only some columns' updates do.
+Watched = Mapping[str, tuple[str, ...]]  # table: the columns whose update counts (all if empty)
+
 SQLITE_EVENTS = ("insert", "update", "delete")
 SQLITE_BODY = (
     "INSERT INTO policies_rulesversion (id, token) SELECT 1, '' "
     "WHERE NOT EXISTS (SELECT 1 FROM policies_rulesversion WHERE id = 1); "
     "UPDATE policies_rulesversion SET token = lower(hex(randomblob(16))) WHERE id = 1;"
 )
+# What the rules in force are read from (0008): the policies, their history (their versions),
+# the kill switches, the accounts they name.
+RULES = ("policies_policy", "policies_historicalpolicy", "policies_killswitch", "ledger_account")
 
 
-def watch(schema_editor, tables: list[str]) -> None:
-    connection = schema_editor.connection
+def watched(apps) -> Watched:
+    """Every table the token covers, as ``apps`` (a migration's, or the project's) has them:
+    the rules' (``RULES``); the notification routes, whom they name and how each person chose
+    to be reached; of the people, their groups, and whether they are active and their address
+    (a login, which writes ``last_login``, changes nothing told)."""
+    route = apps.get_model("notifications", "Route")
+    user = apps.get_model(settings.AUTH_USER_MODEL)
+    return {
+        **{table: () for table in RULES},
+        route._meta.db_table: (),
+        route.users.through._meta.db_table: (),
+        route.groups.through._meta.db_table: (),
+        apps.get_model("notifications", "ReachedBy")._meta.db_table: (),
+        user._meta.db_table: ("is_active", "email"),
+        user.groups.through._meta.db_table: (),
+    }
+
+
+def watch(connection, tables: Watched) -> None:
+    """Install the triggers on ``tables``, replacing any of the same name."""
     with connection.cursor() as cursor:
-        for table in tables:
+        for table, columns in tables.items():
+            quoted = ", ".join(connection.ops.quote_name(column) for column in columns)
+            of = f" OF {quoted}" if columns else ""
             if connection.vendor == "postgresql":
                 cursor.execute(
-                    f'CREATE TRIGGER "{table}_rules_changed" '
-                    f'AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON "{table}" '
+                    f'CREATE OR REPLACE TRIGGER "{table}_rules_changed" '
+                    f'AFTER INSERT OR UPDATE{of} OR DELETE OR TRUNCATE ON "{table}" '
                     "FOR EACH STATEMENT EXECUTE FUNCTION policies_rules_changed()"
                 )
             elif connection.vendor == "sqlite":
                 for event in SQLITE_EVENTS:
+                    name = f"{table}_rules_changed_{event}"
+                    cursor.execute(f'DROP TRIGGER IF EXISTS "{name}"')
                     cursor.execute(
-                        f'CREATE TRIGGER "{table}_rules_changed_{event}" '
-                        f'AFTER {event.upper()} ON "{table}" BEGIN {SQLITE_BODY} END'
+                        f'CREATE TRIGGER "{name}" AFTER {event.upper()}'
+                        f'{of if event == "update" else ""} ON "{table}" '
+                        f"BEGIN {SQLITE_BODY} END"
                     )
             else:
                 raise NotImplementedError(f"No triggers for {connection.vendor}")
 
 
-def unwatch(schema_editor, tables: list[str]) -> None:
-    connection = schema_editor.connection
+def unwatch(connection, tables: Watched) -> None:
     with connection.cursor() as cursor:
         for table in tables:
             if connection.vendor == "postgresql":
@@ -45,3 +82,17 @@ def unwatch(schema_editor, tables: list[str]) -> None:
             elif connection.vendor == "sqlite":
                 for event in SQLITE_EVENTS:
                     cursor.execute(f'DROP TRIGGER IF EXISTS "{table}_rules_changed_{event}"')
+
+
+def watch_again(*, using: str, **kwargs) -> None:
+    """After ``migrate`` and ``flush`` (post_migrate): the triggers on every watched table
+    there is, as they should be, whatever a migration rebuilt. The tables are the installed
+    models' (the signal's ``apps`` is empty when there was nothing to migrate)."""
+    from django.apps import apps
+    from django.db import connections
+
+    connection = connections[using]
+    existing = set(connection.introspection.table_names())
+    if "policies_rulesversion" in existing:
+        tables = watched(apps)
+        watch(connection, {table: of for table, of in tables.items() if table in existing})

@@ -5,12 +5,13 @@ database changes the token in the transaction that makes the change."""
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, update_last_login
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from approvals.roles import AUDITORS, OPERATORS
 from notifications.models import Notification, ReachedBy, Route
+from policies.rules_version_triggers import unwatch
 from tests.conftest import reallocation
 from tests.test_rules_in_force_kept import in_another_process
 
@@ -56,19 +57,39 @@ def test_the_people_their_groups_and_their_channels_as_they_are_now(world, optim
     ReachedBy.objects.create(user=auditor, email=False, slack=True)  # chooses Slack
     assert told_of_next(optimizer) == {("operator", "email"), ("auditor", "slack")}
 
-    User.objects.filter(username="operator").update(is_active=False)  # a raw write
+    operator = User.objects.filter(username="operator")
+    operator.update(is_active=False)  # a raw write
+    assert told_of_next(optimizer) == {("auditor", "slack")}
+    operator.update(is_active=True)
+    assert told_of_next(optimizer) == {("operator", "email"), ("auditor", "slack")}
+    operator.update(email="")  # no address to write to
     assert told_of_next(optimizer) == {("auditor", "slack")}
 
     auditor.groups.set([Group.objects.get(name=AUDITORS)])  # leaves it
     assert told_of_next(optimizer) == set()
 
     Route.objects.update(is_active=False)
-    User.objects.filter(username="operator").update(is_active=True)
+    operator.update(email="operator@example.com")
     assert told_of_next(optimizer) == set()
+
+
+def test_a_trigger_lost_with_a_rebuilt_table_is_back_after_the_next_migrate(world, optimizer):
+    """SQLite drops a table's triggers when a migration rebuilds the table to alter it: the
+    triggers are installed again after every ``migrate``."""
+    assert told_of_next(optimizer) == {("operator", "email")}
+    unwatch(connection, {User.groups.through._meta.db_table: ()})
+
+    in_another_process(  # as after an upgrade
+        "from django.core.management import call_command\ncall_command('migrate', verbosity=0)\n"
+    )
+
+    User.objects.get(username="auditor").groups.add(Group.objects.get(name=OPERATORS))
+    assert told_of_next(optimizer) == {("operator", "email"), ("auditor", "email")}
 
 
 def test_while_nothing_changes_a_submission_does_not_read_the_routes_again(world, optimizer):
     told_of_next(optimizer)
+    update_last_login(None, user=User.objects.get(username="operator"))  # as a login does
 
     with CaptureQueriesContext(connection) as statements:
         assert told_of_next(optimizer) == {("operator", "email")}

@@ -9,25 +9,27 @@ from django.db import migrations
 from policies.rules_version_triggers import unwatch, watch
 
 
-def watched(apps) -> list[str]:
+def watched(apps) -> dict[str, tuple[str, ...]]:
+    """The tables, and of the people only the columns that change whom a message reaches (a
+    login, which writes ``last_login``, does not)."""
     route = apps.get_model("notifications", "Route")
     user = apps.get_model(settings.AUTH_USER_MODEL)
-    return [
-        route._meta.db_table,
-        route.users.through._meta.db_table,
-        route.groups.through._meta.db_table,
-        apps.get_model("notifications", "ReachedBy")._meta.db_table,
-        user._meta.db_table,
-        user.groups.through._meta.db_table,
-    ]
+    return {
+        route._meta.db_table: (),
+        route.users.through._meta.db_table: (),
+        route.groups.through._meta.db_table: (),
+        apps.get_model("notifications", "ReachedBy")._meta.db_table: (),
+        user._meta.db_table: ("is_active", "email"),
+        user.groups.through._meta.db_table: (),
+    }
 
 
 def install_triggers(apps, schema_editor):
-    watch(schema_editor, watched(apps))
+    watch(schema_editor.connection, watched(apps))
 
 
 def remove_triggers(apps, schema_editor):
-    unwatch(schema_editor, watched(apps))
+    unwatch(schema_editor.connection, watched(apps))
 
 
 class Migration(migrations.Migration):

@@ -4,16 +4,15 @@ was). PostgreSQL's are unchanged."""
 
 from django.db import migrations
 
-from policies.rules_version_triggers import unwatch, watch
-
 # 0008's tables.
-WATCHED = ["policies_policy", "policies_historicalpolicy", "policies_killswitch", "ledger_account"]
+RULES = ["policies_policy", "policies_historicalpolicy", "policies_killswitch", "ledger_account"]
 
 
 def sqlite_triggers_again(apps, schema_editor):
+    from policies.rules_version_triggers import watch
+
     if schema_editor.connection.vendor == "sqlite":
-        unwatch(schema_editor, WATCHED)
-        watch(schema_editor, WATCHED)
+        watch(schema_editor.connection, dict.fromkeys(RULES, ()))
 
 
 class Migration(migrations.Migration):
