@@ -31,7 +31,7 @@ from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.base import BaseHandler
 from django.urls import get_resolver
 
-KEPT_THREADS = 16
+KEPT_THREADS = 8
 VIEW_IS_ASYNC = "hitl.view_is_async"  # in the request's scope
 
 
