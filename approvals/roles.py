@@ -45,9 +45,14 @@ def sync_role_groups(apps=global_apps) -> None:
     from django.contrib.auth.management import create_permissions
 
     for app_config in apps.get_app_configs():
-        app_config.models_module = True
-        create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
+        # A migration's apps have no models modules, and create_permissions skips an app
+        # without one; the project's own keep theirs (Django's post-migrate handlers need it).
+        kept = getattr(app_config, "models_module", None)
+        app_config.models_module = kept or True
+        try:
+            create_permissions(app_config, apps=apps, verbosity=0)
+        finally:
+            app_config.models_module = kept
 
     group_model = apps.get_model("auth", "Group")
     permission_model = apps.get_model("auth", "Permission")

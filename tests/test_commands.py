@@ -179,3 +179,26 @@ def test_create_agent_refuses_bad_arguments_with_a_message(demo_world, args, mes
     with pytest.raises(CommandError, match=message):
         run("create_agent", *args)
     assert Agent.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_after_seed_demo_a_migrate_in_the_same_process_still_runs_the_post_migrate_work(
+    demo_world,
+):
+    """Seeding gives the role groups their permissions through Django's create_permissions,
+    which needs each app's models module; it used to take them from every installed app for
+    the rest of the process, so a migrate there afterwards ran no post-migrate handler (the
+    content types, the permissions, the rules' version triggers)."""
+    from policies.rules_version_triggers import unwatch
+
+    unwatch(connection, {"auth_user_groups": ()})  # as a rebuilt table loses its triggers
+
+    call_command("migrate", verbosity=0)
+
+    token = "SELECT token FROM policies_rulesversion WHERE id = 1"
+    with connection.cursor() as cursor:
+        cursor.execute(token)
+        before = cursor.fetchone()
+        get_user_model().objects.get(username="auditor").groups.clear()
+        cursor.execute(token)
+        assert cursor.fetchone() != before  # the triggers are back
