@@ -7,7 +7,8 @@ serves HTTP with uvicorn itself. The two share every page the loading wrote, as 
 ``--preload`` shares them among its workers, so a laptop holds one copy of Django where it
 held two (about 60 MiB less, measured by ``bin/bench peer``). The worker is the same worker
 ``bin/worker`` runs in production, with the same options; only where it is started from
-differs, so ``bin/worker`` stands in on the embedded default, as ``bin/beat`` does.
+differs, so ``bin/worker`` stands in on the embedded default, as ``bin/beat`` does. Each of
+the two gives back to the system what a burst of work freed (hitlproject.freed_memory).
 
 The two stop together: when the worker ends, the web server stops (so ``bin/start`` stops the
 platform, and a process manager sees the web process end); when the web server is stopped, it
@@ -22,6 +23,8 @@ import signal
 import sys
 import threading
 import time
+
+from hitlproject.freed_memory import keep_giving_back
 
 WORKER_STOP_SECONDS = 30  # a warm shutdown finishes the tasks under way; then it is killed
 
@@ -70,6 +73,7 @@ def serve(host: str, port: int) -> int:
     gc.freeze()
     web_pid = os.getpid()
     worker_pid = os.fork()
+    keep_giving_back()  # in each of the two
     if worker_pid == 0:  # the worker
         threading.Thread(target=_stop_when_orphaned, args=(web_pid,), daemon=True).start()
         code = 1
@@ -142,6 +146,7 @@ def main() -> None:
     if sys.argv[1:] == ["worker"]:
         from hitlproject.celery import app as celery_app
 
+        keep_giving_back()
         celery_app.worker_main(worker_argv())
         return
     host = os.environ.get("HITL_BIND", "0.0.0.0").removeprefix("[").removesuffix("]")
