@@ -7,6 +7,7 @@ from click import Option
 from django.db import close_old_connections
 
 import hitlproject.broker  # noqa: F401  (registers the embedded default's broker)
+from hitlproject.long_lived import keep_for_life
 from hitlproject.pooled_sqlite3.base import writes_give_way
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hitlproject.settings")
@@ -83,3 +84,11 @@ def web_server_writes_first(**_) -> None:
     """On SQLite, the worker's writers wait while the web server's do (an agent is waiting
     for its answer; a task can wait): hitlproject.pooled_sqlite3."""
     writes_give_way()
+
+
+@worker_init.connect
+def loaded_for_life(**_) -> None:
+    """What the worker loaded to start (Django, every task) is kept out of the collector's
+    rounds (hitlproject.long_lived); before a pool of processes is forked, so its children
+    keep sharing it."""
+    keep_for_life()

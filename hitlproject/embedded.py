@@ -17,7 +17,6 @@ within a second and stops.
 """
 
 import contextlib
-import gc
 import os
 import signal
 import sys
@@ -25,6 +24,7 @@ import threading
 import time
 
 from hitlproject.freed_memory import keep_giving_back
+from hitlproject.long_lived import keep_for_life, load_everything
 
 WORKER_STOP_SECONDS = 30  # a warm shutdown finishes the tasks under way; then it is killed
 
@@ -49,14 +49,11 @@ def load():
     """Everything either process will import, imported once before the fork: the ASGI app
     (Django's setup with it), every view the URLconf names, every task. Returns the app."""
     from django.db import connections
-    from django.urls import get_resolver
 
     # Before anything reads the settings: the ASGI module sets the web server's environment.
     from hitlproject.asgi import application
-    from hitlproject.celery import app as celery_app
 
-    get_resolver().url_patterns  # noqa: B018  (imports every view)
-    celery_app.loader.import_default_modules()
+    load_everything()
     connections.close_all()  # neither child may share a database connection
     return application
 
@@ -67,10 +64,7 @@ def serve(host: str, port: int) -> int:
 
     from hitlproject.celery import app as celery_app
 
-    # Objects loaded so far live as long as the process: the collector need not visit them,
-    # and visiting them would write to (and so unshare) the pages they are on.
-    gc.collect()
-    gc.freeze()
+    keep_for_life()  # before the fork: both children share what it froze
     web_pid = os.getpid()
     worker_pid = os.fork()
     keep_giving_back()  # in each of the two

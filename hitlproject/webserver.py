@@ -2,6 +2,8 @@
 
 from uvicorn_worker import UvicornWorker
 
+from hitlproject.long_lived import keep_for_life, load_everything
+
 
 class WebWorker(UvicornWorker):
     """uvicorn's worker, leaving ``X-Forwarded-For`` to the application: uvicorn would take a
@@ -10,3 +12,10 @@ class WebWorker(UvicornWorker):
     lockout counts against. ``HITL_TRUSTED_PROXY_COUNT`` says which proxies to believe."""
 
     CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS, "proxy_headers": False}
+
+    def load_wsgi(self) -> None:
+        """The application, with every view and task loaded and kept out of the collector's
+        rounds (hitlproject.long_lived) before the first request."""
+        super().load_wsgi()
+        load_everything()
+        keep_for_life()
