@@ -136,7 +136,7 @@ def _database_value(
     ``bulk_create`` does (``pre_save``, then ``get_db_prep_save``), for ``COPY``'s text
     format; ``texts`` keeps the JSON text of values already written, by their id."""
     attname = field.attname
-    if type(field).pre_save is not models.Field.pre_save:  # auto_now and the like
+    if _stamps(field):  # auto_now and the like
         return lambda obj: field.get_db_prep_save(field.pre_save(obj, True), db)
     target = field.target_field if field.is_relation else field
     if type(target) is models.JSONField:
@@ -192,6 +192,15 @@ def _database_value(
 
         return as_is
     return lambda obj: field.get_db_prep_save(getattr(obj, attname), db)
+
+
+def _stamps(field: models.Field) -> bool:
+    """Whether ``field`` sets its value as the row is saved (``pre_save``): a date or time
+    with ``auto_now`` or ``auto_now_add``, or a field with a ``pre_save`` of its own. Every
+    date and time field has one, which without those options only reads the attribute."""
+    if type(field).pre_save in (models.DateField.pre_save, models.DateTimeField.pre_save):
+        return field.auto_now or field.auto_now_add
+    return type(field).pre_save is not models.Field.pre_save
 
 
 def _ids_allocate(db: Any, model: type[models.Model], objs: Sequence[models.Model]) -> None:

@@ -233,6 +233,24 @@ def test_an_auditor_reads_a_proposal_routed_when_it_was_submitted(optimizer):
     assert dates == {Proposal.objects.get(pk=answer["id"]).created_at}
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("size", [2, 60])  # on PostgreSQL: one INSERT; 60 rows are copied in
+def test_a_batch_s_answer_is_what_its_proposals_read_back_say(optimizer, size):
+    """The times and the rest of each item's answer are what was written: a later read of
+    the proposal gives the same, and its two history records carry the time it was routed."""
+    items = [bid_adjustment(f"{2 + i / 100:.2f}") for i in range(size)]
+    results = optimizer.post(BATCH_URL, items, format="json").json()
+
+    answered = [result["proposal"] for result in results]
+    assert len(answered) == size and "submitted" not in {item["status"] for item in answered}
+    for proposal in answered:
+        assert optimizer.get(f"{URL}{proposal['id']}/").json() == proposal
+        assert proposal["created_at"] == proposal["evaluated_at"]
+    stored = Proposal.objects.get(pk=answered[-1]["id"])
+    dates = Proposal.history.filter(id=stored.pk).values_list("history_date", flat=True)
+    assert list(dates) == [stored.created_at] * 2
+
+
 @pytest.mark.skipif(
     "postgresql" not in settings.DATABASES["default"]["ENGINE"],
     reason="SQLite takes one writer at a time: a submission waits for the write lock instead",
