@@ -24,7 +24,7 @@ import threading
 import time
 
 from hitlproject.freed_memory import keep_giving_back
-from hitlproject.long_lived import keep_for_life, load_everything
+from hitlproject.long_lived import keep_for_life, load_views
 
 WORKER_STOP_SECONDS = 30  # a warm shutdown finishes the tasks under way; then it is killed
 
@@ -52,8 +52,10 @@ def load():
 
     # Before anything reads the settings: the ASGI module sets the web server's environment.
     from hitlproject.asgi import application
+    from hitlproject.celery import app as celery_app
 
-    load_everything()
+    load_views()
+    celery_app.loader.import_default_modules()
     connections.close_all()  # neither child may share a database connection
     return application
 

@@ -22,7 +22,6 @@ Where the C library is not glibc (macOS, musl), there is nothing to trim and no 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import threading
 import time
 
@@ -43,7 +42,7 @@ class _MallInfo2(ctypes.Structure):
 def _glibc():
     """glibc's malloc_trim and mallinfo2 (2.33 and later), or None."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL("libc.so.6")  # glibc's soname; elsewhere, OSError
         trim, info = libc.malloc_trim, libc.mallinfo2
     except (OSError, AttributeError):
         return None

@@ -2,7 +2,7 @@
 
 from uvicorn_worker import UvicornWorker
 
-from hitlproject.long_lived import keep_for_life, load_everything
+from hitlproject.long_lived import keep_for_life, load_views
 
 
 class WebWorker(UvicornWorker):
@@ -14,8 +14,8 @@ class WebWorker(UvicornWorker):
     CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS, "proxy_headers": False}
 
     def load_wsgi(self) -> None:
-        """The application, with every view and task loaded and kept out of the collector's
-        rounds (hitlproject.long_lived) before the first request."""
+        """The application, with every view loaded and kept out of the collector's rounds
+        (hitlproject.long_lived) before the first request."""
         super().load_wsgi()
-        load_everything()
+        load_views()
         keep_for_life()
