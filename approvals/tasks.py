@@ -13,7 +13,7 @@ from approvals.services.expiry import proposals_expire_overdue
 from approvals.services.idempotency import idempotency_records_purge
 from approvals.services.proposals import proposal_evaluate
 from approvals.services.recovery import proposals_requeue_stalled
-from hitlproject.queueing import TRANSIENT, after_commit
+from hitlproject.queueing import TRANSIENT, after_commit, chunked
 from hitlproject.queueing import send_each as _send_each
 
 # The executors app's task that carries out approved proposals, a list of ids to a message.
@@ -28,12 +28,7 @@ def enqueue_executions_after_commit(proposal_ids: list[int]) -> None:
     """Send the approved proposals' executions, in messages alike in size, once the
     surrounding transaction commits (a broker out of reach is logged, and the stall sweeper
     sends them again)."""
-    messages = -(-len(proposal_ids) // EXECUTION_CHUNK)
-    size = -(-len(proposal_ids) // messages) if messages else 0
-    chunks = [
-        proposal_ids[start : start + size] for start in range(0, len(proposal_ids), size or 1)
-    ]
-    after_commit(_send_each, EXECUTE_PROPOSALS, chunks)
+    after_commit(_send_each, EXECUTE_PROPOSALS, chunked(proposal_ids, EXECUTION_CHUNK))
 
 
 # Proposals are evaluated as they are submitted; these evaluate one that an earlier release

@@ -24,6 +24,7 @@ OUTBOUND_QUEUES = {
     "approvals.send_execution_request": "webhooks",
     "feedback.deliver_callback_event": "callbacks",
     # People's notifications wait on a mail server or Slack, as callbacks wait on agents'.
+    "notifications.deliver_notifications": "callbacks",
     "notifications.deliver_notification": "callbacks",
 }
 

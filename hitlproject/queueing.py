@@ -59,3 +59,11 @@ def send_each(task: Task | str, arguments: Sequence[object]) -> None:
     with producing as producer:
         for argument in arguments:
             send((argument,), producer=producer)
+
+
+def chunked(ids: Sequence[int], most: int) -> list[list[int]]:
+    """``ids`` in as few lists as hold at most ``most`` each, alike in size (250 by 100: 84,
+    84 and 82), so the workers that share them finish together."""
+    lists = -(-len(ids) // most)
+    size = -(-len(ids) // lists) if lists else 0
+    return [list(ids[start : start + size]) for start in range(0, len(ids), size or 1)]

@@ -22,7 +22,7 @@ from django.utils import timezone
 from audit.history import history_records, update_with_history_where
 from notifications.carriers import channel_for
 from notifications.channels import ChannelError
-from notifications.messages import proposal_message
+from notifications.messages import proposal_messages
 from notifications.models import Notification, NotificationStatus
 from notifications.services import (
     LEASE,
@@ -104,7 +104,7 @@ def digest_send(*, recipient_id: int, channel: str, now: datetime) -> int:
         return 0
 
     recipient = to_send[0].recipient
-    messages = [proposal_message(n.proposal, kind=n.kind, now=now) for n in to_send]
+    messages = proposal_messages([(n.proposal, n.kind) for n in to_send], now=now)
     try:
         sent = channel_for(channel).send_digest(recipient=recipient, messages=messages)
         delivered, retry, result, retry_after = True, False, sent.result, None

@@ -3,6 +3,7 @@ figures that matter, when a decision is due, who is on it, and the link to its p
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -71,25 +72,47 @@ def proposal_url(proposal_id: int) -> str:
 
 
 def proposal_message(proposal: Proposal, *, kind: str, now: datetime) -> ProposalMessage:
-    deadline = (
-        DecisionDeadline.objects.filter(proposal=proposal, review_round=proposal.review_round)
-        .only("due_at")
-        .first()
-    )
-    claim = Claim.objects.select_related("user").filter(proposal=proposal).first()
-    return ProposalMessage(
-        headline=HEADLINES.get(kind, "Waits for a decision"),
-        proposal_id=proposal.pk,
-        summary=proposal.summary,
-        agent=proposal.agent.name,
-        account=proposal.account.external_id,
-        action_type=action_types.label(proposal.action_type),
-        magnitude=proposal.magnitude_label,
-        risk=proposal.risk,
-        reasons=[str(reason) for reason in proposal.verdict_reasons or []],
-        due_at=deadline.due_at if deadline else None,
-        overdue=deadline is not None
-        and (kind == NotificationKind.ESCALATION or deadline.due_at <= now),
-        claimed_by=claim.user.get_username() if claim and claim.is_live(now) else None,
-        url=proposal_url(proposal.pk),
-    )
+    """What a message of ``kind`` about ``proposal`` says, as of ``now``."""
+    [message] = proposal_messages([(proposal, kind)], now=now)
+    return message
+
+
+def proposal_messages(
+    items: Sequence[tuple[Proposal, str]], *, now: datetime
+) -> list[ProposalMessage]:
+    """What a message of each kind about each proposal says, as of ``now``: their deadlines
+    and claims read at once."""
+    rounds = {proposal.pk: proposal.review_round for proposal, _ in items}
+    due = {
+        proposal_id: due_at
+        for proposal_id, review_round, due_at in DecisionDeadline.objects.filter(
+            proposal_id__in=rounds
+        ).values_list("proposal_id", "review_round", "due_at")
+        if rounds[proposal_id] == review_round
+    }
+    claims = {
+        claim.proposal_id: claim
+        for claim in Claim.objects.select_related("user").filter(proposal_id__in=rounds)
+    }
+    messages = []
+    for proposal, kind in items:
+        due_at, claim = due.get(proposal.pk), claims.get(proposal.pk)
+        messages.append(
+            ProposalMessage(
+                headline=HEADLINES.get(kind, "Waits for a decision"),
+                proposal_id=proposal.pk,
+                summary=proposal.summary,
+                agent=proposal.agent.name,
+                account=proposal.account.external_id,
+                action_type=action_types.label(proposal.action_type),
+                magnitude=proposal.magnitude_label,
+                risk=proposal.risk,
+                reasons=[str(reason) for reason in proposal.verdict_reasons or []],
+                due_at=due_at,
+                overdue=due_at is not None
+                and (kind == NotificationKind.ESCALATION or due_at <= now),
+                claimed_by=claim.user.get_username() if claim and claim.is_live(now) else None,
+                url=proposal_url(proposal.pk),
+            )
+        )
+    return messages

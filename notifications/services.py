@@ -15,18 +15,19 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from approvals.models import Decision, DecisionOutcome, Proposal, ProposalStatus
-from approvals.services.acts import Act, check_may_act, may_act
+from approvals.services.acts import Act, check_may_act, may_act, reviewers_by_proposal
 from audit.actors import Actor, acting_as, current_actor
-from audit.history import insert_with_history, update_with_history_where
+from audit.history import insert_with_history, update_with_history, update_with_history_where
 from hitlproject.errors import Conflict, NotFound
-from hitlproject.queueing import enqueue_after_commit
+from hitlproject.queueing import chunked, enqueue_after_commit, send_each
 from hitlproject.vocabulary import APPROVED_TO_RUN_STATUSES, REVIEW_ENDINGS
 from notifications.carriers import channel_for
-from notifications.channels import ChannelError
-from notifications.messages import proposal_message
+from notifications.channels import Channel, ChannelError
+from notifications.messages import proposal_messages
 from notifications.models import (
     Claim,
     DecisionDeadline,
@@ -45,6 +46,11 @@ from policies.services import in_force
 S = ProposalStatus
 LEASE = timedelta(minutes=2)
 SWEEP_BATCH = 500
+# Notifications one delivery sends together: those a transaction recorded travel this many to a
+# task, and a task whose own leave room takes the others due longest (a backlog of single
+# submissions' messages goes out in chunks). More to a task is less work in all; fewer, more
+# workers sharing them, and a slow channel holding fewer back.
+DELIVERY_CHUNK = 50
 # Who writes the outbox and the deadlines in the audit trail: the platform's part that tells
 # people, whichever move (a person's, an agent's, a sweep's) made it tell them.
 NOTIFICATIONS_ACTOR = Actor.system("notifications")
@@ -173,9 +179,9 @@ def _held(route: Route | None) -> bool:
 
 def _send_after_commit(notification_ids: list[int]) -> None:
     if notification_ids:
-        from notifications.tasks import deliver_notification
+        from notifications.tasks import deliver_notifications
 
-        enqueue_after_commit(deliver_notification, *notification_ids)
+        enqueue_after_commit(deliver_notifications, *chunked(notification_ids, DELIVERY_CHUNK))
 
 
 def _review_ended(proposals: Sequence[Proposal], *, now: datetime) -> None:
@@ -352,111 +358,170 @@ def _backoff(attempts: int, *, retry_after: float | None = None) -> timedelta:
     return timedelta(seconds=min(max(seconds, retry_after or 0), 3600))
 
 
-def notification_deliver(*, notification_id: int) -> Notification | None:
-    """Make one attempt to send a notification that is due, and record how it went. Returns
-    it, or None if it is not due (sent, given up, held, or being sent by another worker). A
-    message about a proposal that no longer waits is not sent: the person would be told of
-    something that is not so."""
+def notifications_deliver(
+    *, notification_ids: Sequence[int], others_due: bool = False
+) -> list[Notification]:
+    """Make one attempt to send each of these notifications that is due, and record how each
+    went; with ``others_due``, while fewer than ``DELIVERY_CHUNK``, the others due longest
+    too (a backlog of messages, one recorded by each submission, goes out in chunks, each in
+    two short transactions, not two for every message). Returns those attempted or ended,
+    as recorded; not those that were not due (sent, given up, held, or being sent by another
+    worker). A message about a proposal that no longer waits is not sent: the person would
+    be told of something that is not so."""
     now = timezone.now()
+    due = Notification.objects.filter(status=NotificationStatus.PENDING, next_attempt_at__lte=now)
+    # Read first, with no transaction (no write turn on SQLite): another task took them.
+    if not due.filter(pk__in=notification_ids).exists():
+        return []
     with transaction.atomic():
-        notification = (
-            Notification.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("proposal__agent", "proposal__account", "recipient")
-            .filter(
-                pk=notification_id,
-                status=NotificationStatus.PENDING,
-                next_attempt_at__lte=now,
-            )
-            .first()
+        locked = due.select_for_update(skip_locked=True, of=("self",)).select_related(
+            "proposal__agent", "proposal__account", "recipient"
         )
-        if notification is None:
-            return None
-        proposal = notification.proposal
-        refusal = _not_to_send(notification)
-        if refusal or notification.attempts >= settings.NOTIFICATION_MAX_ATTEMPTS:
+        taken = list(locked.filter(pk__in=notification_ids).order_by("pk")[:DELIVERY_CHUNK])
+        if others_due and taken and len(taken) < DELIVERY_CHUNK:
+            taken += locked.exclude(pk__in=[n.pk for n in taken]).order_by("next_attempt_at", "pk")[
+                : DELIVERY_CHUNK - len(taken)
+            ]
+        # One of each person, so their permissions are read once for all their messages.
+        people = {}
+        for notification in taken:
+            notification.recipient = people.setdefault(
+                notification.recipient_id, notification.recipient
+            )
+        ended, to_send = [], []
+        for notification in taken:
+            refusal = _not_to_send(notification)
+            if not refusal and notification.attempts < settings.NOTIFICATION_MAX_ATTEMPTS:
+                to_send.append(notification)
+                continue
             notification.status = (
                 NotificationStatus.NOT_SENT if refusal else NotificationStatus.FAILED
             )
+            refusal = refusal or "gave up"
             notification.log = [*notification.log, {"at": now.isoformat(), "result": refusal}]
-            update_with_history_where(
-                Notification.objects.filter(pk=notification.pk),
-                {"status": notification.status, "log": notification.log},
+            notification._change_reason = refusal_note(notification, refusal)
+            ended.append(notification)
+        if ended:
+            update_with_history(
+                Notification,
+                [(n, {"status": n.status, "log": n.log}) for n in ended],
                 actor=NOTIFICATIONS_ACTOR,
-                reason=refusal_note(notification, refusal or "gave up"),
             )
-            return notification
-        notification.attempts += 1
-        notification.next_attempt_at = now + LEASE
+        for notification in to_send:
+            notification.attempts += 1
+            notification.next_attempt_at = now + LEASE
         # The lease of an attempt, not a change of the message: no history (its end has).
-        Notification.objects.filter(pk=notification.pk).update(
-            attempts=notification.attempts, next_attempt_at=notification.next_attempt_at
+        Notification.objects.filter(pk__in=[n.pk for n in to_send]).update(
+            attempts=F("attempts") + 1, next_attempt_at=now + LEASE
         )
 
-    channel = channel_for(notification.channel)
+    outcomes = _send(to_send, now=now)
+    return ended + _attempts_record(outcomes)
+
+
+def _send(
+    notifications: Sequence[Notification], *, now: datetime
+) -> list[tuple[Notification, str]]:
+    """Send each notification on its channel, with no transaction open; set on it what
+    became of it, and return it with what its channel said."""
     # An update of a message keeps what that message said it was (waiting, a reminder, …).
-    said = notification.updates.kind if notification.updates_id else notification.kind
-    message = proposal_message(proposal, kind=said, now=now)
-    try:
-        if notification.kind == NotificationKind.UPDATE and still_waits(notification):
-            sent = channel.update(
-                where={"channel": notification.slack_channel, "ts": notification.slack_ts},
-                text=progress_text(proposal),
-                message=message,
-                still_waits=True,
-                may_decide=may_act(notification.recipient, proposal, Act.APPROVE),
-            )
-        elif notification.kind == NotificationKind.UPDATE:
-            sent = channel.update(
-                where={"channel": notification.slack_channel, "ts": notification.slack_ts},
-                text=outcome_text(proposal),
-                message=message,
+    messages = proposal_messages(
+        [(n.proposal, n.updates.kind if n.updates_id else n.kind) for n in notifications],
+        now=now,
+    )
+    reviewers = reviewers_by_proposal([n.proposal for n in notifications])
+    channels: dict[str, Channel] = {}
+    outcomes = []
+    for notification, message in zip(notifications, messages, strict=True):
+        proposal = notification.proposal
+        channel = channels.setdefault(notification.channel, channel_for(notification.channel))
+        try:
+            if notification.kind != NotificationKind.UPDATE:
+                sent = channel.send(
+                    recipient=notification.recipient,
+                    message=message,
+                    may_decide=may_act(
+                        notification.recipient,
+                        proposal,
+                        Act.APPROVE,
+                        reviewers=reviewers[proposal.pk],
+                    ),
+                )
+            elif still_waits(notification):
+                sent = channel.update(
+                    where={"channel": notification.slack_channel, "ts": notification.slack_ts},
+                    text=progress_text(proposal),
+                    message=message,
+                    still_waits=True,
+                    may_decide=may_act(
+                        notification.recipient,
+                        proposal,
+                        Act.APPROVE,
+                        reviewers=reviewers[proposal.pk],
+                    ),
+                )
+            else:
+                sent = channel.update(
+                    where={"channel": notification.slack_channel, "ts": notification.slack_ts},
+                    text=outcome_text(proposal),
+                    message=message,
+                )
+            delivered, retry, result, where = True, False, sent.result, sent.where
+            retry_after = None
+        except ChannelError as error:
+            delivered, retry, result, where = False, not error.permanent, str(error), {}
+            retry_after = error.retry_after
+
+        finished = timezone.now()
+        notification.log = [*notification.log, {"at": finished.isoformat(), "result": result}]
+        if delivered:
+            notification.status, notification.sent_at = NotificationStatus.SENT, finished
+            notification.slack_channel = where.get("channel", notification.slack_channel)
+            notification.slack_ts = where.get("ts", notification.slack_ts)
+        elif retry and notification.attempts < settings.NOTIFICATION_MAX_ATTEMPTS:
+            notification.next_attempt_at = finished + _backoff(
+                notification.attempts, retry_after=retry_after
             )
         else:
-            may_decide = may_act(notification.recipient, proposal, Act.APPROVE)
-            sent = channel.send(
-                recipient=notification.recipient, message=message, may_decide=may_decide
-            )
-        delivered, retry, result, where = True, False, sent.result, sent.where
-        retry_after = None
-    except ChannelError as error:
-        delivered, retry, result, where = False, not error.permanent, str(error), {}
-        retry_after = error.retry_after
+            notification.status = NotificationStatus.FAILED
+        outcomes.append((notification, result))
+    return outcomes
 
-    finished = timezone.now()
-    notification.log = [*notification.log, {"at": finished.isoformat(), "result": result}]
-    if delivered:
-        notification.status, notification.sent_at = NotificationStatus.SENT, finished
-        notification.slack_channel = where.get("channel", notification.slack_channel)
-        notification.slack_ts = where.get("ts", notification.slack_ts)
-    elif retry and notification.attempts < settings.NOTIFICATION_MAX_ATTEMPTS:
-        notification.next_attempt_at = finished + _backoff(
-            notification.attempts, retry_after=retry_after
+
+def _attempts_record(outcomes: Sequence[tuple[Notification, str]]) -> list[Notification]:
+    """Record what became of each attempt, in one transaction; only where the attempt is
+    still the latest: a sender that outlived its lease must not undo what the one after it
+    recorded. Those to be tried again are sent again when their time comes. Returns those
+    recorded."""
+    if not outcomes:
+        return []
+    with transaction.atomic():
+        latest = dict(
+            Notification.objects.select_for_update()
+            .filter(pk__in=[n.pk for n, _ in outcomes], status=NotificationStatus.PENDING)
+            .values_list("pk", "attempts")
         )
-    else:
-        notification.status = NotificationStatus.FAILED
-    # Recorded only if this attempt is still the latest: a sender that outlived its lease
-    # must not undo what the one after it recorded.
-    recorded = update_with_history_where(
-        Notification.objects.filter(
-            pk=notification.pk, attempts=notification.attempts, status=NotificationStatus.PENDING
-        ),
-        {
-            "log": notification.log,
-            "status": notification.status,
-            "sent_at": notification.sent_at,
-            "next_attempt_at": notification.next_attempt_at,
-            "slack_channel": notification.slack_channel,
-            "slack_ts": notification.slack_ts,
-        },
-        actor=NOTIFICATIONS_ACTOR,
-        reason=attempt_note(notification, result),
-    )
-    if recorded and notification.status == NotificationStatus.PENDING:
-        from notifications.tasks import deliver_notification
+        recorded = [n for n, _ in outcomes if latest.get(n.pk) == n.attempts]
+        for notification, result in outcomes:
+            notification._change_reason = attempt_note(notification, result)
+        if recorded:
+            update_with_history(
+                Notification,
+                [(n, {field: getattr(n, field) for field in ATTEMPT_FIELDS}) for n in recorded],
+                actor=NOTIFICATIONS_ACTOR,
+            )
+    retried = [n for n in recorded if n.status == NotificationStatus.PENDING]
+    if retried:
+        from notifications.tasks import deliver_notifications
 
-        countdown = (notification.next_attempt_at - finished).total_seconds()
-        deliver_notification.apply_async((notification.pk,), countdown=countdown)
-    return notification
+        for notification in retried:
+            countdown = (notification.next_attempt_at - timezone.now()).total_seconds()
+            deliver_notifications.apply_async(([notification.pk],), countdown=countdown)
+    return recorded
+
+
+# What an attempt changes on a notification, beside its lease.
+ATTEMPT_FIELDS = ("log", "status", "sent_at", "next_attempt_at", "slack_channel", "slack_ts")
 
 
 def attempt_note(notification: Notification, result: str) -> str:
@@ -507,7 +572,7 @@ def _not_to_send(notification: Notification) -> str:
 def notifications_resend_due() -> int:
     """Send the notifications whose attempt is overdue (a task lost with a broker or a
     worker). Returns how many were sent."""
-    from notifications.tasks import deliver_notification
+    from notifications.tasks import deliver_notifications
 
     now = timezone.now()
     overdue = list(
@@ -518,8 +583,7 @@ def notifications_resend_due() -> int:
         .values_list("pk", flat=True)[:SWEEP_BATCH]
     )
     Notification.objects.filter(pk__in=overdue).update(next_attempt_at=now)
-    for notification_id in overdue:
-        deliver_notification.delay(notification_id)
+    send_each(deliver_notifications, chunked(overdue, DELIVERY_CHUNK))
     return len(overdue)
 
 

@@ -5,9 +5,21 @@ from django.db import OperationalError
 
 from notifications.deadlines import deadlines_sweep
 from notifications.digests import notifications_send_digests
-from notifications.services import notification_deliver, notifications_resend_due
+from notifications.services import notifications_deliver, notifications_resend_due
 
 
+@shared_task(
+    name="notifications.deliver_notifications",
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=8,
+)
+def deliver_notifications(notification_ids: list[int]) -> None:
+    notifications_deliver(notification_ids=notification_ids, others_due=True)
+
+
+# One notification to a message, as an earlier release sent them (still queued from before
+# an upgrade).
 @shared_task(
     name="notifications.deliver_notification",
     autoretry_for=(OperationalError,),
@@ -15,7 +27,7 @@ from notifications.services import notification_deliver, notifications_resend_du
     max_retries=8,
 )
 def deliver_notification(notification_id: int) -> None:
-    notification_deliver(notification_id=notification_id)
+    notifications_deliver(notification_ids=[notification_id], others_due=True)
 
 
 @shared_task(name="notifications.resend_due_notifications")

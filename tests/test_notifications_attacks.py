@@ -17,7 +17,7 @@ from django.utils import timezone
 from approvals.models import Decision, Proposal
 from notifications.digests import notifications_send_digests
 from notifications.models import Delivery, Notification, NotificationStatus, ReachedBy, Route
-from notifications.services import notification_deliver
+from notifications.services import notifications_deliver
 from tests.conftest import creative, creative_batch, free_port, reallocation
 from tests.slack_fake import blocks_refusal, press
 
@@ -60,10 +60,11 @@ def send_held_one_by_one() -> list[Notification]:
         status=NotificationStatus.PENDING, next_attempt_at=timezone.now()
     )
     return [
-        notification_deliver(notification_id=pk)
+        notification
         for pk in Notification.objects.filter(status=NotificationStatus.PENDING).values_list(
             "pk", flat=True
         )
+        for notification in notifications_deliver(notification_ids=[pk])
     ]
 
 
@@ -184,6 +185,53 @@ def test_a_digest_to_a_person_deactivated_meanwhile_is_not_sent(demo_world, opti
     assert set(Notification.objects.values_list("status", flat=True)) == {
         NotificationStatus.NOT_SENT
     }
+
+
+# A burst: the messages a backlog holds go out in chunks, each exactly once.
+
+
+def test_a_burst_of_waiting_proposals_tells_the_operator_once_of_each_that_still_waits(
+    demo_world, optimizer
+):
+    """A task whose own message leaves room sends the others that are due with it, each
+    recorded as what became of it: sent, or not sent because its proposal was withdrawn
+    meanwhile. The tasks of the messages it took find nothing left to send."""
+    held_for_a_digest()
+    proposals = [submit(optimizer, reallocation(f"{150 + i}.00"))["id"] for i in range(5)]
+    withdrawn = proposals[2]
+    assert optimizer.post(f"/api/v1/proposals/{withdrawn}/withdraw/").status_code == 200
+    Notification.objects.filter(status=NotificationStatus.HELD).update(
+        status=NotificationStatus.PENDING, next_attempt_at=timezone.now()
+    )
+    told = dict(
+        Notification.objects.filter(proposal_id__in=proposals).values_list("proposal_id", "pk")
+    )
+    assert len(told) == 5
+    mail.outbox.clear()
+
+    sent = notifications_deliver(notification_ids=[told[proposals[0]]], others_due=True)
+
+    assert {n.pk: n.status for n in sent} == {
+        pk: NotificationStatus.NOT_SENT if proposal == withdrawn else NotificationStatus.SENT
+        for proposal, pk in told.items()
+    }
+    assert sorted(m.subject.split("#")[1].split()[0] for m in mail.outbox) == sorted(
+        str(proposal) for proposal in proposals if proposal != withdrawn
+    )
+    for pk in told.values():
+        assert notifications_deliver(notification_ids=[pk], others_due=True) == []
+    assert len(mail.outbox) == 4
+    # Each message's history says what became of it, and the row says the same.
+    for proposal, pk in told.items():
+        row = Notification.objects.get(pk=pk)
+        last = row.history.order_by("-history_id").first()
+        assert last.status == row.status
+        if proposal == withdrawn:
+            assert row.status == NotificationStatus.NOT_SENT
+            assert "no longer waits" in last.history_change_reason
+        else:
+            assert row.status == NotificationStatus.SENT and row.attempts == 1
+            assert last.history_change_reason.startswith("Sent to operator by email")
 
 
 # The Slack user behind a press.

@@ -21,7 +21,7 @@ from approvals.roles import OPERATORS
 from approvals.services.decisions import proposal_approve
 from ledger.models import Account
 from notifications.models import Claim, Notification, NotificationStatus, ReachedBy, Route
-from notifications.services import notification_deliver
+from notifications.services import notifications_deliver
 from policies.models import Policy
 from tests.conftest import reallocation
 from tests.factories import evaluated
@@ -369,7 +369,7 @@ def test_a_proposals_page_says_who_was_told_on_which_channel_and_its_deadline(lo
     assert "Pending" in page
     assert "Decision due by" in page and "ended" not in page.split('id="proposal-deadline"')[1]
 
-    notification_deliver(notification_id=told.pk)
+    notifications_deliver(notification_ids=[told.pk])
     told.refresh_from_db()
     assert told.status == NotificationStatus.SENT
     route = Route.objects.get(name=DEMO_ROUTE)

@@ -116,6 +116,18 @@ def reviewers_this_round(proposal: Proposal) -> list[int]:
     )
 
 
+def reviewers_by_proposal(proposals: Iterable[Proposal]) -> dict[int, list[int]]:
+    """Who decided each proposal in its current round, read at once (by proposal id)."""
+    rounds = {proposal.pk: proposal.review_round for proposal in proposals}
+    reviewers: dict[int, list[int]] = {pk: [] for pk in rounds}
+    for proposal_id, review_round, reviewer_id in Decision.objects.filter(
+        proposal_id__in=rounds
+    ).values_list("proposal_id", "review_round", "reviewer_id"):
+        if rounds[proposal_id] == review_round:
+            reviewers[proposal_id].append(reviewer_id)
+    return reviewers
+
+
 def _owned_agent(user: AbstractBaseUser, proposal: Proposal) -> DomainError | None:
     if proposal.agent.owner_id == user.pk:
         return NotAllowed(
@@ -178,5 +190,9 @@ def check_may_act(user: AbstractBaseUser, proposal: Proposal, act: Act) -> None:
         raise refusal
 
 
-def may_act(user: AbstractBaseUser, proposal: Proposal, act: Act) -> bool:
-    return act_refusal(user, proposal, act) is None
+def may_act(
+    user: AbstractBaseUser, proposal: Proposal, act: Act, *, reviewers: Iterable[int] | None = None
+) -> bool:
+    """Whether ``user`` may ``act`` on ``proposal`` now (``reviewers``: who decided it in its
+    current round, if already read)."""
+    return act_refusal(user, proposal, act, reviewers=reviewers) is None
