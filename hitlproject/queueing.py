@@ -35,15 +35,15 @@ def after_commit(func: Callable[..., object], *args: object) -> None:
     transaction.on_commit(call, robust=True)
 
 
-def enqueue_after_commit(task: Task | str, *ids: int) -> None:
-    """Send ``task`` for each id once the surrounding transaction commits, over one broker
-    connection.
+def enqueue_after_commit(task: Task | str, *arguments: object) -> None:
+    """Send ``task`` once for each of ``arguments`` (an id, or a list of them) once the
+    surrounding transaction commits, over one broker connection.
 
     Unlike ``delay_on_commit``, a broker that cannot be reached at that moment does not turn an
     already-committed request into an error: it is logged, and the stall sweepers send the
     tasks again within a minute or two.
     """
-    after_commit(send_each, task, ids)
+    after_commit(send_each, task, arguments)
 
 
 def send_each(task: Task | str, arguments: Sequence[object]) -> None:

@@ -127,7 +127,7 @@ def digest_send(*, recipient_id: int, channel: str, now: datetime) -> int:
                 )
             else:
                 changes.update(status=NotificationStatus.FAILED)
-            # Only if this attempt is still the latest (see notification_deliver).
+            # Only if this attempt is still the latest (see notifications_deliver).
             notification.status = changes.get("status", notification.status)
             update_with_history_where(
                 Notification.objects.filter(

@@ -71,12 +71,6 @@ def proposal_url(proposal_id: int) -> str:
     return console + reverse("admin:approvals_proposal_change", args=[proposal_id])
 
 
-def proposal_message(proposal: Proposal, *, kind: str, now: datetime) -> ProposalMessage:
-    """What a message of ``kind`` about ``proposal`` says, as of ``now``."""
-    [message] = proposal_messages([(proposal, kind)], now=now)
-    return message
-
-
 def proposal_messages(
     items: Sequence[tuple[Proposal, str]], *, now: datetime
 ) -> list[ProposalMessage]:

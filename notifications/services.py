@@ -9,13 +9,13 @@ retries with backoff what may succeed later; the sweep sends what a lost task le
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from approvals.models import Decision, DecisionOutcome, Proposal, ProposalStatus
@@ -26,7 +26,7 @@ from hitlproject.errors import Conflict, NotFound
 from hitlproject.queueing import chunked, enqueue_after_commit, send_each
 from hitlproject.vocabulary import APPROVED_TO_RUN_STATUSES, REVIEW_ENDINGS
 from notifications.carriers import channel_for
-from notifications.channels import Channel, ChannelError
+from notifications.channels import ChannelError, Sent
 from notifications.messages import proposal_messages
 from notifications.models import (
     Claim,
@@ -49,11 +49,17 @@ SWEEP_BATCH = 500
 # Notifications one delivery sends together: those a transaction recorded travel this many to a
 # task, and a task whose own leave room takes the others due longest (a backlog of single
 # submissions' messages goes out in chunks). More to a task is less work in all; fewer, more
-# workers sharing them, and a slow channel holding fewer back.
-DELIVERY_CHUNK = 50
+# workers sending at once, and a slow channel holding fewer back.
+DELIVERY_CHUNK = 20
+# How long a task goes on sending its chunk, well within the lease (each send is bounded by
+# OUTBOUND_DEADLINE): what is left then is given back for the next task, so a slow channel
+# neither outlives the lease (another task would send it again) nor tells a person, late,
+# of a proposal someone decided meanwhile.
+SENDING_TIME = timedelta(seconds=15)
 # Who writes the outbox and the deadlines in the audit trail: the platform's part that tells
 # people, whichever move (a person's, an agent's, a sweep's) made it tell them.
 NOTIFICATIONS_ACTOR = Actor.system("notifications")
+logger = logging.getLogger(__name__)
 
 
 def _actor() -> Actor:
@@ -214,7 +220,7 @@ def _ended_about(proposal: Proposal) -> str:
 def _slack_messages_update(*, proposal_ids, now: datetime, about, **only) -> None:
     """Record an update of every Slack message posted about these proposals (``only`` those
     matching further filters), sent once the transaction commits; what it says is read when
-    it is sent (``notification_deliver``). ``about``: what the update is for, in words, or a
+    it is sent (``notifications_deliver``). ``about``: what the update is for, in words, or a
     mapping of it by proposal."""
     posted = Notification.objects.filter(
         **only,
@@ -363,11 +369,11 @@ def notifications_deliver(
 ) -> list[Notification]:
     """Make one attempt to send each of these notifications that is due, and record how each
     went; with ``others_due``, while fewer than ``DELIVERY_CHUNK``, the others due longest
-    too (a backlog of messages, one recorded by each submission, goes out in chunks, each in
-    two short transactions, not two for every message). Returns those attempted or ended,
-    as recorded; not those that were not due (sent, given up, held, or being sent by another
-    worker). A message about a proposal that no longer waits is not sent: the person would
-    be told of something that is not so."""
+    too (a backlog of messages, one recorded by each submission, goes out in chunks: each
+    leased in one transaction and recorded in another, not two for every message). Returns
+    those attempted or ended, as recorded; not those that were not due (sent, given up, held,
+    or being sent by another worker). A message about a proposal that no longer waits is not
+    sent: the person would be told of something that is not so."""
     now = timezone.now()
     due = Notification.objects.filter(status=NotificationStatus.PENDING, next_attempt_at__lte=now)
     # Read first, with no transaction (no write turn on SQLite): another task took them.
@@ -407,70 +413,63 @@ def notifications_deliver(
                 [(n, {"status": n.status, "log": n.log}) for n in ended],
                 actor=NOTIFICATIONS_ACTOR,
             )
-        for notification in to_send:
-            notification.attempts += 1
-            notification.next_attempt_at = now + LEASE
-        # The lease of an attempt, not a change of the message: no history (its end has).
-        Notification.objects.filter(pk__in=[n.pk for n in to_send]).update(
-            attempts=F("attempts") + 1, next_attempt_at=now + LEASE
-        )
+        _lease(to_send, attempts=1, until=now + LEASE)
 
-    outcomes = _send(to_send, now=now)
-    return ended + _attempts_record(outcomes)
+    outcomes: list[tuple[Notification, str]] = []
+    try:
+        left = _send(to_send, outcomes, stop_at=now + SENDING_TIME)
+    finally:  # what went is recorded whatever stopped the rest
+        recorded = _attempts_record(outcomes)
+    if left:  # out of time: given back, due at once, for the next task
+        from notifications.tasks import deliver_notifications
+
+        with transaction.atomic():
+            _lease(left, attempts=-1, until=timezone.now())
+        deliver_notifications.delay([n.pk for n in left])
+    return ended + recorded
+
+
+def _lease(notifications: Sequence[Notification], *, attempts: int, until: datetime) -> None:
+    """Lease the notifications for an attempt (``attempts=1``) or give the lease back
+    (``-1``), as set on each: due again ``until``. The lease of an attempt is not a change of
+    the message: no history (the attempt's end has)."""
+    by_attempts: dict[int, list[int]] = defaultdict(list)
+    for notification in notifications:
+        notification.attempts += attempts
+        notification.next_attempt_at = until
+        by_attempts[notification.attempts].append(notification.pk)
+    for count, pks in by_attempts.items():
+        Notification.objects.filter(pk__in=pks).update(attempts=count, next_attempt_at=until)
 
 
 def _send(
-    notifications: Sequence[Notification], *, now: datetime
-) -> list[tuple[Notification, str]]:
-    """Send each notification on its channel, with no transaction open; set on it what
-    became of it, and return it with what its channel said."""
+    notifications: Sequence[Notification],
+    outcomes: list[tuple[Notification, str]],
+    *,
+    stop_at: datetime,
+) -> list[Notification]:
+    """Send each notification on its channel, with no transaction open, until ``stop_at``
+    (well within the lease); set on each what became of it and add it, with what its
+    channel said, to ``outcomes``. Returns those left for lack of time."""
     # An update of a message keeps what that message said it was (waiting, a reminder, …).
     messages = proposal_messages(
         [(n.proposal, n.updates.kind if n.updates_id else n.kind) for n in notifications],
-        now=now,
+        now=timezone.now(),
     )
     reviewers = reviewers_by_proposal([n.proposal for n in notifications])
-    channels: dict[str, Channel] = {}
-    outcomes = []
-    for notification, message in zip(notifications, messages, strict=True):
-        proposal = notification.proposal
-        channel = channels.setdefault(notification.channel, channel_for(notification.channel))
+    for position, (notification, message) in enumerate(zip(notifications, messages, strict=True)):
+        if timezone.now() >= stop_at:
+            return list(notifications[position:])
+        retry_after = None
         try:
-            if notification.kind != NotificationKind.UPDATE:
-                sent = channel.send(
-                    recipient=notification.recipient,
-                    message=message,
-                    may_decide=may_act(
-                        notification.recipient,
-                        proposal,
-                        Act.APPROVE,
-                        reviewers=reviewers[proposal.pk],
-                    ),
-                )
-            elif still_waits(notification):
-                sent = channel.update(
-                    where={"channel": notification.slack_channel, "ts": notification.slack_ts},
-                    text=progress_text(proposal),
-                    message=message,
-                    still_waits=True,
-                    may_decide=may_act(
-                        notification.recipient,
-                        proposal,
-                        Act.APPROVE,
-                        reviewers=reviewers[proposal.pk],
-                    ),
-                )
-            else:
-                sent = channel.update(
-                    where={"channel": notification.slack_channel, "ts": notification.slack_ts},
-                    text=outcome_text(proposal),
-                    message=message,
-                )
+            sent = _send_one(notification, message, reviewers=reviewers[notification.proposal_id])
             delivered, retry, result, where = True, False, sent.result, sent.where
-            retry_after = None
         except ChannelError as error:
             delivered, retry, result, where = False, not error.permanent, str(error), {}
             retry_after = error.retry_after
+        except Exception as error:  # a fault of ours, not the channel's answer: tried again
+            logger.exception("Notification %s was not sent", notification.pk)
+            delivered, retry, result, where = False, True, f"{type(error).__name__}: {error}", {}
 
         finished = timezone.now()
         notification.log = [*notification.log, {"at": finished.isoformat(), "result": result}]
@@ -485,7 +484,32 @@ def _send(
         else:
             notification.status = NotificationStatus.FAILED
         outcomes.append((notification, result))
-    return outcomes
+    return []
+
+
+def _send_one(notification: Notification, message, *, reviewers: list[int]) -> Sent:
+    """Send a message, or the update of one sent earlier: what became of its proposal, or,
+    while it still waits, how far it has come (the buttons kept for a person who may
+    decide)."""
+    channel = channel_for(notification.channel)
+    proposal = notification.proposal
+    sent_as = {"channel": notification.slack_channel, "ts": notification.slack_ts}
+    if notification.kind == NotificationKind.UPDATE and not still_waits(notification):
+        return channel.update(where=sent_as, text=outcome_text(proposal), message=message)
+    may_decide = may_act(notification.recipient, proposal, Act.APPROVE, reviewers=reviewers)
+    if notification.kind == NotificationKind.UPDATE:
+        return channel.update(
+            where=sent_as,
+            text=progress_text(proposal),
+            message=message,
+            still_waits=True,
+            may_decide=may_decide,
+        )
+    return channel.send(recipient=notification.recipient, message=message, may_decide=may_decide)
+
+
+# What an attempt changes on a notification, beside its lease.
+ATTEMPT_FIELDS = ("log", "status", "sent_at", "next_attempt_at", "slack_channel", "slack_ts")
 
 
 def _attempts_record(outcomes: Sequence[tuple[Notification, str]]) -> list[Notification]:
@@ -518,10 +542,6 @@ def _attempts_record(outcomes: Sequence[tuple[Notification, str]]) -> list[Notif
             countdown = (notification.next_attempt_at - timezone.now()).total_seconds()
             deliver_notifications.apply_async(([notification.pk],), countdown=countdown)
     return recorded
-
-
-# What an attempt changes on a notification, beside its lease.
-ATTEMPT_FIELDS = ("log", "status", "sent_at", "next_attempt_at", "slack_channel", "slack_ts")
 
 
 def attempt_note(notification: Notification, result: str) -> str:

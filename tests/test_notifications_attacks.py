@@ -5,6 +5,7 @@ what a person would check; the Slack-compatible server refuses what Slack refuse
 (``tests.slack_fake.blocks_refusal``)."""
 
 import time
+from datetime import timedelta
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -15,6 +16,7 @@ from django.test import Client
 from django.utils import timezone
 
 from approvals.models import Decision, Proposal
+from notifications import services
 from notifications.digests import notifications_send_digests
 from notifications.models import Delivery, Notification, NotificationStatus, ReachedBy, Route
 from notifications.services import notifications_deliver
@@ -232,6 +234,86 @@ def test_a_burst_of_waiting_proposals_tells_the_operator_once_of_each_that_still
         else:
             assert row.status == NotificationStatus.SENT and row.attempts == 1
             assert last.history_change_reason.startswith("Sent to operator by email")
+
+
+def told_at_once(proposals: list[int]) -> list[int]:
+    """The held messages about ``proposals`` made due now, as a route that tells at once
+    leaves them; their ids, oldest first."""
+    Notification.objects.filter(status=NotificationStatus.HELD).update(
+        status=NotificationStatus.PENDING, next_attempt_at=timezone.now()
+    )
+    return list(
+        Notification.objects.filter(proposal_id__in=proposals)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
+def test_a_slack_out_of_reach_holds_back_none_of_the_emails_sent_with_it(
+    demo_world, optimizer, slack, settings
+):
+    """The operator is told by email and on Slack; Slack cannot be reached (its client raises
+    a connection error, not Slack's own). That message is tried again later, saying why;
+    the emails taken with it go once, and nothing is sent twice."""
+    held_for_a_digest()
+    ReachedBy.objects.update_or_create(user=operator(), defaults={"slack": True, "email": True})
+    proposals = [submit(optimizer, reallocation(f"{150 + i}.00"))["id"] for i in range(2)]
+    ids = told_at_once(proposals)
+    assert len(ids) == 4
+    settings.SLACK_API_URL = f"http://127.0.0.1:{free_port()}/api/"
+    mail.outbox.clear()
+
+    notifications_deliver(notification_ids=ids[:1], others_due=True)
+    for pk in ids:
+        assert notifications_deliver(notification_ids=[pk], others_due=True) == []
+
+    assert sorted(m.subject.split("#")[1].split()[0] for m in mail.outbox) == sorted(
+        str(proposal) for proposal in proposals
+    )
+    for row in Notification.objects.filter(pk__in=ids):
+        assert row.attempts == 1, row.log
+        if row.channel == "email":
+            assert row.status == NotificationStatus.SENT
+        else:
+            assert row.status == NotificationStatus.PENDING
+            assert row.next_attempt_at > timezone.now()
+            assert "Error" in row.log[-1]["result"], row.log
+            reason = row.history.order_by("-history_id").first().history_change_reason
+            assert reason.startswith("Not yet reached operator by slack (attempt 1), retried")
+
+
+def test_a_chunk_that_outlasts_its_sending_time_gives_the_rest_back_untried(
+    demo_world, optimizer, slack, monkeypatch
+):
+    """Slack answers slowly: once the task's time to send is up, what it has not sent is
+    given back, due at once and with no attempt counted, and another task sends it; nothing
+    goes twice."""
+    held_for_a_digest()
+    on_slack_only()
+    proposals = [submit(optimizer, reallocation(f"{150 + i}.00"))["id"] for i in range(3)]
+    ids = told_at_once(proposals)
+    answer_of = slack.answer
+
+    def slow(method, args, *, token):
+        if method == "chat.postMessage":
+            time.sleep(0.5)
+        return answer_of(method, args, token=token)
+
+    slack.answer = slow
+    monkeypatch.setattr(services, "SENDING_TIME", timedelta(seconds=0.2))
+    try:
+        [first] = notifications_deliver(notification_ids=ids[:1], others_due=True)
+    finally:
+        slack.answer = answer_of
+
+    assert first.pk == ids[0] and first.status == NotificationStatus.SENT
+    for row in Notification.objects.filter(pk__in=ids[1:]):
+        assert (row.status, row.attempts) == (NotificationStatus.PENDING, 0)
+        assert row.next_attempt_at <= timezone.now()
+    monkeypatch.setattr(services, "SENDING_TIME", timedelta(seconds=15))
+    rest = notifications_deliver(notification_ids=ids[1:], others_due=True)
+    assert [n.status for n in rest] == [NotificationStatus.SENT] * 2
+    assert len(slack.sent("chat.postMessage")) == 3
 
 
 # The Slack user behind a press.

@@ -11,7 +11,7 @@ from django.test import Client
 from django.utils import timezone
 
 from notifications.channels import EmailChannel
-from notifications.messages import proposal_message
+from notifications.messages import proposal_messages
 from notifications.models import (
     DecisionDeadline,
     Notification,
@@ -55,11 +55,11 @@ def test_the_link_goes_where_the_console_answers(demo_world, settings):
     settings.WEB_BIND, settings.WEB_PORT = "127.0.0.1", "8111"
     settings.CONSOLE_URL = ""
 
-    message = proposal_message(proposal, kind=NotificationKind.WAITING, now=timezone.now())
+    message = proposal_messages([(proposal, NotificationKind.WAITING)], now=timezone.now())[0]
     assert message.url == f"http://127.0.0.1:8111/admin/approvals/proposal/{proposal.pk}/change/"
 
     settings.CONSOLE_URL = "https://hitl.example.com"
-    message = proposal_message(proposal, kind=NotificationKind.WAITING, now=timezone.now())
+    message = proposal_messages([(proposal, NotificationKind.WAITING)], now=timezone.now())[0]
     assert message.url == f"https://hitl.example.com/admin/approvals/proposal/{proposal.pk}/change/"
 
 
@@ -86,7 +86,7 @@ def test_the_due_time_reads_as_the_console_shows_it_and_in_the_past_once_overdue
     assert f"{due:%Y-%m-%d %H:%M:%S} UTC" in page.text  # the console's own words
 
     for kind in (NotificationKind.ESCALATION, NotificationKind.WAITING):
-        message = proposal_message(proposal, kind=kind, now=now - timedelta(minutes=5))
+        message = proposal_messages([(proposal, kind)], now=now - timedelta(minutes=5))[0]
         EmailChannel().send(recipient=operator, message=message, may_decide=True)
     escalation, waiting = mailoutbox  # as Django's email machinery would send them
 
@@ -100,7 +100,7 @@ def test_the_due_time_reads_as_the_console_shows_it_and_in_the_past_once_overdue
     assert f"Decision due by: {shown}" in text  # made before the time had passed
 
     blocks = message_blocks(
-        proposal_message(proposal, kind=NotificationKind.ESCALATION, now=now), may_decide=True
+        proposal_messages([(proposal, NotificationKind.ESCALATION)], now=now)[0], may_decide=True
     )
     facts = " ".join(field["text"] for field in blocks[1]["fields"])
     assert "*Action* budget reallocation (" in facts
