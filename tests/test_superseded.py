@@ -186,6 +186,32 @@ def test_an_agents_approval_rate_counts_peoples_decisions_only(operator):
     assert agent_approval_rate(optimizer) == 0.0
 
 
+def test_an_agents_approval_rate_is_what_people_decided_of_its_last_500(operator):
+    """Approved as proposed or with edits counts as approved; the 500 most recent decisions
+    count, not those before them; an agent with fewer than 10 has no record yet."""
+    from feedback.selectors import MIN_DECISIONS_FOR_RECORD, RECORD_SPAN
+    from policies.services import agent_approval_rate
+
+    optimizer = Agent.objects.get(name="optimizer")
+    proposal = evaluated(bid_adjustment("2.50"))
+
+    def decided(*kinds: str) -> None:
+        Feedback.objects.bulk_create(
+            [Feedback(agent=optimizer, proposal=proposal, kind=kind) for kind in kinds]
+        )
+
+    decided(*["approved"] * (MIN_DECISIONS_FOR_RECORD - 1))
+    assert agent_approval_rate(optimizer) is None
+    decided("rejected")
+    assert agent_approval_rate(optimizer) == 0.9
+    # 20 rejected, then 500 decisions of which 400 approved (100 with edits): the rejections
+    # before the last 500 no longer count.
+    decided(*["rejected"] * 20, *["approved"] * 300, *["approved_with_edits"] * 100)
+    decided(*["rejected"] * 100, *["expired", "superseded", "outcome"] * 5)
+    assert RECORD_SPAN == 500
+    assert agent_approval_rate(optimizer) == 400 / 500
+
+
 def test_a_value_another_approved_proposal_sets_first_is_not_approved(operators):
     operator, colleague = operators
     first, second = (evaluated(bid_adjustment(new)) for new in ("2.50", "2.60"))
