@@ -1,6 +1,6 @@
 """The triggers that change the rules' version token (policies.models.RulesVersion) at every
 write to a table the rules in force, or the routing kept with them, are read from: installed
-by migrations (policies' 0008 and 0010, notifications' 0007), and again after every
+by migrations (policies' 0008, 0010 and 0011, notifications' 0007), and again after every
 ``migrate`` (``PoliciesConfig.ready``), since SQLite drops a table's triggers with the table
 when a migration rebuilds it to alter a column, and a lost trigger would leave every process
 keeping what it read, unseen.
@@ -27,8 +27,14 @@ SQLITE_BODY = (
     "UPDATE policies_rulesversion SET token = lower(hex(randomblob(16))) WHERE id = 1;"
 )
 # What the rules in force are read from (0008): the policies, their history (their versions),
-# the kill switches, the accounts they name.
-RULES = ("policies_policy", "policies_historicalpolicy", "policies_killswitch", "ledger_account")
+# the kill switches, the accounts they name; and the brand guidelines (0011).
+RULES = (
+    "policies_policy",
+    "policies_historicalpolicy",
+    "policies_killswitch",
+    "ledger_account",
+    "policies_brandguidelines",
+)
 
 
 def watched(apps) -> Watched:

@@ -305,6 +305,18 @@ def _brand_rules(guidelines: BrandGuidelines) -> BrandRules:
     )
 
 
+def _brand_rules_of(current: InForce) -> dict[int, BrandRules]:
+    """Every account's brand guidelines, as rules, by account: read once under the rules'
+    token, which every write to the guidelines changes (policies 0011)."""
+    return current.read_once(
+        "brand_rules",
+        lambda: {
+            guidelines.account_id: _brand_rules(guidelines)
+            for guidelines in BrandGuidelines.objects.all()
+        },
+    )
+
+
 # What brand guidelines found in texts, by the rules and the texts ((where, text) pairs).
 BrandFound = dict[tuple[BrandRules, tuple[tuple[str, str], ...]], tuple[str, ...]]
 
@@ -321,12 +333,7 @@ def brand_findings_ahead(
     items = [(account, tuple(texts)) for account, texts in items if texts]
     if not items:
         return {}
-    rules = {
-        guidelines.account_id: _brand_rules(guidelines)
-        for guidelines in BrandGuidelines.objects.filter(
-            account_id__in={account.pk for account, _ in items}
-        )
-    }
+    rules = _brand_rules_of(in_force())
     found: BrandFound = {}
     for account, texts in items:
         if account.pk in rules and (rules[account.pk], texts) not in found:
@@ -607,8 +614,7 @@ class EvaluationContext:
             policies=policies,
             kill_switches=list(current.kill_switches),
             brand_rules={
-                guidelines.account_id: _brand_rules(guidelines)
-                for guidelines in BrandGuidelines.objects.filter(account_id__in=account_ids)
+                pk: rules for pk, rules in _brand_rules_of(current).items() if pk in account_ids
             },
             approval_rates={agent.pk: agent_approval_rate(agent) for agent in agents},
             moves=recent_moves(targets=targets, since=since, exclude_proposal=exclude_proposal)

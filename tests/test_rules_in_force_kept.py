@@ -16,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 
 from approvals.models import Proposal
 from policies.models import Policy, RulesVersion
-from tests.conftest import bid_adjustment, database_url
+from tests.conftest import bid_adjustment, creative, creative_batch, database_url
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -80,6 +80,31 @@ def test_a_kill_switch_engaged_in_another_process_holds_the_next_submission(worl
     )
 
 
+def test_a_term_banned_in_another_process_is_found_in_the_next_submission(world, agent_client):
+    """The brand guidelines are kept with the rules: a term banned elsewhere, after this
+    process read them, is quoted in the very next creative's reasons."""
+    copywriter = agent_client("copywriter")
+
+    def submitted(headline: str) -> dict:
+        answer = copywriter.post(
+            "/api/v1/proposals/", creative_batch(creative(headline=headline)), format="json"
+        )
+        assert answer.status_code == 201, answer.content
+        return answer.json()
+
+    assert not [r for r in submitted("Spring sale")["verdict"]["reasons"] if "banned" in r]
+
+    in_another_process(
+        "from policies.models import BrandGuidelines\n"
+        "guidelines = BrandGuidelines.objects.get(account__external_id='demo')\n"
+        "guidelines.banned_terms += '\\nsale'\n"
+        "guidelines.save()\n"
+    )
+
+    reasons = submitted("Spring sale")["verdict"]["reasons"]
+    assert "The creative 1 headline uses the banned term “sale”: “Spring «sale»”." in reasons
+
+
 def test_a_change_committed_by_another_thread_decides_the_next_submission(world, optimizer):
     assert submit(optimizer, "2.12", "brand-search")["status"] == "approved"
 
@@ -108,6 +133,7 @@ def test_while_nothing_changes_a_submission_does_not_read_the_policies_again(dem
     assert '"policies_rulesversion"' in read
     assert 'FROM "policies_policy"' not in read
     assert 'FROM "policies_killswitch"' not in read
+    assert 'FROM "policies_brandguidelines"' not in read
     assert Proposal.objects.count() == 2
 
 
