@@ -1,9 +1,9 @@
 """The triggers that change the rules' version token (policies.models.RulesVersion) at every
-write to a table the rules in force, or the routing kept with them, are read from: installed
-by migrations (policies' 0008, 0010 and 0011, notifications' 0007), and again after every
-``migrate`` (``PoliciesConfig.ready``), since SQLite drops a table's triggers with the table
-when a migration rebuilds it to alter a column, and a lost trigger would leave every process
-keeping what it read, unseen.
+write to a table the rules in force, or what is kept with them (the agents' keys, the
+routing), are read from: installed by migrations (policies' 0008, 0010 and 0011, approvals'
+0024, notifications' 0007), and again after every ``migrate`` (``PoliciesConfig.ready``),
+since SQLite drops a table's triggers with the table when a migration rebuilds it to alter a
+column, and a lost trigger would leave every process keeping what it read, unseen.
 
 On SQLite the trigger's body makes the row if it is missing, then gives it a new token: an
 ``INSERT OR REPLACE`` would not do, since SQLite applies the conflict clause of the statement
@@ -39,13 +39,17 @@ RULES = (
 
 def watched(apps) -> Watched:
     """Every table the token covers, as ``apps`` (a migration's, or the project's) has them:
-    the rules' (``RULES``); the notification routes, whom they name and how each person chose
-    to be reached; of the people, their groups, and whether they are active and their address
-    (a login, which writes ``last_login``, changes nothing told)."""
+    the rules' (``RULES``); the agents and their API keys; the notification routes, whom they
+    name and how each person chose to be reached; of the people, their groups, and whether
+    they are active and their address (a login, which writes ``last_login``, changes nothing
+    told)."""
     route = apps.get_model("notifications", "Route")
     user = apps.get_model(settings.AUTH_USER_MODEL)
     return {
         **{table: () for table in RULES},
+        # The agents and their keys, which a process keeps as it found them (approvals 0024).
+        apps.get_model("approvals", "Agent")._meta.db_table: (),
+        apps.get_model("approvals", "AgentAPIKey")._meta.db_table: (),
         route._meta.db_table: (),
         route.users.through._meta.db_table: (),
         route.groups.through._meta.db_table: (),

@@ -13,6 +13,7 @@ from approvals.services.agents import agent_key_issue
 from audit.actors import Actor
 from hitlproject.windows import window_counts_clear, window_hit
 from tests.conftest import bid_adjustment
+from tests.test_rules_in_force_kept import in_another_process
 
 URL = "/api/v1/proposals/"
 
@@ -66,18 +67,49 @@ def test_requests_without_a_valid_key_are_401(demo_world, header):
 
 def test_a_rotated_key_stops_working(demo_world):
     old_key = demo_world["agents"]["optimizer"]
-    new_key = agent_key_issue(agent=Agent.objects.get(name="optimizer"), actor=Actor.system("test"))
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {old_key}")
+    assert client.get(URL).status_code == 200  # found, and kept by this process
+    new_key = agent_key_issue(agent=Agent.objects.get(name="optimizer"), actor=Actor.system("test"))
     assert client.get(URL).status_code == 401
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {new_key}")
     assert client.get(URL).status_code == 200
 
 
 def test_a_deactivated_agent_is_refused(optimizer):
+    assert optimizer.get(URL).status_code == 200  # its key found, and kept by this process
     agent = Agent.objects.get(name="optimizer")
     agent.is_active = False
     agent.save()
+    assert optimizer.get(URL).status_code == 401
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_key_revoked_by_another_process_is_refused_at_the_next_request(demo_world, optimizer):
+    """Each process keeps the keys it found; a revocation anywhere, even a raw write that no
+    signal sees, changes the token they are kept under in the same transaction."""
+    assert optimizer.get(URL).status_code == 200
+
+    in_another_process(
+        "from django.utils import timezone\n"
+        "from approvals.models import AgentAPIKey\n"
+        "AgentAPIKey.objects.filter(agent__name='optimizer').update(revoked_at=timezone.now())\n"
+    )
+
+    answer = optimizer.get(URL)
+    assert answer.status_code == 401
+    assert answer.json()["detail"] == "This API key has been revoked."
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_agent_deactivated_by_another_process_is_refused_at_the_next_request(optimizer):
+    assert optimizer.get(URL).status_code == 200
+
+    in_another_process(
+        "from approvals.models import Agent\n"
+        "Agent.objects.filter(name='optimizer').update(is_active=False)\n"
+    )
+
     assert optimizer.get(URL).status_code == 401
 
 
