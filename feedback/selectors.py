@@ -30,6 +30,12 @@ from ledger.models import Account
 # uses a flat figure.
 MIN_DECISIONS_FOR_RECORD = 10
 RECORD_SPAN = 500
+# The feedback that records what people decided of a proposal.
+PEOPLES_DECISIONS = (
+    FeedbackKind.APPROVED.value,
+    FeedbackKind.APPROVED_WITH_EDITS.value,
+    FeedbackKind.REJECTED.value,
+)
 
 
 def agent_approval_rate(agent: Agent) -> float | None:
@@ -42,22 +48,18 @@ def agent_approval_rate(agent: Agent) -> float | None:
     ``Feedback.objects.filter(...).order_by("-id")[:500].aggregate(...)`` would count them
     at about 30 times the cost of the statement itself in building it."""
     table = connection.ops.quote_name(Feedback._meta.db_table)
-    approved, edited, rejected = (
-        FeedbackKind.APPROVED.value,
-        FeedbackKind.APPROVED_WITH_EDITS.value,
-        FeedbackKind.REJECTED.value,
-    )
+    rejected = FeedbackKind.REJECTED.value
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT COUNT(*), COALESCE(SUM(CASE WHEN kind = %s THEN 0 ELSE 1 END), 0) "
             f"FROM (SELECT kind FROM {table} WHERE agent_id = %s AND kind IN (%s, %s, %s) "
             "ORDER BY id DESC LIMIT %s) AS record",
-            [rejected, agent.pk, approved, edited, rejected, RECORD_SPAN],
+            [rejected, agent.pk, *PEOPLES_DECISIONS, RECORD_SPAN],
         )
-        count, approved = cursor.fetchone()
-    if count < MIN_DECISIONS_FOR_RECORD:
+        decided, approved = cursor.fetchone()
+    if decided < MIN_DECISIONS_FOR_RECORD:
         return None
-    return approved / count
+    return approved / decided
 
 
 def feedback_list_for_agent(*, agent) -> QuerySet[Feedback]:

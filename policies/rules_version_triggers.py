@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from django.conf import settings
+from django.db import transaction
 
 # Tables whose every write changes the token, and those where only some columns' updates do.
 Watched = Mapping[str, tuple[str, ...]]  # table: the columns whose update counts (all if empty)
@@ -105,4 +106,23 @@ def watch_again(*, using: str, **kwargs) -> None:
     existing = set(connection.introspection.table_names())
     if "policies_rulesversion" in existing:
         tables = watched(apps)
-        watch(connection, {table: of for table, of in tables.items() if table in existing})
+        with transaction.atomic(using=using):
+            watch(connection, {table: of for table, of in tables.items() if table in existing})
+            # What was written while a rebuilt table had no trigger, and a row a flush emptied:
+            # a new token, so that no process keeps what it read before.
+            token_renew(connection)
+
+
+def token_renew(connection) -> None:
+    """Give the token a new value (making its row if it is missing), as the triggers do."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "INSERT INTO policies_rulesversion (id, token) "
+                "VALUES (1, replace(gen_random_uuid()::text, '-', '')) "
+                "ON CONFLICT (id) DO UPDATE SET token = EXCLUDED.token"
+            )
+        else:
+            for statement in SQLITE_BODY.split(";"):
+                if statement.strip():
+                    cursor.execute(statement)

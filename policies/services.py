@@ -130,7 +130,7 @@ class InForce:
     """The rules in force, the policies behind them and the engaged kill switches (and what
     else the token covers, as first asked for: ``read_once``), as read under one
     ``RulesVersion`` token. Kept by the process and shared by its threads: read, never
-    changed."""
+    changed (but for the agents' keys, a store each request adds the key it found to)."""
 
     token: str | None
     rules: tuple[engine.Rule, ...]
@@ -614,7 +614,9 @@ class EvaluationContext:
             policies=policies,
             kill_switches=list(current.kill_switches),
             brand_rules={
-                pk: rules for pk, rules in _brand_rules_of(current).items() if pk in account_ids
+                pk: guidelines
+                for pk, guidelines in _brand_rules_of(current).items()
+                if pk in account_ids
             },
             approval_rates={agent.pk: agent_approval_rate(agent) for agent in agents},
             moves=recent_moves(targets=targets, since=since, exclude_proposal=exclude_proposal)

@@ -134,7 +134,23 @@ def test_while_nothing_changes_a_submission_does_not_read_the_policies_again(dem
     assert 'FROM "policies_policy"' not in read
     assert 'FROM "policies_killswitch"' not in read
     assert 'FROM "policies_brandguidelines"' not in read
+    assert 'FROM "approvals_agentapikey"' not in read
     assert Proposal.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_after_a_flush_the_token_is_there_and_new(demo_world):
+    """A flush empties the tables, the token's among them: on SQLite, where the tables it
+    empties after the token's were empty already, no trigger made the row again, and every
+    request then read the rules and keys again. After a flush, the token is made anew, as
+    after every ``migrate``."""
+    from django.core.management import call_command
+
+    before = RulesVersion.objects.get(pk=1).token
+    call_command("flush", interactive=False, verbosity=0)
+    after = RulesVersion.objects.get(pk=1).token
+    call_command("flush", interactive=False, verbosity=0)  # every table empty already
+    assert before != after != RulesVersion.objects.get(pk=1).token
 
 
 def test_without_a_version_row_the_rules_are_read_every_time(demo_world, optimizer):
