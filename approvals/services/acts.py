@@ -109,11 +109,7 @@ def review_window_closed(proposal: Proposal, now: datetime) -> bool:
 
 
 def reviewers_this_round(proposal: Proposal) -> list[int]:
-    return list(
-        Decision.objects.filter(proposal=proposal, review_round=proposal.review_round).values_list(
-            "reviewer_id", flat=True
-        )
-    )
+    return reviewers_by_proposal([proposal])[proposal.pk]
 
 
 def reviewers_by_proposal(proposals: Iterable[Proposal]) -> dict[int, list[int]]:
