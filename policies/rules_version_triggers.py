@@ -38,25 +38,30 @@ RULES = (
 )
 
 
-def watched(apps) -> Watched:
-    """Every table the token covers, as ``apps`` (a migration's, or the project's) has them:
-    the rules' (``RULES``); the agents and their API keys; the notification routes, whom they
-    name and how each person chose to be reached; of the people, their groups, and whether
-    they are active and their address (a login, which writes ``last_login``, changes nothing
-    told)."""
+def watched_by_installer(apps) -> dict[tuple[str, str], Watched]:
+    """Every table the token covers, as ``apps`` (a migration's, or the project's) has them, by
+    the migration that installed its triggers (and whose undoing removes them): the rules'
+    (``RULES``); the agents and their API keys; the notification routes, whom they name and how
+    each person chose to be reached; of the people, their groups, and whether they are active
+    and their address (a login, which writes ``last_login``, changes nothing told)."""
     route = apps.get_model("notifications", "Route")
     user = apps.get_model(settings.AUTH_USER_MODEL)
     return {
-        **{table: () for table in RULES},
-        # The agents and their keys, which a process keeps as it found them (approvals 0024).
-        apps.get_model("approvals", "Agent")._meta.db_table: (),
-        apps.get_model("approvals", "AgentAPIKey")._meta.db_table: (),
-        route._meta.db_table: (),
-        route.users.through._meta.db_table: (),
-        route.groups.through._meta.db_table: (),
-        apps.get_model("notifications", "ReachedBy")._meta.db_table: (),
-        user._meta.db_table: ("is_active", "email"),
-        user.groups.through._meta.db_table: (),
+        ("policies", "0008_rules_version"): dict.fromkeys(RULES[:4], ()),
+        ("policies", "0011_rules_version_brand_guidelines"): dict.fromkeys(RULES[4:], ()),
+        # The agents and their keys, which a process keeps as it found them.
+        ("approvals", "0024_rules_version_agents_and_keys"): {
+            apps.get_model("approvals", "Agent")._meta.db_table: (),
+            apps.get_model("approvals", "AgentAPIKey")._meta.db_table: (),
+        },
+        ("notifications", "0007_routing_in_rules_version"): {
+            route._meta.db_table: (),
+            route.users.through._meta.db_table: (),
+            route.groups.through._meta.db_table: (),
+            apps.get_model("notifications", "ReachedBy")._meta.db_table: (),
+            user._meta.db_table: ("is_active", "email"),
+            user.groups.through._meta.db_table: (),
+        },
     }
 
 
@@ -96,18 +101,26 @@ def unwatch(connection, tables: Watched) -> None:
 
 
 def watch_again(*, using: str, **kwargs) -> None:
-    """After ``migrate`` and ``flush`` (post_migrate): the triggers on every watched table
-    there is, as they should be, whatever a migration rebuilt. The tables are the installed
-    models' (the signal's ``apps`` is empty when there was nothing to migrate)."""
+    """After ``migrate`` and ``flush`` (post_migrate): the triggers as they should be on every
+    table whose installing migration is applied, whatever a migration rebuilt. Not on those of
+    a migration undone: a trigger put back there would outlive the function or the token's
+    table when a later step undoes ``policies`` 0008. The tables are the installed models'
+    (the signal's ``apps`` is empty when there was nothing to migrate)."""
     from django.apps import apps
     from django.db import connections
+    from django.db.migrations.recorder import MigrationRecorder
 
     connection = connections[using]
-    existing = set(connection.introspection.table_names())
-    if "policies_rulesversion" in existing:
-        tables = watched(apps)
+    applied = MigrationRecorder(connection).applied_migrations()
+    if ("policies", "0008_rules_version") in applied:
+        tables = {
+            table: of
+            for installer, watched in watched_by_installer(apps).items()
+            if installer in applied
+            for table, of in watched.items()
+        }
         with transaction.atomic(using=using):
-            watch(connection, {table: of for table, of in tables.items() if table in existing})
+            watch(connection, tables)
             # What was written while a rebuilt table had no trigger, and a row a flush emptied:
             # a new token, so that no process keeps what it read before.
             token_renew(connection)
