@@ -32,6 +32,11 @@ PERMANENT_ERRORS = {
 }
 
 
+# What a call to Slack raises when it fails: Slack's own answer, or, out of reach, the error of
+# the connection under the client (``URLError``, a timeout), which the client lets through.
+SLACK_FAILURES = (SlackClientError, OSError)
+
+
 # Slack's Block Kit limits (api.slack.com/reference/block-kit/blocks): a message that breaks
 # one is refused whole (invalid_blocks), so what is longer is cut to fit, saying so.
 SECTION_TEXT_LIMIT = 3000
@@ -55,7 +60,7 @@ def slack_user_email(slack_user_id: str) -> str:
     """The email address on a Slack user's profile (the app needs ``users:read.email``)."""
     try:
         user = slack_client(timeout=IN_REQUEST_TIMEOUT).users_info(user=slack_user_id)["user"]
-    except SlackClientError as error:
+    except SLACK_FAILURES as error:
         raise _failure(error) from error
     email = (user.get("profile") or {}).get("email") or ""
     if not email:
@@ -69,11 +74,11 @@ def slack_tell(*, channel: str, slack_user_id: str, text: str) -> None:
         slack_client(timeout=IN_REQUEST_TIMEOUT).chat_postEphemeral(
             channel=channel or slack_user_id, user=slack_user_id, text=text
         )
-    except SlackClientError as error:
+    except SLACK_FAILURES as error:
         raise _failure(error) from error
 
 
-def _failure(error: SlackClientError) -> ChannelError:
+def _failure(error: SlackClientError | OSError) -> ChannelError:
     if isinstance(error, SlackApiError):
         code = error.response.get("error", "") if error.response is not None else ""
         return ChannelError(
@@ -81,7 +86,7 @@ def _failure(error: SlackClientError) -> ChannelError:
             permanent=code in PERMANENT_ERRORS,
             retry_after=_retry_after(error),
         )
-    return ChannelError(f"Slack could not be reached: {error}")
+    return ChannelError(f"Slack could not be reached: {getattr(error, 'reason', None) or error}")
 
 
 def _retry_after(error: SlackApiError) -> float | None:
@@ -231,7 +236,7 @@ class SlackChannel(Channel):
             raise ChannelError("has no email address to find them on Slack by", permanent=True)
         try:
             return client.users_lookupByEmail(email=recipient.email)["user"]["id"]
-        except SlackClientError as error:
+        except SLACK_FAILURES as error:
             raise _failure(error) from error
 
     def send(self, *, recipient, message: ProposalMessage, may_decide: bool) -> Sent:
@@ -244,7 +249,7 @@ class SlackChannel(Channel):
                 blocks=message_blocks(message, may_decide=may_decide),
                 unfurl_links=False,
             )
-        except SlackClientError as error:
+        except SLACK_FAILURES as error:
             raise _failure(error) from error
         where = {"channel": answer["channel"], "ts": answer["ts"]}
         return Sent(f"posted to {user_id} ({where['channel']} {where['ts']})", where)
@@ -263,7 +268,7 @@ class SlackChannel(Channel):
                 blocks=_digest_blocks(text, lines),
                 unfurl_links=False,
             )
-        except SlackClientError as error:
+        except SLACK_FAILURES as error:
             raise _failure(error) from error
         return Sent(f"posted to {user_id} ({answer['channel']} {answer['ts']})")
 
@@ -288,6 +293,6 @@ class SlackChannel(Channel):
                 text=f"#{message.proposal_id} {message.summary}: {text or message.headline}",
                 blocks=blocks,
             )
-        except SlackClientError as error:
+        except SLACK_FAILURES as error:
             raise _failure(error) from error
         return Sent(f"updated {where['channel']} {where['ts']}")

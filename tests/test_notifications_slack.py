@@ -19,7 +19,7 @@ from approvals.models import Agent, Decision, Proposal
 from approvals.services.decisions import proposal_approve
 from notifications.models import Claim, ReachedBy
 from policies.models import Policy
-from tests.conftest import bid_adjustment, reallocation, wait_until
+from tests.conftest import bid_adjustment, free_port, reallocation, wait_until
 from tests.slack_fake import press, signed_headers
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
@@ -177,6 +177,19 @@ def test_a_slack_user_no_console_user_matches_is_told_and_decides_nothing(optimi
     post(*pressing("U0STRANGER", "approve", str(proposal["id"]), where))
 
     assert "no active console user has the address" in told(on_slack, "U0STRANGER")
+    assert Proposal.objects.get(pk=proposal["id"]).status == "pending_review"
+
+
+def test_a_press_while_slack_is_out_of_reach_answers_slack_and_decides_nothing(
+    optimizer, on_slack, settings
+):
+    """Slack's API cannot be reached while the press is handled (its client raises the
+    connection's error, not Slack's own): the press is answered, nothing is decided."""
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+    settings.SLACK_API_URL = f"http://127.0.0.1:{free_port()}/api/"
+
+    assert post(*pressing(OPERATOR, "approve", str(proposal["id"]), where)).status_code == 200
+
     assert Proposal.objects.get(pk=proposal["id"]).status == "pending_review"
 
 
