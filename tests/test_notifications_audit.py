@@ -12,7 +12,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from audit.actors import Actor
 from audit.chain import chain_seal, chain_verify
+from audit.history import insert_with_history
 from notifications.models import DecisionDeadline, Notification, Route
 from tests.conftest import reallocation, wait_until
 from tests.test_notifications_deadlines import (
@@ -129,3 +131,41 @@ def test_recording_who_is_told_costs_a_submission_no_statement_more(optimizer):
     assert all(sql.startswith("WITH made AS (INSERT INTO") for sql in written), written
     assert Notification.history.filter(proposal_id=answer.json()["id"]).count() == 1
     assert DecisionDeadline.history.filter(proposal_id=answer.json()["id"]).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_deadline_started_twice_for_a_round_is_one_row_with_one_record(optimizer):
+    """Starting a round's deadline again (two paths racing to it) leaves the first as it was,
+    with its one record; a deadline for another round in the same write goes in, recorded by
+    the notifications' actor, with the reason given. On either database."""
+    decide_within(seconds=600)
+    answer = optimizer.post("/api/v1/proposals/", reallocation(), format="json")
+    assert answer.json()["status"] == "pending_review"
+    first = DecisionDeadline.objects.get(proposal_id=answer.json()["id"])
+    now = timezone.now()
+
+    def deadline(review_round: int) -> DecisionDeadline:
+        return DecisionDeadline(
+            proposal_id=first.proposal_id,
+            review_round=review_round,
+            started_at=now,
+            remind_at=now + timedelta(minutes=1),
+            due_at=now + timedelta(minutes=2),
+        )
+
+    ids = insert_with_history(
+        DecisionDeadline,
+        [deadline(first.review_round), deadline(first.review_round + 1)],
+        actor=Actor.system("notifications"),
+        reason="Started again",
+        ignore_conflicts=True,
+    )
+
+    assert DecisionDeadline.objects.get(pk=first.pk).due_at == first.due_at
+    [second] = DecisionDeadline.objects.exclude(pk=first.pk)
+    assert ids == [second.pk]
+    assert second.review_round == first.review_round + 1
+    records = DecisionDeadline.history.filter(proposal_id=first.proposal_id).order_by("history_id")
+    assert [(r.id, r.history_type) for r in records] == [(first.pk, "+"), (second.pk, "+")]
+    assert records.last().history_change_reason == "Started again"
+    assert records.last().history_actor == "notifications"
