@@ -457,8 +457,8 @@ def update_with_history_where(
             for obj in objs:
                 obj._change_reason = reason
             history = history_manager(model)
-            history.model._default_manager.bulk_create(
-                history_records(history, objs, actor=actor, date=date, update=True)
+            rows_insert(
+                history.model, history_records(history, objs, actor=actor, date=date, update=True)
             )
         return ids
     opts = model._meta

@@ -1,7 +1,7 @@
 """The triggers that change the rules' version token (policies.models.RulesVersion) at every
 write to a table the rules in force, or what is kept with them (the agents' keys, the
 routing), are read from: installed by migrations (policies' 0008, 0010 and 0011, approvals'
-0024, notifications' 0007), and again after every ``migrate`` (``PoliciesConfig.ready``),
+0024 and 0025, notifications' 0007), and again after every ``migrate`` (``PoliciesConfig.ready``),
 since SQLite drops a table's triggers with the table when a migration rebuilds it to alter a
 column, and a lost trigger would leave every process keeping what it read, unseen.
 
@@ -41,9 +41,11 @@ RULES = (
 def watched_by_installer(apps) -> dict[tuple[str, str], Watched]:
     """Every table the token covers, as ``apps`` (a migration's, or the project's) has them, by
     the migration that installed its triggers (and whose undoing removes them): the rules'
-    (``RULES``); the agents and their API keys; the notification routes, whom they name and how
-    each person chose to be reached; of the people, their groups, and whether they are active
-    and their address (a login, which writes ``last_login``, changes nothing told)."""
+    (``RULES``); the agents, their API keys and the accounts each may act on; the notification
+    routes, whom they name and how each person chose to be reached; of the people, their
+    groups, and whether they are active and their address (a login, which writes
+    ``last_login``, changes nothing told)."""
+    agent = apps.get_model("approvals", "Agent")
     route = apps.get_model("notifications", "Route")
     user = apps.get_model(settings.AUTH_USER_MODEL)
     return {
@@ -51,8 +53,12 @@ def watched_by_installer(apps) -> dict[tuple[str, str], Watched]:
         ("policies", "0011_rules_version_brand_guidelines"): dict.fromkeys(RULES[4:], ()),
         # The agents and their keys, which a process keeps as it found them.
         ("approvals", "0024_rules_version_agents_and_keys"): {
-            apps.get_model("approvals", "Agent")._meta.db_table: (),
+            agent._meta.db_table: (),
             apps.get_model("approvals", "AgentAPIKey")._meta.db_table: (),
+        },
+        # The accounts each agent may act on, kept with its key.
+        ("approvals", "0025_rules_version_agents_accounts"): {
+            agent.accounts.through._meta.db_table: (),
         },
         ("notifications", "0007_routing_in_rules_version"): {
             route._meta.db_table: (),

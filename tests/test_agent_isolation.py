@@ -113,6 +113,33 @@ def test_an_agent_deactivated_by_another_process_is_refused_at_the_next_request(
     assert optimizer.get(URL).status_code == 401
 
 
+@pytest.mark.django_db(transaction=True)
+def test_an_account_taken_from_an_agent_by_another_process_is_refused_at_the_next_submission(
+    optimizer,
+):
+    """The accounts an agent may act on are kept with its key; taking one away anywhere (a
+    raw write to the link too) changes the token they are kept under, in the same
+    transaction."""
+    assert optimizer.post(URL, bid_adjustment("2.40"), format="json").status_code == 201
+
+    in_another_process(
+        "from approvals.models import Agent\n"
+        "Agent.accounts.through.objects.filter(agent__name='optimizer').delete()\n"
+    )
+
+    refused = optimizer.post(URL, bid_adjustment("2.40"), format="json")
+    assert refused.status_code == 400
+    assert "may act on" in refused.json()["account"][0]
+
+    in_another_process(
+        "from approvals.models import Agent\n"
+        "from ledger.models import Account\n"
+        "Agent.objects.get(name='optimizer').accounts.add(Account.objects.get(external_id='demo'))\n"
+    )
+
+    assert optimizer.post(URL, bid_adjustment("2.40"), format="json").status_code == 201
+
+
 def test_keys_are_stored_only_as_digests(demo_world):
     raw_key = demo_world["agents"]["optimizer"]
     stored = Agent.objects.get(name="optimizer").api_keys.get(revoked_at__isnull=True)

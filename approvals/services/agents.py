@@ -93,12 +93,18 @@ def agent_authenticate(raw_key: str) -> tuple[Agent, AgentAPIKey]:
     prefix, _, secret = rest.partition("_")
     if scheme != KEY_SCHEME or not KEY_PREFIX.fullmatch(prefix) or not secret:
         raise NotAuthenticated("Malformed API key.")
-    # Kept as found under the rules' token, which every write to the agents and their keys
-    # changes (approvals 0024): a key revoked anywhere is refused at the very next request.
+    # Kept as found, with the accounts its agent may act on, under the rules' token, which
+    # every write to the agents, their keys and their accounts changes (approvals 0024, 0025):
+    # a key revoked or an account taken away anywhere counts at the very next request.
     found = in_force().read_once("agent_keys", dict)
     key = found.get(prefix)
     if key is None:
-        key = AgentAPIKey.objects.select_related("agent").filter(prefix=prefix).first()
+        key = (
+            AgentAPIKey.objects.select_related("agent")
+            .prefetch_related("agent__accounts")
+            .filter(prefix=prefix)
+            .first()
+        )
         if key is not None:  # not a prefix nobody has: guessed ones would fill the process
             found[prefix] = key
     if key is None or not hmac.compare_digest(key.digest, _digest(raw_key)):

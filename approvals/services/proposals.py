@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections import defaultdict
@@ -324,7 +325,9 @@ def proposals_submit(
     and their history are inserted together; the approved ones are sent to execute once it
     commits. In the caller's transaction, if it has one: a batch is recorded whole or not at
     all."""
-    accounts = {account.external_id: account for account in agent.accounts.all()}
+    # Copies: an authenticated agent's accounts are kept, shared by the process's requests,
+    # and the locks below give each instance its budget cap as locked.
+    accounts = {account.external_id: copy.copy(account) for account in agent.accounts.all()}
     # Each submission checked for form first; then every campaign they name read at once.
     checked: list[tuple[Account, ActionType, dict] | InvalidInput] = []
     for submission in submissions:
