@@ -326,11 +326,12 @@ class CountedMove(models.Model):
 
 class RulesVersion(models.Model):
     """Which state of the rules in force (the policies, their history, the kill switches, the
-    accounts they name and the brand guidelines; the agents and their API keys; and the
-    notification routes, the people they tell and how each is reached) a process holds: one
-    row, whose token the database changes, in the transaction that makes it, at every write
-    to those tables, however it is made (by triggers, installed by the migration that made
-    this table, by 0011, approvals' 0024 and notifications' 0007). A process keeps what it read
+    accounts they name and the brand guidelines; the agents, their API keys and the accounts
+    each may act on; and the notification routes, the people they tell and how each is
+    reached) a process holds: one row, whose token the database changes, in the transaction
+    that makes it, at every write to those tables, however it is made (by triggers, installed
+    by the migration that made this table, by 0011, approvals' 0024 and 0025 and
+    notifications' 0007). A process keeps what it read
     under the token it read (``policies.services.in_force``) and reads it again when the
     token differs. A token, not a counter: it never comes back, even when the row is lost
     and made again."""

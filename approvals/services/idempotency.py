@@ -81,7 +81,18 @@ def idempotency_key_take(*, agent: Agent, key: str, fingerprint: str) -> KeyTake
                 raise Conflict(
                     "A request with this Idempotency-Key is still in progress; retry later."
                 )
-    record = IdempotencyRecord.objects.filter(agent=agent, key=key).first()
+    # Most keys are new: whether the key was used is asked in SQL written out (the ORM took
+    # longer to build the question than the database to answer it); the record is read only
+    # if it was.
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT 1 FROM {quote(IdempotencyRecord._meta.db_table)} "
+            f"WHERE agent_id = %s AND {quote('key')} = %s",
+            [agent.pk, key],
+        )
+        used = cursor.fetchone() is not None
+    record = IdempotencyRecord.objects.filter(agent=agent, key=key).first() if used else None
     if record is None:
         return KeyTaken(agent=agent, key=key, fingerprint=fingerprint, expired=None)
     if record.created_at < timezone.now() - settings.IDEMPOTENCY_KEY_TTL:
