@@ -481,13 +481,22 @@ def _campaigns_locked(
         with connection.cursor() as cursor:
             cursor.execute(f"SET LOCAL lock_timeout = {milliseconds}")
     accounts_lock(totalled)
-    wanted = Q(pk__in=[])
-    for account_id, external_ids in named.items():
-        wanted |= Q(account_id=account_id, external_id__in=sorted(external_ids))
     campaigns: dict[int, dict[str, Campaign]] = defaultdict(dict)
-    if named:
-        for campaign in Campaign.objects.filter(wanted).order_by("pk").select_for_update():
-            campaigns[campaign.account_id][campaign.external_id] = campaign
+    if not named:
+        return campaigns
+    # Written out (read at every submission): the ORM took longer to build it than it runs.
+    wanted, params = [], []
+    for account_id, external_ids in named.items():
+        wanted.append(
+            f"(account_id = %s AND external_id IN ({', '.join(['%s'] * len(external_ids))}))"
+        )
+        params += [account_id, *sorted(external_ids)]
+    locking = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    table = connection.ops.quote_name(Campaign._meta.db_table)
+    for campaign in Campaign.objects.raw(
+        f"SELECT * FROM {table} WHERE {' OR '.join(wanted)} ORDER BY id{locking}", params
+    ):
+        campaigns[campaign.account_id][campaign.external_id] = campaign
     return campaigns
 
 
