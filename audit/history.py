@@ -93,8 +93,8 @@ def rows_insert(
         unnumbered = []
     fields = [field for field in opts.concrete_fields if not unnumbered or field is not pk]
     texts: dict[int, tuple[Any, str]] = {}  # JSON values written once each (history repeats them)
-    values = [_database_value(field, db, texts) for field in fields]
-    rows = [[value(obj) for value in values] for obj in objs]
+    values = [_database_value(field, db.vendor) for field in fields]
+    rows = [[value(obj, db, texts) for value in values] for obj in objs]
     quote = db.ops.quote_name
     table = f"{quote(opts.db_table)} ({', '.join(quote(field.column) for field in fields)})"
     with db.cursor() as cursor:
@@ -136,20 +136,20 @@ def rows_insert(
 _AS_IS = (models.CharField, models.TextField, models.IntegerField, models.BooleanField)
 
 
-def _database_value(
-    field: models.Field, db: Any, texts: dict[int, tuple[Any, str]]
-) -> Callable[[models.Model], Any]:
+@functools.cache
+def _database_value(field: models.Field, vendor: str) -> Callable[[models.Model, Any, dict], Any]:
     """How to read ``field``'s database value off an object about to be inserted, as
     ``bulk_create`` does (``pre_save``, then ``get_db_prep_save``), for ``COPY``'s text
-    format; ``texts`` keeps the JSON text of values already written, by their id."""
+    format and SQLite's driver: ``read(obj, db, texts)``, where ``texts`` keeps the JSON text
+    of values already written, by their id. Made once for each field and database."""
     attname = field.attname
     if _stamps(field):  # auto_now and the like
-        return lambda obj: field.get_db_prep_save(field.pre_save(obj, True), db)
+        return lambda obj, db, texts: field.get_db_prep_save(field.pre_save(obj, True), db)
     target = field.target_field if field.is_relation else field
     if type(target) is models.JSONField:
         encoder = target.encoder
 
-        def as_json(obj: models.Model) -> str | None:
+        def as_json(obj: models.Model, db: Any, texts: dict) -> str | None:
             value = getattr(obj, attname)
             if value is None:  # SQL NULL, as JSONField.get_db_prep_save has it
                 return None
@@ -161,9 +161,9 @@ def _database_value(
             return kept[1]
 
         return as_json
-    if type(target) is models.DateTimeField and db.vendor == "postgresql":
+    if type(target) is models.DateTimeField and vendor == "postgresql":
 
-        def as_datetime(obj: models.Model) -> Any:
+        def as_datetime(obj: models.Model, db: Any, texts: dict) -> Any:
             value = getattr(obj, attname)
             if value is None or (type(value) is datetime and value.tzinfo is not None):
                 return value
@@ -172,7 +172,7 @@ def _database_value(
         return as_datetime
     if type(target) is models.DecimalField:
 
-        def as_decimal(obj: models.Model) -> Any:
+        def as_decimal(obj: models.Model, db: Any, texts: dict) -> Any:
             value = getattr(obj, attname)
             return (
                 value
@@ -191,14 +191,14 @@ def _database_value(
             else str
         )
 
-        def as_is(obj: models.Model) -> Any:
+        def as_is(obj: models.Model, db: Any, texts: dict) -> Any:
             value = getattr(obj, attname)
             if value is None or type(value) is plain:
                 return value
             return field.get_db_prep_save(value, db)
 
         return as_is
-    return lambda obj: field.get_db_prep_save(getattr(obj, attname), db)
+    return lambda obj, db, texts: field.get_db_prep_save(getattr(obj, attname), db)
 
 
 def _stamps(field: models.Field) -> bool:
@@ -383,7 +383,7 @@ def insert_with_history(
     opts = model._meta
     fields = [field for field in opts.concrete_fields if field is not opts.pk]
     texts: dict[int, tuple[Any, str]] = {}
-    readers = [_database_value(field, db, texts) for field in fields]
+    readers = [_database_value(field, db.vendor) for field in fields]
     quote = db.ops.quote_name
     total = []
     for start in range(0, len(objs), INSERT_WITH_HISTORY_ROWS):
@@ -400,7 +400,9 @@ def insert_with_history(
             model, source, actor=actor, date=date, history_type="+", reason=reason
         )
         with db.cursor() as cursor:
-            cursor.execute(sql, [read(obj) for obj in chunk for read in readers] + params)
+            cursor.execute(
+                sql, [read(obj, db, texts) for obj in chunk for read in readers] + params
+            )
             total += [pk for (pk,) in cursor.fetchall()]
     return total
 
@@ -413,7 +415,7 @@ def _inserted_unless_conflicting(
     multi-row insert SQLite would not say which rows it left out). Returns those inserted."""
     opts = model._meta
     fields = [field for field in opts.concrete_fields if field is not opts.pk]
-    readers = [_database_value(field, db, {}) for field in fields]
+    readers = [_database_value(field, db.vendor) for field in fields]
     quote = db.ops.quote_name
     sql = (
         f"INSERT INTO {quote(opts.db_table)} "
@@ -424,7 +426,7 @@ def _inserted_unless_conflicting(
     inserted = []
     with db.cursor() as cursor:
         for obj in objs:
-            cursor.execute(sql, [read(obj) for read in readers])
+            cursor.execute(sql, [read(obj, db, {}) for read in readers])
             row = cursor.fetchone()
             if row is not None:
                 obj.pk = row[0]

@@ -87,9 +87,10 @@ def _deadlines_start(proposals: Sequence[Proposal], *, now: datetime) -> None:
     # The policies that gave the verdicts are in force, as just read (else read now).
     kept = in_force().policies
     within = {pk: kept[pk].decide_within for pk in wanted & kept.keys()}
-    within.update(
-        Policy.objects.filter(pk__in=wanted - kept.keys()).values_list("pk", "decide_within")
-    )
+    if wanted - kept.keys():
+        within.update(
+            Policy.objects.filter(pk__in=wanted - kept.keys()).values_list("pk", "decide_within")
+        )
     within = {pk: duration for pk, duration in within.items() if duration is not None}
     insert_with_history(
         DecisionDeadline,
