@@ -258,7 +258,7 @@ class ProposalOutcomeApi(IdempotentAPIView):
     def post(self, request: Request, proposal_id: int) -> Response:
         return super().post(request, proposal_id=proposal_id)
 
-    def perform(self, request: Request, proposal_id: int) -> Response:
+    def perform(self, request: Request, checked: None, proposal_id: int) -> Response:
         serializer = OutcomeInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         outcome = outcome_report_by_agent(

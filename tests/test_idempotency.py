@@ -32,6 +32,27 @@ def test_same_key_with_another_body_is_a_422(optimizer):
     assert Proposal.objects.count() == 1
 
 
+def test_same_key_with_a_malformed_body_is_a_422_and_a_new_key_a_400(optimizer):
+    """A body is checked for form before its key is taken; a key used with another request
+    still says so first, and a malformed body under a new key takes nothing."""
+    optimizer.post(URL, bid_adjustment("2.10"), format="json", HTTP_IDEMPOTENCY_KEY="retry-3")
+    malformed = {"action_type": "bid_adjustment", "account": "demo"}
+
+    reused = optimizer.post(URL, malformed, format="json", HTTP_IDEMPOTENCY_KEY="retry-3")
+    assert reused.status_code == 422
+    assert "different request body" in reused.json()["detail"]
+
+    fresh = optimizer.post(URL, malformed, format="json", HTTP_IDEMPOTENCY_KEY="retry-4")
+    assert fresh.status_code == 400
+    assert "payload" in fresh.json()
+    assert not IdempotencyRecord.objects.filter(key="retry-4").exists()
+    retried = optimizer.post(
+        URL, bid_adjustment("2.20"), format="json", HTTP_IDEMPOTENCY_KEY="retry-4"
+    )
+    assert retried.status_code == 201
+    assert Proposal.objects.count() == 2
+
+
 def test_keys_are_scoped_to_the_agent(agent_client):
     optimizer, copywriter = agent_client("optimizer"), agent_client("copywriter")
     first = optimizer.post(URL, bid_adjustment(), format="json", HTTP_IDEMPOTENCY_KEY="shared")

@@ -92,18 +92,35 @@ def idempotency_key_take(*, agent: Agent, key: str, fingerprint: str) -> KeyTake
             [agent.pk, key],
         )
         used = cursor.fetchone() is not None
-    record = IdempotencyRecord.objects.filter(agent=agent, key=key).first() if used else None
+    record = _kept_record(agent=agent, key=key, fingerprint=fingerprint) if used else None
     if record is None:
         return KeyTaken(agent=agent, key=key, fingerprint=fingerprint, expired=None)
-    if record.created_at < timezone.now() - settings.IDEMPOTENCY_KEY_TTL:
-        # Past its retention and not purged yet: as if it were gone.
+    if _expired(record):
         return KeyTaken(agent=agent, key=key, fingerprint=fingerprint, expired=record)
-    if record.request_fingerprint != fingerprint:
+    return Replay(status=record.response_status, body=record.response_body)
+
+
+def idempotency_key_not_reused(*, agent: Agent, key: str, fingerprint: str) -> None:
+    """For a request refused before its key is taken (its body malformed): 422 if the key
+    was used with another request, as taking it would have answered."""
+    _kept_record(agent=agent, key=key, fingerprint=fingerprint)
+
+
+def _kept_record(*, agent: Agent, key: str, fingerprint: str) -> IdempotencyRecord | None:
+    """The record under the key, if any; 422 if it is still kept and came with another
+    request."""
+    record = IdempotencyRecord.objects.filter(agent=agent, key=key).first()
+    if record is not None and not _expired(record) and record.request_fingerprint != fingerprint:
         raise Unprocessable(
             "This Idempotency-Key was used with a different request body (or endpoint). "
             "Use a new key for a new request."
         )
-    return Replay(status=record.response_status, body=record.response_body)
+    return record
+
+
+def _expired(record: IdempotencyRecord) -> bool:
+    """Past its retention and not purged yet: as if it were gone."""
+    return record.created_at < timezone.now() - settings.IDEMPOTENCY_KEY_TTL
 
 
 def idempotency_answer_store(*, taken: KeyTaken, status: int, body: Any) -> None:
