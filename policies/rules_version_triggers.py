@@ -118,12 +118,14 @@ def watch_again(*, using: str, **kwargs) -> None:
 
     connection = connections[using]
     applied = MigrationRecorder(connection).applied_migrations()
+    existing = set(connection.introspection.table_names())
     if ("policies", "0008_rules_version") in applied:
         tables = {
             table: of
             for installer, watched in watched_by_installer(apps).items()
             if installer in applied
             for table, of in watched.items()
+            if table in existing
         }
         with transaction.atomic(using=using):
             watch(connection, tables)

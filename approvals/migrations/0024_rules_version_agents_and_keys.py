@@ -8,8 +8,8 @@ from django.db import migrations
 
 from policies.rules_version_triggers import unwatch, watch
 
-# Written out as this migration has them; policies.rules_version_triggers.watched is what every
-# ``migrate`` keeps.
+# Written out as this migration has them; what every ``migrate`` keeps is
+# policies.rules_version_triggers.watched_by_installer.
 AGENTS_AND_KEYS = {"approvals_agent": (), "approvals_agentapikey": ()}
 
 

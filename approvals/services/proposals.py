@@ -482,6 +482,7 @@ def _campaigns_locked(
             cursor.execute(f"SET LOCAL lock_timeout = {milliseconds}")
     accounts_lock(totalled)
     campaigns: dict[int, dict[str, Campaign]] = defaultdict(dict)
+    named = {account_id: ids for account_id, ids in named.items() if ids}  # a policy change: none
     if not named:
         return campaigns
     # Written out (read at every submission): the ORM took longer to build it than it runs.

@@ -12,7 +12,7 @@ from policies.rules_version_triggers import unwatch, watch
 def watched(apps) -> dict[str, tuple[str, ...]]:
     """The tables, and of the people only the columns that change whom a message reaches (a
     login, which writes ``last_login``, does not). Written out here as this migration's state
-    has them; ``policies.rules_version_triggers.watched`` is what every ``migrate`` keeps."""
+    has them; ``policies.rules_version_triggers.watched_by_installer`` is what ``migrate`` keeps."""
     route = apps.get_model("notifications", "Route")
     user = apps.get_model(settings.AUTH_USER_MODEL)
     return {

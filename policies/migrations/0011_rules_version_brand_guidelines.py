@@ -6,8 +6,8 @@ from django.db import migrations
 
 from policies.rules_version_triggers import unwatch, watch
 
-# Written out as this migration has it; policies.rules_version_triggers.watched is what every
-# ``migrate`` keeps.
+# Written out as this migration has it; what every ``migrate`` keeps is
+# policies.rules_version_triggers.watched_by_installer.
 BRAND_GUIDELINES = {"policies_brandguidelines": ()}
 
 
