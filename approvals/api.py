@@ -289,8 +289,8 @@ class IdempotentAPIView(AgentAPIView):
     def checked(self, request: Request) -> Any:
         """The request's body checked for form, before the transaction: on SQLite the
         transaction holds the database's one write lock, which no other request should wait
-        on while a body (a batch: a thousand items) is checked. Nothing, by default."""
-        return None
+        on while a body (a batch: a thousand items) is checked."""
+        raise NotImplementedError
 
     def perform(self, request: Request, checked: Any, **kwargs: Any) -> Response:
         raise NotImplementedError

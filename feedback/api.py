@@ -258,10 +258,11 @@ class ProposalOutcomeApi(IdempotentAPIView):
     def post(self, request: Request, proposal_id: int) -> Response:
         return super().post(request, proposal_id=proposal_id)
 
-    def perform(self, request: Request, checked: None, proposal_id: int) -> Response:
+    def checked(self, request: Request) -> dict:
         serializer = OutcomeInput(data=request.data)
         serializer.is_valid(raise_exception=True)
-        outcome = outcome_report_by_agent(
-            proposal_id=proposal_id, agent=request.user, **serializer.validated_data
-        )
+        return serializer.validated_data
+
+    def perform(self, request: Request, checked: dict, proposal_id: int) -> Response:
+        outcome = outcome_report_by_agent(proposal_id=proposal_id, agent=request.user, **checked)
         return Response(OutcomeOutput(outcome).data, status=status.HTTP_201_CREATED)
