@@ -12,7 +12,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import (
     NotSupportedError,
     connection,
@@ -142,9 +141,16 @@ def _database_value(field: models.Field, vendor: str) -> Callable[[models.Model,
     ``bulk_create`` does (``pre_save``, then ``get_db_prep_save``), for ``COPY``'s text
     format and SQLite's driver: ``read(obj, db, texts)``, where ``texts`` keeps the JSON text
     of values already written, by their id. Made once for each field and database."""
-    attname = field.attname
     if _stamps(field):  # auto_now and the like
         return lambda obj, db, texts: field.get_db_prep_save(field.pre_save(obj, True), db)
+    return _attribute_value(field, vendor)
+
+
+@functools.cache
+def _attribute_value(field: models.Field, vendor: str) -> Callable[[models.Model, Any, dict], Any]:
+    """How to read ``field``'s database value off an object as its attribute has it (no
+    ``pre_save``), as ``_database_value`` says. Made once for each field and database."""
+    attname = field.attname
     target = field.target_field if field.is_relation else field
     if type(target) is models.JSONField:
         encoder = target.encoder
@@ -275,27 +281,20 @@ def update_with_history(
     actor: Actor,
     records: Sequence[models.Model] | None = None,
 ) -> None:
-    """Write each object's changed fields, already set on it, and nothing else: one UPDATE
-    for all the objects changed alike, so a set of rows moved the same way takes one
-    statement, and one (a ``CASE`` on the id) for objects whose same fields took different
-    values. Then, in one INSERT, a "changed" history record of each, by ``actor``, with the
-    object's ``_change_reason``; or ``records``, where an object went through several states
-    in the transaction: each a copy of an object as it was after one of them, with its
-    ``_change_reason`` and ``_history_date``, in the order they happened."""
-    by_fields: dict[tuple[str, ...], list[tuple[models.Model, Mapping[str, Any]]]] = {}
+    """Write each object's changed fields, already set on it, and nothing else
+    (``rows_update``): one UPDATE for all the objects changed alike, so a set of rows moved
+    the same way takes one statement. Then, in one INSERT, a "changed" history record of
+    each, by ``actor``, with the object's ``_change_reason``; or ``records``, where an object
+    went through several states in the transaction: each a copy of an object as it was after
+    one of them, with its ``_change_reason`` and ``_history_date``, in the order they
+    happened."""
+    by_fields: dict[tuple[str, ...], list[models.Model]] = {}
     for obj, fields in changes:
-        by_fields.setdefault(tuple(sorted(fields)), []).append((obj, fields))
+        by_fields.setdefault(tuple(sorted(fields)), []).append(obj)
     with transaction.atomic(savepoint=False):
-        for names, group in by_fields.items():
-            alike: dict[str, tuple[Mapping[str, Any], list]] = {}
-            for obj, fields in group:
-                key = json.dumps(fields, sort_keys=True, cls=DjangoJSONEncoder)
-                alike.setdefault(key, (fields, []))[1].append(obj.pk)
-            if len(alike) == 1 or not names:
-                for fields, pks in alike.values():
-                    model._default_manager.filter(pk__in=pks).update(**fields)
-            else:
-                model._default_manager.bulk_update([obj for obj, _ in group], list(names))
+        for names, objs in by_fields.items():
+            if names:
+                rows_update(model, objs, names)
         history = history_manager(model)
         rows_insert(
             history.model,
@@ -307,6 +306,46 @@ def update_with_history(
                 update=True,
             ),
         )
+
+
+def rows_update(
+    model: type[models.Model], objs: Sequence[models.Model], names: Sequence[str]
+) -> None:
+    """Write the fields ``names``, as set on each of ``objs``, to their rows, with the values
+    bound by hand (as ``rows_insert`` does, and as neither ``QuerySet.update`` nor
+    ``bulk_update`` would: a notification's six fields changed on twenty rows cost
+    ``bulk_update`` a ``CASE`` of twenty ``WHEN``s per field, 2 ms in building alone). The
+    objects whose fields took the same values take one UPDATE of their ids; each of the rest
+    an UPDATE of its own, sent together. Nothing is stamped: an ``auto_now`` field is written
+    as set, as ``update()`` leaves it."""
+    db = connections[router.db_for_write(model)]
+    if db.vendor not in ("postgresql", "sqlite"):
+        model._default_manager.using(db.alias).bulk_update(objs, list(names))
+        return
+    opts = model._meta
+    fields = [opts.get_field(name) for name in names]
+    values = [_attribute_value(field, db.vendor) for field in fields]
+    texts: dict[int, tuple[Any, str]] = {}
+    alike: dict[tuple, list[Any]] = {}
+    for obj in objs:
+        alike.setdefault(tuple(value(obj, db, texts) for value in values), []).append(obj.pk)
+    quote = db.ops.quote_name
+    update = (
+        f"UPDATE {quote(opts.db_table)} SET "
+        + ", ".join(f"{quote(field.column)} = %s" for field in fields)
+        + f" WHERE {quote(opts.pk.column)}"
+    )
+    each = [[*row, pks[0]] for row, pks in alike.items() if len(pks) == 1]
+    size = db.ops.bulk_batch_size([opts.pk], objs) if db.vendor == "sqlite" else len(objs)
+    with db.cursor() as cursor:
+        for row, pks in alike.items():
+            for start in range(0, len(pks), size) if len(pks) > 1 else ():
+                chunk = pks[start : start + size]
+                cursor.execute(f"{update} IN ({', '.join(['%s'] * len(chunk))})", [*row, *chunk])
+        if len(each) == 1:
+            cursor.execute(f"{update} = %s", each[0])
+        elif each:
+            cursor.executemany(f"{update} = %s", each)
 
 
 def _history_sql(

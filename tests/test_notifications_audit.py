@@ -14,9 +14,9 @@ from django.utils import timezone
 
 from audit.actors import Actor
 from audit.chain import chain_seal, chain_verify
-from audit.history import insert_with_history
+from audit.history import insert_with_history, update_with_history
 from notifications.models import DecisionDeadline, Notification, Route
-from tests.conftest import reallocation, wait_until
+from tests.conftest import BID_RAISES, bid_adjustment, reallocation, wait_until
 from tests.test_notifications_deadlines import (
     DEMO_ROUTE,
     backup_member,
@@ -169,3 +169,52 @@ def test_a_deadline_started_twice_for_a_round_is_one_row_with_one_record(optimiz
     assert [(r.id, r.history_type) for r in records] == [(first.pk, "+"), (second.pk, "+")]
     assert records.last().history_change_reason == "Started again"
     assert records.last().history_actor == "notifications"
+
+
+@pytest.mark.django_db
+def test_messages_recorded_together_each_keep_what_became_of_them(optimizer):
+    """What became of a chunk's messages is written in one go: those that went alike in one
+    UPDATE, the others each in their own. Each row, and the history record of it, says what
+    became of that message and of no other."""
+    for campaign, new_bid in BID_RAISES.items():
+        answer = optimizer.post(
+            "/api/v1/proposals/", bid_adjustment(new_bid, campaign), format="json"
+        )
+        assert answer.json()["status"] == "pending_review"
+    answer = optimizer.post("/api/v1/proposals/", reallocation(), format="json")
+    assert answer.json()["status"] == "pending_review"
+    notifications = list(Notification.objects.order_by("pk"))
+    assert len(notifications) == 4
+    sent_at = timezone.now()
+    outcomes = [  # status, sent at, log, Slack's ts
+        ("sent", sent_at, [{"at": "t1", "result": "accepted"}], ""),
+        ("sent", sent_at, [{"at": "t1", "result": "accepted"}], ""),
+        ("failed", None, [{"at": "t2", "result": "550 No such user"}], ""),
+        ("sent", sent_at, [{"at": "t3", "result": "posted"}], "1700000000.000100"),
+    ]
+    for notification, (status, when, log, ts) in zip(notifications, outcomes, strict=True):
+        notification.status, notification.sent_at, notification.log = status, when, log
+        notification.slack_ts = ts
+        notification._change_reason = f"{status}: {log[0]['result']}"
+    update_with_history(
+        Notification,
+        [
+            (n, {"status": n.status, "sent_at": n.sent_at, "log": n.log, "slack_ts": n.slack_ts})
+            for n in notifications
+        ],
+        actor=Actor.system("notifications"),
+    )
+
+    for notification, (status, when, log, ts) in zip(notifications, outcomes, strict=True):
+        row = Notification.objects.get(pk=notification.pk)
+        assert (row.status, row.sent_at, row.log, row.slack_ts) == (status, when, log, ts)
+        assert row.kind == notification.kind and row.attempts == notification.attempts
+        record = Notification.history.filter(id=notification.pk).latest("history_id")
+        assert record.history_type == "~"
+        assert (record.status, record.sent_at, record.log, record.slack_ts) == (
+            status,
+            when,
+            log,
+            ts,
+        )
+        assert record.history_change_reason == f"{status}: {log[0]['result']}"
