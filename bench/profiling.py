@@ -38,6 +38,7 @@ from bench.common import (  # noqa: E402
     make_campaigns,
     temporary_data_dir,
 )
+from hitlproject.long_lived import keep_for_life, load_views  # noqa: E402
 
 DATABASE_URL = bench_database("profile")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -285,6 +286,10 @@ def main() -> None:
     if single_needs + batch_needs > CAMPAIGNS:
         raise SystemExit(f"{CAMPAIGNS:,} campaigns are made: fewer submissions or a smaller batch")
     key, campaigns = setup()
+    # As a serving process does before its first request (hitlproject.long_lived): what is
+    # loaded is left out of later collections, which would otherwise walk it during a batch.
+    load_views()
+    keep_for_life()
     agent = Agent(key)
     try:
         single = single_submissions(agent, campaigns[:single_needs], args.submissions)
