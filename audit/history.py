@@ -318,6 +318,8 @@ def rows_update(
     objects whose fields took the same values take one UPDATE of their ids; each of the rest
     an UPDATE of its own, sent together. Nothing is stamped: an ``auto_now`` field is written
     as set, as ``update()`` leaves it."""
+    if not objs:
+        return
     db = connections[router.db_for_write(model)]
     if db.vendor not in ("postgresql", "sqlite"):
         model._default_manager.using(db.alias).bulk_update(objs, list(names))

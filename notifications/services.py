@@ -21,7 +21,12 @@ from django.utils import timezone
 from approvals.models import Decision, DecisionOutcome, Proposal, ProposalStatus
 from approvals.services.acts import Act, check_may_act, may_act, reviewers_by_proposal
 from audit.actors import Actor, acting_as, current_actor
-from audit.history import insert_with_history, update_with_history, update_with_history_where
+from audit.history import (
+    insert_with_history,
+    rows_update,
+    update_with_history,
+    update_with_history_where,
+)
 from hitlproject.errors import Conflict, NotFound
 from hitlproject.queueing import chunked, enqueue_after_commit, send_each
 from hitlproject.vocabulary import APPROVED_TO_RUN_STATUSES, REVIEW_ENDINGS
@@ -455,13 +460,10 @@ def _lease(notifications: Sequence[Notification], *, attempts: int, until: datet
     """Lease the notifications for an attempt (``attempts=1``) or give the lease back
     (``-1``), as set on each: due again ``until``. The lease of an attempt is not a change of
     the message: no history (the attempt's end has)."""
-    by_attempts: dict[int, list[int]] = defaultdict(list)
     for notification in notifications:
         notification.attempts += attempts
         notification.next_attempt_at = until
-        by_attempts[notification.attempts].append(notification.pk)
-    for count, pks in by_attempts.items():
-        Notification.objects.filter(pk__in=pks).update(attempts=count, next_attempt_at=until)
+    rows_update(Notification, notifications, ("attempts", "next_attempt_at"))
 
 
 def _send(
