@@ -98,8 +98,10 @@ def feedback_record_decisions(
     written together: a rejection, or the approval that made a proposal approved to run (an
     approval that leaves it waiting for another person tells the agent nothing yet). An edit
     is the field-by-field diff between what the agent proposed (``proposed_payloads``, by
-    proposal id) and the action approved."""
+    proposal id) and the action approved. Where several people decided in the round (an
+    action that needs two approvals), the note says what each of them wrote, by name."""
     feedback = []
+    notes = _round_notes(decisions)
     for decision in decisions:
         proposal = decision.proposal
         if decision.outcome == DecisionOutcome.REJECT:
@@ -114,7 +116,7 @@ def feedback_record_decisions(
                 decision=decision,
                 kind=kind,
                 reason_code=decision.reason_code,
-                note=decision.note,
+                note=notes.get(decision.pk, decision.note),
                 diff=diff,
             )
         )
@@ -123,6 +125,40 @@ def feedback_record_decisions(
     _in_commit_order()
     _wake_readers(item.agent_id for item in feedback)
     return create_with_history(Feedback, feedback, actor=actor)
+
+
+def _round_notes(decisions: Sequence[Decision]) -> dict[int, str]:
+    """For each decision that ended a round in which others decided before it (the first of
+    two approvals), the notes of everyone who wrote one, in the order they decided, each
+    after its author's name: the agent learns what every person said of its proposal, not
+    only the last. Absent where the deciding person alone wrote one, or nobody did."""
+    several = {
+        decision.proposal_id: decision
+        for decision in decisions
+        if decision.proposal.required_approvals > 1
+    }
+    if not several:
+        return {}
+    earlier = (
+        Decision.objects.filter(proposal_id__in=several)
+        .exclude(note="")
+        .select_related("reviewer")
+        .order_by("pk")
+    )
+    said: dict[int, list[Decision]] = {}
+    for other in earlier:
+        ending = several[other.proposal_id]
+        if other.review_round == ending.review_round and other.pk != ending.pk:
+            said.setdefault(ending.pk, []).append(other)
+    notes = {}
+    for ending in several.values():
+        if others := said.get(ending.pk):
+            notes[ending.pk] = "\n".join(
+                f"{decision.reviewer.get_username()}: {decision.note}"
+                for decision in [*others, ending]
+                if decision.note
+            )
+    return notes
 
 
 def feedback_record_supersessions(

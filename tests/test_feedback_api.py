@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 
 from approvals.services.decisions import proposal_approve, proposal_reject
+from policies.models import Policy
 from tests.conftest import reallocation
 from tests.factories import evaluated
 
@@ -39,6 +40,41 @@ def test_agent_pulls_its_feedback_oldest_first_by_cursor(agent_client):
     polled = optimizer.get(second["resume"]).json()
     assert [f["proposal"] for f in polled["results"]] == [later.pk]
     assert optimizer.get(polled["resume"]).json()["results"] == []
+
+
+def test_what_each_of_two_approvers_wrote_reaches_the_agent(agent_client, operators):
+    """Where an action needs two approvals, the agent learns what both people wrote, by
+    name, in the order they decided: the first approver's note is a correction as much as
+    the second's. An edit starts the round afresh: notes on the action as it stood before
+    are not about the action approved."""
+    operator, colleague = operators
+    Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
+    seconded = evaluated(reallocation("210.00"))
+    proposal_approve(proposal_id=seconded.pk, reviewer=operator, note="Fine, watch the CPA.")
+    proposal_approve(proposal_id=seconded.pk, reviewer=colleague, note="Agreed, this week only.")
+    quiet_second = evaluated(reallocation("220.00"))
+    proposal_approve(proposal_id=quiet_second.pk, reviewer=colleague, note="Good signal.")
+    proposal_reject(proposal_id=quiet_second.pk, reviewer=operator, reason_code="wrong_signal")
+    edited = evaluated(reallocation("230.00"))
+    proposal_approve(proposal_id=edited.pk, reviewer=operator, note="As proposed: fine.")
+    proposal_approve(
+        proposal_id=edited.pk,
+        reviewer=colleague,
+        note="Less.",
+        edited_payload={**edited.payload, "amount": "150.00"},
+    )
+    proposal_approve(proposal_id=edited.pk, reviewer=operator)
+
+    feedback = agent_client("optimizer").get("/api/v1/feedback/").json()["results"]
+    assert [(f["proposal"], f["kind"], f["note"]) for f in feedback] == [
+        (
+            seconded.pk,
+            "approved",
+            "operator: Fine, watch the CPA.\nsecond-operator: Agreed, this week only.",
+        ),
+        (quiet_second.pk, "rejected", "second-operator: Good signal."),
+        (edited.pk, "approved_with_edits", "second-operator: Less."),
+    ]
 
 
 def test_dry_run_tells_the_verdict_and_writes_nothing(optimizer):
