@@ -3,6 +3,7 @@ secrets no lookup reaches, ids that are not ids refused as such, history that is
 
 import dataclasses
 import json
+from datetime import datetime
 
 from django.contrib import admin
 from django.contrib.admin import widgets
@@ -21,6 +22,7 @@ from django.core.exceptions import (
 from django.db import connection, models
 from django.forms.models import model_to_dict
 from django.http import Http404, QueryDict
+from django.utils import dateformat, timezone
 from simple_history.admin import SimpleHistoryAdmin
 from simple_history.models import DeletedObject, ModelChange, ModelDelta
 from simple_history.template_utils import HistoricalRecordContextHelper
@@ -201,7 +203,14 @@ class ConsoleHistoryValues(HistoricalRecordContextHelper):
             return f"{value.model._meta.verbose_name} #{value.pk} (since deleted)"
         if self._is_json(change.field):
             return value
-        return "—" if value is None or value == "" else value
+        if value is None or value == "":
+            return "—"
+        field = self.model._meta.get_field(change.field)
+        if field.choices and not isinstance(value, list):  # "Pending review", not pending_review
+            return dict(field.flatchoices).get(value, value)
+        if isinstance(value, datetime):  # as the console writes a time, not Python's repr
+            return dateformat.format(timezone.localtime(value), "Y-m-d H:i:s")
+        return value
 
 
 def created_delta(record) -> ModelDelta:

@@ -2,11 +2,13 @@
 points 1 to 3): recorded figures, never recomputed against today's ledger or policies."""
 
 import html
+import re
 from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
+from django.utils import timezone
 
 from approvals.models import Proposal
 from approvals.services.decisions import proposal_approve, proposal_reject
@@ -345,3 +347,25 @@ def test_a_proposal_recorded_before_verdicts_kept_their_holds_still_shows_its_fi
 
     for shown in (operator.get(CHANGELIST).text, page_of(operator, held).text):
         assert "+29.5% in 24 h / 25.0% cumulative" in shown
+
+
+def test_the_history_reads_statuses_and_times_as_the_console_writes_them(operator, login):
+    """An auditor reads a proposal's history in the console's words: a status or a verdict
+    as the proposal's page names it (not its stored code), a time as the console writes one
+    (to the second, in the console's time zone), in the changes as in the Date/time column."""
+    proposal = evaluated(reallocation("200.00"))
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    proposal.refresh_from_db()
+
+    page = login("auditor").get(reverse("admin:approvals_proposal_history", args=[proposal.pk]))
+    assert page.status_code == 200
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page.content.decode())).split())
+    assert "Status: Submitted → Pending review" in text
+    assert "Status: Pending review → Approved" in text
+    assert "Verdict outcome: — → Human review" in text
+    approved_at = timezone.localtime(proposal.approved_at).strftime("%Y-%m-%d %H:%M:%S")
+    assert f"Approved at: — → {approved_at}" in text
+    recorded = Proposal.history.filter(id=proposal.pk).latest("history_id").history_date
+    assert timezone.localtime(recorded).strftime("%Y-%m-%d %H:%M:%S") in text
+    for code in ("pending_review", "+00:00", "p.m.", "a.m."):
+        assert code not in text.split("Changes", 1)[1], code

@@ -135,7 +135,7 @@ def test_a_routes_created_entry_shows_whom_it_tells_and_what_it_covers(login):
         "Account: — → demo",
         "Action type: — → budget reallocation",  # as the route list writes it
         "Minimum risk: — → 50",
-        "Delivery: — → digest",
+        "Delivery: — → In a digest",  # its choice in words, as the form offers it
         "Digest minutes: — → 15",
         f"Groups: [] → [{OPERATORS}]",
         "Is active: — → True",
