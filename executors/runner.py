@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db import OperationalError, transaction
 from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
@@ -744,6 +745,17 @@ def _execute_on_channel(proposal_id: int) -> Proposal:
             moves = "; ".join(str(move) for move in outcome.moves)
             attempt.error = f"Not sent: the value moved on the channel ({moves})."
             attempt.save()
+            # The ledger is the platform's record of the channel: it follows the change made
+            # there, so agents reason from the value that holds, not the one superseded.
+            live: dict[str, dict[str, str]] = {}
+            for move in outcome.moves:
+                live.setdefault(move.campaign, {})[move.field] = move.now
+            _ledger_reflects(
+                campaigns,
+                live,
+                f"as the channel ({executor.name}) has it: changed there, found before "
+                f"executing proposal #{proposal.pk}",
+            )
             return proposal_supersede(
                 proposal=proposal,
                 moves=list(outcome.moves),
@@ -804,7 +816,8 @@ def _record_carried_out(
         try:
             with transaction.atomic():
                 action_type.apply(proposal.payload, campaigns, proposal)  # its record
-                _ledger_reflects(campaigns, outcome.after, proposal)
+                after = f"proposal #{proposal.pk}: as the channel has it after"
+                _ledger_reflects(campaigns, outcome.after, after)
         except InvalidInput as error:
             refusal = error.message
     if refusal:  # the channel did it; the ledger cannot say so: a person must look
@@ -824,22 +837,29 @@ def _record_carried_out(
     return executed
 
 
-def _ledger_reflects(campaigns: dict[str, Campaign], after: dict, proposal: Proposal) -> None:
-    """Each campaign field the channel reported after the action, written to the ledger as the
-    channel has it (its own rounding, say), where the action's record left it otherwise."""
-    for external_id, fields in after.items():
+def _ledger_reflects(campaigns: dict[str, Campaign], values: dict, reason: str) -> None:
+    """Each campaign field the channel reported (after the action, or found changed there),
+    written to the ledger as the channel has it (its own rounding, say), where the ledger
+    has it otherwise, with ``reason`` in its history. A value the ledger cannot hold (a field
+    it does not keep, a value that is no value of it) is left as the ledger has it."""
+    for external_id, fields in values.items():
         campaign = campaigns.get(external_id)
         if campaign is None:
             continue
         changed = False
         for name, value in fields.items():
-            model_field = Campaign._meta.get_field(name)
-            new = None if value == "None" else model_field.to_python(value)
+            if value == "—":  # the channel has no value for it
+                continue
+            try:
+                model_field = Campaign._meta.get_field(name)
+                new = None if value == "None" else model_field.clean(value, campaign)
+            except (FieldDoesNotExist, ValidationError):
+                continue
             if getattr(campaign, name) != new:
                 setattr(campaign, name, new)
                 changed = True
         if changed:
-            campaign._change_reason = f"proposal #{proposal.pk}: as the channel has it after"
+            campaign._change_reason = reason
             campaign.save()
 
 

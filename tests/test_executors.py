@@ -180,7 +180,7 @@ def test_a_value_moved_on_google_ads_supersedes_the_proposal_and_nothing_is_sent
     assert "2.00" in superseded.verdict_reasons[0] and "2.30" in superseded.verdict_reasons[0]
     assert linked_google_ads.mutations() == []
     assert linked_google_ads.state.ad_groups[301].cpc_bid_micros == 2_300_000
-    assert bid() == Decimal("2.00")
+    assert bid() == Decimal("2.30")  # the ledger follows the value that holds in Google Ads
     attempt = superseded.executions.get()
     assert attempt.status == "failed" and attempt.error.startswith("Not sent: the value moved")
 

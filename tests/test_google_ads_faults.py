@@ -167,3 +167,34 @@ def test_a_quota_error_says_another_attempt_may_succeed(linked_google_ads):
 
     assert outcome.result == "failed" and outcome.retryable
     assert outcome.detail.endswith("(another attempt may succeed).")
+
+
+@pytest.mark.django_db
+def test_a_bid_changed_in_google_ads_supersedes_the_proposal_and_the_ledger_follows_it(
+    linked_google_ads, optimizer
+):
+    """Someone changed the bid in Google Ads itself after the agent proposed: nothing is sent,
+    the proposal is superseded, and the ledger takes the value that holds in Google Ads, with
+    a history record saying where it came from. The agent reads that value from the campaigns
+    it reasons from, not the one its proposal was made against."""
+    proposal = evaluated(bid_adjustment("2.12"))
+    linked_google_ads.state.ad_groups[301].cpc_bid_micros = 2_300_000
+
+    superseded = proposal_execute(proposal_id=proposal.pk)
+
+    assert superseded.status == "superseded"
+    assert linked_google_ads.mutations(validate_only=False) == []
+    assert bid() == Decimal("2.30")
+    record = Campaign.history.filter(external_id="brand-search").latest("history_id")
+    assert record.bid == Decimal("2.30") and record.history_type == "~"
+    assert record.history_change_reason == (
+        f"as the channel (google_ads) has it: changed there, found before executing "
+        f"proposal #{proposal.pk}"
+    )
+    campaigns = optimizer.get("/api/v1/campaigns/").json()
+    assert {c["external_id"]: c["bid"] for c in campaigns}["brand-search"] == "2.30"
+    [feedback] = optimizer.get("/api/v1/feedback/").json()["results"]
+    assert (feedback["kind"], feedback["diff"]) == (
+        "superseded",
+        {"brand-search.bid": {"saw": "2.00", "now": "2.30"}},
+    )
