@@ -246,22 +246,33 @@ def test_policy_owner_approves_the_platforms_recommendation_and_the_policy_chang
     assert earned.auto_execute_max_magnitude == Decimal("0.225")
 
 
-def test_the_queue_shows_who_is_on_a_proposal_without_scrolling(live_server, demo_world, page):
-    """“The others see who is on it”: in the queue, at the width of a laptop's screen, the
-    column saying who took a proposal is on screen, not past the table's right edge."""
+def test_the_queue_shows_who_is_on_a_proposal_without_scrolling(live_server, demo_world, browser):
+    """“The others see who is on it”: in the queue, at the width of a laptop's screen (1280
+    px and up), the column saying who took a proposal is on screen, not past the table's
+    right edge; so are the risk the queue is sorted by and how long each has waited, with
+    a guardrail's flag beside them."""
     from notifications.services import proposal_claim
 
-    [proposal] = waiting(reallocation("280.00"))
+    [proposal, _] = waiting(
+        reallocation("280.00"),
+        creative_batch(creative(body="Guaranteed results in a week.")),
+    )
     operator = get_user_model().objects.get(username="operator")
     proposal_claim(proposal_id=proposal.pk, user=operator)
-    log_in(page, live_server.url, demo_world["users"]["operator"])
+    for width in (1280, 1400):
+        context = browser.new_context(viewport={"width": width, "height": 900})
+        page = context.new_page()
+        log_in(page, live_server.url, demo_world["users"]["operator"])
 
-    page.goto(f"{live_server.url}/admin/approvals/proposal/")
+        page.goto(f"{live_server.url}/admin/approvals/proposal/")
 
-    on_it = page.locator("#result_list tbody tr").first.locator("td.field-on_it")
-    expect(on_it).to_contain_text("operator until")
-    expect(on_it).to_be_in_viewport(ratio=1)
-    screenshot(page, "queue-on-it")
+        first = page.locator("#result_list tbody tr").first
+        expect(first.locator("td.field-on_it")).to_contain_text("operator until")
+        screenshot(page, f"queue-on-it-{width}")
+        for column in ("on_it", "guardrail_flag", "magnitude_display", "risk", "age"):
+            for cell in page.locator(f"#result_list tbody td.field-{column}").all():
+                expect(cell).to_be_in_viewport(ratio=1)
+        context.close()
 
 
 def test_operator_searches_from_the_queue_and_finds_every_status(live_server, demo_world, page):
