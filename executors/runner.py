@@ -57,6 +57,7 @@ from approvals.services.proposals import (
     verdict_for,
 )
 from approvals.services.supersession import (
+    TargetMove,
     proposal_supersede,
     proposals_supersede_after_changes,
     target_moves,
@@ -745,23 +746,14 @@ def _execute_on_channel(proposal_id: int) -> Proposal:
             moves = "; ".join(str(move) for move in outcome.moves)
             attempt.error = f"Not sent: the value moved on the channel ({moves})."
             attempt.save()
-            # The ledger is the platform's record of the channel: it follows the change made
-            # there, so agents reason from the value that holds, not the one superseded.
-            live: dict[str, dict[str, str]] = {}
-            for move in outcome.moves:
-                live.setdefault(move.campaign, {})[move.field] = move.now
-            _ledger_reflects(
-                campaigns,
-                live,
-                f"as the channel ({executor.name}) has it: changed there, found before "
-                f"executing proposal #{proposal.pk}",
-            )
-            return proposal_supersede(
+            superseded = proposal_supersede(
                 proposal=proposal,
                 moves=list(outcome.moves),
                 actor=actor,
                 cause=f"found on the channel ({executor.name}) before executing",
             )
+            _ledger_follows(campaigns, outcome.moves, proposal, executor.name, actor)
+            return superseded
         attempt.error = outcome.detail
         if outcome.result == "partial":
             attempt.error = f"Partly carried out on the channel, not retried: {outcome.detail}"
@@ -816,8 +808,7 @@ def _record_carried_out(
         try:
             with transaction.atomic():
                 action_type.apply(proposal.payload, campaigns, proposal)  # its record
-                after = f"proposal #{proposal.pk}: as the channel has it after"
-                _ledger_reflects(campaigns, outcome.after, after)
+                _ledger_reflects(campaigns, outcome.after, proposal)
         except InvalidInput as error:
             refusal = error.message
     if refusal:  # the channel did it; the ledger cannot say so: a person must look
@@ -837,30 +828,66 @@ def _record_carried_out(
     return executed
 
 
-def _ledger_reflects(campaigns: dict[str, Campaign], values: dict, reason: str) -> None:
-    """Each campaign field the channel reported (after the action, or found changed there),
-    written to the ledger as the channel has it (its own rounding, say), where the ledger
-    has it otherwise, with ``reason`` in its history. A value the ledger cannot hold (a field
-    it does not keep, a value that is no value of it) is left as the ledger has it."""
-    for external_id, fields in values.items():
+def _ledger_reflects(campaigns: dict[str, Campaign], after: dict, proposal: Proposal) -> None:
+    """Each campaign field the channel reported after the action, written to the ledger as the
+    channel has it (its own rounding, say), where the action's record left it otherwise."""
+    for external_id, fields in after.items():
         campaign = campaigns.get(external_id)
         if campaign is None:
             continue
         changed = False
         for name, value in fields.items():
-            if value == "—":  # the channel has no value for it
-                continue
-            try:
-                model_field = Campaign._meta.get_field(name)
-                new = None if value == "None" else model_field.clean(value, campaign)
-            except (FieldDoesNotExist, ValidationError):
-                continue
+            model_field = Campaign._meta.get_field(name)
+            new = None if value == "None" else model_field.to_python(value)
             if getattr(campaign, name) != new:
                 setattr(campaign, name, new)
                 changed = True
         if changed:
-            campaign._change_reason = reason
+            campaign._change_reason = f"proposal #{proposal.pk}: as the channel has it after"
             campaign.save()
+
+
+def _ledger_follows(
+    campaigns: dict[str, Campaign],
+    moves: Sequence[TargetMove],
+    proposal: Proposal,
+    channel: str,
+    actor: Actor,
+) -> None:
+    """The values found changed on the channel before executing ``proposal``, written to the
+    ledger (the platform's record of the channel: agents then reason from the value that
+    holds, not the one superseded), and the other proposals made against the values they
+    replaced ended or re-assessed, as after any change that lands. A campaign's values are
+    taken together or not at all: one the ledger cannot hold (a status or strategy it has no
+    name for, no value) leaves that campaign as the ledger has it, not half the channel's."""
+    found: dict[str, dict[str, str]] = defaultdict(dict)
+    for move in moves:
+        found[move.campaign][move.field] = move.now
+    taken = {}
+    for external_id, fields in found.items():
+        campaign = campaigns.get(external_id)
+        if campaign is None:
+            continue
+        try:
+            values = {
+                name: Campaign._meta.get_field(name).clean(value, campaign)
+                for name, value in fields.items()
+            }
+        except (FieldDoesNotExist, ValidationError):
+            continue
+        for name, value in values.items():
+            setattr(campaign, name, value)
+        campaign._change_reason = (
+            f"as the channel ({channel}) has it: changed there, found before executing "
+            f"proposal #{proposal.pk}"
+        )
+        campaign.save()
+        taken[external_id] = fields
+    proposals_supersede_after_changes(
+        account_id=proposal.account_id,
+        changes=[(taken, f"found changed on the channel ({channel})")],
+        actor=actor,
+    )
 
 
 def _requests_under_way(account: Account, executor: ChannelExecutor, now) -> int:

@@ -175,9 +175,12 @@ def test_a_bid_changed_in_google_ads_supersedes_the_proposal_and_the_ledger_foll
 ):
     """Someone changed the bid in Google Ads itself after the agent proposed: nothing is sent,
     the proposal is superseded, and the ledger takes the value that holds in Google Ads, with
-    a history record saying where it came from. The agent reads that value from the campaigns
-    it reasons from, not the one its proposal was made against."""
+    a history record saying where it came from. Another proposal made against the old value,
+    waiting for a person, ends too, as after any change that lands. The agent reads the value
+    that holds from the campaigns it reasons from, and why each proposal ended."""
     proposal = evaluated(bid_adjustment("2.12"))
+    waiting = evaluated(bid_adjustment("2.60"))
+    assert waiting.status == "pending_review"
     linked_google_ads.state.ad_groups[301].cpc_bid_micros = 2_300_000
 
     superseded = proposal_execute(proposal_id=proposal.pk)
@@ -191,10 +194,39 @@ def test_a_bid_changed_in_google_ads_supersedes_the_proposal_and_the_ledger_foll
         f"as the channel (google_ads) has it: changed there, found before executing "
         f"proposal #{proposal.pk}"
     )
+    assert Proposal.objects.get(pk=waiting.pk).status == "superseded"
     campaigns = optimizer.get("/api/v1/campaigns/").json()
     assert {c["external_id"]: c["bid"] for c in campaigns}["brand-search"] == "2.30"
-    [feedback] = optimizer.get("/api/v1/feedback/").json()["results"]
-    assert (feedback["kind"], feedback["diff"]) == (
-        "superseded",
-        {"brand-search.bid": {"saw": "2.00", "now": "2.30"}},
+    feedback = optimizer.get("/api/v1/feedback/").json()["results"]
+    assert sorted((f["proposal"], f["kind"], f["diff"]) for f in feedback) == [
+        (pk, "superseded", {"brand-search.bid": {"saw": "2.00", "now": "2.30"}})
+        for pk in sorted([proposal.pk, waiting.pk])
+    ]
+
+
+@pytest.mark.django_db
+def test_a_strategy_changed_in_google_ads_to_one_the_ledger_has_no_name_for_leaves_it_whole(
+    linked_google_ads,
+):
+    """Google Ads now bids by a strategy the ledger has no name for, and so reports no target
+    CPA: the proposal is superseded, and the ledger is left as it was rather than given half
+    of what holds (a target-CPA strategy with no target CPA)."""
+    Campaign.objects.filter(external_id="brand-search").update(
+        bidding_strategy="target_cpa", target_cpa=Decimal("20.00")
     )
+    on_google_ads = linked_google_ads.state.campaigns[101]
+    on_google_ads.strategy, on_google_ads.target_cpa_micros = "TARGET_CPA", 20_000_000
+    proposal = evaluated(
+        bid_adjustment(action_type="strategy_change")
+        | {"payload": {"campaign": "brand-search", "changes": {"target_cpa": "25.00"}}}
+    )
+    if proposal.status == "pending_review":
+        operator = get_user_model().objects.get(username="operator")
+        proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    on_google_ads.strategy = "MAXIMIZE_CONVERSIONS"
+
+    assert proposal_execute(proposal_id=proposal.pk).status == "superseded"
+
+    campaign = Campaign.objects.get(external_id="brand-search")
+    assert (campaign.bidding_strategy, campaign.target_cpa) == ("target_cpa", Decimal("20.00"))
+    assert linked_google_ads.mutations(validate_only=False) == []
