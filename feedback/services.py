@@ -13,6 +13,7 @@ from audit.actors import Actor, acting_as
 from audit.history import create_with_history
 from feedback.models import Feedback, FeedbackKind, Outcome, OutcomeEffect
 from hitlproject.errors import Conflict, DomainError, NotFound
+from hitlproject.vocabulary import note_checked
 from hitlproject.wakeups import feedback_topic, wake_after_commit
 
 
@@ -129,9 +130,10 @@ def feedback_record_decisions(
 
 def _round_notes(decisions: Sequence[Decision]) -> dict[int, str]:
     """For each decision that ended a round in which others decided before it (the first of
-    two approvals), the notes of everyone who wrote one, in the order they decided, each
-    after its author's name: the agent learns what every person said of its proposal, not
-    only the last. Absent where the deciding person alone wrote one, or nobody did."""
+    two approvals), the notes of everyone of the round who wrote one, in the order they
+    decided, each after its author's name: the agent learns what every person said of its
+    proposal, not only the last. A note's own lines are indented under its author's, so that
+    no note can pass a line of its own off as another person's."""
     several = {
         decision.proposal_id: decision
         for decision in decisions
@@ -139,26 +141,27 @@ def _round_notes(decisions: Sequence[Decision]) -> dict[int, str]:
     }
     if not several:
         return {}
-    earlier = (
-        Decision.objects.filter(proposal_id__in=several)
-        .exclude(note="")
-        .select_related("reviewer")
-        .order_by("pk")
-    )
-    said: dict[int, list[Decision]] = {}
-    for other in earlier:
+    earlier = Decision.objects.filter(proposal_id__in=several).select_related("reviewer")
+    rounds: dict[int, list[Decision]] = {}
+    for other in earlier.order_by("pk"):
         ending = several[other.proposal_id]
         if other.review_round == ending.review_round and other.pk != ending.pk:
-            said.setdefault(ending.pk, []).append(other)
+            rounds.setdefault(ending.pk, []).append(other)
     notes = {}
     for ending in several.values():
-        if others := said.get(ending.pk):
+        if others := rounds.get(ending.pk):
             notes[ending.pk] = "\n".join(
-                f"{decision.reviewer.get_username()}: {decision.note}"
+                f"{decision.reviewer.get_username()}: {_indented(decision.note)}"
                 for decision in [*others, ending]
-                if decision.note
+                if decision.note.strip()
             )
     return notes
+
+
+def _indented(note: str) -> str:
+    """A note's lines after its first, indented (its line endings as one: a browser sends
+    CRLF)."""
+    return "\n  ".join(note.strip().splitlines())
 
 
 def feedback_record_supersessions(
@@ -250,6 +253,7 @@ def _outcome_record(
         raise DomainError(f"The effect is one of: {', '.join(OutcomeEffect.values)}.")
     if not (effect or metrics or note.strip()):
         raise DomainError("Report the effect, the figures measured, or a note.")
+    note_checked(note)
     with transaction.atomic(), acting_as(actor):
         outcome = Outcome.objects.create(
             proposal=proposal,
