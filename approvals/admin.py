@@ -74,7 +74,7 @@ from hitlproject.charts import numeric_series
 from hitlproject.converters import record_page
 from hitlproject.errors import DomainError
 from hitlproject.paginators import CappedCountPaginator
-from hitlproject.vocabulary import UNDER_WAY_STATUSES
+from hitlproject.vocabulary import NOTE_MAX_LENGTH, UNDER_WAY_STATUSES
 from ledger.selectors import channels_with_accounts
 from policies.engine import (
     cumulative_figure,
@@ -174,7 +174,9 @@ class RejectForm(forms.Form):
     reason_code = forms.ChoiceField(
         choices=[("", "— choose a reason —"), *RejectionReason.choices], label="Reason"
     )
-    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+    note = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}), required=False, max_length=NOTE_MAX_LENGTH
+    )
 
 
 class OutcomeForm(forms.Form):
@@ -184,12 +186,15 @@ class OutcomeForm(forms.Form):
     note = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 2}),
         required=False,
+        max_length=NOTE_MAX_LENGTH,
         help_text="What you saw, for the agent: it receives this as feedback.",
     )
 
 
 class ApproveForm(forms.Form):
-    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+    note = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=NOTE_MAX_LENGTH
+    )
 
 
 def edits_shown(
@@ -210,6 +215,12 @@ def _what_happened(proposal: Proposal) -> str:
         return f"Proposal #{proposal.pk} was not approved. {proposal.verdict_reasons[0]}"
     if proposal.status == ProposalStatus.APPROVED:
         return f"Proposal #{proposal.pk} is approved and sent to be executed."
+    if proposal.status == ProposalStatus.PENDING_REVIEW and proposal.approvals_this_round:
+        return (
+            f"Your approval is counted: proposal #{proposal.pk} has "
+            f"{proposal.approvals_this_round} of {proposal.required_approvals} approvals and "
+            "waits for another person's."
+        )
     return f"Proposal #{proposal.pk} is now {proposal.get_status_display().lower()}."
 
 

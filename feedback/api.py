@@ -27,6 +27,7 @@ from hitlproject.longpoll import (
     wait_field,
 )
 from hitlproject.validation import StrictFloatField, StrictSerializer, finite_number
+from hitlproject.vocabulary import NOTE_MAX_LENGTH
 from hitlproject.wakeups import feedback_topic
 
 MAX_METRICS = 50
@@ -53,7 +54,9 @@ class OutcomeInput(StrictSerializer):
     effect = serializers.ChoiceField(
         choices=OutcomeEffect.choices, required=False, allow_blank=True, default=""
     )
-    note = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="")
+    note = serializers.CharField(
+        max_length=NOTE_MAX_LENGTH, required=False, allow_blank=True, default=""
+    )
 
 
 class FeedbackOutput(serializers.Serializer):

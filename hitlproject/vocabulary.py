@@ -5,6 +5,8 @@ statuses count as "approved" would show a person two different truths."""
 
 from django.db import models
 
+from hitlproject.errors import DomainError
+
 
 class ProposalStatus(models.TextChoices):
     SUBMITTED = "submitted", "Submitted"
@@ -79,3 +81,17 @@ WHAT_IF_LABELS = {
 def action_type_label(name: str) -> str:
     """An action type as a person reads it: "budget reallocation", not its name."""
     return name.replace("_", " ")
+
+
+# A person's note (on a decision, on an outcome), as long as an agent's outcome note may be:
+# it reaches the agent as feedback, and a page shows it whole.
+NOTE_MAX_LENGTH = 5000
+
+
+def note_checked(note: str) -> str:
+    """``note`` if it is within ``NOTE_MAX_LENGTH``; else a ``DomainError`` saying so."""
+    if len(note) > NOTE_MAX_LENGTH:
+        raise DomainError(
+            f"A note is at most {NOTE_MAX_LENGTH:,} characters; this one is {len(note):,}."
+        )
+    return note

@@ -5,12 +5,15 @@ server error."""
 import pytest
 from django.contrib import admin
 from django.contrib.auth import get_user_model
+from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import reverse
 from simple_history.admin import SimpleHistoryAdmin
 
 from approvals.models import Agent, AgentAPIKey, Proposal, ProposalStatus
 from feedback.models import CallbackEvent
+from hitlproject.errors import DomainError
+from hitlproject.vocabulary import NOTE_MAX_LENGTH
 from ledger.models import Account
 from policies.models import Policy
 from tests.conftest import bid_adjustment, reallocation
@@ -76,6 +79,43 @@ def test_edit_then_approve_refuses_a_number_past_pythons_digit_limit(operator, d
     assert response.context["edit_form"].errors["amount"] == ["String value too large."]
     proposal.refresh_from_db()
     assert proposal.status == ProposalStatus.PENDING_REVIEW
+
+
+def test_a_note_longer_than_an_agent_takes_is_refused_and_decides_nothing(operator, demo_world):
+    """A reviewer's note reaches the agent and is shown whole on the proposal's page: one of
+    200,000 characters is refused (the form says how long a note may be), by approval, edit or
+    rejection, and nothing is decided; the service refuses it too, whatever calls it."""
+    from approvals.services.decisions import proposal_reject
+
+    proposal = evaluated(reallocation())
+    long_note = "x" * (NOTE_MAX_LENGTH + 1)
+
+    approve = operator.post(url_of(Proposal, "approve", proposal.pk), {"note": long_note})
+    assert approve.status_code == 302
+    said = [str(m) for m in get_messages(approve.wsgi_request)]
+    assert said == [
+        "Not saved: * note\n  * Ensure this value has at most 5000 characters (it has 5001)."
+    ]
+    edit = operator.post(
+        url_of(Proposal, "edit-approve", proposal.pk),
+        {"edit-amount": "100.00", "edit-note": long_note},
+    )
+    assert edit.status_code == 400
+    assert edit.context["edit_form"].errors["note"] == [
+        "Ensure this value has at most 5000 characters (it has 5001)."
+    ]
+    with pytest.raises(
+        DomainError, match=r"A note is at most 5,000 characters; this one is 5,001\."
+    ):
+        proposal_reject(
+            proposal_id=proposal.pk,
+            reviewer=get_user_model().objects.get(username="operator"),
+            reason_code="other",
+            note=long_note,
+        )
+    proposal.refresh_from_db()
+    assert proposal.status == ProposalStatus.PENDING_REVIEW
+    assert not proposal.decisions.exists()
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.messages import get_messages
 from django.urls import reverse
 from django.utils import timezone
 
@@ -369,3 +370,23 @@ def test_the_history_reads_statuses_and_times_as_the_console_writes_them(operato
     assert timezone.localtime(recorded).strftime("%Y-%m-%d %H:%M:%S") in text
     for code in ("pending_review", "+00:00", "p.m.", "a.m."):
         assert code not in text.split("Changes", 1)[1], code
+
+
+def test_the_first_of_two_approvals_says_it_is_counted_and_waits_for_another(login):
+    """Under a two-person rule, the first approval is said as what it did: counted, one of
+    two, the proposal waiting for another person; not "now pending review", as if nothing had
+    happened."""
+    Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
+    proposal = evaluated(reallocation("210.00"))
+
+    answer = login("operator").post(
+        reverse("admin:approvals_proposal_approve", args=[proposal.pk]), {"note": ""}
+    )
+
+    said = [str(message) for message in get_messages(answer.wsgi_request)]
+    assert said == [
+        f"Your approval is counted: proposal #{proposal.pk} has 1 of 2 approvals and waits "
+        "for another person's."
+    ]
+    proposal.refresh_from_db()
+    assert (proposal.status, proposal.approvals_this_round) == ("pending_review", 1)

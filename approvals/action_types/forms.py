@@ -17,6 +17,7 @@ from django.forms.boundfield import BoundField
 
 from approvals import action_types
 from hitlproject.errors import DomainError, InvalidInput
+from hitlproject.vocabulary import NOTE_MAX_LENGTH
 
 if TYPE_CHECKING:
     from approvals.models import Proposal
@@ -64,6 +65,7 @@ class ActionEditForm(forms.Form):
     note = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 2}),
         required=False,
+        max_length=NOTE_MAX_LENGTH,
         help_text="Why, for the agent: it receives the edit as feedback.",
     )
 

@@ -48,6 +48,7 @@ from approvals.services.supersession import (
 from audit.actors import Actor, acting_as
 from audit.history import create_with_history, update_with_history
 from hitlproject.errors import Conflict, DomainError, InvalidInput, NotFound
+from hitlproject.vocabulary import note_checked
 from policies.services import CappedSpends, brand_guideline_findings
 
 DECIDE_PERMISSION = "approvals.decide_proposal"
@@ -166,6 +167,7 @@ def _decisions_record(
     and left untouched, except one whose review window has closed: it expires, as the sweep
     would have expired it. The others go through. The caller commits the transaction (with
     the expiries) before raising a refusal."""
+    note_checked(note)
     edits = edits or {}
     actor = Actor.for_user(reviewer)
     to_status = (
