@@ -316,8 +316,8 @@ def rows_update(
     ``bulk_update`` would: a notification's six fields changed on twenty rows cost
     ``bulk_update`` a ``CASE`` of twenty ``WHEN``s per field, 2 ms in building alone). The
     objects whose fields took the same values take one UPDATE of their ids; each of the rest
-    an UPDATE of its own, sent together. Nothing is stamped: an ``auto_now`` field is written
-    as set, as ``update()`` leaves it."""
+    an UPDATE of its own, sent together (``executemany``). Nothing is stamped: an
+    ``auto_now`` field is written as set, as ``update()`` leaves it."""
     if not objs:
         return
     db = connections[router.db_for_write(model)]
@@ -344,9 +344,7 @@ def rows_update(
             for start in range(0, len(pks), size) if len(pks) > 1 else ():
                 chunk = pks[start : start + size]
                 cursor.execute(f"{update} IN ({', '.join(['%s'] * len(chunk))})", [*row, *chunk])
-        if len(each) == 1:
-            cursor.execute(f"{update} = %s", each[0])
-        elif each:
+        if each:
             cursor.executemany(f"{update} = %s", each)
 
 

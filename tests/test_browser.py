@@ -250,12 +250,13 @@ def test_the_queue_shows_who_is_on_a_proposal_without_scrolling(live_server, dem
     """“The others see who is on it”: in the queue, at the width of a laptop's screen (1280
     px and up), the column saying who took a proposal is on screen, not past the table's
     right edge; so are the risk the queue is sorted by and how long each has waited, with
-    a guardrail's flag beside them."""
+    a guardrail's flag and the largest magnitude the queue writes beside them."""
     from notifications.services import proposal_claim
 
-    [proposal, _] = waiting(
+    [proposal, *_] = waiting(
         reallocation("280.00"),
         creative_batch(creative(body="Guaranteed results in a week.")),
+        bid_adjustment("5000.00", campaign="display-retarget"),  # "at least 100000.0%"
     )
     operator = get_user_model().objects.get(username="operator")
     proposal_claim(proposal_id=proposal.pk, user=operator)
@@ -266,11 +267,13 @@ def test_the_queue_shows_who_is_on_a_proposal_without_scrolling(live_server, dem
 
         page.goto(f"{live_server.url}/admin/approvals/proposal/")
 
-        first = page.locator("#result_list tbody tr").first
-        expect(first.locator("td.field-on_it")).to_contain_text("operator until")
+        taken = page.locator("#result_list tbody tr", has_text="move 280.00")
+        expect(taken.locator("td.field-on_it")).to_contain_text("operator until")
         screenshot(page, f"queue-on-it-{width}")
         for column in ("on_it", "guardrail_flag", "magnitude_display", "risk", "age"):
-            for cell in page.locator(f"#result_list tbody td.field-{column}").all():
+            cells = page.locator(f"#result_list tbody td.field-{column}").all()
+            assert len(cells) == 3, column
+            for cell in cells:
                 expect(cell).to_be_in_viewport(ratio=1)
         context.close()
 
