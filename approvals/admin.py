@@ -3,6 +3,7 @@
 import copy
 import dataclasses
 import json
+from fractions import Fraction
 
 from django import forms
 from django.contrib import admin, messages
@@ -290,7 +291,13 @@ def policy_as_recorded(policy_id: int | None, version: int | None) -> str:
 class ProposalHistoryValues(ConsoleHistoryValues):
     """A proposal's changes as recorded: the deciding policy under the name it had in the
     version that routed it; the guardrails' findings, the verdict's reasons and the rules that
-    held it as sentences."""
+    held it as sentences; its magnitude as the queue writes it (16.0%, not 0.160000)."""
+
+    def prepare_delta_change_value(self, change, value):
+        if change.field == "magnitude" and value is not None:  # as the queue writes it
+            action_type = action_types.get(self.delta.new_record.action_type)
+            return format_magnitude(value, action_type.magnitude_unit if action_type else "ratio")
+        return super().prepare_delta_change_value(change, value)
 
     def format_delta_change(self, change):
         formatted = super().format_delta_change(change)
@@ -303,6 +310,14 @@ class ProposalHistoryValues(ConsoleHistoryValues):
         return dataclasses.replace(formatted, old=old, new=new)
 
     def json_in_words(self, field_name: str, value) -> str | None:
+        if field_name == "effects" and isinstance(value, dict):  # each value's move, as a %
+            try:
+                moves = {
+                    target: float(Fraction(ratio) - 1) * 100 for target, ratio in value.items()
+                }
+            except (TypeError, ValueError, ZeroDivisionError):
+                return None
+            return ", ".join(f"{target} {move:+.1f}%" for target, move in moves.items())
         if field_name == "verdict_reasons" and isinstance(value, list):
             return " ".join(str(reason) for reason in value)
         if field_name == "verdict_held_by" and isinstance(value, list):

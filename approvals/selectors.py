@@ -33,10 +33,11 @@ from approvals.models import (
     ProposalStatus,
 )
 from approvals.services.proposals import campaigns_for
+from hitlproject.periods import describe_duration
 from hitlproject.vocabulary import APPROVED_TO_RUN_STATUSES, MAY_STILL_RUN_STATUSES
 from ledger.models import Account, Campaign
 from policies.engine import format_magnitude
-from policies.models import Policy, describe_duration
+from policies.models import Policy
 
 
 def with_deciding_policy_name(queryset: QuerySet[Proposal]) -> QuerySet[Proposal]:

@@ -3,7 +3,7 @@ secrets no lookup reaches, ids that are not ids refused as such, history that is
 
 import dataclasses
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.contrib import admin
 from django.contrib.admin import widgets
@@ -29,6 +29,7 @@ from simple_history.template_utils import HistoricalRecordContextHelper
 from simple_history.utils import get_history_model_for_model, get_m2m_reverse_field_name
 
 from audit.secret_fields import lookup_touches_secret, sounds_secret_undeclared
+from hitlproject.periods import describe_duration
 
 
 class ConsoleChangeList(ChangeList):
@@ -210,6 +211,10 @@ class ConsoleHistoryValues(HistoricalRecordContextHelper):
             return dict(field.flatchoices).get(value, value)
         if isinstance(value, datetime):  # as the console writes a time, not Python's repr
             return dateformat.format(timezone.localtime(value), "Y-m-d H:i:s")
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        if isinstance(value, timedelta):
+            return describe_duration(value)
         return value
 
 

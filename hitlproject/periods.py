@@ -75,3 +75,13 @@ def command_period(since: str, until: str | None) -> tuple[datetime, datetime]:
     if problem:
         raise CommandError(problem)
     return midnight(start), midnight(end)
+
+
+def describe_duration(duration: timedelta) -> str:
+    """A window as a policy owner reads it: "90 days", "1 minute", "36 hours"."""
+    seconds = int(duration.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        if seconds % size == 0 and abs(seconds) >= size:
+            count = seconds // size
+            return f"{count:,} {unit}{'' if count == 1 else 's'}"
+    return str(duration)

@@ -21,10 +21,10 @@ from django.utils import timezone
 from approvals.models import Proposal, ProposalStatus
 from audit.actors import Actor, acting_as
 from audit.history import history_records, update_with_history_where
+from hitlproject.periods import describe_duration
 from notifications.models import DecisionDeadline, Notification, NotificationKind, Route
 from notifications.selectors import group_recipients, route_matches, routes_active
 from notifications.services import _tell
-from policies.models import describe_duration
 
 DEADLINES_ACTOR = Actor.system("deadlines")
 SWEEP_BATCH = 500

@@ -18,12 +18,12 @@ from approvals.models import Agent, AgentKind
 from approvals.services.proposals import proposal_dry_run
 from approvals.simulation import draft_rule_set, drafts_in_place, simulate
 from audit.actors import Actor
-from audit.admin import AuditedHistoryAdmin, id_refusal, valid_id
+from audit.admin import AuditedHistoryAdmin, ConsoleHistoryValues, id_refusal, valid_id
 from hitlproject.charts import grouped_bars
 from hitlproject.converters import record_page
 from hitlproject.errors import DomainError, InvalidInput
 from hitlproject.forms import IndentedJSONField
-from hitlproject.periods import PeriodForm
+from hitlproject.periods import PeriodForm, describe_duration
 from hitlproject.vocabulary import ROUTED_LABELS, VERDICT_OUTCOMES
 from ledger.models import Account
 from policies.drafts import (
@@ -35,7 +35,7 @@ from policies.drafts import (
     replaced_policy,
 )
 from policies.engine import HOLD_RULE_LABELS, ceiling_text, format_magnitude, percent_text
-from policies.models import BrandGuidelines, KillSwitch, Policy, describe_duration
+from policies.models import BrandGuidelines, KillSwitch, Policy
 from policies.services import rules_in_force
 
 
@@ -286,9 +286,23 @@ def _ceiling_display(field: str, label: str):
     return admin.display(description=label)(shown)
 
 
+class PolicyHistoryValues(ConsoleHistoryValues):
+    """A policy's history reads as its page does (``setting_text``): a ceiling in percent, or
+    a count for creative batches, not the fraction stored; an agent kind by its name."""
+
+    def prepare_delta_change_value(self, change, value):
+        if change.field in (*MAGNITUDE_FIELDS, *PERCENT_FIELDS):
+            unit = magnitude_unit(self.delta.new_record.action_type)
+            return setting_text(change.field, value, unit)
+        if change.field == "agent_kind" and value in AgentKind.values:
+            return AgentKind(value).label
+        return super().prepare_delta_change_value(change, value)
+
+
 @admin.register(Policy)
 class PolicyAdmin(ChangeReasonAdmin):
     form = PolicyForm
+    history_values = PolicyHistoryValues
     list_display = [
         "name",
         "action_type",

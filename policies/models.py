@@ -5,6 +5,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from audit.models import audited_history
+from hitlproject.periods import describe_duration
 from ledger.models import Channel
 
 RATIO = {"max_digits": 14, "decimal_places": 6, "null": True, "blank": True}
@@ -23,16 +24,6 @@ DECIDE_WITHIN_BOUNDS = (timedelta(minutes=1), timedelta(days=365))
 
 def _within(bounds: tuple[timedelta, timedelta]) -> list:
     return [MinValueValidator(bounds[0]), MaxValueValidator(bounds[1])]
-
-
-def describe_duration(duration: timedelta) -> str:
-    """A window as a policy owner reads it: "90 days", "1 minute", "36 hours"."""
-    seconds = int(duration.total_seconds())
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
-        if seconds % size == 0 and abs(seconds) >= size:
-            count = seconds // size
-            return f"{count:,} {unit}{'' if count == 1 else 's'}"
-    return str(duration)
 
 
 def windows_out_of_bounds(policy) -> list[str]:

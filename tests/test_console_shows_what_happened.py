@@ -3,6 +3,7 @@ points 1 to 3): recorded figures, never recomputed against today's ledger or pol
 
 import html
 import re
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -350,25 +351,62 @@ def test_a_proposal_recorded_before_verdicts_kept_their_holds_still_shows_its_fi
         assert "+29.5% in 24 h / 25.0% cumulative" in shown
 
 
+def history_text(client, model, pk: int) -> str:
+    page = client.get(
+        reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_history", args=[pk])
+    )
+    assert page.status_code == 200
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page.content.decode())).split())
+
+
 def test_the_history_reads_statuses_and_times_as_the_console_writes_them(operator, login):
     """An auditor reads a proposal's history in the console's words: a status or a verdict
-    as the proposal's page names it (not its stored code), a time as the console writes one
-    (to the second, in the console's time zone), in the changes as in the Date/time column."""
+    as the proposal's page names it (not its stored code), each move of its lifecycle so
+    too, its magnitude as the queue writes it, a time as the console writes one (to the
+    second, in the console's time zone), in the changes as in the Date/time column."""
     proposal = evaluated(reallocation("200.00"))
+    waiting = evaluated(reallocation("150.00"))  # re-assessed once the first moves the money
     proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    assert proposal_execute(proposal_id=proposal.pk).status == "executed"
     proposal.refresh_from_db()
 
-    page = login("auditor").get(reverse("admin:approvals_proposal_history", args=[proposal.pk]))
-    assert page.status_code == 200
-    text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page.content.decode())).split())
+    reassessed = history_text(login("auditor"), Proposal, waiting.pk)
+    assert "Magnitude: 15.0% → 18.8%" in reassessed
+    assert (
+        "Effects: brand-search's daily budget -15.0%, generic-search's daily budget +30.0% → "
+        "brand-search's daily budget -18.8%, generic-search's daily budget +21.4%"
+    ) in reassessed
+    text = history_text(login("auditor"), Proposal, proposal.pk)
     assert "Status: Submitted → Pending review" in text
     assert "Status: Pending review → Approved" in text
+    assert "Approved → Executing" in text and "Executing → Executed" in text
     assert "Verdict outcome: — → Human review" in text
     approved_at = timezone.localtime(proposal.approved_at).strftime("%Y-%m-%d %H:%M:%S")
     assert f"Approved at: — → {approved_at}" in text
     recorded = Proposal.history.filter(id=proposal.pk).latest("history_id").history_date
     assert timezone.localtime(recorded).strftime("%Y-%m-%d %H:%M:%S") in text
-    for code in ("pending_review", "+00:00", "p.m.", "a.m."):
+    for code in ("pending_review", "executing →", "+00:00", "p.m.", "a.m."):
+        assert code not in text.split("Changes", 1)[1], code
+
+
+def test_a_policys_history_reads_as_its_page_does(login):
+    """A policy owner's change reads in its history as the policy's page and form write it: a
+    ceiling in percent, a window in words, a yes or a no, an agent kind by its name; not the
+    fraction, the Python duration, True or the stored code."""
+    policy = Policy.objects.get(name="Budget reallocations")
+    policy.auto_execute_max_magnitude = Decimal("0.125")
+    policy.cumulative_window = timedelta(days=2)
+    policy.always_review = True
+    policy.agent_kind = "optimization"
+    policy._change_reason = "Tighter, for the optimizer."
+    policy.save()
+
+    text = history_text(login("auditor"), Policy, policy.pk)
+    assert "Auto execute max magnitude: 10% → 12.5%" in text
+    assert "Cumulative window: 1 day → 2 days" in text
+    assert "Always review: no → yes" in text
+    assert "Agent kind: — → Optimization" in text
+    for code in ("0.125000", "0:00:00", "True", "False", "optimization"):
         assert code not in text.split("Changes", 1)[1], code
 
 

@@ -93,7 +93,9 @@ def test_the_history_list_shows_who_changed_what(login, demo_world):
     page = login("auditor").get(reverse("admin:policies_policy_history", args=[policy.pk]))
     text = page.content.decode()
     assert "seed_demo" in text
-    assert "0.100000" in text and "0.200000" in text  # the field's old and new value
+    plain = " ".join(html.unescape(strip_tags(text)).split())
+    # The field's old and new value, in percent as the policy's form takes them.
+    assert "Auto execute max magnitude: 10% → 20%" in plain
 
 
 def history_rows(client, obj) -> list[str]:

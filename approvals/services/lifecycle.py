@@ -37,9 +37,10 @@ from approvals.models import Proposal, ProposalStatus
 from audit.actors import Actor, acting_as
 from audit.history import history_manager, history_records, rows_insert, update_with_history
 from hitlproject.errors import Conflict, NotFound
+from hitlproject.periods import describe_duration
 from hitlproject.vocabulary import ALLOWED_TRANSITIONS, COUNTED_STATUSES, DECIDED_STATUSES
 from hitlproject.wakeups import proposal_topic, wake_after_commit
-from policies.models import REVIEW_WINDOW_BOUNDS, CountedMove, describe_duration
+from policies.models import REVIEW_WINDOW_BOUNDS, CountedMove
 
 S = ProposalStatus
 
@@ -137,7 +138,7 @@ def _move(proposal: Proposal, to_status: str, *, reason: str, now: datetime) -> 
     moved: dict[str, Any] = {"status": to_status, "updated_at": now}
     if to_status == S.PENDING_REVIEW:
         window, note = _review_window(proposal)
-        reason = " ".join(filter(None, [reason or f"{proposal.status} → {to_status}", note]))
+        reason = " ".join(filter(None, [reason or _moved_text(proposal.status, to_status), note]))
         moved.update(
             review_round=proposal.review_round + 1,
             approvals_this_round=0,  # a new round: earlier approvals were of another
@@ -151,7 +152,7 @@ def _move(proposal: Proposal, to_status: str, *, reason: str, now: datetime) -> 
         moved["approved_at"] = now
     if to_status == S.EXECUTED:
         moved["executed_at"] = now
-    proposal._change_reason = reason or f"{proposal.status} → {to_status}"
+    proposal._change_reason = reason or _moved_text(proposal.status, to_status)
     for field_name, value in moved.items():
         setattr(proposal, field_name, value)
     return moved
@@ -240,6 +241,11 @@ def proposals_transition(
         actor=actor,
         also_write=also_write,
     )
+
+
+def _moved_text(from_status: str, to_status: str) -> str:
+    """A move in the words its history is read in: "Approved → Executing"."""
+    return f"{S(from_status).label} → {S(to_status).label}"
 
 
 @dataclass(frozen=True)
