@@ -363,6 +363,8 @@ OTP_TOTP_ISSUER = "HITL approvals"
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
 LANGUAGE_CODE = "en-us"
+# Dates and times shown as the console's pages write them (hitlproject/formats).
+FORMAT_MODULE_PATH = ["hitlproject.formats"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
