@@ -8,6 +8,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from approvals.models import RejectionReason
 from audit.models import audited_history
 
 
@@ -73,7 +74,7 @@ class Feedback(models.Model):
         Outcome, null=True, blank=True, on_delete=models.PROTECT, related_name="feedback"
     )
     kind = models.CharField(max_length=24, choices=FeedbackKind.choices)
-    reason_code = models.CharField(max_length=32, blank=True)
+    reason_code = models.CharField(max_length=32, choices=RejectionReason.choices, blank=True)
     note = models.TextField(blank=True)
     diff = models.JSONField(
         default=dict, blank=True, help_text="Field by field, what the reviewer changed."

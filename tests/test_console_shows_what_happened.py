@@ -428,3 +428,21 @@ def test_the_first_of_two_approvals_says_it_is_counted_and_waits_for_another(log
     ]
     proposal.refresh_from_db()
     assert (proposal.status, proposal.approvals_this_round) == ("pending_review", 1)
+
+
+def test_the_feedback_list_names_reasons_and_writes_times_as_the_console_does(operator, login):
+    """The feedback an agent received, as an auditor lists it: a rejection's reason by its
+    name, in the list and its filter, and its time as every console page writes one."""
+    proposal = evaluated(reallocation("280.00"))
+    proposal_reject(proposal_id=proposal.pk, reviewer=operator, reason_code="too_aggressive")
+
+    page = login("auditor").get(reverse("admin:feedback_feedback_changelist"))
+
+    assert page.status_code == 200
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page.content.decode())).split())
+    results = text.split("Filter", 1)
+    assert "Too aggressive" in results[0] and "Too aggressive" in results[1]
+    assert "too_aggressive" not in text
+    created = proposal.feedback.get().created_at
+    assert timezone.localtime(created).strftime("%Y-%m-%d %H:%M:%S") in text
+    assert "p.m." not in text and "a.m." not in text
