@@ -129,7 +129,15 @@ def policy_terms(policy, unit: str) -> list[str]:
             f"at most {format_magnitude(policy.cumulative_max_magnitude, unit)} per target "
             f"over {describe_duration(policy.cumulative_window)}"
         )
-    terms.append(f"{policy.required_approvals} approval{pluralize(policy.required_approvals)}")
+    approvals = f"{policy.required_approvals} approval{pluralize(policy.required_approvals)}"
+    above = []
+    if policy.more_approvals_above_magnitude is not None:
+        above.append(format_magnitude(policy.more_approvals_above_magnitude, unit))
+    if policy.more_approvals_above_amount is not None:
+        above.append(f"{policy.more_approvals_above_amount} a day")
+    if above:  # the two-person rule
+        approvals += f", {policy.approvals_above_threshold} above {' or '.join(above)}"
+    terms.append(approvals)
     return terms
 
 

@@ -446,3 +446,57 @@ def test_the_feedback_list_names_reasons_and_writes_times_as_the_console_does(op
     created = proposal.feedback.get().created_at
     assert timezone.localtime(created).strftime("%Y-%m-%d %H:%M:%S") in text
     assert "p.m." not in text and "a.m." not in text
+
+
+def test_approvals_a_policy_asks_for_since_routing_are_said_beside_the_version_that_routed(
+    login,
+):
+    """The page names the policy version that routed a proposal, with its terms; an edit
+    re-assesses it under the policies in force, which may ask for more approvals now. The
+    page then says so, with the version asking, rather than "1 approval" above "1 of 2"."""
+    proposal = evaluated(reallocation("280.00"))
+    routing_version = proposal.verdict_policy_version
+    policy = Policy.objects.get(action_type="budget_reallocation", is_draft=False)
+    policy.required_approvals = 2
+    policy._change_reason = "Two people for every reallocation."
+    policy.save()
+    now_version = Policy.history.filter(id=policy.pk).latest("history_id").history_id
+    operator = login("operator")
+
+    edited = operator.post(
+        reverse("admin:approvals_proposal_edit-approve", args=[proposal.pk]),
+        {"edit-amount": "260.00", "edit-note": ""},
+    )
+
+    assert edited.status_code == 302
+    proposal.refresh_from_db()
+    assert (proposal.status, proposal.approvals_this_round, proposal.required_approvals) == (
+        "pending_review",
+        1,
+        2,
+    )
+    page = html.unescape(page_of(operator, proposal).text)
+    routed_by = re.sub(r"\s+", " ", page.split('id="routed-by"')[1].split("</p>")[0])
+    assert f"(version {routing_version}; it has changed since)" in routed_by
+    assert routed_by.endswith("1 approval.")
+    reasons = page.split('id="verdict-reasons"')[1].split("</ul>")[0]
+    assert (
+        "It now needs 2 distinct approvals: policy “Budget reallocations” asks for 2 as it "
+        f"stands (version {now_version})."
+    ) in reasons
+    assert "1 of 2 approvals" in re.sub(r"\s+", " ", page)
+
+
+def test_the_policy_terms_on_a_proposals_page_name_its_two_person_rule(login):
+    policy = Policy.objects.get(action_type="budget_reallocation", is_draft=False)
+    policy.more_approvals_above_magnitude = Decimal("0.20")
+    policy.more_approvals_above_amount = Decimal("250.00")
+    policy._change_reason = "Two people for the large ones."
+    policy.save()
+    proposal = evaluated(reallocation("280.00"))
+
+    page = html.unescape(page_of(login("auditor"), proposal).text)
+
+    routed_by = re.sub(r"\s+", " ", page.split('id="routed-by"')[1].split("</p>")[0])
+    assert routed_by.endswith("1 approval, 2 above 20.0% or 250.00 a day.")
+    assert "0 of 2 approvals" in re.sub(r"\s+", " ", page)

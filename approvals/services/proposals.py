@@ -582,12 +582,22 @@ def refreshed_facts(
     """A proposal's fields after its action was edited or its target moved: the figures,
     risk and approvals needed follow the action as it now is; the routing record (outcome,
     policy and version, guardrail findings) stays as it was decided, with ``note`` and today's
-    reasons added to what the operator reads."""
+    reasons added to what the operator reads. Approvals needed only rise: where the policies
+    in force now ask for more than the routing did, a reason says which, since the policy
+    version the page names as routing it asked for fewer."""
+    required = max(proposal.required_approvals, verdict.required_approvals)
+    reasons = [note, *verdict.reasons]
+    two_person_rule = any(hold.rule == "two_person_rule" for hold in verdict.held_by)
+    if required > proposal.required_approvals and not two_person_rule:  # that one says so
+        reasons.append(
+            f"It now needs {required} distinct approvals: policy “{verdict.policy_name}” asks "
+            f"for {required} as it stands (version {verdict.policy_version})."
+        )
     return {
         **assessed.proposal_fields(),
         "risk": verdict.risk,
-        "required_approvals": max(proposal.required_approvals, verdict.required_approvals),
-        "verdict_reasons": [note, *verdict.reasons],
+        "required_approvals": required,
+        "verdict_reasons": reasons,
         "verdict_held_by": held_by_records(verdict),
     }
 
