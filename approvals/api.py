@@ -421,7 +421,7 @@ class ProposalBatchApi(IdempotentAPIView):
         return Response(results, status=status.HTTP_200_OK)
 
 
-class ProposalWaitQuery(serializers.Serializer):
+class ProposalWaitQuery(StrictSerializer):
     wait = wait_field()
     status = serializers.ChoiceField(
         choices=ProposalStatus.choices,

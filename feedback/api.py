@@ -110,14 +110,18 @@ class FeedbackPagination(IdCursorPagination):
         return response
 
 
-class FeedbackWaitQuery(serializers.Serializer):
+class FeedbackListQuery(StrictSerializer):
     wait = wait_field()
+    cursor = serializers.CharField(required=False, help_text="From a next or resume link.")
+    page_size = serializers.IntegerField(
+        min_value=1, max_value=FeedbackPagination.max_page_size, required=False
+    )
 
 
 class FeedbackListApi(LongPollView, AgentAPIView):
     @extend_schema(
         operation_id="feedback_list",
-        parameters=[FeedbackWaitQuery],
+        parameters=[FeedbackListQuery],
         responses={
             200: FeedbackPage,
             429: OpenApiResponse(description=TOO_MANY_WAITS_DESCRIPTION),
@@ -128,7 +132,7 @@ class FeedbackListApi(LongPollView, AgentAPIView):
         ),
     )
     def get(self, request: Request) -> Response:
-        query = FeedbackWaitQuery(data=request.query_params)
+        query = FeedbackListQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         found, response = self.page(request)
         seconds = query.validated_data.get("wait")

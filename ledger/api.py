@@ -4,6 +4,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from hitlproject.api import AgentAPIView
+from hitlproject.validation import StrictSerializer
 from ledger.selectors import campaign_list_for_agent
 
 
@@ -21,6 +22,11 @@ class CampaignOutput(serializers.Serializer):
     updated_at = serializers.DateTimeField()
 
 
+class CampaignListQuery(StrictSerializer):
+    """It takes none: an agent asking for one account's campaigns is told so, not given every
+    account's as if they were that one's."""
+
+
 class CampaignListApi(AgentAPIView):
     @extend_schema(
         operation_id="campaigns_list",
@@ -28,5 +34,6 @@ class CampaignListApi(AgentAPIView):
         summary="The current state of the campaigns on this agent's accounts",
     )
     def get(self, request: Request) -> Response:
+        CampaignListQuery(data=request.query_params).is_valid(raise_exception=True)
         campaigns = campaign_list_for_agent(agent=request.user)
         return Response(CampaignOutput(campaigns, many=True).data)

@@ -252,6 +252,33 @@ def test_bad_list_filters_are_a_4xx(optimizer, query):
     assert 400 <= response.status_code < 500, response.content
 
 
+@pytest.mark.parametrize(
+    "path, query, field",
+    [
+        ("/api/v1/feedback/", "wiat=30", "wiat"),
+        ("/api/v1/feedback/", "page_size=0", "page_size"),
+        ("/api/v1/feedback/", "page_size=abc", "page_size"),
+        ("/api/v1/feedback/", "proposal=1", "proposal"),
+        ("/api/v1/campaigns/", "account=demo", "account"),
+        ("/api/v1/scorecard/", "day=7", "day"),
+    ],
+)
+def test_a_query_parameter_an_endpoint_does_not_take_is_a_400_naming_it(
+    optimizer, path, query, field
+):
+    """A typo or a filter the endpoint lacks is said, not ignored: an agent that asked for one
+    account's campaigns, or to wait, is not answered as if it had asked for something else."""
+    response = optimizer.get(f"{path}?{query}")
+    assert response.status_code == 400, response.content
+    assert field in response.json()
+
+
+def test_a_long_poll_on_a_proposal_with_a_misspelt_parameter_is_a_400(optimizer):
+    proposal = optimizer.post(URL, action(new_bid="1.10", **BRAND), format="json").json()
+    response = optimizer.get(f"{URL}{proposal['id']}/?wiat=30")
+    assert (response.status_code, response.json()) == (400, {"wiat": ["Unknown field."]})
+
+
 @pytest.mark.parametrize("path", ["/api/v1/proposals/999999/", "/api/v1/proposals/abc/"])
 def test_unknown_proposal_is_a_404(optimizer, path):
     assert optimizer.get(path).status_code == 404
