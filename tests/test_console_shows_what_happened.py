@@ -426,8 +426,11 @@ def test_the_first_of_two_approvals_says_it_is_counted_and_waits_for_another(log
         f"Your approval is counted: proposal #{proposal.pk} has 1 of 2 approvals and waits "
         "for another person's."
     ]
+    submitted_at = proposal.updated_at
     proposal.refresh_from_db()
     assert (proposal.status, proposal.approvals_this_round) == ("pending_review", 1)
+    # An agent reading it sees that it changed.
+    assert proposal.updated_at > submitted_at
 
 
 def test_the_feedback_list_names_reasons_and_writes_times_as_the_console_does(operator, login):

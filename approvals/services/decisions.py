@@ -302,6 +302,7 @@ def _decisions_record(
         settling = {proposal.pk for proposal in complete}
         waiting = [proposal for proposal in deciding if proposal.pk not in settling]
         for proposal in waiting:
+            proposal.updated_at = now  # the API's updated_at says it changed
             proposal._change_reason = (
                 f"{reason}: {proposal.approvals_this_round} of "
                 f"{proposal.required_approvals} approvals"
@@ -309,7 +310,10 @@ def _decisions_record(
         update_with_history(
             Proposal,
             [
-                (proposal, {"approvals_this_round": proposal.approvals_this_round})
+                (
+                    proposal,
+                    {"approvals_this_round": proposal.approvals_this_round, "updated_at": now},
+                )
                 for proposal in waiting
             ],
             actor=actor,
