@@ -7,7 +7,14 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 
-from approvals.models import Agent, Decision, DecisionOutcome, Proposal, ProposalStatus
+from approvals.models import (
+    Agent,
+    Decision,
+    DecisionOutcome,
+    Proposal,
+    ProposalStatus,
+    RejectionReason,
+)
 from approvals.services.acts import Act, check_may_act
 from audit.actors import Actor, acting_as
 from audit.history import create_with_history
@@ -130,10 +137,10 @@ def feedback_record_decisions(
 
 def _round_notes(decisions: Sequence[Decision]) -> dict[int, str]:
     """For each decision that ended a round in which others decided before it (the first of
-    two approvals), the notes of everyone of the round who wrote one, in the order they
-    decided, each after its author's name: the agent learns what every person said of its
-    proposal, not only the last. A note's own lines are indented under its author's, so that
-    no note can pass a line of its own off as another person's."""
+    two approvals), where any of them wrote a note: what each person of the round decided
+    and wrote, in the order they decided, after their name: the agent learns what every
+    person said of its proposal, not only the last. A note's own lines are indented under
+    its author's, so that no note can pass a line of its own off as another person's."""
     several = {
         decision.proposal_id: decision
         for decision in decisions
@@ -149,19 +156,24 @@ def _round_notes(decisions: Sequence[Decision]) -> dict[int, str]:
             rounds.setdefault(ending.pk, []).append(other)
     notes = {}
     for ending in several.values():
-        if others := rounds.get(ending.pk):
-            notes[ending.pk] = "\n".join(
-                f"{decision.reviewer.get_username()}: {_indented(decision.note)}"
-                for decision in [*others, ending]
-                if decision.note.strip()
-            )
+        round_ = [*rounds.get(ending.pk, ()), ending]
+        if len(round_) > 1 and any(decision.note.strip() for decision in round_):
+            notes[ending.pk] = "\n".join(_said(decision) for decision in round_)
     return notes
 
 
-def _indented(note: str) -> str:
-    """A note's lines after its first, indented (its line endings as one: a browser sends
-    CRLF)."""
-    return "\n  ".join(note.strip().splitlines())
+def _said(decision: Decision) -> str:
+    """One person's decision of a round and what they wrote, as one entry of the merged note
+    ("operator approved: Fine."): each says what its author decided, so that an approver's
+    note is not read as the reason for a rejection. The note's lines after its first are
+    indented (its line endings as one: a browser sends CRLF)."""
+    if decision.outcome == DecisionOutcome.REJECT:
+        reason = dict(RejectionReason.choices).get(decision.reason_code, decision.reason_code)
+        did = f"rejected ({reason})" if reason else "rejected"
+    else:
+        did = "approved with edits" if decision.edited_payload is not None else "approved"
+    note = "\n  ".join(decision.note.strip().splitlines())
+    return f"{decision.reviewer.get_username()} {did}" + (f": {note}" if note else ".")
 
 
 def feedback_record_supersessions(

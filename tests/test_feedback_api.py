@@ -43,10 +43,10 @@ def test_agent_pulls_its_feedback_oldest_first_by_cursor(agent_client):
 
 
 def test_what_each_of_two_approvers_wrote_reaches_the_agent(agent_client, operators):
-    """Where an action needs two approvals, the agent learns what both people wrote, each
-    after their name, in the order they decided: the first approver's note is a correction
-    as much as the second's. A note's own lines are indented under its author, so no note
-    passes a line off as another person's. An edit starts the round afresh: notes on the
+    """Where an action needs two approvals, the agent learns what both people decided and
+    wrote, each after their name, in the order they decided: the first approver's note is a
+    correction as much as the second's. A note's own lines are indented under its author, so
+    no note passes a line off as another person's. An edit starts the round afresh: notes on the
     action as it stood before are not about the action approved."""
     operator, colleague = operators
     Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
@@ -75,13 +75,27 @@ def test_what_each_of_two_approvers_wrote_reaches_the_agent(agent_client, operat
         (
             seconded.pk,
             "approved",
-            "operator: Fine, watch the CPA.\n  second-operator: and halve it.\n"
-            "second-operator: Agreed, this week only.",
+            "operator approved: Fine, watch the CPA.\n  second-operator: and halve it.\n"
+            "second-operator approved: Agreed, this week only.",
         ),
-        (quiet_second.pk, "rejected", "second-operator: Good signal."),
-        (quiet_first.pk, "approved", "second-operator: Only mine."),
-        (edited.pk, "approved_with_edits", "second-operator: Less."),
+        # The approver's note is not the rejection's reason: each says what its author did.
+        (
+            quiet_second.pk,
+            "rejected",
+            "second-operator approved: Good signal.\noperator rejected (Wrong signal).",
+        ),
+        (quiet_first.pk, "approved", "operator approved.\nsecond-operator approved: Only mine."),
+        (
+            edited.pk,
+            "approved_with_edits",
+            "second-operator approved with edits: Less.\noperator approved.",
+        ),
     ]
+    quiet_round = evaluated(reallocation("235.00"))
+    proposal_approve(proposal_id=quiet_round.pk, reviewer=operator)
+    proposal_approve(proposal_id=quiet_round.pk, reviewer=colleague)
+    feedback = agent_client("optimizer").get("/api/v1/feedback/").json()["results"]
+    assert feedback[-1]["note"] == ""  # nobody wrote anything: nothing is made up
 
 
 def test_dry_run_tells_the_verdict_and_writes_nothing(optimizer):
