@@ -384,16 +384,16 @@ def notifications_deliver(
     # Read first, with no transaction (no write turn on SQLite): another task took them.
     if not _any_due(notification_ids, now=now):
         return []
-    due = Notification.objects.filter(status=NotificationStatus.PENDING, next_attempt_at__lte=now)
     with transaction.atomic():
-        locked = due.select_for_update(skip_locked=True, of=("self",)).select_related(
+        ids = _due_locked(notification_ids, now=now, most=DELIVERY_CHUNK)
+        if others_due and ids and len(ids) < DELIVERY_CHUNK:
+            ids += _due_locked(None, now=now, most=DELIVERY_CHUNK - len(ids), besides=ids)
+        if not ids:  # another task took them between the first read and the lock
+            return []
+        found = Notification.objects.select_related(
             "proposal__agent", "proposal__account", "recipient"
-        )
-        taken = list(locked.filter(pk__in=notification_ids).order_by("pk")[:DELIVERY_CHUNK])
-        if others_due and taken and len(taken) < DELIVERY_CHUNK:
-            taken += locked.exclude(pk__in=[n.pk for n in taken]).order_by("next_attempt_at", "pk")[
-                : DELIVERY_CHUNK - len(taken)
-            ]
+        ).in_bulk(ids)
+        taken = [found[pk] for pk in ids]
         # One of each person, so their permissions are read once for all their messages.
         people = {}
         for notification in taken:
@@ -454,6 +454,46 @@ def _any_due(notification_ids: Sequence[int], *, now: datetime) -> bool:
             ],
         )
         return cursor.fetchone() is not None
+
+
+def _due_locked(
+    notification_ids: Sequence[int] | None,
+    *,
+    now: datetime,
+    most: int,
+    besides: Sequence[int] = (),
+) -> list[int]:
+    """Of these notifications (or, with None, of all but ``besides``, due longest first), the
+    ids of at most ``most`` that are due, locked (those another transaction holds skipped),
+    in SQL written out: under a backlog most tasks find theirs taken by another, and the ORM
+    built this question, with the rows' every column and their proposals', agents',
+    accounts' and recipients', in longer than the rest of such a task."""
+    quote = connection.ops.quote_name
+    where, params = (
+        ["status = %s", "next_attempt_at <= %s"],
+        [
+            NotificationStatus.PENDING,
+            connection.ops.adapt_datetimefield_value(now),
+        ],
+    )
+    if notification_ids is not None:
+        where.append(f"id IN ({', '.join(['%s'] * len(notification_ids))})")
+        params += notification_ids
+        order = "id"
+    else:
+        if besides:
+            where.append(f"id NOT IN ({', '.join(['%s'] * len(besides))})")
+            params += besides
+        order = "next_attempt_at, id"
+    skip_locked = connection.features.has_select_for_update_skip_locked
+    lock = " FOR UPDATE SKIP LOCKED" if skip_locked else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM {quote(Notification._meta.db_table)} WHERE {' AND '.join(where)} "
+            f"ORDER BY {order} LIMIT %s{lock}",
+            [*params, most],
+        )
+        return [row[0] for row in cursor.fetchall()]
 
 
 def _lease(notifications: Sequence[Notification], *, attempts: int, until: datetime) -> None:
