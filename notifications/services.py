@@ -28,7 +28,8 @@ from audit.history import (
     update_with_history_where,
 )
 from hitlproject.errors import Conflict, NotFound
-from hitlproject.queueing import chunked, enqueue_after_commit, send_each
+from hitlproject.on_its_way import send_now
+from hitlproject.queueing import after_commit, chunked, send_each
 from hitlproject.vocabulary import APPROVED_TO_RUN_STATUSES, REVIEW_ENDINGS
 from notifications.carriers import channel_for
 from notifications.channels import ChannelError, Sent
@@ -61,6 +62,11 @@ DELIVERY_CHUNK = 20
 # neither outlives the lease (another task would send it again) nor tells a person, late,
 # of a proposal someone decided meanwhile.
 SENDING_TIME = timedelta(seconds=15)
+# A delivery task sent and not yet started takes along what writers commit meanwhile, who then
+# send none (under a burst of submissions, nine tasks in ten found their messages sent by
+# another); its mark, older than this, is of a task lost on its way.
+DELIVERY_ON_ITS_WAY = "notifications.deliver"
+ON_ITS_WAY_STALE_SECONDS = 10
 # Who writes the outbox and the deadlines in the audit trail: the platform's part that tells
 # people, whichever move (a person's, an agent's, a sweep's) made it tell them.
 NOTIFICATIONS_ACTOR = Actor.system("notifications")
@@ -191,9 +197,27 @@ def _held(route: Route | None) -> bool:
 
 def _send_after_commit(notification_ids: list[int]) -> None:
     if notification_ids:
+        after_commit(_deliver, notification_ids)
+
+
+def _deliver(notification_ids: list[int]) -> None:
+    """Send delivery tasks for messages just committed, a task to each chunk of them; none
+    where they fit in one and a delivery task is on its way (``hitlproject.on_its_way``): it
+    starts after this commit and takes them along."""
+    from notifications.tasks import deliver_notifications
+
+    chunks = chunked(notification_ids, DELIVERY_CHUNK)
+    if len(chunks) > 1 or send_now(DELIVERY_ON_ITS_WAY, stale_after=ON_ITS_WAY_STALE_SECONDS):
+        send_each(deliver_notifications, chunks)
+
+
+def _deliver_more() -> None:
+    """A task took a whole chunk, so more may be due, from writers that left them to it: a
+    task for them, unless one is on its way."""
+    if send_now(DELIVERY_ON_ITS_WAY, stale_after=ON_ITS_WAY_STALE_SECONDS):
         from notifications.tasks import deliver_notifications
 
-        enqueue_after_commit(deliver_notifications, *chunked(notification_ids, DELIVERY_CHUNK))
+        send_each(deliver_notifications, [[]])
 
 
 def _review_ended(proposals: Sequence[Proposal], *, now: datetime) -> None:
@@ -376,20 +400,23 @@ def notifications_deliver(
     """Make one attempt to send each of these notifications that is due, and record how each
     went; with ``others_due``, while fewer than ``DELIVERY_CHUNK``, the others due longest
     too (a backlog of messages, one recorded by each submission, goes out in chunks: each
-    leased in one transaction and recorded in another, not two for every message). Returns
+    leased in one transaction and recorded in another, not two for every message), and,
+    having taken a whole chunk, a task sent for what may be left. Returns
     those attempted or ended, as recorded; not those that were not due (sent, given up, held,
     or being sent by another worker). A message about a proposal that no longer waits is not
     sent: the person would be told of something that is not so."""
     now = timezone.now()
     # Read first, with no transaction (no write turn on SQLite): another task took them.
-    if not _any_due(notification_ids, now=now):
+    if not _any_due(None if others_due else notification_ids, now=now):
         return []
     with transaction.atomic():
         ids = _due_locked(notification_ids, now=now, most=DELIVERY_CHUNK)
-        if others_due and ids and len(ids) < DELIVERY_CHUNK:
+        if others_due and len(ids) < DELIVERY_CHUNK:
             ids += _due_locked(None, now=now, most=DELIVERY_CHUNK - len(ids), besides=ids)
         if not ids:  # another task took them between the first read and the lock
             return []
+        if others_due and len(ids) == DELIVERY_CHUNK:
+            after_commit(_deliver_more)  # once these are leased
         found = Notification.objects.select_related(
             "proposal__agent", "proposal__account", "recipient"
         ).in_bulk(ids)
@@ -435,23 +462,22 @@ def notifications_deliver(
     return ended + recorded
 
 
-def _any_due(notification_ids: Sequence[int], *, now: datetime) -> bool:
-    """Whether any of these notifications is due: in SQL written out, as most tasks of a
-    backlog find theirs sent already by the task before (the ORM takes longer to build the
-    question than the database to answer it)."""
-    if not notification_ids:
+def _any_due(notification_ids: Sequence[int] | None, *, now: datetime) -> bool:
+    """Whether any of these notifications (None: any at all) is due: in SQL written out, as
+    most tasks of a backlog find theirs sent already by the task before (the ORM takes longer
+    to build the question than the database to answer it)."""
+    if notification_ids is not None and not notification_ids:
         return False
-    quote = connection.ops.quote_name
+    where = "status = %s AND next_attempt_at <= %s"
+    params = [NotificationStatus.PENDING, connection.ops.adapt_datetimefield_value(now)]
+    if notification_ids is not None:
+        where += f" AND id IN ({', '.join(['%s'] * len(notification_ids))})"
+        params += notification_ids
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT 1 FROM {quote(Notification._meta.db_table)} "
-            f"WHERE id IN ({', '.join(['%s'] * len(notification_ids))}) "
-            "AND status = %s AND next_attempt_at <= %s LIMIT 1",
-            [
-                *notification_ids,
-                NotificationStatus.PENDING,
-                connection.ops.adapt_datetimefield_value(now),
-            ],
+            f"SELECT 1 FROM {connection.ops.quote_name(Notification._meta.db_table)} "
+            f"WHERE {where} LIMIT 1",
+            params,
         )
         return cursor.fetchone() is not None
 
@@ -468,6 +494,8 @@ def _due_locked(
     in SQL written out: under a backlog most tasks find theirs taken by another, and the ORM
     built this question, with the rows' every column and their proposals', agents',
     accounts' and recipients', in longer than the rest of such a task."""
+    if notification_ids is not None and not notification_ids:
+        return []
     quote = connection.ops.quote_name
     where, params = (
         ["status = %s", "next_attempt_at <= %s"],

@@ -3,9 +3,14 @@
 from celery import shared_task
 from django.db import OperationalError
 
+from hitlproject.on_its_way import started
 from notifications.deadlines import deadlines_sweep
 from notifications.digests import notifications_send_digests
-from notifications.services import notifications_deliver, notifications_resend_due
+from notifications.services import (
+    DELIVERY_ON_ITS_WAY,
+    notifications_deliver,
+    notifications_resend_due,
+)
 
 
 @shared_task(
@@ -15,6 +20,8 @@ from notifications.services import notifications_deliver, notifications_resend_d
     max_retries=8,
 )
 def deliver_notifications(notification_ids: list[int]) -> None:
+    # Before it reads what is due: what is committed from now on needs a task of its own.
+    started(DELIVERY_ON_ITS_WAY)
     notifications_deliver(notification_ids=notification_ids, others_due=True)
 
 

@@ -1,0 +1,103 @@
+"""A burst of waiting proposals sends a delivery task only where none is on its way: one sent
+and not started takes along the messages committed meanwhile, and a task that takes a whole
+chunk sends for the rest. Every message still goes, once; a task lost on its way holds the
+others back for seconds, not until a sweep."""
+
+import os
+import time
+
+import pytest
+
+from hitlproject import on_its_way
+from notifications import services
+from notifications.models import Notification, NotificationStatus
+from notifications.tasks import deliver_notifications
+from tests.conftest import reallocation, wait_until
+
+BACKENDS = ["file"] + (["redis"] if os.environ.get("REDIS_URL") else [])
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, settings, tmp_path):
+    if request.param == "file":
+        settings.REDIS_URL = ""
+        settings.DATA_DIR = tmp_path
+        on_its_way._marks_dir.cache_clear()
+    yield request.param
+    on_its_way.started("test.mark")
+    on_its_way._marks_dir.cache_clear()
+
+
+def test_a_task_is_sent_once_until_it_starts_then_again(backend):
+    assert on_its_way.send_now("test.mark", stale_after=10) is True
+    assert on_its_way.send_now("test.mark", stale_after=10) is False  # it is on its way
+    on_its_way.started("test.mark")
+    assert on_its_way.send_now("test.mark", stale_after=10) is True
+
+
+def test_a_mark_older_than_its_staleness_is_of_a_lost_task(backend):
+    assert on_its_way.send_now("test.mark", stale_after=0.2) is True
+    time.sleep(0.4)
+    assert on_its_way.send_now("test.mark", stale_after=0.2) is True  # sent afresh
+    assert on_its_way.send_now("test.mark", stale_after=0.2) is False
+
+
+def test_a_name_that_is_not_a_marks_is_refused():
+    with pytest.raises(ValueError):
+        on_its_way.send_now("../../etc/passwd", stale_after=1)
+
+
+def submitted(optimizer, count: int) -> list[int]:
+    ids = []
+    for i in range(count):
+        answer = optimizer.post("/api/v1/proposals/", reallocation(f"{150 + i}.00"), format="json")
+        assert answer.status_code == 201, answer.content
+        assert answer.json()["status"] == "pending_review"
+        ids.append(answer.json()["id"])
+    return ids
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_messages_committed_while_a_task_is_on_its_way_go_with_it_chunk_after_chunk(
+    optimizer, mailbox
+):
+    """45 submissions while a delivery task is on its way send none of their own; the task,
+    once it starts, takes 20 and sends for the rest, which takes 20 and sends for the last
+    5: every operator's message goes, once."""
+    on_its_way.started(services.DELIVERY_ON_ITS_WAY)
+    assert on_its_way.send_now(services.DELIVERY_ON_ITS_WAY, stale_after=60)
+
+    proposals = submitted(optimizer, 45)
+
+    time.sleep(1)
+    assert not mailbox.to("operator@example.com")  # left to the task on its way
+    assert Notification.objects.filter(status=NotificationStatus.PENDING).count() == 45
+
+    deliver_notifications.delay([])  # the task on its way arrives
+
+    wait_until(lambda: len(mailbox.to("operator@example.com")) >= 45, timeout=30)
+    time.sleep(0.5)
+    told = sorted(
+        int(m["Subject"].split("#")[1].split()[0]) for m in mailbox.to("operator@example.com")
+    )
+    assert told == sorted(proposals)  # each once
+    assert set(Notification.objects.values_list("status", "attempts")) == {
+        (NotificationStatus.SENT, 1)
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_a_task_lost_on_its_way_holds_messages_back_only_until_its_mark_is_stale(
+    optimizer, mailbox, monkeypatch
+):
+    monkeypatch.setattr(services, "ON_ITS_WAY_STALE_SECONDS", 1)
+    on_its_way.started(services.DELIVERY_ON_ITS_WAY)
+    assert on_its_way.send_now(services.DELIVERY_ON_ITS_WAY, stale_after=1)  # never sent
+    time.sleep(1.2)
+
+    [proposal] = submitted(optimizer, 1)
+
+    [message] = wait_until(lambda: mailbox.to("operator@example.com"), timeout=15)
+    assert f"#{proposal}" in message["Subject"]
