@@ -47,7 +47,13 @@ from hitlproject.longpoll import (
     LongPollView,
     wait_field,
 )
-from hitlproject.validation import StrictFloatField, StrictSerializer, bounded_json, finite_number
+from hitlproject.validation import (
+    StrictFloatField,
+    StrictQuery,
+    StrictSerializer,
+    bounded_json,
+    finite_number,
+)
 from hitlproject.wakeups import proposal_topic
 from policies.engine import HOLD_RULE_LABELS
 
@@ -309,7 +315,7 @@ class ProposalPage(serializers.Serializer):
     results = ProposalOutput(many=True)
 
 
-class ProposalListFilters(StrictSerializer):
+class ProposalListFilters(StrictQuery):
     status = serializers.ChoiceField(choices=ProposalStatus.choices, required=False)
     action_type = serializers.CharField(max_length=32, required=False)
     since = serializers.DateTimeField(required=False)
@@ -421,7 +427,7 @@ class ProposalBatchApi(IdempotentAPIView):
         return Response(results, status=status.HTTP_200_OK)
 
 
-class ProposalWaitQuery(StrictSerializer):
+class ProposalWaitQuery(StrictQuery):
     wait = wait_field()
     status = serializers.ChoiceField(
         choices=ProposalStatus.choices,

@@ -135,8 +135,10 @@ def policy_terms(policy, unit: str) -> list[str]:
         above.append(format_magnitude(policy.more_approvals_above_magnitude, unit))
     if policy.more_approvals_above_amount is not None:
         above.append(f"{policy.more_approvals_above_amount} a day")
-    if above:  # the two-person rule
-        approvals += f", {policy.approvals_above_threshold} above {' or '.join(above)}"
+    # The two-person rule, where it asks for more than the rest (as the engine counts it).
+    more = max(policy.required_approvals, policy.approvals_above_threshold)
+    if above and more > policy.required_approvals:
+        approvals += f", {more} above {' or '.join(above)}"
     terms.append(approvals)
     return terms
 

@@ -26,7 +26,7 @@ from hitlproject.longpoll import (
     LongPollView,
     wait_field,
 )
-from hitlproject.validation import StrictFloatField, StrictSerializer, finite_number
+from hitlproject.validation import StrictFloatField, StrictQuery, StrictSerializer, finite_number
 from hitlproject.vocabulary import NOTE_MAX_LENGTH
 from hitlproject.wakeups import feedback_topic
 
@@ -110,7 +110,7 @@ class FeedbackPagination(IdCursorPagination):
         return response
 
 
-class FeedbackListQuery(StrictSerializer):
+class FeedbackListQuery(StrictQuery):
     wait = wait_field()
     cursor = serializers.CharField(required=False, help_text="From a next or resume link.")
     page_size = serializers.IntegerField(
@@ -162,7 +162,7 @@ class FeedbackListApi(LongPollView, AgentAPIView):
         return bool(page), paginator.get_paginated_response(FeedbackOutput(page, many=True).data)
 
 
-class ScorecardQuery(StrictSerializer):
+class ScorecardQuery(StrictQuery):
     days = serializers.IntegerField(
         min_value=1, max_value=365, required=False, default=30, help_text="The window, in days."
     )

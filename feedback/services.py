@@ -107,7 +107,8 @@ def feedback_record_decisions(
     approval that leaves it waiting for another person tells the agent nothing yet). An edit
     is the field-by-field diff between what the agent proposed (``proposed_payloads``, by
     proposal id) and the action approved. Where several people decided in the round (an
-    action that needs two approvals), the note says what each of them wrote, by name."""
+    action that needs two approvals), the note says what each of them decided and wrote, by
+    name."""
     feedback = []
     notes = _round_notes(decisions)
     for decision in decisions:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rest_framework import serializers
+from rest_framework.settings import api_settings
 
 from hitlproject.errors import InvalidInput
 
@@ -16,9 +17,11 @@ MAX_SUPPORTING_DATA_BYTES = 64 * 1024
 class StrictSerializer(serializers.Serializer):
     """A serializer that refuses fields it does not know, instead of silently dropping them."""
 
+    known_elsewhere: frozenset[str] = frozenset()
+
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         if isinstance(data, Mapping):
-            unknown = sorted(set(data) - set(self.fields))
+            unknown = sorted(set(data) - set(self.fields) - self.known_elsewhere)
             if unknown:
                 raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
         return super().to_internal_value(data)
@@ -100,3 +103,11 @@ def invalid_under(field: str, error: InvalidInput) -> InvalidInput:
     """``error`` as the refusal of the ``field`` it is about: its field errors nested under it
     (``{"payload": {"amount": [...]}}``), or its message, if it names no field."""
     return invalid_input({field: error.field_errors or [error.message]})
+
+
+class StrictQuery(StrictSerializer):
+    """An endpoint's query parameters: one it does not take is a 400 naming it (an agent that
+    asked to wait, or for one account's campaigns, is not answered as if it had asked for
+    something else); DRF's own ``?format=json`` is taken, as on any DRF endpoint."""
+
+    known_elsewhere = frozenset({api_settings.URL_FORMAT_OVERRIDE} - {None})

@@ -4,7 +4,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from hitlproject.api import AgentAPIView
-from hitlproject.validation import StrictSerializer
+from hitlproject.validation import StrictQuery
 from ledger.selectors import campaign_list_for_agent
 
 
@@ -22,7 +22,7 @@ class CampaignOutput(serializers.Serializer):
     updated_at = serializers.DateTimeField()
 
 
-class CampaignListQuery(StrictSerializer):
+class CampaignListQuery(StrictQuery):
     """It takes none: an agent asking for one account's campaigns is told so, not given every
     account's as if they were that one's."""
 

@@ -28,7 +28,7 @@ from audit.history import (
     update_with_history_where,
 )
 from hitlproject.errors import Conflict, NotFound
-from hitlproject.on_its_way import send_now
+from hitlproject.on_its_way import send_now, started
 from hitlproject.queueing import after_commit, chunked, send_each
 from hitlproject.vocabulary import APPROVED_TO_RUN_STATUSES, REVIEW_ENDINGS
 from notifications.carriers import channel_for
@@ -66,7 +66,7 @@ SENDING_TIME = timedelta(seconds=15)
 # send none (under a burst of submissions, nine tasks in ten found their messages sent by
 # another); its mark, older than this, is of a task lost on its way.
 DELIVERY_ON_ITS_WAY = "notifications.deliver"
-ON_ITS_WAY_STALE_SECONDS = 10
+ON_ITS_WAY_STALE_SECONDS = 5
 # Who writes the outbox and the deadlines in the audit trail: the platform's part that tells
 # people, whichever move (a person's, an agent's, a sweep's) made it tell them.
 NOTIFICATIONS_ACTOR = Actor.system("notifications")
@@ -207,17 +207,28 @@ def _deliver(notification_ids: list[int]) -> None:
     from notifications.tasks import deliver_notifications
 
     chunks = chunked(notification_ids, DELIVERY_CHUNK)
-    if len(chunks) > 1 or send_now(DELIVERY_ON_ITS_WAY, stale_after=ON_ITS_WAY_STALE_SECONDS):
+    if len(chunks) > 1:
         send_each(deliver_notifications, chunks)
+    else:
+        _deliver_unless_on_its_way(notification_ids)
 
 
 def _deliver_more() -> None:
-    """A task took a whole chunk, so more may be due, from writers that left them to it: a
-    task for them, unless one is on its way."""
-    if send_now(DELIVERY_ON_ITS_WAY, stale_after=ON_ITS_WAY_STALE_SECONDS):
-        from notifications.tasks import deliver_notifications
+    """A task took a whole chunk, so more may be due, from writers that left them to it: it
+    goes on to the next, and a task for them is sent too, to send beside it, unless one is
+    on its way."""
+    _deliver_unless_on_its_way([])
 
-        send_each(deliver_notifications, [[]])
+
+def _deliver_unless_on_its_way(notification_ids: list[int]) -> None:
+    from notifications.tasks import deliver_notifications
+
+    if send_now(DELIVERY_ON_ITS_WAY, stale_after=ON_ITS_WAY_STALE_SECONDS):
+        try:
+            send_each(deliver_notifications, [notification_ids])
+        except BaseException:
+            started(DELIVERY_ON_ITS_WAY)  # not on its way after all: the next writer sends
+            raise
 
 
 def _review_ended(proposals: Sequence[Proposal], *, now: datetime) -> None:
@@ -401,21 +412,38 @@ def notifications_deliver(
     went; with ``others_due``, while fewer than ``DELIVERY_CHUNK``, the others due longest
     too (a backlog of messages, one recorded by each submission, goes out in chunks: each
     leased in one transaction and recorded in another, not two for every message), and,
-    having taken a whole chunk, a task sent for what may be left. Returns
-    those attempted or ended, as recorded; not those that were not due (sent, given up, held,
-    or being sent by another worker). A message about a proposal that no longer waits is not
+    having taken a whole chunk, the next, until none is left or ``SENDING_TIME`` has passed
+    (and a task is sent for what may be left, to send beside this one). Returns those
+    attempted or ended, as recorded; not those that were not due (sent, given up, held, or
+    being sent by another worker). A message about a proposal that no longer waits is not
     sent: the person would be told of something that is not so."""
+    until = timezone.now() + SENDING_TIME
+    done: list[Notification] = []
+    while True:
+        chunk, whole = _deliver_chunk(notification_ids, others_due=others_due)
+        done += chunk
+        if not (others_due and whole) or timezone.now() >= until:
+            return done
+        notification_ids = []
+
+
+def _deliver_chunk(
+    notification_ids: Sequence[int], *, others_due: bool
+) -> tuple[list[Notification], bool]:
+    """One chunk of ``notifications_deliver``: those attempted or ended, and whether it was
+    a whole chunk, all sent in time."""
     now = timezone.now()
     # Read first, with no transaction (no write turn on SQLite): another task took them.
     if not _any_due(None if others_due else notification_ids, now=now):
-        return []
+        return [], False
     with transaction.atomic():
         ids = _due_locked(notification_ids, now=now, most=DELIVERY_CHUNK)
         if others_due and len(ids) < DELIVERY_CHUNK:
             ids += _due_locked(None, now=now, most=DELIVERY_CHUNK - len(ids), besides=ids)
         if not ids:  # another task took them between the first read and the lock
-            return []
-        if others_due and len(ids) == DELIVERY_CHUNK:
+            return [], False
+        whole = len(ids) == DELIVERY_CHUNK
+        if others_due and whole:
             after_commit(_deliver_more)  # once these are leased
         found = Notification.objects.select_related(
             "proposal__agent", "proposal__account", "recipient"
@@ -459,7 +487,7 @@ def notifications_deliver(
         with transaction.atomic():
             _lease(left, attempts=-1, until=timezone.now())
         deliver_notifications.delay([n.pk for n in left])
-    return ended + recorded
+    return ended + recorded, whole and not left
 
 
 def _any_due(notification_ids: Sequence[int] | None, *, now: datetime) -> bool:

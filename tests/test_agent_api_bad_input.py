@@ -273,6 +273,15 @@ def test_a_query_parameter_an_endpoint_does_not_take_is_a_400_naming_it(
     assert field in response.json()
 
 
+@pytest.mark.parametrize(
+    "path", ["/api/v1/feedback/", "/api/v1/campaigns/", URL, "/api/v1/scorecard/"]
+)
+def test_drf_s_own_format_parameter_is_taken_as_on_any_drf_endpoint(optimizer, path):
+    response = optimizer.get(f"{path}?format=json")
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"].startswith("application/json")
+
+
 def test_a_long_poll_on_a_proposal_with_a_misspelt_parameter_is_a_400(optimizer):
     proposal = optimizer.post(URL, action(new_bid="1.10", **BRAND), format="json").json()
     response = optimizer.get(f"{URL}{proposal['id']}/?wiat=30")

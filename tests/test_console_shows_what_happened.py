@@ -489,11 +489,37 @@ def test_approvals_a_policy_asks_for_since_routing_are_said_beside_the_version_t
     ) in reasons
     assert "1 of 2 approvals" in re.sub(r"\s+", " ", page)
 
+    # Edited again by another person, it is re-assessed again: the reason stays.
+    colleague = get_user_model().objects.create_user("second-operator", is_staff=True)
+    colleague.groups.set(get_user_model().objects.get(username="operator").groups.all())
+    proposal_approve(
+        proposal_id=proposal.pk,
+        reviewer=colleague,
+        edited_payload={**proposal.payload, "amount": "250.00"},
+    )
+    proposal.refresh_from_db()
+    assert (proposal.status, proposal.approvals_this_round) == ("pending_review", 1)
+    assert any(
+        reason.startswith("It now needs 2 distinct approvals")
+        for reason in proposal.verdict_reasons
+    )
 
-def test_the_policy_terms_on_a_proposals_page_name_its_two_person_rule(login):
+
+@pytest.mark.parametrize(
+    "required, above, said",
+    [
+        (1, 2, "1 approval, 2 above 20.0% or 250.00 a day."),
+        (2, 3, "2 approvals, 3 above 20.0% or 250.00 a day."),
+        (2, 1, "2 approvals."),  # the engine asks for the more of the two: 2
+    ],
+)
+def test_the_policy_terms_on_a_proposals_page_name_its_two_person_rule(
+    login, required, above, said
+):
     policy = Policy.objects.get(action_type="budget_reallocation", is_draft=False)
     policy.more_approvals_above_magnitude = Decimal("0.20")
     policy.more_approvals_above_amount = Decimal("250.00")
+    policy.required_approvals, policy.approvals_above_threshold = required, above
     policy._change_reason = "Two people for the large ones."
     policy.save()
     proposal = evaluated(reallocation("280.00"))
@@ -501,5 +527,6 @@ def test_the_policy_terms_on_a_proposals_page_name_its_two_person_rule(login):
     page = html.unescape(page_of(login("auditor"), proposal).text)
 
     routed_by = re.sub(r"\s+", " ", page.split('id="routed-by"')[1].split("</p>")[0])
-    assert routed_by.endswith("1 approval, 2 above 20.0% or 250.00 a day.")
-    assert "0 of 2 approvals" in re.sub(r"\s+", " ", page)
+    assert routed_by.endswith(said)
+    needed = max(required, above)
+    assert f"0 of {needed} approvals" in re.sub(r"\s+", " ", page)

@@ -1,7 +1,9 @@
 """A burst of waiting proposals sends a delivery task only where none is on its way: one sent
 and not started takes along the messages committed meanwhile, and a task that takes a whole
-chunk sends for the rest. Every message still goes, once; a task lost on its way holds the
-others back for seconds, not until a sweep."""
+chunk goes on to the next and sends for the rest. Every message still goes, once; a send
+that fails leaves no mark to hold the next writer back, and a mark left by a task lost on its
+way holds writers back for seconds, after which the next writer's task takes along what is
+due."""
 
 import os
 import time
@@ -42,6 +44,35 @@ def test_a_mark_older_than_its_staleness_is_of_a_lost_task(backend):
     assert on_its_way.send_now("test.mark", stale_after=0.2) is False
 
 
+def test_two_platforms_sharing_a_data_directory_or_a_redis_keep_their_marks_apart(
+    backend, settings
+):
+    from hitlproject.celery import app
+
+    assert on_its_way.send_now("test.mark", stale_after=10) is True
+    queue = app.conf.task_default_queue
+    try:
+        app.conf.task_default_queue = f"{queue}-other"
+        assert on_its_way.send_now("test.mark", stale_after=10) is True
+        on_its_way.started("test.mark")
+    finally:
+        app.conf.task_default_queue = queue
+
+
+def test_a_delivery_task_that_could_not_be_sent_leaves_no_mark(monkeypatch):
+    """The broker refused the send: the mark is forgotten, so the next writer sends."""
+    on_its_way.started(services.DELIVERY_ON_ITS_WAY)
+
+    def refused(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(services, "send_each", refused)
+    with pytest.raises(OSError):
+        services._deliver([1])
+    assert on_its_way.send_now(services.DELIVERY_ON_ITS_WAY, stale_after=10) is True
+    on_its_way.started(services.DELIVERY_ON_ITS_WAY)
+
+
 def test_a_name_that_is_not_a_marks_is_refused():
     with pytest.raises(ValueError):
         on_its_way.send_now("../../etc/passwd", stale_after=1)
@@ -60,15 +91,18 @@ def submitted(optimizer, count: int) -> list[int]:
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("celery_worker")
 def test_messages_committed_while_a_task_is_on_its_way_go_with_it_chunk_after_chunk(
-    optimizer, mailbox
+    optimizer, mailbox, monkeypatch
 ):
     """45 submissions while a delivery task is on its way send none of their own; the task,
-    once it starts, takes 20 and sends for the rest, which takes 20 and sends for the last
-    5: every operator's message goes, once."""
+    once it starts, takes 20, goes on to the next 20 and the last 5, and sends a task for
+    what may be left: every operator's message goes, once."""
+    monkeypatch.setattr(services, "ON_ITS_WAY_STALE_SECONDS", 60)  # however slow this is
     on_its_way.started(services.DELIVERY_ON_ITS_WAY)
     assert on_its_way.send_now(services.DELIVERY_ON_ITS_WAY, stale_after=60)
-
-    proposals = submitted(optimizer, 45)
+    try:
+        proposals = submitted(optimizer, 45)
+    finally:
+        on_its_way.started(services.DELIVERY_ON_ITS_WAY)  # nothing else waits on it
 
     time.sleep(1)
     assert not mailbox.to("operator@example.com")  # left to the task on its way

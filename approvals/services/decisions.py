@@ -301,8 +301,9 @@ def _decisions_record(
         # The others wait for more reviewers, with this approval counted.
         settling = {proposal.pk for proposal in complete}
         waiting = [proposal for proposal in deciding if proposal.pk not in settling]
+        counted_at = timezone.now()  # after any edit's save, which stamped it too
         for proposal in waiting:
-            proposal.updated_at = now  # the API's updated_at says it changed
+            proposal.updated_at = counted_at  # the API's updated_at says it changed
             proposal._change_reason = (
                 f"{reason}: {proposal.approvals_this_round} of "
                 f"{proposal.required_approvals} approvals"
@@ -312,7 +313,10 @@ def _decisions_record(
             [
                 (
                     proposal,
-                    {"approvals_this_round": proposal.approvals_this_round, "updated_at": now},
+                    {
+                        "approvals_this_round": proposal.approvals_this_round,
+                        "updated_at": counted_at,
+                    },
                 )
                 for proposal in waiting
             ],

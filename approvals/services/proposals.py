@@ -37,6 +37,7 @@ from hitlproject.vocabulary import UNDER_WAY_STATUSES
 from ledger.models import Account, Campaign
 from ledger.services import accounts_lock
 from policies.engine import Rule, Verdict, factor_from_text, factor_text
+from policies.models import Policy
 from policies.services import (
     CappedSpends,
     EvaluationContext,
@@ -577,18 +578,28 @@ def guardrail_blocks_each(proposals: Iterable[Proposal]) -> dict[int, tuple[str,
 
 
 def refreshed_facts(
-    proposal: Proposal, assessed: AssessedAction, verdict: Verdict, note: str
+    proposal: Proposal,
+    assessed: AssessedAction,
+    verdict: Verdict,
+    note: str,
+    routed_with: Mapping[int | None, int] | None = None,
 ) -> dict[str, Any]:
     """A proposal's fields after its action was edited or its target moved: the figures,
     risk and approvals needed follow the action as it now is; the routing record (outcome,
     policy and version, guardrail findings) stays as it was decided, with ``note`` and today's
     reasons added to what the operator reads. Approvals needed only rise: where the policies
-    in force now ask for more than the routing did, a reason says which, since the policy
-    version the page names as routing it asked for fewer."""
+    in force now ask for more than the routing version did, a reason says which, since the
+    page names that version and its terms (``routed_with``: ``approvals_routed_with`` of
+    the proposals being refreshed, read here if not given)."""
     required = max(proposal.required_approvals, verdict.required_approvals)
     reasons = [note, *verdict.reasons]
     two_person_rule = any(hold.rule == "two_person_rule" for hold in verdict.held_by)
-    if required > proposal.required_approvals and not two_person_rule:  # that one says so
+    if (
+        not two_person_rule  # that one says so
+        and required > 1
+        and required
+        > (routed_with or approvals_routed_with([proposal])).get(proposal.verdict_policy_version, 1)
+    ):
         reasons.append(
             f"It now needs {required} distinct approvals: policy “{verdict.policy_name}” asks "
             f"for {required} as it stands (version {verdict.policy_version})."
@@ -600,6 +611,16 @@ def refreshed_facts(
         "verdict_reasons": reasons,
         "verdict_held_by": held_by_records(verdict),
     }
+
+
+def approvals_routed_with(proposals: Iterable[Proposal]) -> dict[int | None, int]:
+    """The approvals each proposal's routing policy version asked for, by version (one
+    read of their history records); 1 where no policy routed it."""
+    versions = {proposal.verdict_policy_version for proposal in proposals} - {None}
+    asked = Policy.history.filter(history_id__in=versions).values_list(
+        "history_id", "required_approvals"
+    )
+    return {None: 1, **dict(asked)}
 
 
 def held_by_records(verdict: Verdict) -> list[dict[str, object]]:

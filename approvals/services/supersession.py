@@ -35,7 +35,12 @@ from approvals.services.lifecycle import (
     counted_state,
     proposals_move_through,
 )
-from approvals.services.proposals import assessed_from_ledger, refreshed_facts, verdict_for
+from approvals.services.proposals import (
+    approvals_routed_with,
+    assessed_from_ledger,
+    refreshed_facts,
+    verdict_for,
+)
 from audit.actors import Actor
 from audit.history import update_with_history
 from hitlproject.errors import Conflict, InvalidInput
@@ -322,6 +327,7 @@ def proposals_reassess_waiting(*, waiting: Sequence[Overtaken], actor: Actor) ->
         },
     )
     now = timezone.now()
+    routed_with = approvals_routed_with(overtaken.proposal for overtaken in waiting)
     written = []
     for proposal, note, assessed in checked:
         if isinstance(assessed, InvalidInput):
@@ -337,7 +343,11 @@ def proposals_reassess_waiting(*, waiting: Sequence[Overtaken], actor: Actor) ->
                 assessed=assessed, agent=proposal.agent, proposal_id=proposal.pk, context=context
             )
             changes = refreshed_facts(
-                proposal, assessed, verdict, f"{note} Now: {assessed.assessment.summary}."
+                proposal,
+                assessed,
+                verdict,
+                f"{note} Now: {assessed.assessment.summary}.",
+                routed_with,
             )
         changes["updated_at"] = now
         counted_before = counted_state(proposal)
