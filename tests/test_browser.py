@@ -166,7 +166,7 @@ def test_operator_rejects_two_proposals_at_once_with_a_reason(live_server, demo_
     expect(page.locator("#bulk-proposals tbody tr")).to_have_count(2)
     assert not Proposal.objects.filter(status=ProposalStatus.REJECTED).exists()
     page.select_option("select[name=reason_code]", "too_aggressive")
-    page.fill("textarea[name=note]", "Move in smaller steps.")
+    page.fill("textarea[name=note]", "Move in smaller steps.\nHalve it first.")
     page.click("input[value='Yes, reject 2']")
 
     expect(page.locator(".messagelist")).to_contain_text("Rejected 2 proposal(s).")
@@ -175,8 +175,12 @@ def test_operator_rejects_two_proposals_at_once_with_a_reason(live_server, demo_
         assert (decision.outcome, decision.reason_code, decision.note) == (
             "reject",
             "too_aggressive",
-            "Move in smaller steps.",
+            "Move in smaller steps.\r\nHalve it first.",  # as a browser sends it
         )
+    # The page keeps the note's lines, as the agent reads them: not one run-on sentence.
+    page.goto(f"{live_server.url}/admin/approvals/proposal/{proposals[0].pk}/change/")
+    note = page.locator("#proposal-decisions td.note").inner_text()
+    assert note.splitlines() == ["Move in smaller steps.", "Halve it first."]
 
 
 def test_auditor_reads_the_history_and_finds_no_way_to_change_anything(
