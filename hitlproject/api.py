@@ -12,6 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import exceptions, status
 from rest_framework.pagination import CursorPagination
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView, exception_handler
 
 from hitlproject.errors import Busy, DomainError, InvalidInput, Unavailable
@@ -38,6 +39,17 @@ class AgentAPIView(APIView):
         if length > self.max_body_bytes:
             raise PayloadTooLarge(self.max_body_bytes)
         super().initial(request, *args, **kwargs)
+
+    def perform_content_negotiation(self, request, force=False):
+        """DRF answers a ``?format=`` it has no renderer for with a 404, which an agent reads
+        as "no such proposal": it is a 400 naming the parameter."""
+        try:
+            return super().perform_content_negotiation(request, force)
+        except Http404 as error:
+            name = api_settings.URL_FORMAT_OVERRIDE
+            raise exceptions.ValidationError(
+                {name: [f"Answers are JSON: {name}=json, or no {name} at all."]}
+            ) from error
 
 
 class IdCursorPagination(CursorPagination):

@@ -282,6 +282,15 @@ def test_drf_s_own_format_parameter_is_taken_as_on_any_drf_endpoint(optimizer, p
     assert response["Content-Type"].startswith("application/json")
 
 
+@pytest.mark.parametrize("path", ["/api/v1/feedback/", "/api/v1/campaigns/", URL])
+@pytest.mark.parametrize("wanted", ["xml", "api", "csv"])
+def test_a_format_the_api_does_not_answer_in_is_a_400_not_a_404(optimizer, path, wanted):
+    """A 404 would read as "no such proposal"."""
+    response = optimizer.get(f"{path}?format={wanted}")
+    assert response.status_code == 400, response.content
+    assert "format" in response.json()
+
+
 def test_a_long_poll_on_a_proposal_with_a_misspelt_parameter_is_a_400(optimizer):
     proposal = optimizer.post(URL, action(new_bid="1.10", **BRAND), format="json").json()
     response = optimizer.get(f"{URL}{proposal['id']}/?wiat=30")
