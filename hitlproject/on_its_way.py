@@ -21,7 +21,6 @@ whose task takes along everything due, or the sweep of what is overdue.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import re
@@ -31,7 +30,7 @@ from pathlib import Path
 from django.conf import settings
 
 from hitlproject.celery import app
-from hitlproject.windows import redis_client
+from hitlproject.windows import data_folder, redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -72,19 +71,12 @@ def _key(name: str) -> str:
 
 
 def _mark_file(name: str) -> Path:
-    return _marks_dir() / _key(name).replace(os.sep, "_")
+    return data_folder("on-its-way") / _key(name).replace(os.sep, "_")
 
 
 def _checked(name: str) -> None:
     if not NAME.fullmatch(name):
         raise ValueError(f"Not a task's mark: {name!r}")
-
-
-@functools.cache
-def _marks_dir() -> Path:
-    folder = Path(settings.DATA_DIR) / "on-its-way"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def _file_mark(path: Path, stale_after: float) -> bool:

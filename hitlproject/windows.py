@@ -43,7 +43,7 @@ def window_hit(*, name: str, period: int, now: float) -> Hit:
         # The window's key outlives it by a second, whenever its last hit came.
         count, _ = redis_client().pipeline().incr(key).expire(key, period + 1).execute()
     else:
-        count = _file_hit(_counters_dir() / name, window)
+        count = _file_hit(data_folder("windows") / name, window)
     return Hit(count=count, seconds_left=(window + 1) * period - now)
 
 
@@ -55,7 +55,7 @@ def window_counts_clear(*, name: str) -> None:
         if keys:
             client.delete(*keys)
     else:
-        (_counters_dir() / name).unlink(missing_ok=True)
+        (data_folder("windows") / name).unlink(missing_ok=True)
 
 
 @made_once
@@ -69,9 +69,14 @@ def redis_client() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
 
 
+def data_folder(name: str) -> Path:
+    """A folder of the data directory, made on first use, for what the platform's processes
+    share on the embedded default (these counters, ``hitlproject.on_its_way``'s marks)."""
+    return _made(Path(settings.DATA_DIR) / name)
+
+
 @functools.cache
-def _counters_dir() -> Path:
-    folder = Path(settings.DATA_DIR) / "windows"
+def _made(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

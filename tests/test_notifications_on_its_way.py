@@ -24,10 +24,8 @@ def backend(request, settings, tmp_path):
     if request.param == "file":
         settings.REDIS_URL = ""
         settings.DATA_DIR = tmp_path
-        on_its_way._marks_dir.cache_clear()
     yield request.param
     on_its_way.started("test.mark")
-    on_its_way._marks_dir.cache_clear()
 
 
 def test_a_task_is_sent_once_until_it_starts_then_again(backend):
