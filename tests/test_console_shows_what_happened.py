@@ -503,6 +503,23 @@ def test_approvals_a_policy_asks_for_since_routing_are_said_beside_the_version_t
         reason.startswith("It now needs 2 distinct approvals")
         for reason in proposal.verdict_reasons
     )
+    # The policy lowered again: approvals needed do not fall, and the reason says whose they
+    # are, not that the policy asks for 2.
+    policy.required_approvals = 1
+    policy._change_reason = "Back to one."
+    policy.save()
+    lowered = Policy.history.filter(id=policy.pk).latest("history_id").history_id
+    proposal_approve(
+        proposal_id=proposal.pk,
+        reviewer=get_user_model().objects.get(username="operator"),
+        edited_payload={**proposal.payload, "amount": "240.00"},
+    )
+    proposal.refresh_from_db()
+    assert (proposal.status, proposal.required_approvals) == ("pending_review", 2)
+    assert (
+        "It still needs 2 distinct approvals, as asked when it was re-assessed before; policy "
+        f"“Budget reallocations” asks for 1 as it stands (version {lowered})."
+    ) in proposal.verdict_reasons
 
 
 @pytest.mark.parametrize(

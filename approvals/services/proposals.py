@@ -593,16 +593,20 @@ def refreshed_facts(
     the proposals being refreshed, read here if not given)."""
     required = max(proposal.required_approvals, verdict.required_approvals)
     reasons = [note, *verdict.reasons]
-    two_person_rule = any(hold.rule == "two_person_rule" for hold in verdict.held_by)
-    if (
-        not two_person_rule  # that one says so
-        and required > 1
-        and required
-        > (routed_with or approvals_routed_with([proposal])).get(proposal.verdict_policy_version, 1)
-    ):
+    asks = verdict.required_approvals
+    said = asks == required and any(hold.rule == "two_person_rule" for hold in verdict.held_by)
+    routed = (routed_with or approvals_routed_with([proposal])).get(
+        proposal.verdict_policy_version, 1
+    )
+    if required > routed and not said:  # the two-person rule's own reason says so
+        policy = f"policy “{verdict.policy_name}”"
+        version = f"version {verdict.policy_version}"
         reasons.append(
-            f"It now needs {required} distinct approvals: policy “{verdict.policy_name}” asks "
-            f"for {required} as it stands (version {verdict.policy_version})."
+            f"It now needs {required} distinct approvals: {policy} asks for {required} as it "
+            f"stands ({version})."
+            if asks == required
+            else f"It still needs {required} distinct approvals, as asked when it was "
+            f"re-assessed before; {policy} asks for {asks} as it stands ({version})."
         )
     return {
         **assessed.proposal_fields(),
