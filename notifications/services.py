@@ -474,13 +474,14 @@ def _deliver_chunk(
                 [(n, {"status": n.status, "log": n.log}) for n in ended],
                 actor=NOTIFICATIONS_ACTOR,
             )
-        _lease(to_send, attempts=1, until=now + LEASE)
+        leased_until = now + LEASE
+        _lease(to_send, attempts=1, until=leased_until)
 
     outcomes: list[tuple[Notification, str]] = []
     try:
         left = _send(to_send, outcomes, stop_at=now + SENDING_TIME)
     finally:  # what went is recorded whatever stopped the rest
-        recorded = _attempts_record(outcomes)
+        recorded = _attempts_record(outcomes, leased_until=leased_until)
     if left:  # out of time: given back, due at once, for the next task
         from notifications.tasks import deliver_notifications
 
@@ -632,20 +633,24 @@ def _send_one(notification: Notification, message, *, reviewers: list[int]) -> S
 ATTEMPT_FIELDS = ("log", "status", "sent_at", "next_attempt_at", "slack_channel", "slack_ts")
 
 
-def _attempts_record(outcomes: Sequence[tuple[Notification, str]]) -> list[Notification]:
+def _attempts_record(
+    outcomes: Sequence[tuple[Notification, str]], *, leased_until: datetime
+) -> list[Notification]:
     """Record what became of each attempt, in one transaction; only where the attempt is
-    still the latest: a sender that outlived its lease must not undo what the one after it
-    recorded. Those to be tried again are sent again when their time comes. Returns those
+    still the latest and its lease (``leased_until``) still stands: a sender that outlived
+    its lease must not undo what the sweep recorded of it (interrupted) or the sender after
+    it. Those to be tried again are sent again when their time comes. Returns those
     recorded."""
     if not outcomes:
         return []
     with transaction.atomic():
-        latest = dict(
-            Notification.objects.select_for_update()
+        latest = {
+            pk: (attempts, lease)
+            for pk, attempts, lease in Notification.objects.select_for_update()
             .filter(pk__in=[n.pk for n, _ in outcomes], status=NotificationStatus.PENDING)
-            .values_list("pk", "attempts")
-        )
-        recorded = [n for n, _ in outcomes if latest.get(n.pk) == n.attempts]
+            .values_list("pk", "attempts", "next_attempt_at")
+        }
+        recorded = [n for n, _ in outcomes if latest.get(n.pk) == (n.attempts, leased_until)]
         for notification, result in outcomes:
             notification._change_reason = attempt_note(notification, result)
         if recorded:
@@ -710,21 +715,86 @@ def _not_to_send(notification: Notification) -> str:
 
 
 def notifications_resend_due() -> int:
-    """Send the notifications whose attempt is overdue (a task lost with a broker or a
-    worker). Returns how many were sent."""
+    """Send again what a lost task or a stopped worker left: each message whose attempt's
+    lease has run out with nothing recorded (its sender stopped between taking it and
+    recording what became of it), recorded first as interrupted, since it may have gone;
+    and each message due for longer than a lease that no task came for (lost with a broker
+    or a worker). Returns how many were sent."""
     from notifications.tasks import deliver_notifications
 
     now = timezone.now()
+    interrupted = _interrupted_record(now=now)
     overdue = list(
         Notification.objects.filter(
             status=NotificationStatus.PENDING, next_attempt_at__lte=now - LEASE
         )
         .order_by("next_attempt_at")
-        .values_list("pk", flat=True)[:SWEEP_BATCH]
+        .values_list("pk", flat=True)[: SWEEP_BATCH - len(interrupted)]
     )
     Notification.objects.filter(pk__in=overdue).update(next_attempt_at=now)
-    send_each(deliver_notifications, chunked(overdue, DELIVERY_CHUNK))
-    return len(overdue)
+    due = interrupted + overdue
+    send_each(deliver_notifications, chunked(due, DELIVERY_CHUNK))
+    return len(due)
+
+
+def _interrupted_record(*, now: datetime) -> list[int]:
+    """Record as interrupted each attempt whose lease ran out before its sender recorded
+    what became of it (a message waiting to be sent has one result in its log for each
+    attempt), due again at once; returns their ids. Its sender may have sent it: a mail
+    server or Slack cannot be asked, so the record says so rather than nothing, and a
+    sender that outlived its lease records nothing after this."""
+    # Read first, unlocked: the retries due now are their own tasks' to take, not held back.
+    lapsed_ids = [
+        pk
+        for pk, attempts, log in Notification.objects.filter(
+            status=NotificationStatus.PENDING, attempts__gt=0, next_attempt_at__lte=now
+        )
+        .order_by("next_attempt_at", "pk")
+        .values_list("pk", "attempts", "log")[:SWEEP_BATCH]
+        if attempts > len(log)
+    ]
+    if not lapsed_ids:
+        return []
+    with transaction.atomic():
+        lapsed = [
+            notification
+            for notification in Notification.objects.select_for_update(skip_locked=True)
+            .select_related("recipient")
+            .filter(pk__in=lapsed_ids, status=NotificationStatus.PENDING, next_attempt_at__lte=now)
+            .order_by("pk")
+            if notification.attempts > len(notification.log)
+        ]
+        for notification in lapsed:
+            missing = range(len(notification.log) + 1, notification.attempts + 1)
+            notification.log = [
+                *notification.log,
+                *({"at": now.isoformat(), "result": INTERRUPTED} for _ in missing),
+            ]
+            notification.next_attempt_at = now
+            notification._change_reason = interrupted_note(notification, attempts=missing)
+        update_with_history(
+            Notification,
+            [(n, {"log": n.log, "next_attempt_at": now}) for n in lapsed],
+            actor=NOTIFICATIONS_ACTOR,
+        )
+    return [notification.pk for notification in lapsed]
+
+
+INTERRUPTED = (
+    "interrupted: its sender stopped before recording whether it went, so it may have; sent again"
+)
+
+
+def interrupted_note(notification: Notification, *, attempts: range) -> str:
+    """What the sweep found of attempts whose sender stopped, for the message's history."""
+    who = notification.recipient.get_username()
+    by = notification.get_channel_display().lower()
+    which = "Attempt" if len(attempts) == 1 else "Attempts"
+    which += " " + " and ".join(str(attempt) for attempt in attempts)
+    return (
+        f"{which} to reach {who} by {by} interrupted: its sender stopped before recording "
+        "whether it went, so it may have reached them; sending again."
+    )
 
 
 def proposal_claim(*, proposal_id: int, user) -> Claim:
