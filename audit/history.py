@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import (
     NotSupportedError,
@@ -49,18 +49,31 @@ def create_with_history(
         # The history records name the rows by their ids.
         raise NotSupportedError("create_with_history needs ids back from bulk inserts.")
     objs = list(objs)
-    rows_insert(model, objs, ids=True)
-    history = history_manager(model)
-    rows_insert(
-        history.model,
-        history_records(history, objs, actor=actor, date=timezone.now(), update=False),
+    written = rows_insert(model, objs, ids=True)
+    history_insert(
+        history_manager(model),
+        objs,
+        actor=actor,
+        date=timezone.now(),
+        update=False,
+        written=written,
     )
     return objs
 
 
+class Written(NamedTuple):
+    """What ``rows_insert`` wrote: each object, in order, its row's database values, in the
+    order of ``columns`` (attribute names), and the attributes they were read from."""
+
+    columns: dict[str, int]
+    objs: list[models.Model]
+    rows: list[list[Any]]
+    attributes: list[list[Any]]
+
+
 def rows_insert(
     model: type[models.Model], objs: Iterable[models.Model], *, ids: bool = False
-) -> None:
+) -> Written:
     """Insert ``objs`` as ``bulk_create`` would (each field's ``pre_save`` and database value),
     with their ids set on them if ``ids``: a few rows in one ``INSERT`` with the values bound
     by hand (``RETURNING`` the ids, if wanted), on SQLite as many as its limit on a statement's
@@ -72,7 +85,7 @@ def rows_insert(
     its web process's time)."""
     objs = list(objs)
     if not objs:
-        return
+        return Written({}, [], [], [])
     using = router.db_for_write(model)
     db = connections[using]
     postgresql = db.vendor == "postgresql"
@@ -86,7 +99,7 @@ def rows_insert(
     mixed = unnumbered and not returning and (ids or not all_unnumbered)
     if db.vendor not in ("postgresql", "sqlite") or (mixed and not postgresql):
         model._default_manager.using(using).bulk_create(objs)
-        return
+        return Written({}, objs, [[] for _ in objs], [[] for _ in objs])
     if mixed:
         _ids_allocate(db, model, unnumbered)  # before a COPY, or to number them all alike
         unnumbered = []
@@ -94,39 +107,17 @@ def rows_insert(
     texts: dict[int, tuple[Any, str]] = {}  # JSON values written once each (history repeats them)
     values = [_database_value(field, db.vendor) for field in fields]
     rows = [[value(obj, db, texts) for value in values] for obj in objs]
-    quote = db.ops.quote_name
-    table = f"{quote(opts.db_table)} ({', '.join(quote(field.column) for field in fields)})"
-    with db.cursor() as cursor:
-        if not copy:
-            placeholders = f"({', '.join(['%s'] * len(fields))})"
-            size = len(rows) if postgresql else db.ops.bulk_batch_size(fields, objs)
-            for start in range(0, len(rows), size):
-                batch = rows[start : start + size]
-                cursor.execute(
-                    f"INSERT INTO {table} VALUES {', '.join([placeholders] * len(batch))}"
-                    + (f" RETURNING {quote(pk.column)}" if returning else ""),
-                    [value for row in batch for value in row],
-                )
-                if returning:  # in the order of the rows, as bulk_create relies on too
-                    numbers = cursor.fetchall()
-                    for obj, (number,) in zip(objs[start : start + size], numbers, strict=True):
-                        obj.pk = number
-        else:
-            started = time.monotonic()
-            sql = f"COPY {table} FROM STDIN"
-            with cursor.cursor.copy(sql) as copy_in:
-                for row in rows:
-                    copy_in.write_row(row)
-            if db.queries_logged:  # as the cursor logs a statement (bin/bench counts them)
-                db.queries_log.append(
-                    {
-                        "sql": f"{sql} ({len(rows)} rows)",
-                        "time": f"{time.monotonic() - started:.3f}",
-                    }
-                )
+    _rows_write(db, model, fields, rows, copy=copy, numbered=objs if returning else None)
     for obj in objs:
         obj._state.adding = False
         obj._state.db = using
+    names = [field.attname for field in fields]
+    return Written(
+        {name: i for i, name in enumerate(names)},
+        objs,
+        rows,
+        [[getattr(obj, name) for name in names] for obj in objs],
+    )
 
 
 # Fields whose attribute is already what the database takes (psycopg dumps it): the ORM's
@@ -274,6 +265,170 @@ def history_records(
     return records
 
 
+def history_insert(
+    history: models.Manager,
+    objs: Sequence[models.Model],
+    *,
+    actor: Actor,
+    date: datetime,
+    update: bool,
+    written: Written | None = None,
+) -> None:
+    """Insert the historical records ``history_records`` would make of ``objs``, as
+    ``rows_insert`` would write them, without making them (``history_rows``)."""
+    if not objs:
+        return
+    if connections[router.db_for_write(history.model)].vendor not in ("postgresql", "sqlite"):
+        rows_insert(
+            history.model, history_records(history, objs, actor=actor, date=date, update=update)
+        )
+        return
+    history_rows_write(
+        history,
+        history_rows(history, objs, actor=actor, date=date, update=update, written=written),
+    )
+
+
+def history_rows(
+    history: models.Manager,
+    objs: Sequence[models.Model],
+    *,
+    actor: Actor,
+    date: datetime,
+    update: bool,
+    written: Written | None = None,
+) -> list[list[Any]]:
+    """The database values (``_history_fields``) of the historical records
+    ``history_records`` would make of ``objs`` (on PostgreSQL or SQLite), each read off its
+    object as ``rows_insert`` would read the record's. Where ``written`` (``rows_insert``'s
+    answer for rows just inserted) holds the very value an object has, for the object of the
+    same id, it is taken as written: a record of a row just inserted costs no conversion and
+    no JSON dumped again (a new proposal's two records were a fifth of a batch's request). A
+    value set anew since is read afresh; one changed in place (a dict's key) is not, as
+    ``rows_insert`` takes a JSON value it has met once as it was then."""
+    model = history.model
+    db = connections[router.db_for_write(model)]
+    fields = _history_fields(model)
+    tracked = {field.attname for field in model.tracked_fields}
+    readers = [_attribute_value(field, db.vendor) for field in fields]
+    stamp = actor.history_stamp()
+    defaults = {
+        field.attname: field.get_default() if field.has_default() else None
+        for field in fields
+        if field.attname not in tracked
+    }
+    by_id = (
+        {
+            obj.pk: (row, attributes)
+            for obj, row, attributes in zip(
+                written.objs, written.rows, written.attributes, strict=True
+            )
+        }
+        if written
+        else {}
+    )
+    columns = written.columns if written else {}
+    own = _Own()
+    texts: dict[int, tuple[Any, str]] = {}
+    rows = []
+    for obj in objs:
+        user = getattr(obj, "_history_user", actor.user or model.get_default_history_user(obj))
+        own.__dict__.update(
+            defaults,
+            history_date=getattr(obj, "_history_date", date),
+            history_user_id=user.pk if user is not None else None,
+            history_change_reason=get_change_reason_from_object(obj) or "",
+            history_type="~" if update else "+",
+            history_relation_id=obj.pk,
+            **stamp,
+        )
+        written_row, was = by_id.get(obj.pk, (None, None))
+        row = []
+        for field, read in zip(fields, readers, strict=True):
+            attname = field.attname
+            if attname not in tracked:
+                row.append(read(own, db, texts))
+                continue
+            at = columns.get(attname) if was is not None else None
+            if at is not None and getattr(obj, attname) is was[at]:
+                row.append(written_row[at])
+            else:
+                row.append(read(obj, db, texts))
+        rows.append(row)
+    return rows
+
+
+def history_rows_write(history: models.Manager, rows: list[list[Any]]) -> None:
+    """Write ``history_rows``' rows, in one statement."""
+    if rows:
+        model = history.model
+        db = connections[router.db_for_write(model)]
+        copy = db.vendor == "postgresql" and len(rows) > COPY_FROM
+        _rows_write(db, model, _history_fields(model), rows, copy=copy)
+
+
+@functools.cache
+def _history_fields(model: type[models.Model]) -> list[models.Field]:
+    """A historical model's columns as its records are written: all but the id the database
+    gives each."""
+    pk = model._meta.pk
+    return [
+        field
+        for field in model._meta.concrete_fields
+        if not (field is pk and isinstance(pk, AutoFieldMixin))
+    ]
+
+
+def _rows_write(
+    db: Any,
+    model: type[models.Model],
+    fields: Sequence[models.Field],
+    rows: list[list[Any]],
+    *,
+    copy: bool,
+    numbered: Sequence[models.Model] | None = None,
+) -> None:
+    """Write ``rows`` (each the database values of ``fields``) to ``model``'s table: in
+    INSERTs (on SQLite as many rows to one as its limit on parameters takes), ``RETURNING``
+    the ids the database gave them, set on ``numbered``'s objects in order, if given; or,
+    with ``copy`` (PostgreSQL), in one ``COPY``."""
+    quote = db.ops.quote_name
+    pk = model._meta.pk
+    table = f"{quote(model._meta.db_table)} ({', '.join(quote(field.column) for field in fields)})"
+    with db.cursor() as cursor:
+        if not copy:
+            placeholders = f"({', '.join(['%s'] * len(fields))})"
+            size = len(rows) if db.vendor == "postgresql" else db.ops.bulk_batch_size(fields, rows)
+            for start in range(0, len(rows), size):
+                batch = rows[start : start + size]
+                cursor.execute(
+                    f"INSERT INTO {table} VALUES {', '.join([placeholders] * len(batch))}"
+                    + (f" RETURNING {quote(pk.column)}" if numbered is not None else ""),
+                    [value for row in batch for value in row],
+                )
+                if numbered is not None:  # in the order of the rows, as bulk_create relies on
+                    numbers = cursor.fetchall()
+                    for obj, (number,) in zip(numbered[start : start + size], numbers, strict=True):
+                        obj.pk = number
+        else:
+            started = time.monotonic()
+            sql = f"COPY {table} FROM STDIN"
+            with cursor.cursor.copy(sql) as copy_in:
+                for row in rows:
+                    copy_in.write_row(row)
+            if db.queries_logged:  # as the cursor logs a statement (bin/bench counts them)
+                db.queries_log.append(
+                    {
+                        "sql": f"{sql} ({len(rows)} rows)",
+                        "time": f"{time.monotonic() - started:.3f}",
+                    }
+                )
+
+
+class _Own:
+    """A historical record's own values (when, by whom, why), read as an object's are."""
+
+
 def update_with_history(
     model: type[models.Model],
     changes: Sequence[tuple[models.Model, Mapping[str, Any]]],
@@ -295,16 +450,12 @@ def update_with_history(
         for names, objs in by_fields.items():
             if names:
                 rows_update(model, objs, names)
-        history = history_manager(model)
-        rows_insert(
-            history.model,
-            history_records(
-                history,
-                [obj for obj, _ in changes] if records is None else records,
-                actor=actor,
-                date=timezone.now(),
-                update=True,
-            ),
+        history_insert(
+            history_manager(model),
+            [obj for obj, _ in changes] if records is None else records,
+            actor=actor,
+            date=timezone.now(),
+            update=True,
         )
 
 
@@ -410,13 +561,13 @@ def insert_with_history(
     if db.vendor != "postgresql":
         for obj in objs:
             obj._change_reason = reason
+        written = None
         if ignore_conflicts:
             objs = _inserted_unless_conflicting(db, model, objs)
         else:
-            rows_insert(model, objs, ids=True)
-        history = history_manager(model)
-        rows_insert(
-            history.model, history_records(history, objs, actor=actor, date=date, update=False)
+            written = rows_insert(model, objs, ids=True)
+        history_insert(
+            history_manager(model), objs, actor=actor, date=date, update=False, written=written
         )
         return [obj.pk for obj in objs]
     opts = model._meta
@@ -497,10 +648,7 @@ def update_with_history_where(
             objs = list(model._default_manager.filter(pk__in=ids))
             for obj in objs:
                 obj._change_reason = reason
-            history = history_manager(model)
-            rows_insert(
-                history.model, history_records(history, objs, actor=actor, date=date, update=True)
-            )
+            history_insert(history_manager(model), objs, actor=actor, date=date, update=True)
         return ids
     opts = model._meta
     quote = db.ops.quote_name

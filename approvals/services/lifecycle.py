@@ -35,7 +35,13 @@ from django.utils import timezone
 
 from approvals.models import Proposal, ProposalStatus
 from audit.actors import Actor, acting_as
-from audit.history import history_manager, history_records, rows_insert, update_with_history
+from audit.history import (
+    history_manager,
+    history_rows,
+    history_rows_write,
+    rows_insert,
+    update_with_history,
+)
 from hitlproject.errors import Conflict, NotFound
 from hitlproject.periods import describe_duration
 from hitlproject.vocabulary import ALLOWED_TRANSITIONS, COUNTED_STATUSES, DECIDED_STATUSES
@@ -320,16 +326,18 @@ def proposals_create_routed(
         for field, value in changes.items():
             setattr(proposal, field, value)
         _move(proposal, to_status, reason=reason, now=at)
-    rows_insert(Proposal, proposals, ids=True)
+    written = rows_insert(Proposal, proposals, ids=True)
     history = history_manager(Proposal)
     for submitted, proposal in zip(as_submitted, proposals, strict=True):
         submitted.pk = proposal.pk
-    # Both records of every proposal in one INSERT: the submitted ones first, then the
-    # routed ones, in the order two inserts gave them.
-    rows_insert(
-        history.model,
-        history_records(history, as_submitted, actor=submitted_by, date=at, update=False)
-        + history_records(history, proposals, actor=routed_by, date=at, update=True),
+    # The submitted records first, then the routed ones, in the order two inserts gave them;
+    # the values the proposals were written with taken as written.
+    history_rows_write(
+        history,
+        history_rows(
+            history, as_submitted, actor=submitted_by, date=at, update=False, written=written
+        )
+        + history_rows(history, proposals, actor=routed_by, date=at, update=True, written=written),
     )
     counted_moves_update((proposal, None) for proposal in proposals)
     _after_move(proposals, created=True)
