@@ -690,10 +690,12 @@ class EvaluationContext:
         magnitude_label: str,
         amount: Decimal | None,
         effects: dict[str, Fraction],
+        reviews: Sequence[str] = (),
     ) -> tuple[engine.Verdict, GuardrailFindings]:
-        """The verdict the rules give this action now, and what the guardrails found.
-        ``magnitude`` is the assessed one, rounded; where the action type can give it exactly
-        from the exact ``effects``, the exact one decides."""
+        """The verdict the rules give this action now, and what the guardrails found, with
+        ``reviews``: what else, found by the caller, sends it to a person. ``magnitude`` is
+        the assessed one, rounded; where the action type can give it exactly from the exact
+        ``effects``, the exact one decides."""
         rules = [rule for rule in self.rules if rule.action_type == action_type.name]
         scope = engine.Scope(
             action_type=action_type.name,
@@ -713,6 +715,8 @@ class EvaluationContext:
         findings = self.guardrail_findings(
             action_type=action_type, account=account, payload=payload, campaigns=campaigns
         )
+        if reviews:
+            findings = GuardrailFindings(findings.blocks, (*findings.reviews, *reviews))
         facts = engine.Facts(
             action_type=action_type.name,
             action_label=action_type.label,
@@ -761,9 +765,11 @@ def policy_verdict(
     effects: dict[str, Fraction],
     proposal_id: int | None = None,
     rules: list[engine.Rule] | None = None,
+    reviews: Sequence[str] = (),
 ) -> tuple[engine.Verdict, GuardrailFindings]:
     """The verdict the rules in force (or ``rules``, a draft set) give one action now, and
-    what the guardrails found (``EvaluationContext`` for many)."""
+    what the guardrails found (``EvaluationContext`` for many), with ``reviews``: what else
+    sends it to a person."""
     context = EvaluationContext.read(
         agents=[agent] if agent else [],
         accounts=[account],
@@ -782,4 +788,5 @@ def policy_verdict(
         magnitude_label=magnitude_label,
         amount=amount,
         effects=effects,
+        reviews=reviews,
     )

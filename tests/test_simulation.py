@@ -414,7 +414,11 @@ def test_replay_under_the_deciding_rules_reproduces_every_recorded_routing(every
     assert report.held_by["always_review"] == 2
     held = {example["proposal"]: example["held_by"] for example in report.held_examples}
     assert held[routes["kill_switch"].pk] == [
-        "guardrail: The kill switch on everything is engaged: incident."
+        "guardrail: The kill switch on everything is engaged: incident.",
+        # An approved bid change on generic-search had not executed when it came.
+        f"guardrail: #{routes['after_the_edit'].pk}, approved and about to execute, changes "
+        "generic-search's bid first, so this one would be superseded once it executes; a "
+        "person decides it after.",
     ]
 
 

@@ -286,3 +286,72 @@ def test_a_submission_held_up_by_another_s_locks_is_answered_503_and_records_not
     assert response.headers["Retry-After"] == "1"
     assert "Send it again shortly" in response.json()["detail"]
     assert not Proposal.objects.exists()
+
+
+# A value set twice: the second would be superseded once the first executes, so it is never
+# told "approved".
+
+
+@pytest.mark.django_db
+def test_a_value_an_approved_proposal_sets_first_is_not_approved_again_but_waits(optimizer):
+    """The first bid change is approved and has not yet executed (this test runs no worker);
+    the same bid changed again, well within the policy's limit, would be superseded once the
+    first runs: its agent is told it waits for a person, and why, not "approved"."""
+    first = optimizer.post(URL, bid_adjustment("2.12"), format="json").json()
+    again = optimizer.post(URL, bid_adjustment("2.14"), format="json").json()
+    other_field = optimizer.post(URL, budget_change("1020.00", "brand-search"), format="json")
+
+    assert first["status"] == "approved"
+    assert again["status"] == "pending_review" and again["verdict"]["outcome"] == "review"
+    assert (
+        f"#{first['id']}, approved and about to execute, changes brand-search's bid first, so "
+        "this one would be superseded once it executes; a person decides it after."
+    ) in again["verdict"]["reasons"]
+    assert other_field.json()["status"] == "approved", other_field.json()  # no clash
+    # It does not count against the ceilings as a move about to happen.
+    assert not CountedMove.objects.filter(proposal_id=again["id"]).exists()
+    # The dry run says the same.
+    dry = optimizer.post(
+        "/api/v1/policies/evaluate/",
+        {"account": "demo", "action_type": "bid_adjustment",
+         "payload": {"campaign": "brand-search", "new_bid": "2.16"}},
+        format="json",
+    )  # fmt: skip
+    assert dry.status_code == 200, dry.content
+    assert dry.json()["outcome"] == "review"
+
+
+@pytest.mark.django_db
+def test_a_batch_that_sets_one_value_twice_approves_only_the_first(optimizer):
+    answer = optimizer.post(
+        f"{URL}batch/", [bid_adjustment("2.20"), bid_adjustment("2.25")], format="json"
+    )
+    assert answer.status_code == 200, answer.content
+    first, second = (item["proposal"] for item in answer.json())
+
+    assert first["status"] == "approved"
+    assert second["status"] == "pending_review"
+    assert (
+        "An earlier item of this batch, approved, changes brand-search's bid first, so this one "
+        "would be superseded once it executes; a person decides it after."
+    ) in second["verdict"]["reasons"]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_the_value_set_again_is_superseded_once_the_first_executes_and_its_agent_told(optimizer):
+    first = optimizer.post(URL, bid_adjustment("2.12"), format="json").json()
+    again = optimizer.post(URL, bid_adjustment("2.14"), format="json").json()
+
+    wait_until(lambda: Proposal.objects.get(pk=first["id"]).status == ProposalStatus.EXECUTED)
+    if again["status"] == "pending_review":  # the first had not executed when it came
+        wait_until(lambda: Proposal.objects.get(pk=again["id"]).status == ProposalStatus.SUPERSEDED)
+        feed = optimizer.get("/api/v1/feedback/").json()["results"]
+        told = [event for event in feed if event["proposal"] == again["id"]]
+        assert told and told[0]["kind"] == "superseded", told
+    else:  # it came after: approved against the bid the first left
+        assert again["status"] == "approved"
+        wait_until(lambda: Proposal.objects.get(pk=again["id"]).status == ProposalStatus.EXECUTED)
+    assert Campaign.objects.get(external_id="brand-search").bid == Decimal(
+        "2.12" if again["status"] == "pending_review" else "2.14"
+    )

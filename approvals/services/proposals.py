@@ -183,10 +183,12 @@ def verdict_for(
     proposal_id: int | None = None,
     rules: list[Rule] | None = None,
     context: EvaluationContext | None = None,
+    reviews: Sequence[str] = (),
 ) -> tuple[Verdict, GuardrailFindings]:
     """The verdict on an assessed action now, from ``context`` if a batch has read it, else
     from what is read for this action alone (under ``rules``, a draft set, if given; not
-    counting ``proposal_id``'s own moves). If the engine fails, a human decides."""
+    counting ``proposal_id``'s own moves), with ``reviews`` (``changed_first_reviews``)
+    sending it to a person. If the engine fails, a human decides."""
 
     # A batch's context, read once for all its items; else policies.services reads one.
     judge = (
@@ -206,6 +208,7 @@ def verdict_for(
             magnitude_label=assessed.assessment.magnitude_label,
             amount=assessed.assessment.amount,
             effects=assessed.effects,
+            reviews=reviews,
         )
 
     return verdict_or_engine_failure(
@@ -215,6 +218,85 @@ def verdict_for(
         subject=f"proposal #{proposal_id}" if proposal_id else "a proposal",
         reads_database=context is None,
     )
+
+
+FieldKey = tuple[int, str, str]  # (account id, campaign external id, field)
+
+
+def campaign_fields_changed(
+    *, account_id: int, action_type: ActionType, payload: dict[str, Any]
+) -> set[FieldKey]:
+    """The campaign fields an action changes, as (account id, campaign, field)."""
+    return {
+        (account_id, campaign, name)
+        for campaign, names in action_type.campaign_fields(payload).items()
+        for name in names
+    }
+
+
+def changed_first(keys: Iterable[FieldKey], *, besides: Iterable[int] = ()) -> dict[FieldKey, int]:
+    """Of these campaign fields, those a proposal already approved or executing (but
+    ``besides``) changes: by field, the first such proposal's id. One read of the proposals
+    under way on their accounts (on PostgreSQL, only those made against their campaigns)."""
+    keys = set(keys)
+    if not keys:
+        return {}
+    ahead = Proposal.objects.filter(
+        account_id__in={account_id for account_id, _, _ in keys},
+        status__in=UNDER_WAY_STATUSES,
+    ).exclude(pk__in=list(besides))
+    if connection.vendor == "postgresql":  # an index-free test of each row's keys, in C
+        ahead = ahead.filter(
+            target_snapshot__has_any_keys=sorted({campaign for _, campaign, _ in keys})
+        )
+    changed: dict[FieldKey, int] = {}
+    for pk, account_id, action_type, payload in ahead.order_by("pk").values_list(
+        "pk", "account_id", "action_type", "payload"
+    ):
+        for key in campaign_fields_changed(
+            account_id=account_id, action_type=action_types.get(action_type), payload=payload
+        ):
+            if key in keys:
+                changed.setdefault(key, pk)
+    return changed
+
+
+def changed_first_reviews(
+    assessed: AssessedAction, changed: Mapping[FieldKey, int | None]
+) -> list[str]:
+    """Why an action that sets values waits for a person: a proposal approved before it (by
+    id, or None: an earlier item of its batch) changes one of its fields first, and once
+    that one executes this one would be superseded. Approving it now would tell its agent
+    "approved" for what will never run; a person decides it after (the console holds its
+    approval back until then)."""
+    if not assessed.action_type.sets_values:
+        return []
+    clash = next(
+        (
+            key
+            for key in sorted(
+                campaign_fields_changed(
+                    account_id=assessed.account.pk,
+                    action_type=assessed.action_type,
+                    payload=assessed.payload,
+                )
+            )
+            if key in changed
+        ),
+        None,
+    )
+    if clash is None:
+        return []
+    other, words = changed[clash], f"{clash[1]}'s {clash[2].replace('_', ' ')}"
+    who = (
+        f"#{other}, approved and about to execute,"
+        if other
+        else "An earlier item of this batch, approved,"
+    )
+    return [
+        f"{who} changes {words} first, so this one would be superseded once it executes; "
+        "a person decides it after."
+    ]
 
 
 def verdict_or_engine_failure(
@@ -391,6 +473,19 @@ def proposals_submit(
             },
             brand_found=brand_found,
         )
+        # The fields that value-setting actions change, which a proposal approved before
+        # them may change first (read under the campaigns' locks: racing submissions see
+        # each other's approvals).
+        changed = changed_first(
+            key
+            for assessed in assessed_ok
+            if assessed.action_type.sets_values
+            for key in campaign_fields_changed(
+                account_id=assessed.account.pk,
+                action_type=assessed.action_type,
+                payload=assessed.payload,
+            )
+        )
         results: list[Proposal | InvalidInput] = []
         proposals, routes = [], []
         for submission, assessed in zip(submissions, assessed_each, strict=True):
@@ -408,8 +503,19 @@ def proposals_submit(
                 external_ref=submission.external_ref,
                 **assessed.proposal_fields(),
             )
-            verdict, findings = verdict_for(assessed=assessed, agent=agent, context=context)
+            verdict, findings = verdict_for(
+                assessed=assessed,
+                agent=agent,
+                context=context,
+                reviews=changed_first_reviews(assessed, changed),
+            )
             if verdict.outcome == VerdictOutcome.AUTO_APPROVE:
+                for key in campaign_fields_changed(
+                    account_id=assessed.account.pk,
+                    action_type=assessed.action_type,
+                    payload=assessed.payload,
+                ):
+                    changed.setdefault(key, None)  # changed first by this one, for those after
                 context.count(account_id=assessed.account.pk, effects=assessed.effects)
                 context.count_spend(
                     action_type=assessed.action_type,
@@ -523,7 +629,21 @@ def proposal_dry_run(
     _may_propose(agent, action_type)
     account = agent_account(agent=agent, external_id=account_external_id)
     assessed = action_assess(account=account, action_type_name=action_type, raw_payload=payload)
-    verdict, _ = verdict_for(assessed=assessed, agent=agent, rules=rules)
+    changed = (
+        changed_first(
+            campaign_fields_changed(
+                account_id=account.pk, action_type=assessed.action_type, payload=assessed.payload
+            )
+        )
+        if assessed.action_type.sets_values
+        else {}
+    )
+    verdict, _ = verdict_for(
+        assessed=assessed,
+        agent=agent,
+        rules=rules,
+        reviews=changed_first_reviews(assessed, changed),
+    )
     return assessed, verdict
 
 

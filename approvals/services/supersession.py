@@ -36,15 +36,18 @@ from approvals.services.lifecycle import (
     proposals_move_through,
 )
 from approvals.services.proposals import (
+    FieldKey,
     approvals_routed_with,
     assessed_from_ledger,
+    campaign_fields_changed,
+    changed_first,
     refreshed_facts,
     verdict_for,
 )
 from audit.actors import Actor
 from audit.history import update_with_history
 from hitlproject.errors import Conflict, InvalidInput
-from hitlproject.vocabulary import SUPERSEDABLE_STATUSES, UNDER_WAY_STATUSES
+from hitlproject.vocabulary import SUPERSEDABLE_STATUSES
 from ledger.models import Campaign
 from policies.services import EvaluationContext
 
@@ -108,15 +111,13 @@ def target_moves_each(proposals: Iterable[Proposal]) -> dict[int, list[TargetMov
     return moved
 
 
-def _fields(proposal: Proposal) -> set[tuple[int, str, str]]:
+def _fields(proposal: Proposal) -> set[FieldKey]:
     """The campaign fields a proposal changes, as (account, campaign, field)."""
-    return {
-        (proposal.account_id, campaign, name)
-        for campaign, names in action_types.get(proposal.action_type)
-        .campaign_fields(proposal.payload)
-        .items()
-        for name in names
-    }
+    return campaign_fields_changed(
+        account_id=proposal.account_id,
+        action_type=action_types.get(proposal.action_type),
+        payload=proposal.payload,
+    )
 
 
 def approved_ahead_each(proposals: Iterable[Proposal], *, lock: bool) -> dict[int, Conflict]:
@@ -127,28 +128,21 @@ def approved_ahead_each(proposals: Iterable[Proposal], *, lock: bool) -> dict[in
     until the caller's transaction ends (in id order, after the proposals, as everywhere), so
     two people approving conflicting proposals at once are taken one after the other."""
     setting = [proposal for proposal in proposals if sets_values(proposal)]
+    fields = {proposal.pk: _fields(proposal) for proposal in setting}
     touched: dict[int, set[str]] = defaultdict(set)
-    for proposal in setting:
-        for account_id, campaign, _ in _fields(proposal):
-            touched[account_id].add(campaign)
+    for account_id, campaign, _ in set().union(*fields.values()):
+        touched[account_id].add(campaign)
     if not touched:
         return {}
-    wanted = Q(pk__in=[])
-    for account_id, campaigns in touched.items():
-        wanted |= Q(account_id=account_id, external_id__in=campaigns)
     if lock:
+        wanted = Q(pk__in=[])
+        for account_id, campaigns in touched.items():
+            wanted |= Q(account_id=account_id, external_id__in=campaigns)
         list(Campaign.objects.select_for_update().filter(wanted).order_by("pk").values("pk"))
-    ahead = Proposal.objects.filter(
-        account_id__in=touched,
-        status__in=UNDER_WAY_STATUSES,
-    ).exclude(pk__in=[proposal.pk for proposal in setting])
-    changed_by: dict[tuple[int, str, str], int] = {}
-    for other in ahead.order_by("pk"):
-        for key in _fields(other):
-            changed_by.setdefault(key, other.pk)
+    changed_by = changed_first(set().union(*fields.values()), besides=fields)
     held = {}
     for proposal in setting:
-        clash = next((key for key in sorted(_fields(proposal)) if key in changed_by), None)
+        clash = next((key for key in sorted(fields[proposal.pk]) if key in changed_by), None)
         if clash is not None:
             other, words = changed_by[clash], f"{clash[1]}'s {clash[2].replace('_', ' ')}"
             held[proposal.pk] = Conflict(
