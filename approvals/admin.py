@@ -576,11 +576,13 @@ class ProposalAdmin(ReadOnlyAdmin):
             "can_retry": may_act(request.user, proposal, Act.RETRY),
             "outcomes": proposal.outcomes.all(),
             "can_report_outcome": may_act(request.user, proposal, Act.REPORT_OUTCOME),
-            "outcome_form": OutcomeForm(),
-            "approve_form": ApproveForm(),
+            # Each form's fields have ids of their own (the edit form's are "id_edit-…"), so
+            # that each label names its own box; the names posted stay the forms' own.
+            "outcome_form": OutcomeForm(auto_id="id_outcome-%s"),
+            "approve_form": ApproveForm(auto_id="id_approve-%s"),
             "edit_form": edit_form,
             "edit_changes": edits_shown(proposal, edit_form),
-            "reject_form": RejectForm(),
+            "reject_form": RejectForm(auto_id="id_reject-%s"),
             "follows_status": proposal.status in UNDER_WAY_STATUSES,
             **(extra_context or {}),  # a refused form, as the reviewer filled it in
         }

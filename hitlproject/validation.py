@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,6 +35,41 @@ class StrictFloatField(serializers.FloatField):
         if isinstance(data, bool):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+# What one line of text may not hold: a control character (Unicode's category Cc: CR, LF and
+# tab among them) or Unicode's line and paragraph separators.
+NOT_ONE_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def with_lf_line_breaks(text: str) -> str:
+    """Text of several lines with each line break a line feed (LF), however it was sent (CRLF,
+    CR): a browser sends a textarea's line breaks back as CRLF, and text a reviewer left as it
+    was must read as untouched."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+class SingleLineCharField(serializers.CharField):
+    """Text shown on one line (a headline, a call to action). A line break or another control
+    character in it would be shown differently wherever it is shown (a form's one-line field
+    drops line breaks), so what a reviewer sees would not be what runs: it is refused."""
+
+    default_error_messages = {
+        "not_one_line": "Must be one line: no line breaks, tabs or other control characters."
+    }
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        if NOT_ONE_LINE.search(str(data)):
+            self.fail("not_one_line")
+        return value
+
+
+class MultiLineCharField(serializers.CharField):
+    """Text of several lines (a creative's body), taken with its line breaks as line feeds."""
+
+    def to_internal_value(self, data: Any) -> str:
+        return with_lf_line_breaks(super().to_internal_value(data))
 
 
 def finite_number(value: float) -> None:

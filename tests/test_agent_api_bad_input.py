@@ -389,3 +389,47 @@ def test_a_batch_of_a_thousand_proposals_with_ordinary_rationales_fits_the_text_
     assert response.status_code == 200
     assert {item["status"] for item in response.json()} == {201}
     assert Proposal.objects.count() == 1000
+
+
+ONE_LINE_BREAKERS = {
+    "CRLF": "Buy\r\nnow",
+    "LF": "Buy\nnow",
+    "CR": "Buy\rnow",
+    "tab": "Buy\tnow",
+    "bell": "Buy\x07now",
+    "next line (U+0085)": "Buy\x85now",
+    "line separator (U+2028)": "Buy\u2028now",
+}
+
+
+@pytest.mark.parametrize("part", ["headline", "call_to_action"])
+@pytest.mark.parametrize("text", ONE_LINE_BREAKERS.values(), ids=ONE_LINE_BREAKERS.keys())
+def test_a_line_break_or_control_character_in_a_creatives_one_line_field_is_a_400_naming_it(
+    optimizer, part, text
+):
+    creatives = [CREATIVE, {**CREATIVE, part: text}]
+    body = action("creative_deployment", campaign="display-retarget", creatives=creatives)
+
+    response = optimizer.post(URL, body, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+
+    assert response.status_code == 400, response.content
+    assert response.json() == {
+        "payload": {
+            "creatives": {
+                "1": {part: ["Must be one line: no line breaks, tabs or other control characters."]}
+            }
+        }
+    }
+    assert Proposal.objects.count() == 0
+    assert not IdempotencyRecord.objects.exists()
+
+
+def test_a_creatives_body_is_taken_with_its_line_breaks_as_line_feeds(optimizer):
+    sent = creative(body="Find it fast.\r\nNo card needed.\rCancel any time.\n\nStart today.")
+
+    response = optimizer.post(URL, creative_batch(sent), format="json")
+
+    assert response.status_code == 201, response.content
+    assert response.json()["payload"]["creatives"] == [
+        creative(body="Find it fast.\nNo card needed.\nCancel any time.\n\nStart today.")
+    ]

@@ -18,7 +18,7 @@ from django.contrib.auth import get_user_model
 from approvals.models import Proposal, ProposalStatus
 from approvals.services.decisions import proposal_reject, proposals_approve
 from feedback.autonomy import autonomy_recommendations_propose
-from feedback.models import AutonomyRules
+from feedback.models import AutonomyRules, Feedback
 from ledger.models import Account, Campaign, Creative
 from policies.models import Policy
 from tests.conftest import (
@@ -484,6 +484,38 @@ def test_operator_edits_a_creatives_headline_and_sees_what_the_edit_changed(
     wait_for_status(page, "Executed")
     expect(page.locator("#edit-changes del")).to_have_text("Guaranteed results,")
     assert Creative.objects.get(deployed_by_proposal=proposal).headline == "Results, fast"
+
+
+def test_operator_changes_only_a_call_to_action_and_only_that_is_reported(
+    live_server, demo_world, page, optimizer
+):
+    sent = creative("Search smarter", "Find it fast.\r\nNo card needed.", "Try it")
+    answer = optimizer.post("/api/v1/proposals/", creative_batch(sent), format="json").json()
+    wait_until(lambda: Proposal.objects.get(pk=answer["id"]).status == "pending_review")
+    log_in(page, live_server.url, demo_world["users"]["operator"])
+    page.goto(f"{live_server.url}/admin/approvals/proposal/{answer['id']}/change/")
+
+    form = page.locator("#edit-approve-form")
+    expect(form.get_by_label("Creative 1 body")).to_have_value("Find it fast.\nNo card needed.")
+    form.get_by_label("Creative 1 call to action").fill("Buy now")
+    form.get_by_label("Note").fill("A clearer ask.")
+    page.locator("#reject-form").get_by_label("Note").fill("Not this one.")  # its own box
+    form.locator("input[type=submit]").click()
+
+    expect(page.locator(".messagelist")).to_contain_text("is approved and sent to be executed")
+    expect(page.locator("#edit-changes th")).to_have_text(["Creative 1 call to action"])
+    feedback = Feedback.objects.get(proposal_id=answer["id"])
+    assert (feedback.note, list(feedback.diff)) == (
+        "A clearer ask.",
+        ["creatives[0].call_to_action"],
+    )
+    wait_for_status(page, "Executed")
+    executed = Creative.objects.get(deployed_by_proposal_id=answer["id"])
+    assert (executed.headline, executed.body, executed.call_to_action) == (
+        "Search smarter",
+        "Find it fast.\nNo card needed.",
+        "Buy now",
+    )
 
 
 def test_an_edit_the_platform_refuses_keeps_what_the_operator_typed(live_server, demo_world, page):

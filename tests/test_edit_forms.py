@@ -5,7 +5,9 @@ field; and once approved, the page shows what the edit changed, word by word, as
 was told."""
 
 import re
+from collections import Counter
 from decimal import Decimal
+from html.parser import HTMLParser
 
 import pytest
 from django.test import Client
@@ -414,3 +416,43 @@ def test_a_proposal_approved_as_proposed_shows_no_edit(login):
 
     assert page.context["edit_changes"] == []
     assert 'id="edit-changes"' not in page.text
+
+
+class FormsOfThePage(HTMLParser):
+    """Each element's id and each label's ``for``, with the id of the form they are in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.form = None
+        self.ids: list[tuple[str, str | None]] = []
+        self.labels: list[tuple[str, str | None]] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "form":
+            self.form = attrs.get("id")
+        if "id" in attrs:
+            self.ids.append((attrs["id"], self.form))
+        if tag == "label" and "for" in attrs:
+            self.labels.append((attrs["for"], self.form))
+
+    def handle_endtag(self, tag):
+        if tag == "form":
+            self.form = None
+
+
+@pytest.mark.parametrize("action_type", ["creative_deployment", "budget_reallocation"])
+def test_each_label_on_a_proposals_page_names_a_field_of_its_own_form(login, action_type):
+    proposal = waiting(EDITS[action_type][1]())
+
+    page = login("operator").get(change_page(proposal))
+
+    forms = FormsOfThePage()
+    forms.feed(page.text)
+    repeated = [name for name, count in Counter(name for name, _ in forms.ids).items() if count > 1]
+    assert repeated == []
+    in_form = dict(forms.ids)
+    decide = {"approve-form", "edit-approve-form", "reject-form"}
+    labelled = [(target, form) for target, form in forms.labels if form in decide]
+    assert {form for _, form in labelled} == decide
+    assert [(target, form) for target, form in labelled if in_form.get(target) != form] == []

@@ -5,7 +5,9 @@ import json
 from decimal import Decimal
 
 import pytest
+from django import forms
 from django.contrib.auth import get_user_model
+from django.test import Client
 from django.urls import reverse
 
 from approvals.models import Decision, Proposal, ProposalStatus
@@ -15,7 +17,7 @@ from feedback.models import Feedback
 from hitlproject.errors import DomainError
 from ledger.models import Campaign, Creative
 from policies.models import Policy
-from tests.conftest import creative_batch, reallocation
+from tests.conftest import creative, creative_batch, reallocation
 from tests.factories import evaluated
 
 
@@ -164,3 +166,53 @@ def test_an_edit_that_brings_in_a_banned_term_is_refused(operator):
     assert refused.value.message.endswith("Change it, or approve the proposal as it is.")
     assert Proposal.objects.get(pk=proposal.pk).status == ProposalStatus.PENDING_REVIEW
     assert not Decision.objects.filter(proposal=proposal).exists()
+
+
+def as_a_browser_posts(client: Client, proposal: Proposal, **typed: str) -> dict[str, str]:
+    """The edit form as a browser sends it back: each field as the page shows it (a
+    textarea's line breaks as CRLF, a one-line field without any), ``typed`` over it."""
+    form = client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk])).context[
+        "edit_form"
+    ]
+    data = {}
+    for name, field in form.fields.items():
+        shown = str(form[name].value() or "")
+        if isinstance(field.widget, forms.Textarea):
+            data[form[name].html_name] = shown.replace("\r\n", "\n").replace("\n", "\r\n")
+        else:
+            data[form[name].html_name] = shown.replace("\r", "").replace("\n", "")
+    data.update({form[name].html_name: value for name, value in typed.items()})
+    return data
+
+
+def test_an_edit_of_only_the_call_to_action_tells_the_agent_only_that(login, optimizer):
+    sent = creative("Search smarter", "Find it fast.\r\nNo card needed.", "Try it")
+    submitted = optimizer.post("/api/v1/proposals/", creative_batch(sent), format="json")
+    assert submitted.json()["status"] == ProposalStatus.PENDING_REVIEW, submitted.json()
+    proposal = Proposal.objects.get(pk=submitted.json()["id"])
+    client = login("operator")
+
+    approved = client.post(
+        reverse("admin:approvals_proposal_edit-approve", args=[proposal.pk]),
+        as_a_browser_posts(client, proposal, **{"creative-0-call_to_action": "Buy now"}),
+    )
+
+    assert approved.status_code == 302
+    [feedback] = optimizer.get("/api/v1/feedback/").json()["results"]
+    assert feedback["diff"] == {
+        "creatives[0].call_to_action": {
+            "from": "Try it",
+            "to": "Buy now",
+            "words": [{"from": "Try it", "to": "Buy now"}],
+        }
+    }
+    page = client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+    [(_, changed)] = page.context["edit_changes"]
+    assert [label for label, _ in changed] == ["Creative 1 call to action"]
+    proposal_execute(proposal_id=proposal.pk)
+    executed = Creative.objects.get(deployed_by_proposal=proposal)
+    assert (executed.headline, executed.body, executed.call_to_action) == (
+        "Search smarter",
+        "Find it fast.\nNo card needed.",
+        "Buy now",
+    )

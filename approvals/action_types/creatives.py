@@ -8,16 +8,19 @@ from rest_framework import serializers
 from approvals.action_types import register
 from approvals.action_types.base import ActionType, Assessment, CampaignRef
 from approvals.action_types.forms import ActionEditForm, TextField
-from hitlproject.validation import StrictSerializer
+from hitlproject.validation import MultiLineCharField, SingleLineCharField, StrictSerializer
 from ledger.models import Account, Creative
 
 MAX_CREATIVES_PER_BATCH = 50
 
 
 class CreativePayload(StrictSerializer):
-    headline = serializers.CharField(max_length=150)
-    body = serializers.CharField(max_length=2000)
-    call_to_action = serializers.CharField(max_length=50)
+    """A creative as it is shown: its headline and call to action on one line each (as the
+    reviewer's form shows them), its body in lines."""
+
+    headline = SingleLineCharField(max_length=150)
+    body = MultiLineCharField(max_length=2000)
+    call_to_action = SingleLineCharField(max_length=50)
 
 
 class CreativeDeploymentPayload(StrictSerializer):

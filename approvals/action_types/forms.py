@@ -17,6 +17,7 @@ from django.forms.boundfield import BoundField
 
 from approvals import action_types
 from hitlproject.errors import DomainError, InvalidInput
+from hitlproject.validation import with_lf_line_breaks
 from hitlproject.vocabulary import NOTE_MAX_LENGTH
 
 if TYPE_CHECKING:
@@ -38,10 +39,10 @@ class MoneyField(forms.CharField):
 
 class TextField(forms.CharField):
     """Text as the reviewer wrote it; a browser sends a textarea's line breaks as CRLF, which
-    is no edit of the text."""
+    is no edit of the text (a payload's text of several lines holds them as LF)."""
 
     def to_python(self, value: Any) -> str:
-        return super().to_python(value).replace("\r\n", "\n")
+        return with_lf_line_breaks(super().to_python(value))
 
 
 def error_paths(detail: Any, path: Path = ()) -> Iterator[tuple[Path, str]]:
