@@ -522,6 +522,35 @@ def test_approvals_a_policy_asks_for_since_routing_are_said_beside_the_version_t
     ) in proposal.verdict_reasons
 
 
+def test_a_two_person_rule_added_since_routing_is_said_with_the_version_asking(login):
+    """The routing version asked for one approval; the policy now has a two-person rule the
+    edited proposal falls under. Its reason names the rule, and another the version asking,
+    since the page names the version that routed it, which had no such rule."""
+    proposal = evaluated(reallocation("280.00"))
+    policy = Policy.objects.get(action_type="budget_reallocation", is_draft=False)
+    policy.more_approvals_above_magnitude = Decimal("0.12")
+    policy.approvals_above_threshold = 2
+    policy._change_reason = "Two people above 12%."
+    policy.save()
+    now_version = Policy.history.filter(id=policy.pk).latest("history_id").history_id
+    operator = login("operator")
+
+    edited = operator.post(
+        reverse("admin:approvals_proposal_edit-approve", args=[proposal.pk]),
+        {"edit-amount": "260.00", "edit-note": ""},
+    )
+
+    assert edited.status_code == 302
+    proposal.refresh_from_db()
+    assert (proposal.status, proposal.required_approvals) == ("pending_review", 2)
+    assert any("two-person rule" in reason for reason in proposal.verdict_reasons)
+    assert (
+        "It now needs 2 distinct approvals: policy “Budget reallocations” asks for 2 as it "
+        f"stands (version {now_version})."
+    ) in proposal.verdict_reasons
+    assert proposal.verdict_policy_version != now_version
+
+
 @pytest.mark.parametrize(
     "required, above, said",
     [

@@ -714,11 +714,12 @@ def refreshed_facts(
     required = max(proposal.required_approvals, verdict.required_approvals)
     reasons = [note, *verdict.reasons]
     asks = verdict.required_approvals
-    said = asks == required and any(hold.rule == "two_person_rule" for hold in verdict.held_by)
     routed = (routed_with or approvals_routed_with([proposal])).get(
         proposal.verdict_policy_version, 1
     )
-    if required > routed and not said:  # the two-person rule's own reason says so
+    # Said even beside the two-person rule's own reason, which names the policy, not the
+    # version asking (the page names the version that routed it).
+    if required > routed:
         policy = f"policy “{verdict.policy_name}”"
         version = f"version {verdict.policy_version}"
         reasons.append(
