@@ -4,6 +4,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import connection
 from django.db.models import (
@@ -177,7 +178,7 @@ def proposal_states(proposal: Proposal) -> ProposalStates | None:
         for name in names
     ]
     columns = {
-        "When proposed": {key: proposed.target_snapshot[key[0]][key[1]] for key in fields},
+        "When proposed": {key: _shown(proposed.target_snapshot[key[0]][key[1]]) for key in fields},
         "Proposed": _state_after(action_type, proposed.payload, proposed.target_snapshot),
     }
     if proposal.payload != proposed.payload:
@@ -198,7 +199,7 @@ def proposal_states(proposal: Proposal) -> ProposalStates | None:
             account=proposal.account, action_type=action_type, payload=proposal.payload
         )
         columns["Now"] = {
-            key: str(getattr(campaigns[key[0]], key[1])) for key in fields if key[0] in campaigns
+            key: _shown(getattr(campaigns[key[0]], key[1])) for key in fields if key[0] in campaigns
         }
     return ProposalStates(
         columns=["Campaign", "Field", *columns],
@@ -213,12 +214,17 @@ def proposal_states(proposal: Proposal) -> ProposalStates | None:
     )
 
 
-def _flat(state: dict[str, dict[str, str]]) -> dict[tuple[str, str], str]:
+def _flat(state: dict[str, dict[str, Any]]) -> dict[tuple[str, str], str]:
     return {
-        (external_id, name): str(value)
+        (external_id, name): _shown(value)
         for external_id, values in state.items()
         for name, value in values.items()
     }
+
+
+def _shown(value: Any) -> str:
+    """A recorded ledger value as the page shows it: "—" where nothing was set."""
+    return "—" if value is None or value == "None" else str(value)
 
 
 def _state_after(action_type, payload, snapshot) -> dict[tuple[str, str], str]:

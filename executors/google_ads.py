@@ -14,7 +14,8 @@ What maps to what:
 - ``strategy_change``: the campaign's bidding scheme: manual_cpc ↔ ``manual_cpc``,
   maximize_clicks ↔ ``target_spend``, maximize_conversions ↔ ``maximize_conversions``,
   target_cpa ↔ ``target_cpa.target_cpa_micros``, target_roas ↔ ``target_roas.target_roas``.
-  A target CPA or ROAS reads as "None" unless the campaign bids by it.
+  A target CPA or ROAS reads as not set (None, as the ledger's snapshot has it) unless the
+  campaign bids by it.
 - ``creative_deployment``: one responsive search ad per creative in the mapped ad group
   (headlines: the headline, the call to action, the mapping's extra headline; descriptions:
   the body, the mapping's extra description), sent with ``partial_failure`` so each creative
@@ -266,8 +267,12 @@ class GoogleAdsExecutor(ChannelExecutor):
         return request["action"]["action_type"] != "creative_deployment"
 
 
-def _reached(live: Mapping[str, Mapping[str, str]], proposed: Mapping[str, Mapping[str, str]]):
-    def same(a: str, b: str) -> bool:
+def _reached(
+    live: Mapping[str, Mapping[str, str | None]], proposed: Mapping[str, Mapping[str, str]]
+):
+    def same(a: str | None, b: str) -> bool:
+        if a is None:  # not set on Google Ads
+            return b is None
         try:
             return Decimal(a) == Decimal(b)
         except ArithmeticError:

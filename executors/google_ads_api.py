@@ -498,7 +498,7 @@ def _same_currency(session: _Session, action: GoogleAdsAction, currencies: set[s
         )
 
 
-def _value(field_name: str, row, ad_group) -> str:
+def _value(field_name: str, row, ad_group) -> str | None:
     if field_name == "bid":
         return _money(ad_group.cpc_bid_micros)
     if field_name == "daily_budget":
@@ -510,10 +510,10 @@ def _value(field_name: str, row, ad_group) -> str:
     if field_name == "bidding_strategy":
         return STRATEGY_TO_LEDGER.get(strategy, strategy.lower())
     if field_name == "target_cpa":
-        return _money(campaign.target_cpa.target_cpa_micros) if strategy == "TARGET_CPA" else "None"
+        return _money(campaign.target_cpa.target_cpa_micros) if strategy == "TARGET_CPA" else None
     if field_name == "target_roas":
         roas = Decimal(str(campaign.target_roas.target_roas)).quantize(CENT)
-        return str(roas) if strategy == "TARGET_ROAS" else "None"
+        return str(roas) if strategy == "TARGET_ROAS" else None
     raise ValueError(f"No Google Ads value is read for {field_name}.")
 
 

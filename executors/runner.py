@@ -838,7 +838,7 @@ def _ledger_reflects(campaigns: dict[str, Campaign], after: dict, proposal: Prop
         changed = False
         for name, value in fields.items():
             model_field = Campaign._meta.get_field(name)
-            new = None if value == "None" else model_field.to_python(value)
+            new = None if value in (None, "None") else model_field.to_python(value)
             if getattr(campaign, name) != new:
                 setattr(campaign, name, new)
                 changed = True
@@ -860,13 +860,13 @@ def _ledger_follows(
     replaced ended or re-assessed, as after any change that lands. A campaign's values are
     taken together or not at all: one the ledger cannot hold (a status or strategy it has no
     name for, no value) leaves that campaign as the ledger has it, not half the channel's."""
-    found: dict[str, dict[str, str]] = defaultdict(dict)
+    found: dict[str, dict[str, str | None]] = defaultdict(dict)
     for move in moves:
         found[move.campaign][move.field] = move.now
     taken = {}
     for external_id, fields in found.items():
         campaign = campaigns.get(external_id)
-        if campaign is None:
+        if campaign is None or None in fields.values():  # no value: the ledger's stands
             continue
         try:
             values = {

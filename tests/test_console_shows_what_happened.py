@@ -576,3 +576,34 @@ def test_the_policy_terms_on_a_proposals_page_name_its_two_person_rule(
     assert routed_by.endswith(said)
     needed = max(required, above)
     assert f"0 of {needed} approvals" in re.sub(r"\s+", " ", page)
+
+
+def test_a_value_never_set_reads_as_nothing_set_not_as_the_text_none(operator, login, optimizer):
+    """generic-search has no target CPA; a strategy change sets one. Its snapshot, its
+    execution's state before, the API and the page say nothing was set (null, "—"), not
+    the text "None"."""
+    answer = optimizer.post(
+        "/api/v1/proposals/",
+        {
+            "action_type": "strategy_change",
+            "account": "demo",
+            "payload": {"campaign": "generic-search",
+                        "changes": {"bidding_strategy": "target_cpa", "target_cpa": "25.00"}},
+            "rationale": "Enough conversions to bid for them.",
+            "confidence": 0.8,
+        },
+        format="json",
+    )  # fmt: skip
+    assert answer.status_code == 201, answer.content
+    proposal = Proposal.objects.get(pk=answer.json()["id"])
+    assert proposal.target_snapshot["generic-search"]["target_cpa"] is None
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    assert proposal_execute(proposal_id=proposal.pk).status == "executed"
+
+    read = optimizer.get(f"/api/v1/proposals/{proposal.pk}/").json()
+    assert read["execution"]["before_state"]["generic-search"]["target_cpa"] is None
+    assert read["execution"]["after_state"]["generic-search"]["target_cpa"] == "25.00"
+    page = html.unescape(page_of(login("operator"), proposal).text)
+    states = re.sub(r"\s+", " ", page.split('id="proposal-states"')[1].split("</table>")[0])
+    assert "None" not in states
+    assert "<td>target cpa</td><td>—</td>" in states

@@ -138,7 +138,7 @@ def test_a_strategy_change_sets_the_campaigns_bidding_and_its_target(google_ads)
 
     assert outcome.result == "done"
     assert outcome.before == {
-        "generic-search": {"bidding_strategy": "manual_cpc", "target_cpa": "None"}
+        "generic-search": {"bidding_strategy": "manual_cpc", "target_cpa": None}
     }
     assert outcome.after == {
         "generic-search": {"bidding_strategy": "target_cpa", "target_cpa": "25.00"}

@@ -97,11 +97,25 @@ def campaigns_for(
 
 def ledger_snapshot(
     *, action_type: ActionType, payload: dict[str, Any], campaigns: dict[str, Campaign]
-) -> dict[str, dict[str, str]]:
+) -> dict[str, dict[str, str | None]]:
     return {
-        external_id: {field: str(getattr(campaigns[external_id], field)) for field in fields}
+        external_id: {
+            field: ledger_value(getattr(campaigns[external_id], field)) for field in fields
+        }
         for external_id, fields in action_type.campaign_fields(payload).items()
     }
+
+
+def ledger_value(value: Any) -> str | None:
+    """A ledger field's value as snapshots record it: its text, or None (JSON null) where
+    nothing is set (a target CPA never set), not the text "None"."""
+    return None if value is None else str(value)
+
+
+def ledger_value_recorded(value: str | None) -> str | None:
+    """A snapshot's value as ``ledger_value`` gives it: releases before recorded a field
+    that was not set as the text "None"."""
+    return None if value == "None" else value
 
 
 def action_validate(*, action_type_name: str, raw_payload: Any) -> tuple[ActionType, dict]:

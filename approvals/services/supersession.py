@@ -41,6 +41,8 @@ from approvals.services.proposals import (
     assessed_from_ledger,
     campaign_fields_changed,
     changed_first,
+    ledger_value,
+    ledger_value_recorded,
     refreshed_facts,
     verdict_for,
 )
@@ -58,23 +60,34 @@ class TargetMove:
 
     campaign: str
     field: str
-    saw: str
-    now: str
+    saw: str | None  # None: nothing was set
+    now: str | None
 
     def __str__(self) -> str:
-        return f"{self.campaign}'s {self.field.replace('_', ' ')} is {self.now}, was {self.saw}"
+        return (
+            f"{self.campaign}'s {self.field.replace('_', ' ')} is {_said(self.now)}, "
+            f"was {_said(self.saw)}"
+        )
+
+
+def _said(value: str | None) -> str:
+    return "not set" if value is None else value
 
 
 def target_moves(
-    expected: Mapping[str, Mapping[str, str]], current: Mapping[str, Mapping[str, str]]
+    expected: Mapping[str, Mapping[str, str | None]],
+    current: Mapping[str, Mapping[str, str | None]],
 ) -> list[TargetMove]:
-    """The fields of ``expected`` (a proposal's snapshot) whose value differs in ``current``."""
-    return [
-        TargetMove(campaign, field, saw, current.get(campaign, {}).get(field, "—"))
-        for campaign, fields in expected.items()
-        for field, saw in fields.items()
-        if current.get(campaign, {}).get(field) != saw
-    ]
+    """The fields of ``expected`` (a proposal's snapshot) whose value differs in ``current``
+    (as ``ledger_value`` gives them; a campaign gone: "—")."""
+    moves = []
+    for campaign, fields in expected.items():
+        for field, saw in fields.items():
+            saw = ledger_value_recorded(saw)
+            now = ledger_value_recorded(current.get(campaign, {}).get(field, "—"))
+            if now != saw:
+                moves.append(TargetMove(campaign, field, saw, now))
+    return moves
 
 
 def sets_values(proposal: Proposal) -> bool:
@@ -99,7 +112,7 @@ def target_moves_each(proposals: Iterable[Proposal]) -> dict[int, list[TargetMov
     for proposal in proposals:
         current = {
             external_id: {
-                field: str(getattr(ledger[(proposal.account_id, external_id)], field))
+                field: ledger_value(getattr(ledger[(proposal.account_id, external_id)], field))
                 for field in fields
             }
             for external_id, fields in proposal.target_snapshot.items()
