@@ -17,6 +17,13 @@ set a routing is replayed with the facts of that same record, through the same
   recorded) and whether it had executed then, the proposal's own left out (as live),
   compounded exactly, a move not yet executed only towards the bound it pushes (as live).
 
+What happened to each routing is counted as it happened: one the engine auto-approved counts as
+auto-executed only if its proposal then executed without anything else happening to it first;
+one superseded, sent back to a person, failed, or not yet run by the period's end counts as
+auto-approved, not executed. With the draft, a routing the draft too auto-approves would have
+met the same fate at the same moment; one it auto-approves that went to a person or was
+blocked would have auto-executed (as the count of those a person rejected or edited assumes).
+
 With no draft, the replay reproduces every recorded routing. The history is streamed in the
 order it was written (a server-side cursor); only the proposals still in flight and the moves
 inside the longest cumulative window are kept, so memory does not grow with the history.
@@ -34,7 +41,15 @@ from typing import Any
 
 from approvals import action_types
 from approvals.models import Decision, Proposal, ProposalStatus
-from hitlproject.vocabulary import COUNTED_STATUSES, FINAL_STATUSES, VERDICT_OUTCOMES
+from hitlproject.vocabulary import (
+    AUTO_EXECUTED,
+    AUTO_NOT_EXECUTED,
+    COUNTED_STATUSES,
+    FINAL_STATUSES,
+    SIMULATED_ROWS,
+    UNDER_WAY_STATUSES,
+    VerdictOutcome,
+)
 from policies import engine
 from policies.drafts import replaced_policy
 from policies.models import CUMULATIVE_WINDOW_BOUNDS, Policy, windows_out_of_bounds
@@ -253,9 +268,10 @@ class SimulationReport:
     drafts: list[str]
     proposals: int = 0
     routings: int = 0  # a proposal re-routed before it executed was routed more than once
+    # What became of each routing, and what would have with the draft, by ``SIMULATED_ROWS``.
     happened: Counter = field(default_factory=Counter)
     with_draft: Counter = field(default_factory=Counter)
-    changes: Counter = field(default_factory=Counter)  # (happened, with draft) -> count
+    changes: Counter = field(default_factory=Counter)  # (routed, routed with draft) -> count
     held_by: Counter = field(default_factory=Counter)  # rule -> routings it held, with draft
     other_policy: int = 0  # with no draft: routings decided by another policy or version
     auto_though_rejected: int = 0
@@ -274,11 +290,11 @@ class SimulationReport:
             "drafts": self.drafts,
             "proposals": self.proposals,
             "routings": self.routings,
-            "happened": {o: self.happened[o] for o in VERDICT_OUTCOMES},
-            "with_draft": {o: self.with_draft[o] for o in VERDICT_OUTCOMES},
+            "happened": {row: self.happened[row] for row in SIMULATED_ROWS},
+            "with_draft": {row: self.with_draft[row] for row in SIMULATED_ROWS},
             "changed": self.changed,
             "changes": [
-                {"happened": before, "with_draft": after, "proposals": n}
+                {"routed": before, "routed_with_draft": after, "routings": n}
                 for (before, after), n in sorted(self.changes.items())
                 if before != after
             ],
@@ -298,6 +314,9 @@ class _InFlight:
     routing: tuple
     move: tuple | None
     reported: bool = False
+    # Its routing the engine auto-approved, until it is known whether that routing ran: the
+    # outcome the replay gave it.
+    awaiting_run: str | None = None
 
 
 _COLUMNS = (
@@ -399,6 +418,12 @@ def simulate(
             record["verdict_policy_version"],
         )
         reported = before.reported if before else False
+        awaiting_run = before.awaiting_run if before else None
+        if awaiting_run is not None and (
+            status not in UNDER_WAY_STATUSES or before.routing != routing
+        ):
+            _count_run(report, awaiting_run, ran=status == S.EXECUTED)
+            awaiting_run = None
         factors = {
             target: engine.factor_from_text(factor)
             for target, factor in (record["effects"] or {}).items()
@@ -413,6 +438,8 @@ def simulate(
             verdict = _replayed(record, factors, rules_at(*routing[1:]), moves)
             _count(report, record, verdict, deciding=deciding, first=not reported)
             reported = True
+            if routing[0] == VerdictOutcome.AUTO_APPROVE:
+                awaiting_run = verdict.outcome
             if verdict.outcome == "auto_approve":
                 auto_with_draft.add(proposal_id)
         # Then the record's own change to the moves that count from now on, as live
@@ -438,7 +465,10 @@ def simulate(
         if status in FINAL_STATUSES:
             in_flight.pop(proposal_id, None)
         else:
-            in_flight[proposal_id] = _InFlight(routing, move, reported)
+            in_flight[proposal_id] = _InFlight(routing, move, reported, awaiting_run)
+    for still in in_flight.values():
+        if still.awaiting_run is not None:  # not run by the period's end
+            _count_run(report, still.awaiting_run, ran=False)
     _count_human_overrides(report, auto_with_draft)
     return report
 
@@ -494,11 +524,12 @@ def _replayed(
 def _count(
     report: SimulationReport, record: dict, verdict: engine.Verdict, *, deciding: bool, first: bool
 ) -> None:
-    happened, outcome = record["verdict_outcome"], verdict.outcome
+    happened, outcome = record["verdict_outcome"], verdict.outcome  # as routed, and replayed
     report.proposals += first
     report.routings += 1
-    report.happened[happened] += 1
-    report.with_draft[outcome] += 1
+    if happened != VerdictOutcome.AUTO_APPROVE:  # else counted once it is known if it ran
+        report.happened[happened] += 1
+        report.with_draft[_row_with_draft(outcome, ran=True)] += 1
     report.changes[(happened, outcome)] += 1
     for rule in dict.fromkeys(hold.rule for hold in verdict.held_by):
         report.held_by[rule] += 1
@@ -513,7 +544,7 @@ def _count(
                 "proposal": record["id"],
                 "summary": record["summary"],
                 "routed_at": record["history_date"].isoformat(),
-                "happened": happened,
+                "routed": happened,
                 "with_draft": outcome,
                 "held_by": [hold.text for hold in verdict.held_by],
             }
@@ -526,6 +557,20 @@ def _count(
                 "held_by": [hold.text for hold in verdict.held_by],
             }
         )
+
+
+def _row_with_draft(outcome: str, *, ran: bool) -> str:
+    """The row a routing counts in with the draft, given whether what happened ran."""
+    if outcome != VerdictOutcome.AUTO_APPROVE:
+        return outcome
+    return AUTO_EXECUTED if ran else AUTO_NOT_EXECUTED
+
+
+def _count_run(report: SimulationReport, outcome_with_draft: str, *, ran: bool) -> None:
+    """A routing the engine auto-approved, once it is known whether it ran; the replay gave
+    it ``outcome_with_draft``."""
+    report.happened[AUTO_EXECUTED if ran else AUTO_NOT_EXECUTED] += 1
+    report.with_draft[_row_with_draft(outcome_with_draft, ran=ran)] += 1
 
 
 def _count_human_overrides(report: SimulationReport, auto_with_draft: set[int]) -> None:

@@ -28,7 +28,7 @@ from audit.actors import Actor, acting_as
 from feedback.models import AutonomyRules
 from feedback.selectors import Scorecard, scorecards
 from hitlproject.errors import DomainError
-from hitlproject.vocabulary import VERDICT_OUTCOMES
+from hitlproject.vocabulary import AUTO_EXECUTED, AUTO_NOT_EXECUTED
 from ledger.models import Account
 from policies.models import Policy
 from policies.services import policy_in_force, rule_from_policy, rules_in_force
@@ -171,13 +171,19 @@ def _evidence(
         f"{card.rejected} (reasons: {reasons}). The rules for {verb} hold ({test}).\n\n"
         f"What if the ceiling had been {recommendation.proposed * 100:.1f}% instead of "
         f"{recommendation.current * 100:.1f}% over those days: "
-        f"{with_change['auto_approve']} of the {report.proposals} proposals would have run on "
-        f"their own (instead of {happened['auto_approve']}), {with_change['review']} gone to "
-        f"people and {with_change['block']} been blocked; of those that would have run on "
+        f"{with_change[AUTO_EXECUTED]} of the {report.proposals} proposals would have run on "
+        f"their own (instead of {happened[AUTO_EXECUTED]}), {with_change['review']} gone to "
+        f"people and {with_change['block']} been blocked"
+        + (
+            f", and {with_change[AUTO_NOT_EXECUTED]} been auto-approved but not executed "
+            f"(instead of {happened[AUTO_NOT_EXECUTED]}: superseded, sent back or failed first)"
+            if happened[AUTO_NOT_EXECUTED] or with_change[AUTO_NOT_EXECUTED]
+            else ""
+        )
+        + "; of those that would have run on "
         f"their own, people had rejected {report.auto_though_rejected} and edited "
         f"{report.auto_though_edited}."
     )
-    outcomes = VERDICT_OUTCOMES
     supporting = {
         "scorecard": {
             "days": days,
@@ -196,9 +202,19 @@ def _evidence(
                 "now": str(recommendation.current),
                 "proposed": str(recommendation.proposed),
             },
+            # By routing, as the chart draws them; auto-approved ones counted as run only if
+            # they did (``approvals.simulation``).
             **{
-                outcome: {"now": happened[outcome], "proposed": with_change[outcome]}
-                for outcome in outcomes
+                outcome: {"now": happened[row], "proposed": with_change[row]}
+                for outcome, row in (
+                    ("auto_approve", AUTO_EXECUTED),
+                    ("review", "review"),
+                    ("block", "block"),
+                )
+            },
+            "auto_approved_not_executed": {
+                "now": happened[AUTO_NOT_EXECUTED],
+                "proposed": with_change[AUTO_NOT_EXECUTED],
             },
             "would_have_run_though_rejected": report.auto_though_rejected,
             "would_have_run_though_edited": report.auto_though_edited,

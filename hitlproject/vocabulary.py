@@ -71,6 +71,23 @@ ROUTED_LABELS = {
     VerdictOutcome.REVIEW: "to a human",
     VerdictOutcome.BLOCK: "blocked",
 }
+# The what-if's rows: what became of each routing. One the engine auto-approved auto-executed
+# only if its proposal then executed with nobody deciding it; one superseded, sent back to a
+# person, failed, or not yet run by the period's end did not.
+AUTO_EXECUTED, AUTO_NOT_EXECUTED = "auto_executed", "auto_not_executed"
+SIMULATED_ROWS = (AUTO_EXECUTED, AUTO_NOT_EXECUTED, VerdictOutcome.REVIEW, VerdictOutcome.BLOCK)
+SIMULATED_ROW_LABELS = {
+    AUTO_EXECUTED: "auto-executed",
+    AUTO_NOT_EXECUTED: "auto-approved, not executed (superseded, sent back, failed or not run)",
+    VerdictOutcome.REVIEW: ROUTED_LABELS[VerdictOutcome.REVIEW],
+    VerdictOutcome.BLOCK: ROUTED_LABELS[VerdictOutcome.BLOCK],
+}
+# A routing as the what-if's examples name it: what the engine decided, not what followed.
+ROUTING_LABELS = {
+    VerdictOutcome.AUTO_APPROVE: "auto-approved",
+    VerdictOutcome.REVIEW: ROUTED_LABELS[VerdictOutcome.REVIEW],
+    VerdictOutcome.BLOCK: ROUTED_LABELS[VerdictOutcome.BLOCK],
+}
 WHAT_IF_LABELS = {
     VerdictOutcome.AUTO_APPROVE: "Run on their own",
     VerdictOutcome.REVIEW: "To a person",

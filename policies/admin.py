@@ -24,7 +24,7 @@ from hitlproject.converters import record_page
 from hitlproject.errors import DomainError, InvalidInput
 from hitlproject.forms import IndentedJSONField
 from hitlproject.periods import PeriodForm, describe_duration
-from hitlproject.vocabulary import ROUTED_LABELS, VERDICT_OUTCOMES
+from hitlproject.vocabulary import SIMULATED_ROW_LABELS, SIMULATED_ROWS
 from ledger.models import Account
 from policies.drafts import (
     active_draft_of,
@@ -532,21 +532,22 @@ class PolicyAdmin(ChangeReasonAdmin):
             except DomainError as error:
                 form.add_error(None, error.message)
                 return TemplateResponse(request, "admin/policies/policy/simulate.html", context)
-            labels = {o: ROUTED_LABELS[o].capitalize() for o in VERDICT_OUTCOMES}
+            labels = {row: SIMULATED_ROW_LABELS[row].capitalize() for row in SIMULATED_ROWS}
             context["report"] = report
             if len(drafts) == 1 and self.has_change_permission(request, drafts[0]):
                 context["promotable"] = drafts[0]
             context["rows"] = [
-                (labels[o], report.happened[o], report.with_draft[o]) for o in VERDICT_OUTCOMES
+                (labels[row], report.happened[row], report.with_draft[row])
+                for row in SIMULATED_ROWS
             ]
             context["held"] = [
                 (HOLD_RULE_LABELS[rule], count) for rule, count in report.held_by.most_common()
             ]
             context["chart"] = grouped_bars(
-                [labels[o] for o in VERDICT_OUTCOMES],
+                [labels[row] for row in SIMULATED_ROWS],
                 [
-                    ("Happened", [report.happened[o] for o in VERDICT_OUTCOMES]),
-                    ("With the draft", [report.with_draft[o] for o in VERDICT_OUTCOMES]),
+                    ("Happened", [report.happened[row] for row in SIMULATED_ROWS]),
+                    ("With the draft", [report.with_draft[row] for row in SIMULATED_ROWS]),
                 ],
             )
         return TemplateResponse(request, "admin/policies/policy/simulate.html", context)

@@ -90,7 +90,8 @@ def test_a_cut_approved_to_balance_a_raise_lets_no_raise_past_the_cumulative_cei
     # The replay decides each routing as the live engine did, the raise held by the ceiling.
     report = replayed()
     assert (report.routings, report.changed, report.other_policy) == (4, 0, 0)
-    assert dict(report.happened) == {"auto_approve": 3, "review": 1}
+    # Three auto-approved; only the first raise ran: the cut was superseded, the second not run.
+    assert dict(report.happened) == {"auto_executed": 1, "auto_not_executed": 2, "review": 1}
     assert report.held_by["cumulative_ceiling"] == 1
     [held] = report.held_examples
     assert held["proposal"] == second_raise["id"]

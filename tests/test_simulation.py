@@ -55,7 +55,7 @@ def test_replaying_history_under_the_same_policies_reproduces_every_verdict(hist
     assert report.proposals == Proposal.objects.count() == 7
     assert report.changed == 0
     assert report.happened == report.with_draft
-    assert dict(report.happened) == {"auto_approve": 2, "review": 5}
+    assert dict(report.happened) == {"auto_executed": 2, "review": 5}
 
 
 def test_same_campaign_names_on_two_accounts_are_separate_targets(demo_world):
@@ -107,16 +107,16 @@ def test_a_looser_draft_shows_what_it_would_have_let_through(history):
     assert names == ["Reallocations up to 30% (draft)"]
     # Moving 150 is 15% of brand-search and +30% on generic-search: within the draft. The next
     # move (200) would take generic-search to +82% counting the approved 150: still a human's.
-    assert report.with_draft["auto_approve"] == 3
+    assert report.with_draft["auto_executed"] == 3
     assert report.changed == 1
     assert [
-        {key: example[key] for key in ("proposal", "summary", "happened", "with_draft")}
+        {key: example[key] for key in ("proposal", "summary", "routed", "with_draft")}
         for example in report.examples
     ] == [
         {
             "proposal": history["approved"].pk,
             "summary": "move 150.00 USD/day from brand-search to generic-search (15.0%)",
-            "happened": "review",
+            "routed": "review",
             "with_draft": "auto_approve",
         }
     ]
@@ -130,7 +130,7 @@ def test_it_counts_what_a_human_rejected_or_edited_that_the_draft_would_auto_exe
         auto_execute_max_magnitude=Decimal("0.50"),
     )
     report = run(*draft_rule_set())
-    assert report.with_draft["auto_approve"] == 5
+    assert report.with_draft["auto_executed"] == 5
     assert report.auto_though_rejected == 1
     assert report.auto_though_edited == 1
 
@@ -164,7 +164,7 @@ def test_the_command_prints_the_comparison_and_json(history):
     out = io.StringIO()
     call_command("simulate_policies", "--since", str(today), "--json", stdout=out)
     body = json.loads(out.getvalue())
-    assert body["with_draft"]["auto_approve"] == 5
+    assert body["with_draft"]["auto_executed"] == 5
     assert body["auto_executed_though_a_human_rejected_it"] == 1
 
 
@@ -217,7 +217,7 @@ def test_the_simulation_page_reports_with_a_chart_for_an_auditor(history, login)
     )
     assert page.status_code == 200
     report = page.context["report"]
-    assert (report.proposals, report.with_draft["auto_approve"]) == (7, 5)
+    assert (report.proposals, report.with_draft["auto_executed"]) == (7, 5)
     assert '<svg class="bar-chart"' in page.text
     assert 'id="auto-though-rejected">1<' in page.text
 
@@ -407,7 +407,14 @@ def test_replay_under_the_deciding_rules_reproduces_every_recorded_routing(every
     assert report.routings == 16
     assert (report.changed, report.other_policy, report.examples) == (0, 0, [])
     assert report.happened == report.with_draft
-    assert dict(report.happened) == {"auto_approve": 5, "review": 9, "block": 2}
+    # Five routings auto-approved; two bids ran on their own. The bid held back, the shift
+    # re-routed before it ran, and the bid approved after the edit (not run yet) did not.
+    assert dict(report.happened) == {
+        "auto_executed": 2,
+        "auto_not_executed": 3,
+        "review": 9,
+        "block": 2,
+    }
     # The third bid raise, and the two reallocations (generic-search would grow 56% and 40%).
     assert report.held_by["cumulative_ceiling"] == 3
     assert report.held_by["hard_ceiling"] == 1
@@ -443,7 +450,7 @@ def test_a_recorded_routing_that_the_rules_did_not_give_is_reported(every_route)
 
     assert report.changed == 1
     [example] = report.examples
-    assert (example["proposal"], example["happened"], example["with_draft"]) == (
+    assert (example["proposal"], example["routed"], example["with_draft"]) == (
         held.pk,
         "auto_approve",
         "review",
@@ -461,3 +468,59 @@ def test_the_simulation_page_with_no_draft_replays_the_deciding_rules(every_rout
     )
     assert "with no draft (the policies that decided them)" in page.text
     assert 'id="changed-count">0<' in page.text
+
+
+@pytest.fixture
+def overtaken(demo_world):
+    """Bids that auto-executed, and two that policy auto-approved but that another bid on the
+    same campaign overtook: it executed first, and they were superseded before they ran."""
+    late = [
+        evaluated(bid_adjustment("0.84", "display-retarget")),  # +5%
+        evaluated(bid_adjustment("1.55", "generic-search")),  # +3.3%
+    ]
+    for body in (
+        bid_adjustment("0.83", "display-retarget"),
+        bid_adjustment("1.52", "generic-search"),
+        bid_adjustment("2.18"),
+    ):
+        proposal_execute(proposal_id=evaluated(body).pk)
+    assert {p.verdict_outcome for p in Proposal.objects.all()} == {"auto_approve"}
+    assert [Proposal.objects.get(pk=p.pk).status for p in late] == ["superseded"] * 2
+    return late
+
+
+def test_auto_executed_counts_only_what_executed_not_what_was_superseded_first(overtaken):
+    executed = Proposal.objects.filter(status="executed").count()
+    assert executed == 3
+    today = timezone.localdate()
+    out = io.StringIO()
+    call_command("simulate_policies", "--since", str(today), stdout=out)
+    rows = {
+        line.strip().rsplit(None, 2)[0]: line.split()[-2:]
+        for line in out.getvalue().splitlines()[2:6]
+    }
+    assert rows["auto-executed"] == [str(executed), str(executed)]
+    assert rows["auto-approved, not executed (superseded, sent back, failed or not run)"] == [
+        "2",
+        "2",
+    ]
+    out = io.StringIO()
+    call_command("simulate_policies", "--since", str(today), "--json", stdout=out)
+    body = json.loads(out.getvalue())
+    assert body["happened"]["auto_executed"] == executed
+    assert body["happened"]["auto_not_executed"] == 2
+
+
+def test_the_simulation_page_shows_superseded_auto_approvals_apart(overtaken, login):
+    from django.urls import reverse
+
+    today = timezone.localdate()
+    page = login("auditor").get(
+        reverse("admin:policies_policy_simulate"),
+        {"since": str(today), "until": str(today + DAY)},
+    )
+    assert "<tr><td>Auto-executed</td><td>3</td><td>3</td></tr>" in page.text
+    assert (
+        "<tr><td>Auto-approved, not executed (superseded, sent back, failed or not run)</td>"
+        "<td>2</td><td>2</td></tr>"
+    ) in page.text

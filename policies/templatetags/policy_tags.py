@@ -1,6 +1,6 @@
 from django import template
 
-from hitlproject.vocabulary import ROUTED_LABELS, action_type_label
+from hitlproject.vocabulary import ROUTED_LABELS, ROUTING_LABELS, action_type_label
 
 register = template.Library()
 register.filter("action_type_label", action_type_label)
@@ -9,3 +9,9 @@ register.filter("action_type_label", action_type_label)
 @register.filter
 def outcome_label(outcome: str) -> str:
     return ROUTED_LABELS.get(outcome, outcome)
+
+
+@register.filter
+def routing_label(outcome: str) -> str:
+    """A routing as the engine decided it ("auto-approved"), not what followed."""
+    return ROUTING_LABELS.get(outcome, outcome)

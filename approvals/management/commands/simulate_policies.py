@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from approvals.simulation import drafts_in_place, simulate
 from hitlproject.errors import DomainError
 from hitlproject.periods import command_period
-from hitlproject.vocabulary import ROUTED_LABELS, VERDICT_OUTCOMES
+from hitlproject.vocabulary import SIMULATED_ROW_LABELS, SIMULATED_ROWS
 
 
 class Command(BaseCommand):
@@ -44,11 +44,12 @@ class Command(BaseCommand):
             f"{report.proposals} proposals from {start:%Y-%m-%d} to {end:%Y-%m-%d}, "
             f"with {', '.join(names) or 'no draft (the policies that decided them)'}:"
         )
-        self.stdout.write(f"  {'':18} {'happened':>10} {'with draft':>11}")
-        for outcome in VERDICT_OUTCOMES:
+        width = max(len(label) for label in SIMULATED_ROW_LABELS.values())
+        self.stdout.write(f"  {'':{width}} {'happened':>10} {'with draft':>11}")
+        for row in SIMULATED_ROWS:
             self.stdout.write(
-                f"  {ROUTED_LABELS[outcome]:18} {report.happened[outcome]:>10} "
-                f"{report.with_draft[outcome]:>11}"
+                f"  {SIMULATED_ROW_LABELS[row]:{width}} {report.happened[row]:>10} "
+                f"{report.with_draft[row]:>11}"
             )
         self.stdout.write(f"  {report.changed} routings would have gone another way.")
         self.stdout.write(
