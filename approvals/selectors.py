@@ -228,7 +228,12 @@ def _shown(value: Any) -> str:
 
 
 def _state_after(action_type, payload, snapshot) -> dict[tuple[str, str], str]:
-    return _flat(action_type.proposed_state(payload, _ledger_values(snapshot)))
+    """The snapshot's fields after the action: those it sets as set, the others (those its
+    figures are only read from) as they were."""
+    return {
+        **_flat(snapshot),
+        **_flat(action_type.proposed_state(payload, _ledger_values(snapshot))),
+    }
 
 
 S = ProposalStatus

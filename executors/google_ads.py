@@ -143,7 +143,8 @@ def google_ads_frozen_action(
     link = GoogleAdsLink.objects.filter(account=account).first()
     if link is None:
         raise GoogleAdsNotLinked(f"Account {account} has no Google Ads link.")
-    names = set(action_types.get(action_type).campaign_fields(payload))
+    sets = action_types.get(action_type).campaign_fields(payload)
+    names = set(sets)
     mapped = {
         mapping.campaign.external_id: mapping
         for mapping in GoogleAdsCampaign.objects.filter(
@@ -156,7 +157,12 @@ def google_ads_frozen_action(
     return GoogleAdsAction(
         action_type=action_type,
         payload=payload,
-        targets={name: dict(fields) for name, fields in targets.items()},
+        # The fields it sets, checked on the channel before it writes them; not those its
+        # figures are only read from (``figures_read_from``), which the runner re-assessed.
+        targets={
+            name: {field: value for field, value in fields.items() if field in sets.get(name, ())}
+            for name, fields in targets.items()
+        },
         customer_id=link.customer_id,
         currency=account.currency,
         campaigns={

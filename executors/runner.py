@@ -58,6 +58,7 @@ from approvals.services.proposals import (
 )
 from approvals.services.supersession import (
     TargetMove,
+    moves_on_what_it_sets,
     proposal_supersede,
     proposals_supersede_after_changes,
     target_moves,
@@ -289,7 +290,7 @@ def _checked_targets(proposal: Proposal, action_type, actor: Actor) -> _Checked:
     """Under the proposal's lock, before an attempt: its account and campaigns locked (in
     that order); sent back to a person if a kill switch holds it back; superseded if it sets a
     value whose target moved since it was made; re-assessed if it moves an amount on campaigns
-    that moved (``_reassessed``)."""
+    that moved, or its figures are read from a field that moved (``_reassessed``)."""
     accounts_lock([proposal.account])
     campaigns = campaigns_for(
         account=proposal.account, action_type=action_type, payload=proposal.payload, lock=True
@@ -303,7 +304,9 @@ def _checked_targets(proposal: Proposal, action_type, actor: Actor) -> _Checked:
     moves = target_moves(proposal.target_snapshot, before)
     if not moves:
         return _Checked(campaigns, before)
-    if action_type.sets_values:
+    ending = moves_on_what_it_sets(proposal, moves) if action_type.sets_values else []
+    if ending:
+        moves = ending
         cause = "found before executing"
         if proposal.status == ProposalStatus.EXECUTING:
             cause += "; an earlier attempt's request got no answer and may have reached the channel"

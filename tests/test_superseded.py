@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.urls import reverse
 
 from approvals.models import Agent, Decision, Execution, Proposal, ProposalStatus
 from approvals.services.decisions import bulk_approval_plan, proposal_approve, proposals_approve
@@ -335,3 +336,69 @@ def test_a_waiting_reallocation_that_no_longer_fits_says_so(operator):
         "It can no longer be applied as proposed: amount: Exceeds brand-search's daily budget "
         "of 200.00."
     )
+
+
+def pause(campaign: str = "brand-search") -> dict:
+    return bid_adjustment(action_type="status_change") | {
+        "payload": {"campaign": campaign, "status": "paused"}
+    }
+
+
+def budget_raise(new_daily_budget: str, campaign: str = "brand-search") -> dict:
+    return bid_adjustment(action_type="budget_change") | {
+        "payload": {"campaign": campaign, "new_daily_budget": new_daily_budget}
+    }
+
+
+def test_a_waiting_pause_names_the_daily_budget_it_would_stop_once_that_moves(
+    operator, optimizer, login
+):
+    waiting = evaluated(pause())
+    assert waiting.status == ProposalStatus.PENDING_REVIEW
+    assert waiting.summary == "pause brand-search (1000.00 USD/day)"
+    raised = evaluated(budget_raise("1050.00"))
+    assert proposal_execute(proposal_id=raised.pk).status == ProposalStatus.EXECUTED
+
+    waiting.refresh_from_db()
+    # Still waiting (the budget is not what it sets), and it says what pausing stops now.
+    now = "pause brand-search (1050.00 USD/day)"
+    assert waiting.status == ProposalStatus.PENDING_REVIEW
+    assert (waiting.summary, waiting.amount) == (now, Decimal("1050.00"))
+    note = (
+        f"Re-assessed after #{raised.pk} changed it first: {raised.summary}: "
+        "brand-search's daily budget is 1050.00, was 1000.00."
+    )
+    assert waiting.verdict_reasons[0] == f"{note} Now: {now}."
+    assert waiting.history.first().history_change_reason == note
+    # The agent reads the same through the API.
+    answer = optimizer.get(f"/api/v1/proposals/{waiting.pk}/").json()
+    assert (answer["summary"], answer["amount"]) == (now, "1050.00")
+    # The queue and the bulk approval's confirmation name the budget it stops now.
+    client = login("operator")
+    queue = client.get(reverse("admin:approvals_proposal_changelist"))
+    assert now in queue.text and "(1000.00 USD/day)" not in queue.text
+    confirm = client.post(
+        reverse("admin:approvals_proposal_changelist"),
+        {"action": "approve_selected", "_selected_action": [waiting.pk]},
+    )
+    [listed] = confirm.context["proposals"]
+    assert (listed.summary, listed.bulk_outcome) == (now, "Approved: it executes.")
+    proposal_approve(proposal_id=waiting.pk, reviewer=operator)
+    done = proposal_execute(proposal_id=waiting.pk)
+    assert (done.status, done.summary) == (ProposalStatus.EXECUTED, now)
+    assert Campaign.objects.get(external_id="brand-search").status == "paused"
+
+
+def test_an_approved_pause_is_re_assessed_before_it_runs_not_superseded(operator):
+    approved = evaluated(pause())
+    proposal_approve(proposal_id=approved.pk, reviewer=operator)
+    Campaign.objects.filter(external_id="brand-search").update(daily_budget=Decimal("1050.00"))
+
+    done = proposal_execute(proposal_id=approved.pk)
+
+    assert done.status == ProposalStatus.EXECUTED
+    assert done.summary == "pause brand-search (1050.00 USD/day)"
+    assert done.history.filter(
+        history_change_reason__startswith="Re-assessed before executing: brand-search's daily "
+        "budget is 1050.00, was 1000.00; now pause brand-search (1050.00 USD/day)"
+    ).exists()

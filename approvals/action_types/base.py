@@ -157,6 +157,24 @@ class ActionType:
         """The ledger fields this action reads and writes, by campaign external id."""
         raise NotImplementedError
 
+    def figures_read_from(self, payload: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+        """Ledger fields the action's figures (summary, amount) are read from but that it
+        does not set, by campaign external id. They are recorded in its snapshot with the
+        fields it sets; when one moves, the proposal keeps its meaning and is re-assessed, as
+        one that moves an amount is, rather than superseded."""
+        return {}
+
+    def snapshot_fields(self, payload: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+        """The ledger fields a proposal records as it saw them: those it sets and reads
+        (``campaign_fields``), then those its figures are read from."""
+        fields = {
+            campaign: tuple(names) for campaign, names in self.campaign_fields(payload).items()
+        }
+        for campaign, names in self.figures_read_from(payload).items():
+            known = fields.get(campaign, ())
+            fields[campaign] = known + tuple(name for name in names if name not in known)
+        return fields
+
     def check(self, payload: dict[str, Any], campaigns: dict[str, Campaign]) -> None:
         """Refuse a payload the current ledger makes impossible: raise the domain's
         ``InvalidInput``, with the field it is about (``hitlproject.validation.invalid_input``)."""

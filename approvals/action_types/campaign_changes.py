@@ -221,6 +221,9 @@ class StatusChange(ActionType):
     def campaign_fields(self, payload):
         return {payload["campaign"]: ("status",)}
 
+    def figures_read_from(self, payload):
+        return {payload["campaign"]: ("daily_budget",)}  # the spend it starts or stops
+
     def assess(self, payload, campaigns, account: Account) -> Assessment:
         campaign = campaigns[payload["campaign"]]
         changes = campaign.status != payload["status"]

@@ -102,7 +102,7 @@ def ledger_snapshot(
         external_id: {
             field: ledger_value(getattr(campaigns[external_id], field)) for field in fields
         }
-        for external_id, fields in action_type.campaign_fields(payload).items()
+        for external_id, fields in action_type.snapshot_fields(payload).items()
     }
 
 

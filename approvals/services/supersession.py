@@ -10,7 +10,9 @@ last check, to any proposal a person is about to approve or the executor is abou
 A proposal that moves an amount (a reallocation) keeps its meaning when its campaigns' budgets
 move: a waiting one is re-assessed as the change lands, so its page reads the figures it would
 run on, and the executor re-assesses it again before it runs
-(``executors.runner``).
+(``executors.runner``). So does one whose figures are read from a field it does not set (a
+status change names the daily budget it starts or stops, ``figures_read_from``): only a move
+of a field it sets supersedes it.
 
 And a person is not asked to approve what would only be superseded: approving a proposal that
 sets a value another approved, about-to-run proposal changes first is refused
@@ -94,9 +96,18 @@ def sets_values(proposal: Proposal) -> bool:
     return action_types.get(proposal.action_type).sets_values
 
 
+def moves_on_what_it_sets(proposal: Proposal, moves: Iterable[TargetMove]) -> list[TargetMove]:
+    """Of ``moves`` on a proposal's snapshot, those on fields it sets: the ones that end
+    its premise, if it sets values (a move of a field its figures are only read from
+    re-assesses it instead)."""
+    sets = action_types.get(proposal.action_type).campaign_fields(proposal.payload)
+    return [move for move in moves if move.field in sets.get(move.campaign, ())]
+
+
 def target_moves_each(proposals: Iterable[Proposal]) -> dict[int, list[TargetMove]]:
     """``target_moves`` against the ledger now, for many proposals at once (one read of the
-    campaigns they were made against), by proposal id; only proposals whose targets moved."""
+    campaigns they were made against), by proposal id; only proposals whose targets moved (a
+    field they set: ``moves_on_what_it_sets``)."""
     proposals = [proposal for proposal in proposals if proposal.target_snapshot]
     wanted = Q(pk__in=[])
     by_account: dict[int, set[str]] = defaultdict(set)
@@ -118,7 +129,7 @@ def target_moves_each(proposals: Iterable[Proposal]) -> dict[int, list[TargetMov
             for external_id, fields in proposal.target_snapshot.items()
             if (proposal.account_id, external_id) in ledger
         }
-        moves = target_moves(proposal.target_snapshot, current)
+        moves = moves_on_what_it_sets(proposal, target_moves(proposal.target_snapshot, current))
         if moves:
             moved[proposal.pk] = moves
     return moved
@@ -241,7 +252,8 @@ def proposals_supersede_after_changes(
     changes landed together touch distinct campaigns), supersede every waiting or approved
     proposal that sets one of those fields and was made against another value, so that the
     queue never holds a proposal whose premise is gone; and re-assess every waiting one that
-    moves an amount on them, so that its page reads the figures it would run on. Runs in the
+    moves an amount on them, or whose figures are read from them (``figures_read_from``), so
+    that its page reads the figures it would run on. Runs in the
     transaction that wrote the changes, which holds the changed campaigns' locks: so all of
     it is done as a set, a few statements whatever the number of proposals, and the
     superseded proposals' feedback is written last (see ``proposals_supersede``).
@@ -282,8 +294,10 @@ def proposals_supersede_after_changes(
         if not moves:
             continue
         cause = "; ".join(dict.fromkeys(causes[move.campaign] for move in moves))
-        if sets_values(proposal):
-            supersessions.append(Overtaken(proposal, moves, cause))
+        ending = moves_on_what_it_sets(proposal, moves) if sets_values(proposal) else []
+        if ending:
+            cause = "; ".join(dict.fromkeys(causes[move.campaign] for move in ending))
+            supersessions.append(Overtaken(proposal, ending, cause))
         elif proposal.status == ProposalStatus.PENDING_REVIEW:
             waiting.append(Overtaken(proposal, moves, cause))
     proposals_reassess_waiting(waiting=waiting, actor=actor)
@@ -293,7 +307,8 @@ def proposals_supersede_after_changes(
 
 
 def proposals_reassess_waiting(*, waiting: Sequence[Overtaken], actor: Actor) -> None:
-    """Waiting proposals that move an amount, on campaigns that moved (each with its moves
+    """Waiting proposals that move an amount on campaigns that moved, or whose figures are
+    read from fields that moved (each with its moves
     and their cause; locked by the caller): their figures, risk and reasons follow the ledger
     now (their routing stays as decided: a person was asked, and is asked still), so the
     person deciding reads what approving one would do. As a set: the campaigns and what the
