@@ -14,6 +14,7 @@ from approvals.models import Proposal
 from approvals.services.decisions import proposal_approve, proposal_reject
 from approvals.simulation import draft_rule_set, simulate
 from executors.runner import proposal_execute
+from ledger.models import Campaign
 from policies.models import Policy
 from tests.conftest import bid_adjustment, reallocation
 from tests.factories import evaluated
@@ -472,15 +473,20 @@ def test_the_simulation_page_with_no_draft_replays_the_deciding_rules(every_rout
 
 @pytest.fixture
 def overtaken(demo_world):
-    """Bids that auto-executed, and two that policy auto-approved but that another bid on the
-    same campaign overtook: it executed first, and they were superseded before they ran."""
+    """Bids that auto-executed, and two that policy auto-approved but that were superseded
+    before they ran: their campaigns' bids were changed outside the platform first (the
+    engine no longer approves a second bid on a campaign while one is under way)."""
     late = [
         evaluated(bid_adjustment("0.84", "display-retarget")),  # +5%
         evaluated(bid_adjustment("1.55", "generic-search")),  # +3.3%
     ]
+    Campaign.objects.filter(external_id="display-retarget").update(bid=Decimal("0.83"))
+    Campaign.objects.filter(external_id="generic-search").update(bid=Decimal("1.52"))
+    for proposal in late:
+        proposal_execute(proposal_id=proposal.pk)
     for body in (
-        bid_adjustment("0.83", "display-retarget"),
-        bid_adjustment("1.52", "generic-search"),
+        bid_adjustment("0.85", "display-retarget"),
+        bid_adjustment("1.56", "generic-search"),
         bid_adjustment("2.18"),
     ):
         proposal_execute(proposal_id=evaluated(body).pk)
