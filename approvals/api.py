@@ -14,9 +14,10 @@ from drf_spectacular.utils import (
     extend_schema_field,
 )
 from rest_framework import serializers, status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 
 from approvals.models import Proposal, ProposalStatus
 from approvals.selectors import (
@@ -255,6 +256,14 @@ def submission(data: Any, checker: ProposalInput | None = None) -> Submission:
     serializer costs more than using it: a batch passes one ``checker`` for all its items,
     and a single submission uses the one its thread kept (the web server keeps its threads
     between requests: hitlproject.asgi_handler)."""
+    if data is None:  # as DRF says of any other JSON that is not an object (not a bare list)
+        raise ValidationError(
+            {
+                api_settings.NON_FIELD_ERRORS_KEY: [
+                    "Invalid data. Expected a dictionary, but got null."
+                ]
+            }
+        )
     if checker is None:
         checker = getattr(_checkers, "proposal", None)
         if checker is None:
@@ -276,7 +285,11 @@ class IdempotentAPIView(AgentAPIView):
             return self.perform(request, self.checked(request), **kwargs)
         if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
             raise ValidationError({"Idempotency-Key": ["Must be 1 to 255 printable characters."]})
-        fingerprint = request_fingerprint(request.path, request.data)
+        try:
+            fingerprint = request_fingerprint(request.path, request.data)
+        except ParseError:  # no request at all: a key used already was used with another
+            idempotency_key_not_reused(agent=request.user, key=key, fingerprint="")
+            raise
         try:
             checked = self.checked(request)
         except ValidationError:  # a key used with another body says so first (422)

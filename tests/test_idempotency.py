@@ -53,6 +53,28 @@ def test_same_key_with_a_malformed_body_is_a_422_and_a_new_key_a_400(optimizer):
     assert Proposal.objects.count() == 2
 
 
+@pytest.mark.parametrize("body", ["{bad", "null"], ids=["unparseable", "null"])
+def test_same_key_with_a_body_that_is_no_proposal_at_all_is_a_422_and_a_new_key_a_400(
+    optimizer, body
+):
+    """Even a body that is no JSON object (or no JSON): a key used with another request says
+    so first; under a new key it is a 400 saying what is wrong, in the API's error shape (an
+    object), and takes no key."""
+    optimizer.post(URL, bid_adjustment("2.10"), format="json", HTTP_IDEMPOTENCY_KEY="used")
+
+    def sent(key: str):
+        return optimizer.post(URL, body, content_type="application/json", HTTP_IDEMPOTENCY_KEY=key)
+
+    reused = sent("used")
+    assert reused.status_code == 422, reused.content
+    assert "different request body" in reused.json()["detail"]
+    fresh = sent("fresh")
+    assert fresh.status_code == 400
+    assert isinstance(fresh.json(), dict), fresh.json()
+    assert not IdempotencyRecord.objects.filter(key="fresh").exists()
+    assert Proposal.objects.count() == 1
+
+
 def test_keys_are_scoped_to_the_agent(agent_client):
     optimizer, copywriter = agent_client("optimizer"), agent_client("copywriter")
     first = optimizer.post(URL, bid_adjustment(), format="json", HTTP_IDEMPOTENCY_KEY="shared")
