@@ -489,7 +489,19 @@ def _proposal_reread(agent, key_id: int, proposal_id: int, waiting_on: str) -> t
     return proposal.status != waiting_on, proposal_body(proposal)
 
 
-class ProposalWithdrawApi(AgentAPIView):
+class KeyBoundAPIView(AgentAPIView):
+    """A POST view that keeps no answer under an Idempotency-Key (it writes nothing, or
+    doing it again does nothing more): a key it is sent that was used on another endpoint is
+    still a 422, since a key is bound to its endpoint."""
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        key = request.headers.get("Idempotency-Key")
+        if request.method == "POST" and key is not None:
+            idempotency_key_not_reused(agent=request.user, key=key, fingerprint="")
+
+
+class ProposalWithdrawApi(KeyBoundAPIView):
     @extend_schema(
         operation_id="proposals_withdraw",
         request=None,
@@ -533,7 +545,7 @@ class DryRunOutput(serializers.Serializer):
     summary = serializers.CharField()
 
 
-class PolicyEvaluateApi(AgentAPIView):
+class PolicyEvaluateApi(KeyBoundAPIView):
     @extend_schema(
         operation_id="policies_evaluate",
         request=DryRunInput,

@@ -75,6 +75,35 @@ def test_same_key_with_a_body_that_is_no_proposal_at_all_is_a_422_and_a_new_key_
     assert Proposal.objects.count() == 1
 
 
+def test_a_key_used_on_proposals_is_a_422_on_the_dry_run_and_on_a_withdrawal(optimizer):
+    """Neither keeps an answer under a key; a key used on another endpoint is still a 422
+    there (a key is bound to its endpoint), and a fresh one changes nothing."""
+    first = optimizer.post(
+        URL, reallocation("280.00"), format="json", HTTP_IDEMPOTENCY_KEY="bound"
+    ).json()
+    dry_run = {"account": "demo", "action_type": "bid_adjustment",
+               "payload": {"campaign": "brand-search", "new_bid": "2.12"}}  # fmt: skip
+    withdraw = f"{URL}{first['id']}/withdraw/"
+
+    assert (
+        optimizer.post(
+            "/api/v1/policies/evaluate/", dry_run, format="json", HTTP_IDEMPOTENCY_KEY="bound"
+        ).status_code
+        == 422
+    )
+    assert optimizer.post(withdraw, HTTP_IDEMPOTENCY_KEY="bound").status_code == 422
+    assert Proposal.objects.get(pk=first["id"]).status == "pending_review"
+
+    assert (
+        optimizer.post(
+            "/api/v1/policies/evaluate/", dry_run, format="json", HTTP_IDEMPOTENCY_KEY="fresh"
+        ).status_code
+        == 200
+    )
+    assert optimizer.post(withdraw, HTTP_IDEMPOTENCY_KEY="fresh").status_code == 200
+    assert Proposal.objects.get(pk=first["id"]).status == "withdrawn"
+
+
 def test_keys_are_scoped_to_the_agent(agent_client):
     optimizer, copywriter = agent_client("optimizer"), agent_client("copywriter")
     first = optimizer.post(URL, bid_adjustment(), format="json", HTTP_IDEMPOTENCY_KEY="shared")
