@@ -256,20 +256,30 @@ def changed_first(keys: Iterable[FieldKey], *, besides: Iterable[int] = ()) -> d
     if not keys:
         return {}
     accounts = {account_id for account_id, _, _ in keys}
-    # By status alone, through the queue's index: the few proposals under way. Their
-    # accounts are told apart here, since with the account in the question SQLite reads
-    # every proposal the account ever made, through the account's index.
-    ahead = Proposal.objects.filter(status__in=UNDER_WAY_STATUSES).exclude(pk__in=list(besides))
-    if connection.vendor == "postgresql":  # each row's keys tested in C, no JSON read back
-        ahead = ahead.filter(
-            target_snapshot__has_any_keys=sorted({campaign for _, campaign, _ in keys})
-        )
+    # In SQL written out, by status alone (through the queue's index: the few proposals
+    # under way), their accounts told apart here: every value-setting submission asks, the
+    # ORM took longer to build the question than the database to answer it, and with the
+    # account in it SQLite read every proposal the account ever made.
+    statuses = sorted(UNDER_WAY_STATUSES)
+    sql = (
+        f"SELECT id, account_id, action_type, payload FROM "
+        f"{connection.ops.quote_name(Proposal._meta.db_table)} "
+        f"WHERE status IN ({', '.join(['%s'] * len(statuses))})"
+    )
+    params: list[Any] = [*statuses]
+    if connection.vendor == "postgresql":  # only those made against these campaigns
+        sql += " AND jsonb_exists_any(target_snapshot, %s::text[])"
+        params.append(sorted({campaign for _, campaign, _ in keys}))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        ahead = sorted(cursor.fetchall())
+    besides = set(besides)
     changed: dict[FieldKey, int] = {}
-    for pk, account_id, action_type, payload in sorted(
-        ahead.values_list("pk", "account_id", "action_type", "payload")
-    ):
-        if account_id not in accounts:
+    for pk, account_id, action_type, payload in ahead:
+        if account_id not in accounts or pk in besides:
             continue
+        if isinstance(payload, str):  # JSON read as text
+            payload = json.loads(payload)
         for key in campaign_fields_changed(
             account_id=account_id, action_type=action_types.get(action_type), payload=payload
         ):
