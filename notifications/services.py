@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from approvals.models import Decision, DecisionOutcome, Proposal, ProposalStatus
@@ -455,6 +456,8 @@ def _deliver_chunk(
             notification.recipient = people.setdefault(
                 notification.recipient_id, notification.recipient
             )
+        # Attempts leased by a sender that stopped before recording them (their lease ran out).
+        _interruptions_record([n for n in taken if n.attempts > len(n.log)], now=now)
         ended, to_send = [], []
         for notification in taken:
             refusal = _not_to_send(notification)
@@ -475,7 +478,7 @@ def _deliver_chunk(
                 actor=NOTIFICATIONS_ACTOR,
             )
         leased_until = now + LEASE
-        _lease(to_send, attempts=1, until=leased_until)
+        _lease(to_send, until=leased_until)
 
     outcomes: list[tuple[Notification, str]] = []
     try:
@@ -485,9 +488,9 @@ def _deliver_chunk(
     if left:  # out of time: given back, due at once, for the next task
         from notifications.tasks import deliver_notifications
 
-        with transaction.atomic():
-            _lease(left, attempts=-1, until=timezone.now())
-        deliver_notifications.delay([n.pk for n in left])
+        given_back = _lease_give_back(left, leased_until=leased_until)
+        if given_back:
+            deliver_notifications.delay(given_back)
     return ended + recorded, whole and not left
 
 
@@ -553,14 +556,34 @@ def _due_locked(
         return [row[0] for row in cursor.fetchall()]
 
 
-def _lease(notifications: Sequence[Notification], *, attempts: int, until: datetime) -> None:
-    """Lease the notifications for an attempt (``attempts=1``) or give the lease back
-    (``-1``), as set on each: due again ``until``. The lease of an attempt is not a change of
-    the message: no history (the attempt's end has)."""
+def _lease(notifications: Sequence[Notification], *, until: datetime) -> None:
+    """Lease the notifications for an attempt, counted: due again ``until`` (a sender that
+    stops before recording it leaves it to whoever takes it then). The lease of an attempt is
+    not a change of the message: no history (the attempt's end has)."""
     for notification in notifications:
-        notification.attempts += attempts
+        notification.attempts += 1
         notification.next_attempt_at = until
     rows_update(Notification, notifications, ("attempts", "next_attempt_at"))
+
+
+def _lease_give_back(notifications: Sequence[Notification], *, leased_until: datetime) -> list[int]:
+    """Give back the leases of notifications left unsent (out of time): their attempt
+    uncounted, due at once; only where the lease taken (``leased_until``) still stands, not
+    over another sender's that took them after it ran out. Returns the ids given back."""
+    with transaction.atomic():
+        ids = list(
+            Notification.objects.select_for_update()
+            .filter(
+                pk__in=[n.pk for n in notifications],
+                status=NotificationStatus.PENDING,
+                next_attempt_at=leased_until,
+            )
+            .values_list("pk", flat=True)
+        )
+        Notification.objects.filter(pk__in=ids).update(
+            attempts=F("attempts") - 1, next_attempt_at=timezone.now()
+        )
+    return ids
 
 
 def _send(
@@ -717,83 +740,79 @@ def _not_to_send(notification: Notification) -> str:
 def notifications_resend_due() -> int:
     """Send again what a lost task or a stopped worker left: each message whose attempt's
     lease has run out with nothing recorded (its sender stopped between taking it and
-    recording what became of it), recorded first as interrupted, since it may have gone;
-    and each message due for longer than a lease that no task came for (lost with a broker
-    or a worker). Returns how many were sent."""
+    recording what became of it; the task that takes it records the attempt interrupted
+    first, since it may have gone), and each message due for longer than a lease that no task
+    came for (lost with a broker or a worker). Returns how many were sent."""
     from notifications.tasks import deliver_notifications
 
     now = timezone.now()
-    interrupted = _interrupted_record(now=now)
+    lapsed = _lapsed(now=now)
     overdue = list(
         Notification.objects.filter(
             status=NotificationStatus.PENDING, next_attempt_at__lte=now - LEASE
         )
+        .exclude(pk__in=lapsed)
         .order_by("next_attempt_at")
-        .values_list("pk", flat=True)[: SWEEP_BATCH - len(interrupted)]
+        .values_list("pk", flat=True)[: SWEEP_BATCH - len(lapsed)]
     )
     Notification.objects.filter(pk__in=overdue).update(next_attempt_at=now)
-    due = interrupted + overdue
+    due = lapsed + overdue
     send_each(deliver_notifications, chunked(due, DELIVERY_CHUNK))
     return len(due)
 
 
-def _interrupted_record(*, now: datetime) -> list[int]:
-    """Record as interrupted each attempt whose lease ran out before its sender recorded
-    what became of it (a message waiting to be sent has one result in its log for each
-    attempt), due again at once; returns their ids. Its sender may have sent it: a mail
-    server or Slack cannot be asked, so the record says so rather than nothing, and a
-    sender that outlived its lease records nothing after this."""
-    # Read first, unlocked: the retries due now are their own tasks' to take, not held back.
-    lapsed_ids = [
-        pk
-        for pk, attempts, log in Notification.objects.filter(
-            status=NotificationStatus.PENDING, attempts__gt=0, next_attempt_at__lte=now
+def _lapsed(*, now: datetime) -> list[int]:
+    """The ids of messages waiting to be sent whose attempt's lease ran out before its
+    sender recorded what became of it (one result in the log for each attempt recorded), in
+    SQL written out (the log's length is asked of the database), longest lapsed first."""
+    length = "jsonb_array_length" if connection.vendor == "postgresql" else "json_array_length"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM {connection.ops.quote_name(Notification._meta.db_table)} "
+            f"WHERE status = %s AND next_attempt_at <= %s AND attempts > {length}(log) "
+            "ORDER BY next_attempt_at, id LIMIT %s",
+            [
+                NotificationStatus.PENDING,
+                connection.ops.adapt_datetimefield_value(now),
+                SWEEP_BATCH,
+            ],
         )
-        .order_by("next_attempt_at", "pk")
-        .values_list("pk", "attempts", "log")[:SWEEP_BATCH]
-        if attempts > len(log)
-    ]
-    if not lapsed_ids:
-        return []
-    with transaction.atomic():
-        lapsed = [
-            notification
-            for notification in Notification.objects.select_for_update(skip_locked=True)
-            .select_related("recipient")
-            .filter(pk__in=lapsed_ids, status=NotificationStatus.PENDING, next_attempt_at__lte=now)
-            .order_by("pk")
-            if notification.attempts > len(notification.log)
+        return [pk for (pk,) in cursor.fetchall()]
+
+
+def _interruptions_record(notifications: Sequence[Notification], *, now: datetime) -> None:
+    """Record, in the caller's transaction (which holds them locked), each attempt of these
+    messages whose sender stopped before recording it: its sender may have sent it, and a
+    mail server or Slack cannot be asked, so the record says so rather than nothing."""
+    if not notifications:
+        return
+    for notification in notifications:
+        missing = range(len(notification.log) + 1, notification.attempts + 1)
+        notification.log = [
+            *notification.log,
+            *({"at": now.isoformat(), "result": INTERRUPTED} for _ in missing),
         ]
-        for notification in lapsed:
-            missing = range(len(notification.log) + 1, notification.attempts + 1)
-            notification.log = [
-                *notification.log,
-                *({"at": now.isoformat(), "result": INTERRUPTED} for _ in missing),
-            ]
-            notification.next_attempt_at = now
-            notification._change_reason = interrupted_note(notification, attempts=missing)
-        update_with_history(
-            Notification,
-            [(n, {"log": n.log, "next_attempt_at": now}) for n in lapsed],
-            actor=NOTIFICATIONS_ACTOR,
-        )
-    return [notification.pk for notification in lapsed]
+        notification._change_reason = interrupted_note(notification, attempts=missing)
+    update_with_history(
+        Notification, [(n, {"log": n.log}) for n in notifications], actor=NOTIFICATIONS_ACTOR
+    )
 
 
 INTERRUPTED = (
-    "interrupted: its sender stopped before recording whether it went, so it may have; sent again"
+    "interrupted: its sender stopped before recording whether it went, so it may have; "
+    "to be sent again"
 )
 
 
 def interrupted_note(notification: Notification, *, attempts: range) -> str:
-    """What the sweep found of attempts whose sender stopped, for the message's history."""
+    """What a sender found of attempts whose sender stopped, for the message's history."""
     who = notification.recipient.get_username()
     by = notification.get_channel_display().lower()
     which = "Attempt" if len(attempts) == 1 else "Attempts"
     which += " " + " and ".join(str(attempt) for attempt in attempts)
     return (
         f"{which} to reach {who} by {by} interrupted: its sender stopped before recording "
-        "whether it went, so it may have reached them; sending again."
+        "whether it went, so it may have reached them; to be sent again."
     )
 
 

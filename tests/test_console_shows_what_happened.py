@@ -607,3 +607,5 @@ def test_a_value_never_set_reads_as_nothing_set_not_as_the_text_none(operator, l
     states = re.sub(r"\s+", " ", page.split('id="proposal-states"')[1].split("</table>")[0])
     assert "None" not in states
     assert "<td>target cpa</td><td>—</td>" in states
+    executions = page.split("<h2>Executions</h2>")[1].split("</table>")[0]
+    assert "generic-search target cpa not set" in executions and "None" not in executions

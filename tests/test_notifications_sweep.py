@@ -33,8 +33,9 @@ def told_by_smtp(settings, mailbox):
 
 
 def waiting_message(optimizer) -> Notification:
-    """The operator's message about a proposal that waits, due now, its task not yet sent (the
-    demo's route held for a digest, then released as a route that tells at once leaves it)."""
+    """The operator's message about a proposal that waits, due now, its task not yet sent (a
+    stand-in: the demo's route is set to hold messages for a digest, and the one held is then
+    made due, as a route that tells at once leaves it, without sending its task)."""
     route = Route.objects.get(name="Demo: everything waiting, to the operators")
     route.delivery, route.digest_minutes = Delivery.DIGEST, 1
     route.save()
@@ -52,11 +53,8 @@ def reasons(notification: Notification) -> list[str]:
     )
 
 
-def test_a_message_its_worker_died_sending_is_sent_again_once_its_lease_runs_out_saying_so(
-    optimizer, told_by_smtp, monkeypatch
-):
-    message = waiting_message(optimizer)
-    monkeypatch.setattr(services, "LEASE", timedelta(seconds=1))
+def died_sending(message: Notification, monkeypatch) -> None:
+    """A sender takes the message, sends it, and dies before recording what became of it."""
 
     def killed(outcomes, **kwargs):
         raise WorkerKilled
@@ -65,38 +63,66 @@ def test_a_message_its_worker_died_sending_is_sent_again_once_its_lease_runs_out
         crash.setattr(services, "_attempts_record", killed)
         with pytest.raises(WorkerKilled):
             notifications_deliver(notification_ids=[message.pk])
+
+
+def said_twice(message: Notification, mailbox) -> None:
+    """The operator has the message twice, and its record says both: the first attempt
+    interrupted (it may have reached them), then the second sent."""
+    assert len(mailbox.to(OPERATOR)) == 2
+    message.refresh_from_db()
+    assert (message.status, message.attempts) == (NotificationStatus.SENT, 2)
+    first, second = (entry["result"] for entry in message.log)
+    assert first == services.INTERRUPTED
+    assert second.startswith("accepted by the mail server")
+    *_, interrupted, sent = reasons(message)
+    assert interrupted == (
+        "Attempt 1 to reach operator by email interrupted: its sender stopped before recording "
+        "whether it went, so it may have reached them; to be sent again."
+    )
+    assert sent == f"Sent to operator by email: {second}"
+
+
+def test_a_message_its_worker_died_sending_is_sent_again_once_its_lease_runs_out_saying_so(
+    optimizer, told_by_smtp, monkeypatch
+):
+    message = waiting_message(optimizer)
+    monkeypatch.setattr(services, "LEASE", timedelta(seconds=1))
+    died_sending(message, monkeypatch)
     assert len(told_by_smtp.to(OPERATOR)) == 1  # it went; nothing says so yet
     message.refresh_from_db()
     assert (message.status, message.attempts, message.log) == (NotificationStatus.PENDING, 1, [])
 
     assert notifications_resend_due() == 0  # its lease still stands
     time.sleep(1.1)
-    assert notifications_resend_due() == 1
+    assert notifications_resend_due() == 1  # the worker takes it
 
-    message.refresh_from_db()
-    assert [entry["result"] for entry in message.log] == [services.INTERRUPTED]
-    assert reasons(message)[-1] == (
-        "Attempt 1 to reach operator by email interrupted: its sender stopped before recording "
-        "whether it went, so it may have reached them; sending again."
-    )
-    # The worker sends it again: the operator has it twice, and the record says both.
-    wait_until(lambda: len(told_by_smtp.to(OPERATOR)) == 2, timeout=15)
     wait_until(lambda: Notification.objects.get(pk=message.pk).status == NotificationStatus.SENT)
-    message.refresh_from_db()
-    assert message.attempts == 2 and len(message.log) == 2
-    assert message.log[1]["result"].startswith("accepted by the mail server")
-    *_, interrupted, sent = reasons(message)
-    assert interrupted.startswith("Attempt 1 to reach operator by email interrupted")
-    assert sent == f"Sent to operator by email: {message.log[1]['result']}"
+    said_twice(message, told_by_smtp)
     assert notifications_resend_due() == 0  # nothing more to send
 
 
-def test_a_sender_that_outlives_its_lease_records_nothing_over_the_sweep(
+def test_a_task_taking_due_messages_along_takes_one_whose_sender_died_and_says_so(
+    optimizer, told_by_smtp, monkeypatch
+):
+    """Before the sweep comes, a task taking along the messages due (as every writer's task
+    does) takes the one whose lease ran out: it records the attempt interrupted first."""
+    message = waiting_message(optimizer)
+    monkeypatch.setattr(services, "LEASE", timedelta(seconds=1))
+    died_sending(message, monkeypatch)
+    time.sleep(1.1)
+
+    notifications_deliver(notification_ids=[], others_due=True)
+
+    said_twice(message, told_by_smtp)
+
+
+def test_a_sender_that_outlives_its_lease_records_nothing_over_the_next_one(
     optimizer, told_by_smtp, monkeypatch
 ):
     """The sender is stalled between sending and recording until its lease has run out and
-    the sweep has said the attempt was interrupted: what it then records would undo that;
-    it records nothing, and the worker's send after the sweep's is the one recorded."""
+    another sender has taken the message (recording the first attempt interrupted): what the
+    stalled one then records would undo that; it records nothing, and the other's send is the
+    one recorded."""
     message = waiting_message(optimizer)
     monkeypatch.setattr(services, "LEASE", timedelta(seconds=1))
     record = services._attempts_record
@@ -104,18 +130,34 @@ def test_a_sender_that_outlives_its_lease_records_nothing_over_the_sweep(
     def stalled(outcomes, **kwargs):
         time.sleep(1.1)
         assert notifications_resend_due() == 1
+        wait_until(lambda: Notification.objects.get(pk=message.pk).attempts == 2)  # taken
         return record(outcomes, **kwargs)
 
     monkeypatch.setattr(services, "_attempts_record", stalled)
     assert notifications_deliver(notification_ids=[message.pk]) == []
 
     wait_until(lambda: Notification.objects.get(pk=message.pk).status == NotificationStatus.SENT)
-    message.refresh_from_db()
-    assert len(told_by_smtp.to(OPERATOR)) == 2
-    assert message.attempts == 2
-    assert message.log[0]["result"] == services.INTERRUPTED
-    sent = [reason for reason in reasons(message) if reason.startswith("Sent to")]
-    assert len(sent) == 1 and len(message.log) == 2
+    said_twice(message, told_by_smtp)
+    assert [reason for reason in reasons(message) if reason.startswith("Sent to")] == [
+        reasons(message)[-1]
+    ]
+
+
+def test_a_lease_given_back_late_leaves_the_next_senders_lease_alone(optimizer):
+    """A sender out of time gives back what it did not send, unless its lease ran out and
+    another sender took the message meanwhile: that one's lease and attempt stand."""
+    message = waiting_message(optimizer)
+    first_lease = timezone.now() - timedelta(seconds=1)
+    services._lease([message], until=first_lease)
+    other = Notification.objects.get(pk=message.pk)
+    services._lease([other], until=timezone.now() + timedelta(minutes=2))
+
+    assert services._lease_give_back([message], leased_until=first_lease) == []
+
+    row = Notification.objects.get(pk=message.pk)
+    assert (row.attempts, row.next_attempt_at) == (2, other.next_attempt_at)
+    assert services._lease_give_back([other], leased_until=other.next_attempt_at) == [other.pk]
+    assert Notification.objects.get(pk=message.pk).attempts == 1
 
 
 def test_a_message_whose_task_never_came_is_sent_once_due_for_a_lease(

@@ -13,10 +13,12 @@ register = template.Library()
 
 @register.filter
 def ledger_state(state: dict | None) -> str:
-    """A recorded ledger state as a person reads it: "brand-search daily budget 1000.00";
-    "—" where it holds no field (a creative batch adds creatives, it sets no number)."""
+    """A recorded ledger state as a person reads it: "brand-search daily budget 1000.00",
+    "generic-search target cpa not set"; "—" where it holds no field (a creative batch adds
+    creatives, it sets no number)."""
     lines = [
-        f"{campaign} {field.replace('_', ' ')} {value}"
+        f"{campaign} {field.replace('_', ' ')} "
+        + ("not set" if value in (None, "None") else str(value))
         for campaign, fields in (state or {}).items()
         for field, value in fields.items()
     ]
