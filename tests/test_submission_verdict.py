@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 from approvals.api import ProposalOutput, proposal_body
 from approvals.models import Agent, Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve
-from approvals.services.proposals import Submission, proposals_submit
+from approvals.services.proposals import Submission, proposal_evaluate, proposals_submit
 from executors.runner import proposal_execute
 from hitlproject.vocabulary import COUNTED_STATUSES
 from ledger.models import Account, Campaign
@@ -340,18 +340,37 @@ def test_a_batch_that_sets_one_value_twice_approves_only_the_first(optimizer):
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("celery_worker")
 def test_the_value_set_again_is_superseded_once_the_first_executes_and_its_agent_told(optimizer):
-    first = optimizer.post(URL, bid_adjustment("2.12"), format="json").json()
-    again = optimizer.post(URL, bid_adjustment("2.14"), format="json").json()
+    """Sent in one batch, the second is certain to come while the first is under way."""
+    answer = optimizer.post(
+        f"{URL}batch/", [bid_adjustment("2.12"), bid_adjustment("2.14")], format="json"
+    )
+    first, again = (item["proposal"] for item in answer.json())
+    assert (first["status"], again["status"]) == ("approved", "pending_review")
 
     wait_until(lambda: Proposal.objects.get(pk=first["id"]).status == ProposalStatus.EXECUTED)
-    if again["status"] == "pending_review":  # the first had not executed when it came
-        wait_until(lambda: Proposal.objects.get(pk=again["id"]).status == ProposalStatus.SUPERSEDED)
-        feed = optimizer.get("/api/v1/feedback/").json()["results"]
-        told = [event for event in feed if event["proposal"] == again["id"]]
-        assert told and told[0]["kind"] == "superseded", told
-    else:  # it came after: approved against the bid the first left
-        assert again["status"] == "approved"
-        wait_until(lambda: Proposal.objects.get(pk=again["id"]).status == ProposalStatus.EXECUTED)
-    assert Campaign.objects.get(external_id="brand-search").bid == Decimal(
-        "2.12" if again["status"] == "pending_review" else "2.14"
-    )
+    wait_until(lambda: Proposal.objects.get(pk=again["id"]).status == ProposalStatus.SUPERSEDED)
+    feed = optimizer.get("/api/v1/feedback/").json()["results"]
+    told = [event for event in feed if event["proposal"] == again["id"]]
+    assert [event["kind"] for event in told] == ["superseded"], told
+    assert Campaign.objects.get(external_id="brand-search").bid == Decimal("2.12")
+
+
+@pytest.mark.django_db
+def test_a_proposal_left_submitted_by_an_earlier_release_is_not_approved_over_one_under_way(
+    optimizer,
+):
+    first = optimizer.post(URL, bid_adjustment("2.12"), format="json").json()
+    left = proposals_submit(
+        agent=Agent.objects.get(name="optimizer"),
+        submissions=[Submission(**bid_adjustment("2.14"))],
+    )[0]
+    Proposal.objects.filter(pk=left.pk).update(status=ProposalStatus.SUBMITTED)
+
+    routed = proposal_evaluate(proposal_id=left.pk)
+
+    assert first["status"] == "approved"
+    assert routed.status == ProposalStatus.PENDING_REVIEW
+    assert any(
+        reason.startswith(f"#{first['id']}, approved and about to execute, changes brand-search")
+        for reason in routed.verdict_reasons
+    ), routed.verdict_reasons

@@ -289,29 +289,16 @@ def changed_first(keys: Iterable[FieldKey], *, besides: Iterable[int] = ()) -> d
 
 
 def changed_first_reviews(
-    assessed: AssessedAction, changed: Mapping[FieldKey, int | None]
+    action_type: ActionType, fields: set[FieldKey], changed: Mapping[FieldKey, int | None]
 ) -> list[str]:
-    """Why an action that sets values waits for a person: a proposal approved before it (by
-    id, or None: an earlier item of its batch) changes one of its fields first, and once
-    that one executes this one would be superseded. Approving it now would tell its agent
-    "approved" for what will never run; a person decides it after (the console holds its
-    approval back until then)."""
-    if not assessed.action_type.sets_values:
+    """Why an action that sets values (``fields``: ``campaign_fields_changed``) waits for a
+    person: a proposal approved before it (by id, or None: an earlier item of its batch)
+    changes one of its fields first, and once that one executes this one would be superseded.
+    Approving it now would tell its agent "approved" for what will never run; a person
+    decides it after (the console holds its approval back until then)."""
+    if not action_type.sets_values:
         return []
-    clash = next(
-        (
-            key
-            for key in sorted(
-                campaign_fields_changed(
-                    account_id=assessed.account.pk,
-                    action_type=assessed.action_type,
-                    payload=assessed.payload,
-                )
-            )
-            if key in changed
-        ),
-        None,
-    )
+    clash = next((key for key in sorted(fields) if key in changed), None)
     if clash is None:
         return []
     other, words = changed[clash], f"{clash[1]}'s {clash[2].replace('_', ' ')}"
@@ -530,18 +517,19 @@ def proposals_submit(
                 external_ref=submission.external_ref,
                 **assessed.proposal_fields(),
             )
+            fields = campaign_fields_changed(
+                account_id=assessed.account.pk,
+                action_type=assessed.action_type,
+                payload=assessed.payload,
+            )
             verdict, findings = verdict_for(
                 assessed=assessed,
                 agent=agent,
                 context=context,
-                reviews=changed_first_reviews(assessed, changed),
+                reviews=changed_first_reviews(assessed.action_type, fields, changed),
             )
             if verdict.outcome == VerdictOutcome.AUTO_APPROVE:
-                for key in campaign_fields_changed(
-                    account_id=assessed.account.pk,
-                    action_type=assessed.action_type,
-                    payload=assessed.payload,
-                ):
+                for key in fields:
                     changed.setdefault(key, None)  # changed first by this one, for those after
                 context.count(account_id=assessed.account.pk, effects=assessed.effects)
                 context.count_spend(
@@ -656,20 +644,15 @@ def proposal_dry_run(
     _may_propose(agent, action_type)
     account = agent_account(agent=agent, external_id=account_external_id)
     assessed = action_assess(account=account, action_type_name=action_type, raw_payload=payload)
-    changed = (
-        changed_first(
-            campaign_fields_changed(
-                account_id=account.pk, action_type=assessed.action_type, payload=assessed.payload
-            )
-        )
-        if assessed.action_type.sets_values
-        else {}
+    fields = campaign_fields_changed(
+        account_id=account.pk, action_type=assessed.action_type, payload=assessed.payload
     )
+    changed = changed_first(fields) if assessed.action_type.sets_values else {}
     verdict, _ = verdict_for(
         assessed=assessed,
         agent=agent,
         rules=rules,
-        reviews=changed_first_reviews(assessed, changed),
+        reviews=changed_first_reviews(assessed.action_type, fields, changed),
     )
     return assessed, verdict
 
@@ -827,8 +810,14 @@ def proposal_evaluate(*, proposal_id: int) -> Proposal:
                     target: factor_from_text(factor) for target, factor in proposal.effects.items()
                 },
                 proposal_id=proposal.pk,
+                reviews=changed_first_reviews(  # read under the campaigns' locks, taken above
+                    action_type, fields, changed_first(fields) if action_type.sets_values else {}
+                ),
             )
 
+        fields = campaign_fields_changed(
+            account_id=proposal.account_id, action_type=action_type, payload=proposal.payload
+        )
         verdict, findings = verdict_or_engine_failure(
             evaluate, action_type=proposal.action_type, subject=f"proposal #{proposal.pk}"
         )

@@ -151,8 +151,12 @@ def approved_ahead_each(proposals: Iterable[Proposal], *, lock: bool) -> dict[in
     instead, by proposal id, with why. With ``lock``, the campaigns they touch are locked
     until the caller's transaction ends (in id order, after the proposals, as everywhere), so
     two people approving conflicting proposals at once are taken one after the other."""
+    proposals = list(proposals)
+    fields = {proposal.pk: _fields(proposal) for proposal in proposals}
     setting = [proposal for proposal in proposals if sets_values(proposal)]
-    fields = {proposal.pk: _fields(proposal) for proposal in setting}
+    # Every one's campaigns locked, not only the setting ones': a submission setting a value
+    # a reallocation approved here changes first waits for this approval to commit, and sees
+    # it (``changed_first``).
     touched: dict[int, set[str]] = defaultdict(set)
     for account_id, campaign, _ in set().union(*fields.values()):
         touched[account_id].add(campaign)
@@ -163,7 +167,11 @@ def approved_ahead_each(proposals: Iterable[Proposal], *, lock: bool) -> dict[in
         for account_id, campaigns in touched.items():
             wanted |= Q(account_id=account_id, external_id__in=campaigns)
         list(Campaign.objects.select_for_update().filter(wanted).order_by("pk").values("pk"))
-    changed_by = changed_first(set().union(*fields.values()), besides=fields)
+    if not setting:
+        return {}
+    changed_by = changed_first(
+        set().union(*(fields[proposal.pk] for proposal in setting)), besides=fields
+    )
     held = {}
     for proposal in setting:
         clash = next((key for key in sorted(fields[proposal.pk]) if key in changed_by), None)
