@@ -33,10 +33,10 @@ from approvals.models import (
     Proposal,
     ProposalStatus,
 )
-from approvals.services.proposals import campaigns_for
+from approvals.services.proposals import campaigns_as_recorded, campaigns_for
 from hitlproject.periods import describe_duration
 from hitlproject.vocabulary import APPROVED_TO_RUN_STATUSES, MAY_STILL_RUN_STATUSES
-from ledger.models import Account, Campaign
+from ledger.models import Account
 from policies.engine import format_magnitude
 from policies.models import Policy
 
@@ -144,18 +144,6 @@ def policy_terms(policy, unit: str) -> list[str]:
     return terms
 
 
-def _ledger_values(snapshot: dict[str, dict[str, str]]) -> dict[str, Campaign]:
-    """Unsaved campaigns holding a snapshot's values, to work out an action against them."""
-    campaigns = {}
-    for external_id, values in snapshot.items():
-        campaign = Campaign(external_id=external_id)
-        for name, value in values.items():
-            field = Campaign._meta.get_field(name)
-            setattr(campaign, name, None if value == "None" else field.to_python(value))
-        campaigns[external_id] = campaign
-    return campaigns
-
-
 @dataclass(frozen=True)
 class ProposalStates:
     """Each campaign field a proposal touches, through its life: the value when proposed and
@@ -232,7 +220,7 @@ def _state_after(action_type, payload, snapshot) -> dict[tuple[str, str], str]:
     figures are only read from) as they were."""
     return {
         **_flat(snapshot),
-        **_flat(action_type.proposed_state(payload, _ledger_values(snapshot))),
+        **_flat(action_type.proposed_state(payload, campaigns_as_recorded(snapshot))),
     }
 
 

@@ -322,6 +322,17 @@ def test_a_value_an_approved_proposal_sets_first_is_not_approved_again_but_waits
 
 
 @pytest.mark.django_db
+def test_a_change_to_the_value_a_field_has_holds_nothing_back(optimizer):
+    """An approved bid change that sets brand-search's bid to the 2.00 it has moves nothing
+    once it runs and supersedes nothing: another bid change is not held behind it."""
+    same = optimizer.post(URL, bid_adjustment("2.00"), format="json").json()
+    after = optimizer.post(URL, bid_adjustment("2.12"), format="json").json()
+
+    assert same["status"] == "approved"
+    assert after["status"] == "approved", after["verdict"]["reasons"]
+
+
+@pytest.mark.django_db
 def test_a_batch_that_sets_one_value_twice_approves_only_the_first(optimizer):
     answer = optimizer.post(
         f"{URL}batch/", [bid_adjustment("2.20"), bid_adjustment("2.25")], format="json"

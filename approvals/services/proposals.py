@@ -9,6 +9,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from decimal import Decimal
 from fractions import Fraction
 from functools import partial
 from typing import Any
@@ -104,6 +105,19 @@ def ledger_snapshot(
         }
         for external_id, fields in action_type.snapshot_fields(payload).items()
     }
+
+
+def campaigns_as_recorded(snapshot: Mapping[str, Mapping[str, str | None]]) -> dict[str, Campaign]:
+    """Unsaved campaigns holding a snapshot's values, to work out an action against them."""
+    campaigns = {}
+    for external_id, values in snapshot.items():
+        campaign = Campaign(external_id=external_id)
+        for name, value in values.items():
+            value = ledger_value_recorded(value)
+            field = Campaign._meta.get_field(name)
+            setattr(campaign, name, None if value is None else field.to_python(value))
+        campaigns[external_id] = campaign
+    return campaigns
 
 
 def ledger_value(value: Any) -> str | None:
@@ -262,7 +276,7 @@ def changed_first(keys: Iterable[FieldKey], *, besides: Iterable[int] = ()) -> d
     # account in it SQLite read every proposal the account ever made.
     statuses = sorted(UNDER_WAY_STATUSES)
     sql = (
-        f"SELECT id, account_id, action_type, payload FROM "
+        f"SELECT id, account_id, action_type, payload, target_snapshot FROM "
         f"{connection.ops.quote_name(Proposal._meta.db_table)} "
         f"WHERE status IN ({', '.join(['%s'] * len(statuses))})"
     )
@@ -275,17 +289,45 @@ def changed_first(keys: Iterable[FieldKey], *, besides: Iterable[int] = ()) -> d
         ahead = sorted(cursor.fetchall())
     besides = set(besides)
     changed: dict[FieldKey, int] = {}
-    for pk, account_id, action_type, payload in ahead:
+    for pk, account_id, name, payload, snapshot in ahead:
         if account_id not in accounts or pk in besides:
             continue
-        if isinstance(payload, str):  # JSON read as text
-            payload = json.loads(payload)
-        for key in campaign_fields_changed(
-            account_id=account_id, action_type=action_types.get(action_type), payload=payload
-        ):
-            if key in keys:
-                changed.setdefault(key, pk)
+        action_type = action_types.get(name)
+        payload, snapshot = (
+            json.loads(v) if isinstance(v, str) else v for v in (payload, snapshot)
+        )
+        clashes = [
+            key
+            for key in campaign_fields_changed(
+                account_id=account_id, action_type=action_type, payload=payload
+            )
+            if key in keys and key not in changed
+        ]
+        if not clashes:
+            continue
+        # Only a field it moves: one it sets to the value it already had (a 0% change) moves
+        # nothing once it runs, and supersedes nothing.
+        try:
+            after = action_type.proposed_state(payload, campaigns_as_recorded(snapshot))
+        except (KeyError, TypeError, ArithmeticError):  # a snapshot an earlier release left
+            after = {}
+        for key in clashes:
+            _, campaign, field = key
+            saw = snapshot.get(campaign, {}).get(field)
+            if field not in after.get(campaign, {}) or not _same_value(after[campaign][field], saw):
+                changed[key] = pk
     return changed
+
+
+def _same_value(set_to: Any, was: str | None) -> bool:
+    """Whether a value an action sets is the one a field had (as text or a number)."""
+    was = ledger_value_recorded(was)
+    if set_to is None or was is None:
+        return set_to is None and was is None
+    try:
+        return Decimal(str(set_to)) == Decimal(was)
+    except ArithmeticError:
+        return str(set_to) == was
 
 
 def changed_first_reviews(
