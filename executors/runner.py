@@ -49,6 +49,8 @@ from approvals.services.lifecycle import (
     proposals_move_through,
 )
 from approvals.services.proposals import (
+    HELD_BACK,
+    RE_ROUTED,
     assessed_from_ledger,
     campaigns_for,
     guardrail_blocks,
@@ -128,7 +130,7 @@ def _reassessed(
             verdict.reasons
         )
     if verdict.outcome == VerdictOutcome.REVIEW and _approved_by_a_person_at(proposal) is None:
-        reason = f"Re-routed to a person before executing: {moved}."
+        reason = f"{RE_ROUTED} {moved}."
         changes = {**facts, **verdict_changes(verdict, findings)}
         changes["verdict_reasons"] = [reason, *verdict.reasons]
         return _sent_back(proposal, actor, reason, changes)
@@ -298,7 +300,7 @@ def _checked_targets(proposal: Proposal, action_type, actor: Actor) -> _Checked:
     before = ledger_snapshot(action_type=action_type, payload=proposal.payload, campaigns=campaigns)
     held = _kill_switch_hold(proposal)
     if held:
-        reason = f"Held back before executing: {held} A person must approve it again."
+        reason = f"{HELD_BACK} {held} A person must approve it again."
         changes = {"verdict_reasons": [reason, *proposal.verdict_reasons]}
         return _Checked(campaigns, before, _sent_back(proposal, actor, reason, changes))
     moves = target_moves(proposal.target_snapshot, before)

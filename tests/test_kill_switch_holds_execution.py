@@ -256,3 +256,23 @@ def test_a_held_proposal_waits_a_full_review_window(demo_world):
     held = proposal_execute(proposal_id=proposal.pk)
     assert held.review_expires_at - timezone.now() > timedelta(hours=1)
     assert held.review_round == proposal.review_round + 1
+
+
+def test_why_a_held_back_proposal_waits_survives_its_re_assessment(demo_world):
+    """Held back by a kill switch before it ran, a reallocation waits for a person; the
+    switch is released and another change moves its budgets, which re-assesses it: its
+    reasons still say why a person must decide it, not only that the engine would approve."""
+    held_back = evaluated(reallocation("20.00"))  # 2%: approved by the policy
+    assert held_back.status == ProposalStatus.APPROVED
+    switch = engage()
+    assert proposal_execute(proposal_id=held_back.pk).status == ProposalStatus.PENDING_REVIEW
+    release(switch)
+
+    mover = evaluated(bid_adjustment(action_type="budget_change") | {
+        "payload": {"campaign": "brand-search", "new_daily_budget": "1020.00"}})  # fmt: skip
+    assert proposal_execute(proposal_id=mover.pk).status == ProposalStatus.EXECUTED
+
+    held_back.refresh_from_db()
+    assert held_back.status == ProposalStatus.PENDING_REVIEW
+    assert held_back.verdict_reasons[0].startswith(f"Re-assessed after #{mover.pk}")
+    assert HELD in held_back.verdict_reasons

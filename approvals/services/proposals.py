@@ -749,6 +749,12 @@ def guardrail_blocks_each(proposals: Iterable[Proposal]) -> dict[int, tuple[str,
     return blocks
 
 
+# How the reasons of a proposal sent back to a person before it ran begin (executors.runner).
+HELD_BACK = "Held back before executing:"
+RE_ROUTED = "Re-routed to a person before executing:"
+SENT_BACK = (HELD_BACK, RE_ROUTED)
+
+
 def refreshed_facts(
     proposal: Proposal,
     assessed: AssessedAction,
@@ -764,7 +770,9 @@ def refreshed_facts(
     page names that version and its terms (``routed_with``: ``approvals_routed_with`` of
     the proposals being refreshed, read here if not given)."""
     required = max(proposal.required_approvals, verdict.required_approvals)
-    reasons = [note, *verdict.reasons]
+    # Why it was sent back to a person before it ran still holds: a person must decide it.
+    sent_back = [reason for reason in proposal.verdict_reasons if reason.startswith(SENT_BACK)]
+    reasons = [note, *sent_back, *verdict.reasons]
     asks = verdict.required_approvals
     routed = (routed_with or approvals_routed_with([proposal])).get(
         proposal.verdict_policy_version, 1
