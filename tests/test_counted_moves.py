@@ -58,30 +58,35 @@ def replayed():
     return simulate(since=now - 2 * DAY, until=now + DAY)
 
 
-def test_a_cut_approved_to_balance_a_raise_lets_no_raise_past_the_cumulative_ceiling(optimizer):
-    """The attack: bids auto-execute up to 15%, and may move 25% a day in all. Each round the
-    agent proposes a 15% cut and a 15% raise (each within the auto-execute ceiling, together
-    about nothing), the raise lands first, and the cut, made against the bid before it, is
-    superseded and never runs. Counting the cut against the raise took brand-search's bid
-    from 2.00 to 2.64 (+32%) with nobody looking; counted only towards the bound each
-    pushes, the second raise waits for a person."""
+def test_a_raise_made_while_a_cut_is_under_way_waits_for_a_person(optimizer):
+    """The attack: bids auto-execute up to 15%, and may move 25% a day in all. The agent
+    proposes a 15% cut and a 15% raise (each within the auto-execute ceiling, together about
+    nothing), hoping the raise lands first and the cut, made against the bid before it, is
+    superseded and never runs. The engine no longer approves the raise: the cut, approved
+    before it, changes the bid first."""
     cut = proposed(optimizer, bid_adjustment("1.70"))  # -15%
     raise_ = proposed(optimizer, bid_adjustment("2.30"))  # +15%
-    assert cut["status"] == raise_["status"] == "approved"
-    assert executed(raise_).status == ProposalStatus.EXECUTED
-    assert status(cut) == ProposalStatus.SUPERSEDED
-    assert campaign("brand-search").bid == Decimal("2.30")
+    assert (cut["status"], raise_["status"]) == ("approved", "pending_review")
+    assert raise_["verdict"]["reasons"][0].startswith(
+        f"#{cut['id']}, approved and about to execute, changes brand-search's bid first"
+    )
 
+
+def test_a_cut_approved_to_balance_a_raise_lets_no_raise_past_the_cumulative_ceiling(optimizer):
+    """Once a raise has run, a cut approved since does not offset it: counted only towards
+    the bound each pushes, the second raise waits for a person (counting the cut against the
+    raise took brand-search's bid from 2.00 to 2.64, +32%, with nobody looking)."""
+    assert executed(proposed(optimizer, bid_adjustment("2.30"))).status == "executed"  # +15%
     second_cut = proposed(optimizer, bid_adjustment("1.96"))  # -14.8% of 2.30
     second_raise = proposed(optimizer, bid_adjustment("2.64"))  # +14.8% of 2.30
 
     assert second_cut["status"] == "approved"  # within the ceiling below: 1.15 x 0.852
     assert second_raise["status"] == "pending_review"
-    assert second_raise["verdict"]["reasons"] == [
+    assert (
         "brand-search's bid would move +32.0% within 24 h, over the 25.0% cumulative ceiling "
         "of policy “Bid adjustments”, counting the executed moves; pending cuts do not offset "
         "them."
-    ]
+    ) in second_raise["verdict"]["reasons"]
     assert campaign("brand-search").bid == Decimal("2.30")
     # The engine's dry run says the same while both wait.
     dry_run = optimizer.post("/api/v1/policies/evaluate/", bid_adjustment("2.64"), format="json")
@@ -89,34 +94,33 @@ def test_a_cut_approved_to_balance_a_raise_lets_no_raise_past_the_cumulative_cei
 
     # The replay decides each routing as the live engine did, the raise held by the ceiling.
     report = replayed()
-    assert (report.routings, report.changed, report.other_policy) == (4, 0, 0)
-    # Three auto-approved; only the first raise ran: the cut was superseded, the second not run.
-    assert dict(report.happened) == {"auto_executed": 1, "auto_not_executed": 2, "review": 1}
+    assert (report.routings, report.changed, report.other_policy) == (3, 0, 0)
+    # The raise ran; the cut is approved, not yet run; the second raise waits.
+    assert dict(report.happened) == {"auto_executed": 1, "auto_not_executed": 1, "review": 1}
     assert report.held_by["cumulative_ceiling"] == 1
     [held] = report.held_examples
     assert held["proposal"] == second_raise["id"]
-    assert "brand-search's bid would move +32.0% within 24 h" in held["held_by"][0]
+    assert any("brand-search's bid would move +32.0% within 24 h" in h for h in held["held_by"])
 
 
 def test_a_reallocation_waiting_to_execute_makes_no_room_for_raises_on_its_source(optimizer):
     """A reallocation out of generic-search, approved but not run, is no counterweight: it
     may be re-routed to a person when it is re-assessed at execution, and never run. The
     raises on generic-search count as if it will not."""
-    shift = proposed(optimizer, reallocation("50.00") | {"payload": {
-        "from_campaign": "generic-search", "to_campaign": "display-retarget", "amount": "50.00"
-    }})  # fmt: skip
-    assert shift["status"] == "approved"  # 10% of generic-search's 500.00
     for budget in ("550.00", "605.00"):  # +10% each: +21% in all
         raised = proposed(optimizer, budget_change(budget))
         assert executed(raised).status == ProposalStatus.EXECUTED
-
+    shift = proposed(optimizer, reallocation("50.00") | {"payload": {
+        "from_campaign": "generic-search", "to_campaign": "display-retarget", "amount": "50.00"
+    }})  # fmt: skip
+    assert shift["status"] == "approved"  # 50.00 of generic-search's 605.00
     third = proposed(optimizer, budget_change("665.50"))  # +33.1%, or +19.8% less the 50.00
 
     assert third["status"] == "pending_review"
-    assert (
-        "generic-search's daily budget would move +33.1% within 24 h"
-        in (third["verdict"]["reasons"][0])
-    )
+    assert any(
+        "generic-search's daily budget would move +33.1% within 24 h" in reason
+        for reason in third["verdict"]["reasons"]
+    ), third["verdict"]["reasons"]
     # The channel halves display-retarget's budget: re-assessed, the reallocation is +33% on
     # it now, and goes to a person. The cut it promised did not happen.
     Campaign.objects.filter(external_id="display-retarget").update(daily_budget=Decimal("150.00"))

@@ -252,18 +252,24 @@ def test_a_slow_channel_endpoint_delays_no_other_account_s_channel(
     Agent.objects.get(name="optimizer").accounts.add(other)
     Account.objects.filter(pk=demo.pk).update(execution_endpoint=slow.url)
 
-    # More actions for the slow channel than there are webhook workers (4 in the tests).
+    # More actions for the slow channel than there are webhook workers (4 in the tests), each
+    # on a field of its own (a second change of one field would wait for a person).
     on_slow_channel = [
         optimizer.post(
-            "/api/v1/proposals/", bid_adjustment(new_bid, campaign), format="json"
+            "/api/v1/proposals/",
+            bid_adjustment(action_type=action_type)
+            | {"payload": {"campaign": campaign, field: value}},
+            format="json",
         ).json()["id"]
-        for campaign, new_bid in [
-            ("brand-search", "2.02"),
-            ("generic-search", "1.51"),
-            ("display-retarget", "0.81"),
+        for action_type, field, values in [
+            ("bid_adjustment", "new_bid", ["2.02", "1.51", "0.81"]),
+            ("budget_change", "new_daily_budget", ["1010.00", "505.00", "303.00"]),
         ]
-        * 2
+        for campaign, value in zip(
+            ["brand-search", "generic-search", "display-retarget"], values, strict=True
+        )
     ]
+    assert len(on_slow_channel) == 6
     wait_until(lambda: slow.accepted >= 2)
     fast = Receiver(200)
     Account.objects.filter(pk=other.pk).update(execution_endpoint=fast.url)
