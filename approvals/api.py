@@ -274,17 +274,23 @@ def submission(data: Any, checker: ProposalInput | None = None) -> Submission:
 _checkers = threading.local()
 
 
+def idempotency_key_of(request: Request) -> str | None:
+    """The request's Idempotency-Key, if it sends one; a 400 if it is not one."""
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (1 <= len(key) <= MAX_KEY_LENGTH and key.isprintable()):
+        raise ValidationError({"Idempotency-Key": ["Must be 1 to 255 printable characters."]})
+    return key
+
+
 class IdempotentAPIView(AgentAPIView):
     """A POST view whose answer is kept under the agent's Idempotency-Key, if it sends one:
     the key taken, the work done and the answer stored in one transaction
     (approvals.services.idempotency)."""
 
     def post(self, request: Request, **kwargs: Any) -> Response:
-        key = request.headers.get("Idempotency-Key")
+        key = idempotency_key_of(request)
         if key is None:
             return self.perform(request, self.checked(request), **kwargs)
-        if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
-            raise ValidationError({"Idempotency-Key": ["Must be 1 to 255 printable characters."]})
         try:
             fingerprint = request_fingerprint(request.path, request.data)
         except ParseError:  # no request at all: a key used already was used with another
@@ -496,8 +502,8 @@ class KeyBoundAPIView(AgentAPIView):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
-        key = request.headers.get("Idempotency-Key")
-        if request.method == "POST" and key is not None:
+        key = idempotency_key_of(request) if request.method == "POST" else None
+        if key is not None:
             idempotency_key_not_reused(agent=request.user, key=key, fingerprint="")
 
 

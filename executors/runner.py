@@ -871,7 +871,9 @@ def _ledger_follows(
     taken = {}
     for external_id, fields in found.items():
         campaign = campaigns.get(external_id)
-        if campaign is None or None in fields.values():  # no value: the ledger's stands
+        # A value the channel reports as not set (a target CPA under a strategy the ledger
+        # may have no name for): the ledger's campaign stands whole, not half the channel's.
+        if campaign is None or None in fields.values():
             continue
         try:
             values = {

@@ -42,11 +42,15 @@ class StrictFloatField(serializers.FloatField):
 NOT_ONE_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
+# Every line break Unicode knows (those ``str.splitlines`` splits at), CRLF as one.
+_LINE_BREAKS = re.compile("\r\n|[\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
 def with_lf_line_breaks(text: str) -> str:
     """Text of several lines with each line break a line feed (LF), however it was sent (CRLF,
-    CR): a browser sends a textarea's line breaks back as CRLF, and text a reviewer left as it
-    was must read as untouched."""
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    CR, a Unicode line or paragraph separator...): a browser sends a textarea's line breaks
+    back as CRLF, and text a reviewer left as it was must read as untouched."""
+    return _LINE_BREAKS.sub("\n", text)
 
 
 class SingleLineCharField(serializers.CharField):

@@ -425,11 +425,17 @@ def test_a_line_break_or_control_character_in_a_creatives_one_line_field_is_a_40
 
 
 def test_a_creatives_body_is_taken_with_its_line_breaks_as_line_feeds(optimizer):
-    sent = creative(body="Find it fast.\r\nNo card needed.\rCancel any time.\n\nStart today.")
+    sent = creative(
+        body="Find it fast.\r\nNo card needed.\rCancel any time.\n\nStart today."
+        "\u2028No fees.\x85Ever.\u2029Really."
+    )
 
     response = optimizer.post(URL, creative_batch(sent), format="json")
 
     assert response.status_code == 201, response.content
     assert response.json()["payload"]["creatives"] == [
-        creative(body="Find it fast.\nNo card needed.\nCancel any time.\n\nStart today.")
+        creative(
+            body="Find it fast.\nNo card needed.\nCancel any time.\n\nStart today."
+            "\nNo fees.\nEver.\nReally."
+        )
     ]

@@ -495,6 +495,9 @@ def test_operator_changes_only_a_call_to_action_and_only_that_is_reported(
     log_in(page, live_server.url, demo_world["users"]["operator"])
     page.goto(f"{live_server.url}/admin/approvals/proposal/{answer['id']}/change/")
 
+    # The page shows the body with its lines, as the agent wrote it and as it would run.
+    body = page.locator(".creative-body").inner_text()
+    assert body.splitlines() == ["Find it fast.", "No card needed."]
     form = page.locator("#edit-approve-form")
     expect(form.get_by_label("Creative 1 body")).to_have_value("Find it fast.\nNo card needed.")
     form.get_by_label("Creative 1 call to action").fill("Buy now")

@@ -56,7 +56,8 @@ def test_a_new_proposals_records_are_what_it_was_submitted_as_and_routed_to(opti
         assert submitted.history_date == routed.history_date == proposal.created_at
 
 
-def test_records_taken_as_written_are_the_records_simple_history_would_make(demo_world):
+@pytest.mark.parametrize("count", [3, 60], ids=["insert", "copy"])  # COPY above 50 rows
+def test_records_taken_as_written_are_the_records_simple_history_would_make(demo_world, count):
     """The same proposals recorded twice, once through simple-history's own records and once
     from the values just written: the two sets of records hold the same values."""
     agent = Agent.objects.get(name="optimizer")
@@ -82,7 +83,7 @@ def test_records_taken_as_written_are_the_records_simple_history_would_make(demo
                 created_at=now,
                 updated_at=now,
             )
-            for amount in (10, 20, 30)
+            for amount in range(10, 10 + count)
         ]  # fmt: skip
         written = rows_insert(Proposal, proposals, ids=True)
         proposals[0].rationale = "Changed after it was written."
