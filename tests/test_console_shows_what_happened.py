@@ -451,6 +451,27 @@ def test_the_feedback_list_names_reasons_and_writes_times_as_the_console_does(op
     assert "p.m." not in text and "a.m." not in text
 
 
+def reallocations_policy_changed(reason: str, **changes) -> int:
+    """The reallocations' policy changed by its owner, saying why: its version now."""
+    policy = Policy.objects.get(action_type="budget_reallocation", is_draft=False)
+    for name, value in changes.items():
+        setattr(policy, name, value)
+    policy._change_reason = reason
+    policy.save()
+    return Policy.history.filter(id=policy.pk).latest("history_id").history_id
+
+
+def edit_approved(operator, proposal: Proposal, amount: str) -> Proposal:
+    """The operator edits the reallocation's amount and approves it, in the console."""
+    edited = operator.post(
+        reverse("admin:approvals_proposal_edit-approve", args=[proposal.pk]),
+        {"edit-amount": amount, "edit-note": ""},
+    )
+    assert edited.status_code == 302
+    proposal.refresh_from_db()
+    return proposal
+
+
 def test_approvals_a_policy_asks_for_since_routing_are_said_beside_the_version_that_routed(
     login,
 ):
@@ -459,20 +480,13 @@ def test_approvals_a_policy_asks_for_since_routing_are_said_beside_the_version_t
     page then says so, with the version asking, rather than "1 approval" above "1 of 2"."""
     proposal = evaluated(reallocation("280.00"))
     routing_version = proposal.verdict_policy_version
-    policy = Policy.objects.get(action_type="budget_reallocation", is_draft=False)
-    policy.required_approvals = 2
-    policy._change_reason = "Two people for every reallocation."
-    policy.save()
-    now_version = Policy.history.filter(id=policy.pk).latest("history_id").history_id
+    now_version = reallocations_policy_changed(
+        "Two people for every reallocation.", required_approvals=2
+    )
     operator = login("operator")
 
-    edited = operator.post(
-        reverse("admin:approvals_proposal_edit-approve", args=[proposal.pk]),
-        {"edit-amount": "260.00", "edit-note": ""},
-    )
+    proposal = edit_approved(operator, proposal, "260.00")
 
-    assert edited.status_code == 302
-    proposal.refresh_from_db()
     assert (proposal.status, proposal.approvals_this_round, proposal.required_approvals) == (
         "pending_review",
         1,
@@ -505,10 +519,7 @@ def test_approvals_a_policy_asks_for_since_routing_are_said_beside_the_version_t
     )
     # The policy lowered again: approvals needed do not fall, and the reason says whose they
     # are, not that the policy asks for 2.
-    policy.required_approvals = 1
-    policy._change_reason = "Back to one."
-    policy.save()
-    lowered = Policy.history.filter(id=policy.pk).latest("history_id").history_id
+    lowered = reallocations_policy_changed("Back to one.", required_approvals=1)
     proposal_approve(
         proposal_id=proposal.pk,
         reviewer=get_user_model().objects.get(username="operator"),
@@ -527,21 +538,14 @@ def test_a_two_person_rule_added_since_routing_is_said_with_the_version_asking(l
     edited proposal falls under. Its reason names the rule, and another the version asking,
     since the page names the version that routed it, which had no such rule."""
     proposal = evaluated(reallocation("280.00"))
-    policy = Policy.objects.get(action_type="budget_reallocation", is_draft=False)
-    policy.more_approvals_above_magnitude = Decimal("0.12")
-    policy.approvals_above_threshold = 2
-    policy._change_reason = "Two people above 12%."
-    policy.save()
-    now_version = Policy.history.filter(id=policy.pk).latest("history_id").history_id
-    operator = login("operator")
-
-    edited = operator.post(
-        reverse("admin:approvals_proposal_edit-approve", args=[proposal.pk]),
-        {"edit-amount": "260.00", "edit-note": ""},
+    now_version = reallocations_policy_changed(
+        "Two people above 12%.",
+        more_approvals_above_magnitude=Decimal("0.12"),
+        approvals_above_threshold=2,
     )
 
-    assert edited.status_code == 302
-    proposal.refresh_from_db()
+    proposal = edit_approved(login("operator"), proposal, "260.00")
+
     assert (proposal.status, proposal.required_approvals) == ("pending_review", 2)
     assert any("two-person rule" in reason for reason in proposal.verdict_reasons)
     assert (
