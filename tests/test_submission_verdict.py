@@ -330,6 +330,13 @@ def test_a_change_to_the_value_a_field_has_holds_nothing_back(optimizer):
 
     assert same["status"] == "approved"
     assert after["status"] == "approved", after["verdict"]["reasons"]
+    # The same in one batch.
+    batch = optimizer.post(
+        f"{URL}batch/",
+        [bid_adjustment("1.50", "generic-search"), bid_adjustment("1.55", "generic-search")],
+        format="json",
+    ).json()
+    assert [item["proposal"]["status"] for item in batch] == ["approved", "approved"]
 
 
 @pytest.mark.django_db

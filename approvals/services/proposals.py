@@ -305,20 +305,30 @@ def changed_first(keys: Iterable[FieldKey], *, besides: Iterable[int] = ()) -> d
             )
             if key in keys and key not in changed
         ]
-        if not clashes:
-            continue
-        # Only a field it moves: one it sets to the value it already had (a 0% change) moves
-        # nothing once it runs, and supersedes nothing.
-        try:
-            after = action_type.proposed_state(payload, campaigns_as_recorded(snapshot))
-        except (KeyError, TypeError, ArithmeticError):  # a snapshot an earlier release left
-            after = {}
-        for key in clashes:
-            _, campaign, field = key
-            saw = snapshot.get(campaign, {}).get(field)
-            if field not in after.get(campaign, {}) or not _same_value(after[campaign][field], saw):
-                changed[key] = pk
+        for key in fields_moved(action_type, payload, snapshot, clashes):
+            changed[key] = pk
     return changed
+
+
+def fields_moved(
+    action_type: ActionType,
+    payload: dict[str, Any],
+    snapshot: Mapping[str, Mapping[str, str | None]],
+    fields: Iterable[FieldKey],
+) -> list[FieldKey]:
+    """Of ``fields`` an action changes, those it moves from the value its ``snapshot`` saw:
+    one it sets to the value it already had (a 0% change) moves nothing once it runs, and
+    supersedes nothing."""
+    try:
+        after = action_type.proposed_state(payload, campaigns_as_recorded(snapshot))
+    except (KeyError, TypeError, ArithmeticError):  # a snapshot an earlier release left
+        after = {}
+    return [
+        key
+        for key in fields
+        if key[2] not in after.get(key[1], {})
+        or not _same_value(after[key[1]][key[2]], snapshot.get(key[1], {}).get(key[2]))
+    ]
 
 
 def _same_value(set_to: Any, was: str | None) -> bool:
@@ -573,8 +583,11 @@ def proposals_submit(
                 reviews=changed_first_reviews(assessed.action_type, fields, changed),
             )
             if verdict.outcome == VerdictOutcome.AUTO_APPROVE:
-                for key in fields:
-                    changed.setdefault(key, None)  # changed first by this one, for those after
+                # Changed first by this one, for those after it.
+                for key in fields_moved(
+                    assessed.action_type, assessed.payload, assessed.snapshot, fields
+                ):
+                    changed.setdefault(key, None)
                 context.count(account_id=assessed.account.pk, effects=assessed.effects)
                 context.count_spend(
                     action_type=assessed.action_type,
