@@ -661,9 +661,9 @@ def _attempts_record(
 ) -> list[Notification]:
     """Record what became of each attempt, in one transaction; only where the attempt is
     still the latest and its lease (``leased_until``) still stands: a sender that outlived
-    its lease must not undo what the sweep recorded of it (interrupted) or the sender after
-    it. Those to be tried again are sent again when their time comes. Returns those
-    recorded."""
+    its lease must not undo what the sender that took the message after it recorded (this
+    attempt interrupted, then its own). Those to be tried again are sent again when their
+    time comes. Returns those recorded."""
     if not outcomes:
         return []
     with transaction.atomic():
