@@ -459,14 +459,19 @@ def test_a_recorded_routing_that_the_rules_did_not_give_is_reported(every_route)
     assert example["held_by"][0].startswith("cumulative ceiling 25% per 24 h (with this move,")
 
 
-def test_the_simulation_page_with_no_draft_replays_the_deciding_rules(every_route, login):
+def simulation_page_of_today(login):
+    """The what-if simulation's page, as the auditor opens it for today, with no draft."""
     from django.urls import reverse
 
     today = timezone.localdate()
-    page = login("auditor").get(
+    return login("auditor").get(
         reverse("admin:policies_policy_simulate"),
         {"since": str(today), "until": str(today + DAY)},
     )
+
+
+def test_the_simulation_page_with_no_draft_replays_the_deciding_rules(every_route, login):
+    page = simulation_page_of_today(login)
     assert "with no draft (the policies that decided them)" in page.text
     assert 'id="changed-count">0<' in page.text
 
@@ -518,13 +523,7 @@ def test_auto_executed_counts_only_what_executed_not_what_was_superseded_first(o
 
 
 def test_the_simulation_page_shows_superseded_auto_approvals_apart(overtaken, login):
-    from django.urls import reverse
-
-    today = timezone.localdate()
-    page = login("auditor").get(
-        reverse("admin:policies_policy_simulate"),
-        {"since": str(today), "until": str(today + DAY)},
-    )
+    page = simulation_page_of_today(login)
     assert "<tr><td>Auto-executed</td><td>3</td><td>3</td></tr>" in page.text
     assert (
         "<tr><td>Auto-approved, not executed (superseded, sent back, failed or not run)</td>"
