@@ -428,10 +428,14 @@ class ProposalBatchApi(IdempotentAPIView):
     def perform(self, request: Request, checked: list[Submission | ValidationError]) -> Response:
         # The well-formed items submitted together, in one transaction: the batch is recorded
         # whole, with every item's result, or not at all.
+        well_formed = [
+            (index, item) for index, item in enumerate(checked) if isinstance(item, Submission)
+        ]
         submitted = iter(
             proposals_submit(
                 agent=request.user,
-                submissions=[item for item in checked if isinstance(item, Submission)],
+                submissions=[item for _, item in well_formed],
+                indices=[index for index, _ in well_formed],
             )
         )
         results = []

@@ -341,17 +341,23 @@ def test_a_change_to_the_value_a_field_has_holds_nothing_back(optimizer):
 
 @pytest.mark.django_db
 def test_a_batch_that_sets_one_value_twice_approves_only_the_first(optimizer):
+    """The reason names the first by its index in the batch as sent (a malformed item before
+    it counts), the index its agent reads the first's answer at."""
     answer = optimizer.post(
-        f"{URL}batch/", [bid_adjustment("2.20"), bid_adjustment("2.25")], format="json"
+        f"{URL}batch/",
+        [{"action_type": "bid_adjustment"}, bid_adjustment("2.20"), bid_adjustment("2.25")],
+        format="json",
     )
     assert answer.status_code == 200, answer.content
-    first, second = (item["proposal"] for item in answer.json())
+    malformed, *items = answer.json()
+    first, second = (item["proposal"] for item in items)
 
+    assert malformed["status"] == 400
     assert first["status"] == "approved"
     assert second["status"] == "pending_review"
     assert (
-        "An earlier item of this batch, approved, changes brand-search's bid first, so this one "
-        "would be superseded once it executes; a person decides it after."
+        "The item at index 1 of this batch, approved, changes brand-search's bid first, so this "
+        "one would be superseded once it executes; a person decides it after."
     ) in second["verdict"]["reasons"]
 
 

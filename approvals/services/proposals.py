@@ -342,12 +342,22 @@ def _same_value(set_to: Any, was: str | None) -> bool:
         return str(set_to) == was
 
 
+@dataclass(frozen=True)
+class EarlierItem:
+    """An item of the same batch, approved ahead of another: by its index in the batch as
+    sent (its proposal has no id yet when the ones after it are routed)."""
+
+    index: int
+
+
 def changed_first_reviews(
-    action_type: ActionType, fields: set[FieldKey], changed: Mapping[FieldKey, int | None]
+    action_type: ActionType,
+    fields: set[FieldKey],
+    changed: Mapping[FieldKey, int | EarlierItem],
 ) -> list[str]:
     """Why an action that sets values (``fields``: ``campaign_fields_changed``) waits for a
-    person: a proposal approved before it (by id, or None: an earlier item of its batch)
-    changes one of its fields first, and once that one executes this one would be superseded.
+    person: a proposal approved before it (by id, or an earlier item of its batch) changes
+    one of its fields first, and once that one executes this one would be superseded.
     Approving it now would tell its agent "approved" for what will never run; a person
     decides it after (the console holds its approval back until then)."""
     if not action_type.sets_values:
@@ -357,9 +367,9 @@ def changed_first_reviews(
         return []
     other, words = changed[clash], f"{clash[1]}'s {clash[2].replace('_', ' ')}"
     who = (
-        f"#{other}, approved and about to execute,"
-        if other
-        else "An earlier item of this batch, approved,"
+        f"The item at index {other.index} of this batch, approved,"
+        if isinstance(other, EarlierItem)
+        else f"#{other}, approved and about to execute,"
     )
     return [
         f"{who} changes {words} first, so this one would be superseded once it executes; "
@@ -461,7 +471,7 @@ class Submission:
 
 
 def proposals_submit(
-    *, agent: Agent, submissions: Sequence[Submission]
+    *, agent: Agent, submissions: Sequence[Submission], indices: Sequence[int] | None = None
 ) -> list[Proposal | InvalidInput]:
     """Record an agent's proposals, each checked, assessed and routed by policy as if it came
     alone (a move the engine approves counts for those after it). Returns, for each
@@ -475,7 +485,8 @@ def proposals_submit(
     every proposal is evaluated in memory by the same ``engine.evaluate``, and the proposals
     and their history are inserted together; the approved ones are sent to execute once it
     commits. In the caller's transaction, if it has one: a batch is recorded whole or not at
-    all."""
+    all. ``indices``: each submission's index in the batch as its agent sent it (by default,
+    its place here), by which a reason names an earlier item."""
     # Copies: an authenticated agent's accounts are kept, shared by the process's requests,
     # and the locks below give each instance its budget cap as locked.
     accounts = {account.external_id: copy.copy(account) for account in agent.accounts.all()}
@@ -544,7 +555,7 @@ def proposals_submit(
         # The fields that value-setting actions change, which a proposal approved before
         # them may change first (read under the campaigns' locks: racing submissions see
         # each other's approvals).
-        changed = changed_first(
+        changed: dict[FieldKey, int | EarlierItem] = changed_first(
             key
             for assessed in assessed_ok
             if assessed.action_type.sets_values
@@ -556,7 +567,12 @@ def proposals_submit(
         )
         results: list[Proposal | InvalidInput] = []
         proposals, routes = [], []
-        for submission, assessed in zip(submissions, assessed_each, strict=True):
+        for index, submission, assessed in zip(
+            range(len(submissions)) if indices is None else indices,
+            submissions,
+            assessed_each,
+            strict=True,
+        ):
             if isinstance(assessed, InvalidInput):
                 results.append(assessed)
                 continue
@@ -587,7 +603,7 @@ def proposals_submit(
                 for key in fields_moved(
                     assessed.action_type, assessed.payload, assessed.snapshot, fields
                 ):
-                    changed.setdefault(key, None)
+                    changed.setdefault(key, EarlierItem(index))
                 context.count(account_id=assessed.account.pk, effects=assessed.effects)
                 context.count_spend(
                     action_type=assessed.action_type,
