@@ -604,6 +604,17 @@ def _send(
     for position, (notification, message) in enumerate(zip(notifications, messages, strict=True)):
         if timezone.now() >= stop_at:
             return list(notifications[position:])
+        # Read again as it goes: the proposal may have stopped waiting since it was leased
+        # (superseded, decided, withdrawn), and the person would be told what is not so.
+        stopped = _stopped_waiting(notification)
+        if stopped:
+            notification.status = NotificationStatus.NOT_SENT
+            notification.log = [
+                *notification.log,
+                {"at": timezone.now().isoformat(), "result": stopped},
+            ]
+            outcomes.append((notification, stopped))
+            continue
         retry_after = None
         try:
             sent = _send_one(notification, message, reviewers=reviewers[notification.proposal_id])
@@ -667,6 +678,22 @@ def _attempts_record(
     if not outcomes:
         return []
     with transaction.atomic():
+        # Their proposals locked first (as a move of a proposal locks it, then reads the
+        # messages sent about it to update them): one that stopped waiting while its message
+        # went out is seen here, or sees the message sent.
+        told_waits = {
+            n.proposal_id
+            for n, _ in outcomes
+            if n.status == NotificationStatus.SENT and n.kind != NotificationKind.UPDATE
+        }
+        stopped = {
+            proposal.pk: proposal
+            for proposal in Proposal.objects.select_for_update(of=("self",))
+            .filter(pk__in=told_waits)
+            .only("status", "review_round")
+            .order_by("pk")
+            if proposal.status != S.PENDING_REVIEW
+        }
         latest = {
             pk: (attempts, lease)
             for pk, attempts, lease in Notification.objects.select_for_update()
@@ -675,12 +702,23 @@ def _attempts_record(
         }
         recorded = [n for n, _ in outcomes if latest.get(n.pk) == (n.attempts, leased_until)]
         for notification, result in outcomes:
-            notification._change_reason = attempt_note(notification, result)
+            notification._change_reason = attempt_note(
+                notification, result, stopped=stopped.get(notification.proposal_id)
+            )
         if recorded:
             update_with_history(
                 Notification,
                 [(n, {field: getattr(n, field) for field in ATTEMPT_FIELDS}) for n in recorded],
                 actor=NOTIFICATIONS_ACTOR,
+            )
+        # A Slack message that went out as its proposal stopped waiting says so.
+        went_stale = [n.pk for n in recorded if n.proposal_id in stopped]
+        if went_stale:
+            _slack_messages_update(
+                proposal_ids=stopped,
+                now=timezone.now(),
+                about={pk: _ended_about(proposal) for pk, proposal in stopped.items()},
+                pk__in=went_stale,
             )
     retried = [n for n in recorded if n.status == NotificationStatus.PENDING]
     if retried:
@@ -692,10 +730,20 @@ def _attempts_record(
     return recorded
 
 
-def attempt_note(notification: Notification, result: str) -> str:
-    """What an attempt to send a message did, in an auditor's words, for its history."""
+def attempt_note(
+    notification: Notification, result: str, *, stopped: Proposal | None = None
+) -> str:
+    """What an attempt to send a message did, in an auditor's words, for its history;
+    ``stopped``: its proposal, where it stopped waiting while the message went out."""
     who = notification.recipient.get_username()
     by = notification.get_channel_display().lower()
+    if notification.status == NotificationStatus.NOT_SENT:
+        return refusal_note(notification, result)
+    if notification.status == NotificationStatus.SENT and stopped is not None:
+        then = f"the proposal became {stopped.get_status_display().lower()} as it went"
+        if notification.channel == NotificationChannel.SLACK:
+            return f"Sent to {who} by {by}: {result}; {then}, and the message is updated to say so."
+        return f"Sent to {who} by {by}: {result}; {then}, which an email cannot take back."
     if notification.status == NotificationStatus.SENT:
         return f"Sent to {who} by {by}: {result}"
     if notification.status == NotificationStatus.FAILED:
@@ -713,16 +761,36 @@ def refusal_note(notification: Notification, refusal: str) -> str:
     return f"Not sent to {who} by {by}: {why}"
 
 
+def _no_longer_waits(notification: Notification, status: str, review_round: int) -> str:
+    """Why a message saying a proposal waits (or for how long) is not to be sent, its
+    proposal being in ``status`` and ``review_round``; or "" while it still waits."""
+    if status == S.PENDING_REVIEW and review_round == notification.review_round:
+        return ""
+    said = S(status).label.lower()
+    return f"not sent: the proposal is {said} and no longer waits for this review"
+
+
+def _stopped_waiting(notification: Notification) -> str:
+    """``_no_longer_waits``, the proposal read as it is now (an update of a message sent
+    says what became of it, whatever that is)."""
+    if notification.kind == NotificationKind.UPDATE:
+        return ""
+    status, review_round = (
+        Proposal.objects.filter(pk=notification.proposal_id)
+        .values_list("status", "review_round")
+        .get()
+    )
+    return _no_longer_waits(notification, status, review_round)
+
+
 def _not_to_send(notification: Notification) -> str:
     """Why a notification is no longer to be sent, or "" if it still is."""
     proposal = notification.proposal
     if notification.kind == NotificationKind.UPDATE:
         return ""
-    if proposal.status != S.PENDING_REVIEW or proposal.review_round != notification.review_round:
-        return (
-            f"not sent: the proposal is {proposal.get_status_display().lower()} and no longer "
-            "waits for this review"
-        )
+    stopped = _no_longer_waits(notification, proposal.status, proposal.review_round)
+    if stopped:
+        return stopped
     if not channel_for(notification.channel).is_configured():
         return f"not sent: {notification.get_channel_display()} is not configured"
     # Told as the person is now, not as they were when the message was recorded.
