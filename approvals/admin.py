@@ -83,6 +83,7 @@ from policies.engine import (
     legacy_cumulative_figure_from_reasons,
 )
 from policies.models import Policy
+from policies.services import version_number, versions_count
 
 EVERY_STATUS = "all"
 
@@ -280,12 +281,14 @@ def _bulk_result(verb: str, decided: Decided) -> list[tuple[int, str]]:
 
 def policy_as_recorded(policy_id: int | None, version: int | None) -> str:
     """The policy a proposal's routing recorded, as it was then: its name in that version
-    (its history record), with its id and version; never a name it took later."""
+    (``version``: its history record), with its id and its version's number among its own;
+    never a name it took later."""
     if policy_id is None:
         return "—"
     name = Policy.history.filter(id=policy_id, history_id=version).values_list("name", flat=True)
     named = f"“{name[0]}” " if version is not None and name else ""
-    return f"{named}(policy #{policy_id}, version {version if version is not None else '?'})"
+    number = version_number(policy_id, version)
+    return f"{named}(policy #{policy_id}, version {number if number is not None else '?'})"
 
 
 class ProposalHistoryValues(ConsoleHistoryValues):
@@ -551,8 +554,9 @@ class ProposalAdmin(ReadOnlyAdmin):
             "states": proposal_states(proposal),
             "as_proposed": as_proposed(proposal),
             "deciding_policy": routed_by,
-            "latest_policy_version": routed_by
-            and Policy.history.filter(id=routed_by.id).latest("history_id").history_id,
+            "deciding_policy_number": routed_by
+            and version_number(routed_by.id, routed_by.history_id),
+            "latest_policy_number": routed_by and versions_count(routed_by.id),
             "policy_terms": policy_terms(
                 routed_by, action_types.get(proposal.action_type).magnitude_unit
             ),

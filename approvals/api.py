@@ -108,7 +108,10 @@ class PolicyRefOutput(serializers.Serializer):
         "that version is not on record)."
     )
     version = serializers.IntegerField(
-        allow_null=True, help_text="The policy's history record in force when it decided."
+        allow_null=True,
+        help_text="The policy's history record in force when it decided (its history_id in "
+        "the audit export; not the version's number among the policy's own, which the "
+        "console shows).",
     )
 
 

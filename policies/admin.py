@@ -7,6 +7,8 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import F, Window
+from django.db.models.functions import RowNumber
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -317,6 +319,9 @@ class PolicyAdmin(ChangeReasonAdmin):
     ]
     list_filter = ["action_type", "is_active", "is_draft", "account"]
     list_select_related = ["account", "agent"]
+    # Each version numbered as its owner counts them (1: as first saved), as a proposal's
+    # page and history name the version that routed it.
+    history_list_display = ["version"]
     search_fields = ["name", "description"]
     fieldsets = [
         (
@@ -370,6 +375,13 @@ class PolicyAdmin(ChangeReasonAdmin):
     more_approvals_above = _ceiling_display(
         "more_approvals_above_magnitude", "more approvals above"
     )
+
+    def get_history_queryset(self, request, history_manager, pk_name, object_id):
+        return (
+            super()
+            .get_history_queryset(request, history_manager, pk_name, object_id)
+            .annotate(version=Window(RowNumber(), order_by=F("history_id").asc()))
+        )
 
     @admin.display(description="cumulative window")
     def cumulative_window_shown(self, policy) -> str:

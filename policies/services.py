@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from django.apps import apps
 from django.db import connection
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from hitlproject.errors import DomainError
@@ -98,6 +98,23 @@ def rule_from_policy(policy: Policy, version: int | None = None) -> engine.Rule:
         review_window=policy.review_window,
         version=version,
     )
+
+
+def version_number(policy_id: int, history_id: int | None) -> int | None:
+    """A policy version's number among that policy's own versions, as its owner counts them
+    (1: as first saved), from its history record (the number the routing records, shared by
+    every policy's records); None where that record is not on record."""
+    if history_id is None:
+        return None
+    counted = Policy.history.filter(id=policy_id, history_id__lte=history_id).aggregate(
+        up_to=Count("pk"), this=Count("pk", filter=Q(history_id=history_id))
+    )
+    return counted["up_to"] if counted["this"] else None
+
+
+def versions_count(policy_id: int) -> int:
+    """How many versions a policy has had: the number of its latest."""
+    return Policy.history.filter(id=policy_id).count()
 
 
 def rules_in_force(*, action_type: str | None = None) -> list[engine.Rule]:

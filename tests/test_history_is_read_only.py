@@ -139,7 +139,6 @@ def test_a_reference_set_for_the_first_time_reads_as_empty_before(login, demo_wo
 def test_a_proposal_s_history_names_its_policy_as_it_was_when_it_routed_it(login, demo_world):
     proposal = evaluated(reallocation())
     policy = Policy.objects.get(pk=proposal.verdict_policy_id)
-    version = proposal.verdict_policy_version
     policy.name = "Moves between campaigns"
     policy._change_reason = "Renamed."
     policy.save()
@@ -148,15 +147,17 @@ def test_a_proposal_s_history_names_its_policy_as_it_was_when_it_routed_it(login
     routed = history_rows(auditor, proposal)[0]
     page = auditor.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
 
-    assert (
-        f"Verdict policy: — → “Budget reallocations” (policy #{policy.pk}, version {version})"
-        in routed
-    )
+    assert f"Verdict policy: — → “Budget reallocations” (policy #{policy.pk}, version 1)" in routed
     assert "Moves between campaigns" not in routed
     # The page says what it is called now, so the person can find it.
     routed_by = html.unescape(page.text.split('id="routed-by"')[1].split("</p>")[0])
     assert "policy “Budget reallocations” as it stood on" in routed_by
     assert "now called “Moves between campaigns”" in routed_by
+    # Versions numbered as the policy's own, on its page, its history and the policy's list.
+    assert "(version 1; it has changed since, to version 2, and is now called" in routed_by
+    renamed, seeded = history_rows(auditor, policy)
+    assert renamed.startswith("Moves between campaigns 2 ")
+    assert seeded.startswith("Budget reallocations 1 ")
 
 
 def test_history_reads_guardrail_findings_as_sentences_and_no_change_where_there_were_none(

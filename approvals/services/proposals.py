@@ -48,6 +48,7 @@ from policies.services import (
     policy_verdict,
     reads_account_total,
     rules_in_force,
+    version_number,
 )
 from policies.services import guardrail_blocks as policy_guardrail_blocks
 
@@ -812,7 +813,7 @@ def refreshed_facts(
     # version asking (the page names the version that routed it).
     if required > routed:
         policy = f"policy “{verdict.policy_name}”"
-        version = f"version {verdict.policy_version}"
+        version = f"version {version_number(verdict.policy_id, verdict.policy_version)}"
         reasons.append(
             f"It now needs {required} distinct approvals: {policy} asks for {required} as it "
             f"stands ({version})."
