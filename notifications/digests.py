@@ -7,7 +7,8 @@ taken under a row lock (skip locked: two runs never take one; the person's row i
 first, so two runs never split one person's digest), leased by pushing their next
 attempt past the time a send may take, sent with no transaction open, and recorded only if
 the lease is still theirs. A run that dies mid-send leaves them held, due again once the
-lease runs out: resent, never lost."""
+lease runs out: resent, never lost, and the next run records the attempt interrupted first
+(it may have reached the person)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from notifications.services import (
     LEASE,
     NOTIFICATIONS_ACTOR,
     _backoff,
+    _interruptions_record,
     _not_to_send,
     attempt_note,
     refusal_note,
@@ -78,6 +80,8 @@ def digest_send(*, recipient_id: int, channel: str, now: datetime) -> int:
         )
         if not any(notification.next_attempt_at <= now for notification in held):
             return 0
+        # Attempts of a run that stopped before recording them (their lease ran out).
+        _interruptions_record([n for n in held if n.attempts > len(n.log)], now=now)
         to_send, ended = [], []
         for notification in held:
             refusal = _not_to_send(notification)

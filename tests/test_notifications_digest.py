@@ -5,6 +5,7 @@ kept); two runs at once send it once."""
 import json
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -13,11 +14,13 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from approvals.services.decisions import proposal_reject
+from notifications import digests
 from notifications.digests import notifications_send_digests
 from notifications.models import Delivery, Notification, NotificationStatus, Route
 from notifications.services import reached_by_choose
 from notifications.tasks import send_due_digests
 from tests.conftest import reallocation, wait_until
+from tests.test_notifications_sweep import WorkerKilled
 
 pytestmark = pytest.mark.django_db(transaction=True)
 DEMO_ROUTE = "Demo: everything waiting, to the operators"
@@ -177,3 +180,41 @@ def test_a_digest_of_one_proposal_says_it_waits_by_email_and_on_slack(optimizer,
     [posted] = slack.sent("chat.postMessage", channel=slack.user_id("operator@example.com"))
     assert posted["text"] == "1 proposal waits for a decision"
     assert f"#{proposal['id']}" in json.dumps(posted["blocks"])
+
+
+def test_a_digest_whose_run_died_sending_it_is_sent_again_its_record_saying_so(
+    optimizer, monkeypatch
+):
+    """The run sends the digest and dies before recording it; once its lease runs out, the
+    next run sends it again, and each message's record says the first attempt was
+    interrupted (it may have reached the person) before the second went."""
+    by_digest(minutes=1)
+    [proposal] = submit(optimizer, ["150.00"])
+    digests_due_now()
+    mail.outbox.clear()
+    monkeypatch.setattr(digests, "LEASE", timedelta(seconds=1))
+
+    def killed(*args, **kwargs):
+        raise WorkerKilled
+
+    with monkeypatch.context() as crash:
+        crash.setattr(digests, "update_with_history_where", killed)
+        with pytest.raises(WorkerKilled):
+            notifications_send_digests()
+    assert len(mail.outbox) == 1  # it went; nothing says so yet
+    assert notifications_send_digests() == 0  # its lease still stands
+    time.sleep(1.1)
+
+    assert notifications_send_digests() == 1
+
+    assert len(mail.outbox) == 2
+    [message] = Notification.objects.filter(proposal_id=proposal["id"], channel="email")
+    assert (message.status, message.attempts) == (NotificationStatus.SENT, 2)
+    *_, interrupted, sent = message.history.order_by("history_id").values_list(
+        "history_change_reason", flat=True
+    )
+    assert interrupted == (
+        "Attempt 1 to reach operator by email interrupted: its sender stopped before recording "
+        "whether it went, so it may have reached them; to be sent again."
+    )
+    assert sent.startswith(f"Sent to operator by email: in a digest of #{proposal['id']}: ")
