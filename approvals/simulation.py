@@ -336,6 +336,7 @@ _COLUMNS = (
     "payload",
     "effects",
     "guardrail_findings",
+    "verdict_held_by",
     "verdict_outcome",
     "verdict_policy_id",
     "verdict_policy_version",
@@ -516,6 +517,12 @@ def _replayed(
         now=now,
         guardrail_blocks=tuple(findings.get("block", ())),
         guardrail_reviews=tuple(findings.get("review", ())),
+        # As the routing found it (the proposal approved ahead of it, as it then stood).
+        changed_first=tuple(
+            hold["text"]
+            for hold in record["verdict_held_by"] or ()
+            if hold.get("rule") == "changed_first"
+        ),
         always_human=action_type.always_human,
     )
     return engine.evaluate(facts, rules)

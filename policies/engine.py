@@ -9,7 +9,8 @@ How a verdict is reached, in order:
 1. **Guardrail blocks** (a strategy lock, a budget cap) and a **hard ceiling** of the matched
    policy refuse the proposal outright: ``block``.
 2. An action type that always waits for a person (a change to the policies themselves), no
-   matching policy, a **kill switch**, a **brand-guideline** finding, **always review**, a
+   matching policy, a **kill switch**, a **brand-guideline** finding, a value an approved
+   proposal **changes first** (this one would only be superseded), **always review**, a
    magnitude or amount over the **auto-execute ceiling**, or a **cumulative** move over the
    window's ceiling: ``review``, by a human. Every reason found is given, not only the first.
 3. Otherwise ``auto_approve``.
@@ -79,6 +80,7 @@ MagnitudeUnit = Literal["ratio", "count"]
 MAGNITUDE_CAP = Decimal("1000")
 HoldRule = Literal[
     "guardrail",
+    "changed_first",
     "hard_ceiling",
     "hard_amount_ceiling",
     "always_human",
@@ -93,6 +95,7 @@ HoldRule = Literal[
 # What each rule is called where a page counts the proposals it held.
 HOLD_RULE_LABELS: dict[str, str] = {
     "guardrail": "a guardrail",
+    "changed_first": "a value an approved proposal changes first",
     "hard_ceiling": "the hard ceiling",
     "hard_amount_ceiling": "the hard amount ceiling",
     "always_human": "always a person's (the action type)",
@@ -284,6 +287,9 @@ class Facts:
     now: datetime | None = None
     guardrail_blocks: tuple[str, ...] = ()
     guardrail_reviews: tuple[str, ...] = ()
+    # Why it would only be superseded once it runs: a proposal approved before it changes a
+    # value it sets first. Not a guardrail: it adds no risk, and the proposal may be right.
+    changed_first: tuple[str, ...] = ()
     agent_approval_rate: float | None = None
     # Why this kind of action always waits for a person, whatever the policies say.
     always_human: str = ""
@@ -691,6 +697,7 @@ def _reviews(
     """What sends a proposal that nothing blocks to a person, each with its hold."""
     reviews = [(finding, Hold("guardrail", f"guardrail: {finding}")) for finding in
                facts.guardrail_reviews]  # fmt: skip
+    reviews += [(reason, Hold("changed_first", reason)) for reason in facts.changed_first]
     if facts.always_human:
         reviews.append((facts.always_human, Hold("always_human", facts.always_human)))
     if rule is None:

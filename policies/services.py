@@ -707,10 +707,12 @@ class EvaluationContext:
         magnitude_label: str,
         amount: Decimal | None,
         effects: dict[str, Fraction],
-        reviews: Sequence[str] = (),
+        changed_first: Sequence[str] = (),
     ) -> tuple[engine.Verdict, GuardrailFindings]:
         """The verdict the rules give this action now, and what the guardrails found, with
-        ``reviews``: what else, found by the caller, sends it to a person. ``magnitude`` is
+        ``changed_first``: why it would only be superseded once it runs (a proposal approved
+        before it changes a value it sets first; the caller finds that), sending it to a
+        person. ``magnitude`` is
         the assessed one, rounded; where the action type can give it exactly from the exact
         ``effects``, the exact one decides."""
         rules = [rule for rule in self.rules if rule.action_type == action_type.name]
@@ -732,8 +734,6 @@ class EvaluationContext:
         findings = self.guardrail_findings(
             action_type=action_type, account=account, payload=payload, campaigns=campaigns
         )
-        if reviews:
-            findings = GuardrailFindings(findings.blocks, (*findings.reviews, *reviews))
         facts = engine.Facts(
             action_type=action_type.name,
             action_label=action_type.label,
@@ -756,6 +756,7 @@ class EvaluationContext:
             now=self.now,
             guardrail_blocks=findings.blocks,
             guardrail_reviews=findings.reviews,
+            changed_first=tuple(changed_first),
             agent_approval_rate=self.approval_rates.get(agent.pk) if agent else None,
             always_human=action_type.always_human,
         )
@@ -782,11 +783,11 @@ def policy_verdict(
     effects: dict[str, Fraction],
     proposal_id: int | None = None,
     rules: list[engine.Rule] | None = None,
-    reviews: Sequence[str] = (),
+    changed_first: Sequence[str] = (),
 ) -> tuple[engine.Verdict, GuardrailFindings]:
     """The verdict the rules in force (or ``rules``, a draft set) give one action now, and
-    what the guardrails found (``EvaluationContext`` for many), with ``reviews``: what else
-    sends it to a person."""
+    what the guardrails found (``EvaluationContext`` for many), with ``changed_first``
+    (``EvaluationContext.verdict``)."""
     context = EvaluationContext.read(
         agents=[agent] if agent else [],
         accounts=[account],
@@ -805,5 +806,5 @@ def policy_verdict(
         magnitude_label=magnitude_label,
         amount=amount,
         effects=effects,
-        reviews=reviews,
+        changed_first=changed_first,
     )

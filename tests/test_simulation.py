@@ -420,11 +420,13 @@ def test_replay_under_the_deciding_rules_reproduces_every_recorded_routing(every
     assert report.held_by["cumulative_ceiling"] == 3
     assert report.held_by["hard_ceiling"] == 1
     assert report.held_by["always_review"] == 2
+    assert report.held_by["changed_first"] == 1
     held = {example["proposal"]: example["held_by"] for example in report.held_examples}
     assert held[routes["kill_switch"].pk] == [
         "guardrail: The kill switch on everything is engaged: incident.",
-        # An approved bid change on generic-search had not executed when it came.
-        f"guardrail: #{routes['after_the_edit'].pk}, approved and about to execute, changes "
+        # An approved bid change on generic-search had not executed when it came: replayed
+        # as its routing found it, and not a guardrail.
+        f"#{routes['after_the_edit'].pk}, approved and about to execute, changes "
         "generic-search's bid first, so this one would be superseded once it executes; a "
         "person decides it after.",
     ]

@@ -342,10 +342,11 @@ def test_a_change_to_the_value_a_field_has_holds_nothing_back(optimizer):
 @pytest.mark.django_db
 def test_a_batch_that_sets_one_value_twice_approves_only_the_first(optimizer):
     """The reason names the first by its index in the batch as sent (a malformed item before
-    it counts), the index its agent reads the first's answer at."""
+    it counts), the index its agent reads the first's answer at. It is no guardrail finding:
+    the queue flags nothing and ranks it no higher than the first (both move the bid 10%)."""
     answer = optimizer.post(
         f"{URL}batch/",
-        [{"action_type": "bid_adjustment"}, bid_adjustment("2.20"), bid_adjustment("2.25")],
+        [{"action_type": "bid_adjustment"}, bid_adjustment("2.20"), bid_adjustment("1.80")],
         format="json",
     )
     assert answer.status_code == 200, answer.content
@@ -359,6 +360,10 @@ def test_a_batch_that_sets_one_value_twice_approves_only_the_first(optimizer):
         "The item at index 1 of this batch, approved, changes brand-search's bid first, so this "
         "one would be superseded once it executes; a person decides it after."
     ) in second["verdict"]["reasons"]
+    held = Proposal.objects.get(pk=second["id"])
+    assert [hold["rule"] for hold in held.verdict_held_by] == ["changed_first"]
+    assert not held.guardrail_findings.get("review")
+    assert held.risk == first["risk"]
 
 
 @pytest.mark.django_db(transaction=True)

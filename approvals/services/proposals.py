@@ -212,11 +212,11 @@ def verdict_for(
     proposal_id: int | None = None,
     rules: list[Rule] | None = None,
     context: EvaluationContext | None = None,
-    reviews: Sequence[str] = (),
+    changed_first: Sequence[str] = (),
 ) -> tuple[Verdict, GuardrailFindings]:
     """The verdict on an assessed action now, from ``context`` if a batch has read it, else
     from what is read for this action alone (under ``rules``, a draft set, if given; not
-    counting ``proposal_id``'s own moves), with ``reviews`` (``changed_first_reviews``)
+    counting ``proposal_id``'s own moves), with ``changed_first`` (``changed_first_reviews``)
     sending it to a person. If the engine fails, a human decides."""
 
     # A batch's context, read once for all its items; else policies.services reads one.
@@ -237,7 +237,7 @@ def verdict_for(
             magnitude_label=assessed.assessment.magnitude_label,
             amount=assessed.assessment.amount,
             effects=assessed.effects,
-            reviews=reviews,
+            changed_first=changed_first,
         )
 
     return verdict_or_engine_failure(
@@ -597,7 +597,7 @@ def proposals_submit(
                 assessed=assessed,
                 agent=agent,
                 context=context,
-                reviews=changed_first_reviews(assessed.action_type, fields, changed),
+                changed_first=changed_first_reviews(assessed.action_type, fields, changed),
             )
             if verdict.outcome == VerdictOutcome.AUTO_APPROVE:
                 # Changed first by this one, for those after it.
@@ -726,7 +726,7 @@ def proposal_dry_run(
         assessed=assessed,
         agent=agent,
         rules=rules,
-        reviews=changed_first_reviews(assessed.action_type, fields, changed),
+        changed_first=changed_first_reviews(assessed.action_type, fields, changed),
     )
     return assessed, verdict
 
@@ -892,7 +892,7 @@ def proposal_evaluate(*, proposal_id: int) -> Proposal:
                     target: factor_from_text(factor) for target, factor in proposal.effects.items()
                 },
                 proposal_id=proposal.pk,
-                reviews=changed_first_reviews(  # read under the campaigns' locks, taken above
+                changed_first=changed_first_reviews(  # read under the campaigns' locks, taken above
                     action_type, fields, changed_first(fields) if action_type.sets_values else {}
                 ),
             )
