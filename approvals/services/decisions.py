@@ -47,6 +47,7 @@ from approvals.services.supersession import (
 )
 from audit.actors import Actor, acting_as
 from audit.history import create_with_history, update_with_history
+from feedback.services import payload_diff
 from hitlproject.errors import Conflict, DomainError, InvalidInput, NotFound
 from hitlproject.vocabulary import note_checked
 from policies.services import CappedSpends, brand_guideline_findings
@@ -99,7 +100,11 @@ def _edit(proposal: Proposal, edited_payload: Any) -> dict[str, Any] | None:
             + " ".join(brought_in)
             + " Change it, or approve the proposal as it is."
         )
-    note = f"Edited before approval to: {assessed.assessment.summary}."
+    summary = assessed.assessment.summary
+    note = f"Edited before approval to: {summary}."
+    if summary == proposal.summary:  # it reads as before (a creative's copy): say what changed
+        changed = ", ".join(payload_diff(proposal.payload, assessed.payload))
+        note = f"Edited before approval ({changed} changed): {summary}."
     return {"payload": assessed.payload, **refreshed_facts(proposal, assessed, verdict, note)}
 
 
