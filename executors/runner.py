@@ -137,10 +137,12 @@ def _reassessed(
     counted_before = counted_state(proposal)
     for name, value in facts.items():
         setattr(proposal, name, value)
+    # Said where its page says why it is here, as a waiting one's re-assessment is.
     proposal._change_reason = (
         f"Re-assessed before executing: {moved}; now {assessed.assessment.summary}, "
         "which its approval still covers."
     )
+    proposal.verdict_reasons = [proposal._change_reason, *proposal.verdict_reasons]
     proposal.save()
     counted_moves_update([(proposal, counted_before)])
     return None

@@ -398,7 +398,10 @@ def test_an_approved_pause_is_re_assessed_before_it_runs_not_superseded(operator
 
     assert done.status == ProposalStatus.EXECUTED
     assert done.summary == "pause brand-search (1050.00 USD/day)"
-    assert done.history.filter(
-        history_change_reason__startswith="Re-assessed before executing: brand-search's daily "
-        "budget is 1050.00, was 1000.00; now pause brand-search (1050.00 USD/day)"
-    ).exists()
+    said = (
+        "Re-assessed before executing: brand-search's daily budget is 1050.00, was 1000.00; now "
+        "pause brand-search (1050.00 USD/day), which its approval still covers."
+    )
+    assert done.history.filter(history_change_reason=said).exists()
+    # Its page says so where it says why it is here, not only its history.
+    assert done.verdict_reasons[0] == said
