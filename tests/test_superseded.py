@@ -405,3 +405,36 @@ def test_an_approved_pause_is_re_assessed_before_it_runs_not_superseded(operator
     assert done.history.filter(history_change_reason=said).exists()
     # Its page says so where it says why it is here, not only its history.
     assert done.verdict_reasons[0] == said
+
+
+@pytest.mark.parametrize("first_in_queue", ["pause", "budget change"])
+def test_bulk_approval_never_runs_a_pause_on_a_budget_a_change_approved_with_it_moves(
+    operator, first_in_queue
+):
+    """The pause names the daily budget it stops (1000.00 a day). Approved in bulk with a
+    change to that budget, whichever executed first, the pause could run on another figure
+    than the one approved: whichever comes second in the queue is left waiting, saying why,
+    to be decided once the first has run."""
+    raised = evaluated(budget_raise("1500.00"))
+    paused = evaluated(pause())
+    assert (raised.status, paused.status) == ("pending_review", "pending_review")
+    first, second = (paused, raised) if first_in_queue == "pause" else (raised, paused)
+    Proposal.objects.filter(pk=second.pk).update(risk=first.risk - 1)  # the queue's order
+
+    plan = bulk_approval_plan(proposal_ids=[paused.pk, raised.pk], reviewer=operator)
+    decided = proposals_approve(proposal_ids=[paused.pk, raised.pk], reviewer=operator)
+
+    assert [p.pk for p in plan.proposals] == [first.pk, second.pk]
+    assert decided.held.keys() == plan.held.keys() == {second.pk}
+    assert [p.pk for p in decided.approved] == [first.pk]
+    if first == raised:
+        said = (
+            f"#{raised.pk}, approved with it, changes brand-search's daily budget first, so it "
+            f"would be re-assessed once #{raised.pk} executes; decide it then."
+        )
+    else:
+        said = (
+            f"#{paused.pk}, approved with it, is judged on brand-search's daily budget as it "
+            f"is, which this changes; decide it once #{paused.pk} executes."
+        )
+    assert plan.held[second.pk].message == f"Proposal #{second.pk} is left waiting: {said}"

@@ -497,7 +497,7 @@ def bulk_approval_plan(*, proposal_ids: Collection[int], reviewer: AbstractBaseU
     ).values_list("proposal_id", "review_round", "reviewer_id"):
         if review_round == rounds[proposal_id]:
             reviewers[proposal_id].append(reviewer_id)
-    refusals, held, over_cap, changed_by = {}, {}, {}, {}
+    refusals, held, over_cap, changed_by, read_by = {}, {}, {}, {}, {}
     ahead = approved_ahead_each(proposals, lock=False)
     spends = CappedSpends()  # left counting those approved earlier, not yet executed
     alone = guardrail_blocks_counting_approved(proposals, lock=False, spends=spends)
@@ -512,16 +512,32 @@ def bulk_approval_plan(*, proposal_ids: Collection[int], reviewer: AbstractBaseU
             refusals[proposal.pk] = refusal
             continue
         action_type = action_types.get(proposal.action_type)
-        fields = [
-            (proposal.account_id, campaign, name, f"{campaign}'s {name.replace('_', ' ')}")
-            for campaign, names in action_type.campaign_fields(proposal.payload).items()
-            for name in names
-        ]
-        for *key, words in fields:
+        fields, read_from = (
+            [
+                (proposal.account_id, campaign, name, f"{campaign}'s {name.replace('_', ' ')}")
+                for campaign, names in which(proposal.payload).items()
+                for name in names
+            ]
+            for which in (action_type.campaign_fields, action_type.figures_read_from)
+        )
+        # Two moves of an amount on one field compose; anything else changed first on a
+        # field it sets supersedes it, or re-assesses it (an amount it moves, or a figure it
+        # reads, as a status change reads the daily budget it starts or stops).
+        clashes = [(*field, action_type.sets_values, False) for field in fields]
+        clashes += [(*field, False, True) for field in read_from]
+        for *key, words, sets, reads in clashes:
+            reader = None if reads else read_by.get(tuple(key))
+            if reader is not None:  # it would move the figure another was approved on
+                held[proposal.pk] = Conflict(
+                    f"Proposal #{proposal.pk} is left waiting: #{reader}, approved with it, is "
+                    f"judged on {words} as it is, which this changes; decide it once "
+                    f"#{reader} executes."
+                )
+                break
             earlier = changed_by.get(tuple(key))
-            if earlier is None or not (action_type.sets_values or earlier[1]):
+            if earlier is None or not (sets or reads or earlier[1]):
                 continue
-            if action_type.sets_values:
+            if sets:
                 why = f"it would be superseded once #{earlier[0]} executes"
             else:
                 why = f"it would be re-assessed once #{earlier[0]} executes; decide it then"
@@ -558,6 +574,8 @@ def bulk_approval_plan(*, proposal_ids: Collection[int], reviewer: AbstractBaseU
                 counted[proposal.account_id].append(proposal.pk)
             for *key, _ in fields:
                 changed_by.setdefault(tuple(key), (proposal.pk, action_type.sets_values))
+            for *key, _ in read_from:
+                read_by.setdefault(tuple(key), proposal.pk)
     return BulkApprovalPlan(proposals, refusals, held, over_cap)
 
 
