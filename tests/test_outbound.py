@@ -151,6 +151,7 @@ def test_an_endpoint_s_retry_after_is_read_as_seconds_or_as_a_date():
         (429, "120", 120, 120),
         (503, in_90_seconds, 88, 90),
         (503, "soon", None, None),  # not understood: the usual backoff
+        (503, "²", None, None),  # a digit to Python's str.isdigit, not a number of seconds
     ]:
         endpoint = Receiver(status, retry_after=header)
         try:
