@@ -32,7 +32,7 @@ from policies.drafts import (
     active_draft_of,
     changes_on_promotion,
     duplicate_initial,
-    owns_agent,
+    owned_agent_governed,
     policy_promote,
     replaced_policy,
 )
@@ -139,7 +139,6 @@ class PolicyForm(ChangeReasonForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.agent_before = self.instance.agent if self.instance.agent_id else None
         unit = magnitude_unit(self.initial.get("action_type") or self.instance.action_type)
         for name in MAGNITUDE_FIELDS + PERCENT_FIELDS:
             if name in self.initial:
@@ -156,13 +155,22 @@ class PolicyForm(ChangeReasonForm):
         if not cleaned.get("is_draft"):
             cleaned["draft_of"] = None  # only a draft replaces a policy
         # Who owns an agent does not set how far it runs unreviewed: neither the policy it
-        # had nor the one it gets (the rule of approvals.services.acts, for policies).
-        for agent in (self.agent_before, cleaned.get("agent")):
-            if agent is not None and owns_agent(self.user, agent):
-                raise forms.ValidationError(
-                    f"You own agent {agent}; someone else must set its policy.",
-                    code="owns_agent",
-                )
+        # had nor the one it gets, whichever scope governs it (the rule of
+        # approvals.services.acts, for policies). The instance is as saved until it is saved.
+        as_saved = Policy(
+            action_type=cleaned.get("action_type") or self.instance.action_type,
+            agent=cleaned.get("agent"),
+            agent_kind=cleaned.get("agent_kind") or "",
+            account=cleaned.get("account"),
+            channel=cleaned.get("channel") or "",
+        )
+        before = self.instance if self.instance.pk else None
+        agent = owned_agent_governed(self.user, before, as_saved)
+        if agent is not None:
+            raise forms.ValidationError(
+                f"You own agent {agent}; someone else must set its policy.",
+                code="owns_agent",
+            )
         return cleaned
 
 
@@ -400,12 +408,12 @@ class PolicyAdmin(ChangeReasonAdmin):
         return type(form.__name__, (form,), {"user": request.user})
 
     def has_change_permission(self, request, obj=None) -> bool:
-        if obj is not None and owns_agent(request.user, obj.agent):
+        if obj is not None and owned_agent_governed(request.user, obj):
             return False  # shown read-only: someone else must set its policy
         return super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request, obj=None) -> bool:
-        if obj is not None and owns_agent(request.user, obj.agent):
+        if obj is not None and owned_agent_governed(request.user, obj):
             return False
         return super().has_delete_permission(request, obj)
 

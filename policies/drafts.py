@@ -9,10 +9,11 @@ replaces, which keeps its id and its history (the change recorded with who promo
 why), and retires the draft.
 
 Who may change a live policy: one policy owner (any user with the permission to change
-policies), with a reason, who does not own an agent the policy is scoped to (the rule of
-``approvals.services.acts``, for policies). That is how a live edit in the console works, and
-how the platform's own proposals to change a ceiling (``policy_change``) are decided: by one
-policy owner. Promoting a draft is a live change and follows the same rule.
+policies), with a reason, who does not own an agent the policy could govern, as it stands or
+as changed (``owned_agent_governed``: the rule of ``approvals.services.acts``, for policies).
+That is how a live edit in the console works, and how the platform's own proposals to change
+a ceiling (``policy_change``) are decided: by one policy owner. Promoting a draft is a live
+change and follows the same rule.
 """
 
 from __future__ import annotations
@@ -39,16 +40,34 @@ class ChangeReasonMissing(DomainError):
         super().__init__("Say why: every change to a policy records its reason.")
 
 
-def owns_agent(user, agent) -> bool:
-    """Whether ``user`` owns ``agent`` and so may not set its policy. Administrators
-    (superusers) are exempt: they are answerable for the whole platform."""
-    return (
-        user is not None
-        and agent is not None
-        and not user.is_superuser
-        and agent.owner_id is not None
-        and agent.owner_id == user.pk
-    )
+def owned_agent_governed(user, *policies: Policy | None):
+    """The first agent ``user`` owns that one of these policies (as they stand, or as they
+    would be saved) could govern: its scope (agent, agent kind, account, channel) matches
+    the agent on one of its accounts. Not only a policy naming the agent: one scoped to its
+    kind outranks the policy it had, and would set how far it runs unreviewed. None for an
+    administrator, or a user owning no agent."""
+    from approvals import action_types
+    from approvals.models import Agent
+
+    if user is None or user.is_superuser or not user.pk:
+        return None
+    owned = Agent.objects.filter(owner=user).prefetch_related("accounts")
+    for agent in owned:
+        accounts = list(agent.accounts.all())
+        for policy in policies:
+            if policy is None or policy.agent_id not in (None, agent.pk):
+                continue
+            action_type = action_types.get(policy.action_type)
+            if action_type and not (action_type.agents_may_propose or agent.is_platform):
+                continue  # it never proposes one
+            if policy.agent_kind not in ("", agent.kind):
+                continue
+            if any(
+                policy.account_id in (None, account.pk) and policy.channel in ("", account.channel)
+                for account in accounts
+            ):
+                return agent
+    return None
 
 
 def duplicate_initial(source: Policy) -> dict[str, Any]:
@@ -114,9 +133,9 @@ def policy_promote(*, draft_id: int, actor: Actor, reason: str) -> Policy:
         if draft is None:
             raise NotFound(f"There is no active draft policy #{draft_id}.")
         target = replaced_policy(draft, lock=True)
-        for agent in (draft.agent, target.agent if target else None):
-            if owns_agent(actor.user, agent):
-                raise DomainError(f"You own agent {agent}; someone else must set its policy.")
+        agent = owned_agent_governed(actor.user, draft, target)
+        if agent is not None:
+            raise DomainError(f"You own agent {agent}; someone else must set its policy.")
         if target is None:
             live, draft.is_draft, draft.draft_of = draft, False, None
             live._change_reason = f"promoted from a draft: {reason}"

@@ -1,6 +1,7 @@
 """Who owns an agent does not set its policy: a policy owner who owns an agent may not add,
-change or delete a policy scoped to that agent (deciding the platform's recommendation to widen
-it is refused them as well); another policy owner may, and so may an administrator."""
+change or delete a policy that could govern that agent (one naming it, its kind, or every
+agent; deciding the platform's recommendation to widen it is refused them as well); another
+policy owner may, and so may an administrator."""
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -118,7 +119,12 @@ def test_the_owner_of_an_agent_cannot_change_or_delete_its_policy(owner):
 
 
 def test_the_owner_of_an_agent_cannot_move_a_policy_onto_it(owner):
-    policy = Policy.objects.get(action_type="creative_deployment", agent=None)
+    policy = Policy.objects.create(
+        name="Optimizer's creatives",
+        action_type="creative_deployment",
+        agent=Agent.objects.get(name="optimizer"),
+        always_review=True,
+    )
     change = reverse("admin:policies_policy_change", args=[policy.pk])
 
     page = owner.post(change, form_data(owner, change, agent=copywriter().pk))
@@ -126,7 +132,7 @@ def test_the_owner_of_an_agent_cannot_move_a_policy_onto_it(owner):
     assert page.status_code == 200
     assert REFUSED in page.text
     policy.refresh_from_db()
-    assert policy.agent is None
+    assert policy.agent.name == "optimizer"
 
 
 def test_the_owner_of_an_agent_cannot_bulk_delete_its_policy(owner):
@@ -182,3 +188,28 @@ def test_the_owner_of_an_agent_still_sets_the_policies_of_other_agents(owner):
 
     assert page.status_code == 302, page.text
     assert Policy.objects.filter(agent=optimizer).exists()
+
+
+def test_the_owner_of_an_agent_cannot_govern_it_by_its_kind_or_the_policy_for_everyone(owner):
+    """A policy for every agent of copywriter's kind outranks the one it has, and would set
+    how far copywriter runs unreviewed as surely as one naming it: its owner may not add it.
+    Nor may they loosen the policy every agent's creatives fall under, which governs
+    copywriter too; a policy for another kind of agent they may still set."""
+    url = reverse("admin:policies_policy_add")
+
+    by_kind = owner.post(
+        url, form_data(owner, url, **wide_open(agent="", agent_kind=copywriter().kind))
+    )
+    everyone = Policy.objects.get(action_type="creative_deployment", agent=None, agent_kind="")
+    change = reverse("admin:policies_policy_change", args=[everyone.pk])
+    loosened = owner.post(change, form_data(owner, change, always_review=False))
+    other_kind = owner.post(
+        url, form_data(owner, url, **wide_open(agent="", agent_kind="optimization"))
+    )
+
+    assert by_kind.status_code == 200 and REFUSED in by_kind.text
+    assert not Policy.objects.filter(agent_kind=copywriter().kind).exists()
+    assert loosened.status_code == 403  # shown read-only
+    assert Policy.objects.get(pk=everyone.pk).always_review == everyone.always_review
+    assert copywriter().kind != "optimization"
+    assert other_kind.status_code == 302, other_kind.text
