@@ -16,10 +16,18 @@ request (``KEPT_THREADS`` of them wait between requests); a request for an async
 through the async chain, on a thread of its own, as before. Either way the middleware, their
 order and what they do are the same (a path that resolves to no view goes the synchronous way,
 as the static files and the 404s do). Measured by ``bin/bench peer``: see docs/performance.md.
+
+And a request's body is bounded before Django reads it. Django's handler reads the whole body
+into a file before any view is reached (so before a key is checked or a size refused): a body
+said to be larger than any view takes (``DATA_UPLOAD_MAX_MEMORY_SIZE``, a batch's limit) is
+refused at once with a 413, unread; one sent in chunks, without a length, is read up to that
+limit (a 413 past it) and then given its length, which Django's request reads the body by (it
+would otherwise read none of it).
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +35,7 @@ from contextlib import contextmanager
 
 import django
 from asgiref.sync import ThreadSensitiveContext, iscoroutinefunction, sync_to_async
+from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.base import BaseHandler
 from django.urls import get_resolver
@@ -52,6 +61,31 @@ class Handler(ASGIHandler):
             async with ThreadSensitiveContext(executor=thread):
                 await self.handle(scope, receive, send)
 
+    async def handle(self, scope, receive, send):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
+        if length is not None:
+            if length.isdigit() and int(length) > limit:
+                return await _too_large(send, limit)
+        elif b"chunked" in headers.get(b"transfer-encoding", b"").lower():
+            body = bytearray()
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return None
+                body += message.get("body", b"")
+                if len(body) > limit:
+                    return await _too_large(send, limit)
+                if not message.get("more_body", False):
+                    break
+            scope = {
+                **scope,
+                "headers": [*scope["headers"], (b"content-length", str(len(body)).encode())],
+            }
+            receive = _replayed(bytes(body), receive)
+        return await super().handle(scope, receive, send)
+
     async def get_response_async(self, request):
         if request.scope.get(VIEW_IS_ASYNC, True):
             return await super().get_response_async(request)
@@ -67,6 +101,38 @@ def _view_is_async(scope) -> bool:
         return iscoroutinefunction(get_resolver().resolve(path).func)
     except Exception:  # a 404, or an error that Django's handling of the request reports
         return False
+
+
+def _replayed(body: bytes, receive):
+    """``receive`` for a body already read: the body, then what the connection says next
+    (its disconnect)."""
+    sent = False
+
+    async def replay():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def _too_large(send, limit: int) -> None:
+    """A 413 in the API's error shape, the body left unread."""
+    body = json.dumps({"detail": f"Request body larger than {limit} bytes."}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 class _KeptThreads:

@@ -2,6 +2,8 @@
 once and forks the Celery worker from it, so a laptop holds one copy; the two stop together,
 however either ends, and nothing is left running."""
 
+import http.client
+import json
 import os
 import signal
 import subprocess
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, free_port, procfile_command, wait_until
+from tests.conftest import REPO, free_port, procfile_command, reallocation, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +143,62 @@ def test_the_worker_stops_when_the_web_process_is_killed(platform):
         assert time.monotonic() < deadline, "the worker outlived the web process"
         time.sleep(0.2)
     assert "Warm shutdown" in platform.log.read_text()
+
+
+def posted(port: int, path: str, headers: dict[str, str], body=None) -> tuple[int, bytes]:
+    """POST as written: ``body`` bytes, an iterable of chunks (sent in chunks, with no
+    length), or None (nothing sent after the headers); the status and body answered."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        connection.putrequest("POST", path)
+        for name, value in {"Content-Type": "application/json", **headers}.items():
+            connection.putheader(name, value)
+        chunked = body is not None and not isinstance(body, bytes)
+        if chunked:
+            connection.putheader("Transfer-Encoding", "chunked")
+        connection.endheaders()
+        try:
+            if chunked:
+                for part in body:
+                    connection.send(b"%x\r\n%s\r\n" % (len(part), part))
+                connection.send(b"0\r\n\r\n")
+            elif body:
+                connection.send(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused before the rest was read
+        answer = connection.getresponse()
+        return answer.status, answer.read()
+    finally:
+        connection.close()
+
+
+def test_a_body_is_bounded_before_it_is_read_and_one_sent_in_chunks_is_read(platform, data_dir):
+    """Django's handler reads a whole body before any view (or key check) is reached: one
+    said to be larger than a batch may be is refused at once, unread, before the key is
+    even looked at; one sent in chunks (no length) past that is refused once it passes it;
+    one sent in chunks within it is read as a body sent with its length is (Django would
+    have read none of it: every field "required")."""
+    seeded = subprocess.run(
+        [sys.executable, "manage.py", "seed_demo", "--json"],
+        cwd=REPO, env=embedded_env(data_dir), capture_output=True, check=True,
+    )  # fmt: skip
+    key = json.loads(seeded.stdout)["agents"]["optimizer"]
+    proposal = json.dumps(reallocation("150.00")).encode()
+    limit = 16 * 1024 * 1024
+    batch = "/api/v1/proposals/batch/"
+
+    said_too_large = posted(platform.port, batch, {"Content-Length": str(limit + 1)})
+    chunked_too_large = posted(platform.port, batch, {}, (b" " * (1 << 18) for _ in range(65)))
+    chunked = posted(
+        platform.port,
+        "/api/v1/proposals/",
+        {"Authorization": f"Bearer {key}"},
+        [proposal[:10], proposal[10:50], proposal[50:]],
+    )
+
+    detail = json.dumps({"detail": f"Request body larger than {limit} bytes."}).encode()
+    assert said_too_large == (413, detail)
+    assert chunked_too_large == (413, detail)
+    status, body = chunked
+    assert status == 201, body
+    assert json.loads(body)["status"] == "pending_review"
