@@ -221,7 +221,7 @@ class NotificationAdmin(ReadOnlyAdmin):
         "recipient",
         "channel",
         "what",
-        "status",
+        "status_shown",
         "attempts",
         "created_at",
         "sent_at",
@@ -230,6 +230,13 @@ class NotificationAdmin(ReadOnlyAdmin):
     list_select_related = ["recipient"]
     raw_id_fields = ["proposal", "route", "updates"]
     exclude = ["slack_channel", "slack_ts"]
+    # No next attempt (a message sent, failed or not sent), no time sent: as the console
+    # writes an empty value elsewhere.
+    empty_value_display = "—"
+
+    @admin.display(description="status", ordering="status")
+    def status_shown(self, notification: Notification) -> str:
+        return notification.status_said
 
     @admin.display(description="what", ordering="kind")
     def what(self, notification: Notification) -> str:

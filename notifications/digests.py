@@ -94,9 +94,10 @@ def digest_send(*, recipient_id: int, channel: str, now: datetime) -> int:
                 notification.next_attempt_at = now + LEASE
                 to_send.append(notification)
                 continue
+            notification.next_attempt_at = None  # it has ended: nothing more is tried
             notification.log = [*notification.log, {"at": now.isoformat(), "result": refusal}]
             ended.append(notification)
-        Notification.objects.bulk_update(ended, ["status", "log"])
+        Notification.objects.bulk_update(ended, ["status", "log", "next_attempt_at"])
         for notification in ended:
             notification._change_reason = refusal_note(notification, notification.log[-1]["result"])
         history = Notification.history
@@ -121,7 +122,8 @@ def digest_send(*, recipient_id: int, channel: str, now: datetime) -> int:
     entry = {"at": finished.isoformat(), "result": f"in a digest of {ids}: {result}"}
     with transaction.atomic():
         for notification in to_send:
-            changes = {"log": [*notification.log, entry]}
+            # Sent or given up: no next attempt (the lease it went under is none).
+            changes = {"log": [*notification.log, entry], "next_attempt_at": None}
             if delivered:
                 changes.update(status=NotificationStatus.SENT, sent_at=finished)
             elif retry and notification.attempts < settings.NOTIFICATION_MAX_ATTEMPTS:

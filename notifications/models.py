@@ -112,6 +112,14 @@ class NotificationStatus(models.TextChoices):
     NOT_SENT = "not_sent", "Not sent"
 
 
+# What a message's log says of an attempt whose sender stopped before recording whether it
+# went (a worker killed mid-send): a mail server or Slack cannot be asked, so it may have.
+INTERRUPTED = (
+    "interrupted: its sender stopped before recording whether it went, so it may have; "
+    "to be sent again"
+)
+
+
 class Notification(models.Model):
     """One message to one person on one channel about one proposal: the outbox. Written in
     the transaction that moved the proposal, sent after it commits, retried, never lost by a
@@ -131,7 +139,9 @@ class Notification(models.Model):
         max_length=8, choices=NotificationStatus.choices, default=NotificationStatus.PENDING
     )
     created_at = models.DateTimeField(default=timezone.now)
-    next_attempt_at = models.DateTimeField(default=timezone.now)
+    # When it is next tried (held: when its digest is due; being sent: when the lease runs
+    # out); none once it is sent, failed or not sent: nothing more is tried.
+    next_attempt_at = models.DateTimeField(default=timezone.now, null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     sent_at = models.DateTimeField(null=True, blank=True)
     log = models.JSONField(default=list, blank=True)
@@ -166,6 +176,37 @@ class Notification(models.Model):
         if self.kind == NotificationKind.UPDATE and self.about:
             return f"Update of a message sent: {self.about}"
         return self.get_kind_display()
+
+    @property
+    def interrupted_attempts(self) -> list[int]:
+        """The attempts whose sender stopped before recording whether they went (each
+        attempt has its entry in the log, in order)."""
+        return [
+            number
+            for number, entry in enumerate(self.log or [], start=1)
+            if entry.get("result") == INTERRUPTED
+        ]
+
+    @property
+    def may_have_reached(self) -> str:
+        """Where a message not sent (or failed) had an attempt interrupted, that it may have
+        reached the person all the same, in words ("attempt 1 was interrupted and may have
+        reached them"); else ""."""
+        interrupted = self.interrupted_attempts
+        if self.status == NotificationStatus.SENT or not interrupted:
+            return ""
+        numbers = " and ".join(str(number) for number in interrupted)
+        if len(interrupted) == 1:
+            return f"attempt {numbers} was interrupted and may have reached them"
+        return f"attempts {numbers} were interrupted and may have reached them"
+
+    @property
+    def status_said(self) -> str:
+        """Its status as the console says it: "Not sent", or, where an interrupted attempt
+        may have reached the person, "Not sent, but attempt 1 was interrupted and may have
+        reached them"."""
+        maybe = self.may_have_reached
+        return f"{self.get_status_display()}, but {maybe}" if maybe else self.get_status_display()
 
 
 class DecisionDeadline(models.Model):

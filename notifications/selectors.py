@@ -17,6 +17,7 @@ from approvals.models import Proposal, ProposalStatus
 from approvals.selectors import decision_time_percentiles, people_decided
 from hitlproject.vocabulary import REVIEW_ENDINGS_DECIDED_BY_PEOPLE
 from notifications.models import (
+    INTERRUPTED,
     Claim,
     DecisionDeadline,
     Notification,
@@ -214,13 +215,16 @@ def decision_times_by_route(*, days: int) -> list[RouteDecisionTimes]:
     """The dashboard's time to a person's decision, of the proposals each route told about
     in the round people decided: a proposal two routes told about counts for both. A message
     held for a digest that the decision came before told nobody (held still, or not sent
-    once the digest ran): its route did not tell of that proposal."""
+    once the digest ran): its route did not tell of that proposal; one not sent after an
+    attempt that was interrupted (it may have gone) may have told them, and counts."""
     decided = people_decided(since=timezone.now() - timedelta(days=days))
     told_by = Notification.objects.filter(
+        ~Q(status__in=[NotificationStatus.HELD, NotificationStatus.NOT_SENT])
+        | Q(status=NotificationStatus.NOT_SENT, log__icontains=INTERRUPTED),
         proposal=OuterRef("pk"),
         review_round=OuterRef("review_round"),
         kind=NotificationKind.WAITING,
-    ).exclude(status__in=[NotificationStatus.HELD, NotificationStatus.NOT_SENT])
+    )
     routes = Route.objects.filter(
         Exists(decided.filter(Exists(told_by.filter(route=OuterRef(OuterRef("pk"))))))
     ).order_by("name", "pk")

@@ -36,6 +36,7 @@ from notifications.carriers import channel_for
 from notifications.channels import ChannelError, Sent
 from notifications.messages import proposal_messages
 from notifications.models import (
+    INTERRUPTED,
     Claim,
     DecisionDeadline,
     Delivery,
@@ -467,6 +468,7 @@ def _deliver_chunk(
             notification.status = (
                 NotificationStatus.NOT_SENT if refusal else NotificationStatus.FAILED
             )
+            notification.next_attempt_at = None  # it has ended: nothing more is tried
             refusal = refusal or "gave up"
             notification.log = [*notification.log, {"at": now.isoformat(), "result": refusal}]
             notification._change_reason = refusal_note(notification, refusal)
@@ -474,7 +476,7 @@ def _deliver_chunk(
         if ended:
             update_with_history(
                 Notification,
-                [(n, {"status": n.status, "log": n.log}) for n in ended],
+                [(n, {"status": n.status, "log": n.log, "next_attempt_at": None}) for n in ended],
                 actor=NOTIFICATIONS_ACTOR,
             )
         leased_until = now + LEASE
@@ -608,7 +610,7 @@ def _send(
         # (superseded, decided, withdrawn), and the person would be told what is not so.
         stopped = _stopped_waiting(notification)
         if stopped:
-            notification.status = NotificationStatus.NOT_SENT
+            notification.status, notification.next_attempt_at = NotificationStatus.NOT_SENT, None
             notification.log = [
                 *notification.log,
                 {"at": timezone.now().isoformat(), "result": stopped},
@@ -628,6 +630,8 @@ def _send(
 
         finished = timezone.now()
         notification.log = [*notification.log, {"at": finished.isoformat(), "result": result}]
+        # Sent, or given up: no next attempt (its lease is not one); retried: when it is.
+        notification.next_attempt_at = None
         if delivered:
             notification.status, notification.sent_at = NotificationStatus.SENT, finished
             notification.slack_channel = where.get("channel", notification.slack_channel)
@@ -663,7 +667,7 @@ def _send_one(notification: Notification, message, *, reviewers: list[int]) -> S
     return channel.send(recipient=notification.recipient, message=message, may_decide=may_decide)
 
 
-# What an attempt changes on a notification, beside its lease.
+# What an attempt changes on a notification: its lease ends, as a next attempt or none.
 ATTEMPT_FIELDS = ("log", "status", "sent_at", "next_attempt_at", "slack_channel", "slack_ts")
 
 
@@ -756,9 +760,11 @@ def refusal_note(notification: Notification, refusal: str) -> str:
     who = notification.recipient.get_username()
     by = notification.get_channel_display().lower()
     why = refusal.removeprefix("not sent: ")
+    # An interrupted attempt may have gone: "not sent" alone would say nobody was told.
+    maybe = f"; {notification.may_have_reached}" if notification.may_have_reached else ""
     if notification.status == NotificationStatus.FAILED:
-        return f"Failed to reach {who} by {by} after {notification.attempts} attempts: {why}"
-    return f"Not sent to {who} by {by}: {why}"
+        return f"Failed to reach {who} by {by} after {notification.attempts} attempts: {why}{maybe}"
+    return f"Not sent to {who} by {by}: {why}{maybe}"
 
 
 def _no_longer_waits(notification: Notification, status: str, review_round: int) -> str:
@@ -864,12 +870,6 @@ def _interruptions_record(notifications: Sequence[Notification], *, now: datetim
     update_with_history(
         Notification, [(n, {"log": n.log}) for n in notifications], actor=NOTIFICATIONS_ACTOR
     )
-
-
-INTERRUPTED = (
-    "interrupted: its sender stopped before recording whether it went, so it may have; "
-    "to be sent again"
-)
 
 
 def interrupted_note(notification: Notification, *, attempts: range) -> str:

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from approvals.models import ProposalStatus
 from approvals.roles import OPERATORS
-from approvals.services.decisions import proposal_approve
+from approvals.services.decisions import proposal_approve, proposal_reject
 from ledger.models import Account
 from notifications.models import Claim, Notification, NotificationStatus, ReachedBy, Route
 from notifications.services import notifications_deliver
@@ -421,3 +421,66 @@ def test_the_claims_list_shows_nobody_on_a_proposal_once_it_is_decided(login):
         )
     )
     assert on_it_now == {str(waiting.pk): "True", str(decided.pk): "False"}
+
+
+def readonly_value(page: str, field: str) -> str:
+    """What a read-only record's page shows for ``field``."""
+    row = page.split(f"field-{field}")[1]
+    return row.split('<div class="readonly">')[1].split("</div>")[0].strip()
+
+
+def console_times(page: str) -> list[str]:
+    return re.findall(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", page)
+
+
+def test_a_sent_message_shows_no_next_attempt_on_its_page_or_in_its_history(login):
+    """Once sent, nothing more is tried: its page shows no next attempt (not the lease it was
+    sent under, two minutes after sending), and its history shows no time after it went."""
+    proposal = evaluated()
+    told = Notification.objects.get(proposal=proposal)
+    notifications_deliver(notification_ids=[told.pk])
+    told.refresh_from_db()
+    assert (told.status, told.next_attempt_at) == (NotificationStatus.SENT, None)
+
+    auditor = login("auditor")
+    page = auditor.get(reverse("admin:notifications_notification_change", args=[told.pk])).text
+    assert readonly_value(page, "next_attempt_at") == "—"
+    assert readonly_value(page, "sent_at") != "—"
+    history = auditor.get(reverse("admin:notifications_notification_history", args=[told.pk]))
+    sent = f"{timezone.localtime(told.sent_at):%Y-%m-%d %H:%M:%S}"
+    assert sent in console_times(history.text)
+    assert max(console_times(history.text)) == sent, "a time after it went"
+
+
+def test_a_message_whose_sender_died_then_not_sent_says_it_may_have_reached_them(login):
+    """A sender took the message, may have sent it, and died before recording it; the
+    proposal was rejected meanwhile, so the sender that takes it next does not send it. Its
+    page, the outbox and its history say it may have reached the person all the same."""
+    proposal = evaluated()
+    told = Notification.objects.get(proposal=proposal)
+    Notification.objects.filter(pk=told.pk).update(  # leased, sent perhaps, never recorded
+        attempts=1, next_attempt_at=timezone.now() - timedelta(seconds=1)
+    )
+    operator = get_user_model().objects.get(username="operator")
+    proposal_reject(proposal_id=proposal.pk, reviewer=operator, reason_code="wrong_signal")
+
+    notifications_deliver(notification_ids=[told.pk])
+
+    told.refresh_from_db()
+    assert (told.status, told.attempts) == (NotificationStatus.NOT_SENT, 1)
+    maybe = "attempt 1 was interrupted and may have reached them"
+    client = login("auditor")
+    told_table = detail(client, proposal).split('id="proposal-told"')[1].split("</table>")[0]
+    assert f"Not sent, but {maybe}" in told_table
+    assert "perhaps (interrupted)" in told_table  # not "—" as sent
+    outbox = client.get(reverse("admin:notifications_notification_changelist")).text
+    assert f"Not sent, but {maybe}" in outbox
+    *_, interrupted, not_sent = told.history.order_by("history_id").values_list(
+        "history_change_reason", flat=True
+    )
+    assert interrupted.startswith("Attempt 1 to reach operator by email interrupted")
+    assert not_sent == (
+        "Not sent to operator by email: the proposal is rejected and no longer waits for this "
+        f"review; {maybe}"
+    )
+    assert told.next_attempt_at is None  # nothing more is tried

@@ -415,3 +415,35 @@ def test_a_person_named_by_two_routes_is_told_at_once_and_every_matching_backup_
     assert Notification.objects.filter(
         proposal_id=proposal_id, kind=NotificationKind.ESCALATION, recipient=member
     ).exists()
+
+
+@pytest.mark.django_db
+def test_a_route_whose_digest_was_interrupted_then_not_sent_may_have_told_and_counts(
+    demo_world, login
+):
+    """A digest run sent the policy owner's digest and died before recording it; the
+    proposal was decided meanwhile, so the next run does not send it again. The interrupted
+    send may have told them: the route's time to a decision counts that proposal."""
+    digest = Route.objects.create(
+        name="Reallocations in a digest, to the policy owner",
+        delivery=Delivery.DIGEST,
+        digest_minutes=30,
+    )
+    digest.users.set([get_user_model().objects.get(username="policy-owner")])
+    proposal = evaluated(reallocation("150.00"))
+    Notification.objects.filter(proposal=proposal, route=digest).update(  # the run that died
+        attempts=1, next_attempt_at=timezone.now() - timedelta(seconds=1)
+    )
+    operator = get_user_model().objects.get(username="operator")
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    decided_after(proposal, 10)
+
+    notifications_send_digests(now=timezone.now())
+
+    held = Notification.objects.get(proposal=proposal, route=digest)
+    assert held.status == NotificationStatus.NOT_SENT
+    assert held.log[0]["result"].startswith("interrupted")
+    assert route_rows(login("auditor").get("/admin/")) == {
+        DEMO_ROUTE: ["1", "10 min", "10 min"],
+        digest.name: ["1", "10 min", "10 min"],
+    }
