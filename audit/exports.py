@@ -3,7 +3,8 @@
 Every historical record of every audited model, with who acted (user, agent or system), when,
 why, the record's fields after the change and which of them it changed. Records come in order
 of model, record and time, from server-side cursors, so an export of any size streams in
-constant memory.
+constant memory. A time is written one way in both formats: ISO 8601, in UTC, to the
+microsecond, as recorded ("2026-12-03T22:54:14.121073Z").
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import csv
 import io
 import json
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.apps import apps
 from django.core.serializers.json import DjangoJSONEncoder
@@ -42,6 +43,8 @@ COLUMNS = [
     "fields",
 ]
 CHANGE = {"+": "created", "~": "changed", "-": "deleted"}
+# What the export calls a model's records where its console name is a person's own view.
+EXPORTED_AS = {"notifications.reachedby": "the channels each person chose"}
 
 
 def audited_models():
@@ -49,6 +52,33 @@ def audited_models():
         for model in apps.get_app_config(app_label).get_models():
             if hasattr(model, "history") and hasattr(model.history, "model"):
                 yield model
+
+
+def exported_kinds() -> list[str]:
+    """What the export holds the changes of, in words, as many as the models it exports."""
+    return [
+        EXPORTED_AS.get(model._meta.label_lower, str(model._meta.verbose_name_plural))
+        for model in audited_models()
+    ]
+
+
+def instant(value: datetime) -> str:
+    """A time as the export writes it, in both formats: ISO 8601 in UTC, to the microsecond
+    (as recorded; JSON's usual milliseconds would make two records of one millisecond look
+    simultaneous), "Z" for UTC, as the API writes one."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    written = value.isoformat(timespec="microseconds")
+    return written.removesuffix("+00:00") + "Z" if value.tzinfo is not None else written
+
+
+class ExportEncoder(DjangoJSONEncoder):
+    """Django's JSON, with times written as ``instant`` writes them."""
+
+    def default(self, o):
+        if isinstance(o, datetime):
+            return instant(o)
+        return super().default(o)
 
 
 def audit_records(*, since: datetime, until: datetime) -> Iterator[dict]:
@@ -114,7 +144,7 @@ def audit_records(*, since: datetime, until: datetime) -> Iterator[dict]:
 
 def as_jsonl(records: Iterator[dict]) -> Iterator[str]:
     for record in records:
-        yield json.dumps(record, cls=DjangoJSONEncoder, ensure_ascii=False) + "\n"
+        yield json.dumps(record, cls=ExportEncoder, ensure_ascii=False) + "\n"
 
 
 def as_csv(records: Iterator[dict]) -> Iterator[str]:
@@ -131,8 +161,8 @@ def as_csv(records: Iterator[dict]) -> Iterator[str]:
     yield flush()
     for record in records:
         row = dict(record)
-        row["at"] = record["at"].isoformat()
+        row["at"] = instant(record["at"])
         row["changed"] = "" if record["changed"] is None else " ".join(record["changed"])
-        row["fields"] = json.dumps(record["fields"], cls=DjangoJSONEncoder, ensure_ascii=False)
+        row["fields"] = json.dumps(record["fields"], cls=ExportEncoder, ensure_ascii=False)
         writer.writerow([row[column] for column in COLUMNS])
         yield flush()

@@ -4,7 +4,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
 
-from audit.exports import as_csv, as_jsonl, audit_records
+from audit.exports import as_csv, as_jsonl, audit_records, exported_kinds
 from hitlproject.periods import PeriodForm
 
 
@@ -21,7 +21,12 @@ def audit_export(request: HttpRequest) -> HttpResponse:
         return TemplateResponse(
             request,
             "admin/audit/export.html",
-            {**admin.site.each_context(request), "title": "Export the audit trail", "form": form},
+            {
+                **admin.site.each_context(request),
+                "title": "Export the audit trail",
+                "form": form,
+                "exported": exported_kinds(),
+            },
         )
     since, until = form.bounds()
     records = audit_records(since=since, until=until)

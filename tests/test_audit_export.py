@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+from datetime import UTC
 
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
@@ -131,3 +132,53 @@ def test_giving_an_agent_another_account_shows_in_the_export(login):
     assert versions[-1]["fields"]["accounts"] == sorted([demo, other.pk])
     assert versions[-1]["actor"] == "test"
     assert "accounts" in versions[-1]["changed"]
+
+
+def exported(client: Client, as_format: str) -> str:
+    response = client.get(URL, {**period(), "format": as_format})
+    return b"".join(response.streaming_content).decode()
+
+
+def test_both_formats_write_each_time_alike_to_the_microsecond(login):
+    """The same record's time, and the times among its fields, read the same in the CSV as in
+    the JSON Lines: ISO 8601 in UTC, to the microsecond it was recorded at."""
+    proposal = executed_reference_proposal()
+    auditor = login("auditor")
+    lines = [json.loads(line) for line in exported(auditor, "jsonl").splitlines()]
+    rows = list(csv.DictReader(io.StringIO(exported(auditor, "csv"))))
+    assert len(lines) == len(rows)
+    as_jsonl = {(r["model"], r["history_id"]): r for r in lines}
+    as_csv = {(r["model"], int(r["history_id"])): r for r in rows}
+    executed = proposal.history.filter(status="executed").get()
+    written = executed.history_date.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    line, row = (
+        as_jsonl[("approvals.proposal", executed.history_id)],
+        as_csv[("approvals.proposal", executed.history_id)],
+    )
+    assert line["at"] == row["at"] == written
+    assert line["fields"] == json.loads(row["fields"])
+    assert line["fields"]["decided_at"] == (
+        proposal.decided_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    )
+    for key, line in as_jsonl.items():
+        assert line["at"] == as_csv[key]["at"], key
+
+
+def test_the_export_page_names_every_kind_of_record_it_holds(login):
+    """The page says what the export holds: notifications and routes as much as proposals."""
+    evaluated()  # the operators are told of it
+    auditor = login("auditor")
+    page = auditor.get(URL).content.decode()
+    holds = page.split('id="audit-export-holds">')[1].split(":")[0]
+    for kind in ("proposals", "decisions", "executions", "policies", "campaigns", "feedback"):
+        assert kind in holds
+    for kind in (
+        "notifications",
+        "routes",
+        "decision deadlines",
+        "claims",
+        "channels each person chose",
+    ):
+        assert kind in holds
+    models = {json.loads(line)["model"] for line in exported(auditor, "jsonl").splitlines()}
+    assert "notifications.notification" in models and "notifications.route" in models
