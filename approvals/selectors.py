@@ -211,8 +211,10 @@ def _flat(state: dict[str, dict[str, Any]]) -> dict[tuple[str, str], str]:
 
 
 def _shown(value: Any) -> str:
-    """A recorded ledger value as the page shows it: "—" where nothing was set."""
-    return "—" if value is None or value == "None" else str(value)
+    """A recorded ledger value as the page shows it: "not set" where nothing was set, as the
+    executions' states say it (``ledger_state``); "—" is left for a column that holds no
+    value of the field."""
+    return "not set" if value is None or value == "None" else str(value)
 
 
 def _state_after(action_type, payload, snapshot) -> dict[tuple[str, str], str]:

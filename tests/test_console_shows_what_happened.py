@@ -586,8 +586,9 @@ def test_the_policy_terms_on_a_proposals_page_name_its_two_person_rule(
 
 def test_a_value_never_set_reads_as_nothing_set_not_as_the_text_none(operator, login, optimizer):
     """generic-search has no target CPA; a strategy change sets one. Its snapshot, its
-    execution's state before, the API and the page say nothing was set (null, "—"), not
-    the text "None"."""
+    execution's state before, the API and the page say nothing was set (null, "not set", one
+    way in the table of what was proposed and done as in the executions'), not the text
+    "None"."""
     answer = optimizer.post(
         "/api/v1/proposals/",
         {
@@ -612,6 +613,9 @@ def test_a_value_never_set_reads_as_nothing_set_not_as_the_text_none(operator, l
     page = html.unescape(page_of(login("operator"), proposal).text)
     states = re.sub(r"\s+", " ", page.split('id="proposal-states"')[1].split("</table>")[0])
     assert "None" not in states
-    assert "<td>target cpa</td><td>—</td>" in states
+    # When proposed: not set; proposed and after execution: 25.00; before execution: not set.
+    assert "<td>target cpa</td><td>not set</td><td>25.00</td><td>not set</td><td>25.00</td>" in (
+        states
+    )
     executions = page.split("<h2>Executions</h2>")[1].split("</table>")[0]
     assert "generic-search target cpa not set" in executions and "None" not in executions
