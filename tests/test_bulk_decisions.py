@@ -174,7 +174,11 @@ def test_bulk_approval_says_which_budget_raise_a_capped_account_would_refuse_aft
         "USD a day, above its cap of 1,870.00 USD."
     )
     assert rows == {first.pk: "Approved: it executes.", second.pk: left_waiting}
-    assert 'id="bulk-over-cap"' in confirm.text
+    over_cap = re.sub(r"\s+", " ", confirm.text.split('id="bulk-over-cap">')[1].split("</p>")[0])
+    assert over_cap.startswith(
+        "1 of them would take its account's total daily budget above its cap once those listed "
+        "above it have executed"
+    )
     assert 'value="Yes, approve 1"' in confirm.text
 
     done = client.post(CHANGELIST, {**selected, "confirm": "yes", "note": ""}, follow=True)
@@ -186,3 +190,28 @@ def test_bulk_approval_says_which_budget_raise_a_capped_account_would_refuse_aft
     ]
     assert statuses(first, second) == ["approved", "pending_review"]
     assert proposal_execute(proposal_id=first.pk).status == "executed"
+
+
+def test_the_bulk_confirmation_counts_in_words_that_agree_with_the_count(login):
+    """One proposal held behind another is "1 of them changes … listed above it"; two are
+    "2 of them change … listed above them"."""
+    first, *later = [
+        evaluated(budget_change("generic-search", amount))
+        for amount in ("560.00", "570.00", "580.00")
+    ]
+    assert statuses(first, *later) == ["pending_review"] * 3
+    client = login("operator")
+
+    def conflicts(proposals) -> str:
+        selected = {"action": "approve_selected", "_selected_action": [p.pk for p in proposals]}
+        page = client.post(CHANGELIST, selected).text
+        said = page.split('id="bulk-conflicts">')[1].split("</p>")[0]
+        return html.unescape(re.sub(r"\s+", " ", said))
+
+    assert conflicts([first, later[0]]).startswith(
+        "1 of them changes a campaign field that another one listed above it changes first."
+    )
+    assert "so it is left waiting" in conflicts([first, later[0]])
+    assert conflicts([first, *later]).startswith(
+        "2 of them change a campaign field that another one listed above them changes first."
+    )
