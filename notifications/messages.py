@@ -16,6 +16,12 @@ from approvals.models import Proposal
 from hitlproject.addresses import served_at
 from notifications.models import Claim, DecisionDeadline, NotificationKind
 
+# Why a proposal waits that no policy decided, as every message says it.
+NO_POLICY_DECIDED = "No policy decided it: a person does."
+# A digest's line of reasons: enough for the usual one or two, not a batch's every finding.
+REASONS_BRIEF_LIMIT = 300
+MORE_ON_ITS_PAGE = "… (more on its page)"
+
 HEADLINES = {
     NotificationKind.WAITING: "Waits for your decision",
     NotificationKind.REMINDER: "Reminder: half the time to decide is gone",
@@ -53,6 +59,15 @@ class ProposalMessage:
         if self.due_at is None:
             return ""
         return f"{timezone.localtime(self.due_at):%Y-%m-%d %H:%M:%S %Z}"
+
+    @property
+    def reasons_brief(self) -> str:
+        """Why it waits, in one line for a digest: its reasons, cut (saying so) where they run
+        long, as many as a creative batch's findings can be; the whole is on its page."""
+        said = "; ".join(self.reasons) or NO_POLICY_DECIDED
+        if len(said) <= REASONS_BRIEF_LIMIT:
+            return said
+        return said[: REASONS_BRIEF_LIMIT - len(MORE_ON_ITS_PAGE)].rstrip() + MORE_ON_ITS_PAGE
 
     @property
     def subject(self) -> str:

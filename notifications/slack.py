@@ -258,7 +258,9 @@ class SlackChannel(Channel):
         client = slack_client()
         user_id = self._user_id(client, recipient)
         lines = [
-            f"• <{m.url}|#{m.proposal_id} {_escape(m.summary)}> (risk {m.risk})" for m in messages
+            f"• <{m.url}|#{m.proposal_id} {_escape(m.summary)}> (risk {m.risk})\n"
+            f"    _Why it waits:_ {_escape(m.reasons_brief)}"
+            for m in messages
         ]
         text = waiting_count_text(len(messages))
         try:

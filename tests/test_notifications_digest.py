@@ -12,7 +12,9 @@ from django.contrib.auth import get_user_model
 from django.core import mail
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.html import escape
 
+from approvals.models import Proposal
 from approvals.services.decisions import proposal_reject
 from notifications import digests
 from notifications.digests import notifications_send_digests
@@ -164,7 +166,7 @@ def test_a_run_leaves_a_person_another_run_is_sending_a_digest_to(optimizer):
 
 
 @pytest.mark.usefixtures("celery_worker")
-def test_a_digest_of_one_proposal_says_it_waits_by_email_and_on_slack(optimizer, slack):
+def test_a_digest_of_one_proposal_says_it_waits_and_why_by_email_and_on_slack(optimizer, slack):
     operator = get_user_model().objects.get(username="operator")
     reached_by_choose(user=operator, email=True, slack=True)
     by_digest(minutes=5)
@@ -180,6 +182,15 @@ def test_a_digest_of_one_proposal_says_it_waits_by_email_and_on_slack(optimizer,
     [posted] = slack.sent("chat.postMessage", channel=slack.user_id("operator@example.com"))
     assert posted["text"] == "1 proposal waits for a decision"
     assert f"#{proposal['id']}" in json.dumps(posted["blocks"])
+    # Why it waits, as the single message says it.
+    reasons = Proposal.objects.get(pk=proposal["id"]).verdict_reasons
+    why = "; ".join(reasons)
+    assert reasons and len(why) < 300, why
+    html = digest.alternatives[0][0]
+    assert f"Why it waits: {why}" in digest.body
+    assert f"Why it waits: {escape(why)}" in html
+    shown = " ".join(block["text"]["text"] for block in posted["blocks"])
+    assert f"_Why it waits:_ {why}" in shown
 
 
 def test_a_digest_whose_run_died_sending_it_is_sent_again_its_record_saying_so(
