@@ -140,7 +140,7 @@ def test_the_bulk_confirmation_says_which_would_execute_and_which_would_be_super
     confirm = client.post(CHANGELIST, selected)
 
     first, second = sorted(bids, key=lambda p: (-p.risk, p.created_at, p.pk))
-    assert "change a campaign field that another one listed above them changes first" in (
+    assert "1 of them changes a campaign field that another one listed above it changes first" in (
         confirm.text
     )
     outcomes = {p.pk: p.bulk_outcome for p in confirm.context["proposals"]}
