@@ -135,7 +135,9 @@ class Scorecard(ProposalCounts):
     action_type: str
     decision_median: timedelta | None = None
     rejection_reasons: dict[str, int] = field(default_factory=dict)
-    outcomes: dict[str, int] = field(default_factory=dict)  # by effect; "" is figures only
+    # Proposals by the effect reported ("" is figures only): each proposal once, by its
+    # latest report (a person's over its agent's), however often it was reported on.
+    outcomes: dict[str, int] = field(default_factory=dict)
 
     @property
     def outcomes_reported(self) -> int:
@@ -166,14 +168,25 @@ def scorecards(
         .order_by()
     ):
         reasons[(name, kind)][code] = count
-    outcomes: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
-    for name, kind, effect, count in (
-        Outcome.objects.filter(proposal__in=window.values("pk"))
-        .values_list("proposal__agent__name", "proposal__action_type", "effect")
-        .annotate(count=Count("id"))
-        .order_by()
+    # Each proposal's report that counts: an agent reporting again and again counts once, and
+    # a person's word is not outweighed by its agent's later one.
+    counted: dict[int, tuple[tuple[bool, int], str, str, str]] = {}
+    for pk, proposal_id, name, kind, effect, by in Outcome.objects.filter(
+        proposal__in=window.values("pk")
+    ).values_list(
+        "pk",
+        "proposal_id",
+        "proposal__agent__name",
+        "proposal__action_type",
+        "effect",
+        "reported_by_kind",
     ):
-        outcomes[(name, kind)][effect] = count
+        rank = (by == "user", pk)
+        if proposal_id not in counted or rank > counted[proposal_id][0]:
+            counted[proposal_id] = (rank, name, kind, effect)
+    outcomes: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for _, name, kind, effect in counted.values():
+        outcomes[(name, kind)][effect] += 1
     cards = []
     for (name, kind), counts in proposal_counts(
         since=since,
@@ -196,7 +209,7 @@ def scorecards(
                 action_type=kind,
                 decision_median=decision_time_percentiles(decided)["median"],
                 rejection_reasons=reasons[(name, kind)],
-                outcomes=outcomes[(name, kind)],
+                outcomes=dict(outcomes[(name, kind)]),
                 **counts.endings(),
             )
         )

@@ -109,3 +109,30 @@ def test_the_dashboard_links_each_agent_to_its_scorecard(record, login):
     # To the scorecard over the dashboard's own period, whose figures it repeats.
     scorecard = reverse("admin:approvals_agent_change", args=[agent.pk]) + "?days=7#scorecard"
     assert scorecard in home.text
+
+
+def test_a_proposal_reported_on_again_and_again_counts_once_and_a_person_s_word_stands(
+    record, optimizer
+):
+    """The executed bid the operator reported "improved": its agent reports "hurt" three
+    times more; another bid, executed, its agent reports "hurt" twice. The scorecard
+    counts each proposal once, by its latest report, a person's not outweighed by its agent's
+    later one: 1 improved, 1 hurt (not 1 and 5)."""
+    [improved] = Proposal.objects.filter(agent__name="optimizer", status="executed")
+    approved = Proposal.objects.get(
+        agent__name="optimizer", status="approved", payload__new_bid="2.60"
+    )
+    proposal_execute(proposal_id=approved.pk)
+    for proposal, times in ((improved, 3), (approved, 2)):
+        for _ in range(times):
+            answer = optimizer.post(
+                f"/api/v1/proposals/{proposal.pk}/outcome/",
+                {"metrics": {"ctr": 0.01}, "effect": "hurt"},
+                format="json",
+            )
+            assert answer.status_code == 201, answer.content
+
+    [card] = optimizer.get("/api/v1/scorecard/?days=30").json()["action_types"]
+
+    assert (improved.outcomes.count(), approved.outcomes.count()) == (4, 2)  # every report kept
+    assert card["outcomes"] == {"improved": 1, "hurt": 1}
