@@ -24,6 +24,21 @@ auto-approved, not executed. With the draft, a routing the draft too auto-approv
 met the same fate at the same moment; one it auto-approves that went to a person or was
 blocked would have auto-executed (as the count of those a person rejected or edited assumes).
 
+With the draft, what the draft auto-approves counts for the routings after it, as live:
+
+- its move counts towards their cumulative ceilings from the moment it was routed, pending
+  (live, an approved move is pending until it runs, and when it would have run is not on
+  record), in place of the proposal's recorded moves, and stays until it leaves the window;
+- the fields it moves are changed first (``approvals.services.proposals.changed_first``): a
+  value-setting proposal routed after it, made against the value it saw too, waits for a
+  person with the same reason as live, until it executes as it happened too. With the draft
+  that proposal would be superseded either way, so it is not counted as run.
+
+A move a recorded policy approved and the draft would not still counts (its approval is on
+record; with it, the draft lets through no more than it would). Every routing of the period
+is replayed with the draft, those an agent or action type filter leaves out of the report
+included, since what the draft approves among them counts for the others.
+
 With no draft, the replay reproduces every recorded routing. The history is streamed in the
 order it was written (a server-side cursor); only the proposals still in flight and the moves
 inside the longest cumulative window are kept, so memory does not grow with the history.
@@ -41,6 +56,12 @@ from typing import Any
 
 from approvals import action_types
 from approvals.models import Decision, Proposal, ProposalStatus
+from approvals.services.proposals import (
+    FieldKey,
+    campaign_fields_changed,
+    changed_first_reviews,
+    fields_moved,
+)
 from hitlproject.vocabulary import (
     AUTO_EXECUTED,
     AUTO_NOT_EXECUTED,
@@ -317,6 +338,9 @@ class _InFlight:
     # Its routing the engine auto-approved, until it is known whether that routing ran: the
     # outcome the replay gave it.
     awaiting_run: str | None = None
+    # With the draft: its move as the draft approved it, where the draft auto-approved what
+    # went to a person or was blocked (it stands for the proposal's moves from then on).
+    draft_move: tuple | None = None
 
 
 _COLUMNS = (
@@ -334,6 +358,7 @@ _COLUMNS = (
     "summary",
     "amount",
     "payload",
+    "target_snapshot",
     "effects",
     "guardrail_findings",
     "verdict_held_by",
@@ -408,6 +433,10 @@ def simulate(
     )
     in_flight: dict[int, _InFlight] = {}
     auto_with_draft: set[int] = set()
+    # With the draft: the campaign fields that a proposal only the draft auto-approves
+    # changes first, each with that proposal and the value it saw (``_changed_first``), until
+    # that proposal executes as it happened too.
+    claimed: dict[FieldKey, tuple[int, str | None]] = {}
     for row in rows:
         record = dict(zip(_COLUMNS, row, strict=True))
         proposal_id, at, status = record["id"], record["history_date"], record["status"]
@@ -420,53 +449,72 @@ def simulate(
         )
         reported = before.reported if before else False
         awaiting_run = before.awaiting_run if before else None
+        draft_move = before.draft_move if before else None
         if awaiting_run is not None and (
             status not in UNDER_WAY_STATUSES or before.routing != routing
         ):
             _count_run(report, awaiting_run, ran=status == S.EXECUTED)
             awaiting_run = None
-        factors = {
-            target: engine.factor_from_text(factor)
-            for target, factor in (record["effects"] or {}).items()
-        }
+        wanted = (only_agent_id is None or record["agent_id"] == only_agent_id) and (
+            only_action_type is None or record["action_type"] == only_action_type
+        )
+        # With the draft, every routing is replayed, reported or not: what the draft approves
+        # counts towards the moves and the fields changed first of those after it.
         if (
             routing[0]
             and (before is None or before.routing != routing)
             and at >= since
-            and (only_agent_id is None or record["agent_id"] == only_agent_id)
-            and (only_action_type is None or record["action_type"] == only_action_type)
+            and (wanted or not deciding)
         ):
-            verdict = _replayed(record, factors, rules_at(*routing[1:]), moves)
-            _count(report, record, verdict, deciding=deciding, first=not reported)
-            reported = True
-            if routing[0] == VerdictOutcome.AUTO_APPROVE:
-                awaiting_run = verdict.outcome
-            if verdict.outcome == "auto_approve":
-                auto_with_draft.add(proposal_id)
+            changed_first = [] if deciding else _changed_first(record, claimed)
+            verdict = _replayed(record, rules_at(*routing[1:]), moves, changed_first)
+            if wanted:
+                _count(report, record, verdict, deciding=deciding, first=not reported)
+                reported = True
+                if routing[0] == VerdictOutcome.AUTO_APPROVE:
+                    awaiting_run = verdict.outcome
+                if verdict.outcome == VerdictOutcome.AUTO_APPROVE:
+                    auto_with_draft.add(proposal_id)
+            if (
+                not deciding
+                and draft_move is None
+                and verdict.outcome == VerdictOutcome.AUTO_APPROVE
+                and routing[0] != VerdictOutcome.AUTO_APPROVE
+            ):
+                # Approved by the draft as it is routed, where live a person or a block
+                # decided it: from now on its move counts as the draft approved it (pending,
+                # as live until it runs: when it would have run is not on record), and the
+                # fields it moves are changed first for the proposals after it.
+                draft_move = (at, tuple(sorted((record["effects"] or {}).items())), False)
+                _claim(record, claimed)
+        if draft_move is not None and status == S.EXECUTED:
+            # It ran as it happened too: from here the field has its change in both.
+            for key in [key for key, (pk, _) in claimed.items() if pk == proposal_id]:
+                del claimed[key]
         # Then the record's own change to the moves that count from now on, as live
-        # (``approvals.services.lifecycle.counted_state``).
+        # (``approvals.services.lifecycle.counted_state``), or as the draft approved it.
         approved_at = record["approved_at"] or record["decided_at"]
         executed = status == S.EXECUTED
-        move = (
+        move = draft_move or (
             (approved_at, tuple(sorted(record["effects"].items())), executed)
-            if status in COUNTED_STATUSES and approved_at and factors
+            if status in COUNTED_STATUSES and approved_at and record["effects"]
             else None
         )
         if (before.move if before else None) != move:
             moves.remove(proposal_id)
-            for target, factor in factors.items() if move else ():
+            for target, factor in move[1] if move else ():
                 moves.add(
                     proposal_id,
                     record["account_id"],
                     target,
-                    factor,
-                    approved_at,
-                    pending=not executed,
+                    engine.factor_from_text(factor),
+                    move[0],
+                    pending=not move[2],
                 )
-        if status in FINAL_STATUSES:
+        if status in FINAL_STATUSES:  # a move the draft approved stays, until out of window
             in_flight.pop(proposal_id, None)
         else:
-            in_flight[proposal_id] = _InFlight(routing, move, reported, awaiting_run)
+            in_flight[proposal_id] = _InFlight(routing, move, reported, awaiting_run, draft_move)
     for still in in_flight.values():
         if still.awaiting_run is not None:  # not run by the period's end
             _count_run(report, still.awaiting_run, ran=False)
@@ -474,10 +522,66 @@ def simulate(
     return report
 
 
+def _fields_and_snapshot(record: dict) -> tuple[action_types.ActionType | None, set[FieldKey]]:
+    action_type = action_types.get(record["action_type"])
+    if action_type is None:  # a type since retired: it changes nothing
+        return None, set()
+    fields = campaign_fields_changed(
+        account_id=record["account_id"], action_type=action_type, payload=record["payload"]
+    )
+    return action_type, fields
+
+
+def _seen(record: dict, key: FieldKey) -> str | None:
+    """The value a proposal saw in a field as it was made (its target snapshot)."""
+    return ((record["target_snapshot"] or {}).get(key[1]) or {}).get(key[2])
+
+
+def _claim(record: dict, claimed: dict[FieldKey, tuple[int, str | None]]) -> None:
+    """The fields a proposal the draft approved moves from the value it saw: changed first,
+    by it, for a proposal made after it against that same value."""
+    action_type, fields = _fields_and_snapshot(record)
+    if action_type is None:
+        return
+    snapshot = record["target_snapshot"] or {}
+    for key in fields_moved(action_type, record["payload"], snapshot, fields):
+        claimed[key] = (record["id"], _seen(record, key))
+
+
+def _changed_first(record: dict, claimed: dict[FieldKey, tuple[int, str | None]]) -> list[str]:
+    """Why a value-setting proposal waits for a person with the draft, as live
+    (``changed_first_reviews``): a proposal only the draft auto-approved, routed before it
+    and made against the value it saw too, changes one of its fields first (and had not
+    executed as it happened when this one was routed). With the draft, that one is approved
+    and about to execute (this one would be superseded once it does), or has executed (this
+    one, made against the value before, would be superseded): either way, this one does not
+    run as it was made."""
+    action_type, fields = _fields_and_snapshot(record)
+    if action_type is None or not action_type.sets_values:
+        return []
+    changed = {
+        key: claimed[key][0]
+        for key in fields
+        if key in claimed
+        and claimed[key][0] != record["id"]
+        and claimed[key][1] == _seen(record, key)
+    }
+    return changed_first_reviews(action_type, fields, changed)
+
+
 def _replayed(
-    record: dict, factors: dict[str, Fraction], rules: list[engine.Rule], moves: SlidingMoves
+    record: dict,
+    rules: list[engine.Rule],
+    moves: SlidingMoves,
+    changed_first: Sequence[str] = (),
 ) -> engine.Verdict:
-    """The verdict the engine gives a recorded routing's facts under ``rules``."""
+    """The verdict the engine gives a recorded routing's facts under ``rules``, with
+    ``changed_first``: a value a proposal only the draft approved changes first (as live,
+    ``verdict_for``'s)."""
+    factors = {
+        target: engine.factor_from_text(factor)
+        for target, factor in (record["effects"] or {}).items()
+    }
     action_type = action_types.get(record["action_type"])
     rules = [rule for rule in rules if rule.action_type == record["action_type"]]
     scope = engine.Scope(
@@ -517,11 +621,19 @@ def _replayed(
         now=now,
         guardrail_blocks=tuple(findings.get("block", ())),
         guardrail_reviews=tuple(findings.get("review", ())),
-        # As the routing found it (the proposal approved ahead of it, as it then stood).
+        # As the routing found it (the proposal approved ahead of it, as it then stood), and
+        # as the replay finds it (one only the draft approved, ahead of it).
         changed_first=tuple(
-            hold["text"]
-            for hold in record["verdict_held_by"] or ()
-            if hold.get("rule") == "changed_first"
+            dict.fromkeys(
+                [
+                    *(
+                        hold["text"]
+                        for hold in record["verdict_held_by"] or ()
+                        if hold.get("rule") == "changed_first"
+                    ),
+                    *changed_first,
+                ]
+            )
         ),
         always_human=action_type.always_human,
     )

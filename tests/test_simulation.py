@@ -437,10 +437,18 @@ def test_replay_under_todays_rules_instead_would_not_reproduce_them(every_route)
 
     now = timezone.now()
     report = simulate(rules=rules_in_force(), since=now - DAY, until=now + DAY)
-    # The 17.5% bid reviewed under the 15% ceiling would run under today's 20%.
-    assert [example["proposal"] for example in report.examples] == [
-        every_route["before_the_edit"].pk
-    ]
+    # The 17.5% bid reviewed under the 15% ceiling would run under today's 20%; and so the
+    # 5% bid on the same campaign made after it, against the bid it changes first, would
+    # wait for a person (live, it was auto-approved).
+    examples = {example["proposal"]: example for example in report.examples}
+    before_the_edit, held_back = every_route["before_the_edit"].pk, every_route["held_back"].pk
+    assert list(examples) == [before_the_edit, held_back]
+    assert examples[before_the_edit]["with_draft"] == "auto_approve"
+    assert examples[held_back]["with_draft"] == "review"
+    assert (
+        f"#{before_the_edit}, approved and about to execute, changes display-retarget's bid "
+        in (" ".join(examples[held_back]["held_by"]))
+    )
 
 
 def test_a_recorded_routing_that_the_rules_did_not_give_is_reported(every_route):
@@ -531,3 +539,59 @@ def test_the_simulation_page_shows_superseded_auto_approvals_apart(overtaken, lo
         "<tr><td>Auto-approved, not executed (superseded, sent back, failed or not run)</td>"
         "<td>2</td><td>2</td></tr>"
     ) in page.text
+
+
+@pytest.fixture
+def two_budgets_for_one_campaign(demo_world):
+    """Two budget changes on display-retarget's daily budget (300 → 400 as the first, 300 →
+    450 as the second), proposed a moment apart, both sent to a person under the 10% ceiling:
+    the second was approved and ran, and the first was superseded. Then the policy
+    duplicated as a draft with a 60% auto-execute and a 60% cumulative ceiling."""
+    from policies.drafts import duplicate_initial
+
+    operator = get_user_model().objects.get(username="operator")
+    first = evaluated(budget_change("display-retarget", "400.00"))  # +33.3%
+    second = evaluated(budget_change("display-retarget", "450.00"))  # +50%
+    assert (first.status, second.status) == ("pending_review", "pending_review")
+    proposal_approve(proposal_id=second.pk, reviewer=operator)
+    proposal_execute(proposal_id=second.pk)
+    assert [Proposal.objects.get(pk=p.pk).status for p in (first, second)] == [
+        "superseded",
+        "executed",
+    ]
+    live = Policy.objects.get(action_type="budget_change", is_draft=False)
+    initial = duplicate_initial(live) | {
+        "auto_execute_max_magnitude": Decimal("0.60"),
+        "cumulative_max_magnitude": Decimal("0.60"),
+    }
+    initial["agent_id"], initial["account_id"] = initial.pop("agent"), initial.pop("account")
+    initial["draft_of_id"] = initial.pop("draft_of")
+    draft = Policy.objects.create(**initial)
+    return {"first": first, "second": second, "draft": draft}
+
+
+def test_a_draft_auto_executes_at_most_one_of_two_changes_to_the_same_budget(
+    two_budgets_for_one_campaign, login
+):
+    from django.urls import reverse
+
+    first, second, draft = two_budgets_for_one_campaign.values()
+    today = timezone.localdate()
+    page = login("policy-owner").get(
+        reverse("admin:policies_policy_simulate"),
+        {"since": str(today), "until": str(today + DAY), "drafts": draft.pk},
+    )
+    report = page.context["report"]
+    # The draft auto-approves the first; the second, proposed after it on the same budget,
+    # is held: the first changes that budget first, and with it the budget would move +100%.
+    assert report.with_draft["auto_executed"] + report.with_draft["auto_not_executed"] == 1
+    assert "<tr><td>Auto-executed</td><td>0</td><td>1</td></tr>" in page.text
+    examples = {example["proposal"]: example for example in report.examples}
+    assert examples[first.pk]["with_draft"] == "auto_approve"
+    assert second.pk not in examples  # to a person, as it went
+    held = {example["proposal"]: example for example in report.held_examples}
+    reasons = " ".join(held[second.pk]["held_by"])
+    assert f"#{first.pk}, approved and about to execute, changes display-retarget's daily " in (
+        reasons
+    )
+    assert "cumulative ceiling 60% per 24 h" in reasons
