@@ -88,6 +88,12 @@ ROUTING_LABELS = {
     VerdictOutcome.REVIEW: ROUTED_LABELS[VerdictOutcome.REVIEW],
     VerdictOutcome.BLOCK: ROUTED_LABELS[VerdictOutcome.BLOCK],
 }
+# A dry run's verdict: what would happen to the action, were it proposed now (nothing ran).
+DRY_RUN_LABELS = {
+    VerdictOutcome.AUTO_APPROVE: "would be auto-approved",
+    VerdictOutcome.REVIEW: "to a human",
+    VerdictOutcome.BLOCK: "blocked",
+}
 WHAT_IF_LABELS = {
     VerdictOutcome.AUTO_APPROVE: "Run on their own",
     VerdictOutcome.REVIEW: "To a person",

@@ -43,6 +43,12 @@ def windows_out_of_bounds(policy) -> list[str]:
     return problems
 
 
+def policy_name(name: str, *, is_draft: bool) -> str:
+    """A policy as the console names it: a draft says it is one, wherever it is named (its
+    page, a dry run's verdict and reasons, the simulation)."""
+    return f"{name} (draft)" if is_draft else name
+
+
 class Policy(models.Model):
     """Where the line runs for one action type: what may run at once, what waits for a human,
     what is refused outright.
@@ -152,7 +158,7 @@ class Policy(models.Model):
         indexes = [models.Index(fields=["action_type", "is_active"], name="policy_lookup_idx")]
 
     def __str__(self) -> str:
-        return f"{self.name} (draft)" if self.is_draft else self.name
+        return policy_name(self.name, is_draft=self.is_draft)
 
     @property
     def scope_key(self) -> tuple:

@@ -26,6 +26,7 @@ from policies.models import (
     KillSwitchScope,
     Policy,
     RulesVersion,
+    policy_name,
     windows_out_of_bounds,
 )
 
@@ -77,7 +78,7 @@ def channel_refusals_register(reader: Callable[..., list[str]]) -> None:
 def rule_from_policy(policy: Policy, version: int | None = None) -> engine.Rule:
     return engine.Rule(
         policy_id=policy.id,  # a historical record's pk is its history id
-        name=policy.name,
+        name=policy_name(policy.name, is_draft=policy.is_draft),
         action_type=policy.action_type,
         agent_id=policy.agent_id,
         account_id=policy.account_id,

@@ -284,8 +284,30 @@ def test_a_dry_run_from_a_draft_policy_evaluates_with_the_draft_in_place(login):
         {"from_campaign": "brand-search", "to_campaign": "display-retarget", "amount": "50"},
     )
     verdict = page.context["verdict"]
-    assert (verdict.outcome, verdict.policy_name) == ("auto_approve", "Reallocations up to 30%")
+    assert (verdict.outcome, verdict.policy_name) == (
+        "auto_approve",
+        "Reallocations up to 30% (draft)",
+    )
     assert "with this draft in place" in page.content.decode()
+
+
+def test_a_drafts_dry_run_says_it_would_be_auto_approved_by_the_draft_not_the_live_policy(login):
+    live = Policy.objects.get(action_type="budget_change", is_draft=False)
+    draft = budget_changes_as_a_draft_at_60_percent()
+    client = login("policy-owner")
+    page = dry_run(client, draft, {"campaign": "display-retarget", "new_daily_budget": "400.00"})
+    verdict = page.context["verdict"]
+    assert verdict.outcome == "auto_approve"
+    text = page.text
+    assert "<h2>Would be auto-approved under policy “Budget changes (draft)”</h2>" in text
+    assert "Auto-executed" not in text  # nothing ran: it is a dry run
+    assert "needed" not in text  # no person approves what runs on its own
+    assert "within the 60.0% auto-execute ceiling of policy “Budget changes (draft)”" in text
+    # The live policy's own dry run still sends it to a person, naming the live policy.
+    live_page = dry_run(client, live, {"campaign": "display-retarget", "new_daily_budget": "400"})
+    assert "<h2>To a human under policy “Budget changes”</h2>" in live_page.text
+    assert "1 approval needed" in live_page.text
+    assert "auto-execute ceiling of policy “Budget changes”." in live_page.text
 
 
 # Replaying history under the rules that decided it.
@@ -541,14 +563,27 @@ def test_the_simulation_page_shows_superseded_auto_approvals_apart(overtaken, lo
     ) in page.text
 
 
+def budget_changes_as_a_draft_at_60_percent() -> Policy:
+    """The policy "Budget changes" duplicated as a draft, with a 60% auto-execute and a 60%
+    cumulative ceiling (live: 10% and 25%)."""
+    from policies.drafts import duplicate_initial
+
+    live = Policy.objects.get(action_type="budget_change", is_draft=False)
+    initial = duplicate_initial(live) | {
+        "auto_execute_max_magnitude": Decimal("0.60"),
+        "cumulative_max_magnitude": Decimal("0.60"),
+    }
+    initial["agent_id"], initial["account_id"] = initial.pop("agent"), initial.pop("account")
+    initial["draft_of_id"] = initial.pop("draft_of")
+    return Policy.objects.create(**initial)
+
+
 @pytest.fixture
 def two_budgets_for_one_campaign(demo_world):
     """Two budget changes on display-retarget's daily budget (300 → 400 as the first, 300 →
     450 as the second), proposed a moment apart, both sent to a person under the 10% ceiling:
     the second was approved and ran, and the first was superseded. Then the policy
     duplicated as a draft with a 60% auto-execute and a 60% cumulative ceiling."""
-    from policies.drafts import duplicate_initial
-
     operator = get_user_model().objects.get(username="operator")
     first = evaluated(budget_change("display-retarget", "400.00"))  # +33.3%
     second = evaluated(budget_change("display-retarget", "450.00"))  # +50%
@@ -559,14 +594,7 @@ def two_budgets_for_one_campaign(demo_world):
         "superseded",
         "executed",
     ]
-    live = Policy.objects.get(action_type="budget_change", is_draft=False)
-    initial = duplicate_initial(live) | {
-        "auto_execute_max_magnitude": Decimal("0.60"),
-        "cumulative_max_magnitude": Decimal("0.60"),
-    }
-    initial["agent_id"], initial["account_id"] = initial.pop("agent"), initial.pop("account")
-    initial["draft_of_id"] = initial.pop("draft_of")
-    draft = Policy.objects.create(**initial)
+    draft = budget_changes_as_a_draft_at_60_percent()
     return {"first": first, "second": second, "draft": draft}
 
 

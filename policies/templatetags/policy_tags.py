@@ -1,6 +1,11 @@
 from django import template
 
-from hitlproject.vocabulary import ROUTED_LABELS, ROUTING_LABELS, action_type_label
+from hitlproject.vocabulary import (
+    DRY_RUN_LABELS,
+    ROUTED_LABELS,
+    ROUTING_LABELS,
+    action_type_label,
+)
 
 register = template.Library()
 register.filter("action_type_label", action_type_label)
@@ -15,3 +20,9 @@ def outcome_label(outcome: str) -> str:
 def routing_label(outcome: str) -> str:
     """A routing as the engine decided it ("auto-approved"), not what followed."""
     return ROUTING_LABELS.get(outcome, outcome)
+
+
+@register.filter
+def dry_run_label(outcome: str) -> str:
+    """A dry run's verdict as what would happen ("would be auto-approved"): nothing ran."""
+    return DRY_RUN_LABELS.get(outcome, outcome)
