@@ -553,7 +553,15 @@ class PolicyAdmin(ChangeReasonAdmin):
                 form.add_error(None, error.message)
                 return TemplateResponse(request, "admin/policies/policy/simulate.html", context)
             labels = {row: SIMULATED_ROW_LABELS[row].capitalize() for row in SIMULATED_ROWS}
+            # With no draft, the routings are replayed under the policies that decided them.
+            replayed = "With the draft" if report.drafts else "Replayed"
             context["report"] = report
+            context["replayed_label"] = replayed
+            context["chart_label"] = (
+                "Outcomes, as they happened and with the draft"
+                if report.drafts
+                else "Outcomes, as they happened and replayed under the policies that decided them"
+            )
             if len(drafts) == 1 and self.has_change_permission(request, drafts[0]):
                 context["promotable"] = drafts[0]
             context["rows"] = [
@@ -567,7 +575,7 @@ class PolicyAdmin(ChangeReasonAdmin):
                 [labels[row] for row in SIMULATED_ROWS],
                 [
                     ("Happened", [report.happened[row] for row in SIMULATED_ROWS]),
-                    ("With the draft", [report.with_draft[row] for row in SIMULATED_ROWS]),
+                    (replayed, [report.with_draft[row] for row in SIMULATED_ROWS]),
                 ],
             )
         return TemplateResponse(request, "admin/policies/policy/simulate.html", context)

@@ -508,6 +508,18 @@ def test_the_simulation_page_with_no_draft_replays_the_deciding_rules(every_rout
     assert 'id="changed-count">0<' in page.text
 
 
+def test_the_simulation_page_with_no_draft_says_nothing_of_a_draft(every_route, login):
+    page = simulation_page_of_today(login)
+    report = page.text.split('id="simulation-report"')[1]
+    assert "<th>Happened</th><th>Replayed</th>" in report
+    assert "draft" not in report.lower().replace("with no draft (the policies", "")
+    # What held the creative with a banned term back reads as one list.
+    brand = every_route["brand_guideline"]
+    [held] = [line for line in page.text.splitlines() if f"#{brand.pk} " in line]
+    assert ".;" not in held
+    assert "a week.”; always review (policy “Creative batches”)<" in held
+
+
 @pytest.fixture
 def overtaken(demo_world):
     """Bids that auto-executed, and two that policy auto-approved but that were superseded

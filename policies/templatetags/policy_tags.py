@@ -26,3 +26,10 @@ def routing_label(outcome: str) -> str:
 def dry_run_label(outcome: str) -> str:
     """A dry run's verdict as what would happen ("would be auto-approved"): nothing ran."""
     return DRY_RUN_LABELS.get(outcome, outcome)
+
+
+@register.filter
+def holds_joined(texts: list[str]) -> str:
+    """What held a proposal back, one rule after another: "…“«Guaranteed» wins”; always
+    review", each text's own closing full stop dropped (they read as one list)."""
+    return "; ".join(text.rstrip().removesuffix(".") for text in texts)

@@ -45,14 +45,17 @@ class Command(BaseCommand):
             f"with {', '.join(names) or 'no draft (the policies that decided them)'}:"
         )
         width = max(len(label) for label in SIMULATED_ROW_LABELS.values())
-        self.stdout.write(f"  {'':{width}} {'happened':>10} {'with draft':>11}")
+        # With no draft, the routings are replayed under the policies that decided them.
+        replayed = "with draft" if names else "replayed"
+        self.stdout.write(f"  {'':{width}} {'happened':>10} {replayed:>11}")
         for row in SIMULATED_ROWS:
             self.stdout.write(
                 f"  {SIMULATED_ROW_LABELS[row]:{width}} {report.happened[row]:>10} "
                 f"{report.with_draft[row]:>11}"
             )
         self.stdout.write(f"  {report.changed} routings would have gone another way.")
-        self.stdout.write(
-            f"  The draft would auto-execute {report.auto_though_rejected} that a human rejected "
-            f"and {report.auto_though_edited} that a human edited."
-        )
+        if names:
+            self.stdout.write(
+                f"  The draft would auto-execute {report.auto_though_rejected} that a human "
+                f"rejected and {report.auto_though_edited} that a human edited."
+            )
