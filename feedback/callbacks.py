@@ -8,7 +8,9 @@ de-duplicates by ``X-HITL-Delivery``.
 Each request is signed with the agent's callback secret (``hitlproject.signing``, whose
 ``verify`` is the receiver's side). A 2xx answer delivers the event; a timeout, a connection
 error, a 5xx, 408 or 429 is retried with exponential backoff; another 4xx, or the last retry,
-gives up.
+gives up. At most ``CALLBACK_REQUESTS_PER_AGENT`` requests to one agent are under way at once
+(as the webhook executor limits each account's): an event beyond them waits its turn without
+holding a worker, so one agent's hanging receiver does not hold up another agent's events.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from collections.abc import Iterable, Sequence
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
-from approvals.models import Proposal, ProposalStatus
+from approvals.models import Agent, Proposal, ProposalStatus
 from feedback.models import CallbackEvent, CallbackEventType, DeliveryStatus
 from hitlproject.outbound import send_signed
 from hitlproject.queueing import enqueue_after_commit
@@ -38,6 +40,13 @@ EVENT_TYPES = {
 # While one worker sends an event, it holds it this long; another finds it not yet due.
 LEASE = timedelta(seconds=60)
 SWEEP_BATCH = 500
+# How long an event waits for its turn when its agent's receiver has as many requests under
+# way as it is given.
+RECEIVER_BUSY_WAIT = timedelta(seconds=2)
+INTERRUPTED = (
+    "interrupted: its sender stopped before recording whether it went, so it may have; "
+    "to be sent again"
+)
 
 
 def callback_events_record(*, proposals: Iterable[Proposal]) -> None:
@@ -101,17 +110,35 @@ def callback_event_deliver(*, event_id: int) -> CallbackEvent | None:
     now = timezone.now()
     with transaction.atomic():
         event = (
-            CallbackEvent.objects.select_for_update(skip_locked=True)
+            # The event's row alone: locking its agent's too made a task taking another of
+            # the agent's events at the same moment skip it, left for the sweep.
+            CallbackEvent.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("agent")
             .filter(pk=event_id, status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
             .first()
         )
         if event is None:
             return None
+        if event.attempts > len(event.log):  # its sender stopped before recording them
+            interrupted = {"at": now.isoformat(), "result": INTERRUPTED}
+            event.log = [*event.log, *[interrupted] * (event.attempts - len(event.log))]
+            event.save(update_fields=["log"])
         if event.attempts >= settings.CALLBACK_MAX_ATTEMPTS:  # its sender died on the last
             event.status = DeliveryStatus.FAILED
             event.save(update_fields=["status"])
             return event
+        if _requests_under_way(event.agent_id, now) >= settings.CALLBACK_REQUESTS_PER_AGENT:
+            # Its turn comes once one of those has ended, without holding a worker meanwhile.
+            event.next_attempt_at = now + RECEIVER_BUSY_WAIT
+            event.save(update_fields=["next_attempt_at"])
+            from feedback.tasks import deliver_callback_event
+
+            transaction.on_commit(
+                lambda: deliver_callback_event.apply_async(
+                    (event.pk,), countdown=RECEIVER_BUSY_WAIT.total_seconds()
+                )
+            )
+            return None
         event.attempts += 1
         event.next_attempt_at = now + LEASE
         event.save(update_fields=["attempts", "next_attempt_at"])
@@ -154,6 +181,23 @@ def callback_event_deliver(*, event_id: int) -> CallbackEvent | None:
         countdown = (event.next_attempt_at - finished).total_seconds()
         deliver_callback_event.apply_async((event.pk,), countdown=countdown)
     return event
+
+
+def _requests_under_way(agent_id: int, now) -> int:
+    """The requests to an agent's callback URL under way now: events taken to be sent (an
+    attempt counted, its result not yet in the log) whose lease still stands. Counted under a
+    lock on the agent, held until the caller's transaction ends, so two workers never both
+    count one place free; in SQL written out (the log's length is asked of the database)."""
+    list(Agent.objects.select_for_update(no_key=True).filter(pk=agent_id).values_list("pk"))
+    length = "jsonb_array_length" if connection.vendor == "postgresql" else "json_array_length"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT COUNT(*) FROM {connection.ops.quote_name(CallbackEvent._meta.db_table)} "
+            f"WHERE agent_id = %s AND status = %s AND next_attempt_at > %s "
+            f"AND attempts > {length}(log)",
+            [agent_id, DeliveryStatus.PENDING, connection.ops.adapt_datetimefield_value(now)],
+        )
+        return cursor.fetchone()[0]
 
 
 def callback_events_resend_due() -> int:

@@ -281,6 +281,9 @@ OUTBOUND_ALLOW_PRIVATE = env_flag("HITL_OUTBOUND_ALLOW_PRIVATE")
 # given up after this many attempts (8: about two hours of trying).
 CALLBACK_RETRY_SECONDS = float(env("HITL_CALLBACK_RETRY_SECONDS", "30"))
 CALLBACK_MAX_ATTEMPTS = int(env("HITL_CALLBACK_MAX_ATTEMPTS", "8"))
+# Requests under way at once to one agent's callback URL: a slow or hanging receiver holds no
+# more workers than that, and every other agent's events still find workers free.
+CALLBACK_REQUESTS_PER_AGENT = int(env("HITL_CALLBACK_REQUESTS_PER_AGENT", "2"))
 
 # --- Reaching the people who decide (notifications) ------------------------------------------
 # Links in messages point here: the console as its users reach it. Empty: where this
