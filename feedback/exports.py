@@ -19,7 +19,7 @@ from django.db.models import Prefetch
 from approvals.models import Agent, Decision, Proposal
 from approvals.selectors import policy_name_then, with_deciding_policy_name
 from feedback.models import Feedback, FeedbackKind
-from feedback.services import payload_diff
+from hitlproject.diffs import payload_diff
 from hitlproject.vocabulary import APPROVED_TO_RUN_STATUSES
 
 CHUNK = 500

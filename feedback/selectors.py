@@ -23,7 +23,7 @@ from approvals.selectors import (
     proposals_made,
 )
 from feedback.models import Feedback, FeedbackKind, Outcome
-from feedback.services import payload_diff, word_runs
+from hitlproject.diffs import payload_diff, word_runs
 from ledger.models import Account
 
 # An agent's record for its risk: its last 500 decisions; below 10 it says little, and its risk
@@ -136,7 +136,7 @@ class Scorecard(ProposalCounts):
     decision_median: timedelta | None = None
     rejection_reasons: dict[str, int] = field(default_factory=dict)
     # Proposals by the effect reported ("" is figures only): each proposal once, by its
-    # latest report (a person's over its agent's), however often it was reported on.
+    # latest report saying an effect (a person's over its agent's), however often reported.
     outcomes: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -168,8 +168,8 @@ def scorecards(
         .order_by()
     ):
         reasons[(name, kind)][code] = count
-    # Each proposal's report that counts: an agent reporting again and again counts once, and
-    # a person's word is not outweighed by its agent's later one.
+    # Each proposal's report that counts: an agent reporting again and again counts once; one
+    # saying an effect over figures alone, and a person's word over its agent's later one.
     counted: dict[int, tuple[tuple[bool, int], str, str, str]] = {}
     for pk, proposal_id, name, kind, effect, by in Outcome.objects.filter(
         proposal__in=window.values("pk")
@@ -181,7 +181,7 @@ def scorecards(
         "effect",
         "reported_by_kind",
     ):
-        rank = (by == "user", pk)
+        rank = (effect != "", by == "user", pk)
         if proposal_id not in counted or rank > counted[proposal_id][0]:
             counted[proposal_id] = (rank, name, kind, effect)
     outcomes: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))

@@ -1,6 +1,6 @@
 """What an agent learns from an edit: each changed field, and for text the words changed."""
 
-from feedback.services import payload_diff
+from hitlproject.diffs import payload_diff
 
 
 def test_a_changed_amount_is_the_field_before_and_after():

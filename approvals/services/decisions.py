@@ -47,7 +47,7 @@ from approvals.services.supersession import (
 )
 from audit.actors import Actor, acting_as
 from audit.history import create_with_history, update_with_history
-from feedback.services import payload_diff
+from hitlproject.diffs import payload_diff
 from hitlproject.errors import Conflict, DomainError, InvalidInput, NotFound
 from hitlproject.vocabulary import note_checked
 from policies.services import CappedSpends, brand_guideline_findings
