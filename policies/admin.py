@@ -154,11 +154,12 @@ class PolicyForm(ChangeReasonForm):
                 cleaned[name] = as_stored(cleaned[name], in_unit)
         if not cleaned.get("is_draft"):
             cleaned["draft_of"] = None  # only a draft replaces a policy
+        if self.errors:  # the scope is not known until its fields are
+            return cleaned
         # Who owns an agent does not set how far it runs unreviewed: neither the policy it
         # had nor the one it gets, whichever scope governs it (the rule of
         # approvals.services.acts, for policies). The instance is as saved until it is saved.
         as_saved = Policy(
-            action_type=cleaned.get("action_type") or self.instance.action_type,
             agent=cleaned.get("agent"),
             agent_kind=cleaned.get("agent_kind") or "",
             account=cleaned.get("account"),

@@ -42,29 +42,22 @@ class ChangeReasonMissing(DomainError):
 
 def owned_agent_governed(user, *policies: Policy | None):
     """The first agent ``user`` owns that one of these policies (as they stand, or as they
-    would be saved) could govern: its scope (agent, agent kind, account, channel) matches
-    the agent on one of its accounts. Not only a policy naming the agent: one scoped to its
-    kind outranks the policy it had, and would set how far it runs unreviewed. None for an
+    would be saved) could govern: each scope it names (agent, agent kind, account, channel)
+    is the agent's, an account among its accounts, a channel one of its accounts is on. Not
+    only a policy naming the agent: one for its kind outranks the policy it had, and one for
+    every agent governs it too (even before it is given an account). None for an
     administrator, or a user owning no agent."""
-    from approvals import action_types
-    from approvals.models import Agent
-
     if user is None or user.is_superuser or not user.pk:
         return None
-    owned = Agent.objects.filter(owner=user).prefetch_related("accounts")
-    for agent in owned:
+    for agent in user.owned_agents.prefetch_related("accounts"):
         accounts = list(agent.accounts.all())
         for policy in policies:
-            if policy is None or policy.agent_id not in (None, agent.pk):
-                continue
-            action_type = action_types.get(policy.action_type)
-            if action_type and not (action_type.agents_may_propose or agent.is_platform):
-                continue  # it never proposes one
-            if policy.agent_kind not in ("", agent.kind):
-                continue
-            if any(
-                policy.account_id in (None, account.pk) and policy.channel in ("", account.channel)
-                for account in accounts
+            if (
+                policy is not None
+                and policy.agent_id in (None, agent.pk)
+                and policy.agent_kind in ("", agent.kind)
+                and (policy.account_id is None or policy.account_id in {a.pk for a in accounts})
+                and (policy.channel == "" or policy.channel in {a.channel for a in accounts})
             ):
                 return agent
     return None
