@@ -28,6 +28,7 @@ would otherwise read none of it).
 from __future__ import annotations
 
 import json
+import tempfile
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -69,22 +70,34 @@ class Handler(ASGIHandler):
             if length.isdigit() and int(length) > limit:
                 return await _too_large(send, limit)
         elif b"chunked" in headers.get(b"transfer-encoding", b"").lower():
-            body = bytearray()
+            # Read as Django reads a body, into a file that goes to disk past a size (the
+            # request closes it), counted.
+            body = tempfile.SpooledTemporaryFile(  # noqa: SIM115
+                max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b"
+            )
             while True:
                 message = await receive()
                 if message["type"] == "http.disconnect":
+                    body.close()
                     return None
-                body += message.get("body", b"")
-                if len(body) > limit:
+                body.write(message.get("body", b""))
+                if body.tell() > limit:
+                    body.close()
                     return await _too_large(send, limit)
                 if not message.get("more_body", False):
                     break
             scope = {
                 **scope,
-                "headers": [*scope["headers"], (b"content-length", str(len(body)).encode())],
+                "headers": [*scope["headers"], (b"content-length", str(body.tell()).encode())],
             }
-            receive = _replayed(bytes(body), receive)
+            body.seek(0)
+            receive = _ReadAlready(body, receive)
         return await super().handle(scope, receive, send)
+
+    async def read_body(self, receive):
+        if isinstance(receive, _ReadAlready):  # a chunked body, read above
+            return receive.body
+        return await super().read_body(receive)
 
     async def get_response_async(self, request):
         if request.scope.get(VIEW_IS_ASYNC, True):
@@ -103,24 +116,22 @@ def _view_is_async(scope) -> bool:
         return False
 
 
-def _replayed(body: bytes, receive):
-    """``receive`` for a body already read: the body, then what the connection says next
-    (its disconnect)."""
-    sent = False
+class _ReadAlready:
+    """The connection's ``receive``, its body already read (into ``body``): what it says
+    next is its disconnect, which Django listens for while the view runs."""
 
-    async def replay():
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
+    def __init__(self, body, receive) -> None:
+        self.body, self.receive = body, receive
 
-    return replay
+    async def __call__(self):
+        return await self.receive()
 
 
 async def _too_large(send, limit: int) -> None:
     """A 413 in the API's error shape, the body left unread."""
-    body = json.dumps({"detail": f"Request body larger than {limit} bytes."}).encode()
+    body = json.dumps(
+        {"detail": f"Request body larger than {limit} bytes.", "code": "payload_too_large"}
+    ).encode()
     await send(
         {
             "type": "http.response.start",

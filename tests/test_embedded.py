@@ -196,7 +196,9 @@ def test_a_body_is_bounded_before_it_is_read_and_one_sent_in_chunks_is_read(plat
         [proposal[:10], proposal[10:50], proposal[50:]],
     )
 
-    detail = json.dumps({"detail": f"Request body larger than {limit} bytes."}).encode()
+    detail = json.dumps(
+        {"detail": f"Request body larger than {limit} bytes.", "code": "payload_too_large"}
+    ).encode()
     assert said_too_large == (413, detail)
     assert chunked_too_large == (413, detail)
     status, body = chunked
