@@ -87,6 +87,7 @@ logger = logging.getLogger(__name__)
 LEDGER_EXECUTOR = FALLBACK.name
 # How long an attempt waits when its account has all the requests its executor is given.
 ENDPOINT_BUSY_WAIT = timedelta(seconds=2)
+REASSESSED_BEFORE_EXECUTING = "Re-assessed before executing:"
 STOPPED = "the worker stopped while the request was under way"
 STOPPED_NOT_SENT_AGAIN = (
     f"{STOPPED}, so it may have been carried out; not sent again, since the channel cannot "
@@ -137,12 +138,16 @@ def _reassessed(
     counted_before = counted_state(proposal)
     for name, value in facts.items():
         setattr(proposal, name, value)
-    # Said where its page says why it is here, as a waiting one's re-assessment is.
+    # Said where its page says why it is here, as a waiting one's re-assessment is: in place
+    # of an earlier attempt's, which no longer holds.
     proposal._change_reason = (
-        f"Re-assessed before executing: {moved}; now {assessed.assessment.summary}, "
+        f"{REASSESSED_BEFORE_EXECUTING} {moved}; now {assessed.assessment.summary}, "
         "which its approval still covers."
     )
-    proposal.verdict_reasons = [proposal._change_reason, *proposal.verdict_reasons]
+    proposal.verdict_reasons = [
+        proposal._change_reason,
+        *(r for r in proposal.verdict_reasons if not r.startswith(REASSESSED_BEFORE_EXECUTING)),
+    ]
     proposal.save()
     counted_moves_update([(proposal, counted_before)])
     return None

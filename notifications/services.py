@@ -690,13 +690,21 @@ def _attempts_record(
             for n, _ in outcomes
             if n.status == NotificationStatus.SENT and n.kind != NotificationKind.UPDATE
         }
-        stopped = {
+        locked = {
             proposal.pk: proposal
             for proposal in Proposal.objects.select_for_update(of=("self",))
             .filter(pk__in=told_waits)
             .only("status", "review_round")
             .order_by("pk")
-            if proposal.status != S.PENDING_REVIEW
+        }
+        # By message: its proposal, where it no longer waits for the message's round.
+        stopped = {
+            n.pk: locked[n.proposal_id]
+            for n, _ in outcomes
+            if n.proposal_id in locked
+            and _no_longer_waits(
+                n, locked[n.proposal_id].status, locked[n.proposal_id].review_round
+            )
         }
         latest = {
             pk: (attempts, lease)
@@ -707,7 +715,7 @@ def _attempts_record(
         recorded = [n for n, _ in outcomes if latest.get(n.pk) == (n.attempts, leased_until)]
         for notification, result in outcomes:
             notification._change_reason = attempt_note(
-                notification, result, stopped=stopped.get(notification.proposal_id)
+                notification, result, stopped=stopped.get(notification.pk)
             )
         if recorded:
             update_with_history(
@@ -716,13 +724,13 @@ def _attempts_record(
                 actor=NOTIFICATIONS_ACTOR,
             )
         # A Slack message that went out as its proposal stopped waiting says so.
-        went_stale = [n.pk for n in recorded if n.proposal_id in stopped]
+        went_stale = [n for n in recorded if n.pk in stopped]
         if went_stale:
             _slack_messages_update(
-                proposal_ids=stopped,
+                proposal_ids={n.proposal_id for n in went_stale},
                 now=timezone.now(),
-                about={pk: _ended_about(proposal) for pk, proposal in stopped.items()},
-                pk__in=went_stale,
+                about={n.proposal_id: _ended_about(stopped[n.pk]) for n in went_stale},
+                pk__in=[n.pk for n in went_stale],
             )
     retried = [n for n in recorded if n.status == NotificationStatus.PENDING]
     if retried:
@@ -744,7 +752,11 @@ def attempt_note(
     if notification.status == NotificationStatus.NOT_SENT:
         return refusal_note(notification, result)
     if notification.status == NotificationStatus.SENT and stopped is not None:
-        then = f"the proposal became {stopped.get_status_display().lower()} as it went"
+        then = (
+            "a new review round of the proposal began as it went"
+            if stopped.status == S.PENDING_REVIEW
+            else f"the proposal became {stopped.get_status_display().lower()} as it went"
+        )
         if notification.channel == NotificationChannel.SLACK:
             return f"Sent to {who} by {by}: {result}; {then}, and the message is updated to say so."
         return f"Sent to {who} by {by}: {result}; {then}, which an email cannot take back."

@@ -132,7 +132,14 @@ def test_a_proposal_reported_on_again_and_again_counts_once_and_a_person_s_word_
             )
             assert answer.status_code == 201, answer.content
 
+    # A person's later report of figures alone does not take the effect's place.
+    outcome_report_by_user(
+        proposal_id=approved.pk,
+        user=get_user_model().objects.get(username="operator"),
+        effect="",
+        metrics={"ctr": 0.02},
+    )
     [card] = optimizer.get("/api/v1/scorecard/?days=30").json()["action_types"]
 
-    assert (improved.outcomes.count(), approved.outcomes.count()) == (4, 2)  # every report kept
+    assert (improved.outcomes.count(), approved.outcomes.count()) == (4, 3)  # every report kept
     assert card["outcomes"] == {"improved": 1, "hurt": 1}
