@@ -41,6 +41,8 @@ from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.base import BaseHandler
 from django.urls import get_resolver
 
+from hitlproject.inflight import send_json
+
 KEPT_THREADS = 8
 VIEW_IS_ASYNC = "hitl.view_is_async"  # in the request's scope
 
@@ -129,21 +131,8 @@ class _ReadAlready:
 
 async def _too_large(send, limit: int) -> None:
     """A 413 in the API's error shape, the body left unread."""
-    body = json.dumps(
-        {"detail": f"Request body larger than {limit} bytes.", "code": "payload_too_large"}
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    body = {"detail": f"Request body larger than {limit} bytes.", "code": "payload_too_large"}
+    await send_json(send, 413, json.dumps(body).encode(), (b"connection", b"close"))
 
 
 class _KeptThreads:

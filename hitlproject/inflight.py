@@ -129,15 +129,20 @@ class InFlightGuard:
 
 
 async def refuse(send: Any) -> None:
+    await send_json(send, 503, REFUSAL, (b"retry-after", str(RETRY_AFTER).encode()))
+
+
+async def send_json(send: Any, status: int, body: bytes, *headers: tuple[bytes, bytes]) -> None:
+    """Answer with ``body`` (JSON) and ``status``, before the request reaches Django."""
     await send(
         {
             "type": "http.response.start",
-            "status": 503,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
-                (b"content-length", str(len(REFUSAL)).encode()),
-                (b"retry-after", str(RETRY_AFTER).encode()),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
             ],
         }
     )
-    await send({"type": "http.response.body", "body": REFUSAL})
+    await send({"type": "http.response.body", "body": body})

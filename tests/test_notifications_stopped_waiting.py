@@ -31,24 +31,16 @@ def withdrawn(optimizer, message: Notification, monkeypatch, *, when: str):
         answer = optimizer.post(f"/api/v1/proposals/{proposal_id}/withdraw/")
         assert answer.status_code == 200, answer.content
 
-    if when == "before":
-        made = services.proposal_messages
+    # Withdrawn once the messages are made (before the send), or once the message went.
+    name = "proposal_messages" if when == "before" else "_send_one"
+    step = getattr(services, name)
 
-        def messages_then_withdrawn(*args, **kwargs):
-            said = made(*args, **kwargs)
-            withdraw()
-            return said
+    def then_withdrawn(*args, **kwargs):
+        done = step(*args, **kwargs)
+        withdraw()
+        return done
 
-        monkeypatch.setattr(services, "proposal_messages", messages_then_withdrawn)
-    else:
-        send_one = services._send_one
-
-        def sent_then_withdrawn(*args, **kwargs):
-            sent = send_one(*args, **kwargs)
-            withdraw()
-            return sent
-
-        monkeypatch.setattr(services, "_send_one", sent_then_withdrawn)
+    monkeypatch.setattr(services, name, then_withdrawn)
     yield
     monkeypatch.undo()
 
