@@ -699,12 +699,10 @@ def _attempts_record(
         }
         # By message: its proposal, where it no longer waits for the message's round.
         stopped = {
-            n.pk: locked[n.proposal_id]
+            n.pk: proposal
             for n, _ in outcomes
-            if n.proposal_id in locked
-            and _no_longer_waits(
-                n, locked[n.proposal_id].status, locked[n.proposal_id].review_round
-            )
+            if (proposal := locked.get(n.proposal_id))
+            and _no_longer_waits(n, proposal.status, proposal.review_round)
         }
         latest = {
             pk: (attempts, lease)

@@ -713,9 +713,8 @@ class EvaluationContext:
         """The verdict the rules give this action now, and what the guardrails found, with
         ``changed_first``: why it would only be superseded once it runs (a proposal approved
         before it changes a value it sets first; the caller finds that), sending it to a
-        person. ``magnitude`` is
-        the assessed one, rounded; where the action type can give it exactly from the exact
-        ``effects``, the exact one decides."""
+        person. ``magnitude`` is the assessed one, rounded; where the action type can give it
+        exactly from the exact ``effects``, the exact one decides."""
         rules = [rule for rule in self.rules if rule.action_type == action_type.name]
         scope = engine.Scope(
             action_type=action_type.name,
