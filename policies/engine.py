@@ -263,8 +263,10 @@ class Move:
     factor: Number
     at: datetime
     pending: bool = False
-    # The proposal that made it, where known (a replay counts moves without them).
+    # The proposal that made it, where known (a replay counts moves without them), and its
+    # agent: a reason names only its reader's own proposals.
     proposal: int | None = None
+    agent: int | None = None
 
 
 @dataclass(frozen=True)
@@ -489,10 +491,18 @@ def _counting_text(facts: Facts, window: timedelta, target: str, *, raised: bool
         together = (1, 1)
         for move in pushing:
             together = _multiplied(together, _ratio(move.factor))
-        ids = sorted({move.proposal for move in pushing if move.proposal is not None})
-        named = " and ".join(", ".join(f"#{pk}" for pk in ids).rsplit(", ", 1))
+        # Another agent's proposals are counted, not named: an agent sees only its own.
+        known = {move.proposal: move.agent for move in pushing if move.proposal is not None}
+        ids = sorted(pk for pk, agent in known.items() if agent in (None, facts.agent_id))
+        others = len(known) - len(ids)
+        parts = [f"#{pk}" for pk in ids]
+        if others:
+            parts.append(
+                "another agent's proposal" if others == 1 else f"{others} proposals of other agents"
+            )
+        named = " and ".join(", ".join(parts).rsplit(", ", 1))
         figure = _move_text((together[0] - together[1], together[1]), (0, 1))
-        listed = f"{named}, {figure} in all" if ids else f"{figure} in all"
+        listed = f"{named}, {figure} in all" if parts else f"{figure} in all"
         said += f" and the pending {side} (approved, not yet executed: {listed})"
     if offsetting:
         said += f"; pending {other} do not offset them"

@@ -297,6 +297,10 @@ class CountedMove(models.Model):
     one below, never offsetting another move (see ``policies.engine``)."""
 
     proposal_id = models.BigIntegerField()
+    agent_id = models.BigIntegerField(
+        null=True,
+        help_text="The agent whose proposal it is: a reason names only its reader's own.",
+    )
     account = models.ForeignKey("ledger.Account", on_delete=models.CASCADE, related_name="+")
     target = models.CharField(max_length=200, help_text="campaign.field, e.g. brand-search.bid")
     factor = models.CharField(max_length=100, help_text="The exact factor, as a fraction's text.")

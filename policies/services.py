@@ -462,7 +462,7 @@ def recent_moves(
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     moves: dict[tuple[int, str], list[engine.Move]] = {}
-    for account_id, target, factor, at, executed, proposal_id in rows:
+    for account_id, target, factor, at, executed, proposal_id, agent_id in rows:
         moves.setdefault((account_id, target), []).append(
             engine.Move(
                 target=target,
@@ -471,13 +471,22 @@ def recent_moves(
                 at=at if timezone.is_aware(at) else timezone.make_aware(at, connection.timezone),
                 pending=not executed,
                 proposal=proposal_id,
+                agent=agent_id,
             )
         )
     return moves
 
 
 # What ``recent_moves`` reads of each counted move, in order.
-MOVE_COLUMNS = ("account_id", "target", "factor", "approved_at", "executed", "proposal_id")
+MOVE_COLUMNS = (
+    "account_id",
+    "target",
+    "factor",
+    "approved_at",
+    "executed",
+    "proposal_id",
+    "agent_id",
+)
 
 
 def agent_approval_rate(agent: Agent | None) -> float | None:

@@ -189,3 +189,28 @@ def test_hits_at_once_from_many_processes_are_each_counted_once():
 
 def hits(name: str) -> list[int]:
     return [window_hit(name=name, period=3600, now=0.0).count for _ in range(50)]
+
+
+def test_a_reason_does_not_name_another_agents_proposal(agent_client, optimizer):
+    """The optimizer's bid raise on brand-search is approved and has not executed; the
+    copywriter's raise of the same bid goes to a person, saying an approved proposal changes
+    it first and counting its pending raise, without naming it (an agent sees only its own
+    proposals). The optimizer, raising it again, is told which of its own it is."""
+    approved = optimizer.post(URL, bid_adjustment("2.05"), format="json").json()
+    assert approved["status"] == "approved"
+
+    others = agent_client("copywriter").post(URL, bid_adjustment("2.45"), format="json")
+    own = optimizer.post(URL, bid_adjustment("2.45"), format="json").json()
+
+    assert others.status_code == 201, others.content
+    told = " ".join(others.json()["verdict"]["reasons"])
+    assert f"#{approved['id']}" not in told
+    assert told.startswith(
+        "Another agent's proposal, approved and about to execute, changes brand-search's bid first"
+    )
+    assert "pending raises (approved, not yet executed: another agent's proposal, +2.5% in" in (
+        told
+    )
+    assert " ".join(own["verdict"]["reasons"]).startswith(
+        f"#{approved['id']}, approved and about to execute, changes brand-search's bid first"
+    )

@@ -291,3 +291,23 @@ def test_a_move_runs_on_its_own_only_if_the_ceiling_holds_whichever_pending_move
         sliding.remove(proposal_id)
     replayed_facts = facts(this, sliding.moves_for(1, TARGET, NOW))
     assert engine.evaluate(replayed_facts, [RULE]).reasons == verdict.reasons
+
+
+def test_the_migration_gives_each_move_counted_before_it_its_proposals_agent(optimizer):
+    """Moves counted before they kept their agent are given their proposal's, by which a
+    reason names only its reader's own proposals."""
+    done = proposed(optimizer, bid_adjustment("2.04"))
+    executed(done)
+    approved = proposed(optimizer, bid_adjustment("1.55", campaign="generic-search"))
+    CountedMove.objects.update(agent_id=None)  # as the releases before kept them
+
+    migration = ("policies", "0012_counted_moves_agent")
+    loader = MigrationExecutor(connection).loader
+    models_then = loader.project_state(migration, at_end=True).apps
+    loader.get_migration(*migration).operations[-1].code(models_then, None)
+
+    optimizer_id = Proposal.objects.get(pk=done["id"]).agent_id
+    assert {move.proposal_id: move.agent_id for move in CountedMove.objects.all()} == {
+        done["id"]: optimizer_id,
+        approved["id"]: optimizer_id,
+    }

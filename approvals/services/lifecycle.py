@@ -95,6 +95,7 @@ def counted_moves_update(written: Iterable[tuple[Proposal, CountedState]]) -> No
         fresh += [
             CountedMove(
                 proposal_id=proposal.pk,
+                agent_id=proposal.agent_id,
                 account_id=proposal.account_id,
                 target=target,
                 factor=factor,

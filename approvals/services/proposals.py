@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -263,9 +263,18 @@ def campaign_fields_changed(
     }
 
 
-def changed_first(keys: Iterable[FieldKey], *, besides: Iterable[int] = ()) -> dict[FieldKey, int]:
+class Ahead(NamedTuple):
+    """A proposal approved or executing that changes a field first: its id and its agent."""
+
+    pk: int
+    agent_id: int
+
+
+def changed_first(
+    keys: Iterable[FieldKey], *, besides: Iterable[int] = ()
+) -> dict[FieldKey, Ahead]:
     """Of these campaign fields, those a proposal already approved or executing (but
-    ``besides``) changes: by field, the first such proposal's id. One read of the proposals
+    ``besides``) changes: by field, the first such proposal. One read of the proposals
     under way (on PostgreSQL, only those made against these campaigns)."""
     keys = set(keys)
     if not keys:
@@ -277,7 +286,7 @@ def changed_first(keys: Iterable[FieldKey], *, besides: Iterable[int] = ()) -> d
     # account in it SQLite read every proposal the account ever made.
     statuses = sorted(UNDER_WAY_STATUSES)
     sql = (
-        f"SELECT id, account_id, action_type, payload, target_snapshot FROM "
+        f"SELECT id, account_id, action_type, payload, target_snapshot, agent_id FROM "
         f"{connection.ops.quote_name(Proposal._meta.db_table)} "
         f"WHERE status IN ({', '.join(['%s'] * len(statuses))})"
     )
@@ -289,8 +298,8 @@ def changed_first(keys: Iterable[FieldKey], *, besides: Iterable[int] = ()) -> d
         cursor.execute(sql, params)
         ahead = sorted(cursor.fetchall())
     besides = set(besides)
-    changed: dict[FieldKey, int] = {}
-    for pk, account_id, name, payload, snapshot in ahead:
+    changed: dict[FieldKey, Ahead] = {}
+    for pk, account_id, name, payload, snapshot, agent_id in ahead:
         if account_id not in accounts or pk in besides:
             continue
         action_type = action_types.get(name)
@@ -307,7 +316,7 @@ def changed_first(keys: Iterable[FieldKey], *, besides: Iterable[int] = ()) -> d
             if key in keys and key not in changed
         ]
         for key in fields_moved(action_type, payload, snapshot, clashes):
-            changed[key] = pk
+            changed[key] = Ahead(pk, agent_id)
     return changed
 
 
@@ -354,11 +363,15 @@ class EarlierItem:
 def changed_first_reviews(
     action_type: ActionType,
     fields: set[FieldKey],
-    changed: Mapping[FieldKey, int | EarlierItem],
+    changed: Mapping[FieldKey, Ahead | EarlierItem | int],
+    *,
+    agent_id: int | None = None,
 ) -> list[str]:
     """Why an action that sets values (``fields``: ``campaign_fields_changed``) waits for a
-    person: a proposal approved before it (by id, or an earlier item of its batch) changes
-    one of its fields first, and once that one executes this one would be superseded.
+    person: a proposal approved before it (``Ahead``, an id, or an earlier item of its batch)
+    changes one of its fields first, and once that one executes this one would be
+    superseded. Written for ``agent_id``'s agent, where given: another agent's proposal is
+    not named (an agent sees only its own).
     Approving it now would tell its agent "approved" for what will never run; a person
     decides it after (the console holds its approval back until then)."""
     if not action_type.sets_values:
@@ -367,11 +380,12 @@ def changed_first_reviews(
     if clash is None:
         return []
     other, words = changed[clash], f"{clash[1]}'s {clash[2].replace('_', ' ')}"
-    who = (
-        f"The item at index {other.index} of this batch, approved,"
-        if isinstance(other, EarlierItem)
-        else f"#{other}, approved and about to execute,"
-    )
+    if isinstance(other, EarlierItem):
+        who = f"The item at index {other.index} of this batch, approved,"
+    elif isinstance(other, Ahead) and agent_id is not None and other.agent_id != agent_id:
+        who = "Another agent's proposal, approved and about to execute,"
+    else:
+        who = f"#{other.pk if isinstance(other, Ahead) else other}, approved and about to execute,"
     return [
         f"{who} changes {words} first, so this one would be superseded once it executes; "
         "a person decides it after."
@@ -556,7 +570,7 @@ def proposals_submit(
         # The fields that value-setting actions change, which a proposal approved before
         # them may change first (read under the campaigns' locks: racing submissions see
         # each other's approvals).
-        changed: dict[FieldKey, int | EarlierItem] = changed_first(
+        changed: dict[FieldKey, Ahead | EarlierItem] = changed_first(
             key
             for assessed in assessed_ok
             if assessed.action_type.sets_values
@@ -597,7 +611,9 @@ def proposals_submit(
                 assessed=assessed,
                 agent=agent,
                 context=context,
-                changed_first=changed_first_reviews(assessed.action_type, fields, changed),
+                changed_first=changed_first_reviews(
+                    assessed.action_type, fields, changed, agent_id=agent.pk
+                ),
             )
             if verdict.outcome == VerdictOutcome.AUTO_APPROVE:
                 # Changed first by this one, for those after it.
@@ -726,7 +742,9 @@ def proposal_dry_run(
         assessed=assessed,
         agent=agent,
         rules=rules,
-        changed_first=changed_first_reviews(assessed.action_type, fields, changed),
+        changed_first=changed_first_reviews(
+            assessed.action_type, fields, changed, agent_id=agent.pk
+        ),
     )
     return assessed, verdict
 
@@ -892,8 +910,12 @@ def proposal_evaluate(*, proposal_id: int) -> Proposal:
                     target: factor_from_text(factor) for target, factor in proposal.effects.items()
                 },
                 proposal_id=proposal.pk,
-                changed_first=changed_first_reviews(  # read under the campaigns' locks, taken above
-                    action_type, fields, changed_first(fields) if action_type.sets_values else {}
+                # Read under the campaigns' locks, taken above.
+                changed_first=changed_first_reviews(
+                    action_type,
+                    fields,
+                    changed_first(fields) if action_type.sets_values else {},
+                    agent_id=proposal.agent_id,
                 ),
             )
 

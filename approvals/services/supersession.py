@@ -176,7 +176,7 @@ def approved_ahead_each(proposals: Iterable[Proposal], *, lock: bool) -> dict[in
     for proposal in setting:
         clash = next((key for key in sorted(fields[proposal.pk]) if key in changed_by), None)
         if clash is not None:
-            other, words = changed_by[clash], f"{clash[1]}'s {clash[2].replace('_', ' ')}"
+            other, words = changed_by[clash].pk, f"{clash[1]}'s {clash[2].replace('_', ' ')}"
             held[proposal.pk] = Conflict(
                 f"Proposal #{proposal.pk} was not approved: #{other}, approved and about to "
                 f"execute, changes {words} first, so this one would be superseded once it "
