@@ -26,7 +26,8 @@ from django.utils import timezone
 from approvals.models import Agent, Proposal, ProposalStatus
 from feedback.models import CallbackEvent, CallbackEventType, DeliveryStatus
 from hitlproject.outbound import send_signed
-from hitlproject.queueing import enqueue_after_commit
+from hitlproject.queueing import after_commit, enqueue_after_commit
+from hitlproject.vocabulary import INTERRUPTED
 
 EVENT_TYPES = {
     ProposalStatus.APPROVED: CallbackEventType.APPROVED,
@@ -43,10 +44,6 @@ SWEEP_BATCH = 500
 # How long an event waits for its turn when its agent's receiver has as many requests under
 # way as it is given.
 RECEIVER_BUSY_WAIT = timedelta(seconds=2)
-INTERRUPTED = (
-    "interrupted: its sender stopped before recording whether it went, so it may have; "
-    "to be sent again"
-)
 
 
 def callback_events_record(*, proposals: Iterable[Proposal]) -> None:
@@ -131,13 +128,7 @@ def callback_event_deliver(*, event_id: int) -> CallbackEvent | None:
             # Its turn comes once one of those has ended, without holding a worker meanwhile.
             event.next_attempt_at = now + RECEIVER_BUSY_WAIT
             event.save(update_fields=["next_attempt_at"])
-            from feedback.tasks import deliver_callback_event
-
-            transaction.on_commit(
-                lambda: deliver_callback_event.apply_async(
-                    (event.pk,), countdown=RECEIVER_BUSY_WAIT.total_seconds()
-                )
-            )
+            after_commit(_deliver_later, event.pk, RECEIVER_BUSY_WAIT.total_seconds())
             return None
         event.attempts += 1
         event.next_attempt_at = now + LEASE
@@ -181,6 +172,12 @@ def callback_event_deliver(*, event_id: int) -> CallbackEvent | None:
         countdown = (event.next_attempt_at - finished).total_seconds()
         deliver_callback_event.apply_async((event.pk,), countdown=countdown)
     return event
+
+
+def _deliver_later(event_id: int, delay: float) -> None:
+    from feedback.tasks import deliver_callback_event
+
+    deliver_callback_event.apply_async((event_id,), countdown=delay)
 
 
 def _requests_under_way(agent_id: int, now) -> int:

@@ -118,3 +118,11 @@ def note_checked(note: str) -> str:
             f"A note is at most {NOTE_MAX_LENGTH:,} characters; this one is {len(note):,}."
         )
     return note
+
+
+# What an outbox's log says of an attempt whose sender stopped before recording it (a message
+# to a person, an agent's callback): it may have gone, and is sent again.
+INTERRUPTED = (
+    "interrupted: its sender stopped before recording whether it went, so it may have; "
+    "to be sent again"
+)

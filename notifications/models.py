@@ -9,6 +9,7 @@ from django.db import models
 from django.utils import timezone
 
 from audit.models import audited_history
+from hitlproject.vocabulary import INTERRUPTED
 from ledger.models import Channel
 
 
@@ -114,10 +115,6 @@ class NotificationStatus(models.TextChoices):
 
 # What a message's log says of an attempt whose sender stopped before recording whether it
 # went (a worker killed mid-send): a mail server or Slack cannot be asked, so it may have.
-INTERRUPTED = (
-    "interrupted: its sender stopped before recording whether it went, so it may have; "
-    "to be sent again"
-)
 
 
 class Notification(models.Model):

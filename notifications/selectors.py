@@ -15,9 +15,8 @@ from django.utils import timezone
 
 from approvals.models import Proposal, ProposalStatus
 from approvals.selectors import decision_time_percentiles, people_decided
-from hitlproject.vocabulary import REVIEW_ENDINGS_DECIDED_BY_PEOPLE
+from hitlproject.vocabulary import INTERRUPTED, REVIEW_ENDINGS_DECIDED_BY_PEOPLE
 from notifications.models import (
-    INTERRUPTED,
     Claim,
     DecisionDeadline,
     Notification,

@@ -31,12 +31,11 @@ from audit.history import (
 from hitlproject.errors import Conflict, NotFound
 from hitlproject.on_its_way import send_now, started
 from hitlproject.queueing import after_commit, chunked, send_each
-from hitlproject.vocabulary import APPROVED_TO_RUN_STATUSES, REVIEW_ENDINGS
+from hitlproject.vocabulary import APPROVED_TO_RUN_STATUSES, INTERRUPTED, REVIEW_ENDINGS
 from notifications.carriers import channel_for
 from notifications.channels import ChannelError, Sent
 from notifications.messages import proposal_messages
 from notifications.models import (
-    INTERRUPTED,
     Claim,
     DecisionDeadline,
     Delivery,

@@ -10,8 +10,9 @@ import pytest
 from django.db import connection
 
 from approvals.models import Agent
-from feedback.callbacks import INTERRUPTED, callback_event_deliver
+from feedback.callbacks import callback_event_deliver
 from feedback.models import CallbackEvent
+from hitlproject.vocabulary import INTERRUPTED
 from tests.conftest import Receiver, wait_until
 from tests.factories import evaluated
 

@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from hitlproject.vocabulary import INTERRUPTED
 from notifications import services
 from notifications.models import Delivery, Notification, NotificationStatus, Route
 from notifications.services import notifications_deliver, notifications_resend_due
@@ -72,7 +73,7 @@ def said_twice(message: Notification, mailbox) -> None:
     message.refresh_from_db()
     assert (message.status, message.attempts) == (NotificationStatus.SENT, 2)
     first, second = (entry["result"] for entry in message.log)
-    assert first == services.INTERRUPTED
+    assert first == INTERRUPTED
     assert second.startswith("accepted by the mail server")
     *_, interrupted, sent = reasons(message)
     assert interrupted == (
