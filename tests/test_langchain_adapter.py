@@ -292,6 +292,44 @@ def test_a_creative_with_a_banned_term_comes_back_rejected_with_the_reviewers_re
     assert model.shown[0].status == "error"
 
 
+def test_an_approved_creative_batch_tells_the_model_what_it_did_not_empty_states(
+    platform, operator
+):
+    # A creative batch adds creatives and sets no campaign field: its execution's states are
+    # empty, and "Before: {...: {}}; after: {...: {}}" would tell the model nothing happened.
+    model = scripted(
+        (
+            "deploy_creative",
+            {
+                "campaign": "display-retarget",
+                "headline": "Search smarter",
+                "body": "Find what you need in seconds.",
+                "rationale": "A fresh angle for returning visitors.",
+            },
+        )
+    )
+    agent = agent_with(
+        model,
+        ProposalMiddleware(ACTIONS, client=platform, wait="interrupt"),
+        checkpointer=InMemorySaver(),
+    )
+    config = {"configurable": {"thread_id": f"copy-{uuid4()}"}}
+
+    paused = ask(agent, "Write copy for display-retarget.", config=config)
+    (waiting,) = paused["__interrupt__"]
+    proposal_approve(proposal_id=waiting.value["proposal_id"], reviewer=operator)
+    agent.invoke(resume_when_decided(paused, client=platform, timeout=60), config)
+
+    seen = told(model)
+    assert seen["status"] == "executed" and seen["executed"] is True
+    assert seen["before"] == seen["after"] == {"display-retarget": {}}
+    assert seen["message"] == (
+        "A reviewer approved it. Executed. Done: deploy 1 creative to display-retarget; no "
+        "campaign setting changed."
+    )
+    assert Campaign.objects.get(external_id="display-retarget").creatives.count() == 1
+
+
 def test_an_agent_run_asynchronously_gets_the_same_outcome(web_server, demo_world):
     model = scripted(SIX_PERCENT_BID)
 

@@ -123,7 +123,7 @@ def outcome_report(
         if decision is not None and decision.note:
             report["note"] = decision.note
         note = _sentence(report.get("note", ""))
-        figures = f"Before: {_compact(report['before'])}; after: {_compact(report['after'])}."
+        figures = _what_it_changed(report["before"], report["after"], proposal.summary)
         edited = proposal.edited_payload
         if edited is not None:
             report["edited"] = {"proposed": proposed, "executed": edited}
@@ -133,6 +133,8 @@ def outcome_report(
             )
         elif note:
             report["message"] = f"A reviewer approved it: {note} Executed. {figures}"
+        elif proposal.decisions:
+            report["message"] = f"A reviewer approved it. Executed. {figures}"
         else:
             report["message"] = f"Executed. {figures}"
     elif status == Status.REJECTED:
@@ -213,6 +215,19 @@ def _value_text(value: Any) -> str:
     if value is None:
         return "(none)"
     return value if isinstance(value, str) else _compact(value)
+
+
+def _what_it_changed(before: Any, after: Any, summary: str) -> str:
+    """The execution's figures in a sentence: each campaign setting before and after; an
+    action that sets none (a creative batch adds creatives) is told by what it did, not by
+    empty states."""
+    if _sets_a_field(before) or _sets_a_field(after):
+        return f"Before: {_compact(before)}; after: {_compact(after)}."
+    return f"Done: {summary}; no campaign setting changed."
+
+
+def _sets_a_field(state: Any) -> bool:
+    return isinstance(state, Mapping) and any(state.values())
 
 
 def _compact(state: Any) -> str:
