@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -172,13 +174,40 @@ class InForce:
 
 
 _kept: InForce | None = None
+# The rules as the unit of work under way first read them (``in_force_read_once``), if it
+# keeps them: an empty list until then.
+_read_for_work: ContextVar[list[InForce] | None] = ContextVar("read_for_work", default=None)
+
+
+@contextmanager
+def in_force_read_once() -> Iterator[None]:
+    """Within it, the rules in force are read once: the first ``in_force()`` reads them (the
+    token), the others take what it read. For a unit of work that asks for them in several
+    places and means them to agree (a submission's evaluation, then its decision deadlines
+    and the routing of its messages, in one transaction): one statement, not one in each."""
+    reset = _read_for_work.set([])
+    try:
+        yield
+    finally:
+        _read_for_work.reset(reset)
 
 
 def in_force() -> InForce:
-    """The rules in force and the engaged kill switches, as of now. Kept by the process
-    between requests under the ``RulesVersion`` token it read them at: one statement (the
-    token) while it holds, which the database changes in the same transaction as every write
-    to what they are read from; read again when it does not."""
+    """The rules in force and the engaged kill switches, as of now (or as the unit of work
+    under way read them: ``in_force_read_once``). Kept by the process between requests under
+    the ``RulesVersion`` token it read them at: one statement (the token) while it holds,
+    which the database changes in the same transaction as every write to what they are read
+    from; read again when it does not."""
+    read_for_work = _read_for_work.get()
+    if read_for_work:
+        return read_for_work[0]
+    current = _in_force_now()
+    if read_for_work is not None:
+        read_for_work.append(current)
+    return current
+
+
+def _in_force_now() -> InForce:
     global _kept
     with connection.cursor() as cursor:  # read at every submission: no ORM to build it
         table = connection.ops.quote_name(RulesVersion._meta.db_table)

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,25 @@ def test_without_a_version_row_the_rules_are_read_every_time(demo_world, optimiz
     RulesVersion.objects.all().delete()
 
     assert submit(optimizer, "1.51", "generic-search")["status"] == "pending_review"
+
+
+def test_a_submission_sent_to_a_person_reads_the_rules_once_in_its_transaction(world, optimizer):
+    """Its evaluation, its decision deadline and the routing of its messages (the demo's route
+    emails the operators) read the rules as one: the token once, with its campaigns locked,
+    besides the read that checks the agent's key before the transaction."""
+    policy = Policy.objects.get(action_type="bid_adjustment", is_draft=False)
+    policy.decide_within = timedelta(hours=1)
+    policy.save()
+    submit(optimizer, "2.12", "brand-search")
+
+    with CaptureQueriesContext(connection) as statements:
+        waiting = submit(optimizer, "1.80", "generic-search")  # +20%: above the 15% ceiling
+
+    sql = [statement["sql"] for statement in statements.captured_queries]
+    locked = next(i for i, text in enumerate(sql) if '"ledger_campaign"' in text)
+    token_reads = [i for i, text in enumerate(sql) if "policies_rulesversion" in text]
+    assert waiting["status"] == "pending_review"
+    assert len(token_reads) == 2 and token_reads[0] < locked < token_reads[1]
+    proposal = Proposal.objects.get(pk=waiting["id"])
+    assert proposal.notifications.count() > 0  # the operators are told
+    assert proposal.deadlines.count() == 1  # and a decision is due within the hour

@@ -45,6 +45,7 @@ from policies.services import (
     GuardrailFindings,
     brand_findings_ahead,
     changes_spend,
+    in_force_read_once,
     policy_verdict,
     reads_account_total,
     rules_in_force,
@@ -535,8 +536,10 @@ def proposals_submit(
     brand_found = brand_findings_ahead(items=_creative_texts(checked))
 
     # No savepoint in a caller's transaction (two statements of a single submission's
-    # sixteen): what fails in here fails the whole of it, which the caller undoes.
-    with transaction.atomic(savepoint=False):
+    # sixteen): what fails in here fails the whole of it, which the caller undoes. The rules
+    # in force read once, with the campaigns locked: the evaluation, the decision deadlines
+    # and the routing of the messages read them alike.
+    with transaction.atomic(savepoint=False), in_force_read_once():
         campaigns = _campaigns_locked(named, totalled=totalled)
         assessed_each: list[AssessedAction | InvalidInput] = []
         for item in checked:
