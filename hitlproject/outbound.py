@@ -15,6 +15,11 @@ sent only where it is safe to send them.
 - Never following a redirect, reading only the status: a 2xx carried it; a timeout, a
   connection error, a 5xx, 408 or 429 may be tried again; any other answer, or a refused
   destination, refuses it.
+
+A service the platform is configured to call and whose answer it reads (Slack's Web API)
+goes through ``exchange_within``: the same one deadline for the whole exchange, the answer
+read up to a length, no address check (its address is the operator's setting, not an
+agent's).
 """
 
 import asyncio
@@ -206,6 +211,65 @@ def send_signed(url: str, body: bytes, *, secret: str, headers: dict[str, str]) 
         return Sent(True, False, f"HTTP {code}")
     retry = code >= 500 or code in RETRIED_STATUSES
     return Sent(False, retry, f"HTTP {code}", retry_after_seconds(retry_after) if retry else None)
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+class AnswerTooLong(Exception):
+    """An answer longer than the caller reads (one that never ends, say)."""
+
+
+async def _exchange(
+    method: str,
+    url: str,
+    content: bytes | None,
+    headers: dict[str, str],
+    deadline: float,
+    limit: int,
+) -> Answer:
+    async with httpx.AsyncClient(verify=_tls(), follow_redirects=False, timeout=deadline) as client:
+        request = client.build_request(method, url, content=content, headers=headers)
+        response = await client.send(request, stream=True)
+        try:
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > limit:
+                    raise AnswerTooLong(f"an answer longer than {limit} bytes")
+        finally:
+            await response.aclose()
+        return Answer(
+            response.status_code, response.reason_phrase, response.headers.multi_items(), body
+        )
+
+
+def exchange_within(
+    method: str,
+    url: str,
+    *,
+    content: bytes | None,
+    headers: dict[str, str],
+    deadline: float,
+    limit: int,
+) -> Answer:
+    """One request and its whole answer, read within ``deadline`` seconds in all and up to
+    ``limit`` bytes. Raises TimeoutError past the deadline (a server trickling its answer a
+    byte at a time meets every read's timeout, not this), AnswerTooLong, or httpx's error."""
+
+    async def within() -> Answer:
+        async with asyncio.timeout(deadline):
+            return await _exchange(method, url, content, headers, deadline, limit)
+
+    try:
+        return asyncio.run(within())
+    except httpx.TimeoutException as error:
+        raise TimeoutError(f"no answer within {deadline:g} s") from error
 
 
 async def _check(url: str) -> None:

@@ -5,12 +5,20 @@ reason, and "I'll take it"; the message is updated with what became of the propo
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
+from http.client import HTTPMessage
+from typing import Any
+from urllib.error import HTTPError, URLError
+from urllib.request import Request
 
+import httpx
 from django.conf import settings
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from approvals.models import RejectionReason
+from hitlproject.outbound import AnswerTooLong, exchange_within
 from notifications.channels import Channel, ChannelError, Sent
 from notifications.messages import ProposalMessage, waiting_count_text
 
@@ -48,8 +56,66 @@ BLOCKS_LIMIT = 50
 IN_REQUEST_TIMEOUT = 1
 
 
+# Slack answers a call in a few kilobytes (a message posted comes back with its blocks, at most
+# 50): a longer answer is not Slack's.
+ANSWER_LIMIT = 1024 * 1024
+
+
+class UnreadableAnswer(SlackClientError):
+    """An answer that is not Slack's: too long, not text, not a JSON object."""
+
+
+def _readable(body: bytes, charset: str) -> str | None:
+    """The answer as text, if it is a JSON object Python can read, else None."""
+    try:
+        text = body.decode(charset)
+        return text if isinstance(json.loads(text), dict) else None
+    except (ValueError, LookupError, RecursionError):  # RecursionError: nested too deep
+        return None
+
+
+class BoundedWebClient(WebClient):
+    """slack-sdk's client with each call bounded as a whole. Its own timeout bounds each read
+    of the socket, so a Slack trickling its answer a byte at a time held a worker, or a
+    button press past Slack's 3 s, for as long as it liked, and an answer without end was
+    read into memory whole. Here a call's exchange has ``timeout`` seconds in all and reads
+    at most ANSWER_LIMIT bytes; past the deadline it raises TimeoutError (which the client
+    does not try again), and an answer that is not a JSON object raises UnreadableAnswer."""
+
+    def _perform_urllib_http_request_internal(self, url: str, req: Request) -> dict[str, Any]:
+        try:
+            answer = exchange_within(
+                req.get_method(),
+                url,
+                content=req.data,
+                headers={
+                    name: str(value)
+                    for name, value in req.header_items()
+                    if name.lower() != "content-length"  # the client's own, from the body
+                },
+                deadline=self.timeout,
+                limit=ANSWER_LIMIT,
+            )
+        except AnswerTooLong as error:
+            raise UnreadableAnswer(str(error)) from error
+        except httpx.HTTPError as error:  # as urllib says it: the client tries again once
+            raise URLError(f"{type(error).__name__}: {error}") from error
+        headers = HTTPMessage()
+        for name, value in answer.headers:
+            headers[name] = value
+        text = _readable(answer.body, headers.get_content_charset() or "utf-8")
+        if not 200 <= answer.status < 300:
+            # As urllib raises it, which the client reads (a 429's Retry-After, say); an
+            # unreadable body as none.
+            body = text.encode() if text is not None else b""
+            raise HTTPError(url, answer.status, answer.reason, headers, io.BytesIO(body))
+        if text is None:
+            raise UnreadableAnswer("not a JSON object")
+        return {"status": answer.status, "headers": headers, "body": text}
+
+
 def slack_client(*, timeout: float | None = None) -> WebClient:
-    return WebClient(
+    return BoundedWebClient(
         token=settings.SLACK_BOT_TOKEN,
         base_url=settings.SLACK_API_URL,
         timeout=int(max(1, settings.OUTBOUND_DEADLINE if timeout is None else timeout)),
@@ -59,10 +125,10 @@ def slack_client(*, timeout: float | None = None) -> WebClient:
 def slack_user_email(slack_user_id: str) -> str:
     """The email address on a Slack user's profile (the app needs ``users:read.email``)."""
     try:
-        user = slack_client(timeout=IN_REQUEST_TIMEOUT).users_info(user=slack_user_id)["user"]
+        answer = slack_client(timeout=IN_REQUEST_TIMEOUT).users_info(user=slack_user_id)
     except SLACK_FAILURES as error:
         raise _failure(error) from error
-    email = (user.get("profile") or {}).get("email") or ""
+    email = _found(answer, "user", "profile", "email")
     if not email:
         raise ChannelError("Slack gives no email address for you", permanent=True)
     return email
@@ -78,9 +144,27 @@ def slack_tell(*, channel: str, slack_user_id: str, text: str) -> None:
         raise _failure(error) from error
 
 
+def _found(answer: Any, *path: str) -> str:
+    """The text at ``path`` in Slack's answer (``"user", "id"``), or "" if it has none there."""
+    value = answer.data if hasattr(answer, "data") else answer
+    for name in path:
+        value = value.get(name) if isinstance(value, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+def _in_answer(answer: Any, *path: str) -> str:
+    """The text at ``path`` in Slack's answer, or the ChannelError that says it is missing."""
+    value = _found(answer, *path)
+    if not value:
+        raise ChannelError(f"Slack's answer has no {'.'.join(path)}")
+    return value
+
+
 def _failure(error: SlackClientError | OSError) -> ChannelError:
+    if isinstance(error, UnreadableAnswer):
+        return ChannelError(f"Slack's answer could not be read: {error}")
     if isinstance(error, SlackApiError):
-        code = error.response.get("error", "") if error.response is not None else ""
+        code = _found(error.response, "error") if error.response is not None else ""
         return ChannelError(
             f"Slack refused it: {code or error}",
             permanent=code in PERMANENT_ERRORS,
@@ -235,9 +319,10 @@ class SlackChannel(Channel):
         if not recipient.email:
             raise ChannelError("has no email address to find them on Slack by", permanent=True)
         try:
-            return client.users_lookupByEmail(email=recipient.email)["user"]["id"]
+            answer = client.users_lookupByEmail(email=recipient.email)
         except SLACK_FAILURES as error:
             raise _failure(error) from error
+        return _in_answer(answer, "user", "id")
 
     def send(self, *, recipient, message: ProposalMessage, may_decide: bool) -> Sent:
         client = slack_client()
@@ -251,7 +336,7 @@ class SlackChannel(Channel):
             )
         except SLACK_FAILURES as error:
             raise _failure(error) from error
-        where = {"channel": answer["channel"], "ts": answer["ts"]}
+        where = {"channel": _in_answer(answer, "channel"), "ts": _in_answer(answer, "ts")}
         return Sent(f"posted to {user_id} ({where['channel']} {where['ts']})", where)
 
     def send_digest(self, *, recipient, messages: list[ProposalMessage]) -> Sent:
@@ -272,7 +357,8 @@ class SlackChannel(Channel):
             )
         except SLACK_FAILURES as error:
             raise _failure(error) from error
-        return Sent(f"posted to {user_id} ({answer['channel']} {answer['ts']})")
+        where = f"{_in_answer(answer, 'channel')} {_in_answer(answer, 'ts')}"
+        return Sent(f"posted to {user_id} ({where})")
 
     def update(
         self,

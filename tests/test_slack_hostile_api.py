@@ -1,0 +1,219 @@
+"""A Slack Web API (SLACK_API_URL) that answers slowly or with garbage: a trickle a byte at a
+time, an answer without end, bytes that are not UTF-8, JSON nested past what Python reads,
+JSON of the wrong shape. A button press is still answered within Slack's 3 seconds and
+decides nothing; a message is still tried again later, saying why; a worker is held no
+longer than the outbound deadline."""
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from django.test import Client
+
+from approvals.models import Decision
+from notifications.models import NotificationStatus
+from tests.conftest import reallocation
+from tests.slack_fake import press
+from tests.test_notifications_attacks import held_for_a_digest, on_slack_only, send_held_one_by_one
+
+pytestmark = pytest.mark.django_db(transaction=True)
+URL = "/integrations/slack/interactivity/"
+OPERATOR_FOUND = {
+    "ok": True,
+    "user": {"id": "U0OPERATOR", "profile": {"email": "operator@example.com"}},
+    "channel": "D0OPERATOR",
+    "ts": "1.000001",
+}
+
+
+class HostileSlack:
+    """Answers every Slack method the same way: ``answer(connection)`` writes what it likes."""
+
+    def __init__(self, answer: Callable[[socket.socket], None]) -> None:
+        self.answer = answer
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/api/"
+        self.closed = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.closed.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(connection,), daemon=True).start()
+
+    def _handle(self, connection: socket.socket) -> None:
+        try:
+            connection.recv(65536)
+            self.answer(connection)
+        except OSError:
+            pass  # the platform hung up, as it should
+        finally:
+            connection.close()
+
+    def close(self) -> None:
+        self.closed.set()
+        self.listener.close()
+
+
+def head(length: int) -> bytes:
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n" % length
+    )
+
+
+def trickled(connection: socket.socket) -> None:
+    """A good answer, a byte every 0.2 s: each read's timeout met, the whole taking 20 s."""
+    body = json.dumps(OPERATOR_FOUND).encode()
+    connection.sendall(head(len(body)))
+    for byte in body:
+        if HOSTILE_CLOSED.is_set():
+            return
+        connection.sendall(bytes([byte]))
+        time.sleep(0.2)
+
+
+def endless(connection: socket.socket) -> None:
+    """An answer 64 MiB long (it could as well never end), sent as fast as it is read."""
+    start = json.dumps(OPERATOR_FOUND).encode()[:-1] + b', "padding": "'
+    padding = 64 * 1024 * 1024
+    connection.sendall(head(len(start) + padding + 2) + start)
+    chunk = b"x" * 65536
+    for _ in range(padding // len(chunk)):
+        connection.sendall(chunk)
+    connection.sendall(b'"}')
+
+
+def answering(body: bytes) -> Callable[[socket.socket], None]:
+    def answer(connection: socket.socket) -> None:
+        connection.sendall(head(len(body)) + body)
+
+    return answer
+
+
+GARBAGE = {
+    "not utf-8": b'{"ok": true, "user": "\xff\xfe"}',
+    "nested too deep": b"[" * 100_000 + b"]" * 100_000,
+    "no user": b'{"ok": true}',
+    "user not an object": b'{"ok": true, "user": "U0OPERATOR"}',
+    "profile not an object": b'{"ok": true, "user": {"id": "U1", "profile": "operator"}}',
+    "email not text": b'{"ok": true, "user": {"id": "U1", "profile": {"email": ["a@b.c"]}}}',
+    "error not text": b'{"ok": false, "error": ["user_not_found"]}',
+}
+
+HOSTILE_CLOSED = threading.Event()
+
+
+@pytest.fixture
+def hostile_slack(slack, settings) -> Iterator[Callable[..., HostileSlack]]:
+    """Slack configured (token, signing secret), its Web API answering as a test says."""
+    servers = []
+    HOSTILE_CLOSED.clear()
+
+    def serving(answer: Callable[[socket.socket], None]) -> HostileSlack:
+        server = HostileSlack(answer)
+        servers.append(server)
+        settings.SLACK_API_URL = server.url
+        return server
+
+    yield serving
+    HOSTILE_CLOSED.set()
+    for server in servers:
+        server.close()
+
+
+def submit(client) -> dict:
+    answer = client.post("/api/v1/proposals/", reallocation("150.00"), format="json")
+    assert answer.status_code == 201, answer.content
+    assert answer.json()["status"] == "pending_review"
+    return answer.json()
+
+
+def post_press(slack_user: str, action: str, proposal_id: int):
+    body, headers = press(user_id=slack_user, action_id=action, value=str(proposal_id))
+    headers = dict(headers)
+    content_type = headers.pop("Content-Type")
+    return Client().post(URL, data=body, content_type=content_type, headers=headers)
+
+
+@pytest.mark.parametrize("answer", [trickled, endless], ids=["trickled", "endless"])
+def test_a_press_is_answered_within_slacks_three_seconds_whatever_slack_sends_back(
+    demo_world, optimizer, hostile_slack, answer
+):
+    """users.info trickled (each byte within the 1 s a read is given) held the press for as
+    long as Slack liked, and an endless answer was read whole into memory; the press is
+    answered in time and decides nothing, as when Slack cannot be reached."""
+    proposal = submit(optimizer)
+    hostile_slack(answer)
+
+    started = time.monotonic()
+    answer = post_press("U0OPERATOR", "approve", proposal["id"])
+    took = time.monotonic() - started
+
+    assert answer.status_code == 200
+    assert took < 3, f"answered Slack after {took:.1f} s"
+    assert not Decision.objects.filter(proposal_id=proposal["id"]).exists()
+
+
+@pytest.mark.parametrize("garbage", GARBAGE.values(), ids=GARBAGE.keys())
+def test_a_press_when_slack_answers_garbage_decides_nothing_and_is_no_500(
+    demo_world, optimizer, hostile_slack, garbage
+):
+    proposal = submit(optimizer)
+    hostile_slack(answering(garbage))
+
+    answer = post_press("U0OPERATOR", "approve", proposal["id"])
+
+    assert answer.status_code == 200
+    assert not Decision.objects.filter(proposal_id=proposal["id"]).exists()
+
+
+@pytest.mark.parametrize("answer", [trickled, endless], ids=["trickled", "endless"])
+def test_a_message_to_a_slack_that_never_finishes_answering_is_tried_again_later(
+    demo_world, optimizer, hostile_slack, settings, answer
+):
+    """A worker sending it is held no longer than the outbound deadline (here 1 s a call,
+    two calls), and the message is not taken as sent."""
+    settings.OUTBOUND_DEADLINE = 1
+    held_for_a_digest()
+    on_slack_only()
+    submit(optimizer)
+    hostile_slack(answer)
+
+    started = time.monotonic()
+    [notification] = send_held_one_by_one()
+    took = time.monotonic() - started
+
+    assert took < 4, f"the worker was held {took:.1f} s"
+    assert notification.status == NotificationStatus.PENDING, notification.log
+    assert notification.log[-1]["result"].startswith(
+        "Slack could not be reached" if answer is trickled else "Slack's answer could not be read"
+    )
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b'{"ok": true, "user": {"id": "U0OPERATOR"}}',  # posted, but where?
+        b'{"ok": true, "user": {"id": "U0OPERATOR"}, "channel": 7, "ts": null}',
+        *GARBAGE.values(),
+    ],
+)
+def test_a_message_slack_answers_garbage_to_is_not_taken_as_sent(
+    demo_world, optimizer, hostile_slack, garbage
+):
+    held_for_a_digest()
+    on_slack_only()
+    submit(optimizer)
+    hostile_slack(answering(garbage))
+
+    [notification] = send_held_one_by_one()
+
+    assert notification.status == NotificationStatus.PENDING, notification.log
+    assert notification.log[-1]["result"].startswith("Slack"), notification.log
