@@ -299,7 +299,7 @@ EMAIL_USE_TLS = env_flag("EMAIL_USE_TLS")
 EMAIL_TIMEOUT = OUTBOUND_DEADLINE
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "HITL approvals <approvals@localhost>")
 if EMAIL_HOST:
-    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_BACKEND = "hitlproject.mail.EmailBackend"  # Django's, the exchange bounded as a whole
 else:
     EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
     EMAIL_FILE_PATH = str(DATA_DIR / "sent-mail")

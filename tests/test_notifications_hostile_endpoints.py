@@ -1,8 +1,8 @@
-"""A Slack Web API (SLACK_API_URL) that answers slowly or with garbage: a trickle a byte at a
-time, an answer without end, bytes that are not UTF-8, JSON nested past what Python reads,
-JSON of the wrong shape. A button press is still answered within Slack's 3 seconds and
-decides nothing; a message is still tried again later, saying why; a worker is held no
-longer than the outbound deadline."""
+"""A Slack Web API (SLACK_API_URL) or a mail server (EMAIL_HOST) that answers slowly or with
+garbage: a trickle a byte at a time, an answer without end, bytes that are not UTF-8, JSON
+nested past what Python reads, JSON of the wrong shape. A button press is still answered
+within Slack's 3 seconds and decides nothing; a message is still tried again later, saying
+why; a worker is held no longer than the deadline."""
 
 import json
 import socket
@@ -217,3 +217,55 @@ def test_a_message_slack_answers_garbage_to_is_not_taken_as_sent(
 
     assert notification.status == NotificationStatus.PENDING, notification.log
     assert notification.log[-1]["result"].startswith("Slack"), notification.log
+
+
+def trickled_mail_server(connection: socket.socket) -> None:
+    """An SMTP server answering every command, its greeting too, a byte every 0.2 s."""
+    reader = connection.makefile("rb")
+
+    def say(line: bytes) -> None:
+        for byte in line:
+            if HOSTILE_CLOSED.is_set():
+                raise OSError("test over")
+            connection.sendall(bytes([byte]))
+            time.sleep(0.2)
+
+    say(b"220 mail.example.test ESMTP\r\n")
+    while command := reader.readline():
+        say(b"221 bye\r\n" if command.upper().startswith(b"QUIT") else b"250 ok\r\n")
+
+
+class HostileMailServer(HostileSlack):
+    def _handle(self, connection: socket.socket) -> None:  # it speaks first
+        try:
+            self.answer(connection)
+        except OSError:
+            pass
+        finally:
+            connection.close()
+
+
+def test_an_email_to_a_mail_server_that_trickles_its_answers_is_tried_again_later(
+    demo_world, optimizer, settings
+):
+    """smtplib's timeout is per read: a server answering a byte at a time, each within it,
+    held the worker for as long as it liked (here some 40 s)."""
+    HOSTILE_CLOSED.clear()
+    server = HostileMailServer(trickled_mail_server)
+    settings.EMAIL_BACKEND = "hitlproject.mail.EmailBackend"  # as EMAIL_HOST sets it
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", server.listener.getsockname()[1]
+    settings.EMAIL_TIMEOUT = 1
+    held_for_a_digest()
+    submit(optimizer)
+    try:
+        started = time.monotonic()
+        [notification] = send_held_one_by_one()
+        took = time.monotonic() - started
+    finally:
+        HOSTILE_CLOSED.set()
+        server.close()
+
+    assert took < 3, f"the worker was held {took:.1f} s"
+    assert notification.status == NotificationStatus.PENDING, notification.log
+    assert notification.next_attempt_at is not None
+    assert "did not finish within 1 s" in notification.log[-1]["result"], notification.log
