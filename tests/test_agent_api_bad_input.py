@@ -356,6 +356,26 @@ def test_money_is_written_in_plain_digits(optimizer, written):
         assert optimizer.post(URL, bid_adjustment(plain), format="json").status_code == 201
 
 
+@pytest.mark.parametrize("written", ["1e1", "٣", "1_0.5", " 4.50", "4,50", "0x10"])
+def test_a_target_roas_is_written_in_plain_digits_too(optimizer, written):
+    """A strategy change's target ROAS took what Python's Decimal reads: "1_0.5" became a
+    target of 10.50 and "٣" one of 3.00, where an amount is refused so."""
+    change = bid_adjustment(action_type="strategy_change") | {
+        "payload": {"campaign": "brand-search", "changes": {"target_roas": written}}
+    }
+    response = optimizer.post(URL, change, format="json")
+    assert response.status_code == 400, response.json()
+    assert response.json()["payload"] == {
+        "changes": {
+            "target_roas": ["Write the figure in digits with a decimal point, such as 4.50."]
+        }
+    }
+    assert Proposal.objects.count() == 0
+    for plain in ("4.50", 4.5, "4"):
+        change["payload"]["changes"]["target_roas"] = plain
+        assert optimizer.post(URL, change, format="json").status_code == 201
+
+
 def test_more_free_text_than_a_request_may_send_is_a_413_naming_the_limit(optimizer):
     """250 proposals with 9,000 characters of rationale and 1 KB of supporting data each:
     2.5 million characters, written while their campaigns are locked, where the most is 2

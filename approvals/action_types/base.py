@@ -41,12 +41,12 @@ class CampaignRef(serializers.SlugField):
 PLAIN_DECIMAL = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 
 
-class Money(serializers.DecimalField):
-    """A positive amount in the account's currency, as a plain decimal string ("12.50") or
-    a number."""
+class PlainDecimal(serializers.DecimalField):
+    """A positive figure with two decimal places, as a plain decimal string ("4.50") or a
+    number."""
 
     default_error_messages = {
-        "plain": "Write the amount in digits with a decimal point, such as 12.50.",
+        "plain": "Write the figure in digits with a decimal point, such as 4.50.",
     }
 
     def __init__(self, **kwargs: Any) -> None:
@@ -60,6 +60,15 @@ class Money(serializers.DecimalField):
         if isinstance(data, str) and not PLAIN_DECIMAL.fullmatch(data):
             self.fail("plain")
         return super().to_internal_value(data)
+
+
+class Money(PlainDecimal):
+    """A positive amount in the account's currency, as a plain decimal string ("12.50") or
+    a number."""
+
+    default_error_messages = {
+        "plain": "Write the amount in digits with a decimal point, such as 12.50.",
+    }
 
 
 @dataclass(frozen=True)

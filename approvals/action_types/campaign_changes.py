@@ -12,6 +12,7 @@ from approvals.action_types.base import (
     Assessment,
     CampaignRef,
     Money,
+    PlainDecimal,
     change_label,
     change_of,
     relative_change,
@@ -248,9 +249,7 @@ class StatusChange(ActionType):
 class StrategyChanges(StrictSerializer):
     bidding_strategy = serializers.ChoiceField(choices=BiddingStrategy.choices, required=False)
     target_cpa = Money(required=False, help_text="Target cost per acquisition.")
-    target_roas = serializers.DecimalField(
-        max_digits=8, decimal_places=2, min_value=Decimal("0.01"), required=False
-    )
+    target_roas = PlainDecimal(max_digits=8, required=False, help_text="Target return on ad spend.")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if not attrs:
