@@ -25,13 +25,14 @@ from importlib import import_module
 from typing import Any
 
 import grpc
+import httpx
 from django.conf import settings
 from google.ads.googleads.client import GoogleAdsClient
 from google.ads.googleads.errors import GoogleAdsException
 from google.ads.googleads.interceptors import ExceptionInterceptor, MetadataInterceptor
 from google.api_core import exceptions as api_exceptions
 from google.auth import exceptions as auth_exceptions
-from google.auth.transport.requests import Request
+from google.auth import transport
 from google.oauth2.credentials import Credentials
 from google.protobuf import field_mask_pb2
 
@@ -39,6 +40,7 @@ from approvals import action_types
 from approvals.services.supersession import target_moves
 from executors.google_ads import ACTION_TYPES, GoogleAdsAction, GoogleAdsItem, GoogleAdsOutcome
 from executors.models import GoogleAdsLink
+from hitlproject.outbound import Answer, AnswerTooLong, exchange_within
 
 API_VERSION = "v26"
 SCOPES = ["https://www.googleapis.com/auth/adwords"]
@@ -187,12 +189,46 @@ def _local(endpoint: str) -> bool:
     return host.strip("[]") in {"localhost", "127.0.0.1", "::1"}
 
 
-class _DeadlinedRequest(Request):
-    """google-auth's HTTP request, within the executor's deadline (its own default is 120 s)."""
+# An OAuth token answer is a few hundred bytes.
+TOKEN_ANSWER_LIMIT = 64 * 1024
 
-    def __call__(self, *args, **kwargs):
-        kwargs["timeout"] = settings.GOOGLE_ADS_DEADLINE
-        return super().__call__(*args, **kwargs)
+
+class _TokenAnswer(transport.Response):
+    def __init__(self, answer: Answer) -> None:
+        self._answer = answer
+
+    @property
+    def status(self) -> int:
+        return self._answer.status
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return dict(self._answer.headers)
+
+    @property
+    def data(self) -> bytes:
+        return self._answer.body
+
+
+class _DeadlinedRequest(transport.Request):
+    """google-auth's HTTP request, the whole exchange within the executor's deadline and its
+    answer read up to TOKEN_ANSWER_LIMIT: through requests, its timeout (its own default is
+    120 s) bounds each read, so an OAuth server trickling its answer a byte at a time held
+    the execution worker for as long as it liked."""
+
+    def __call__(self, url, method="GET", body=None, headers=None, timeout=None, **kwargs):
+        try:
+            answer = exchange_within(
+                method,
+                url,
+                content=body.encode() if isinstance(body, str) else body,
+                headers=dict(headers or {}),
+                deadline=settings.GOOGLE_ADS_DEADLINE,
+                limit=TOKEN_ANSWER_LIMIT,
+            )
+        except (TimeoutError, AnswerTooLong, httpx.HTTPError) as error:
+            raise auth_exceptions.TransportError(f"{type(error).__name__}: {error}") from error
+        return _TokenAnswer(answer)
 
 
 def google_ads_client(link: GoogleAdsLink) -> GoogleAdsClient:

@@ -1,4 +1,5 @@
-"""A Slack Web API (SLACK_API_URL) or a mail server (EMAIL_HOST) that answers slowly or with
+"""A Slack Web API (SLACK_API_URL), a mail server (EMAIL_HOST) or Google's OAuth server
+(GOOGLE_ADS_TOKEN_URI) that answers slowly or with
 garbage: a trickle a byte at a time, an answer without end, bytes that are not UTF-8, JSON
 nested past what Python reads, JSON of the wrong shape. A button press is still answered
 within Slack's 3 seconds and decides nothing; a message is still tried again later, saying
@@ -14,6 +15,8 @@ import pytest
 from django.test import Client
 
 from approvals.models import Decision
+from executors import google_ads_api
+from executors.models import GoogleAdsLink
 from notifications.models import NotificationStatus
 from tests.conftest import reallocation
 from tests.slack_fake import press
@@ -269,3 +272,46 @@ def test_an_email_to_a_mail_server_that_trickles_its_answers_is_tried_again_late
     assert notification.status == NotificationStatus.PENDING, notification.log
     assert notification.next_attempt_at is not None
     assert "did not finish within 1 s" in notification.log[-1]["result"], notification.log
+
+
+def trickled_token(connection: socket.socket) -> None:
+    """An OAuth token endpoint answering a good token, a byte every 0.2 s."""
+    body = json.dumps({"access_token": "ya29.token", "expires_in": 3600}).encode()
+    connection.sendall(head(len(body)))
+    for byte in body:
+        if HOSTILE_CLOSED.is_set():
+            return
+        connection.sendall(bytes([byte]))
+        time.sleep(0.2)
+
+
+def test_an_oauth_server_that_trickles_its_token_holds_the_executor_no_longer_than_its_deadline(
+    settings,
+):
+    """google-auth's timeout (through requests) is per read: a token trickled a byte at a
+    time held the execution worker for as long as the server liked (here some 11 s past a
+    deadline of 1 s). It is a transport failure at the deadline, which another attempt may
+    get past."""
+    HOSTILE_CLOSED.clear()
+    server = HostileSlack(trickled_token)
+    settings.GOOGLE_ADS_TOKEN_URI = server.url + "token"
+    settings.GOOGLE_ADS_DEADLINE = 1
+    link = GoogleAdsLink(
+        customer_id="1234567890",
+        client_id="client",
+        developer_token="dev",
+        client_secret="secret",
+        refresh_token="refresh",
+    )
+    try:
+        started = time.monotonic()
+        with pytest.raises(google_ads_api._Refused) as refused:
+            google_ads_api.google_ads_client(link)
+        took = time.monotonic() - started
+    finally:
+        HOSTILE_CLOSED.set()
+        server.close()
+
+    assert took < 2, f"the executor was held {took:.1f} s"
+    assert refused.value.retryable
+    assert "was not reached" in str(refused.value)
