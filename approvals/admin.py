@@ -75,7 +75,7 @@ from hitlproject.charts import numeric_series
 from hitlproject.converters import record_page
 from hitlproject.errors import DomainError
 from hitlproject.paginators import CappedCountPaginator
-from hitlproject.vocabulary import NOTE_MAX_LENGTH, UNDER_WAY_STATUSES
+from hitlproject.vocabulary import NOTE_MAX_LENGTH, UNDER_WAY_STATUSES, how_many
 from ledger.selectors import channels_with_accounts
 from policies.engine import (
     cumulative_figure,
@@ -240,31 +240,42 @@ def _bulk_result(verb: str, decided: Decided) -> list[tuple[int, str]]:
     said = []
     if verb == "reject":
         if decided.proposals:
-            said.append((messages.SUCCESS, f"Rejected {len(decided.proposals)} proposal(s)."))
+            said.append(
+                (messages.SUCCESS, f"Rejected {how_many(len(decided.proposals), 'proposal')}.")
+            )
     else:
         if decided.approved:
             said.append(
                 (
                     messages.SUCCESS,
-                    f"{len(decided.approved)} proposal(s) approved and sent to be executed: "
-                    f"{_listed(decided.approved)}.",
+                    f"{how_many(len(decided.approved), 'proposal')} approved and sent to be "
+                    f"executed: {_listed(decided.approved)}.",
                 )
             )
         if decided.awaiting:
             said.append(
                 (
                     messages.INFO,
-                    f"{len(decided.awaiting)} proposal(s) have your approval and wait for "
-                    f"another person's: {_listed(decided.awaiting)}.",
+                    f"{how_many(len(decided.awaiting), 'proposal')} "
+                    + (
+                        "has your approval and waits"
+                        if len(decided.awaiting) == 1
+                        else "have your approval and wait"
+                    )
+                    + f" for another person's: {_listed(decided.awaiting)}.",
                 )
             )
         if decided.superseded:
             said.append(
                 (
                     messages.WARNING,
-                    f"{len(decided.superseded)} proposal(s) superseded, not approved: their "
-                    "targets moved since they were made: "
-                    f"{_listed(proposal for proposal, _ in decided.superseded)}.",
+                    f"{how_many(len(decided.superseded), 'proposal')} superseded, not approved: "
+                    + (
+                        "its target moved since it was made"
+                        if len(decided.superseded) == 1
+                        else "their targets moved since they were made"
+                    )
+                    + f": {_listed(proposal for proposal, _ in decided.superseded)}.",
                 )
             )
         for held in list(decided.held.values())[:REFUSALS_LISTED]:
@@ -275,7 +286,7 @@ def _bulk_result(verb: str, decided: Decided) -> list[tuple[int, str]]:
         len(decided.held) - REFUSALS_LISTED, 0
     )
     if unlisted:
-        said.append((messages.WARNING, f"… and {unlisted} more proposal(s) not decided."))
+        said.append((messages.WARNING, f"… and {how_many(unlisted, 'more proposal')} not decided."))
     return said
 
 
@@ -757,7 +768,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             "admin/approvals/proposal/bulk_decision.html",
             {
                 **self.admin_site.each_context(request),
-                "title": f"{verb.capitalize()} {len(proposals)} proposal(s)?",
+                "title": f"{verb.capitalize()} {how_many(len(proposals), 'proposal')}?",
                 "verb": verb,
                 "action": request.POST.get("action"),
                 "proposals": proposals,

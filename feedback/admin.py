@@ -5,6 +5,7 @@ from approvals.services.decisions import DECIDE_PERMISSION
 from audit.admin import AuditedHistoryAdmin, ReadOnlyAdmin
 from feedback.callbacks import callback_events_redeliver
 from feedback.models import AutonomyRules, CallbackEvent, Feedback, Outcome
+from hitlproject.vocabulary import how_many
 
 
 @admin.register(Feedback)
@@ -34,7 +35,7 @@ class CallbackEventAdmin(ReadOnlyAdmin):
     @admin.action(description="Deliver again (events given up on)", permissions=["redeliver"])
     def deliver_again(self, request, queryset):
         sent = callback_events_redeliver(events=queryset)
-        messages.success(request, f"Sending {sent} event(s) again.")
+        messages.success(request, f"Sending {how_many(sent, 'event')} again.")
 
     def has_redeliver_permission(self, request) -> bool:
         return request.user.has_perm(DECIDE_PERMISSION)  # operators keep the loop running

@@ -101,6 +101,12 @@ WHAT_IF_LABELS = {
 }
 
 
+def how_many(count: int, noun: str, plural: str = "") -> str:
+    """A count and its noun in agreement, as a person writes them: "1 proposal", "3
+    proposals" (never "1 proposal(s)")."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
 def action_type_label(name: str) -> str:
     """An action type as a person reads it: "budget reallocation", not its name."""
     return name.replace("_", " ")

@@ -22,6 +22,7 @@ from approvals.services.acts import Act, LacksPermission, act_refusal, may_act
 from audit.admin import AuditedHistoryAdmin, ConsoleHistoryValues
 from hitlproject.converters import record_page
 from hitlproject.errors import DomainError, NotFound
+from hitlproject.vocabulary import how_many
 from notifications.models import Claim, Delivery, Notification, ReachedBy, Route
 from notifications.selectors import claim_live, proposal_notifications
 from notifications.services import (
@@ -144,7 +145,8 @@ class RouteAdmin(AuditedHistoryAdmin):
     @admin.action(description="Deactivate selected routes", permissions=["change"])
     def deactivate_selected(self, request, queryset):
         stopped = routes_deactivate(routes=list(queryset), user=request.user)
-        messages.success(request, f"Deactivated {stopped} route(s); they tell nobody now.")
+        they = "it tells" if stopped == 1 else "they tell"
+        messages.success(request, f"Deactivated {how_many(stopped, 'route')}; {they} nobody now.")
 
 
 @admin.register(ReachedBy)

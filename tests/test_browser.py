@@ -162,14 +162,14 @@ def test_operator_rejects_two_proposals_at_once_with_a_reason(live_server, demo_
     page.select_option("select[name=action]", "reject_selected")
     page.click("button[name=index]")
 
-    expect(page.locator("h1")).to_contain_text("Reject 2 proposal(s)?")
+    expect(page.locator("h1")).to_contain_text("Reject 2 proposals?")
     expect(page.locator("#bulk-proposals tbody tr")).to_have_count(2)
     assert not Proposal.objects.filter(status=ProposalStatus.REJECTED).exists()
     page.select_option("select[name=reason_code]", "too_aggressive")
     page.fill("textarea[name=note]", "Move in smaller steps.\nHalve it first.")
     page.click("input[value='Yes, reject 2']")
 
-    expect(page.locator(".messagelist")).to_contain_text("Rejected 2 proposal(s).")
+    expect(page.locator(".messagelist")).to_contain_text("Rejected 2 proposals.")
     for proposal in proposals:
         decision = Proposal.objects.get(pk=proposal.pk).decisions.get()
         assert (decision.outcome, decision.reason_code, decision.note) == (
@@ -437,7 +437,7 @@ def test_operator_bulk_approves_bids_on_one_campaign_and_is_told_what_will_run(
     page.click("input[value='Yes, approve 2']")
 
     expect(page.locator(".messagelist")).to_contain_text(
-        "2 proposal(s) approved and sent to be executed"
+        "2 proposals approved and sent to be executed"
     )
     expect(page.locator(".messagelist li")).to_have_count(3)  # and the two held back, why
     held = [p for p in raises if p.pk != first]

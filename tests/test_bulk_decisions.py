@@ -117,7 +117,7 @@ def test_the_admin_lists_a_few_refusals_and_counts_the_rest(login):
         follow=True,
     )
     assert response.text.count("it cannot become approved") == 10
-    assert "… and 3 more proposal(s) not decided." in response.text
+    assert "… and 3 more proposals not decided." in response.text
     assert not Decision.objects.exists()
 
 
@@ -137,7 +137,7 @@ def test_every_proposal_approved_in_bulk_is_executed_once(login):
         follow=True,
     )
     ids = ", ".join(f"#{p.pk}" for p in proposals)
-    assert f"3 proposal(s) approved and sent to be executed: {ids}." in response.text
+    assert f"3 proposals approved and sent to be executed: {ids}." in response.text
     wait_until(lambda: statuses(*proposals) == ["executed"] * 3)
     for proposal in proposals:
         assert [e.status for e in proposal.executions.all()] == ["succeeded"]
@@ -185,7 +185,7 @@ def test_bulk_approval_says_which_budget_raise_a_capped_account_would_refuse_aft
 
     said = [str(message) for message in done.context["messages"]]
     assert said == [
-        f"1 proposal(s) approved and sent to be executed: #{first.pk}.",
+        f"1 proposal approved and sent to be executed: #{first.pk}.",
         left_waiting,
     ]
     assert statuses(first, second) == ["approved", "pending_review"]
@@ -193,8 +193,8 @@ def test_bulk_approval_says_which_budget_raise_a_capped_account_would_refuse_aft
 
 
 def test_the_bulk_confirmation_counts_in_words_that_agree_with_the_count(login):
-    """One proposal held behind another is "1 of them changes … listed above it"; two are
-    "2 of them change … listed above them"."""
+    """One proposal held behind another is "1 of them clashes with one listed above it"; two
+    are "2 of them clash with one listed above them"."""
     first, *later = [
         evaluated(budget_change("generic-search", amount))
         for amount in ("560.00", "570.00", "580.00")
@@ -209,9 +209,66 @@ def test_the_bulk_confirmation_counts_in_words_that_agree_with_the_count(login):
         return html.unescape(re.sub(r"\s+", " ", said))
 
     assert conflicts([first, later[0]]).startswith(
-        "1 of them changes a campaign field that another one listed above it changes first."
+        "1 of them clashes with one listed above it: both change the same campaign field"
     )
-    assert "so it is left waiting" in conflicts([first, later[0]])
+    assert "so it is left waiting; the last column says what becomes of it." in conflicts(
+        [first, later[0]]
+    )
     assert conflicts([first, *later]).startswith(
-        "2 of them change a campaign field that another one listed above them changes first."
+        "2 of them clash with one listed above them: both change the same campaign field"
     )
+    assert "so they are left waiting; the last column says what becomes of each." in conflicts(
+        [first, *later]
+    )
+
+
+def test_the_bulk_confirmation_says_a_budget_change_held_behind_a_pause_waits_to_be_decided(
+    login,
+):
+    """A budget change approved with the pause of its campaign is left waiting because the
+    pause is judged on that budget, not because the pause changes it: the page does not tell
+    the operator it will be superseded, and its row says to decide it once the pause ran."""
+    paused = evaluated(
+        bid_adjustment(action_type="status_change")
+        | {"payload": {"campaign": "brand-search", "status": "paused"}}
+    )
+    raised = evaluated(budget_change("brand-search", "1500.00"))
+    Proposal.objects.filter(pk=raised.pk).update(risk=paused.risk - 1)  # the pause first
+    client = login("operator")
+    selected = {"action": "approve_selected", "_selected_action": [paused.pk, raised.pk]}
+
+    page = client.post(CHANGELIST, selected).text
+
+    said = html.unescape(
+        re.sub(r"\s+", " ", page.split('id="bulk-conflicts">')[1].split("</p>")[0])
+    )
+    assert said == (
+        "1 of them clashes with one listed above it: both change the same campaign field, or "
+        "one changes a figure the other is judged on (a pause is judged on the daily budget it "
+        "stops). Approving them together would run one on a figure other than the one "
+        "approved, so it is left waiting; the last column says what becomes of it. 1 of the 2 "
+        "will be approved."
+    )
+    assert "superseded" not in said
+    rows = dict(re.findall(r'<tr><td>(\d+)</td>.*?<td class="bulk-outcome">(.*?)</td>', page, re.S))
+    assert html.unescape(rows[str(raised.pk)]).endswith(f"decide it once #{paused.pk} executes.")
+
+
+def test_bulk_pages_count_proposals_and_approvals_in_words_that_agree(login):
+    """'Approve 1 proposal?', '1 more approval', '1 proposal has your approval and waits':
+    never '1 proposal(s)'."""
+    Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
+    proposal = evaluated(reallocation("200.00"))
+    client = login("operator")
+    selected = {"action": "approve_selected", "_selected_action": [proposal.pk]}
+
+    confirm = client.post(CHANGELIST, selected)
+    done = client.post(CHANGELIST, {**selected, "confirm": "yes", "note": ""}, follow=True)
+
+    assert confirm.context["title"] == "Approve 1 proposal?"
+    assert confirm.context["proposals"][0].bulk_outcome == (
+        "Approved by you; waits for 1 more approval."
+    )
+    assert [str(message) for message in done.context["messages"]] == [
+        f"1 proposal has your approval and waits for another person's: #{proposal.pk}."
+    ]

@@ -117,7 +117,7 @@ def test_an_endpoint_that_refuses_is_given_up_on_and_an_operator_resends(receive
         follow=True,
     )
 
-    assert "Sending 1 event(s) again." in response.text
+    assert "Sending 1 event again." in response.text
     wait_until(lambda: settled(1))
     assert CallbackEvent.objects.get().status == "delivered"
     assert len(endpoint.received) == 2

@@ -140,7 +140,7 @@ def test_the_bulk_confirmation_says_which_would_execute_and_which_would_be_super
     confirm = client.post(CHANGELIST, selected)
 
     first, second = sorted(bids, key=lambda p: (-p.risk, p.created_at, p.pk))
-    assert "1 of them changes a campaign field that another one listed above it changes first" in (
+    assert "1 of them clashes with one listed above it: both change the same campaign field" in (
         confirm.text
     )
     outcomes = {p.pk: p.bulk_outcome for p in confirm.context["proposals"]}
@@ -155,7 +155,7 @@ def test_the_bulk_confirmation_says_which_would_execute_and_which_would_be_super
     approved = ", ".join(f"#{pk}" for pk in sorted([first.pk, other.pk]))
     said = [str(message) for message in done.context["messages"]]
     assert said == [
-        f"2 proposal(s) approved and sent to be executed: {approved}.",
+        f"2 proposals approved and sent to be executed: {approved}.",
         outcomes[second.pk],
     ]
     assert Proposal.objects.get(pk=second.pk).status == "pending_review"
@@ -195,7 +195,7 @@ def test_a_bulk_approval_reports_every_proposal_confirmed_even_one_decided_meanw
 
     said = [str(message) for message in done.context["messages"]]
     assert said == [
-        f"1 proposal(s) approved and sent to be executed: #{still_waiting.pk}.",
+        f"1 proposal approved and sent to be executed: #{still_waiting.pk}.",
         f"Proposal #{rejected_meanwhile.pk} is rejected; it cannot become approved.",
     ]
 

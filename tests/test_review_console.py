@@ -108,7 +108,7 @@ def test_bulk_approve_asks_for_confirmation_first(login):
     selection = {"action": "approve_selected", "_selected_action": [p.pk for p in proposals]}
     confirmation = client.post(CHANGELIST, selection)
     assert confirmation.status_code == 200
-    assert "Approve 2 proposal(s)?" in confirmation.text
+    assert "Approve 2 proposals?" in confirmation.text
     assert "move 300.00 USD/day" in confirmation.text
     assert not Decision.objects.exists()
 
@@ -132,7 +132,7 @@ def test_bulk_reject_with_a_reason_skips_what_is_no_longer_pending(login):
         },
         follow=True,
     )
-    assert "Rejected 1 proposal(s)." in response.text
+    assert "Rejected 1 proposal." in response.text
     assert (
         f"Proposal #{executed_already.pk} is approved; it cannot become rejected." in response.text
     )

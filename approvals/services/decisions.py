@@ -49,7 +49,7 @@ from audit.actors import Actor, acting_as
 from audit.history import create_with_history, update_with_history
 from hitlproject.diffs import payload_diff
 from hitlproject.errors import Conflict, DomainError, InvalidInput, NotFound
-from hitlproject.vocabulary import note_checked
+from hitlproject.vocabulary import how_many, note_checked
 from policies.services import CappedSpends, brand_guideline_findings
 
 DECIDE_PERMISSION = "approvals.decide_proposal"
@@ -470,7 +470,7 @@ class BulkApprovalPlan:
             return self.left_waiting[proposal.pk].message
         missing = proposal.required_approvals - proposal.approvals_this_round - 1
         if missing > 0:
-            return f"Approved by you; waits for {missing} more approval(s)."
+            return f"Approved by you; waits for {how_many(missing, 'more approval')}."
         return "Approved: it executes."
 
 
