@@ -294,3 +294,20 @@ def test_the_track_record_of_a_busy_agent_says_it_counts_only_its_latest(
     assert (row["Proposals made"], row["Waiting for a person"]) == ("3", "1")
     assert (row["Approved by a person"], row["Auto-approved, not executed"]) == ("1", "1")
     assert row["Auto-executed"] == "0"
+
+
+def test_the_dashboard_rate_says_of_how_many_proposals_in_words_that_agree(demo_world, login):
+    """No proposal yet: no rate ("—", not "0%"); one: "of the 1 proposal made", not "of the
+    1 proposals"."""
+    client = login("operator")
+
+    def auto_rate() -> tuple[str, str]:
+        page = text(client.get(reverse("admin:index")).text)
+        label = page.split("Auto-executed (no person approved), ")[1].split("</div>")[0]
+        value = page.split('id="auto-rate">')[1].split("</div>")[0]
+        return label, value
+
+    assert auto_rate() == ("of the 0 proposals made in the last 7 days", "—")
+    executed = evaluated(bid_adjustment("2.10"))  # +5%: policy approves it
+    proposal_execute(proposal_id=executed.pk)
+    assert auto_rate() == ("of the 1 proposal made in the last 7 days", "100%")

@@ -274,6 +274,11 @@ def test_dashboard_shows_the_share_decided_in_time_and_each_routes_time_to_decid
         "it; not counted above"
     )
     assert shown(page, "deadline-not-decided") == "1"
+    # The withdrawn one had a deadline; the label says it counts only such rounds, so a week
+    # of superseded proposals without one does not read as "0 superseded".
+    assert shown(page, "deadline-not-decided-label") == (
+        "Review rounds with a deadline withdrawn or superseded before a decision; not counted above"
+    )
 
     rows = dict(
         re.findall(
