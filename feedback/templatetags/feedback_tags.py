@@ -6,6 +6,7 @@ from approvals.templatetags.console import reason_label
 from feedback.models import OutcomeEffect
 from feedback.selectors import Scorecard
 from hitlproject.charts import grouped_bars
+from hitlproject.vocabulary import action_type_label
 
 register = template.Library()
 
@@ -16,10 +17,10 @@ def effect_label(effect: str) -> str:
 
 
 def scorecard_charts(cards: list[Scorecard]) -> dict:
-    """A scorecard's charts: how each action type's proposals fared, and why people
-    rejected them."""
+    """A scorecard's charts: how each action type's proposals fared (each named as its
+    table names it), and why people rejected them."""
     verdicts = grouped_bars(
-        [card.action_type for card in cards],
+        [action_type_label(card.action_type) for card in cards],
         [
             ("Auto-executed", [card.auto_executed for card in cards]),
             ("Approved as proposed", [card.approved_as_proposed for card in cards]),
