@@ -2,6 +2,7 @@
 person sees are the ones in the page."""
 
 import math
+import textwrap
 from dataclasses import dataclass
 
 BAR_PALETTE = ["#8aa4b8", "#264b5d", "#c8553d", "#588b8b", "#d9a441", "#7a5c8e"]
@@ -27,8 +28,18 @@ class GroupedBarChart:
     height: int
     baseline: float
     bars: list[Bar]
-    groups: list[tuple[float, str]]  # label x position, label
+    groups: list[tuple[float, list[str]]]  # label x position, label in lines that fit
     legend: list[tuple[str, str]]  # series name, color
+
+
+# A category label's lines are drawn in 12px sans-serif, about this wide a character and this
+# far apart; a label wider than its group wraps, so neighbours' labels never run into each other.
+LABEL_CHARACTER_WIDTH, LABEL_LINE_HEIGHT = 7, 14
+
+
+def label_lines(label: str, width: float) -> list[str]:
+    """A category's label in lines no wider than its group (a word longer stays whole)."""
+    return textwrap.wrap(label, max(int(width // LABEL_CHARACTER_WIDTH), 1)) or [label]
 
 
 def grouped_bars(
@@ -38,16 +49,21 @@ def grouped_bars(
     width: int = 520,
     height: int = 220,
 ) -> GroupedBarChart:
-    """Bars for each category, one per series, scaled to the largest value."""
+    """Bars for each category, one per series, scaled to the largest value; each category's
+    label under its bars, wrapped to its width (the chart grows to hold the lines)."""
     top, bottom, side = 20, 30, 10
+    group_width = (width - 2 * side) / max(len(categories), 1)
+    labels = [label_lines(category, group_width) for category in categories]
+    extra_lines = max((len(lines) for lines in labels), default=1) - 1
+    height += extra_lines * LABEL_LINE_HEIGHT
+    bottom += extra_lines * LABEL_LINE_HEIGHT
     plot_height = height - top - bottom
     largest = max((v for _, values in series for v in values), default=0) or 1
-    group_width = (width - 2 * side) / max(len(categories), 1)
     bar_width = group_width * 0.7 / max(len(series), 1)
     bars, groups = [], []
-    for index, category in enumerate(categories):
+    for index, lines in enumerate(labels):
         left = side + index * group_width + group_width * 0.15
-        groups.append((left + bar_width * len(series) / 2, category))
+        groups.append((left + bar_width * len(series) / 2, lines))
         for number, (_, values) in enumerate(series):
             bar_height = plot_height * values[index] / largest
             bars.append(
@@ -65,7 +81,7 @@ def grouped_bars(
         height=height,
         baseline=top + plot_height,
         bars=bars,
-        groups=[(round(x, 1), label) for x, label in groups],
+        groups=[(round(x, 1), lines) for x, lines in groups],
         legend=[
             (name, BAR_PALETTE[number % len(BAR_PALETTE)])
             for number, (name, _) in enumerate(series)

@@ -98,7 +98,7 @@ def test_the_agent_page_shows_the_scorecard_with_charts(record, login):
     assert 'aria-label="How its proposals fared, by action type"' in text
     # The chart names the action type as its table does, not by its code.
     chart = text.split('aria-label="How its proposals fared, by action type"')[1].split("</svg>")[0]
-    assert re.findall(r'dy="16"[^>]*>([^<]+)</text>', chart) == ["bid adjustment"]
+    assert re.findall(r"<tspan[^>]*>([^<]+)</tspan>", chart) == ["bid adjustment"]
     assert 'aria-label="Why people rejected its proposals"' in text
     week = client.get(reverse("admin:approvals_agent_change", args=[agent.pk]) + "?days=7")
     assert "Scorecard: proposals made in the last 7 days" in week.text

@@ -221,6 +221,19 @@ def test_the_simulation_page_reports_with_a_chart_for_an_auditor(history, login)
     assert (report.proposals, report.with_draft["auto_executed"]) == (7, 5)
     assert '<svg class="bar-chart"' in page.text
     assert 'id="auto-though-rejected">1<' in page.text
+    # Each row's label sits under its bars in lines no wider than its group, so the long
+    # "Auto-approved, not executed (…)" no longer runs over "Auto-executed" and "To a human".
+    chart = page.context["chart"]
+    group_width = chart.groups[1][0] - chart.groups[0][0]
+    assert [" ".join(lines) for _, lines in chart.groups] == [
+        "Auto-executed",
+        "Auto-approved, not executed (superseded, sent back, failed or not run)",
+        "To a human",
+        "Blocked",
+    ]
+    assert all(len(line) * 7 <= group_width for _, lines in chart.groups for line in lines)
+    drawn = page.text.split('<svg class="bar-chart"')[1].split("</svg>")[0]
+    assert "<tspan" in drawn and ">Auto-executed</tspan>" in drawn
 
 
 def test_the_simulation_page_refuses_a_backwards_period(login):
