@@ -619,3 +619,29 @@ def test_a_value_never_set_reads_as_nothing_set_not_as_the_text_none(operator, l
     )
     executions = page.split("<h2>Executions</h2>")[1].split("</table>")[0]
     assert "generic-search target cpa not set" in executions and "None" not in executions
+
+
+def test_the_decisions_table_says_none_yet_only_while_a_person_may_still_decide(login):
+    """A waiting proposal's Decisions table reads "None yet."; one superseded before anyone
+    decided it, or run on policy's word alone, reads "No person decided it.", not a
+    decision still to come."""
+    waiting = evaluated(bid_adjustment("2.50"))  # +25%: to a person
+    superseded = evaluated(bid_adjustment("2.60"))
+    auto = evaluated(bid_adjustment("1.55", campaign="generic-search"))  # +3.3%: policy runs it
+    proposal_approve(
+        proposal_id=waiting.pk, reviewer=get_user_model().objects.get(username="operator")
+    )
+    proposal_execute(proposal_id=waiting.pk)
+    proposal_execute(proposal_id=auto.pk)
+    waits_still = evaluated(bid_adjustment("1.00", campaign="display-retarget"))
+    client = login("auditor")
+
+    def decisions(proposal: Proposal) -> str:
+        page = client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk])).text
+        table = page.split('id="proposal-decisions"')[1].split("</table>")[0]
+        return re.sub(r"<[^>]+>", "", table.split("<tbody>")[1]).strip()
+
+    assert Proposal.objects.get(pk=superseded.pk).status == "superseded"
+    assert decisions(waits_still) == "None yet."
+    assert decisions(superseded) == "No person decided it."
+    assert decisions(auto) == "No person decided it."
