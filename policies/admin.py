@@ -14,6 +14,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.http import urlencode
+from django.utils.text import capfirst
 
 from approvals import action_types
 from approvals.models import Agent, AgentKind
@@ -221,6 +222,16 @@ class DryRunForm(forms.Form):
     )
 
 
+def setting_label(name: str) -> str:
+    """A policy's setting named as its form names it ("Auto-execute ceiling", not its field's
+    "auto execute max magnitude"), wherever a page lists what changed: its history, a
+    promotion."""
+    declared = PolicyForm.declared_fields.get(name)
+    if declared is not None and declared.label:
+        return str(declared.label)
+    return capfirst(Policy._meta.get_field(name).verbose_name)
+
+
 class PromoteForm(forms.Form):
     change_reason = change_reason_field("the live policy's history")
 
@@ -298,8 +309,12 @@ def _ceiling_display(field: str, label: str):
 
 
 class PolicyHistoryValues(ConsoleHistoryValues):
-    """A policy's history reads as its page does (``setting_text``): a ceiling in percent, or
-    a count for creative batches, not the fraction stored; an agent kind by its name."""
+    """A policy's history reads as its page does (``setting_text``, ``setting_label``): a
+    setting by its form's name, a ceiling in percent, or a count for creative batches, not
+    the fraction stored; an agent kind by its name."""
+
+    def format_delta_change(self, change):
+        return replace(super().format_delta_change(change), field=setting_label(change.field))
 
     def prepare_delta_change_value(self, change, value):
         if change.field in (*MAGNITUDE_FIELDS, *PERCENT_FIELDS):
@@ -519,7 +534,7 @@ class PolicyAdmin(ChangeReasonAdmin):
                 return HttpResponseRedirect(reverse("admin:policies_policy_change", args=[live.pk]))
         unit = magnitude_unit(draft.action_type)
         changes = [
-            (Policy._meta.get_field(name).verbose_name, setting_text(name, before, unit),
+            (setting_label(name), setting_text(name, before, unit),
              setting_text(name, after, unit))
             for name, before, after in changes_on_promotion(draft)
         ]  # fmt: skip

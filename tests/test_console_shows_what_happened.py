@@ -402,8 +402,9 @@ def test_a_policys_history_reads_as_its_page_does(login):
     policy.save()
 
     text = history_text(login("auditor"), Policy, policy.pk)
-    assert "Auto execute max magnitude: 10% → 12.5%" in text
+    assert "Auto-execute ceiling: 10% → 12.5%" in text
     assert "Cumulative window: 1 day → 2 days" in text
+    assert "max magnitude" not in text  # each setting by its form's name
     assert "Always review: no → yes" in text
     assert "Agent kind: — → Optimization" in text
     for code in ("0.125000", "0:00:00", "True", "False", "optimization"):

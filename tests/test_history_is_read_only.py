@@ -95,7 +95,7 @@ def test_the_history_list_shows_who_changed_what(login, demo_world):
     assert "seed_demo" in text
     plain = " ".join(html.unescape(strip_tags(text)).split())
     # The field's old and new value, in percent as the policy's form takes them.
-    assert "Auto execute max magnitude: 10% → 20%" in plain
+    assert "Auto-execute ceiling: 10% → 20%" in plain
 
 
 def history_rows(client, obj) -> list[str]:

@@ -259,9 +259,9 @@ def test_duplicate_as_draft_dry_run_simulate_and_promote(owner):
     # Promote: what changes is shown, a reason is required, and the policy keeps its id.
     promote = reverse("admin:policies_policy_promote", args=[draft.pk])
     shown = owner.get(promote)
-    assert ("Auto execute max magnitude", "10%", "30%") in [
-        (label.capitalize(), before, after) for label, before, after in shown.context["changes"]
-    ]
+    # Each setting named as the policy's form names it, not by its field.
+    assert ("Auto-execute ceiling", "10%", "30%") in shown.context["changes"]
+    assert "Auto execute max magnitude" not in shown.text
     refused = owner.post(promote, {"change_reason": "  "})
     assert refused.status_code == 200 and "This field is required." in refused.text
     assert Policy.objects.get(pk=policy.pk).auto_execute_max_magnitude == Decimal("0.1")
