@@ -506,7 +506,10 @@ class PolicyAdmin(ChangeReasonAdmin):
         policy = self.get_object(request, object_id)
         context = dict(extra_context or {})
         if policy is not None and policy.is_draft:
-            context["simulate_query"] = simulate_query(policy)
+            # A retired draft (promoted, say) is simulated no more: the simulation offers only
+            # active drafts, so its link would lead to a refusal.
+            if policy.is_active:
+                context["simulate_query"] = simulate_query(policy)
             context["replaces"] = replaced_policy(policy)
         return super().change_view(request, object_id, form_url, context)
 
@@ -613,7 +616,9 @@ class PolicyAdmin(ChangeReasonAdmin):
             "opts": self.model._meta,
             "policy": policy,
             "form": form,
-            "simulate_query": simulate_query(policy) if policy.is_draft else "",
+            "simulate_query": simulate_query(policy)
+            if policy.is_draft and policy.is_active
+            else "",
             "may_promote": policy.is_draft
             and policy.is_active
             and self.has_change_permission(request, policy),

@@ -273,6 +273,14 @@ def test_duplicate_as_draft_dry_run_simulate_and_promote(owner):
     draft.refresh_from_db()
     assert policy.auto_execute_max_magnitude == Decimal("0.3") and not policy.is_draft
     assert (draft.is_draft, draft.is_active) == (True, False)  # retired
+    # The retired draft's pages offer no simulation, which would refuse it, nor a promotion.
+    for retired_page in (
+        change_url(draft),
+        reverse("admin:policies_policy_dry_run", args=[draft.pk]),
+    ):
+        page = owner.get(retired_page)
+        assert page.status_code == 200
+        assert 'id="simulate-link"' not in page.text and 'id="promote-link"' not in page.text
     latest = history_of(policy).first()
     assert latest.history_change_reason == (
         f"promoted from draft #{draft.pk}: Dry run and simulation agree."
