@@ -315,8 +315,10 @@ class StrategyChange(ActionType):
 
     def assess(self, payload, campaigns, account: Account) -> Assessment:
         campaign = campaigns[payload["campaign"]]
+        # Each field in the words the proposal's page and its executions use ("target cpa
+        # not set → 25.00"), not its name and a dash.
         changed = [
-            f"{field} {getattr(campaign, field) or '—'} → {value}"
+            f"{field.replace('_', ' ')} {getattr(campaign, field) or 'not set'} → {value}"
             for field, value in sorted(payload["changes"].items())
             if str(getattr(campaign, field)) != str(value)
         ]
