@@ -35,7 +35,7 @@ from approvals.models import (
 )
 from approvals.services.proposals import campaigns_as_recorded, campaigns_for
 from hitlproject.periods import describe_duration
-from hitlproject.vocabulary import APPROVED_TO_RUN_STATUSES, MAY_STILL_RUN_STATUSES
+from hitlproject.vocabulary import APPROVED_TO_RUN_STATUSES, MAY_STILL_RUN_STATUSES, NOT_SET
 from ledger.models import Account
 from policies.engine import format_magnitude
 from policies.models import Policy
@@ -214,7 +214,7 @@ def _shown(value: Any) -> str:
     """A recorded ledger value as the page shows it: "not set" where nothing was set, as the
     executions' states say it (``ledger_state``); "—" is left for a column that holds no
     value of the field."""
-    return "not set" if value is None or value == "None" else str(value)
+    return NOT_SET if value is None or value == "None" else str(value)
 
 
 def _state_after(action_type, payload, snapshot) -> dict[tuple[str, str], str]:

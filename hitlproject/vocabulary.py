@@ -101,6 +101,10 @@ WHAT_IF_LABELS = {
 }
 
 
+# A ledger field that holds no value (a target CPA never set), wherever a page shows its value.
+NOT_SET = "not set"
+
+
 def how_many(count: int, noun: str, plural: str = "") -> str:
     """A count and its noun in agreement, as a person writes them: "1 proposal", "3
     proposals" (never "1 proposal(s)")."""

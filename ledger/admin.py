@@ -1,7 +1,8 @@
 from django.contrib import admin
 from django.db import models
 
-from audit.admin import AuditedHistoryAdmin
+from audit.admin import AuditedHistoryAdmin, ConsoleHistoryValues
+from hitlproject.vocabulary import NOT_SET
 from ledger.models import Account, Campaign, Creative
 
 
@@ -42,8 +43,19 @@ class AccountAdmin(GuardrailFieldsOnly, AuditedHistoryAdmin):
         return list(dict.fromkeys([*readonly, *self.integration_fields]))
 
 
+class CampaignHistoryValues(ConsoleHistoryValues):
+    """A campaign's history says a field that held no value (a target CPA, a budget cap) was
+    "not set", as a proposal's page and its executions say of the same field."""
+
+    def prepare_delta_change_value(self, change, value):
+        if value is None:
+            return NOT_SET
+        return super().prepare_delta_change_value(change, value)
+
+
 @admin.register(Campaign)
 class CampaignAdmin(GuardrailFieldsOnly, AuditedHistoryAdmin):
+    history_values = CampaignHistoryValues
     guardrail_fields = ["max_daily_budget", "strategy_locked"]
     list_display = [
         "external_id",

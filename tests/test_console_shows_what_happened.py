@@ -624,6 +624,9 @@ def test_a_value_never_set_reads_as_nothing_set_not_as_the_text_none(operator, l
     )
     executions = page.split("<h2>Executions</h2>")[1].split("</table>")[0]
     assert "generic-search target cpa not set" in executions and "None" not in executions
+    # The campaign's own history says it in the same words.
+    campaign = Campaign.objects.get(external_id="generic-search")
+    assert "Target cpa: not set → 25.00" in history_text(login("auditor"), Campaign, campaign.pk)
 
 
 def test_the_decisions_table_says_none_yet_only_while_a_person_may_still_decide(login):

@@ -21,6 +21,7 @@ from approvals.action_types.base import (
 )
 from approvals.action_types.forms import ActionEditForm, MoneyField
 from hitlproject.validation import StrictSerializer, invalid_input
+from hitlproject.vocabulary import NOT_SET
 from ledger.models import Account, BiddingStrategy, CampaignStatus
 
 
@@ -318,7 +319,7 @@ class StrategyChange(ActionType):
         # Each field in the words the proposal's page and its executions use ("target cpa
         # not set → 25.00"), not its name and a dash.
         changed = [
-            f"{field.replace('_', ' ')} {getattr(campaign, field) or 'not set'} → {value}"
+            f"{field.replace('_', ' ')} {getattr(campaign, field) or NOT_SET} → {value}"
             for field, value in sorted(payload["changes"].items())
             if str(getattr(campaign, field)) != str(value)
         ]

@@ -51,7 +51,7 @@ from approvals.services.proposals import (
 from audit.actors import Actor
 from audit.history import update_with_history
 from hitlproject.errors import Conflict, InvalidInput
-from hitlproject.vocabulary import SUPERSEDABLE_STATUSES
+from hitlproject.vocabulary import NOT_SET, SUPERSEDABLE_STATUSES
 from ledger.models import Campaign
 from policies.services import EvaluationContext
 
@@ -73,7 +73,7 @@ class TargetMove:
 
 
 def _said(value: str | None) -> str:
-    return "not set" if value is None else value
+    return NOT_SET if value is None else value
 
 
 def target_moves(

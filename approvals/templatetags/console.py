@@ -6,7 +6,7 @@ from django.urls import reverse
 from approvals.models import Agent, RejectionReason
 from approvals.selectors import COUNTED, COUNTED_FIGURES, ProposalCounts, dashboard
 from hitlproject.charts import GroupedBarChart, grouped_bars
-from hitlproject.vocabulary import WHAT_IF_LABELS, action_type_label
+from hitlproject.vocabulary import NOT_SET, WHAT_IF_LABELS, action_type_label
 
 register = template.Library()
 
@@ -18,7 +18,7 @@ def ledger_state(state: dict | None) -> str:
     creatives, it sets no number)."""
     lines = [
         f"{campaign} {field.replace('_', ' ')} "
-        + ("not set" if value in (None, "None") else str(value))
+        + (NOT_SET if value in (None, "None") else str(value))
         for campaign, fields in (state or {}).items()
         for field, value in fields.items()
     ]
