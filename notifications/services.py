@@ -710,6 +710,12 @@ def _attempts_record(
             .values_list("pk", "attempts", "next_attempt_at")
         }
         recorded = [n for n, _ in outcomes if latest.get(n.pk) == (n.attempts, leased_until)]
+        # The attempt's own entry says so too, where the proposal's page lists who was told:
+        # "Sent" alone would read as telling of a proposal that waited.
+        for notification in recorded:
+            if notification.pk in stopped and notification.log:
+                said = went_as_it_stopped(notification, stopped[notification.pk])
+                notification.log = [*notification.log[:-1], {**notification.log[-1], "then": said}]
         for notification, result in outcomes:
             notification._change_reason = attempt_note(
                 notification, result, stopped=stopped.get(notification.pk)
@@ -749,19 +755,26 @@ def attempt_note(
     if notification.status == NotificationStatus.NOT_SENT:
         return refusal_note(notification, result)
     if notification.status == NotificationStatus.SENT and stopped is not None:
-        then = (
-            "a new review round of the proposal began as it went"
-            if stopped.status == S.PENDING_REVIEW
-            else f"the proposal became {stopped.get_status_display().lower()} as it went"
-        )
-        if notification.channel == NotificationChannel.SLACK:
-            return f"Sent to {who} by {by}: {result}; {then}, and the message is updated to say so."
-        return f"Sent to {who} by {by}: {result}; {then}, which an email cannot take back."
+        return f"Sent to {who} by {by}: {result}; {went_as_it_stopped(notification, stopped)}."
     if notification.status == NotificationStatus.SENT:
         return f"Sent to {who} by {by}: {result}"
     if notification.status == NotificationStatus.FAILED:
         return f"Failed to reach {who} by {by}, gave up: {result}"
     return f"Not yet reached {who} by {by} (attempt {notification.attempts}), retried: {result}"
+
+
+def went_as_it_stopped(notification: Notification, stopped: Proposal) -> str:
+    """What became of a message's proposal as the message went out (it stopped waiting), and
+    what became of the message: "the proposal became superseded as it went, which an email
+    cannot take back"."""
+    then = (
+        "a new review round of the proposal began as it went"
+        if stopped.status == S.PENDING_REVIEW
+        else f"the proposal became {stopped.get_status_display().lower()} as it went"
+    )
+    if notification.channel == NotificationChannel.SLACK:
+        return f"{then}, and the message is updated to say so"
+    return f"{then}, which an email cannot take back"
 
 
 def refusal_note(notification: Notification, refusal: str) -> str:

@@ -4,10 +4,13 @@ not announced; one that stops waiting while its message goes out has the message
 so, and a Slack message is then updated to say what became of it, as one sent before it
 stopped waiting is."""
 
+import html
+import re
 from contextlib import contextmanager
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.urls import reverse
 
 from notifications import services
 from notifications.models import Notification, NotificationKind, NotificationStatus, ReachedBy
@@ -63,7 +66,7 @@ def test_a_proposal_withdrawn_before_its_email_goes_is_not_announced(
 
 
 def test_an_email_that_went_as_its_proposal_was_withdrawn_says_so_in_its_record(
-    optimizer, told_by_smtp, monkeypatch
+    optimizer, told_by_smtp, monkeypatch, login
 ):
     message = waiting_message(optimizer)
 
@@ -75,6 +78,15 @@ def test_an_email_that_went_as_its_proposal_was_withdrawn_says_so_in_its_record(
     assert message.status == NotificationStatus.SENT
     assert reasons(message)[-1].endswith(
         "; the proposal became withdrawn as it went, which an email cannot take back."
+    )
+    # The proposal's page, where it lists who was told, says so beside "Sent".
+    page = login("auditor").get(
+        reverse("admin:approvals_proposal_change", args=[message.proposal_id])
+    )
+    told = re.sub(r"\s+", " ", page.text.split('id="proposal-told"')[1].split("</table>")[0])
+    assert (
+        "; the proposal became withdrawn as it went, which an email cannot take back</td>"
+        in html.unescape(told)
     )
 
 
