@@ -462,8 +462,8 @@ def test_replay_under_the_deciding_rules_reproduces_every_recorded_routing(every
         # An approved bid change on generic-search had not executed when it came: replayed
         # as its routing found it, and not a guardrail.
         f"#{routes['after_the_edit'].pk}, approved and about to execute, changes "
-        "generic-search's bid first, so this one would be superseded once it executes; a "
-        "person decides it after.",
+        "generic-search's bid first: this one waits for a person, and is superseded once that "
+        "one executes.",
     ]
 
 

@@ -304,8 +304,8 @@ def test_a_value_an_approved_proposal_sets_first_is_not_approved_again_but_waits
     assert first["status"] == "approved"
     assert again["status"] == "pending_review" and again["verdict"]["outcome"] == "review"
     assert (
-        f"#{first['id']}, approved and about to execute, changes brand-search's bid first, so "
-        "this one would be superseded once it executes; a person decides it after."
+        f"#{first['id']}, approved and about to execute, changes brand-search's bid first: "
+        "this one waits for a person, and is superseded once that one executes."
     ) in again["verdict"]["reasons"]
     assert other_field.json()["status"] == "approved", other_field.json()  # no clash
     # It does not count against the ceilings as a move about to happen.
@@ -357,8 +357,8 @@ def test_a_batch_that_sets_one_value_twice_approves_only_the_first(optimizer):
     assert first["status"] == "approved"
     assert second["status"] == "pending_review"
     assert (
-        "The item at index 1 of this batch, approved, changes brand-search's bid first, so this "
-        "one would be superseded once it executes; a person decides it after."
+        "The item at index 1 of this batch, approved, changes brand-search's bid first: this "
+        "one waits for a person, and is superseded once that one executes."
     ) in second["verdict"]["reasons"]
     held = Proposal.objects.get(pk=second["id"])
     assert [hold["rule"] for hold in held.verdict_held_by] == ["changed_first"]

@@ -373,8 +373,9 @@ def changed_first_reviews(
     changes one of its fields first, and once that one executes this one would be
     superseded. Written for ``agent_id``'s agent, where given: another agent's proposal is
     not named (an agent sees only its own).
-    Approving it now would tell its agent "approved" for what will never run; a person
-    decides it after (the console holds its approval back until then)."""
+    Approving it now would tell its agent "approved" for what will never run; it waits for a
+    person instead, who decides it only if that one does not run (the console holds its
+    approval back until then)."""
     if not action_type.sets_values:
         return []
     clash = next((key for key in sorted(fields) if key in changed), None)
@@ -388,8 +389,8 @@ def changed_first_reviews(
     else:
         who = f"#{other.pk if isinstance(other, Ahead) else other}, approved and about to execute,"
     return [
-        f"{who} changes {words} first, so this one would be superseded once it executes; "
-        "a person decides it after."
+        f"{who} changes {words} first: this one waits for a person, and is superseded once that "
+        "one executes."
     ]
 
 
