@@ -5,7 +5,9 @@ from approvals.services.decisions import DECIDE_PERMISSION
 from audit.admin import AuditedHistoryAdmin, ReadOnlyAdmin
 from feedback.callbacks import callback_events_redeliver
 from feedback.models import AutonomyRules, CallbackEvent, Feedback, Outcome
+from hitlproject.periods import describe_duration
 from hitlproject.vocabulary import how_many
+from policies.admin import is_history_page
 
 
 @admin.register(Feedback)
@@ -63,6 +65,25 @@ class AutonomyRulesAdmin(AuditedHistoryAdmin):
             {"fields": ["narrow_min_decisions", "narrow_min_rejected_share", "narrow_factor"]},
         ),
     ]
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if self.has_change_permission(request, obj) and not is_history_page(request):
+            return fieldsets
+        # Read only: the window as a policy's page says one ("30 days"), not Python's
+        # "30 days, 0:00:00".
+        return [
+            (name, {**options, "fields": [self.shown(f) for f in options["fields"]]})
+            for name, options in fieldsets
+        ]
+
+    @staticmethod
+    def shown(field: str) -> str:
+        return "window_shown" if field == "window" else field
+
+    @admin.display(description="window")
+    def window_shown(self, rules: AutonomyRules) -> str:
+        return describe_duration(rules.window)
 
     def has_add_permission(self, request) -> bool:
         return False  # the one set exists from the start

@@ -2,6 +2,7 @@
 narrower, always as a proposal a policy owner decides, applied to the policy only once
 approved."""
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -194,7 +195,11 @@ def test_policy_owners_keep_the_autonomy_rules_and_operators_read_them(login, de
         "narrow_factor": "0.5",
     }
     assert login("operator").post(url, form).status_code == 403
-    assert login("operator").get(url).status_code == 200
+    read = login("operator").get(url)
+    assert read.status_code == 200
+    # Read only, the window reads as a policy's does, not as Python's "30 days, 0:00:00".
+    [shown] = re.findall(r'Window:</label>\s*<div class="readonly">(.*?)</div>', read.text)
+    assert shown == "30 days"
     response = login("policy-owner").post(url, form)
     assert response.status_code == 302
     rules = AutonomyRules.current()
