@@ -83,7 +83,12 @@ from policies.engine import (
     legacy_cumulative_figure_from_reasons,
 )
 from policies.models import Policy
-from policies.services import version_number, versions_count
+from policies.services import (
+    KILL_SWITCH_FINDING,
+    engaged_kill_switches,
+    version_number,
+    versions_count,
+)
 
 EVERY_STATUS = "all"
 
@@ -230,6 +235,19 @@ def _listed(proposals) -> str:
     ids = [f"#{proposal.pk}" for proposal in proposals]
     return ", ".join(ids[:REFUSALS_LISTED]) + (
         f" and {len(ids) - REFUSALS_LISTED} more" if len(ids) > REFUSALS_LISTED else ""
+    )
+
+
+def _kill_switch_released(proposal: Proposal) -> bool:
+    """Whether a proposal a kill switch sent to a person still waits with no switch covering
+    it now: its reasons, as recorded, say a switch "is engaged"."""
+    return (
+        proposal.status == ProposalStatus.PENDING_REVIEW
+        and any(
+            finding.startswith(KILL_SWITCH_FINDING)
+            for finding in (proposal.guardrail_findings or {}).get("review", [])
+        )
+        and not engaged_kill_switches(proposal.account)
     )
 
 
@@ -571,6 +589,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             "policy_terms": policy_terms(
                 routed_by, action_types.get(proposal.action_type).magnitude_unit
             ),
+            "kill_switch_released": _kill_switch_released(proposal),
             "charts": numeric_series(proposal.supporting_data),
             "what_if_chart": what_if_chart(proposal),
             "track_record": agent_track_record(

@@ -270,13 +270,17 @@ def engaged_kill_switches(account: Account) -> list[KillSwitch]:
     )
 
 
+# How a kill switch's finding begins (``kill_switch_reason``), for a page that tells it apart.
+KILL_SWITCH_FINDING = "The kill switch on "
+
+
 def kill_switch_reason(switch: KillSwitch) -> str:
     """The switch and the policy owner's reason for it, as a sentence of its own."""
     reason = switch.reason.strip()
     if not reason.endswith((".", "!", "?")):
         reason += "."
     scope = switch.account or switch.channel or "everything"
-    return f"The kill switch on {scope} is engaged: {reason}"
+    return f"{KILL_SWITCH_FINDING}{scope} is engaged: {reason}"
 
 
 def kill_switch_engaged_since(switch: KillSwitch) -> datetime:

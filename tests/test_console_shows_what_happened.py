@@ -16,7 +16,7 @@ from approvals.models import Proposal
 from approvals.services.decisions import proposal_approve, proposal_reject
 from executors.runner import proposal_execute
 from ledger.models import Account, Campaign
-from policies.models import Policy
+from policies.models import KillSwitch, Policy
 from tests.conftest import bid_adjustment, reallocation
 from tests.factories import evaluated
 
@@ -653,3 +653,28 @@ def test_the_decisions_table_says_none_yet_only_while_a_person_may_still_decide(
     assert decisions(waits_still) == "None yet."
     assert decisions(superseded) == "No person decided it."
     assert decisions(auto) == "No person decided it."
+
+
+def test_a_proposal_a_released_kill_switch_sent_to_a_person_says_the_switch_is_released(login):
+    """Its reasons keep what was so when it was routed ("The kill switch on demo is engaged:
+    …"); once the switch is released its page says no switch covers it now."""
+    switch = KillSwitch.objects.create(
+        scope="account", account=Account.objects.get(external_id="demo"), reason="Outage."
+    )
+    proposal = evaluated(bid_adjustment("2.06"))  # +3%: only the switch holds it
+    client = login("operator")
+
+    def released_note() -> str | None:
+        page = client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk])).text
+        found = re.search(r'id="kill-switch-released">(.*?)</p>', page)
+        return found and html.unescape(found.group(1))
+
+    assert proposal.status == "pending_review"
+    assert proposal.verdict_reasons[0] == "The kill switch on demo is engaged: Outage."
+    assert released_note() is None
+    switch.engaged = False
+    switch.save()
+    assert released_note() == (
+        "No kill switch covers it now: the one above has been released since. It still waits "
+        "for a person's decision."
+    )
