@@ -63,8 +63,15 @@ class ProposalMessage:
     @property
     def reasons_brief(self) -> str:
         """Why it waits, in one line for a digest: its reasons, cut (saying so) where they run
-        long, as many as a creative batch's findings can be; the whole is on its page."""
-        said = "; ".join(self.reasons) or NO_POLICY_DECIDED
+        long, as many as a creative batch's findings can be; the whole is on its page. Each
+        reason is a sentence, so they follow one another as sentences do (not "….; …")."""
+        said = (
+            " ".join(
+                reason if reason.endswith((".", "!", "?")) else f"{reason}."
+                for reason in self.reasons
+            )
+            or NO_POLICY_DECIDED
+        )
         if len(said) <= REASONS_BRIEF_LIMIT:
             return said
         return said[: REASONS_BRIEF_LIMIT - len(MORE_ON_ITS_PAGE)].rstrip() + MORE_ON_ITS_PAGE

@@ -184,8 +184,9 @@ def test_a_digest_of_one_proposal_says_it_waits_and_why_by_email_and_on_slack(op
     assert f"#{proposal['id']}" in json.dumps(posted["blocks"])
     # Why it waits, as the single message says it.
     reasons = Proposal.objects.get(pk=proposal["id"]).verdict_reasons
-    why = "; ".join(reasons)
-    assert reasons and len(why) < 300, why
+    why = " ".join(reasons)  # sentences, one after another
+    assert len(reasons) > 1 and len(why) < 300, why
+    assert ".;" not in digest.body
     html = digest.alternatives[0][0]
     assert f"Why it waits: {why}" in digest.body
     assert f"Why it waits: {escape(why)}" in html
