@@ -423,7 +423,9 @@ def test_operator_bulk_approves_bids_on_one_campaign_and_is_told_what_will_run(
     page.select_option("select[name=action]", "approve_selected")
     page.click("button[name=index]")
 
-    expect(page.locator("#bulk-conflicts")).to_contain_text("2 of them change a campaign field")
+    expect(page.locator("#bulk-conflicts")).to_contain_text(
+        "2 of them clash with one listed above them"
+    )
     listed = {int(row[0]): row[-1] for row in rows_of(page, "#bulk-proposals tbody")}
     raised = {p.pk for p in raises}
     first = next(pk for pk in listed if pk in raised)  # in the order the page lists them
