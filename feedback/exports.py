@@ -1,5 +1,6 @@
-"""An agent's record for prompt tuning or fine-tuning: JSON Lines, one line per proposal that
-people decided on, or reported an outcome of, in the period.
+"""An agent's record for prompt tuning or fine-tuning: JSON Lines, one line per proposal its
+agent was given feedback on in the period: people decided on it, it expired, was superseded or
+failed to execute, or its outcome was reported (``label``: what people decided, or null).
 
 Each line holds what the agent proposed (its payload as first submitted, rationale,
 confidence, supporting data), how policy routed it, the people's decisions with their reasons

@@ -87,6 +87,42 @@ def test_an_operators_edit_to_a_creative_is_in_the_export_as_a_diff(login, decid
     ]
 
 
+def test_the_export_page_says_a_proposal_nobody_decided_is_in_it_and_it_is(login, demo_world):
+    """A proposal superseded before anyone decided it was fed back to its agent: it is in
+    the export, with no label, and the page says such proposals are."""
+    first = evaluated(reallocation("300.00"))  # 30% of brand-search's budget: to a person
+    operator = get_user_model().objects.get(username="operator")
+    budget_set = evaluated(
+        reallocation()
+        | {"action_type": "budget_change",
+           "payload": {"campaign": "brand-search", "new_daily_budget": "1500.00"}}
+    )  # fmt: skip
+    proposal_approve(proposal_id=first.pk, reviewer=operator)
+    proposal_execute(proposal_id=first.pk)  # brand-search's budget moves: budget_set ends
+    budget_set.refresh_from_db()
+    assert budget_set.status == "superseded"
+    client = login("auditor")
+    today = timezone.localdate()
+
+    page = client.get(EXPORT).text
+    response = client.get(
+        EXPORT,
+        {"agent": "optimizer", "since": today - timedelta(days=30), "until": today + timedelta(1)},
+    )
+
+    covers = " ".join(page.split('id="export-covers">')[1].split("</p>")[0].split())
+    assert covers.startswith(
+        "One JSON line for each of the agent's proposals it was given feedback on in the "
+        "period: those people decided on, that expired, were superseded or failed to execute"
+    )
+    records = {r["proposal_id"]: r for r in lines(b"".join(response.streaming_content).decode())}
+    assert (records[budget_set.pk]["label"], records[budget_set.pk]["status"]) == (
+        None,
+        "superseded",
+    )
+    assert records[first.pk]["label"] == "approved"
+
+
 def test_the_command_writes_the_same_lines(login, decided):
     today = timezone.localdate()
     out = io.StringIO()
