@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+import regex
+
 from policies import reading
 from policies.reading import shown
 
@@ -85,7 +87,9 @@ class _Text:
         return None
 
     def find_pattern(self, pattern: str) -> _Found | None:
-        match = re.search(pattern, self.text, flags=re.IGNORECASE)
+        """Where the pattern matches the text as written or as read; raises TimeoutError
+        when one search takes longer than ``PATTERN_SECONDS``."""
+        match = _pattern_search(pattern, self.text)
         if match:
             return _Found(match.start(), match.end(), literal=True)
         searched = {self.text}
@@ -93,7 +97,7 @@ class _Text:
             if read.key in searched:
                 continue
             searched.add(read.key)
-            match = re.search(pattern, read.key, flags=re.IGNORECASE)
+            match = _pattern_search(pattern, read.key)
             if match:
                 return _Found(*read.span(match.start(), match.end()), displayed=read.displayed)
         return None
@@ -106,6 +110,32 @@ class _Text:
             for read in self.readings(TERM_FOLDS)
             if read.displayed == displayed
         )
+
+
+# How long one search of a banned pattern may take. A pattern that backtracks
+# (``(a|aa|aaa)*(b|c)``) can take years on a text written for it; the ``regex`` library's
+# matcher stops at its timeout, with the GIL released while it runs, where ``re`` holds the
+# process until it ends. Python's own syntax and meaning otherwise (``regex.V0``).
+PATTERN_SECONDS = 0.1
+
+
+def _pattern_search(pattern: str, text: str) -> regex.Match | None:
+    return regex.search(
+        pattern,
+        text,
+        flags=regex.IGNORECASE | regex.V0,
+        timeout=PATTERN_SECONDS,
+        concurrent=True,
+    )
+
+
+def pattern_error(pattern: str) -> str | None:
+    """Why a banned pattern is no pattern the matcher takes, or None."""
+    try:
+        regex.compile(pattern, flags=regex.IGNORECASE | regex.V0)
+    except (regex.error, RecursionError, OverflowError) as error:
+        return f"“{pattern}” is not a valid pattern: {error}"
+    return None
 
 
 def _disguise(written: str, displayed: bool) -> str:
@@ -157,6 +187,7 @@ def brand_findings(texts: Iterable[tuple[str, str]], rules: BrandRules) -> list[
     screen reader, a search or the channel's own review reads something else, and an agent
     has no honest reason to write a disclaimer that way."""
     findings = []
+    too_slow: set[str] = set()  # patterns that ran out of time on an earlier text
     read = [(where, _Text(text)) for where, text in texts]
     terms = [
         (term, {fold: reading.term_key(term, fold) for fold in TERM_FOLDS})
@@ -175,7 +206,15 @@ def brand_findings(texts: Iterable[tuple[str, str]], rules: BrandRules) -> list[
                 what = f"the banned term “{term}”"
                 findings.append(_uses(where, what, text.text, found))
         for pattern in rules.banned_patterns:
-            found = text.find_pattern(pattern)
+            if pattern in too_slow:  # not tried again on the other texts: each would wait
+                findings.append(_not_checked(where, pattern, "on an earlier text"))
+                continue
+            try:
+                found = text.find_pattern(pattern)
+            except TimeoutError:
+                too_slow.add(pattern)
+                findings.append(_not_checked(where, pattern, "on this text"))
+                continue
             if found:
                 what = f"the banned pattern /{pattern}/"
                 findings.append(_uses(where, what, text.text, found))
@@ -198,6 +237,14 @@ def brand_findings(texts: Iterable[tuple[str, str]], rules: BrandRules) -> list[
                     "reader, a search or the channel's own review may not find it."
                 )
     return findings
+
+
+def _not_checked(where: str, pattern: str, ran_out: str) -> str:
+    return (
+        f"The {where} was not checked against the banned pattern /{pattern}/, which took "
+        f"longer than {PATTERN_SECONDS:g} s {ran_out} (it backtracks: its repeats need "
+        "bounds), so a person reads it."
+    )
 
 
 def budget_cap_findings(

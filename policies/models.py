@@ -7,6 +7,7 @@ from django.db import models
 from audit.models import audited_history
 from hitlproject.periods import describe_duration
 from ledger.models import Channel
+from policies.guardrails import pattern_error
 
 RATIO = {"max_digits": 14, "decimal_places": 6, "null": True, "blank": True}
 MONEY = {"max_digits": 14, "decimal_places": 2, "null": True, "blank": True}
@@ -268,15 +269,10 @@ class BrandGuidelines(models.Model):
         return f"Brand guidelines for {self.account}"
 
     def clean(self) -> None:
-        import re
-
         for line in _lines(self.banned_patterns):
-            try:
-                re.compile(line)
-            except re.error as error:
-                raise ValidationError(
-                    {"banned_patterns": f"“{line}” is not a valid pattern: {error}"}
-                ) from error
+            error = pattern_error(line)
+            if error:
+                raise ValidationError({"banned_patterns": error})
 
 
 def _lines(text: str) -> list[str]:
