@@ -28,6 +28,7 @@ from audit.history import (
     update_with_history,
     update_with_history_where,
 )
+from hitlproject.celery import app
 from hitlproject.errors import Conflict, NotFound
 from hitlproject.on_its_way import send_now, started
 from hitlproject.queueing import after_commit, chunked, send_each
@@ -67,6 +68,8 @@ SENDING_TIME = timedelta(seconds=15)
 # send none (under a burst of submissions, nine tasks in ten found their messages sent by
 # another); its mark, older than this, is of a task lost on its way.
 DELIVERY_ON_ITS_WAY = "notifications.deliver"
+# The delivery task (notifications.tasks), sent by its name: the tasks module imports this one.
+DELIVER_NOTIFICATIONS = "notifications.deliver_notifications"
 ON_ITS_WAY_STALE_SECONDS = 5
 # Who writes the outbox and the deadlines in the audit trail: the platform's part that tells
 # people, whichever move (a person's, an agent's, a sweep's) made it tell them.
@@ -205,11 +208,9 @@ def _deliver(notification_ids: list[int]) -> None:
     """Send delivery tasks for messages just committed, a task to each chunk of them; none
     where they fit in one and a delivery task is on its way (``hitlproject.on_its_way``): it
     starts after this commit and takes them along."""
-    from notifications.tasks import deliver_notifications
-
     chunks = chunked(notification_ids, DELIVERY_CHUNK)
     if len(chunks) > 1:
-        send_each(deliver_notifications, chunks)
+        send_each(DELIVER_NOTIFICATIONS, chunks)
     else:
         _deliver_unless_on_its_way(notification_ids)
 
@@ -222,11 +223,9 @@ def _deliver_more() -> None:
 
 
 def _deliver_unless_on_its_way(notification_ids: list[int]) -> None:
-    from notifications.tasks import deliver_notifications
-
     if send_now(DELIVERY_ON_ITS_WAY, stale_after=ON_ITS_WAY_STALE_SECONDS):
         try:
-            send_each(deliver_notifications, [notification_ids])
+            send_each(DELIVER_NOTIFICATIONS, [notification_ids])
         except BaseException:
             started(DELIVERY_ON_ITS_WAY)  # not on its way after all: the next writer sends
             raise
@@ -487,11 +486,9 @@ def _deliver_chunk(
     finally:  # what went is recorded whatever stopped the rest
         recorded = _attempts_record(outcomes, leased_until=leased_until)
     if left:  # out of time: given back, due at once, for the next task
-        from notifications.tasks import deliver_notifications
-
         given_back = _lease_give_back(left, leased_until=leased_until)
         if given_back:
-            deliver_notifications.delay(given_back)
+            app.send_task(DELIVER_NOTIFICATIONS, (given_back,))
     return ended + recorded, whole and not left
 
 
@@ -737,11 +734,9 @@ def _attempts_record(
             )
     retried = [n for n in recorded if n.status == NotificationStatus.PENDING]
     if retried:
-        from notifications.tasks import deliver_notifications
-
         for notification in retried:
             countdown = (notification.next_attempt_at - timezone.now()).total_seconds()
-            deliver_notifications.apply_async(([notification.pk],), countdown=countdown)
+            app.send_task(DELIVER_NOTIFICATIONS, ([notification.pk],), countdown=countdown)
     return recorded
 
 
@@ -839,8 +834,6 @@ def notifications_resend_due() -> int:
     recording what became of it; the task that takes it records the attempt interrupted
     first, since it may have gone), and each message due for longer than a lease that no task
     came for (lost with a broker or a worker). Returns how many were sent."""
-    from notifications.tasks import deliver_notifications
-
     now = timezone.now()
     lapsed = _lapsed(now=now)
     overdue = list(
@@ -853,7 +846,7 @@ def notifications_resend_due() -> int:
     )
     Notification.objects.filter(pk__in=overdue).update(next_attempt_at=now)
     due = lapsed + overdue
-    send_each(deliver_notifications, chunked(due, DELIVERY_CHUNK))
+    send_each(DELIVER_NOTIFICATIONS, chunked(due, DELIVERY_CHUNK))
     return len(due)
 
 

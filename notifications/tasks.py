@@ -7,6 +7,7 @@ from hitlproject.on_its_way import started
 from notifications.deadlines import deadlines_sweep
 from notifications.digests import notifications_send_digests
 from notifications.services import (
+    DELIVER_NOTIFICATIONS,
     DELIVERY_ON_ITS_WAY,
     notifications_deliver,
     notifications_resend_due,
@@ -14,7 +15,7 @@ from notifications.services import (
 
 
 @shared_task(
-    name="notifications.deliver_notifications",
+    name=DELIVER_NOTIFICATIONS,
     autoretry_for=(OperationalError,),
     retry_backoff=True,
     max_retries=8,
