@@ -223,8 +223,8 @@ def test_a_value_another_approved_proposal_sets_first_is_not_approved(operators)
 
     assert refused.value.message == (
         f"Proposal #{second.pk} was not approved: #{first.pk}, approved and about to execute, "
-        "changes brand-search's bid first, so this one would be superseded once it does. "
-        "Decide it after."
+        "changes brand-search's bid first: this one is superseded once that one executes (if "
+        "that one does not run, this one can be decided then)."
     )
     assert not Decision.objects.filter(proposal=second).exists()
     assert feedback_kinds(second) == []  # never told "approved"

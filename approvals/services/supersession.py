@@ -179,8 +179,8 @@ def approved_ahead_each(proposals: Iterable[Proposal], *, lock: bool) -> dict[in
             other, words = changed_by[clash].pk, f"{clash[1]}'s {clash[2].replace('_', ' ')}"
             held[proposal.pk] = Conflict(
                 f"Proposal #{proposal.pk} was not approved: #{other}, approved and about to "
-                f"execute, changes {words} first, so this one would be superseded once it "
-                "does. Decide it after."
+                f"execute, changes {words} first: this one is superseded once that one "
+                "executes (if that one does not run, this one can be decided then)."
             )
     return held
 
