@@ -17,6 +17,7 @@ from django.utils.http import urlencode
 from django.utils.text import capfirst
 
 from approvals import action_types
+from approvals.admin import ActionTypeFilter
 from approvals.models import Agent, AgentKind
 from approvals.services.proposals import proposal_dry_run
 from approvals.simulation import draft_rule_set, drafts_in_place, simulate
@@ -331,7 +332,7 @@ class PolicyAdmin(ChangeReasonAdmin):
     history_values = PolicyHistoryValues
     list_display = [
         "name",
-        "action_type",
+        "action_type_display",
         "scope",
         "priority",
         "is_active",
@@ -341,7 +342,7 @@ class PolicyAdmin(ChangeReasonAdmin):
         "cumulative_ceiling",
         "always_review",
     ]
-    list_filter = ["action_type", "is_active", "is_draft", "account"]
+    list_filter = [ActionTypeFilter, "is_active", "is_draft", "account"]
     list_select_related = ["account", "agent"]
     # Each version numbered as its owner counts them (1: as first saved), as a proposal's
     # page and history name the version that routed it.
@@ -432,6 +433,10 @@ class PolicyAdmin(ChangeReasonAdmin):
         if obj is not None and owned_agent_governed(request.user, obj):
             return False
         return super().has_delete_permission(request, obj)
+
+    @admin.display(description="action type", ordering="action_type")
+    def action_type_display(self, policy: Policy) -> str:
+        return action_types.label(policy.action_type)
 
     @admin.display(description="scope")
     def scope(self, policy: Policy) -> str:

@@ -101,6 +101,20 @@ def test_ceilings_are_typed_and_shown_in_percent_and_stored_as_the_exact_fractio
     assert "12.5%" in read_only and "0.125000" not in read_only
 
 
+def test_the_policy_list_names_action_types_as_the_queue_does_and_filters_by_them(owner):
+    listed = owner.get(reverse("admin:policies_policy_changelist"))
+    rows = listed.context["cl"].result_list
+    assert '<td class="field-action_type_display">budget reallocation</td>' in listed.text
+    assert ">budget_reallocation<" not in listed.text
+
+    filtered = owner.get(
+        reverse("admin:policies_policy_changelist"), {"action_type": "budget_reallocation"}
+    )
+    assert {p.action_type for p in filtered.context["cl"].result_list} == {"budget_reallocation"}
+    assert len(filtered.context["cl"].result_list) < len(rows)
+    assert ">bid adjustment</a>" in filtered.text  # the filter's choices, in words
+
+
 @pytest.mark.parametrize(
     "typed, message",
     [
