@@ -50,9 +50,11 @@ from bisect import insort
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from fractions import Fraction
 from typing import Any
+
+from django.utils import timezone
 
 from approvals import action_types
 from approvals.models import Decision, Proposal, ProposalStatus
@@ -303,6 +305,12 @@ class SimulationReport:
     @property
     def changed(self) -> int:
         return sum(n for (before, after), n in self.changes.items() if before != after)
+
+    @property
+    def last_day(self) -> date:
+        """The last day the period holds, where it is read: ``until`` is the moment after it
+        (the midnight that ends it, as the console's period form gives it)."""
+        return timezone.localtime(self.until - timedelta(microseconds=1)).date()
 
     def as_json(self) -> dict:
         return {

@@ -219,6 +219,8 @@ def test_the_simulation_page_reports_with_a_chart_for_an_auditor(history, login)
     assert page.status_code == 200
     report = page.context["report"]
     assert (report.proposals, report.with_draft["auto_executed"]) == (7, 5)
+    # One day, today: "until" is the midnight after it, which the heading does not name.
+    assert f"7 proposals from {today} through {today}, with Looser" in page.text
     assert '<svg class="bar-chart"' in page.text
     assert 'id="auto-though-rejected">1<' in page.text
     # Each row's label sits under its bars in lines no wider than its group, so the long
