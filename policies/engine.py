@@ -468,14 +468,18 @@ def _bounds(facts: Facts, window: timedelta) -> dict[str, tuple[_Ratio, _Ratio]]
 
 
 def _counting_text(facts: Facts, window: timedelta, target: str, *, raised: bool) -> str:
-    """What a cumulative figure counts, in words: the executed moves, and the pending moves
-    (approved, not yet executed) that push the way it is over, named where their proposals
-    are known; the pending ones the other way do not offset them (see the module's notes)."""
+    """What a cumulative figure counts besides this move, in words: the executed moves, if
+    any, and the pending moves (approved, not yet executed) that push the way it is over,
+    named where their proposals are known; the pending ones the other way do not offset them
+    (see the module's notes)."""
     since = facts.now - window if facts.now else None
     side, other = ("raises", "cuts") if raised else ("cuts", "raises")
-    pushing, offsetting = [], False
+    pushing, offsetting, executed = [], False, False
     for move in facts.recent_moves:
-        if move.target != target or not move.pending or (since and move.at < since):
+        if move.target != target or (since and move.at < since):
+            continue
+        if not move.pending:
+            executed = True
             continue
         numerator, denominator = _ratio(move.factor)
         if numerator == denominator:
@@ -484,7 +488,7 @@ def _counting_text(facts: Facts, window: timedelta, target: str, *, raised: bool
             pushing.append(move)
         else:
             offsetting = True
-    said = "counting the executed moves"
+    counted = ["the executed moves"] if executed else []
     if pushing:
         # Their ids where known, and what they come to together: a replay, which counts
         # them as one running product, says the same figure.
@@ -503,9 +507,10 @@ def _counting_text(facts: Facts, window: timedelta, target: str, *, raised: bool
         named = " and ".join(", ".join(parts).rsplit(", ", 1))
         figure = _move_text((together[0] - together[1], together[1]), (0, 1))
         listed = f"{named}, {figure} in all" if parts else f"{figure} in all"
-        said += f" and the pending {side} (approved, not yet executed: {listed})"
+        counted.append(f"the pending {side} (approved, not yet executed: {listed})")
+    said = "counting " + " and ".join(counted) if counted else "with no other move counted"
     if offsetting:
-        said += f"; pending {other} do not offset them"
+        said += f"; pending {other} do not offset {'them' if counted else 'it'}"
     return said
 
 

@@ -198,6 +198,21 @@ def test_splitting_a_big_move_into_small_ones_reaches_a_human_once_the_sum_passe
     )
 
 
+def test_a_move_over_the_cumulative_ceiling_alone_says_it_counted_no_other():
+    # A draft may allow more at once (30%) than over the window (25%): -28% alone is over it,
+    # and no executed move is there to count; a pending raise does not offset the cut.
+    cut = facts("0.28", effects={TARGET: Decimal("0.72")})
+    pending = Move(target=TARGET, factor=Decimal("1.05"), at=NOW - timedelta(hours=1), pending=True)
+
+    verdict = evaluate(replace(cut, recent_moves=(pending,)), [cumulative(ceiling="0.30")])
+
+    assert verdict.reasons == (
+        "brand-search's daily budget would move -28.0% within 24 h, over the 25.0% cumulative "
+        "ceiling of policy “Budget reallocations”, with no other move counted; pending raises "
+        "do not offset it.",
+    )
+
+
 def test_a_cumulative_reason_names_the_pending_moves_it_counts_and_the_ones_it_does_not():
     raise_ = facts("0.08", effects={TARGET: Decimal("1.08")})  # within the 10% alone
     pending = (
@@ -212,8 +227,8 @@ def test_a_cumulative_reason_names_the_pending_moves_it_counts_and_the_ones_it_d
     assert verdict.outcome == "review"
     assert verdict.reasons == (
         "brand-search's daily budget would move +27.4% within 24 h, over the 25.0% cumulative "
-        "ceiling of policy “Budget reallocations”, counting the executed moves and the pending "
-        "raises (approved, not yet executed: #5, +18.0% in all); pending cuts do not offset them.",
+        "ceiling of policy “Budget reallocations”, counting the pending raises (approved, not "
+        "yet executed: #5, +18.0% in all); pending cuts do not offset them.",
     )
     (held,) = [hold.as_record() for hold in verdict.held_by]
     # The figures as the engine compared them, exactly: 1.08 (this move) x 1.18 (#5) =
