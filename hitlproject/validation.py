@@ -148,6 +148,17 @@ def invalid_under(field: str, error: InvalidInput) -> InvalidInput:
 class StrictQuery(StrictSerializer):
     """An endpoint's query parameters: one it does not take is a 400 naming it (an agent that
     asked to wait, or for one account's campaigns, is not answered as if it had asked for
-    something else); DRF's own ``?format=json`` is taken, as on any DRF endpoint."""
+    something else), and so is one given twice (``?status=approved&status=executed`` would be
+    answered for the last alone); DRF's own ``?format=json`` is taken, as on any DRF
+    endpoint."""
 
     known_elsewhere = frozenset({api_settings.URL_FORMAT_OVERRIDE} - {None})
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if hasattr(data, "getlist"):  # a QueryDict: each name with every value it was given
+            repeated = sorted(name for name in data if len(data.getlist(name)) > 1)
+            if repeated:
+                raise serializers.ValidationError(
+                    {name: ["Given more than once; give it once."] for name in repeated}
+                )
+        return super().to_internal_value(data)

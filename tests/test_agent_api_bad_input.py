@@ -274,6 +274,24 @@ def test_a_query_parameter_an_endpoint_does_not_take_is_a_400_naming_it(
 
 
 @pytest.mark.parametrize(
+    "path, query, field",
+    [
+        (URL, "status=approved&status=executed", "status"),
+        ("/api/v1/feedback/", "wait=1&wait=30", "wait"),
+        ("/api/v1/scorecard/", "days=7&days=30", "days"),
+    ],
+)
+def test_a_query_parameter_given_twice_is_a_400_naming_it(optimizer, path, query, field):
+    """Answered for one of the values (DRF takes the last), an agent asking for approved and
+    executed proposals would read the executed ones as all there are."""
+    response = optimizer.get(f"{path}?{query}")
+    assert (response.status_code, response.json()) == (
+        400,
+        {field: ["Given more than once; give it once."]},
+    )
+
+
+@pytest.mark.parametrize(
     "path", ["/api/v1/feedback/", "/api/v1/campaigns/", URL, "/api/v1/scorecard/"]
 )
 def test_drf_s_own_format_parameter_is_taken_as_on_any_drf_endpoint(optimizer, path):
