@@ -3,7 +3,7 @@ agent was given feedback on in the period: people decided on it, it expired, was
 failed to execute, or its outcome was reported (``label``: what people decided, or null).
 
 Each line holds what the agent proposed (its payload as first submitted, rationale,
-confidence, supporting data), how policy routed it, the people's decisions with their reasons
+confidence, supporting data), how policy first routed it, the people's decisions with their reasons
 and notes, what was approved and the edits between the two (with the words changed in
 text), what became of it, and the outcomes reported. Proposals are read in chunks, so a long
 period streams in constant memory.
@@ -22,6 +22,7 @@ from approvals.selectors import policy_name_then, with_deciding_policy_name
 from feedback.models import Feedback, FeedbackKind
 from hitlproject.diffs import payload_diff
 from hitlproject.vocabulary import APPROVED_TO_RUN_STATUSES
+from policies.models import Policy
 
 CHUNK = 500
 # What people said in the end, most telling first: the label of a proposal's line.
@@ -55,8 +56,68 @@ def training_records(*, agent: Agent, since: datetime, until: datetime) -> Itera
         as_submitted = dict(
             Proposal.history.filter(id__in=chunk, history_type="+").values_list("id", "payload")
         )
+        routed = _first_routings(chunk)
         for proposal in proposals:
-            yield _record(agent, proposal, as_submitted.get(proposal.pk, proposal.payload))
+            yield _record(
+                agent,
+                proposal,
+                as_submitted.get(proposal.pk, proposal.payload),
+                routed.get(proposal.pk) or _routing_now(proposal),
+            )
+
+
+def _first_routings(proposal_ids: list[int]) -> dict[int, dict]:
+    """Each proposal's routing as first recorded (its first historical record with a verdict):
+    how policy routed what the agent proposed, before an edit or a re-assessment routed it
+    again (an edit that halves a move is re-assessed "within the ceiling"), with its policy's
+    name in the version that routed it."""
+    records = (
+        Proposal.history.filter(id__in=proposal_ids)
+        .exclude(verdict_outcome__isnull=True)
+        .exclude(verdict_outcome="")
+        .order_by("id", "history_date", "history_id")
+        .values(
+            "id",
+            "verdict_outcome",
+            "verdict_policy_id",
+            "verdict_policy_version",
+            "verdict_reasons",
+            "risk",
+        )
+    )
+    first: dict[int, dict] = {}
+    for record in records:
+        first.setdefault(record["id"], record)
+    names_then = dict(
+        Policy.history.filter(
+            history_id__in={record["verdict_policy_version"] for record in first.values()}
+        ).values_list("history_id", "name")
+    )
+    names_now = dict(  # where the version that routed it is not on record
+        Policy.objects.filter(
+            pk__in={record["verdict_policy_id"] for record in first.values()}
+        ).values_list("pk", "name")
+    )
+    return {
+        pk: {
+            "outcome": record["verdict_outcome"],
+            "policy": names_then.get(record["verdict_policy_version"])
+            or names_now.get(record["verdict_policy_id"]),
+            "reasons": record["verdict_reasons"],
+            "risk": record["risk"],
+        }
+        for pk, record in first.items()
+    }
+
+
+def _routing_now(proposal: Proposal) -> dict:
+    """A proposal with no routing on record (evaluated before its history held one)."""
+    return {
+        "outcome": proposal.verdict_outcome,
+        "policy": policy_name_then(proposal) if proposal.verdict_policy else None,
+        "reasons": proposal.verdict_reasons,
+        "risk": proposal.risk,
+    }
 
 
 def _chunks(items: Iterable[int], size: int) -> Iterator[list[int]]:
@@ -65,7 +126,7 @@ def _chunks(items: Iterable[int], size: int) -> Iterator[list[int]]:
         yield chunk
 
 
-def _record(agent: Agent, proposal: Proposal, submitted_payload: dict) -> dict:
+def _record(agent: Agent, proposal: Proposal, submitted_payload: dict, routing: dict) -> dict:
     kinds = {item.kind for item in proposal.feedback.all()}
     approved = proposal.status in APPROVED_TO_RUN_STATUSES
     return {
@@ -80,12 +141,7 @@ def _record(agent: Agent, proposal: Proposal, submitted_payload: dict) -> dict:
             "confidence": proposal.confidence,
             "supporting_data": proposal.supporting_data,
         },
-        "verdict": {
-            "outcome": proposal.verdict_outcome,
-            "policy": policy_name_then(proposal) if proposal.verdict_policy else None,
-            "reasons": proposal.verdict_reasons,
-            "risk": proposal.risk,
-        },
+        "verdict": routing,
         "label": next((kind.value for kind in DECIDED_KINDS if kind in kinds), None),
         "decisions": [
             {

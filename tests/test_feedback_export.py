@@ -87,6 +87,36 @@ def test_an_operators_edit_to_a_creative_is_in_the_export_as_a_diff(login, decid
     ]
 
 
+def test_an_edited_move_is_exported_with_the_routing_that_sent_it_to_a_person(login, demo_world):
+    """The line pairs what the agent proposed with how policy routed that: an edit that
+    shrinks a 28% reallocation to 5% is re-assessed "within the ceiling", which is not why a
+    person saw it."""
+    operator = get_user_model().objects.get(username="operator")
+    proposal = evaluated(reallocation("280.00"))
+    routed, risk = list(proposal.verdict_reasons), proposal.risk
+    edited = {**proposal.payload, "amount": "50.00"}
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator, edited_payload=edited)
+    proposal.refresh_from_db()
+    assert proposal.verdict_reasons != routed  # re-assessed as edited
+    today = timezone.localdate()
+
+    response = login("auditor").get(
+        EXPORT,
+        {"agent": "optimizer", "since": today - timedelta(days=1), "until": today + timedelta(1)},
+    )
+
+    (line,) = lines(b"".join(response.streaming_content).decode())
+    assert line["proposed"]["payload"]["amount"] == "280.00"
+    assert line["verdict"] == {
+        "outcome": "review",
+        "policy": "Budget reallocations",
+        "reasons": routed,
+        "risk": risk,
+    }
+    assert any("28.0%" in reason for reason in line["verdict"]["reasons"])
+    assert (line["label"], line["approved_payload"]["amount"]) == ("approved_with_edits", "50.00")
+
+
 def test_the_export_page_says_a_proposal_nobody_decided_is_in_it_and_it_is(login, demo_world):
     """A proposal superseded before anyone decided it was fed back to its agent: it is in
     the export, with no label, and the page says such proposals are."""
