@@ -474,12 +474,12 @@ def _counting_text(facts: Facts, window: timedelta, target: str, *, raised: bool
     (see the module's notes)."""
     since = facts.now - window if facts.now else None
     side, other = ("raises", "cuts") if raised else ("cuts", "raises")
-    pushing, offsetting, executed = [], False, False
+    pushing, offsetting, executed = [], False, (1, 1)
     for move in facts.recent_moves:
         if move.target != target or (since and move.at < since):
             continue
         if not move.pending:
-            executed = True
+            executed = _multiplied(executed, _ratio(move.factor))
             continue
         numerator, denominator = _ratio(move.factor)
         if numerator == denominator:
@@ -488,7 +488,9 @@ def _counting_text(facts: Facts, window: timedelta, target: str, *, raised: bool
             pushing.append(move)
         else:
             offsetting = True
-    counted = ["the executed moves"] if executed else []
+    # The executed moves where they move it (a replay keeps them as one running product,
+    # which moves it just as they do together).
+    counted = ["the executed moves"] if executed[0] != executed[1] else []
     if pushing:
         # Their ids where known, and what they come to together: a replay, which counts
         # them as one running product, says the same figure.
@@ -508,7 +510,7 @@ def _counting_text(facts: Facts, window: timedelta, target: str, *, raised: bool
         figure = _move_text((together[0] - together[1], together[1]), (0, 1))
         listed = f"{named}, {figure} in all" if parts else f"{figure} in all"
         counted.append(f"the pending {side} (approved, not yet executed: {listed})")
-    said = "counting " + " and ".join(counted) if counted else "with no other move counted"
+    said = "counting " + " and ".join(counted) if counted else "with no other move changing it"
     if offsetting:
         said += f"; pending {other} do not offset {'them' if counted else 'it'}"
     return said

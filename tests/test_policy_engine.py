@@ -208,7 +208,7 @@ def test_a_move_over_the_cumulative_ceiling_alone_says_it_counted_no_other():
 
     assert verdict.reasons == (
         "brand-search's daily budget would move -28.0% within 24 h, over the 25.0% cumulative "
-        "ceiling of policy “Budget reallocations”, with no other move counted; pending raises "
+        "ceiling of policy “Budget reallocations”, with no other move changing it; pending raises "
         "do not offset it.",
     )
 

@@ -251,7 +251,7 @@ def test_duplicate_as_draft_dry_run_simulate_and_promote(owner):
     assert [hold.rule for hold in verdict.held_by] == ["cumulative_ceiling", "cumulative_ceiling"]
     assert verdict.held_by[0].text == (
         "cumulative ceiling 25% per 24 h (with this move, brand-search's daily budget would "
-        "move -28.0% within 24 h, with no other move counted)"
+        "move -28.0% within 24 h, with no other move changing it)"
     )
 
     # The simulation over the recorded proposals says the same.
