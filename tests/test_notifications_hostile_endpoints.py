@@ -71,15 +71,22 @@ def head(length: int) -> bytes:
     )
 
 
-def trickled(connection: socket.socket) -> None:
+def trickling(answer: dict) -> Callable[[socket.socket], None]:
     """A good answer, a byte every 0.2 s: each read's timeout met, the whole taking 20 s."""
-    body = json.dumps(OPERATOR_FOUND).encode()
-    connection.sendall(head(len(body)))
-    for byte in body:
-        if HOSTILE_CLOSED.is_set():
-            return
-        connection.sendall(bytes([byte]))
-        time.sleep(0.2)
+
+    def trickle(connection: socket.socket) -> None:
+        body = json.dumps(answer).encode()
+        connection.sendall(head(len(body)))
+        for byte in body:
+            if HOSTILE_CLOSED.is_set():
+                return
+            connection.sendall(bytes([byte]))
+            time.sleep(0.2)
+
+    return trickle
+
+
+trickled = trickling(OPERATOR_FOUND)
 
 
 def endless(connection: socket.socket) -> None:
@@ -274,17 +281,6 @@ def test_an_email_to_a_mail_server_that_trickles_its_answers_is_tried_again_late
     assert "did not finish within 1 s" in notification.log[-1]["result"], notification.log
 
 
-def trickled_token(connection: socket.socket) -> None:
-    """An OAuth token endpoint answering a good token, a byte every 0.2 s."""
-    body = json.dumps({"access_token": "ya29.token", "expires_in": 3600}).encode()
-    connection.sendall(head(len(body)))
-    for byte in body:
-        if HOSTILE_CLOSED.is_set():
-            return
-        connection.sendall(bytes([byte]))
-        time.sleep(0.2)
-
-
 def test_an_oauth_server_that_trickles_its_token_holds_the_executor_no_longer_than_its_deadline(
     settings,
 ):
@@ -293,7 +289,7 @@ def test_an_oauth_server_that_trickles_its_token_holds_the_executor_no_longer_th
     deadline of 1 s). It is a transport failure at the deadline, which another attempt may
     get past."""
     HOSTILE_CLOSED.clear()
-    server = HostileSlack(trickled_token)
+    server = HostileSlack(trickling({"access_token": "ya29.token", "expires_in": 3600}))
     settings.GOOGLE_ADS_TOKEN_URI = server.url + "token"
     settings.GOOGLE_ADS_DEADLINE = 1
     link = GoogleAdsLink(
