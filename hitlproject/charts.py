@@ -39,7 +39,8 @@ LABEL_CHARACTER_WIDTH, LABEL_LINE_HEIGHT = 7, 14
 
 def label_lines(label: str, width: float) -> list[str]:
     """A category's label in lines no wider than its group (a word longer stays whole)."""
-    return textwrap.wrap(label, max(int(width // LABEL_CHARACTER_WIDTH), 1)) or [label]
+    most = max(int(width // LABEL_CHARACTER_WIDTH), 1)
+    return textwrap.wrap(label, most, break_long_words=False) or [label]
 
 
 def grouped_bars(

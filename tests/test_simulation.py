@@ -14,6 +14,7 @@ from approvals.models import Proposal
 from approvals.services.decisions import proposal_approve, proposal_reject
 from approvals.simulation import draft_rule_set, simulate
 from executors.runner import proposal_execute
+from hitlproject.charts import grouped_bars
 from ledger.models import Campaign
 from policies.models import Policy
 from tests.conftest import bid_adjustment, reallocation
@@ -236,6 +237,16 @@ def test_the_simulation_page_reports_with_a_chart_for_an_auditor(history, login)
     assert all(len(line) * 7 <= group_width for _, lines in chart.groups for line in lines)
     drawn = page.text.split('<svg class="bar-chart"')[1].split("</svg>")[0]
     assert "<tspan" in drawn and ">Auto-executed</tspan>" in drawn
+
+
+def test_a_chart_label_wider_than_its_group_wraps_between_words_never_inside_one():
+    """The dashboard's chart has a group for each agent: eight of them leave 62 px, some
+    eight characters, to a label, and "budget reallocation" or an agent named "copywriter"
+    read "budget real / location" and "copywrit / er"."""
+    agents = ["copywriter", "budget reallocation", *(f"agent {n}" for n in range(6))]
+    chart = grouped_bars(agents, [("Rejected", [1] * len(agents))], height=180)
+
+    assert [lines for _, lines in chart.groups[:2]] == [["copywriter"], ["budget", "reallocation"]]
 
 
 def test_the_simulation_page_refuses_a_backwards_period(login):
