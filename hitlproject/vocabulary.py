@@ -105,10 +105,10 @@ WHAT_IF_LABELS = {
 NOT_SET = "not set"
 
 
-def how_many(count: int, noun: str, plural: str = "") -> str:
+def how_many(count: int, noun: str) -> str:
     """A count and its noun in agreement, as a person writes them: "1 proposal", "3
     proposals" (never "1 proposal(s)")."""
-    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+    return f"{count} {noun if count == 1 else noun + 's'}"
 
 
 def action_type_label(name: str) -> str:
