@@ -69,21 +69,19 @@ def a_run_each_search_takes_a_while_on() -> str:
     raise AssertionError("the pattern backtracks no more")
 
 
-def test_a_batch_whose_every_text_takes_just_under_a_search_bound_is_answered_at_once(
+def test_a_batch_whose_every_text_takes_just_under_a_search_bound_is_checked_for_0_1_s_in_all(
     demo_world, optimizer
 ):
     """Bounded each search alone, 150 texts each taking 20-90 ms held the agent's submission
-    for seconds (3 s to 14 s) and none of them was said to be unchecked."""
+    for seconds (3 s to 14 s) and none of them was said to be unchecked. Bounded in all, the
+    pattern's time runs out a few texts in, and the last text says it was not checked."""
     guidelines(BACKTRACKS)
     run = a_run_each_search_takes_a_while_on()
     batch = creative_batch(*[creative(headline=run, body=run, cta=run) for _ in range(50)])
 
-    started = time.monotonic()
     answer = optimizer.post("/api/v1/proposals/", batch, format="json")
-    took = time.monotonic() - started
 
     assert answer.status_code == 201, answer.content
-    assert took < 1.5, f"the submission took {took:.1f} s"
     assert answer.json()["status"] == ProposalStatus.PENDING_REVIEW
     unchecked = [
         reason
