@@ -148,7 +148,7 @@ def test_operator_approves_the_reference_proposal_from_the_top_of_the_queue(
     screenshot(page, "dashboard")
 
     page.locator("#agent-figures a", has_text="optimizer").click()
-    expect(page.locator("#scorecard")).to_contain_text("budget_reallocation")
+    expect(page.locator("#scorecard")).to_contain_text("budget reallocation")
     expect(page.locator("#scorecard svg.bar-chart rect").first).to_be_visible()
     screenshot(page, "scorecard")
 
