@@ -75,7 +75,12 @@ from hitlproject.charts import numeric_series
 from hitlproject.converters import record_page
 from hitlproject.errors import DomainError
 from hitlproject.paginators import CappedCountPaginator
-from hitlproject.vocabulary import NOTE_MAX_LENGTH, UNDER_WAY_STATUSES, how_many
+from hitlproject.vocabulary import (
+    MAY_STILL_BE_DECIDED_STATUSES,
+    NOTE_MAX_LENGTH,
+    UNDER_WAY_STATUSES,
+    how_many,
+)
 from ledger.selectors import channels_with_accounts
 from policies.engine import (
     cumulative_figure,
@@ -590,6 +595,7 @@ class ProposalAdmin(ReadOnlyAdmin):
                 routed_by, action_types.get(proposal.action_type).magnitude_unit
             ),
             "kill_switch_released": _kill_switch_released(proposal),
+            "may_still_be_decided": proposal.status in MAY_STILL_BE_DECIDED_STATUSES,
             "charts": numeric_series(proposal.supporting_data),
             "what_if_chart": what_if_chart(proposal),
             "track_record": agent_track_record(

@@ -245,7 +245,10 @@ async def _exchange(
         finally:
             await response.aclose()
         return Answer(
-            response.status_code, response.reason_phrase, response.headers.multi_items(), body
+            response.status_code,
+            response.reason_phrase,
+            response.headers.multi_items(),
+            bytes(body),
         )
 
 

@@ -59,6 +59,8 @@ COUNTED_STATUSES = frozenset({S.APPROVED, S.EXECUTING, S.EXECUTED})
 # A proposal that may still run (a failed one, when a person retries it): its figures now are
 # worth showing beside what it was made on.
 MAY_STILL_RUN_STATUSES = frozenset({S.PENDING_REVIEW, S.APPROVED, S.FAILED})
+# A proposal a person may still decide (one just submitted, not yet routed, may go to one).
+MAY_STILL_BE_DECIDED_STATUSES = frozenset({S.SUBMITTED, S.PENDING_REVIEW})
 # Waiting to run, and so superseded when a change lands on what it sets (a failed one is
 # re-checked when retried instead: the lifecycle does not supersede from FAILED).
 SUPERSEDABLE_STATUSES = frozenset({S.PENDING_REVIEW, S.APPROVED})
