@@ -243,17 +243,16 @@ def _listed(proposals) -> str:
     )
 
 
-def _kill_switch_released(proposal: Proposal) -> bool:
-    """Whether a proposal a kill switch sent to a person still waits with no switch covering
-    it now: its reasons, as recorded, say a switch "is engaged"."""
-    return (
-        proposal.status == ProposalStatus.PENDING_REVIEW
-        and any(
-            finding.startswith(KILL_SWITCH_FINDING)
-            for finding in (proposal.guardrail_findings or {}).get("review", [])
-        )
-        and not engaged_kill_switches(proposal.account)
+def _kill_switches_released(proposal: Proposal) -> int:
+    """How many kill switches sent a proposal that still waits to a person, where none covers
+    it now (0 otherwise): its reasons, as recorded, say each "is engaged"."""
+    if proposal.status != ProposalStatus.PENDING_REVIEW:
+        return 0
+    switches = sum(
+        finding.startswith(KILL_SWITCH_FINDING)
+        for finding in (proposal.guardrail_findings or {}).get("review", [])
     )
+    return switches if switches and not engaged_kill_switches(proposal.account) else 0
 
 
 def _bulk_result(verb: str, decided: Decided) -> list[tuple[int, str]]:
@@ -594,7 +593,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             "policy_terms": policy_terms(
                 routed_by, action_types.get(proposal.action_type).magnitude_unit
             ),
-            "kill_switch_released": _kill_switch_released(proposal),
+            "kill_switches_released": _kill_switches_released(proposal),
             "may_still_be_decided": proposal.status in MAY_STILL_BE_DECIDED_STATUSES,
             "charts": numeric_series(proposal.supporting_data),
             "what_if_chart": what_if_chart(proposal),

@@ -678,3 +678,24 @@ def test_a_proposal_a_released_kill_switch_sent_to_a_person_says_the_switch_is_r
         "No kill switch covers it now: the one above has been released since. It still waits "
         "for a person's decision."
     )
+
+
+def test_two_released_kill_switches_are_both_said_released(login):
+    demo = Account.objects.get(external_id="demo")
+    switches = [
+        KillSwitch.objects.create(scope="account", account=demo, reason="Outage."),
+        KillSwitch.objects.create(scope="channel", channel=demo.channel, reason="API change."),
+    ]
+    proposal = evaluated(bid_adjustment("2.06"))
+    assert len(proposal.verdict_reasons) == 2  # each switch says it is engaged
+    for switch in switches:
+        switch.engaged = False
+        switch.save()
+
+    page = login("operator").get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+
+    found = re.search(r'id="kill-switch-released">(.*?)</p>', page.text)
+    assert html.unescape(found.group(1)) == (
+        "No kill switch covers it now: those above have been released since. It still waits "
+        "for a person's decision."
+    )
