@@ -361,7 +361,11 @@ class ProposalHistoryValues(ConsoleHistoryValues):
         if field_name == "guardrail_findings" and isinstance(value, dict):
             said = [
                 f"{label}: {' '.join(str(finding) for finding in value.get(key) or ())}"
-                for key, label in (("block", "Refuses"), ("review", "Sends to a person"))
+                for key, label in (
+                    ("block", "Refuses"),
+                    ("review", "Sends to a person"),
+                    ("changed_first", "Changed first"),
+                )
                 if value.get(key)
             ]
             return "; ".join(said) or None

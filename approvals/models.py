@@ -138,6 +138,8 @@ class Proposal(models.Model):
         "[{'rule', 'text', 'policy', and for a cumulative ceiling 'target', 'moved', "
         "'ceiling', 'window_seconds'}].",
     )
+    # With 'changed_first': [...] too, where an approved proposal changes a value it sets first
+    # (policies.services.GuardrailFindings), whatever the verdict.
     guardrail_findings = models.JSONField(
         default=dict,
         blank=True,

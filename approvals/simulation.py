@@ -629,15 +629,20 @@ def _replayed(
         now=now,
         guardrail_blocks=tuple(findings.get("block", ())),
         guardrail_reviews=tuple(findings.get("review", ())),
-        # As the routing found it (the proposal approved ahead of it, as it then stood), and
-        # as the replay finds it (one only the draft approved, ahead of it).
+        # As the routing found it (the proposal approved ahead of it, as it then stood: with
+        # its findings, or, recorded before they held it, where it held the proposal), and as
+        # the replay finds it (one only the draft approved, ahead of it).
         changed_first=tuple(
             dict.fromkeys(
                 [
                     *(
-                        hold["text"]
-                        for hold in record["verdict_held_by"] or ()
-                        if hold.get("rule") == "changed_first"
+                        findings["changed_first"]
+                        if "changed_first" in findings
+                        else (
+                            hold["text"]
+                            for hold in record["verdict_held_by"] or ()
+                            if hold.get("rule") == "changed_first"
+                        )
                     ),
                     *changed_first,
                 ]

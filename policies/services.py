@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
@@ -297,11 +297,21 @@ def kill_switch_engaged_since(switch: KillSwitch) -> datetime:
 
 @dataclass(frozen=True)
 class GuardrailFindings:
+    """What was found about an action as it was routed, besides the rules: what the
+    guardrails refuse and send to a person, and why it would only be superseded once it runs
+    (``changed_first``). Recorded with the verdict, whatever the verdict (a block reads no
+    further, so its held_by names none of the rest), so that a replay under a draft that lifts
+    the block still finds what else held it."""
+
     blocks: tuple[str, ...] = ()
     reviews: tuple[str, ...] = ()
+    changed_first: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, list[str]]:
-        return {"block": list(self.blocks), "review": list(self.reviews)}
+        found = {"block": list(self.blocks), "review": list(self.reviews)}
+        if self.changed_first:
+            found["changed_first"] = list(self.changed_first)
+        return found
 
 
 def guardrail_blocks(
@@ -802,7 +812,9 @@ class EvaluationContext:
             agent_approval_rate=self.approval_rates.get(agent.pk) if agent else None,
             always_human=action_type.always_human,
         )
-        return engine.evaluate(facts, self.rules), findings
+        return engine.evaluate(facts, self.rules), replace(
+            findings, changed_first=tuple(changed_first)
+        )
 
     def count(self, *, account_id: int, effects: dict[str, Fraction]) -> None:
         """A move just approved: it counts for the actions evaluated after it, as pending."""

@@ -661,3 +661,34 @@ def test_a_draft_auto_executes_at_most_one_of_two_changes_to_the_same_budget(
         reasons
     )
     assert "cumulative ceiling 60% per 24 h" in reasons
+
+
+def test_a_blocked_move_an_approved_one_changes_first_stays_held_under_a_draft_lifting_the_block(
+    demo_world,
+):
+    """A block reads no further, so its verdict names nothing else that held the proposal;
+    what its routing found (an approved bid change on the same bid, not yet executed) is
+    recorded with it, and a draft that lifts the block still sends it to a person."""
+    bids = Policy.objects.get(action_type="bid_adjustment", is_draft=False)
+    bids.block_above_magnitude = Decimal("0.30")
+    bids.save()
+    ahead = evaluated(bid_adjustment("2.20"))  # +10%: approved, not yet executed
+    blocked = evaluated(bid_adjustment("3.00"))  # +50%: over the 30% hard ceiling
+    assert (ahead.status, blocked.status) == ("approved", "blocked")
+    Policy.objects.create(
+        name="Bids up to 60%",
+        action_type="bid_adjustment",
+        is_draft=True,
+        draft_of=bids,
+        auto_execute_max_magnitude=Decimal("0.60"),
+    )
+
+    report = run(*draft_rule_set())
+
+    (example,) = [e for e in report.examples if e["proposal"] == blocked.pk]
+    assert (example["routed"], example["with_draft"]) == ("block", "review")
+    held = {e["proposal"]: e["held_by"] for e in report.held_examples}
+    assert held[blocked.pk] == [
+        f"#{ahead.pk}, approved and about to execute, changes brand-search's bid first: this "
+        "one waits for a person, and is superseded once that one executes."
+    ]
