@@ -83,9 +83,10 @@ def feedback_record_decisions(
 def _round_notes(decisions: Sequence[Decision]) -> dict[int, str]:
     """For each decision that ended a round in which others decided before it (the first of
     two approvals), where any of them wrote a note: what each person of the round decided
-    and wrote, in the order they decided, after their name: the agent learns what every
-    person said of its proposal, not only the last. A note's own lines are indented under
-    its author's, so that no note can pass a line of its own off as another person's."""
+    and wrote, in the order they decided, each as "Reviewer 1", "Reviewer 2"…: the agent
+    learns what every person said of its proposal, not only the last, and no one's name (the
+    API tells an agent what was decided, not who decided it). A note's own lines are indented
+    under its author's, so that no note can pass a line of its own off as another person's."""
     several = {
         decision.proposal_id: decision
         for decision in decisions
@@ -93,7 +94,7 @@ def _round_notes(decisions: Sequence[Decision]) -> dict[int, str]:
     }
     if not several:
         return {}
-    earlier = Decision.objects.filter(proposal_id__in=several).select_related("reviewer")
+    earlier = Decision.objects.filter(proposal_id__in=several)
     rounds: dict[int, list[Decision]] = {}
     for other in earlier.order_by("pk"):
         ending = several[other.proposal_id]
@@ -103,13 +104,15 @@ def _round_notes(decisions: Sequence[Decision]) -> dict[int, str]:
     for ending in several.values():
         round_ = [*rounds.get(ending.pk, ()), ending]
         if len(round_) > 1 and any(decision.note.strip() for decision in round_):
-            notes[ending.pk] = "\n".join(_said(decision) for decision in round_)
+            notes[ending.pk] = "\n".join(
+                _said(decision, number) for number, decision in enumerate(round_, start=1)
+            )
     return notes
 
 
-def _said(decision: Decision) -> str:
+def _said(decision: Decision, number: int) -> str:
     """One person's decision of a round and what they wrote, as one entry of the merged note
-    ("operator approved: Fine."): each says what its author decided, so that an approver's
+    ("Reviewer 1 approved: Fine."): each says what its author decided, so that an approver's
     note is not read as the reason for a rejection. The note's lines after its first are
     indented (its line endings as one: a browser sends CRLF)."""
     if decision.outcome == DecisionOutcome.REJECT:
@@ -118,7 +121,7 @@ def _said(decision: Decision) -> str:
     else:
         did = "approved with edits" if decision.edited_payload is not None else "approved"
     note = "\n  ".join(decision.note.strip().splitlines())
-    return f"{decision.reviewer.get_username()} {did}" + (f": {note}" if note else ".")
+    return f"Reviewer {number} {did}" + (f": {note}" if note else ".")
 
 
 def feedback_record_supersessions(
