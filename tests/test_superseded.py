@@ -95,7 +95,9 @@ def test_approving_a_value_whose_target_moved_supersedes_it_instead(operator):
     assert result.status == ProposalStatus.SUPERSEDED
     assert not Decision.objects.filter(proposal=proposal).exists()
     assert feedback_kinds(proposal) == ["superseded"]  # never "approved"
-    assert "found when operator approved it" in result.verdict_reasons[0]
+    assert "found when a reviewer approved it" in result.verdict_reasons[0]
+    assert "operator" not in result.verdict_reasons[0]  # the agent reads it: what, not who
+    assert result.history.latest("history_id").history_actor == "operator"  # who, on record
 
 
 def test_a_reallocation_the_engine_approved_goes_to_a_person_when_moved_figures_need_one(

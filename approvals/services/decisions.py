@@ -249,9 +249,8 @@ def _decisions_record(
             if proposal.pk not in changes and sets_values(proposal)
         )
         overtaken += [
-            Overtaken(
-                proposal, moved[proposal.pk], f"found when {reviewer.get_username()} approved it"
-            )
+            # Who is in the proposal's history; its reason, which its agent reads, says what.
+            Overtaken(proposal, moved[proposal.pk], "found when a reviewer approved it")
             for proposal in deciding
             if proposal.pk in moved
         ]
