@@ -359,3 +359,20 @@ def test_a_call_the_platform_refuses_comes_back_to_the_model_with_the_reason(pla
     assert "no-such-campaign" in refused["message"]
     assert unusable["status"] == "refused" and "to_campaign" in unusable["message"]
     assert not Proposal.objects.exists()
+
+
+def test_a_blocking_wait_that_runs_out_tells_the_model_it_may_still_execute(platform):
+    """Past ``timeout`` the proposal still waits for a person, who may yet approve it: the
+    model is told so, and not to propose it again (a second proposal of the same move)."""
+    model = scripted(REALLOCATION)
+    agent = agent_with(model, ProposalMiddleware(ACTIONS, client=platform, timeout=1))
+
+    ask(agent, "Move 28% of brand-search's budget to generic-search.")
+
+    seen = told(model)
+    assert seen["status"] == "pending_review" and seen["executed"] is False
+    assert seen["message"].startswith(
+        f"Proposal #{seen['proposal_id']} waits for a human decision; it has not executed yet, "
+        "but it still may: do not propose it again. 28.0% of brand-search's daily budget"
+    ), seen["message"]
+    assert Proposal.objects.get().status == ProposalStatus.PENDING_REVIEW

@@ -83,6 +83,14 @@ MODEL_FIXABLE = (ValidationFailed, PermissionDenied, NotFound)
 _RUNNING = frozenset({Status.APPROVED, Status.EXECUTING, Status.SUBMITTED})
 
 
+#: What a proposal that is not final yet is doing, in the model's words.
+_STILL = {
+    Status.PENDING_REVIEW: "waits for a human decision",
+    Status.APPROVED: "is approved and waits for its execution",
+    Status.EXECUTING: "is executing",
+}
+
+
 def will_run_without_a_human(proposal: Proposal) -> bool:
     return proposal.status in _RUNNING
 
@@ -166,11 +174,13 @@ def outcome_report(
         report["error"] = execution.error if execution else ""
         report["message"] = f"Approved, but its execution failed: {report['error']}"
     else:
+        # Not final: a wait that ran out (``wait="block"``). It may still execute, so the model
+        # is told not to propose it again, which would ask for the same action twice.
         report["reasons"] = _reasons(proposal)
-        waiting = "waits for a human decision" if status == Status.PENDING_REVIEW else status
+        waiting = _STILL.get(status, f"is {status}")
         report["message"] = (
-            f"Proposal #{proposal.id} {waiting}; it has not executed yet. "
-            + " ".join(report["reasons"])
+            f"Proposal #{proposal.id} {waiting}; it has not executed yet, but it still may: "
+            "do not propose it again. " + " ".join(report["reasons"])
         )
     return report
 

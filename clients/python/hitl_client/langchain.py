@@ -15,7 +15,7 @@ checkpointer and a ``thread_id``) and picks up the decision when the run is resu
 command. A resumed run re-runs the tool call from its start; the proposal's idempotency key
 is derived from the thread and the tool call's id, so the platform answers with the
 proposal it already has (it is never proposed, nor executed, twice). The platform keeps
-idempotency keys for 24 hours: resume within that time.
+idempotency keys for 48 hours by default: resume within that time.
 
 Example::
 
