@@ -31,9 +31,10 @@ HITL_MCP = str(Path(sys.executable).parent / "hitl-mcp")
 
 @asynccontextmanager
 async def mcp_session(base_url: str, api_key: str, errlog=sys.stderr):
-    server = StdioServerParameters(
-        command=HITL_MCP, env={"HITL_BASE_URL": base_url, "HITL_API_KEY": api_key}
-    )
+    env = {"HITL_BASE_URL": base_url, "HITL_API_KEY": api_key}
+    if os.environ.get("PYTHONPATH"):  # a checkout's client ahead of the installed one
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    server = StdioServerParameters(command=HITL_MCP, env=env)
     async with (
         stdio_client(server, errlog=errlog) as (read, write),
         ClientSession(read, write) as session,
@@ -207,6 +208,37 @@ def test_mcp_creative_with_a_banned_term_is_held_then_rejected_with_the_reason(
         (proposed["id"], "rejected", "off_brand")
     ]
     assert again["feedback"] == []
+
+
+def test_mcp_proposing_again_with_the_same_key_answers_the_proposal_as_it_is_now(
+    web_server, demo_world, as_operator
+):
+    """A retry with the idempotency_key of a proposal since rejected is told it was rejected,
+    not the first answer's pending_review with a next step to wait for a reviewer."""
+    arguments = {
+        "action_type": "budget_reallocation",
+        "account": "demo",
+        "payload": {"from_campaign": "brand-search", "to_campaign": "generic-search",
+                    "amount": "280.00"},
+        "rationale": "generic-search converts at 2.3x brand-search's rate this week.",
+        "confidence": 0.82,
+        "idempotency_key": "optimizer-run-7-step-2",
+    }  # fmt: skip
+
+    async def agent(session):
+        first = await call(session, "propose_action", **arguments)
+        await as_operator(
+            proposal_reject, proposal_id=first["id"], reason_code="too_aggressive", note="No."
+        )
+        return first, await call(session, "propose_action", **arguments)
+
+    first, again = run_agent(web_server, demo_world["agents"]["optimizer"], agent)
+    assert first["status"] == "pending_review" and "replayed" not in first
+    assert again["id"] == first["id"]
+    assert again["status"] == "rejected" and again["final"] and "next_step" not in again
+    assert again["decisions"][0]["reason_code"] == "too_aggressive"
+    assert "Nothing new was proposed" in again["replayed"]
+    assert ProposalRow.objects.count() == 1
 
 
 def test_mcp_read_feedback_resume_stays_the_same_link_round_after_round(

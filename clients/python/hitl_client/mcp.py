@@ -169,9 +169,18 @@ def build_server(client_factory: ClientFactory = AsyncClient) -> MCPServer:
                 external_ref=external_ref,
                 idempotency_key=idempotency_key,
             )
+            replayed = proposal.replayed
+            if replayed:  # the answer it got when first proposed: read it as it is now
+                proposal = await hitl().get(proposal.id)
         except HitlError as error:
             raise _tool_error(error) from error
-        return proposal_view(proposal)
+        view = proposal_view(proposal)
+        if replayed:
+            view["replayed"] = (
+                "Already proposed with this idempotency_key: this is that proposal as it is "
+                "now. Nothing new was proposed."
+            )
+        return view
 
     @server.tool(
         description=(
