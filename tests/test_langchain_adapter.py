@@ -30,7 +30,7 @@ from pydantic import Field
 
 from approvals.models import Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve, proposal_reject
-from ledger.models import Campaign
+from ledger.models import Account, Campaign
 from tests.conftest import GUARANTEED, REALLOCATION, SIX_PERCENT_BID, wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.usefixtures("celery_worker")]
@@ -376,3 +376,25 @@ def test_a_blocking_wait_that_runs_out_tells_the_model_it_may_still_execute(plat
         "but it still may: do not propose it again. 28.0% of brand-search's daily budget"
     ), seen["message"]
     assert Proposal.objects.get().status == ProposalStatus.PENDING_REVIEW
+
+
+def test_a_failed_execution_tells_the_model_an_operator_may_retry_it(web_server, platform):
+    """The account's endpoint refuses the action (a 404): it fails, and nothing changed. A
+    person may still retry it, so the model is told not to propose it again."""
+    Account.objects.filter(external_id="demo").update(
+        execution_endpoint=f"{web_server}/api/v1/no-such-endpoint/"
+    )
+    model = scripted(SIX_PERCENT_BID)
+    agent = agent_with(model, ProposalMiddleware(ACTIONS, client=platform, timeout=60))
+
+    ask(agent, "brand-search's CPC is below target; raise its bid 6%.")
+
+    seen = told(model)
+    assert seen["status"] == "failed" and seen["executed"] is False
+    assert seen["error"]
+    assert seen["message"].startswith("Approved, but its execution failed: "), seen["message"]
+    assert seen["message"].endswith(
+        "Nothing changed. An operator may retry it, and it would then execute: do not "
+        "propose it again."
+    )
+    assert Campaign.objects.get(external_id="brand-search").bid == Decimal("2.00")

@@ -172,7 +172,10 @@ def outcome_report(
     elif status == Status.FAILED:
         execution = proposal.execution
         report["error"] = execution.error if execution else ""
-        report["message"] = f"Approved, but its execution failed: {report['error']}"
+        report["message"] = (
+            f"Approved, but its execution failed: {_sentence(report['error'])} Nothing changed. "
+            "An operator may retry it, and it would then execute: do not propose it again."
+        )
     else:
         # Not final: a wait that ran out (``wait="block"``). It may still execute, so the model
         # is told not to propose it again, which would ask for the same action twice.

@@ -44,8 +44,9 @@ How to work:
    - "pending_review": a human must decide; call wait_for_decision (repeat if not final).
    - "blocked": policy refused it; read verdict.reasons, do not resubmit the same thing.
 4. A final status is one of executed (see execution.before_state / after_state), rejected
-   (see decisions: reason_code and note), failed, expired, withdrawn, blocked, superseded
-   (the target changed first: look at the campaigns again and propose anew).
+   (see decisions: reason_code and note), failed (see execution.error; an operator may
+   retry it, so do not propose it again), expired, withdrawn, blocked, superseded (the
+   target changed first: look at the campaigns again and propose anew).
 5. Call read_feedback now and then to learn how reviewers judged your proposals, and adjust.
 """
 

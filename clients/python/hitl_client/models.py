@@ -197,7 +197,8 @@ class Proposal:
 
     @property
     def is_final(self) -> bool:
-        """Nothing more will happen to it: executed, failed, rejected, blocked, expired,
+        """Nothing more will happen to it unless a person acts: executed, failed (an operator
+        may retry it: it is then approved again, and executes), rejected, blocked, expired,
         withdrawn or superseded."""
         return self.status in FINAL_STATUSES
 
