@@ -398,3 +398,41 @@ def test_a_failed_execution_tells_the_model_an_operator_may_retry_it(web_server,
         "propose it again."
     )
     assert Campaign.objects.get(external_id="brand-search").bid == Decimal("2.00")
+
+
+def test_a_proposal_superseded_while_the_run_is_paused_tells_the_model_the_value_it_saw_and_now(
+    platform,
+):
+    """The run waits for a person on a 20% bid raise; meanwhile a 1% raise on the same bid
+    executes first. Resumed, the model reads that its call was superseded, not executed, with
+    the bid it saw and the bid now, and is told to read the state again."""
+    raise_ = ("adjust_bid", {**SIX_PERCENT_BID[1], "new_bid": "2.40"})
+    model = scripted(raise_)
+    agent = agent_with(
+        model,
+        ProposalMiddleware(ACTIONS, client=platform, wait="interrupt"),
+        checkpointer=InMemorySaver(),
+    )
+    config = {"configurable": {"thread_id": f"superseded-{uuid4()}"}}
+    paused = ask(agent, "Raise brand-search's bid 20%.", config=config)
+    (waiting,) = paused["__interrupt__"]
+
+    first = platform.propose(
+        "bid_adjustment",
+        "demo",
+        {"campaign": "brand-search", "new_bid": "2.02"},
+        rationale="A nudge.",
+        confidence=0.9,
+    )
+    assert platform.wait(first.id, timeout=60).status == "executed"
+    agent.invoke(resume_when_decided(paused, client=platform, timeout=60), config)
+
+    seen = told(model)
+    assert seen["proposal_id"] == waiting.value["proposal_id"]
+    assert seen["status"] == "superseded" and seen["executed"] is False
+    assert seen["message"] == (
+        f"Superseded: brand-search's bid is 2.02, was 2.00 (#{first.id} changed it first: bid "
+        "of brand-search 2.00 → 2.02 USD (+1.0%)). It was not executed. Read the current state "
+        "and propose again if it still makes sense."
+    )
+    assert Campaign.objects.get(external_id="brand-search").bid == Decimal("2.02")

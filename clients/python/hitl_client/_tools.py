@@ -159,11 +159,13 @@ def outcome_report(
         report["reasons"] = _reasons(proposal)
         report["message"] = "Policy blocked it; it was not executed. " + " ".join(report["reasons"])
     elif status == Status.SUPERSEDED:
+        # The platform's own account comes first: the value the call saw and the value now.
         report["reasons"] = _reasons(proposal)[:1]
+        why = " ".join(report["reasons"]) or (
+            "Superseded: its target changed before it could execute, so it was not executed."
+        )
         report["message"] = (
-            "Superseded: its target changed before it could execute, so it was not executed. "
-            "Read the current state and propose again if it still makes sense. "
-            + " ".join(report["reasons"])
+            f"{why} Read the current state and propose again if it still makes sense."
         )
     elif status == Status.EXPIRED:
         report["message"] = "Nobody decided it in time; it expired and was not executed."
