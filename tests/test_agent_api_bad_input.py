@@ -273,6 +273,21 @@ def test_a_query_parameter_an_endpoint_does_not_take_is_a_400_naming_it(
     assert field in response.json()
 
 
+def test_an_unknown_action_type_is_answered_with_those_an_agent_may_propose(optimizer):
+    response = optimizer.post(URL, bid_adjustment(action_type="launch_rocket"), format="json")
+
+    assert (response.status_code, response.json()) == (
+        400,
+        {
+            "action_type": [
+                "Unknown action type “launch_rocket”. Known types: bid_adjustment, "
+                "budget_change, budget_reallocation, creative_deployment, status_change, "
+                "strategy_change."
+            ]
+        },
+    )  # not policy_change: only the platform proposes one
+
+
 @pytest.mark.parametrize(
     "path, query, field",
     [
