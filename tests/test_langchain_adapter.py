@@ -144,6 +144,20 @@ def ask(agent, text: str, **kwargs: Any):
     return agent.invoke({"messages": [{"role": "user", "content": text}]}, **kwargs)
 
 
+def paused_run(platform: Client, model: ScriptedModel, text: str, thread: str):
+    """An agent that pauses its run for a person (``wait="interrupt"``), asked ``text`` on a
+    thread of its own: the agent, the run's config, the paused result and its interrupt."""
+    agent = agent_with(
+        model,
+        ProposalMiddleware(ACTIONS, client=platform, wait="interrupt"),
+        checkpointer=InMemorySaver(),
+    )
+    config = {"configurable": {"thread_id": f"{thread}-{uuid4()}"}}
+    paused = ask(agent, text, config=config)
+    (waiting,) = paused["__interrupt__"]
+    return agent, config, paused, waiting
+
+
 def test_a_six_percent_bid_change_executes_and_the_model_sees_before_and_after(platform):
     model = scripted(SIX_PERCENT_BID)
     agent = agent_with(model, ProposalMiddleware(ACTIONS, client=platform))
@@ -228,16 +242,9 @@ def test_the_reallocation_pauses_the_run_and_resumes_once_approved_without_propo
     platform, operator
 ):
     model = scripted(REALLOCATION)
-    agent = agent_with(
-        model,
-        ProposalMiddleware(ACTIONS, client=platform, wait="interrupt"),
-        checkpointer=InMemorySaver(),
+    agent, config, paused, waiting = paused_run(
+        platform, model, "Move 28% of brand-search's budget to generic-search.", "optimizer"
     )
-    config = {"configurable": {"thread_id": f"optimizer-{uuid4()}"}}
-
-    paused = ask(agent, "Move 28% of brand-search's budget to generic-search.", config=config)
-
-    (waiting,) = paused["__interrupt__"]
     assert waiting.value["type"] == INTERRUPT_TYPE
     assert waiting.value["status"] == "pending_review"
     assert "exceeds the 10.0%" in waiting.value["reasons"][0]
@@ -263,15 +270,9 @@ def test_a_creative_with_a_banned_term_comes_back_rejected_with_the_reviewers_re
     platform, operator
 ):
     model = scripted(GUARANTEED)
-    agent = agent_with(
-        model,
-        ProposalMiddleware(ACTIONS, client=platform, wait="interrupt"),
-        checkpointer=InMemorySaver(),
+    agent, config, paused, waiting = paused_run(
+        platform, model, "Write urgent copy for display-retarget.", "copy"
     )
-    config = {"configurable": {"thread_id": f"copy-{uuid4()}"}}
-
-    paused = ask(agent, "Write urgent copy for display-retarget.", config=config)
-    (waiting,) = paused["__interrupt__"]
     assert "guaranteed" in " ".join(waiting.value["reasons"]).lower()
     proposal_reject(
         proposal_id=waiting.value["proposal_id"],
@@ -308,15 +309,9 @@ def test_an_approved_creative_batch_tells_the_model_what_it_did_not_empty_states
             },
         )
     )
-    agent = agent_with(
-        model,
-        ProposalMiddleware(ACTIONS, client=platform, wait="interrupt"),
-        checkpointer=InMemorySaver(),
+    agent, config, paused, waiting = paused_run(
+        platform, model, "Write copy for display-retarget.", "copy"
     )
-    config = {"configurable": {"thread_id": f"copy-{uuid4()}"}}
-
-    paused = ask(agent, "Write copy for display-retarget.", config=config)
-    (waiting,) = paused["__interrupt__"]
     proposal_approve(proposal_id=waiting.value["proposal_id"], reviewer=operator)
     agent.invoke(resume_when_decided(paused, client=platform, timeout=60), config)
 
@@ -408,14 +403,9 @@ def test_a_proposal_superseded_while_the_run_is_paused_tells_the_model_the_value
     the bid it saw and the bid now, and is told to read the state again."""
     raise_ = ("adjust_bid", {**SIX_PERCENT_BID[1], "new_bid": "2.40"})
     model = scripted(raise_)
-    agent = agent_with(
-        model,
-        ProposalMiddleware(ACTIONS, client=platform, wait="interrupt"),
-        checkpointer=InMemorySaver(),
+    agent, config, paused, waiting = paused_run(
+        platform, model, "Raise brand-search's bid 20%.", "superseded"
     )
-    config = {"configurable": {"thread_id": f"superseded-{uuid4()}"}}
-    paused = ask(agent, "Raise brand-search's bid 20%.", config=config)
-    (waiting,) = paused["__interrupt__"]
 
     first = platform.propose(
         "bid_adjustment",
