@@ -38,7 +38,13 @@ from policies.drafts import (
     policy_promote,
     replaced_policy,
 )
-from policies.engine import HOLD_RULE_LABELS, ceiling_text, format_magnitude, percent_text
+from policies.engine import (
+    HOLD_RULE_LABELS,
+    ceiling_text,
+    format_magnitude,
+    format_money,
+    percent_text,
+)
 from policies.models import BrandGuidelines, KillSwitch, Policy
 from policies.services import rules_in_force
 
@@ -338,7 +344,7 @@ class PolicyAdmin(ChangeReasonAdmin):
         "is_active",
         "is_draft",
         "auto_execute_ceiling",
-        "auto_execute_max_amount",
+        "auto_execute_amount_ceiling",
         "cumulative_ceiling",
         "always_review",
     ]
@@ -433,6 +439,16 @@ class PolicyAdmin(ChangeReasonAdmin):
         if obj is not None and owned_agent_governed(request.user, obj):
             return False
         return super().has_delete_permission(request, obj)
+
+    @admin.display(description="auto-execute amount ceiling", ordering="auto_execute_max_amount")
+    def auto_execute_amount_ceiling(self, policy: Policy) -> str:
+        """As the other ceilings read: "—" where none is set (not the list's "-"), a day's
+        amount in the account's currency where the policy has one account."""
+        amount = policy.auto_execute_max_amount
+        if amount is None:
+            return "—"
+        currency = policy.account.currency if policy.account_id else ""
+        return f"{format_money(amount, currency)} a day"
 
     @admin.display(description="action type", ordering="action_type")
     def action_type_display(self, policy: Policy) -> str:
