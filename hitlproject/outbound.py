@@ -225,33 +225,6 @@ class AnswerTooLong(Exception):
     """An answer longer than the caller reads (one that never ends, say)."""
 
 
-async def _exchange(
-    method: str,
-    url: str,
-    content: bytes | None,
-    headers: dict[str, str],
-    deadline: float,
-    limit: int,
-) -> Answer:
-    async with httpx.AsyncClient(verify=_tls(), follow_redirects=False, timeout=deadline) as client:
-        request = client.build_request(method, url, content=content, headers=headers)
-        response = await client.send(request, stream=True)
-        try:
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > limit:
-                    raise AnswerTooLong(f"an answer longer than {limit} bytes")
-        finally:
-            await response.aclose()
-        return Answer(
-            response.status_code,
-            response.reason_phrase,
-            response.headers.multi_items(),
-            bytes(body),
-        )
-
-
 def exchange_within(
     method: str,
     url: str,
@@ -266,8 +239,26 @@ def exchange_within(
     byte at a time meets every read's timeout, not this), AnswerTooLong, or httpx's error."""
 
     async def within() -> Answer:
-        async with asyncio.timeout(deadline):
-            return await _exchange(method, url, content, headers, deadline, limit)
+        async with (
+            asyncio.timeout(deadline),
+            httpx.AsyncClient(verify=_tls(), follow_redirects=False, timeout=deadline) as client,
+        ):
+            request = client.build_request(method, url, content=content, headers=headers)
+            response = await client.send(request, stream=True)
+            try:
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > limit:
+                        raise AnswerTooLong(f"an answer longer than {limit} bytes")
+            finally:
+                await response.aclose()
+            return Answer(
+                response.status_code,
+                response.reason_phrase,
+                response.headers.multi_items(),
+                bytes(body),
+            )
 
     try:
         return asyncio.run(within())
