@@ -102,9 +102,12 @@ def enqueue_executions(ids: list[int]) -> None:
     from django.db import transaction
 
     from approvals import tasks
+    from approvals.services import lifecycle
 
     with transaction.atomic():
-        if hasattr(tasks, "enqueue_executions_after_commit"):
+        if hasattr(lifecycle, "enqueue_executions_after_commit"):
+            lifecycle.enqueue_executions_after_commit(ids)
+        elif hasattr(tasks, "enqueue_executions_after_commit"):  # before it moved there
             tasks.enqueue_executions_after_commit(ids)
         else:  # before it existed: a message each
             tasks.enqueue_after_commit(tasks.execute_proposal, *ids)
@@ -213,8 +216,10 @@ def main() -> None:
     run = uuid.uuid4().hex[:6]
     if args.chunk:
         from approvals import tasks
+        from approvals.services import lifecycle
 
-        tasks.EXECUTION_CHUNK = args.chunk
+        # Where it is read: the lifecycle now, approvals.tasks before.
+        (lifecycle if hasattr(lifecycle, "EXECUTION_CHUNK") else tasks).EXECUTION_CHUNK = args.chunk
     try:
         statements = statements_per_execution(f"{run}-count")
         batch = batch_timing("execution-worker.log", args.batch, args.rounds, run)

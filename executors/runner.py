@@ -70,6 +70,7 @@ from audit.history import create_with_history, update_with_history
 from executors.base import ChannelError, ChannelExecutor, Outcome
 from executors.models import ExecutionRound
 from executors.registry import FALLBACK, executor_for, executor_named
+from hitlproject.celery import app
 from hitlproject.errors import InvalidInput, NotFound
 from hitlproject.queueing import after_commit
 from ledger.models import Account, Campaign
@@ -87,6 +88,9 @@ logger = logging.getLogger(__name__)
 LEDGER_EXECUTOR = FALLBACK.name
 # How long an attempt waits when its account has all the requests its executor is given.
 ENDPOINT_BUSY_WAIT = timedelta(seconds=2)
+# The task that sends a channel executor's request (``executors.tasks``, which imports this
+# module), sent by its name; the name it had when approvals ran it, as queued messages hold.
+SEND_EXECUTION_REQUEST = "approvals.send_execution_request"
 REASSESSED_BEFORE_EXECUTING = "Re-assessed before executing:"
 STOPPED = "the worker stopped while the request was under way"
 STOPPED_NOT_SENT_AGAIN = (
@@ -940,6 +944,4 @@ def _hold(current: ExecutionRound, *, until) -> None:
 
 
 def _retry_later(proposal_id: int, delay: float) -> None:
-    from executors.tasks import send_execution_request
-
-    send_execution_request.apply_async((proposal_id,), countdown=delay)
+    app.send_task(SEND_EXECUTION_REQUEST, (proposal_id,), countdown=delay)

@@ -1,7 +1,7 @@
 """The execution tasks: thin, named, idempotent (as every task: ``approvals.tasks``).
 
-Approvals sends them by name once a move to approved commits (``approvals.tasks``), and the
-stall sweep sends them again (``executors.recovery``). Their names are the ones they had
+Approvals sends them by name once a move to approved commits (``approvals.services.lifecycle``),
+and the stall sweep sends them again (``executors.recovery``). Their names are the ones they had
 when approvals ran them, which the task routes (``hitlproject.celery``) name too: a message
 queued before an upgrade still finds its task after it.
 """
@@ -10,19 +10,20 @@ from celery import shared_task
 from django.conf import settings
 
 from approvals.models import Proposal, ProposalStatus
-from approvals.tasks import EXECUTION_CHUNK
-from executors.runner import proposal_execute, proposals_execute
+from approvals.services.lifecycle import EXECUTE_PROPOSALS, EXECUTION_CHUNK
+from executors.recovery import EXECUTE_PROPOSAL
+from executors.runner import SEND_EXECUTION_REQUEST, proposal_execute, proposals_execute
 from hitlproject.queueing import TRANSIENT
 from hitlproject.queueing import send_each as _send_each
 
 
-@shared_task(name="approvals.execute_proposal", **TRANSIENT)
+@shared_task(name=EXECUTE_PROPOSAL, **TRANSIENT)
 def execute_proposal(proposal_id: int) -> None:
     """One approved proposal's execution (as the stall sweep sends it): ``execute_proposals``."""
     _execute([proposal_id])
 
 
-@shared_task(name="approvals.execute_proposals", **TRANSIENT)
+@shared_task(name=EXECUTE_PROPOSALS, **TRANSIENT)
 def execute_proposals(proposal_ids: list[int]) -> None:
     """Carry out approved proposals in the ledger; those for a channel executor are handed
     to the webhook queue's workers, so no channel, however slow, holds up anybody else's."""
@@ -37,7 +38,7 @@ def _execute(proposal_ids: list[int]) -> None:
         _send_each(send_execution_request, for_channel)
 
 
-@shared_task(name="approvals.send_execution_request", **TRANSIENT)
+@shared_task(name=SEND_EXECUTION_REQUEST, **TRANSIENT)
 def send_execution_request(proposal_id: int) -> None:
     proposal_execute(proposal_id=proposal_id)
 

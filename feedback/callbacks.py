@@ -25,8 +25,9 @@ from django.utils import timezone
 
 from approvals.models import Agent, Proposal, ProposalStatus
 from feedback.models import CallbackEvent, CallbackEventType, DeliveryStatus
+from hitlproject.celery import app
 from hitlproject.outbound import send_signed
-from hitlproject.queueing import after_commit, enqueue_after_commit
+from hitlproject.queueing import after_commit, enqueue_after_commit, send_each
 from hitlproject.vocabulary import INTERRUPTED
 
 EVENT_TYPES = {
@@ -38,6 +39,9 @@ EVENT_TYPES = {
     ProposalStatus.FAILED: CallbackEventType.FAILED,
     ProposalStatus.SUPERSEDED: CallbackEventType.SUPERSEDED,
 }
+# The task that delivers one event (``feedback.tasks``, which imports this module), sent by
+# its name.
+DELIVER_CALLBACK_EVENT = "feedback.deliver_callback_event"
 # While one worker sends an event, it holds it this long; another finds it not yet due.
 LEASE = timedelta(seconds=60)
 SWEEP_BATCH = 500
@@ -66,10 +70,8 @@ def callback_events_record(*, proposals: Iterable[Proposal]) -> None:
     for event in events:
         event.body = _body(event)
     if events:
-        from feedback.tasks import deliver_callback_event
-
         created = CallbackEvent.objects.bulk_create(events)
-        enqueue_after_commit(deliver_callback_event, *(event.pk for event in created))
+        enqueue_after_commit(DELIVER_CALLBACK_EVENT, *(event.pk for event in created))
 
 
 def callback_events_record_moved(proposals: Sequence[Proposal]) -> None:
@@ -167,17 +169,13 @@ def callback_event_deliver(*, event_id: int) -> CallbackEvent | None:
         next_attempt_at=event.next_attempt_at,
     )
     if recorded and event.status == DeliveryStatus.PENDING:
-        from feedback.tasks import deliver_callback_event
-
         countdown = (event.next_attempt_at - finished).total_seconds()
-        deliver_callback_event.apply_async((event.pk,), countdown=countdown)
+        app.send_task(DELIVER_CALLBACK_EVENT, (event.pk,), countdown=countdown)
     return event
 
 
 def _deliver_later(event_id: int, delay: float) -> None:
-    from feedback.tasks import deliver_callback_event
-
-    deliver_callback_event.apply_async((event_id,), countdown=delay)
+    app.send_task(DELIVER_CALLBACK_EVENT, (event_id,), countdown=delay)
 
 
 def _requests_under_way(agent_id: int, now) -> int:
@@ -200,8 +198,6 @@ def _requests_under_way(agent_id: int, now) -> int:
 def callback_events_resend_due() -> int:
     """Send the pending events whose attempt is overdue (a task lost with a broker or a
     worker). Returns how many were sent."""
-    from feedback.tasks import deliver_callback_event
-
     now = timezone.now()
     pending = CallbackEvent.objects.filter(status=DeliveryStatus.PENDING)
     overdue = list(
@@ -211,19 +207,16 @@ def callback_events_resend_due() -> int:
     )
     # Due now, not overdue: the next sweep leaves them to the tasks sent here.
     CallbackEvent.objects.filter(pk__in=overdue).update(next_attempt_at=now)
-    for event_id in overdue:
-        deliver_callback_event.delay(event_id)
+    send_each(DELIVER_CALLBACK_EVENT, overdue)
     return len(overdue)
 
 
 def callback_events_redeliver(*, events: Iterable[CallbackEvent]) -> int:
     """An operator sends events that were given up on once more, from a fresh retry count."""
-    from feedback.tasks import deliver_callback_event
-
     with transaction.atomic():
         ids = [event.pk for event in events if event.status == DeliveryStatus.FAILED]
         CallbackEvent.objects.filter(pk__in=ids).update(
             status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=timezone.now()
         )
-        enqueue_after_commit(deliver_callback_event, *ids)
+        enqueue_after_commit(DELIVER_CALLBACK_EVENT, *ids)
     return len(ids)

@@ -4,11 +4,15 @@ from celery import shared_task
 from django.db import OperationalError
 
 from feedback.autonomy import autonomy_recommendations_propose
-from feedback.callbacks import callback_event_deliver, callback_events_resend_due
+from feedback.callbacks import (
+    DELIVER_CALLBACK_EVENT,
+    callback_event_deliver,
+    callback_events_resend_due,
+)
 
 
 @shared_task(
-    name="feedback.deliver_callback_event",
+    name=DELIVER_CALLBACK_EVENT,
     autoretry_for=(OperationalError,),
     retry_backoff=True,
     max_retries=8,

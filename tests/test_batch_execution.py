@@ -12,8 +12,8 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from approvals.models import Execution, Proposal, ProposalStatus
+from approvals.services.lifecycle import EXECUTE_PROPOSALS, enqueue_executions_after_commit
 from approvals.services.proposals import proposal_evaluate
-from approvals.tasks import EXECUTE_PROPOSALS, enqueue_executions_after_commit
 from executors.runner import proposals_execute
 from executors.tasks import execute_proposal, execute_proposals, send_execution_request
 from hitlproject import queueing

@@ -4,7 +4,8 @@ must set off in a higher one goes through a listener the higher one registers in
 ``ready()`` (``lifecycle.on_proposals_moved``, ``approvals.services.hooks``,
 ``approvals.services.recovery.on_stall_sweep``,
 ``policies.services.approval_rate_reader_register``), or, for a Celery task, goes by the task's
-name (approvals starts executions so: ``approvals.tasks.EXECUTE_PROPOSALS``)."""
+name (approvals starts executions so:
+``approvals.services.lifecycle.EXECUTE_PROPOSALS``)."""
 
 import ast
 from pathlib import Path
@@ -111,3 +112,31 @@ def test_an_import_that_runs_upward_is_named_with_its_module(module, source):
 def test_the_layers_name_every_app_of_the_platform():
     apps = {path.parent.name for path in ROOT.glob("*/apps.py")} | {"hitlproject"}
     assert apps == set(LEVEL)
+
+
+def task_module_imports(module: str, source: str) -> list[str]:
+    """The imports of ``module`` of a tasks module (another's or its own app's)."""
+    return [
+        f"{module} (line {line}) imports {imported}"
+        for line, imported in imports_of(source)
+        if imported.split(".")[0] in LEVEL and imported.endswith(".tasks")
+    ]
+
+
+def test_no_module_of_the_platform_imports_a_tasks_module():
+    """A tasks module is the top of its app (an id in, a service call): the services send
+    its tasks by their names, so none imports it, in a function or at the top, to get
+    round the tasks importing the services."""
+    found = [
+        finding
+        for path in platform_modules()
+        for finding in task_module_imports(module_name(path), path.read_text())
+    ]
+    assert found == [], "\n".join(found)
+
+
+def test_an_import_of_a_tasks_module_in_a_function_is_named():
+    [finding] = task_module_imports(
+        "feedback.callbacks", "def later():\n    from feedback.tasks import deliver\n"
+    )
+    assert finding == "feedback.callbacks (line 2) imports feedback.tasks"

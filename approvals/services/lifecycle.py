@@ -44,6 +44,7 @@ from audit.history import (
 )
 from hitlproject.errors import Conflict, NotFound
 from hitlproject.periods import describe_duration
+from hitlproject.queueing import after_commit, chunked, send_each
 from hitlproject.vocabulary import ALLOWED_TRANSITIONS, COUNTED_STATUSES, DECIDED_STATUSES
 from hitlproject.wakeups import proposal_topic, wake_after_commit
 from policies.models import REVIEW_WINDOW_BOUNDS, CountedMove
@@ -182,6 +183,22 @@ def _review_window(proposal: Proposal) -> tuple[timedelta, str]:
     )
 
 
+# The executors app's task that carries out approved proposals, a list of ids to a message,
+# sent by its name: approvals does not import the app above it.
+EXECUTE_PROPOSALS = "approvals.execute_proposals"
+# A batch's executions travel at most this many to a message. Those of a message are carried
+# out together, in one transaction, where nothing but doing them is needed: more to a message
+# is less work in all, fewer to a message more workers sharing it.
+EXECUTION_CHUNK = 100
+
+
+def enqueue_executions_after_commit(proposal_ids: list[int]) -> None:
+    """Send the approved proposals' executions, in messages alike in size, once the
+    surrounding transaction commits (a broker out of reach is logged, and the stall sweeper
+    sends them again)."""
+    after_commit(send_each, EXECUTE_PROPOSALS, chunked(proposal_ids, EXECUTION_CHUNK))
+
+
 ProposalsMoved = Callable[[Sequence[Proposal]], None]
 _moved_listeners: list[ProposalsMoved] = []
 
@@ -199,8 +216,6 @@ def _after_move(proposals: Sequence[Proposal], *, created: bool = False) -> None
     their callbacks, and by waking the requests that wait on these proposals (long polls).
     Nobody waits on a proposal just ``created``: its id is not out before the commit. The
     listeners record, in the same transaction, what they do about the moves."""
-    from approvals.tasks import enqueue_executions_after_commit
-
     approved = [proposal.pk for proposal in proposals if proposal.status == S.APPROVED]
     if approved:
         enqueue_executions_after_commit(approved)

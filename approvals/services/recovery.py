@@ -14,8 +14,12 @@ from django.conf import settings
 from django.utils import timezone
 
 from approvals.models import Proposal, ProposalStatus
+from hitlproject.queueing import send_each
 
 SWEEP_BATCH = 1000
+# The task that evaluates a proposal left submitted (``approvals.tasks``, which imports this
+# module), sent by its name.
+EVALUATE_PROPOSAL = "approvals.evaluate_proposal"
 
 # Called with cutoff= (a proposal untouched since is stalled) and now=; returns how many
 # proposals it sent again, by status.
@@ -44,13 +48,10 @@ def proposals_requeue_stalled(*, stalled_after: timedelta | None = None) -> dict
     the answer: proposals are now routed in the request that submits them), and, by the
     sweepers registered, execution for long-approved proposals and those a channel executor
     left executing with no attempt under way or due. How many were sent, by status."""
-    from approvals.tasks import evaluate_proposal
-
     now = timezone.now()
     cutoff = now - (stalled_after if stalled_after is not None else settings.PROPOSAL_STALL_AFTER)
     ids = stalled_ids(Proposal.objects.all(), status=ProposalStatus.SUBMITTED, cutoff=cutoff)
-    for proposal_id in ids:
-        evaluate_proposal.delay(proposal_id)
+    send_each(EVALUATE_PROPOSAL, ids)
     sent = {ProposalStatus.SUBMITTED.value: len(ids)}
     for sweeper in _sweepers:
         sent.update(sweeper(cutoff=cutoff, now=now))
