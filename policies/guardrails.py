@@ -194,7 +194,7 @@ def _direction_controls(where: str, text: str) -> str | None:
 
 def brand_findings(texts: Iterable[tuple[str, str]], rules: BrandRules) -> list[str]:
     """Every banned term or pattern found, quoted where it stands, and every missing
-    disclaimer. ``texts`` are (where, text) pairs such as ("creative 2 headline", "…").
+    disclaimer. ``texts`` are (where, text) pairs such as ("headline of creative 2", "…").
 
     Terms, patterns and disclaimers are matched on what a reader sees (``policies.reading``):
     a banned term written with look-alike letters, letters in another form (small capitals,
@@ -238,7 +238,7 @@ def brand_findings(texts: Iterable[tuple[str, str]], rules: BrandRules) -> list[
             if found:
                 what = f"the banned pattern /{pattern}/"
                 findings.append(_uses(where, what, text.text, found))
-    bodies = [(where, text) for where, text in read if where.endswith("body")]
+    bodies = [(where, text) for where, text in read if where.startswith("body of ")]
     for disclaimer in rules.required_disclaimers:
         keys = {fold: reading.term_key(disclaimer, fold) for fold in TERM_FOLDS}
         for where, text in bodies:

@@ -20,7 +20,7 @@ RLO, PDF = "\u202e", "\u202c"
 
 
 def findings_for(body: str, rules: BrandRules = DEMO) -> list[str]:
-    return brand_findings([("creative 1 body", body)], rules)
+    return brand_findings([("body of creative 1", body)], rules)
 
 
 @pytest.mark.parametrize(
@@ -41,7 +41,7 @@ def findings_for(body: str, rules: BrandRules = DEMO) -> list[str]:
 def test_a_banned_term_is_found_however_it_is_disguised(disguised):
     findings = findings_for(f"Results {disguised} within a week.")
     assert len(findings) == 1
-    assert findings[0].startswith("The creative 1 body uses the banned term “guaranteed”")
+    assert findings[0].startswith("The body of creative 1 uses the banned term “guaranteed”")
     assert f"«{disguised}»" in findings[0] or "⟨U+" in findings[0]
 
 
@@ -59,13 +59,13 @@ def test_a_banned_term_is_found_however_it_is_disguised(disguised):
 def test_risk_free_is_found_with_any_hyphen_or_look_alike(disguised):
     findings = findings_for(f"A {disguised} trial.")
     assert len(findings) == 1
-    assert findings[0].startswith("The creative 1 body uses the banned term “risk-free”")
+    assert findings[0].startswith("The body of creative 1 uses the banned term “risk-free”")
 
 
 def test_the_finding_quotes_the_text_as_submitted_and_says_how_it_is_disguised():
     [finding] = findings_for("Results guаranteed within a week.")
     assert finding == (
-        "The creative 1 body uses the banned term “guaranteed”, disguised (written with "
+        "The body of creative 1 uses the banned term “guaranteed”, disguised (written with "
         "U+0430 CYRILLIC SMALL LETTER A): “Results «guаranteed» within a week.”."
     )
     assert "guаranteed" in finding  # the Cyrillic а, as the agent sent it
@@ -81,11 +81,11 @@ def test_text_reversed_by_a_right_to_left_override_is_read_as_displayed():
     body = f"Results {RLO}deetnaraug{PDF} within a week."
     controls, term = findings_for(body)
     assert controls.startswith(
-        "The creative 1 body contains invisible text-direction controls (U+202E RIGHT-TO-LEFT "
+        "The body of creative 1 contains invisible text-direction controls (U+202E RIGHT-TO-LEFT "
         "OVERRIDE, U+202C POP DIRECTIONAL FORMATTING)"
     )
     assert term == (
-        "The creative 1 body uses the banned term “guaranteed”, disguised (written backwards "
+        "The body of creative 1 uses the banned term “guaranteed”, disguised (written backwards "
         "and displayed reversed by a right-to-left override): "
         "“Results ⟨U+202E⟩«deetnaraug»⟨U+202C⟩ within a week.”."
     )
@@ -129,7 +129,7 @@ def test_rn_is_not_read_as_m_in_plain_latin_text():
 def test_a_banned_term_in_another_script_is_found_and_disguised_latin_is_too():
     rules = BrandRules(banned_terms=("гарантия",))
     assert findings_for("Полная гарантия.", rules) == [
-        "The creative 1 body uses the banned term “гарантия”: “Полная «гарантия».”."
+        "The body of creative 1 uses the banned term “гарантия”: “Полная «гарантия».”."
     ]
     assert findings_for("Полная гаpантия.", rules)  # Latin p for Cyrillic р
 
@@ -139,7 +139,7 @@ def test_banned_patterns_are_matched_on_the_text_as_read():
     found = findings_for("Now 50\uff05 оff, your mоney back.", rules)
     assert len(found) == 2
     assert found[0].startswith(
-        "The creative 1 body uses the banned pattern /\\d+% off/, disguised (written with "
+        "The body of creative 1 uses the banned pattern /\\d+% off/, disguised (written with "
         "U+043E CYRILLIC SMALL LETTER O)"
     )
     assert "«50％ оff»" in found[0]
@@ -158,7 +158,7 @@ def test_a_disclaimer_counts_when_a_reader_sees_it():
     assert findings_for("Search smarter. TERMS APPLY.", rules) == []
     assert findings_for("Search smarter. Terms\u00a0 apply.", rules) == []
     assert findings_for("Search smarter.", rules) == [
-        "The creative 1 body lacks the required disclaimer “Terms apply.”."
+        "The body of creative 1 lacks the required disclaimer “Terms apply.”."
     ]
 
 
@@ -166,7 +166,7 @@ def test_a_disclaimer_written_with_look_alikes_is_seen_but_still_goes_to_a_human
     rules = BrandRules(required_disclaimers=("Terms apply.",))
     [finding] = findings_for("Search smarter. Tеrms аpply.", rules)
     assert finding.startswith(
-        "The creative 1 body shows the required disclaimer “Terms apply.” only disguised"
+        "The body of creative 1 shows the required disclaimer “Terms apply.” only disguised"
     )
     assert "lacks" not in finding
 
@@ -175,7 +175,7 @@ def test_a_disclaimer_an_override_displays_backwards_is_missing():
     rules = BrandRules(required_disclaimers=("Terms apply.",))
     findings = findings_for(f"Search smarter. {RLO}Terms apply.{PDF}", rules)
     assert (
-        "The creative 1 body lacks the required disclaimer “Terms apply.”. It is written, "
+        "The body of creative 1 lacks the required disclaimer “Terms apply.”. It is written, "
         "but text-direction controls reorder it."
     ) in findings
 
@@ -197,7 +197,7 @@ def test_a_disguised_guaranteed_goes_to_a_human_with_the_text_quoted_as_submitte
     assert proposal["status"] == ProposalStatus.PENDING_REVIEW
     assert proposal["verdict"]["outcome"] == "review"
     assert (
-        "The creative 2 headline uses the banned term “guaranteed”, disguised (written with "
+        "The headline of creative 2 uses the banned term “guaranteed”, disguised (written with "
         "U+0430 CYRILLIC SMALL LETTER A): “Results «guаrаnteed»”."
     ) in proposal["verdict"]["reasons"]
 
@@ -226,7 +226,7 @@ def underlined(word: str, mark: str) -> str:
 )
 def test_a_banned_term_in_latin_letters_of_another_form_or_under_marks_is_found(disguised):
     [finding] = findings_for(f"Results {disguised} within a week.")
-    assert finding.startswith("The creative 1 body uses the banned term “guaranteed”, disguised")
+    assert finding.startswith("The body of creative 1 uses the banned term “guaranteed”, disguised")
     assert f"«{disguised}»" in finding  # quoted as submitted, marks included
 
 
@@ -248,7 +248,7 @@ def test_small_capitals_spell_risk_free_too():
 )
 def test_a_banned_term_glued_to_a_digit_underscore_or_another_script_is_found(text, quoted):
     [finding] = findings_for(text)
-    assert finding.startswith("The creative 1 body uses the banned term") and quoted in finding
+    assert finding.startswith("The body of creative 1 uses the banned term") and quoted in finding
 
 
 @pytest.mark.parametrize(
@@ -256,7 +256,7 @@ def test_a_banned_term_glued_to_a_digit_underscore_or_another_script_is_found(te
 )
 def test_risk_free_is_found_with_or_without_its_hyphen(written):
     [finding] = findings_for(f"A {written} trial.")
-    assert finding.startswith("The creative 1 body uses the banned term “risk-free”")
+    assert finding.startswith("The body of creative 1 uses the banned term “risk-free”")
 
 
 @pytest.mark.parametrize(
@@ -274,7 +274,7 @@ def test_risk_free_is_found_with_every_dash_unicode_has(dash):
 def test_an_invisible_right_to_left_character_is_a_text_direction_control():
     findings = findings_for("Search smarter\u070f today.")
     assert findings == [
-        "The creative 1 body contains invisible text-direction controls (U+070F SYRIAC "
+        "The body of creative 1 contains invisible text-direction controls (U+070F SYRIAC "
         "ABBREVIATION MARK), which can make it display in another order than it is written: "
         "“Search smarter«⟨U+070F⟩» today.”."
     ]

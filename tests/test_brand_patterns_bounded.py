@@ -40,19 +40,19 @@ def test_a_pattern_that_backtracks_sends_the_creative_to_a_person_and_checks_the
     assert proposal.status == ProposalStatus.PENDING_REVIEW
     reasons = proposal.verdict_reasons
     assert (
-        f"The creative 1 body was not checked against the banned pattern /{BACKTRACKS}/, whose "
+        f"The body of creative 1 was not checked against the banned pattern /{BACKTRACKS}/, whose "
         "searches took longer than 0.1 s in all by this text (it backtracks: its repeats need "
         "bounds), so a person reads it."
     ) in reasons
     # Not tried again on the texts after it (each would wait as long), and said so.
     assert (
-        f"The creative 2 headline was not checked against the banned pattern /{BACKTRACKS}/, "
+        f"The headline of creative 2 was not checked against the banned pattern /{BACKTRACKS}/, "
         "whose searches took longer than 0.1 s in all on the texts before it (it backtracks: "
         "its repeats need bounds), so a person reads it."
     ) in reasons
     # The other pattern still found what it bans: an unbounded repeat is no reason to refuse.
     assert any(
-        "creative 2 headline uses the banned pattern /\\d+\\s*% off/" in reason
+        "headline of creative 2 uses the banned pattern /\\d+\\s*% off/" in reason
         and "«50 % off»" in reason
         for reason in reasons
     )
@@ -89,7 +89,7 @@ def test_a_batch_whose_every_text_takes_just_under_a_search_bound_is_checked_for
         if "was not checked against" in reason
     ]
     assert unchecked[-1].startswith(
-        "The creative 50 call to action was not checked against the banned pattern"
+        "The call to action of creative 50 was not checked against the banned pattern"
     ), unchecked
 
 

@@ -304,7 +304,7 @@ def test_operator_searches_from_the_queue_and_finds_every_status(live_server, de
     flag = rows.nth(1).locator(".guardrail-flag")
     expect(flag).to_be_visible()
     expect(flag).to_have_attribute(
-        "title", re.compile("The creative 1 body uses the banned term “guaranteed”")
+        "title", re.compile("The body of creative 1 uses the banned term “guaranteed”")
     )
 
     page.locator(

@@ -357,9 +357,9 @@ def test_banned_terms_are_whole_words_whatever_they_end_with():
     from policies.guardrails import BrandRules, brand_findings
 
     rules = BrandRules(banned_terms=("100%", "free"))
-    texts = [("creative 1 body", "Now 100% better, and carefree.")]
+    texts = [("body of creative 1", "Now 100% better, and carefree.")]
     assert brand_findings(texts, rules) == [
-        "The creative 1 body uses the banned term “100%”: “Now «100%» better, and carefree.”."
+        "The body of creative 1 uses the banned term “100%”: “Now «100%» better, and carefree.”."
     ]
 
 

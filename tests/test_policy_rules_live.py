@@ -122,7 +122,7 @@ def test_a_banned_term_in_a_creative_is_quoted_in_the_reasons(demo_world):
     )
     assert proposal.status == ProposalStatus.PENDING_REVIEW
     assert (
-        "The creative 2 body uses the banned term “guaranteed”: "
+        "The body of creative 2 uses the banned term “guaranteed”: "
         "“«Guaranteed» results in a week, or your mo…”."
     ) in proposal.verdict_reasons
     assert proposal.guardrail_findings["review"] == [proposal.verdict_reasons[0]]
@@ -135,9 +135,9 @@ def test_banned_patterns_and_missing_disclaimers_are_found(demo_world):
     proposal = evaluated(creative_batch(creative(headline="Now 50% off everything")))
     reasons = proposal.verdict_reasons
     assert any(
-        "creative 1 headline uses the banned pattern" in r and "«50% off»" in r for r in reasons
+        "headline of creative 1 uses the banned pattern" in r and "«50% off»" in r for r in reasons
     )
-    assert "The creative 1 body lacks the required disclaimer “Terms apply.”." in reasons
+    assert "The body of creative 1 lacks the required disclaimer “Terms apply.”." in reasons
 
 
 def test_a_clean_creative_still_waits_for_a_human_by_policy(demo_world):

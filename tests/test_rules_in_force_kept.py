@@ -103,7 +103,7 @@ def test_a_term_banned_in_another_process_is_found_in_the_next_submission(world,
     )
 
     reasons = submitted("Spring sale")["verdict"]["reasons"]
-    assert "The creative 1 headline uses the banned term “sale”: “Spring «sale»”." in reasons
+    assert "The headline of creative 1 uses the banned term “sale”: “Spring «sale»”." in reasons
 
 
 def test_a_change_committed_by_another_thread_decides_the_next_submission(world, optimizer):

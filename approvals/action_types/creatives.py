@@ -116,7 +116,7 @@ class CreativeDeployment(ActionType):
 
     def texts(self, payload):
         return [
-            (f"creative {number} {part.replace('_', ' ')}", creative[part])
+            (f"{part.replace('_', ' ')} of creative {number}", creative[part])
             for number, creative in enumerate(payload["creatives"], start=1)
             for part in ("headline", "body", "call_to_action")
         ]
