@@ -76,6 +76,7 @@ from hitlproject.converters import record_page
 from hitlproject.errors import DomainError
 from hitlproject.paginators import CappedCountPaginator
 from hitlproject.vocabulary import (
+    FINAL_STATUSES,
     MAY_STILL_BE_DECIDED_STATUSES,
     NOTE_MAX_LENGTH,
     UNDER_WAY_STATUSES,
@@ -589,6 +590,11 @@ class ProposalAdmin(ReadOnlyAdmin):
             "decisions": proposal.decisions.select_related("reviewer"),
             "executions": proposal.executions.all(),
             "states": proposal_states(proposal),
+            # What its execution put in the ledger (a creative batch's), beside what it proposes.
+            "deployed_creatives": proposal.deployed_creatives.select_related("campaign").order_by(
+                "pk"
+            ),
+            "ended": proposal.status in FINAL_STATUSES,
             "as_proposed": as_proposed(proposal),
             "deciding_policy": routed_by,
             "deciding_policy_number": routed_by

@@ -15,9 +15,9 @@ from django.utils import timezone
 from approvals.models import Proposal
 from approvals.services.decisions import proposal_approve, proposal_reject
 from executors.runner import proposal_execute
-from ledger.models import Account, Campaign
+from ledger.models import Account, Campaign, Creative
 from policies.models import KillSwitch, Policy
-from tests.conftest import bid_adjustment, reallocation
+from tests.conftest import bid_adjustment, creative, creative_batch, reallocation
 from tests.factories import evaluated
 
 CHANGELIST = reverse("admin:approvals_proposal_changelist")
@@ -86,6 +86,45 @@ def test_an_edit_shows_what_was_proposed_beside_what_was_approved(operator, logi
     # The heading is the agent's proposal; the approved action is said beside it.
     assert "move 280.00 USD/day from brand-search to generic-search (28.0%)" in page.text
     assert "move 200.00 USD/day from brand-search to generic-search (20.0%)" in page.text
+
+
+def test_an_executed_creative_batch_shows_the_creatives_the_ledger_holds_not_the_proposal(
+    operator, login
+):
+    proposal = evaluated(creative_batch(creative(headline="Guaranteed savings", body="Save.")))
+    waiting_page = page_of(login("operator"), proposal).content.decode()
+    assert "None is deployed yet: they are once it is executed." in waiting_page
+    proposal_approve(
+        proposal_id=proposal.pk,
+        reviewer=operator,
+        edited_payload={
+            **proposal.payload,
+            "creatives": [creative(headline="Savings", body="Save.")],
+        },
+    )
+    assert proposal_execute(proposal_id=proposal.pk).status == "executed"
+    [deployed] = Creative.objects.filter(deployed_by_proposal=proposal)
+
+    page = page_of(login("auditor"), proposal).content.decode()
+
+    shown = page[page.index('id="deployed-creatives"') :]
+    shown = shown[: shown.index("</table>")]
+    assert "Deployed to display-retarget" in page
+    assert reverse("admin:ledger_creative_change", args=[deployed.pk]) in shown
+    assert f"Creative #{deployed.pk}" in shown and "<strong>Savings</strong>" in shown
+    assert "Guaranteed" not in shown  # what ran, not what the agent proposed
+    assert "None is deployed" not in page
+
+
+def test_a_rejected_creative_batch_says_none_was_deployed(operator, login):
+    proposal = evaluated(creative_batch())
+    proposal_reject(proposal_id=proposal.pk, reviewer=operator, reason_code="off_brand")
+
+    page = page_of(login("operator"), proposal).content.decode()
+
+    assert "None was deployed." in page
+    assert 'id="deployed-creatives"' not in page
+    assert not Creative.objects.filter(deployed_by_proposal=proposal).exists()
 
 
 def test_pages_show_the_policy_version_that_routed_a_proposal(operator, login):
