@@ -96,6 +96,7 @@ class Policy(models.Model):
         ),
     )
     auto_execute_max_amount = models.DecimalField(
+        "auto-execute amount ceiling",
         **MONEY,
         validators=[MinValueValidator(0)],
         help_text="And at most this much money a day, in the account's currency. Empty: no limit.",
@@ -104,7 +105,10 @@ class Policy(models.Model):
         **RATIO, validators=[MinValueValidator(0)], help_text="Hard ceiling: above it, blocked."
     )
     block_above_amount = models.DecimalField(
-        **MONEY, validators=[MinValueValidator(0)], help_text="Hard ceiling in money per day."
+        "hard amount ceiling",
+        **MONEY,
+        validators=[MinValueValidator(0)],
+        help_text="Hard ceiling in money per day.",
     )
     always_review = models.BooleanField(default=False)
     cumulative_max_magnitude = models.DecimalField(
@@ -129,7 +133,10 @@ class Policy(models.Model):
         help_text="Two-person rule: above this magnitude…",
     )
     more_approvals_above_amount = models.DecimalField(
-        **MONEY, validators=[MinValueValidator(0)], help_text="…or this amount per day…"
+        "more approvals above this amount",
+        **MONEY,
+        validators=[MinValueValidator(0)],
+        help_text="…or this amount per day…",
     )
     approvals_above_threshold = models.PositiveSmallIntegerField(
         default=2, validators=[MinValueValidator(1)], help_text="…this many distinct approvals."

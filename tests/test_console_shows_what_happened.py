@@ -434,6 +434,7 @@ def test_a_policys_history_reads_as_its_page_does(login):
     fraction, the Python duration, True or the stored code."""
     policy = Policy.objects.get(name="Budget reallocations")
     policy.auto_execute_max_magnitude = Decimal("0.125")
+    policy.auto_execute_max_amount = Decimal("250.00")
     policy.cumulative_window = timedelta(days=2)
     policy.always_review = True
     policy.agent_kind = "optimization"
@@ -443,11 +444,23 @@ def test_a_policys_history_reads_as_its_page_does(login):
     text = history_text(login("auditor"), Policy, policy.pk)
     assert "Auto-execute ceiling: 10% → 12.5%" in text
     assert "Cumulative window: 1 day → 2 days" in text
-    assert "max magnitude" not in text  # each setting by its form's name
+    assert "Auto-execute amount ceiling: — → 250.00" in text
+    assert "max magnitude" not in text and "max amount" not in text  # by its form's name
     assert "Always review: no → yes" in text
     assert "Agent kind: — → Optimization" in text
     for code in ("0.125000", "0:00:00", "True", "False", "optimization"):
         assert code not in text.split("Changes", 1)[1], code
+
+
+def test_a_policys_form_names_its_amount_ceilings_as_its_list_does(login):
+    page = login("policy-owner").get(reverse("admin:policies_policy_add")).content.decode()
+    for label in (
+        "Auto-execute amount ceiling",
+        "Hard amount ceiling",
+        "More approvals above this amount",
+    ):
+        assert f">{label}:</label>" in page, label
+    assert "Auto execute max amount" not in page and "Block above amount" not in page
 
 
 def test_the_first_of_two_approvals_says_it_is_counted_and_waits_for_another(login):
