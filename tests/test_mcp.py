@@ -130,6 +130,11 @@ def test_mcp_bid_change_of_6_percent_executes_and_the_agent_sees_before_and_afte
     assert final["status"] == "executed" and final["final"]
     assert final["execution"]["before_state"]["brand-search"]["bid"] == "2.00"
     assert final["execution"]["after_state"]["brand-search"]["bid"] == "2.12"
+    assert final["message"] == (
+        'Executed. Before: {"brand-search": {"bid": "2.00"}}; '
+        'after: {"brand-search": {"bid": "2.12"}}.'
+    )
+    assert "message" not in proposed  # not final: its next step instead
 
 
 def test_mcp_reallocation_of_28_percent_waits_for_an_operator_then_executes(
@@ -204,6 +209,9 @@ def test_mcp_creative_with_a_banned_term_is_held_then_rejected_with_the_reason(
     assert final["status"] == "rejected" and final["final"]
     assert final["decisions"][0]["reason_code"] == "off_brand"
     assert final["decisions"][0]["note"] == "We never promise results."
+    assert final["message"] == (
+        "A reviewer rejected it (off_brand): We never promise results. It was not executed."
+    )
     assert [(f["proposal"], f["kind"], f["reason_code"]) for f in feedback["feedback"]] == [
         (proposed["id"], "rejected", "off_brand")
     ]

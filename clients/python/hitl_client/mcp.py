@@ -27,6 +27,7 @@ except ImportError as missing:  # the client installed without its mcp extra
         '(from the repository: pip install "./clients/python[mcp]").'
     ) from missing
 
+from hitl_client._tools import outcome_report
 from hitl_client.client import AsyncClient
 from hitl_client.errors import HitlError, ValidationFailed, WaitTimedOut
 from hitl_client.models import Proposal
@@ -87,7 +88,8 @@ NEXT_STEP = {
 
 
 def proposal_view(proposal: Proposal) -> dict[str, Any]:
-    """What a model needs of a proposal, as JSON."""
+    """What a model needs of a proposal, as JSON: once it is final, what became of it in a
+    sentence (``message``, as the framework adapters tell it); before, what to do next."""
     raw = proposal.raw
     view: dict[str, Any] = {
         "id": proposal.id,
@@ -102,7 +104,9 @@ def proposal_view(proposal: Proposal) -> dict[str, Any]:
         "decisions": raw.get("decisions") or [],
         "execution": raw.get("execution"),
     }
-    if not proposal.is_final:
+    if proposal.is_final:
+        view["message"] = outcome_report(proposal)["message"]
+    else:
         view["next_step"] = NEXT_STEP.get(proposal.status, "Call wait_for_decision.")
     return view
 
