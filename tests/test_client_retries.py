@@ -446,7 +446,10 @@ def test_feedback_follows_next_then_long_polls_the_kept_resume_link(api, pauses)
     queries = [r["query"] for r in api.requests]
     assert queries[:2] == [{}, {"cursor": "n1"}]
     assert queries[2] == {"cursor": "r2"}  # what arrived since, without waiting
-    assert queries[3:] and all(q == {"cursor": "r2", "wait": "1"} for q in queries[3:])
+    assert queries[3:-1] and all(q == {"cursor": "r2", "wait": "1"} for q in queries[3:-1])
+    # Under a second left: no long poll of "0" seconds, but a last look when the time ends.
+    assert queries[-1] == {"cursor": "r2"}
+    assert 0 < pauses[-1] <= 1.5  # taken when the time ends
 
 
 def test_async_client_retries_a_throttled_proposal_with_the_same_key(api, pauses):

@@ -326,6 +326,7 @@ class FeedbackPages:
         self._next: str | None = self.resume
         self._page_resume = self.resume
         self._asked: tuple[float, int] | None = None
+        self._looked_last = False
 
     def remaining(self) -> float:
         return math.inf if self.deadline is None else self.deadline - time.monotonic()
@@ -339,9 +340,12 @@ class FeedbackPages:
         self._asked = None
         if self._next is not None:
             return Call("GET", self._next, params=params or None, retry_safe=True)
-        remaining = self.remaining()
-        if not self.follow or remaining < 1:
+        if not self.follow or self._looked_last:
             return None
+        remaining = self.remaining()
+        if remaining < 1:  # a long poll is asked for in whole seconds: a last look instead
+            self._looked_last = True
+            return Call("GET", self.resume, params=params or None, retry_safe=True)
         seconds = int(min(MAX_WAIT_SECONDS, remaining))
         params["wait"] = seconds
         self._asked = (time.monotonic(), seconds)
@@ -356,10 +360,16 @@ class FeedbackPages:
         self._next = clean_link(next_link) if next_link else None
         self._page_resume = clean_link(page["resume"]) if page.get("resume") else self.resume
         pause = 0.0
+        remaining = self.remaining()
         if not records and self._asked is not None:
             asked_at, seconds = self._asked
             if time.monotonic() - asked_at < seconds / 2:
-                pause = min(self.fallback_interval, max(0.0, self.remaining()))
+                pause = min(self.fallback_interval, max(0.0, remaining))
+        # Too little time after this pause for a whole-second long poll: the last look is
+        # taken when the time ends, so the feed follows for the whole of it.
+        following = self.follow and self._next is None and not self._looked_last
+        if following and remaining > 0 and remaining - pause < 1:
+            pause = remaining
         return records, pause
 
     def page_done(self) -> None:
