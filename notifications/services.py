@@ -64,6 +64,11 @@ DELIVERY_CHUNK = 20
 # neither outlives the lease (another task would send it again) nor tells a person, late,
 # of a proposal someone decided meanwhile.
 SENDING_TIME = timedelta(seconds=15)
+# A proposal that waits only until one approved ahead of it executes, and is superseded then
+# (its findings' "changed_first"), is told of this much later, and only if it still waits:
+# the one ahead executes within a second or two, and nobody is asked to decide what is about
+# to go away. Told all the same if that one fails, or has not executed by then.
+TOLD_AFTER_THE_ONE_AHEAD = timedelta(seconds=10)
 # A delivery task sent and not yet started takes along what writers commit meanwhile, who then
 # send none (under a burst of submissions, nine tasks in ten found their messages sent by
 # another); its mark, older than this, is of a task lost on its way.
@@ -158,6 +163,12 @@ def _tell(
     notifications = []
     for proposal, route, user in told.values():
         digest = not at_once and _held(route)
+        if digest:
+            due = now + timedelta(minutes=route.digest_minutes)
+        elif kind == NotificationKind.WAITING and _superseded_soon(proposal):
+            due = now + TOLD_AFTER_THE_ONE_AHEAD
+        else:
+            due = now
         for channel in channels[user.pk]:
             notifications.append(
                 Notification(
@@ -169,30 +180,44 @@ def _tell(
                     kind=kind,
                     status=NotificationStatus.HELD if digest else NotificationStatus.PENDING,
                     created_at=now,
-                    next_attempt_at=now + timedelta(minutes=route.digest_minutes)
-                    if digest
-                    else now,
+                    next_attempt_at=due,
                 )
             )
     _record(notifications, kind=kind)
 
 
+def _superseded_soon(proposal: Proposal) -> bool:
+    """Whether the proposal waits for one approved ahead of it, which changes first what it
+    sets: once that one executes, it is superseded."""
+    return bool((proposal.guardrail_findings or {}).get("changed_first"))
+
+
 def _record(notifications: list[Notification], *, kind: str) -> None:
-    """Write ``notifications`` to the outbox with their history (one statement), and send
-    those not held for a digest once the transaction commits."""
-    for status in (NotificationStatus.PENDING, NotificationStatus.HELD):
-        alike = [n for n in notifications if n.status == status]
-        said = NotificationKind(kind).label
-        ids = insert_with_history(
-            Notification,
-            alike,
-            actor=_actor(),
-            reason=f"To be sent: {said}"
-            if status == NotificationStatus.PENDING
-            else f"Held for a digest: {said}",
+    """Write ``notifications`` to the outbox with their history (one statement each way),
+    and send once the transaction commits those neither held for a digest nor told later."""
+    said = NotificationKind(kind).label
+    pending = [n for n in notifications if n.status == NotificationStatus.PENDING]
+    held = [n for n in notifications if n.status == NotificationStatus.HELD]
+    at_once = [n for n in pending if n.next_attempt_at <= n.created_at]
+    later = [n for n in pending if n.next_attempt_at > n.created_at]
+    actor = _actor()
+    _send_after_commit(
+        insert_with_history(Notification, at_once, actor=actor, reason=f"To be sent: {said}")
+    )
+    if later:
+        seconds = int(TOLD_AFTER_THE_ONE_AHEAD.total_seconds())
+        reason = (
+            f"To be sent in {seconds} s, if it still waits (it is superseded once the "
+            f"proposal approved ahead of it executes): {said}"
         )
-        if status == NotificationStatus.PENDING:
-            _send_after_commit(ids)
+        ids = insert_with_history(Notification, later, actor=actor, reason=reason)
+        after_commit(_deliver_later, ids, seconds)
+    insert_with_history(Notification, held, actor=actor, reason=f"Held for a digest: {said}")
+
+
+def _deliver_later(notification_ids: list[int], seconds: int) -> None:
+    for chunk in chunked(notification_ids, DELIVERY_CHUNK):
+        app.send_task(DELIVER_NOTIFICATIONS, (chunk,), countdown=seconds)
 
 
 def _held(route: Route | None) -> bool:

@@ -7,15 +7,18 @@ stopped waiting is."""
 import html
 import re
 from contextlib import contextmanager
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
+from approvals.models import Proposal
+from approvals.services import lifecycle
 from notifications import services
 from notifications.models import Notification, NotificationKind, NotificationStatus, ReachedBy
 from notifications.services import notifications_deliver
-from tests.conftest import wait_until
+from tests.conftest import bid_adjustment, reallocation, wait_until
 from tests.test_notifications_slack import headline
 from tests.test_notifications_sweep import reasons, told_by_smtp, waiting_message
 
@@ -117,3 +120,57 @@ def test_a_slack_message_that_went_as_its_proposal_was_withdrawn_is_updated_to_s
     )
     assert headline(call["blocks"]) == "No longer waits"
     assert not [b for b in call["blocks"] if b["type"] == "actions"]
+
+
+def batch_with_an_item_behind_another(optimizer) -> list[dict]:
+    """A batch: a bid raise that runs by itself, a second raise of the same bid behind it
+    (it waits, and is superseded once the first executes), and a reallocation that waits for
+    a person in its own right."""
+    answer = optimizer.post(
+        "/api/v1/proposals/batch/",
+        [bid_adjustment("2.10"), bid_adjustment("2.12"), reallocation("280.00")],
+        format="json",
+    )
+    assert answer.status_code == 200, answer.content
+    items = [item["proposal"] for item in answer.json()]
+    assert [item["status"] for item in items] == ["approved", "pending_review", "pending_review"]
+    assert any("is superseded once that one executes" in r for r in items[1]["verdict"]["reasons"])
+    return items
+
+
+def test_a_batch_item_superseded_once_the_item_ahead_executes_is_never_announced(
+    optimizer, mailbox, monkeypatch
+):
+    monkeypatch.setattr(services, "TOLD_AFTER_THE_ONE_AHEAD", timedelta(seconds=2))
+    ahead, behind, own = batch_with_an_item_behind_another(optimizer)
+
+    wait_until(lambda: Proposal.objects.get(pk=behind["id"]).status == "superseded")
+    [told] = wait_until(lambda: mailbox.to(OPERATOR), timeout=15)
+    assert f"#{own['id']}" in told["Subject"]  # the one that needs a person, at once
+    message = Notification.objects.get(proposal_id=behind["id"])
+    wait_until(lambda: Notification.objects.get(pk=message.pk).status != "pending", timeout=15)
+    message.refresh_from_db()
+    assert message.status == NotificationStatus.NOT_SENT
+    assert reasons(message) == [
+        "To be sent in 2 s, if it still waits (it is superseded once the proposal approved "
+        "ahead of it executes): Waits for a decision",
+        "Not sent to operator by email: the proposal is superseded and no longer waits for "
+        "this review",
+    ]
+    assert [m["Subject"] for m in mailbox.to(OPERATOR)] == [told["Subject"]]
+    assert Proposal.objects.get(pk=ahead["id"]).status == "executed"
+
+
+def test_a_batch_item_still_waiting_when_the_item_ahead_has_not_executed_is_announced_later(
+    optimizer, mailbox, monkeypatch
+):
+    monkeypatch.setattr(services, "TOLD_AFTER_THE_ONE_AHEAD", timedelta(seconds=2))
+    # The item ahead is approved, but its execution is never sent.
+    monkeypatch.setattr(lifecycle, "enqueue_executions_after_commit", lambda ids: None)
+    ahead, behind, own = batch_with_an_item_behind_another(optimizer)
+
+    told = wait_until(lambda: len(mailbox.to(OPERATOR)) == 2 and mailbox.to(OPERATOR), timeout=20)
+    subjects = " ".join(message["Subject"] for message in told)
+    assert f"#{behind['id']}" in subjects and f"#{own['id']}" in subjects
+    assert Proposal.objects.get(pk=ahead["id"]).status == "approved"
+    assert Proposal.objects.get(pk=behind["id"]).status == "pending_review"
