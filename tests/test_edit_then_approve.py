@@ -69,7 +69,8 @@ def test_an_edited_creative_is_approved_and_the_agent_gets_the_diff(login, optim
     # The summary reads as before: why it is here says which fields the edit changed, and
     # its decision is marked as edited.
     assert proposal.verdict_reasons[0] == (
-        "Edited before approval (creatives[0].body changed): deploy 1 creative to display-retarget."
+        "Edited before approval (body of creative 1 changed): deploy 1 creative to "
+        "display-retarget."
     )
     page = login("operator").get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
     decided = page.text.split('id="proposal-decisions"')[1].split("</table>")[0]

@@ -206,6 +206,11 @@ class ActionType:
         besides the one proposing it."""
         return []
 
+    def field_words(self, path: str) -> str:
+        """A field of the payload, named by its dotted path as a feedback diff names it
+        (``new_bid``), in the words a reason uses: "new bid"."""
+        return path.replace("_", " ")
+
     def texts(self, payload: dict[str, Any]) -> list[tuple[str, str]]:
         """The words the action would publish, as (where, text), for the brand guidelines."""
         return []

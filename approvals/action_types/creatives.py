@@ -7,7 +7,7 @@ from rest_framework import serializers
 
 from approvals.action_types import register
 from approvals.action_types.base import ActionType, Assessment, CampaignRef
-from approvals.action_types.forms import ActionEditForm, TextField
+from approvals.action_types.forms import ActionEditForm, TextField, parse_path
 from hitlproject.validation import MultiLineCharField, SingleLineCharField, StrictSerializer
 from ledger.models import Account, Creative
 
@@ -116,10 +116,16 @@ class CreativeDeployment(ActionType):
 
     def texts(self, payload):
         return [
-            (f"{part.replace('_', ' ')} of creative {number}", creative[part])
+            (_part_of_creative(part, number), creative[part])
             for number, creative in enumerate(payload["creatives"], start=1)
             for part in ("headline", "body", "call_to_action")
         ]
+
+    def field_words(self, path):
+        match parse_path(path):
+            case ("creatives", int(index), str(part)):
+                return _part_of_creative(part, index + 1)
+        return super().field_words(path)
 
     def proposed_state(self, payload, campaigns):
         return {payload["campaign"]: {}}
@@ -130,3 +136,8 @@ class CreativeDeployment(ActionType):
             creative = Creative(campaign=campaign, deployed_by_proposal=proposal, **fields)
             creative._change_reason = f"proposal #{proposal.pk}: {proposal.summary}"
             creative.save()
+
+
+def _part_of_creative(part: str, number: int) -> str:
+    """A creative's text as a reason names it: "body of creative 2"."""
+    return f"{part.replace('_', ' ')} of creative {number}"

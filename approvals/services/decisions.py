@@ -103,7 +103,10 @@ def _edit(proposal: Proposal, edited_payload: Any) -> dict[str, Any] | None:
     summary = assessed.assessment.summary
     note = f"Edited before approval to: {summary}."
     if summary == proposal.summary:  # it reads as before (a creative's copy): say what changed
-        changed = ", ".join(payload_diff(proposal.payload, assessed.payload))
+        changed = ", ".join(
+            action_type.field_words(path)
+            for path in payload_diff(proposal.payload, assessed.payload)
+        )
         note = f"Edited before approval ({changed} changed): {summary}."
     return {"payload": assessed.payload, **refreshed_facts(proposal, assessed, verdict, note)}
 
