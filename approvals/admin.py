@@ -787,6 +787,9 @@ class ProposalAdmin(ReadOnlyAdmin):
             proposals = plan.proposals
             for proposal in proposals:
                 proposal.bulk_outcome = plan.outcome(proposal)
+        for proposal in proposals:  # what the guardrails found, said before it is decided
+            findings = proposal.guardrail_findings or {}
+            proposal.findings = [*findings.get("block", []), *findings.get("review", [])]
         form = form_class(request.POST if "confirm" in request.POST else None)
         if "confirm" in request.POST and form.is_valid():
             decided = decide(
@@ -808,6 +811,7 @@ class ProposalAdmin(ReadOnlyAdmin):
                 "proposals": proposals,
                 "plan": plan,
                 "not_pending": [p for p in proposals if p.status != ProposalStatus.PENDING_REVIEW],
+                "with_findings": [p for p in proposals if p.findings],
                 "form": form,
                 "opts": self.model._meta,
                 "action_checkbox_name": ACTION_CHECKBOX_NAME,

@@ -16,7 +16,14 @@ from feedback.models import Feedback
 from hitlproject.errors import DomainError
 from ledger.models import Account, Campaign
 from policies.models import Policy
-from tests.conftest import BID_RAISES, bid_adjustment, reallocation, wait_until
+from tests.conftest import (
+    BID_RAISES,
+    bid_adjustment,
+    creative,
+    creative_batch,
+    reallocation,
+    wait_until,
+)
 from tests.factories import evaluated
 
 CHANGELIST = reverse("admin:approvals_proposal_changelist")
@@ -272,3 +279,35 @@ def test_bulk_pages_count_proposals_and_approvals_in_words_that_agree(login):
     assert [str(message) for message in done.context["messages"]] == [
         f"1 proposal has your approval and waits for another person's: #{proposal.pk}."
     ]
+
+
+def test_the_bulk_confirmation_quotes_what_the_guardrails_found_before_approving(login):
+    """A creative with a banned term and a clean one selected together: the confirmation
+    quotes the finding under the one it concerns, and says approving runs it as it is."""
+    flagged = evaluated(creative_batch(creative(body="Guaranteed results in a week.")))
+    clean = evaluated(creative_batch(creative(body="Find it fast.")))
+    selected = {"action": "approve_selected", "_selected_action": [flagged.pk, clean.pk]}
+
+    page = html.unescape(login("operator").post(CHANGELIST, selected).text)
+
+    said = re.sub(r"\s+", " ", page.split('id="bulk-findings">')[1].split("</p>")[0])
+    assert said.startswith("The guardrails found something in 1 of them")
+    assert said.endswith("Approving it runs it as it is.")
+    rows = {
+        row.split("</td>")[0].split(">")[-1]: row
+        for row in page.split('id="bulk-proposals"')[1].split("<tr>")[2:]
+    }
+    assert "⚠ The body of creative 1 uses the banned term “guaranteed”" in rows[str(flagged.pk)]
+    assert "⚠" not in rows[str(clean.pk)]
+
+
+def test_a_bulk_rejection_quotes_the_findings_too(login):
+    flagged = evaluated(creative_batch(creative(body="Guaranteed results in a week.")))
+    selected = {"action": "reject_selected", "_selected_action": [flagged.pk]}
+
+    page = html.unescape(login("operator").post(CHANGELIST, selected).text)
+
+    said = re.sub(r"\s+", " ", page.split('id="bulk-findings">')[1].split("</p>")[0])
+    assert said.startswith("The guardrails found something in 1 of them")
+    assert "Approving" not in said
+    assert "⚠ The body of creative 1 uses the banned term “guaranteed”" in page
