@@ -330,6 +330,14 @@ class ProposalHistoryValues(ConsoleHistoryValues):
     version that routed it; the guardrails' findings, the verdict's reasons and the rules that
     held it as sentences; its magnitude as the queue writes it (16.0%, not 0.160000)."""
 
+    def context_for_delta_changes(self, delta):
+        # The version that routed it reads within the deciding policy's line ("version 1",
+        # as the policy numbers them), not again as a line of its own giving its record's id.
+        if any(change.field == "verdict_policy" for change in delta.changes):
+            changes = [c for c in delta.changes if c.field != "verdict_policy_version"]
+            delta = dataclasses.replace(delta, changes=changes)
+        return super().context_for_delta_changes(delta)
+
     def prepare_delta_change_value(self, change, value):
         if change.field == "magnitude" and value is not None:  # as the queue writes it
             action_type = action_types.get(self.delta.new_record.action_type)

@@ -148,6 +148,7 @@ def test_a_proposal_s_history_names_its_policy_as_it_was_when_it_routed_it(login
     page = auditor.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
 
     assert f"Verdict policy: — → “Budget reallocations” (policy #{policy.pk}, version 1)" in routed
+    assert "Verdict policy version" not in routed  # its record's id, said once, as its number
     assert "Moves between campaigns" not in routed
     # The page says what it is called now, so the person can find it.
     routed_by = html.unescape(page.text.split('id="routed-by"')[1].split("</p>")[0])
