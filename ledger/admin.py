@@ -84,3 +84,6 @@ class CreativeAdmin(AuditedHistoryAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # what a proposal's execution deployed, as its page and history say

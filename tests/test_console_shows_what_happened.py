@@ -111,9 +111,23 @@ def test_an_executed_creative_batch_shows_the_creatives_the_ledger_holds_not_the
     shown = shown[: shown.index("</table>")]
     assert "Deployed to display-retarget" in page
     assert reverse("admin:ledger_creative_change", args=[deployed.pk]) in shown
-    assert f"Creative #{deployed.pk}" in shown and "<strong>Savings</strong>" in shown
+    assert "Creative 1<br>" in shown and f"ledger record #{deployed.pk}" in shown
+    assert "<strong>Savings</strong>" in shown
     assert "Guaranteed" not in shown  # what ran, not what the agent proposed
     assert "None is deployed" not in page
+
+
+def test_nobody_deletes_a_deployed_creative_from_the_console(operator, client, django_user_model):
+    proposal = evaluated(creative_batch(creative(body="Save.")))
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    proposal_execute(proposal_id=proposal.pk)
+    [deployed] = Creative.objects.filter(deployed_by_proposal=proposal)
+    client.force_login(django_user_model.objects.create_superuser("root", password="x"))
+
+    delete = reverse("admin:ledger_creative_delete", args=[deployed.pk])
+    assert client.post(delete, {"post": "yes"}).status_code == 403
+
+    assert Creative.objects.filter(pk=deployed.pk).exists()
 
 
 def test_a_rejected_creative_batch_says_none_was_deployed(operator, login):
