@@ -16,7 +16,7 @@ from django.http import Http404, HttpRequest, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from approvals import action_types
 from approvals.action_types.forms import ActionEditForm, edit_form_for
@@ -25,6 +25,7 @@ from approvals.models import (
     AgentAPIKey,
     Decision,
     Execution,
+    ExecutionStatus,
     Proposal,
     ProposalStatus,
     RejectionReason,
@@ -59,7 +60,7 @@ from approvals.services.proposals import (
     guardrail_blocks_counting_approved,
     proposal_withdraw_for_agent,
 )
-from approvals.templatetags.console import what_if_chart
+from approvals.templatetags.console import ledger_state, what_if_chart
 from audit.actors import Actor
 from audit.admin import (
     AuditedHistoryAdmin,
@@ -867,6 +868,47 @@ class ExecutionAdmin(ReadOnlyAdmin):
     list_display = ["id", "proposal", "attempt", "executor", "status", "finished_at"]
     list_filter = ["status", "executor"]
     list_select_related = ["proposal"]
+    # The ledger's states as the proposal's page reads them, not as JSON; what a creative
+    # batch deployed, by its ledger records.
+    fields = [
+        "proposal",
+        "attempt",
+        "executor",
+        "status",
+        "before",
+        "after",
+        "creatives_deployed",
+        "error",
+        "request_ids",
+        "channel_response",
+        "started_at",
+        "finished_at",
+    ]
+
+    @admin.display(description="before")
+    def before(self, execution: Execution) -> str:
+        return ledger_state(execution.before_state)
+
+    @admin.display(description="after")
+    def after(self, execution: Execution) -> str:
+        return ledger_state(execution.after_state)
+
+    @admin.display(description="creatives deployed")
+    def creatives_deployed(self, execution: Execution) -> str:
+        if execution.status != ExecutionStatus.SUCCEEDED:
+            return "—"
+        deployed = execution.proposal.deployed_creatives.order_by("pk")
+        return (
+            format_html_join(
+                ", ",
+                '<a href="{}">ledger record #{}</a> “{}”',
+                (
+                    (reverse("admin:ledger_creative_change", args=[c.pk]), c.pk, c.headline)
+                    for c in deployed
+                ),
+            )
+            or "—"
+        )
 
 
 SCORECARD_DAYS = (7, 30, 90)

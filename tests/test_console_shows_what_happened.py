@@ -765,3 +765,26 @@ def test_two_released_kill_switches_are_both_said_released(login):
         "No kill switch covers it now: those above have been released since. It still waits "
         "for a person's decision."
     )
+
+
+def test_an_execution_reads_its_states_as_the_proposals_page_does(operator, login):
+    bid = evaluated(bid_adjustment("2.10"))
+    batch = evaluated(creative_batch(creative(headline="Savings", body="Save.")))
+    proposal_approve(proposal_id=batch.pk, reviewer=operator)
+    for proposal in (bid, batch):
+        assert proposal_execute(proposal_id=proposal.pk).status == "executed"
+    auditor = login("auditor")
+
+    def shown(proposal) -> str:
+        execution = proposal.executions.get()
+        page = auditor.get(reverse("admin:approvals_execution_change", args=[execution.pk]))
+        assert page.status_code == 200
+        return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page.content.decode())).split())
+
+    bid_page, batch_page = shown(bid), shown(batch)
+    assert "Before: brand-search bid 2.00" in bid_page
+    assert "After: brand-search bid 2.10" in bid_page
+    assert "Creatives deployed: —" in bid_page
+    [deployed] = Creative.objects.filter(deployed_by_proposal=batch)
+    assert f"Creatives deployed: ledger record #{deployed.pk} “Savings”" in batch_page
+    assert "{&quot;" not in batch_page and '{"' not in batch_page
