@@ -499,7 +499,9 @@ class ProposalAdmin(ReadOnlyAdmin):
         the proposal (not the policy as it reads today): annotated on the queue's rows,
         looked up for a single page or a history version. Where its verdict recorded that
         the cumulative ceiling held it though its own move is within the auto-execute one,
-        the cumulative move beside the cumulative ceiling: what held it."""
+        the cumulative move beside the cumulative ceiling: what held it. Within the
+        auto-execute ceiling, it says so ("6.0%, within 15.0%"): whatever sent it to a person,
+        its size did not."""
         unit = action_types.get(proposal.action_type).magnitude_unit
         magnitude = format_magnitude(proposal.magnitude, unit)
         if hasattr(proposal, "deciding_ceiling"):
@@ -521,6 +523,8 @@ class ProposalAdmin(ReadOnlyAdmin):
             return held_by_cumulative
         if ceiling is None:
             return magnitude
+        if proposal.magnitude <= ceiling:  # the ceiling let it through: it did not hold it
+            return f"{magnitude}, within {format_magnitude(ceiling, unit)}"
         return f"{magnitude} / {format_magnitude(ceiling, unit)}"
 
     @admin.display(description="approvals", ordering="approvals_this_round")

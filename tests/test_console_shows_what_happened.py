@@ -380,6 +380,18 @@ def test_a_proposal_held_by_the_cumulative_ceiling_shows_that_figure_not_its_own
     assert "28.0% / 10.0%" in page_of(operator, big).text
 
 
+def test_a_move_within_the_auto_execute_ceiling_held_by_another_rule_says_it_is_within(login):
+    first, behind = (
+        evaluated(bid) for bid in (bid_adjustment("2.10"), bid_adjustment("2.12"))
+    )  # the second waits behind the first, which changes the bid first
+    assert (first.status, behind.status) == ("approved", "pending_review")
+
+    listed = login("operator").get(CHANGELIST).text
+
+    assert "6.0%, within 15.0%" in listed
+    assert "6.0% / 15.0%" not in listed
+
+
 def test_the_console_reads_the_cumulative_figure_from_the_verdicts_record_not_its_words(login):
     for new_bid in ("2.18", "2.38"):
         proposal_execute(proposal_id=evaluated(bid_adjustment(new_bid)).pk)
