@@ -21,6 +21,8 @@ class ConsoleAdminSite(admin.AdminSite):
     index_title = "Review console"
     # The queue needs the width more than a second copy of the home page's menu.
     enable_nav_sidebar = False
+    # Nothing set reads as the console's pages write it elsewhere ("—"), not Django's "-".
+    empty_value_display = "—"
 
     login_form = ConsoleAuthenticationForm
     login_template = "access/login.html"

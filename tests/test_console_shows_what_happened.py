@@ -489,6 +489,16 @@ def test_a_policys_form_names_its_amount_ceilings_as_its_list_does(login):
     assert "Auto execute max amount" not in page and "Block above amount" not in page
 
 
+def test_a_setting_not_set_reads_as_a_dash_on_a_read_only_policy(login):
+    policy = Policy.objects.get(name="Budget reallocations")
+    assert policy.more_approvals_above_amount is None
+    page = login("auditor").get(reverse("admin:policies_policy_change", args=[policy.pk]))
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page.content.decode())).split())
+
+    assert "More approvals above this amount: —" in text
+    assert "More approvals above this amount: - " not in text
+
+
 def test_the_first_of_two_approvals_says_it_is_counted_and_waits_for_another(login):
     """Under a two-person rule, the first approval is said as what it did: counted, one of
     two, the proposal waiting for another person; not "now pending review", as if nothing had
