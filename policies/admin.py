@@ -134,7 +134,7 @@ class PolicyForm(ChangeReasonForm):
         "More approvals above", f"Two-person rule: above this change, {IN_ITS_UNIT}…"
     )
     cumulative_max_magnitude = percent_field(
-        "Cumulative ceiling (%)",
+        "Cumulative ceiling",
         "Most a campaign's bid or budget may move, compounded, over the window, counting what "
         "executed and what is approved, in percent (25 = 25%). Above it, a human decides.",
     )
@@ -225,7 +225,8 @@ class DryRunForm(forms.Form):
         f"For this run only, instead of the policy's; {IN_ITS_UNIT}. Nothing is saved.",
     )
     try_cumulative_ceiling = percent_field(
-        "Try a cumulative ceiling (%)", "For this run only, instead of the policy's."
+        "Try a cumulative ceiling",
+        "For this run only, instead of the policy's; in percent (25 = 25%).",
     )
 
 

@@ -80,6 +80,7 @@ class Policy(models.Model):
     )
     draft_of = models.ForeignKey(
         "self",
+        verbose_name="replaces, when promoted",
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
