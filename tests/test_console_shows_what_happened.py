@@ -497,6 +497,8 @@ def test_a_setting_not_set_reads_as_a_dash_on_a_read_only_policy(login):
 
     assert "More approvals above this amount: —" in text
     assert "More approvals above this amount: - " not in text
+    assert "Replaces, when promoted: —" in text and "Draft of" not in text
+    assert "Cumulative ceiling: 25%" in text
 
 
 def test_the_first_of_two_approvals_says_it_is_counted_and_waits_for_another(login):
