@@ -587,7 +587,8 @@ def test_approvals_a_policy_asks_for_since_routing_are_said_beside_the_version_t
     routed_by = re.sub(r"\s+", " ", page.split('id="routed-by"')[1].split("</p>")[0])
     # Versions as its owner counts them: the demo's policy as seeded, then changed once.
     assert now_version == 2
-    assert "(version 1; it has changed since, to version 2)" in routed_by
+    assert "in its version 1, as saved on" in routed_by
+    assert "UTC (it has changed since, to version 2):" in routed_by
     assert routed_by.endswith("1 approval.")
     reasons = page.split('id="verdict-reasons"')[1].split("</ul>")[0]
     assert (

@@ -152,10 +152,10 @@ def test_a_proposal_s_history_names_its_policy_as_it_was_when_it_routed_it(login
     assert "Moves between campaigns" not in routed
     # The page says what it is called now, so the person can find it.
     routed_by = html.unescape(page.text.split('id="routed-by"')[1].split("</p>")[0])
-    assert "policy “Budget reallocations” as it stood on" in routed_by
+    assert "policy “Budget reallocations” in its version 1, as saved on" in routed_by
     assert "now called “Moves between campaigns”" in routed_by
     # Versions numbered as the policy's own, on its page, its history and the policy's list.
-    assert "(version 1; it has changed since, to version 2, and is now called" in routed_by
+    assert "UTC (it has changed since, to version 2, and is now called" in routed_by
     renamed, seeded = history_rows(auditor, policy)
     assert renamed.startswith("Moves between campaigns 2 ")
     assert seeded.startswith("Budget reallocations 1 ")
