@@ -194,7 +194,8 @@ def message_blocks(
     facts = [
         f"*Agent* {message.agent}",
         f"*Account* {message.account}",
-        f"*Action* {message.action_type} ({message.magnitude})",
+        f"*Action* {message.action_type}",
+        f"*Size* {message.magnitude}",
         f"*Risk* {message.risk if message.risk is not None else 'not scored'}",
     ]
     if message.due_at:

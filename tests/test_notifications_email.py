@@ -94,8 +94,9 @@ def test_the_due_time_reads_as_the_console_shows_it_and_in_the_past_once_overdue
     assert f"Decision was due by: {shown}" in text
     assert f"Decision was due by</th><td>{shown}</td>" in html
     assert "Decision due by" not in text + html
-    assert "Action: budget reallocation (" in text and "budget_reallocation" not in text
-    assert "budget reallocation (" in html and "budget_reallocation" not in html
+    assert "Action: budget reallocation\n" in text and "budget_reallocation" not in text
+    assert "Size: 28.0% of brand-search's daily budget\n" in text  # a cell of its own
+    assert "Action</th><td>budget reallocation</td>" in html and "budget_reallocation" not in html
     text = waiting.body
     assert f"Decision due by: {shown}" in text  # made before the time had passed
 
@@ -103,7 +104,8 @@ def test_the_due_time_reads_as_the_console_shows_it_and_in_the_past_once_overdue
         proposal_messages([(proposal, NotificationKind.ESCALATION)], now=now)[0], may_decide=True
     )
     facts = " ".join(field["text"] for field in blocks[1]["fields"])
-    assert "*Action* budget reallocation (" in facts
+    assert "*Action* budget reallocation" in facts
+    assert "*Size* 28.0% of brand-search's daily budget" in facts
     assert "*Was due by*" in facts and f"|{shown}>" in facts and "{time_secs}" in facts
 
 
