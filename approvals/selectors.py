@@ -115,25 +115,30 @@ def policy_terms(policy, unit: str) -> list[str]:
     blocked, what it took to approve."""
     if policy is None:
         return ["No policy matched: a person decides."]
+
+    def limit(value) -> str:  # a count is of a batch's items: "2 above a batch of 1"
+        said = format_magnitude(value, unit)
+        return f"a batch of {said}" if unit == "count" else said
+
     terms = []
     if policy.always_review:
         terms.append("always waits for a person")
     elif policy.auto_execute_max_magnitude is not None:
-        ceiling = format_magnitude(policy.auto_execute_max_magnitude, unit)
+        ceiling = limit(policy.auto_execute_max_magnitude)
         if policy.auto_execute_max_amount is not None:
             ceiling += f" and {policy.auto_execute_max_amount} a day"
         terms.append(f"runs without a person up to {ceiling}")
     if policy.block_above_magnitude is not None:
-        terms.append(f"blocked above {format_magnitude(policy.block_above_magnitude, unit)}")
+        terms.append(f"blocked above {limit(policy.block_above_magnitude)}")
     if policy.cumulative_max_magnitude is not None:
         terms.append(
-            f"at most {format_magnitude(policy.cumulative_max_magnitude, unit)} per target "
+            f"at most {format_magnitude(policy.cumulative_max_magnitude, 'ratio')} per target "
             f"over {describe_duration(policy.cumulative_window)}"
         )
     approvals = f"{policy.required_approvals} approval{pluralize(policy.required_approvals)}"
     above = []
     if policy.more_approvals_above_magnitude is not None:
-        above.append(format_magnitude(policy.more_approvals_above_magnitude, unit))
+        above.append(limit(policy.more_approvals_above_magnitude))
     if policy.more_approvals_above_amount is not None:
         above.append(f"{policy.more_approvals_above_amount} a day")
     # The two-person rule, where it asks for more than the rest (as the engine counts it).

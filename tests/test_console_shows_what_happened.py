@@ -676,6 +676,21 @@ def test_the_policy_terms_on_a_proposals_page_name_its_two_person_rule(
     assert f"0 of {needed} approvals" in re.sub(r"\s+", " ", page)
 
 
+def test_a_creative_policys_terms_count_creatives_as_a_batch(login):
+    policy = Policy.objects.get(action_type="creative_deployment", is_draft=False)
+    policy.always_review, policy.auto_execute_max_magnitude = False, Decimal("3")
+    policy.more_approvals_above_magnitude, policy.approvals_above_threshold = Decimal("1"), 2
+    policy._change_reason = "Small batches run; two people for more than one creative."
+    policy.save()
+    proposal = evaluated(creative_batch(creative(body="Save."), creative(body="Save more.")))
+
+    page = html.unescape(page_of(login("auditor"), proposal).text)
+
+    routed_by = re.sub(r"\s+", " ", page.split('id="routed-by"')[1].split("</p>")[0])
+    assert "runs without a person up to a batch of 3" in routed_by
+    assert routed_by.endswith("1 approval, 2 above a batch of 1.")
+
+
 def test_a_value_never_set_reads_as_nothing_set_not_as_the_text_none(operator, login, optimizer):
     """generic-search has no target CPA; a strategy change sets one. Its snapshot, its
     execution's state before, the API and the page say nothing was set (null, "not set", one
