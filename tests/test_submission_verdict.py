@@ -357,7 +357,7 @@ def test_a_batch_that_sets_one_value_twice_approves_only_the_first(optimizer):
     assert first["status"] == "approved"
     assert second["status"] == "pending_review"
     assert (
-        "The item at index 1 of this batch, approved, changes brand-search's bid first: this "
+        "Item 2 of this batch (index 1), approved, changes brand-search's bid first: this "
         "one waits for a person, and is superseded once that one executes."
     ) in second["verdict"]["reasons"]
     held = Proposal.objects.get(pk=second["id"])

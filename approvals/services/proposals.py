@@ -385,7 +385,7 @@ def changed_first_reviews(
         return []
     other, words = changed[clash], f"{clash[1]}'s {clash[2].replace('_', ' ')}"
     if isinstance(other, EarlierItem):
-        who = f"The item at index {other.index} of this batch, approved,"
+        who = f"Item {other.index + 1} of this batch (index {other.index}), approved,"
     elif isinstance(other, Ahead) and agent_id is not None and other.agent_id != agent_id:
         who = "Another agent's proposal, approved and about to execute,"
     else:
