@@ -31,7 +31,7 @@ DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0
 QUEUE = "bench-console"
 SEARCH_AGENT = "bench-copywriter"
 CREATIVES = 10_000
-BANNED = "The body of creative 1 uses the banned term “guaranteed”: “«Guaranteed» results…”."
+BANNED = "The body of creative 1 uses the banned term “guaranteed”: “«Guaranteed» results…”"
 ALWAYS_REVIEWED = "Policy “Creatives” sends every creative batch to a human."
 os.environ.update(
     DJANGO_SETTINGS_MODULE="hitlproject.settings",

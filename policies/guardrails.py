@@ -176,8 +176,14 @@ def _uses(where: str, what: str, text: str, found: _Found) -> str:
     disguise = "" if found.literal else _disguise(written, found.displayed)
     quote = _quote(text, found.start, found.end)
     if disguise:
-        return f"The {where} uses {what}, disguised ({disguise}): “{quote}”."
-    return f"The {where} uses {what}: “{quote}”."
+        return f"The {where} uses {what}, disguised ({disguise}): {_closing(quote)}"
+    return f"The {where} uses {what}: {_closing(quote)}"
+
+
+def _closing(quote: str) -> str:
+    """A quotation that ends the sentence: its own stop ends it, where it has one (“In a
+    week.”, not “In a week.”.)."""
+    return f"“{quote}”" if quote.endswith((".", "!", "?", "…")) else f"“{quote}”."
 
 
 def _direction_controls(where: str, text: str) -> str | None:
@@ -188,7 +194,7 @@ def _direction_controls(where: str, text: str) -> str | None:
     names = ", ".join(reading.describe(char) for char in controls)
     return (
         f"The {where} contains invisible text-direction controls ({names}), which can make it "
-        f"display in another order than it is written: “{_quote(text, first, first + 1)}”."
+        f"display in another order than it is written: {_closing(_quote(text, first, first + 1))}"
     )
 
 
@@ -248,7 +254,7 @@ def brand_findings(texts: Iterable[tuple[str, str]], rules: BrandRules) -> list[
                     " It is written, but text-direction controls reorder it." if written else ""
                 )
                 findings.append(
-                    f"The {where} lacks the required disclaimer “{disclaimer}”.{unseen}"
+                    f"The {where} lacks the required disclaimer {_closing(disclaimer)}{unseen}"
                 )
             elif not written:
                 findings.append(

@@ -66,7 +66,7 @@ def test_the_finding_quotes_the_text_as_submitted_and_says_how_it_is_disguised()
     [finding] = findings_for("Results guаranteed within a week.")
     assert finding == (
         "The body of creative 1 uses the banned term “guaranteed”, disguised (written with "
-        "U+0430 CYRILLIC SMALL LETTER A): “Results «guаranteed» within a week.”."
+        "U+0430 CYRILLIC SMALL LETTER A): “Results «guаranteed» within a week.”"
     )
     assert "guаranteed" in finding  # the Cyrillic а, as the agent sent it
 
@@ -87,7 +87,7 @@ def test_text_reversed_by_a_right_to_left_override_is_read_as_displayed():
     assert term == (
         "The body of creative 1 uses the banned term “guaranteed”, disguised (written backwards "
         "and displayed reversed by a right-to-left override): "
-        "“Results ⟨U+202E⟩«deetnaraug»⟨U+202C⟩ within a week.”."
+        "“Results ⟨U+202E⟩«deetnaraug»⟨U+202C⟩ within a week.”"
     )
 
 
@@ -129,7 +129,7 @@ def test_rn_is_not_read_as_m_in_plain_latin_text():
 def test_a_banned_term_in_another_script_is_found_and_disguised_latin_is_too():
     rules = BrandRules(banned_terms=("гарантия",))
     assert findings_for("Полная гарантия.", rules) == [
-        "The body of creative 1 uses the banned term “гарантия”: “Полная «гарантия».”."
+        "The body of creative 1 uses the banned term “гарантия”: “Полная «гарантия».”"
     ]
     assert findings_for("Полная гаpантия.", rules)  # Latin p for Cyrillic р
 
@@ -158,7 +158,7 @@ def test_a_disclaimer_counts_when_a_reader_sees_it():
     assert findings_for("Search smarter. TERMS APPLY.", rules) == []
     assert findings_for("Search smarter. Terms\u00a0 apply.", rules) == []
     assert findings_for("Search smarter.", rules) == [
-        "The body of creative 1 lacks the required disclaimer “Terms apply.”."
+        "The body of creative 1 lacks the required disclaimer “Terms apply.”"
     ]
 
 
@@ -175,7 +175,7 @@ def test_a_disclaimer_an_override_displays_backwards_is_missing():
     rules = BrandRules(required_disclaimers=("Terms apply.",))
     findings = findings_for(f"Search smarter. {RLO}Terms apply.{PDF}", rules)
     assert (
-        "The body of creative 1 lacks the required disclaimer “Terms apply.”. It is written, "
+        "The body of creative 1 lacks the required disclaimer “Terms apply.” It is written, "
         "but text-direction controls reorder it."
     ) in findings
 
@@ -276,7 +276,7 @@ def test_an_invisible_right_to_left_character_is_a_text_direction_control():
     assert findings == [
         "The body of creative 1 contains invisible text-direction controls (U+070F SYRIAC "
         "ABBREVIATION MARK), which can make it display in another order than it is written: "
-        "“Search smarter«⟨U+070F⟩» today.”."
+        "“Search smarter«⟨U+070F⟩» today.”"
     ]
 
 

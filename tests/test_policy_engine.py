@@ -359,7 +359,7 @@ def test_banned_terms_are_whole_words_whatever_they_end_with():
     rules = BrandRules(banned_terms=("100%", "free"))
     texts = [("body of creative 1", "Now 100% better, and carefree.")]
     assert brand_findings(texts, rules) == [
-        "The body of creative 1 uses the banned term “100%”: “Now «100%» better, and carefree.”."
+        "The body of creative 1 uses the banned term “100%”: “Now «100%» better, and carefree.”"
     ]
 
 

@@ -123,7 +123,7 @@ def test_a_banned_term_in_a_creative_is_quoted_in_the_reasons(demo_world):
     assert proposal.status == ProposalStatus.PENDING_REVIEW
     assert (
         "The body of creative 2 uses the banned term “guaranteed”: "
-        "“«Guaranteed» results in a week, or your mo…”."
+        "“«Guaranteed» results in a week, or your mo…”"
     ) in proposal.verdict_reasons
     assert proposal.guardrail_findings["review"] == [proposal.verdict_reasons[0]]
 
@@ -137,7 +137,7 @@ def test_banned_patterns_and_missing_disclaimers_are_found(demo_world):
     assert any(
         "headline of creative 1 uses the banned pattern" in r and "«50% off»" in r for r in reasons
     )
-    assert "The body of creative 1 lacks the required disclaimer “Terms apply.”." in reasons
+    assert "The body of creative 1 lacks the required disclaimer “Terms apply.”" in reasons
 
 
 def test_a_clean_creative_still_waits_for_a_human_by_policy(demo_world):
