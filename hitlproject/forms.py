@@ -1,9 +1,13 @@
 import json
 import math
+import re
 import sys
+from datetime import timedelta
 
 from django import forms
 from django.forms.fields import InvalidJSONInput
+
+from hitlproject.periods import describe_duration
 
 
 def _integer(text: str) -> int:
@@ -72,3 +76,36 @@ class IndentedJSONField(forms.JSONField):
         except UnicodeEncodeError:  # echo text that is not text as escapes, not as a 500
             text = json.dumps(value, ensure_ascii=True, indent=2, cls=self.encoder)
         return text
+
+
+_IN_WORDS = re.compile(r"\s*(\d[\d,]*)\s*(second|minute|hour|day)s?\s*", re.IGNORECASE)
+
+
+class WindowField(forms.DurationField):
+    """A duration as a policy owner reads and types it: "1 day", "36 hours", "90 minutes"
+    (and, as Django writes one, "1 12:00:00"), not the form's "1 00:00:00" for a day."""
+
+    default_error_messages = {
+        "invalid": "Enter a duration such as “90 minutes”, “36 hours” or “7 days”.",
+    }
+
+    def prepare_value(self, value):
+        if isinstance(value, timedelta):
+            said = describe_duration(value)
+            return said if said != str(value) else super().prepare_value(value)
+        return value
+
+    def to_python(self, value):
+        words = _IN_WORDS.fullmatch(value) if isinstance(value, str) else None
+        if words is None:
+            return super().to_python(value)
+        count, unit = int(words[1].replace(",", "")), words[2].lower()
+        try:
+            return timedelta(**{f"{unit}s": count})
+        except OverflowError:
+            raise forms.ValidationError(
+                self.error_messages["overflow"].format(
+                    min_days=timedelta.min.days, max_days=timedelta.max.days
+                ),
+                code="overflow",
+            ) from None

@@ -7,6 +7,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import models
 from django.db.models import F, Window
 from django.db.models.functions import RowNumber
 from django.http import Http404, HttpResponseRedirect
@@ -26,7 +27,7 @@ from audit.admin import AuditedHistoryAdmin, ConsoleHistoryValues, id_refusal, v
 from hitlproject.charts import grouped_bars
 from hitlproject.converters import record_page
 from hitlproject.errors import DomainError, InvalidInput
-from hitlproject.forms import IndentedJSONField
+from hitlproject.forms import IndentedJSONField, WindowField
 from hitlproject.periods import PeriodForm, describe_duration
 from hitlproject.vocabulary import SIMULATED_ROW_LABELS, SIMULATED_ROWS
 from ledger.models import Account
@@ -337,6 +338,8 @@ class PolicyHistoryValues(ConsoleHistoryValues):
 class PolicyAdmin(ChangeReasonAdmin):
     form = PolicyForm
     history_values = PolicyHistoryValues
+    # Its windows as its page reads them ("1 day"), typed so too.
+    formfield_overrides = {models.DurationField: {"form_class": WindowField}}
     list_display = [
         "name",
         "action_type_display",

@@ -2,6 +2,7 @@
 period are bounded where they are entered, and a proposal the engine cannot evaluate goes to a
 human with the reason instead of waiting unevaluated forever."""
 
+import html
 import io
 from datetime import date, timedelta
 from decimal import Decimal
@@ -65,16 +66,20 @@ def test_the_bounds_themselves_are_accepted(demo_world):
     policy.full_clean()
 
 
-def test_a_policy_owner_saving_a_window_of_999999999_days_is_told_why(login):
-    policy = bid_policy()
-    client = login("policy-owner")
-    url = reverse("admin:policies_policy_change", args=[policy.pk])
+def posted_form(client, url) -> dict:
     form = client.get(url).context["adminform"].form
-    data = {
+    return {
         name: "" if value is None else value
         for name, value in ((name, form[name].value()) for name in form.fields)
         if value is not False
     }
+
+
+def test_a_policy_owner_saving_a_window_of_999999999_days_is_told_why(login):
+    policy = bid_policy()
+    client = login("policy-owner")
+    url = reverse("admin:policies_policy_change", args=[policy.pk])
+    data = posted_form(client, url)
     data |= {"review_window": "999999999 00:00:00", "cumulative_window": "999999999 00:00:00"}
     page = client.post(url, data)
     assert page.status_code == 200  # the form again, not a 500 nor a save
@@ -82,6 +87,38 @@ def test_a_policy_owner_saving_a_window_of_999999999_days_is_told_why(login):
     assert "less than or equal to 90 days" in page.text
     policy.refresh_from_db()
     assert policy.review_window == timedelta(hours=72)
+
+
+def test_a_policy_owner_reads_and_types_its_windows_in_words(login):
+    policy = bid_policy()
+    client = login("policy-owner")
+    url = reverse("admin:policies_policy_change", args=[policy.pk])
+    page = client.get(url).text
+    assert 'name="cumulative_window" value="1 day"' in page
+    assert 'name="review_window" value="3 days"' in page
+
+    data = posted_form(client, url) | {
+        "cumulative_window": "36 hours",
+        "review_window": "2 days",
+        "decide_within": "90 minutes",
+        "change_reason": "Windows in words.",
+    }
+    assert client.post(url, data).status_code == 302
+    policy.refresh_from_db()
+    assert (policy.cumulative_window, policy.review_window, policy.decide_within) == (
+        timedelta(hours=36),
+        timedelta(days=2),
+        timedelta(minutes=90),
+    )
+    # As Django writes a duration, it is still taken; a word it does not know is refused.
+    data |= {"cumulative_window": "1 12:00:00", "review_window": "2 fortnights"}
+    refused = client.post(url, data)
+    assert refused.status_code == 200
+    assert "Enter a duration such as “90 minutes”, “36 hours” or “7 days”." in html.unescape(
+        refused.text
+    )
+    policy.refresh_from_db()
+    assert policy.review_window == timedelta(days=2)
 
 
 @pytest.mark.parametrize("field", ["review_window", "cumulative_window"])
