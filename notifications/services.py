@@ -703,28 +703,13 @@ def _attempts_record(
     if not outcomes:
         return []
     with transaction.atomic():
-        # Their proposals locked first (as a move of a proposal locks it, then reads the
-        # messages sent about it to update them): one that stopped waiting while its message
-        # went out is seen here, or sees the message sent.
-        told_waits = {
-            n.proposal_id
-            for n, _ in outcomes
-            if n.status == NotificationStatus.SENT and n.kind != NotificationKind.UPDATE
-        }
-        locked = {
-            proposal.pk: proposal
-            for proposal in Proposal.objects.select_for_update(of=("self",))
-            .filter(pk__in=told_waits)
-            .only("status", "review_round")
-            .order_by("pk")
-        }
-        # By message: its proposal, where it no longer waits for the message's round.
-        stopped = {
-            n.pk: proposal
-            for n, _ in outcomes
-            if (proposal := locked.get(n.proposal_id))
-            and _no_longer_waits(n, proposal.status, proposal.review_round)
-        }
+        stopped = stopped_as_they_went(
+            [
+                n
+                for n, _ in outcomes
+                if n.status == NotificationStatus.SENT and n.kind != NotificationKind.UPDATE
+            ]
+        )
         latest = {
             pk: (attempts, lease)
             for pk, attempts, lease in Notification.objects.select_for_update()
@@ -748,21 +733,50 @@ def _attempts_record(
                 [(n, {field: getattr(n, field) for field in ATTEMPT_FIELDS}) for n in recorded],
                 actor=NOTIFICATIONS_ACTOR,
             )
-        # A Slack message that went out as its proposal stopped waiting says so.
-        went_stale = [n for n in recorded if n.pk in stopped]
-        if went_stale:
-            _slack_messages_update(
-                proposal_ids={n.proposal_id for n in went_stale},
-                now=timezone.now(),
-                about={n.proposal_id: _ended_about(stopped[n.pk]) for n in went_stale},
-                pk__in=[n.pk for n in went_stale],
-            )
+        slack_messages_went_stale(recorded, stopped=stopped)
     retried = [n for n in recorded if n.status == NotificationStatus.PENDING]
     if retried:
         for notification in retried:
             countdown = (notification.next_attempt_at - timezone.now()).total_seconds()
             app.send_task(DELIVER_NOTIFICATIONS, ([notification.pk],), countdown=countdown)
     return recorded
+
+
+def stopped_as_they_went(told_waits: Sequence[Notification]) -> dict[int, Proposal]:
+    """In the caller's transaction, before it records messages that went saying a proposal
+    waits: their proposals locked first (as a move of a proposal locks it, then reads the
+    messages sent about it to update them), so that one that stopped waiting while its
+    message went out is seen here, or sees the message sent. Returns, by message, its
+    proposal where it no longer waits for the message's round."""
+    locked = {
+        proposal.pk: proposal
+        for proposal in Proposal.objects.select_for_update(of=("self",))
+        .filter(pk__in={n.proposal_id for n in told_waits})
+        .only("status", "review_round")
+        .order_by("pk")
+    }
+    return {
+        n.pk: proposal
+        for n in told_waits
+        if (proposal := locked.get(n.proposal_id))
+        and _no_longer_waits(n, proposal.status, proposal.review_round)
+    }
+
+
+def slack_messages_went_stale(
+    notifications: Sequence[Notification], *, stopped: dict[int, Proposal]
+) -> None:
+    """Have the Slack messages among ``notifications`` that went out as their proposal
+    stopped waiting (``stopped``, by message) say what became of it; in the transaction that
+    records them sent."""
+    went_stale = [n for n in notifications if n.pk in stopped]
+    if went_stale:
+        _slack_messages_update(
+            proposal_ids={n.proposal_id for n in went_stale},
+            now=timezone.now(),
+            about={n.proposal_id: _ended_about(stopped[n.pk]) for n in went_stale},
+            pk__in=[n.pk for n in went_stale],
+        )
 
 
 def attempt_note(
