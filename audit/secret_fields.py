@@ -30,6 +30,8 @@ SECRET_SOUNDING = re.compile(r"secret|password|passwd|digest|token|private|signi
 NOT_SECRET_FIELDS: dict[str, frozenset[str]] = {
     # How often a digest of notifications is sent, in minutes.
     "notifications.route": frozenset({"digest_minutes"}),
+    # Whether a message went in a digest of notifications.
+    "notifications.notification": frozenset({"in_digest"}),
 }
 
 

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.template.loader import render_to_string
 
-from notifications.messages import ProposalMessage, waiting_count_text
+from notifications.messages import DigestLine, ProposalMessage, waiting_count_text
 
 
 class ChannelError(Exception):
@@ -60,6 +60,11 @@ class Channel:
         """Say on a message sent earlier what became of its proposal or, while it
         ``still_waits``, how far it has come (the buttons kept for a person who ``may_decide``);
         channels whose messages cannot change (email) do nothing."""
+        return Sent("not updated: this channel's messages do not change")
+
+    def update_digest(self, *, where: dict[str, str], lines: list[DigestLine]) -> Sent:
+        """Say on a digest sent earlier what became of each proposal it listed, and how many
+        still wait; channels whose messages cannot change (email) do nothing."""
         return Sent("not updated: this channel's messages do not change")
 
 

@@ -8,7 +8,12 @@ first, so two runs never split one person's digest), leased by pushing their nex
 attempt past the time a send may take, sent with no transaction open, and recorded only if
 the lease is still theirs. A run that dies mid-send leaves them held, due again once the
 lease runs out: resent, never lost, and the next run records the attempt interrupted first
-(it may have reached the person)."""
+(it may have reached the person).
+
+A Slack digest is recorded where it was posted, on each message that went in it, as a single
+message is; as each of its proposals stops waiting (or moves on while it waits), the digest
+is updated through the outbox (``notifications.services``): its line says what became of
+the proposal, and its headline how many still wait."""
 
 from __future__ import annotations
 
@@ -33,6 +38,9 @@ from notifications.services import (
     _not_to_send,
     attempt_note,
     refusal_note,
+    slack_messages_went_stale,
+    stopped_as_they_went,
+    went_as_it_stopped,
 )
 
 HELD = NotificationStatus.HELD
@@ -119,13 +127,29 @@ def digest_send(*, recipient_id: int, channel: str, now: datetime) -> int:
 
     finished = timezone.now()
     ids = ", ".join(f"#{n.proposal_id}" for n in to_send)
-    entry = {"at": finished.isoformat(), "result": f"in a digest of {ids}: {result}"}
+    result = f"in a digest of {ids}: {result}"
+    entry = {"at": finished.isoformat(), "result": result}
     with transaction.atomic():
+        # A proposal that stopped waiting while the digest went out: its line is updated to
+        # say so, as a single message is.
+        stopped = stopped_as_they_went(to_send) if delivered else {}
+        recorded = []
         for notification in to_send:
             # Sent or given up: no next attempt (the lease it went under is none).
-            changes = {"log": [*notification.log, entry], "next_attempt_at": None}
+            # The attempt's own entry says so too, as a single message's does.
+            went = entry
+            if notification.pk in stopped:
+                went = {**entry, "then": went_as_it_stopped(notification, stopped[notification.pk])}
+            changes = {"log": [*notification.log, went], "next_attempt_at": None}
             if delivered:
-                changes.update(status=NotificationStatus.SENT, sent_at=finished)
+                # Where it went, that its lines may be updated as their proposals stop waiting.
+                changes.update(
+                    status=NotificationStatus.SENT,
+                    sent_at=finished,
+                    in_digest=True,
+                    slack_channel=sent.where.get("channel", ""),
+                    slack_ts=sent.where.get("ts", ""),
+                )
             elif retry and notification.attempts < settings.NOTIFICATION_MAX_ATTEMPTS:
                 changes.update(
                     next_attempt_at=finished
@@ -135,12 +159,13 @@ def digest_send(*, recipient_id: int, channel: str, now: datetime) -> int:
                 changes.update(status=NotificationStatus.FAILED)
             # Only if this attempt is still the latest (see notifications_deliver).
             notification.status = changes.get("status", notification.status)
-            update_with_history_where(
+            recorded += update_with_history_where(
                 Notification.objects.filter(
                     pk=notification.pk, attempts=notification.attempts, status=HELD
                 ),
                 changes,
                 actor=NOTIFICATIONS_ACTOR,
-                reason=attempt_note(notification, f"in a digest of {ids}: {result}"),
+                reason=attempt_note(notification, result, stopped=stopped.get(notification.pk)),
             )
+        slack_messages_went_stale([n for n in to_send if n.pk in recorded], stopped=stopped)
     return 1 if delivered else 0

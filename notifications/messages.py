@@ -88,6 +88,29 @@ def waiting_count_text(count: int) -> str:
     return f"{count} proposals wait for a decision"
 
 
+def still_waiting_count_text(waiting: int, *, listed: int) -> str:
+    """An updated digest's headline: how many of the ``listed`` proposals still wait ("1 of 3
+    proposals still waits for a decision"), or that none does."""
+    if waiting == listed:
+        return waiting_count_text(listed)
+    if waiting == 0 and listed == 1:
+        return "The proposal no longer waits for a decision"
+    if waiting == 0:
+        return f"None of the {listed} proposals waits for a decision any more"
+    verb = "waits" if waiting == 1 else "wait"
+    return f"{waiting} of {listed} proposals still {verb} for a decision"
+
+
+@dataclass(frozen=True)
+class DigestLine:
+    """A proposal as an updated digest lists it: what became of it once it no longer waits
+    (``outcome``), or, while it waits, how far it has come (``progress``)."""
+
+    message: ProposalMessage
+    outcome: str = ""
+    progress: str = ""
+
+
 def proposal_url(proposal_id: int) -> str:
     console = settings.CONSOLE_URL or served_at()
     return console + reverse("admin:approvals_proposal_change", args=[proposal_id])

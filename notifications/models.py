@@ -145,6 +145,9 @@ class Notification(models.Model):
     # Where a Slack message went, so that it can be updated when the proposal is decided.
     slack_channel = models.CharField(max_length=32, blank=True)
     slack_ts = models.CharField(max_length=32, blank=True)
+    # Went in a digest: its Slack message (slack_channel, slack_ts) lists the others that went
+    # with it, and is updated as a digest, each line saying what became of its proposal.
+    in_digest = models.BooleanField(default=False)
     # An update refers to the message it updates, and says what it was for: the decision,
     # a claim, an approval that waits for another…
     updates = models.ForeignKey(

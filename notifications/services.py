@@ -35,7 +35,7 @@ from hitlproject.queueing import after_commit, chunked, send_each
 from hitlproject.vocabulary import APPROVED_TO_RUN_STATUSES, INTERRUPTED, REVIEW_ENDINGS
 from notifications.carriers import channel_for
 from notifications.channels import ChannelError, Sent
-from notifications.messages import proposal_messages
+from notifications.messages import DigestLine, proposal_messages
 from notifications.models import (
     Claim,
     DecisionDeadline,
@@ -624,6 +624,7 @@ def _send(
         now=timezone.now(),
     )
     reviewers = reviewers_by_proposal([n.proposal for n in notifications])
+    digests_updated: dict[tuple[str, str], Sent] = {}
     for position, (notification, message) in enumerate(zip(notifications, messages, strict=True)):
         if timezone.now() >= stop_at:
             return list(notifications[position:])
@@ -640,7 +641,12 @@ def _send(
             continue
         retry_after = None
         try:
-            sent = _send_one(notification, message, reviewers=reviewers[notification.proposal_id])
+            sent = _send_one(
+                notification,
+                message,
+                reviewers=reviewers[notification.proposal_id],
+                digests_updated=digests_updated,
+            )
             delivered, retry, result, where = True, False, sent.result, sent.where
         except ChannelError as error:
             delivered, retry, result, where = False, not error.permanent, str(error), {}
@@ -667,13 +673,29 @@ def _send(
     return []
 
 
-def _send_one(notification: Notification, message, *, reviewers: list[int]) -> Sent:
+def _send_one(
+    notification: Notification,
+    message,
+    *,
+    reviewers: list[int],
+    digests_updated: dict[tuple[str, str], Sent],
+) -> Sent:
     """Send a message, or the update of one sent earlier: what became of its proposal, or,
     while it still waits, how far it has come (the buttons kept for a person who may
-    decide)."""
+    decide); a digest's, what became of each proposal it lists (``digests_updated``: the
+    digests already updated by this sender, and what Slack said)."""
     channel = channel_for(notification.channel)
     proposal = notification.proposal
     sent_as = {"channel": notification.slack_channel, "ts": notification.slack_ts}
+    if notification.kind == NotificationKind.UPDATE and notification.updates.in_digest:
+        # A digest's proposals decided together (a bulk approval) have an update each, in
+        # the same chunk: the digest read once, after all of them were committed, says it
+        # for all, in one call rather than one a proposal (Slack limits calls a minute).
+        digest = (notification.slack_channel, notification.slack_ts)
+        if digest not in digests_updated:
+            lines = digest_lines(notification.updates)
+            digests_updated[digest] = channel.update_digest(where=sent_as, lines=lines)
+        return digests_updated[digest]
     if notification.kind == NotificationKind.UPDATE and not still_waits(notification):
         return channel.update(where=sent_as, text=outcome_text(proposal), message=message)
     may_decide = may_act(notification.recipient, proposal, Act.APPROVE, reviewers=reviewers)
@@ -686,6 +708,32 @@ def _send_one(notification: Notification, message, *, reviewers: list[int]) -> S
             may_decide=may_decide,
         )
     return channel.send(recipient=notification.recipient, message=message, may_decide=may_decide)
+
+
+def digest_lines(sent_in_digest: Notification) -> list[DigestLine]:
+    """The proposals of the digest this message went in, as listed there (the messages that
+    went with it), each as it is now: what became of it, or how far it has come. Read as the
+    update goes, as a single message's is."""
+    listed = list(
+        Notification.objects.filter(
+            recipient_id=sent_in_digest.recipient_id,
+            channel=sent_in_digest.channel,
+            slack_channel=sent_in_digest.slack_channel,
+            slack_ts=sent_in_digest.slack_ts,
+            in_digest=True,
+            status=NotificationStatus.SENT,
+            updates__isnull=True,
+        )
+        .select_related("proposal__agent", "proposal__account")
+        .order_by("created_at", "pk")
+    )
+    messages = proposal_messages([(n.proposal, n.kind) for n in listed], now=timezone.now())
+    return [
+        DigestLine(message, progress=progress_text(n.proposal))
+        if still_waits(n)
+        else DigestLine(message, outcome=outcome_text(n.proposal))
+        for n, message in zip(listed, messages, strict=True)
+    ]
 
 
 # What an attempt changes on a notification: its lease ends, as a next attempt or none.

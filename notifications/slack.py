@@ -20,7 +20,12 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from approvals.models import RejectionReason
 from hitlproject.outbound import AnswerTooLong, exchange_within
 from notifications.channels import Channel, ChannelError, Sent
-from notifications.messages import ProposalMessage, waiting_count_text
+from notifications.messages import (
+    DigestLine,
+    ProposalMessage,
+    still_waiting_count_text,
+    waiting_count_text,
+)
 
 # Slack's errors that trying again cannot mend.
 PERMANENT_ERRORS = {
@@ -306,6 +311,17 @@ def _digest_blocks(title: str, lines: list[str]) -> list[dict]:
     return [_text_section("\n".join(section)) for section in sections]
 
 
+def _digest_line(line: DigestLine) -> str:
+    """A proposal's line in a digest: why it waits (and how far it has come), or, once it no
+    longer waits, what became of it, in the words its own message is updated with."""
+    message = line.message
+    link = f"• <{message.url}|#{message.proposal_id} {_escape(message.summary)}>"
+    if line.outcome:
+        return f"{link}\n    _No longer waits:_ {_escape(line.outcome)}"
+    said = f"{link} (risk {message.risk})\n    _Why it waits:_ {_escape(message.reasons_brief)}"
+    return f"{said}\n    {_escape(line.progress)}" if line.progress else said
+
+
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -343,11 +359,7 @@ class SlackChannel(Channel):
     def send_digest(self, *, recipient, messages: list[ProposalMessage]) -> Sent:
         client = slack_client()
         user_id = self._user_id(client, recipient)
-        lines = [
-            f"• <{m.url}|#{m.proposal_id} {_escape(m.summary)}> (risk {m.risk})\n"
-            f"    _Why it waits:_ {_escape(m.reasons_brief)}"
-            for m in messages
-        ]
+        lines = [_digest_line(DigestLine(message)) for message in messages]
         text = waiting_count_text(len(messages))
         try:
             answer = client.chat_postMessage(
@@ -358,8 +370,22 @@ class SlackChannel(Channel):
             )
         except SLACK_FAILURES as error:
             raise _failure(error) from error
-        where = f"{_in_answer(answer, 'channel')} {_in_answer(answer, 'ts')}"
-        return Sent(f"posted to {user_id} ({where})")
+        where = {"channel": _in_answer(answer, "channel"), "ts": _in_answer(answer, "ts")}
+        return Sent(f"posted to {user_id} ({where['channel']} {where['ts']})", where)
+
+    def update_digest(self, *, where: dict[str, str], lines: list[DigestLine]) -> Sent:
+        waiting = sum(1 for line in lines if not line.outcome)
+        text = still_waiting_count_text(waiting, listed=len(lines))
+        try:
+            slack_client().chat_update(
+                channel=where["channel"],
+                ts=where["ts"],
+                text=text,
+                blocks=_digest_blocks(text, [_digest_line(line) for line in lines]),
+            )
+        except SLACK_FAILURES as error:
+            raise _failure(error) from error
+        return Sent(f"updated {where['channel']} {where['ts']}")
 
     def update(
         self,

@@ -1,6 +1,8 @@
 """Digests: a route that tells by digest sends each person one message listing what waits for
 them, once it is due; a proposal decided meanwhile is left out (not sent, and the reason
-kept); two runs at once send it once."""
+kept); two runs at once send it once. A Slack digest goes on telling the truth: as its
+proposals stop waiting, its lines say what became of them and its headline how many still
+wait."""
 
 import json
 import threading
@@ -15,11 +17,19 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from approvals.models import Proposal
-from approvals.services.decisions import proposal_reject
+from approvals.services.decisions import proposal_approve, proposal_reject, proposals_reject
 from notifications import digests
+from notifications.channels import Sent
 from notifications.digests import notifications_send_digests
-from notifications.models import Delivery, Notification, NotificationStatus, Route
+from notifications.models import (
+    Delivery,
+    Notification,
+    NotificationKind,
+    NotificationStatus,
+    Route,
+)
 from notifications.services import reached_by_choose
+from notifications.slack import SlackChannel
 from notifications.tasks import send_due_digests
 from tests.conftest import reallocation, wait_until
 from tests.test_notifications_sweep import WorkerKilled
@@ -230,3 +240,144 @@ def test_a_digest_whose_run_died_sending_it_is_sent_again_its_record_saying_so(
         "whether it went, so it may have reached them; to be sent again."
     )
     assert sent.startswith(f"Sent to operator by email: in a digest of #{proposal['id']}: ")
+
+
+def on_slack_alone() -> None:
+    operator = get_user_model().objects.get(username="operator")
+    reached_by_choose(user=operator, email=False, slack=True)
+
+
+def shown(message: dict) -> str:
+    """What a Slack message shows a person: its blocks' text, one after another."""
+    return "\n".join(block["text"]["text"] for block in message["blocks"])
+
+
+def the_digest(slack) -> tuple[tuple[str, str], dict]:
+    """Where the operator's one digest was posted (their direct messages), and the message
+    as it is now."""
+    assert slack.sent("chat.postMessage", channel=slack.user_id("operator@example.com"))
+    [(where, message)] = slack.messages.items()
+    return where, message
+
+
+@pytest.mark.usefixtures("celery_worker")
+def test_a_slack_digest_is_updated_to_say_which_proposals_no_longer_wait(optimizer, slack):
+    on_slack_alone()
+    by_digest(minutes=5)
+    approved, rejected, withdrawn = submit(optimizer, ["150.00", "200.00", "250.00"])
+    digests_due_now()
+    assert notifications_send_digests() == 1
+    where, message = the_digest(slack)
+    assert message["text"] == "3 proposals wait for a decision"
+    # Where it went, on each message that went in it, as a single message's is kept.
+    listed = Notification.objects.filter(status=NotificationStatus.SENT).order_by("pk")
+    assert [(n.slack_channel, n.slack_ts, n.in_digest) for n in listed] == [(*where, True)] * 3
+
+    operator = get_user_model().objects.get(username="operator")
+    proposal_approve(proposal_id=approved["id"], reviewer=operator)
+
+    def digest_says(headline: str) -> dict:
+        now = slack.messages[where]
+        return now if now["text"] == headline else None
+
+    message = wait_until(lambda: digest_says("2 of 3 proposals still wait for a decision"))
+    text = shown(message)
+    assert text.startswith("*2 of 3 proposals still wait for a decision*")
+    approved_line, rejected_line, withdrawn_line = text.split("\n• ")[1:]
+    assert f"|#{approved['id']} " in approved_line
+    assert "_No longer waits:_ Approved by operator at " in approved_line
+    assert "Why it waits" not in approved_line
+    for proposal, line in ((rejected, rejected_line), (withdrawn, withdrawn_line)):
+        assert f"|#{proposal['id']} " in line
+        assert "_Why it waits:_ " in line and "No longer waits" not in line
+    # Its update, in the outbox beside those of single messages (the others' say they were
+    # re-assessed once it ran).
+    [update] = Notification.objects.filter(kind=NotificationKind.UPDATE, proposal_id=approved["id"])
+    assert (update.slack_channel, update.slack_ts) == where
+    assert update.what == "Update of a message sent: the decision: approved"
+    wait_until(lambda: Notification.objects.get(pk=update.pk).status == NotificationStatus.SENT)
+
+    proposal_reject(proposal_id=rejected["id"], reviewer=operator, reason_code="wrong_signal")
+    answer = optimizer.post(f"/api/v1/proposals/{withdrawn['id']}/withdraw/")
+    assert answer.status_code == 200, answer.content
+
+    message = wait_until(
+        lambda: digest_says("None of the 3 proposals waits for a decision any more"), timeout=15
+    )
+    text = shown(message)
+    assert "Why it waits" not in text
+    assert "_No longer waits:_ Rejected by operator (wrong signal) at " in text
+    assert "_No longer waits:_ Withdrawn by its agent." in text
+
+
+@pytest.mark.usefixtures("celery_worker")
+def test_a_slack_digest_that_went_as_a_proposal_in_it_was_rejected_is_updated_to_say_so(
+    optimizer, slack, monkeypatch
+):
+    """The digest was made while both proposals waited; one was rejected while it went out:
+    its record says so, and the digest is updated, as a single message is."""
+    on_slack_alone()
+    by_digest(minutes=5)
+    waits, rejected = submit(optimizer, ["150.00", "200.00"])
+    digests_due_now()
+    operator = get_user_model().objects.get(username="operator")
+    send_digest = SlackChannel.send_digest
+
+    def then_rejected(channel, **kwargs) -> Sent:
+        sent = send_digest(channel, **kwargs)
+        proposal_reject(proposal_id=rejected["id"], reviewer=operator, reason_code="off_brand")
+        return sent
+
+    monkeypatch.setattr(SlackChannel, "send_digest", then_rejected)
+    assert notifications_send_digests() == 1
+
+    where, message = the_digest(slack)
+    [went] = Notification.objects.filter(proposal_id=rejected["id"], kind="waiting")
+    assert went.status == NotificationStatus.SENT
+    reason = went.history.latest("history_id").history_change_reason
+    assert reason.endswith(
+        "; the proposal became rejected as it went, and the message is updated to say so."
+    )
+    message = wait_until(
+        lambda: (
+            slack.messages[where]["text"] == "1 of 2 proposals still waits for a decision"
+            and slack.messages[where]
+        )
+    )
+    waits_line, rejected_line = shown(message).split("\n• ")[1:]
+    assert f"|#{waits['id']} " in waits_line and "_Why it waits:_ " in waits_line
+    assert f"|#{rejected['id']} " in rejected_line
+    assert "_No longer waits:_ Rejected by operator (off brand) at " in rejected_line
+
+
+@pytest.mark.usefixtures("celery_worker")
+def test_a_slack_digest_two_of_whose_proposals_are_rejected_at_once_is_updated_once(
+    optimizer, slack
+):
+    """A bulk rejection records an update of the digest for each proposal (each proposal's
+    page says its digest was updated), and the digest, read once all of them are decided,
+    is updated in one call to Slack, which limits how many it takes a minute."""
+    on_slack_alone()
+    by_digest(minutes=5)
+    first, second, waits = submit(optimizer, ["150.00", "200.00", "250.00"])
+    digests_due_now()
+    assert notifications_send_digests() == 1
+    where, _ = the_digest(slack)
+    operator = get_user_model().objects.get(username="operator")
+
+    proposals_reject(
+        proposal_ids=[first["id"], second["id"]], reviewer=operator, reason_code="too_aggressive"
+    )
+
+    updates = Notification.objects.filter(kind=NotificationKind.UPDATE)
+    wait_until(
+        lambda: set(updates.values_list("status", flat=True)) == {NotificationStatus.SENT},
+        timeout=15,
+    )
+    assert sorted(updates.values_list("proposal_id", flat=True)) == [first["id"], second["id"]]
+    [call] = slack.sent("chat.update", channel=where[0], ts=where[1])
+    assert call["text"] == "1 of 3 proposals still waits for a decision"
+    first_line, second_line, waits_line = shown(slack.messages[where]).split("\n• ")[1:]
+    for line in (first_line, second_line):
+        assert "_No longer waits:_ Rejected by operator (too aggressive) at " in line
+    assert f"|#{waits['id']} " in waits_line and "_Why it waits:_ " in waits_line
