@@ -15,6 +15,7 @@ from approvals.services.expiry import proposals_expire_overdue
 from approvals.services.idempotency import idempotency_records_purge
 from approvals.services.proposals import proposal_evaluate
 from approvals.services.recovery import EVALUATE_PROPOSAL, proposals_requeue_stalled
+from approvals.services.supersession import SUPERSEDE_SKIPPED, proposals_supersede_skipped
 from hitlproject.queueing import TRANSIENT
 
 
@@ -44,3 +45,12 @@ def purge_idempotency_records() -> int:
 @shared_task(name="approvals.requeue_stalled_proposals")
 def requeue_stalled_proposals() -> dict[str, int]:
     return proposals_requeue_stalled()
+
+
+@shared_task(name=SUPERSEDE_SKIPPED, **TRANSIENT)
+def supersede_skipped_after_changes(
+    account_id: int, changes: list, process: str, proposal_ids: list[int]
+) -> None:
+    proposals_supersede_skipped(
+        account_id=account_id, changes=changes, process=process, proposal_ids=proposal_ids
+    )

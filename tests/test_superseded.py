@@ -7,7 +7,9 @@ value it saw and the value now. A reallocation keeps its meaning and is re-asses
 from decimal import Decimal
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import connections, transaction
 from django.urls import reverse
 
 from approvals.models import Agent, Decision, Execution, Proposal, ProposalStatus
@@ -17,7 +19,7 @@ from feedback.models import CallbackEvent, Feedback
 from hitlproject.errors import Conflict
 from ledger.models import Account, Campaign
 from policies.models import Policy
-from tests.conftest import bid_adjustment, reallocation
+from tests.conftest import bid_adjustment, reallocation, wait_until
 from tests.factories import evaluated
 
 
@@ -440,3 +442,43 @@ def test_bulk_approval_never_runs_a_pause_on_a_budget_a_change_approved_with_it_
             f"is, which this changes; decide it once #{paused.pk} executes."
         )
     assert plan.held[second.pk].message == f"Proposal #{second.pk} is left waiting: {said}"
+
+
+@pytest.mark.skipif(
+    "postgresql" not in settings.DATABASES["default"]["ENGINE"],
+    reason="SQLite takes one writer at a time: a row cannot be locked apart from the rest",
+)
+@pytest.mark.worker
+@pytest.mark.usefixtures("celery_worker")
+@pytest.mark.django_db(transaction=True)
+def test_a_waiting_proposal_locked_as_a_change_lands_is_superseded_a_second_later(
+    demo_world, monkeypatch
+):
+    """The change skips a proposal locked by someone else at that instant (a message about it
+    being recorded, a person deciding it) rather than wait for it, and looks at it again a
+    second after: it does not stay waiting on a value that is gone."""
+    with monkeypatch.context() as patch:  # nothing sent: the nudge is executed here
+        patch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: None)
+        waiting = evaluated(bid_adjustment("2.40"))
+        nudge = evaluated(bid_adjustment("2.02"))
+    assert (waiting.status, nudge.status) == ("pending_review", "approved")
+
+    holder = connections.create_connection("default")
+    holder.set_autocommit(False)
+    try:
+        with holder.cursor() as cursor:
+            table = Proposal._meta.db_table
+            cursor.execute(f"SELECT id FROM {table} WHERE id = %s FOR UPDATE", [waiting.pk])
+        assert proposal_execute(proposal_id=nudge.pk).status == "executed"
+        assert Proposal.objects.get(pk=waiting.pk).status == "pending_review"  # skipped
+    finally:
+        holder.rollback()
+        holder.close()
+
+    wait_until(lambda: Proposal.objects.get(pk=waiting.pk).status == "superseded", timeout=30)
+    waiting.refresh_from_db()
+    assert waiting.verdict_reasons[0] == (
+        f"Superseded: brand-search's bid is 2.02, was 2.00 (#{nudge.pk} changed it first: "
+        "bid of brand-search 2.00 → 2.02 USD (+1.0%)). It was not executed."
+    )
+    assert feedback_kinds(waiting) == ["superseded"]

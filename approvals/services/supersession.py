@@ -22,9 +22,10 @@ sets a value another approved, about-to-run proposal changes first is refused
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -50,7 +51,9 @@ from approvals.services.proposals import (
 )
 from audit.actors import Actor
 from audit.history import update_with_history
+from hitlproject.celery import app
 from hitlproject.errors import Conflict, InvalidInput
+from hitlproject.queueing import after_commit
 from hitlproject.vocabulary import NOT_SET, SUPERSEDABLE_STATUSES
 from ledger.models import Campaign
 from policies.services import EvaluationContext
@@ -249,11 +252,19 @@ def proposal_supersede(
     return superseded
 
 
+# The task that looks again at the proposals a landed change skipped, locked by someone else
+# at that instant (``approvals.tasks``, which imports this module), sent by its name, a
+# second later: by then a person deciding one, or a message being recorded about it, is done.
+SUPERSEDE_SKIPPED = "approvals.supersede_skipped_after_changes"
+SKIPPED_LOOKED_AT_AGAIN_AFTER = 1.0
+
+
 def proposals_supersede_after_changes(
     *,
     account_id: int,
     changes: Sequence[tuple[Mapping[str, Mapping[str, str]], str]],
     actor: Actor,
+    only: Collection[int] | None = None,
 ) -> list[Proposal]:
     """After changes landed on an account's campaigns (``changes``: each the new values, by
     campaign external id and field, with its cause, which a proposal it ends is told; two
@@ -267,8 +278,11 @@ def proposals_supersede_after_changes(
     superseded proposals' feedback is written last (see ``proposals_supersede``).
 
     A proposal locked by someone else right now (a person deciding it, the executor taking
-    it) is skipped rather than waited for, so this never deadlocks with them; the check a
-    person's approval and the executor make before acting supersedes it then."""
+    it, the outbox recording a message about it) is skipped rather than waited for, so this
+    never deadlocks with them; the check a person's approval and the executor make before
+    acting supersedes it then, and, in case neither comes, it is looked at again a second
+    after the commit, by the same changes (``only`` those skipped: they were made before
+    them)."""
     changed, causes = {}, {}
     for change, cause in changes:
         for campaign, fields in change.items():
@@ -276,16 +290,26 @@ def proposals_supersede_after_changes(
                 changed[campaign], causes[campaign] = fields, cause
     if not changed:
         return []  # it changed no campaign field (creatives added, a policy changed)
-    candidates = (
-        Proposal.objects.select_related("agent", "account")
-        .select_for_update(skip_locked=True, of=("self",))
-        .filter(
-            account_id=account_id,
-            status__in=SUPERSEDABLE_STATUSES,
-            target_snapshot__has_any_keys=list(changed),
-        )
-        .order_by("pk")
+    matching = Proposal.objects.filter(
+        account_id=account_id,
+        status__in=SUPERSEDABLE_STATUSES,
+        target_snapshot__has_any_keys=list(changed),
     )
+    if only is not None:
+        matching = matching.filter(pk__in=only)
+    matched = set(matching.values_list("pk", flat=True))
+    candidates = (
+        list(
+            matching.select_related("agent", "account")
+            .select_for_update(skip_locked=True, of=("self",))
+            .order_by("pk")
+        )
+        if matched
+        else []
+    )
+    skipped = matched - {proposal.pk for proposal in candidates}
+    if skipped:
+        after_commit(_look_again_later, account_id, changes, actor.name, sorted(skipped))
     supersessions, waiting = [], []
     for proposal in candidates:
         moves = target_moves(
@@ -312,6 +336,30 @@ def proposals_supersede_after_changes(
     superseded = proposals_supersede(supersessions=supersessions, actor=actor)
     supersessions_tell_agents(supersessions=supersessions, actor=actor)
     return superseded
+
+
+def _look_again_later(account_id: int, changes, process: str, proposal_ids: list[int]) -> None:
+    app.send_task(
+        SUPERSEDE_SKIPPED,
+        (account_id, changes, process, proposal_ids),
+        countdown=SKIPPED_LOOKED_AT_AGAIN_AFTER,
+    )
+
+
+def proposals_supersede_skipped(
+    *,
+    account_id: int,
+    changes: Sequence[tuple[Mapping[str, Mapping[str, str]], str]],
+    process: str,
+    proposal_ids: Collection[int],
+) -> list[Proposal]:
+    """Look again at the proposals a landed change skipped (see
+    ``proposals_supersede_after_changes``), in a transaction of their own, as that system
+    process; those still locked are looked at again a second later."""
+    with transaction.atomic():
+        return proposals_supersede_after_changes(
+            account_id=account_id, changes=changes, actor=Actor.system(process), only=proposal_ids
+        )
 
 
 def proposals_reassess_waiting(*, waiting: Sequence[Overtaken], actor: Actor) -> None:
