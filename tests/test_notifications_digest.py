@@ -247,6 +247,15 @@ def on_slack_alone() -> None:
     reached_by_choose(user=operator, email=False, slack=True)
 
 
+def due_in_a_slack_digest(optimizer, amounts: list[str]) -> list[dict]:
+    """Reallocations of these amounts, held for the operator's Slack digest, now due."""
+    on_slack_alone()
+    by_digest(minutes=5)
+    proposals = submit(optimizer, amounts)
+    digests_due_now()
+    return proposals
+
+
 def shown(message: dict) -> str:
     """What a Slack message shows a person: its blocks' text, one after another."""
     return "\n".join(block["text"]["text"] for block in message["blocks"])
@@ -262,10 +271,7 @@ def the_digest(slack) -> tuple[tuple[str, str], dict]:
 
 @pytest.mark.usefixtures("celery_worker")
 def test_a_slack_digest_is_updated_to_say_which_proposals_no_longer_wait(optimizer, slack):
-    on_slack_alone()
-    by_digest(minutes=5)
-    approved, rejected, withdrawn = submit(optimizer, ["150.00", "200.00", "250.00"])
-    digests_due_now()
+    approved, rejected, withdrawn = due_in_a_slack_digest(optimizer, ["150.00", "200.00", "250.00"])
     assert notifications_send_digests() == 1
     where, message = the_digest(slack)
     assert message["text"] == "3 proposals wait for a decision"
@@ -316,10 +322,7 @@ def test_a_slack_digest_that_went_as_a_proposal_in_it_was_rejected_is_updated_to
 ):
     """The digest was made while both proposals waited; one was rejected while it went out:
     its record says so, and the digest is updated, as a single message is."""
-    on_slack_alone()
-    by_digest(minutes=5)
-    waits, rejected = submit(optimizer, ["150.00", "200.00"])
-    digests_due_now()
+    waits, rejected = due_in_a_slack_digest(optimizer, ["150.00", "200.00"])
     operator = get_user_model().objects.get(username="operator")
     send_digest = SlackChannel.send_digest
 
@@ -357,10 +360,7 @@ def test_a_slack_digest_two_of_whose_proposals_are_rejected_at_once_is_updated_o
     """A bulk rejection records an update of the digest for each proposal (each proposal's
     page says its digest was updated), and the digest, read once all of them are decided,
     is updated in one call to Slack, which limits how many it takes a minute."""
-    on_slack_alone()
-    by_digest(minutes=5)
-    first, second, waits = submit(optimizer, ["150.00", "200.00", "250.00"])
-    digests_due_now()
+    first, second, waits = due_in_a_slack_digest(optimizer, ["150.00", "200.00", "250.00"])
     assert notifications_send_digests() == 1
     where, _ = the_digest(slack)
     operator = get_user_model().objects.get(username="operator")
