@@ -69,7 +69,12 @@ from audit.admin import (
     refuse_nul_in_search,
 )
 from feedback.models import OutcomeEffect
-from feedback.selectors import proposal_edits, scorecard_window, scorecards
+from feedback.selectors import (
+    proposal_edits,
+    scorecard_window,
+    scorecards,
+    scorecards_added_up,
+)
 from feedback.services import outcome_report_by_user
 from feedback.templatetags.feedback_tags import scorecard_charts
 from hitlproject.charts import numeric_series
@@ -947,6 +952,11 @@ class AgentAdmin(AuditedHistoryAdmin):
         extra_context = {
             **(extra_context or {}),
             "scorecards": cards,
+            "scorecards_added_up": (
+                scorecards_added_up(cards, since=since, until=until, agent=agent)
+                if len(cards) > 1
+                else None
+            ),
             "days": days,
             "day_choices": SCORECARD_DAYS,
             **(scorecard_charts(cards) if cards else {}),

@@ -196,24 +196,46 @@ def scorecards(
         action_type=action_type,
         by=["agent__name", "action_type"],
     ).items():
-        decided = window.filter(
-            DECIDED_BY_PEOPLE,
-            agent__name=name,
-            action_type=kind,
-            evaluated_at__isnull=False,
-            decided_at__isnull=False,
-        )
         cards.append(
             Scorecard(
                 agent=name,
                 action_type=kind,
-                decision_median=decision_time_percentiles(decided)["median"],
+                decision_median=_decision_median(window.filter(agent__name=name, action_type=kind)),
                 rejection_reasons=reasons[(name, kind)],
                 outcomes=dict(outcomes[(name, kind)]),
                 **counts.endings(),
             )
         )
     return cards
+
+
+def scorecards_added_up(
+    cards: list[Scorecard], *, since: datetime, until: datetime, agent: Agent
+) -> Scorecard:
+    """One agent's scorecards over every action type, as the row under them: the counts,
+    rejection reasons and reported outcomes added up, and the median time to a person's
+    decision taken over all its proposals (a median is not a sum of medians)."""
+    reasons: dict[str, int] = defaultdict(int)
+    outcomes: dict[str, int] = defaultdict(int)
+    for card in cards:
+        for code, count in card.rejection_reasons.items():
+            reasons[code] += count
+        for effect, count in card.outcomes.items():
+            outcomes[effect] += count
+    return Scorecard(
+        agent=agent.name,
+        action_type="",
+        decision_median=_decision_median(proposals_made(since=since, until=until, agent=agent)),
+        rejection_reasons=dict(reasons),
+        outcomes=dict(outcomes),
+        **sum(cards, ProposalCounts()).endings(),
+    )
+
+
+def _decision_median(made: QuerySet[Proposal]) -> timedelta | None:
+    """The median time from evaluation to a person's decision, of those of ``made`` decided."""
+    decided = made.filter(DECIDED_BY_PEOPLE, evaluated_at__isnull=False, decided_at__isnull=False)
+    return decision_time_percentiles(decided)["median"]
 
 
 def scorecard_window(days: int) -> tuple[datetime, datetime]:

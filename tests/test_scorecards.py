@@ -146,3 +146,39 @@ def test_a_proposal_reported_on_again_and_again_counts_once_and_a_person_s_word_
 
     assert (improved.outcomes.count(), approved.outcomes.count()) == (4, 3)  # every report kept
     assert card["outcomes"] == {"improved": 1, "hurt": 1}
+
+
+def test_the_row_under_an_agent_s_scorecards_adds_them_up_and_takes_the_median_of_all(login):
+    """Bid adjustments decided 10 and 30 minutes after they were routed, a reallocation 2 hours
+    after: the row for all action types says 30 min (the median of the three), not a blank or a
+    figure made of the two medians; and adds up the rejection reasons."""
+    operator = get_user_model().objects.get(username="operator")
+    now = timezone.now()
+    decisions = [
+        (bid_adjustment("2.60", "brand-search"), timezone.timedelta(minutes=10), "approve"),
+        (bid_adjustment("1.04", "display-retarget"), timezone.timedelta(minutes=30), "reject"),
+        (reallocation(), timezone.timedelta(hours=2), "reject"),
+    ]
+    for body, waited, outcome in decisions:
+        proposal = evaluated(body)
+        if outcome == "approve":
+            proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+        else:
+            proposal_reject(proposal_id=proposal.pk, reviewer=operator, reason_code="off_brand")
+        Proposal.objects.filter(pk=proposal.pk).update(
+            evaluated_at=now - waited - timezone.timedelta(hours=1),
+            decided_at=now - timezone.timedelta(hours=1),
+        )
+    agent = Agent.objects.get(name="optimizer")
+
+    page = login("operator").get(reverse("admin:approvals_agent_change", args=[agent.pk]))
+
+    text = re.sub(r">\s+<", "><", page.text)
+    rows = {
+        kind: re.sub(r"(<[^>]+>)+", "|", row)
+        for kind, row in re.findall(r'<tr data-action-type="(\w*)">(.*?)</tr>', text)
+    }
+    assert "|20 min|Off brand 1|" in rows["bid_adjustment"]
+    assert "|2.0 h|Off brand 1|" in rows["budget_reallocation"]
+    assert rows[""].startswith("|All action types|3|")
+    assert "|30 min|Off brand 2|—|" in rows[""]

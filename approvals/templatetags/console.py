@@ -68,11 +68,6 @@ def counted_rule() -> str:
 
 
 @register.filter
-def counts_total(many: list[ProposalCounts]) -> ProposalCounts:
-    return sum(many, ProposalCounts())
-
-
-@register.filter
 def count_of(counts: ProposalCounts, name: str) -> int:
     return getattr(counts, name)
 
