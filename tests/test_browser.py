@@ -466,9 +466,9 @@ def test_operator_edits_a_creatives_headline_and_sees_what_the_edit_changed(
     page.goto(f"{live_server.url}/admin/approvals/proposal/{proposal.pk}/change/")
 
     form = page.locator("#edit-approve-form")
-    headline = form.get_by_label("Creative 1 headline")
+    headline = form.get_by_label("Headline of creative 1")
     expect(headline).to_have_value("Guaranteed results, fast")
-    expect(form.get_by_label("Creative 1 call to action")).to_have_value("Try it")
+    expect(form.get_by_label("Call to action of creative 1")).to_have_value("Try it")
     screenshot(page, "edit-form")
     headline.fill("Results, fast")
     form.get_by_label("Note").fill("No promises we cannot keep.")
@@ -477,7 +477,7 @@ def test_operator_edits_a_creatives_headline_and_sees_what_the_edit_changed(
     expect(page.locator(".messagelist")).to_contain_text("is approved and sent to be executed")
     changes = page.locator("#edit-changes")
     expect(changes).to_contain_text("No promises we cannot keep.")
-    row = changes.locator("tr", has_text="Creative 1 headline")
+    row = changes.locator("tr", has_text="Headline of creative 1")
     expect(row.locator("del")).to_have_text("Guaranteed results,")
     expect(row.locator("ins")).to_have_text("Results,")
     expect(row.locator("td")).to_have_text("Guaranteed results, Results, fast")
@@ -501,14 +501,14 @@ def test_operator_changes_only_a_call_to_action_and_only_that_is_reported(
     body = page.locator(".creative-body").inner_text()
     assert body.splitlines() == ["Find it fast.", "No card needed."]
     form = page.locator("#edit-approve-form")
-    expect(form.get_by_label("Creative 1 body")).to_have_value("Find it fast.\nNo card needed.")
-    form.get_by_label("Creative 1 call to action").fill("Buy now")
+    expect(form.get_by_label("Body of creative 1")).to_have_value("Find it fast.\nNo card needed.")
+    form.get_by_label("Call to action of creative 1").fill("Buy now")
     form.get_by_label("Note").fill("A clearer ask.")
     page.locator("#reject-form").get_by_label("Note").fill("Not this one.")  # its own box
     form.locator("input[type=submit]").click()
 
     expect(page.locator(".messagelist")).to_contain_text("is approved and sent to be executed")
-    expect(page.locator("#edit-changes th")).to_have_text(["Creative 1 call to action"])
+    expect(page.locator("#edit-changes th")).to_have_text(["Call to action of creative 1"])
     feedback = Feedback.objects.get(proposal_id=answer["id"])
     assert (feedback.note, list(feedback.diff)) == (
         "A clearer ask.",

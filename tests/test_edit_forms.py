@@ -363,7 +363,7 @@ def test_after_approval_the_page_shows_the_edit_word_by_word_as_the_agent_was_to
     assert decision.reviewer.username == "operator"
     assert fields == [
         (
-            "Creative 1 headline",
+            "Headline of creative 1",
             [("removed", "Guaranteed results,"), ("added", "Results,"), ("kept", "fast")],
         )
     ]
@@ -372,7 +372,7 @@ def test_after_approval_the_page_shows_the_edit_word_by_word_as_the_agent_was_to
     block = re.search(r'<div id="edit-changes">(.*?)</table>', page.text, re.S).group(1)
     assert "What the edit changed" in block and "No promises." in block
     assert re.search(
-        r"<th[^>]*>Creative 1 headline</th>\s*<td class=\"word-diff\">"
+        r"<th[^>]*>Headline of creative 1</th>\s*<td class=\"word-diff\">"
         r'<del title="removed">Guaranteed results,</del> <ins title="added">Results,</ins> '
         r"<span>fast</span></td>",
         block,

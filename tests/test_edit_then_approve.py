@@ -217,7 +217,7 @@ def test_an_edit_of_only_the_call_to_action_tells_the_agent_only_that(login, opt
     }
     page = client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
     [(_, changed)] = page.context["edit_changes"]
-    assert [label for label, _ in changed] == ["Creative 1 call to action"]
+    assert [label for label, _ in changed] == ["Call to action of creative 1"]
     proposal_execute(proposal_id=proposal.pk)
     executed = Creative.objects.get(deployed_by_proposal=proposal)
     assert (executed.headline, executed.body, executed.call_to_action) == (

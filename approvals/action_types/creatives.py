@@ -3,6 +3,7 @@
 from decimal import Decimal
 
 from django import forms
+from django.utils.text import capfirst
 from rest_framework import serializers
 
 from approvals.action_types import register
@@ -52,7 +53,7 @@ class CreativeDeploymentEdit(ActionEditForm):
         for number in range(len(self.creatives())):
             for part, widget in CREATIVE_PARTS.items():
                 self.fields[self.name(number, part)] = TextField(
-                    label=f"Creative {number + 1} {part.replace('_', ' ')}", widget=widget
+                    label=capfirst(_part_of_creative(part, number + 1)), widget=widget
                 )
 
     def initial_from(self, payload):
