@@ -134,6 +134,10 @@ def test_forged_stale_unsigned_and_replayed_presses_are_refused_and_decide_nothi
     stale = int(time.time()) - 6 * 60
     assert post(*pressing(OPERATOR, "approve", value, where, timestamp=stale)).status_code == 401
     assert post(body, {"Content-Type": headers["Content-Type"]}).status_code == 401
+    # A timestamp that is no plain number of seconds, signed or not (400 digits overflowed the
+    # verifier's arithmetic: a 500 to anyone, no secret needed).
+    for timestamp in ("9" * 400, "9" * 5000, "١٧٠٠٠٠٠٠٠٠", "-1", " 1700000000", "1e9", ""):
+        assert post(body, headers | {"X-Slack-Request-Timestamp": timestamp}).status_code == 401
     assert Proposal.objects.get(pk=proposal["id"]).status == "pending_review"
     assert not Decision.objects.filter(proposal_id=proposal["id"]).exists()
 
