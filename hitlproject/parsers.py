@@ -1,7 +1,10 @@
+import codecs
 import json
+from collections import Counter
 
 from rest_framework import exceptions
-from rest_framework.parsers import JSONParser
+from rest_framework.parsers import JSONParser, get_encoding
+from rest_framework.utils.json import strict_constant
 
 # Deeper than any request the API documents; bounded so that nothing after parsing recurses
 # past Python's limit.
@@ -9,14 +12,19 @@ MAX_DEPTH = 64
 
 
 class SafeJSONParser(JSONParser):
-    """DRF's strict JSON parser (no NaN or Infinity) that also refuses absurd nesting and text
-    that is not text."""
+    """DRF's strict JSON parser (no NaN or Infinity) that also refuses absurd nesting, text
+    that is not text, and a key given twice in one object (which JSON leaves to the reader:
+    Python keeps the last, other readers the first, so a gateway or a log could see another
+    action than the one recorded)."""
 
     def parse(self, stream, media_type=None, parser_context=None):
+        decoded = codecs.getreader(get_encoding(parser_context or {}))(stream)
         try:
-            data = super().parse(stream, media_type, parser_context)
+            data = json.load(decoded, parse_constant=strict_constant, object_pairs_hook=_object)
         except RecursionError as error:
             raise exceptions.ParseError("JSON parse error - nested too deeply.") from error
+        except ValueError as error:  # UnicodeDecodeError among them
+            raise exceptions.ParseError(f"JSON parse error - {error}") from error
         _check_shape(data)
         try:
             # A lone surrogate (a "\ud800" escape) is valid JSON but not text: no database
@@ -27,6 +35,14 @@ class SafeJSONParser(JSONParser):
                 "JSON parse error - contains an unpaired surrogate (\\ud800-\\udfff)."
             ) from error
         return data
+
+
+def _object(pairs: list[tuple[str, object]]) -> dict:
+    data = dict(pairs)
+    if len(data) < len(pairs):
+        twice = next(key for key, count in Counter(key for key, _ in pairs).items() if count > 1)
+        raise ValueError(f"the key {json.dumps(twice)} appears twice in one object.")
+    return data
 
 
 def _check_shape(data) -> None:

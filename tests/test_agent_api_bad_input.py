@@ -145,6 +145,25 @@ def test_a_nul_character_in_a_key_is_a_400_even_when_the_answer_is_kept(optimize
     assert not IdempotencyRecord.objects.exists()
 
 
+@pytest.mark.parametrize("path", [URL, "/api/v1/proposals/batch/"])
+def test_a_key_given_twice_is_a_400_naming_it_and_writes_nothing(optimizer, path):
+    """Which of the two a reader keeps is up to the reader: a gateway or a log keeping the
+    first would see a 2.10 bid where a 9.00 one was recorded."""
+    item = json.dumps(bid_adjustment("2.10")).replace(
+        '"new_bid": "2.10"', '"new_bid": "2.10", "new_bid": "9.00"'
+    )
+    body = f"[{item}]" if path.endswith("batch/") else item
+    response = optimizer.generic(
+        "POST", path, body.encode(), content_type="application/json", HTTP_IDEMPOTENCY_KEY="twice"
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["detail"] == (
+        'JSON parse error - the key "new_bid" appears twice in one object.'
+    )
+    assert Proposal.objects.count() == 0
+    assert not IdempotencyRecord.objects.exists()
+
+
 def test_number_too_large_for_a_float_is_refused_on_its_field(optimizer):
     body = json.dumps(bid_adjustment()).replace('"confidence": 0.9', '"confidence": 1e999999')
     response = optimizer.generic("POST", URL, body.encode(), content_type="application/json")
