@@ -96,6 +96,10 @@ class WindowField(forms.DurationField):
         return value
 
     def to_python(self, value):
+        if isinstance(value, str) and not value.isascii():
+            # Digits of other scripts ("٣ days") read as numbers to Python, not to the person
+            # reading the policy after: the API refuses them too.
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
         words = _IN_WORDS.fullmatch(value) if isinstance(value, str) else None
         if words is None:
             return super().to_python(value)

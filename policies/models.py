@@ -21,6 +21,9 @@ MONEY = {"max_digits": 14, "decimal_places": 2, "null": True, "blank": True}
 REVIEW_WINDOW_BOUNDS = (timedelta(minutes=1), timedelta(days=365))
 CUMULATIVE_WINDOW_BOUNDS = (timedelta(minutes=1), timedelta(days=90))
 DECIDE_WITHIN_BOUNDS = (timedelta(minutes=1), timedelta(days=365))
+# Distinct people a proposal may need: more than this is a proposal nobody can approve (it
+# waits until it expires), not a stricter rule.
+MAX_APPROVALS = 10
 
 
 def _within(bounds: tuple[timedelta, timedelta]) -> list:
@@ -126,7 +129,9 @@ class Policy(models.Model):
         help_text="The moves counted: those of this long before. From a minute to 90 days.",
     )
     required_approvals = models.PositiveSmallIntegerField(
-        default=1, validators=[MinValueValidator(1)], help_text="Distinct approvals needed."
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_APPROVALS)],
+        help_text=f"Distinct approvals needed, up to {MAX_APPROVALS}.",
     )
     more_approvals_above_magnitude = models.DecimalField(
         **RATIO,
@@ -140,7 +145,9 @@ class Policy(models.Model):
         help_text="…or this amount per day…",
     )
     approvals_above_threshold = models.PositiveSmallIntegerField(
-        default=2, validators=[MinValueValidator(1)], help_text="…this many distinct approvals."
+        default=2,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_APPROVALS)],
+        help_text=f"…this many distinct approvals, up to {MAX_APPROVALS}.",
     )
     review_window = models.DurationField(
         default=timedelta(hours=72),

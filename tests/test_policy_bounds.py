@@ -119,6 +119,31 @@ def test_a_policy_owner_reads_and_types_its_windows_in_words(login):
     )
     policy.refresh_from_db()
     assert policy.review_window == timedelta(days=2)
+    # Another script's digits read as 3 to Python, not to whoever reads the policy after.
+    for typed in ("٣ days", "٣ 00:00:00"):
+        refused = client.post(url, data | {"cumulative_window": "2 days", "review_window": typed})
+        assert refused.status_code == 200
+        assert "Enter a duration such as" in html.unescape(refused.text)
+        policy.refresh_from_db()
+        assert policy.review_window == timedelta(days=2)
+
+
+@pytest.mark.parametrize("field", ["required_approvals", "approvals_above_threshold"])
+def test_a_policy_asking_more_approvals_than_anyone_could_give_is_refused(login, field):
+    """A million distinct approvals saved on SQLite (which bounds no small integer): every
+    proposal it routed could only wait until it expired."""
+    policy = bid_policy()
+    client = login("policy-owner")
+    url = reverse("admin:policies_policy_change", args=[policy.pk])
+    data = posted_form(client, url) | {"change_reason": "More eyes."}
+    refused = client.post(url, data | {field: "1000000"})
+    assert refused.status_code == 200
+    assert "Ensure this value is less than or equal to 10." in refused.text
+    policy.refresh_from_db()
+    assert getattr(policy, field) < 10
+    assert client.post(url, data | {field: "10"}).status_code == 302
+    policy.refresh_from_db()
+    assert getattr(policy, field) == 10
 
 
 @pytest.mark.parametrize("field", ["review_window", "cumulative_window"])
