@@ -148,10 +148,16 @@ def test_without_a_backup_group_the_history_says_nobody_could_be_escalated_to(
     deadline.refresh_from_db()
     assert deadline.escalated_at is not None and deadline.escalated_to is None
     assert not Notification.objects.filter(kind=NotificationKind.ESCALATION).exists()
-    history = login("auditor").get(f"/admin/approvals/proposal/{proposal_id}/history/")
+    auditor = login("auditor")
+    history = auditor.get(f"/admin/approvals/proposal/{proposal_id}/history/")
     assert "nobody could be escalated to: no route it matches names a backup group" in (
         history.text
     )
+    # The proposal's page says the same, not that some group was told.
+    page = auditor.get(f"/admin/approvals/proposal/{proposal_id}/change/")
+    said = shown(page, "proposal-escalation")
+    assert "nobody could be escalated to: no route it matches names a backup group" in said
+    assert "told" not in said
     wait_until(lambda: not Notification.objects.filter(status="pending").exists())
 
 
