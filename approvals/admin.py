@@ -11,7 +11,7 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.views.main import SEARCH_VAR
 from django.core.exceptions import PermissionDenied
 from django.db import models
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import Exists, OuterRef, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponseRedirect, JsonResponse, QueryDict
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -98,6 +98,8 @@ from policies.models import Policy
 from policies.services import (
     KILL_SWITCH_FINDING,
     engaged_kill_switches,
+    kill_switch_reason_released,
+    kill_switches_engaged_over,
     version_number,
     versions_count,
 )
@@ -248,6 +250,24 @@ def _listed(proposals) -> str:
     return ", ".join(ids[:REFUSALS_LISTED]) + (
         f" and {len(ids) - REFUSALS_LISTED} more" if len(ids) > REFUSALS_LISTED else ""
     )
+
+
+def _guardrail_findings(proposal: Proposal, *, kill_switch_now: bool) -> list[tuple[str, bool]]:
+    """What the guardrails found when the proposal was routed, each with whether it still
+    holds: a kill switch's no longer does for one still waiting that no engaged switch covers
+    now (``kill_switch_now``), and says so."""
+    findings = proposal.guardrail_findings or {}
+    said = []
+    for finding in [*findings.get("block", []), *findings.get("review", [])]:
+        if (
+            finding.startswith(KILL_SWITCH_FINDING)
+            and not kill_switch_now
+            and proposal.status == ProposalStatus.PENDING_REVIEW
+        ):
+            said.append((kill_switch_reason_released(finding), False))
+        else:
+            said.append((finding, True))
+    return said
 
 
 def _kill_switches_released(proposal: Proposal) -> int:
@@ -467,6 +487,9 @@ class ProposalAdmin(ReadOnlyAdmin):
             .get_queryset(request)
             .annotate(
                 deciding_ceiling=Subquery(routed_by.values("auto_execute_max_magnitude")[:1]),
+                kill_switch_now=Exists(
+                    kill_switches_engaged_over(OuterRef("account"), OuterRef("account__channel"))
+                ),
             )
         )
 
@@ -482,8 +505,13 @@ class ProposalAdmin(ReadOnlyAdmin):
 
     @admin.display(description="guardrail")
     def guardrail_flag(self, proposal: Proposal) -> str:
-        findings = proposal.guardrail_findings or {}
-        found = [*findings.get("block", []), *findings.get("review", [])]
+        found = [
+            finding
+            for finding, holds in _guardrail_findings(
+                proposal, kill_switch_now=proposal.kill_switch_now
+            )
+            if holds
+        ]
         if not found:
             return ""
         said = "\n".join(found)
@@ -805,9 +833,15 @@ class ProposalAdmin(ReadOnlyAdmin):
             proposals = plan.proposals
             for proposal in proposals:
                 proposal.bulk_outcome = plan.outcome(proposal)
-        for proposal in proposals:  # what the guardrails found, said before it is decided
-            findings = proposal.guardrail_findings or {}
-            proposal.findings = [*findings.get("block", []), *findings.get("review", [])]
+        # What the guardrails found, said before it is decided, as it stands now.
+        switched = {
+            account.pk: bool(engaged_kill_switches(account))
+            for account in {proposal.account for proposal in proposals}
+        }
+        for proposal in proposals:
+            proposal.findings = _guardrail_findings(
+                proposal, kill_switch_now=switched[proposal.account.pk]
+            )
         form = form_class(request.POST if "confirm" in request.POST else None)
         if "confirm" in request.POST and form.is_valid():
             decided = decide(
@@ -829,7 +863,7 @@ class ProposalAdmin(ReadOnlyAdmin):
                 "proposals": proposals,
                 "plan": plan,
                 "not_pending": [p for p in proposals if p.status != ProposalStatus.PENDING_REVIEW],
-                "with_findings": [p for p in proposals if p.findings],
+                "with_findings": [p for p in proposals if any(holds for _, holds in p.findings)],
                 "form": form,
                 "opts": self.model._meta,
                 "action_checkbox_name": ACTION_CHECKBOX_NAME,

@@ -280,7 +280,16 @@ def kill_switch_reason(switch: KillSwitch) -> str:
     if not reason.endswith((".", "!", "?")):
         reason += "."
     scope = switch.account or switch.channel or "everything"
-    return f"{KILL_SWITCH_FINDING}{scope} is engaged: {reason}"
+    return f"{KILL_SWITCH_FINDING}{scope}{_ENGAGED}{reason}"
+
+
+_ENGAGED = " is engaged: "
+
+
+def kill_switch_reason_released(finding: str) -> str:
+    """A kill switch's finding (``kill_switch_reason``), for a proposal it no longer covers."""
+    finding = finding.replace(_ENGAGED, " was engaged when it was routed: ", 1)
+    return f"{finding} Released since: no kill switch covers it now."
 
 
 def kill_switch_engaged_since(switch: KillSwitch) -> datetime:

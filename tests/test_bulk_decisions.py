@@ -15,7 +15,7 @@ from executors.runner import proposal_execute
 from feedback.models import Feedback
 from hitlproject.errors import DomainError
 from ledger.models import Account, Campaign
-from policies.models import Policy
+from policies.models import KillSwitch, Policy
 from tests.conftest import (
     BID_RAISES,
     bid_adjustment,
@@ -311,3 +311,37 @@ def test_a_bulk_rejection_quotes_the_findings_too(login):
     assert said.startswith("The guardrails found something in 1 of them")
     assert "Approving" not in said
     assert "⚠ The body of creative 1 uses the banned term “guaranteed”" in page
+
+
+def test_a_kill_switch_released_since_is_not_quoted_as_engaged_in_the_queue_or_the_bulk_page(
+    login,
+):
+    """A 3% bid held only by the account's kill switch, then the switch released: the queue
+    flags nothing on it, and the confirmation says the switch was engaged and is released,
+    not "⚠ … is engaged", nor that approving runs it despite what the guardrails found."""
+    switch = KillSwitch.objects.create(
+        scope="account", account=Account.objects.get(external_id="demo"), reason="Outage."
+    )
+    held = evaluated(bid_adjustment("2.06"))
+    client = login("operator")
+
+    def flagged_in_the_queue() -> bool:
+        queue = client.get(CHANGELIST).text
+        row = queue.split(f'value="{held.pk}"')[1].split("</tr>")[0]
+        return "guardrail-flag" in row
+
+    assert flagged_in_the_queue()
+    switch.engaged = False
+    switch.save()
+    assert not flagged_in_the_queue()
+
+    selected = {"action": "approve_selected", "_selected_action": [held.pk]}
+    page = html.unescape(client.post(CHANGELIST, selected).text)
+
+    assert 'id="bulk-findings"' not in page
+    row = page.split('id="bulk-proposals"')[1].split("</tr>")[1]
+    assert (
+        "The kill switch on demo was engaged when it was routed: Outage. Released since: no "
+        "kill switch covers it now."
+    ) in row
+    assert "⚠" not in row
