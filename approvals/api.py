@@ -19,7 +19,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
-from approvals.models import Proposal, ProposalStatus
+from approvals import action_types
+from approvals.models import Execution, ExecutionStatus, Proposal, ProposalStatus
 from approvals.selectors import (
     policy_name_then,
     proposal_get_for_agent,
@@ -99,6 +100,21 @@ class ExecutionOutput(serializers.Serializer):
     error = serializers.CharField()
     started_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
+    created = serializers.SerializerMethodField(
+        help_text="What the attempt added to the ledger besides campaign fields, by kind: a "
+        "creative batch's creatives, their ledger ids in the batch's order ({\"creatives\": "
+        "[12, 13]}); {} for an action that only sets campaign fields (its states say what "
+        "changed), and for an attempt that did not succeed."
+    )
+
+    @extend_schema_field(
+        serializers.DictField(child=serializers.ListField(child=serializers.IntegerField()))
+    )
+    def get_created(self, execution: Execution) -> dict[str, list[int]]:
+        if execution.status != ExecutionStatus.SUCCEEDED:
+            return {}
+        proposal = execution.proposal
+        return action_types.get(proposal.action_type).records_created(proposal)
 
 
 class PolicyRefOutput(serializers.Serializer):

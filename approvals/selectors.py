@@ -36,7 +36,7 @@ from approvals.models import (
 from approvals.services.proposals import campaigns_as_recorded, campaigns_for
 from hitlproject.periods import describe_duration
 from hitlproject.vocabulary import APPROVED_TO_RUN_STATUSES, MAY_STILL_RUN_STATUSES, NOT_SET
-from ledger.models import Account
+from ledger.models import Account, Creative
 from policies.engine import format_magnitude
 from policies.models import Policy
 
@@ -64,6 +64,9 @@ def proposals_with_details() -> QuerySet[Proposal]:
             Prefetch("decisions", queryset=Decision.objects.order_by("created_at")),
             Prefetch("executions", queryset=Execution.objects.order_by("attempt")),
             "outcomes",
+            Prefetch(
+                "deployed_creatives", queryset=Creative.objects.only("pk", "deployed_by_proposal")
+            ),
         )
     )
 

@@ -23,7 +23,7 @@ from executors import registry
 from executors.base import ChannelExecutor, Frozen, Outcome
 from executors.models import ExecutionRound
 from executors.runner import proposal_execute
-from ledger.models import Account, Campaign
+from ledger.models import Account, Campaign, Creative
 from tests.conftest import bid_adjustment, creative, creative_batch, wait_until
 from tests.factories import evaluated
 
@@ -259,3 +259,31 @@ def test_a_partial_deployment_fails_with_what_was_deployed_on_record(linked_goog
     assert deployed["resource_name"] and not deployed["error"]
     assert not refused["resource_name"] and "Trademark" in refused["error"]
     assert len(linked_google_ads.state.ads) == 1
+
+
+def test_an_execution_on_the_api_names_the_ledger_records_it_created(demo_world, optimizer):
+    """A creative batch sets no campaign field: its states are empty, and the execution says
+    what it did add, each creative's ledger id in the batch's order; a bid change adds
+    nothing and says so."""
+    batch = evaluated(
+        creative_batch(creative(headline="First"), creative(headline="Second")), agent="optimizer"
+    )
+    bid_change = evaluated(bid_adjustment("2.10"))
+    proposal_approve(
+        proposal_id=batch.pk, reviewer=get_user_model().objects.get(username="operator")
+    )
+    for proposal in (batch, bid_change):
+        assert proposal_execute(proposal_id=proposal.pk).status == "executed"
+
+    deployed = optimizer.get(f"/api/v1/proposals/{batch.pk}/").json()["execution"]
+    listed = {
+        item["id"]: item["execution"]
+        for item in optimizer.get("/api/v1/proposals/").json()["results"]
+    }
+
+    first, second = Creative.objects.filter(deployed_by_proposal=batch).order_by("pk")
+    assert (first.headline, second.headline) == ("First", "Second")
+    assert deployed["created"] == {"creatives": [first.pk, second.pk]}
+    assert deployed["after_state"] == {"display-retarget": {}}
+    assert listed[batch.pk]["created"] == deployed["created"]
+    assert listed[bid_change.pk]["created"] == {}

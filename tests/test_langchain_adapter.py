@@ -318,11 +318,12 @@ def test_an_approved_creative_batch_tells_the_model_what_it_did_not_empty_states
     seen = told(model)
     assert seen["status"] == "executed" and seen["executed"] is True
     assert seen["before"] == seen["after"] == {"display-retarget": {}}
+    [deployed] = Campaign.objects.get(external_id="display-retarget").creatives.all()
+    assert seen["created"] == {"creatives": [deployed.pk]}
     assert seen["message"] == (
-        "A reviewer approved it. Executed. Done: deploy 1 creative to display-retarget; no "
-        "campaign setting changed."
+        "A reviewer approved it. Executed. Done: deploy 1 creative to display-retarget (in the "
+        f"ledger: creatives #{deployed.pk}); no campaign setting changed."
     )
-    assert Campaign.objects.get(external_id="display-retarget").creatives.count() == 1
 
 
 def test_an_agent_run_asynchronously_gets_the_same_outcome(web_server, demo_world):

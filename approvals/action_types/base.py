@@ -229,6 +229,12 @@ class ActionType:
         for campaign, _ in self._set_on(payload, campaigns, proposal):
             campaign.save()
 
+    def records_created(self, proposal: Proposal) -> dict[str, list[int]]:
+        """What the proposal's execution added to the ledger besides campaign fields, by
+        kind: each record's id, in the order of the payload. Nothing, for an action that
+        only sets campaign fields."""
+        return {}
+
     @property
     def writes_campaign_fields_only(self) -> bool:
         """Whether ``apply`` writes the campaign fields of ``proposed_state`` and nothing

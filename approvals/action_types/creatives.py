@@ -138,6 +138,10 @@ class CreativeDeployment(ActionType):
             creative._change_reason = f"proposal #{proposal.pk}: {proposal.summary}"
             creative.save()
 
+    def records_created(self, proposal) -> dict[str, list[int]]:
+        # Saved one by one in the batch's order (``apply``), so their ids follow it.
+        return {"creatives": sorted(creative.pk for creative in proposal.deployed_creatives.all())}
+
 
 def _part_of_creative(part: str, number: int) -> str:
     """A creative's text as a reason names it: "body of creative 2"."""

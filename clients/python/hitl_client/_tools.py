@@ -127,11 +127,15 @@ def outcome_report(
         execution = proposal.execution
         report["before"] = execution.before_state if execution else None
         report["after"] = execution.after_state if execution else None
+        if execution is not None and execution.created:
+            report["created"] = execution.created
         report["decided_by"] = "a reviewer" if proposal.decisions else "policy (auto-approved)"
         if decision is not None and decision.note:
             report["note"] = decision.note
         note = _sentence(report.get("note", ""))
-        figures = _what_it_changed(report["before"], report["after"], proposal.summary)
+        figures = _what_it_changed(
+            report["before"], report["after"], proposal.summary, report.get("created", {})
+        )
         edited = proposal.edited_payload
         if edited is not None:
             report["edited"] = {"proposed": proposed, "executed": edited}
@@ -232,13 +236,19 @@ def _value_text(value: Any) -> str:
     return value if isinstance(value, str) else _compact(value)
 
 
-def _what_it_changed(before: Any, after: Any, summary: str) -> str:
+def _what_it_changed(
+    before: Any, after: Any, summary: str, created: Mapping[str, list[int]]
+) -> str:
     """The execution's figures in a sentence: each campaign setting before and after; an
-    action that sets none (a creative batch adds creatives) is told by what it did, not by
-    empty states."""
+    action that sets none (a creative batch adds creatives) is told by what it did and the
+    ledger records it added, not by empty states."""
     if _sets_a_field(before) or _sets_a_field(after):
         return f"Before: {_compact(before)}; after: {_compact(after)}."
-    return f"Done: {summary}; no campaign setting changed."
+    records = "; ".join(
+        f"{kind} {', '.join(f'#{pk}' for pk in ids)}" for kind, ids in created.items() if ids
+    )
+    added = f" (in the ledger: {records})" if records else ""
+    return f"Done: {summary}{added}; no campaign setting changed."
 
 
 def _sets_a_field(state: Any) -> bool:

@@ -112,7 +112,9 @@ class Decision:
 
 @dataclass(frozen=True)
 class Execution:
-    """The latest execution attempt, with the target's state before and after."""
+    """The latest execution attempt, with the target's state before and after, and what it
+    added to the ledger besides campaign fields (``created``: a creative batch's creatives'
+    ledger ids, ``{"creatives": [12, 13]}``)."""
 
     attempt: int
     executor: str
@@ -122,6 +124,7 @@ class Execution:
     error: str
     started_at: datetime | None
     finished_at: datetime | None
+    created: dict[str, list[int]] = field(default_factory=dict)
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @classmethod
@@ -137,6 +140,7 @@ class Execution:
             error=data.get("error", ""),
             started_at=_time(data.get("started_at")),
             finished_at=_time(data.get("finished_at")),
+            created=data.get("created") or {},
             raw=data,
         )
 
