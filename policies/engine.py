@@ -376,6 +376,10 @@ def _move_text(moved: _Ratio, limit: _Ratio) -> str:
     return f"{numerator / denominator:+.{digits}f}%"
 
 
+def _own_move_text(numerator: int, denominator: int) -> str:
+    return f"{(numerator - denominator) * 100 / denominator:+.1f}%"
+
+
 def _round_half_even(numerator: int, denominator: int) -> int:
     """round(numerator / denominator) exactly, halves to even, as ``round`` rounds a Fraction
     (the denominator positive)."""
@@ -790,13 +794,21 @@ def _reviews(
                     target,
                     raised=highest == (numerator, denominator),
                 )
+                # The figure is the target's over the window, not this move's, which may be
+                # smaller or go the other way (a cut where earlier raises are over): said
+                # where the two differ.
+                own_numerator, own_denominator = _ratio(facts.effects[target])
+                own = ""
+                if own_numerator * denominator != numerator * own_denominator:
+                    own = f" of {_own_move_text(own_numerator, own_denominator)}"
                 reviews.append(
                     (
-                        f"{target} would move {shown} within {window}, over the {limit} "
-                        f"cumulative ceiling of {named}, {counting}.",
+                        f"{f'With this move{own}, ' if own else ''}{target} would move {shown} "
+                        f"within {window}, over the {limit} cumulative ceiling of {named}, "
+                        f"{counting}.",
                         Hold(
                             "cumulative_ceiling",
-                            f"cumulative ceiling {ceiling} per {window} (with this move, "
+                            f"cumulative ceiling {ceiling} per {window} (with this move{own}, "
                             f"{target} would move {shown} within {window}, {counting})",
                             policy_id,
                             target=target,

@@ -83,9 +83,9 @@ def test_a_cut_approved_to_balance_a_raise_lets_no_raise_past_the_cumulative_cei
     assert second_cut["status"] == "approved"  # within the ceiling below: 1.15 x 0.852
     assert second_raise["status"] == "pending_review"
     assert (
-        "brand-search's bid would move +32.0% within 24 h, over the 25.0% cumulative ceiling "
-        "of policy “Bid adjustments”, counting the executed moves; pending cuts do not offset "
-        "them."
+        "With this move of +14.8%, brand-search's bid would move +32.0% within 24 h, over the "
+        "25.0% cumulative ceiling of policy “Bid adjustments”, counting the executed moves; "
+        "pending cuts do not offset them."
     ) in second_raise["verdict"]["reasons"]
     assert campaign("brand-search").bid == Decimal("2.30")
     # The engine's dry run says the same while both wait.

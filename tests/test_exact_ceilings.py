@@ -61,8 +61,9 @@ def test_one_cent_over_the_compounded_ceiling_goes_to_a_human(demo_world):
     *_, last = moved_through("2654.64", "2867.01", "3072.51")
     assert last.status == ProposalStatus.PENDING_REVIEW
     assert last.verdict_reasons == [
-        "generic-search's daily budget would move +25.0004% within 24 h, over the 25.0% "
-        "cumulative ceiling of policy “Budget changes”, counting the executed moves."
+        "With this move of +7.2%, generic-search's daily budget would move +25.0004% within "
+        "24 h, over the 25.0% cumulative ceiling of policy “Budget changes”, counting the "
+        "executed moves."
     ]
 
 

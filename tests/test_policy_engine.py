@@ -193,8 +193,9 @@ def test_splitting_a_big_move_into_small_ones_reaches_a_human_once_the_sum_passe
     fourth = evaluate(replace(cut, recent_moves=moves("0.91", "0.91", "0.91")), [cumulative()])
     assert fourth.outcome == "review"
     assert fourth.reasons == (
-        "brand-search's daily budget would move -31.4% within 24 h, over the 25.0% cumulative "
-        "ceiling of policy “Budget reallocations”, counting the executed moves.",
+        "With this move of -9.0%, brand-search's daily budget would move -31.4% within 24 h, "
+        "over the 25.0% cumulative ceiling of policy “Budget reallocations”, counting the "
+        "executed moves.",
     )
 
 
@@ -226,9 +227,10 @@ def test_a_cumulative_reason_names_the_pending_moves_it_counts_and_the_ones_it_d
 
     assert verdict.outcome == "review"
     assert verdict.reasons == (
-        "brand-search's daily budget would move +27.4% within 24 h, over the 25.0% cumulative "
-        "ceiling of policy “Budget reallocations”, counting the pending raises (approved, not "
-        "yet executed: #5, +18.0% in all); pending cuts do not offset them.",
+        "With this move of +8.0%, brand-search's daily budget would move +27.4% within 24 h, "
+        "over the 25.0% cumulative ceiling of policy “Budget reallocations”, counting the "
+        "pending raises (approved, not yet executed: #5, +18.0% in all); pending cuts do not "
+        "offset them.",
     )
     (held,) = [hold.as_record() for hold in verdict.held_by]
     # The figures as the engine compared them, exactly: 1.08 (this move) x 1.18 (#5) =

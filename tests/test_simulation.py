@@ -514,7 +514,7 @@ def test_a_recorded_routing_that_the_rules_did_not_give_is_reported(every_route)
         "auto_approve",
         "review",
     )
-    assert example["held_by"][0].startswith("cumulative ceiling 25% per 24 h (with this move,")
+    assert example["held_by"][0].startswith("cumulative ceiling 25% per 24 h (with this move")
 
 
 def simulation_page_of_today(login):
