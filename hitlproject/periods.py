@@ -4,7 +4,9 @@ first day to the start of the day after the last."""
 from datetime import date, datetime, time, timedelta
 
 from django import forms
+from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.utils import timezone
 
 # A period starts no earlier than this platform's records could, ends by the day after
@@ -85,3 +87,28 @@ def describe_duration(duration: timedelta) -> str:
             count = seconds // size
             return f"{count:,} {unit}{'' if count == 1 else 's'}"
     return str(duration)
+
+
+class _BoundInWords:
+    """A bound on a duration that says itself as the field shows durations ("at least 1
+    minute"), not as Python prints a timedelta ("greater than or equal to 0:01:00")."""
+
+    def __call__(self, value: timedelta) -> None:
+        if self.compare(value, self.limit_value):  # MinValueValidator's or MaxValueValidator's
+            raise ValidationError(
+                self.message,
+                code=self.code,
+                params={
+                    "limit_value": describe_duration(self.limit_value),
+                    "show_value": describe_duration(value),
+                    "value": value,
+                },
+            )
+
+
+class DurationAtLeast(_BoundInWords, MinValueValidator):
+    message = "At least %(limit_value)s."
+
+
+class DurationAtMost(_BoundInWords, MaxValueValidator):
+    message = "At most %(limit_value)s."

@@ -5,7 +5,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from audit.models import audited_history
-from hitlproject.periods import describe_duration
+from hitlproject.periods import DurationAtLeast, DurationAtMost, describe_duration
 from ledger.models import Channel
 from policies.guardrails import pattern_error
 
@@ -27,7 +27,7 @@ MAX_APPROVALS = 10
 
 
 def _within(bounds: tuple[timedelta, timedelta]) -> list:
-    return [MinValueValidator(bounds[0]), MaxValueValidator(bounds[1])]
+    return [DurationAtLeast(bounds[0]), DurationAtMost(bounds[1])]
 
 
 def windows_out_of_bounds(policy) -> list[str]:
