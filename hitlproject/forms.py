@@ -3,6 +3,7 @@ import math
 import re
 import sys
 from datetime import timedelta
+from decimal import ROUND_HALF_UP, Decimal
 
 from django import forms
 from django.forms.fields import InvalidJSONInput
@@ -78,12 +79,43 @@ class IndentedJSONField(forms.JSONField):
         return text
 
 
-_IN_WORDS = re.compile(r"\s*(\d[\d,]*)\s*(second|minute|hour|day)s?\s*", re.IGNORECASE)
+# A count, with commas between thousands ("1,000") and an optional decimal point ("1.5"),
+# and its unit: parts of a duration as a policy owner types them ("1 day", "36 hours").
+_PART = re.compile(
+    r"((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)\s*(week|day|hour|minute|second)s?", re.IGNORECASE
+)
+# Between parts: a space, a comma or "and" ("1 day 2 hours", "1 day, 2 hours and 30 minutes").
+_BETWEEN_PARTS = re.compile(r"\s*,\s*(?:and\s+)?|\s+(?:and\s+)?", re.IGNORECASE)
+_UNIT_SECONDS = {"week": 604_800, "day": 86_400, "hour": 3_600, "minute": 60, "second": 1}
+_LONGEST_SECONDS = Decimal(timedelta.max.days) * 86_400 + 86_399
+# Any count past the longest duration overflows alike; capped there, a count of a million
+# digits cannot take the arithmetic past what a Decimal holds (an error, not a form's).
+_PAST_LONGEST = _LONGEST_SECONDS + 1
+
+
+def seconds_in_words(text: str) -> Decimal | None:
+    """The exact number of seconds ``text`` says in words ("1.5 days", "1 week and 2 days"),
+    or None if it does not say a duration in words."""
+    text, position, seconds = text.strip(), 0, Decimal(0)
+    while True:
+        part = _PART.match(text, position)
+        if part is None:
+            return None
+        count = min(Decimal(part[1].replace(",", "")), _PAST_LONGEST)
+        seconds += count * _UNIT_SECONDS[part[2].lower()]
+        if part.end() == len(text):
+            return seconds
+        between = _BETWEEN_PARTS.match(text, part.end())
+        if between is None:
+            return None
+        position = between.end()
 
 
 class WindowField(forms.DurationField):
-    """A duration as a policy owner reads and types it: "1 day", "36 hours", "90 minutes"
-    (and, as Django writes one, "1 12:00:00"), not the form's "1 00:00:00" for a day."""
+    """A duration as a policy owner reads and types it: "1 day", "36 hours", "90 minutes",
+    "2 weeks", "1 day and 2 hours", "1.5 days" (to the nearest second), and, as Django writes
+    one, "1 12:00:00" or ISO 8601's "P1DT12H"; not the form's "1 00:00:00" for a day. A number
+    without a unit ("10") is refused: Django reads it as seconds, nobody typing it means that."""
 
     default_error_messages = {
         "invalid": "Enter a duration such as “90 minutes”, “36 hours” or “7 days”.",
@@ -92,24 +124,34 @@ class WindowField(forms.DurationField):
     def prepare_value(self, value):
         if isinstance(value, timedelta):
             said = describe_duration(value)
-            return said if said != str(value) else super().prepare_value(value)
+            # In words only when they read back as this very duration: not one with a fraction
+            # of a second (words round it off), nor a negative one stored past the form.
+            try:
+                if self.to_python(said) == value:
+                    return said
+            except forms.ValidationError:
+                pass
+            return super().prepare_value(value)
         return value
 
     def to_python(self, value):
-        if isinstance(value, str) and not value.isascii():
+        if value in self.empty_values or isinstance(value, timedelta):
+            return super().to_python(value)
+        value = str(value)
+        if not value.isascii():
             # Digits of other scripts ("٣ days") read as numbers to Python, not to the person
             # reading the policy after: the API refuses them too.
             raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
-        words = _IN_WORDS.fullmatch(value) if isinstance(value, str) else None
-        if words is None:
+        seconds = seconds_in_words(value)
+        if seconds is None:
+            if ":" not in value and not value.strip().lstrip("+-").startswith("P"):
+                raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
             return super().to_python(value)
-        count, unit = int(words[1].replace(",", "")), words[2].lower()
-        try:
-            return timedelta(**{f"{unit}s": count})
-        except OverflowError:
+        if seconds > _LONGEST_SECONDS:
             raise forms.ValidationError(
                 self.error_messages["overflow"].format(
                     min_days=timedelta.min.days, max_days=timedelta.max.days
                 ),
                 code="overflow",
-            ) from None
+            )
+        return timedelta(seconds=int(seconds.to_integral_value(ROUND_HALF_UP)))
