@@ -47,6 +47,25 @@ def windows_out_of_bounds(policy) -> list[str]:
     return problems
 
 
+def decision_due_after_expiry(policy) -> str | None:
+    """Why a policy's deadline to decide (``decide_within``) can never fall due, in words: it
+    is no sooner than its proposals expire (``review_window``). None if it can, if there is
+    none, or if either window is out of bounds (refused as such)."""
+    review, decide = policy.review_window, policy.decide_within
+    if review is None or decide is None or decide < review:
+        return None
+    if not (
+        REVIEW_WINDOW_BOUNDS[0] <= review <= REVIEW_WINDOW_BOUNDS[1]
+        and DECIDE_WITHIN_BOUNDS[0] <= decide <= DECIDE_WITHIN_BOUNDS[1]
+    ):
+        return None
+    return (
+        f"A proposal expires after the review window, {describe_duration(review)}: a "
+        f"decision due within {describe_duration(decide)} would never be late. Make it "
+        "shorter than the review window, or leave it empty."
+    )
+
+
 def policy_name(name: str, *, is_draft: bool) -> str:
     """A policy as the console names it: a draft says it is one, wherever it is named (its
     page, a dry run's verdict and reasons, the simulation)."""
@@ -159,8 +178,9 @@ class Policy(models.Model):
         blank=True,
         validators=_within(DECIDE_WITHIN_BOUNDS),
         help_text=(
-            "How soon a decision is due: those told are reminded at half time, and at the "
-            "deadline the routes' backup groups are told. Empty: no deadline."
+            "How soon a decision is due, shorter than the review window: those told are "
+            "reminded at half time, and at the deadline the routes' backup groups are told. "
+            "Empty: no deadline."
         ),
     )
     description = models.TextField(blank=True)
@@ -188,6 +208,9 @@ class Policy(models.Model):
         )
 
     def clean(self) -> None:
+        late = decision_due_after_expiry(self)
+        if late:
+            raise ValidationError({"decide_within": ValidationError(late, code="after_expiry")})
         if not self.is_active:
             return
         rivals = Policy.objects.filter(

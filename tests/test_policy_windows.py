@@ -1,6 +1,7 @@
 """A policy's windows as its owner types them in the console: in words as people say a
 duration ("2 weeks", "1 day and 2 hours", "1.5 days"), never a bare number read as seconds,
-and shown back in words that read as the same duration."""
+and shown back in words that read as the same duration; and a deadline to decide that comes
+before the proposal expires."""
 
 import html
 from datetime import timedelta
@@ -10,9 +11,14 @@ from django.urls import reverse
 from hypothesis import given
 from hypothesis import strategies as st
 
+from approvals.models import ProposalStatus
 from hitlproject.forms import WindowField
 from hitlproject.periods import describe_duration
+from notifications.deadlines import deadlines_sweep
+from notifications.models import DecisionDeadline
 from policies.models import Policy
+from tests.conftest import reallocation
+from tests.factories import evaluated
 from tests.test_policy_bounds import posted_form
 
 ASK_FOR_WORDS = "Enter a duration such as “90 minutes”, “36 hours” or “7 days”."
@@ -108,3 +114,104 @@ def test_a_window_past_what_a_date_can_hold_is_a_form_error_not_a_500(login, typ
 def test_what_the_field_shows_reads_back_as_the_same_window(window):
     field = WindowField()
     assert field.clean(field.prepare_value(window)) == window
+
+
+# A deadline to decide comes before the proposal expires, or it is no deadline.
+
+
+def late_decision(review: str, decide: str) -> str:
+    return (
+        f"A proposal expires after the review window, {review}: a decision due within {decide} "
+        "would never be late. Make it shorter than the review window, or leave it empty."
+    )
+
+
+@pytest.mark.parametrize("decide_within", ["4 days", "36 hours", "2160 minutes"])
+def test_a_decision_due_no_sooner_than_expiry_is_refused_beside_decide_within(login, decide_within):
+    policy = bid_policy()
+    client = login("policy-owner")
+    url = policy_page(policy)
+    data = posted_form(client, url) | {
+        "review_window": "36 hours",
+        "decide_within": decide_within,
+        "change_reason": "Remind later.",
+    }
+    refused = client.post(url, data)
+    assert refused.status_code == 200
+    form = refused.context["adminform"].form
+    said = describe_duration(WindowField().clean(decide_within))
+    assert form.errors == {"decide_within": [late_decision("36 hours", said)]}
+    assert late_decision("36 hours", said) in html.unescape(refused.text)
+    policy.refresh_from_db()
+    assert (policy.review_window, policy.decide_within) == (timedelta(hours=72), None)
+
+    assert client.post(url, data | {"decide_within": "35 hours"}).status_code == 302
+    policy.refresh_from_db()
+    assert (policy.review_window, policy.decide_within) == (
+        timedelta(hours=36),
+        timedelta(hours=35),
+    )
+    assert client.post(url, data | {"decide_within": ""}).status_code == 302  # no deadline
+    policy.refresh_from_db()
+    assert policy.decide_within is None
+
+
+def test_a_draft_whose_decision_comes_after_expiry_is_refused_and_not_promoted(login):
+    policy = bid_policy()
+    client = login("policy-owner")
+    add = reverse("admin:policies_policy_add") + f"?duplicate={policy.pk}"
+    data = posted_form(client, add) | {
+        "decide_within": "3 days",  # the review window, as duplicated: 3 days
+        "change_reason": "A deadline.",
+    }
+    refused = client.post(add, data)
+    assert refused.status_code == 200
+    assert refused.context["adminform"].form.errors == {
+        "decide_within": [late_decision("3 days", "3 days")]
+    }
+    assert not Policy.objects.filter(is_draft=True).exists()
+
+    # One stored so before this check (or by a script) does not go live either.
+    draft = Policy.objects.create(
+        name="Bid adjustments, reminded late",
+        action_type="bid_adjustment",
+        is_draft=True,
+        draft_of=policy,
+        review_window=timedelta(hours=36),
+        decide_within=timedelta(days=4),
+    )
+    promote = reverse("admin:policies_policy_promote", args=[draft.pk])
+    page = client.post(promote, {"change_reason": "Go live."})
+    assert page.status_code == 200
+    assert f"The draft cannot go live: {late_decision('36 hours', '4 days')}" in html.unescape(
+        page.text
+    )
+    policy.refresh_from_db()
+    assert (policy.review_window, policy.decide_within) == (timedelta(hours=72), None)
+    draft.refresh_from_db()
+    assert draft.is_draft and draft.is_active
+
+
+def test_a_policy_stored_with_its_deadline_after_expiry_still_routes_and_reminds(login):
+    policy = Policy.objects.get(action_type="budget_reallocation")
+    Policy.objects.filter(pk=policy.pk).update(
+        review_window=timedelta(hours=36), decide_within=timedelta(days=4)
+    )
+    proposal = evaluated(reallocation())  # 28%: waits for a person
+    assert proposal.status == ProposalStatus.PENDING_REVIEW
+    deadline = DecisionDeadline.objects.get(proposal=proposal)
+    assert deadline.due_at - deadline.started_at == timedelta(days=4)  # as the policy says
+    assert proposal.review_expires_at - deadline.started_at <= timedelta(hours=36)
+    swept = deadlines_sweep(now=deadline.started_at + timedelta(days=2, seconds=1))
+    assert swept.reminded == 1
+
+    # Its page shows it, and asks for the deadline to be fixed before anything else changes.
+    client = login("policy-owner")
+    url = policy_page(policy)
+    page = client.get(url)
+    assert page.status_code == 200
+    assert 'name="decide_within" value="4 days"' in page.text
+    refused = client.post(url, posted_form(client, url) | {"change_reason": "Rename."})
+    assert refused.context["adminform"].form.errors == {
+        "decide_within": [late_decision("36 hours", "4 days")]
+    }
