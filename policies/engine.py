@@ -45,20 +45,24 @@ is done on integers, each figure as the numerator and denominator ``Fraction`` w
 (``a/b > c/d`` as ``a*d > c*b``), and a rule's figures are converted once per rule: building
 fractions was most of an evaluation's time, and the batch path evaluates every item.
 
-Risk score (0-100, for ordering the review queue; deterministic)::
+Risk score (0-100, for ordering the review queue; deterministic), in two bands::
 
-    risk = min(90, weight + pressure + record) + guardrail
+    clean    = min(90, weight + pressure + record)       0-90: no guardrail spoke
+    guarded  = 91 + clean // 10                         91-100: a guardrail spoke
 
     weight     the action type's: 10 (bid) ... 40 (strategy)
     pressure   15 x min(pressure, 4): magnitude over its ceiling, or amount over its ceiling,
                whichever presses harder
     record     15 x (1 - approval rate): the agent's record; 5 when it has too few decisions
-    guardrail  10 if a guardrail spoke (a banned term, a kill switch, a cap, a lock), else 0
 
-where a missing ceiling counts as 10% for relative changes, 1 for counts, and 1,000 for money.
-The guardrail's 10 is added after the cap, so a proposal a guardrail spoke about ranks above a
-clean one of the same kind and otherwise the same risk, at the top of the scale too: the queue's
-one order (riskiest, then oldest, ``proposal_queue_idx``) puts it first, with no second key.
+where a missing ceiling counts as 10% for relative changes, 1 for counts, and 1,000 for money,
+and a guardrail speaks with a banned term, a kill switch, a cap or a lock. A proposal a
+guardrail spoke about ranks above every clean one, whatever their sizes and records: a bonus
+added to the sum could not do that (one creative's pressure, 15, outweighed the old +10), and
+one big enough to would not fit in 0-100. Clean proposals keep the figures they always had, so
+a notification route's minimum risk means what it did for them and stored risks stay
+comparable; guarded ones keep their order among themselves by the tens of their clean score.
+The queue's one order (riskiest, then oldest, ``proposal_queue_idx``) needs no second key.
 """
 
 from __future__ import annotations
@@ -116,7 +120,8 @@ _MAX_PRESSURE = 4
 # A compounded product's terms are reduced once they grow past this many bits.
 _REDUCE_ABOVE_BITS = 1024
 _UNKNOWN_RECORD_RISK = 5
-_GUARDRAIL_RISK = 10
+_CLEAN_RISK_MAX = 90
+_GUARDED_RISK_MIN = 91
 
 
 @dataclass(frozen=True)
@@ -598,9 +603,10 @@ def _risk(facts: Facts, magnitude: _Ratio, amount: _Ratio | None, figures: _Figu
         if facts.agent_approval_rate is not None
         else _UNKNOWN_RECORD_RISK
     )
-    score = facts.risk_weight + pressure_risk + record
-    guardrails = _GUARDRAIL_RISK if facts.guardrail_blocks or facts.guardrail_reviews else 0
-    return min(100 - _GUARDRAIL_RISK, score) + guardrails
+    clean = min(_CLEAN_RISK_MAX, facts.risk_weight + pressure_risk + record)
+    if facts.guardrail_blocks or facts.guardrail_reviews:
+        return _GUARDED_RISK_MIN + clean // 10
+    return clean
 
 
 def risk_score(facts: Facts, rule: Rule | None) -> int:

@@ -1,6 +1,7 @@
 """Finding proposals in the review console: a search that looks in every status and in the
 fields people look for, columns that sort, a channel filter of the channels in use, and the
-mark of a proposal a guardrail spoke about, which ranks it above a clean one of its kind.
+mark of a proposal a guardrail spoke about, which ranks it above every clean one of its kind,
+whatever their sizes.
 
 On PostgreSQL the search is full-text over an index; on SQLite (the embedded default) it reads
 each text by substring: every test here but the index's runs on both."""
@@ -348,11 +349,34 @@ def test_a_proposal_a_guardrail_spoke_about_is_marked_and_ranks_above_a_clean_on
 
     page = operator.get(CHANGELIST)
     assert list(page.context["cl"].result_list) == [banned, clean]  # though the clean is older
-    assert banned.risk == clean.risk + 10
+    assert (clean.risk, banned.risk) == (30 + 15 + 5, 91 + 5)  # its clean 50's tens, above 90
     rows = page.text.split("<tr")[1:]
     marked = [row for row in rows if 'class="guardrail-flag"' in row]
     assert len(marked) == 1 and f"/{banned.pk}/change/" in marked[0]
     assert "the banned term “guaranteed”" in marked[0]  # the tooltip says which guardrail
+
+
+def test_a_guarded_batch_ranks_above_a_larger_clean_batch_of_its_kind(operator):
+    # The walk that found it: three clean creatives (80) sat above two with banned terms
+    # (75), a guardrail's 10 being less than one creative's pressure (15).
+    clean = evaluated(creative_batch(*(creative(body=f"Results in week {n}.") for n in (1, 2, 3))))
+    banned = evaluated(
+        creative_batch(creative(body="Guaranteed results."), creative(body="Risk-free trial."))
+    )
+    assert listed(operator) == [banned, clean]
+    # The clean batch keeps its 30 + 3 x 15 + 5; the guarded one is in the band above 90.
+    assert (clean.risk, banned.risk) == (80, 97)
+
+
+def test_a_small_bid_under_a_kill_switch_ranks_above_a_large_clean_bid(operator):
+    large = evaluated(bid_adjustment("2.40", campaign="generic-search"))  # +60%, 4x its ceiling
+    KillSwitch.objects.create(
+        scope="account", account=Account.objects.get(external_id="demo"), reason="Outage"
+    )
+    small = evaluated(bid_adjustment("2.12"))  # +6%, within its ceiling
+    assert large.status == small.status == ProposalStatus.PENDING_REVIEW
+    assert listed(operator) == [small, large]
+    assert (large.risk, small.risk) == (10 + 60 + 5, 91 + 2)
 
 
 def test_a_kill_switch_is_named_by_the_mark(operator):
@@ -367,12 +391,17 @@ def test_a_kill_switch_is_named_by_the_mark(operator):
     assert 'title="The kill switch on demo is engaged: Channel outage."' in page.text
 
 
-def test_the_guardrail_rank_holds_at_the_top_of_the_scale():
+def test_the_guardrail_rank_holds_at_both_ends_of_the_scale():
     # A strategy-weighted move four times over its ceiling by an agent nobody approves.
     worst = {"magnitude": "5", "risk_weight": 40, "agent_approval_rate": 0.0}
     clean = evaluate(facts(**worst), [rule()])
     spoken = evaluate(facts(**worst, guardrail_reviews=("A kill switch is engaged.",)), [rule()])
     assert (clean.risk, spoken.risk) == (90, 100)
+    # The smallest move by an agent always approved, against that worst clean one.
+    least = {"magnitude": "0", "risk_weight": 10, "agent_approval_rate": 1.0}
+    spoken = evaluate(facts(**least, guardrail_reviews=("A kill switch is engaged.",)), [rule()])
+    assert (evaluate(facts(**least), [rule()]).risk, spoken.risk) == (10, 92)
+    assert spoken.risk > clean.risk
 
 
 def test_a_proposal_over_a_budget_cap_is_marked_in_every_status(operator):

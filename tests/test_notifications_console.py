@@ -1,8 +1,8 @@
 """Reaching people, as the console shows it: policy owners keep the routes (with history), the
-others read them; each person chooses their own channels and nobody else's; a reviewer takes a
-proposal ("I'll take it") and the others see who is on it, in the queue too, without being
-stopped from deciding; a proposal's page says who was told, on which channel, when, whether it
-was sent, and its deadline."""
+others read them; a route's minimum risk tells of every proposal a guardrail spoke about; each
+person chooses their own channels and nobody else's; a reviewer takes a proposal ("I'll take it")
+and the others see who is on it, in the queue too, without being stopped from deciding; a
+proposal's page says who was told, on which channel, when, whether it was sent, and its deadline."""
 
 import re
 from datetime import timedelta
@@ -22,8 +22,8 @@ from approvals.services.decisions import proposal_approve, proposal_reject
 from ledger.models import Account
 from notifications.models import Claim, Notification, NotificationStatus, ReachedBy, Route
 from notifications.services import notifications_deliver
-from policies.models import Policy
-from tests.conftest import reallocation
+from policies.models import KillSwitch, Policy
+from tests.conftest import bid_adjustment, reallocation
 from tests.factories import evaluated
 
 pytestmark = pytest.mark.django_db
@@ -144,6 +144,27 @@ def test_a_routes_created_entry_shows_whom_it_tells_and_what_it_covers(login):
     # Only what it was made with: no empty scope (every channel), no backup group, no id.
     unset = ("Channel:", "Backup group:", "Users:", "ID:")
     assert [value for value in values if value.startswith(unset)] == []
+
+
+def test_a_routes_minimum_risk_tells_of_clean_proposals_above_it_and_every_guarded_one(
+    demo_world,
+):
+    policy_owner = get_user_model().objects.get(username="policy-owner")
+    risky = Route.objects.create(name="Risky ones, to the policy owner", minimum_risk=70)
+    risky.users.set([policy_owner])
+
+    large = evaluated(bid_adjustment("2.40", campaign="generic-search"))  # +60%: 75
+    modest = evaluated(reallocation("150.00"))  # 15% of brand-search's budget: 52
+    KillSwitch.objects.create(
+        scope="account", account=Account.objects.get(external_id="demo"), reason="Outage"
+    )
+    small = evaluated(bid_adjustment("2.12"))  # +6%, held by the kill switch: 93 (was 31)
+
+    assert (large.risk, modest.risk, small.risk) == (75, 52, 93)
+    told = set(
+        Notification.objects.filter(recipient=policy_owner).values_list("proposal", flat=True)
+    )
+    assert told == {large.pk, small.pk}
 
 
 def test_a_route_that_tells_nobody_is_refused_with_a_clear_error(login):

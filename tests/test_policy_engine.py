@@ -328,10 +328,12 @@ def test_risk_follows_the_documented_formula():
         72,
         90,
     ]
-    # + 15 x (1 - approval rate) once the agent has a record; + 10 when a guardrail spoke
+    # + 15 x (1 - approval rate) once the agent has a record
     assert evaluate(facts("0.10", agent_approval_rate=1.0), [rule()]).risk == 40
     assert evaluate(facts("0.10", agent_approval_rate=0.6), [rule()]).risk == 46
-    assert evaluate(facts("0.10", guardrail_reviews=("x",)), [rule()]).risk == 55
+    # When a guardrail spoke, the band above 90: 91 + the tens of its clean 45
+    assert evaluate(facts("0.10", guardrail_reviews=("x",)), [rule()]).risk == 91 + 4
+    assert evaluate(facts("0.10", guardrail_blocks=("x",)), [rule()]).risk == 91 + 4
 
 
 def test_money_presses_on_risk_when_it_is_the_larger_share():

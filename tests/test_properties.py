@@ -1,8 +1,10 @@
 """Properties, checked over many generated cases by hypothesis: the policy engine never lets
-through what its rules hold back, and no sequence of events takes a proposal through an
-illegal state or executes one that is not approved."""
+through what its rules hold back, ranks a proposal a guardrail spoke about above every clean
+one and a larger move no lower than a smaller one otherwise alike, and no sequence of events
+takes a proposal through an illegal state or executes one that is not approved."""
 
 from contextlib import suppress
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from itertools import pairwise
@@ -106,6 +108,21 @@ def test_the_engine_lets_nothing_through_that_its_rules_hold_back(facts, rules):
         for move in facts.recent_moves:
             compounded *= move.factor
         assert abs(compounded - 1) <= rule.cumulative_max_magnitude
+
+
+@settings(max_examples=500, deadline=None, database=None, derandomize=True)
+@given(facts(), facts(), rules())
+def test_a_proposal_a_guardrail_spoke_about_ranks_above_every_clean_one(one, other, rules):
+    guarded = replace(one, guardrail_reviews=("kill switch",))
+    clean = replace(other, guardrail_blocks=(), guardrail_reviews=())
+    assert evaluate(clean, rules).risk <= 90 < evaluate(guarded, rules).risk
+
+
+@settings(max_examples=500, deadline=None, database=None, derandomize=True)
+@given(facts(), ratios, rules())
+def test_a_larger_move_never_ranks_below_a_smaller_one_otherwise_alike(facts, more, rules):
+    larger = replace(facts, magnitude=facts.magnitude + more)
+    assert evaluate(larger, rules).risk >= evaluate(facts, rules).risk
 
 
 class ProposalLife(RuleBasedStateMachine):
