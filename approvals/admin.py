@@ -8,7 +8,8 @@ from fractions import Fraction
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.contrib.admin.views.main import SEARCH_VAR
+from django.contrib.admin.utils import label_for_field
+from django.contrib.admin.views.main import ORDER_VAR, SEARCH_VAR
 from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import Exists, OuterRef, QuerySet, Subquery
@@ -105,6 +106,44 @@ from policies.services import (
 )
 
 EVERY_STATUS = "all"
+
+# The queue's order when the operator picked none (``ProposalAdmin.ordering``), in words.
+QUEUE_ORDER_IN_WORDS = "riskiest first, then oldest"
+# A column's sort in words, ascending then descending as the column header toggles it (age
+# sorts by ``-created_at``: ascending is youngest first). A column not named here reads "by
+# <its header>, ascending" or "descending".
+SORTED_IN_WORDS = {
+    "id": ("by number, lowest first", "by number, highest first"),
+    "summary": ("by summary, A to Z", "by summary, Z to A"),
+    "action_type_display": ("by action type, A to Z", "by action type, Z to A"),
+    "agent": ("by agent, A to Z", "by agent, Z to A"),
+    "account": ("by account, A to Z", "by account, Z to A"),
+    "magnitude_display": ("smallest magnitude first", "largest magnitude first"),
+    "approvals_display": ("fewest approvals first", "most approvals first"),
+    "risk": ("least risky first", "riskiest first"),
+    "age": ("youngest first", "oldest first"),
+}
+
+
+def order_in_words(changelist) -> str:
+    """The order a proposal list shows, as its title says it: the columns the operator
+    sorted by (``?o=``, as the admin reads it: a column that does not sort is skipped), else
+    the queue's own order."""
+    said = []
+    if changelist.params.get(ORDER_VAR):
+        for index, direction in changelist.get_ordering_field_columns().items():
+            if not 0 <= index < len(changelist.list_display):
+                continue
+            name = changelist.list_display[index]
+            if not changelist.get_ordering_field(name):
+                continue
+            ascending = direction == "asc"
+            if name in SORTED_IN_WORDS:
+                said.append(SORTED_IN_WORDS[name][0 if ascending else 1])
+            else:
+                header = label_for_field(name, changelist.model, changelist.model_admin)
+                said.append(f"by {header}, {'ascending' if ascending else 'descending'}")
+    return ", then ".join(said) or QUEUE_ORDER_IN_WORDS
 
 
 def listed_status(request: HttpRequest) -> str:
@@ -599,10 +638,16 @@ class ProposalAdmin(ReadOnlyAdmin):
             )
             title = f"Proposals matching {' and '.join(f'“{w}”' for w in words)}, {where}"
         elif status == ProposalStatus.PENDING_REVIEW:
-            title = "Review queue: proposals waiting for a decision, riskiest first"
+            title = "Review queue: proposals waiting for a decision"
         else:
             title = "Proposals"
-        return super().changelist_view(request, {"title": title, **(extra_context or {})})
+        response = super().changelist_view(request, {"title": title, **(extra_context or {})})
+        context = getattr(response, "context_data", None) or {}
+        # The queue's title says the order it shows, once the list has read the sort asked
+        # for (not on a bulk action's confirmation page, which has a title of its own).
+        if not words and status == ProposalStatus.PENDING_REVIEW and "cl" in context:
+            context["title"] = f"{context['title']}, {order_in_words(context['cl'])}"
+        return response
 
     def has_decide_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(DECIDE_PERMISSION)

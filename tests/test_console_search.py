@@ -198,6 +198,25 @@ def test_the_queue_sorts_by_age(operator):
     assert listed(operator, o=f"-{age}") == [older, newer]
 
 
+def test_the_queue_title_says_the_order_it_shows(operator):
+    """Riskiest first only while it is; sorted by another column, the title says that one."""
+    older = evaluated(reallocation("150.00"))
+    riskier = evaluated(reallocation("400.00"))
+    age, risk = column(operator, "age"), column(operator, "risk")
+    queue = "Review queue: proposals waiting for a decision"
+
+    assert title(operator) == f"{queue}, riskiest first, then oldest"
+    assert listed(operator) == [riskier, older]
+    assert title(operator, o=f"-{age}") == f"{queue}, oldest first"
+    assert listed(operator, o=f"-{age}") == [older, riskier]
+    assert title(operator, o=str(age)) == f"{queue}, youngest first"
+    assert title(operator, o=f"{risk}.-{age}") == f"{queue}, least risky first, then oldest first"
+    # A column that does not sort, or none at all, is no order: the queue's own is shown.
+    assert title(operator, o="99") == f"{queue}, riskiest first, then oldest"
+    page = operator.get(CHANGELIST, {"o": f"-{age}"})
+    assert f"<title>{queue}, oldest first |" in page.text
+
+
 def test_the_queue_sorts_by_magnitude(operator):
     middle = evaluated(reallocation("200.00"))
     large = evaluated(reallocation("400.00"))
