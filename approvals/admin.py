@@ -106,6 +106,7 @@ from policies.services import (
 )
 
 EVERY_STATUS = "all"
+SUBMITTED = ProposalStatus.SUBMITTED.value
 
 # The queue's order when the operator picked none (``ProposalAdmin.ordering``), in words.
 QUEUE_ORDER_IN_WORDS = "riskiest first, then oldest"
@@ -169,7 +170,19 @@ class QueueStatusFilter(admin.SimpleListFilter):
         super().__init__(request, params, model, model_admin)
 
     def lookups(self, request, model_admin):
-        return [*ProposalStatus.choices, (EVERY_STATUS, "All")]
+        return [
+            (value, "Submitted, not routed yet" if value == SUBMITTED else label)
+            for value, label in ProposalStatus.choices
+            if value != SUBMITTED or self.offers_submitted()
+        ] + [(EVERY_STATUS, "All")]
+
+    def offers_submitted(self) -> bool:
+        """A proposal is routed in the request that submits it, in the same transaction, so
+        none is stored as submitted but those an older release left to be evaluated after its
+        answer, until the stall sweep evaluates them (``proposals_requeue_stalled``):
+        "Submitted" is offered while some is, or while it is the status picked. One probe of
+        the queue's index on the status."""
+        return self.current == SUBMITTED or Proposal.objects.filter(status=SUBMITTED).exists()
 
     def choices(self, changelist):
         for value, label in self.lookup_choices:

@@ -358,6 +358,34 @@ def test_the_channel_filter_lists_the_channels_with_accounts(operator):
     assert listed(operator, channel="google_ads") == [on_google]
 
 
+# --- the status filter ---------------------------------------------------------------------
+
+
+def status_choices(client, **query) -> list[str]:
+    page = client.get(CHANGELIST, query)
+    [statuses] = [spec for spec in page.context["cl"].filter_specs if spec.title == "status"]
+    return [choice["display"] for choice in statuses.choices(page.context["cl"])]
+
+
+def test_the_status_filter_offers_submitted_only_while_a_proposal_is_stored_so(operator):
+    """A proposal is routed as it is submitted: "Submitted" is a status only an older
+    release's proposal, left to be evaluated after its answer, is stored in."""
+    proposal = evaluated(reallocation("280.00"))
+    offered = status_choices(operator)
+    assert offered[:2] == ["Pending review", "Approved"] and offered[-1] == "All"
+    assert not any("Submitted" in choice for choice in offered)
+
+    Proposal.objects.filter(pk=proposal.pk).update(status=ProposalStatus.SUBMITTED)
+    assert status_choices(operator)[:2] == ["Submitted, not routed yet", "Pending review"]
+    assert listed(operator, status="submitted") == [proposal]
+
+    Proposal.objects.filter(pk=proposal.pk).update(status=ProposalStatus.PENDING_REVIEW)
+    # Picked (a link kept from then), it is still offered, as the choice the list shows.
+    assert status_choices(operator, status="submitted")[0] == "Submitted, not routed yet"
+    assert listed(operator, status="submitted") == []
+    assert status_choices(operator)[0] == "Pending review"
+
+
 # --- the guardrail mark and rank -----------------------------------------------------------
 
 
