@@ -76,6 +76,30 @@ def test_strategy_change_counts_the_fields_it_changes(account):
     assert assessed.assessment.magnitude == 2
 
 
+def test_a_strategy_change_is_summed_up_in_the_edit_forms_words(account):
+    """ "Manual CPC", as the edit form offers it, not the code manual_cpc; a field by the
+    form's label; a target CPA in the account's currency."""
+    Campaign.objects.filter(external_id="brand-search").update(
+        bidding_strategy="target_roas", target_roas=Decimal("3.5")
+    )
+    assessed = assess(
+        account,
+        "strategy_change",
+        campaign="brand-search",
+        changes={"bidding_strategy": "maximize_conversions", "target_roas": "4"},
+    )
+    assert assessed.assessment.summary == (
+        "brand-search: bidding strategy Target ROAS → Maximize conversions; target ROAS 3.50 → 4.00"
+    )
+    form = action_types.get("strategy_change").edit_form(
+        payload={"campaign": "brand-search", "changes": {}}, currency="USD"
+    )
+    assert form.fields["target_roas"].label == "Target ROAS"
+    assert dict(form.fields["bidding_strategy"].choices)["maximize_conversions"] == (
+        "Maximize conversions"
+    )
+
+
 def test_pausing_a_campaign_moves_all_of_its_spend(account):
     assessed = assess(account, "status_change", campaign="display-retarget", status="paused")
     assert assessed.assessment.magnitude == 1

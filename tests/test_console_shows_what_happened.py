@@ -711,9 +711,9 @@ def test_a_value_never_set_reads_as_nothing_set_not_as_the_text_none(operator, l
     assert answer.status_code == 201, answer.content
     proposal = Proposal.objects.get(pk=answer.json()["id"])
     assert proposal.target_snapshot["generic-search"]["target_cpa"] is None
-    # Its summary (the queue's line, its page's heading) says so in the same words.
+    # Its summary (the queue's line, its page's heading) says so, in the edit form's words.
     assert proposal.summary == (
-        "generic-search: bidding strategy manual_cpc → target_cpa, target cpa not set → 25.00"
+        "generic-search: bidding strategy Manual CPC → Target CPA; target CPA not set → 25.00 USD"
     )
     proposal_approve(proposal_id=proposal.pk, reviewer=operator)
     assert proposal_execute(proposal_id=proposal.pk).status == "executed"

@@ -10,6 +10,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils import timezone
 
+from approvals.models import Proposal
 from notifications.channels import EmailChannel
 from notifications.messages import proposal_messages
 from notifications.models import (
@@ -107,6 +108,43 @@ def test_the_due_time_reads_as_the_console_shows_it_and_in_the_past_once_overdue
     assert "*Action* budget reallocation" in facts
     assert "*Size* 28.0% of brand-search's daily budget" in facts
     assert "*Was due by*" in facts and f"|{shown}>" in facts and "{time_secs}" in facts
+
+
+@pytest.mark.django_db
+def test_a_strategy_changes_summary_reads_as_the_console_writes_it(
+    demo_world, optimizer, mailoutbox
+):
+    """The summary in the edit form's words ("Manual CPC", not manual_cpc), as the API
+    answers it, in the email's subject, text and HTML, and on Slack."""
+    answer = optimizer.post(
+        "/api/v1/proposals/",
+        {
+            "action_type": "strategy_change",
+            "account": "demo",
+            "payload": {"campaign": "generic-search",
+                        "changes": {"bidding_strategy": "target_cpa", "target_cpa": "25.00"}},
+            "rationale": "Enough conversions to bid for them.",
+            "confidence": 0.8,
+        },
+        format="json",
+    )  # fmt: skip
+    assert answer.status_code == 201, answer.content
+    summary = (
+        "generic-search: bidding strategy Manual CPC → Target CPA; target CPA not set → 25.00 USD"
+    )
+    assert answer.json()["summary"] == summary
+    proposal = Proposal.objects.get(pk=answer.json()["id"])
+    operator = get_user_model().objects.get(username="operator")
+
+    message = proposal_messages([(proposal, NotificationKind.WAITING)], now=timezone.now())[0]
+    EmailChannel().send(recipient=operator, message=message, may_decide=True)
+    [email] = mailoutbox
+    [(html, _)] = email.alternatives
+    assert email.subject == f"[HITL] Waits for your decision: #{proposal.pk} {summary}"
+    assert f"#{proposal.pk} {summary}\n" in email.body
+    assert "Manual CPC → Target CPA" in html and "manual_cpc" not in email.body + html
+    heading = message_blocks(message, may_decide=True)[0]["text"]["text"]
+    assert f"#{proposal.pk} {summary}>*" in heading
 
 
 def login_as(user) -> Client:

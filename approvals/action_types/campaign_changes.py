@@ -258,6 +258,37 @@ class StrategyChanges(StrictSerializer):
         return attrs
 
 
+# Each strategy field as the edit form labels it, and as a summary names it.
+STRATEGY_FIELD_LABELS = {
+    "bidding_strategy": "Bidding strategy",
+    "target_cpa": "Target CPA",
+    "target_roas": "Target ROAS",
+}
+
+
+def strategy_value_in_words(field: str, value: Any, currency: str) -> str:
+    """A strategy field's value as the edit form offers it: a bidding strategy by its label
+    ("Manual CPC", a value the platform has no label for as it is), a target CPA in the
+    account's currency, one never set as "not set"."""
+    if value in (None, ""):
+        return NOT_SET
+    if field == "bidding_strategy":
+        return dict(BiddingStrategy.choices).get(value, str(value))
+    if field == "target_cpa":
+        return f"{value} {currency}"
+    return str(value)
+
+
+def strategy_change_in_words(field: str, current: Any, new: Any, currency: str) -> str:
+    """One field's change, as a strategy change's summary says it: "target CPA not set →
+    25.00 USD" (the label in lower case but for its initialism)."""
+    label = STRATEGY_FIELD_LABELS[field]
+    return (
+        f"{label[0].lower()}{label[1:]} {strategy_value_in_words(field, current, currency)} → "
+        f"{strategy_value_in_words(field, new, currency)}"
+    )
+
+
 class StrategyChangePayload(StrictSerializer):
     campaign = CampaignRef()
     changes = StrategyChanges()
@@ -270,13 +301,13 @@ class StrategyChangeEdit(ActionEditForm):
         self.fields["bidding_strategy"] = forms.ChoiceField(
             choices=[("", "— not changed —"), *BiddingStrategy.choices],
             required=False,
-            label="Bidding strategy",
+            label=STRATEGY_FIELD_LABELS["bidding_strategy"],
         )
         self.fields["target_cpa"] = MoneyField(
-            currency=self.currency, label="Target CPA", required=False
+            currency=self.currency, label=STRATEGY_FIELD_LABELS["target_cpa"], required=False
         )
         self.fields["target_roas"] = forms.CharField(
-            label="Target ROAS",
+            label=STRATEGY_FIELD_LABELS["target_roas"],
             required=False,
             widget=forms.TextInput(attrs={"inputmode": "decimal", "size": 12}),
         )
@@ -316,17 +347,17 @@ class StrategyChange(ActionType):
 
     def assess(self, payload, campaigns, account: Account) -> Assessment:
         campaign = campaigns[payload["campaign"]]
-        # Each field in the words the proposal's page and its executions use ("target cpa
-        # not set → 25.00"), not its name and a dash.
+        # Each field and value in the edit form's words ("bidding strategy Manual CPC →
+        # Target CPA; target CPA not set → 25.00 USD"), not its name and code.
         changed = [
-            f"{field.replace('_', ' ')} {getattr(campaign, field) or NOT_SET} → {value}"
+            strategy_change_in_words(field, getattr(campaign, field), value, account.currency)
             for field, value in sorted(payload["changes"].items())
             if str(getattr(campaign, field)) != str(value)
         ]
         return Assessment(
             magnitude=Decimal(len(changed)),
             magnitude_label=f"A strategy change to {campaign.external_id}",
-            summary=f"{campaign.external_id}: " + (", ".join(changed) or "no change"),
+            summary=f"{campaign.external_id}: " + ("; ".join(changed) or "no change"),
         )
 
     def proposed_state(self, payload, campaigns):
