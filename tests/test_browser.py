@@ -569,8 +569,10 @@ def test_the_operator_approves_and_sees_it_executed_without_reloading(
         log_in(page, live_server.url, demo_world["users"]["operator"])
         page.goto(f"{live_server.url}/admin/approvals/proposal/{proposal.pk}/change/")
         page.click("#approve-form input[type=submit]")
-        expect(page.locator(".messagelist")).to_contain_text("is approved and sent to be executed")
+        approved = f"Proposal #{proposal.pk} is approved and sent to be executed."
+        expect(page.locator(".messagelist")).to_contain_text(approved)
         expect(page.locator("#proposal-status")).to_have_text(re.compile("^(Approved|Executing)$"))
+        page.evaluate("window.loadedOnce = true")  # gone if the page loads itself again
 
         wait_until(lambda: endpoint.received)  # the executor's request is at the channel
         answer.set()
@@ -578,6 +580,12 @@ def test_the_operator_approves_and_sees_it_executed_without_reloading(
         expect(page.locator("#proposal-status")).to_have_text("Executed", timeout=15_000)
         expect(page.locator("#proposal-executions")).to_contain_text("webhook")
         expect(page.locator("#proposal-executions")).to_contain_text("Succeeded")
+        # What the operator did is still said, and what has become of it since, below it.
+        expect(page.locator(".messagelist li")).to_have_text(
+            [approved, f"Proposal #{proposal.pk} is now executed."]
+        )
+        assert page.evaluate("window.loadedOnce") is True
+        expect(page.locator("#follow-status")).to_have_count(0)  # final: nothing to follow
     finally:
         answer.set()
         endpoint.close()

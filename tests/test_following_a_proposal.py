@@ -1,6 +1,7 @@
 """A proposal's page follows it while it is under way (approved, executing): the platform
-moves it on with nobody acting, and the page reloads itself once its status changes. The
-browser side is tested in test_browser.py; here, what the page and its status answer say."""
+moves it on with nobody acting, and the page puts itself as it then reads in place once its
+status changes, keeping what it said above it. The browser side is tested in test_browser.py;
+here, what the page and its status answer say."""
 
 import re
 
@@ -25,8 +26,11 @@ def test_an_approved_proposals_page_follows_it_until_it_has_executed(login, oper
     assert follows(operator.get(page_url).text) is None  # waiting for a person: nothing moves
 
     proposal_approve(proposal_id=proposal.pk, reviewer=operators[0])
-    status_url = follows(operator.get(page_url).text)
+    page = operator.get(page_url).text
+    status_url = follows(page)
     assert status_url == reverse("admin:approvals_proposal_status", args=[proposal.pk])
+    # The page it reads again, once the status changes, to show it as it then reads.
+    assert f'data-page="{page_url}" data-proposal="{proposal.pk}"' in page
     assert operator.get(status_url).json() == {"status": "approved", "label": "Approved"}
 
     proposal_execute(proposal_id=proposal.pk)

@@ -1,14 +1,70 @@
 // A proposal under way (approved, executing) moves on with nobody acting: its page follows
-// it and reloads itself once the status changes, so that it never says "Approved" about what
-// has executed. Without JavaScript the page stays as it was loaded.
+// it, and once the status changes puts the page as it now reads (its #content) in place of
+// the one shown, so that it never says "Approved" about what has executed. The messages above
+// it stay: what the operator did ("… is approved and sent to be executed") is still said
+// until they leave the page, with what has become of it since; a reload would have dropped
+// them. Without JavaScript the page stays as it was loaded.
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
-  const follow = document.getElementById("follow-status");
-  if (!follow) {
+  const following = () => document.getElementById("follow-status");
+  if (!following()) {
     return;
   }
+
+  // Where the console says what happened, above the page (made if nothing was said yet).
+  const messageList = () => {
+    let list = document.querySelector(".messagelist");
+    if (!list) {
+      list = document.createElement("ul");
+      list.className = "messagelist";
+      document.getElementById("content").before(list);
+    }
+    list.setAttribute("aria-live", "polite");
+    return list;
+  };
+
+  // The page as it now reads, in place of the old one; false where the answer is not the
+  // proposal's page (logged out, say): the caller reloads, and the browser shows why.
+  const showAsItNowReads = async (url) => {
+    const response = await fetch(url, { headers: { Accept: "text/html" } });
+    if (!response.ok) {
+      return false;
+    }
+    const page = new DOMParser().parseFromString(await response.text(), "text/html");
+    const content = page.getElementById("content");
+    if (!content || !page.getElementById("proposal-status")) {
+      return false;
+    }
+    document.getElementById("content").replaceWith(document.adoptNode(content));
+    document.title = page.title;
+    // Anything the console had to say since (the page just read took it) is said too.
+    const told = page.querySelectorAll(".messagelist > li");
+    if (told.length) {
+      messageList().append(...Array.from(told, (line) => document.adoptNode(line)));
+    }
+    return true;
+  };
+
+  // What has become of the proposal, as the page now reads, in one line that each change
+  // rewrites.
+  const tellStatus = (proposal) => {
+    const shown = document.getElementById("proposal-status");
+    let line = document.getElementById("followed-status");
+    if (!line) {
+      line = document.createElement("li");
+      line.id = "followed-status";
+      messageList().append(line);
+    }
+    line.className = shown.dataset.status === "failed" ? "error" : "info";
+    line.textContent = `Proposal #${proposal} is now ${shown.textContent.toLowerCase()}.`;
+  };
+
   let delay = 500;
   const check = async () => {
+    const follow = following();
+    if (!follow) {
+      return; // final: nothing more to follow
+    }
     try {
       const response = await fetch(follow.dataset.url, { headers: { Accept: "application/json" } });
       if (!response.ok) {
@@ -16,8 +72,12 @@ document.addEventListener("DOMContentLoaded", () => {
       }
       const { status } = await response.json();
       if (status !== follow.dataset.status) {
-        window.location.reload();
-        return;
+        if (!(await showAsItNowReads(follow.dataset.page))) {
+          window.location.reload();
+          return;
+        }
+        tellStatus(follow.dataset.proposal);
+        delay = 500; // a new status: the next one may come soon
       }
     } catch (error) {
       if (error instanceof SyntaxError) {
