@@ -61,6 +61,7 @@ from approvals.services.proposals import (
     guardrail_blocks_counting_approved,
     proposal_withdraw_for_agent,
 )
+from approvals.services.supersession import proposals_its_execution_would_end
 from approvals.templatetags.console import ledger_state, what_if_chart
 from audit.actors import Actor
 from audit.admin import (
@@ -85,6 +86,7 @@ from hitlproject.paginators import CappedCountPaginator
 from hitlproject.vocabulary import (
     FINAL_STATUSES,
     MAY_STILL_BE_DECIDED_STATUSES,
+    NOT_SET,
     NOTE_MAX_LENGTH,
     UNDER_WAY_STATUSES,
     how_many,
@@ -319,6 +321,27 @@ def _guardrail_findings(proposal: Proposal, *, kill_switch_now: bool) -> list[tu
             said.append((kill_switch_reason_released(finding), False))
         else:
             said.append((finding, True))
+    return said
+
+
+def _ends_when_executed(proposal: Proposal) -> list[str]:
+    """The other proposals approving ``proposal`` would end once it executes, each in a line:
+    whose it is, where it stands, and the value it was made against that this one changes."""
+    said = []
+    for other, moves in proposals_its_execution_would_end(proposal):
+        standing = other.get_status_display().lower()
+        if other.approvals_this_round:
+            standing += (
+                f", {other.approvals_this_round} of {other.required_approvals} approvals given"
+            )
+        against = "; ".join(
+            f"{move.campaign}'s {move.field.replace('_', ' ')} {move.saw or NOT_SET}, which this "
+            f"one sets to {move.now or NOT_SET}"
+            for move in moves
+        )
+        said.append(
+            f"#{other.pk}, {other.summary} ({other.agent}, {standing}): made against {against}."
+        )
     return said
 
 
@@ -725,6 +748,14 @@ class ProposalAdmin(ReadOnlyAdmin):
                 if proposal.status == ProposalStatus.PENDING_REVIEW
                 else ()
             ),
+            # Whose proposals approving it ends, once it executes, said before the person
+            # approves: the same rule the execution supersedes them by.
+            "ends_when_executed": (
+                _ends_when_executed(proposal)
+                if proposal.status == ProposalStatus.PENDING_REVIEW
+                and may_act(request.user, proposal, Act.APPROVE)
+                else []
+            ),
             "can_withdraw": may_act(request.user, proposal, Act.WITHDRAW),
             "can_retry": may_act(request.user, proposal, Act.RETRY),
             "outcomes": proposal.outcomes.all(),
@@ -891,6 +922,8 @@ class ProposalAdmin(ReadOnlyAdmin):
             proposals = plan.proposals
             for proposal in proposals:
                 proposal.bulk_outcome = plan.outcome(proposal)
+                if plan.executes(proposal):
+                    proposal.ends_when_executed = _ends_when_executed(proposal)
         # What the guardrails found, said before it is decided, as it stands now.
         switched = {
             account.pk: bool(engaged_kill_switches(account))

@@ -828,3 +828,39 @@ def test_an_execution_reads_its_states_as_the_proposals_page_does(operator, logi
     [deployed] = Creative.objects.filter(deployed_by_proposal=batch)
     assert f"Creatives deployed: ledger record #{deployed.pk} “Savings”" in batch_page
     assert "{&quot;" not in batch_page and '{"' not in batch_page
+
+
+def test_approving_says_which_other_proposals_it_ends_once_it_executes(login, operators):
+    """Two waiting raises of brand-search's bid: approving one ends the other once it runs,
+    the other's approvals notwithstanding. Its page and the bulk confirmation say so before the
+    person approves; a proposal on another campaign is not named."""
+    first = evaluated(bid_adjustment("2.50"))
+    second = evaluated(bid_adjustment("2.60"))
+    elsewhere = evaluated(bid_adjustment("2.00", campaign="generic-search"))
+    assert {p.status for p in (first, second, elsewhere)} == {"pending_review"}
+    client = login("operator")
+
+    page = html.unescape(
+        client.get(reverse("admin:approvals_proposal_change", args=[second.pk])).text
+    )
+
+    said = re.sub(r"\s+", " ", page.split('id="ends-when-executed">')[1].split("</div>")[0])
+    assert "Approving it ends 1 other proposal once it executes" in said
+    assert (
+        f"#{first.pk}, {first.summary} (optimizer, pending review): made against brand-search's "
+        "bid 2.00, which this one sets to 2.60."
+    ) in said
+    assert f"#{elsewhere.pk}" not in said
+
+    selected = {"action": "approve_selected", "_selected_action": [second.pk, elsewhere.pk]}
+    confirm = html.unescape(client.post(CHANGELIST, selected).text)
+    rows = {
+        row.split("</td>")[0].split(">")[-1]: re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", row))
+        for row in confirm.split('id="bulk-proposals"')[1].split("</table>")[0].split("<tr>")[2:]
+    }
+    assert f"Approved: it executes. Once it has, it ends #{first.pk}," in rows[str(second.pk)]
+    assert "Once it has" not in rows[str(elsewhere.pk)]
+
+    proposal_approve(proposal_id=second.pk, reviewer=operators[0])
+    proposal_execute(proposal_id=second.pk)
+    assert Proposal.objects.get(pk=first.pk).status == "superseded"

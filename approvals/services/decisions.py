@@ -470,10 +470,23 @@ class BulkApprovalPlan:
             return f"Refused: {self.refusals[proposal.pk].message}"
         if proposal.pk in self.left_waiting:
             return self.left_waiting[proposal.pk].message
-        missing = proposal.required_approvals - proposal.approvals_this_round - 1
+        missing = _approvals_missing(proposal)
         if missing > 0:
             return f"Approved by you; waits for {how_many(missing, 'more approval')}."
         return "Approved: it executes."
+
+    def executes(self, proposal: Proposal) -> bool:
+        """Whether the approval sends it to be executed."""
+        return (
+            proposal.pk not in self.refusals
+            and proposal.pk not in self.left_waiting
+            and _approvals_missing(proposal) <= 0
+        )
+
+
+def _approvals_missing(proposal: Proposal) -> int:
+    """Approvals it still needs after one more."""
+    return proposal.required_approvals - proposal.approvals_this_round - 1
 
 
 def bulk_approval_plan(*, proposal_ids: Collection[int], reviewer: AbstractBaseUser):

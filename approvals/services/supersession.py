@@ -43,6 +43,7 @@ from approvals.services.proposals import (
     approvals_routed_with,
     assessed_from_ledger,
     campaign_fields_changed,
+    campaigns_for,
     changed_first,
     ledger_value,
     ledger_value_recorded,
@@ -105,6 +106,63 @@ def moves_on_what_it_sets(proposal: Proposal, moves: Iterable[TargetMove]) -> li
     re-assesses it instead)."""
     sets = action_types.get(proposal.action_type).campaign_fields(proposal.payload)
     return [move for move in moves if move.field in sets.get(move.campaign, ())]
+
+
+def proposals_its_execution_would_end(
+    proposal: Proposal,
+) -> list[tuple[Proposal, list[TargetMove]]]:
+    """The other waiting or approved proposals that ``proposal``'s execution, as it stands,
+    would supersede (``proposals_supersede_after_changes``'s rule), each with the moves that
+    would end it: for a person about to approve it, who may not know that someone else's
+    proposal, approvals already given and all, ends with it. The ledger's values after it
+    are worked out in memory, as the execution records them."""
+    action_type = action_types.get(proposal.action_type)
+    campaigns = campaigns_for(
+        account=proposal.account, action_type=action_type, payload=proposal.payload
+    )
+    try:
+        proposed = action_type.proposed_state(proposal.payload, campaigns)
+    except (KeyError, InvalidInput):  # a campaign gone: it would not execute as it is
+        return []
+    changed = {}
+    for external_id, values in proposed.items():
+        campaign = campaigns[external_id]
+        for name, value in values.items():
+            setattr(campaign, name, value)
+        if values:
+            changed[external_id] = {name: ledger_value(getattr(campaign, name)) for name in values}
+    if not changed:
+        return []  # it sets no campaign field (creatives added)
+    ended = []
+    for other in (
+        Proposal.objects.filter(
+            account_id=proposal.account_id,
+            status__in=SUPERSEDABLE_STATUSES,
+            target_snapshot__has_any_keys=list(changed),
+        )
+        .exclude(pk=proposal.pk)
+        .select_related("agent")
+        .order_by("pk")
+    ):
+        if not sets_values(other):
+            continue
+        moves = target_moves(_seen_of_changed(other.target_snapshot, changed), changed)
+        moves = moves_on_what_it_sets(other, moves)
+        if moves:
+            ended.append((other, moves))
+    return ended
+
+
+def _seen_of_changed(
+    snapshot: Mapping[str, Mapping[str, str | None]], changed: Mapping[str, Mapping[str, str]]
+) -> dict[str, dict[str, str | None]]:
+    """Of a proposal's snapshot, the values it saw of the fields ``changed`` changes."""
+    return {
+        campaign: {
+            name: value for name, value in fields.items() if name in changed.get(campaign, {})
+        }
+        for campaign, fields in snapshot.items()
+    }
 
 
 def target_moves_each(proposals: Iterable[Proposal]) -> dict[int, list[TargetMove]]:
@@ -312,17 +370,7 @@ def proposals_supersede_after_changes(
         after_commit(_look_again_later, account_id, changes, actor.name, sorted(skipped))
     supersessions, waiting = [], []
     for proposal in candidates:
-        moves = target_moves(
-            {
-                campaign: {
-                    field: value
-                    for field, value in fields.items()
-                    if field in changed.get(campaign, {})
-                }
-                for campaign, fields in proposal.target_snapshot.items()
-            },
-            changed,
-        )
+        moves = target_moves(_seen_of_changed(proposal.target_snapshot, changed), changed)
         if not moves:
             continue
         cause = "; ".join(dict.fromkeys(causes[move.campaign] for move in moves))
