@@ -32,7 +32,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from audit.exports import audited_models
-from audit.models import ChainLayout, ChainLink, ChainSealing
+from audit.models import ChainLayout, ChainLink, ChainSealing, ChainVerification
 
 GENESIS = "0" * 64
 BATCH = 2000
@@ -150,6 +150,21 @@ class Verification:
     def holds(self) -> bool:
         return self.broken is None
 
+    def verdict(self, through: str | None = None) -> tuple[bool, str]:
+        """Whether the chain holds, through the head hash asked about if one was, and what
+        verification found, in a sentence."""
+        if not self.holds:
+            return False, f"The audit chain is broken at {self.broken}"
+        if through and not self.passed:
+            return False, (
+                f"The audit chain holds, but does not pass through {through}: it is not the "
+                "chain whose head was recorded then."
+            )
+        return True, (
+            f"The audit chain holds: {self.links} record(s) sealed, head {self.head}; "
+            f"{self.unsealed} written since the last sealing."
+        )
+
 
 def _links_in_batches() -> Iterator[list[ChainLink]]:
     after = 0
@@ -219,3 +234,23 @@ def _unsealed_since(last_run: datetime | None) -> tuple[int, Break | None]:
             if early is not None:
                 slipped_in = Break(model._meta.label_lower, early.history_id, INSERTED)
     return waiting, slipped_in
+
+
+def chain_verification_run(*, verification_id: int) -> ChainVerification | None:
+    """Carry out a verification asked for in the console, and record what it found; None if
+    it is not waiting to be run (run already, or never asked)."""
+    verification = ChainVerification.objects.filter(
+        pk=verification_id, finished_at__isnull=True
+    ).first()
+    if verification is None:
+        return None
+    found = chain_verify(through=verification.through or None)
+    verification.holds, verification.found = found.verdict(verification.through or None)
+    verification.links, verification.head, verification.unsealed = (
+        found.links,
+        found.head,
+        found.unsealed,
+    )
+    verification.finished_at = timezone.now()
+    verification.save()
+    return verification

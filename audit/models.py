@@ -1,4 +1,6 @@
+from django.conf import settings
 from django.db import models
+from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 
@@ -103,3 +105,30 @@ class ChainLink(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.table} {self.history_id}"
+
+
+class ChainVerification(models.Model):
+    """A verification of the audit chain a person asked for in the console, run by a worker,
+    and what it found (``audit.chain.chain_verification_run``)."""
+
+    requested_at = models.DateTimeField(default=timezone.now)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    through = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="A head hash kept elsewhere, which the chain must still pass through.",
+    )
+    finished_at = models.DateTimeField(null=True, blank=True)
+    holds = models.BooleanField(null=True)
+    found = models.TextField(blank=True, help_text="What it found, in a sentence.")
+    links = models.PositiveBigIntegerField(null=True)
+    head = models.CharField(max_length=64, blank=True)
+    unsealed = models.PositiveBigIntegerField(null=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"Verification of {self.requested_at:%Y-%m-%d %H:%M:%S}"

@@ -1,11 +1,25 @@
+from datetime import timedelta
+
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
 
 from audit.exports import as_csv, as_jsonl, audit_records, exported_kinds
+from audit.models import ChainSealing, ChainVerification
+from hitlproject.celery import app
 from hitlproject.periods import PeriodForm
+from hitlproject.queueing import after_commit
+
+# The task that runs a verification (``audit.tasks``), sent by its name.
+VERIFY_CHAIN = "audit.verify_chain"
+# A verification unfinished this long after it was asked for lost its worker: another may be
+# asked for.
+VERIFICATION_LOST_AFTER = timedelta(hours=1)
+VERIFICATIONS_SHOWN = 10
 
 
 class AuditExportForm(PeriodForm):
@@ -38,3 +52,61 @@ def audit_export(request: HttpRequest) -> HttpResponse:
     days = f"{form.cleaned_data['since']}-{form.cleaned_data['until']}"
     response["Content-Disposition"] = f'attachment; filename="audit-{days}.{as_format}"'
     return response
+
+
+class ChainVerificationForm(forms.Form):
+    through = forms.RegexField(
+        regex=r"^[0-9a-fA-F]{64}$",
+        required=False,
+        label="Head hash kept elsewhere",
+        help_text="Optional: a head hash an earlier verification gave, kept outside the "
+        "platform (a ticket, a mail). The chain must still pass through it: without one, a "
+        "chain whose tail was cut and sealed again would look whole.",
+        error_messages={
+            "invalid": "A head hash is 64 hexadecimal characters, as a verification gives it."
+        },
+    )
+
+    def clean_through(self) -> str:
+        return self.cleaned_data["through"].lower()
+
+
+def audit_chain(request: HttpRequest) -> HttpResponse:
+    """The audit chain's verifications, for anyone who may read proposals (auditors): each
+    asked for here, by whom, and what it found; and a new one, run by a worker."""
+    if not request.user.has_perm("approvals.view_proposal"):
+        raise PermissionDenied
+    under_way = ChainVerification.objects.filter(
+        finished_at__isnull=True, requested_at__gte=timezone.now() - VERIFICATION_LOST_AFTER
+    ).first()
+    form = ChainVerificationForm(request.POST if request.method == "POST" else None)
+    if form.is_bound and form.is_valid():
+        if under_way is not None:
+            messages.warning(
+                request,
+                f"A verification asked for at {under_way.requested_at:%H:%M:%S} UTC is under way: "
+                "its result is below once it is done.",
+            )
+        else:
+            verification = ChainVerification.objects.create(
+                requested_by=request.user, through=form.cleaned_data["through"]
+            )
+            after_commit(app.send_task, VERIFY_CHAIN, (verification.pk,))
+            messages.info(request, "Verification asked for: its result is below once it is done.")
+        return HttpResponseRedirect(reverse("audit-chain"))
+    lost_before = timezone.now() - VERIFICATION_LOST_AFTER
+    return TemplateResponse(
+        request,
+        "admin/audit/chain.html",
+        {
+            **admin.site.each_context(request),
+            "title": "Verify the audit chain",
+            "form": form,
+            "under_way": under_way,
+            "verifications": ChainVerification.objects.select_related("requested_by")[
+                :VERIFICATIONS_SHOWN
+            ],
+            "lost_before": lost_before,
+            "last_sealed": ChainSealing.objects.filter(pk=1).first(),
+        },
+    )

@@ -13,7 +13,7 @@ from approvals.api import (
     ProposalDetailApi,
     ProposalWithdrawApi,
 )
-from audit.views import audit_export
+from audit.views import audit_chain, audit_export
 from feedback.api import FeedbackListApi, ProposalOutcomeApi, ScorecardApi
 from feedback.views import training_export
 from hitlproject import error_pages
@@ -60,6 +60,7 @@ api_v1 = [
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/audit/export/", admin.site.admin_view(audit_export), name="audit-export"),
+    path("admin/audit/chain/", admin.site.admin_view(audit_chain), name="audit-chain"),
     path(
         "admin/feedback/export/",
         admin.site.admin_view(training_export),

@@ -1,22 +1,27 @@
 """Tamper evidence: every historical record is sealed into a hash chain, and verification
 names the first record altered, deleted or slipped in after sealing."""
 
+import html
 import io
+import re
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
+from django.test import Client
 from django.utils import timezone
 
 from approvals.models import Proposal
 from approvals.services.decisions import proposal_approve
 from audit import chain
 from audit.chain import chain_seal, chain_verify
-from audit.models import ChainLink
+from audit.models import ChainLink, ChainVerification
 from executors.runner import proposal_execute
-from tests.conftest import reallocation
+from tests.conftest import reallocation, wait_until
 from tests.factories import evaluated
+
+CHAIN_PAGE = "/admin/audit/chain/"
 
 
 @pytest.fixture
@@ -136,3 +141,57 @@ def test_a_record_backdated_into_a_quiet_spell_is_named_too(sealed):
     forged.save()
     assert chain_seal() == 0
     assert chain_verify().broken.what == "was inserted after its time had been sealed"
+
+
+def verifications_shown(client) -> list[tuple[str, str]]:
+    page = html.unescape(client.get(CHAIN_PAGE).text)
+    rows = page.split('id="audit-chain-verifications"')[1].split("<tbody>")[1].split("</tbody>")[0]
+    return [
+        (re.sub(r"<[^>]+>", "", result).strip(), found)
+        for result, found in re.findall(
+            r"<td>([^<]*(?:<strong>[^<]*</strong>)?[^<]*)</td>\s*<td class=\"found\">([^<]*)</td>",
+            rows,
+        )
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_the_auditor_verifies_the_chain_from_the_console_and_reads_what_it_found(sealed, login):
+    """Asked for on its page, run by the worker: the chain holds, and the page says so with
+    the head hash; once a sealed record is altered, the next verification names it; a head
+    hash typed wrong is refused, and nothing is asked for."""
+    auditor = login("auditor")
+    assert "Verify the audit chain" in auditor.get("/admin/").text
+
+    bad = auditor.post(CHAIN_PAGE, {"through": "not-a-hash"})
+    assert bad.status_code == 200
+    assert "A head hash is 64 hexadecimal characters" in html.unescape(bad.text)
+    assert not ChainVerification.objects.exists()
+
+    assert auditor.post(CHAIN_PAGE, {"through": ""}).status_code == 302
+    wait_until(lambda: ChainVerification.objects.filter(finished_at__isnull=False).exists())
+    [(result, found)] = verifications_shown(auditor)
+    links, head = ChainLink.objects.count(), chain_verify().head
+    assert result == "Holds"
+    assert found.startswith(f"The audit chain holds: {links} record(s) sealed, head {head};")
+
+    record = Proposal.history.filter(id=sealed.pk, status="approved").get()
+    Proposal.history.filter(history_id=record.history_id).update(history_change_reason="forged")
+    assert auditor.post(CHAIN_PAGE, {"through": head.upper()}).status_code == 302
+    wait_until(lambda: ChainVerification.objects.filter(finished_at__isnull=False).count() == 2)
+    latest, earlier = verifications_shown(auditor)
+    assert latest[0] == "Does not hold"
+    assert latest[1].startswith("The audit chain is broken at link #")
+    assert f"approvals.historicalproposal record {record.history_id} was altered" in latest[1]
+    assert earlier[0] == "Holds"
+    assert ChainVerification.objects.order_by("-pk").first().through == head
+
+
+def test_the_chain_page_is_refused_to_a_person_who_may_not_read_proposals(login, demo_world):
+    outsider = get_user_model().objects.create_user("outsider", password="pw", is_staff=True)
+    client = Client()
+    client.force_login(outsider)
+    assert client.get(CHAIN_PAGE).status_code == 403
+    assert client.post(CHAIN_PAGE, {"through": ""}).status_code == 403
+    assert not ChainVerification.objects.exists()
