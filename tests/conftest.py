@@ -406,6 +406,17 @@ def bid_adjustment(new_bid: str = "2.12", campaign: str = "brand-search", **over
     }
 
 
+def target_cpa_strategy(campaign: str = "generic-search", target_cpa: str = "25.00") -> dict:
+    """A strategy change to bid for conversions at a target CPA (generic-search has none set)."""
+    changes = {"bidding_strategy": "target_cpa", "target_cpa": target_cpa}
+    return bid_adjustment(
+        action_type="strategy_change",
+        rationale="Enough conversions to bid for them.",
+        confidence=0.8,
+        payload={"campaign": campaign, "changes": changes},
+    )
+
+
 def creative(headline="Search smarter", body="Find what you need, fast.", cta="Try it") -> dict:
     return {"headline": headline, "body": body, "call_to_action": cta}
 

@@ -17,7 +17,13 @@ from approvals.services.decisions import proposal_approve, proposal_reject
 from executors.runner import proposal_execute
 from ledger.models import Account, Campaign, Creative
 from policies.models import KillSwitch, Policy
-from tests.conftest import bid_adjustment, creative, creative_batch, reallocation
+from tests.conftest import (
+    bid_adjustment,
+    creative,
+    creative_batch,
+    reallocation,
+    target_cpa_strategy,
+)
 from tests.factories import evaluated
 
 CHANGELIST = reverse("admin:approvals_proposal_changelist")
@@ -698,16 +704,9 @@ def test_a_value_never_set_reads_as_nothing_set_not_as_the_text_none(operator, l
     "None"."""
     answer = optimizer.post(
         "/api/v1/proposals/",
-        {
-            "action_type": "strategy_change",
-            "account": "demo",
-            "payload": {"campaign": "generic-search",
-                        "changes": {"bidding_strategy": "target_cpa", "target_cpa": "25.00"}},
-            "rationale": "Enough conversions to bid for them.",
-            "confidence": 0.8,
-        },
+        target_cpa_strategy(),
         format="json",
-    )  # fmt: skip
+    )
     assert answer.status_code == 201, answer.content
     proposal = Proposal.objects.get(pk=answer.json()["id"])
     assert proposal.target_snapshot["generic-search"]["target_cpa"] is None

@@ -20,7 +20,7 @@ from notifications.models import (
     NotificationStatus,
 )
 from notifications.slack import message_blocks
-from tests.conftest import reallocation, wait_until
+from tests.conftest import reallocation, target_cpa_strategy, wait_until
 from tests.factories import evaluated
 
 
@@ -118,16 +118,9 @@ def test_a_strategy_changes_summary_reads_as_the_console_writes_it(
     answers it, in the email's subject, text and HTML, and on Slack."""
     answer = optimizer.post(
         "/api/v1/proposals/",
-        {
-            "action_type": "strategy_change",
-            "account": "demo",
-            "payload": {"campaign": "generic-search",
-                        "changes": {"bidding_strategy": "target_cpa", "target_cpa": "25.00"}},
-            "rationale": "Enough conversions to bid for them.",
-            "confidence": 0.8,
-        },
+        target_cpa_strategy(),
         format="json",
-    )  # fmt: skip
+    )
     assert answer.status_code == 201, answer.content
     summary = (
         "generic-search: bidding strategy Manual CPC → Target CPA; target CPA not set → 25.00 USD"
