@@ -86,11 +86,11 @@ from hitlproject.paginators import CappedCountPaginator
 from hitlproject.vocabulary import (
     FINAL_STATUSES,
     MAY_STILL_BE_DECIDED_STATUSES,
-    NOT_SET,
     NOTE_MAX_LENGTH,
     UNDER_WAY_STATUSES,
     how_many,
 )
+from ledger.models import campaign_field_label, campaign_value_label
 from ledger.selectors import channels_with_accounts
 from policies.engine import (
     cumulative_figure,
@@ -335,8 +335,9 @@ def _ends_when_executed(proposal: Proposal) -> list[str]:
                 f", {other.approvals_this_round} of {other.required_approvals} approvals given"
             )
         against = "; ".join(
-            f"{move.campaign}'s {move.field.replace('_', ' ')} {move.saw or NOT_SET}, which this "
-            f"one sets to {move.now or NOT_SET}"
+            f"{move.campaign}'s {campaign_field_label(move.field)} "
+            f"{campaign_value_label(move.field, move.saw)}, which this one sets to "
+            f"{campaign_value_label(move.field, move.now)}"
             for move in moves
         )
         said.append(

@@ -35,8 +35,8 @@ from approvals.models import (
 )
 from approvals.services.proposals import campaigns_as_recorded, campaigns_for
 from hitlproject.periods import describe_duration
-from hitlproject.vocabulary import APPROVED_TO_RUN_STATUSES, MAY_STILL_RUN_STATUSES, NOT_SET
-from ledger.models import Account, Creative
+from hitlproject.vocabulary import APPROVED_TO_RUN_STATUSES, MAY_STILL_RUN_STATUSES
+from ledger.models import Account, Creative, campaign_field_label, campaign_value_label
 from policies.engine import format_magnitude
 from policies.models import Policy
 
@@ -174,7 +174,10 @@ def proposal_states(proposal: Proposal) -> ProposalStates | None:
         for name in names
     ]
     columns = {
-        "When proposed": {key: _shown(proposed.target_snapshot[key[0]][key[1]]) for key in fields},
+        "When proposed": {
+            key: campaign_value_label(key[1], proposed.target_snapshot[key[0]][key[1]])
+            for key in fields
+        },
         "Proposed": _state_after(action_type, proposed.payload, proposed.target_snapshot),
     }
     if proposal.payload != proposed.payload:
@@ -195,14 +198,16 @@ def proposal_states(proposal: Proposal) -> ProposalStates | None:
             account=proposal.account, action_type=action_type, payload=proposal.payload
         )
         columns["Now"] = {
-            key: _shown(getattr(campaigns[key[0]], key[1])) for key in fields if key[0] in campaigns
+            key: campaign_value_label(key[1], getattr(campaigns[key[0]], key[1]))
+            for key in fields
+            if key[0] in campaigns
         }
     return ProposalStates(
         columns=["Campaign", "Field", *columns],
         rows=[
             [
                 external_id,
-                name.replace("_", " "),
+                campaign_field_label(name),
                 *(values.get((external_id, name), "—") for values in columns.values()),
             ]
             for external_id, name in fields
@@ -211,18 +216,14 @@ def proposal_states(proposal: Proposal) -> ProposalStates | None:
 
 
 def _flat(state: dict[str, dict[str, Any]]) -> dict[tuple[str, str], str]:
+    """Each recorded value of a state as the page shows it, and as the executions' states
+    say it (``ledger_state``): a choice by its label, "not set" where nothing was set; "—"
+    is left for a column that holds no value of the field."""
     return {
-        (external_id, name): _shown(value)
+        (external_id, name): campaign_value_label(name, value)
         for external_id, values in state.items()
         for name, value in values.items()
     }
-
-
-def _shown(value: Any) -> str:
-    """A recorded ledger value as the page shows it: "not set" where nothing was set, as the
-    executions' states say it (``ledger_state``); "—" is left for a column that holds no
-    value of the field."""
-    return NOT_SET if value is None or value == "None" else str(value)
 
 
 def _state_after(action_type, payload, snapshot) -> dict[tuple[str, str], str]:

@@ -6,12 +6,14 @@ claim), and the built-in ledger executor writes approved actions to it.
 
 from decimal import Decimal
 
+from django.core.exceptions import FieldDoesNotExist
 from django.core.validators import MinValueValidator
 from django.db import models
 
 from audit.models import audited_history
 from hitlproject.outbound import validate_outbound_url
 from hitlproject.signing import new_secret
+from hitlproject.vocabulary import NOT_SET
 
 
 class Channel(models.TextChoices):
@@ -87,8 +89,10 @@ class Campaign(models.Model):
     bidding_strategy = models.CharField(
         max_length=32, choices=BiddingStrategy.choices, default=BiddingStrategy.MANUAL_CPC
     )
-    target_cpa = models.DecimalField(**MONEY, null=True, blank=True)
-    target_roas = models.DecimalField(max_digits=8, decimal_places=2, null=True, blank=True)
+    target_cpa = models.DecimalField("target CPA", **MONEY, null=True, blank=True)
+    target_roas = models.DecimalField(
+        "target ROAS", max_digits=8, decimal_places=2, null=True, blank=True
+    )
     status = models.CharField(
         max_length=16, choices=CampaignStatus.choices, default=CampaignStatus.ACTIVE
     )
@@ -112,6 +116,35 @@ class Campaign(models.Model):
 
     def __str__(self) -> str:
         return self.external_id
+
+
+# A campaign field and its value in the console's words: those of the edit form, the
+# campaign's own pages and its history. Snapshots, executions' states and the API keep the
+# field's name and the value's code; only what a person reads is put in words.
+def campaign_field_label(name: str) -> str:
+    """A campaign field as a sentence names it: its verbose name ("target CPA", "daily
+    budget"); a capital first letter makes it a label. A field the ledger no longer has
+    (named in an older record) reads as its name in words."""
+    try:
+        return str(Campaign._meta.get_field(name).verbose_name)
+    except FieldDoesNotExist:
+        return name.replace("_", " ")
+
+
+def campaign_value_label(name: str, value: object) -> str:
+    """A campaign field's recorded value as a person reads it: a choice by its label
+    ("Manual CPC", "Paused"; a code the ledger has no label for, as recorded), a value never
+    set as "not set" (a snapshot records it as null; older ones as the text "None"), a figure
+    as recorded."""
+    if value is None or value in ("", "None"):
+        return NOT_SET
+    try:
+        field = Campaign._meta.get_field(name)
+    except FieldDoesNotExist:
+        return str(value)
+    if field.choices:
+        return str(dict(field.flatchoices).get(value, value))
+    return str(value)
 
 
 class Creative(models.Model):

@@ -724,14 +724,89 @@ def test_a_value_never_set_reads_as_nothing_set_not_as_the_text_none(operator, l
     states = re.sub(r"\s+", " ", page.split('id="proposal-states"')[1].split("</table>")[0])
     assert "None" not in states
     # When proposed: not set; proposed and after execution: 25.00; before execution: not set.
-    assert "<td>target cpa</td><td>not set</td><td>25.00</td><td>not set</td><td>25.00</td>" in (
+    assert "<td>target CPA</td><td>not set</td><td>25.00</td><td>not set</td><td>25.00</td>" in (
         states
     )
     executions = page.split("<h2>Executions</h2>")[1].split("</table>")[0]
-    assert "generic-search target cpa not set" in executions and "None" not in executions
+    assert "generic-search target CPA not set" in executions and "None" not in executions
     # The campaign's own history says it in the same words.
     campaign = Campaign.objects.get(external_id="generic-search")
-    assert "Target cpa: not set → 25.00" in history_text(login("auditor"), Campaign, campaign.pk)
+    assert "Target CPA: not set → 25.00" in history_text(login("auditor"), Campaign, campaign.pk)
+
+
+def test_a_campaign_field_and_its_choice_read_in_the_edit_forms_words_on_every_page(
+    operator, login, optimizer
+):
+    """A strategy change's fields and values read as its edit form offers them ("Bidding
+    strategy", "Manual CPC", "target CPA"), not as codes ("bidding_strategy", "manual_cpc",
+    "target cpa"): in the table of what was proposed and done, the executions' states on the
+    proposal's page and on the execution's own, and the campaign's history. The API keeps
+    the codes, its contract."""
+    answer = optimizer.post(
+        "/api/v1/proposals/",
+        {
+            "action_type": "strategy_change",
+            "account": "demo",
+            "payload": {"campaign": "generic-search",
+                        "changes": {"bidding_strategy": "target_cpa", "target_cpa": "25.00"}},
+            "rationale": "Enough conversions to bid for them.",
+            "confidence": 0.8,
+        },
+        format="json",
+    )  # fmt: skip
+    assert answer.status_code == 201, answer.content
+    proposal = Proposal.objects.get(pk=answer.json()["id"])
+    auditor = login("auditor")
+    waiting = page_of(auditor, proposal)
+    strategy, target = ["generic-search", "bidding strategy"], ["generic-search", "target CPA"]
+    # (Rows in the snapshot's order, which PostgreSQL's jsonb keeps its own way.)
+    assert sorted(waiting.context["states"].rows) == [
+        [*strategy, "Manual CPC", "Target CPA", "Manual CPC"],
+        [*target, "not set", "25.00", "not set"],
+    ]
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    assert proposal_execute(proposal_id=proposal.pk).status == "executed"
+
+    page = page_of(auditor, proposal)
+    assert page.context["states"].columns == [
+        "Campaign",
+        "Field",
+        "When proposed",
+        "Proposed",
+        "Before execution",
+        "After execution",
+    ]
+    assert sorted(page.context["states"].rows) == [
+        [*strategy, "Manual CPC", "Target CPA", "Manual CPC", "Target CPA"],
+        [*target, "not set", "25.00", "not set", "25.00"],
+    ]
+    states = [
+        "generic-search bidding strategy Manual CPC",
+        "generic-search target CPA not set",
+        "generic-search bidding strategy Target CPA",
+        "generic-search target CPA 25.00",
+    ]
+    text = html.unescape(page.content.decode())
+    executions = text.split("<h2>Executions</h2>")[1].split("</table>")[0]
+    assert all(state in executions for state in states)
+    for code in ("bidding_strategy", "manual_cpc", "target_cpa", "target cpa"):
+        assert code not in executions
+    execution = proposal.executions.get()
+    execution_page = auditor.get(reverse("admin:approvals_execution_change", args=[execution.pk]))
+    execution_text = html.unescape(execution_page.content.decode())
+    assert all(state in execution_text for state in states)
+    assert "manual_cpc" not in execution_text
+    history = history_text(auditor, Campaign, Campaign.objects.get(external_id="generic-search").pk)
+    assert "Bidding strategy: Manual CPC → Target CPA" in history
+    assert "Target CPA: not set → 25.00" in history
+    # The API answers in codes, as before.
+    read = optimizer.get(f"/api/v1/proposals/{proposal.pk}/").json()
+    assert read["execution"]["before_state"] == {
+        "generic-search": {"bidding_strategy": "manual_cpc", "target_cpa": None}
+    }
+    assert read["execution"]["after_state"] == {
+        "generic-search": {"bidding_strategy": "target_cpa", "target_cpa": "25.00"}
+    }
 
 
 def test_the_decisions_table_says_none_yet_only_while_a_person_may_still_decide(login):

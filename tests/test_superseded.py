@@ -14,6 +14,7 @@ from django.urls import reverse
 
 from approvals.models import Agent, Decision, Execution, Proposal, ProposalStatus
 from approvals.services.decisions import bulk_approval_plan, proposal_approve, proposals_approve
+from approvals.services.supersession import TargetMove
 from executors.runner import proposal_execute
 from feedback.models import CallbackEvent, Feedback
 from hitlproject.errors import Conflict
@@ -482,3 +483,16 @@ def test_a_waiting_proposal_locked_as_a_change_lands_is_superseded_a_second_late
         "bid of brand-search 2.00 → 2.02 USD (+1.0%)). It was not executed."
     )
     assert feedback_kinds(waiting) == ["superseded"]
+
+
+def test_a_moved_field_is_told_in_the_edit_forms_words():
+    """Why a proposal ended (its reason, an execution's error) names the field and its
+    values as the edit form does ("bidding strategy", "Target CPA", "not set"), not as
+    codes."""
+    strategy = TargetMove("generic-search", "bidding_strategy", "manual_cpc", "target_cpa")
+    target = TargetMove("generic-search", "target_cpa", None, "25.00")
+    status = TargetMove("brand-search", "status", "active", "paused")
+
+    assert str(strategy) == "generic-search's bidding strategy is Target CPA, was Manual CPC"
+    assert str(target) == "generic-search's target CPA is 25.00, was not set"
+    assert str(status) == "brand-search's status is Paused, was Active"

@@ -4,6 +4,7 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from django import forms
+from django.utils.text import capfirst
 from rest_framework import serializers
 
 from approvals.action_types import register
@@ -22,7 +23,13 @@ from approvals.action_types.base import (
 from approvals.action_types.forms import ActionEditForm, MoneyField
 from hitlproject.validation import StrictSerializer, invalid_input
 from hitlproject.vocabulary import NOT_SET
-from ledger.models import Account, BiddingStrategy, CampaignStatus
+from ledger.models import (
+    Account,
+    BiddingStrategy,
+    CampaignStatus,
+    campaign_field_label,
+    campaign_value_label,
+)
 
 
 class NumericFieldChange(ActionType):
@@ -258,33 +265,20 @@ class StrategyChanges(StrictSerializer):
         return attrs
 
 
-# Each strategy field as the edit form labels it, and as a summary names it.
-STRATEGY_FIELD_LABELS = {
-    "bidding_strategy": "Bidding strategy",
-    "target_cpa": "Target CPA",
-    "target_roas": "Target ROAS",
-}
-
-
 def strategy_value_in_words(field: str, value: Any, currency: str) -> str:
     """A strategy field's value as the edit form offers it: a bidding strategy by its label
-    ("Manual CPC", a value the platform has no label for as it is), a target CPA in the
-    account's currency, one never set as "not set"."""
-    if value in (None, ""):
-        return NOT_SET
-    if field == "bidding_strategy":
-        return dict(BiddingStrategy.choices).get(value, str(value))
-    if field == "target_cpa":
-        return f"{value} {currency}"
-    return str(value)
+    ("Manual CPC"), a target CPA in the account's currency, one never set as "not set"."""
+    words = campaign_value_label(field, value)
+    if field == "target_cpa" and words != NOT_SET:
+        return f"{words} {currency}"
+    return words
 
 
 def strategy_change_in_words(field: str, current: Any, new: Any, currency: str) -> str:
     """One field's change, as a strategy change's summary says it: "target CPA not set →
-    25.00 USD" (the label in lower case but for its initialism)."""
-    label = STRATEGY_FIELD_LABELS[field]
+    25.00 USD"."""
     return (
-        f"{label[0].lower()}{label[1:]} {strategy_value_in_words(field, current, currency)} → "
+        f"{campaign_field_label(field)} {strategy_value_in_words(field, current, currency)} → "
         f"{strategy_value_in_words(field, new, currency)}"
     )
 
@@ -301,13 +295,15 @@ class StrategyChangeEdit(ActionEditForm):
         self.fields["bidding_strategy"] = forms.ChoiceField(
             choices=[("", "— not changed —"), *BiddingStrategy.choices],
             required=False,
-            label=STRATEGY_FIELD_LABELS["bidding_strategy"],
+            label=capfirst(campaign_field_label("bidding_strategy")),
         )
         self.fields["target_cpa"] = MoneyField(
-            currency=self.currency, label=STRATEGY_FIELD_LABELS["target_cpa"], required=False
+            currency=self.currency,
+            label=capfirst(campaign_field_label("target_cpa")),
+            required=False,
         )
         self.fields["target_roas"] = forms.CharField(
-            label=STRATEGY_FIELD_LABELS["target_roas"],
+            label=capfirst(campaign_field_label("target_roas")),
             required=False,
             widget=forms.TextInput(attrs={"inputmode": "decimal", "size": 12}),
         )

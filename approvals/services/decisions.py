@@ -50,6 +50,7 @@ from audit.history import create_with_history, update_with_history
 from hitlproject.diffs import payload_diff
 from hitlproject.errors import Conflict, DomainError, InvalidInput, NotFound
 from hitlproject.vocabulary import how_many, note_checked
+from ledger.models import campaign_field_label
 from policies.services import CappedSpends, brand_guideline_findings
 
 DECIDE_PERMISSION = "approvals.decide_proposal"
@@ -529,7 +530,7 @@ def bulk_approval_plan(*, proposal_ids: Collection[int], reviewer: AbstractBaseU
         action_type = action_types.get(proposal.action_type)
         fields, read_from = (
             [
-                (proposal.account_id, campaign, name, f"{campaign}'s {name.replace('_', ' ')}")
+                (proposal.account_id, campaign, name, f"{campaign}'s {campaign_field_label(name)}")
                 for campaign, names in which(proposal.payload).items()
                 for name in names
             ]

@@ -35,7 +35,7 @@ from audit.actors import Actor
 from hitlproject.errors import DomainError, InvalidInput, NotFound, TooLarge
 from hitlproject.validation import invalid_input, invalid_under
 from hitlproject.vocabulary import UNDER_WAY_STATUSES
-from ledger.models import Account, Campaign
+from ledger.models import Account, Campaign, campaign_field_label
 from ledger.services import accounts_lock
 from policies.engine import Rule, Verdict, factor_from_text, factor_text
 from policies.models import Policy
@@ -383,7 +383,7 @@ def changed_first_reviews(
     clash = next((key for key in sorted(fields) if key in changed), None)
     if clash is None:
         return []
-    other, words = changed[clash], f"{clash[1]}'s {clash[2].replace('_', ' ')}"
+    other, words = changed[clash], f"{clash[1]}'s {campaign_field_label(clash[2])}"
     if isinstance(other, EarlierItem):
         who = f"Item {other.index + 1} of this batch (index {other.index}), approved,"
     elif isinstance(other, Ahead) and agent_id is not None and other.agent_id != agent_id:

@@ -55,8 +55,8 @@ from audit.history import update_with_history
 from hitlproject.celery import app
 from hitlproject.errors import Conflict, InvalidInput
 from hitlproject.queueing import after_commit
-from hitlproject.vocabulary import NOT_SET, SUPERSEDABLE_STATUSES
-from ledger.models import Campaign
+from hitlproject.vocabulary import SUPERSEDABLE_STATUSES
+from ledger.models import Campaign, campaign_field_label, campaign_value_label
 from policies.services import EvaluationContext
 
 
@@ -71,13 +71,10 @@ class TargetMove:
 
     def __str__(self) -> str:
         return (
-            f"{self.campaign}'s {self.field.replace('_', ' ')} is {_said(self.now)}, "
-            f"was {_said(self.saw)}"
+            f"{self.campaign}'s {campaign_field_label(self.field)} is "
+            f"{campaign_value_label(self.field, self.now)}, "
+            f"was {campaign_value_label(self.field, self.saw)}"
         )
-
-
-def _said(value: str | None) -> str:
-    return NOT_SET if value is None else value
 
 
 def target_moves(
@@ -237,7 +234,7 @@ def approved_ahead_each(proposals: Iterable[Proposal], *, lock: bool) -> dict[in
     for proposal in setting:
         clash = next((key for key in sorted(fields[proposal.pk]) if key in changed_by), None)
         if clash is not None:
-            other, words = changed_by[clash].pk, f"{clash[1]}'s {clash[2].replace('_', ' ')}"
+            other, words = changed_by[clash].pk, f"{clash[1]}'s {campaign_field_label(clash[2])}"
             held[proposal.pk] = Conflict(
                 f"Proposal #{proposal.pk} was not approved: #{other}, approved and about to "
                 f"execute, changes {words} first: this one is superseded once that one "

@@ -6,19 +6,20 @@ from django.urls import reverse
 from approvals.models import Agent, RejectionReason
 from approvals.selectors import COUNTED, COUNTED_FIGURES, ProposalCounts, dashboard
 from hitlproject.charts import GroupedBarChart, grouped_bars
-from hitlproject.vocabulary import NOT_SET, WHAT_IF_LABELS, action_type_label
+from hitlproject.vocabulary import WHAT_IF_LABELS, action_type_label
+from ledger.models import campaign_field_label, campaign_value_label
 
 register = template.Library()
 
 
 @register.filter
 def ledger_state(state: dict | None) -> str:
-    """A recorded ledger state as a person reads it: "brand-search daily budget 1000.00",
-    "generic-search target cpa not set"; "—" where it holds no field (a creative batch adds
-    creatives, it sets no number)."""
+    """A recorded ledger state as a person reads it, in the edit form's words: "brand-search
+    daily budget 1000.00", "generic-search target CPA not set", "generic-search bidding
+    strategy Manual CPC"; "—" where it holds no field (a creative batch adds creatives, it
+    sets no number)."""
     lines = [
-        f"{campaign} {field.replace('_', ' ')} "
-        + (NOT_SET if value in (None, "None") else str(value))
+        f"{campaign} {campaign_field_label(field)} {campaign_value_label(field, value)}"
         for campaign, fields in (state or {}).items()
         for field, value in fields.items()
     ]
