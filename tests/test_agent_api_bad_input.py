@@ -212,6 +212,22 @@ def test_a_creative_field_longer_than_it_may_be_is_a_400_naming_the_limit(optimi
     assert Proposal.objects.count() == 0
 
 
+def test_a_creative_batch_of_none_or_too_many_is_a_400_that_says_so_in_plain_words(optimizer):
+    """DRF's own message read "Ensure this field has at least 1 elements."."""
+    empty = creative_batch() | {"payload": {"campaign": "display-retarget", "creatives": []}}
+    too_many = creative_batch(*[creative()] * 51)
+    said = {}
+    for name, body in (("empty", empty), ("too many", too_many)):
+        response = optimizer.post(URL, body, format="json")
+        assert response.status_code == 400, name
+        said[name] = response.json()["payload"]["creatives"]
+    assert said == {
+        "empty": ["Give at least 1 creative."],
+        "too many": ["Give at most 50 creatives a batch."],
+    }
+    assert Proposal.objects.count() == 0
+
+
 def test_a_creative_batch_at_its_longest_is_accepted(optimizer):
     response = optimizer.post(URL, longest_creative_batch(), format="json")
     assert response.status_code == 201, response.content

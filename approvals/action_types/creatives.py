@@ -27,7 +27,14 @@ class CreativePayload(StrictSerializer):
 class CreativeDeploymentPayload(StrictSerializer):
     campaign = CampaignRef()
     creatives = serializers.ListField(
-        child=CreativePayload(), min_length=1, max_length=MAX_CREATIVES_PER_BATCH
+        child=CreativePayload(),
+        min_length=1,
+        max_length=MAX_CREATIVES_PER_BATCH,
+        # DRF's own say "Ensure this field has at least 1 elements."
+        error_messages={
+            "min_length": "Give at least 1 creative.",
+            "max_length": f"Give at most {MAX_CREATIVES_PER_BATCH} creatives a batch.",
+        },
     )
 
 
