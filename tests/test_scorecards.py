@@ -10,6 +10,7 @@ from django.utils import timezone
 from approvals.models import Agent, Proposal
 from approvals.services.decisions import proposal_approve, proposal_reject
 from approvals.services.expiry import proposals_expire_overdue
+from approvals.templatetags.console import duration
 from executors.runner import proposal_execute
 from feedback.services import outcome_report_by_user
 from tests.conftest import bid_adjustment, reallocation
@@ -182,3 +183,45 @@ def test_the_row_under_an_agent_s_scorecards_adds_them_up_and_takes_the_median_o
     assert "|2.0 h|Off brand 1|" in rows["budget_reallocation"]
     assert rows[""].startswith("|All action types|3|")
     assert "|30 min|Off brand 2|—|" in rows[""]
+
+
+def test_a_median_of_a_few_minutes_reads_to_the_tenth_of_a_minute(login):
+    """Bid adjustments decided 150 and 171 seconds after they were routed: the scorecard's
+    median, 160.5 s, reads "2.7 min" (whole minutes made it "3 min", and 91 s "2 min")."""
+    operator = get_user_model().objects.get(username="operator")
+    now = timezone.now()
+    for body, waited in (
+        (bid_adjustment("2.60", "brand-search"), timezone.timedelta(seconds=150)),
+        (bid_adjustment("1.04", "display-retarget"), timezone.timedelta(seconds=171)),
+    ):
+        proposal = evaluated(body)
+        proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+        Proposal.objects.filter(pk=proposal.pk).update(
+            evaluated_at=now - waited - timezone.timedelta(hours=1),
+            decided_at=now - timezone.timedelta(hours=1),
+        )
+    agent = Agent.objects.get(name="optimizer")
+
+    page = login("operator").get(reverse("admin:approvals_agent_change", args=[agent.pk]))
+
+    text = re.sub(r">\s+<", "><", page.text)
+    row = re.findall(r'<tr data-action-type="bid_adjustment">(.*?)</tr>', text)[0]
+    assert "|2.7 min|" in re.sub(r"(<[^>]+>)+", "|", row)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "said"),
+    [
+        (45, "45 s"),
+        (89.4, "89 s"),
+        (91, "1.5 min"),
+        (160.5, "2.7 min"),
+        (599, "10 min"),
+        (12 * 60 + 20, "12 min"),
+        (89 * 60, "89 min"),
+        (3.5 * 3600, "3.5 h"),
+        (2.1 * 86400, "2.1 d"),
+    ],
+)
+def test_a_duration_reads_within_a_few_percent_of_the_truth(seconds, said):
+    assert duration(timezone.timedelta(seconds=seconds)) == said
