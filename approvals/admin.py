@@ -50,6 +50,7 @@ from approvals.services.decisions import (
     DECIDE_PERMISSION,
     QUEUE_ORDER,
     Decided,
+    approvals_needed_after_one_more,
     bulk_approval_plan,
     proposal_approve,
     proposal_reject,
@@ -581,15 +582,20 @@ class ProposalAdmin(ReadOnlyAdmin):
 
     @admin.display(description="guardrail")
     def guardrail_flag(self, proposal: Proposal) -> str:
-        found = [
-            finding
-            for finding, holds in _guardrail_findings(
-                proposal, kill_switch_now=proposal.kill_switch_now
-            )
-            if holds
-        ]
+        findings = _guardrail_findings(proposal, kill_switch_now=proposal.kill_switch_now)
+        found = [finding for finding, holds in findings if holds]
         if not found:
-            return ""
+            # Only a kill switch released since: it still explains the proposal's risk (its
+            # guardrail band, as routed), so it is said, without a warning.
+            released = "\n".join(finding for finding, _ in findings)
+            return (
+                format_html(
+                    '<span class="guardrail-released" title="{}">kill switch released</span>',
+                    released,
+                )
+                if released
+                else ""
+            )
         said = "\n".join(found)
         return format_html(
             '<span class="guardrail-flag" title="{}" aria-label="Guardrail: {}">⚠{}</span>',
@@ -757,6 +763,8 @@ class ProposalAdmin(ReadOnlyAdmin):
                 and may_act(request.user, proposal, Act.APPROVE)
                 else []
             ),
+            # Under the two-person rule, approvals it needs besides this person's.
+            "approvals_after_yours": max(0, approvals_needed_after_one_more(proposal)),
             "can_withdraw": may_act(request.user, proposal, Act.WITHDRAW),
             "can_retry": may_act(request.user, proposal, Act.RETRY),
             "outcomes": proposal.outcomes.all(),
@@ -956,6 +964,9 @@ class ProposalAdmin(ReadOnlyAdmin):
                 "plan": plan,
                 "not_pending": [p for p in proposals if p.status != ProposalStatus.PENDING_REVIEW],
                 "with_findings": [p for p in proposals if any(holds for _, holds in p.findings)],
+                "with_released_switches": [
+                    p for p in proposals if any(not holds for _, holds in p.findings)
+                ],
                 "form": form,
                 "opts": self.model._meta,
                 "action_checkbox_name": ACTION_CHECKBOX_NAME,

@@ -325,20 +325,25 @@ def test_a_kill_switch_released_since_is_not_quoted_as_engaged_in_the_queue_or_t
     held = evaluated(bid_adjustment("2.06"))
     client = login("operator")
 
-    def flagged_in_the_queue() -> bool:
-        queue = client.get(CHANGELIST).text
-        row = queue.split(f'value="{held.pk}"')[1].split("</tr>")[0]
-        return "guardrail-flag" in row
+    def queue_row() -> str:
+        return client.get(CHANGELIST).text.split(f'value="{held.pk}"')[1].split("</tr>")[0]
 
-    assert flagged_in_the_queue()
+    assert "guardrail-flag" in queue_row()
     switch.engaged = False
     switch.save()
-    assert not flagged_in_the_queue()
+    # No warning; what routed it (and put its risk in the guardrail band) is still said.
+    assert "guardrail-flag" not in queue_row()
+    assert ">kill switch released</span>" in queue_row()
 
     selected = {"action": "approve_selected", "_selected_action": [held.pk]}
     page = html.unescape(client.post(CHANGELIST, selected).text)
 
     assert 'id="bulk-findings"' not in page
+    said = re.sub(r"\s+", " ", page.split('id="bulk-released-switches">')[1].split("</p>")[0])
+    assert said.startswith(
+        "1 of them went to a person because a kill switch was engaged when it was routed; it "
+        "has been released since"
+    )
     row = page.split('id="bulk-proposals"')[1].split("</tr>")[1]
     assert (
         "The kill switch on demo was engaged when it was routed: Outage. Released since: no "

@@ -925,6 +925,16 @@ def test_approving_says_which_other_proposals_it_ends_once_it_executes(login, op
         "bid 2.00, which this one sets to 2.60."
     ) in said
     assert f"#{elsewhere.pk}" not in said
+    # Under the two-person rule this person's approval alone does not run it.
+    Proposal.objects.filter(pk=second.pk).update(required_approvals=2)
+    page = html.unescape(
+        client.get(reverse("admin:approvals_proposal_change", args=[second.pk])).text
+    )
+    said = re.sub(r"\s+", " ", page.split('id="ends-when-executed">')[1].split("</div>")[0])
+    assert "Once it has the 1 more approval it needs after yours and executes, it ends 1 other" in (
+        said
+    )
+    Proposal.objects.filter(pk=second.pk).update(required_approvals=1)
 
     selected = {"action": "approve_selected", "_selected_action": [second.pk, elsewhere.pk]}
     confirm = html.unescape(client.post(CHANGELIST, selected).text)

@@ -471,7 +471,7 @@ class BulkApprovalPlan:
             return f"Refused: {self.refusals[proposal.pk].message}"
         if proposal.pk in self.left_waiting:
             return self.left_waiting[proposal.pk].message
-        missing = _approvals_missing(proposal)
+        missing = approvals_needed_after_one_more(proposal)
         if missing > 0:
             return f"Approved by you; waits for {how_many(missing, 'more approval')}."
         return "Approved: it executes."
@@ -481,12 +481,12 @@ class BulkApprovalPlan:
         return (
             proposal.pk not in self.refusals
             and proposal.pk not in self.left_waiting
-            and _approvals_missing(proposal) <= 0
+            and approvals_needed_after_one_more(proposal) <= 0
         )
 
 
-def _approvals_missing(proposal: Proposal) -> int:
-    """Approvals it still needs after one more."""
+def approvals_needed_after_one_more(proposal: Proposal) -> int:
+    """Approvals it still needs after one more (a person's about to approve it)."""
     return proposal.required_approvals - proposal.approvals_this_round - 1
 
 
