@@ -119,6 +119,9 @@ class WindowField(forms.DurationField):
 
     default_error_messages = {
         "invalid": "Enter a duration such as “90 minutes”, “36 hours” or “7 days”.",
+        # Past what a timedelta holds (Django's own says "The number of days must be between
+        # -999999999 and 999999999."): far past any window's bound.
+        "overflow": "Far too long: enter a duration such as “90 minutes”, “36 hours” or “7 days”.",
     }
 
     def prepare_value(self, value):
