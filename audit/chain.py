@@ -132,10 +132,19 @@ class Break:
     history_id: int
     what: str
     link: int | None = None
+    # Whose history the record is, where it can still be read ("proposal #2"): a history
+    # record's own number reads like the object's otherwise.
+    of: str = ""
 
     def __str__(self) -> str:
         where = f"link #{self.link}: " if self.link else ""
-        return f"{where}{self.table} record {self.history_id} {self.what}."
+        of = f" (in the history of {self.of})" if self.of else ""
+        return f"{where}{self.table} record {self.history_id}{of} {self.what}."
+
+
+def _whose(model: type[models.Model], object_id: object) -> str:
+    """The object a historical record is of, as a person names it: "proposal #2"."""
+    return f"{model.instance_type._meta.verbose_name} #{object_id}"
 
 
 @dataclass(frozen=True)
@@ -206,8 +215,9 @@ def chain_verify(*, through: str | None = None) -> Verification:
                     count, previous, 0, Break(link.table, link.history_id, DELETED, link.pk)
                 )
             if record_digest(row) != link.digest:
+                of = _whose(by_table[link.table], row["id"]) if "id" in row else ""
                 return Verification(
-                    count, previous, 0, Break(link.table, link.history_id, ALTERED, link.pk)
+                    count, previous, 0, Break(link.table, link.history_id, ALTERED, link.pk, of)
                 )
             previous, count = link.hash, count + 1
             passed = passed or link.hash == through
@@ -232,7 +242,12 @@ def _unsealed_since(last_run: datetime | None) -> tuple[int, Break | None]:
         if last_run is not None and slipped_in is None:
             early = unsealed.filter(history_date__lt=last_run - SEALING_MARGIN).first()
             if early is not None:
-                slipped_in = Break(model._meta.label_lower, early.history_id, INSERTED)
+                slipped_in = Break(
+                    model._meta.label_lower,
+                    early.history_id,
+                    INSERTED,
+                    of=_whose(model, early.id),
+                )
     return waiting, slipped_in
 
 

@@ -1,3 +1,4 @@
+import re
 from datetime import timedelta
 
 from django import forms
@@ -20,6 +21,7 @@ VERIFY_CHAIN = "audit.verify_chain"
 # asked for.
 VERIFICATION_LOST_AFTER = timedelta(hours=1)
 VERIFICATIONS_SHOWN = 10
+HEAD_HASH = re.compile(r"[0-9a-f]{64}")
 
 
 class AuditExportForm(PeriodForm):
@@ -55,20 +57,22 @@ def audit_export(request: HttpRequest) -> HttpResponse:
 
 
 class ChainVerificationForm(forms.Form):
-    through = forms.RegexField(
-        regex=r"^[0-9a-fA-F]{64}$",
+    through = forms.CharField(
         required=False,
         label="Head hash kept elsewhere",
         help_text="Optional: a head hash an earlier verification gave, kept outside the "
         "platform (a ticket, a mail). The chain must still pass through it: without one, a "
         "chain whose tail was cut and sealed again would look whole.",
-        error_messages={
-            "invalid": "A head hash is 64 hexadecimal characters, as a verification gives it."
-        },
     )
 
     def clean_through(self) -> str:
-        return self.cleaned_data["through"].lower()
+        # As pasted from a mail or a ticket: spaces and line breaks around or within it.
+        through = "".join(self.cleaned_data["through"].split()).lower()
+        if through and not HEAD_HASH.fullmatch(through):
+            raise forms.ValidationError(
+                "A head hash is 64 hexadecimal characters, as a verification gives it."
+            )
+        return through
 
 
 def audit_chain(request: HttpRequest) -> HttpResponse:

@@ -63,7 +63,8 @@ def test_an_altered_record_is_named(sealed):
     with pytest.raises(CommandError) as refused:
         verify()
     assert str(refused.value).endswith(
-        f"approvals.historicalproposal record {record.history_id} was altered after it was sealed."
+        f"approvals.historicalproposal record {record.history_id} (in the history of proposal "
+        f"#{sealed.pk}) was altered after it was sealed."
     )
 
 
@@ -88,10 +89,11 @@ def test_a_record_slipped_in_behind_the_chain_is_named(sealed):
     forged.save()
     assert chain_seal() == 0  # the next sealing run does not take it in
     broken = chain_verify().broken
-    assert (broken.table, broken.history_id, broken.what) == (
+    assert (broken.table, broken.history_id, broken.what, broken.of) == (
         "approvals.historicalproposal",
         forged.history_id,
         "was inserted after its time had been sealed",
+        f"proposal #{sealed.pk}",
     )
 
 
@@ -178,12 +180,16 @@ def test_the_auditor_verifies_the_chain_from_the_console_and_reads_what_it_found
 
     record = Proposal.history.filter(id=sealed.pk, status="approved").get()
     Proposal.history.filter(history_id=record.history_id).update(history_change_reason="forged")
-    assert auditor.post(CHAIN_PAGE, {"through": head.upper()}).status_code == 302
+    pasted = f"  {head[:32].upper()}\n{head[32:]} "  # from a mail: cased, broken, spaced
+    assert auditor.post(CHAIN_PAGE, {"through": pasted}).status_code == 302
     wait_until(lambda: ChainVerification.objects.filter(finished_at__isnull=False).count() == 2)
     latest, earlier = verifications_shown(auditor)
     assert latest[0] == "Does not hold"
     assert latest[1].startswith("The audit chain is broken at link #")
-    assert f"approvals.historicalproposal record {record.history_id} was altered" in latest[1]
+    assert (
+        f"approvals.historicalproposal record {record.history_id} (in the history of proposal "
+        f"#{sealed.pk}) was altered"
+    ) in latest[1]
     assert earlier[0] == "Holds"
     assert ChainVerification.objects.order_by("-pk").first().through == head
 
