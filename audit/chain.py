@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.core.exceptions import FieldError
-from django.db import connection, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
@@ -39,6 +39,8 @@ BATCH = 2000
 # A record written this long before the last sealing run, yet unsealed, was slipped in later:
 # no transaction of the platform's stays open that long.
 SEALING_MARGIN = timedelta(minutes=10)
+# A verification asked for this long ago and not done lost its worker: another may be asked for.
+VERIFICATION_LOST_AFTER = timedelta(hours=1)
 _SEALER_LOCK = 0x4155_4454  # "AUDT": one sealer at a time
 
 
@@ -253,12 +255,14 @@ def _unsealed_since(last_run: datetime | None) -> tuple[int, Break | None]:
 
 def chain_verification_run(*, verification_id: int) -> ChainVerification | None:
     """Carry out a verification asked for in the console, and record what it found; None if
-    it is not waiting to be run (run already, or never asked)."""
-    verification = ChainVerification.objects.filter(
-        pk=verification_id, finished_at__isnull=True
-    ).first()
-    if verification is None:
+    it is not waiting to be run (taken by another worker, done, lost, or never asked): a task
+    delivered twice walks the chain once."""
+    taken = ChainVerification.objects.filter(
+        pk=verification_id, under_way=True, started_at__isnull=True
+    ).update(started_at=timezone.now())
+    if not taken:
         return None
+    verification = ChainVerification.objects.get(pk=verification_id)
     found = chain_verify(through=verification.through or None)
     verification.holds, verification.found = found.verdict(verification.through or None)
     verification.links, verification.head, verification.unsealed = (
@@ -266,6 +270,21 @@ def chain_verification_run(*, verification_id: int) -> ChainVerification | None:
         found.head,
         found.unsealed,
     )
-    verification.finished_at = timezone.now()
+    verification.finished_at, verification.under_way = timezone.now(), None
     verification.save()
     return verification
+
+
+def chain_verification_ask(*, user, through: str = "") -> ChainVerification | None:
+    """Ask for a verification, unless one is under way (None then): one at a time, however
+    many people ask at once. One asked for more than ``VERIFICATION_LOST_AFTER`` ago and not
+    done lost its worker, and is recorded so."""
+    lost = ChainVerification.objects.filter(
+        under_way=True, requested_at__lt=timezone.now() - VERIFICATION_LOST_AFTER
+    )
+    lost.update(under_way=None, found="Did not finish: its worker stopped before it was done.")
+    try:
+        with transaction.atomic():
+            return ChainVerification.objects.create(requested_by=user, through=through)
+    except IntegrityError:
+        return None

@@ -120,6 +120,10 @@ class ChainVerification(models.Model):
         blank=True,
         help_text="A head hash kept elsewhere, which the chain must still pass through.",
     )
+    # True while it is asked for and not done: unique, so only one is under way at a time,
+    # however many people ask at once; null once it is done or lost.
+    under_way = models.BooleanField(null=True, unique=True, default=True)
+    started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     holds = models.BooleanField(null=True)
     found = models.TextField(blank=True, help_text="What it found, in a sentence.")

@@ -1,5 +1,4 @@
 import re
-from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
@@ -9,6 +8,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
+from audit.chain import GENESIS, VERIFICATION_LOST_AFTER, chain_verification_ask
 from audit.exports import as_csv, as_jsonl, audit_records, exported_kinds
 from audit.models import ChainSealing, ChainVerification
 from hitlproject.celery import app
@@ -17,9 +17,6 @@ from hitlproject.queueing import after_commit
 
 # The task that runs a verification (``audit.tasks``), sent by its name.
 VERIFY_CHAIN = "audit.verify_chain"
-# A verification unfinished this long after it was asked for lost its worker: another may be
-# asked for.
-VERIFICATION_LOST_AFTER = timedelta(hours=1)
 VERIFICATIONS_SHOWN = 10
 HEAD_HASH = re.compile(r"[0-9a-f]{64}")
 
@@ -72,6 +69,11 @@ class ChainVerificationForm(forms.Form):
             raise forms.ValidationError(
                 "A head hash is 64 hexadecimal characters, as a verification gives it."
             )
+        if through == GENESIS:
+            raise forms.ValidationError(
+                "That is where every chain starts, so every chain passes through it: give a "
+                "head hash a verification gave."
+            )
         return through
 
 
@@ -80,21 +82,16 @@ def audit_chain(request: HttpRequest) -> HttpResponse:
     asked for here, by whom, and what it found; and a new one, run by a worker."""
     if not request.user.has_perm("approvals.view_proposal"):
         raise PermissionDenied
-    under_way = ChainVerification.objects.filter(
-        finished_at__isnull=True, requested_at__gte=timezone.now() - VERIFICATION_LOST_AFTER
-    ).first()
     form = ChainVerificationForm(request.POST if request.method == "POST" else None)
     if form.is_bound and form.is_valid():
-        if under_way is not None:
+        verification = chain_verification_ask(
+            user=request.user, through=form.cleaned_data["through"]
+        )
+        if verification is None:
             messages.warning(
-                request,
-                f"A verification asked for at {under_way.requested_at:%H:%M:%S} UTC is under way: "
-                "its result is below once it is done.",
+                request, "A verification is under way: its result is below once it is done."
             )
         else:
-            verification = ChainVerification.objects.create(
-                requested_by=request.user, through=form.cleaned_data["through"]
-            )
             after_commit(app.send_task, VERIFY_CHAIN, (verification.pk,))
             messages.info(request, "Verification asked for: its result is below once it is done.")
         return HttpResponseRedirect(reverse("audit-chain"))
@@ -106,11 +103,13 @@ def audit_chain(request: HttpRequest) -> HttpResponse:
             **admin.site.each_context(request),
             "title": "Verify the audit chain",
             "form": form,
-            "under_way": under_way,
+            "under_way": ChainVerification.objects.filter(
+                under_way=True, requested_at__gte=lost_before
+            ).first(),
+            "lost_before": lost_before,
             "verifications": ChainVerification.objects.select_related("requested_by")[
                 :VERIFICATIONS_SHOWN
             ],
-            "lost_before": lost_before,
             "last_sealed": ChainSealing.objects.filter(pk=1).first(),
         },
     )

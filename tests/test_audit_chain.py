@@ -15,7 +15,12 @@ from django.utils import timezone
 from approvals.models import Proposal
 from approvals.services.decisions import proposal_approve
 from audit import chain
-from audit.chain import chain_seal, chain_verify
+from audit.chain import (
+    chain_seal,
+    chain_verification_ask,
+    chain_verification_run,
+    chain_verify,
+)
 from audit.models import ChainLink, ChainVerification
 from executors.runner import proposal_execute
 from tests.conftest import reallocation, wait_until
@@ -200,4 +205,35 @@ def test_the_chain_page_is_refused_to_a_person_who_may_not_read_proposals(login,
     client.force_login(outsider)
     assert client.get(CHAIN_PAGE).status_code == 403
     assert client.post(CHAIN_PAGE, {"through": ""}).status_code == 403
+    assert not ChainVerification.objects.exists()
+
+
+def test_one_verification_is_under_way_at_a_time_and_each_walks_the_chain_once(sealed):
+    """However many ask at once, one is under way (the rest are told so); a task delivered
+    twice walks the chain once; one whose worker was lost an hour ago no longer holds the next
+    back, and says it did not finish."""
+    auditor = get_user_model().objects.get(username="auditor")
+    first = chain_verification_ask(user=auditor)
+    assert first is not None
+    assert chain_verification_ask(user=auditor) is None
+
+    assert chain_verification_run(verification_id=first.pk).holds is True
+    assert chain_verification_run(verification_id=first.pk) is None  # delivered again
+    lost = chain_verification_ask(user=auditor)
+    ChainVerification.objects.filter(pk=lost.pk).update(
+        requested_at=timezone.now() - timedelta(hours=2)
+    )
+    assert chain_verification_ask(user=auditor) is not None
+    lost.refresh_from_db()
+    assert (lost.under_way, lost.holds, lost.found) == (
+        None,
+        None,
+        "Did not finish: its worker stopped before it was done.",
+    )
+
+
+def test_the_chain_s_start_is_refused_as_a_head_hash_kept_elsewhere(sealed, login):
+    refused = login("auditor").post(CHAIN_PAGE, {"through": "0" * 64})
+    assert refused.status_code == 200
+    assert "every chain passes through it" in html.unescape(refused.text)
     assert not ChainVerification.objects.exists()
