@@ -3,6 +3,7 @@
 import copy
 import dataclasses
 import json
+from collections.abc import Collection
 from fractions import Fraction
 
 from django import forms
@@ -325,11 +326,33 @@ def _guardrail_findings(proposal: Proposal, *, kill_switch_now: bool) -> list[tu
     return said
 
 
-def _ends_when_executed(proposal: Proposal) -> list[str]:
-    """The other proposals approving ``proposal`` would end once it executes, each in a line:
-    whose it is, where it stands, and the value it was made against that this one changes."""
+# The other proposals a page names as ended by approving one: the first ones, and how many
+# more (an agent's thousands on one bid would make every approver's page megabytes).
+ENDS_LISTED = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class Ends:
+    lines: list[str]
+    count: int
+
+    @property
+    def more(self) -> int:
+        return self.count - len(self.lines)
+
+
+def _ends_when_executed(proposal: Proposal, *, besides: Collection[int] = ()) -> Ends:
+    """The other proposals approving ``proposal`` would end once it executes (but those
+    ``besides``: a bulk confirmation's own rows say what becomes of those selected with it),
+    the first ``ENDS_LISTED`` each in a line (whose it is, where it stands, and the value it
+    was made against that this one changes), and how many in all."""
+    ended = [
+        (other, moves)
+        for other, moves in proposals_its_execution_would_end(proposal)
+        if other.pk not in besides
+    ]
     said = []
-    for other, moves in proposals_its_execution_would_end(proposal):
+    for other, moves in ended[:ENDS_LISTED]:
         standing = other.get_status_display().lower()
         if other.approvals_this_round:
             standing += (
@@ -344,7 +367,7 @@ def _ends_when_executed(proposal: Proposal) -> list[str]:
         said.append(
             f"#{other.pk}, {other.summary} ({other.agent}, {standing}): made against {against}."
         )
-    return said
+    return Ends(lines=said, count=len(ended))
 
 
 def _kill_switches_released(proposal: Proposal) -> int:
@@ -761,7 +784,7 @@ class ProposalAdmin(ReadOnlyAdmin):
                 _ends_when_executed(proposal)
                 if proposal.status == ProposalStatus.PENDING_REVIEW
                 and may_act(request.user, proposal, Act.APPROVE)
-                else []
+                else None
             ),
             # Under the two-person rule, approvals it needs besides this person's.
             "approvals_after_yours": max(0, approvals_needed_after_one_more(proposal)),
@@ -932,7 +955,9 @@ class ProposalAdmin(ReadOnlyAdmin):
             for proposal in proposals:
                 proposal.bulk_outcome = plan.outcome(proposal)
                 if plan.executes(proposal):
-                    proposal.ends_when_executed = _ends_when_executed(proposal)
+                    proposal.ends_when_executed = _ends_when_executed(
+                        proposal, besides={selected.pk for selected in proposals}
+                    )
         # What the guardrails found, said before it is decided, as it stands now.
         switched = {
             account.pk: bool(engaged_kill_switches(account))

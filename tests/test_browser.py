@@ -556,6 +556,31 @@ def test_an_edit_the_platform_refuses_keeps_what_the_operator_typed(live_server,
     )
 
 
+def test_a_page_that_can_no_longer_follow_its_proposal_says_so(live_server, demo_world, page):
+    """Logged out while the page follows a proposal under way: it cannot read the status any
+    more, so it says it stopped following and may be behind, rather than show "Approved"
+    about what may have executed since."""
+    answer = threading.Event()
+    endpoint = Receiver(200, hold=answer)
+    Account.objects.filter(external_id="demo").update(execution_endpoint=endpoint.url)
+    try:
+        [proposal] = waiting(reallocation("280.00"))
+        log_in(page, live_server.url, demo_world["users"]["operator"])
+        page.goto(f"{live_server.url}/admin/approvals/proposal/{proposal.pk}/change/")
+        page.click("#approve-form input[type=submit]")
+        expect(page.locator("#proposal-status")).to_have_text(re.compile("^(Approved|Executing)$"))
+        page.context.clear_cookies()  # the session gone, as when it expires
+
+        expect(page.locator("#follow-stopped")).to_have_text(
+            f"This page stopped following proposal #{proposal.pk} (you may have been logged "
+            "out): reload it to see where it stands.",
+            timeout=15_000,
+        )
+    finally:
+        answer.set()
+        endpoint.close()
+
+
 def test_the_operator_approves_and_sees_it_executed_without_reloading(
     live_server, demo_world, page
 ):

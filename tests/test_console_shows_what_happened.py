@@ -944,7 +944,37 @@ def test_approving_says_which_other_proposals_it_ends_once_it_executes(login, op
     }
     assert f"Approved: it executes. Once it has, it ends #{first.pk}," in rows[str(second.pk)]
     assert "Once it has" not in rows[str(elsewhere.pk)]
+    # Selected with it, the one it ends is said on its own row, not again on this one's.
+    with_first = {**selected, "_selected_action": [first.pk, second.pk]}
+    confirm = html.unescape(client.post(CHANGELIST, with_first).text)
+    assert "Once it has" not in confirm.split('id="bulk-proposals"')[1]
 
     proposal_approve(proposal_id=second.pk, reviewer=operators[0])
     proposal_execute(proposal_id=second.pk)
     assert Proposal.objects.get(pk=first.pk).status == "superseded"
+
+
+def test_the_proposals_approving_one_would_end_are_counted_past_ten_and_a_gone_campaign_ends_none(
+    login,
+):
+    """Twelve other raises of one bid waiting: the page lists ten and says how many more
+    (an agent's thousands would make every approver's page megabytes). With the campaign gone
+    from the ledger, the page and the bulk confirmation still answer, naming none."""
+    others = [evaluated(bid_adjustment(f"2.{50 + n}")) for n in range(12)]
+    proposal = evaluated(bid_adjustment("2.90"))
+    client = login("operator")
+    url = reverse("admin:approvals_proposal_change", args=[proposal.pk])
+
+    said = html.unescape(client.get(url).text).split('id="ends-when-executed">')[1]
+    said = said.split("</div>")[0]
+    assert "Approving it ends 12 other proposals once it executes" in said
+    assert len(re.findall(r"<li>#\d+, ", said)) == 10
+    assert "<li>and 2 more.</li>" in said
+    assert f"#{others[0].pk}, " in said
+
+    Campaign.objects.filter(external_id="brand-search").update(external_id="brand-search-old")
+    page = client.get(url)
+    assert page.status_code == 200
+    assert 'id="ends-when-executed"' not in page.text
+    selected = {"action": "approve_selected", "_selected_action": [proposal.pk]}
+    assert client.post(CHANGELIST, selected).status_code == 200

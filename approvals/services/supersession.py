@@ -117,9 +117,11 @@ def proposals_its_execution_would_end(
     campaigns = campaigns_for(
         account=proposal.account, action_type=action_type, payload=proposal.payload
     )
+    if set(action_type.campaign_fields(proposal.payload)) - set(campaigns):
+        return []  # a campaign gone: it would not execute as it is, and ends nothing
     try:
         proposed = action_type.proposed_state(proposal.payload, campaigns)
-    except (KeyError, InvalidInput):  # a campaign gone: it would not execute as it is
+    except (KeyError, InvalidInput):  # a payload the ledger no longer allows
         return []
     changed = {}
     for external_id, values in proposed.items():

@@ -59,6 +59,18 @@ document.addEventListener("DOMContentLoaded", () => {
     line.textContent = `Proposal #${proposal} is now ${shown.textContent.toLowerCase()}.`;
   };
 
+  // Where following stops before the proposal is final, the page may be behind it: said,
+  // rather than left showing a status that may have moved on.
+  const tellStopped = (proposal, why) => {
+    const line = document.createElement("li");
+    line.id = "follow-stopped";
+    line.className = "warning";
+    line.textContent =
+      `This page stopped following proposal #${proposal} (${why}): ` +
+      "reload it to see where it stands.";
+    messageList().append(line);
+  };
+
   let delay = 500;
   const check = async () => {
     const follow = following();
@@ -68,7 +80,9 @@ document.addEventListener("DOMContentLoaded", () => {
     try {
       const response = await fetch(follow.dataset.url, { headers: { Accept: "application/json" } });
       if (!response.ok) {
-        return; // gone, or no longer ours to see: stop following
+        // Gone, or no longer ours to see: stop following, and say the page may be behind.
+        tellStopped(follow.dataset.proposal, "it can no longer be read here");
+        return;
       }
       const { status } = await response.json();
       if (status !== follow.dataset.status) {
@@ -81,7 +95,9 @@ document.addEventListener("DOMContentLoaded", () => {
       }
     } catch (error) {
       if (error instanceof SyntaxError) {
-        return; // not an answer about the proposal (logged out): stop following
+        // Not an answer about the proposal (logged out, say): stop following, and say so.
+        tellStopped(follow.dataset.proposal, "you may have been logged out");
+        return;
       }
       // Out of reach for a moment: ask again.
     }
