@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import threading
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -556,10 +557,11 @@ def test_an_edit_the_platform_refuses_keeps_what_the_operator_typed(live_server,
     )
 
 
-def test_a_page_that_can_no_longer_follow_its_proposal_says_so(live_server, demo_world, page):
-    """Logged out while the page follows a proposal under way: it cannot read the status any
-    more, so it says it stopped following and may be behind, rather than show "Approved"
-    about what may have executed since."""
+@contextmanager
+def approved_while_its_channel_holds(live_server, demo_world, page):
+    """The reference reallocation approved on its page, the demo account's channel holding
+    its answer until told (``answer.set()``): the page is left while the proposal is still
+    under way, to follow it by itself. Yields the proposal, the answer and the channel."""
     answer = threading.Event()
     endpoint = Receiver(200, hold=answer)
     Account.objects.filter(external_id="demo").update(execution_endpoint=endpoint.url)
@@ -569,6 +571,17 @@ def test_a_page_that_can_no_longer_follow_its_proposal_says_so(live_server, demo
         page.goto(f"{live_server.url}/admin/approvals/proposal/{proposal.pk}/change/")
         page.click("#approve-form input[type=submit]")
         expect(page.locator("#proposal-status")).to_have_text(re.compile("^(Approved|Executing)$"))
+        yield proposal, answer, endpoint
+    finally:
+        answer.set()
+        endpoint.close()
+
+
+def test_a_page_that_can_no_longer_follow_its_proposal_says_so(live_server, demo_world, page):
+    """Logged out while the page follows a proposal under way: it cannot read the status any
+    more, so it says it stopped following and may be behind, rather than show "Approved"
+    about what may have executed since."""
+    with approved_while_its_channel_holds(live_server, demo_world, page) as (proposal, _, _):
         page.context.clear_cookies()  # the session gone, as when it expires
 
         expect(page.locator("#follow-stopped")).to_have_text(
@@ -576,27 +589,15 @@ def test_a_page_that_can_no_longer_follow_its_proposal_says_so(live_server, demo
             "out): reload it to see where it stands.",
             timeout=15_000,
         )
-    finally:
-        answer.set()
-        endpoint.close()
 
 
 def test_the_operator_approves_and_sees_it_executed_without_reloading(
     live_server, demo_world, page
 ):
-    # The demo account's channel holds its answer a moment: the page is loaded while the
-    # proposal is still under way, and must follow it by itself.
-    answer = threading.Event()
-    endpoint = Receiver(200, hold=answer)
-    Account.objects.filter(external_id="demo").update(execution_endpoint=endpoint.url)
-    try:
-        [proposal] = waiting(reallocation("280.00"))
-        log_in(page, live_server.url, demo_world["users"]["operator"])
-        page.goto(f"{live_server.url}/admin/approvals/proposal/{proposal.pk}/change/")
-        page.click("#approve-form input[type=submit]")
+    with approved_while_its_channel_holds(live_server, demo_world, page) as held:
+        proposal, answer, endpoint = held
         approved = f"Proposal #{proposal.pk} is approved and sent to be executed."
         expect(page.locator(".messagelist")).to_contain_text(approved)
-        expect(page.locator("#proposal-status")).to_have_text(re.compile("^(Approved|Executing)$"))
         page.evaluate("window.loadedOnce = true")  # gone if the page loads itself again
 
         wait_until(lambda: endpoint.received)  # the executor's request is at the channel
@@ -611,6 +612,3 @@ def test_the_operator_approves_and_sees_it_executed_without_reloading(
         )
         assert page.evaluate("window.loadedOnce") is True
         expect(page.locator("#follow-status")).to_have_count(0)  # final: nothing to follow
-    finally:
-        answer.set()
-        endpoint.close()
