@@ -171,6 +171,11 @@ class Verification:
                 f"The audit chain holds, but does not pass through {through}: it is not the "
                 "chain whose head was recorded then."
             )
+        if not self.links:  # a new platform, before its first sealing run
+            return True, (
+                f"Nothing is sealed yet: {self.unsealed} record(s) written wait for the first "
+                "sealing, a minute or so after they are written."
+            )
         return True, (
             f"The audit chain holds: {self.links} record(s) sealed, head {self.head}; "
             f"{self.unsealed} written since the last sealing."

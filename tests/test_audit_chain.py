@@ -237,3 +237,13 @@ def test_the_chain_s_start_is_refused_as_a_head_hash_kept_elsewhere(sealed, logi
     assert refused.status_code == 200
     assert "every chain passes through it" in html.unescape(refused.text)
     assert not ChainVerification.objects.exists()
+
+
+def test_before_the_first_sealing_verification_says_nothing_is_sealed_yet(demo_world):
+    """Not "The audit chain holds: 0 record(s) sealed, head 0000…", on a new platform."""
+    written = sum(model.objects.count() for model in chain.chained_models())
+    assert written > 0 and not ChainLink.objects.exists()
+    assert verify().strip() == (
+        f"Nothing is sealed yet: {written} record(s) written wait for the first sealing, a "
+        "minute or so after they are written."
+    )
