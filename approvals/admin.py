@@ -472,7 +472,9 @@ class ProposalHistoryValues(ConsoleHistoryValues):
 
     def format_delta_change(self, change):
         formatted = super().format_delta_change(change)
-        if change.field != "verdict_policy":
+        # The policy's version alone changes when the same policy routes it again (re-routed
+        # before executing): its versions read as the policy's line does, not as record ids.
+        if change.field not in ("verdict_policy", "verdict_policy_version"):
             return formatted
         old, new = (
             policy_as_recorded(record.verdict_policy_id, record.verdict_policy_version)

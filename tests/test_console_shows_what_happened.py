@@ -978,3 +978,26 @@ def test_the_proposals_approving_one_would_end_are_counted_past_ten_and_a_gone_c
     assert 'id="ends-when-executed"' not in page.text
     selected = {"action": "approve_selected", "_selected_action": [proposal.pk]}
     assert client.post(CHANGELIST, selected).status_code == 200
+
+
+
+def test_a_routing_by_a_later_version_of_the_same_policy_reads_as_its_versions(login):
+    """Re-routed before executing under the same policy, which its owner changed since, a
+    proposal's history names the policy's two versions, as a change of policy reads; not
+    two history records' ids."""
+    proposal = evaluated(reallocation("90.00"))  # 9% of 1000.00: within the 10% ceiling
+    assert proposal.verdict_outcome == "auto_approve"
+    policy = Policy.objects.get(pk=proposal.verdict_policy_id)
+    policy.name = "Reallocations (tightened)"
+    policy.save()
+    Campaign.objects.filter(external_id="brand-search").update(daily_budget=Decimal("800.00"))
+
+    rerouted = proposal_execute(proposal_id=proposal.pk)
+
+    assert rerouted.status == "pending_review"
+    assert rerouted.verdict_policy_id == policy.pk
+    text = history_text(login("auditor"), Proposal, proposal.pk)
+    assert (
+        f"Verdict policy version: “Budget reallocations” (policy #{policy.pk}, version 1) → "
+        f"“Reallocations (tightened)” (policy #{policy.pk}, version 2)"
+    ) in text, text[text.find("Verdict policy version"):][:300]
