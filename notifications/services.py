@@ -618,14 +618,18 @@ def _send(
     """Send each notification on its channel, with no transaction open, until ``stop_at``
     (well within the lease); set on each what became of it and add it, with what its
     channel said, to ``outcomes``. Returns those left for lack of time."""
-    # An update of a message keeps what that message said it was (waiting, a reminder, …).
-    messages = proposal_messages(
-        [(n.proposal, n.updates.kind if n.updates_id else n.kind) for n in notifications],
-        now=timezone.now(),
+    # Messages to send, read at once; an update is read as it goes (``_send_one``).
+    new = [n for n in notifications if n.kind != NotificationKind.UPDATE]
+    messages = dict(
+        zip(
+            (n.pk for n in new),
+            proposal_messages([(n.proposal, n.kind) for n in new], now=timezone.now()),
+            strict=True,
+        )
     )
-    reviewers = reviewers_by_proposal([n.proposal for n in notifications])
+    reviewers = reviewers_by_proposal([n.proposal for n in new])
     digests_updated: dict[tuple[str, str], Sent] = {}
-    for position, (notification, message) in enumerate(zip(notifications, messages, strict=True)):
+    for position, notification in enumerate(notifications):
         if timezone.now() >= stop_at:
             return list(notifications[position:])
         # Read again as it goes: the proposal may have stopped waiting since it was leased
@@ -643,8 +647,8 @@ def _send(
         try:
             sent = _send_one(
                 notification,
-                message,
-                reviewers=reviewers[notification.proposal_id],
+                messages.get(notification.pk),
+                reviewers=reviewers.get(notification.proposal_id, []),
                 digests_updated=digests_updated,
             )
             delivered, retry, result, where = True, False, sent.result, sent.where
@@ -680,34 +684,70 @@ def _send_one(
     reviewers: list[int],
     digests_updated: dict[tuple[str, str], Sent],
 ) -> Sent:
-    """Send a message, or the update of one sent earlier: what became of its proposal, or,
-    while it still waits, how far it has come (the buttons kept for a person who may
-    decide); a digest's, what became of each proposal it lists (``digests_updated``: the
-    digests already updated by this sender, and what Slack said)."""
+    """Send a message, or the update of one sent earlier (``_update_says``); a digest's, what
+    became of each proposal it lists (``digests_updated``: the digests already updated by
+    this sender, and what Slack said). An update is read as it goes and sent again while what
+    it said no longer holds once Slack has it (``_until_it_holds``)."""
     channel = channel_for(notification.channel)
-    proposal = notification.proposal
+    if notification.kind != NotificationKind.UPDATE:
+        may_decide = may_act(
+            notification.recipient, notification.proposal, Act.APPROVE, reviewers=reviewers
+        )
+        return channel.send(
+            recipient=notification.recipient, message=message, may_decide=may_decide
+        )
     sent_as = {"channel": notification.slack_channel, "ts": notification.slack_ts}
-    if notification.kind == NotificationKind.UPDATE and notification.updates.in_digest:
+    if notification.updates.in_digest:
         # A digest's proposals decided together (a bulk approval) have an update each, in
         # the same chunk: the digest read once, after all of them were committed, says it
         # for all, in one call rather than one a proposal (Slack limits calls a minute).
         digest = (notification.slack_channel, notification.slack_ts)
         if digest not in digests_updated:
-            lines = digest_lines(notification.updates)
-            digests_updated[digest] = channel.update_digest(where=sent_as, lines=lines)
+            digests_updated[digest] = _until_it_holds(
+                lambda: digest_lines(notification.updates),
+                lambda lines: channel.update_digest(where=sent_as, lines=lines),
+            )
         return digests_updated[digest]
-    if notification.kind == NotificationKind.UPDATE and not still_waits(notification):
-        return channel.update(where=sent_as, text=outcome_text(proposal), message=message)
-    may_decide = may_act(notification.recipient, proposal, Act.APPROVE, reviewers=reviewers)
-    if notification.kind == NotificationKind.UPDATE:
-        return channel.update(
-            where=sent_as,
-            text=progress_text(proposal),
-            message=message,
-            still_waits=True,
-            may_decide=may_decide,
-        )
-    return channel.send(recipient=notification.recipient, message=message, may_decide=may_decide)
+    return _until_it_holds(
+        lambda: _update_says(notification), lambda says: channel.update(where=sent_as, **says)
+    )
+
+
+# How many times one sender sends an update of a message at most. Two senders may update one
+# message at once (a decision recorded while another sender's update of it was under way):
+# the one that read first may land last, and the message would say what is no longer so.
+UPDATE_SENDS = 3
+
+
+def _until_it_holds(read, send) -> Sent:
+    """Send what a message says now (``read``), and read it again once Slack has it: while
+    that is no longer what was sent, send it again (``UPDATE_SENDS`` at most; a later change
+    has an update of its own to come)."""
+    says = read()
+    for _ in range(UPDATE_SENDS):
+        sent = send(says)
+        said, says = says, read()
+        if says == said:
+            break
+    return sent
+
+
+def _update_says(notification: Notification) -> dict:
+    """What an update of a proposal's message says, the proposal read as it is now: what
+    became of it, or, while it still waits, how far it has come (the buttons kept for a
+    person who may decide). The message keeps what it was sent as (waiting, a reminder, …)."""
+    proposal = Proposal.objects.select_related("agent", "account").get(pk=notification.proposal_id)
+    notification.proposal = proposal
+    [message] = proposal_messages([(proposal, notification.updates.kind)], now=timezone.now())
+    if not still_waits(notification):
+        return {"text": outcome_text(proposal), "message": message}
+    reviewers = reviewers_by_proposal([proposal])[proposal.pk]
+    return {
+        "text": progress_text(proposal),
+        "message": message,
+        "still_waits": True,
+        "may_decide": may_act(notification.recipient, proposal, Act.APPROVE, reviewers=reviewers),
+    }
 
 
 def digest_lines(sent_in_digest: Notification) -> list[DigestLine]:

@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -49,6 +50,9 @@ class SlackServer:
         self.messages: dict[tuple[str, str], dict] = {}  # (channel, ts) → the message as it is
         # Methods answered 429 "ratelimited", with Retry-After this many seconds, as Slack does.
         self.rate_limited: dict[str, int] = {}
+        # Called once, with its arguments, when the next chat.update arrives, before Slack has
+        # it: what happens elsewhere while an update is on its way.
+        self.while_next_update: Callable[[dict], None] | None = None
         self._stamps = itertools.count(1)
         self._lock = threading.Lock()
         server = self
@@ -101,6 +105,9 @@ class SlackServer:
         handler = getattr(self, "_" + method.replace(".", "_"), None)
         if handler is None:
             return {"ok": False, "error": "unknown_method"}
+        if method == "chat.update" and self.while_next_update:
+            meanwhile, self.while_next_update = self.while_next_update, None
+            meanwhile(args)
         with self._lock:
             self.calls.append(Call(method, args))
             return handler(args)
@@ -179,6 +186,7 @@ class SlackServer:
             self.messages.clear()
             self.people = dict(KNOWN_PEOPLE)
             self.rate_limited.clear()
+            self.while_next_update = None
 
     def close(self) -> None:
         self.server.shutdown()

@@ -17,7 +17,8 @@ from django.test import Client
 
 from approvals.models import Agent, Decision, Proposal
 from approvals.services.decisions import proposal_approve
-from notifications.models import Claim, ReachedBy
+from notifications.models import Claim, Notification, ReachedBy
+from notifications.services import notifications_deliver
 from policies.models import Policy
 from tests.conftest import bid_adjustment, free_port, reallocation, wait_until
 from tests.slack_fake import press, signed_headers
@@ -297,6 +298,40 @@ def test_an_approval_in_the_console_under_the_two_person_rule_shows_on_slack(
     [partial] = wait_until(lambda: updates_of(on_slack, where))
     assert "Approved by operator: 1 of 2 approvals" in context_texts(partial["blocks"])
     assert buttons(partial["blocks"]) == []  # the operator's own message: nothing to press
+
+
+def test_an_update_read_before_a_decision_that_lands_after_it_is_sent_again(
+    optimizer, on_slack, operators
+):
+    """Two senders update one message: the first reads "1 of 2 approvals" and, while its
+    update is on its way, the second approval is recorded and its own update lands first.
+    The message ends saying what happened (approved by both), not the older "1 of 2"."""
+    Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
+    first, second = operators
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+
+    def second_approval_lands_first(_args):
+        try:
+            proposal_approve(proposal_id=proposal["id"], reviewer=second)
+            update = Notification.objects.filter(proposal_id=proposal["id"], kind="update")
+            # Sent as another worker would, while the first sender's update is on its way.
+            notifications_deliver(notification_ids=[update.latest("pk").pk])
+        finally:
+            connection.close()  # this thread's own
+
+    on_slack.while_next_update = second_approval_lands_first
+    proposal_approve(proposal_id=proposal["id"], reviewer=first)
+
+    def now_says() -> str:
+        return context_texts(on_slack.messages[(where["channel"], where["ts"])]["blocks"])
+
+    # The first sender's "1 of 2" landed after the second's update...
+    wait_until(lambda: [u for u in updates_of(on_slack, where) if "1 of 2" in str(u["blocks"])])
+    # ... and the message ends saying what happened.
+    wait_until(lambda: "Approved by operator, second-operator at" in now_says())
+    assert "waits for" not in now_says()
+    assert buttons(on_slack.messages[(where["channel"], where["ts"])]["blocks"]) == []
+    assert Proposal.objects.get(pk=proposal["id"]).status in ("approved", "executing", "executed")
 
 
 def test_a_press_on_a_proposal_someone_decided_says_who_decided_first(
