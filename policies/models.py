@@ -171,7 +171,10 @@ class Policy(models.Model):
     review_window = models.DurationField(
         default=timedelta(hours=72),
         validators=_within(REVIEW_WINDOW_BOUNDS),
-        help_text="How long a proposal may wait before it expires: a minute to 365 days.",
+        help_text=(
+            "How long a proposal may wait before it expires: a minute to 365 days. A change "
+            "applies to proposals routed after it; those waiting keep the window they had."
+        ),
     )
     decide_within = models.DurationField(
         null=True,
@@ -180,7 +183,7 @@ class Policy(models.Model):
         help_text=(
             "How soon a decision is due, shorter than the review window: those told are "
             "reminded at half time, and at the deadline the routes' backup groups are told. "
-            "Empty: no deadline."
+            "Empty: no deadline. A change applies to proposals routed after it."
         ),
     )
     description = models.TextField(blank=True)
