@@ -355,9 +355,10 @@ def slack_messages_approval_counted(*, proposals: Sequence[Proposal], actor: Act
     )
 
 
-def slack_messages_refresh(*, proposal_id: int, about: str) -> None:
-    """Have the Slack messages of this review round of a proposal that still waits say what
-    changed (``about``, in words): an approval that waits for another reviewer, a claim."""
+def slack_messages_claimed(*, proposal_id: int, about: str) -> None:
+    """Have the Slack messages of this review round of a proposal that still waits say who
+    is on it (``about``: the claim, in words). Not a digest's: its lines do not say who is on
+    a proposal, and an edit that changes nothing still counts against Slack's limits."""
     with transaction.atomic():
         proposal = Proposal.objects.only("review_round").get(pk=proposal_id)
         _slack_messages_update(
@@ -365,6 +366,7 @@ def slack_messages_refresh(*, proposal_id: int, about: str) -> None:
             now=timezone.now(),
             about=about,
             review_round=proposal.review_round,
+            in_digest=False,
         )
 
 
@@ -1054,7 +1056,7 @@ def proposal_claim(*, proposal_id: int, user) -> Claim:
         claim.lapses_at = now + timedelta(minutes=settings.CLAIM_MINUTES)
         claim.save()
         # "On it", wherever it was told.
-        slack_messages_refresh(
+        slack_messages_claimed(
             proposal_id=proposal.pk, about=f"a claim: {user.get_username()} is on it"
         )
     return claim
@@ -1068,7 +1070,7 @@ def proposal_release(*, proposal_id: int, user) -> None:
             raise Conflict(f"You are not on proposal #{proposal_id}.")
         claim.lapses_at = timezone.now()
         claim.save(update_fields=["lapses_at"])
-        slack_messages_refresh(
+        slack_messages_claimed(
             proposal_id=proposal_id, about=f"a claim given back by {user.get_username()}"
         )
 

@@ -28,7 +28,7 @@ from notifications.models import (
     NotificationStatus,
     Route,
 )
-from notifications.services import reached_by_choose
+from notifications.services import proposal_claim, reached_by_choose
 from notifications.slack import SlackChannel
 from notifications.tasks import send_due_digests
 from tests.conftest import reallocation, wait_until
@@ -381,3 +381,25 @@ def test_a_slack_digest_two_of_whose_proposals_are_rejected_at_once_is_updated_o
     for line in (first_line, second_line):
         assert "_No longer waits:_ Rejected by operator (too aggressive) at " in line
     assert f"|#{waits['id']} " in waits_line and "_Why it waits:_ " in waits_line
+
+
+@pytest.mark.usefixtures("celery_worker")
+def test_taking_on_a_proposal_listed_in_a_slack_digest_leaves_the_digest_as_it_is(
+    optimizer, slack
+):
+    """A digest's lines do not say who is on a proposal: a claim is no reason to edit it (an
+    edit that changes nothing still counts against Slack's limits), and none is recorded."""
+    taken, _ = due_in_a_slack_digest(optimizer, ["150.00", "200.00"])
+    assert notifications_send_digests() == 1
+    where, _ = the_digest(slack)
+    operator = get_user_model().objects.get(username="operator")
+
+    proposal_claim(proposal_id=taken["id"], user=operator)
+    # Then an edit that says something (a rejection: nothing runs, nothing else changes).
+    proposal_reject(proposal_id=taken["id"], reviewer=operator, reason_code="wrong_signal")
+
+    wait_until(lambda: slack.sent("chat.update", channel=where[0], ts=where[1]), timeout=15)
+    [call] = slack.sent("chat.update", channel=where[0], ts=where[1])
+    assert call["text"] == "1 of 2 proposals still waits for a decision"
+    updates = Notification.objects.filter(kind=NotificationKind.UPDATE)
+    assert list(updates.values_list("about", flat=True)) == ["the decision: rejected"]
