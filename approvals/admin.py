@@ -53,6 +53,7 @@ from approvals.services.decisions import (
     Decided,
     approvals_needed_after_one_more,
     bulk_approval_plan,
+    payload_seen,
     proposal_approve,
     proposal_reject,
     proposal_retry,
@@ -284,6 +285,13 @@ def edits_shown(
         (edit.decision, [(label(field.path), field.runs) for field in edit.fields])
         for edit in proposal_edits(proposal=proposal)
     ]
+
+
+def _seen(request: HttpRequest) -> str | None:
+    """The action as the page the decision was made on showed it (``payload_seen``); a
+    decision from a page that has since gone stale (another reviewer edited the action) is
+    refused rather than taken for the edited action."""
+    return request.POST.get("seen") or None
 
 
 def _what_happened(proposal: Proposal) -> str:
@@ -801,6 +809,8 @@ class ProposalAdmin(ReadOnlyAdmin):
             "edit_form": edit_form,
             "edit_changes": edits_shown(proposal, edit_form),
             "reject_form": RejectForm(auto_id="id_reject-%s"),
+            # The action as this page shows it, sent with each decision (``_seen``).
+            "seen": payload_seen(proposal.payload),
             "follows_status": proposal.status in UNDER_WAY_STATUSES,
             **(extra_context or {}),  # a refused form, as the reviewer filled it in
         }
@@ -851,7 +861,9 @@ class ProposalAdmin(ReadOnlyAdmin):
             request,
             object_id,
             ApproveForm,
-            lambda note: proposal_approve(proposal_id=object_id, reviewer=request.user, note=note),
+            lambda note: proposal_approve(
+                proposal_id=object_id, reviewer=request.user, note=note, seen=_seen(request)
+            ),
             act=Act.APPROVE,
         )
 
@@ -884,6 +896,7 @@ class ProposalAdmin(ReadOnlyAdmin):
                 reviewer=request.user,
                 note=form.cleaned_data["note"],
                 edited_payload=form.edited_payload(),
+                seen=_seen(request),
             )
         except DomainError as error:
             form.add_refusal(error)
@@ -908,7 +921,11 @@ class ProposalAdmin(ReadOnlyAdmin):
             object_id,
             RejectForm,
             lambda reason_code, note: proposal_reject(
-                proposal_id=object_id, reviewer=request.user, reason_code=reason_code, note=note
+                proposal_id=object_id,
+                reviewer=request.user,
+                reason_code=reason_code,
+                note=note,
+                seen=_seen(request),
             ),
             act=Act.REJECT,
         )
@@ -966,6 +983,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             for account in {proposal.account for proposal in proposals}
         }
         for proposal in proposals:
+            proposal.seen = payload_seen(proposal.payload)
             proposal.findings = _guardrail_findings(
                 proposal, kill_switch_now=switched[proposal.account.pk]
             )
@@ -974,6 +992,12 @@ class ProposalAdmin(ReadOnlyAdmin):
             decided = decide(
                 proposal_ids=[proposal.pk for proposal in proposals],
                 reviewer=request.user,
+                # Each as the confirmation page showed it: one edited since is refused.
+                seen={
+                    proposal.pk: request.POST[f"seen-{proposal.pk}"]
+                    for proposal in proposals
+                    if f"seen-{proposal.pk}" in request.POST
+                },
                 **form.cleaned_data,
             )
             for level, message in _bulk_result(verb, decided):

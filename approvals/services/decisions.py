@@ -8,6 +8,8 @@ there and then. Retrying a failed execution is deciding again that it should run
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -54,6 +56,21 @@ from ledger.models import campaign_field_label
 from policies.services import CappedSpends, brand_guideline_findings
 
 DECIDE_PERMISSION = "approvals.decide_proposal"
+
+
+def payload_seen(payload: Any) -> str:
+    """A fingerprint of an action as a page shows it. A decision sent with the one its page
+    showed is refused if the action has been edited since (another reviewer's edit under the
+    two-person rule): a stale page never approves an action its reviewer did not see."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _edited_since_seen(proposal: Proposal) -> Conflict:
+    return Conflict(
+        f"Proposal #{proposal.pk} was edited since your page showed it: it now reads "
+        f"“{proposal.summary}”. Nothing was decided; read it again before you decide."
+    )
 
 
 def _edit(proposal: Proposal, edited_payload: Any) -> dict[str, Any] | None:
@@ -166,10 +183,13 @@ def _decisions_record(
     reason_code: str = "",
     note: str = "",
     edits: Mapping[int, Any] | None = None,
+    seen: Mapping[int, str] | None = None,
 ) -> Decided:
     """Check the reviewer may decide each proposal, record the decisions and their feedback,
     and move on the proposals that now have the approvals their policy asks for, rows
-    written together. ``edits`` holds reviewers' edited payloads by proposal id.
+    written together. ``edits`` holds reviewers' edited payloads by proposal id; ``seen``,
+    the ``payload_seen`` of each action as the reviewer's page showed it, where known (a
+    proposal edited since is refused).
 
     Runs inside the caller's transaction and locks the proposals until it ends, in id order
     (so two sets of decisions never deadlock). A proposal that may not be decided is refused
@@ -178,6 +198,7 @@ def _decisions_record(
     the expiries) before raising a refusal."""
     note_checked(note)
     edits = edits or {}
+    seen = seen or {}
     actor = Actor.for_user(reviewer)
     to_status = (
         ProposalStatus.APPROVED if outcome == DecisionOutcome.APPROVE else ProposalStatus.REJECTED
@@ -217,6 +238,12 @@ def _decisions_record(
             reviewers=[reviewer_id for reviewer_id, _ in earlier[proposal.pk]],
             now=now,
         )
+        if (
+            refusal is None
+            and proposal.pk in seen
+            and payload_seen(proposal.payload) != seen[proposal.pk]
+        ):
+            refusal = _edited_since_seen(proposal)
         if refusal is None and proposal.pk in edits:
             try:
                 edit = _edit(proposal, edits[proposal.pk])
@@ -383,9 +410,11 @@ def proposal_approve(
     reviewer: AbstractBaseUser,
     note: str = "",
     edited_payload: Any = None,
+    seen: str | None = None,
 ) -> Proposal:
     """Record an approval, of the action as proposed or as the reviewer edited it; the
-    proposal is approved once it has as many approvals as its policy asks."""
+    proposal is approved once it has as many approvals as its policy asks. ``seen``: the
+    ``payload_seen`` of the action as the reviewer's page showed it, if known."""
     with transaction.atomic():
         decided = _decisions_record(
             proposal_ids=[proposal_id],
@@ -393,12 +422,18 @@ def proposal_approve(
             outcome=DecisionOutcome.APPROVE,
             note=note,
             edits={} if edited_payload is None else {proposal_id: edited_payload},
+            seen=None if seen is None else {proposal_id: seen},
         )
     return decided.only()  # a refusal raised once its expiry, if any, is committed
 
 
 def proposal_reject(
-    *, proposal_id: int, reviewer: AbstractBaseUser, reason_code: str, note: str = ""
+    *,
+    proposal_id: int,
+    reviewer: AbstractBaseUser,
+    reason_code: str,
+    note: str = "",
+    seen: str | None = None,
 ) -> Proposal:
     _check_reason(reason_code)
     with transaction.atomic():
@@ -408,6 +443,7 @@ def proposal_reject(
             outcome=DecisionOutcome.REJECT,
             reason_code=reason_code,
             note=note,
+            seen=None if seen is None else {proposal_id: seen},
         )
     return decided.only()
 
@@ -596,7 +632,11 @@ def bulk_approval_plan(*, proposal_ids: Collection[int], reviewer: AbstractBaseU
 
 
 def proposals_approve(
-    *, proposal_ids: Collection[int], reviewer: AbstractBaseUser, note: str = ""
+    *,
+    proposal_ids: Collection[int],
+    reviewer: AbstractBaseUser,
+    note: str = "",
+    seen: Mapping[int, str] | None = None,
 ) -> Decided:
     """Approve many proposals, by the same rules as one at a time, in batches of
     ``BULK_BATCH`` to a transaction: a proposal that may not be approved (decided meanwhile,
@@ -607,7 +647,11 @@ def proposals_approve(
     decided = _in_batches(
         set(proposal_ids) - held.keys(),
         lambda batch: _decisions_record(
-            proposal_ids=batch, reviewer=reviewer, outcome=DecisionOutcome.APPROVE, note=note
+            proposal_ids=batch,
+            reviewer=reviewer,
+            outcome=DecisionOutcome.APPROVE,
+            note=note,
+            seen=seen,
         ),
     )
     decided.held = held
@@ -615,7 +659,12 @@ def proposals_approve(
 
 
 def proposals_reject(
-    *, proposal_ids: Collection[int], reviewer: AbstractBaseUser, reason_code: str, note: str = ""
+    *,
+    proposal_ids: Collection[int],
+    reviewer: AbstractBaseUser,
+    reason_code: str,
+    note: str = "",
+    seen: Mapping[int, str] | None = None,
 ) -> Decided:
     """Reject many proposals, as ``proposals_approve`` approves them."""
     _check_reason(reason_code)
@@ -627,5 +676,6 @@ def proposals_reject(
             outcome=DecisionOutcome.REJECT,
             reason_code=reason_code,
             note=note,
+            seen=seen,
         ),
     )
