@@ -47,6 +47,9 @@ ALLOWED_HOSTS = [
 ]
 CSRF_TRUSTED_ORIGINS = [o for o in env("DJANGO_CSRF_TRUSTED_ORIGINS").split(",") if o]
 CSRF_FAILURE_VIEW = "hitlproject.error_pages.csrf_failure"
+# Where a login goes when its next leads nowhere or off the site: the console, not Django's
+# /accounts/profile/, which this site does not have.
+LOGIN_REDIRECT_URL = "admin:index"
 # Where the Procfile's web process listens (bin/start: 127.0.0.1, port 8000, unless set): the
 # address seed_demo prints the console at.
 WEB_BIND = env("HITL_BIND", "0.0.0.0")

@@ -156,6 +156,17 @@ def test_behind_a_trusted_proxy_the_address_it_saw_is_the_one_locked(settings, o
 # --- Second factor ----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("elsewhere", ["https://evil.example/", "//evil.example/", ""])
+def test_a_login_sent_elsewhere_opens_the_console(demo_world, elsewhere):
+    # A login link whose next leads off the site (or nowhere) lands on the console's index,
+    # not on /accounts/profile/, a page this site does not have (a 404 after logging in).
+    auditor = demo_world["users"]["auditor"]
+    client = Client()
+    response = client.post(LOGIN, {**auditor, "next": elsewhere}, follow=True)
+    assert response.redirect_chain[-1] == ("/admin/", 302)
+    assert response.status_code == 200
+
+
 def test_an_operator_outside_such_groups_logs_in_with_a_password_alone(operator):
     require_second_factor(POLICY_OWNERS)
     client = Client()
