@@ -30,6 +30,7 @@ from notifications.slack import slack_user_email
 SEEN_FOR = timedelta(minutes=10)
 ACTIONS = ("approve", "reject", "claim")
 _PROPOSAL_ID = re.compile(r"[0-9]{1,18}")
+_SEEN = re.compile(r"[0-9a-f]{32}")  # payload_seen's
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class Press:
     action: str
     proposal_id: int
     reason_code: str = ""
+    # The action as the pressed message showed it (``payload_seen``); "" on a message sent
+    # before buttons carried it.
+    seen: str = ""
 
 
 def slack_request_first_seen(*, signature: str) -> bool:
@@ -74,17 +78,20 @@ def press_parse(payload: str | None) -> Press:
     action_id = action.get("action_id")
     if action_id not in ACTIONS:
         raise InvalidInput(f"Unknown action {action_id!r}: expected one of {', '.join(ACTIONS)}.")
+    # Values: "<id>" to claim; "<id>:<seen>" to approve; "<id>:<reason>:<seen>" to reject
+    # (without ":<seen>" on a message sent before buttons carried it).
     if action_id == "reject":
         option = action.get("selected_option")
         value = option.get("value") if isinstance(option, dict) else None
-        proposal_id, _, reason_code = (
-            value.partition(":") if isinstance(value, str) else ("", "", "")
-        )
     else:
         value = action.get("value")
-        proposal_id, reason_code = (value if isinstance(value, str) else ""), ""
+    proposal_id, *rest = value.split(":") if isinstance(value, str) else [""]
+    reason_code = rest.pop(0) if action_id == "reject" and rest else ""
+    seen = rest.pop(0) if action_id != "claim" and rest else ""
     if not _PROPOSAL_ID.fullmatch(proposal_id):
         raise InvalidInput(f"The action's value {value!r} names no proposal.")
+    if rest or (seen and not _SEEN.fullmatch(seen)):
+        raise InvalidInput(f"The action's value {value!r} is not one of this platform's.")
     channel = data.get("channel") if isinstance(data.get("channel"), dict) else {}
     container = data.get("container") if isinstance(data.get("container"), dict) else {}
     channel_id = channel.get("id") or container.get("channel_id") or ""
@@ -94,6 +101,7 @@ def press_parse(payload: str | None) -> Press:
         action=action_id,
         proposal_id=int(proposal_id),
         reason_code=reason_code,
+        seen=seen,
     )
 
 
@@ -111,13 +119,14 @@ def slack_press_handle(*, press: Press) -> str:
     user = users[0]
     try:
         if press.action == "approve":
-            proposal_approve(proposal_id=press.proposal_id, reviewer=user)
+            proposal_approve(proposal_id=press.proposal_id, reviewer=user, seen=press.seen or None)
         elif press.action == "reject":
             proposal_reject(
                 proposal_id=press.proposal_id,
                 reviewer=user,
                 reason_code=press.reason_code,
                 note="Rejected on Slack.",
+                seen=press.seen or None,
             )
         else:
             proposal_claim(proposal_id=press.proposal_id, user=user)  # its messages say so

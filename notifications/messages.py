@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from approvals import action_types
 from approvals.models import Proposal
+from approvals.services.decisions import payload_seen
 from hitlproject.addresses import served_at
 from notifications.models import Claim, DecisionDeadline, NotificationKind
 
@@ -46,6 +47,9 @@ class ProposalMessage:
     # The deadline had passed when the message was made (an escalation's always has): it
     # says the decision was due, not that it is.
     overdue: bool = False
+    # The action as the message shows it (``payload_seen``), carried by its buttons: a press
+    # on a message shown before a colleague's edit decides nothing.
+    seen: str = ""
 
     @property
     def due_label(self) -> str:
@@ -152,6 +156,7 @@ def proposal_messages(
                 and (kind == NotificationKind.ESCALATION or due_at <= now),
                 claimed_by=claim.user.get_username() if claim and claim.is_live(now) else None,
                 url=proposal_url(proposal.pk),
+                seen=payload_seen(proposal.payload),
             )
         )
     return messages

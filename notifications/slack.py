@@ -243,6 +243,8 @@ def message_blocks(
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
     if may_decide and not outcome:
         value = str(message.proposal_id)
+        # A decision carries the action as this message shows it (``press_parse``).
+        seen = f":{message.seen}" if message.seen else ""
         blocks.append(
             {
                 "type": "actions",
@@ -253,7 +255,7 @@ def message_blocks(
                         "action_id": "approve",
                         "style": "primary",
                         "text": {"type": "plain_text", "text": "Approve"},
-                        "value": value,
+                        "value": f"{value}{seen}",
                     },
                     {
                         "type": "static_select",
@@ -262,7 +264,7 @@ def message_blocks(
                         "options": [
                             {
                                 "text": {"type": "plain_text", "text": label},
-                                "value": f"{value}:{code}",
+                                "value": f"{value}:{code}{seen}",
                             }
                             for code, label in RejectionReason.choices
                         ],

@@ -980,7 +980,6 @@ def test_the_proposals_approving_one_would_end_are_counted_past_ten_and_a_gone_c
     assert client.post(CHANGELIST, selected).status_code == 200
 
 
-
 def test_a_routing_by_a_later_version_of_the_same_policy_reads_as_its_versions(login):
     """Re-routed before executing under the same policy, which its owner changed since, a
     proposal's history names the policy's two versions, as a change of policy reads; not
@@ -1000,4 +999,4 @@ def test_a_routing_by_a_later_version_of_the_same_policy_reads_as_its_versions(l
     assert (
         f"Verdict policy version: “Budget reallocations” (policy #{policy.pk}, version 1) → "
         f"“Reallocations (tightened)” (policy #{policy.pk}, version 2)"
-    ) in text, text[text.find("Verdict policy version"):][:300]
+    ) in text, text[text.find("Verdict policy version") :][:300]

@@ -384,9 +384,7 @@ def test_a_slack_digest_two_of_whose_proposals_are_rejected_at_once_is_updated_o
 
 
 @pytest.mark.usefixtures("celery_worker")
-def test_taking_on_a_proposal_listed_in_a_slack_digest_leaves_the_digest_as_it_is(
-    optimizer, slack
-):
+def test_taking_on_a_proposal_listed_in_a_slack_digest_leaves_the_digest_as_it_is(optimizer, slack):
     """A digest's lines do not say who is on a proposal: a claim is no reason to edit it (an
     edit that changes nothing still counts against Slack's limits), and none is recorded."""
     taken, _ = due_in_a_slack_digest(optimizer, ["150.00", "200.00"])

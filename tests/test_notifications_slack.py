@@ -16,7 +16,7 @@ from django.db import connection
 from django.test import Client
 
 from approvals.models import Agent, Decision, Proposal
-from approvals.services.decisions import proposal_approve
+from approvals.services.decisions import payload_seen, proposal_approve
 from notifications.models import Claim, Notification, ReachedBy
 from notifications.services import notifications_deliver
 from policies.models import Policy
@@ -98,8 +98,11 @@ def test_the_reference_reallocation_reaches_the_operator_on_slack_with_buttons(o
     assert buttons(message["blocks"]) == ["approve", "reject", "claim"]
     [actions] = [b for b in message["blocks"] if b["type"] == "actions"]
     approve, reject, claim = actions["elements"]
-    assert approve["value"] == claim["value"] == str(proposal["id"])
-    assert f"{proposal['id']}:too_aggressive" in [o["value"] for o in reject["options"]]
+    # A decision carries the action as the message shows it; a claim, the proposal alone.
+    seen = payload_seen(Proposal.objects.get(pk=proposal["id"]).payload)
+    assert approve["value"] == f"{proposal['id']}:{seen}"
+    assert claim["value"] == str(proposal["id"])
+    assert f"{proposal['id']}:too_aggressive:{seen}" in [o["value"] for o in reject["options"]]
     # Only the operators are on the demo's route: nobody else hears of it.
     assert len(on_slack.sent("chat.postMessage")) == 1
 
@@ -334,6 +337,41 @@ def test_an_update_read_before_a_decision_that_lands_after_it_is_sent_again(
     assert Proposal.objects.get(pk=proposal["id"]).status in ("approved", "executing", "executed")
 
 
+def approve_value(blocks: list) -> str:
+    """What the message's Approve button sends."""
+    (actions,) = [b for b in blocks if b["type"] == "actions"]
+    return next(e["value"] for e in actions["elements"] if e["action_id"] == "approve")
+
+
+def test_a_press_on_a_message_shown_before_a_colleagues_edit_decides_nothing(
+    optimizer, on_slack, operators
+):
+    """Under the two-person rule a colleague edits the proposal (280.00 a day → 900.00) and
+    approves it; the operator's message still shows 280.00 until its update lands. A press
+    on it is not an approval of the 900.00 nobody showed them: it decides nothing, says so,
+    and the message updated since approves what it shows."""
+    Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
+    first, second = operators
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+    shown = approve_value(where["call"]["blocks"])
+    assert shown.startswith(f"{proposal['id']}:")
+
+    edited = {**proposal["payload"], "amount": "900.00"}
+    proposal_approve(proposal_id=proposal["id"], reviewer=second, edited_payload=edited)
+    post(*pressing(OPERATOR, "approve", shown, where))
+
+    assert "was edited since it was shown to you" in told(on_slack, OPERATOR)
+    assert "900.00" in told(on_slack, OPERATOR)
+    assert Proposal.objects.get(pk=proposal["id"]).status == "pending_review"
+    assert not Decision.objects.filter(proposal_id=proposal["id"], reviewer=first).exists()
+    # The message, updated, shows the edit; its button approves what it shows.
+    updated = wait_until(
+        lambda: [u for u in updates_of(on_slack, where) if "900.00" in str(u["blocks"])]
+    )
+    post(*pressing(OPERATOR, "approve", approve_value(updated[-1]["blocks"]), where))
+    wait_until(lambda: Proposal.objects.get(pk=proposal["id"]).status == "executed")
+
+
 def test_a_press_on_a_proposal_someone_decided_says_who_decided_first(
     optimizer, on_slack, operators
 ):
@@ -436,6 +474,9 @@ def test_bad_payloads_are_refused_with_400(on_slack):
     assert post(body, headers).status_code == 400
     body, headers = press(user_id=OPERATOR, action_id="delete", value="1")
     assert post(body, headers).status_code == 400
+    for value in ("1:not-a-fingerprint", f"1:{'0' * 32}:more"):  # none of this platform's
+        body, headers = press(user_id=OPERATOR, action_id="approve", value=value)
+        assert post(body, headers).status_code == 400, value
     assert not Decision.objects.exists()
 
 

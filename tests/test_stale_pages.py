@@ -70,7 +70,7 @@ def test_a_decision_from_a_page_loaded_before_a_colleagues_edit_decides_nothing(
     assert Decision.objects.filter(proposal=proposal, reviewer=operator).count() == 0
     assert Campaign.objects.get(external_id="brand-search").daily_budget == 1000
     assert messages_of(done) == [
-        f"Proposal #{proposal.pk} was edited since your page showed it: it now reads "
+        f"Proposal #{proposal.pk} was edited since it was shown to you: it now reads "
         f"“{proposal.summary}”. Nothing was decided; read it again before you decide."
     ]
     # Read again, the page decides the action it now shows.
@@ -120,6 +120,6 @@ def test_a_bulk_approval_confirmed_after_a_colleagues_edit_leaves_that_one_waiti
     assert untouched.status in (ProposalStatus.APPROVED, ProposalStatus.EXECUTED)
     assert set(seen) == {str(edited.pk), str(untouched.pk)}
     assert any(
-        f"Proposal #{edited.pk} was edited since your page showed it" in message
+        f"Proposal #{edited.pk} was edited since it was shown to you" in message
         for message in messages_of(done)
     )

@@ -68,7 +68,7 @@ def payload_seen(payload: Any) -> str:
 
 def _edited_since_seen(proposal: Proposal) -> Conflict:
     return Conflict(
-        f"Proposal #{proposal.pk} was edited since your page showed it: it now reads "
+        f"Proposal #{proposal.pk} was edited since it was shown to you: it now reads "
         f"“{proposal.summary}”. Nothing was decided; read it again before you decide."
     )
 
