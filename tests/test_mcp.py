@@ -174,6 +174,46 @@ def test_mcp_reallocation_of_28_percent_waits_for_an_operator_then_executes(
     assert Decimal(after["generic-search"]["daily_budget"]) == Decimal("780.00")
 
 
+def test_mcp_an_edited_reallocation_tells_the_agent_what_the_reviewer_changed(
+    web_server, demo_world, as_operator
+):
+    """Once a reviewer edits a proposal, the API answers the edited payload only: the server
+    tells the edit against the payload the agent proposed, field by field, as the framework
+    adapters do, not as the whole payload that executed."""
+    payload = {"from_campaign": "brand-search", "to_campaign": "generic-search",
+               "amount": "280.00"}  # fmt: skip
+
+    async def agent(session):
+        proposed = await call(
+            session,
+            "propose_action",
+            action_type="budget_reallocation",
+            account="demo",
+            payload=payload,
+            rationale="generic-search converts at 2.3x brand-search's rate this week.",
+            confidence=0.82,
+        )
+        await as_operator(
+            proposal_approve,
+            proposal_id=proposed["id"],
+            edited_payload={**payload, "amount": "200.00"},
+            note="Keep a reserve on brand-search.",
+        )
+        return await call(session, "wait_for_decision", proposal_id=proposed["id"])
+
+    final = run_agent(web_server, demo_world["agents"]["optimizer"], agent)
+    assert final["status"] == "executed"
+    assert final["payload"]["amount"] == "200.00"
+    assert final["message"] == (
+        "A reviewer edited it (amount: 280.00 → 200.00), then approved it: Keep a reserve on "
+        "brand-search. The edited version executed. Before: "
+        '{"brand-search": {"daily_budget": "1000.00"}, '
+        '"generic-search": {"daily_budget": "500.00"}}; after: '
+        '{"brand-search": {"daily_budget": "800.00"}, '
+        '"generic-search": {"daily_budget": "700.00"}}.'
+    )
+
+
 def test_mcp_creative_with_a_banned_term_is_held_then_rejected_with_the_reason(
     web_server, demo_world, as_operator
 ):

@@ -66,6 +66,9 @@ A field the action type does not know is refused."""
 
 ClientFactory = Callable[[], AsyncClient]
 
+#: How many proposals' payloads a session keeps, to tell a reviewer's edit against.
+REMEMBERED_PAYLOADS = 1000
+
 
 def _tool_error(error: HitlError) -> ToolError:
     """The API's refusal, worded for the model: its message, and each field's."""
@@ -87,9 +90,12 @@ NEXT_STEP = {
 }
 
 
-def proposal_view(proposal: Proposal) -> dict[str, Any]:
+def proposal_view(proposal: Proposal, *, proposed: dict[str, Any] | None = None) -> dict[str, Any]:
     """What a model needs of a proposal, as JSON: once it is final, what became of it in a
-    sentence (``message``, as the framework adapters tell it); before, what to do next."""
+    sentence (``message``, as the framework adapters tell it); before, what to do next.
+    ``proposed``: the payload as the agent proposed it, if known, so that a reviewer's edit
+    is told field by field ("amount: 280.00 → 200.00"): once edited, the API answers the
+    edited payload only."""
     raw = proposal.raw
     view: dict[str, Any] = {
         "id": proposal.id,
@@ -105,7 +111,7 @@ def proposal_view(proposal: Proposal) -> dict[str, Any]:
         "execution": raw.get("execution"),
     }
     if proposal.is_final:
-        view["message"] = outcome_report(proposal)["message"]
+        view["message"] = outcome_report(proposal, proposed=proposed)["message"]
     else:
         view["next_step"] = NEXT_STEP.get(proposal.status, "Call wait_for_decision.")
     return view
@@ -131,6 +137,20 @@ def build_server(client_factory: ClientFactory = AsyncClient) -> MCPServer:
 
     def hitl() -> AsyncClient:
         return clients[-1]
+
+    # The payloads proposed in this session, by proposal id (the latest ones): what a
+    # reviewer's edit is told against. A proposal made before the server (re)started is
+    # told its edit as the payload that executed.
+    proposed: dict[int, dict[str, Any]] = {}
+
+    def remember(proposal: Proposal, payload: dict[str, Any]) -> None:
+        proposed.pop(proposal.id, None)
+        proposed[proposal.id] = payload
+        while len(proposed) > REMEMBERED_PAYLOADS:
+            del proposed[next(iter(proposed))]
+
+    def view_of(proposal: Proposal) -> dict[str, Any]:
+        return proposal_view(proposal, proposed=proposed.get(proposal.id))
 
     @server.tool(
         description=(
@@ -179,7 +199,8 @@ def build_server(client_factory: ClientFactory = AsyncClient) -> MCPServer:
                 proposal = await hitl().get(proposal.id)
         except HitlError as error:
             raise _tool_error(error) from error
-        view = proposal_view(proposal)
+        remember(proposal, payload)
+        view = view_of(proposal)
         if replayed:
             view["replayed"] = (
                 "Already proposed with this idempotency_key: this is that proposal as it is "
@@ -226,14 +247,14 @@ def build_server(client_factory: ClientFactory = AsyncClient) -> MCPServer:
             proposal = timed_out.proposal
         except HitlError as error:
             raise _tool_error(error) from error
-        return proposal_view(proposal)
+        return view_of(proposal)
 
     @server.tool(description="A proposal as it is now (status, verdict, decisions, execution).")
     async def get_proposal(
         proposal_id: Annotated[int, Field(description="The proposal's id")],
     ) -> dict[str, Any]:
         try:
-            return proposal_view(await hitl().get(proposal_id))
+            return view_of(await hitl().get(proposal_id))
         except HitlError as error:
             raise _tool_error(error) from error
 
@@ -244,7 +265,7 @@ def build_server(client_factory: ClientFactory = AsyncClient) -> MCPServer:
         proposal_id: Annotated[int, Field(description="The proposal's id")],
     ) -> dict[str, Any]:
         try:
-            return proposal_view(await hitl().withdraw(proposal_id))
+            return view_of(await hitl().withdraw(proposal_id))
         except HitlError as error:
             raise _tool_error(error) from error
 
