@@ -353,7 +353,11 @@ def test_a_call_the_platform_refuses_comes_back_to_the_model_with_the_reason(pla
     refused, unusable = (json.loads(message.content) for message in model.shown)
     assert refused["status"] == "refused" and refused["executed"] is False
     assert "no-such-campaign" in refused["message"]
-    assert unusable["status"] == "refused" and "to_campaign" in unusable["message"]
+    assert unusable["status"] == "refused"
+    assert unusable["message"] == (  # what to do, in words, not KeyError('to_campaign')
+        "The tool call's arguments lack “to_campaign”, which the proposal needs; call the "
+        "tool again with it. Nothing was executed."
+    )
     assert not Proposal.objects.exists()
 
 

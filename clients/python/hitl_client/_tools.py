@@ -103,8 +103,14 @@ def refusal_report(error: HitlError | Exception) -> dict[str, Any]:
         report["errors"] = error.errors
     elif isinstance(error, HitlError):
         report["message"] = f"The platform refused the proposal: {error.message}"
+    elif isinstance(error, KeyError) and error.args:
+        report["message"] = (
+            f"The tool call's arguments lack “{error.args[0]}”, which the proposal needs; "
+            "call the tool again with it."
+        )
     else:
-        report["message"] = f"The tool call's arguments could not make a proposal: {error!r}"
+        reason = _sentence(str(error)) or f"{type(error).__name__}."
+        report["message"] = f"The tool call's arguments could not make a proposal: {reason}"
     report["message"] += " Nothing was executed."
     return report
 
