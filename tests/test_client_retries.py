@@ -509,8 +509,8 @@ def test_a_base_url_without_http_or_https_is_refused_when_the_client_is_made(mak
 
 
 def test_a_feed_resume_covers_exactly_the_records_handed_out(api, pauses):
-    """A reader that stops mid-page keeps the link it started from (it reads the rest of that
-    page again, never loses a record); one that stops after a page's last record keeps the
+    """A reader that stops mid-page keeps the link it started from (it reads that page again
+    from its first record, never loses one); one that stops after a page's last record keeps the
     link past it (reads nothing twice)."""
 
     def record(number: int) -> dict:

@@ -306,8 +306,8 @@ class FeedbackPages:
     """The rounds of a feedback feed, from a kept ``resume`` link: page by page to the end of
     what there is, then (when following) long polls on ``resume`` until records arrive.
     ``resume`` moves on only once a page has been handed out whole, so a reader that stops
-    mid-page and keeps ``resume`` reads the rest of that page again (at least once, never
-    lost)."""
+    mid-page and keeps ``resume`` reads that whole page again, the records it had handled
+    included (at least once, never lost)."""
 
     def __init__(
         self,

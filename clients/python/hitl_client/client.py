@@ -288,7 +288,8 @@ class Client(_Base):
         from an earlier feed's ``.resume``) or from the beginning. Without ``follow`` it
         stops at the end of what there is now; with it, it long-polls for more (for
         ``timeout`` seconds, or until the loop stops). Keep ``feed.resume`` to carry on
-        later without reading a record twice."""
+        later: it moves on a page at a time, so a loop stopped mid-page reads that page
+        again from its first record (skip by ``record.id``, or ``page_size=1``)."""
         return FeedbackFeed(
             self,
             _calls.FeedbackPages(
