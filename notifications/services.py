@@ -355,6 +355,45 @@ def slack_messages_approval_counted(*, proposals: Sequence[Proposal], actor: Act
     )
 
 
+def reviews_restarted_tell(*, proposals: Sequence[Proposal], actor: Actor) -> None:
+    """In the transaction in which a reviewer's edit started waiting proposals' review again
+    (the approvals given were of the action before it): the earlier round's Slack messages
+    say it was edited and its review started again (their buttons gone); the people the
+    routes name, but the editor, are told of the action as it now reads, in messages of the
+    new round; and the decision stays due by the deadline it had, now the new round's (so
+    reminders and escalation go on)."""
+    now = timezone.now()
+    by_round = defaultdict(list)
+    for proposal in proposals:
+        by_round[proposal.review_round - 1].append(proposal.pk)
+    for earlier, proposal_ids in by_round.items():
+        update_with_history_where(
+            DecisionDeadline.objects.filter(
+                proposal_id__in=proposal_ids, review_round=earlier, ended_at__isnull=True
+            ),
+            {"review_round": earlier + 1},
+            actor=actor,
+            reason=f"Review round began again, edited by {actor.name}: the decision is due "
+            "by the same deadline.",
+        )
+        _slack_messages_update(
+            proposal_ids=proposal_ids,
+            now=now,
+            about=f"an edit by {actor.name}: its review started again",
+            review_round=earlier,
+        )
+    recipients_of = routing().recipients_of
+    _tell(
+        proposals,
+        kind=NotificationKind.WAITING,
+        now=now,
+        recipients_of=lambda proposal: [
+            (route, [user for user in users if user != actor.user])
+            for route, users in recipients_of(proposal)
+        ],
+    )
+
+
 def slack_messages_claimed(*, proposal_id: int, about: str) -> None:
     """Have the Slack messages of this review round of a proposal that still waits say who
     is on it (``about``: the claim, in words). Not a digest's: its lines do not say who is on
@@ -389,6 +428,13 @@ def outcome_text(proposal: Proposal) -> str:
         return f"Rejected by {last.reviewer.get_username()} ({reason}) at {when}."
     if proposal.status in APPROVED_TO_RUN_STATUSES and approvers:
         return f"Approved by {', '.join(approvers)} at {when}."
+    if proposal.status == S.PENDING_REVIEW:  # waits still, in a later round than the message's
+        edits = [d.reviewer.get_username() for d in decisions if d.edited_payload is not None]
+        why = f"Edited by {edits[0]}" if edits else "Sent back to a person"
+        return (
+            f"{why} since this message: its review started again, in a new message showing "
+            "it as it now is."
+        )
     labels = {
         S.EXPIRED: "Expired: nobody decided within its review window.",
         S.WITHDRAWN: "Withdrawn by its agent.",

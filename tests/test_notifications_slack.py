@@ -9,6 +9,7 @@ import threading
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -17,7 +18,7 @@ from django.test import Client
 
 from approvals.models import Agent, Decision, Proposal
 from approvals.services.decisions import payload_seen, proposal_approve
-from notifications.models import Claim, Notification, ReachedBy
+from notifications.models import Claim, DecisionDeadline, Notification, ReachedBy
 from notifications.services import notifications_deliver
 from policies.models import Policy
 from tests.conftest import bid_adjustment, free_port, reallocation, wait_until
@@ -369,6 +370,49 @@ def test_a_press_on_a_message_shown_before_a_colleagues_edit_decides_nothing(
         lambda: [u for u in updates_of(on_slack, where) if "900.00" in str(u["blocks"])]
     )
     post(*pressing(OPERATOR, "approve", approve_value(updated[-1]["blocks"]), where))
+    wait_until(lambda: Proposal.objects.get(pk=proposal["id"]).status == "executed")
+
+
+def test_an_edit_that_starts_the_review_again_tells_it_afresh_and_ends_the_earlier_message(
+    optimizer, on_slack, operators
+):
+    """Under the two-person rule the operator approved (1 of 2); a colleague then edits the
+    action (280.00 a day → 200.00) and approves it: the operator's approval was of the action
+    before, so its review starts again. The operator's message no longer offers to decide
+    what it shows; a new one shows the action as it now reads, with its buttons; and the
+    decision stays due by the deadline it had (reminders and escalation go on)."""
+    Policy.objects.filter(action_type="budget_reallocation").update(
+        required_approvals=2, decide_within=timedelta(hours=4)
+    )
+    first, second = operators
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+    due = DecisionDeadline.objects.get(proposal_id=proposal["id"]).due_at
+    proposal_approve(proposal_id=proposal["id"], reviewer=first)
+    edited = {**proposal["payload"], "amount": "200.00"}
+    proposal_approve(proposal_id=proposal["id"], reviewer=second, edited_payload=edited)
+
+    ended = wait_until(
+        lambda: [u for u in updates_of(on_slack, where) if "started again" in str(u["blocks"])]
+    )
+    said = context_texts(ended[-1]["blocks"])
+    assert said.startswith("Edited by second-operator since this message: its review started")
+    assert buttons(ended[-1]["blocks"]) == []
+    _, again = wait_until(
+        lambda: (
+            on_slack.sent("chat.postMessage", channel=OPERATOR)[1:]
+            and (on_slack.sent("chat.postMessage", channel=OPERATOR))
+        )
+    )
+    assert "move 200.00 USD/day" in again["text"]
+    assert buttons(again["blocks"]) == ["approve", "reject", "claim"]
+    [deadline] = DecisionDeadline.objects.filter(proposal_id=proposal["id"])
+    assert (deadline.review_round, deadline.due_at) == (2, due)
+    assert Notification.objects.filter(proposal_id=proposal["id"], recipient=second).count() == 0
+
+    # The operator approves what the new message shows: two approvals of one action.
+    (new_where,) = [key for key in on_slack.messages if key != (where["channel"], where["ts"])]
+    at = {"channel": new_where[0], "ts": new_where[1]}
+    post(*pressing(OPERATOR, "approve", approve_value(again["blocks"]), at))
     wait_until(lambda: Proposal.objects.get(pk=proposal["id"]).status == "executed")
 
 

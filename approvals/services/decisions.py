@@ -30,7 +30,7 @@ from approvals.models import (
 )
 from approvals.services.acts import Act, ReviewWindowClosed, act_refusal, check_may_act
 from approvals.services.expiry import proposals_expire_locked
-from approvals.services.hooks import approvals_counted, decisions_settled
+from approvals.services.hooks import approvals_counted, decisions_settled, reviews_restarted
 from approvals.services.lifecycle import proposal_lock, proposal_transition, proposals_transition
 from approvals.services.proposals import (
     action_assess,
@@ -295,6 +295,7 @@ def _decisions_record(
         deciding = [proposal for proposal in deciding if proposal.pk not in ahead]
 
     before_decision = {proposal.pk: proposal.payload for proposal in deciding}
+    restarted = set()
     with acting_as(actor):
         for proposal in deciding:
             if proposal.pk in changes:
@@ -302,6 +303,7 @@ def _decisions_record(
                 if earlier.pop(proposal.pk, None):
                     proposal.review_round += 1
                     proposal.approvals_this_round = 0
+                    restarted.add(proposal.pk)
                 for field_name, value in changes[proposal.pk].items():
                     setattr(proposal, field_name, value)
                 proposal._change_reason = f"edited by {reviewer.get_username()} before approval"
@@ -367,6 +369,10 @@ def _decisions_record(
     # Last, as writing feedback makes other feedback writers wait until this transaction ends.
     supersessions_tell_agents(supersessions=overtaken, actor=actor)
     settled = {proposal.pk for proposal in complete}
+    if restarted - settled:
+        reviews_restarted(
+            proposals=[p for p in deciding if p.pk in restarted - settled], actor=actor
+        )
     if outcome == DecisionOutcome.APPROVE and len(settled) < len(deciding):
         approvals_counted(
             proposals=[proposal for proposal in deciding if proposal.pk not in settled],

@@ -48,3 +48,7 @@ proposals_reassessed = Hook("waiting proposals re-assessed")
 # proposals=, actor=: waiting proposals approved by a reviewer, their approvals counted, still
 # waiting for more (their policy asks for two or more).
 approvals_counted = Hook("approvals counted on proposals that still wait")
+# proposals=, actor=: waiting proposals a reviewer's edit started a new review round of (the
+# approvals given were of the action before it), still waiting; called before
+# ``approvals_counted`` counts the editor's approval in the new round.
+reviews_restarted = Hook("an edit started waiting proposals' review again")
