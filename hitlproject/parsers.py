@@ -20,7 +20,12 @@ class SafeJSONParser(JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
         decoded = codecs.getreader(get_encoding(parser_context or {}))(stream)
         try:
-            data = json.load(decoded, parse_constant=strict_constant, object_pairs_hook=_object)
+            data = json.load(
+                decoded,
+                parse_constant=strict_constant,
+                object_pairs_hook=_object,
+                parse_float=NumberAsWritten.read,
+            )
         except RecursionError as error:
             raise exceptions.ParseError("JSON parse error - nested too deeply.") from error
         except ValueError as error:  # UnicodeDecodeError among them
@@ -35,6 +40,20 @@ class SafeJSONParser(JSONParser):
                 "JSON parse error - contains an unpaired surrogate (\\ud800-\\udfff)."
             ) from error
         return data
+
+
+class NumberAsWritten(float):
+    """A JSON number with a fraction or an exponent: a float as ever, which also keeps how it
+    was written, for a field that takes exact figures (money): 2.100000000000000000001 is not
+    the float 2.1 to it, nor 1e1 a plain 10."""
+
+    __slots__ = ("written",)
+
+    @classmethod
+    def read(cls, text: str) -> "NumberAsWritten":
+        number = cls(text)
+        number.written = text
+        return number
 
 
 def _object(pairs: list[tuple[str, object]]) -> dict:

@@ -527,3 +527,26 @@ def test_a_creatives_body_is_taken_with_its_line_breaks_as_line_feeds(optimizer)
             "\nNo fees.\nEver.\nReally."
         )
     ]
+
+
+@pytest.mark.parametrize(
+    ("number", "said"),
+    [
+        ("2.100000000000000000001", "Ensure that there are no more than 14 digits in total."),
+        ("1e1", "Write the amount in digits with a decimal point, such as 12.50."),
+        ("2.5E0", "Write the amount in digits with a decimal point, such as 12.50."),
+    ],
+)
+def test_money_as_a_json_number_is_read_as_written_not_as_the_nearest_float(
+    optimizer, number, said
+):
+    """As a JSON number, 2.100000000000000000001 was taken as 2.10 and 1e1 as 10.00: the
+    float nearest what was written, where the same digits as a string are refused."""
+    body = json.dumps(bid_adjustment("0")).replace('"new_bid": "0"', f'"new_bid": {number}')
+    response = optimizer.post(URL, data=body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert response.json()["payload"] == {"new_bid": [said]}
+    assert Proposal.objects.count() == 0
+    body = body.replace(number, "2.25")
+    assert optimizer.post(URL, data=body, content_type="application/json").status_code == 201
+    assert Proposal.objects.get().payload["new_bid"] == "2.25"

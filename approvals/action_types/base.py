@@ -57,6 +57,8 @@ class PlainDecimal(serializers.DecimalField):
         super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> Decimal:
+        # A JSON number, as written: not the float nearest it (``NumberAsWritten``).
+        data = getattr(data, "written", data)
         if isinstance(data, str) and not PLAIN_DECIMAL.fullmatch(data):
             self.fail("plain")
         return super().to_internal_value(data)
