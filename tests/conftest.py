@@ -447,10 +447,18 @@ class Receiver:
         ``Retry-After`` every answer other than a 2xx carries."""
         self.statuses = list(statuses) or [200]
         self.received: list[dict] = []
+        # Done once, in the endpoint's thread, while its first request is under way (a
+        # policy owner engaging a kill switch, say), before it answers.
+        self.while_first_request: Callable[[], None] | None = None
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
+                if receiver.while_first_request and not receiver.received:
+                    try:
+                        receiver.while_first_request()
+                    finally:
+                        connection.close()  # this thread's own
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.received.append({"headers": dict(self.headers), "body": body})
                 if hold is not None:

@@ -10,7 +10,6 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connection
 from django.utils import timezone
 
 from approvals.models import Proposal, ProposalStatus
@@ -107,15 +106,7 @@ def test_an_auto_approved_action_waiting_for_its_retry_goes_to_a_person_not_the_
 @pytest.mark.usefixtures("celery_worker")
 def test_a_switch_engaged_while_the_worker_retries_stops_the_retry(channel):
     endpoint = channel(503, 200)
-
-    class EngagingOnTheFirstRequest(endpoint.server.RequestHandlerClass):
-        def do_POST(self):
-            if not endpoint.received:
-                engage()  # a policy owner engages the switch while the request is under way
-                connection.close()
-            super().do_POST()
-
-    endpoint.server.RequestHandlerClass = EngagingOnTheFirstRequest
+    endpoint.while_first_request = engage  # a policy owner engages the switch meanwhile
     proposal = evaluated(bid_adjustment("2.12"))
 
     wait_until(lambda: Proposal.objects.get(pk=proposal.pk).status == "pending_review")

@@ -31,6 +31,7 @@ from pydantic import Field
 from approvals.models import Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve, proposal_reject
 from ledger.models import Account, Campaign
+from policies.models import KillSwitch
 from tests.conftest import GUARANTEED, REALLOCATION, SIX_PERCENT_BID, wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.usefixtures("celery_worker")]
@@ -431,3 +432,36 @@ def test_a_proposal_superseded_while_the_run_is_paused_tells_the_model_the_value
         "and propose again if it still makes sense."
     )
     assert Campaign.objects.get(external_id="brand-search").bid == Decimal("2.02")
+
+
+def test_a_call_the_platform_approved_but_a_kill_switch_sent_back_pauses_the_run(
+    platform, channel, operator
+):
+    """The platform approves a 6% bid raise; while its execution is first tried, a policy
+    owner engages a kill switch over the account, and the action goes back to a person
+    before it runs. A run that pauses for people pauses for this one too, rather than block
+    the agent until someone decides; resumed once approved, the model sees it executed."""
+    endpoint = channel(503, 200)
+    endpoint.while_first_request = lambda: KillSwitch.objects.create(
+        scope="account", account=Account.objects.get(external_id="demo"), reason="An outage."
+    )
+    model = scripted(SIX_PERCENT_BID)
+    agent = agent_with(
+        model,
+        ProposalMiddleware(ACTIONS, client=platform, wait="interrupt", timeout=60),
+        checkpointer=InMemorySaver(),
+    )
+    config = {"configurable": {"thread_id": f"held-{uuid4()}"}}
+
+    paused = ask(agent, "Raise brand-search's bid 6%.", config=config)
+
+    (waiting,) = paused["__interrupt__"]
+    assert model.shown == []  # nothing told yet: the run waits for a person
+    held = Proposal.objects.get(pk=waiting.value["proposal_id"])
+    assert held.status == ProposalStatus.PENDING_REVIEW
+    assert held.verdict_reasons[0].startswith("Held back before executing: The kill switch")
+    proposal_approve(proposal_id=held.pk, reviewer=operator)
+    agent.invoke(resume_when_decided(paused, client=platform, timeout=60), config)
+
+    assert told(model)["status"] == "executed"
+    assert Campaign.objects.get(external_id="brand-search").bid == Decimal("2.12")

@@ -24,7 +24,8 @@ from openai.types.responses import (
 
 from approvals.models import Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve, proposal_reject
-from ledger.models import Campaign
+from ledger.models import Account, Campaign
+from policies.models import KillSwitch
 from tests.conftest import GUARANTEED, REALLOCATION, SIX_PERCENT_BID, wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.usefixtures("celery_worker")]
@@ -323,3 +324,32 @@ def test_a_call_the_platform_refuses_comes_back_to_the_model_with_the_reason(web
     seen = model.told()
     assert seen["status"] == "refused" and "no-such-campaign" in seen["message"]
     assert not Proposal.objects.exists()
+
+
+def test_a_call_the_platform_approved_but_a_kill_switch_sent_back_is_told_as_waiting(
+    web_server, key, channel
+):
+    """The run's approval is past once the tool is called: a 6% bid raise the platform
+    approved, sent back to a person by a kill switch engaged as its execution was first
+    tried, is told to the model as waiting for a human, with why, not waited for until
+    someone decides."""
+    endpoint = channel(503, 200)
+    endpoint.while_first_request = lambda: KillSwitch.objects.create(
+        scope="account", account=Account.objects.get(external_id="demo"), reason="An outage."
+    )
+    model = ScriptedModel(SIX_PERCENT_BID)
+
+    async def run():
+        async with AsyncClient(web_server, key) as client:
+            platform = PlatformTools(client=client, timeout=60)
+            agent = Agent(name="optimizer", model=model, tools=tools_of(platform))
+            return await Runner.run(agent, "Raise brand-search's bid 6%.")
+
+    result = asyncio.run(run())
+
+    seen = model.told()
+    assert seen["status"] == "pending_review" and seen["executed"] is False
+    assert "waits for a human decision" in seen["message"]
+    assert "The kill switch on demo is engaged: An outage." in seen["message"]
+    assert result.final_output == "Done."
+    assert Campaign.objects.get(external_id="brand-search").bid == Decimal("2.00")

@@ -244,8 +244,11 @@ class ProposalWait:
         timeout: float | None,
         fallback_interval: float,
         request_timeout: float = 0.0,
+        *,
+        until: Callable[[Proposal], bool] | None = None,
     ):
         self.proposal_id = proposal_id
+        self.until_holds = until
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.until = None if self.deadline is None else self.deadline + request_timeout
         self.fallback_interval = fallback_interval
@@ -282,10 +285,11 @@ class ProposalWait:
         )
 
     def pause_after(self, proposal: Proposal) -> float | None:
-        """Record an answer: None when waiting is over (the proposal is final), else how
+        """Record an answer: None when waiting is over (the proposal is final, or ``until``
+        holds of it), else how
         long to pause before the next round. Raises ``WaitTimedOut`` when the time is up."""
         self.seen = proposal
-        if proposal.is_final:
+        if proposal.is_final or (self.until_holds is not None and self.until_holds(proposal)):
             return None
         remaining = self.remaining()
         if remaining <= 0:

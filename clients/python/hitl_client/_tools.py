@@ -95,6 +95,13 @@ def will_run_without_a_human(proposal: Proposal) -> bool:
     return proposal.status in _RUNNING
 
 
+def back_with_a_person(proposal: Proposal) -> bool:
+    """Waiting for a person: routed to one, or sent back to one before it ran (a kill switch
+    engaged after the platform approved it). A wait that would pause the run for a person
+    ends here too (``Client.wait``'s ``until``), rather than block until they decide."""
+    return proposal.status == Status.PENDING_REVIEW
+
+
 def refusal_report(error: HitlError | Exception) -> dict[str, Any]:
     """The tool's result when the platform refused the proposal (or it could not be made)."""
     report: dict[str, Any] = {"status": "refused", "executed": False}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
@@ -186,13 +186,20 @@ class Client(_Base):
     def get(self, proposal_id: int) -> Proposal:
         return _calls.proposal_of(self._send(_calls.get_call(proposal_id)))
 
-    def wait(self, proposal_id: int, timeout: float | None = None) -> Proposal:
+    def wait(
+        self,
+        proposal_id: int,
+        timeout: float | None = None,
+        *,
+        until: Callable[[Proposal], bool] | None = None,
+    ) -> Proposal:
         """The proposal once it is final (executed, failed, rejected, blocked, expired,
-        withdrawn or superseded), by long poll: the server answers as soon as its status
-        changes. Raises ``WaitTimedOut`` (with ``.proposal``) after ``timeout`` seconds;
-        ``None`` waits as long as it takes."""
+        withdrawn or superseded), or, with ``until``, once that holds of it first (say, back
+        with a person: ``lambda p: p.status == "pending_review"``), by long poll: the server
+        answers as soon as its status changes. Raises ``WaitTimedOut`` (with ``.proposal``)
+        after ``timeout`` seconds; ``None`` waits as long as it takes."""
         rounds = _calls.ProposalWait(
-            proposal_id, timeout, self.fallback_interval, self.settings.timeout
+            proposal_id, timeout, self.fallback_interval, self.settings.timeout, until=until
         )
         while True:
             try:
@@ -428,10 +435,16 @@ class AsyncClient(_Base):
     async def get(self, proposal_id: int) -> Proposal:
         return _calls.proposal_of(await self._send(_calls.get_call(proposal_id)))
 
-    async def wait(self, proposal_id: int, timeout: float | None = None) -> Proposal:
+    async def wait(
+        self,
+        proposal_id: int,
+        timeout: float | None = None,
+        *,
+        until: Callable[[Proposal], bool] | None = None,
+    ) -> Proposal:
         """See ``Client.wait``."""
         rounds = _calls.ProposalWait(
-            proposal_id, timeout, self.fallback_interval, self.settings.timeout
+            proposal_id, timeout, self.fallback_interval, self.settings.timeout, until=until
         )
         while True:
             try:

@@ -53,6 +53,7 @@ from . import AsyncClient, Client
 from ._tools import (
     MODEL_FIXABLE,
     ToolAction,
+    back_with_a_person,
     idempotency_key,
     outcome_report,
     refusal_report,
@@ -60,7 +61,7 @@ from ._tools import (
     will_run_without_a_human,
 )
 from .errors import WaitTimedOut
-from .models import Proposal, Status
+from .models import Proposal
 
 __all__ = [
     "INTERRUPT_TYPE",
@@ -115,6 +116,19 @@ class ProposalMiddleware(AgentMiddleware):
             self._async_client = AsyncClient()
         return self._async_client
 
+    def _waits_for(self, proposal: Proposal) -> bool:
+        """Whether the call waits for what becomes of the proposal before the model is told:
+        blocking, until it is final; pausing the run, while it runs without a person."""
+        return not proposal.is_final and (
+            self.wait == "block" or will_run_without_a_human(proposal)
+        )
+
+    @property
+    def _until(self) -> Callable[[Proposal], bool] | None:
+        """Pausing the run, a wait also ends when the proposal is sent back to a person before
+        it ran (a kill switch): the run pauses for them, as for one routed to a person."""
+        return back_with_a_person if self.wait == "interrupt" else None
+
     def wrap_tool_call(
         self,
         request: ToolCallRequest,
@@ -133,14 +147,17 @@ class ProposalMiddleware(AgentMiddleware):
             return _tool_message(request, refusal_report(error), proposal=None)
         if proposal.replayed:  # the answer it got when first proposed: read it as it is now
             proposal = self.client.get(proposal.id)
-        while self.wait == "interrupt" and proposal.status == Status.PENDING_REVIEW:
-            interrupt(_interrupt_value(request, proposal))
-            proposal = self.client.get(proposal.id)
-        if not proposal.is_final and (self.wait == "block" or will_run_without_a_human(proposal)):
+        while True:
+            while self.wait == "interrupt" and back_with_a_person(proposal):
+                interrupt(_interrupt_value(request, proposal))
+                proposal = self.client.get(proposal.id)
+            if not self._waits_for(proposal):
+                break
             try:
-                proposal = self.client.wait(proposal.id, timeout=self.timeout)
+                proposal = self.client.wait(proposal.id, timeout=self.timeout, until=self._until)
             except WaitTimedOut as timed_out:
                 proposal = timed_out.proposal
+                break
         report = outcome_report(proposal, proposed=fields["payload"])
         return _tool_message(request, report, proposal=proposal)
 
@@ -163,14 +180,17 @@ class ProposalMiddleware(AgentMiddleware):
             return _tool_message(request, refusal_report(error), proposal=None)
         if proposal.replayed:
             proposal = await client.get(proposal.id)
-        while self.wait == "interrupt" and proposal.status == Status.PENDING_REVIEW:
-            interrupt(_interrupt_value(request, proposal))
-            proposal = await client.get(proposal.id)
-        if not proposal.is_final and (self.wait == "block" or will_run_without_a_human(proposal)):
+        while True:
+            while self.wait == "interrupt" and back_with_a_person(proposal):
+                interrupt(_interrupt_value(request, proposal))
+                proposal = await client.get(proposal.id)
+            if not self._waits_for(proposal):
+                break
             try:
-                proposal = await client.wait(proposal.id, timeout=self.timeout)
+                proposal = await client.wait(proposal.id, timeout=self.timeout, until=self._until)
             except WaitTimedOut as timed_out:
                 proposal = timed_out.proposal
+                break
         report = outcome_report(proposal, proposed=fields["payload"])
         return _tool_message(request, report, proposal=proposal)
 

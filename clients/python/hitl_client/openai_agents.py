@@ -60,6 +60,7 @@ from . import AsyncClient
 from ._tools import (
     MODEL_FIXABLE,
     ToolAction,
+    back_with_a_person,
     idempotency_key,
     outcome_report,
     refusal_report,
@@ -134,8 +135,11 @@ class PlatformTools:
             if not answer.is_final:
                 answer = await self.client.get(answer.id)  # as it is now, not when checked
             if not answer.is_final and (self.wait == "block" or will_run_without_a_human(answer)):
+                # The run's approval is past: one sent back to a person before it ran (a kill
+                # switch) is told to the model as waiting for them, not waited for here.
+                until = back_with_a_person if self.wait == "interrupt" else None
                 try:
-                    answer = await self.client.wait(answer.id, timeout=self.timeout)
+                    answer = await self.client.wait(answer.id, timeout=self.timeout, until=until)
                 except WaitTimedOut as timed_out:
                     answer = timed_out.proposal
             return report_text(outcome_report(answer, proposed=_payload(action, args)))
