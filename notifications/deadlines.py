@@ -19,6 +19,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from approvals.models import Proposal, ProposalStatus
+from approvals.services.acts import reviewers_by_proposal
 from audit.actors import Actor, acting_as
 from audit.history import history_records, update_with_history_where
 from hitlproject.periods import describe_duration
@@ -89,13 +90,24 @@ def _remind(*, now: datetime) -> int:
         if not deadlines:
             return 0
         told = _told_in_round(deadlines)
+        # Who has decided each proposal in this round (the first of two approvals, say): they
+        # have done their part, and "half the time to decide is gone" is not theirs to hear.
+        decided = reviewers_by_proposal([deadline.proposal for deadline in deadlines])
         recipients: dict[int, list[tuple[Route | None, list]]] = {}
+        passed_over: dict[int, dict[str, str]] = {}
+        may_see: dict[int, bool] = {}  # by user: their permissions read once a sweep
         for proposal_id, notifications in told.items():
             by_route: dict[int | None, tuple[Route | None, dict]] = {}
             for notification in notifications:
-                if notification.recipient.is_active:
-                    _, users = by_route.setdefault(notification.route_id, (notification.route, {}))
-                    users[notification.recipient_id] = notification.recipient
+                recipient = notification.recipient
+                why_not = _not_reminded(
+                    recipient, decided=decided.get(proposal_id, ()), may_see=may_see
+                )
+                if why_not:
+                    passed_over.setdefault(proposal_id, {})[recipient.get_username()] = why_not
+                    continue
+                _, users = by_route.setdefault(notification.route_id, (notification.route, {}))
+                users[notification.recipient_id] = recipient
             recipients[proposal_id] = [(r, list(users.values())) for r, users in by_route.values()]
         _tell(
             [deadline.proposal for deadline in deadlines],
@@ -114,7 +126,9 @@ def _remind(*, now: datetime) -> int:
         proposals = []
         for deadline in deadlines:
             proposal = deadline.proposal
-            proposal._change_reason = _reminder_note(deadline, recipients.get(proposal.pk, []))
+            proposal._change_reason = _reminder_note(
+                deadline, recipients.get(proposal.pk, []), passed_over.get(proposal.pk, {})
+            )
             proposals.append(proposal)
         history = Proposal.history
         history.model.objects.bulk_create(
@@ -123,13 +137,36 @@ def _remind(*, now: datetime) -> int:
     return len(deadlines)
 
 
-def _reminder_note(deadline: DecisionDeadline, recipients: Sequence[tuple]) -> str:
-    """What the proposal's history says of its reminder, in an auditor's words."""
+def _not_reminded(user, *, decided, may_see: dict[int, bool]) -> str:
+    """Why a person told in this round is not reminded, or "" if they are: deactivated since,
+    without the right to read proposals since (nothing would reach them), or one who has
+    decided it already (the first of two approvals, say). ``may_see`` keeps each person's
+    right to read proposals as read once."""
+    if not user.is_active:
+        return "was deactivated"
+    if user.pk in decided:
+        return "has decided it in this round"
+    if user.pk not in may_see:
+        may_see[user.pk] = user.has_perm("approvals.view_proposal")
+    if not may_see[user.pk]:
+        return "may no longer see proposals in the console"
+    return ""
+
+
+def _reminder_note(
+    deadline: DecisionDeadline, recipients: Sequence[tuple], passed_over: dict[str, str]
+) -> str:
+    """What the proposal's history says of its reminder, in an auditor's words: whom it
+    reminded, and whom of those told it did not, and why."""
     due = f"due {deadline.due_at:%Y-%m-%d %H:%M:%S} UTC"
     people = sorted({user.get_username() for _, users in recipients for user in users})
+    not_them = "".join(f"; not {name}, who {why}" for name, why in sorted(passed_over.items()))
     if not people:
-        return f"Half the time to decide is gone ({due}); nobody told in this round to remind."
-    return f"Half the time to decide is gone ({due}); reminded {', '.join(people)}."
+        return (
+            f"Half the time to decide is gone ({due}); nobody told in this round to remind"
+            f"{not_them}."
+        )
+    return f"Half the time to decide is gone ({due}); reminded {', '.join(people)}{not_them}."
 
 
 def _escalate(*, now: datetime) -> int:

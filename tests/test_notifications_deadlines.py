@@ -458,3 +458,49 @@ def test_a_route_whose_digest_was_interrupted_then_not_sent_may_have_told_and_co
         DEMO_ROUTE: ["1", "10 min", "10 min"],
         digest.name: ["1", "10 min", "10 min"],
     }
+
+
+@pytest.mark.django_db
+def test_the_reminder_passes_over_who_approved_already_or_lost_the_right_and_the_history_says_so(
+    optimizer,
+):
+    """Under a two-person rule, the operator who gave the first approval is not reminded that
+    half the time to decide is gone (they have done their part), nor is one who may no longer
+    read proposals in the console (nothing would reach them); the proposal's history names
+    whom the reminder went to, and whom it passed over and why, not every person once told."""
+    decide_within(seconds=60)
+    Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
+    users = get_user_model().objects
+    operators = Group.objects.get(name="operators")
+    second = users.create_user("second", email="second@example.com", is_staff=True)
+    leaver = users.create_user("leaver", email="leaver@example.com", is_staff=True)
+    for person in (second, leaver):
+        person.groups.add(operators)
+
+    proposal_id = optimizer.post("/api/v1/proposals/", reallocation(), format="json").json()["id"]
+    assert {n.recipient.username for n in Notification.objects.filter(proposal_id=proposal_id)} == {
+        "operator",
+        "second",
+        "leaver",
+    }
+    operator = users.get(username="operator")
+    proposal_approve(proposal_id=proposal_id, reviewer=operator)  # 1 of 2 approvals
+    leaver.groups.remove(operators)  # may no longer read proposals
+
+    deadline = DecisionDeadline.objects.get(proposal_id=proposal_id)
+    assert deadlines_sweep(now=deadline.remind_at + timedelta(seconds=1)).reminded == 1
+
+    reminded = Notification.objects.filter(
+        proposal_id=proposal_id, kind=NotificationKind.REMINDER
+    ).values_list("recipient__username", flat=True)
+    assert set(reminded) == {"second"}
+    [note] = [
+        record.history_change_reason
+        for record in Proposal.history.filter(id=proposal_id)
+        if (record.history_change_reason or "").startswith("Half the time")
+    ]
+    assert note == (
+        f"Half the time to decide is gone (due {deadline.due_at:%Y-%m-%d %H:%M:%S} UTC); "
+        "reminded second; not leaver, who may no longer see proposals in the console; "
+        "not operator, who has decided it in this round."
+    )
