@@ -4,7 +4,7 @@ figures that matter, when a decision is due, who is on it, and the link to its p
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from django.conf import settings
@@ -28,6 +28,9 @@ HEADLINES = {
     NotificationKind.REMINDER: "Reminder: half the time to decide is gone",
     NotificationKind.ESCALATION: "Overdue: escalated to you",
 }
+# The headline of a message saying it waits, to a person it does not wait for: one who owns
+# the agent that proposed it, or who has approved it and waits for another's approval.
+WAITS_NOT_FOR_YOU = "Waits for a decision"
 
 
 @dataclass(frozen=True)
@@ -160,3 +163,11 @@ def proposal_messages(
             )
         )
     return messages
+
+
+def addressed_to_one_who_may_not_decide(message: ProposalMessage) -> ProposalMessage:
+    """The message as told to a person who may not decide it: "Waits for a decision", not
+    "Waits for your decision" (the rest, without buttons, says it is theirs to read)."""
+    if message.headline != HEADLINES[NotificationKind.WAITING]:
+        return message
+    return replace(message, headline=WAITS_NOT_FOR_YOU)

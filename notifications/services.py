@@ -35,7 +35,11 @@ from hitlproject.queueing import after_commit, chunked, send_each
 from hitlproject.vocabulary import APPROVED_TO_RUN_STATUSES, INTERRUPTED, REVIEW_ENDINGS
 from notifications.carriers import channel_for
 from notifications.channels import ChannelError, Sent
-from notifications.messages import DigestLine, proposal_messages
+from notifications.messages import (
+    DigestLine,
+    addressed_to_one_who_may_not_decide,
+    proposal_messages,
+)
 from notifications.models import (
     Claim,
     DecisionDeadline,
@@ -741,6 +745,8 @@ def _send_one(
         may_decide = may_act(
             notification.recipient, notification.proposal, Act.APPROVE, reviewers=reviewers
         )
+        if not may_decide:  # it waits, but not for them: the owner of its agent, one who approved
+            message = addressed_to_one_who_may_not_decide(message)
         return channel.send(
             recipient=notification.recipient, message=message, may_decide=may_decide
         )
@@ -790,11 +796,14 @@ def _update_says(notification: Notification) -> dict:
     if not still_waits(notification):
         return {"text": outcome_text(proposal), "message": message}
     reviewers = reviewers_by_proposal([proposal])[proposal.pk]
+    may_decide = may_act(notification.recipient, proposal, Act.APPROVE, reviewers=reviewers)
+    if not may_decide:  # it waits, but not for them: the owner of its agent, one who approved
+        message = addressed_to_one_who_may_not_decide(message)
     return {
         "text": progress_text(proposal),
         "message": message,
         "still_waits": True,
-        "may_decide": may_act(notification.recipient, proposal, Act.APPROVE, reviewers=reviewers),
+        "may_decide": may_decide,
     }
 
 

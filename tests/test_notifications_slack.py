@@ -180,6 +180,30 @@ def test_a_press_by_the_agents_owner_is_refused_with_a_message_back(optimizer, o
     assert Proposal.objects.get(pk=proposal["id"]).status == "pending_review"
 
 
+def test_the_agents_owner_told_of_its_proposal_is_not_told_it_waits_for_their_decision(
+    optimizer, on_slack, mailbox
+):
+    """The route tells the operators, and one of them owns the agent: they may read of the
+    proposal, not decide it; neither the email nor the Slack message says it waits for their
+    decision (as "Waits for your decision" did, above no buttons and "Read it on its page")."""
+    operator = get_user_model().objects.get(username="operator")
+    ReachedBy.objects.filter(user=operator).update(email=True)
+    Agent.objects.filter(name="optimizer").update(owner=operator)
+
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+
+    assert headline(where["call"]["blocks"]) == "Waits for a decision"
+    assert where["call"]["text"].startswith("Waits for a decision: ")
+    assert buttons(where["call"]["blocks"]) == []
+    [email] = wait_until(lambda: mailbox.to("operator@example.com"), timeout=15)
+    assert (
+        email["Subject"] == f"[HITL] Waits for a decision: #{proposal['id']} {proposal['summary']}"
+    )
+    text = email.get_body(preferencelist=("plain",)).get_content()
+    assert text.splitlines()[0] == "Waits for a decision"
+    assert "your decision" not in text
+
+
 def test_a_slack_user_no_console_user_matches_is_told_and_decides_nothing(optimizer, on_slack):
     proposal, where = waiting_on_slack(optimizer, on_slack)
 
@@ -267,6 +291,8 @@ def test_under_the_two_person_rule_the_message_says_one_of_two_then_who_approved
     [partial] = wait_until(lambda: updates_of(on_slack, where))
     assert "Approved by operator: 1 of 2 approvals" in context_texts(partial["blocks"])
     assert buttons(partial["blocks"]) == []  # operator has decided: nothing left to press
+    # It waits, but no longer for operator: the message does not say it waits for them.
+    assert headline(partial["blocks"]) == "Waits for a decision"
 
     post(*pressing(OPERATOR, "approve", value, where))
     assert "operator has already decided" in told(on_slack, OPERATOR)
