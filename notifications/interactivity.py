@@ -29,6 +29,9 @@ from notifications.slack import slack_user_email
 # longer, so that its replay is refused for as long as its signature would pass.
 SEEN_FOR = timedelta(minutes=10)
 ACTIONS = ("approve", "reject", "claim")
+# A decision's note, saying for its reviewers, auditors and agent that it was made on Slack.
+APPROVED_ON_SLACK = "Approved on Slack."
+REJECTED_ON_SLACK = "Rejected on Slack."
 _PROPOSAL_ID = re.compile(r"[0-9]{1,18}")
 _SEEN = re.compile(r"[0-9a-f]{32}")  # payload_seen's
 
@@ -119,13 +122,19 @@ def slack_press_handle(*, press: Press) -> str:
     user = users[0]
     try:
         if press.action == "approve":
-            proposal_approve(proposal_id=press.proposal_id, reviewer=user, seen=press.seen or None)
+            # Said as a rejection's is: the decision's record keeps the channel it came by.
+            proposal_approve(
+                proposal_id=press.proposal_id,
+                reviewer=user,
+                note=APPROVED_ON_SLACK,
+                seen=press.seen or None,
+            )
         elif press.action == "reject":
             proposal_reject(
                 proposal_id=press.proposal_id,
                 reviewer=user,
                 reason_code=press.reason_code,
-                note="Rejected on Slack.",
+                note=REJECTED_ON_SLACK,
                 seen=press.seen or None,
             )
         else:

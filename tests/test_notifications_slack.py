@@ -119,6 +119,8 @@ def test_a_signed_approve_press_approves_as_the_operator_and_the_message_says_so
     [decision] = Decision.objects.filter(proposal_id=proposal["id"])
     assert decision.reviewer.username == "operator"
     assert decision.outcome == "approve"
+    # Its record says it came by Slack, as a rejection's does: the auditor can tell.
+    assert decision.note == "Approved on Slack."
     wait_until(lambda: Proposal.objects.get(pk=proposal["id"]).status == "executed")
     [update, *_] = wait_until(lambda: updates_of(on_slack, where))
     assert "Approved by operator" in context_texts(update["blocks"])
@@ -233,6 +235,7 @@ def test_rejecting_from_the_menu_records_the_reason_and_the_message_says_who(opt
 
     [decision] = Decision.objects.filter(proposal_id=proposal["id"])
     assert (decision.outcome, decision.reason_code) == ("reject", "too_aggressive")
+    assert decision.note == "Rejected on Slack."
     assert decision.reviewer.username == "operator"
     assert Proposal.objects.get(pk=proposal["id"]).status == "rejected"
     [update, *_] = wait_until(lambda: updates_of(on_slack, where))
