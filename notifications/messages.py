@@ -53,6 +53,24 @@ class ProposalMessage:
     # The action as the message shows it (``payload_seen``), carried by its buttons: a press
     # on a message shown before a colleague's edit decides nothing.
     seen: str = ""
+    # When the claim of ``claimed_by`` lapses: a message says it, as the console does, so that
+    # it stays true once the claim has lapsed (nothing updates it then).
+    claimed_until: datetime | None = None
+
+    @property
+    def claimed_until_text(self) -> str:
+        """When the claim lapses, as the proposal's page says it: "2026-12-04 17:15 UTC"."""
+        if self.claimed_until is None:
+            return ""
+        return f"{timezone.localtime(self.claimed_until):%Y-%m-%d %H:%M %Z}"
+
+    @property
+    def claim_text(self) -> str:
+        """Who is on it, until when: "operator, until 2026-12-04 17:15 UTC"; "" when nobody
+        is."""
+        if not self.claimed_by or self.claimed_until is None:
+            return self.claimed_by or ""
+        return f"{self.claimed_by}, until {self.claimed_until_text}"
 
     @property
     def due_label(self) -> str:
@@ -158,6 +176,7 @@ def proposal_messages(
                 overdue=due_at is not None
                 and (kind == NotificationKind.ESCALATION or due_at <= now),
                 claimed_by=claim.user.get_username() if claim and claim.is_live(now) else None,
+                claimed_until=claim.lapses_at if claim and claim.is_live(now) else None,
                 url=proposal_url(proposal.pk),
                 seen=payload_seen(proposal.payload),
             )

@@ -208,7 +208,11 @@ def message_blocks(
         due = "Was due by" if message.overdue else "Due by"
         facts.append(f"*{due}* <!date^{stamp}^{{date_short}} {{time_secs}}|{shown}>")
     if message.claimed_by and not outcome:
-        facts.append(f"*On it* {message.claimed_by}")
+        on_it = f"*On it* {message.claimed_by}"
+        if message.claimed_until is not None:  # Slack shows when in the reader's own zone
+            stamp, shown = int(message.claimed_until.timestamp()), message.claimed_until_text
+            on_it += f", until <!date^{stamp}^{{date_short}} {{time}}|{shown}>"
+        facts.append(on_it)
     reasons = "\n".join(f"• {reason}" for reason in message.reasons) or "• No policy decided it."
     blocks: list[dict] = [
         {

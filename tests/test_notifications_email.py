@@ -111,6 +111,27 @@ def test_the_due_time_reads_as_the_console_shows_it_and_in_the_past_once_overdue
 
 
 @pytest.mark.django_db
+def test_who_is_on_it_reads_until_when_as_the_console_shows_it(demo_world, mailoutbox):
+    """A claim lapses on its own and nothing updates a message then: the email says until
+    when the person is on it, as the proposal's page does, so that it stays true."""
+    from notifications.services import proposal_claim
+
+    proposal = evaluated(reallocation())
+    operator = get_user_model().objects.get(username="operator")
+    claim = proposal_claim(proposal_id=proposal.pk, user=operator)
+    until = f"{claim.lapses_at:%Y-%m-%d %H:%M} UTC"
+    page = login_as(operator).get(f"/admin/approvals/proposal/{proposal.pk}/change/")
+    assert f"you, until {claim.lapses_at:%Y-%m-%d %H:%M} UTC" in page.text  # the console's words
+
+    message = proposal_messages([(proposal, NotificationKind.REMINDER)], now=timezone.now())[0]
+    EmailChannel().send(recipient=operator, message=message, may_decide=True)
+
+    [email] = mailoutbox
+    assert f"On it: operator, until {until}\n" in email.body
+    assert f"On it</th><td>operator, until {until}</td>" in email.alternatives[0][0]
+
+
+@pytest.mark.django_db
 def test_a_strategy_changes_summary_reads_as_the_console_writes_it(
     demo_world, optimizer, mailoutbox
 ):

@@ -254,10 +254,15 @@ def test_taking_a_proposal_on_shows_who_is_on_it(optimizer, on_slack, login):
 
     post(*pressing(OPERATOR, "claim", str(proposal["id"]), where))
 
-    assert Claim.objects.get(proposal_id=proposal["id"]).user.username == "operator"
+    claim = Claim.objects.get(proposal_id=proposal["id"])
+    assert claim.user.username == "operator"
     [update, *_] = wait_until(lambda: updates_of(on_slack, where))
     facts = [f["text"] for b in update["blocks"] for f in b.get("fields", [])]
-    assert "*On it* operator" in facts
+    # Until when, as the page says it: nothing updates the message when the claim lapses, so
+    # it says when it does (Slack shows the time in the reader's zone, UTC as written here).
+    lapses = f"{claim.lapses_at:%Y-%m-%d %H:%M} UTC"
+    stamp = int(claim.lapses_at.timestamp())
+    assert f"*On it* operator, until <!date^{stamp}^{{date_short}} {{time}}|{lapses}>" in facts
     assert headline(update["blocks"]) == headline(where["call"]["blocks"])
     assert headline(update["blocks"]) == "Waits for your decision"
     assert buttons(update["blocks"]) == ["approve", "reject", "claim"]  # still to decide
