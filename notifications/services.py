@@ -439,12 +439,27 @@ def outcome_text(proposal: Proposal) -> str:
             f"{why} since this message: its review started again, in a new message showing "
             "it as it now is."
         )
+    if proposal.status == S.EXPIRED:
+        return _expired_text(proposal, approvers)
     labels = {
-        S.EXPIRED: "Expired: nobody decided within its review window.",
         S.WITHDRAWN: "Withdrawn by its agent.",
         S.SUPERSEDED: "Superseded: its target changed before it ran; nothing was done.",
     }
     return labels.get(proposal.status, f"Now {proposal.get_status_display().lower()}.")
+
+
+def _expired_text(proposal: Proposal, approvers: list[str]) -> str:
+    """An expired proposal, as its messages say it: when its review window closed, and, when
+    some approved it but fewer than its policy asks, who did (not "nobody decided")."""
+    closed = proposal.review_expires_at or proposal.updated_at
+    when = f"{timezone.localtime(closed):%Y-%m-%d %H:%M %Z}"
+    if not approvers:
+        return f"Expired: nobody decided within its review window, which closed at {when}."
+    return (
+        f"Expired with {len(approvers)} of {proposal.required_approvals} approvals "
+        f"({', '.join(approvers)}): its review window closed at {when} before enough people "
+        "approved."
+    )
 
 
 def progress_text(proposal: Proposal) -> str:

@@ -15,6 +15,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import Client
+from django.utils import timezone
 
 from approvals.models import Agent, Decision, Proposal
 from approvals.services.decisions import payload_seen, proposal_approve
@@ -319,6 +320,50 @@ def test_under_the_two_person_rule_the_message_says_one_of_two_then_who_approved
         "Update of a message sent: an approval by operator; it waits for 1 more",
         "Update of a message sent: the decision: approved",
     ]
+
+
+def test_a_proposal_that_expired_with_one_of_two_approvals_does_not_say_nobody_decided(
+    optimizer, on_slack
+):
+    """Operator gave the first of two approvals on Slack; nobody gave the second before the
+    review window closed. The message says so, and when it closed, not "Expired: nobody
+    decided within its review window."."""
+    from approvals.services.expiry import proposals_expire_overdue
+
+    Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+    post(*pressing(OPERATOR, "approve", str(proposal["id"]), where))
+    wait_until(lambda: updates_of(on_slack, where))
+    closed = timezone.now() - timedelta(seconds=1)
+    Proposal.objects.filter(pk=proposal["id"]).update(review_expires_at=closed)
+
+    assert proposals_expire_overdue() == 1
+
+    said = f"{closed:%Y-%m-%d %H:%M} UTC"
+    [expired] = wait_until(
+        lambda: [u for u in updates_of(on_slack, where) if "Expired" in u["text"]]
+    )
+    assert context_texts(expired["blocks"]) == (
+        f"Expired with 1 of 2 approvals (operator): its review window closed at {said} before "
+        "enough people approved."
+    )
+    assert headline(expired["blocks"]) == "No longer waits"
+
+
+def test_an_expired_proposal_nobody_decided_says_when_its_review_window_closed(optimizer, on_slack):
+    from approvals.services.expiry import proposals_expire_overdue
+
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+    closed = timezone.now() - timedelta(seconds=1)
+    Proposal.objects.filter(pk=proposal["id"]).update(review_expires_at=closed)
+
+    assert proposals_expire_overdue() == 1
+
+    [expired] = wait_until(lambda: updates_of(on_slack, where))
+    assert context_texts(expired["blocks"]) == (
+        "Expired: nobody decided within its review window, which closed at "
+        f"{closed:%Y-%m-%d %H:%M} UTC."
+    )
 
 
 def test_an_approval_in_the_console_under_the_two_person_rule_shows_on_slack(
