@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from approvals import action_types
-from approvals.models import Proposal
+from approvals.models import Decision, DecisionOutcome, Proposal
 from approvals.services.decisions import payload_seen
 from hitlproject.addresses import served_at
 from notifications.models import Claim, DecisionDeadline, NotificationKind
@@ -56,6 +56,9 @@ class ProposalMessage:
     # When the claim of ``claimed_by`` lapses: a message says it, as the console does, so that
     # it stays true once the claim has lapsed (nothing updates it then).
     claimed_until: datetime | None = None
+    # How far it has come, when some approved it and its policy asks for more ("Approved by
+    # operator: 1 of 2 approvals; waits for 1 more."): a reminder or an escalation says it.
+    progress: str = ""
 
     @property
     def claimed_until_text(self) -> str:
@@ -158,6 +161,14 @@ def proposal_messages(
         claim.proposal_id: claim
         for claim in Claim.objects.select_related("user").filter(proposal_id__in=rounds)
     }
+    approvers: dict[int, list[str]] = {}
+    for proposal_id, review_round, username in (
+        Decision.objects.filter(proposal_id__in=rounds, outcome=DecisionOutcome.APPROVE)
+        .order_by("created_at")
+        .values_list("proposal_id", "review_round", "reviewer__username")
+    ):
+        if rounds[proposal_id] == review_round:
+            approvers.setdefault(proposal_id, []).append(username)
     messages = []
     for proposal, kind in items:
         due_at, claim = due.get(proposal.pk), claims.get(proposal.pk)
@@ -179,9 +190,22 @@ def proposal_messages(
                 claimed_until=claim.lapses_at if claim and claim.is_live(now) else None,
                 url=proposal_url(proposal.pk),
                 seen=payload_seen(proposal.payload),
+                progress=approvals_so_far(approvers.get(proposal.pk, []), proposal),
             )
         )
     return messages
+
+
+def approvals_so_far(approvers: Sequence[str], proposal: Proposal) -> str:
+    """How far a proposal that waits has come, in its round: "Approved by operator: 1 of 2
+    approvals; waits for 1 more."; "" before anyone approved."""
+    if not approvers:
+        return ""
+    missing = proposal.required_approvals - len(approvers)
+    return (
+        f"Approved by {', '.join(approvers)}: {len(approvers)} of "
+        f"{proposal.required_approvals} approvals; waits for {missing} more."
+    )
 
 
 def addressed_to_one_who_may_not_decide(message: ProposalMessage) -> ProposalMessage:

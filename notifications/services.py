@@ -38,6 +38,7 @@ from notifications.channels import ChannelError, Sent
 from notifications.messages import (
     DigestLine,
     addressed_to_one_who_may_not_decide,
+    approvals_so_far,
     proposal_messages,
 )
 from notifications.models import (
@@ -474,13 +475,7 @@ def progress_text(proposal: Proposal) -> str:
         .order_by("created_at")
         .values_list("reviewer__username", flat=True)
     )
-    if not approvers:
-        return ""
-    missing = proposal.required_approvals - len(approvers)
-    return (
-        f"Approved by {', '.join(approvers)}: {len(approvers)} of "
-        f"{proposal.required_approvals} approvals; waits for {missing} more."
-    )
+    return approvals_so_far(approvers, proposal)
 
 
 def still_waits(notification: Notification) -> bool:

@@ -242,6 +242,7 @@ def message_blocks(
             },
         },
     ]
+    progress = progress or message.progress  # a new message says how far it has come too
     if outcome or progress:
         note = _fit(outcome or progress, SECTION_TEXT_LIMIT)
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})

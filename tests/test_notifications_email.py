@@ -132,6 +132,33 @@ def test_who_is_on_it_reads_until_when_as_the_console_shows_it(demo_world, mailo
 
 
 @pytest.mark.django_db
+def test_an_escalation_of_a_proposal_one_of_two_approved_says_who_approved_so_far(
+    demo_world, mailoutbox
+):
+    """The backup group told at the deadline of a proposal operator gave the first of two
+    approvals: the email and the Slack message say so (it needs one more approval, not a
+    decision from scratch), as the proposal's page and the earlier messages' updates do."""
+    from approvals.services.decisions import proposal_approve
+    from policies.models import Policy
+
+    Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
+    proposal = evaluated(reallocation())
+    operator = get_user_model().objects.get(username="operator")
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    so_far = "Approved by operator: 1 of 2 approvals; waits for 1 more."
+
+    message = proposal_messages([(proposal, NotificationKind.ESCALATION)], now=timezone.now())[0]
+    EmailChannel().send(recipient=operator, message=message, may_decide=True)
+
+    [email] = mailoutbox
+    assert f"So far: {so_far}\n" in email.body
+    assert f"So far</th><td>{so_far}</td>" in email.alternatives[0][0]
+    blocks = message_blocks(message, may_decide=True)
+    notes = [e["text"] for b in blocks if b["type"] == "context" for e in b["elements"]]
+    assert notes == [so_far]
+
+
+@pytest.mark.django_db
 def test_a_strategy_changes_summary_reads_as_the_console_writes_it(
     demo_world, optimizer, mailoutbox
 ):
