@@ -235,7 +235,8 @@ def message_blocks(
             "text": {
                 "type": "mrkdwn",
                 "text": _fit(
-                    f"*Why it waits*\n{_escape(reasons)}",
+                    # Once it no longer waits (``outcome``), why it waited: not "waits".
+                    f"*{'Why it waited' if outcome else 'Why it waits'}*\n{_escape(reasons)}",
                     SECTION_TEXT_LIMIT,
                     more="\n… and more on its page.",
                 ),

@@ -126,6 +126,9 @@ def test_a_signed_approve_press_approves_as_the_operator_and_the_message_says_so
     [update, *_] = wait_until(lambda: updates_of(on_slack, where))
     assert "Approved by operator" in context_texts(update["blocks"])
     assert headline(update["blocks"]) == "No longer waits"
+    # Nor does any part of it say it still waits.
+    assert update["blocks"][2]["text"]["text"].startswith("*Why it waited*\n")
+    assert "Why it waits" not in str(update["blocks"])
     assert buttons(update["blocks"]) == []
     history = Proposal.history.filter(id=proposal["id"], status="approved").get()
     assert (history.history_actor_kind, history.history_actor) == ("user", "operator")
