@@ -198,13 +198,28 @@ def _escalate(*, now: datetime) -> int:
             for route in routes.values():
                 if route.backup_group_id not in members:
                     members[route.backup_group_id] = group_recipients(route.backup_group)
+        # A member of a backup group who has decided it in this round (the first of two
+        # approvals) is not told it is overdue, as they are not reminded.
+        decided = reviewers_by_proposal([deadline.proposal for deadline in deadlines])
+        escalated_to = {
+            deadline.proposal_id: [
+                (
+                    route,
+                    [
+                        user
+                        for user in members[route.backup_group_id]
+                        if user.pk not in decided.get(deadline.proposal_id, ())
+                    ],
+                )
+                for route in backups[deadline.proposal_id]
+            ]
+            for deadline in deadlines
+        }
         _tell(
             [deadline.proposal for deadline in deadlines],
             kind=NotificationKind.ESCALATION,
             now=now,
-            recipients_of=lambda proposal: [
-                (route, members[route.backup_group_id]) for route in backups[proposal.pk]
-            ],
+            recipients_of=lambda proposal: escalated_to[proposal.pk],
             at_once=True,
         )
         proposals = []
@@ -213,7 +228,9 @@ def _escalate(*, now: datetime) -> int:
             deadline.escalated_at = now
             deadline.escalated_to = routes[0].backup_group if routes else None
             proposal = deadline.proposal
-            proposal._change_reason = _escalation_note(deadline, routes, members)
+            proposal._change_reason = _escalation_note(
+                deadline, escalated_to[deadline.proposal_id], members
+            )
             proposals.append(proposal)
         DecisionDeadline.objects.bulk_update(deadlines, ["escalated_at", "escalated_to"])
         for deadline in deadlines:
@@ -230,9 +247,11 @@ def _escalate(*, now: datetime) -> int:
 
 
 def _escalation_note(
-    deadline: DecisionDeadline, routes: Sequence[Route], members: dict[int, list]
+    deadline: DecisionDeadline, routes: Sequence[tuple[Route, list]], members: dict[int, list]
 ) -> str:
-    """What the proposal's history says of its escalation, in an auditor's words."""
+    """What the proposal's history says of its escalation, in an auditor's words: each group
+    and how many of it were told (``routes``: each route, and the people of its backup group
+    told), and who in it was not, having decided it already."""
     within = describe_duration(deadline.due_at - deadline.started_at)
     overdue = (
         f"Overdue: no decision within {within} of review round {deadline.review_round} "
@@ -241,8 +260,18 @@ def _escalation_note(
     if not routes:
         return f"{overdue}; nobody could be escalated to: no route it matches names a backup group."
     groups = []
-    for route in routes:
-        told = len(members[route.backup_group_id])
+    for route, users in routes:
+        told = len(users)
         people = f"{told} {'person' if told == 1 else 'people'} told" if told else "nobody in it"
+        if not told and members[route.backup_group_id]:
+            people = "nobody told"
+        told_ids = {user.pk for user in users}
+        passed = sorted(
+            user.get_username()
+            for user in members[route.backup_group_id]
+            if user.pk not in told_ids
+        )
+        if passed:
+            people += f"; not {', '.join(passed)}, who decided it in this round"
         groups.append(f"group “{route.backup_group.name}” of route “{route.name}” ({people})")
     return f"{overdue}; escalated to {', '.join(groups)}."

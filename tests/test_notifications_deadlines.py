@@ -504,3 +504,36 @@ def test_the_reminder_passes_over_who_approved_already_or_lost_the_right_and_the
         "reminded second; not leaver, who may no longer see proposals in the console; "
         "not operator, who has decided it in this round."
     )
+
+
+@pytest.mark.django_db
+def test_the_escalation_passes_over_a_backup_who_approved_already_and_the_history_says_so(
+    optimizer,
+):
+    """The backup group holds the operator who gave the first of two approvals and one more
+    person: at the deadline only the other is told it is overdue, and the history says whom
+    it passed over, and why."""
+    Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
+    decide_within(seconds=60)
+    member = backup_member()
+    operator = get_user_model().objects.get(username="operator")
+    operator.groups.add(member.groups.get())
+    proposal_id = optimizer.post("/api/v1/proposals/", reallocation(), format="json").json()["id"]
+    proposal_approve(proposal_id=proposal_id, reviewer=operator)  # 1 of 2 approvals
+
+    deadline = DecisionDeadline.objects.get(proposal_id=proposal_id)
+    assert deadlines_sweep(now=deadline.due_at + timedelta(seconds=1)).escalated == 1
+
+    escalated = Notification.objects.filter(
+        proposal_id=proposal_id, kind=NotificationKind.ESCALATION
+    ).values_list("recipient__username", flat=True)
+    assert set(escalated) == {"backup"}
+    [note] = [
+        record.history_change_reason
+        for record in Proposal.history.filter(id=proposal_id)
+        if (record.history_change_reason or "").startswith("Overdue")
+    ]
+    assert note.endswith(
+        f"escalated to group “backup” of route “{DEMO_ROUTE}” (1 person told; not operator, "
+        "who decided it in this round)."
+    )
