@@ -21,6 +21,7 @@ from approvals.services.proposals import proposal_withdraw_for_agent
 from feedback.models import Feedback
 from hitlproject.errors import Conflict
 from ledger.models import Campaign
+from policies.models import Policy
 from tests.conftest import reallocation
 from tests.factories import evaluated
 
@@ -136,3 +137,23 @@ def test_within_the_window_a_decision_goes_through(operator):
         review_expires_at=timezone.now() + timedelta(minutes=1)
     )
     assert proposal_approve(proposal_id=proposal.pk, reviewer=operator).status == "approved"
+
+
+def test_one_that_expires_with_one_of_two_approvals_says_so_in_its_history(operators):
+    """The history of a proposal one of two people approved before its window closed says so,
+    not that nobody decided."""
+    first, _ = operators
+    Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
+    proposal = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=proposal.pk, reviewer=first)
+    Proposal.objects.filter(pk=proposal.pk).update(
+        review_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+
+    assert proposals_expire_overdue() == 1
+
+    record = Proposal.objects.get(pk=proposal.pk).history.latest("history_date")
+    assert record.status == ProposalStatus.EXPIRED
+    assert record.history_change_reason == (
+        "the review window closed before enough people approved it: 1 of 2 approvals"
+    )

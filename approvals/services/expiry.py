@@ -1,6 +1,7 @@
 """Proposals that waited longer than their policy allows expire and never execute: swept once
 a minute, and expired there and then when someone tries to decide or withdraw one late."""
 
+from collections import defaultdict
 from collections.abc import Sequence
 
 from django.db import transaction
@@ -22,12 +23,20 @@ def proposals_expire_locked(*, proposals: Sequence[Proposal]) -> None:
     if not proposals:
         return
     actor = Actor.system("expiry")
-    proposals_transition(
-        proposals=proposals,
-        to_status=ProposalStatus.EXPIRED,
-        actor=actor,
-        reason="the review window closed without a decision",
-    )
+    # Said as it was: with none of its approvals, or with some of those its policy asks for.
+    by_count = defaultdict(list)
+    for proposal in proposals:
+        by_count[(proposal.approvals_this_round, proposal.required_approvals)].append(proposal)
+    for (given, asked), expiring in by_count.items():
+        proposals_transition(
+            proposals=expiring,
+            to_status=ProposalStatus.EXPIRED,
+            actor=actor,
+            reason=f"the review window closed before enough people approved it: {given} of "
+            f"{asked} approvals"
+            if given
+            else "the review window closed without a decision",
+        )
     proposals_expired(proposals=proposals, actor=actor)
 
 
