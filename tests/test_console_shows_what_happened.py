@@ -628,8 +628,8 @@ def test_approvals_a_policy_asks_for_since_routing_are_said_beside_the_version_t
     proposal.refresh_from_db()
     assert (proposal.status, proposal.required_approvals) == ("pending_review", 2)
     assert (
-        "It still needs 2 distinct approvals, as asked when it was re-assessed before; policy "
-        f"“Budget reallocations” asks for 1 as it stands (version {lowered})."
+        "It still needs 2 distinct approvals, as asked when it was re-assessed or edited "
+        f"before; policy “Budget reallocations” asks for 1 as it stands (version {lowered})."
     ) in proposal.verdict_reasons
 
 

@@ -843,7 +843,7 @@ def refreshed_facts(
             f"stands ({version})."
             if asks == required
             else f"It still needs {required} distinct approvals, as asked when it was "
-            f"re-assessed before; {policy} asks for {asks} as it stands ({version})."
+            f"re-assessed or edited before; {policy} asks for {asks} as it stands ({version})."
         )
     return {
         **assessed.proposal_fields(),
