@@ -21,6 +21,7 @@ from notifications.models import SlackRequestSeen
 from notifications.selectors import users_by_email
 from notifications.services import (
     outcome_text,
+    progress_text,
     proposal_claim,
 )
 from notifications.slack import slack_user_email
@@ -146,9 +147,12 @@ def slack_press_handle(*, press: Press) -> str:
 
 
 def _refusal_text(error: DomainError, *, proposal_id: int) -> str:
-    """The service's reason, and, for a proposal already decided, who decided it first."""
+    """The service's reason, and, for a proposal already decided, who decided it first; for
+    one that still waits, how far it has come (whose approvals it has, how many more)."""
     text = f"Nothing was done: {error.message}"
     proposal = Proposal.objects.filter(pk=proposal_id).first()
     if proposal is not None and proposal.status != ProposalStatus.PENDING_REVIEW:
         text += f" {outcome_text(proposal)}"
+    elif proposal is not None and progress_text(proposal):  # it waits for someone else
+        text += f" {progress_text(proposal)}"
     return text

@@ -308,6 +308,7 @@ def test_under_the_two_person_rule_the_message_says_one_of_two_then_who_approved
 
     post(*pressing(OPERATOR, "approve", value, where))
     assert "operator has already decided" in told(on_slack, OPERATOR)
+    assert "Approved by operator: 1 of 2 approvals; waits for 1 more." in told(on_slack, OPERATOR)
 
     post(*pressing("U0SECOND", "approve", value, where))
     wait_until(lambda: Proposal.objects.get(pk=proposal["id"]).status == "executed")
