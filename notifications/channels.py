@@ -67,6 +67,11 @@ class Channel:
         still wait; channels whose messages cannot change (email) do nothing."""
         return Sent("not updated: this channel's messages do not change")
 
+    def retract(self, *, where: dict[str, str], text: str) -> Sent:
+        """Replace a message sent earlier (or a digest) with ``text`` alone: what it showed
+        is no longer its reader's to see; channels whose messages cannot change do nothing."""
+        return Sent("not updated: this channel's messages do not change")
+
 
 class EmailChannel(Channel):
     """Django's email machinery, configured from the environment: a plain-text and an HTML

@@ -761,6 +761,10 @@ def _send_one(
             recipient=notification.recipient, message=message, may_decide=may_decide
         )
     sent_as = {"channel": notification.slack_channel, "ts": notification.slack_ts}
+    barred = _may_not_read(notification.recipient)
+    if barred:  # told nothing more, and what it showed taken back
+        text = f"This message is no longer shown: {notification.recipient.get_username()} {barred}."
+        return channel.retract(where=sent_as, text=text)
     if notification.updates.in_digest:
         # A digest's proposals decided together (a bulk approval) have an update each, in
         # the same chunk: the digest read once, after all of them were committed, says it
@@ -1012,13 +1016,23 @@ def _not_to_send(notification: Notification) -> str:
         return f"not sent: {notification.get_channel_display()} is not configured"
     # Told as the person is now, not as they were when the message was recorded.
     recipient = notification.recipient
-    if not recipient.is_active:
-        return f"not sent: {recipient.get_username()} was deactivated"
+    barred = _may_not_read(recipient)
+    if barred:
+        return f"not sent: {recipient.get_username()} {barred}"
     if notification.channel == NotificationChannel.EMAIL and not recipient.email:
         return f"not sent: {recipient.get_username()} has no email address"
-    # A message shows what the console would: only to a person who may read proposals there.
+    return ""
+
+
+def _may_not_read(recipient) -> str:
+    """Why a person may not be shown proposals now, in words ("was deactivated", "may not see
+    proposals in the console"), or "". A message shows what the console would: only to
+    an active person who may read proposals there; an update of one sent earlier to a person
+    who may no longer takes back what it showed."""
+    if not recipient.is_active:
+        return "was deactivated"
     if not recipient.has_perm("approvals.view_proposal"):
-        return f"not sent: {recipient.get_username()} may not see proposals in the console"
+        return "may not see proposals in the console"
     return ""
 
 

@@ -395,6 +395,15 @@ class SlackChannel(Channel):
             raise _failure(error) from error
         return Sent(f"updated {where['channel']} {where['ts']}")
 
+    def retract(self, *, where: dict[str, str], text: str) -> Sent:
+        try:
+            slack_client().chat_update(
+                channel=where["channel"], ts=where["ts"], text=text, blocks=[_text_section(text)]
+            )
+        except SLACK_FAILURES as error:
+            raise _failure(error) from error
+        return Sent(f"updated {where['channel']} {where['ts']}: {text}")
+
     def update(
         self,
         *,

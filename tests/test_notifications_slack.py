@@ -18,7 +18,7 @@ from django.test import Client
 from django.utils import timezone
 
 from approvals.models import Agent, Decision, Proposal
-from approvals.services.decisions import payload_seen, proposal_approve
+from approvals.services.decisions import payload_seen, proposal_approve, proposal_reject
 from notifications.models import Claim, DecisionDeadline, Notification, ReachedBy
 from notifications.services import notifications_deliver
 from policies.models import Policy
@@ -251,6 +251,27 @@ def told_what(client, proposal_id: int) -> list[str]:
     page = client.get(f"/admin/approvals/proposal/{proposal_id}/change/").text
     table = page.split('id="proposal-told"')[1].split("</table>")[0]
     return [re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)[3] for row in table.split("<tr>")[2:]]
+
+
+def test_a_person_who_lost_the_right_to_read_proposals_is_shown_no_more_of_it(
+    optimizer, on_slack, operators
+):
+    """The operator was told of the reallocation on Slack, then taken out of the operators'
+    group. A colleague rejects it: the operator's message is not updated with who decided
+    and why (theirs no longer to see); what it showed is taken back, buttons and all."""
+    first, second = operators
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+    first.groups.clear()
+
+    proposal_reject(proposal_id=proposal["id"], reviewer=second, reason_code="wrong_signal")
+
+    [update] = wait_until(lambda: updates_of(on_slack, where))
+    assert update["text"] == (
+        "This message is no longer shown: operator may not see proposals in the console."
+    )
+    shown = str(on_slack.messages[(where["channel"], where["ts"])])
+    assert "second-operator" not in shown and "move 280.00" not in shown
+    assert buttons(on_slack.messages[(where["channel"], where["ts"])]["blocks"]) == []
 
 
 def test_taking_a_proposal_on_shows_who_is_on_it(optimizer, on_slack, login):
