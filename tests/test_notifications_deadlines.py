@@ -460,6 +460,16 @@ def test_a_route_whose_digest_was_interrupted_then_not_sent_may_have_told_and_co
     }
 
 
+def history_note(proposal_id: int, *, starting: str) -> str:
+    """The one reason in the proposal's history that starts so."""
+    [note] = [
+        record.history_change_reason
+        for record in Proposal.history.filter(id=proposal_id)
+        if (record.history_change_reason or "").startswith(starting)
+    ]
+    return note
+
+
 @pytest.mark.django_db
 def test_the_reminder_passes_over_who_approved_already_or_lost_the_right_and_the_history_says_so(
     optimizer,
@@ -494,11 +504,7 @@ def test_the_reminder_passes_over_who_approved_already_or_lost_the_right_and_the
         proposal_id=proposal_id, kind=NotificationKind.REMINDER
     ).values_list("recipient__username", flat=True)
     assert set(reminded) == {"second"}
-    [note] = [
-        record.history_change_reason
-        for record in Proposal.history.filter(id=proposal_id)
-        if (record.history_change_reason or "").startswith("Half the time")
-    ]
+    note = history_note(proposal_id, starting="Half the time")
     assert note == (
         f"Half the time to decide is gone (due {deadline.due_at:%Y-%m-%d %H:%M:%S} UTC); "
         "reminded second; not leaver, who may no longer see proposals in the console; "
@@ -528,11 +534,7 @@ def test_the_escalation_passes_over_a_backup_who_approved_already_and_the_histor
         proposal_id=proposal_id, kind=NotificationKind.ESCALATION
     ).values_list("recipient__username", flat=True)
     assert set(escalated) == {"backup"}
-    [note] = [
-        record.history_change_reason
-        for record in Proposal.history.filter(id=proposal_id)
-        if (record.history_change_reason or "").startswith("Overdue")
-    ]
+    note = history_note(proposal_id, starting="Overdue")
     assert note.endswith(
         f"escalated to group “backup” of route “{DEMO_ROUTE}” (1 person told; not operator, "
         "who decided it in this round)."
