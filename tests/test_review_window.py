@@ -8,6 +8,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 from django.utils import timezone
+from hitl_client._tools import outcome_report
+from hitl_client.models import Proposal as ClientProposal
 
 from approvals.models import Decision, Proposal, ProposalStatus
 from approvals.services.decisions import (
@@ -139,9 +141,9 @@ def test_within_the_window_a_decision_goes_through(operator):
     assert proposal_approve(proposal_id=proposal.pk, reviewer=operator).status == "approved"
 
 
-def test_one_that_expires_with_one_of_two_approvals_says_so_in_its_history(operators):
+def test_one_that_expires_with_one_of_two_approvals_says_so_in_its_history(operators, optimizer):
     """The history of a proposal one of two people approved before its window closed says so,
-    not that nobody decided."""
+    and so do the framework adapters to their model, not that nobody decided."""
     first, _ = operators
     Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
     proposal = evaluated(reallocation("280.00"))
@@ -156,4 +158,9 @@ def test_one_that_expires_with_one_of_two_approvals_says_so_in_its_history(opera
     assert record.status == ProposalStatus.EXPIRED
     assert record.history_change_reason == (
         "the review window closed before enough people approved it: 1 of 2 approvals"
+    )
+    answer = optimizer.get(f"/api/v1/proposals/{proposal.pk}/").json()
+    told = outcome_report(ClientProposal.from_api(answer), proposed=answer["payload"])
+    assert told["message"] == (
+        "It expired before enough people approved it (its policy asks for 2); it was not executed."
     )

@@ -185,7 +185,14 @@ def outcome_report(
             f"{why} Read the current state and propose again if it still makes sense."
         )
     elif status == Status.EXPIRED:
-        report["message"] = "Nobody decided it in time; it expired and was not executed."
+        approved = any(decision.outcome == "approve" for decision in proposal.decisions)
+        asked = proposal.verdict.required_approvals if proposal.verdict else 1
+        report["message"] = (
+            f"It expired before enough people approved it (its policy asks for {asked}); it "
+            "was not executed."
+            if approved
+            else "Nobody decided it in time; it expired and was not executed."
+        )
     elif status == Status.WITHDRAWN:
         report["message"] = "It was withdrawn; it was not executed."
     elif status == Status.FAILED:
