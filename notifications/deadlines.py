@@ -23,7 +23,13 @@ from approvals.services.acts import reviewers_by_proposal
 from audit.actors import Actor, acting_as
 from audit.history import history_records, update_with_history_where
 from hitlproject.periods import describe_duration
-from notifications.models import DecisionDeadline, Notification, NotificationKind, Route
+from notifications.models import (
+    DecisionDeadline,
+    Notification,
+    NotificationKind,
+    NotificationStatus,
+    Route,
+)
 from notifications.selectors import group_recipients, route_matches, routes_active
 from notifications.services import _tell
 
@@ -103,6 +109,9 @@ def _remind(*, now: datetime) -> int:
                 why_not = _not_reminded(
                     recipient, decided=decided.get(proposal_id, ()), may_see=may_see
                 )
+                if not why_not and notification.status == NotificationStatus.HELD:
+                    # Not told yet: their digest, when it goes, says when it is due.
+                    why_not = "is yet to be told of it, in a digest"
                 if why_not:
                     passed_over.setdefault(proposal_id, {})[recipient.get_username()] = why_not
                     continue

@@ -539,3 +539,31 @@ def test_the_escalation_passes_over_a_backup_who_approved_already_and_the_histor
         f"escalated to group “backup” of route “{DEMO_ROUTE}” (1 person told; not operator, "
         "who decided it in this round)."
     )
+
+
+@pytest.mark.django_db
+def test_a_person_whose_digest_has_not_gone_yet_is_not_reminded_first(optimizer):
+    """The operators are told in a digest every 30 minutes; a decision is due within a
+    minute. At half time their digest has not gone: "half the time to decide is gone" would
+    be the first they hear of it. They are not reminded (the digest, when it goes, says when
+    it was due), and the history says so."""
+    route = Route.objects.get(name=DEMO_ROUTE)
+    route.delivery, route.digest_minutes = Delivery.DIGEST, 30
+    route.save()
+    decide_within(seconds=60)
+    proposal_id = optimizer.post("/api/v1/proposals/", reallocation(), format="json").json()["id"]
+    assert set(
+        Notification.objects.filter(proposal_id=proposal_id).values_list("status", flat=True)
+    ) == {NotificationStatus.HELD}
+
+    deadline = DecisionDeadline.objects.get(proposal_id=proposal_id)
+    assert deadlines_sweep(now=deadline.remind_at + timedelta(seconds=1)).reminded == 1
+
+    assert not Notification.objects.filter(
+        proposal_id=proposal_id, kind=NotificationKind.REMINDER
+    ).exists()
+    assert history_note(proposal_id, starting="Half the time") == (
+        f"Half the time to decide is gone (due {deadline.due_at:%Y-%m-%d %H:%M:%S} UTC); "
+        "nobody told in this round to remind; not operator, who is yet to be told of it, in a "
+        "digest."
+    )
