@@ -4,6 +4,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from hitl_client._tools import outcome_report
+from hitl_client.models import Proposal as ClientProposal
 
 from approvals.models import Agent, ProposalStatus
 from approvals.services.decisions import proposal_approve
@@ -160,13 +162,20 @@ def test_a_strategy_lock_blocks_an_agents_strategy_change(demo_world):
     ]
 
 
-def test_a_campaign_budget_cap_blocks_a_move_above_it(demo_world):
+def test_a_campaign_budget_cap_blocks_a_move_above_it(demo_world, optimizer):
     Campaign.objects.filter(external_id="generic-search").update(max_daily_budget=Decimal("550"))
     proposal = evaluated(reallocation("60.00"))
     assert proposal.status == ProposalStatus.BLOCKED
     assert proposal.verdict_reasons == [
         "generic-search's daily budget would be 560.00 USD, above its cap of 550.00 USD."
     ]
+    # The framework adapters tell their model what blocked it: a cap, not a policy.
+    answer = optimizer.get(f"/api/v1/proposals/{proposal.pk}/").json()
+    told = outcome_report(ClientProposal.from_api(answer), proposed=answer["payload"])
+    assert told["message"] == (
+        "It was blocked; it was not executed. generic-search's daily budget would be 560.00 "
+        "USD, above its cap of 550.00 USD."
+    )
 
 
 def test_an_account_budget_cap_counts_every_active_campaign(demo_world):

@@ -174,7 +174,9 @@ def outcome_report(
         )
     elif status == Status.BLOCKED:
         report["reasons"] = _reasons(proposal)
-        report["message"] = "Policy blocked it; it was not executed. " + " ".join(report["reasons"])
+        # A policy's hard ceiling, or a guardrail (a budget cap, a strategy lock): its reasons
+        # say which.
+        report["message"] = "It was blocked; it was not executed. " + " ".join(report["reasons"])
     elif status == Status.SUPERSEDED:
         # The platform's own account comes first: the value the call saw and the value now.
         report["reasons"] = _reasons(proposal)[:1]
