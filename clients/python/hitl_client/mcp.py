@@ -43,7 +43,8 @@ How to work:
 3. Call propose_action. The answer carries the status:
    - "approved": it will execute within seconds; call wait_for_decision to see the result.
    - "pending_review": a human must decide; call wait_for_decision (repeat if not final).
-   - "blocked": policy refused it; read verdict.reasons, do not resubmit the same thing.
+   - "blocked": refused (a policy's hard ceiling or a guardrail); read verdict.reasons, do
+     not resubmit the same thing.
 4. A final status is one of executed (see execution.before_state / after_state), rejected
    (see decisions: reason_code and note), failed (see execution.error; an operator may
    retry it, so do not propose it again), expired, withdrawn, blocked, superseded (the
