@@ -414,9 +414,9 @@ def slack_messages_claimed(*, proposal_id: int, about: str) -> None:
         )
 
 
-def outcome_text(proposal: Proposal) -> str:
+def outcome_text(proposal: Proposal, *, reader=None) -> str:
     """What became of a proposal that left review, as its messages say it, in words a
-    reviewer reads at a glance."""
+    reviewer reads at a glance; ``reader``: the person whose message says it, if known."""
     decisions = list(
         Decision.objects.filter(proposal=proposal, review_round=proposal.review_round)
         .select_related("reviewer")
@@ -434,8 +434,14 @@ def outcome_text(proposal: Proposal) -> str:
     if proposal.status in APPROVED_TO_RUN_STATUSES and approvers:
         return f"Approved by {', '.join(approvers)} at {when}."
     if proposal.status == S.PENDING_REVIEW:  # waits still, in a later round than the message's
-        edits = [d.reviewer.get_username() for d in decisions if d.edited_payload is not None]
-        why = f"Edited by {edits[0]}" if edits else "Sent back to a person"
+        edits = [d.reviewer for d in decisions if d.edited_payload is not None]
+        why = f"Edited by {edits[0].get_username()}" if edits else "Sent back to a person"
+        if edits and reader is not None and edits[0].pk == reader.pk:
+            # Its editor is told of it in no new message (``reviews_restarted_tell``): theirs
+            # says how far the new round has come, their approval its first.
+            return f"{why} since this message: its review started again. " + approvals_so_far(
+                approvers, proposal
+            )
         return (
             f"{why} since this message: its review started again, in a new message showing "
             "it as it now is."
@@ -808,7 +814,7 @@ def _update_says(notification: Notification) -> dict:
     notification.proposal = proposal
     [message] = proposal_messages([(proposal, notification.updates.kind)], now=timezone.now())
     if not still_waits(notification):
-        return {"text": outcome_text(proposal), "message": message}
+        return {"text": outcome_text(proposal, reader=notification.recipient), "message": message}
     reviewers = reviewers_by_proposal([proposal])[proposal.pk]
     may_decide = may_act(notification.recipient, proposal, Act.APPROVE, reviewers=reviewers)
     if not may_decide:  # it waits, but not for them: the owner of its agent, one who approved
@@ -842,7 +848,7 @@ def digest_lines(sent_in_digest: Notification) -> list[DigestLine]:
     return [
         DigestLine(message, progress=progress_text(n.proposal))
         if still_waits(n)
-        else DigestLine(message, outcome=outcome_text(n.proposal))
+        else DigestLine(message, outcome=outcome_text(n.proposal, reader=sent_in_digest.recipient))
         for n, message in zip(listed, messages, strict=True)
     ]
 

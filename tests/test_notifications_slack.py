@@ -520,6 +520,33 @@ def test_an_edit_that_starts_the_review_again_tells_it_afresh_and_ends_the_earli
     wait_until(lambda: Proposal.objects.get(pk=proposal["id"]).status == "executed")
 
 
+def test_the_editor_whose_edit_started_the_review_again_is_not_pointed_to_a_new_message(
+    optimizer, on_slack, operators
+):
+    """Under the two-person rule a colleague approved (1 of 2); the operator, told on Slack,
+    then edits the action (280.00 a day → 200.00) in the console and approves it: its review
+    starts again, with the operator's approval its first. The operator gets no new message
+    (their part is done), so theirs does not send them to one ("in a new message showing it
+    as it now is"): it says how far the new round has come."""
+    Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
+    first, second = operators
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+    proposal_approve(proposal_id=proposal["id"], reviewer=second)
+    wait_until(lambda: updates_of(on_slack, where))
+    edited = {**proposal["payload"], "amount": "200.00"}
+    proposal_approve(proposal_id=proposal["id"], reviewer=first, edited_payload=edited)
+
+    ended = wait_until(
+        lambda: [u for u in updates_of(on_slack, where) if "started again" in str(u["blocks"])]
+    )
+    assert context_texts(ended[-1]["blocks"]) == (
+        "Edited by operator since this message: its review started again. Approved by "
+        "operator: 1 of 2 approvals; waits for 1 more."
+    )
+    assert buttons(ended[-1]["blocks"]) == []
+    assert len(on_slack.sent("chat.postMessage", channel=OPERATOR)) == 1  # no new one to them
+
+
 def test_a_press_on_a_proposal_someone_decided_says_who_decided_first(
     optimizer, on_slack, operators
 ):
