@@ -996,7 +996,7 @@ class ProposalAdmin(ReadOnlyAdmin):
                 seen={
                     proposal.pk: request.POST[f"seen-{proposal.pk}"]
                     for proposal in proposals
-                    if f"seen-{proposal.pk}" in request.POST
+                    if request.POST.get(f"seen-{proposal.pk}")  # as ``_seen``: empty is unknown
                 },
                 **form.cleaned_data,
             )

@@ -56,10 +56,11 @@ class Channel:
         message: ProposalMessage,
         still_waits: bool = False,
         may_decide: bool = False,
+        ended_as: str = "No longer waits",
     ) -> Sent:
-        """Say on a message sent earlier what became of its proposal or, while it
-        ``still_waits``, how far it has come (the buttons kept for a person who ``may_decide``);
-        channels whose messages cannot change (email) do nothing."""
+        """Say on a message sent earlier what became of its proposal (headed ``ended_as``) or,
+        while it ``still_waits``, how far it has come (the buttons kept for a person who
+        ``may_decide``); channels whose messages cannot change (email) do nothing."""
         return Sent("not updated: this channel's messages do not change")
 
     def update_digest(self, *, where: dict[str, str], lines: list[DigestLine]) -> Sent:

@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from approvals import action_types
-from approvals.models import Decision, DecisionOutcome, Proposal
+from approvals.models import Decision, DecisionOutcome, Proposal, ProposalStatus
 from approvals.services.decisions import payload_seen
 from hitlproject.addresses import served_at
 from notifications.models import Claim, DecisionDeadline, NotificationKind
@@ -132,11 +132,22 @@ def still_waiting_count_text(waiting: int, *, listed: int) -> str:
 @dataclass(frozen=True)
 class DigestLine:
     """A proposal as an updated digest lists it: what became of it once it no longer waits
-    (``outcome``), or, while it waits, how far it has come (``progress``)."""
+    (``outcome``, under ``ended_as``), or, while it waits, how far it has come
+    (``progress``)."""
 
     message: ProposalMessage
     outcome: str = ""
     progress: str = ""
+    ended_as: str = "No longer waits"
+
+
+def ended_as(proposal: Proposal) -> str:
+    """How a message whose review round ended is headed: its proposal no longer waits, or,
+    waiting still, its review started again (an edit after an approval, a hold before it
+    ran) and a later message asks for the decision."""
+    if proposal.status == ProposalStatus.PENDING_REVIEW:
+        return "Its review started again"
+    return "No longer waits"
 
 
 def proposal_url(proposal_id: int) -> str:

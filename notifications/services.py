@@ -39,6 +39,7 @@ from notifications.messages import (
     DigestLine,
     addressed_to_one_who_may_not_decide,
     approvals_so_far,
+    ended_as,
     proposal_messages,
 )
 from notifications.models import (
@@ -814,7 +815,11 @@ def _update_says(notification: Notification) -> dict:
     notification.proposal = proposal
     [message] = proposal_messages([(proposal, notification.updates.kind)], now=timezone.now())
     if not still_waits(notification):
-        return {"text": outcome_text(proposal, reader=notification.recipient), "message": message}
+        return {
+            "text": outcome_text(proposal, reader=notification.recipient),
+            "message": message,
+            "ended_as": ended_as(proposal),
+        }
     reviewers = reviewers_by_proposal([proposal])[proposal.pk]
     may_decide = may_act(notification.recipient, proposal, Act.APPROVE, reviewers=reviewers)
     if not may_decide:  # it waits, but not for them: the owner of its agent, one who approved
@@ -848,7 +853,11 @@ def digest_lines(sent_in_digest: Notification) -> list[DigestLine]:
     return [
         DigestLine(message, progress=progress_text(n.proposal))
         if still_waits(n)
-        else DigestLine(message, outcome=outcome_text(n.proposal, reader=sent_in_digest.recipient))
+        else DigestLine(
+            message,
+            outcome=outcome_text(n.proposal, reader=sent_in_digest.recipient),
+            ended_as=ended_as(n.proposal),
+        )
         for n, message in zip(listed, messages, strict=True)
     ]
 

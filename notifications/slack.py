@@ -325,7 +325,7 @@ def _digest_line(line: DigestLine) -> str:
     message = line.message
     link = f"• <{message.url}|#{message.proposal_id} {_escape(message.summary)}>"
     if line.outcome:
-        return f"{link}\n    _No longer waits:_ {_escape(line.outcome)}"
+        return f"{link}\n    _{line.ended_as}:_ {_escape(line.outcome)}"
     said = f"{link} (risk {message.risk})\n    _Why it waits:_ {_escape(message.reasons_brief)}"
     return f"{said}\n    {_escape(line.progress)}" if line.progress else said
 
@@ -412,11 +412,12 @@ class SlackChannel(Channel):
         message: ProposalMessage,
         still_waits: bool = False,
         may_decide: bool = False,
+        ended_as: str = "No longer waits",
     ) -> Sent:
         if still_waits:
             blocks = message_blocks(message, may_decide=may_decide, progress=text)
-        else:  # no longer waits: its headline must not say it does
-            message = dataclasses.replace(message, headline="No longer waits")
+        else:  # its round ended: its headline must not say it waits for a decision here
+            message = dataclasses.replace(message, headline=ended_as)
             blocks = message_blocks(message, may_decide=False, outcome=text)
         try:
             slack_client().chat_update(

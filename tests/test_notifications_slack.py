@@ -500,6 +500,7 @@ def test_an_edit_that_starts_the_review_again_tells_it_afresh_and_ends_the_earli
     )
     said = context_texts(ended[-1]["blocks"])
     assert said.startswith("Edited by second-operator since this message: its review started")
+    assert headline(ended[-1]["blocks"]) == "Its review started again"  # not "No longer waits"
     assert buttons(ended[-1]["blocks"]) == []
     _, again = wait_until(
         lambda: (
