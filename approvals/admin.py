@@ -902,7 +902,13 @@ class ProposalAdmin(ReadOnlyAdmin):
             form.add_refusal(error)
             messages.error(request, f"Not approved: {error.message}")
             return self._review_page(request, object_id, status=error.status_code, edit_form=form)
-        messages.success(request, _what_happened(done))
+        happened = _what_happened(done)
+        if done.review_round > proposal.review_round:  # earlier approvals: of another action
+            happened = (
+                "Your edit started its review again: the approvals given before were of the "
+                f"action before it, and no longer count. {happened}"
+            )
+        messages.success(request, happened)
         return HttpResponseRedirect(reverse("admin:approvals_proposal_change", args=[object_id]))
 
     def _review_page(

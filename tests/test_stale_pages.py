@@ -123,3 +123,27 @@ def test_a_bulk_approval_confirmed_after_a_colleagues_edit_leaves_that_one_waiti
         f"Proposal #{edited.pk} was edited since it was shown to you" in message
         for message in messages_of(done)
     )
+
+
+def test_an_edit_that_starts_the_review_again_tells_its_editor_the_approvals_no_longer_count(
+    operators, two_approvals
+):
+    """The operator approved (1 of 2); the colleague's edit makes it another action, so that
+    approval no longer counts. The colleague is told so, not only that theirs is counted."""
+    operator, colleague = operators
+    proposal = evaluated(reallocation("280.00"))
+    logged_in(operator).post(
+        reverse("admin:approvals_proposal_approve", args=[proposal.pk]), {"note": ""}
+    )
+
+    done = logged_in(colleague).post(
+        reverse("admin:approvals_proposal_edit-approve", args=[proposal.pk]),
+        {"edit-amount": "200.00", "edit-note": ""},
+        follow=True,
+    )
+
+    assert messages_of(done) == [
+        "Your edit started its review again: the approvals given before were of the action "
+        "before it, and no longer count. Your approval is counted: proposal "
+        f"#{proposal.pk} has 1 of 2 approvals and waits for another person's."
+    ]
