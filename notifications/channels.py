@@ -12,7 +12,12 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.template.loader import render_to_string
 
-from notifications.messages import DigestLine, ProposalMessage, waiting_count_text
+from notifications.messages import (
+    NO_LONGER_WAITS,
+    DigestLine,
+    ProposalMessage,
+    waiting_count_text,
+)
 
 
 class ChannelError(Exception):
@@ -56,7 +61,7 @@ class Channel:
         message: ProposalMessage,
         still_waits: bool = False,
         may_decide: bool = False,
-        ended_as: str = "No longer waits",
+        ended_as: str = NO_LONGER_WAITS,
     ) -> Sent:
         """Say on a message sent earlier what became of its proposal (headed ``ended_as``) or,
         while it ``still_waits``, how far it has come (the buttons kept for a person who

@@ -31,6 +31,8 @@ HEADLINES = {
 # The headline of a message saying it waits, to a person it does not wait for: one who owns
 # the agent that proposed it, or who has approved it and waits for another's approval.
 WAITS_NOT_FOR_YOU = "Waits for a decision"
+# The headline of a message whose proposal no longer waits for a decision in its round.
+NO_LONGER_WAITS = "No longer waits"
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,7 @@ class DigestLine:
     message: ProposalMessage
     outcome: str = ""
     progress: str = ""
-    ended_as: str = "No longer waits"
+    ended_as: str = NO_LONGER_WAITS
 
 
 def ended_as(proposal: Proposal) -> str:
@@ -147,7 +149,7 @@ def ended_as(proposal: Proposal) -> str:
     ran) and a later message asks for the decision."""
     if proposal.status == ProposalStatus.PENDING_REVIEW:
         return "Its review started again"
-    return "No longer waits"
+    return NO_LONGER_WAITS
 
 
 def proposal_url(proposal_id: int) -> str:

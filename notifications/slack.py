@@ -21,6 +21,7 @@ from approvals.models import RejectionReason
 from hitlproject.outbound import AnswerTooLong, exchange_within
 from notifications.channels import Channel, ChannelError, Sent
 from notifications.messages import (
+    NO_LONGER_WAITS,
     DigestLine,
     ProposalMessage,
     still_waiting_count_text,
@@ -412,7 +413,7 @@ class SlackChannel(Channel):
         message: ProposalMessage,
         still_waits: bool = False,
         may_decide: bool = False,
-        ended_as: str = "No longer waits",
+        ended_as: str = NO_LONGER_WAITS,
     ) -> Sent:
         if still_waits:
             blocks = message_blocks(message, may_decide=may_decide, progress=text)
