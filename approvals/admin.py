@@ -31,6 +31,7 @@ from approvals.models import (
     Proposal,
     ProposalStatus,
     RejectionReason,
+    WithdrawnBy,
 )
 from approvals.search import proposals_matching, search_words
 from approvals.selectors import (
@@ -269,6 +270,16 @@ class OutcomeForm(forms.Form):
     )
 
 
+class WithdrawForm(forms.Form):
+    note = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}),
+        required=False,
+        max_length=NOTE_MAX_LENGTH,
+        label="Why, for the agent",
+        help_text="The agent receives this as feedback, with the withdrawal.",
+    )
+
+
 class ApproveForm(forms.Form):
     note = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=NOTE_MAX_LENGTH
@@ -305,6 +316,11 @@ def _what_happened(proposal: Proposal) -> str:
             f"Your approval is counted: proposal #{proposal.pk} has "
             f"{proposal.approvals_this_round} of {proposal.required_approvals} approvals and "
             "waits for another person's."
+        )
+    if proposal.withdrawn_by == WithdrawnBy.REVIEWER:
+        return (
+            f"Proposal #{proposal.pk} is withdrawn for {proposal.agent}; the agent learns it "
+            f"as feedback{', with your note' if proposal.withdrawal_note else ''}."
         )
     return f"Proposal #{proposal.pk} is now {proposal.get_status_display().lower()}."
 
@@ -805,6 +821,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             # Each form's fields have ids of their own (the edit form's are "id_edit-…"), so
             # that each label names its own box; the names posted stay the forms' own.
             "outcome_form": OutcomeForm(auto_id="id_outcome-%s"),
+            "withdraw_form": WithdrawForm(auto_id="id_withdraw-%s"),
             "approve_form": ApproveForm(auto_id="id_approve-%s"),
             "edit_form": edit_form,
             "edit_changes": edits_shown(proposal, edit_form),
@@ -940,8 +957,10 @@ class ProposalAdmin(ReadOnlyAdmin):
         return self._decide(
             request,
             object_id,
-            forms.Form,
-            lambda: proposal_withdraw_for_agent(proposal_id=object_id, reviewer=request.user),
+            WithdrawForm,
+            lambda note: proposal_withdraw_for_agent(
+                proposal_id=object_id, reviewer=request.user, note=note
+            ),
             act=Act.WITHDRAW,
         )
 

@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
 from approvals import action_types
-from approvals.models import Execution, ExecutionStatus, Proposal, ProposalStatus
+from approvals.models import Execution, ExecutionStatus, Proposal, ProposalStatus, WithdrawnBy
 from approvals.selectors import (
     policy_name_then,
     proposal_get_for_agent,
@@ -159,6 +159,18 @@ class OutcomeOutput(serializers.Serializer):
         return f"{outcome.reported_by_kind}:{outcome.reported_by}"
 
 
+class WithdrawalOutput(serializers.Serializer):
+    by = serializers.ChoiceField(
+        choices=WithdrawnBy.choices,
+        allow_null=True,
+        help_text="agent: the agent withdrew it; reviewer: a person withdrew it for the agent; "
+        "null where that is not on record.",
+    )
+    note = serializers.CharField(
+        help_text="What the reviewer who withdrew it wrote for the agent (empty if nothing)."
+    )
+
+
 class ProposalOutput(serializers.Serializer):
     id = serializers.IntegerField()
     status = serializers.ChoiceField(choices=ProposalStatus.choices)
@@ -177,6 +189,9 @@ class ProposalOutput(serializers.Serializer):
     decisions = serializers.SerializerMethodField()
     execution = serializers.SerializerMethodField()
     outcomes = serializers.SerializerMethodField()
+    withdrawal = serializers.SerializerMethodField(
+        help_text="Who withdrew it, for a withdrawn proposal; null otherwise."
+    )
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
     evaluated_at = serializers.DateTimeField(allow_null=True)
@@ -202,6 +217,18 @@ class ProposalOutput(serializers.Serializer):
     @extend_schema_field(OutcomeOutput(many=True))
     def get_outcomes(self, proposal: Proposal):
         return OutcomeOutput(proposal.outcomes.all(), many=True).data
+
+    @extend_schema_field(WithdrawalOutput(allow_null=True))
+    def get_withdrawal(self, proposal: Proposal):
+        return _withdrawal(proposal)
+
+
+def _withdrawal(proposal: Proposal) -> dict | None:
+    if proposal.status != ProposalStatus.WITHDRAWN:
+        return None
+    # Who, if on record: migration approvals 0026 read it from history for those withdrawn
+    # before the platform kept it, where history named an agent or a person.
+    return {"by": proposal.withdrawn_by or None, "note": proposal.withdrawal_note}
 
 
 _MAGNITUDE = ProposalOutput().fields["magnitude"]
@@ -261,6 +288,7 @@ def proposal_body(proposal: Proposal, *, just_submitted: bool = False) -> dict:
         "decisions": decisions,
         "execution": execution,
         "outcomes": outcomes,
+        "withdrawal": _withdrawal(proposal),
         "created_at": _time(proposal.created_at),
         "updated_at": _time(proposal.updated_at),
         "evaluated_at": _time(proposal.evaluated_at),

@@ -85,6 +85,13 @@ class AgentAPIKey(models.Model):
         return self.revoked_at is not None
 
 
+class WithdrawnBy(models.TextChoices):
+    """Who took back a proposal that waited: its agent, or a reviewer on its behalf."""
+
+    AGENT = "agent", "Its agent"
+    REVIEWER = "reviewer", "A reviewer, for its agent"
+
+
 class Proposal(models.Model):
     agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="proposals")
     account = models.ForeignKey("ledger.Account", on_delete=models.PROTECT, related_name="+")
@@ -173,6 +180,15 @@ class Proposal(models.Model):
         "cumulative ceilings from then.",
     )
     executed_at = models.DateTimeField(null=True, blank=True)
+    withdrawn_by = models.CharField(
+        max_length=8,
+        choices=WithdrawnBy.choices,
+        blank=True,
+        help_text="Who withdrew it, if it was withdrawn: its agent, or a reviewer for it.",
+    )
+    withdrawal_note = models.TextField(
+        blank=True, help_text="What the reviewer who withdrew it told its agent, if anything."
+    )
     # A channel executor's rounds (what each sends, its lease) are its own:
     # executors.models.ExecutionRound.
     history = audited_history()

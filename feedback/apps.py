@@ -15,6 +15,7 @@ class FeedbackConfig(AppConfig):
             feedback_record_expiries,
             feedback_record_failures,
             feedback_record_supersessions,
+            feedback_record_withdrawals,
         )
         from policies.services import approval_rate_reader_register
 
@@ -24,4 +25,5 @@ class FeedbackConfig(AppConfig):
         hooks.executions_failed.connect(feedback_record_failures)
         hooks.proposals_expired.connect(feedback_record_expiries)
         hooks.proposals_superseded.connect(feedback_record_supersessions)
+        hooks.withdrawn_for_agents.connect(feedback_record_withdrawals)
         approval_rate_reader_register(agent_approval_rate)

@@ -18,6 +18,7 @@ class FeedbackKind(models.TextChoices):
     REJECTED = "rejected", "Rejected"
     EXPIRED = "expired", "Expired unreviewed"
     SUPERSEDED = "superseded", "Superseded: its target changed first"
+    WITHDRAWN = "withdrawn", "Withdrawn by a reviewer"
     FAILED = "failed", "Execution failed"
     OUTCOME = "outcome", "Outcome reported"
 

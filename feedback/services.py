@@ -171,6 +171,29 @@ def feedback_record_expiries(*, proposals: Sequence[Proposal], actor: Actor) -> 
     )
 
 
+def feedback_record_withdrawals(*, proposals: Sequence[Proposal], actor: Actor) -> list[Feedback]:
+    """Proposals a reviewer withdrew for their agents: each agent learns it, with the
+    reviewer's note if they wrote one, as it learns of a rejection; written last in the
+    caller's transaction (``_in_commit_order``)."""
+    if not proposals:
+        return []
+    _in_commit_order()
+    _wake_readers(proposal.agent_id for proposal in proposals)
+    return create_with_history(
+        Feedback,
+        [
+            Feedback(
+                agent_id=proposal.agent_id,
+                proposal=proposal,
+                kind=FeedbackKind.WITHDRAWN,
+                note=proposal.withdrawal_note,
+            )
+            for proposal in proposals
+        ],
+        actor=actor,
+    )
+
+
 def feedback_record_failures(
     *, failures: Sequence[tuple[Proposal, str]], actor: Actor
 ) -> list[Feedback]:

@@ -144,7 +144,11 @@ def slack_tell(*, channel: str, slack_user_id: str, text: str) -> None:
     """A message only ``slack_user_id`` sees, in the conversation where they pressed."""
     try:
         slack_client(timeout=IN_REQUEST_TIMEOUT).chat_postEphemeral(
-            channel=channel or slack_user_id, user=slack_user_id, text=text
+            # Plain words: whatever an agent or a reviewer wrote into them (a summary, a
+            # note) is shown, not read as Slack's markup (a link, a mention).
+            channel=channel or slack_user_id,
+            user=slack_user_id,
+            text=_escape(text),
         )
     except SLACK_FAILURES as error:
         raise _failure(error) from error
@@ -246,7 +250,7 @@ def message_blocks(
     ]
     progress = progress or message.progress  # a new message says how far it has come too
     if outcome or progress:
-        note = _fit(outcome or progress, SECTION_TEXT_LIMIT)
+        note = _fit(_escape(outcome or progress), SECTION_TEXT_LIMIT)
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
     if may_decide and not outcome:
         value = str(message.proposal_id)

@@ -24,10 +24,13 @@ from hitl_client import (
     Unprocessable,
     ValidationFailed,
     WaitTimedOut,
+    Withdrawal,
 )
+from hitl_client._tools import outcome_report
 
 from approvals.models import Proposal as ProposalRow
 from approvals.services.decisions import proposal_approve, proposal_reject
+from approvals.services.proposals import proposal_withdraw_for_agent
 from ledger.models import Campaign
 from tests.conftest import creative
 
@@ -233,6 +236,28 @@ def test_client_withdraws_a_waiting_proposal(hitl):
     withdrawn = hitl.withdraw(pending.id)
     assert withdrawn.status == "withdrawn"
     assert hitl.wait(pending.id, timeout=5).status == "withdrawn"
+
+
+def test_client_and_its_tools_tell_a_withdrawal_by_a_reviewer_from_the_agents_own(hitl, operator):
+    own = propose_reallocation(hitl)
+    assert hitl.withdraw(own.id).withdrawal == Withdrawal(by="agent", note="")
+    assert outcome_report(hitl.get(own.id))["message"] == ("It was withdrawn; it was not executed.")
+    theirs = propose_reallocation(hitl)
+    proposal_withdraw_for_agent(
+        proposal_id=theirs.id, reviewer=operator, note="Budget moves wait for the quarter's plan"
+    )
+    withdrawn = hitl.wait(theirs.id, timeout=5)
+    assert withdrawn.withdrawal == Withdrawal(
+        by="reviewer", note="Budget moves wait for the quarter's plan"
+    )
+    told = outcome_report(withdrawn)
+    assert told["message"] == (
+        "A reviewer withdrew it: Budget moves wait for the quarter's plan. It was not executed."
+    )
+    assert (told["withdrawn_by"], told["executed"]) == ("a reviewer", False)
+    assert [(record.proposal, record.kind) for record in hitl.feedback()] == [
+        (theirs.id, "withdrawn")
+    ]
 
 
 def test_client_withdrawing_twice_is_told_the_proposal_is_already_withdrawn(hitl):

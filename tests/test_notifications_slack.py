@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from approvals.models import Agent, Decision, Proposal
 from approvals.services.decisions import payload_seen, proposal_approve, proposal_reject
+from approvals.services.proposals import proposal_withdraw_for_agent
 from notifications.models import Claim, DecisionDeadline, Notification, ReachedBy
 from notifications.services import notifications_deliver
 from policies.models import Policy
@@ -389,6 +390,30 @@ def test_an_expired_proposal_nobody_decided_says_when_its_review_window_closed(o
         "Expired: nobody decided within its review window, which closed at "
         f"{closed:%Y-%m-%d %H:%M} UTC."
     )
+
+
+def test_a_withdrawal_for_the_agent_says_who_withdrew_it_and_why_in_plain_words(
+    optimizer, on_slack
+):
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+    operator = get_user_model().objects.get(username="operator")
+    note = "Paused by the owner <!channel> <https://example.com|read this> & more"
+
+    proposal_withdraw_for_agent(proposal_id=proposal["id"], reviewer=operator, note=note)
+
+    [update] = wait_until(lambda: updates_of(on_slack, where))
+    when = Proposal.objects.get(pk=proposal["id"]).updated_at
+    # Not "Withdrawn by its agent": a person did, and the note is shown, not read as markup.
+    assert context_texts(update["blocks"]) == (
+        f"Withdrawn for its agent by operator at {when:%Y-%m-%d %H:%M} UTC: Paused by the "
+        "owner &lt;!channel&gt; &lt;https://example.com|read this&gt; &amp; more"
+    )
+    assert buttons(update["blocks"]) == []
+    # A press on it afterwards is told the same, in plain words too.
+    post(*pressing(OPERATOR, "approve", str(proposal["id"]), where))
+    assert "by operator at" in told(on_slack, OPERATOR)
+    assert "&lt;!channel&gt;" in told(on_slack, OPERATOR)
+    assert "<!channel>" not in told(on_slack, OPERATOR)
 
 
 def test_an_approval_in_the_console_under_the_two_person_rule_shows_on_slack(

@@ -1,9 +1,11 @@
 """The operator's console in the admin: the queue, the detail page, approve and reject,
 singly and in bulk, with permissions enforced on the server."""
 
+import importlib
 from decimal import Decimal
 
 import pytest
+from django.apps import apps as django_apps
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
@@ -276,15 +278,86 @@ def test_detail_page_draws_the_supporting_series_and_the_agents_record(login):
     assert list(page.context["earlier"]) == [earlier]
 
 
-def test_an_operator_withdraws_a_proposal_for_its_agent(login):
+def test_an_operator_withdraws_a_proposal_for_its_agent_and_the_agent_learns_it(login, optimizer):
     proposal = evaluated()
+    page = login("operator").get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+    assert 'id="withdraw-form"' in page.text and "Why, for the agent" in page.text
     response = login("operator").post(
-        reverse("admin:approvals_proposal_withdraw", args=[proposal.pk]), follow=True
+        reverse("admin:approvals_proposal_withdraw", args=[proposal.pk]),
+        {"note": "  The owner paused this account's changes.  "},
+        follow=True,
     )
-    assert "is now withdrawn" in response.text
+    assert (
+        f"Proposal #{proposal.pk} is withdrawn for optimizer; the agent learns it as feedback, "
+        "with your note." in response.text
+    )
     record = Proposal.history.filter(id=proposal.pk).latest("history_date")
     assert (record.status, record.history_actor) == ("withdrawn", "operator")
+    assert record.history_change_reason == (
+        "withdrawn by operator for the agent: The owner paused this account's changes."
+    )
+    # The agent is told a person withdrew it, and why, on the proposal and in its feed.
+    seen = optimizer.get(f"/api/v1/proposals/{proposal.pk}/").json()
+    assert (seen["status"], seen["withdrawal"]) == (
+        "withdrawn",
+        {"by": "reviewer", "note": "The owner paused this account's changes."},
+    )
+    feed = optimizer.get("/api/v1/feedback/").json()["results"]
+    assert [(item["proposal"], item["kind"], item["note"]) for item in feed] == [
+        (proposal.pk, "withdrawn", "The owner paused this account's changes.")
+    ]
+
+
+def test_an_agent_withdrawing_its_own_proposal_is_told_it_did_and_gets_no_feedback(optimizer):
+    proposal = evaluated()
+    answer = optimizer.post(f"/api/v1/proposals/{proposal.pk}/withdraw/").json()
+    assert (answer["status"], answer["withdrawal"]) == ("withdrawn", {"by": "agent", "note": ""})
+    assert optimizer.get("/api/v1/feedback/").json()["results"] == []
+    waiting = optimizer.get(f"/api/v1/proposals/{evaluated().pk}/").json()
+    assert waiting["withdrawal"] is None
+
+
+def test_a_withdrawal_for_the_agent_without_a_note_still_tells_it(login, optimizer):
+    proposal = evaluated()
+    login("operator").post(reverse("admin:approvals_proposal_withdraw", args=[proposal.pk]))
+    seen = optimizer.get(f"/api/v1/proposals/{proposal.pk}/").json()
+    assert seen["withdrawal"] == {"by": "reviewer", "note": ""}
+    assert [item["kind"] for item in optimizer.get("/api/v1/feedback/").json()["results"]] == [
+        "withdrawn"
+    ]
+    record = Proposal.history.filter(id=proposal.pk).latest("history_date")
+    assert record.history_change_reason == "withdrawn by operator for the agent"
+
+
+def test_proposals_withdrawn_before_the_column_are_told_apart_from_their_history(login, optimizer):
+    """Migration approvals 0026 reads who withdrew each proposal withdrawn before it from the
+    proposal's history: the agent, or a person for it."""
+    by_agent, by_reviewer = evaluated(), evaluated()
+    optimizer.post(f"/api/v1/proposals/{by_agent.pk}/withdraw/")
+    login("operator").post(reverse("admin:approvals_proposal_withdraw", args=[by_reviewer.pk]))
+    Proposal.objects.update(withdrawn_by="")  # as they were before the column
+
+    migration = importlib.import_module("approvals.migrations.0026_proposal_withdrawn_by")
+    migration.withdrawn_by_from_history(django_apps, None)
+
+    assert dict(Proposal.objects.values_list("pk", "withdrawn_by")) == {
+        by_agent.pk: "agent",
+        by_reviewer.pk: "reviewer",
+    }
+
+
+def test_a_withdrawal_with_a_note_too_long_or_by_an_auditor_changes_nothing(login):
+    proposal = evaluated()
+    response = login("operator").post(
+        reverse("admin:approvals_proposal_withdraw", args=[proposal.pk]),
+        {"note": "x" * 20_000},
+        follow=True,
+    )
+    assert "Not saved" in response.text
     refused = login("auditor").post(
-        reverse("admin:approvals_proposal_withdraw", args=[proposal.pk])
+        reverse("admin:approvals_proposal_withdraw", args=[proposal.pk]), {"note": "stop"}
     )
     assert refused.status_code == 403
+    proposal.refresh_from_db()
+    assert (proposal.status, proposal.withdrawn_by) == (ProposalStatus.PENDING_REVIEW, "")
+    assert not Feedback.objects.filter(proposal=proposal).exists()

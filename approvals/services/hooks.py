@@ -52,3 +52,6 @@ approvals_counted = Hook("approvals counted on proposals that still wait")
 # approvals given were of the action before it), still waiting; called before
 # ``approvals_counted`` counts the editor's approval in the new round.
 reviews_restarted = Hook("an edit started waiting proposals' review again")
+# proposals=, actor=: waiting proposals a reviewer withdrew for their agents (their
+# ``withdrawal_note`` says why, if the reviewer did).
+withdrawn_for_agents = Hook("a reviewer withdrew waiting proposals for their agents")

@@ -23,7 +23,8 @@ from django.utils import timezone
 from approvals import action_types
 from approvals.action_types import ActionType, Assessment
 from approvals.action_types.base import numeric_effects
-from approvals.models import Agent, Proposal, ProposalStatus, VerdictOutcome
+from approvals.models import Agent, Proposal, ProposalStatus, VerdictOutcome, WithdrawnBy
+from approvals.services import hooks
 from approvals.services.acts import Act, ReviewWindowClosed, act_refusal, review_window_closed
 from approvals.services.expiry import proposals_expire_locked
 from approvals.services.lifecycle import (
@@ -953,24 +954,35 @@ def proposal_withdraw(*, agent: Agent, proposal_id: int) -> Proposal:
                 to_status=ProposalStatus.WITHDRAWN,
                 actor=Actor.for_agent(agent),
                 reason="withdrawn by the agent",
+                changes={"withdrawn_by": WithdrawnBy.AGENT},
             )
         proposals_expire_locked(proposals=[proposal])
     raise ReviewWindowClosed(proposal, "withdrawn")  # once the expiry is committed
 
 
-def proposal_withdraw_for_agent(*, proposal_id: int, reviewer: AbstractBaseUser) -> Proposal:
+def proposal_withdraw_for_agent(
+    *, proposal_id: int, reviewer: AbstractBaseUser, note: str = ""
+) -> Proposal:
     """A person withdraws a waiting proposal on the agent's behalf (say, its owner asked), by
-    the rule of who may act on it: as much a decision on it as a rejection."""
+    the rule of who may act on it: as much a decision on it as a rejection, and the agent
+    learns it as one: the proposal says a reviewer withdrew it, with the ``note``, and the
+    agent's feedback has it (``hooks.withdrawn_for_agents``)."""
     with transaction.atomic():
         proposal = proposal_lock(proposal_id)
         refusal = act_refusal(reviewer, proposal, Act.WITHDRAW)
         if refusal is None:
-            return proposal_transition(
+            actor = Actor.for_user(reviewer)
+            note = note.strip()
+            proposal = proposal_transition(
                 proposal_id=proposal_id,
                 to_status=ProposalStatus.WITHDRAWN,
-                actor=Actor.for_user(reviewer),
-                reason=f"withdrawn by {reviewer.get_username()} for the agent",
+                actor=actor,
+                reason=f"withdrawn by {reviewer.get_username()} for the agent"
+                + (f": {note}" if note else ""),
+                changes={"withdrawn_by": WithdrawnBy.REVIEWER, "withdrawal_note": note},
             )
+            hooks.withdrawn_for_agents(proposals=[proposal], actor=actor)
+            return proposal
         if isinstance(refusal, ReviewWindowClosed):
             proposals_expire_locked(proposals=[proposal])
     raise refusal  # once the expiry, if any, is committed

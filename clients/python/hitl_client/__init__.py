@@ -43,6 +43,7 @@ from hitl_client.models import (
     ProposalRequest,
     Status,
     Verdict,
+    Withdrawal,
 )
 
 __version__ = "0.1.0"
@@ -84,4 +85,5 @@ __all__ = [
     "ValidationFailed",
     "Verdict",
     "WaitTimedOut",
+    "Withdrawal",
 ]

@@ -196,7 +196,16 @@ def outcome_report(
             else "Nobody decided it in time; it expired and was not executed."
         )
     elif status == Status.WITHDRAWN:
-        report["message"] = "It was withdrawn; it was not executed."
+        withdrawal = proposal.withdrawal
+        if withdrawal is not None and withdrawal.by == "reviewer":
+            report["withdrawn_by"] = "a reviewer"
+            report["note"] = withdrawal.note
+            note = _sentence(withdrawal.note)
+            report["message"] = (
+                f"A reviewer withdrew it{': ' + note if note else '.'} It was not executed."
+            )
+        else:
+            report["message"] = "It was withdrawn; it was not executed."
     elif status == Status.FAILED:
         execution = proposal.execution
         report["error"] = execution.error if execution else ""

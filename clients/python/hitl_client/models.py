@@ -169,6 +169,23 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class Withdrawal:
+    """Who withdrew a withdrawn proposal: ``by`` is ``agent`` (the agent itself) or
+    ``reviewer`` (a person, for the agent, with ``note`` saying why if they wrote it), or None
+    where the platform has no record of who."""
+
+    by: str | None
+    note: str
+    raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any] | None) -> Withdrawal | None:
+        if not data:
+            return None
+        return cls(by=data.get("by"), note=data.get("note", ""), raw=data)
+
+
+@dataclass(frozen=True)
 class Proposal:
     """A proposal as the API last answered it."""
 
@@ -197,6 +214,8 @@ class Proposal:
     executed_at: datetime | None
     replayed: bool = False
     """True when the answer is the replay of an earlier request with the same Idempotency-Key."""
+    withdrawal: Withdrawal | None = None
+    """Who withdrew it, once it is withdrawn: the agent, or a reviewer for it."""
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @property
@@ -249,6 +268,7 @@ class Proposal:
             decided_at=_time(data.get("decided_at")),
             executed_at=_time(data.get("executed_at")),
             replayed=replayed,
+            withdrawal=Withdrawal.from_api(data.get("withdrawal")),
             raw=data,
         )
 
@@ -339,7 +359,9 @@ class Campaign:
 class Feedback:
     """A human's word on one of the agent's proposals: ``kind`` is approved,
     approved_with_edits (``diff`` says what changed), rejected (``reason_code``, ``note``),
-    expired, superseded, or outcome (``outcome``)."""
+    withdrawn (a reviewer withdrew it for the agent; ``note``), expired, superseded (``diff``:
+    the value seen and the value now), failed (``note``: the error), or outcome
+    (``outcome``)."""
 
     id: int
     proposal: int
