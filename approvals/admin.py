@@ -900,7 +900,8 @@ class ProposalAdmin(ReadOnlyAdmin):
             raise PermissionDenied
         form = edit_form_for(proposal, request.POST)
         if form is None:
-            messages.error(request, f"A {proposal.action_type} is approved as proposed or not.")
+            label = action_types.get(proposal.action_type).label
+            messages.error(request, f"A {label} is approved as proposed or not.")
             return HttpResponseRedirect(
                 reverse("admin:approvals_proposal_change", args=[object_id])
             )

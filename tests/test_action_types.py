@@ -6,6 +6,7 @@ import pytest
 
 from approvals import action_types
 from approvals.services.proposals import action_assess
+from hitlproject.errors import InvalidInput
 from ledger.models import Account, Campaign
 
 
@@ -104,8 +105,67 @@ def test_pausing_a_campaign_moves_all_of_its_spend(account):
     assessed = assess(account, "status_change", campaign="display-retarget", status="paused")
     assert assessed.assessment.magnitude == 1
     assert assessed.assessment.amount == Decimal("300.00")
-    noop = assess(account, "status_change", campaign="display-retarget", status="active")
-    assert noop.assessment.magnitude == 0
+
+
+@pytest.mark.parametrize(
+    "action_type, payload, refusal",
+    [
+        (
+            "bid_adjustment",
+            {"campaign": "brand-search", "new_bid": "2"},
+            {"new_bid": ["brand-search's bid is already 2.00: this changes nothing."]},
+        ),
+        (
+            "budget_change",
+            {"campaign": "generic-search", "new_daily_budget": "500.00"},
+            {
+                "new_daily_budget": [
+                    "generic-search's daily budget is already 500.00: this changes nothing."
+                ]
+            },
+        ),
+        (
+            "status_change",
+            {"campaign": "display-retarget", "status": "active"},
+            {"status": ["display-retarget is already active: this changes nothing."]},
+        ),
+        (
+            "strategy_change",
+            {
+                "campaign": "brand-search",
+                "changes": {"target_cpa": "25", "bidding_strategy": "target_cpa"},
+            },
+            {
+                "changes": [
+                    "brand-search already has bidding strategy Target CPA; target CPA 25.00 USD: "
+                    "this changes nothing."
+                ]
+            },
+        ),
+    ],
+)
+def test_an_action_that_would_change_nothing_is_refused_saying_so(
+    account, action_type, payload, refusal
+):
+    """A proposal whose campaign has the value already would be reviewed, "executed" and
+    counted as a change that changed nothing: it is refused, naming the value it has."""
+    Campaign.objects.filter(external_id="brand-search").update(
+        bidding_strategy="target_cpa", target_cpa=Decimal("25.00")
+    )
+    with pytest.raises(InvalidInput) as refused:
+        assess(account, action_type, **payload)
+    assert refused.value.field_errors == {"payload": refusal}
+
+
+def test_a_strategy_change_that_changes_one_field_of_two_is_summed_up_by_that_one(account):
+    assessed = assess(
+        account,
+        "strategy_change",
+        campaign="brand-search",
+        changes={"bidding_strategy": "manual_cpc", "target_cpa": "25"},
+    )
+    assert assessed.assessment.magnitude == 1
+    assert assessed.assessment.summary == "brand-search: target CPA not set → 25.00 USD"
 
 
 def test_change_from_a_zero_baseline_is_capped_not_infinite(account):

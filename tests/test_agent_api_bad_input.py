@@ -78,6 +78,17 @@ BAD_PROPOSALS = {
         "payload",
     ),
     "status not active or paused": (action("status_change", **BRAND, status="deleted"), "payload"),
+    # An action that would change nothing: its campaign has the value already.
+    "bid to the bid it has": (action(**BRAND, new_bid="2"), "payload"),
+    "budget to the budget it has": (
+        action("budget_change", **BRAND, new_daily_budget="1000.00"),
+        "payload",
+    ),
+    "status to the status it has": (action("status_change", **BRAND, status="active"), "payload"),
+    "strategy to the strategy it has": (
+        action("strategy_change", **BRAND, changes={"bidding_strategy": "manual_cpc"}),
+        "payload",
+    ),
     "creative batch empty": (action("creative_deployment", **BRAND, creatives=[]), "payload"),
     "creative without a headline": (
         action("creative_deployment", **BRAND, creatives=[{"body": "b", "call_to_action": "Buy"}]),
@@ -420,7 +431,7 @@ def test_money_is_written_in_plain_digits(optimizer, written):
         "new_bid": ["Write the amount in digits with a decimal point, such as 12.50."]
     }
     assert Proposal.objects.count() == 0
-    for plain in ("2.12", 2.12, "2.1", ".5", "2"):
+    for plain in ("2.12", 2.12, "2.1", ".5", "3"):
         assert optimizer.post(URL, bid_adjustment(plain), format="json").status_code == 201
 
 

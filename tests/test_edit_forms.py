@@ -75,13 +75,6 @@ EDITS = {
         {"amount": "140"},
         {"from_campaign": "brand-search", "to_campaign": "generic-search", "amount": "140.00"},
     ),
-    "status_change": (
-        "operator",
-        lambda: on("display-retarget", "status_change", status="paused"),
-        {"status": "paused"},
-        {"status": "active"},
-        {"campaign": "display-retarget", "status": "active"},
-    ),
     "strategy_change": (
         "operator",
         lambda: on(
@@ -294,10 +287,22 @@ def test_no_amount_however_wrong_is_a_500_or_changes_anything(login, value):
     assert (proposal.status, proposal.payload["amount"]) == ("pending_review", "280.00")
 
 
+def test_a_status_change_is_approved_as_proposed_or_not(login):
+    """Its one field has two values: an edit could only set the status its campaign has,
+    which changes nothing. Its page offers no edit; an edit posted anyway is refused."""
+    proposal = waiting(on("display-retarget", "status_change", status="paused"))
+    client = login("operator")
+    page = client.get(change_page(proposal))
+    assert page.context["edit_form"] is None and 'id="edit-approve-form"' not in page.text
+    answer = client.post(edit_url(proposal), {"status": "active"}, follow=True)
+    assert "A status change is approved as proposed or not." in answer.text
+    proposal.refresh_from_db()
+    assert (proposal.status, proposal.payload["status"]) == ("pending_review", "paused")
+
+
 @pytest.mark.parametrize(
     ("action_type", "field", "value"),
     [
-        ("status_change", "status", "deleted"),
         ("strategy_change", "target_roas", "-1"),
         ("strategy_change", "bidding_strategy", "x" * 10_000),
         ("creative_deployment", "creative-0-body", "\x00"),

@@ -190,6 +190,15 @@ class ActionType:
         """Refuse a payload the current ledger makes impossible: raise the domain's
         ``InvalidInput``, with the field it is about (``hitlproject.validation.invalid_input``)."""
 
+    def changes_nothing(
+        self, payload: dict[str, Any], campaigns: dict[str, Campaign]
+    ) -> dict[str, list[str]] | None:
+        """For an action that would leave its campaigns as they are (a bid set to the bid
+        they have), each field that says so, with why; None if it changes something. Asked
+        when an action is proposed, dry-run or edited, not once it is approved: by then a
+        change to its target has superseded it."""
+        return None
+
     def assess(
         self, payload: dict[str, Any], campaigns: dict[str, Campaign], account: Account
     ) -> Assessment:

@@ -57,6 +57,17 @@ class NumericFieldChange(ActionType):
             amount=abs(new - current) if self.moves_daily_money else None,
         )
 
+    def changes_nothing(self, payload, campaigns):
+        campaign = campaigns[payload["campaign"]]
+        current = getattr(campaign, self.field)
+        if current is None or current != Decimal(payload[self.payload_field]):
+            return None
+        return {
+            self.payload_field: [
+                f"{campaign.external_id}'s {self.noun} is already {current}: this changes nothing."
+            ]
+        }
+
     def exact_magnitude(self, payload, effects):
         return change_of(effects.get(target_name(payload["campaign"], self.noun)))
 
@@ -209,13 +220,6 @@ class StatusChangePayload(StrictSerializer):
     status = serializers.ChoiceField(choices=CampaignStatus.choices)
 
 
-class StatusChangeEdit(ActionEditForm):
-    def add_payload_fields(self) -> None:
-        self.fields["status"] = forms.ChoiceField(
-            choices=CampaignStatus.choices, label=f"Status of {self.payload.get('campaign')}"
-        )
-
-
 @register
 class StatusChange(ActionType):
     """Starting or stopping a campaign moves all of its spend: magnitude 1 (100%)."""
@@ -224,7 +228,8 @@ class StatusChange(ActionType):
     label = "status change"
     risk_weight = 30
     payload_serializer = StatusChangePayload
-    edit_form = StatusChangeEdit
+    # No edit form: its one field has two values, and an edit could only set the one its
+    # campaign has, which changes nothing (``changes_nothing``). Approved as proposed, or not.
     example_payload = {"campaign": "display-retarget", "status": "paused"}
 
     def campaign_fields(self, payload):
@@ -232,6 +237,13 @@ class StatusChange(ActionType):
 
     def figures_read_from(self, payload):
         return {payload["campaign"]: ("daily_budget",)}  # the spend it starts or stops
+
+    def changes_nothing(self, payload, campaigns):
+        campaign = campaigns[payload["campaign"]]
+        if campaign.status != payload["status"]:
+            return None
+        already = f"{campaign.external_id} is already {campaign.status}"
+        return {"status": [f"{already}: this changes nothing."]}
 
     def assess(self, payload, campaigns, account: Account) -> Assessment:
         campaign = campaigns[payload["campaign"]]
@@ -281,6 +293,15 @@ def strategy_change_in_words(field: str, current: Any, new: Any, currency: str) 
         f"{campaign_field_label(field)} {strategy_value_in_words(field, current, currency)} → "
         f"{strategy_value_in_words(field, new, currency)}"
     )
+
+
+def _strategy_value_is(campaign, field: str, value: Any) -> bool:
+    """Whether the campaign's strategy field already has ``value`` (a target as a number:
+    25 is 25.00)."""
+    current = getattr(campaign, field)
+    if field.startswith("target_") and current is not None and value is not None:
+        return current == Decimal(value)
+    return str(current) == str(value)
 
 
 class StrategyChangePayload(StrictSerializer):
@@ -348,13 +369,32 @@ class StrategyChange(ActionType):
         changed = [
             strategy_change_in_words(field, getattr(campaign, field), value, account.currency)
             for field, value in sorted(payload["changes"].items())
-            if str(getattr(campaign, field)) != str(value)
+            if not _strategy_value_is(campaign, field, value)
         ]
         return Assessment(
             magnitude=Decimal(len(changed)),
             magnitude_label=f"A strategy change to {campaign.external_id}",
             summary=f"{campaign.external_id}: " + ("; ".join(changed) or "no change"),
         )
+
+    def changes_nothing(self, payload, campaigns):
+        campaign = campaigns[payload["campaign"]]
+        if not all(
+            _strategy_value_is(campaign, field, value)
+            for field, value in payload["changes"].items()
+        ):
+            return None
+        return {
+            "changes": [
+                f"{campaign.external_id} already has "
+                + "; ".join(
+                    f"{campaign_field_label(field)} "
+                    + strategy_value_in_words(field, value, campaign.account.currency)
+                    for field, value in sorted(payload["changes"].items())
+                )
+                + ": this changes nothing."
+            ]
+        }
 
     def proposed_state(self, payload, campaigns):
         return {

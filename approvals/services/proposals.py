@@ -185,6 +185,9 @@ def assessed_against(
         action_type.check(payload, campaigns)
     except InvalidInput as error:
         raise invalid_under("payload", error) from error
+    nothing = action_type.changes_nothing(payload, campaigns)
+    if nothing:
+        raise invalid_input({"payload": nothing})
     return assessed_from_ledger(
         action_type=action_type, account=account, payload=payload, campaigns=campaigns
     )
