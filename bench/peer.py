@@ -257,13 +257,16 @@ class Ours:
 def _actions(tag: str, count: int, route: str):
     """(campaign, new bid, external ref) for each request. ``review``: +20%, above the demo
     policy's 15% auto-approval limit, so a human decides (as the peer's task waits for one).
-    ``auto``: +1% then back, small moves each approved and executed at once, which never
-    reach the 25% cumulative ceiling."""
+    ``auto``: each campaign's bid a cent, two, … ten above where it started, then a cent
+    again: small moves, each approved and executed at once, that never reach the 25%
+    cumulative ceiling, and never a bid the campaign has (which the platform refuses as
+    changing nothing) unless its nine moves before are all still to execute."""
     names = list(CAMPAIGNS)
     for i in range(count):
         campaign = names[i % len(names)]
         bid = CAMPAIGNS[campaign]
-        new = bid * 1.2 if route == "review" else bid * 1.01 if i // len(names) % 2 == 0 else bid
+        cents = i // len(names) % 10 + 1
+        new = bid * 1.2 if route == "review" else bid + cents / 100
         yield campaign, f"{new:.2f}", f"{tag}-{i}"
 
 
