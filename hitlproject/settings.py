@@ -300,6 +300,9 @@ EMAIL_HOST_USER = env("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_flag("EMAIL_USE_TLS")
 EMAIL_TIMEOUT = OUTBOUND_DEADLINE
+# The Date header in the platform's own zone (TIME_ZONE, UTC: "+0000"), not "-0000", which
+# says the sender does not know its zone (RFC 5322, 3.3) and which mail readers show oddly.
+EMAIL_USE_LOCALTIME = True
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "HITL approvals <approvals@localhost>")
 if EMAIL_HOST:
     EMAIL_BACKEND = "hitlproject.mail.EmailBackend"  # Django's, the exchange bounded as a whole

@@ -35,6 +35,7 @@ def test_the_reference_reallocation_reaches_the_operator_by_email(optimizer, mai
     [message] = wait_until(lambda: mailbox.to("operator@example.com"), timeout=15)
 
     assert f"#{proposal['id']}" in message["Subject"]
+    assert message["Date"].endswith(" +0000")  # UTC, said as such: not "-0000", zone unknown
     text = message.get_body(preferencelist=("plain",)).get_content()
     html = message.get_body(preferencelist=("html",)).get_content()
     assert proposal["summary"] in text
