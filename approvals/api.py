@@ -37,12 +37,14 @@ from approvals.services.idempotency import (
 )
 from approvals.services.proposals import (
     Submission,
+    action_validate,
     proposal_dry_run,
     proposal_submit,
     proposal_withdraw,
     proposals_submit,
 )
 from hitlproject.api import AgentAPIView, IdCursorPagination, api_error_body
+from hitlproject.errors import InvalidInput
 from hitlproject.longpoll import (
     TOO_MANY_WAITS_DESCRIPTION,
     LongPoll,
@@ -315,7 +317,30 @@ def submission(data: Any, checker: ProposalInput | None = None) -> Submission:
         checker = getattr(_checkers, "proposal", None)
         if checker is None:
             checker = _checkers.proposal = ProposalInput()
-    return Submission(**checker.run_validation(data))
+    try:
+        return Submission(**checker.run_validation(data))
+    except ValidationError as error:
+        raise _with_action_errors(error, data) from None
+
+
+def _with_action_errors(error: ValidationError, data: Any) -> ValidationError:
+    """A refusal of the proposal's other fields, with its action's own faults too (an
+    unknown action type, a payload its type refuses), so that the agent mends them all in
+    one go, not one stage at a time. Its faults against the ledger (an unknown campaign, a
+    bid it has already) are found once the rest is right."""
+    detail = error.detail
+    if not isinstance(detail, dict) or not isinstance(data, dict):
+        return error
+    action_type, payload = data.get("action_type"), data.get("payload")
+    if {"action_type", "payload"} & set(detail) or not (
+        isinstance(action_type, str) and isinstance(payload, dict)
+    ):
+        return error  # the serializer has said what is wrong with them
+    try:
+        action_validate(action_type_name=action_type, raw_payload=payload)
+    except InvalidInput as fault:
+        return ValidationError({**detail, **fault.field_errors})
+    return error
 
 
 _checkers = threading.local()

@@ -112,6 +112,22 @@ def test_bad_proposal_is_refused_with_a_message_for_the_field_and_writes_nothing
     assert not IdempotencyRecord.objects.exists()
 
 
+def test_a_proposal_wrong_in_its_fields_and_its_payload_is_told_both_at_once(optimizer):
+    """An agent (a model correcting its tool call, often) mends everything in one go, not
+    the top-level fields first and its payload on the next try."""
+    body = bid_adjustment(confidence=1.5) | {"payload": {"campaign": "brand-search"}}
+    response = optimizer.post(URL, body, format="json")
+    assert response.status_code == 400
+    assert response.json() == {
+        "confidence": ["Ensure this value is less than or equal to 1.0."],
+        "payload": {"new_bid": ["This field is required."]},
+    }
+    unknown = bid_adjustment(rationale="", action_type="raise_bid")
+    batch = optimizer.post(f"{URL}batch/", [unknown], format="json").json()
+    assert set(batch[0]["errors"]) == {"rationale", "action_type"}
+    assert Proposal.objects.count() == 0
+
+
 RAW_BODIES = {
     "malformed JSON": b'{"action_type": "bid_adjustment",',
     "NaN literal": b'{"confidence": NaN}',
