@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from approvals.models import Proposal, ProposalStatus
-from approvals.services.decisions import proposal_approve, proposal_reject
+from approvals.services.decisions import EditedSinceSeen, proposal_approve, proposal_reject
 from hitlproject.errors import DomainError, InvalidInput
 from notifications.channels import ChannelError
 from notifications.models import SlackRequestSeen
@@ -149,7 +149,12 @@ def slack_press_handle(*, press: Press) -> str:
 def _refusal_text(error: DomainError, *, proposal_id: int) -> str:
     """The service's reason, and, for a proposal already decided, who decided it first; for
     one that still waits, how far it has come (whose approvals it has, how many more)."""
-    text = f"Nothing was done: {error.message}"
+    # A press on a message shown before an edit: its message says nothing was decided.
+    text = (
+        error.message
+        if isinstance(error, EditedSinceSeen)
+        else f"Nothing was done: {error.message}"
+    )
     proposal = Proposal.objects.filter(pk=proposal_id).first()
     if proposal is not None and proposal.status != ProposalStatus.PENDING_REVIEW:
         text += f" {outcome_text(proposal)}"

@@ -490,8 +490,11 @@ def test_a_press_on_a_message_shown_before_a_colleagues_edit_decides_nothing(
     proposal_approve(proposal_id=proposal["id"], reviewer=second, edited_payload=edited)
     post(*pressing(OPERATOR, "approve", shown, where))
 
-    assert "was edited since it was shown to you" in told(on_slack, OPERATOR)
+    assert told(on_slack, OPERATOR).startswith(
+        f"Proposal #{proposal['id']} was edited since it was shown to you"
+    )
     assert "900.00" in told(on_slack, OPERATOR)
+    assert told(on_slack, OPERATOR).count("Nothing") == 1  # said once, not twice
     assert Proposal.objects.get(pk=proposal["id"]).status == "pending_review"
     assert not Decision.objects.filter(proposal_id=proposal["id"], reviewer=first).exists()
     # The message, updated, shows the edit; its button approves what it shows.

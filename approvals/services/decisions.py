@@ -66,8 +66,13 @@ def payload_seen(payload: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+class EditedSinceSeen(Conflict):
+    """A decision made on a page or message that showed the action before an edit: it
+    decides nothing, and its message says so."""
+
+
 def _edited_since_seen(proposal: Proposal) -> Conflict:
-    return Conflict(
+    return EditedSinceSeen(
         f"Proposal #{proposal.pk} was edited since it was shown to you: it now reads "
         f"“{proposal.summary}”. Nothing was decided; read it again before you decide."
     )
