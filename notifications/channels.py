@@ -62,10 +62,12 @@ class Channel:
         still_waits: bool = False,
         may_decide: bool = False,
         ended_as: str = NO_LONGER_WAITS,
+        reader: str = "",
     ) -> Sent:
         """Say on a message sent earlier what became of its proposal (headed ``ended_as``) or,
         while it ``still_waits``, how far it has come (the buttons kept for a person who
-        ``may_decide``); channels whose messages cannot change (email) do nothing."""
+        ``may_decide``; ``reader``, whose message it is, by username); channels whose
+        messages cannot change (email) do nothing."""
         return Sent("not updated: this channel's messages do not change")
 
     def update_digest(self, *, where: dict[str, str], lines: list[DigestLine]) -> Sent:

@@ -23,13 +23,14 @@ from notifications.services import (
     outcome_text,
     progress_text,
     proposal_claim,
+    proposal_release,
 )
 from notifications.slack import slack_user_email
 
 # Slack's signature check refuses a request older than 5 minutes; one seen is kept a while
 # longer, so that its replay is refused for as long as its signature would pass.
 SEEN_FOR = timedelta(minutes=10)
-ACTIONS = ("approve", "reject", "claim")
+ACTIONS = ("approve", "reject", "claim", "release")
 # A decision's note, saying for its reviewers, auditors and agent that it was made on Slack.
 APPROVED_ON_SLACK = "Approved on Slack."
 REJECTED_ON_SLACK = "Rejected on Slack."
@@ -82,8 +83,8 @@ def press_parse(payload: str | None) -> Press:
     action_id = action.get("action_id")
     if action_id not in ACTIONS:
         raise InvalidInput(f"Unknown action {action_id!r}: expected one of {', '.join(ACTIONS)}.")
-    # Values: "<id>" to claim; "<id>:<seen>" to approve; "<id>:<reason>:<seen>" to reject
-    # (without ":<seen>" on a message sent before buttons carried it).
+    # Values: "<id>" to claim or give back; "<id>:<seen>" to approve; "<id>:<reason>:<seen>"
+    # to reject (without ":<seen>" on a message sent before buttons carried it).
     if action_id == "reject":
         option = action.get("selected_option")
         value = option.get("value") if isinstance(option, dict) else None
@@ -91,7 +92,7 @@ def press_parse(payload: str | None) -> Press:
         value = action.get("value")
     proposal_id, *rest = value.split(":") if isinstance(value, str) else [""]
     reason_code = rest.pop(0) if action_id == "reject" and rest else ""
-    seen = rest.pop(0) if action_id != "claim" and rest else ""
+    seen = rest.pop(0) if action_id in ("approve", "reject") and rest else ""
     if not _PROPOSAL_ID.fullmatch(proposal_id):
         raise InvalidInput(f"The action's value {value!r} names no proposal.")
     if rest or (seen and not _SEEN.fullmatch(seen)):
@@ -110,8 +111,8 @@ def press_parse(payload: str | None) -> Press:
 
 
 def slack_press_handle(*, press: Press) -> str:
-    """Decide (or claim) as the console user the Slack user is. Returns what to tell them
-    back, or "" when the message's update says it."""
+    """Decide, claim or give back a claim as the console user the Slack user is. Returns
+    what to tell them back, or "" when the message's update says it."""
     try:
         email = slack_user_email(press.slack_user_id)
     except ChannelError as error:
@@ -138,9 +139,10 @@ def slack_press_handle(*, press: Press) -> str:
                 note=REJECTED_ON_SLACK,
                 seen=press.seen or None,
             )
+        elif press.action == "release":
+            proposal_release(proposal_id=press.proposal_id, user=user)  # its messages say so
         else:
             proposal_claim(proposal_id=press.proposal_id, user=user)  # its messages say so
-            return ""
     except DomainError as error:
         return _refusal_text(error, proposal_id=press.proposal_id)
     return ""  # the messages follow the proposal: its move, or the approval counted

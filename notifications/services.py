@@ -845,6 +845,7 @@ def _update_says(notification: Notification) -> dict:
         "message": message,
         "still_waits": True,
         "may_decide": may_decide,
+        "reader": notification.recipient.get_username(),
     }
 
 

@@ -196,7 +196,12 @@ def _retry_after(error: SlackApiError) -> float | None:
 
 
 def message_blocks(
-    message: ProposalMessage, *, may_decide: bool, outcome: str = "", progress: str = ""
+    message: ProposalMessage,
+    *,
+    may_decide: bool,
+    outcome: str = "",
+    progress: str = "",
+    reader: str = "",
 ) -> list:
     """The Block Kit message: buttons only while it waits, and only for a person who may
     decide on it, under how far it has come (``progress``); once decided, what became of it
@@ -280,16 +285,30 @@ def message_blocks(
                             for code, label in RejectionReason.choices
                         ],
                     },
-                    {
-                        "type": "button",
-                        "action_id": "claim",
-                        "text": {"type": "plain_text", "text": "I'll take it"},
-                        "value": value,
-                    },
+                    *_claim_button(message, value, reader=reader),
                 ],
             }
         )
     return blocks
+
+
+def _claim_button(message: ProposalMessage, value: str, *, reader: str) -> list[dict]:
+    """ "I'll take it" while nobody is on it; "Give it back" on the message of the one who is
+    (``reader``); none on others' while someone is (taking it would be refused)."""
+    if not message.claimed_by:
+        action, text = "claim", "I'll take it"
+    elif message.claimed_by == reader:
+        action, text = "release", "Give it back"
+    else:
+        return []
+    return [
+        {
+            "type": "button",
+            "action_id": action,
+            "text": {"type": "plain_text", "text": text},
+            "value": value,
+        }
+    ]
 
 
 def _text_section(text: str) -> dict:
@@ -361,7 +380,9 @@ class SlackChannel(Channel):
             answer = client.chat_postMessage(
                 channel=user_id,
                 text=f"{message.headline}: #{message.proposal_id} {message.summary}",
-                blocks=message_blocks(message, may_decide=may_decide),
+                blocks=message_blocks(
+                    message, may_decide=may_decide, reader=recipient.get_username()
+                ),
                 unfurl_links=False,
             )
         except SLACK_FAILURES as error:
@@ -418,9 +439,10 @@ class SlackChannel(Channel):
         still_waits: bool = False,
         may_decide: bool = False,
         ended_as: str = NO_LONGER_WAITS,
+        reader: str = "",
     ) -> Sent:
         if still_waits:
-            blocks = message_blocks(message, may_decide=may_decide, progress=text)
+            blocks = message_blocks(message, may_decide=may_decide, progress=text, reader=reader)
         else:  # its round ended: its headline must not say it waits for a decision here
             message = dataclasses.replace(message, headline=ended_as)
             blocks = message_blocks(message, may_decide=False, outcome=text)

@@ -21,7 +21,7 @@ from approvals.models import Agent, Decision, Proposal
 from approvals.services.decisions import payload_seen, proposal_approve, proposal_reject
 from approvals.services.proposals import proposal_withdraw_for_agent
 from notifications.models import Claim, DecisionDeadline, Notification, ReachedBy
-from notifications.services import notifications_deliver
+from notifications.services import notifications_deliver, proposal_claim
 from policies.models import Policy
 from tests.conftest import bid_adjustment, free_port, reallocation, wait_until
 from tests.slack_fake import press, signed_headers
@@ -291,12 +291,45 @@ def test_taking_a_proposal_on_shows_who_is_on_it(optimizer, on_slack, login):
     assert f"*On it* operator, until <!date^{stamp}^{{date_short}} {{time}}|{lapses}>" in facts
     assert headline(update["blocks"]) == headline(where["call"]["blocks"])
     assert headline(update["blocks"]) == "Waits for your decision"
-    assert buttons(update["blocks"]) == ["approve", "reject", "claim"]  # still to decide
+    # Still to decide; on the message of the one who is on it, theirs to give back, not to
+    # take again.
+    assert buttons(update["blocks"]) == ["approve", "reject", "release"]
     # The outbox says what the update was for, not only that it was one.
     assert told_what(login("auditor"), proposal["id"]) == [
         "Waits for a decision",
         "Update of a message sent: a claim: operator is on it",
     ]
+
+    post(*pressing(OPERATOR, "release", str(proposal["id"]), where))
+
+    claim.refresh_from_db()
+    assert not claim.is_live()
+    given_back = wait_until(lambda: updates_of(on_slack, where)[1:])[-1]
+    assert buttons(given_back["blocks"]) == ["approve", "reject", "claim"]
+    assert "On it" not in str(given_back["blocks"])
+    assert not on_slack.sent("chat.postEphemeral")
+
+
+def test_while_a_colleague_is_on_it_others_are_offered_no_claim(optimizer, on_slack, operators):
+    first, second = operators
+    second.email = "second-operator@example.com"
+    second.save()
+    on_slack.people["U0SECOND"] = second.email
+    ReachedBy.objects.create(user=second, slack=True, email=False)
+    answer = optimizer.post("/api/v1/proposals/", reallocation(), format="json")
+    proposal_id = answer.json()["id"]
+    [their_message] = wait_until(
+        lambda: Notification.objects.filter(
+            proposal_id=proposal_id, recipient=second, slack_ts__gt=""
+        )
+    )
+    theirs = {"channel": their_message.slack_channel, "ts": their_message.slack_ts}
+
+    proposal_claim(proposal_id=proposal_id, user=first)
+
+    [update, *_] = wait_until(lambda: updates_of(on_slack, theirs))
+    assert buttons(update["blocks"]) == ["approve", "reject"]  # taking it would be refused
+    assert "*On it* operator" in str(update["blocks"])
 
 
 def test_the_auditor_cannot_take_a_proposal_on(optimizer, on_slack):
