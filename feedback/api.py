@@ -17,6 +17,7 @@ from feedback.selectors import (
     feedback_list_for_agent,
     scorecard_window,
     scorecards,
+    scorecards_added_up,
 )
 from feedback.services import outcome_report_by_agent
 from hitlproject.api import AgentAPIView, IdCursorPagination
@@ -227,6 +228,11 @@ class ScorecardResponse(serializers.Serializer):
         child=serializers.CharField(), help_text="Each count's label and what it counts."
     )
     action_types = ScorecardOutput(many=True)
+    all_action_types = ScorecardOutput(
+        help_text='Every action type together (action_type ""): the counts, rejection '
+        "reasons and outcomes added up, the rates of those sums, and the median time to a "
+        "person's decision over all of them (not a median of the medians)."
+    )
 
 
 class ScorecardApi(AgentAPIView):
@@ -250,6 +256,9 @@ class ScorecardApi(AgentAPIView):
                 figure.name: f"{figure.label}: {figure.counts}." for figure in COUNTED_FIGURES
             },
             "action_types": cards,
+            "all_action_types": scorecards_added_up(
+                cards, since=since, until=until, agent=request.user
+            ),
         }
         return Response(ScorecardResponse(scorecard).data)
 

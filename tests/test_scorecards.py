@@ -149,7 +149,9 @@ def test_a_proposal_reported_on_again_and_again_counts_once_and_a_person_s_word_
     assert card["outcomes"] == {"improved": 1, "hurt": 1}
 
 
-def test_the_row_under_an_agent_s_scorecards_adds_them_up_and_takes_the_median_of_all(login):
+def test_the_row_under_an_agent_s_scorecards_adds_them_up_and_takes_the_median_of_all(
+    login, optimizer
+):
     """Bid adjustments decided 10 and 30 minutes after they were routed, a reallocation 2 hours
     after: the row for all action types says 30 min (the median of the three), not a blank or a
     figure made of the two medians; and adds up the rejection reasons."""
@@ -183,6 +185,18 @@ def test_the_row_under_an_agent_s_scorecards_adds_them_up_and_takes_the_median_o
     assert "|2.0 h|Off brand 1|" in rows["budget_reallocation"]
     assert rows[""].startswith("|All action types|3|")
     assert "|30 min|Off brand 2|—|" in rows[""]
+    # The API says the same row, as all_action_types.
+    scorecard = optimizer.get("/api/v1/scorecard/?days=30").json()
+    every = scorecard["all_action_types"]
+    assert [card["action_type"] for card in scorecard["action_types"]] == [
+        "bid_adjustment",
+        "budget_reallocation",
+    ]
+    assert (every["action_type"], every["proposals"], every["decided"]) == ("", 3, 3)
+    assert (every["approved"], every["rejected"]) == (1, 2)
+    assert every["rejection_reasons"] == {"off_brand": 2}
+    assert every["approval_rate"] == pytest.approx(1 / 3)
+    assert every["decision_median_seconds"] == 30 * 60
 
 
 def test_a_median_of_a_few_minutes_reads_to_the_tenth_of_a_minute(login):
