@@ -41,6 +41,7 @@ from approvals.selectors import (
     earlier_proposals_on_targets,
     policy_terms,
     proposal_states,
+    withdrawal_seen,
 )
 from approvals.services.acts import Act, LacksPermission, act_refusal, may_act
 from approvals.services.agents import (
@@ -788,6 +789,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             ),
             "kill_switches_released": _kill_switches_released(proposal),
             "may_still_be_decided": proposal.status in MAY_STILL_BE_DECIDED_STATUSES,
+            "withdrawal": withdrawal_seen(proposal),
             "charts": numeric_series(proposal.supporting_data),
             "what_if_chart": what_if_chart(proposal),
             "track_record": agent_track_record(

@@ -32,6 +32,7 @@ from approvals.models import (
     ExecutionStatus,
     Proposal,
     ProposalStatus,
+    WithdrawnBy,
 )
 from approvals.services.proposals import campaigns_as_recorded, campaigns_for
 from hitlproject.periods import describe_duration
@@ -102,6 +103,36 @@ def as_proposed(proposal: Proposal):
     return (
         Proposal.history.filter(id=proposal.pk, history_type="+").order_by("history_id").first()
         or proposal
+    )
+
+
+@dataclass(frozen=True)
+class WithdrawalSeen:
+    """Who withdrew a withdrawn proposal, when, and why, as its history and its record say:
+    ``by_reviewer`` if a person did it for the agent (``who`` names them), else the agent."""
+
+    who: str
+    at: datetime | None
+    by_reviewer: bool
+    note: str
+
+
+def withdrawal_seen(proposal: Proposal) -> WithdrawalSeen | None:
+    """How a withdrawn proposal came to be withdrawn (None for one that was not)."""
+    if proposal.status != ProposalStatus.WITHDRAWN:
+        return None
+    record = (
+        Proposal.history.filter(id=proposal.pk, status=ProposalStatus.WITHDRAWN)
+        .only("history_actor", "history_date")
+        .order_by("history_id")
+        .first()
+    )
+    by_reviewer = proposal.withdrawn_by == WithdrawnBy.REVIEWER
+    return WithdrawalSeen(
+        who=record.history_actor if record is not None else ("a reviewer" if by_reviewer else ""),
+        at=record.history_date if record is not None else None,
+        by_reviewer=by_reviewer,
+        note=proposal.withdrawal_note,
     )
 
 

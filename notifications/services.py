@@ -19,7 +19,8 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from approvals.models import Decision, DecisionOutcome, Proposal, ProposalStatus, WithdrawnBy
+from approvals.models import Decision, DecisionOutcome, Proposal, ProposalStatus
+from approvals.selectors import withdrawal_seen
 from approvals.services.acts import Act, check_may_act, may_act, reviewers_by_proposal
 from audit.actors import Actor, acting_as, current_actor
 from audit.history import (
@@ -449,27 +450,15 @@ def outcome_text(proposal: Proposal, *, reader=None) -> str:
         )
     if proposal.status == S.EXPIRED:
         return _expired_text(proposal, approvers)
-    if proposal.status == S.WITHDRAWN and proposal.withdrawn_by == WithdrawnBy.REVIEWER:
-        return _withdrawn_for_agent_text(proposal, when)
+    withdrawal = withdrawal_seen(proposal)
+    if withdrawal is not None and withdrawal.by_reviewer:
+        note = f": {withdrawal.note}" if withdrawal.note else "."
+        return f"Withdrawn for its agent by {withdrawal.who} at {when}{note}"
     labels = {
         S.WITHDRAWN: "Withdrawn by its agent.",
         S.SUPERSEDED: "Superseded: its target changed before it ran; nothing was done.",
     }
     return labels.get(proposal.status, f"Now {proposal.get_status_display().lower()}.")
-
-
-def _withdrawn_for_agent_text(proposal: Proposal, when: str) -> str:
-    """A proposal a reviewer withdrew for its agent: who (as its history names them), when,
-    and why, if they wrote it."""
-    record = (
-        Proposal.history.filter(id=proposal.pk, status=S.WITHDRAWN)
-        .only("history_actor")
-        .order_by("history_id")
-        .first()
-    )
-    who = record.history_actor if record is not None else "a reviewer"
-    note = proposal.withdrawal_note
-    return f"Withdrawn for its agent by {who} at {when}" + (f": {note}" if note else ".")
 
 
 def _expired_text(proposal: Proposal, approvers: list[str]) -> str:

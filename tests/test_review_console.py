@@ -296,6 +296,13 @@ def test_an_operator_withdraws_a_proposal_for_its_agent_and_the_agent_learns_it(
     assert record.history_change_reason == (
         "withdrawn by operator for the agent: The owner paused this account's changes."
     )
+    # Its page says who withdrew it, when and why, not only "No person decided it".
+    page = login("auditor").get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+    assert (
+        f"· for optimizer, by operator, at {record.history_date:%Y-%m-%d %H:%M} UTC: "
+        "“The owner paused this account&#x27;s changes.”" in page.text
+    )
+    assert "No person decided it; operator withdrew it for optimizer." in page.text
     # The agent is told a person withdrew it, and why, on the proposal and in its feed.
     seen = optimizer.get(f"/api/v1/proposals/{proposal.pk}/").json()
     assert (seen["status"], seen["withdrawal"]) == (
@@ -308,10 +315,15 @@ def test_an_operator_withdraws_a_proposal_for_its_agent_and_the_agent_learns_it(
     ]
 
 
-def test_an_agent_withdrawing_its_own_proposal_is_told_it_did_and_gets_no_feedback(optimizer):
+def test_an_agent_withdrawing_its_own_proposal_is_told_it_did_and_gets_no_feedback(
+    optimizer, login
+):
     proposal = evaluated()
     answer = optimizer.post(f"/api/v1/proposals/{proposal.pk}/withdraw/").json()
     assert (answer["status"], answer["withdrawal"]) == ("withdrawn", {"by": "agent", "note": ""})
+    page = login("operator").get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+    assert "· by optimizer itself, at " in page.text
+    assert "No person decided it." in page.text
     assert optimizer.get("/api/v1/feedback/").json()["results"] == []
     waiting = optimizer.get(f"/api/v1/proposals/{evaluated().pk}/").json()
     assert waiting["withdrawal"] is None
