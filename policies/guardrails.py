@@ -198,6 +198,26 @@ def _direction_controls(where: str, text: str) -> str | None:
     )
 
 
+# How much of a text hidden in tag characters a finding spells out.
+HIDDEN_TEXT_SHOWN = 200
+
+
+def _hidden_tag_text(where: str, text: str) -> str | None:
+    hidden = reading.hidden_tag_text(text)
+    if hidden is None:
+        return None
+    first, spelled = hidden
+    if len(spelled) > HIDDEN_TEXT_SHOWN:
+        spelled = spelled[: HIDDEN_TEXT_SHOWN - 1] + "…"
+    here = _closing(_quote(text, first, first + 1))
+    if not spelled:  # tags that spell no character (U+E0001 LANGUAGE TAG, say)
+        return f"The {where} carries invisible Unicode tag characters: {here}"
+    return (
+        f"The {where} carries text in invisible Unicode tag characters, which a reader does "
+        f"not see: “{spelled}”. It starts here: {here}"
+    )
+
+
 def brand_findings(texts: Iterable[tuple[str, str]], rules: BrandRules) -> list[str]:
     """Every banned term or pattern found, quoted where it stands, and every missing
     disclaimer. ``texts`` are (where, text) pairs such as ("headline of creative 2", "…").
@@ -207,7 +227,8 @@ def brand_findings(texts: Iterable[tuple[str, str]], rules: BrandRules) -> list[
     enclosed, with hooks or combining marks), any dash or none, invisible characters or
     reversed by a right-to-left override is found, and quoted as submitted, with how it is
     disguised. Invisible text-direction controls (and any invisible right-to-left character)
-    are a finding of their own.
+    are a finding of their own, and so is text spelled in invisible Unicode tag characters
+    (outside an emoji flag), which is spelled out.
 
     A required disclaimer counts only if a reader sees it (in display order). Seen but written
     with look-alikes or invisible characters, it is a finding too: the reader sees it, but a
@@ -224,6 +245,9 @@ def brand_findings(texts: Iterable[tuple[str, str]], rules: BrandRules) -> list[
         controls = _direction_controls(where, text.text)
         if controls:
             findings.append(controls)
+        hidden = _hidden_tag_text(where, text.text)
+        if hidden:
+            findings.append(hidden)
         # Whole words: not inside another word, whether the term starts or ends with a letter
         # or a symbol ("100%", "#1"); a Latin letter at its end only needs no Latin letter
         # next to it ("_guaranteed_", "絶対guaranteed"), see ``policies.reading``.

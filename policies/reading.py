@@ -162,6 +162,36 @@ def is_invisible(char: str) -> bool:
     )
 
 
+# Unicode tag characters: TAG SPACE to TAG TILDE spell the printable ASCII characters, drawn as
+# nothing; their one use in display is an emoji tag sequence (a subdivision flag: U+1F3F4
+# WAVING BLACK FLAG, tags, U+E007F CANCEL TAG). Anywhere else they carry text nobody sees.
+_TAGS = re.compile("[\U000e0000-\U000e007f]+")
+_FLAG_BASE, _CANCEL_TAG = "\U0001f3f4", "\U000e007f"
+
+
+def hidden_tag_text(text: str) -> tuple[int, str] | None:
+    """Where the first run of tag characters that is no emoji flag starts, and the text its
+    tags spell (every such run's, in order), or None if ``text`` hides none."""
+    first, spelled = None, []
+    for run in _TAGS.finditer(text):
+        flag = (
+            run.start() > 0
+            and text[run.start() - 1] == _FLAG_BASE
+            and run.group().endswith(_CANCEL_TAG)
+            and _CANCEL_TAG not in run.group()[:-1]
+        )
+        if flag:
+            continue
+        if first is None:
+            first = run.start()
+        spelled.append(
+            "".join(
+                chr(ord(char) - 0xE0000) for char in run.group() if 0xE0020 <= ord(char) <= 0xE007E
+            )
+        )
+    return None if first is None else (first, "".join(spelled))
+
+
 def describe(char: str) -> str:
     """A character as an operator can look it up: "U+0430 CYRILLIC SMALL LETTER A"."""
     name = unicodedata.name(char, "")
