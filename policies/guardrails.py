@@ -218,6 +218,23 @@ def _hidden_tag_text(where: str, text: str) -> str | None:
     )
 
 
+def _hidden_variation_data(where: str, text: str) -> str | None:
+    hidden = reading.hidden_variation_data(text)
+    if hidden is None:
+        return None
+    first, count, spelled = hidden
+    here = _closing(_quote(text, first, first + 1))
+    said = (
+        f"The {where} carries data in a run of {count} invisible variation selectors, which a "
+        "reader does not see"
+    )
+    if not spelled:
+        return f"{said}. It starts here: {here}"
+    if len(spelled) > HIDDEN_TEXT_SHOWN:
+        spelled = spelled[: HIDDEN_TEXT_SHOWN - 1] + "…"
+    return f"{said}: “{spelled}”. It starts here: {here}"
+
+
 def brand_findings(texts: Iterable[tuple[str, str]], rules: BrandRules) -> list[str]:
     """Every banned term or pattern found, quoted where it stands, and every missing
     disclaimer. ``texts`` are (where, text) pairs such as ("headline of creative 2", "…").
@@ -227,8 +244,8 @@ def brand_findings(texts: Iterable[tuple[str, str]], rules: BrandRules) -> list[
     enclosed, with hooks or combining marks), any dash or none, invisible characters or
     reversed by a right-to-left override is found, and quoted as submitted, with how it is
     disguised. Invisible text-direction controls (and any invisible right-to-left character)
-    are a finding of their own, and so is text spelled in invisible Unicode tag characters
-    (outside an emoji flag), which is spelled out.
+    are a finding of their own, and so is text hidden in invisible Unicode tag characters
+    (outside an emoji flag) or in a run of variation selectors, which is spelled out.
 
     A required disclaimer counts only if a reader sees it (in display order). Seen but written
     with look-alikes or invisible characters, it is a finding too: the reader sees it, but a
@@ -245,9 +262,12 @@ def brand_findings(texts: Iterable[tuple[str, str]], rules: BrandRules) -> list[
         controls = _direction_controls(where, text.text)
         if controls:
             findings.append(controls)
-        hidden = _hidden_tag_text(where, text.text)
-        if hidden:
-            findings.append(hidden)
+        for hidden in (
+            _hidden_tag_text(where, text.text),
+            _hidden_variation_data(where, text.text),
+        ):
+            if hidden:
+                findings.append(hidden)
         # Whole words: not inside another word, whether the term starts or ends with a letter
         # or a symbol ("100%", "#1"); a Latin letter at its end only needs no Latin letter
         # next to it ("_guaranteed_", "絶対guaranteed"), see ``policies.reading``.

@@ -192,6 +192,34 @@ def hidden_tag_text(text: str) -> tuple[int, str] | None:
     return None if first is None else (first, "".join(spelled))
 
 
+# Variation selectors: one after a character picks how it is drawn (an emoji's colour form,
+# an ideograph's variant); a run of them draws nothing and selects nothing. "Emoji smuggling"
+# writes bytes in such a run, one a byte: VS1–VS16 for 0–15, VS17–VS256 for 16–255.
+_VARIATION_RUN = re.compile("[\ufe00-\ufe0f\U000e0100-\U000e01ef]{2,}")
+
+
+def _variation_byte(char: str) -> int:
+    code = ord(char)
+    return code - 0xFE00 if code <= 0xFE0F else code - 0xE0100 + 16
+
+
+def hidden_variation_data(text: str) -> tuple[int, int, str | None] | None:
+    """Where the first run of two or more variation selectors starts, how many such
+    selectors ``text`` holds, and the text their bytes spell (every run's, in order) if it is
+    printable UTF-8; None if it holds no such run."""
+    runs = list(_VARIATION_RUN.finditer(text))
+    if not runs:
+        return None
+    data = bytes(_variation_byte(char) for run in runs for char in run.group())
+    try:
+        spelled: str | None = data.decode()
+    except UnicodeDecodeError:
+        spelled = None
+    if spelled is not None and not spelled.isprintable():
+        spelled = None
+    return runs[0].start(), len(data), spelled
+
+
 def describe(char: str) -> str:
     """A character as an operator can look it up: "U+0430 CYRILLIC SMALL LETTER A"."""
     name = unicodedata.name(char, "")
