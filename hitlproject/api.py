@@ -12,11 +12,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import exceptions, status
 from rest_framework.pagination import CursorPagination
+from rest_framework.permissions import SAFE_METHODS
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView, exception_handler
 
 from hitlproject.errors import Busy, DomainError, InvalidInput, Unavailable
 from hitlproject.parsers import SafeJSONParser
+from hitlproject.validation import StrictQuery
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -39,6 +41,18 @@ class AgentAPIView(APIView):
         if length > self.max_body_bytes:
             raise PayloadTooLarge(self.max_body_bytes)
         super().initial(request, *args, **kwargs)
+        if request.method not in SAFE_METHODS:
+            self.check_no_query(request)
+
+    @staticmethod
+    def check_no_query(request) -> None:
+        """A write takes no query parameter (DRF's own ``?format=json`` aside): one it is given
+        is a 400 naming it, as on a read, before anything is recorded or an Idempotency-Key
+        taken. ``POST /api/v1/proposals/?dry_run=1`` proposed for real, and ``?wait=30`` on a
+        submission answered at once, neither saying the parameter went unread."""
+        unknown = sorted(set(request.query_params) - StrictQuery.known_elsewhere)
+        if unknown:
+            raise exceptions.ValidationError({name: ["Unknown field."] for name in unknown})
 
     def perform_content_negotiation(self, request, force=False):
         """DRF answers a ``?format=`` it has no renderer for with a 404, which an agent reads

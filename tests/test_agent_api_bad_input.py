@@ -335,6 +335,43 @@ def test_a_query_parameter_an_endpoint_does_not_take_is_a_400_naming_it(
     assert field in response.json()
 
 
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        (URL, bid_adjustment()),
+        (f"{URL}batch/", [bid_adjustment()]),
+        ("/api/v1/policies/evaluate/", bid_adjustment()),
+        ("withdraw", {}),
+        ("outcome", {"metrics": {"ctr": 0.02}}),
+    ],
+)
+@pytest.mark.parametrize("query", ["dry_run=1", "wait=30", "format=json&validate_only=true"])
+def test_a_write_with_a_query_parameter_is_a_400_naming_it_and_does_nothing(
+    optimizer, path, body, query
+):
+    """``POST /api/v1/proposals/?dry_run=1`` proposed for real, and an auto-approved move ran:
+    a write takes no query parameter (DRF's ``format=json`` aside), and one it is given is
+    said, not ignored, before anything is recorded or any Idempotency-Key taken."""
+    waiting = optimizer.post(URL, reallocation(), format="json").json()
+    if path in ("withdraw", "outcome"):
+        path = f"{URL}{waiting['id']}/{path}/"
+    proposals, keys = Proposal.objects.count(), IdempotencyRecord.objects.count()
+
+    response = optimizer.post(
+        f"{path}?{query}", body, format="json", HTTP_IDEMPOTENCY_KEY="query-1"
+    )
+
+    name = query.split("&")[-1].split("=")[0]
+    assert (response.status_code, response.json()) == (400, {name: ["Unknown field."]})
+    assert (Proposal.objects.count(), IdempotencyRecord.objects.count()) == (proposals, keys)
+    assert Proposal.objects.get(pk=waiting["id"]).status == "pending_review"
+
+
+def test_a_write_takes_drf_s_own_format_parameter(optimizer):
+    response = optimizer.post(f"{URL}?format=json", bid_adjustment(), format="json")
+    assert response.status_code == 201, response.content
+
+
 def test_an_unknown_action_type_is_answered_with_those_an_agent_may_propose(optimizer):
     response = optimizer.post(URL, bid_adjustment(action_type="launch_rocket"), format="json")
 
