@@ -48,6 +48,7 @@ SWEEP_BATCH = 500
 # How long an event waits for its turn when its agent's receiver has as many requests under
 # way as it is given.
 RECEIVER_BUSY_WAIT = timedelta(seconds=2)
+NO_CALLBACK_URL = "not sent: the agent has no callback URL now"
 
 
 def callback_events_record(*, proposals: Iterable[Proposal]) -> None:
@@ -126,6 +127,11 @@ def callback_event_deliver(*, event_id: int) -> CallbackEvent | None:
             event.status = DeliveryStatus.FAILED
             event.save(update_fields=["status"])
             return event
+        if not event.agent.callback_url:  # removed since: not sent where it no longer goes
+            event.status = DeliveryStatus.FAILED
+            event.log = [*event.log, {"at": now.isoformat(), "result": NO_CALLBACK_URL}]
+            event.save(update_fields=["status", "log"])
+            return event
         if _requests_under_way(event.agent_id, now) >= settings.CALLBACK_REQUESTS_PER_AGENT:
             # Its turn comes once one of those has ended, without holding a worker meanwhile.
             event.next_attempt_at = now + RECEIVER_BUSY_WAIT
@@ -134,7 +140,10 @@ def callback_event_deliver(*, event_id: int) -> CallbackEvent | None:
             return None
         event.attempts += 1
         event.next_attempt_at = now + LEASE
-        event.save(update_fields=["attempts", "next_attempt_at"])
+        # Where the agent is reached now: an operator who put its URL right and sends its
+        # failed events again sends them there, not where they first failed.
+        event.url = event.agent.callback_url
+        event.save(update_fields=["attempts", "next_attempt_at", "url"])
 
     sent = send_signed(
         event.url,

@@ -120,7 +120,10 @@ class CallbackEvent(models.Model):
     )
     proposal = models.ForeignKey("approvals.Proposal", on_delete=models.PROTECT, related_name="+")
     type = models.CharField(max_length=32, choices=CallbackEventType.choices)
-    url = models.URLField(help_text="The agent's callback URL when the event happened.")
+    url = models.URLField(
+        help_text="Where it is sent: the agent's callback URL at its latest attempt (when the "
+        "event happened, until one is made)."
+    )
     body = models.JSONField()
     status = models.CharField(
         max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING

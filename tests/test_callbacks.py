@@ -7,9 +7,11 @@ from datetime import datetime, timedelta
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
+from django.utils import timezone
 
 from approvals.models import Agent, Proposal
 from approvals.services.decisions import proposal_approve, proposal_reject
+from feedback.callbacks import callback_event_deliver
 from feedback.models import CallbackEvent
 from hitlproject.signing import sign, verify
 from tests.conftest import BID_RAISES, Receiver, bid_adjustment, wait_until
@@ -150,3 +152,43 @@ def test_a_signature_verifies_only_for_its_secret_body_and_time():
     assert not verify("whsec_a", header, body + b" ")
     assert not verify("whsec_a", sign("whsec_a", now - 3600, body), body)  # replayed later
     assert not verify("whsec_a", "v1=abc", body)
+
+
+def test_events_given_up_on_are_sent_again_where_the_agent_is_reached_now(receiver, login):
+    """An operator who put the agent's callback URL right and sent its failed events again
+    saw them fail again: they went to the URL they were first addressed to (helper-94)."""
+    wrong = receiver(404)
+    proposal = waiting_proposal()
+    operator = get_user_model().objects.get(username="operator")
+    proposal_reject(proposal_id=proposal.pk, reviewer=operator, reason_code="other")
+    wait_until(lambda: settled(1))
+    right = receiver(200)  # the agent's callback URL, put right
+
+    login("operator").post(
+        reverse("admin:feedback_callbackevent_changelist"),
+        {"action": "deliver_again", "_selected_action": [CallbackEvent.objects.get().pk]},
+    )
+
+    wait_until(lambda: settled(1))
+    event = CallbackEvent.objects.get()
+    assert (event.status, event.url) == ("delivered", right.url)
+    assert (len(wrong.received), len(right.received)) == (1, 1)
+
+
+def test_an_event_is_not_sent_where_the_agent_is_no_longer_reached(receiver):
+    """Its callback URL removed (an endpoint handed over, say), an agent's pending events are
+    not sent there on their next attempt: they are given up on, saying why."""
+    endpoint = receiver(503)
+    proposal = waiting_proposal()
+    operator = get_user_model().objects.get(username="operator")
+    proposal_reject(proposal_id=proposal.pk, reviewer=operator, reason_code="other")
+    wait_until(lambda: CallbackEvent.objects.filter(attempts=1).exclude(log=[]).exists())
+    Agent.objects.filter(name="optimizer").update(callback_url="")
+    CallbackEvent.objects.update(next_attempt_at=timezone.now())
+
+    callback_event_deliver(event_id=CallbackEvent.objects.get().pk)
+
+    event = CallbackEvent.objects.get()
+    assert event.status == "failed"
+    assert event.log[-1]["result"] == "not sent: the agent has no callback URL now"
+    assert len(endpoint.received) == 1

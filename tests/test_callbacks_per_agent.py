@@ -20,7 +20,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def event_for(agent: str, url: str) -> CallbackEvent:
-    """An event due now on ``agent``'s callback URL, as a move of its proposal records it."""
+    """An event due now on ``agent``'s callback URL, as a move of its proposal records it
+    (each attempt goes where the agent is reached then: its callback URL is ``url``)."""
+    Agent.objects.filter(name=agent).update(callback_url=url)
     proposal = evaluated(agent=agent)
     return CallbackEvent.objects.create(
         agent=Agent.objects.get(name=agent),
