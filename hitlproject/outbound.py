@@ -111,10 +111,12 @@ def _split(url: str):
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise RefusedDestination(f"{url!r} is not an http(s) URL.")
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        port = parts.port
     except ValueError as error:
         raise RefusedDestination(f"{url!r} has an invalid port.") from error
-    return parts, port
+    if port == 0:  # no request goes to it (read as absent, it went to the scheme's port)
+        raise RefusedDestination(f"{url!r} has an invalid port.")
+    return parts, port or (443 if parts.scheme == "https" else 80)
 
 
 def _checked_addresses(host: str, infos) -> list[str]:

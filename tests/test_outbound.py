@@ -13,13 +13,14 @@ from email.utils import format_datetime
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 
 from approvals.models import Agent, Proposal
 from feedback.models import CallbackEvent
-from hitlproject.outbound import send_signed
+from hitlproject.outbound import send_signed, validate_outbound_url
 from ledger.models import Account
 from tests.conftest import Receiver, bid_adjustment, wait_until
 
@@ -170,6 +171,17 @@ def test_other_schemes_are_refused(settings):
     for url in ("ftp://example.com/hook", "file:///etc/passwd", "gopher://example.com/"):
         sent = send_signed(url, b"{}", secret="whsec_x", headers={})
         assert not sent.delivered and sent.result.startswith("refused:")
+
+
+def test_port_zero_is_refused_not_sent_to_the_scheme_s_port(settings):
+    """``http://host:0/`` was saved, and its requests went to port 80: the port it names
+    is none a request can go to (helper-94)."""
+    settings.OUTBOUND_ALLOW_PRIVATE = True
+    sent = send_signed("http://127.0.0.1:0/hook", b"{}", secret="whsec_x", headers={})
+    assert (sent.delivered, sent.retry) == (False, False)
+    assert sent.result == "refused: 'http://127.0.0.1:0/hook' has an invalid port."
+    with pytest.raises(ValidationError, match="has an invalid port"):
+        validate_outbound_url("http://1.1.1.1:0/hook")
 
 
 @pytest.mark.django_db
