@@ -43,7 +43,13 @@ from approvals.selectors import (
     proposal_states,
     withdrawal_seen,
 )
-from approvals.services.acts import Act, LacksPermission, act_refusal, may_act
+from approvals.services.acts import (
+    Act,
+    AgentMayNoLongerAct,
+    LacksPermission,
+    act_refusal,
+    may_act,
+)
 from approvals.services.agents import (
     agent_callback_secret_rotate,
     agent_key_issue,
@@ -769,6 +775,8 @@ class ProposalAdmin(ReadOnlyAdmin):
             return super().change_view(request, object_id, form_url, extra_context)
         routed_by = deciding_policy(proposal) if proposal.verdict_policy_id else None
         edit_form = edit_form_for(proposal)
+        approval_refused = act_refusal(request.user, proposal, Act.APPROVE)
+        retry_refused = act_refusal(request.user, proposal, Act.RETRY)
         extra_context = {
             "proposal": proposal,
             "decisions": proposal.decisions.select_related("reviewer"),
@@ -797,7 +805,17 @@ class ProposalAdmin(ReadOnlyAdmin):
             ),
             "earlier": earlier_proposals_on_targets(proposal=proposal),
             # The services' own rule: a button shows only where the server would take the act.
-            "can_decide": may_act(request.user, proposal, Act.APPROVE),
+            "can_decide": approval_refused is None or may_act(request.user, proposal, Act.REJECT),
+            "can_approve": approval_refused is None,
+            # Its agent may no longer act: said, as the approval or retry is not offered.
+            "agent_stopped": next(
+                (
+                    refusal
+                    for refusal in (approval_refused, retry_refused)
+                    if isinstance(refusal, AgentMayNoLongerAct)
+                ),
+                None,
+            ),
             # What an approval as proposed would be refused for now (a cap or a lock set since
             # it was made, or a ledger or approvals not yet executed that have used a cap's
             # headroom), said before the person tries: `proposal_approve` checks the same.
@@ -817,7 +835,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             # Under the two-person rule, approvals it needs besides this person's.
             "approvals_after_yours": max(0, approvals_needed_after_one_more(proposal)),
             "can_withdraw": may_act(request.user, proposal, Act.WITHDRAW),
-            "can_retry": may_act(request.user, proposal, Act.RETRY),
+            "can_retry": retry_refused is None,
             "outcomes": proposal.outcomes.all(),
             "can_report_outcome": may_act(request.user, proposal, Act.REPORT_OUTCOME),
             # Each form's fields have ids of their own (the edit form's are "id_edit-…"), so

@@ -201,3 +201,47 @@ def test_after_approving_once_a_reviewer_is_no_longer_offered_the_decision(login
     colleague = Client()
     colleague.force_login(operators[1])
     assert 'id="approve-form"' in colleague.get(url).text
+
+
+def lose_access(agent: Agent, how: str) -> str:
+    """Take ``agent``'s right to act on the demo account away, ``how``; what the page says."""
+    if how == "deactivated":
+        Agent.objects.filter(pk=agent.pk).update(is_active=False)
+        return "agent optimizer has been deactivated since it proposed it"
+    agent.accounts.clear()
+    return "agent optimizer may no longer act on account demo since it proposed it"
+
+
+@pytest.mark.parametrize("how", ["deactivated", "account taken away"])
+def test_what_an_agent_proposed_before_it_lost_the_account_is_not_let_run(login, operators, how):
+    """An agent stopped (deactivated, or the account taken from it) since it proposed: its
+    waiting proposal is not approved, by a page, in bulk or by a retry, and the page says
+    why; it can still be rejected or withdrawn."""
+    waiting, also_waiting = an_action(), evaluated(reallocation("150.00"))
+    failed = in_state(lambda: evaluated(reallocation("160.00")), ProposalStatus.FAILED)
+    said = lose_access(Agent.objects.get(name="optimizer"), how)
+    client = login("operator")
+
+    page = client.get(reverse("admin:approvals_proposal_change", args=[waiting.pk])).text
+    assert f"Proposal #{waiting.pk} cannot be let run: {said}." in page
+    assert 'id="approve-form"' not in page and 'id="edit-approve-form"' not in page
+    assert 'id="reject-form"' in page and 'id="withdraw-form"' in page
+    approved = client.post(
+        reverse("admin:approvals_proposal_approve", args=[waiting.pk]), follow=True
+    )
+    assert "cannot be let run" in approved.text
+    decided = proposals_approve(proposal_ids=[also_waiting.pk], reviewer=operators[0])
+    assert decided.proposals == [] and "cannot be let run" in decided.refused[0].message
+    with pytest.raises(NotAllowed, match="cannot be let run"):
+        proposal_retry(proposal_id=failed.pk, reviewer=operators[0])
+    retry_page = client.get(reverse("admin:approvals_proposal_change", args=[failed.pk])).text
+    assert 'id="retry-form"' not in retry_page and "cannot be let run" in retry_page
+    assert {p.status for p in Proposal.objects.filter(pk__in=[waiting.pk, also_waiting.pk])} == {
+        "pending_review"
+    }
+
+    client.post(
+        reverse("admin:approvals_proposal_reject", args=[waiting.pk]),
+        {"reason_code": "other", "note": "Its agent is stopped."},
+    )
+    assert Proposal.objects.get(pk=waiting.pk).status == ProposalStatus.REJECTED

@@ -5,8 +5,9 @@ it for its agent, retrying its failed execution, or reporting what it did once e
 act needs the permission the proposal's action type names (operators act on actions; policy
 owners on the platform's proposed changes to policy); nobody but an outcome's reporter acts on
 a proposal of an agent they own or one that concerns an agent they own; each act is open only
-from the status it starts from; a decision only within the review window; and a reviewer
-decides once a round. The services check the rule under the proposal's row lock; the console
+from the status it starts from; a decision only within the review window; a reviewer
+decides once a round; and nothing is let run (approved, or retried) whose agent has been
+deactivated, or lost the account, since it proposed it. The services check the rule under the proposal's row lock; the console
 asks it before it shows a button, so that it never offers one the server refuses.
 """
 
@@ -43,6 +44,7 @@ class _ActRule:
     owners_may: bool = False
     within_review_window: bool = False
     once_a_round: bool = False
+    runs_it: bool = False  # the act lets the action run: its agent must still be let act
 
 
 _RULES = {
@@ -52,6 +54,7 @@ _RULES = {
         "approved",
         within_review_window=True,
         once_a_round=True,
+        runs_it=True,
     ),
     Act.EDIT: _ActRule(
         ProposalStatus.PENDING_REVIEW,
@@ -59,6 +62,7 @@ _RULES = {
         "edited and approved",
         within_review_window=True,
         once_a_round=True,
+        runs_it=True,
     ),
     Act.REJECT: _ActRule(
         ProposalStatus.PENDING_REVIEW,
@@ -75,7 +79,7 @@ _RULES = {
         within_review_window=True,
     ),
     # Retrying is deciding again that it should run.
-    Act.RETRY: _ActRule(ProposalStatus.FAILED, ProposalStatus.APPROVED, "retried"),
+    Act.RETRY: _ActRule(ProposalStatus.FAILED, ProposalStatus.APPROVED, "retried", runs_it=True),
     # A report says what happened; it decides nothing, so an owner may say what they saw.
     Act.REPORT_OUTCOME: _ActRule(ProposalStatus.EXECUTED, None, "reported on", owners_may=True),
 }
@@ -124,6 +128,46 @@ def reviewers_by_proposal(proposals: Iterable[Proposal]) -> dict[int, list[int]]
     return reviewers
 
 
+class AgentMayNoLongerAct(NotAllowed):
+    """The proposal's agent was deactivated, or lost the account, since it proposed: what it
+    proposed is not let run (rejected or withdrawn, it may end)."""
+
+
+AgentAccounts = set[tuple[int, int]]  # (agent id, account id): who may act where
+
+
+def agent_accounts_of(proposals: Iterable[Proposal]) -> AgentAccounts:
+    """Which of these proposals' agents may still act on which of their accounts, read at
+    once (for ``act_refusal``'s ``agent_accounts``, over many proposals)."""
+    proposals = list(proposals)
+    return set(
+        Agent.accounts.through.objects.filter(
+            agent_id__in={proposal.agent_id for proposal in proposals},
+            account_id__in={proposal.account_id for proposal in proposals},
+        ).values_list("agent_id", "account_id")
+    )
+
+
+def _agent_may_no_longer_act(
+    proposal: Proposal, agent_accounts: AgentAccounts | None
+) -> DomainError | None:
+    agent = proposal.agent
+    if agent.is_platform:  # the platform's own advisor proposes on no account of its own
+        return None
+    if agent_accounts is None:
+        agent_accounts = agent_accounts_of([proposal])
+    if not agent.is_active:
+        why = f"agent {agent} has been deactivated"
+    elif (agent.pk, proposal.account_id) not in agent_accounts:
+        why = f"agent {agent} may no longer act on account {proposal.account.external_id}"
+    else:
+        return None
+    return AgentMayNoLongerAct(
+        f"Proposal #{proposal.pk} cannot be let run: {why} since it proposed it. It can be "
+        "rejected or withdrawn."
+    )
+
+
 def _owned_agent(user: AbstractBaseUser, proposal: Proposal) -> DomainError | None:
     if proposal.agent.owner_id == user.pk:
         return NotAllowed(
@@ -147,9 +191,11 @@ def act_refusal(
     *,
     reviewers: Iterable[int] | None = None,
     now: datetime | None = None,
+    agent_accounts: AgentAccounts | None = None,
 ) -> DomainError | None:
     """Why ``user`` may not ``act`` on ``proposal`` now, or None if they may. ``reviewers``:
-    who has decided the proposal in its current round, if already read."""
+    who has decided the proposal in its current round, and ``agent_accounts``, which agents
+    may act on which accounts (``agent_accounts_of``), if already read."""
     rule = _RULES[act]
     action_type = action_types.get(proposal.action_type)
     if not user.has_perm(action_type.decide_permission):
@@ -169,6 +215,10 @@ def act_refusal(
         return InvalidTransition(proposal, rule.to_status)
     if rule.within_review_window and review_window_closed(proposal, now or timezone.now()):
         return ReviewWindowClosed(proposal, rule.done)
+    if rule.runs_it:
+        stopped = _agent_may_no_longer_act(proposal, agent_accounts)
+        if stopped:
+            return stopped
     if rule.once_a_round:
         if reviewers is None:
             reviewers = reviewers_this_round(proposal)

@@ -28,7 +28,13 @@ from approvals.models import (
     RejectionReason,
     VerdictOutcome,
 )
-from approvals.services.acts import Act, ReviewWindowClosed, act_refusal, check_may_act
+from approvals.services.acts import (
+    Act,
+    ReviewWindowClosed,
+    act_refusal,
+    agent_accounts_of,
+    check_may_act,
+)
 from approvals.services.expiry import proposals_expire_locked
 from approvals.services.hooks import approvals_counted, decisions_settled, reviews_restarted
 from approvals.services.lifecycle import proposal_lock, proposal_transition, proposals_transition
@@ -230,6 +236,7 @@ def _decisions_record(
             earlier[proposal_id].append((reviewer_id, given))
 
     now = timezone.now()  # once the rows are locked: nothing decides them meanwhile
+    agent_accounts = agent_accounts_of(locked.values())
     deciding, changes, overdue = [], {}, []
     for proposal in locked.values():
         if outcome == DecisionOutcome.REJECT:
@@ -242,6 +249,7 @@ def _decisions_record(
             act,
             reviewers=[reviewer_id for reviewer_id, _ in earlier[proposal.pk]],
             now=now,
+            agent_accounts=agent_accounts,
         )
         if (
             refusal is None
@@ -565,8 +573,15 @@ def bulk_approval_plan(*, proposal_ids: Collection[int], reviewer: AbstractBaseU
     spends = CappedSpends()  # left counting those approved earlier, not yet executed
     alone = guardrail_blocks_counting_approved(proposals, lock=False, spends=spends)
     counted: dict[int, list[int]] = defaultdict(list)  # by account: those counted against it
+    agent_accounts = agent_accounts_of(proposals)
     for proposal in proposals:
-        refusal = act_refusal(reviewer, proposal, Act.APPROVE, reviewers=reviewers[proposal.pk])
+        refusal = act_refusal(
+            reviewer,
+            proposal,
+            Act.APPROVE,
+            reviewers=reviewers[proposal.pk],
+            agent_accounts=agent_accounts,
+        )
         if refusal is None:
             refusal = ahead.get(proposal.pk)
         if refusal is None and alone.get(proposal.pk):
