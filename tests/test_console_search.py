@@ -165,13 +165,24 @@ def test_the_search_reads_its_index(operator):
     assert [p.pk for p in page.context["cl"].queryset] == [p.pk for p in matching]
 
 
+def test_the_queue_lists_proposals_made_at_the_same_time_in_the_order_they_were_made(operator):
+    """A batch's proposals share one creation time: "riskiest first, then oldest" lists them
+    as the batch made them, first first, as the bulk confirmation does, not the last first."""
+    first, second, third = (evaluated(reallocation("280.00")) for _ in range(3))
+    Proposal.objects.filter(pk__in=[first.pk, second.pk, third.pk]).update(
+        created_at=first.created_at
+    )
+    assert first.risk == second.risk == third.risk
+    assert listed(operator) == [first, second, third]
+
+
 def test_the_queue_keeps_its_index_ordered_order(operator):
     queue = Proposal.objects.filter(status=ProposalStatus.PENDING_REVIEW)
     page = operator.get(CHANGELIST)
     assert page.context["cl"].get_ordering(page.wsgi_request, queue) == [
         "-risk",
         "created_at",
-        "-pk",
+        "id",
     ]
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
