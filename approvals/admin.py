@@ -566,9 +566,14 @@ class ProposalAdmin(ReadOnlyAdmin):
     ]
     list_select_related = ["agent", "account", "verdict_policy"]
     # QUEUE_ORDER, the bulk confirmation's: riskiest, then oldest, then first made (a batch's
-    # proposals share one creation time). The id is named as "id": the admin does not read
-    # "pk" as a total order, and would break the tie by "-pk", newest first.
-    ordering = ["-risk", "created_at", "id"]
+    # proposals share one creation time; the admin alone would break that tie by "-pk", newest
+    # first). The id goes in as an expression, not "id": the ID column's header is not marked
+    # as a sort the operator chose, nor carried into the order the headers' links ask for.
+    ordering = [
+        "-risk",
+        "created_at",
+        models.ExpressionWrapper(models.F("id"), output_field=models.BigIntegerField()),
+    ]
     # What ``approvals.search`` reads (it does the searching, with an index on PostgreSQL).
     search_fields = [
         "=id",
