@@ -612,3 +612,23 @@ def test_the_operator_approves_and_sees_it_executed_without_reloading(
         )
         assert page.evaluate("window.loadedOnce") is True
         expect(page.locator("#follow-status")).to_have_count(0)  # final: nothing to follow
+
+
+def test_a_proposals_page_fits_a_phones_width(live_server, demo_world, browser):
+    """At a phone's width (390 px) the page keeps the screen's width: a wide table (what was
+    proposed and done, the decisions, the executions' nine columns) scrolls sideways by itself,
+    rather than the whole page, its verdict and its buttons with it."""
+    [proposal] = waiting(reallocation("280.00"))
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    log_in(page, live_server.url, demo_world["users"]["operator"])
+
+    page.goto(f"{live_server.url}/admin/approvals/proposal/{proposal.pk}/change/")
+
+    expect(page.locator("#proposal-executions")).to_contain_text("Not executed.")
+    screenshot(page, "detail-phone")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    for table in ("#proposal-states", "#proposal-executions table"):
+        box = page.locator(table).bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390, table
+    context.close()
