@@ -614,21 +614,37 @@ def test_the_operator_approves_and_sees_it_executed_without_reloading(
         expect(page.locator("#follow-status")).to_have_count(0)  # final: nothing to follow
 
 
-def test_a_proposals_page_fits_a_phones_width(live_server, demo_world, browser):
-    """At a phone's width (390 px) the page keeps the screen's width: a wide table (what was
-    proposed and done, the decisions, the executions' nine columns) scrolls sideways by itself,
-    rather than the whole page, its verdict and its buttons with it."""
-    [proposal] = waiting(reallocation("280.00"))
+def test_the_consoles_pages_fit_a_phones_width(live_server, demo_world, browser):
+    """At a phone's width (390 px) each page keeps the screen's width: a wide table (a
+    proposal's executions' nine columns, a bulk confirmation's, a scorecard's sixteen) scrolls
+    sideways by itself, and a chart shrinks to fit, rather than the whole page, its verdict
+    and its buttons with it, scrolling sideways."""
+    proposals = waiting(reallocation("280.00"), reallocation("150.00"))
     context = browser.new_context(viewport={"width": 390, "height": 844})
     page = context.new_page()
     log_in(page, live_server.url, demo_world["users"]["operator"])
 
-    page.goto(f"{live_server.url}/admin/approvals/proposal/{proposal.pk}/change/")
+    def fits(what: str) -> None:
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{what} is {width} px wide"
 
+    page.goto(f"{live_server.url}/admin/approvals/proposal/{proposals[0].pk}/change/")
     expect(page.locator("#proposal-executions")).to_contain_text("Not executed.")
     screenshot(page, "detail-phone")
-    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    fits("a proposal's page")
     for table in ("#proposal-states", "#proposal-executions table"):
         box = page.locator(table).bounding_box()
         assert box["x"] >= 0 and box["x"] + box["width"] <= 390, table
+
+    page.goto(f"{live_server.url}/admin/approvals/proposal/")
+    for proposal in proposals:
+        page.check(f"input[name=_selected_action][value='{proposal.pk}']")
+    page.select_option("select[name=action]", "approve_selected")
+    page.click("button[name=index]")
+    expect(page.locator("input[type=submit][value^='Yes']")).to_be_visible()
+    fits("the bulk confirmation")
+
+    page.goto(f"{live_server.url}/admin/approvals/agent/{proposals[0].agent_id}/change/")
+    expect(page.locator("#scorecard")).to_contain_text("budget reallocation")
+    fits("an agent's scorecard")
     context.close()
