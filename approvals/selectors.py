@@ -211,10 +211,15 @@ def proposal_states(proposal: Proposal) -> ProposalStates | None:
         },
         "Proposed": _state_after(action_type, proposed.payload, proposed.target_snapshot),
     }
-    if proposal.payload != proposed.payload:
-        columns["As edited"] = _state_after(action_type, proposal.payload, proposal.target_snapshot)
-    elif proposal.target_snapshot != proposed.target_snapshot:
-        columns["As re-assessed"] = _state_after(
+    edited = proposal.payload != proposed.payload
+    moved = proposal.target_snapshot != proposed.target_snapshot
+    if edited or moved:
+        # An edit made after the ledger moved: a figure the edit did not touch (the budget a
+        # pause stops) is not said to be the edit's.
+        said = " and ".join(
+            word for word, holds in (("edited", edited), ("re-assessed", moved)) if holds
+        )
+        columns[f"As {said}"] = _state_after(
             action_type, proposal.payload, proposal.target_snapshot
         )
     done = next(

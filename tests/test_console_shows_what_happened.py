@@ -94,6 +94,32 @@ def test_an_edit_shows_what_was_proposed_beside_what_was_approved(operator, logi
     assert "move 200.00 USD/day from brand-search to generic-search (20.0%)" in page.text
 
 
+def test_an_edit_made_after_the_ledger_moved_does_not_claim_the_moved_figure_as_its_own(
+    operator, login
+):
+    """A pause is judged on the daily budget it stops. The budget moved (300.00 to 400.00)
+    before an operator edited the pause into "active": the column of what was approved says
+    it is the action as edited and re-assessed, not that the edit set the budget to 400.00."""
+    pause = evaluated(
+        bid_adjustment(action_type="status_change")
+        | {"payload": {"campaign": "display-retarget", "status": "paused"}}
+    )
+    Campaign.objects.filter(external_id="display-retarget").update(daily_budget="400.00")
+    proposal_approve(
+        proposal_id=pause.pk,
+        reviewer=operator,
+        edited_payload={**pause.payload, "status": "active"},
+    )
+
+    states = page_of(login("operator"), pause).context["states"]
+
+    assert states.columns[2:5] == ["When proposed", "Proposed", "As edited and re-assessed"]
+    assert states.rows == [
+        ["display-retarget", "status", "Active", "Paused", "Active", "Active"],
+        ["display-retarget", "daily budget", "300.00", "300.00", "400.00", "400.00"],
+    ]
+
+
 def test_an_executed_creative_batch_shows_the_creatives_the_ledger_holds_not_the_proposal(
     operator, login
 ):
