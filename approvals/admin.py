@@ -1003,13 +1003,14 @@ class ProposalAdmin(ReadOnlyAdmin):
         return self._decide(request, object_id, OutcomeForm, report, act=Act.REPORT_OUTCOME)
 
     def retry_view(self, request: HttpRequest, object_id: int):
-        return self._decide(
-            request,
-            object_id,
-            forms.Form,
-            lambda: proposal_retry(proposal_id=object_id, reviewer=request.user),
-            act=Act.RETRY,
-        )
+        def retry() -> str:
+            # A retry decides nothing: it sends the approved action again.
+            retried = proposal_retry(proposal_id=object_id, reviewer=request.user)
+            if retried.status == ProposalStatus.APPROVED:
+                return f"Proposal #{retried.pk} is sent to be executed again."
+            return _what_happened(retried)
+
+        return self._decide(request, object_id, forms.Form, retry, act=Act.RETRY)
 
     # --- bulk decisions, each behind a confirmation page ---------------------------------------
     def _bulk(self, request, queryset: QuerySet[Proposal], *, verb: str, form_class, decide):

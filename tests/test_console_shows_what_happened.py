@@ -120,6 +120,26 @@ def test_an_edit_made_after_the_ledger_moved_does_not_claim_the_moved_figure_as_
     ]
 
 
+def test_retrying_a_failed_execution_says_it_is_sent_again_not_that_it_is_approved(login):
+    """A retry decides nothing: the operator is told the execution is sent again, not that
+    the proposal (one policy approved with no person, here) "is approved"."""
+    raise_ = evaluated(
+        bid_adjustment(action_type="budget_change")
+        | {"payload": {"campaign": "generic-search", "new_daily_budget": "525.00"}}
+    )
+    assert raise_.status == "approved"
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget="510.00")
+    assert proposal_execute(proposal_id=raise_.pk).status == "failed"
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget=None)
+
+    operator = login("operator")
+    answer = operator.post(reverse("admin:approvals_proposal_retry", args=[raise_.pk]), follow=True)
+
+    said = [str(message) for message in get_messages(answer.wsgi_request)]
+    assert said == [f"Proposal #{raise_.pk} is sent to be executed again."]
+    assert not raise_.decisions.exists()
+
+
 def test_an_executed_creative_batch_shows_the_creatives_the_ledger_holds_not_the_proposal(
     operator, login
 ):
