@@ -41,6 +41,7 @@ from approvals.selectors import (
     earlier_proposals_on_targets,
     policy_terms,
     proposal_states,
+    routed_reasons,
     withdrawal_seen,
 )
 from approvals.services.acts import (
@@ -795,7 +796,12 @@ class ProposalAdmin(ReadOnlyAdmin):
                 "pk"
             ),
             "ended": proposal.status in FINAL_STATUSES,
-            "as_proposed": as_proposed(proposal),
+            "as_proposed": (proposed := as_proposed(proposal)),
+            # Why it came to a person as the agent made it, where an edit's re-assessment has
+            # replaced the verdict's reasons with the edited action's.
+            "routed_reasons": (
+                routed_reasons(proposal) if proposal.payload != proposed.payload else []
+            ),
             "deciding_policy": routed_by,
             "deciding_policy_number": routed_by
             and version_number(routed_by.id, routed_by.history_id),

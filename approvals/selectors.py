@@ -136,6 +136,21 @@ def withdrawal_seen(proposal: Proposal) -> WithdrawalSeen | None:
     )
 
 
+def routed_reasons(proposal: Proposal) -> list[str]:
+    """Why the proposal, as its agent made it, went where it did: the reasons of its first
+    routing (its first history record that has any), which an edit's re-assessment replaces
+    on the proposal itself ("a 15.0% change ... is within the ceiling"). Empty where none
+    was recorded."""
+    first = (
+        Proposal.history.filter(id=proposal.pk)
+        .exclude(verdict_reasons=[])
+        .order_by("history_id")
+        .values_list("verdict_reasons", flat=True)
+        .first()
+    )
+    return list(first or [])
+
+
 def deciding_policy(proposal: Proposal):
     """The policy as it stood when it routed the proposal (its history record then), or
     None if no policy routed it."""

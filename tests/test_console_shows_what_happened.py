@@ -140,6 +140,28 @@ def test_retrying_a_failed_execution_says_it_is_sent_again_not_that_it_is_approv
     assert not raise_.decisions.exists()
 
 
+def test_an_edited_proposal_still_says_why_it_came_to_a_person(operator, login):
+    """An edit is re-assessed and its reasons replace the verdict's ("a 15.0% change ... is
+    within the 15.0% auto-execute ceiling"): the page still says why the proposal, as the
+    agent made it, waited for a person, which is what "Why it is here" asks."""
+    raise_ = evaluated(bid_adjustment("1.20", campaign="display-retarget"))  # +50.0%
+    proposal_approve(
+        proposal_id=raise_.pk,
+        reviewer=operator,
+        edited_payload={**raise_.payload, "new_bid": "0.92"},  # +15.0%
+    )
+
+    page = page_of(login("auditor"), raise_)
+
+    routed = page.text[page.text.index('id="routed-as-proposed"') :]
+    assert (
+        "A 50.0% change to display-retarget&#x27;s bid exceeds the 15.0% auto-execute ceiling"
+        in routed.split("</ul>")[0]
+    )
+    reasons = page.text[page.text.index('id="verdict-reasons"') :].split("</ul>")[0]
+    assert "is within the 15.0% auto-execute ceiling" in reasons
+
+
 def test_an_executed_creative_batch_shows_the_creatives_the_ledger_holds_not_the_proposal(
     operator, login
 ):
