@@ -7,8 +7,9 @@ owners on the platform's proposed changes to policy); nobody but an outcome's re
 a proposal of an agent they own or one that concerns an agent they own; each act is open only
 from the status it starts from; a decision only within the review window; a reviewer
 decides once a round; and nothing is let run (approved, or retried) whose agent has been
-deactivated, or lost the account, since it proposed it. The services check the rule under the proposal's row lock; the console
-asks it before it shows a button, so that it never offers one the server refuses.
+deactivated, or lost the account, since it proposed it. The services check the rule under
+the proposal's row lock; the console asks it before it shows a button, so that it never
+offers one the server refuses.
 """
 
 from __future__ import annotations
