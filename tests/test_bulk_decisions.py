@@ -273,6 +273,11 @@ def test_bulk_pages_count_proposals_and_approvals_in_words_that_agree(login):
     done = client.post(CHANGELIST, {**selected, "confirm": "yes", "note": ""}, follow=True)
 
     assert confirm.context["title"] == "Approve 1 proposal?"
+    about = confirm.text.split('id="bulk-about">')[1].split("</p>")[0]
+    assert re.sub(r"\s+", " ", re.sub(r"<.*?>", "", about)) == (
+        "You are about to approve this proposal; if it is no longer waiting for review, it is "
+        "left as it is and reported."
+    )
     assert confirm.context["proposals"][0].bulk_outcome == (
         "Approved by you; waits for 1 more approval."
     )
