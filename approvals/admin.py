@@ -951,8 +951,7 @@ class ProposalAdmin(ReadOnlyAdmin):
                 seen=_seen(request),
             )
         except DomainError as error:
-            form.add_refusal(error)
-            messages.error(request, f"Not approved: {error.message}")
+            messages.error(request, f"Not approved: {form.add_refusal(error)}")
             return self._review_page(request, object_id, status=error.status_code, edit_form=form)
         happened = _what_happened(done)
         if done.review_round > proposal.review_round:  # earlier approvals: of another action

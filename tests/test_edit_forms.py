@@ -199,7 +199,12 @@ def test_a_refused_edit_keeps_what_was_typed_and_the_note_and_says_why_beside_th
     assert field and "Exceeds brand-search&#x27;s daily budget of 1000.00." in field.group(1)
     assert 'name="edit-amount" value="5000"' in field.group(1)
     assert re.search(rf'<textarea name="edit-note"[^>]*>\s*{note}</textarea>', html)
-    assert "Not approved: The edited action is not valid: payload.amount: Exceeds" in html
+    # The message above the page names the field as the form does, not by its payload path.
+    assert (
+        "Not approved: Daily amount moved from brand-search to generic-search (USD): Exceeds "
+        "brand-search&#x27;s daily budget of 1000.00." in html
+    )
+    assert "payload.amount" not in html
     proposal.refresh_from_db()
     assert (proposal.status, proposal.payload["amount"]) == ("pending_review", "280.00")
     assert not Decision.objects.exists()

@@ -117,21 +117,26 @@ class ActionEditForm(forms.Form):
         name = self.field_for(parse_path(path))
         return str(self.fields[name].label) if name else path
 
-    def add_refusal(self, error: DomainError) -> None:
+    def add_refusal(self, error: DomainError) -> str:
         """Show why the service refused the edit: each field's message beside that field, the
-        rest above the form."""
-        placed = False
+        rest above the form. Returns the refusal in the form's words, for the page's message:
+        each field by its label ("New bid for eu-prospecting (EUR): …"), not by its path in
+        the payload ("payload.new_bid: …")."""
+        said = []
         by_field = error.field_errors if isinstance(error, InvalidInput) else {}
         for path, message in error_paths(by_field):
             name = self.field_for(path)
             if name is None:
                 where = ".".join(str(part) for part in path if part != "non_field_errors")
                 self.add_error(None, f"{where}: {message}" if where else message)
+                said.append(f"{where}: {message}" if where else message)
             else:
                 self.add_error(name, message)
-            placed = True
-        if not placed:
+                said.append(f"{self.fields[name].label}: {message}")
+        if not said:
             self.add_error(None, error.message)
+            return error.message
+        return " ".join(said)
 
 
 def parse_path(dotted: str) -> Path:
