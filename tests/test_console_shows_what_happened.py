@@ -97,26 +97,22 @@ def test_an_edit_shows_what_was_proposed_beside_what_was_approved(operator, logi
 def test_an_edit_made_after_the_ledger_moved_does_not_claim_the_moved_figure_as_its_own(
     operator, login
 ):
-    """A pause is judged on the daily budget it stops. The budget moved (300.00 to 400.00)
-    before an operator edited the pause into "active": the column of what was approved says
-    it is the action as edited and re-assessed, not that the edit set the budget to 400.00."""
-    pause = evaluated(
-        bid_adjustment(action_type="status_change")
-        | {"payload": {"campaign": "display-retarget", "status": "paused"}}
-    )
-    Campaign.objects.filter(external_id="display-retarget").update(daily_budget="400.00")
+    """A reallocation of 280.00 a day from brand-search (1000.00 when proposed). The budget
+    moved to 1100.00 before an operator edited the amount to 250.00: the column of what was
+    approved says it is the action as edited and re-assessed, not that the edit alone made
+    brand-search's budget 850.00."""
+    moved = evaluated(reallocation("280.00"))
+    Campaign.objects.filter(external_id="brand-search").update(daily_budget="1100.00")
     proposal_approve(
-        proposal_id=pause.pk,
-        reviewer=operator,
-        edited_payload={**pause.payload, "status": "active"},
+        proposal_id=moved.pk, reviewer=operator, edited_payload={**moved.payload, "amount": "250"}
     )
 
-    states = page_of(login("operator"), pause).context["states"]
+    states = page_of(login("operator"), moved).context["states"]
 
     assert states.columns[2:5] == ["When proposed", "Proposed", "As edited and re-assessed"]
-    assert states.rows == [
-        ["display-retarget", "status", "Active", "Paused", "Active", "Active"],
-        ["display-retarget", "daily budget", "300.00", "300.00", "400.00", "400.00"],
+    assert [row[:5] for row in states.rows] == [
+        ["brand-search", "daily budget", "1000.00", "720.00", "850.00"],
+        ["generic-search", "daily budget", "500.00", "780.00", "750.00"],
     ]
 
 
