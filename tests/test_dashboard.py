@@ -1,5 +1,6 @@
 """The console's dashboard: the queue now, and how the last week went."""
 
+import re
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
@@ -8,6 +9,7 @@ from django.utils import timezone
 from approvals.models import Proposal, ProposalStatus
 from approvals.selectors import dashboard
 from approvals.services.decisions import proposal_approve, proposal_reject
+from executors.runner import proposal_execute
 from tests.conftest import bid_adjustment, reallocation
 from tests.factories import evaluated
 
@@ -56,6 +58,26 @@ def test_dashboard_figures_match_what_happened(demo_world):
     optimizer = figures.agents["optimizer"]
     assert (optimizer.decided, optimizer.approved, optimizer.rejected) == (3, 2, 1)
     assert optimizer.approval_rate == 2 / 3
+
+
+def test_the_dashboard_gives_each_agent_its_auto_execution_and_approval_rates(login):
+    """As the console's rates are everywhere: auto-executed of those made, approved by a
+    person of those a person decided."""
+    operator = get_user_model().objects.get(username="operator")
+    auto = evaluated(bid_adjustment("2.12"))
+    proposal_execute(proposal_id=auto.pk)
+    for amount, decide in [("150", proposal_approve), ("200", proposal_approve)]:
+        decide(proposal_id=evaluated(reallocation(amount)).pk, reviewer=operator)
+    proposal_reject(
+        proposal_id=evaluated(reallocation("250")).pk, reviewer=operator, reason_code="other"
+    )
+
+    page = login("operator").get("/admin/")
+
+    row = re.search(r'<tr data-agent="optimizer">(.*?)</tr>', page.text, re.S).group(1)
+    assert '<td data-figure="auto_execution_rate">25%</td>' in row  # 1 of 4 made
+    assert '<td data-figure="approval_rate">67%</td>' in row  # 2 of 3 decided
+    assert 'data-figure="approval_rate" title="Approved by a person, of those decided' in page.text
 
 
 def test_the_admin_home_shows_the_dashboard_to_every_role(login):
