@@ -46,7 +46,7 @@ from policies.engine import (
     format_money,
     percent_text,
 )
-from policies.models import BrandGuidelines, KillSwitch, Policy
+from policies.models import BrandGuidelines, KillSwitch, KillSwitchScope, Policy
 from policies.services import rules_in_force
 
 
@@ -188,6 +188,33 @@ class KillSwitchForm(ChangeReasonForm):
     class Meta:
         model = KillSwitch
         fields = ["scope", "account", "channel", "engaged", "reason"]
+
+    def clean(self):
+        # The scope names what it covers, in the words of the form, beside the field: the
+        # database's check (kill_switch_scope_matches) would otherwise refuse it by its name.
+        cleaned = super().clean()
+        scope, account, channel = (cleaned.get(name) for name in ("scope", "account", "channel"))
+        if scope == KillSwitchScope.ACCOUNT:
+            if account is None and "account" not in self.errors:
+                self.add_error("account", "A switch on one account names it: pick the account.")
+            if channel:
+                self.add_error(
+                    "channel",
+                    "A switch on one account covers all its channels: leave the channel empty.",
+                )
+        elif scope == KillSwitchScope.CHANNEL:
+            if not channel and "channel" not in self.errors:
+                self.add_error("channel", "A switch on one channel names it: pick the channel.")
+            if account is not None:
+                self.add_error(
+                    "account",
+                    "A switch on one channel covers it on every account: leave the account empty.",
+                )
+        elif scope == KillSwitchScope.GLOBAL:
+            for name, value in (("account", account), ("channel", channel)):
+                if value:
+                    self.add_error(name, f"A switch on everything names no {name}: leave it empty.")
+        return cleaned
 
 
 class BrandGuidelinesForm(ChangeReasonForm):

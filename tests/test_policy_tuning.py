@@ -202,6 +202,44 @@ def test_guardrail_changes_need_a_reason_and_record_it(owner):
     assert latest.history_change_reason == "Legal added “free money”."
 
 
+@pytest.mark.parametrize(
+    "typed, field, message",
+    [
+        ({"scope": "account"}, "account", "A switch on one account names it: pick the account."),
+        ({"scope": "channel"}, "channel", "A switch on one channel names it: pick the channel."),
+        (
+            {"scope": "account", "account": "ACCOUNT", "channel": "google_ads"},
+            "channel",
+            "A switch on one account covers all its channels: leave the channel empty.",
+        ),
+        (
+            {"scope": "channel", "account": "ACCOUNT", "channel": "google_ads"},
+            "account",
+            "A switch on one channel covers it on every account: leave the account empty.",
+        ),
+        (
+            {"scope": "global", "account": "ACCOUNT"},
+            "account",
+            "A switch on everything names no account: leave it empty.",
+        ),
+    ],
+)
+def test_a_kill_switch_whose_scope_does_not_match_is_refused_in_words(owner, typed, field, message):
+    # Before, the database's check refused it by its name: "Constraint
+    # “kill_switch_scope_matches” is violated."
+    account = Account.objects.get(external_id="demo")
+    typed = {name: account.pk if value == "ACCOUNT" else value for name, value in typed.items()}
+    refused = owner.post(
+        reverse("admin:policies_killswitch_add"),
+        typed | {"engaged": "on", "reason": "Spend anomaly", "change_reason": "Incident 42."},
+    )
+    assert refused.status_code == 200
+    form = refused.context["adminform"].form
+    assert form.errors == {field: [message]}
+    assert "kill_switch_scope_matches" not in refused.text
+    assert not KillSwitch.objects.exists()
+
+
 def test_a_deletion_without_a_reason_deletes_nothing(demo_world):
     admin = get_user_model().objects.create_superuser("root", password="unused-1")
     client = Client()
