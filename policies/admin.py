@@ -29,6 +29,7 @@ from hitlproject.converters import record_page
 from hitlproject.errors import DomainError, InvalidInput
 from hitlproject.forms import IndentedJSONField, WindowField
 from hitlproject.periods import PeriodForm, describe_duration
+from hitlproject.validation import with_lf_line_breaks
 from hitlproject.vocabulary import SIMULATED_ROW_LABELS, SIMULATED_ROWS
 from ledger.models import Account
 from policies.drafts import (
@@ -64,6 +65,16 @@ class ChangeReasonForm(forms.ModelForm):
     """A form of the console that changes a policy or a guardrail: it says why."""
 
     change_reason = change_reason_field()
+
+    def clean(self):
+        # A browser sends a textarea's line breaks back as CRLF: text saved as it was shown
+        # (banned terms seeded one a line, say) must not be recorded, and shown in the history,
+        # as changed ("Banned terms: guaranteed risk-free → guaranteed risk-free").
+        cleaned = super().clean()
+        for name, value in cleaned.items():
+            if isinstance(value, str):
+                cleaned[name] = with_lf_line_breaks(value)
+        return cleaned
 
 
 def percent_field(label: str, help_text: str, **kwargs) -> forms.DecimalField:

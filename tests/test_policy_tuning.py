@@ -240,6 +240,31 @@ def test_a_kill_switch_whose_scope_does_not_match_is_refused_in_words(owner, typ
     assert not KillSwitch.objects.exists()
 
 
+def test_guidelines_saved_as_shown_are_not_recorded_as_changed(owner):
+    # A browser sends a textarea's lines back joined by CRLF: the seeded banned terms, saved
+    # as shown with only a disclaimer added, were recorded as changed, and the history read
+    # "Banned terms: guaranteed risk-free → guaranteed risk-free".
+    guidelines = BrandGuidelines.objects.get(account__external_id="demo")
+    assert guidelines.banned_terms == "guaranteed\nrisk-free"
+    url = reverse("admin:policies_brandguidelines_change", args=[guidelines.pk])
+    owner.post(
+        url,
+        {
+            "account": guidelines.account_id,
+            "banned_terms": "guaranteed\r\nrisk-free",
+            "required_disclaimers": "Terms apply.\r\nSee site.",
+            "change_reason": "Legal asked for a disclaimer.",
+        },
+    )
+    guidelines.refresh_from_db()
+    assert guidelines.banned_terms == "guaranteed\nrisk-free"
+    assert guidelines.required_disclaimers == "Terms apply.\nSee site."
+    history = owner.get(
+        reverse("admin:policies_brandguidelines_history", args=[guidelines.pk])
+    ).text
+    assert "Required disclaimers" in history and "Banned terms" not in history
+
+
 def test_a_deletion_without_a_reason_deletes_nothing(demo_world):
     admin = get_user_model().objects.create_superuser("root", password="unused-1")
     client = Client()
