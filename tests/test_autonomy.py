@@ -277,6 +277,20 @@ def test_the_platforms_own_agent_gets_no_api_key(recommendation):
         agent_key_issue(agent=recommendation.agent, actor=Actor.system("test"))
 
 
+def test_policy_owners_read_and_type_the_rules_window_in_words(login, demo_world):
+    # The form showed and took only Django's "30 00:00:00"; "6 weeks" was refused.
+    url = reverse("admin:feedback_autonomyrules_change", args=[AutonomyRules.current().pk])
+    owner = login("policy-owner")
+    page = owner.get(url)
+    form = page.context["adminform"].form
+    assert form["window"].value() == "30 days"
+    assert 'value="30 days"' in page.text
+    typed = {name: form[name].value() for name in form.fields} | {"window": "6 weeks"}
+    typed["is_active"] = "on"
+    assert owner.post(url, typed).status_code == 302
+    assert AutonomyRules.current().window == timedelta(weeks=6)
+
+
 @pytest.mark.parametrize("window", ["0", "400 00:00:00"])
 def test_the_rules_window_is_a_day_to_a_year(login, demo_world, window):
     url = reverse("admin:feedback_autonomyrules_change", args=[AutonomyRules.current().pk])
