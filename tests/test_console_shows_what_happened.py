@@ -746,6 +746,24 @@ def test_the_policy_terms_on_a_proposals_page_name_its_two_person_rule(
     assert f"0 of {needed} approvals" in re.sub(r"\s+", " ", page)
 
 
+def test_a_proposal_no_policy_routed_says_so_once(login):
+    # It read "Routed by no policy: No policy matched: a person decides.." (a platform's
+    # policy change, say, which no policy routes).
+    policy = Policy.objects.get(action_type="bid_adjustment", is_draft=False)
+    policy.is_active = False
+    policy._change_reason = "Bids go to a person while the new rules are written."
+    policy.save()
+    proposal = evaluated(bid_adjustment("2.12"))
+    assert proposal.verdict_policy is None
+
+    page = html.unescape(page_of(login("auditor"), proposal).text)
+
+    routed_by = re.sub(r"<[^>]+>", "", page.split('id="routed-by">')[1].split("</p>")[0])
+    assert (
+        " ".join(routed_by.split()) == "Routed by no policy: none matched it, so a person decides."
+    )
+
+
 def test_a_creative_policys_terms_count_creatives_as_a_batch(login):
     policy = Policy.objects.get(action_type="creative_deployment", is_draft=False)
     policy.always_review, policy.auto_execute_max_magnitude = False, Decimal("3")
