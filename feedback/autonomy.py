@@ -28,7 +28,7 @@ from audit.actors import Actor, acting_as
 from feedback.models import AutonomyRules
 from feedback.selectors import Scorecard, scorecards
 from hitlproject.errors import DomainError
-from hitlproject.vocabulary import AUTO_EXECUTED, AUTO_NOT_EXECUTED
+from hitlproject.vocabulary import AUTO_EXECUTED, AUTO_NOT_EXECUTED, action_type_label, how_many
 from ledger.models import Account
 from policies.models import Policy
 from policies.services import policy_in_force, rule_from_policy, rules_in_force
@@ -154,18 +154,19 @@ def _evidence(
     pct = lambda share: "—" if share is None else f"{share * 100:.0f}%"  # noqa: E731
     verb = "widening" if recommendation.widens else "narrowing"
     test = (
-        f"at least {rules_now.widen_min_decisions} decisions, at least "
+        f"at least {how_many(rules_now.widen_min_decisions, 'decision')}, at least "
         f"{pct(rules_now.widen_min_clean_share)} approved as proposed, none rejected as too "
         "aggressive"
         if recommendation.widens
-        else f"at least {rules_now.narrow_min_decisions} decisions, at least "
+        else f"at least {how_many(rules_now.narrow_min_decisions, 'decision')}, at least "
         f"{pct(rules_now.narrow_min_rejected_share)} rejected"
     )
     reasons = ", ".join(f"{code} {n}" for code, n in card.rejection_reasons.items()) or "none"
     happened, with_change = report.happened, report.with_draft
     rationale = (
-        f"Over the last {days} days {card.agent} made {card.proposals} {card.action_type} "
-        f"proposals on {recommendation.account.external_id}: {card.auto_executed} ran on their "
+        f"Over the last {days} days {card.agent} made "
+        f"{how_many(card.proposals, action_type_label(card.action_type) + ' proposal')} "
+        f"on {recommendation.account.external_id}: {card.auto_executed} ran on their "
         f"own; people decided {card.decided}, approving {pct(card.approval_rate)} "
         f"({pct(card.clean_approval_rate)} as proposed, {card.edited} edited) and rejecting "
         f"{card.rejected} (reasons: {reasons}). The rules for {verb} hold ({test}).\n\n"

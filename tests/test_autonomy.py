@@ -87,8 +87,14 @@ def test_a_clean_record_earns_a_wider_ceiling_once_a_policy_owner_approves(rules
 
     assert recommendation.agent.name == "autonomy-advisor"
     assert recommendation.summary == (
-        "widen optimizer's auto-execute ceiling for bid_adjustment on demo from 15.0% to 22.5%"
+        "widen optimizer's auto-execute ceiling for bid adjustment on demo from 15.0% to 22.5%"
     )
+    # In words, as the console writes an action type (not "10 bid_adjustment proposals") and
+    # its counts ("at least 1 decision", never "1 decisions").
+    assert recommendation.rationale.startswith(
+        "Over the last 30 days optimizer made 10 bid adjustment proposals on demo: "
+    )
+    assert "(at least 10 decisions, at least 95% approved as proposed" in recommendation.rationale
     assert "What if the ceiling had been 22.5% instead of 15.0%" in recommendation.rationale
     what_if = recommendation.supporting_data["what_if"]
     assert what_if["auto_approve"] == {"now": 0, "proposed": 10}
@@ -153,7 +159,7 @@ def test_rejections_that_climb_narrow_the_ceiling(rules):
     [recommendation] = autonomy_recommendations_propose()
 
     assert recommendation.summary == (
-        "narrow optimizer's auto-execute ceiling for bid_adjustment on demo from 15.0% to 7.5%"
+        "narrow optimizer's auto-execute ceiling for bid adjustment on demo from 15.0% to 7.5%"
     )
     assert len(made) == recommendation.supporting_data["scorecard"]["decided"]
 

@@ -161,7 +161,7 @@ def test_a_policy_owner_edits_a_recommended_ceiling_in_percent(login):
 
     form = page.context["edit_form"]
     assert form["to_ceiling"].value() == "22.5"
-    assert "New auto-execute ceiling for optimizer&#x27;s bid_adjustment (%)" in page.text
+    assert "New auto-execute ceiling for optimizer&#x27;s bid adjustment (%)" in page.text
     assert "In force when proposed: 15.0%." in page.text
     answer = client.post(
         edit_url(recommendation), submitted_as_shown(client, recommendation, to_ceiling="20")

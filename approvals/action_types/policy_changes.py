@@ -14,6 +14,7 @@ from approvals.action_types.base import ActionType, Assessment, change_label, re
 from approvals.action_types.forms import ActionEditForm
 from hitlproject.errors import InvalidInput
 from hitlproject.validation import StrictSerializer, invalid_input
+from hitlproject.vocabulary import action_type_label
 from ledger.models import Account
 from policies.engine import format_magnitude
 from policies.models import Policy
@@ -77,7 +78,8 @@ class PolicyChangeEdit(ActionEditForm):
         self.fields["to_ceiling"] = forms.DecimalField(
             label=(
                 f"New auto-execute ceiling for {self.payload.get('agent')}'s "
-                f"{self.payload.get('action_type')}" + (" (%)" if self.percent() else "")
+                f"{action_type_label(str(self.payload.get('action_type')))}"
+                + (" (%)" if self.percent() else "")
             ),
             min_value=Decimal(0),
             max_value=MAX_CEILING * self.scale(),
@@ -142,7 +144,8 @@ class PolicyChange(ActionType):
             magnitude=relative_change(before, after),
             magnitude_label=f"{change_label(before, after)} of a ceiling",
             summary=(
-                f"{verb} {payload['agent']}'s auto-execute ceiling for {payload['action_type']} "
+                f"{verb} {payload['agent']}'s auto-execute ceiling for "
+                f"{action_type_label(payload['action_type'])} "
                 f"on {account.external_id} from {format_magnitude(before, unit)} to "
                 f"{format_magnitude(after, unit)}"
             ),
