@@ -699,6 +699,16 @@ class PolicyAdmin(ChangeReasonAdmin):
             except InvalidInput as error:
                 form.add_error(None, error.message)
             else:
+                if tried and verdict.policy_id != policy.pk:
+                    # A more specific policy (an agent's own, say) decided it: the ceiling
+                    # typed, in this policy's rule, was never read.
+                    decides = (
+                        f"policy “{verdict.policy_name}”" if verdict.policy_name else "no policy"
+                    )
+                    tried = [
+                        f"nothing: {decides} decides it, not “{policy}”, so the ceiling "
+                        "typed was not used"
+                    ]
                 unit = assessed.action_type.magnitude_unit
                 context.update(
                     assessed=assessed,

@@ -2,6 +2,7 @@
 simulate it, then promote it; every policy and guardrail change says why; the dry run names
 the rule that held a proposal back and can try a ceiling for one run."""
 
+import html
 import json
 from dataclasses import replace
 from datetime import timedelta
@@ -444,6 +445,32 @@ def test_a_ceiling_typed_in_the_dry_run_is_tried_for_that_run_only(owner):
     policy.refresh_from_db()
     assert policy.auto_execute_max_magnitude == Decimal("0.1")  # nothing saved
     assert history_of(policy).count() == 1
+
+
+def test_a_ceiling_tried_on_a_policy_that_does_not_decide_says_it_was_not_used(owner):
+    # optimizer has a policy of its own on demo, more specific than "Budget reallocations":
+    # a ceiling tried on the general one was never read, yet the page said "Tried, for this
+    # run only: an auto-execute ceiling of 30%." above a verdict held by the 5% of its own.
+    general = reallocations()
+    own = Policy.objects.create(
+        name="Budget reallocations: optimizer on demo",
+        action_type="budget_reallocation",
+        agent=Agent.objects.get(name="optimizer"),
+        account=Account.objects.get(external_id="demo"),
+        auto_execute_max_magnitude=Decimal("0.05"),
+        cumulative_max_magnitude=Decimal("0.25"),
+    )
+    small = {**REFERENCE, "amount": "80"}  # 8% of brand-search's budget
+
+    page = dry_run(owner, general, small, try_auto_execute_ceiling="30")
+
+    verdict = page.context["verdict"]
+    assert (verdict.outcome, verdict.policy_id) == ("review", own.pk)
+    tried = page.text.split('id="dry-run-tried">')[1].split("</p>")[0]
+    assert html.unescape(tried) == (
+        "Tried, for this run only: nothing: policy “Budget reallocations: optimizer on demo” "
+        "decides it, not “Budget reallocations”, so the ceiling typed was not used."
+    )
 
 
 def test_every_rule_that_holds_is_named_with_its_figures():
