@@ -35,6 +35,7 @@ class Account(models.Model):
         decimal_places=2,
         null=True,
         blank=True,
+        validators=[MinValueValidator(Decimal("0"))],  # a cap below nothing caps nothing
         help_text="Budget cap: the most the account's active campaigns may spend per day in all.",
     )
     execution_endpoint = models.URLField(
@@ -97,7 +98,11 @@ class Campaign(models.Model):
         max_length=16, choices=CampaignStatus.choices, default=CampaignStatus.ACTIVE
     )
     max_daily_budget = models.DecimalField(
-        **MONEY, null=True, blank=True, help_text="Budget cap: no action takes it above this."
+        **MONEY,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0"))],  # a cap below nothing caps nothing
+        help_text="Budget cap: no action takes it above this.",
     )
     strategy_locked = models.BooleanField(
         default=False, help_text="A locked campaign's bidding strategy is not changed by agents."

@@ -1,11 +1,12 @@
 """Where an account's approved actions are sent is an administrator's to set: a policy owner
 caps spending but cannot redirect execution, and nobody else sees the signing secret."""
 
+import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 
-from ledger.models import Account
+from ledger.models import Account, Campaign
 
 
 def test_only_an_administrator_sets_the_execution_endpoint_and_sees_its_secret(login):
@@ -29,3 +30,29 @@ def test_only_an_administrator_sets_the_execution_endpoint_and_sees_its_secret(l
     page = admin.get(url)
     assert 'name="execution_endpoint"' in page.text
     assert account.execution_secret in page.text
+
+
+@pytest.mark.parametrize(
+    "model, cap", [(Account, "max_total_daily_budget"), (Campaign, "max_daily_budget")]
+)
+def test_a_budget_cap_below_zero_is_refused_and_changes_nothing(login, model, cap):
+    # A policy owner's "-5" was saved, and the history read "Max daily budget: not set →
+    # -5.00": a cap that no budget could meet, blocking every budget move.
+    record = (
+        model.objects.filter(account__external_id="demo").first()
+        if model is Campaign
+        else (Account.objects.get(external_id="demo"))
+    )
+    url = reverse(f"admin:ledger_{model._meta.model_name}_change", args=[record.pk])
+    owner = login("policy-owner")
+
+    refused = owner.post(url, {cap: "-5"})
+
+    assert refused.status_code == 200
+    assert refused.context["adminform"].form.errors == {
+        cap: ["Ensure this value is greater than or equal to 0."]
+    }
+    record.refresh_from_db()
+    assert getattr(record, cap) is None
+    assert record.history.count() == 1
+    assert owner.post(url, {cap: "0"}).status_code == 302  # nothing may be spent: a cap
