@@ -38,11 +38,7 @@ def test_only_an_administrator_sets_the_execution_endpoint_and_sees_its_secret(l
 def test_a_budget_cap_below_zero_is_refused_and_changes_nothing(login, model, cap):
     # A policy owner's "-5" was saved, and the history read "Max daily budget: not set →
     # -5.00": a cap that no budget could meet, blocking every budget move.
-    record = (
-        model.objects.filter(account__external_id="demo").first()
-        if model is Campaign
-        else (Account.objects.get(external_id="demo"))
-    )
+    record = model.objects.get(external_id="demo" if model is Account else "brand-search")
     url = reverse(f"admin:ledger_{model._meta.model_name}_change", args=[record.pk])
     owner = login("policy-owner")
 
