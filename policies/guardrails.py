@@ -327,21 +327,34 @@ def budget_cap_findings(
     currency: str,
     counted_in_batch: int = 0,
     counted_approved: Sequence[int] = (),
+    budgets_before: Mapping[str, Decimal] | None = None,
+    account_total_before: Decimal | None = None,
 ) -> list[str]:
     """What the budget caps refuse: a campaign's daily budget above its cap, an account's
     active campaigns' total above its cap (``account_total_after``, counting the
     ``counted_in_batch`` actions approved before this one in its batch, and the proposals
-    ``counted_approved``, approved earlier and not yet executed)."""
+    ``counted_approved``, approved earlier and not yet executed). A cap stops what takes
+    spending above it, not what brings it down towards it: a budget (or a total) already
+    above its cap (one lowered since) may fall, or stay, as long as it does not rise
+    (``budgets_before``, ``account_total_before``: as judged, before this action)."""
+    before = budgets_before or {}
+
+    def rises(after: Decimal, was: Decimal | None) -> bool:
+        return was is None or after > was
+
     findings = [
         f"{campaign}'s daily budget would be {budget:,.2f} {currency}, "
         f"above its cap of {campaign_caps[campaign]:,.2f} {currency}."
         for campaign, budget in proposed_budgets.items()
-        if campaign_caps.get(campaign) is not None and budget > campaign_caps[campaign]
+        if campaign_caps.get(campaign) is not None
+        and budget > campaign_caps[campaign]
+        and rises(budget, before.get(campaign))
     ]
     if (
         account_cap is not None
         and account_total_after is not None
         and account_total_after > account_cap
+        and rises(account_total_after, account_total_before)
     ):
         counted = []
         if counted_in_batch:

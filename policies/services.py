@@ -444,7 +444,7 @@ def _budget_cap_findings(
 ) -> list[str]:
     if not changes_spend(action_type=action_type, payload=payload):
         return []
-    account_total_after = None
+    account_total_before = account_total_after = None
     if account.max_total_daily_budget is not None:
         if account_campaigns is None:
             account_campaigns = Campaign.objects.filter(account=account).only(
@@ -452,19 +452,20 @@ def _budget_cap_findings(
             )
         account_campaigns = {campaign.external_id: campaign for campaign in account_campaigns}
         # What the action sets, on its campaigns as the account's figures have them.
-        proposed = action_type.proposed_state(
-            payload,
-            {
-                external_id: account_campaigns.get(external_id, campaign)
-                for external_id, campaign in campaigns.items()
-            },
-        )
-        account_total_after = Decimal(0)
+        judged = {
+            external_id: account_campaigns.get(external_id, campaign)
+            for external_id, campaign in campaigns.items()
+        }
+        proposed = action_type.proposed_state(payload, judged)
+        account_total_before = account_total_after = Decimal(0)
         for campaign in account_campaigns.values():
+            if campaign.status == CampaignStatus.ACTIVE:
+                account_total_before += Decimal(campaign.daily_budget)
             after = proposed.get(campaign.external_id, {})
             if after.get("status", campaign.status) == CampaignStatus.ACTIVE:
                 account_total_after += Decimal(after.get("daily_budget", campaign.daily_budget))
     else:
+        judged = campaigns
         proposed = action_type.proposed_state(payload, campaigns)
     return budget_cap_findings(
         proposed_budgets={
@@ -472,7 +473,11 @@ def _budget_cap_findings(
             for external_id, values in proposed.items()
             if "daily_budget" in values
         },
+        budgets_before={
+            external_id: Decimal(campaign.daily_budget) for external_id, campaign in judged.items()
+        },
         campaign_caps={c.external_id: c.max_daily_budget for c in campaigns.values()},
+        account_total_before=account_total_before,
         account_total_after=account_total_after,
         account_cap=account.max_total_daily_budget,
         account=account.external_id,

@@ -359,3 +359,47 @@ def test_an_edit_approved_over_the_headroom_an_approved_raise_uses_is_refused(op
     assert second.payload["new_daily_budget"] == "560.00"
     assert second.status == "pending_review"
     assert not Decision.objects.filter(proposal=second).exists()
+
+
+# A cap stops what takes spending above it, not what brings it down: once a policy owner
+# lowers a cap below what is spent, a pause or a cut that spends less is not refused.
+# Before, pausing display-retarget on an account spending 1,820.00 a day over a cap of
+# 1,000.00 was refused at approval: "A guardrail refuses proposal #8 now: Account demo's
+# active campaigns would spend 1,460.00 USD a day, above its cap of 1,000.00 USD."
+
+
+def status_change(campaign: str, status: str) -> dict:
+    return bid_adjustment(action_type="status_change") | {
+        "payload": {"campaign": campaign, "status": status}
+    }
+
+
+def test_a_pause_that_lowers_spend_over_a_lowered_account_cap_is_not_refused(operators):
+    cap_account(Decimal("1000.00"))  # below the 1,800.00 spent
+    pause = evaluated(status_change("display-retarget", "paused"))
+    assert pause.status == "pending_review"
+    assert pause.guardrail_findings["block"] == []
+
+    approved = proposal_approve(proposal_id=pause.pk, reviewer=operators[0])
+
+    assert approved.status == "approved"
+    assert proposal_execute(proposal_id=pause.pk).status == "executed"
+    assert active_total() == Decimal("1500.00")
+
+
+def test_over_a_lowered_cap_a_budget_cut_runs_and_a_raise_is_still_refused(demo_world):
+    cap_account(Decimal("1000.00"))
+    Campaign.objects.filter(external_id="display-retarget").update(
+        max_daily_budget=Decimal("200.00")  # below its 300.00
+    )
+
+    cut = evaluated(budget_change("display-retarget", "280.00"))
+    raised = evaluated(budget_change("display-retarget", "310.00"))
+
+    assert (cut.status, cut.guardrail_findings["block"]) == ("approved", [])
+    assert raised.status == "blocked"
+    assert raised.verdict_reasons == [
+        "display-retarget's daily budget would be 310.00 USD, above its cap of 200.00 USD.",
+        "Account demo's active campaigns would spend 1,810.00 USD a day, above its cap of "
+        "1,000.00 USD.",
+    ]
