@@ -699,7 +699,7 @@ class PolicyAdmin(ChangeReasonAdmin):
             except InvalidInput as error:
                 form.add_error(None, error.message)
             else:
-                if tried and verdict.policy_id != policy.pk:
+                if tried and verdict.policy_id != policy.pk and policy.is_active:
                     # A more specific policy (an agent's own, say) decided it: the ceiling
                     # typed, in this policy's rule, was never read.
                     decides = (

@@ -473,6 +473,40 @@ def test_a_ceiling_tried_on_a_policy_that_does_not_decide_says_it_was_not_used(o
     )
 
 
+def test_a_retired_drafts_dry_run_says_it_decides_nothing(owner):
+    # Its page said "under … the policies in force with this draft in place of the policy it
+    # would replace" above a verdict of the live policy: a promoted draft is retired.
+    general = reallocations()
+    draft = Policy.objects.create(
+        name="Reallocations, looser",
+        action_type="budget_reallocation",
+        is_draft=True,
+        draft_of=general,
+        auto_execute_max_magnitude=Decimal("0.3"),
+        cumulative_max_magnitude=Decimal("0.5"),
+    )
+    policy_promote(
+        draft_id=draft.pk,
+        actor=Actor.for_user(get_user_model().objects.get(username="policy-owner")),
+        reason="Looser reallocations.",
+    )
+    draft.refresh_from_db()
+    assert not draft.is_active
+
+    page = dry_run(owner, draft, REFERENCE, try_auto_execute_ceiling="5")
+
+    text = " ".join(html.unescape(page.text).split())
+    assert (
+        "under every guardrail and every policy in force, which this one is not: a draft "
+        "retired or set aside, it decides nothing." in text
+    )
+    assert "with this draft in place" not in text
+    assert (
+        "Tried, for this run only: nothing: “Reallocations, looser (draft)” is not in force, "
+        "so no ceiling of it decides." in text
+    )
+
+
 def test_every_rule_that_holds_is_named_with_its_figures():
     rule = engine.Rule(
         policy_id=1,
