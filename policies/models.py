@@ -66,6 +66,29 @@ def decision_due_after_expiry(policy) -> str | None:
     )
 
 
+def hard_ceilings_below_auto_execute(policy) -> dict[str, ValidationError]:
+    """A hard ceiling below the auto-execute ceiling it stands beside (of magnitude, or of
+    amount), by field, in words: what lies between them would be refused outright, never run,
+    so the policy would not do what its auto-execute ceiling says. A policy stored so before
+    this check routes as it did; it is refused only when next saved (or promoted)."""
+    pairs = (
+        ("block_above_magnitude", "auto_execute_max_magnitude", "hard ceiling"),
+        ("block_above_amount", "auto_execute_max_amount", "hard amount ceiling"),
+    )
+    problems = {}
+    for hard, auto, label in pairs:
+        high, low = getattr(policy, hard), getattr(policy, auto)
+        if high is not None and low is not None and high < low:
+            problems[hard] = ValidationError(
+                f"The {label} is below the auto-execute "
+                f"{'amount ceiling' if 'amount' in hard else 'ceiling'}: what lies between "
+                "them would be refused outright, never run as that ceiling says. Make it at "
+                "least as high, or lower the auto-execute one.",
+                code="below_auto_execute",
+            )
+    return problems
+
+
 def policy_name(name: str, *, is_draft: bool) -> str:
     """A policy as the console names it: a draft says it is one, wherever it is named (its
     page, a dry run's verdict and reasons, the simulation)."""
@@ -214,6 +237,9 @@ class Policy(models.Model):
         late = decision_due_after_expiry(self)
         if late:
             raise ValidationError({"decide_within": ValidationError(late, code="after_expiry")})
+        below = hard_ceilings_below_auto_execute(self)
+        if below:
+            raise ValidationError(below)
         if not self.is_active:
             return
         rivals = Policy.objects.filter(

@@ -507,6 +507,34 @@ def test_a_retired_drafts_dry_run_says_it_decides_nothing(owner):
     )
 
 
+@pytest.mark.parametrize(
+    "typed, field",
+    [
+        (
+            {"auto_execute_max_magnitude": "20", "block_above_magnitude": "5"},
+            "block_above_magnitude",
+        ),
+        ({"auto_execute_max_amount": "300", "block_above_amount": "100"}, "block_above_amount"),
+    ],
+)
+def test_a_hard_ceiling_below_the_auto_execute_ceiling_is_refused(owner, typed, field):
+    # "runs without a person up to 1000%" beside "refused above 5%" was saved: what lay
+    # between was blocked, never run as the auto-execute ceiling said.
+    policy = Policy.objects.get(action_type="budget_change", is_draft=False)
+    url = change_url(policy)
+
+    refused = owner.post(url, form_data(owner, url, **typed, change_reason="Try it."))
+
+    assert refused.status_code == 200
+    [message] = refused.context["adminform"].form.errors[field]
+    assert message.startswith(f"The {'hard ceiling' if 'magnitude' in field else 'hard amount'}")
+    assert "is below the auto-execute" in message
+    assert history_of(policy).count() == 1
+    at = {name: value.replace("5", "20").replace("100", "300") for name, value in typed.items()}
+    saved = owner.post(url, form_data(owner, url, **at, change_reason="Equal is coherent."))
+    assert saved.status_code == 302
+
+
 def test_every_rule_that_holds_is_named_with_its_figures():
     rule = engine.Rule(
         policy_id=1,
