@@ -21,6 +21,7 @@ from feedback.autonomy import autonomy_recommendations_propose
 from feedback.models import AutonomyRules
 from hitlproject.errors import DomainError, NotAllowed
 from ledger.models import Campaign
+from notifications.models import Notification
 from policies.models import Policy
 from tests.conftest import BID_RAISES, bid_adjustment
 from tests.factories import backdated, evaluated
@@ -309,3 +310,12 @@ def test_the_rules_window_is_a_day_to_a_year(login, demo_world, window):
     assert response.status_code == 200  # the form again, with the error
     assert "errorlist" in response.text
     assert AutonomyRules.current().window == timedelta(days=30)
+
+
+def test_a_recommendation_is_told_to_the_policy_owners_who_decide_it(recommendation):
+    """The demo's routes tell the policy owners of a proposed policy change, which only they
+    may decide (the operators' route tells the operators of it too, as of every proposal)."""
+    told = Notification.objects.filter(proposal=recommendation).select_related("recipient")
+    assert {message.recipient.username for message in told} == {"operator", "policy-owner"}
+    [theirs] = [message for message in told if message.recipient.username == "policy-owner"]
+    assert theirs.route.name == "Demo: policy changes waiting, to the policy owners"

@@ -124,6 +124,18 @@ class Command(BaseCommand):
             )
             if created:
                 route.groups.set([Group.objects.get(name=OPERATORS)])
+            # The platform's proposed policy changes (autonomy recommendations) are the policy
+            # owners' to decide: they hear of them too, or nobody who may decide would.
+            route, created = Route.objects.get_or_create(
+                name="Demo: policy changes waiting, to the policy owners",
+                defaults={
+                    "account": account,
+                    "action_type": "policy_change",
+                    "delivery": Delivery.IMMEDIATELY,
+                },
+            )
+            if created:
+                route.groups.set([Group.objects.get(name=POLICY_OWNERS)])
             kept_users = kept.get("users", {})
             users = {
                 username: self._user(username, group, kept_users.get(username, {}).get("password"))
