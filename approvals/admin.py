@@ -113,6 +113,7 @@ from policies.models import Policy
 from policies.services import (
     KILL_SWITCH_FINDING,
     engaged_kill_switches,
+    kill_switch_reason,
     kill_switch_reason_released,
     kill_switches_engaged_over,
     version_number,
@@ -412,6 +413,26 @@ def _kill_switches_released(proposal: Proposal) -> int:
         for finding in (proposal.guardrail_findings or {}).get("review", [])
     )
     return switches if switches and not engaged_kill_switches(proposal.account) else 0
+
+
+def _kill_switches_engaged_since(proposal: Proposal) -> list[str]:
+    """The kill switches engaged over a proposal that still waits which were not when it was
+    routed (its reasons do not name them), each as a finding says it: an operator deciding it
+    learns the policy owners stopped automatic execution there since."""
+    if proposal.status != ProposalStatus.PENDING_REVIEW:
+        return []
+    # A switch is known by its scope, as its finding opens ("The kill switch on demo is
+    # engaged: "), whatever its reason says now.
+    found = [
+        finding.partition(": ")[0]
+        for finding in (proposal.guardrail_findings or {}).get("review", [])
+        if finding.startswith(KILL_SWITCH_FINDING)
+    ]
+    return [
+        reason
+        for reason in map(kill_switch_reason, engaged_kill_switches(proposal.account))
+        if reason.partition(": ")[0] not in found
+    ]
 
 
 def _bulk_result(verb: str, decided: Decided) -> list[tuple[int, str]]:
@@ -810,6 +831,7 @@ class ProposalAdmin(ReadOnlyAdmin):
                 routed_by, action_types.get(proposal.action_type).magnitude_unit
             ),
             "kill_switches_released": _kill_switches_released(proposal),
+            "kill_switches_engaged_since": _kill_switches_engaged_since(proposal),
             "may_still_be_decided": proposal.status in MAY_STILL_BE_DECIDED_STATUSES,
             "withdrawal": withdrawal_seen(proposal),
             "charts": numeric_series(proposal.supporting_data),

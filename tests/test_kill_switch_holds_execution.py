@@ -267,3 +267,22 @@ def test_why_a_held_back_proposal_waits_survives_its_re_assessment(demo_world):
     assert held_back.status == ProposalStatus.PENDING_REVIEW
     assert held_back.verdict_reasons[0].startswith(f"Re-assessed after #{mover.pk}")
     assert HELD in held_back.verdict_reasons
+
+
+def test_a_waiting_proposal_s_page_says_a_switch_engaged_since_it_was_routed(login):
+    """A reallocation waits for a person for its size; a switch engaged over its account
+    since then is told on its page (approving it still lets it run: a person approves), and
+    one its reasons already name is not told twice."""
+    waiting = evaluated(reallocation("280.00"))
+    url = f"/admin/approvals/proposal/{waiting.pk}/change/"
+    assert 'id="kill-switch-engaged-since"' not in login("operator").get(url).text
+
+    engage()
+
+    page = login("operator").get(url).text
+    assert "Engaged since it was routed, over its account or channel:" in page
+    assert f"<li>The kill switch on demo is engaged: {OUTAGE}</li>" in page
+    held = evaluated(bid_adjustment("2.04"))  # +2%, routed to a person by the switch
+    assert held.status == ProposalStatus.PENDING_REVIEW
+    held_page = login("operator").get(f"/admin/approvals/proposal/{held.pk}/change/").text
+    assert 'id="kill-switch-engaged-since"' not in held_page
