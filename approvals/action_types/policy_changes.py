@@ -12,6 +12,7 @@ from approvals import action_types
 from approvals.action_types import register
 from approvals.action_types.base import ActionType, Assessment, change_label, relative_change
 from approvals.action_types.forms import ActionEditForm
+from approvals.models import Agent
 from hitlproject.errors import InvalidInput
 from hitlproject.validation import StrictSerializer, invalid_input
 from hitlproject.vocabulary import action_type_label
@@ -129,8 +130,6 @@ class PolicyChange(ActionType):
         return [payload["agent"]]
 
     def check(self, payload, campaigns) -> None:
-        from approvals.models import Agent
-
         if not Agent.objects.filter(name=payload["agent"], is_platform=False).exists():
             raise invalid_input({"agent": [f"There is no agent “{payload['agent']}”."]})
         if Decimal(payload["to_ceiling"]) == Decimal(payload["from_ceiling"]):
@@ -157,8 +156,6 @@ class PolicyChange(ActionType):
     def apply(self, payload, campaigns, proposal) -> None:
         """Set the ceiling on the agent's own policy for the account, made from the policy in
         force if it has none; refused if the ceiling in force moved since the proposal."""
-        from approvals.models import Agent
-
         agent = Agent.objects.filter(name=payload["agent"]).first()
         if agent is None:
             raise InvalidInput(f"There is no agent “{payload['agent']}” any more.")
