@@ -76,9 +76,16 @@ def recommend(
         and clean >= rules.widen_min_clean_share * decided
         and not card.rejection_reasons.get("too_aggressive")
     ):
-        if current >= rules.widen_max_ceiling:
-            return None  # as wide as the rules ever make it
-        proposed = min(current * rules.widen_factor, rules.widen_max_ceiling)
+        # Never past the policy's hard ceiling: what lay between would be refused, not run.
+        widest = min(
+            rules.widen_max_ceiling,
+            policy.block_above_magnitude
+            if policy.block_above_magnitude is not None
+            else rules.widen_max_ceiling,
+        )
+        if current >= widest:
+            return None  # as wide as the rules (or the policy's hard ceiling) let it be
+        proposed = min(current * rules.widen_factor, widest)
     elif (
         card.decided >= rules.narrow_min_decisions
         and card.rejected >= rules.narrow_min_rejected_share * decided

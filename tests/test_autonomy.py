@@ -319,3 +319,23 @@ def test_a_recommendation_is_told_to_the_policy_owners_who_decide_it(recommendat
     assert {message.recipient.username for message in told} == {"operator", "policy-owner"}
     [theirs] = [message for message in told if message.recipient.username == "policy-owner"]
     assert theirs.route.name == "Demo: policy changes waiting, to the policy owners"
+
+
+def test_a_ceiling_is_never_widened_past_the_policy_s_hard_ceiling(rules, operators):
+    """The bid policy refuses outright what is above 21%: its auto-execute ceiling is widened
+    to 21%, not to 22.5%, where what lay between would be refused, never run. A hard ceiling
+    lowered to 20% once the widening is approved fails its execution, in words, and changes
+    nothing."""
+    Policy.objects.filter(action_type="bid_adjustment").update(block_above_magnitude="0.21")
+    record(*["approve"] * 10)
+
+    [widening] = autonomy_recommendations_propose()
+
+    assert Decimal(widening.payload["to_ceiling"]) == Decimal("0.21")
+    owner = get_user_model().objects.get(username="policy-owner")
+    proposal_approve(proposal_id=proposal_evaluate(proposal_id=widening.pk).pk, reviewer=owner)
+    Policy.objects.filter(action_type="bid_adjustment").update(block_above_magnitude="0.20")
+    failed = proposal_execute(proposal_id=widening.pk)
+    assert failed.status == "failed"
+    assert "The hard ceiling is below the auto-execute ceiling" in failed.executions.get().error
+    assert not Policy.objects.filter(agent__name="optimizer").exists()

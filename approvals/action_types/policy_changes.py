@@ -18,7 +18,7 @@ from hitlproject.validation import StrictSerializer, invalid_input
 from hitlproject.vocabulary import action_type_label
 from ledger.models import Account
 from policies.engine import format_magnitude
-from policies.models import Policy
+from policies.models import Policy, hard_ceilings_below_auto_execute
 from policies.services import policy_in_force
 
 # The widest auto-execute ceiling a change may set: a move of the whole value.
@@ -176,5 +176,10 @@ class PolicyChange(ActionType):
                 setattr(policy, field_name, value)
             policy.description = f"Made from “{source}” by proposal #{proposal.pk}."
         policy.auto_execute_max_magnitude = Decimal(payload["to_ceiling"])
+        below = hard_ceilings_below_auto_execute(policy)
+        if below:  # its hard ceiling was lowered since: the console refuses such a policy too
+            raise InvalidInput(
+                f"Policy “{policy.name}”: " + " ".join(e.message for e in below.values())
+            )
         policy._change_reason = f"proposal #{proposal.pk}: {proposal.summary}"
         policy.save()
