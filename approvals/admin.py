@@ -830,6 +830,15 @@ class ProposalAdmin(ReadOnlyAdmin):
             "policy_terms": policy_terms(
                 routed_by, action_types.get(proposal.action_type).magnitude_unit
             ),
+            # Its policy's terms now, where it has changed since it routed this one: its
+            # reviewer reads both (a waiting proposal keeps the routing it had, unless an
+            # edit or a move of the ledger re-assessed it).
+            "policy_terms_now": policy_terms(
+                proposal.verdict_policy, action_types.get(proposal.action_type).magnitude_unit
+            )
+            if routed_by
+            and version_number(routed_by.id, routed_by.history_id) != versions_count(routed_by.id)
+            else None,
             "kill_switches_released": _kill_switches_released(proposal),
             "kill_switches_engaged_since": _kill_switches_engaged_since(proposal),
             "may_still_be_decided": proposal.status in MAY_STILL_BE_DECIDED_STATUSES,

@@ -659,7 +659,10 @@ def test_approvals_a_policy_asks_for_since_routing_are_said_beside_the_version_t
     assert now_version == 2
     assert "in its version 1, as saved on" in routed_by
     assert "UTC (it has changed since, to version 2):" in routed_by
-    assert routed_by.endswith("1 approval.")
+    terms_then, terms_now = routed_by.split(' <span id="policy-terms-now">')
+    assert terms_then.endswith("1 approval.")
+    assert terms_now.startswith("Its terms now: runs without a person up to 10.0%;")
+    assert terms_now.endswith("2 approvals.</span>")
     reasons = page.split('id="verdict-reasons"')[1].split("</ul>")[0]
     assert (
         "It now needs 2 distinct approvals: policy “Budget reallocations” asks for 2 as it "
