@@ -3,6 +3,7 @@
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,7 +54,41 @@ def with_lf_line_breaks(text: str) -> str:
     return _LINE_BREAKS.sub("\n", text)
 
 
-class SingleLineCharField(serializers.CharField):
+# Letters that show as blank space, though Unicode does not call them space: the Hangul
+# fillers and the blank Braille pattern.
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def shows_nothing(text: str) -> bool:
+    """Whether text would show as blank: only spaces, invisible format characters (a
+    zero-width space, joiners, direction marks, tag characters), variation selectors and
+    blank letters."""
+    return all(
+        char.isspace()
+        or char in _BLANK_LETTERS
+        or unicodedata.category(char) == "Cf"
+        or 0xFE00 <= ord(char) <= 0xFE0F
+        or 0xE0100 <= ord(char) <= 0xE01EF
+        for char in text
+    )
+
+
+class ShownTextField(serializers.CharField):
+    """Text a person reads (a creative's): refused if it would show as blank, whatever
+    invisible characters it is made of; as a field of spaces alone already is."""
+
+    default_error_messages = {
+        "shows_nothing": "Shows nothing: it is made only of invisible or blank characters."
+    }
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        if shows_nothing(value):
+            self.fail("shows_nothing")
+        return value
+
+
+class SingleLineCharField(ShownTextField):
     """Text shown on one line (a headline, a call to action). A line break or another control
     character in it would be shown differently wherever it is shown (a form's one-line field
     drops line breaks), so what a reviewer sees would not be what runs: it is refused."""
@@ -69,7 +104,7 @@ class SingleLineCharField(serializers.CharField):
         return value
 
 
-class MultiLineCharField(serializers.CharField):
+class MultiLineCharField(ShownTextField):
     """Text of several lines (a creative's body), taken with its line breaks as line feeds."""
 
     def to_internal_value(self, data: Any) -> str:

@@ -239,6 +239,25 @@ def test_a_creative_field_longer_than_it_may_be_is_a_400_naming_the_limit(optimi
     assert Proposal.objects.count() == 0
 
 
+@pytest.mark.parametrize(
+    "blank, field",
+    [
+        (creative(headline="\u200b"), "headline"),  # a zero-width space
+        (creative(cta="\u3164"), "call_to_action"),  # a Hangul filler
+        (creative(body="\u2800\u200d\ufe0f \u2060"), "body"),  # a blank Braille cell, joiners
+    ],
+)
+def test_a_creative_text_that_would_show_as_blank_is_a_400(optimizer, blank, field):
+    """A headline made of a zero-width space showed the reviewer nothing, and went to the
+    channel as it was."""
+    response = optimizer.post(URL, creative_batch(blank), format="json")
+    assert response.status_code == 400
+    assert response.json()["payload"]["creatives"] == {
+        "0": {field: ["Shows nothing: it is made only of invisible or blank characters."]}
+    }
+    assert Proposal.objects.count() == 0
+
+
 def test_a_creative_batch_of_none_or_too_many_is_a_400_that_says_so_in_plain_words(optimizer):
     """DRF's own message read "Ensure this field has at least 1 elements."."""
     empty = creative_batch() | {"payload": {"campaign": "display-retarget", "creatives": []}}
