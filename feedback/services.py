@@ -43,6 +43,16 @@ def _wake_readers(agent_ids: Iterable[int]) -> None:
     wake_after_commit(feedback_topic(agent_id) for agent_id in agent_ids)
 
 
+def _written(feedback: list[Feedback], *, actor: Actor) -> list[Feedback]:
+    """Feedback written together, last in the caller's transaction (``_in_commit_order``),
+    its agents' waiting requests woken once it commits."""
+    if not feedback:
+        return []
+    _in_commit_order()
+    _wake_readers(item.agent_id for item in feedback)
+    return create_with_history(Feedback, feedback, actor=actor)
+
+
 def feedback_record_decisions(
     *, decisions: Sequence[Decision], actor: Actor, proposed_payloads: Mapping[int, dict[str, Any]]
 ) -> list[Feedback]:
@@ -51,8 +61,8 @@ def feedback_record_decisions(
     approval that leaves it waiting for another person tells the agent nothing yet). An edit
     is the field-by-field diff between what the agent proposed (``proposed_payloads``, by
     proposal id) and the action approved. Where several people decided in the round (an
-    action that needs two approvals), the note says what each of them decided and wrote, by
-    name."""
+    action that needs two approvals), the note says what each of them decided and wrote, in
+    the order they decided ("Reviewer 1", "Reviewer 2": not by name, ``_round_notes``)."""
     feedback = []
     notes = _round_notes(decisions)
     for decision in decisions:
@@ -73,11 +83,7 @@ def feedback_record_decisions(
                 diff=diff,
             )
         )
-    if not feedback:
-        return []
-    _in_commit_order()
-    _wake_readers(item.agent_id for item in feedback)
-    return create_with_history(Feedback, feedback, actor=actor)
+    return _written(feedback, actor=actor)
 
 
 def _round_notes(decisions: Sequence[Decision]) -> dict[int, str]:
@@ -131,12 +137,7 @@ def feedback_record_supersessions(
     agent learns, field by field, the value it saw and the value now (``moves``:
     ``approvals.services.supersession.TargetMove``), to propose again against it. Written
     together, last in the caller's transaction, as all feedback is (``_in_commit_order``)."""
-    if not superseded:
-        return []
-    _in_commit_order()
-    _wake_readers(proposal.agent_id for proposal, _, _ in superseded)
-    return create_with_history(
-        Feedback,
+    return _written(
         [
             Feedback(
                 agent_id=proposal.agent_id,
@@ -157,12 +158,7 @@ def feedback_record_supersessions(
 def feedback_record_expiries(*, proposals: Sequence[Proposal], actor: Actor) -> list[Feedback]:
     """Proposals expired unreviewed: their agents are told, in one write, last in the
     caller's transaction (``_in_commit_order``)."""
-    if not proposals:
-        return []
-    _in_commit_order()
-    _wake_readers(proposal.agent_id for proposal in proposals)
-    return create_with_history(
-        Feedback,
+    return _written(
         [
             Feedback(agent_id=proposal.agent_id, proposal=proposal, kind=FeedbackKind.EXPIRED)
             for proposal in proposals
@@ -175,12 +171,7 @@ def feedback_record_withdrawals(*, proposals: Sequence[Proposal], actor: Actor) 
     """Proposals a reviewer withdrew for their agents: each agent learns it, with the
     reviewer's note if they wrote one, as it learns of a rejection; written last in the
     caller's transaction (``_in_commit_order``)."""
-    if not proposals:
-        return []
-    _in_commit_order()
-    _wake_readers(proposal.agent_id for proposal in proposals)
-    return create_with_history(
-        Feedback,
+    return _written(
         [
             Feedback(
                 agent_id=proposal.agent_id,
@@ -200,12 +191,7 @@ def feedback_record_failures(
     """Executions that failed (each proposal with the error): their agents learn it here as
     well as by the proposal, in one write, last in the caller's transaction
     (``_in_commit_order``)."""
-    if not failures:
-        return []
-    _in_commit_order()
-    _wake_readers(proposal.agent_id for proposal, _ in failures)
-    return create_with_history(
-        Feedback,
+    return _written(
         [
             Feedback(
                 agent_id=proposal.agent_id, proposal=proposal, kind=FeedbackKind.FAILED, note=error
