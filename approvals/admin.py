@@ -805,6 +805,8 @@ class ProposalAdmin(ReadOnlyAdmin):
             return super().change_view(request, object_id, form_url, extra_context)
         routed_by = deciding_policy(proposal) if proposal.verdict_policy_id else None
         edit_form = edit_form_for(proposal)
+        number_then = routed_by and version_number(routed_by.id, routed_by.history_id)
+        number_now = routed_by and versions_count(routed_by.id)
         approval_refused = act_refusal(request.user, proposal, Act.APPROVE)
         retry_refused = act_refusal(request.user, proposal, Act.RETRY)
         extra_context = {
@@ -824,9 +826,8 @@ class ProposalAdmin(ReadOnlyAdmin):
                 routed_reasons(proposal) if proposal.payload != proposed.payload else []
             ),
             "deciding_policy": routed_by,
-            "deciding_policy_number": routed_by
-            and version_number(routed_by.id, routed_by.history_id),
-            "latest_policy_number": routed_by and versions_count(routed_by.id),
+            "deciding_policy_number": number_then,
+            "latest_policy_number": number_now,
             "policy_terms": policy_terms(
                 routed_by, action_types.get(proposal.action_type).magnitude_unit
             ),
@@ -836,8 +837,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             "policy_terms_now": policy_terms(
                 proposal.verdict_policy, action_types.get(proposal.action_type).magnitude_unit
             )
-            if routed_by
-            and version_number(routed_by.id, routed_by.history_id) != versions_count(routed_by.id)
+            if number_then != number_now
             else None,
             "kill_switches_released": _kill_switches_released(proposal),
             "kill_switches_engaged_since": _kill_switches_engaged_since(proposal),

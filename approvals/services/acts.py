@@ -155,11 +155,11 @@ def _agent_may_no_longer_act(
     agent = proposal.agent
     if agent.is_platform:  # the platform's own advisor proposes on no account of its own
         return None
-    if agent_accounts is None:
-        agent_accounts = agent_accounts_of([proposal])
     if not agent.is_active:
         why = f"agent {agent} has been deactivated"
-    elif (agent.pk, proposal.account_id) not in agent_accounts:
+    elif (agent.pk, proposal.account_id) not in (
+        agent_accounts if agent_accounts is not None else agent_accounts_of([proposal])
+    ):
         why = f"agent {agent} may no longer act on account {proposal.account.external_id}"
     else:
         return None
