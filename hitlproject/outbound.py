@@ -23,6 +23,7 @@ agent's).
 """
 
 import asyncio
+import contextlib
 import functools
 import ipaddress
 import socket
@@ -166,7 +167,7 @@ def _tls() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
-async def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str | None]:
+async def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str | None, str]:
     destination = await _resolve(url)
     async with httpx.AsyncClient(
         verify=_tls(),
@@ -178,17 +179,43 @@ async def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, st
             "POST",
             destination.url,
             content=body,
-            headers={**headers, "Host": destination.host_header},
+            # Its words as sent (``_what_it_said`` reads them raw, never inflated).
+            headers={**headers, "Host": destination.host_header, "Accept-Encoding": "identity"},
             extensions={"sni_hostname": destination.server_name},
         )
         response = await client.send(request, stream=True)
-        await response.aclose()  # only the status and the Retry-After are read
-        return response.status_code, response.headers.get("Retry-After")
+        said = ""
+        if not 200 <= response.status_code < 300:
+            said = await _what_it_said(response)
+        await response.aclose()  # of an answer, only its status, Retry-After and a refusal's words
+        return response.status_code, response.headers.get("Retry-After"), said
+
+
+# Of a refusal's body, what is kept (its first bytes, read for at most this long): enough for
+# the endpoint's own words ("campaign 123 is archived"), never a wait on one that trickles.
+REFUSAL_WORDS_BYTES = 300
+REFUSAL_WORDS_SECONDS = 1.0
+
+
+async def _what_it_said(response: httpx.Response) -> str:
+    """The first words of a refusal's body, on one line, or "" if it says none in time."""
+    read = bytearray()
+
+    async def first_bytes() -> None:
+        async for chunk in response.aiter_raw():
+            read.extend(chunk)
+            if len(read) >= REFUSAL_WORDS_BYTES:
+                return
+
+    with contextlib.suppress(TimeoutError, httpx.HTTPError):  # what came in time is what it said
+        await asyncio.wait_for(first_bytes(), REFUSAL_WORDS_SECONDS)
+    text = bytes(read[:REFUSAL_WORDS_BYTES]).decode("utf-8", errors="replace")
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
 
 
 async def _post_within_deadline(
     url: str, body: bytes, headers: dict[str, str]
-) -> tuple[int, str | None]:
+) -> tuple[int, str | None, str]:
     async with asyncio.timeout(settings.OUTBOUND_DEADLINE):
         return await _post(url, body, headers)
 
@@ -200,7 +227,7 @@ def send_signed(url: str, body: bytes, *, secret: str, headers: dict[str, str]) 
         **headers,
     }
     try:
-        code, retry_after = asyncio.run(_post_within_deadline(url, body, headers))
+        code, retry_after, said = asyncio.run(_post_within_deadline(url, body, headers))
     except RefusedDestination as refused:
         return Sent(False, refused.retry, f"refused: {refused}"[:500])
     except (TimeoutError, httpx.TimeoutException):
@@ -212,7 +239,8 @@ def send_signed(url: str, body: bytes, *, secret: str, headers: dict[str, str]) 
     if 200 <= code < 300:
         return Sent(True, False, f"HTTP {code}")
     retry = code >= 500 or code in RETRIED_STATUSES
-    return Sent(False, retry, f"HTTP {code}", retry_after_seconds(retry_after) if retry else None)
+    result = f"HTTP {code}" + (f": “{said}”" if said else "")
+    return Sent(False, retry, result, retry_after_seconds(retry_after) if retry else None)
 
 
 @dataclass(frozen=True)

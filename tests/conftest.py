@@ -441,10 +441,12 @@ class Receiver:
         host: str = "127.0.0.1",
         hold: threading.Event | None = None,
         retry_after: str | None = None,
+        says: bytes = b"",
     ) -> None:
         """``hold``: each answer waits until it is set (at most 2 s, within the outbound
         deadline the tests' worker has), as a slow endpoint does; ``retry_after``: the
-        ``Retry-After`` every answer other than a 2xx carries."""
+        ``Retry-After`` every answer other than a 2xx carries; ``says``: the body of every
+        answer other than a 2xx."""
         self.statuses = list(statuses) or [200]
         self.received: list[dict] = []
         # Done once, in the endpoint's thread, while its first request is under way (a
@@ -468,7 +470,10 @@ class Receiver:
                 self.send_response(status)
                 if retry_after is not None and not 200 <= status < 300:
                     self.send_header("Retry-After", retry_after)
+                refusal = says if not 200 <= status < 300 else b""
+                self.send_header("Content-Length", str(len(refusal)))
                 self.end_headers()
+                self.wfile.write(refusal)
 
             def log_message(self, *args):
                 pass
@@ -511,8 +516,8 @@ def channel(demo_world) -> Iterator[Callable[..., "Receiver"]]:
     """The demo account's channel endpoint, answering with the statuses given in turn."""
     endpoints: list[Receiver] = []
 
-    def answering(*statuses: int, retry_after: str | None = None) -> Receiver:
-        endpoint = Receiver(*statuses, retry_after=retry_after)
+    def answering(*statuses: int, retry_after: str | None = None, says: bytes = b"") -> Receiver:
+        endpoint = Receiver(*statuses, retry_after=retry_after, says=says)
         endpoints.append(endpoint)
         Account.objects.filter(external_id="demo").update(execution_endpoint=endpoint.url)
         return endpoint
