@@ -5,7 +5,8 @@ import dataclasses
 import json
 from datetime import datetime, timedelta
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.contrib.admin import widgets
 from django.contrib.admin.exceptions import DisallowedModelAdminLookup
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -21,7 +22,7 @@ from django.core.exceptions import (
 )
 from django.db import connection, models
 from django.forms.models import model_to_dict
-from django.http import Http404, QueryDict
+from django.http import Http404, HttpResponseRedirect, QueryDict
 from django.utils import dateformat, timezone
 from simple_history.admin import SimpleHistoryAdmin
 from simple_history.models import DeletedObject, ModelChange, ModelDelta
@@ -30,6 +31,7 @@ from simple_history.utils import get_history_model_for_model, get_m2m_reverse_fi
 
 from audit.secret_fields import lookup_touches_secret, sounds_secret_undeclared
 from hitlproject.periods import describe_duration
+from hitlproject.validation import with_lf_line_breaks
 
 
 class ConsoleChangeList(ChangeList):
@@ -432,3 +434,96 @@ def console_secret_problems(site: admin.AdminSite) -> list[checks.CheckMessage]:
                     )
                 )
     return errors
+
+
+def change_reason_field(recorded_in: str = "the history") -> forms.CharField:
+    """Why a policy or a guardrail changes: required, kept in its history."""
+    return forms.CharField(
+        label="Why this change",
+        max_length=1000,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+        help_text=f"Required: recorded in {recorded_in} with your name.",
+    )
+
+
+class ChangeReasonForm(forms.ModelForm):
+    """A form of the console that changes a policy or a guardrail: it says why."""
+
+    change_reason = change_reason_field()
+
+    def clean(self):
+        # A browser sends a textarea's line breaks back as CRLF: text saved as it was shown
+        # (banned terms seeded one a line, say) must not be recorded, and shown in the history,
+        # as changed ("Banned terms: guaranteed risk-free → guaranteed risk-free").
+        cleaned = super().clean()
+        for name, value in cleaned.items():
+            if isinstance(value, str):
+                cleaned[name] = with_lf_line_breaks(value)
+        return cleaned
+
+
+def is_history_page(request) -> bool:
+    match = request.resolver_match
+    return bool(match and match.url_name and match.url_name.endswith("_simple_history"))
+
+
+class ChangeReasonAdmin(AuditedHistoryAdmin):
+    """An admin of the rules people work under (policies and guardrails, budget caps and
+    strategy locks, routes, the autonomy rules): every change the console makes says why (a
+    required field, recorded as the history's change reason), deletions included; there is
+    no bulk delete, which would take one reason for many records."""
+
+    delete_confirmation_template = "admin/policies/delete_confirmation.html"
+    # Fields shown by a method when the page is read-only (history, an auditor).
+    shown_read_only: dict[str, str] = {}
+
+    def editable(self, request, obj=None) -> bool:
+        if is_history_page(request):
+            return False
+        if obj is None:
+            return self.has_add_permission(request)
+        return self.has_change_permission(request, obj)
+
+    def get_fieldsets(self, request, obj=None):
+        # The reason goes last, under "Why", wherever the form's own fields put it (an admin
+        # without fieldsets of its own lists every field of its form).
+        fieldsets = [
+            (name, {**options, "fields": [f for f in options["fields"] if f != "change_reason"]})
+            for name, options in super().get_fieldsets(request, obj)
+        ]
+        if self.editable(request, obj):
+            return [*fieldsets, ("Why", {"fields": ["change_reason"]})]
+        return [
+            (
+                name,
+                {**options, "fields": [self.shown_read_only.get(f, f) for f in options["fields"]]},
+            )
+            for name, options in fieldsets
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        if is_history_page(request):
+            return flatten_fieldsets(self.get_fieldsets(request, obj))
+        return super().get_readonly_fields(request, obj)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def save_model(self, request, obj, form, change) -> None:
+        obj._change_reason = form.cleaned_data["change_reason"]
+        super().save_model(request, obj, form, change)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        if request.method == "POST" and not request.POST.get("change_reason", "").strip():
+            obj = self.get_object(request, unquote(object_id))
+            if obj is not None and not self.has_delete_permission(request, obj):
+                raise PermissionDenied
+            messages.error(request, "Say why: every deletion records its reason.")
+            return HttpResponseRedirect(request.get_full_path())
+        return super().delete_view(request, object_id, extra_context)
+
+    def delete_model(self, request, obj) -> None:
+        obj._change_reason = request.POST["change_reason"].strip()
+        super().delete_model(request, obj)

@@ -3,13 +3,12 @@ from django.db import models
 from django.shortcuts import redirect
 
 from approvals.services.decisions import DECIDE_PERMISSION
-from audit.admin import AuditedHistoryAdmin, ReadOnlyAdmin
+from audit.admin import ChangeReasonAdmin, ChangeReasonForm, ReadOnlyAdmin, is_history_page
 from feedback.callbacks import callback_events_redeliver
 from feedback.models import AutonomyRules, CallbackEvent, Feedback, Outcome
 from hitlproject.forms import WindowField
 from hitlproject.periods import describe_duration
 from hitlproject.vocabulary import how_many
-from policies.admin import is_history_page
 
 
 @admin.register(Feedback)
@@ -46,8 +45,10 @@ class CallbackEventAdmin(ReadOnlyAdmin):
 
 
 @admin.register(AutonomyRules)
-class AutonomyRulesAdmin(AuditedHistoryAdmin):
-    """One set of rules, kept by policy owners."""
+class AutonomyRulesAdmin(ChangeReasonAdmin):
+    """One set of rules, kept by policy owners, each change saying why."""
+
+    form = ChangeReasonForm
 
     # The window typed and shown in words, as a policy's ("30 days", "6 weeks"), not as
     # Django's "30 00:00:00", which was all the form showed and took.

@@ -1,7 +1,12 @@
 from django.contrib import admin
 from django.db import models
 
-from audit.admin import AuditedHistoryAdmin, ConsoleHistoryValues
+from audit.admin import (
+    AuditedHistoryAdmin,
+    ChangeReasonAdmin,
+    ChangeReasonForm,
+    ConsoleHistoryValues,
+)
 from hitlproject.vocabulary import NOT_SET
 from ledger.models import Account, Campaign, Creative
 
@@ -19,7 +24,8 @@ class GuardrailFieldsOnly:
 
 
 @admin.register(Account)
-class AccountAdmin(GuardrailFieldsOnly, AuditedHistoryAdmin):
+class AccountAdmin(GuardrailFieldsOnly, ChangeReasonAdmin):
+    form = ChangeReasonForm  # a cap set or lifted says why, in its history
     guardrail_fields = ["max_total_daily_budget"]
     list_display = ["external_id", "name", "channel", "currency", "execution_endpoint"]
     list_filter = ["channel"]
@@ -54,7 +60,8 @@ class CampaignHistoryValues(ConsoleHistoryValues):
 
 
 @admin.register(Campaign)
-class CampaignAdmin(GuardrailFieldsOnly, AuditedHistoryAdmin):
+class CampaignAdmin(GuardrailFieldsOnly, ChangeReasonAdmin):
+    form = ChangeReasonForm  # a cap or a strategy lock set or lifted says why, in its history
     history_values = CampaignHistoryValues
     guardrail_fields = ["max_daily_budget", "strategy_locked"]
     list_display = [

@@ -19,7 +19,12 @@ from approvals.admin import ProposalAdmin as ApprovalsProposalAdmin
 from approvals.admin import ReadOnlyAdmin
 from approvals.models import Proposal, ProposalStatus
 from approvals.services.acts import Act, LacksPermission, act_refusal, may_act
-from audit.admin import AuditedHistoryAdmin, ConsoleHistoryValues
+from audit.admin import (
+    AuditedHistoryAdmin,
+    ChangeReasonAdmin,
+    ChangeReasonForm,
+    ConsoleHistoryValues,
+)
 from hitlproject.converters import record_page
 from hitlproject.errors import DomainError, NotFound
 from hitlproject.vocabulary import how_many
@@ -45,7 +50,7 @@ def route_scope(route: Route) -> str:
     return ", ".join(scope)
 
 
-class RouteForm(forms.ModelForm):
+class RouteForm(ChangeReasonForm):
     action_type = forms.ChoiceField(
         choices=lambda: [
             ("", "Every action type"),
@@ -90,7 +95,7 @@ class RouteHistoryValues(ConsoleHistoryValues):
 
 
 @admin.register(Route)
-class RouteAdmin(AuditedHistoryAdmin):
+class RouteAdmin(ChangeReasonAdmin):
     """Who is told about which proposals: policy owners add, change and deactivate routes;
     the others read them, history included. A route is deactivated, never deleted: the
     messages it sent still name it."""

@@ -4,7 +4,6 @@ from decimal import Decimal
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
@@ -23,13 +22,19 @@ from approvals.models import Agent, AgentKind
 from approvals.services.proposals import proposal_dry_run
 from approvals.simulation import draft_rule_set, drafts_in_place, simulate
 from audit.actors import Actor
-from audit.admin import AuditedHistoryAdmin, ConsoleHistoryValues, id_refusal, valid_id
+from audit.admin import (
+    ChangeReasonAdmin,
+    ChangeReasonForm,
+    ConsoleHistoryValues,
+    change_reason_field,
+    id_refusal,
+    valid_id,
+)
 from hitlproject.charts import grouped_bars
 from hitlproject.converters import record_page
 from hitlproject.errors import DomainError, InvalidInput
 from hitlproject.forms import IndentedJSONField, WindowField
 from hitlproject.periods import PeriodForm, describe_duration
-from hitlproject.validation import with_lf_line_breaks
 from hitlproject.vocabulary import SIMULATED_ROW_LABELS, SIMULATED_ROWS
 from ledger.models import Account
 from policies.drafts import (
@@ -49,32 +54,6 @@ from policies.engine import (
 )
 from policies.models import BrandGuidelines, KillSwitch, KillSwitchScope, Policy
 from policies.services import rules_in_force
-
-
-def change_reason_field(recorded_in: str = "the history") -> forms.CharField:
-    """Why a policy or a guardrail changes: required, kept in its history."""
-    return forms.CharField(
-        label="Why this change",
-        max_length=1000,
-        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
-        help_text=f"Required: recorded in {recorded_in} with your name.",
-    )
-
-
-class ChangeReasonForm(forms.ModelForm):
-    """A form of the console that changes a policy or a guardrail: it says why."""
-
-    change_reason = change_reason_field()
-
-    def clean(self):
-        # A browser sends a textarea's line breaks back as CRLF: text saved as it was shown
-        # (banned terms seeded one a line, say) must not be recorded, and shown in the history,
-        # as changed ("Banned terms: guaranteed risk-free → guaranteed risk-free").
-        cleaned = super().clean()
-        for name, value in cleaned.items():
-            if isinstance(value, str):
-                cleaned[name] = with_lf_line_breaks(value)
-        return cleaned
 
 
 def percent_field(label: str, help_text: str, **kwargs) -> forms.DecimalField:
@@ -281,67 +260,6 @@ def setting_label(name: str) -> str:
 
 class PromoteForm(forms.Form):
     change_reason = change_reason_field("the live policy's history")
-
-
-def is_history_page(request) -> bool:
-    match = request.resolver_match
-    return bool(match and match.url_name and match.url_name.endswith("_simple_history"))
-
-
-class ChangeReasonAdmin(AuditedHistoryAdmin):
-    """A policy or guardrail admin: every change the console makes says why (a required
-    field, recorded as the history's change reason), deletions included; there is no bulk
-    delete, which would take one reason for many records."""
-
-    delete_confirmation_template = "admin/policies/delete_confirmation.html"
-    # Fields shown by a method when the page is read-only (history, an auditor).
-    shown_read_only: dict[str, str] = {}
-
-    def editable(self, request, obj=None) -> bool:
-        if is_history_page(request):
-            return False
-        if obj is None:
-            return self.has_add_permission(request)
-        return self.has_change_permission(request, obj)
-
-    def get_fieldsets(self, request, obj=None):
-        fieldsets = super().get_fieldsets(request, obj)
-        if self.editable(request, obj):
-            return [*fieldsets, ("Why", {"fields": ["change_reason"]})]
-        return [
-            (
-                name,
-                {**options, "fields": [self.shown_read_only.get(f, f) for f in options["fields"]]},
-            )
-            for name, options in fieldsets
-        ]
-
-    def get_readonly_fields(self, request, obj=None):
-        if is_history_page(request):
-            return flatten_fieldsets(self.get_fieldsets(request, obj))
-        return super().get_readonly_fields(request, obj)
-
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
-
-    def save_model(self, request, obj, form, change) -> None:
-        obj._change_reason = form.cleaned_data["change_reason"]
-        super().save_model(request, obj, form, change)
-
-    def delete_view(self, request, object_id, extra_context=None):
-        if request.method == "POST" and not request.POST.get("change_reason", "").strip():
-            obj = self.get_object(request, unquote(object_id))
-            if obj is not None and not self.has_delete_permission(request, obj):
-                raise PermissionDenied
-            messages.error(request, "Say why: every deletion records its reason.")
-            return HttpResponseRedirect(request.get_full_path())
-        return super().delete_view(request, object_id, extra_context)
-
-    def delete_model(self, request, obj) -> None:
-        obj._change_reason = request.POST["change_reason"].strip()
-        super().delete_model(request, obj)
 
 
 def _ceiling_display(field: str, label: str):

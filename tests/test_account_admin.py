@@ -42,7 +42,7 @@ def test_a_budget_cap_below_zero_is_refused_and_changes_nothing(login, model, ca
     url = reverse(f"admin:ledger_{model._meta.model_name}_change", args=[record.pk])
     owner = login("policy-owner")
 
-    refused = owner.post(url, {cap: "-5"})
+    refused = owner.post(url, {cap: "-5", "change_reason": "Tighten it."})
 
     assert refused.status_code == 200
     assert refused.context["adminform"].form.errors == {
@@ -51,4 +51,13 @@ def test_a_budget_cap_below_zero_is_refused_and_changes_nothing(login, model, ca
     record.refresh_from_db()
     assert getattr(record, cap) is None
     assert record.history.count() == 1
-    assert owner.post(url, {cap: "0"}).status_code == 302  # nothing may be spent: a cap
+    # A cap set says why, as a policy's change does: the reason is recorded with it.
+    unexplained = owner.post(url, {cap: "0"})
+    assert unexplained.context["adminform"].form.errors == {
+        "change_reason": ["This field is required."]
+    }
+    saved = owner.post(url, {cap: "0", "change_reason": "Spend paused for the audit."})
+    assert saved.status_code == 302  # nothing may be spent: a cap
+    assert record.history.latest("history_id").history_change_reason == (
+        "Spend paused for the audit."
+    )

@@ -200,6 +200,7 @@ def test_policy_owners_keep_the_autonomy_rules_and_operators_read_them(login, de
         "narrow_min_decisions": "20",
         "narrow_min_rejected_share": "0.3",
         "narrow_factor": "0.5",
+        "change_reason": "Two weeks say enough; widen less, and only on a longer record.",
     }
     assert login("operator").post(url, form).status_code == 403
     read = login("operator").get(url)
@@ -211,7 +212,9 @@ def test_policy_owners_keep_the_autonomy_rules_and_operators_read_them(login, de
     assert response.status_code == 302
     rules = AutonomyRules.current()
     assert (rules.window, rules.widen_min_decisions) == (timedelta(days=14), 100)
-    assert rules.history.latest("history_date").history_actor == "policy-owner"
+    changed = rules.history.latest("history_date")
+    assert changed.history_actor == "policy-owner"
+    assert changed.history_change_reason == form["change_reason"]  # said why, as for policies
 
 
 def test_the_owner_of_the_agent_concerned_may_not_decide_its_autonomy(recommendation):
@@ -292,7 +295,10 @@ def test_policy_owners_read_and_type_the_rules_window_in_words(login, demo_world
     form = page.context["adminform"].form
     assert form["window"].value() == "30 days"
     assert 'value="30 days"' in page.text
-    typed = {name: form[name].value() for name in form.fields} | {"window": "6 weeks"}
+    typed = {name: form[name].value() for name in form.fields} | {
+        "window": "6 weeks",
+        "change_reason": "A longer record before any change.",
+    }
     typed["is_active"] = "on"
     assert owner.post(url, typed).status_code == 302
     assert AutonomyRules.current().window == timedelta(weeks=6)
@@ -303,10 +309,12 @@ def test_the_rules_window_is_a_day_to_a_year(login, demo_world, window):
     url = reverse("admin:feedback_autonomyrules_change", args=[AutonomyRules.current().pk])
     page = login("policy-owner").get(url)
     form = {
-        field: page.context["adminform"].form.initial[field]
+        field: page.context["adminform"].form.initial.get(field, "")
         for field in page.context["adminform"].form.fields
     }
-    response = login("policy-owner").post(url, {**form, "is_active": "on", "window": window})
+    response = login("policy-owner").post(
+        url, {**form, "is_active": "on", "window": window, "change_reason": "Try it."}
+    )
     assert response.status_code == 200  # the form again, with the error
     assert "errorlist" in response.text
     assert AutonomyRules.current().window == timedelta(days=30)

@@ -33,6 +33,7 @@ def test_policy_owner_adds_a_route_and_finds_it_listed_and_in_its_history(
     )
     page.select_option("#id_action_type", label="budget reallocation")
     page.fill("#id_minimum_risk", "60")
+    page.fill("#id_change_reason", "The operators asked to hear of the risky ones.")
     page.click("input[name=_save]")
     expect(page.locator(".errorlist.nonfield")).to_contain_text(
         "Name at least one user or group to tell"

@@ -43,6 +43,7 @@ def route_form(**values) -> dict:
         "delivery": "digest",
         "digest_minutes": "15",
         "backup_group": "",
+        "change_reason": "The operators asked to hear of the big ones.",
         **values,
     }
 
@@ -73,6 +74,13 @@ def test_policy_owner_adds_a_route_and_its_history_names_them(login):
     assert "Big reallocations to the operators" in history
     latest = route.history.latest("history_date")
     assert (latest.history_actor_kind, latest.history_actor) == ("user", "policy-owner")
+    assert latest.history_change_reason == "The operators asked to hear of the big ones."
+    unexplained = client.post(
+        reverse("admin:notifications_route_change", args=[route.pk]),
+        route_form(name="Quietly renamed", change_reason=""),
+    )
+    assert "change_reason" in unexplained.context["adminform"].form.errors
+    assert Route.objects.get(pk=route.pk).name == "Big reallocations, at once"
 
 
 def test_one_save_of_a_route_is_one_record_in_its_history_with_whom_it_tells(login):
