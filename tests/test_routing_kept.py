@@ -40,7 +40,8 @@ def test_a_person_added_to_the_route_in_another_process_is_told_of_the_next(worl
     in_another_process(
         "from django.contrib.auth import get_user_model\n"
         "from notifications.models import Route\n"
-        "Route.objects.get().users.add(get_user_model().objects.get(username='auditor'))\n"
+        "Route.objects.get(name='Demo: everything waiting, to the operators')"
+        ".users.add(get_user_model().objects.get(username='auditor'))\n"
     )
 
     assert told_of_next(optimizer) == {("operator", "email"), ("auditor", "email")}

@@ -238,7 +238,7 @@ def test_an_auditor_reads_a_proposal_routed_when_it_was_submitted(optimizer):
 def test_a_batch_s_answer_is_what_its_proposals_read_back_say(optimizer, size):
     """The times and the rest of each item's answer are what was written: a later read of
     the proposal gives the same, and its two history records carry the time it was routed."""
-    items = [bid_adjustment(f"{2 + i / 100:.2f}") for i in range(size)]
+    items = [bid_adjustment(f"{2.01 + i / 100:.2f}") for i in range(size)]
     results = optimizer.post(BATCH_URL, items, format="json").json()
 
     answered = [result["proposal"] for result in results]
@@ -322,13 +322,16 @@ def test_a_value_an_approved_proposal_sets_first_is_not_approved_again_but_waits
 
 
 @pytest.mark.django_db
-def test_a_change_to_the_value_a_field_has_holds_nothing_back(optimizer):
-    """An approved bid change that sets brand-search's bid to the 2.00 it has moves nothing
-    once it runs and supersedes nothing: another bid change is not held behind it."""
-    same = optimizer.post(URL, bid_adjustment("2.00"), format="json").json()
+def test_a_change_to_the_value_a_field_has_is_refused_and_holds_nothing_back(optimizer):
+    """A bid change that sets brand-search's bid to the 2.00 it has is refused (it would
+    change nothing), records nothing, and holds no other bid change behind it."""
+    same = optimizer.post(URL, bid_adjustment("2.00"), format="json")
     after = optimizer.post(URL, bid_adjustment("2.12"), format="json").json()
 
-    assert same["status"] == "approved"
+    assert same.status_code == 400
+    assert same.json()["payload"] == {
+        "new_bid": ["brand-search's bid is already 2.00: this changes nothing."]
+    }
     assert after["status"] == "approved", after["verdict"]["reasons"]
     # The same in one batch.
     batch = optimizer.post(
@@ -336,7 +339,8 @@ def test_a_change_to_the_value_a_field_has_holds_nothing_back(optimizer):
         [bid_adjustment("1.50", "generic-search"), bid_adjustment("1.55", "generic-search")],
         format="json",
     ).json()
-    assert [item["proposal"]["status"] for item in batch] == ["approved", "approved"]
+    assert [item["status"] for item in batch] == [400, 201]
+    assert batch[1]["proposal"]["status"] == "approved"
 
 
 @pytest.mark.django_db
