@@ -167,7 +167,9 @@ def _tls() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
-async def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str | None, str]:
+async def _post(
+    url: str, body: bytes, headers: dict[str, str], deadline: asyncio.Timeout
+) -> tuple[int, str | None, str]:
     destination = await _resolve(url)
     async with httpx.AsyncClient(
         verify=_tls(),
@@ -186,7 +188,7 @@ async def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, st
         response = await client.send(request, stream=True)
         said = ""
         if not 200 <= response.status_code < 300:
-            said = await _what_it_said(response)
+            said = await _what_it_said(response, deadline)
         await response.aclose()  # of an answer, only its status, Retry-After and a refusal's words
         return response.status_code, response.headers.get("Retry-After"), said
 
@@ -195,10 +197,13 @@ async def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, st
 # the endpoint's own words ("campaign 123 is archived"), never a wait on one that trickles.
 REFUSAL_WORDS_BYTES = 300
 REFUSAL_WORDS_SECONDS = 1.0
+_WORDS_MARGIN = 0.1  # seconds kept, before the exchange's deadline, to close it and answer
 
 
-async def _what_it_said(response: httpx.Response) -> str:
-    """The first words of a refusal's body, on one line, or "" if it says none in time."""
+async def _what_it_said(response: httpx.Response, deadline: asyncio.Timeout) -> str:
+    """The first words of a refusal's body, on one line, or "" if it says none in time: read
+    for at most ``REFUSAL_WORDS_SECONDS``, and never into the exchange's ``deadline`` (an
+    answer's status, once it came, is never lost to a body that trickles)."""
     read = bytearray()
 
     async def first_bytes() -> None:
@@ -208,7 +213,8 @@ async def _what_it_said(response: httpx.Response) -> str:
                 return
 
     with contextlib.suppress(TimeoutError, httpx.HTTPError):  # what came in time is what it said
-        await asyncio.wait_for(first_bytes(), REFUSAL_WORDS_SECONDS)
+        left = deadline.when() - asyncio.get_running_loop().time() - _WORDS_MARGIN
+        await asyncio.wait_for(first_bytes(), max(0.0, min(REFUSAL_WORDS_SECONDS, left)))
     text = bytes(read[:REFUSAL_WORDS_BYTES]).decode("utf-8", errors="replace")
     return " ".join("".join(c if c.isprintable() else " " for c in text).split())
 
@@ -216,8 +222,8 @@ async def _what_it_said(response: httpx.Response) -> str:
 async def _post_within_deadline(
     url: str, body: bytes, headers: dict[str, str]
 ) -> tuple[int, str | None, str]:
-    async with asyncio.timeout(settings.OUTBOUND_DEADLINE):
-        return await _post(url, body, headers)
+    async with asyncio.timeout(settings.OUTBOUND_DEADLINE) as deadline:
+        return await _post(url, body, headers, deadline)
 
 
 def send_signed(url: str, body: bytes, *, secret: str, headers: dict[str, str]) -> Sent:

@@ -77,6 +77,40 @@ class TricklingEndpoint:
         self.listener.close()
 
 
+def test_a_refusal_whose_words_trickle_in_late_is_still_told_as_the_refusal_it_is(settings):
+    """An endpoint that answers 400 late, then trickles its body: the words that came in time
+    are kept, and the exchange ends within its deadline as a 400 (not retried), not "timed
+    out" (retried) for the body the platform read for the refusal's words."""
+    settings.OUTBOUND_DEADLINE = 1.5
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer_late() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            time.sleep(1.1)  # 0.4 s of the deadline left
+            connection.sendall(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 1000\r\n\r\ncampaign archived"
+            )
+            for _ in range(20):  # the rest, a byte at a time, slower than anyone waits
+                time.sleep(0.2)
+                try:
+                    connection.send(b".")
+                except OSError:
+                    return
+
+    threading.Thread(target=answer_late, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+
+    started = time.monotonic()
+    sent = send_signed(url, b"{}", secret="whsec_x", headers={})
+
+    assert time.monotonic() - started < settings.OUTBOUND_DEADLINE + 0.5
+    assert not sent.delivered and not sent.retry
+    assert sent.result.startswith("HTTP 400: “campaign archived")
+    listener.close()
+
+
 def test_an_endpoint_that_trickles_its_answer_is_cut_off_at_the_total_deadline(settings):
     settings.OUTBOUND_DEADLINE = 1
     endpoint = TricklingEndpoint(hold=60)
