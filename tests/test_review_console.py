@@ -5,8 +5,9 @@ import importlib
 from decimal import Decimal
 
 import pytest
-from django.apps import apps as django_apps
 from django.contrib.auth import get_user_model
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.urls import reverse
 
 from approvals.models import Agent, Decision, Proposal, ProposalStatus
@@ -343,19 +344,30 @@ def test_a_withdrawal_for_the_agent_without_a_note_still_tells_it(login, optimiz
 
 def test_proposals_withdrawn_before_the_column_are_told_apart_from_their_history(login, optimizer):
     """Migration approvals 0026 reads who withdrew each proposal withdrawn before it from the
-    proposal's history: the agent, or a person for it."""
+    proposal's history: the agent, or a person for it; and records it in that history, as
+    every change of a proposal is recorded (the auditor sees where the value came from)."""
     by_agent, by_reviewer = evaluated(), evaluated()
     optimizer.post(f"/api/v1/proposals/{by_agent.pk}/withdraw/")
     login("operator").post(reverse("admin:approvals_proposal_withdraw", args=[by_reviewer.pk]))
     Proposal.objects.update(withdrawn_by="")  # as they were before the column
+    records_before = Proposal.history.count()
 
     migration = importlib.import_module("approvals.migrations.0026_proposal_withdrawn_by")
-    migration.withdrawn_by_from_history(django_apps, None)
+    state = MigrationExecutor(connection).loader.project_state(
+        ("approvals", "0026_proposal_withdrawn_by")
+    )
+    migration.withdrawn_by_from_history(state.apps, None)
 
     assert dict(Proposal.objects.values_list("pk", "withdrawn_by")) == {
         by_agent.pk: "agent",
         by_reviewer.pk: "reviewer",
     }
+    assert Proposal.history.count() == records_before + 2
+    for proposal, by in ((by_agent, "agent"), (by_reviewer, "reviewer")):
+        latest = Proposal.history.filter(id=proposal.pk).latest("history_id")
+        assert (latest.withdrawn_by, latest.status, latest.history_type) == (by, "withdrawn", "~")
+        assert (latest.history_actor_kind, latest.history_actor) == ("system", "migration")
+        assert latest.history_change_reason == "who withdrew it, read from its history"
 
 
 def test_a_withdrawal_with_a_note_too_long_or_by_an_auditor_changes_nothing(login):
