@@ -1075,6 +1075,9 @@ class ProposalAdmin(ReadOnlyAdmin):
         }
         for proposal in proposals:
             proposal.seen = payload_seen(proposal.payload)
+            proposal.words_shown = action_types.get(proposal.action_type).words_shown(
+                proposal.payload
+            )
             proposal.findings = _guardrail_findings(
                 proposal, kill_switch_now=switched[proposal.account.pk]
             )

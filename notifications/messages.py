@@ -61,6 +61,10 @@ class ProposalMessage:
     # How far it has come, when some approved it and its policy asks for more ("Approved by
     # operator: 1 of 2 approvals; waits for 1 more."): a reminder or an escalation says it.
     progress: str = ""
+    # The words it would publish, which its summary does not say (a creative batch's each
+    # headline, body and call to action: ``ActionType.words_shown``), shown before it may be
+    # approved from the message.
+    words: Sequence[tuple[str, Sequence[tuple[str, str]]]] = ()
 
     @property
     def claimed_until_text(self) -> str:
@@ -105,6 +109,21 @@ class ProposalMessage:
         if len(said) <= REASONS_BRIEF_LIMIT:
             return said
         return said[: REASONS_BRIEF_LIMIT - len(MORE_ON_ITS_PAGE)].rstrip() + MORE_ON_ITS_PAGE
+
+    @property
+    def words_text(self) -> str:
+        """The words it would publish, as a plain-text message shows them: each group's title,
+        then its parts indented, a part's own line breaks (any Unicode reads as one) continuing
+        under it; so no line of an agent's words starts where the message's own lines do (a
+        body could otherwise add "- Cleared by legal" as one more reason why it waits)."""
+        lines = []
+        for title, parts in self.words:
+            lines.append(title)
+            for label, said in parts:
+                first, *rest = said.splitlines() or [""]
+                lines.append(f"    {label}: {first}")
+                lines.extend(" " * (len(label) + 6) + line for line in rest)
+        return "\n".join(lines)
 
     @property
     def subject(self) -> str:
@@ -204,9 +223,15 @@ def proposal_messages(
                 url=proposal_url(proposal.pk),
                 seen=payload_seen(proposal.payload),
                 progress=approvals_so_far(approvers.get(proposal.pk, []), proposal),
+                words=_words_shown(proposal),
             )
         )
     return messages
+
+
+def _words_shown(proposal: Proposal) -> list[tuple[str, list[tuple[str, str]]]]:
+    action_type = action_types.get(proposal.action_type)
+    return action_type.words_shown(proposal.payload) if action_type else []
 
 
 def approvals_so_far(approvers: Sequence[str], proposal: Proposal) -> str:

@@ -56,6 +56,11 @@ SLACK_FAILURES = (SlackClientError, OSError)
 SECTION_TEXT_LIMIT = 3000
 FIELD_TEXT_LIMIT = 2000
 BLOCKS_LIMIT = 50
+# The words an action would publish (a creative batch's), in a message: a section each, at
+# most this many, and this many characters in all (a batch of 50 long creatives would not fit
+# one message, nor be read in one).
+WORDS_SHOWN_SECTIONS = 20
+WORDS_SHOWN_CHARACTERS = 12_000
 
 # Slack wants an answer to a button press within 3 s: each call made while it waits has this
 # long.
@@ -224,6 +229,7 @@ def message_blocks(
             on_it += f", until <!date^{stamp}^{{date_short}} {{time}}|{shown}>"
         facts.append(on_it)
     reasons = "\n".join(f"• {reason}" for reason in message.reasons) or "• No policy decided it."
+    words, every_word_shown = _words_blocks(message)
     blocks: list[dict] = [
         {
             "type": "section",
@@ -240,6 +246,7 @@ def message_blocks(
             "type": "section",
             "fields": [{"type": "mrkdwn", "text": _fit(fact, FIELD_TEXT_LIMIT)} for fact in facts],
         },
+        *words,
         {
             "type": "section",
             "text": {
@@ -266,13 +273,19 @@ def message_blocks(
                 "type": "actions",
                 "block_id": f"proposal-{message.proposal_id}",
                 "elements": [
-                    {
-                        "type": "button",
-                        "action_id": "approve",
-                        "style": "primary",
-                        "text": {"type": "plain_text", "text": "Approve"},
-                        "value": f"{value}{seen}",
-                    },
+                    *(
+                        [
+                            {
+                                "type": "button",
+                                "action_id": "approve",
+                                "style": "primary",
+                                "text": {"type": "plain_text", "text": "Approve"},
+                                "value": f"{value}{seen}",
+                            }
+                        ]
+                        if every_word_shown
+                        else []
+                    ),
                     {
                         "type": "static_select",
                         "action_id": "reject",
@@ -290,6 +303,35 @@ def message_blocks(
             }
         )
     return blocks
+
+
+def _words_blocks(message: ProposalMessage) -> tuple[list[dict], bool]:
+    """The words the action would publish, a section each, as plain text (shown as they
+    would be published: no Slack formatting, no emoji made of ``:fire:``), as many as fit; and
+    whether every one of them did. One that did not is named, and the message offers no
+    Approve: approving is for words read, on its page."""
+    blocks: list[dict] = []
+    used = 0
+    for shown, (title, parts) in enumerate(message.words):
+        text = "\n".join([title, *(f"{label}: {said}" for label, said in parts)])
+        used += len(text)
+        if (
+            shown == WORDS_SHOWN_SECTIONS
+            or len(text) > SECTION_TEXT_LIMIT
+            or used > WORDS_SHOWN_CHARACTERS
+        ):
+            after = len(message.words) - shown - 1
+            which = f"{title} and the {after} after it do" if after else f"{title} does"
+            note = (
+                f"{_escape(which)} not fit in this message: read "
+                f"{'them' if after else 'it'}, and approve it, on <{message.url}|its page>."
+            )
+            blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
+            return blocks, False
+        blocks.append(
+            {"type": "section", "text": {"type": "plain_text", "text": text, "emoji": False}}
+        )
+    return blocks, True
 
 
 def _claim_button(message: ProposalMessage, value: str, *, reader: str) -> list[dict]:

@@ -114,13 +114,10 @@ def test_a_creative_batch_full_of_banned_terms_still_reaches_the_operator_on_sla
     assert notification.status == NotificationStatus.SENT, notification.log
     [posted] = slack.sent("chat.postMessage")
     assert blocks_refusal(posted["blocks"]) == ""
+    # Its 50 creatives do not all fit: it is approved on its page, where they are read.
     assert [
         e["action_id"] for b in posted["blocks"] if b["type"] == "actions" for e in b["elements"]
-    ] == [
-        "approve",
-        "reject",
-        "claim",
-    ]
+    ] == ["reject", "claim"]
 
 
 # Who is told: as they are when it is sent, not as they were when it was recorded.

@@ -226,6 +226,13 @@ class ActionType:
         """The words the action would publish, as (where, text), for the brand guidelines."""
         return []
 
+    def words_shown(self, payload: dict[str, Any]) -> list[tuple[str, list[tuple[str, str]]]]:
+        """The words the action would publish, as a person deciding it reads them wherever
+        they may approve it (a message, a bulk confirmation): ``[("Creative 1",
+        [("Headline", "…"), ("Body", "…"), ("Call to action", "…")]), …]``; none for an
+        action its summary says whole."""
+        return []
+
     def proposed_state(
         self, payload: dict[str, Any], campaigns: dict[str, Campaign]
     ) -> dict[str, dict[str, Any]]:

@@ -129,6 +129,15 @@ class CreativeDeployment(ActionType):
             for part in ("headline", "body", "call_to_action")
         ]
 
+    def words_shown(self, payload):
+        return [
+            (
+                f"Creative {number}",
+                [(capfirst(part.replace("_", " ")), creative[part]) for part in CREATIVE_PARTS],
+            )
+            for number, creative in enumerate(payload["creatives"], start=1)
+        ]
+
     def field_words(self, path):
         match parse_path(path):
             case ("creatives", int(index), str(part)):

@@ -1,0 +1,145 @@
+"""A creative batch is approved by one shown its words: the email and the Slack message that
+tell an operator of it show each creative's headline, body and call to action as they would
+be published (Slack's formatting and emoji codes shown as typed); a batch whose words do not
+all fit a Slack message is not offered Approve there, and says which creatives it leaves to
+its page; the bulk confirmation lists them under each summary."""
+
+import html
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+from django.utils import timezone
+
+from approvals.models import Proposal
+from notifications.channels import EmailChannel
+from notifications.messages import proposal_messages
+from notifications.models import NotificationKind, ReachedBy
+from notifications.slack import message_blocks
+from tests.conftest import creative, creative_batch, wait_until
+from tests.factories import evaluated
+
+OPERATOR = "U0OPERATOR"
+# Words Slack would format, link or turn into an emoji if read as its markup.
+MARKED_UP = creative(
+    headline="*Free* <b>trial</b> :fire:",
+    body="Line one\nGuaranteed results & more",
+    cta="Start now",
+)
+SHOWN = (
+    "Creative 1\n"
+    "Headline: *Free* <b>trial</b> :fire:\n"
+    "Body: Line one\nGuaranteed results & more\n"
+    "Call to action: Start now"
+)
+
+
+def buttons(blocks: list) -> list[str]:
+    return [e["action_id"] for b in blocks if b["type"] == "actions" for e in b["elements"]]
+
+
+def plain_sections(blocks: list) -> list[str]:
+    return [
+        b["text"]["text"]
+        for b in blocks
+        if b["type"] == "section" and b.get("text", {}).get("type") == "plain_text"
+    ]
+
+
+def context_texts(blocks: list) -> str:
+    return " ".join(e["text"] for b in blocks if b["type"] == "context" for e in b["elements"])
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_the_operator_reads_each_creative_in_the_email_and_on_slack_before_approving(
+    demo_world, agent_client, mailbox, slack
+):
+    operator = get_user_model().objects.get(username="operator")
+    ReachedBy.objects.update_or_create(user=operator, defaults={"slack": True, "email": True})
+    second = creative(headline="Save more today", body="Switch in minutes", cta="Learn more")
+    answer = agent_client("copywriter").post(
+        "/api/v1/proposals/", creative_batch(MARKED_UP, second), format="json"
+    )
+    assert answer.status_code == 201, answer.content
+    assert answer.json()["status"] == "pending_review"
+
+    [email] = wait_until(lambda: mailbox.to("operator@example.com"), timeout=15)
+    # Lines as a mail reader shows them (SMTP carries them with CRLF).
+    text = email.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n")
+    page = email.get_body(preferencelist=("html",)).get_content()
+    assert (
+        "Creative 1\n"
+        "    Headline: *Free* <b>trial</b> :fire:\n"
+        "    Body: Line one\n"
+        "          Guaranteed results & more\n"
+        "    Call to action: Start now\n"
+        "Creative 2\n"
+        "    Headline: Save more today\n"
+    ) in text
+    assert "*Free* &lt;b&gt;trial&lt;/b&gt; :fire:" in page
+    assert "Line one<br>Guaranteed results &amp; more" in page
+
+    [message] = wait_until(lambda: slack.sent("chat.postMessage", channel=OPERATOR), timeout=15)
+    blocks = message["blocks"]
+    assert plain_sections(blocks) == [
+        SHOWN,
+        "Creative 2\nHeadline: Save more today\nBody: Switch in minutes\n"
+        "Call to action: Learn more",
+    ]
+    shown = [b for b in blocks if b.get("text", {}).get("type") == "plain_text"]
+    assert all(block["text"]["emoji"] is False for block in shown)
+    assert buttons(blocks) == ["approve", "reject", "claim"]
+
+
+@pytest.mark.parametrize(
+    ("creatives", "shown"),
+    [
+        # More creatives than a message has sections for them.
+        ([creative(headline=f"Headline {n}") for n in range(1, 26)], 20),
+        # Fewer, each long: more words than a message is read in.
+        ([creative(headline=f"Headline {n}", body="Long. " * 330) for n in range(1, 7)], 5),
+    ],
+)
+@pytest.mark.django_db
+def test_a_batch_whose_words_do_not_fit_a_slack_message_is_approved_on_its_page(
+    demo_world, agent_client, mailoutbox, creatives, shown
+):
+    answer = agent_client("copywriter").post(
+        "/api/v1/proposals/", creative_batch(*creatives), format="json"
+    )
+    assert answer.status_code == 201, answer.content
+    proposal = Proposal.objects.get(pk=answer.json()["id"])
+    [message] = proposal_messages([(proposal, NotificationKind.WAITING)], now=timezone.now())
+
+    blocks = message_blocks(message, may_decide=True)
+    sections = plain_sections(blocks)
+    assert len(sections) == shown
+    assert sections[-1].startswith(f"Creative {shown}\nHeadline: Headline {shown}\n")
+    after = len(creatives) - shown - 1
+    left = f"and the {after} after it do" if after else "does"
+    assert f"Creative {shown + 1} {left} not fit in this message" in context_texts(blocks)
+    assert f"on <{message.url}|its page>" in context_texts(blocks)
+    # It can still be rejected or taken on; approving it is for one who read every creative.
+    assert buttons(blocks) == ["reject", "claim"]
+
+    # An email has room for every one.
+    operator = get_user_model().objects.get(username="operator")
+    EmailChannel().send(recipient=operator, message=message, may_decide=True)
+    [email] = mailoutbox
+    assert f"Creative {len(creatives)}\n    Headline: Headline {len(creatives)}\n" in email.body
+
+
+@pytest.mark.django_db
+def test_the_bulk_confirmation_shows_each_creative_it_would_approve(login):
+    batch = evaluated(creative_batch(MARKED_UP))
+    page = login("operator").post(
+        reverse("admin:approvals_proposal_changelist"),
+        {"action": "approve_selected", "_selected_action": [batch.pk]},
+    )
+    assert page.status_code == 200
+    row = page.content.decode().split('id="bulk-proposals"')[1]
+    assert "<strong>Creative 1</strong>" in row
+    assert f'Headline: <span class="bulk-said">{html.escape(MARKED_UP["headline"])}</span>' in row
+    assert "Line one<br>Guaranteed results &amp; more" in row
+    assert 'Call to action: <span class="bulk-said">Start now</span>' in row
