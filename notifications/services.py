@@ -101,12 +101,18 @@ def notifications_record_moves(proposals: Sequence[Proposal]) -> None:
     it (deadline met or not, Slack messages updated)."""
     entered = [p for p in proposals if p.status == S.PENDING_REVIEW]
     left = [p for p in proposals if p.status in REVIEW_ENDINGS and p.review_round > 0]
+    # A person's approval has run: its messages, which say who approved it, say how it ran.
+    ran = [p for p in proposals if p.status in (S.EXECUTED, S.FAILED) and p.review_round > 0]
     now = timezone.now()
     if entered:
         _deadlines_start(entered, now=now)
         _tell(entered, kind=NotificationKind.WAITING, now=now)
     if left:
         _review_ended(left, now=now)
+    if ran:
+        _slack_messages_follow(
+            ran, about={p.pk: f"its execution: {p.get_status_display().lower()}" for p in ran}
+        )
 
 
 def _deadlines_start(proposals: Sequence[Proposal], *, now: datetime) -> None:
@@ -434,7 +440,7 @@ def outcome_text(proposal: Proposal, *, reader=None) -> str:
         reason = last.get_reason_code_display().lower()
         return f"Rejected by {last.reviewer.get_username()} ({reason}) at {when}."
     if proposal.status in APPROVED_TO_RUN_STATUSES and approvers:
-        return f"Approved by {', '.join(approvers)} at {when}."
+        return f"Approved by {', '.join(approvers)} at {when}{_how_it_ran(proposal)}"
     if proposal.status == S.PENDING_REVIEW:  # waits still, in a later round than the message's
         edits = [d.reviewer for d in decisions if d.edited_payload is not None]
         why = f"Edited by {edits[0].get_username()}" if edits else "Sent back to a person"
@@ -459,6 +465,21 @@ def outcome_text(proposal: Proposal, *, reader=None) -> str:
         S.SUPERSEDED: "Superseded: its target changed before it ran; nothing was done.",
     }
     return labels.get(proposal.status, f"Now {proposal.get_status_display().lower()}.")
+
+
+def _how_it_ran(proposal: Proposal) -> str:
+    """The end of an approval's words once it has run: "; executed at 2026-12-04 22:00 UTC.",
+    or "; its execution failed at …: the endpoint answered HTTP 400: …"; else "."."""
+    if proposal.status == S.EXECUTED and proposal.executed_at:
+        return f"; executed at {timezone.localtime(proposal.executed_at):%Y-%m-%d %H:%M %Z}."
+    if proposal.status == S.FAILED:
+        last = proposal.executions.order_by("attempt").last()
+        if last is not None:
+            when = timezone.localtime(last.finished_at or last.started_at)
+            error = last.error.rstrip(".") or "no reason was given"
+            return f"; its execution failed at {when:%Y-%m-%d %H:%M %Z}: {error}."
+        return "; its execution failed."
+    return "."
 
 
 def _expired_text(proposal: Proposal, approvers: list[str]) -> str:

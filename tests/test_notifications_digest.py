@@ -298,7 +298,9 @@ def test_a_slack_digest_is_updated_to_say_which_proposals_no_longer_wait(optimiz
         assert "_Why it waits:_ " in line and "No longer waits" not in line
     # Its update, in the outbox beside those of single messages (the others' say they were
     # re-assessed once it ran).
-    [update] = Notification.objects.filter(kind=NotificationKind.UPDATE, proposal_id=approved["id"])
+    [update] = Notification.objects.filter(
+        kind=NotificationKind.UPDATE, proposal_id=approved["id"], about="the decision: approved"
+    )
     assert (update.slack_channel, update.slack_ts) == where
     assert update.what == "Update of a message sent: the decision: approved"
     wait_until(lambda: Notification.objects.get(pk=update.pk).status == NotificationStatus.SENT)

@@ -136,6 +136,45 @@ def test_a_signed_approve_press_approves_as_the_operator_and_the_message_says_so
     assert not on_slack.sent("chat.postEphemeral")
 
 
+def test_an_approval_on_slack_then_says_when_it_executed(optimizer, on_slack):
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+
+    post(*pressing(OPERATOR, "approve", approve_value(where["call"]["blocks"]), where))
+
+    executed = wait_until(
+        lambda: Proposal.objects.filter(pk=proposal["id"], status="executed").first()
+    )
+    said = wait_until(
+        lambda: "executed at" in _says_now(on_slack, where) and _says_now(on_slack, where)
+    )
+    decided = f"{executed.decided_at:%Y-%m-%d %H:%M} UTC"
+    ran = f"{executed.executed_at:%Y-%m-%d %H:%M} UTC"
+    assert said == f"Approved by operator at {decided}; executed at {ran}."
+    kinds = Notification.objects.filter(proposal_id=proposal["id"], kind="update")
+    assert "its execution: executed" in kinds.values_list("about", flat=True)
+
+
+def test_an_approval_on_slack_whose_execution_failed_says_so_with_the_endpoints_words(
+    optimizer, on_slack, channel
+):
+    channel(400, says=b'{"error": "campaign generic-search is archived"}')
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+
+    post(*pressing(OPERATOR, "approve", approve_value(where["call"]["blocks"]), where))
+
+    wait_until(lambda: Proposal.objects.filter(pk=proposal["id"], status="failed").exists())
+    said = wait_until(lambda: "failed" in _says_now(on_slack, where) and _says_now(on_slack, where))
+    # Not "Approved by operator at …." alone: the operator who approved it reads it did not run.
+    assert said.startswith("Approved by operator at ")
+    assert "; its execution failed at " in said
+    assert "campaign generic-search is archived" in said
+
+
+def _says_now(slack, where: dict) -> str:
+    """What the message's context says as Slack shows it now (every update applied)."""
+    return context_texts(slack.messages[(where["channel"], where["ts"])]["blocks"])
+
+
 def test_forged_stale_unsigned_and_replayed_presses_are_refused_and_decide_nothing(
     optimizer, on_slack
 ):
@@ -375,9 +414,10 @@ def test_under_the_two_person_rule_the_message_says_one_of_two_then_who_approved
         ]
     )
     assert final
-    assert told_what(login("auditor"), proposal["id"])[-2:] == [
+    assert told_what(login("auditor"), proposal["id"])[-3:] == [
         "Update of a message sent: an approval by operator; it waits for 1 more",
         "Update of a message sent: the decision: approved",
+        "Update of a message sent: its execution: executed",
     ]
 
 
