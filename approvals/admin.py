@@ -620,7 +620,16 @@ class ProposalAdmin(ReadOnlyAdmin):
     fieldsets = [
         (
             None,
-            {"fields": ["summary", "status", "agent", "account", "action_type", "external_ref"]},
+            {
+                "fields": [
+                    "summary",
+                    "status",
+                    "agent",
+                    "account",
+                    "action_type_display",
+                    "external_ref",
+                ]
+            },
         ),
         ("What the agent says", {"fields": ["rationale", "confidence", "supporting_data_display"]}),
         (

@@ -211,6 +211,16 @@ def test_a_rejected_creative_batch_says_none_was_deployed(operator, login):
     assert not Creative.objects.filter(deployed_by_proposal=proposal).exists()
 
 
+def test_a_proposals_page_names_its_action_type_in_words(login):
+    proposal = evaluated(creative_batch())
+
+    page = page_of(login("auditor"), proposal).content.decode()
+
+    field = page.split('class="form-row field-action_type_display"')[1].split("</div>\n</div>")[0]
+    assert "creative deployment" in field
+    assert "creative_deployment" not in field
+
+
 def test_pages_show_the_policy_version_that_routed_a_proposal(operator, login):
     reference = evaluated(reallocation("280.00"))
     proposal_approve(proposal_id=reference.pk, reviewer=operator)
