@@ -268,24 +268,19 @@ def message_blocks(
         value = str(message.proposal_id)
         # A decision carries the action as this message shows it (``press_parse``).
         seen = f":{message.seen}" if message.seen else ""
+        approve = {
+            "type": "button",
+            "action_id": "approve",
+            "style": "primary",
+            "text": {"type": "plain_text", "text": "Approve"},
+            "value": f"{value}{seen}",
+        }
         blocks.append(
             {
                 "type": "actions",
                 "block_id": f"proposal-{message.proposal_id}",
                 "elements": [
-                    *(
-                        [
-                            {
-                                "type": "button",
-                                "action_id": "approve",
-                                "style": "primary",
-                                "text": {"type": "plain_text", "text": "Approve"},
-                                "value": f"{value}{seen}",
-                            }
-                        ]
-                        if every_word_shown
-                        else []
-                    ),
+                    *([approve] if every_word_shown else []),
                     {
                         "type": "static_select",
                         "action_id": "reject",
