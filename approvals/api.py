@@ -636,7 +636,10 @@ class PolicyEvaluateApi(KeyBoundAPIView):
     )
     def post(self, request: Request) -> Response:
         serializer = DryRunInput(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        try:
+            serializer.is_valid(raise_exception=True)
+        except ValidationError as error:
+            raise _with_action_errors(error, request.data) from None
         valid = serializer.validated_data
         assessed, verdict = proposal_dry_run(
             agent=request.user,

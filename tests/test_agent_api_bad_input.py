@@ -128,6 +128,37 @@ def test_a_proposal_wrong_in_its_fields_and_its_payload_is_told_both_at_once(opt
     assert Proposal.objects.count() == 0
 
 
+def test_an_unknown_field_is_told_with_every_other_fault_at_once(optimizer):
+    """A misspelt field had been the only fault told: the blank rationale, the confidence
+    in words and the bid in words beside it came back one retry at a time."""
+    body = bid_adjustment(rationale="", confidence="high", priority="high") | {
+        "payload": {"campaign": "brand-search", "new_bid": "lots", "colour": "red"}
+    }
+    expected = {
+        "priority": ["Unknown field."],
+        "rationale": ["This field may not be blank."],
+        "confidence": ["A valid number is required."],
+        "payload": {
+            "colour": ["Unknown field."],
+            "new_bid": ["Write the amount in digits with a decimal point, such as 12.50."],
+        },
+    }
+
+    response = optimizer.post(URL, body, format="json")
+    batch = optimizer.post(f"{URL}batch/", [body], format="json")
+    dry_run = optimizer.post("/api/v1/policies/evaluate/", body, format="json")
+
+    assert (response.status_code, response.json()) == (400, expected)
+    assert batch.json()[0]["errors"] == expected
+    assert (dry_run.status_code, dry_run.json()) == (400, expected)
+    assert Proposal.objects.count() == 0
+
+
+def test_a_query_parameter_an_endpoint_does_not_take_is_told_with_a_bad_one_it_takes(optimizer):
+    response = optimizer.get(f"{URL}?wiat=30&status=done")
+    assert (response.status_code, set(response.json())) == (400, {"wiat", "status"})
+
+
 RAW_BODIES = {
     "malformed JSON": b'{"action_type": "bid_adjustment",',
     "NaN literal": b'{"confidence": NaN}',
