@@ -51,6 +51,7 @@ from hitlproject.longpoll import (
     LongPollView,
     wait_field,
 )
+from hitlproject.schema import docstring_for_code_readers
 from hitlproject.validation import (
     StrictFloatField,
     StrictQuery,
@@ -74,6 +75,9 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 
 
 class ProposalInput(StrictSerializer):
+    """An action on one of the agent's accounts, with why (rationale, supporting data) and how
+    sure it is (confidence). A field it does not know is a 400."""
+
     action_type = serializers.CharField(max_length=32, help_text="One of the action types.")
     account = serializers.SlugField(max_length=100, help_text="The account's external id.")
     payload = serializers.DictField(help_text="The action's fields; see the action type.")
@@ -354,6 +358,7 @@ def idempotency_key_of(request: Request) -> str | None:
     return key
 
 
+@docstring_for_code_readers
 class IdempotentAPIView(AgentAPIView):
     """A POST view whose answer is kept under the agent's Idempotency-Key, if it sends one:
     the key taken, the work done and the answer stored in one transaction
@@ -571,6 +576,13 @@ def _proposal_reread(agent, key_id: int, proposal_id: int, waiting_on: str) -> t
     return proposal.status != waiting_on, proposal_body(proposal)
 
 
+KEY_BOUND = (
+    "Keeps no answer under an Idempotency-Key; a key used on another endpoint is a 422 here "
+    "too, since a key is bound to its endpoint."
+)
+
+
+@docstring_for_code_readers
 class KeyBoundAPIView(AgentAPIView):
     """A POST view that keeps no answer under an Idempotency-Key (it writes nothing, or
     doing it again does nothing more): a key it is sent that was used on another endpoint is
@@ -589,6 +601,7 @@ class ProposalWithdrawApi(KeyBoundAPIView):
         request=None,
         responses={200: ProposalOutput},
         summary="Withdraw a proposal that is still waiting",
+        description=KEY_BOUND + " Withdrawing it again is a 409 and does nothing more.",
     )
     def post(self, request: Request, proposal_id: int) -> Response:
         proposal_get_for_agent(agent=request.user, proposal_id=proposal_id)
@@ -633,6 +646,7 @@ class PolicyEvaluateApi(KeyBoundAPIView):
         request=DryRunInput,
         responses={200: DryRunOutput},
         summary="Dry run: what would happen to this action now (nothing is written)",
+        description=KEY_BOUND,
     )
     def post(self, request: Request) -> Response:
         serializer = DryRunInput(data=request.data)

@@ -49,6 +49,9 @@ class MetricsField(serializers.DictField):
 
 
 class OutcomeInput(StrictSerializer):
+    """What the agent measured after its proposal executed. A field it does not know is a
+    400."""
+
     metrics = MetricsField(
         help_text='What was measured after the action, by name: {"conversions_7d": 118}.'
     )

@@ -42,6 +42,7 @@ from hitlproject.api import api_exception_handler, as_api_exception
 from hitlproject.errors import Busy
 from hitlproject.inflight import SCOPE_KEY, Place, agent_of
 from hitlproject.once import made_once
+from hitlproject.schema import docstring_for_code_readers
 
 LONGEST_WAIT = 60
 # Re-read this often when no wake-ups can be had (no ASGI server, a subscription lost).
@@ -280,6 +281,7 @@ async def _read(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     )
 
 
+@docstring_for_code_readers
 class LongPollView(APIView):
     """A DRF view whose GET may attach a ``LongPoll`` to its answer (``long_poll``)."""
 

@@ -1,5 +1,32 @@
 """The API schema documents its refusals too, so that an agent (or schemathesis) knows every
-answer it can get: the errors each operation may give, with the shape of their body."""
+answer it can get: the errors each operation may give, with the shape of their body. And it
+describes operations and bodies in words written for agents' developers, never in the words
+a base class's docstring has for the code's readers."""
+
+from typing import TypeVar
+
+from drf_spectacular.plumbing import get_lib_doc_excludes
+
+Class = TypeVar("Class", bound=type)
+
+_FOR_CODE_READERS: list[type] = []
+
+
+def docstring_for_code_readers(cls: Class) -> Class:
+    """Marks a base class whose docstring is for the code's readers. drf-spectacular describes
+    an operation, or a body, by its class's docstring or, lacking one, its nearest base's: a
+    list of proposals was described as "A POST view whose answer is kept under the agent's
+    Idempotency-Key …", a proposal's body as "A serializer that refuses fields it does not
+    know". A subclass's own docstring still describes it."""
+    _FOR_CODE_READERS.append(cls)
+    return cls
+
+
+def doc_excludes() -> list[type]:
+    """``GET_LIB_DOC_EXCLUDES``: the classes whose docstrings describe nothing in the schema,
+    nor do those of the classes they derive from."""
+    return [*get_lib_doc_excludes(), *_FOR_CODE_READERS]
+
 
 ERROR = {
     "type": "object",

@@ -11,11 +11,13 @@ from rest_framework import serializers
 from rest_framework.settings import api_settings
 
 from hitlproject.errors import InvalidInput
+from hitlproject.schema import docstring_for_code_readers
 
 MAX_JSON_DEPTH = 8
 MAX_SUPPORTING_DATA_BYTES = 64 * 1024
 
 
+@docstring_for_code_readers
 class StrictSerializer(serializers.Serializer):
     """A serializer that refuses fields it does not know, instead of silently dropping them.
     They are told with the faults of the fields it knows, in one refusal: a field misspelt
