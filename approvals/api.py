@@ -20,7 +20,15 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
 from approvals import action_types
-from approvals.models import Execution, ExecutionStatus, Proposal, ProposalStatus, WithdrawnBy
+from approvals.models import (
+    DecisionOutcome,
+    Execution,
+    ExecutionStatus,
+    Proposal,
+    ProposalStatus,
+    RejectionReason,
+    WithdrawnBy,
+)
 from approvals.selectors import (
     policy_name_then,
     proposal_get_for_agent,
@@ -59,6 +67,7 @@ from hitlproject.validation import (
     bounded_json,
     finite_number,
 )
+from hitlproject.vocabulary import VerdictOutcome
 from hitlproject.wakeups import proposal_topic
 from policies.engine import HOLD_RULE_LABELS
 
@@ -90,8 +99,12 @@ class ProposalInput(StrictSerializer):
 
 
 class DecisionOutput(serializers.Serializer):
-    outcome = serializers.CharField()
-    reason_code = serializers.CharField()
+    outcome = serializers.ChoiceField(choices=DecisionOutcome.choices)
+    reason_code = serializers.ChoiceField(
+        choices=RejectionReason.choices,
+        allow_blank=True,
+        help_text="Why a reviewer rejected it; empty for an approval.",
+    )
     note = serializers.CharField()
     edited_payload = serializers.JSONField(allow_null=True)
     decided_at = serializers.DateTimeField(source="created_at")
@@ -100,7 +113,7 @@ class DecisionOutput(serializers.Serializer):
 class ExecutionOutput(serializers.Serializer):
     attempt = serializers.IntegerField()
     executor = serializers.CharField()
-    status = serializers.CharField()
+    status = serializers.ChoiceField(choices=ExecutionStatus.choices)
     before_state = serializers.JSONField()
     after_state = serializers.JSONField()
     error = serializers.CharField()
@@ -138,7 +151,7 @@ class PolicyRefOutput(serializers.Serializer):
 
 
 class VerdictOutput(serializers.Serializer):
-    outcome = serializers.CharField(source="verdict_outcome", allow_null=True)
+    outcome = serializers.ChoiceField(choices=VerdictOutcome.choices, source="verdict_outcome")
     policy = serializers.SerializerMethodField()
     reasons = serializers.ListField(child=serializers.CharField(), source="verdict_reasons")
     required_approvals = serializers.IntegerField()
@@ -629,7 +642,7 @@ class HoldOutput(serializers.Serializer):
 
 
 class DryRunOutput(serializers.Serializer):
-    outcome = serializers.CharField()
+    outcome = serializers.ChoiceField(choices=VerdictOutcome.choices)
     policy = PolicyRefOutput(allow_null=True)
     reasons = serializers.ListField(child=serializers.CharField())
     held_by = HoldOutput(many=True)

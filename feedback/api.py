@@ -9,9 +9,10 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param
 
 from approvals.api import IDEMPOTENCY_HEADER, IdempotentAPIView, OutcomeOutput
+from approvals.models import RejectionReason
 from approvals.selectors import COUNTED, COUNTED_FIGURES
 from approvals.services.agents import agent_key_still_in_force
-from feedback.models import OutcomeEffect
+from feedback.models import FeedbackKind, OutcomeEffect
 from feedback.selectors import (
     Scorecard,
     feedback_list_for_agent,
@@ -67,8 +68,12 @@ class FeedbackOutput(serializers.Serializer):
     id = serializers.IntegerField()
     proposal = serializers.IntegerField(source="proposal_id")
     action_type = serializers.CharField(source="proposal.action_type")
-    kind = serializers.CharField()
-    reason_code = serializers.CharField()
+    kind = serializers.ChoiceField(choices=FeedbackKind.choices)
+    reason_code = serializers.ChoiceField(
+        choices=RejectionReason.choices,
+        allow_blank=True,
+        help_text="For kind rejected: why; empty otherwise.",
+    )
     note = serializers.CharField()
     diff = serializers.JSONField()
     outcome = OutcomeOutput(allow_null=True, help_text="For kind outcome: what a person reported.")

@@ -472,6 +472,16 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "GET_LIB_DOC_EXCLUDES": "hitlproject.schema.doc_excludes",
+    # Each vocabulary the answers use, named for what it is ("status" and "outcome" name two
+    # each: a proposal's and an execution's, a decision's and a verdict's).
+    "ENUM_NAME_OVERRIDES": {
+        "StatusEnum": "hitlproject.vocabulary.ProposalStatus",
+        "ExecutionStatusEnum": "approvals.models.ExecutionStatus",
+        "VerdictOutcomeEnum": "hitlproject.vocabulary.VerdictOutcome",
+        "DecisionOutcomeEnum": "approvals.models.DecisionOutcome",
+        "RejectionReasonEnum": "approvals.models.RejectionReason",
+        "FeedbackKindEnum": "feedback.models.FeedbackKind",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "hitlproject.schema.document_refusals",

@@ -57,3 +57,46 @@ def test_endpoints_that_keep_no_answer_say_a_key_used_elsewhere_is_still_a_422(s
     for path in ("/api/v1/proposals/{proposal_id}/withdraw/", "/api/v1/policies/evaluate/"):
         description = schema["paths"][path]["post"]["description"]
         assert "a key used on another endpoint is a 422" in description
+
+
+def enum_of(schema: dict, component: str, field: str) -> list:
+    """The values a field of a component takes, as the schema names them."""
+    spec = schema["components"]["schemas"][component]["properties"][field]
+    refs = [spec, *spec.get("oneOf", []), *spec.get("allOf", [])]
+    return [
+        value
+        for ref in refs
+        if "$ref" in ref
+        for value in schema["components"]["schemas"][ref["$ref"].split("/")[-1]]["enum"]
+    ]
+
+
+def test_the_schema_names_the_values_of_every_vocabulary_an_answer_uses(schema):
+    """A feedback record's kind, a verdict's or a decision's outcome, an execution's status
+    and a rejection's reason code had been "type: string": an agent's developer could not
+    learn from the schema that feedback comes as withdrawn, failed or superseded."""
+    assert enum_of(schema, "FeedbackOutput", "kind") == [
+        "approved",
+        "approved_with_edits",
+        "rejected",
+        "expired",
+        "superseded",
+        "withdrawn",
+        "failed",
+        "outcome",
+    ]
+    reasons = [
+        "off_brand",
+        "wrong_signal",
+        "contradicts_strategy",
+        "too_aggressive",
+        "factual_error",
+        "other",
+    ]
+    assert enum_of(schema, "FeedbackOutput", "reason_code") == [*reasons, ""]
+    assert enum_of(schema, "DecisionOutput", "reason_code") == [*reasons, ""]
+    assert enum_of(schema, "DecisionOutput", "outcome") == ["approve", "reject"]
+    assert enum_of(schema, "VerdictOutput", "outcome") == ["auto_approve", "review", "block"]
+    assert enum_of(schema, "DryRunOutput", "outcome") == ["auto_approve", "review", "block"]
+    assert enum_of(schema, "ExecutionOutput", "status") == ["running", "succeeded", "failed"]
+    assert "superseded" in enum_of(schema, "ProposalOutput", "status")
