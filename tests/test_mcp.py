@@ -22,6 +22,7 @@ from mcp import ClientSession, StdioServerParameters, stdio_client
 
 from approvals.models import Proposal as ProposalRow
 from approvals.services.decisions import proposal_approve, proposal_reject
+from approvals.services.proposals import proposal_withdraw_for_agent
 from tests.conftest import creative
 
 pytestmark = [pytest.mark.worker, pytest.mark.usefixtures("celery_worker")]
@@ -287,6 +288,70 @@ def test_mcp_proposing_again_with_the_same_key_answers_the_proposal_as_it_is_now
     assert again["decisions"][0]["reason_code"] == "too_aggressive"
     assert "Nothing new was proposed" in again["replayed"]
     assert ProposalRow.objects.count() == 1
+
+
+def test_mcp_a_key_reused_for_another_action_is_refused_with_the_api_s_words_and_status(
+    web_server, demo_world
+):
+    """The model was told "The platform refused the request: non_field_errors: This
+    Idempotency-Key was used …", a field of that name it could not mend."""
+    arguments = {
+        "action_type": "bid_adjustment",
+        "account": "demo",
+        "payload": {"campaign": "brand-search", "new_bid": "2.12"},
+        "rationale": "CPC below target.",
+        "confidence": 0.9,
+        "idempotency_key": "optimizer-run-8-step-1",
+    }
+
+    async def agent(session):
+        await call(session, "propose_action", **arguments)
+        other = {**arguments, "payload": {"campaign": "brand-search", "new_bid": "2.14"}}
+        return await refusal(session, "propose_action", **other)
+
+    refused = run_agent(web_server, demo_world["agents"]["optimizer"], agent)
+    assert refused == (
+        "Error executing tool propose_action: The platform refused the request (422): This "
+        "Idempotency-Key was used with a different request body (or endpoint). Use a new key "
+        "for a new request."
+    )
+    assert ProposalRow.objects.count() == 1
+
+
+def test_mcp_a_proposal_a_reviewer_withdrew_says_so_with_their_note(
+    web_server, demo_world, as_operator
+):
+    """The view of a proposal left out its withdrawal: who withdrew it, and the note a
+    reviewer wrote for the agent, were only in the sentence."""
+
+    async def agent(session):
+        tools = {tool.name: tool.description for tool in (await session.list_tools()).tools}
+        proposed = await call(
+            session,
+            "propose_action",
+            action_type="budget_reallocation",
+            account="demo",
+            payload={"from_campaign": "brand-search", "to_campaign": "generic-search",
+                     "amount": "280.00"},
+            rationale="generic-search converts better.",
+            confidence=0.8,
+        )  # fmt: skip
+        await as_operator(
+            proposal_withdraw_for_agent, proposal_id=proposed["id"], note="Duplicate of #41"
+        )
+        decided = await call(session, "wait_for_decision", proposal_id=proposed["id"])
+        feedback = await call(session, "read_feedback")
+        return tools, decided, feedback
+
+    tools, decided, feedback = run_agent(web_server, demo_world["agents"]["optimizer"], agent)
+    assert (decided["status"], decided["final"]) == ("withdrawn", True)
+    assert decided["withdrawal"] == {"by": "reviewer", "note": "Duplicate of #41"}
+    assert decided["message"] == "A reviewer withdrew it: Duplicate of #41. It was not executed."
+    assert [(f["kind"], f["note"]) for f in feedback["feedback"]] == [
+        ("withdrawn", "Duplicate of #41")
+    ]
+    for kind in ("withdrawn", "superseded", "failed"):  # each kind the feed may hold
+        assert kind in tools["read_feedback"]
 
 
 def test_mcp_read_feedback_resume_stays_the_same_link_round_after_round(

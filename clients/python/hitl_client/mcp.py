@@ -71,17 +71,23 @@ ClientFactory = Callable[[], AsyncClient]
 REMEMBERED_PAYLOADS = 1000
 
 
+#: The name ``ValidationFailed.errors`` gives the messages about the request as a whole.
+NON_FIELD = "non_field_errors"
+
+
 def _tool_error(error: HitlError) -> ToolError:
-    """The API's refusal, worded for the model: its message, and each field's."""
-    text = error.message
-    if isinstance(error, ValidationFailed) and error.errors:
-        fields = "; ".join(
-            f"{name}: {' '.join(messages)}" for name, messages in error.errors.items()
+    """The API's refusal, worded for the model: its message, and each field's. A refusal of
+    the request as a whole (an idempotency_key reused with another action, a 422) is its
+    message with its status, not a field named ``non_field_errors``."""
+    if isinstance(error, ValidationFailed) and set(error.errors) - {NON_FIELD}:
+        faults = "; ".join(
+            " ".join(messages) if name == NON_FIELD else f"{name}: {' '.join(messages)}"
+            for name, messages in error.errors.items()
         )
-        text = f"The platform refused the request: {fields}"
-    elif error.status_code is not None:
-        text = f"The platform refused the request ({error.status_code}): {text}"
-    return ToolError(text)
+        return ToolError(f"The platform refused the request: {faults}")
+    if error.status_code is not None:
+        return ToolError(f"The platform refused the request ({error.status_code}): {error.message}")
+    return ToolError(error.message)
 
 
 NEXT_STEP = {
@@ -110,6 +116,7 @@ def proposal_view(proposal: Proposal, *, proposed: dict[str, Any] | None = None)
         "verdict": raw.get("verdict"),
         "decisions": raw.get("decisions") or [],
         "execution": raw.get("execution"),
+        "withdrawal": raw.get("withdrawal"),
     }
     if proposal.is_final:
         view["message"] = outcome_report(proposal, proposed=proposed)["message"]
@@ -289,7 +296,9 @@ def build_server(client_factory: ClientFactory = AsyncClient) -> MCPServer:
             "Feedback humans left on your proposals, oldest first: approved, "
             "approved_with_edits (diff says what they changed), rejected (reason_code: "
             "off_brand, wrong_signal, contradicts_strategy, too_aggressive, factual_error, "
-            "other; and a note), expired, superseded, outcome. Pass the resume value from "
+            "other; and a note), withdrawn (a reviewer withdrew it for you; note says why), "
+            "expired, superseded (diff: the value you saw and the value now), failed (note: "
+            "the execution's error), outcome. Pass the resume value from "
             "the last call to read only what is new; wait_seconds > 0 waits that long for "
             "something new when there is nothing yet."
         )
