@@ -49,3 +49,55 @@ def test_the_example_agent_proposes_the_reference_scenario(example, web_server, 
     assert campaigns["brand-search"].bid == Decimal("2.12")
     assert campaigns["brand-search"].daily_budget == Decimal("720.00")
     assert campaigns["generic-search"].daily_budget == Decimal("780.00")
+
+
+def readme_example(line: str) -> str:
+    """The first Python block after ``line`` in the client's README, as a user copies it."""
+    text = (REPO / "clients" / "python" / "README.md").read_text()
+    after = text[text.index(line) :]
+    start = after.index("```python\n") + len("```python\n")
+    return after[start : after.index("```\n", start)]
+
+
+def test_the_readme_s_examples_run_as_written_one_after_another(web_server, demo_world):
+    """Run in the README's order, the async example proposed brand-search's bid of 2.12 again,
+    which the first had set: a 400, as changing nothing. The MCP example named a base_url and
+    an api_key it never defined, and awaited outside any coroutine."""
+    env = {
+        **os.environ,
+        "HITL_BASE_URL": web_server,
+        "HITL_API_KEY": demo_world["agents"]["optimizer"],
+    }
+
+    def run(line: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-c", readme_example(line)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+
+    reference = run("The reference scenario, against")
+    try:
+        waiting = wait_until(
+            lambda: Proposal.objects.filter(status=ProposalStatus.PENDING_REVIEW).first()
+        )
+        operator = get_user_model().objects.get(username="operator")
+        proposal_approve(proposal_id=waiting.pk, reviewer=operator)
+        output, _ = reference.communicate(timeout=120)
+    finally:
+        reference.kill()
+    assert reference.returncode == 0, output
+    assert "executed {'brand-search': {'bid': '2.00'}} {'brand-search': {'bid': '2.12'}}" in output
+    assert "moved: {'brand-search': {'daily_budget': '720.00'}" in output, output
+
+    for line in ("### Async", "or from Python, with the `mcp` package's own client"):
+        example = run(line)
+        try:
+            output, _ = example.communicate(timeout=120)
+        finally:
+            example.kill()
+        assert example.returncode == 0, output
+
+    assert Campaign.objects.get(external_id="generic-search").bid == Decimal("1.59")
+    wait_until(  # the MCP example proposes and leaves it to run
+        lambda: Campaign.objects.get(external_id="display-retarget").bid == Decimal("0.85")
+    )
