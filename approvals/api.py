@@ -608,15 +608,23 @@ class KeyBoundAPIView(AgentAPIView):
             idempotency_key_not_reused(agent=request.user, key=key, fingerprint="")
 
 
+class WithdrawInput(StrictSerializer):
+    """A withdrawal takes no body: a field sent with it is a 400, not dropped unsaid (a
+    ``{"note": …}`` withdrew the proposal, and its withdrawal read ``note: ""``)."""
+
+
 class ProposalWithdrawApi(KeyBoundAPIView):
     @extend_schema(
         operation_id="proposals_withdraw",
         request=None,
         responses={200: ProposalOutput},
         summary="Withdraw a proposal that is still waiting",
-        description=KEY_BOUND + " Withdrawing it again is a 409 and does nothing more.",
+        description=KEY_BOUND
+        + " Withdrawing it again is a 409 and does nothing more. It takes no body: a field "
+        "sent with it (a note, say) is a 400.",
     )
     def post(self, request: Request, proposal_id: int) -> Response:
+        WithdrawInput(data=request.data).is_valid(raise_exception=True)
         proposal_get_for_agent(agent=request.user, proposal_id=proposal_id)
         proposal_withdraw(agent=request.user, proposal_id=proposal_id)
         return Response(

@@ -417,6 +417,29 @@ def test_a_write_with_a_query_parameter_is_a_400_naming_it_and_does_nothing(
     assert Proposal.objects.get(pk=waiting["id"]).status == "pending_review"
 
 
+def test_a_withdrawal_sent_with_a_note_is_a_400_naming_it_and_withdraws_nothing(optimizer):
+    """The agent's note was dropped unsaid: the proposal withdrawn, its withdrawal reading
+    ``{"by": "agent", "note": ""}``."""
+    waiting = optimizer.post(URL, reallocation(), format="json").json()
+    withdraw = f"{URL}{waiting['id']}/withdraw/"
+
+    response = optimizer.post(withdraw, {"note": "Changed my mind."}, format="json")
+
+    assert (response.status_code, response.json()) == (400, {"note": ["Unknown field."]})
+    assert Proposal.objects.get(pk=waiting["id"]).status == "pending_review"
+    withdrawn = optimizer.post(withdraw)  # no body, as the Python client sends it
+    assert (withdrawn.status_code, withdrawn.json()["withdrawal"]) == (
+        200,
+        {"by": "agent", "note": ""},
+    )
+
+
+def test_a_withdrawal_sent_with_an_empty_object_withdraws(optimizer):
+    waiting = optimizer.post(URL, reallocation(), format="json").json()
+    response = optimizer.post(f"{URL}{waiting['id']}/withdraw/", {}, format="json")
+    assert (response.status_code, response.json()["status"]) == (200, "withdrawn")
+
+
 def test_a_write_takes_drf_s_own_format_parameter(optimizer):
     response = optimizer.post(f"{URL}?format=json", bid_adjustment(), format="json")
     assert response.status_code == 201, response.content
