@@ -31,7 +31,7 @@ from pydantic import Field
 from approvals.models import Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve, proposal_reject
 from ledger.models import Account, Campaign
-from policies.models import KillSwitch
+from policies.models import KillSwitch, Policy
 from tests.conftest import GUARANTEED, REALLOCATION, SIX_PERCENT_BID, wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.usefixtures("celery_worker")]
@@ -237,6 +237,33 @@ def test_an_edited_reallocation_tells_the_model_what_was_edited_and_the_reviewer
         '"generic-search": {"daily_budget": "700.00"}}.'
     )
     assert budgets() == (Decimal("800.00"), Decimal("700.00"))
+
+
+def test_a_reallocation_two_reviewers_approved_tells_the_model_both_their_notes(
+    platform, operators
+):
+    """Under a two-person rule the model read "A reviewer approved it: <the second's note>":
+    the first reviewer's note was lost, and one reviewer named where two had approved."""
+    for policy in Policy.objects.filter(action_type="budget_reallocation"):
+        policy.required_approvals = 2
+        policy.save()
+    first, second = operators
+    model = scripted(REALLOCATION)
+    agent = agent_with(model, ProposalMiddleware(ACTIONS, client=platform, timeout=60))
+
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(ask, agent, "Move 28% of brand-search's budget to generic-search.")
+        proposal = waiting_proposal()
+        proposal_approve(proposal_id=proposal.pk, reviewer=first, note="Only for this week")
+        proposal_approve(proposal_id=proposal.pk, reviewer=second)
+        running.result(timeout=60)
+
+    seen = told(model)
+    assert (seen["status"], seen["decided_by"]) == ("executed", "2 reviewers")
+    assert seen["notes"] == ["Reviewer 1: Only for this week."]
+    assert seen["message"].startswith(
+        "2 reviewers approved it: Reviewer 1: Only for this week. Executed. Before: "
+    )
 
 
 def test_the_reallocation_pauses_the_run_and_resumes_once_approved_without_proposing_twice(

@@ -17,7 +17,7 @@ from .errors import (
     PermissionDenied,
     ValidationFailed,
 )
-from .models import Proposal, Status
+from .models import Decision, Proposal, Status
 
 Args = Mapping[str, Any]
 
@@ -142,24 +142,29 @@ def outcome_report(
         report["after"] = execution.after_state if execution else None
         if execution is not None and execution.created:
             report["created"] = execution.created
-        report["decided_by"] = "a reviewer" if proposal.decisions else "policy (auto-approved)"
+        approvals = [d for d in proposal.decisions if d.outcome == "approve"]
+        report["decided_by"] = _approvers(approvals) or "policy (auto-approved)"
         if decision is not None and decision.note:
             report["note"] = decision.note
-        note = _sentence(report.get("note", ""))
+        said = _said(approvals)
+        if len(approvals) > 1 and said:
+            report["notes"] = said
+        approved = f"approved it{': ' + ' '.join(said) if said else '.'}"
         figures = _what_it_changed(
             report["before"], report["after"], proposal.summary, report.get("created", {})
         )
         edited = proposal.edited_payload
         if edited is not None:
             report["edited"] = {"proposed": proposed, "executed": edited}
+            by = "" if len(approvals) == 1 else f"{_approvers(approvals)} "
             report["message"] = (
-                f"A reviewer edited it ({_edit_text(proposed, edited)}), then approved it"
-                f"{': ' + note if note else '.'} The edited version executed. {figures}"
+                f"A reviewer edited it ({_edit_text(proposed, edited)}), then {by}{approved} "
+                f"The edited version executed. {figures}"
             )
-        elif note:
-            report["message"] = f"A reviewer approved it: {note} Executed. {figures}"
-        elif proposal.decisions:
-            report["message"] = f"A reviewer approved it. Executed. {figures}"
+        elif approvals:
+            report["message"] = (
+                f"{_approvers(approvals).capitalize()} {approved} Executed. {figures}"
+            )
         else:
             report["message"] = f"Executed. {figures}"
     elif status == Status.REJECTED:
@@ -231,6 +236,27 @@ def report_text(report: Mapping[str, Any]) -> str:
 
 def _reasons(proposal: Proposal) -> list[str]:
     return list(proposal.verdict.reasons) if proposal.verdict else []
+
+
+def _approvers(approvals: list[Decision]) -> str:
+    """Who approved, as the API tells it (not by name): "a reviewer", "2 reviewers"."""
+    if not approvals:
+        return ""
+    return "a reviewer" if len(approvals) == 1 else f"{len(approvals)} reviewers"
+
+
+def _said(approvals: list[Decision]) -> list[str]:
+    """What the approving reviewers wrote, as sentences: one reviewer's note alone; of
+    several (a two-person rule), each note after its writer's place in the order they
+    approved, "Reviewer 1: …", as the feedback names them. A second approver's note had been
+    all the model was told."""
+    if len(approvals) == 1:
+        return [_sentence(approvals[0].note)] if approvals[0].note.strip() else []
+    return [
+        f"Reviewer {number}: {_sentence(decision.note)}"
+        for number, decision in enumerate(approvals, start=1)
+        if decision.note.strip()
+    ]
 
 
 def _sentence(note: str) -> str:
