@@ -108,6 +108,12 @@ class DecisionOutput(serializers.Serializer):
     note = serializers.CharField()
     edited_payload = serializers.JSONField(allow_null=True)
     decided_at = serializers.DateTimeField(source="created_at")
+    round = serializers.IntegerField(
+        source="review_round",
+        help_text="The review round it was made in, from 1. A proposal sent back to a person "
+        "(edited after an approval, held by a kill switch before it ran, re-routed when "
+        "re-assessed) starts a new round: only the approvals of the last round let it run.",
+    )
 
 
 class ExecutionOutput(serializers.Serializer):

@@ -11,6 +11,8 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
+from hitl_client import Proposal as ClientProposal
+from hitl_client._tools import outcome_report
 
 from approvals.models import Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve
@@ -286,3 +288,29 @@ def test_a_waiting_proposal_s_page_says_a_switch_engaged_since_it_was_routed(log
     assert held.status == ProposalStatus.PENDING_REVIEW
     held_page = login("operator").get(f"/admin/approvals/proposal/{held.pk}/change/").text
     assert 'id="kill-switch-engaged-since"' not in held_page
+
+
+def test_an_approval_held_back_and_given_again_is_told_to_its_agent_as_one_reviewers(
+    agent_client,
+):
+    """Approved, held back by a switch before it ran, and approved again by the same
+    operator once it was released: the API tells each decision's round, and the model behind
+    an adapter is told one reviewer approved it (counting both rounds, it read "2 reviewers
+    approved it", as under a two-person rule)."""
+    proposal = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=proposal.pk, reviewer=person(), note="Fine for this week")
+    switch = engage()
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.PENDING_REVIEW
+    release(switch)
+    proposal_approve(proposal_id=proposal.pk, reviewer=person(), note="Still fine")
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTED
+
+    answer = agent_client("optimizer").get(f"/api/v1/proposals/{proposal.pk}/")
+
+    assert [(d["round"], d["note"]) for d in answer.json()["decisions"]] == [
+        (1, "Fine for this week"),
+        (2, "Still fine"),
+    ]
+    told = outcome_report(ClientProposal.from_api(answer.json()))
+    assert told["decided_by"] == "a reviewer"
+    assert told["message"].startswith("A reviewer approved it: Still fine. Executed.")

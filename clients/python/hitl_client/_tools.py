@@ -142,7 +142,7 @@ def outcome_report(
         report["after"] = execution.after_state if execution else None
         if execution is not None and execution.created:
             report["created"] = execution.created
-        approvals = [d for d in proposal.decisions if d.outcome == "approve"]
+        approvals = _approvals_that_let_it_run(proposal)
         report["decided_by"] = _approvers(approvals) or "policy (auto-approved)"
         if decision is not None and decision.note:
             report["note"] = decision.note
@@ -236,6 +236,14 @@ def report_text(report: Mapping[str, Any]) -> str:
 
 def _reasons(proposal: Proposal) -> list[str]:
     return list(proposal.verdict.reasons) if proposal.verdict else []
+
+
+def _approvals_that_let_it_run(proposal: Proposal) -> list[Decision]:
+    """The approvals of its last review round: one sent back to a person (held by a kill
+    switch before it ran, say) was let run by those, not by the earlier round's too, which
+    would count one reviewer who approved it twice as "2 reviewers"."""
+    last = max((decision.round or 0 for decision in proposal.decisions), default=0)
+    return [d for d in proposal.decisions if d.outcome == "approve" and (d.round or 0) == last]
 
 
 def _approvers(approvals: list[Decision]) -> str:

@@ -96,6 +96,9 @@ class Decision:
     note: str
     edited_payload: dict[str, Any] | None
     decided_at: datetime | None
+    # The review round it was made in (a proposal sent back to a person starts a new one);
+    # None from a server that does not say.
+    round: int | None = None
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @classmethod
@@ -106,6 +109,7 @@ class Decision:
             note=data.get("note", ""),
             edited_payload=data.get("edited_payload"),
             decided_at=_time(data.get("decided_at")),
+            round=data.get("round"),
             raw=data,
         )
 
