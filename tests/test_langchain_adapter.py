@@ -294,6 +294,35 @@ def test_the_reallocation_pauses_the_run_and_resumes_once_approved_without_propo
     assert Proposal.history.filter(id=proposal.pk, status="executed").count() == 1
 
 
+def connections_to(url: str) -> int:
+    """Open TCP connections (established) to ``url``'s port, as the kernel lists them."""
+    port = f"{int(url.rsplit(':', 1)[1]):04X}"
+    with open("/proc/net/tcp") as table:
+        rows = [line.split() for line in table.readlines()[1:]]
+    return sum(1 for row in rows if row[2].endswith(f":{port}") and row[3] == "01")
+
+
+def test_resuming_with_a_client_of_its_own_reads_the_environment_and_closes_it(
+    platform, operator, web_server, demo_world, monkeypatch
+):
+    """``resume_when_decided(paused)`` with no client makes one from HITL_BASE_URL and
+    HITL_API_KEY; it left that client's connection open, one more for each resume of a
+    loop."""
+    monkeypatch.setenv("HITL_BASE_URL", web_server)
+    monkeypatch.setenv("HITL_API_KEY", demo_world["agents"]["optimizer"])
+    model = scripted(REALLOCATION)
+    _, _, paused, waiting = paused_run(
+        platform, model, "Move 28% of brand-search's budget to generic-search.", "own-client"
+    )
+    proposal_approve(proposal_id=waiting.value["proposal_id"], reviewer=operator)
+    before = connections_to(web_server)
+
+    resumed = resume_when_decided(paused, timeout=60)
+
+    assert resumed.resume[waiting.id]["status"] == "executed"
+    assert connections_to(web_server) == before
+
+
 def test_a_creative_with_a_banned_term_comes_back_rejected_with_the_reviewers_reason(
     platform, operator
 ):

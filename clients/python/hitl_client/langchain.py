@@ -42,6 +42,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextlib import nullcontext
 from typing import Any, Literal
 
 from langchain.agents.middleware import AgentMiddleware
@@ -257,10 +258,12 @@ def resume_when_decided(
     pending = _our_interrupts(paused)
     if not pending:
         return None
-    client = client or Client()
-    answers = {
-        item.id: client.wait(item.value["proposal_id"], timeout=timeout).raw for item in pending
-    }
+    # A client of its own is closed once done (a loop of resumes would leave its pools open).
+    with nullcontext(client) if client else Client() as waiting:
+        answers = {
+            item.id: waiting.wait(item.value["proposal_id"], timeout=timeout).raw
+            for item in pending
+        }
     return Command(resume=answers)
 
 
@@ -271,9 +274,9 @@ async def aresume_when_decided(
     pending = _our_interrupts(paused)
     if not pending:
         return None
-    client = client or AsyncClient()
     answers = {}
-    for item in pending:
-        proposal = await client.wait(item.value["proposal_id"], timeout=timeout)
-        answers[item.id] = proposal.raw
+    async with nullcontext(client) if client else AsyncClient() as waiting:
+        for item in pending:
+            proposal = await waiting.wait(item.value["proposal_id"], timeout=timeout)
+            answers[item.id] = proposal.raw
     return Command(resume=answers)
