@@ -67,7 +67,7 @@ from hitlproject.validation import (
     bounded_json,
     finite_number,
 )
-from hitlproject.vocabulary import VerdictOutcome
+from hitlproject.vocabulary import NOTE_MAX_LENGTH, VerdictOutcome
 from hitlproject.wakeups import proposal_topic
 from policies.engine import HOLD_RULE_LABELS
 
@@ -192,7 +192,8 @@ class WithdrawalOutput(serializers.Serializer):
         "null where that is not on record.",
     )
     note = serializers.CharField(
-        help_text="What the reviewer who withdrew it wrote for the agent (empty if nothing)."
+        help_text="What was written with it (empty if nothing): by the reviewer who withdrew "
+        "it, for the agent; or by the agent, for the people who read it."
     )
 
 
@@ -615,24 +616,36 @@ class KeyBoundAPIView(AgentAPIView):
 
 
 class WithdrawInput(StrictSerializer):
-    """A withdrawal takes no body: a field sent with it is a 400, not dropped unsaid (a
-    ``{"note": …}`` withdrew the proposal, and its withdrawal read ``note: ""``)."""
+    """Why the agent withdraws it, if it says: kept with its withdrawal and shown where people
+    read it. Any other field is a 400, not dropped unsaid."""
+
+    note = serializers.CharField(
+        max_length=NOTE_MAX_LENGTH,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Why it is withdrawn, for the people who read it: its page and its Slack "
+        "messages show it, and its `withdrawal.note` keeps it.",
+    )
 
 
 class ProposalWithdrawApi(KeyBoundAPIView):
     @extend_schema(
         operation_id="proposals_withdraw",
-        request=None,
+        request=WithdrawInput,
         responses={200: ProposalOutput},
         summary="Withdraw a proposal that is still waiting",
         description=KEY_BOUND
-        + " Withdrawing it again is a 409 and does nothing more. It takes no body: a field "
-        "sent with it (a note, say) is a 400.",
+        + " Withdrawing it again is a 409 and does nothing more. A body is optional: "
+        '{"note": "why"} is kept with the withdrawal; another field is a 400.',
     )
     def post(self, request: Request, proposal_id: int) -> Response:
-        WithdrawInput(data=request.data).is_valid(raise_exception=True)
+        withdrawal = WithdrawInput(data=request.data)
+        withdrawal.is_valid(raise_exception=True)
         proposal_get_for_agent(agent=request.user, proposal_id=proposal_id)
-        proposal_withdraw(agent=request.user, proposal_id=proposal_id)
+        proposal_withdraw(
+            agent=request.user, proposal_id=proposal_id, note=withdrawal.validated_data["note"]
+        )
         return Response(
             proposal_body(proposal_get_for_agent(agent=request.user, proposal_id=proposal_id))
         )

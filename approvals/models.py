@@ -187,7 +187,9 @@ class Proposal(models.Model):
         help_text="Who withdrew it, if it was withdrawn: its agent, or a reviewer for it.",
     )
     withdrawal_note = models.TextField(
-        blank=True, help_text="What the reviewer who withdrew it told its agent, if anything."
+        blank=True,
+        help_text="What was written with its withdrawal, if anything: by a reviewer for its "
+        "agent, or by its agent.",
     )
     # A channel executor's rounds (what each sends, its lease) are its own:
     # executors.models.ExecutionRound.

@@ -457,11 +457,12 @@ def outcome_text(proposal: Proposal, *, reader=None) -> str:
     if proposal.status == S.EXPIRED:
         return _expired_text(proposal, approvers)
     withdrawal = withdrawal_seen(proposal)
-    if withdrawal is not None and withdrawal.by_reviewer:
+    if withdrawal is not None:
         note = f": {withdrawal.note}" if withdrawal.note else "."
-        return f"Withdrawn for its agent by {withdrawal.who} at {when}{note}"
+        if withdrawal.by_reviewer:
+            return f"Withdrawn for its agent by {withdrawal.who} at {when}{note}"
+        return f"Withdrawn by its agent{note}"
     labels = {
-        S.WITHDRAWN: "Withdrawn by its agent.",
         S.SUPERSEDED: "Superseded: its target changed before it ran; nothing was done.",
     }
     return labels.get(proposal.status, f"Now {proposal.get_status_display().lower()}.")

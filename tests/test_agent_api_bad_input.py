@@ -417,15 +417,19 @@ def test_a_write_with_a_query_parameter_is_a_400_naming_it_and_does_nothing(
     assert Proposal.objects.get(pk=waiting["id"]).status == "pending_review"
 
 
-def test_a_withdrawal_sent_with_a_note_is_a_400_naming_it_and_withdraws_nothing(optimizer):
-    """The agent's note was dropped unsaid: the proposal withdrawn, its withdrawal reading
-    ``{"by": "agent", "note": ""}``."""
+def test_a_withdrawal_sent_with_a_field_it_does_not_take_is_a_400_and_withdraws_nothing(
+    optimizer,
+):
+    """A field other than its note was dropped unsaid, the proposal withdrawn."""
     waiting = optimizer.post(URL, reallocation(), format="json").json()
     withdraw = f"{URL}{waiting['id']}/withdraw/"
 
-    response = optimizer.post(withdraw, {"note": "Changed my mind."}, format="json")
+    response = optimizer.post(withdraw, {"reason": "Changed my mind."}, format="json")
 
-    assert (response.status_code, response.json()) == (400, {"note": ["Unknown field."]})
+    assert (response.status_code, response.json()) == (400, {"reason": ["Unknown field."]})
+    assert Proposal.objects.get(pk=waiting["id"]).status == "pending_review"
+    too_long = optimizer.post(withdraw, {"note": "x" * 5001}, format="json")
+    assert too_long.status_code == 400 and list(too_long.json()) == ["note"]
     assert Proposal.objects.get(pk=waiting["id"]).status == "pending_review"
     withdrawn = optimizer.post(withdraw)  # no body, as the Python client sends it
     assert (withdrawn.status_code, withdrawn.json()["withdrawal"]) == (

@@ -260,6 +260,22 @@ def test_client_and_its_tools_tell_a_withdrawal_by_a_reviewer_from_the_agents_ow
     ]
 
 
+def test_client_withdraws_saying_why_and_the_operator_reads_it_on_its_page(hitl, login):
+    pending = propose_reallocation(hitl)
+
+    withdrawn = hitl.withdraw(pending.id, note="Superseded by my plan for next week.")
+
+    assert withdrawn.withdrawal == Withdrawal(
+        by="agent", note="Superseded by my plan for next week."
+    )
+    page = login("operator").get(f"/admin/approvals/proposal/{pending.id}/change/").text
+    said = page.split('id="withdrawal"')[1].split("</span>")[0]
+    assert "by optimizer itself" in said
+    assert "“Superseded by my plan for next week.”" in said
+    # The agent knows why it withdrew it: no feedback record tells it back.
+    assert list(hitl.feedback()) == []
+
+
 def test_client_withdrawing_twice_is_told_the_proposal_is_already_withdrawn(hitl):
     pending = propose_reallocation(hitl)
     hitl.withdraw(pending.id)

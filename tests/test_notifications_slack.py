@@ -489,6 +489,22 @@ def test_a_withdrawal_for_the_agent_says_who_withdrew_it_and_why_in_plain_words(
     assert "<!channel>" not in told(on_slack, OPERATOR)
 
 
+def test_an_agents_withdrawal_says_why_it_withdrew_it_where_it_said(optimizer, on_slack):
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+
+    answer = optimizer.post(
+        f"/api/v1/proposals/{proposal['id']}/withdraw/",
+        {"note": "Superseded by my plan for next week <!here>"},
+        format="json",
+    )
+
+    assert answer.status_code == 200, answer.content
+    [update] = wait_until(lambda: updates_of(on_slack, where))
+    assert context_texts(update["blocks"]) == (
+        "Withdrawn by its agent: Superseded by my plan for next week &lt;!here&gt;"
+    )
+
+
 def test_an_approval_in_the_console_under_the_two_person_rule_shows_on_slack(
     optimizer, on_slack, operators
 ):

@@ -944,20 +944,22 @@ def proposal_evaluate(*, proposal_id: int) -> Proposal:
         )
 
 
-def proposal_withdraw(*, agent: Agent, proposal_id: int) -> Proposal:
-    """An agent takes back its own proposal while it waits. Once its review window has closed
+def proposal_withdraw(*, agent: Agent, proposal_id: int, note: str = "") -> Proposal:
+    """An agent takes back its own proposal while it waits, saying why if it will (``note``,
+    kept with the withdrawal for the people who read it). Once its review window has closed
     it is too late: the proposal expires instead, as the sweep would have expired it."""
     with transaction.atomic():
         proposal = proposal_lock(proposal_id)
         if proposal.agent_id != agent.pk:
             raise NotFound(f"There is no proposal #{proposal_id}.")
         if not review_window_closed(proposal, timezone.now()):
+            note = note.strip()
             return proposal_transition(
                 proposal_id=proposal_id,
                 to_status=ProposalStatus.WITHDRAWN,
                 actor=Actor.for_agent(agent),
-                reason="withdrawn by the agent",
-                changes={"withdrawn_by": WithdrawnBy.AGENT},
+                reason="withdrawn by the agent" + (f": {note}" if note else ""),
+                changes={"withdrawn_by": WithdrawnBy.AGENT, "withdrawal_note": note},
             )
         proposals_expire_locked(proposals=[proposal])
     raise ReviewWindowClosed(proposal, "withdrawn")  # once the expiry is committed

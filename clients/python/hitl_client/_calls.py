@@ -155,9 +155,11 @@ def list_call(
     )
 
 
-def withdraw_call(proposal_id: int) -> Call:
+def withdraw_call(proposal_id: int, note: str | None = None) -> Call:
     # Not retried once it may have reached the server: the API takes no Idempotency-Key here.
-    return Call("POST", f"{PROPOSALS}{int(proposal_id)}/withdraw/")
+    return Call(
+        "POST", f"{PROPOSALS}{int(proposal_id)}/withdraw/", body={"note": note} if note else None
+    )
 
 
 def outcome_call(

@@ -232,9 +232,10 @@ class Client(_Base):
             page, call = _calls.proposals_page_of(self._send(call))
             yield from page
 
-    def withdraw(self, proposal_id: int) -> Proposal:
-        """Withdraw a proposal still waiting for review (``Conflict`` once decided)."""
-        return _calls.proposal_of(self._send(_calls.withdraw_call(proposal_id)))
+    def withdraw(self, proposal_id: int, note: str | None = None) -> Proposal:
+        """Withdraw a proposal still waiting for review (``Conflict`` once decided), saying why
+        in ``note`` if you will: the people who read it see it."""
+        return _calls.proposal_of(self._send(_calls.withdraw_call(proposal_id, note)))
 
     def report_outcome(
         self,
@@ -478,9 +479,9 @@ class AsyncClient(_Base):
             for proposal in page:
                 yield proposal
 
-    async def withdraw(self, proposal_id: int) -> Proposal:
+    async def withdraw(self, proposal_id: int, note: str | None = None) -> Proposal:
         """See ``Client.withdraw``."""
-        return _calls.proposal_of(await self._send(_calls.withdraw_call(proposal_id)))
+        return _calls.proposal_of(await self._send(_calls.withdraw_call(proposal_id, note)))
 
     async def report_outcome(
         self,

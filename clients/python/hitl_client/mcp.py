@@ -271,9 +271,13 @@ def build_server(client_factory: ClientFactory = AsyncClient) -> MCPServer:
     )
     async def withdraw_proposal(
         proposal_id: Annotated[int, Field(description="The proposal's id")],
+        note: Annotated[
+            str | None,
+            Field(description="Why you withdraw it, for the people who read it (optional)"),
+        ] = None,
     ) -> dict[str, Any]:
         try:
-            return view_of(await hitl().withdraw(proposal_id))
+            return view_of(await hitl().withdraw(proposal_id, note))
         except HitlError as error:
             raise _tool_error(error) from error
 
