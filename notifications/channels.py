@@ -16,6 +16,7 @@ from notifications.messages import (
     NO_LONGER_WAITS,
     DigestLine,
     ProposalMessage,
+    my_channels_url,
     waiting_count_text,
 )
 
@@ -113,7 +114,12 @@ class EmailChannel(Channel):
             recipient=recipient,
             subject=message.subject,
             template="proposal_email",
-            context={"message": message, "recipient": recipient, "may_decide": may_decide},
+            context={
+                "message": message,
+                "recipient": recipient,
+                "may_decide": may_decide,
+                "channels_url": my_channels_url(),
+            },
         )
 
     def send_digest(self, *, recipient, messages: list[ProposalMessage]) -> Sent:
@@ -121,7 +127,11 @@ class EmailChannel(Channel):
             recipient=recipient,
             subject=f"[HITL] {waiting_count_text(len(messages))}",
             template="digest_email",
-            context={"messages": messages, "recipient": recipient},
+            context={
+                "messages": messages,
+                "recipient": recipient,
+                "channels_url": my_channels_url(),
+            },
         )
 
 

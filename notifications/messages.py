@@ -65,6 +65,9 @@ class ProposalMessage:
     # headline, body and call to action: ``ActionType.words_shown``), shown before it may be
     # approved from the message.
     words: Sequence[tuple[str, Sequence[tuple[str, str]]]] = ()
+    # Why this person is told of it ("You are told by the route “Demo: …”."), as the
+    # notification's route says; empty where no route is on record.
+    told_because: str = ""
 
     @property
     def claimed_until_text(self) -> str:
@@ -174,6 +177,22 @@ def ended_as(proposal: Proposal) -> str:
 def proposal_url(proposal_id: int) -> str:
     console = settings.CONSOLE_URL or served_at()
     return console + reverse("admin:approvals_proposal_change", args=[proposal_id])
+
+
+def my_channels_url() -> str:
+    """Where a person chooses how they are told (*My channels*)."""
+    console = settings.CONSOLE_URL or served_at()
+    return console + reverse("admin:notifications_reachedby_changelist")
+
+
+def told_because(*, kind: str, route_name: str) -> str:
+    """Why a person is told, by the route that told them: its people, or, for an overdue
+    decision, its backup group."""
+    if not route_name:
+        return ""
+    if kind == NotificationKind.ESCALATION:
+        return f"You are told as one of the backup group of the route “{route_name}”."
+    return f"You are told by the route “{route_name}”."
 
 
 def proposal_messages(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -42,6 +43,7 @@ from notifications.messages import (
     approvals_so_far,
     ended_as,
     proposal_messages,
+    told_because,
 )
 from notifications.models import (
     Claim,
@@ -567,7 +569,7 @@ def _deliver_chunk(
         if others_due and whole:
             after_commit(_deliver_more)  # once these are leased
         found = Notification.objects.select_related(
-            "proposal__agent", "proposal__account", "recipient"
+            "proposal__agent", "proposal__account", "recipient", "route"
         ).in_bulk(ids)
         taken = [found[pk] for pk in ids]
         # One of each person, so their permissions are read once for all their messages.
@@ -791,6 +793,10 @@ def _send_one(
         )
         if not may_decide:  # it waits, but not for them: the owner of its agent, one who approved
             message = addressed_to_one_who_may_not_decide(message)
+        route_name = notification.route.name if notification.route_id else ""
+        message = replace(
+            message, told_because=told_because(kind=notification.kind, route_name=route_name)
+        )
         return channel.send(
             recipient=notification.recipient, message=message, may_decide=may_decide
         )

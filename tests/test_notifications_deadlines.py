@@ -100,9 +100,12 @@ def test_operator_is_reminded_at_half_time_and_backup_group_told_at_the_deadline
     sweep_until(deadline.due_at + timedelta(seconds=1))
     [escalation] = wait_until(lambda: mailbox.to("backup@example.com"), timeout=15)
     assert escalation["Subject"].startswith("[HITL] Overdue: escalated to you")
+    told = escalation.get_body(preferencelist=("plain",)).get_content()
+    assert f"/admin/approvals/proposal/{proposal_id}/change/" in told
+    # Why they of all people are told: as the backup group, not as the route's own people.
     assert (
-        f"/admin/approvals/proposal/{proposal_id}/change/"
-        in escalation.get_body(preferencelist=("plain",)).get_content()
+        "You are told as one of the backup group of the route "
+        "“Demo: everything waiting, to the operators”." in " ".join(told.split())
     )
 
     # More beats change nothing: one reminder, one escalation.

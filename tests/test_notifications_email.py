@@ -42,6 +42,12 @@ def test_the_reference_reallocation_reaches_the_operator_by_email(optimizer, mai
     assert "Why it waits" in text
     assert f"/admin/approvals/proposal/{proposal['id']}/change/" in text
     assert f"/admin/approvals/proposal/{proposal['id']}/change/" in html
+    # Why they are told, and where they choose how.
+    said = " ".join(text.split())
+    assert "You are told by the route “Demo: everything waiting, to the operators”." in said
+    assert "How you are told is yours to choose: http://" in said
+    assert said.endswith("/admin/notifications/reachedby/")
+    assert '/admin/notifications/reachedby/">your channels</a>' in html
     # Only the operators are on the demo's route: nobody else hears of it.
     assert not mailbox.to("auditor@example.com")
     assert not mailbox.to("policy-owner@example.com")
