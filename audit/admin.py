@@ -25,6 +25,7 @@ from django.forms.models import model_to_dict
 from django.http import Http404, HttpResponseRedirect, QueryDict
 from django.utils import dateformat, timezone
 from simple_history.admin import SimpleHistoryAdmin
+from simple_history.manager import SIMPLE_HISTORY_REVERSE_ATTR_NAME
 from simple_history.models import DeletedObject, ModelChange, ModelDelta
 from simple_history.template_utils import HistoricalRecordContextHelper
 from simple_history.utils import get_history_model_for_model, get_m2m_reverse_field_name
@@ -200,15 +201,15 @@ class ConsoleHistoryValues(HistoricalRecordContextHelper):
 
     def prepare_delta_change_value(self, change, value):
         value = super().prepare_delta_change_value(change, value)
+        field = self.model._meta.get_field(change.field)
         if isinstance(value, DeletedObject):
-            if value.pk is None:
-                return "—"
-            return f"{value.model._meta.verbose_name} #{value.pk} (since deleted)"
+            return related_in_words(value)
+        if field.many_to_many:  # the accounts an agent may act on: "demo, spring-sale"
+            return ", ".join(related_in_words(item) for item in value) or "—"
         if self._is_json(change.field):
             return value
         if value is None or value == "":
             return "—"
-        field = self.model._meta.get_field(change.field)
         if field.choices and not isinstance(value, list):  # "Pending review", not pending_review
             return dict(field.flatchoices).get(value, value)
         if isinstance(value, datetime):  # as the console writes a time, not Python's repr
@@ -218,6 +219,38 @@ class ConsoleHistoryValues(HistoricalRecordContextHelper):
         if isinstance(value, timedelta):
             return describe_duration(value)
         return value
+
+
+def related_in_words(value) -> str:
+    """A related record as the history reads it; one since deleted says so."""
+    if isinstance(value, DeletedObject):
+        if value.pk is None:
+            return "—"
+        return f"{value.model._meta.verbose_name} #{value.pk} (since deleted)"
+    return str(value)
+
+
+def m2m_as_recorded(field: models.ManyToManyField):
+    """A past version's many-to-many field (the accounts an agent could act on, whom a route
+    told), shown by its version page as that version recorded it: the model instance that page
+    is built from reads its relations as they are now."""
+    related = get_m2m_reverse_field_name(field)
+
+    def as_recorded(obj) -> str:
+        version = getattr(obj, SIMPLE_HISTORY_REVERSE_ATTR_NAME, None)
+        if version is None:
+            return "—"
+        names = []
+        for row in getattr(version, field.name).order_by(related):
+            try:
+                names.append(str(getattr(row, related)))
+            except ObjectDoesNotExist:
+                pk = getattr(row, f"{related}_id")
+                names.append(related_in_words(DeletedObject(field.related_model, pk)))
+        return ", ".join(names) or "—"
+
+    as_recorded.short_description = field.verbose_name
+    return as_recorded
 
 
 def created_delta(record) -> ModelDelta:
@@ -255,6 +288,11 @@ def created_delta(record) -> ModelDelta:
     return ModelDelta(changes, [change.field for change in changes], record, record)
 
 
+def is_history_page(request) -> bool:
+    match = request.resolver_match
+    return bool(match and match.url_name and match.url_name.endswith("_simple_history"))
+
+
 class AuditedHistoryAdmin(ConsoleAdmin, SimpleHistoryAdmin):
     """History that is read, never rewritten.
 
@@ -267,6 +305,18 @@ class AuditedHistoryAdmin(ConsoleAdmin, SimpleHistoryAdmin):
     """
 
     history_values = ConsoleHistoryValues
+
+    def __init__(self, model, admin_site):
+        super().__init__(model, admin_site)
+        # Each many-to-many field the history records, and the name its version page shows
+        # it by, as that version recorded it.
+        self.m2m_recorded: dict[str, str] = {}
+        if keeps_history(model):
+            for field in get_history_model_for_model(model)._history_m2m_fields:
+                name = f"{field.name}_as_recorded"
+                setattr(self, name, m2m_as_recorded(field))
+                self.m2m_recorded[field.name] = name
+
     # The history list's "Created" entry shows the values the record was created with, as
     # the entries after it show their changes (a route: whom it tells, what it covers), not
     # only on the version's own page.
@@ -329,12 +379,46 @@ class AuditedHistoryAdmin(ConsoleAdmin, SimpleHistoryAdmin):
         return super().history_form_view(request, object_id, version_id, extra_context)
 
     def get_readonly_fields(self, request, obj=None):
-        if request.resolver_match and request.resolver_match.url_name.endswith("_simple_history"):
+        if is_history_page(request):
             if self.fieldsets:
-                return flatten_fieldsets(self.fieldsets)
-            hidden = set(self.exclude or ())  # secrets (a key's digest) stay hidden in history
-            return [field.name for field in self.model._meta.fields if field.name not in hidden]
+                shown = flatten_fieldsets(self.fieldsets)
+            else:
+                hidden = set(self.exclude or ())  # secrets (a key's digest) stay hidden
+                opts = self.model._meta
+                shown = [
+                    field.name
+                    for field in sorted([*opts.fields, *opts.many_to_many])
+                    if field.name not in hidden
+                    and (not field.many_to_many or field.name in self.m2m_recorded)
+                ]
+            return [self.m2m_recorded.get(name, name) for name in shown]
         return super().get_readonly_fields(request, obj)
+
+    def get_exclude(self, request, obj=None):
+        # A past version's relations are shown as recorded (``m2m_as_recorded``), never in
+        # a chooser that looks as if it could change them.
+        exclude = super().get_exclude(request, obj)
+        if not is_history_page(request):
+            return exclude
+        return [*(exclude or ()), *(field.name for field in self.model._meta.many_to_many)]
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if not self.m2m_recorded or not is_history_page(request):
+            return fieldsets
+
+        def as_recorded(names):
+            if isinstance(names, str):
+                return self.m2m_recorded.get(names, names)
+            return tuple(self.m2m_recorded.get(name, name) for name in names)
+
+        return [
+            (
+                title,
+                {**options, "fields": list(dict.fromkeys(map(as_recorded, options["fields"])))},
+            )
+            for title, options in fieldsets
+        ]
 
 
 class ReadOnlyAdmin(AuditedHistoryAdmin):
@@ -460,11 +544,6 @@ class ChangeReasonForm(forms.ModelForm):
             if isinstance(value, str):
                 cleaned[name] = with_lf_line_breaks(value)
         return cleaned
-
-
-def is_history_page(request) -> bool:
-    match = request.resolver_match
-    return bool(match and match.url_name and match.url_name.endswith("_simple_history"))
 
 
 class ChangeReasonAdmin(AuditedHistoryAdmin):

@@ -197,3 +197,55 @@ def test_records_changed_without_a_reason_show_no_reason_not_none(login, demo_wo
         rows = history_rows(auditor, obj)
         assert rows, obj
         assert not any("None" in row for row in rows), (obj, rows)
+
+
+def version_page_text(client, obj, history_record) -> str:
+    page = client.get(version_url(obj, history_record))
+    assert page.status_code == 200
+    return page.content.decode().split('id="content-main"')[1]
+
+
+def test_an_agent_s_past_version_shows_the_accounts_it_had_then_and_offers_no_widget(
+    login, demo_world
+):
+    agent = Agent.objects.get(name="copywriter")
+    Account.objects.create(
+        external_id="spring-sale", name="Spring sale", channel="meta", currency="EUR"
+    )
+    on_demo = agent.history.latest("history_date")
+    agent.accounts.set([Account.objects.get(external_id="spring-sale")])  # recorded, as seeded
+
+    content = version_page_text(login("auditor"), agent, on_demo)
+
+    # The version an auditor opens says which accounts the agent could act on then, in words;
+    # not today's accounts, and not in a chooser that looks as if it could be changed.
+    assert 'name="accounts"' not in content
+    accounts = " ".join(html.unescape(strip_tags(content.split("Accounts")[1])).split())
+    assert accounts.startswith(": demo ")
+    assert "spring-sale" not in content
+
+
+def test_a_route_s_past_version_shows_whom_it_told_then(login, demo_world):
+    from django.contrib.auth.models import Group
+
+    from notifications.models import Route
+
+    route = Route.objects.get(name="Demo: everything waiting, to the operators")
+    told_then = sorted(group.name for group in route.groups.all())
+    before = route.history.latest("history_date")
+    route.groups.set([Group.objects.create(name="night shift")])
+
+    content = version_page_text(login("auditor"), route, before)
+
+    plain = " ".join(html.unescape(strip_tags(content)).split())
+    assert told_then and all(name in plain for name in told_then)
+    assert "night shift" not in plain
+
+
+def test_the_history_list_reads_an_agent_s_accounts_in_words(login, demo_world):
+    agent = Agent.objects.get(name="copywriter")
+
+    granted = history_rows(login("auditor"), agent)[0]
+
+    assert "Accounts: — → demo" in granted
+    assert "[" not in granted

@@ -145,7 +145,7 @@ def test_a_routes_created_entry_shows_whom_it_tells_and_what_it_covers(login):
         "Minimum risk: — → 50",
         "Delivery: — → In a digest",  # its choice in words, as the form offers it
         "Digest minutes: — → 15",
-        f"Groups: [] → [{OPERATORS}]",
+        f"Groups: — → {OPERATORS}",  # in words, as every other value: no brackets
         "Is active: — → yes",
     ):
         assert value in shown, shown
