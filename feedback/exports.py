@@ -1,11 +1,14 @@
 """An agent's record for prompt tuning or fine-tuning: JSON Lines, one line per proposal its
-agent was given feedback on in the period: people decided on it, it expired, was superseded or
-failed to execute, or its outcome was reported (``label``: what people decided, or null).
+agent was given feedback on in the period: people decided on it or withdrew it for the agent, it
+expired, was superseded or failed to execute, or its outcome was reported (``label``: what
+people decided, or null).
 
 Each line holds what the agent proposed (its payload as first submitted, rationale,
 confidence, supporting data), how policy first routed it, the people's decisions with their reasons
 and notes, what was approved and the edits between the two (with the words changed in
-text), what became of it, and the outcomes reported. Proposals are read in chunks, so a long
+text), what became of it, the outcomes reported, and the feedback the agent was given on it,
+as its feed gave it (a reviewer's note on withdrawing it, the values a superseded proposal saw
+and found: no decision says them). Proposals are read in chunks, so a long
 period streams in constant memory.
 """
 
@@ -165,5 +168,15 @@ def _record(agent: Agent, proposal: Proposal, submitted_payload: dict, routing: 
                 "reported_at": outcome.created_at,
             }
             for outcome in proposal.outcomes.all()
+        ],
+        "feedback": [
+            {
+                "kind": item.kind,
+                "reason_code": item.reason_code,
+                "note": item.note,
+                "diff": item.diff,
+                "created_at": item.created_at,
+            }
+            for item in proposal.feedback.all()
         ],
     }

@@ -143,7 +143,8 @@ def test_the_export_page_says_a_proposal_nobody_decided_is_in_it_and_it_is(login
     covers = " ".join(page.split('id="export-covers">')[1].split("</p>")[0].split())
     assert covers.startswith(
         "One JSON line for each of the agent's proposals it was given feedback on in the "
-        "period: those people decided on, that expired, were superseded or failed to execute"
+        "period: those people decided on or withdrew for it, that expired, were superseded or "
+        "failed to execute"
     )
     records = {r["proposal_id"]: r for r in lines(b"".join(response.streaming_content).decode())}
     assert (records[budget_set.pk]["label"], records[budget_set.pk]["status"]) == (
@@ -179,3 +180,49 @@ def test_a_bad_request_shows_the_form_again(login, query):
     assert response.status_code == 200
     assert 'id="training-export-form"' in response.text
     assert "errorlist" in response.text
+
+
+def test_each_line_holds_the_feedback_its_agent_was_given(login, demo_world):
+    """What the agent was told is in its line, word for word as its feed gave it: a
+    reviewer's note on withdrawing it, the value a superseded proposal saw and the value now;
+    neither is a decision, so nothing else in the line says them."""
+    from approvals.services.proposals import proposal_withdraw_for_agent
+
+    operator = get_user_model().objects.get(username="operator")
+    withdrawn = evaluated(reallocation("300.00"))
+    proposal_withdraw_for_agent(
+        proposal_id=withdrawn.pk, reviewer=operator, note="Brand search is being reworked."
+    )
+    first = evaluated(reallocation("300.00"))
+    budget_set = evaluated(
+        reallocation()
+        | {"action_type": "budget_change",
+           "payload": {"campaign": "brand-search", "new_daily_budget": "1500.00"}}
+    )  # fmt: skip
+    proposal_approve(proposal_id=first.pk, reviewer=operator)
+    proposal_execute(proposal_id=first.pk)  # brand-search's budget moves: budget_set ends
+    today = timezone.localdate()
+
+    response = login("auditor").get(
+        EXPORT,
+        {"agent": "optimizer", "since": today - timedelta(days=30), "until": today + timedelta(1)},
+    )
+
+    records = {r["proposal_id"]: r for r in lines(b"".join(response.streaming_content).decode())}
+    fed = {
+        pk: [
+            {**item, "created_at": item["created_at"].isoformat().replace("+00:00", "Z")}
+            for item in Feedback.objects.filter(proposal_id=pk)
+            .order_by("id")
+            .values("kind", "reason_code", "note", "diff", "created_at")
+        ]
+        for pk in (withdrawn.pk, budget_set.pk)
+    }
+    assert records[withdrawn.pk]["feedback"] == fed[withdrawn.pk]
+    assert [(f["kind"], f["note"]) for f in records[withdrawn.pk]["feedback"]] == [
+        ("withdrawn", "Brand search is being reworked.")
+    ]
+    assert records[budget_set.pk]["feedback"] == fed[budget_set.pk]
+    [superseded] = records[budget_set.pk]["feedback"]
+    assert superseded["kind"] == "superseded"
+    assert superseded["diff"] == {"brand-search.daily_budget": {"saw": "1000.00", "now": "700.00"}}
