@@ -356,10 +356,7 @@ class ProposalAdmin(ApprovalsProposalAdmin):
             if proposal is None:
                 raise NotFound(f"There is no proposal #{object_id}.")
             claim = proposal_claim(proposal_id=object_id, user=request.user)
-            return (
-                f"You are on proposal #{object_id} until "
-                f"{timezone.localtime(claim.lapses_at):%H:%M}; the others see it."
-            )
+            return f"You are on proposal #{object_id} until {claim.lapses_text}; the others see it."
 
         return self._claim_act(request, object_id, take)
 

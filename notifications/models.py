@@ -275,6 +275,11 @@ class Claim(models.Model):
     def is_live(self, now=None) -> bool:
         return (now or timezone.now()) < self.lapses_at
 
+    @property
+    def lapses_text(self) -> str:
+        """When it lapses, as the proposal's page says it: "2026-12-04 17:15 UTC"."""
+        return f"{timezone.localtime(self.lapses_at):%Y-%m-%d %H:%M %Z}"
+
 
 class SlackRequestSeen(models.Model):
     """A signed request from Slack already handled, kept while its timestamp is fresh enough

@@ -1176,7 +1176,7 @@ def proposal_claim(*, proposal_id: int, user) -> Claim:
             # Not opening on the name: a message line capitalises its first letter.
             raise Conflict(
                 f"Proposal #{proposal.pk} is taken: {claim.user.get_username()} is on it "
-                f"until {timezone.localtime(claim.lapses_at):%H:%M %Z}."
+                f"until {claim.lapses_text}."
             )
         claim = claim or Claim(proposal=proposal)
         claim.user = user

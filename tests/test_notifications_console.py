@@ -292,6 +292,22 @@ def detail(client: Client, proposal) -> str:
     return client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk])).text
 
 
+def test_taking_a_proposal_says_until_when_as_its_page_does(login, operators):
+    """The message after "I'll take it" and a colleague's refusal name the moment the claim
+    lapses as the "On it" line under them does: its day, its minute and its zone."""
+    proposal = evaluated()
+    second = Client()
+    second.force_login(operators[1])
+
+    taken = login("operator").post(claim_url(proposal), follow=True)
+    refused = second.post(claim_url(proposal), follow=True)
+
+    until = f"{Claim.objects.get(proposal=proposal).lapses_at:%Y-%m-%d %H:%M} UTC"
+    assert f"On it:</strong> you, until {until}." in taken.text
+    assert f"You are on proposal #{proposal.pk} until {until}; the others see it." in taken.text
+    assert f"Proposal #{proposal.pk} is taken: operator is on it until {until}." in refused.text
+
+
 def test_reviewer_takes_a_proposal_and_gives_it_back(login, operators):
     proposal = evaluated()
     operator = login("operator")
@@ -314,7 +330,8 @@ def test_reviewer_takes_a_proposal_and_gives_it_back(login, operators):
     refused = second.post(claim_url(proposal), follow=True)
     # Their name as it is, never capitalised by the message line (“Operator”).
     assert re.search(
-        rf"Proposal #{proposal.pk} is taken: operator is on it until \d\d:\d\d UTC", refused.text
+        rf"Proposal #{proposal.pk} is taken: operator is on it until [\d-]+ \d\d:\d\d UTC",
+        refused.text,
     )
     assert Claim.objects.get(proposal=proposal).user.username == "operator"
 
