@@ -12,7 +12,8 @@ from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from approvals import action_types
 from approvals.admin import ProposalAdmin as ApprovalsProposalAdmin
@@ -28,7 +29,14 @@ from audit.admin import (
 from hitlproject.converters import record_page
 from hitlproject.errors import DomainError, NotFound
 from hitlproject.vocabulary import how_many
-from notifications.models import Claim, Delivery, Notification, ReachedBy, Route
+from notifications.models import (
+    Claim,
+    Delivery,
+    Notification,
+    ReachedBy,
+    Route,
+    attempts_in_words,
+)
 from notifications.selectors import claim_live, proposal_notifications
 from notifications.services import (
     proposal_claim,
@@ -218,9 +226,18 @@ class MyChannelsAdmin(AuditedHistoryAdmin):
         return redirect("admin:notifications_reachedby_change", obj.pk)
 
 
+class NotificationHistoryValues(ConsoleHistoryValues):
+    def json_in_words(self, field_name: str, value) -> str | None:
+        if field_name == "log" and isinstance(value, list):
+            return " ".join(attempts_in_words(value))
+        return None
+
+
 @admin.register(Notification)
 class NotificationAdmin(ReadOnlyAdmin):
     """The outbox: every message to a person, as it was sent (or why it was not)."""
+
+    history_values = NotificationHistoryValues
 
     list_display = [
         "id",
@@ -244,6 +261,23 @@ class NotificationAdmin(ReadOnlyAdmin):
     @admin.display(description="status", ordering="status")
     def status_shown(self, notification: Notification) -> str:
         return notification.status_said
+
+    # Its log, attempt by attempt in words, where the page (or a past version's) has the field.
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), "log_said"]
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        return list(dict.fromkeys("log_said" if name == "log" else name for name in fields))
+
+    @admin.display(description="log")
+    def log_said(self, notification: Notification) -> str:
+        return (
+            format_html_join(
+                mark_safe("<br>"), "{}", ((line,) for line in notification.attempts_said)
+            )
+            or "—"
+        )
 
     @admin.display(description="what", ordering="kind")
     def what(self, notification: Notification) -> str:

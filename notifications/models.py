@@ -2,6 +2,8 @@
 person is reached, what was sent (an outbox, written in the transaction that moved the
 proposal), the deadline a decision is due by, and who has taken a proposal (claims)."""
 
+from datetime import datetime
+
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -117,6 +119,26 @@ class NotificationStatus(models.TextChoices):
 # went (a worker killed mid-send): a mail server or Slack cannot be asked, so it may have.
 
 
+def attempts_in_words(log: list | None) -> list[str]:
+    """Each attempt of a message's log as the console says it: "Attempt 1, 2026-12-04
+    21:55:04: accepted by … for operator@example.com", and what became of its proposal as it
+    went; not the log's JSON, whose times are ISO 8601 to the microsecond."""
+    said = []
+    for number, entry in enumerate(log or [], start=1):
+        if not isinstance(entry, dict):
+            said.append(f"Attempt {number}: {entry}")
+            continue
+        try:
+            at = timezone.localtime(datetime.fromisoformat(entry["at"]))
+        except (KeyError, TypeError, ValueError):
+            when = ""
+        else:
+            when = f", {at:%Y-%m-%d %H:%M:%S}"
+        then = f"; {entry['then']}" if entry.get("then") else ""
+        said.append(f"Attempt {number}{when}: {entry.get('result', '—')}{then}")
+    return said
+
+
 class Notification(models.Model):
     """One message to one person on one channel about one proposal: the outbox. Written in
     the transaction that moved the proposal, sent after it commits, retried, never lost by a
@@ -176,6 +198,10 @@ class Notification(models.Model):
         if self.kind == NotificationKind.UPDATE and self.about:
             return f"Update of a message sent: {self.about}"
         return self.get_kind_display()
+
+    @property
+    def attempts_said(self) -> list[str]:
+        return attempts_in_words(self.log)
 
     @property
     def interrupted_attempts(self) -> list[int]:

@@ -4,6 +4,7 @@ person chooses their own channels and nobody else's; a reviewer takes a proposal
 and the others see who is on it, in the queue too, without being stopped from deciding; a
 proposal's page says who was told, on which channel, when, whether it was sent, and its deadline."""
 
+import html
 import re
 from datetime import timedelta
 
@@ -15,6 +16,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import strip_tags
 
 from approvals.models import ProposalStatus
 from approvals.roles import OPERATORS
@@ -530,3 +532,60 @@ def test_a_message_whose_sender_died_then_not_sent_says_it_may_have_reached_them
         f"review; {maybe}"
     )
     assert told.next_attempt_at is None  # nothing more is tried
+
+
+def test_a_message_s_page_lists_its_attempts_in_the_console_s_words(login, demo_world):
+    """Each attempt on its own line, numbered, at the time as the console writes one, with what
+    it got (and what became of its proposal as it went): not the log's JSON, whose times were
+    ISO 8601 to the microsecond, in another form than every other time on the page."""
+    from notifications.models import NotificationChannel, NotificationKind
+
+    proposal = evaluated()
+    first, second = timezone.now() - timedelta(minutes=3), timezone.now()
+    notification = Notification.objects.create(
+        proposal=proposal,
+        review_round=1,
+        recipient=get_user_model().objects.get(username="operator"),
+        channel=NotificationChannel.EMAIL,
+        kind=NotificationKind.WAITING,
+    )
+    notification.attempts = 2
+    notification.log = [
+        {"at": first.isoformat(), "result": "refused by the mail server: 451 try later"},
+        {
+            "at": second.isoformat(),
+            "result": "accepted by mail.example.com for operator@example.com",
+            "then": "the proposal became approved as it went, which an email cannot take back",
+        },
+    ]
+    notification.save()
+
+    auditor = login("auditor")
+    page = auditor.get(reverse("admin:notifications_notification_change", args=[notification.pk]))
+    version = auditor.get(
+        reverse(
+            "admin:notifications_notification_simple_history",
+            args=[notification.pk, notification.history.latest("history_date").history_id],
+        )
+    )
+
+    for shown in (page, version):
+        assert shown.status_code == 200
+        plain = html.unescape(strip_tags(shown.text))
+        assert (
+            f"Attempt 1, {timezone.localtime(first):%Y-%m-%d %H:%M:%S}: refused by the mail "
+            "server: 451 try later" in plain
+        )
+        assert (
+            f"Attempt 2, {timezone.localtime(second):%Y-%m-%d %H:%M:%S}: accepted by "
+            "mail.example.com for operator@example.com; the proposal became approved as it "
+            "went, which an email cannot take back" in plain
+        )
+        assert first.isoformat() not in shown.text and '"result"' not in shown.text
+    # And its history list, where the log changed.
+    listed = auditor.get(
+        reverse("admin:notifications_notification_history", args=[notification.pk])
+    )
+    plain = " ".join(html.unescape(strip_tags(listed.text)).split())
+    assert f"Log: — → Attempt 1, {timezone.localtime(first):%Y-%m-%d %H:%M:%S}: refused" in plain
+    assert first.isoformat() not in listed.text
