@@ -9,6 +9,8 @@ from django.core.management.base import CommandError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.utils import timezone
 
+from hitlproject.durations import describe_duration
+
 # A period starts no earlier than this platform's records could, ends by the day after
 # tomorrow (``until`` is the day after the last), and spans at most five years: a report
 # or an export over more is split into several.
@@ -77,36 +79,6 @@ def command_period(since: str, until: str | None) -> tuple[datetime, datetime]:
     if problem:
         raise CommandError(problem)
     return midnight(start), midnight(end)
-
-
-_UNITS = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
-# Past this many of its largest whole unit, a duration reads better in parts: "1 day 11 hours
-# 59 minutes 59 seconds", not "129,599 seconds"; up to it, in one: "36 hours", "1,000 minutes".
-_MOST_IN_ONE_UNIT = 1000
-
-
-def describe_duration(duration: timedelta) -> str:
-    """A window as a policy owner reads it: "90 days", "1 minute", "36 hours", "1 day 11
-    hours 59 minutes 59 seconds"."""
-    seconds = int(duration.total_seconds())
-    for unit, size in _UNITS:
-        if seconds % size == 0 and abs(seconds) >= size:
-            count = seconds // size
-            if count <= _MOST_IN_ONE_UNIT or seconds < 0:
-                return _counted(count, unit)
-            break
-    else:
-        return str(duration)
-    parts = []
-    for unit, size in _UNITS:
-        count, seconds = divmod(seconds, size)
-        if count:
-            parts.append(_counted(count, unit))
-    return " ".join(parts)
-
-
-def _counted(count: int, unit: str) -> str:
-    return f"{count:,} {unit}{'' if abs(count) == 1 else 's'}"
 
 
 class _BoundInWords:

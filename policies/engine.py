@@ -16,8 +16,8 @@ How a verdict is reached, in order:
 3. Otherwise ``auto_approve``.
 
 Every rule that held a proposal back is also named in the verdict's ``held_by``, as a
-``Hold``: which rule (``HoldRule``) and its figures in words ("cumulative ceiling 25% per 24 h
-(with this move, brand-search's daily budget would move -28.0% within 24 h, counting
+``Hold``: which rule (``HoldRule``) and its figures in words ("cumulative ceiling 25% per 1 day
+(with this move, brand-search's daily budget would move -28.0% within 1 day, counting
 what is approved or executed)"), so that a page can point at the rule a person would change.
 
 Matching: a policy matches when its action type is the proposal's and each scope it names
@@ -76,6 +76,8 @@ from fractions import Fraction
 from functools import cached_property
 from math import gcd
 from typing import Literal, NamedTuple
+
+from hitlproject.durations import describe_duration
 
 Outcome = Literal["auto_approve", "review", "block"]
 MagnitudeUnit = Literal["ratio", "count"]
@@ -415,8 +417,9 @@ def ceiling_text(value: Number, unit: MagnitudeUnit) -> str:
 
 
 def window_text(window: timedelta) -> str:
-    hours = window.total_seconds() / 3600
-    return f"{hours:g} h"
+    """A cumulative window in the words its policy's form takes and shows it in ("1 day", "36
+    hours", "90 minutes"), not in hours ("24 h", "336 h" for two weeks, "1.5 h")."""
+    return describe_duration(window)
 
 
 def matching_rule(facts: Facts | Scope, rules: Iterable[Rule]) -> Rule | None:
@@ -526,7 +529,7 @@ def _counting_text(facts: Facts, window: timedelta, target: str, *, raised: bool
 
 
 def cumulative_figure_text(moved: Number, ceiling: Number, window: timedelta) -> str:
-    """A cumulative move beside its ceiling, as a page shows it: "+29.5% in 24 h / 25.0%
+    """A cumulative move beside its ceiling, as a page shows it: "+29.5% in 1 day / 25.0%
     cumulative"."""
     return (
         f"{format_move(moved, ceiling)} in {window_text(window)} / "

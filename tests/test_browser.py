@@ -348,15 +348,15 @@ def test_policy_owner_raises_the_reallocation_ceiling_by_draft_dry_run_and_promo
     act(page.click, "#dry-run-form input[type=submit]")  # the reference move, prefilled
     expect(page.locator("#dry-run-verdict h2")).to_contain_text("To a human")
     expect(page.locator("#held-by")).to_contain_text(
-        "cumulative ceiling 25% per 24 h (with this move, brand-search's daily budget would "
-        "move -28.0% within 24 h"
+        "cumulative ceiling 25% per 1 day (with this move, brand-search's daily budget would "
+        "move -28.0% within 1 day"
     )
     expect(page.locator("#held-by")).not_to_contain_text("auto-execute ceiling")
     screenshot(page, "policy-dry-run")
 
     act(page.click, "#simulate-link")
     expect(page.locator("#simulation-held-by")).to_contain_text("The cumulative ceiling: 1")
-    expect(page.locator("#held-examples")).to_contain_text("cumulative ceiling 25% per 24 h")
+    expect(page.locator("#held-examples")).to_contain_text("cumulative ceiling 25% per 1 day")
     screenshot(page, "policy-simulation")
 
     act(page.click, "#promote-link")

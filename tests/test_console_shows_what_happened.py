@@ -441,7 +441,7 @@ def test_the_api_names_the_policy_as_it_was_in_the_version_that_decided(optimize
 def test_a_proposal_held_by_the_cumulative_ceiling_shows_that_figure_not_its_own_move(login):
     for new_bid in ("2.18", "2.38"):  # +9.0%, then +9.2%: each runs on its own
         proposal_execute(proposal_id=evaluated(bid_adjustment(new_bid)).pk)
-    held = evaluated(bid_adjustment("2.59"))  # +8.8% alone, within 15%; +29.5% in 24 h
+    held = evaluated(bid_adjustment("2.59"))  # +8.8% alone, within 15%; +29.5% in 1 day
     assert held.status == "pending_review"
     # The verdict recorded the figure it compared, not only words about it.
     (hold,) = [h for h in held.verdict_held_by if h["rule"] == "cumulative_ceiling"]
@@ -453,7 +453,7 @@ def test_a_proposal_held_by_the_cumulative_ceiling_shows_that_figure_not_its_own
     page = page_of(operator, held).text
 
     for shown in (listed, page):
-        assert "+29.5% in 24 h / 25.0% cumulative" in shown
+        assert "+29.5% in 1 day / 25.0% cumulative" in shown
         assert "8.8% / 15.0%" not in shown
     # A move held by its own size still reads against the auto-execute ceiling.
     big = evaluated(reallocation("280.00"))
@@ -481,7 +481,7 @@ def test_the_console_reads_the_cumulative_figure_from_the_verdicts_record_not_it
     held.save(update_fields=["verdict_reasons"])
     operator = login("operator")
 
-    assert "+29.5% in 24 h / 25.0% cumulative" in page_of(operator, held).text
+    assert "+29.5% in 1 day / 25.0% cumulative" in page_of(operator, held).text
 
 
 def test_a_proposal_recorded_before_verdicts_kept_their_holds_still_shows_its_figure(login):
@@ -493,7 +493,7 @@ def test_a_proposal_recorded_before_verdicts_kept_their_holds_still_shows_its_fi
     operator = login("operator")
 
     for shown in (operator.get(CHANGELIST).text, page_of(operator, held).text):
-        assert "+29.5% in 24 h / 25.0% cumulative" in shown
+        assert "+29.5% in 1 day / 25.0% cumulative" in shown
 
 
 def history_text(client, model, pk: int) -> str:

@@ -83,7 +83,7 @@ def test_a_cut_approved_to_balance_a_raise_lets_no_raise_past_the_cumulative_cei
     assert second_cut["status"] == "approved"  # within the ceiling below: 1.15 x 0.852
     assert second_raise["status"] == "pending_review"
     assert (
-        "With this move of +14.8%, brand-search's bid would move +32.0% within 24 h, over the "
+        "With this move of +14.8%, brand-search's bid would move +32.0% within 1 day, over the "
         "25.0% cumulative ceiling of policy “Bid adjustments”, counting the executed moves; "
         "pending cuts do not offset them."
     ) in second_raise["verdict"]["reasons"]
@@ -100,7 +100,7 @@ def test_a_cut_approved_to_balance_a_raise_lets_no_raise_past_the_cumulative_cei
     assert report.held_by["cumulative_ceiling"] == 1
     [held] = report.held_examples
     assert held["proposal"] == second_raise["id"]
-    assert any("brand-search's bid would move +32.0% within 24 h" in h for h in held["held_by"])
+    assert any("brand-search's bid would move +32.0% within 1 day" in h for h in held["held_by"])
 
 
 def test_a_reallocation_waiting_to_execute_makes_no_room_for_raises_on_its_source(optimizer):
@@ -118,7 +118,7 @@ def test_a_reallocation_waiting_to_execute_makes_no_room_for_raises_on_its_sourc
 
     assert third["status"] == "pending_review"
     assert any(
-        "generic-search's daily budget would move +33.1% within 24 h" in reason
+        "generic-search's daily budget would move +33.1% within 1 day" in reason
         for reason in third["verdict"]["reasons"]
     ), third["verdict"]["reasons"]
     # The channel halves display-retarget's budget: re-assessed, the reallocation is +33% on
@@ -174,7 +174,7 @@ def test_a_failed_move_retried_a_day_later_counts_from_its_retry(optimizer, oper
 
     assert third["status"] == "pending_review"
     assert (
-        "generic-search's daily budget would move +33.1% within 24 h"
+        "generic-search's daily budget would move +33.1% within 1 day"
         in (third["verdict"]["reasons"][0])
     )
     report = replayed()

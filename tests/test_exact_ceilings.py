@@ -62,7 +62,7 @@ def test_one_cent_over_the_compounded_ceiling_goes_to_a_human(demo_world):
     assert last.status == ProposalStatus.PENDING_REVIEW
     assert last.verdict_reasons == [
         "With this move of +7.2%, generic-search's daily budget would move +25.0004% within "
-        "24 h, over the 25.0% cumulative ceiling of policy “Budget changes”, counting the "
+        "1 day, over the 25.0% cumulative ceiling of policy “Budget changes”, counting the "
         "executed moves."
     ]
 
@@ -125,7 +125,7 @@ def test_effects_stored_by_older_releases_as_six_place_decimals_still_count(demo
     Proposal.objects.filter(pk=first.pk).update(effects={"brand-search's bid": "1.150000"})
     second = evaluated(bid_adjustment("2.53"))  # +10%: 1.15 × 1.10 = +26.5%
     assert second.status == ProposalStatus.PENDING_REVIEW
-    assert "brand-search's bid would move +26.5% within 24 h" in second.verdict_reasons[0]
+    assert "brand-search's bid would move +26.5% within 1 day" in second.verdict_reasons[0]
 
 
 # The engine against an exact computation, over generated sequences of budgets in cents.

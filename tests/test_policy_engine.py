@@ -193,7 +193,7 @@ def test_splitting_a_big_move_into_small_ones_reaches_a_human_once_the_sum_passe
     fourth = evaluate(replace(cut, recent_moves=moves("0.91", "0.91", "0.91")), [cumulative()])
     assert fourth.outcome == "review"
     assert fourth.reasons == (
-        "With this move of -9.0%, brand-search's daily budget would move -31.4% within 24 h, "
+        "With this move of -9.0%, brand-search's daily budget would move -31.4% within 1 day, "
         "over the 25.0% cumulative ceiling of policy “Budget reallocations”, counting the "
         "executed moves.",
     )
@@ -208,7 +208,7 @@ def test_a_move_over_the_cumulative_ceiling_alone_says_it_counted_no_other():
     verdict = evaluate(replace(cut, recent_moves=(pending,)), [cumulative(ceiling="0.30")])
 
     assert verdict.reasons == (
-        "brand-search's daily budget would move -28.0% within 24 h, over the 25.0% cumulative "
+        "brand-search's daily budget would move -28.0% within 1 day, over the 25.0% cumulative "
         "ceiling of policy “Budget reallocations”, with no other move changing it; pending raises "
         "do not offset it.",
     )
@@ -227,7 +227,7 @@ def test_a_cumulative_reason_names_the_pending_moves_it_counts_and_the_ones_it_d
 
     assert verdict.outcome == "review"
     assert verdict.reasons == (
-        "With this move of +8.0%, brand-search's daily budget would move +27.4% within 24 h, "
+        "With this move of +8.0%, brand-search's daily budget would move +27.4% within 1 day, "
         "over the 25.0% cumulative ceiling of policy “Budget reallocations”, counting the "
         "pending raises (approved, not yet executed: #5, +18.0% in all); pending cuts do not "
         "offset them.",
@@ -240,16 +240,39 @@ def test_a_cumulative_reason_names_the_pending_moves_it_counts_and_the_ones_it_d
     assert held["moved"] == "343/1250"
     assert held["ceiling"] == "0.25"
     assert held["window_seconds"] == 24 * 3600
-    assert cumulative_figure([held]) == "+27.4% in 24 h / 25.0% cumulative"
+    assert cumulative_figure([held]) == "+27.4% in 1 day / 25.0% cumulative"
     # Records made before verdicts stored their holds read the same from their words.
     assert legacy_cumulative_figure_from_reasons(verdict.reasons) == cumulative_figure([held])
+
+
+@pytest.mark.parametrize(
+    "window, said",
+    [
+        (timedelta(days=1), "1 day"),
+        (timedelta(hours=36), "36 hours"),
+        (timedelta(weeks=2), "14 days"),
+        (timedelta(minutes=90), "90 minutes"),
+    ],
+)
+def test_a_cumulative_window_reads_in_the_words_its_policy_s_form_shows(window, said):
+    """The policy owner types "36 hours" or "90 minutes" and the form shows it back so; the
+    reasons, the rule that held it and the queue's figure say the window so too, not in hours
+    ("36 h", "336 h" for two weeks, "1.5 h" for 90 minutes)."""
+    raise_ = facts("0.09", effects={TARGET: Decimal("1.09")}, recent_moves=moves("1.20"))
+
+    verdict = evaluate(raise_, [cumulative(cumulative_window=window)])
+
+    assert f"would move +30.8% within {said}, over the 25.0% cumulative" in verdict.reasons[0]
+    (held,) = verdict.held_by
+    assert held.text.startswith(f"cumulative ceiling 25% per {said} (with this move of +9.0%")
+    assert cumulative_figure([held.as_record()]) == f"+30.8% in {said} / 25.0% cumulative"
 
 
 def test_compounding_counts_ten_nine_percent_raises_are_a_137_percent_move():
     raise_ = facts("0.09", effects={TARGET: Decimal("1.09")}, recent_moves=moves(*["1.09"] * 9))
     verdict = evaluate(raise_, [cumulative()])
     assert verdict.outcome == "review"
-    assert "would move +136.7% within 24 h" in verdict.reasons[0]
+    assert "would move +136.7% within 1 day" in verdict.reasons[0]
 
 
 def test_moves_outside_the_window_do_not_count():

@@ -59,7 +59,7 @@ def test_cumulative_ceiling_catches_small_bid_moves_that_add_up(demo_world):
         if proposal.status == ProposalStatus.APPROVED:
             proposal_execute(proposal_id=proposal.pk)
     assert outcomes == ["approved", "approved", "pending_review"]
-    assert "brand-search's bid would move +29.5% within 24 h" in proposal.verdict_reasons[0]
+    assert "brand-search's bid would move +29.5% within 1 day" in proposal.verdict_reasons[0]
 
 
 def test_approved_but_not_yet_executed_moves_count_too(demo_world):

@@ -321,8 +321,8 @@ def test_duplicate_as_draft_dry_run_simulate_and_promote(owner):
     assert verdict.outcome == "review"
     assert [hold.rule for hold in verdict.held_by] == ["cumulative_ceiling", "cumulative_ceiling"]
     assert verdict.held_by[0].text == (
-        "cumulative ceiling 25% per 24 h (with this move, brand-search's daily budget would "
-        "move -28.0% within 24 h, with no other move changing it)"
+        "cumulative ceiling 25% per 1 day (with this move, brand-search's daily budget would "
+        "move -28.0% within 1 day, with no other move changing it)"
     )
 
     # The simulation over the recorded proposals says the same.

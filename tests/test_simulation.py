@@ -81,7 +81,7 @@ def test_same_campaign_names_on_two_accounts_are_separate_targets(demo_world):
 def test_moves_approved_just_before_the_period_still_count(demo_world):
     for new_bid in ("2.18", "2.38"):
         proposal_execute(proposal_id=evaluated(bid_adjustment(new_bid)).pk)
-    held = evaluated(bid_adjustment("2.59"))  # +29.5% in 24 h, counting the two before
+    held = evaluated(bid_adjustment("2.59"))  # +29.5% in 1 day, counting the two before
     assert held.status == "pending_review"
     # The two moves, and their history (which the replay reads), three hours earlier.
     earlier = timezone.now() - timedelta(hours=3)
@@ -514,7 +514,7 @@ def test_a_recorded_routing_that_the_rules_did_not_give_is_reported(every_route)
         "auto_approve",
         "review",
     )
-    assert example["held_by"][0].startswith("cumulative ceiling 25% per 24 h (with this move")
+    assert example["held_by"][0].startswith("cumulative ceiling 25% per 1 day (with this move")
 
 
 def simulation_page_of_today(login):
@@ -660,7 +660,7 @@ def test_a_draft_auto_executes_at_most_one_of_two_changes_to_the_same_budget(
     assert f"#{first.pk}, approved and about to execute, changes display-retarget's daily " in (
         reasons
     )
-    assert "cumulative ceiling 60% per 24 h" in reasons
+    assert "cumulative ceiling 60% per 1 day" in reasons
 
 
 def test_a_blocked_move_an_approved_one_changes_first_stays_held_under_a_draft_lifting_the_block(
