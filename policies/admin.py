@@ -305,7 +305,7 @@ class PolicyAdmin(ChangeReasonAdmin):
         "is_draft",
         "auto_execute_ceiling",
         "auto_execute_amount_ceiling",
-        "cumulative_ceiling",
+        "cumulative_ceiling_over_window",
         "always_review",
     ]
     list_filter = [ActionTypeFilter, "is_active", "is_draft", "account"]
@@ -361,11 +361,21 @@ class PolicyAdmin(ChangeReasonAdmin):
     }
 
     auto_execute_ceiling = _ceiling_display("auto_execute_max_magnitude", "auto-execute ceiling")
-    cumulative_ceiling = _ceiling_display("cumulative_max_magnitude", "cumulative ceiling")
     hard_ceiling = _ceiling_display("block_above_magnitude", "hard ceiling")
     more_approvals_above = _ceiling_display(
         "more_approvals_above_magnitude", "more approvals above"
     )
+
+    cumulative_ceiling = _ceiling_display("cumulative_max_magnitude", "cumulative ceiling")
+
+    @admin.display(description="cumulative ceiling", ordering="cumulative_max_magnitude")
+    def cumulative_ceiling_over_window(self, policy: Policy) -> str:
+        """In the list, with the window it counts over (its page shows the window beside it),
+        as the proposal's page says a policy's terms: "25% per 1 day"."""
+        if policy.cumulative_max_magnitude is None:
+            return "—"
+        ceiling = ceiling_text(policy.cumulative_max_magnitude, "ratio")
+        return f"{ceiling} per {describe_duration(policy.cumulative_window)}"
 
     def get_history_queryset(self, request, history_manager, pk_name, object_id):
         return (

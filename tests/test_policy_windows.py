@@ -53,6 +53,22 @@ def test_a_window_is_shown_back_in_words_a_person_reads_not_in_seconds(login, ty
     assert f'name="review_window" value="{shown}"' in client.get(url).text
 
 
+def test_the_policy_list_says_each_cumulative_ceiling_with_its_window(login):
+    """A cumulative ceiling means nothing without the time it counts over: the list says
+    "25% per 36 hours", in the words the form shows the window in, not a bare "25%"."""
+    policy = bid_policy()
+    client = login("policy-owner")
+    url = policy_page(policy)
+    data = posted_form(client, url) | {"cumulative_window": "1.5 days", "change_reason": "Longer."}
+    assert client.post(url, data).status_code == 302
+
+    listed = client.get(reverse("admin:policies_policy_changelist")).text
+
+    row = listed.split(f'<a href="{url}">{policy.name}</a>')[-1].split("</tr>")[0]  # its row
+    assert '<td class="field-cumulative_ceiling_over_window">25% per 36 hours</td>' in row
+    assert '">25% per 1 day</td>' in listed  # the others, as seeded
+
+
 @pytest.mark.parametrize(
     "typed, saved",
     [
