@@ -12,6 +12,7 @@ from django.contrib.admin.exceptions import DisallowedModelAdminLookup
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.contrib.admin.views.main import ChangeList
+from django.contrib.auth import get_user_model
 from django.core import checks
 from django.core.exceptions import (
     BadRequest,
@@ -367,6 +368,13 @@ class AuditedHistoryAdmin(ConsoleAdmin, SimpleHistoryAdmin):
         valid_id(self.model._meta.pk, object_id)
         if not keeps_history(self.model):  # Django's own page: the admin's log of changes
             return admin.ModelAdmin.history_view(self, request, object_id, extra_context)
+        # The person who made a change links to their page only for those who may open it:
+        # an auditor following "policy-owner (person)" was shown "Not allowed".
+        people = self.admin_site._registry.get(get_user_model())
+        extra_context = {
+            **(extra_context or {}),
+            "people_viewable": people is not None and people.has_view_permission(request),
+        }
         return super().history_view(request, object_id, extra_context)
 
     def history_form_view(self, request, object_id, version_id, extra_context=None):

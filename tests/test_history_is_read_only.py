@@ -249,3 +249,25 @@ def test_the_history_list_reads_an_agent_s_accounts_in_words(login, demo_world):
 
     assert "Accounts: — → demo" in granted
     assert "[" not in granted
+
+
+def test_who_made_a_change_links_to_their_page_only_for_those_who_may_open_it(
+    login, admin_client, demo_world
+):
+    """The history names who made each change; for a role that may not open people's pages
+    (an auditor), the name is not a link to a page that says "Not allowed"."""
+    from django.contrib.auth import get_user_model
+
+    policy = Policy.objects.get(action_type="budget_reallocation")
+    owner = get_user_model().objects.get(username="policy-owner")
+    policy.auto_execute_max_magnitude = Decimal("0.20")
+    policy._history_user = owner
+    policy.save()
+    history = reverse("admin:policies_policy_history", args=[policy.pk])
+    person = reverse("admin:auth_user_change", args=[owner.pk])
+    auditor = login("auditor")
+
+    assert auditor.get(person).status_code == 403
+    assert f'href="{person}"' not in auditor.get(history).text
+    assert "policy-owner (person)" in auditor.get(history).text
+    assert f'href="{person}"' in admin_client.get(history).text  # who may, still follows it
