@@ -35,7 +35,7 @@ from hitlproject.converters import record_page
 from hitlproject.errors import DomainError, InvalidInput
 from hitlproject.forms import IndentedJSONField, WindowField
 from hitlproject.periods import PeriodForm, describe_duration
-from hitlproject.vocabulary import SIMULATED_ROW_LABELS, SIMULATED_ROWS
+from hitlproject.vocabulary import SIMULATED_ROW_LABELS, SIMULATED_ROWS, VerdictOutcome
 from ledger.models import Account
 from policies.drafts import (
     active_draft_of,
@@ -47,6 +47,7 @@ from policies.drafts import (
 )
 from policies.engine import (
     HOLD_RULE_LABELS,
+    NOT_A_POLICYS_RULE,
     ceiling_text,
     format_magnitude,
     format_money,
@@ -641,6 +642,10 @@ class PolicyAdmin(ChangeReasonAdmin):
                 context.update(
                     assessed=assessed,
                     verdict=verdict,
+                    # A guardrail's block (a cap, a lock) is not its policy's: the policy only
+                    # matches it, and the page says so rather than "blocked under" it.
+                    policy_decides=verdict.outcome == VerdictOutcome.AUTO_APPROVE
+                    or any(hold.rule not in NOT_A_POLICYS_RULE for hold in verdict.held_by),
                     tried=tried,
                     magnitude=format_magnitude(assessed.assessment.magnitude, unit),
                 )

@@ -98,6 +98,9 @@ HoldRule = Literal[
     "cumulative_ceiling",
     "two_person_rule",
 ]
+# The holds that are not a policy's own rules: where one of these alone holds a proposal, the
+# policy that matches it did not decide it.
+NOT_A_POLICYS_RULE = frozenset({"guardrail", "changed_first", "always_human", "no_policy"})
 # What each rule is called where a page counts the proposals it held.
 HOLD_RULE_LABELS: dict[str, str] = {
     "guardrail": "a guardrail",

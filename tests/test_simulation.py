@@ -317,6 +317,27 @@ def test_a_dry_run_from_a_draft_policy_evaluates_with_the_draft_in_place(login):
     assert "with this draft in place" in page.content.decode()
 
 
+def test_a_dry_run_a_budget_cap_refuses_does_not_say_its_policy_blocked_it(login):
+    """A 3.3% budget change, within the policy's 10% auto-execute ceiling, over the cap set
+    on its campaign: the cap refuses it. "Blocked under policy “Budget changes”" read as if
+    the policy had."""
+    Campaign.objects.filter(external_id="display-retarget").update(
+        max_daily_budget=Decimal("305.00")
+    )
+    live = Policy.objects.get(action_type="budget_change", is_draft=False)
+
+    page = dry_run(
+        login("policy-owner"), live, {"campaign": "display-retarget", "new_daily_budget": "310"}
+    )
+
+    assert page.context["verdict"].outcome == "block"
+    assert "<h2>Blocked</h2>" in page.text
+    assert "Policy “Budget changes” matches it, but none of its rules is what refuses it" in (
+        page.text
+    )
+    assert "under policy" not in page.text
+
+
 def test_a_drafts_dry_run_says_it_would_be_auto_approved_by_the_draft_not_the_live_policy(login):
     live = Policy.objects.get(action_type="budget_change", is_draft=False)
     draft = budget_changes_as_a_draft_at_60_percent()
