@@ -816,6 +816,14 @@ class ProposalAdmin(ReadOnlyAdmin):
         edit_form = edit_form_for(proposal)
         number_then = routed_by and version_number(routed_by.id, routed_by.history_id)
         number_now = routed_by and versions_count(routed_by.id)
+        unit = action_types.get(proposal.action_type).magnitude_unit
+        terms_then = policy_terms(routed_by, unit)
+        # Its policy's terms now, where it has changed since it routed this one: its reviewer
+        # reads both (a waiting proposal keeps the routing it had, unless an edit or a move of
+        # the ledger re-assessed it); a change undone since reads as the same terms.
+        terms_now = (
+            policy_terms(proposal.verdict_policy, unit) if number_then != number_now else None
+        )
         approval_refused = act_refusal(request.user, proposal, Act.APPROVE)
         retry_refused = act_refusal(request.user, proposal, Act.RETRY)
         extra_context = {
@@ -837,17 +845,9 @@ class ProposalAdmin(ReadOnlyAdmin):
             "deciding_policy": routed_by,
             "deciding_policy_number": number_then,
             "latest_policy_number": number_now,
-            "policy_terms": policy_terms(
-                routed_by, action_types.get(proposal.action_type).magnitude_unit
-            ),
-            # Its policy's terms now, where it has changed since it routed this one: its
-            # reviewer reads both (a waiting proposal keeps the routing it had, unless an
-            # edit or a move of the ledger re-assessed it).
-            "policy_terms_now": policy_terms(
-                proposal.verdict_policy, action_types.get(proposal.action_type).magnitude_unit
-            )
-            if number_then != number_now
-            else None,
+            "policy_terms": terms_then,
+            "policy_terms_now": terms_now,
+            "policy_terms_same_now": terms_now == terms_then,
             "kill_switches_released": _kill_switches_released(proposal),
             "kill_switches_engaged_since": _kill_switches_engaged_since(proposal),
             "may_still_be_decided": proposal.status in MAY_STILL_BE_DECIDED_STATUSES,

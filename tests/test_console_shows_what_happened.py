@@ -633,6 +633,21 @@ def reallocations_policy_changed(reason: str, **changes) -> int:
     return Policy.history.filter(id=policy.pk).count()
 
 
+def test_a_policy_changed_and_changed_back_since_routing_reads_as_the_same_terms(login):
+    """Changed by mistake and put back: the page said "it has changed since, to version 3"
+    and then "Its terms now: …" repeating the terms above word for word, as if they differed."""
+    proposal = evaluated(reallocation("280.00"))
+    reallocations_policy_changed("Typo.", auto_execute_max_magnitude=Decimal("0.5"))
+    reallocations_policy_changed("Typo undone.", auto_execute_max_magnitude=Decimal("0.10"))
+
+    page = html.unescape(page_of(login("operator"), proposal).text)
+
+    routed_by = re.sub(r"\s+", " ", page.split('id="routed-by"')[1].split("</p>")[0])
+    assert "UTC (it has changed since, to version 3):" in routed_by
+    assert routed_by.count("runs without a person up to 10.0%") == 1
+    assert '<span id="policy-terms-now">Its terms now are the same.</span>' in routed_by
+
+
 def edit_approved(operator, proposal: Proposal, amount: str) -> Proposal:
     """The operator edits the reallocation's amount and approves it, in the console."""
     edited = operator.post(
