@@ -1,14 +1,40 @@
 from django.contrib import admin, messages
 from django.db import models
 from django.shortcuts import redirect
+from django.utils.text import capfirst
 
 from approvals.services.decisions import DECIDE_PERMISSION
-from audit.admin import ChangeReasonAdmin, ChangeReasonForm, ReadOnlyAdmin, is_history_page
+from audit.admin import (
+    ChangeReasonAdmin,
+    ChangeReasonForm,
+    ConsoleHistoryValues,
+    ReadOnlyAdmin,
+    is_history_page,
+)
 from feedback.callbacks import callback_events_redeliver
 from feedback.models import AutonomyRules, CallbackEvent, Feedback, Outcome
-from hitlproject.forms import WindowField
+from hitlproject.forms import PercentField, WindowField
 from hitlproject.periods import describe_duration
 from hitlproject.vocabulary import how_many
+from policies.engine import percent_text
+
+# The autonomy rules' shares, stored as fractions, typed and read in percent as a policy's
+# ceilings are (a policy owner keeps both): what each says, in the form's words.
+PERCENT_SHARES = {
+    "widen_min_clean_share": "…of which at least this share approved unedited, in percent "
+    "(95 = 95%)…",
+    "widen_max_ceiling": "…up to at most this ceiling, in percent (50 = 50%).",
+    "narrow_min_rejected_share": "…of which at least this share rejected, in percent (25 = 25%)…",
+}
+
+
+class AutonomyRulesHistoryValues(ConsoleHistoryValues):
+    """The rules' history reads as their form: a share in percent, not the fraction stored."""
+
+    def prepare_delta_change_value(self, change, value):
+        if change.field in PERCENT_SHARES and value is not None:
+            return percent_text(value)
+        return super().prepare_delta_change_value(change, value)
 
 
 @admin.register(Feedback)
@@ -49,6 +75,7 @@ class AutonomyRulesAdmin(ChangeReasonAdmin):
     """One set of rules, kept by policy owners, each change saying why."""
 
     form = ChangeReasonForm
+    history_values = AutonomyRulesHistoryValues
 
     # The window typed and shown in words, as a policy's ("30 days", "6 weeks"), not as
     # Django's "30 00:00:00", which was all the form showed and took.
@@ -84,13 +111,34 @@ class AutonomyRulesAdmin(ChangeReasonAdmin):
             for name, options in fieldsets
         ]
 
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name in PERCENT_SHARES:
+            return PercentField(
+                label=capfirst(db_field.verbose_name), help_text=PERCENT_SHARES[db_field.name]
+            )
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
     @staticmethod
     def shown(field: str) -> str:
-        return "window_shown" if field == "window" else field
+        if field == "window" or field in PERCENT_SHARES:
+            return f"{field}_shown"
+        return field
 
     @admin.display(description="window")
     def window_shown(self, rules: AutonomyRules) -> str:
         return describe_duration(rules.window)
+
+    @admin.display(description="widen min clean share")
+    def widen_min_clean_share_shown(self, rules: AutonomyRules) -> str:
+        return percent_text(rules.widen_min_clean_share)
+
+    @admin.display(description="widen max ceiling")
+    def widen_max_ceiling_shown(self, rules: AutonomyRules) -> str:
+        return percent_text(rules.widen_max_ceiling)
+
+    @admin.display(description="narrow min rejected share")
+    def narrow_min_rejected_share_shown(self, rules: AutonomyRules) -> str:
+        return percent_text(rules.narrow_min_rejected_share)
 
     def has_add_permission(self, request) -> bool:
         return False  # the one set exists from the start

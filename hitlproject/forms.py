@@ -158,3 +158,32 @@ class WindowField(forms.DurationField):
                 code="overflow",
             )
         return timedelta(seconds=int(seconds.to_integral_value(ROUND_HALF_UP)))
+
+
+class PercentField(forms.DecimalField):
+    """A share stored as a fraction (0.95) that a person types and reads as a percentage, as
+    a policy's ceilings are: 95 for 95%, from 0 to 100, to a tenth of a percent."""
+
+    default_error_messages = {
+        "out_of_range": "Enter a percentage from 0 to 100 (95 for 95%).",
+        "too_precise": "Give at most one decimal place (95.5 for 95.5%).",
+    }
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("widget", forms.NumberInput(attrs={"step": "any"}))
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value):
+        if isinstance(value, Decimal):
+            return f"{(value * 100).normalize():f}"
+        return value
+
+    def to_python(self, value):
+        percent = super().to_python(value)
+        if percent is None:
+            return None
+        if not 0 <= percent <= 100:
+            raise forms.ValidationError(self.error_messages["out_of_range"], code="out_of_range")
+        if percent.normalize().as_tuple().exponent < -1:
+            raise forms.ValidationError(self.error_messages["too_precise"], code="too_precise")
+        return percent / 100

@@ -2,6 +2,7 @@
 narrower, always as a proposal a policy owner decides, applied to the policy only once
 approved."""
 
+import html
 import re
 from datetime import timedelta
 from decimal import Decimal
@@ -194,11 +195,12 @@ def test_policy_owners_keep_the_autonomy_rules_and_operators_read_them(login, de
         "is_active": "on",
         "window": "14 00:00:00",
         "widen_min_decisions": "100",
-        "widen_min_clean_share": "0.97",
+        # Shares in percent, as a policy's ceilings are typed (fractions had been asked here).
+        "widen_min_clean_share": "97",
         "widen_factor": "1.25",
-        "widen_max_ceiling": "0.4",
+        "widen_max_ceiling": "40",
         "narrow_min_decisions": "20",
-        "narrow_min_rejected_share": "0.3",
+        "narrow_min_rejected_share": "30",
         "narrow_factor": "0.5",
         "change_reason": "Two weeks say enough; widen less, and only on a longer record.",
     }
@@ -208,10 +210,29 @@ def test_policy_owners_keep_the_autonomy_rules_and_operators_read_them(login, de
     # Read only, the window reads as a policy's does, not as Python's "30 days, 0:00:00".
     [shown] = re.findall(r'Window:</label>\s*<div class="readonly">(.*?)</div>', read.text)
     assert shown == "30 days"
+    [share] = re.findall(
+        r'Widen max ceiling:</label>\s*<div class="readonly">(.*?)</div>', read.text
+    )
+    assert share == "50%"
+    editing = login("policy-owner").get(url).text
+    assert re.search(r'name="widen_min_clean_share" value="95"', editing)
     response = login("policy-owner").post(url, form)
     assert response.status_code == 302
     rules = AutonomyRules.current()
     assert (rules.window, rules.widen_min_decisions) == (timedelta(days=14), 100)
+    assert (rules.widen_min_clean_share, rules.widen_max_ceiling) == (
+        Decimal("0.970"),
+        Decimal("0.400"),
+    )
+    assert rules.narrow_min_rejected_share == Decimal("0.300")
+    history = (
+        login("auditor").get(reverse("admin:feedback_autonomyrules_history", args=[rules.pk])).text
+    )
+    said = " ".join(html.unescape(history).split())
+    assert "Widen min clean share:</strong> 95% → 97%" in said and "0.950" not in said
+    refused = login("policy-owner").post(url, form | {"widen_max_ceiling": "140"})
+    assert "Enter a percentage from 0 to 100 (95 for 95%)." in refused.text
+    assert AutonomyRules.current().widen_max_ceiling == Decimal("0.400")
     changed = rules.history.latest("history_date")
     assert changed.history_actor == "policy-owner"
     assert changed.history_change_reason == form["change_reason"]  # said why, as for policies
