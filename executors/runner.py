@@ -39,6 +39,7 @@ from approvals.models import (
     ProposalStatus,
     VerdictOutcome,
 )
+from approvals.services.acts import AgentAccounts, agent_accounts_of, agent_stopped
 from approvals.services.hooks import executions_failed
 from approvals.services.lifecycle import (
     Move,
@@ -343,9 +344,18 @@ def _supersede_others(executed: Sequence[tuple[Proposal, dict]], actor: Actor) -
         proposals_supersede_after_changes(account_id=account_id, changes=changes, actor=actor)
 
 
-def _refusal(proposal: Proposal, action_type, campaigns) -> str:
-    """Why the action may not be carried out now (a guardrail set since, a ledger that no
-    longer allows it), or "" if it may."""
+def _refusal(
+    proposal: Proposal, action_type, campaigns, agent_accounts: AgentAccounts | None = None
+) -> str:
+    """Why the action may not be carried out now (its agent stopped, a guardrail set since,
+    a ledger that no longer allows it), or "" if it may. ``agent_accounts``:
+    ``agent_accounts_of`` the set it is carried out with, if already read."""
+    # Nothing an agent proposed runs once it is stopped, however far it had come (approved
+    # and queued, or between two attempts on its channel): a person can no longer approve or
+    # retry it either.
+    stopped = agent_stopped(proposal, agent_accounts)
+    if stopped:
+        return f"Stopped: {stopped} since it proposed it."
     blocked = guardrail_blocks(proposal=proposal, campaigns=campaigns)
     if blocked:
         return str(GuardrailRefusal(blocked))
@@ -496,6 +506,7 @@ def _execute_together(proposal_ids: Sequence[int]) -> Executions:
         )
         started_at = timezone.now()
         staged = []
+        agent_accounts = agent_accounts_of(proposal for proposal, _ in candidates)
         for proposal, action_type in candidates:
             if not all(key in campaigns for key in touched[proposal.pk]):
                 continue  # a campaign gone: the action's own check says so, alone
@@ -510,7 +521,7 @@ def _execute_together(proposal_ids: Sequence[int]) -> Executions:
                 or reads_account_total(
                     action_type=action_type, account=proposal.account, payload=payload
                 )
-                or _refusal(proposal, action_type, theirs)
+                or _refusal(proposal, action_type, theirs, agent_accounts)
             ):
                 continue
             writes = FALLBACK.staged_writes(

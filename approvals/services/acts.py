@@ -149,19 +149,27 @@ def agent_accounts_of(proposals: Iterable[Proposal]) -> AgentAccounts:
     )
 
 
+def agent_stopped(proposal: Proposal, agent_accounts: AgentAccounts | None = None) -> str:
+    """Why the proposal's agent may no longer act on what it proposed ("agent optimizer has
+    been deactivated"), or "" if it may: what it proposed is then let run by nobody, neither
+    a person nor the executor. ``agent_accounts``: ``agent_accounts_of``, if already read."""
+    agent = proposal.agent
+    if agent.is_platform:  # the platform's own advisor proposes on no account of its own
+        return ""
+    if not agent.is_active:
+        return f"agent {agent} has been deactivated"
+    if (agent.pk, proposal.account_id) not in (
+        agent_accounts if agent_accounts is not None else agent_accounts_of([proposal])
+    ):
+        return f"agent {agent} may no longer act on account {proposal.account.external_id}"
+    return ""
+
+
 def _agent_may_no_longer_act(
     proposal: Proposal, agent_accounts: AgentAccounts | None
 ) -> DomainError | None:
-    agent = proposal.agent
-    if agent.is_platform:  # the platform's own advisor proposes on no account of its own
-        return None
-    if not agent.is_active:
-        why = f"agent {agent} has been deactivated"
-    elif (agent.pk, proposal.account_id) not in (
-        agent_accounts if agent_accounts is not None else agent_accounts_of([proposal])
-    ):
-        why = f"agent {agent} may no longer act on account {proposal.account.external_id}"
-    else:
+    why = agent_stopped(proposal, agent_accounts)
+    if not why:
         return None
     return AgentMayNoLongerAct(
         f"Proposal #{proposal.pk} cannot be let run: {why} since it proposed it. It can be "
