@@ -7,9 +7,11 @@ with what it adds."""
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import RelatedOnlyFieldListFilter
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import BadRequest, ObjectDoesNotExist, PermissionDenied
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import redirect
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -25,6 +27,7 @@ from audit.admin import (
     ChangeReasonAdmin,
     ChangeReasonForm,
     ConsoleHistoryValues,
+    change_reason_field,
 )
 from hitlproject.converters import record_page
 from hitlproject.errors import DomainError, NotFound
@@ -56,6 +59,12 @@ def route_scope(route: Route) -> str:
     if route.minimum_risk:
         scope.append(f"risk {route.minimum_risk}+")
     return ", ".join(scope)
+
+
+class ReasonForm(forms.Form):
+    """Why routes are deactivated together: one reason, kept in each one's history."""
+
+    change_reason = change_reason_field("each route's history")
 
 
 class RouteForm(ChangeReasonForm):
@@ -155,11 +164,34 @@ class RouteAdmin(ChangeReasonAdmin):
             return f"In a digest, at most every {route.digest_minutes} min"
         return route.get_delivery_display()
 
-    @admin.action(description="Deactivate selected routes", permissions=["change"])
+    @admin.action(description="Deactivate selected routes…", permissions=["change"])
     def deactivate_selected(self, request, queryset):
-        stopped = routes_deactivate(routes=list(queryset), user=request.user)
-        they = "it tells" if stopped == 1 else "they tell"
-        messages.success(request, f"Deactivated {how_many(stopped, 'route')}; {they} nobody now.")
+        """Asks why first, as every other change to a route does: the reason is kept in each
+        route's history."""
+        routes = list(queryset.order_by("name", "pk"))
+        form = ReasonForm(request.POST if "confirm" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            stopped = routes_deactivate(
+                routes=routes, user=request.user, reason=form.cleaned_data["change_reason"]
+            )
+            they = "it tells" if stopped == 1 else "they tell"
+            messages.success(
+                request, f"Deactivated {how_many(stopped, 'route')}; {they} nobody now."
+            )
+            return None
+        return TemplateResponse(
+            request,
+            "admin/notifications/route/deactivate_selected.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"Deactivate {how_many(len(routes), 'route')}?",
+                "routes": routes,
+                "form": form,
+                "action": request.POST.get("action"),
+                "opts": self.model._meta,
+                "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            },
+        )
 
 
 @admin.register(ReachedBy)

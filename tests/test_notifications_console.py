@@ -204,13 +204,37 @@ def test_policy_owner_deactivates_a_route_and_history_keeps_it(login):
     route = Route.objects.get(name=DEMO_ROUTE)
     response = login("policy-owner").post(
         reverse("admin:notifications_route_changelist"),
-        {"action": "deactivate_selected", "_selected_action": [route.pk]},
+        {
+            "action": "deactivate_selected",
+            "_selected_action": [route.pk],
+            "confirm": "yes",
+            "change_reason": "The operators moved to the digest route.",
+        },
     )
     assert response.status_code == 302
     route.refresh_from_db()
     assert not route.is_active
     latest = route.history.latest("history_date")
     assert (latest.is_active, latest.history_actor) == (False, "policy-owner")
+    assert latest.history_change_reason == "The operators moved to the digest route."
+
+
+@pytest.mark.parametrize("reason", [None, "", "   "])
+def test_routes_deactivated_in_bulk_say_why_first_and_without_a_reason_stay_active(login, reason):
+    """The bulk action asks why, as a route's own page does; a deactivation without a reason
+    changes nothing and records nothing."""
+    route = Route.objects.get(name=DEMO_ROUTE)
+    versions = route.history.count()
+    posted = {"action": "deactivate_selected", "_selected_action": [route.pk]}
+    if reason is not None:
+        posted |= {"confirm": "yes", "change_reason": reason}
+
+    page = login("policy-owner").post(reverse("admin:notifications_route_changelist"), posted)
+
+    assert page.status_code == 200
+    assert "Why this change" in page.text and DEMO_ROUTE in page.text
+    route.refresh_from_db()
+    assert route.is_active and route.history.count() == versions
 
 
 def test_operator_reads_routes_but_cannot_change_them(login):
