@@ -23,6 +23,7 @@ agent's).
 """
 
 import asyncio
+import codecs
 import contextlib
 import functools
 import ipaddress
@@ -203,20 +204,28 @@ _WORDS_MARGIN = 0.1  # seconds kept, before the exchange's deadline, to close it
 async def _what_it_said(response: httpx.Response, deadline: asyncio.Timeout) -> str:
     """The first words of a refusal's body, on one line, or "" if it says none in time: read
     for at most ``REFUSAL_WORDS_SECONDS``, and never into the exchange's ``deadline`` (an
-    answer's status, once it came, is never lost to a body that trickles)."""
+    answer's status, once it came, is never lost to a body that trickles). Words cut short
+    (a longer body, or one still coming) end with "…", and a character the cut split in two
+    is left out: the endpoint said more, not a broken character."""
     read = bytearray()
+    ended = False
 
     async def first_bytes() -> None:
+        nonlocal ended
         async for chunk in response.aiter_raw():
             read.extend(chunk)
-            if len(read) >= REFUSAL_WORDS_BYTES:
-                return
+            if len(read) > REFUSAL_WORDS_BYTES:
+                return  # more than is kept: cut
+        ended = True
 
     with contextlib.suppress(TimeoutError, httpx.HTTPError):  # what came in time is what it said
         left = deadline.when() - asyncio.get_running_loop().time() - _WORDS_MARGIN
         await asyncio.wait_for(first_bytes(), max(0.0, min(REFUSAL_WORDS_SECONDS, left)))
-    text = bytes(read[:REFUSAL_WORDS_BYTES]).decode("utf-8", errors="replace")
-    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    cut = not ended or len(read) > REFUSAL_WORDS_BYTES
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    text = decoder.decode(bytes(read[:REFUSAL_WORDS_BYTES]), final=not cut)
+    words = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return f"{words}…" if words and cut else words
 
 
 async def _post_within_deadline(

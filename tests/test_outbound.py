@@ -111,6 +111,37 @@ def test_a_refusal_whose_words_trickle_in_late_is_still_told_as_the_refusal_it_i
     listener.close()
 
 
+def refusal_words(says: bytes) -> str:
+    """What a 400 saying ``says`` is recorded as."""
+    endpoint = Receiver(400, says=says)
+    try:
+        return send_signed(endpoint.url, b"{}", secret="whsec_x", headers={}).result
+    finally:
+        endpoint.close()
+
+
+def test_a_refusal_said_whole_is_quoted_whole():
+    assert refusal_words(b'{"error": "campaign archived"}') == (
+        'HTTP 400: “{"error": "campaign archived"}”'
+    )
+
+
+def test_a_refusal_longer_than_what_is_kept_says_it_was_cut():
+    """Its first 300 bytes are kept: the quote ends with "…", not as though the endpoint had
+    said no more."""
+    assert refusal_words(b"A" * 5000) == f"HTTP 400: “{'A' * 300}…”"
+
+
+def test_a_character_the_cut_splits_is_left_out_not_shown_broken():
+    """The 300th byte falls inside a three-byte character: the quote stops before it, not
+    with a replacement character the endpoint never sent."""
+    assert refusal_words(b"x" * 298 + "€€".encode()) == f"HTTP 400: “{'x' * 298}…”"
+
+
+def test_bytes_that_are_no_text_in_a_whole_refusal_still_show_as_such():
+    assert refusal_words(b"archived \xff") == "HTTP 400: “archived \ufffd”"
+
+
 def test_an_endpoint_that_trickles_its_answer_is_cut_off_at_the_total_deadline(settings):
     settings.OUTBOUND_DEADLINE = 1
     endpoint = TricklingEndpoint(hold=60)

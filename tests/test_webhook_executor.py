@@ -87,14 +87,14 @@ def test_an_endpoint_saying_when_to_come_back_is_not_sent_again_before(channel):
 
 def test_a_refusal_s_own_words_are_kept_with_the_failed_execution(channel):
     """The operator who retries reads why the endpoint refused, in its words (the first of
-    them, on one line), not the status alone."""
+    them, on one line, saying they go on), not the status alone."""
     channel(400, says=b'{"error": "campaign brand-search is archived\nupstream"}' + b" " * 1000)
     proposal = evaluated(bid_adjustment("2.12"))
 
     wait_until(settled(proposal))
 
     assert proposal.executions.get().error == (
-        'the endpoint answered HTTP 400: “{"error": "campaign brand-search is archived upstream"}”'
+        'the endpoint answered HTTP 400: “{"error": "campaign brand-search is archived upstream"}…”'
     )
 
 
