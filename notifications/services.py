@@ -1191,8 +1191,19 @@ def proposal_claim(*, proposal_id: int, user) -> Claim:
 
 
 def proposal_release(*, proposal_id: int, user) -> None:
-    """Give a claim back before it lapses."""
+    """Give a claim back before it lapses, while the proposal waits: once it no longer does,
+    nobody is on it, and there is nothing to give back (its messages already say what became
+    of it)."""
     with transaction.atomic(), acting_as(Actor.for_user(user)):
+        # The proposal first, then its claim, as taking one locks them.
+        proposal = Proposal.objects.select_for_update().filter(pk=proposal_id).first()
+        if proposal is None:
+            raise NotFound(f"There is no proposal #{proposal_id}.")
+        if proposal.status != S.PENDING_REVIEW:
+            raise Conflict(
+                f"Proposal #{proposal.pk} is {proposal.get_status_display().lower()}; "
+                "nobody is on it now, and there is nothing to give back."
+            )
         claim = Claim.objects.select_for_update().filter(proposal_id=proposal_id).first()
         if claim is None or claim.user_id != user.pk or not claim.is_live():
             raise Conflict(f"You are not on proposal #{proposal_id}.")

@@ -349,6 +349,33 @@ def test_taking_a_proposal_on_shows_who_is_on_it(optimizer, on_slack, login):
     assert not on_slack.sent("chat.postEphemeral")
 
 
+def test_a_claim_is_not_given_back_once_the_proposal_was_decided(optimizer, on_slack, login):
+    """A "Give it back" pressed on a message shown before the decision (or the console's
+    address posted to) changes nothing and sends no update: the proposal no longer waits,
+    and its messages already say what became of it."""
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+    post(*pressing(OPERATOR, "claim", str(proposal["id"]), where))
+    post(*pressing(OPERATOR, "reject", f"{proposal['id']}:other", where))
+    wait_until(
+        lambda: [u for u in updates_of(on_slack, where) if "Rejected by operator" in u["text"]]
+    )
+    claim = Claim.objects.get(proposal_id=proposal["id"])
+    versions = claim.history.count()
+    outbox = Notification.objects.filter(proposal_id=proposal["id"]).count()
+
+    post(*pressing(OPERATOR, "release", str(proposal["id"]), where))
+    page = login("operator").post(
+        f"/admin/approvals/proposal/{proposal['id']}/release/", follow=True
+    )
+
+    assert "is rejected; nobody is on it now" in told(on_slack, OPERATOR)
+    assert "is rejected; nobody is on it now" in page.text
+    assert "You gave proposal" not in page.text
+    claim.refresh_from_db()
+    assert claim.history.count() == versions
+    assert Notification.objects.filter(proposal_id=proposal["id"]).count() == outbox
+
+
 def test_while_a_colleague_is_on_it_others_are_offered_no_claim(optimizer, on_slack, operators):
     first, second = operators
     second.email = "second-operator@example.com"
