@@ -603,14 +603,28 @@ class ChangeReasonAdmin(AuditedHistoryAdmin):
         super().save_model(request, obj, form, change)
 
     def delete_view(self, request, object_id, extra_context=None):
-        if request.method == "POST" and not request.POST.get("change_reason", "").strip():
+        reason = DeletionReasonForm(request.POST) if request.method == "POST" else None
+        if reason is not None and not reason.is_valid():
             obj = self.get_object(request, unquote(object_id))
             if obj is not None and not self.has_delete_permission(request, obj):
                 raise PermissionDenied
-            messages.error(request, "Say why: every deletion records its reason.")
+            # A reason as a change form takes one: said, at most 1,000 characters, no NUL
+            # (which PostgreSQL cannot store: the deletion had failed as a server error).
+            problems = " ".join(reason.errors.get("change_reason", []))
+            if not request.POST.get("change_reason", "").strip():
+                problems = "every deletion records its reason."
+            messages.error(request, f"Say why: {problems}")
             return HttpResponseRedirect(request.get_full_path())
         return super().delete_view(request, object_id, extra_context)
 
     def delete_model(self, request, obj) -> None:
-        obj._change_reason = request.POST["change_reason"].strip()
+        reason = DeletionReasonForm(request.POST)
+        reason.is_valid()  # as delete_view found it
+        obj._change_reason = reason.cleaned_data["change_reason"]
         super().delete_model(request, obj)
+
+
+class DeletionReasonForm(forms.Form):
+    """Why a record of the rules is deleted: the reason a change form asks for."""
+
+    change_reason = change_reason_field()

@@ -283,6 +283,31 @@ def test_a_deletion_without_a_reason_deletes_nothing(demo_world):
     )
 
 
+@pytest.mark.parametrize(
+    ("reason", "said"),
+    [
+        ("Status changes\x00 go to the channel team.", "Null characters are not allowed."),
+        ("x" * 1001, "at most 1000 characters"),
+    ],
+)
+def test_a_deletion_whose_reason_a_change_form_would_refuse_deletes_nothing(
+    demo_world, reason, said
+):
+    """A reason with a NUL (PostgreSQL stores none: it had been a server error) or longer
+    than a change form's is refused as the change form refuses it; nothing is deleted."""
+    admin = get_user_model().objects.create_superuser("root", password="unused-1")
+    client = Client()
+    client.force_login(admin)
+    policy = Policy.objects.get(action_type="status_change")
+    url = reverse("admin:policies_policy_delete", args=[policy.pk])
+
+    page = client.post(url, {"post": "yes", "change_reason": reason}, follow=True)
+
+    assert page.status_code == 200
+    assert said in page.text
+    assert Policy.objects.filter(pk=policy.pk).exists()
+
+
 # Duplicate as draft, dry run and simulate it, promote it.
 
 
