@@ -75,6 +75,46 @@ def test_a_change_landing_supersedes_the_proposals_made_against_the_old_value(op
     assert "brand-search's bid is 2.10, was 2.00" in event.body["reason"]
 
 
+def test_an_agent_is_not_told_which_of_another_agents_proposals_changed_its_target_first(
+    agent_client,
+):
+    """An agent sees only its own proposals: superseded (or re-assessed) by a change another
+    agent's proposal made, its proposal, its feedback and its callback say that another
+    agent's proposal changed the value, with the value it saw and the value now, not that
+    proposal's id nor what it did."""
+    Agent.objects.filter(name="optimizer").update(callback_url="https://agent.example/hook")
+    big_raise = evaluated(bid_adjustment("2.50"))  # the optimizer's, waiting for a person
+    waiting = evaluated(reallocation("280.00"))  # the optimizer's too
+    theirs = evaluated(bid_adjustment("2.05"), agent="copywriter")  # +2.5%: approved
+    budget = evaluated(
+        bid_adjustment(action_type="budget_change")
+        | {"payload": {"campaign": "brand-search", "new_daily_budget": "1050.00"}},
+        agent="copywriter",
+    )
+    for proposal in (theirs, budget):
+        assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTED
+
+    seen = agent_client("optimizer")
+    superseded = seen.get(f"/api/v1/proposals/{big_raise.pk}/").json()
+    reassessed = seen.get(f"/api/v1/proposals/{waiting.pk}/").json()
+    feedback = seen.get("/api/v1/feedback/").json()["results"]
+    callbacks = CallbackEvent.objects.filter(proposal=big_raise, type="proposal.superseded")
+
+    assert superseded["status"] == "superseded"
+    assert superseded["verdict"]["reasons"][0] == (
+        "Superseded: brand-search's bid is 2.05, was 2.00 (another agent's proposal changed "
+        "it first). It was not executed."
+    )
+    assert reassessed["verdict"]["reasons"][0].startswith(
+        "Re-assessed after another agent's proposal changed it first: brand-search's daily "
+        "budget is 1050.00, was 1000.00."
+    )
+    told = str([superseded, reassessed, feedback, [event.body for event in callbacks]])
+    assert callbacks.exists() and "another agent's proposal" in str(callbacks[0].body)
+    for other in (theirs, budget):
+        assert f"#{other.pk}" not in told and other.summary not in told
+
+
 def test_an_approved_value_whose_target_moved_is_superseded_not_executed(operator):
     proposal = evaluated(bid_adjustment("2.50"))
     proposal_approve(proposal_id=proposal.pk, reviewer=operator)

@@ -319,12 +319,14 @@ SKIPPED_LOOKED_AT_AGAIN_AFTER = 1.0
 def proposals_supersede_after_changes(
     *,
     account_id: int,
-    changes: Sequence[tuple[Mapping[str, Mapping[str, str]], str]],
+    changes: Sequence[tuple],
     actor: Actor,
     only: Collection[int] | None = None,
 ) -> list[Proposal]:
     """After changes landed on an account's campaigns (``changes``: each the new values, by
-    campaign external id and field, with its cause, which a proposal it ends is told; two
+    campaign external id and field, with its cause, which a proposal it ends is told, and,
+    where an agent's proposal made it, that agent's id, so that another agent's proposal is
+    told the change without its id or what it was (``_causes_told``); two
     changes landed together touch distinct campaigns), supersede every waiting or approved
     proposal that sets one of those fields and was made against another value, so that the
     queue never holds a proposal whose premise is gone; and re-assess every waiting one that
@@ -341,10 +343,11 @@ def proposals_supersede_after_changes(
     after the commit, by the same changes (``only`` those skipped: they were made before
     them)."""
     changed, causes = {}, {}
-    for change, cause in changes:
+    for change, cause, *by_agent in changes:
         for campaign, fields in change.items():
             if fields:
-                changed[campaign], causes[campaign] = fields, cause
+                changed[campaign] = fields
+                causes[campaign] = (cause, by_agent[0] if by_agent else None)
     if not changed:
         return []  # it changed no campaign field (creatives added, a policy changed)
     matching = Proposal.objects.filter(
@@ -372,10 +375,10 @@ def proposals_supersede_after_changes(
         moves = target_moves(_seen_of_changed(proposal.target_snapshot, changed), changed)
         if not moves:
             continue
-        cause = "; ".join(dict.fromkeys(causes[move.campaign] for move in moves))
+        cause = _causes_told(proposal, [causes[move.campaign] for move in moves])
         ending = moves_on_what_it_sets(proposal, moves) if sets_values(proposal) else []
         if ending:
-            cause = "; ".join(dict.fromkeys(causes[move.campaign] for move in ending))
+            cause = _causes_told(proposal, [causes[move.campaign] for move in ending])
             supersessions.append(Overtaken(proposal, ending, cause))
         elif proposal.status == ProposalStatus.PENDING_REVIEW:
             waiting.append(Overtaken(proposal, moves, cause))
@@ -383,6 +386,22 @@ def proposals_supersede_after_changes(
     superseded = proposals_supersede(supersessions=supersessions, actor=actor)
     supersessions_tell_agents(supersessions=supersessions, actor=actor)
     return superseded
+
+
+# What a proposal is told of a change another agent's proposal made first: an agent sees only
+# its own proposals (their ids and what they did are not for another), as its cumulative
+# figures count another agent's moves without naming them.
+ANOTHER_AGENTS_CHANGE = "another agent's proposal changed it first"
+
+
+def _causes_told(proposal: Proposal, causes: Sequence[tuple[str, int | None]]) -> str:
+    """The causes of the moves a proposal is told of (each with the agent whose proposal
+    made it, if one did), in words it may read: another agent's proposal is not named."""
+    told = (
+        cause if by_agent in (None, proposal.agent_id) else ANOTHER_AGENTS_CHANGE
+        for cause, by_agent in causes
+    )
+    return "; ".join(dict.fromkeys(told))
 
 
 def _look_again_later(account_id: int, changes, process: str, proposal_ids: list[int]) -> None:
@@ -396,7 +415,7 @@ def _look_again_later(account_id: int, changes, process: str, proposal_ids: list
 def proposals_supersede_skipped(
     *,
     account_id: int,
-    changes: Sequence[tuple[Mapping[str, Mapping[str, str]], str]],
+    changes: Sequence[tuple],
     process: str,
     proposal_ids: Collection[int],
 ) -> list[Proposal]:
