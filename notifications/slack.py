@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import re
 from http.client import HTTPMessage
 from typing import Any
 from urllib.error import HTTPError, URLError
@@ -167,11 +168,28 @@ def _found(answer: Any, *path: str) -> str:
     return value if isinstance(value, str) else ""
 
 
+# Where Slack says a message it posted is, as Slack writes it: a channel id ("D0123ABCD") and
+# the message's timestamp ("1733356800.000100"), each short enough to be kept
+# (``Notification.slack_channel``, ``slack_ts``: 32 characters).
+_POSTED_WHERE = {
+    ("channel",): re.compile(r"[A-Z0-9]{1,32}"),
+    ("ts",): re.compile(r"[0-9]{1,20}\.[0-9]{1,11}"),
+}
+
+
 def _in_answer(answer: Any, *path: str) -> str:
-    """The text at ``path`` in Slack's answer, or the ChannelError that says it is missing."""
+    """The text at ``path`` in Slack's answer, or the ChannelError that says it is missing;
+    where a message went (its channel, its timestamp) only as Slack writes it: one that is
+    not (a 40-character timestamp) could not be kept, and had failed the recording of every
+    message sent with it, which were all sent again."""
     value = _found(answer, *path)
     if not value:
         raise ChannelError(f"Slack's answer has no {'.'.join(path)}")
+    kept_as = _POSTED_WHERE.get(path)
+    if kept_as is not None and not kept_as.fullmatch(value):
+        raise ChannelError(
+            f"Slack's answer has no {'.'.join(path)} as Slack writes one: {value[:40]!r}"
+        )
     return value
 
 

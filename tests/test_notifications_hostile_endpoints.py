@@ -212,6 +212,11 @@ def test_a_message_to_a_slack_that_never_finishes_answering_is_tried_again_later
     [
         b'{"ok": true, "user": {"id": "U0OPERATOR"}}',  # posted, but where?
         b'{"ok": true, "user": {"id": "U0OPERATOR"}, "channel": 7, "ts": null}',
+        # Where it went, as no Slack writes it: it could not be kept.
+        b'{"ok": true, "user": {"id": "U0OPERATOR"}, "channel": "D0OPERATOR", "ts": "'
+        + b"1" * 40
+        + b'"}',
+        b'{"ok": true, "user": {"id": "U0OPERATOR"}, "channel": "D0 <!here>", "ts": "1.2"}',
         *GARBAGE.values(),
     ],
 )
