@@ -19,7 +19,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from approvals.models import RejectionReason
-from hitlproject.outbound import AnswerTooLong, exchange_within
+from hitlproject.outbound import AnswerTooLong, exchange_within, on_one_line
 from notifications.channels import Channel, ChannelError, Sent
 from notifications.messages import (
     NO_LONGER_WAITS,
@@ -143,6 +143,11 @@ def slack_user_email(slack_user_id: str) -> str:
     email = _found(answer, "user", "profile", "email")
     if not email:
         raise ChannelError("Slack gives no email address for you", permanent=True)
+    if not email.isprintable():  # a NUL, say: no console user's, and no query's
+        raise ChannelError(
+            f"Slack gives no usable email address for you ({on_one_line(email)[:80]!r})",
+            permanent=True,
+        )
     return email
 
 
@@ -168,10 +173,11 @@ def _found(answer: Any, *path: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-# Where Slack says a message it posted is, as Slack writes it: a channel id ("D0123ABCD") and
-# the message's timestamp ("1733356800.000100"), each short enough to be kept
-# (``Notification.slack_channel``, ``slack_ts``: 32 characters).
-_POSTED_WHERE = {
+# What Slack's answers name, as Slack writes it: a user id ("U0123ABCD"), and where a message
+# it posted is: a channel id ("D0123ABCD") and the message's timestamp ("1733356800.000100"),
+# each short enough to be kept (``Notification.slack_channel``, ``slack_ts``: 32 characters).
+_AS_SLACK_WRITES = {
+    ("user", "id"): re.compile(r"[A-Z0-9]{1,32}"),  # whom a message goes to, named in its log
     ("channel",): re.compile(r"[A-Z0-9]{1,32}"),
     ("ts",): re.compile(r"[0-9]{1,20}\.[0-9]{1,11}"),
 }
@@ -179,13 +185,13 @@ _POSTED_WHERE = {
 
 def _in_answer(answer: Any, *path: str) -> str:
     """The text at ``path`` in Slack's answer, or the ChannelError that says it is missing;
-    where a message went (its channel, its timestamp) only as Slack writes it: one that is
-    not (a 40-character timestamp) could not be kept, and had failed the recording of every
-    message sent with it, which were all sent again."""
+    an id only as Slack writes one: one that is not (a 40-character timestamp, a NUL in a
+    user id) could not be kept, and had failed the recording of every message sent with it,
+    which were all sent again."""
     value = _found(answer, *path)
     if not value:
         raise ChannelError(f"Slack's answer has no {'.'.join(path)}")
-    kept_as = _POSTED_WHERE.get(path)
+    kept_as = _AS_SLACK_WRITES.get(path)
     if kept_as is not None and not kept_as.fullmatch(value):
         raise ChannelError(
             f"Slack's answer has no {'.'.join(path)} as Slack writes one: {value[:40]!r}"
@@ -198,8 +204,11 @@ def _failure(error: SlackClientError | OSError) -> ChannelError:
         return ChannelError(f"Slack's answer could not be read: {error}")
     if isinstance(error, SlackApiError):
         code = _found(error.response, "error") if error.response is not None else ""
+        # Slack's codes are short words ("ratelimited"); anything else is shown and kept as
+        # text can be (a NUL in it had failed the recording of every message sent with it).
+        said = on_one_line(code)[:100]
         return ChannelError(
-            f"Slack refused it: {code or error}",
+            f"Slack refused it: {said or error}",
             permanent=code in PERMANENT_ERRORS,
             retry_after=_retry_after(error),
         )

@@ -115,6 +115,13 @@ GARBAGE = {
     "profile not an object": b'{"ok": true, "user": {"id": "U1", "profile": "operator"}}',
     "email not text": b'{"ok": true, "user": {"id": "U1", "profile": {"email": ["a@b.c"]}}}',
     "error not text": b'{"ok": false, "error": ["user_not_found"]}',
+    # A NUL, which PostgreSQL keeps in no text: in a query, or in a message's log, it was a
+    # server error (a press answered 500; a whole chunk of messages sent, none recorded).
+    "email with a NUL": b'{"ok": true, "user": {"id": "U1", "profile": '
+    b'{"email": "operator@example.com\\u0000"}}}',
+    "error with a NUL": b'{"ok": false, "error": "user_not_found\\u0000"}',
+    "user id with a NUL": b'{"ok": true, "user": {"id": "U0OPERATOR\\u0000"}, "channel": '
+    b'"D0OPERATOR", "ts": "1.000001"}',
 }
 
 HOSTILE_CLOSED = threading.Event()
