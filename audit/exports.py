@@ -142,9 +142,15 @@ def audit_records(*, since: datetime, until: datetime) -> Iterator[dict]:
             }
 
 
+# Line breaks JSON leaves as they are in a string but that readers of lines (Python's
+# ``splitlines``, editors) break a line at: written escaped, each record stays one line.
+_LINE_BREAKS_IN_TEXT = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})
+
+
 def as_jsonl(records: Iterator[dict]) -> Iterator[str]:
     for record in records:
-        yield json.dumps(record, cls=ExportEncoder, ensure_ascii=False) + "\n"
+        line = json.dumps(record, cls=ExportEncoder, ensure_ascii=False)
+        yield line.translate(_LINE_BREAKS_IN_TEXT) + "\n"
 
 
 # What a spreadsheet takes for the start of a formula in a cell it opens (OWASP's list).

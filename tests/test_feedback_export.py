@@ -117,6 +117,31 @@ def test_an_edited_move_is_exported_with_the_routing_that_sent_it_to_a_person(lo
     assert (line["label"], line["approved_payload"]["amount"]) == ("approved_with_edits", "50.00")
 
 
+@pytest.mark.parametrize("breaks", ["\u2028", "\u2029", "\x85"])
+def test_a_line_break_other_than_a_newline_in_what_was_said_keeps_one_record_a_line(
+    login, demo_world, breaks
+):
+    """A rationale or a note with a Unicode line or paragraph separator (or NEL) is written
+    escaped, as JSON allows: a reader splitting the file into lines as Python's
+    ``splitlines`` does (or an editor) got a record cut in two, neither half JSON."""
+    operator = get_user_model().objects.get(username="operator")
+    said = f"Generic search converts better.{breaks}Brand search is saturated."
+    proposal = evaluated(reallocation("300.00", rationale=said))
+    proposal_reject(
+        proposal_id=proposal.pk, reviewer=operator, reason_code="other", note=f"No.{breaks}Wait."
+    )
+    today = timezone.localdate()
+
+    response = login("auditor").get(
+        EXPORT,
+        {"agent": "optimizer", "since": today - timedelta(days=1), "until": today + timedelta(1)},
+    )
+
+    (line,) = lines(b"".join(response.streaming_content).decode())
+    assert line["proposed"]["rationale"] == said
+    assert line["decisions"][0]["note"] == f"No.{breaks}Wait."
+
+
 def test_the_export_page_says_a_proposal_nobody_decided_is_in_it_and_it_is(login, demo_world):
     """A proposal superseded before anyone decided it was fed back to its agent: it is in
     the export, with no label, and the page says such proposals are."""
