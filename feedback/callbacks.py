@@ -49,6 +49,9 @@ SWEEP_BATCH = 500
 # way as it is given.
 RECEIVER_BUSY_WAIT = timedelta(seconds=2)
 NO_CALLBACK_URL = "not sent: the agent has no callback URL now"
+# A deactivated agent is answered 401 by the API: its endpoint is not told of its proposals
+# either (a decision, a reviewer's note) once it is.
+DEACTIVATED = "not sent: the agent is deactivated"
 
 
 def callback_events_record(*, proposals: Iterable[Proposal]) -> None:
@@ -127,9 +130,13 @@ def callback_event_deliver(*, event_id: int) -> CallbackEvent | None:
             event.status = DeliveryStatus.FAILED
             event.save(update_fields=["status"])
             return event
-        if not event.agent.callback_url:  # removed since: not sent where it no longer goes
+        # Removed since, or its agent deactivated: not sent where it no longer goes.
+        not_sent = (not event.agent.callback_url and NO_CALLBACK_URL) or (
+            not event.agent.is_active and DEACTIVATED
+        )
+        if not_sent:
             event.status = DeliveryStatus.FAILED
-            event.log = [*event.log, {"at": now.isoformat(), "result": NO_CALLBACK_URL}]
+            event.log = [*event.log, {"at": now.isoformat(), "result": not_sent}]
             event.save(update_fields=["status", "log"])
             return event
         if _requests_under_way(event.agent_id, now) >= settings.CALLBACK_REQUESTS_PER_AGENT:

@@ -192,3 +192,21 @@ def test_an_event_is_not_sent_where_the_agent_is_no_longer_reached(receiver):
     assert event.status == "failed"
     assert event.log[-1]["result"] == "not sent: the agent has no callback URL now"
     assert len(endpoint.received) == 1
+
+
+def test_a_deactivated_agents_endpoint_is_not_told_of_its_proposals(receiver):
+    """Deactivated, an agent is answered 401 by the API; a rejection made afterwards, with
+    the reviewer's note, had still been posted to its callback URL, signed."""
+    endpoint = receiver(200)
+    proposal = waiting_proposal()
+    Agent.objects.filter(name="optimizer").update(is_active=False)
+    operator = get_user_model().objects.get(username="operator")
+
+    proposal_reject(
+        proposal_id=proposal.pk, reviewer=operator, reason_code="other", note="Not this quarter"
+    )
+
+    event = wait_until(lambda: CallbackEvent.objects.exclude(log=[]).first())
+    assert (event.type, event.status) == ("proposal.rejected", "failed")
+    assert event.log[-1]["result"] == "not sent: the agent is deactivated"
+    assert endpoint.received == []
