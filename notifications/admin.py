@@ -390,7 +390,7 @@ class ProposalAdmin(ApprovalsProposalAdmin):
                 "claim": claim if pending else None,
                 "can_claim": pending
                 and (claim is None or claim.user_id == request.user.pk)
-                and may_act(request.user, proposal, Act.APPROVE),
+                and may_act(request.user, proposal, Act.REJECT),
                 "holds_claim": pending and claim is not None and claim.user_id == request.user.pk,
                 "told": proposal_notifications(proposal=proposal),
                 **(extra_context or {}),

@@ -68,6 +68,9 @@ class ProposalMessage:
     # Why this person is told of it ("You are told by the route “Demo: …”."), as the
     # notification's route says; empty where no route is on record.
     told_because: str = ""
+    # Why its reader, who may reject it, may not approve it (its agent was stopped since it
+    # proposed it): the message says so and offers no Approve.
+    approval_refused: str = ""
 
     @property
     def claimed_until_text(self) -> str:

@@ -22,7 +22,13 @@ from django.utils import timezone
 
 from approvals.models import Decision, DecisionOutcome, Proposal, ProposalStatus
 from approvals.selectors import withdrawal_seen
-from approvals.services.acts import Act, check_may_act, may_act, reviewers_by_proposal
+from approvals.services.acts import (
+    Act,
+    act_refusal,
+    check_may_act,
+    may_act,
+    reviewers_by_proposal,
+)
 from audit.actors import Actor, acting_as, current_actor
 from audit.history import (
     insert_with_history,
@@ -39,6 +45,7 @@ from notifications.carriers import channel_for
 from notifications.channels import ChannelError, Sent
 from notifications.messages import (
     DigestLine,
+    ProposalMessage,
     addressed_to_one_who_may_not_decide,
     approvals_so_far,
     ended_as,
@@ -788,11 +795,9 @@ def _send_one(
     it said no longer holds once Slack has it (``_until_it_holds``)."""
     channel = channel_for(notification.channel)
     if notification.kind != NotificationKind.UPDATE:
-        may_decide = may_act(
-            notification.recipient, notification.proposal, Act.APPROVE, reviewers=reviewers
+        may_decide, message = _as_told_to(
+            notification.recipient, notification.proposal, message, reviewers
         )
-        if not may_decide:  # it waits, but not for them: the owner of its agent, one who approved
-            message = addressed_to_one_who_may_not_decide(message)
         route_name = notification.route.name if notification.route_id else ""
         message = replace(
             message, told_because=told_because(kind=notification.kind, route_name=route_name)
@@ -840,6 +845,22 @@ def _until_it_holds(read, send) -> Sent:
     return sent
 
 
+def _as_told_to(
+    recipient, proposal: Proposal, message: ProposalMessage, reviewers
+) -> tuple[bool, ProposalMessage]:
+    """Whether ``recipient`` may decide the proposal, and the message as told to them: to one
+    who may not (the owner of its agent, one who approved), it waits for a decision, not
+    theirs; to one who may reject it but not let it run (its agent was stopped since), it
+    says why it cannot be approved, and offers no Approve."""
+    may_decide = may_act(recipient, proposal, Act.REJECT, reviewers=reviewers)
+    if not may_decide:
+        return False, addressed_to_one_who_may_not_decide(message)
+    refusal = act_refusal(recipient, proposal, Act.APPROVE, reviewers=reviewers)
+    if refusal is not None:
+        return True, replace(message, approval_refused=refusal.message)
+    return True, message
+
+
 def _update_says(notification: Notification) -> dict:
     """What an update of a proposal's message says, the proposal read as it is now: what
     became of it, or, while it still waits, how far it has come (the buttons kept for a
@@ -854,9 +875,7 @@ def _update_says(notification: Notification) -> dict:
             "ended_as": ended_as(proposal),
         }
     reviewers = reviewers_by_proposal([proposal])[proposal.pk]
-    may_decide = may_act(notification.recipient, proposal, Act.APPROVE, reviewers=reviewers)
-    if not may_decide:  # it waits, but not for them: the owner of its agent, one who approved
-        message = addressed_to_one_who_may_not_decide(message)
+    may_decide, message = _as_told_to(notification.recipient, proposal, message, reviewers)
     return {
         "text": progress_text(proposal),
         "message": message,
@@ -1170,7 +1189,8 @@ def proposal_claim(*, proposal_id: int, user) -> Claim:
                 f"Proposal #{proposal.pk} is {proposal.get_status_display().lower()}; "
                 "there is nothing to take on."
             )
-        check_may_act(user, proposal, Act.APPROVE)
+        # Taken on by one who may decide it: reject it, if not let it run (its agent stopped).
+        check_may_act(user, proposal, Act.REJECT)
         claim = Claim.objects.filter(proposal=proposal).select_related("user").first()
         if claim is not None and claim.is_live(now) and claim.user_id != user.pk:
             # Not opening on the name: a message line capitalises its first letter.

@@ -291,6 +291,9 @@ def message_blocks(
     if outcome or progress:
         note = _fit(_escape(outcome or progress), SECTION_TEXT_LIMIT)
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
+    if message.approval_refused and may_decide and not outcome:
+        note = _fit(_escape(message.approval_refused), SECTION_TEXT_LIMIT)
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
     if may_decide and not outcome:
         value = str(message.proposal_id)
         # A decision carries the action as this message shows it (``press_parse``).
@@ -307,7 +310,7 @@ def message_blocks(
                 "type": "actions",
                 "block_id": f"proposal-{message.proposal_id}",
                 "elements": [
-                    *([approve] if every_word_shown else []),
+                    *([approve] if every_word_shown and not message.approval_refused else []),
                     {
                         "type": "static_select",
                         "action_id": "reject",

@@ -398,6 +398,28 @@ def test_while_a_colleague_is_on_it_others_are_offered_no_claim(optimizer, on_sl
     assert "*On it* operator" in str(update["blocks"])
 
 
+def test_a_stopped_agents_proposal_is_taken_on_to_be_rejected_and_says_why_not_approved(
+    optimizer, on_slack
+):
+    """Its agent deactivated since it proposed, a proposal cannot be let run: "I'll take it"
+    was refused as if it were an approval, and the message, once updated, offered nothing,
+    Reject included, under "Waits for a decision", as if it were someone else's to decide."""
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+    Agent.objects.filter(name="optimizer").update(is_active=False)
+
+    answer = post(*pressing(OPERATOR, "claim", str(proposal["id"]), where))
+
+    assert answer.status_code == 200
+    assert Claim.objects.get(proposal_id=proposal["id"]).user.username == "operator"
+    [update, *_] = wait_until(lambda: updates_of(on_slack, where))
+    assert headline(update["blocks"]) == "Waits for your decision"
+    assert buttons(update["blocks"]) == ["reject", "release"]
+    assert (
+        f"Proposal #{proposal['id']} cannot be let run: agent optimizer has been deactivated "
+        "since it proposed it."
+    ) in context_texts(update["blocks"])
+
+
 def test_the_auditor_cannot_take_a_proposal_on(optimizer, on_slack):
     proposal, where = waiting_on_slack(optimizer, on_slack)
 
