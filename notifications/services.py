@@ -1175,20 +1175,26 @@ def interrupted_note(notification: Notification, *, attempts: range) -> str:
     )
 
 
+def _waiting_locked(proposal_id: int, *, else_said: str) -> Proposal:
+    """The proposal, locked, if it waits for review; else a refusal saying what it is and
+    ``else_said``."""
+    proposal = Proposal.objects.select_for_update().filter(pk=proposal_id).first()
+    if proposal is None:
+        raise NotFound(f"There is no proposal #{proposal_id}.")
+    if proposal.status != S.PENDING_REVIEW:
+        raise Conflict(
+            f"Proposal #{proposal.pk} is {proposal.get_status_display().lower()}; {else_said}."
+        )
+    return proposal
+
+
 def proposal_claim(*, proposal_id: int, user) -> Claim:
     """“I'll take it”: ``user`` is on the proposal until the claim lapses. Only someone who
     may decide it now takes it; taking one another person holds live is refused (they are on
     it); it stops nobody from deciding."""
     now = timezone.now()
     with transaction.atomic(), acting_as(Actor.for_user(user)):
-        proposal = Proposal.objects.select_for_update().filter(pk=proposal_id).first()
-        if proposal is None:
-            raise NotFound(f"There is no proposal #{proposal_id}.")
-        if proposal.status != S.PENDING_REVIEW:
-            raise Conflict(
-                f"Proposal #{proposal.pk} is {proposal.get_status_display().lower()}; "
-                "there is nothing to take on."
-            )
+        proposal = _waiting_locked(proposal_id, else_said="there is nothing to take on")
         # Taken on by one who may decide it: reject it, if not let it run (its agent stopped).
         check_may_act(user, proposal, Act.REJECT)
         claim = Claim.objects.filter(proposal=proposal).select_related("user").first()
@@ -1216,14 +1222,9 @@ def proposal_release(*, proposal_id: int, user) -> None:
     of it)."""
     with transaction.atomic(), acting_as(Actor.for_user(user)):
         # The proposal first, then its claim, as taking one locks them.
-        proposal = Proposal.objects.select_for_update().filter(pk=proposal_id).first()
-        if proposal is None:
-            raise NotFound(f"There is no proposal #{proposal_id}.")
-        if proposal.status != S.PENDING_REVIEW:
-            raise Conflict(
-                f"Proposal #{proposal.pk} is {proposal.get_status_display().lower()}; "
-                "nobody is on it now, and there is nothing to give back."
-            )
+        _waiting_locked(
+            proposal_id, else_said="nobody is on it now, and there is nothing to give back"
+        )
         claim = Claim.objects.select_for_update().filter(proposal_id=proposal_id).first()
         if claim is None or claim.user_id != user.pk or not claim.is_live():
             raise Conflict(f"You are not on proposal #{proposal_id}.")
