@@ -182,6 +182,8 @@ class PercentField(forms.DecimalField):
         percent = super().to_python(value)
         if percent is None:
             return None
+        if not percent.is_finite():  # "NaN" cannot be compared (a 500), "Infinity" is no share
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
         if not 0 <= percent <= 100:
             raise forms.ValidationError(self.error_messages["out_of_range"], code="out_of_range")
         if percent.normalize().as_tuple().exponent < -1:

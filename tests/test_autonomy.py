@@ -341,6 +341,26 @@ def test_the_rules_window_is_a_day_to_a_year(login, demo_world, window):
     assert AutonomyRules.current().window == timedelta(days=30)
 
 
+@pytest.mark.parametrize("share", ["NaN", "sNaN", "-NaN", "Infinity"])
+def test_a_share_that_is_not_a_number_is_refused_in_the_form(login, demo_world, share):
+    # "NaN" reached a comparison Python's decimals refuse to make: a server error, not a form.
+    url = reverse("admin:feedback_autonomyrules_change", args=[AutonomyRules.current().pk])
+    owner = login("policy-owner")
+    form = owner.get(url).context["adminform"].form
+    typed = {name: form[name].value() for name in form.fields} | {
+        "is_active": "on",
+        "widen_min_clean_share": share,
+        "change_reason": "Try it.",
+    }
+
+    response = owner.post(url, typed)
+
+    assert response.status_code == 200  # the form again, with the error
+    assert response.context["adminform"].form.errors["widen_min_clean_share"] == ["Enter a number."]
+    assert AutonomyRules.current().widen_min_clean_share == Decimal("0.950")
+    assert not AutonomyRules.history.filter(history_type="~").exists()
+
+
 def test_a_recommendation_is_told_to_the_policy_owners_who_decide_it(recommendation):
     """The demo's routes tell the policy owners of a proposed policy change, which only they
     may decide (the operators' route tells the operators of it too, as of every proposal)."""
