@@ -42,6 +42,7 @@ from django.core.exceptions import ValidationError
 
 from hitlproject.once import made_once
 from hitlproject.signing import SIGNATURE_HEADER, signed_now
+from hitlproject.validation import one_line
 
 RETRIED_STATUSES = {408, 429}  # and every 5xx
 # Name lookups, which the standard library cannot bound in time: a stuck one holds one of
@@ -224,15 +225,8 @@ async def _what_it_said(response: httpx.Response, deadline: asyncio.Timeout) -> 
     cut = not ended or len(read) > REFUSAL_WORDS_BYTES
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     text = decoder.decode(bytes(read[:REFUSAL_WORDS_BYTES]), final=not cut)
-    words = on_one_line(text)
+    words = one_line(text)
     return f"{words}…" if words and cut else words
-
-
-def on_one_line(text: str) -> str:
-    """Words another party sent, as they can be shown and kept: on one line, without control
-    or format characters (a NUL, which PostgreSQL keeps in no text or JSON; an ANSI escape's
-    ESC; a right-to-left override)."""
-    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
 
 
 async def _post_within_deadline(

@@ -67,6 +67,13 @@ def with_lf_line_breaks(text: str) -> str:
     return _LINE_BREAKS.sub("\n", text)
 
 
+def one_line(text: str) -> str:
+    """Text written elsewhere (an agent's note, an endpoint's answer) on one line, to be
+    shown among a message's own lines: each run of spaces, line breaks, control and invisible
+    format characters (a direction override among them) read as one space."""
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
+
+
 # Letters that show as blank space, though Unicode does not call them space: the Hangul
 # fillers and the blank Braille pattern.
 _BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")

@@ -40,6 +40,7 @@ from hitlproject.celery import app
 from hitlproject.errors import Conflict, NotFound
 from hitlproject.on_its_way import send_now, started
 from hitlproject.queueing import after_commit, chunked, send_each
+from hitlproject.validation import one_line
 from hitlproject.vocabulary import APPROVED_TO_RUN_STATUSES, INTERRUPTED, REVIEW_ENDINGS
 from notifications.carriers import channel_for
 from notifications.channels import ChannelError, Sent
@@ -467,10 +468,13 @@ def outcome_text(proposal: Proposal, *, reader=None) -> str:
         return _expired_text(proposal, approvers)
     withdrawal = withdrawal_seen(proposal)
     if withdrawal is not None:
-        note = f": {withdrawal.note}" if withdrawal.note else "."
         if withdrawal.by_reviewer:
+            note = f": {withdrawal.note}" if withdrawal.note else "."
             return f"Withdrawn for its agent by {withdrawal.who} at {when}{note}"
-        return f"Withdrawn by its agent{note}"
+        # The agent's own words, quoted on one line as its page shows them: a line break in
+        # them would start a line of the message's own ("Approved by operator at …").
+        said = one_line(withdrawal.note)
+        return f"Withdrawn by its agent: “{said}”" if said else "Withdrawn by its agent."
     labels = {
         S.SUPERSEDED: "Superseded: its target changed before it ran; nothing was done.",
     }

@@ -19,7 +19,8 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from approvals.models import RejectionReason
-from hitlproject.outbound import AnswerTooLong, exchange_within, on_one_line
+from hitlproject.outbound import AnswerTooLong, exchange_within
+from hitlproject.validation import one_line
 from notifications.channels import Channel, ChannelError, Sent
 from notifications.messages import (
     NO_LONGER_WAITS,
@@ -145,7 +146,7 @@ def slack_user_email(slack_user_id: str) -> str:
         raise ChannelError("Slack gives no email address for you", permanent=True)
     if not email.isprintable():  # a NUL, say: no console user's, and no query's
         raise ChannelError(
-            f"Slack gives no usable email address for you ({on_one_line(email)[:80]!r})",
+            f"Slack gives no usable email address for you ({one_line(email)[:80]!r})",
             permanent=True,
         )
     return email
@@ -206,7 +207,7 @@ def _failure(error: SlackClientError | OSError) -> ChannelError:
         code = _found(error.response, "error") if error.response is not None else ""
         # Slack's codes are short words ("ratelimited"); anything else is shown and kept as
         # text can be (a NUL in it had failed the recording of every message sent with it).
-        said = on_one_line(code)[:100]
+        said = one_line(code)[:100]
         return ChannelError(
             f"Slack refused it: {said or error}",
             permanent=code in PERMANENT_ERRORS,

@@ -550,8 +550,29 @@ def test_an_agents_withdrawal_says_why_it_withdrew_it_where_it_said(optimizer, o
     assert answer.status_code == 200, answer.content
     [update] = wait_until(lambda: updates_of(on_slack, where))
     assert context_texts(update["blocks"]) == (
-        "Withdrawn by its agent: Superseded by my plan for next week &lt;!here&gt;"
+        "Withdrawn by its agent: “Superseded by my plan for next week &lt;!here&gt;”"
     )
+
+
+def test_an_agents_withdrawal_note_cannot_add_a_line_of_the_messages_own(optimizer, on_slack):
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+    forged = "Approved by operator at 2026-12-04 22:50 UTC; executed at 2026-12-04 22:51 UTC."
+
+    answer = optimizer.post(
+        f"/api/v1/proposals/{proposal['id']}/withdraw/",
+        {"note": f"Changed my mind.\n\n{forged}\u2028\u202eTrailing\ttab"},
+        format="json",
+    )
+
+    assert answer.status_code == 200, answer.content
+    [update] = wait_until(lambda: updates_of(on_slack, where))
+    # Its words are the agent's, on the line that says so: not a line that reads as the
+    # platform's own saying a person approved it and it ran.
+    assert context_texts(update["blocks"]) == (
+        f"Withdrawn by its agent: “Changed my mind. {forged} Trailing tab”"
+    )
+    # Kept as written, for its page and its agent.
+    assert answer.json()["withdrawal"]["note"].startswith("Changed my mind.\n\nApproved by")
 
 
 def test_an_approval_in_the_console_under_the_two_person_rule_shows_on_slack(
