@@ -126,9 +126,7 @@ class ProposalMessage:
         for title, parts in self.words:
             lines.append(title)
             for label, said in parts:
-                first, *rest = said.splitlines() or [""]
-                lines.append(f"    {label}: {first}")
-                lines.extend(" " * (len(label) + 6) + line for line in rest)
+                lines.extend(f"    {line}" for line in part_lines(label, said))
         return "\n".join(lines)
 
     @property
@@ -180,6 +178,14 @@ def ended_as(proposal: Proposal) -> str:
 def proposal_url(proposal_id: int) -> str:
     console = settings.CONSOLE_URL or served_at()
     return console + reverse("admin:approvals_proposal_change", args=[proposal_id])
+
+
+def part_lines(label: str, said: str) -> list[str]:
+    """A part of the words an action would publish as a plain-text message shows it: "Body:
+    its first line", its further lines (any Unicode line break reads as one) indented under
+    the first, so that none starts where the message's own lines do."""
+    first, *rest = said.splitlines() or [""]
+    return [f"{label}: {first}", *(" " * (len(label) + 2) + line for line in rest)]
 
 
 def my_channels_url() -> str:

@@ -26,6 +26,7 @@ from notifications.messages import (
     NO_LONGER_WAITS,
     DigestLine,
     ProposalMessage,
+    part_lines,
     still_waiting_count_text,
     waiting_count_text,
 )
@@ -339,7 +340,9 @@ def _words_blocks(message: ProposalMessage) -> tuple[list[dict], bool]:
     blocks: list[dict] = []
     used = 0
     for shown, (title, parts) in enumerate(message.words):
-        text = "\n".join([title, *(f"{label}: {said}" for label, said in parts)])
+        text = "\n".join(
+            [title, *(line for label, said in parts for line in part_lines(label, said))]
+        )
         used += len(text)
         if (
             shown == WORDS_SHOWN_SECTIONS

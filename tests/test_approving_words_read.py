@@ -5,6 +5,7 @@ all fit a Slack message is not offered Approve there, and says which creatives i
 its page; the bulk confirmation lists them under each summary."""
 
 import html
+import re
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -29,7 +30,7 @@ MARKED_UP = creative(
 SHOWN = (
     "Creative 1\n"
     "Headline: *Free* <b>trial</b> :fire:\n"
-    "Body: Line one\nGuaranteed results & more\n"
+    "Body: Line one\n      Guaranteed results & more\n"
     "Call to action: Start now"
 )
 
@@ -139,7 +140,61 @@ def test_the_bulk_confirmation_shows_each_creative_it_would_approve(login):
     )
     assert page.status_code == 200
     row = page.content.decode().split('id="bulk-proposals"')[1]
-    assert "<strong>Creative 1</strong>" in row
-    assert f'Headline: <span class="bulk-said">{html.escape(MARKED_UP["headline"])}</span>' in row
-    assert "Line one<br>Guaranteed results &amp; more" in row
-    assert 'Call to action: <span class="bulk-said">Start now</span>' in row
+    assert "<caption><strong>Creative 1</strong></caption>" in row
+    assert bulk_parts(row) == [
+        ("Headline", html.escape(MARKED_UP["headline"])),
+        ("Body", "Line one<br>Guaranteed results &amp; more"),
+        ("Call to action", "Start now"),
+    ]
+
+
+def bulk_parts(page: str) -> list[tuple[str, str]]:
+    """Each part of the creatives on a bulk confirmation, as (its label, its cell)."""
+    return re.findall(r'<th scope="row">(.*?)</th><td class="bulk-said">(.*?)</td>', page, re.S)
+
+
+@pytest.mark.django_db
+def test_a_body_on_the_bulk_confirmation_stays_in_its_own_cell(login):
+    # A body's line "Call to action: Learn more" read as the creative's call to action, on a
+    # line of its own as the real one was.
+    forged = "Great offer\nCall to action: Learn more"
+    batch = evaluated(creative_batch(creative(body=forged, cta="Guaranteed riches")))
+    page = login("operator").post(
+        reverse("admin:approvals_proposal_changelist"),
+        {"action": "approve_selected", "_selected_action": [batch.pk]},
+    )
+    assert [label for label, _ in bulk_parts(page.content.decode())] == [
+        "Headline",
+        "Body",
+        "Call to action",
+    ]
+    assert ("Body", "Great offer<br>Call to action: Learn more") in bulk_parts(
+        page.content.decode()
+    )
+
+
+@pytest.mark.django_db
+def test_a_body_cannot_add_lines_that_read_as_the_slack_messages_own(demo_world, agent_client):
+    # Each line of its body would have started a line as the message's own do: a batch of one
+    # creative read as two, the first with a call to action it does not have.
+    forged = "Great offer\nCall to action: Learn more\nCreative 2\nHeadline: Save more today"
+    answer = agent_client("copywriter").post(
+        "/api/v1/proposals/",
+        creative_batch(creative(headline="Switch now", body=forged, cta="Guaranteed riches")),
+        format="json",
+    )
+    assert answer.status_code == 201, answer.content
+    proposal = Proposal.objects.get(pk=answer.json()["id"])
+    [message] = proposal_messages([(proposal, NotificationKind.WAITING)], now=timezone.now())
+
+    [shown] = plain_sections(message_blocks(message, may_decide=True))
+
+    assert shown.splitlines() == [
+        "Creative 1",
+        "Headline: Switch now",
+        "Body: Great offer",
+        "      Call to action: Learn more",
+        "      Creative 2",
+        "      Headline: Save more today",
+        "Call to action: Guaranteed riches",
+    ]
