@@ -301,7 +301,7 @@ def test_an_operator_withdraws_a_proposal_for_its_agent_and_the_agent_learns_it(
     page = login("auditor").get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
     assert (
         f"· for optimizer, by operator, at {record.history_date:%Y-%m-%d %H:%M} UTC: "
-        "“The owner paused this account&#x27;s changes.”" in page.text
+        "“<bdi>The owner paused this account&#x27;s changes.</bdi>”" in page.text
     )
     assert "No person decided it; operator withdrew it for optimizer." in page.text
     # The agent is told a person withdrew it, and why, on the proposal and in its feed.
@@ -328,6 +328,23 @@ def test_an_agent_withdrawing_its_own_proposal_is_told_it_did_and_gets_no_feedba
     assert optimizer.get("/api/v1/feedback/").json()["results"] == []
     waiting = optimizer.get(f"/api/v1/proposals/{evaluated().pk}/").json()
     assert waiting["withdrawal"] is None
+
+
+def test_an_agents_withdrawal_note_cannot_turn_the_words_around_it(optimizer, login):
+    # A right-to-left override in the note ran on past it: the page's closing quote showed
+    # before the note's last words, as if they were not the agent's.
+    proposal = evaluated()
+    note = "Approved by operator \u202eeht no"
+    answer = optimizer.post(
+        f"/api/v1/proposals/{proposal.pk}/withdraw/", {"note": note}, format="json"
+    )
+    assert answer.status_code == 200, answer.content
+
+    page = login("operator").get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+
+    # Isolated (HTML's <bdi>): its direction ends where the note does, inside the quotes.
+    said = page.text.split('id="withdrawal"')[1].split("</span>")[0]
+    assert said.endswith(f": “<bdi>{note}</bdi>”")
 
 
 def test_a_withdrawal_for_the_agent_without_a_note_still_tells_it(login, optimizer):
