@@ -343,10 +343,13 @@ def _words_blocks(message: ProposalMessage) -> tuple[list[dict], bool]:
         text = "\n".join(
             [title, *(line for label, said in parts for line in part_lines(label, said))]
         )
-        used += len(text)
+        # Counted in UTF-16 units (an emoji is two), as Slack may count its limits: a creative
+        # of emoji alone must not have the whole message refused.
+        length = len(text.encode("utf-16-le")) // 2
+        used += length
         if (
             shown == WORDS_SHOWN_SECTIONS
-            or len(text) > SECTION_TEXT_LIMIT
+            or length > SECTION_TEXT_LIMIT
             or used > WORDS_SHOWN_CHARACTERS
         ):
             after = len(message.words) - shown - 1

@@ -132,6 +132,24 @@ def test_a_batch_whose_words_do_not_fit_a_slack_message_is_approved_on_its_page(
 
 
 @pytest.mark.django_db
+def test_a_creative_of_emoji_is_measured_as_slack_may_count_it(demo_world, agent_client):
+    """1,600 emoji are 1,600 characters but 3,200 UTF-16 units: over a section's 3,000 if
+    Slack counts units, and a refused message would tell the operator nothing."""
+    answer = agent_client("copywriter").post(
+        "/api/v1/proposals/", creative_batch(creative(body="😀" * 1600)), format="json"
+    )
+    assert answer.status_code == 201, answer.content
+    proposal = Proposal.objects.get(pk=answer.json()["id"])
+    [message] = proposal_messages([(proposal, NotificationKind.WAITING)], now=timezone.now())
+
+    blocks = message_blocks(message, may_decide=True)
+
+    assert plain_sections(blocks) == []
+    assert "Creative 1 does not fit in this message" in context_texts(blocks)
+    assert buttons(blocks) == ["reject", "claim"]
+
+
+@pytest.mark.django_db
 def test_the_bulk_confirmation_shows_each_creative_it_would_approve(login):
     batch = evaluated(creative_batch(MARKED_UP))
     page = login("operator").post(
