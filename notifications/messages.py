@@ -122,16 +122,23 @@ class ProposalMessage:
         then its parts indented, a part's own line breaks (any Unicode reads as one) continuing
         under it; so no line of an agent's words starts where the message's own lines do (a
         body could otherwise add "- Cleared by legal" as one more reason why it waits)."""
-        lines = []
-        for title, parts in self.words:
-            lines.append(title)
-            for label, said in parts:
-                lines.extend(f"    {line}" for line in part_lines(label, said))
-        return "\n".join(lines)
+        return "\n".join(words_lines(title, parts) for title, parts in self.words)
 
     @property
     def subject(self) -> str:
         return f"[HITL] {self.headline}: #{self.proposal_id} {self.summary}"[:200]
+
+
+def words_lines(title: str, parts: Sequence[tuple[str, str]]) -> str:
+    """One group of the words an action would publish (a creative), as plain text shows it:
+    its title, then each part indented under it, the part's own line breaks (any Unicode reads
+    as one) continuing under its first line, so none starts where a label does."""
+    lines = [title]
+    for label, said in parts:
+        first, *rest = said.splitlines() or [""]
+        lines.append(f"    {label}: {first}")
+        lines.extend(" " * (len(label) + 6) + line for line in rest)
+    return "\n".join(lines)
 
 
 def waiting_count_text(count: int) -> str:
@@ -178,14 +185,6 @@ def ended_as(proposal: Proposal) -> str:
 def proposal_url(proposal_id: int) -> str:
     console = settings.CONSOLE_URL or served_at()
     return console + reverse("admin:approvals_proposal_change", args=[proposal_id])
-
-
-def part_lines(label: str, said: str) -> list[str]:
-    """A part of the words an action would publish as a plain-text message shows it: "Body:
-    its first line", its further lines (any Unicode line break reads as one) indented under
-    the first, so that none starts where the message's own lines do."""
-    first, *rest = said.splitlines() or [""]
-    return [f"{label}: {first}", *(" " * (len(label) + 2) + line for line in rest)]
 
 
 def my_channels_url() -> str:

@@ -26,9 +26,9 @@ from notifications.messages import (
     NO_LONGER_WAITS,
     DigestLine,
     ProposalMessage,
-    part_lines,
     still_waiting_count_text,
     waiting_count_text,
+    words_lines,
 )
 
 # Slack's errors that trying again cannot mend.
@@ -258,7 +258,7 @@ def message_blocks(
             on_it += f", until <!date^{stamp}^{{date_short}} {{time}}|{shown}>"
         facts.append(on_it)
     reasons = "\n".join(f"• {reason}" for reason in message.reasons) or "• No policy decided it."
-    words, every_word_shown = _words_blocks(message)
+    words, every_word_shown = _words_blocks(message, may_approve=may_decide and not outcome)
     blocks: list[dict] = [
         {
             "type": "section",
@@ -276,26 +276,26 @@ def message_blocks(
             "fields": [{"type": "mrkdwn", "text": _fit(fact, FIELD_TEXT_LIMIT)} for fact in facts],
         },
         *words,
-        {
-            "type": "section",
-            "text": {
-                "type": "mrkdwn",
-                "text": _fit(
-                    # Once it no longer waits (``outcome``), why it waited: not "waits".
-                    f"*{'Why it waited' if outcome else 'Why it waits'}*\n{_escape(reasons)}",
-                    SECTION_TEXT_LIMIT,
-                    more="\n… and more on its page.",
-                ),
-            },
-        },
+        # Plain text, as the words are: a reason quotes the creative it found a banned term
+        # in ("“*«Guaranteed»* :tada:”"), which Slack's markup would show bold, with an emoji.
+        _plain_section(
+            _fit(
+                # Once it no longer waits (``outcome``), why it waited: not "waits".
+                f"{'Why it waited' if outcome else 'Why it waits'}\n{reasons}",
+                SECTION_TEXT_LIMIT,
+                more="\n… and more on its page.",
+                escaped=False,
+            )
+        ),
     ]
     progress = progress or message.progress  # a new message says how far it has come too
     if outcome or progress:
-        note = _fit(_escape(outcome or progress), SECTION_TEXT_LIMIT)
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
+        # Plain text too: it quotes a reviewer's or an agent's note as they typed it.
+        note = _fit(outcome or progress, SECTION_TEXT_LIMIT, escaped=False)
+        blocks.append({"type": "context", "elements": [_plain(note)]})
     if message.approval_refused and may_decide and not outcome:
-        note = _fit(_escape(message.approval_refused), SECTION_TEXT_LIMIT)
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
+        note = _fit(message.approval_refused, SECTION_TEXT_LIMIT, escaped=False)
+        blocks.append({"type": "context", "elements": [_plain(note)]})
     if may_decide and not outcome:
         value = str(message.proposal_id)
         # A decision carries the action as this message shows it (``press_parse``).
@@ -332,17 +332,17 @@ def message_blocks(
     return blocks
 
 
-def _words_blocks(message: ProposalMessage) -> tuple[list[dict], bool]:
+def _words_blocks(message: ProposalMessage, *, may_approve: bool) -> tuple[list[dict], bool]:
     """The words the action would publish, a section each, as plain text (shown as they
-    would be published: no Slack formatting, no emoji made of ``:fire:``), as many as fit; and
-    whether every one of them did. One that did not is named, and the message offers no
-    Approve: approving is for words read, on its page."""
+    would be published: no Slack formatting, no emoji made of ``:fire:``; a part's own line
+    breaks indented under it, as an email shows them, so that a body cannot add a line that
+    reads as the creative's call to action), as many as fit; and whether every one of them
+    did. One that did not is named, and the message offers no Approve: approving is for words
+    read, on its page (where the reader may approve it, ``may_approve``, the note says so)."""
     blocks: list[dict] = []
     used = 0
     for shown, (title, parts) in enumerate(message.words):
-        text = "\n".join(
-            [title, *(line for label, said in parts for line in part_lines(label, said))]
-        )
+        text = words_lines(title, parts)
         # Counted in UTF-16 units (an emoji is two), as Slack may count its limits: a creative
         # of emoji alone must not have the whole message refused.
         length = len(text.encode("utf-16-le")) // 2
@@ -354,15 +354,14 @@ def _words_blocks(message: ProposalMessage) -> tuple[list[dict], bool]:
         ):
             after = len(message.words) - shown - 1
             which = f"{title} and the {after} after it do" if after else f"{title} does"
+            approve = ", and approve it," if may_approve else ""
             note = (
                 f"{_escape(which)} not fit in this message: read "
-                f"{'them' if after else 'it'}, and approve it, on <{message.url}|its page>."
+                f"{'them' if after else 'it'}{approve} on <{message.url}|its page>."
             )
             blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
             return blocks, False
-        blocks.append(
-            {"type": "section", "text": {"type": "plain_text", "text": text, "emoji": False}}
-        )
+        blocks.append(_plain_section(text))
     return blocks, True
 
 
@@ -389,14 +388,25 @@ def _text_section(text: str) -> dict:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
-def _fit(text: str, limit: int, *, more: str = "…") -> str:
+def _plain(text: str) -> dict:
+    """Text Slack shows as it is written: no markup, no emoji made of ``:fire:``, no links or
+    mentions (``<!here>``), so nothing in it needs escaping."""
+    return {"type": "plain_text", "text": text, "emoji": False}
+
+
+def _plain_section(text: str) -> dict:
+    return {"type": "section", "text": _plain(text)}
+
+
+def _fit(text: str, limit: int, *, more: str = "…", escaped: bool = True) -> str:
     """``text``, cut to ``limit`` characters (saying ``more``) if longer, never inside an
-    escape such as ``&lt;``."""
+    escape such as ``&lt;`` where it is ``escaped`` markup (plain text has none: its "&" is
+    one)."""
     if len(text) <= limit:
         return text
     cut = text[: limit - len(more)]
     amp = cut.rfind("&")
-    if amp != -1 and ";" not in cut[amp:]:
+    if escaped and amp != -1 and ";" not in cut[amp:]:
         cut = cut[:amp]
     return cut + more
 
@@ -524,7 +534,11 @@ class SlackChannel(Channel):
             slack_client().chat_update(
                 channel=where["channel"],
                 ts=where["ts"],
-                text=f"#{message.proposal_id} {message.summary}: {text or message.headline}",
+                # Slack reads it as markup (a notification's preview): a note's "<!here>"
+                # is shown, not a mention.
+                text=_escape(
+                    f"#{message.proposal_id} {message.summary}: {text or message.headline}"
+                ),
                 blocks=blocks,
             )
         except SLACK_FAILURES as error:

@@ -27,11 +27,13 @@ MARKED_UP = creative(
     body="Line one\nGuaranteed results & more",
     cta="Start now",
 )
+# As the email's plain text shows it: a body's own line breaks indented under it.
 SHOWN = (
     "Creative 1\n"
-    "Headline: *Free* <b>trial</b> :fire:\n"
-    "Body: Line one\n      Guaranteed results & more\n"
-    "Call to action: Start now"
+    "    Headline: *Free* <b>trial</b> :fire:\n"
+    "    Body: Line one\n"
+    "          Guaranteed results & more\n"
+    "    Call to action: Start now"
 )
 
 
@@ -45,6 +47,15 @@ def plain_sections(blocks: list) -> list[str]:
         for b in blocks
         if b["type"] == "section" and b.get("text", {}).get("type") == "plain_text"
     ]
+
+
+def creative_sections(blocks: list) -> list[str]:
+    return [text for text in plain_sections(blocks) if text.startswith("Creative ")]
+
+
+def why_it_waits(blocks: list) -> str:
+    [why] = [text for text in plain_sections(blocks) if text.startswith("Why it wait")]
+    return why
 
 
 def context_texts(blocks: list) -> str:
@@ -83,10 +94,10 @@ def test_the_operator_reads_each_creative_in_the_email_and_on_slack_before_appro
 
     [message] = wait_until(lambda: slack.sent("chat.postMessage", channel=OPERATOR), timeout=15)
     blocks = message["blocks"]
-    assert plain_sections(blocks) == [
+    assert creative_sections(blocks) == [
         SHOWN,
-        "Creative 2\nHeadline: Save more today\nBody: Switch in minutes\n"
-        "Call to action: Learn more",
+        "Creative 2\n    Headline: Save more today\n    Body: Switch in minutes\n"
+        "    Call to action: Learn more",
     ]
     shown = [b for b in blocks if b.get("text", {}).get("type") == "plain_text"]
     assert all(block["text"]["emoji"] is False for block in shown)
@@ -114,9 +125,9 @@ def test_a_batch_whose_words_do_not_fit_a_slack_message_is_approved_on_its_page(
     [message] = proposal_messages([(proposal, NotificationKind.WAITING)], now=timezone.now())
 
     blocks = message_blocks(message, may_decide=True)
-    sections = plain_sections(blocks)
+    sections = creative_sections(blocks)
     assert len(sections) == shown
-    assert sections[-1].startswith(f"Creative {shown}\nHeadline: Headline {shown}\n")
+    assert sections[-1].startswith(f"Creative {shown}\n    Headline: Headline {shown}\n")
     after = len(creatives) - shown - 1
     left = f"and the {after} after it do" if after else "does"
     assert f"Creative {shown + 1} {left} not fit in this message" in context_texts(blocks)
@@ -144,7 +155,7 @@ def test_a_creative_of_emoji_is_measured_as_slack_may_count_it(demo_world, agent
 
     blocks = message_blocks(message, may_decide=True)
 
-    assert plain_sections(blocks) == []
+    assert creative_sections(blocks) == []
     assert "Creative 1 does not fit in this message" in context_texts(blocks)
     assert buttons(blocks) == ["reject", "claim"]
 
@@ -191,28 +202,73 @@ def test_a_body_on_the_bulk_confirmation_stays_in_its_own_cell(login):
     )
 
 
-@pytest.mark.django_db
-def test_a_body_cannot_add_lines_that_read_as_the_slack_messages_own(demo_world, agent_client):
-    # Each line of its body would have started a line as the message's own do: a batch of one
-    # creative read as two, the first with a call to action it does not have.
-    forged = "Great offer\nCall to action: Learn more\nCreative 2\nHeadline: Save more today"
+def waiting_message(agent_client, *creatives):
     answer = agent_client("copywriter").post(
-        "/api/v1/proposals/",
-        creative_batch(creative(headline="Switch now", body=forged, cta="Guaranteed riches")),
-        format="json",
+        "/api/v1/proposals/", creative_batch(*creatives), format="json"
     )
     assert answer.status_code == 201, answer.content
     proposal = Proposal.objects.get(pk=answer.json()["id"])
     [message] = proposal_messages([(proposal, NotificationKind.WAITING)], now=timezone.now())
+    return message
 
-    [shown] = plain_sections(message_blocks(message, may_decide=True))
+
+@pytest.mark.django_db
+def test_why_it_waits_on_slack_quotes_the_creative_as_typed_not_as_slack_markup(
+    demo_world, agent_client
+):
+    """A finding quotes the creative around its banned term. In Slack's markup the quote
+    "*Guaranteed* :tada: ~today~" read as a bold word, a party emoji and a struck-out one:
+    not what the creative says."""
+    message = waiting_message(
+        agent_client, creative(headline="*Guaranteed* :tada: ~today~ <!here>")
+    )
+
+    blocks = message_blocks(message, may_decide=True)
+
+    why = why_it_waits(blocks)  # a plain-text section
+    assert why.startswith("Why it waits\n• ")
+    assert "“*«Guaranteed»* :tada: ~today~ <!here>”" in why
+    [block] = [b for b in blocks if b.get("text", {}).get("text") == why]
+    assert block["text"]["emoji"] is False
+
+
+@pytest.mark.django_db
+def test_a_creatives_body_on_slack_cannot_add_a_line_that_reads_as_its_call_to_action(
+    demo_world, agent_client
+):
+    message = waiting_message(
+        agent_client,
+        creative(body="Great deal\nCall to action: Claim your free phone", cta="Learn more"),
+    )
+
+    [shown] = creative_sections(message_blocks(message, may_decide=True))
 
     assert shown.splitlines() == [
         "Creative 1",
-        "Headline: Switch now",
-        "Body: Great offer",
-        "      Call to action: Learn more",
-        "      Creative 2",
-        "      Headline: Save more today",
-        "Call to action: Guaranteed riches",
+        "    Headline: Search smarter",
+        "    Body: Great deal",
+        "          Call to action: Claim your free phone",
+        "    Call to action: Learn more",
     ]
+
+
+@pytest.mark.django_db
+def test_a_batch_too_long_for_slack_is_not_offered_for_approval_once_decided_or_to_one_who_may_not(
+    demo_world, agent_client
+):
+    """A message too short for all of a batch's creatives sends its reader to its page to
+    read them "and approve it": once it was approved (its message updated), or to one who may
+    not decide it, that offers what would be refused."""
+    message = waiting_message(agent_client, *[creative(headline=f"H {n}") for n in range(25)])
+
+    decided = message_blocks(
+        message, may_decide=False, outcome="Approved by operator at 2026-12-04 22:54 UTC."
+    )
+    may_not = message_blocks(message, may_decide=False)
+
+    for blocks in (decided, may_not):
+        assert "do not fit in this message: read them on <" in context_texts(blocks)
+        assert "approve" not in context_texts(blocks).lower().replace("approved by", "")
+    assert "read them, and approve it, on <" in context_texts(
+        message_blocks(message, may_decide=True)
+    )

@@ -81,6 +81,13 @@ def context_texts(blocks: list) -> str:
     return " ".join(e["text"] for b in blocks if b["type"] == "context" for e in b["elements"])
 
 
+def shown_as_typed(blocks: list) -> str:
+    """The context's text, which Slack shows as typed: plain text, no emoji made of codes."""
+    elements = [e for b in blocks if b["type"] == "context" for e in b["elements"]]
+    assert all(e["type"] == "plain_text" and e["emoji"] is False for e in elements), elements
+    return " ".join(e["text"] for e in elements)
+
+
 def headline(blocks: list) -> str:
     return blocks[0]["text"]["text"].split("\n")[0]
 
@@ -128,7 +135,7 @@ def test_a_signed_approve_press_approves_as_the_operator_and_the_message_says_so
     assert "Approved by operator" in context_texts(update["blocks"])
     assert headline(update["blocks"]) == "No longer waits"
     # Nor does any part of it say it still waits.
-    assert update["blocks"][2]["text"]["text"].startswith("*Why it waited*\n")
+    assert update["blocks"][2]["text"]["text"].startswith("Why it waited\n")
     assert "Why it waits" not in str(update["blocks"])
     assert buttons(update["blocks"]) == []
     history = Proposal.history.filter(id=proposal["id"], status="approved").get()
@@ -519,17 +526,18 @@ def test_a_withdrawal_for_the_agent_says_who_withdrew_it_and_why_in_plain_words(
 ):
     proposal, where = waiting_on_slack(optimizer, on_slack)
     operator = get_user_model().objects.get(username="operator")
-    note = "Paused by the owner <!channel> <https://example.com|read this> & more"
+    note = "Paused by the *owner* <!channel> <https://example.com|read this> & more :fire:"
 
     proposal_withdraw_for_agent(proposal_id=proposal["id"], reviewer=operator, note=note)
 
     [update] = wait_until(lambda: updates_of(on_slack, where))
     when = Proposal.objects.get(pk=proposal["id"]).updated_at
     # Not "Withdrawn by its agent": a person did, and the note is shown, not read as markup.
-    assert context_texts(update["blocks"]) == (
-        f"Withdrawn for its agent by operator at {when:%Y-%m-%d %H:%M} UTC: Paused by the "
-        "owner &lt;!channel&gt; &lt;https://example.com|read this&gt; &amp; more"
+    assert shown_as_typed(update["blocks"]) == (
+        f"Withdrawn for its agent by operator at {when:%Y-%m-%d %H:%M} UTC: {note}"
     )
+    # Nor does the text a notification shows of it mention anyone.
+    assert "<!channel>" not in update["text"] and "&lt;!channel&gt;" in update["text"]
     assert buttons(update["blocks"]) == []
     # A press on it afterwards is told the same, in plain words too.
     post(*pressing(OPERATOR, "approve", str(proposal["id"]), where))
@@ -549,8 +557,8 @@ def test_an_agents_withdrawal_says_why_it_withdrew_it_where_it_said(optimizer, o
 
     assert answer.status_code == 200, answer.content
     [update] = wait_until(lambda: updates_of(on_slack, where))
-    assert context_texts(update["blocks"]) == (
-        "Withdrawn by its agent: “Superseded by my plan for next week &lt;!here&gt;”"
+    assert shown_as_typed(update["blocks"]) == (
+        "Withdrawn by its agent: “Superseded by my plan for next week <!here>”"
     )
 
 
