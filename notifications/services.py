@@ -21,7 +21,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from approvals.models import Decision, DecisionOutcome, Proposal, ProposalStatus
-from approvals.selectors import withdrawal_seen
+from approvals.selectors import as_proposed, withdrawal_seen
 from approvals.services.acts import (
     Act,
     act_refusal,
@@ -450,7 +450,10 @@ def outcome_text(proposal: Proposal, *, reader=None) -> str:
         reason = last.get_reason_code_display().lower()
         return f"Rejected by {last.reviewer.get_username()} ({reason}) at {when}."
     if proposal.status in APPROVED_TO_RUN_STATUSES and approvers:
-        return f"Approved by {', '.join(approvers)} at {when}{_how_it_ran(proposal)}"
+        return (
+            f"Approved by {', '.join(_approvers_said(decisions))} at {when}"
+            f"{_as_its_agent_proposed(proposal, decisions)}{_how_it_ran(proposal)}"
+        )
     if proposal.status == S.PENDING_REVIEW:  # waits still, in a later round than the message's
         edits = [d.reviewer for d in decisions if d.edited_payload is not None]
         why = f"Edited by {edits[0].get_username()}" if edits else "Sent back to a person"
@@ -479,6 +482,26 @@ def outcome_text(proposal: Proposal, *, reader=None) -> str:
         S.SUPERSEDED: "Superseded: its target changed before it ran; nothing was done.",
     }
     return labels.get(proposal.status, f"Now {proposal.get_status_display().lower()}.")
+
+
+def _approvers_said(decisions: Sequence[Decision]) -> list[str]:
+    """Who approved, in order, one who edited the action first "operator (with edits)": the
+    message showed the action as its agent proposed it, and what ran is the edit."""
+    return [
+        f"{d.reviewer.get_username()}{' (with edits)' if d.edited_payload is not None else ''}"
+        for d in decisions
+        if d.outcome == DecisionOutcome.APPROVE
+    ]
+
+
+def _as_its_agent_proposed(proposal: Proposal, decisions: Sequence[Decision]) -> str:
+    """After an approval with edits that changed what the proposal says it does: what its
+    agent had proposed ("; its agent proposed “move 280.00 USD/day …”"), which the message
+    said before its update shows the edited action. "" otherwise."""
+    if not any(d.edited_payload is not None for d in decisions):
+        return ""
+    proposed = as_proposed(proposal).summary
+    return f"; its agent proposed “{proposed}”" if proposed != proposal.summary else ""
 
 
 def _how_it_ran(proposal: Proposal) -> str:

@@ -161,6 +161,37 @@ def test_an_approval_on_slack_then_says_when_it_executed(optimizer, on_slack):
     assert "its execution: executed" in kinds.values_list("about", flat=True)
 
 
+def test_an_approval_with_edits_says_so_and_what_its_agent_proposed(optimizer, on_slack):
+    """The operator was sent "move 280.00 USD/day … (28.0%)" and, in the console, edited it
+    to 200.00 and approved it. The message then read "#… move 200.00 USD/day … (20.0%)",
+    "Approved by operator at …; executed at …": as if the agent had proposed 200.00 and
+    the operator approved it as it was."""
+    operator = get_user_model().objects.get(username="operator")
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+
+    proposal_approve(
+        proposal_id=proposal["id"],
+        reviewer=operator,
+        edited_payload={**proposal["payload"], "amount": "200.00"},
+    )
+
+    executed = wait_until(
+        lambda: Proposal.objects.filter(pk=proposal["id"], status="executed").first()
+    )
+    said = wait_until(
+        lambda: "executed at" in _says_now(on_slack, where) and _says_now(on_slack, where)
+    )
+    decided = f"{executed.decided_at:%Y-%m-%d %H:%M} UTC"
+    ran = f"{executed.executed_at:%Y-%m-%d %H:%M} UTC"
+    assert said == (
+        f"Approved by operator (with edits) at {decided}; its agent proposed “move 280.00 "
+        f"USD/day from brand-search to generic-search (28.0%)”; executed at {ran}."
+    )
+    assert "move 200.00 USD/day" in headline_link(
+        on_slack.messages[(where["channel"], where["ts"])]["blocks"]
+    )
+
+
 def test_an_approval_on_slack_whose_execution_failed_says_so_with_the_endpoints_words(
     optimizer, on_slack, channel
 ):
