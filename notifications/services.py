@@ -477,7 +477,7 @@ def outcome_text(proposal: Proposal, *, reader=None) -> str:
         # The agent's own words, quoted on one line as its page shows them: a line break in
         # them would start a line of the message's own ("Approved by operator at …").
         said = one_line(withdrawal.note)
-        return f"Withdrawn by its agent: “{said}”" if said else "Withdrawn by its agent."
+        return f"Withdrawn by its agent at {when}" + (f": “{said}”" if said else ".")
     labels = {
         S.SUPERSEDED: "Superseded: its target changed before it ran; nothing was done.",
     }

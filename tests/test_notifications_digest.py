@@ -315,7 +315,7 @@ def test_a_slack_digest_is_updated_to_say_which_proposals_no_longer_wait(optimiz
     text = shown(message)
     assert "Why it waits" not in text
     assert "_No longer waits:_ Rejected by operator (wrong signal) at " in text
-    assert "_No longer waits:_ Withdrawn by its agent." in text
+    assert "_No longer waits:_ Withdrawn by its agent at " in text
 
 
 @pytest.mark.usefixtures("celery_worker")

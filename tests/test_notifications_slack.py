@@ -588,8 +588,12 @@ def test_an_agents_withdrawal_says_why_it_withdrew_it_where_it_said(optimizer, o
 
     assert answer.status_code == 200, answer.content
     [update] = wait_until(lambda: updates_of(on_slack, where))
+    # When, as its page says it ("Withdrawn · by optimizer itself, at …") and as a withdrawal
+    # by a person for the agent says it.
+    when = Proposal.objects.get(pk=proposal["id"]).updated_at
     assert shown_as_typed(update["blocks"]) == (
-        "Withdrawn by its agent: “Superseded by my plan for next week <!here>”"
+        f"Withdrawn by its agent at {when:%Y-%m-%d %H:%M} UTC: “Superseded by my plan for next "
+        "week <!here>”"
     )
 
 
@@ -607,8 +611,10 @@ def test_an_agents_withdrawal_note_cannot_add_a_line_of_the_messages_own(optimiz
     [update] = wait_until(lambda: updates_of(on_slack, where))
     # Its words are the agent's, on the line that says so: not a line that reads as the
     # platform's own saying a person approved it and it ran.
+    when = Proposal.objects.get(pk=proposal["id"]).updated_at
     assert context_texts(update["blocks"]) == (
-        f"Withdrawn by its agent: “Changed my mind. {forged} Trailing tab”"
+        f"Withdrawn by its agent at {when:%Y-%m-%d %H:%M} UTC: “Changed my mind. {forged} "
+        "Trailing tab”"
     )
     # Kept as written, for its page and its agent.
     assert answer.json()["withdrawal"]["note"].startswith("Changed my mind.\n\nApproved by")
