@@ -301,6 +301,8 @@ def _review_ended(proposals: Sequence[Proposal], *, now: datetime) -> None:
 def _ended_about(proposal: Proposal) -> str:
     """What an update about a proposal that left review is for: "the decision: rejected"."""
     status = proposal.get_status_display().lower()
+    if proposal.status == S.APPROVED and _was_retried(proposal):
+        return f"its execution retried by {_actor().name}"
     if proposal.status in (S.REJECTED, *APPROVED_TO_RUN_STATUSES):
         return f"the decision: {status}"
     return f"the end of its review: {status}"
@@ -452,7 +454,8 @@ def outcome_text(proposal: Proposal, *, reader=None) -> str:
     if proposal.status in APPROVED_TO_RUN_STATUSES and approvers:
         return (
             f"Approved by {', '.join(_approvers_said(decisions))} at {when}"
-            f"{_as_its_agent_proposed(proposal, decisions)}{_how_it_ran(proposal)}"
+            f"{_as_its_agent_proposed(proposal, decisions)}{_retried(proposal)}"
+            f"{_how_it_ran(proposal)}"
         )
     if proposal.status == S.PENDING_REVIEW:  # waits still, in a later round than the message's
         edits = [d.reviewer for d in decisions if d.edited_payload is not None]
@@ -502,6 +505,29 @@ def _as_its_agent_proposed(proposal: Proposal, decisions: Sequence[Decision]) ->
         return ""
     proposed = as_proposed(proposal).summary
     return f"; its agent proposed “{proposed}”" if proposed != proposal.summary else ""
+
+
+def _was_retried(proposal: Proposal) -> bool:
+    """Sent to run again by a person after its execution failed: approved (to run) since it
+    was decided, which only a retry does."""
+    return bool(
+        proposal.decided_at and proposal.approved_at and proposal.approved_at > proposal.decided_at
+    )
+
+
+def _retried(proposal: Proposal) -> str:
+    """ "; its execution failed, and operator sent it to run again at …" for a proposal a
+    person retried (the last time), which its approval's words alone do not say; else ""."""
+    if not _was_retried(proposal):
+        return ""
+    who = (
+        Proposal.history.filter(id=proposal.pk, status=S.APPROVED)
+        .order_by("-history_id")
+        .values_list("history_actor", flat=True)
+        .first()
+    )
+    when = f"{timezone.localtime(proposal.approved_at):%Y-%m-%d %H:%M %Z}"
+    return f"; its execution failed, and {who or 'a person'} sent it to run again at {when}"
 
 
 def _how_it_ran(proposal: Proposal) -> str:

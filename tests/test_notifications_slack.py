@@ -18,7 +18,12 @@ from django.test import Client
 from django.utils import timezone
 
 from approvals.models import Agent, Decision, Proposal
-from approvals.services.decisions import payload_seen, proposal_approve, proposal_reject
+from approvals.services.decisions import (
+    payload_seen,
+    proposal_approve,
+    proposal_reject,
+    proposal_retry,
+)
 from approvals.services.proposals import proposal_withdraw_for_agent
 from notifications.models import Claim, DecisionDeadline, Notification, ReachedBy
 from notifications.services import notifications_deliver, proposal_claim
@@ -206,6 +211,43 @@ def test_an_approval_on_slack_whose_execution_failed_says_so_with_the_endpoints_
     assert said.startswith("Approved by operator at ")
     assert "; its execution failed at " in said
     assert "campaign generic-search is archived" in said
+
+
+def test_a_retried_execution_says_it_failed_and_who_sent_it_to_run_again(
+    optimizer, on_slack, channel
+):
+    """Approved on Slack, its execution failed (the message said so); the operator retried it
+    in the console and it ran. The message then read "Approved by operator at 22:50 UTC;
+    executed at 23:18 UTC." as if it had run at once, and the proposal's "Who was told" said
+    that update was for "the decision: approved", at a time nobody decided anything."""
+    operator = get_user_model().objects.get(username="operator")
+    channel(400, says=b'{"error": "campaign generic-search is archived"}')
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+    post(*pressing(OPERATOR, "approve", approve_value(where["call"]["blocks"]), where))
+    wait_until(lambda: "failed" in _says_now(on_slack, where))
+
+    channel(200)
+    proposal_retry(proposal_id=proposal["id"], reviewer=operator)
+
+    executed = wait_until(
+        lambda: Proposal.objects.filter(pk=proposal["id"], status="executed").first()
+    )
+    said = wait_until(
+        lambda: "executed at" in _says_now(on_slack, where) and _says_now(on_slack, where)
+    )
+    decided, retried, ran = (
+        f"{at:%Y-%m-%d %H:%M} UTC"
+        for at in (executed.decided_at, executed.approved_at, executed.executed_at)
+    )
+    assert said == (
+        f"Approved by operator at {decided}; its execution failed, and operator sent it to run "
+        f"again at {retried}; executed at {ran}."
+    )
+    abouts = Notification.objects.filter(proposal_id=proposal["id"], kind="update").values_list(
+        "about", flat=True
+    )
+    assert list(abouts).count("the decision: approved") == 1
+    assert "its execution retried by operator" in abouts
 
 
 def _says_now(slack, where: dict) -> str:
