@@ -158,10 +158,13 @@ def slack_tell(*, channel: str, slack_user_id: str, text: str) -> None:
     try:
         slack_client(timeout=IN_REQUEST_TIMEOUT).chat_postEphemeral(
             # Plain words: whatever an agent or a reviewer wrote into them (a summary, a
-            # note) is shown, not read as Slack's markup (a link, a mention).
+            # note) is shown as written, not read as Slack's markup (a link, a mention, a
+            # bold "*stop*", an emoji made of ":fire:"); the text, for a notification, is
+            # escaped.
             channel=channel or slack_user_id,
             user=slack_user_id,
             text=_escape(text),
+            blocks=[_plain_section(_fit(text, SECTION_TEXT_LIMIT, escaped=False))],
         )
     except SLACK_FAILURES as error:
         raise _failure(error) from error

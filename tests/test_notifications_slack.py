@@ -617,6 +617,10 @@ def test_a_withdrawal_for_the_agent_says_who_withdrew_it_and_why_in_plain_words(
     assert "by operator at" in told(on_slack, OPERATOR)
     assert "&lt;!channel&gt;" in told(on_slack, OPERATOR)
     assert "<!channel>" not in told(on_slack, OPERATOR)
+    [reply] = on_slack.sent("chat.postEphemeral", user=OPERATOR)
+    [block] = reply["blocks"]
+    assert block["text"]["type"] == "plain_text" and block["text"]["emoji"] is False
+    assert block["text"]["text"].endswith(f"by operator at {when:%Y-%m-%d %H:%M} UTC: {note}")
 
 
 def test_an_agents_withdrawal_says_why_it_withdrew_it_where_it_said(optimizer, on_slack):
