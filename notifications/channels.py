@@ -131,6 +131,10 @@ class EmailChannel(Channel):
                 "messages": messages,
                 "recipient": recipient,
                 "channels_url": my_channels_url(),
+                # Why they are told, once for each route whose proposals it lists.
+                "told_because": list(
+                    dict.fromkeys(m.told_because for m in messages if m.told_because)
+                ),
             },
         )
 

@@ -17,6 +17,7 @@ the proposal, and its headline how many still wait."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from django.conf import settings
@@ -28,7 +29,7 @@ from django.utils import timezone
 from audit.history import history_records, update_with_history_where
 from notifications.carriers import channel_for
 from notifications.channels import ChannelError
-from notifications.messages import proposal_messages
+from notifications.messages import proposal_messages, told_because
 from notifications.models import Notification, NotificationStatus
 from notifications.services import (
     LEASE,
@@ -80,7 +81,7 @@ def digest_send(*, recipient_id: int, channel: str, now: datetime) -> int:
             return 0
         held = list(
             Notification.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("proposal__agent", "proposal__account", "recipient")
+            .select_related("proposal__agent", "proposal__account", "recipient", "route")
             .filter(recipient_id=recipient_id, channel=channel, status=HELD)
             # Held and never tried, or due: not those another run is sending (leased).
             .filter(Q(next_attempt_at__lte=now) | Q(attempts=0))
@@ -117,7 +118,17 @@ def digest_send(*, recipient_id: int, channel: str, now: datetime) -> int:
         return 0
 
     recipient = to_send[0].recipient
-    messages = proposal_messages([(n.proposal, n.kind) for n in to_send], now=now)
+    messages = [
+        # Why the person is told of each, by its route, as a single message says it.
+        replace(message, told_because=told_because(kind=n.kind, route_name=n.route.name))
+        if n.route_id
+        else message
+        for message, n in zip(
+            proposal_messages([(n.proposal, n.kind) for n in to_send], now=now),
+            to_send,
+            strict=True,
+        )
+    ]
     try:
         sent = channel_for(channel).send_digest(recipient=recipient, messages=messages)
         delivered, retry, result, retry_after = True, False, sent.result, None

@@ -204,6 +204,24 @@ def test_a_digest_of_one_proposal_says_it_waits_and_why_by_email_and_on_slack(op
     assert f"_Why it waits:_ {why}" in shown
 
 
+@pytest.mark.usefixtures("celery_worker")
+def test_a_digest_email_says_why_its_reader_is_told_and_where_they_change_it(optimizer):
+    """A single email says which route tells its reader ("You are told by the route …") by
+    the link to their channels; a digest gave the link alone."""
+    by_digest(minutes=5)
+    submit(optimizer, ["150.00", "200.00"])
+    digests_due_now()
+    mail.outbox.clear()
+
+    assert notifications_send_digests() == 1
+
+    [digest] = [m for m in mail.outbox if "operator@example.com" in m.to]
+    told = f"You are told by the route “{DEMO_ROUTE}”. How you are told is yours to choose: "
+    assert told + "http://" in digest.body
+    assert digest.body.count("You are told by") == 1  # once, for the route of both
+    assert escape(told) + '<a href="http://' in digest.alternatives[0][0]
+
+
 def test_a_digest_whose_run_died_sending_it_is_sent_again_its_record_saying_so(
     optimizer, monkeypatch
 ):
