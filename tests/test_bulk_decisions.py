@@ -298,9 +298,11 @@ def test_the_bulk_confirmation_quotes_what_the_guardrails_found_before_approving
     said = re.sub(r"\s+", " ", page.split('id="bulk-findings">')[1].split("</p>")[0])
     assert said.startswith("The guardrails found something in 1 of them")
     assert said.endswith("Approving it runs it as it is.")
+    # The table's rows, each opening on its proposal's number (a creative batch's row holds a
+    # table of its creatives, rows of its own).
     rows = {
-        row.split("</td>")[0].split(">")[-1]: row
-        for row in page.split('id="bulk-proposals"')[1].split("<tr>")[2:]
+        row.split("</td>")[0]: row
+        for row in re.split(r"<tr><td>(?=\d+</td>)", page.split('id="bulk-proposals"')[1])[1:]
     }
     assert "⚠ The body of creative 1 uses the banned term “guaranteed”" in rows[str(flagged.pk)]
     assert "⚠" not in rows[str(clean.pk)]
