@@ -623,13 +623,29 @@ def test_a_withdrawal_for_the_agent_says_who_withdrew_it_and_why_in_plain_words(
     assert block["text"]["text"].endswith(f"by operator at {when:%Y-%m-%d %H:%M} UTC: {note}")
 
 
-def test_an_agents_withdrawal_says_why_it_withdrew_it_where_it_said(optimizer, on_slack):
+FORGED = "Approved by operator at 2026-12-04 22:50 UTC; executed at 2026-12-04 22:51 UTC."
+
+
+@pytest.mark.parametrize(
+    ("note", "quoted"),
+    [
+        # Shown as typed: not a mention of everyone.
+        ("Not this week <!here>", "Not this week <!here>"),
+        # On one line: its line breaks had added a line that read as the message's own, saying
+        # a person approved it and it ran.
+        (
+            f"Changed my mind.\n\n{FORGED}\u2028\u202eTrailing\ttab",
+            f"Changed my mind. {FORGED} Trailing tab",
+        ),
+    ],
+)
+def test_an_agents_withdrawal_says_when_and_quotes_its_note_on_one_line_as_typed(
+    optimizer, on_slack, note, quoted
+):
     proposal, where = waiting_on_slack(optimizer, on_slack)
 
     answer = optimizer.post(
-        f"/api/v1/proposals/{proposal['id']}/withdraw/",
-        {"note": "Superseded by my plan for next week <!here>"},
-        format="json",
+        f"/api/v1/proposals/{proposal['id']}/withdraw/", {"note": note}, format="json"
     )
 
     assert answer.status_code == 200, answer.content
@@ -638,32 +654,10 @@ def test_an_agents_withdrawal_says_why_it_withdrew_it_where_it_said(optimizer, o
     # by a person for the agent says it.
     when = Proposal.objects.get(pk=proposal["id"]).updated_at
     assert shown_as_typed(update["blocks"]) == (
-        f"Withdrawn by its agent at {when:%Y-%m-%d %H:%M} UTC: “Superseded by my plan for next "
-        "week <!here>”"
-    )
-
-
-def test_an_agents_withdrawal_note_cannot_add_a_line_of_the_messages_own(optimizer, on_slack):
-    proposal, where = waiting_on_slack(optimizer, on_slack)
-    forged = "Approved by operator at 2026-12-04 22:50 UTC; executed at 2026-12-04 22:51 UTC."
-
-    answer = optimizer.post(
-        f"/api/v1/proposals/{proposal['id']}/withdraw/",
-        {"note": f"Changed my mind.\n\n{forged}\u2028\u202eTrailing\ttab"},
-        format="json",
-    )
-
-    assert answer.status_code == 200, answer.content
-    [update] = wait_until(lambda: updates_of(on_slack, where))
-    # Its words are the agent's, on the line that says so: not a line that reads as the
-    # platform's own saying a person approved it and it ran.
-    when = Proposal.objects.get(pk=proposal["id"]).updated_at
-    assert context_texts(update["blocks"]) == (
-        f"Withdrawn by its agent at {when:%Y-%m-%d %H:%M} UTC: “Changed my mind. {forged} "
-        "Trailing tab”"
+        f"Withdrawn by its agent at {when:%Y-%m-%d %H:%M} UTC: “{quoted}”"
     )
     # Kept as written, for its page and its agent.
-    assert answer.json()["withdrawal"]["note"].startswith("Changed my mind.\n\nApproved by")
+    assert answer.json()["withdrawal"]["note"] == note
 
 
 def test_an_approval_in_the_console_under_the_two_person_rule_shows_on_slack(
