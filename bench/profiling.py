@@ -4,11 +4,14 @@
    test client (middleware, authentication, throttle, DRF, the service; no web server), each a
    small bid change on a campaign of its own, which the policy approves; then the worker's
    part for them (the tasks the submissions queued, and those those queued: evaluation,
-   execution), run in process from the Redis queue as a worker would run them.
+   execution), run in process from the Redis queue as a worker would run them. Beside them,
+   the same bodies to `bin/bench api`'s baseline, a plain DRF create with a history record.
 2. One 1,000-item batch: POST /api/v1/proposals/batch/, then the worker's part for it.
 
-For each, the wall time per proposal unprofiled, the queries per proposal, and the top entries
-of the profile by cumulative and by own time, per proposal. The profiles are written to
+For each, unprofiled: the wall time per proposal, the statements per proposal, and the CPU time
+spent here and in the database server's process serving this connection (read from /proc: the
+local PostgreSQL), which together bound what two cores can serve; then the top entries of the
+profile by cumulative and by own time, per proposal. The profiles are written to
 bench/results/profile-*.prof (open with ``python -m pstats`` or snakeviz), the report to
 bench/results/profile.txt and profile.json.
 
@@ -44,7 +47,7 @@ DATABASE_URL = bench_database("profile")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 QUEUE = f"bench-profile-{uuid.uuid4().hex[:8]}"
 os.environ.update(
-    DJANGO_SETTINGS_MODULE="hitlproject.settings",
+    DJANGO_SETTINGS_MODULE="bench.settings",  # the platform's, and the DRF baseline's endpoint
     DATABASE_URL=DATABASE_URL,
     REDIS_URL=REDIS_URL,
     HITL_CELERY_QUEUE=QUEUE,
@@ -89,6 +92,7 @@ def setup() -> tuple[str, list[str]]:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+    call_command("migrate", run_syncdb=True, verbosity=0)  # the baseline's tables
     out = StringIO()
     call_command("seed_demo", "--json", stdout=out)
     key = json.loads(out.getvalue())["agents"]["optimizer"]
@@ -159,22 +163,51 @@ def purge_queues() -> None:
         client.delete(name)
 
 
+def database_cpu_seconds() -> float | None:
+    """CPU time the database server's process for this connection has used, read from
+    /proc (the bench's PostgreSQL runs on this machine); None where it cannot be read."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # utime and stime, the 14th and 15th fields of the whole line, in clock ticks.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def timed(call) -> tuple[float, dict]:
-    """Wall ms of ``call()``, unprofiled, and the statements and commits it sent."""
+    """Wall ms of ``call()``, unprofiled; the statements and commits it sent; and the CPU ms
+    it took in this process and in the database server's process serving it."""
     from collections import deque
 
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     connection.queries_log = deque(maxlen=10_000_000)  # Django keeps 9,000 by default
+    database_before = database_cpu_seconds()
     with CaptureQueriesContext(connection) as captured:
-        started = time.perf_counter()
+        cpu_started, started = time.process_time(), time.perf_counter()
         call()
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    database_after = database_cpu_seconds()
     sent = [query["sql"] for query in captured.captured_queries]
     commits = sent.count("COMMIT")
     statements = sum(sql not in ("BEGIN", "COMMIT", "ROLLBACK") for sql in sent)
-    return elapsed * 1000, {"statements": statements, "commits": commits}
+    database_ms = (
+        None
+        if database_before is None or database_after is None
+        else round((database_after - database_before) * 1000, 1)
+    )
+    return elapsed * 1000, {
+        "statements": statements,
+        "commits": commits,
+        "cpu_ms": round(cpu * 1000, 1),
+        "database_cpu_ms": database_ms,
+    }
 
 
 def top_entries(profile: cProfile.Profile, per: int) -> dict:
@@ -227,7 +260,10 @@ def profiled(name: str, call, per: int) -> dict:
 
 
 def per(counts: dict, proposals: int) -> dict:
-    return {name: round(value / proposals, 1) for name, value in counts.items()}
+    return {
+        name: None if value is None else round(value / proposals, 2)
+        for name, value in counts.items()
+    }
 
 
 def single_submissions(agent: Agent, campaigns: list[str], count: int) -> dict:
@@ -237,9 +273,16 @@ def single_submissions(agent: Agent, campaigns: list[str], count: int) -> dict:
         for _ in range(n):
             agent.post("/api/v1/proposals/", proposal(next(take)), 201)
 
+    def baseline(n: int) -> None:
+        # The same bodies to `bin/bench api`'s plain DRF create with a history record.
+        for _ in range(n):
+            agent.post("/bench/drf/", proposal(next(take)), 201)
+
     submit(20)  # warm-up: imports, caches, connections
     run_worker_part()
+    baseline(20)
 
+    baseline_ms, baseline_queries = timed(lambda: baseline(count))
     request_ms, request_queries = timed(lambda: submit(count))
     worker_ms, worker_queries = timed(run_worker_part)
 
@@ -247,6 +290,8 @@ def single_submissions(agent: Agent, campaigns: list[str], count: int) -> dict:
     worker = profiled("single-worker", run_worker_part, count)
     return {
         "proposals": count,
+        "drf_baseline": {"wall_ms_per_proposal": round(baseline_ms / count, 2),
+                         **per(baseline_queries, count)},
         "request": {"wall_ms_per_proposal": round(request_ms / count, 2),
                     **per(request_queries, count), **request},
         "worker": {"wall_ms_per_proposal": round(worker_ms / count, 2),
@@ -282,7 +327,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1000)
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
-    single_needs, batch_needs = 20 + 2 * args.submissions, 100 + 2 * args.batch_size
+    single_needs, batch_needs = 40 + 3 * args.submissions, 100 + 2 * args.batch_size
     if single_needs + batch_needs > CAMPAIGNS:
         raise SystemExit(f"{CAMPAIGNS:,} campaigns are made: fewer submissions or a smaller batch")
     key, campaigns = setup()
@@ -323,22 +368,38 @@ def _table(title: str, entries: dict) -> list[str]:
     return lines
 
 
+def _cpu(measure: dict) -> str:
+    database = measure["database_cpu_ms"]
+    return f"CPU {measure['cpu_ms']} ms here and " + (
+        "the database server's unread"
+        if database is None
+        else f"{database} ms in the database server"
+    )
+
+
 def report(results: dict) -> str:
     single, batched = results["single_submission"], results["batch"]
     lines = [
         f"One submission (mean of {single['proposals']}), in process on PostgreSQL + Redis:",
         f"  request: {single['request']['wall_ms_per_proposal']} ms, "
-        f"{single['request']['statements']} statements, {single['request']['commits']} commits; "
-        f"worker (evaluate, execute): {single['worker']['wall_ms_per_proposal']} ms, "
-        f"{single['worker']['statements']} statements, {single['worker']['commits']} commits",
+        f"{single['request']['statements']} statements, {single['request']['commits']} commits, "
+        f"{_cpu(single['request'])}",
+        f"  baseline, a plain DRF create with a history record: "
+        f"{single['drf_baseline']['wall_ms_per_proposal']} ms, "
+        f"{single['drf_baseline']['statements']} statements, "
+        f"{single['drf_baseline']['commits']} commits, {_cpu(single['drf_baseline'])}",
+        f"  worker (evaluate, execute): {single['worker']['wall_ms_per_proposal']} ms, "
+        f"{single['worker']['statements']} statements, {single['worker']['commits']} commits, "
+        f"{_cpu(single['worker'])}",
         *_table("request", single["request"]),
         *_table("worker", single["worker"]),
         f"A {batched['items']}-item batch:",
         f"  request: {batched['request']['wall_ms']} ms "
         f"({batched['items'] / batched['request']['wall_ms'] * 1000:.0f} items/s), "
         f"{batched['request']['statements']} statements, {batched['request']['commits']} "
-        f"commits; worker: {batched['worker']['wall_ms']} ms, "
-        f"{batched['worker']['statements']} statements, {batched['worker']['commits']} commits",
+        f"commits, {_cpu(batched['request'])}",
+        f"  worker: {batched['worker']['wall_ms']} ms, {batched['worker']['statements']} "
+        f"statements, {batched['worker']['commits']} commits, {_cpu(batched['worker'])}",
         *_table("request, per item", batched["request"]),
         *_table("worker, per item", batched["worker"]),
     ]
