@@ -414,31 +414,95 @@ def _fit(text: str, limit: int, *, more: str = "…", escaped: bool = True) -> s
     return cut + more
 
 
-def _digest_blocks(title: str, lines: list[str]) -> list[dict]:
-    """The digest's lines in sections that each fit Slack's limit, as many sections as a
-    message takes; the lines left over are counted, for the proposals' queue to show."""
-    sections: list[list[str]] = [[f"*{title}*"]]
+def _units(text: str) -> int:
+    """How long Slack may count ``text``: in UTF-16 units (an emoji is two)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _rich(text: str, **style: bool) -> dict:
+    """A rich text element Slack shows as it is written: its markup (``*bold*``), emoji codes
+    (``:fire:``), links (``<https://…|click>``) and mentions (``<!channel>``) are words, as
+    Slack's own are elements of their own."""
+    return {"type": "text", "text": text, **({"style": style} if style else {})}
+
+
+def _rich_link(url: str, text: str) -> dict:
+    return {"type": "link", "url": url, "text": text}
+
+
+def _rich_cut(elements: list[dict], limit: int, *, more: str = "…") -> list[dict]:
+    """``elements``, their words cut to ``limit`` units (saying ``more``) if longer."""
+    if sum(_units(element["text"]) for element in elements) <= limit:
+        return elements
+    room, kept = limit - _units(more), []
+    for element in elements:
+        text = element["text"]
+        if _units(text) > room:
+            cut = text[:room]
+            while _units(cut) > room:  # an emoji counts two: cut before it
+                cut = cut[:-1]
+            kept.append({**element, "text": cut + more})
+            return kept
+        kept.append(element)
+        room -= _units(text)
+    return kept
+
+
+def _rich_block(lines: list[list[dict]]) -> dict:
+    elements = [*lines[0]]
+    for line in lines[1:]:
+        elements += [_rich("\n"), *line]
+    return {"type": "rich_text", "elements": [{"type": "rich_text_section", "elements": elements}]}
+
+
+def _digest_blocks(title: str, lines: list[list[dict]]) -> list[dict]:
+    """The digest's lines in rich text blocks that each hold as much as a section may (Slack
+    counts a message's blocks, and rich text has no limit of its own written down), as many
+    as a message takes; the lines left over are counted, for the proposals' queue to show."""
+    blocks: list[list[list[dict]]] = [[[_rich(title, bold=True)]]]
+    used = _units(title)
     for line in lines:
-        line = _fit(line, SECTION_TEXT_LIMIT)
-        if len("\n".join([*sections[-1], line])) > SECTION_TEXT_LIMIT:
-            sections.append([])
-        sections[-1].append(line)
-    left = 0
-    if len(sections) > BLOCKS_LIMIT:
-        left = sum(len(section) for section in sections[BLOCKS_LIMIT - 1 :])
-        sections = [*sections[: BLOCKS_LIMIT - 1], [f"… and {left} more in the console's queue."]]
-    return [_text_section("\n".join(section)) for section in sections]
+        line = _rich_cut(line, SECTION_TEXT_LIMIT - 1)
+        length = sum(_units(element["text"]) for element in line)
+        if used + 1 + length > SECTION_TEXT_LIMIT:
+            blocks.append([])
+            used = -1  # no line break before a block's first line
+        blocks[-1].append(line)
+        used += 1 + length
+    if len(blocks) > BLOCKS_LIMIT:
+        left = sum(len(block) for block in blocks[BLOCKS_LIMIT - 1 :])
+        blocks = [
+            *blocks[: BLOCKS_LIMIT - 1],
+            [[_rich(f"… and {left} more in the console's queue.")]],
+        ]
+    return [_rich_block(block) for block in blocks]
 
 
-def _digest_line(line: DigestLine) -> str:
+def _digest_line(line: DigestLine) -> list[dict]:
     """A proposal's line in a digest: why it waits (and how far it has come), or, once it no
-    longer waits, what became of it, in the words its own message is updated with."""
+    longer waits, what became of it, in the words its own message is updated with. Its words
+    are rich text elements, shown as written (a summary, a note, an endpoint's answer, what a
+    brand guideline found in a creative), each on one line: a line break in them would start
+    a line that reads as another proposal's or as the digest's own."""
     message = line.message
-    link = f"• <{message.url}|#{message.proposal_id} {_escape(message.summary)}>"
+    link = _rich_link(message.url, f"#{message.proposal_id} {one_line(message.summary)}")
     if line.outcome:
-        return f"{link}\n    _{line.ended_as}:_ {_escape(line.outcome)}"
-    said = f"{link} (risk {message.risk})\n    _Why it waits:_ {_escape(message.reasons_brief)}"
-    return f"{said}\n    {_escape(line.progress)}" if line.progress else said
+        return [
+            _rich("• "),
+            link,
+            _rich("\n    "),
+            _rich(f"{line.ended_as}:", italic=True),
+            _rich(f" {one_line(line.outcome)}"),
+        ]
+    risk = message.risk if message.risk is not None else "not scored"
+    said = [
+        _rich("• "),
+        link,
+        _rich(f" (risk {risk})\n    "),
+        _rich("Why it waits:", italic=True),
+        _rich(f" {one_line(message.reasons_brief)}"),
+    ]
+    return [*said, _rich(f"\n    {one_line(line.progress)}")] if line.progress else said
 
 
 def _escape(text: str) -> str:

@@ -226,6 +226,11 @@ def blocks_refusal(blocks) -> str:
             for element in block.get("elements", [])
         ),
         *(
+            not _rich_text_as_slack_takes(block)
+            for block in blocks
+            if block.get("type") == "rich_text"
+        ),
+        *(
             len(element.get("value", "")) > MAX_BUTTON_VALUE
             or any(len(o.get("value", "")) > MAX_OPTION_VALUE for o in element.get("options", []))
             for block in blocks
@@ -234,6 +239,51 @@ def blocks_refusal(blocks) -> str:
         ),
     ]
     return "invalid_blocks" if any(too_long) else ""
+
+
+RICH_TEXT_STYLES = {"bold", "italic", "strike", "code"}
+
+
+def _rich_text_as_slack_takes(block: dict) -> bool:
+    """Whether a rich text block is one Slack takes: sections of text and links (the
+    elements the platform sends), each text a string, each style one Slack knows."""
+    sections = block.get("elements")
+    if not isinstance(sections, list) or not sections:
+        return False
+    for section in sections:
+        if section.get("type") != "rich_text_section" or not section.get("elements"):
+            return False
+        for element in section["elements"]:
+            if element.get("type") not in ("text", "link") or not isinstance(
+                element.get("text"), str
+            ):
+                return False
+            if element["type"] == "link" and not str(element.get("url", "")).startswith("http"):
+                return False
+            if set(element.get("style", {})) - RICH_TEXT_STYLES:
+                return False
+    return True
+
+
+def shown_text(blocks: list[dict]) -> str:
+    """What a message's blocks show a person, as words: a section's text and fields, a
+    context's elements, a rich text block's elements (a link by its text), one block a line."""
+    shown = []
+    for block in blocks:
+        if block.get("type") == "section":
+            texts = [block.get("text", {}), *block.get("fields", [])]
+            shown.append("\n".join(text["text"] for text in texts if text))
+        elif block.get("type") == "context":
+            shown.append(" ".join(element.get("text", "") for element in block["elements"]))
+        elif block.get("type") == "rich_text":
+            shown.append(
+                "".join(
+                    element.get("text", "")
+                    for section in block["elements"]
+                    for element in section["elements"]
+                )
+            )
+    return "\n".join(shown)
 
 
 def press(

@@ -21,7 +21,7 @@ from notifications.digests import notifications_send_digests
 from notifications.models import Delivery, Notification, NotificationStatus, ReachedBy, Route
 from notifications.services import notifications_deliver
 from tests.conftest import creative, creative_batch, free_port, reallocation, wait_until
-from tests.slack_fake import blocks_refusal, press
+from tests.slack_fake import blocks_refusal, press, shown_text
 
 pytestmark = pytest.mark.django_db(transaction=True)
 DEMO_ROUTE = "Demo: everything waiting, to the operators"
@@ -90,8 +90,7 @@ def test_a_slack_digest_of_many_waiting_proposals_is_posted_within_slacks_limits
     [posted] = slack.sent("chat.postMessage")
     assert blocks_refusal(posted["blocks"]) == ""
     assert Notification.objects.filter(status=NotificationStatus.SENT).count() == 25
-    shown = " ".join(b.get("text", {}).get("text", "") for b in posted["blocks"])
-    assert "25 proposals wait" in shown
+    assert "25 proposals wait" in shown_text(posted["blocks"])
 
 
 def test_a_creative_batch_full_of_banned_terms_still_reaches_the_operator_on_slack(

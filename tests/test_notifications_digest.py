@@ -18,6 +18,7 @@ from django.utils.html import escape
 
 from approvals.models import Proposal
 from approvals.services.decisions import proposal_approve, proposal_reject, proposals_reject
+from approvals.services.proposals import proposal_withdraw_for_agent
 from notifications import digests
 from notifications.channels import Sent
 from notifications.digests import notifications_send_digests
@@ -32,6 +33,7 @@ from notifications.services import proposal_claim, reached_by_choose
 from notifications.slack import SlackChannel
 from notifications.tasks import send_due_digests
 from tests.conftest import reallocation, wait_until
+from tests.slack_fake import blocks_refusal, shown_text
 from tests.test_notifications_sweep import WorkerKilled
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -200,8 +202,7 @@ def test_a_digest_of_one_proposal_says_it_waits_and_why_by_email_and_on_slack(op
     html = digest.alternatives[0][0]
     assert f"Why it waits: {why}" in digest.body
     assert f"Why it waits: {escape(why)}" in html
-    shown = " ".join(block["text"]["text"] for block in posted["blocks"])
-    assert f"_Why it waits:_ {why}" in shown
+    assert f"Why it waits: {why}" in shown_text(posted["blocks"])
 
 
 @pytest.mark.usefixtures("celery_worker")
@@ -276,7 +277,7 @@ def due_in_a_slack_digest(optimizer, amounts: list[str]) -> list[dict]:
 
 def shown(message: dict) -> str:
     """What a Slack message shows a person: its blocks' text, one after another."""
-    return "\n".join(block["text"]["text"] for block in message["blocks"])
+    return shown_text(message["blocks"])
 
 
 def the_digest(slack) -> tuple[tuple[str, str], dict]:
@@ -306,14 +307,14 @@ def test_a_slack_digest_is_updated_to_say_which_proposals_no_longer_wait(optimiz
 
     message = wait_until(lambda: digest_says("2 of 3 proposals still wait for a decision"))
     text = shown(message)
-    assert text.startswith("*2 of 3 proposals still wait for a decision*")
+    assert text.startswith("2 of 3 proposals still wait for a decision\n• ")
     approved_line, rejected_line, withdrawn_line = text.split("\n• ")[1:]
-    assert f"|#{approved['id']} " in approved_line
-    assert "_No longer waits:_ Approved by operator at " in approved_line
+    assert f"#{approved['id']} " in approved_line
+    assert "No longer waits: Approved by operator at " in approved_line
     assert "Why it waits" not in approved_line
     for proposal, line in ((rejected, rejected_line), (withdrawn, withdrawn_line)):
-        assert f"|#{proposal['id']} " in line
-        assert "_Why it waits:_ " in line and "No longer waits" not in line
+        assert f"#{proposal['id']} " in line
+        assert "Why it waits: " in line and "No longer waits" not in line
     # Its update, in the outbox beside those of single messages (the others' say they were
     # re-assessed once it ran).
     [update] = Notification.objects.filter(
@@ -332,8 +333,8 @@ def test_a_slack_digest_is_updated_to_say_which_proposals_no_longer_wait(optimiz
     )
     text = shown(message)
     assert "Why it waits" not in text
-    assert "_No longer waits:_ Rejected by operator (wrong signal) at " in text
-    assert "_No longer waits:_ Withdrawn by its agent at " in text
+    assert "No longer waits: Rejected by operator (wrong signal) at " in text
+    assert "No longer waits: Withdrawn by its agent at " in text
 
 
 @pytest.mark.usefixtures("celery_worker")
@@ -368,9 +369,9 @@ def test_a_slack_digest_that_went_as_a_proposal_in_it_was_rejected_is_updated_to
         )
     )
     waits_line, rejected_line = shown(message).split("\n• ")[1:]
-    assert f"|#{waits['id']} " in waits_line and "_Why it waits:_ " in waits_line
-    assert f"|#{rejected['id']} " in rejected_line
-    assert "_No longer waits:_ Rejected by operator (off brand) at " in rejected_line
+    assert f"#{waits['id']} " in waits_line and "Why it waits: " in waits_line
+    assert f"#{rejected['id']} " in rejected_line
+    assert "No longer waits: Rejected by operator (off brand) at " in rejected_line
 
 
 @pytest.mark.usefixtures("celery_worker")
@@ -399,8 +400,8 @@ def test_a_slack_digest_two_of_whose_proposals_are_rejected_at_once_is_updated_o
     assert call["text"] == "1 of 3 proposals still waits for a decision"
     first_line, second_line, waits_line = shown(slack.messages[where]).split("\n• ")[1:]
     for line in (first_line, second_line):
-        assert "_No longer waits:_ Rejected by operator (too aggressive) at " in line
-    assert f"|#{waits['id']} " in waits_line and "_Why it waits:_ " in waits_line
+        assert "No longer waits: Rejected by operator (too aggressive) at " in line
+    assert f"#{waits['id']} " in waits_line and "Why it waits: " in waits_line
 
 
 @pytest.mark.usefixtures("celery_worker")
@@ -421,3 +422,71 @@ def test_taking_on_a_proposal_listed_in_a_slack_digest_leaves_the_digest_as_it_i
     assert call["text"] == "1 of 2 proposals still waits for a decision"
     updates = Notification.objects.filter(kind=NotificationKind.UPDATE)
     assert list(updates.values_list("about", flat=True)) == ["the decision: rejected"]
+
+
+def markup(blocks) -> list[str]:
+    """Every text in ``blocks`` that Slack reads as its markup (mrkdwn)."""
+    if isinstance(blocks, dict):
+        found = [blocks["text"]] if blocks.get("type") == "mrkdwn" else []
+        return found + [text for value in blocks.values() for text in markup(value)]
+    if isinstance(blocks, list):
+        return [text for value in blocks for text in markup(value)]
+    return []
+
+
+FORGED_LINE = "• #1 Approved by ceo: executed."
+
+
+@pytest.mark.usefixtures("celery_worker")
+def test_a_slack_digest_shows_what_people_and_agents_wrote_as_they_wrote_it(optimizer, slack):
+    """A note quoted on a digest's line was Slack's markup there: "*Approved by ceo*" showed
+    bold, ":fire:" an emoji, "<https://…|click>" a link and "<!channel>" a mention of
+    everyone (only "&", "<" and ">" were escaped, and Slack's markup has no escape for the
+    rest). Its words are now shown as typed, on their proposal's line: a line break in them
+    added a line that read as another proposal's."""
+    by_reviewer, by_agent, waits = due_in_a_slack_digest(optimizer, ["150.00", "200.00", "250.00"])
+    assert notifications_send_digests() == 1
+    where, posted = the_digest(slack)
+    operator = get_user_model().objects.get(username="operator")
+    note = "x *Approved by ceo* :fire: <https://evil.example|click> <!channel> & ~more~ `ok`"
+
+    proposal_withdraw_for_agent(
+        proposal_id=by_reviewer["id"], reviewer=operator, note=f"{note}\n{FORGED_LINE}"
+    )
+    answer = optimizer.post(
+        f"/api/v1/proposals/{by_agent['id']}/withdraw/", {"note": note}, format="json"
+    )
+    assert answer.status_code == 200, answer.content
+
+    message = wait_until(
+        lambda: (
+            slack.messages[where]["text"] == "1 of 3 proposals still waits for a decision"
+            and slack.messages[where]
+        ),
+        timeout=15,
+    )
+    blocks = message["blocks"]
+    assert [text for text in markup(blocks) if "Approved by ceo" in text] == []
+    assert blocks_refusal(blocks) == ""
+    lines = shown_text(blocks).split("\n")
+    assert FORGED_LINE not in lines
+    reviewer_line, agent_line, waits_line = shown_text(blocks).split("\n• ")[1:]
+    assert reviewer_line.startswith(f"#{by_reviewer['id']} ")
+    assert reviewer_line.endswith(f"UTC: {note} {FORGED_LINE}")
+    assert agent_line.endswith(f"UTC: “{note}”")
+    assert f"#{waits['id']} " in waits_line and "Why it waits: " in waits_line
+    # The words of the platform's own are styled as before: the headline bold, the labels
+    # italic, each proposal's number and summary a link to its page.
+    words = [e for block in blocks for part in block["elements"] for e in part["elements"]]
+    assert words[0] == {"type": "text", "text": message["text"], "style": {"bold": True}}
+    assert [e["text"] for e in words if e.get("style") == {"italic": True}] == [
+        "No longer waits:",
+        "No longer waits:",
+        "Why it waits:",
+    ]
+    links = [e for e in words if e["type"] == "link"]
+    assert [link["url"].rsplit("/", 3)[-3] for link in links] == [
+        str(p["id"]) for p in (by_reviewer, by_agent, waits)
+    ]
+    # No markup anywhere, as posted or updated: what the digest quotes is not Slack's to read.
+    assert markup(posted["blocks"]) == markup(blocks) == []
