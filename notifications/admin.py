@@ -28,6 +28,7 @@ from audit.admin import (
     ChangeReasonForm,
     ConsoleHistoryValues,
     change_reason_field,
+    is_history_page,
 )
 from hitlproject.converters import record_page
 from hitlproject.errors import DomainError, NotFound
@@ -40,7 +41,7 @@ from notifications.models import (
     Route,
     attempts_in_words,
 )
-from notifications.selectors import claim_live, proposal_notifications
+from notifications.selectors import claim_live, proposal_notifications, undecidable_by_group
 from notifications.services import (
     proposal_claim,
     proposal_release,
@@ -59,6 +60,28 @@ def route_scope(route: Route) -> str:
     if route.minimum_risk:
         scope.append(f"risk {route.minimum_risk}+")
     return ", ".join(scope)
+
+
+def backup_group_warning(route: Route) -> str:
+    """What a policy owner is warned of when nobody in a route's backup group may decide
+    (some of) the proposals it tells of: an overdue one would be escalated to people who
+    cannot decide it (a group of auditors); "" when someone may, or it names no group."""
+    if route.backup_group_id is None:
+        return ""
+    undecidable = undecidable_by_group(route.backup_group, action_type=route.action_type)
+    if not undecidable:
+        return ""
+    if route.action_type:
+        which = f"the {undecidable[0]} proposals this route tells of"
+    elif len(undecidable) == len(action_types.names()):
+        which = "any of the proposals this route tells of"
+    else:
+        which = f"{', '.join(undecidable)} proposals, which this route tells of"
+    return (
+        f"Nobody in the backup group “{route.backup_group.name}” may decide {which}: one that "
+        "is overdue would be escalated to people who cannot decide it. Give the group a person "
+        "who may, or choose another group."
+    )
 
 
 class ReasonForm(forms.Form):
@@ -147,6 +170,31 @@ class RouteAdmin(ChangeReasonAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+    def get_fieldsets(self, request, obj=None):
+        """The route's page says, beside its backup group, when nobody in the group may
+        decide what it tells of, as the group is now (not on a past version's page, nor
+        over a form sent back with other values)."""
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or request.method != "GET" or is_history_page(request):
+            return fieldsets
+        warning = backup_group_warning(obj)
+        if not warning:
+            return fieldsets
+        # Django shows a description as HTML: the group's name is escaped in it.
+        description = format_html('<p class="errornote" id="backup-group-warning">{}</p>', warning)
+        return [
+            (name, {**options, "description": description})
+            if "backup_group" in options["fields"]
+            else (name, options)
+            for name, options in fieldsets
+        ]
+
+    def save_related(self, request, form, formsets, change) -> None:
+        super().save_related(request, form, formsets, change)
+        warning = backup_group_warning(form.instance)
+        if warning:
+            messages.warning(request, warning)
 
     @admin.display(description="which proposals")
     def scope(self, route: Route) -> str:

@@ -30,7 +30,12 @@ from notifications.models import (
     NotificationStatus,
     Route,
 )
-from notifications.selectors import group_recipients, route_matches, routes_active
+from notifications.selectors import (
+    group_recipients,
+    route_matches,
+    routes_active,
+    who_may_decide,
+)
 from notifications.services import _tell
 
 DEADLINES_ACTOR = Actor.system("deadlines")
@@ -237,8 +242,19 @@ def _escalate(*, now: datetime) -> int:
             deadline.escalated_at = now
             deadline.escalated_to = routes[0].backup_group if routes else None
             proposal = deadline.proposal
+            told = escalated_to[deadline.proposal_id]
             proposal._change_reason = _escalation_note(
-                deadline, escalated_to[deadline.proposal_id], members
+                deadline,
+                told,
+                members,
+                deciders={
+                    user.pk
+                    for user in who_may_decide(
+                        {user for _, users in told for user in users},
+                        proposal,
+                        reviewers=decided.get(deadline.proposal_id, ()),
+                    )
+                },
             )
             proposals.append(proposal)
         DecisionDeadline.objects.bulk_update(deadlines, ["escalated_at", "escalated_to"])
@@ -256,11 +272,17 @@ def _escalate(*, now: datetime) -> int:
 
 
 def _escalation_note(
-    deadline: DecisionDeadline, routes: Sequence[tuple[Route, list]], members: dict[int, list]
+    deadline: DecisionDeadline,
+    routes: Sequence[tuple[Route, list]],
+    members: dict[int, list],
+    *,
+    deciders: set[int],
 ) -> str:
     """What the proposal's history says of its escalation, in an auditor's words: each group
     and how many of it were told (``routes``: each route, and the people of its backup group
-    told), and who in it was not, having decided it already."""
+    told), and who in it was not, having decided it already; and, where none of those told
+    may decide it (``deciders``: those who may), that nobody who may was told it is
+    overdue (a group of auditors reads it, and it waits on)."""
     within = describe_duration(deadline.due_at - deadline.started_at)
     overdue = (
         f"Overdue: no decision within {within} of review round {deadline.review_round} "
@@ -274,6 +296,8 @@ def _escalation_note(
         people = f"{told} {'person' if told == 1 else 'people'} told" if told else "nobody in it"
         if not told and members[route.backup_group_id]:
             people = "nobody told"
+        if told and not any(user.pk in deciders for user in users):
+            people += ", none of whom may decide it" if told > 1 else ", who may not decide it"
         told_ids = {user.pk for user in users}
         passed = sorted(
             user.get_username()
@@ -283,4 +307,7 @@ def _escalation_note(
         if passed:
             people += f"; not {', '.join(passed)}, who decided it in this round"
         groups.append(f"group “{route.backup_group.name}” of route “{route.name}” ({people})")
-    return f"{overdue}; escalated to {', '.join(groups)}."
+    escalated = f"{overdue}; escalated to {', '.join(groups)}"
+    if any(users for _, users in routes) and not deciders:
+        return f"{escalated}; nobody who may decide it was told it is overdue."
+    return f"{escalated}."

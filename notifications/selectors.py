@@ -13,8 +13,10 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count, Exists, F, OuterRef, Q
 from django.utils import timezone
 
+from approvals import action_types
 from approvals.models import Proposal, ProposalStatus
 from approvals.selectors import decision_time_percentiles, people_decided
+from approvals.services.acts import Act, act_refusal
 from hitlproject.vocabulary import INTERRUPTED, REVIEW_ENDINGS_DECIDED_BY_PEOPLE
 from notifications.models import (
     Claim,
@@ -92,6 +94,37 @@ def route_recipients(route: Route) -> list:
 
 def group_recipients(group) -> list:
     return list(group.user_set.filter(is_active=True)) if group is not None else []
+
+
+def who_may_decide(users: Iterable, proposal: Proposal, *, reviewers: Iterable[int]) -> list:
+    """Of ``users``, those who may decide ``proposal`` now, by the console's rule (the
+    permission its action type asks, not the owner of its agent, not one who decided it in
+    this round: ``reviewers``): those who may reject it."""
+    reviewers = list(reviewers)
+    return [
+        user
+        for user in users
+        if act_refusal(user, proposal, Act.REJECT, reviewers=reviewers) is None
+    ]
+
+
+def undecidable_by_group(group, *, action_type: str = "") -> list[str]:
+    """The action types (``action_type``, or every one where it is empty), by label, whose
+    proposals no active member of ``group`` has the permission to decide: a proposal of one
+    escalated to the group reaches nobody who can decide it."""
+    members = group_recipients(group)
+    has = {}
+    undecidable = []
+    for name in [action_type] if action_type else action_types.names():
+        action = action_types.get(name)
+        if action is None:
+            continue
+        permission = action.decide_permission
+        if permission not in has:
+            has[permission] = any(user.has_perm(permission) for user in members)
+        if not has[permission]:
+            undecidable.append(action.label)
+    return undecidable
 
 
 def channels_of(users: Iterable) -> dict[int, list[str]]:

@@ -64,7 +64,7 @@ from notifications.models import (
     ReachedBy,
     Route,
 )
-from notifications.selectors import channels_of, routing
+from notifications.selectors import channels_of, group_recipients, routing, who_may_decide
 from policies.models import Policy
 from policies.services import in_force
 
@@ -849,7 +849,12 @@ def _send_one(
     channel = channel_for(notification.channel)
     if notification.kind != NotificationKind.UPDATE:
         may_decide, message = _as_told_to(
-            notification.recipient, notification.proposal, message, reviewers
+            notification.recipient,
+            notification.proposal,
+            message,
+            reviewers,
+            kind=notification.kind,
+            route=notification.route,
         )
         route_name = notification.route.name if notification.route_id else ""
         message = replace(
@@ -899,19 +904,44 @@ def _until_it_holds(read, send) -> Sent:
 
 
 def _as_told_to(
-    recipient, proposal: Proposal, message: ProposalMessage, reviewers
+    recipient,
+    proposal: Proposal,
+    message: ProposalMessage,
+    reviewers,
+    *,
+    kind: str = "",
+    route: Route | None = None,
 ) -> tuple[bool, ProposalMessage]:
     """Whether ``recipient`` may decide the proposal, and the message as told to them: to one
     who may not (the owner of its agent, one who approved), it waits for a decision, not
-    theirs; to one who may reject it but not let it run (its agent was stopped since), it
-    says why it cannot be approved, and offers no Approve."""
+    theirs, and an escalation (``kind``) to a backup group (``route``'s) none of whose people
+    may decide it says so; to one who may reject it but not let it run (its agent was
+    stopped since), it says why it cannot be approved, and offers no Approve."""
     may_decide = may_act(recipient, proposal, Act.REJECT, reviewers=reviewers)
     if not may_decide:
-        return False, addressed_to_one_who_may_not_decide(message)
+        message = addressed_to_one_who_may_not_decide(message)
+        if kind == NotificationKind.ESCALATION and route is not None:
+            message = replace(
+                message, nobody_may_decide=_nobody_in_backup_may_decide(route, proposal, reviewers)
+            )
+        return False, message
     refusal = act_refusal(recipient, proposal, Act.APPROVE, reviewers=reviewers)
     if refusal is not None:
         return True, replace(message, approval_refused=refusal.message)
     return True, message
+
+
+def _nobody_in_backup_may_decide(route: Route, proposal: Proposal, reviewers) -> str:
+    """That nobody in ``route``'s backup group may decide the proposal (an escalation to a
+    group of auditors, say: its people are told it is overdue, and it waits on for a person
+    who may), read as the message goes; "" if someone may, or the route names none now."""
+    group = route.backup_group
+    if group is None or who_may_decide(group_recipients(group), proposal, reviewers=reviewers):
+        return ""
+    return (
+        f"Nobody in the backup group “{group.name}” may decide it: it still waits for a "
+        "person who may."
+    )
 
 
 def _update_says(notification: Notification) -> dict:
@@ -928,7 +958,14 @@ def _update_says(notification: Notification) -> dict:
             "ended_as": ended_as(proposal),
         }
     reviewers = reviewers_by_proposal([proposal])[proposal.pk]
-    may_decide, message = _as_told_to(notification.recipient, proposal, message, reviewers)
+    may_decide, message = _as_told_to(
+        notification.recipient,
+        proposal,
+        message,
+        reviewers,
+        kind=notification.updates.kind,
+        route=notification.route,
+    )
     return {
         "text": progress_text(proposal),
         "message": message,

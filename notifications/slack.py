@@ -296,6 +296,9 @@ def message_blocks(
         # Plain text too: it quotes a reviewer's or an agent's note as they typed it.
         note = _fit(outcome or progress, SECTION_TEXT_LIMIT, escaped=False)
         blocks.append({"type": "context", "elements": [_plain(note)]})
+    if message.nobody_may_decide and not outcome:
+        note = _fit(message.nobody_may_decide, SECTION_TEXT_LIMIT, escaped=False)
+        blocks.append({"type": "context", "elements": [_plain(note)]})
     if message.approval_refused and may_decide and not outcome:
         note = _fit(message.approval_refused, SECTION_TEXT_LIMIT, escaped=False)
         blocks.append({"type": "context", "elements": [_plain(note)]})

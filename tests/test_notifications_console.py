@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.html import strip_tags
 
 from approvals.models import ProposalStatus
-from approvals.roles import OPERATORS
+from approvals.roles import AUDITORS, OPERATORS
 from approvals.services.decisions import proposal_approve, proposal_reject
 from ledger.models import Account
 from notifications.models import Claim, Notification, NotificationStatus, ReachedBy, Route
@@ -184,6 +184,68 @@ def test_a_route_that_tells_nobody_is_refused_with_a_clear_error(login):
     assert response.status_code == 200
     assert "Name at least one user or group to tell" in response.text
     assert not Route.objects.filter(name="Big reallocations to the operators").exists()
+
+
+def backup_warning(page: str) -> str:
+    """The warning beside a route's backup group on its page, as read; "" if there is none."""
+    match = re.search(r'id="backup-group-warning">(.*?)</p>', page, re.S)
+    return html.unescape(strip_tags(match.group(1))) if match else ""
+
+
+def warnings_shown(response) -> list[str]:
+    return [str(m) for m in response.context["messages"] if m.level_tag == "warning"]
+
+
+def test_a_backup_group_nobody_in_which_may_decide_the_routes_proposals_is_warned_of(login):
+    """A policy owner names the auditors as a route's backup group: an overdue proposal would
+    be escalated to people who cannot decide it (they read "Read it on its page"), and nobody
+    who can would hear of it. The route is saved, as the group may yet be given someone who
+    may, but the policy owner is warned, and its page says so while it holds."""
+    client = login("policy-owner")
+    auditors, operators = Group.objects.get(name=AUDITORS), Group.objects.get(name=OPERATORS)
+
+    saved = client.post(
+        reverse("admin:notifications_route_add"), route_form(backup_group=auditors.pk), follow=True
+    )
+
+    route = Route.objects.get(name="Big reallocations to the operators")
+    assert route.backup_group == auditors
+    warning = (
+        "Nobody in the backup group “auditors” may decide the budget reallocation proposals "
+        "this route tells of: one that is overdue would be escalated to people who cannot "
+        "decide it. Give the group a person who may, or choose another group."
+    )
+    assert warnings_shown(saved) == [warning]
+    change = reverse("admin:notifications_route_change", args=[route.pk])
+    assert backup_warning(client.get(change).text) == warning
+    assert backup_warning(login("auditor").get(change).text) == warning
+
+    # The operators may decide them: nothing to warn of.
+    saved = client.post(change, route_form(backup_group=operators.pk), follow=True)
+    assert warnings_shown(saved) == []
+    assert backup_warning(client.get(change).text) == ""
+    # A route of every action type: the operators may not decide the policy changes.
+    saved = client.post(change, route_form(backup_group=operators.pk, action_type=""), follow=True)
+    assert warnings_shown(saved) == [
+        "Nobody in the backup group “operators” may decide policy change proposals, which "
+        "this route tells of: one that is overdue would be escalated to people who cannot "
+        "decide it. Give the group a person who may, or choose another group."
+    ]
+    # A group's name is shown as written.
+    night = Group.objects.create(name="<b>night</b> shift")
+    client.post(change, route_form(backup_group=night.pk, action_type=""))
+    page = client.get(change).text
+    assert "&lt;b&gt;night&lt;/b&gt; shift" in page and "<b>night</b>" not in page
+    assert backup_warning(page).startswith(
+        "Nobody in the backup group “<b>night</b> shift” may decide any of the proposals"
+    )
+    # A past version's page shows what was recorded, not the group as it is now.
+    version = route.history.latest("history_date")
+    past = client.get(
+        reverse("admin:notifications_route_simple_history", args=[route.pk, version.history_id])
+    )
+    assert past.status_code == 200 and "<b>night</b> shift" in html.unescape(past.text)
+    assert "backup-group-warning" not in past.text
 
 
 def test_a_route_offers_the_registered_action_types_and_refuses_others(login):

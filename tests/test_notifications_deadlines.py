@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
+from django.core import mail
 from django.db import connection
 from django.utils import timezone
 
@@ -28,6 +29,7 @@ from notifications.models import (
     NotificationStatus,
     Route,
 )
+from notifications.services import notifications_deliver, reached_by_choose
 from policies.models import Policy
 from tests.conftest import reallocation, wait_until
 from tests.factories import evaluated
@@ -43,9 +45,11 @@ def decide_within(seconds: float) -> None:
 
 def backup_member(email: str = "backup@example.com"):
     """A backup group with one member, named by the demo's route. Its people read proposals
-    in the console (a message goes only to those who may)."""
+    in the console (a message goes only to those who may) and decide them."""
     backup = Group.objects.create(name="backup")
-    backup.permissions.add(Permission.objects.get(codename="view_proposal"))
+    backup.permissions.add(
+        *Permission.objects.filter(codename__in=["view_proposal", "decide_proposal"])
+    )
     user = get_user_model().objects.create_user("backup", email=email, is_staff=True)
     user.groups.add(backup)
     route = Route.objects.get(name=DEMO_ROUTE)
@@ -569,4 +573,64 @@ def test_a_person_whose_digest_has_not_gone_yet_is_not_reminded_first(optimizer)
         f"Half the time to decide is gone (due {deadline.due_at:%Y-%m-%d %H:%M:%S} UTC); "
         "nobody told in this round to remind; not operator, who is yet to be told of it, in a "
         "digest."
+    )
+
+
+@pytest.mark.django_db
+def test_an_escalation_to_a_backup_group_nobody_in_which_may_decide_says_so(optimizer, slack):
+    """The route's backup group is the auditors: at the deadline they are told it is overdue,
+    and the messages said only "Read it on its page", as to anyone who may not decide; nobody
+    who may decide was told, and nothing said so. The history now says it, and so does the
+    message, by email and on Slack."""
+    decide_within(seconds=60)
+    auditors = Group.objects.get(name="auditors")
+    route = Route.objects.get(name=DEMO_ROUTE)
+    route.backup_group = auditors
+    route.save()
+    auditor = get_user_model().objects.get(username="auditor")
+    reached_by_choose(user=auditor, email=True, slack=True)
+    proposal_id = optimizer.post("/api/v1/proposals/", reallocation(), format="json").json()["id"]
+
+    deadline = DecisionDeadline.objects.get(proposal_id=proposal_id)
+    assert deadlines_sweep(now=deadline.due_at + timedelta(seconds=1)).escalated == 1
+
+    note = history_note(proposal_id, starting="Overdue")
+    assert note.endswith(
+        f"escalated to group “auditors” of route “{DEMO_ROUTE}” (1 person told, who may not "
+        "decide it); nobody who may decide it was told it is overdue."
+    )
+    told = Notification.objects.filter(proposal_id=proposal_id, kind=NotificationKind.ESCALATION)
+    assert {(n.recipient.username, n.channel) for n in told} == {
+        ("auditor", "email"),
+        ("auditor", "slack"),
+    }
+    told.update(next_attempt_at=timezone.now())  # the sweep's moment was a minute ahead
+    notifications_deliver(notification_ids=[n.pk for n in told])
+    assert set(told.values_list("status", flat=True)) == {NotificationStatus.SENT}
+
+    said = (
+        "Nobody in the backup group “auditors” may decide it: it still waits for a person who may."
+    )
+    [email] = [m for m in mail.outbox if m.to == ["auditor@example.com"]]
+    assert email.subject.startswith("[HITL] Overdue: escalated to you")
+    assert said in " ".join(email.body.split())
+    assert "Read it on its page" in email.body
+    assert said in email.alternatives[0][0]
+    [posted] = slack.sent("chat.postMessage", channel=slack.user_id("auditor@example.com"))
+    notes = [e for b in posted["blocks"] if b["type"] == "context" for e in b["elements"]]
+    assert {"type": "plain_text", "text": said, "emoji": False} in notes
+    assert not [b for b in posted["blocks"] if b["type"] == "actions"]
+
+
+@pytest.mark.django_db
+def test_an_escalation_to_a_backup_group_that_may_decide_says_nothing_more(optimizer):
+    decide_within(seconds=60)
+    backup_member()
+    proposal_id = optimizer.post("/api/v1/proposals/", reallocation(), format="json").json()["id"]
+    deadline = DecisionDeadline.objects.get(proposal_id=proposal_id)
+
+    assert deadlines_sweep(now=deadline.due_at + timedelta(seconds=1)).escalated == 1
+
+    assert history_note(proposal_id, starting="Overdue").endswith(
+        f"escalated to group “backup” of route “{DEMO_ROUTE}” (1 person told)."
     )
