@@ -32,6 +32,7 @@ from simple_history.template_utils import HistoricalRecordContextHelper
 from simple_history.utils import get_history_model_for_model, get_m2m_reverse_field_name
 
 from audit.secret_fields import lookup_touches_secret, sounds_secret_undeclared
+from hitlproject.forms import PlainDecimalField, PlainIntegerField, number_box
 from hitlproject.periods import describe_duration
 from hitlproject.validation import with_lf_line_breaks
 
@@ -120,6 +121,17 @@ class ConsoleAdmin(admin.ModelAdmin):
 
     def get_changelist(self, request, **kwargs):
         return ConsoleChangeList
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        # A number typed in plain digits, or refused saying so: Python reads "٩٥", "９５"
+        # and "9_5" as 95, and a browser's number box rewrites or drops what it is given.
+        # The admin's own number widgets (vIntegerField) are number boxes too.
+        if not db_field.choices and "form_class" not in kwargs:
+            if isinstance(db_field, models.DecimalField):
+                kwargs |= {"form_class": PlainDecimalField, "widget": number_box()}
+            elif isinstance(db_field, models.IntegerField):
+                kwargs |= {"form_class": PlainIntegerField, "widget": number_box(whole=True)}
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def lookup_allowed(self, lookup, value, request=None) -> bool:
         # Refused here too, so that not even a filter the page offered could reach a secret.

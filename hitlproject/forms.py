@@ -160,18 +160,70 @@ class WindowField(forms.DurationField):
         return timedelta(seconds=int(seconds.to_integral_value(ROUND_HALF_UP)))
 
 
-class PercentField(forms.DecimalField):
+# A number as a person writes one in the console: the ASCII digits, an optional sign and at
+# most one decimal point. Python's Decimal() and int() also read other scripts' digits
+# ("٩٥"), full-width ones ("９５"), underscores ("9_5") and exponents ("1e2") as numbers:
+# 95 from "9_5" is not what the person reading the policy after sees typed.
+PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+# A whole number, and as Django's IntegerField takes one: "2", or "2.0".
+PLAIN_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+(?:\.0*)?")
+
+
+def number_box(*, whole: bool = False) -> forms.TextInput:
+    """A text box for a number: a browser's number box rewrites what is typed before the
+    form sees it (Chromium takes "９５" and "9_5" as 95) or sends nothing for what it cannot
+    read ("٩٥", which the form then took for an empty ceiling), so nothing could say so. A
+    phone still offers its keypad of digits."""
+    return forms.TextInput(attrs={"size": 12, "inputmode": "numeric" if whole else "decimal"})
+
+
+def _refuse_unless_plain(pattern: re.Pattern, value, message: str) -> None:
+    """Refuse typed text (not a number the code gave) unless ``pattern`` reads it whole."""
+    if isinstance(value, str) and value.strip() and not pattern.fullmatch(value.strip()):
+        raise forms.ValidationError(message, code="plain")
+
+
+class PlainDecimalField(forms.DecimalField):
+    """A decimal number as written in the digits 0–9, with an optional sign and at most one
+    decimal point; anything else is refused, saying so."""
+
+    default_error_messages = {
+        "plain": "Enter a number in the digits 0–9, with a point for decimals (such as 12.5).",
+    }
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("widget", number_box())
+        super().__init__(**kwargs)
+
+    def to_python(self, value):
+        _refuse_unless_plain(PLAIN_NUMBER, value, self.error_messages["plain"])
+        return super().to_python(value)
+
+
+class PlainIntegerField(forms.IntegerField):
+    """A whole number as written in the digits 0–9, with an optional sign; anything else is
+    refused, saying so."""
+
+    default_error_messages = {"plain": "Enter a whole number in the digits 0–9 (such as 2)."}
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("widget", number_box(whole=True))
+        super().__init__(**kwargs)
+
+    def to_python(self, value):
+        _refuse_unless_plain(PLAIN_WHOLE_NUMBER, value, self.error_messages["plain"])
+        return super().to_python(value)
+
+
+class PercentField(PlainDecimalField):
     """A share stored as a fraction (0.95) that a person types and reads as a percentage, as
     a policy's ceilings are: 95 for 95%, from 0 to 100, to a tenth of a percent."""
 
     default_error_messages = {
+        "plain": "Enter a percentage in the digits 0–9, with a point for decimals (95 or 95.5).",
         "out_of_range": "Enter a percentage from 0 to 100 (95 for 95%).",
         "too_precise": "Give at most one decimal place (95.5 for 95.5%).",
     }
-
-    def __init__(self, **kwargs) -> None:
-        kwargs.setdefault("widget", forms.NumberInput(attrs={"step": "any"}))
-        super().__init__(**kwargs)
 
     def prepare_value(self, value):
         if isinstance(value, Decimal):

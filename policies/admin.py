@@ -33,7 +33,7 @@ from audit.admin import (
 from hitlproject.charts import grouped_bars
 from hitlproject.converters import record_page
 from hitlproject.errors import DomainError, InvalidInput
-from hitlproject.forms import IndentedJSONField, WindowField
+from hitlproject.forms import IndentedJSONField, PlainDecimalField, WindowField
 from hitlproject.periods import PeriodForm, describe_duration
 from hitlproject.vocabulary import SIMULATED_ROW_LABELS, SIMULATED_ROWS, VerdictOutcome
 from ledger.models import Account
@@ -58,15 +58,14 @@ from policies.services import rules_in_force
 
 
 def percent_field(label: str, help_text: str, **kwargs) -> forms.DecimalField:
-    """A ceiling typed as people think of it: 10 for 10%."""
-    return forms.DecimalField(
+    """A ceiling typed as people think of it: 10 for 10%, in plain digits."""
+    return PlainDecimalField(
         label=label,
         help_text=help_text,
         required=False,
         min_value=0,
         max_digits=13,
         decimal_places=4,
-        widget=forms.NumberInput(attrs={"step": "any"}),
         **kwargs,
     )
 

@@ -356,7 +356,9 @@ def test_a_share_that_is_not_a_number_is_refused_in_the_form(login, demo_world, 
     response = owner.post(url, typed)
 
     assert response.status_code == 200  # the form again, with the error
-    assert response.context["adminform"].form.errors["widen_min_clean_share"] == ["Enter a number."]
+    assert response.context["adminform"].form.errors["widen_min_clean_share"] == [
+        "Enter a percentage in the digits 0–9, with a point for decimals (95 or 95.5)."
+    ]
     assert AutonomyRules.current().widen_min_clean_share == Decimal("0.950")
     assert not AutonomyRules.history.filter(history_type="~").exists()
 

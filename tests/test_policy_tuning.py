@@ -128,7 +128,7 @@ def test_the_policy_list_names_action_types_as_the_queue_does_and_filters_by_the
     [
         ("12.34567", "no more than 4 decimal places"),
         ("-5", "greater than or equal to 0"),
-        ("ten", "Enter a number."),
+        ("ten", "Enter a number in the digits 0–9, with a point for decimals (such as 12.5)."),
     ],
 )
 def test_a_ceiling_that_is_no_percentage_is_refused_and_changes_nothing(owner, typed, message):

@@ -5,7 +5,6 @@ by policy; applied by the executor to the agent's own policy on the account, wit
 from decimal import Decimal, DecimalException
 from typing import Any
 
-from django import forms
 from rest_framework import serializers
 
 from approvals import action_types
@@ -14,6 +13,7 @@ from approvals.action_types.base import ActionType, Assessment, change_label, re
 from approvals.action_types.forms import ActionEditForm
 from approvals.models import Agent
 from hitlproject.errors import InvalidInput
+from hitlproject.forms import PlainDecimalField
 from hitlproject.validation import StrictSerializer, invalid_input
 from hitlproject.vocabulary import action_type_label
 from ledger.models import Account
@@ -76,7 +76,7 @@ class PolicyChangeEdit(ActionEditForm):
 
     def add_payload_fields(self) -> None:
         in_force = self.payload.get("from_ceiling")
-        self.fields["to_ceiling"] = forms.DecimalField(
+        self.fields["to_ceiling"] = PlainDecimalField(
             label=(
                 f"New auto-execute ceiling for {self.payload.get('agent')}'s "
                 f"{action_type_label(str(self.payload.get('action_type')))}"
@@ -90,7 +90,6 @@ class PolicyChangeEdit(ActionEditForm):
                 if in_force is not None
                 else ""
             ),
-            widget=forms.TextInput(attrs={"inputmode": "decimal", "size": 12}),
         )
 
     def initial_from(self, payload):
