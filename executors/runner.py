@@ -74,6 +74,7 @@ from executors.registry import FALLBACK, executor_for, executor_named
 from hitlproject.celery import app
 from hitlproject.errors import InvalidInput, NotFound
 from hitlproject.queueing import after_commit
+from hitlproject.vocabulary import EXECUTION_FAILED
 from ledger.models import Account, Campaign
 from ledger.services import accounts_lock
 from policies.services import (
@@ -225,7 +226,7 @@ def _fail(proposal: Proposal, error: str) -> Proposal:
             proposal_id=proposal.pk,
             to_status=ProposalStatus.FAILED,
             actor=actor,
-            reason=f"execution failed: {error}",
+            reason=f"{EXECUTION_FAILED}{error}",
         )
         executions_failed(failures=[(failed, error)], actor=actor)
     return failed
@@ -628,7 +629,7 @@ def _execute_alone(proposal_id: int) -> Proposal | None:
         executing = Move(ProposalStatus.EXECUTING, "", started_at)
         if refusal:
             _record_attempt(proposal, status=ExecutionStatus.FAILED, error=refusal, **attempt)
-            failed = Move(ProposalStatus.FAILED, f"execution failed: {refusal}", timezone.now())
+            failed = Move(ProposalStatus.FAILED, f"{EXECUTION_FAILED}{refusal}", timezone.now())
             proposals_move_through(proposals=[proposal], moves=[executing, failed], actor=actor)
             executions_failed(failures=[(proposal, refusal)], actor=actor)
             return proposal

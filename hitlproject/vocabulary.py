@@ -138,3 +138,8 @@ INTERRUPTED = (
     "interrupted: its sender stopped before recording whether it went, so it may have; "
     "to be sent again"
 )
+
+# How a proposal's history says its execution failed, before the failure's own words
+# ("execution failed: the endpoint answered HTTP 400: …"): written by the executors, read by
+# the messages that tell of the failure.
+EXECUTION_FAILED = "execution failed: "

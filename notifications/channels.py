@@ -49,6 +49,8 @@ class Channel:
         return True
 
     def send(self, *, recipient, message: ProposalMessage, may_decide: bool) -> Sent:
+        """Send ``message`` to ``recipient``, who ``may_decide`` it (for a message saying its
+        execution failed, ``message.failure``: who may retry it)."""
         raise NotImplementedError
 
     def send_digest(self, *, recipient, messages: list[ProposalMessage]) -> Sent:
@@ -113,7 +115,9 @@ class EmailChannel(Channel):
         return self._send(
             recipient=recipient,
             subject=message.subject,
-            template="proposal_email",
+            # Its execution failed: how, and who let it run; nothing to decide, a retry to
+            # make on its page (``may_decide``: its reader may).
+            template="failure_email" if message.failure else "proposal_email",
             context={
                 "message": message,
                 "recipient": recipient,

@@ -13,8 +13,11 @@ from django.utils import timezone
 
 from approvals import action_types
 from approvals.models import Decision, DecisionOutcome, Proposal, ProposalStatus
+from approvals.selectors import deciding_policy
 from approvals.services.decisions import payload_seen
 from hitlproject.addresses import served_at
+from hitlproject.validation import one_line
+from hitlproject.vocabulary import EXECUTION_FAILED, VerdictOutcome
 from notifications.models import Claim, DecisionDeadline, NotificationKind
 
 # Why a proposal waits that no policy decided, as every message says it.
@@ -27,12 +30,36 @@ HEADLINES = {
     NotificationKind.WAITING: "Waits for your decision",
     NotificationKind.REMINDER: "Reminder: half the time to decide is gone",
     NotificationKind.ESCALATION: "Overdue: escalated to you",
+    NotificationKind.FAILED: "Its execution failed",
 }
+# The headline of a message that said its execution failed, once a person sent it to run
+# again: what it says below is what became of it since.
+FAILED_THEN_SENT_AGAIN = "Its execution failed, then it was sent to run again"
 # The headline of a message saying it waits, to a person it does not wait for: one who owns
 # the agent that proposed it, or who has approved it and waits for another's approval.
 WAITS_NOT_FOR_YOU = "Waits for a decision"
 # The headline of a message whose proposal no longer waits for a decision in its round.
 NO_LONGER_WAITS = "No longer waits"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What a message saying a proposal's execution failed tells of it: when it failed, why,
+    in the words the channel (or the check that stopped it) answered with, on one line; and
+    who let it run (its policy, without a person, or the people who approved it)."""
+
+    at: datetime | None
+    said: str
+    let_run: str
+    # Let run by its policy: the message says why, in the verdict's reasons.
+    by_policy: bool
+
+    @property
+    def at_text(self) -> str:
+        """When it failed, to the second, with the zone, as the console shows times."""
+        if self.at is None:
+            return ""
+        return f"{timezone.localtime(self.at):%Y-%m-%d %H:%M:%S %Z}"
 
 
 @dataclass(frozen=True)
@@ -74,6 +101,9 @@ class ProposalMessage:
     # Why its reader, told as one of a backup group, and nobody else in that group may decide
     # it (an escalation to a group of auditors): it says so, not only "Read it on its page".
     nobody_may_decide: str = ""
+    # A message saying its execution failed (``NotificationKind.FAILED``): how, and who let
+    # it run. It asks no decision (no buttons): a retry is made on its page.
+    failure: Failure | None = None
 
     @property
     def claimed_until_text(self) -> str:
@@ -196,21 +226,27 @@ def my_channels_url() -> str:
     return console + reverse("admin:notifications_reachedby_changelist")
 
 
+# Why a person no route names now is told that a proposal's execution failed.
+TOLD_OF_IT_BEFORE = "You are told as you were told of it before."
+
+
 def told_because(*, kind: str, route_name: str) -> str:
     """Why a person is told, by the route that told them: its people, or, for an overdue
-    decision, its backup group."""
+    decision, its backup group; that its execution failed, by no route, as one told of it
+    before."""
     if not route_name:
-        return ""
+        return TOLD_OF_IT_BEFORE if kind == NotificationKind.FAILED else ""
     if kind == NotificationKind.ESCALATION:
         return f"You are told as one of the backup group of the route “{route_name}”."
     return f"You are told by the route “{route_name}”."
 
 
 def proposal_messages(
-    items: Sequence[tuple[Proposal, str]], *, now: datetime
+    items: Sequence[tuple[Proposal, str]], *, now: datetime, failed_by: datetime | None = None
 ) -> list[ProposalMessage]:
     """What a message of each kind about each proposal says, as of ``now``: their deadlines
-    and claims read at once."""
+    and claims read at once; one saying its execution failed, of the failure last recorded
+    (by ``failed_by``, if given: when the message was written)."""
     rounds = {proposal.pk: proposal.review_round for proposal, _ in items}
     due = {
         proposal_id: due_at
@@ -231,9 +267,16 @@ def proposal_messages(
     ):
         if rounds[proposal_id] == review_round:
             approvers.setdefault(proposal_id, []).append(username)
+    failures = _failures(
+        [proposal for proposal, kind in items if kind == NotificationKind.FAILED],
+        approvers,
+        failed_by=failed_by,
+    )
     messages = []
     for proposal, kind in items:
         due_at, claim = due.get(proposal.pk), claims.get(proposal.pk)
+        if kind == NotificationKind.FAILED:  # it waits for no decision, nor is anyone on it
+            due_at, claim = None, None
         messages.append(
             ProposalMessage(
                 headline=HEADLINES.get(kind, "Waits for a decision"),
@@ -252,11 +295,98 @@ def proposal_messages(
                 claimed_until=claim.lapses_at if claim and claim.is_live(now) else None,
                 url=proposal_url(proposal.pk),
                 seen=payload_seen(proposal.payload),
-                progress=approvals_so_far(approvers.get(proposal.pk, []), proposal),
+                progress=""
+                if kind == NotificationKind.FAILED
+                else approvals_so_far(approvers.get(proposal.pk, []), proposal),
                 words=_words_shown(proposal),
+                failure=failures.get(proposal.pk),
             )
         )
     return messages
+
+
+def _failures(
+    proposals: Sequence[Proposal], approvers: dict[int, list[str]], *, failed_by: datetime | None
+) -> dict:
+    """How each of these proposals' execution failed, as its history recorded it (the last
+    failure, or the last by ``failed_by``: the one a message written then tells of, even
+    once a retry has run since), and who let it run, by proposal id."""
+    if not proposals:
+        return {}
+    recorded = Proposal.history.filter(
+        id__in=[p.pk for p in proposals],
+        status=ProposalStatus.FAILED,
+        # The move to failed: not a later record of the failed proposal (whom it was told).
+        history_change_reason__startswith=EXECUTION_FAILED,
+    )
+    if failed_by is not None:
+        recorded = recorded.filter(history_date__lte=failed_by)
+    last = {}
+    for proposal_id, at, reason in recorded.order_by(
+        "id", "history_date", "history_id"
+    ).values_list("id", "history_date", "history_change_reason"):
+        last[proposal_id] = (at, (reason or "").removeprefix(EXECUTION_FAILED))
+    failures = {}
+    for proposal in proposals:
+        at, reason = last.get(proposal.pk, (None, ""))
+        approved_by = approvers.get(proposal.pk, [])
+        # A retry made after the failure told of is not how it came to run then.
+        retried = (
+            retried_text(proposal)
+            if failed_by is None or (proposal.approved_at and proposal.approved_at <= failed_by)
+            else ""
+        )
+        failures[proposal.pk] = Failure(
+            at=at,
+            # The channel's words (an endpoint's answer, quoted) on one line, shown as typed.
+            said=one_line(reason) or "no reason was given",
+            let_run=let_run_text(proposal, approved_by) + retried,
+            by_policy=not approved_by and proposal.verdict_outcome == VerdictOutcome.AUTO_APPROVE,
+        )
+    return failures
+
+
+def _minute(at: datetime | None) -> str:
+    return f"{timezone.localtime(at):%Y-%m-%d %H:%M %Z}" if at else ""
+
+
+def let_run_text(proposal: Proposal, approved_by: Sequence[str]) -> str:
+    """Who let a proposal run, and when: "Approved by operator at 2026-12-04 22:00 UTC", or,
+    where its policy let it run, "Let run without a person by policy “Bid adjustments” at
+    …" (the policy's name as it was when it routed the proposal)."""
+    when = _minute(proposal.decided_at or proposal.approved_at)
+    if approved_by:
+        return f"Approved by {', '.join(approved_by)} at {when}"
+    if proposal.verdict_outcome == VerdictOutcome.AUTO_APPROVE:
+        policy = deciding_policy(proposal)
+        by = f" by policy “{policy.name}”" if policy is not None else ""
+        return f"Let run without a person{by} at {when}"
+    return f"Approved to run at {when}"
+
+
+def was_retried(proposal: Proposal) -> bool:
+    """Sent to run again by a person after its execution failed: approved (to run) since it
+    was decided, which only a retry does (the policy engine's approval decides it too)."""
+    return bool(
+        proposal.decided_at and proposal.approved_at and proposal.approved_at > proposal.decided_at
+    )
+
+
+def retried_text(proposal: Proposal) -> str:
+    """ "; its execution failed, and operator sent it to run again at …" for a proposal a
+    person retried (the last time), which its approval's words alone do not say; else ""."""
+    if not was_retried(proposal):
+        return ""
+    who = (
+        Proposal.history.filter(id=proposal.pk, status=ProposalStatus.APPROVED)
+        .order_by("-history_id")
+        .values_list("history_actor", flat=True)
+        .first()
+    )
+    return (
+        f"; its execution failed, and {who or 'a person'} sent it to run again at "
+        f"{_minute(proposal.approved_at)}"
+    )
 
 
 def _words_shown(proposal: Proposal) -> list[tuple[str, list[tuple[str, str]]]]:

@@ -105,6 +105,9 @@ class NotificationKind(models.TextChoices):
     REMINDER = "reminder", "Reminder: half the time to decide is gone"
     ESCALATION = "escalation", "Escalated: the decision is overdue"
     UPDATE = "update", "Update of a message sent"
+    # A proposal let run (by policy or by people) whose execution failed: it waits for a
+    # person again, who may retry it in the console.
+    FAILED = "failed", "Its execution failed"
 
 
 class NotificationStatus(models.TextChoices):

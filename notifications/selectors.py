@@ -185,6 +185,26 @@ def proposal_notifications(*, proposal: Proposal) -> list[Notification]:
     return notifications
 
 
+def told_of_before(*, proposal_ids: Iterable[int]) -> dict[int, list[Notification]]:
+    """The messages that told people of each proposal (not the updates of them), in any
+    review round, on any channel: sent, or perhaps sent (an attempt interrupted before its
+    sender recorded it), with their recipients; by proposal id, oldest first."""
+    told: dict[int, list[Notification]] = defaultdict(list)
+    for notification in (
+        Notification.objects.filter(
+            Q(status=NotificationStatus.SENT)
+            | Q(status__in=[NotificationStatus.NOT_SENT, NotificationStatus.FAILED])
+            & Q(log__icontains=INTERRUPTED),
+            proposal_id__in=list(proposal_ids),
+            updates__isnull=True,
+        )
+        .select_related("recipient")
+        .order_by("created_at", "pk")
+    ):
+        told[notification.proposal_id].append(notification)
+    return told
+
+
 def claim_live(*, proposal: Proposal, now: datetime | None = None) -> Claim | None:
     """Who is on a proposal now, if anyone: a lapsed claim is nobody's."""
     claim = Claim.objects.filter(proposal=proposal).select_related("user").first()

@@ -9,6 +9,7 @@ retries with backoff what may succeed later; the sweep sends what a lost task le
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -31,6 +33,7 @@ from approvals.services.acts import (
 )
 from audit.actors import Actor, acting_as, current_actor
 from audit.history import (
+    history_records,
     insert_with_history,
     rows_update,
     update_with_history,
@@ -41,17 +44,26 @@ from hitlproject.errors import Conflict, NotFound
 from hitlproject.on_its_way import send_now, started
 from hitlproject.queueing import after_commit, chunked, send_each
 from hitlproject.validation import one_line
-from hitlproject.vocabulary import APPROVED_TO_RUN_STATUSES, INTERRUPTED, REVIEW_ENDINGS
+from hitlproject.vocabulary import (
+    APPROVED_TO_RUN_STATUSES,
+    INTERRUPTED,
+    REVIEW_ENDINGS,
+    VerdictOutcome,
+)
 from notifications.carriers import channel_for
 from notifications.channels import ChannelError, Sent
 from notifications.messages import (
+    FAILED_THEN_SENT_AGAIN,
     DigestLine,
     ProposalMessage,
     addressed_to_one_who_may_not_decide,
     approvals_so_far,
     ended_as,
+    let_run_text,
     proposal_messages,
+    retried_text,
     told_because,
+    was_retried,
 )
 from notifications.models import (
     Claim,
@@ -64,7 +76,13 @@ from notifications.models import (
     ReachedBy,
     Route,
 )
-from notifications.selectors import channels_of, group_recipients, routing, who_may_decide
+from notifications.selectors import (
+    channels_of,
+    group_recipients,
+    routing,
+    told_of_before,
+    who_may_decide,
+)
 from policies.models import Policy
 from policies.services import in_force
 
@@ -108,21 +126,48 @@ def _actor() -> Actor:
 def notifications_record_moves(proposals: Sequence[Proposal]) -> None:
     """In the transaction that moved ``proposals``: tell the people the routes name about
     those that entered review, start their deadlines, and end the review of those that left
-    it (deadline met or not, Slack messages updated)."""
+    it (deadline met or not, Slack messages updated); have the messages of those that ran
+    say how; and tell of those whose execution failed."""
     entered = [p for p in proposals if p.status == S.PENDING_REVIEW]
     left = [p for p in proposals if p.status in REVIEW_ENDINGS and p.review_round > 0]
-    # A person's approval has run: its messages, which say who approved it, say how it ran.
-    ran = [p for p in proposals if p.status in (S.EXECUTED, S.FAILED) and p.review_round > 0]
+    # A person's approval has run, or a person's retry of what the policy let run: its
+    # messages, which say who let it run (and that its execution failed), say how it ran.
+    ran = [
+        p
+        for p in proposals
+        if p.status in (S.EXECUTED, S.FAILED) and (p.review_round > 0 or was_retried(p))
+    ]
+    # What the policy let run, whose failure was told, sent to run again by a person (or
+    # superseded before it ran again): its messages say so. One a person approved is
+    # followed as its review ended (``_review_ended``).
+    retried = [
+        p
+        for p in proposals
+        if p.status in (S.APPROVED, S.SUPERSEDED) and p.review_round == 0 and was_retried(p)
+    ]
     now = timezone.now()
     if entered:
         _deadlines_start(entered, now=now)
         _tell(entered, kind=NotificationKind.WAITING, now=now)
     if left:
         _review_ended(left, now=now)
+    if retried:
+        _slack_messages_follow(
+            retried,
+            about={
+                p.pk: _ended_about(p) if p.status == S.APPROVED else "its end: superseded"
+                for p in retried
+            },
+        )
     if ran:
         _slack_messages_follow(
             ran, about={p.pk: f"its execution: {p.get_status_display().lower()}" for p in ran}
         )
+    # Its execution failed for good (a retry in progress leaves it executing): it waits for
+    # a person again, who may retry it.
+    failed = [p for p in proposals if p.status == S.FAILED]
+    if failed:
+        _failures_tell(failed, now=now)
 
 
 def _deadlines_start(proposals: Sequence[Proposal], *, now: datetime) -> None:
@@ -301,7 +346,7 @@ def _review_ended(proposals: Sequence[Proposal], *, now: datetime) -> None:
 def _ended_about(proposal: Proposal) -> str:
     """What an update about a proposal that left review is for: "the decision: rejected"."""
     status = proposal.get_status_display().lower()
-    if proposal.status == S.APPROVED and _was_retried(proposal):
+    if proposal.status == S.APPROVED and was_retried(proposal):
         return f"its execution retried by {_actor().name}"
     if proposal.status in (S.REJECTED, *APPROVED_TO_RUN_STATUSES):
         return f"the decision: {status}"
@@ -353,6 +398,100 @@ def _slack_messages_follow(proposals: Sequence[Proposal], *, about) -> None:
         _slack_messages_update(
             proposal_ids=proposal_ids, now=now, about=about, review_round=review_round
         )
+
+
+def _failures_tell(proposals: Sequence[Proposal], *, now: datetime) -> None:
+    """In the transaction in which proposals' executions failed (for good: no attempt is
+    left to come), a person must look, and may retry them in the console: the people told of
+    each are told, each on their own channels, at once (a failure is not held for a digest):
+    those the routes it matches name (as they would be told were it waiting), and those told
+    of it before (an email cannot change, so its reader learns it failed). Not on Slack one
+    whose Slack message of this round about it is updated to say it failed (by the same
+    move: ``ran``); nor anyone who may not see proposals in the console. The proposal's
+    history says whom it tells, and whom not and why. What a message says of the failure is
+    read as it goes, from the proposal's history (``messages._failures``)."""
+    recipients_of = routing().recipients_of
+    told_before = told_of_before(proposal_ids=[proposal.pk for proposal in proposals])
+    # Read again, not the routing's people kept by this process: whether each is active and
+    # may see proposals is as they are now.
+    wanted = {
+        proposal.pk: {
+            **{n.recipient_id: None for n in told_before.get(proposal.pk, [])},
+            **{user.pk: route for route, users in recipients_of(proposal) for user in users},
+        }
+        for proposal in proposals
+    }
+    people = get_user_model().objects.in_bulk({pk for by in wanted.values() for pk in by})
+    channels = channels_of(people.values())
+    barred = {pk: _may_not_read(person) for pk, person in people.items()}
+    notifications = []
+    for proposal in proposals:
+        # A Slack message of this round, which its update says failed: none more on Slack.
+        updated = {
+            n.recipient_id
+            for n in told_before.get(proposal.pk, [])
+            if n.channel == NotificationChannel.SLACK
+            and n.status == NotificationStatus.SENT
+            and n.slack_ts
+            and n.review_round == proposal.review_round
+        }
+        told: dict[str, list[str]] = defaultdict(list)
+        passed_over: list[str] = []
+        for pk, route in wanted[proposal.pk].items():
+            person = people[pk]
+            name = person.get_username()
+            if barred[pk]:
+                passed_over.append(f"{name} ({barred[pk]})")
+                continue
+            if not channels[pk]:
+                passed_over.append(f"{name} (has no channel to be told on)")
+            for channel in channels[pk]:
+                if channel == NotificationChannel.SLACK and pk in updated:
+                    passed_over.append(
+                        f"{name} on Slack (their message about it is updated to say it failed)"
+                    )
+                    continue
+                told[name].append(
+                    "by email" if channel == NotificationChannel.EMAIL else "on Slack"
+                )
+                notifications.append(
+                    Notification(
+                        proposal=proposal,
+                        review_round=proposal.review_round,
+                        recipient=person,
+                        route=route,
+                        channel=channel,
+                        kind=NotificationKind.FAILED,
+                        created_at=now,
+                        next_attempt_at=now,
+                    )
+                )
+        _failure_told_in_history(proposal, told=told, passed_over=passed_over, now=now)
+    _record(notifications, kind=NotificationKind.FAILED)
+
+
+def _failure_told_in_history(
+    proposal: Proposal, *, told: dict[str, list[str]], passed_over: list[str], now: datetime
+) -> None:
+    """The proposal's history says whom its failure is told, on what, and whom not and why:
+    "Told that its execution failed: operator by email and on Slack. Not told: auditor (may
+    not see proposals in the console)." (each message's own history says how it went)."""
+    said = [
+        "Told that its execution failed: "
+        + "; ".join(f"{name} {' and '.join(by)}" for name, by in told.items())
+        + "."
+        if told
+        else "Nobody is told that its execution failed: no route names anyone for it, and "
+        "nobody was told of it before."
+    ]
+    if passed_over:
+        said.append("Not told: " + "; ".join(passed_over) + ".")
+    record = copy.copy(proposal)
+    record._change_reason = " ".join(said)
+    history = Proposal.history
+    history.model.objects.bulk_create(
+        history_records(history, [record], actor=NOTIFICATIONS_ACTOR, date=now, update=True)
+    )
 
 
 def slack_messages_reassessed(*, proposals: Sequence[Proposal], actor: Actor) -> None:
@@ -454,9 +593,14 @@ def outcome_text(proposal: Proposal, *, reader=None) -> str:
     if proposal.status in APPROVED_TO_RUN_STATUSES and approvers:
         return (
             f"Approved by {', '.join(_approvers_said(decisions))} at {when}"
-            f"{_as_its_agent_proposed(proposal, decisions)}{_retried(proposal)}"
+            f"{_as_its_agent_proposed(proposal, decisions)}{retried_text(proposal)}"
             f"{_how_it_ran(proposal)}"
         )
+    if (
+        proposal.status in APPROVED_TO_RUN_STATUSES
+        and proposal.verdict_outcome == VerdictOutcome.AUTO_APPROVE
+    ):  # its policy let it run (its failure was told, and a person may have retried it)
+        return f"{let_run_text(proposal, [])}{retried_text(proposal)}{_how_it_ran(proposal)}"
     if proposal.status == S.PENDING_REVIEW:  # waits still, in a later round than the message's
         edits = [d.reviewer for d in decisions if d.edited_payload is not None]
         why = f"Edited by {edits[0].get_username()}" if edits else "Sent back to a person"
@@ -505,29 +649,6 @@ def _as_its_agent_proposed(proposal: Proposal, decisions: Sequence[Decision]) ->
         return ""
     proposed = as_proposed(proposal).summary
     return f"; its agent proposed “{proposed}”" if proposed != proposal.summary else ""
-
-
-def _was_retried(proposal: Proposal) -> bool:
-    """Sent to run again by a person after its execution failed: approved (to run) since it
-    was decided, which only a retry does."""
-    return bool(
-        proposal.decided_at and proposal.approved_at and proposal.approved_at > proposal.decided_at
-    )
-
-
-def _retried(proposal: Proposal) -> str:
-    """ "; its execution failed, and operator sent it to run again at …" for a proposal a
-    person retried (the last time), which its approval's words alone do not say; else ""."""
-    if not _was_retried(proposal):
-        return ""
-    who = (
-        Proposal.history.filter(id=proposal.pk, status=S.APPROVED)
-        .order_by("-history_id")
-        .values_list("history_actor", flat=True)
-        .first()
-    )
-    when = f"{timezone.localtime(proposal.approved_at):%Y-%m-%d %H:%M %Z}"
-    return f"; its execution failed, and {who or 'a person'} sent it to run again at {when}"
 
 
 def _how_it_ran(proposal: Proposal) -> str:
@@ -848,14 +969,18 @@ def _send_one(
     it said no longer holds once Slack has it (``_until_it_holds``)."""
     channel = channel_for(notification.channel)
     if notification.kind != NotificationKind.UPDATE:
-        may_decide, message = _as_told_to(
-            notification.recipient,
-            notification.proposal,
-            message,
-            reviewers,
-            kind=notification.kind,
-            route=notification.route,
-        )
+        if notification.kind == NotificationKind.FAILED:
+            # It asks no decision: it says whether its reader may retry it, on its page.
+            may_decide = may_act(notification.recipient, notification.proposal, Act.RETRY)
+        else:
+            may_decide, message = _as_told_to(
+                notification.recipient,
+                notification.proposal,
+                message,
+                reviewers,
+                kind=notification.kind,
+                route=notification.route,
+            )
         route_name = notification.route.name if notification.route_id else ""
         message = replace(
             message, told_because=told_because(kind=notification.kind, route_name=route_name)
@@ -950,7 +1075,10 @@ def _update_says(notification: Notification) -> dict:
     person who may decide). The message keeps what it was sent as (waiting, a reminder, …)."""
     proposal = Proposal.objects.select_related("agent", "account").get(pk=notification.proposal_id)
     notification.proposal = proposal
-    [message] = proposal_messages([(proposal, notification.updates.kind)], now=timezone.now())
+    told = notification.updates
+    if told.kind == NotificationKind.FAILED:
+        return _failure_update_says(notification, proposal)
+    [message] = proposal_messages([(proposal, told.kind)], now=timezone.now())
     if not still_waits(notification):
         return {
             "text": outcome_text(proposal, reader=notification.recipient),
@@ -972,6 +1100,28 @@ def _update_says(notification: Notification) -> dict:
         "still_waits": True,
         "may_decide": may_decide,
         "reader": notification.recipient.get_username(),
+    }
+
+
+def _failure_update_says(notification: Notification, proposal: Proposal) -> dict:
+    """What an update of a message saying its execution failed says: the failure it told of
+    (not a later one), and, once a person sent it to run again, what became of it since, in
+    place of the link to retry it."""
+    told = notification.updates
+    [message] = proposal_messages(
+        [(proposal, told.kind)], now=timezone.now(), failed_by=told.created_at
+    )
+    if _no_longer_so(told, proposal):
+        return {
+            "text": outcome_text(proposal, reader=notification.recipient),
+            "message": message,
+            "ended_as": FAILED_THEN_SENT_AGAIN,
+        }
+    return {
+        "text": "",
+        "message": message,
+        "ended_as": message.headline,
+        "may_decide": may_act(notification.recipient, proposal, Act.RETRY),
     }
 
 
@@ -1069,14 +1219,13 @@ def stopped_as_they_went(told_waits: Sequence[Notification]) -> dict[int, Propos
         proposal.pk: proposal
         for proposal in Proposal.objects.select_for_update(of=("self",))
         .filter(pk__in={n.proposal_id for n in told_waits})
-        .only("status", "review_round")
+        .only("status", "review_round", "approved_at")
         .order_by("pk")
     }
     return {
         n.pk: proposal
         for n in told_waits
-        if (proposal := locked.get(n.proposal_id))
-        and _no_longer_waits(n, proposal.status, proposal.review_round)
+        if (proposal := locked.get(n.proposal_id)) and _no_longer_so(n, proposal)
     }
 
 
@@ -1118,11 +1267,15 @@ def went_as_it_stopped(notification: Notification, stopped: Proposal) -> str:
     """What became of a message's proposal as the message went out (it stopped waiting), and
     what became of the message: "the proposal became superseded as it went, which an email
     cannot take back"."""
-    then = (
-        "a new review round of the proposal began as it went"
-        if stopped.status == S.PENDING_REVIEW
-        else f"the proposal became {stopped.get_status_display().lower()} as it went"
-    )
+    if notification.kind == NotificationKind.FAILED:
+        then = (
+            "a person sent the proposal to run again as it went (it is now "
+            f"{stopped.get_status_display().lower()})"
+        )
+    elif stopped.status == S.PENDING_REVIEW:
+        then = "a new review round of the proposal began as it went"
+    else:
+        then = f"the proposal became {stopped.get_status_display().lower()} as it went"
     if notification.channel == NotificationChannel.SLACK:
         return f"{then}, and the message is updated to say so"
     return f"{then}, which an email cannot take back"
@@ -1140,26 +1293,37 @@ def refusal_note(notification: Notification, refusal: str) -> str:
     return f"Not sent to {who} by {by}: {why}{maybe}"
 
 
-def _no_longer_waits(notification: Notification, status: str, review_round: int) -> str:
-    """Why a message saying a proposal waits (or for how long) is not to be sent, its
-    proposal being in ``status`` and ``review_round``; or "" while it still waits."""
-    if status == S.PENDING_REVIEW and review_round == notification.review_round:
+def _no_longer_so(notification: Notification, proposal: Proposal) -> str:
+    """Why a message is not to be sent, being no longer so of its proposal (as read: its
+    status, review round and when it was last approved to run); or "" while it is so. One
+    saying it waits (or for how long): while it waits in the message's round. One saying its
+    execution failed: while that failure stands, not once a person has sent it to run again
+    (a new failure then is told anew)."""
+    status = S(proposal.status)
+    if notification.kind == NotificationKind.FAILED:
+        retried = proposal.approved_at and proposal.approved_at > notification.created_at
+        if status == S.FAILED and not retried:
+            return ""
+        return (
+            "not sent: a person sent the proposal to run again since its execution failed "
+            f"(it is now {status.label.lower()})"
+        )
+    if status == S.PENDING_REVIEW and proposal.review_round == notification.review_round:
         return ""
-    said = S(status).label.lower()
-    return f"not sent: the proposal is {said} and no longer waits for this review"
+    return f"not sent: the proposal is {status.label.lower()} and no longer waits for this review"
 
 
 def _stopped_waiting(notification: Notification) -> str:
-    """``_no_longer_waits``, the proposal read as it is now (an update of a message sent
+    """``_no_longer_so``, the proposal read as it is now (an update of a message sent
     says what became of it, whatever that is)."""
     if notification.kind == NotificationKind.UPDATE:
         return ""
-    status, review_round = (
+    proposal = (
         Proposal.objects.filter(pk=notification.proposal_id)
-        .values_list("status", "review_round")
+        .only("status", "review_round", "approved_at")
         .get()
     )
-    return _no_longer_waits(notification, status, review_round)
+    return _no_longer_so(notification, proposal)
 
 
 def _not_to_send(notification: Notification) -> str:
@@ -1167,7 +1331,7 @@ def _not_to_send(notification: Notification) -> str:
     proposal = notification.proposal
     if notification.kind == NotificationKind.UPDATE:
         return ""
-    stopped = _no_longer_waits(notification, proposal.status, proposal.review_round)
+    stopped = _no_longer_so(notification, proposal)
     if stopped:
         return stopped
     if not channel_for(notification.channel).is_configured():

@@ -338,6 +338,68 @@ def message_blocks(
     return blocks
 
 
+def failure_blocks(message: ProposalMessage, *, may_retry: bool, outcome: str = "") -> list:
+    """The Block Kit message saying a proposal's execution failed: what it would have done,
+    when and why it failed (the channel's words, as plain text: an endpoint's answer is
+    shown as it typed it, not read as Slack's markup), who let it run, and the link to its
+    page, where a person who ``may_retry`` it may. No buttons: a retry is made in the
+    console. Once it ran again (``outcome``), what became of it in place of the link."""
+    failure = message.failure
+    facts = [
+        f"*Agent* {message.agent}",
+        f"*Account* {message.account}",
+        f"*Action* {message.action_type}",
+        f"*Size* {message.magnitude}",
+        f"*Risk* {message.risk if message.risk is not None else 'not scored'}",
+    ]
+    if failure.at is not None:
+        stamp = int(failure.at.timestamp())
+        facts.append(f"*Failed at* <!date^{stamp}^{{date_short}} {{time_secs}}|{failure.at_text}>")
+    words, _ = _words_blocks(message, may_approve=False)
+    how = [f"• {failure.let_run}."]
+    if failure.by_policy:
+        how += [f"• {reason}" for reason in message.reasons]
+    blocks: list[dict] = [
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": _fit(
+                    f"{message.headline}\n*<{message.url}|#{message.proposal_id} "
+                    f"{_escape(message.summary)}>*",
+                    SECTION_TEXT_LIMIT,
+                ),
+            },
+        },
+        {
+            "type": "section",
+            "fields": [{"type": "mrkdwn", "text": _fit(fact, FIELD_TEXT_LIMIT)} for fact in facts],
+        },
+        *words,
+        _plain_section(_fit(f"Why it failed\n{failure.said}", SECTION_TEXT_LIMIT, escaped=False)),
+        _plain_section(
+            _fit(
+                "How it came to run\n" + "\n".join(how),
+                SECTION_TEXT_LIMIT,
+                more="\n… and more on its page.",
+                escaped=False,
+            )
+        ),
+    ]
+    if outcome:
+        note = _fit(outcome, SECTION_TEXT_LIMIT, escaped=False)
+        blocks.append({"type": "context", "elements": [_plain(note)]})
+    else:
+        page = f"<{message.url}|its page>"
+        note = (
+            f"It waits for a person: retry it on {page} if it should still run."
+            if may_retry
+            else f"Read it on {page}."
+        )
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
+    return blocks
+
+
 def _words_blocks(message: ProposalMessage, *, may_approve: bool) -> tuple[list[dict], bool]:
     """The words the action would publish, a section each, as plain text (shown as they
     would be published: no Slack formatting, no emoji made of ``:fire:``; a part's own line
@@ -534,7 +596,9 @@ class SlackChannel(Channel):
             answer = client.chat_postMessage(
                 channel=user_id,
                 text=f"{message.headline}: #{message.proposal_id} {message.summary}",
-                blocks=message_blocks(
+                blocks=failure_blocks(message, may_retry=may_decide)
+                if message.failure
+                else message_blocks(
                     message, may_decide=may_decide, reader=recipient.get_username()
                 ),
                 unfurl_links=False,
@@ -595,7 +659,10 @@ class SlackChannel(Channel):
         ended_as: str = NO_LONGER_WAITS,
         reader: str = "",
     ) -> Sent:
-        if still_waits:
+        if message.failure:  # headed as its failure stands, or as sent to run again since
+            message = dataclasses.replace(message, headline=ended_as)
+            blocks = failure_blocks(message, may_retry=may_decide, outcome=text)
+        elif still_waits:
             blocks = message_blocks(message, may_decide=may_decide, progress=text, reader=reader)
         else:  # its round ended: its headline must not say it waits for a decision here
             message = dataclasses.replace(message, headline=ended_as)

@@ -202,7 +202,8 @@ def test_two_raises_on_one_capped_account_executed_at_once_never_pass_its_cap(
     agent.credentials(HTTP_AUTHORIZATION=f"Bearer {demo_world['agents']['optimizer']}")
     seen = agent.get(f"/api/v1/proposals/{failed.pk}/").json()
     assert seen["execution"]["error"] == f"A guardrail refuses it now: {OVER_CAP}"
-    assert failed.history.latest().history_change_reason == (
+    move = failed.history.get(status=ProposalStatus.FAILED, history_actor="executor")
+    assert move.history_change_reason == (
         f"execution failed: A guardrail refuses it now: {OVER_CAP}"
     )
 

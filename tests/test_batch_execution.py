@@ -107,7 +107,12 @@ def test_each_proposal_of_a_set_ends_as_it_would_alone(demo_world):
         ("executing", *executor),
         ("executed", *executor),
     ]
-    assert moves(refused)[-2:] == [("executing", *executor), ("failed", *executor)]
+    # Its failure then told to whom the routes name, as its history says last.
+    assert moves(refused)[-3:] == [
+        ("executing", *executor),
+        ("failed", *executor),
+        ("failed", "system", "notifications"),
+    ]
     assert attempts(clean) == attempts(first) == [(1, "succeeded")]
     assert attempts(refused) == [(1, "failed")]
     assert attempts(second) == attempts(moved) == []
