@@ -446,6 +446,10 @@ class ProposalAdmin(ApprovalsProposalAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
     def _claim_act(self, request: HttpRequest, object_id: int, act) -> HttpResponseRedirect:
+        if not self.has_view_permission(request):
+            # Told nothing of it, not even whether it is there or waits: what the service's
+            # refusal would say ("Proposal #3 is rejected; …").
+            raise PermissionDenied
         page = HttpResponseRedirect(reverse("admin:approvals_proposal_change", args=[object_id]))
         if request.method != "POST":  # an act's address opened as a page: the proposal's
             return page

@@ -20,6 +20,7 @@ from notifications.channels import ChannelError
 from notifications.models import SlackRequestSeen
 from notifications.selectors import users_by_email
 from notifications.services import (
+    may_not_read,
     outcome_text,
     progress_text,
     proposal_claim,
@@ -122,6 +123,11 @@ def slack_press_handle(*, press: Press) -> str:
         found = "no active console user has" if not users else "several console users have"
         return f"Nothing was done: {found} the address {email}."
     user = users[0]
+    barred = may_not_read(user)
+    if barred:
+        # Told nothing of it: neither whether it waits, nor who decided it, nor how far it has
+        # come, as the console shows them nothing of it and their messages are taken back.
+        return f"Nothing was done: {user.get_username()} {barred}."
     try:
         if press.action == "approve":
             # Said as a rejection's is: the decision's record keeps the channel it came by.

@@ -989,7 +989,7 @@ def _send_one(
             recipient=notification.recipient, message=message, may_decide=may_decide
         )
     sent_as = {"channel": notification.slack_channel, "ts": notification.slack_ts}
-    barred = _may_not_read(notification.recipient)
+    barred = may_not_read(notification.recipient)
     if barred:  # told nothing more, and what it showed taken back
         text = f"This message is no longer shown: {notification.recipient.get_username()} {barred}."
         return channel.retract(where=sent_as, text=text)
@@ -1338,7 +1338,7 @@ def _not_to_send(notification: Notification) -> str:
         return f"not sent: {notification.get_channel_display()} is not configured"
     # Told as the person is now, not as they were when the message was recorded.
     recipient = notification.recipient
-    barred = _may_not_read(recipient)
+    barred = may_not_read(recipient)
     if barred:
         return f"not sent: {recipient.get_username()} {barred}"
     if notification.channel == NotificationChannel.EMAIL and not recipient.email:
@@ -1346,7 +1346,7 @@ def _not_to_send(notification: Notification) -> str:
     return ""
 
 
-def _may_not_read(recipient) -> str:
+def may_not_read(recipient) -> str:
     """Why a person may not be shown proposals now, in words ("was deactivated", "may not see
     proposals in the console"), or "". A message shows what the console would: only to
     an active person who may read proposals there; an update of one sent earlier to a person

@@ -451,6 +451,31 @@ def test_only_those_who_may_decide_take_a_proposal(login):
     assert not Claim.objects.exists()
 
 
+def test_one_who_may_not_see_proposals_learns_nothing_from_taking_or_giving_one_back(demo_world):
+    """A console user in no group opens no proposal; "Give it back" at a proposal's address
+    answered them what it is ("Proposal #3 is rejected; nobody is on it now…") and "I'll take
+    it" whether there is one at all ("There is no proposal #4.")."""
+    nobody = Client()
+    nobody.force_login(get_user_model().objects.create_user("nobody", is_staff=True))
+    rejected = evaluated()
+    proposal_reject(
+        proposal_id=rejected.pk,
+        reviewer=get_user_model().objects.get(username="operator"),
+        reason_code="other",
+    )
+    missing = rejected.pk + 1000
+
+    for url in (
+        reverse("admin:approvals_proposal_release", args=[rejected.pk]),
+        reverse("admin:approvals_proposal_release", args=[missing]),
+        claim_url(rejected),
+        reverse("admin:approvals_proposal_claim", args=[missing]),
+    ):
+        answer = nobody.post(url, follow=True)
+        assert answer.status_code == 403, url
+        assert "rejected" not in answer.text and "There is no proposal" not in answer.text, url
+
+
 def test_the_queue_shows_who_is_on_each_proposal_in_one_query(login, operators):
     claimed, lapsed, free = (
         evaluated(),

@@ -394,6 +394,35 @@ def test_a_person_who_lost_the_right_to_read_proposals_is_shown_no_more_of_it(
     assert buttons(on_slack.messages[(where["channel"], where["ts"])]["blocks"]) == []
 
 
+@pytest.mark.parametrize("action", ["approve", "reject", "claim", "release"])
+def test_a_press_by_one_who_lost_the_right_to_read_proposals_tells_them_nothing_of_it(
+    optimizer, on_slack, operators, action
+):
+    """The operator was told on Slack, then taken out of the operators' group. Before their
+    message was taken back, a colleague approved the proposal (1 of 2), then another rejected
+    it; a button on the operator's message, pressed since, decides nothing, and its answer
+    names neither who decided nor how (the answer had said "Rejected by second-operator
+    (wrong signal) at …", and, while it waited, whose approvals it had)."""
+    first, second = operators
+    third = get_user_model().objects.create_user("third-operator", is_staff=True)
+    third.groups.set(first.groups.all())
+    Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+    first.groups.clear()
+    proposal_approve(proposal_id=proposal["id"], reviewer=second)
+    value = {"reject": f"{proposal['id']}:other"}.get(action, str(proposal["id"]))
+
+    post(*pressing(OPERATOR, action, value, where))
+    proposal_reject(proposal_id=proposal["id"], reviewer=third, reason_code="wrong_signal")
+    post(*pressing(OPERATOR, action, value, where))
+
+    [waiting, decided] = [call["text"] for call in on_slack.sent("chat.postEphemeral")]
+    for answer in (waiting, decided):
+        assert answer == "Nothing was done: operator may not see proposals in the console."
+    assert not Decision.objects.filter(proposal_id=proposal["id"], reviewer=first).exists()
+    assert not Claim.objects.filter(proposal_id=proposal["id"]).exists()
+
+
 def test_taking_a_proposal_on_shows_who_is_on_it(optimizer, on_slack, login):
     proposal, where = waiting_on_slack(optimizer, on_slack)
 
