@@ -413,7 +413,7 @@ def _words_blocks(message: ProposalMessage, *, may_approve: bool) -> tuple[list[
         text = words_lines(title, parts)
         # Counted in UTF-16 units (an emoji is two), as Slack may count its limits: a creative
         # of emoji alone must not have the whole message refused.
-        length = len(text.encode("utf-16-le")) // 2
+        length = _units(text)
         used += length
         if (
             shown == WORDS_SHOWN_SECTIONS
@@ -466,22 +466,24 @@ def _plain_section(text: str) -> dict:
     return {"type": "section", "text": _plain(text)}
 
 
+def _units(text: str) -> int:
+    """A text's length as Slack may count its limits: in UTF-16 units (an emoji is two)."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
 def _fit(text: str, limit: int, *, more: str = "…", escaped: bool = True) -> str:
-    """``text``, cut to ``limit`` characters (saying ``more``) if longer, never inside an
-    escape such as ``&lt;`` where it is ``escaped`` markup (plain text has none: its "&" is
-    one)."""
-    if len(text) <= limit:
+    """``text``, cut to ``limit`` UTF-16 units (saying ``more``) if longer, never inside a
+    character (an emoji's two units) nor inside an escape such as ``&lt;`` where it is
+    ``escaped`` markup (plain text has none: its "&" is one). Cut by characters, an agent's
+    note of 3,000 emoji was 6,000 units, and Slack refused the whole message for good."""
+    if _units(text) <= limit:
         return text
-    cut = text[: limit - len(more)]
+    kept = text.encode("utf-16-le", "surrogatepass")[: 2 * (limit - _units(more))]
+    cut = kept.decode("utf-16-le", "ignore")  # half an emoji at the end is left out
     amp = cut.rfind("&")
     if escaped and amp != -1 and ";" not in cut[amp:]:
         cut = cut[:amp]
     return cut + more
-
-
-def _units(text: str) -> int:
-    """How long Slack may count ``text``: in UTF-16 units (an emoji is two)."""
-    return len(text.encode("utf-16-le")) // 2
 
 
 def _rich(text: str, **style: bool) -> dict:

@@ -193,8 +193,9 @@ class SlackServer:
         self.server.server_close()
 
 
-# Slack's Block Kit limits (api.slack.com/reference/block-kit): a message Slack refuses for
-# breaking one is answered ``invalid_blocks``, as Slack does.
+# Slack's Block Kit limits (api.slack.com/reference/block-kit), counted in UTF-16 units as the
+# platform assumes Slack may count them: a message Slack refuses for breaking one is answered
+# ``invalid_blocks``, as Slack does.
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
 MAX_FIELDS = 10
@@ -202,6 +203,11 @@ MAX_FIELD_TEXT = 2000
 MAX_CONTEXT_TEXT = 3000
 MAX_BUTTON_VALUE = 2000
 MAX_OPTION_VALUE = 150
+
+
+def units(text: str) -> int:
+    """A text's length as Slack may count its limits: in UTF-16 units (an emoji is two)."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def blocks_refusal(blocks) -> str:
@@ -213,14 +219,16 @@ def blocks_refusal(blocks) -> str:
     too_long = [
         len(blocks) > MAX_BLOCKS,
         *(
-            len(block.get("text", {}).get("text", "")) > MAX_SECTION_TEXT
+            units(block.get("text", {}).get("text", "")) > MAX_SECTION_TEXT
             or len(block.get("fields", [])) > MAX_FIELDS
-            or any(len(field.get("text", "")) > MAX_FIELD_TEXT for field in block.get("fields", []))
+            or any(
+                units(field.get("text", "")) > MAX_FIELD_TEXT for field in block.get("fields", [])
+            )
             for block in blocks
             if block.get("type") == "section"
         ),
         *(
-            len(element.get("text", "")) > MAX_CONTEXT_TEXT
+            units(element.get("text", "")) > MAX_CONTEXT_TEXT
             for block in blocks
             if block.get("type") == "context"
             for element in block.get("elements", [])

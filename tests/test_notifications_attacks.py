@@ -488,3 +488,52 @@ def test_an_agents_line_breaks_in_a_quoted_creative_cannot_add_lines_to_why_it_w
     [posted] = slack.sent("chat.postMessage")
     why = next(b["text"]["text"] for b in posted["blocks"] if "Why it waits" in str(b))
     assert not any(line.startswith("• Cleared") for line in why.splitlines()), why
+
+
+def test_a_why_it_waits_of_emoji_fits_a_slack_message_as_slack_may_count_it(
+    demo_world, agent_client, slack
+):
+    """A copywriter's batch of 50 creatives, each with a banned term among emoji: their 50
+    findings, cut to 3,000 characters, are 5,000 UTF-16 units and more (an emoji is two), past
+    a section's 3,000 if Slack counts units, as a creative's words are measured since
+    8e28998. Slack would refuse the whole message (for good), and tell the operator nothing."""
+    held_for_a_digest()
+    on_slack_only()
+    emoji = "😀" * 30
+    batch = [creative(headline=f"Offer {n}", body=f"{emoji}Guaranteed{emoji}") for n in range(50)]
+    submit(agent_client("copywriter"), creative_batch(*batch))
+
+    [notification] = send_held_one_by_one()
+
+    assert notification.status == NotificationStatus.SENT, notification.log
+    [posted] = slack.sent("chat.postMessage")
+    assert blocks_refusal(posted["blocks"]) == ""
+    why = next(b["text"]["text"] for b in posted["blocks"] if "Why it waits" in str(b))
+    assert why.endswith("… and more on its page.")
+
+
+@pytest.mark.usefixtures("celery_worker")
+def test_an_agents_withdrawal_note_of_emoji_still_updates_its_slack_message(
+    demo_world, optimizer, slack
+):
+    """An agent withdraws its proposal with a note of 3,000 emoji (the API takes 5,000
+    characters): cut to 3,000 characters, the update's note was 6,000 UTF-16 units, and a
+    Slack counting them refuses the update for good; the message went on offering Approve
+    for a proposal withdrawn."""
+    on_slack_only()
+    proposal = submit(optimizer, reallocation())
+    wait_until(lambda: slack.sent("chat.postMessage"), timeout=15)
+    [where] = wait_until(lambda: list(slack.messages))
+
+    answer = optimizer.post(
+        f"/api/v1/proposals/{proposal['id']}/withdraw/", {"note": "😀" * 3000}, format="json"
+    )
+    assert answer.status_code == 200, answer.content
+
+    def updated():
+        blocks = slack.messages[where]["blocks"]
+        return blocks if "Withdrawn by its agent at" in str(blocks) else None
+
+    blocks = wait_until(updated, timeout=15)
+    assert not [b for b in blocks if b["type"] == "actions"]
+    assert blocks_refusal(blocks) == ""
