@@ -618,12 +618,13 @@ def outcome_text(proposal: Proposal, *, reader=None) -> str:
         return _expired_text(proposal, approvers)
     withdrawal = withdrawal_seen(proposal)
     if withdrawal is not None:
-        if withdrawal.by_reviewer:
-            note = f": {withdrawal.note}" if withdrawal.note else "."
-            return f"Withdrawn for its agent by {withdrawal.who} at {when}{note}"
-        # The agent's own words, quoted on one line as its page shows them: a line break in
-        # them would start a line of the message's own ("Approved by operator at …").
+        # The note on one line, a reviewer's as an agent's: a line break in it would start a
+        # line of the message's own ("Approved by operator at …").
         said = one_line(withdrawal.note)
+        if withdrawal.by_reviewer:
+            note = f": {said}" if said else "."
+            return f"Withdrawn for its agent by {withdrawal.who} at {when}{note}"
+        # The agent's own words, quoted as its page shows them.
         return f"Withdrawn by its agent at {when}" + (f": “{said}”" if said else ".")
     labels = {
         S.SUPERSEDED: "Superseded: its target changed before it ran; nothing was done.",

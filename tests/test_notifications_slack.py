@@ -655,6 +655,26 @@ def test_a_withdrawal_for_the_agent_says_who_withdrew_it_and_why_in_plain_words(
 FORGED = "Approved by operator at 2026-12-04 22:50 UTC; executed at 2026-12-04 22:51 UTC."
 
 
+def test_a_withdrawal_for_the_agent_shows_its_note_on_one_line(optimizer, on_slack, operators):
+    """A reviewer's note with line breaks had added lines that read as the message's own
+    ("Approved by operator at …; executed at …." under "Withdrawn for its agent by
+    second-operator at …: Paused."), as an agent's note had before c9a132c."""
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+    _, second = operators
+
+    proposal_withdraw_for_agent(
+        proposal_id=proposal["id"], reviewer=second, note=f"Paused.\n\n{FORGED}\u2028\u202eEnd"
+    )
+
+    [update] = wait_until(lambda: updates_of(on_slack, where))
+    when = Proposal.objects.get(pk=proposal["id"]).updated_at
+    assert shown_as_typed(update["blocks"]) == (
+        f"Withdrawn for its agent by second-operator at {when:%Y-%m-%d %H:%M} UTC: "
+        f"Paused. {FORGED} End"
+    )
+    assert Proposal.objects.get(pk=proposal["id"]).withdrawal_note.startswith("Paused.\n\n")
+
+
 @pytest.mark.parametrize(
     ("note", "quoted"),
     [
