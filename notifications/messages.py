@@ -19,6 +19,7 @@ from hitlproject.addresses import served_at
 from hitlproject.validation import one_line
 from hitlproject.vocabulary import EXECUTION_FAILED, VerdictOutcome
 from notifications.models import Claim, DecisionDeadline, NotificationKind
+from policies.reading import is_control
 
 # Why a proposal waits that no policy decided, as every message says it.
 NO_POLICY_DECIDED = "No policy decided it: a person does."
@@ -168,6 +169,9 @@ def words_lines(title: str, parts: Sequence[tuple[str, str]]) -> str:
     as one) continuing under its first line, so none starts where a label does."""
     lines = [title]
     for label, said in parts:
+        # A control character written out, as "Why it waits" quotes it: a terminal showing a
+        # plain-text email acts on it ("\x1b[8m" hides what follows, a backspace writes over).
+        said = "".join(f"⟨U+{ord(c):04X}⟩" if is_control(c) else c for c in said)
         first, *rest = said.splitlines() or [""]
         lines.append(f"    {label}: {first}")
         lines.extend(" " * (len(label) + 6) + line for line in rest)

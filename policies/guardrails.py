@@ -198,6 +198,19 @@ def _direction_controls(where: str, text: str) -> str | None:
     )
 
 
+def _control_characters(where: str, text: str) -> str | None:
+    controls = [char for char in dict.fromkeys(text) if reading.is_control(char)]
+    if not controls:
+        return None
+    first = min(text.index(char) for char in controls)
+    names = ", ".join(reading.describe(char) for char in controls)
+    return (
+        f"The {where} contains control characters ({names}), which a screen or a terminal may "
+        "act on instead of showing (hiding the words after them, or writing over those before): "
+        f"{_closing(_quote(text, first, first + 1))}"
+    )
+
+
 # How much of a text hidden in tag characters a finding spells out.
 HIDDEN_TEXT_SHOWN = 200
 
@@ -263,6 +276,7 @@ def brand_findings(texts: Iterable[tuple[str, str]], rules: BrandRules) -> list[
         if controls:
             findings.append(controls)
         for hidden in (
+            _control_characters(where, text.text),
             _hidden_tag_text(where, text.text),
             _hidden_variation_data(where, text.text),
         ):

@@ -231,11 +231,21 @@ def describe(char: str) -> str:
 LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 
 
+def is_control(char: str) -> bool:
+    """A control character (Unicode's Cc) other than a tab or a line break, which a text of
+    several lines holds: no screen shows it as what it is, and a terminal acts on it (an
+    escape sequence that hides what follows, a backspace that writes over what precedes)."""
+    return unicodedata.category(char) == "Cc" and char != "\t" and char not in LINE_BREAKS
+
+
 def shown(text: str) -> str:
-    """The text with each invisible character and line break written out as ⟨U+XXXX⟩: so
-    that a quote shows where they are, stays on the line that quotes it, and a bidi control
-    in it cannot reorder the page that quotes it."""
-    return "".join(f"⟨U+{ord(c):04X}⟩" if c in LINE_BREAKS or is_invisible(c) else c for c in text)
+    """The text with each invisible character, line break and control character written out
+    as ⟨U+XXXX⟩: so that a quote shows where they are, stays on the line that quotes it, and
+    neither a bidi control nor a terminal's escape in it can reorder or hide what quotes it."""
+    return "".join(
+        f"⟨U+{ord(c):04X}⟩" if c in LINE_BREAKS or is_invisible(c) or is_control(c) else c
+        for c in text
+    )
 
 
 @cache

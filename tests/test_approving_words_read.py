@@ -272,3 +272,31 @@ def test_a_batch_too_long_for_slack_is_not_offered_for_approval_once_decided_or_
     assert "read them, and approve it, on <" in context_texts(
         message_blocks(message, may_decide=True)
     )
+
+
+@pytest.mark.django_db
+def test_a_bodys_control_characters_are_written_out_where_it_is_read_as_text(
+    demo_world, agent_client, mailoutbox
+):
+    """A body "Buy now\\x1b[8m guaranteed\\x1b[0m", read in a terminal (the email's plain
+    text in a mail reader there), showed "Buy now" and hid the rest: a terminal acts on an
+    escape sequence rather than showing it. The email and the Slack message write each
+    control character out, as "Why it waits" quotes it; line breaks and tabs stay."""
+    message = waiting_message(
+        agent_client, creative(body="Buy now\x1b[8m guaranteed\x1b[0m\x08\x08!\n\tToday")
+    )
+    written_out = (
+        "    Body: Buy now⟨U+001B⟩[8m guaranteed⟨U+001B⟩[0m⟨U+0008⟩⟨U+0008⟩!\n          \tToday\n"
+    )
+
+    [section] = creative_sections(message_blocks(message, may_decide=True))
+    EmailChannel().send(
+        recipient=get_user_model().objects.get(username="operator"),
+        message=message,
+        may_decide=True,
+    )
+
+    assert written_out in section
+    [email] = mailoutbox
+    assert written_out in email.body
+    assert "\x1b" not in email.body and "\x08" not in email.body

@@ -104,6 +104,38 @@ def test_any_text_direction_control_is_a_finding_of_its_own(control):
 
 
 @pytest.mark.parametrize(
+    ("control", "name"),
+    [("\x1b", "U+001B"), ("\x08", "U+0008"), ("\x7f", "U+007F"), ("\x9b", "U+009B")],
+)
+def test_a_control_character_in_a_body_is_a_finding_and_is_written_out(control, name):
+    """A body may hold line breaks and tabs; another control character is shown by no screen
+    as what it is, and a terminal acts on it: an email read there showed "Buy now" with
+    "\\x1b[8m guaranteed" concealed, or backspaces writing over the words before them."""
+    [finding] = findings_for(f"Buy now{control}[8m at half price{control}[0m.")
+    assert finding.startswith(
+        f"The body of creative 1 contains control characters ({name}), which a screen or a "
+        "terminal may act on instead of showing"
+    )
+    assert f"“Buy now«⟨{name}⟩»[8m at half price⟨{name}⟩[0m.”" in finding
+    assert control not in finding
+
+
+def test_a_banned_term_hidden_behind_control_characters_is_quoted_without_them():
+    controls, term = findings_for("Buy now\x1b[8m guaranteed\x1b[0m\x08\x08.")
+    assert controls.startswith(
+        "The body of creative 1 contains control characters (U+001B, U+0008)"
+    )
+    assert term == (
+        "The body of creative 1 uses the banned term “guaranteed”: "
+        "“Buy now⟨U+001B⟩[8m «guaranteed»⟨U+001B⟩[0m⟨U+0008⟩⟨U+0008⟩.”"
+    )
+
+
+def test_a_bodys_line_breaks_and_tabs_are_no_finding():
+    assert findings_for("Search smarter.\n\tFind what you need, fast.") == []
+
+
+@pytest.mark.parametrize(
     "legitimate",
     [
         "Гарантированный результат за неделю.",  # Russian: "guaranteed result in a week"
