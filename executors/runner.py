@@ -357,6 +357,12 @@ def _refusal(
     stopped = agent_stopped(proposal, agent_accounts)
     if stopped:
         return f"Stopped: {stopped} since it proposed it."
+    return _ledger_refusal(proposal, action_type, campaigns)
+
+
+def _ledger_refusal(proposal: Proposal, action_type, campaigns) -> str:
+    """Why the ledger may not record the action now (a guardrail set since, a ledger that no
+    longer allows it), or "" if it may."""
     blocked = guardrail_blocks(proposal=proposal, campaigns=campaigns)
     if blocked:
         return str(GuardrailRefusal(blocked))
@@ -830,8 +836,10 @@ def _record_carried_out(
 ) -> Proposal:
     """The channel carried the action out: the ledger records it (the action type's record,
     then each value as the channel has it after), unless it no longer allows it; then the
-    proposal is executed and those made against the values it replaced superseded."""
-    refusal = _refusal(proposal, action_type, campaigns)
+    proposal is executed and those made against the values it replaced superseded. Its agent
+    stopped while the request was under way stops nothing here: the channel did it, and the
+    ledger records what the channel has (a refusal had left it on the values before)."""
+    refusal = _ledger_refusal(proposal, action_type, campaigns)
     if not refusal:
         try:
             with transaction.atomic():

@@ -88,3 +88,26 @@ def test_the_next_attempt_on_the_channel_is_not_sent_once_its_agent_is_stopped(c
     assert ran.status == ProposalStatus.FAILED
     assert said in ran.executions.order_by("attempt").last().error
     assert len(endpoint.received) == 1 and bid() == Decimal("2.00")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("how", ["deactivated", "account taken away"])
+def test_an_action_the_channel_carried_out_as_its_agent_was_stopped_is_recorded_as_done(
+    channel, how
+):
+    """The agent was stopped while its approved bid was on its way to the channel, which
+    carried it out. The executor then refused to record what the channel had done ("Carried
+    out on the channel, but the ledger refuses it: Stopped: agent optimizer has been
+    deactivated…"): the proposal failed and the ledger kept 2.00 while the channel had 2.12,
+    so what came next was judged against a bid no longer there. Stopping an agent stops what
+    has not started; what the channel did is on record."""
+    endpoint = channel(200)
+    endpoint.while_first_request = lambda: stop(how)
+    proposal = evaluated(bid_adjustment("2.12"))
+
+    ran = proposal_execute(proposal_id=proposal.pk)
+
+    assert len(endpoint.received) == 1
+    assert ran.status == ProposalStatus.EXECUTED, ran.executions.get().error
+    assert bid() == Decimal("2.12")
+    assert ran.executions.get().after_state == {"brand-search": {"bid": "2.12"}}
