@@ -177,6 +177,18 @@ def test_a_policy_owner_edits_a_recommended_ceiling_in_percent(login):
     assert too_wide.context["edit_form"].errors["to_ceiling"] == [
         "Ensure this value is less than or equal to 100."
     ]
+    # Not read as 20%: typed in other scripts' digits or with an underscore, a person reading
+    # it may not read what Python's Decimal does.
+    for typed in ("٢٠", "2_0", "2e1"):
+        refused = client.post(
+            edit_url(widest), submitted_as_shown(client, widest, to_ceiling=typed)
+        )
+        assert refused.status_code == 400
+        assert refused.context["edit_form"].errors["to_ceiling"] == [
+            "Enter a number in the digits 0–9, with a point for decimals (such as 12.5)."
+        ]
+    widest.refresh_from_db()
+    assert widest.status == ProposalStatus.PENDING_REVIEW
 
 
 def errors_beside(page, name: str) -> list[str]:
