@@ -14,7 +14,14 @@ from django.contrib.admin.views.main import ORDER_VAR, SEARCH_VAR
 from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import Exists, OuterRef, QuerySet, Subquery
-from django.http import Http404, HttpRequest, HttpResponseRedirect, JsonResponse, QueryDict
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    JsonResponse,
+    QueryDict,
+)
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -305,6 +312,15 @@ def edits_shown(
         (edit.decision, [(label(field.path), field.runs) for field in edit.fields])
         for edit in proposal_edits(proposal=proposal)
     ]
+
+
+def _form_ids(shown_as: str | None) -> dict[str, str]:
+    """The ids of a form's fields on a proposal's page ("id_approve-note"; the edit form's are
+    "id_edit-…"): each form's own, so that each label names its own box; the names posted
+    stay the forms' own."""
+    if shown_as is None:
+        return {}
+    return {"auto_id": f"id_{shown_as.removesuffix('_form')}-%s"}
 
 
 def _seen(request: HttpRequest) -> str | None:
@@ -892,14 +908,12 @@ class ProposalAdmin(ReadOnlyAdmin):
             "can_retry": retry_refused is None,
             "outcomes": proposal.outcomes.all(),
             "can_report_outcome": may_act(request.user, proposal, Act.REPORT_OUTCOME),
-            # Each form's fields have ids of their own (the edit form's are "id_edit-…"), so
-            # that each label names its own box; the names posted stay the forms' own.
-            "outcome_form": OutcomeForm(auto_id="id_outcome-%s"),
-            "withdraw_form": WithdrawForm(auto_id="id_withdraw-%s"),
-            "approve_form": ApproveForm(auto_id="id_approve-%s"),
+            "outcome_form": OutcomeForm(**_form_ids("outcome_form")),
+            "withdraw_form": WithdrawForm(**_form_ids("withdraw_form")),
+            "approve_form": ApproveForm(**_form_ids("approve_form")),
             "edit_form": edit_form,
             "edit_changes": edits_shown(proposal, edit_form),
-            "reject_form": RejectForm(auto_id="id_reject-%s"),
+            "reject_form": RejectForm(**_form_ids("reject_form")),
             # The action as this page shows it, sent with each decision (``_seen``).
             "seen": payload_seen(proposal.payload),
             "follows_status": proposal.status in UNDER_WAY_STATUSES,
@@ -918,12 +932,21 @@ class ProposalAdmin(ReadOnlyAdmin):
         return JsonResponse({"status": status, "label": ProposalStatus(status).label})
 
     def _decide(
-        self, request: HttpRequest, object_id: int, form_class, decide, *, act: Act
-    ) -> HttpResponseRedirect:
+        self,
+        request: HttpRequest,
+        object_id: int,
+        form_class,
+        decide,
+        *,
+        act: Act,
+        shown_as: str | None = None,
+    ) -> HttpResponse:
         """Run a form's act on the proposal and say how it went. Someone whose role does not
         take this act on this proposal is refused outright; the service checks the whole rule
         of who may act (``approvals.services.acts``) under the proposal's lock, and any other
-        refusal is shown as its message."""
+        refusal is shown as its message. A refused form the page shows (``shown_as``, its
+        name in the page's context) comes back as its reviewer filled it in, the refusal
+        beside it: a note typed at length is not lost to a reload."""
         if request.method != "POST":  # an act's address opened as a page: the proposal's
             return HttpResponseRedirect(
                 reverse("admin:approvals_proposal_change", args=[object_id])
@@ -933,18 +956,24 @@ class ProposalAdmin(ReadOnlyAdmin):
             act_refusal(request.user, proposal, act), LacksPermission
         ):
             raise PermissionDenied
-        form = form_class(request.POST)
+        form = form_class(request.POST, **_form_ids(shown_as))
+        refused_with = None
         if not form.is_valid():
-            messages.error(request, f"Not saved: {form.errors.as_text()}")
+            messages.error(request, "Not saved: the form has errors, shown beside its fields.")
+            refused_with = 400
         else:
             try:
                 done = decide(**form.cleaned_data)
             except DomainError as error:
                 messages.error(request, error.message)
+                form.add_error(None, error.message)
+                refused_with = error.status_code
             else:
                 if isinstance(done, Proposal):
                     done = _what_happened(done)
                 messages.success(request, done)
+        if refused_with and shown_as and proposal is not None:
+            return self._review_page(request, object_id, status=refused_with, **{shown_as: form})
         return HttpResponseRedirect(reverse("admin:approvals_proposal_change", args=[object_id]))
 
     def approve_view(self, request: HttpRequest, object_id: int):
@@ -956,6 +985,7 @@ class ProposalAdmin(ReadOnlyAdmin):
                 proposal_id=object_id, reviewer=request.user, note=note, seen=_seen(request)
             ),
             act=Act.APPROVE,
+            shown_as="approve_form",
         )
 
     def edit_approve_view(self, request: HttpRequest, object_id: int):
@@ -1003,12 +1033,13 @@ class ProposalAdmin(ReadOnlyAdmin):
         return HttpResponseRedirect(reverse("admin:approvals_proposal_change", args=[object_id]))
 
     def _review_page(
-        self, request: HttpRequest, object_id: int, *, status: int, edit_form: ActionEditForm
+        self, request: HttpRequest, object_id: int, *, status: int, **filled_in: forms.Form
     ):
-        """The proposal's page, as a GET shows it, with a form as the reviewer filled it in."""
+        """The proposal's page, as a GET shows it, with a form as the reviewer filled it in
+        (by its name in the page's context: ``edit_form``, ``approve_form``, …)."""
         reading = copy.copy(request)
         reading.method, reading.POST = "GET", QueryDict()  # the page, not a save of the admin's
-        response = self.change_view(reading, str(object_id), extra_context={"edit_form": edit_form})
+        response = self.change_view(reading, str(object_id), extra_context=filled_in)
         response.status_code = status
         return response
 
@@ -1025,6 +1056,7 @@ class ProposalAdmin(ReadOnlyAdmin):
                 seen=_seen(request),
             ),
             act=Act.REJECT,
+            shown_as="reject_form",
         )
 
     def withdraw_view(self, request: HttpRequest, object_id: int):
@@ -1036,6 +1068,7 @@ class ProposalAdmin(ReadOnlyAdmin):
                 proposal_id=object_id, reviewer=request.user, note=note
             ),
             act=Act.WITHDRAW,
+            shown_as="withdraw_form",
         )
 
     def outcome_view(self, request: HttpRequest, object_id: int):
@@ -1045,7 +1078,9 @@ class ProposalAdmin(ReadOnlyAdmin):
             )
             return f"Outcome recorded; {outcome.proposal.agent} receives it as feedback."
 
-        return self._decide(request, object_id, OutcomeForm, report, act=Act.REPORT_OUTCOME)
+        return self._decide(
+            request, object_id, OutcomeForm, report, act=Act.REPORT_OUTCOME, shown_as="outcome_form"
+        )
 
     def retry_view(self, request: HttpRequest, object_id: int):
         def retry() -> str:

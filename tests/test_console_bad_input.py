@@ -91,11 +91,13 @@ def test_a_note_longer_than_an_agent_takes_is_refused_and_decides_nothing(operat
     long_note = "x" * (NOTE_MAX_LENGTH + 1)
 
     approve = operator.post(url_of(Proposal, "approve", proposal.pk), {"note": long_note})
-    assert approve.status_code == 302
+    assert approve.status_code == 400
     said = [str(m) for m in get_messages(approve.wsgi_request)]
-    assert said == [
-        "Not saved: * note\n  * Ensure this value has at most 5000 characters (it has 5001)."
+    assert said == ["Not saved: the form has errors, shown beside its fields."]
+    assert approve.context["approve_form"].errors["note"] == [
+        "Ensure this value has at most 5000 characters (it has 5001)."
     ]
+    assert approve.context["approve_form"]["note"].value() == long_note
     edit = operator.post(
         url_of(Proposal, "edit-approve", proposal.pk),
         {"edit-amount": "100.00", "edit-note": long_note},

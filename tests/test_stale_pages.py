@@ -147,3 +147,64 @@ def test_an_edit_that_starts_the_review_again_tells_its_editor_the_approvals_no_
         "before it, and no longer count. Your approval is counted: proposal "
         f"#{proposal.pk} has 1 of 2 approvals and waits for another person's."
     ]
+
+
+@pytest.mark.parametrize(
+    ("act", "form", "kept"),
+    [
+        (
+            "approve",
+            {"note": "Fine by me: generic-search converts better."},
+            [r'<textarea name="note"[^>]*id="id_approve-note"[^>]*>\s*Fine by me'],
+        ),
+        (
+            "reject",
+            {"reason_code": "too_aggressive", "note": "Move it in two steps."},
+            [
+                r'<option value="too_aggressive" selected>Too aggressive</option>',
+                r'<textarea name="note"[^>]*id="id_reject-note"[^>]*>\s*Move it in two steps.',
+            ],
+        ),
+    ],
+)
+def test_a_refused_decision_shows_the_page_again_with_what_its_reviewer_typed(
+    operators, two_approvals, act, form, kept
+):
+    """A decision the platform refuses (here: its page went stale under a colleague's edit)
+    shows the page again, as it is now, with the reviewer's note and reason as typed and why
+    beside the form: the page used to reload empty, a long note lost, and the reason said only
+    at the top, far from the button a keyboard user had just pressed."""
+    operator, colleague = operators
+    proposal = evaluated(reallocation("280.00"))
+    page = logged_in(operator).get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+    logged_in(colleague).post(
+        reverse("admin:approvals_proposal_edit-approve", args=[proposal.pk]),
+        {"edit-amount": "900.00", "edit-note": ""},
+    )
+
+    refused = logged_in(operator).post(
+        reverse(f"admin:approvals_proposal_{act}", args=[proposal.pk]),
+        {**form, "seen": seen_on(page)},
+    )
+
+    assert refused.status_code == 409
+    assert not Decision.objects.filter(proposal=proposal, reviewer=operator).exists()
+    said = (
+        f"Proposal #{proposal.pk} was edited since it was shown to you: it now reads "
+        f"“{proposal_now(proposal).summary}”. Nothing was decided; read it again before you decide."
+    )
+    assert messages_of(refused) == [said]
+    decision_form = re.search(
+        rf'<form [^>]*id="{act}-form".*?</form>', refused.content.decode(), re.S
+    ).group(0)
+    for typed in kept:
+        assert re.search(typed, decision_form), typed
+    assert "was edited since it was shown to you" in decision_form
+    # The page is as it is now: its form decides the action it now shows.
+    assert seen_on(refused) != seen_on(page)
+    assert "900.00" in refused.content.decode()
+
+
+def proposal_now(proposal):
+    proposal.refresh_from_db()
+    return proposal
