@@ -270,7 +270,10 @@ class RejectForm(forms.Form):
         choices=[("", "— choose a reason —"), *RejectionReason.choices], label="Reason"
     )
     note = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 3}), required=False, max_length=NOTE_MAX_LENGTH
+        widget=forms.Textarea(attrs={"rows": 3}),
+        required=False,
+        max_length=NOTE_MAX_LENGTH,
+        help_text="Sent to the agent as feedback, with the reason.",
     )
 
 
@@ -298,7 +301,10 @@ class WithdrawForm(forms.Form):
 
 class ApproveForm(forms.Form):
     note = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=NOTE_MAX_LENGTH
+        widget=forms.Textarea(attrs={"rows": 2}),
+        required=False,
+        max_length=NOTE_MAX_LENGTH,
+        help_text="Sent to the agent as feedback, with your approval.",
     )
 
 

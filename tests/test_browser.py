@@ -17,7 +17,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from approvals.models import Proposal, ProposalStatus
-from approvals.services.decisions import proposal_reject, proposals_approve
+from approvals.services.decisions import proposal_approve, proposal_reject, proposals_approve
 from feedback.autonomy import autonomy_recommendations_propose
 from feedback.models import AutonomyRules, Feedback
 from ledger.models import Account, Campaign, Creative
@@ -554,6 +554,73 @@ def test_an_edit_the_platform_refuses_keeps_what_the_operator_typed(live_server,
     assert (decision.edited_payload["amount"], decision.note) == (
         "140.00",
         "Half of it, to start with.",
+    )
+
+
+def tab_to(page: Page, selector: str, presses: int = 60) -> None:
+    """Press Tab, as a person without a mouse does, until ``selector`` has the focus."""
+    for _ in range(presses):
+        page.keyboard.press("Tab")
+        if page.evaluate("s => document.activeElement.matches(s)", selector):
+            return
+    raise AssertionError(f"{selector} is not reached by Tab in {presses} presses")
+
+
+def test_an_operator_rejects_with_the_keyboard_alone_and_a_refusal_keeps_what_was_typed(
+    live_server, demo_world, operators, page
+):
+    """Without a mouse, with a screen reader: each decision's form is named for what it does
+    (three boxes are each labelled "Note"), each note says where it goes, and the rejection's
+    reason and note are reached and sent by Tab and Enter. Refused because a colleague edited
+    the proposal meanwhile, the page comes back as it is now with the reason and the note as
+    typed, and Enter on its Reject decides the action now shown."""
+    Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
+    operator, colleague = operators
+    [proposal] = waiting(reallocation("280.00"))
+    log_in(page, live_server.url, demo_world["users"]["operator"])
+    page.goto(f"{live_server.url}/admin/approvals/proposal/{proposal.pk}/change/")
+
+    for name in ("Approve as proposed", "Edit, then approve", "Reject"):
+        expect(page.get_by_role("form", name=name)).to_be_visible()
+    reject = page.get_by_role("form", name="Reject")
+    expect(reject.get_by_role("textbox", name="Note")).to_have_accessible_description(
+        "Sent to the agent as feedback, with the reason."
+    )
+    expect(
+        page.get_by_role("form", name="Approve as proposed").get_by_role("textbox", name="Note")
+    ).to_have_accessible_description("Sent to the agent as feedback, with your approval.")
+
+    tab_to(page, "#reject-form select[name=reason_code]")
+    for _ in range(4):
+        page.keyboard.press("ArrowDown")
+    expect(reject.get_by_role("combobox", name="Reason")).to_have_value("too_aggressive")
+    page.keyboard.press("Tab")
+    page.keyboard.type("Move it in two steps.")
+    proposal_approve(  # meanwhile a colleague edits it (1 of 2 approvals)
+        proposal_id=proposal.pk,
+        reviewer=colleague,
+        edited_payload=reallocation("140.00")["payload"],
+    )
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+
+    expect(page.locator(".messagelist")).to_contain_text("was edited since it was shown to you")
+    reject = page.get_by_role("form", name="Reject")
+    expect(reject).to_contain_text("Nothing was decided")
+    expect(reject.get_by_role("combobox", name="Reason")).to_have_value("too_aggressive")
+    expect(reject.get_by_role("textbox", name="Note")).to_have_value("Move it in two steps.")
+    expect(page.locator("#summary-now")).to_contain_text("move 140.00 USD/day")
+    assert not Proposal.objects.get(pk=proposal.pk).decisions.filter(reviewer=operator).exists()
+
+    tab_to(page, "#reject-form input[type=submit]")
+    page.keyboard.press("Enter")
+
+    expect(page.locator(".messagelist")).to_contain_text(f"Proposal #{proposal.pk} is now rejected")
+    decision = Proposal.objects.get(pk=proposal.pk).decisions.get(reviewer=operator)
+    assert (decision.outcome, decision.reason_code, decision.note) == (
+        "reject",
+        "too_aggressive",
+        "Move it in two steps.",
     )
 
 
