@@ -852,6 +852,12 @@ class ProposalAdmin(ReadOnlyAdmin):
             "proposal": proposal,
             "decisions": proposal.decisions.select_related("reviewer"),
             "executions": proposal.executions.all(),
+            # Why it failed, beside its status and the retry, not only in the executions below.
+            "last_failure": (
+                proposal.executions.order_by("attempt").last()
+                if proposal.status == ProposalStatus.FAILED
+                else None
+            ),
             "states": proposal_states(proposal),
             # What its execution put in the ledger (a creative batch's), beside what it proposes.
             "deployed_creatives": proposal.deployed_creatives.select_related("campaign").order_by(

@@ -1110,3 +1110,27 @@ def test_a_routing_by_a_later_version_of_the_same_policy_reads_as_its_versions(l
         f"Verdict policy version: “Budget reallocations” (policy #{policy.pk}, version 1) → "
         f"“Reallocations (tightened)” (policy #{policy.pk}, version 2)"
     ) in text, text[text.find("Verdict policy version") :][:300]
+
+
+def test_a_failed_proposal_says_why_beside_its_status_and_its_retry(login):
+    """An operator deciding whether to retry reads why it failed where the page says it
+    failed, and before the button: the status said only "Failed", the channel's words were
+    in the last table of a long page (a phone's screenfuls below the retry)."""
+    raise_ = evaluated(
+        bid_adjustment(action_type="budget_change")
+        | {"payload": {"campaign": "generic-search", "new_daily_budget": "525.00"}}
+    )
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget="510.00")
+    assert proposal_execute(proposal_id=raise_.pk).status == "failed"
+    attempt = raise_.executions.get()
+
+    page = page_of(login("operator"), raise_).content.decode()
+
+    status = re.search(r"<strong>Status:</strong>(.*?)</p>", page, re.S).group(1)
+    said = " ".join(html.unescape(re.sub(r"<[^>]+>", "", status)).split())
+    finished = timezone.localtime(attempt.finished_at).strftime("%Y-%m-%d %H:%M:%S")
+    assert said == (
+        f"Failed · attempt 1 by the ledger executor failed at {finished} UTC: “{attempt.error}”"
+    )
+    words = html.escape(attempt.error)
+    assert attempt.error and page.index(words) < page.index('id="retry-form"')
