@@ -33,6 +33,7 @@ from audit.admin import (
 from hitlproject.converters import record_page
 from hitlproject.errors import DomainError, NotFound
 from hitlproject.vocabulary import how_many
+from notifications.carriers import channel_for
 from notifications.models import (
     Claim,
     Delivery,
@@ -285,6 +286,15 @@ class MyChannelsAdmin(AuditedHistoryAdmin):
             return redirect("admin:notifications_reachedby_change", own)
         return super().add_view(request, form_url, extra_context)
 
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        if not channel_for("slack").is_configured():  # said beside the box, where it is ticked
+            form.base_fields["slack"].help_text = (
+                f"{form.base_fields['slack'].help_text} Slack is not set up on this platform: "
+                "nothing reaches you there until an administrator sets it up."
+            )
+        return form
+
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         context.update(
             title="My channels",
@@ -297,13 +307,34 @@ class MyChannelsAdmin(AuditedHistoryAdmin):
         chosen = reached_by_choose(user=request.user, email=obj.email, slack=obj.slack)
         obj.pk, obj.user = chosen.pk, request.user
 
-    def response_add(self, request, obj, post_url_continue=None):
-        messages.success(request, "Your channels are saved.")
+    def _saved(self, request, obj: ReachedBy) -> HttpResponseRedirect:
+        """Saved, and where that leaves the person: told nowhere is said, not only "saved"."""
+        if obj.slack and not channel_for("slack").is_configured():
+            messages.warning(
+                request,
+                "Your channels are saved. Slack is not set up on this platform: until it is, "
+                + (
+                    "you are told by email only."
+                    if obj.email
+                    else "nothing reaches you (choose Email too to be told); what waits for "
+                    "you is in the review queue."
+                ),
+            )
+        elif not (obj.email or obj.slack):
+            messages.warning(
+                request,
+                "Your channels are saved: none, so you are told of nothing; what waits for "
+                "you is in the review queue.",
+            )
+        else:
+            messages.success(request, "Your channels are saved.")
         return redirect("admin:notifications_reachedby_change", obj.pk)
 
+    def response_add(self, request, obj, post_url_continue=None):
+        return self._saved(request, obj)
+
     def response_change(self, request, obj):
-        messages.success(request, "Your channels are saved.")
-        return redirect("admin:notifications_reachedby_change", obj.pk)
+        return self._saved(request, obj)
 
 
 class NotificationHistoryValues(ConsoleHistoryValues):

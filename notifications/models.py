@@ -91,8 +91,8 @@ class ReachedBy(models.Model):
         verbose_name_plural = "my channels"
 
     def __str__(self) -> str:
-        chosen = [name for name in ("email", "slack") if getattr(self, name)]
-        return f"{self.user}: {', '.join(chosen) or 'not told'}"
+        chosen = [label for name, label in NotificationChannel.choices if getattr(self, name)]
+        return f"{self.user}: {' and '.join(chosen) or 'not told'}"
 
 
 class NotificationChannel(models.TextChoices):

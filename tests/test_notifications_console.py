@@ -367,6 +367,65 @@ def test_each_person_chooses_their_own_channels(login):
     assert ReachedBy.objects.count() == 2
 
 
+@pytest.mark.parametrize(
+    ("chosen", "said"),
+    [
+        (
+            {"slack": "on"},
+            "Your channels are saved. Slack is not set up on this platform: until it is, "
+            "nothing reaches you (choose Email too to be told); what waits for you is in the "
+            "review queue.",
+        ),
+        (
+            {"email": "on", "slack": "on"},
+            "Your channels are saved. Slack is not set up on this platform: until it is, you "
+            "are told by email only.",
+        ),
+        (
+            {},
+            "Your channels are saved: none, so you are told of nothing; what waits for you is "
+            "in the review queue.",
+        ),
+        ({"email": "on"}, "Your channels are saved."),
+    ],
+)
+def test_my_channels_say_when_what_was_chosen_reaches_nobody(login, settings, chosen, said):
+    """Slack ticked on a platform without Slack set up (no SLACK_BOT_TOKEN) reached nobody,
+    and the page said only "Your channels are saved.": an operator who chose Slack alone was
+    told of nothing from then on without knowing it. The box says so beside it, and so does
+    the save."""
+    settings.SLACK_BOT_TOKEN = ""
+    operator = login("operator")
+    add = reverse("admin:notifications_reachedby_add")
+    form = operator.get(add)
+    help_text = form.context["adminform"].form.fields["slack"].help_text
+    assert help_text == (
+        "A direct message from the platform's Slack app. Slack is not set up on this platform: "
+        "nothing reaches you there until an administrator sets it up."
+    )
+    assert 'aria-describedby="id_slack_helptext"' in form.text
+
+    saved = operator.post(add, chosen, follow=True)
+
+    assert [str(message) for message in saved.context["messages"]] == [said]
+    chose = ReachedBy.objects.get(user__username="operator")
+    assert (chose.email, chose.slack) == ("email" in chosen, "slack" in chosen)
+
+
+def test_my_channels_with_slack_set_up_say_nothing_against_it(login, settings):
+    settings.SLACK_BOT_TOKEN = "xoxb-test"
+    operator = login("operator")
+    add = reverse("admin:notifications_reachedby_add")
+    assert operator.get(add).context["adminform"].form.fields["slack"].help_text == (
+        "A direct message from the platform's Slack app."
+    )
+
+    saved = operator.post(add, {"slack": "on"}, follow=True)
+
+    assert [str(message) for message in saved.context["messages"]] == ["Your channels are saved."]
+    assert "operator: Slack</h2>" in saved.text  # the choice by its name, not its code
+
+
 def test_the_user_tools_link_to_my_channels(login):
     page = login("policy-owner").get(reverse("admin:index")).text
     assert 'id="my-channels-link"' in page
