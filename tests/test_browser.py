@@ -283,6 +283,38 @@ def test_the_queue_shows_who_is_on_a_proposal_without_scrolling(live_server, dem
         context.close()
 
 
+def test_the_dashboard_and_a_scorecard_show_every_column_at_a_laptops_width(
+    live_server, demo_world, browser
+):
+    """At 1280 px the dashboard's table of agents showed up to "Superse…": the superseded
+    count, the auto-executed rate and the approval rate per agent were past its box's right
+    edge; an agent's scorecard ran past the page's, the page scrolling sideways."""
+    operator = get_user_model().objects.get(username="operator")
+    rejected, approved = waiting(reallocation("280.00"), reallocation("150.00"))
+    proposal_reject(proposal_id=rejected.pk, reviewer=operator, reason_code="contradicts_strategy")
+    proposals_approve(proposal_ids=[approved.pk], reviewer=operator)
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    log_in(page, live_server.url, demo_world["users"]["operator"])
+
+    def every_column_in_view(table: str) -> None:
+        headers = page.locator(f"{table} thead th").all()
+        assert len(headers) >= 15, table
+        for header in headers:
+            expect(header).to_be_in_viewport(ratio=1)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+
+    page.goto(f"{live_server.url}/admin/")
+    expect(page.locator("#agent-figures tr[data-agent=optimizer]")).to_contain_text("50%")
+    every_column_in_view("#agent-figures")
+    expect(page.locator("#content-related")).to_be_visible()  # the recent actions, still
+
+    page.goto(f"{live_server.url}/admin/approvals/agent/{approved.agent_id}/change/")
+    expect(page.locator("#scorecard-figures")).to_contain_text("Contradicts strategy")
+    every_column_in_view("#scorecard-figures")
+    context.close()
+
+
 def test_operator_searches_from_the_queue_and_finds_every_status(live_server, demo_world, page):
     promise, earlier, _ = waiting(
         creative_batch(creative(body="Guaranteed results in a week.")),
