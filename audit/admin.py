@@ -226,7 +226,7 @@ class ConsoleHistoryValues(HistoricalRecordContextHelper):
         if field.choices and not isinstance(value, list):  # "Pending review", not pending_review
             return dict(field.flatchoices).get(value, value)
         if isinstance(value, datetime):  # as the console writes a time, not Python's repr
-            return dateformat.format(timezone.localtime(value), "Y-m-d H:i:s")
+            return dateformat.format(timezone.localtime(value), "Y-m-d H:i:s T")
         if isinstance(value, bool):
             return "yes" if value else "no"
         if isinstance(value, timedelta):

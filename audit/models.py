@@ -66,7 +66,7 @@ class ChainSealing(models.Model):
     last_run_at = models.DateTimeField()
 
     def __str__(self) -> str:
-        return f"Last sealed at {self.last_run_at:%Y-%m-%d %H:%M:%S}"
+        return f"Last sealed at {timezone.localtime(self.last_run_at):%Y-%m-%d %H:%M:%S %Z}"
 
 
 class ChainLayout(models.Model):
@@ -135,4 +135,4 @@ class ChainVerification(models.Model):
         ordering = ["-requested_at", "-pk"]
 
     def __str__(self) -> str:
-        return f"Verification of {self.requested_at:%Y-%m-%d %H:%M:%S}"
+        return f"Verification of {timezone.localtime(self.requested_at):%Y-%m-%d %H:%M:%S %Z}"

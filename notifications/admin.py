@@ -416,7 +416,7 @@ class ClaimAdmin(ReadOnlyAdmin):
 def on_it_text(claim: Claim | None, now) -> str:
     if claim is None or not claim.is_live(now):
         return ""
-    return f"{claim.user.get_username()} until {timezone.localtime(claim.lapses_at):%H:%M}"
+    return f"{claim.user.get_username()} until {timezone.localtime(claim.lapses_at):%H:%M %Z}"
 
 
 admin.site.unregister(Proposal)

@@ -124,8 +124,8 @@ class NotificationStatus(models.TextChoices):
 
 def attempts_in_words(log: list | None) -> list[str]:
     """Each attempt of a message's log as the console says it: "Attempt 1, 2026-12-04
-    21:55:04: accepted by … for operator@example.com", and what became of its proposal as it
-    went; not the log's JSON, whose times are ISO 8601 to the microsecond."""
+    21:55:04 UTC: accepted by … for operator@example.com", and what became of its proposal as
+    it went; not the log's JSON, whose times are ISO 8601 to the microsecond."""
     said = []
     for number, entry in enumerate(log or [], start=1):
         if not isinstance(entry, dict):
@@ -136,7 +136,7 @@ def attempts_in_words(log: list | None) -> list[str]:
         except (KeyError, TypeError, ValueError):
             when = ""
         else:
-            when = f", {at:%Y-%m-%d %H:%M:%S}"
+            when = f", {at:%Y-%m-%d %H:%M:%S %Z}"
         then = f"; {entry['then']}" if entry.get("then") else ""
         said.append(f"Attempt {number}{when}: {entry.get('result', '—')}{then}")
     return said
@@ -276,7 +276,7 @@ class DecisionDeadline(models.Model):
         ]
 
     def __str__(self) -> str:
-        due = f"{self.due_at:%Y-%m-%d %H:%M}"
+        due = f"{timezone.localtime(self.due_at):%Y-%m-%d %H:%M %Z}"
         return f"Proposal #{self.proposal_id}, round {self.review_round}: due {due}"
 
     @property

@@ -1134,3 +1134,36 @@ def test_a_failed_proposal_says_why_beside_its_status_and_its_retry(login):
     )
     words = html.escape(attempt.error)
     assert attempt.error and page.index(words) < page.index('id="retry-form"')
+
+
+def test_every_time_on_a_proposals_page_and_its_history_names_its_zone(operator, login):
+    """Its status line said "expires … UTC" above a timeline, decisions, executions and a
+    history that wrote "2026-12-05 00:41:38" with no zone: every time the console writes
+    names it, as its sentences already did."""
+    from notifications.services import proposal_claim
+
+    earlier = evaluated(reallocation("100.00"))  # 10%: runs with nobody deciding
+    assert proposal_execute(proposal_id=earlier.pk).status == "executed"
+    reference = evaluated(reallocation("280.00"))
+    proposal_claim(proposal_id=reference.pk, user=operator)
+    proposal_approve(proposal_id=reference.pk, reviewer=operator, note="Fine.")
+    proposal_execute(proposal_id=reference.pk)
+    waiting = evaluated(reallocation("150.00"))
+    proposal_claim(proposal_id=waiting.pk, user=operator)
+    client = login("operator")
+
+    pages = {
+        "its page": page_of(client, reference),
+        "its history": client.get(reverse("admin:approvals_proposal_history", args=[reference.pk])),
+        "the queue": client.get(CHANGELIST),
+        "the decisions": client.get(reverse("admin:approvals_decision_changelist")),
+    }
+
+    for name, page in pages.items():
+        text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page.content.decode())).split())
+        times = re.findall(r"(?:\d{4}-\d\d-\d\d )?\d\d:\d\d(?::\d\d)?(?: [A-Z]{3})?", text)
+        assert times, name
+        assert all(time.endswith(" UTC") for time in times), (name, times)
+    decisions = pages["its page"].content.decode().split('id="proposal-decisions"')[1]
+    assert re.search(r"<td>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC</td><td>operator</td>", decisions)
+    assert "operator until" in pages["the queue"].content.decode()

@@ -743,11 +743,11 @@ def test_a_message_s_page_lists_its_attempts_in_the_console_s_words(login, demo_
         assert shown.status_code == 200
         plain = html.unescape(strip_tags(shown.text))
         assert (
-            f"Attempt 1, {timezone.localtime(first):%Y-%m-%d %H:%M:%S}: refused by the mail "
+            f"Attempt 1, {timezone.localtime(first):%Y-%m-%d %H:%M:%S} UTC: refused by the mail "
             "server: 451 try later" in plain
         )
         assert (
-            f"Attempt 2, {timezone.localtime(second):%Y-%m-%d %H:%M:%S}: accepted by "
+            f"Attempt 2, {timezone.localtime(second):%Y-%m-%d %H:%M:%S} UTC: accepted by "
             "mail.example.com for operator@example.com; the proposal became approved as it "
             "went, which an email cannot take back" in plain
         )
@@ -757,5 +757,7 @@ def test_a_message_s_page_lists_its_attempts_in_the_console_s_words(login, demo_
         reverse("admin:notifications_notification_history", args=[notification.pk])
     )
     plain = " ".join(html.unescape(strip_tags(listed.text)).split())
-    assert f"Log: — → Attempt 1, {timezone.localtime(first):%Y-%m-%d %H:%M:%S}: refused" in plain
+    assert (
+        f"Log: — → Attempt 1, {timezone.localtime(first):%Y-%m-%d %H:%M:%S} UTC: refused" in plain
+    )
     assert first.isoformat() not in listed.text
