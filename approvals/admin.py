@@ -80,7 +80,11 @@ from approvals.services.proposals import (
     guardrail_blocks_counting_approved,
     proposal_withdraw_for_agent,
 )
-from approvals.services.supersession import proposals_its_execution_would_end
+from approvals.services.supersession import (
+    proposals_its_execution_would_end,
+    sets_values,
+    target_moves_each,
+)
 from approvals.templatetags.console import ledger_state, what_if_chart
 from audit.actors import Actor
 from audit.admin import (
@@ -918,6 +922,13 @@ class ProposalAdmin(ReadOnlyAdmin):
             "approvals_after_yours": max(0, approvals_needed_after_one_more(proposal)),
             "can_withdraw": may_act(request.user, proposal, Act.WITHDRAW),
             "can_retry": retry_refused is None,
+            # A value set against a figure that has moved since: retried, it ends superseded
+            # when it runs, and nothing runs; said before the retry, as the run would say it.
+            "retry_ends_it": (
+                target_moves_each([proposal]).get(proposal.pk, [])
+                if retry_refused is None and sets_values(proposal)
+                else []
+            ),
             "outcomes": proposal.outcomes.all(),
             "can_report_outcome": may_act(request.user, proposal, Act.REPORT_OUTCOME),
             "outcome_form": OutcomeForm(**_form_ids("outcome_form")),

@@ -1130,7 +1130,7 @@ def test_a_failed_proposal_says_why_beside_its_status_and_its_retry(login):
     said = " ".join(html.unescape(re.sub(r"<[^>]+>", "", status)).split())
     finished = timezone.localtime(attempt.finished_at).strftime("%Y-%m-%d %H:%M:%S")
     assert said == (
-        f"Failed · attempt 1 by the ledger executor failed at {finished} UTC: “{attempt.error}”"
+        f"Failed · attempt 1 by the ledger executor failed at {finished} UTC: {attempt.error}"
     )
     words = html.escape(attempt.error)
     assert attempt.error and page.index(words) < page.index('id="retry-form"')
@@ -1167,3 +1167,32 @@ def test_every_time_on_a_proposals_page_and_its_history_names_its_zone(operator,
     decisions = pages["its page"].content.decode().split('id="proposal-decisions"')[1]
     assert re.search(r"<td>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC</td><td>operator</td>", decisions)
     assert "operator until" in pages["the queue"].content.decode()
+
+
+def test_a_retry_that_would_end_superseded_says_so_before_it_is_pressed(login):
+    """Retried, a failed value whose target moved since ends superseded and sets nothing:
+    the operator read "Retry execution" alone, pressed it and was told "is sent to be
+    executed again", then "is now superseded"."""
+    raise_ = evaluated(
+        bid_adjustment(action_type="budget_change")
+        | {"payload": {"campaign": "generic-search", "new_daily_budget": "525.00"}}
+    )
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget="510.00")
+    assert proposal_execute(proposal_id=raise_.pk).status == "failed"
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget=None)
+    operator = login("operator")
+    assert 'id="retry-ends-it"' not in page_of(operator, raise_).text  # nothing moved yet
+
+    Campaign.objects.filter(external_id="generic-search").update(daily_budget="600.00")
+    page = page_of(operator, raise_).text
+
+    said = html.unescape(re.search(r'id="retry-ends-it">(.*?)</p>', page, re.S).group(1))
+    assert said == (
+        "It was made against a value that has changed since (generic-search's daily budget "
+        "is 600.00, was 500.00): retried, it is superseded as it runs, and nothing changes; "
+        "optimizer is told the value it saw and the value now."
+    )
+    assert page.index('id="retry-ends-it"') < page.index('id="retry-form"')
+    operator.post(reverse("admin:approvals_proposal_retry", args=[raise_.pk]))
+    assert proposal_execute(proposal_id=raise_.pk).status == "superseded"
+    assert Campaign.objects.get(external_id="generic-search").daily_budget == Decimal("600.00")
