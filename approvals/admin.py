@@ -660,7 +660,7 @@ class ProposalAdmin(ReadOnlyAdmin):
         ("What the agent says", {"fields": ["rationale", "confidence", "supporting_data_display"]}),
         (
             "What the platform derived",
-            {"fields": ["magnitude_display", "amount", "risk", "required_approvals"]},
+            {"fields": ["magnitude_display", "amount_display", "risk", "required_approvals"]},
         ),
         (
             "Timeline",
@@ -728,6 +728,14 @@ class ProposalAdmin(ReadOnlyAdmin):
     @admin.display(description="action type", ordering="action_type")
     def action_type_display(self, proposal: Proposal) -> str:
         return action_types.label(proposal.action_type)
+
+    @admin.display(description="money moved per day")
+    def amount_display(self, proposal: Proposal) -> str:
+        """The daily amount the action moves, in its account's currency ("280.00 USD"), as
+        its summary writes it; the bare figure read as if it had no currency."""
+        if proposal.amount is None:
+            return "—"
+        return f"{proposal.amount} {proposal.account.currency}"
 
     @admin.display(description="magnitude / ceiling that routed it", ordering="magnitude")
     def magnitude_display(self, proposal: Proposal) -> str:

@@ -1196,3 +1196,16 @@ def test_a_retry_that_would_end_superseded_says_so_before_it_is_pressed(login):
     operator.post(reverse("admin:approvals_proposal_retry", args=[raise_.pk]))
     assert proposal_execute(proposal_id=raise_.pk).status == "superseded"
     assert Campaign.objects.get(external_id="generic-search").daily_budget == Decimal("600.00")
+
+
+def test_the_money_a_proposal_moves_is_shown_in_its_accounts_currency(login):
+    """It read "Amount: 280.00", "in the account's currency" in small print beneath: the
+    figure is said with its currency, as the proposal's summary says it."""
+    moving = evaluated(reallocation("280.00"))
+    strategy = evaluated(target_cpa_strategy())
+
+    for proposal, shown in ((moving, "280.00 USD"), (strategy, "—")):
+        page = page_of(login("operator"), proposal).content.decode()
+        row = page.split("field-amount_display")[1]
+        assert "Money moved per day:" in row.split("</label>")[0]
+        assert row.split('<div class="readonly">')[1].split("</div>")[0].strip() == shown
