@@ -1209,3 +1209,30 @@ def test_the_money_a_proposal_moves_is_shown_in_its_accounts_currency(login):
         row = page.split("field-amount_display")[1]
         assert "Money moved per day:" in row.split("</label>")[0]
         assert row.split('<div class="readonly">')[1].split("</div>")[0].strip() == shown
+
+
+def test_a_proposals_page_is_headed_once_by_what_was_proposed(operator, login):
+    """A screen reader's list of headings read "View proposal", "#1 move 200.00 USD/day …
+    (28.6%)", then "#1 · move 280.00 USD/day … (28.0%)": two headings for one proposal, with
+    two different moves, the first unexplained. The page is headed by what was proposed, the
+    action as it reads now said under it."""
+    proposal = evaluated(reallocation("280.00"))
+    proposal_approve(
+        proposal_id=proposal.pk,
+        reviewer=operator,
+        edited_payload={**proposal.payload, "amount": "200.00"},
+    )
+    proposal.refresh_from_db()
+
+    page = page_of(login("operator"), proposal).content.decode()
+
+    headings = [
+        " ".join(html.unescape(re.sub(r"<[^>]+>", "", heading)).split())
+        for heading in re.findall(r"<h[1-3][^>]*>(.*?)</h[1-3]>", page, re.S)
+    ]
+    assert headings[:2] == [
+        "View proposal",
+        f"#{proposal.pk} · move 280.00 USD/day from brand-search to generic-search (28.0%)",
+    ]
+    assert not any("move 200.00" in heading for heading in headings)
+    assert f"As edited:</strong> {proposal.summary}" in page
