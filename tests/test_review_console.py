@@ -2,6 +2,7 @@
 singly and in bulk, with permissions enforced on the server."""
 
 import importlib
+import re
 from decimal import Decimal
 
 import pytest
@@ -402,3 +403,26 @@ def test_a_withdrawal_with_a_note_too_long_or_by_an_auditor_changes_nothing(logi
     proposal.refresh_from_db()
     assert (proposal.status, proposal.withdrawn_by) == (ProposalStatus.PENDING_REVIEW, "")
     assert not Feedback.objects.filter(proposal=proposal).exists()
+
+
+def test_the_filters_in_force_are_named_for_a_screen_reader(login):
+    """The queue's filters in force were told apart from the others by their colour and a
+    bar beside them: a screen reader read each choice alike. Each filter's choice in force
+    is its current one (aria-current), and only that one."""
+    evaluated(reallocation("900.00"))
+
+    page = login("operator").get(f"{CHANGELIST}?risk=high&action_type=budget_reallocation").text
+
+    in_force = {
+        filter_title: re.findall(r'<a href="[^"]*" aria-current="true">([^<]+)</a>', choices)
+        for filter_title, choices in re.findall(
+            r'<details data-filter-title="([^"]+)".*?>(.*?)</details>', page, re.S
+        )
+    }
+    assert in_force == {
+        "status": ["Pending review"],
+        "risk": ["High (70+)"],
+        "action type": ["budget reallocation"],
+        "agent": ["All"],
+        "channel": ["All"],
+    }
