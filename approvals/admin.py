@@ -1231,7 +1231,7 @@ class DecisionAdmin(ReadOnlyAdmin):
 
 @admin.register(Execution)
 class ExecutionAdmin(ReadOnlyAdmin):
-    list_display = ["id", "proposal", "attempt", "executor", "status", "finished_at"]
+    list_display = ["id", "proposal_shown", "attempt", "executor", "status", "finished_at"]
     list_filter = ["status", "executor"]
     list_select_related = ["proposal"]
     # The ledger's states as the proposal's page reads them, not as JSON; what a creative
@@ -1250,6 +1250,13 @@ class ExecutionAdmin(ReadOnlyAdmin):
         "started_at",
         "finished_at",
     ]
+
+    @admin.display(description="proposal", ordering="proposal")
+    def proposal_shown(self, execution: Execution) -> str:
+        """The proposal by its summary, which wraps: the admin keeps a related record's name
+        on one line, and at a laptop's 1280 px that line pushed the time it finished past the
+        list's edge."""
+        return str(execution.proposal)
 
     @admin.display(description="before")
     def before(self, execution: Execution) -> str:

@@ -315,6 +315,29 @@ def test_the_dashboard_and_a_scorecard_show_every_column_at_a_laptops_width(
     context.close()
 
 
+def test_the_executions_list_shows_when_each_finished_at_a_laptops_width(
+    live_server, demo_world, browser
+):
+    """The list kept each proposal's summary on one line, and pushed the time each attempt
+    finished past its right edge at 1280 px ("2026-12-05 00:46:")."""
+    operator = get_user_model().objects.get(username="operator")
+    moves = waiting(reallocation("280.00"), reallocation("150.00"))
+    proposals_approve(proposal_ids=[move.pk for move in moves], reviewer=operator)
+    executed = Proposal.objects.filter(pk__in=[move.pk for move in moves], status="executed")
+    wait_until(lambda: executed.count() == 2)
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    log_in(page, live_server.url, demo_world["users"]["auditor"])
+
+    page.goto(f"{live_server.url}/admin/approvals/execution/")
+
+    expect(page.locator("#result_list tbody tr")).to_have_count(2)
+    for cell in page.locator("#result_list tbody td.field-finished_at").all():
+        expect(cell).to_contain_text(" UTC")
+        expect(cell).to_be_in_viewport(ratio=1)
+    context.close()
+
+
 def test_operator_searches_from_the_queue_and_finds_every_status(live_server, demo_world, page):
     promise, earlier, _ = waiting(
         creative_batch(creative(body="Guaranteed results in a week.")),
