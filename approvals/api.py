@@ -61,6 +61,7 @@ from hitlproject.longpoll import (
 )
 from hitlproject.schema import docstring_for_code_readers
 from hitlproject.validation import (
+    PlainWholeNumber,
     StrictFloatField,
     StrictQuery,
     StrictSerializer,
@@ -436,7 +437,7 @@ class ProposalListFilters(StrictQuery):
     action_type = serializers.CharField(max_length=32, required=False)
     since = serializers.DateTimeField(required=False)
     cursor = serializers.CharField(required=False)
-    page_size = serializers.IntegerField(min_value=1, max_value=500, required=False)
+    page_size = PlainWholeNumber(min_value=1, max_value=500, required=False)
 
 
 class ProposalCollectionApi(IdempotentAPIView):

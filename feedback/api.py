@@ -28,7 +28,13 @@ from hitlproject.longpoll import (
     LongPollView,
     wait_field,
 )
-from hitlproject.validation import StrictFloatField, StrictQuery, StrictSerializer, finite_number
+from hitlproject.validation import (
+    PlainWholeNumber,
+    StrictFloatField,
+    StrictQuery,
+    StrictSerializer,
+    finite_number,
+)
 from hitlproject.vocabulary import NOTE_MAX_LENGTH
 from hitlproject.wakeups import feedback_topic
 
@@ -122,7 +128,7 @@ class FeedbackPagination(IdCursorPagination):
 class FeedbackListQuery(StrictQuery):
     wait = wait_field()
     cursor = serializers.CharField(required=False, help_text="From a next or resume link.")
-    page_size = serializers.IntegerField(
+    page_size = PlainWholeNumber(
         min_value=1, max_value=FeedbackPagination.max_page_size, required=False
     )
 
@@ -172,7 +178,7 @@ class FeedbackListApi(LongPollView, AgentAPIView):
 
 
 class ScorecardQuery(StrictQuery):
-    days = serializers.IntegerField(
+    days = PlainWholeNumber(
         min_value=1, max_value=365, required=False, default=30, help_text="The window, in days."
     )
 

@@ -19,7 +19,6 @@ every ``POLL_SECONDS`` instead of listening.
 from __future__ import annotations
 
 import asyncio
-import re
 import threading
 import weakref
 from collections import Counter
@@ -43,27 +42,19 @@ from hitlproject.errors import Busy
 from hitlproject.inflight import SCOPE_KEY, Place, agent_of
 from hitlproject.once import made_once
 from hitlproject.schema import docstring_for_code_readers
+from hitlproject.validation import PlainWholeNumber
 
 LONGEST_WAIT = 60
 # Re-read this often when no wake-ups can be had (no ASGI server, a subscription lost).
 POLL_SECONDS = 1.0
 
 
-class WaitSeconds(serializers.IntegerField):
-    """Whole seconds in plain ASCII digits: not other scripts' digits ("٣", "３"), signs,
-    spaces or underscores, which ``int()`` would read and a reader of logs might not."""
+class WaitSeconds(PlainWholeNumber):
+    """Whole seconds in plain ASCII digits."""
 
     default_error_messages = {
         "plain": "Give the seconds as a whole number in plain digits (0-9), such as 30.",
     }
-
-    def to_internal_value(self, data: Any) -> int:
-        if not (isinstance(data, str) and PLAIN_DIGITS.fullmatch(data)):
-            self.fail("plain")
-        return super().to_internal_value(data)
-
-
-PLAIN_DIGITS = re.compile(r"[0-9]{1,6}")
 
 
 def wait_field() -> serializers.IntegerField:

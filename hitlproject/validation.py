@@ -200,6 +200,24 @@ def invalid_under(field: str, error: InvalidInput) -> InvalidInput:
     return invalid_input({field: error.field_errors or [error.message]})
 
 
+class PlainWholeNumber(serializers.IntegerField):
+    """A whole number given in a query as plain ASCII digits: not other scripts' digits
+    ("٣", "３"), signs, spaces or underscores, which ``int()`` would read (so DRF's own field
+    takes them) and a person reading the request or the logs might not."""
+
+    default_error_messages = {
+        "plain": "Give a whole number in plain digits (0-9), such as 30.",
+    }
+
+    def to_internal_value(self, data: Any) -> int:
+        if not (isinstance(data, str) and PLAIN_DIGITS.fullmatch(data)):
+            self.fail("plain")
+        return super().to_internal_value(data)
+
+
+PLAIN_DIGITS = re.compile(r"[0-9]{1,6}")
+
+
 class StrictQuery(StrictSerializer):
     """An endpoint's query parameters: one it does not take is a 400 naming it (an agent that
     asked to wait, or for one account's campaigns, is not answered as if it had asked for

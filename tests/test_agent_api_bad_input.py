@@ -385,6 +385,25 @@ def test_a_query_parameter_an_endpoint_does_not_take_is_a_400_naming_it(
     assert field in response.json()
 
 
+@pytest.mark.parametrize("typed", ["\u0663", "\uff13", "3_0", "+3", " 3"])
+@pytest.mark.parametrize(
+    "path, field",
+    [
+        (URL, "page_size"),
+        ("/api/v1/feedback/", "page_size"),
+        ("/api/v1/scorecard/", "days"),
+    ],
+)
+def test_a_count_in_a_query_is_read_in_plain_digits_or_refused(optimizer, path, field, typed):
+    """Arabic-Indic "٣", full-width "３", "3_0" and a sign are numbers to Python's int(), so
+    DRF read them as 3 or 30; a person reading the request or the logs may not. They are
+    refused, as the seconds to wait are."""
+    response = optimizer.get(path, {field: typed})
+    assert response.status_code == 400, response.content
+    assert response.json()[field] == ["Give a whole number in plain digits (0-9), such as 30."]
+    assert optimizer.get(path, {field: "3"}).status_code == 200
+
+
 @pytest.mark.parametrize(
     "path, body",
     [
