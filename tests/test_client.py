@@ -350,3 +350,25 @@ def test_async_client_proposes_and_waits_for_execution(web_server, demo_world):
     assert proposal.status == "approved"
     assert executed.status == "executed"
     assert Decimal(executed.execution.after_state["generic-search"]["bid"]) == Decimal("1.59")
+
+
+def test_an_async_client_serves_one_event_loop_after_another(web_server, demo_world):
+    """An agent run paused in one ``asyncio.run`` and resumed in the next, with one
+    ``AsyncClient`` (as the adapters keep theirs): the second loop found the first one's
+    pooled connection, bound to a loop now closed, and every call raised a bare
+    ``RuntimeError: Event loop is closed``, which no ``HitlError`` handler catches."""
+    hitl = AsyncClient(web_server, demo_world["agents"]["optimizer"])
+
+    async def campaigns() -> set[str]:
+        return {campaign.external_id for campaign in await hitl.campaigns()}
+
+    async def then_close() -> set[str]:
+        try:
+            return await campaigns()
+        finally:
+            await hitl.aclose()
+
+    first = asyncio.run(campaigns())
+    second = asyncio.run(then_close())
+
+    assert first == second == {"brand-search", "generic-search", "display-retarget"}

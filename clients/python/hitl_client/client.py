@@ -337,7 +337,9 @@ class FeedbackFeed:
 
 class AsyncClient(_Base):
     """The agent API for asyncio: the same methods as ``Client``, as coroutines (and
-    ``feedback()`` an async iterator). Use it with ``async with``, or call ``aclose()``."""
+    ``feedback()`` an async iterator). Use it with ``async with``, or call ``aclose()``.
+    One client may serve one event loop after another (a run paused in one ``asyncio.run``
+    and resumed in the next): each loop gets connections of its own."""
 
     def __init__(
         self,
@@ -354,9 +356,29 @@ class AsyncClient(_Base):
         super().__init__(
             base_url, api_key, timeout, retry, fallback_interval, user_agent, max_response_bytes
         )
-        self._http = httpx.AsyncClient(
-            base_url=self.settings.base_url, headers=self.settings.headers, transport=transport
-        )
+        self._transport = transport
+        # httpx's connections belong to the event loop that opened them, and one found in the
+        # pool by another loop fails ("Event loop is closed"): each loop the client serves (a
+        # run paused in one ``asyncio.run`` and resumed in the next) has a pool of its own.
+        self._pools: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+        self._closed = False
+
+    def _http(self) -> httpx.AsyncClient:
+        """The connection pool of the running event loop, made on its first request; the
+        pools of loops that have closed since are let go (their connections went with them)."""
+        if self._closed:
+            raise RuntimeError("This AsyncClient has been closed (aclose); make another.")
+        loop = asyncio.get_running_loop()
+        http = self._pools.get(loop)
+        if http is None:
+            for closed in [owner for owner in self._pools if owner.is_closed()]:
+                del self._pools[closed]
+            http = self._pools[loop] = httpx.AsyncClient(
+                base_url=self.settings.base_url,
+                headers=self.settings.headers,
+                transport=self._transport,
+            )
+        return http
 
     async def __aenter__(self) -> Self:
         return self
@@ -370,7 +392,13 @@ class AsyncClient(_Base):
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        """Close the running loop's connections (another loop's are closed by that loop
+        ending: they cannot be closed from here)."""
+        self._closed = True
+        http = self._pools.pop(asyncio.get_running_loop(), None)
+        self._pools.clear()
+        if http is not None:
+            await http.aclose()
 
     async def _send(self, call: Call, until: float | None = None) -> Answer:
         """See ``Client._send``; the deadline is an ``asyncio.timeout`` on the whole
@@ -383,7 +411,7 @@ class AsyncClient(_Base):
             try:
                 try:
                     async with asyncio.timeout(deadline - time.monotonic()):
-                        async with self._http.stream(**self._request_args(call)) as response:
+                        async with self._http().stream(**self._request_args(call)) as response:
                             delay = attempts.after_response(response)
                             if delay is None:
                                 content = await aread_body(response, settings.max_response_bytes)
