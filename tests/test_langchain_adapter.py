@@ -82,6 +82,9 @@ def deploy_creative(campaign: str, headline: str, body: str, rationale: str) -> 
     raise AssertionError("the platform executes it; the agent never runs it")
 
 
+# Brings brand-search's bid back from SIX_PERCENT_BID's 2.12: a 5.7% move.
+SIX_PERCENT_BID_BACK = ("adjust_bid", {**SIX_PERCENT_BID[1], "new_bid": "2.00"})
+
 ACTIONS = {
     "adjust_bid": ToolAction(
         "bid_adjustment",
@@ -397,6 +400,36 @@ def test_an_agent_run_asynchronously_gets_the_same_outcome(web_server, demo_worl
     seen = told(model)
     assert seen["status"] == "executed"
     assert seen["after"] == {"brand-search": {"bid": "2.12"}}
+
+
+def test_an_agent_given_one_client_uses_it_for_invoke_and_ainvoke_alike(
+    web_server, demo_world, monkeypatch
+):
+    """``ProposalMiddleware(client=...)`` run with ``ainvoke`` (or ``async_client=`` with
+    ``invoke``) ignored the client given and made one from HITL_BASE_URL and HITL_API_KEY:
+    without them the run failed ("No base URL"), and with them set for another agent it
+    proposed as that agent. The other kind of client is now made like the one given."""
+    monkeypatch.delenv("HITL_BASE_URL", raising=False)
+    monkeypatch.delenv("HITL_API_KEY", raising=False)
+    key = demo_world["agents"]["optimizer"]
+    asynchronous, synchronous = scripted(SIX_PERCENT_BID), scripted(SIX_PERCENT_BID_BACK)
+
+    async def run_async() -> None:
+        with Client(web_server, key) as client:
+            agent = agent_with(asynchronous, ProposalMiddleware(ACTIONS, client=client))
+            await agent.ainvoke({"messages": [{"role": "user", "content": "Raise it 6%."}]})
+
+    async def client_for_sync_run() -> None:
+        async with AsyncClient(web_server, key) as client:
+            agent = agent_with(synchronous, ProposalMiddleware(ACTIONS, async_client=client))
+            await asyncio.to_thread(ask, agent, "Lower it again.")
+
+    asyncio.run(run_async())
+    asyncio.run(client_for_sync_run())
+
+    assert told(asynchronous)["after"] == {"brand-search": {"bid": "2.12"}}
+    assert told(synchronous)["after"] == {"brand-search": {"bid": "2.00"}}
+    assert set(Proposal.objects.values_list("agent__name", flat=True)) == {"optimizer"}
 
 
 def test_a_call_the_platform_refuses_comes_back_to_the_model_with_the_reason(platform):

@@ -91,9 +91,10 @@ class ProposalMiddleware(AgentMiddleware):
         wait: WaitMode = "block",
         timeout: float = 300.0,
     ) -> None:
-        """``actions``: tool name → how its calls become proposals. ``client`` and
-        ``async_client`` (for ``invoke`` and ``ainvoke``) default to clients configured by
-        ``HITL_BASE_URL`` and ``HITL_API_KEY``, made when first needed. ``timeout``: in
+        """``actions``: tool name → how its calls become proposals. ``client`` (for
+        ``invoke``) and ``async_client`` (for ``ainvoke``): given one, the other is made like
+        it when first needed (the same platform, key, timeout and retries); given neither,
+        both are configured by ``HITL_BASE_URL`` and ``HITL_API_KEY``. ``timeout``: in
         ``block`` mode, how long a call waits for a human; in both modes, how long it waits
         for an approved proposal's execution."""
         super().__init__()
@@ -108,13 +109,15 @@ class ProposalMiddleware(AgentMiddleware):
     @property
     def client(self) -> Client:
         if self._client is None:
-            self._client = Client()
+            given = self._async_client
+            self._client = Client(**_configured_as(given)) if given else Client()
         return self._client
 
     @property
     def async_client(self) -> AsyncClient:
         if self._async_client is None:
-            self._async_client = AsyncClient()
+            given = self._client
+            self._async_client = AsyncClient(**_configured_as(given)) if given else AsyncClient()
         return self._async_client
 
     def _waits_for(self, proposal: Proposal) -> bool:
@@ -194,6 +197,21 @@ class ProposalMiddleware(AgentMiddleware):
                 break
         report = outcome_report(proposal, proposed=fields["payload"])
         return _tool_message(request, report, proposal=proposal)
+
+
+def _configured_as(client: Client | AsyncClient) -> dict[str, Any]:
+    """The arguments that make a client of the other kind talk to the same platform, as the
+    same agent, with the same timeout, retries and limits."""
+    settings = client.settings
+    return {
+        "base_url": settings.base_url,
+        "api_key": settings.api_key,
+        "timeout": settings.timeout,
+        "retry": settings.retry,
+        "fallback_interval": client.fallback_interval,
+        "user_agent": settings.headers.get("User-Agent"),
+        "max_response_bytes": settings.max_response_bytes,
+    }
 
 
 def _key(request: ToolCallRequest) -> str | None:
