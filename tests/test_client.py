@@ -324,6 +324,20 @@ def test_client_reads_feedback_once_from_a_kept_resume_link(hitl, operator):
     assert (arrived.proposal, arrived.kind) == (second.id, "approved")
 
 
+@pytest.mark.parametrize(
+    "kept", ["not a link", "/api/v1/proposals/", "https://elsewhere.example/api/v1/campaigns/"]
+)
+def test_a_resume_link_not_of_the_feedback_feed_is_refused_saying_so(hitl, kept):
+    """A value kept by mistake (another field, another endpoint's link) was requested as it
+    was: the developer got a 404 whose message was the console's HTML page, or another list
+    read as the feed's, a BadResponse "(KeyError)" with status 200."""
+    with pytest.raises(ValueError, match="is not a link of the feedback feed") as refused:
+        list(hitl.feedback(kept))
+    assert repr(kept) in str(refused.value)
+    with pytest.raises(ValueError, match="is not a link of the feedback feed"):
+        hitl.feedback_page(kept)
+
+
 def test_client_reports_an_outcome_after_execution(hitl):
     executed = hitl.wait(propose_bid(hitl, "2.12").id, timeout=60)
     outcome = hitl.report_outcome(

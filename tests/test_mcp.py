@@ -390,6 +390,23 @@ def test_mcp_read_feedback_resume_stays_the_same_link_round_after_round(
     assert arrived["resume"].count("page_size=") == 1
 
 
+def test_mcp_read_feedback_with_a_resume_it_did_not_return_says_what_to_pass(
+    web_server, demo_world
+):
+    """A resume the model made up (or copied from another field) was requested as it was:
+    the tool error was the console's 404 page, HTML, as "The platform refused the request"."""
+
+    async def agent(session):
+        return [
+            await refusal(session, "read_feedback", resume=resume)
+            for resume in ("cursor=cD0y", "/api/v1/proposals/")
+        ]
+
+    for refused in run_agent(web_server, demo_world["agents"]["optimizer"], agent):
+        assert "<" not in refused and "refused" not in refused, refused
+        assert "Pass the resume value the previous read_feedback call returned" in refused
+
+
 def test_mcp_server_writes_to_stderr_what_went_wrong_not_every_request(
     web_server, demo_world, tmp_path
 ):

@@ -324,7 +324,7 @@ class FeedbackPages:
         page_size: int | None,
         fallback_interval: float,
     ) -> None:
-        self.resume = clean_link(resume) if resume else FEEDBACK
+        self.resume = feed_link(resume) if resume else FEEDBACK
         self.follow = follow
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.page_size = page_size
@@ -392,6 +392,19 @@ def clean_link(link: str) -> str:
     return base + (f"?{urlencode(kept)}" if kept else "")
 
 
+def feed_link(link: str) -> str:
+    """A link given back to the client (a kept ``resume``, a ``next``), checked to be one of
+    the feedback feed's before it is requested: another value would be sent as it is, and
+    answered with a page that is not the feed's (a 404 page, another list)."""
+    path = path_of(link).partition("?")[0]
+    if not path.endswith(FEEDBACK):
+        raise ValueError(
+            f"{link!r} is not a link of the feedback feed: pass a resume (or next) link it "
+            f"returned, {FEEDBACK}?cursor=…, or None to read from the beginning."
+        )
+    return clean_link(link)
+
+
 def next_page_call(page: Mapping[str, Any]) -> Call | None:
     """The call for a list's next page, or None on the last."""
     link = page.get("next")
@@ -409,7 +422,7 @@ def feedback_page_call(link: str | None, *, wait: int | None, page_size: int | N
     params = {"wait": wait, "page_size": page_size}
     return Call(
         "GET",
-        clean_link(link) if link else FEEDBACK,
+        feed_link(link) if link else FEEDBACK,
         params={k: v for k, v in params.items() if v is not None} or None,
         retry_safe=True,
         long_poll=float(wait or 0),

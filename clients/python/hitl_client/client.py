@@ -279,7 +279,8 @@ class Client(_Base):
     ) -> FeedbackPage:
         """One page of the feedback feed, from ``link`` (a ``resume`` or ``next`` link) or
         the beginning; with ``wait`` (1 to 60 seconds) the server holds the request until a
-        record arrives. ``feedback()`` iterates these for you."""
+        record arrives. ``feedback()`` iterates these for you. A ``link`` that is not the
+        feed's raises ``ValueError`` before anything is sent."""
         return _calls.feedback_page_of(
             self._send(_calls.feedback_page_call(link, wait=wait, page_size=page_size))
         )
@@ -297,7 +298,8 @@ class Client(_Base):
         stops at the end of what there is now; with it, it long-polls for more (for
         ``timeout`` seconds, or until the loop stops). Keep ``feed.resume`` to carry on
         later: it moves on a page at a time, so a loop stopped mid-page reads that page
-        again from its first record (skip by ``record.id``, or ``page_size=1``)."""
+        again from its first record (skip by ``record.id``, or ``page_size=1``). A
+        ``resume`` that is not a link of the feed raises ``ValueError`` at once."""
         return FeedbackFeed(
             self,
             _calls.FeedbackPages(

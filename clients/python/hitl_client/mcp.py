@@ -324,6 +324,12 @@ def build_server(client_factory: ClientFactory = AsyncClient) -> MCPServer:
                 )
         except HitlError as error:
             raise _tool_error(error) from error
+        except ValueError as error:  # a resume this tool did not return
+            raise ToolError(
+                f"resume {resume!r} is not a value read_feedback returned. Pass the resume "
+                "value the previous read_feedback call returned, or none to read from the "
+                "beginning."
+            ) from error
         return {
             "feedback": [record.raw for record in page.records],
             "more": page.next is not None,
