@@ -197,6 +197,31 @@ def test_client_refusals_are_typed_errors_with_the_apis_message(hitl, web_server
     assert "Idempotency-Key" in reused.value.message
 
 
+@pytest.mark.parametrize(
+    ("path", "answered"),
+    [
+        ("/admin", "302 with a redirect to /admin/login/"),  # the console's login page
+        ("/console", "404 with an HTML page titled “Not found | HITL approvals”"),
+    ],
+)
+def test_a_base_url_that_is_not_the_apis_is_told_by_what_answered_and_where(
+    web_server, demo_world, path, answered
+):
+    """A base URL with a path the platform does not serve its API under: the error's message
+    was "HTTP 302", or the 404 page's HTML, 500 characters of it, saying nothing of the URL
+    asked."""
+    with (
+        Client(web_server + path, demo_world["agents"]["optimizer"]) as misplaced,
+        pytest.raises(HitlError) as refused,
+    ):
+        misplaced.campaigns()
+
+    message = refused.value.message
+    assert message.startswith(f"GET {web_server}{path}/api/v1/campaigns/ was answered "), message
+    assert answered in message and "<" not in message
+    assert message.endswith("not by the API: is the base URL the platform's address?")
+
+
 def test_client_same_idempotency_key_replays_the_first_answer(hitl):
     first = propose_bid(hitl, "2.04", idempotency_key="agent-run-7-step-3")
     again = propose_bid(hitl, "2.04", idempotency_key="agent-run-7-step-3")

@@ -5,9 +5,11 @@ typed error. The two clients differ only in how they send and sleep."""
 from __future__ import annotations
 
 import email.utils
+import html
 import json
 import os
 import random
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -287,13 +289,40 @@ def answer_of(response: httpx.Response, content: bytes, secret: str) -> Answer:
             response.status_code,
             body,
             retry_after=retry_after,
-            text=excerpt_of(text, secret, 500) if body is None else "",
+            text=not_the_apis(response, excerpt_of(text, secret, 500)) if body is None else "",
         )
     except RecursionError:  # decoded, but too deep to flatten into per-field errors
         error = error_from_response(
             response.status_code, None, retry_after=retry_after, text=excerpt_of(text, secret, 500)
         )
     raise error
+
+
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+def not_the_apis(response: httpx.Response, text: str) -> str:
+    """The message of a refusal whose body is not the API's JSON: the request, what answered
+    it (a redirect and where to, an HTML page and its title, the start of a text) and, when
+    that was a redirect or a page not found, the likely cause. A wrong base URL (the console's
+    address, a path the API is not under) is answered so, and its HTML, or "HTTP 302", said
+    nothing of the URL asked."""
+    request = response.request
+    status = response.status_code
+    if response.has_redirect_location:
+        what = f"a redirect to {response.headers['Location']}"
+    elif "html" in response.headers.get("Content-Type", "") or text.lstrip()[:1] == "<":
+        title = _TITLE.search(text)
+        named = " ".join(html.unescape(title.group(1)).split()) if title else ""
+        what = f"an HTML page titled “{named}”" if named else "an HTML page"
+    elif text.strip():
+        what = f"“{' '.join(text.split())[:200]}”"
+    else:
+        what = "no body"
+    message = f"{request.method} {request.url} was answered {status} with {what}, not by the API"
+    if status < 400 or status == 404:
+        message += ": is the base URL the platform's address?"
+    return message
 
 
 def bad_response(answer: Answer, error: BaseException) -> BadResponse:
