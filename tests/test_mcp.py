@@ -11,8 +11,10 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from contextlib import asynccontextmanager
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -454,6 +456,42 @@ def test_mcp_refusals_are_tool_errors_with_the_apis_message(web_server, demo_wor
     assert "payload" in unknown_field and "colour" in unknown_field
     assert "404" in missing
     assert not ProposalRow.objects.exists()
+
+
+class NotTheApi(BaseHTTPRequestHandler):
+    """Answers every request 200 with a page, as a server at the wrong address may."""
+
+    def do_GET(self) -> None:
+        body = b"<html><title>Welcome</title></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_mcp_an_answer_that_is_not_the_apis_is_not_called_a_refusal(demo_world):
+    """A 200 the client cannot read as the API's (a BadResponse) was told to the model as
+    "The platform refused the request (200)": nothing was refused, and the model would
+    change its call to no purpose."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotTheApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base_url = f"http://127.0.0.1:{server.server_address[1]}"
+
+        async def agent():
+            async with mcp_session(base_url, demo_world["agents"]["optimizer"]) as session:
+                return await refusal(session, "list_campaigns")
+
+        unread = asyncio.run(agent())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "refused" not in unread, unread
+    assert "The platform's answer could not be read (HTTP 200): " in unread
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ except ImportError as missing:  # the client installed without its mcp extra
 
 from hitl_client._tools import outcome_report
 from hitl_client.client import AsyncClient
-from hitl_client.errors import HitlError, ValidationFailed, WaitTimedOut
+from hitl_client.errors import BadResponse, HitlError, ValidationFailed, WaitTimedOut
 from hitl_client.models import Proposal
 
 INSTRUCTIONS = """\
@@ -78,13 +78,17 @@ NON_FIELD = "non_field_errors"
 def _tool_error(error: HitlError) -> ToolError:
     """The API's refusal, worded for the model: its message, and each field's. A refusal of
     the request as a whole (an idempotency_key reused with another action, a 422) is its
-    message with its status, not a field named ``non_field_errors``."""
+    message with its status, not a field named ``non_field_errors``. An answer that is not
+    the API's (``BadResponse``) is said to be one, not a refusal."""
     if isinstance(error, ValidationFailed) and set(error.errors) - {NON_FIELD}:
         faults = "; ".join(
             " ".join(messages) if name == NON_FIELD else f"{name}: {' '.join(messages)}"
             for name, messages in error.errors.items()
         )
         return ToolError(f"The platform refused the request: {faults}")
+    if isinstance(error, BadResponse):  # answered, but not as the API answers: no refusal
+        status = "" if error.status_code is None else f" (HTTP {error.status_code})"
+        return ToolError(f"The platform's answer could not be read{status}: {error.message}")
     if error.status_code is not None:
         return ToolError(f"The platform refused the request ({error.status_code}): {error.message}")
     return ToolError(error.message)
