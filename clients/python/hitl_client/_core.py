@@ -343,6 +343,7 @@ def connection_failed(call: Call, error: httpx.TransportError) -> ConnectionFail
         if unknown
         else ""
     )
+    said = str(error).rstrip(".") or "no detail"
     return ConnectionFailed(
-        f"{call.method} {call.path} failed: {type(error).__name__}: {error}.{detail}"
+        f"{call.method} {call.path} failed: {type(error).__name__}: {said}.{detail}"
     )
