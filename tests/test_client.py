@@ -256,6 +256,30 @@ def test_client_proposes_a_batch_with_a_result_for_each_item(hitl):
     assert ProposalRow.objects.count() == 1
 
 
+def test_a_batch_sent_again_with_its_key_says_its_proposals_are_the_first_answer(hitl):
+    """A batch retried with its Idempotency-Key (after a lost answer, or a restart) is answered
+    the first answer, its statuses as they were then: ``proposal.replayed`` said False, so an
+    agent could not tell that "approved" might since be "executed"."""
+    batch = [
+        ProposalRequest(
+            "bid_adjustment",
+            "demo",
+            {"campaign": "generic-search", "new_bid": "1.59"},
+            rationale="CPC below target.",
+            confidence=0.9,
+        )
+    ]
+    (first,) = hitl.propose_many(batch, idempotency_key="nightly-batch-1")
+    hitl.wait(first.proposal.id, timeout=60)
+
+    (again,) = hitl.propose_many(batch, idempotency_key="nightly-batch-1")
+
+    assert first.proposal.replayed is False
+    assert again.proposal.replayed is True
+    assert (again.proposal.id, again.proposal.status) == (first.proposal.id, "approved")
+    assert ProposalRow.objects.count() == 1
+
+
 def test_client_withdraws_a_waiting_proposal(hitl):
     pending = propose_reallocation(hitl)
     withdrawn = hitl.withdraw(pending.id)

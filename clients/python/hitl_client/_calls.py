@@ -87,10 +87,14 @@ def propose_call(
     )
 
 
+def replayed(answer: Answer) -> bool:
+    """The answer is the one stored for an earlier request with the same Idempotency-Key."""
+    return answer.headers.get("Idempotent-Replayed", "").lower() == "true"
+
+
 @reads_answer
 def proposal_of(answer: Answer) -> Proposal:
-    replayed = answer.headers.get("Idempotent-Replayed", "").lower() == "true"
-    return Proposal.from_api(answer.body, replayed=replayed)
+    return Proposal.from_api(answer.body, replayed=replayed(answer))
 
 
 def batch_call(
@@ -109,13 +113,14 @@ def batch_call(
 @reads_answer
 def batch_of(answer: Answer) -> list[BatchItem]:
     results = []
+    again = replayed(answer)
     for item in answer.body:
         proposal = item.get("proposal")
         results.append(
             BatchItem(
                 index=item["index"],
                 status_code=item["status"],
-                proposal=Proposal.from_api(proposal) if proposal else None,
+                proposal=Proposal.from_api(proposal, replayed=again) if proposal else None,
                 error=None if proposal else error_from_response(item["status"], item["errors"]),
             )
         )
