@@ -8,6 +8,7 @@ import asyncio
 import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC
 from decimal import Decimal
 from typing import Any
 
@@ -135,6 +136,11 @@ def told(model: ScriptedModel) -> dict:
     return json.loads(result.content)
 
 
+def api_time(moment) -> str:
+    """A time as the API writes it (UTC, ``Z``)."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def waiting_proposal() -> Proposal:
     return wait_until(lambda: Proposal.objects.filter(status=ProposalStatus.PENDING_REVIEW).first())
 
@@ -194,6 +200,11 @@ def test_the_reallocation_blocks_until_an_operator_approves_then_the_model_sees_
     seen = told(model)
     assert seen["status"] == "executed" and seen["decided_by"] == "a reviewer"
     assert seen["note"] == "Agreed."
+    decided = Proposal.objects.get()  # when, as recorded (the model was told no time at all)
+    assert (seen["decided_at"], seen["executed_at"]) == (
+        api_time(decided.decided_at),
+        api_time(decided.executed_at),
+    )
     assert seen["message"].startswith("A reviewer approved it: Agreed. Executed. Before: ")
     assert seen["before"] == {
         "brand-search": {"daily_budget": "1000.00"},
@@ -344,6 +355,7 @@ def test_a_creative_with_a_banned_term_comes_back_rejected_with_the_reviewers_re
 
     seen = told(model)
     assert seen["status"] == "rejected" and seen["executed"] is False
+    assert seen["decided_at"] == api_time(Proposal.objects.get().decided_at)
     assert seen["reason_code"] == "off_brand"
     assert seen["note"] == "We never promise results."
     assert seen["message"] == (
@@ -465,7 +477,13 @@ def test_a_blocking_wait_that_runs_out_tells_the_model_it_may_still_execute(plat
         f"Proposal #{seen['proposal_id']} waits for a human decision; it has not executed yet, "
         "but it still may: do not propose it again. 28.0% of brand-search's daily budget"
     ), seen["message"]
-    assert Proposal.objects.get().status == ProposalStatus.PENDING_REVIEW
+    # Until when it may still execute: after that, proposing again is no repeat.
+    waiting = Proposal.objects.get()
+    assert waiting.status == ProposalStatus.PENDING_REVIEW
+    assert seen["expires_at"] == api_time(waiting.review_expires_at)
+    assert seen["message"].endswith(
+        f" It expires at {seen['expires_at']} unless a person decides it first."
+    )
 
 
 def test_a_failed_execution_tells_the_model_an_operator_may_retry_it(web_server, platform):
@@ -482,6 +500,8 @@ def test_a_failed_execution_tells_the_model_an_operator_may_retry_it(web_server,
     seen = told(model)
     assert seen["status"] == "failed" and seen["executed"] is False
     assert seen["error"]
+    failed = Proposal.objects.get().executions.get()
+    assert seen["failed_at"] == api_time(failed.finished_at)
     assert seen["message"].startswith("Approved, but its execution failed: "), seen["message"]
     assert seen["message"].endswith(
         "Nothing changed. An operator may retry it, and it would then execute: do not "

@@ -125,9 +125,10 @@ def refusal_report(error: HitlError | Exception) -> dict[str, Any]:
 def outcome_report(
     proposal: Proposal, *, proposed: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    """What the model is told of a proposal: what happened and the figures that say so.
-    ``proposed``: the payload as the tool call made it (a reviewer's edit replaces the
-    proposal's own), to show next to the edit."""
+    """What the model is told of a proposal: what happened, when (``decided_at``,
+    ``executed_at``, ``failed_at``; ``expires_at`` for one still waiting for a person, as the
+    API writes them), and the figures that say so. ``proposed``: the payload as the tool call
+    made it (a reviewer's edit replaces the proposal's own), to show next to the edit."""
     report: dict[str, Any] = {
         "proposal_id": proposal.id,
         "status": proposal.status,
@@ -138,6 +139,8 @@ def outcome_report(
     status = proposal.status
     if status == Status.EXECUTED:
         execution = proposal.execution
+        report["decided_at"] = _at(proposal, "decided_at")
+        report["executed_at"] = _at(proposal, "executed_at")
         report["before"] = execution.before_state if execution else None
         report["after"] = execution.after_state if execution else None
         if execution is not None and execution.created:
@@ -169,6 +172,7 @@ def outcome_report(
             report["message"] = f"Executed. {figures}"
     elif status == Status.REJECTED:
         rejection = proposal.rejection
+        report["decided_at"] = _at(proposal, "decided_at")
         report["reason_code"] = rejection.reason_code if rejection else ""
         report["note"] = rejection.note if rejection else ""
         report["reasons"] = _reasons(proposal)  # why policy sent it to a human
@@ -213,6 +217,7 @@ def outcome_report(
             report["message"] = "It was withdrawn; it was not executed."
     elif status == Status.FAILED:
         execution = proposal.execution
+        report["failed_at"] = execution.raw.get("finished_at") if execution else None
         report["error"] = execution.error if execution else ""
         report["message"] = (
             f"Approved, but its execution failed: {_sentence(report['error'])} Nothing changed. "
@@ -227,7 +232,17 @@ def outcome_report(
             f"Proposal #{proposal.id} {waiting}; it has not executed yet, but it still may: "
             "do not propose it again. " + " ".join(report["reasons"])
         )
+        expires_at = _at(proposal, "review_expires_at")
+        if status == Status.PENDING_REVIEW and expires_at:
+            report["expires_at"] = expires_at
+            report["message"] += f" It expires at {expires_at} unless a person decides it first."
     return report
+
+
+def _at(proposal: Proposal, name: str) -> str | None:
+    """A moment of the proposal's as the API wrote it (ISO 8601, UTC)."""
+    moment = proposal.raw.get(name)
+    return moment if isinstance(moment, str) and moment else None
 
 
 def report_text(report: Mapping[str, Any]) -> str:
