@@ -324,6 +324,14 @@ def wait_until(condition: Callable[[], object], timeout: float = 30, interval: f
         time.sleep(interval)
 
 
+def connections_to(url: str) -> int:
+    """Open TCP connections (established) to ``url``'s port, as the kernel lists them."""
+    port = f"{int(url.rsplit(':', 1)[1]):04X}"
+    with open("/proc/net/tcp") as table:
+        rows = [line.split() for line in table.readlines()[1:]]
+    return sum(1 for row in rows if row[2].endswith(f":{port}") and row[3] == "01")
+
+
 @pytest.fixture
 def demo_world(db) -> dict:
     """The spec's reference world, built by ``seed_demo --json``: logins and agents' keys."""

@@ -33,7 +33,13 @@ from approvals.models import Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve, proposal_reject
 from ledger.models import Account, Campaign
 from policies.models import KillSwitch, Policy
-from tests.conftest import GUARANTEED, REALLOCATION, SIX_PERCENT_BID, wait_until
+from tests.conftest import (
+    GUARANTEED,
+    REALLOCATION,
+    SIX_PERCENT_BID,
+    connections_to,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.worker, pytest.mark.usefixtures("celery_worker")]
 
@@ -308,14 +314,6 @@ def test_the_reallocation_pauses_the_run_and_resumes_once_approved_without_propo
     assert Proposal.history.filter(id=proposal.pk, status="executed").count() == 1
 
 
-def connections_to(url: str) -> int:
-    """Open TCP connections (established) to ``url``'s port, as the kernel lists them."""
-    port = f"{int(url.rsplit(':', 1)[1]):04X}"
-    with open("/proc/net/tcp") as table:
-        rows = [line.split() for line in table.readlines()[1:]]
-    return sum(1 for row in rows if row[2].endswith(f":{port}") and row[3] == "01")
-
-
 def test_resuming_with_a_client_of_its_own_reads_the_environment_and_closes_it(
     platform, operator, web_server, demo_world, monkeypatch
 ):
@@ -335,6 +333,28 @@ def test_resuming_with_a_client_of_its_own_reads_the_environment_and_closes_it(
 
     assert resumed.resume[waiting.id]["status"] == "executed"
     assert connections_to(web_server) == before
+
+
+def test_a_middleware_closes_the_clients_it_made_for_itself(web_server, demo_world, monkeypatch):
+    """Without ``client=`` the middleware makes its own from the environment, and nothing
+    closed it: each agent built so (one per request, in a web app) kept a connection open
+    until the garbage collector came by."""
+    monkeypatch.setenv("HITL_BASE_URL", web_server)
+    monkeypatch.setenv("HITL_API_KEY", demo_world["agents"]["optimizer"])
+    before = connections_to(web_server)
+    middleware = ProposalMiddleware(ACTIONS)
+    ask(agent_with(scripted(SIX_PERCENT_BID), middleware), "Raise it 6%.")
+
+    async def asynchronously() -> None:
+        agent = agent_with(scripted(SIX_PERCENT_BID_BACK), middleware)
+        await agent.ainvoke({"messages": [{"role": "user", "content": "Lower it again."}]})
+        assert connections_to(web_server) == before + 2  # one for invoke, one for ainvoke
+        await middleware.aclose()
+
+    asyncio.run(asynchronously())
+
+    assert connections_to(web_server) == before
+    assert Campaign.objects.get(external_id="brand-search").bid == Decimal("2.00")
 
 
 def test_a_creative_with_a_banned_term_comes_back_rejected_with_the_reviewers_reason(

@@ -26,7 +26,13 @@ from approvals.models import Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve, proposal_reject
 from ledger.models import Account, Campaign
 from policies.models import KillSwitch
-from tests.conftest import GUARANTEED, REALLOCATION, SIX_PERCENT_BID, wait_until
+from tests.conftest import (
+    GUARANTEED,
+    REALLOCATION,
+    SIX_PERCENT_BID,
+    connections_to,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.worker, pytest.mark.usefixtures("celery_worker")]
 
@@ -170,6 +176,27 @@ def test_a_six_percent_bid_change_runs_without_an_interruption_and_shows_before_
     assert seen["before"] == {"brand-search": {"bid": "2.00"}}
     assert seen["after"] == {"brand-search": {"bid": "2.12"}}
     assert Campaign.objects.get(external_id="brand-search").bid == Decimal("2.12")
+
+
+def test_platform_tools_closes_the_client_it_made_for_itself(web_server, key, monkeypatch):
+    """``PlatformTools()`` makes its client from the environment, and nothing closed it: its
+    connection stayed open until the garbage collector came by. Used as an async context
+    manager (or ``aclose()``), it is closed."""
+    monkeypatch.setenv("HITL_BASE_URL", web_server)
+    monkeypatch.setenv("HITL_API_KEY", key)
+    before = connections_to(web_server)
+    model = ScriptedModel(SIX_PERCENT_BID)
+
+    async def run():
+        async with PlatformTools() as platform:
+            agent = Agent(name="optimizer", model=model, tools=tools_of(platform))
+            result = await platform.run(agent, "Raise brand-search's bid 6%.")
+            assert connections_to(web_server) == before + 1
+            return result
+
+    assert asyncio.run(run()).final_output == "Done."
+    assert model.told()["status"] == "executed"
+    assert connections_to(web_server) == before
 
 
 def test_the_reallocation_interrupts_the_run_and_resumes_executed_once_an_operator_approves(

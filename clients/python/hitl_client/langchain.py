@@ -105,20 +105,38 @@ class ProposalMiddleware(AgentMiddleware):
         self.timeout = timeout
         self._client = client
         self._async_client = async_client
+        # The clients it made itself, which are its to close (given ones are the caller's).
+        self._made: Client | None = None
+        self._made_async: AsyncClient | None = None
 
     @property
     def client(self) -> Client:
         if self._client is None:
             given = self._async_client
-            self._client = Client(**_configured_as(given)) if given else Client()
+            self._client = self._made = Client(**_configured_as(given)) if given else Client()
         return self._client
 
     @property
     def async_client(self) -> AsyncClient:
         if self._async_client is None:
             given = self._client
-            self._async_client = AsyncClient(**_configured_as(given)) if given else AsyncClient()
+            made = AsyncClient(**_configured_as(given)) if given else AsyncClient()
+            self._async_client = self._made_async = made
         return self._async_client
+
+    def close(self) -> None:
+        """Close the client this middleware made for ``invoke`` (a client given is yours to
+        close); used again, it makes another. ``aclose()`` closes the ``ainvoke`` one too."""
+        if self._made is not None:
+            self._made.close()
+            self._client = self._made = None
+
+    async def aclose(self) -> None:
+        """Close the clients this middleware made, for ``invoke`` and ``ainvoke``."""
+        self.close()
+        if self._made_async is not None:
+            await self._made_async.aclose()
+            self._async_client = self._made_async = None
 
     def _waits_for(self, proposal: Proposal) -> bool:
         """Whether the call waits for what becomes of the proposal before the model is told:

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from agents import Agent, FunctionTool, RunContextWrapper, Runner, RunResult, RunState
 from agents import function_tool as make_function_tool
@@ -101,6 +101,7 @@ class PlatformTools:
         self.timeout = timeout
         self.key_scope = key_scope
         self._client = client
+        self._made: AsyncClient | None = None  # its own client, its to close
         self._actions: dict[str, ToolAction] = {}
         # What each call was answered when it was checked, until its tool reports it.
         self._seen: dict[str, Proposal | Exception] = {}
@@ -108,8 +109,21 @@ class PlatformTools:
     @property
     def client(self) -> AsyncClient:
         if self._client is None:
-            self._client = AsyncClient()
+            self._client = self._made = AsyncClient()
         return self._client
+
+    async def aclose(self) -> None:
+        """Close the client this object made (without ``client=``; a client given is yours
+        to close). ``async with PlatformTools() as platform:`` closes it on leaving."""
+        if self._made is not None:
+            await self._made.aclose()
+            self._client = self._made = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     def tool(self, tool: FunctionTool | Callable[..., Any], action: ToolAction) -> FunctionTool:
         """A tool with the name, description and parameters of ``tool`` (a ``FunctionTool``
