@@ -275,14 +275,17 @@ def test_a_reallocation_two_reviewers_approved_tells_the_model_both_their_notes(
         running = pool.submit(ask, agent, "Move 28% of brand-search's budget to generic-search.")
         proposal = waiting_proposal()
         proposal_approve(proposal_id=proposal.pk, reviewer=first, note="Only for this week")
-        proposal_approve(proposal_id=proposal.pk, reviewer=second)
+        proposal_approve(proposal_id=proposal.pk, reviewer=second, note="Fine")
         running.result(timeout=60)
 
     seen = told(model)
     assert (seen["status"], seen["decided_by"]) == ("executed", "2 reviewers")
-    assert seen["notes"] == ["Reviewer 1: Only for this week."]
+    assert seen["notes"] == ["Reviewer 1: Only for this week.", "Reviewer 2: Fine."]
+    # Not also a "note" of one reviewer's, the last one's, as if theirs were the word on it.
+    assert "note" not in seen
     assert seen["message"].startswith(
-        "2 reviewers approved it: Reviewer 1: Only for this week. Executed. Before: "
+        "2 reviewers approved it: Reviewer 1: Only for this week. Reviewer 2: Fine. Executed. "
+        "Before: "
     )
 
 

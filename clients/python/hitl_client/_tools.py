@@ -135,7 +135,6 @@ def outcome_report(
         "executed": proposal.status == Status.EXECUTED,
         "summary": proposal.summary,
     }
-    decision = proposal.decisions[-1] if proposal.decisions else None
     status = proposal.status
     if status == Status.EXECUTED:
         execution = proposal.execution
@@ -147,10 +146,10 @@ def outcome_report(
             report["created"] = execution.created
         approvals = _approvals_that_let_it_run(proposal)
         report["decided_by"] = _approvers(approvals) or "policy (auto-approved)"
-        if decision is not None and decision.note:
-            report["note"] = decision.note
         said = _said(approvals)
-        if len(approvals) > 1 and said:
+        if len(approvals) == 1 and approvals[0].note:
+            report["note"] = approvals[0].note
+        elif len(approvals) > 1 and said:  # each one's, never the last one's as the word on it
             report["notes"] = said
         approved = f"approved it{': ' + ' '.join(said) if said else '.'}"
         figures = _what_it_changed(
