@@ -423,7 +423,7 @@ def _failures_tell(proposals: Sequence[Proposal], *, now: datetime) -> None:
     }
     people = get_user_model().objects.in_bulk({pk for by in wanted.values() for pk in by})
     channels = channels_of(people.values())
-    barred = {pk: _may_not_read(person) for pk, person in people.items()}
+    barred = {pk: may_not_read(person) for pk, person in people.items()}
     notifications = []
     for proposal in proposals:
         # A Slack message of this round, which its update says failed: none more on Slack.
