@@ -724,6 +724,8 @@ def _execute_on_channel(proposal_id: int) -> Proposal:
                     started_at=now,
                 )
         if refusal:
+            if current is not None:  # not the round's first attempt
+                refusal = _sent_before(refusal, proposal, current)
             _record_attempt(
                 proposal,
                 number=next_attempt,
@@ -816,6 +818,21 @@ def _stopped_attempts_failed(
         attempt.status, attempt.finished_at, attempt.error = ExecutionStatus.FAILED, now, error
         attempt.save()  # saved: on record
     return len(stopped)
+
+
+def _sent_before(refusal: str, proposal: Proposal, current: ExecutionRound) -> str:
+    """A refusal of the round's next attempt, with what it must add of the attempts sent
+    before it: the channel got their request, and one without a sure answer (a worker stopped
+    while it was under way, a timeout) may have been carried out there, which the ledger
+    cannot know."""
+    last = _this_round(proposal, current).order_by("-attempt").first()
+    if last is None:
+        return refusal
+    return (
+        f"{refusal if refusal.endswith('.') else refusal + '.'} Attempt {last.attempt} was "
+        f"sent to the channel before (“{last.error}”): check on the channel that it was not "
+        "carried out."
+    )
 
 
 def _carried_out(executor: ChannelExecutor, current: ExecutionRound, account: Account) -> Outcome:

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from approvals.models import Agent, ProposalStatus
 from approvals.services.decisions import proposal_approve
+from executors import webhook
 from executors.models import ExecutionRound
 from executors.runner import proposal_execute, proposals_execute
 from ledger.models import Campaign
@@ -76,18 +77,53 @@ def test_a_person_s_approval_does_not_let_it_run_once_its_agent_is_stopped_befor
     assert Campaign.objects.get(external_id="brand-search").daily_budget == Decimal("1000.00")
 
 
-def test_the_next_attempt_on_the_channel_is_not_sent_once_its_agent_is_stopped(channel):
+@pytest.mark.parametrize("how", ["deactivated", "account taken away"])
+def test_the_next_attempt_on_the_channel_is_not_sent_once_its_agent_is_stopped(channel, how):
     endpoint = channel(503, 200)
     proposal = evaluated(bid_adjustment("2.12"))
     assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTING  # 503
+    said = stop(how)
+    ExecutionRound.objects.filter(proposal=proposal).update(lease_until=timezone.now())
+
+    ran = proposal_execute(proposal_id=proposal.pk)
+
+    assert ran.status == ProposalStatus.FAILED
+    error = ran.executions.order_by("attempt").last().error
+    assert error == (
+        f"Stopped: {said}. Attempt 1 was sent to the channel before (“the endpoint answered "
+        "HTTP 503”): check on the channel that it was not carried out."
+    )
+    assert len(endpoint.received) == 1 and bid() == Decimal("2.00")
+
+
+def test_a_stopped_agent_s_action_whose_worker_died_mid_request_says_the_channel_may_have_it(
+    channel, monkeypatch
+):
+    """Its first request went out and its worker died before the answer; then its agent was
+    stopped. The next attempt is not sent, and the failure says so: the ledger cannot know
+    whether the channel carried out the first, so the person reading it must look there,
+    not take "Stopped" for "nothing happened"."""
+    endpoint = channel(200)
+    proposal = evaluated(bid_adjustment("2.12"))
+
+    def killed(request, account):
+        raise KeyboardInterrupt("the worker was killed")
+
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(webhook, "_post", killed)
+        proposal_execute(proposal_id=proposal.pk)
     said = stop("deactivated")
     ExecutionRound.objects.filter(proposal=proposal).update(lease_until=timezone.now())
 
     ran = proposal_execute(proposal_id=proposal.pk)
 
     assert ran.status == ProposalStatus.FAILED
-    assert said in ran.executions.order_by("attempt").last().error
-    assert len(endpoint.received) == 1 and bid() == Decimal("2.00")
+    assert [e.error for e in ran.executions.order_by("attempt")] == [
+        "the worker stopped while the request was under way",
+        f"Stopped: {said}. Attempt 1 was sent to the channel before (“the worker stopped "
+        "while the request was under way”): check on the channel that it was not carried out.",
+    ]
+    assert endpoint.received == [] and bid() == Decimal("2.00")
 
 
 @pytest.mark.django_db(transaction=True)
