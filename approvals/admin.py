@@ -1157,6 +1157,10 @@ class ProposalAdmin(ReadOnlyAdmin):
                 proposal, kill_switch_now=switched[proposal.account.pk]
             )
         form = form_class(request.POST if "confirm" in request.POST else None)
+        # The note goes to each proposal's own agent, not to one "agent".
+        form.fields["note"].help_text = form.fields["note"].help_text.replace(
+            "to the agent", "to each proposal's agent"
+        )
         if "confirm" in request.POST and form.is_valid():
             decided = decide(
                 proposal_ids=[proposal.pk for proposal in proposals],

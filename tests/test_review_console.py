@@ -114,6 +114,8 @@ def test_bulk_approve_asks_for_confirmation_first(login):
     assert confirmation.status_code == 200
     assert "Approve 2 proposals?" in confirmation.text
     assert "move 300.00 USD/day" in confirmation.text
+    # The proposals may be several agents': the note goes to each one's.
+    assert "Sent to each proposal's agent as feedback, with your approval." in confirmation.text
     assert not Decision.objects.exists()
 
     done = client.post(CHANGELIST, {**selection, "confirm": "yes", "note": ""})
