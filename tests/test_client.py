@@ -290,7 +290,15 @@ def test_client_withdraws_a_waiting_proposal(hitl):
 def test_client_and_its_tools_tell_a_withdrawal_by_a_reviewer_from_the_agents_own(hitl, operator):
     own = propose_reallocation(hitl)
     assert hitl.withdraw(own.id).withdrawal == Withdrawal(by="agent", note="")
-    assert outcome_report(hitl.get(own.id))["message"] == ("It was withdrawn; it was not executed.")
+    told = outcome_report(hitl.get(own.id))
+    assert told["message"] == "This agent withdrew it. It was not executed."
+    assert (told["withdrawn_by"], told["note"]) == ("this agent", "")
+    # Withdrawn by another of its runs, with why: the model is told that too.
+    noted = propose_reallocation(hitl)
+    hitl.withdraw(noted.id, note="Superseded by tonight's plan")
+    assert outcome_report(hitl.get(noted.id))["message"] == (
+        "This agent withdrew it: Superseded by tonight's plan. It was not executed."
+    )
     theirs = propose_reallocation(hitl)
     proposal_withdraw_for_agent(
         proposal_id=theirs.id, reviewer=operator, note="Budget moves wait for the quarter's plan"

@@ -212,7 +212,16 @@ def outcome_report(
             report["message"] = (
                 f"A reviewer withdrew it{': ' + note if note else '.'} It was not executed."
             )
-        else:
+        elif withdrawal is not None:
+            # Withdrawn through this agent's own key: by this run, or by another of its runs or
+            # processes (an orchestrator), which the model may not know of.
+            report["withdrawn_by"] = "this agent"
+            report["note"] = withdrawal.note
+            note = _sentence(withdrawal.note)
+            report["message"] = (
+                f"This agent withdrew it{': ' + note if note else '.'} It was not executed."
+            )
+        else:  # withdrawn before the platform recorded by whom
             report["message"] = "It was withdrawn; it was not executed."
     elif status == Status.FAILED:
         execution = proposal.execution
