@@ -178,8 +178,11 @@ def test_client_refusals_are_typed_errors_with_the_apis_message(hitl, web_server
         )
     assert unknown_field.value.errors == {"payload.colour": ["Unknown field."]}
 
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFound) as missing:
         hitl.get(999_999_999)
+    # The API's own "Not found." names what was asked: a proposal that is not the agent's, or
+    # an address with a path too many, are told apart by reading it.
+    assert missing.value.message.endswith(f"(GET {web_server}/api/v1/proposals/999999999/)")
 
     with Client(web_server, "hitl_not-a-real-key") as stranger, pytest.raises(AuthFailed) as auth:
         stranger.campaigns()
@@ -220,6 +223,20 @@ def test_a_base_url_that_is_not_the_apis_is_told_by_what_answered_and_where(
     assert message.startswith(f"GET {web_server}{path}/api/v1/campaigns/ was answered "), message
     assert answered in message and "<" not in message
     assert message.endswith("not by the API: is the base URL the platform's address?")
+
+
+def test_a_base_url_with_the_apis_path_given_twice_is_told_by_the_address_asked(
+    web_server, demo_world
+):
+    """``Client(base + "/api")``: the API's own 404 answered, "Not found." and nothing about
+    the address, which read as a proposal or campaign that is not there."""
+    with (
+        Client(web_server + "/api", demo_world["agents"]["optimizer"]) as misplaced,
+        pytest.raises(NotFound) as refused,
+    ):
+        misplaced.campaigns()
+
+    assert refused.value.message.endswith(f"(GET {web_server}/api/api/v1/campaigns/)")
 
 
 def test_client_same_idempotency_key_replays_the_first_answer(hitl):

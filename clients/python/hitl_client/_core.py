@@ -285,11 +285,13 @@ def answer_of(response: httpx.Response, content: bytes, secret: str) -> Answer:
         )
     retry_after = retry_after_seconds(response)
     try:
+        request = response.request
         error = error_from_response(
             response.status_code,
             body,
             retry_after=retry_after,
             text=not_the_apis(response, excerpt_of(text, secret, 500)) if body is None else "",
+            asked=f"{request.method} {request.url.copy_with(query=None)}",
         )
     except RecursionError:  # decoded, but too deep to flatten into per-field errors
         error = error_from_response(

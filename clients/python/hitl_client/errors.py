@@ -148,9 +148,16 @@ def _flatten(errors: Any, prefix: str = "") -> dict[str, list[str]]:
 
 
 def error_from_response(
-    status_code: int, body: Any, *, retry_after: float | None = None, text: str = ""
+    status_code: int,
+    body: Any,
+    *,
+    retry_after: float | None = None,
+    text: str = "",
+    asked: str = "",
 ) -> HitlError:
-    """The typed error for a refused request, with the API's own message."""
+    """The typed error for a refused request, with the API's own message; a 404's names what
+    was ``asked`` ("GET https://…/api/v1/proposals/7/"), as the API's "Not found." does not
+    say whether the proposal or the address was wrong (a base URL with a path too many)."""
     code = None
     errors: dict[str, list[str]] = {}
     if isinstance(body, dict) and isinstance(body.get("detail"), str):
@@ -165,6 +172,8 @@ def error_from_response(
         )
     else:
         message = text.strip()[:500] or f"HTTP {status_code}"
+    if status_code == 404 and asked and not text:
+        message = f"{message} ({asked})"
     kind = BY_STATUS.get(status_code, ServerError if status_code >= 500 else HitlError)
     kw: dict[str, Any] = {"status_code": status_code, "code": code, "body": body}
     if issubclass(kind, ValidationFailed):
