@@ -46,6 +46,16 @@ PERMANENT_ERRORS = {
     "cant_update_message",
     "invalid_blocks",
     "msg_too_long",
+    "msg_blocks_too_long",
+}
+# What a refusal means, for the notification's record (an auditor reads it there), where
+# Slack's code alone does not say it.
+REFUSALS_SAID = {
+    "msg_blocks_too_long": (
+        "the words of its blocks add up to more than Slack takes in one message"
+    ),
+    "msg_too_long": "its text is longer than Slack takes in one message",
+    "invalid_blocks": "its blocks break one of Slack's limits for a block",
 }
 
 
@@ -55,15 +65,29 @@ SLACK_FAILURES = (SlackClientError, OSError)
 
 
 # Slack's Block Kit limits (api.slack.com/reference/block-kit/blocks): a message that breaks
-# one is refused whole (invalid_blocks), so what is longer is cut to fit, saying so.
+# one is refused whole (invalid_blocks), so what is longer is cut to fit, saying so. Each is
+# counted in UTF-16 units (an emoji is two), as Slack may count them.
 SECTION_TEXT_LIMIT = 3000
-FIELD_TEXT_LIMIT = 2000
 BLOCKS_LIMIT = 50
+# The words of all of a message's blocks together, in UTF-16 units (``message_units``): Slack
+# refuses a message whose blocks' texts add up to about 12,000 characters
+# (msg_blocks_too_long), a limit it does not document, nor say how it counts. Reported:
+# refused at ~13,200 characters of markdown blocks (github.com/slackapi/bolt-js/issues/2509,
+# where a Slack engineer answered "12,000 text characters with a buffer for block
+# containers"), and at 11,341 characters summed over every text of rich text, section,
+# header and divider blocks (github.com/slackapi/bolt-js/issues/2867). So a message's texts
+# stay within this, well under the lowest refusal reported, for the containers (up to 50
+# blocks) Slack may count besides: what is longer is cut, saying so.
+MESSAGE_TEXT_LIMIT = 10_000
 # The words an action would publish (a creative batch's), in a message: a section each, at
-# most this many, and this many characters in all (a batch of 50 long creatives would not fit
-# one message, nor be read in one).
+# most this many (a batch of 50 creatives would not be read in one message), as many as the
+# message has room for.
 WORDS_SHOWN_SECTIONS = 20
-WORDS_SHOWN_CHARACTERS = 12_000
+# A digest's line of its proposal, at most (a note quoted in full there would leave room
+# for few other proposals' lines): the rest is on the proposal's page.
+DIGEST_LINE_LIMIT = 1000
+# A message's text, which Slack shows in a notification of it (not in the message).
+PREVIEW_LIMIT = 3000
 
 # Slack wants an answer to a button press within 3 s: each call made while it waits has this
 # long.
@@ -164,7 +188,7 @@ def slack_tell(*, channel: str, slack_user_id: str, text: str) -> None:
             channel=channel or slack_user_id,
             user=slack_user_id,
             text=_escape(text),
-            blocks=[_plain_section(_fit(text, SECTION_TEXT_LIMIT, escaped=False))],
+            blocks=[_plain_section(_cut(text, SECTION_TEXT_LIMIT))],
         )
     except SLACK_FAILURES as error:
         raise _failure(error) from error
@@ -212,6 +236,8 @@ def _failure(error: SlackClientError | OSError) -> ChannelError:
         # Slack's codes are short words ("ratelimited"); anything else is shown and kept as
         # text can be (a NUL in it had failed the recording of every message sent with it).
         said = one_line(code)[:100]
+        if code in REFUSALS_SAID:
+            said += f" ({REFUSALS_SAID[code]}); not tried again: Slack would refuse it again"
         return ChannelError(
             f"Slack refused it: {said or error}",
             permanent=code in PERMANENT_ERRORS,
@@ -242,7 +268,63 @@ def message_blocks(
 ) -> list:
     """The Block Kit message: buttons only while it waits, and only for a person who may
     decide on it, under how far it has come (``progress``); once decided, what became of it
-    instead."""
+    instead. Its words together stay within MESSAGE_TEXT_LIMIT: why it waits and its notes,
+    where long, are cut to one length to fit with its headline, facts and buttons (leaving
+    room to say which creatives do not fit), and the words the action would publish take the
+    room left (``_words_blocks``)."""
+    may_approve = may_decide and not outcome
+    reasons = "\n".join(f"• {reason}" for reason in message.reasons) or "• No policy decided it."
+    # Once it no longer waits (``outcome``), why it waited: not "waits".
+    why = f"{'Why it waited' if outcome else 'Why it waits'}\n{reasons}"
+    progress = progress or message.progress  # a new message says how far it has come too
+    notes = [
+        note
+        for note, shown in (
+            # Each quotes a reviewer's or an agent's note, or a name, as they typed it.
+            (outcome or progress, True),
+            (message.nobody_may_decide, not outcome),
+            (message.approval_refused, may_approve),
+        )
+        if note and shown
+    ]
+    head = [_headline_block(message), _facts_block(message, on_it=not outcome)]
+    # The buttons as they would be with Approve: they take at most this room.
+    actions = [_actions_block(message, approve=True, reader=reader)] if may_approve else []
+    room = MESSAGE_TEXT_LIMIT - message_units([*head, *actions])
+    limit = min(
+        SECTION_TEXT_LIMIT,
+        _share(
+            [min(_units(text), SECTION_TEXT_LIMIT) for text in (why, *notes)],
+            room - _words_left_room(message, may_approve=may_approve),
+        ),
+    )
+    # Plain text, as the words are: a reason quotes the creative it found a banned term in
+    # ("“*«Guaranteed»* :tada:”"), which Slack's markup would show bold, with an emoji.
+    said = [
+        _plain_section(_cut(why, limit, more="\n… and more on its page.")),
+        *({"type": "context", "elements": [_plain(_cut(note, limit))]} for note in notes),
+    ]
+    words, every_word_shown = _words_blocks(
+        message, may_approve=may_approve, room=room - message_units(said)
+    )
+    if may_approve:
+        approve = every_word_shown and not message.approval_refused
+        actions = [_actions_block(message, approve=approve, reader=reader)]
+    return [*head, *words, *said, *actions]
+
+
+def _headline_block(message: ProposalMessage) -> dict:
+    return {
+        "type": "section",
+        "text": {
+            "type": "mrkdwn",
+            "text": f"{message.headline}\n*<{message.url}|#{message.proposal_id} "
+            f"{_escape(message.summary)}>*",
+        },
+    }
+
+
+def _facts_block(message: ProposalMessage, *, on_it: bool) -> dict:
     facts = [
         f"*Agent* {message.agent}",
         f"*Account* {message.account}",
@@ -254,88 +336,48 @@ def message_blocks(
         stamp, shown = int(message.due_at.timestamp()), message.due_text
         due = "Was due by" if message.overdue else "Due by"
         facts.append(f"*{due}* <!date^{stamp}^{{date_short}} {{time_secs}}|{shown}>")
-    if message.claimed_by and not outcome:
-        on_it = f"*On it* {message.claimed_by}"
+    if message.claimed_by and on_it:
+        said = f"*On it* {message.claimed_by}"
         if message.claimed_until is not None:  # Slack shows when in the reader's own zone
             stamp, shown = int(message.claimed_until.timestamp()), message.claimed_until_text
-            on_it += f", until <!date^{stamp}^{{date_short}} {{time}}|{shown}>"
-        facts.append(on_it)
-    reasons = "\n".join(f"• {reason}" for reason in message.reasons) or "• No policy decided it."
-    words, every_word_shown = _words_blocks(message, may_approve=may_decide and not outcome)
-    blocks: list[dict] = [
-        {
-            "type": "section",
-            "text": {
-                "type": "mrkdwn",
-                "text": _fit(
-                    f"{message.headline}\n*<{message.url}|#{message.proposal_id} "
-                    f"{_escape(message.summary)}>*",
-                    SECTION_TEXT_LIMIT,
-                ),
-            },
-        },
-        {
-            "type": "section",
-            "fields": [{"type": "mrkdwn", "text": _fit(fact, FIELD_TEXT_LIMIT)} for fact in facts],
-        },
-        *words,
-        # Plain text, as the words are: a reason quotes the creative it found a banned term
-        # in ("“*«Guaranteed»* :tada:”"), which Slack's markup would show bold, with an emoji.
-        _plain_section(
-            _fit(
-                # Once it no longer waits (``outcome``), why it waited: not "waits".
-                f"{'Why it waited' if outcome else 'Why it waits'}\n{reasons}",
-                SECTION_TEXT_LIMIT,
-                more="\n… and more on its page.",
-                escaped=False,
-            )
-        ),
-    ]
-    progress = progress or message.progress  # a new message says how far it has come too
-    if outcome or progress:
-        # Plain text too: it quotes a reviewer's or an agent's note as they typed it.
-        note = _fit(outcome or progress, SECTION_TEXT_LIMIT, escaped=False)
-        blocks.append({"type": "context", "elements": [_plain(note)]})
-    if message.nobody_may_decide and not outcome:
-        note = _fit(message.nobody_may_decide, SECTION_TEXT_LIMIT, escaped=False)
-        blocks.append({"type": "context", "elements": [_plain(note)]})
-    if message.approval_refused and may_decide and not outcome:
-        note = _fit(message.approval_refused, SECTION_TEXT_LIMIT, escaped=False)
-        blocks.append({"type": "context", "elements": [_plain(note)]})
-    if may_decide and not outcome:
-        value = str(message.proposal_id)
-        # A decision carries the action as this message shows it (``press_parse``).
-        seen = f":{message.seen}" if message.seen else ""
-        approve = {
-            "type": "button",
-            "action_id": "approve",
-            "style": "primary",
-            "text": {"type": "plain_text", "text": "Approve"},
-            "value": f"{value}{seen}",
-        }
-        blocks.append(
+            said += f", until <!date^{stamp}^{{date_short}} {{time}}|{shown}>"
+        facts.append(said)
+    return {"type": "section", "fields": [{"type": "mrkdwn", "text": fact} for fact in facts]}
+
+
+def _actions_block(message: ProposalMessage, *, approve: bool, reader: str) -> dict:
+    """Approve (where ``approve``), the Reject menu that asks for the reason, and the claim's
+    button."""
+    value = str(message.proposal_id)
+    # A decision carries the action as this message shows it (``press_parse``).
+    seen = f":{message.seen}" if message.seen else ""
+    approve_button = {
+        "type": "button",
+        "action_id": "approve",
+        "style": "primary",
+        "text": {"type": "plain_text", "text": "Approve"},
+        "value": f"{value}{seen}",
+    }
+    return {
+        "type": "actions",
+        "block_id": f"proposal-{message.proposal_id}",
+        "elements": [
+            *([approve_button] if approve else []),
             {
-                "type": "actions",
-                "block_id": f"proposal-{message.proposal_id}",
-                "elements": [
-                    *([approve] if every_word_shown and not message.approval_refused else []),
+                "type": "static_select",
+                "action_id": "reject",
+                "placeholder": {"type": "plain_text", "text": "Reject because…"},
+                "options": [
                     {
-                        "type": "static_select",
-                        "action_id": "reject",
-                        "placeholder": {"type": "plain_text", "text": "Reject because…"},
-                        "options": [
-                            {
-                                "text": {"type": "plain_text", "text": label},
-                                "value": f"{value}:{code}{seen}",
-                            }
-                            for code, label in RejectionReason.choices
-                        ],
-                    },
-                    *_claim_button(message, value, reader=reader),
+                        "text": {"type": "plain_text", "text": label},
+                        "value": f"{value}:{code}{seen}",
+                    }
+                    for code, label in RejectionReason.choices
                 ],
-            }
-        )
-    return blocks
+            },
+            *_claim_button(message, value, reader=reader),
+        ],
+    }
 
 
 def failure_blocks(message: ProposalMessage, *, may_retry: bool, outcome: str = "") -> list:
@@ -355,7 +397,7 @@ def failure_blocks(message: ProposalMessage, *, may_retry: bool, outcome: str = 
     if failure.at is not None:
         stamp = int(failure.at.timestamp())
         facts.append(f"*Failed at* <!date^{stamp}^{{date_short}} {{time_secs}}|{failure.at_text}>")
-    words, _ = _words_blocks(message, may_approve=False)
+    words, _ = _words_blocks(message, may_approve=False, room=MESSAGE_TEXT_LIMIT // 2)
     how = [f"• {failure.let_run}."]
     if failure.by_policy:
         how += [f"• {reason}" for reason in message.reasons]
@@ -373,7 +415,7 @@ def failure_blocks(message: ProposalMessage, *, may_retry: bool, outcome: str = 
         },
         {
             "type": "section",
-            "fields": [{"type": "mrkdwn", "text": _fit(fact, FIELD_TEXT_LIMIT)} for fact in facts],
+            "fields": [{"type": "mrkdwn", "text": _fit(fact, 2000)} for fact in facts],
         },
         *words,
         _plain_section(_fit(f"Why it failed\n{failure.said}", SECTION_TEXT_LIMIT, escaped=False)),
@@ -400,37 +442,70 @@ def failure_blocks(message: ProposalMessage, *, may_retry: bool, outcome: str = 
     return blocks
 
 
-def _words_blocks(message: ProposalMessage, *, may_approve: bool) -> tuple[list[dict], bool]:
+def _words_blocks(
+    message: ProposalMessage, *, may_approve: bool, room: int
+) -> tuple[list[dict], bool]:
     """The words the action would publish, a section each, as plain text (shown as they
     would be published: no Slack formatting, no emoji made of ``:fire:``; a part's own line
     breaks indented under it, as an email shows them, so that a body cannot add a line that
-    reads as the creative's call to action), as many as fit; and whether every one of them
-    did. One that did not is named, and the message offers no Approve: approving is for words
-    read, on its page (where the reader may approve it, ``may_approve``, the note says so)."""
+    reads as the creative's call to action), as many as fit the message's ``room`` (units);
+    and whether every one of them did. One that did not is named, and the message offers no
+    Approve: approving is for words read, on its page (where the reader may approve it,
+    ``may_approve``, the note says so)."""
+    texts = [words_lines(title, parts) for title, parts in message.words]
+    if (
+        len(texts) <= WORDS_SHOWN_SECTIONS
+        and all(_units(text) <= SECTION_TEXT_LIMIT for text in texts)
+        and sum(_units(text) for text in texts) <= room
+    ):
+        return [_plain_section(text) for text in texts], True
+    room -= _words_left_room(message, may_approve=may_approve)
     blocks: list[dict] = []
-    used = 0
-    for shown, (title, parts) in enumerate(message.words):
-        text = words_lines(title, parts)
+    for text in texts:
         # Counted in UTF-16 units (an emoji is two), as Slack may count its limits: a creative
         # of emoji alone must not have the whole message refused.
-        length = _units(text)
-        used += length
-        if (
-            shown == WORDS_SHOWN_SECTIONS
-            or length > SECTION_TEXT_LIMIT
-            or used > WORDS_SHOWN_CHARACTERS
-        ):
-            after = len(message.words) - shown - 1
-            which = f"{title} and the {after} after it do" if after else f"{title} does"
-            approve = ", and approve it," if may_approve else ""
-            note = (
-                f"{_escape(which)} not fit in this message: read "
-                f"{'them' if after else 'it'}{approve} on <{message.url}|its page>."
-            )
-            blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
-            return blocks, False
+        room -= _units(text)
+        if len(blocks) == WORDS_SHOWN_SECTIONS or _units(text) > SECTION_TEXT_LIMIT or room < 0:
+            break
         blocks.append(_plain_section(text))
-    return blocks, True
+    return [*blocks, _words_left(message, len(blocks), may_approve=may_approve)], False
+
+
+def _words_left(message: ProposalMessage, shown: int, *, may_approve: bool) -> dict:
+    """The note that the words of the first creative not ``shown`` (and of those after it) do
+    not fit the message, and where they are read."""
+    title = message.words[shown][0]
+    after = len(message.words) - shown - 1
+    which = f"{title} and the {after} after it do" if after else f"{title} does"
+    approve = ", and approve it," if may_approve else ""
+    note = (
+        f"{_escape(which)} not fit in this message: read "
+        f"{'them' if after else 'it'}{approve} on <{message.url}|its page>."
+    )
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": note}]}
+
+
+def _words_left_room(message: ProposalMessage, *, may_approve: bool) -> int:
+    """The units the note that some of its words do not fit takes at most (``_words_left``)."""
+    return max(
+        (
+            message_units([_words_left(message, shown, may_approve=may_approve)])
+            for shown in range(len(message.words))
+        ),
+        default=0,
+    )
+
+
+def _share(lengths: list[int], room: int) -> int:
+    """The most units each of texts of these ``lengths`` may keep for them all to take
+    ``room`` at most: the longest cut to one length, the others kept whole."""
+    left = len(lengths)
+    for length in sorted(lengths):
+        if length * left > room:
+            return max(0, room // left)
+        room -= length
+        left -= 1
+    return max(lengths, default=0)
 
 
 def _claim_button(message: ProposalMessage, value: str, *, reader: str) -> list[dict]:
@@ -486,6 +561,44 @@ def _fit(text: str, limit: int, *, more: str = "…", escaped: bool = True) -> s
     return cut + more
 
 
+def message_units(blocks: list[dict]) -> int:
+    """How long a message's blocks are as Slack may count them against its limit for a
+    message (MESSAGE_TEXT_LIMIT): every text in them (a text object's, a rich text element's,
+    a date's fallback, a button's, a menu's options'), in UTF-16 units."""
+
+    def units(value: Any) -> int:
+        if isinstance(value, dict):
+            return sum(
+                _units(said)
+                if name in ("text", "fallback") and isinstance(said, str)
+                else units(said)
+                for name, said in value.items()
+            )
+        if isinstance(value, list):
+            return sum(units(said) for said in value)
+        return 0
+
+    return units(blocks)
+
+
+def _first_units(text: str, room: int) -> str:
+    """The start of ``text`` that takes ``room`` UTF-16 units at most, never half an emoji."""
+    used = 0
+    for index, char in enumerate(text):
+        used += 2 if ord(char) > 0xFFFF else 1
+        if used > room:
+            return text[:index]
+    return text
+
+
+def _cut(text: str, limit: int, *, more: str = "…") -> str:
+    """``text``, cut to ``limit`` UTF-16 units (saying ``more``) if longer. Plain text: its
+    "&" is one, and it has no escape to cut inside."""
+    if _units(text) <= limit:
+        return text
+    return _first_units(text, max(0, limit - _units(more))) + more
+
+
 def _rich(text: str, **style: bool) -> dict:
     """A rich text element Slack shows as it is written: its markup (``*bold*``), emoji codes
     (``:fire:``), links (``<https://…|click>``) and mentions (``<!channel>``) are words, as
@@ -505,10 +618,7 @@ def _rich_cut(elements: list[dict], limit: int, *, more: str = "…") -> list[di
     for element in elements:
         text = element["text"]
         if _units(text) > room:
-            cut = text[:room]
-            while _units(cut) > room:  # an emoji counts two: cut before it
-                cut = cut[:-1]
-            kept.append({**element, "text": cut + more})
+            kept.append({**element, "text": _first_units(text, room) + more})
             return kept
         kept.append(element)
         room -= _units(text)
@@ -523,26 +633,51 @@ def _rich_block(lines: list[list[dict]]) -> dict:
 
 
 def _digest_blocks(title: str, lines: list[list[dict]]) -> list[dict]:
-    """The digest's lines in rich text blocks that each hold as much as a section may (Slack
-    counts a message's blocks, and rich text has no limit of its own written down), as many
-    as a message takes; the lines left over are counted, for the proposals' queue to show."""
-    blocks: list[list[list[dict]]] = [[[_rich(title, bold=True)]]]
-    used = _units(title)
-    for line in lines:
-        line = _rich_cut(line, SECTION_TEXT_LIMIT - 1)
-        length = sum(_units(element["text"]) for element in line)
-        if used + 1 + length > SECTION_TEXT_LIMIT:
-            blocks.append([])
-            used = -1  # no line break before a block's first line
-        blocks[-1].append(line)
-        used += 1 + length
-    if len(blocks) > BLOCKS_LIMIT:
-        left = sum(len(block) for block in blocks[BLOCKS_LIMIT - 1 :])
-        blocks = [
-            *blocks[: BLOCKS_LIMIT - 1],
-            [[_rich(f"… and {left} more in the console's queue.")]],
-        ]
+    """The digest's lines, each cut to DIGEST_LINE_LIMIT units, in rich text blocks that each
+    hold as much as a section may (Slack counts a message's blocks, and rich text has no
+    limit of its own written down), as many as a message takes (BLOCKS_LIMIT blocks,
+    MESSAGE_TEXT_LIMIT units in all); the lines left over are counted, for the proposals'
+    queue to show."""
+    lines = [_rich_cut(line, DIGEST_LINE_LIMIT) for line in lines]
+    blocks, placed = _digest_placed(
+        title, lines, most_units=MESSAGE_TEXT_LIMIT, most_blocks=BLOCKS_LIMIT
+    )
+    if placed < len(lines):
+
+        def more(left: int) -> str:
+            return f"… and {left} more in the console's queue."
+
+        blocks, placed = _digest_placed(
+            title,
+            lines,
+            most_units=MESSAGE_TEXT_LIMIT - _units(more(len(lines))),
+            most_blocks=BLOCKS_LIMIT - 1,
+        )
+        blocks.append([[_rich(more(len(lines) - placed))]])
     return [_rich_block(block) for block in blocks]
+
+
+def _digest_placed(
+    title: str, lines: list[list[dict]], *, most_units: int, most_blocks: int
+) -> tuple[list[list[list[dict]]], int]:
+    """The digest's ``title`` and as many of its ``lines`` as fit ``most_blocks`` blocks of a
+    section's length at most, ``most_units`` units in all (a line break between two lines of
+    a block one), as the blocks' lines; and how many lines it placed."""
+    blocks: list[list[list[dict]]] = [[[_rich(title, bold=True)]]]
+    in_block = total = _units(title)
+    for placed, line in enumerate(lines):
+        length = sum(_units(element["text"]) for element in line)
+        if in_block + 1 + length > SECTION_TEXT_LIMIT:  # a block of its own
+            if len(blocks) == most_blocks or total + length > most_units:
+                return blocks, placed
+            blocks.append([line])
+            in_block, total = length, total + length
+        else:
+            if total + 1 + length > most_units:
+                return blocks, placed
+            blocks[-1].append(line)
+            in_block, total = in_block + 1 + length, total + 1 + length
+    return blocks, len(lines)
 
 
 def _digest_line(line: DigestLine) -> list[dict]:
@@ -576,6 +711,13 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _preview(text: str) -> str:
+    """A message's text, which Slack shows in a notification of it: escaped, as Slack reads
+    it as its markup (a note's "<!here>" is shown, not a mention), and cut to PREVIEW_LIMIT
+    (an endpoint's answer quoted in it is as long as the endpoint likes)."""
+    return _escape(_cut(text, PREVIEW_LIMIT))
+
+
 class SlackChannel(Channel):
     name = "slack"
 
@@ -597,7 +739,7 @@ class SlackChannel(Channel):
         try:
             answer = client.chat_postMessage(
                 channel=user_id,
-                text=f"{message.headline}: #{message.proposal_id} {message.summary}",
+                text=_preview(f"{message.headline}: #{message.proposal_id} {message.summary}"),
                 blocks=failure_blocks(message, may_retry=may_decide)
                 if message.failure
                 else message_blocks(
@@ -673,9 +815,7 @@ class SlackChannel(Channel):
             slack_client().chat_update(
                 channel=where["channel"],
                 ts=where["ts"],
-                # Slack reads it as markup (a notification's preview): a note's "<!here>"
-                # is shown, not a mention.
-                text=_escape(
+                text=_preview(
                     f"#{message.proposal_id} {message.summary}: {text or message.headline}"
                 ),
                 blocks=blocks,

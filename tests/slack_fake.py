@@ -53,6 +53,9 @@ class SlackServer:
         # Called once, with its arguments, when the next chat.update arrives, before Slack has
         # it: what happens elsewhere while an update is on its way.
         self.while_next_update: Callable[[dict], None] | None = None
+        # The units a message's blocks' texts may add up to (``blocks_units``), past which it
+        # is refused msg_blocks_too_long: lower, a Slack that counts more strictly.
+        self.blocks_text_limit = MAX_BLOCKS_TEXT
         self._stamps = itertools.count(1)
         self._lock = threading.Lock()
         server = self
@@ -133,7 +136,7 @@ class SlackServer:
         return {"id": user_id, "name": name, "profile": {"email": email, "real_name": name}}
 
     def _chat_postMessage(self, args: dict) -> dict:
-        refused = blocks_refusal(args.get("blocks"))
+        refused = blocks_refusal(args.get("blocks"), text_limit=self.blocks_text_limit)
         if refused:
             return {"ok": False, "error": refused}
         channel = self._dm_channel(args.get("channel", ""))
@@ -144,7 +147,7 @@ class SlackServer:
         return {"ok": True, "channel": channel, "ts": ts, "message": {"ts": ts}}
 
     def _chat_update(self, args: dict) -> dict:
-        refused = blocks_refusal(args.get("blocks"))
+        refused = blocks_refusal(args.get("blocks"), text_limit=self.blocks_text_limit)
         if refused:
             return {"ok": False, "error": refused}
         key = (args.get("channel", ""), args.get("ts", ""))
@@ -187,6 +190,7 @@ class SlackServer:
             self.people = dict(KNOWN_PEOPLE)
             self.rate_limited.clear()
             self.while_next_update = None
+            self.blocks_text_limit = MAX_BLOCKS_TEXT
 
     def close(self) -> None:
         self.server.shutdown()
@@ -203,6 +207,10 @@ MAX_FIELD_TEXT = 2000
 MAX_CONTEXT_TEXT = 3000
 MAX_BUTTON_VALUE = 2000
 MAX_OPTION_VALUE = 150
+# And one it does not document: a message whose blocks' texts add up to about 12,000
+# characters is refused msg_blocks_too_long (github.com/slackapi/bolt-js/issues/2509 and
+# 2867; Slack's engineer: "12,000 text characters with a buffer for block containers").
+MAX_BLOCKS_TEXT = 12_000
 
 
 def units(text: str) -> int:
@@ -210,12 +218,34 @@ def units(text: str) -> int:
     return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
-def blocks_refusal(blocks) -> str:
-    """ "invalid_blocks" if ``blocks`` break one of Slack's limits, else ""."""
+def blocks_refusal(blocks, *, text_limit: int = MAX_BLOCKS_TEXT) -> str:
+    """ "invalid_blocks" if ``blocks`` break one of Slack's limits for a block,
+    "msg_blocks_too_long" if their texts add up to more than ``text_limit`` units, else ""."""
     if isinstance(blocks, str):
         blocks = json.loads(blocks or "[]")
     if not blocks:
         return ""
+    if _breaks_a_block_limit(blocks):
+        return "invalid_blocks"
+    return "msg_blocks_too_long" if blocks_units(blocks) > text_limit else ""
+
+
+def blocks_units(value) -> int:
+    """Every text in a message's blocks (a text object's, a rich text element's, a date's
+    fallback, a button's, an option's), added up in UTF-16 units (an emoji is two)."""
+    if isinstance(value, dict):
+        return sum(
+            units(said)
+            if name in ("text", "fallback") and isinstance(said, str)
+            else blocks_units(said)
+            for name, said in value.items()
+        )
+    if isinstance(value, list):
+        return sum(blocks_units(said) for said in value)
+    return 0
+
+
+def _breaks_a_block_limit(blocks: list[dict]) -> bool:
     too_long = [
         len(blocks) > MAX_BLOCKS,
         *(
@@ -246,7 +276,7 @@ def blocks_refusal(blocks) -> str:
             for element in block.get("elements", [])
         ),
     ]
-    return "invalid_blocks" if any(too_long) else ""
+    return any(too_long)
 
 
 RICH_TEXT_STYLES = {"bold", "italic", "strike", "code"}

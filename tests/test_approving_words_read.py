@@ -109,8 +109,9 @@ def test_the_operator_reads_each_creative_in_the_email_and_on_slack_before_appro
     [
         # More creatives than a message has sections for them.
         ([creative(headline=f"Headline {n}") for n in range(1, 26)], 20),
-        # Fewer, each long: more words than a message is read in.
-        ([creative(headline=f"Headline {n}", body="Long. " * 330) for n in range(1, 7)], 5),
+        # Fewer, each long (2,000 characters): more words than a message has room for beside
+        # its headline, facts and why it waits (MESSAGE_TEXT_LIMIT, 10,000, in all).
+        ([creative(headline=f"Headline {n}", body="Long. " * 330) for n in range(1, 7)], 4),
     ],
 )
 @pytest.mark.django_db

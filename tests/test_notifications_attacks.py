@@ -5,6 +5,7 @@ what a person would check; the Slack-compatible server refuses what Slack refuse
 (``tests.slack_fake.blocks_refusal``)."""
 
 import time
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -18,10 +19,19 @@ from django.utils import timezone
 from approvals.models import Decision, Proposal
 from notifications import services
 from notifications.digests import notifications_send_digests
-from notifications.models import Delivery, Notification, NotificationStatus, ReachedBy, Route
+from notifications.messages import proposal_messages
+from notifications.models import (
+    Delivery,
+    Notification,
+    NotificationKind,
+    NotificationStatus,
+    ReachedBy,
+    Route,
+)
 from notifications.services import notifications_deliver
+from notifications.slack import MESSAGE_TEXT_LIMIT, message_blocks
 from tests.conftest import creative, creative_batch, free_port, reallocation, wait_until
-from tests.slack_fake import blocks_refusal, press, shown_text
+from tests.slack_fake import blocks_refusal, blocks_units, press, shown_text
 
 pytestmark = pytest.mark.django_db(transaction=True)
 DEMO_ROUTE = "Demo: everything waiting, to the operators"
@@ -117,6 +127,97 @@ def test_a_creative_batch_full_of_banned_terms_still_reaches_the_operator_on_sla
     assert [
         e["action_id"] for b in posted["blocks"] if b["type"] == "actions" for e in b["elements"]
     ] == ["reject", "claim"]
+
+
+def test_a_creative_batch_that_fills_a_slack_message_still_reaches_the_operator(
+    demo_world, agent_client, slack
+):
+    """Seven creatives of 1,700 characters: within the 12,000 a message showed creatives up
+    to, but with its headline, facts, why it waits and buttons the message's texts added up
+    to more than Slack takes in one message. Slack refused it (msg_blocks_too_long), which
+    was tried again as if Slack had been busy, six times, and the operator was never told."""
+    held_for_a_digest()
+    on_slack_only()
+    batch = [creative(headline=f"Offer {n}", body="Long. " * 272) for n in range(1, 8)]
+    submit(agent_client("copywriter"), creative_batch(*batch))
+
+    [notification] = send_held_one_by_one()
+
+    assert notification.status == NotificationStatus.SENT, notification.log
+    [posted] = slack.sent("chat.postMessage")
+    assert blocks_units(posted["blocks"]) <= MESSAGE_TEXT_LIMIT
+    # The creatives it has no room for are named and left to its page, where they are read
+    # before it is approved.
+    shown = shown_text(posted["blocks"])
+    assert "Creative 5\n" in shown and "Creative 6\n" not in shown
+    assert (
+        "Creative 6 and the 1 after it do not fit in this message: read them, and approve " in shown
+    )
+    assert [
+        e["action_id"] for b in posted["blocks"] if b["type"] == "actions" for e in b["elements"]
+    ] == ["reject", "claim"]
+
+
+def test_a_message_slack_refuses_as_too_long_is_given_up_at_once_saying_why(
+    demo_world, optimizer, slack
+):
+    """Slack's limit on a message's words is undocumented and may be lower than the platform
+    allows for: its refusal (msg_blocks_too_long) was tried again six times over a quarter of
+    an hour, as if Slack had been busy, to be refused each time, and the record said only
+    "Slack refused it: msg_blocks_too_long"."""
+    held_for_a_digest()
+    on_slack_only()
+    submit(optimizer, reallocation("150.00"))
+    slack.blocks_text_limit = 300
+
+    [notification] = send_held_one_by_one()
+
+    assert notification.status == NotificationStatus.FAILED, notification.log
+    assert notification.attempts == 1
+    assert notification.log[-1]["result"] == (
+        "Slack refused it: msg_blocks_too_long (the words of its blocks add up to more than "
+        "Slack takes in one message); not tried again: Slack would refuse it again"
+    )
+
+
+def test_a_slack_message_whose_every_text_runs_long_stays_within_what_slack_takes(
+    demo_world, agent_client
+):
+    """Whatever its texts hold at their longest (a summary, reasons quoting fifty creatives,
+    notes of 5,000 characters, names, a batch's creatives of emoji), a message about a
+    proposal, waiting or decided, adds up to what Slack takes in one message: the words an
+    action would publish take the room left, and long notes are cut, saying so."""
+    batch = [creative(headline="😀" * 150, body="😀" * 1200, cta="😀" * 50) for _ in range(10)]
+    proposal = Proposal.objects.get(
+        pk=submit(agent_client("copywriter"), creative_batch(*batch))["id"]
+    )
+    [message] = proposal_messages([(proposal, NotificationKind.WAITING)], now=timezone.now())
+    note = "Paused by its owner: " + "😀" * 4980
+    longest = replace(
+        message,
+        summary="s" * 300,
+        agent="a" * 100,
+        account="b" * 100,
+        magnitude="m" * 300,
+        reasons=[f"Finding {n}: “{'😀' * 200}”." for n in range(50)],
+        claimed_by="c" * 150,
+        claimed_until=timezone.now(),
+        due_at=timezone.now(),
+        progress=note,
+        nobody_may_decide=note,
+        approval_refused=note,
+    )
+
+    for blocks in (
+        message_blocks(longest, may_decide=True, reader="c" * 150),
+        message_blocks(longest, may_decide=False),
+        message_blocks(longest, may_decide=False, outcome=note),
+    ):
+        assert blocks_refusal(blocks) == ""
+        assert blocks_units(blocks) <= MESSAGE_TEXT_LIMIT
+        notes = [e["text"] for b in blocks if b["type"] == "context" for e in b["elements"]]
+        assert all(text.endswith("…") for text in notes if text.startswith("Paused by"))
+        assert " after it do not fit in this message" in notes[0]
 
 
 # Who is told: as they are when it is sent, not as they were when it was recorded.

@@ -30,10 +30,10 @@ from notifications.models import (
     Route,
 )
 from notifications.services import proposal_claim, reached_by_choose
-from notifications.slack import SlackChannel
+from notifications.slack import MESSAGE_TEXT_LIMIT, SlackChannel
 from notifications.tasks import send_due_digests
 from tests.conftest import reallocation, wait_until
-from tests.slack_fake import blocks_refusal, shown_text
+from tests.slack_fake import blocks_refusal, blocks_units, shown_text
 from tests.test_notifications_sweep import WorkerKilled
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -335,6 +335,36 @@ def test_a_slack_digest_is_updated_to_say_which_proposals_no_longer_wait(optimiz
     assert "Why it waits" not in text
     assert "No longer waits: Rejected by operator (wrong signal) at " in text
     assert "No longer waits: Withdrawn by its agent at " in text
+
+
+@pytest.mark.usefixtures("celery_worker")
+def test_a_slack_digest_of_long_notes_is_updated_within_what_slack_takes(optimizer, slack):
+    """Twelve proposals in a digest, each withdrawn for its agent with a note of 4,900
+    characters: each of their lines held a section's 3,000, the update's blocks added up to
+    36,000 characters, and Slack refused it (msg_blocks_too_long), each time it was tried
+    again: the digest went on saying that all twelve wait."""
+    listed = due_in_a_slack_digest(optimizer, [f"{150 + n}.00" for n in range(12)])
+    assert notifications_send_digests() == 1
+    where, _ = the_digest(slack)
+    operator = get_user_model().objects.get(username="operator")
+    note = "Paused while its owner reviews the spend. " * 116
+
+    for proposal in listed:
+        proposal_withdraw_for_agent(proposal_id=proposal["id"], reviewer=operator, note=note)
+
+    final = "None of the 12 proposals waits for a decision any more"
+    message = wait_until(
+        lambda: slack.messages[where]["text"] == final and slack.messages[where], timeout=30
+    )
+    blocks = message["blocks"]
+    assert blocks_units(blocks) <= MESSAGE_TEXT_LIMIT
+    # Each line's note cut, saying so (the whole is on its page); the lines it has no room
+    # for are counted, for the console's queue.
+    lines = shown_text(blocks[:-1]).split("\n• ")[1:]
+    assert 5 <= len(lines) < 12
+    assert all("No longer waits: Withdrawn for its agent by operator" in line for line in lines)
+    assert all(line.endswith("…") and len(line) < 1000 for line in lines)
+    assert shown_text(blocks[-1:]) == f"… and {12 - len(lines)} more in the console's queue."
 
 
 @pytest.mark.usefixtures("celery_worker")
