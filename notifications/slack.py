@@ -8,6 +8,7 @@ import dataclasses
 import io
 import json
 import re
+from datetime import datetime
 from http.client import HTTPMessage
 from typing import Any
 from urllib.error import HTTPError, URLError
@@ -268,7 +269,9 @@ def message_blocks(
 ) -> list:
     """The Block Kit message: buttons only while it waits, and only for a person who may
     decide on it, under how far it has come (``progress``); once decided, what became of it
-    instead. Its words together stay within MESSAGE_TEXT_LIMIT: why it waits and its notes,
+    instead. What others wrote in it (a summary, an agent's or an account's slug, a username,
+    a note, a creative) is shown as written: rich text elements and plain text, not Slack's
+    markup. Its words together stay within MESSAGE_TEXT_LIMIT: why it waits and its notes,
     where long, are cut to one length to fit with its headline, facts and buttons (leaving
     room to say which creatives do not fit), and the words the action would publish take the
     room left (``_words_blocks``)."""
@@ -314,35 +317,43 @@ def message_blocks(
 
 
 def _headline_block(message: ProposalMessage) -> dict:
-    return {
-        "type": "section",
-        "text": {
-            "type": "mrkdwn",
-            "text": f"{message.headline}\n*<{message.url}|#{message.proposal_id} "
-            f"{_escape(message.summary)}>*",
-        },
-    }
+    """What the message is about, and the proposal's number and summary, bold, a link to its
+    page: a summary names campaigns by their slugs, which Slack's markup would read
+    ("_retarget_" in italics)."""
+    summary = f"#{message.proposal_id} {one_line(message.summary)}"
+    return _rich_block([[_rich(message.headline)], [_rich_link(message.url, summary, bold=True)]])
 
 
 def _facts_block(message: ProposalMessage, *, on_it: bool) -> dict:
-    facts = [
-        f"*Agent* {message.agent}",
-        f"*Account* {message.account}",
-        f"*Action* {message.action_type}",
-        f"*Size* {message.magnitude}",
-        f"*Risk* {message.risk if message.risk is not None else 'not scored'}",
+    """The figures that matter, a line each under its label, bold; when a decision is due,
+    and who is on it (while ``on_it`` may still be said) until when, as dates Slack shows in
+    the reader's own zone. Its names (an agent's, an account's, a campaign's in its size, a
+    person's) are shown as they are written: a slug or a username may hold "_", which
+    Slack's markup reads as italics."""
+    risk = message.risk if message.risk is not None else "not scored"
+    lines = [
+        [_rich(label, bold=True), _rich(f" {value}")]
+        for label, value in (
+            ("Agent", message.agent),
+            ("Account", message.account),
+            ("Action", message.action_type),
+            ("Size", message.magnitude),
+            ("Risk", risk),
+        )
     ]
     if message.due_at:
-        stamp, shown = int(message.due_at.timestamp()), message.due_text
         due = "Was due by" if message.overdue else "Due by"
-        facts.append(f"*{due}* <!date^{stamp}^{{date_short}} {{time_secs}}|{shown}>")
+        when = _rich_date(message.due_at, "{date_short} {time_secs}", message.due_text)
+        lines.append([_rich(due, bold=True), _rich(" "), when])
     if message.claimed_by and on_it:
-        said = f"*On it* {message.claimed_by}"
-        if message.claimed_until is not None:  # Slack shows when in the reader's own zone
-            stamp, shown = int(message.claimed_until.timestamp()), message.claimed_until_text
-            said += f", until <!date^{stamp}^{{date_short}} {{time}}|{shown}>"
-        facts.append(said)
-    return {"type": "section", "fields": [{"type": "mrkdwn", "text": fact} for fact in facts]}
+        line = [_rich("On it", bold=True), _rich(f" {message.claimed_by}")]
+        if message.claimed_until is not None:
+            until = _rich_date(
+                message.claimed_until, "{date_short} {time}", message.claimed_until_text
+            )
+            line += [_rich(", until "), until]
+        lines.append(line)
+    return _rich_block(lines)
 
 
 def _actions_block(message: ProposalMessage, *, approve: bool, reader: str) -> dict:
@@ -527,10 +538,6 @@ def _claim_button(message: ProposalMessage, value: str, *, reader: str) -> list[
     ]
 
 
-def _text_section(text: str) -> dict:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
-
-
 def _plain(text: str) -> dict:
     """Text Slack shows as it is written: no markup, no emoji made of ``:fire:``, no links or
     mentions (``<!here>``), so nothing in it needs escaping."""
@@ -606,8 +613,19 @@ def _rich(text: str, **style: bool) -> dict:
     return {"type": "text", "text": text, **({"style": style} if style else {})}
 
 
-def _rich_link(url: str, text: str) -> dict:
-    return {"type": "link", "url": url, "text": text}
+def _rich_link(url: str, text: str, **style: bool) -> dict:
+    return {"type": "link", "url": url, "text": text, **({"style": style} if style else {})}
+
+
+def _rich_date(when: datetime, format: str, fallback: str) -> dict:
+    """A time Slack shows in its reader's own zone, as ``format`` says (its tokens:
+    ``{date_short}``, ``{time}``…), or, where it cannot, as ``fallback`` (in the console's)."""
+    return {
+        "type": "date",
+        "timestamp": int(when.timestamp()),
+        "format": format,
+        "fallback": fallback,
+    }
 
 
 def _rich_cut(elements: list[dict], limit: int, *, more: str = "…") -> list[dict]:
@@ -786,7 +804,11 @@ class SlackChannel(Channel):
     def retract(self, *, where: dict[str, str], text: str) -> Sent:
         try:
             slack_client().chat_update(
-                channel=where["channel"], ts=where["ts"], text=text, blocks=[_text_section(text)]
+                channel=where["channel"],
+                ts=where["ts"],
+                text=_preview(text),
+                # Plain text: it names its reader by their username, which may hold "_".
+                blocks=[_plain_section(_cut(text, SECTION_TEXT_LIMIT))],
             )
         except SLACK_FAILURES as error:
             raise _failure(error) from error

@@ -283,8 +283,9 @@ RICH_TEXT_STYLES = {"bold", "italic", "strike", "code"}
 
 
 def _rich_text_as_slack_takes(block: dict) -> bool:
-    """Whether a rich text block is one Slack takes: sections of text and links (the
-    elements the platform sends), each text a string, each style one Slack knows."""
+    """Whether a rich text block is one Slack takes: sections of text, links and dates (the
+    elements the platform sends), each text a string, each date a whole number of seconds
+    and a format, each style one Slack knows."""
     sections = block.get("elements")
     if not isinstance(sections, list) or not sections:
         return False
@@ -292,7 +293,12 @@ def _rich_text_as_slack_takes(block: dict) -> bool:
         if section.get("type") != "rich_text_section" or not section.get("elements"):
             return False
         for element in section["elements"]:
-            if element.get("type") not in ("text", "link") or not isinstance(
+            if element.get("type") == "date":
+                if not isinstance(element.get("timestamp"), int) or not isinstance(
+                    element.get("format"), str
+                ):
+                    return False
+            elif element.get("type") not in ("text", "link") or not isinstance(
                 element.get("text"), str
             ):
                 return False
@@ -305,7 +311,8 @@ def _rich_text_as_slack_takes(block: dict) -> bool:
 
 def shown_text(blocks: list[dict]) -> str:
     """What a message's blocks show a person, as words: a section's text and fields, a
-    context's elements, a rich text block's elements (a link by its text), one block a line."""
+    context's elements, a rich text block's elements (a link by its text, a date by its
+    fallback, as written in the console's zone), one block a line."""
     shown = []
     for block in blocks:
         if block.get("type") == "section":
@@ -316,7 +323,7 @@ def shown_text(blocks: list[dict]) -> str:
         elif block.get("type") == "rich_text":
             shown.append(
                 "".join(
-                    element.get("text", "")
+                    element.get("text", element.get("fallback", ""))
                     for section in block["elements"]
                     for element in section["elements"]
                 )

@@ -22,6 +22,7 @@ from notifications.models import (
 from notifications.slack import message_blocks
 from tests.conftest import reallocation, target_cpa_strategy, wait_until
 from tests.factories import evaluated
+from tests.slack_fake import shown_text
 
 
 @pytest.mark.django_db(transaction=True)
@@ -111,10 +112,12 @@ def test_the_due_time_reads_as_the_console_shows_it_and_in_the_past_once_overdue
     blocks = message_blocks(
         proposal_messages([(proposal, NotificationKind.ESCALATION)], now=now)[0], may_decide=True
     )
-    facts = " ".join(field["text"] for field in blocks[1]["fields"])
-    assert "*Action* budget reallocation" in facts
-    assert "*Size* 28.0% of brand-search's daily budget" in facts
-    assert "*Was due by*" in facts and f"|{shown}>" in facts and "{time_secs}" in facts
+    facts = shown_text(blocks[1:2]).split("\n")
+    assert "Action budget reallocation" in facts
+    assert "Size 28.0% of brand-search's daily budget" in facts
+    assert f"Was due by {shown}" in facts
+    [due] = [e for e in blocks[1]["elements"][0]["elements"] if e["type"] == "date"]
+    assert due["format"] == "{date_short} {time_secs}" and due["fallback"] == shown
 
 
 @pytest.mark.django_db
@@ -191,8 +194,8 @@ def test_a_strategy_changes_summary_reads_as_the_console_writes_it(
     assert email.subject == f"[HITL] Waits for your decision: #{proposal.pk} {summary}"
     assert f"#{proposal.pk} {summary}\n" in email.body
     assert "Manual CPC → Target CPA" in html and "manual_cpc" not in email.body + html
-    heading = message_blocks(message, may_decide=True)[0]["text"]["text"]
-    assert f"#{proposal.pk} {summary}>*" in heading
+    heading = message_blocks(message, may_decide=True)[0]
+    assert shown_text([heading]).endswith(f"\n#{proposal.pk} {summary}")
 
 
 def login_as(user) -> Client:

@@ -25,11 +25,12 @@ from approvals.services.decisions import (
     proposal_retry,
 )
 from approvals.services.proposals import proposal_withdraw_for_agent
+from ledger.models import Account, Campaign
 from notifications.models import Claim, DecisionDeadline, Notification, ReachedBy
 from notifications.services import notifications_deliver, proposal_claim
 from policies.models import Policy
 from tests.conftest import bid_adjustment, free_port, reallocation, wait_until
-from tests.slack_fake import press, signed_headers
+from tests.slack_fake import press, shown_text, signed_headers
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
 
@@ -94,7 +95,21 @@ def shown_as_typed(blocks: list) -> str:
 
 
 def headline(blocks: list) -> str:
-    return blocks[0]["text"]["text"].split("\n")[0]
+    return shown_text(blocks[:1]).split("\n")[0]
+
+
+def facts(blocks: list) -> str:
+    """The message's facts (its second block), as shown: a line each."""
+    return shown_text(blocks[1:2])
+
+
+def why_it_waits(blocks: list) -> str:
+    [why] = [
+        b["text"]["text"]
+        for b in blocks
+        if b["type"] == "section" and b["text"]["text"].startswith("Why it wait")
+    ]
+    return why
 
 
 def buttons(blocks: list) -> list[str]:
@@ -140,7 +155,7 @@ def test_a_signed_approve_press_approves_as_the_operator_and_the_message_says_so
     assert "Approved by operator" in context_texts(update["blocks"])
     assert headline(update["blocks"]) == "No longer waits"
     # Nor does any part of it say it still waits.
-    assert update["blocks"][2]["text"]["text"].startswith("Why it waited\n")
+    assert why_it_waits(update["blocks"]).startswith("Why it waited\n")
     assert "Why it waits" not in str(update["blocks"])
     assert buttons(update["blocks"]) == []
     history = Proposal.history.filter(id=proposal["id"], status="approved").get()
@@ -373,6 +388,58 @@ def told_what(client, proposal_id: int) -> list[str]:
     return [re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)[3] for row in table.split("<tr>")[2:]]
 
 
+def markup(blocks) -> list[str]:
+    """Every text in ``blocks`` that Slack reads as its markup (mrkdwn)."""
+    if isinstance(blocks, dict):
+        found = [blocks["text"]] if blocks.get("type") == "mrkdwn" else []
+        return found + [text for value in blocks.values() for text in markup(value)]
+    if isinstance(blocks, list):
+        return [text for value in blocks for text in markup(value)]
+    return []
+
+
+def test_names_in_a_slack_message_are_shown_as_written_not_as_slacks_markup(
+    optimizer, on_slack, operators
+):
+    """Slugs and usernames may hold "_": an agent "_night_shift_", an account "_emea_", a
+    campaign "_generic_search_" in the summary, a colleague "_sam_" on it. The message's
+    headline, facts and "On it" were Slack's markup, which showed them in italics, without
+    their underscores: "night_shift" for the agent's name."""
+    agent = Agent.objects.get(name="optimizer")
+    agent.name = "_night_shift_"
+    agent.save()
+    account = Account.objects.get(external_id="demo")
+    account.external_id = "_emea_"
+    account.save()
+    campaign = Campaign.objects.get(external_id="generic-search")
+    campaign.external_id = "_generic_search_"
+    campaign.save()
+    _, colleague = operators
+    colleague.username = "_sam_"
+    colleague.save()
+    body = reallocation(account="_emea_")
+    body["payload"]["to_campaign"] = "_generic_search_"
+    proposal, where = waiting_on_slack(optimizer, on_slack, **body)
+
+    proposal_claim(proposal_id=proposal["id"], user=colleague)
+    [update, *_] = wait_until(lambda: updates_of(on_slack, where))
+
+    for blocks in (where["call"]["blocks"], update["blocks"]):
+        assert markup(blocks[:2]) == []
+        said = shown_text(blocks[:2]).split("\n")
+        assert said[1] == f"#{proposal['id']} {proposal['summary']}"
+        assert "_generic_search_ (28.0%)" in said[1]
+        assert "Agent _night_shift_" in said and "Account _emea_" in said
+    # Bold, a link to its page, as it was.
+    [link] = [e for e in update["blocks"][0]["elements"][0]["elements"] if e["type"] == "link"]
+    assert link["style"] == {"bold": True}
+    assert link["url"].endswith(f"/admin/approvals/proposal/{proposal['id']}/change/")
+    assert "\nOn it _sam_, until " in facts(update["blocks"])
+    # Nor does any other part of it read their names as markup.
+    for name in ("_night_shift_", "_emea_", "_generic_search_", "_sam_"):
+        assert not [text for text in markup(update["blocks"]) if name in text]
+
+
 def test_a_person_who_lost_the_right_to_read_proposals_is_shown_no_more_of_it(
     optimizer, on_slack, operators
 ):
@@ -391,6 +458,9 @@ def test_a_person_who_lost_the_right_to_read_proposals_is_shown_no_more_of_it(
     )
     shown = str(on_slack.messages[(where["channel"], where["ts"])])
     assert "second-operator" not in shown and "move 280.00" not in shown
+    # In plain words: a username may hold "_", which Slack's markup reads as italics.
+    [block] = on_slack.messages[(where["channel"], where["ts"])]["blocks"]
+    assert block["text"] == {"type": "plain_text", "text": update["text"], "emoji": False}
     assert buttons(on_slack.messages[(where["channel"], where["ts"])]["blocks"]) == []
 
 
@@ -431,12 +501,23 @@ def test_taking_a_proposal_on_shows_who_is_on_it(optimizer, on_slack, login):
     claim = Claim.objects.get(proposal_id=proposal["id"])
     assert claim.user.username == "operator"
     [update, *_] = wait_until(lambda: updates_of(on_slack, where))
-    facts = [f["text"] for b in update["blocks"] for f in b.get("fields", [])]
     # Until when, as the page says it: nothing updates the message when the claim lapses, so
     # it says when it does (Slack shows the time in the reader's zone, UTC as written here).
     lapses = f"{claim.lapses_at:%Y-%m-%d %H:%M} UTC"
-    stamp = int(claim.lapses_at.timestamp())
-    assert f"*On it* operator, until <!date^{stamp}^{{date_short}} {{time}}|{lapses}>" in facts
+    assert f"\nOn it operator, until {lapses}" in facts(update["blocks"])
+    [until] = [
+        e
+        for b in update["blocks"][1:2]
+        for section in b["elements"]
+        for e in section["elements"]
+        if e["type"] == "date"
+    ]
+    assert until == {
+        "type": "date",
+        "timestamp": int(claim.lapses_at.timestamp()),
+        "format": "{date_short} {time}",
+        "fallback": lapses,
+    }
     assert headline(update["blocks"]) == headline(where["call"]["blocks"])
     assert headline(update["blocks"]) == "Waits for your decision"
     # Still to decide; on the message of the one who is on it, theirs to give back, not to
@@ -504,7 +585,7 @@ def test_while_a_colleague_is_on_it_others_are_offered_no_claim(optimizer, on_sl
 
     [update, *_] = wait_until(lambda: updates_of(on_slack, theirs))
     assert buttons(update["blocks"]) == ["approve", "reject"]  # taking it would be refused
-    assert "*On it* operator" in str(update["blocks"])
+    assert "\nOn it operator, until " in facts(update["blocks"])
 
 
 def test_a_stopped_agents_proposal_is_taken_on_to_be_rejected_and_says_why_not_approved(
@@ -909,7 +990,8 @@ def test_a_waiting_reallocation_re_assessed_is_shown_on_slack_as_it_now_is(optim
 
 
 def headline_link(blocks: list) -> str:
-    return blocks[0]["text"]["text"]
+    [link] = [e for e in blocks[0]["elements"][0]["elements"] if e["type"] == "link"]
+    return link["text"]
 
 
 def presses_at_once(*presses: tuple[bytes, dict[str, str]]) -> list:
