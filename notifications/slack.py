@@ -396,52 +396,19 @@ def failure_blocks(message: ProposalMessage, *, may_retry: bool, outcome: str = 
     when and why it failed (the channel's words, as plain text: an endpoint's answer is
     shown as it typed it, not read as Slack's markup), who let it run, and the link to its
     page, where a person who ``may_retry`` it may. No buttons: a retry is made in the
-    console. Once it ran again (``outcome``), what became of it in place of the link."""
+    console. Once it ran again (``outcome``), what became of it in place of the link. Its
+    words stay within MESSAGE_TEXT_LIMIT as a message's asking for a decision do: why it
+    failed and how it came to run cut to one length where long, the creatives in the room
+    left."""
     failure = message.failure
-    facts = [
-        f"*Agent* {message.agent}",
-        f"*Account* {message.account}",
-        f"*Action* {message.action_type}",
-        f"*Size* {message.magnitude}",
-        f"*Risk* {message.risk if message.risk is not None else 'not scored'}",
-    ]
+    facts = _facts_block(message, on_it=False)
     if failure.at is not None:
-        stamp = int(failure.at.timestamp())
-        facts.append(f"*Failed at* <!date^{stamp}^{{date_short}} {{time_secs}}|{failure.at_text}>")
-    words, _ = _words_blocks(message, may_approve=False, room=MESSAGE_TEXT_LIMIT // 2)
-    how = [f"• {failure.let_run}."]
-    if failure.by_policy:
-        how += [f"• {reason}" for reason in message.reasons]
-    blocks: list[dict] = [
-        {
-            "type": "section",
-            "text": {
-                "type": "mrkdwn",
-                "text": _fit(
-                    f"{message.headline}\n*<{message.url}|#{message.proposal_id} "
-                    f"{_escape(message.summary)}>*",
-                    SECTION_TEXT_LIMIT,
-                ),
-            },
-        },
-        {
-            "type": "section",
-            "fields": [{"type": "mrkdwn", "text": _fit(fact, 2000)} for fact in facts],
-        },
-        *words,
-        _plain_section(_fit(f"Why it failed\n{failure.said}", SECTION_TEXT_LIMIT, escaped=False)),
-        _plain_section(
-            _fit(
-                "How it came to run\n" + "\n".join(how),
-                SECTION_TEXT_LIMIT,
-                more="\n… and more on its page.",
-                escaped=False,
-            )
-        ),
-    ]
+        when = _rich_date(failure.at, "{date_short} {time_secs}", failure.at_text)
+        facts["elements"][0]["elements"] += [_rich("\n"), _rich("Failed at", bold=True)]
+        facts["elements"][0]["elements"] += [_rich(" "), when]
+    head = [_headline_block(message), facts]
     if outcome:
-        note = _fit(outcome, SECTION_TEXT_LIMIT, escaped=False)
-        blocks.append({"type": "context", "elements": [_plain(note)]})
+        tail = {"type": "context", "elements": [_plain(_cut(outcome, SECTION_TEXT_LIMIT))]}
     else:
         page = f"<{message.url}|its page>"
         note = (
@@ -449,8 +416,22 @@ def failure_blocks(message: ProposalMessage, *, may_retry: bool, outcome: str = 
             if may_retry
             else f"Read it on {page}."
         )
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
-    return blocks
+        tail = {"type": "context", "elements": [{"type": "mrkdwn", "text": note}]}
+    how = [f"• {failure.let_run}."]
+    if failure.by_policy:
+        how += [f"• {reason}" for reason in message.reasons]
+    texts = [f"Why it failed\n{failure.said}", "How it came to run\n" + "\n".join(how)]
+    room = MESSAGE_TEXT_LIMIT - message_units([*head, tail])
+    limit = min(
+        SECTION_TEXT_LIMIT,
+        _share(
+            [min(_units(text), SECTION_TEXT_LIMIT) for text in texts],
+            room - _words_left_room(message, may_approve=False),
+        ),
+    )
+    said = [_plain_section(_cut(text, limit, more="\n… and more on its page.")) for text in texts]
+    words, _ = _words_blocks(message, may_approve=False, room=room - message_units(said))
+    return [*head, *words, *said, tail]
 
 
 def _words_blocks(
@@ -551,21 +532,6 @@ def _plain_section(text: str) -> dict:
 def _units(text: str) -> int:
     """A text's length as Slack may count its limits: in UTF-16 units (an emoji is two)."""
     return len(text.encode("utf-16-le", "surrogatepass")) // 2
-
-
-def _fit(text: str, limit: int, *, more: str = "…", escaped: bool = True) -> str:
-    """``text``, cut to ``limit`` UTF-16 units (saying ``more``) if longer, never inside a
-    character (an emoji's two units) nor inside an escape such as ``&lt;`` where it is
-    ``escaped`` markup (plain text has none: its "&" is one). Cut by characters, an agent's
-    note of 3,000 emoji was 6,000 units, and Slack refused the whole message for good."""
-    if _units(text) <= limit:
-        return text
-    kept = text.encode("utf-16-le", "surrogatepass")[: 2 * (limit - _units(more))]
-    cut = kept.decode("utf-16-le", "ignore")  # half an emoji at the end is left out
-    amp = cut.rfind("&")
-    if escaped and amp != -1 and ";" not in cut[amp:]:
-        cut = cut[:amp]
-    return cut + more
 
 
 def message_units(blocks: list[dict]) -> int:

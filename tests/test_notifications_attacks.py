@@ -19,7 +19,7 @@ from django.utils import timezone
 from approvals.models import Decision, Proposal
 from notifications import services
 from notifications.digests import notifications_send_digests
-from notifications.messages import proposal_messages
+from notifications.messages import Failure, proposal_messages
 from notifications.models import (
     Delivery,
     Notification,
@@ -29,7 +29,7 @@ from notifications.models import (
     Route,
 )
 from notifications.services import notifications_deliver
-from notifications.slack import MESSAGE_TEXT_LIMIT, message_blocks
+from notifications.slack import MESSAGE_TEXT_LIMIT, failure_blocks, message_blocks
 from tests.conftest import creative, creative_batch, free_port, reallocation, wait_until
 from tests.slack_fake import blocks_refusal, blocks_units, press, shown_text
 
@@ -218,6 +218,20 @@ def test_a_slack_message_whose_every_text_runs_long_stays_within_what_slack_take
         notes = [e["text"] for b in blocks if b["type"] == "context" for e in b["elements"]]
         assert all(text.endswith("…") for text in notes if text.startswith("Paused by"))
         assert " after it do not fit in this message" in notes[0]
+
+    # And the message saying its execution failed: an endpoint's answer of 5,000 characters,
+    # let run by a policy of fifty reasons.
+    failed = replace(
+        longest,
+        failure=Failure(at=timezone.now(), said="😀" * 5000, let_run="l" * 300, by_policy=True),
+    )
+    for blocks in (
+        failure_blocks(failed, may_retry=True),
+        failure_blocks(failed, may_retry=False, outcome=note),
+    ):
+        assert blocks_refusal(blocks) == ""
+        assert blocks_units(blocks) <= MESSAGE_TEXT_LIMIT
+        assert "Why it failed\n😀😀" in shown_text(blocks)
 
 
 # Who is told: as they are when it is sent, not as they were when it was recorded.
