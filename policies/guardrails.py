@@ -187,26 +187,35 @@ def _closing(quote: str) -> str:
 
 
 def _direction_controls(where: str, text: str) -> str | None:
-    controls = [char for char in dict.fromkeys(text) if reading.is_direction_control(char)]
-    if not controls:
-        return None
-    first = min(text.index(char) for char in controls)
-    names = ", ".join(reading.describe(char) for char in controls)
-    return (
-        f"The {where} contains invisible text-direction controls ({names}), which can make it "
-        f"display in another order than it is written: {_closing(_quote(text, first, first + 1))}"
+    return _controls(
+        where,
+        text,
+        reading.is_direction_control,
+        "invisible text-direction controls ({names}), which can make it display in another "
+        "order than it is written",
     )
 
 
 def _control_characters(where: str, text: str) -> str | None:
-    controls = [char for char in dict.fromkeys(text) if reading.is_control(char)]
+    return _controls(
+        where,
+        text,
+        reading.is_control,
+        "control characters ({names}), which a screen or a terminal may act on instead of "
+        "showing (hiding the words after them, or writing over those before)",
+    )
+
+
+def _controls(where: str, text: str, is_one, what: str) -> str | None:
+    """A finding naming the characters of a kind (``is_one``) the text holds, ``what`` they
+    are and do, and quoting it from the first of them; None if it holds none."""
+    controls = [char for char in dict.fromkeys(text) if is_one(char)]
     if not controls:
         return None
     first = min(text.index(char) for char in controls)
     names = ", ".join(reading.describe(char) for char in controls)
     return (
-        f"The {where} contains control characters ({names}), which a screen or a terminal may "
-        "act on instead of showing (hiding the words after them, or writing over those before): "
+        f"The {where} contains {what.format(names=names)}: "
         f"{_closing(_quote(text, first, first + 1))}"
     )
 
