@@ -27,6 +27,7 @@ from notifications.messages import (
     NO_LONGER_WAITS,
     DigestLine,
     ProposalMessage,
+    my_channels_url,
     still_waiting_count_text,
     waiting_count_text,
     words_lines,
@@ -291,9 +292,10 @@ def message_blocks(
         if note and shown
     ]
     head = [_headline_block(message), _facts_block(message, on_it=not outcome)]
+    told = _told_blocks(message)
     # The buttons as they would be with Approve: they take at most this room.
     actions = [_actions_block(message, approve=True, reader=reader)] if may_approve else []
-    room = MESSAGE_TEXT_LIMIT - message_units([*head, *actions])
+    room = MESSAGE_TEXT_LIMIT - message_units([*head, *actions, *told])
     limit = min(
         SECTION_TEXT_LIMIT,
         _share(
@@ -313,7 +315,26 @@ def message_blocks(
     if may_approve:
         approve = every_word_shown and not message.approval_refused
         actions = [_actions_block(message, approve=approve, reader=reader)]
-    return [*head, *words, *said, *actions]
+    return [*head, *words, *said, *actions, *told]
+
+
+def _told_blocks(message: ProposalMessage) -> list[dict]:
+    """Why its reader is told (by which route, or as its backup group) and where they choose
+    how they are told, as an email ends; the route's name (200 characters at most) as its
+    policy owner typed it. None on an update, which says what became of it, to one told
+    already."""
+    if not message.told_because:
+        return []
+    link = f"How you are told is yours to choose: <{my_channels_url()}|your channels>."
+    return [
+        {
+            "type": "context",
+            "elements": [
+                _plain(message.told_because),
+                {"type": "mrkdwn", "text": link},
+            ],
+        }
+    ]
 
 
 def _headline_block(message: ProposalMessage) -> dict:
@@ -407,6 +428,7 @@ def failure_blocks(message: ProposalMessage, *, may_retry: bool, outcome: str = 
         facts["elements"][0]["elements"] += [_rich("\n"), _rich("Failed at", bold=True)]
         facts["elements"][0]["elements"] += [_rich(" "), when]
     head = [_headline_block(message), facts]
+    told = _told_blocks(message)
     if outcome:
         tail = {"type": "context", "elements": [_plain(_cut(outcome, SECTION_TEXT_LIMIT))]}
     else:
@@ -421,7 +443,7 @@ def failure_blocks(message: ProposalMessage, *, may_retry: bool, outcome: str = 
     if failure.by_policy:
         how += [f"• {reason}" for reason in message.reasons]
     texts = [f"Why it failed\n{failure.said}", "How it came to run\n" + "\n".join(how)]
-    room = MESSAGE_TEXT_LIMIT - message_units([*head, tail])
+    room = MESSAGE_TEXT_LIMIT - message_units([*head, tail, *told])
     limit = min(
         SECTION_TEXT_LIMIT,
         _share(
@@ -431,7 +453,7 @@ def failure_blocks(message: ProposalMessage, *, may_retry: bool, outcome: str = 
     )
     said = [_plain_section(_cut(text, limit, more="\n… and more on its page.")) for text in texts]
     words, _ = _words_blocks(message, may_approve=False, room=room - message_units(said))
-    return [*head, *words, *said, tail]
+    return [*head, *words, *said, tail, *told]
 
 
 def _words_blocks(

@@ -135,6 +135,14 @@ def test_the_reference_reallocation_reaches_the_operator_on_slack_with_buttons(o
     assert f"{proposal['id']}:too_aggressive:{seen}" in [o["value"] for o in reject["options"]]
     # Only the operators are on the demo's route: nobody else hears of it.
     assert len(on_slack.sent("chat.postMessage")) == 1
+    # Why its reader is told, and where that is theirs to change, as an email says.
+    [told] = [b for b in message["blocks"] if b["type"] == "context"][-1:]
+    assert told["elements"][0] == {
+        "type": "plain_text",
+        "text": "You are told by the route “Demo: everything waiting, to the operators”.",
+        "emoji": False,
+    }
+    assert told["elements"][1]["text"].endswith("/admin/notifications/reachedby/|your channels>.")
 
 
 def test_a_signed_approve_press_approves_as_the_operator_and_the_message_says_so(
