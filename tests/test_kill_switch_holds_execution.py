@@ -216,7 +216,8 @@ def test_a_guardrail_set_during_the_retries_fails_the_next_attempt_unsent(channe
     assert [e.error for e in failed.executions.order_by("attempt")] == [
         "the endpoint answered HTTP 503",
         "A guardrail refuses it now: generic-search's daily budget would be "
-        "780.00 USD, above its cap of 750.00 USD.",
+        "780.00 USD, above its cap of 750.00 USD. Attempt 1 was sent to the channel before "
+        "(“the endpoint answered HTTP 503”): check on the channel that it was not carried out.",
     ]
     assert len(endpoint.received) == 1
     assert budgets() == (Decimal("1000.00"), Decimal("500.00"))
