@@ -335,6 +335,7 @@ def test_a_slack_digest_is_updated_to_say_which_proposals_no_longer_wait(optimiz
     assert "Why it waits" not in text
     assert "No longer waits: Rejected by operator (wrong signal) at " in text
     assert "No longer waits: Withdrawn by its agent at " in text
+    outbox_settled()
 
 
 @pytest.mark.usefixtures("celery_worker")
@@ -365,6 +366,17 @@ def test_a_slack_digest_of_long_notes_is_updated_within_what_slack_takes(optimiz
     assert all("No longer waits: Withdrawn for its agent by operator" in line for line in lines)
     assert all(line.endswith("…") and len(line) < 1000 for line in lines)
     assert shown_text(blocks[-1:]) == f"… and {12 - len(lines)} more in the console's queue."
+    outbox_settled()
+
+
+def outbox_settled() -> None:
+    """Every message the test's decisions sent recorded, as the worker records it after
+    Slack has it: a worker's transaction still open when the test's database is emptied
+    deadlocks the flush (conftest's celery_worker)."""
+    wait_until(
+        lambda: not Notification.objects.filter(status=NotificationStatus.PENDING).exists(),
+        timeout=15,
+    )
 
 
 @pytest.mark.usefixtures("celery_worker")
