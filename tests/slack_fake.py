@@ -375,3 +375,13 @@ def signed_headers(
         "X-Slack-Request-Timestamp": stamp,
         "X-Slack-Signature": f"v0={digest}",
     }
+
+
+def markup(blocks) -> list[str]:
+    """Every text in ``blocks`` that Slack reads as its markup (mrkdwn)."""
+    if isinstance(blocks, dict):
+        found = [blocks["text"]] if blocks.get("type") == "mrkdwn" else []
+        return found + [text for value in blocks.values() for text in markup(value)]
+    if isinstance(blocks, list):
+        return [text for value in blocks for text in markup(value)]
+    return []

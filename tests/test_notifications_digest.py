@@ -33,7 +33,7 @@ from notifications.services import proposal_claim, reached_by_choose
 from notifications.slack import MESSAGE_TEXT_LIMIT, SlackChannel
 from notifications.tasks import send_due_digests
 from tests.conftest import reallocation, wait_until
-from tests.slack_fake import blocks_refusal, blocks_units, shown_text
+from tests.slack_fake import blocks_refusal, blocks_units, markup, shown_text
 from tests.test_notifications_sweep import WorkerKilled
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -464,16 +464,6 @@ def test_taking_on_a_proposal_listed_in_a_slack_digest_leaves_the_digest_as_it_i
     assert call["text"] == "1 of 2 proposals still waits for a decision"
     updates = Notification.objects.filter(kind=NotificationKind.UPDATE)
     assert list(updates.values_list("about", flat=True)) == ["the decision: rejected"]
-
-
-def markup(blocks) -> list[str]:
-    """Every text in ``blocks`` that Slack reads as its markup (mrkdwn)."""
-    if isinstance(blocks, dict):
-        found = [blocks["text"]] if blocks.get("type") == "mrkdwn" else []
-        return found + [text for value in blocks.values() for text in markup(value)]
-    if isinstance(blocks, list):
-        return [text for value in blocks for text in markup(value)]
-    return []
 
 
 FORGED_LINE = "• #1 Approved by ceo: executed."

@@ -30,7 +30,7 @@ from notifications.models import Claim, DecisionDeadline, Notification, ReachedB
 from notifications.services import notifications_deliver, proposal_claim
 from policies.models import Policy
 from tests.conftest import bid_adjustment, free_port, reallocation, wait_until
-from tests.slack_fake import press, shown_text, signed_headers
+from tests.slack_fake import markup, press, shown_text, signed_headers
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
 
@@ -394,16 +394,6 @@ def told_what(client, proposal_id: int) -> list[str]:
     page = client.get(f"/admin/approvals/proposal/{proposal_id}/change/").text
     table = page.split('id="proposal-told"')[1].split("</table>")[0]
     return [re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)[3] for row in table.split("<tr>")[2:]]
-
-
-def markup(blocks) -> list[str]:
-    """Every text in ``blocks`` that Slack reads as its markup (mrkdwn)."""
-    if isinstance(blocks, dict):
-        found = [blocks["text"]] if blocks.get("type") == "mrkdwn" else []
-        return found + [text for value in blocks.values() for text in markup(value)]
-    if isinstance(blocks, list):
-        return [text for value in blocks for text in markup(value)]
-    return []
 
 
 def test_names_in_a_slack_message_are_shown_as_written_not_as_slacks_markup(
