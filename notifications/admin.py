@@ -8,6 +8,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import RelatedOnlyFieldListFilter
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.exceptions import BadRequest, ObjectDoesNotExist, PermissionDenied
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import redirect
@@ -83,6 +85,54 @@ def backup_group_warning(route: Route) -> str:
         "is overdue would be escalated to people who cannot decide it. Give the group a person "
         "who may, or choose another group."
     )
+
+
+def backup_group_warnings(groups) -> dict[int, tuple[Route, str]]:
+    """The active routes whose backup group is one of ``groups`` and whose page warns that
+    nobody in it may decide (some of) what they tell of, by id, each with its warning."""
+    routes = Route.objects.filter(is_active=True, backup_group__in=groups).select_related(
+        "backup_group"
+    )
+    return {
+        route.pk: (route, warning) for route in routes if (warning := backup_group_warning(route))
+    }
+
+
+class BackupGroupsWarned:
+    """A change to a person (their groups, their permissions, whether they are active) or to
+    a group (its permissions) can leave a route's backup group with nobody who may decide
+    what the route tells of. Saving it then warns, naming each such route, as the route's own
+    page does from then on; the escalation would otherwise be the first to say it."""
+
+    def backup_groups_touched(self, obj) -> list[int]:
+        """The groups whose members or permissions saving ``obj`` may change, as they are
+        before it is saved (a group ``obj`` joins only gains someone)."""
+        if isinstance(obj, Group):
+            return [obj.pk]
+        return list(obj.groups.values_list("pk", flat=True))
+
+    def save_model(self, request, obj, form, change) -> None:
+        form.backup_groups_touched = self.backup_groups_touched(obj) if change else []
+        form.backup_warned_before = set(backup_group_warnings(form.backup_groups_touched))
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request, form, formsets, change) -> None:
+        super().save_related(request, form, formsets, change)
+        warned = backup_group_warnings(form.backup_groups_touched)
+        for pk, (route, warning) in warned.items():
+            if pk not in form.backup_warned_before:
+                url = reverse("admin:notifications_route_change", args=[pk])
+                messages.warning(
+                    request,
+                    format_html('Route <a href="{}">“{}”</a>: {}', url, route.name, warning),
+                )
+
+
+for model in (get_user_model(), Group):
+    # Registered by django.contrib.auth and given the console's guards by audit.admin.
+    registered = type(admin.site.get_model_admin(model))
+    admin.site.unregister(model)
+    admin.site.register(model, type(registered.__name__, (BackupGroupsWarned, registered), {}))
 
 
 class ReasonForm(forms.Form):

@@ -6,7 +6,7 @@ proposal's page says who was told, on which channel, when, whether it was sent, 
 
 import html
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -246,6 +246,78 @@ def test_a_backup_group_nobody_in_which_may_decide_the_routes_proposals_is_warne
     )
     assert past.status_code == 200 and "<b>night</b> shift" in html.unescape(past.text)
     assert "backup-group-warning" not in past.text
+
+
+def page_form(client: Client, url: str, **values) -> dict:
+    """What a console page's form would post, with ``values`` typed in (a date and time as
+    its two boxes, an unticked box not at all)."""
+    form = client.get(url).context["adminform"].form
+    data = {}
+    for name in form.fields:
+        value = form[name].value()
+        if isinstance(value, datetime):
+            data |= {f"{name}_0": value.date().isoformat(), f"{name}_1": value.time().isoformat()}
+        elif value is not False:
+            data[name] = "" if value is None else value
+    return {name: value for name, value in (data | values).items() if value is not False}
+
+
+def test_a_change_that_leaves_a_backup_group_nobody_who_may_decide_warns_of_each_route(
+    login, admin_client
+):
+    """A route escalates overdue reallocations to the operators. Whoever manages people
+    takes the last operator out of the group, or the group's permission to decide: saving it
+    warns, naming the route, before an escalation reaches nobody who can decide. A change
+    that leaves someone who may (or a route already warned of) says nothing new."""
+    operators = Group.objects.get(name=OPERATORS)
+    client = login("policy-owner")
+    client.post(
+        reverse("admin:notifications_route_add"),
+        route_form(name="Overdue reallocations", backup_group=operators.pk),
+    )
+    route = Route.objects.get(name="Overdue reallocations")
+    warning = (
+        "Nobody in the backup group “operators” may decide the budget reallocation proposals "
+        "this route tells of: one that is overdue would be escalated to people who cannot "
+        "decide it. Give the group a person who may, or choose another group."
+    )
+    members = list(operators.user_set.filter(is_active=True))
+    assert members, "the demo's operators group has people in it"
+
+    # Another change to a person, who stays an operator: nothing to warn of.
+    first = members[0]
+    person = reverse("admin:auth_user_change", args=[first.pk])
+    saved = admin_client.post(
+        person, page_form(admin_client, person, first_name="Ada"), follow=True
+    )
+    assert saved.redirect_chain, saved.context["adminform"].form.errors
+    assert warnings_shown(saved) == []
+
+    # Every operator but the last deactivated, then the last taken out of the group.
+    for other in members[1:]:
+        url = reverse("admin:auth_user_change", args=[other.pk])
+        admin_client.post(url, page_form(admin_client, url, is_active=False))
+    kept = [g for g in page_form(admin_client, person)["groups"] if g != operators.pk]
+    saved = admin_client.post(person, page_form(admin_client, person, groups=kept), follow=True)
+    assert not operators.user_set.filter(is_active=True).exists()
+    route_url = reverse("admin:notifications_route_change", args=[route.pk])
+    assert [html.unescape(strip_tags(w)) for w in warnings_shown(saved)] == [
+        f"Route “Overdue reallocations”: {warning}"
+    ]
+    assert f'<a href="{route_url}">“Overdue reallocations”</a>' in saved.text
+    assert backup_warning(client.get(route_url).text) == warning
+
+    # Put back, then the group's permissions taken away instead: the same warning.
+    admin_client.post(person, page_form(admin_client, person, groups=[*kept, operators.pk]))
+    assert backup_warning(client.get(route_url).text) == ""
+    group = reverse("admin:auth_group_change", args=[operators.pk])
+    saved = admin_client.post(group, page_form(admin_client, group, permissions=[]), follow=True)
+    assert [html.unescape(strip_tags(w)) for w in warnings_shown(saved)] == [
+        f"Route “Overdue reallocations”: {warning}"
+    ]
+    # Already warned of: a further change says nothing new about it.
+    saved = admin_client.post(person, page_form(admin_client, person, last_name="L"), follow=True)
+    assert warnings_shown(saved) == []
 
 
 def test_a_route_offers_the_registered_action_types_and_refuses_others(login):
