@@ -7,9 +7,8 @@ from datetime import datetime, timedelta
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin import widgets
+from django.contrib.admin import helpers, widgets
 from django.contrib.admin.exceptions import DisallowedModelAdminLookup
-from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
@@ -133,6 +132,11 @@ class ConsoleAdmin(admin.ModelAdmin):
                 kwargs |= {"form_class": PlainIntegerField, "widget": number_box(whole=True)}
         return super().formfield_for_dbfield(db_field, request, **kwargs)
 
+    def get_form(self, request, *args, **kwargs):
+        # Who reads the page, for its read-only references (``reference_as_its_reader_may``).
+        form = super().get_form(request, *args, **kwargs)
+        return type(form.__name__, (form,), {"console_request": request})
+
     def lookup_allowed(self, lookup, value, request=None) -> bool:
         # Refused here too, so that not even a filter the page offered could reach a secret.
         return not lookup_touches_secret(self.model, lookup) and super().lookup_allowed(
@@ -152,11 +156,30 @@ class ConsoleAdmin(admin.ModelAdmin):
         """A bulk action on ids that are not ids (``_selected_action=abc``), or ids past what
         the column holds (``99999999999999999999999``), is a bad request, not a query that
         fails."""
-        for selected in request.POST.getlist(ACTION_CHECKBOX_NAME):
+        for selected in request.POST.getlist(helpers.ACTION_CHECKBOX_NAME):
             refusal = id_refusal(self.model._meta.pk, selected)
             if refusal:
                 raise BadRequest(refusal)
         return super().response_action(request, queryset)
+
+
+_reference_linked = helpers.AdminReadonlyField.get_admin_url
+
+
+def reference_as_its_reader_may(field, remote_field, remote_obj):
+    """A read-only reference on a console page (a decision's reviewer, a notification's
+    recipient) links to its record's page only for a reader who may open it. Django links it
+    for everyone (it has no request there), and a role without the permission followed it to
+    "403 Forbidden"; they read the name alone."""
+    request = getattr(field.form, "console_request", None)
+    if request is not None:
+        target = field.model_admin.admin_site._registry.get(remote_field.model)
+        if target is None or not target.has_view_permission(request, remote_obj):
+            return str(remote_obj)
+    return _reference_linked(field, remote_field, remote_obj)
+
+
+helpers.AdminReadonlyField.get_admin_url = reference_as_its_reader_may
 
 
 def empty_structure(value) -> bool:

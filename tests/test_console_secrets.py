@@ -16,6 +16,7 @@ from django.test import Client
 from django.urls import reverse
 
 from approvals.models import Agent, AgentAPIKey
+from approvals.services.decisions import proposal_approve
 from audit.admin import AuditedHistoryAdmin, console_secret_problems
 from audit.secret_fields import secret_fields
 from ledger.models import Account, Campaign
@@ -228,6 +229,43 @@ def test_every_filter_and_link_the_console_offers_answers(role, login, superuser
     for link in sorted(kinds.values()):
         response = client.get(link)
         assert response.status_code == 200, (link, response.status_code)
+
+
+PAGE_LINK = re.compile(r'href="(/admin/[^"?#]*)"')
+
+
+@pytest.mark.parametrize("role", ["auditor", "operator", "policy-owner"])
+def test_every_page_link_opens_for_whom_it_is_shown(role, login, superuser):
+    """From every list and from records' pages (a decision, a notification, a proposal), a
+    link a role is shown opens for it: a reference to a person it may not open (the reviewer,
+    the recipient) reads as their name, not as a link to "403 Forbidden"."""
+    operator = get_user_model().objects.get(username="operator")
+    approved = proposal_approve(
+        proposal_id=evaluated(reallocation()).pk, reviewer=operator, note="Fine."
+    )
+    evaluated(reallocation("300.00"))  # waits, and the operators are told of it
+    client = login(role)
+    visible = [model for model in registered() if can_view(client, model)]
+    pages = [reverse("admin:index"), *map(changelist, visible)]
+    for model in visible:
+        meta = model._meta
+        for pk in model._default_manager.order_by("-pk").values_list("pk", flat=True)[:1]:
+            pages.append(reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[pk]))
+    followed, refused = set(), []
+    for page in pages:
+        response = client.get(page)
+        if response.status_code == 302:  # a list that is one record (the autonomy rules)
+            continue
+        assert response.status_code == 200, page
+        for link in set(map(html.unescape, PAGE_LINK.findall(response.text))) - followed:
+            followed.add(link)
+            if client.get(link).status_code not in (200, 302):
+                refused.append((page, link))
+    assert refused == []
+    # Who may open the reviewer's page still has the link.
+    decision = approved.decisions.get()
+    page = superuser.get(reverse("admin:approvals_decision_change", args=[decision.pk])).text
+    assert f'href="{reverse("admin:auth_user_change", args=[operator.pk])}"' in page
 
 
 def test_raw_id_popups_open_their_lists(login):
