@@ -335,6 +335,10 @@ GOOGLE_ADS_DEADLINE = float(env("GOOGLE_ADS_DEADLINE", "30"))
 # this many attempts.
 NOTIFICATION_RETRY_SECONDS = float(env("HITL_NOTIFICATION_RETRY_SECONDS", "30"))
 NOTIFICATION_MAX_ATTEMPTS = int(env("HITL_NOTIFICATION_MAX_ATTEMPTS", "6"))
+# A person told that an execution failed is told at once; of the others that fail within this
+# many seconds, in one message listing them all when that time is up (as alerting tools group
+# alerts: a broken endpoint refusing fifty bids makes two messages, not fifty). 0: each at once.
+NOTIFICATION_FAILURES_GROUPED_SECONDS = float(env("HITL_FAILURES_GROUPED_SECONDS", "300"))
 # A claim ("I'll take it") lapses after this many minutes.
 CLAIM_MINUTES = int(env("HITL_CLAIM_MINUTES", "30"))
 

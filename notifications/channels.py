@@ -16,6 +16,7 @@ from notifications.messages import (
     NO_LONGER_WAITS,
     DigestLine,
     ProposalMessage,
+    failed_count_text,
     my_channels_url,
     waiting_count_text,
 )
@@ -127,10 +128,14 @@ class EmailChannel(Channel):
         )
 
     def send_digest(self, *, recipient, messages: list[ProposalMessage]) -> Sent:
+        # Executions that failed, grouped (a burst of them): what each would have done, why
+        # it failed in the channel's words, how it came to run, its page.
+        failures = all(message.failure for message in messages)
+        count = failed_count_text if failures else waiting_count_text
         return self._send(
             recipient=recipient,
-            subject=f"[HITL] {waiting_count_text(len(messages))}",
-            template="digest_email",
+            subject=f"[HITL] {count(len(messages))}",
+            template="failure_digest_email" if failures else "digest_email",
             context={
                 "messages": messages,
                 "recipient": recipient,

@@ -30,7 +30,7 @@ from audit.history import history_records, update_with_history_where
 from notifications.carriers import channel_for
 from notifications.channels import ChannelError
 from notifications.messages import proposal_messages, told_because
-from notifications.models import Notification, NotificationStatus
+from notifications.models import Notification, NotificationKind, NotificationStatus
 from notifications.services import (
     LEASE,
     NOTIFICATIONS_ACTOR,
@@ -55,21 +55,29 @@ def notifications_send_digests(*, now: datetime | None = None) -> int:
     now = now or timezone.now()
     due = (
         Notification.objects.filter(status=HELD, next_attempt_at__lte=now)
-        .values_list("recipient_id", "channel")
+        .values_list("recipient_id", "channel", "kind")
         .distinct()
-        .order_by("recipient_id", "channel")[:RECIPIENTS_A_RUN]
+        .order_by("recipient_id", "channel", "kind")[:RECIPIENTS_A_RUN]
+    )
+    # What waits for a decision and what failed go in messages of their own.
+    digests = dict.fromkeys(
+        (recipient_id, channel, kind == NotificationKind.FAILED)
+        for recipient_id, channel, kind in list(due)
     )
     return sum(
-        digest_send(recipient_id=recipient_id, channel=channel, now=now)
-        for recipient_id, channel in list(due)
+        digest_send(recipient_id=recipient_id, channel=channel, now=now, failures=failures)
+        for recipient_id, channel, failures in digests
     )
 
 
-def digest_send(*, recipient_id: int, channel: str, now: datetime) -> int:
+def digest_send(*, recipient_id: int, channel: str, now: datetime, failures: bool = False) -> int:
     """Send one person, on one channel, the digest of what is held for them, if any of it
     is due. Everything held for them goes, due or not: that keeps to one message every
     ``digest_minutes``, as the person's route says (what arrives after this digest is held
-    that long from when it arrives). Returns 1 if a message went, else 0."""
+    that long from when it arrives). With ``failures``, the executions that failed held to go
+    together (``NOTIFICATION_FAILURES_GROUPED_SECONDS``), in one message of their own; else
+    what waits for a decision. Returns 1 if a message went, else 0."""
+    of_kind = Q(kind=NotificationKind.FAILED)
     with transaction.atomic():
         # One run at a time per person: two runs that each locked part of a person's held
         # notifications would send two digests where the route says one. A run that finds
@@ -83,6 +91,7 @@ def digest_send(*, recipient_id: int, channel: str, now: datetime) -> int:
             Notification.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("proposal__agent", "proposal__account", "recipient", "route")
             .filter(recipient_id=recipient_id, channel=channel, status=HELD)
+            .filter(of_kind if failures else ~of_kind)
             # Held and never tried, or due: not those another run is sending (leased).
             .filter(Q(next_attempt_at__lte=now) | Q(attempts=0))
             .order_by("created_at", "pk")[:DIGEST_LIMIT]
@@ -120,9 +129,10 @@ def digest_send(*, recipient_id: int, channel: str, now: datetime) -> int:
     recipient = to_send[0].recipient
     messages = [
         # Why the person is told of each, by its route, as a single message says it.
-        replace(message, told_because=told_because(kind=n.kind, route_name=n.route.name))
-        if n.route_id
-        else message
+        replace(
+            message,
+            told_because=told_because(kind=n.kind, route_name=n.route.name if n.route_id else ""),
+        )
         for message, n in zip(
             proposal_messages([(n.proposal, n.kind) for n in to_send], now=now),
             to_send,

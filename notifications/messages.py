@@ -185,6 +185,21 @@ def waiting_count_text(count: int) -> str:
     return f"{count} proposals wait for a decision"
 
 
+def failed_count_text(count: int) -> str:
+    """A digest of failures' headline: "1 execution failed", "20 executions failed"."""
+    return "1 execution failed" if count == 1 else f"{count} executions failed"
+
+
+def failed_since_retried_text(lines: Sequence[DigestLine]) -> str:
+    """An updated digest of failures' headline: how many failed, and how many of them a
+    person has sent to run again since ("3 executions failed; 1 was sent to run again")."""
+    retried = sum(1 for line in lines if line.outcome)
+    said = failed_count_text(len(lines))
+    if not retried:
+        return said
+    return f"{said}; {retried} {'was' if retried == 1 else 'were'} sent to run again"
+
+
 def still_waiting_count_text(waiting: int, *, listed: int) -> str:
     """An updated digest's headline: how many of the ``listed`` proposals still wait ("1 of 3
     proposals still waits for a decision"), or that none does."""
@@ -350,7 +365,8 @@ def _failures(
     return failures
 
 
-def _minute(at: datetime | None) -> str:
+def minute_text(at: datetime | None) -> str:
+    """A time to the minute, with its zone, as messages say it: "2026-12-04 22:00 UTC"."""
     return f"{timezone.localtime(at):%Y-%m-%d %H:%M %Z}" if at else ""
 
 
@@ -358,7 +374,7 @@ def let_run_text(proposal: Proposal, approved_by: Sequence[str]) -> str:
     """Who let a proposal run, and when: "Approved by operator at 2026-12-04 22:00 UTC", or,
     where its policy let it run, "Let run without a person by policy “Bid adjustments” at
     …" (the policy's name as it was when it routed the proposal)."""
-    when = _minute(proposal.decided_at or proposal.approved_at)
+    when = minute_text(proposal.decided_at or proposal.approved_at)
     if approved_by:
         return f"Approved by {', '.join(approved_by)} at {when}"
     if proposal.verdict_outcome == VerdictOutcome.AUTO_APPROVE:
@@ -389,7 +405,7 @@ def retried_text(proposal: Proposal) -> str:
     )
     return (
         f"; its execution failed, and {who or 'a person'} sent it to run again at "
-        f"{_minute(proposal.approved_at)}"
+        f"{minute_text(proposal.approved_at)}"
     )
 
 

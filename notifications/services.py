@@ -60,6 +60,7 @@ from notifications.messages import (
     approvals_so_far,
     ended_as,
     let_run_text,
+    minute_text,
     proposal_messages,
     retried_text,
     told_because,
@@ -280,7 +281,12 @@ def _record(notifications: list[Notification], *, kind: str) -> None:
         )
         ids = insert_with_history(Notification, later, actor=actor, reason=reason)
         after_commit(_deliver_later, ids, seconds)
-    insert_with_history(Notification, held, actor=actor, reason=f"Held for a digest: {said}")
+    held_for = (
+        "Held to go with the other failures told to them meanwhile, in one message"
+        if kind == NotificationKind.FAILED
+        else "Held for a digest"
+    )
+    insert_with_history(Notification, held, actor=actor, reason=f"{held_for}: {said}")
 
 
 def _deliver_later(notification_ids: list[int], seconds: int) -> None:
@@ -424,6 +430,7 @@ def _failures_tell(proposals: Sequence[Proposal], *, now: datetime) -> None:
     people = get_user_model().objects.in_bulk({pk for by in wanted.values() for pk in by})
     channels = channels_of(people.values())
     barred = {pk: may_not_read(person) for pk, person in people.items()}
+    lately = _failures_told_lately(sorted(people), now=now)
     notifications = []
     for proposal in proposals:
         # A Slack message of this round, which its update says failed: none more on Slack.
@@ -451,9 +458,13 @@ def _failures_tell(proposals: Sequence[Proposal], *, now: datetime) -> None:
                         f"{name} on Slack (their message about it is updated to say it failed)"
                     )
                     continue
-                told[name].append(
-                    "by email" if channel == NotificationChannel.EMAIL else "on Slack"
-                )
+                by = "by email" if channel == NotificationChannel.EMAIL else "on Slack"
+                due = _failure_held_until(lately[(pk, channel)], proposal.pk, now=now)
+                if due is not None:
+                    when = minute_text(due)
+                    by += f" (with the others failing meanwhile, in one message due {when})"
+                lately[(pk, channel)].append((proposal.pk, due))
+                told[name].append(by)
                 notifications.append(
                     Notification(
                         proposal=proposal,
@@ -462,12 +473,55 @@ def _failures_tell(proposals: Sequence[Proposal], *, now: datetime) -> None:
                         route=route,
                         channel=channel,
                         kind=NotificationKind.FAILED,
+                        status=NotificationStatus.HELD if due else NotificationStatus.PENDING,
                         created_at=now,
-                        next_attempt_at=now,
+                        next_attempt_at=due or now,
                     )
                 )
         _failure_told_in_history(proposal, told=told, passed_over=passed_over, now=now)
     _record(notifications, kind=NotificationKind.FAILED)
+
+
+def _failures_told_lately(people_ids: Sequence[int], *, now: datetime) -> dict:
+    """By person and channel, the failures told to them (or held to be told) within
+    ``NOTIFICATION_FAILURES_GROUPED_SECONDS``: each as its proposal's id and, where it is
+    held to go with others, when that message is due (else None). Their rows are locked
+    first, in a consistent order, so that two failures recorded at once take turns: the
+    second finds the first told, rather than both going at once."""
+    window = timedelta(seconds=settings.NOTIFICATION_FAILURES_GROUPED_SECONDS)
+    lately: dict[tuple[int, str], list[tuple[int, datetime | None]]] = defaultdict(list)
+    if not window or not people_ids:
+        return lately
+    # FOR NO KEY UPDATE: the rows that refer to them (messages, history) are written meanwhile.
+    list(
+        get_user_model()
+        .objects.select_for_update(no_key=True)
+        .filter(pk__in=people_ids)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    for recipient_id, channel, proposal_id, status, due in Notification.objects.filter(
+        kind=NotificationKind.FAILED, recipient_id__in=people_ids, created_at__gt=now - window
+    ).values_list("recipient_id", "channel", "proposal_id", "status", "next_attempt_at"):
+        held = status == NotificationStatus.HELD and due is not None and due > now
+        lately[(recipient_id, channel)].append((proposal_id, due if held else None))
+    return lately
+
+
+def _failure_held_until(
+    lately: list[tuple[int, datetime | None]], proposal_id: int, *, now: datetime
+) -> datetime | None:
+    """When a failure of ``proposal_id`` is told, in one message with others, to a person
+    told of ``lately`` (``_failures_told_lately``): with those held already, when the first
+    of them is due; or, another failure having been told at once, once the window from now
+    has passed; None (at once) when it is the first, or only this proposal's own failures
+    were told them (a person who retried it hears at once how it went)."""
+    others = [due for told_of, due in lately if told_of != proposal_id]
+    if not others or not settings.NOTIFICATION_FAILURES_GROUPED_SECONDS:
+        return None
+    held = [due for due in others if due is not None]
+    window = timedelta(seconds=settings.NOTIFICATION_FAILURES_GROUPED_SECONDS)
+    return min(held) if held else now + window
 
 
 def _failure_told_in_history(
@@ -1143,9 +1197,16 @@ def digest_lines(sent_in_digest: Notification) -> list[DigestLine]:
         .select_related("proposal__agent", "proposal__account")
         .order_by("created_at", "pk")
     )
-    messages = proposal_messages([(n.proposal, n.kind) for n in listed], now=timezone.now())
+    messages = proposal_messages(
+        [(n.proposal, n.kind) for n in listed],
+        now=timezone.now(),
+        # A digest of failures tells of the failures recorded when it went, not a later one.
+        failed_by=sent_in_digest.sent_at,
+    )
     return [
-        DigestLine(message, progress=progress_text(n.proposal))
+        _failure_digest_line(n, message, reader=sent_in_digest.recipient)
+        if n.kind == NotificationKind.FAILED
+        else DigestLine(message, progress=progress_text(n.proposal))
         if still_waits(n)
         else DigestLine(
             message,
@@ -1154,6 +1215,17 @@ def digest_lines(sent_in_digest: Notification) -> list[DigestLine]:
         )
         for n, message in zip(listed, messages, strict=True)
     ]
+
+
+def _failure_digest_line(told: Notification, message, *, reader) -> DigestLine:
+    """A failure as an updated digest of failures lists it: as it went while that failure
+    stands; once a person sent it to run again, what became of it since, in the words of a
+    single failure message's update."""
+    if not _no_longer_so(told, told.proposal):
+        return DigestLine(message)
+    return DigestLine(
+        message, outcome=outcome_text(told.proposal, reader=reader), ended_as=FAILED_THEN_SENT_AGAIN
+    )
 
 
 # What an attempt changes on a notification: its lease ends, as a next attempt or none.

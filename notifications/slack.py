@@ -27,6 +27,8 @@ from notifications.messages import (
     NO_LONGER_WAITS,
     DigestLine,
     ProposalMessage,
+    failed_count_text,
+    failed_since_retried_text,
     my_channels_url,
     still_waiting_count_text,
     waiting_count_text,
@@ -638,7 +640,7 @@ def _rich_block(lines: list[list[dict]]) -> dict:
     return {"type": "rich_text", "elements": [{"type": "rich_text_section", "elements": elements}]}
 
 
-def _digest_blocks(title: str, lines: list[list[dict]]) -> list[dict]:
+def _digest_blocks(title: str, lines: list[list[dict]], *, failures: bool = False) -> list[dict]:
     """The digest's lines, each cut to DIGEST_LINE_LIMIT units, in rich text blocks that each
     hold as much as a section may (Slack counts a message's blocks, and rich text has no
     limit of its own written down), as many as a message takes (BLOCKS_LIMIT blocks,
@@ -651,6 +653,8 @@ def _digest_blocks(title: str, lines: list[list[dict]]) -> list[dict]:
     if placed < len(lines):
 
         def more(left: int) -> str:
+            if failures:  # not in the queue of what waits: listed as failed
+                return f"… and {left} more, in the console's proposals whose status is Failed."
             return f"… and {left} more in the console's queue."
 
         blocks, placed = _digest_placed(
@@ -701,6 +705,17 @@ def _digest_line(line: DigestLine) -> list[dict]:
             _rich("\n    "),
             _rich(f"{line.ended_as}:", italic=True),
             _rich(f" {one_line(line.outcome)}"),
+        ]
+    if message.failure:  # grouped failures: when and why, in the channel's words
+        failure = message.failure
+        return [
+            _rich("• "),
+            link,
+            _rich(f" (failed at {failure.at_text or 'a time not recorded'})\n    "),
+            _rich("Why it failed:", italic=True),
+            _rich(f" {one_line(failure.said)}\n    "),
+            _rich("How it came to run:", italic=True),
+            _rich(f" {one_line(failure.let_run)}."),
         ]
     risk = message.risk if message.risk is not None else "not scored"
     said = [
@@ -762,12 +777,13 @@ class SlackChannel(Channel):
         client = slack_client()
         user_id = self._user_id(client, recipient)
         lines = [_digest_line(DigestLine(message)) for message in messages]
-        text = waiting_count_text(len(messages))
+        failures = all(message.failure for message in messages)
+        text = (failed_count_text if failures else waiting_count_text)(len(messages))
         try:
             answer = client.chat_postMessage(
                 channel=user_id,
                 text=text,
-                blocks=_digest_blocks(text, lines),
+                blocks=_digest_blocks(text, lines, failures=failures),
                 unfurl_links=False,
             )
         except SLACK_FAILURES as error:
@@ -777,13 +793,19 @@ class SlackChannel(Channel):
 
     def update_digest(self, *, where: dict[str, str], lines: list[DigestLine]) -> Sent:
         waiting = sum(1 for line in lines if not line.outcome)
-        text = still_waiting_count_text(waiting, listed=len(lines))
+        failures = all(line.message.failure for line in lines)
+        if failures:
+            text = failed_since_retried_text(lines)
+        else:
+            text = still_waiting_count_text(waiting, listed=len(lines))
         try:
             slack_client().chat_update(
                 channel=where["channel"],
                 ts=where["ts"],
                 text=text,
-                blocks=_digest_blocks(text, [_digest_line(line) for line in lines]),
+                blocks=_digest_blocks(
+                    text, [_digest_line(line) for line in lines], failures=failures
+                ),
             )
         except SLACK_FAILURES as error:
             raise _failure(error) from error
