@@ -4,6 +4,22 @@ person sees are the ones in the page."""
 import math
 import textwrap
 from dataclasses import dataclass
+from decimal import Decimal
+
+
+def as_sent(value: float) -> str:
+    """A number an agent sent, in the digits it sent: the shortest decimal that reads back as
+    the same float (what its JSON carried), written out in full, 0.00012 and 1234567.891, not
+    rounded to four places (0.0001, which it did not send) nor padded (12500.5000); past
+    sixteen digits either side of the point, in Python's exponent notation (1e+300)."""
+    if value == 0 or not math.isfinite(value):
+        return "0" if value == 0 else repr(value)
+    digits = Decimal(repr(float(value)))
+    if not -16 <= digits.adjusted() < 16:
+        return repr(float(value))
+    text = f"{digits:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
 
 BAR_PALETTE = ["#8aa4b8", "#264b5d", "#c8553d", "#588b8b", "#d9a441", "#7a5c8e"]
 
@@ -97,6 +113,10 @@ class Line:
     last: float
     color: str
 
+    @property
+    def last_shown(self) -> str:
+        return as_sent(self.last)
+
 
 @dataclass(frozen=True)
 class LineChart:
@@ -106,6 +126,14 @@ class LineChart:
     lines: list[Line]
     low: float
     high: float
+
+    @property
+    def low_shown(self) -> str:
+        return as_sent(self.low)
+
+    @property
+    def high_shown(self) -> str:
+        return as_sent(self.high)
 
 
 PALETTE = ["#264b5d", "#c8553d", "#588b8b", "#f28f3b", "#8aa4b8", "#6a4c93"]

@@ -1236,3 +1236,28 @@ def test_a_proposals_page_is_headed_once_by_what_was_proposed(operator, login):
     ]
     assert not any("move 200.00" in heading for heading in headings)
     assert f"As edited:</strong> {proposal.summary}" in page
+
+
+def test_the_agents_figures_read_as_it_sent_them_not_rounded_to_other_numbers(login):
+    """A conversion rate of 0.00012 read "0.0001" in the chart's caption, its range
+    "0.0001 – 0.0002" (neither was sent), and a confidence of 0.999 read "1.00"."""
+    proposal = evaluated(
+        reallocation(
+            confidence=0.999,
+            supporting_data={
+                "conversion_rate": [0.00019, 0.00015, 0.00012],
+                "spend": [12500.5, 13010.25, 1234567.891],
+                "clicks": [3, 2e-7],
+            },
+        )
+    )
+    page = page_of(login("auditor"), proposal)
+    text = html.unescape(re.sub(r"<[^>]+>", " ", page.text))
+    words = " ".join(text.split())
+    assert "(confidence 0.999)" in words
+    assert "conversion_rate (0.00012 – 0.00019)" in words
+    assert "conversion_rate (last 0.00012)" in words
+    assert "spend (12500.5 – 1234567.891)" in words
+    assert "clicks (0.0000002 – 3)" in words
+    for not_sent in ("1.00)", "0.0001 ", "0.0002)", "12500.5000", "0.0000 "):
+        assert not_sent not in words

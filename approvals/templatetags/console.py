@@ -5,7 +5,7 @@ from django.urls import reverse
 
 from approvals.models import Agent, RejectionReason
 from approvals.selectors import COUNTED, COUNTED_FIGURES, ProposalCounts, dashboard
-from hitlproject.charts import GroupedBarChart, grouped_bars
+from hitlproject.charts import GroupedBarChart, as_sent, grouped_bars
 from hitlproject.vocabulary import WHAT_IF_LABELS, action_type_label
 from ledger.models import campaign_field_label, campaign_value_label
 
@@ -97,6 +97,7 @@ def percent(value: float | None) -> str:
 
 
 register.filter("action_type_label", action_type_label)
+register.filter("as_sent", as_sent)
 
 
 @register.filter
