@@ -187,3 +187,24 @@ def test_a_change_from_a_zero_baseline_says_so_rather_than_a_size(account):
     assert assessed.assessment.magnitude_label == (
         "A change from zero to brand-search's daily budget"
     )
+
+
+@pytest.mark.parametrize(
+    ("new_bid", "label"),
+    [
+        ("2.17", "An 8.5% change"),  # eight
+        ("2.22", "An 11.0% change"),  # eleven
+        ("2.36", "An 18.0% change"),  # eighteen
+        ("3.60", "An 80.0% change"),  # eighty
+        ("18.00", "An 800.0% change"),  # eight hundred
+        ("2.24", "A 12.0% change"),
+        ("2.02", "A 1.0% change"),
+        ("4.20", "A 110.0% change"),  # one hundred and ten
+        ("5000.00", "A 249900.0% change"),
+    ],
+)
+def test_a_change_label_reads_with_the_article_its_number_is_spoken_with(account, new_bid, label):
+    """ "A 8.3% change" was read out "a eight point three": the article follows the number as
+    it is spoken ("an eight", "an eleven", "an eighteen", "an eighty")."""
+    assessed = assess(account, "bid_adjustment", campaign="brand-search", new_bid=new_bid)
+    assert assessed.assessment.magnitude_label == f"{label} to brand-search's bid"

@@ -97,7 +97,16 @@ def change_label(current: Decimal, new: Decimal) -> str:
     baseline, which has no finite size."""
     if current == 0:
         return "A change from zero"
-    return f"A {abs(new - current) / current * 100:.1f}% change"
+    size = f"{abs(new - current) / current * 100:.1f}"
+    return f"{article_before(size)} {size}% change"
+
+
+def article_before(number: str) -> str:
+    """ "An" before a number spoken from a vowel (eight, eleven, eighteen, eighty, eight
+    hundred, eleven thousand), "A" before any other: "An 8.3% change", "A 12.0% change"."""
+    whole = number.split(".")[0]
+    leading_group = whole[: len(whole) % 3 or 3]
+    return "An" if whole.startswith("8") or leading_group in ("11", "18") else "A"
 
 
 def exact_factor(current: Decimal, new: Decimal) -> Fraction:
