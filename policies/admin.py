@@ -18,7 +18,7 @@ from django.utils.text import capfirst
 
 from approvals import action_types
 from approvals.admin import ActionTypeFilter
-from approvals.models import Agent, AgentKind
+from approvals.models import Agent, AgentKind, Proposal
 from approvals.services.proposals import proposal_dry_run
 from approvals.simulation import draft_rule_set, drafts_in_place, simulate
 from audit.actors import Actor
@@ -595,7 +595,7 @@ class PolicyAdmin(ChangeReasonAdmin):
         if policy is None or not self.has_view_permission(request, policy):
             raise PermissionDenied
         example = action_types.get(policy.action_type).example_payload
-        agent = policy.agent or Agent.objects.filter(is_active=True).first()
+        agent = policy.agent or dry_run_agent(policy.action_type)
         account = policy.account or (agent.accounts.first() if agent else None)
         form = DryRunForm(
             request.POST if request.method == "POST" else None,
@@ -674,6 +674,23 @@ class PolicyAdmin(ChangeReasonAdmin):
             f"{percent_text(tried.get('cumulative_max_magnitude', 0))}",
         }
         return rules, [words[name] for name in tried]
+
+
+def dry_run_agent(action_type: str) -> Agent | None:
+    """The agent a dry run is first shown for: the one that last proposed this action type,
+    else the first active one; never the platform's own (the autonomy advisor, first by name,
+    proposes nothing but policy changes, and a budget change's dry run for it read as if for
+    the agents that do)."""
+    agents = Agent.objects.filter(is_active=True)
+    if action_type != "policy_change":
+        agents = agents.filter(is_platform=False)
+    latest = (
+        Proposal.objects.filter(action_type=action_type, agent__in=agents)
+        .order_by("-created_at")
+        .values_list("agent_id", flat=True)
+        .first()
+    )
+    return agents.filter(pk=latest).first() if latest else agents.first()
 
 
 def simulate_query(draft: Policy) -> str:

@@ -599,3 +599,16 @@ def test_every_rule_that_holds_is_named_with_its_figures():
     )
     always = engine.evaluate(facts, [replace(rule, always_review=True)])
     assert "always review (policy “Budgets”)" in [h.text for h in always.held_by]
+
+
+def test_a_dry_run_is_first_shown_for_the_agent_that_proposes_its_action_type(owner):
+    """Once the autonomy advisor existed, a budget change's dry run opened for it (first by
+    name), an agent that never proposes one: its verdict read as if for the agents that do."""
+    Agent.objects.create(name="autonomy-advisor", kind="analysis", is_platform=True)
+    url = reverse("admin:policies_policy_dry_run", args=[reallocations().pk])
+    assert owner.get(url).context["form"]["agent"].value() != (
+        Agent.objects.get(name="autonomy-advisor").pk
+    )
+    evaluated(reallocation())
+    form = owner.get(url).context["form"]
+    assert form["agent"].value() == Agent.objects.get(name="optimizer").pk
