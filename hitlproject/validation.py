@@ -215,7 +215,9 @@ class PlainWholeNumber(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
-PLAIN_DIGITS = re.compile(r"[0-9]{1,6}")
+# Any run of them: a number too big for the field is refused by its bound ("less than or equal
+# to 500"), which says what is wrong with it; DRF's own check refuses more than 1,000 digits.
+PLAIN_DIGITS = re.compile(r"[0-9]+")
 
 
 class StrictQuery(StrictSerializer):

@@ -405,6 +405,32 @@ def test_a_count_in_a_query_is_read_in_plain_digits_or_refused(optimizer, path, 
 
 
 @pytest.mark.parametrize(
+    "path, field, typed, said",
+    [
+        (URL, "page_size", "1000000", "Ensure this value is less than or equal to 500."),
+        (URL, "page_size", "0000003", None),
+        (URL, "page_size", "9" * 1001, "String value too large."),
+        ("/api/v1/feedback/", "page_size", "10000000", "less than or equal to 1000."),
+        ("/api/v1/scorecard/", "days", "99999999999", "less than or equal to 365."),
+        ("/api/v1/proposals/1/", "wait", "3600000", "less than or equal to 60."),
+    ],
+)
+def test_a_count_in_plain_digits_is_refused_for_its_size_not_as_not_plain(
+    optimizer, path, field, typed, said
+):
+    """A count of seven digits or more is plain digits: it was refused saying "Give a whole
+    number in plain digits (0-9)", which it was, so an agent asking for a million rows read
+    that its digits were wrong, not that it asked for too many. Now the bound is said, and
+    leading zeros are read as the number they write."""
+    response = optimizer.get(path, {field: typed})
+    if said is None:
+        assert response.status_code == 200, response.content
+    else:
+        assert response.status_code == 400, response.content
+        assert said in response.json()[field][0]
+
+
+@pytest.mark.parametrize(
     "path, body",
     [
         (URL, bid_adjustment()),
