@@ -1428,6 +1428,10 @@ def may_not_read(recipient) -> str:
         return "was deactivated"
     if not recipient.has_perm("approvals.view_proposal"):
         return "may not see proposals in the console"
+    # The console (Django's admin) lets in staff alone: taking a person's staff status away
+    # is how an administrator shuts them out of it, groups and all.
+    if not recipient.is_staff:
+        return "may not log in to the console"
     return ""
 
 

@@ -462,6 +462,43 @@ def test_a_person_who_lost_the_right_to_read_proposals_is_shown_no_more_of_it(
     assert buttons(on_slack.messages[(where["channel"], where["ts"])]["blocks"]) == []
 
 
+def test_one_who_may_no_longer_log_in_to_the_console_decides_nothing_on_slack_and_is_told_no_more(
+    optimizer, on_slack, operators
+):
+    """The operator was told of the reallocation on Slack, then had their staff status taken
+    away: the console lets them in no more (Django's admin lets in staff alone), though they
+    kept their group. Their Approve, pressed since, decided it all the same, as them, and
+    the next proposal was sent to them with its buttons; a colleague's rejection updated
+    their message with who decided and why. Now a press decides nothing, the message is
+    taken back, and the next is not sent, saying why."""
+    first, second = operators
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+    first.is_staff = False
+    first.save()
+
+    post(*pressing(OPERATOR, "approve", approve_value(where["call"]["blocks"]), where))
+
+    [answer] = [call["text"] for call in on_slack.sent("chat.postEphemeral")]
+    assert answer == "Nothing was done: operator may not log in to the console."
+    assert not Decision.objects.filter(proposal_id=proposal["id"]).exists()
+    proposal_reject(proposal_id=proposal["id"], reviewer=second, reason_code="wrong_signal")
+    [update] = wait_until(lambda: updates_of(on_slack, where))
+    assert update["text"] == (
+        "This message is no longer shown: operator may not log in to the console."
+    )
+    assert "second-operator" not in str(on_slack.messages[(where["channel"], where["ts"])])
+    answer = optimizer.post("/api/v1/proposals/", reallocation("150.00"), format="json")
+    assert answer.status_code == 201, answer.content
+    [told] = wait_until(
+        lambda: Notification.objects.filter(proposal_id=answer.json()["id"]).exclude(
+            status__in=["pending", "held"]
+        )
+    )
+    assert told.status == "not_sent"
+    assert "operator may not log in to the console" in told.log[-1]["result"]
+    assert len(on_slack.sent("chat.postMessage", channel=OPERATOR)) == 1
+
+
 @pytest.mark.parametrize("action", ["approve", "reject", "claim", "release"])
 def test_a_press_by_one_who_lost_the_right_to_read_proposals_tells_them_nothing_of_it(
     optimizer, on_slack, operators, action
