@@ -323,7 +323,10 @@ def _checked_targets(proposal: Proposal, action_type, actor: Actor) -> _Checked:
     if ending:
         moves = ending
         cause = "found before executing"
-        if proposal.status == ProposalStatus.EXECUTING:
+        held = _held_round(proposal) if proposal.status == ProposalStatus.APPROVED else None
+        if proposal.status == ProposalStatus.EXECUTING or (
+            held is not None and _this_round(proposal, held).exists()
+        ):
             cause += "; an earlier attempt's request got no answer and may have reached the channel"
         superseded = proposal_supersede(proposal=proposal, moves=moves, actor=actor, cause=cause)
         return _Checked(campaigns, before, superseded)
@@ -724,8 +727,11 @@ def _execute_on_channel(proposal_id: int) -> Proposal:
                     started_at=now,
                 )
         if refusal:
-            if current is not None:  # not the round's first attempt
-                refusal = _sent_before(refusal, proposal, current)
+            # Not the round's first attempt, or the first since a kill switch held its round
+            # back (approved again, it resumes that round's request): attempts went before.
+            sent = current or _held_round(proposal)
+            if sent is not None:
+                refusal = _sent_before(refusal, proposal, sent)
             _record_attempt(
                 proposal,
                 number=next_attempt,
@@ -818,6 +824,13 @@ def _stopped_attempts_failed(
         attempt.status, attempt.finished_at, attempt.error = ExecutionStatus.FAILED, now, error
         attempt.save()  # saved: on record
     return len(stopped)
+
+
+def _held_round(proposal: Proposal) -> ExecutionRound | None:
+    """The round a kill switch held back before its next attempt (``_sent_back``), which
+    a person's approval resumes, key and all, if that is the proposal's last one."""
+    last = _current_round(proposal)
+    return last if last is not None and last.held else None
 
 
 def _sent_before(refusal: str, proposal: Proposal, current: ExecutionRound) -> str:

@@ -244,6 +244,57 @@ def test_a_target_moved_during_the_retries_supersedes_it_unsent(channel):
     assert len(endpoint.received) == 1
 
 
+def held_after_a_first_attempt(channel, payload: dict) -> tuple[Proposal, object]:
+    """Approved by the operator, sent to the channel once (503), then held back by a kill
+    switch engaged before the next attempt, and approved again while it holds."""
+    endpoint = channel(503, 200)
+    proposal = evaluated(payload)
+    if proposal.status == ProposalStatus.PENDING_REVIEW:
+        proposal_approve(proposal_id=proposal.pk, reviewer=person())
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTING
+    engage()
+    next_attempt_due(proposal)
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.PENDING_REVIEW
+    proposal_approve(proposal_id=proposal.pk, reviewer=person())
+    return proposal, endpoint
+
+
+def test_a_guardrail_set_before_a_held_round_resumes_says_its_attempt_went_before(channel):
+    """The first attempt of the held round reached the channel (its request may have been
+    carried out there); a guardrail set since fails the approval given again. The failure
+    said "A guardrail refuses it now: …" alone, read as nothing having happened, as the
+    failure of an attempt between two retries said before helper-103's change."""
+    proposal, endpoint = held_after_a_first_attempt(channel, reallocation("280.00"))
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget=Decimal("750"))
+
+    failed = proposal_execute(proposal_id=proposal.pk)
+
+    assert failed.status == ProposalStatus.FAILED
+    assert [e.error for e in failed.executions.order_by("attempt")] == [
+        "the endpoint answered HTTP 503",
+        "A guardrail refuses it now: generic-search's daily budget would be "
+        "780.00 USD, above its cap of 750.00 USD. Attempt 1 was sent to the channel before "
+        "(“the endpoint answered HTTP 503”): check on the channel that it was not carried out.",
+    ]
+    assert len(endpoint.received) == 1
+
+
+def test_a_target_moved_before_a_held_round_resumes_says_its_attempt_may_have_reached_it(
+    channel,
+):
+    proposal, endpoint = held_after_a_first_attempt(channel, bid_adjustment("2.12"))
+    Campaign.objects.filter(external_id="brand-search").update(bid=Decimal("2.05"))
+
+    superseded = proposal_execute(proposal_id=proposal.pk)
+
+    assert superseded.status == ProposalStatus.SUPERSEDED
+    assert superseded.verdict_reasons[0] == (
+        "Superseded: brand-search's bid is 2.05, was 2.00 (found before executing; an earlier "
+        "attempt's request got no answer and may have reached the channel). It was not executed."
+    )
+    assert len(endpoint.received) == 1
+
+
 def test_a_held_proposal_waits_a_full_review_window(demo_world):
     proposal = evaluated(bid_adjustment("2.12"))
     engage()
