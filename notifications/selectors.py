@@ -104,14 +104,15 @@ def who_may_decide(users: Iterable, proposal: Proposal, *, reviewers: Iterable[i
     return [
         user
         for user in users
-        if act_refusal(user, proposal, Act.REJECT, reviewers=reviewers) is None
+        # The console lets in staff alone (and messages go to them alone).
+        if user.is_staff and act_refusal(user, proposal, Act.REJECT, reviewers=reviewers) is None
     ]
 
 
 def undecidable_by_group(group, *, action_type: str = "") -> list[str]:
     """The action types (``action_type``, or every one where it is empty), by label, whose
-    proposals no active member of ``group`` has the permission to decide: a proposal of one
-    escalated to the group reaches nobody who can decide it."""
+    proposals no active member of ``group`` who may log in to the console has the permission
+    to decide: a proposal of one escalated to the group reaches nobody who can decide it."""
     members = group_recipients(group)
     has = {}
     undecidable = []
@@ -121,7 +122,7 @@ def undecidable_by_group(group, *, action_type: str = "") -> list[str]:
             continue
         permission = action.decide_permission
         if permission not in has:
-            has[permission] = any(user.has_perm(permission) for user in members)
+            has[permission] = any(user.is_staff and user.has_perm(permission) for user in members)
         if not has[permission]:
             undecidable.append(action.label)
     return undecidable

@@ -196,6 +196,33 @@ def warnings_shown(response) -> list[str]:
     return [str(m) for m in response.context["messages"] if m.level_tag == "warning"]
 
 
+def test_a_backup_group_whose_deciders_may_no_longer_log_in_is_warned_of(login):
+    """The weekend group's one member has the operators' permissions, but had their staff
+    status taken away: the console lets them in no more, and messages no longer go to them.
+    The route was saved without a word, as if an overdue proposal would reach someone who
+    may decide it."""
+    client = login("policy-owner")
+    former = get_user_model().objects.create_user("former", email="former@example.com")
+    former.groups.add(Group.objects.get(name=OPERATORS))
+    weekend = Group.objects.create(name="weekend")
+    weekend.user_set.add(former)
+
+    saved = client.post(
+        reverse("admin:notifications_route_add"), route_form(backup_group=weekend.pk), follow=True
+    )
+
+    assert warnings_shown(saved) == [
+        "Nobody in the backup group “weekend” may decide the budget reallocation proposals "
+        "this route tells of: one that is overdue would be escalated to people who cannot "
+        "decide it. Give the group a person who may, or choose another group."
+    ]
+    former.is_staff = True
+    former.save()
+    route = Route.objects.get(name="Big reallocations to the operators")
+    change = reverse("admin:notifications_route_change", args=[route.pk])
+    assert backup_warning(client.get(change).text) == ""
+
+
 def test_a_backup_group_nobody_in_which_may_decide_the_routes_proposals_is_warned_of(login):
     """A policy owner names the auditors as a route's backup group: an overdue proposal would
     be escalated to people who cannot decide it (they read "Read it on its page"), and nobody
