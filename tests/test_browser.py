@@ -373,6 +373,30 @@ def test_operator_searches_from_the_queue_and_finds_every_status(live_server, de
     expect(rows.first).to_contain_text(f"{promise.pk}")
 
 
+def test_an_operator_reads_what_a_guardrail_found_from_the_queue_by_keyboard_alone(
+    live_server, demo_world, page
+):
+    """The queue's ⚠ opens, by Tab and Enter (or a tap), on what the guardrails found: a
+    tooltip alone is read by a mouse's hover and by nothing else."""
+    waiting(creative_batch(creative(headline="Guaranteed savings", body="Risk-free, for all.")))
+    log_in(page, live_server.url, demo_world["users"]["operator"])
+    page.goto(f"{live_server.url}/admin/approvals/proposal/")
+    findings = page.locator("#result_list .guardrail-findings")
+    expect(findings).to_be_hidden()
+
+    tab_to(page, "#result_list .guardrail-flag summary")
+    expect(page.locator(":focus")).to_have_accessible_name("⚠ 2 guardrail findings")
+    page.keyboard.press("Enter")
+
+    expect(findings).to_be_visible()
+    expect(findings.locator("li")).to_have_text(
+        [
+            "The headline of creative 1 uses the banned term “guaranteed”: “«Guaranteed» savings”.",
+            "The body of creative 1 uses the banned term “risk-free”: “«Risk-free», for all.”",
+        ]
+    )
+
+
 def test_policy_owner_raises_the_reallocation_ceiling_by_draft_dry_run_and_promotion(
     live_server, demo_world, page
 ):
