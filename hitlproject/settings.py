@@ -313,6 +313,10 @@ else:
 SLACK_BOT_TOKEN = env("SLACK_BOT_TOKEN", "")
 SLACK_SIGNING_SECRET = env("SLACK_SIGNING_SECRET", "")
 SLACK_API_URL = env("SLACK_API_URL", "https://slack.com/api/")
+# A press on Slack decides for a person whose group must use a second factor (which the console
+# asks of them at every login) only where Slack's own sign-in is taken for one: set it when the
+# workspace itself requires two-factor authentication (or single sign-on with it) of everyone.
+SLACK_SIGN_IN_IS_SECOND_FACTOR = env_flag("SLACK_SIGN_IN_IS_SECOND_FACTOR")
 # In production, a message that reaches someone (through a mail server or Slack) links to the
 # console as its users reach it: without HITL_CONSOLE_URL its links would point at this
 # machine's own address (127.0.0.1), which no reader's browser opens.

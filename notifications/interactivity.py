@@ -17,8 +17,9 @@ from approvals.models import Proposal, ProposalStatus
 from approvals.services.decisions import EditedSinceSeen, proposal_approve, proposal_reject
 from hitlproject.errors import DomainError, InvalidInput
 from notifications.channels import ChannelError
+from notifications.messages import proposal_url
 from notifications.models import SlackRequestSeen
-from notifications.selectors import users_by_email
+from notifications.selectors import slack_lacks_second_factor, users_by_email
 from notifications.services import (
     may_not_read,
     outcome_text,
@@ -128,6 +129,13 @@ def slack_press_handle(*, press: Press) -> str:
         # Told nothing of it: neither whether it waits, nor who decided it, nor how far it has
         # come, as the console shows them nothing of it and their messages are taken back.
         return f"Nothing was done: {user.get_username()} {barred}."
+    lacking = slack_lacks_second_factor(user)
+    if lacking and press.action in ("approve", "reject"):
+        # As the console asks it at every login: a press here is no second factor.
+        return (
+            f"Nothing was done: {lacking}. Approve or reject it on its page: "
+            f"{proposal_url(press.proposal_id)}"
+        )
     try:
         if press.action == "approve":
             # Said as a rejection's is: the decision's record keeps the channel it came by.

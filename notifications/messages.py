@@ -99,6 +99,9 @@ class ProposalMessage:
     # Why its reader, who may reject it, may not approve it (its agent was stopped since it
     # proposed it): the message says so and offers no Approve.
     approval_refused: str = ""
+    # Why its reader, who may decide it, may not do so from Slack (``slack_lacks_second_factor``):
+    # the Slack message says so and offers neither Approve nor Reject.
+    decided_on_its_page: str = ""
     # Why its reader, told as one of a backup group, and nobody else in that group may decide
     # it (an escalation to a group of auditors): it says so, not only "Read it on its page".
     nobody_may_decide: str = ""

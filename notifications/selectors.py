@@ -9,10 +9,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import Count, Exists, F, OuterRef, Q
 from django.utils import timezone
 
+from access.selectors import second_factor_required
 from approvals import action_types
 from approvals.models import Proposal, ProposalStatus
 from approvals.selectors import decision_time_percentiles, people_decided
@@ -107,6 +109,19 @@ def who_may_decide(users: Iterable, proposal: Proposal, *, reviewers: Iterable[i
         # The console lets in staff alone (and messages go to them alone).
         if user.is_staff and act_refusal(user, proposal, Act.REJECT, reviewers=reviewers) is None
     ]
+
+
+def slack_lacks_second_factor(user) -> str:
+    """Why a press on Slack may not approve or reject for ``user``: a group of theirs must use
+    a second factor, which the console asks of them at every login and a press on Slack does
+    not (unless Slack's own sign-in is taken for one: ``SLACK_SIGN_IN_IS_SECOND_FACTOR``);
+    "" when it may. Taking a proposal ("I'll take it") decides nothing, and stays open."""
+    if settings.SLACK_SIGN_IN_IS_SECOND_FACTOR or not second_factor_required(user):
+        return ""
+    return (
+        f"{user.get_username()} is in a group that must use a second factor, which a press on "
+        "Slack does not ask for"
+    )
 
 
 def undecidable_by_group(group, *, action_type: str = "") -> list[str]:

@@ -81,6 +81,7 @@ from notifications.selectors import (
     channels_of,
     group_recipients,
     routing,
+    slack_lacks_second_factor,
     told_of_before,
     who_may_decide,
 )
@@ -1035,6 +1036,7 @@ def _send_one(
                 reviewers,
                 kind=notification.kind,
                 route=notification.route,
+                channel=notification.channel,
             )
         route_name = notification.route.name if notification.route_id else ""
         message = replace(
@@ -1091,12 +1093,15 @@ def _as_told_to(
     *,
     kind: str = "",
     route: Route | None = None,
+    channel: str = "",
 ) -> tuple[bool, ProposalMessage]:
     """Whether ``recipient`` may decide the proposal, and the message as told to them: to one
     who may not (the owner of its agent, one who approved), it waits for a decision, not
     theirs, and an escalation (``kind``) to a backup group (``route``'s) none of whose people
     may decide it says so; to one who may reject it but not let it run (its agent was
-    stopped since), it says why it cannot be approved, and offers no Approve."""
+    stopped since), it says why it cannot be approved, and offers no Approve; on Slack
+    (``channel``), to one whose group must use a second factor, that a press there decides
+    nothing, and it offers neither Approve nor Reject."""
     may_decide = may_act(recipient, proposal, Act.REJECT, reviewers=reviewers)
     if not may_decide:
         message = addressed_to_one_who_may_not_decide(message)
@@ -1105,6 +1110,12 @@ def _as_told_to(
                 message, nobody_may_decide=_nobody_in_backup_may_decide(route, proposal, reviewers)
             )
         return False, message
+    if channel == NotificationChannel.SLACK:
+        lacking = slack_lacks_second_factor(recipient)
+        if lacking:
+            message = replace(
+                message, decided_on_its_page=f"{lacking}: approve or reject it on its page."
+            )
     refusal = act_refusal(recipient, proposal, Act.APPROVE, reviewers=reviewers)
     if refusal is not None:
         return True, replace(message, approval_refused=refusal.message)
@@ -1148,6 +1159,7 @@ def _update_says(notification: Notification) -> dict:
         reviewers,
         kind=notification.updates.kind,
         route=notification.route,
+        channel=notification.channel,
     )
     return {
         "text": progress_text(proposal),

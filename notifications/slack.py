@@ -278,7 +278,10 @@ def message_blocks(
     where long, are cut to one length to fit with its headline, facts and buttons (leaving
     room to say which creatives do not fit), and the words the action would publish take the
     room left (``_words_blocks``)."""
-    may_approve = may_decide and not outcome
+    # One who may decide it, but not from Slack (``decided_on_its_page``): told so, and
+    # offered only to take it.
+    on_its_page = bool(may_decide and not outcome and message.decided_on_its_page)
+    may_approve = may_decide and not outcome and not on_its_page
     reasons = "\n".join(f"• {reason}" for reason in message.reasons) or "• No policy decided it."
     # Once it no longer waits (``outcome``), why it waited: not "waits".
     why = f"{'Why it waited' if outcome else 'Why it waits'}\n{reasons}"
@@ -290,13 +293,17 @@ def message_blocks(
             (outcome or progress, True),
             (message.nobody_may_decide, not outcome),
             (message.approval_refused, may_approve),
+            (message.decided_on_its_page, on_its_page),
         )
         if note and shown
     ]
     head = [_headline_block(message), _facts_block(message, on_it=not outcome)]
     told = _told_blocks(message)
     # The buttons as they would be with Approve: they take at most this room.
-    actions = [_actions_block(message, approve=True, reader=reader)] if may_approve else []
+    if may_approve:
+        actions = [_actions_block(message, approve=True, reader=reader)]
+    else:
+        actions = _claim_block(message, reader=reader) if on_its_page else []
     room = MESSAGE_TEXT_LIMIT - message_units([*head, *actions, *told])
     limit = min(
         SECTION_TEXT_LIMIT,
@@ -522,6 +529,13 @@ def _share(lengths: list[int], room: int) -> int:
         room -= length
         left -= 1
     return max(lengths, default=0)
+
+
+def _claim_block(message: ProposalMessage, *, reader: str) -> list[dict]:
+    """The claim's button alone, in a block of its own (none where there is no button)."""
+    claim = _claim_button(message, str(message.proposal_id), reader=reader)
+    block = {"type": "actions", "block_id": f"proposal-{message.proposal_id}", "elements": claim}
+    return [block] if claim else []
 
 
 def _claim_button(message: ProposalMessage, value: str, *, reader: str) -> list[dict]:

@@ -13,11 +13,14 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
+from access.models import SecondFactorRequirement
 from approvals.models import Agent, Decision, Proposal
+from approvals.roles import OPERATORS
 from approvals.services.decisions import (
     payload_seen,
     proposal_approve,
@@ -314,6 +317,55 @@ def test_a_press_by_the_auditor_is_refused_with_a_message_back(optimizer, on_sla
     assert "auditor may not decide" in told(on_slack, "U0AUDITOR")
     assert Proposal.objects.get(pk=proposal["id"]).status == "pending_review"
     assert not Decision.objects.filter(proposal_id=proposal["id"]).exists()
+
+
+@pytest.fixture
+def operators_use_a_second_factor(demo_world):
+    """An administrator requires a second factor of the operators (Access → Second factor
+    requirements): the console asks the operator for a code at every login."""
+    SecondFactorRequirement.objects.create(group=Group.objects.get(name=OPERATORS))
+
+
+def test_one_whose_group_must_use_a_second_factor_decides_on_its_page_not_on_slack(
+    optimizer, on_slack, operators_use_a_second_factor, settings
+):
+    """A press on Slack asks for no second factor: one whose group must use one is told so
+    and offered only to take it on (which decides nothing); a press decides nothing and says
+    where to decide. Where Slack's own sign-in is taken for one, Slack decides as before."""
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+    blocks = where["call"]["blocks"]
+    assert buttons(blocks) == ["claim"]
+    lacking = (
+        "operator is in a group that must use a second factor, which a press on Slack does "
+        "not ask for"
+    )
+    assert f"{lacking}: approve or reject it on its page." in context_texts(blocks)
+
+    for action, value in [
+        ("approve", str(proposal["id"])),
+        ("reject", f"{proposal['id']}:too_aggressive"),
+    ]:
+        assert post(*pressing(OPERATOR, action, value, where)).status_code == 200
+    page = f"/admin/approvals/proposal/{proposal['id']}/change/"
+    said = [call["text"] for call in on_slack.sent("chat.postEphemeral", user=OPERATOR)]
+    assert len(said) == 2
+    assert all(
+        text.startswith(f"Nothing was done: {lacking}. Approve or reject it on its page: ")
+        and text.endswith(page)
+        for text in said
+    )
+    assert Proposal.objects.get(pk=proposal["id"]).status == "pending_review"
+    assert not Decision.objects.filter(proposal_id=proposal["id"]).exists()
+    # Taking it on decides nothing: still offered, and still theirs to give back.
+    post(*pressing(OPERATOR, "claim", str(proposal["id"]), where))
+    assert Claim.objects.get(proposal_id=proposal["id"]).user.username == "operator"
+    [update, *_] = wait_until(lambda: updates_of(on_slack, where))
+    assert buttons(update["blocks"]) == ["release"]
+    assert f"{lacking}: approve or reject it on its page." in context_texts(update["blocks"])
+
+    settings.SLACK_SIGN_IN_IS_SECOND_FACTOR = True
+    post(*pressing(OPERATOR, "approve", str(proposal["id"]), where))
+    assert Decision.objects.get(proposal_id=proposal["id"]).reviewer.username == "operator"
 
 
 def test_a_press_by_the_agents_owner_is_refused_with_a_message_back(optimizer, on_slack):
