@@ -229,6 +229,21 @@ def test_the_bulk_confirmation_counts_in_words_that_agree_with_the_count(login):
     )
 
 
+def test_each_proposal_on_the_bulk_confirmation_links_to_its_page(login):
+    """Before confirming, the operator can open any proposal listed to read it whole (in a new
+    tab, so the confirmation stays)."""
+    proposals = [evaluated(reallocation(amount)) for amount in ("280.00", "150.00")]
+    selected = {"action": "approve_selected", "_selected_action": [p.pk for p in proposals]}
+    page = login("operator").post(CHANGELIST, selected).text
+
+    rows = page.split('id="bulk-proposals">')[1].split("</tbody>")[0].split("<tr><td>")[1:]
+    for proposal, row in zip(proposals, rows, strict=True):
+        link = reverse("admin:approvals_proposal_change", args=[proposal.pk])
+        assert re.search(
+            rf'<a href="{link}" target="_blank" rel="noopener">{re.escape(proposal.summary)}', row
+        ), row
+
+
 def test_the_bulk_confirmation_says_a_budget_change_held_behind_a_pause_waits_to_be_decided(
     login,
 ):
