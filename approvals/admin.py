@@ -796,7 +796,7 @@ class ProposalAdmin(ReadOnlyAdmin):
 
     class Media:
         css = {"all": ["approvals/console.css"]}
-        js = ["approvals/follow_status.js"]
+        js = ["approvals/follow_status.js", "approvals/refusal_focus.js"]
 
     def get_list_display(self, request):
         if listed_status(request) == ProposalStatus.PENDING_REVIEW:  # say it once, in the title

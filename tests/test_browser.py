@@ -686,6 +686,10 @@ def test_an_operator_rejects_with_the_keyboard_alone_and_a_refusal_keeps_what_wa
     expect(page.locator(".messagelist")).to_contain_text("was edited since it was shown to you")
     reject = page.get_by_role("form", name="Reject")
     expect(reject).to_contain_text("Nothing was decided")
+    # The focus is on the refusal, read out, and the next Tab is in the form it refused.
+    expect(page.locator(":focus")).to_contain_text("Nothing was decided")
+    page.keyboard.press("Tab")
+    expect(reject.get_by_role("combobox", name="Reason")).to_be_focused()
     expect(reject.get_by_role("combobox", name="Reason")).to_have_value("too_aggressive")
     expect(reject.get_by_role("textbox", name="Note")).to_have_value("Move it in two steps.")
     expect(page.locator("#summary-now")).to_contain_text("move 140.00 USD/day")
