@@ -46,6 +46,9 @@ class GroupedBarChart:
     bars: list[Bar]
     groups: list[tuple[float, list[str]]]  # label x position, label in lines that fit
     legend: list[tuple[str, str]]  # series name, color
+    # Each category's values, one per series: the chart's figures as text, for a screen
+    # reader and for anyone who wants the numbers rather than the bars.
+    figures: list[tuple[str, list[int]]]
 
 
 # A category label's lines are drawn in 12px sans-serif, about this wide a character and this
@@ -103,6 +106,10 @@ def grouped_bars(
             (name, BAR_PALETTE[number % len(BAR_PALETTE)])
             for number, (name, _) in enumerate(series)
         ],
+        figures=[
+            (category, [values[index] for _, values in series])
+            for index, category in enumerate(categories)
+        ],
     )
 
 
@@ -112,10 +119,15 @@ class Line:
     points: str  # "x,y x,y …" for an SVG polyline
     last: float
     color: str
+    values: list[float]  # the figures drawn, said as text beside the chart
 
     @property
     def last_shown(self) -> str:
         return as_sent(self.last)
+
+    @property
+    def values_shown(self) -> list[str]:
+        return [as_sent(value) for value in self.values]
 
 
 @dataclass(frozen=True)
@@ -157,7 +169,7 @@ def line_chart(
     for index, (label, points) in enumerate(series.items()):
         step = (width - 2 * pad) / max(len(points) - 1, 1)
         coordinates = " ".join(f"{pad + i * step:.1f},{y(v):.1f}" for i, v in enumerate(points))
-        lines.append(Line(label, coordinates, points[-1], PALETTE[index % len(PALETTE)]))
+        lines.append(Line(label, coordinates, points[-1], PALETTE[index % len(PALETTE)], points))
     return LineChart(title, width, height, lines, low, high)
 
 

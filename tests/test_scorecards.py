@@ -101,6 +101,12 @@ def test_the_agent_page_shows_the_scorecard_with_charts(record, login):
     chart = text.split('aria-label="How its proposals fared, by action type"')[1].split("</svg>")[0]
     assert re.findall(r"<tspan[^>]*>([^<]+)</tspan>", chart) == ["bid adjustment"]
     assert 'aria-label="Why people rejected its proposals"' in text
+    # Each chart's figures as text too, for a screen reader, by category and series.
+    figures = text.split("<summary>The figures of “How its proposals fared, by action type”")[1]
+    figures = figures.split("</details>")[0]
+    heads = re.findall(r'<th scope="col">([^<]+)</th>', figures)
+    cells = re.findall(r'<tr><th scope="row">bid adjustment</th>((?:<td>\d+</td>)+)</tr>', figures)
+    assert heads and len(cells) == 1 and cells[0].count("<td>") == len(heads)
     week = client.get(reverse("admin:approvals_agent_change", args=[agent.pk]) + "?days=7")
     assert "Scorecard: proposals made in the last 7 days" in week.text
     bogus = client.get(reverse("admin:approvals_agent_change", args=[agent.pk]) + "?days=x")
