@@ -396,6 +396,21 @@ def test_an_operator_reads_what_a_guardrail_found_from_the_queue_by_keyboard_alo
         ]
     )
 
+    # On a phone, where the queue scrolls sideways in its box and the ⚠ is at its edge, a tap
+    # opens the findings across the screen, none of them cut at the box's edge.
+    phone = page.context.browser.new_context(
+        viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True
+    )
+    page = phone.new_page()
+    log_in(page, live_server.url, demo_world["users"]["operator"])
+    page.goto(f"{live_server.url}/admin/approvals/proposal/")
+    page.locator("#result_list .guardrail-flag summary").tap()
+    findings = page.locator("#result_list .guardrail-findings")
+    expect(findings).to_be_visible()
+    box = findings.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+    phone.close()
+
 
 def test_policy_owner_raises_the_reallocation_ceiling_by_draft_dry_run_and_promotion(
     live_server, demo_world, page
