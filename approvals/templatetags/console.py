@@ -119,3 +119,10 @@ def what_if_chart(proposal) -> GroupedBarChart | None:
     except (KeyError, TypeError, ValueError):
         return None  # made before the what-if was recorded this way
     return grouped_bars(list(WHAT_IF_LABELS.values()), series, height=180)
+
+
+@register.filter
+def labelled(row: list, columns: list) -> list[tuple]:
+    """A table row's cells, each with its column's heading: what a phone's stacked rows say
+    beside each value in place of the headings above."""
+    return list(zip(columns, row, strict=False))
