@@ -458,6 +458,54 @@ def test_mcp_refusals_are_tool_errors_with_the_apis_message(web_server, demo_wor
     assert not ProposalRow.objects.exists()
 
 
+def test_mcp_arguments_a_tool_cannot_take_are_named_plainly_and_do_nothing(web_server, demo_world):
+    """Arguments that fail a tool's schema were answered with pydantic's report (the input
+    echoed back, "For further information visit https://errors.pydantic.dev/…" under each
+    one), and an argument a tool does not take was dropped without a word: propose_action
+    with "dry_run": true proposed the action for real."""
+    bid = {"campaign": "brand-search", "new_bid": "2.10"}
+
+    async def agent(session):
+        missing = await refusal(session, "propose_action", action_type="bid_adjustment")
+        wrong_types = await refusal(
+            session,
+            "propose_action",
+            action_type="bid_adjustment",
+            account="demo",
+            payload="campaign=brand-search",
+            rationale="r",
+            confidence="high",
+        )
+        too_short = await refusal(session, "wait_for_decision", proposal_id=1, timeout_seconds=0)
+        dry_run = await refusal(
+            session,
+            "propose_action",
+            action_type="bid_adjustment",
+            account="demo",
+            payload=bid,
+            rationale="r",
+            confidence=0.5,
+            dry_run=True,
+        )
+        takes_none = await refusal(session, "list_campaigns", verbose=True)
+        return missing, wrong_types, too_short, dry_run, takes_none
+
+    missing, wrong_types, too_short, dry_run, takes_none = run_agent(
+        web_server, demo_world["agents"]["optimizer"], agent
+    )
+    for told in (missing, wrong_types, too_short, dry_run):
+        assert "pydantic" not in told and "input_value" not in told, told
+        assert "Nothing was done" in told
+    assert "its arguments were refused: account: required; payload: required; " in missing
+    assert "rationale: required; confidence: required." in missing
+    assert "payload: Input should be a valid dictionary;" in wrong_types
+    assert "confidence: Input should be a valid number" in wrong_types
+    assert "timeout_seconds: Input should be greater than or equal to 1." in too_short
+    assert "it takes no argument 'dry_run'" in dry_run
+    assert "it takes no argument 'verbose' (it takes none)" in takes_none
+    assert not ProposalRow.objects.exists()
+
+
 class NotTheApi(BaseHTTPRequestHandler):
     """Answers every request 200 with a page, as a server at the wrong address may."""
 

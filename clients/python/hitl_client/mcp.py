@@ -19,8 +19,9 @@ from typing import Annotated, Any
 
 try:
     from mcp.server import MCPServer
+    from mcp.server.mcpserver import Context
     from mcp.server.mcpserver.exceptions import ToolError
-    from pydantic import Field
+    from pydantic import Field, ValidationError
 except ImportError as missing:  # the client installed without its mcp extra
     raise ImportError(
         'hitl_client.mcp needs the mcp extra: pip install "hitl-client[mcp]" '
@@ -94,6 +95,60 @@ def _tool_error(error: HitlError) -> ToolError:
     return ToolError(error.message)
 
 
+class _Server(MCPServer):
+    """The SDK's server, telling the model plainly what is wrong with a call's arguments.
+
+    The SDK answers arguments that fail a tool's schema with pydantic's report (the input
+    echoed back, a link to pydantic's documentation on every line), and drops arguments a
+    tool does not take without a word: ``propose_action`` given ``"dry_run": true`` proposed
+    for real. Here each wrong argument is named with what is wrong with it, and an argument
+    a tool does not take is refused, as the API refuses a field or parameter it does not
+    know."""
+
+    _arguments_taken: dict[str, frozenset[str]] | None = None
+
+    async def _taken(self, tool: str) -> frozenset[str] | None:
+        if self._arguments_taken is None:
+            self._arguments_taken = {
+                listed.name: frozenset(listed.input_schema.get("properties") or ())
+                for listed in await self.list_tools()
+            }
+        return self._arguments_taken.get(tool)
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> Any:
+        taken = await self._taken(name)  # None: no such tool, which the SDK says
+        if taken is not None and (unknown := sorted(set(arguments) - taken)):
+            takes = f"its arguments: {', '.join(sorted(taken))}" if taken else "it takes none"
+            raise ToolError(
+                f"Error executing tool {name}: it takes no argument "
+                f"{', '.join(map(repr, unknown))} ({takes}). "
+                f"Nothing was done; call it again without {'it' if len(unknown) == 1 else 'them'}."
+            )
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as error:
+            invalid = error.__cause__
+            if not isinstance(invalid, ValidationError):
+                raise
+            raise ToolError(
+                f"Error executing tool {name}: its arguments were refused: "
+                f"{_argument_faults(invalid)}. Nothing was done; call it again with them "
+                "corrected."
+            ) from invalid
+
+
+def _argument_faults(invalid: ValidationError) -> str:
+    """Each wrong argument and what is wrong with it, in pydantic's words without its
+    boilerplate: "account: required; confidence: Input should be a valid number"."""
+    faults = []
+    for fault in invalid.errors(include_url=False, include_input=False):
+        where = ".".join(str(part) for part in fault["loc"]) or "arguments"
+        faults.append(f"{where}: {'required' if fault['type'] == 'missing' else fault['msg']}")
+    return "; ".join(faults)
+
+
 NEXT_STEP = {
     "approved": "Approved by policy; it executes within seconds. Call wait_for_decision.",
     "pending_review": "Waiting for a human reviewer. Call wait_for_decision.",
@@ -143,7 +198,7 @@ def build_server(client_factory: ClientFactory = AsyncClient) -> MCPServer:
             finally:
                 clients.remove(client)
 
-    server = MCPServer(
+    server = _Server(
         "hitl-approvals", instructions=INSTRUCTIONS, version="0.1.0", lifespan=connected
     )
 
