@@ -43,7 +43,8 @@ class ScriptedModel(Model):
     """Calls each tool in its script in turn, then says it is done; keeps the tool results
     it was shown (by the tool call's id)."""
 
-    def __init__(self, *calls: tuple[str, dict]) -> None:
+    def __init__(self, *calls: tuple[str, dict | str]) -> None:
+        """``calls``: (tool, arguments), the arguments as JSON, or as the model wrote them."""
         self.turns = [
             [
                 ResponseFunctionToolCall(
@@ -51,7 +52,7 @@ class ScriptedModel(Model):
                     id=f"fc-{uuid.uuid4().hex[:8]}",
                     call_id=f"call-{uuid.uuid4().hex[:12]}",
                     name=name,
-                    arguments=json.dumps(args),
+                    arguments=args if isinstance(args, str) else json.dumps(args),
                 )
             ]
             for name, args in calls
@@ -350,6 +351,35 @@ def test_a_call_the_platform_refuses_comes_back_to_the_model_with_the_reason(web
     assert result.final_output == "Done."
     seen = model.told()
     assert seen["status"] == "refused" and "no-such-campaign" in seen["message"]
+    assert not Proposal.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "told"),
+    [
+        ('{"campaign": "brand-search", "new_bid": ', "they are not valid JSON"),
+        ('["brand-search", "2.12"]', "they are a JSON list, not an object of named arguments"),
+    ],
+)
+def test_a_call_whose_arguments_are_no_json_object_is_told_so(web_server, key, arguments, told):
+    """A model's arguments cut off mid-way (or a list) were read as no arguments at all, and
+    the model was told the arguments lacked "campaign", which it had given."""
+    model = ScriptedModel(("adjust_bid", arguments))
+
+    async def run():
+        async with AsyncClient(web_server, key) as client:
+            platform = PlatformTools(client=client)
+            agent = Agent(name="optimizer", model=model, tools=tools_of(platform))
+            return await platform.run(agent, "Raise brand-search's bid.")
+
+    result = asyncio.run(run())
+
+    assert result.final_output == "Done."
+    seen = model.told()
+    assert seen["status"] == "refused"
+    assert f"The tool call's arguments could not make a proposal: {told}" in seen["message"]
+    assert "Call the tool again with its arguments as one JSON object." in seen["message"]
+    assert "lack" not in seen["message"]
     assert not Proposal.objects.exists()
 
 

@@ -150,8 +150,10 @@ async def main() -> None:
         ]
         agent = Agent(name="optimizer", model=model, tools=tools)
         result = await Runner.run(agent, "Tune the demo account.")
-        while waiting := await platform.waiting(result):
-            for proposal in waiting:
+        # A run stops for each call that waits for a person, and for a call whose arguments
+        # are no JSON object (the SDK cannot check those): resolve() settles both.
+        while result.interruptions:
+            for proposal in await platform.waiting(result):
                 print(
                     f"Proposal #{proposal.id} waits for an operator: {proposal.summary}\n"
                     f"  decide it at {hitl.base_url}/admin/approvals/proposal/{proposal.id}/change/"

@@ -140,7 +140,7 @@ class PlatformTools:
             return self.wait == "interrupt" and answer.status == Status.PENDING_REVIEW
 
         async def on_invoke_tool(context: ToolContext[Any], arguments: str) -> str:
-            args = _arguments(arguments) or {}
+            args = _arguments(arguments)
             call_id = context.tool_call_id
             answer = await self._proposal(schema.name, args, call_id)
             self._seen.pop(call_id, None)
@@ -156,7 +156,8 @@ class PlatformTools:
                     answer = await self.client.wait(answer.id, timeout=self.timeout, until=until)
                 except WaitTimedOut as timed_out:
                     answer = timed_out.proposal
-            return report_text(outcome_report(answer, proposed=_payload(action, args)))
+            proposed = _payload(action, args) if isinstance(args, dict) else None
+            return report_text(outcome_report(answer, proposed=proposed))
 
         return FunctionTool(
             name=schema.name,
@@ -168,13 +169,16 @@ class PlatformTools:
         )
 
     async def _proposal(
-        self, tool_name: str, args: dict[str, Any] | None, call_id: str
+        self, tool_name: str, args: dict[str, Any] | ValueError, call_id: str
     ) -> Proposal | Exception:
-        """The proposal for this call: proposed once, found again by its key after that."""
+        """The proposal for this call: proposed once, found again by its key after that.
+        ``args``: the call's arguments, or why they are none (``_arguments``)."""
         if call_id in self._seen:
             return self._seen[call_id]
+        if isinstance(args, ValueError):
+            return args
         try:
-            fields = self._actions[tool_name].proposal_fields(args or {})
+            fields = self._actions[tool_name].proposal_fields(args)
         except (KeyError, TypeError, ValueError) as error:
             return error
         key = idempotency_key("openai-agents", self.key_scope, tool_name, call_id)
@@ -268,9 +272,25 @@ def _field(item: Any, name: str) -> Any:
     return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
 
 
-def _arguments(arguments: str | None) -> dict[str, Any] | None:
+def _arguments(arguments: str | None) -> dict[str, Any] | ValueError:
+    """A call's arguments, or, when the model wrote no JSON object (cut off mid-way, a list),
+    the error that tells it so: they had been read as no arguments at all, and the model told
+    that one it had given ("the arguments lack “campaign”") was missing."""
     try:
         parsed = json.loads(arguments or "{}")
-    except ValueError:
-        return None
-    return parsed if isinstance(parsed, dict) else None
+    except ValueError as error:
+        return ValueError(
+            f"they are not valid JSON ({error}): {_shown(arguments)}. Call the tool again "
+            "with its arguments as one JSON object."
+        )
+    if not isinstance(parsed, dict):
+        return ValueError(
+            f"they are a JSON {type(parsed).__name__}, not an object of named arguments: "
+            f"{_shown(arguments)}. Call the tool again with its arguments as one JSON object."
+        )
+    return parsed
+
+
+def _shown(arguments: str | None, limit: int = 200) -> str:
+    text = arguments or ""
+    return repr(text if len(text) <= limit else text[:limit] + "…")
