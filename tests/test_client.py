@@ -273,6 +273,38 @@ def test_client_proposes_a_batch_with_a_result_for_each_item(hitl):
     assert ProposalRow.objects.count() == 1
 
 
+def test_a_batch_item_or_a_payload_that_is_no_object_is_refused_by_the_platform(hitl):
+    """An item of a batch that is no object raised a bare TypeError ("'int' object is not
+    iterable") and sent nothing, the good items with it; a payload or supporting data that
+    is none likewise (a model's supporting_data written as a sentence ended a LangChain run
+    with a ValueError). The platform answers each as it answers the API: item by item."""
+    good = ProposalRequest(
+        "bid_adjustment",
+        "demo",
+        {"campaign": "generic-search", "new_bid": "1.59"},
+        rationale="CPC below target.",
+        confidence=0.9,
+    )
+
+    accepted, number, pairs = hitl.propose_many([good, 5, [("action_type", "bid_adjustment")]])
+    with pytest.raises(ValidationFailed) as refused:
+        hitl.propose(
+            "bid_adjustment",
+            "demo",
+            5,
+            rationale="r",
+            confidence=0.5,
+            supporting_data="CTR up 12% this week",
+        )
+
+    assert accepted.ok and accepted.proposal.status == "approved"
+    assert (number.status_code, pairs.status_code) == (400, 400)
+    assert "Expected a dictionary, but got int." in str(number.error)
+    assert "Expected a dictionary, but got list." in str(pairs.error)
+    assert set(refused.value.errors) == {"payload", "supporting_data"}
+    assert ProposalRow.objects.count() == 1
+
+
 def test_a_batch_sent_again_with_its_key_says_its_proposals_are_the_first_answer(hitl):
     """A batch retried with its Idempotency-Key (after a lost answer, or a restart) is answered
     the first answer, its statuses as they were then: ``proposal.replayed`` said False, so an

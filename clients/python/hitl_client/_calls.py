@@ -58,6 +58,15 @@ def reads_answer(function: Callable[P, R]) -> Callable[P, R]:
     return read
 
 
+def as_sent(value: Any) -> Any:
+    """A value for a field that takes an object: a mapping as the object JSON writes, anything
+    else as it is, for the platform to refuse in its own words (a batch's item on its own:
+    the others are still proposed). Turned into a dict, a list of pairs was sent as an object
+    the caller never wrote, and another value raised a bare TypeError or ValueError ("'int'
+    object is not iterable")."""
+    return dict(value) if isinstance(value, Mapping) else value
+
+
 def propose_call(
     action_type: str,
     account: str,
@@ -72,10 +81,10 @@ def propose_call(
     body = proposal_body(
         action_type,
         account,
-        dict(payload),
+        as_sent(payload),
         rationale=rationale,
         confidence=confidence,
-        supporting_data=None if supporting_data is None else dict(supporting_data),
+        supporting_data=None if supporting_data is None else as_sent(supporting_data),
         external_ref=external_ref,
     )
     return Call(
@@ -100,7 +109,7 @@ def proposal_of(answer: Answer) -> Proposal:
 def batch_call(
     items: Iterable[ProposalRequest | Mapping[str, Any]], idempotency_key: str | None
 ) -> Call:
-    body = [item.body() if isinstance(item, ProposalRequest) else dict(item) for item in items]
+    body = [item.body() if isinstance(item, ProposalRequest) else as_sent(item) for item in items]
     return Call(
         "POST",
         f"{PROPOSALS}batch/",
