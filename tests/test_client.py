@@ -7,6 +7,8 @@ typed errors with the API's message, idempotent retries, the dry run, campaigns,
 from a kept resume link, outcomes, and the async client."""
 
 import asyncio
+import gc
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
@@ -32,7 +34,7 @@ from approvals.models import Proposal as ProposalRow
 from approvals.services.decisions import proposal_approve, proposal_reject
 from approvals.services.proposals import proposal_withdraw_for_agent
 from ledger.models import Campaign
-from tests.conftest import creative
+from tests.conftest import connections_to, creative
 
 pytestmark = [pytest.mark.worker, pytest.mark.usefixtures("celery_worker")]
 
@@ -492,3 +494,22 @@ def test_an_async_client_serves_one_event_loop_after_another(web_server, demo_wo
     second = asyncio.run(then_close())
 
     assert first == second == {"brand-search", "generic-search", "display-retarget"}
+
+
+def test_an_async_client_closes_a_loops_connections_as_that_loop_ends(web_server, demo_world):
+    """A loop's connections could not be closed once the loop had ended, and ``aclose()`` in
+    the next loop let them go unclosed: the server saw the first ``asyncio.run``'s connection
+    open after it had ended (until its keep-alive ran out), and Python warned of an unclosed
+    transport."""
+    hitl = AsyncClient(web_server, demo_world["agents"]["optimizer"])
+    before = connections_to(web_server)
+
+    asyncio.run(hitl.campaigns())
+    after_the_first_loop = connections_to(web_server)
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        asyncio.run(hitl.aclose())
+        gc.collect()
+
+    assert after_the_first_loop == before
+    assert not [w for w in warned if issubclass(w.category, ResourceWarning)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
@@ -361,26 +361,28 @@ class AsyncClient(_Base):
         self._transport = transport
         # httpx's connections belong to the event loop that opened them, and one found in the
         # pool by another loop fails ("Event loop is closed"): each loop the client serves (a
-        # run paused in one ``asyncio.run`` and resumed in the next) has a pool of its own.
-        self._pools: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+        # run paused in one ``asyncio.run`` and resumed in the next) has a pool of its own,
+        # closed when that loop shuts down (``_closed_with_its_loop``) or by ``aclose()``.
+        self._pools: dict[asyncio.AbstractEventLoop, AsyncGenerator[httpx.AsyncClient, None]] = {}
         self._closed = False
 
-    def _http(self) -> httpx.AsyncClient:
-        """The connection pool of the running event loop, made on its first request; the
-        pools of loops that have closed since are let go (their connections went with them)."""
+    async def _http(self) -> httpx.AsyncClient:
+        """The connection pool of the running event loop, made on its first request."""
         if self._closed:
             raise RuntimeError("This AsyncClient has been closed (aclose); make another.")
         loop = asyncio.get_running_loop()
-        http = self._pools.get(loop)
-        if http is None:
-            for closed in [owner for owner in self._pools if owner.is_closed()]:
-                del self._pools[closed]
-            http = self._pools[loop] = httpx.AsyncClient(
-                base_url=self.settings.base_url,
-                headers=self.settings.headers,
-                transport=self._transport,
+        pool = self._pools.get(loop)
+        if pool is None:
+            for ended in [owner for owner in self._pools if owner.is_closed()]:
+                del self._pools[ended]
+            pool = self._pools[loop] = _closed_with_its_loop(
+                httpx.AsyncClient(
+                    base_url=self.settings.base_url,
+                    headers=self.settings.headers,
+                    transport=self._transport,
+                )
             )
-        return http
+        return await anext(pool)
 
     async def __aenter__(self) -> Self:
         return self
@@ -394,13 +396,13 @@ class AsyncClient(_Base):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the running loop's connections (another loop's are closed by that loop
-        ending: they cannot be closed from here)."""
+        """Close the running loop's connections (another loop's are closed as that loop shuts
+        down, by ``asyncio.run`` or ``loop.shutdown_asyncgens()``: not from here)."""
         self._closed = True
-        http = self._pools.pop(asyncio.get_running_loop(), None)
+        pool = self._pools.pop(asyncio.get_running_loop(), None)
         self._pools.clear()
-        if http is not None:
-            await http.aclose()
+        if pool is not None:
+            await pool.aclose()
 
     async def _send(self, call: Call, until: float | None = None) -> Answer:
         """See ``Client._send``; the deadline is an ``asyncio.timeout`` on the whole
@@ -413,7 +415,8 @@ class AsyncClient(_Base):
             try:
                 try:
                     async with asyncio.timeout(deadline - time.monotonic()):
-                        async with self._http().stream(**self._request_args(call)) as response:
+                        http = await self._http()
+                        async with http.stream(**self._request_args(call)) as response:
                             delay = attempts.after_response(response)
                             if delay is None:
                                 content = await aread_body(response, settings.max_response_bytes)
@@ -603,3 +606,16 @@ class AsyncFeedbackFeed:
                 yield record
             if pause:
                 await asyncio.sleep(pause)
+
+
+async def _closed_with_its_loop(http: httpx.AsyncClient) -> AsyncGenerator[httpx.AsyncClient, None]:
+    """Hands out ``http`` for as long as its event loop runs, and closes it when the loop
+    shuts down: an async generator not run to its end is closed by the loop's
+    ``shutdown_asyncgens()`` (``asyncio.run`` calls it as it ends), while the loop can still
+    close connections. A pool left to a loop that had ended kept its connections open (the
+    server saw them until its keep-alive ran out; Python warned of unclosed transports)."""
+    try:
+        while True:
+            yield http
+    finally:
+        await http.aclose()
