@@ -8,6 +8,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 from django.utils import timezone
+from hitl_client import verify_callback
 
 from approvals.models import Agent, Proposal
 from approvals.services.decisions import proposal_approve, proposal_reject
@@ -70,6 +71,25 @@ def test_the_agent_hears_of_the_approval_and_the_execution_signed(receiver):
     ]
     wait_until(lambda: settled(2))
     assert set(CallbackEvent.objects.values_list("status", flat=True)) == {"delivered"}
+
+
+def test_an_agent_with_the_client_alone_verifies_the_events_it_receives(receiver):
+    """The receiver's check was the platform's own ``hitlproject.signing.verify``: an agent
+    that installs hitl-client alone had nothing to check a callback's signature with."""
+    endpoint = receiver(200)
+    proposal = waiting_proposal()
+    operator = get_user_model().objects.get(username="operator")
+
+    proposal_reject(proposal_id=proposal.pk, reviewer=operator, reason_code="too_aggressive")
+
+    wait_until(lambda: len(endpoint.received) == 1)
+    (request,) = endpoint.received
+    secret = Agent.objects.get(name="optimizer").callback_secret
+    signature = request["headers"]["X-HITL-Signature"]
+    assert verify_callback(secret, signature, request["body"])
+    assert not verify_callback(secret, signature, request["body"] + b" ")
+    assert not verify_callback("whsec_another", signature, request["body"])
+    assert not verify_callback(secret, signature, request["body"], tolerance=-1)
 
 
 def test_a_failing_endpoint_is_retried_until_it_answers(receiver):

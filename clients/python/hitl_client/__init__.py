@@ -9,6 +9,7 @@ with Client() as hitl:  # HITL_BASE_URL and HITL_API_KEY from the environment
 """
 
 from hitl_client._core import NO_RETRIES, RetryPolicy
+from hitl_client.callbacks import verify_callback
 from hitl_client.client import AsyncClient, AsyncFeedbackFeed, Client, FeedbackFeed
 from hitl_client.errors import (
     AuthFailed,
@@ -86,4 +87,5 @@ __all__ = [
     "Verdict",
     "WaitTimedOut",
     "Withdrawal",
+    "verify_callback",
 ]
