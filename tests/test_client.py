@@ -307,6 +307,23 @@ def test_a_batch_item_or_a_payload_that_is_no_object_is_refused_by_the_platform(
     assert ProposalRow.objects.count() == 1
 
 
+def test_one_proposal_given_to_propose_many_is_refused_before_anything_is_sent(hitl):
+    """One proposal (a mapping) was iterated as its keys: each key sent as an item and
+    refused "Expected a dictionary, but got str", a dict the caller had given."""
+    one = {
+        "action_type": "bid_adjustment",
+        "account": "demo",
+        "payload": {"campaign": "generic-search", "new_bid": "1.59"},
+        "rationale": "CPC below target.",
+        "confidence": 0.9,
+    }
+
+    with pytest.raises(TypeError, match="propose_many takes a list of proposals, not one"):
+        hitl.propose_many(one)
+
+    assert not ProposalRow.objects.exists()
+
+
 def test_a_batch_sent_again_with_its_key_says_its_proposals_are_the_first_answer(hitl):
     """A batch retried with its Idempotency-Key (after a lost answer, or a restart) is answered
     the first answer, its statuses as they were then: ``proposal.replayed`` said False, so an

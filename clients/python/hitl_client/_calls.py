@@ -109,6 +109,13 @@ def proposal_of(answer: Answer) -> Proposal:
 def batch_call(
     items: Iterable[ProposalRequest | Mapping[str, Any]], idempotency_key: str | None
 ) -> Call:
+    if isinstance(items, Mapping | ProposalRequest | str | bytes):
+        # Iterated, one proposal would be sent as its keys (or a text as its characters),
+        # each refused as "Expected a dictionary, but got str".
+        raise TypeError(
+            f"propose_many takes a list of proposals, not one ({type(items).__name__}): "
+            "wrap it in a list, or call propose(). Nothing was sent."
+        )
     body = [item.body() if isinstance(item, ProposalRequest) else as_sent(item) for item in items]
     return Call(
         "POST",
