@@ -546,7 +546,9 @@ class ProposalHistoryValues(ConsoleHistoryValues):
     def prepare_delta_change_value(self, change, value):
         if change.field == "magnitude" and value is not None:  # as the queue writes it
             action_type = action_types.get(self.delta.new_record.action_type)
-            return format_magnitude(value, action_type.magnitude_unit if action_type else "ratio")
+            if action_type is None:
+                return format_magnitude(value, "ratio")
+            return action_type.magnitude_text(value)
         return super().prepare_delta_change_value(change, value)
 
     def format_delta_change(self, change):
@@ -750,8 +752,8 @@ class ProposalAdmin(ReadOnlyAdmin):
         the cumulative move beside the cumulative ceiling: what held it. Within the
         auto-execute ceiling, it says so ("6.0%, within 15.0%"): whatever sent it to a person,
         its size did not."""
-        unit = action_types.get(proposal.action_type).magnitude_unit
-        magnitude = format_magnitude(proposal.magnitude, unit)
+        as_written = action_types.get(proposal.action_type).magnitude_text
+        magnitude = as_written(proposal.magnitude)
         if hasattr(proposal, "deciding_ceiling"):
             ceiling = proposal.deciding_ceiling
         else:
@@ -772,8 +774,8 @@ class ProposalAdmin(ReadOnlyAdmin):
         if ceiling is None:
             return magnitude
         if proposal.magnitude <= ceiling:  # the ceiling let it through: it did not hold it
-            return f"{magnitude}, within {format_magnitude(ceiling, unit)}"
-        return f"{magnitude} / {format_magnitude(ceiling, unit)}"
+            return f"{magnitude}, within {as_written(ceiling)}"
+        return f"{magnitude} / {as_written(ceiling)}"
 
     @admin.display(description="approvals", ordering="approvals_this_round")
     def approvals_display(self, proposal: Proposal) -> str:

@@ -246,6 +246,22 @@ def test_pages_show_the_policy_version_that_routed_a_proposal(operator, login):
     assert "28.0% / 10.0%" in history_page.text
 
 
+def test_a_count_reads_with_what_it_counts_in_the_queue_and_on_the_page(login):
+    """A strategy change's size is the number of fields it changes, a creative batch's the
+    number of creatives: the queue and the page said a bare "2" for either."""
+    strategy = evaluated(target_cpa_strategy())
+    batch = evaluated(creative_batch(creative(), creative(headline="Search faster")))
+    client = login("operator")
+
+    cells = re.findall(
+        r'<td class="field-magnitude_display">(.*?)</td>', client.get(CHANGELIST).text
+    )
+    assert "2 fields" in cells and "2 creatives" in cells
+    for proposal, said in [(strategy, "2 fields"), (batch, "2 creatives")]:
+        page = page_of(client, proposal).text
+        assert re.search(rf'field-magnitude_display">.*?{said}', page, re.S), said
+
+
 def test_the_decisions_list_shows_what_each_reviewer_decided(operator, login):
     proposal = evaluated(reallocation("90.00"))  # runs without a person
     assert proposal.status == "approved"

@@ -17,7 +17,7 @@ from rest_framework import serializers
 
 from hitlproject.validation import StrictSerializer, invalid_from_serializer
 from ledger.models import Account, Campaign
-from policies.engine import MAGNITUDE_CAP, MagnitudeUnit
+from policies.engine import MAGNITUDE_CAP, MagnitudeUnit, format_magnitude
 
 if TYPE_CHECKING:
     from approvals.action_types.forms import ActionEditForm
@@ -149,6 +149,8 @@ class ActionType:
     name: ClassVar[str]
     label: ClassVar[str]
     magnitude_unit: ClassVar[MagnitudeUnit] = "ratio"
+    # What a count magnitude counts, in the singular: the console writes "2 fields", not "2".
+    magnitude_counts: ClassVar[str] = ""
     risk_weight: ClassVar[int]
     payload_serializer: ClassVar[type[StrictSerializer]]
     # A strategy lock on a campaign refuses actions that change how it bids.
@@ -172,6 +174,16 @@ class ActionType:
     # The form a reviewer edits it in before approving (``approvals.action_types.forms``);
     # None: it is approved or rejected as proposed.
     edit_form: ClassVar[type[ActionEditForm] | None] = None
+
+    @classmethod
+    def magnitude_text(cls, value) -> str:
+        """A magnitude as the console writes it: a ratio as a percentage ("6.0%"), a count
+        with what it counts ("2 fields", "1 creative")."""
+        said = format_magnitude(value, cls.magnitude_unit)
+        if cls.magnitude_unit != "count" or not cls.magnitude_counts:
+            return said
+        noun = cls.magnitude_counts
+        return f"{said} {noun if Decimal(value) == 1 else noun + 's'}"
 
     def campaign_fields(self, payload: dict[str, Any]) -> dict[str, tuple[str, ...]]:
         """The ledger fields this action reads and writes, by campaign external id."""

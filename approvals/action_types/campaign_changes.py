@@ -350,6 +350,7 @@ class StrategyChange(ActionType):
     name = "strategy_change"
     label = "strategy change"
     magnitude_unit = "count"
+    magnitude_counts = "field"
     risk_weight = 40
     payload_serializer = StrategyChangePayload
     edit_form = StrategyChangeEdit

@@ -95,6 +95,7 @@ class CreativeDeployment(ActionType):
     name = "creative_deployment"
     label = "creative batch"
     magnitude_unit = "count"
+    magnitude_counts = "creative"
     risk_weight = 30
     payload_serializer = CreativeDeploymentPayload
     edit_form = CreativeDeploymentEdit
