@@ -1,10 +1,12 @@
 """Carrying out approved proposals, exactly once.
 
 The built-in ledger executor commits the ledger effect, the execution record and the status
-change in one transaction, under locks on the proposal, its account and then its campaigns
-(always in that order, campaigns by id), so a redelivered task finds the proposal executed
-and does nothing, and two actions on one account are checked against its total budget cap
-one after the other, each counting the other's change.
+change in one transaction, under locks on the proposal, its agent (shared, so that nobody
+stops the agent while its action runs, and one stopped while this waited for the proposal is
+read as stopped), its account and then its campaigns (always in that order, campaigns by
+id), so a redelivered task finds the proposal executed and does nothing, and two actions on
+one account are checked against its total budget cap one after the other, each counting the
+other's change.
 Proposals sent together (a batch's approved items) that need nothing but doing are carried
 out together, in one such transaction, each checked as it would be alone and its moves,
 attempt and ledger change recorded as they would be, in a few statements for the whole set;
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.core.exceptions import FieldDoesNotExist, ValidationError
-from django.db import OperationalError, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -39,7 +41,7 @@ from approvals.models import (
     ProposalStatus,
     VerdictOutcome,
 )
-from approvals.services.acts import AgentAccounts, agent_accounts_of, agent_stopped
+from approvals.services.acts import AgentAccounts, agent_accounts_of, agent_stopped, agents_hold
 from approvals.services.hooks import executions_failed
 from approvals.services.lifecycle import (
     Move,
@@ -170,10 +172,25 @@ def _locked_one(proposal_id: int) -> Proposal:
 
 def _locked_for_execution(proposal_ids: Sequence[int], *, skip_locked: bool) -> list[Proposal]:
     """The proposals, locked until the surrounding transaction ends, in id order (those
-    another transaction holds left out, with ``skip_locked``), with their agent and account,
-    and, read in the same statement, what the executor asks first: how many attempts each
-    had (``attempts_before``) and whether a kill switch is engaged over it
-    (``kill_switch_engaged``)."""
+    another transaction holds left out, with ``skip_locked``), then their agents held as they
+    are (``agents_hold``), and only then read, with their agent and account, and, in the same
+    statement, what the executor asks first: how many attempts each had (``attempts_before``)
+    and whether a kill switch is engaged over it (``kill_switch_engaged``).
+
+    Read once both are held, not in the statement that locks: one that waits for a row's lock
+    reads that row as it is once it has it, but every other (the agent, a kill switch, the
+    attempts) as they were when it began, so an agent deactivated or a switch engaged while
+    it waited for the proposal (held by a decision, a claim, another attempt) went unseen and
+    the action ran for an agent already stopped."""
+    if connection.features.has_select_for_update:
+        locked = list(
+            Proposal.objects.select_for_update(skip_locked=skip_locked)
+            .filter(pk__in=proposal_ids)
+            .order_by("pk")
+            .values_list("pk", "agent_id")
+        )
+        agents_hold(agent_id for _, agent_id in locked)
+        proposal_ids = [pk for pk, _ in locked]
     attempts = (
         Execution.objects.filter(proposal=OuterRef("pk"))
         .order_by()
@@ -184,7 +201,6 @@ def _locked_for_execution(proposal_ids: Sequence[int], *, skip_locked: bool) -> 
     engaged = kill_switches_engaged_over(OuterRef("account_id"), OuterRef("account__channel"))
     return list(
         Proposal.objects.select_related("agent", "account")
-        .select_for_update(of=("self",), skip_locked=skip_locked)
         .annotate(
             attempts_before=Coalesce(Subquery(attempts), 0), kill_switch_engaged=Exists(engaged)
         )
@@ -474,8 +490,8 @@ def _together_or_nothing(proposal_ids: Sequence[int]) -> Executions | None:
 
 def _execute_together(proposal_ids: Sequence[int]) -> Executions:
     """The proposals that need nothing but doing, done in one transaction: locked (in id
-    order, skipping any held elsewhere), then their accounts and campaigns (each in id order,
-    as everywhere);
+    order, skipping any held elsewhere), then their agents held, their accounts and campaigns
+    locked (each in id order, as everywhere);
     each checked as ``_execute_alone`` checks it, and left to it if anything is found; the
     rest applied to the ledger, their attempts recorded and their moves (approved →
     executing → executed) written, all with history, a few statements for the whole set;

@@ -4,7 +4,8 @@ An account's total daily budget (its active campaigns', against its cap) is read
 campaigns that no single action locks, so whoever reads that total to judge or carry out an
 action holds the account first: two actions on different campaigns of one account are then
 judged one after the other, each seeing the other's effect. The order, everywhere: the
-proposals (by id), then their accounts (by id), then their campaigns (by id).
+proposals (by id), then their agents (by id, shared: ``approvals.services.acts.agents_hold``,
+by the executor), then their accounts (by id), then their campaigns (by id).
 """
 
 from collections import defaultdict

@@ -15,26 +15,30 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from aiosmtpd.controller import Controller
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from approvals.services.lifecycle import proposal_lock
 from executors.models import GoogleAdsCampaign, GoogleAdsLink
 from hitlproject import broker
 from hitlproject.celery import app as celery_app
+from hitlproject.pooled_sqlite3.base import _Turns
 from ledger.models import Account, Campaign
 from tests import slack_fake
 from tests.google_ads_fake import CUSTOMER, PLACES, SECRETS, FakeGoogleAds
 
 REPO = Path(__file__).resolve().parent.parent
 SESSION_QUEUE = f"hitl-test-{uuid.uuid4().hex[:8]}"
+T = TypeVar("T")
 WORKER_RUNNING = False  # the session's worker (``celery_worker``) has started
 
 
@@ -322,6 +326,78 @@ def wait_until(condition: Callable[[], object], timeout: float = 30, interval: f
         if time.monotonic() > deadline:
             raise AssertionError(f"Timed out after {timeout}s waiting for {condition}")
         time.sleep(interval)
+
+
+def done_while_the_proposal_is_held(
+    proposal_id: int, work: Callable[[], T], meanwhile: Callable[[], object]
+) -> T:
+    """``work()`` in a thread of its own, started while another transaction holds the
+    proposal's row lock (as a decision, a claim or a Slack update holds it); once ``work``
+    waits for that lock, the holding transaction does ``meanwhile()`` and commits. Returns
+    what ``work`` returned (raises what it raised). Waits on the lock itself, never a time."""
+    held, let_go = threading.Event(), threading.Event()
+    outcome: dict = {}
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                proposal_lock(proposal_id)
+                held.set()
+                let_go.wait(timeout=60)
+                meanwhile()
+        except BaseException as error:
+            outcome["holder"] = error
+        finally:
+            held.set()
+            connection.close()
+
+    def run() -> None:
+        try:
+            connection.ensure_connection()
+            if connection.vendor == "postgresql":
+                outcome["backend"] = connection.connection.info.backend_pid
+            outcome["work"] = work()
+        except BaseException as error:
+            outcome["error"] = error
+        finally:
+            connection.close()
+
+    holder, worker = threading.Thread(target=hold), threading.Thread(target=run)
+    holder.start()
+    held.wait(timeout=60)
+    worker.start()
+    try:
+        wait_until(lambda: waits_for_a_lock(worker, outcome.get("backend")), interval=0.01)
+    finally:
+        let_go.set()
+        holder.join()
+        worker.join()
+    if "holder" in outcome:
+        raise outcome["holder"]
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["work"]
+
+
+def waits_for_a_lock(thread: threading.Thread, backend: int | None) -> bool:
+    """Whether ``thread`` waits for a lock another transaction holds: on PostgreSQL, its
+    session (``backend``) waits for a lock; on SQLite, it waits for its turn to write
+    (``hitlproject.pooled_sqlite3``), which the holder's transaction has."""
+    if connection.vendor == "postgresql":
+        if backend is None:
+            return False
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", [backend]
+            )
+            row = cursor.fetchone()
+        return bool(row and row[0])
+    frame = sys._current_frames().get(thread.ident)
+    while frame is not None:
+        if frame.f_code is _Turns.take.__code__:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def connections_to(url: str) -> int:

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.utils import timezone
 from hitl_client import Proposal as ClientProposal
 from hitl_client._tools import outcome_report
@@ -20,7 +21,13 @@ from executors.models import ExecutionRound
 from executors.runner import proposal_execute
 from ledger.models import Account, Campaign
 from policies.models import KillSwitch, Policy
-from tests.conftest import Receiver, bid_adjustment, reallocation, wait_until
+from tests.conftest import (
+    Receiver,
+    bid_adjustment,
+    done_while_the_proposal_is_held,
+    reallocation,
+    wait_until,
+)
 from tests.factories import evaluated
 
 OUTAGE = "Tracking outage: nothing runs unseen."
@@ -150,6 +157,31 @@ def test_approvals_of_the_round_before_the_switch_no_longer_count(operators):
     assert proposal_approve(proposal_id=proposal.pk, reviewer=first).status == "pending_review"
     assert proposal_approve(proposal_id=proposal.pk, reviewer=second).status == "approved"
     assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTED
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("on", ["the ledger", "a channel"])
+def test_a_switch_engaged_while_the_executor_waits_for_the_proposal_holds_it(
+    demo_world, request, on, monkeypatch
+):
+    """The executor came for an approved bid while another transaction held the proposal (a
+    decision, a claim); a policy owner engaged the switch and that transaction committed, and
+    only then did the executor get the proposal. It ran the bid all the same: it had read
+    whether a switch was engaged as things were when it began to wait."""
+    endpoint = request.getfixturevalue("channel")(200) if on == "a channel" else None
+    with monkeypatch.context() as patch:  # no execution task: only the executor below runs it
+        patch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: None)
+        proposal = evaluated(bid_adjustment("2.12"))
+    assert proposal.status == ProposalStatus.APPROVED
+
+    held = done_while_the_proposal_is_held(
+        proposal.pk, lambda: proposal_execute(proposal_id=proposal.pk), engage
+    )
+
+    assert held.status == ProposalStatus.PENDING_REVIEW
+    assert held.verdict_reasons[0] == HELD
+    assert bid() == Decimal("2.00") and not held.executions.exists()
+    assert endpoint is None or endpoint.received == []
 
 
 @pytest.mark.parametrize("scope", ["global", "account", "channel"])

@@ -3,10 +3,13 @@ far it had come: approved (by the policy engine or a person) and still waiting f
 executor, or between two attempts on its channel's endpoint. The executor fails it, saying
 why, and nothing reaches the ledger or the channel."""
 
+import threading
 from decimal import Decimal
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from approvals.models import Agent, ProposalStatus
@@ -15,7 +18,13 @@ from executors import webhook
 from executors.models import ExecutionRound
 from executors.runner import proposal_execute, proposals_execute
 from ledger.models import Campaign
-from tests.conftest import bid_adjustment, reallocation
+from tests.conftest import (
+    bid_adjustment,
+    done_while_the_proposal_is_held,
+    reallocation,
+    wait_until,
+    waits_for_a_lock,
+)
 from tests.factories import evaluated
 
 
@@ -147,3 +156,94 @@ def test_an_action_the_channel_carried_out_as_its_agent_was_stopped_is_recorded_
     assert ran.status == ProposalStatus.EXECUTED, ran.executions.get().error
     assert bid() == Decimal("2.12")
     assert ran.executions.get().after_state == {"brand-search": {"bid": "2.12"}}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("how", ["deactivated", "account taken away"])
+def test_an_agent_stopped_while_the_executor_waits_for_its_proposal_does_not_have_it_run(
+    demo_world, how, monkeypatch
+):
+    """The executor came for an approved bid while another transaction held the proposal (a
+    decision, a claim); the agent was stopped and that transaction committed, and only then
+    did the executor get the proposal. It ran the bid all the same: it had read the agent as
+    it was when it began to wait, so the owner saw the agent deactivated, then its action
+    carried out."""
+    with monkeypatch.context() as patch:  # no execution task: only the executor below runs it
+        patch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: None)
+        proposal = evaluated(bid_adjustment("2.12"))
+    assert proposal.status == ProposalStatus.APPROVED
+    said = []
+
+    ran = done_while_the_proposal_is_held(
+        proposal.pk,
+        lambda: proposal_execute(proposal_id=proposal.pk),
+        lambda: said.append(stop(how)),
+    )
+
+    assert ran.status == ProposalStatus.FAILED
+    assert ran.executions.get().error == f"Stopped: {said[0]}."
+    assert bid() == Decimal("2.00")
+
+
+@pytest.mark.skipif(
+    "postgresql" not in settings.DATABASES["default"]["ENGINE"],
+    reason="SQLite takes one writer at a time: two transactions cannot overlap there",
+)
+@pytest.mark.django_db(transaction=True)
+def test_an_agent_deactivated_while_its_action_is_carried_out_waits_for_it_and_deadlocks_nothing(
+    demo_world, monkeypatch
+):
+    """The executor holds the proposal and its agent, then waits for the campaign (another
+    transaction has it); the agent's owner deactivates the agent meanwhile. The deactivation
+    waits for the action, which ends executed, and is then saved: both finish, in that order,
+    as the history tells them."""
+    with monkeypatch.context() as patch:  # no execution task: only the executor below runs it
+        patch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: None)
+        proposal = evaluated(bid_adjustment("2.12"))
+    holder = connections.create_connection("default")
+    holder.set_autocommit(False)
+    outcome: dict = {}
+
+    def execute() -> None:
+        connection.ensure_connection()
+        outcome["executor"] = connection.connection.info.backend_pid
+        try:
+            outcome["executed"] = proposal_execute(proposal_id=proposal.pk).status
+        finally:
+            connection.close()
+
+    def deactivate() -> None:
+        connection.ensure_connection()
+        outcome["deactivation"] = connection.connection.info.backend_pid
+        try:
+            outcome["said"] = stop("deactivated")
+        finally:
+            connection.close()
+
+    executor, deactivation = threading.Thread(target=execute), threading.Thread(target=deactivate)
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute(
+                f"SELECT id FROM {Campaign._meta.db_table} WHERE external_id = 'brand-search' "
+                "FOR UPDATE"
+            )
+        executor.start()
+        wait_until(lambda: waits_for_a_lock(executor, outcome.get("executor")), interval=0.01)
+        deactivation.start()
+        wait_until(  # it waits for the executor (before, it was saved at once)
+            lambda: (
+                "said" in outcome or waits_for_a_lock(deactivation, outcome.get("deactivation"))
+            ),
+            interval=0.01,
+        )
+    finally:
+        holder.rollback()
+        holder.close()
+        executor.join()
+        deactivation.join()
+
+    assert outcome["executed"] == ProposalStatus.EXECUTED and bid() == Decimal("2.12")
+    assert not Agent.objects.get(name="optimizer").is_active
+    executed_at = proposal.history.get(status=ProposalStatus.EXECUTED).history_date
+    deactivated_at = Agent.history.get(name="optimizer", is_active=False).history_date
+    assert executed_at < deactivated_at

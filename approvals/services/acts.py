@@ -20,6 +20,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection
 from django.utils import timezone
 
 from approvals import action_types
@@ -147,6 +148,25 @@ def agent_accounts_of(proposals: Iterable[Proposal]) -> AgentAccounts:
             account_id__in={proposal.account_id for proposal in proposals},
         ).values_list("agent_id", "account_id")
     )
+
+
+def agents_hold(agent_ids: Iterable[int]) -> None:
+    """Hold these agents as they are until the surrounding transaction ends, in id order
+    (``FOR SHARE``): whoever deactivates one or changes its accounts (which saves the agent)
+    waits until then, and one deactivated while the caller waited for an earlier lock is read
+    by its later statements as it is now. Shared: executions of one agent's proposals do not
+    wait for each other, nor does a proposal's insertion (which takes a lighter lock). On
+    SQLite a transaction holds the database's one write lock from its start (``IMMEDIATE``):
+    nothing commits meanwhile, and there is nothing to take."""
+    agent_ids = sorted(set(agent_ids))
+    if not agent_ids or connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM {connection.ops.quote_name(Agent._meta.db_table)} "
+            "WHERE id = ANY(%s) ORDER BY id FOR SHARE",
+            [agent_ids],
+        )
 
 
 def agent_stopped(proposal: Proposal, agent_accounts: AgentAccounts | None = None) -> str:
