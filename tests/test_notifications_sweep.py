@@ -5,7 +5,6 @@ reached the person, rather than showing only the second send; a sender that outl
 lease records nothing over that; a message whose task never came is sent once it has been due
 for a lease."""
 
-import time
 from datetime import timedelta
 
 import pytest
@@ -66,6 +65,16 @@ def died_sending(message: Notification, monkeypatch) -> None:
             notifications_deliver(notification_ids=[message.pk])
 
 
+def lease_ran_out(message: Notification) -> None:
+    """The lease its dead sender took has run out: written so, not slept for. A lease of a
+    second, slept for, ran out under load before the test had checked that it still stood
+    (the sweep then found it at once); and a delivery task left over from an earlier test,
+    running meanwhile, would take the message along during the sleep, before the sweep."""
+    Notification.objects.filter(pk=message.pk).update(
+        next_attempt_at=timezone.now() - timedelta(seconds=1)
+    )
+
+
 def said_twice(message: Notification, mailbox) -> None:
     """The operator has the message twice, and its record says both: the first attempt
     interrupted (it may have reached them), then the second sent."""
@@ -87,14 +96,13 @@ def test_a_message_its_worker_died_sending_is_sent_again_once_its_lease_runs_out
     optimizer, told_by_smtp, monkeypatch
 ):
     message = waiting_message(optimizer)
-    monkeypatch.setattr(services, "LEASE", timedelta(seconds=1))
     died_sending(message, monkeypatch)
     assert len(told_by_smtp.to(OPERATOR)) == 1  # it went; nothing says so yet
     message.refresh_from_db()
     assert (message.status, message.attempts, message.log) == (NotificationStatus.PENDING, 1, [])
 
     assert notifications_resend_due() == 0  # its lease still stands
-    time.sleep(1.1)
+    lease_ran_out(message)
     assert notifications_resend_due() == 1  # the worker takes it
 
     wait_until(lambda: Notification.objects.get(pk=message.pk).status == NotificationStatus.SENT)
@@ -108,9 +116,8 @@ def test_a_task_taking_due_messages_along_takes_one_whose_sender_died_and_says_s
     """Before the sweep comes, a task taking along the messages due (as every writer's task
     does) takes the one whose lease ran out: it records the attempt interrupted first."""
     message = waiting_message(optimizer)
-    monkeypatch.setattr(services, "LEASE", timedelta(seconds=1))
     died_sending(message, monkeypatch)
-    time.sleep(1.1)
+    lease_ran_out(message)
 
     notifications_deliver(notification_ids=[], others_due=True)
 
