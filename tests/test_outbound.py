@@ -19,10 +19,11 @@ from django.test import Client
 from django.urls import reverse
 
 from approvals.models import Agent, Proposal
+from approvals.services.decisions import proposal_reject
 from feedback.models import CallbackEvent
 from hitlproject.outbound import send_signed, validate_outbound_url
 from ledger.models import Account
-from tests.conftest import Receiver, bid_adjustment, wait_until
+from tests.conftest import Receiver, bid_adjustment, reallocation, wait_until
 
 
 class TricklingEndpoint:
@@ -290,10 +291,24 @@ def test_a_private_callback_url_or_execution_endpoint_is_refused_when_saved(demo
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_a_slow_callback_endpoint_delays_no_execution(celery_worker, demo_world, optimizer):
-    """Callbacks to an endpoint that trickles its answers fill the callback workers; every
-    approved action still executes while those callbacks are stuck."""
+    """Callbacks to an endpoint that trickles its answers hold the agent's callback requests;
+    every approved action still executes while those callbacks are stuck.
+
+    The callbacks are stuck first (two rejections' events, as many requests as one
+    agent's receiver is given at once), then the actions proposed: the executions cannot
+    come before the callbacks they are to outrun, as they could when both began at once
+    (a callback worker slow to start under load had not connected yet when all three had
+    executed)."""
     endpoint = TricklingEndpoint(hold=25)
     Agent.objects.filter(name="optimizer").update(callback_url=endpoint.url)
+    operator = get_user_model().objects.get(username="operator")
+    for amount in ["250.00", "260.00"]:  # each rejected: one callback each, nothing executes
+        response = optimizer.post("/api/v1/proposals/", reallocation(amount), format="json")
+        assert response.status_code == 201 and response.json()["status"] == "pending_review"
+        proposal_reject(
+            proposal_id=response.json()["id"], reviewer=operator, reason_code="too_aggressive"
+        )
+    wait_until(lambda: endpoint.open_connections == 2, interval=0.01)
     campaigns = ["brand-search", "generic-search", "display-retarget"]
     bids = {"brand-search": "2.02", "generic-search": "1.51", "display-retarget": "0.81"}
 
