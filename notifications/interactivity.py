@@ -26,6 +26,7 @@ from notifications.services import (
     progress_text,
     proposal_claim,
     proposal_release,
+    slack_messages_redrawn_for,
 )
 from notifications.slack import slack_user_email
 
@@ -127,11 +128,19 @@ def slack_press_handle(*, press: Press) -> str:
     barred = may_not_read(user)
     if barred:
         # Told nothing of it: neither whether it waits, nor who decided it, nor how far it has
-        # come, as the console shows them nothing of it and their messages are taken back.
+        # come, as the console shows them nothing of it and their messages are taken back
+        # (now: the message pressed was sent before, and showed it until the proposal moved).
+        slack_messages_redrawn_for(
+            proposal_id=press.proposal_id, user=user, about=f"a press by one who {barred}"
+        )
         return f"Nothing was done: {user.get_username()} {barred}."
     lacking = slack_lacks_second_factor(user)
     if lacking and press.action in ("approve", "reject"):
-        # As the console asks it at every login: a press here is no second factor.
+        # As the console asks it at every login: a press here is no second factor. A message
+        # sent before the requirement offered the buttons: now it offers only to take it on.
+        slack_messages_redrawn_for(
+            proposal_id=press.proposal_id, user=user, about=f"a press refused: {lacking}"
+        )
         return (
             f"Nothing was done: {lacking}. Approve or reject it on its page: "
             f"{proposal_url(press.proposal_id)}"

@@ -628,6 +628,30 @@ def slack_messages_claimed(*, proposal_id: int, about: str) -> None:
         )
 
 
+def slack_messages_redrawn_for(*, proposal_id: int, user, about: str) -> None:
+    """Have ``user``'s Slack messages of this review round of a proposal that still waits
+    say it as they may read it now (not a digest's: its lines offer no buttons). Once a
+    press of theirs was refused for what changed since the message went (their staff status
+    taken away, a second factor required of their group), the message offers no button that
+    would be refused again: its update takes it back, or leaves only "I'll take it"."""
+    with transaction.atomic():
+        proposal = (
+            Proposal.objects.filter(pk=proposal_id, status=ProposalStatus.PENDING_REVIEW)
+            .only("review_round")
+            .first()
+        )
+        if proposal is None:
+            return
+        _slack_messages_update(
+            proposal_ids=[proposal_id],
+            now=timezone.now(),
+            about=about,
+            review_round=proposal.review_round,
+            recipient_id=user.pk,
+            in_digest=False,
+        )
+
+
 def outcome_text(proposal: Proposal, *, reader=None) -> str:
     """What became of a proposal that left review, as its messages say it, in words a
     reviewer reads at a glance; ``reader``: the person whose message says it, if known."""

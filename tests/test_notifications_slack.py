@@ -359,13 +359,57 @@ def test_one_whose_group_must_use_a_second_factor_decides_on_its_page_not_on_sla
     # Taking it on decides nothing: still offered, and still theirs to give back.
     post(*pressing(OPERATOR, "claim", str(proposal["id"]), where))
     assert Claim.objects.get(proposal_id=proposal["id"]).user.username == "operator"
-    [update, *_] = wait_until(lambda: updates_of(on_slack, where))
-    assert buttons(update["blocks"]) == ["release"]
+    update = wait_until(
+        lambda: next(
+            (u for u in updates_of(on_slack, where) if buttons(u["blocks"]) == ["release"]), None
+        )
+    )
     assert f"{lacking}: approve or reject it on its page." in context_texts(update["blocks"])
+    assert all(
+        buttons(u["blocks"]) in (["claim"], ["release"]) for u in updates_of(on_slack, where)
+    )
 
     settings.SLACK_SIGN_IN_IS_SECOND_FACTOR = True
     post(*pressing(OPERATOR, "approve", str(proposal["id"]), where))
     assert Decision.objects.get(proposal_id=proposal["id"]).reviewer.username == "operator"
+
+
+def test_a_message_sent_before_a_second_factor_was_required_loses_its_buttons_once_refused(
+    optimizer, on_slack
+):
+    """The message went with Approve and Reject; then an administrator required a second
+    factor of the operators. The operator's press decided nothing, and the message kept
+    offering the buttons that had just been refused, until the proposal moved: now the
+    refusal has it say why and offer only to take it on."""
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+    assert buttons(where["call"]["blocks"]) == ["approve", "reject", "claim"]
+    SecondFactorRequirement.objects.create(group=Group.objects.get(name=OPERATORS))
+
+    post(*pressing(OPERATOR, "approve", str(proposal["id"]), where))
+
+    assert "must use a second factor" in told(on_slack, OPERATOR)
+    assert not Decision.objects.filter(proposal_id=proposal["id"]).exists()
+    [update, *_] = wait_until(lambda: updates_of(on_slack, where), timeout=15)
+    assert buttons(update["blocks"]) == ["claim"]
+    assert "approve or reject it on its page." in context_texts(update["blocks"])
+
+
+def test_a_press_of_one_whose_staff_status_was_taken_away_takes_their_message_back(
+    optimizer, on_slack
+):
+    """Their staff status taken away after the message went: their press decided nothing,
+    and the message still showed the proposal and its buttons until the proposal moved."""
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+    operator = get_user_model().objects.get(username="operator")
+    operator.is_staff = False
+    operator.save()
+
+    post(*pressing(OPERATOR, "approve", str(proposal["id"]), where))
+
+    assert "may not log in to the console" in told(on_slack, OPERATOR)
+    [update, *_] = wait_until(lambda: updates_of(on_slack, where), timeout=15)
+    assert buttons(update["blocks"]) == []
+    assert "This message is no longer shown" in update["text"]
 
 
 def test_a_press_by_the_agents_owner_is_refused_with_a_message_back(optimizer, on_slack):
