@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from approvals.models import Proposal, ProposalStatus
+from approvals.services.acts import Act, act_refusal
 from approvals.services.decisions import EditedSinceSeen, proposal_approve, proposal_reject
 from hitlproject.errors import DomainError, InvalidInput
 from notifications.channels import ChannelError
@@ -136,6 +137,11 @@ def slack_press_handle(*, press: Press) -> str:
         return f"Nothing was done: {user.get_username()} {barred}."
     lacking = slack_lacks_second_factor(user)
     if lacking and press.action in ("approve", "reject"):
+        # One who may not decide it anyway (an auditor, its agent's owner) is told that, as
+        # anywhere: not sent to its page to do what they may not do there either.
+        refusal = _decision_refusal(user, press)
+        if refusal is not None:
+            return _refusal_text(refusal, proposal_id=press.proposal_id)
         # As the console asks it at every login: a press here is no second factor. A message
         # sent before the requirement offered the buttons: now it offers only to take it on.
         slack_messages_redrawn_for(
@@ -169,6 +175,17 @@ def slack_press_handle(*, press: Press) -> str:
     except DomainError as error:
         return _refusal_text(error, proposal_id=press.proposal_id)
     return ""  # the messages follow the proposal: its move, or the approval counted
+
+
+def _decision_refusal(user, press: Press) -> DomainError | None:
+    """Why ``user`` may not make the decision pressed, wherever they made it (None: they may,
+    or there is no such proposal, which the decision would say)."""
+    proposal = Proposal.objects.select_related("agent", "account").filter(pk=press.proposal_id)
+    proposal = proposal.first()
+    if proposal is None:
+        return None
+    act = Act.APPROVE if press.action == "approve" else Act.REJECT
+    return act_refusal(user, proposal, act)
 
 
 def _refusal_text(error: DomainError, *, proposal_id: int) -> str:

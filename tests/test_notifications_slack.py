@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from access.models import SecondFactorRequirement
 from approvals.models import Agent, Decision, Proposal
-from approvals.roles import OPERATORS
+from approvals.roles import AUDITORS, OPERATORS
 from approvals.services.decisions import (
     payload_seen,
     proposal_approve,
@@ -410,6 +410,23 @@ def test_a_press_of_one_whose_staff_status_was_taken_away_takes_their_message_ba
     [update, *_] = wait_until(lambda: updates_of(on_slack, where), timeout=15)
     assert buttons(update["blocks"]) == []
     assert "This message is no longer shown" in update["text"]
+
+
+def test_one_who_may_not_decide_at_all_is_told_so_not_sent_to_its_page_for_a_second_factor(
+    optimizer, on_slack
+):
+    """The auditors must use a second factor. The auditor's press (on a message of theirs
+    sent before it, or forged) was told to "approve or reject it on its page", where they
+    may not either; the refusal said of it is the one that holds wherever they press."""
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+    SecondFactorRequirement.objects.create(group=Group.objects.get(name=AUDITORS))
+
+    post(*pressing("U0AUDITOR", "approve", str(proposal["id"]), where))
+
+    said = told(on_slack, "U0AUDITOR")
+    assert "auditor may not decide" in said
+    assert "on its page" not in said
+    assert not Decision.objects.filter(proposal_id=proposal["id"]).exists()
 
 
 def test_a_press_by_the_agents_owner_is_refused_with_a_message_back(optimizer, on_slack):
