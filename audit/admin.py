@@ -133,9 +133,11 @@ class ConsoleAdmin(admin.ModelAdmin):
         return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def get_form(self, request, *args, **kwargs):
-        # Who reads the page, for its read-only references (``reference_as_its_reader_may``).
+        # Who reads the page, for its read-only references (``reference_as_its_reader_may``),
+        # kept on the class Django's modelform_factory made for this request alone.
         form = super().get_form(request, *args, **kwargs)
-        return type(form.__name__, (form,), {"console_request": request})
+        form.console_request = request
+        return form
 
     def lookup_allowed(self, lookup, value, request=None) -> bool:
         # Refused here too, so that not even a filter the page offered could reach a secret.

@@ -398,7 +398,8 @@ class PolicyAdmin(ChangeReasonAdmin):
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change, **kwargs)
-        return type(form.__name__, (form,), {"user": request.user})
+        form.user = request.user  # on the class modelform_factory made for this request
+        return form
 
     def has_change_permission(self, request, obj=None) -> bool:
         if obj is not None and owned_agent_governed(request.user, obj):
