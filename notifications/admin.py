@@ -99,14 +99,15 @@ def backup_group_warnings(groups) -> dict[int, tuple[Route, str]]:
 
 
 class BackupGroupsWarned:
-    """A change to a person (their groups, their permissions, whether they are active) or to
-    a group (its permissions) can leave a route's backup group with nobody who may decide
-    what the route tells of. Saving it then warns, naming each such route, as the route's own
-    page does from then on; the escalation would otherwise be the first to say it."""
+    """A change to a person (their groups, their permissions, whether they are active, or
+    their deletion) or to a group (its permissions) can leave a route's backup group with
+    nobody who may decide what the route tells of. Saving it then warns, naming each such
+    route, as the route's own page does from then on; the escalation would otherwise be the
+    first to say it."""
 
     def backup_groups_touched(self, obj) -> list[int]:
-        """The groups whose members or permissions saving ``obj`` may change, as they are
-        before it is saved (a group ``obj`` joins only gains someone)."""
+        """The groups whose members or permissions saving or deleting ``obj`` may change, as
+        they are before (a group ``obj`` joins only gains someone)."""
         if isinstance(obj, Group):
             return [obj.pk]
         return list(obj.groups.values_list("pk", flat=True))
@@ -118,9 +119,23 @@ class BackupGroupsWarned:
 
     def save_related(self, request, form, formsets, change) -> None:
         super().save_related(request, form, formsets, change)
-        warned = backup_group_warnings(form.backup_groups_touched)
-        for pk, (route, warning) in warned.items():
-            if pk not in form.backup_warned_before:
+        self._warn(request, form.backup_groups_touched, form.backup_warned_before)
+
+    def delete_model(self, request, obj) -> None:
+        touched = self.backup_groups_touched(obj)
+        warned_before = set(backup_group_warnings(touched))
+        super().delete_model(request, obj)
+        self._warn(request, touched, warned_before)
+
+    def delete_queryset(self, request, queryset) -> None:
+        touched = sorted({pk for obj in queryset for pk in self.backup_groups_touched(obj)})
+        warned_before = set(backup_group_warnings(touched))
+        super().delete_queryset(request, queryset)
+        self._warn(request, touched, warned_before)
+
+    def _warn(self, request, groups: list[int], warned_before: set[int]) -> None:
+        for pk, (route, warning) in backup_group_warnings(groups).items():
+            if pk not in warned_before:
                 url = reverse("admin:notifications_route_change", args=[pk])
                 messages.warning(
                     request,

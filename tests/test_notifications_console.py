@@ -347,6 +347,54 @@ def test_a_change_that_leaves_a_backup_group_nobody_who_may_decide_warns_of_each
     assert warnings_shown(saved) == []
 
 
+@pytest.mark.parametrize("how", ["its page", "delete selected"])
+def test_deleting_the_last_who_may_decide_in_a_backup_group_warns_of_each_route(
+    how, login, admin_client
+):
+    """A night shift of one is the backup group of a route: deleting that person (from their
+    page, or several at once from the list) leaves the route escalating to nobody who may
+    decide, and the page after the deletion says so, naming the route."""
+    night = Group.objects.create(name="night shift")
+    night.permissions.set(Group.objects.get(name=OPERATORS).permissions.all())
+    person = get_user_model().objects.create_user("night-op", is_staff=True)
+    person.groups.add(night)
+    login("policy-owner").post(
+        reverse("admin:notifications_route_add"),
+        route_form(name="Overdue at night", backup_group=night.pk),
+    )
+    route = Route.objects.get(name="Overdue at night")
+    assert (
+        backup_warning(
+            login("policy-owner")
+            .get(route_url := reverse("admin:notifications_route_change", args=[route.pk]))
+            .text
+        )
+        == ""
+    )
+
+    if how == "its page":
+        url = reverse("admin:auth_user_delete", args=[person.pk])
+        deleted = admin_client.post(url, {"post": "yes"}, follow=True)
+    else:
+        deleted = admin_client.post(
+            reverse("admin:auth_user_changelist"),
+            {"action": "delete_selected", "_selected_action": [person.pk], "post": "yes"},
+            follow=True,
+        )
+
+    assert not get_user_model().objects.filter(username="night-op").exists()
+    warnings = [html.unescape(strip_tags(w)) for w in warnings_shown(deleted)]
+    assert warnings == [
+        "Route “Overdue at night”: Nobody in the backup group “night shift” may decide the "
+        "budget reallocation proposals this route tells of: one that is overdue would be "
+        "escalated to people who cannot decide it. Give the group a person who may, or "
+        "choose another group."
+    ]
+    assert (
+        backup_warning(login("policy-owner").get(route_url).text) == warnings[0].split(": ", 1)[1]
+    )
+
+
 def test_a_route_offers_the_registered_action_types_and_refuses_others(login):
     client = login("policy-owner")
     page = client.get(reverse("admin:notifications_route_add")).text
