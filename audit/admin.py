@@ -1,6 +1,7 @@
 """What every page of the review console shares: lists that answer only the filters they offer,
 secrets no lookup reaches, ids that are not ids refused as such, history that is read-only."""
 
+import contextlib
 import dataclasses
 import json
 from datetime import datetime, timedelta
@@ -23,6 +24,7 @@ from django.core.exceptions import (
 from django.db import connection, models
 from django.forms.models import model_to_dict
 from django.http import Http404, HttpResponseRedirect, QueryDict
+from django.urls import NoReverseMatch, reverse
 from django.utils import dateformat, timezone
 from simple_history.admin import SimpleHistoryAdmin
 from simple_history.manager import SIMPLE_HISTORY_REVERSE_ATTR_NAME
@@ -30,6 +32,7 @@ from simple_history.models import DeletedObject, ModelChange, ModelDelta
 from simple_history.template_utils import HistoricalRecordContextHelper
 from simple_history.utils import get_history_model_for_model, get_m2m_reverse_field_name
 
+from audit.chain import chain_break_recorded
 from audit.secret_fields import lookup_touches_secret, sounds_secret_undeclared
 from hitlproject.forms import PlainDecimalField, PlainIntegerField, number_box
 from hitlproject.periods import describe_duration
@@ -408,9 +411,21 @@ class AuditedHistoryAdmin(ConsoleAdmin, SimpleHistoryAdmin):
         # The person who made a change links to their page only for those who may open it:
         # an auditor following "policy-owner (person)" was shown "Not allowed".
         people = self.admin_site._registry.get(get_user_model())
+        # A record the last verification of the audit chain found altered is said so on the
+        # page an auditor reads it from, as of that verification.
+        chain_break = chain_break_recorded(model=self.model, object_id=unquote(object_id))
+        chain_break_url = None
+        if chain_break is not None and chain_break.of_model is not None:
+            opts = chain_break.of_model.instance_type._meta
+            with contextlib.suppress(NoReverseMatch):
+                chain_break_url = reverse(
+                    f"admin:{opts.app_label}_{opts.model_name}_history", args=[chain_break.of_id]
+                )
         extra_context = {
             **(extra_context or {}),
             "people_viewable": people is not None and people.has_view_permission(request),
+            "chain_break": chain_break,
+            "chain_break_url": chain_break_url,
         }
         return super().history_view(request, object_id, extra_context)
 

@@ -137,6 +137,7 @@ class Break:
     # Whose history the record is, where it can still be read ("proposal #2"): a history
     # record's own number reads like the object's otherwise.
     of: str = ""
+    object_id: object = None
 
     def __str__(self) -> str:
         where = f"link #{self.link}: " if self.link else ""
@@ -222,9 +223,13 @@ def chain_verify(*, through: str | None = None) -> Verification:
                     count, previous, 0, Break(link.table, link.history_id, DELETED, link.pk)
                 )
             if record_digest(row) != link.digest:
-                of = _whose(by_table[link.table], row["id"]) if "id" in row else ""
+                object_id = row.get("id")
+                of = _whose(by_table[link.table], object_id) if object_id is not None else ""
                 return Verification(
-                    count, previous, 0, Break(link.table, link.history_id, ALTERED, link.pk, of)
+                    count,
+                    previous,
+                    0,
+                    Break(link.table, link.history_id, ALTERED, link.pk, of, object_id),
                 )
             previous, count = link.hash, count + 1
             passed = passed or link.hash == through
@@ -254,6 +259,7 @@ def _unsealed_since(last_run: datetime | None) -> tuple[int, Break | None]:
                     early.history_id,
                     INSERTED,
                     of=_whose(model, early.id),
+                    object_id=early.id,
                 )
     return waiting, slipped_in
 
@@ -275,6 +281,12 @@ def chain_verification_run(*, verification_id: int) -> ChainVerification | None:
         found.head,
         found.unsealed,
     )
+    if found.broken is not None:
+        broken = found.broken
+        verification.broken_table, verification.broken_history_id = broken.table, broken.history_id
+        verification.broken_what = broken.what
+        if broken.object_id is not None:
+            verification.broken_object_id = str(broken.object_id)
     verification.finished_at, verification.under_way = timezone.now(), None
     verification.save()
     return verification
@@ -293,3 +305,51 @@ def chain_verification_ask(*, user, through: str = "") -> ChainVerification | No
             return ChainVerification.objects.create(requested_by=user, through=through)
     except IntegrityError:
         return None
+
+
+@dataclass(frozen=True)
+class RecordedBreak:
+    """What the last verification found broken in one object's history: the record on its
+    own history page (``history_id``), or one of another object's that belongs to it (a
+    decision's, on its proposal's page: ``of_model``, that history's model, and ``of_id``)."""
+
+    verification: ChainVerification
+    what: str
+    history_id: int | None = None
+    of_model: type[models.Model] | None = None
+    of_id: str = ""
+
+    @property
+    def of(self) -> str:
+        return _whose(self.of_model, self.of_id) if self.of_model else ""
+
+
+def chain_break_recorded(*, model: type[models.Model], object_id: object) -> RecordedBreak | None:
+    """Whether the last verification that finished found the chain broken at a record of
+    ``object_id``'s history, or of a history belonging to it (a record whose model points at
+    ``model``): read from what that verification recorded, never by walking the chain."""
+    last = (
+        ChainVerification.objects.filter(finished_at__isnull=False)
+        .order_by("-finished_at", "-pk")
+        .first()
+    )
+    if last is None or last.holds is not False or last.broken_history_id is None:
+        return None
+    broken = {m._meta.label_lower: m for m in chained_models()}.get(last.broken_table)
+    if broken is None:
+        return None
+    if broken is model.history.model:
+        if last.broken_object_id != str(object_id):
+            return None
+        return RecordedBreak(last, last.broken_what, history_id=last.broken_history_id)
+    pointing = [
+        field.attname
+        for field in broken._meta.concrete_fields
+        if field.is_relation and field.related_model is model
+    ]
+    if not pointing or not last.broken_object_id:
+        return None
+    row = broken.objects.filter(history_id=last.broken_history_id).values(*pointing).first()
+    if row is None or str(object_id) not in {str(value) for value in row.values()}:
+        return None
+    return RecordedBreak(last, last.broken_what, of_model=broken, of_id=last.broken_object_id)

@@ -130,6 +130,14 @@ class ChainVerification(models.Model):
     links = models.PositiveBigIntegerField(null=True)
     head = models.CharField(max_length=64, blank=True)
     unsealed = models.PositiveBigIntegerField(null=True)
+    # The record at which it found the chain broken, if it did, so that the record's history
+    # page can say so without walking the chain again.
+    broken_table = models.CharField(max_length=100, blank=True)
+    broken_history_id = models.BigIntegerField(null=True, blank=True)
+    broken_object_id = models.CharField(
+        max_length=64, blank=True, help_text="The id of the object whose history it is."
+    )
+    broken_what = models.CharField(max_length=200, blank=True)
 
     class Meta:
         ordering = ["-requested_at", "-pk"]

@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
 
-from approvals.models import Proposal
+from approvals.models import Decision, Proposal
 from approvals.services.decisions import proposal_approve
 from audit import chain
 from audit.chain import (
@@ -247,3 +247,49 @@ def test_before_the_first_sealing_verification_says_nothing_is_sealed_yet(demo_w
         f"Nothing is sealed yet: {written} record(s) written wait for the first sealing, a "
         "minute or so after they are written."
     )
+
+
+def history_page(client, url: str) -> str:
+    page = client.get(url)
+    assert page.status_code == 200
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<(?!/?tbody)[^>]+>", "", page.text)))
+
+
+def test_a_record_the_last_verification_found_altered_is_marked_on_its_history_pages(sealed, login):
+    """An auditor reading a decision's history, or its proposal's, is told that a record of
+    it was altered after it was sealed, as of the last verification and saying when; before
+    any verification found it, and once a later one finds the chain whole again, nothing."""
+    decision = Decision.objects.get(proposal=sealed)
+    record = Decision.history.get(id=decision.pk)
+    auditor = login("auditor")
+    decision_history = f"/admin/approvals/decision/{decision.pk}/history/"
+    proposal_history = f"/admin/approvals/proposal/{sealed.pk}/history/"
+    Decision.history.filter(history_id=record.history_id).update(note="Approved by the CFO.")
+    assert "after it was sealed" not in history_page(auditor, decision_history)
+
+    user = get_user_model().objects.get(username="auditor")
+    found = chain_verification_run(verification_id=chain_verification_ask(user=user).pk)
+    assert found.holds is False
+    when = f"{found.finished_at:%Y-%m-%d %H:%M:%S} UTC"
+
+    page = history_page(auditor, decision_history)
+    assert (
+        "A record of this history was altered after it was sealed (marked below), as the last "
+        f"verification of the audit chain found ({when})."
+    ) in page
+    row = page.split("<tbody>")[1].split("</tbody>")[0]
+    assert f"Created This record was altered after it was sealed ({when} verification):" in row
+    page = history_page(auditor, proposal_history)
+    assert (
+        f"A record in the history of decision #{decision.pk}, which belongs to this one, was "
+        f"altered after it was sealed, as the last verification of the audit chain found ({when})."
+    ) in page
+    other = evaluated(reallocation("290.00"))
+    assert "after it was sealed" not in history_page(
+        auditor, f"/admin/approvals/proposal/{other.pk}/history/"
+    )
+
+    Decision.history.filter(history_id=record.history_id).update(note=record.note)
+    assert chain_verification_run(verification_id=chain_verification_ask(user=user).pk).holds
+    assert "after it was sealed" not in history_page(auditor, decision_history)
+    assert "after it was sealed" not in history_page(auditor, proposal_history)
