@@ -1,7 +1,7 @@
 """An agent's record for prompt tuning or fine-tuning: JSON Lines, one line per proposal its
 agent was given feedback on in the period: people decided on it or withdrew it for the agent, it
-expired, was superseded or failed to execute, or its outcome was reported (``label``: what
-people decided, or null).
+expired, was superseded or failed to execute, or its outcome was reported, by a person or by the
+agent itself (``label``: what people decided, or null).
 
 Each line holds what the agent proposed (its payload as first submitted, rationale,
 confidence, supporting data), how policy first routed it, the people's decisions with their reasons
@@ -22,7 +22,7 @@ from django.db.models import Prefetch
 
 from approvals.models import Agent, Decision, Proposal
 from approvals.selectors import policy_name_then, with_deciding_policy_name
-from feedback.models import Feedback, FeedbackKind
+from feedback.models import Feedback, FeedbackKind, Outcome
 from hitlproject.diffs import payload_diff
 from hitlproject.vocabulary import APPROVED_TO_RUN_STATUSES
 from policies.models import Policy
@@ -38,12 +38,20 @@ DECIDED_KINDS = [
 
 
 def training_records(*, agent: Agent, since: datetime, until: datetime) -> Iterator[dict]:
-    proposal_ids = (
+    given_feedback = (
         Feedback.objects.filter(agent=agent, created_at__gte=since, created_at__lt=until)
         .values_list("proposal_id", flat=True)
-        .distinct()
-        .order_by("proposal_id")
-        .iterator(chunk_size=CHUNK)
+        .order_by()
+    )
+    # The agent's own outcome reports give it no feedback (it knows them), yet what its
+    # action measurably did is what tuning most needs: a move that ran unreviewed and hurt.
+    outcome_reported = (
+        Outcome.objects.filter(proposal__agent=agent, created_at__gte=since, created_at__lt=until)
+        .values_list("proposal_id", flat=True)
+        .order_by()
+    )
+    proposal_ids = (
+        given_feedback.union(outcome_reported).order_by("proposal_id").iterator(chunk_size=CHUNK)
     )
     for chunk in _chunks(proposal_ids, CHUNK):
         proposals = (

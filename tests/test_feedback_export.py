@@ -12,9 +12,9 @@ from django.utils import timezone
 
 from approvals.services.decisions import proposal_approve, proposal_reject
 from executors.runner import proposal_execute
-from feedback.models import Feedback
+from feedback.models import Feedback, Outcome
 from feedback.services import outcome_report_by_user
-from tests.conftest import creative_batch, reallocation
+from tests.conftest import bid_adjustment, creative_batch, reallocation
 from tests.factories import evaluated
 
 EXPORT = reverse("feedback-export")
@@ -251,3 +251,39 @@ def test_each_line_holds_the_feedback_its_agent_was_given(login, demo_world):
     [superseded] = records[budget_set.pk]["feedback"]
     assert superseded["kind"] == "superseded"
     assert superseded["diff"] == {"brand-search.daily_budget": {"saw": "1000.00", "now": "700.00"}}
+
+
+def test_a_proposal_whose_outcome_only_its_agent_reported_is_in_the_export(
+    login, demo_world, optimizer
+):
+    """A 6% bid move ran with nobody looking; the agent measured that it hurt. The page says
+    proposals whose outcome was reported are in the export, and this one is, with the figures
+    and no label; one reported on outside the period is not."""
+    ran = evaluated(bid_adjustment("2.12"))
+    assert ran.status == "approved"
+    proposal_execute(proposal_id=ran.pk)
+    measured = {"metrics": {"cpa_7d": 48.1}, "effect": "hurt", "note": "CPA up 20%."}
+    reported = optimizer.post(f"/api/v1/proposals/{ran.pk}/outcome/", measured, format="json")
+    assert reported.status_code == 201, reported.content
+    earlier = evaluated(bid_adjustment("2.20", campaign="generic-search"))
+    proposal_execute(proposal_id=earlier.pk)
+    optimizer.post(f"/api/v1/proposals/{earlier.pk}/outcome/", measured, format="json")
+    Outcome.objects.filter(proposal=earlier).update(created_at=timezone.now() - timedelta(days=60))
+    client = login("auditor")
+    today = timezone.localdate()
+
+    page = client.get(EXPORT).text
+    response = client.get(
+        EXPORT,
+        {"agent": "optimizer", "since": today - timedelta(days=30), "until": today + timedelta(1)},
+    )
+
+    covers = " ".join(page.split('id="export-covers">')[1].split("</p>")[0].split())
+    assert "or whose outcome was reported, by a person or by the agent" in covers
+    records = {r["proposal_id"]: r for r in lines(b"".join(response.streaming_content).decode())}
+    assert list(records) == [ran.pk]
+    line = records[ran.pk]
+    assert (line["label"], line["status"], line["feedback"]) == (None, "executed", [])
+    assert [(o["effect"], o["metrics"], o["reported_by"]) for o in line["outcomes"]] == [
+        ("hurt", {"cpa_7d": 48.1}, "agent:optimizer")
+    ]

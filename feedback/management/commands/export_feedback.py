@@ -8,7 +8,8 @@ from hitlproject.periods import command_period
 
 class Command(BaseCommand):
     help = (
-        "Write an agent's decided proposals of a period to standard output as JSON Lines, for "
+        "Write to standard output, as JSON Lines, each of an agent's proposals it was given "
+        "feedback on in a period or whose outcome was reported (by a person or the agent), for "
         "prompt tuning or fine-tuning: proposal, verdict, decisions, edits, reasons, outcomes."
     )
 
