@@ -301,8 +301,7 @@ class PolicyAdmin(ChangeReasonAdmin):
         "action_type_display",
         "scope",
         "priority",
-        "is_active",
-        "is_draft",
+        "state",
         "auto_execute_ceiling",
         "auto_execute_amount_ceiling",
         "cumulative_ceiling_over_window",
@@ -420,6 +419,10 @@ class PolicyAdmin(ChangeReasonAdmin):
             return "—"
         currency = policy.account.currency if policy.account_id else ""
         return f"{format_money(amount, currency)} a day"
+
+    @admin.display(description="state")
+    def state(self, policy: Policy) -> str:
+        return policy.state
 
     @admin.display(description="action type", ordering="action_type")
     def action_type_display(self, policy: Policy) -> str:

@@ -223,6 +223,14 @@ class Policy(models.Model):
         return policy_name(self.name, is_draft=self.is_draft)
 
     @property
+    def state(self) -> str:
+        """Whether it decides anything live, in words: a draft keeps its policy's name, and a
+        promoted draft is retired beside the live policy it was promoted into."""
+        if self.is_draft:
+            return "Draft" if self.is_active else "Retired draft"
+        return "Live" if self.is_active else "Inactive"
+
+    @property
     def scope_key(self) -> tuple:
         return (
             self.action_type,

@@ -4,6 +4,7 @@ the rule that held a proposal back and can try a ceiling for one run."""
 
 import html
 import json
+import re
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
@@ -612,3 +613,38 @@ def test_a_dry_run_is_first_shown_for_the_agent_that_proposes_its_action_type(ow
     evaluated(reallocation())
     form = owner.get(url).context["form"]
     assert form["agent"].value() == Agent.objects.get(name="optimizer").pk
+
+
+def policy_rows(client: Client) -> dict[int, str]:
+    """Each policy's row of the list, as text, by its id."""
+    page = client.get(reverse("admin:policies_policy_changelist"))
+    assert page.status_code == 200
+    rows = page.text.split("<tbody>")[1].split("</tbody>")[0].split("<tr")[1:]
+    by_id = {}
+    for row in rows:
+        pk = int(row.split("/admin/policies/policy/")[1].split("/")[0])
+        by_id[pk] = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", "<tr" + row)).split())
+    return by_id
+
+
+def test_the_policy_list_says_in_words_which_row_is_live_a_draft_or_retired(owner):
+    """After a draft is promoted, two rows are named "Budget reallocations" with the same
+    ceilings: the list says which is live and which the retired draft, as it says which is a
+    draft before, and which a person switched off."""
+    policy = reallocations()
+    draft = duplicate(owner, policy, auto_execute_max_magnitude="30", change_reason="Try 30%.")
+    creatives = Policy.objects.get(action_type="creative_deployment")
+    creatives.is_active = False
+    creatives.save()
+    rows = policy_rows(owner)
+    assert rows[policy.pk].startswith("Budget reallocations budget reallocation everything 0 Live")
+    assert rows[draft.pk].startswith("Budget reallocations budget reallocation everything 0 Draft")
+    assert " Inactive " in rows[creatives.pk]
+
+    promoted = owner.post(
+        reverse("admin:policies_policy_promote", args=[draft.pk]), {"change_reason": "Agreed."}
+    )
+    assert promoted.status_code == 302
+    rows = policy_rows(owner)
+    assert " Live " in rows[policy.pk] and " Retired draft " in rows[draft.pk]
+    assert " Draft " not in rows[draft.pk] and " Live " not in rows[draft.pk]
