@@ -36,7 +36,11 @@ from approvals.models import (
 )
 from approvals.services.proposals import campaigns_as_recorded, campaigns_for
 from hitlproject.periods import describe_duration
-from hitlproject.vocabulary import APPROVED_TO_RUN_STATUSES, MAY_STILL_RUN_STATUSES
+from hitlproject.vocabulary import (
+    APPROVED_TO_RUN_STATUSES,
+    MAY_STILL_RUN_STATUSES,
+    UNDER_WAY_STATUSES,
+)
 from ledger.models import Account, Creative, campaign_field_label, campaign_value_label
 from policies.engine import format_magnitude
 from policies.models import Policy
@@ -622,3 +626,37 @@ def dashboard(*, days: int = 7) -> Dashboard:
         total=sum(made.values(), ProposalCounts()),
         agents={name: counts for (name,), counts in made.items()},
     )
+
+
+@dataclass(frozen=True)
+class UnderWay:
+    """Approved proposals not yet carried out (approved, or executing: a channel's retries),
+    counted in all, by account and by channel: what a kill switch engaged now over each would
+    hold back for a person, as the executor holds them (none was approved by a person while
+    it was engaged)."""
+
+    total: int
+    by_account: dict[str, int]
+    by_channel: dict[str, int]
+
+    def held_by(self, *, account: Account | None = None, channel: str = "") -> int:
+        if account is not None:
+            return self.by_account.get(account.external_id, 0)
+        if channel:
+            return self.by_channel.get(channel, 0)
+        return self.total
+
+
+def proposals_under_way() -> UnderWay:
+    rows = (
+        Proposal.objects.filter(status__in=UNDER_WAY_STATUSES)
+        .values_list("account__external_id", "account__channel")
+        .annotate(count=Count("pk"))
+        .order_by()
+    )
+    by_account: dict[str, int] = defaultdict(int)
+    by_channel: dict[str, int] = defaultdict(int)
+    for account, channel, count in rows:
+        by_account[account] += count
+        by_channel[channel] += count
+    return UnderWay(sum(by_account.values()), dict(by_account), dict(by_channel))

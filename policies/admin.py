@@ -13,12 +13,14 @@ from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import escape
 from django.utils.http import urlencode
 from django.utils.text import capfirst
 
 from approvals import action_types
 from approvals.admin import ActionTypeFilter
 from approvals.models import Agent, AgentKind, Proposal
+from approvals.selectors import proposals_under_way
 from approvals.services.proposals import proposal_dry_run
 from approvals.simulation import draft_rule_set, drafts_in_place, simulate
 from audit.actors import Actor
@@ -35,8 +37,13 @@ from hitlproject.converters import record_page
 from hitlproject.errors import DomainError, InvalidInput
 from hitlproject.forms import IndentedJSONField, PlainDecimalField, WindowField
 from hitlproject.periods import PeriodForm, describe_duration
-from hitlproject.vocabulary import SIMULATED_ROW_LABELS, SIMULATED_ROWS, VerdictOutcome
-from ledger.models import Account
+from hitlproject.vocabulary import (
+    SIMULATED_ROW_LABELS,
+    SIMULATED_ROWS,
+    VerdictOutcome,
+    how_many,
+)
+from ledger.models import Account, Channel
 from policies.drafts import (
     active_draft_of,
     changes_on_promotion,
@@ -726,10 +733,46 @@ def setting_text(name: str, value, unit: str) -> str:
 
 @admin.register(KillSwitch)
 class KillSwitchAdmin(ChangeReasonAdmin):
+    """A switch's form says, before it is saved, how many approved proposals not yet carried
+    out it would hold back for a person over each scope it could cover, counted as the
+    executor holds them (every one it covers: none was approved by a person since it was
+    engaged); saved engaged, the message says how many it holds."""
+
     form = KillSwitchForm
     fieldsets = [(None, {"fields": ["scope", "account", "channel", "engaged", "reason"]})]
     list_display = ["__str__", "scope", "account", "channel", "engaged", "updated_at"]
     list_filter = ["engaged", "scope"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        under_way = proposals_under_way()
+        scopes = [f"everything: {under_way.total}"]
+        scopes += [f"account {name}: {n}" for name, n in sorted(under_way.by_account.items())]
+        scopes += [
+            f"channel {Channel(channel).label if channel in Channel.values else channel}: {n}"
+            for channel, n in sorted(under_way.by_channel.items())
+        ]
+        # The admin shows a help text as HTML: an account's name is escaped.
+        form.base_fields["engaged"].help_text = escape(
+            "Engaged, it holds back every approved proposal it covers that has not been "
+            "carried out yet: each goes back to a person to approve again. Approved and not "
+            f"yet carried out now, {'; '.join(scopes)}."
+        )
+        return form
+
+    def save_model(self, request, obj, form, change) -> None:
+        engaging = obj.engaged and not (change and form.initial.get("engaged"))
+        super().save_model(request, obj, form, change)
+        if engaging:
+            held = proposals_under_way().held_by(
+                account=obj.account if obj.scope == KillSwitchScope.ACCOUNT else None,
+                channel=obj.channel,
+            )
+            messages.warning(
+                request,
+                f"{obj} holds back {how_many(held, 'approved proposal')} not yet carried "
+                "out: each goes back to a person to approve again before it runs.",
+            )
 
 
 @admin.register(BrandGuidelines)

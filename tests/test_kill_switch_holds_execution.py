@@ -398,3 +398,52 @@ def test_an_approval_held_back_and_given_again_is_told_to_its_agent_as_one_revie
     told = outcome_report(ClientProposal.from_api(answer.json()))
     assert told["decided_by"] == "a reviewer"
     assert told["message"].startswith("A reviewer approved it: Still fine. Executed.")
+
+
+def test_engaging_a_switch_says_how_many_approved_proposals_it_will_hold_before_and_after(
+    login, demo_world
+):
+    """Before saving, the switch's form says how many approved proposals not yet carried out
+    it would hold over each scope; saved engaged, the message says how many it holds; and the
+    executor then holds exactly those."""
+    operator = get_user_model().objects.get(username="operator")
+    auto = evaluated(bid_adjustment("2.12"))  # approved by policy, not yet run
+    approved = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=approved.pk, reviewer=operator)
+    ran = evaluated(bid_adjustment("0.84", campaign="display-retarget"))
+    proposal_execute(proposal_id=ran.pk)  # carried out: nothing to hold
+    assert [p.status for p in Proposal.objects.filter(pk__in=[auto.pk, approved.pk])] == [
+        "approved",
+        "approved",
+    ]
+    owner = login("policy-owner")
+    add = "/admin/policies/killswitch/add/"
+
+    form = owner.get(add)
+    help_text = " ".join(form.context["adminform"].form.fields["engaged"].help_text.split())
+    assert help_text.endswith(
+        "Approved and not yet carried out now, everything: 2; account demo: 2; channel "
+        "Google Ads: 2."
+    )
+    saved = owner.post(
+        add,
+        {
+            "scope": "account",
+            "account": Account.objects.get(external_id="demo").pk,
+            "engaged": "on",
+            "reason": OUTAGE,
+            "change_reason": "Incident 7.",
+        },
+        follow=True,
+    )
+    said = [str(message) for message in saved.context["messages"]]
+    assert (
+        "Kill switch on demo (engaged) holds back 2 approved proposals not yet carried out: "
+        "each goes back to a person to approve again before it runs."
+    ) in said
+
+    for proposal in (auto, approved):
+        proposal_execute(proposal_id=proposal.pk)
+    held = Proposal.objects.filter(pk__in=[auto.pk, approved.pk], status="pending_review")
+    assert held.count() == 2
+    assert Proposal.objects.get(pk=ran.pk).status == "executed"
