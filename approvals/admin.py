@@ -107,8 +107,10 @@ from hitlproject.converters import record_page
 from hitlproject.errors import DomainError
 from hitlproject.paginators import CappedCountPaginator
 from hitlproject.vocabulary import (
+    EXECUTION_FAILED,
     FINAL_STATUSES,
     MAY_STILL_BE_DECIDED_STATUSES,
+    NO_SURE_ANSWER,
     NOTE_MAX_LENGTH,
     UNDER_WAY_STATUSES,
     how_many,
@@ -398,6 +400,27 @@ class Ends:
     @property
     def more(self) -> int:
         return self.count - len(self.lines)
+
+
+def _retry_may_repeat(proposal: Proposal) -> str:
+    """What its failure said of attempts that may have been carried out all the same (no
+    answer said whether: ``executors.runner``), said again beside its Retry button: a retry
+    is a new request, which the channel may carry out a second time. "" if it said none."""
+    if proposal.status != ProposalStatus.FAILED:
+        return ""
+    reason = (
+        Proposal.history.filter(
+            id=proposal.pk,
+            status=ProposalStatus.FAILED,
+            history_change_reason__startswith=EXECUTION_FAILED,
+        )
+        .order_by("-history_date", "-history_id")
+        .values_list("history_change_reason", flat=True)
+        .first()
+    ) or ""
+    said = reason.rfind(NO_SURE_ANSWER)
+    start = reason.rfind("Attempt", 0, said) if said >= 0 else -1
+    return reason[start:] if start >= 0 else ""
 
 
 def _ends_when_executed(proposal: Proposal, *, besides: Collection[int] = ()) -> Ends:
@@ -943,6 +966,9 @@ class ProposalAdmin(ReadOnlyAdmin):
                 if retry_refused is None and sets_values(proposal)
                 else []
             ),
+            # Attempts of the failed round that may have been carried out: said before a retry
+            # sends the action again as a new request, in the failure's own words.
+            "retry_may_repeat": _retry_may_repeat(proposal) if retry_refused is None else "",
             "outcomes": proposal.outcomes.all(),
             "can_report_outcome": may_act(request.user, proposal, Act.REPORT_OUTCOME),
             "outcome_form": OutcomeForm(**_form_ids("outcome_form")),
@@ -1255,6 +1281,7 @@ class ExecutionAdmin(ReadOnlyAdmin):
         "after",
         "creatives_deployed",
         "error",
+        "unanswered",
         "request_ids",
         "channel_response",
         "started_at",

@@ -301,6 +301,13 @@ class Execution(models.Model):
     # item's result), for an operator looking the request up on the channel.
     request_ids = models.JSONField(default=list, blank=True)
     channel_response = models.JSONField(default=dict, blank=True)
+    # A failed attempt that may have been carried out all the same: sent, and no answer said
+    # whether (a timeout, a server's error, a worker stopped while it was under way).
+    unanswered = models.BooleanField(
+        "no sure answer",
+        default=False,
+        help_text="Sent, and no answer said whether the channel carried it out: it may have.",
+    )
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -35,14 +35,22 @@ if TYPE_CHECKING:
 
 class ChannelError(Exception):
     """A channel call that did not carry the action out. ``permanent``: trying again cannot
-    help (refused, not allowed, not set up); otherwise another attempt, later, may."""
+    help (refused, not allowed, not set up); otherwise another attempt, later, may.
+    ``unanswered``: the request reached the channel, or may have, and no answer says whether
+    it carried it out (a timeout, a connection lost, a server's error): it may have."""
 
     def __init__(
-        self, message: str, *, permanent: bool = False, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        permanent: bool = False,
+        retry_after: float | None = None,
+        unanswered: bool = False,
     ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.retry_after = retry_after  # seconds the channel asked to be left alone
+        self.unanswered = unanswered
 
 
 @dataclass(frozen=True)
@@ -56,7 +64,9 @@ class Outcome:
     can help), ``partial`` (some of it carried out and some not: failed, what succeeded on
     record; never retried, which would do the done part twice).
     ``request_ids`` and ``response`` are what the channel answered, for the execution record;
-    ``retry_after``, how long it asked to be left alone before another attempt."""
+    ``retry_after``, how long it asked to be left alone before another attempt.
+    ``unanswered`` (a failure): the request may have reached the channel and no answer says
+    whether it was carried out; an operator's retry, a new request, could do it twice."""
 
     result: Literal["done", "moved", "failed", "partial"]
     retryable: bool = False
@@ -69,6 +79,7 @@ class Outcome:
     # Seconds the channel asked to be left alone before another attempt (a quota's retry
     # delay): the next attempt waits at least so long.
     retry_after: float | None = None
+    unanswered: bool = False
 
 
 @dataclass(frozen=True)
@@ -149,3 +160,11 @@ class ChannelExecutor(Executor):
         itself that it was (a key it deduplicates on, a value it reads first); no where a
         second request would do it twice, and the execution fails for a person to check."""
         return True
+
+    def retry_finds_out(self, request: dict[str, Any]) -> bool:
+        """Whether a new round (a person's retry, a new request with a new key) would find out
+        itself that an attempt of the round that sent ``request`` carried it out (a value it
+        reads first), so that it is not done twice. No for a key the channel deduplicates on:
+        the retry's is another. Where not, a round that ends failed after an attempt with no
+        sure answer says to check on the channel before retrying."""
+        return False

@@ -125,6 +125,7 @@ class GoogleAdsOutcome:
     resource_names: tuple[str, ...] = ()
     items: tuple[GoogleAdsItem, ...] = ()
     retry_after: float | None = None  # seconds Google Ads asked to be left alone (a quota)
+    unanswered: bool = False  # sent, and no answer came: it may have been carried out
 
     @property
     def carried_out(self) -> bool:
@@ -259,6 +260,7 @@ class GoogleAdsExecutor(ChannelExecutor):
             moves=outcome.moves,
             request_ids=outcome.request_ids,
             retry_after=outcome.retry_after,
+            unanswered=outcome.unanswered,
             response={
                 "resource_names": list(outcome.resource_names),
                 "items": [asdict(item) for item in outcome.items],
@@ -271,6 +273,9 @@ class GoogleAdsExecutor(ChannelExecutor):
         # A value set is read first and not sent if it holds already; ads are created anew by
         # every request (Google Ads has no idempotency key for a creation).
         return request["action"]["action_type"] != "creative_deployment"
+
+    def retry_finds_out(self, request: dict[str, Any]) -> bool:
+        return self.sends_again(request)  # read first, whichever round sends it
 
 
 def _reached(

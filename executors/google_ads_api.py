@@ -123,6 +123,7 @@ def google_ads_execute(*, link: GoogleAdsLink, action: GoogleAdsAction) -> Googl
                 detail=detail,
                 items=refused.items,
                 retry_after=refused.retry_after,
+                unanswered=refused.unanswered or refused.may_be_done,
             )
         )
     finally:
@@ -148,6 +149,8 @@ class _Refused(Exception):
         super().__init__(detail)
         self.detail, self.retryable, self.items = detail, retryable, items
         self.answered, self.unanswered = answered, False
+        # Whether it may have been carried out (an unanswered call, or one re-told as final).
+        self.may_be_done = False
         self.retry_after = retry_after
 
 
@@ -686,12 +689,14 @@ def _deploy_creatives(session: _Session, action: GoogleAdsAction) -> GoogleAdsOu
             raise
         # Google Ads has no idempotency key for creating ads: sent again, they could be
         # created twice. A person looks first.
-        raise _Refused(
+        final = _Refused(
             f"No answer to the request creating the ads ({refused.detail}): they may have "
             f"been created in ad group {place['ad_group_id']}. Not sent again (Google Ads "
             "would create them twice); check the ad group on Google Ads before retrying.",
             retryable=False,
-        ) from refused
+        )
+        final.may_be_done = True
+        raise final from refused
     failed = [item for item in items if item.error]
     if not failed:
         return GoogleAdsOutcome("done", items=items)

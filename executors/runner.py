@@ -76,7 +76,7 @@ from executors.registry import FALLBACK, executor_for, executor_named
 from hitlproject.celery import app
 from hitlproject.errors import InvalidInput, NotFound
 from hitlproject.queueing import after_commit
-from hitlproject.vocabulary import EXECUTION_FAILED
+from hitlproject.vocabulary import EXECUTION_FAILED, NO_SURE_ANSWER
 from ledger.models import Account, Campaign
 from ledger.services import accounts_lock
 from policies.services import (
@@ -759,7 +759,12 @@ def _execute_on_channel(proposal_id: int) -> Proposal:
             )
             return _fail(proposal, refusal)
         if _this_round(proposal, current).count() >= executor.max_attempts:
-            return _fail(proposal, "no answer from the channel after every attempt")
+            return _fail(
+                proposal,
+                _unanswered_said(
+                    "no answer from the channel after every attempt", executor, proposal, current
+                ),
+            )
         if _requests_under_way(proposal.account, executor, now) >= executor.requests_per_account:
             # The account has as many requests under way with this executor as it is given:
             # this one waits its turn without holding a worker, so a slow channel holds no more
@@ -817,10 +822,14 @@ def _execute_on_channel(proposal_id: int) -> Proposal:
             attempt.error = f"Partly carried out on the channel, not retried: {outcome.detail}"
             attempt.save()
             return _fail(proposal, attempt.error)
-        attempt.save()
+        attempt.unanswered = outcome.unanswered
         tried = _this_round(proposal, current).count()
         if not outcome.retryable or tried >= executor.max_attempts:
-            return _fail(proposal, outcome.detail)
+            # The round ends: its last attempt's record says what the failure says.
+            attempt.error = _unanswered_said(outcome.detail, executor, proposal, current, attempt)
+            attempt.save()
+            return _fail(proposal, attempt.error)
+        attempt.save()
         # The next attempt is due after the backoff: nothing starts one before.
         delay = min(executor.retry_seconds * 2 ** (tried - 1), 600)
         # Not before the channel said to come back (a quota's retry delay), up to an hour.
@@ -838,6 +847,7 @@ def _stopped_attempts_failed(
     stopped = list(_this_round(proposal, current).filter(status=ExecutionStatus.RUNNING))
     for attempt in stopped:
         attempt.status, attempt.finished_at, attempt.error = ExecutionStatus.FAILED, now, error
+        attempt.unanswered = True  # its request may have gone, and its answer was lost
         attempt.save()  # saved: on record
     return len(stopped)
 
@@ -864,6 +874,54 @@ def _sent_before(refusal: str, proposal: Proposal, current: ExecutionRound) -> s
     )
 
 
+def _unanswered_said(
+    error: str,
+    executor: ChannelExecutor,
+    proposal: Proposal,
+    current: ExecutionRound,
+    last: Execution | None = None,
+) -> str:
+    """A failure that ends the round, with what it must add where an attempt of the round got
+    no sure answer (a timeout, a server's error, a worker stopped while it was under way): it
+    may have been carried out, and a person's retry, a new request with a new key, could do it
+    a second time, unless the channel would find out itself (``retry_finds_out``). ``last``:
+    the round's attempt just finished, not saved yet."""
+    if executor.retry_finds_out(current.request):
+        return error
+    numbers = set(
+        _this_round(proposal, current)
+        .filter(unanswered=True)
+        .exclude(pk=last.pk if last else None)
+        .values_list("attempt", flat=True)
+    )
+    if last is not None and last.unanswered:
+        numbers.add(last.attempt)
+    if not numbers:
+        return error
+    which = _attempt_numbers(sorted(numbers))
+    these = "these" if len(numbers) > 1 else "it"
+    return (
+        f"{error if error.endswith('.') else error + '.'} {which} {NO_SURE_ANSWER}: check on "
+        f"the channel before retrying it; a retry is a new request (key "
+        f"{_next_round_key(proposal)}) the channel cannot tell from {these}."
+    )
+
+
+def _attempt_numbers(numbers: Sequence[int]) -> str:
+    """``[1, 2, 3, 5]`` in words: "Attempts 1–3 and 5"; ``[4]``: "Attempt 4"."""
+    runs: list[list[int]] = []
+    for number in numbers:
+        if runs and number == runs[-1][-1] + 1:
+            runs[-1].append(number)
+        else:
+            runs.append([number])
+    said = [f"{run[0]}–{run[-1]}" if len(run) > 1 else str(run[0]) for run in runs]
+    if len(numbers) == 1:
+        return f"Attempt {said[0]}"
+    listed = said[0] if len(said) == 1 else ", ".join(said[:-1]) + " and " + said[-1]
+    return f"Attempts {listed}"
+
+
 def _carried_out(executor: ChannelExecutor, current: ExecutionRound, account: Account) -> Outcome:
     """The executor's outcome; its ``ChannelError`` is a failure, retryable unless permanent."""
     try:
@@ -874,6 +932,7 @@ def _carried_out(executor: ChannelExecutor, current: ExecutionRound, account: Ac
             retryable=not error.permanent,
             detail=str(error),
             retry_after=error.retry_after,
+            unanswered=error.unanswered,
         )
 
 

@@ -100,10 +100,15 @@ def _post(request: dict[str, Any], account: Account) -> None:
         return
     if sent.result.startswith("HTTP"):
         said = f"the endpoint answered {sent.result}"
-    elif sent.result == "timed out":
+    elif sent.result.startswith("timed out"):
         said = "the endpoint timed out"
     else:
         said = f"the endpoint could not be reached: {sent.result}"
     if sent.retry_after is not None:
         said += f" (Retry-After: {sent.retry_after:g} s)"
-    raise ChannelError(said, permanent=not sent.retry, retry_after=sent.retry_after)
+    raise ChannelError(
+        said,
+        permanent=not sent.retry,
+        retry_after=sent.retry_after,
+        unanswered=sent.unanswered,
+    )

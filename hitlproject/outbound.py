@@ -56,6 +56,9 @@ class Sent:
     retry: bool  # worth trying again, if not delivered
     result: str  # what happened, in words
     retry_after: float | None = None  # seconds the endpoint asked to be left alone (Retry-After)
+    # Sent, but no answer says whether the endpoint acted on it (a timeout, a connection lost
+    # after sending, a 5xx): it may have. Not one refused, or that never connected.
+    unanswered: bool = False
 
 
 def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -246,17 +249,28 @@ def send_signed(url: str, body: bytes, *, secret: str, headers: dict[str, str]) 
         code, retry_after, said = asyncio.run(_post_within_deadline(url, body, headers))
     except RefusedDestination as refused:
         return Sent(False, refused.retry, f"refused: {refused}"[:500])
+    except (httpx.ConnectTimeout, httpx.PoolTimeout):
+        return Sent(False, True, "timed out connecting")
     except (TimeoutError, httpx.TimeoutException):
-        return Sent(False, True, "timed out")
-    except (httpx.ConnectError, ConnectionError) as error:
+        return Sent(False, True, "timed out", unanswered=True)
+    except (httpx.ConnectError, ConnectionRefusedError) as error:
         return Sent(False, True, f"could not connect: {error}"[:500])
     except (httpx.HTTPError, OSError, ssl.SSLError) as error:
-        return Sent(False, True, f"{type(error).__name__}: {error}"[:500])
+        # A connection lost once the request was on its way (or one the handshake ended,
+        # before: which, is not told apart here): it may have been acted on.
+        unanswered = not isinstance(error, ssl.SSLError | httpx.UnsupportedProtocol)
+        return Sent(False, True, f"{type(error).__name__}: {error}"[:500], unanswered=unanswered)
     if 200 <= code < 300:
         return Sent(True, False, f"HTTP {code}")
     retry = code >= 500 or code in RETRIED_STATUSES
     result = f"HTTP {code}" + (f": “{said}”" if said else "")
-    return Sent(False, retry, result, retry_after_seconds(retry_after) if retry else None)
+    return Sent(
+        False,
+        retry,
+        result,
+        retry_after_seconds(retry_after) if retry else None,
+        unanswered=code >= 500,  # a server's error: it may have acted before it failed
+    )
 
 
 @dataclass(frozen=True)

@@ -143,3 +143,6 @@ INTERRUPTED = (
 # ("execution failed: the endpoint answered HTTP 400: …"): written by the executors, read by
 # the messages that tell of the failure.
 EXECUTION_FAILED = "execution failed: "
+# Said of a failed round's attempts that may have been carried out all the same (sent, and no
+# answer said whether), by the failure and beside its Retry button.
+NO_SURE_ANSWER = "got no answer that says whether the channel carried it out"

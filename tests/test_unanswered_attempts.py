@@ -1,0 +1,170 @@
+"""A round of channel attempts that ends failed after an attempt with no sure answer (a
+server's error, a timeout, a connection lost, a worker stopped while it was under way) may
+have been carried out all the same: the failure says so, wherever it is read (the proposal's
+reason, the last attempt's record, the agent's feedback, the failure notification, the
+console beside its Retry button), with the key a retry would send, since a retry is a new
+request the channel cannot tell from those. A refusal (a 4xx) or an endpoint never reached
+says nothing of the kind."""
+
+import socket
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+from django.utils import timezone
+
+from approvals.models import Proposal
+from approvals.services.decisions import proposal_retry
+from approvals.services.recovery import proposals_requeue_stalled
+from executors import webhook
+from executors.models import ExecutionRound
+from executors.runner import STOPPED, proposal_execute
+from feedback.models import Feedback, FeedbackKind
+from hitlproject.outbound import send_signed
+from ledger.models import Account
+from tests.conftest import bid_adjustment, wait_until
+from tests.factories import evaluated
+from tests.test_webhook_executor import approved_without_its_task
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
+
+WARNING = "got no answer that says whether the channel carried it out"
+
+
+def text_of(message) -> str:
+    return message.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n")
+
+
+def failed(proposal: Proposal) -> Proposal:
+    wait_until(
+        lambda: Proposal.objects.get(pk=proposal.pk).status in ("executed", "failed"), timeout=30
+    )
+    proposal = Proposal.objects.get(pk=proposal.pk)
+    assert proposal.status == "failed"
+    return proposal
+
+
+def failure_reason(proposal: Proposal) -> str:
+    return (
+        Proposal.history.filter(
+            id=proposal.pk, status="failed", history_change_reason__startswith="execution failed"
+        )
+        .order_by("-history_id")
+        .values_list("history_change_reason", flat=True)
+        .first()
+    )
+
+
+def retry_warning(proposal: Proposal, client) -> str:
+    client.force_login(get_user_model().objects.get(username="operator"))
+    page = client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+    assert page.status_code == 200
+    text = page.content.decode()
+    if 'id="retry-may-repeat"' not in text:
+        return ""
+    return text.split('id="retry-may-repeat">', 1)[1].split("</p>", 1)[0]
+
+
+def test_a_round_of_server_errors_says_each_may_have_been_carried_out(channel, client, mailbox):
+    endpoint = channel(503)
+    proposal = failed(evaluated(bid_adjustment("2.12")))
+
+    assert len(endpoint.received) == 5
+    key = f"hitl-proposal-{proposal.pk}-2"
+    said = (
+        "the endpoint answered HTTP 503. Attempts 1–5 got no answer that says whether the "
+        "channel carried it out: check on the channel before retrying it; a retry is a new "
+        f"request (key {key}) the channel cannot tell from these."
+    )
+    assert failure_reason(proposal) == f"execution failed: {said}"
+    attempts = list(proposal.executions.order_by("attempt"))
+    assert [a.unanswered for a in attempts] == [True] * 5
+    assert attempts[-1].error == said  # the execution record says what the failure says
+    [feedback] = Feedback.objects.filter(proposal=proposal, kind=FeedbackKind.FAILED)
+    assert said in feedback.note
+    [message] = wait_until(lambda: mailbox.to("operator@example.com"), timeout=15)
+    assert said in " ".join(text_of(message).split())  # the failure told by email
+    assert retry_warning(proposal, client) == said.split(". ", 1)[1]
+
+    # The retry sends the key the warning named.
+    operator = get_user_model().objects.get(username="operator")
+    endpoint.statuses[:] = [200]
+    proposal_retry(proposal_id=proposal.pk, reviewer=operator)
+    wait_until(lambda: Proposal.objects.get(pk=proposal.pk).status == "executed")
+    assert endpoint.received[-1]["headers"]["Idempotency-Key"] == key
+
+
+def test_a_refusal_after_a_server_error_names_only_the_attempt_without_an_answer(channel, client):
+    channel(503, 422)
+    proposal = failed(evaluated(bid_adjustment("2.12")))
+
+    reason = failure_reason(proposal)
+    assert reason.startswith("execution failed: the endpoint answered HTTP 422. Attempt ")
+    first = proposal.executions.order_by("attempt").first().attempt
+    assert f"Attempt {first} {WARNING}: check on the channel before retrying it" in reason
+    assert reason.endswith("the channel cannot tell from it.")
+    assert retry_warning(proposal, client).startswith(f"Attempt {first} {WARNING}")
+
+
+def test_a_worker_stopped_mid_request_counts_as_unanswered(channel, monkeypatch):
+    endpoint = channel(422)
+    proposal = approved_without_its_task(bid_adjustment("2.12"), monkeypatch)
+
+    def killed(request, account):
+        raise KeyboardInterrupt("the worker was killed")
+
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(webhook, "_post", killed)
+        proposal_execute(proposal_id=proposal.pk)
+    ExecutionRound.objects.filter(proposal=proposal).update(lease_until=timezone.now())
+    Proposal.objects.filter(pk=proposal.pk).update(updated_at=timezone.now() - timedelta(minutes=5))
+    assert proposals_requeue_stalled()["executing"] == 1
+
+    proposal = failed(proposal)
+    assert len(endpoint.received) == 1  # the second attempt, refused
+    first = proposal.executions.order_by("attempt").first()
+    assert (first.error, first.unanswered) == (STOPPED, True)
+    assert failure_reason(proposal) == (
+        f"execution failed: the endpoint answered HTTP 422. Attempt {first.attempt} {WARNING}: "
+        "check on the channel before retrying it; a retry is a new request (key "
+        f"hitl-proposal-{proposal.pk}-2) the channel cannot tell from it."
+    )
+
+
+def test_a_refusal_says_nothing_of_the_kind(channel, client):
+    channel(422)
+    proposal = failed(evaluated(bid_adjustment("2.12")))
+
+    assert failure_reason(proposal) == "execution failed: the endpoint answered HTTP 422"
+    assert not proposal.executions.get().unanswered
+    assert retry_warning(proposal, client) == ""
+
+
+def test_an_endpoint_never_reached_says_nothing_of_the_kind(channel, client):
+    channel(200)
+    with socket.socket() as unused:  # a port nothing listens on: refused before sending
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    Account.objects.filter(external_id="demo").update(
+        execution_endpoint=f"http://127.0.0.1:{port}/hook"
+    )
+    proposal = failed(evaluated(bid_adjustment("2.12")))
+
+    reason = failure_reason(proposal)
+    assert reason.startswith("execution failed: the endpoint could not be reached: could not")
+    assert WARNING not in reason
+    assert not proposal.executions.filter(unanswered=True).exists()
+    assert retry_warning(proposal, client) == ""
+
+
+def test_a_timeout_is_unanswered_and_a_refused_connection_is_not(settings):
+    from tests.test_outbound import TricklingEndpoint
+
+    settings.OUTBOUND_DEADLINE = 1
+    endpoint = TricklingEndpoint(hold=60)
+    try:
+        timed_out = send_signed(endpoint.url, b"{}", secret="whsec_x", headers={})
+    finally:
+        endpoint.close()
+    assert (timed_out.result, timed_out.unanswered) == ("timed out", True)
