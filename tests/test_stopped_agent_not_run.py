@@ -13,6 +13,7 @@ from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from approvals.models import Agent, ProposalStatus
+from approvals.services.acts import AgentMayNoLongerAct
 from approvals.services.decisions import proposal_approve
 from executors import webhook
 from executors.models import ExecutionRound
@@ -247,3 +248,32 @@ def test_an_agent_deactivated_while_its_action_is_carried_out_waits_for_it_and_d
     executed_at = proposal.history.get(status=ProposalStatus.EXECUTED).history_date
     deactivated_at = Agent.history.get(name="optimizer", is_active=False).history_date
     assert executed_at < deactivated_at
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("how", ["deactivated", "account taken away"])
+def test_an_agent_stopped_while_an_approval_waits_for_its_proposal_is_not_approved(demo_world, how):
+    """A reviewer approved while another transaction held the proposal (another decision, a
+    Slack update); the agent was deactivated and that transaction committed, and only then
+    did the approval get the proposal. It answered "approved", read from the agent as it was
+    when it began to wait, and the executor then failed the action "Stopped": the reviewer
+    saw an approval of an agent already stopped. Now it is refused, saying why, and the
+    proposal still waits (to be rejected or withdrawn)."""
+    proposal = evaluated(bid_adjustment("2.60"))  # 30%: a person decides
+    assert proposal.status == ProposalStatus.PENDING_REVIEW
+    operator = get_user_model().objects.get(username="operator")
+    said = []
+
+    with pytest.raises(AgentMayNoLongerAct) as refused:
+        done_while_the_proposal_is_held(
+            proposal.pk,
+            lambda: proposal_approve(proposal_id=proposal.pk, reviewer=operator),
+            lambda: said.append(stop(how)),
+        )
+
+    assert said[0].removesuffix(" since it proposed it") in str(refused.value)
+    proposal.refresh_from_db()
+    assert proposal.status == ProposalStatus.PENDING_REVIEW
+    assert not proposal.decisions.exists()
+    assert not proposal.executions.exists()
+    assert bid() == Decimal("2.00")

@@ -33,6 +33,7 @@ from approvals.services.acts import (
     ReviewWindowClosed,
     act_refusal,
     agent_accounts_of,
+    agents_hold,
     check_may_act,
 )
 from approvals.services.expiry import proposals_expire_locked
@@ -214,11 +215,22 @@ def _decisions_record(
     to_status = (
         ProposalStatus.APPROVED if outcome == DecisionOutcome.APPROVE else ProposalStatus.REJECTED
     )
+    # The proposals locked, then their agents held as they are (``agents_hold``), and only
+    # then read: a statement that waits for a row's lock reads every other row as it was when
+    # it began, so an agent deactivated while a decision waited for its proposal (held by
+    # another decision, a claim, an execution) was read active, and the approval it then gave
+    # ended with the executor failing the action "Stopped".
+    held = list(
+        Proposal.objects.select_for_update()
+        .filter(pk__in=proposal_ids)
+        .order_by("pk")
+        .values_list("pk", "agent_id")
+    )
+    agents_hold(agent_id for _, agent_id in held)
     locked = {
         proposal.pk: proposal
         for proposal in Proposal.objects.select_related("agent", "account")
-        .select_for_update(of=("self",))
-        .filter(pk__in=proposal_ids)
+        .filter(pk__in=[pk for pk, _ in held])
         .order_by("pk")
     }
     decided = Decided(
