@@ -115,8 +115,7 @@ def callback_event_deliver(*, event_id: int) -> CallbackEvent | None:
         event = (
             # The event's row alone: locking its agent's too made a task taking another of
             # the agent's events at the same moment skip it, left for the sweep.
-            CallbackEvent.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("agent")
+            CallbackEvent.objects.select_for_update(skip_locked=True)
             .filter(pk=event_id, status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
             .first()
         )
@@ -130,6 +129,10 @@ def callback_event_deliver(*, event_id: int) -> CallbackEvent | None:
             event.status = DeliveryStatus.FAILED
             event.save(update_fields=["status"])
             return event
+        # The agent locked (as ``_requests_under_way`` counts under it) and read again only
+        # then: the statement that took the event read it as it was when it began, so one
+        # deactivated, or its URL removed, in between was still sent the event.
+        event.agent = _agent_locked(event.agent_id)
         # Removed since, or its agent deactivated: not sent where it no longer goes.
         not_sent = (not event.agent.callback_url and NO_CALLBACK_URL) or (
             not event.agent.is_active and DEACTIVATED
@@ -194,12 +197,18 @@ def _deliver_later(event_id: int, delay: float) -> None:
     app.send_task(DELIVER_CALLBACK_EVENT, (event_id,), countdown=delay)
 
 
+def _agent_locked(agent_id: int) -> Agent:
+    """The agent, locked until the caller's transaction ends (whoever deactivates it or changes
+    its callback URL waits until then), read as it is once locked."""
+    return Agent.objects.select_for_update(no_key=True).get(pk=agent_id)
+
+
 def _requests_under_way(agent_id: int, now) -> int:
     """The requests to an agent's callback URL under way now: events taken to be sent (an
     attempt counted, its result not yet in the log) whose lease still stands. Counted under a
     lock on the agent, held until the caller's transaction ends, so two workers never both
-    count one place free; in SQL written out (the log's length is asked of the database)."""
-    list(Agent.objects.select_for_update(no_key=True).filter(pk=agent_id).values_list("pk"))
+    count one place free (``_agent_locked``, taken by the caller); in SQL written out (the
+    log's length is asked of the database)."""
     length = "jsonb_array_length" if connection.vendor == "postgresql" else "json_array_length"
     with connection.cursor() as cursor:
         cursor.execute(

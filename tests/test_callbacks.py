@@ -1,11 +1,13 @@
 """Agents hear of their proposals' decisions and executions on their callback URL: signed,
 retried when the endpoint fails, and never in the way of the decision itself."""
 
+import threading
 import time
 from datetime import datetime, timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 from hitl_client import verify_callback
@@ -15,7 +17,7 @@ from approvals.services.decisions import proposal_approve, proposal_reject
 from feedback.callbacks import callback_event_deliver
 from feedback.models import CallbackEvent
 from hitlproject.signing import sign, verify
-from tests.conftest import BID_RAISES, Receiver, bid_adjustment, wait_until
+from tests.conftest import BID_RAISES, Receiver, bid_adjustment, wait_until, waits_for_a_lock
 from tests.factories import evaluated
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
@@ -230,3 +232,57 @@ def test_a_deactivated_agents_endpoint_is_not_told_of_its_proposals(receiver):
     assert (event.type, event.status) == ("proposal.rejected", "failed")
     assert event.log[-1]["result"] == "not sent: the agent is deactivated"
     assert endpoint.received == []
+
+
+def test_an_agent_deactivated_while_its_event_is_taken_is_not_sent_it(receiver):
+    """A worker took an event to send while the agent's owner was deactivating the agent (a
+    transaction not yet committed); the worker waited for the agent's lock to count the
+    requests under way, the deactivation committed, and the worker sent the event all the
+    same, from the agent as it had read it before waiting. Now it reads the agent once it
+    holds it: not sent, given up on, saying why."""
+    endpoint = receiver(503)
+    proposal = waiting_proposal()
+    operator = get_user_model().objects.get(username="operator")
+    proposal_reject(proposal_id=proposal.pk, reviewer=operator, reason_code="other")
+    wait_until(lambda: CallbackEvent.objects.filter(attempts=1).exclude(log=[]).exists())
+    CallbackEvent.objects.update(next_attempt_at=timezone.now())
+    event_id = CallbackEvent.objects.get().pk
+    deactivating, let_go = threading.Event(), threading.Event()
+    outcome: dict = {}
+
+    def deactivate() -> None:
+        try:
+            with transaction.atomic():
+                agent = Agent.objects.get(name="optimizer")
+                agent.is_active = False
+                agent.save()
+                deactivating.set()
+                let_go.wait(timeout=60)
+        finally:
+            deactivating.set()
+            connection.close()
+
+    def deliver() -> None:
+        try:
+            connection.ensure_connection()
+            if connection.vendor == "postgresql":
+                outcome["backend"] = connection.connection.info.backend_pid
+            callback_event_deliver(event_id=event_id)
+        finally:
+            connection.close()
+
+    owner, worker = threading.Thread(target=deactivate), threading.Thread(target=deliver)
+    owner.start()
+    deactivating.wait(timeout=60)
+    worker.start()
+    try:
+        wait_until(lambda: waits_for_a_lock(worker, outcome.get("backend")), interval=0.01)
+    finally:
+        let_go.set()
+        owner.join(timeout=60)
+        worker.join(timeout=60)
+
+    event = CallbackEvent.objects.get()
+    assert event.status == "failed"
+    assert event.log[-1]["result"] == "not sent: the agent is deactivated"
+    assert len(endpoint.received) == 1  # the first attempt's, before
