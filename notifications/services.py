@@ -1230,15 +1230,27 @@ def digest_lines(sent_in_digest: Notification) -> list[DigestLine]:
             status=NotificationStatus.SENT,
             updates__isnull=True,
         )
-        .select_related("proposal__agent", "proposal__account")
+        .select_related("proposal__agent", "proposal__account", "route")
         .order_by("created_at", "pk")
     )
-    messages = proposal_messages(
-        [(n.proposal, n.kind) for n in listed],
-        now=timezone.now(),
-        # A digest of failures tells of the failures recorded when it went, not a later one.
-        failed_by=sent_in_digest.sent_at,
-    )
+    messages = [
+        # Why its reader is told, by each route, as the digest said it when it went.
+        replace(
+            message,
+            told_because=told_because(kind=n.kind, route_name=n.route.name if n.route_id else ""),
+        )
+        for n, message in zip(
+            listed,
+            proposal_messages(
+                [(n.proposal, n.kind) for n in listed],
+                now=timezone.now(),
+                # A digest of failures tells of the failures recorded when it went, not a
+                # later one.
+                failed_by=sent_in_digest.sent_at,
+            ),
+            strict=True,
+        )
+    ]
     return [
         _failure_digest_line(n, message, reader=sent_in_digest.recipient)
         if n.kind == NotificationKind.FAILED

@@ -346,6 +346,32 @@ def _told_blocks(message: ProposalMessage) -> list[dict]:
     ]
 
 
+# Why a digest's reader is told, at most (a digest may list proposals told by many routes,
+# each named up to 200 characters): the rest of its routes are counted.
+DIGEST_TOLD_LIMIT = 2000
+
+
+def _digest_told_blocks(messages: list[ProposalMessage]) -> list[dict]:
+    """Why a digest's reader is told, as a single message ends (``_told_blocks``): each route
+    (or way) that told them of a proposal it lists said once, in the order they come, as
+    many as DIGEST_TOLD_LIMIT units hold ("… and by 3 more routes."), and where they choose
+    how they are told."""
+    said = list(dict.fromkeys(m.told_because for m in messages if m.told_because))
+    if not said:
+        return []
+
+    def more(left: int) -> str:
+        return f"… and by {left} more route{'s' if left != 1 else ''}." if left else ""
+
+    kept: list[str] = []
+    for index, why in enumerate(said):
+        if _units(" ".join([*kept, why, more(len(said) - index - 1)])) > DIGEST_TOLD_LIMIT:
+            kept.append(more(len(said) - index))
+            break
+        kept.append(why)
+    return _told_blocks(dataclasses.replace(messages[0], told_because=" ".join(kept)))
+
+
 def _headline_block(message: ProposalMessage) -> dict:
     """What the message is about, and the proposal's number and summary, bold, a link to its
     page: a summary names campaigns by their slugs, which Slack's markup would read
@@ -654,16 +680,22 @@ def _rich_block(lines: list[list[dict]]) -> dict:
     return {"type": "rich_text", "elements": [{"type": "rich_text_section", "elements": elements}]}
 
 
-def _digest_blocks(title: str, lines: list[list[dict]], *, failures: bool = False) -> list[dict]:
+def _digest_blocks(
+    title: str,
+    lines: list[list[dict]],
+    *,
+    told: list[dict],
+    failures: bool = False,
+) -> list[dict]:
     """The digest's lines, each cut to DIGEST_LINE_LIMIT units, in rich text blocks that each
     hold as much as a section may (Slack counts a message's blocks, and rich text has no
     limit of its own written down), as many as a message takes (BLOCKS_LIMIT blocks,
-    MESSAGE_TEXT_LIMIT units in all); the lines left over are counted, for the proposals'
-    queue to show."""
+    MESSAGE_TEXT_LIMIT units in all, beside why its reader is told, ``told``, which ends
+    it); the lines left over are counted, for the proposals' queue to show."""
     lines = [_rich_cut(line, DIGEST_LINE_LIMIT) for line in lines]
-    blocks, placed = _digest_placed(
-        title, lines, most_units=MESSAGE_TEXT_LIMIT, most_blocks=BLOCKS_LIMIT
-    )
+    most_units = MESSAGE_TEXT_LIMIT - message_units(told)
+    most_blocks = BLOCKS_LIMIT - len(told)
+    blocks, placed = _digest_placed(title, lines, most_units=most_units, most_blocks=most_blocks)
     if placed < len(lines):
 
         def more(left: int) -> str:
@@ -674,11 +706,11 @@ def _digest_blocks(title: str, lines: list[list[dict]], *, failures: bool = Fals
         blocks, placed = _digest_placed(
             title,
             lines,
-            most_units=MESSAGE_TEXT_LIMIT - _units(more(len(lines))),
-            most_blocks=BLOCKS_LIMIT - 1,
+            most_units=most_units - _units(more(len(lines))),
+            most_blocks=most_blocks - 1,
         )
         blocks.append([[_rich(more(len(lines) - placed))]])
-    return [_rich_block(block) for block in blocks]
+    return [*(_rich_block(block) for block in blocks), *told]
 
 
 def _digest_placed(
@@ -797,7 +829,9 @@ class SlackChannel(Channel):
             answer = client.chat_postMessage(
                 channel=user_id,
                 text=text,
-                blocks=_digest_blocks(text, lines, failures=failures),
+                blocks=_digest_blocks(
+                    text, lines, told=_digest_told_blocks(messages), failures=failures
+                ),
                 unfurl_links=False,
             )
         except SLACK_FAILURES as error:
@@ -818,7 +852,10 @@ class SlackChannel(Channel):
                 ts=where["ts"],
                 text=text,
                 blocks=_digest_blocks(
-                    text, [_digest_line(line) for line in lines], failures=failures
+                    text,
+                    [_digest_line(line) for line in lines],
+                    told=_digest_told_blocks([line.message for line in lines]),
+                    failures=failures,
                 ),
             )
         except SLACK_FAILURES as error:

@@ -7,6 +7,7 @@ wait."""
 import json
 import threading
 import time
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -22,6 +23,7 @@ from approvals.services.proposals import proposal_withdraw_for_agent
 from notifications import digests
 from notifications.channels import Sent
 from notifications.digests import notifications_send_digests
+from notifications.messages import proposal_messages
 from notifications.models import (
     Delivery,
     Notification,
@@ -32,7 +34,7 @@ from notifications.models import (
 from notifications.services import proposal_claim, reached_by_choose
 from notifications.slack import MESSAGE_TEXT_LIMIT, SlackChannel
 from notifications.tasks import send_due_digests
-from tests.conftest import reallocation, wait_until
+from tests.conftest import bid_adjustment, reallocation, wait_until
 from tests.slack_fake import blocks_refusal, blocks_units, markup, shown_text
 from tests.test_notifications_sweep import WorkerKilled
 
@@ -361,12 +363,89 @@ def test_a_slack_digest_of_long_notes_is_updated_within_what_slack_takes(optimiz
     assert blocks_units(blocks) <= MESSAGE_TEXT_LIMIT
     # Each line's note cut, saying so (the whole is on its page); the lines it has no room
     # for are counted, for the console's queue.
-    lines = shown_text(blocks[:-1]).split("\n• ")[1:]
+    lines = shown_text(blocks[:-2]).split("\n• ")[1:]
     assert 5 <= len(lines) < 12
     assert all("No longer waits: Withdrawn for its agent by operator" in line for line in lines)
     assert all(line.endswith("…") and len(line) < 1000 for line in lines)
-    assert shown_text(blocks[-1:]) == f"… and {12 - len(lines)} more in the console's queue."
+    assert shown_text(blocks[-2:-1]) == f"… and {12 - len(lines)} more in the console's queue."
+    # It still ends with why its reader is told, as it did when it went.
+    assert shown_text(blocks[-1:]).startswith(f"You are told by the route “{DEMO_ROUTE}”.")
     outbox_settled()
+
+
+@pytest.mark.usefixtures("celery_worker")
+def test_a_slack_digest_ends_saying_each_route_that_told_its_reader_once(optimizer, slack):
+    """A single Slack message and every email end with why their reader is told and a link
+    to My channels; a Slack digest ended with its last proposal, so its reader could not
+    tell which route to change. It names each route whose proposals it lists once (the
+    demo route's two reallocations and another route's bid adjustment), within what Slack
+    takes, and keeps saying it as it is updated."""
+    operator = get_user_model().objects.get(username="operator")
+    demo = Route.objects.get(name=DEMO_ROUTE)
+    demo.action_type = "budget_reallocation"
+    demo.save()
+    bids = Route.objects.create(
+        name="Bids _night_ *shift*, to the operator",
+        action_type="bid_adjustment",
+        delivery=Delivery.DIGEST,
+        digest_minutes=5,
+    )
+    bids.users.add(operator)
+    first, _ = due_in_a_slack_digest(optimizer, ["150.00", "200.00"])
+    answer = optimizer.post("/api/v1/proposals/", bid_adjustment("3.00"), format="json")
+    assert answer.json()["status"] == "pending_review", answer.content
+    digests_due_now()
+
+    assert notifications_send_digests() == 1
+
+    where, message = the_digest(slack)
+    assert message["text"] == "3 proposals wait for a decision"
+    told = shown_text(message["blocks"][-1:])
+    assert (
+        told
+        == (
+            f"You are told by the route “{DEMO_ROUTE}”. You are told by the route “Bids _night_ "
+            "*shift*, to the operator”. How you are told is yours to choose: <http"
+        )
+        + told.split("<http", 1)[1]
+    )
+    assert "/admin/notifications/reachedby/|your channels>." in told
+    assert blocks_units(message["blocks"]) <= MESSAGE_TEXT_LIMIT
+
+    proposal_reject(proposal_id=first["id"], reviewer=operator, reason_code="wrong_signal")
+    updated = wait_until(
+        lambda: (
+            slack.messages[where]["text"] == "2 of 3 proposals still wait for a decision"
+            and slack.messages[where]
+        )
+    )
+    assert shown_text(updated["blocks"][-1:]) == told
+    outbox_settled()
+
+
+def test_a_slack_digest_of_many_routes_names_them_within_what_slack_takes(optimizer, slack):
+    """Forty proposals each told by its own route, named in 200 characters: the footer
+    names as many routes as it has room for and counts the rest, and the whole message stays
+    within what Slack takes (the fake refuses msg_blocks_too_long as Slack does)."""
+    operator = get_user_model().objects.get(username="operator")
+    [proposal] = submit(optimizer, ["150.00"])
+    [message] = proposal_messages(
+        [(Proposal.objects.get(pk=proposal["id"]), NotificationKind.WAITING)], now=timezone.now()
+    )
+    messages = [
+        replace(message, told_because=f"You are told by the route “{n:03d} {'R' * 196}”.")
+        for n in range(40)
+    ]
+
+    SlackChannel().send_digest(recipient=operator, messages=messages)
+
+    [posted] = slack.sent("chat.postMessage", channel=slack.user_id("operator@example.com"))
+    assert blocks_units(posted["blocks"]) <= MESSAGE_TEXT_LIMIT
+    told = shown_text(posted["blocks"][-1:])
+    named = told.count("You are told by the route “")
+    assert 3 <= named < 40, told
+    assert [f"“{n:03d} " in told for n in range(named)] == [True] * named
+    assert f"… and by {40 - named} more routes. How you are told is yours to choose: " in told
 
 
 def outbox_settled() -> None:

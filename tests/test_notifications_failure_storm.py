@@ -17,8 +17,10 @@ from approvals.models import Proposal
 from approvals.services.decisions import proposal_retry
 from executors.runner import proposal_execute
 from notifications.models import Notification, NotificationKind, NotificationStatus, ReachedBy
+from notifications.slack import MESSAGE_TEXT_LIMIT
 from notifications.tasks import send_due_digests
 from tests.conftest import reallocation, wait_until
+from tests.slack_fake import blocks_units, shown_text
 from tests.test_notifications_slack import OPERATOR
 
 OPERATOR_EMAIL = "operator@example.com"
@@ -104,6 +106,13 @@ def test_twenty_failures_in_a_burst_reach_a_person_in_two_messages_on_each_chann
         grouped_post["text"]
         == f"{len(proposal_ids_in(str(grouped_post['blocks'])))} executions failed"
     )
+    # It ends, as a single message does, with why its reader is told, each route once.
+    told = shown_text(grouped_post["blocks"][-1:])
+    assert told.startswith(
+        "You are told by the route “Demo: everything waiting, to the operators”. "
+        "How you are told is yours to choose: <http"
+    ), told
+    assert blocks_units(grouped_post["blocks"]) <= MESSAGE_TEXT_LIMIT
     # Each proposal's history says whom it told, and how.
     for proposal_id in ids:
         told = [
