@@ -40,9 +40,12 @@ from notifications.models import (
     Claim,
     Delivery,
     Notification,
+    NotificationKind,
+    NotificationStatus,
     ReachedBy,
     Route,
     attempts_in_words,
+    held_for,
 )
 from notifications.selectors import claim_live, proposal_notifications, undecidable_by_group
 from notifications.services import (
@@ -408,6 +411,43 @@ class NotificationHistoryValues(ConsoleHistoryValues):
             return " ".join(attempts_in_words(value))
         return None
 
+    def prepare_delta_change_value(self, change, value):
+        # Held: for what, by its kind (a message's kind never changes).
+        if change.field == "status" and value == NotificationStatus.HELD and self.delta:
+            return held_for(self.delta.new_record.kind)
+        return super().prepare_delta_change_value(change, value)
+
+
+# A held failure, in the outbox's filter: held to go with the other failures, not for a
+# digest (``held_for``).
+HELD_WITH_FAILURES = "held_with_failures"
+
+
+class NotificationStatusFilter(admin.SimpleListFilter):
+    """The outbox by status, a held message by what it is held for: a route's digest, or
+    the other failures told to its person meanwhile (``held_for``)."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        held = NotificationStatus.HELD
+        return [
+            (held.value, held_for(NotificationKind.WAITING)),
+            (HELD_WITH_FAILURES, held_for(NotificationKind.FAILED)),
+            *((value, label) for value, label in NotificationStatus.choices if value != held),
+        ]
+
+    def queryset(self, request, queryset):
+        held, failed = NotificationStatus.HELD, NotificationKind.FAILED
+        if self.value() == held:
+            return queryset.filter(status=held).exclude(kind=failed)
+        if self.value() == HELD_WITH_FAILURES:
+            return queryset.filter(status=held, kind=failed)
+        if self.value() in NotificationStatus.values:
+            return queryset.filter(status=self.value())
+        return queryset
+
 
 @admin.register(Notification)
 class NotificationAdmin(ReadOnlyAdmin):
@@ -426,7 +466,7 @@ class NotificationAdmin(ReadOnlyAdmin):
         "created_at",
         "sent_at",
     ]
-    list_filter = ["status", "channel", "kind"]
+    list_filter = [NotificationStatusFilter, "channel", "kind"]
     list_select_related = ["recipient"]
     raw_id_fields = ["proposal", "route", "updates"]
     exclude = ["slack_channel", "slack_ts"]
@@ -438,13 +478,16 @@ class NotificationAdmin(ReadOnlyAdmin):
     def status_shown(self, notification: Notification) -> str:
         return notification.status_said
 
-    # Its log, attempt by attempt in words, where the page (or a past version's) has the field.
+    # Its log, attempt by attempt in words, and its status as the list says it, where the
+    # page (or a past version's) has the field.
+    SHOWN_AS = {"log": "log_said", "status": "status_shown"}
+
     def get_readonly_fields(self, request, obj=None):
-        return [*super().get_readonly_fields(request, obj), "log_said"]
+        return [*super().get_readonly_fields(request, obj), *self.SHOWN_AS.values()]
 
     def get_fields(self, request, obj=None):
         fields = super().get_fields(request, obj)
-        return list(dict.fromkeys("log_said" if name == "log" else name for name in fields))
+        return list(dict.fromkeys(self.SHOWN_AS.get(name, name) for name in fields))
 
     @admin.display(description="log")
     def log_said(self, notification: Notification) -> str:

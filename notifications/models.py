@@ -118,6 +118,16 @@ class NotificationStatus(models.TextChoices):
     NOT_SENT = "not_sent", "Not sent"
 
 
+def held_for(kind: str) -> str:
+    """What a message held (``NotificationStatus.HELD``) is held for, by its kind, as the
+    console says its status: a failed execution is held to go with the other failures told
+    to its person meanwhile, in a message of their own (never in a route's digest of what
+    waits); any other kind for its route's digest."""
+    if kind == NotificationKind.FAILED:
+        return "Held to go with the other failures told to them meanwhile, in one message"
+    return "Held for a digest"
+
+
 # What a message's log says of an attempt whose sender stopped before recording whether it
 # went (a worker killed mid-send): a mail server or Slack cannot be asked, so it may have.
 
@@ -235,7 +245,15 @@ class Notification(models.Model):
         may have reached the person, "Not sent, but attempt 1 was interrupted and may have
         reached them"."""
         maybe = self.may_have_reached
-        return f"{self.get_status_display()}, but {maybe}" if maybe else self.get_status_display()
+        said = self.status_label
+        return f"{said}, but {maybe}" if maybe else said
+
+    @property
+    def status_label(self) -> str:
+        """Its status's label, a held message's saying what it is held for (``held_for``)."""
+        if self.status == NotificationStatus.HELD:
+            return held_for(self.kind)
+        return self.get_status_display()
 
 
 class DecisionDeadline(models.Model):

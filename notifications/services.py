@@ -76,6 +76,7 @@ from notifications.models import (
     NotificationStatus,
     ReachedBy,
     Route,
+    held_for,
 )
 from notifications.selectors import (
     channels_of,
@@ -282,12 +283,7 @@ def _record(notifications: list[Notification], *, kind: str) -> None:
         )
         ids = insert_with_history(Notification, later, actor=actor, reason=reason)
         after_commit(_deliver_later, ids, seconds)
-    held_for = (
-        "Held to go with the other failures told to them meanwhile, in one message"
-        if kind == NotificationKind.FAILED
-        else "Held for a digest"
-    )
-    insert_with_history(Notification, held, actor=actor, reason=f"{held_for}: {said}")
+    insert_with_history(Notification, held, actor=actor, reason=f"{held_for(kind)}: {said}")
 
 
 def _deliver_later(notification_ids: list[int], seconds: int) -> None:

@@ -16,6 +16,7 @@ from django.utils import timezone
 from approvals.models import Proposal
 from approvals.services.decisions import proposal_retry
 from executors.runner import proposal_execute
+from notifications.digests import notifications_send_digests
 from notifications.models import Notification, NotificationKind, NotificationStatus, ReachedBy
 from notifications.slack import MESSAGE_TEXT_LIMIT
 from notifications.tasks import send_due_digests
@@ -217,3 +218,44 @@ def test_failures_are_each_told_at_once_when_grouping_is_turned_off(optimizer, c
         )
         for reason in told
     ), list(told)
+
+
+HELD_WITH_FAILURES = "Held to go with the other failures told to them meanwhile, in one message"
+
+
+@pytest.mark.django_db
+def test_the_outbox_says_a_held_failure_is_held_to_go_with_the_other_failures(
+    optimizer, channel, settings, login
+):
+    """A failure held to go with others read "Held for a digest" in the outbox (the
+    status's one label), though no route's digest takes it: the list, its filter, the
+    message's page and its history say what it is held for."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    channel(400, says=REFUSAL)
+    first, second = submit_auto_approved(optimizer, 2)
+    proposal_execute(proposal_id=first)
+    proposal_execute(proposal_id=second)
+    [held] = Notification.objects.filter(status=NotificationStatus.HELD)
+    assert held.proposal_id == second
+    auditor = login("auditor")
+
+    def status_cells(query: str = "") -> list[str]:
+        page = auditor.get(f"/admin/notifications/notification/{query}")
+        assert page.status_code == 200
+        return [
+            " ".join(cell.split())
+            for cell in re.findall(r'<td class="field-status_shown">(.*?)</td>', page.text)
+        ]
+
+    assert sorted(status_cells()) == [HELD_WITH_FAILURES, "Pending"]
+    assert status_cells("?status=held_with_failures") == [HELD_WITH_FAILURES]
+    assert status_cells("?status=held") == []  # held for a digest: none is
+    page = auditor.get(f"/admin/notifications/notification/{held.pk}/change/")
+    assert HELD_WITH_FAILURES in page.text
+    assert "Held for a digest" not in page.text
+
+    Notification.objects.filter(pk=held.pk).update(next_attempt_at=timezone.now())
+    assert notifications_send_digests() == 1
+    history = auditor.get(f"/admin/notifications/notification/{held.pk}/history/")
+    assert HELD_WITH_FAILURES in " ".join(history.text.split())
+    assert "Held for a digest" not in history.text
