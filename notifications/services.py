@@ -456,7 +456,12 @@ def _failures_tell(proposals: Sequence[Proposal], *, now: datetime) -> None:
                     )
                     continue
                 by = "by email" if channel == NotificationChannel.EMAIL else "on Slack"
-                due = _failure_held_until(lately[(pk, channel)], proposal.pk, now=now)
+                # One a person sent to run again: they wait to hear how it went, at once.
+                due = (
+                    None
+                    if was_retried(proposal)
+                    else _failure_held_until(lately[(pk, channel)], proposal.pk, now=now)
+                )
                 if due is not None:
                     when = minute_text(due)
                     by += f" (with the others failing meanwhile, in one message due {when})"
@@ -512,7 +517,8 @@ def _failure_held_until(
     told of ``lately`` (``_failures_told_lately``): with those held already, when the first
     of them is due; or, another failure having been told at once, once the window from now
     has passed; None (at once) when it is the first, or only this proposal's own failures
-    were told them (a person who retried it hears at once how it went)."""
+    were told them. (A proposal a person sent to run again is told at once whatever else
+    failed: ``_failures_tell``.)"""
     others = [due for told_of, due in lately if told_of != proposal_id]
     if not others or not settings.NOTIFICATION_FAILURES_GROUPED_SECONDS:
         return None

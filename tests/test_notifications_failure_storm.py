@@ -259,3 +259,39 @@ def test_the_outbox_says_a_held_failure_is_held_to_go_with_the_other_failures(
     history = auditor.get(f"/admin/notifications/notification/{held.pk}/history/")
     assert HELD_WITH_FAILURES in " ".join(history.text.split())
     assert "Held for a digest" not in history.text
+
+
+@pytest.mark.django_db
+def test_a_failure_after_a_retry_is_told_at_once_though_other_failures_are_held(
+    optimizer, channel, settings
+):
+    """Three failures: the first told at once, two held. The operator sends the second to
+    run again and it fails again: they wait to hear how it went, so its new failure goes at
+    once (as the docs promise, "whatever else failed"); it was held with the third, for up
+    to five minutes. Its first failure's held message is not sent, saying why."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    operator = get_user_model().objects.get(username="operator")
+    channel(400, says=REFUSAL)
+    first, second, third = submit_auto_approved(optimizer, 3)
+    for proposal_id in (first, second, third):
+        proposal_execute(proposal_id=proposal_id)
+    failed = Notification.objects.filter(kind=NotificationKind.FAILED)
+    assert sorted(failed.filter(status=NotificationStatus.HELD).values_list("proposal_id")) == [
+        (second,),
+        (third,),
+    ]
+
+    proposal_retry(proposal_id=second, reviewer=operator)
+    proposal_execute(proposal_id=second)
+
+    assert Proposal.objects.get(pk=second).status == "failed"
+    [again] = failed.filter(proposal_id=second).order_by("-pk")[:1]
+    assert again.status == NotificationStatus.PENDING, again.status_said
+    told = Proposal.history.filter(id=second).values_list("history_change_reason", flat=True)
+    assert told.first() == "Told that its execution failed: operator by email.", told.first()
+    Notification.objects.filter(status=NotificationStatus.HELD).update(
+        next_attempt_at=timezone.now()
+    )
+    notifications_send_digests()
+    first_held = failed.filter(proposal_id=second).order_by("pk").first()
+    assert first_held.status == NotificationStatus.NOT_SENT
