@@ -505,7 +505,9 @@ def _failures_told_lately(people_ids: Sequence[int], *, now: datetime) -> dict:
     for recipient_id, channel, proposal_id, status, due in Notification.objects.filter(
         kind=NotificationKind.FAILED, recipient_id__in=people_ids, created_at__gt=now - window
     ).values_list("recipient_id", "channel", "proposal_id", "status", "next_attempt_at"):
-        held = status == NotificationStatus.HELD and due is not None and due > now
+        # Held, due or not: one fallen due goes at the digests' next run (the beat's, within
+        # 30 s), and a failure held now goes with it.
+        held = status == NotificationStatus.HELD and due is not None
         lately[(recipient_id, channel)].append((proposal_id, due if held else None))
     return lately
 
@@ -515,16 +517,18 @@ def _failure_held_until(
 ) -> datetime | None:
     """When a failure of ``proposal_id`` is told, in one message with others, to a person
     told of ``lately`` (``_failures_told_lately``): with those held already, when the first
-    of them is due; or, another failure having been told at once, once the window from now
-    has passed; None (at once) when it is the first, or only this proposal's own failures
-    were told them. (A proposal a person sent to run again is told at once whatever else
-    failed: ``_failures_tell``.)"""
+    of them is due (now, where it fell due and waits for the digests' next run); or,
+    another failure having been told at once, once the window from now has passed; None (at
+    once) when it is the first, or only this proposal's own failures were told them. (A
+    proposal a person sent to run again is told at once whatever else failed:
+    ``_failures_tell``.)"""
     others = [due for told_of, due in lately if told_of != proposal_id]
     if not others or not settings.NOTIFICATION_FAILURES_GROUPED_SECONDS:
         return None
     held = [due for due in others if due is not None]
     window = timedelta(seconds=settings.NOTIFICATION_FAILURES_GROUPED_SECONDS)
-    return min(held) if held else now + window
+    # Those held fell due already: at the digests' next run, with them.
+    return max(min(held), now) if held else now + window
 
 
 def _failure_told_in_history(

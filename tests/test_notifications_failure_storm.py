@@ -295,3 +295,35 @@ def test_a_failure_after_a_retry_is_told_at_once_though_other_failures_are_held(
     notifications_send_digests()
     first_held = failed.filter(proposal_id=second).order_by("pk").first()
     assert first_held.status == NotificationStatus.NOT_SENT
+
+
+@pytest.mark.django_db
+def test_a_failure_held_after_the_others_fell_due_says_it_goes_with_them(
+    optimizer, channel, settings
+):
+    """The held failures' message fell due a moment ago and the beat's run (every 30 s) has
+    not sent it yet when another fails: it goes with them at that run, but its proposal's
+    history and the outbox said it was held five minutes more ("in one message due" the
+    window from now), a time it never waited for."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    channel(400, says=REFUSAL)
+    first, second, third = submit_auto_approved(optimizer, 3)
+    proposal_execute(proposal_id=first)
+    proposal_execute(proposal_id=second)
+    fell_due = timezone.now() - timedelta(seconds=1)
+    Notification.objects.filter(status=NotificationStatus.HELD).update(next_attempt_at=fell_due)
+
+    proposal_execute(proposal_id=third)
+
+    [held] = Notification.objects.filter(proposal_id=third)
+    assert held.status == NotificationStatus.HELD
+    assert held.next_attempt_at <= timezone.now(), held.next_attempt_at
+    said = Proposal.history.filter(id=third).values_list("history_change_reason", flat=True)
+    due = re.search(r"in one message due (.+? UTC)\)", said.first()).group(1)
+    assert due <= f"{timezone.localtime():%Y-%m-%d %H:%M %Z}", said.first()
+    assert notifications_send_digests() == 1
+    assert set(
+        Notification.objects.filter(proposal_id__in=(second, third)).values_list(
+            "status", flat=True
+        )
+    ) == {NotificationStatus.SENT}
