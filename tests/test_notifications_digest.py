@@ -588,7 +588,10 @@ def test_a_slack_digest_shows_what_people_and_agents_wrote_as_they_wrote_it(opti
     assert f"#{waits['id']} " in waits_line and "Why it waits: " in waits_line
     # The words of the platform's own are styled as before: the headline bold, the labels
     # italic, each proposal's number and summary a link to its page.
-    words = [e for block in blocks for part in block["elements"] for e in part["elements"]]
+    # (Its last block says why its reader is told, as a single message's does.)
+    rich = [block for block in blocks if block["type"] == "rich_text"]
+    assert rich == blocks[:-1]
+    words = [e for block in rich for part in block["elements"] for e in part["elements"]]
     assert words[0] == {"type": "text", "text": message["text"], "style": {"bold": True}}
     assert [e["text"] for e in words if e.get("style") == {"italic": True}] == [
         "No longer waits:",
@@ -600,4 +603,9 @@ def test_a_slack_digest_shows_what_people_and_agents_wrote_as_they_wrote_it(opti
         str(p["id"]) for p in (by_reviewer, by_agent, waits)
     ]
     # No markup anywhere, as posted or updated: what the digest quotes is not Slack's to read.
-    assert markup(posted["blocks"]) == markup(blocks) == []
+    # (but the platform's own link to My channels, which ends it as it ends a single message)
+    [own] = markup(blocks)
+    assert markup(posted["blocks"]) == [own]
+    assert own.startswith("How you are told is yours to choose: <http") and own.endswith(
+        "/admin/notifications/reachedby/|your channels>."
+    )

@@ -327,3 +327,29 @@ def test_a_failure_held_after_the_others_fell_due_says_it_goes_with_them(
             "status", flat=True
         )
     ) == {NotificationStatus.SENT}
+
+
+@pytest.mark.django_db
+def test_held_failures_are_not_sent_to_one_who_may_no_longer_see_proposals(
+    optimizer, channel, settings
+):
+    """Two failures held for the operator, who is taken out of every group before they
+    go: nothing goes, each message's record saying why."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    channel(400, says=REFUSAL)
+    ids = submit_auto_approved(optimizer, 3)
+    for proposal_id in ids:
+        proposal_execute(proposal_id=proposal_id)
+    held = Notification.objects.filter(status=NotificationStatus.HELD)
+    assert held.count() == 2
+    operator = get_user_model().objects.get(username="operator")
+    operator.groups.clear()
+    held.update(next_attempt_at=timezone.now())
+
+    assert notifications_send_digests() == 0
+
+    for notification in Notification.objects.filter(proposal_id__in=ids[1:]):
+        assert notification.status == NotificationStatus.NOT_SENT
+        assert notification.log[-1]["result"] == (
+            "not sent: operator may not see proposals in the console"
+        )
