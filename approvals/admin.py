@@ -46,6 +46,7 @@ from approvals.selectors import (
     as_proposed,
     deciding_policy,
     earlier_proposals_on_targets,
+    how_review_ended,
     policy_terms,
     proposal_states,
     routed_reasons,
@@ -76,6 +77,7 @@ from approvals.services.decisions import (
     proposals_approve,
     proposals_reject,
 )
+from approvals.services.lifecycle import InvalidTransition
 from approvals.services.proposals import (
     guardrail_blocks_counting_approved,
     proposal_withdraw_for_agent,
@@ -360,6 +362,17 @@ def _what_happened(proposal: Proposal) -> str:
             f"as feedback{', with your note' if proposal.withdrawal_note else ''}."
         )
     return f"Proposal #{proposal.pk} is now {proposal.get_status_display().lower()}."
+
+
+def _refused(error: DomainError, proposal_id: int, act: Act) -> str:
+    """A refused act's message; where a colleague ended the proposal's review first (it was
+    rejected, approved or withdrawn since this page was loaded), who did it and when, as the
+    Decisions table further down records it."""
+    if act == Act.RETRY or not isinstance(error, InvalidTransition):
+        return error.message
+    proposal = Proposal.objects.filter(pk=proposal_id).first()
+    ended = how_review_ended(proposal) if proposal is not None else ""
+    return f"{error.message} {ended}" if ended else error.message
 
 
 def _listed(proposals) -> str:
@@ -1028,8 +1041,9 @@ class ProposalAdmin(ReadOnlyAdmin):
             try:
                 done = decide(**form.cleaned_data)
             except DomainError as error:
-                messages.error(request, error.message)
-                form.add_error(None, error.message)
+                refusal = _refused(error, object_id, act)
+                messages.error(request, refusal)
+                form.add_error(None, refusal)
                 refused_with = error.status_code
             else:
                 if isinstance(done, Proposal):
@@ -1084,7 +1098,10 @@ class ProposalAdmin(ReadOnlyAdmin):
                 seen=_seen(request),
             )
         except DomainError as error:
-            messages.error(request, f"Not approved: {form.add_refusal(error)}")
+            refusal = form.add_refusal(error)
+            if refusal == error.message:  # not a field's: the act's, said whole
+                refusal = _refused(error, object_id, Act.EDIT)
+            messages.error(request, f"Not approved: {refusal}")
             return self._review_page(request, object_id, status=error.status_code, edit_form=form)
         happened = _what_happened(done)
         if done.review_round > proposal.review_round:  # earlier approvals: of another action

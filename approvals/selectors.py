@@ -140,6 +140,55 @@ def withdrawal_seen(proposal: Proposal) -> WithdrawalSeen | None:
     )
 
 
+def _at(moment: datetime) -> str:
+    """A time as the console writes one ("2026-12-03 14:22:07 UTC")."""
+    return f"{timezone.localtime(moment):%Y-%m-%d %H:%M:%S %Z}"
+
+
+def how_review_ended(proposal: Proposal) -> str:
+    """Who ended a proposal's review and when, as a sentence ("operator2 rejected it (too
+    aggressive) at 2026-12-05 04:50:12 UTC."), for a person refused an act on it because
+    someone else got there first; "" for a proposal that may still be decided."""
+    if proposal.status in (ProposalStatus.SUBMITTED, ProposalStatus.PENDING_REVIEW):
+        return ""
+    decisions = list(
+        Decision.objects.filter(proposal=proposal, review_round=proposal.review_round)
+        .select_related("reviewer")
+        .order_by("created_at", "pk")
+    )
+    rejections = [d for d in decisions if d.outcome == DecisionOutcome.REJECT]
+    approvals = [d for d in decisions if d.outcome == DecisionOutcome.APPROVE]
+    if proposal.status == ProposalStatus.REJECTED and rejections:
+        last = rejections[-1]
+        reason = last.get_reason_code_display().lower()
+        return f"{last.reviewer.get_username()} rejected it ({reason}) at {_at(last.created_at)}."
+    if proposal.status in APPROVED_TO_RUN_STATUSES and approvals:
+        names = [
+            f"{d.reviewer.get_username()}{' (with edits)' if d.edited_payload is not None else ''}"
+            for d in approvals
+        ]
+        if len(names) == 1:
+            return f"{names[0]} approved it at {_at(approvals[0].created_at)}."
+        who = f"{', '.join(names[:-1])} and {names[-1]}"
+        return f"{who} approved it, the last at {_at(approvals[-1].created_at)}."
+    if proposal.status in APPROVED_TO_RUN_STATUSES and proposal.decided_at:
+        return f"Its policy let it run without a person at {_at(proposal.decided_at)}."
+    if proposal.status == ProposalStatus.EXPIRED and proposal.review_expires_at:
+        return (
+            f"Nobody decided it in time: its review window closed at "
+            f"{_at(proposal.review_expires_at)}."
+        )
+    withdrawal = withdrawal_seen(proposal)
+    if withdrawal is not None:
+        when = f" at {_at(withdrawal.at)}" if withdrawal.at else ""
+        if withdrawal.by_reviewer:
+            return f"{withdrawal.who} withdrew it for its agent{when}."
+        return f"Its agent withdrew it{when}."
+    if proposal.status == ProposalStatus.SUPERSEDED:
+        return f"Its target changed before it ran, at {_at(proposal.updated_at)}: nothing was done."
+    return ""
+
+
 def routed_reasons(proposal: Proposal) -> list[str]:
     """Why the proposal, as its agent made it, went where it did: the reasons of its first
     routing (its first history record that has any), which an edit's re-assessment replaces

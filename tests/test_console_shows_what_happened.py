@@ -349,6 +349,49 @@ def test_a_bulk_approval_reports_every_proposal_confirmed_even_one_decided_meanw
     ]
 
 
+def test_an_approval_refused_as_a_colleague_rejected_first_says_who_and_when(login, operators):
+    """Approving from a page loaded before a colleague rejected the proposal is refused, and
+    the refusal names the colleague, their reason and the time, as the Decisions table below
+    records them, rather than only that the proposal is rejected."""
+    _, colleague = operators
+    proposal = evaluated(reallocation("280.00"))
+    proposal_reject(proposal_id=proposal.pk, reviewer=colleague, reason_code="too_aggressive")
+    decided = proposal.decisions.get().created_at
+
+    refused = login("operator").post(
+        reverse("admin:approvals_proposal_approve", args=[proposal.pk]), {"note": "Fine."}
+    )
+
+    assert refused.status_code == 409
+    [said] = [str(message) for message in get_messages(refused.wsgi_request)]
+    assert said == (
+        f"Proposal #{proposal.pk} is rejected; it cannot become approved. second-operator "
+        f"rejected it (too aggressive) at {decided:%Y-%m-%d %H:%M:%S} UTC."
+    )
+
+
+def test_a_rejection_refused_as_colleagues_approved_first_names_each_approver(login, operators):
+    Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
+    operator, colleague = operators
+    third = get_user_model().objects.create_user("third-operator", is_staff=True)
+    third.groups.set(operator.groups.all())
+    proposal = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=proposal.pk, reviewer=colleague)
+    proposal_approve(proposal_id=proposal.pk, reviewer=third)
+    last = proposal.decisions.get(reviewer=third).created_at
+
+    refused = login("operator").post(
+        reverse("admin:approvals_proposal_reject", args=[proposal.pk]),
+        {"reason_code": "other", "note": ""},
+    )
+
+    [said] = [str(message) for message in get_messages(refused.wsgi_request)]
+    assert said.endswith(
+        "; it cannot become rejected. second-operator and third-operator approved it, the "
+        f"last at {last:%Y-%m-%d %H:%M:%S} UTC."
+    ), said
+
+
 def test_a_bulk_confirmation_with_nothing_to_approve_offers_no_approve_button(login, operators):
     operator, _ = operators
     proposal = evaluated(reallocation("200.00"))
