@@ -651,6 +651,52 @@ def test_an_edit_the_platform_refuses_keeps_what_the_operator_typed(live_server,
     )
 
 
+def test_a_refused_act_reads_as_the_proposals_page_and_a_reload_sends_nothing_again(
+    live_server, demo_world, operators, page
+):
+    """A refused act's page is the answer to its form, at the act's address; the address bar
+    reads the proposal's page instead, with what was typed still in the form, so a reload
+    reads the page again rather than sending the form again. Refused because a colleague
+    rejected the proposal meanwhile, the refusal names them and when, in its first words."""
+    operator, colleague = operators
+    [proposal] = waiting(reallocation("280.00"))
+    proposal_page = f"{live_server.url}/admin/approvals/proposal/{proposal.pk}/change/"
+    log_in(page, live_server.url, demo_world["users"]["operator"])
+    page.goto(proposal_page)
+
+    form = page.locator("#edit-approve-form")
+    form.get_by_label("Daily amount moved from brand-search to generic-search (USD)").fill("5000")
+    form.get_by_label("Note").fill("Half of it, to start with.")
+    form.locator("input[type=submit]").click()
+
+    expect(page.locator(".messagelist")).to_contain_text("Not approved")
+    expect(page).to_have_url(proposal_page)
+    expect(page.locator("#edit-approve-form").get_by_label("Note")).to_have_value(
+        "Half of it, to start with."
+    )
+    expect(page.locator(":focus")).to_contain_text("Exceeds brand-search's daily budget")
+
+    proposal_reject(proposal_id=proposal.pk, reviewer=colleague, reason_code="too_aggressive")
+    page.locator("#edit-approve-form input[type=submit]").click()
+
+    decided = Proposal.objects.get(pk=proposal.pk).decisions.get().created_at
+    refusal = (
+        f"Proposal #{proposal.pk} is rejected; it cannot become approved. second-operator "
+        f"rejected it (too aggressive) at {decided:%Y-%m-%d %H:%M:%S} UTC."
+    )
+    expect(page.locator(".messagelist .error")).to_have_text(f"Not approved: {refusal}")
+    expect(page.locator(":focus")).to_have_text(f"Not approved: {refusal}")
+    expect(page).to_have_url(proposal_page)
+
+    sent = []
+    page.on("request", lambda request: sent.append((request.method, request.url)))
+    page.reload()
+    expect(page.locator("#proposal-status")).to_have_text("Rejected")
+    assert sent[0] == ("GET", proposal_page), sent
+    assert not any(method == "POST" for method, _ in sent), sent
+    assert not Proposal.objects.get(pk=proposal.pk).decisions.filter(reviewer=operator).exists()
+
+
 def tab_to(page: Page, selector: str, presses: int = 60) -> None:
     """Press Tab, as a person without a mouse does, until ``selector`` has the focus."""
     for _ in range(presses):

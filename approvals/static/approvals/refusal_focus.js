@@ -2,8 +2,18 @@
 // focus goes to it, so that a screen reader reads it at once and the next Tab reaches the
 // refused form's first field, rather than the focus starting again at the top of the page
 // as if nothing had been said. The refused form's own error first; else the console's.
+//
+// Such a page is the answer to the act's POST, at the act's address (…/4/approve/): the
+// address bar is set to the proposal's page instead, so that a reload reads the page as it
+// now is rather than offering to send the refused form again. What was typed stays on the
+// page as it is: nothing is reloaded.
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
+  const review = document.getElementById("proposal-review");
+  const page = review && review.dataset.page;
+  if (page && window.location.pathname !== page) {
+    window.history.replaceState(window.history.state, "", page);
+  }
   const refusal =
     document.querySelector("#proposal-review form .errorlist") ||
     document.querySelector(".messagelist .error");
