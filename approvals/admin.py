@@ -830,6 +830,8 @@ class ProposalAdmin(ReadOnlyAdmin):
 
     @admin.display(description="supporting data")
     def supporting_data_display(self, proposal: Proposal) -> str:
+        if not proposal.supporting_data:  # sent as {} or not at all: said, not shown as "{}"
+            return f"None: {proposal.agent} sent no supporting data with this proposal."
         return format_html("<pre>{}</pre>", json.dumps(proposal.supporting_data, indent=2))
 
     class Media:

@@ -288,6 +288,23 @@ def test_detail_page_draws_the_supporting_series_and_the_agents_record(login):
     assert list(page.context["earlier"]) == [earlier]
 
 
+def test_a_proposal_sent_without_supporting_data_says_there_was_none(login):
+    body = reallocation("280.00")
+    del body["supporting_data"]
+    proposal = evaluated(body)
+    assert proposal.supporting_data == {}
+
+    page = login("operator").get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+
+    supporting = re.search(
+        r'<div class="form-row field-supporting_data_display">.*?<div class="readonly">(.*?)</div>',
+        page.text,
+        re.S,
+    )
+    assert supporting, "no supporting data row"
+    assert supporting[1] == "None: optimizer sent no supporting data with this proposal."
+
+
 def test_an_operator_withdraws_a_proposal_for_its_agent_and_the_agent_learns_it(login, optimizer):
     proposal = evaluated()
     page = login("operator").get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
