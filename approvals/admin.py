@@ -114,6 +114,7 @@ from hitlproject.vocabulary import (
     MAY_STILL_BE_DECIDED_STATUSES,
     NO_SURE_ANSWER,
     NOTE_MAX_LENGTH,
+    STATUS_REACHED,
     UNDER_WAY_STATUSES,
     how_many,
 )
@@ -361,7 +362,7 @@ def _what_happened(proposal: Proposal) -> str:
             f"Proposal #{proposal.pk} is withdrawn for {proposal.agent}; the agent learns it "
             f"as feedback{', with your note' if proposal.withdrawal_note else ''}."
         )
-    return f"Proposal #{proposal.pk} is now {proposal.get_status_display().lower()}."
+    return f"Proposal #{proposal.pk} {STATUS_REACHED[proposal.status]}."
 
 
 def _refused(error: DomainError, proposal_id: int, act: Act) -> str:
@@ -995,6 +996,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             # The action as this page shows it, sent with each decision (``_seen``).
             "seen": payload_seen(proposal.payload),
             "follows_status": proposal.status in UNDER_WAY_STATUSES,
+            "status_reached": STATUS_REACHED[proposal.status],
             **(extra_context or {}),  # a refused form, as the reviewer filled it in
         }
         return super().change_view(request, object_id, form_url, extra_context)

@@ -30,6 +30,23 @@ class VerdictOutcome(models.TextChoices):
 
 S = ProposalStatus
 
+# How a sentence says a proposal has come to a status ("Proposal #25 has failed."), where a
+# page tells a person what became of it: a status's label does not fit after "is now" ("is
+# now failed").
+STATUS_REACHED: dict[str, str] = {
+    S.SUBMITTED: "is submitted, not routed yet",
+    S.PENDING_REVIEW: "waits for a person's decision",
+    S.APPROVED: "is approved",
+    S.BLOCKED: "is blocked",
+    S.REJECTED: "is rejected",
+    S.EXPIRED: "has expired",
+    S.WITHDRAWN: "is withdrawn",
+    S.EXECUTING: "is being executed",
+    S.EXECUTED: "has been executed",
+    S.FAILED: "has failed",
+    S.SUPERSEDED: "has been superseded",
+}
+
 # The moves the lifecycle's one transition function allows, from each status.
 ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     S.SUBMITTED: frozenset({S.APPROVED, S.PENDING_REVIEW, S.BLOCKED, S.WITHDRAWN}),

@@ -759,7 +759,7 @@ def test_an_operator_rejects_with_the_keyboard_alone_and_a_refusal_keeps_what_wa
     tab_to(page, "#reject-form input[type=submit]")
     page.keyboard.press("Enter")
 
-    expect(page.locator(".messagelist")).to_contain_text(f"Proposal #{proposal.pk} is now rejected")
+    expect(page.locator(".messagelist")).to_contain_text(f"Proposal #{proposal.pk} is rejected.")
     decision = Proposal.objects.get(pk=proposal.pk).decisions.get(reviewer=operator)
     assert (decision.outcome, decision.reason_code, decision.note) == (
         "reject",
@@ -769,12 +769,13 @@ def test_an_operator_rejects_with_the_keyboard_alone_and_a_refusal_keeps_what_wa
 
 
 @contextmanager
-def approved_while_its_channel_holds(live_server, demo_world, page):
+def approved_while_its_channel_holds(live_server, demo_world, page, answers: int = 200):
     """The reference reallocation approved on its page, the demo account's channel holding
-    its answer until told (``answer.set()``): the page is left while the proposal is still
-    under way, to follow it by itself. Yields the proposal, the answer and the channel."""
+    its answer (HTTP ``answers``) until told (``answer.set()``): the page is left while the
+    proposal is still under way, to follow it by itself. Yields the proposal, the answer and
+    the channel."""
     answer = threading.Event()
-    endpoint = Receiver(200, hold=answer)
+    endpoint = Receiver(answers, hold=answer)
     Account.objects.filter(external_id="demo").update(execution_endpoint=endpoint.url)
     try:
         [proposal] = waiting(reallocation("280.00"))
@@ -819,10 +820,26 @@ def test_the_operator_approves_and_sees_it_executed_without_reloading(
         expect(page.locator("#proposal-executions")).to_contain_text("Succeeded")
         # What the operator did is still said, and what has become of it since, below it.
         expect(page.locator(".messagelist li")).to_have_text(
-            [approved, f"Proposal #{proposal.pk} is now executed."]
+            [approved, f"Proposal #{proposal.pk} has been executed."]
         )
         assert page.evaluate("window.loadedOnce") is True
         expect(page.locator("#follow-status")).to_have_count(0)  # final: nothing to follow
+
+
+def test_the_operator_sees_an_execution_fail_without_reloading_in_words(
+    live_server, demo_world, page
+):
+    """Followed to its end, a failed execution reads "Proposal #25 has failed.", not the
+    status's label after "is now" ("is now failed")."""
+    with approved_while_its_channel_holds(live_server, demo_world, page, answers=400) as held:
+        proposal, answer, endpoint = held
+        wait_until(lambda: endpoint.received)
+        answer.set()
+
+        expect(page.locator("#proposal-status")).to_have_text("Failed", timeout=15_000)
+        expect(page.locator(".messagelist li").last).to_have_text(
+            f"Proposal #{proposal.pk} has failed."
+        )
 
 
 def test_the_consoles_pages_fit_a_phones_width(live_server, demo_world, browser):

@@ -56,7 +56,7 @@ document.addEventListener("DOMContentLoaded", () => {
       messageList().append(line);
     }
     line.className = shown.dataset.status === "failed" ? "error" : "info";
-    line.textContent = `Proposal #${proposal} is now ${shown.textContent.toLowerCase()}.`;
+    line.textContent = `Proposal #${proposal} ${shown.dataset.reached}.`; // "… has failed."
   };
 
   // Where following stops before the proposal is final, the page may be behind it: said,
