@@ -578,6 +578,26 @@ def test_the_user_tools_link_to_my_channels(login):
     assert 'id="my-channels-link"' in page
 
 
+def test_my_channels_read_as_the_persons_own_page_before_and_after_the_first_save(login):
+    """The first visit is no "Add my channels": the page is the person's own, saved or not;
+    nor does it read, once saved, as a record ("operator: Email")."""
+    client = login("operator")
+
+    def crumbs(response) -> str:
+        trail = re.search(r'<div class="breadcrumbs">(.*?)</div>', response.text, re.S)[1]
+        return " ".join(html.unescape(strip_tags(trail)).split())
+
+    first = client.get(reverse("admin:notifications_reachedby_changelist"), follow=True)
+    assert first.redirect_chain[-1][0] == reverse("admin:notifications_reachedby_add")
+    assert crumbs(first) == "Home › Notifications › My channels"
+    assert "<title>My channels |" in first.text
+    assert "Add my channels" not in first.text
+
+    client.post(reverse("admin:notifications_reachedby_add"), {"email": "on"})
+    saved = client.get(reverse("admin:notifications_reachedby_changelist"), follow=True)
+    assert crumbs(saved) == "Home › Notifications › My channels"
+
+
 def claim_url(proposal) -> str:
     return reverse("admin:approvals_proposal_claim", args=[proposal.pk])
 
