@@ -171,6 +171,8 @@ def test_operator_rejects_two_proposals_at_once_with_a_reason(live_server, demo_
     page.click("input[value='Yes, reject 2']")
 
     expect(page.locator(".messagelist")).to_contain_text("Rejected 2 proposals.")
+    # The result has the focus, so that a screen reader reads it out as the queue opens.
+    expect(page.locator(":focus")).to_contain_text("Rejected 2 proposals.")
     for proposal in proposals:
         decision = Proposal.objects.get(pk=proposal.pk).decisions.get()
         assert (decision.outcome, decision.reason_code, decision.note) == (

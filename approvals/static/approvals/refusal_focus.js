@@ -1,7 +1,8 @@
 // A refused act (a decision, an edit, a retry) brings its page back with the refusal: the
 // focus goes to it, so that a screen reader reads it at once and the next Tab reaches the
 // refused form's first field, rather than the focus starting again at the top of the page
-// as if nothing had been said. The refused form's own error first; else the console's.
+// as if nothing had been said. The refused form's own error first; else the console's; else,
+// where the console said what an act did (a bulk decision's result), that.
 //
 // Such a page is the answer to the act's POST, at the act's address (…/4/approve/): the
 // address bar is set to the proposal's page instead, so that a reload reads the page as it
@@ -14,12 +15,15 @@ document.addEventListener("DOMContentLoaded", () => {
   if (page && window.location.pathname !== page) {
     window.history.replaceState(window.history.state, "", page);
   }
-  const refusal =
+  // Else what the console said of an act done (a bulk decision's result on the queue, its
+  // lines together): read out as the page opens, not left for a screen reader to come upon.
+  const said =
     document.querySelector("#proposal-review form .errorlist") ||
-    document.querySelector(".messagelist .error");
-  if (!refusal) {
+    document.querySelector(".messagelist .error") ||
+    document.querySelector(".messagelist");
+  if (!said) {
     return;
   }
-  refusal.setAttribute("tabindex", "-1");
-  refusal.focus();
+  said.setAttribute("tabindex", "-1");
+  said.focus();
 });
