@@ -398,8 +398,8 @@ def test_an_operator_reads_what_a_guardrail_found_from_the_queue_by_keyboard_alo
         ]
     )
 
-    # On a phone, where the queue scrolls sideways in its box and the ⚠ is at its edge, a tap
-    # opens the findings across the screen, none of them cut at the box's edge.
+    # On a phone, where the queue reads row by row, a tap on the ⚠ opens the findings across
+    # the screen, none of them cut at its edge.
     phone = page.context.browser.new_context(
         viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True
     )
@@ -876,6 +876,21 @@ def test_the_consoles_pages_fit_a_phones_width(live_server, demo_world, browser)
     assert box["x"] >= 0 and box["x"] + box["width"] <= 390, box
 
     page.goto(f"{live_server.url}/admin/approvals/proposal/")
+    fits("the queue")
+    # The queue reads row by row, each value beside its heading: its last columns too, none
+    # off the screen in a box that scrolls with nothing saying so.
+    row = page.locator("#result_list tbody tr").filter(has_text="move 280.00 USD/day")
+    for field, label in (
+        ("magnitude_display", "Magnitude / ceiling that routed it"),
+        ("approvals_display", "Approvals"),
+        ("risk", "Risk"),
+        ("age", "Age"),
+    ):
+        cell = row.locator(f"td.field-{field}")
+        box = cell.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390, (field, box)
+        assert cell.evaluate("td => getComputedStyle(td, '::before').content") == f'"{label}: "'
+    expect(row.locator("td.field-approvals_display")).to_have_text("0 of 1")
     for proposal in proposals:
         page.check(f"input[name=_selected_action][value='{proposal.pk}']")
     page.select_option("select[name=action]", "approve_selected")
