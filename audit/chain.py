@@ -338,7 +338,7 @@ def chain_break_recorded(*, model: type[models.Model], object_id: object) -> Rec
     broken = {m._meta.label_lower: m for m in chained_models()}.get(last.broken_table)
     if broken is None:
         return None
-    if broken is model.history.model:
+    if broken is getattr(getattr(model, "history", None), "model", None):
         if last.broken_object_id != str(object_id):
             return None
         return RecordedBreak(last, last.broken_what, history_id=last.broken_history_id)
