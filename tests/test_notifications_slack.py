@@ -594,11 +594,13 @@ def test_one_who_may_no_longer_log_in_to_the_console_decides_nothing_on_slack_an
     [answer] = [call["text"] for call in on_slack.sent("chat.postEphemeral")]
     assert answer == "Nothing was done: operator may not log in to the console."
     assert not Decision.objects.filter(proposal_id=proposal["id"]).exists()
+    # Their message is taken back at their press, and stays so when a colleague decides.
+    taken_back = "This message is no longer shown: operator may not log in to the console."
+    wait_until(lambda: updates_of(on_slack, where))
     proposal_reject(proposal_id=proposal["id"], reviewer=second, reason_code="wrong_signal")
-    [update] = wait_until(lambda: updates_of(on_slack, where))
-    assert update["text"] == (
-        "This message is no longer shown: operator may not log in to the console."
-    )
+    updates = Notification.objects.filter(proposal_id=proposal["id"], kind="update")
+    wait_until(lambda: not updates.filter(status__in=["pending", "held"]).exists())
+    assert {update["text"] for update in updates_of(on_slack, where)} == {taken_back}
     assert "second-operator" not in str(on_slack.messages[(where["channel"], where["ts"])])
     answer = optimizer.post("/api/v1/proposals/", reallocation("150.00"), format="json")
     assert answer.status_code == 201, answer.content
