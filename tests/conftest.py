@@ -333,15 +333,24 @@ def done_while_the_proposal_is_held(
 ) -> T:
     """``work()`` in a thread of its own, started while another transaction holds the
     proposal's row lock (as a decision, a claim or a Slack update holds it); once ``work``
-    waits for that lock, the holding transaction does ``meanwhile()`` and commits. Returns
-    what ``work`` returned (raises what it raised). Waits on the lock itself, never a time."""
+    waits for that lock, the holding transaction does ``meanwhile()`` and commits."""
+    return done_while_held(lambda: proposal_lock(proposal_id), work, meanwhile)
+
+
+def done_while_held(
+    take: Callable[[], object], work: Callable[[], T], meanwhile: Callable[[], object] = bool
+) -> T:
+    """``work()`` in a thread of its own, started while another transaction has done
+    ``take()`` (taken a row's lock, or changed a row and not committed); once ``work`` waits
+    for a lock that transaction holds, it does ``meanwhile()`` and commits. Returns what
+    ``work`` returned (raises what it raised). Waits on the lock itself, never a time."""
     held, let_go = threading.Event(), threading.Event()
     outcome: dict = {}
 
     def hold() -> None:
         try:
             with transaction.atomic():
-                proposal_lock(proposal_id)
+                take()
                 held.set()
                 let_go.wait(timeout=60)
                 meanwhile()

@@ -1,13 +1,11 @@
 """Agents hear of their proposals' decisions and executions on their callback URL: signed,
 retried when the endpoint fails, and never in the way of the decision itself."""
 
-import threading
 import time
 from datetime import datetime, timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 from hitl_client import verify_callback
@@ -17,7 +15,7 @@ from approvals.services.decisions import proposal_approve, proposal_reject
 from feedback.callbacks import callback_event_deliver
 from feedback.models import CallbackEvent
 from hitlproject.signing import sign, verify
-from tests.conftest import BID_RAISES, Receiver, bid_adjustment, wait_until, waits_for_a_lock
+from tests.conftest import BID_RAISES, Receiver, bid_adjustment, done_while_held, wait_until
 from tests.factories import evaluated
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
@@ -247,40 +245,13 @@ def test_an_agent_deactivated_while_its_event_is_taken_is_not_sent_it(receiver):
     wait_until(lambda: CallbackEvent.objects.filter(attempts=1).exclude(log=[]).exists())
     CallbackEvent.objects.update(next_attempt_at=timezone.now())
     event_id = CallbackEvent.objects.get().pk
-    deactivating, let_go = threading.Event(), threading.Event()
-    outcome: dict = {}
 
-    def deactivate() -> None:
-        try:
-            with transaction.atomic():
-                agent = Agent.objects.get(name="optimizer")
-                agent.is_active = False
-                agent.save()
-                deactivating.set()
-                let_go.wait(timeout=60)
-        finally:
-            deactivating.set()
-            connection.close()
+    def deactivate() -> None:  # the owner's save, not yet committed
+        agent = Agent.objects.get(name="optimizer")
+        agent.is_active = False
+        agent.save()
 
-    def deliver() -> None:
-        try:
-            connection.ensure_connection()
-            if connection.vendor == "postgresql":
-                outcome["backend"] = connection.connection.info.backend_pid
-            callback_event_deliver(event_id=event_id)
-        finally:
-            connection.close()
-
-    owner, worker = threading.Thread(target=deactivate), threading.Thread(target=deliver)
-    owner.start()
-    deactivating.wait(timeout=60)
-    worker.start()
-    try:
-        wait_until(lambda: waits_for_a_lock(worker, outcome.get("backend")), interval=0.01)
-    finally:
-        let_go.set()
-        owner.join(timeout=60)
-        worker.join(timeout=60)
+    done_while_held(deactivate, lambda: callback_event_deliver(event_id=event_id))
 
     event = CallbackEvent.objects.get()
     assert event.status == "failed"
