@@ -47,8 +47,10 @@ from approvals.selectors import (
     deciding_policy,
     earlier_proposals_on_targets,
     how_review_ended,
+    last_round,
     policy_terms,
     proposal_states,
+    retry_may_repeat_said,
     routed_reasons,
     withdrawal_seen,
 )
@@ -109,10 +111,8 @@ from hitlproject.converters import record_page
 from hitlproject.errors import DomainError
 from hitlproject.paginators import CappedCountPaginator
 from hitlproject.vocabulary import (
-    EXECUTION_FAILED,
     FINAL_STATUSES,
     MAY_STILL_BE_DECIDED_STATUSES,
-    NO_SURE_ANSWER,
     NOTE_MAX_LENGTH,
     STATUS_REACHED,
     UNDER_WAY_STATUSES,
@@ -416,25 +416,8 @@ class Ends:
         return self.count - len(self.lines)
 
 
-def _retry_may_repeat(proposal: Proposal) -> str:
-    """What its failure said of attempts that may have been carried out all the same (no
-    answer said whether: ``executors.runner``), said again beside its Retry button: a retry
-    is a new request, which the channel may carry out a second time. "" if it said none."""
-    if proposal.status != ProposalStatus.FAILED:
-        return ""
-    reason = (
-        Proposal.history.filter(
-            id=proposal.pk,
-            status=ProposalStatus.FAILED,
-            history_change_reason__startswith=EXECUTION_FAILED,
-        )
-        .order_by("-history_date", "-history_id")
-        .values_list("history_change_reason", flat=True)
-        .first()
-    ) or ""
-    said = reason.rfind(NO_SURE_ANSWER)
-    start = reason.rfind("Attempt", 0, said) if said >= 0 else -1
-    return reason[start:] if start >= 0 else ""
+# Where a proposal's last round on a channel may have resumed a held one as a new request.
+RESUMED_SAID_STATUSES = (ProposalStatus.EXECUTING, ProposalStatus.EXECUTED, ProposalStatus.FAILED)
 
 
 def _ends_when_executed(proposal: Proposal, *, besides: Collection[int] = ()) -> Ends:
@@ -915,6 +898,14 @@ class ProposalAdmin(ReadOnlyAdmin):
                 if proposal.status == ProposalStatus.FAILED
                 else None
             ),
+            # A held round resumed as a new request (its endpoint changed while a kill
+            # switch held it): the channel cannot tell it from the attempts sent before.
+            "resumed_as_new": (
+                round_.resumed
+                if proposal.status in RESUMED_SAID_STATUSES
+                and (round_ := last_round(proposal)) is not None
+                else ""
+            ),
             "states": proposal_states(proposal),
             # What its execution put in the ledger (a creative batch's), beside what it proposes.
             "deployed_creatives": proposal.deployed_creatives.select_related("campaign").order_by(
@@ -984,7 +975,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             ),
             # Attempts of the failed round that may have been carried out: said before a retry
             # sends the action again as a new request, in the failure's own words.
-            "retry_may_repeat": _retry_may_repeat(proposal) if retry_refused is None else "",
+            "retry_may_repeat": retry_may_repeat_said(proposal) if retry_refused is None else "",
             "outcomes": proposal.outcomes.all(),
             "can_report_outcome": may_act(request.user, proposal, Act.REPORT_OUTCOME),
             "outcome_form": OutcomeForm(**_form_ids("outcome_form")),

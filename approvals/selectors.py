@@ -1,7 +1,7 @@
 """Reads of proposals, owning their joins."""
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
@@ -40,6 +40,7 @@ from hitlproject.vocabulary import (
     APPROVED_TO_RUN_STATUSES,
     MAY_STILL_RUN_STATUSES,
     UNDER_WAY_STATUSES,
+    retry_may_repeat,
 )
 from ledger.models import Account, Creative, campaign_field_label, campaign_value_label
 from policies.engine import format_magnitude
@@ -709,3 +710,55 @@ def proposals_under_way() -> UnderWay:
         by_account[account] += count
         by_channel[channel] += count
     return UnderWay(sum(by_account.values()), dict(by_account), dict(by_channel))
+
+
+@dataclass(frozen=True)
+class LastRound:
+    """A proposal's last round of attempts on a channel, as its executor tells it (the
+    executors app registers its reader, ``last_round_reader_register``, so that approvals
+    never imports it).
+
+    ``first_attempt``: the number of its first attempt, or of the first attempt of the rounds
+    a kill switch held that it resumes; ``retry_key``: the key a person's retry would send, as
+    things stand; the attempts from ``first_attempt`` up to ``before_attempt`` (all, if None)
+    went with another key, and the channel cannot tell the retry's request from theirs,
+    unless it reads first whether the action was done (``retry_repeats`` False: a value read
+    before it is set); ``resumed``: what a round that resumed a held one as a new request says
+    of it (its endpoint changed while it was held), "" otherwise."""
+
+    first_attempt: int
+    before_attempt: int | None
+    retry_key: str
+    retry_repeats: bool
+    resumed: str = ""
+
+
+_last_round_reader: Callable[[Proposal], LastRound | None] | None = None
+
+
+def last_round_reader_register(reader: Callable[[Proposal], LastRound | None]) -> None:
+    global _last_round_reader
+    _last_round_reader = reader
+
+
+def last_round(proposal: Proposal) -> LastRound | None:
+    """The proposal's last round of attempts on a channel; None if it had none."""
+    return _last_round_reader(proposal) if _last_round_reader is not None else None
+
+
+def retry_may_repeat_said(proposal: Proposal) -> str:
+    """For a failed proposal, the attempts of its last round that got no sure answer
+    (``Execution.unanswered``, as recorded) and may have been carried out all the same, with
+    the key a retry would send, which the channel cannot tell from theirs: said beside its
+    Retry button. "" if none did, or if a retry would find out itself (the same key, a value
+    read first)."""
+    if proposal.status != ProposalStatus.FAILED:
+        return ""
+    round_ = last_round(proposal)
+    if round_ is None or not round_.retry_repeats:
+        return ""
+    attempts = proposal.executions.filter(attempt__gte=round_.first_attempt, unanswered=True)
+    if round_.before_attempt is not None:
+        attempts = attempts.filter(attempt__lt=round_.before_attempt)
+    unsure = list(attempts.order_by("attempt").values_list("attempt", flat=True))
+    return retry_may_repeat(unsure, round_.retry_key) if unsure else ""

@@ -19,3 +19,10 @@ class ExecutorsConfig(AppConfig):
         # What a channel refuses outright is a guardrail (policies', which never imports this
         # app): blocked when submitted, refused when approved or carried out.
         channel_refusals_register(channel_refusals)
+
+        from approvals.selectors import last_round_reader_register
+        from executors.runner import last_round_of
+
+        # A proposal's last round on a channel, as the console tells it beside its Retry
+        # button (approvals', which never imports this app).
+        last_round_reader_register(last_round_of)

@@ -41,6 +41,7 @@ from approvals.models import (
     ProposalStatus,
     VerdictOutcome,
 )
+from approvals.selectors import LastRound
 from approvals.services.acts import AgentAccounts, agent_accounts_of, agent_stopped, agents_hold
 from approvals.services.hooks import executions_failed
 from approvals.services.lifecycle import (
@@ -76,7 +77,13 @@ from executors.registry import FALLBACK, executor_for, executor_named
 from hitlproject.celery import app
 from hitlproject.errors import InvalidInput, NotFound
 from hitlproject.queueing import after_commit
-from hitlproject.vocabulary import EXECUTION_FAILED, NO_SURE_ANSWER
+from hitlproject.vocabulary import (
+    EXECUTION_FAILED,
+    NO_SURE_ANSWER,
+    attempt_numbers,
+    retry_is_new,
+    retry_may_repeat,
+)
 from ledger.models import Account, Campaign
 from ledger.services import accounts_lock
 from policies.services import (
@@ -718,6 +725,8 @@ def _execute_on_channel(proposal_id: int) -> Proposal:
         refusal = checked.refusal or _refusal(proposal, action_type, campaigns)
         if current is None:
             frozen = None
+            previous = _current_round(proposal)
+            resumption = ""
             if not refusal:
                 try:
                     frozen = executor.freeze(
@@ -726,12 +735,21 @@ def _execute_on_channel(proposal_id: int) -> Proposal:
                         campaigns=campaigns,
                         targets=before,
                         key=_next_round_key(proposal),
-                        previous=_current_round(proposal),
+                        previous=previous,
                     )
                 except ChannelError as error:
                     refusal = str(error)
+            if frozen is not None and previous is not None and previous.held:
+                # A held round resumed at a changed endpoint goes as a new request: said
+                # where its move to executing is recorded, not left to the key alone.
+                resumption = _resumption(
+                    proposal, previous, frozen.key, frozen.request, next_attempt
+                )
             proposal = proposal_transition(
-                proposal_id=proposal_id, to_status=ProposalStatus.EXECUTING, actor=actor
+                proposal_id=proposal_id,
+                to_status=ProposalStatus.EXECUTING,
+                actor=actor,
+                reason=resumption,
             )
             if frozen is not None:
                 current = ExecutionRound.objects.create(
@@ -747,7 +765,8 @@ def _execute_on_channel(proposal_id: int) -> Proposal:
             # back (approved again, it resumes that round's request): attempts went before.
             sent = current or _held_round(proposal)
             if sent is not None:
-                refusal = _sent_before(refusal, proposal, sent)
+                retry_key = _retry_key(proposal, sent, executor, action_type, campaigns, before)
+                refusal = _sent_before(refusal, proposal, sent, retry_key)
             _record_attempt(
                 proposal,
                 number=next_attempt,
@@ -859,19 +878,41 @@ def _held_round(proposal: Proposal) -> ExecutionRound | None:
     return last if last is not None and last.held else None
 
 
-def _sent_before(refusal: str, proposal: Proposal, current: ExecutionRound) -> str:
+def _sent_before(
+    refusal: str,
+    proposal: Proposal,
+    sent: ExecutionRound,
+    retry_key: str,
+) -> str:
     """A refusal of the round's next attempt, with what it must add of the attempts sent
     before it: the channel got their request, and one without a sure answer (a worker stopped
     while it was under way, a timeout) may have been carried out there, which the ledger
-    cannot know."""
-    last = _this_round(proposal, current).order_by("-attempt").first()
+    cannot know; and, as beside the Retry button, the key a person's retry would send
+    (``retry_key``): a new request the channel cannot tell from it, or the same one again
+    (unless the channel reads first whether it was done)."""
+    last = _this_round(proposal, sent).order_by("-attempt").first()
     if last is None:
         return refusal
-    return (
+    said = (
         f"{refusal if refusal.endswith('.') else refusal + '.'} Attempt {last.attempt} was "
         f"sent to the channel before (“{last.error}”): check on the channel that it was not "
-        "carried out."
+        "carried out"
     )
+    try:  # the executor that sent it, which the registry may no longer pick
+        finds_out = executor_named(sent.executor).retry_finds_out(sent.request)
+    except LookupError:
+        finds_out = False
+    if finds_out:
+        said += "."
+    elif retry_key == sent.key:
+        said += (
+            f"; a retry sends its request again, with its key ({retry_key}), which the channel "
+            "can tell from it while its endpoint stays the same."
+        )
+    else:
+        said += f"; {retry_is_new(retry_key, 1)}."
+    resumed = _resumed_said(proposal, sent)
+    return f"{said} {resumed}" if resumed else said
 
 
 def _unanswered_said(
@@ -881,45 +922,148 @@ def _unanswered_said(
     current: ExecutionRound,
     last: Execution | None = None,
 ) -> str:
-    """A failure that ends the round, with what it must add where an attempt of the round got
-    no sure answer (a timeout, a server's error, a worker stopped while it was under way): it
-    may have been carried out, and a person's retry, a new request with a new key, could do it
-    a second time, unless the channel would find out itself (``retry_finds_out``). ``last``:
-    the round's attempt just finished, not saved yet."""
-    if executor.retry_finds_out(current.request):
-        return error
-    numbers = set(
-        _this_round(proposal, current)
-        .filter(unanswered=True)
-        .exclude(pk=last.pk if last else None)
+    """A failure that ends the round, with what it must add where an attempt of the round (or
+    of the held rounds it resumes, ``_rounds_resumed``) got no sure answer (a timeout, a
+    server's error, a worker stopped while it was under way): it may have been carried out,
+    and a person's retry, a new request with a new key, could do it a second time, unless the
+    channel would find out itself (``retry_finds_out``); and, for a round resumed as a new
+    request, that it was (``_resumed_said``). ``last``: the round's attempt just finished, not
+    saved yet."""
+    said = error
+    if not executor.retry_finds_out(current.request):
+        earliest = _rounds_resumed(proposal, current)[-1]
+        numbers = set(
+            proposal.executions.filter(attempt__gte=earliest.first_attempt, unanswered=True)
+            .exclude(pk=last.pk if last else None)
+            .values_list("attempt", flat=True)
+        )
+        if last is not None and last.unanswered:
+            numbers.add(last.attempt)
+        if numbers:
+            said = (
+                f"{error if error.endswith('.') else error + '.'} "
+                f"{retry_may_repeat(sorted(numbers), _next_round_key(proposal))}"
+            )
+    resumed = _resumed_said(proposal, current)
+    if resumed:
+        said = f"{said if said.endswith('.') else said + '.'} {resumed}"
+    return said
+
+
+def _rounds_resumed(proposal: Proposal, current: ExecutionRound) -> list[ExecutionRound]:
+    """``current`` and the rounds a kill switch held that it resumes, one after the other
+    (a person approved each again), latest first: a retry cannot tell their attempts from
+    its own either."""
+    rounds = [current]
+    earlier = ExecutionRound.objects.filter(
+        proposal_id=proposal.pk, first_attempt__lt=current.first_attempt
+    ).order_by("-first_attempt")
+    for before in earlier:
+        if not before.held:
+            break
+        rounds.append(before)
+    return rounds
+
+
+def _resumed_said(proposal: Proposal, current: ExecutionRound) -> str:
+    """What a round that resumed a held one as a new request says of it
+    (``_resumption``); "" if it resumed none."""
+    resumed = _rounds_resumed(proposal, current)
+    if len(resumed) < 2:
+        return ""
+    return _resumption(proposal, resumed[1], current.key, current.request, current.first_attempt)
+
+
+def _resumption(
+    proposal: Proposal, held: ExecutionRound, key: str, request: dict, first_attempt: int
+) -> str:
+    """What a round resuming the ``held`` one (with ``key``, sending ``request``, from attempt
+    ``first_attempt`` on) must say if it does so as a new request: its endpoint (or what it
+    sends) changed while the kill switch held it, so it goes with a new key, and the channel
+    cannot tell it from the held round's attempts that got no sure answer, which may have been
+    carried out; "" if it resumes with the same key, or after no such attempt."""
+    if held.key == key:
+        return ""
+    unsure = list(
+        _this_round(proposal, held)
+        .filter(attempt__lt=first_attempt, unanswered=True)
         .values_list("attempt", flat=True)
     )
-    if last is not None and last.unanswered:
-        numbers.add(last.attempt)
-    if not numbers:
-        return error
-    which = _attempt_numbers(sorted(numbers))
-    these = "these" if len(numbers) > 1 else "it"
+    if not unsure:
+        return ""
+    was, now = held.request.get("endpoint"), request.get("endpoint")
+    changed = (
+        f"its endpoint changed while a kill switch held it ({was} then, {now} now)"
+        if was != now
+        else "what it sends changed while a kill switch held it"
+    )
     return (
-        f"{error if error.endswith('.') else error + '.'} {which} {NO_SURE_ANSWER}: check on "
-        f"the channel before retrying it; a retry is a new request (key "
-        f"{_next_round_key(proposal)}) the channel cannot tell from {these}."
+        f"Resumed as a new request (key {key}): {changed}. The channel cannot tell it from "
+        f"{attempt_numbers(unsure).lower()}, sent before with key {held.key}, which "
+        f"{NO_SURE_ANSWER}: check on the channel that it was not carried out twice."
     )
 
 
-def _attempt_numbers(numbers: Sequence[int]) -> str:
-    """``[1, 2, 3, 5]`` in words: "Attempts 1–3 and 5"; ``[4]``: "Attempt 4"."""
-    runs: list[list[int]] = []
-    for number in numbers:
-        if runs and number == runs[-1][-1] + 1:
-            runs[-1].append(number)
-        else:
-            runs.append([number])
-    said = [f"{run[0]}–{run[-1]}" if len(run) > 1 else str(run[0]) for run in runs]
-    if len(numbers) == 1:
-        return f"Attempt {said[0]}"
-    listed = said[0] if len(said) == 1 else ", ".join(said[:-1]) + " and " + said[-1]
-    return f"Attempts {listed}"
+def _retry_key(
+    proposal: Proposal,
+    last: ExecutionRound,
+    executor: ChannelExecutor,
+    action_type,
+    campaigns: dict,
+    targets: dict,
+) -> str:
+    """The key a person's retry would send, as things stand: the next round's, unless the
+    last round is one a kill switch held whose request the executor would resume as it is
+    (``ChannelExecutor.freeze``), key and all."""
+    key = _next_round_key(proposal)
+    if not last.held:
+        return key
+    try:
+        return executor.freeze(
+            proposal=proposal,
+            action_type=action_type,
+            campaigns=campaigns,
+            targets=targets,
+            key=key,
+            previous=last,
+        ).key
+    except ChannelError:
+        return key
+
+
+def last_round_of(proposal: Proposal) -> LastRound | None:
+    """The proposal's last round of channel attempts, as the console reads it
+    (``approvals.selectors.last_round``): registered in this app's ``ready()``."""
+    last = _current_round(proposal)
+    if last is None:
+        return None
+    try:
+        executor = executor_named(last.executor)
+    except LookupError:
+        return None
+    key = _next_round_key(proposal)
+    picked = _executor(proposal)  # the executor a retry would run on: the registry's pick now
+    if last.held and isinstance(picked, ChannelExecutor):
+        action_type = action_types.get(proposal.action_type)
+        campaigns = campaigns_for(
+            account=proposal.account, action_type=action_type, payload=proposal.payload
+        )
+        targets = ledger_snapshot(
+            action_type=action_type, payload=proposal.payload, campaigns=campaigns
+        )
+        key = _retry_key(proposal, last, picked, action_type, campaigns, targets)
+    resumed = _rounds_resumed(proposal, last)
+    # The keys of rounds resumed one after another are the same or new (``freeze``), and a
+    # retry resumes the last one's or sends a new one: those it cannot tell its request from
+    # are the earliest rounds, up to the first with its key.
+    same_key = [r.first_attempt for r in resumed if r.key == key]
+    return LastRound(
+        first_attempt=resumed[-1].first_attempt,
+        before_attempt=min(same_key) if same_key else None,
+        retry_key=key,
+        retry_repeats=not executor.retry_finds_out(last.request),
+        resumed=_resumed_said(proposal, last),
+    )
 
 
 def _carried_out(executor: ChannelExecutor, current: ExecutionRound, account: Account) -> Outcome:

@@ -3,6 +3,8 @@ engine's outcomes and their labels, and the sets of statuses the apps count by. 
 defined here once, below every app, and imported: two places that disagree on which
 statuses count as "approved" would show a person two different truths."""
 
+from collections.abc import Sequence
+
 from django.db import models
 
 from hitlproject.errors import DomainError
@@ -163,3 +165,35 @@ EXECUTION_FAILED = "execution failed: "
 # Said of a failed round's attempts that may have been carried out all the same (sent, and no
 # answer said whether), by the failure and beside its Retry button.
 NO_SURE_ANSWER = "got no answer that says whether the channel carried it out"
+
+
+def attempt_numbers(numbers: Sequence[int]) -> str:
+    """``[1, 2, 3, 5]`` in words: "Attempts 1–3 and 5"; ``[4]``: "Attempt 4"."""
+    runs: list[list[int]] = []
+    for number in sorted(numbers):
+        if runs and number == runs[-1][-1] + 1:
+            runs[-1].append(number)
+        else:
+            runs.append([number])
+    said = [f"{run[0]}–{run[-1]}" if len(run) > 1 else str(run[0]) for run in runs]
+    if len(numbers) == 1:
+        return f"Attempt {said[0]}"
+    listed = said[0] if len(said) == 1 else ", ".join(said[:-1]) + " and " + said[-1]
+    return f"Attempts {listed}"
+
+
+def retry_is_new(key: str, attempts: int) -> str:
+    """What a person retrying must know of a failed round's ``attempts`` attempts sent before:
+    the retry is a new request, with its own ``key``, that the channel cannot tell from them."""
+    these = "these" if attempts > 1 else "it"
+    return f"a retry is a new request (key {key}) the channel cannot tell from {these}"
+
+
+def retry_may_repeat(numbers: Sequence[int], key: str) -> str:
+    """Said of a failed round's attempts (``numbers``) that got no sure answer, by the failure
+    and beside its Retry button: each may have been carried out, and a retry, a new request
+    with ``key``, could do it again."""
+    return (
+        f"{attempt_numbers(numbers)} {NO_SURE_ANSWER}: check on the channel before retrying "
+        f"it; {retry_is_new(key, len(numbers))}."
+    )

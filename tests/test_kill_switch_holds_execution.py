@@ -5,12 +5,14 @@ verdict reasons, unless a person approved it while that switch was engaged. Ever
 attempt checks what the first one does: a guardrail set since fails it, a target moved since
 sends it back for review."""
 
+import html
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 from hitl_client import Proposal as ClientProposal
 from hitl_client._tools import outcome_report
@@ -19,6 +21,7 @@ from approvals.models import Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve
 from executors.models import ExecutionRound
 from executors.runner import proposal_execute
+from hitlproject.vocabulary import NO_SURE_ANSWER
 from ledger.models import Account, Campaign
 from policies.models import KillSwitch, Policy
 from tests.conftest import (
@@ -29,6 +32,7 @@ from tests.conftest import (
     wait_until,
 )
 from tests.factories import evaluated
+from tests.test_unanswered_attempts import retry_warning
 
 OUTAGE = "Tracking outage: nothing runs unseen."
 HELD = (
@@ -67,6 +71,17 @@ def next_attempt_due(proposal: Proposal) -> None:
 
 def person(username: str = "operator"):
     return get_user_model().objects.get(username=username)
+
+
+def resumed_said(proposal: Proposal, client) -> str:
+    """What the proposal's page says of a held round resumed as a new request, if anything."""
+    client.force_login(person())
+    page = client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+    assert page.status_code == 200
+    text = page.content.decode()
+    if 'id="resumed-as-new"' not in text:
+        return ""
+    return html.unescape(text.split('id="resumed-as-new">', 1)[1].split("</p>", 1)[0])
 
 
 def keys(endpoint: Receiver) -> list[str]:
@@ -234,7 +249,7 @@ def test_a_switch_engaged_again_after_the_approval_holds_it(demo_world):
     assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTED
 
 
-def test_a_guardrail_set_during_the_retries_fails_the_next_attempt_unsent(channel):
+def test_a_guardrail_set_during_the_retries_fails_the_next_attempt_unsent(channel, client):
     endpoint = channel(503, 200)
     proposal = evaluated(reallocation("280.00"))
     proposal_approve(proposal_id=proposal.pk, reviewer=person())
@@ -249,10 +264,18 @@ def test_a_guardrail_set_during_the_retries_fails_the_next_attempt_unsent(channe
         "the endpoint answered HTTP 503",
         "A guardrail refuses it now: generic-search's daily budget would be "
         "780.00 USD, above its cap of 750.00 USD. Attempt 1 was sent to the channel before "
-        "(“the endpoint answered HTTP 503”): check on the channel that it was not carried out.",
+        "(“the endpoint answered HTTP 503”): check on the channel that it was not carried out; "
+        f"a retry is a new request (key hitl-proposal-{proposal.pk}-2) the channel cannot tell "
+        "from it.",
     ]
     assert len(endpoint.received) == 1
     assert budgets() == (Decimal("1000.00"), Decimal("500.00"))
+    # Beside the Retry button, from the attempts as recorded (attempt 1 got no sure answer),
+    # not from the failure's words, which say it otherwise here.
+    assert retry_warning(failed, client) == (
+        f"Attempt 1 {NO_SURE_ANSWER}: check on the channel before retrying it; a retry is a new "
+        f"request (key hitl-proposal-{proposal.pk}-2) the channel cannot tell from it."
+    )
 
 
 def test_a_target_moved_during_the_retries_supersedes_it_unsent(channel):
@@ -291,7 +314,7 @@ def held_after_a_first_attempt(channel, payload: dict) -> tuple[Proposal, object
     return proposal, endpoint
 
 
-def test_a_guardrail_set_before_a_held_round_resumes_says_its_attempt_went_before(channel):
+def test_a_guardrail_set_before_a_held_round_resumes_says_its_attempt_went_before(channel, client):
     """The first attempt of the held round reached the channel (its request may have been
     carried out there); a guardrail set since fails the approval given again. The failure
     said "A guardrail refuses it now: …" alone, read as nothing having happened, as the
@@ -306,9 +329,61 @@ def test_a_guardrail_set_before_a_held_round_resumes_says_its_attempt_went_befor
         "the endpoint answered HTTP 503",
         "A guardrail refuses it now: generic-search's daily budget would be "
         "780.00 USD, above its cap of 750.00 USD. Attempt 1 was sent to the channel before "
-        "(“the endpoint answered HTTP 503”): check on the channel that it was not carried out.",
+        "(“the endpoint answered HTTP 503”): check on the channel that it was not carried out; "
+        f"a retry sends its request again, with its key (hitl-proposal-{proposal.pk}-1), which "
+        "the channel can tell from it while its endpoint stays the same.",
     ]
     assert len(endpoint.received) == 1
+    assert retry_warning(failed, client) == ""  # a retry resumes the held round, key and all
+
+
+def test_a_held_round_resumed_at_a_changed_endpoint_says_it_goes_as_a_new_request(channel, client):
+    """Its first attempt went to the account's endpoint and got a 503; a kill switch held the
+    round, and the account's endpoint changed before a person approved it again. The resumed
+    round cannot send the held round's request (it names the endpoint it went to): it goes to
+    the new one with a new key, which the channel cannot tell from the first. That was said
+    nowhere: the execution's records read as one action sent once."""
+    proposal, before = held_after_a_first_attempt(channel, bid_adjustment("2.12"))
+    moved = channel(200)  # the account's endpoint, changed while the switch held it
+
+    executed = proposal_execute(proposal_id=proposal.pk)
+
+    assert executed.status == ProposalStatus.EXECUTED
+    first, resumed = f"hitl-proposal-{proposal.pk}-1", f"hitl-proposal-{proposal.pk}-2"
+    assert (keys(before), keys(moved)) == ([first], [resumed])
+    said = (
+        f"Resumed as a new request (key {resumed}): its endpoint changed while a kill switch "
+        f"held it ({before.url} then, {moved.url} now). The channel cannot tell it from attempt "
+        f"1, sent before with key {first}, which {NO_SURE_ANSWER}: check on the channel that it "
+        "was not carried out twice."
+    )
+    moves = executed.history.filter(status="executing").order_by("history_id")
+    assert [m.history_change_reason for m in moves] == ["Approved → Executing", said]
+    assert resumed_said(executed, client) == said
+
+
+def test_a_held_round_resumed_at_a_changed_endpoint_that_fails_says_both_keys(channel, client):
+    proposal, before = held_after_a_first_attempt(channel, bid_adjustment("2.12"))
+    moved = channel(422)
+
+    failed = proposal_execute(proposal_id=proposal.pk)
+
+    assert failed.status == ProposalStatus.FAILED
+    first, resumed = f"hitl-proposal-{proposal.pk}-1", f"hitl-proposal-{proposal.pk}-2"
+    retry = f"hitl-proposal-{proposal.pk}-3"
+    assert keys(moved) == [resumed]
+    unsure = (
+        f"Attempt 1 {NO_SURE_ANSWER}: check on the channel before retrying it; a retry is a new "
+        f"request (key {retry}) the channel cannot tell from it."
+    )
+    assert failed.executions.order_by("attempt").last().error == (
+        f"the endpoint answered HTTP 422. {unsure} Resumed as a new request (key {resumed}): its "
+        f"endpoint changed while a kill switch held it ({before.url} then, {moved.url} now). "
+        f"The channel cannot tell it from attempt 1, sent before with key {first}, which "
+        f"{NO_SURE_ANSWER}: check on the channel that it was not carried out twice."
+    )
+    assert retry_warning(failed, client) == unsure
+    assert resumed_said(failed, client).startswith(f"Resumed as a new request (key {resumed})")
 
 
 def test_a_target_moved_before_a_held_round_resumes_says_its_attempt_may_have_reached_it(
