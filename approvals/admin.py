@@ -528,8 +528,14 @@ def _bulk_result(verb: str, decided: Decided) -> list[tuple[int, str]]:
             )
         for held in list(decided.held.values())[:REFUSALS_LISTED]:
             said.append((messages.WARNING, held.message))
+    act = Act.REJECT if verb == "reject" else Act.APPROVE
     for error in decided.refused[:REFUSALS_LISTED]:
-        said.append((messages.WARNING, error.message))
+        # One a colleague decided (or its agent withdrew) since it was selected: who, how and
+        # when, as a single refused decision says it.
+        if isinstance(error, InvalidTransition):
+            said.append((messages.WARNING, _refused(error, error.proposal_id, act)))
+        else:
+            said.append((messages.WARNING, error.message))
     unlisted = max(len(decided.refused) - REFUSALS_LISTED, 0) + max(
         len(decided.held) - REFUSALS_LISTED, 0
     )
@@ -1169,9 +1175,11 @@ class ProposalAdmin(ReadOnlyAdmin):
 
     # --- bulk decisions, each behind a confirmation page ---------------------------------------
     def _bulk(self, request, queryset: QuerySet[Proposal], *, verb: str, form_class, decide):
-        if "confirm" in request.POST:
-            # Every proposal confirmed, whatever became of it since the confirmation page (the
-            # admin passes on only those its list still shows): each is decided or reported.
+        if "confirm" in request.POST or request.POST.get("select_across") != "1":
+            # Every proposal selected (or confirmed), whatever became of it since the queue or
+            # the confirmation page was loaded (the admin passes on only those its list still
+            # shows, and one a colleague decided meanwhile would vanish unsaid): each is
+            # decided or reported, and the confirmation says who decided it first.
             queryset = self.get_queryset(request).filter(
                 pk__in=request.POST.getlist(ACTION_CHECKBOX_NAME)
             )
@@ -1200,6 +1208,9 @@ class ProposalAdmin(ReadOnlyAdmin):
             proposal.findings = _guardrail_findings(
                 proposal, kill_switch_now=switched[proposal.account.pk]
             )
+            # One decided since it was selected: by whom, how and when, beside its status.
+            if proposal.status != ProposalStatus.PENDING_REVIEW:
+                proposal.review_ended = how_review_ended(proposal)
         form = form_class(request.POST if "confirm" in request.POST else None)
         # The note goes to each proposal's own agent, not to one "agent".
         form.fields["note"].help_text = form.fields["note"].help_text.replace(
@@ -1230,7 +1241,14 @@ class ProposalAdmin(ReadOnlyAdmin):
                 "action": request.POST.get("action"),
                 "proposals": proposals,
                 "plan": plan,
-                "not_pending": [p for p in proposals if p.status != ProposalStatus.PENDING_REVIEW],
+                "not_pending": (
+                    not_pending := [
+                        p for p in proposals if p.status != ProposalStatus.PENDING_REVIEW
+                    ]
+                ),
+                # How many the button decides: those still waiting (an approval's plan counts
+                # its own).
+                "deciding": plan.approving if plan else len(proposals) - len(not_pending),
                 "with_findings": [p for p in proposals if any(holds for _, holds in p.findings)],
                 "with_released_switches": [
                     p for p in proposals if any(not holds for _, holds in p.findings)

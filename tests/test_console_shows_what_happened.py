@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from approvals.models import Proposal
+from approvals.selectors import withdrawal_seen
 from approvals.services.decisions import proposal_approve, proposal_reject
 from executors.runner import proposal_execute
 from ledger.models import Account, Campaign, Creative
@@ -338,15 +339,64 @@ def test_a_bulk_approval_reports_every_proposal_confirmed_even_one_decided_meanw
         "_selected_action": [rejected_meanwhile.pk, still_waiting.pk],
     }
     assert client.post(CHANGELIST, selected).status_code == 200  # the confirmation page
-    proposal_reject(proposal_id=rejected_meanwhile.pk, reviewer=colleague, reason_code="other")
+    proposal_reject(
+        proposal_id=rejected_meanwhile.pk, reviewer=colleague, reason_code="too_aggressive"
+    )
+    decided = rejected_meanwhile.decisions.get().created_at
 
     done = client.post(CHANGELIST, {**selected, "confirm": "yes", "note": ""}, follow=True)
 
+    # The one refused says who decided it first, how and when, as a single refusal does.
     said = [str(message) for message in done.context["messages"]]
     assert said == [
         f"1 proposal approved and sent to be executed: #{still_waiting.pk}.",
-        f"Proposal #{rejected_meanwhile.pk} is rejected; it cannot become approved.",
+        f"Proposal #{rejected_meanwhile.pk} is rejected; it cannot become approved. "
+        f"second-operator rejected it (too aggressive) at {decided:%Y-%m-%d %H:%M:%S} UTC.",
     ]
+
+
+def test_a_bulk_rejection_names_who_approved_or_withdrew_each_one_first(
+    login, operators, optimizer
+):
+    _, colleague = operators
+    approved, withdrawn, still_waiting = (
+        evaluated(reallocation(a)) for a in ("200.00", "210.00", "220.00")
+    )
+    client = login("operator")
+    selected = {
+        "action": "reject_selected",
+        "_selected_action": [approved.pk, withdrawn.pk, still_waiting.pk],
+    }
+    assert client.post(CHANGELIST, selected).status_code == 200  # the confirmation page
+    proposal_approve(proposal_id=approved.pk, reviewer=colleague)
+    assert optimizer.post(f"/api/v1/proposals/{withdrawn.pk}/withdraw/").status_code == 200
+    approved_at = approved.decisions.get().created_at
+    withdrawn_at = withdrawal_seen(Proposal.objects.get(pk=withdrawn.pk)).at
+    # Selected again from the queue as it was loaded, the confirmation lists each, and says
+    # beside its status who ended its review, rather than leaving it out unsaid.
+    again = re.sub(r"<[^>]+>", "", html.unescape(client.post(CHANGELIST, selected).text))
+    assert "Reject 3 proposals?" in again
+    assert "2 of them are not pending review and will be skipped." in again
+    assert re.search(r'value="Yes, reject 1"', client.post(CHANGELIST, selected).text)
+    assert f"Approved: second-operator approved it at {approved_at:%Y-%m-%d %H:%M:%S} UTC." in again
+    assert f"Withdrawn: Its agent withdrew it at {withdrawn_at:%Y-%m-%d %H:%M:%S} UTC." in again
+
+    done = client.post(
+        CHANGELIST,
+        {**selected, "confirm": "yes", "reason_code": "wrong_signal", "note": ""},
+        follow=True,
+    )
+
+    said = [str(message) for message in done.context["messages"]]
+    assert said[0] == "Rejected 1 proposal."
+    assert sorted(said[1:]) == sorted(
+        [
+            f"Proposal #{approved.pk} is approved; it cannot become rejected. second-operator "
+            f"approved it at {approved_at:%Y-%m-%d %H:%M:%S} UTC.",
+            f"Proposal #{withdrawn.pk} is withdrawn; it cannot become rejected. Its agent "
+            f"withdrew it at {withdrawn_at:%Y-%m-%d %H:%M:%S} UTC.",
+        ]
+    )
 
 
 def test_an_approval_refused_as_a_colleague_rejected_first_says_who_and_when(login, operators):

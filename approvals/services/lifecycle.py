@@ -120,6 +120,7 @@ class InvalidTransition(Conflict):
             target = S(to_status).label.lower()
             message = f"Proposal #{proposal.pk} is {status}; it cannot become {target}."
         super().__init__(message)
+        self.proposal_id = proposal.pk
         self.current_status = proposal.status
 
 
