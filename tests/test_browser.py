@@ -891,6 +891,13 @@ def test_the_consoles_pages_fit_a_phones_width(live_server, demo_world, browser)
         assert box["x"] >= 0 and box["x"] + box["width"] <= 390, (field, box)
         assert cell.evaluate("td => getComputedStyle(td, '::before').content") == f'"{label}: "'
     expect(row.locator("td.field-approvals_display")).to_have_text("0 of 1")
+    # Each row's checkbox is on its first line, before its number, not on a line of its own
+    # above it (where it read as the previous row's as much as its own).
+    for each in page.locator("#result_list tbody tr").all():
+        checkbox = each.locator("input[name=_selected_action]").bounding_box()
+        number = each.locator(".field-id").bounding_box()
+        middle = checkbox["y"] + checkbox["height"] / 2
+        assert number["y"] <= middle <= number["y"] + number["height"], (checkbox, number)
     for proposal in proposals:
         page.check(f"input[name=_selected_action][value='{proposal.pk}']")
     page.select_option("select[name=action]", "approve_selected")
