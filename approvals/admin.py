@@ -489,7 +489,11 @@ def _bulk_result(verb: str, decided: Decided) -> list[tuple[int, str]]:
     if verb == "reject":
         if decided.proposals:
             said.append(
-                (messages.SUCCESS, f"Rejected {how_many(len(decided.proposals), 'proposal')}.")
+                (
+                    messages.SUCCESS,
+                    f"Rejected {how_many(len(decided.proposals), 'proposal')}: "
+                    f"{_listed(decided.proposals)}.",
+                )
             )
     else:
         if decided.approved:

@@ -170,9 +170,12 @@ def test_operator_rejects_two_proposals_at_once_with_a_reason(live_server, demo_
     page.fill("textarea[name=note]", "Move in smaller steps.\nHalve it first.")
     page.click("input[value='Yes, reject 2']")
 
-    expect(page.locator(".messagelist")).to_contain_text("Rejected 2 proposals.")
+    rejected = (
+        f"Rejected 2 proposals: {', '.join(f'#{pk}' for pk in sorted(p.pk for p in proposals))}."
+    )
+    expect(page.locator(".messagelist")).to_contain_text(rejected)
     # The result has the focus, so that a screen reader reads it out as the queue opens.
-    expect(page.locator(":focus")).to_contain_text("Rejected 2 proposals.")
+    expect(page.locator(":focus")).to_contain_text(rejected)
     for proposal in proposals:
         decision = Proposal.objects.get(pk=proposal.pk).decisions.get()
         assert (decision.outcome, decision.reason_code, decision.note) == (

@@ -388,7 +388,7 @@ def test_a_bulk_rejection_names_who_approved_or_withdrew_each_one_first(
     )
 
     said = [str(message) for message in done.context["messages"]]
-    assert said[0] == "Rejected 1 proposal."
+    assert said[0] == f"Rejected 1 proposal: #{still_waiting.pk}."
     assert sorted(said[1:]) == sorted(
         [
             f"Proposal #{approved.pk} is approved; it cannot become rejected. second-operator "

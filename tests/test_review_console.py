@@ -138,7 +138,7 @@ def test_bulk_reject_with_a_reason_skips_what_is_no_longer_pending(login):
         },
         follow=True,
     )
-    assert "Rejected 1 proposal." in response.text
+    assert f"Rejected 1 proposal: #{waiting.pk}." in response.text
     assert (
         f"Proposal #{executed_already.pk} is approved; it cannot become rejected." in response.text
     )
