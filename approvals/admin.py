@@ -317,6 +317,17 @@ class ApproveForm(forms.Form):
     )
 
 
+# The forms of a proposal's page a refusal brings back as filled in, by their names in the
+# page's context (the edit form is its action type's own: ``edit_form_for``).
+REFUSABLE_FORMS: dict[str, type[forms.Form] | None] = {
+    "approve_form": ApproveForm,
+    "reject_form": RejectForm,
+    "withdraw_form": WithdrawForm,
+    "outcome_form": OutcomeForm,
+    "edit_form": None,
+}
+
+
 def edits_shown(
     proposal: Proposal, form: ActionEditForm | None
 ) -> list[tuple[Decision, list[tuple[str, list[tuple[str, str]]]]]]:
@@ -343,6 +354,66 @@ def _seen(request: HttpRequest) -> str | None:
     decision from a page that has since gone stale (another reviewer edited the action) is
     refused rather than taken for the edited action."""
     return request.POST.get("seen") or None
+
+
+# A refused form kept for the proposal's page to show after the redirect (``_refused_redirect``).
+REFUSED_FORM_KEY = "refused-form-{}"
+
+
+def _moved_on(error: DomainError) -> bool:
+    """Whether a refusal says the proposal has moved on since its page was loaded (a
+    colleague decided it, edited it, its window closed, its agent may no longer act), rather
+    than that what was typed is wrong: the person has nothing to correct in the form, and the
+    page to read is the proposal's as it is now."""
+    return error.status_code in (403, 404, 409)
+
+
+def _refused_redirect(request: HttpRequest, object_id: int, shown_as: str, form) -> HttpResponse:
+    """The proposal's page after a refusal, by a redirect (Post/Redirect/Get): reloading it
+    reads the page again rather than offering to send the refused form again. What was typed
+    and the refusal beside it are kept in the session for that page to show once
+    (``_refused_form``); the refusal itself is among the messages."""
+    request.session[REFUSED_FORM_KEY.format(object_id)] = {
+        "form": shown_as,
+        "data": {
+            name: request.POST.getlist(name)
+            for name in request.POST
+            if name != "csrfmiddlewaretoken"
+        },
+        "errors": {
+            field: [error["message"] for error in errors]
+            for field, errors in form.errors.get_json_data().items()
+        },
+    }
+    return HttpResponseRedirect(reverse("admin:approvals_proposal_change", args=[object_id]))
+
+
+def _refused_form(request: HttpRequest, proposal: Proposal) -> dict[str, forms.Form]:
+    """The form refused just before (``_refused_redirect``), as its reviewer filled it in,
+    with its refusal beside it, by its name in the page's context; once: a later reload
+    shows the page as it is."""
+    kept = request.session.pop(REFUSED_FORM_KEY.format(proposal.pk), None)
+    if not isinstance(kept, dict) or kept.get("form") not in REFUSABLE_FORMS:
+        return {}
+    data = QueryDict(mutable=True)
+    for name, values in kept["data"].items():
+        data.setlist(name, values)
+    shown_as = kept["form"]
+    if shown_as == "edit_form":
+        form = edit_form_for(proposal, data)
+        if form is None:
+            return {}
+    else:
+        form = REFUSABLE_FORMS[shown_as](data, **_form_ids(shown_as))  # type: ignore[misc]
+    form.is_valid()
+    for field, said in kept["errors"].items():
+        field = None if field == forms.forms.NON_FIELD_ERRORS else field
+        if field is not None and field not in form.fields:
+            continue
+        for message in said:
+            if message not in form.errors.get(field or forms.forms.NON_FIELD_ERRORS, []):
+                form.add_error(field, message)
+    return {shown_as: form}
 
 
 def _what_happened(proposal: Proposal) -> str:
@@ -998,6 +1069,8 @@ class ProposalAdmin(ReadOnlyAdmin):
             "seen": payload_seen(proposal.payload),
             "follows_status": proposal.status in UNDER_WAY_STATUSES,
             "status_reached": STATUS_REACHED[proposal.status],
+            # A form refused just before, as its reviewer filled it in (``_refused_redirect``).
+            **(_refused_form(request, proposal) if request.method == "GET" else {}),
             **(extra_context or {}),  # a refused form, as the reviewer filled it in
         }
         return super().change_view(request, object_id, form_url, extra_context)
@@ -1038,7 +1111,7 @@ class ProposalAdmin(ReadOnlyAdmin):
         ):
             raise PermissionDenied
         form = form_class(request.POST, **_form_ids(shown_as))
-        refused_with = None
+        refused_with, moved_on = None, False
         if not form.is_valid():
             messages.error(request, "Not saved: the form has errors, shown beside its fields.")
             refused_with = 400
@@ -1049,12 +1122,14 @@ class ProposalAdmin(ReadOnlyAdmin):
                 refusal = _refused(error, object_id, act)
                 messages.error(request, refusal)
                 form.add_error(None, refusal)
-                refused_with = error.status_code
+                refused_with, moved_on = error.status_code, _moved_on(error)
             else:
                 if isinstance(done, Proposal):
                     done = _what_happened(done)
                 messages.success(request, done)
         if refused_with and shown_as and proposal is not None:
+            if moved_on:  # nothing to correct: the page as it is now
+                return _refused_redirect(request, object_id, shown_as, form)
             return self._review_page(request, object_id, status=refused_with, **{shown_as: form})
         return HttpResponseRedirect(reverse("admin:approvals_proposal_change", args=[object_id]))
 
@@ -1107,6 +1182,8 @@ class ProposalAdmin(ReadOnlyAdmin):
             if refusal == error.message:  # not a field's: the act's, said whole
                 refusal = _refused(error, object_id, Act.EDIT)
             messages.error(request, f"Not approved: {refusal}")
+            if _moved_on(error):
+                return _refused_redirect(request, object_id, "edit_form", form)
             return self._review_page(request, object_id, status=error.status_code, edit_form=form)
         happened = _what_happened(done)
         if done.review_round > proposal.review_round:  # earlier approvals: of another action

@@ -702,6 +702,42 @@ def test_a_refused_act_reads_as_the_proposals_page_and_a_reload_sends_nothing_ag
     assert not Proposal.objects.get(pk=proposal.pk).decisions.filter(reviewer=operator).exists()
 
 
+def test_without_javascript_a_refused_decision_is_the_proposals_page_and_a_reload_sends_nothing(
+    live_server, demo_world, operators, browser
+):
+    """With no script to set the address bar, a refused decision still answers with the
+    proposal's page, by a redirect (Post/Redirect/Get): the refusal is said there, with who
+    decided first, and reloading it reads the page again; it used to stay at the act's
+    address, and a reload asked to send the refused form again."""
+    operator, colleague = operators
+    [proposal] = waiting(reallocation("280.00"))
+    proposal_page = f"{live_server.url}/admin/approvals/proposal/{proposal.pk}/change/"
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    log_in(page, live_server.url, demo_world["users"]["operator"])
+    page.goto(proposal_page)
+    proposal_reject(proposal_id=proposal.pk, reviewer=colleague, reason_code="too_aggressive")
+
+    page.locator("#approve-form").get_by_label("Note").fill("Fine by me.")
+    page.locator("#approve-form input[type=submit]").click()
+
+    decided = Proposal.objects.get(pk=proposal.pk).decisions.get().created_at
+    expect(page).to_have_url(proposal_page)
+    expect(page.locator(".messagelist .error")).to_have_text(
+        f"Proposal #{proposal.pk} is rejected; it cannot become approved. second-operator "
+        f"rejected it (too aggressive) at {decided:%Y-%m-%d %H:%M:%S} UTC."
+    )
+    expect(page.locator("#proposal-status")).to_have_text("Rejected")
+    sent = []
+    page.on("request", lambda request: sent.append((request.method, request.url)))
+    page.reload()
+    expect(page.locator("#proposal-status")).to_have_text("Rejected")
+    assert sent[0] == ("GET", proposal_page), sent
+    assert not any(method == "POST" for method, _ in sent), sent
+    assert not Proposal.objects.get(pk=proposal.pk).decisions.filter(reviewer=operator).exists()
+    context.close()
+
+
 def tab_to(page: Page, selector: str, presses: int = 60) -> None:
     """Press Tab, as a person without a mouse does, until ``selector`` has the focus."""
     for _ in range(presses):

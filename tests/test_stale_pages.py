@@ -182,12 +182,17 @@ def test_a_refused_decision_shows_the_page_again_with_what_its_reviewer_typed(
         {"edit-amount": "900.00", "edit-note": ""},
     )
 
-    refused = logged_in(operator).post(
+    client = logged_in(operator)
+    refused = client.post(
         reverse(f"admin:approvals_proposal_{act}", args=[proposal.pk]),
         {**form, "seen": seen_on(page)},
+        follow=True,
     )
 
-    assert refused.status_code == 409
+    # Redirected to the proposal's page (Post/Redirect/Get): reloading it sends nothing again.
+    change_url = reverse("admin:approvals_proposal_change", args=[proposal.pk])
+    assert refused.redirect_chain == [(change_url, 302)]
+    assert refused.status_code == 200
     assert not Decision.objects.filter(proposal=proposal, reviewer=operator).exists()
     said = (
         f"Proposal #{proposal.pk} was edited since it was shown to you: it now reads "
@@ -203,6 +208,11 @@ def test_a_refused_decision_shows_the_page_again_with_what_its_reviewer_typed(
     # The page is as it is now: its form decides the action it now shows.
     assert seen_on(refused) != seen_on(page)
     assert "900.00" in refused.content.decode()
+    # Reloaded, it is the page as it is: the refusal was said once, and nothing is sent.
+    reloaded = client.get(change_url)
+    assert messages_of(reloaded) == []
+    assert "was edited since it was shown to you" not in reloaded.text
+    assert not Decision.objects.filter(proposal=proposal, reviewer=operator).exists()
 
 
 def proposal_now(proposal):

@@ -4,9 +4,10 @@
 // as if nothing had been said. The refused form's own error first; else the console's; else,
 // where the console said what an act did (a bulk decision's result), that.
 //
-// Such a page is the answer to the act's POST, at the act's address (…/4/approve/): the
-// address bar is set to the proposal's page instead, so that a reload reads the page as it
-// now is rather than offering to send the refused form again. What was typed stays on the
+// A refusal because the proposal moved on comes by a redirect to the proposal's page. One for
+// what was typed (4xx) is the answer to the act's POST, at the act's address (…/4/approve/):
+// the address bar is set to the proposal's page instead, so that a reload reads the page as
+// it now is rather than offering to send the refused form again. What was typed stays on the
 // page as it is: nothing is reloaded.
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
