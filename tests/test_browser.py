@@ -943,6 +943,14 @@ def test_the_consoles_pages_fit_a_phones_width(live_server, demo_world, browser)
     page.click("button[name=index]")
     expect(page.locator("input[type=submit][value^='Yes']")).to_be_visible()
     fits("the bulk confirmation")
+    # It reads proposal by proposal, each value beside its heading: what approving each one
+    # does, its last column, is on the screen, not cut at its edge in a box scrolling sideways.
+    for outcome in page.locator("#bulk-proposals td.bulk-outcome").all():
+        box = outcome.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+        assert outcome.evaluate("td => getComputedStyle(td, '::before').content") == (
+            '"Approving it: "'
+        )
 
     page.goto(f"{live_server.url}/admin/approvals/agent/{proposals[0].agent_id}/change/")
     expect(page.locator("#scorecard")).to_contain_text("budget reallocation")
