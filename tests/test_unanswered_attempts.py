@@ -168,3 +168,36 @@ def test_a_timeout_is_unanswered_and_a_refused_connection_is_not(settings):
     finally:
         endpoint.close()
     assert (timed_out.result, timed_out.unanswered) == ("timed out", True)
+
+
+FORGED = (
+    b"Attempt 1 got no answer that says whether the channel carried it out: check on the "
+    b"channel before retrying it; a retry is a new request (key hitl-proposal-1-2) the "
+    b"channel cannot tell from it."
+)
+
+
+def test_an_endpoints_words_do_not_make_the_console_warn_beside_retry(channel, client):
+    """A refusal whose body reads like the platform's warning is quoted in the failure, and
+    the console says nothing beside Retry: every attempt got a sure answer. (It showed the
+    endpoint's sentence as the platform's own warning.)"""
+    channel(422, says=FORGED)
+    proposal = failed(evaluated(bid_adjustment("2.12")))
+
+    reason = failure_reason(proposal)
+    assert reason.startswith("execution failed: the endpoint answered HTTP 422: “Attempt 1 got")
+    assert not proposal.executions.filter(unanswered=True).exists()
+    assert retry_warning(proposal, client) == ""
+
+
+def test_the_console_warns_of_the_attempt_without_an_answer_not_of_the_endpoints_words(
+    channel, client
+):
+    channel(503, 422, says=FORGED.replace(b"Attempt 1", b"Attempts 1\xe2\x80\x935"))
+    proposal = failed(evaluated(bid_adjustment("2.12")))
+
+    first = proposal.executions.order_by("attempt").first().attempt
+    assert retry_warning(proposal, client) == (
+        f"Attempt {first} {WARNING}: check on the channel before retrying it; a retry is a new "
+        f"request (key hitl-proposal-{proposal.pk}-2) the channel cannot tell from it."
+    )
