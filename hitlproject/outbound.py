@@ -14,7 +14,9 @@ sent only where it is safe to send them.
   (``validate_outbound_url``).
 - Never following a redirect, reading only the status: a 2xx carried it; a timeout, a
   connection error, a 5xx, 408 or 429 may be tried again; any other answer, or a refused
-  destination, refuses it.
+  destination, refuses it. Of those refusals, a redirect other than 307 or 308 (which ask
+  for the request again elsewhere) is no sure answer: a server that carried a POST out
+  sends the caller on to its result with a 303 (many frameworks, a 302).
 
 A service the platform is configured to call and whose answer it reads (Slack's Web API)
 goes through ``exchange_within``: the same one deadline for the whole exchange, the answer
@@ -45,6 +47,8 @@ from hitlproject.signing import SIGNATURE_HEADER, signed_now
 from hitlproject.validation import one_line
 
 RETRIED_STATUSES = {408, 429}  # and every 5xx
+# Redirects that say the request was not acted on here: send it again elsewhere.
+NOT_ACTED_ON_REDIRECTS = {307, 308}
 # Name lookups, which the standard library cannot bound in time: a stuck one holds one of
 # these threads, not the request that gave up on it at its deadline.
 _RESOLVER = ThreadPoolExecutor(max_workers=8, thread_name_prefix="outbound-resolver")
@@ -57,7 +61,8 @@ class Sent:
     result: str  # what happened, in words
     retry_after: float | None = None  # seconds the endpoint asked to be left alone (Retry-After)
     # Sent, but no answer says whether the endpoint acted on it (a timeout, a connection lost
-    # after sending, a 5xx): it may have. Not one refused, or that never connected.
+    # after sending, a 5xx, a redirect but 307 and 308): it may have. Not one refused, or that
+    # never connected.
     unanswered: bool = False
 
 
@@ -269,7 +274,10 @@ def send_signed(url: str, body: bytes, *, secret: str, headers: dict[str, str]) 
         retry,
         result,
         retry_after_seconds(retry_after) if retry else None,
-        unanswered=code >= 500,  # a server's error: it may have acted before it failed
+        # A server's error: it may have acted before it failed. A redirect (303, "see the
+        # result there"; 301 and 302, as many frameworks answer a POST they carried out): it
+        # may have acted, and the platform follows none to learn it.
+        unanswered=code >= 500 or (300 <= code < 400 and code not in NOT_ACTED_ON_REDIRECTS),
     )
 
 

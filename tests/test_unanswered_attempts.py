@@ -201,3 +201,33 @@ def test_the_console_warns_of_the_attempt_without_an_answer_not_of_the_endpoints
         f"Attempt {first} {WARNING}: check on the channel before retrying it; a retry is a new "
         f"request (key hitl-proposal-{proposal.pk}-2) the channel cannot tell from it."
     )
+
+
+@pytest.mark.parametrize("status", [302, 303])
+def test_a_redirect_after_the_post_may_have_been_carried_out(channel, client, status):
+    """A server that carried a POST out and sends the caller on to its result answers 303 (a
+    Django or Rails endpoint, 302): the failure, which the platform does not follow, says the
+    action may have been done. (It read as a plain refusal, and a retry did it again.)"""
+    endpoint = channel(status)
+    proposal = failed(evaluated(bid_adjustment("2.12")))
+
+    assert len(endpoint.received) == 1  # not tried again: the answer is the endpoint's last
+    attempt = proposal.executions.get()
+    assert attempt.unanswered
+    said = (
+        f"the endpoint answered HTTP {status}. Attempt {attempt.attempt} {WARNING}: check on "
+        "the channel before retrying it; a retry is a new request (key "
+        f"hitl-proposal-{proposal.pk}-2) the channel cannot tell from it."
+    )
+    assert failure_reason(proposal) == f"execution failed: {said}"
+    assert retry_warning(proposal, client) == said.split(". ", 1)[1]
+
+
+@pytest.mark.parametrize("status", [307, 308])
+def test_a_redirect_asking_for_the_request_elsewhere_was_not_carried_out(channel, client, status):
+    channel(status)
+    proposal = failed(evaluated(bid_adjustment("2.12")))
+
+    assert failure_reason(proposal) == f"execution failed: the endpoint answered HTTP {status}"
+    assert not proposal.executions.get().unanswered
+    assert retry_warning(proposal, client) == ""
