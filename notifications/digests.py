@@ -98,8 +98,13 @@ def digest_send(*, recipient_id: int, channel: str, now: datetime, failures: boo
         )
         if not any(notification.next_attempt_at <= now for notification in held):
             return 0
+        # What this run does now is recorded as of now, and leased from now: ``now`` is when
+        # the run began, and its sends to the people before this one may have taken minutes
+        # (a lease from then would have run out already, for the next run to take and send
+        # again; history dated then would lie behind the audit chain's last sealing).
+        at = timezone.now()
         # Attempts of a run that stopped before recording them (their lease ran out).
-        _interruptions_record([n for n in held if n.attempts > len(n.log)], now=now)
+        _interruptions_record([n for n in held if n.attempts > len(n.log)], now=at)
         to_send, ended = [], []
         for notification in held:
             refusal = _not_to_send(notification)
@@ -109,18 +114,18 @@ def digest_send(*, recipient_id: int, channel: str, now: datetime, failures: boo
                 notification.status, refusal = NotificationStatus.FAILED, "gave up"
             else:
                 notification.attempts += 1
-                notification.next_attempt_at = now + LEASE
+                notification.next_attempt_at = at + LEASE
                 to_send.append(notification)
                 continue
             notification.next_attempt_at = None  # it has ended: nothing more is tried
-            notification.log = [*notification.log, {"at": now.isoformat(), "result": refusal}]
+            notification.log = [*notification.log, {"at": at.isoformat(), "result": refusal}]
             ended.append(notification)
         Notification.objects.bulk_update(ended, ["status", "log", "next_attempt_at"])
         for notification in ended:
             notification._change_reason = refusal_note(notification, notification.log[-1]["result"])
         history = Notification.history
         history.model.objects.bulk_create(
-            history_records(history, ended, actor=NOTIFICATIONS_ACTOR, date=now, update=True)
+            history_records(history, ended, actor=NOTIFICATIONS_ACTOR, date=at, update=True)
         )
         Notification.objects.bulk_update(to_send, ["attempts", "next_attempt_at"])
     if not to_send:
@@ -134,7 +139,7 @@ def digest_send(*, recipient_id: int, channel: str, now: datetime, failures: boo
             told_because=told_because(kind=n.kind, route_name=n.route.name if n.route_id else ""),
         )
         for message, n in zip(
-            proposal_messages([(n.proposal, n.kind) for n in to_send], now=now),
+            proposal_messages([(n.proposal, n.kind) for n in to_send], now=at),
             to_send,
             strict=True,
         )

@@ -11,10 +11,13 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core import mail
+from django.core.mail.backends import locmem
 from django.utils import timezone
 
 from approvals.models import Proposal
 from approvals.services.decisions import proposal_retry
+from audit.chain import chain_seal, chain_verify
 from executors.runner import proposal_execute
 from notifications.digests import notifications_send_digests
 from notifications.models import Notification, NotificationKind, NotificationStatus, ReachedBy
@@ -353,3 +356,54 @@ def test_held_failures_are_not_sent_to_one_who_may_no_longer_see_proposals(
         assert notification.log[-1]["result"] == (
             "not sent: operator may not see proposals in the console"
         )
+
+
+class BeatRunsMeanwhile(locmem.EmailBackend):
+    """Django's test mail backend, but while the first message is being sent the beat starts
+    the next digests run, as it does every 30 s whatever the last run is still doing."""
+
+    beat_ran = False
+
+    def send_messages(self, messages):
+        if not BeatRunsMeanwhile.beat_ran:
+            BeatRunsMeanwhile.beat_ran = True
+            notifications_send_digests()
+        return super().send_messages(messages)
+
+
+@pytest.mark.django_db
+def test_a_digests_run_held_up_by_slow_sends_tells_each_failure_once(optimizer, channel, settings):
+    """A digests run that began eleven minutes ago (a slow mail server held up the sends
+    before this person's) reaches the operator's held failures now. It leased them until two
+    minutes after it began, a time already past, so the run the beat started meanwhile took
+    them as left by a stopped sender, recorded that sender 'interrupted' and sent them again:
+    the operator was told twice. And the message it did not send (its proposal retried) was
+    recorded as of when the run began, behind the audit chain's last sealing, so the chain
+    was found broken ('inserted after its time had been sealed') with nothing tampered."""
+    settings.EMAIL_BACKEND = f"{__name__}.BeatRunsMeanwhile"
+    BeatRunsMeanwhile.beat_ran = False
+    operator = get_user_model().objects.get(username="operator")
+    channel(400, says=REFUSAL)
+    first, second, third = submit_auto_approved(optimizer, 3)
+    for proposal_id in (first, second, third):
+        proposal_execute(proposal_id=proposal_id)
+    mail.outbox.clear()
+    began = timezone.now() - timedelta(minutes=11)
+    held = Notification.objects.filter(status=NotificationStatus.HELD)
+    assert sorted(held.values_list("proposal_id", flat=True)) == [second, third]
+    held.update(next_attempt_at=began - timedelta(minutes=1))
+    proposal_retry(proposal_id=third, reviewer=operator)
+    chain_seal()
+
+    notifications_send_digests(now=began)
+
+    assert BeatRunsMeanwhile.beat_ran
+    told = [m for m in mail.outbox if OPERATOR_EMAIL in m.to]
+    assert len(told) == 1, [m.subject for m in told]
+    [second_told] = Notification.objects.filter(proposal_id=second, kind=NotificationKind.FAILED)
+    assert second_told.status == NotificationStatus.SENT
+    [attempt] = second_told.log  # one attempt, not one "interrupted" and one more
+    assert attempt["result"].startswith(f"in a digest of #{second}: "), attempt
+    chain_seal()
+    verification = chain_verify()
+    assert verification.holds, str(verification.broken)
