@@ -11,6 +11,7 @@ from django.db.models import (
     Aggregate,
     Count,
     DurationField,
+    Exists,
     ExpressionWrapper,
     F,
     OuterRef,
@@ -679,17 +680,14 @@ def dashboard(*, days: int = 7) -> Dashboard:
 
 
 @dataclass(frozen=True)
-class UnderWay:
-    """Approved proposals not yet carried out (approved, or executing: a channel's retries),
-    counted in all, by account and by channel: what a kill switch engaged now over each would
-    hold back for a person, as the executor holds them (none was approved by a person while
-    it was engaged)."""
+class Counted:
+    """Proposals counted in all, by account (its external id) and by channel."""
 
     total: int
     by_account: dict[str, int]
     by_channel: dict[str, int]
 
-    def held_by(self, *, account: Account | None = None, channel: str = "") -> int:
+    def over(self, *, account: Account | None = None, channel: str = "") -> int:
         if account is not None:
             return self.by_account.get(account.external_id, 0)
         if channel:
@@ -697,19 +695,47 @@ class UnderWay:
         return self.total
 
 
+@dataclass(frozen=True)
+class UnderWay:
+    """Approved proposals not yet carried out (approved, or executing: a channel's retries):
+    ``held``, those a kill switch engaged now over each scope would hold back for a person,
+    as the executor holds them (none was approved by a person while it was engaged), before
+    their next attempt; ``sending``, those with an attempt under way (its request at the
+    channel, or about to be), which no switch calls back: the channel carries it out or
+    not, and only a later attempt, if one comes, is held."""
+
+    held: Counted
+    sending: Counted
+
+    def held_by(self, *, account: Account | None = None, channel: str = "") -> int:
+        return self.held.over(account=account, channel=channel)
+
+    def sending_by(self, *, account: Account | None = None, channel: str = "") -> int:
+        return self.sending.over(account=account, channel=channel)
+
+
 def proposals_under_way() -> UnderWay:
+    sending = Execution.objects.filter(proposal=OuterRef("pk"), status=ExecutionStatus.RUNNING)
     rows = (
         Proposal.objects.filter(status__in=UNDER_WAY_STATUSES)
-        .values_list("account__external_id", "account__channel")
+        .annotate(sending=Exists(sending))
+        .values_list("account__external_id", "account__channel", "sending")
         .annotate(count=Count("pk"))
         .order_by()
     )
-    by_account: dict[str, int] = defaultdict(int)
-    by_channel: dict[str, int] = defaultdict(int)
-    for account, channel, count in rows:
+    counts: dict[bool, tuple[dict[str, int], dict[str, int]]] = {
+        False: (defaultdict(int), defaultdict(int)),
+        True: (defaultdict(int), defaultdict(int)),
+    }
+    for account, channel, is_sending, count in rows:
+        by_account, by_channel = counts[bool(is_sending)]
         by_account[account] += count
         by_channel[channel] += count
-    return UnderWay(sum(by_account.values()), dict(by_account), dict(by_channel))
+    held, under_way = (
+        Counted(sum(by_account.values()), dict(by_account), dict(by_channel))
+        for by_account, by_channel in (counts[False], counts[True])
+    )
+    return UnderWay(held=held, sending=under_way)
 
 
 @dataclass(frozen=True)

@@ -746,33 +746,55 @@ class KillSwitchAdmin(ChangeReasonAdmin):
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change, **kwargs)
         under_way = proposals_under_way()
-        scopes = [f"everything: {under_way.total}"]
-        scopes += [f"account {name}: {n}" for name, n in sorted(under_way.by_account.items())]
-        scopes += [
-            f"channel {Channel(channel).label if channel in Channel.values else channel}: {n}"
-            for channel, n in sorted(under_way.by_channel.items())
-        ]
-        # The admin shows a help text as HTML: an account's name is escaped.
-        form.base_fields["engaged"].help_text = escape(
+        # Each account and channel with any, as held and as sending (0 where it has none).
+        accounts = sorted({*under_way.held.by_account, *under_way.sending.by_account})
+        channels = sorted({*under_way.held.by_channel, *under_way.sending.by_channel})
+
+        def scopes(counted) -> str:
+            said = [f"everything: {counted.total}"]
+            said += [f"account {name}: {counted.by_account.get(name, 0)}" for name in accounts]
+            said += [
+                f"channel {Channel(channel).label if channel in Channel.values else channel}: "
+                f"{counted.by_channel.get(channel, 0)}"
+                for channel in channels
+            ]
+            return "; ".join(said)
+
+        said = (
             "Engaged, it holds back every approved proposal it covers that has not been "
             "carried out yet: each goes back to a person to approve again. Approved and not "
-            f"yet carried out now, {'; '.join(scopes)}."
+            f"yet carried out now, {scopes(under_way.held)}."
         )
+        if under_way.sending.total:
+            said += (
+                " With a request at its channel now, which a switch does not call back: "
+                f"{scopes(under_way.sending)}."
+            )
+        # The admin shows a help text as HTML: an account's name is escaped.
+        form.base_fields["engaged"].help_text = escape(said)
         return form
 
     def save_model(self, request, obj, form, change) -> None:
         engaging = obj.engaged and not (change and form.initial.get("engaged"))
         super().save_model(request, obj, form, change)
         if engaging:
-            held = proposals_under_way().held_by(
-                account=obj.account if obj.scope == KillSwitchScope.ACCOUNT else None,
-                channel=obj.channel,
-            )
-            messages.warning(
-                request,
-                f"{obj} holds back {how_many(held, 'approved proposal')} not yet carried "
-                "out: each goes back to a person to approve again before it runs.",
-            )
+            under_way = proposals_under_way()
+            scope = {
+                "account": obj.account if obj.scope == KillSwitchScope.ACCOUNT else None,
+                "channel": obj.channel,
+            }
+            held, sending = under_way.held_by(**scope), under_way.sending_by(**scope)
+            said = f"{obj} holds back {how_many(held, 'approved proposal')} not yet carried out"
+            said += ": each goes back to a person to approve again before it runs." if held else "."
+            if sending:
+                # Its request went before the switch: the channel's answer decides it.
+                has, it = ("has", "it is") if sending == 1 else ("have", "each is")
+                said += (
+                    f" {how_many(sending, 'approved proposal')} {has} a request at its channel "
+                    f"now, which the switch does not call back: {it} carried out if the "
+                    "channel carries it out."
+                )
+            messages.warning(request, said)
 
 
 @admin.register(BrandGuidelines)

@@ -522,3 +522,49 @@ def test_engaging_a_switch_says_how_many_approved_proposals_it_will_hold_before_
     held = Proposal.objects.filter(pk__in=[auto.pk, approved.pk], status="pending_review")
     assert held.count() == 2
     assert Proposal.objects.get(pk=ran.pk).status == "executed"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_engaging_a_switch_while_a_request_is_at_the_channel_does_not_count_it_held(channel, login):
+    """The switch is engaged while an approved bid's request is at the channel's endpoint,
+    which carries it out. The form and the message counted it among those the switch holds
+    back ("holds back 1 approved proposal …: each goes back to a person to approve again
+    before it runs"), and it ran: a switch stops what has not been sent, not a request under
+    way. Now they say it apart, as what the switch does not call back."""
+    endpoint = channel(200)
+    owner = login("policy-owner")
+    add = "/admin/policies/killswitch/add/"
+    seen = {}
+
+    def engage_in_the_console():
+        form = owner.get(add)
+        seen["help"] = " ".join(form.context["adminform"].form.fields["engaged"].help_text.split())
+        saved = owner.post(
+            add,
+            {
+                "scope": "account",
+                "account": Account.objects.get(external_id="demo").pk,
+                "engaged": "on",
+                "reason": OUTAGE,
+                "change_reason": "Incident 8.",
+            },
+            follow=True,
+        )
+        seen["said"] = [str(message) for message in saved.context["messages"]]
+
+    endpoint.while_first_request = engage_in_the_console
+    proposal = evaluated(bid_adjustment("2.12"))  # approved by policy: the worker sends it
+
+    wait_until(lambda: Proposal.objects.get(pk=proposal.pk).status == "executed")
+    assert len(endpoint.received) == 1
+    assert seen["help"].endswith(
+        "Approved and not yet carried out now, everything: 0; account demo: 0; channel Google "
+        "Ads: 0. With a request at its channel now, which a switch does not call back: "
+        "everything: 1; account demo: 1; channel Google Ads: 1."
+    ), seen["help"]
+    assert (
+        "Kill switch on demo (engaged) holds back 0 approved proposals not yet carried out. "
+        "1 approved proposal has a request at its channel now, which the switch does not call "
+        "back: it is carried out if the channel carries it out."
+    ) in seen["said"], seen["said"]
