@@ -16,7 +16,9 @@ sent only where it is safe to send them.
   connection error, a 5xx, 408 or 429 may be tried again; any other answer, or a refused
   destination, refuses it. Of those refusals, a redirect other than 307 or 308 (which ask
   for the request again elsewhere) is no sure answer: a server that carried a POST out
-  sends the caller on to its result with a 303 (many frameworks, a 302).
+  sends the caller on to its result with a 303 (many frameworks, a 302). A deadline met
+  before any of the request was sent (its name still being looked up) is no such timeout:
+  it reached nobody.
 
 A service the platform is configured to call and whose answer it reads (Slack's Web API)
 goes through ``exchange_within``: the same one deadline for the whole exchange, the answer
@@ -177,8 +179,24 @@ def _tls() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
+class _Progress:
+    """How far a request got, as httpcore traces it: whether any of it was sent (its
+    headers' sending began). One cut off before then reached nobody."""
+
+    def __init__(self) -> None:
+        self.sending = False
+
+    async def trace(self, name: str, info: dict) -> None:
+        if name.endswith(".send_request_headers.started"):
+            self.sending = True
+
+
 async def _post(
-    url: str, body: bytes, headers: dict[str, str], deadline: asyncio.Timeout
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    deadline: asyncio.Timeout,
+    progress: _Progress,
 ) -> tuple[int, str | None, str]:
     destination = await _resolve(url)
     async with httpx.AsyncClient(
@@ -193,7 +211,7 @@ async def _post(
             content=body,
             # Its words as sent (``_what_it_said`` reads them raw, never inflated).
             headers={**headers, "Host": destination.host_header, "Accept-Encoding": "identity"},
-            extensions={"sni_hostname": destination.server_name},
+            extensions={"sni_hostname": destination.server_name, "trace": progress.trace},
         )
         response = await client.send(request, stream=True)
         said = ""
@@ -238,10 +256,10 @@ async def _what_it_said(response: httpx.Response, deadline: asyncio.Timeout) -> 
 
 
 async def _post_within_deadline(
-    url: str, body: bytes, headers: dict[str, str]
+    url: str, body: bytes, headers: dict[str, str], progress: _Progress
 ) -> tuple[int, str | None, str]:
     async with asyncio.timeout(settings.OUTBOUND_DEADLINE) as deadline:
-        return await _post(url, body, headers, deadline)
+        return await _post(url, body, headers, deadline, progress)
 
 
 def send_signed(url: str, body: bytes, *, secret: str, headers: dict[str, str]) -> Sent:
@@ -250,13 +268,18 @@ def send_signed(url: str, body: bytes, *, secret: str, headers: dict[str, str]) 
         SIGNATURE_HEADER: signed_now(secret, body),
         **headers,
     }
+    progress = _Progress()
     try:
-        code, retry_after, said = asyncio.run(_post_within_deadline(url, body, headers))
+        code, retry_after, said = asyncio.run(_post_within_deadline(url, body, headers, progress))
     except RefusedDestination as refused:
         return Sent(False, refused.retry, f"refused: {refused}"[:500])
     except (httpx.ConnectTimeout, httpx.PoolTimeout):
         return Sent(False, True, "timed out connecting")
     except (TimeoutError, httpx.TimeoutException):
+        if not progress.sending:
+            # The deadline passed before any of the request went (its name still being
+            # looked up, say): it reached nobody.
+            return Sent(False, True, "timed out before sending")
         return Sent(False, True, "timed out", unanswered=True)
     except (httpx.ConnectError, ConnectionRefusedError) as error:
         return Sent(False, True, f"could not connect: {error}"[:500])

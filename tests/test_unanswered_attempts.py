@@ -7,6 +7,7 @@ request the channel cannot tell from those. A refusal (a 4xx) or an endpoint nev
 says nothing of the kind."""
 
 import socket
+import threading
 from datetime import timedelta
 
 import pytest
@@ -231,3 +232,27 @@ def test_a_redirect_asking_for_the_request_elsewhere_was_not_carried_out(channel
     assert failure_reason(proposal) == f"execution failed: the endpoint answered HTTP {status}"
     assert not proposal.executions.get().unanswered
     assert retry_warning(proposal, client) == ""
+
+
+def test_a_deadline_met_while_the_name_resolves_is_not_unanswered(settings, monkeypatch):
+    """The whole exchange's deadline passed while the endpoint's name was still being looked
+    up (a resolver that never answers): nothing was sent, so nothing may have been carried
+    out. It was recorded 'timed out' with no sure answer, as one cut off waiting for the
+    endpoint's answer is, and the failure told people to check on the channel."""
+    settings.OUTBOUND_DEADLINE = 1
+    stuck = threading.Event()
+    looked_up = socket.getaddrinfo
+
+    def resolver_that_never_answers(host, *args, **kwargs):
+        if host == "hooks.example.com":
+            stuck.wait(timeout=30)
+        return looked_up(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver_that_never_answers)
+    try:
+        sent = send_signed("https://hooks.example.com/x", b"{}", secret="whsec_x", headers={})
+    finally:
+        stuck.set()
+    assert not sent.delivered and sent.retry
+    assert not sent.unanswered, sent.result
+    assert sent.result == "timed out before sending"
