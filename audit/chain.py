@@ -274,7 +274,22 @@ def chain_verification_run(*, verification_id: int) -> ChainVerification | None:
     if not taken:
         return None
     verification = ChainVerification.objects.get(pk=verification_id)
-    found = chain_verify(through=verification.through or None)
+    _record_found(verification, chain_verify(through=verification.through or None))
+    return verification
+
+
+def chain_verification_record(*, through: str = "") -> ChainVerification:
+    """Verify the chain here and now (``manage.py verify_audit_chain``) and record what it
+    found as a verification asked for in the console is recorded: listed on the chain's page,
+    and a break it finds marked on the history pages it concerns."""
+    verification = ChainVerification.objects.create(
+        requested_by=None, through=through, under_way=None, started_at=timezone.now()
+    )
+    _record_found(verification, chain_verify(through=through or None))
+    return verification
+
+
+def _record_found(verification: ChainVerification, found: Verification) -> None:
     verification.holds, verification.found = found.verdict(verification.through or None)
     verification.links, verification.head, verification.unsealed = (
         found.links,
@@ -289,7 +304,6 @@ def chain_verification_run(*, verification_id: int) -> ChainVerification | None:
             verification.broken_object_id = str(broken.object_id)
     verification.finished_at, verification.under_way = timezone.now(), None
     verification.save()
-    return verification
 
 
 def chain_verification_ask(*, user, through: str = "") -> ChainVerification | None:

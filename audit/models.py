@@ -108,12 +108,18 @@ class ChainLink(models.Model):
 
 
 class ChainVerification(models.Model):
-    """A verification of the audit chain a person asked for in the console, run by a worker,
-    and what it found (``audit.chain.chain_verification_run``)."""
+    """A verification of the audit chain, and what it found: asked for by a person in the
+    console and run by a worker (``audit.chain.chain_verification_run``), or run by
+    ``manage.py verify_audit_chain`` (``requested_by`` empty)."""
 
     requested_at = models.DateTimeField(default=timezone.now)
     requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        null=True,
+        blank=True,
+        help_text="Empty when manage.py verify_audit_chain ran it.",
     )
     through = models.CharField(
         max_length=64,

@@ -293,3 +293,32 @@ def test_a_record_the_last_verification_found_altered_is_marked_on_its_history_p
     assert chain_verification_run(verification_id=chain_verification_ask(user=user).pk).holds
     assert "after it was sealed" not in history_page(auditor, decision_history)
     assert "after it was sealed" not in history_page(auditor, proposal_history)
+
+
+def test_a_break_verify_audit_chain_finds_is_marked_as_one_found_from_the_console(sealed, login):
+    """Run from the command line, verification records what it found as the console's does:
+    the chain's page lists it, by the command, and the altered record's history page says so;
+    a head hash is taken as the console takes it, and one it cannot take records nothing."""
+    decision = Decision.objects.get(proposal=sealed)
+    record = Decision.history.get(id=decision.pk)
+    head = chain_verify().head
+    assert verify("--head", f" {head.upper()} ").startswith("The audit chain holds")
+    with pytest.raises(CommandError, match="A head hash is 64 hexadecimal characters"):
+        verify("--head", "x" * 80)
+    assert ChainVerification.objects.count() == 1
+
+    Decision.history.filter(history_id=record.history_id).update(note="Approved by the CFO.")
+    with pytest.raises(CommandError) as refused:
+        verify()
+    auditor = login("auditor")
+    when = f"{ChainVerification.objects.order_by('-pk').first().finished_at:%Y-%m-%d %H:%M:%S} UTC"
+    page = history_page(auditor, f"/admin/approvals/decision/{decision.pk}/history/")
+    assert (
+        "A record of this history was altered after it was sealed (marked below), as the last "
+        f"verification of the audit chain found ({when})."
+    ) in page
+    latest, earlier = verifications_shown(auditor)
+    assert latest == ("Does not hold", str(refused.value))
+    assert earlier[0] == "Holds"
+    listed = auditor.get(CHAIN_PAGE).text.split('id="audit-chain-verifications"')[1]
+    assert listed.count("<td><code>manage.py verify_audit_chain</code></td>") == 2  # who asked
