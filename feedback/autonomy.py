@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from approvals import action_types
 from approvals.action_types.policy_changes import agents_own_scope, is_agents_own
-from approvals.models import Agent, AgentKind, Proposal
+from approvals.models import Agent, AgentKind, Proposal, RejectionReason
 from approvals.models import ProposalStatus as S
 from approvals.services.proposals import Submission, proposal_submit
 from approvals.simulation import SimulationReport, simulate
@@ -168,14 +168,20 @@ def _evidence(
         else f"at least {how_many(rules_now.narrow_min_decisions, 'decision')}, at least "
         f"{pct(rules_now.narrow_min_rejected_share)} rejected"
     )
-    reasons = ", ".join(f"{code} {n}" for code, n in card.rejection_reasons.items()) or "none"
+    reasons = (
+        ", ".join(
+            f"{n} {RejectionReason(code).label.lower() if code in RejectionReason else code}"
+            for code, n in sorted(card.rejection_reasons.items(), key=lambda item: -item[1])
+        )
+        or "none"
+    )
     happened, with_change = report.happened, report.with_draft
     rationale = (
         f"Over the last {days} days {card.agent} made "
         f"{how_many(card.proposals, action_type_label(card.action_type) + ' proposal')} "
         f"on {recommendation.account.external_id}: {card.auto_executed} ran on their "
         f"own; people decided {card.decided}, approving {pct(card.approval_rate)} "
-        f"({pct(card.clean_approval_rate)} as proposed, {card.edited} edited) and rejecting "
+        f"({card.approved - card.edited} as proposed, {card.edited} edited) and rejecting "
         f"{card.rejected} (reasons: {reasons}). The rules for {verb} hold ({test}).\n\n"
         f"What if the ceiling had been {recommendation.proposed * 100:.1f}% instead of "
         f"{recommendation.current * 100:.1f}% over those days: "

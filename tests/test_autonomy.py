@@ -166,6 +166,20 @@ def test_rejections_that_climb_narrow_the_ceiling(rules):
     assert len(made) == recommendation.supporting_data["scorecard"]["decided"]
 
 
+def test_the_recommendation_counts_the_decisions_in_the_words_of_the_console(rules):
+    """The policy owner reads how many were approved as proposed and edited as counts of the
+    same decisions (not "50% as proposed, 1 edited"), and the reasons as the decision pages
+    name them ("wrong signal"), not as codes ("wrong_signal")."""
+    record(*["approve"] * 5 + ["edit"] + ["wrong_signal"] * 3 + ["too_aggressive"])
+
+    [recommendation] = autonomy_recommendations_propose()
+
+    assert (
+        "people decided 10, approving 60% (5 as proposed, 1 edited) and rejecting 4 (reasons: "
+        "3 wrong signal, 1 too aggressive)."
+    ) in recommendation.rationale
+
+
 def test_no_recommendations_while_the_rules_are_off(rules):
     record(*["approve"] * 10)
     rules.is_active = False
