@@ -203,6 +203,21 @@ def test_an_agent_cannot_propose_a_policy_change(optimizer):
     assert not Proposal.objects.exists()
 
 
+def test_opening_the_autonomy_rules_first_is_not_recorded_as_setting_them(login, demo_world):
+    """On a new platform the rules are made with their defaults when first read; the
+    history an auditor reads says the platform made them, not the policy owner who only
+    opened their page (it said "Created … policy-owner (person)")."""
+    assert not AutonomyRules.objects.exists()
+    page = login("policy-owner").get("/admin/feedback/autonomyrules/", follow=True)
+    assert page.status_code == 200
+    history = login("auditor").get(
+        reverse("admin:feedback_autonomyrules_history", args=[AutonomyRules.current().pk])
+    )
+    text = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", history.text)))
+    assert "Created the autonomy review (system)" in text
+    assert "policy-owner (person)" not in text
+
+
 def test_policy_owners_keep_the_autonomy_rules_and_operators_read_them(login, demo_world):
     url = reverse("admin:feedback_autonomyrules_change", args=[AutonomyRules.current().pk])
     form = {
