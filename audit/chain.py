@@ -8,7 +8,7 @@ column breaks no old digest. The transactions
 that write history never wait on it, so the chain costs the platform's own work nothing; a
 record is protected from its sealing on, a minute or so after it is written.
 
-``chain_verify`` walks the chain from the start and names the first link that does not hold:
+``chain_verify`` walks the chain from the start and names every link that does not hold:
 its record altered (the digest differs), deleted (nothing left to digest), or the links
 themselves rewritten (a hash differs). A record with no link that is older than the last
 sealing run was inserted behind the chain's back. The chain proves itself consistent; to prove
@@ -23,16 +23,17 @@ import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.core.exceptions import FieldError
 from django.db import IntegrityError, connection, models, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from audit.exports import audited_models
-from audit.models import ChainLayout, ChainLink, ChainSealing, ChainVerification
+from audit.models import ChainBreak, ChainLayout, ChainLink, ChainSealing, ChainVerification
+from hitlproject.vocabulary import how_many
 
 GENESIS = "0" * 64
 BATCH = 2000
@@ -41,6 +42,8 @@ BATCH = 2000
 SEALING_MARGIN = timedelta(minutes=10)
 # A verification asked for this long ago and not done lost its worker: another may be asked for.
 VERIFICATION_LOST_AFTER = timedelta(hours=1)
+# The breaks a verification keeps, to name and mark; beyond them it only counts.
+BREAKS_KEPT = 1000
 _SEALER_LOCK = 0x4155_4454  # "AUDT": one sealer at a time
 
 
@@ -152,21 +155,35 @@ def _whose(model: type[models.Model], object_id: object) -> str:
 
 @dataclass(frozen=True)
 class Verification:
-    links: int
+    links: int  # those that held
     head: str
     unsealed: int
-    broken: Break | None
+    # Every break found, in the chain's order (records slipped in last), up to
+    # ``BREAKS_KEPT``; ``breaks_found`` counts them all.
+    breaks: tuple[Break, ...] = ()
     passed: bool = False  # through the head hash it was asked about
+    breaks_found: int = 0
+
+    @property
+    def broken(self) -> Break | None:
+        """The first break: where the chain stops being what it was."""
+        return self.breaks[0] if self.breaks else None
 
     @property
     def holds(self) -> bool:
-        return self.broken is None
+        return not self.breaks
 
     def verdict(self, through: str | None = None) -> tuple[bool, str]:
         """Whether the chain holds, through the head hash asked about if one was, and what
         verification found, in a sentence."""
         if not self.holds:
-            return False, f"The audit chain is broken at {self.broken}"
+            more = self.breaks_found - 1
+            return False, f"The audit chain is broken at {self.broken}" + (
+                f" It found {how_many(more, 'other break')} after it, each marked on the "
+                "history page of its record."
+                if more
+                else ""
+            )
         if through and not self.passed:
             return False, (
                 f"The audit chain holds, but does not pass through {through}: it is not the "
@@ -192,10 +209,26 @@ def _links_in_batches() -> Iterator[list[ChainLink]]:
 
 
 def chain_verify(*, through: str | None = None) -> Verification:
-    """Walk the chain and the records it seals; name the first break. ``through``: a head
-    hash recorded earlier, which the chain must pass through."""
+    """Walk the chain and the records it seals; name every break, the first first.
+    ``through``: a head hash recorded earlier, which the chain must pass through.
+
+    A break does not stop the walk: past a record altered or deleted, the links still vouch
+    for the records after it; past a rewritten link, each link after it is checked against
+    the one before it as it stands. So a second record altered is named too, and its history
+    page marked, at no more cost than a walk of a chain that holds."""
     by_table = {model._meta.label_lower: model for model in chained_models()}
     previous, count, passed = GENESIS, 0, through == GENESIS
+    breaks: list[Break] = []
+    found = 0
+
+    def broken(link: ChainLink, what: str, row: dict | None = None) -> None:
+        nonlocal found
+        found += 1
+        if len(breaks) < BREAKS_KEPT:
+            object_id = None if row is None else row.get("id")
+            of = _whose(by_table[link.table], object_id) if object_id is not None else ""
+            breaks.append(Break(link.table, link.history_id, what, link.pk, of, object_id))
+
     for batch in _links_in_batches():
         wanted: dict[ChainLayout, list[int]] = defaultdict(list)
         for link in batch:
@@ -204,37 +237,30 @@ def chain_verify(*, through: str | None = None) -> Verification:
         for layout, ids in wanted.items():
             model = by_table.get(layout.table)
             try:
-                found = model.objects.filter(history_id__in=ids).values(*layout.fields)
-                rows.update({(layout.table, row["history_id"]): row for row in found})
+                found_rows = model.objects.filter(history_id__in=ids).values(*layout.fields)
+                rows.update({(layout.table, row["history_id"]): row for row in found_rows})
             except (AttributeError, FieldError):  # the table, or a column, is gone
                 unreadable.add(layout.pk)
         for link in batch:
-            if link_hash(previous, link.table, link.history_id, link.digest) != link.hash:
-                return Verification(
-                    count, previous, 0, Break(link.table, link.history_id, REWRITTEN, link.pk)
-                )
-            if link.layout_id in unreadable:
-                return Verification(
-                    count, previous, 0, Break(link.table, link.history_id, UNREADABLE, link.pk)
-                )
             row = rows.get((link.table, link.history_id))
-            if row is None:
-                return Verification(
-                    count, previous, 0, Break(link.table, link.history_id, DELETED, link.pk)
-                )
-            if record_digest(row) != link.digest:
-                object_id = row.get("id")
-                of = _whose(by_table[link.table], object_id) if object_id is not None else ""
-                return Verification(
-                    count,
-                    previous,
-                    0,
-                    Break(link.table, link.history_id, ALTERED, link.pk, of, object_id),
-                )
-            previous, count = link.hash, count + 1
+            if link_hash(previous, link.table, link.history_id, link.digest) != link.hash:
+                broken(link, REWRITTEN)
+            elif link.layout_id in unreadable:
+                broken(link, UNREADABLE)
+            elif row is None:
+                broken(link, DELETED)
+            elif record_digest(row) != link.digest:
+                broken(link, ALTERED, row)
+            else:
+                count += 1
+            previous = link.hash
             passed = passed or link.hash == through
     unsealed, slipped_in = _unsealed_since(_last_run())
-    return Verification(count, previous, unsealed, slipped_in, passed)
+    for record in slipped_in:
+        found += 1
+        if len(breaks) < BREAKS_KEPT:
+            breaks.append(record)
+    return Verification(count, previous, unsealed, tuple(breaks), passed, found)
 
 
 REWRITTEN = "is not where the chain says: its links were rewritten, inserted or removed here"
@@ -244,23 +270,26 @@ INSERTED = "was inserted after its time had been sealed"
 UNREADABLE = "can no longer be read as it was sealed: a field it had is gone"
 
 
-def _unsealed_since(last_run: datetime | None) -> tuple[int, Break | None]:
-    """How many records wait for the next sealing, and the first that cannot be waiting:
-    written well before the last sealing run, yet not sealed by it."""
-    waiting, slipped_in = 0, None
+def _unsealed_since(last_run: datetime | None) -> tuple[int, list[Break]]:
+    """How many records wait for the next sealing, and those that cannot be waiting (up to
+    ``BREAKS_KEPT``): written well before the last sealing run, yet not sealed by it."""
+    waiting, slipped_in = 0, []
     for model in chained_models():
         unsealed = _unsealed(model)
         waiting += unsealed.count()
-        if last_run is not None and slipped_in is None:
-            early = unsealed.filter(history_date__lt=last_run - SEALING_MARGIN).first()
-            if early is not None:
-                slipped_in = Break(
+        if last_run is None:
+            continue
+        early = unsealed.filter(history_date__lt=last_run - SEALING_MARGIN)
+        for record in early.values("history_id", "id")[: BREAKS_KEPT - len(slipped_in)]:
+            slipped_in.append(
+                Break(
                     model._meta.label_lower,
-                    early.history_id,
+                    record["history_id"],
                     INSERTED,
-                    of=_whose(model, early.id),
-                    object_id=early.id,
+                    of=_whose(model, record["id"]),
+                    object_id=record["id"],
                 )
+            )
     return waiting, slipped_in
 
 
@@ -296,14 +325,19 @@ def _record_found(verification: ChainVerification, found: Verification) -> None:
         found.head,
         found.unsealed,
     )
-    if found.broken is not None:
-        broken = found.broken
-        verification.broken_table, verification.broken_history_id = broken.table, broken.history_id
-        verification.broken_what = broken.what
-        if broken.object_id is not None:
-            verification.broken_object_id = str(broken.object_id)
     verification.finished_at, verification.under_way = timezone.now(), None
-    verification.save()
+    with transaction.atomic():
+        verification.save()
+        ChainBreak.objects.bulk_create(
+            ChainBreak(
+                verification=verification,
+                table=broken.table,
+                history_id=broken.history_id,
+                object_id="" if broken.object_id is None else str(broken.object_id),
+                what=broken.what,
+            )
+            for broken in found.breaks
+        )
 
 
 def chain_verification_ask(*, user, through: str = "") -> ChainVerification | None:
@@ -323,13 +357,14 @@ def chain_verification_ask(*, user, through: str = "") -> ChainVerification | No
 
 @dataclass(frozen=True)
 class RecordedBreak:
-    """What the last verification found broken in one object's history: the record on its
-    own history page (``history_id``), or one of another object's that belongs to it (a
-    decision's, on its proposal's page: ``of_model``, that history's model, and ``of_id``)."""
+    """What the last verification found broken in one object's history: records on its own
+    history page (``marked``: each record's history id, and what befell it), or one of
+    another object's that belongs to it (a decision's, on its proposal's page: ``of_model``,
+    that history's model, and ``of_id``); ``what``: the first's."""
 
     verification: ChainVerification
     what: str
-    history_id: int | None = None
+    marked: dict[int, str] = field(default_factory=dict)
     of_model: type[models.Model] | None = None
     of_id: str = ""
 
@@ -339,7 +374,7 @@ class RecordedBreak:
 
 
 def chain_break_recorded(*, model: type[models.Model], object_id: object) -> RecordedBreak | None:
-    """Whether the last verification that finished found the chain broken at a record of
+    """Whether the last verification that finished found the chain broken at records of
     ``object_id``'s history, or of a history belonging to it (a record whose model points at
     ``model``): read from what that verification recorded, never by walking the chain."""
     last = (
@@ -347,23 +382,40 @@ def chain_break_recorded(*, model: type[models.Model], object_id: object) -> Rec
         .order_by("-finished_at", "-pk")
         .first()
     )
-    if last is None or last.holds is not False or last.broken_history_id is None:
+    if last is None or last.holds is not False:
         return None
-    broken = {m._meta.label_lower: m for m in chained_models()}.get(last.broken_table)
-    if broken is None:
-        return None
-    if broken is getattr(getattr(model, "history", None), "model", None):
-        if last.broken_object_id != str(object_id):
-            return None
-        return RecordedBreak(last, last.broken_what, history_id=last.broken_history_id)
-    pointing = [
-        field.attname
-        for field in broken._meta.concrete_fields
-        if field.is_relation and field.related_model is model
-    ]
-    if not pointing or not last.broken_object_id:
-        return None
-    row = broken.objects.filter(history_id=last.broken_history_id).values(*pointing).first()
-    if row is None or str(object_id) not in {str(value) for value in row.values()}:
-        return None
-    return RecordedBreak(last, last.broken_what, of_model=broken, of_id=last.broken_object_id)
+    breaks = ChainBreak.objects.filter(verification=last).exclude(object_id="").order_by("pk")
+    histories = {m._meta.label_lower: m for m in chained_models()}
+    own = getattr(getattr(model, "history", None), "model", None)
+    if own is not None:
+        marked = dict(
+            breaks.filter(table=own._meta.label_lower, object_id=str(object_id)).values_list(
+                "history_id", "what"
+            )
+        )
+        if marked:
+            return RecordedBreak(last, next(iter(marked.values())), marked=marked)
+    for table, history in histories.items():
+        pointing = [
+            f.attname
+            for f in history._meta.concrete_fields
+            if f.is_relation and f.related_model is model
+        ]
+        if not pointing:
+            continue
+        ids = list(breaks.filter(table=table).values_list("history_id", flat=True))
+        if not ids:
+            continue
+        points_here = Q()
+        for attname in pointing:
+            points_here |= Q(**{attname: object_id})
+        row = (
+            history.objects.filter(points_here, history_id__in=ids)
+            .order_by("history_id")
+            .values("history_id", "id")
+            .first()
+        )
+        if row is not None:
+            what = breaks.get(table=table, history_id=row["history_id"]).what
+            return RecordedBreak(last, what, of_model=history, of_id=str(row["id"]))
+    return None

@@ -136,17 +136,33 @@ class ChainVerification(models.Model):
     links = models.PositiveBigIntegerField(null=True)
     head = models.CharField(max_length=64, blank=True)
     unsealed = models.PositiveBigIntegerField(null=True)
-    # The record at which it found the chain broken, if it did, so that the record's history
-    # page can say so without walking the chain again.
-    broken_table = models.CharField(max_length=100, blank=True)
-    broken_history_id = models.BigIntegerField(null=True, blank=True)
-    broken_object_id = models.CharField(
-        max_length=64, blank=True, help_text="The id of the object whose history it is."
-    )
-    broken_what = models.CharField(max_length=200, blank=True)
 
     class Meta:
         ordering = ["-requested_at", "-pk"]
 
     def __str__(self) -> str:
         return f"Verification of {timezone.localtime(self.requested_at):%Y-%m-%d %H:%M:%S %Z}"
+
+
+class ChainBreak(models.Model):
+    """A record a verification found altered, deleted or slipped in behind the chain, or a
+    link rewritten: each one it found, so that every record's history page can say so without
+    walking the chain again (``audit.chain.chain_break_recorded``)."""
+
+    verification = models.ForeignKey(
+        ChainVerification, on_delete=models.CASCADE, related_name="breaks"
+    )
+    table = models.CharField(max_length=100)
+    history_id = models.BigIntegerField()
+    object_id = models.CharField(
+        max_length=64, blank=True, help_text="The id of the object whose history it is."
+    )
+    what = models.CharField(max_length=200)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["verification", "table", "object_id"], name="chain_break_of")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.table} record {self.history_id} {self.what}"

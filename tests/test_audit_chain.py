@@ -322,3 +322,37 @@ def test_a_break_verify_audit_chain_finds_is_marked_as_one_found_from_the_consol
     assert earlier[0] == "Holds"
     listed = auditor.get(CHAIN_PAGE).text.split('id="audit-chain-verifications"')[1]
     assert listed.count("<td><code>manage.py verify_audit_chain</code></td>") == 2  # who asked
+
+
+def test_every_record_altered_is_named_and_marked_not_only_the_first(sealed, login):
+    """Two records altered after sealing, far apart in the chain: the verification names the
+    first and counts the other, and each one's history page is marked (the second had said
+    nothing, as though it had been checked and held). Two altered in one history are both
+    marked on its page."""
+    later = evaluated(reallocation("120.00"))
+    chain_seal()
+    first = Proposal.history.filter(id=sealed.pk, status="approved").get()
+    second, *_, third = Proposal.history.filter(id=later.pk).order_by("history_id")
+    for record in (first, second, third):
+        Proposal.history.filter(history_id=record.history_id).update(rationale="forged")
+
+    found = chain_verify()
+    assert [b.history_id for b in found.breaks] == [
+        first.history_id,
+        second.history_id,
+        third.history_id,
+    ]
+    with pytest.raises(CommandError) as refused:
+        verify()
+    assert str(refused.value).endswith(
+        "was altered after it was sealed. It found 2 other breaks after it, each marked on the "
+        "history page of its record."
+    )
+
+    auditor = login("auditor")
+    page = history_page(auditor, f"/admin/approvals/proposal/{sealed.pk}/history/")
+    assert "A record of this history was altered after it was sealed (marked below)" in page
+    page = history_page(auditor, f"/admin/approvals/proposal/{later.pk}/history/")
+    assert "2 records of this history are not as they were sealed (each marked below" in page
+    rows = page.split("<tbody>")[1].split("</tbody>")[0]
+    assert rows.count("This record was altered after it was sealed") == 2

@@ -9,3 +9,9 @@ register = template.Library()
 def changed_by(record) -> str:
     """Who made a historical record's change, in words: "the executor (system)"."""
     return describe_actor(record.history_actor_kind, record.history_actor)
+
+
+@register.simple_tag
+def chain_mark(chain_break, record) -> str:
+    """What the last verification found befell this historical record, if anything."""
+    return chain_break.marked.get(record.pk, "") if chain_break else ""

@@ -7,9 +7,9 @@ from audit.views import ChainVerificationForm
 class Command(BaseCommand):
     help = (
         "Verify the audit chain: every sealed historical record is as it was sealed, and no "
-        "record was slipped in behind it. Exits 1 naming the first break. What it found is "
-        "recorded as a verification asked for in the console is: listed on the chain's page, "
-        "and a break marked on the history pages of the records it concerns."
+        "record was slipped in behind it. Exits 1 naming the first break and counting the "
+        "others. What it found is recorded as a verification asked for in the console is: "
+        "listed on the chain's page, and each break marked on the history page of its record."
     )
 
     def add_arguments(self, parser):
