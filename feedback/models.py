@@ -169,7 +169,10 @@ class AutonomyRules(models.Model):
     by policy owners. A recommendation is only ever a proposal for a policy owner to decide."""
 
     is_active = models.BooleanField(
-        default=True, verbose_name="recommend changes", help_text="Off: no recommendations."
+        default=True,
+        verbose_name="recommend changes",
+        help_text="Ticked: each day the autonomy review proposes the ceiling changes these "
+        "rules call for, each for a policy owner to decide. Unticked: it proposes none.",
     )
     window = models.DurationField(
         default=timedelta(days=30),

@@ -218,6 +218,20 @@ def test_opening_the_autonomy_rules_first_is_not_recorded_as_setting_them(login,
     assert "policy-owner (person)" not in text
 
 
+def test_the_rules_say_what_ticking_recommend_changes_does(login, demo_world):
+    """Beside the ticked box the policy owner read "Off: no recommendations.", as though
+    recommendations were off."""
+    page = html.unescape(
+        login("policy-owner").get("/admin/feedback/autonomyrules/", follow=True).text
+    )
+    assert 'name="is_active" checked' in page or re.search(r'name="is_active"[^>]*checked', page)
+    assert "Off: no recommendations" not in page
+    assert (
+        "Ticked: each day the autonomy review proposes the ceiling changes these rules call "
+        "for, each for a policy owner to decide. Unticked: it proposes none."
+    ) in page
+
+
 def test_policy_owners_keep_the_autonomy_rules_and_operators_read_them(login, demo_world):
     url = reverse("admin:feedback_autonomyrules_change", args=[AutonomyRules.current().pk])
     form = {
