@@ -110,7 +110,9 @@ def as_stored(value: Decimal | None, unit: str) -> Decimal | None:
 
 
 class PolicyForm(ChangeReasonForm):
-    action_type = forms.ChoiceField(choices=lambda: [(name, name) for name in action_types.names()])
+    action_type = forms.ChoiceField(
+        choices=lambda: [(name, action_types.label(name)) for name in action_types.names()]
+    )
     agent_kind = forms.ChoiceField(
         choices=[("", "Any kind"), *AgentKind.choices], required=False, label="Agent kind"
     )
@@ -357,6 +359,7 @@ class PolicyAdmin(ChangeReasonAdmin):
         ),
     ]
     shown_read_only = {
+        "action_type": "action_type_display",
         "auto_execute_max_magnitude": "auto_execute_ceiling",
         "cumulative_max_magnitude": "cumulative_ceiling",
         "cumulative_window": "cumulative_window_shown",

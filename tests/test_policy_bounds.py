@@ -4,6 +4,7 @@ human with the reason instead of waiting unevaluated forever."""
 
 import html
 import io
+import re
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -94,6 +95,19 @@ def test_a_policy_owner_saving_a_window_of_999999999_days_is_told_why(login):
     assert "days, 0:00:00" not in page.text
     policy.refresh_from_db()
     assert policy.review_window == timedelta(hours=72)
+
+
+def test_a_policy_s_action_type_reads_as_everywhere_else_in_the_console(login):
+    """The list said "bid adjustment"; the policy's own page offered "bid_adjustment" to the
+    policy owner and showed it so to the auditor."""
+    policy = bid_policy()
+    url = reverse("admin:policies_policy_change", args=[policy.pk])
+    editing = login("policy-owner").get(url).text
+    assert '<option value="bid_adjustment" selected>bid adjustment</option>' in editing
+    assert '<option value="budget_reallocation">budget reallocation</option>' in editing
+    read = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", login("auditor").get(url).text))
+    assert "Action type: bid adjustment " in read
+    assert "bid_adjustment" not in read
 
 
 def test_a_policy_owner_reads_and_types_its_windows_in_words(login):
