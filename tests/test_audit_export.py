@@ -1,8 +1,11 @@
 """The auditor's export: every change of a period, streamed as CSV or JSON Lines."""
 
 import csv
+import html
 import io
+import itertools
 import json
+import re
 from datetime import UTC
 
 from django.contrib.auth import get_user_model
@@ -183,6 +186,26 @@ def test_the_export_page_names_every_kind_of_record_it_holds(login):
         assert kind in holds
     models = {json.loads(line)["model"] for line in exported(auditor, "jsonl").splitlines()}
     assert "notifications.notification" in models and "notifications.route" in models
+
+
+def test_the_export_page_says_in_what_order_the_rows_come(login):
+    """An auditor opening the file found 06:52, then 06:57, then 06:52 again, and the page
+    had not said the rows come record by record rather than as one timeline."""
+    evaluated()
+    auditor = login("auditor")
+    page = html.unescape(auditor.get(URL).content.decode())
+    said = re.sub(r"\s+", " ", page.split('id="audit-export-order">')[1].split("</p>")[0])
+    assert said == (
+        "Rows come kind of record by kind, each record's changes together, in the order they "
+        "were made: not one timeline across records (sort by the first column, when, for that)."
+    )
+    rows = list(csv.DictReader(io.StringIO(exported(auditor, "csv"))))
+    by_record: dict[tuple[str, str], list[str]] = {}
+    for row in rows:
+        by_record.setdefault((row["model"], row["object_id"]), []).append(row["at"])
+    assert all(times == sorted(times) for times in by_record.values())
+    seen = [key for key, _ in itertools.groupby((r["model"], r["object_id"]) for r in rows)]
+    assert len(seen) == len(by_record)  # each record's changes together
 
 
 def test_a_reason_typed_as_a_formula_reaches_the_csv_as_text(login):
