@@ -51,7 +51,12 @@ REFUSALS = {
     "413": ("The body is too large.", "Error"),
     "415": ("The body is not JSON.", "Error"),
     "422": ("The Idempotency-Key was used with another request.", "Error"),
-    "429": ("Too many requests from this agent: wait as Retry-After says.", "Error"),
+    "429": (
+        "Too many requests from this agent: wait as Retry-After says. Code "
+        "authentication_throttled: too many malformed, unknown or revoked API keys from this "
+        "address (HITL_API_AUTH_FAILURE_RATE); a valid key from it is still answered.",
+        "Error",
+    ),
     "503": (
         "Nothing was done; send the same request again after Retry-After seconds. Code busy: "
         "the server has as many requests under way as it takes at once (in all, "

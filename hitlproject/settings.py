@@ -462,7 +462,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["hitlproject.parsers.SafeJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_CLASSES": ["approvals.authentication.AgentRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"agent": env("HITL_API_THROTTLE_RATE", "6000/min")},
+    "DEFAULT_THROTTLE_RATES": {
+        "agent": env("HITL_API_THROTTLE_RATE", "6000/min"),
+        # Refused API keys per client address (approvals.authentication).
+        "auth_failures": env("HITL_API_AUTH_FAILURE_RATE", "30/min"),
+    },
     "EXCEPTION_HANDLER": "hitlproject.api.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }

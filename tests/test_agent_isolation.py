@@ -163,7 +163,10 @@ def test_an_agent_over_its_rate_gets_429_with_retry_after(optimizer, settings):
     window_counts_clear(name=window)
     settings.REST_FRAMEWORK = {
         **settings.REST_FRAMEWORK,
-        "DEFAULT_THROTTLE_RATES": {"agent": "3/min"},
+        "DEFAULT_THROTTLE_RATES": {
+            **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"],
+            "agent": "3/min",
+        },
     }
     try:
         statuses = [optimizer.get("/api/v1/campaigns/").status_code for _ in range(4)]

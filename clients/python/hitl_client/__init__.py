@@ -13,6 +13,7 @@ from hitl_client.callbacks import verify_callback
 from hitl_client.client import AsyncClient, AsyncFeedbackFeed, Client, FeedbackFeed
 from hitl_client.errors import (
     AuthFailed,
+    AuthThrottled,
     BadResponse,
     ConfigurationError,
     Conflict,
@@ -55,6 +56,7 @@ __all__ = [
     "AsyncClient",
     "AsyncFeedbackFeed",
     "AuthFailed",
+    "AuthThrottled",
     "BadResponse",
     "BatchItem",
     "Campaign",

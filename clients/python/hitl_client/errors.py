@@ -78,6 +78,12 @@ class RateLimited(HitlError):
         self.retry_after = retry_after
 
 
+class AuthThrottled(RateLimited, AuthFailed):
+    """429 ``authentication_throttled``: this address sent more malformed, unknown or revoked
+    API keys than the API takes; the key sent is one of them. Both a ``RateLimited`` (wait
+    ``retry_after``) and an ``AuthFailed`` (mend the key: retrying it will not help)."""
+
+
 class ServerError(HitlError):
     """5xx after the client's retries ran out (or a non-idempotent request, not retried)."""
 
@@ -178,6 +184,8 @@ def error_from_response(
     kw: dict[str, Any] = {"status_code": status_code, "code": code, "body": body}
     if issubclass(kind, ValidationFailed):
         return kind(message, errors=errors or {"non_field_errors": [message]}, **kw)
-    if kind in (RateLimited, ServerError):
+    if kind is RateLimited and code == "authentication_throttled":
+        kind = AuthThrottled
+    if issubclass(kind, RateLimited | ServerError):
         return kind(message, retry_after=retry_after, **kw)
     return kind(message, **kw)
