@@ -403,7 +403,12 @@ class IdempotentAPIView(AgentAPIView):
             taken = idempotency_key_take(agent=request.user, key=key, fingerprint=fingerprint)
             if isinstance(taken, Replay):
                 return Response(
-                    taken.body, status=taken.status, headers={"Idempotent-Replayed": "true"}
+                    taken.body,
+                    status=taken.status,
+                    headers={
+                        **self.answer_headers(taken.status, taken.body),
+                        "Idempotent-Replayed": "true",
+                    },
                 )
             response = self.perform(request, checked, **kwargs)
             idempotency_answer_store(taken=taken, status=response.status_code, body=response.data)
@@ -417,6 +422,11 @@ class IdempotentAPIView(AgentAPIView):
 
     def perform(self, request: Request, checked: Any, **kwargs: Any) -> Response:
         raise NotImplementedError
+
+    def answer_headers(self, status_code: int, body: Any) -> dict[str, str]:
+        """The headers ``perform`` answers with besides the body, which a replay of its
+        answer carries again (the body is what is kept)."""
+        return {}
 
 
 class ProposalPagination(IdCursorPagination):
@@ -456,11 +466,17 @@ class ProposalCollectionApi(IdempotentAPIView):
 
     def perform(self, request: Request, checked: Submission) -> Response:
         proposal = proposal_submit(agent=request.user, submission=checked)
+        body = proposal_body(proposal, just_submitted=True)
         return Response(
-            proposal_body(proposal, just_submitted=True),
+            body,
             status=status.HTTP_201_CREATED,
-            headers={"Location": f"/api/v1/proposals/{proposal.pk}/"},
+            headers=self.answer_headers(status.HTTP_201_CREATED, body),
         )
+
+    def answer_headers(self, status_code: int, body: Any) -> dict[str, str]:
+        if status_code == status.HTTP_201_CREATED and isinstance(body, dict) and "id" in body:
+            return {"Location": f"/api/v1/proposals/{body['id']}/"}
+        return {}
 
     @extend_schema(
         operation_id="proposals_list",

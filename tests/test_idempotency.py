@@ -20,6 +20,8 @@ def test_same_key_and_body_replays_the_original_answer(optimizer):
     assert again.json() == first.json()
     assert again.headers["Idempotent-Replayed"] == "true"
     assert Proposal.objects.count() == 1
+    # The replay is the original answer, headers too: where the proposal is.
+    assert again.headers["Location"] == first.headers["Location"] == f"{URL}{first.json()['id']}/"
 
 
 def test_same_key_with_another_body_is_a_422(optimizer):
