@@ -374,8 +374,15 @@ _checkers = threading.local()
 def idempotency_key_of(request: Request) -> str | None:
     """The request's Idempotency-Key, if it sends one; a 400 if it is not one."""
     key = request.headers.get("Idempotency-Key")
-    if key is not None and not (1 <= len(key) <= MAX_KEY_LENGTH and key.isprintable()):
-        raise ValidationError({"Idempotency-Key": ["Must be 1 to 255 printable characters."]})
+    if key is not None and not (
+        1 <= len(key) <= MAX_KEY_LENGTH and key.isascii() and key.isprintable()
+    ):
+        # HTTP carries a header's value as bytes, which the server reads as Latin-1: a key
+        # written in UTF-8 came in as other letters (or control characters), and a proxy
+        # or a retry from another client may re-encode it. The key, an opaque token, is
+        # written in printable ASCII (a structured-field string, as the IETF's
+        # Idempotency-Key draft says), read the same by every party.
+        raise ValidationError({"Idempotency-Key": ["Must be 1 to 255 printable ASCII characters."]})
     return key
 
 

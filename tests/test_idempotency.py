@@ -104,7 +104,7 @@ def test_a_key_used_on_proposals_is_a_422_on_the_dry_run_and_on_a_withdrawal(opt
     )
     assert optimizer.post(
         "/api/v1/policies/evaluate/", dry_run, format="json", HTTP_IDEMPOTENCY_KEY="x" * 256
-    ).json() == {"Idempotency-Key": ["Must be 1 to 255 printable characters."]}
+    ).json() == {"Idempotency-Key": ["Must be 1 to 255 printable ASCII characters."]}
     assert optimizer.post(withdraw, HTTP_IDEMPOTENCY_KEY="fresh").status_code == 200
     assert Proposal.objects.get(pk=first["id"]).status == "withdrawn"
 

@@ -16,7 +16,7 @@ from hitl_client._core import (
     Answer,
     Call,
     bad_response,
-    new_idempotency_key,
+    idempotency_key_or_new,
     path_of,
 )
 from hitl_client.errors import WaitTimedOut, error_from_response
@@ -91,7 +91,7 @@ def propose_call(
         "POST",
         PROPOSALS,
         body=body,
-        idempotency_key=idempotency_key or new_idempotency_key(),
+        idempotency_key=idempotency_key_or_new(idempotency_key),
         retry_safe=True,
     )
 
@@ -121,7 +121,7 @@ def batch_call(
         "POST",
         f"{PROPOSALS}batch/",
         body=body,
-        idempotency_key=idempotency_key or new_idempotency_key(),
+        idempotency_key=idempotency_key_or_new(idempotency_key),
         retry_safe=True,
     )
 
@@ -199,7 +199,7 @@ def outcome_call(
         "POST",
         f"{PROPOSALS}{int(proposal_id)}/outcome/",
         body=body,
-        idempotency_key=idempotency_key or new_idempotency_key(),
+        idempotency_key=idempotency_key_or_new(idempotency_key),
         retry_safe=True,
     )
 

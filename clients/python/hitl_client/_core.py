@@ -24,6 +24,7 @@ from hitl_client.errors import (
     BadResponse,
     ConfigurationError,
     ConnectionFailed,
+    ValidationFailed,
     error_from_response,
 )
 
@@ -112,6 +113,26 @@ def _json_default(value: Any) -> Any:
 
 def new_idempotency_key() -> str:
     return f"hitl-client-{uuid.uuid4()}"
+
+
+KEY_REFUSED = "Must be 1 to 255 printable ASCII characters."
+
+
+def idempotency_key_or_new(key: str | None) -> str:
+    """The caller's Idempotency-Key, or a new one when none is given. A key the API would
+    refuse (it takes 1 to 255 printable ASCII characters) is refused here as the API would,
+    ``ValidationFailed`` on ``Idempotency-Key``, before anything is sent: such a key cannot
+    even be written into a header (a letter outside ASCII, a line break), and its request
+    failed as a ``UnicodeEncodeError`` or as a connection that failed."""
+    if not key:
+        return new_idempotency_key()
+    if not (isinstance(key, str) and len(key) <= 255 and key.isascii() and key.isprintable()):
+        raise ValidationFailed(
+            f"Idempotency-Key: {KEY_REFUSED} Nothing was sent.",
+            errors={"Idempotency-Key": [KEY_REFUSED]},
+            code="invalid",
+        )
+    return key
 
 
 @dataclass(frozen=True)
