@@ -97,8 +97,7 @@ def authentication_failure_count(request) -> None:
     hit = window_hit(name=window, period=period, now=time.time())
     if hit.count > limit:
         seconds = max(1, int(hit.seconds_left + 0.999))
-        raise Throttled(
-            wait=seconds,
+        refusal = Throttled(
             detail=(
                 f"Too many requests with a malformed, unknown or revoked API key from this "
                 f"address (more than {limit} in {period} seconds); nothing was done. Check "
@@ -106,6 +105,8 @@ def authentication_failure_count(request) -> None:
             ),
             code="authentication_throttled",
         )
+        refusal.wait = seconds  # Retry-After; given to Throttled, DRF adds its own sentence
+        raise refusal
 
 
 # Failed authentications are counted per address in this many shares: with Redis a share's

@@ -59,7 +59,9 @@ def test_wrong_keys_from_one_address_are_refused_429_after_the_limit(failures_li
     refused = answers[-1]
     assert refused.json()["code"] == "authentication_throttled"
     assert "API key" in refused.json()["detail"]
-    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    seconds = int(refused.headers["Retry-After"])
+    assert 1 <= seconds <= 60
+    assert refused.json()["detail"].endswith(f"Check the key, and send again in {seconds} seconds.")
     # Malformed keys and keys nobody has count alike, and a refused write records nothing.
     posted = client_at(NAT, "hitl_000000000000_nobody").post(URL, bid_adjustment(), format="json")
     assert posted.status_code == 429
