@@ -374,6 +374,12 @@ _checkers = threading.local()
 def idempotency_key_of(request: Request) -> str | None:
     """The request's Idempotency-Key, if it sends one; a 400 if it is not one."""
     key = request.headers.get("Idempotency-Key")
+    if key is not None and _sent_more_than_once(request, b"idempotency-key"):
+        # Django joins the headers into one ("a,b"); a proxy may keep the first, the last or
+        # both, so that a retry through it would carry another key and propose twice.
+        raise ValidationError(
+            {"Idempotency-Key": ["Send one Idempotency-Key header, not several."]}
+        )
     if key is not None and not (
         1 <= len(key) <= MAX_KEY_LENGTH and key.isascii() and key.isprintable()
     ):
@@ -384,6 +390,16 @@ def idempotency_key_of(request: Request) -> str | None:
         # Idempotency-Key draft says), read the same by every party.
         raise ValidationError({"Idempotency-Key": ["Must be 1 to 255 printable ASCII characters."]})
     return key
+
+
+def _sent_more_than_once(request: Request, name: bytes) -> bool:
+    """Whether the request carried header ``name`` (lower case) more than once, as the ASGI
+    server received it (its ``scope``; a request made otherwise, by the test client, has
+    one value a header)."""
+    scope = getattr(request._request, "scope", None)
+    if scope is None:
+        return False
+    return sum(1 for sent, _ in scope.get("headers", ()) if sent.lower() == name) > 1
 
 
 @docstring_for_code_readers

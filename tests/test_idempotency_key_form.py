@@ -2,6 +2,7 @@
 client refuses it before sending, as the API would, and the MCP server tells the model so."""
 
 import hitl_client
+import httpx
 import pytest
 
 from approvals.models import Proposal
@@ -62,3 +63,32 @@ def test_the_mcp_server_tells_the_model_its_key_is_refused(web_server, demo_worl
     said = run_agent(web_server, demo_world["agents"]["optimizer"], agent)
     assert "Idempotency-Key: Must be 1 to 255 printable ASCII characters." in said
     assert not Proposal.objects.exists()
+
+
+def test_two_idempotency_key_headers_are_a_400_through_the_web_server(web_server, demo_world):
+    """Through the Procfile's web server (ASGI), which hands Django both: before, Django
+    joined them into the one key "run-7,run-8" and proposed under it."""
+    answer = httpx.post(
+        f"{web_server}{URL}",
+        json=bid_adjustment("2.40"),
+        headers=[
+            ("Authorization", f"Bearer {demo_world['agents']['optimizer']}"),
+            ("Idempotency-Key", "run-7"),
+            ("Idempotency-Key", "run-8"),
+        ],
+        timeout=30,
+    )
+    assert answer.status_code == 400
+    assert answer.json() == {"Idempotency-Key": ["Send one Idempotency-Key header, not several."]}
+    assert not Proposal.objects.exists()
+    # One header holding a comma is one key.
+    answer = httpx.post(
+        f"{web_server}{URL}",
+        json=bid_adjustment("2.40"),
+        headers={
+            "Authorization": f"Bearer {demo_world['agents']['optimizer']}",
+            "Idempotency-Key": "run-7,run-8",
+        },
+        timeout=30,
+    )
+    assert answer.status_code == 201
