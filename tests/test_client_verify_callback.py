@@ -17,6 +17,7 @@ BODY = b'{"id":"5d0c","type":"proposal.approved"}'
 def test_a_current_signature_holds_and_an_old_or_early_one_does_not():
     now = int(time.time())
     assert verify_callback(SECRET, sign(SECRET, now, BODY), BODY)
+    assert verify_callback(SECRET, sign(SECRET, now, BODY).encode(), BODY)  # as bytes
     assert not verify_callback(SECRET, sign(SECRET, now - 301, BODY), BODY)  # replayed later
     assert not verify_callback(SECRET, sign(SECRET, now + 301, BODY), BODY)
 
@@ -27,6 +28,10 @@ def test_a_current_signature_holds_and_an_old_or_early_one_does_not():
         # As a framework that reads headers as Latin-1 hands it over (Werkzeug, Django).
         f"t={int(time.time())},v1=\u00e9" + "0" * 63,
         f"t={int(time.time())},v1=\u2603",
+        f"t={int(time.time())},v1=".encode() + b"\xe9\xff",  # bytes, as a server may pass them
+        "t=\u0661\u0662\u0663,v1=00",  # Arabic-Indic digits, which int() reads
+        "t=,v1=00",
+        f"t={int(time.time())},v1=,",
         None,  # no X-HITL-Signature at all: headers.get(...) gave None
         "",
         "t",
