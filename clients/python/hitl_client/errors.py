@@ -57,7 +57,9 @@ class AuthFailed(HitlError):
 
 
 class PermissionDenied(HitlError):
-    """403: the key is valid but this agent may not do this (another account, say)."""
+    """403: the key is valid but this agent may not do this. SPEC lists it; the platform
+    answers nothing with it today: another agent's proposal is a 404 and an account not this
+    agent's a 400 (``ValidationFailed``), which say nothing of what others have."""
 
 
 class NotFound(HitlError):
