@@ -8,6 +8,7 @@ class NotificationsConfig(AppConfig):
     def ready(self) -> None:
         from approvals.services import hooks
         from approvals.services.lifecycle import on_proposals_moved
+        from notifications import receivers  # noqa: F401
         from notifications.services import (
             notifications_record_moves,
             reviews_restarted_tell,

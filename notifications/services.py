@@ -113,6 +113,8 @@ TOLD_AFTER_THE_ONE_AHEAD = timedelta(seconds=10)
 DELIVERY_ON_ITS_WAY = "notifications.deliver"
 # The delivery task (notifications.tasks), sent by its name: the tasks module imports this one.
 DELIVER_NOTIFICATIONS = "notifications.deliver_notifications"
+REDRAW_SLACK_MESSAGES = "notifications.redraw_slack_messages"
+RETRACT_SLACK_MESSAGES = "notifications.retract_slack_messages"
 ON_ITS_WAY_STALE_SECONDS = 5
 # Who writes the outbox and the deadlines in the audit trail: the platform's part that tells
 # people, whichever move (a person's, an agent's, a sweep's) made it tell them.
@@ -636,26 +638,156 @@ def slack_messages_claimed(*, proposal_id: int, about: str) -> None:
 
 def slack_messages_redrawn_for(*, proposal_id: int, user, about: str) -> None:
     """Have ``user``'s Slack messages of this review round of a proposal that still waits
-    say it as they may read it now (not a digest's: its lines offer no buttons). Once a
-    press of theirs was refused for what changed since the message went (their staff status
-    taken away, a second factor required of their group), the message offers no button that
-    would be refused again: its update takes it back, or leaves only "I'll take it"."""
+    say it as they may read it now. Once a press of theirs was refused for what changed
+    since the message went, the message offers no button that would be refused again."""
     with transaction.atomic():
-        proposal = (
-            Proposal.objects.filter(pk=proposal_id, status=ProposalStatus.PENDING_REVIEW)
-            .only("review_round")
-            .first()
+        _slack_messages_redraw(
+            Proposal.objects.filter(pk=proposal_id), user_ids=[user.pk], about=about
         )
-        if proposal is None:
-            return
-        _slack_messages_update(
-            proposal_ids=[proposal_id],
-            now=timezone.now(),
+
+
+def slack_messages_redrawn_for_people(*, user_ids: Sequence[int], about: str) -> None:
+    """Have these people's Slack messages of proposals that still wait (each of its review
+    round under way) say them as they may read them now (``REDRAW_SLACK_MESSAGES``)."""
+    with transaction.atomic():
+        _slack_messages_redraw(
+            Proposal.objects.filter(pk__in=_live_slack_messages(user_ids).values("proposal_id")),
+            user_ids=user_ids,
             about=about,
-            review_round=proposal.review_round,
-            recipient_id=user.pk,
+        )
+
+
+def _slack_messages_redraw(proposals, *, user_ids: Sequence[int], about: str) -> None:
+    """Record an update of each of these people's Slack messages of the review round under
+    way of those of ``proposals`` that still wait, drawn as it is sent (``_update_says``):
+    to one whose staff status was taken away, who was deactivated or may no longer see
+    proposals, it takes the message back; to one whose group must now use a second factor,
+    it offers only "I'll take it" and says why; to one who may decide on Slack again, the
+    buttons come back. Not a digest's: its lines offer no buttons."""
+    by_round = defaultdict(list)
+    for proposal in proposals.filter(status=ProposalStatus.PENDING_REVIEW).only("review_round"):
+        by_round[proposal.review_round].append(proposal.pk)
+    now = timezone.now()
+    for review_round, proposal_ids in by_round.items():
+        _slack_messages_update(
+            proposal_ids=proposal_ids,
+            now=now,
+            about=about,
+            review_round=review_round,
+            recipient_id__in=list(user_ids),
             in_digest=False,
         )
+
+
+def _live_slack_messages(user_ids: Sequence[int]):
+    """These people's Slack messages, posted and not a digest's, of proposals that wait."""
+    return Notification.objects.filter(
+        recipient_id__in=list(user_ids),
+        channel=NotificationChannel.SLACK,
+        status=NotificationStatus.SENT,
+        updates__isnull=True,
+        in_digest=False,
+        proposal__status=ProposalStatus.PENDING_REVIEW,
+    ).exclude(slack_ts="")
+
+
+def _slack_standing(user) -> tuple:
+    """What a Slack message offers its reader turns on, besides its proposal: whether they
+    may be shown proposals, whether a group of theirs must use a second factor a press does
+    not ask for, and their permissions."""
+    return (
+        may_not_read(user),
+        slack_lacks_second_factor(user),
+        frozenset(user.get_all_permissions()),
+    )
+
+
+def _slack_messages_changed_as_they_went(sent: Sequence[Notification]) -> None:
+    """In the transaction that records these Slack messages sent: those whose reader's
+    standing changed since the message was drawn (``drawn_for``) are redrawn. Their rows
+    locked first, as the change locks them (``slack_messages_follow_people``): a change
+    committed before is read here, one committed after sees these messages sent."""
+    if not sent:
+        return
+    people = {
+        user.pk: user
+        for user in get_user_model()
+        .objects.select_for_update()
+        .filter(pk__in={n.recipient_id for n in sent})
+        .order_by("pk")
+    }
+    changed = {
+        n.recipient_id
+        for n in sent
+        if n.recipient_id in people and _slack_standing(people[n.recipient_id]) != n.drawn_for
+    }
+    if changed:
+        _slack_messages_redraw(
+            Proposal.objects.filter(
+                pk__in={n.proposal_id for n in sent if n.recipient_id in changed}
+            ),
+            user_ids=sorted(changed),
+            about="a change to what its reader may do, made as it went",
+        )
+
+
+def slack_messages_follow_people(*, user_ids: Sequence[int], about: str) -> None:
+    """In the transaction that changed what these people may do with a proposal (a second
+    factor required of a group of theirs or no longer, their groups or permissions changed,
+    their staff status or their account's activity changed): once it commits, their Slack
+    messages of proposals that wait are redrawn as they would be sent now, by a task
+    (``REDRAW_SLACK_MESSAGES``), without waiting for a press or for the proposal to move.
+    Nothing is sent for people with no such message."""
+    user_ids = sorted({pk for pk in user_ids if pk is not None})
+    if not user_ids:
+        return
+    with transaction.atomic():
+        # As a message's sender locks them to record it sent (``_slack_messages_changed_as_
+        # they_went``): one recorded before is seen here, one recorded after sees the change.
+        list(
+            get_user_model()
+            .objects.select_for_update()
+            .filter(pk__in=user_ids)
+            .order_by("pk")
+            .values_list("pk")
+        )
+        if _live_slack_messages(user_ids).exists():
+            after_commit(_redraw_later, user_ids, about)
+
+
+def _redraw_later(user_ids: list[int], about: str) -> None:
+    app.send_task(REDRAW_SLACK_MESSAGES, (user_ids, about))
+
+
+def slack_messages_take_back_of_deleted(*, user) -> None:
+    """In the transaction that deletes a person (their messages' records go with them): once
+    it commits, each of their Slack messages of a proposal that waits is taken back by a task
+    (``RETRACT_SLACK_MESSAGES``), saying why; its buttons would answer that nobody matches."""
+    where = [
+        [message.slack_channel, message.slack_ts]
+        for message in _live_slack_messages([user.pk]).only("slack_channel", "slack_ts")
+    ]
+    if where:
+        text = f"This message is no longer shown: {user.get_username()} was deleted."
+        after_commit(_retract_later, where, text)
+
+
+def _retract_later(where: list[list[str]], text: str) -> None:
+    app.send_task(RETRACT_SLACK_MESSAGES, (where, text))
+
+
+def slack_messages_retract(*, where: Sequence[Sequence[str]], text: str) -> None:
+    """Take back the Slack messages at ``where`` (channel and ts of each), saying ``text``.
+    A message Slack no longer has is let be; one it could not take now raises the error,
+    to be tried again."""
+    channel = channel_for(NotificationChannel.SLACK)
+    for slack_channel, ts in where:
+        try:
+            channel.retract(where={"channel": slack_channel, "ts": ts}, text=text)
+        except ChannelError as error:
+            if not error.permanent:
+                raise
+            logger.warning("Slack message %s %s not taken back: %s", slack_channel, ts, error)
 
 
 def outcome_text(proposal: Proposal, *, reader=None) -> str:
@@ -1059,6 +1191,9 @@ def _send_one(
             # It asks no decision: it says whether its reader may retry it, on its page.
             may_decide = may_act(notification.recipient, notification.proposal, Act.RETRY)
         else:
+            if notification.channel == NotificationChannel.SLACK:
+                # Read again where it is recorded sent: a change made since redraws it.
+                notification.drawn_for = _slack_standing(notification.recipient)
             may_decide, message = _as_told_to(
                 notification.recipient,
                 notification.proposal,
@@ -1328,6 +1463,15 @@ def _attempts_record(
                 actor=NOTIFICATIONS_ACTOR,
             )
         slack_messages_went_stale(recorded, stopped=stopped)
+        _slack_messages_changed_as_they_went(
+            [
+                n
+                for n in recorded
+                if hasattr(n, "drawn_for")
+                and n.status == NotificationStatus.SENT
+                and n.pk not in stopped
+            ]
+        )
     retried = [n for n in recorded if n.status == NotificationStatus.PENDING]
     if retried:
         for notification in retried:

@@ -4,13 +4,18 @@ from celery import shared_task
 from django.db import OperationalError
 
 from hitlproject.on_its_way import started
+from notifications.channels import ChannelError
 from notifications.deadlines import deadlines_sweep
 from notifications.digests import notifications_send_digests
 from notifications.services import (
     DELIVER_NOTIFICATIONS,
     DELIVERY_ON_ITS_WAY,
+    REDRAW_SLACK_MESSAGES,
+    RETRACT_SLACK_MESSAGES,
     notifications_deliver,
     notifications_resend_due,
+    slack_messages_redrawn_for_people,
+    slack_messages_retract,
 )
 
 
@@ -51,3 +56,24 @@ def sweep_deadlines() -> None:
 @shared_task(name="notifications.send_due_digests")
 def send_due_digests() -> None:
     notifications_send_digests()
+
+
+@shared_task(
+    name=REDRAW_SLACK_MESSAGES,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=8,
+)
+def redraw_slack_messages(user_ids: list[int], about: str) -> None:
+    # Records the updates (the outbox); the delivery task sends them.
+    slack_messages_redrawn_for_people(user_ids=user_ids, about=about)
+
+
+@shared_task(
+    name=RETRACT_SLACK_MESSAGES,
+    autoretry_for=(ChannelError,),
+    retry_backoff=True,
+    max_retries=8,
+)
+def retract_slack_messages(where: list[list[str]], text: str) -> None:
+    slack_messages_retract(where=where, text=text)

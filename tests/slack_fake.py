@@ -53,6 +53,8 @@ class SlackServer:
         # Called once, with its arguments, when the next chat.update arrives, before Slack has
         # it: what happens elsewhere while an update is on its way.
         self.while_next_update: Callable[[dict], None] | None = None
+        # Likewise for the next chat.postMessage: what happens while a message is on its way.
+        self.while_next_post: Callable[[dict], None] | None = None
         # The units a message's blocks' texts may add up to (``blocks_units``), past which it
         # is refused msg_blocks_too_long: lower, a Slack that counts more strictly.
         self.blocks_text_limit = MAX_BLOCKS_TEXT
@@ -110,6 +112,9 @@ class SlackServer:
             return {"ok": False, "error": "unknown_method"}
         if method == "chat.update" and self.while_next_update:
             meanwhile, self.while_next_update = self.while_next_update, None
+            meanwhile(args)
+        if method == "chat.postMessage" and self.while_next_post:
+            meanwhile, self.while_next_post = self.while_next_post, None
             meanwhile(args)
         with self._lock:
             self.calls.append(Call(method, args))
@@ -190,6 +195,7 @@ class SlackServer:
             self.people = dict(KNOWN_PEOPLE)
             self.rate_limited.clear()
             self.while_next_update = None
+            self.while_next_post = None
             self.blocks_text_limit = MAX_BLOCKS_TEXT
 
     def close(self) -> None:

@@ -555,18 +555,23 @@ def test_a_person_who_lost_the_right_to_read_proposals_is_shown_no_more_of_it(
     optimizer, on_slack, operators
 ):
     """The operator was told of the reallocation on Slack, then taken out of the operators'
-    group. A colleague rejects it: the operator's message is not updated with who decided
-    and why (theirs no longer to see); what it showed is taken back, buttons and all."""
+    group: what it showed is taken back at once, buttons and all (it stayed until the
+    proposal moved). A colleague rejects it: the operator's message is not updated with who
+    decided and why (theirs no longer to see)."""
     first, second = operators
     proposal, where = waiting_on_slack(optimizer, on_slack)
+    to_first = Notification.objects.filter(proposal_id=proposal["id"], recipient=first)
+    wait_until(lambda: to_first.filter(status="sent").exists())
     first.groups.clear()
 
+    taken_back = "This message is no longer shown: operator may not see proposals in the console."
+    [update] = wait_until(lambda: updates_of(on_slack, where), timeout=15)
+    assert update["text"] == taken_back
     proposal_reject(proposal_id=proposal["id"], reviewer=second, reason_code="wrong_signal")
-
-    [update] = wait_until(lambda: updates_of(on_slack, where))
-    assert update["text"] == (
-        "This message is no longer shown: operator may not see proposals in the console."
-    )
+    updates = Notification.objects.filter(proposal_id=proposal["id"], kind="update")
+    wait_until(lambda: updates.count() == 2)
+    wait_until(lambda: not updates.filter(status__in=["pending", "held"]).exists())
+    assert {update["text"] for update in updates_of(on_slack, where)} == {taken_back}
     shown = str(on_slack.messages[(where["channel"], where["ts"])])
     assert "second-operator" not in shown and "move 280.00" not in shown
     # In plain words: a username may hold "_", which Slack's markup reads as italics.

@@ -1,0 +1,134 @@
+"""What a person's Slack messages offer follows what they may do, as soon as it changes: a
+second factor required of a group of theirs (``access``), their groups or permissions
+changed, their staff status taken away, their account deactivated or deleted. Each receiver
+names the people a save touched and leaves the rest to the services
+(``slack_messages_follow_people``, ``slack_messages_take_back_of_deleted``); ``access`` and
+Django's auth know nothing of notifications."""
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db.models.signals import m2m_changed, post_save, pre_delete, pre_save
+from django.dispatch import receiver
+
+from access.models import SecondFactorRequirement
+from notifications.services import (
+    slack_messages_follow_people,
+    slack_messages_take_back_of_deleted,
+)
+
+User = get_user_model()
+
+# What a save had before it, read in ``pre_save`` and acted on in ``post_save``: acted on
+# before the save, a task sent at once (outside a transaction) could redraw the old state.
+WAS = "_notifications_was"
+
+# The user's fields that decide whether they may be shown proposals at all.
+MAY_READ_FIELDS = ("is_active", "is_staff")
+
+
+def _members(group_ids) -> list[int]:
+    return list(User.objects.filter(groups__in=list(group_ids)).values_list("pk", flat=True))
+
+
+@receiver(pre_save, sender=SecondFactorRequirement)
+def _requirement_before(sender, instance, raw=False, **kwargs) -> None:
+    if raw or instance.pk is None:
+        return
+    setattr(
+        instance,
+        WAS,
+        sender.objects.filter(pk=instance.pk).values_list("group_id", flat=True).first(),
+    )
+
+
+@receiver(post_save, sender=SecondFactorRequirement)
+def _requirement_saved(sender, instance, created, raw=False, **kwargs) -> None:
+    if raw:
+        return
+    was = getattr(instance, WAS, None)
+    if not created and was == instance.group_id:
+        return
+    slack_messages_follow_people(
+        user_ids=_members({instance.group_id, was} - {None}),
+        about=f"a second factor now required of the group “{instance.group.name}”"
+        + ("" if created else " in place of another"),
+    )
+
+
+@receiver(pre_delete, sender=SecondFactorRequirement)
+def _requirement_deleted(sender, instance, **kwargs) -> None:
+    # Read before the delete: a group deleted takes its requirement and memberships with it.
+    slack_messages_follow_people(
+        user_ids=_members([instance.group_id]),
+        about="a second factor no longer required of a group of theirs",
+    )
+
+
+@receiver(pre_save, sender=User)
+def _user_before(sender, instance, raw=False, update_fields=None, **kwargs) -> None:
+    if raw or instance.pk is None:
+        return
+    if update_fields is not None and not set(MAY_READ_FIELDS) & set(update_fields):
+        return  # a login's last_login, say
+    setattr(instance, WAS, sender.objects.filter(pk=instance.pk).values(*MAY_READ_FIELDS).first())
+
+
+@receiver(post_save, sender=User)
+def _user_saved(sender, instance, created, raw=False, **kwargs) -> None:
+    was = getattr(instance, WAS, None)
+    if raw or created or was is None:
+        return
+    delattr(instance, WAS)
+    changed = [field for field in MAY_READ_FIELDS if was[field] != getattr(instance, field)]
+    if changed:
+        said = {
+            ("is_active", False): "deactivated",
+            ("is_active", True): "activated again",
+            ("is_staff", False): "staff status taken away",
+            ("is_staff", True): "staff status given",
+        }
+        slack_messages_follow_people(
+            user_ids=[instance.pk],
+            about=f"{instance.get_username()}: "
+            + ", ".join(said[field, getattr(instance, field)] for field in changed),
+        )
+
+
+@receiver(pre_delete, sender=User)
+def _user_deleted(sender, instance, **kwargs) -> None:
+    slack_messages_take_back_of_deleted(user=instance)
+
+
+@receiver(pre_delete, sender=Group)
+def _group_deleted(sender, instance, **kwargs) -> None:
+    slack_messages_follow_people(
+        user_ids=_members([instance.pk]), about=f"the group “{instance.name}” deleted"
+    )
+
+
+def _people_touched(sender, instance, pk_set) -> list[int]:
+    """The people an m2m change touched (``pk_set``: those it names, None for a clear)."""
+    if isinstance(instance, User):
+        return [instance.pk]
+    if sender is Group.permissions.through:
+        if isinstance(instance, Group):
+            return _members([instance.pk])
+        groups = instance.group_set.values_list("pk", flat=True) if pk_set is None else pk_set
+        return _members(groups)
+    # People added to a group or removed from it, given a permission or refused it.
+    if pk_set is None:
+        return list(instance.user_set.values_list("pk", flat=True))
+    return list(pk_set)
+
+
+@receiver(m2m_changed, sender=User.groups.through)
+@receiver(m2m_changed, sender=User.user_permissions.through)
+@receiver(m2m_changed, sender=Group.permissions.through)
+def _memberships_changed(sender, instance, action, pk_set, **kwargs) -> None:
+    # A clear names nobody: the people it touches are read before it.
+    if action not in ("post_add", "post_remove", "pre_clear") or pk_set == set():
+        return
+    slack_messages_follow_people(
+        user_ids=_people_touched(sender, instance, None if action == "pre_clear" else pk_set),
+        about="a change to its reader's groups or permissions",
+    )

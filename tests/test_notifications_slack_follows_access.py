@@ -1,0 +1,235 @@
+"""A Slack message shows what its reader may do now, not what they might when it went: a
+second factor required of their group, their being added to such a group, their staff
+status taken away, their deactivation or deletion redraw each of their messages of a
+proposal that waits, with nobody pressing anything and the proposal not moving (as a
+refused press did). The message of one whose group must use a second factor then offers
+only "I'll take it" and says why; one who may no longer decide has it taken back; once the
+change is undone, the buttons come back."""
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import connection
+from django.test import Client
+
+from access.models import SecondFactorRequirement
+from approvals.models import Decision, Proposal
+from approvals.roles import OPERATORS
+from notifications.models import Notification, ReachedBy
+from tests.conftest import wait_until
+from tests.test_notifications_slack import (
+    buttons,
+    context_texts,
+    updates_of,
+    waiting_on_slack,
+)
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
+
+LACKING = (
+    "operator is in a group that must use a second factor, which a press on Slack does not "
+    "ask for: approve or reject it on its page."
+)
+DECIDING = ["approve", "reject", "claim"]
+
+
+@pytest.fixture
+def on_slack(demo_world, slack, channel):
+    channel(200)
+    operator = get_user_model().objects.get(username="operator")
+    ReachedBy.objects.update_or_create(user=operator, defaults={"slack": True, "email": False})
+    return slack
+
+
+def waiting_and_recorded(optimizer, slack) -> tuple[dict, dict]:
+    """The reallocation waiting, its message posted to the operator and recorded as sent
+    (where a change made between the two is read: ``slack_messages_follow_people``)."""
+    proposal, where = waiting_on_slack(optimizer, slack)
+    wait_until(
+        lambda: Notification.objects.filter(
+            proposal_id=proposal["id"], channel="slack", status="sent"
+        ).exists()
+    )
+    return proposal, where
+
+
+def shown(slack, where: dict) -> dict:
+    """The message as Slack holds it now."""
+    return slack.messages[(where["channel"], where["ts"])]
+
+
+def redrawn(slack, where: dict, count: int) -> dict:
+    """The message once its ``count``-th update landed."""
+    wait_until(lambda: len(updates_of(slack, where)) >= count, timeout=15)
+    return shown(slack, where)
+
+
+def nothing_pressed(slack, proposal: dict) -> None:
+    assert not slack.sent("chat.postEphemeral")
+    assert Proposal.objects.get(pk=proposal["id"]).status == "pending_review"
+    assert not Decision.objects.filter(proposal_id=proposal["id"]).exists()
+
+
+def test_a_second_factor_required_of_their_group_in_the_console_redraws_the_message_at_once(
+    optimizer, on_slack, demo_world
+):
+    """The message went with Approve and Reject; an administrator then requires a second
+    factor of the operators (Access → Second factor requirements). It kept offering both
+    until the operator pressed one (refused) or the proposal moved; now it offers only to
+    take it on, saying why, as soon as the requirement is saved. Lifted, they come back."""
+    proposal, where = waiting_and_recorded(optimizer, on_slack)
+    assert buttons(where["call"]["blocks"]) == DECIDING
+    admin = Client()
+    admin.force_login(get_user_model().objects.create_superuser("admin", "admin@example.com"))
+    operators = Group.objects.get(name=OPERATORS)
+
+    answer = admin.post(
+        "/admin/access/secondfactorrequirement/add/", {"group": operators.pk, "_save": "Save"}
+    )
+    assert answer.status_code == 302, answer.content
+
+    message = redrawn(on_slack, where, 1)
+    assert buttons(message["blocks"]) == ["claim"]
+    assert LACKING in context_texts(message["blocks"])
+    nothing_pressed(on_slack, proposal)
+
+    requirement = SecondFactorRequirement.objects.get(group=operators)
+    answer = admin.post(
+        f"/admin/access/secondfactorrequirement/{requirement.pk}/delete/", {"post": "yes"}
+    )
+    assert answer.status_code == 302, answer.content
+
+    message = redrawn(on_slack, where, 2)
+    assert buttons(message["blocks"]) == DECIDING
+    assert "second factor" not in context_texts(message["blocks"])
+    nothing_pressed(on_slack, proposal)
+
+
+def test_one_added_to_a_group_that_must_use_a_second_factor_is_offered_only_to_take_it_on(
+    optimizer, on_slack
+):
+    """The operator is added to a group that must use a second factor (one that grants
+    nothing else): their message is redrawn at once, without Approve and Reject; taken out
+    of it again, the buttons come back."""
+    contractors = Group.objects.create(name="contractors")
+    SecondFactorRequirement.objects.create(group=contractors)
+    proposal, where = waiting_and_recorded(optimizer, on_slack)
+    assert buttons(where["call"]["blocks"]) == DECIDING
+    operator = get_user_model().objects.get(username="operator")
+
+    operator.groups.add(contractors)
+
+    message = redrawn(on_slack, where, 1)
+    assert buttons(message["blocks"]) == ["claim"]
+    assert LACKING in context_texts(message["blocks"])
+
+    contractors.user_set.remove(operator)
+
+    message = redrawn(on_slack, where, 2)
+    assert buttons(message["blocks"]) == DECIDING
+    nothing_pressed(on_slack, proposal)
+
+
+@pytest.mark.parametrize(
+    "field, said",
+    [
+        ("is_staff", "operator may not log in to the console."),
+        ("is_active", "operator was deactivated."),
+    ],
+)
+def test_one_who_may_no_longer_decide_has_their_message_taken_back_at_once(
+    optimizer, on_slack, field, said
+):
+    """The operator's staff status is taken away, or they are deactivated: their message,
+    which showed the proposal with its buttons until they pressed one or it moved, is taken
+    back at once. Given back, it shows the proposal and its buttons again."""
+    proposal, where = waiting_and_recorded(optimizer, on_slack)
+    operator = get_user_model().objects.get(username="operator")
+
+    setattr(operator, field, False)
+    operator.save()
+
+    message = redrawn(on_slack, where, 1)
+    assert message["text"] == f"This message is no longer shown: {said}"
+    assert buttons(message["blocks"]) == []
+    assert proposal["summary"] not in str(message)
+
+    setattr(operator, field, True)
+    operator.save()
+
+    message = redrawn(on_slack, where, 2)
+    assert buttons(message["blocks"]) == DECIDING
+    nothing_pressed(on_slack, proposal)
+
+
+def test_a_deleted_persons_message_is_taken_back(optimizer, on_slack):
+    """The operator's account is deleted (their messages' records go with it): the message
+    kept showing the proposal and its buttons; now it is taken back, saying so."""
+    proposal, where = waiting_and_recorded(optimizer, on_slack)
+
+    get_user_model().objects.get(username="operator").delete()
+
+    message = redrawn(on_slack, where, 1)
+    assert message["text"] == "This message is no longer shown: operator was deleted."
+    assert buttons(message["blocks"]) == []
+    assert Proposal.objects.get(pk=proposal["id"]).status == "pending_review"
+
+
+def test_a_save_that_changes_nothing_they_may_do_leaves_their_message_as_it_is(optimizer, on_slack):
+    """An administrator corrects the operator's name, and a colleague is added to the
+    operators: the operator's message is not sent again (Slack counts every call)."""
+    _, where = waiting_and_recorded(optimizer, on_slack)
+    operator = get_user_model().objects.get(username="operator")
+    operator.first_name = "Olga"
+    operator.save()
+    colleague = get_user_model().objects.create_user("colleague", is_staff=True)
+    colleague.groups.add(Group.objects.get(name=OPERATORS))
+    # Then a change that does redraw it, to know the ones before had their chance to.
+    SecondFactorRequirement.objects.create(group=Group.objects.get(name=OPERATORS))
+
+    message = redrawn(on_slack, where, 1)
+    assert buttons(message["blocks"]) == ["claim"]
+    assert len(updates_of(on_slack, where)) == 1
+
+
+def staff_status_taken_away() -> None:
+    operator = get_user_model().objects.get(username="operator")
+    operator.is_staff = False
+    operator.save()
+
+
+def added_to_a_group_that_must_use_a_second_factor() -> None:
+    contractors = Group.objects.create(name="contractors")
+    SecondFactorRequirement.objects.create(group=contractors)
+    get_user_model().objects.get(username="operator").groups.add(contractors)
+
+
+@pytest.mark.parametrize(
+    "change, buttons_left, said",
+    [
+        (staff_status_taken_away, [], "This message is no longer shown"),
+        (added_to_a_group_that_must_use_a_second_factor, ["claim"], LACKING),
+    ],
+)
+def test_a_change_made_while_the_message_was_on_its_way_redraws_it(
+    optimizer, on_slack, change, buttons_left, said
+):
+    """The change lands while the operator's message is on its way to Slack, drawn as
+    before it and not yet recorded sent: the change found no message of theirs to redraw,
+    and the message kept Approve and Reject. Its sender, recording it sent, reads the
+    change and redraws it."""
+
+    def meanwhile(args: dict) -> None:
+        try:
+            change()
+        finally:
+            connection.close()  # this thread's, the fake Slack's
+
+    on_slack.while_next_post = meanwhile
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+    assert buttons(where["call"]["blocks"]) == DECIDING
+
+    message = redrawn(on_slack, where, 1)
+    assert buttons(message["blocks"]) == buttons_left
+    assert said in str(message)
+    nothing_pressed(on_slack, proposal)
