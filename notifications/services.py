@@ -709,10 +709,12 @@ def _slack_messages_changed_as_they_went(sent: Sequence[Notification]) -> None:
     committed before is read here, one committed after sees these messages sent."""
     if not sent:
         return
+    # NO KEY: as a save of theirs locks them; a row naming them (a decision, a message) waits
+    # for neither.
     people = {
         user.pk: user
         for user in get_user_model()
-        .objects.select_for_update()
+        .objects.select_for_update(no_key=True)
         .filter(pk__in={n.recipient_id for n in sent})
         .order_by("pk")
     }
@@ -746,7 +748,7 @@ def slack_messages_follow_people(*, user_ids: Sequence[int], about: str) -> None
         # they_went``): one recorded before is seen here, one recorded after sees the change.
         list(
             get_user_model()
-            .objects.select_for_update()
+            .objects.select_for_update(no_key=True)
             .filter(pk__in=user_ids)
             .order_by("pk")
             .values_list("pk")
