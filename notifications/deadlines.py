@@ -49,10 +49,22 @@ class DeadlineSweep:
 
 
 def deadlines_sweep(*, now: datetime | None = None) -> DeadlineSweep:
-    """Remind about the review rounds at half time, escalate those at their deadline."""
-    now = now or timezone.now()
+    """Remind about the review rounds at half time, escalate those at their deadline.
+    ``now``: the moment the sweep begins as of (the clock's, by default). Each part judges
+    and records what it does as of when it takes its deadlines (``_acting_at``), not when
+    the sweep began: the escalations come after the reminders' transaction and the messages
+    it hands on as it commits, and a history record dated before it is written may lie
+    behind the audit chain's last sealing (``SEALING_MARGIN``), which verification then
+    takes for one slipped in."""
     with acting_as(DEADLINES_ACTOR):  # the messages it records are the sweep's doing
-        return DeadlineSweep(reminded=_remind(now=now), escalated=_escalate(now=now))
+        return DeadlineSweep(reminded=_remind(begun=now), escalated=_escalate(begun=now))
+
+
+def _acting_at(begun: datetime | None) -> datetime:
+    """When a part of the sweep acts: now by the clock, and never before the moment the
+    sweep was begun as of (one run as of a later moment, as a test runs it)."""
+    now = timezone.now()
+    return max(now, begun) if begun else now
 
 
 def _open_deadlines():
@@ -83,11 +95,12 @@ def _told_in_round(deadlines: Sequence[DecisionDeadline]) -> dict[int, list[Noti
     return told
 
 
-def _remind(*, now: datetime) -> int:
+def _remind(*, begun: datetime | None) -> int:
     """Half the time is gone, the deadline not yet: remind the people told in this round,
     once. A deadline whose half time went by unswept until the deadline passed is not
     reminded (it is escalated): a reminder then would say what is no longer so."""
     with transaction.atomic():
+        now = _acting_at(begun)
         deadlines = list(
             _open_deadlines()
             .filter(
@@ -183,12 +196,13 @@ def _reminder_note(
     return f"Half the time to decide is gone ({due}); reminded {', '.join(people)}{not_them}."
 
 
-def _escalate(*, now: datetime) -> int:
+def _escalate(*, begun: datetime | None) -> int:
     """The deadline has passed: tell the backup groups of the routes that told about the
     proposal in this round, and of the active routes it matches (a route whose people were
     told by another route still names its backup group), once, and record it in the
     proposal's history."""
     with transaction.atomic():
+        now = _acting_at(begun)
         deadlines = list(
             _open_deadlines()
             .filter(escalated_at__isnull=True, due_at__lte=now)

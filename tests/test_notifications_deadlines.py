@@ -19,6 +19,7 @@ from approvals.models import Agent, Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve, proposal_reject
 from approvals.services.lifecycle import proposal_transition
 from audit.actors import Actor
+from audit.chain import chain_seal, chain_verify
 from notifications.deadlines import deadlines_sweep
 from notifications.digests import notifications_send_digests
 from notifications.models import (
@@ -634,3 +635,61 @@ def test_an_escalation_to_a_backup_group_that_may_decide_says_nothing_more(optim
     assert history_note(proposal_id, starting="Overdue").endswith(
         f"escalated to group “backup” of route “{DEMO_ROUTE}” (1 person told)."
     )
+
+
+ELEVEN_MINUTES_AGO = timedelta(minutes=11)
+
+
+@pytest.mark.django_db
+def test_a_sweep_held_up_before_its_reminders_leaves_the_audit_chain_whole(optimizer):
+    """A deadlines sweep that began eleven minutes ago reaches a proposal at half time only
+    now. Its reminder was recorded in the proposal's history as of when the sweep began:
+    behind the audit chain's last sealing by more than its ten-minute margin, never sealed,
+    so verification found the chain broken ('inserted after its time had been sealed') with
+    nothing tampered. Now the reminder is recorded, and said, as of when it was made."""
+    decide_within(seconds=3600)
+    proposal_id = optimizer.post("/api/v1/proposals/", reallocation(), format="json").json()["id"]
+    began = timezone.now() - ELEVEN_MINUTES_AGO
+    DecisionDeadline.objects.filter(proposal_id=proposal_id).update(
+        remind_at=began - timedelta(minutes=1)
+    )
+    chain_seal()
+
+    assert deadlines_sweep(now=began).reminded == 1
+
+    assert Notification.objects.filter(
+        proposal_id=proposal_id, kind=NotificationKind.REMINDER
+    ).exists()
+    assert history_note(proposal_id, starting="Half the time").endswith("reminded operator.")
+    chain_seal()
+    verification = chain_verify()
+    assert verification.holds, str(verification.broken)
+    deadline = DecisionDeadline.objects.get(proposal_id=proposal_id)
+    assert deadline.reminded_at > began
+
+
+@pytest.mark.django_db
+def test_a_sweep_held_up_before_its_escalations_leaves_the_audit_chain_whole(optimizer):
+    """As above, at the deadline: the escalation, on the deadline's history and the
+    proposal's, was dated when the sweep began, eleven minutes before it was written, and the
+    chain was found broken. Now it is dated, and its deadline says escalated, as of when it
+    was."""
+    decide_within(seconds=3600)
+    backup_member()
+    proposal_id = optimizer.post("/api/v1/proposals/", reallocation(), format="json").json()["id"]
+    began = timezone.now() - ELEVEN_MINUTES_AGO
+    DecisionDeadline.objects.filter(proposal_id=proposal_id).update(
+        remind_at=began - timedelta(minutes=2), due_at=began - timedelta(minutes=1)
+    )
+    chain_seal()
+
+    assert deadlines_sweep(now=began).escalated == 1
+
+    assert Notification.objects.filter(
+        proposal_id=proposal_id, kind=NotificationKind.ESCALATION, recipient__username="backup"
+    ).exists()
+    chain_seal()
+    verification = chain_verify()
+    assert verification.holds, str(verification.broken)
+    deadline = DecisionDeadline.objects.get(proposal_id=proposal_id)
+    assert deadline.escalated_at > began
