@@ -489,7 +489,9 @@ def _failures_tell(proposals: Sequence[Proposal], *, now: datetime) -> None:
 def _failures_told_lately(people_ids: Sequence[int], *, now: datetime) -> dict:
     """By person and channel, the failures told to them (or held to be told) within
     ``NOTIFICATION_FAILURES_GROUPED_SECONDS``: each as its proposal's id and, where it is
-    held to go with others, when that message is due (else None). Their rows are locked
+    held to go with others, when that message is due (else None). Not one that ended
+    without ever being sent (its proposal sent to run again before it went, say): it told
+    them nothing, and the next failure is not held a window for it. Their rows are locked
     first, in a consistent order, so that two failures recorded at once take turns: the
     second finds the first told, rather than both going at once."""
     window = timedelta(seconds=settings.NOTIFICATION_FAILURES_GROUPED_SECONDS)
@@ -504,9 +506,13 @@ def _failures_told_lately(people_ids: Sequence[int], *, now: datetime) -> dict:
         .order_by("pk")
         .values_list("pk", flat=True)
     )
-    for recipient_id, channel, proposal_id, status, due in Notification.objects.filter(
-        kind=NotificationKind.FAILED, recipient_id__in=people_ids, created_at__gt=now - window
-    ).values_list("recipient_id", "channel", "proposal_id", "status", "next_attempt_at"):
+    for recipient_id, channel, proposal_id, status, due in (
+        Notification.objects.filter(
+            kind=NotificationKind.FAILED, recipient_id__in=people_ids, created_at__gt=now - window
+        )
+        .exclude(status=NotificationStatus.NOT_SENT, attempts=0)
+        .values_list("recipient_id", "channel", "proposal_id", "status", "next_attempt_at")
+    ):
         # Held, due or not: one fallen due goes at the digests' next run (the beat's, within
         # 30 s), and a failure held now goes with it.
         held = status == NotificationStatus.HELD and due is not None

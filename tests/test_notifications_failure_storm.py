@@ -407,3 +407,35 @@ def test_a_digests_run_held_up_by_slow_sends_tells_each_failure_once(optimizer, 
     chain_seal()
     verification = chain_verify()
     assert verification.holds, str(verification.broken)
+
+
+@pytest.mark.django_db
+def test_a_held_failure_never_sent_does_not_hold_the_next_one_back(optimizer, channel, settings):
+    """The operator was told of a failure six minutes ago; a second, held to go with the
+    failures after it, was never sent (its proposal was sent to run again before it went).
+    A third fails now: the last they heard was more than the five-minute window ago, so it
+    goes at once. It was held five minutes more, for a message that told them nothing."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.NOTIFICATION_FAILURES_GROUPED_SECONDS = 300
+    operator = get_user_model().objects.get(username="operator")
+    channel(400, says=REFUSAL)
+    first, second, third = submit_auto_approved(optimizer, 3)
+    proposal_execute(proposal_id=first)
+    proposal_execute(proposal_id=second)
+    failed = Notification.objects.filter(kind=NotificationKind.FAILED)
+    assert failed.get(proposal_id=second).status == NotificationStatus.HELD
+    proposal_retry(proposal_id=second, reviewer=operator)
+    failed.filter(proposal_id=second).update(next_attempt_at=timezone.now())
+    assert notifications_send_digests() == 0
+    [not_sent] = failed.filter(proposal_id=second)
+    assert not_sent.status == NotificationStatus.NOT_SENT
+    # As if the first were told six minutes ago, the second held four minutes ago.
+    failed.filter(proposal_id=first).update(created_at=timezone.now() - timedelta(minutes=6))
+    failed.filter(proposal_id=second).update(created_at=timezone.now() - timedelta(minutes=4))
+
+    proposal_execute(proposal_id=third)
+
+    [told] = failed.filter(proposal_id=third)
+    assert told.status == NotificationStatus.PENDING, told.status_said
+    said = Proposal.history.filter(id=third).values_list("history_change_reason", flat=True)
+    assert said.first() == "Told that its execution failed: operator by email.", said.first()
