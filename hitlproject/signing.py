@@ -1,7 +1,8 @@
 """HMAC signatures on what the platform sends out (agents' callbacks, the webhook executor).
 
 ``X-HITL-Signature: t=<unix time>,v1=<hex>``, where ``v1`` is the HMAC-SHA256, keyed by the
-receiver's secret, of ``"<t>.<body>"``. ``verify`` is the receiver's side.
+receiver's secret, of ``"<t>.<body>"``. The receiver's side is the client's
+``hitl_client.verify_callback`` (``clients/python``), which an agent installs.
 """
 
 import hashlib
@@ -23,16 +24,3 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 
 def signed_now(secret: str, body: bytes) -> str:
     return sign(secret, int(time.time()), body)
-
-
-def verify(secret: str, header: str, body: bytes, *, tolerance: int = 300) -> bool:
-    """The signature matches, and is at most ``tolerance`` seconds old (a replayed old
-    request is refused)."""
-    try:
-        parts = dict(item.split("=", 1) for item in header.split(","))
-        timestamp = int(parts["t"])
-    except (KeyError, ValueError):
-        return False
-    if abs(time.time() - timestamp) > tolerance:
-        return False
-    return hmac.compare_digest(sign(secret, timestamp, body), f"t={timestamp},v1={parts['v1']}")

@@ -14,7 +14,7 @@ from approvals.models import Agent, Proposal
 from approvals.services.decisions import proposal_approve, proposal_reject
 from feedback.callbacks import callback_event_deliver
 from feedback.models import CallbackEvent
-from hitlproject.signing import sign, verify
+from hitlproject.signing import sign
 from tests.conftest import BID_RAISES, Receiver, bid_adjustment, done_while_held, wait_until
 from tests.factories import evaluated
 
@@ -57,7 +57,7 @@ def test_the_agent_hears_of_the_approval_and_the_execution_signed(receiver):
     wait_until(lambda: len(endpoint.received) == 2)
     secret = Agent.objects.get(name="optimizer").callback_secret
     for request in endpoint.received:
-        assert verify(secret, request["headers"]["X-HITL-Signature"], request["body"])
+        assert verify_callback(secret, request["headers"]["X-HITL-Signature"], request["body"])
     # Events are sent at once, in parallel: they may arrive in any order; created_at orders them.
     events = sorted(endpoint.events(), key=lambda event: event["created_at"])
     told = [(e["type"], e["proposal"]["id"], e["proposal"]["status"]) for e in events]
@@ -167,11 +167,11 @@ def test_a_signature_verifies_only_for_its_secret_body_and_time():
     body = b'{"id":"e1"}'
     now = int(time.time())
     header = sign("whsec_a", now, body)
-    assert verify("whsec_a", header, body)
-    assert not verify("whsec_b", header, body)
-    assert not verify("whsec_a", header, body + b" ")
-    assert not verify("whsec_a", sign("whsec_a", now - 3600, body), body)  # replayed later
-    assert not verify("whsec_a", "v1=abc", body)
+    assert verify_callback("whsec_a", header, body)
+    assert not verify_callback("whsec_b", header, body)
+    assert not verify_callback("whsec_a", header, body + b" ")
+    assert not verify_callback("whsec_a", sign("whsec_a", now - 3600, body), body)  # replayed
+    assert not verify_callback("whsec_a", "v1=abc", body)
 
 
 def test_events_given_up_on_are_sent_again_where_the_agent_is_reached_now(receiver, login):

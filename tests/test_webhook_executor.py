@@ -11,6 +11,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
+from hitl_client import verify_callback
 
 from approvals.models import Proposal
 from approvals.services.decisions import proposal_approve, proposal_retry
@@ -18,7 +19,6 @@ from approvals.services.recovery import proposals_requeue_stalled
 from executors import webhook
 from executors.models import ExecutionRound
 from executors.runner import proposal_execute
-from hitlproject.signing import verify
 from ledger.models import Account, Campaign
 from tests.conftest import bid_adjustment, reallocation, wait_until
 from tests.factories import evaluated
@@ -43,7 +43,7 @@ def test_the_channel_carries_out_the_action_and_the_ledger_records_it(channel):
     assert Proposal.objects.get(pk=proposal.pk).status == "executed"
     [request] = endpoint.received
     secret = Account.objects.get(external_id="demo").execution_secret
-    assert verify(secret, request["headers"]["X-HITL-Signature"], request["body"])
+    assert verify_callback(secret, request["headers"]["X-HITL-Signature"], request["body"])
     assert request["headers"]["Idempotency-Key"] == f"hitl-proposal-{proposal.pk}-1"
     sent = json.loads(request["body"])
     assert sent["changes"] == {"brand-search": {"bid": "2.12"}}

@@ -6,9 +6,7 @@ too: delivery is at least once, so drop one seen before, by the body's ``id``, w
 signature covers) and ``X-HITL-Signature: t=<unix time>,v1=<hex>``, the
 HMAC-SHA256, keyed by the agent's callback secret, of ``"<t>.<body>"``.
 
-``verify_callback`` is the check a receiver makes before it believes an event: the
-platform's own (``hitlproject.signing.verify``), which an agent installing this client
-alone could not import."""
+``verify_callback`` is the check a receiver makes before it believes an event."""
 
 from __future__ import annotations
 
