@@ -37,7 +37,8 @@ class ChannelError(Exception):
     """A channel call that did not carry the action out. ``permanent``: trying again cannot
     help (refused, not allowed, not set up); otherwise another attempt, later, may.
     ``unanswered``: the request reached the channel, or may have, and no answer says whether
-    it carried it out (a timeout, a connection lost, a server's error): it may have."""
+    it carried it out (a timeout, a connection lost, a server's error): it may have.
+    ``request_ids``: the ids the channel's answer gave its request, for the attempt's record."""
 
     def __init__(
         self,
@@ -46,11 +47,13 @@ class ChannelError(Exception):
         permanent: bool = False,
         retry_after: float | None = None,
         unanswered: bool = False,
+        request_ids: tuple[str, ...] = (),
     ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.retry_after = retry_after  # seconds the channel asked to be left alone
         self.unanswered = unanswered
+        self.request_ids = request_ids
 
 
 @dataclass(frozen=True)

@@ -1077,6 +1077,7 @@ def _carried_out(executor: ChannelExecutor, current: ExecutionRound, account: Ac
             detail=str(error),
             retry_after=error.retry_after,
             unanswered=error.unanswered,
+            request_ids=error.request_ids,
         )
 
 

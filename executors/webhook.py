@@ -1,6 +1,13 @@
 """The webhook executor: an account with an execution endpoint has its approved actions
 POSTed there, signed, with an idempotency key every attempt of a round shares; the endpoint,
-seeing the same key again, does the action once."""
+seeing the same key again, does the action once.
+
+What the endpoint answered is on the attempt's record: the request ids its ``Request-Id`` and
+``X-Request-Id`` headers give (a refusal's too), then a success's JSON body's
+``request_id``; and that body's ``id`` (what a Stripe-like API answers: the object made), as
+what the channel made. Bounded whatever the endpoint sends: the body read up to
+``ANSWER_BYTES`` (one longer names nothing), an id only a string or a whole number, on one
+line, cut at ``REQUEST_ID_CHARS``, and ``REQUEST_IDS_AT_MOST`` ids in all."""
 
 from __future__ import annotations
 
@@ -10,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from django.core.serializers.json import DjangoJSONEncoder
 
 from executors.base import ChannelError, ChannelExecutor, Frozen, Outcome
-from hitlproject.outbound import send_signed
+from hitlproject.outbound import request_id, request_ids, send_signed
 
 if TYPE_CHECKING:
     from approvals.action_types.base import ActionType
@@ -80,12 +87,23 @@ class WebhookExecutor(ChannelExecutor):
         )
 
     def carry_out(self, *, request: dict[str, Any], account: Account) -> Outcome:
-        _post(request, account)
-        return Outcome("done")
+        return _post(request, account)
 
 
-def _post(request: dict[str, Any], account: Account) -> None:
-    """Send a frozen request; raises ``ChannelError`` if it was not carried out."""
+def _answered(body: bytes | None) -> dict[str, Any]:
+    """A success's body as JSON, if it is a JSON object (all of it read); else nothing."""
+    if not body:
+        return {}
+    try:
+        answered = json.loads(body)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past Python's stack
+        return {}
+    return answered if isinstance(answered, dict) else {}
+
+
+def _post(request: dict[str, Any], account: Account) -> Outcome:
+    """Send a frozen request: done, with the ids the endpoint's answer gave; raises
+    ``ChannelError`` if it was not carried out."""
     body = request["body"]
     sent = send_signed(
         request["endpoint"],
@@ -95,9 +113,16 @@ def _post(request: dict[str, Any], account: Account) -> None:
             "User-Agent": "hitl-approvals-executor/1",
             "Idempotency-Key": body["idempotency_key"],
         },
+        read_answer=True,
     )
     if sent.delivered:
-        return
+        answered = _answered(sent.answer)
+        made = request_id(answered.get("id"))
+        return Outcome(
+            "done",
+            request_ids=request_ids([*sent.request_ids, answered.get("request_id")]),
+            response={"id": made} if made is not None else {},
+        )
     if sent.result.startswith("HTTP"):
         said = f"the endpoint answered {sent.result}"
     elif sent.result.startswith("timed out"):
@@ -111,4 +136,5 @@ def _post(request: dict[str, Any], account: Account) -> None:
         permanent=not sent.retry,
         retry_after=sent.retry_after,
         unanswered=sent.unanswered,
+        request_ids=sent.request_ids,
     )

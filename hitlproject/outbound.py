@@ -4,7 +4,11 @@ sent only where it is safe to send them.
 - **Bounded**: the whole exchange (resolving the name, connecting, sending, reading the
   answer's status line and headers) has one deadline, ``OUTBOUND_DEADLINE``; an endpoint that
   trickles its answer a byte at a time is cut off there, not after each read. The answer's
-  headers are capped by h11 (16 KiB) and its body is never read.
+  headers are capped by h11 (16 KiB); of its body, at most the first bytes are read (a
+  refusal's words; a success's, for a caller that asks), for at most a second.
+- **What it answered, bounded**: the request ids its ``Request-Id`` and ``X-Request-Id``
+  headers give (``REQUEST_IDS_AT_MOST`` of them, each on one line and at most
+  ``REQUEST_ID_CHARS`` characters), whatever their number or length.
 - **Checked**: the name is resolved when sending, every address it resolves to must be a public
   one (no loopback, private, link-local such as 169.254.169.254, carrier-grade NAT, multicast
   or reserved addresses, IPv4-mapped ones included), and the request goes to the address that
@@ -46,7 +50,7 @@ from django.core.exceptions import ValidationError
 
 from hitlproject.once import made_once
 from hitlproject.signing import SIGNATURE_HEADER, signed_now
-from hitlproject.validation import one_line
+from hitlproject.validation import one_line, shows_nothing
 
 RETRIED_STATUSES = {408, 429}  # and every 5xx
 # Redirects that say the request was not acted on here: send it again elsewhere.
@@ -66,6 +70,44 @@ class Sent:
     # after sending, a 5xx, a redirect but 307 and 308): it may have. Not one refused, or that
     # never connected.
     unanswered: bool = False
+    # The request ids the answer's headers gave (``request_ids``), and, for a caller that
+    # asked, a success's body: its first bytes, or None if it said more (or took longer to
+    # say) than is read.
+    request_ids: tuple[str, ...] = ()
+    answer: bytes | None = None
+
+
+# The headers an endpoint names its request in (Stripe's, and most frameworks'), and what of
+# them is kept: however many it sends, however long, an operator's cell shows a few, short.
+REQUEST_ID_HEADERS = ("Request-Id", "X-Request-Id")
+REQUEST_IDS_AT_MOST = 5
+REQUEST_ID_CHARS = 100
+
+
+def request_id(value) -> str | None:
+    """An id an endpoint gave, as recorded: a string or a whole number (never a list, a
+    mapping, a boolean or a fraction), on one line (control and invisible characters read as
+    a space), at most ``REQUEST_ID_CHARS`` characters (one longer is cut and ends with "…");
+    None if it is no such thing or shows nothing."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    text = one_line(str(value))
+    if shows_nothing(text):
+        return None
+    return text if len(text) <= REQUEST_ID_CHARS else text[: REQUEST_ID_CHARS - 1] + "…"
+
+
+def request_ids(values) -> tuple[str, ...]:
+    """The ids of ``values`` as recorded (``request_id``), each once, in their order, at most
+    ``REQUEST_IDS_AT_MOST``."""
+    kept: list[str] = []
+    for value in values:
+        named = request_id(value)
+        if named is not None and named not in kept:
+            kept.append(named)
+            if len(kept) == REQUEST_IDS_AT_MOST:
+                break
+    return tuple(kept)
 
 
 def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -191,13 +233,23 @@ class _Progress:
             self.sending = True
 
 
+@dataclass(frozen=True)
+class _Answered:
+    code: int
+    retry_after: str | None
+    said: str  # a refusal's words
+    request_ids: tuple[str, ...]
+    answer: bytes | None  # a success's first bytes, if asked for and all of it came
+
+
 async def _post(
     url: str,
     body: bytes,
     headers: dict[str, str],
     deadline: asyncio.Timeout,
     progress: _Progress,
-) -> tuple[int, str | None, str]:
+    read_answer: bool,
+) -> _Answered:
     destination = await _resolve(url)
     async with httpx.AsyncClient(
         verify=_tls(),
@@ -214,18 +266,52 @@ async def _post(
             extensions={"sni_hostname": destination.server_name, "trace": progress.trace},
         )
         response = await client.send(request, stream=True)
-        said = ""
+        said, answer = "", None
         if not 200 <= response.status_code < 300:
             said = await _what_it_said(response, deadline)
-        await response.aclose()  # of an answer, only its status, Retry-After and a refusal's words
-        return response.status_code, response.headers.get("Retry-After"), said
+        elif read_answer:
+            read, cut = await _first_bytes(response, deadline, ANSWER_BYTES)
+            answer = None if cut else read
+        await response.aclose()  # of an answer, its status, a few headers and its first bytes
+        ids = request_ids(
+            value for name in REQUEST_ID_HEADERS for value in response.headers.get_list(name)
+        )
+        return _Answered(
+            response.status_code, response.headers.get("Retry-After"), said, ids, answer
+        )
 
 
 # Of a refusal's body, what is kept (its first bytes, read for at most this long): enough for
 # the endpoint's own words ("campaign 123 is archived"), never a wait on one that trickles.
 REFUSAL_WORDS_BYTES = 300
 REFUSAL_WORDS_SECONDS = 1.0
+# Of a success's body, for a caller that reads it (the webhook executor, for the ids it
+# names): at most so many bytes, for at most ``REFUSAL_WORDS_SECONDS``.
+ANSWER_BYTES = 4096
 _WORDS_MARGIN = 0.1  # seconds kept, before the exchange's deadline, to close it and answer
+
+
+async def _first_bytes(
+    response: httpx.Response, deadline: asyncio.Timeout, limit: int
+) -> tuple[bytes, bool]:
+    """The body's first ``limit`` bytes, read for at most ``REFUSAL_WORDS_SECONDS`` and never
+    into the exchange's ``deadline``, and whether it was cut short (it said more, or was
+    still coming)."""
+    read = bytearray()
+    ended = False
+
+    async def first() -> None:
+        nonlocal ended
+        async for chunk in response.aiter_raw():
+            read.extend(chunk)
+            if len(read) > limit:
+                return  # more than is kept: cut
+        ended = True
+
+    with contextlib.suppress(TimeoutError, httpx.HTTPError):  # what came in time is what it said
+        left = deadline.when() - asyncio.get_running_loop().time() - _WORDS_MARGIN
+        await asyncio.wait_for(first(), max(0.0, min(REFUSAL_WORDS_SECONDS, left)))
+    return bytes(read[:limit]), not ended or len(read) > limit
 
 
 async def _what_it_said(response: httpx.Response, deadline: asyncio.Timeout) -> str:
@@ -234,35 +320,24 @@ async def _what_it_said(response: httpx.Response, deadline: asyncio.Timeout) -> 
     answer's status, once it came, is never lost to a body that trickles). Words cut short
     (a longer body, or one still coming) end with "…", and a character the cut split in two
     is left out: the endpoint said more, not a broken character."""
-    read = bytearray()
-    ended = False
-
-    async def first_bytes() -> None:
-        nonlocal ended
-        async for chunk in response.aiter_raw():
-            read.extend(chunk)
-            if len(read) > REFUSAL_WORDS_BYTES:
-                return  # more than is kept: cut
-        ended = True
-
-    with contextlib.suppress(TimeoutError, httpx.HTTPError):  # what came in time is what it said
-        left = deadline.when() - asyncio.get_running_loop().time() - _WORDS_MARGIN
-        await asyncio.wait_for(first_bytes(), max(0.0, min(REFUSAL_WORDS_SECONDS, left)))
-    cut = not ended or len(read) > REFUSAL_WORDS_BYTES
+    read, cut = await _first_bytes(response, deadline, REFUSAL_WORDS_BYTES)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    text = decoder.decode(bytes(read[:REFUSAL_WORDS_BYTES]), final=not cut)
+    text = decoder.decode(read, final=not cut)
     words = one_line(text)
     return f"{words}…" if words and cut else words
 
 
 async def _post_within_deadline(
-    url: str, body: bytes, headers: dict[str, str], progress: _Progress
-) -> tuple[int, str | None, str]:
+    url: str, body: bytes, headers: dict[str, str], progress: _Progress, read_answer: bool
+) -> _Answered:
     async with asyncio.timeout(settings.OUTBOUND_DEADLINE) as deadline:
-        return await _post(url, body, headers, deadline, progress)
+        return await _post(url, body, headers, deadline, progress, read_answer)
 
 
-def send_signed(url: str, body: bytes, *, secret: str, headers: dict[str, str]) -> Sent:
+def send_signed(
+    url: str, body: bytes, *, secret: str, headers: dict[str, str], read_answer: bool = False
+) -> Sent:
+    """``read_answer``: a success's body's first bytes are read too (``Sent.answer``)."""
     headers = {
         "Content-Type": "application/json",
         SIGNATURE_HEADER: signed_now(secret, body),
@@ -270,7 +345,7 @@ def send_signed(url: str, body: bytes, *, secret: str, headers: dict[str, str]) 
     }
     progress = _Progress()
     try:
-        code, retry_after, said = asyncio.run(_post_within_deadline(url, body, headers, progress))
+        answered = asyncio.run(_post_within_deadline(url, body, headers, progress, read_answer))
     except RefusedDestination as refused:
         return Sent(False, refused.retry, f"refused: {refused}"[:500])
     except (httpx.ConnectTimeout, httpx.PoolTimeout):
@@ -288,15 +363,17 @@ def send_signed(url: str, body: bytes, *, secret: str, headers: dict[str, str]) 
         # before: which, is not told apart here): it may have been acted on.
         unanswered = not isinstance(error, ssl.SSLError | httpx.UnsupportedProtocol)
         return Sent(False, True, f"{type(error).__name__}: {error}"[:500], unanswered=unanswered)
+    code, said, ids = answered.code, answered.said, answered.request_ids
     if 200 <= code < 300:
-        return Sent(True, False, f"HTTP {code}")
+        return Sent(True, False, f"HTTP {code}", request_ids=ids, answer=answered.answer)
     retry = code >= 500 or code in RETRIED_STATUSES
     result = f"HTTP {code}" + (f": “{said}”" if said else "")
     return Sent(
         False,
         retry,
         result,
-        retry_after_seconds(retry_after) if retry else None,
+        retry_after_seconds(answered.retry_after) if retry else None,
+        request_ids=ids,
         # A server's error: it may have acted before it failed. A redirect (303, "see the
         # result there"; 301 and 302, as many frameworks answer a POST they carried out): it
         # may have acted, and the platform follows none to learn it.

@@ -11,7 +11,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -535,11 +535,14 @@ class Receiver:
         hold: threading.Event | None = None,
         retry_after: str | None = None,
         says: bytes = b"",
+        answers: bytes = b"",
+        headers: Sequence[tuple[str, str]] = (),
     ) -> None:
         """``hold``: each answer waits until it is set (at most 2 s, within the outbound
         deadline the tests' worker has), as a slow endpoint does; ``retry_after``: the
         ``Retry-After`` every answer other than a 2xx carries; ``says``: the body of every
-        answer other than a 2xx."""
+        answer other than a 2xx; ``answers``: the body of every 2xx; ``headers``: sent with
+        every answer, as they are (a name given twice is sent twice)."""
         self.statuses = list(statuses) or [200]
         self.received: list[dict] = []
         # Done once, in the endpoint's thread, while its first request is under way (a
@@ -563,10 +566,12 @@ class Receiver:
                 self.send_response(status)
                 if retry_after is not None and not 200 <= status < 300:
                     self.send_header("Retry-After", retry_after)
-                refusal = says if not 200 <= status < 300 else b""
-                self.send_header("Content-Length", str(len(refusal)))
+                for name, value in headers:
+                    self.send_header(name, value)
+                answer = answers if 200 <= status < 300 else says
+                self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
-                self.wfile.write(refusal)
+                self.wfile.write(answer)
 
             def log_message(self, *args):
                 pass
@@ -609,8 +614,16 @@ def channel(demo_world) -> Iterator[Callable[..., "Receiver"]]:
     """The demo account's channel endpoint, answering with the statuses given in turn."""
     endpoints: list[Receiver] = []
 
-    def answering(*statuses: int, retry_after: str | None = None, says: bytes = b"") -> Receiver:
-        endpoint = Receiver(*statuses, retry_after=retry_after, says=says)
+    def answering(
+        *statuses: int,
+        retry_after: str | None = None,
+        says: bytes = b"",
+        answers: bytes = b"",
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> Receiver:
+        endpoint = Receiver(
+            *statuses, retry_after=retry_after, says=says, answers=answers, headers=headers
+        )
         endpoints.append(endpoint)
         Account.objects.filter(external_id="demo").update(execution_endpoint=endpoint.url)
         return endpoint

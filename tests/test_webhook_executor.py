@@ -17,6 +17,7 @@ from approvals.models import Proposal
 from approvals.services.decisions import proposal_approve, proposal_retry
 from approvals.services.recovery import proposals_requeue_stalled
 from executors import webhook
+from executors.base import Outcome
 from executors.models import ExecutionRound
 from executors.runner import proposal_execute
 from ledger.models import Account, Campaign
@@ -171,6 +172,7 @@ def test_an_action_the_ledger_no_longer_allows_is_failed_not_overdrawn(channel, 
 
     def carried_out_while_the_budget_shrank(request, account):
         Campaign.objects.filter(external_id="brand-search").update(daily_budget=Decimal("100"))
+        return Outcome("done")
 
     monkeypatch.setattr(webhook, "_post", carried_out_while_the_budget_shrank)
     failed = proposal_execute(proposal_id=proposal.pk)
