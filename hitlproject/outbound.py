@@ -16,7 +16,7 @@ sent only where it is safe to send them.
   for the connection. ``HITL_OUTBOUND_ALLOW_PRIVATE`` lifts the address check, for development
   against endpoints on one's own machine. The same check runs when a URL is saved
   (``validate_outbound_url``).
-- Never following a redirect, reading only the status: a 2xx carried it; a timeout, a
+- Never following a redirect, judging by the status alone: a 2xx carried it; a timeout, a
   connection error, a 5xx, 408 or 429 may be tried again; any other answer, or a refused
   destination, refuses it. Of those refusals, a redirect other than 307 or 308 (which ask
   for the request again elsewhere) is no sure answer: a server that carried a POST out
