@@ -125,13 +125,14 @@ from policies.engine import (
     format_magnitude,
     legacy_cumulative_figure_from_reasons,
 )
-from policies.models import Policy
+from policies.models import KillSwitch, KillSwitchScope, Policy
 from policies.services import (
     KILL_SWITCH_FINDING,
     engaged_kill_switches,
+    kill_switch_finding_now,
+    kill_switch_named,
     kill_switch_reason,
-    kill_switch_reason_released,
-    kill_switches_engaged_over,
+    kill_switches_named_over,
     version_number,
     versions_count,
 )
@@ -454,21 +455,46 @@ def _listed(proposals) -> str:
     )
 
 
-def _guardrail_findings(proposal: Proposal, *, kill_switch_now: bool) -> list[tuple[str, bool]]:
+def _guardrail_findings(
+    proposal: Proposal, *, engaged_now: Collection[str]
+) -> list[tuple[str, bool]]:
     """What the guardrails found when the proposal was routed, each with whether it still
-    holds: a kill switch's no longer does for one still waiting that no engaged switch covers
-    now (``kill_switch_now``), and says so."""
+    holds: a kill switch's no longer does once that switch is released (``engaged_now``: the
+    switches engaged over its account now, ``kill_switches_named_over``), whatever became of
+    the proposal since, and says so (``kill_switch_finding_now``)."""
     findings = proposal.guardrail_findings or {}
     said = []
     for finding in [*findings.get("block", []), *findings.get("review", [])]:
-        if (
-            finding.startswith(KILL_SWITCH_FINDING)
-            and not kill_switch_now
-            and proposal.status == ProposalStatus.PENDING_REVIEW
-        ):
-            said.append((kill_switch_reason_released(finding), False))
-        else:
-            said.append((finding, True))
+        now = kill_switch_finding_now(finding, engaged_now)
+        said.append((now, now == finding))
+    return said
+
+
+def _kill_switches_named_now(proposal: Proposal) -> frozenset[str]:
+    """The kill switches engaged over a proposal's account now, as its findings name them
+    (``kill_switch_named``): from the queue's annotations where it has them (one query for
+    the whole list), else read."""
+    if not hasattr(proposal, "kill_switch_global_now"):
+        return kill_switches_named_over(proposal.account)
+    scopes = (
+        (proposal.kill_switch_global_now, KillSwitch()),
+        (proposal.kill_switch_account_now, KillSwitch(account=proposal.account)),
+        (proposal.kill_switch_channel_now, KillSwitch(channel=proposal.account.channel)),
+    )
+    return frozenset(kill_switch_named(switch) for engaged, switch in scopes if engaged)
+
+
+def _reasons_now(proposal: Proposal, reasons) -> list[str]:
+    """Reasons recorded with a proposal as they stand now: a kill switch released since it
+    was routed reads as engaged then and released since, wherever a person reads them."""
+    engaged_now = None
+    said = []
+    for reason in reasons or ():
+        if str(reason).startswith(KILL_SWITCH_FINDING):
+            if engaged_now is None:
+                engaged_now = _kill_switches_named_now(proposal)
+            reason = kill_switch_finding_now(str(reason), engaged_now)
+        said.append(reason)
     return said
 
 
@@ -788,8 +814,22 @@ class ProposalAdmin(ReadOnlyAdmin):
             .get_queryset(request)
             .annotate(
                 deciding_ceiling=Subquery(routed_by.values("auto_execute_max_magnitude")[:1]),
-                kill_switch_now=Exists(
-                    kill_switches_engaged_over(OuterRef("account"), OuterRef("account__channel"))
+                # Each scope of kill switch engaged over its account now: what its reasons
+                # say of one released since (``_kill_switches_named_now``).
+                kill_switch_global_now=Exists(
+                    KillSwitch.objects.filter(engaged=True, scope=KillSwitchScope.GLOBAL)
+                ),
+                kill_switch_account_now=Exists(
+                    KillSwitch.objects.filter(
+                        engaged=True, scope=KillSwitchScope.ACCOUNT, account=OuterRef("account")
+                    )
+                ),
+                kill_switch_channel_now=Exists(
+                    KillSwitch.objects.filter(
+                        engaged=True,
+                        scope=KillSwitchScope.CHANNEL,
+                        channel=OuterRef("account__channel"),
+                    )
                 ),
             )
         )
@@ -806,7 +846,7 @@ class ProposalAdmin(ReadOnlyAdmin):
 
     @admin.display(description="guardrail")
     def guardrail_flag(self, proposal: Proposal) -> str:
-        findings = _guardrail_findings(proposal, kill_switch_now=proposal.kill_switch_now)
+        findings = _guardrail_findings(proposal, engaged_now=_kill_switches_named_now(proposal))
         found = [finding for finding, holds in findings if holds]
         if not found:
             # Only a kill switch released since: it still explains the proposal's risk (its
@@ -997,8 +1037,13 @@ class ProposalAdmin(ReadOnlyAdmin):
             # Why it came to a person as the agent made it, where an edit's re-assessment has
             # replaced the verdict's reasons with the edited action's.
             "routed_reasons": (
-                routed_reasons(proposal) if proposal.payload != proposed.payload else []
+                _reasons_now(proposal, routed)
+                if proposal.payload != proposed.payload
+                and (routed := routed_reasons(proposal)) != proposal.verdict_reasons
+                else []
             ),
+            # Why it is here, as recorded, each as it stands now (a kill switch released).
+            "reasons_now": _reasons_now(proposal, proposal.verdict_reasons),
             "deciding_policy": routed_by,
             "deciding_policy_number": number_then,
             "latest_policy_number": number_now,
@@ -1278,7 +1323,7 @@ class ProposalAdmin(ReadOnlyAdmin):
                     )
         # What the guardrails found, said before it is decided, as it stands now.
         switched = {
-            account.pk: bool(engaged_kill_switches(account))
+            account.pk: kill_switches_named_over(account)
             for account in {proposal.account for proposal in proposals}
         }
         for proposal in proposals:
@@ -1287,7 +1332,7 @@ class ProposalAdmin(ReadOnlyAdmin):
                 proposal.payload
             )
             proposal.findings = _guardrail_findings(
-                proposal, kill_switch_now=switched[proposal.account.pk]
+                proposal, engaged_now=switched[proposal.account.pk]
             )
             # One decided since it was selected: by whom, how and when, beside its status.
             if proposal.status != ProposalStatus.PENDING_REVIEW:

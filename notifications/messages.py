@@ -20,6 +20,7 @@ from hitlproject.validation import one_line
 from hitlproject.vocabulary import EXECUTION_FAILED, VerdictOutcome
 from notifications.models import Claim, DecisionDeadline, NotificationKind
 from policies.reading import is_control
+from policies.services import KILL_SWITCH_FINDING, kill_switch_finding_now, kill_switches_named_over
 
 # Why a proposal waits that no policy decided, as every message says it.
 NO_POLICY_DECIDED = "No policy decided it: a person does."
@@ -294,6 +295,16 @@ def proposal_messages(
         approvers,
         failed_by=failed_by,
     )
+    # A kill switch a reason names, released since it was routed, reads as released, not
+    # engaged (the switches engaged now read once an account, where a reason names one).
+    accounts = {
+        proposal.account_id: proposal.account
+        for proposal, _ in items
+        if any(
+            str(reason).startswith(KILL_SWITCH_FINDING) for reason in proposal.verdict_reasons or []
+        )
+    }
+    engaged_now = {pk: kill_switches_named_over(account) for pk, account in accounts.items()}
     messages = []
     for proposal, kind in items:
         due_at, claim = due.get(proposal.pk), claims.get(proposal.pk)
@@ -309,7 +320,10 @@ def proposal_messages(
                 action_type=action_types.label(proposal.action_type),
                 magnitude=proposal.magnitude_label,
                 risk=proposal.risk,
-                reasons=[str(reason) for reason in proposal.verdict_reasons or []],
+                reasons=[
+                    kill_switch_finding_now(str(reason), engaged_now.get(proposal.account_id, ()))
+                    for reason in proposal.verdict_reasons or []
+                ],
                 due_at=due_at,
                 overdue=due_at is not None
                 and (kind == NotificationKind.ESCALATION or due_at <= now),

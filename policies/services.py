@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
@@ -279,17 +279,44 @@ def kill_switch_reason(switch: KillSwitch) -> str:
     reason = switch.reason.strip()
     if not reason.endswith((".", "!", "?")):
         reason += "."
-    scope = switch.account or switch.channel or "everything"
-    return f"{KILL_SWITCH_FINDING}{scope}{_ENGAGED}{reason}"
+    return f"{kill_switch_named(switch)}{_ENGAGED}{reason}"
 
 
 _ENGAGED = " is engaged: "
 
 
-def kill_switch_reason_released(finding: str) -> str:
-    """A kill switch's finding (``kill_switch_reason``), for a proposal it no longer covers."""
+def kill_switch_reason_released(finding: str, *, none_covers_now: bool = True) -> str:
+    """A kill switch's finding (``kill_switch_reason``), for a proposal it no longer covers
+    (``none_covers_now``: nor does any other switch)."""
     finding = finding.replace(_ENGAGED, " was engaged when it was routed: ", 1)
-    return f"{finding} Released since: no kill switch covers it now."
+    if none_covers_now:
+        return f"{finding} Released since: no kill switch covers it now."
+    return f"{finding} Released since."
+
+
+def kill_switch_named(switch: KillSwitch) -> str:
+    """How a switch's finding opens, up to "is engaged" ("The kill switch on demo"): how a
+    finding recorded with a proposal is told to be that switch's, whatever its reason says."""
+    return f"{KILL_SWITCH_FINDING}{switch.account or switch.channel or 'everything'}"
+
+
+def kill_switches_named_over(account: Account) -> frozenset[str]:
+    """The switches engaged over an account now, each as its findings open
+    (``kill_switch_named``)."""
+    return frozenset(map(kill_switch_named, engaged_kill_switches(account)))
+
+
+def kill_switch_finding_now(finding: str, engaged_now: Collection[str]) -> str:
+    """A reason or finding recorded with a proposal, as it stands now: a kill switch's
+    ("The kill switch on demo is engaged: …") says the switch was engaged when it was routed
+    and is released since, unless that switch is engaged now (``engaged_now``: the switches
+    engaged over its account, as ``kill_switches_named_over`` names them); any other, as
+    recorded."""
+    if not finding.startswith(KILL_SWITCH_FINDING) or _ENGAGED not in finding:
+        return finding
+    if finding.partition(_ENGAGED)[0] in engaged_now:
+        return finding
+    return kill_switch_reason_released(finding, none_covers_now=not engaged_now)
 
 
 def kill_switch_engaged_since(switch: KillSwitch) -> datetime:

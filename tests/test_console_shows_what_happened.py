@@ -1087,6 +1087,69 @@ def test_a_proposal_a_released_kill_switch_sent_to_a_person_says_the_switch_is_r
     )
 
 
+def test_a_released_kill_switch_reads_as_engaged_then_wherever_the_console_says_why(
+    operator, login
+):
+    """A 3% bid held only by the account's kill switch, the switch released, then the bid
+    approved and executed: its page says why it is here as it stands (the switch was engaged
+    when it was routed, released since), before and after it is decided, and so does the
+    queue's mark on it in every status; never "is engaged" of a switch no longer engaged."""
+    switch = KillSwitch.objects.create(
+        scope="account", account=Account.objects.get(external_id="demo"), reason="Outage."
+    )
+    proposal = evaluated(bid_adjustment("2.06"))  # +3%: only the switch holds it
+    client = login("operator")
+
+    def why_it_is_here() -> list[str]:
+        page = page_of(client, proposal).text
+        listed = page.split('id="verdict-reasons">')[1].split("</ul>")[0]
+        return [html.unescape(reason) for reason in re.findall(r"<li>(.*?)</li>", listed)]
+
+    def queue_row() -> str:
+        listed = client.get(f"{CHANGELIST}?status=all").text
+        return html.unescape(listed.split(f'value="{proposal.pk}"')[1].split("</tr>")[0])
+
+    assert why_it_is_here() == ["The kill switch on demo is engaged: Outage."]  # it is
+    switch.engaged = False
+    switch.save()
+    released = (
+        "The kill switch on demo was engaged when it was routed: Outage. Released since: no "
+        "kill switch covers it now."
+    )
+    assert why_it_is_here() == [released]
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    assert proposal_execute(proposal_id=proposal.pk).status == "executed"
+
+    assert why_it_is_here() == [released]
+    assert "guardrail-flag" not in queue_row()
+    assert f'title="{released}">kill switch released</span>' in queue_row()
+
+
+def test_another_switch_engaged_still_leaves_the_released_one_said_released(operator, login):
+    """Held by the account's switch and the channel's: the account's released, the channel's
+    still engaged. The account's reads as released (not "no kill switch covers it now": one
+    does), the channel's as engaged, on its page and in the queue's mark."""
+    demo = Account.objects.get(external_id="demo")
+    mine = KillSwitch.objects.create(scope="account", account=demo, reason="Outage.")
+    KillSwitch.objects.create(scope="channel", channel=demo.channel, reason="API change.")
+    proposal = evaluated(bid_adjustment("2.06"))
+    mine.engaged = False
+    mine.save()
+    client = login("operator")
+
+    page = html.unescape(page_of(client, proposal).text)
+    listed = page.split('id="verdict-reasons">')[1].split("</ul>")[0]
+    assert re.findall(r"<li>(.*?)</li>", listed) == [
+        "The kill switch on demo was engaged when it was routed: Outage. Released since.",
+        f"The kill switch on {demo.channel} is engaged: API change.",
+    ]
+    assert 'id="kill-switch-released"' not in page  # one still covers it
+    row = html.unescape(client.get(CHANGELIST).text.split(f'value="{proposal.pk}"')[1])
+    row = row.split("</tr>")[0]
+    findings = re.findall(r"<li>(.*?)</li>", row.split('class="guardrail-findings">')[1])
+    assert findings == [f"The kill switch on {demo.channel} is engaged: API change."]
+
+
 def test_two_released_kill_switches_are_both_said_released(login):
     demo = Account.objects.get(external_id="demo")
     switches = [

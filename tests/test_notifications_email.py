@@ -11,6 +11,7 @@ from django.test import Client
 from django.utils import timezone
 
 from approvals.models import Proposal
+from ledger.models import Account
 from notifications.channels import EmailChannel
 from notifications.messages import proposal_messages
 from notifications.models import (
@@ -20,7 +21,8 @@ from notifications.models import (
     NotificationStatus,
 )
 from notifications.slack import message_blocks
-from tests.conftest import reallocation, target_cpa_strategy, wait_until
+from policies.models import KillSwitch
+from tests.conftest import bid_adjustment, reallocation, target_cpa_strategy, wait_until
 from tests.factories import evaluated
 from tests.slack_fake import shown_text
 
@@ -202,3 +204,33 @@ def login_as(user) -> Client:
     client = Client()
     client.force_login(user)
     return client
+
+
+@pytest.mark.django_db
+def test_a_message_sent_after_the_kill_switch_was_released_says_it_was_released(
+    demo_world, mailoutbox
+):
+    """A bid held only by the account's kill switch, reminded of after the switch was released:
+    the email and the Slack message say why it waits as it stands, the switch engaged when
+    it was routed and released since, not "is engaged"."""
+    switch = KillSwitch.objects.create(
+        scope="account", account=Account.objects.get(external_id="demo"), reason="Outage."
+    )
+    proposal = evaluated(bid_adjustment("2.06"))
+    switch.engaged = False
+    switch.save()
+    operator = get_user_model().objects.get(username="operator")
+    released = (
+        "The kill switch on demo was engaged when it was routed: Outage. Released since: no "
+        "kill switch covers it now."
+    )
+
+    message = proposal_messages([(proposal, NotificationKind.REMINDER)], now=timezone.now())[0]
+    EmailChannel().send(recipient=operator, message=message, may_decide=True)
+
+    [email] = mailoutbox
+    said = " ".join(email.body.split())
+    assert f"- {released}" in said
+    assert "is engaged" not in email.body + email.alternatives[0][0]
+    slack = shown_text(message_blocks(message, may_decide=True))
+    assert released in slack and "is engaged" not in slack
