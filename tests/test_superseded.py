@@ -4,6 +4,7 @@ A proposal that sets a value ends ``superseded`` once another change lands on it
 first: it never executes, never reappears meaning something else, and its agent is told the
 value it saw and the value now. A reallocation keeps its meaning and is re-assessed instead."""
 
+import html
 from decimal import Decimal
 
 import pytest
@@ -107,7 +108,7 @@ def test_an_agent_is_not_told_which_of_another_agents_proposals_changed_its_targ
     )
     assert reassessed["verdict"]["reasons"][0].startswith(
         "Re-assessed after another agent's proposal changed it first: brand-search's daily "
-        "budget is 1050.00, was 1000.00."
+        "budget went from 1000.00 to 1050.00."
     )
     told = str([superseded, reassessed, feedback, [event.body for event in callbacks]])
     assert callbacks.exists() and "another agent's proposal" in str(callbacks[0].body)
@@ -295,12 +296,53 @@ def test_a_waiting_reallocation_is_re_assessed_when_its_campaigns_budgets_move(o
     assert waiting.target_snapshot["brand-search"] == {"daily_budget": "1050.00"}
     assert waiting.verdict_reasons[0] == (
         f"Re-assessed after #{small_raise.pk} changed it first: {small_raise.summary}: "
-        "brand-search's daily budget is 1050.00, was 1000.00. Now: move 280.00 USD/day from "
+        "brand-search's daily budget went from 1000.00 to 1050.00. Now: move 280.00 USD/day from "
         "brand-search to generic-search (26.7%)."
     )
     proposal_approve(proposal_id=waiting.pk, reviewer=operator)
     assert proposal_execute(proposal_id=waiting.pk).status == ProposalStatus.EXECUTED
     assert Campaign.objects.get(external_id="brand-search").daily_budget == Decimal("770.00")
+
+
+def test_a_reallocation_re_assessed_twice_says_both_changes_as_its_history_does(operator, login):
+    """Two reallocations into generic-search held for a person; the first approved and run
+    (generic-search 500.00 → 780.00), then another move into it: the one still waiting says
+    both re-assessments, each with the proposal that made its change and the figures, the
+    latest first (with what it reads now), as its history records them; on its page too."""
+    first = evaluated(reallocation("280.00"))
+    waiting = evaluated(reallocation("300.00"))
+    assert (first.status, waiting.status) == ("pending_review", "pending_review")
+    proposal_approve(proposal_id=first.pk, reviewer=operator)
+    assert proposal_execute(proposal_id=first.pk).status == ProposalStatus.EXECUTED
+    second = evaluated(reallocation("100.00"))
+    if second.status == ProposalStatus.PENDING_REVIEW:
+        proposal_approve(proposal_id=second.pk, reviewer=operator)
+    assert proposal_execute(proposal_id=second.pk).status == ProposalStatus.EXECUTED
+
+    waiting.refresh_from_db()
+    before = (
+        f"Re-assessed after #{first.pk} changed it first: {first.summary}: brand-search's "
+        "daily budget went from 1000.00 to 720.00; generic-search's daily budget went from "
+        "500.00 to 780.00."
+    )
+    latest = (
+        f"Re-assessed after #{second.pk} changed it first: {second.summary}: brand-search's "
+        "daily budget went from 720.00 to 620.00; generic-search's daily budget went from "
+        "780.00 to 880.00."
+    )
+    now = "move 300.00 USD/day from brand-search to generic-search (48.4%)"
+    assert waiting.status == ProposalStatus.PENDING_REVIEW
+    assert waiting.verdict_reasons[:2] == [f"{latest} Now: {now}.", before]
+    recorded = [
+        record.history_change_reason
+        for record in Proposal.history.filter(id=waiting.pk).order_by("-history_id")
+        if (record.history_change_reason or "").startswith("Re-assessed after")
+    ]
+    assert recorded == [latest, before]
+    page = login("operator").get(reverse("admin:approvals_proposal_change", args=[waiting.pk]))
+    listed = page.text.split('id="verdict-reasons">')[1].split("</ul>")[0]
+    assert html.unescape(listed).count("Re-assessed after") == 2
+    assert before in html.unescape(listed)
 
 
 def test_a_change_landing_re_assesses_every_waiting_reallocation_and_ends_outdated_values(
@@ -343,12 +385,12 @@ def test_a_change_landing_re_assesses_every_waiting_reallocation_and_ends_outdat
         assert proposal.summary == figures
         assert proposal.target_snapshot["brand-search"] == {"daily_budget": "1020.00"}
         assert proposal.verdict_reasons[0] == (
-            f"Re-assessed after {cause}: brand-search's daily budget is 1020.00, was 1000.00. "
+            f"Re-assessed after {cause}: brand-search's daily budget went from 1000.00 to 1020.00. "
             f"Now: {figures}."
         )
         latest = Proposal.history.filter(id=proposal.pk).latest("history_id")
         assert latest.history_change_reason == (
-            f"Re-assessed after {cause}: brand-search's daily budget is 1020.00, was 1000.00."
+            f"Re-assessed after {cause}: brand-search's daily budget went from 1000.00 to 1020.00."
         )
         assert (latest.history_actor_kind, latest.summary) == ("system", figures)
     # A move into the campaign reads its new budget too; its share of its source is the same.
@@ -411,7 +453,7 @@ def test_a_waiting_pause_names_the_daily_budget_it_would_stop_once_that_moves(
     assert (waiting.summary, waiting.amount) == (now, Decimal("1050.00"))
     note = (
         f"Re-assessed after #{raised.pk} changed it first: {raised.summary}: "
-        "brand-search's daily budget is 1050.00, was 1000.00."
+        "brand-search's daily budget went from 1000.00 to 1050.00."
     )
     assert waiting.verdict_reasons[0] == f"{note} Now: {now}."
     assert waiting.history.first().history_change_reason == note

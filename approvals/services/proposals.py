@@ -814,6 +814,28 @@ HELD_BACK = "Held back before executing:"
 RE_ROUTED = "Re-routed to a person before executing:"
 SENT_BACK = (HELD_BACK, RE_ROUTED)
 
+# How a waiting proposal's reason begins once a change another proposal made landed on its
+# campaigns (``approvals.services.supersession``), and how that reason goes on to say what it
+# makes of the proposal then: the figures it read, or that it no longer applies.
+REASSESSED_AFTER = "Re-assessed after "
+REASSESSED_NOW = " Now: "
+REASSESSED_NO_LONGER_APPLIES = " It can no longer be applied as proposed: "
+
+
+def reassessment_note(reason: str) -> str:
+    """A re-assessment's reason, as an earlier one reads once the proposal was re-assessed
+    again: the change and what made it, as its history records it, without what it read of
+    the proposal then, which a later one replaces."""
+    for then in (REASSESSED_NOW, REASSESSED_NO_LONGER_APPLIES):
+        reason = reason.partition(then)[0]
+    return reason
+
+
+def earlier_reassessments(reasons: Iterable[str]) -> list[str]:
+    """The re-assessments a proposal's reasons tell (``reassessment_note``), newest first:
+    each still happened, whatever came after."""
+    return [reassessment_note(r) for r in reasons if str(r).startswith(REASSESSED_AFTER)]
+
 
 def refreshed_facts(
     proposal: Proposal,
@@ -832,7 +854,9 @@ def refreshed_facts(
     required = max(proposal.required_approvals, verdict.required_approvals)
     # Why it was sent back to a person before it ran still holds: a person must decide it.
     sent_back = [reason for reason in proposal.verdict_reasons if reason.startswith(SENT_BACK)]
-    reasons = [note, *sent_back, *verdict.reasons]
+    # So do the changes that re-assessed it before (a second one does not undo the first).
+    reassessed = earlier_reassessments(proposal.verdict_reasons)
+    reasons = [note, *reassessed, *sent_back, *verdict.reasons]
     asks = verdict.required_approvals
     routed = (routed_with or approvals_routed_with([proposal])).get(
         proposal.verdict_policy_version, 1

@@ -39,12 +39,16 @@ from approvals.services.lifecycle import (
     proposals_move_through,
 )
 from approvals.services.proposals import (
+    REASSESSED_AFTER,
+    REASSESSED_NO_LONGER_APPLIES,
+    REASSESSED_NOW,
     FieldKey,
     approvals_routed_with,
     assessed_from_ledger,
     campaign_fields_changed,
     campaigns_for,
     changed_first,
+    earlier_reassessments,
     ledger_value,
     ledger_value_recorded,
     refreshed_facts,
@@ -74,6 +78,15 @@ class TargetMove:
             f"{self.campaign}'s {campaign_field_label(self.field)} is "
             f"{campaign_value_label(self.field, self.now)}, "
             f"was {campaign_value_label(self.field, self.saw)}"
+        )
+
+    @property
+    def went(self) -> str:
+        """The move, in words that stay true once the field moves again."""
+        return (
+            f"{self.campaign}'s {campaign_field_label(self.field)} went from "
+            f"{campaign_value_label(self.field, self.saw)} to "
+            f"{campaign_value_label(self.field, self.now)}"
         )
 
 
@@ -265,7 +278,10 @@ class Overtaken:
 
     @property
     def reassessed_note(self) -> str:
-        return f"Re-assessed after {self.cause}: {self.moved}."
+        """Said of a waiting proposal re-assessed after the moves, here and in its history, in
+        words that stay true once it is re-assessed again (``earlier_reassessments``)."""
+        went = "; ".join(move.went for move in self.moves)
+        return f"{REASSESSED_AFTER}{self.cause}: {went}."
 
 
 def proposals_supersede(*, supersessions: Sequence[Overtaken], actor: Actor) -> list[Proposal]:
@@ -478,8 +494,13 @@ def proposals_reassess_waiting(*, waiting: Sequence[Overtaken], actor: Actor) ->
             why = assessed.message
             changes = {
                 "verdict_reasons": [
-                    f"{note} It can no longer be applied as proposed: {why}",
-                    *proposal.verdict_reasons,
+                    f"{note}{REASSESSED_NO_LONGER_APPLIES}{why}",
+                    *earlier_reassessments(proposal.verdict_reasons),
+                    *(
+                        reason
+                        for reason in proposal.verdict_reasons
+                        if not reason.startswith(REASSESSED_AFTER)
+                    ),
                 ]
             }
         else:
@@ -490,7 +511,7 @@ def proposals_reassess_waiting(*, waiting: Sequence[Overtaken], actor: Actor) ->
                 proposal,
                 assessed,
                 verdict,
-                f"{note} Now: {assessed.assessment.summary}.",
+                f"{note}{REASSESSED_NOW}{assessed.assessment.summary}.",
                 routed_with,
             )
         changes["updated_at"] = now
