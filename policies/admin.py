@@ -608,9 +608,9 @@ class PolicyAdmin(ChangeReasonAdmin):
         policy = self.get_object(request, object_id)
         if policy is None or not self.has_view_permission(request, policy):
             raise PermissionDenied
-        example = action_types.get(policy.action_type).example_payload
         agent = policy.agent or dry_run_agent(policy.action_type)
         account = policy.account or (agent.accounts.first() if agent else None)
+        example, example_said = dry_run_example(policy, account)
         form = DryRunForm(
             request.POST if request.method == "POST" else None,
             initial={"payload": example, "account": account, "agent": agent},
@@ -621,6 +621,7 @@ class PolicyAdmin(ChangeReasonAdmin):
             "opts": self.model._meta,
             "policy": policy,
             "form": form,
+            "example_said": "" if form.is_bound else example_said,
             "simulate_query": simulate_query(policy)
             if policy.is_draft and policy.is_active
             else "",
@@ -688,6 +689,39 @@ class PolicyAdmin(ChangeReasonAdmin):
             f"{percent_text(tried.get('cumulative_max_magnitude', 0))}",
         }
         return rules, [words[name] for name in tried]
+
+
+def dry_run_example(policy: Policy, account: Account | None) -> tuple[dict | None, str]:
+    """The payload a policy's dry run is first filled with, made from the account's campaigns
+    as they are now, and what it is, in words; none, and why, where the account has nothing
+    it could be about."""
+    governed = action_types.get(policy.action_type)
+    label = action_types.label(policy.action_type)
+    if account is None:
+        return None, f"No payload is filled in: there is no account to try a {label} on."
+    ceiling = policy.auto_execute_max_magnitude
+    replaced = policy.draft_of.auto_execute_max_magnitude if policy.draft_of else None
+    raises = bool(policy.is_draft and ceiling and replaced is not None and ceiling > replaced)
+    magnitude = governed.example_magnitude(ceiling, replaced=replaced if raises else None)
+    example = governed.example_payload(account, magnitude)
+    if example is None:
+        return None, (
+            f"No payload is filled in: account “{account}” {governed.example_missing}, so "
+            f"there is no {label} on it to try. Choose an account that has, and type one."
+        )
+    made = f"The payload filled in is an example made from account “{account}” as it is now"
+    if governed.always_human:
+        return example, f"{made}. {governed.always_human}"
+    if policy.always_review:
+        return example, f"{made}: this policy sends every one to a person."
+    if policy.auto_execute_max_magnitude is None:
+        return example, f"{made}: this policy lets nothing auto-execute, so a person decides it."
+    if raises:
+        return example, (
+            f"{made}, a change within this draft's auto-execute ceiling and past the one of "
+            "the policy it replaces."
+        )
+    return example, f"{made}, a change just past this policy's auto-execute ceiling."
 
 
 def dry_run_agent(action_type: str) -> Agent | None:

@@ -421,8 +421,8 @@ def test_policy_owner_raises_the_reallocation_ceiling_by_draft_dry_run_and_promo
     live_server, demo_world, page
 ):
     """Raising the reallocation ceiling from 10% to 30%: duplicate as draft, dry run (which
-    points at the cumulative ceiling as what still holds the reference move), simulate, and
-    promote, with a reason. Every click and every field typed in is counted."""
+    points at the cumulative ceiling as what still holds a move the draft would let through),
+    simulate, and promote, with a reason. Every click and every field typed in is counted."""
     waiting(reallocation("280.00"))  # the reference proposal, recorded for the simulation
     log_in(page, live_server.url, demo_world["users"]["policy-owner"])
     page.goto(f"{live_server.url}/admin/policies/policy/")
@@ -444,11 +444,14 @@ def test_policy_owner_raises_the_reallocation_ceiling_by_draft_dry_run_and_promo
     screenshot(page, "policy-draft")
 
     act(page.click, "#dry-run-link")
-    act(page.click, "#dry-run-form input[type=submit]")  # the reference move, prefilled
+    # Prefilled: a move the draft's 30% lets run and the live 10% holds, 290.00 of
+    # brand-search's 1000.00.
+    expect(page.locator("#dry-run-example")).to_contain_text("within this draft's")
+    act(page.click, "#dry-run-form input[type=submit]")
     expect(page.locator("#dry-run-verdict h2")).to_contain_text("To a human")
     expect(page.locator("#held-by")).to_contain_text(
         "cumulative ceiling 25% per 1 day (with this move, brand-search's daily budget would "
-        "move -28.0% within 1 day"
+        "move -29.0% within 1 day"
     )
     expect(page.locator("#held-by")).not_to_contain_text("auto-execute ceiling")
     screenshot(page, "policy-dry-run")

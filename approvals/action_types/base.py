@@ -9,14 +9,14 @@ import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_UP, ROUND_UP, Decimal
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rest_framework import serializers
 
 from hitlproject.validation import StrictSerializer, invalid_from_serializer
-from ledger.models import Account, Campaign
+from ledger.models import Account, Campaign, CampaignStatus
 from policies.engine import MAGNITUDE_CAP, MagnitudeUnit, format_magnitude
 
 if TYPE_CHECKING:
@@ -139,6 +139,36 @@ def numeric_effects(
     return effects
 
 
+# How far past an auto-execute ceiling a dry run's example goes, as a share: one percentage
+# point; as a count: one more. And its size where no ceiling lets anything run.
+EXAMPLE_STEP = Decimal("0.01")
+EXAMPLE_WITHOUT_CEILING = Decimal("0.10")
+CENT = Decimal("0.01")
+
+
+def example_figure(current: Decimal, share: Decimal, cap: Decimal | None = None) -> Decimal:
+    """``current`` moved up by ``share``, to the cent, rounded away from it so the move is
+    past the ceiling; down by it where up would pass ``cap`` (a campaign's budget cap); a
+    figure from zero where there is none."""
+    if current == 0:
+        return Decimal("1.00")
+    up = (current * (1 + share)).quantize(CENT, rounding=ROUND_UP)
+    if cap is None or up <= cap:
+        return up
+    return max((current * (1 - share)).quantize(CENT, rounding=ROUND_DOWN), CENT)
+
+
+def example_campaigns(account: Account, field: str | None = None) -> list[Campaign]:
+    """An account's campaigns in the order a dry run's example picks them: active ones
+    first, then those with a figure in ``field`` to move from, then by external id."""
+
+    def order(campaign: Campaign) -> tuple[bool, bool]:
+        paused = campaign.status != CampaignStatus.ACTIVE
+        return paused, field is not None and not getattr(campaign, field)
+
+    return sorted(account.campaigns.order_by("external_id"), key=order)
+
+
 def signed_percent(current: Decimal, new: Decimal) -> str:
     if current == 0:
         return "from zero"
@@ -155,8 +185,9 @@ class ActionType:
     payload_serializer: ClassVar[type[StrictSerializer]]
     # A strategy lock on a campaign refuses actions that change how it bids.
     changes_strategy: ClassVar[bool] = False
-    # A payload on the demo account's campaigns, for documentation and the admin's dry run.
-    example_payload: ClassVar[dict[str, Any]]
+    # What an account lacks when there is no example of it (``example_payload``) on it, as
+    # "account X …" goes on.
+    example_missing: ClassVar[str] = "has no campaign"
     # Non-empty: why this type always waits for a person, whatever the policies say.
     always_human: ClassVar[str] = ""
     # Who may approve or reject it.
@@ -187,6 +218,30 @@ class ActionType:
 
     def campaign_fields(self, payload: dict[str, Any]) -> dict[str, tuple[str, ...]]:
         """The ledger fields this action reads and writes, by campaign external id."""
+        raise NotImplementedError
+
+    @classmethod
+    def example_magnitude(
+        cls, ceiling: Decimal | None, *, replaced: Decimal | None = None
+    ) -> Decimal:
+        """The size of a dry run's example under a policy's auto-execute ceiling (as stored):
+        just past it, so that the dry run shows the ceiling at work; or, for a draft that
+        raises the ceiling ``replaced`` of the policy it replaces, just within it, what the
+        draft lets run that the live policy holds."""
+        count = cls.magnitude_unit == "count"
+        step = Decimal(1) if count else EXAMPLE_STEP
+        if not ceiling:
+            return step if count else EXAMPLE_WITHOUT_CEILING
+        if replaced is None or ceiling <= replaced:
+            return Decimal(int(ceiling)) + step if count else ceiling + step
+        if count:
+            return Decimal(int(ceiling))
+        return ceiling - step if ceiling - step > replaced else (ceiling + replaced) / 2
+
+    def example_payload(self, account: Account, magnitude: Decimal) -> dict[str, Any] | None:
+        """A payload for the admin's dry run, made from ``account``'s campaigns as they are
+        now, of about ``magnitude`` (``example_magnitude``); None where the account has
+        nothing for it to be about (``example_missing``)."""
         raise NotImplementedError
 
     def figures_read_from(self, payload: dict[str, Any]) -> dict[str, tuple[str, ...]]:

@@ -1,6 +1,6 @@
 """Action types that change a campaign's numbers, status or strategy in the ledger."""
 
-from decimal import Decimal
+from decimal import ROUND_UP, Decimal
 from typing import Any, ClassVar
 
 from django import forms
@@ -16,6 +16,8 @@ from approvals.action_types.base import (
     PlainDecimal,
     change_label,
     change_of,
+    example_campaigns,
+    example_figure,
     relative_change,
     signed_percent,
     target_name,
@@ -42,6 +44,16 @@ class NumericFieldChange(ActionType):
 
     def campaign_fields(self, payload):
         return {payload["campaign"]: (self.field,)}
+
+    def example_payload(self, account, magnitude):
+        campaigns = example_campaigns(account, self.field)
+        if not campaigns:
+            return None
+        campaign = campaigns[0]
+        # A daily budget turns down where up would pass its cap.
+        cap = campaign.max_daily_budget if self.field == "daily_budget" else None
+        new = example_figure(getattr(campaign, self.field), magnitude, cap)
+        return {"campaign": campaign.external_id, self.payload_field: str(new)}
 
     def assess(self, payload, campaigns, account: Account) -> Assessment:
         campaign = campaigns[payload["campaign"]]
@@ -106,7 +118,6 @@ class BidAdjustment(NumericFieldChange):
     risk_weight = 10
     payload_serializer = BidAdjustmentPayload
     edit_form = BidAdjustmentEdit
-    example_payload = {"campaign": "brand-search", "new_bid": "2.12"}
     field, payload_field, noun, moves_daily_money = "bid", "new_bid", "bid", False
 
 
@@ -126,7 +137,6 @@ class BudgetChange(NumericFieldChange):
     risk_weight = 20
     payload_serializer = BudgetChangePayload
     edit_form = BudgetChangeEdit
-    example_payload = {"campaign": "generic-search", "new_daily_budget": "550.00"}
     field, payload_field, noun, moves_daily_money = (
         "daily_budget",
         "new_daily_budget",
@@ -165,12 +175,26 @@ class BudgetReallocation(ActionType):
     risk_weight = 25
     payload_serializer = BudgetReallocationPayload
     edit_form = BudgetReallocationEdit
-    example_payload = {
-        "from_campaign": "brand-search",
-        "to_campaign": "generic-search",
-        "amount": "280.00",
-    }
     sets_values = False
+    example_missing = "has fewer than two campaigns"
+
+    def example_payload(self, account, magnitude):
+        # From the largest budget to the next, where the amount moves the target least.
+        campaigns = sorted(
+            example_campaigns(account),
+            key=lambda c: (c.status != CampaignStatus.ACTIVE, -c.daily_budget),
+        )
+        if len(campaigns) < 2:
+            return None
+        source, target = campaigns[0], campaigns[1]
+        # Its share of the source's budget, to the cent, and no more than all of it.
+        share = min(magnitude, Decimal(1))
+        amount = (source.daily_budget * share).quantize(Decimal("0.01"), rounding=ROUND_UP)
+        return {
+            "from_campaign": source.external_id,
+            "to_campaign": target.external_id,
+            "amount": str(amount or Decimal("0.01")),
+        }
 
     def campaign_fields(self, payload):
         return {
@@ -230,7 +254,19 @@ class StatusChange(ActionType):
     payload_serializer = StatusChangePayload
     # No edit form: its one field has two values, and an edit could only set the one its
     # campaign has, which changes nothing (``changes_nothing``). Approved as proposed, or not.
-    example_payload = {"campaign": "display-retarget", "status": "paused"}
+
+    def example_payload(self, account, magnitude):
+        # Pausing an active campaign, else starting a paused one: all of its spend either way.
+        campaigns = example_campaigns(account)
+        if not campaigns:
+            return None
+        campaign = campaigns[0]
+        flipped = (
+            CampaignStatus.PAUSED
+            if campaign.status == CampaignStatus.ACTIVE
+            else CampaignStatus.ACTIVE
+        )
+        return {"campaign": campaign.external_id, "status": str(flipped)}
 
     def campaign_fields(self, payload):
         return {payload["campaign"]: ("status",)}
@@ -304,6 +340,10 @@ def _strategy_value_is(campaign, field: str, value: Any) -> bool:
     return str(current) == str(value)
 
 
+# A target to start from where a campaign has none, for a strategy change's example.
+TARGETS = {"target_cpa": Decimal("20.00"), "target_roas": Decimal("3.00")}
+
+
 class StrategyChangePayload(StrictSerializer):
     campaign = CampaignRef()
     changes = StrategyChanges()
@@ -354,11 +394,37 @@ class StrategyChange(ActionType):
     risk_weight = 40
     payload_serializer = StrategyChangePayload
     edit_form = StrategyChangeEdit
-    example_payload = {
-        "campaign": "generic-search",
-        "changes": {"bidding_strategy": "target_cpa", "target_cpa": "25.00"},
-    }
     changes_strategy = True
+
+    def example_payload(self, account, magnitude):
+        campaigns = example_campaigns(account)
+        if not campaigns:
+            return None
+        campaign = campaigns[0]
+        # Each field to a value other than its own, as many fields as ``magnitude``: alone, a
+        # strategy that needs no target; with more, one bidding to a target, and its target.
+        counted = min(max(int(magnitude), 1), 3)
+        share = Decimal("0.10")
+        if counted == 1:
+            alone = BiddingStrategy.MAXIMIZE_CONVERSIONS
+            if campaign.bidding_strategy == alone:
+                alone = BiddingStrategy.MAXIMIZE_CLICKS
+            changes = {"bidding_strategy": str(alone)}
+        else:
+            strategy = BiddingStrategy.TARGET_CPA
+            if campaign.bidding_strategy == strategy:
+                strategy = BiddingStrategy.TARGET_ROAS
+            target = "target_roas" if strategy == BiddingStrategy.TARGET_ROAS else "target_cpa"
+            changes = {
+                "bidding_strategy": str(strategy),
+                target: str(example_figure(getattr(campaign, target) or TARGETS[target], share)),
+            }
+            if counted == 3:
+                other = "target_cpa" if target == "target_roas" else "target_roas"
+                changes[other] = str(
+                    example_figure(getattr(campaign, other) or TARGETS[other], share)
+                )
+        return {"campaign": campaign.external_id, "changes": changes}
 
     def campaign_fields(self, payload):
         return {payload["campaign"]: tuple(sorted(payload["changes"]))}

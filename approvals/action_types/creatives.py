@@ -7,10 +7,17 @@ from django.utils.text import capfirst
 from rest_framework import serializers
 
 from approvals.action_types import register
-from approvals.action_types.base import ActionType, Assessment, CampaignRef
+from approvals.action_types.base import (
+    ActionType,
+    Assessment,
+    CampaignRef,
+    example_campaigns,
+)
 from approvals.action_types.forms import ActionEditForm, TextField, parse_path
 from hitlproject.validation import MultiLineCharField, SingleLineCharField, StrictSerializer
 from ledger.models import Account, Creative
+from policies.guardrails import BrandRules
+from policies.models import BrandGuidelines
 
 MAX_CREATIVES_PER_BATCH = 50
 
@@ -99,16 +106,18 @@ class CreativeDeployment(ActionType):
     risk_weight = 30
     payload_serializer = CreativeDeploymentPayload
     edit_form = CreativeDeploymentEdit
-    example_payload = {
-        "campaign": "display-retarget",
-        "creatives": [
-            {
-                "headline": "Search smarter",
-                "body": "Find what you need in seconds.",
-                "call_to_action": "Try it free",
-            }
-        ],
-    }
+
+    def example_payload(self, account, magnitude):
+        campaigns = example_campaigns(account)
+        if not campaigns:
+            return None
+        # With the account's required disclaimers, so that its brand guidelines pass it.
+        guidelines = BrandGuidelines.objects.filter(account=account).first()
+        rules = BrandRules.from_text("", "", guidelines.required_disclaimers if guidelines else "")
+        body = "\n".join(["Find what you need in seconds.", *rules.required_disclaimers])
+        creative = {"headline": "Search smarter", "body": body, "call_to_action": "Try it free"}
+        count = min(max(int(magnitude), 1), MAX_CREATIVES_PER_BATCH)
+        return {"campaign": campaigns[0].external_id, "creatives": [creative] * count}
 
     def campaign_fields(self, payload):
         # Deploying adds creatives; it reads nothing on the campaign that could move under it.

@@ -110,17 +110,38 @@ class PolicyChange(ActionType):
     risk_weight = 40
     payload_serializer = PolicyChangePayload
     edit_form = PolicyChangeEdit
-    example_payload = {
-        "agent": "optimizer",
-        "action_type": "bid_adjustment",
-        "from_ceiling": "0.150000",
-        "to_ceiling": "0.225000",
-    }
     always_human = "A change to the policies always waits for a policy owner."
     decide_permission = "policies.change_policy"
     agents_may_propose = False
     executes_on_channel = False
     editable_fields = frozenset({"to_ceiling"})  # the evidence is about this agent and type
+
+    example_missing = "has no agent acting on it under an auto-execute ceiling"
+
+    def example_payload(self, account, magnitude):
+        # Widening by half the ceiling in force for the first agent acting on the account
+        # that has one (narrowing a full one), whatever ``magnitude``: a policy change always
+        # waits for a policy owner.
+        agents = Agent.objects.filter(accounts=account, is_active=True, is_platform=False)
+        for agent in agents.order_by("name"):
+            for name in action_types.names():
+                governed = action_types.get(name)
+                if governed.always_human or governed.magnitude_unit != "ratio":
+                    continue
+                in_force = policy_in_force(action_type=name, agent=agent, account=account)
+                before = getattr(in_force, "auto_execute_max_magnitude", None)
+                if before is None:
+                    continue
+                after = min(before * Decimal("1.5"), MAX_CEILING) if before else Decimal("0.05")
+                if after == before:
+                    after = before / 2
+                return {
+                    "agent": agent.name,
+                    "action_type": name,
+                    "from_ceiling": f"{before:.{CEILING_PLACES}f}",
+                    "to_ceiling": f"{after:.{CEILING_PLACES}f}",
+                }
+        return None
 
     def campaign_fields(self, payload):
         return {}

@@ -1,0 +1,98 @@
+"""A policy's dry run is first filled with an example made from the account as it is now: a
+campaign it has, moved from the value it has, just past the policy's auto-execute ceiling;
+and says so where the account has nothing for it to be about."""
+
+import json
+from decimal import Decimal
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from approvals import action_types
+from approvals.models import Agent
+from executors.runner import proposal_execute
+from ledger.models import Account, Campaign, Channel
+from policies.models import Policy
+from tests.conftest import bid_adjustment
+from tests.factories import evaluated
+
+
+@pytest.fixture
+def owner(login) -> Client:
+    return login("policy-owner")
+
+
+def dry_run_url(policy: Policy) -> str:
+    return reverse("admin:policies_policy_dry_run", args=[policy.pk])
+
+
+def campaigns_named(payload: dict) -> list[str]:
+    return [payload[key] for key in ("campaign", "from_campaign", "to_campaign") if key in payload]
+
+
+def test_after_the_demo_bid_ran_each_example_changes_a_campaign_the_account_has(owner):
+    """Once the demo's own 6% bid (brand-search 2.00 → 2.12) had run, the bid policy's dry
+    run opened on "brand-search's bid is already 2.12: this changes nothing."."""
+    proposal_execute(proposal_id=evaluated(bid_adjustment("2.12")).pk)
+    assert Campaign.objects.get(external_id="brand-search").bid == Decimal("2.12")
+
+    for policy in Policy.objects.filter(is_draft=False):
+        page = owner.get(dry_run_url(policy))
+        form = page.context["form"]
+        payload = form["payload"].initial
+        account = Account.objects.get(pk=form["account"].initial.pk)
+        assert payload is not None, policy.action_type
+        for campaign in campaigns_named(payload):
+            assert account.campaigns.filter(external_id=campaign).exists(), (policy, campaign)
+
+        tried = owner.post(
+            dry_run_url(policy),
+            {
+                "agent": form["agent"].initial.pk,
+                "account": account.pk,
+                "payload": json.dumps(payload),
+            },
+        )
+        assert tried.context["form"].errors == {}, (policy.action_type, payload)
+        assert "this changes nothing" not in tried.text
+        assert 'id="dry-run-example"' in page.text
+        verdict = tried.context["verdict"]
+        if policy.action_type in ("bid_adjustment", "budget_change", "budget_reallocation"):
+            # Just past the ceiling: the dry run shows it at work, and nothing else holds it.
+            assert [hold.rule for hold in verdict.held_by] == ["auto_execute_ceiling"], payload
+
+    bids = Policy.objects.get(action_type="bid_adjustment", is_draft=False)
+    example = owner.get(dry_run_url(bids)).context["form"]["payload"].initial
+    assert example == {"campaign": "brand-search", "new_bid": "2.46"}  # 2.12 + 16%, up to the cent
+
+
+def test_a_dry_run_on_an_account_without_campaigns_says_so(owner):
+    empty = Account.objects.create(
+        external_id="no-campaigns", name="No campaigns", channel=Channel.values[0], currency="USD"
+    )
+    for name in action_types.names():
+        policy = Policy.objects.create(
+            name=f"{name} on an empty account", action_type=name, account=empty
+        )
+        page = owner.get(dry_run_url(policy))
+        assert page.status_code == 200
+        assert page.context["form"]["payload"].initial is None, name
+        said = page.context["example_said"]
+        assert said.startswith("No payload is filled in: account “no-campaigns” has "), said
+        assert "brand-search" not in page.text
+
+
+def test_a_policy_change_example_is_made_from_the_ceiling_in_force(owner):
+    bids = Policy.objects.get(action_type="bid_adjustment", is_draft=False)
+    bids.auto_execute_max_magnitude = Decimal("0.2")
+    bids.save()
+    policy = Policy.objects.create(name="Policy changes", action_type="policy_change")
+
+    page = owner.get(dry_run_url(policy))
+
+    example = page.context["form"]["payload"].initial
+    assert Agent.objects.filter(name=example["agent"], is_platform=False).exists()
+    assert example["action_type"] == "bid_adjustment"
+    assert (example["from_ceiling"], example["to_ceiling"]) == ("0.200000", "0.300000")
+    assert "A change to the policies always waits for a policy owner." in page.text
