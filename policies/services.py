@@ -16,6 +16,7 @@ from django.db import connection
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
+from audit.actors import describe_actor
 from hitlproject.errors import DomainError
 from ledger.models import Account, Campaign, CampaignStatus
 from policies import engine
@@ -319,16 +320,63 @@ def kill_switch_finding_now(finding: str, engaged_now: Collection[str]) -> str:
     return kill_switch_reason_released(finding, none_covers_now=not engaged_now)
 
 
+def _engaging_record(switch: KillSwitch):
+    """The historical record of an engaged switch's last engaging (None if it has no history):
+    editing its reason while engaged does not engage it again."""
+    history = switch.history.order_by("-history_date", "-history_id").only(
+        "history_date", "engaged", "history_actor_kind", "history_actor"
+    )
+    engaging = None
+    for record in history[:100]:
+        if not record.engaged:
+            break
+        engaging = record
+    return engaging
+
+
 def kill_switch_engaged_since(switch: KillSwitch) -> datetime:
     """When an engaged switch was last engaged, by its history (its last change, if it has
-    none): editing its reason while engaged does not engage it again."""
-    history = switch.history.order_by("-history_date").values_list("history_date", "engaged")
-    engaged_since = None
-    for at, engaged in history[:100]:
-        if not engaged:
-            break
-        engaged_since = at
-    return engaged_since or switch.updated_at
+    none)."""
+    engaging = _engaging_record(switch)
+    return engaging.history_date if engaging else switch.updated_at
+
+
+@dataclass(frozen=True)
+class EngagedKillSwitch:
+    """An engaged kill switch as the dashboard says it: over what, since when, by whom."""
+
+    switch: KillSwitch
+    scope: str
+    since: datetime
+    engaged_by: str
+
+
+def kill_switch_scope_text(switch: KillSwitch) -> str:
+    """What a switch covers, in words: "everything", "account demo", "channel Google Ads"."""
+    if switch.scope == KillSwitchScope.ACCOUNT:
+        return f"account {switch.account}"
+    if switch.scope == KillSwitchScope.CHANNEL:
+        return f"channel {switch.get_channel_display()}"
+    return "everything"
+
+
+def kill_switches_engaged_now() -> list[EngagedKillSwitch]:
+    """Every engaged kill switch, the longest engaged first, with who engaged it when, by its
+    history ("not recorded" where it has none)."""
+    engaged = []
+    for switch in KillSwitch.objects.filter(engaged=True).select_related("account"):
+        engaging = _engaging_record(switch)
+        engaged.append(
+            EngagedKillSwitch(
+                switch=switch,
+                scope=kill_switch_scope_text(switch),
+                since=engaging.history_date if engaging else switch.updated_at,
+                engaged_by=describe_actor(engaging.history_actor_kind, engaging.history_actor)
+                if engaging
+                else "not recorded",
+            )
+        )
+    return sorted(engaged, key=lambda found: (found.since, found.switch.pk))
 
 
 @dataclass(frozen=True)

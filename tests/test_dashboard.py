@@ -4,12 +4,17 @@ import re
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.urls import reverse
 from django.utils import timezone
 
 from approvals.models import Proposal, ProposalStatus
 from approvals.selectors import dashboard
 from approvals.services.decisions import proposal_approve, proposal_reject
+from audit.actors import Actor, acting_as
 from executors.runner import proposal_execute
+from ledger.models import Account
+from policies.models import KillSwitch
 from tests.conftest import bid_adjustment, reallocation
 from tests.factories import evaluated
 
@@ -87,3 +92,57 @@ def test_the_admin_home_shows_the_dashboard_to_every_role(login):
         assert page.status_code == 200
         assert 'id="queue-depth"' in page.text, username
         assert page.context["figures"].queue_depth == 1
+
+
+def engaged_by(username: str, **fields) -> KillSwitch:
+    person = get_user_model().objects.get(username=username)
+    with acting_as(Actor.for_user(person)):
+        return KillSwitch.objects.create(**fields)
+
+
+def test_the_dashboard_says_which_kill_switches_are_engaged_by_whom_since_when_and_why(login):
+    """While a kill switch held everything on demo for a person, the dashboard's auto-executed
+    figures fell without a word."""
+    demo = Account.objects.get(external_id="demo")
+    switch = engaged_by("policy-owner", scope="account", account=demo, reason="Audit <week>.")
+    since = switch.history.get().history_date
+    switch.reason = "Audit <week>, extended."  # a reason edited: not engaged again
+    switch.save()
+    released = engaged_by("policy-owner", scope="global", reason="Over.")
+    released.engaged = False
+    released.save()
+
+    page = login("operator").get("/admin/")
+
+    note = page.text.split('id="kill-switches-engaged">')[1].split("</div>")[0]
+    said = " ".join(re.sub(r"<[^>]+>", " ", note).split())
+    assert said.startswith("A kill switch is engaged: nothing it covers runs without a person")
+    assert (
+        f"On account demo , engaged by policy-owner (person) since "
+        f"{since:%Y-%m-%d %H:%M} UTC : Audit &lt;week&gt;, extended." in said
+    )
+    assert reverse("admin:policies_killswitch_change", args=[switch.pk]) in note
+    assert "Over." not in note and f'data-kill-switch="{released.pk}"' not in note
+
+
+def test_the_dashboard_says_nothing_of_kill_switches_when_none_is_engaged(login):
+    switch = engaged_by("policy-owner", scope="global", reason="A test.")
+    assert 'id="kill-switches-engaged"' in login("operator").get("/admin/").text
+    switch.engaged = False
+    switch.save()
+    page = login("operator").get("/admin/")
+    assert 'id="queue-depth"' in page.text
+    assert 'id="kill-switches-engaged"' not in page.text
+
+
+def test_a_kill_switch_is_linked_only_for_those_who_may_view_it(login, client):
+    switch = engaged_by("policy-owner", scope="channel", channel="google_ads", reason="Outage.")
+    reader = get_user_model().objects.create_user("queue-reader", password="pw", is_staff=True)
+    reader.user_permissions.add(Permission.objects.get(codename="view_proposal"))
+    client.force_login(reader)
+
+    page = client.get("/admin/")
+
+    note = page.text.split('id="kill-switches-engaged">')[1].split("</div>")[0]
+    assert "On channel Google Ads, engaged by policy-owner (person)" in note
+    assert reverse("admin:policies_killswitch_change", args=[switch.pk]) not in note

@@ -12,6 +12,7 @@ from approvals.selectors import COUNTED, COUNTED_FIGURES, ProposalCounts, dashbo
 from hitlproject.charts import GroupedBarChart, as_sent, grouped_bars
 from hitlproject.vocabulary import WHAT_IF_LABELS, action_type_label
 from ledger.models import campaign_field_label, campaign_value_label
+from policies.services import kill_switches_engaged_now
 
 register = template.Library()
 
@@ -58,7 +59,15 @@ def console_dashboard(context):
             ],
             height=180,
         )
-    return {"figures": figures, "chart": chart, "agents": agents}
+    return {
+        "figures": figures,
+        "chart": chart,
+        "agents": agents,
+        # While a kill switch is engaged nothing it covers auto-executes: the auto-executed
+        # figures fall, and the page says why.
+        "kill_switches": kill_switches_engaged_now(),
+        "may_view_kill_switches": request.user.has_perm("policies.view_killswitch"),
+    }
 
 
 _CELL_START = re.compile(r"^\s*<(td|th)\b")
