@@ -421,11 +421,25 @@ class AuditedHistoryAdmin(ConsoleAdmin, SimpleHistoryAdmin):
                 chain_break_url = reverse(
                     f"admin:{opts.app_label}_{opts.model_name}_history", args=[chain_break.of_id]
                 )
+        # Records sealed in this history that its list no longer shows: deleted, or moved to
+        # another object's history (their id altered), which is named and linked.
+        chain_break_missing = []
+        for history_id, (what, moved_to) in (chain_break.missing if chain_break else {}).items():
+            moved_url = None
+            if moved_to:
+                with contextlib.suppress(NoReverseMatch):
+                    opts = self.model._meta
+                    moved_url = reverse(
+                        f"admin:{opts.app_label}_{opts.model_name}_history", args=[moved_to]
+                    )
+            whose = chain_break.whose(moved_to) if moved_to else ""
+            chain_break_missing.append((history_id, what, whose, moved_url))
         extra_context = {
             **(extra_context or {}),
             "people_viewable": people is not None and people.has_view_permission(request),
             "chain_break": chain_break,
             "chain_break_url": chain_break_url,
+            "chain_break_missing": chain_break_missing,
         }
         return super().history_view(request, object_id, extra_context)
 

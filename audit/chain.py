@@ -10,10 +10,13 @@ record is protected from its sealing on, a minute or so after it is written.
 
 ``chain_verify`` walks the chain from the start and names every link that does not hold:
 its record altered (the digest differs), deleted (nothing left to digest), or the links
-themselves rewritten (a hash differs). A record with no link that is older than the last
-sealing run was inserted behind the chain's back. The chain proves itself consistent; to prove
-it is also the chain it was, not one rebuilt after its tail was cut and resealed, keep the head
-hash that verification prints somewhere else (a ticket, a mail) and pass it back:
+themselves rewritten (a hash differs). Each link records, under its hash, the object whose
+history its record was when sealed: a break is marked on that object's page, and on the page
+of the object the record reads as now if its id was altered. A record with no link that is
+older than the last sealing run was inserted behind the chain's back. The chain proves itself
+consistent; to prove it is also the chain it was, not one rebuilt after its tail was cut and
+resealed, keep the head hash that verification prints somewhere else (a ticket, a mail) and
+pass it back:
 ``verify_audit_chain --head HASH``.
 """
 
@@ -64,8 +67,21 @@ def record_digest(row: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def link_hash(previous: str, table: str, history_id: int, digest: str) -> str:
-    return hashlib.sha256(f"{previous}|{table}|{history_id}|{digest}".encode()).hexdigest()
+def link_hash(
+    previous: str, table: str, history_id: int, digest: str, object_id: str | None = None
+) -> str:
+    """A link's hash: the previous link's, the record's table and id, its digest, and the id of
+    the object whose history it was when sealed (``object_id``; None for the links sealed
+    before the chain recorded it, whose hash it is not part of)."""
+    sealed = f"{previous}|{table}|{history_id}|{digest}"
+    if object_id is not None:
+        sealed += f"|{object_id}"
+    return hashlib.sha256(sealed.encode()).hexdigest()
+
+
+def _object_field(model: type[models.Model]) -> str:
+    """The column of a historical record holding the id of the object whose history it is."""
+    return model.instance_type._meta.pk.attname
 
 
 def _unsealed(model: type[models.Model]) -> models.QuerySet:
@@ -100,19 +116,21 @@ def chain_seal() -> int:
         now = timezone.now()
         for model in chained_models():
             table, layout = model._meta.label_lower, _layout(model)
+            of = _object_field(model)
             unsealed = _unsealed(model)
             if last_run is not None:
                 unsealed = unsealed.filter(history_date__gte=last_run - SEALING_MARGIN)
             links = []
             for row in unsealed.values(*layout.fields).iterator(chunk_size=BATCH):
-                digest = record_digest(row)
-                head = link_hash(head, table, row["history_id"], digest)
+                digest, object_id = record_digest(row), str(row[of])
+                head = link_hash(head, table, row["history_id"], digest, object_id)
                 links.append(
                     ChainLink(
                         table=table,
                         history_id=row["history_id"],
                         layout=layout,
                         digest=digest,
+                        object_id=object_id,
                         hash=head,
                         sealed_at=now,
                     )
@@ -141,10 +159,16 @@ class Break:
     # record's own number reads like the object's otherwise.
     of: str = ""
     object_id: object = None
+    # The object whose history the record reads as now, when it is not the one it was sealed
+    # in (its id, or the column it hangs on, altered): "proposal #3".
+    moved_to: str = ""
+    moved_to_id: object = None
 
     def __str__(self) -> str:
         where = f"link #{self.link}: " if self.link else ""
         of = f" (in the history of {self.of})" if self.of else ""
+        if self.moved_to:
+            of = f" (sealed in the history of {self.of}, now in that of {self.moved_to})"
         return f"{where}{self.table} record {self.history_id}{of} {self.what}."
 
 
@@ -222,12 +246,33 @@ def chain_verify(*, through: str | None = None) -> Verification:
     found = 0
 
     def broken(link: ChainLink, what: str, row: dict | None = None) -> None:
+        """A break, marked on the page of the object whose history the record was when it
+        was sealed (what its link recorded), and on that of the object whose history it
+        reads as now, if another: a record whose id was altered stays on its own page. A
+        rewritten link vouches for nothing, and names no page."""
         nonlocal found
         found += 1
-        if len(breaks) < BREAKS_KEPT:
-            object_id = None if row is None else row.get("id")
-            of = _whose(by_table[link.table], object_id) if object_id is not None else ""
-            breaks.append(Break(link.table, link.history_id, what, link.pk, of, object_id))
+        if len(breaks) >= BREAKS_KEPT:
+            return
+        model = by_table[link.table]
+        now = None if row is None else row.get(_object_field(model))
+        sealed = link.object_id or now
+        if what == REWRITTEN or sealed is None:
+            breaks.append(Break(link.table, link.history_id, what, link.pk))
+            return
+        moved = now is not None and str(now) != str(sealed)
+        breaks.append(
+            Break(
+                link.table,
+                link.history_id,
+                what,
+                link.pk,
+                _whose(model, sealed),
+                sealed,
+                _whose(model, now) if moved else "",
+                now if moved else None,
+            )
+        )
 
     for batch in _links_in_batches():
         wanted: dict[ChainLayout, list[int]] = defaultdict(list)
@@ -243,7 +288,10 @@ def chain_verify(*, through: str | None = None) -> Verification:
                 unreadable.add(layout.pk)
         for link in batch:
             row = rows.get((link.table, link.history_id))
-            if link_hash(previous, link.table, link.history_id, link.digest) != link.hash:
+            # Whether a link's hash covers its object is not for its row to say: the hash of
+            # a link sealed with its object, computed without it, differs.
+            of = link.object_id if link.object_sealed else None
+            if link_hash(previous, link.table, link.history_id, link.digest, of) != link.hash:
                 broken(link, REWRITTEN)
             elif link.layout_id in unreadable:
                 broken(link, UNREADABLE)
@@ -334,6 +382,7 @@ def _record_found(verification: ChainVerification, found: Verification) -> None:
                 table=broken.table,
                 history_id=broken.history_id,
                 object_id="" if broken.object_id is None else str(broken.object_id),
+                moved_to="" if broken.moved_to_id is None else str(broken.moved_to_id),
                 what=broken.what,
             )
             for broken in found.breaks
@@ -358,7 +407,9 @@ def chain_verification_ask(*, user, through: str = "") -> ChainVerification | No
 @dataclass(frozen=True)
 class RecordedBreak:
     """What the last verification found broken in one object's history: records on its own
-    history page (``marked``: each record's history id, and what befell it), or one of
+    history page (``marked``: each record's history id, and what befell it), records sealed in
+    it that its page no longer lists (``missing``: each one's history id, what befell it, and
+    the id of the object whose history it reads as now, "" if none: deleted), or one of
     another object's that belongs to it (a decision's, on its proposal's page: ``of_model``,
     that history's model, and ``of_id``); ``what``: the first's."""
 
@@ -367,16 +418,24 @@ class RecordedBreak:
     marked: dict[int, str] = field(default_factory=dict)
     of_model: type[models.Model] | None = None
     of_id: str = ""
+    missing: dict[int, tuple[str, str]] = field(default_factory=dict)
+    history: type[models.Model] | None = None
 
     @property
     def of(self) -> str:
         return _whose(self.of_model, self.of_id) if self.of_model else ""
 
+    def whose(self, object_id: str) -> str:
+        """Another object of this history's kind, as a person names it: "proposal #3"."""
+        return _whose(self.history, object_id)
+
 
 def chain_break_recorded(*, model: type[models.Model], object_id: object) -> RecordedBreak | None:
     """Whether the last verification that finished found the chain broken at records of
     ``object_id``'s history, or of a history belonging to it (a record whose model points at
-    ``model``): read from what that verification recorded, never by walking the chain."""
+    ``model``): read from what that verification recorded, never by walking the chain. A
+    record is of the history it was sealed in, whatever its row says now; one whose row was
+    moved to another object's history is of that one's too."""
     last = (
         ChainVerification.objects.filter(finished_at__isnull=False)
         .order_by("-finished_at", "-pk")
@@ -387,14 +446,25 @@ def chain_break_recorded(*, model: type[models.Model], object_id: object) -> Rec
     breaks = ChainBreak.objects.filter(verification=last).exclude(object_id="").order_by("pk")
     histories = {m._meta.label_lower: m for m in chained_models()}
     own = getattr(getattr(model, "history", None), "model", None)
+    here = str(object_id)
     if own is not None:
-        marked = dict(
-            breaks.filter(table=own._meta.label_lower, object_id=str(object_id)).values_list(
-                "history_id", "what"
-            )
-        )
-        if marked:
-            return RecordedBreak(last, next(iter(marked.values())), marked=marked)
+        found = breaks.filter(Q(object_id=here) | Q(moved_to=here), table=own._meta.label_lower)
+        marked, missing = {}, {}
+        for history_id, sealed_in, moved_to, what in found.values_list(
+            "history_id", "object_id", "moved_to", "what"
+        ):
+            if moved_to == here:  # listed here, sealed elsewhere
+                marked[history_id] = (
+                    f"{what}: it was sealed in the history of {_whose(own, sealed_in)}, and "
+                    "moved here"
+                )
+            elif moved_to or what == DELETED:  # sealed here, listed elsewhere or nowhere
+                missing[history_id] = (what, moved_to)
+            else:
+                marked[history_id] = what
+        if marked or missing:
+            first = next(iter(marked.values())) if marked else next(iter(missing.values()))[0]
+            return RecordedBreak(last, first, marked=marked, missing=missing, history=own)
     for table, history in histories.items():
         pointing = [
             f.attname
@@ -412,10 +482,12 @@ def chain_break_recorded(*, model: type[models.Model], object_id: object) -> Rec
         row = (
             history.objects.filter(points_here, history_id__in=ids)
             .order_by("history_id")
-            .values("history_id", "id")
+            .values("history_id")
             .first()
         )
         if row is not None:
-            what = breaks.get(table=table, history_id=row["history_id"]).what
-            return RecordedBreak(last, what, of_model=history, of_id=str(row["id"]))
+            what, of_id = breaks.values_list("what", "object_id").get(
+                table=table, history_id=row["history_id"]
+            )
+            return RecordedBreak(last, what, of_model=history, of_id=of_id)
     return None

@@ -85,16 +85,30 @@ class ChainLink(models.Model):
     """One historical record, sealed into the audit chain.
 
     ``digest`` is the SHA-256 of the record's fields as stored (those of its ``layout``);
-    ``hash`` is the SHA-256 of the previous link's hash, the record's table and id, and its
-    digest. Altering a sealed record breaks its digest; deleting it leaves its link pointing
-    at nothing; rewriting links to hide either breaks every hash after them. ``audit.chain``
-    seals and verifies.
+    ``object_id`` is the id of the object whose history the record was when it was sealed, so
+    that a break is marked on that object's page whatever the record says now; ``hash`` is
+    the SHA-256 of the previous link's hash, the record's table and id, its digest and its
+    object. Altering a sealed record breaks its digest; deleting it leaves its link pointing
+    at nothing; rewriting links to hide either, or to move a record to another object, breaks
+    every hash after them. ``audit.chain`` seals and verifies.
     """
 
     table = models.CharField(max_length=100)
     history_id = models.BigIntegerField()
     layout = models.ForeignKey(ChainLayout, on_delete=models.PROTECT, related_name="+")
     digest = models.CharField(max_length=64)
+    object_id = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="The id of the object whose history the record was when it was sealed.",
+    )
+    object_sealed = models.BooleanField(
+        default=True,
+        help_text=(
+            "Whether the hash covers object_id: not for links sealed before it was recorded, "
+            "whose object_id was read from their records as they were then."
+        ),
+    )
     hash = models.CharField(max_length=64)
     sealed_at = models.DateTimeField(help_text="When the sealing run that chained it ran.")
 
@@ -155,7 +169,14 @@ class ChainBreak(models.Model):
     table = models.CharField(max_length=100)
     history_id = models.BigIntegerField()
     object_id = models.CharField(
-        max_length=64, blank=True, help_text="The id of the object whose history it is."
+        max_length=64,
+        blank=True,
+        help_text="The id of the object whose history it was when it was sealed.",
+    )
+    moved_to = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="The id of the object whose history it reads as now, if another.",
     )
     what = models.CharField(max_length=200)
 

@@ -356,3 +356,68 @@ def test_every_record_altered_is_named_and_marked_not_only_the_first(sealed, log
     assert "2 records of this history are not as they were sealed (each marked below" in page
     rows = page.split("<tbody>")[1].split("</tbody>")[0]
     assert rows.count("This record was altered after it was sealed") == 2
+
+
+def test_a_record_moved_to_another_object_is_still_marked_on_the_page_it_was_sealed_in(
+    sealed, login
+):
+    """Someone with the database alters a sealed record's object id, moving it into another
+    proposal's history: the mark stays on the page of the proposal it was sealed in (which
+    says where the record now reads), and the other's page marks it as moved there. Rewriting
+    the link's recorded object as well breaks the chain at that link. A record deleted after
+    sealing is named on its proposal's page too."""
+    innocent = evaluated(reallocation("150.00"))
+    chain_seal()
+    record = Proposal.history.filter(id=sealed.pk, status="approved").get()
+    Proposal.history.filter(history_id=record.history_id).update(id=innocent.pk)
+
+    with pytest.raises(CommandError) as refused:
+        verify()
+    assert str(refused.value).endswith(
+        f"approvals.historicalproposal record {record.history_id} (sealed in the history of "
+        f"proposal #{sealed.pk}, now in that of proposal #{innocent.pk}) was altered after it "
+        "was sealed."
+    )
+    auditor = login("auditor")
+    when = f"{ChainVerification.objects.order_by('-pk').first().finished_at:%Y-%m-%d %H:%M:%S} UTC"
+    page = history_page(auditor, f"/admin/approvals/proposal/{sealed.pk}/history/")
+    assert (
+        f"Record {record.history_id} of this history was altered after it was sealed: it now "
+        f"reads as a record of proposal #{innocent.pk}, and is marked in that history, not "
+        f"listed below, as the last verification of the audit chain found ({when})."
+    ) in page
+    assert (
+        f'href="/admin/approvals/proposal/{innocent.pk}/history/"'
+        in auditor.get(f"/admin/approvals/proposal/{sealed.pk}/history/").text
+    )
+    page = history_page(auditor, f"/admin/approvals/proposal/{innocent.pk}/history/")
+    row = page.split("<tbody>")[1].split("</tbody>")[0]
+    assert (
+        "This record was altered after it was sealed: it was sealed in the history of "
+        f"proposal #{sealed.pk}, and moved here ({when} verification)"
+    ) in row
+    assert row.count("after it was sealed") == 1
+
+    # The link's recorded object rewritten to match: its hash no longer holds.
+    ChainLink.objects.filter(
+        table="approvals.historicalproposal", history_id=record.history_id
+    ).update(object_id=str(innocent.pk))
+    broken = chain_verify().broken
+    assert (broken.history_id, broken.what) == (record.history_id, chain.REWRITTEN)
+
+    Proposal.history.filter(history_id=record.history_id).update(id=sealed.pk)
+    ChainLink.objects.filter(
+        table="approvals.historicalproposal", history_id=record.history_id
+    ).update(object_id=str(sealed.pk))
+    assert chain_verify().holds
+    Proposal.history.filter(history_id=record.history_id).delete()
+    with pytest.raises(CommandError):
+        verify()
+    page = history_page(auditor, f"/admin/approvals/proposal/{sealed.pk}/history/")
+    assert (
+        f"Record {record.history_id} of this history was deleted after it was sealed, and is "
+        "not listed below, as the last verification"
+    ) in page
+    assert "after it was sealed" not in history_page(
+        auditor, f"/admin/approvals/proposal/{innocent.pk}/history/"
+    )
