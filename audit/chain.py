@@ -11,17 +11,18 @@ record is protected from its sealing on, a minute or so after it is written.
 ``chain_verify`` walks the chain from the start and names every link that does not hold:
 its record altered (the digest differs), deleted (nothing left to digest), or the links
 themselves rewritten (a hash differs). Each link records, under its hash, the object whose
-history its record was when sealed: a break is marked on that object's page, and on the page
-of the object the record reads as now if its id was altered. A record with no link that is
-older than the last sealing run was inserted behind the chain's back. The chain proves itself
-consistent; to prove it is also the chain it was, not one rebuilt after its tail was cut and
-resealed, keep the head hash that verification prints somewhere else (a ticket, a mail) and
-pass it back:
+history its record was when sealed and the objects it pointed at: a break is marked on those
+objects' pages, and on the pages of the objects the record names now if it was altered to.
+A record with no link that is older than the last sealing run was inserted behind the chain's
+back. The chain proves itself consistent; to prove it is also the chain it was, not one
+rebuilt after its tail was cut and resealed, keep the head hash that verification prints
+somewhere else (a ticket, a mail) and pass it back:
 ``verify_audit_chain --head HASH``.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections import defaultdict
@@ -68,20 +69,37 @@ def record_digest(row: dict) -> str:
 
 
 def link_hash(
-    previous: str, table: str, history_id: int, digest: str, object_id: str | None = None
+    previous: str,
+    table: str,
+    history_id: int,
+    digest: str,
+    object_id: str | None = None,
+    refs: dict[str, str] | None = None,
 ) -> str:
-    """A link's hash: the previous link's, the record's table and id, its digest, and the id of
-    the object whose history it was when sealed (``object_id``; None for the links sealed
-    before the chain recorded it, whose hash it is not part of)."""
+    """A link's hash: the previous link's, the record's table and id, its digest, and, as
+    the link recorded them, the id of the object whose history it was when sealed and the
+    objects it pointed at (``object_id`` None for the links sealed before the chain recorded
+    them, whose hash they are not part of)."""
     sealed = f"{previous}|{table}|{history_id}|{digest}"
     if object_id is not None:
-        sealed += f"|{object_id}"
+        sealed += f"|{object_id}|{json.dumps(refs or {}, sort_keys=True, separators=(',', ':'))}"
     return hashlib.sha256(sealed.encode()).hexdigest()
 
 
 def _object_field(model: type[models.Model]) -> str:
     """The column of a historical record holding the id of the object whose history it is."""
     return model.instance_type._meta.pk.attname
+
+
+@functools.cache
+def _ref_fields(model: type[models.Model]) -> tuple[str, ...]:
+    """The columns of a historical record pointing at other objects (a decision's proposal)."""
+    return tuple(f.attname for f in model._meta.concrete_fields if f.is_relation)
+
+
+def record_refs(model: type[models.Model], row: dict) -> dict[str, str]:
+    """The objects a record points at, as text: {"proposal_id": "2"}."""
+    return {name: str(row[name]) for name in _ref_fields(model) if row.get(name) is not None}
 
 
 def _unsealed(model: type[models.Model]) -> models.QuerySet:
@@ -123,7 +141,8 @@ def chain_seal() -> int:
             links = []
             for row in unsealed.values(*layout.fields).iterator(chunk_size=BATCH):
                 digest, object_id = record_digest(row), str(row[of])
-                head = link_hash(head, table, row["history_id"], digest, object_id)
+                refs = record_refs(model, row)
+                head = link_hash(head, table, row["history_id"], digest, object_id, refs)
                 links.append(
                     ChainLink(
                         table=table,
@@ -131,6 +150,7 @@ def chain_seal() -> int:
                         layout=layout,
                         digest=digest,
                         object_id=object_id,
+                        refs=refs,
                         hash=head,
                         sealed_at=now,
                     )
@@ -163,6 +183,9 @@ class Break:
     # in (its id, or the column it hangs on, altered): "proposal #3".
     moved_to: str = ""
     moved_to_id: object = None
+    # The objects it pointed at when sealed, and those it points at now if others.
+    refs: dict = field(default_factory=dict)
+    moved_refs: dict = field(default_factory=dict)
 
     def __str__(self) -> str:
         where = f"link #{self.link}: " if self.link else ""
@@ -261,6 +284,8 @@ def chain_verify(*, through: str | None = None) -> Verification:
             breaks.append(Break(link.table, link.history_id, what, link.pk))
             return
         moved = now is not None and str(now) != str(sealed)
+        refs = link.refs if link.object_id else record_refs(model, row or {})
+        refs_now = record_refs(model, row) if row is not None else refs
         breaks.append(
             Break(
                 link.table,
@@ -271,6 +296,8 @@ def chain_verify(*, through: str | None = None) -> Verification:
                 sealed,
                 _whose(model, now) if moved else "",
                 now if moved else None,
+                refs,
+                refs_now if refs_now != refs else {},
             )
         )
 
@@ -290,8 +317,9 @@ def chain_verify(*, through: str | None = None) -> Verification:
             row = rows.get((link.table, link.history_id))
             # Whether a link's hash covers its object is not for its row to say: the hash of
             # a link sealed with its object, computed without it, differs.
-            of = link.object_id if link.object_sealed else None
-            if link_hash(previous, link.table, link.history_id, link.digest, of) != link.hash:
+            of, refs = (link.object_id, link.refs) if link.object_sealed else (None, None)
+            hashed = link_hash(previous, link.table, link.history_id, link.digest, of, refs)
+            if hashed != link.hash:
                 broken(link, REWRITTEN)
             elif link.layout_id in unreadable:
                 broken(link, UNREADABLE)
@@ -328,7 +356,8 @@ def _unsealed_since(last_run: datetime | None) -> tuple[int, list[Break]]:
         if last_run is None:
             continue
         early = unsealed.filter(history_date__lt=last_run - SEALING_MARGIN)
-        for record in early.values("history_id", "id")[: BREAKS_KEPT - len(slipped_in)]:
+        records = early.values("history_id", "id", *_ref_fields(model))
+        for record in records[: BREAKS_KEPT - len(slipped_in)]:
             slipped_in.append(
                 Break(
                     model._meta.label_lower,
@@ -336,6 +365,7 @@ def _unsealed_since(last_run: datetime | None) -> tuple[int, list[Break]]:
                     INSERTED,
                     of=_whose(model, record["id"]),
                     object_id=record["id"],
+                    refs=record_refs(model, record),
                 )
             )
     return waiting, slipped_in
@@ -383,6 +413,8 @@ def _record_found(verification: ChainVerification, found: Verification) -> None:
                 history_id=broken.history_id,
                 object_id="" if broken.object_id is None else str(broken.object_id),
                 moved_to="" if broken.moved_to_id is None else str(broken.moved_to_id),
+                refs=broken.refs,
+                moved_refs=broken.moved_refs,
                 what=broken.what,
             )
             for broken in found.breaks
@@ -420,6 +452,7 @@ class RecordedBreak:
     of_id: str = ""
     missing: dict[int, tuple[str, str]] = field(default_factory=dict)
     history: type[models.Model] | None = None
+    belongs: str = ""  # how the other object's record belongs to this one
 
     @property
     def of(self) -> str:
@@ -473,21 +506,33 @@ def chain_break_recorded(*, model: type[models.Model], object_id: object) -> Rec
         ]
         if not pointing:
             continue
-        ids = list(breaks.filter(table=table).values_list("history_id", flat=True))
-        if not ids:
-            continue
+        # As the record pointed when it was sealed, or as it points now if it was altered to
+        # point elsewhere: both pages say so.
         points_here = Q()
         for attname in pointing:
-            points_here |= Q(**{attname: object_id})
-        row = (
-            history.objects.filter(points_here, history_id__in=ids)
-            .order_by("history_id")
-            .values("history_id")
-            .first()
-        )
-        if row is not None:
-            what, of_id = breaks.values_list("what", "object_id").get(
-                table=table, history_id=row["history_id"]
+            points_here |= Q(**{f"refs__{attname}": here}) | Q(**{f"moved_refs__{attname}": here})
+        hit = breaks.filter(points_here, table=table).first()
+        if hit is None:
+            continue
+        now = hit.moved_refs or hit.refs  # as the record points now
+        sealed_here = any(hit.refs.get(attname) == here for attname in pointing)
+        points_here_now = any(now.get(attname) == here for attname in pointing)
+        belongs = "which belongs to this one"
+        if sealed_here and not points_here_now:
+            belongs = (
+                "which belonged to this one when it was sealed (it now names "
+                f"{_named(model, now, pointing)})"
             )
-            return RecordedBreak(last, what, of_model=history, of_id=of_id)
+        elif points_here_now and not sealed_here:
+            belongs = (
+                f"which names this one now (it belonged to {_named(model, hit.refs, pointing)} "
+                "when it was sealed)"
+            )
+        return RecordedBreak(last, hit.what, of_model=history, of_id=hit.object_id, belongs=belongs)
     return None
+
+
+def _named(model: type[models.Model], refs: dict, pointing: list[str]) -> str:
+    """The object of ``model`` a record's references name, as a person names it, or "none"."""
+    named = next((refs[attname] for attname in pointing if attname in refs), None)
+    return f"{model._meta.verbose_name} #{named}" if named else "none"

@@ -102,11 +102,16 @@ class ChainLink(models.Model):
         blank=True,
         help_text="The id of the object whose history the record was when it was sealed.",
     )
+    refs = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='The objects the record pointed at when it was sealed: {"proposal_id": "2"}.',
+    )
     object_sealed = models.BooleanField(
         default=True,
         help_text=(
-            "Whether the hash covers object_id: not for links sealed before it was recorded, "
-            "whose object_id was read from their records as they were then."
+            "Whether the hash covers object_id and refs: not for links sealed before they were "
+            "recorded, whose object_id and refs were read from their records as they were then."
         ),
     )
     hash = models.CharField(max_length=64)
@@ -177,6 +182,12 @@ class ChainBreak(models.Model):
         max_length=64,
         blank=True,
         help_text="The id of the object whose history it reads as now, if another.",
+    )
+    refs = models.JSONField(
+        default=dict, blank=True, help_text="The objects it pointed at when it was sealed."
+    )
+    moved_refs = models.JSONField(
+        default=dict, blank=True, help_text="The objects it points at now, if others."
     )
     what = models.CharField(max_length=200)
 

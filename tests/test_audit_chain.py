@@ -421,3 +421,29 @@ def test_a_record_moved_to_another_object_is_still_marked_on_the_page_it_was_sea
     assert "after it was sealed" not in history_page(
         auditor, f"/admin/approvals/proposal/{innocent.pk}/history/"
     )
+
+
+def test_a_record_made_to_point_at_another_object_is_still_marked_on_the_one_it_belonged_to(
+    sealed, login
+):
+    """Someone with the database makes a sealed decision record point at another proposal:
+    the page of the proposal it belonged to when sealed still says a record of its decision
+    was altered, naming the proposal it now points at; that one's page says so too."""
+    innocent = evaluated(reallocation("150.00"))
+    decision = Decision.objects.get(proposal=sealed)
+    record = Decision.history.get(id=decision.pk)
+    Decision.history.filter(history_id=record.history_id).update(proposal_id=innocent.pk)
+    with pytest.raises(CommandError):
+        verify()
+
+    auditor = login("auditor")
+    page = history_page(auditor, f"/admin/approvals/proposal/{sealed.pk}/history/")
+    assert (
+        f"A record in the history of decision #{decision.pk}, which belonged to this one when "
+        f"it was sealed (it now names proposal #{innocent.pk}), was altered after it was sealed"
+    ) in page
+    page = history_page(auditor, f"/admin/approvals/proposal/{innocent.pk}/history/")
+    assert (
+        f"A record in the history of decision #{decision.pk}, which names this one now (it "
+        f"belonged to proposal #{sealed.pk} when it was sealed), was altered after it was sealed"
+    ) in page

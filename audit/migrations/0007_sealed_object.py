@@ -1,11 +1,11 @@
-"""A link records the object whose history its record was when it was sealed, and its hash
-covers it, so that a break is marked on that object's page even if the record's id (the
-object it reads as) was altered afterwards.
+"""A link records the object whose history its record was when it was sealed and the objects
+the record pointed at (a decision's proposal), and its hash covers them, so that a break is
+marked on those objects' pages even if the record's id or foreign keys were altered afterwards.
 
-The links sealed before this have no such record: their object_id is filled from their records
-as they are now, the best known, and their hash does not cover it (object_sealed false). A
-record already moved to another object before this migration ran stays moved; a link's
-object_id rewritten afterwards is not noticed for them."""
+The links sealed before this have no such record: their object_id and refs are filled from
+their records as they are now, the best known, and their hash does not cover them
+(object_sealed false). A record already moved to another object before this migration ran
+stays moved; a link's object_id or refs rewritten afterwards is not noticed for them."""
 
 from django.apps import apps as installed
 from django.db import migrations, models
@@ -25,9 +25,20 @@ def objects_as_they_are_now(apps, schema_editor):
             continue
         of = history.instance_type._meta.pk.attname
         record = history.objects.filter(history_id=OuterRef("history_id")).values(of)[:1]
-        ChainLink.objects.filter(table=table).update(
-            object_id=Coalesce(Cast(Subquery(record), CharField()), Value(""))
-        )
+        links = ChainLink.objects.filter(table=table)
+        links.update(object_id=Coalesce(Cast(Subquery(record), CharField()), Value("")))
+        pointing = [f.attname for f in history._meta.concrete_fields if f.is_relation]
+        after = 0
+        while batch := list(links.filter(id__gt=after).order_by("id")[:2000]):
+            after = batch[-1].id
+            rows = history.objects.filter(history_id__in=[link.history_id for link in batch])
+            refs = {
+                row["history_id"]: {n: str(row[n]) for n in pointing if row[n] is not None}
+                for row in rows.values("history_id", *pointing)
+            }
+            for link in batch:
+                link.refs = refs.get(link.history_id, {})
+            ChainLink.objects.bulk_update(batch, ["refs"])
 
 
 class Migration(migrations.Migration):
@@ -47,6 +58,21 @@ class Migration(migrations.Migration):
             name='object_id',
             field=models.CharField(blank=True, help_text='The id of the object whose history the record was when it was sealed.', max_length=64),
         ),
+        migrations.AddField(
+            model_name='chainlink',
+            name='refs',
+            field=models.JSONField(blank=True, default=dict, help_text='The objects the record pointed at when it was sealed: {"proposal_id": "2"}.'),
+        ),
+        migrations.AddField(
+            model_name='chainbreak',
+            name='refs',
+            field=models.JSONField(blank=True, default=dict, help_text='The objects it pointed at when it was sealed.'),
+        ),
+        migrations.AddField(
+            model_name='chainbreak',
+            name='moved_refs',
+            field=models.JSONField(blank=True, default=dict, help_text='The objects it points at now, if others.'),
+        ),
         # The links there are were sealed without it: false for them, true for those to come.
         migrations.AddField(
             model_name='chainlink',
@@ -57,7 +83,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='chainlink',
             name='object_sealed',
-            field=models.BooleanField(default=True, help_text='Whether the hash covers object_id: not for links sealed before it was recorded, whose object_id was read from their records as they were then.'),
+            field=models.BooleanField(default=True, help_text='Whether the hash covers object_id and refs: not for links sealed before they were recorded, whose object_id and refs were read from their records as they were then.'),
         ),
         migrations.AlterField(
             model_name='chainbreak',
