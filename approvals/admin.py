@@ -124,6 +124,7 @@ from policies.engine import (
     cumulative_figure,
     format_magnitude,
     legacy_cumulative_figure_from_reasons,
+    rounded_percent,
 )
 from policies.models import KillSwitch, KillSwitchScope, Policy
 from policies.services import (
@@ -694,11 +695,12 @@ class ProposalHistoryValues(ConsoleHistoryValues):
         if field_name == "effects" and isinstance(value, dict):  # each value's move, as a %
             try:
                 moves = {
-                    target: float(Fraction(ratio) - 1) * 100 for target, ratio in value.items()
+                    target: rounded_percent(Fraction(ratio) - 1, signed=True)
+                    for target, ratio in value.items()
                 }
             except (TypeError, ValueError, ZeroDivisionError):
                 return None
-            return ", ".join(f"{target} {move:+.1f}%" for target, move in moves.items())
+            return ", ".join(f"{target} {move}" for target, move in moves.items())
         if field_name == "verdict_reasons" and isinstance(value, list):
             return " ".join(str(reason) for reason in value)
         if field_name == "verdict_held_by" and isinstance(value, list):

@@ -92,7 +92,7 @@ def fifty_rules():
 
 
 def sample_facts(count: int):
-    from policies.engine import Facts, Move
+    from policies.engine import Facts, Move, format_magnitude
 
     generator = random.Random(7)
     now = __import__("datetime").datetime(2026, 11, 21, tzinfo=__import__("datetime").UTC)
@@ -106,7 +106,7 @@ def sample_facts(count: int):
                 action_label="budget reallocation",
                 magnitude=magnitude,
                 magnitude_unit="ratio",
-                magnitude_label=f"{magnitude * 100:.1f}% of the budget",
+                magnitude_label=f"{format_magnitude(magnitude, 'ratio')} of the budget",
                 risk_weight=25,
                 account_id=generator.randint(1, 5),
                 channel=generator.choice(["google_ads", "meta"]),

@@ -30,6 +30,7 @@ from feedback.selectors import Scorecard, scorecards
 from hitlproject.errors import DomainError
 from hitlproject.vocabulary import AUTO_EXECUTED, AUTO_NOT_EXECUTED, action_type_label, how_many
 from ledger.models import Account
+from policies.engine import format_magnitude
 from policies.models import Policy
 from policies.services import policy_in_force, rule_from_policy, rules_in_force
 
@@ -183,8 +184,8 @@ def _evidence(
         f"own; people decided {card.decided}, approving {pct(card.approval_rate)} "
         f"({card.approved - card.edited} as proposed, {card.edited} edited) and rejecting "
         f"{card.rejected} (reasons: {reasons}). The rules for {verb} hold ({test}).\n\n"
-        f"What if the ceiling had been {recommendation.proposed * 100:.1f}% instead of "
-        f"{recommendation.current * 100:.1f}% over those days: "
+        f"What if the ceiling had been {format_magnitude(recommendation.proposed, 'ratio')} "
+        f"instead of {format_magnitude(recommendation.current, 'ratio')} over those days: "
         f"{with_change[AUTO_EXECUTED]} of the {report.proposals} proposals would have run on "
         f"their own (instead of {happened[AUTO_EXECUTED]}), {with_change['review']} gone to "
         f"people and {with_change['block']} been blocked"

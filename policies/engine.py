@@ -358,13 +358,39 @@ class Verdict:
     held_by: tuple[Hold, ...] = ()
 
 
+def rounded_percent(value: Number, *, signed: bool = False) -> str:
+    """A ratio as a percentage to one decimal, the one rule every page, reason and message
+    shows a move or a magnitude by: computed exactly, from the value's own digits (never a
+    float, which can land on either side of a tie), and rounded half away from zero, as people
+    and spreadsheets round: 0.85 / 0.80 is +6.25%, which reads "+6.3%"."""
+    numerator, denominator = _ratio(value)
+    return _percent_text(numerator, denominator, digits=1, signed=signed)
+
+
+def _percent_text(numerator: int, denominator: int, *, digits: int, signed: bool) -> str:
+    """numerator / denominator as a percentage to ``digits`` decimals, halves away from zero
+    (the denominator positive). A move too small to show keeps its direction ("-0.0%")."""
+    shift = 10**digits
+    units = _round_half_away(abs(numerator) * 100 * shift, denominator)
+    whole, decimals = divmod(units, shift)
+    sign = "-" if numerator < 0 else "+" if signed else ""
+    return f"{sign}{whole}.{decimals:0{digits}d}%"
+
+
+def _round_half_away(numerator: int, denominator: int) -> int:
+    """round(numerator / denominator) exactly, halves up, for a numerator and denominator
+    that are not negative: what rounding half away from zero does to a magnitude."""
+    quotient, remainder = divmod(numerator, denominator)
+    return quotient + 1 if 2 * remainder >= denominator else quotient
+
+
 def format_magnitude(value: Number, unit: MagnitudeUnit) -> str:
+    if unit == "ratio":
+        if Fraction(*_ratio(value)) >= MAGNITUDE_CAP:
+            return f"at least {rounded_percent(MAGNITUDE_CAP)}"  # recorded at the cap
+        return rounded_percent(value)
     if isinstance(value, Fraction):
         value = Decimal(value.numerator) / Decimal(value.denominator)
-    if unit == "ratio":
-        if value >= MAGNITUDE_CAP:
-            return f"at least {MAGNITUDE_CAP * 100:.1f}%"  # recorded at the cap
-        return f"{value * 100:.1f}%"
     return f"{Decimal(value).normalize():f}"
 
 
@@ -373,21 +399,21 @@ def format_move(moved: Number, limit: Number) -> str:
     return _move_text(_ratio(moved), _ratio(limit))
 
 
-def _move_text(moved: _Ratio, limit: _Ratio) -> str:
-    # In integers what ``round(Fraction, digits)`` compares: the two rounded to as many digits.
-    numerator, denominator = moved[0] * 100, moved[1]
+def _move_text(moved: _Ratio, limit: _Ratio, *, signed: bool = True) -> str:
+    """``rounded_percent``, with a decimal more (up to six) for as long as it reads as the
+    limit does by the same rule: a move over a ceiling never reads as the ceiling."""
+    numerator, denominator = abs(moved[0]) * 100, moved[1]
     limit_numerator, limit_denominator = abs(limit[0]) * 100, limit[1]
     digits, shift = 1, 10
-    while digits < 6 and _round_half_even(abs(numerator) * shift, denominator) == _round_half_even(
+    while digits < 6 and _round_half_away(numerator * shift, denominator) == _round_half_away(
         limit_numerator * shift, limit_denominator
     ):
         digits, shift = digits + 1, shift * 10
-    # int / int is correctly rounded, as float(Fraction) is.
-    return f"{numerator / denominator:+.{digits}f}%"
+    return _percent_text(moved[0], moved[1], digits=digits, signed=signed)
 
 
 def _own_move_text(numerator: int, denominator: int) -> str:
-    return f"{(numerator - denominator) * 100 / denominator:+.1f}%"
+    return _percent_text(numerator - denominator, denominator, digits=1, signed=True)
 
 
 def _round_half_even(numerator: int, denominator: int) -> int:
@@ -632,6 +658,21 @@ def _said(rule: Rule, how: Callable[..., str], figure: str, *context: str) -> st
     return text
 
 
+def _sizes_over(facts: Facts, limit: _Ratio, limit_text: str) -> tuple[str, str]:
+    """A magnitude over a ceiling, as its reason says it and as its hold does: its label,
+    with its figure to as many decimals as tell it from the ceiling where the label's reads
+    as the ceiling's ("A 10.0% change to … (10.003%) exceeds the 10.0% auto-execute ceiling",
+    not "A 10.0% change … exceeds the 10.0% …"); and that figure."""
+    unit, size = facts.magnitude_unit, facts.magnitude_label
+    magnitude = _ratio(facts.magnitude)
+    if unit != "ratio" or Fraction(*magnitude) >= MAGNITUDE_CAP:
+        return size, format_magnitude(facts.magnitude, unit)
+    shown = _move_text(magnitude, limit, signed=False)
+    if rounded_percent(facts.magnitude) == limit_text:
+        size = f"{size} ({shown})"
+    return size, shown
+
+
 def _over(value: _Ratio | None, limit: _Ratio | None) -> bool:
     """value > limit, exactly, by cross-multiplying (denominators are positive)."""
     return value is not None and limit is not None and value[0] * limit[1] > limit[0] * value[1]
@@ -656,10 +697,10 @@ def evaluate(facts: Facts, rules: Iterable[Rule]) -> Verdict:
         if _over(magnitude, figures.block_above_magnitude):
             limit = _said(rule, format_magnitude, "block_above_magnitude", unit)
             ceiling = _said(rule, ceiling_text, "block_above_magnitude", unit)
-            shown_size = format_magnitude(facts.magnitude, unit)
+            over, shown_size = _sizes_over(facts, figures.block_above_magnitude, limit)
             blocks.append(
                 (
-                    f"{size} is above the {limit} hard ceiling of {named}.",
+                    f"{over} is above the {limit} hard ceiling of {named}.",
                     Hold(
                         "hard_ceiling", f"hard ceiling {ceiling} (this is {shown_size})", policy_id
                     ),
@@ -744,7 +785,6 @@ def _reviews(
         return reviews
 
     unit = facts.magnitude_unit
-    size = facts.magnitude_label
     policy_id = rule.policy_id
     named = f"policy “{rule.name}”"
     if rule.always_review:
@@ -764,10 +804,10 @@ def _reviews(
     elif _over(magnitude, figures.auto_execute_max_magnitude):
         limit = _said(rule, format_magnitude, "auto_execute_max_magnitude", unit)
         ceiling = _said(rule, ceiling_text, "auto_execute_max_magnitude", unit)
-        shown_size = format_magnitude(facts.magnitude, unit)
+        over, shown_size = _sizes_over(facts, figures.auto_execute_max_magnitude, limit)
         reviews.append(
             (
-                f"{size} exceeds the {limit} auto-execute ceiling of {named}.",
+                f"{over} exceeds the {limit} auto-execute ceiling of {named}.",
                 Hold(
                     "auto_execute_ceiling",
                     f"auto-execute ceiling {ceiling} (this is {shown_size})",

@@ -16,6 +16,7 @@ from approvals.action_types.base import (
     PlainDecimal,
     change_label,
     change_of,
+    exact_factor,
     example_campaigns,
     example_figure,
     relative_change,
@@ -32,6 +33,7 @@ from ledger.models import (
     campaign_field_label,
     campaign_value_label,
 )
+from policies.engine import format_magnitude
 
 
 class NumericFieldChange(ActionType):
@@ -217,12 +219,15 @@ class BudgetReallocation(ActionType):
         source = campaigns[payload["from_campaign"]]
         amount = Decimal(payload["amount"])
         magnitude = relative_change(source.daily_budget, source.daily_budget - amount)
+        # Its share of the budget from the ledger's own figures, not the six places stored.
+        share = change_of(exact_factor(source.daily_budget, source.daily_budget - amount))
+        said = format_magnitude(share, self.magnitude_unit)
         return Assessment(
             magnitude=magnitude,
-            magnitude_label=f"{magnitude * 100:.1f}% of {source.external_id}'s daily budget",
+            magnitude_label=f"{said} of {source.external_id}'s daily budget",
             summary=(
                 f"move {amount} {account.currency}/day from {source.external_id} "
-                f"to {payload['to_campaign']} ({magnitude * 100:.1f}%)"
+                f"to {payload['to_campaign']} ({said})"
             ),
             amount=amount,
         )

@@ -1,0 +1,126 @@
+"""A move's or a magnitude's percentage reads to one decimal, rounded half away from zero as
+people and spreadsheets round, computed exactly from the ledger's own figures: a bid moved
+from 0.80 to 0.85 (+6.25% exactly) reads "+6.3%" in its summary, its reasons, its console
+page, its email and its Slack message, not "+6.2%" (Python's ``:.1f`` rounds ties to even).
+A move over a ceiling never reads as the ceiling."""
+
+from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
+from math import floor
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.utils import timezone
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from approvals.action_types.base import change_label, signed_percent
+from ledger.models import Campaign
+from notifications.channels import EmailChannel
+from notifications.messages import proposal_messages
+from notifications.models import NotificationKind
+from notifications.slack import message_blocks
+from policies import engine
+from policies.models import Policy
+from tests.conftest import bid_adjustment
+from tests.factories import evaluated
+from tests.slack_fake import shown_text
+
+
+def half_away(value: Fraction, *, signed: bool) -> str:
+    """The percentage as a person rounds it by hand: tenths of a percent, halves up in size."""
+    tenths = floor(abs(value) * 1000 + Fraction(1, 2))
+    sign = "-" if value < 0 else "+" if signed else ""
+    return f"{sign}{tenths // 10}.{tenths % 10}%"
+
+
+ratios = st.fractions(min_value=-10, max_value=10, max_denominator=10**6)
+money = st.decimals(min_value="0.01", max_value="100000", places=2)
+
+
+@given(ratios)
+@example(Fraction(1, 16))  # 6.25%
+@example(Fraction(-1, 16))
+@example(Fraction(1, 2000))  # 0.05%
+def test_a_percentage_reads_as_the_exact_one_rounded_half_away_from_zero(value):
+    assert engine.rounded_percent(value, signed=True) == half_away(value, signed=True)
+    if value >= 0:
+        assert engine.format_magnitude(value, "ratio") == half_away(value, signed=False)
+
+
+@given(money, money)
+@example(Decimal("0.80"), Decimal("0.85"))
+def test_a_move_between_ledger_figures_reads_as_a_spreadsheet_rounds_it(current, new):
+    exact = (Fraction(new) - Fraction(current)) / Fraction(current)
+    assert signed_percent(current, new) == half_away(exact, signed=True)
+    assert change_label(current, new).split()[1] == half_away(abs(exact), signed=False)
+    # Where the move ends in few enough places to be a Decimal, as a spreadsheet's ROUND.
+    as_decimal = (new - current) / current * 100
+    if Fraction(as_decimal) == exact * 100:
+        rounded = as_decimal.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+        assert signed_percent(current, new) == f"{rounded:+f}%"
+
+
+@given(ratios, ratios)
+def test_a_move_over_its_limit_never_reads_as_the_limit(move, limit):
+    if abs(move) <= abs(limit) or abs(move) - abs(limit) < Fraction(1, 10**8):
+        return  # six decimals of a percent tell apart moves further apart than this
+    shown = engine.format_move(move, limit)
+    assert shown.lstrip("+-") != engine.percent_text(abs(limit))
+    assert shown.lstrip("+-") != engine.format_magnitude(abs(limit), "ratio")
+    if engine.rounded_percent(abs(move)) != engine.format_magnitude(abs(limit), "ratio"):
+        assert shown == engine.rounded_percent(move, signed=True)  # the one rule, then
+
+
+@pytest.fixture
+def bid_at_80_cents(demo_world):
+    Campaign.objects.filter(external_id="brand-search").update(bid=Decimal("0.80"))
+
+
+def test_a_bid_moved_by_6_25_percent_reads_plus_6_3_everywhere(bid_at_80_cents, mailoutbox):
+    policy = Policy.objects.get(name="Bid adjustments")
+    policy.auto_execute_max_magnitude = Decimal("0.05")
+    policy.save()
+    proposal = evaluated(bid_adjustment("0.85"))
+
+    assert proposal.status == "pending_review"
+    assert proposal.summary.endswith("0.80 → 0.85 USD (+6.3%)"), proposal.summary
+    assert proposal.magnitude_label == "A 6.3% change to brand-search's bid"
+    assert proposal.verdict_reasons == [
+        "A 6.3% change to brand-search's bid exceeds the 5.0% auto-execute ceiling of "
+        "policy “Bid adjustments”."
+    ]
+    assert proposal.verdict_held_by[0]["text"] == "auto-execute ceiling 5% (this is 6.3%)"
+    assert proposal.effects == {"brand-search's bid": "17/16"}
+
+    operator = get_user_model().objects.get(username="operator")
+    client = Client()
+    client.force_login(operator)
+    page = client.get(f"/admin/approvals/proposal/{proposal.pk}/change/").text
+    assert "(+6.3%)" in page and "A 6.3% change to brand-search" in page
+    assert "6.2%" not in page
+
+    message = proposal_messages([(proposal, NotificationKind.WAITING)], now=timezone.now())[0]
+    EmailChannel().send(recipient=operator, message=message, may_decide=True)
+    [email] = mailoutbox
+    assert "0.80 → 0.85 USD (+6.3%)" in email.body
+    assert "Size: A 6.3% change to brand-search's bid\n" in email.body
+    assert "6.2%" not in email.body
+    slack = shown_text(message_blocks(message, may_decide=True))
+    assert "0.80 → 0.85 USD (+6.3%)" in slack and "6.2%" not in slack
+
+
+def test_a_move_that_rounds_to_its_ceiling_says_by_how_much_it_is_over(demo_world):
+    # 30,000 → 33,000.01 is +10.00003%: "A 10.0% change exceeds the 10.0% ceiling" would
+    # contradict itself.
+    Campaign.objects.filter(external_id="generic-search").update(daily_budget=Decimal("30000"))
+    body = bid_adjustment(action_type="budget_change") | {
+        "payload": {"campaign": "generic-search", "new_daily_budget": "33000.01"}
+    }
+    proposal = evaluated(body)
+    assert proposal.verdict_reasons == [
+        "A 10.0% change to generic-search's daily budget (10.00003%) exceeds the 10.0% "
+        "auto-execute ceiling of policy “Budget changes”."
+    ]
+    assert proposal.verdict_held_by[0]["text"] == "auto-execute ceiling 10% (this is 10.00003%)"
