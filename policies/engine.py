@@ -402,6 +402,13 @@ def format_move(moved: Number, limit: Number) -> str:
 def _move_text(moved: _Ratio, limit: _Ratio, *, signed: bool = True) -> str:
     """``rounded_percent``, with a decimal more (up to six) for as long as it reads as the
     limit does by the same rule: a move over a ceiling never reads as the ceiling."""
+    digits = _digits_apart(moved, limit)
+    return _percent_text(moved[0], moved[1], digits=digits, signed=signed)
+
+
+def _digits_apart(moved: _Ratio, limit: _Ratio) -> int:
+    """How many decimals (one to six) the move's percentage takes not to read as the limit's,
+    both rounded half away from zero."""
     numerator, denominator = abs(moved[0]) * 100, moved[1]
     limit_numerator, limit_denominator = abs(limit[0]) * 100, limit[1]
     digits, shift = 1, 10
@@ -409,7 +416,22 @@ def _move_text(moved: _Ratio, limit: _Ratio, *, signed: bool = True) -> str:
         limit_numerator * shift, limit_denominator
     ):
         digits, shift = digits + 1, shift * 10
-    return _percent_text(moved[0], moved[1], digits=digits, signed=signed)
+    return digits
+
+
+def _limit_beside(moved: _Ratio, limit: _Ratio) -> str:
+    """A ratio ceiling as a reason names it beside a move over it: to one decimal, as its
+    policy's figures read everywhere, unless that rounds it up to where the move's figure,
+    given more decimals to tell the two apart, would read as over less than it is ("+12.30%
+    over the 12.3% ceiling" of 12.25%): then to as many decimals as the move, or exactly where
+    it takes fewer ("the 12.25% ceiling")."""
+    numerator, denominator = abs(limit[0]), limit[1]
+    digits = _digits_apart(moved, limit)
+    if digits == 1 or numerator * 1000 % denominator == 0:
+        return _percent_text(numerator, denominator, digits=1, signed=False)
+    if numerator * 100 * 10**digits % denominator == 0:
+        return percent_text(Fraction(numerator, denominator))
+    return _percent_text(numerator, denominator, digits=digits, signed=False)
 
 
 def _own_move_text(numerator: int, denominator: int) -> str:
@@ -560,9 +582,10 @@ def _counting_text(facts: Facts, window: timedelta, target: str, *, raised: bool
 def cumulative_figure_text(moved: Number, ceiling: Number, window: timedelta) -> str:
     """A cumulative move beside its ceiling, as a page shows it: "+29.5% in 1 day / 25.0%
     cumulative"."""
+    moved_ratio, ceiling_ratio = _ratio(moved), _ratio(ceiling)
     return (
-        f"{format_move(moved, ceiling)} in {window_text(window)} / "
-        f"{format_magnitude(exact(ceiling), 'ratio')} cumulative"
+        f"{_move_text(moved_ratio, ceiling_ratio)} in {window_text(window)} / "
+        f"{_limit_beside(moved_ratio, ceiling_ratio)} cumulative"
     )
 
 
@@ -658,19 +681,19 @@ def _said(rule: Rule, how: Callable[..., str], figure: str, *context: str) -> st
     return text
 
 
-def _sizes_over(facts: Facts, limit: _Ratio, limit_text: str) -> tuple[str, str]:
-    """A magnitude over a ceiling, as its reason says it and as its hold does: its label,
-    with its figure to as many decimals as tell it from the ceiling where the label's reads
-    as the ceiling's ("A 10.0% change to … (10.003%) exceeds the 10.0% auto-execute ceiling",
-    not "A 10.0% change … exceeds the 10.0% …"); and that figure."""
+def _sizes_over(facts: Facts, limit: _Ratio, limit_text: str) -> tuple[str, str, str]:
+    """A magnitude over a ceiling, as its reason says it, the ceiling beside it, and the
+    magnitude as its hold says it: its label, with its figure to as many decimals as tell it
+    from the ceiling where the label's reads as the ceiling's ("A 10.0% change to … (10.003%)
+    exceeds the 10.0% auto-execute ceiling", not "A 10.0% change … exceeds the 10.0% …")."""
     unit, size = facts.magnitude_unit, facts.magnitude_label
     magnitude = _ratio(facts.magnitude)
     if unit != "ratio" or Fraction(*magnitude) >= MAGNITUDE_CAP:
-        return size, format_magnitude(facts.magnitude, unit)
+        return size, limit_text, format_magnitude(facts.magnitude, unit)
     shown = _move_text(magnitude, limit, signed=False)
     if rounded_percent(facts.magnitude) == limit_text:
-        size = f"{size} ({shown})"
-    return size, shown
+        return f"{size} ({shown})", _limit_beside(magnitude, limit), shown
+    return size, limit_text, shown
 
 
 def _over(value: _Ratio | None, limit: _Ratio | None) -> bool:
@@ -697,7 +720,7 @@ def evaluate(facts: Facts, rules: Iterable[Rule]) -> Verdict:
         if _over(magnitude, figures.block_above_magnitude):
             limit = _said(rule, format_magnitude, "block_above_magnitude", unit)
             ceiling = _said(rule, ceiling_text, "block_above_magnitude", unit)
-            over, shown_size = _sizes_over(facts, figures.block_above_magnitude, limit)
+            over, limit, shown_size = _sizes_over(facts, figures.block_above_magnitude, limit)
             blocks.append(
                 (
                     f"{over} is above the {limit} hard ceiling of {named}.",
@@ -804,7 +827,7 @@ def _reviews(
     elif _over(magnitude, figures.auto_execute_max_magnitude):
         limit = _said(rule, format_magnitude, "auto_execute_max_magnitude", unit)
         ceiling = _said(rule, ceiling_text, "auto_execute_max_magnitude", unit)
-        over, shown_size = _sizes_over(facts, figures.auto_execute_max_magnitude, limit)
+        over, limit, shown_size = _sizes_over(facts, figures.auto_execute_max_magnitude, limit)
         reviews.append(
             (
                 f"{over} exceeds the {limit} auto-execute ceiling of {named}.",
@@ -837,9 +860,12 @@ def _reviews(
                 numerator, denominator = lowest
             if abs(numerator - denominator) * cumulative[1] > cumulative[0] * denominator:
                 window = _said(rule, window_text, "cumulative_window")
+                moved = (numerator - denominator, denominator)
                 limit = _said(rule, format_magnitude, "cumulative_max_magnitude", "ratio")
+                if _digits_apart(moved, cumulative) > 1:
+                    limit = _limit_beside(moved, cumulative)
                 ceiling = _said(rule, percent_text, "cumulative_max_magnitude")
-                shown = _move_text((numerator - denominator, denominator), cumulative)
+                shown = _move_text(moved, cumulative)
                 counting = _counting_text(
                     facts,
                     rule.cumulative_window,
@@ -864,7 +890,7 @@ def _reviews(
                             f"{target} would move {shown} within {window}, {counting})",
                             policy_id,
                             target=target,
-                            moved=(numerator - denominator, denominator),
+                            moved=moved,
                             ceiling=rule.cumulative_max_magnitude,
                             window=rule.cumulative_window,
                         ),

@@ -4,6 +4,8 @@ from 0.80 to 0.85 (+6.25% exactly) reads "+6.3%" in its summary, its reasons, it
 page, its email and its Slack message, not "+6.2%" (Python's ``:.1f`` rounds ties to even).
 A move over a ceiling never reads as the ceiling."""
 
+import re
+from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from math import floor
@@ -62,15 +64,62 @@ def test_a_move_between_ledger_figures_reads_as_a_spreadsheet_rounds_it(current,
         assert signed_percent(current, new) == f"{rounded:+f}%"
 
 
-@given(ratios, ratios)
-def test_a_move_over_its_limit_never_reads_as_the_limit(move, limit):
-    if abs(move) <= abs(limit) or abs(move) - abs(limit) < Fraction(1, 10**8):
-        return  # six decimals of a percent tell apart moves further apart than this
-    shown = engine.format_move(move, limit)
-    assert shown.lstrip("+-") != engine.percent_text(abs(limit))
-    assert shown.lstrip("+-") != engine.format_magnitude(abs(limit), "ratio")
-    if engine.rounded_percent(abs(move)) != engine.format_magnitude(abs(limit), "ratio"):
-        assert shown == engine.rounded_percent(move, signed=True)  # the one rule, then
+def figures(text: str) -> list[Decimal]:
+    return [Decimal(figure) for figure in re.findall(r"(\d+(?:\.\d+)?)%", text)]
+
+
+magnitudes = st.fractions(min_value=0, max_value=5, max_denominator=10**6)
+ceilings = st.decimals(min_value="0.000001", max_value="5", places=6)
+
+
+@given(magnitudes, ceilings)
+@example(Fraction("0.1225"), Decimal("0.1225"))
+@example(Fraction("0.123"), Decimal("0.1225"))  # 12.3% over a ceiling that reads 12.3%
+@example(Fraction("0.10000033"), Decimal("0.10"))
+def test_a_reason_never_reads_as_over_a_ceiling_it_is_within_nor_the_other_way(magnitude, ceiling):
+    label = f"{engine.format_magnitude(magnitude, 'ratio')} of brand-search's daily budget"
+    verdict = engine.evaluate(
+        engine.Facts(
+            action_type="budget_change",
+            action_label="budget change",
+            magnitude=magnitude,
+            magnitude_unit="ratio",
+            magnitude_label=label,
+            risk_weight=25,
+            account_id=1,
+            channel="google_ads",
+            agent_id=1,
+            agent_kind="optimization",
+            effects={"brand-search's daily budget": 1 + magnitude},
+        ),
+        [
+            engine.Rule(
+                policy_id=1,
+                name="Budget changes",
+                action_type="budget_change",
+                auto_execute_max_magnitude=ceiling,
+                cumulative_max_magnitude=ceiling,
+            )
+        ],
+    )
+    if magnitude <= ceiling:
+        [reason] = verdict.reasons
+        size, limit = figures(reason)
+        assert " is within " in reason and size <= limit
+        return
+    if magnitude - Fraction(ceiling) < Fraction(1, 10**8):
+        return  # six decimals of a percent tell apart magnitudes further apart than this
+    over, cumulative = verdict.reasons
+    *size, limit = figures(over)
+    assert " exceeds " in over and size[-1] > limit, over
+    *_, moved, limit = figures(cumulative)
+    assert moved > limit, cumulative
+    for hold in verdict.held_by:  # the ceiling exactly as set, the move beside it
+        ceiling_said, *_, moved = figures(hold.text)
+        assert ceiling_said == ceiling * 100 and moved > ceiling_said, hold.text
+    shown = engine.cumulative_figure_text(magnitude, ceiling, timedelta(days=1))
+    moved, limit = figures(shown)
+    assert moved > limit, shown
 
 
 @pytest.fixture
