@@ -377,6 +377,10 @@ def _percent_text(numerator: int, denominator: int, *, digits: int, signed: bool
     return f"{sign}{whole}.{decimals:0{digits}d}%"
 
 
+def _at_cap(numerator: int, denominator: int) -> bool:
+    return numerator >= int(MAGNITUDE_CAP) * denominator
+
+
 def _round_half_away(numerator: int, denominator: int) -> int:
     """round(numerator / denominator) exactly, halves up, for a numerator and denominator
     that are not negative: what rounding half away from zero does to a magnitude."""
@@ -386,9 +390,10 @@ def _round_half_away(numerator: int, denominator: int) -> int:
 
 def format_magnitude(value: Number, unit: MagnitudeUnit) -> str:
     if unit == "ratio":
-        if Fraction(*_ratio(value)) >= MAGNITUDE_CAP:
+        numerator, denominator = _ratio(value)
+        if _at_cap(numerator, denominator):
             return f"at least {rounded_percent(MAGNITUDE_CAP)}"  # recorded at the cap
-        return rounded_percent(value)
+        return _percent_text(numerator, denominator, digits=1, signed=False)
     if isinstance(value, Fraction):
         value = Decimal(value.numerator) / Decimal(value.denominator)
     return f"{Decimal(value).normalize():f}"
@@ -688,7 +693,7 @@ def _sizes_over(facts: Facts, limit: _Ratio, limit_text: str) -> tuple[str, str,
     exceeds the 10.0% auto-execute ceiling", not "A 10.0% change … exceeds the 10.0% …")."""
     unit, size = facts.magnitude_unit, facts.magnitude_label
     magnitude = _ratio(facts.magnitude)
-    if unit != "ratio" or Fraction(*magnitude) >= MAGNITUDE_CAP:
+    if unit != "ratio" or _at_cap(*magnitude):
         return size, limit_text, format_magnitude(facts.magnitude, unit)
     shown = _move_text(magnitude, limit, signed=False)
     if rounded_percent(facts.magnitude) == limit_text:
