@@ -361,8 +361,8 @@ def _ended_about(proposal: Proposal) -> str:
 def _slack_messages_update(*, proposal_ids, now: datetime, about, **only) -> None:
     """Record an update of every Slack message posted about these proposals (``only`` those
     matching further filters), sent once the transaction commits; what it says is read when
-    it is sent (``notifications_deliver``). ``about``: what the update is for, in words, or a
-    mapping of it by proposal."""
+    it is sent (``notifications_deliver``). ``about``: what the update is for, in words, a
+    mapping of it by proposal, or a function of the message it updates."""
     posted = Notification.objects.filter(
         **only,
         proposal_id__in=proposal_ids,
@@ -380,7 +380,11 @@ def _slack_messages_update(*, proposal_ids, now: datetime, about, **only) -> Non
                 channel=NotificationChannel.SLACK,
                 kind=NotificationKind.UPDATE,
                 updates=message,
-                about=about.get(message.proposal_id, "") if isinstance(about, dict) else about,
+                about=about(message)
+                if callable(about)
+                else about.get(message.proposal_id, "")
+                if isinstance(about, dict)
+                else about,
                 slack_channel=message.slack_channel,
                 slack_ts=message.slack_ts,
                 created_at=now,
@@ -708,11 +712,56 @@ def _slack_standing(user) -> tuple:
     )
 
 
-def _slack_messages_changed_as_they_went(sent: Sequence[Notification]) -> None:
-    """In the transaction that records these Slack messages sent: those whose reader's
-    standing changed since the message was drawn (``drawn_for``) are redrawn. Their rows
-    locked first, as the change locks them (``slack_messages_follow_people``): a change
-    committed before is read here, one committed after sees these messages sent."""
+def _slack_drawn_from(proposal: Proposal, claim: tuple[str, datetime] | None) -> tuple:
+    """What a Slack message says of its proposal turns on, besides its reader: whether and in
+    which round it waits, the approvals counted in that round and how many it needs, when it
+    last changed (an approval counted, a re-assessment: ``updated_at``, as the API says it),
+    and who is on it until when (``claim``: as the message shows it, None if nobody)."""
+    return (
+        proposal.status,
+        proposal.review_round,
+        proposal.approvals_this_round,
+        proposal.required_approvals,
+        proposal.updated_at,
+        claim,
+    )
+
+
+def _claim_shown(claim: Claim | None, *, now: datetime) -> tuple[str, datetime] | None:
+    """A claim as a message drawn ``now`` shows it (``proposal_messages``): who, until when."""
+    if claim is None or not claim.is_live(now):
+        return None
+    return claim.user.get_username(), claim.lapses_at
+
+
+def _moved_as_it_went(drawn: tuple, found: tuple) -> str:
+    """What changed of a proposal between a message's drawing (``drawn``) and its recording
+    (``found``), both ``_slack_drawn_from``; "" if nothing did."""
+    if drawn == found:
+        return ""
+    _, _, approvals, required, _, claim = found
+    said = []
+    if approvals != drawn[2]:
+        said.append(f"an approval counted as it went; it waits for {required - approvals} more")
+    if claim != drawn[5]:
+        said.append(
+            f"a claim made as it went: {claim[0]} is on it"
+            if claim
+            else "its claim given back or lapsed as it went"
+        )
+    return "; ".join(said) or "a change to the proposal (a re-assessment, say), made as it went"
+
+
+def _slack_messages_changed_as_they_went(
+    sent: Sequence[Notification], *, proposals: dict[int, Proposal]
+) -> None:
+    """In the transaction that records these Slack messages sent: each drawn as its reader
+    stood (``drawn_for``) or as its proposal was (``drawn_from``) before a change made since
+    is updated, once. ``proposals``: theirs, locked (``proposals_lock``), as a move, an
+    approval counted, a claim or a re-assessment locks them; their readers' rows locked here,
+    as a change to what they may do locks them (``slack_messages_follow_people``). A change
+    committed before is read here; one committed after finds these messages sent, and
+    updates them itself."""
     if not sent:
         return
     # NO KEY: as a save of theirs locks them; a row naming them (a decision, a message) waits
@@ -724,18 +773,33 @@ def _slack_messages_changed_as_they_went(sent: Sequence[Notification]) -> None:
         .filter(pk__in={n.recipient_id for n in sent})
         .order_by("pk")
     }
-    changed = {
-        n.recipient_id
-        for n in sent
-        if n.recipient_id in people and _slack_standing(people[n.recipient_id]) != n.drawn_for
+    # Claims are taken and given back under their proposal's lock, held here.
+    claims = {
+        claim.proposal_id: claim
+        for claim in Claim.objects.select_related("user").filter(
+            proposal_id__in={n.proposal_id for n in sent}
+        )
     }
-    if changed:
-        _slack_messages_redraw(
-            Proposal.objects.filter(
-                pk__in={n.proposal_id for n in sent if n.recipient_id in changed}
-            ),
-            user_ids=sorted(changed),
-            about="a change to what its reader may do, made as it went",
+    now = timezone.now()
+    about = {}
+    for n in sent:
+        said = []
+        proposal = proposals.get(n.proposal_id)
+        if proposal is not None:
+            drawn_from = _slack_drawn_from(
+                proposal, _claim_shown(claims.get(n.proposal_id), now=now)
+            )
+            said.append(_moved_as_it_went(n.drawn_from, drawn_from))
+        if n.recipient_id in people and _slack_standing(people[n.recipient_id]) != n.drawn_for:
+            said.append("a change to what its reader may do, made as it went")
+        if any(said):
+            about[n.pk] = "; ".join(filter(None, said))
+    if about:
+        _slack_messages_update(
+            proposal_ids={n.proposal_id for n in sent if n.pk in about},
+            now=now,
+            about=lambda message: about[message.pk],
+            pk__in=list(about),
         )
 
 
@@ -1200,8 +1264,14 @@ def _send_one(
             may_decide = may_act(notification.recipient, notification.proposal, Act.RETRY)
         else:
             if notification.channel == NotificationChannel.SLACK:
-                # Read again where it is recorded sent: a change made since redraws it.
+                # Read again where it is recorded sent: a change made since redraws it. The
+                # proposal as it was leased, read before the message was drawn from it (a
+                # change in between is read as one made since); its claim, as drawn.
                 notification.drawn_for = _slack_standing(notification.recipient)
+                notification.drawn_from = _slack_drawn_from(
+                    notification.proposal,
+                    (message.claimed_by, message.claimed_until) if message.claimed_by else None,
+                )
             may_decide, message = _as_told_to(
                 notification.recipient,
                 notification.proposal,
@@ -1440,13 +1510,13 @@ def _attempts_record(
     if not outcomes:
         return []
     with transaction.atomic():
-        stopped = stopped_as_they_went(
-            [
-                n
-                for n, _ in outcomes
-                if n.status == NotificationStatus.SENT and n.kind != NotificationKind.UPDATE
-            ]
-        )
+        told_waits = [
+            n
+            for n, _ in outcomes
+            if n.status == NotificationStatus.SENT and n.kind != NotificationKind.UPDATE
+        ]
+        proposals = proposals_lock(told_waits)
+        stopped = stopped_as_they_went(told_waits, proposals=proposals)
         latest = {
             pk: (attempts, lease)
             for pk, attempts, lease in Notification.objects.select_for_update()
@@ -1478,7 +1548,8 @@ def _attempts_record(
                 if hasattr(n, "drawn_for")
                 and n.status == NotificationStatus.SENT
                 and n.pk not in stopped
-            ]
+            ],
+            proposals=proposals,
         )
     retried = [n for n in recorded if n.status == NotificationStatus.PENDING]
     if retried:
@@ -1488,19 +1559,34 @@ def _attempts_record(
     return recorded
 
 
-def stopped_as_they_went(told_waits: Sequence[Notification]) -> dict[int, Proposal]:
-    """In the caller's transaction, before it records messages that went saying a proposal
-    waits: their proposals locked first (as a move of a proposal locks it, then reads the
-    messages sent about it to update them), so that one that stopped waiting while its
-    message went out is seen here, or sees the message sent. Returns, by message, its
-    proposal where it no longer waits for the message's round."""
-    locked = {
+def proposals_lock(told: Sequence[Notification]) -> dict[int, Proposal]:
+    """In the caller's transaction, before it records messages that went: their proposals
+    locked (as a move of a proposal, an approval counted, a claim taken or a re-assessment
+    locks it, then reads the messages sent about it to update them), so that a change made
+    while a message went out is seen here, or sees the message sent; by id, as they are."""
+    return {
         proposal.pk: proposal
         for proposal in Proposal.objects.select_for_update(of=("self",))
-        .filter(pk__in={n.proposal_id for n in told_waits})
-        .only("status", "review_round", "approved_at")
+        .filter(pk__in={n.proposal_id for n in told})
+        .only(
+            "status",
+            "review_round",
+            "approved_at",
+            "approvals_this_round",
+            "required_approvals",
+            "updated_at",
+        )
         .order_by("pk")
     }
+
+
+def stopped_as_they_went(
+    told_waits: Sequence[Notification], *, proposals: dict[int, Proposal] | None = None
+) -> dict[int, Proposal]:
+    """In the caller's transaction, before it records messages that went saying a proposal
+    waits: their proposals locked first (``proposals_lock``, unless given, locked). Returns,
+    by message, its proposal where it no longer waits for the message's round."""
+    locked = proposals_lock(told_waits) if proposals is None else proposals
     return {
         n.pk: proposal
         for n in told_waits

@@ -962,6 +962,77 @@ def test_an_approval_in_the_console_under_the_two_person_rule_shows_on_slack(
     assert buttons(partial["blocks"]) == []  # the operator's own message: nothing to press
 
 
+def claim_value(args: dict) -> int:
+    """The proposal a message's "I'll take it" button names, from the call that posts it."""
+    [value] = [
+        e["value"]
+        for b in args["blocks"]
+        if b["type"] == "actions"
+        for e in b["elements"]
+        if e["action_id"] == "claim"
+    ]
+    return int(value)
+
+
+def while_it_is_posted(slack, change) -> None:
+    """Have ``change`` (given the proposal's id) happen while the next message is on its way:
+    Slack has it, drawn as before the change, and its sender has not yet recorded it sent."""
+
+    def meanwhile(args: dict) -> None:
+        try:
+            change(claim_value(args))
+        finally:
+            connection.close()  # this thread's, the fake Slack's
+
+    slack.while_next_post = meanwhile
+
+
+def test_an_approval_counted_while_the_message_was_on_its_way_shows_on_slack(
+    optimizer, on_slack, operators, login
+):
+    """The first of two approvals is given in the console while the operator's message is on
+    its way to Slack: the approval found no message recorded sent to update, and the message
+    kept saying nobody had approved, with Approve and Reject for one who had. Its sender,
+    recording it sent, reads the proposal again and updates it."""
+    Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
+    first, _ = operators
+    while_it_is_posted(
+        on_slack, lambda proposal_id: proposal_approve(proposal_id=proposal_id, reviewer=first)
+    )
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+    assert buttons(where["call"]["blocks"]) == ["approve", "reject", "claim"]
+    assert "Approved by" not in context_texts(where["call"]["blocks"])
+
+    [partial] = wait_until(lambda: updates_of(on_slack, where), timeout=15)
+    assert "Approved by operator: 1 of 2 approvals" in context_texts(partial["blocks"])
+    assert buttons(partial["blocks"]) == []  # the operator has decided: nothing to press
+    assert Proposal.objects.get(pk=proposal["id"]).status == "pending_review"
+    assert told_what(login("auditor"), proposal["id"])[-1] == (
+        "Update of a message sent: an approval counted as it went; it waits for 1 more"
+    )
+
+
+def test_a_claim_made_while_the_message_was_on_its_way_shows_on_slack(
+    optimizer, on_slack, operators, login
+):
+    """A colleague takes the proposal on while the operator's message is on its way: the
+    message kept offering "I'll take it" (a press refused: the colleague is on it) and did
+    not say who was on it. Its sender, recording it sent, reads the claim and updates it."""
+    _, second = operators
+    while_it_is_posted(
+        on_slack, lambda proposal_id: proposal_claim(proposal_id=proposal_id, user=second)
+    )
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+    assert buttons(where["call"]["blocks"]) == ["approve", "reject", "claim"]
+
+    [update] = wait_until(lambda: updates_of(on_slack, where), timeout=15)
+    assert "\nOn it second-operator, until " in facts(update["blocks"])
+    assert buttons(update["blocks"]) == ["approve", "reject"]  # taking it would be refused
+    assert told_what(login("auditor"), proposal["id"])[-1] == (
+        "Update of a message sent: a claim made as it went: second-operator is on it"
+    )
+
+
 def test_an_update_read_before_a_decision_that_lands_after_it_is_sent_again(
     optimizer, on_slack, operators
 ):
