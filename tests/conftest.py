@@ -33,6 +33,7 @@ from hitlproject import broker
 from hitlproject.celery import app as celery_app
 from hitlproject.pooled_sqlite3.base import _Turns
 from ledger.models import Account, Campaign
+from notifications.models import ReachedBy
 from tests import slack_fake
 from tests.google_ads_fake import CUSTOMER, PLACES, SECRETS, FakeGoogleAds
 
@@ -133,6 +134,15 @@ def slack(slack_server, settings) -> slack_fake.SlackServer:
     settings.SLACK_BOT_TOKEN = slack_fake.TOKEN
     settings.SLACK_SIGNING_SECRET = slack_fake.SIGNING_SECRET
     return slack_server
+
+
+@pytest.fixture
+def on_slack(demo_world, slack, channel):
+    """The operator chose to be told on Slack; the demo's channel endpoint executes."""
+    channel(200)
+    operator = get_user_model().objects.get(username="operator")
+    ReachedBy.objects.update_or_create(user=operator, defaults={"slack": True, "email": False})
+    return slack
 
 
 @pytest.fixture(scope="session")

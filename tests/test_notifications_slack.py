@@ -41,15 +41,6 @@ URL = "/integrations/slack/interactivity/"
 OPERATOR = "U0OPERATOR"
 
 
-@pytest.fixture
-def on_slack(demo_world, slack, channel):
-    """The operator chose to be told on Slack; the demo's channel endpoint executes."""
-    channel(200)
-    operator = get_user_model().objects.get(username="operator")
-    ReachedBy.objects.update_or_create(user=operator, defaults={"slack": True, "email": False})
-    return slack
-
-
 def post(body: bytes, headers: dict[str, str]):
     headers = dict(headers)
     content_type = headers.pop("Content-Type", "application/x-www-form-urlencoded")

@@ -15,7 +15,7 @@ from django.test import Client
 from access.models import SecondFactorRequirement
 from approvals.models import Decision, Proposal
 from approvals.roles import OPERATORS
-from notifications.models import Notification, ReachedBy
+from notifications.models import Notification
 from tests.conftest import wait_until
 from tests.test_notifications_slack import (
     buttons,
@@ -31,14 +31,6 @@ LACKING = (
     "ask for: approve or reject it on its page."
 )
 DECIDING = ["approve", "reject", "claim"]
-
-
-@pytest.fixture
-def on_slack(demo_world, slack, channel):
-    channel(200)
-    operator = get_user_model().objects.get(username="operator")
-    ReachedBy.objects.update_or_create(user=operator, defaults={"slack": True, "email": False})
-    return slack
 
 
 def waiting_and_recorded(optimizer, slack) -> tuple[dict, dict]:
