@@ -125,7 +125,7 @@ def _post(request: dict[str, Any], account: Account) -> Outcome:
         )
     if sent.result.startswith("HTTP"):
         said = f"the endpoint answered {sent.result}"
-    elif sent.result.startswith("timed out"):
+    elif sent.result == "timed out":  # its request sent, no answer in time
         said = "the endpoint timed out"
     else:
         said = f"the endpoint could not be reached: {sent.result}"
