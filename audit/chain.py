@@ -331,11 +331,11 @@ def chain_verify(*, through: str | None = None) -> Verification:
                 count += 1
             previous = link.hash
             passed = passed or link.hash == through
-    unsealed, slipped_in = _unsealed_since(_last_run())
-    for record in slipped_in:
-        found += 1
-        if len(breaks) < BREAKS_KEPT:
-            breaks.append(record)
+    unsealed, slipped_in, slipped_count = _unsealed_since(
+        _last_run(), room=BREAKS_KEPT - len(breaks)
+    )
+    breaks.extend(slipped_in)
+    found += slipped_count
     return Verification(count, previous, unsealed, tuple(breaks), passed, found)
 
 
@@ -346,18 +346,20 @@ INSERTED = "was inserted after its time had been sealed"
 UNREADABLE = "can no longer be read as it was sealed: a field it had is gone"
 
 
-def _unsealed_since(last_run: datetime | None) -> tuple[int, list[Break]]:
-    """How many records wait for the next sealing, and those that cannot be waiting (up to
-    ``BREAKS_KEPT``): written well before the last sealing run, yet not sealed by it."""
-    waiting, slipped_in = 0, []
+def _unsealed_since(last_run: datetime | None, *, room: int) -> tuple[int, list[Break], int]:
+    """How many records wait for the next sealing; those that cannot be waiting, written
+    well before the last sealing run yet not sealed by it, the earliest first (up to
+    ``room`` of them); and how many of these there are in all."""
+    waiting, slipped_in, slipped_count = 0, [], 0
     for model in chained_models():
         unsealed = _unsealed(model)
         waiting += unsealed.count()
         if last_run is None:
             continue
         early = unsealed.filter(history_date__lt=last_run - SEALING_MARGIN)
+        slipped_count += early.count()
         records = early.values("history_id", "id", *_ref_fields(model))
-        for record in records[: BREAKS_KEPT - len(slipped_in)]:
+        for record in records[: max(0, room - len(slipped_in))]:
             slipped_in.append(
                 Break(
                     model._meta.label_lower,
@@ -368,7 +370,7 @@ def _unsealed_since(last_run: datetime | None) -> tuple[int, list[Break]]:
                     refs=record_refs(model, record),
                 )
             )
-    return waiting, slipped_in
+    return waiting, slipped_in, slipped_count
 
 
 def chain_verification_run(*, verification_id: int) -> ChainVerification | None:
