@@ -15,8 +15,10 @@ from django.db.models.functions import Cast, Coalesce
 
 def objects_as_they_are_now(apps, schema_editor):
     # The links name historical tables of the apps above audit, whose migrations audit's must
-    # not depend on; their models are read from the installed apps, for two columns only
-    # (history_id and the object's id), which a historical table has from its start.
+    # not depend on; their models are read from the installed apps, for history_id and the
+    # object's id, which a historical table has from its start, and for the foreign keys it
+    # has in the database now (the installed model may have more, added by a migration not
+    # run yet when this one runs).
     ChainLink = apps.get_model("audit", "ChainLink")
     for table in ChainLink.objects.values_list("table", flat=True).distinct():
         try:
@@ -27,7 +29,18 @@ def objects_as_they_are_now(apps, schema_editor):
         record = history.objects.filter(history_id=OuterRef("history_id")).values(of)[:1]
         links = ChainLink.objects.filter(table=table)
         links.update(object_id=Coalesce(Cast(Subquery(record), CharField()), Value("")))
-        pointing = [f.attname for f in history._meta.concrete_fields if f.is_relation]
+        with schema_editor.connection.cursor() as cursor:
+            columns = {
+                column.name
+                for column in schema_editor.connection.introspection.get_table_description(
+                    cursor, history._meta.db_table
+                )
+            }
+        pointing = [
+            f.attname
+            for f in history._meta.concrete_fields
+            if f.is_relation and f.column in columns
+        ]
         after = 0
         while batch := list(links.filter(id__gt=after).order_by("id")[:2000]):
             after = batch[-1].id
