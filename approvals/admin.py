@@ -1011,6 +1011,9 @@ class ProposalAdmin(ReadOnlyAdmin):
         )
         approval_refused = act_refusal(request.user, proposal, Act.APPROVE)
         retry_refused = act_refusal(request.user, proposal, Act.RETRY)
+        # Its last round on a channel, read once: whether it resumed a held one as a new
+        # request, and what a retry could repeat.
+        round_ = last_round(proposal) if proposal.status in RESUMED_SAID_STATUSES else None
         extra_context = {
             "proposal": proposal,
             "decisions": proposal.decisions.select_related("reviewer"),
@@ -1023,12 +1026,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             ),
             # A held round resumed as a new request (its endpoint changed while a kill
             # switch held it): the channel cannot tell it from the attempts sent before.
-            "resumed_as_new": (
-                round_.resumed
-                if proposal.status in RESUMED_SAID_STATUSES
-                and (round_ := last_round(proposal)) is not None
-                else ""
-            ),
+            "resumed_as_new": round_.resumed if round_ is not None else "",
             "states": proposal_states(proposal),
             # What its execution put in the ledger (a creative batch's), beside what it proposes.
             "deployed_creatives": proposal.deployed_creatives.select_related("campaign").order_by(
@@ -1101,9 +1099,12 @@ class ProposalAdmin(ReadOnlyAdmin):
                 if retry_refused is None and sets_values(proposal)
                 else []
             ),
-            # Attempts of the failed round that may have been carried out: said before a retry
-            # sends the action again as a new request, in the failure's own words.
-            "retry_may_repeat": retry_may_repeat_said(proposal) if retry_refused is None else "",
+            # Attempts of the failed round that may have been carried out (read from the
+            # attempts as recorded, Execution.unanswered): said before a retry sends the
+            # action again as a new request.
+            "retry_may_repeat": (
+                retry_may_repeat_said(proposal, round_) if retry_refused is None else ""
+            ),
             "outcomes": proposal.outcomes.all(),
             "can_report_outcome": may_act(request.user, proposal, Act.REPORT_OUTCOME),
             "outcome_form": OutcomeForm(**_form_ids("outcome_form")),

@@ -772,15 +772,14 @@ def last_round(proposal: Proposal) -> LastRound | None:
     return _last_round_reader(proposal) if _last_round_reader is not None else None
 
 
-def retry_may_repeat_said(proposal: Proposal) -> str:
+def retry_may_repeat_said(proposal: Proposal, round_: LastRound | None) -> str:
     """For a failed proposal, the attempts of its last round that got no sure answer
     (``Execution.unanswered``, as recorded) and may have been carried out all the same, with
     the key a retry would send, which the channel cannot tell from theirs: said beside its
     Retry button. "" if none did, or if a retry would find out itself (the same key, a value
-    read first)."""
+    read first). ``round_``: its ``last_round``."""
     if proposal.status != ProposalStatus.FAILED:
         return ""
-    round_ = last_round(proposal)
     if round_ is None or not round_.retry_repeats:
         return ""
     attempts = proposal.executions.filter(attempt__gte=round_.first_attempt, unanswered=True)

@@ -1048,10 +1048,13 @@ def last_round_of(proposal: Proposal) -> LastRound | None:
         campaigns = campaigns_for(
             account=proposal.account, action_type=action_type, payload=proposal.payload
         )
-        targets = ledger_snapshot(
-            action_type=action_type, payload=proposal.payload, campaigns=campaigns
-        )
-        key = _retry_key(proposal, last, picked, action_type, campaigns, targets)
+        try:  # a campaign it names may be gone from the ledger: a retry would then be refused
+            targets = ledger_snapshot(
+                action_type=action_type, payload=proposal.payload, campaigns=campaigns
+            )
+            key = _retry_key(proposal, last, picked, action_type, campaigns, targets)
+        except LookupError:
+            pass
     resumed = _rounds_resumed(proposal, last)
     # The keys of rounds resumed one after another are the same or new (``freeze``), and a
     # retry resumes the last one's or sends a new one: those it cannot tell its request from
