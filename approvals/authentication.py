@@ -89,9 +89,10 @@ def authentication_failure_count(request) -> None:
     Only refused keys are counted and only they are refused: a valid key is checked and let
     through whatever its address has sent, so an agent behind the same NAT or proxy as one
     sending a wrong key (or guessing) is never locked out. Keys are too long to guess; the
-    limit tells a client looping on a wrong or revoked key to back off, and bounds what one
-    address's stream of refused keys costs (each unknown key is looked up in the database).
-    A request without any key is not counted: it asks nothing of the database."""
+    limit tells a client looping on a wrong or revoked key, or guessing, to back off. It saves
+    no lookup: a key is looked up before its address's count is read, so that a valid one is
+    never refused. A request without any key is not counted: it asks nothing of the
+    database."""
     limit, period = _rate("auth_failures")
     window = failures_window(client_ip_address(request))
     hit = window_hit(name=window, period=period, now=time.time())

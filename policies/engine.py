@@ -399,11 +399,6 @@ def format_magnitude(value: Number, unit: MagnitudeUnit) -> str:
     return f"{Decimal(value).normalize():f}"
 
 
-def format_move(moved: Number, limit: Number) -> str:
-    """A signed percentage, with as many decimals as it takes not to read as the limit."""
-    return _move_text(_ratio(moved), _ratio(limit))
-
-
 def _move_text(moved: _Ratio, limit: _Ratio, *, signed: bool = True) -> str:
     """``rounded_percent``, with a decimal more (up to six) for as long as it reads as the
     limit does by the same rule: a move over a ceiling never reads as the ceiling."""
