@@ -311,7 +311,29 @@ def notifications_sent_before_teardown(request) -> Iterator[None]:
             break
         time.sleep(0.1)
     if transactional:
+        worker_settled()
         flush_yields_to_the_worker(True)
+
+
+def worker_settled(timeout: float = 10) -> None:
+    """Wait, at most ``timeout`` seconds, until no other session on the test database is
+    running a statement or holds a transaction open: the worker finishing a task the test
+    never waited for (an execution, a callback, a Slack update). The flush's locks are taken
+    table by table, so a worker task that began waiting on one of them more than its
+    ``deadlock_timeout`` before the flush waits on the task's own is not the one PostgreSQL
+    ends: the flush is, and the test's rows are left for the next test to read."""
+    if connection.vendor != "postgresql":
+        return
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction')"
+            )
+            if not cursor.fetchone()[0]:
+                return
+            time.sleep(0.05)
 
 
 def flush_yields_to_the_worker(yields: bool) -> None:
