@@ -102,6 +102,29 @@ def test_a_record_slipped_in_behind_the_chain_is_named(sealed):
     )
 
 
+def test_records_slipped_in_past_those_kept_are_counted_all_the_same(sealed, monkeypatch):
+    """A verification keeps so many breaks (``BREAKS_KEPT``) and counts the rest: records
+    slipped in behind the chain past those kept were neither kept nor counted, and the
+    room left for them was reckoned without the link breaks already kept."""
+    monkeypatch.setattr(chain, "BREAKS_KEPT", 2)
+    first = Proposal.history.filter(id=sealed.pk).earliest("history_date")
+    Proposal.history.filter(history_id=first.history_id).update(rationale="forged")
+    for days in (2, 3, 4):
+        forged = Proposal.history.get(history_id=first.history_id)
+        forged.pk = None
+        forged.history_id = None
+        forged.history_date = timezone.now() - timedelta(days=days)
+        forged.save()
+    assert chain_seal() == 0
+
+    found = chain_verify()
+    assert found.breaks_found == 4  # the altered record and the three slipped in
+    assert [b.what for b in found.breaks] == [
+        "was altered after it was sealed",
+        "was inserted after its time had been sealed",
+    ]
+
+
 def test_rewritten_links_break_the_chain_from_there(sealed):
     middle = ChainLink.objects.order_by("id")[ChainLink.objects.count() // 2]
     ChainLink.objects.filter(pk=middle.pk).update(digest="0" * 64)
