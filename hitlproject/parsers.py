@@ -1,5 +1,6 @@
 import codecs
 import json
+import sys
 from collections import Counter
 
 from rest_framework import exceptions
@@ -25,6 +26,7 @@ class SafeJSONParser(JSONParser):
                 parse_constant=strict_constant,
                 object_pairs_hook=_object,
                 parse_float=NumberAsWritten.read,
+                parse_int=_whole_number,
             )
         except RecursionError as error:
             raise exceptions.ParseError("JSON parse error - nested too deeply.") from error
@@ -54,6 +56,18 @@ class NumberAsWritten(float):
         number = cls(text)
         number.written = text
         return number
+
+
+def _whole_number(text: str) -> int:
+    """A JSON whole number, refused in words past the digits Python reads in one (whose own
+    refusal asks the reader to call ``sys.set_int_max_str_digits()``)."""
+    digits = len(text.lstrip("-"))
+    if digits > sys.get_int_max_str_digits():
+        raise ValueError(
+            f"a whole number of {digits:,} digits; none may have more than "
+            f"{sys.get_int_max_str_digits():,}."
+        )
+    return int(text)
 
 
 def _object(pairs: list[tuple[str, object]]) -> dict:

@@ -222,6 +222,18 @@ def test_a_key_given_twice_is_a_400_naming_it_and_writes_nothing(optimizer, path
     assert not IdempotencyRecord.objects.exists()
 
 
+def test_a_whole_number_of_more_digits_than_python_reads_is_refused_in_words(optimizer):
+    """Its refusal was Python's own, telling the agent to call
+    ``sys.set_int_max_str_digits()``: words for the server's programmer, not the agent's."""
+    body = json.dumps(bid_adjustment()).replace('"confidence": 0.9', '"confidence": ' + "9" * 5000)
+    response = optimizer.generic("POST", URL, body.encode(), content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert response.json()["detail"] == (
+        "JSON parse error - a whole number of 5,000 digits; none may have more than 4,300."
+    )
+    assert Proposal.objects.count() == 0
+
+
 def test_number_too_large_for_a_float_is_refused_on_its_field(optimizer):
     body = json.dumps(bid_adjustment()).replace('"confidence": 0.9', '"confidence": 1e999999')
     response = optimizer.generic("POST", URL, body.encode(), content_type="application/json")
