@@ -267,8 +267,13 @@ def test_dry_run_on_a_policy_shows_the_verdict_and_writes_nothing(login):
     url = reverse("admin:policies_policy_dry_run", args=[policy.pk])
     assert "Dry run" in client.get(reverse("admin:policies_policy_change", args=[policy.pk])).text
     form = client.get(url)
-    # The action type's example payload, ready to edit.
-    assert json.loads(form.context["form"]["payload"].value())["amount"] == "280.00"
+    # An example made from the account as it is, ready to edit: 11% of brand-search's
+    # 1,000.00, one point past the policy's 10% auto-execute ceiling.
+    assert json.loads(form.context["form"]["payload"].value()) == {
+        "from_campaign": "brand-search",
+        "to_campaign": "generic-search",
+        "amount": "110.00",
+    }
     page = dry_run(
         client,
         policy,
