@@ -367,6 +367,21 @@ def rounded_percent(value: Number, *, signed: bool = False) -> str:
     return _percent_text(numerator, denominator, digits=1, signed=signed)
 
 
+def change_percent(current: Number, new: Number, *, signed: bool = False) -> str:
+    """(new − current) / current by ``rounded_percent``'s rule (its size alone unless
+    ``signed``), worked out in integers: a batch says it of each of its items, and the same
+    in Fractions cost several of them a figure. ``current`` is not zero."""
+    current_numerator, current_denominator = _ratio(current)
+    new_numerator, new_denominator = _ratio(new)
+    numerator = new_numerator * current_denominator - current_numerator * new_denominator
+    denominator = new_denominator * current_numerator
+    if denominator < 0:
+        numerator, denominator = -numerator, -denominator
+    if not signed:
+        numerator = abs(numerator)
+    return _percent_text(numerator, denominator, digits=1, signed=signed)
+
+
 def _percent_text(numerator: int, denominator: int, *, digits: int, signed: bool) -> str:
     """numerator / denominator as a percentage to ``digits`` decimals, halves away from zero
     (the denominator positive). A move too small to show keeps its direction ("-0.0%")."""

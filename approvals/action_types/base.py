@@ -17,7 +17,7 @@ from rest_framework import serializers
 
 from hitlproject.validation import StrictSerializer, invalid_from_serializer
 from ledger.models import Account, Campaign, CampaignStatus
-from policies.engine import MAGNITUDE_CAP, MagnitudeUnit, format_magnitude, rounded_percent
+from policies.engine import MAGNITUDE_CAP, MagnitudeUnit, change_percent, format_magnitude
 
 if TYPE_CHECKING:
     from approvals.action_types.forms import ActionEditForm
@@ -97,7 +97,7 @@ def change_label(current: Decimal, new: Decimal) -> str:
     baseline, which has no finite size."""
     if current == 0:
         return "A change from zero"
-    size = rounded_percent(abs(Fraction(new) - Fraction(current)) / Fraction(current))
+    size = change_percent(current, new)
     return f"{article_before(size)} {size} change"
 
 
@@ -172,7 +172,7 @@ def example_campaigns(account: Account, field: str | None = None) -> list[Campai
 def signed_percent(current: Decimal, new: Decimal) -> str:
     if current == 0:
         return "from zero"
-    return rounded_percent((Fraction(new) - Fraction(current)) / Fraction(current), signed=True)
+    return change_percent(current, new, signed=True)
 
 
 class ActionType:
