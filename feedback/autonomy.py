@@ -185,13 +185,14 @@ def _evidence(
         f"({card.approved - card.edited} as proposed, {card.edited} edited) and rejecting "
         f"{card.rejected} (reasons: {reasons}). The rules for {verb} hold ({test}).\n\n"
         f"What if the ceiling had been {format_magnitude(recommendation.proposed, 'ratio')} "
-        f"instead of {format_magnitude(recommendation.current, 'ratio')} over those days: "
+        f"over those days (it is {format_magnitude(recommendation.current, 'ratio')} now): "
         f"{with_change[AUTO_EXECUTED]} of the {report.proposals} proposals would have run on "
-        f"their own (instead of {happened[AUTO_EXECUTED]}), {with_change['review']} gone to "
-        f"people and {with_change['block']} been blocked"
+        f"their own ({happened[AUTO_EXECUTED]} did), {with_change['review']} gone to "
+        f"people ({happened['review']} did) and {with_change['block']} been blocked "
+        f"({happened['block']} were)"
         + (
             f", and {with_change[AUTO_NOT_EXECUTED]} been auto-approved but not executed "
-            f"(instead of {happened[AUTO_NOT_EXECUTED]}: superseded, sent back or failed first)"
+            f"({happened[AUTO_NOT_EXECUTED]} were: superseded, sent back or failed first)"
             if happened[AUTO_NOT_EXECUTED] or with_change[AUTO_NOT_EXECUTED]
             else ""
         )
@@ -218,9 +219,11 @@ def _evidence(
                 "proposed": str(recommendation.proposed),
             },
             # By routing, as the chart draws them; auto-approved ones counted as run only if
-            # they did (``approvals.simulation``).
+            # they did (``approvals.simulation``). "happened" is what became of them under the
+            # policies of their day, not a replay with the ceiling now: the ceiling may have
+            # moved within the window.
             **{
-                outcome: {"now": happened[row], "proposed": with_change[row]}
+                outcome: {"happened": happened[row], "proposed": with_change[row]}
                 for outcome, row in (
                     ("auto_approve", AUTO_EXECUTED),
                     ("review", "review"),
@@ -228,7 +231,7 @@ def _evidence(
                 )
             },
             "auto_approved_not_executed": {
-                "now": happened[AUTO_NOT_EXECUTED],
+                "happened": happened[AUTO_NOT_EXECUTED],
                 "proposed": with_change[AUTO_NOT_EXECUTED],
             },
             "would_have_run_though_rejected": report.auto_though_rejected,

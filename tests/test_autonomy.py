@@ -97,10 +97,13 @@ def test_a_clean_record_earns_a_wider_ceiling_once_a_policy_owner_approves(rules
         "Over the last 30 days optimizer made 10 bid adjustment proposals on demo: "
     )
     assert "(at least 10 decisions, at least 95% approved as proposed" in recommendation.rationale
-    assert "What if the ceiling had been 22.5% instead of 15.0%" in recommendation.rationale
+    assert (
+        "What if the ceiling had been 22.5% over those days (it is 15.0% now): 10 of the 10 "
+        "proposals would have run on their own (0 did), 0 gone to people (10 did)"
+    ) in recommendation.rationale
     what_if = recommendation.supporting_data["what_if"]
-    assert what_if["auto_approve"] == {"now": 0, "proposed": 10}
-    assert what_if["review"] == {"now": 10, "proposed": 0}
+    assert what_if["auto_approve"] == {"happened": 0, "proposed": 10}
+    assert what_if["review"] == {"happened": 10, "proposed": 0}
     assert recommendation.supporting_data["scorecard"]["approved"] == 10
 
     recommendation = proposal_evaluate(proposal_id=recommendation.pk)
@@ -178,6 +181,39 @@ def test_the_recommendation_counts_the_decisions_in_the_words_of_the_console(rul
         "people decided 10, approving 60% (5 as proposed, 1 edited) and rejecting 4 (reasons: "
         "3 wrong signal, 1 too aggressive)."
     ) in recommendation.rationale
+
+
+def test_the_what_if_says_what_happened_as_what_happened_when_the_ceiling_moved_meanwhile(
+    rules, login
+):
+    """A 12% raise ran on its own under the 15% the policy had then; the ceiling was lowered to
+    10% since. The recommendation to widen it to 15% said "What if the ceiling had been 15.0%
+    instead of 10.0% over those days: 1 … would have run on their own (instead of 1)" and drew
+    that 1 as the bar "Ceiling now": with 10% none would have. What happened is said as such."""
+    early = evaluated(bid_adjustment("2.24"))  # brand-search 2.00 → 2.24, +12%
+    assert early.status == "approved"
+    proposal_execute(proposal_id=early.pk)
+    Campaign.objects.filter(external_id="brand-search").update(bid=Decimal("2.00"))
+    backdated(early, created_at=timezone.now() - timedelta(days=28))
+    general = Policy.objects.get(name=GENERAL)
+    general.auto_execute_max_magnitude = Decimal("0.10")
+    general.save()
+    record(*["approve"] * 10)
+
+    [recommendation] = autonomy_recommendations_propose()
+
+    assert recommendation.summary.endswith("from 10.0% to 15.0%")
+    assert (
+        "What if the ceiling had been 15.0% over those days (it is 10.0% now): 1 of the 11 "
+        "proposals would have run on their own (1 did), 10 gone to people (10 did)"
+    ) in recommendation.rationale
+    assert "instead of 10.0%" not in recommendation.rationale
+    page = login("policy-owner").get(
+        reverse("admin:approvals_proposal_change", args=[recommendation.pk])
+    )
+    chart = html.unescape(page.text.split('id="what-if-chart"', 1)[1].split("</details>", 1)[0])
+    assert "As it happened" in chart
+    assert "Ceiling now" not in chart
 
 
 def test_no_recommendations_while_the_rules_are_off(rules):

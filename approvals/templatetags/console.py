@@ -138,16 +138,19 @@ def reason_label(code: str) -> str:
 
 def what_if_chart(proposal) -> GroupedBarChart | None:
     """A recommended policy change's what-if, as bars: the agent's proposals of the window by
-    how they were routed, with the ceiling in force and with the one proposed."""
+    what became of them, under the policies of their day, and with the ceiling proposed. (The
+    first was stored as "now" before it was named for what it is; it was what happened then
+    too, not a replay with the ceiling now.)"""
     if proposal.action_type != "policy_change":
         return None
     what_if = proposal.supporting_data.get("what_if", {})
     try:
+        rows = [what_if[outcome] for outcome in WHAT_IF_LABELS]
         series = [
-            (f"Ceiling {when}", [int(what_if[outcome][when]) for outcome in WHAT_IF_LABELS])
-            for when in ("now", "proposed")
+            ("As it happened", [int(row.get("happened", row.get("now"))) for row in rows]),
+            ("Ceiling proposed", [int(row["proposed"]) for row in rows]),
         ]
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, AttributeError):
         return None  # made before the what-if was recorded this way
     return grouped_bars(list(WHAT_IF_LABELS.values()), series, height=180)
 
