@@ -153,6 +153,10 @@ def what_if(recommendation: Recommendation, since: datetime, until: datetime) ->
     )
 
 
+def _was(count: int) -> str:
+    return "was" if count == 1 else "were"
+
+
 def _evidence(
     rules_now: AutonomyRules, recommendation: Recommendation, report: SimulationReport, days: int
 ) -> tuple[str, dict]:
@@ -189,10 +193,11 @@ def _evidence(
         f"{with_change[AUTO_EXECUTED]} of the {report.proposals} proposals would have run on "
         f"their own ({happened[AUTO_EXECUTED]} did), {with_change['review']} gone to "
         f"people ({happened['review']} did) and {with_change['block']} been blocked "
-        f"({happened['block']} were)"
+        f"({happened['block']} {_was(happened['block'])})"
         + (
             f", and {with_change[AUTO_NOT_EXECUTED]} been auto-approved but not executed "
-            f"({happened[AUTO_NOT_EXECUTED]} were: superseded, sent back or failed first)"
+            f"({happened[AUTO_NOT_EXECUTED]} {_was(happened[AUTO_NOT_EXECUTED])}: superseded, "
+            "sent back or failed first)"
             if happened[AUTO_NOT_EXECUTED] or with_change[AUTO_NOT_EXECUTED]
             else ""
         )

@@ -205,7 +205,8 @@ def test_the_what_if_says_what_happened_as_what_happened_when_the_ceiling_moved_
     assert recommendation.summary.endswith("from 10.0% to 15.0%")
     assert (
         "What if the ceiling had been 15.0% over those days (it is 10.0% now): 1 of the 11 "
-        "proposals would have run on their own (1 did), 10 gone to people (10 did)"
+        "proposals would have run on their own (1 did), 10 gone to people (10 did) and 0 been "
+        "blocked (0 were)"
     ) in recommendation.rationale
     assert "instead of 10.0%" not in recommendation.rationale
     page = login("policy-owner").get(
