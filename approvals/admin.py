@@ -1406,13 +1406,14 @@ class DecisionAdmin(ReadOnlyAdmin):
     list_display = [
         "id",
         "proposal_number",
-        "summary",
+        "decided_summary",
         "outcome",
         "reason_code",
         "reviewer",
         "created_at",
     ]
-    list_filter = ["outcome", "reason_code"]
+    # One person's decisions, as an auditor reads someone's record.
+    list_filter = ["outcome", "reason_code", "reviewer"]
     list_select_related = ["reviewer"]
     raw_id_fields = ["proposal"]
 
@@ -1422,6 +1423,14 @@ class DecisionAdmin(ReadOnlyAdmin):
         reviewer saw it, not the proposal's as it reads today."""
         url = reverse("admin:approvals_proposal_change", args=[decision.proposal_id])
         return format_html('<a href="{}">#{}</a>', url, decision.proposal_id)
+
+    @admin.display(description="summary", ordering="summary")
+    def decided_summary(self, decision: Decision) -> str:
+        """What was decided; an edit says so, as the proposal's page does: the agent proposed
+        something else (what, and the edit, are on its page)."""
+        if decision.edited_payload is None:
+            return decision.summary
+        return f"{decision.summary} (as edited)"
 
 
 @admin.register(Execution)

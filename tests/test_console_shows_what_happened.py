@@ -281,6 +281,45 @@ def test_the_decisions_list_shows_what_each_reviewer_decided(operator, login):
     assert big.summary not in listed.text
 
 
+def test_the_decisions_list_says_an_edit_was_decided_and_finds_one_persons_decisions(
+    operator, login
+):
+    """An edit read "Approve · bid of brand-search 2.00 → 2.25 USD" in the decisions list, as
+    though the agent had proposed 2.25 (it proposed 2.50; the proposal's page says "as
+    edited"); and an auditor reading one person's decisions had no way to list them but the
+    export."""
+    edited = evaluated(bid_adjustment("2.50"))
+    proposal_approve(
+        proposal_id=edited.pk,
+        reviewer=operator,
+        edited_payload={"campaign": "brand-search", "new_bid": "2.25"},
+    )
+    as_proposed = evaluated(bid_adjustment("1.90", campaign="generic-search"))
+    proposal_approve(proposal_id=as_proposed.pk, reviewer=operator)
+    colleague = get_user_model().objects.create_user("colleague", is_staff=True)
+    colleague.groups.set(operator.groups.all())
+    other = evaluated(bid_adjustment("1.00", campaign="display-retarget"))
+    proposal_reject(proposal_id=other.pk, reviewer=colleague, reason_code="too_aggressive")
+    auditor = login("auditor")
+
+    def rows(query: str = "") -> dict[str, str]:
+        page = auditor.get(reverse("admin:approvals_decision_changelist") + query)
+        assert page.status_code == 200
+        body = page.text.split('id="result_list"')[1].split("</table>")[0]
+        return {
+            re.search(r"#(\d+)</a>", row).group(1): re.sub(r"\s+", " ", html.unescape(row))
+            for row in re.findall(r"<tr>(.*?)</tr>", body.split("<tbody>")[1], re.S)
+        }
+
+    listed = rows()
+    assert "bid of brand-search 2.00 → 2.25 USD (+12.5%) (as edited)" in re.sub(
+        r"<[^>]+>", "", listed[str(edited.pk)]
+    )
+    assert "as edited" not in listed[str(as_proposed.pk)]
+    by_operator = rows(f"?reviewer__id__exact={operator.pk}")
+    assert set(by_operator) == {str(edited.pk), str(as_proposed.pk)}
+
+
 def test_the_bulk_confirmation_says_which_would_execute_and_which_would_be_superseded(login):
     bids = [evaluated(bid_adjustment(new)) for new in ("2.50", "2.60")]
     other = evaluated(bid_adjustment("2.00", campaign="generic-search"))
