@@ -374,6 +374,11 @@ _checkers = threading.local()
 def idempotency_key_of(request: Request) -> str | None:
     """The request's Idempotency-Key, if it sends one; a 400 if it is not one."""
     key = request.headers.get("Idempotency-Key")
+    if key is not None:
+        # Spaces and tabs at either end are not part of a header's value (RFC 9110, 5.5): a
+        # proxy drops them, and the web server kept trailing ones, so "run-7 " was another key
+        # than the "run-7" of the same request retried through a proxy.
+        key = key.strip(" \t")
     if key is not None and _sent_more_than_once(request, b"idempotency-key"):
         # Django joins the headers into one ("a,b"); a proxy may keep the first, the last or
         # both, so that a retry through it would carry another key and propose twice.

@@ -1,6 +1,10 @@
 """An Idempotency-Key is 1 to 255 printable ASCII characters: the API refuses any other, the
 client refuses it before sending, as the API would, and the MCP server tells the model so."""
 
+import http.client
+import json
+from urllib.parse import urlsplit
+
 import hitl_client
 import httpx
 import pytest
@@ -92,3 +96,74 @@ def test_two_idempotency_key_headers_are_a_400_through_the_web_server(web_server
         timeout=30,
     )
     assert answer.status_code == 201
+
+
+def test_spaces_at_either_end_of_the_key_are_not_part_of_it(web_server, demo_world):
+    """HTTP leaves a header's leading and trailing spaces out of its value (RFC 9110, 5.5), and
+    a proxy drops them; the web server kept trailing ones. Before, "run-7 " was a key of its
+    own beside "run-7": the same request retried through a proxy that drops the space
+    proposed twice, and another request sent under "run-7 " was taken, not a 422."""
+    connection = http.client.HTTPConnection(urlsplit(web_server).netloc, timeout=30)
+
+    def propose(key: str, body: dict) -> tuple[int, dict]:
+        connection.request(
+            "POST",
+            URL,
+            body=json.dumps(body),
+            headers={
+                "Authorization": f"Bearer {demo_world['agents']['optimizer']}",
+                "Content-Type": "application/json",
+                "Idempotency-Key": key,
+            },
+        )
+        answer = connection.getresponse()
+        return answer.status, json.loads(answer.read())
+
+    status, first = propose("run-7", bid_adjustment("2.40"))
+    assert status == 201
+    status, again = propose("run-7  ", bid_adjustment("2.40"))
+    assert (status, again["id"]) == (201, first["id"])
+    status, other = propose("run-7 ", bid_adjustment("2.20"))
+    assert status == 422
+    assert other["detail"].startswith("This Idempotency-Key was used with a different request")
+    assert Proposal.objects.count() == 1
+    status, blank = propose("  ", bid_adjustment("2.20"))
+    assert (status, blank) == (400, REFUSED)
+    connection.close()
+
+
+def test_the_client_sends_a_key_with_spaces_at_either_end_as_http_reads_it(web_server, demo_world):
+    """Before, the client handed "run-7 " to httpx, which refuses such a header: the agent got
+    ConnectionFailed, after its retries, for a key it could mend. Now it is the key "run-7", as
+    any server or proxy reads it, and a retry under either is the one proposal."""
+    client = hitl_client.Client(base_url=web_server, api_key=demo_world["agents"]["optimizer"])
+    payload = {"campaign": "brand-search", "new_bid": "2.12"}
+    with client:
+        first = client.propose(
+            "bid_adjustment",
+            "demo",
+            payload,
+            rationale="r",
+            confidence=0.5,
+            idempotency_key="run-7 ",
+        )
+        again = client.propose(
+            "bid_adjustment",
+            "demo",
+            payload,
+            rationale="r",
+            confidence=0.5,
+            idempotency_key="run-7",
+        )
+        with pytest.raises(hitl_client.ValidationFailed) as refused:
+            client.propose(
+                "bid_adjustment",
+                "demo",
+                payload,
+                rationale="r",
+                confidence=0.5,
+                idempotency_key="   ",
+            )
+    assert again.id == first.id
+    assert refused.value.errors == REFUSED
+    assert Proposal.objects.count() == 1

@@ -123,10 +123,14 @@ def idempotency_key_or_new(key: str | None) -> str:
     refuse (it takes 1 to 255 printable ASCII characters) is refused here as the API would,
     ``ValidationFailed`` on ``Idempotency-Key``, before anything is sent: such a key cannot
     even be written into a header (a letter outside ASCII, a line break), and its request
-    failed as a ``UnicodeEncodeError`` or as a connection that failed."""
+    failed as a ``UnicodeEncodeError`` or as a connection that failed. Spaces and tabs at
+    either end are left out, as HTTP leaves them out of a header's value (httpx refused to
+    send them: a ``ConnectionFailed``); the API reads the key the same."""
     if not key:
         return new_idempotency_key()
-    if not (isinstance(key, str) and len(key) <= 255 and key.isascii() and key.isprintable()):
+    if isinstance(key, str):
+        key = key.strip(" \t")
+    if not (isinstance(key, str) and 1 <= len(key) <= 255 and key.isascii() and key.isprintable()):
         raise ValidationFailed(
             f"Idempotency-Key: {KEY_REFUSED} Nothing was sent.",
             errors={"Idempotency-Key": [KEY_REFUSED]},
