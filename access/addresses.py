@@ -23,6 +23,17 @@ def client_ip_address(request: HttpRequest) -> str | None:
     if len(forwarded) < proxies:
         return remote
     try:
-        return str(ipaddress.ip_address(forwarded[-proxies]))
+        return str(ipaddress.ip_address(_without_port(forwarded[-proxies])))
     except ValueError:
         return remote
+
+
+def _without_port(entry: str) -> str:
+    """An ``X-Forwarded-For`` entry's address without the port some proxies append to it
+    ("203.0.113.7:41000", "[2001:db8::7]:41000", "[2001:db8::7]"). Read as no address, such
+    an entry counted every client behind the proxy as the proxy itself, one lockout for all."""
+    if entry.startswith("["):
+        address, bracket, _ = entry[1:].partition("]")
+        return address if bracket else entry
+    host, colon, port = entry.partition(":")
+    return host if colon and ":" not in port and port.isdigit() else entry

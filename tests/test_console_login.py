@@ -153,6 +153,30 @@ def test_behind_a_trusted_proxy_the_address_it_saw_is_the_one_locked(settings, o
     assert logged_in(other)
 
 
+@pytest.mark.parametrize(
+    ("guesser", "colleague"),
+    [
+        ("203.0.113.7:41000", "203.0.113.8:52000"),
+        ("[2001:db8:1::7]:41000", "[2001:db8:2::8]:52000"),
+        ("[2001:db8:1::7]", "[2001:db8:2::8]"),
+    ],
+)
+def test_behind_a_proxy_that_writes_the_port_each_client_is_still_told_apart(
+    settings, operator, guesser, colleague
+):
+    """Some proxies append the client's address with its port ("203.0.113.7:41000", an IPv6
+    one in brackets). Before, such an entry was not read as an address and every login was
+    counted against the proxy's own: five wrong passwords from anyone locked the username out
+    for everyone behind it."""
+    settings.TRUSTED_PROXY_COUNT = 1
+    for _ in range(5):
+        log_in(Client(), operator["username"], "not-the-password", HTTP_X_FORWARDED_FOR=guesser)
+    assert log_in(Client(), **operator, HTTP_X_FORWARDED_FOR=guesser).status_code == 429
+    other = Client()
+    assert log_in(other, **operator, HTTP_X_FORWARDED_FOR=colleague).status_code == 302
+    assert logged_in(other)
+
+
 # --- Second factor ----------------------------------------------------------------------------
 
 
