@@ -6,7 +6,9 @@ too: delivery is at least once, so drop one seen before, by the body's ``id``, w
 signature covers) and ``X-HITL-Signature: t=<unix time>,v1=<hex>``, the
 HMAC-SHA256, keyed by the agent's callback secret, of ``"<t>.<body>"``.
 
-``verify_callback`` is the check a receiver makes before it believes an event."""
+``verify_callback`` is the check a receiver makes before it believes an event. It covers the
+body alone: read the event's ``type`` from the body, not from ``X-HITL-Event``, which a
+request recorded on the way and sent again within the tolerance may have changed."""
 
 from __future__ import annotations
 
