@@ -148,6 +148,11 @@ class Destination:
 _EMBEDDING_IPV4 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("::/96"))
 # IETF protocol assignments: Python counts two of them as global; none is an endpoint.
 _PROTOCOL_ASSIGNMENTS = ipaddress.ip_network("192.0.0.0/24")
+# Where the internet's IPv6 hosts are (global unicast). Python counts more as global: NAT64's
+# local-use prefix 64:ff9b:1::/48 (RFC 8215, an IPv4 address inside at a place its network
+# chooses) and SIIT's IPv4-translated ::ffff:0:0:0/96, which a translator delivers to the
+# IPv4 address inside, a private one or the cloud's metadata service among them.
+_GLOBAL_UNICAST = ipaddress.ip_network("2000::/3")
 
 
 def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -157,7 +162,12 @@ def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
             embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
         if embedded is not None:
             return _public(embedded)
-        return address.is_global and not address.is_multicast and address.teredo is None
+        return (
+            address in _GLOBAL_UNICAST
+            and address.is_global
+            and not address.is_multicast
+            and address.teredo is None
+        )
     return address.is_global and not address.is_multicast and address not in _PROTOCOL_ASSIGNMENTS
 
 

@@ -173,6 +173,11 @@ PRIVATE_DESTINATIONS = [
     "http://[2002:7f00:1::]/hook",
     "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/hook",
     "http://192.0.0.8/hook",
+    # NAT64's local-use prefix (RFC 8215) and SIIT's IPv4-translated form, which a network's
+    # translator delivers to the IPv4 address inside (here the cloud's metadata service)
+    "http://[64:ff9b:1::a9fe:a9fe]/latest/meta-data/",
+    "http://[64:ff9b:1:fea9:fe:a900::]/latest/meta-data/",
+    "http://[::ffff:0:a9fe:a9fe]/latest/meta-data/",
 ]
 
 
