@@ -7,7 +7,7 @@ refused anyway. Requests under ``/api/`` beyond the bound are answered at once, 
 with Retry-After in the API's error format, before Django (no thread, no connection).
 
 Two bounds: ``HITL_API_MAX_IN_FLIGHT`` for the process, and ``HITL_API_MAX_IN_FLIGHT_PER_AGENT``
-for the requests carrying one Authorization header (counted by its hash, before the key is
+for the requests carrying one API key (counted by its hash, before the key is
 checked: an agent's burst fills its own share, not the others'). A long poll gives its place
 back while it waits (hitlproject.longpoll: it holds nothing then) and counts again, without
 being refused, while it re-reads.
@@ -90,10 +90,15 @@ class Place:
 
 
 def agent_of(scope: dict) -> str:
-    """Whose request it is, as far as can be told without the database: its Authorization
-    header, hashed (the key itself is not kept)."""
+    """Whose request it is, as far as can be told without the database: the key its
+    Authorization header carries, hashed (the key itself is not kept). Read as the API reads
+    it (approvals.authentication): "Bearer KEY", "bearer KEY" and "Bearer   KEY" are one
+    agent's, which counted as the header was written had a share of the bound each."""
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
+            parts = value.split()
+            if len(parts) == 2 and parts[0].lower() == b"bearer":
+                value = parts[1]
             return hashlib.sha256(value).hexdigest()
     return ""
 

@@ -63,6 +63,36 @@ def test_one_agents_burst_is_refused_at_once_and_another_agents_request_still_an
     assert call(server.url, PROPOSALS_URL, optimizer)[0] == 200  # the places were given back
 
 
+def test_an_agent_writing_its_authorization_header_another_way_shares_its_bound(
+    web_server_with, demo_world
+):
+    """The bound counted requests by their Authorization header as written, and the API takes
+    "Bearer KEY", "bearer KEY" and "Bearer   KEY" alike: an agent writing it a new way for
+    each request had a share of its own for each, took every place the process has, and
+    another agent was refused 503 busy. Now they are one agent's share."""
+    optimizer, copywriter = demo_world["agents"]["optimizer"], demo_world["agents"]["copywriter"]
+    server = web_server_with(
+        HITL_API_MAX_IN_FLIGHT="3",
+        HITL_API_MAX_IN_FLIGHT_PER_AGENT="2",
+        HITL_SUBMISSION_LOCK_TIMEOUT_SECONDS="60",
+    )
+    written = [f"{' ' * n}{optimizer}" for n in range(8)]  # "Bearer", n spaces more, the key
+    burst = [bid_adjustment(f"2.{n:02d}") for n in range(10, 18)]
+    with ThreadPoolExecutor(max_workers=len(burst)) as pool:
+        with transaction.atomic():
+            held_campaign()
+            answers = [
+                pool.submit(call, server.url, PROPOSALS_URL, key, body)
+                for key, body in zip(written, burst, strict=True)
+            ]
+            wait_until(lambda: sum(answer.done() for answer in answers) == 6, interval=0.05)
+            campaigns = call(server.url, "/api/v1/campaigns/", copywriter)
+        answered = [answer.result() for answer in answers]
+
+    assert campaigns[0] == 200
+    assert sorted(status for status, _, _ in answered) == [201, 201, *[503] * 6]
+
+
 def second_key(name: str) -> str:
     """Another API key of the same agent: a share of the bound of its own, the agent's waits
     counted together."""
