@@ -1,6 +1,8 @@
 """Refused API keys are limited per client address: past the limit a wrong key is answered 429
 with Retry-After, while a valid key from the same address goes on working."""
 
+import asyncio
+import time
 from collections.abc import Iterator
 
 import hitl_client
@@ -11,7 +13,7 @@ from approvals.authentication import failures_window
 from approvals.models import AgentAPIKey, Proposal
 from approvals.services.agents import agent_key_revoke
 from audit.actors import Actor
-from hitlproject.windows import window_counts_clear
+from hitlproject.windows import window_counts_clear, window_hit
 from tests.conftest import bid_adjustment
 
 URL = "/api/v1/proposals/"
@@ -132,3 +134,47 @@ def test_the_client_raises_a_throttled_wrong_key_as_both_auth_failed_and_rate_li
         wrong.close()
         right.close()
         window_counts_clear(name=failures_window("127.0.0.1"))
+
+
+@pytest.mark.parametrize("client_class", [hitl_client.Client, hitl_client.AsyncClient])
+def test_the_client_does_not_send_a_throttled_wrong_key_again(
+    web_server_with, demo_world, client_class
+):
+    """The client retried every 429 after its Retry-After: a key refused as wrong was slept on
+    (up to a minute) and sent again, one more refused key from the address, and the agent
+    was told at last of a 401 in a new window, or of the 429 a minute late. The same key is
+    refused again: now the 429 is raised at once, with what it says to mend."""
+    window_counts_clear(name=failures_window("127.0.0.1"))
+    server = web_server_with(HITL_API_AUTH_FAILURE_RATE="2/min")
+    patient = hitl_client.RetryPolicy(max_attempts=5, max_elapsed=3600)
+    key = wrong_key(demo_world)
+    try:
+        for _ in range(2):
+            refusal = _refusal(client_class, server.url, key, hitl_client.NO_RETRIES)
+            assert refusal.status_code == 401
+        refusal = _refusal(client_class, server.url, key, patient)
+        assert isinstance(refusal, hitl_client.AuthThrottled)
+        assert (refusal.status_code, refusal.code) == (429, "authentication_throttled")
+        # Sent once: the address's window counts the two refused before it, this one, and
+        # the hit read here.
+        assert window_hit(name=failures_window("127.0.0.1"), period=60, now=time.time()).count == 4
+    finally:
+        window_counts_clear(name=failures_window("127.0.0.1"))
+
+
+def _refusal(client_class, url: str, key: str, retry) -> hitl_client.AuthFailed:
+    client = client_class(base_url=url, api_key=key, retry=retry)
+    if client_class is hitl_client.Client:
+        with client, pytest.raises(hitl_client.AuthFailed) as refused:
+            client.campaigns()
+        return refused.value
+
+    async def refused_async() -> hitl_client.AuthFailed:
+        async with client:
+            try:
+                await client.campaigns()
+            except hitl_client.AuthFailed as refused:
+                return refused
+        raise AssertionError("not refused")
+
+    return asyncio.run(refused_async())

@@ -271,6 +271,19 @@ class Attempts:
         return self._within_budget(self.policy.delay(self.count, retry_after))
 
 
+def key_refused(response: httpx.Response, content: bytes) -> bool:
+    """Whether a 429 is for the API key itself (``authentication_throttled``: too many wrong
+    keys from this address, this one among them): sent again, the same key is refused again,
+    one more wrong key counted against the address, so it is raised at once, not retried."""
+    if response.status_code != 429:
+        return False
+    try:
+        body = json.loads(content)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(body, dict) and body.get("code") == "authentication_throttled"
+
+
 @dataclass(frozen=True)
 class Answer:
     status_code: int

@@ -22,6 +22,7 @@ from hitl_client._core import (
     answer_of,
     connection_failed,
     deadline_for,
+    key_refused,
     settings_from,
     timeout_for,
 )
@@ -131,9 +132,10 @@ class Client(_Base):
             try:
                 with self._http.stream(**self._request_args(call)) as response:
                     delay = attempts.after_response(response)
-                    if delay is None:
+                    if delay is None or response.status_code == 429:
                         content = read_body(response, settings.max_response_bytes, deadline)
-                        return answer_of(response, content, settings.api_key)
+                        if delay is None or key_refused(response, content):
+                            return answer_of(response, content, settings.api_key)
             except httpx.TransportError as error:
                 delay = attempts.after_exception(error)
                 if delay is None:
@@ -418,9 +420,10 @@ class AsyncClient(_Base):
                         http = await self._http()
                         async with http.stream(**self._request_args(call)) as response:
                             delay = attempts.after_response(response)
-                            if delay is None:
+                            if delay is None or response.status_code == 429:
                                 content = await aread_body(response, settings.max_response_bytes)
-                                return answer_of(response, content, settings.api_key)
+                                if delay is None or key_refused(response, content):
+                                    return answer_of(response, content, settings.api_key)
                 except TimeoutError as expired:
                     raise httpx.ReadTimeout("the request's deadline passed") from expired
             except httpx.TransportError as error:
