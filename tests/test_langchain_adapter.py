@@ -486,6 +486,27 @@ def test_a_call_the_platform_refuses_comes_back_to_the_model_with_the_reason(pla
     assert not Proposal.objects.exists()
 
 
+def test_a_call_the_client_refuses_before_sending_is_told_as_the_clients_refusal(platform):
+    """A model wrote NaN for the confidence (Python's json reads it): the client refuses it
+    before sending, and the model is told so, naming the argument; before, NaN went out and
+    the model read "The platform refused the proposal: JSON parse error - Out of range float
+    values are not JSON compliant: 'NaN'", naming nothing it could mend."""
+    model = scripted(("adjust_bid", {**SIX_PERCENT_BID[1], "confidence": float("nan")}))
+    agent = agent_with(model, ProposalMiddleware(ACTIONS, client=platform))
+
+    ask(agent, "Raise brand-search's bid.")
+
+    not_finite = "Must be a finite number: JSON has no NaN or Infinity."
+    assert told(model) == {
+        "status": "refused",
+        "executed": False,
+        "errors": {"confidence": [not_finite]},
+        "message": "The client refused the proposal before sending it to the platform: "
+        f"confidence: {not_finite} Nothing was executed.",
+    }
+    assert not Proposal.objects.exists()
+
+
 def test_a_blocking_wait_that_runs_out_tells_the_model_it_may_still_execute(platform):
     """Past ``timeout`` the proposal still waits for a person, who may yet approve it: the
     model is told so, and not to propose it again (a second proposal of the same move)."""

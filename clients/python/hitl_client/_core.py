@@ -7,11 +7,13 @@ from __future__ import annotations
 import email.utils
 import html
 import json
+import math
 import os
 import random
 import re
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -78,6 +80,9 @@ class Call:
     long_poll: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        refuse_non_finite(self.body)
+
     def url(self) -> str:
         """The path with ``params`` added to any query it has (a cursor link's), which httpx
         would replace rather than extend. A parameter the path has already is replaced: the
@@ -103,6 +108,42 @@ class Call:
         if self.body is None:
             return None
         return json.dumps(self.body, default=_json_default, separators=(",", ":")).encode()
+
+
+NOT_FINITE = "Must be a finite number: JSON has no NaN or Infinity."
+
+
+def refuse_non_finite(body: Any) -> None:
+    """A body holding a number that is not finite (a float or a ``Decimal`` NaN or
+    infinity) is refused as ``ValidationFailed``, each place named as the API names fields
+    (``payload.new_bid``, ``supporting_data.ctr.1``, ``1.payload.new_bid`` for a batch's
+    second item), before anything is sent: JSON has no such number. A float one went out
+    as the bare word ``NaN`` (JSON that Python alone reads), which the API refuses naming no
+    field; a ``Decimal`` one as the text "NaN", which the API took as any text where it
+    takes one (in ``supporting_data``). Read without recursion, a container once (a body
+    that holds itself is json's to refuse)."""
+    refused: dict[str, list[str]] = {}
+    seen: set[int] = set()
+    pending: list[tuple[str, Any]] = [("", body)]
+    while pending:
+        where, value = pending.pop()
+        if isinstance(value, float | Decimal):
+            if not (math.isfinite(value) if isinstance(value, float) else value.is_finite()):
+                refused[where or "non_field_errors"] = [NOT_FINITE]
+            continue
+        if isinstance(value, Mapping):
+            items: Any = value.items()
+        elif isinstance(value, list | tuple):
+            items = enumerate(value)
+        else:
+            continue
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        pending.extend((f"{where}.{key}" if where else str(key), item) for key, item in items)
+    if refused:
+        places = "; ".join(f"{where}: {NOT_FINITE}" for where in sorted(refused))
+        raise ValidationFailed(f"{places} Nothing was sent.", errors=refused, code="invalid")
 
 
 def _json_default(value: Any) -> Any:

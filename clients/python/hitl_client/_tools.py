@@ -105,7 +105,13 @@ def back_with_a_person(proposal: Proposal) -> bool:
 def refusal_report(error: HitlError | Exception) -> dict[str, Any]:
     """The tool's result when the platform refused the proposal (or it could not be made)."""
     report: dict[str, Any] = {"status": "refused", "executed": False}
-    if isinstance(error, ValidationFailed):
+    if isinstance(error, ValidationFailed) and error.status_code is None:
+        # The client's own refusal, before sending: the platform never saw the call.
+        report["message"] = (
+            f"The client refused the proposal before sending it to the platform: {faults(error)}"
+        )
+        report["errors"] = error.errors
+    elif isinstance(error, ValidationFailed):
         report["message"] = f"The platform refused the proposal: {error.message}"
         report["errors"] = error.errors
     elif isinstance(error, HitlError):
@@ -120,6 +126,14 @@ def refusal_report(error: HitlError | Exception) -> dict[str, Any]:
         report["message"] = f"The tool call's arguments could not make a proposal: {reason}"
     report["message"] += " Nothing was executed."
     return report
+
+
+def faults(error: ValidationFailed) -> str:
+    """Each field's messages, named (``confidence: Must be a finite number…``)."""
+    return "; ".join(
+        " ".join(messages) if name == "non_field_errors" else f"{name}: {' '.join(messages)}"
+        for name, messages in error.errors.items()
+    )
 
 
 def outcome_report(

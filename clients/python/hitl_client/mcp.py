@@ -28,7 +28,7 @@ except ImportError as missing:  # the client installed without its mcp extra
         '(from the repository: pip install "./clients/python[mcp]").'
     ) from missing
 
-from hitl_client._tools import outcome_report
+from hitl_client._tools import faults, outcome_report
 from hitl_client.client import AsyncClient
 from hitl_client.errors import BadResponse, HitlError, ValidationFailed, WaitTimedOut
 from hitl_client.models import Proposal
@@ -79,14 +79,18 @@ NON_FIELD = "non_field_errors"
 def _tool_error(error: HitlError) -> ToolError:
     """The API's refusal, worded for the model: its message, and each field's. A refusal of
     the request as a whole (an idempotency_key reused with another action, a 422) is its
-    message with its status, not a field named ``non_field_errors``. An answer that is not
-    the API's (``BadResponse``) is said to be one, not a refusal."""
-    if isinstance(error, ValidationFailed) and set(error.errors) - {NON_FIELD}:
-        faults = "; ".join(
-            " ".join(messages) if name == NON_FIELD else f"{name}: {' '.join(messages)}"
-            for name, messages in error.errors.items()
+    message with its status, not a field named ``non_field_errors``. One the client made
+    before sending (an Idempotency-Key or a number the API would not take) is said to be
+    that, not the platform's. An answer that is not the API's (``BadResponse``) is said to
+    be one, not a refusal."""
+    if isinstance(error, ValidationFailed) and error.status_code is None:
+        # The client's own refusal, before sending (a key or a number the API would not take).
+        return ToolError(
+            f"The request was refused before it was sent to the platform: {faults(error)} "
+            "Nothing was done; call it again with them corrected."
         )
-        return ToolError(f"The platform refused the request: {faults}")
+    if isinstance(error, ValidationFailed) and set(error.errors) - {NON_FIELD}:
+        return ToolError(f"The platform refused the request: {faults(error)}")
     if isinstance(error, BadResponse):  # answered, but not as the API answers: no refusal
         status = "" if error.status_code is None else f" (HTTP {error.status_code})"
         return ToolError(f"The platform's answer could not be read{status}: {error.message}")
