@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -90,6 +91,19 @@ def test_the_async_client_refuses_it_too():
     with pytest.raises(ValidationFailed) as refused:
         asyncio.run(propose())
     assert refused.value.errors == {"payload.new_bid": [NOT_FINITE]}
+
+
+def test_a_value_json_cannot_write_is_a_type_error_naming_its_place():
+    """Before, json said "datetime is not JSON serializable", not where in the call."""
+    with nowhere() as client, pytest.raises(TypeError) as refused:
+        client.propose(
+            "bid_adjustment", "demo", {**BRAND, "new_bid": "2.20"}, rationale="r",
+            confidence=0.9, supporting_data={"series": [{"at": datetime.now(UTC), "cpc": 1.2}]},
+        )  # fmt: skip
+    assert str(refused.value) == (
+        "supporting_data.series.0.at: datetime is not JSON serializable (send text, a number, "
+        "true/false, null, a list or an object). Nothing was sent."
+    )
 
 
 @pytest.mark.worker

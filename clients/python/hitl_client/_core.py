@@ -13,7 +13,6 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -111,6 +110,7 @@ class Call:
 
 
 NOT_FINITE = "Must be a finite number: JSON has no NaN or Infinity."
+_JSON_LEAVES = (str, int, float, bool, type(None), Decimal)
 
 
 def refuse_non_finite(body: Any) -> None:
@@ -120,8 +120,10 @@ def refuse_non_finite(body: Any) -> None:
     second item), before anything is sent: JSON has no such number. A float one went out
     as the bare word ``NaN`` (JSON that Python alone reads), which the API refuses naming no
     field; a ``Decimal`` one as the text "NaN", which the API took as any text where it
-    takes one (in ``supporting_data``). Read without recursion, a container once (a body
-    that holds itself is json's to refuse)."""
+    takes one (in ``supporting_data``). A value JSON cannot write at all (a ``datetime``, a
+    set) is a ``TypeError`` naming its place, where json's said only "datetime is not JSON
+    serializable". Read without recursion, a container once (a body that holds itself is
+    json's to refuse)."""
     refused: dict[str, list[str]] = {}
     seen: set[int] = set()
     pending: list[tuple[str, Any]] = [("", body)]
@@ -131,12 +133,17 @@ def refuse_non_finite(body: Any) -> None:
             if not (math.isfinite(value) if isinstance(value, float) else value.is_finite()):
                 refused[where or "non_field_errors"] = [NOT_FINITE]
             continue
-        if isinstance(value, Mapping):
+        if isinstance(value, dict):
             items: Any = value.items()
         elif isinstance(value, list | tuple):
             items = enumerate(value)
-        else:
+        elif isinstance(value, _JSON_LEAVES):
             continue
+        else:
+            raise TypeError(
+                f"{where or 'The body'}: {type(value).__name__} is not JSON serializable (send "
+                "text, a number, true/false, null, a list or an object). Nothing was sent."
+            )
         if id(value) in seen:
             continue
         seen.add(id(value))
