@@ -472,7 +472,13 @@ class ProposalPage(serializers.Serializer):
 
 class ProposalListFilters(StrictQuery):
     status = serializers.ChoiceField(choices=ProposalStatus.choices, required=False)
-    action_type = serializers.CharField(max_length=32, required=False)
+    # An action type no agent may propose is refused in a submission's words: an empty page
+    # would say this agent proposed none of a type that does not exist.
+    action_type = serializers.ChoiceField(
+        choices=action_types.agent_names(),
+        required=False,
+        error_messages={"invalid_choice": action_types.unknown_text("{input}")},
+    )
     since = serializers.DateTimeField(required=False)
     cursor = serializers.CharField(required=False)
     page_size = PlainWholeNumber(min_value=1, max_value=500, required=False)

@@ -364,6 +364,7 @@ def test_account_the_agent_may_not_act_on_is_refused(optimizer):
     "query",
     [
         "status=bogus",
+        "action_type=bogus",
         "since=yesterday",
         "page_size=0",
         "page_size=abc",
@@ -374,6 +375,16 @@ def test_account_the_agent_may_not_act_on_is_refused(optimizer):
 def test_bad_list_filters_are_a_4xx(optimizer, query):
     response = optimizer.get(f"{URL}?{query}")
     assert 400 <= response.status_code < 500, response.content
+
+
+def test_a_list_filtered_by_an_action_type_that_does_not_exist_is_a_400_naming_it(optimizer):
+    """An empty page would tell the agent it proposed none of a type that does not exist."""
+    response = optimizer.get(URL, {"action_type": "bid_adjustmnet"})
+    assert response.status_code == 400, response.content
+    assert response.json()["action_type"][0].startswith(
+        "Unknown action type “bid_adjustmnet”. Known types: bid_adjustment, budget_change,"
+    )
+    assert optimizer.get(URL, {"action_type": "bid_adjustment"}).status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -21,9 +21,28 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def agent_names() -> list[str]:
+    """The types an agent may propose (not a policy change: the platform proposes those)."""
+    return [name for name in names() if _REGISTRY[name].agents_may_propose]
+
+
+def unknown_text(name: str) -> str:
+    """An action type no agent may propose, said as the API refuses it."""
+    return f"Unknown action type “{name}”. Known types: {', '.join(agent_names())}."
+
+
 label = action_type_label  # an action type as a person reads it (hitlproject.vocabulary)
 
 
 from approvals.action_types import campaign_changes, creatives, policy_changes  # noqa: E402, F401
 
-__all__ = ["ActionType", "Assessment", "get", "label", "names", "register"]
+__all__ = [
+    "ActionType",
+    "Assessment",
+    "agent_names",
+    "get",
+    "label",
+    "names",
+    "register",
+    "unknown_text",
+]

@@ -138,13 +138,8 @@ def ledger_value_recorded(value: str | None) -> str | None:
 def action_validate(*, action_type_name: str, raw_payload: Any) -> tuple[ActionType, dict]:
     """The action type and its payload, checked for form (not yet against the ledger)."""
     action_type = action_types.get(action_type_name)
-    if action_type is None:  # named as an agent may propose them (a policy change it may not)
-        known = ", ".join(
-            name for name in action_types.names() if action_types.get(name).agents_may_propose
-        )
-        raise invalid_input(
-            {"action_type": [f"Unknown action type “{action_type_name}”. Known types: {known}."]}
-        )
+    if action_type is None:
+        raise invalid_input({"action_type": [action_types.unknown_text(action_type_name)]})
     try:
         return action_type, action_type.validate_payload(raw_payload)
     except InvalidInput as error:
