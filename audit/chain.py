@@ -183,16 +183,21 @@ class Break:
     # in (its id, or the column it hangs on, altered): "proposal #3".
     moved_to: str = ""
     moved_to_id: object = None
-    # The objects it pointed at when sealed, and those it points at now if others.
+    # The objects it pointed at when sealed, and those it points at now if others (None for
+    # a reference emptied since).
     refs: dict = field(default_factory=dict)
     moved_refs: dict = field(default_factory=dict)
+    # Those changes, as a person reads them: "it named proposal #2 when it was sealed, and
+    # names no proposal now".
+    repointed: str = ""
 
     def __str__(self) -> str:
         where = f"link #{self.link}: " if self.link else ""
         of = f" (in the history of {self.of})" if self.of else ""
         if self.moved_to:
             of = f" (sealed in the history of {self.of}, now in that of {self.moved_to})"
-        return f"{where}{self.table} record {self.history_id}{of} {self.what}."
+        how = f": {self.repointed}" if self.repointed else ""
+        return f"{where}{self.table} record {self.history_id}{of} {self.what}{how}."
 
 
 def _whose(model: type[models.Model], object_id: object) -> str:
@@ -272,20 +277,41 @@ def chain_verify(*, through: str | None = None) -> Verification:
         """A break, marked on the page of the object whose history the record was when it
         was sealed (what its link recorded), and on that of the object whose history it
         reads as now, if another: a record whose id was altered stays on its own page. A
-        rewritten link vouches for nothing, and names no page."""
+        rewritten link vouches for nothing, not even the object it records: its break is
+        marked on the page of the object whose history the record reads as now (the one the
+        link names if the record is gone), where the auditor finds the row the chain no
+        longer vouches for."""
         nonlocal found
         found += 1
         if len(breaks) >= BREAKS_KEPT:
             return
         model = by_table[link.table]
         now = None if row is None else row.get(_object_field(model))
+        if what == REWRITTEN:
+            if row is None:
+                what = REWRITTEN_GONE
+            sealed, refs = (link.object_id, link.refs) if row is None else (now, None)
+            breaks.append(
+                Break(
+                    link.table,
+                    link.history_id,
+                    what,
+                    link.pk,
+                    _whose(model, sealed) if sealed else "",
+                    sealed or None,
+                    refs=record_refs(model, row) if refs is None else refs,
+                )
+            )
+            return
         sealed = link.object_id or now
-        if what == REWRITTEN or sealed is None:
+        if sealed is None:
             breaks.append(Break(link.table, link.history_id, what, link.pk))
             return
         moved = now is not None and str(now) != str(sealed)
         refs = link.refs if link.object_id else record_refs(model, row or {})
-        refs_now = record_refs(model, row) if row is not None else refs
+        moved_refs = {}
+        if row is not None and (refs_now := record_refs(model, row)) != refs:
+            moved_refs = refs_now | {name: None for name in refs if name not in refs_now}
         breaks.append(
             Break(
                 link.table,
@@ -297,7 +323,8 @@ def chain_verify(*, through: str | None = None) -> Verification:
                 _whose(model, now) if moved else "",
                 now if moved else None,
                 refs,
-                refs_now if refs_now != refs else {},
+                moved_refs,
+                _repointed(model, refs, moved_refs),
             )
         )
 
@@ -320,7 +347,7 @@ def chain_verify(*, through: str | None = None) -> Verification:
             of, refs = (link.object_id, link.refs) if link.object_sealed else (None, None)
             hashed = link_hash(previous, link.table, link.history_id, link.digest, of, refs)
             if hashed != link.hash:
-                broken(link, REWRITTEN)
+                broken(link, REWRITTEN, row)
             elif link.layout_id in unreadable:
                 broken(link, UNREADABLE)
             elif row is None:
@@ -340,10 +367,31 @@ def chain_verify(*, through: str | None = None) -> Verification:
 
 
 REWRITTEN = "is not where the chain says: its links were rewritten, inserted or removed here"
+REWRITTEN_GONE = (
+    "is not where the chain says (its links were rewritten, inserted or removed here) and is gone"
+)
 DELETED = "was deleted after it was sealed"
 ALTERED = "was altered after it was sealed"
 INSERTED = "was inserted after its time had been sealed"
 UNREADABLE = "can no longer be read as it was sealed: a field it had is gone"
+
+
+def _repointed(model: type[models.Model], refs: dict, moved_refs: dict) -> str:
+    """What a record pointed at when it was sealed and points at now, for each reference
+    altered since, as a person reads it: "it named proposal #2 when it was sealed, and names
+    no proposal now" (a reference emptied is said so, not left out)."""
+    said = []
+    for field_ in model._meta.concrete_fields:
+        name = field_.attname
+        if not field_.is_relation or name not in moved_refs or moved_refs[name] == refs.get(name):
+            continue
+        kind = field_.related_model._meta.verbose_name
+        then, now = refs.get(name), moved_refs[name]
+        said.append(
+            f"it named {f'{kind} #{then}' if then else f'no {kind}'} when it was sealed, and "
+            f"names {f'{kind} #{now}' if now else f'no {kind}'} now"
+        )
+    return "; ".join(said)
 
 
 def _unsealed_since(last_run: datetime | None, *, room: int) -> tuple[int, list[Break], int]:
@@ -493,7 +541,7 @@ def chain_break_recorded(*, model: type[models.Model], object_id: object) -> Rec
                     f"{what}: it was sealed in the history of {_whose(own, sealed_in)}, and "
                     "moved here"
                 )
-            elif moved_to or what == DELETED:  # sealed here, listed elsewhere or nowhere
+            elif moved_to or what in (DELETED, REWRITTEN_GONE):  # listed elsewhere, or nowhere
                 missing[history_id] = (what, moved_to)
             else:
                 marked[history_id] = what
@@ -521,10 +569,10 @@ def chain_break_recorded(*, model: type[models.Model], object_id: object) -> Rec
         points_here_now = any(now.get(attname) == here for attname in pointing)
         belongs = "which belongs to this one"
         if sealed_here and not points_here_now:
-            belongs = (
-                "which belonged to this one when it was sealed (it now names "
-                f"{_named(model, now, pointing)})"
-            )
+            named = _named(model, now, pointing)
+            if named == _named(model, {}, pointing):
+                named += ": the reference was emptied"
+            belongs = f"which belonged to this one when it was sealed (it now names {named})"
         elif points_here_now and not sealed_here:
             belongs = (
                 f"which names this one now (it belonged to {_named(model, hit.refs, pointing)} "
@@ -535,6 +583,8 @@ def chain_break_recorded(*, model: type[models.Model], object_id: object) -> Rec
 
 
 def _named(model: type[models.Model], refs: dict, pointing: list[str]) -> str:
-    """The object of ``model`` a record's references name, as a person names it, or "none"."""
-    named = next((refs[attname] for attname in pointing if attname in refs), None)
-    return f"{model._meta.verbose_name} #{named}" if named else "none"
+    """The object of ``model`` a record's references name, as a person names it: "proposal
+    #3", or "no proposal"."""
+    named = next((refs[attname] for attname in pointing if refs.get(attname)), None)
+    kind = model._meta.verbose_name
+    return f"{kind} #{named}" if named else f"no {kind}"

@@ -470,3 +470,87 @@ def test_a_record_made_to_point_at_another_object_is_still_marked_on_the_one_it_
         f"A record in the history of decision #{decision.pk}, which names this one now (it "
         f"belonged to proposal #{sealed.pk} when it was sealed), was altered after it was sealed"
     ) in page
+
+
+def test_a_rewritten_link_is_marked_on_the_page_of_the_record_it_seals(sealed, login):
+    """Someone with the database rewrites a decision record's link (its digest, to match a
+    record they mean to alter): the verification names the record and whose history it is,
+    and the decision's page marks the row, saying the chain no longer vouches for it; the
+    proposal's page says a record of its decision is not where the chain says. It named no
+    page before, so the auditor had nowhere to go."""
+    decision = Decision.objects.get(proposal=sealed)
+    record = Decision.history.get(id=decision.pk)
+    link = ChainLink.objects.get(table="approvals.historicaldecision", history_id=record.history_id)
+    ChainLink.objects.filter(pk=link.pk).update(digest="0" * 64)
+
+    with pytest.raises(CommandError) as refused:
+        verify()
+    assert str(refused.value) == (
+        f"The audit chain is broken at link #{link.pk}: approvals.historicaldecision record "
+        f"{record.history_id} (in the history of decision #{decision.pk}) {chain.REWRITTEN}."
+    )
+    auditor = login("auditor")
+    when = f"{ChainVerification.objects.order_by('-pk').first().finished_at:%Y-%m-%d %H:%M:%S} UTC"
+    page = history_page(auditor, f"/admin/approvals/decision/{decision.pk}/history/")
+    assert f"A record of this history {chain.REWRITTEN} (marked below)" in page
+    row = page.split("<tbody>")[1].split("</tbody>")[0]
+    assert (
+        f"This record {chain.REWRITTEN} ({when} verification): the chain no longer vouches for "
+        "what this row shows."
+    ) in row
+    page = history_page(auditor, f"/admin/approvals/proposal/{sealed.pk}/history/")
+    assert (
+        f"A record in the history of decision #{decision.pk}, which belongs to this one, "
+        f"{chain.REWRITTEN}, as the last verification of the audit chain found ({when})."
+    ) in page
+
+    # The record deleted as well: named on its decision's page, which no longer lists it.
+    Decision.history.filter(history_id=record.history_id).delete()
+    with pytest.raises(CommandError) as refused:
+        verify()
+    assert str(refused.value).endswith(
+        f"record {record.history_id} (in the history of decision #{decision.pk}) is not where "
+        "the chain says (its links were rewritten, inserted or removed here) and is gone."
+    )
+    page = history_page(auditor, f"/admin/approvals/decision/{decision.pk}/history/")
+    assert (
+        f"Record {record.history_id} of this history is not where the chain says (its links "
+        "were rewritten, inserted or removed here) and is gone, and is not listed below"
+    ) in page
+    assert "No record of this history is left to list." in page
+
+    # The link put back: the record deleted, its history's only one, is still named there
+    # (the page said only "This object doesn't have a change history").
+    ChainLink.objects.filter(pk=link.pk).update(digest=link.digest)
+    with pytest.raises(CommandError):
+        verify()
+    page = history_page(auditor, f"/admin/approvals/decision/{decision.pk}/history/")
+    assert (
+        f"Record {record.history_id} of this history was deleted after it was sealed, and is "
+        "not listed below"
+    ) in page
+    assert "doesn't have a change history" not in page
+
+
+def test_a_reference_set_to_null_is_said_so_on_the_page_it_belonged_to(sealed, login):
+    """Someone with the database empties a sealed decision record's proposal: the proposal's
+    page says the record belonged to it when sealed and now names no proposal at all (it said
+    "which belongs to this one", as if it still did), and the verification says what the
+    record pointed at when it was sealed."""
+    decision = Decision.objects.get(proposal=sealed)
+    record = Decision.history.get(id=decision.pk)
+    Decision.history.filter(history_id=record.history_id).update(proposal_id=None)
+    with pytest.raises(CommandError) as refused:
+        verify()
+    assert str(refused.value).endswith(
+        f"approvals.historicaldecision record {record.history_id} (in the history of decision "
+        f"#{decision.pk}) was altered after it was sealed: it named proposal #{sealed.pk} when "
+        "it was sealed, and names no proposal now."
+    )
+    auditor = login("auditor")
+    page = history_page(auditor, f"/admin/approvals/proposal/{sealed.pk}/history/")
+    assert (
+        f"A record in the history of decision #{decision.pk}, which belonged to this one when "
+        "it was sealed (it now names no proposal: the reference was emptied), was altered "
+        "after it was sealed"
+    ) in page

@@ -1,6 +1,7 @@
 from django import template
 
 from audit.actors import describe_actor
+from audit.chain import REWRITTEN, REWRITTEN_GONE
 
 register = template.Library()
 
@@ -15,3 +16,10 @@ def changed_by(record) -> str:
 def chain_mark(chain_break, record) -> str:
     """What the last verification found befell this historical record, if anything."""
     return chain_break.marked.get(record.pk, "") if chain_break else ""
+
+
+@register.filter
+def chain_unvouched(what: str) -> bool:
+    """Whether a record's mark says its link was rewritten: the chain vouches for nothing
+    there, neither that the row was altered nor that it is as it was."""
+    return what.startswith((REWRITTEN, REWRITTEN_GONE))
