@@ -513,6 +513,42 @@ class RecordedBreak:
         return _whose(self.history, object_id)
 
 
+@dataclass(frozen=True)
+class MarkedPage:
+    """One break a verification recorded, as its page of the chain lists it: the object on
+    whose history page it is marked (``model`` None where none can be named) and what befell
+    the record."""
+
+    model: type[models.Model] | None
+    object_id: str
+    history_id: int
+    what: str
+
+    @property
+    def whose(self) -> str:
+        return _whose(self.model, self.object_id) if self.model else ""
+
+
+def chain_breaks_marked(
+    *, verification: ChainVerification, limit: int
+) -> tuple[list[MarkedPage], int]:
+    """The first ``limit`` breaks ``verification`` recorded, each with the page it is marked
+    on, and how many more it recorded."""
+    histories = {m._meta.label_lower: m for m in chained_models()}
+    breaks = verification.breaks.order_by("pk").values_list(
+        "table", "object_id", "moved_to", "history_id", "what", "refs", "moved_refs"
+    )
+    shown = []
+    for table, object_id, moved_to, history_id, what, refs, moved_refs in breaks[:limit]:
+        history = histories.get(table)
+        if history is not None and moved_to:
+            what = f"{what}, and reads as a record of {_whose(history, moved_to)} now"
+        if history is not None and (repointed := _repointed(history, refs, moved_refs)):
+            what = f"{what}: {repointed}"
+        shown.append(MarkedPage(history if object_id else None, object_id, history_id, what))
+    return shown, max(0, verification.breaks.count() - len(shown))
+
+
 def chain_break_recorded(*, model: type[models.Model], object_id: object) -> RecordedBreak | None:
     """Whether the last verification that finished found the chain broken at records of
     ``object_id``'s history, or of a history belonging to it (a record whose model points at
@@ -533,9 +569,11 @@ def chain_break_recorded(*, model: type[models.Model], object_id: object) -> Rec
     if own is not None:
         found = breaks.filter(Q(object_id=here) | Q(moved_to=here), table=own._meta.label_lower)
         marked, missing = {}, {}
-        for history_id, sealed_in, moved_to, what in found.values_list(
-            "history_id", "object_id", "moved_to", "what"
+        for history_id, sealed_in, moved_to, what, refs, moved_refs in found.values_list(
+            "history_id", "object_id", "moved_to", "what", "refs", "moved_refs"
         ):
+            if repointed := _repointed(own, refs, moved_refs):
+                what = f"{what}: {repointed}"
             if moved_to == here:  # listed here, sealed elsewhere
                 marked[history_id] = (
                     f"{what}: it was sealed in the history of {_whose(own, sealed_in)}, and "

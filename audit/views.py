@@ -5,10 +5,15 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from audit.chain import GENESIS, VERIFICATION_LOST_AFTER, chain_verification_ask
+from audit.chain import (
+    GENESIS,
+    VERIFICATION_LOST_AFTER,
+    chain_breaks_marked,
+    chain_verification_ask,
+)
 from audit.exports import as_csv, as_jsonl, audit_records, exported_kinds
 from audit.models import ChainSealing, ChainVerification
 from hitlproject.celery import app
@@ -18,6 +23,7 @@ from hitlproject.queueing import after_commit
 # The task that runs a verification (``audit.tasks``), sent by its name.
 VERIFY_CHAIN = "audit.verify_chain"
 VERIFICATIONS_SHOWN = 10
+BREAKS_LISTED = 10  # of a verification's, each linked to the page it is marked on
 HEAD_HASH = re.compile(r"[0-9a-f]{64}")
 
 
@@ -96,6 +102,16 @@ def audit_chain(request: HttpRequest) -> HttpResponse:
             messages.info(request, "Verification asked for: its result is below once it is done.")
         return HttpResponseRedirect(reverse("audit-chain"))
     lost_before = timezone.now() - VERIFICATION_LOST_AFTER
+    verifications = list(
+        ChainVerification.objects.select_related("requested_by")[:VERIFICATIONS_SHOWN]
+    )
+    for verification in verifications:
+        verification.marked, verification.marked_more = [], 0
+        if verification.holds is False:
+            marked, verification.marked_more = chain_breaks_marked(
+                verification=verification, limit=BREAKS_LISTED
+            )
+            verification.marked = [(page, history_url(page)) for page in marked]
     return TemplateResponse(
         request,
         "admin/audit/chain.html",
@@ -107,9 +123,18 @@ def audit_chain(request: HttpRequest) -> HttpResponse:
                 under_way=True, requested_at__gte=lost_before
             ).first(),
             "lost_before": lost_before,
-            "verifications": ChainVerification.objects.select_related("requested_by")[
-                :VERIFICATIONS_SHOWN
-            ],
+            "verifications": verifications,
             "last_sealed": ChainSealing.objects.filter(pk=1).first(),
         },
     )
+
+
+def history_url(page) -> str | None:
+    """The history page a break is marked on, if it has one in the console."""
+    if page.model is None:
+        return None
+    opts = page.model.instance_type._meta
+    try:
+        return reverse(f"admin:{opts.app_label}_{opts.model_name}_history", args=[page.object_id])
+    except NoReverseMatch:
+        return None

@@ -554,3 +554,41 @@ def test_a_reference_set_to_null_is_said_so_on_the_page_it_belonged_to(sealed, l
         "it was sealed (it now names no proposal: the reference was emptied), was altered "
         "after it was sealed"
     ) in page
+    page = history_page(auditor, f"/admin/approvals/decision/{decision.pk}/history/")
+    row = page.split("<tbody>")[1].split("</tbody>")[0]
+    assert (
+        f"This record was altered after it was sealed: it named proposal #{sealed.pk} when it "
+        "was sealed, and names no proposal now"
+    ) in row
+    listed = html.unescape(auditor.get(CHAIN_PAGE).text)
+    assert (
+        f'<a href="/admin/approvals/decision/{decision.pk}/history/">decision #{decision.pk}</a>: '
+        f"record {record.history_id} was altered after it was sealed: it named proposal "
+        f"#{sealed.pk} when it was sealed, and names no proposal now."
+    ) in listed
+
+
+def test_the_chain_page_links_each_break_to_the_page_it_is_marked_on(sealed, login):
+    """The verification said "It found 1 other break after it, each marked on the history
+    page of its record" and named neither that record nor its page: each break it recorded
+    is listed beside it, linked to the history page it is marked on."""
+    later = evaluated(reallocation("120.00"))
+    chain_seal()
+    first = Proposal.history.filter(id=sealed.pk, status="approved").get()
+    second = Proposal.history.filter(id=later.pk).earliest("history_id")
+    for record in (first, second):
+        Proposal.history.filter(history_id=record.history_id).update(rationale="forged")
+    with pytest.raises(CommandError):
+        verify()
+    listed = html.unescape(login("auditor").get(CHAIN_PAGE).text)
+    marks = listed.split('<ul class="chain-marks">')[1].split("</ul>")[0]
+    assert [
+        re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", item)).strip()
+        for item in marks.split("<li>")[1:]
+    ] == [
+        f"proposal #{sealed.pk}: record {first.history_id} was altered after it was sealed.",
+        f"proposal #{later.pk}: record {second.history_id} was altered after it was sealed.",
+    ]
+    assert (
+        f'<a href="/admin/approvals/proposal/{later.pk}/history/">proposal #{later.pk}</a>' in marks
+    )
