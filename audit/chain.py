@@ -521,6 +521,7 @@ class MarkedPage:
 
     model: type[models.Model] | None
     object_id: str
+    table: str
     history_id: int
     what: str
 
@@ -545,7 +546,7 @@ def chain_breaks_marked(
             what = f"{what}, and reads as a record of {_whose(history, moved_to)} now"
         if history is not None and (repointed := _repointed(history, refs, moved_refs)):
             what = f"{what}: {repointed}"
-        shown.append(MarkedPage(history if object_id else None, object_id, history_id, what))
+        shown.append(MarkedPage(history if object_id else None, object_id, table, history_id, what))
     return shown, max(0, verification.breaks.count() - len(shown))
 
 
