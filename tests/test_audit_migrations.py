@@ -95,11 +95,12 @@ def test_an_upgrade_over_a_chain_sealed_before_the_objects_were_recorded_verifie
     executor = migrate_audit_to(BEFORE_OBJECTS)
     old = approved_proposal("280.00")
     written = sum(model.objects.count() for model in chained_models())
-    assert seal_as_before_objects(executor) == written
+    sealed = seal_as_before_objects(executor)
+    assert sealed >= written  # and what the session's worker wrote meanwhile
 
     migrate_audit_to(MigrationExecutor(connection).loader.graph.leaf_nodes("audit")[0])
     found = chain_verify()
-    assert (found.holds, found.links, found.unsealed) == (True, written, 0)
+    assert (found.holds, found.links, found.breaks) == (True, sealed, ())
 
     new = approved_proposal("120.00")
     assert chain_seal() > 0
