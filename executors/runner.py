@@ -55,10 +55,14 @@ from approvals.services.lifecycle import (
 from approvals.services.proposals import (
     HELD_BACK,
     RE_ROUTED,
+    REASSESSED_BEFORE_EXECUTING,
+    REASSESSED_NOW,
+    REASSESSED_WOULD_BE_BLOCKED,
     assessed_from_ledger,
     campaigns_for,
     guardrail_blocks,
     ledger_snapshot,
+    reasons_after,
     verdict_changes,
     verdict_for,
 )
@@ -102,7 +106,6 @@ ENDPOINT_BUSY_WAIT = timedelta(seconds=2)
 # The task that sends a channel executor's request (``executors.tasks``, which imports this
 # module), sent by its name; the name it had when approvals ran it, as queued messages hold.
 SEND_EXECUTION_REQUEST = "approvals.send_execution_request"
-REASSESSED_BEFORE_EXECUTING = "Re-assessed before executing:"
 STOPPED = "the worker stopped while the request was under way"
 STOPPED_NOT_SENT_AGAIN = (
     f"{STOPPED}, so it may have been carried out; not sent again, since the channel cannot "
@@ -141,28 +144,28 @@ def _reassessed(
         assessed=assessed, agent=proposal.agent, proposal_id=proposal.pk
     )
     facts = assessed.proposal_fields()
+    said = f"{REASSESSED_BEFORE_EXECUTING} {moved}."
     if verdict.outcome == VerdictOutcome.BLOCK:
-        return f"Re-assessed before executing ({moved}), it would now be blocked: " + " ".join(
-            verdict.reasons
-        )
+        return f"{said}{REASSESSED_WOULD_BE_BLOCKED}" + " ".join(verdict.reasons)
     if verdict.outcome == VerdictOutcome.REVIEW and _approved_by_a_person_at(proposal) is None:
         reason = f"{RE_ROUTED} {moved}."
         changes = {**facts, **verdict_changes(verdict, findings)}
-        changes["verdict_reasons"] = [reason, *verdict.reasons]
+        changes["verdict_reasons"] = reasons_after(
+            reason, proposal.verdict_reasons, reassessed=True, verdict_reasons=verdict.reasons
+        )
         return _sent_back(proposal, actor, reason, changes)
     counted_before = counted_state(proposal)
     for name, value in facts.items():
         setattr(proposal, name, value)
-    # Said where its page says why it is here, as a waiting one's re-assessment is: in place
-    # of an earlier attempt's, which no longer holds.
+    # Said where its page says why it is here, as a waiting one's re-assessment is, above
+    # what happened to it before (an edit, an earlier attempt's re-assessment); its verdict's
+    # reasons stay those its approval was given on.
     proposal._change_reason = (
-        f"{REASSESSED_BEFORE_EXECUTING} {moved}; now {assessed.assessment.summary}, "
-        "which its approval still covers."
+        f"{said}{REASSESSED_NOW}{assessed.assessment.summary}, which its approval still covers."
     )
-    proposal.verdict_reasons = [
-        proposal._change_reason,
-        *(r for r in proposal.verdict_reasons if not r.startswith(REASSESSED_BEFORE_EXECUTING)),
-    ]
+    proposal.verdict_reasons = reasons_after(
+        proposal._change_reason, proposal.verdict_reasons, reassessed=True
+    )
     proposal.save()
     counted_moves_update([(proposal, counted_before)])
     return None
@@ -337,7 +340,7 @@ def _checked_targets(proposal: Proposal, action_type, actor: Actor) -> _Checked:
     held = _kill_switch_hold(proposal)
     if held:
         reason = f"{HELD_BACK} {held} A person must approve it again."
-        changes = {"verdict_reasons": [reason, *proposal.verdict_reasons]}
+        changes = {"verdict_reasons": reasons_after(reason, proposal.verdict_reasons)}
         return _Checked(campaigns, before, _sent_back(proposal, actor, reason, changes))
     moves = target_moves(proposal.target_snapshot, before)
     if not moves:

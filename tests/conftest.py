@@ -578,15 +578,23 @@ class Receiver:
         self.statuses = list(statuses) or [200]
         self.received: list[dict] = []
         # Done once, in the endpoint's thread, while its first request is under way (a
-        # policy owner engaging a kill switch, say), before it answers.
+        # policy owner engaging a kill switch, say), before it answers; and while its later
+        # ones are, each the one it is given for (its number, from 2).
         self.while_first_request: Callable[[], None] | None = None
+        self.while_later_requests: dict[int, Callable[[], None]] = {}
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
-                if receiver.while_first_request and not receiver.received:
+                number = len(receiver.received) + 1
+                meanwhile = (
+                    receiver.while_first_request
+                    if number == 1
+                    else receiver.while_later_requests.get(number)
+                )
+                if meanwhile:
                     try:
-                        receiver.while_first_request()
+                        meanwhile()
                     finally:
                         connection.close()  # this thread's own
                 body = self.rfile.read(int(self.headers["Content-Length"]))

@@ -17,7 +17,7 @@ from feedback.models import Feedback
 from hitlproject.errors import DomainError
 from ledger.models import Campaign, Creative
 from policies.models import Policy
-from tests.conftest import creative, creative_batch, reallocation
+from tests.conftest import creative, creative_batch, reallocation, wait_until
 from tests.factories import evaluated
 
 
@@ -225,3 +225,75 @@ def test_an_edit_of_only_the_call_to_action_tells_the_agent_only_that(login, opt
         "Find it fast.\nNo card needed.",
         "Buy now",
     )
+
+
+def reasons_on_its_page(client: Client, proposal: Proposal) -> list[str]:
+    """'Why it is here' on the proposal's page in the console, each reason as it reads."""
+    page = client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+    assert page.status_code == 200
+    return [str(reason) for reason in page.context["reasons_now"]]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_an_edit_stays_on_record_through_every_later_re_assessment(operators, login, optimizer):
+    """An operator edits and approves a reallocation that needs two approvals; a budget change
+    lands on its source while it waits, the channel moves that budget again before it runs.
+    Its page and its API say each of the three, newest first, with the figures each read:
+    the re-assessments did not take the edit's place, nor the last one the first."""
+    _, second = operators
+    Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
+    submitted = optimizer.post("/api/v1/proposals/", reallocation("280.00"), format="json")
+    proposal = Proposal.objects.get(pk=submitted.json()["id"])
+    edited = login("operator").post(
+        reverse("admin:approvals_proposal_edit-approve", args=[proposal.pk]),
+        {"edit-amount": "140.00", "edit-note": "Half, for now."},
+    )
+    assert edited.status_code == 302
+    edit = (
+        "Edited before approval to: move 140.00 USD/day from brand-search to generic-search "
+        "(14.0%)."
+    )
+    # A raise of the source's budget, which the engine approves and the worker carries out.
+    raise_ = optimizer.post(
+        "/api/v1/proposals/",
+        reallocation(action_type="budget_change")
+        | {"payload": {"campaign": "brand-search", "new_daily_budget": "1050.00"}},
+        format="json",
+    ).json()
+    assert raise_["status"] == "approved", raise_
+    wait_until(lambda: Proposal.objects.get(pk=proposal.pk).magnitude == Decimal("0.133333"))
+    waiting = (
+        f"Re-assessed after #{raise_['id']} changed it first: {raise_['summary']}: "
+        "brand-search's daily budget went from 1000.00 to 1050.00."
+    )
+    proposal.refresh_from_db()
+    assert proposal.verdict_reasons[:2] == [
+        f"{waiting} Now: move 140.00 USD/day from brand-search to generic-search (13.3%).",
+        edit,
+    ]
+
+    # The channel moves the budget again; the second operator's approval has it run.
+    Campaign.objects.filter(external_id="brand-search").update(daily_budget=Decimal("1120.00"))
+    second_operator = Client()
+    second_operator.force_login(second)
+    approved = second_operator.post(
+        reverse("admin:approvals_proposal_approve", args=[proposal.pk]), {"note": ""}
+    )
+    assert approved.status_code == 302
+    wait_until(lambda: Proposal.objects.get(pk=proposal.pk).status == ProposalStatus.EXECUTED)
+
+    said = [
+        "Re-assessed before executing: brand-search's daily budget is 1120.00, was 1050.00. "
+        "Now: move 140.00 USD/day from brand-search to generic-search (12.5%), which its "
+        "approval still covers.",
+        waiting,
+        edit,
+    ]
+    reasons = optimizer.get(f"/api/v1/proposals/{proposal.pk}/").json()["verdict"]["reasons"]
+    on_page = reasons_on_its_page(login("auditor"), proposal)
+    assert reasons[:3] == on_page[:3] == said
+    # Each said once, and what its verdict says comes below what happened to it.
+    assert len(set(reasons)) == len(reasons) and reasons == on_page
+    assert not any(reason.startswith(("Re-assessed", "Edited")) for reason in reasons[3:])
+    assert Campaign.objects.get(external_id="brand-search").daily_budget == Decimal("980.00")

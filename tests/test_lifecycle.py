@@ -1,10 +1,12 @@
 """The proposal lifecycle: one transition function, exactly-once execution, re-checks, expiry."""
 
+import html
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.urls import reverse
 from django.utils import timezone
 
 from approvals.models import Execution, Proposal, ProposalStatus
@@ -15,6 +17,7 @@ from audit.actors import Actor
 from executors.runner import proposal_execute
 from feedback.models import Feedback
 from ledger.models import Campaign
+from policies.models import Policy
 from tests.conftest import bid_adjustment, reallocation
 from tests.factories import evaluated, submitted
 
@@ -82,6 +85,33 @@ def test_an_approved_reallocation_runs_on_moved_figures_its_approval_still_cover
     assert reassessed.history_change_reason.startswith(
         "Re-assessed before executing: brand-search's daily budget is 900.00, was 1000.00"
     )
+
+
+def test_an_approved_reallocation_the_moved_figures_would_now_block_fails_saying_so(
+    operator, login
+):
+    """A person approved moving 280.00 (28%); the policy's hard ceiling is 30%, and the
+    source's budget falls to 900.00 before it runs (31.1%). It fails, and its failure says it
+    in the words its re-assessment is said in elsewhere, with the figures it read."""
+    Policy.objects.filter(action_type="budget_reallocation").update(
+        block_above_magnitude=Decimal("0.30")
+    )
+    proposal = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    Campaign.objects.filter(external_id="brand-search").update(daily_budget=Decimal("900.00"))
+
+    failed = proposal_execute(proposal_id=proposal.pk)
+
+    assert failed.status == ProposalStatus.FAILED
+    said = (
+        "Re-assessed before executing: brand-search's daily budget is 900.00, was 1000.00. It "
+        "would now be blocked: 31.1% of brand-search's daily budget is above the 30.0% hard "
+        "ceiling of policy “Budget reallocations”."
+    )
+    assert failed.executions.get().error == said
+    page = login("operator").get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+    assert said in html.unescape(page.content.decode())
+    assert budget("brand-search") == Decimal("900.00")
 
 
 def test_an_action_the_moved_ledger_no_longer_allows_fails_instead_of_overdrawing(operator):

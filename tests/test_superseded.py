@@ -486,7 +486,7 @@ def test_an_approved_pause_is_re_assessed_before_it_runs_not_superseded(operator
     assert done.status == ProposalStatus.EXECUTED
     assert done.summary == "pause brand-search (1050.00 USD/day)"
     said = (
-        "Re-assessed before executing: brand-search's daily budget is 1050.00, was 1000.00; now "
+        "Re-assessed before executing: brand-search's daily budget is 1050.00, was 1000.00. Now: "
         "pause brand-search (1050.00 USD/day), which its approval still covers."
     )
     assert done.history.filter(history_change_reason=said).exists()
@@ -578,3 +578,49 @@ def test_a_moved_field_is_told_in_the_edit_forms_words():
     assert str(strategy) == "generic-search's bidding strategy is Target CPA, was Manual CPC"
     assert str(target) == "generic-search's target CPA is 25.00, was not set"
     assert str(status) == "brand-search's status is Paused, was Active"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_a_reallocation_re_routed_after_a_re_assessment_says_both_in_order(
+    channel, login, optimizer
+):
+    """The engine approves moving 90.00 (9%); the channel's endpoint answers 503 twice, and
+    the source's budget moves while each request is under way. The second attempt re-assesses
+    it (90.00 of 950.00: still the engine's to approve), the third re-routes it to a person
+    (90.00 of 800.00). Its page and its API say both, newest first, each with its figures; the
+    re-routing did not wipe out the re-assessment the worker had recorded."""
+    endpoint = channel(503, 503, 200)
+
+    def moved(to: str):
+        return lambda: Campaign.objects.filter(external_id="brand-search").update(
+            daily_budget=Decimal(to)
+        )
+
+    endpoint.while_first_request = moved("950.00")
+    endpoint.while_later_requests[2] = moved("800.00")
+    submitted = optimizer.post("/api/v1/proposals/", reallocation("90.00"), format="json").json()
+    assert submitted["status"] == "approved", submitted
+
+    wait_until(lambda: Proposal.objects.get(pk=submitted["id"]).status == "pending_review")
+
+    said = [
+        "Re-routed to a person before executing: brand-search's daily budget is 800.00, was "
+        "950.00.",
+        "Re-assessed before executing: brand-search's daily budget is 950.00, was 1000.00.",
+        "11.3% of brand-search's daily budget exceeds the 10.0% auto-execute ceiling of policy "
+        "“Budget reallocations”.",
+    ]
+    answer = optimizer.get(f"/api/v1/proposals/{submitted['id']}/").json()
+    assert answer["verdict"]["outcome"] == "review"
+    assert answer["verdict"]["reasons"] == said
+    page = login("auditor").get(reverse("admin:approvals_proposal_change", args=[answer["id"]]))
+    assert [str(reason) for reason in page.context["reasons_now"]] == said
+    # Its history keeps what the re-assessment read of it then, word for word.
+    assert Proposal.history.filter(
+        id=answer["id"],
+        history_change_reason="Re-assessed before executing: brand-search's daily budget is "
+        "950.00, was 1000.00. Now: move 90.00 USD/day from brand-search to generic-search "
+        "(9.5%), which its approval still covers.",
+    ).exists()
+    assert len(endpoint.received) == 2

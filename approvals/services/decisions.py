@@ -40,6 +40,7 @@ from approvals.services.expiry import proposals_expire_locked
 from approvals.services.hooks import approvals_counted, decisions_settled, reviews_restarted
 from approvals.services.lifecycle import proposal_lock, proposal_transition, proposals_transition
 from approvals.services.proposals import (
+    EDITED_BEFORE_APPROVAL,
     action_assess,
     guardrail_blocks_counting_approved,
     refreshed_facts,
@@ -131,13 +132,13 @@ def _edit(proposal: Proposal, edited_payload: Any) -> dict[str, Any] | None:
             + " Change it, or approve the proposal as it is."
         )
     summary = assessed.assessment.summary
-    note = f"Edited before approval to: {summary}."
+    note = f"{EDITED_BEFORE_APPROVAL} to: {summary}."
     if summary == proposal.summary:  # it reads as before (a creative's copy): say what changed
         changed = ", ".join(
             action_type.field_words(path)
             for path in payload_diff(proposal.payload, assessed.payload)
         )
-        note = f"Edited before approval ({changed} changed): {summary}."
+        note = f"{EDITED_BEFORE_APPROVAL} ({changed} changed): {summary}."
     return {"payload": assessed.payload, **refreshed_facts(proposal, assessed, verdict, note)}
 
 

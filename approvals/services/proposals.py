@@ -808,28 +808,55 @@ def guardrail_blocks_each(proposals: Iterable[Proposal]) -> dict[int, tuple[str,
 HELD_BACK = "Held back before executing:"
 RE_ROUTED = "Re-routed to a person before executing:"
 SENT_BACK = (HELD_BACK, RE_ROUTED)
+# How the reason of an approved proposal re-assessed as it was about to run begins (its
+# figures moved since it was assessed; executors.runner), and that of a reviewer's edit.
+REASSESSED_BEFORE_EXECUTING = "Re-assessed before executing:"
+EDITED_BEFORE_APPROVAL = "Edited before approval"
 
 # How a waiting proposal's reason begins once a change another proposal made landed on its
-# campaigns (``approvals.services.supersession``), and how that reason goes on to say what it
-# makes of the proposal then: the figures it read, or that it no longer applies.
+# campaigns (``approvals.services.supersession``), and how a re-assessment's reason (that
+# one, or one before executing) goes on to say what it makes of the proposal then: the
+# figures it read, or that it no longer applies (or would now be blocked).
 REASSESSED_AFTER = "Re-assessed after "
 REASSESSED_NOW = " Now: "
 REASSESSED_NO_LONGER_APPLIES = " It can no longer be applied as proposed: "
+REASSESSED_WOULD_BE_BLOCKED = " It would now be blocked: "
+
+# What happened to a proposal since its agent made it, each said by a reason of its own
+# (a note) above the reasons of its verdict, newest first.
+NOTES = (REASSESSED_AFTER, REASSESSED_BEFORE_EXECUTING, EDITED_BEFORE_APPROVAL, *SENT_BACK)
 
 
 def reassessment_note(reason: str) -> str:
-    """A re-assessment's reason, as an earlier one reads once the proposal was re-assessed
+    """A re-assessment's reason, as an earlier one reads once the proposal was assessed
     again: the change and what made it, as its history records it, without what it read of
-    the proposal then, which a later one replaces."""
+    the proposal then, which a later assessment replaces. Any other note, as it is."""
     for then in (REASSESSED_NOW, REASSESSED_NO_LONGER_APPLIES):
         reason = reason.partition(then)[0]
     return reason
 
 
-def earlier_reassessments(reasons: Iterable[str]) -> list[str]:
-    """The re-assessments a proposal's reasons tell (``reassessment_note``), newest first:
-    each still happened, whatever came after."""
-    return [reassessment_note(r) for r in reasons if str(r).startswith(REASSESSED_AFTER)]
+def reasons_after(
+    note: str,
+    reasons: Iterable[str],
+    *,
+    reassessed: bool = False,
+    verdict_reasons: Iterable[str] | None = None,
+) -> list[str]:
+    """A proposal's reasons once ``note`` happened to it: the note first, then every note
+    its reasons held (``NOTES``: each earlier re-assessment, edit, hold or re-routing still
+    happened, whatever came after), in the order they were said, then the reasons of its
+    verdict: ``verdict_reasons``, those of the verdict it was evaluated again with, if it
+    was, else those it had. ``reassessed``: the note says what the proposal reads now (its
+    figures were read again), so each earlier re-assessment reads as ``reassessment_note``.
+    Nothing is said twice."""
+    reasons = [str(reason) for reason in reasons]
+    notes = [reason for reason in reasons if reason.startswith(NOTES)]
+    if reassessed:
+        notes = [reassessment_note(reason) for reason in notes]
+    if verdict_reasons is None:
+        verdict_reasons = [reason for reason in reasons if not reason.startswith(NOTES)]
+    return list(dict.fromkeys([note, *notes, *verdict_reasons]))
 
 
 def refreshed_facts(
@@ -847,11 +874,10 @@ def refreshed_facts(
     page names that version and its terms (``routed_with``: ``approvals_routed_with`` of
     the proposals being refreshed, read here if not given)."""
     required = max(proposal.required_approvals, verdict.required_approvals)
-    # Why it was sent back to a person before it ran still holds: a person must decide it.
-    sent_back = [reason for reason in proposal.verdict_reasons if reason.startswith(SENT_BACK)]
-    # So do the changes that re-assessed it before (a second one does not undo the first).
-    reassessed = earlier_reassessments(proposal.verdict_reasons)
-    reasons = [note, *reassessed, *sent_back, *verdict.reasons]
+    # What happened to it before (sent back to a person, edited, re-assessed) still did.
+    reasons = reasons_after(
+        note, proposal.verdict_reasons, reassessed=True, verdict_reasons=verdict.reasons
+    )
     asks = verdict.required_approvals
     routed = (routed_with or approvals_routed_with([proposal])).get(
         proposal.verdict_policy_version, 1

@@ -48,9 +48,9 @@ from approvals.services.proposals import (
     campaign_fields_changed,
     campaigns_for,
     changed_first,
-    earlier_reassessments,
     ledger_value,
     ledger_value_recorded,
+    reasons_after,
     refreshed_facts,
     verdict_for,
 )
@@ -279,7 +279,7 @@ class Overtaken:
     @property
     def reassessed_note(self) -> str:
         """Said of a waiting proposal re-assessed after the moves, here and in its history, in
-        words that stay true once it is re-assessed again (``earlier_reassessments``)."""
+        words that stay true once it is re-assessed again (``reassessment_note``)."""
         went = "; ".join(move.went for move in self.moves)
         return f"{REASSESSED_AFTER}{self.cause}: {went}."
 
@@ -292,7 +292,9 @@ def proposals_supersede(*, supersessions: Sequence[Overtaken], actor: Actor) -> 
     by_reason: dict[str, list[Proposal]] = defaultdict(list)
     for supersession in supersessions:
         proposal = supersession.proposal
-        proposal.verdict_reasons = [supersession.superseded_reason, *proposal.verdict_reasons]
+        proposal.verdict_reasons = reasons_after(
+            supersession.superseded_reason, proposal.verdict_reasons
+        )
         by_reason[supersession.superseded_reason].append(proposal)
     now = timezone.now()
     for reason, proposals in by_reason.items():
@@ -492,17 +494,13 @@ def proposals_reassess_waiting(*, waiting: Sequence[Overtaken], actor: Actor) ->
     for proposal, note, assessed in checked:
         if isinstance(assessed, InvalidInput):
             why = assessed.message
-            changes = {
-                "verdict_reasons": [
-                    f"{note}{REASSESSED_NO_LONGER_APPLIES}{why}",
-                    *earlier_reassessments(proposal.verdict_reasons),
-                    *(
-                        reason
-                        for reason in proposal.verdict_reasons
-                        if not reason.startswith(REASSESSED_AFTER)
-                    ),
-                ]
-            }
+            # Its verdict stays (nothing was evaluated), under what happened to it.
+            reasons = reasons_after(
+                f"{note}{REASSESSED_NO_LONGER_APPLIES}{why}",
+                proposal.verdict_reasons,
+                reassessed=True,
+            )
+            changes = {"verdict_reasons": reasons}
         else:
             verdict, _ = verdict_for(
                 assessed=assessed, agent=proposal.agent, proposal_id=proposal.pk, context=context
