@@ -296,4 +296,10 @@ def test_an_edit_stays_on_record_through_every_later_re_assessment(operators, lo
     # Each said once, and what its verdict says comes below what happened to it.
     assert len(set(reasons)) == len(reasons) and reasons == on_page
     assert not any(reason.startswith(("Re-assessed", "Edited")) for reason in reasons[3:])
+    # What it reads as now is said to be the edit's and the re-assessments' both.
+    page = login("auditor").get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+    assert (
+        "As edited and re-assessed:</strong> move 140.00 USD/day from brand-search to "
+        "generic-search (12.5%)"
+    ) in page.content.decode()
     assert Campaign.objects.get(external_id="brand-search").daily_budget == Decimal("980.00")
