@@ -456,6 +456,17 @@ def _listed(proposals) -> str:
     )
 
 
+def _magnitude_against(as_written, magnitude, ceiling, held_by_cumulative: str | None) -> str:
+    """A magnitude beside the ceiling that routed it (``ProposalAdmin.magnitude_display``)."""
+    if held_by_cumulative and (ceiling is None or magnitude <= ceiling):
+        return held_by_cumulative
+    if ceiling is None:
+        return as_written(magnitude)
+    if magnitude <= ceiling:  # the ceiling let it through: it did not hold it
+        return f"{as_written(magnitude)}, within {as_written(ceiling)}"
+    return f"{as_written(magnitude)} / {as_written(ceiling)}"
+
+
 def _guardrail_findings(
     proposal: Proposal, *, engaged_now: Collection[str]
 ) -> list[tuple[str, bool]]:
@@ -811,11 +822,25 @@ class ProposalAdmin(ReadOnlyAdmin):
         routed_by = Policy.history.filter(
             history_id=OuterRef("verdict_policy_version"), always_review=False
         )
+        # Its first routing, as its agent proposed it: an edit's re-assessment replaces the
+        # magnitude and the holds on the proposal itself (``magnitude_display``).
+        first_routing = (
+            Proposal.history.filter(id=OuterRef("pk"))
+            .exclude(verdict_outcome="")
+            .order_by("history_id")
+        )
         return (
             super()
             .get_queryset(request)
             .annotate(
                 deciding_ceiling=Subquery(routed_by.values("auto_execute_max_magnitude")[:1]),
+                routed_payload=Subquery(
+                    first_routing.values("payload")[:1], output_field=models.JSONField()
+                ),
+                routed_magnitude=Subquery(first_routing.values("magnitude")[:1]),
+                routed_held_by=Subquery(
+                    first_routing.values("verdict_held_by")[:1], output_field=models.JSONField()
+                ),
                 # Each scope of kill switch engaged over its account now: what its reasons
                 # say of one released since (``_kill_switches_named_now``).
                 kill_switch_global_now=Exists(
@@ -894,9 +919,11 @@ class ProposalAdmin(ReadOnlyAdmin):
         the cumulative ceiling held it though its own move is within the auto-execute one,
         the cumulative move beside the cumulative ceiling: what held it. Within the
         auto-execute ceiling, it says so ("6.0%, within 15.0%"): whatever sent it to a person,
-        its size did not."""
+        its size did not. Edited, the edit's magnitude and then the one that routed it, as
+        its agent proposed it ("15.0% as edited; 50.0% / 15.0% as proposed"): the edit's
+        re-assessment replaced the proposal's, and alone it read as if its size had let it
+        through."""
         as_written = action_types.get(proposal.action_type).magnitude_text
-        magnitude = as_written(proposal.magnitude)
         if hasattr(proposal, "deciding_ceiling"):
             ceiling = proposal.deciding_ceiling
         else:
@@ -907,18 +934,19 @@ class ProposalAdmin(ReadOnlyAdmin):
                 else (policy.auto_execute_max_magnitude)
             )
         if proposal.verdict_held_by is None:
-            held_by_cumulative = legacy_cumulative_figure_from_reasons(
-                proposal.verdict_reasons or ()
-            )
+            held_by = legacy_cumulative_figure_from_reasons(proposal.verdict_reasons or ())
         else:
-            held_by_cumulative = cumulative_figure(proposal.verdict_held_by)
-        if held_by_cumulative and (ceiling is None or proposal.magnitude <= ceiling):
-            return held_by_cumulative
-        if ceiling is None:
-            return magnitude
-        if proposal.magnitude <= ceiling:  # the ceiling let it through: it did not hold it
-            return f"{magnitude}, within {as_written(ceiling)}"
-        return f"{magnitude} / {as_written(ceiling)}"
+            held_by = cumulative_figure(proposal.verdict_held_by)
+        routed_payload = getattr(proposal, "routed_payload", None)
+        if routed_payload is not None and routed_payload != proposal.payload:
+            routed = _magnitude_against(
+                as_written,
+                proposal.routed_magnitude,
+                ceiling,
+                cumulative_figure(proposal.routed_held_by or ()),
+            )
+            return f"{as_written(proposal.magnitude)} as edited; {routed} as proposed"
+        return _magnitude_against(as_written, proposal.magnitude, ceiling, held_by)
 
     @admin.display(description="approvals", ordering="approvals_this_round")
     def approvals_display(self, proposal: Proposal) -> str:

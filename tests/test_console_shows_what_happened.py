@@ -593,6 +593,26 @@ def test_the_api_names_the_policy_as_it_was_in_the_version_that_decided(optimize
     assert later["verdict"]["policy"]["version"] > proposal.verdict_policy_version
 
 
+def test_an_edited_proposal_shows_the_move_that_routed_it_beside_the_edits(operator, login):
+    """An edit is re-assessed and its magnitude replaces the proposal's: under "magnitude /
+    ceiling that routed it" the queue and the page said "15.0%, within 15.0%", as if its size
+    had let it through, when the 50.0% its agent proposed is what sent it to a person."""
+    raise_ = evaluated(bid_adjustment("1.20", campaign="display-retarget"))  # +50.0%
+    proposal_approve(
+        proposal_id=raise_.pk,
+        reviewer=operator,
+        edited_payload={**raise_.payload, "new_bid": "0.92"},  # +15.0%
+    )
+    auditor = login("auditor")
+
+    listed = auditor.get(CHANGELIST, {"status": "all"}).text
+    page = page_of(auditor, raise_).text
+
+    for shown in (listed, page):
+        assert "15.0% as edited; 50.0% / 15.0% as proposed" in shown
+        assert "15.0%, within 15.0%" not in shown
+
+
 def test_a_proposal_held_by_the_cumulative_ceiling_shows_that_figure_not_its_own_move(login):
     for new_bid in ("2.18", "2.38"):  # +9.0%, then +9.2%: each runs on its own
         proposal_execute(proposal_id=evaluated(bid_adjustment(new_bid)).pk)
