@@ -409,6 +409,11 @@ def test_an_operator_reads_what_a_guardrail_found_from_the_queue_by_keyboard_alo
     page = phone.new_page()
     log_in(page, live_server.url, demo_world["users"]["operator"])
     page.goto(f"{live_server.url}/admin/approvals/proposal/")
+    # The ⚠ reads beside its heading ("Guardrail: ⚠ 2"), as every other value of the row
+    # does, not alone on a line under it.
+    cell = page.locator("#result_list td.field-guardrail_flag").bounding_box()
+    mark = page.locator("#result_list .guardrail-flag summary").bounding_box()
+    assert mark["y"] < cell["y"] + mark["height"], (cell, mark)
     page.locator("#result_list .guardrail-flag summary").tap()
     findings = page.locator("#result_list .guardrail-findings")
     expect(findings).to_be_visible()
