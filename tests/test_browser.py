@@ -967,3 +967,24 @@ def test_the_consoles_pages_fit_a_phones_width(live_server, demo_world, browser)
     expect(page.locator("#scorecard")).to_contain_text("budget reallocation")
     fits("an agent's scorecard")
     context.close()
+
+
+def test_a_page_that_does_not_exist_is_spaced_as_the_consoles_pages_are(
+    live_server, demo_world, browser
+):
+    """The message of a missing page sits as far from the way back under it as from its
+    title above, at a laptop's width and at a phone's: on a laptop the links sat half as far
+    below the message's box as the title sat above it, crowding the box."""
+    for width, height in ((1366, 768), (390, 844)):
+        context = browser.new_context(viewport={"width": width, "height": height})
+        page = context.new_page()
+        log_in(page, live_server.url, demo_world["users"]["operator"])
+        page.goto(f"{live_server.url}/admin/no-such-page/")
+        title, message, ways_back = (
+            page.locator(selector).bounding_box()
+            for selector in ("#content h1", "#error-message", "#ways-back")
+        )
+        above = message["y"] - (title["y"] + title["height"])
+        below = ways_back["y"] - (message["y"] + message["height"])
+        assert round(below) == round(above), (width, above, below)
+        context.close()
