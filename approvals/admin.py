@@ -52,6 +52,7 @@ from approvals.selectors import (
     proposal_states,
     retry_may_repeat_said,
     routed_reasons,
+    routings,
     withdrawal_seen,
 )
 from approvals.services.acts import (
@@ -824,11 +825,7 @@ class ProposalAdmin(ReadOnlyAdmin):
         )
         # Its first routing, as its agent proposed it: an edit's re-assessment replaces the
         # magnitude and the holds on the proposal itself (``magnitude_display``).
-        first_routing = (
-            Proposal.history.filter(id=OuterRef("pk"))
-            .exclude(verdict_outcome="")
-            .order_by("history_id")
-        )
+        first_routing = routings(OuterRef("pk"))
         return (
             super()
             .get_queryset(request)
@@ -937,13 +934,19 @@ class ProposalAdmin(ReadOnlyAdmin):
             held_by = legacy_cumulative_figure_from_reasons(proposal.verdict_reasons or ())
         else:
             held_by = cumulative_figure(proposal.verdict_held_by)
-        routed_payload = getattr(proposal, "routed_payload", None)
+        if hasattr(proposal, "routed_payload"):
+            routed_payload, routed_magnitude, routed_held_by = (
+                proposal.routed_payload,
+                proposal.routed_magnitude,
+                proposal.routed_held_by,
+            )
+        else:  # a history version's page
+            routed_payload, routed_magnitude, routed_held_by = routings(proposal.id).values_list(
+                "payload", "magnitude", "verdict_held_by"
+            ).first() or (None, None, None)
         if routed_payload is not None and routed_payload != proposal.payload:
             routed = _magnitude_against(
-                as_written,
-                proposal.routed_magnitude,
-                ceiling,
-                cumulative_figure(proposal.routed_held_by or ()),
+                as_written, routed_magnitude, ceiling, cumulative_figure(routed_held_by or ())
             )
             return f"{as_written(proposal.magnitude)} as edited; {routed} as proposed"
         return _magnitude_against(as_written, proposal.magnitude, ceiling, held_by)

@@ -191,6 +191,16 @@ def how_review_ended(proposal: Proposal) -> str:
     return ""
 
 
+def routings(proposal_id) -> QuerySet:
+    """The proposal's history records from its first routing on, oldest first: the first is
+    the proposal as its agent made it and as policy routed it, whatever an edit's
+    re-assessment changed since (its magnitude, its holds). ``proposal_id`` may be an
+    ``OuterRef``."""
+    return (
+        Proposal.history.filter(id=proposal_id).exclude(verdict_outcome="").order_by("history_id")
+    )
+
+
 def routed_reasons(proposal: Proposal) -> list[str]:
     """Why the proposal, as its agent made it, went where it did: the reasons of its first
     routing (its first history record that has any), which an edit's re-assessment replaces

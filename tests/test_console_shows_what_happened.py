@@ -607,8 +607,12 @@ def test_an_edited_proposal_shows_the_move_that_routed_it_beside_the_edits(opera
 
     listed = auditor.get(CHANGELIST, {"status": "all"}).text
     page = page_of(auditor, raise_).text
+    edited = Proposal.history.filter(id=raise_.pk).latest("history_id")
+    version = auditor.get(
+        reverse("admin:approvals_proposal_simple_history", args=[raise_.pk, edited.history_id])
+    ).text
 
-    for shown in (listed, page):
+    for shown in (listed, page, version):
         assert "15.0% as edited; 50.0% / 15.0% as proposed" in shown
         assert "15.0%, within 15.0%" not in shown
 
