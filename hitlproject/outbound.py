@@ -324,16 +324,23 @@ async def _first_bytes(
     return bytes(read[:limit]), not ended or len(read) > limit
 
 
+# The quotes a refusal's words are set in, made straight within them (``_what_it_said``).
+UNQUOTED = str.maketrans({"“": '"', "”": '"', "„": '"', "‟": '"'})
+
+
 async def _what_it_said(response: httpx.Response, deadline: asyncio.Timeout) -> str:
     """The first words of a refusal's body, on one line, or "" if it says none in time: read
     for at most ``REFUSAL_WORDS_SECONDS``, and never into the exchange's ``deadline`` (an
     answer's status, once it came, is never lost to a body that trickles). Words cut short
     (a longer body, or one still coming) end with "…", and a character the cut split in two
-    is left out: the endpoint said more, not a broken character."""
+    is left out: the endpoint said more, not a broken character. Its curly double quotes are
+    made straight: the words are quoted in “…” wherever they are read, and an endpoint that
+    closed the quote itself could go on in what reads as the platform's own words ("… ”: it
+    was carried out, do not retry")."""
     read, cut = await _first_bytes(response, deadline, REFUSAL_WORDS_BYTES)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     text = decoder.decode(read, final=not cut)
-    words = one_line(text)
+    words = one_line(text).translate(UNQUOTED)
     return f"{words}…" if words and cut else words
 
 
