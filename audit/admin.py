@@ -10,8 +10,9 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers, widgets
 from django.contrib.admin.exceptions import DisallowedModelAdminLookup
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import flatten_fieldsets, unquote
-from django.contrib.admin.views.main import ChangeList
+from django.contrib.admin.views.main import IGNORED_PARAMS, PAGE_VAR, ChangeList
 from django.contrib.auth import get_user_model
 from django.core import checks
 from django.core.exceptions import (
@@ -151,6 +152,21 @@ class ConsoleAdmin(admin.ModelAdmin):
     def changelist_view(self, request, extra_context=None):
         refuse_nul(request.GET)
         return super().changelist_view(request, extra_context)
+
+    def get_changelist_instance(self, request):
+        # A filter's value the list cannot read (``?reviewer__id__exact=abc``, a link typed
+        # or cut short) is refused saying which; Django sends the reader to ``?e=1``, the
+        # whole list, unfiltered and with no word that what was asked for was dropped.
+        try:
+            return super().get_changelist_instance(request)
+        except IncorrectLookupParameters as error:
+            asked = ", ".join(
+                f"{name}={value}"
+                for name, values in request.GET.lists()
+                if name not in (*IGNORED_PARAMS, PAGE_VAR)
+                for value in values
+            )
+            raise BadRequest(f"The list cannot be filtered by {asked}: {error}") from error
 
     def get_search_results(self, request, queryset, search_term):
         # Also what the autocomplete endpoint searches with.
