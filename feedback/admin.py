@@ -148,3 +148,9 @@ class AutonomyRulesAdmin(ChangeReasonAdmin):
 
     def changelist_view(self, request, extra_context=None):
         return redirect("admin:feedback_autonomyrules_change", AutonomyRules.current().pk)
+
+    def response_change(self, request, obj):
+        # One set, whose page is its list (each button comes back to it). Django said "The
+        # autonomy rules “Autonomy rules” was changed successfully."
+        self.message_user(request, "The autonomy rules were changed.", messages.SUCCESS)
+        return redirect(request.path)

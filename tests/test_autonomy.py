@@ -296,8 +296,10 @@ def test_policy_owners_keep_the_autonomy_rules_and_operators_read_them(login, de
     assert share == "50%"
     editing = login("policy-owner").get(url).text
     assert re.search(r'name="widen_min_clean_share" value="95"', editing)
-    response = login("policy-owner").post(url, form)
-    assert response.status_code == 302
+    saved = login("policy-owner").post(url, form, follow=True)
+    assert saved.redirect_chain == [(url, 302)]
+    # Not Django's "The autonomy rules “Autonomy rules” was changed successfully."
+    assert [str(m) for m in saved.context["messages"]] == ["The autonomy rules were changed."]
     rules = AutonomyRules.current()
     assert (rules.window, rules.widen_min_decisions) == (timedelta(days=14), 100)
     assert (rules.widen_min_clean_share, rules.widen_max_ceiling) == (
