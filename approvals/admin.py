@@ -3,7 +3,7 @@
 import copy
 import dataclasses
 import json
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from fractions import Fraction
 
 from django import forms
@@ -96,6 +96,8 @@ from audit.admin import (
     AuditedHistoryAdmin,
     ConsoleHistoryValues,
     ReadOnlyAdmin,
+    console_act_logged,
+    console_acts_logged,
     refuse_nul_in_search,
 )
 from feedback.models import OutcomeEffect
@@ -439,6 +441,30 @@ def _what_happened(proposal: Proposal) -> str:
     return f"Proposal #{proposal.pk} {STATUS_REACHED[proposal.status]}."
 
 
+def approval_logged(proposal: Proposal, *, edited: bool = False) -> str:
+    """An approval as the console's log says it (``console_acts_logged``): what the reviewer
+    did and what came of it, as the reviewer was told."""
+    as_edited = " (as edited)" if edited else ""
+    if proposal.status == ProposalStatus.SUPERSEDED:
+        return "Not approved: superseded, its target had moved"
+    if proposal.status == ProposalStatus.PENDING_REVIEW:
+        return (
+            f"Approved{as_edited}, {proposal.approvals_this_round} of "
+            f"{proposal.required_approvals} approvals"
+        )
+    return f"Approved{as_edited}"
+
+
+def rejection_logged(reason_code: str) -> str:
+    return f"Rejected ({RejectionReason(reason_code).label.lower()})"
+
+
+def retry_logged(proposal: Proposal) -> str:
+    if proposal.status == ProposalStatus.APPROVED:
+        return "Sent to be executed again"
+    return f"Retried: it {STATUS_REACHED[proposal.status]}"
+
+
 def _refused(error: DomainError, proposal_id: int, act: Act) -> str:
     """A refused act's message; where a colleague ended the proposal's review first (it was
     rejected, approved or withdrawn since this page was loaded), who did it and when, as the
@@ -589,6 +615,19 @@ def _kill_switches_engaged_since(proposal: Proposal) -> list[str]:
         for reason in map(kill_switch_reason, engaged_kill_switches(proposal.account))
         if reason.partition(": ")[0] not in found
     ]
+
+
+def _bulk_logged(
+    verb: str, decided: Decided, *, reason_code: str = "", **form
+) -> list[tuple[Proposal, str]]:
+    """Each proposal a bulk decision decided, or superseded instead, as the console's log
+    says it (``console_acts_logged``); those refused or held back were not acted on."""
+    if verb == "reject":
+        acts = [(proposal, rejection_logged(reason_code)) for proposal in decided.proposals]
+    else:
+        acts = [(proposal, approval_logged(proposal)) for proposal in decided.proposals]
+    acts += [(proposal, approval_logged(proposal)) for proposal, _ in decided.superseded]
+    return [(proposal, f"{said}, in bulk") for proposal, said in acts]
 
 
 def _bulk_result(verb: str, decided: Decided) -> list[tuple[int, str]]:
@@ -1172,6 +1211,8 @@ class ProposalAdmin(ReadOnlyAdmin):
         decide,
         *,
         act: Act,
+        logged: Callable[..., str],
+        said: Callable[[Proposal], str] = _what_happened,
         shown_as: str | None = None,
     ) -> HttpResponse:
         """Run a form's act on the proposal and say how it went. Someone whose role does not
@@ -1179,7 +1220,9 @@ class ProposalAdmin(ReadOnlyAdmin):
         of who may act (``approvals.services.acts``) under the proposal's lock, and any other
         refusal is shown as its message. A refused form the page shows (``shown_as``, its
         name in the page's context) comes back as its reviewer filled it in, the refusal
-        beside it: a note typed at length is not lost to a reload."""
+        beside it: a note typed at length is not lost to a reload. Done, the act is in the
+        console's log as ``logged`` says it (given what the act returned and the form's
+        values)."""
         if request.method != "POST":  # an act's address opened as a page: the proposal's
             return HttpResponseRedirect(
                 reverse("admin:approvals_proposal_change", args=[object_id])
@@ -1203,8 +1246,13 @@ class ProposalAdmin(ReadOnlyAdmin):
                 form.add_error(None, refusal)
                 refused_with, moved_on = error.status_code, _moved_on(error)
             else:
+                console_act_logged(
+                    request,
+                    done if isinstance(done, Proposal) else proposal,
+                    logged(done, **form.cleaned_data),
+                )
                 if isinstance(done, Proposal):
-                    done = _what_happened(done)
+                    done = said(done)
                 messages.success(request, done)
         if refused_with and shown_as and proposal is not None:
             if moved_on:  # nothing to correct: the page as it is now
@@ -1221,6 +1269,7 @@ class ProposalAdmin(ReadOnlyAdmin):
                 proposal_id=object_id, reviewer=request.user, note=note, seen=_seen(request)
             ),
             act=Act.APPROVE,
+            logged=lambda done, note: approval_logged(done),
             shown_as="approve_form",
         )
 
@@ -1264,6 +1313,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             if _moved_on(error):
                 return _refused_redirect(request, object_id, "edit_form", form)
             return self._review_page(request, object_id, status=error.status_code, edit_form=form)
+        console_act_logged(request, done, approval_logged(done, edited=True))
         happened = _what_happened(done)
         if done.review_round > proposal.review_round:  # earlier approvals: of another action
             happened = (
@@ -1297,6 +1347,7 @@ class ProposalAdmin(ReadOnlyAdmin):
                 seen=_seen(request),
             ),
             act=Act.REJECT,
+            logged=lambda done, reason_code, note: rejection_logged(reason_code),
             shown_as="reject_form",
         )
 
@@ -1309,6 +1360,7 @@ class ProposalAdmin(ReadOnlyAdmin):
                 proposal_id=object_id, reviewer=request.user, note=note
             ),
             act=Act.WITHDRAW,
+            logged=lambda done, note: "Withdrawn for its agent",
             shown_as="withdraw_form",
         )
 
@@ -1320,18 +1372,36 @@ class ProposalAdmin(ReadOnlyAdmin):
             return f"Outcome recorded; {outcome.proposal.agent} receives it as feedback."
 
         return self._decide(
-            request, object_id, OutcomeForm, report, act=Act.REPORT_OUTCOME, shown_as="outcome_form"
+            request,
+            object_id,
+            OutcomeForm,
+            report,
+            act=Act.REPORT_OUTCOME,
+            logged=lambda done, effect, note: (
+                f"Outcome reported: {OutcomeEffect(effect).label.lower()}"
+            ),
+            shown_as="outcome_form",
         )
 
     def retry_view(self, request: HttpRequest, object_id: int):
-        def retry() -> str:
+        def retry() -> Proposal:
             # A retry decides nothing: it sends the approved action again.
-            retried = proposal_retry(proposal_id=object_id, reviewer=request.user)
+            return proposal_retry(proposal_id=object_id, reviewer=request.user)
+
+        def retried_said(retried: Proposal) -> str:
             if retried.status == ProposalStatus.APPROVED:
                 return f"Proposal #{retried.pk} is sent to be executed again."
             return _what_happened(retried)
 
-        return self._decide(request, object_id, forms.Form, retry, act=Act.RETRY)
+        return self._decide(
+            request,
+            object_id,
+            forms.Form,
+            retry,
+            act=Act.RETRY,
+            logged=retry_logged,
+            said=retried_said,
+        )
 
     # --- bulk decisions, each behind a confirmation page ---------------------------------------
     def _bulk(self, request, queryset: QuerySet[Proposal], *, verb: str, form_class, decide):
@@ -1388,6 +1458,7 @@ class ProposalAdmin(ReadOnlyAdmin):
                 },
                 **form.cleaned_data,
             )
+            console_acts_logged(request, _bulk_logged(verb, decided, **form.cleaned_data))
             for level, message in _bulk_result(verb, decided):
                 messages.add_message(request, level, message)
             return None
@@ -1570,6 +1641,7 @@ class AgentAdmin(AuditedHistoryAdmin):
     def issue_new_callback_secret(self, request, queryset):
         for agent in queryset:
             agent_callback_secret_rotate(agent=agent, actor=Actor.for_user(request.user))
+            console_act_logged(request, agent, "Issued a new callback signing secret")
         messages.success(request, "New signing secrets issued; each is on its agent's page.")
 
     @admin.action(
@@ -1582,6 +1654,7 @@ class AgentAdmin(AuditedHistoryAdmin):
             except DomainError as error:
                 messages.error(request, error.message)
                 continue
+            console_act_logged(request, agent, "Issued a new API key")
             messages.warning(
                 request,
                 format_html("New API key for {}, shown once: <code>{}</code>", agent.name, raw_key),
@@ -1603,6 +1676,7 @@ class AgentAPIKeyAdmin(ReadOnlyAdmin):
     def revoke(self, request, queryset):
         for key in queryset.filter(revoked_at__isnull=True):
             agent_key_revoke(key=key, actor=Actor.for_user(request.user))
+            console_act_logged(request, key, "Revoked")
         messages.success(request, "Revoked.")
 
     def has_revoke_permission(self, request) -> bool:

@@ -4,12 +4,15 @@ secrets no lookup reaches, ids that are not ids refused as such, history that is
 import contextlib
 import dataclasses
 import json
+from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers, widgets
 from django.contrib.admin.exceptions import DisallowedModelAdminLookup
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.contrib.admin.views.main import IGNORED_PARAMS, PAGE_VAR, ChangeList
@@ -112,6 +115,26 @@ def valid_id(field: models.Field, value: str) -> None:
     refusal = id_refusal(field, unquote(value))
     if refusal:
         raise Http404(refusal)
+
+
+def console_acts_logged(request, acts: Iterable[tuple[models.Model, str]]) -> None:
+    """Record acts a person took through the console's own views (a decision, a promotion, a
+    retry, a claim) in the admin's log, each object with what was done to it ("Approved (as
+    edited)"), as Django's admin records a form it saves: its "Recent actions" and every
+    other reader of ``LogEntry`` see them, each linked to its object. Called once the act is
+    done; the act's own record (its history, its decision) stays the source of truth."""
+    said: dict[str, list[models.Model]] = defaultdict(list)
+    for obj, message in acts:
+        said[message].append(obj)
+    for message, objs in said.items():
+        LogEntry.objects.log_actions(
+            user_id=request.user.pk, queryset=objs, action_flag=CHANGE, change_message=message
+        )
+
+
+def console_act_logged(request, obj: models.Model, message: str) -> None:
+    """One act on one object (``console_acts_logged``)."""
+    console_acts_logged(request, [(obj, message)])
 
 
 def keeps_history(model: type[models.Model]) -> bool:

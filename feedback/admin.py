@@ -9,6 +9,7 @@ from audit.admin import (
     ChangeReasonForm,
     ConsoleHistoryValues,
     ReadOnlyAdmin,
+    console_acts_logged,
     is_history_page,
 )
 from feedback.callbacks import callback_events_redeliver
@@ -64,7 +65,8 @@ class CallbackEventAdmin(ReadOnlyAdmin):
     @admin.action(description="Deliver again (events given up on)", permissions=["redeliver"])
     def deliver_again(self, request, queryset):
         sent = callback_events_redeliver(events=queryset)
-        messages.success(request, f"Sending {how_many(sent, 'event')} again.")
+        console_acts_logged(request, [(event, "Sent again") for event in sent])
+        messages.success(request, f"Sending {how_many(len(sent), 'event')} again.")
 
     def has_redeliver_permission(self, request) -> bool:
         return request.user.has_perm(DECIDE_PERMISSION)  # operators keep the loop running

@@ -236,12 +236,14 @@ def callback_events_resend_due() -> int:
     return len(overdue)
 
 
-def callback_events_redeliver(*, events: Iterable[CallbackEvent]) -> int:
-    """An operator sends events that were given up on once more, from a fresh retry count."""
+def callback_events_redeliver(*, events: Iterable[CallbackEvent]) -> list[CallbackEvent]:
+    """An operator sends events that were given up on once more, from a fresh retry count.
+    Returns those sent again."""
     with transaction.atomic():
-        ids = [event.pk for event in events if event.status == DeliveryStatus.FAILED]
+        again = [event for event in events if event.status == DeliveryStatus.FAILED]
+        ids = [event.pk for event in again]
         CallbackEvent.objects.filter(pk__in=ids).update(
             status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=timezone.now()
         )
         enqueue_after_commit(DELIVER_CALLBACK_EVENT, *ids)
-    return len(ids)
+    return again

@@ -30,6 +30,8 @@ from audit.admin import (
     ChangeReasonForm,
     ConsoleHistoryValues,
     change_reason_field,
+    console_act_logged,
+    console_acts_logged,
     is_history_page,
 )
 from hitlproject.converters import record_page
@@ -291,9 +293,10 @@ class RouteAdmin(ChangeReasonAdmin):
             stopped = routes_deactivate(
                 routes=routes, user=request.user, reason=form.cleaned_data["change_reason"]
             )
-            they = "it tells" if stopped == 1 else "they tell"
+            console_acts_logged(request, [(route, "Deactivated") for route in stopped])
+            they = "it tells" if len(stopped) == 1 else "they tell"
             messages.success(
-                request, f"Deactivated {how_many(stopped, 'route')}; {they} nobody now."
+                request, f"Deactivated {how_many(len(stopped), 'route')}; {they} nobody now."
             )
             return None
         return TemplateResponse(
@@ -584,7 +587,9 @@ class ProposalAdmin(ApprovalsProposalAdmin):
             }
         return super().change_view(request, object_id, form_url, extra_context)
 
-    def _claim_act(self, request: HttpRequest, object_id: int, act) -> HttpResponseRedirect:
+    def _claim_act(
+        self, request: HttpRequest, object_id: int, act, *, logged: str
+    ) -> HttpResponseRedirect:
         if not self.has_view_permission(request):
             # Told nothing of it, not even whether it is there or waits: what the service's
             # refusal would say ("Proposal #3 is rejected; …").
@@ -597,6 +602,7 @@ class ProposalAdmin(ApprovalsProposalAdmin):
         except DomainError as error:
             messages.error(request, error.message)
         else:
+            console_act_logged(request, Proposal.objects.get(pk=object_id), logged)
             messages.success(request, said)
         return page
 
@@ -615,11 +621,11 @@ class ProposalAdmin(ApprovalsProposalAdmin):
             claim = proposal_claim(proposal_id=object_id, user=request.user)
             return f"You are on proposal #{object_id} until {claim.lapses_text}; the others see it."
 
-        return self._claim_act(request, object_id, take)
+        return self._claim_act(request, object_id, take, logged="Claimed")
 
     def release_view(self, request: HttpRequest, object_id: int):
         def give_back() -> str:
             proposal_release(proposal_id=object_id, user=request.user)
             return f"You gave proposal #{object_id} back: nobody is on it."
 
-        return self._claim_act(request, object_id, give_back)
+        return self._claim_act(request, object_id, give_back, logged="Given back")

@@ -1874,11 +1874,11 @@ def reached_by_choose(*, user, email: bool, slack: bool) -> ReachedBy:
     return chosen
 
 
-def routes_deactivate(*, routes: Sequence[Route], user, reason: str) -> int:
+def routes_deactivate(*, routes: Sequence[Route], user, reason: str) -> list[Route]:
     """Stop routes telling anyone (kept, with their history, and active again by a change),
-    ``reason`` kept in each one's history, as every change to a route is. Returns how many
+    ``reason`` kept in each one's history, as every change to a route is. Returns those that
     were active."""
-    stopped = 0
+    stopped = []
     with transaction.atomic(), acting_as(Actor.for_user(user)):
         for route in Route.objects.select_for_update().filter(
             pk__in=[r.pk for r in routes], is_active=True
@@ -1886,5 +1886,5 @@ def routes_deactivate(*, routes: Sequence[Route], user, reason: str) -> int:
             route.is_active = False
             route._change_reason = reason
             route.save()
-            stopped += 1
+            stopped.append(route)
     return stopped

@@ -29,6 +29,7 @@ from audit.admin import (
     ChangeReasonForm,
     ConsoleHistoryValues,
     change_reason_field,
+    console_act_logged,
     id_refusal,
     valid_id,
 )
@@ -538,6 +539,7 @@ class PolicyAdmin(ChangeReasonAdmin):
             except DomainError as error:
                 form.add_error(None, error.message)
             else:
+                console_act_logged(request, live, f"Promoted from draft #{draft.pk}")
                 messages.success(request, f"“{live}” is live, as the draft set it.")
                 return HttpResponseRedirect(reverse("admin:policies_policy_change", args=[live.pk]))
         unit = magnitude_unit(draft.action_type)
@@ -810,6 +812,12 @@ class KillSwitchAdmin(ChangeReasonAdmin):
         # The admin shows a help text as HTML: an account's name is escaped.
         form.base_fields["engaged"].help_text = escape(said)
         return form
+
+    def construct_change_message(self, request, form, formsets, add=False):
+        """Engaging or releasing a switch is what its log says, not "Changed Engaged"."""
+        if add or "engaged" in form.changed_data:
+            return "Engaged" if form.instance.engaged else "Released"
+        return super().construct_change_message(request, form, formsets, add)
 
     def save_model(self, request, obj, form, change) -> None:
         engaging = obj.engaged and not (change and form.initial.get("engaged"))

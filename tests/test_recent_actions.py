@@ -1,0 +1,148 @@
+"""The console's home page lists each person's own recent acts in the console, each saying
+what was done and linking to what it was done to: the console's own views (a decision, a bulk
+decision, a promotion) are logged as the admin logs a form it saves."""
+
+import re
+from html import unescape
+
+from django.test import Client
+from django.urls import reverse
+
+from approvals.models import Proposal
+from policies.models import KillSwitch, Policy
+from tests.conftest import creative, creative_batch, reallocation
+from tests.factories import evaluated
+from tests.test_policy_tuning import duplicate
+
+INDEX = reverse("admin:index")
+
+
+def recent_actions(client: Client) -> list[tuple[str, str, str]]:
+    """The home page's "recent actions" box as read: each act's object (its text and link)
+    and what was done to it."""
+    page = client.get(INDEX)
+    assert page.status_code == 200
+    box = page.text.split('id="recent-actions-module"', 1)[1].split("</ul>", 1)[0]
+    return [
+        (unescape(text).strip(), unescape(href), unescape(said).strip())
+        for href, text, said in re.findall(
+            r'<a href="([^"]+)">([^<]+)</a>\s*<br><span class="recent-action-said">([^<]+)</span>',
+            box,
+        )
+    ]
+
+
+def test_the_home_page_lists_what_each_person_did_in_the_console(login):
+    operator, owner = login("operator"), login("policy-owner")
+    assert "None yet." in operator.get(INDEX).text
+
+    single, rejected, *in_bulk = [evaluated(reallocation(f"{200 + n}.00")) for n in range(5)]
+    edited = evaluated(creative_batch(creative()))
+    proposal_page = "admin:approvals_proposal_{}"
+    assert (
+        operator.post(reverse(proposal_page.format("approve"), args=[single.pk]), {"note": ""})
+    ).status_code == 302
+    assert (
+        operator.post(
+            reverse(proposal_page.format("reject"), args=[rejected.pk]),
+            {"reason_code": "too_aggressive", "note": ""},
+        )
+    ).status_code == 302
+    assert (
+        operator.post(
+            reverse(proposal_page.format("edit-approve"), args=[edited.pk]),
+            {
+                "edit-creative-0-headline": "Search smarter",
+                "edit-creative-0-body": "Results most customers see in a week.",
+                "edit-creative-0-call_to_action": "Try it",
+                "edit-note": "",
+            },
+        )
+    ).status_code == 302
+    bulk = operator.post(
+        reverse(proposal_page.format("changelist")),
+        {
+            "action": "approve_selected",
+            "_selected_action": [p.pk for p in in_bulk],
+            "confirm": "yes",
+            "note": "",
+        },
+    )
+    assert bulk.status_code == 302
+
+    policy = Policy.objects.get(action_type="budget_reallocation", is_draft=False)
+    draft = duplicate(owner, policy, auto_execute_max_magnitude="30", change_reason="Try 30%.")
+    promoted = owner.post(
+        reverse("admin:policies_policy_promote", args=[draft.pk]), {"change_reason": "Agreed."}
+    )
+    assert promoted.status_code == 302
+    engaged = owner.post(
+        reverse("admin:policies_killswitch_add"),
+        {
+            "scope": "global",
+            "engaged": "on",
+            "reason": "Conversion tracking is down.",
+            "change_reason": "Stop everything until tracking is back.",
+        },
+    )
+    assert engaged.status_code == 302
+    switch = KillSwitch.objects.get()
+
+    def shown(proposal: Proposal, said: str) -> tuple[str, str, str]:
+        proposal.refresh_from_db()
+        return (str(proposal), reverse(proposal_page.format("change"), args=[proposal.pk]), said)
+
+    # Newest first, each with what was done: the operator's six decisions, and only those.
+    assert recent_actions(operator) == [
+        *[shown(p, "Approved, in bulk") for p in sorted(in_bulk, key=lambda p: -p.pk)],
+        shown(edited, "Approved (as edited)"),
+        shown(rejected, "Rejected (too aggressive)"),
+        shown(single, "Approved"),
+    ]
+    policy.refresh_from_db()
+    assert recent_actions(owner) == [
+        (str(switch), reverse("admin:policies_killswitch_change", args=[switch.pk]), "Engaged"),
+        (
+            str(policy),
+            reverse("admin:policies_policy_change", args=[policy.pk]),
+            f"Promoted from draft #{draft.pk}",
+        ),
+        (str(draft), reverse("admin:policies_policy_change", args=[draft.pk]), "Added."),
+    ]
+    # Each link leads to the page of what was acted on, for the person who acted.
+    for client in (operator, owner):
+        for _, link, _ in recent_actions(client):
+            assert client.get(link).status_code == 200
+
+    # The box says what it lists: acts here, not the decisions taken from Slack.
+    page = operator.get(INDEX).text
+    assert "Your recent actions in this console" in page
+    assert "Decisions you took from Slack are not among them" in page
+    decisions = reverse("admin:approvals_decision_changelist")
+    link = re.search(r'href="([^"]+)" id="my-decisions-link"', page)[1]
+    assert link.startswith(decisions)
+    mine = operator.get(unescape(link))
+    assert mine.status_code == 200 and mine.context["cl"].result_count == 6
+
+
+def test_a_claim_and_an_approval_that_waits_for_another_say_so(login, operators):
+    _, colleague = operators
+    Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
+    proposal = evaluated(reallocation())
+    operator = login("operator")
+    for act in ("claim", "release", "approve"):
+        done = operator.post(
+            reverse(f"admin:approvals_proposal_{act}", args=[proposal.pk]), {"note": ""}
+        )
+        assert done.status_code == 302
+
+    proposal.refresh_from_db()
+    page = reverse("admin:approvals_proposal_change", args=[proposal.pk])
+    assert recent_actions(operator) == [
+        (str(proposal), page, "Approved, 1 of 2 approvals"),
+        (str(proposal), page, "Given back"),
+        (str(proposal), page, "Claimed"),
+    ]
+    other = Client()
+    other.force_login(colleague)
+    assert recent_actions(other) == []
