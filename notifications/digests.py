@@ -30,14 +30,22 @@ from audit.history import history_records, update_with_history_where
 from notifications.carriers import channel_for
 from notifications.channels import ChannelError
 from notifications.messages import proposal_messages, told_because
-from notifications.models import Notification, NotificationKind, NotificationStatus
+from notifications.models import (
+    Notification,
+    NotificationChannel,
+    NotificationKind,
+    NotificationStatus,
+)
 from notifications.services import (
     LEASE,
     NOTIFICATIONS_ACTOR,
     _backoff,
     _interruptions_record,
     _not_to_send,
+    _slack_drawn_from,
+    _slack_messages_changed_as_they_went,
     attempt_note,
+    proposals_lock,
     refusal_note,
     slack_messages_went_stale,
     stopped_as_they_went,
@@ -132,6 +140,13 @@ def digest_send(*, recipient_id: int, channel: str, now: datetime, failures: boo
         return 0
 
     recipient = to_send[0].recipient
+    if channel == NotificationChannel.SLACK:
+        for notification in to_send:
+            # Read again where it is recorded sent, as a single message's is: its line drawn
+            # from the proposal as it was leased (its lines say nobody's claim, and offer no
+            # buttons, whatever its reader may do).
+            notification.in_digest, notification.drawn_for = True, None
+            notification.drawn_from = _slack_drawn_from(notification.proposal, None)
     messages = [
         # Why the person is told of each, by its route, as a single message says it.
         replace(
@@ -157,8 +172,10 @@ def digest_send(*, recipient_id: int, channel: str, now: datetime, failures: boo
     entry = {"at": finished.isoformat(), "result": result}
     with transaction.atomic():
         # A proposal that stopped waiting while the digest went out: its line is updated to
-        # say so, as a single message is.
-        stopped = stopped_as_they_went(to_send) if delivered else {}
+        # say so, as a single message is; one that moved on while it waits (an approval
+        # counted, a re-assessment), to say how far it has come.
+        proposals = proposals_lock(to_send) if delivered else {}
+        stopped = stopped_as_they_went(to_send, proposals=proposals) if delivered else {}
         recorded = []
         for notification in to_send:
             # Sent or given up: no next attempt (the lease it went under is none).
@@ -194,4 +211,12 @@ def digest_send(*, recipient_id: int, channel: str, now: datetime, failures: boo
                 reason=attempt_note(notification, result, stopped=stopped.get(notification.pk)),
             )
         slack_messages_went_stale([n for n in to_send if n.pk in recorded], stopped=stopped)
+        _slack_messages_changed_as_they_went(
+            [
+                n
+                for n in to_send
+                if n.pk in recorded and n.pk not in stopped and hasattr(n, "drawn_from")
+            ],
+            proposals=proposals,
+        )
     return 1 if delivered else 0

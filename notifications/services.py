@@ -757,11 +757,12 @@ def _slack_messages_changed_as_they_went(
 ) -> None:
     """In the transaction that records these Slack messages sent: each drawn as its reader
     stood (``drawn_for``) or as its proposal was (``drawn_from``) before a change made since
-    is updated, once. ``proposals``: theirs, locked (``proposals_lock``), as a move, an
-    approval counted, a claim or a re-assessment locks them; their readers' rows locked here,
-    as a change to what they may do locks them (``slack_messages_follow_people``). A change
-    committed before is read here; one committed after finds these messages sent, and
-    updates them itself."""
+    is updated, once; a digest (``in_digest``, ``drawn_for`` None) where one of its lines
+    was drawn so, as its proposal was. ``proposals``: theirs, locked (``proposals_lock``), as
+    a move, an approval counted, a claim or a re-assessment locks them; their readers' rows
+    locked here, as a change to what they may do locks them (``slack_messages_follow_people``).
+    A change committed before is read here; one committed after finds these messages sent,
+    and updates them itself."""
     if not sent:
         return
     # NO KEY: as a save of theirs locks them; a row naming them (a decision, a message) waits
@@ -786,11 +787,12 @@ def _slack_messages_changed_as_they_went(
         said = []
         proposal = proposals.get(n.proposal_id)
         if proposal is not None:
-            drawn_from = _slack_drawn_from(
-                proposal, _claim_shown(claims.get(n.proposal_id), now=now)
-            )
-            said.append(_moved_as_it_went(n.drawn_from, drawn_from))
-        if n.recipient_id in people and _slack_standing(people[n.recipient_id]) != n.drawn_for:
+            # A digest's lines do not say who is on a proposal.
+            claim = None if n.in_digest else _claim_shown(claims.get(n.proposal_id), now=now)
+            said.append(_moved_as_it_went(n.drawn_from, _slack_drawn_from(proposal, claim)))
+        # A digest's lines offer no buttons: what its reader may do draws nothing there.
+        standing = _slack_standing(people[n.recipient_id]) if n.recipient_id in people else None
+        if n.drawn_for is not None and standing is not None and standing != n.drawn_for:
             said.append("a change to what its reader may do, made as it went")
         if any(said):
             about[n.pk] = "; ".join(filter(None, said))

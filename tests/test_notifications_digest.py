@@ -34,6 +34,7 @@ from notifications.models import (
 from notifications.services import proposal_claim, reached_by_choose
 from notifications.slack import MESSAGE_TEXT_LIMIT, SlackChannel
 from notifications.tasks import send_due_digests
+from policies.models import Policy
 from tests.conftest import bid_adjustment, reallocation, wait_until
 from tests.slack_fake import blocks_refusal, blocks_units, markup, shown_text
 from tests.test_notifications_sweep import WorkerKilled
@@ -493,6 +494,47 @@ def test_a_slack_digest_that_went_as_a_proposal_in_it_was_rejected_is_updated_to
     assert f"#{waits['id']} " in waits_line and "Why it waits: " in waits_line
     assert f"#{rejected['id']} " in rejected_line
     assert "No longer waits: Rejected by operator (off brand) at " in rejected_line
+
+
+@pytest.mark.usefixtures("celery_worker")
+def test_an_approval_counted_while_a_slack_digest_went_shows_in_its_line(
+    optimizer, slack, operators, monkeypatch
+):
+    """The first of two approvals is counted while the digest is on its way (Slack has it,
+    drawn before the approval, and its sender has not yet recorded it sent): the approval
+    found no digest recorded sent to update, and its line said for good that nobody had
+    approved. Its sender, recording it sent, reads the proposal again and updates it, as a
+    single message's does."""
+    Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
+    _, second = operators
+    counted, waits = due_in_a_slack_digest(optimizer, ["150.00", "200.00"])
+    send_digest = SlackChannel.send_digest
+
+    def then_approved(channel, **kwargs) -> Sent:
+        sent = send_digest(channel, **kwargs)
+        proposal_approve(proposal_id=counted["id"], reviewer=second)
+        return sent
+
+    monkeypatch.setattr(SlackChannel, "send_digest", then_approved)
+    assert notifications_send_digests() == 1
+
+    where, message = the_digest(slack)
+    assert "Approved by" not in shown(message)
+    assert Proposal.objects.get(pk=counted["id"]).approvals_this_round == 1
+    message = wait_until(
+        lambda: "1 of 2 approvals" in shown(slack.messages[where]) and slack.messages[where],
+        timeout=15,
+    )
+    counted_line, waits_line = shown(message).split("\n• ")[1:]
+    assert f"#{counted['id']} " in counted_line
+    assert "Approved by second-operator: 1 of 2 approvals" in counted_line
+    assert f"#{waits['id']} " in waits_line and "Approved by" not in waits_line
+    [update] = Notification.objects.filter(kind=NotificationKind.UPDATE)
+    assert (update.proposal_id, update.about) == (
+        counted["id"],
+        "an approval counted as it went; it waits for 1 more",
+    )
+    outbox_settled()
 
 
 @pytest.mark.usefixtures("celery_worker")
