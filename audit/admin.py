@@ -177,19 +177,27 @@ class ConsoleAdmin(admin.ModelAdmin):
         return super().changelist_view(request, extra_context)
 
     def get_changelist_instance(self, request):
-        # A filter's value the list cannot read (``?reviewer__id__exact=abc``, a link typed
-        # or cut short) is refused saying which; Django sends the reader to ``?e=1``, the
-        # whole list, unfiltered and with no word that what was asked for was dropped.
+        # Django sends a reader whose address it cannot read to ``?e=1``: the whole list,
+        # unfiltered, with no word that what was asked for was dropped.
         try:
             return super().get_changelist_instance(request)
         except IncorrectLookupParameters as error:
-            asked = ", ".join(
-                f"{name}={value}"
-                for name, values in request.GET.lists()
-                if name not in (*IGNORED_PARAMS, PAGE_VAR)
-                for value in values
-            )
-            raise BadRequest(f"The list cannot be filtered by {asked}: {error}") from error
+            if error.args:  # a filter's value the list cannot read (``?reviewer__id__exact=abc``)
+                asked = ", ".join(
+                    f"{name}={value}"
+                    for name, values in request.GET.lists()
+                    if name not in (*IGNORED_PARAMS, PAGE_VAR)
+                    for value in values
+                )
+                raise BadRequest(
+                    f"The list cannot be filtered as the address asks ({asked}): {error}"
+                ) from error
+        # A page past the end (the list shrank under a bulk decision on its last page, say):
+        # its last page, filters kept.
+        request.GET = request.GET.copy()
+        request.GET.pop(PAGE_VAR, None)
+        request.GET[PAGE_VAR] = str(super().get_changelist_instance(request).paginator.num_pages)
+        return super().get_changelist_instance(request)
 
     def get_search_results(self, request, queryset, search_term):
         # Also what the autocomplete endpoint searches with.

@@ -387,6 +387,24 @@ def test_a_filter_value_a_list_cannot_read_is_refused_saying_so(operator, model,
     assert response.status_code == 400, response.status_code
     [name] = query
     assert (
-        f"The list cannot be filtered by {name}=abc: Field &#x27;id&#x27; expected a number but "
-        "got &#x27;abc&#x27;." in response.content.decode()
+        f"The list cannot be filtered as the address asks ({name}=abc): Field &#x27;id&#x27; "
+        "expected a number but got &#x27;abc&#x27;." in response.content.decode()
     )
+
+
+def test_a_page_past_the_end_of_a_list_shows_its_last_page_with_its_filters(operator):
+    """A bulk decision on the queue's last page leaves that page empty: coming back to it is
+    its last page still, not an error nor the whole list unfiltered."""
+    per_page = admin.site._registry[Proposal].list_per_page
+    for _ in range(per_page + 1):
+        evaluated(bid_adjustment("3.00"))
+    waiting = Proposal.objects.filter(status=ProposalStatus.PENDING_REVIEW).count()
+    assert waiting == per_page + 1
+    query = {"status": ProposalStatus.PENDING_REVIEW, "p": "9999"}
+    response = operator.get(url_of(Proposal, "changelist"), query)
+    assert response.status_code == 200
+    changelist = response.context["cl"]
+    assert changelist.result_count == waiting
+    assert changelist.page_num == changelist.paginator.num_pages == 2
+    assert len(changelist.result_list) == 1
+    assert changelist.get_filters_params() == {"status": [ProposalStatus.PENDING_REVIEW]}
