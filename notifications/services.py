@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from asgiref.local import Local
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
@@ -811,7 +812,8 @@ def slack_messages_follow_people(*, user_ids: Sequence[int], about: str) -> None
     their staff status or their account's activity changed): once it commits, their Slack
     messages of proposals that wait are redrawn as they would be sent now, by a task
     (``REDRAW_SLACK_MESSAGES``), without waiting for a press or for the proposal to move.
-    Nothing is sent for people with no such message."""
+    Nothing is sent for people with no such message, and one task for each kind of change
+    however many times the transaction names them (``_redraw_once_committed``)."""
     user_ids = sorted({pk for pk in user_ids if pk is not None})
     if not user_ids:
         return
@@ -826,11 +828,34 @@ def slack_messages_follow_people(*, user_ids: Sequence[int], about: str) -> None
             .values_list("pk")
         )
         if _live_slack_messages(user_ids).exists():
-            after_commit(_redraw_later, user_ids, about)
+            _redraw_once_committed(user_ids, about)
 
 
-def _redraw_later(user_ids: list[int], about: str) -> None:
-    app.send_task(REDRAW_SLACK_MESSAGES, (user_ids, about))
+# The people whose Slack messages are to be redrawn once the transaction under way commits,
+# by what changed; this thread's (or async task's), as its database connection is.
+_to_redraw = Local()
+
+
+def _redraw_once_committed(user_ids: list[int], about: str) -> None:
+    """One save in the console names a person several times (their row, then their groups,
+    which Django's admin saves as a removal and an addition), and each redrew their messages
+    alike: Slack was sent the same message up to three times, and the proposal's page listed
+    each. Gathered here, they are sent as one task for each kind of change, by the first of
+    the transaction's callbacks to run once it commits. A transaction rolled back forgets its
+    callbacks but not what it gathered: the next commit sends it, a redraw of things as they
+    are then, which says nothing untrue."""
+    pending = getattr(_to_redraw, "pending", None)
+    if pending is None:
+        pending = _to_redraw.pending = defaultdict(set)
+    pending[about].update(user_ids)
+    after_commit(_redraw_gathered)
+
+
+def _redraw_gathered() -> None:
+    pending = getattr(_to_redraw, "pending", None)
+    _to_redraw.pending = None
+    for about, user_ids in (pending or {}).items():
+        app.send_task(REDRAW_SLACK_MESSAGES, (sorted(user_ids), about))
 
 
 def slack_messages_take_back_of_deleted(*, user) -> None:

@@ -225,3 +225,50 @@ def test_a_change_made_while_the_message_was_on_its_way_redraws_it(
     assert buttons(message["blocks"]) == buttons_left
     assert said in str(message)
     nothing_pressed(on_slack, proposal)
+
+
+def test_a_change_of_their_groups_in_the_console_redraws_their_message_once(optimizer, on_slack):
+    """An administrator moves the operator from one group to another on their page (Users →
+    operator), one save: Django's admin saves their groups as a removal and an addition, and
+    each started a redraw of their message, drawn alike: Slack was sent the same message
+    twice, and the proposal's page listed two updates of it. Now the message is redrawn once;
+    a real change after it, in a transaction of its own, is redrawn too."""
+    operator = get_user_model().objects.get(username="operator")
+    operator.groups.add(Group.objects.create(name="newsletter"))
+    proposal, where = waiting_and_recorded(optimizer, on_slack)
+    contractors = Group.objects.create(name="contractors")
+    SecondFactorRequirement.objects.create(group=contractors)
+    operators = Group.objects.get(name=OPERATORS)
+    admin = Client()
+    admin.force_login(get_user_model().objects.create_superuser("admin", "admin@example.com"))
+    form = {
+        "username": "operator",
+        "first_name": "",
+        "last_name": "",
+        "email": operator.email,
+        "is_active": "on",
+        "is_staff": "on",
+        "groups": [operators.pk, contractors.pk],
+        "date_joined_0": f"{operator.date_joined:%Y-%m-%d}",
+        "date_joined_1": f"{operator.date_joined:%H:%M:%S}",
+        "_save": "Save",
+    }
+
+    answer = admin.post(f"/admin/auth/user/{operator.pk}/change/", form)
+    assert answer.status_code == 302, answer.content
+    assert set(operator.groups.values_list("name", flat=True)) == {OPERATORS, "contractors"}
+
+    message = redrawn(on_slack, where, 1)
+    assert buttons(message["blocks"]) == ["claim"]
+    assert LACKING in context_texts(message["blocks"])
+
+    # A real change: the second factor no longer required of the contractors.
+    SecondFactorRequirement.objects.filter(group=contractors).delete()
+
+    wait_until(lambda: buttons(shown(on_slack, where)["blocks"]) == DECIDING, timeout=15)
+    wait_until(
+        lambda: not Notification.objects.filter(kind="update").exclude(status="sent").exists()
+    )
+    assert len(updates_of(on_slack, where)) == 2
+    assert Notification.objects.filter(proposal_id=proposal["id"], kind="update").count() == 2
+    nothing_pressed(on_slack, proposal)
