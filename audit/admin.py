@@ -4,6 +4,7 @@ secrets no lookup reaches, ids that are not ids refused as such, history that is
 import contextlib
 import dataclasses
 import json
+import logging
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -25,7 +26,7 @@ from django.core.exceptions import (
     PermissionDenied,
     ValidationError,
 )
-from django.db import connection, models
+from django.db import DatabaseError, connection, models, transaction
 from django.forms.models import model_to_dict
 from django.http import Http404, HttpResponseRedirect, QueryDict
 from django.urls import NoReverseMatch, reverse
@@ -41,6 +42,8 @@ from audit.secret_fields import lookup_touches_secret, sounds_secret_undeclared
 from hitlproject.forms import PlainDecimalField, PlainIntegerField, number_box
 from hitlproject.periods import describe_duration
 from hitlproject.validation import with_lf_line_breaks
+
+logger = logging.getLogger(__name__)
 
 
 class ConsoleChangeList(ChangeList):
@@ -122,14 +125,23 @@ def console_acts_logged(request, acts: Iterable[tuple[models.Model, str]]) -> No
     retry, a claim) in the admin's log, each object with what was done to it ("Approved (as
     edited)"), as Django's admin records a form it saves: its "Recent actions" and every
     other reader of ``LogEntry`` see them, each linked to its object. Called once the act is
-    done; the act's own record (its history, its decision) stays the source of truth."""
+    done; the act's own record (its history, its decision) stays the source of truth, so a
+    log that cannot be written (the embedded database busy) is logged as an error, and the
+    person is answered as the act was done, not with an error page."""
     said: dict[str, list[models.Model]] = defaultdict(list)
     for obj, message in acts:
         said[message].append(obj)
-    for message, objs in said.items():
-        LogEntry.objects.log_actions(
-            user_id=request.user.pk, queryset=objs, action_flag=CHANGE, change_message=message
-        )
+    try:
+        with transaction.atomic():
+            for message, objs in said.items():
+                LogEntry.objects.log_actions(
+                    user_id=request.user.pk,
+                    queryset=objs,
+                    action_flag=CHANGE,
+                    change_message=message,
+                )
+    except DatabaseError:
+        logger.exception("The console's log of %s's acts was not written", request.user)
 
 
 def console_act_logged(request, obj: models.Model, message: str) -> None:

@@ -5,6 +5,8 @@ decision, a promotion) are logged as the admin logs a form it saves."""
 import re
 from html import unescape
 
+from django.contrib.admin.models import LogEntry
+from django.db import OperationalError
 from django.test import Client
 from django.urls import reverse
 
@@ -146,3 +148,23 @@ def test_a_claim_and_an_approval_that_waits_for_another_say_so(login, operators)
     other = Client()
     other.force_login(colleague)
     assert recent_actions(other) == []
+
+
+def test_a_decision_whose_log_cannot_be_written_is_answered_as_made(login, monkeypatch):
+    """The log is written once the decision is done: a database too busy to write it (the
+    embedded default's, say) is logged as an error, not shown as an error page over a
+    decision that was made."""
+
+    def busy(*args, **kwargs):
+        raise OperationalError("database is locked")
+
+    proposal = evaluated(reallocation("210.00"))
+    monkeypatch.setattr(LogEntry.objects, "log_actions", busy)
+    operator = login("operator")
+    answer = operator.post(
+        reverse("admin:approvals_proposal_approve", args=[proposal.pk]), {"note": ""}
+    )
+    assert answer.status_code == 302
+    proposal.refresh_from_db()
+    assert proposal.decisions.get().outcome == "approve"
+    assert "None yet." in operator.get(INDEX).text
