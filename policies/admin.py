@@ -814,7 +814,10 @@ class KillSwitchAdmin(ChangeReasonAdmin):
         return form
 
     def construct_change_message(self, request, form, formsets, add=False):
-        """Engaging or releasing a switch is what its log says, not "Changed Engaged"."""
+        """Engaging or releasing a switch is what its log says, not "Changed Engaged"; one
+        added and not engaged was released by nobody."""
+        if add and not form.instance.engaged:
+            return "Added, not engaged"
         if add or "engaged" in form.changed_data:
             return "Engaged" if form.instance.engaged else "Released"
         return super().construct_change_message(request, form, formsets, add)

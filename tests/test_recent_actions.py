@@ -89,6 +89,18 @@ def test_the_home_page_lists_what_each_person_did_in_the_console(login):
     )
     assert engaged.status_code == 302
     switch = KillSwitch.objects.get()
+    # One added and not engaged was released by nobody.
+    ready = owner.post(
+        reverse("admin:policies_killswitch_add"),
+        {
+            "scope": "channel",
+            "channel": "meta",
+            "reason": "Ready for the next Meta outage.",
+            "change_reason": "Set up ahead of time.",
+        },
+    )
+    assert ready.status_code == 302
+    spare = KillSwitch.objects.get(scope="channel")
 
     def shown(proposal: Proposal, said: str) -> tuple[str, str, str]:
         proposal.refresh_from_db()
@@ -103,6 +115,11 @@ def test_the_home_page_lists_what_each_person_did_in_the_console(login):
     ]
     policy.refresh_from_db()
     assert recent_actions(owner) == [
+        (
+            str(spare),
+            reverse("admin:policies_killswitch_change", args=[spare.pk]),
+            "Added, not engaged",
+        ),
         (str(switch), reverse("admin:policies_killswitch_change", args=[switch.pk]), "Engaged"),
         (
             str(policy),
