@@ -822,18 +822,47 @@ REASSESSED_NOW = " Now: "
 REASSESSED_NO_LONGER_APPLIES = " It can no longer be applied as proposed: "
 REASSESSED_WOULD_BE_BLOCKED = " It would now be blocked: "
 
+REASSESSMENTS = (REASSESSED_AFTER, REASSESSED_BEFORE_EXECUTING)
+# The re-assessments its reasons list at most, the newest; the count of those left out is
+# said after them (each is in its history): a reallocation waiting on a busy campaign is
+# re-assessed at every change that lands there, and each history record copies its reasons.
+REASSESSMENTS_LISTED = 5
+REASSESSMENTS_LEFT_OUT = "Re-assessed earlier too, not listed here: "
+
 # What happened to a proposal since its agent made it, each said by a reason of its own
 # (a note) above the reasons of its verdict, newest first.
-NOTES = (REASSESSED_AFTER, REASSESSED_BEFORE_EXECUTING, EDITED_BEFORE_APPROVAL, *SENT_BACK)
+NOTES = (*REASSESSMENTS, REASSESSMENTS_LEFT_OUT, EDITED_BEFORE_APPROVAL, *SENT_BACK)
 
 
 def reassessment_note(reason: str) -> str:
     """A re-assessment's reason, as an earlier one reads once the proposal was assessed
     again: the change and what made it, as its history records it, without what it read of
-    the proposal then, which a later assessment replaces. Any other note, as it is."""
-    for then in (REASSESSED_NOW, REASSESSED_NO_LONGER_APPLIES):
-        reason = reason.partition(then)[0]
+    the proposal then, which a later assessment replaces. Any other note, as it is (a hold
+    names a kill switch's reason, in its owner's words)."""
+    if reason.startswith(REASSESSMENTS):
+        for then in (REASSESSED_NOW, REASSESSED_NO_LONGER_APPLIES):
+            reason = reason.partition(then)[0]
     return reason
+
+
+def _reassessments_listed(notes: list[str]) -> list[str]:
+    """``notes`` (newest first) with the newest ``REASSESSMENTS_LISTED`` re-assessments, and
+    the count of the others (those left out before among them) said where the next would
+    be: under the last listed, above any note older than them all."""
+    listed, left_out, kept, at = [], 0, 0, None
+    for note in notes:
+        if note.startswith(REASSESSMENTS_LEFT_OUT):
+            left_out += int(note.removeprefix(REASSESSMENTS_LEFT_OUT).split(" ", 1)[0])
+            at = len(listed) if at is None else at
+        elif note.startswith(REASSESSMENTS) and kept == REASSESSMENTS_LISTED:
+            left_out += 1
+            at = len(listed) if at is None else at
+        else:
+            kept += note.startswith(REASSESSMENTS)
+            listed.append(note)
+    if left_out:
+        listed.insert(at, f"{REASSESSMENTS_LEFT_OUT}{left_out} (each in its history).")
+    return listed
 
 
 def reasons_after(
@@ -849,14 +878,16 @@ def reasons_after(
     verdict: ``verdict_reasons``, those of the verdict it was evaluated again with, if it
     was, else those it had. ``reassessed``: the note says what the proposal reads now (its
     figures were read again), so each earlier re-assessment reads as ``reassessment_note``.
-    Nothing is said twice."""
+    Nothing is said twice; past ``REASSESSMENTS_LISTED`` re-assessments, the earliest are
+    counted, not listed."""
     reasons = [str(reason) for reason in reasons]
     notes = [reason for reason in reasons if reason.startswith(NOTES)]
     if reassessed:
         notes = [reassessment_note(reason) for reason in notes]
     if verdict_reasons is None:
         verdict_reasons = [reason for reason in reasons if not reason.startswith(NOTES)]
-    return list(dict.fromkeys([note, *notes, *verdict_reasons]))
+    notes = _reassessments_listed(list(dict.fromkeys([note, *notes])))
+    return list(dict.fromkeys([*notes, *verdict_reasons]))
 
 
 def refreshed_facts(
