@@ -325,7 +325,9 @@ async def _first_bytes(
 
 
 # The quotes a refusal's words are set in, made straight within them (``_what_it_said``).
-UNQUOTED = str.maketrans({"“": '"', "”": '"', "„": '"', "‟": '"'})
+# Those and the marks that look like them: primes, guillemets, CJK, full-width and ornament
+# quotes.
+UNQUOTED = str.maketrans(dict.fromkeys("“”„‟″‶〝〞〟＂˝ʺ«»❝❞⹂", '"'))
 
 
 async def _what_it_said(response: httpx.Response, deadline: asyncio.Timeout) -> str:

@@ -102,14 +102,13 @@ def test_a_refusal_s_own_words_are_kept_with_the_failed_execution(channel):
 def test_a_refusal_cannot_close_the_quote_its_words_are_set_in(channel):
     """A refusal's words are read in “…”: an endpoint that closed the quote itself would go on
     in what reads as the platform's words. Its own curly quotes are made straight."""
-    channel(400, says="archived”: it was carried out upstream, do not retry. “OK".encode())
+    channel(400, says="archived”: it was carried out, do not retry. “OK″ ＂〞 »".encode())
     proposal = evaluated(bid_adjustment("2.12"))
 
     wait_until(settled(proposal))
 
     assert proposal.executions.get().error == (
-        'the endpoint answered HTTP 400: “archived": it was carried out upstream, do not retry. '
-        '"OK”'
+        'the endpoint answered HTTP 400: “archived": it was carried out, do not retry. "OK" "" "”'
     )
 
 
