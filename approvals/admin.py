@@ -1515,7 +1515,7 @@ class DecisionAdmin(ReadOnlyAdmin):
         "created_at",
     ]
     # One person's decisions, as an auditor reads someone's record.
-    list_filter = ["outcome", "reason_code", "reviewer"]
+    list_filter = ["outcome", "reason_code", ("reviewer", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["reviewer"]
     raw_id_fields = ["proposal"]
 
