@@ -211,12 +211,9 @@ def digest_send(*, recipient_id: int, channel: str, now: datetime, failures: boo
                 reason=attempt_note(notification, result, stopped=stopped.get(notification.pk)),
             )
         slack_messages_went_stale([n for n in to_send if n.pk in recorded], stopped=stopped)
-        _slack_messages_changed_as_they_went(
-            [
-                n
-                for n in to_send
-                if n.pk in recorded and n.pk not in stopped and hasattr(n, "drawn_from")
-            ],
-            proposals=proposals,
-        )
+        if channel == NotificationChannel.SLACK:  # drawn from its proposals, above
+            _slack_messages_changed_as_they_went(
+                [n for n in to_send if n.pk in recorded and n.pk not in stopped],
+                proposals=proposals,
+            )
     return 1 if delivered else 0
