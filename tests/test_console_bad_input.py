@@ -10,7 +10,7 @@ from django.test import Client
 from django.urls import reverse
 from simple_history.admin import SimpleHistoryAdmin
 
-from approvals.models import Agent, AgentAPIKey, Decision, Proposal, ProposalStatus
+from approvals.models import Agent, AgentAPIKey, Proposal, ProposalStatus
 from feedback.models import CallbackEvent
 from hitlproject.errors import DomainError
 from hitlproject.vocabulary import NOTE_MAX_LENGTH
@@ -376,19 +376,15 @@ def test_the_simulation_form_refuses_drafts_and_days_that_are_not(login, query):
     assert "errorlist" in response.text
 
 
-@pytest.mark.parametrize(
-    "model, query",
-    [(Proposal, {"agent__id__exact": "abc"}), (Decision, {"reviewer__id__exact": "abc"})],
-)
-def test_a_filter_value_a_list_cannot_read_is_refused_saying_so(operator, model, query):
+def test_a_filter_value_a_list_cannot_read_is_refused_saying_so(operator):
     """Django sent the reader to "?e=1": the whole list, unfiltered, with no word that what
     the address asked for was dropped (a link typed or cut short)."""
-    response = operator.get(url_of(model, "changelist"), query)
+    response = operator.get(url_of(Proposal, "changelist"), {"agent__id__exact": "abc"})
     assert response.status_code == 400, response.status_code
-    [name] = query
     assert (
-        f"The list cannot be filtered as the address asks ({name}=abc): Field &#x27;id&#x27; "
-        "expected a number but got &#x27;abc&#x27;." in response.content.decode()
+        "The list cannot be filtered as the address asks (agent__id__exact=abc): "
+        "Field &#x27;id&#x27; expected a number but got &#x27;abc&#x27;."
+        in response.content.decode()
     )
 
 
