@@ -1514,8 +1514,10 @@ class DecisionAdmin(ReadOnlyAdmin):
         "reviewer",
         "created_at",
     ]
-    # One person's decisions, as an auditor reads someone's record.
-    list_filter = ["outcome", "reason_code", ("reviewer", admin.RelatedOnlyFieldListFilter)]
+    # One person's decisions, as an auditor reads someone's record (and the home page's "all
+    # your decisions" links). Every person, not only those who decided: Django leaves out a
+    # filter of one choice and its value unread, so one person's link would list another's.
+    list_filter = ["outcome", "reason_code", "reviewer"]
     list_select_related = ["reviewer"]
     raw_id_fields = ["proposal"]
 

@@ -10,7 +10,7 @@ from django.db import OperationalError
 from django.test import Client
 from django.urls import reverse
 
-from approvals.models import Proposal
+from approvals.models import Decision, Proposal
 from policies.models import KillSwitch, Policy
 from tests.conftest import creative, creative_batch, reallocation
 from tests.factories import evaluated
@@ -165,6 +165,10 @@ def test_a_claim_and_an_approval_that_waits_for_another_say_so(login, operators)
     other = Client()
     other.force_login(colleague)
     assert recent_actions(other) == []
+    # Their "all your decisions" lists none, though the operator is the only one who decided.
+    link = re.search(r'href="([^"]+)" id="my-decisions-link"', other.get(INDEX).text)[1]
+    assert other.get(unescape(link)).context["cl"].result_count == 0
+    assert Decision.objects.filter(reviewer__username="operator").count() == 1
 
 
 def test_a_decision_whose_log_cannot_be_written_is_answered_as_made(login, monkeypatch):
