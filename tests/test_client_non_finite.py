@@ -157,3 +157,13 @@ def test_the_mcp_server_tells_the_model_which_number_is_not_finite(web_server, d
         "them corrected."
     )
     assert not Proposal.objects.exists()
+
+
+@pytest.mark.parametrize("metrics", ["ctr", [("ctr", 0.031)]])
+def test_metrics_not_given_as_a_mapping_are_refused_before_anything_is_sent(metrics):
+    """A text failed with "dictionary update sequence element #0 has length 1; 2 is
+    required", and pairs were taken without a word, unlike the type the method declares."""
+    with nowhere() as client, pytest.raises(TypeError) as refused:
+        client.report_outcome(7, metrics)
+    assert "takes its metrics as a mapping of name to number" in str(refused.value)
+    assert "Nothing was sent." in str(refused.value)

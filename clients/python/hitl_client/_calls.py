@@ -190,6 +190,13 @@ def outcome_call(
     note: str | None,
     idempotency_key: str | None,
 ) -> Call:
+    if not isinstance(metrics, Mapping):
+        # dict() took pairs without a word, and a text failed with "dictionary update
+        # sequence element #0 has length 1; 2 is required".
+        raise TypeError(
+            f"report_outcome takes its metrics as a mapping of name to number, not "
+            f"{type(metrics).__name__}: {{'ctr': 0.031, 'conversions': 42}}. Nothing was sent."
+        )
     body: dict[str, Any] = {"metrics": dict(metrics)}
     if effect is not None:
         body["effect"] = effect
