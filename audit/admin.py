@@ -31,12 +31,14 @@ from django.forms.models import model_to_dict
 from django.http import Http404, HttpResponseRedirect, QueryDict
 from django.urls import NoReverseMatch, reverse
 from django.utils import dateformat, timezone
+from django.utils.text import capfirst
 from simple_history.admin import SimpleHistoryAdmin
 from simple_history.manager import SIMPLE_HISTORY_REVERSE_ATTR_NAME
 from simple_history.models import DeletedObject, ModelChange, ModelDelta
 from simple_history.template_utils import HistoricalRecordContextHelper
 from simple_history.utils import get_history_model_for_model, get_m2m_reverse_field_name
 
+from audit.actors import describe_actor
 from audit.chain import chain_break_recorded
 from audit.secret_fields import lookup_touches_secret, sounds_secret_undeclared
 from hitlproject.forms import PlainDecimalField, PlainIntegerField, number_box
@@ -462,6 +464,49 @@ class AuditedHistoryAdmin(ConsoleAdmin, SimpleHistoryAdmin):
 
     def revert_disabled(self, request, obj=None) -> bool:
         return True
+
+    def _get_obj_does_not_exist_redirect(self, request, opts, object_id):
+        # Django's words guess ("… doesn't exist. Perhaps it was deleted?") and lead home;
+        # the history knows. A deleted record leads to its history, saying who deleted it,
+        # when and why; one never recorded is said so, on its list. One that is there but
+        # not this person's to open (another's channels) keeps Django's words.
+        key = unquote(object_id)
+        try:
+            pk = opts.pk.to_python(key)
+        except ValidationError:
+            pk = None
+        if not keeps_history(self.model) or (
+            pk is not None and self.model._default_manager.filter(pk=pk).exists()
+        ):
+            return super()._get_obj_does_not_exist_redirect(request, opts, object_id)
+        deletion = None
+        if pk is not None:
+            deletion = (
+                self.model.history.filter(**{opts.pk.attname: pk}, history_type="-")
+                .order_by("-history_id")
+                .first()
+            )
+        if deletion is None:
+            self.message_user(
+                request,
+                f"No {opts.verbose_name} #{key} was ever recorded.",
+                messages.WARNING,
+            )
+            return HttpResponseRedirect(
+                reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
+            )
+        when = dateformat.format(timezone.localtime(deletion.history_date), "Y-m-d H:i:s T")
+        reason = deletion.history_change_reason
+        self.message_user(
+            request,
+            f"{capfirst(opts.verbose_name)} #{key} was deleted at {when} by "
+            f"{describe_actor(deletion.history_actor_kind, deletion.history_actor)}; this is "
+            f"its history.{f' The reason given: “{reason}”' if reason else ''}",
+            messages.WARNING,
+        )
+        return HttpResponseRedirect(
+            reverse(f"admin:{opts.app_label}_{opts.model_name}_history", args=[object_id])
+        )
 
     def history_view(self, request, object_id, extra_context=None):
         valid_id(self.model._meta.pk, object_id)

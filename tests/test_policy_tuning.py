@@ -284,6 +284,30 @@ def test_a_deletion_without_a_reason_deletes_nothing(demo_world):
     )
 
 
+def test_a_deleted_policys_page_leads_to_its_history_saying_who_deleted_it(demo_world, login):
+    """Its page said "Policy with ID “7” doesn't exist. Perhaps it was deleted?" on the home
+    page, to an auditor following a link from a proposal it had routed."""
+    admin = get_user_model().objects.create_superuser("root", password="unused-1")
+    client = Client()
+    client.force_login(admin)
+    policy = Policy.objects.get(action_type="status_change")
+    client.post(
+        reverse("admin:policies_policy_delete", args=[policy.pk]),
+        {"post": "yes", "change_reason": "Status changes go to the channel team."},
+    )
+    deleted_at = history_of(policy).first().history_date
+
+    page = login("auditor").get(change_url(policy), follow=True)
+
+    assert page.redirect_chain[-1][0] == reverse("admin:policies_policy_history", args=[policy.pk])
+    assert (
+        f"Policy #{policy.pk} was deleted at {deleted_at:%Y-%m-%d %H:%M:%S} UTC by root "
+        "(person); this is its history. The reason given: “Status changes go to the channel "
+        "team.”"
+    ) in html.unescape(page.text)
+    assert "Perhaps it was deleted" not in page.text
+
+
 @pytest.mark.parametrize(
     ("reason", "said"),
     [
