@@ -132,6 +132,7 @@ from policies.engine import (
 from policies.models import KillSwitch, KillSwitchScope, Policy
 from policies.services import (
     KILL_SWITCH_FINDING,
+    brand_guideline_findings,
     engaged_kill_switches,
     kill_switch_finding_now,
     kill_switch_named,
@@ -494,19 +495,51 @@ def _magnitude_against(as_written, magnitude, ceiling, held_by_cumulative: str |
     return f"{as_written(magnitude)} / {as_written(ceiling)}"
 
 
+# Said of a finding in an agent's words that a person's edit took out.
+NOT_IN_THE_EDIT = "Found in the text as {agent} proposed it, not in it as edited."
+
+
 def _guardrail_findings(
     proposal: Proposal, *, engaged_now: Collection[str]
 ) -> list[tuple[str, bool]]:
     """What the guardrails found when the proposal was routed, each with whether it still
     holds: a kill switch's no longer does once that switch is released (``engaged_now``: the
     switches engaged over its account now, ``kill_switches_named_over``), whatever became of
-    the proposal since, and says so (``kill_switch_finding_now``)."""
+    the proposal since, and says so (``kill_switch_finding_now``); what the brand guidelines
+    found in its agent's words no longer does once an edit took it out (``_edited_out``),
+    and says so: approving it runs the edit, not those words."""
     findings = proposal.guardrail_findings or {}
+    recorded = [*findings.get("block", []), *findings.get("review", [])]
+    edited_out = _edited_out(proposal, recorded)
     said = []
-    for finding in [*findings.get("block", []), *findings.get("review", [])]:
+    for finding in recorded:
+        if finding in edited_out:
+            said.append((f"{finding} {NOT_IN_THE_EDIT.format(agent=proposal.agent)}", False))
+            continue
         now = kill_switch_finding_now(finding, engaged_now)
         said.append((now, now == finding))
     return said
+
+
+def _edited_out(proposal: Proposal, recorded: Collection[str]) -> frozenset[str]:
+    """Those of a proposal's recorded findings that the brand guidelines find in its texts
+    as its agent made them and not in them as a person edited them (none if it was not
+    edited, or if it has no finding but a kill switch's). One the guidelines no longer find
+    in either (they changed since) is not said to be taken out: it stands as recorded."""
+    if all(finding.startswith(KILL_SWITCH_FINDING) for finding in recorded):
+        return frozenset()
+    if hasattr(proposal, "routed_payload"):  # the queue's annotation
+        routed_payload = proposal.routed_payload
+    else:
+        routed_payload = routings(proposal.pk).values_list("payload", flat=True).first()
+    if routed_payload is None or routed_payload == proposal.payload:
+        return frozenset()
+    texts = action_types.get(proposal.action_type).texts
+    found_then, found_now = (
+        brand_guideline_findings(account=proposal.account, texts=texts(payload))
+        for payload in (routed_payload, proposal.payload)
+    )
+    return frozenset(found_then) - frozenset(found_now)
 
 
 def _kill_switches_named_now(proposal: Proposal) -> frozenset[str]:
@@ -912,16 +945,21 @@ class ProposalAdmin(ReadOnlyAdmin):
         findings = _guardrail_findings(proposal, engaged_now=_kill_switches_named_now(proposal))
         found = [finding for finding, holds in findings if holds]
         if not found:
-            # Only a kill switch released since: it still explains the proposal's risk (its
-            # guardrail band, as routed), so it is said, without a warning.
-            released = "\n".join(finding for finding, _ in findings)
-            return (
-                format_html(
-                    '<span class="guardrail-released" title="{}">kill switch released</span>',
-                    released,
-                )
-                if released
-                else ""
+            # Only a kill switch released since, or a banned term an edit took out: it still
+            # explains why the proposal came to a person (and a switch, its risk as routed),
+            # so it is said, without a warning.
+            if not findings:
+                return ""
+            gone = dict.fromkeys(
+                "kill switch released"
+                if finding.startswith(KILL_SWITCH_FINDING)
+                else "not in the edit"
+                for finding, _ in findings
+            )
+            return format_html(
+                '<span class="guardrail-released" title="{}">{}</span>',
+                "\n".join(finding for finding, _ in findings),
+                "; ".join(gone),
             )
         # What it found opens under the mark, by a click, a tap or Enter: a tooltip alone is
         # out of reach of the keyboard, of touch and of a screen reader.
@@ -1482,7 +1520,12 @@ class ProposalAdmin(ReadOnlyAdmin):
                 "deciding": plan.approving if plan else len(proposals) - len(not_pending),
                 "with_findings": [p for p in proposals if any(holds for _, holds in p.findings)],
                 "with_released_switches": [
-                    p for p in proposals if any(not holds for _, holds in p.findings)
+                    p
+                    for p in proposals
+                    if any(
+                        not holds and finding.startswith(KILL_SWITCH_FINDING)
+                        for finding, holds in p.findings
+                    )
                 ],
                 "form": form,
                 "opts": self.model._meta,

@@ -6,6 +6,7 @@ import re
 from decimal import Decimal
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 
 from approvals.models import Decision, Proposal, ProposalStatus
@@ -372,3 +373,61 @@ def test_a_kill_switch_released_since_is_not_quoted_as_engaged_in_the_queue_or_t
         "kill switch covers it now."
     ) in row
     assert "⚠" not in row
+
+
+def test_a_banned_term_an_edit_took_out_is_not_quoted_as_found_in_the_queue_or_the_bulk_page(
+    operators,
+):
+    """Under a two-person rule, one operator edits the banned term out of a creative and
+    approves it; the second reads the queue and the bulk confirmation. The finding is of the
+    agent's text: without a ⚠, said to be of the text as proposed, not as something approving
+    would run, while one found in the text as edited is still flagged."""
+    operator, colleague = operators
+    Policy.objects.filter(action_type="creative_deployment").update(required_approvals=2)
+    mended = evaluated(creative_batch(creative(headline="Guaranteed savings", body="Every day.")))
+    kept = evaluated(creative_batch(creative(headline="Guaranteed savings", body="Every day.")))
+    for proposal, cta in ((mended, "Try it"), (kept, "Shop now")):
+        proposal_approve(
+            proposal_id=proposal.pk,
+            reviewer=operator,
+            edited_payload={
+                "campaign": "display-retarget",
+                "creatives": [
+                    creative(
+                        headline="Big savings" if proposal == mended else "Guaranteed savings",
+                        body="Every day.",
+                        cta=cta,
+                    )
+                ],
+            },
+        )
+    client = Client()
+    client.force_login(colleague)
+
+    def queue_row(proposal) -> str:
+        page = html.unescape(client.get(CHANGELIST).text)
+        return page.split(f'value="{proposal.pk}"')[1].split("</tr>")[0]
+
+    assert "guardrail-flag" not in queue_row(mended)
+    assert ">not in the edit</span>" in queue_row(mended)
+    assert (
+        "The headline of creative 1 uses the banned term “guaranteed”: “«Guaranteed» savings”. "
+        "Found in the text as optimizer proposed it, not in it as edited."
+    ) in queue_row(mended)
+    assert "guardrail-flag" in queue_row(kept)
+
+    selected = {"action": "approve_selected", "_selected_action": [mended.pk, kept.pk]}
+    page = html.unescape(client.post(CHANGELIST, selected).text)
+
+    said = re.sub(r"\s+", " ", page.split('id="bulk-findings">')[1].split("</p>")[0])
+    assert said.startswith("The guardrails found something in 1 of them")
+    assert 'id="bulk-released-switches"' not in page
+    rows = {
+        row.split("</td>")[0]: row
+        for row in re.split(r"<tr><td>(?=\d+</td>)", page.split('id="bulk-proposals"')[1])[1:]
+    }
+    assert "⚠" not in rows[str(mended.pk)]
+    assert (
+        "“«Guaranteed» savings”. Found in the text as optimizer proposed it, not in it as edited."
+    ) in rows[str(mended.pk)]
+    assert "⚠ The headline of creative 1 uses the banned term “guaranteed”" in rows[str(kept.pk)]
