@@ -953,7 +953,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             gone = dict.fromkeys(
                 "kill switch released"
                 if finding.startswith(KILL_SWITCH_FINDING)
-                else "not in the edit"
+                else "found as proposed, not as edited"
                 for finding, _ in findings
             )
             return format_html(

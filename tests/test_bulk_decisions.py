@@ -409,7 +409,7 @@ def test_a_banned_term_an_edit_took_out_is_not_quoted_as_found_in_the_queue_or_t
         return page.split(f'value="{proposal.pk}"')[1].split("</tr>")[0]
 
     assert "guardrail-flag" not in queue_row(mended)
-    assert ">not in the edit</span>" in queue_row(mended)
+    assert ">found as proposed, not as edited</span>" in queue_row(mended)
     assert (
         "The headline of creative 1 uses the banned term “guaranteed”: “«Guaranteed» savings”. "
         "Found in the text as optimizer proposed it, not in it as edited."
