@@ -103,13 +103,20 @@ def proposal_get_for_agent(*, agent: Agent, proposal_id: int) -> Proposal:
     return proposal
 
 
-def as_proposed(proposal: Proposal):
-    """The proposal as its agent made it: its first history record (the payload, summary
-    and the targets' values then), whatever was edited, re-assessed or decided since."""
-    return (
-        Proposal.history.filter(id=proposal.pk, history_type="+").order_by("history_id").first()
-        or proposal
+def as_proposed_records(proposal_ids) -> QuerySet:
+    """Each proposal as its agent made it: its first history record (``history_type`` "+":
+    the payload, summary and the targets' values then), one per proposal, whatever was
+    edited, re-assessed or decided since. ``proposal_ids`` may be a list or a queryset."""
+    first = Proposal.history.filter(id=OuterRef("id"), history_type="+").order_by("history_id")
+    return Proposal.history.filter(
+        id__in=proposal_ids, history_id=Subquery(first.values("history_id")[:1])
     )
+
+
+def as_proposed(proposal: Proposal):
+    """The proposal as its agent made it (``as_proposed_records``); the proposal itself where
+    its history holds no such record (made before it had one)."""
+    return as_proposed_records([proposal.pk]).first() or proposal
 
 
 @dataclass(frozen=True)
@@ -192,27 +199,34 @@ def how_review_ended(proposal: Proposal) -> str:
 
 
 def routings(proposal_id) -> QuerySet:
-    """The proposal's history records from its first routing on, oldest first: the first is
-    the proposal as its agent made it and as policy routed it, whatever an edit's
-    re-assessment changed since (its magnitude, its holds). ``proposal_id`` may be an
-    ``OuterRef``."""
+    """The proposal's history records from its first routing on, in the order they were
+    written (``history_id``: two records of one write share their ``history_date``, and the
+    hosts' clocks that stamp it may disagree): the first is the one place that says which
+    record is the proposal's first routing (``first_routings``), as its agent made it and as
+    policy routed it, whatever an edit's re-assessment or a re-routing changed since (its
+    magnitude, its reasons, its holds). A record routed is one with a verdict: the record of
+    its submission has none, whether it was routed in the same request or later (a proposal
+    left submitted and routed by the stall sweep). ``proposal_id`` may be an ``OuterRef``."""
     return (
         Proposal.history.filter(id=proposal_id).exclude(verdict_outcome="").order_by("history_id")
     )
 
 
+def first_routings(proposal_ids) -> QuerySet:
+    """Each proposal's first routing (``routings``' first record), one per proposal that has
+    one, in one query: for the export and the bulk decisions. ``proposal_ids`` may be a list
+    or a queryset."""
+    return Proposal.history.filter(
+        id__in=proposal_ids,
+        history_id=Subquery(routings(OuterRef("id")).values("history_id")[:1]),
+    )
+
+
 def routed_reasons(proposal: Proposal) -> list[str]:
     """Why the proposal, as its agent made it, went where it did: the reasons of its first
-    routing (its first history record that has any), which an edit's re-assessment replaces
-    on the proposal itself ("a 15.0% change ... is within the ceiling"). Empty where none
-    was recorded."""
-    first = (
-        Proposal.history.filter(id=proposal.pk)
-        .exclude(verdict_reasons=[])
-        .order_by("history_id")
-        .values_list("verdict_reasons", flat=True)
-        .first()
-    )
+    routing (``routings``), which an edit's re-assessment replaces on the proposal itself
+    ("a 15.0% change ... is within the ceiling"). Empty where none was recorded."""
+    first = routings(proposal.pk).values_list("verdict_reasons", flat=True).first()
     return list(first or [])
 
 

@@ -21,7 +21,12 @@ from itertools import islice
 from django.db.models import Prefetch
 
 from approvals.models import Agent, Decision, Proposal
-from approvals.selectors import policy_name_then, with_deciding_policy_name
+from approvals.selectors import (
+    as_proposed_records,
+    first_routings,
+    policy_name_then,
+    with_deciding_policy_name,
+)
 from feedback.models import Feedback, FeedbackKind, Outcome
 from hitlproject.diffs import payload_diff
 from hitlproject.vocabulary import APPROVED_TO_RUN_STATUSES
@@ -64,9 +69,7 @@ def training_records(*, agent: Agent, since: datetime, until: datetime) -> Itera
             )
             .order_by("pk")
         )
-        as_submitted = dict(
-            Proposal.history.filter(id__in=chunk, history_type="+").values_list("id", "payload")
-        )
+        as_submitted = dict(as_proposed_records(chunk).values_list("id", "payload"))
         routed = _first_routings(chunk)
         for proposal in proposals:
             yield _record(
@@ -78,16 +81,13 @@ def training_records(*, agent: Agent, since: datetime, until: datetime) -> Itera
 
 
 def _first_routings(proposal_ids: list[int]) -> dict[int, dict]:
-    """Each proposal's routing as first recorded (its first historical record with a verdict):
+    """Each proposal's first routing (``first_routings``, the record the console reads too):
     how policy routed what the agent proposed, before an edit or a re-assessment routed it
     again (an edit that halves a move is re-assessed "within the ceiling"), with its policy's
     name in the version that routed it."""
-    records = (
-        Proposal.history.filter(id__in=proposal_ids)
-        .exclude(verdict_outcome__isnull=True)
-        .exclude(verdict_outcome="")
-        .order_by("id", "history_date", "history_id")
-        .values(
+    first = {
+        record["id"]: record
+        for record in first_routings(proposal_ids).values(
             "id",
             "verdict_outcome",
             "verdict_policy_id",
@@ -95,10 +95,7 @@ def _first_routings(proposal_ids: list[int]) -> dict[int, dict]:
             "verdict_reasons",
             "risk",
         )
-    )
-    first: dict[int, dict] = {}
-    for record in records:
-        first.setdefault(record["id"], record)
+    }
     names_then = dict(
         Policy.history.filter(
             history_id__in={record["verdict_policy_version"] for record in first.values()}

@@ -117,6 +117,40 @@ def test_an_edited_move_is_exported_with_the_routing_that_sent_it_to_a_person(lo
     assert (line["label"], line["approved_payload"]["amount"]) == ("approved_with_edits", "50.00")
 
 
+def test_an_edit_stamped_before_its_routing_by_a_slower_clock_is_not_exported_as_the_routing(
+    login, demo_world
+):
+    """The routing exported is the one the console reads as "as proposed": the first written
+    with a verdict, whatever time a host's clock stamped on the records. An edit made on a
+    web host whose clock runs behind the worker's that routed the proposal carries an earlier
+    ``history_date``; the export ordered by it and paired the agent's 28% move with the
+    edit's "within the ceiling"."""
+    operator = get_user_model().objects.get(username="operator")
+    proposal = evaluated(reallocation("280.00"))
+    routed = list(proposal.verdict_reasons)
+    routed_at = proposal.history.get(status="pending_review", history_type="~").history_date
+    proposal_approve(
+        proposal_id=proposal.pk,
+        reviewer=operator,
+        edited_payload={**proposal.payload, "amount": "50.00"},
+    )
+    proposal.history.filter(history_date__gt=routed_at).update(
+        history_date=routed_at - timedelta(seconds=2)
+    )
+    today = timezone.localdate()
+
+    response = login("auditor").get(
+        EXPORT,
+        {"agent": "optimizer", "since": today - timedelta(days=1), "until": today + timedelta(1)},
+    )
+    page = login("operator").get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+
+    (line,) = lines(b"".join(response.streaming_content).decode())
+    assert line["verdict"]["reasons"] == routed
+    assert any("28.0%" in reason for reason in routed)
+    assert "5.0% as edited; 28.0% / 10.0% as proposed" in page.content.decode()
+
+
 @pytest.mark.parametrize("breaks", ["\u2028", "\u2029", "\x85"])
 def test_a_line_break_other_than_a_newline_in_what_was_said_keeps_one_record_a_line(
     login, demo_world, breaks

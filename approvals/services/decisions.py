@@ -28,6 +28,7 @@ from approvals.models import (
     RejectionReason,
     VerdictOutcome,
 )
+from approvals.selectors import as_proposed_records
 from approvals.services.acts import (
     Act,
     ReviewWindowClosed,
@@ -420,14 +421,12 @@ def _decisions_record(
 def as_proposed_payloads(
     proposal_ids: Collection[int], before_decision: Mapping[int, dict[str, Any]]
 ) -> dict[int, dict[str, Any]]:
-    """The payloads as their agents proposed them (each proposal's first history record),
-    by proposal id; for a proposal with no such record (written by other means than the
-    platform's services), its payload before this decision."""
+    """The payloads as their agents proposed them (``as_proposed_records``), by proposal id;
+    for a proposal with no such record (written by other means than the platform's
+    services), its payload before this decision."""
     if not proposal_ids:
         return {}
-    recorded = dict(
-        Proposal.history.filter(id__in=proposal_ids, history_type="+").values_list("id", "payload")
-    )
+    recorded = dict(as_proposed_records(list(proposal_ids)).values_list("id", "payload"))
     return {pk: recorded.get(pk, before_decision[pk]) for pk in proposal_ids}
 
 
