@@ -90,6 +90,8 @@ from hitlproject.vocabulary import (
 )
 from ledger.models import Account, Campaign
 from ledger.services import accounts_lock
+from policies.engine import guarded_risk
+from policies.models import KillSwitch
 from policies.services import (
     engaged_kill_switches,
     kill_switch_engaged_since,
@@ -278,24 +280,43 @@ def _approved_by_a_person_at(proposal: Proposal) -> datetime | None:
     return became_approved[1]
 
 
-def _kill_switch_hold(proposal: Proposal) -> str:
-    """Why a kill switch holds the proposal back for a person, or "": every switch engaged
-    over its account or channel does, unless a person approved it (or retried it) while that
-    switch was engaged. A switch routes everything to humans: what the policy engine approved
-    never runs past it, nor what a person approved before it was engaged. (``proposal`` from
-    ``_locked_for_execution``: which switches, and since when, is asked only if one is.)"""
+def _kill_switch_hold(proposal: Proposal) -> list[KillSwitch]:
+    """The kill switches that hold the proposal back for a person, if any: every switch
+    engaged over its account or channel does, unless a person approved it (or retried it)
+    while that switch was engaged. A switch routes everything to humans: what the policy
+    engine approved never runs past it, nor what a person approved before it was engaged.
+    (``proposal`` from ``_locked_for_execution``: which switches, and since when, is asked
+    only if one is.)"""
     if not proposal.kill_switch_engaged:
-        return ""
+        return []
     switches = engaged_kill_switches(proposal.account)
     if not switches:
-        return ""
+        return []
     approved_at = _approved_by_a_person_at(proposal)
-    holding = [
+    return [
         switch
         for switch in switches
         if approved_at is None or approved_at < kill_switch_engaged_since(switch)
     ]
-    return " ".join(kill_switch_reason(switch) for switch in holding)
+
+
+def _findings_with_holds(proposal: Proposal, holding: Sequence[KillSwitch]) -> dict:
+    """The proposal's guardrail findings with the switches that hold it back now among those
+    that send it to a person, in place of what a switch of the same scope said when it was
+    routed: the queue's Guardrail column and the bulk confirmation say what holds it, and
+    its page does not tell a switch that sent it back as one "engaged since it was routed".
+    Its first routing keeps what was found then, in its history."""
+    found = dict(proposal.guardrail_findings or {})
+    # A switch is known by its scope, as its finding opens ("The kill switch on demo is
+    # engaged: "), whatever its reason said then (as the proposal's page tells them apart).
+    holds = [kill_switch_reason(switch) for switch in holding]
+    named = {hold.partition(": ")[0] for hold in holds}
+    review = [
+        finding for finding in found.get("review", []) if finding.partition(": ")[0] not in named
+    ]
+    found["review"] = [*review, *holds]
+    found.setdefault("block", [])
+    return found
 
 
 def _sent_back(proposal: Proposal, actor: Actor, reason: str, changes: dict) -> Proposal:
@@ -337,10 +358,16 @@ def _checked_targets(proposal: Proposal, action_type, actor: Actor) -> _Checked:
         account=proposal.account, action_type=action_type, payload=proposal.payload, lock=True
     )
     before = ledger_snapshot(action_type=action_type, payload=proposal.payload, campaigns=campaigns)
-    held = _kill_switch_hold(proposal)
-    if held:
+    holding = _kill_switch_hold(proposal)
+    if holding:
+        held = " ".join(map(kill_switch_reason, holding))
         reason = f"{HELD_BACK} {held} A person must approve it again."
-        changes = {"verdict_reasons": reasons_after(reason, proposal.verdict_reasons)}
+        changes = {
+            "verdict_reasons": reasons_after(reason, proposal.verdict_reasons),
+            "guardrail_findings": _findings_with_holds(proposal, holding),
+            # Among those a guardrail sent to a person in the queue, not below clean ones.
+            "risk": guarded_risk(proposal.risk or 0),
+        }
         return _Checked(campaigns, before, _sent_back(proposal, actor, reason, changes))
     moves = target_moves(proposal.target_snapshot, before)
     if not moves:

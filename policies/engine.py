@@ -675,8 +675,16 @@ def _risk(facts: Facts, magnitude: _Ratio, amount: _Ratio | None, figures: _Figu
     )
     clean = min(_CLEAN_RISK_MAX, facts.risk_weight + pressure_risk + record)
     if facts.guardrail_blocks or facts.guardrail_reviews:
-        return _GUARDED_RISK_MIN + clean // 10
+        return guarded_risk(clean)
     return clean
+
+
+def guarded_risk(risk: int) -> int:
+    """A risk as it is once a guardrail speaks about the action (91-100, above every clean
+    one, keeping its order among them): a risk in that band already, as it is."""
+    return (
+        risk if risk >= _GUARDED_RISK_MIN else _GUARDED_RISK_MIN + min(_CLEAN_RISK_MAX, risk) // 10
+    )
 
 
 def risk_score(facts: Facts, rule: Rule | None) -> int:

@@ -18,6 +18,7 @@ from hitl_client import Proposal as ClientProposal
 from hitl_client._tools import outcome_report
 
 from approvals.models import Proposal, ProposalStatus
+from approvals.selectors import routings
 from approvals.services.decisions import proposal_approve
 from executors.models import ExecutionRound
 from executors.runner import proposal_execute
@@ -447,6 +448,38 @@ def test_a_waiting_proposal_s_page_says_a_switch_engaged_since_it_was_routed(log
     assert held.status == ProposalStatus.PENDING_REVIEW
     held_page = login("operator").get(f"/admin/approvals/proposal/{held.pk}/change/").text
     assert 'id="kill-switch-engaged-since"' not in held_page
+
+
+def test_a_proposal_a_switch_held_back_shows_the_switch_in_the_queue_s_guardrail_column(login):
+    """An action the policy engine approved, held back before executing by a switch engaged
+    since, waits for a person: the queue's Guardrail column says the switch holds it, as it
+    does for one the switch routed to a person; it showed nothing, the findings of its first
+    routing (none). Released, it reads "kill switch released", as theirs do. Its first
+    routing, "as proposed", keeps what was found then. Its risk, as a guardrail's finding
+    puts it, sorts it with theirs."""
+    proposal = evaluated(bid_adjustment("2.12"))  # +6%: the policy engine approves it
+    assert proposal.status == ProposalStatus.APPROVED
+    switch = engage()
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.PENDING_REVIEW
+    operator = login("operator")
+    changelist = reverse("admin:approvals_proposal_changelist")
+
+    def queue_row() -> str:
+        return operator.get(changelist).text.split(f'value="{proposal.pk}"')[1].split("</tr>")[0]
+
+    row = html.unescape(queue_row())
+    assert "guardrail-flag" in row
+    assert f"<li>The kill switch on demo is engaged: {OUTAGE}</li>" in row
+    # Sorted with those a guardrail sent to a person (91-100), above every clean one.
+    assert f'class="field-risk">{91 + proposal.risk // 10}</td>' in row
+    page = operator.get(reverse("admin:approvals_proposal_change", args=[proposal.pk])).text
+    assert 'id="kill-switch-engaged-since"' not in page  # it is what sent it back, said once
+    assert routings(proposal.pk).first().guardrail_findings == {"block": [], "review": []}
+
+    release(switch)
+
+    assert "guardrail-flag" not in queue_row()
+    assert ">kill switch released</span>" in queue_row()
 
 
 def test_an_approval_held_back_and_given_again_is_told_to_its_agent_as_one_reviewers(
