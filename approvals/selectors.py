@@ -240,7 +240,7 @@ def deciding_policy(proposal: Proposal):
 
 def policy_terms(policy, unit: str) -> list[str]:
     """A policy version's terms, in words, as they stood: what ran without a person, what was
-    blocked, what it took to approve."""
+    blocked, what it took to approve, how soon a decision was due and when it expired."""
     if policy is None:
         return ["No policy matched: a person decides."]
 
@@ -274,6 +274,10 @@ def policy_terms(policy, unit: str) -> list[str]:
     if above and more > policy.required_approvals:
         approvals += f", {more} above {' or '.join(above)}"
     terms.append(approvals)
+    # The deadline and the window it was routed with are its own, whatever they are now.
+    if policy.decide_within is not None:
+        terms.append(f"a decision due within {describe_duration(policy.decide_within)}")
+    terms.append(f"expires after {describe_duration(policy.review_window)} undecided")
     return terms
 
 

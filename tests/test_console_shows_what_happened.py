@@ -827,6 +827,31 @@ def test_a_policy_changed_and_changed_back_since_routing_reads_as_the_same_terms
     assert '<span id="policy-terms-now">Its terms now are the same.</span>' in routed_by
 
 
+def test_a_review_window_and_deadline_changed_since_routing_are_not_the_same_terms(login):
+    """A proposal routed with a one-minute window expired; the window was put back to three
+    days. Its page said "Its terms now are the same.", the terms it listed naming neither
+    the window it expired under nor the deadline it had."""
+    reallocations_policy_changed(
+        "Try a short window.", review_window=timedelta(minutes=1), decide_within=None
+    )
+    proposal = evaluated(reallocation("280.00"))
+    reallocations_policy_changed(
+        "Back to three days, due in four hours.",
+        review_window=timedelta(days=3),
+        decide_within=timedelta(hours=4),
+    )
+
+    page = html.unescape(page_of(login("auditor"), proposal).text)
+
+    routed_by = re.sub(r"\s+", " ", page.split('id="routed-by"')[1].split("</p>")[0])
+    terms_then, terms_now = routed_by.split(' <span id="policy-terms-now">')
+    assert terms_then.endswith("1 approval; expires after 1 minute undecided.")
+    assert terms_now.endswith(
+        "1 approval; a decision due within 4 hours; expires after 3 days undecided.</span>"
+    )
+    assert "are the same" not in routed_by
+
+
 def edit_approved(operator, proposal: Proposal, amount: str) -> Proposal:
     """The operator edits the reallocation's amount and approves it, in the console."""
     edited = operator.post(
@@ -864,9 +889,9 @@ def test_approvals_a_policy_asks_for_since_routing_are_said_beside_the_version_t
     assert "in its version 1, as saved on" in routed_by
     assert "UTC (it has changed since, to version 2):" in routed_by
     terms_then, terms_now = routed_by.split(' <span id="policy-terms-now">')
-    assert terms_then.endswith("1 approval.")
+    assert terms_then.endswith("1 approval; expires after 3 days undecided.")
     assert terms_now.startswith("Its terms now: runs without a person up to 10.0%;")
-    assert terms_now.endswith("2 approvals.</span>")
+    assert terms_now.endswith("2 approvals; expires after 3 days undecided.</span>")
     reasons = page.split('id="verdict-reasons"')[1].split("</ul>")[0]
     assert (
         "It now needs 2 distinct approvals: policy “Budget reallocations” asks for 2 as it "
@@ -929,9 +954,9 @@ def test_a_two_person_rule_added_since_routing_is_said_with_the_version_asking(l
 @pytest.mark.parametrize(
     "required, above, said",
     [
-        (1, 2, "1 approval, 2 above 20.0% or 250.00 a day."),
-        (2, 3, "2 approvals, 3 above 20.0% or 250.00 a day."),
-        (2, 1, "2 approvals."),  # the engine asks for the more of the two: 2
+        (1, 2, "1 approval, 2 above 20.0% or 250.00 a day; expires after 3 days undecided."),
+        (2, 3, "2 approvals, 3 above 20.0% or 250.00 a day; expires after 3 days undecided."),
+        (2, 1, "2 approvals; expires after 3 days undecided."),  # the more of the two: 2
     ],
 )
 def test_the_policy_terms_on_a_proposals_page_name_its_two_person_rule(
@@ -983,7 +1008,7 @@ def test_a_creative_policys_terms_count_creatives_as_a_batch(login):
 
     routed_by = re.sub(r"\s+", " ", page.split('id="routed-by"')[1].split("</p>")[0])
     assert "runs without a person up to a batch of 3" in routed_by
-    assert routed_by.endswith("1 approval, 2 above a batch of 1.")
+    assert routed_by.endswith("1 approval, 2 above a batch of 1; expires after 3 days undecided.")
 
 
 def test_a_value_never_set_reads_as_nothing_set_not_as_the_text_none(operator, login, optimizer):
