@@ -17,18 +17,14 @@ through the async chain, on a thread of its own, as before. Either way the middl
 order and what they do are the same (a path that resolves to no view goes the synchronous way,
 as the static files and the 404s do). Measured by ``bin/bench peer``: see docs/performance.md.
 
-And a request's body is bounded before Django reads it. Django's handler reads the whole body
-into a file before any view is reached (so before a key is checked or a size refused): a body
-said to be larger than any view takes (``DATA_UPLOAD_MAX_MEMORY_SIZE``, a batch's limit) is
-refused at once with a 413, unread; one sent in chunks, without a length, is read up to that
-limit (a 413 past it) and then given its length, which Django's request reads the body by (it
-would otherwise read none of it).
+And a request's body is read whole, and bounded, before Django has it (hitlproject.asgi_body):
+Django's handler reads the whole body into a file before any view is reached (so before a key
+is checked or a size refused); a body said to be larger than any view takes is refused at once
+with a 413, unread.
 """
 
 from __future__ import annotations
 
-import json
-import tempfile
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -36,12 +32,11 @@ from contextlib import contextmanager
 
 import django
 from asgiref.sync import ThreadSensitiveContext, iscoroutinefunction, sync_to_async
-from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.base import BaseHandler
 from django.urls import get_resolver
 
-from hitlproject.inflight import send_json
+from hitlproject.asgi_body import ReadAlready, body_read
 
 KEPT_THREADS = 8
 VIEW_IS_ASYNC = "hitl.view_is_async"  # in the request's scope
@@ -65,39 +60,14 @@ class Handler(ASGIHandler):
                 await self.handle(scope, receive, send)
 
     async def handle(self, scope, receive, send):
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        headers = dict(scope["headers"])
-        length = headers.get(b"content-length")
-        if length is not None:
-            if length.isdigit() and int(length) > limit:
-                return await _too_large(send, limit)
-        elif b"chunked" in headers.get(b"transfer-encoding", b"").lower():
-            # Read as Django reads a body, into a file that goes to disk past a size (the
-            # request closes it), counted.
-            body = tempfile.SpooledTemporaryFile(  # noqa: SIM115
-                max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b"
-            )
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    body.close()
-                    return None
-                body.write(message.get("body", b""))
-                if body.tell() > limit:
-                    body.close()
-                    return await _too_large(send, limit)
-                if not message.get("more_body", False):
-                    break
-            scope = {
-                **scope,
-                "headers": [*scope["headers"], (b"content-length", str(body.tell()).encode())],
-            }
-            body.seek(0)
-            receive = _ReadAlready(body, receive)
+        read = await body_read(scope, receive, send)  # unless the bound read it already
+        if read is None:  # answered (413), or the client went away while sending it
+            return None
+        scope, receive = read
         return await super().handle(scope, receive, send)
 
     async def read_body(self, receive):
-        if isinstance(receive, _ReadAlready):  # a chunked body, read above
+        if isinstance(receive, ReadAlready):  # always, read by body_read
             return receive.body
         return await super().read_body(receive)
 
@@ -116,23 +86,6 @@ def _view_is_async(scope) -> bool:
         return iscoroutinefunction(get_resolver().resolve(path).func)
     except Exception:  # a 404, or an error that Django's handling of the request reports
         return False
-
-
-class _ReadAlready:
-    """The connection's ``receive``, its body already read (into ``body``): what it says
-    next is its disconnect, which Django listens for while the view runs."""
-
-    def __init__(self, body, receive) -> None:
-        self.body, self.receive = body, receive
-
-    async def __call__(self):
-        return await self.receive()
-
-
-async def _too_large(send, limit: int) -> None:
-    """A 413 in the API's error shape, the body left unread."""
-    body = {"detail": f"Request body larger than {limit} bytes.", "code": "payload_too_large"}
-    await send_json(send, 413, json.dumps(body).encode(), (b"connection", b"close"))
 
 
 class _KeptThreads:

@@ -10,7 +10,8 @@ Two bounds: ``HITL_API_MAX_IN_FLIGHT`` for the process, and ``HITL_API_MAX_IN_FL
 for the requests carrying one API key (counted by its hash, before the key is
 checked: an agent's burst fills its own share, not the others'). A long poll gives its place
 back while it waits (hitlproject.longpoll: it holds nothing then) and counts again, without
-being refused, while it re-reads.
+being refused, while it re-reads. A request takes its place once its body is read whole
+(hitlproject.asgi_body), not while it is still being sent.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from hitlproject.asgi_body import body_read, send_json
 
 SCOPE_KEY = "hitl.in_flight"
 RETRY_AFTER = 1
@@ -114,6 +117,14 @@ class InFlightGuard:
         if scope["type"] != "http" or not scope.get("path", "").startswith("/api/"):
             await self.app(scope, receive, send)
             return
+        # A place is taken once the request's body is in: a client sending its body slowly,
+        # or never finishing it, holds a connection, not a place. Sixty such requests, with
+        # no key or any, filled the process's bound and every agent was answered 503 busy
+        # for as long as they stayed connected.
+        read = await body_read(scope, receive, send)
+        if read is None:  # answered (413), or the client went away while sending it
+            return
+        scope, receive = read
         agent = agent_of(scope)
         if not self.in_flight.take(agent):
             await refuse(send)
@@ -135,19 +146,3 @@ class InFlightGuard:
 
 async def refuse(send: Any) -> None:
     await send_json(send, 503, REFUSAL, (b"retry-after", str(RETRY_AFTER).encode()))
-
-
-async def send_json(send: Any, status: int, body: bytes, *headers: tuple[bytes, bytes]) -> None:
-    """Answer with ``body`` (JSON) and ``status``, before the request reaches Django."""
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

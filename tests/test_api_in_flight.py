@@ -4,8 +4,12 @@ for the database nor refuses another agent's request. A long poll counts while i
 while it waits. And a long poll whose re-read fails is answered as any request would be (503,
 never a 500)."""
 
+import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from urllib.parse import urlsplit
 
 import pytest
 from django.db import OperationalError, connection, transaction
@@ -91,6 +95,32 @@ def test_an_agent_writing_its_authorization_header_another_way_shares_its_bound(
 
     assert campaigns[0] == 200
     assert sorted(status for status, _, _ in answered) == [201, 201, *[503] * 6]
+
+
+def test_requests_still_sending_their_body_hold_no_place_in_the_bound(web_server_with, demo_world):
+    """A place was taken before the request's body was read: requests that never finished
+    sending theirs, with any key or none, filled the process's bound for as long as they
+    stayed connected, and every agent was answered 503 busy. Now a place is taken once the
+    body is in."""
+    optimizer = demo_world["agents"]["optimizer"]
+    server = web_server_with(HITL_API_MAX_IN_FLIGHT="3", HITL_API_MAX_IN_FLIGHT_PER_AGENT="2")
+    address = urlsplit(server.url)
+    with ExitStack() as stack:
+        for n in range(6):
+            unfinished = stack.enter_context(
+                socket.create_connection((address.hostname, address.port))
+            )
+            unfinished.sendall(
+                f"POST {PROPOSALS_URL} HTTP/1.1\r\nHost: localhost\r\n"
+                f"Authorization: Bearer not-a-key-{n}\r\nContent-Type: application/json\r\n"
+                "Content-Length: 100\r\n\r\n{".encode()
+            )
+        time.sleep(1)  # their headers read; on the old code, each had taken a place
+        listed = call(server.url, PROPOSALS_URL, optimizer)
+        submitted = call(server.url, PROPOSALS_URL, optimizer, bid_adjustment("2.10"))
+
+    assert listed[0] == 200
+    assert submitted[0] == 201
 
 
 def second_key(name: str) -> str:

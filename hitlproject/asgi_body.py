@@ -1,0 +1,86 @@
+"""A request's body read whole, and bounded, before the application is given the request.
+
+Read by the API's bound on requests in flight (hitlproject.inflight) before a request takes a
+place in it, and otherwise by the web server's handler (hitlproject.asgi_handler) before
+Django: a body said to be larger than any view takes (``DATA_UPLOAD_MAX_MEMORY_SIZE``, a
+batch's limit) is refused at once with a 413, unread; one sent in chunks, without a length, is
+read up to that limit (a 413 past it) and then given its length, which Django's request reads
+the body by (it would otherwise read none of it).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from typing import Any
+
+from django.conf import settings
+
+
+class ReadAlready:
+    """The connection's ``receive``, its body already read (into ``body``): what it says
+    next is its disconnect, which Django listens for while the view runs."""
+
+    def __init__(self, body, receive) -> None:
+        self.body, self.receive = body, receive
+
+    async def __call__(self):
+        return await self.receive()
+
+
+async def body_read(scope: dict, receive: Any, send: Any) -> tuple[dict, ReadAlready] | None:
+    """The request's scope (with the body's length) and a ``receive`` holding its body, read
+    whole; None if it was answered instead (413) or the client went away while sending it."""
+    if isinstance(receive, ReadAlready):
+        return scope, receive
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    length = dict(scope["headers"]).get(b"content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        await too_large(send, limit)
+        return None
+    # Read as Django reads a body, into a file that goes to disk past a size (the request
+    # closes it), counted.
+    body = tempfile.SpooledTemporaryFile(  # noqa: SIM115
+        max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b"
+    )
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            body.close()
+            return None
+        body.write(message.get("body", b""))
+        if body.tell() > limit:
+            body.close()
+            await too_large(send, limit)
+            return None
+        if not message.get("more_body", False):
+            break
+    if length is None:
+        scope = {
+            **scope,
+            "headers": [*scope["headers"], (b"content-length", str(body.tell()).encode())],
+        }
+    body.seek(0)
+    return scope, ReadAlready(body, receive)
+
+
+async def too_large(send: Any, limit: int) -> None:
+    """A 413 in the API's error shape, the body left unread."""
+    body = {"detail": f"Request body larger than {limit} bytes.", "code": "payload_too_large"}
+    await send_json(send, 413, json.dumps(body).encode(), (b"connection", b"close"))
+
+
+async def send_json(send: Any, status: int, body: bytes, *headers: tuple[bytes, bytes]) -> None:
+    """Answer with ``body`` (JSON) and ``status``, before the request reaches Django."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
