@@ -43,7 +43,7 @@ from audit.chain import chain_break_recorded
 from audit.secret_fields import lookup_touches_secret, sounds_secret_undeclared
 from hitlproject.forms import PlainDecimalField, PlainIntegerField, number_box
 from hitlproject.periods import describe_duration
-from hitlproject.validation import with_lf_line_breaks
+from hitlproject.validation import one_line, with_lf_line_breaks
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,14 @@ def refuse_nul(query: QueryDict) -> None:
     """PostgreSQL stores no NUL character: a filter value with one would be a 500."""
     if any("\x00" in key or "\x00" in value for key, values in query.lists() for value in values):
         raise BadRequest("The query contains a NUL character.")
+
+
+def address_words(text: str, limit: int = 100) -> str:
+    """What an address said, as a page quotes it back: on one line, its direction overrides
+    and other invisible characters read as a space (a link made to be sent to an operator
+    could otherwise turn the page's own words around them), and cut short with "…"."""
+    text = one_line(text)
+    return f"{text[: limit - 1]}…" if len(text) > limit else text
 
 
 def refuse_nul_in_search(search_term: str) -> None:
@@ -198,13 +206,14 @@ class ConsoleAdmin(admin.ModelAdmin):
         except IncorrectLookupParameters as error:
             if error.args:  # a filter's value the list cannot read (``?reviewer__id__exact=abc``)
                 asked = ", ".join(
-                    f"{name}={value}"
+                    f"{address_words(name)}={address_words(value)}"
                     for name, values in request.GET.lists()
                     if name not in (*IGNORED_PARAMS, PAGE_VAR)
                     for value in values
                 )
                 raise BadRequest(
-                    f"The list cannot be filtered as the address asks ({asked}): {error}"
+                    f"The list cannot be filtered as the address asks "
+                    f"({address_words(asked, 300)}): {address_words(str(error), 300)}"
                 ) from error
         # A page past the end (the list shrank under a bulk decision on its last page, say):
         # its last page, filters kept.

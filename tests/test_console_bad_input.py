@@ -388,6 +388,22 @@ def test_a_filter_value_a_list_cannot_read_is_refused_saying_so(operator):
     )
 
 
+def test_a_filter_value_is_quoted_back_on_one_line_without_its_overrides_and_cut_short(
+    operator,
+):
+    """The refusal quoted the address's value as it came: a right-to-left override in a link
+    sent to an operator turned the page's own words after it around, and a value of 5,000
+    digits was written out twice."""
+    overridden = operator.get(url_of(Proposal, "changelist"), {"agent__id__exact": "\u202eabc"})
+    long = operator.get(url_of(Proposal, "changelist"), {"agent__id__exact": "9" * 5000})
+
+    assert overridden.status_code == long.status_code == 400
+    said = overridden.context["message"]
+    assert "\u202e" not in said
+    assert said.startswith("The list cannot be filtered as the address asks (agent__id__exact=abc)")
+    assert len(long.context["message"]) < 700
+
+
 def test_a_page_past_the_end_of_a_list_shows_its_last_page_with_its_filters(operator):
     """A bulk decision on the queue's last page leaves that page empty: coming back to it is
     its last page still, not an error nor the whole list unfiltered."""
