@@ -784,6 +784,8 @@ class KillSwitchAdmin(ChangeReasonAdmin):
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change, **kwargs)
+        if "engaged" not in form.base_fields:  # read only (an auditor's): no form to explain
+            return form
         under_way = proposals_under_way()
         # Each account and channel with any, as held and as sending (0 where it has none).
         accounts = sorted({*under_way.held.by_account, *under_way.sending.by_account})

@@ -601,3 +601,22 @@ def test_engaging_a_switch_while_a_request_is_at_the_channel_does_not_count_it_h
         "1 approved proposal has a request at its channel now, which the switch does not call "
         "back: it is carried out if the channel carries it out."
     ) in seen["said"], seen["said"]
+
+
+def test_an_auditor_reads_a_kill_switch_and_changes_nothing(login):
+    """An auditor opening a kill switch's page saw a server error: the form's count of what it
+    would hold was written into a field a read-only page does not have. Now they read the
+    switch, its scope and reason, and saving it is refused."""
+    switch = engage()
+    release(switch)
+    auditor = login("auditor")
+    url = reverse("admin:policies_killswitch_change", args=[switch.pk])
+
+    page = auditor.get(url)
+
+    assert page.status_code == 200
+    assert "Kill switch on demo (released)" in page.text
+    assert OUTAGE in html.unescape(page.text)
+    refused = auditor.post(url, {"scope": "account", "engaged": "on", "reason": "x"})
+    assert refused.status_code == 403
+    assert KillSwitch.objects.get(pk=switch.pk).engaged is False
