@@ -9,6 +9,7 @@ from fractions import Fraction
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import label_for_field
 from django.contrib.admin.views.main import ORDER_VAR, SEARCH_VAR
 from django.core.exceptions import PermissionDenied
@@ -121,7 +122,7 @@ from hitlproject.vocabulary import (
     UNDER_WAY_STATUSES,
     how_many,
 )
-from ledger.models import campaign_field_label, campaign_value_label
+from ledger.models import Channel, campaign_field_label, campaign_value_label
 from ledger.selectors import channels_with_accounts
 from policies.engine import (
     cumulative_figure,
@@ -195,7 +196,24 @@ def listed_status(request: HttpRequest) -> str:
     return ProposalStatus.PENDING_REVIEW
 
 
-class QueueStatusFilter(admin.SimpleListFilter):
+class KnownValuesOnly:
+    """A value the filter does not know (``?status=bogus``, ``?risk=hihg``) is refused saying
+    so, as the list refuses one a field cannot read: it showed an empty list ("0 proposals",
+    as if there were none) or, for the risk, every proposal, as if filtered."""
+
+    def known_values(self) -> list[str]:
+        return [str(value) for value, _ in self.lookup_choices]
+
+    def refuse_unknown(self, value: str | None) -> None:
+        if value and value not in self.known_values():
+            raise IncorrectLookupParameters(
+                f"“{value}” is not one of the {self.title} values it knows: "
+                + ", ".join(self.known_values())
+                + "."
+            )
+
+
+class QueueStatusFilter(KnownValuesOnly, admin.SimpleListFilter):
     """Status, defaulting to the review queue (what waits for a human), or to every status
     when searching."""
 
@@ -230,12 +248,13 @@ class QueueStatusFilter(admin.SimpleListFilter):
             }
 
     def queryset(self, request, queryset):
+        self.refuse_unknown(self.current)
         if self.current == EVERY_STATUS:
             return queryset
         return queryset.filter(status=self.current)
 
 
-class RiskFilter(admin.SimpleListFilter):
+class RiskFilter(KnownValuesOnly, admin.SimpleListFilter):
     title = "risk"
     parameter_name = "risk"
     bands = {"high": (70, 101), "medium": (40, 70), "low": (0, 40)}
@@ -244,13 +263,14 @@ class RiskFilter(admin.SimpleListFilter):
         return [("high", "High (70+)"), ("medium", "Medium (40–69)"), ("low", "Low (under 40)")]
 
     def queryset(self, request, queryset):
+        self.refuse_unknown(self.value())
         if self.value() not in self.bands:
             return queryset
         low, high = self.bands[self.value()]
         return queryset.filter(risk__gte=low, risk__lt=high)
 
 
-class ActionTypeFilter(admin.SimpleListFilter):
+class ActionTypeFilter(KnownValuesOnly, admin.SimpleListFilter):
     """The registered action types (not a DISTINCT over every proposal ever made)."""
 
     title = "action type"
@@ -260,10 +280,11 @@ class ActionTypeFilter(admin.SimpleListFilter):
         return [(name, action_types.label(name)) for name in action_types.names()]
 
     def queryset(self, request, queryset):
+        self.refuse_unknown(self.value())
         return queryset.filter(action_type=self.value()) if self.value() else queryset
 
 
-class ChannelFilter(admin.SimpleListFilter):
+class ChannelFilter(KnownValuesOnly, admin.SimpleListFilter):
     """The channels some account is on (not every channel the platform knows)."""
 
     title = "channel"
@@ -272,7 +293,11 @@ class ChannelFilter(admin.SimpleListFilter):
     def lookups(self, request, model_admin):
         return channels_with_accounts()
 
+    def known_values(self) -> list[str]:
+        return list(Channel.values)  # every channel, offered or not (its accounts gone since)
+
     def queryset(self, request, queryset):
+        self.refuse_unknown(self.value())
         return queryset.filter(account__channel=self.value()) if self.value() else queryset
 
 

@@ -2,6 +2,8 @@
 ids, NUL characters and very long strings each get a page that says so (or a 4xx), never a
 server error."""
 
+import html
+
 import pytest
 from django.contrib import admin
 from django.contrib.auth import get_user_model
@@ -420,3 +422,37 @@ def test_a_page_past_the_end_of_a_list_shows_its_last_page_with_its_filters(oper
     assert changelist.page_num == changelist.paginator.num_pages == 2
     assert len(changelist.result_list) == 1
     assert changelist.get_filters_params() == {"status": [ProposalStatus.PENDING_REVIEW]}
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "known"),
+    [
+        ("status", "bogus", "pending_review, approved"),
+        ("risk", "hihg", "high, medium, low"),
+        ("action_type", "bid_adjustmnet", "bid_adjustment"),
+        ("channel", "myspace", "google_ads, meta"),
+    ],
+)
+def test_a_filter_value_the_queue_does_not_know_is_refused_saying_so(operator, name, value, known):
+    """The queue's own filters read a value they did not know as "nothing" or "everything":
+    ?status=bogus listed "0 proposals" and ?risk=hihg every proposal waiting, as if there were
+    none, or as if filtered by risk. They are refused, saying what the filter knows."""
+    evaluated(bid_adjustment("3.00"))
+    response = operator.get(url_of(Proposal, "changelist"), {name: value})
+    assert response.status_code == 400, response.status_code
+    said = html.unescape(response.content.decode())
+    assert f"The list cannot be filtered as the address asks ({name}={value}): “{value}”" in said
+    assert known in said
+
+
+def test_the_queue_s_filters_still_take_every_value_they_know(operator):
+    evaluated(bid_adjustment("3.00"))
+    for query in (
+        {"status": "all"},
+        {"status": "executed"},
+        {"risk": "low"},
+        {"action_type": "budget_change"},
+        {"channel": "meta"},  # no account on it: known, and nothing listed
+    ):
+        response = operator.get(url_of(Proposal, "changelist"), query)
+        assert response.status_code == 200, query
