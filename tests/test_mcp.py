@@ -7,8 +7,10 @@ reviewer's rejection comes back with its reason; refusals come back as tool erro
 API's message."""
 
 import asyncio
+import http.client
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -580,3 +582,71 @@ def test_hitl_mcp_help_says_what_it_reads_and_serves_nothing():
     )
     assert refused.returncode == 2
     assert "unrecognized arguments: --port 9" in refused.stderr
+
+
+def _answer_lost_proxy(upstream: str) -> ThreadingHTTPServer:
+    """A proxy to the platform that loses the answer to every proposal it passes on: the
+    platform makes the proposal, the agent's connection closes before a word comes back (a
+    load balancer timing out, the network dropping)."""
+    host, port = upstream.removeprefix("http://").split(":")
+
+    class AnswerLost(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            forwarded = http.client.HTTPConnection(host, int(port), timeout=30)
+            headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+            forwarded.request("POST", self.path, body, headers)
+            forwarded.getresponse().read()
+            forwarded.close()
+            self.close_connection = True  # the platform answered; the agent hears nothing
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), AnswerLost)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_mcp_a_proposal_whose_answer_was_lost_says_how_to_learn_of_it_without_a_duplicate(
+    web_server, demo_world
+):
+    """The platform made the proposal but its answer never came back: the model was told only
+    "POST /api/v1/proposals/ failed: RemoteProtocolError …", with no idempotency_key to ask
+    again with, so its natural retry proposed the same action a second time (two budget
+    moves for a person to approve, each of which would execute). It is told the proposal
+    may have been made, and the key that finds it; asking again with that key answers the
+    one proposal."""
+    arguments = {
+        "action_type": "budget_reallocation",
+        "account": "demo",
+        "payload": {"from_campaign": "brand-search", "to_campaign": "generic-search",
+                    "amount": "280.00"},
+        "rationale": "generic-search converts at 2.3x brand-search's rate this week.",
+        "confidence": 0.82,
+    }  # fmt: skip
+    proxy = _answer_lost_proxy(web_server)
+    try:
+
+        async def lost():
+            base_url = f"http://127.0.0.1:{proxy.server_address[1]}"
+            async with mcp_session(base_url, demo_world["agents"]["optimizer"]) as session:
+                return await refusal(session, "propose_action", **arguments)
+
+        told = asyncio.run(lost())
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    assert ProposalRow.objects.count() == 1  # made, though the agent never heard so
+    assert "may have been made" in told, told
+    key = re.search(r'idempotency_key "([^"]+)"', told)
+    assert key, told
+
+    async def again(session):
+        return await call(session, "propose_action", **arguments, idempotency_key=key[1])
+
+    found = run_agent(web_server, demo_world["agents"]["optimizer"], again)
+    assert found["id"] == ProposalRow.objects.get().pk
+    assert found["status"] == "pending_review"
+    assert "Nothing new was proposed" in found["replayed"]
+    assert ProposalRow.objects.count() == 1

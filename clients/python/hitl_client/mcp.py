@@ -13,6 +13,7 @@ import argparse
 import logging
 import os
 import sys
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -30,7 +31,14 @@ except ImportError as missing:  # the client installed without its mcp extra
 
 from hitl_client._tools import faults, outcome_report
 from hitl_client.client import AsyncClient
-from hitl_client.errors import BadResponse, HitlError, ValidationFailed, WaitTimedOut
+from hitl_client.errors import (
+    BadResponse,
+    ConnectionFailed,
+    HitlError,
+    ServerError,
+    ValidationFailed,
+    WaitTimedOut,
+)
 from hitl_client.models import Proposal
 
 INSTRUCTIONS = """\
@@ -141,6 +149,18 @@ class _Server(MCPServer):
                 f"{_argument_faults(invalid)}. Nothing was done; call it again with them "
                 "corrected."
             ) from invalid
+
+
+def _outcome_unknown(error: HitlError, key: str) -> ToolError:
+    """A proposal whose answer never arrived whole (the connection broke, the platform failed,
+    or its answer could not be read): it may have been made. The model is given the key
+    that finds it, so that asking again answers that proposal rather than making another."""
+    return ToolError(
+        f"Whether it was proposed is unknown: {error.message} It may have been made. Do not "
+        "propose it again with another key: call propose_action again with the same "
+        f'arguments and idempotency_key "{key}", which answers that proposal as it is now if '
+        "it was made, and proposes it once if it was not."
+    )
 
 
 def _argument_faults(invalid: ValidationError) -> str:
@@ -254,6 +274,9 @@ def build_server(client_factory: ClientFactory = AsyncClient) -> MCPServer:
             Field(description="Send the same key again to retry without proposing twice"),
         ] = None,
     ) -> dict[str, Any]:
+        # The key is the server's when the model gives none, so that a proposal whose answer
+        # was lost can be asked for again by it (``_outcome_unknown``).
+        key = f"mcp-{uuid.uuid4().hex}" if idempotency_key is None else idempotency_key
         try:
             proposal = await hitl().propose(
                 action_type,
@@ -263,13 +286,18 @@ def build_server(client_factory: ClientFactory = AsyncClient) -> MCPServer:
                 confidence=confidence,
                 supporting_data=supporting_data,
                 external_ref=external_ref,
-                idempotency_key=idempotency_key,
+                idempotency_key=key,
             )
-            replayed = proposal.replayed
-            if replayed:  # the answer it got when first proposed: read it as it is now
-                proposal = await hitl().get(proposal.id)
+        except (ConnectionFailed, ServerError, BadResponse) as error:
+            raise _outcome_unknown(error, key) from error
         except HitlError as error:
             raise _tool_error(error) from error
+        replayed = proposal.replayed
+        if replayed:  # the answer it got when first proposed: read it as it is now
+            try:
+                proposal = await hitl().get(proposal.id)
+            except HitlError as error:
+                raise _tool_error(error) from error
         remember(proposal, payload)
         view = view_of(proposal)
         if replayed:
