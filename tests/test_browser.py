@@ -966,6 +966,17 @@ def test_the_consoles_pages_fit_a_phones_width(live_server, demo_world, browser)
     page.goto(f"{live_server.url}/admin/approvals/agent/{proposals[0].agent_id}/change/")
     expect(page.locator("#scorecard")).to_contain_text("budget reallocation")
     fits("an agent's scorecard")
+
+    # A history reads change by change, each value beside its heading: its seven columns were
+    # squeezed until words broke letter by letter ("Change d"), its changes off the screen.
+    page.goto(f"{live_server.url}/admin/approvals/proposal/{proposals[0].pk}/history/")
+    fits("a proposal's history")
+    routed = page.locator("#change-history tbody tr").filter(has_text="the policy engine")
+    changes = routed.locator("td[data-label=Changes]")
+    expect(changes).to_contain_text("Pending review")
+    box = changes.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+    assert changes.evaluate("td => getComputedStyle(td, '::before').content") == '"Changes: "'
     context.close()
 
 
