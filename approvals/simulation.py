@@ -85,9 +85,12 @@ CHUNK = 2000
 
 
 # How a move counts: executed, it compounds; approved but not yet executed, a raise counts
-# only towards the ceiling above and a cut only towards the one below (``policies.engine``).
+# only towards the ceiling above and a cut only towards the one below (``policies.engine``),
+# and one that sets a value not for a proposal setting the same target (``Move.sets_value``).
 _EXECUTED, _RAISE, _CUT = "executed", "raise", "cut"
-_KINDS = (_EXECUTED, _RAISE, _CUT)
+_RAISE_SET, _CUT_SET = "raise setting a value", "cut setting a value"
+_KINDS = (_EXECUTED, _RAISE, _CUT, _RAISE_SET, _CUT_SET)
+_SETS_VALUE = frozenset({_RAISE_SET, _CUT_SET})
 _ONE = Fraction(1)
 
 
@@ -133,13 +136,14 @@ class SlidingMoves:
         at: datetime,
         *,
         pending: bool = False,
+        sets_value: bool = False,
     ) -> None:
         if not pending:
             kind = _EXECUTED
         elif factor > 1:
-            kind = _RAISE
+            kind = _RAISE_SET if sets_value else _RAISE
         elif factor < 1:
-            kind = _CUT
+            kind = _CUT_SET if sets_value else _CUT
         else:
             return  # a pending move to the same value pushes towards neither bound
         move = _Move(at, factor, proposal_id, (account_id, target), kind, set(self.windows))
@@ -190,6 +194,7 @@ class SlidingMoves:
                             factor=outer / inner[kind],
                             at=now - window,
                             pending=kind != _EXECUTED,
+                            sets_value=kind in _SETS_VALUE,
                         )
                     )
                 inner[kind] = outer
@@ -518,6 +523,7 @@ def simulate(
                     engine.factor_from_text(factor),
                     move[0],
                     pending=not move[2],
+                    sets_value=_sets_values(record),
                 )
         if status in FINAL_STATUSES:  # a move the draft approved stays, until out of window
             in_flight.pop(proposal_id, None)
@@ -528,6 +534,12 @@ def simulate(
             _count_run(report, still.awaiting_run, ran=False)
     _count_human_overrides(report, auto_with_draft)
     return report
+
+
+def _sets_values(record: dict) -> bool:
+    """Whether the proposal sets values, as ``CountedMove.sets_value`` records it live."""
+    action_type = action_types.get(record["action_type"])
+    return bool(action_type and action_type.sets_values)
 
 
 def _fields_and_snapshot(record: dict) -> tuple[action_types.ActionType | None, set[FieldKey]]:
@@ -625,6 +637,7 @@ def _replayed(
         amount=record["amount"],
         currency=record["account__currency"],
         effects=factors,
+        sets_values=action_type.sets_values,
         recent_moves=recent,
         now=now,
         guardrail_blocks=tuple(findings.get("block", ())),

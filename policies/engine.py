@@ -37,6 +37,16 @@ within the ceiling below. Whichever of the pending moves end up running, the tar
 within the ceiling; a cut approved to balance a raise (and then left to be superseded) lets
 no raise through.
 
+Except what can never run with this move: a proposal that sets a value (``Facts.sets_values``:
+a bid, a budget) and a pending move that sets the same target (``Move.sets_value``) were both
+made against the value it has now, so whichever executes first changes it and supersedes the
+other; this one cannot even be approved while that one is under way (it waits for a person,
+``Facts.changed_first``). Such a move is not counted for it, and its reason says so ("not
+counting #12, approved, not yet executed, which sets brand-search's bid too: only one of them
+can run"): compounding the two would tell its reader of a move that cannot happen. A move of
+an amount (a reallocation) keeps its meaning when the value changes, and runs after either:
+it counts, for every proposal, and every pending move counts for one.
+
 Exact figures: a move's factor is the ratio of the ledger's own values (new / current) as a
 fraction, never rounded, and magnitudes, compounded moves and the ceilings they are compared
 with are compared exactly; only what an operator reads is rounded. A move that lands exactly on
@@ -273,6 +283,9 @@ class Move:
     factor: Number
     at: datetime
     pending: bool = False
+    # Its proposal sets the target's value (a bid, a budget), rather than moving an amount: a
+    # proposal setting the same target cannot run with it (see the module's notes).
+    sets_value: bool = False
     # The proposal that made it, where known (a replay counts moves without them), and its
     # agent: a reason names only its reader's own proposals.
     proposal: int | None = None
@@ -295,6 +308,9 @@ class Facts:
     currency: str = ""
     # target ("brand-search's daily budget") -> factor this proposal multiplies it by
     effects: dict[str, Number] = field(default_factory=dict)
+    # It sets its targets' values (``ActionType.sets_values``): a pending move setting one of
+    # them too (``Move.sets_value``) can never run with it, and is not counted.
+    sets_values: bool = False
     recent_moves: Sequence[Move] = ()
     now: datetime | None = None
     guardrail_blocks: tuple[str, ...] = ()
@@ -516,11 +532,17 @@ def _multiplied(product: _Ratio, factor: _Ratio) -> _Ratio:
     return numerator, denominator
 
 
+def _excluded(facts: Facts, move: Move) -> bool:
+    """A pending move that can never run with this proposal: both set the target's value,
+    so whichever executes first supersedes the other (see the module's notes)."""
+    return move.pending and move.sets_value and facts.sets_values
+
+
 def _bounds(facts: Facts, window: timedelta) -> dict[str, tuple[_Ratio, _Ratio]]:
     """Each target's compounded factor over the window, this proposal's included, at its
     highest and at its lowest: the executed moves with every pending raise, and with every
-    pending cut. Exact ratios of integers (not reduced: a product of a few factors is cheaper
-    unreduced)."""
+    pending cut (but those that cannot run with it, ``_excluded``). Exact ratios of integers
+    (not reduced: a product of a few factors is cheaper unreduced)."""
     since = facts.now - window if facts.now else None
     products = {target: _ratio(factor) for target, factor in facts.effects.items()}
     raises: dict[str, _Ratio] = {}
@@ -528,6 +550,8 @@ def _bounds(facts: Facts, window: timedelta) -> dict[str, tuple[_Ratio, _Ratio]]
     for move in facts.recent_moves:
         target = move.target
         if target in products and (since is None or move.at >= since):
+            if _excluded(facts, move):
+                continue
             factor = _ratio(move.factor)
             if not move.pending:
                 products[target] = _multiplied(products[target], factor)
@@ -552,9 +576,13 @@ def _counting_text(facts: Facts, window: timedelta, target: str, *, raised: bool
     (see the module's notes)."""
     since = facts.now - window if facts.now else None
     side, other = ("raises", "cuts") if raised else ("cuts", "raises")
-    pushing, offsetting, executed = [], False, (1, 1)
+    pushing, offsetting, executed, excluded = [], False, (1, 1), []
     for move in facts.recent_moves:
         if move.target != target or (since and move.at < since):
+            continue
+        if _excluded(facts, move):
+            if move.factor != 1:
+                excluded.append(move)
             continue
         if not move.pending:
             executed = _multiplied(executed, _ratio(move.factor))
@@ -575,23 +603,43 @@ def _counting_text(facts: Facts, window: timedelta, target: str, *, raised: bool
         together = (1, 1)
         for move in pushing:
             together = _multiplied(together, _ratio(move.factor))
-        # Another agent's proposals are counted, not named: an agent sees only its own.
-        known = {move.proposal: move.agent for move in pushing if move.proposal is not None}
-        ids = sorted(pk for pk, agent in known.items() if agent in (None, facts.agent_id))
-        others = len(known) - len(ids)
-        parts = [f"#{pk}" for pk in ids]
-        if others:
-            parts.append(
-                "another agent's proposal" if others == 1 else f"{others} proposals of other agents"
-            )
-        named = " and ".join(", ".join(parts).rsplit(", ", 1))
+        named = _moves_named(facts, pushing)
         figure = _move_text((together[0] - together[1], together[1]), (0, 1))
-        listed = f"{named}, {figure} in all" if parts else f"{figure} in all"
+        listed = f"{named}, {figure} in all" if named else f"{figure} in all"
         counted.append(f"the pending {side} (approved, not yet executed: {listed})")
-    said = "counting " + " and ".join(counted) if counted else "with no other move changing it"
+    if counted:
+        said = "counting " + " and ".join(counted)
+    else:
+        said = "counting no other move" if excluded else "with no other move changing it"
     if offsetting:
         said += f"; pending {other} do not offset {'them' if counted else 'it'}"
+    if excluded:
+        named = _moves_named(facts, excluded)
+        what = (
+            f"{named}, approved, not yet executed, which"
+            if named
+            else "a move approved, not yet executed, which"
+        )
+        said += (
+            f"; not counting {what} {'set' if len(excluded) > 1 else 'sets'} {target} too: "
+            f"only one of them can run"
+        )
     return said
+
+
+def _moves_named(facts: Facts, moves: Sequence[Move]) -> str:
+    """The proposals of these moves, in words, where known ("#3, #5 and another agent's
+    proposal"); another agent's proposals are counted, not named: an agent sees only its
+    own. Empty where none is known (a replay counts moves without them)."""
+    known = {move.proposal: move.agent for move in moves if move.proposal is not None}
+    ids = sorted(pk for pk, agent in known.items() if agent in (None, facts.agent_id))
+    others = len(known) - len(ids)
+    parts = [f"#{pk}" for pk in ids]
+    if others:
+        parts.append(
+            "another agent's proposal" if others == 1 else f"{others} proposals of other agents"
+        )
+    return " and ".join(", ".join(parts).rsplit(", ", 1))
 
 
 def cumulative_figure_text(moved: Number, ceiling: Number, window: timedelta) -> str:

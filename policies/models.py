@@ -365,7 +365,9 @@ class CountedMove(models.Model):
 
     A move not yet executed may still never run (superseded, failed, re-routed), so it counts
     only towards the bound it pushes: a raise towards the ceiling above, a cut towards the
-    one below, never offsetting another move (see ``policies.engine``)."""
+    one below, never offsetting another move (see ``policies.engine``); and one that sets the
+    target's value is not counted for a proposal setting it too (whichever executes first
+    supersedes the other)."""
 
     proposal_id = models.BigIntegerField()
     agent_id = models.BigIntegerField(
@@ -378,6 +380,13 @@ class CountedMove(models.Model):
     approved_at = models.DateTimeField()
     executed = models.BooleanField(
         default=False, help_text="Executed; until then it counts only towards the bound it pushes."
+    )
+    sets_value = models.BooleanField(
+        default=False,
+        help_text=(
+            "Its proposal sets the target's value (not an amount moved): until executed, not "
+            "counted for a proposal setting the same target, since only one of them can run."
+        ),
     )
 
     class Meta:

@@ -594,7 +594,7 @@ def recent_moves(
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     moves: dict[tuple[int, str], list[engine.Move]] = {}
-    for account_id, target, factor, at, executed, proposal_id, agent_id in rows:
+    for account_id, target, factor, at, executed, proposal_id, agent_id, sets_value in rows:
         moves.setdefault((account_id, target), []).append(
             engine.Move(
                 target=target,
@@ -604,6 +604,7 @@ def recent_moves(
                 pending=not executed,
                 proposal=proposal_id,
                 agent=agent_id,
+                sets_value=bool(sets_value),
             )
         )
     return moves
@@ -618,6 +619,7 @@ MOVE_COLUMNS = (
     "executed",
     "proposal_id",
     "agent_id",
+    "sets_value",
 )
 
 
@@ -889,6 +891,7 @@ class EvaluationContext:
             amount=amount,
             currency=account.currency,
             effects=effects,
+            sets_values=action_type.sets_values,
             recent_moves=[
                 move for target in effects for move in self.moves.get((account.pk, target), ())
             ]
@@ -905,11 +908,16 @@ class EvaluationContext:
             findings, changed_first=tuple(changed_first)
         )
 
-    def count(self, *, account_id: int, effects: dict[str, Fraction]) -> None:
-        """A move just approved: it counts for the actions evaluated after it, as pending."""
+    def count(
+        self, *, account_id: int, effects: dict[str, Fraction], sets_value: bool = False
+    ) -> None:
+        """A move just approved: it counts for the actions evaluated after it, as pending;
+        ``sets_value``: its action sets the values (``engine.Move.sets_value``)."""
         for target, factor in effects.items():
             self.moves.setdefault((account_id, target), []).append(
-                engine.Move(target=target, factor=factor, at=self.now, pending=True)
+                engine.Move(
+                    target=target, factor=factor, at=self.now, pending=True, sets_value=sets_value
+                )
             )
 
 

@@ -5,6 +5,7 @@ balance a raise, and then left to be superseded, makes no room for another raise
 move a person retries counts from the retry, when it is approved to run again. The what-if
 simulation replays both as they were decided live."""
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
@@ -82,10 +83,13 @@ def test_a_cut_approved_to_balance_a_raise_lets_no_raise_past_the_cumulative_cei
 
     assert second_cut["status"] == "approved"  # within the ceiling below: 1.15 x 0.852
     assert second_raise["status"] == "pending_review"
+    # The cut sets the bid too: of the two, only the first to run runs, so it is not counted
+    # at all (which offsets nothing either).
     assert (
         "With this move of +14.8%, brand-search's bid would move +32.0% within 1 day, over the "
         "25.0% cumulative ceiling of policy “Bid adjustments”, counting the executed moves; "
-        "pending cuts do not offset them."
+        f"not counting #{second_cut['id']}, approved, not yet executed, which sets "
+        "brand-search's bid too: only one of them can run."
     ) in second_raise["verdict"]["reasons"]
     assert campaign("brand-search").bid == Decimal("2.30")
     # The engine's dry run says the same while both wait.
@@ -310,4 +314,148 @@ def test_the_migration_gives_each_move_counted_before_it_its_proposals_agent(opt
     assert {move.proposal_id: move.agent_id for move in CountedMove.objects.all()} == {
         done["id"]: optimizer_id,
         approved["id"]: optimizer_id,
+    }
+
+
+# Two proposals setting one value can never both run: whichever executes first changes it,
+# and the other, made against the value before, is superseded. A pending move setting the
+# value is not counted for a proposal setting it too; a reallocation moves an amount, runs
+# after either, and counts for both.
+
+
+def test_a_bid_set_while_another_setting_it_waits_to_run_is_not_compounded_with_it(optimizer):
+    """A +15% bid raise is approved and waits to run (the channel is slow); the agent then
+    proposes +37% from the same 2.00. Both cannot run: the engine said "+57.6%, counting the
+    pending raises (#1)", a move that cannot happen. It says the move this one would make,
+    and why the other is left out; once the first runs, the second is superseded."""
+    first = proposed(optimizer, bid_adjustment("2.30"))  # +15%: approved, not yet run
+    second = proposed(optimizer, bid_adjustment("2.74"))  # +37% of the same 2.00
+    third = proposed(optimizer, bid_adjustment("2.40"))  # +20%: over 25% only with the first
+
+    assert first["status"] == "approved"
+    reasons = second["verdict"]["reasons"]
+    assert second["status"] == "pending_review"
+    assert reasons[0].startswith(f"#{first['id']}, approved and about to execute, changes")
+    assert reasons[-1] == (
+        "brand-search's bid would move +37.0% within 1 day, over the 25.0% cumulative ceiling "
+        "of policy “Bid adjustments”, counting no other move; not counting "
+        f"#{first['id']}, approved, not yet executed, which sets brand-search's bid too: only "
+        "one of them can run."
+    )
+    assert not any("57.6%" in reason for reason in reasons)
+    # The agent reads the same on the proposal; the queue's figure is the one recorded.
+    assert optimizer.get(f"{URL}{second['id']}/").json()["verdict"]["reasons"] == reasons
+    [held] = [
+        hold
+        for hold in Proposal.objects.get(pk=second["id"]).verdict_held_by
+        if hold["rule"] == "cumulative_ceiling"
+    ]
+    assert held["moved"] == "37/100"
+    # +20% alone is within the 25% cumulative ceiling: it waits for the first and the
+    # auto-execute ceiling, not for a +38.0% that cannot happen.
+    assert third["status"] == "pending_review"
+    assert not any("cumulative" in reason for reason in third["verdict"]["reasons"])
+
+    # Only one of them runs: the first, and the others end superseded.
+    assert executed(first).status == ProposalStatus.EXECUTED
+    assert {status(second), status(third)} == {ProposalStatus.SUPERSEDED}
+    assert campaign("brand-search").bid == Decimal("2.30")
+
+    # The replay decides each routing as the live engine did, with the same figures.
+    report = replayed()
+    assert (report.routings, report.changed, report.other_policy) == (3, 0, 0)
+    assert report.held_by["cumulative_ceiling"] == 1
+    assert any(
+        "brand-search's bid would move +37.0% within 1 day" in text
+        for example in report.held_examples
+        for text in example["held_by"]
+    )
+
+
+def test_a_reallocation_and_a_budget_set_each_count_the_other_waiting_to_run(optimizer):
+    """A reallocation keeps its meaning when the budget moves, so it may run after a budget
+    set, or before (then re-assessed): each counts the other, whichever is approved first."""
+    setter = proposed(optimizer, budget_change("550.00"))  # +10%: approved, not yet run
+    shift = proposed(optimizer, reallocation("100.00"))  # generic-search +20% (500 -> 600)
+    assert setter["status"] == "approved"
+    assert shift["status"] == "pending_review"
+    assert (
+        "With this move of +20.0%, generic-search's daily budget would move +32.0% within "
+        "1 day, over the 25.0% cumulative ceiling of policy “Budget reallocations”, counting "
+        f"the pending raises (approved, not yet executed: #{setter['id']}, +10.0% in all)."
+    ) in shift["verdict"]["reasons"]
+
+    moved = proposed(optimizer, reallocation("25.00", payload={
+        "from_campaign": "display-retarget", "to_campaign": "brand-search", "amount": "25.00"
+    }))  # fmt: skip
+    assert moved["status"] == "approved"  # brand-search +2.5%, display-retarget -8.3%
+    raised = proposed(optimizer, budget_change("1230.00", campaign="brand-search"))  # +23%
+    assert (
+        "With this move of +23.0%, brand-search's daily budget would move +26.1% within 1 day, "
+        "over the 25.0% cumulative ceiling of policy “Budget changes”, counting the pending "
+        f"raises (approved, not yet executed: #{moved['id']}, +2.5% in all)."
+    ) in raised["verdict"]["reasons"]
+
+
+moves_each = st.lists(st.tuples(factors, st.booleans()), max_size=5)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    done=st.lists(factors, max_size=3),
+    pending=moves_each,
+    this=factors,
+    this_sets=st.booleans(),
+)
+def test_the_ceiling_holds_whichever_pending_moves_can_run_with_this_one(
+    done, pending, this, this_sets
+):
+    """Auto-approved exactly when every combination of the pending moves that can still run
+    with this one keeps the target within the ceiling: those of an amount (a reallocation)
+    always; those setting the value only with a move of an amount, since of two setting it
+    the first to run supersedes the other. The replay's running products agree."""
+    can_run = [factor for factor, sets in pending if not (sets and this_sets)]
+    executed_product = prod(done, start=Fraction(1))
+    within = all(
+        abs(executed_product * prod(running, start=Fraction(1)) * this - 1) <= CEILING
+        for size in range(len(can_run) + 1)
+        for running in combinations(can_run, size)
+    )
+    at = NOW - timedelta(hours=1)
+    moves = [engine.Move(TARGET, factor, at) for factor in done] + [
+        engine.Move(TARGET, factor, at, pending=True, sets_value=sets) for factor, sets in pending
+    ]
+    verdict = engine.evaluate(replace(facts(this, moves), sets_values=this_sets), [RULE])
+    assert (verdict.outcome == "auto_approve") == within
+
+    sliding = SlidingMoves([RULE.cumulative_window])
+    for proposal_id, factor in enumerate(done, start=1):
+        sliding.add(proposal_id, 1, TARGET, factor, at)
+    for proposal_id, (factor, sets) in enumerate(pending, start=10):
+        sliding.add(proposal_id, 1, TARGET, factor, at, pending=True, sets_value=sets)
+    replayed_facts = replace(facts(this, sliding.moves_for(1, TARGET, NOW)), sets_values=this_sets)
+    assert engine.evaluate(replayed_facts, [RULE]).outcome == verdict.outcome
+
+
+def test_the_migration_marks_the_moves_of_proposals_that_set_values(optimizer):
+    """Moves counted before they said whether they set a value are given their proposal's:
+    a bid set does, a reallocation (an amount) does not."""
+    setter = proposed(optimizer, bid_adjustment("2.04"))
+    shift = proposed(optimizer, reallocation("50.00"))
+    assert {move.proposal_id: move.sets_value for move in CountedMove.objects.all()} == {
+        setter["id"]: True,
+        shift["id"]: False,
+    }
+    for move in CountedMove.objects.all():  # as the releases before kept them
+        move.sets_value = False
+        move.save()
+
+    migration = ("policies", "0016_counted_moves_sets_value")
+    loader = MigrationExecutor(connection).loader
+    models_then = loader.project_state(migration, at_end=True).apps
+    loader.get_migration(*migration).operations[-1].code(models_then, None)
+
+    assert {move.proposal_id: move.sets_value for move in CountedMove.objects.all()} == {
+        setter["id"]: True,
+        shift["id"]: False,
     }

@@ -214,6 +214,45 @@ def test_a_move_over_the_cumulative_ceiling_alone_says_it_counted_no_other():
     )
 
 
+def test_a_pending_move_setting_the_value_this_one_sets_is_not_counted_and_the_reason_says_why():
+    """Two proposals setting one daily budget, made against the value it has now: whichever
+    runs first supersedes the other, so they never compound. A move of an amount (here the
+    pending +10% with no ``sets_value``) runs after either, and counts; an executed move
+    counts whatever set it."""
+    setter = facts("0.20", effects={TARGET: Decimal("1.20")}, sets_values=True)
+    at = NOW - timedelta(hours=1)
+    pending = (
+        Move(TARGET, Decimal("1.15"), at, pending=True, proposal=5, agent=AGENT, sets_value=True),
+        Move(TARGET, Decimal("0.80"), at, pending=True, proposal=6, agent=AGENT + 1,
+             sets_value=True),
+        Move(TARGET, Decimal("1.10"), at, pending=True, proposal=7, agent=AGENT),
+    )  # fmt: skip
+
+    verdict = evaluate(replace(setter, recent_moves=pending), [cumulative(ceiling="0.30")])
+
+    # 1.20 x 1.10 (#7) = +32%; with #5 too it would have read +51.8%, which cannot happen.
+    assert verdict.reasons == (
+        "With this move of +20.0%, brand-search's daily budget would move +32.0% within 1 day, "
+        "over the 25.0% cumulative ceiling of policy “Budget reallocations”, counting the "
+        "pending raises (approved, not yet executed: #7, +10.0% in all); not counting #5 and "
+        "another agent's proposal, approved, not yet executed, which set brand-search's daily "
+        "budget too: only one of them can run.",
+    )
+    assert Fraction(*verdict.held_by[0].moved) == Fraction(32, 100)
+    # Alone within the ceiling: nothing holds it but what held it before (here, nothing).
+    alone = replace(setter, recent_moves=pending[:2])
+    assert evaluate(alone, [cumulative(ceiling="0.30")]).outcome == "auto_approve"
+    # A move of an amount counts every pending move, those setting the value too.
+    mover = replace(setter, sets_values=False, recent_moves=pending[:1])
+    assert "+38.0% within 1 day" in evaluate(mover, [cumulative(ceiling="0.30")]).reasons[0]
+    # An executed move counts, whatever set it.
+    done = (Move(TARGET, Decimal("1.15"), at, proposal=5, sets_value=True),)
+    assert (
+        "+38.0% within 1 day"
+        in evaluate(replace(setter, recent_moves=done), [cumulative(ceiling="0.30")]).reasons[0]
+    )
+
+
 def test_a_cumulative_reason_names_the_pending_moves_it_counts_and_the_ones_it_does_not():
     raise_ = facts("0.08", effects={TARGET: Decimal("1.08")})  # within the 10% alone
     pending = (

@@ -33,6 +33,7 @@ from django.db import transaction
 from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
+from approvals import action_types
 from approvals.models import Proposal, ProposalStatus
 from audit.actors import Actor, acting_as
 from audit.history import (
@@ -102,11 +103,19 @@ def counted_moves_update(written: Iterable[tuple[Proposal, CountedState]]) -> No
                 factor=factor,
                 approved_at=approved_at,
                 executed=has_executed,
+                sets_value=_sets_values(proposal),
             )
             for target, factor in effects
             if factor != "1/1"  # a move to the same value compounds to nothing
         ]
     rows_insert(CountedMove, fresh)
+
+
+def _sets_values(proposal: Proposal) -> bool:
+    """Whether the proposal's action sets values (a type since retired counts as moving an
+    amount: counted for every proposal, as before the distinction was made)."""
+    action_type = action_types.get(proposal.action_type)
+    return bool(action_type and action_type.sets_values)
 
 
 class InvalidTransition(Conflict):

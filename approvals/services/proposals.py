@@ -626,7 +626,11 @@ def proposals_submit(
                     assessed.action_type, assessed.payload, assessed.snapshot, fields
                 ):
                     changed.setdefault(key, EarlierItem(index))
-                context.count(account_id=assessed.account.pk, effects=assessed.effects)
+                context.count(
+                    account_id=assessed.account.pk,
+                    effects=assessed.effects,
+                    sets_value=assessed.action_type.sets_values,
+                )
                 context.count_spend(
                     action_type=assessed.action_type,
                     account=assessed.account,
