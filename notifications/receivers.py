@@ -1,9 +1,11 @@
 """What a person's Slack messages offer follows what they may do, as soon as it changes: a
 second factor required of a group of theirs (``access``), their groups or permissions
-changed, their staff status taken away, their account deactivated or deleted. Each receiver
-names the people a save touched and leaves the rest to the services
-(``slack_messages_follow_people``, ``slack_messages_take_back_of_deleted``); ``access`` and
-Django's auth know nothing of notifications."""
+changed, their staff status taken away, their account deactivated or deleted; and what may
+be done with a proposal, as soon as its agent is stopped (deactivated, or an account taken
+away from it) or started again. Each receiver names the people or the agents a save touched
+and leaves the rest to the services (``slack_messages_follow_people``,
+``slack_messages_take_back_of_deleted``, ``slack_messages_follow_agents``); ``access``,
+``approvals`` and Django's auth know nothing of notifications."""
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -11,7 +13,9 @@ from django.db.models.signals import m2m_changed, post_save, pre_delete, pre_sav
 from django.dispatch import receiver
 
 from access.models import SecondFactorRequirement
+from approvals.models import Agent
 from notifications.services import (
+    slack_messages_follow_agents,
     slack_messages_follow_people,
     slack_messages_take_back_of_deleted,
 )
@@ -131,4 +135,48 @@ def _memberships_changed(sender, instance, action, pk_set, **kwargs) -> None:
     slack_messages_follow_people(
         user_ids=_people_touched(sender, instance, None if action == "pre_clear" else pk_set),
         about="a change to its reader's groups or permissions",
+    )
+
+
+@receiver(pre_save, sender=Agent)
+def _agent_before(sender, instance, raw=False, update_fields=None, **kwargs) -> None:
+    if raw or instance.pk is None:
+        return
+    if update_fields is not None and "is_active" not in update_fields:
+        return  # a new callback secret, say
+    setattr(instance, WAS, sender.objects.filter(pk=instance.pk).values_list("is_active").first())
+
+
+@receiver(post_save, sender=Agent)
+def _agent_saved(sender, instance, created, raw=False, **kwargs) -> None:
+    was = getattr(instance, WAS, None)
+    if raw or created or was is None:
+        return
+    delattr(instance, WAS)
+    if was[0] != instance.is_active:
+        slack_messages_follow_agents(
+            agent_ids=[instance.pk],
+            about=f"agent {instance.name} "
+            + ("activated again" if instance.is_active else "deactivated"),
+        )
+
+
+@receiver(m2m_changed, sender=Agent.accounts.through)
+def _agent_accounts_changed(sender, instance, action, reverse, pk_set, **kwargs) -> None:
+    """An account taken away from an agent (or given back): the messages of its proposals on
+    that account. From the account's side (``reverse``), the agents it was taken from."""
+    if action not in ("post_add", "post_remove", "pre_clear") or pk_set == set():
+        return
+    if reverse:  # instance: an account; pk_set: agents (None for a clear: all of its own)
+        agent_ids = instance.agents.values_list("pk", flat=True) if pk_set is None else pk_set
+        account_ids = [instance.pk]
+    else:  # instance: an agent; pk_set: accounts (None for a clear: all of them)
+        agent_ids, account_ids = [instance.pk], None if pk_set is None else pk_set
+    whose = "its agent" if reverse else f"agent {instance.name}"
+    slack_messages_follow_agents(
+        agent_ids=list(agent_ids),
+        account_ids=None if account_ids is None else list(account_ids),
+        about=f"an account given to {whose}"
+        if action == "post_add"
+        else f"an account taken away from {whose}",
     )

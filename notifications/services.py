@@ -668,13 +668,25 @@ def slack_messages_redrawn_for_people(*, user_ids: Sequence[int], about: str) ->
         )
 
 
-def _slack_messages_redraw(proposals, *, user_ids: Sequence[int], about: str) -> None:
-    """Record an update of each of these people's Slack messages of the review round under
-    way of those of ``proposals`` that still wait, drawn as it is sent (``_update_says``):
-    to one whose staff status was taken away, who was deactivated or may no longer see
-    proposals, it takes the message back; to one whose group must now use a second factor,
-    it offers only "I'll take it" and says why; to one who may decide on Slack again, the
-    buttons come back. Not a digest's: its lines offer no buttons."""
+def slack_messages_redrawn_for_proposals(*, proposal_ids: Sequence[int], about: str) -> None:
+    """Have every Slack message of these proposals that still wait (each of its review round
+    under way) say them as its reader may decide them now (``REDRAW_SLACK_MESSAGES``, for
+    ``slack_messages_follow_agents``)."""
+    with transaction.atomic():
+        _slack_messages_redraw(
+            Proposal.objects.filter(pk__in=list(proposal_ids)), user_ids=None, about=about
+        )
+
+
+def _slack_messages_redraw(proposals, *, user_ids: Sequence[int] | None, about: str) -> None:
+    """Record an update of each of these people's (None: everyone's) Slack messages of the
+    review round under way of those of ``proposals`` that still wait, drawn as it is sent
+    (``_update_says``): to one whose staff status was taken away, who was deactivated or may
+    no longer see proposals, it takes the message back; to one whose group must now use a
+    second factor, it offers only "I'll take it" and says why; to one who may decide on
+    Slack again, the buttons come back; of a proposal whose agent was stopped, it offers no
+    Approve and says why (its agent started again, Approve comes back). Not a digest's: its
+    lines offer no buttons."""
     by_round = defaultdict(list)
     for proposal in proposals.filter(status=ProposalStatus.PENDING_REVIEW).only("review_round"):
         by_round[proposal.review_round].append(proposal.pk)
@@ -685,8 +697,8 @@ def _slack_messages_redraw(proposals, *, user_ids: Sequence[int], about: str) ->
             now=now,
             about=about,
             review_round=review_round,
-            recipient_id__in=list(user_ids),
             in_digest=False,
+            **({} if user_ids is None else {"recipient_id__in": list(user_ids)}),
         )
 
 
@@ -831,12 +843,43 @@ def slack_messages_follow_people(*, user_ids: Sequence[int], about: str) -> None
             _redraw_once_committed(user_ids, about)
 
 
-# The people whose Slack messages are to be redrawn once the transaction under way commits,
-# by what changed; this thread's (or async task's), as its database connection is.
+def slack_messages_follow_agents(
+    *, agent_ids: Sequence[int], about: str, account_ids: Sequence[int] | None = None
+) -> None:
+    """In the transaction that stopped these agents (deactivated, or an account taken away
+    from them: ``account_ids``, their proposals on those alone) or started them again: once
+    it commits, the Slack messages of their proposals that wait are redrawn as they would be
+    sent now (no Approve while the agent may not act, and why; Approve back once it may), by
+    a task (``REDRAW_SLACK_MESSAGES``), without waiting for a press to be refused or for the
+    proposal to move. Nothing is sent where no such message is; one task for each kind of
+    change however many times the transaction names them (``_redraw_once_committed``)."""
+    agent_ids = sorted({pk for pk in agent_ids if pk is not None})
+    if not agent_ids:
+        return
+    live = Notification.objects.filter(
+        proposal__agent_id__in=agent_ids,
+        proposal__status=ProposalStatus.PENDING_REVIEW,
+        channel=NotificationChannel.SLACK,
+        status=NotificationStatus.SENT,
+        updates__isnull=True,
+        in_digest=False,
+    ).exclude(slack_ts="")
+    if account_ids is not None:
+        live = live.filter(proposal__account_id__in=list(account_ids))
+    proposal_ids = sorted(set(live.values_list("proposal_id", flat=True)))
+    if proposal_ids:
+        _redraw_once_committed([], about, proposal_ids=proposal_ids)
+
+
+# The people, and the proposals, whose Slack messages are to be redrawn once the transaction
+# under way commits, by what changed; this thread's (or async task's), as its database
+# connection is.
 _to_redraw = Local()
 
 
-def _redraw_once_committed(user_ids: list[int], about: str) -> None:
+def _redraw_once_committed(
+    user_ids: Sequence[int], about: str, *, proposal_ids: Sequence[int] = ()
+) -> None:
     """One save in the console names a person several times (their row, then their groups,
     which Django's admin saves as a removal and an addition), and each redrew their messages
     alike: Slack was sent the same message up to three times, and the proposal's page listed
@@ -847,15 +890,21 @@ def _redraw_once_committed(user_ids: list[int], about: str) -> None:
     pending = getattr(_to_redraw, "pending", None)
     if pending is None:
         pending = _to_redraw.pending = defaultdict(set)
-    pending[about].update(user_ids)
+    if user_ids:
+        pending[(about, "user_ids")].update(user_ids)
+    if proposal_ids:
+        pending[(about, "proposal_ids")].update(proposal_ids)
     after_commit(_redraw_gathered)
 
 
 def _redraw_gathered() -> None:
     pending = getattr(_to_redraw, "pending", None)
     _to_redraw.pending = None
-    for about, user_ids in (pending or {}).items():
-        app.send_task(REDRAW_SLACK_MESSAGES, (sorted(user_ids), about))
+    for (about, whose), ids in (pending or {}).items():
+        if whose == "user_ids":
+            app.send_task(REDRAW_SLACK_MESSAGES, (sorted(ids), about))
+        else:
+            app.send_task(REDRAW_SLACK_MESSAGES, ([], about), {whose: sorted(ids)})
 
 
 def slack_messages_take_back_of_deleted(*, user) -> None:

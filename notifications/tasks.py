@@ -15,6 +15,7 @@ from notifications.services import (
     notifications_deliver,
     notifications_resend_due,
     slack_messages_redrawn_for_people,
+    slack_messages_redrawn_for_proposals,
     slack_messages_retract,
 )
 
@@ -64,9 +65,16 @@ def send_due_digests() -> None:
     retry_backoff=True,
     max_retries=8,
 )
-def redraw_slack_messages(user_ids: list[int], about: str) -> None:
-    # Records the updates (the outbox); the delivery task sends them.
-    slack_messages_redrawn_for_people(user_ids=user_ids, about=about)
+def redraw_slack_messages(
+    user_ids: list[int], about: str, proposal_ids: list[int] | None = None
+) -> None:
+    # Records the updates (the outbox); the delivery task sends them. ``user_ids``: these
+    # people's messages (a change to what they may do); ``proposal_ids``: every message of
+    # these proposals (their agent stopped or started again).
+    if user_ids:
+        slack_messages_redrawn_for_people(user_ids=user_ids, about=about)
+    if proposal_ids:
+        slack_messages_redrawn_for_proposals(proposal_ids=proposal_ids, about=about)
 
 
 @shared_task(
