@@ -132,12 +132,30 @@ def held_for(kind: str) -> str:
 # went (a worker killed mid-send): a mail server or Slack cannot be asked, so it may have.
 
 
+# What a Slack message's log says once an update of it failed for good (``not_updated`` in
+# its entry: the update's id), and once a later one landed (``updated``).
+NOT_UPDATED = "Its message could not be updated"
+UPDATED_SINCE = "Its message was updated since: it says what is so again"
+
+
 def attempts_in_words(log: list | None) -> list[str]:
     """Each attempt of a message's log as the console says it: "Attempt 1, 2026-12-04
     21:55:04 UTC: accepted by … for operator@example.com", and what became of its proposal as
-    it went; not the log's JSON, whose times are ISO 8601 to the microsecond."""
+    it went; not the log's JSON, whose times are ISO 8601 to the microsecond. After them, a
+    Slack message's updates that failed for good, or landed after one did: "2026-12-05
+    10:02:11 UTC: Its message could not be updated: Slack refused it: message_not_found"."""
     said = []
-    for number, entry in enumerate(log or [], start=1):
+    number = 0
+    for entry in log or []:
+        if isinstance(entry, dict) and ("not_updated" in entry or "updated" in entry):
+            try:
+                at = timezone.localtime(datetime.fromisoformat(entry["at"]))
+            except (KeyError, TypeError, ValueError):
+                said.append(str(entry.get("result", "—")))
+            else:
+                said.append(f"{at:%Y-%m-%d %H:%M:%S %Z}: {entry.get('result', '—')}")
+            continue
+        number += 1
         if not isinstance(entry, dict):
             said.append(f"Attempt {number}: {entry}")
             continue
@@ -240,10 +258,20 @@ class Notification(models.Model):
         return f"attempts {numbers} were interrupted and may have reached them"
 
     @property
+    def not_updated(self) -> bool:
+        """A Slack message sent whose last update failed for good, none landing since: it may
+        show what is no longer so."""
+        last = (self.log or [None])[-1]
+        return isinstance(last, dict) and "not_updated" in last
+
+    @property
     def status_said(self) -> str:
         """Its status as the console says it: "Not sent", or, where an interrupted attempt
         may have reached the person, "Not sent, but attempt 1 was interrupted and may have
-        reached them"."""
+        reached them"; a Slack message whose update failed for good, "Sent, but its message
+        could not be updated" (its log says why)."""
+        if self.status == NotificationStatus.SENT and self.not_updated:
+            return f"{self.status_label}, but its message could not be updated"
         maybe = self.may_have_reached
         said = self.status_label
         return f"{said}, but {maybe}" if maybe else said

@@ -23,11 +23,14 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from approvals.models import Decision, DecisionOutcome, Proposal, ProposalStatus
+from approvals.models import Agent, Decision, DecisionOutcome, Proposal, ProposalStatus
 from approvals.selectors import as_proposed, withdrawal_seen
 from approvals.services.acts import (
     Act,
     act_refusal,
+    agent_accounts_of,
+    agent_stopped,
+    agents_hold,
     check_may_act,
     may_act,
     reviewers_by_proposal,
@@ -68,6 +71,8 @@ from notifications.messages import (
     was_retried,
 )
 from notifications.models import (
+    NOT_UPDATED,
+    UPDATED_SINCE,
     Claim,
     DecisionDeadline,
     Delivery,
@@ -91,6 +96,7 @@ from policies.models import Policy
 from policies.services import in_force
 
 S = ProposalStatus
+UPDATE = NotificationKind.UPDATE
 LEASE = timedelta(minutes=2)
 SWEEP_BATCH = 500
 # Notifications one delivery sends together: those a transaction recorded travel this many to a
@@ -117,6 +123,13 @@ DELIVER_NOTIFICATIONS = "notifications.deliver_notifications"
 REDRAW_SLACK_MESSAGES = "notifications.redraw_slack_messages"
 RETRACT_SLACK_MESSAGES = "notifications.retract_slack_messages"
 ON_ITS_WAY_STALE_SECONDS = 5
+# An update of a Slack message that Slack could not take for now (out of reach, rate limited,
+# answering 5xx) is tried past ``NOTIFICATION_MAX_ATTEMPTS``, its backoff doubling up to an
+# hour, for this long after it was recorded: until it lands, the message says what is no longer
+# so (Approve on a proposal rejected meanwhile). Given up then, or at once where Slack refuses
+# it for good (the message deleted, the token revoked), the message's own record says so
+# (``_messages_not_updated``).
+UPDATE_TRIED_FOR = timedelta(days=1)
 # Who writes the outbox and the deadlines in the audit trail: the platform's part that tells
 # people, whichever move (a person's, an agent's, a sweep's) made it tell them.
 NOTIFICATIONS_ACTOR = Actor.system("notifications")
@@ -787,6 +800,7 @@ def _slack_messages_changed_as_they_went(
         .filter(pk__in={n.recipient_id for n in sent})
         .order_by("pk")
     }
+    stopped_now = _agents_stopped_now(sent)
     # Claims are taken and given back under their proposal's lock, held here.
     claims = {
         claim.proposal_id: claim
@@ -807,6 +821,13 @@ def _slack_messages_changed_as_they_went(
         standing = _slack_standing(people[n.recipient_id]) if n.recipient_id in people else None
         if n.drawn_for is not None and standing is not None and standing != n.drawn_for:
             said.append("a change to what its reader may do, made as it went")
+        if n.pk in stopped_now and stopped_now[n.pk] != n.drawn_stopped:
+            agent = n.proposal.agent.name
+            said.append(
+                f"agent {agent} stopped as it went"
+                if stopped_now[n.pk]
+                else f"agent {agent} started again as it went"
+            )
         if any(said):
             about[n.pk] = "; ".join(filter(None, said))
     if about:
@@ -816,6 +837,22 @@ def _slack_messages_changed_as_they_went(
             about=lambda message: about[message.pk],
             pk__in=list(about),
         )
+
+
+def _agents_stopped_now(sent: Sequence[Notification]) -> dict[int, str]:
+    """By message (a single one, drawn with ``drawn_stopped``), why its proposal may not be
+    let run now (``agent_stopped``), or "": its agent held (``agents_hold``), as stopping it
+    locks it (a save of it, or ``slack_messages_follow_agents`` for its accounts), so that a
+    stop committed before is read here, and one committed after finds the message sent."""
+    followed = [n for n in sent if hasattr(n, "drawn_stopped")]
+    if not followed:
+        return {}
+    agents_hold(n.proposal.agent_id for n in followed)
+    agents = Agent.objects.in_bulk({n.proposal.agent_id for n in followed})
+    for n in followed:
+        n.proposal.agent = agents.get(n.proposal.agent_id, n.proposal.agent)
+    accounts = agent_accounts_of([n.proposal for n in followed])
+    return {n.pk: agent_stopped(n.proposal, accounts) for n in followed}
 
 
 def slack_messages_follow_people(*, user_ids: Sequence[int], about: str) -> None:
@@ -856,6 +893,26 @@ def slack_messages_follow_agents(
     agent_ids = sorted({pk for pk in agent_ids if pk is not None})
     if not agent_ids:
         return
+    with transaction.atomic():
+        # As a message's sender holds them to record it sent (``_agents_stopped_now``): one
+        # recorded before is seen here, one recorded after reads the change. (A save of the
+        # agent holds it already.)
+        list(
+            Agent.objects.select_for_update(no_key=True)
+            .filter(pk__in=agent_ids)
+            .order_by("pk")
+            .values_list("pk")
+        )
+        proposal_ids = _waiting_with_slack_messages(agent_ids, account_ids)
+        if proposal_ids:
+            _redraw_once_committed([], about, proposal_ids=proposal_ids)
+
+
+def _waiting_with_slack_messages(
+    agent_ids: Sequence[int], account_ids: Sequence[int] | None
+) -> list[int]:
+    """The ids of these agents' proposals (on these accounts) that wait, with a Slack
+    message posted and not a digest's."""
     live = Notification.objects.filter(
         proposal__agent_id__in=agent_ids,
         proposal__status=ProposalStatus.PENDING_REVIEW,
@@ -866,9 +923,7 @@ def slack_messages_follow_agents(
     ).exclude(slack_ts="")
     if account_ids is not None:
         live = live.filter(proposal__account_id__in=list(account_ids))
-    proposal_ids = sorted(set(live.values_list("proposal_id", flat=True)))
-    if proposal_ids:
-        _redraw_once_committed([], about, proposal_ids=proposal_ids)
+    return sorted(set(live.values_list("proposal_id", flat=True)))
 
 
 # The people, and the proposals, whose Slack messages are to be redrawn once the transaction
@@ -1130,7 +1185,7 @@ def _deliver_chunk(
         ended, to_send = [], []
         for notification in taken:
             refusal = _not_to_send(notification)
-            if not refusal and notification.attempts < settings.NOTIFICATION_MAX_ATTEMPTS:
+            if not refusal and _attempts_left(notification, now=now):
                 to_send.append(notification)
                 continue
             notification.status = (
@@ -1147,6 +1202,7 @@ def _deliver_chunk(
                 [(n, {"status": n.status, "log": n.log, "next_attempt_at": None}) for n in ended],
                 actor=NOTIFICATIONS_ACTOR,
             )
+            _messages_not_updated(ended, now=now)
         leased_until = now + LEASE
         _lease(to_send, until=leased_until)
 
@@ -1160,6 +1216,91 @@ def _deliver_chunk(
         if given_back:
             app.send_task(DELIVER_NOTIFICATIONS, (given_back,))
     return ended + recorded, whole and not left
+
+
+def _attempts_left(notification: Notification, *, now: datetime) -> bool:
+    """Whether a message not yet sent is tried again: up to ``NOTIFICATION_MAX_ATTEMPTS``;
+    an update of a Slack message for ``UPDATE_TRIED_FOR`` however many attempts that takes."""
+    if notification.attempts < settings.NOTIFICATION_MAX_ATTEMPTS:
+        return True
+    return (
+        notification.kind == NotificationKind.UPDATE
+        and now - notification.created_at < UPDATE_TRIED_FOR
+    )
+
+
+def _messages_not_updated(updates: Sequence[Notification], *, now: datetime) -> None:
+    """In the transaction that records these messages ended: of the updates among them that
+    failed for good (Slack refused them for good, or they were tried for
+    ``UPDATE_TRIED_FOR``), the Slack message each was to update has its record say so, and
+    why, where an operator reads who was told (its status, the last entry of its log, the
+    proposal's page): "Sent, but its message could not be updated", as it may show what is
+    no longer so (Approve on a proposal rejected since). A later update that lands says so
+    in turn (``_messages_updated_again``)."""
+    failed = {
+        n.updates_id: n
+        for n in updates
+        if n.kind == NotificationKind.UPDATE
+        and n.status == NotificationStatus.FAILED
+        and n.updates_id is not None
+    }
+    if not failed:
+        return
+    originals = list(
+        Notification.objects.select_for_update().filter(pk__in=list(failed)).order_by("pk")
+    )
+    for original in originals:
+        update = failed[original.pk]
+        why = (update.log[-1].get("result") if update.log else "") or "gave up"
+        if why == "gave up":
+            why = f"gave up after {update.attempts} attempts"
+        original.log = [
+            *original.log,
+            {"at": now.isoformat(), "result": f"{NOT_UPDATED}: {why}", "not_updated": update.pk},
+        ]
+        original._change_reason = (
+            f"Its Slack message to {update.recipient.get_username()} could not be updated "
+            f"(for {update.about or 'a change'}): {why}. It may show what is no longer so; "
+            "the proposal's page says what is."
+        )
+    update_with_history(
+        Notification, [(n, {"log": n.log}) for n in originals], actor=NOTIFICATIONS_ACTOR
+    )
+
+
+def _messages_updated_again(updates: Sequence[Notification], *, now: datetime) -> None:
+    """In the transaction that records these updates sent: a message whose record said it
+    could not be updated (``_messages_not_updated``) says it was updated since."""
+    sent = {
+        n.updates_id: n
+        for n in updates
+        if n.kind == NotificationKind.UPDATE
+        and n.status == NotificationStatus.SENT
+        and n.updates_id is not None
+    }
+    if not sent:
+        return
+    originals = [
+        original
+        for original in Notification.objects.select_for_update()
+        .filter(pk__in=list(sent))
+        .order_by("pk")
+        if original.not_updated
+    ]
+    for original in originals:
+        update = sent[original.pk]
+        original.log = [
+            *original.log,
+            {"at": now.isoformat(), "result": UPDATED_SINCE, "updated": update.pk},
+        ]
+        original._change_reason = (
+            f"Its Slack message to {update.recipient.get_username()} was updated since it "
+            f"could not be (for {update.about or 'a change'}): it says what is so again."
+        )
+    if originals:
+        update_with_history(
+            Notification, [(n, {"log": n.log}) for n in originals], actor=NOTIFICATIONS_ACTOR
+        )
 
 
 def _any_due(notification_ids: Sequence[int] | None, *, now: datetime) -> bool:
@@ -1312,7 +1453,7 @@ def _send(
             notification.status, notification.sent_at = NotificationStatus.SENT, finished
             notification.slack_channel = where.get("channel", notification.slack_channel)
             notification.slack_ts = where.get("ts", notification.slack_ts)
-        elif retry and notification.attempts < settings.NOTIFICATION_MAX_ATTEMPTS:
+        elif retry and _attempts_left(notification, now=finished):
             notification.next_attempt_at = finished + _backoff(
                 notification.attempts, retry_after=retry_after
             )
@@ -1348,6 +1489,9 @@ def _send_one(
                     notification.proposal,
                     (message.claimed_by, message.claimed_until) if message.claimed_by else None,
                 )
+                # Whether it may be let run (its agent stopped: no Approve), read before it
+                # is drawn (``_as_told_to``): a change in between is read as one made since.
+                notification.drawn_stopped = agent_stopped(notification.proposal)
             may_decide, message = _as_told_to(
                 notification.recipient,
                 notification.proposal,
@@ -1617,6 +1761,9 @@ def _attempts_record(
                 actor=NOTIFICATIONS_ACTOR,
             )
         slack_messages_went_stale(recorded, stopped=stopped)
+        now = timezone.now()
+        _messages_not_updated(recorded, now=now)
+        _messages_updated_again(recorded, now=now)
         _slack_messages_changed_as_they_went(
             [
                 n
@@ -1699,6 +1846,11 @@ def attempt_note(
         return f"Sent to {who} by {by}: {result}; {went_as_it_stopped(notification, stopped)}."
     if notification.status == NotificationStatus.SENT:
         return f"Sent to {who} by {by}: {result}"
+    if notification.status == NotificationStatus.FAILED and notification.kind == UPDATE:
+        return (
+            f"Could not update {who}'s Slack message, gave up: {result}; it may show what is "
+            "no longer so."
+        )
     if notification.status == NotificationStatus.FAILED:
         return f"Failed to reach {who} by {by}, gave up: {result}"
     return f"Not yet reached {who} by {by} (attempt {notification.attempts}), retried: {result}"
@@ -1729,6 +1881,11 @@ def refusal_note(notification: Notification, refusal: str) -> str:
     why = refusal.removeprefix("not sent: ")
     # An interrupted attempt may have gone: "not sent" alone would say nobody was told.
     maybe = f"; {notification.may_have_reached}" if notification.may_have_reached else ""
+    if notification.status == NotificationStatus.FAILED and notification.kind == UPDATE:
+        return (
+            f"Could not update {who}'s Slack message after {notification.attempts} attempts: "
+            f"{why}{maybe}; it may show what is no longer so."
+        )
     if notification.status == NotificationStatus.FAILED:
         return f"Failed to reach {who} by {by} after {notification.attempts} attempts: {why}{maybe}"
     return f"Not sent to {who} by {by}: {why}{maybe}"

@@ -7,12 +7,18 @@ again, Approve comes back; once for one save, not once for each part the console
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.test import Client
 
 from approvals.models import Agent
 from ledger.models import Account
 from notifications.models import Notification
-from tests.test_notifications_slack import buttons, context_texts, updates_of
+from tests.test_notifications_slack import (
+    buttons,
+    context_texts,
+    updates_of,
+    waiting_on_slack,
+)
 from tests.test_notifications_slack_follows_access import (
     DECIDING,
     nothing_pressed,
@@ -129,3 +135,29 @@ def test_a_save_of_the_agent_that_stops_nothing_leaves_its_messages_as_they_are(
     message = redrawn(on_slack, where, 1)
     assert buttons(message["blocks"]) == NOT_APPROVE
     assert len(updates_of(on_slack, where)) == 1
+
+
+def test_an_agent_deactivated_while_the_message_was_on_its_way_has_it_redrawn(optimizer, on_slack):
+    """The optimizer is deactivated while the operator's message is on its way to Slack,
+    drawn with Approve and not yet recorded sent: the deactivation found no message to
+    redraw. Its sender, recording it sent, reads the agent again and redraws it."""
+
+    def meanwhile(args: dict) -> None:
+        try:
+            agent = Agent.objects.get(name="optimizer")
+            agent.is_active = False
+            agent.save()
+        finally:
+            connection.close()  # this thread's, the fake Slack's
+
+    on_slack.while_next_post = meanwhile
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+    assert buttons(where["call"]["blocks"]) == DECIDING
+
+    message = redrawn(on_slack, where, 1)
+    assert buttons(message["blocks"]) == NOT_APPROVE
+    said = cannot_be_let_run(proposal, "agent optimizer has been deactivated")
+    assert said in context_texts(message["blocks"])
+    update = Notification.objects.get(kind="update", proposal_id=proposal["id"])
+    assert update.what == "Update of a message sent: agent optimizer stopped as it went"
+    nothing_pressed(on_slack, proposal)
