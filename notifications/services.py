@@ -1249,6 +1249,23 @@ def _messages_not_updated(updates: Sequence[Notification], *, now: datetime) -> 
     originals = list(
         Notification.objects.select_for_update().filter(pk__in=list(failed)).order_by("pk")
     )
+    # One updated since this update was recorded says what is so already (an update says
+    # what is so as it lands).
+    landed = set(
+        Notification.objects.filter(
+            updates_id__in=list(failed),
+            kind=NotificationKind.UPDATE,
+            status=NotificationStatus.SENT,
+            sent_at__gte=min(n.created_at for n in failed.values()),
+        ).values_list("updates_id", "sent_at")
+    )
+    originals = [
+        original
+        for original in originals
+        if not any(pk == original.pk and sent_at >= failed[pk].created_at for pk, sent_at in landed)
+    ]
+    if not originals:
+        return
     for original in originals:
         update = failed[original.pk]
         why = (update.log[-1].get("result") if update.log else "") or "gave up"
