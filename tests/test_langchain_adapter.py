@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
-from hitl_client import AsyncClient, Client
+from hitl_client import AsyncClient, Client, RetryPolicy
+from hitl_client.errors import ConnectionFailed
 from hitl_client.langchain import (
     INTERRUPT_TYPE,
     ProposalMiddleware,
@@ -33,6 +34,7 @@ from approvals.models import Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve, proposal_reject
 from ledger.models import Account, Campaign
 from policies.models import KillSwitch, Policy
+from tests.answer_lost import answer_lost_proxy
 from tests.conftest import (
     GUARANTEED,
     REALLOCATION,
@@ -42,6 +44,9 @@ from tests.conftest import (
 )
 
 pytestmark = [pytest.mark.worker, pytest.mark.usefixtures("celery_worker")]
+
+#: The client's own retry of a proposal whose answer was lost, soon.
+ONE_RETRY = RetryPolicy(max_attempts=2, backoff=0.1)
 
 
 class ScriptedModel(GenericFakeChatModel):
@@ -618,3 +623,64 @@ def test_a_call_the_platform_approved_but_a_kill_switch_sent_back_pauses_the_run
 
     assert told(model)["status"] == "executed"
     assert Campaign.objects.get(external_id="brand-search").bid == Decimal("2.12")
+
+
+def test_a_reallocation_whose_answer_was_lost_is_not_proposed_twice_when_run_again(
+    web_server, demo_world
+):
+    """Blocking, without a thread: the platform made the proposal but its answer never came
+    back. The caller got ConnectionFailed naming no proposal, and the client's random key
+    was gone with it: running the agent again proposed the move a second time, and a
+    reviewer approving both would have moved the budget twice. The error now says the
+    proposal may have been made and names its key; the same action run again through the
+    middleware is sent with that key, and the platform answers with the one proposal."""
+    key = demo_world["agents"]["optimizer"]
+    with answer_lost_proxy(web_server) as proxy, Client(proxy.url, key, retry=ONE_RETRY) as lost:
+        middleware = ProposalMiddleware(ACTIONS, client=lost, timeout=1)
+        with pytest.raises(ConnectionFailed) as failed:
+            ask(agent_with(scripted(REALLOCATION), middleware), "Move 28% to generic-search.")
+        made = Proposal.objects.get()  # made, though the agent never heard so
+        assert proxy.posts == 2  # the client's own retry, with the same key, answered nothing
+        message = str(failed.value)
+        assert "The proposal may have been made all the same (its answer was lost)." in message
+        assert failed.value.idempotency_key.startswith("langchain-")
+        assert f"Idempotency-Key, {failed.value.idempotency_key!r}," in message
+        assert "calling the tool again for the same action through this middleware" in message
+
+        proxy.losing = False
+        model = scripted(REALLOCATION)  # the model calls it again: another tool call id
+        ask(agent_with(model, middleware), "Move 28% to generic-search.")
+
+    seen = told(model)
+    assert seen["proposal_id"] == made.pk and seen["status"] == "pending_review"
+    assert "do not propose it again" in seen["message"]
+    assert Proposal.objects.count() == 1
+    assert budgets() == (Decimal("1000.00"), Decimal("500.00"))
+
+
+def test_a_paused_run_whose_answer_was_lost_resumes_onto_the_one_proposal(web_server, demo_world):
+    """Pausing the run, on a thread: the proposal's answer is lost and the run fails. The
+    error says how to find it (resume the run on its thread); resumed, the tool call is sent
+    again with its key, derived from the thread and the call, and pauses for the one
+    proposal."""
+    key = demo_world["agents"]["optimizer"]
+    with answer_lost_proxy(web_server) as proxy, Client(proxy.url, key, retry=ONE_RETRY) as lost:
+        agent = agent_with(
+            scripted(REALLOCATION),
+            ProposalMiddleware(ACTIONS, client=lost, wait="interrupt"),
+            checkpointer=InMemorySaver(),
+        )
+        config = {"configurable": {"thread_id": f"lost-{uuid4()}"}}
+        with pytest.raises(ConnectionFailed) as failed:
+            ask(agent, "Move 28% to generic-search.", config=config)
+        made = Proposal.objects.get()
+        assert "resuming the run on its thread (agent.invoke(None, config))" in str(failed.value)
+        assert failed.value.idempotency_key.startswith("langchain-")
+
+        proxy.losing = False
+        paused = agent.invoke(None, config)
+
+    (waiting,) = paused["__interrupt__"]
+    assert waiting.value["proposal_id"] == made.pk
+    assert waiting.value["status"] == "pending_review"
+    assert Proposal.objects.count() == 1

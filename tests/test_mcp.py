@@ -7,7 +7,6 @@ reviewer's rejection comes back with its reason; refusals come back as tool erro
 API's message."""
 
 import asyncio
-import http.client
 import json
 import os
 import re
@@ -27,6 +26,7 @@ from mcp import ClientSession, StdioServerParameters, stdio_client
 from approvals.models import Proposal as ProposalRow
 from approvals.services.decisions import proposal_approve, proposal_reject
 from approvals.services.proposals import proposal_withdraw_for_agent
+from tests.answer_lost import answer_lost_proxy
 from tests.conftest import creative
 
 pytestmark = [pytest.mark.worker, pytest.mark.usefixtures("celery_worker")]
@@ -584,30 +584,6 @@ def test_hitl_mcp_help_says_what_it_reads_and_serves_nothing():
     assert "unrecognized arguments: --port 9" in refused.stderr
 
 
-def _answer_lost_proxy(upstream: str) -> ThreadingHTTPServer:
-    """A proxy to the platform that loses the answer to every proposal it passes on: the
-    platform makes the proposal, the agent's connection closes before a word comes back (a
-    load balancer timing out, the network dropping)."""
-    host, port = upstream.removeprefix("http://").split(":")
-
-    class AnswerLost(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            forwarded = http.client.HTTPConnection(host, int(port), timeout=30)
-            headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-            forwarded.request("POST", self.path, body, headers)
-            forwarded.getresponse().read()
-            forwarded.close()
-            self.close_connection = True  # the platform answered; the agent hears nothing
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), AnswerLost)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 def test_mcp_a_proposal_whose_answer_was_lost_says_how_to_learn_of_it_without_a_duplicate(
     web_server, demo_world
 ):
@@ -625,18 +601,13 @@ def test_mcp_a_proposal_whose_answer_was_lost_says_how_to_learn_of_it_without_a_
         "rationale": "generic-search converts at 2.3x brand-search's rate this week.",
         "confidence": 0.82,
     }  # fmt: skip
-    proxy = _answer_lost_proxy(web_server)
-    try:
+    with answer_lost_proxy(web_server) as proxy:
 
         async def lost():
-            base_url = f"http://127.0.0.1:{proxy.server_address[1]}"
-            async with mcp_session(base_url, demo_world["agents"]["optimizer"]) as session:
+            async with mcp_session(proxy.url, demo_world["agents"]["optimizer"]) as session:
                 return await refusal(session, "propose_action", **arguments)
 
         told = asyncio.run(lost())
-    finally:
-        proxy.shutdown()
-        proxy.server_close()
     assert ProposalRow.objects.count() == 1  # made, though the agent never heard so
     assert "may have been made" in told, told
     key = re.search(r'idempotency_key "([^"]+)"', told)

@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 from agents import Agent, Model, ModelResponse, Runner, RunState, Usage, set_tracing_disabled
+from agents.exceptions import UserError
 from django.contrib.auth import get_user_model
-from hitl_client import AsyncClient
+from hitl_client import AsyncClient, RetryPolicy
+from hitl_client.errors import ConnectionFailed
 from hitl_client.openai_agents import PlatformTools, ToolAction
 from openai.types.responses import (
     ResponseFunctionToolCall,
@@ -26,6 +28,7 @@ from approvals.models import Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve, proposal_reject
 from ledger.models import Account, Campaign
 from policies.models import KillSwitch
+from tests.answer_lost import answer_lost_proxy
 from tests.conftest import (
     GUARANTEED,
     REALLOCATION,
@@ -37,6 +40,9 @@ from tests.conftest import (
 pytestmark = [pytest.mark.worker, pytest.mark.usefixtures("celery_worker")]
 
 set_tracing_disabled(True)  # nothing leaves the machine
+
+#: The client's own retry of a proposal whose answer was lost, soon.
+ONE_RETRY = RetryPolicy(max_attempts=2, backoff=0.1)
 
 
 class ScriptedModel(Model):
@@ -410,3 +416,48 @@ def test_a_call_the_platform_approved_but_a_kill_switch_sent_back_is_told_as_wai
     assert "The kill switch on demo is engaged: An outage." in seen["message"]
     assert result.final_output == "Done."
     assert Campaign.objects.get(external_id="brand-search").bid == Decimal("2.00")
+
+
+@pytest.mark.parametrize("wait", ["interrupt", "block"])
+def test_a_reallocation_whose_answer_was_lost_is_not_proposed_twice_when_run_again(
+    web_server, key, wait
+):
+    """The platform made the proposal but its answer never came back: the run failed with
+    ConnectionFailed naming no proposal, and running the agent again (the model's call has
+    another id, so another key) proposed the move a second time. The error now says the
+    proposal may have been made and names its key; the same action run again through the
+    same PlatformTools is sent with that key, and the platform answers with the one
+    proposal."""
+
+    async def run(platform: PlatformTools, model: ScriptedModel):
+        agent = Agent(name="optimizer", model=model, tools=tools_of(platform))
+        return await Runner.run(agent, "Move 28% of brand-search's budget.")
+
+    async def lost_then_again(proxy):
+        async with AsyncClient(proxy.url, key, retry=ONE_RETRY) as client:
+            platform = PlatformTools(client=client, wait=wait, timeout=1)
+            # The SDK raises a failure of needs_approval as its UserError, caused by ours.
+            with pytest.raises(UserError) as failed:
+                await run(platform, ScriptedModel(REALLOCATION))
+            assert isinstance(failed.value.__cause__, ConnectionFailed)
+            assert str(failed.value.__cause__) in str(failed.value)
+            proxy.losing = False
+            model = ScriptedModel(REALLOCATION)
+            return failed.value.__cause__, await run(platform, model), model
+
+    with answer_lost_proxy(web_server) as proxy:
+        failed, result, model = asyncio.run(lost_then_again(proxy))
+
+    made = Proposal.objects.get()  # one proposal, though the agent proposed it twice
+    message = str(failed)
+    assert "The proposal may have been made all the same (its answer was lost)." in message
+    assert failed.idempotency_key.startswith("openai-agents-")
+    assert f"Idempotency-Key, {failed.idempotency_key!r}," in message
+    assert "calling the tool again for the same action through these PlatformTools" in message
+    if wait == "interrupt":
+        (interruption,) = result.interruptions
+        assert interruption.tool_name == "move_budget"
+    else:
+        seen = model.told()
+        assert seen["proposal_id"] == made.pk and seen["status"] == "pending_review"
+    assert budgets() == (Decimal("1000.00"), Decimal("500.00"))

@@ -12,9 +12,12 @@ from decimal import Decimal
 from typing import Any
 
 from .errors import (
+    BadResponse,
+    ConnectionFailed,
     HitlError,
     NotFound,
     PermissionDenied,
+    ServerError,
     ValidationFailed,
 )
 from .models import Decision, Proposal, Status
@@ -72,6 +75,65 @@ def idempotency_key(framework: str, *parts: str) -> str:
     proposal it already has instead of taking a second one."""
     digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:48]
     return f"{framework}-{digest}"
+
+
+#: Failures after which a proposal may have been made though its answer never arrived whole:
+#: the connection broke, the platform failed (after the client's retries), or its answer could
+#: not be read.
+ANSWER_LOST = (ConnectionFailed, ServerError, BadResponse)
+
+
+class LostAnswers:
+    """The proposals an adapter sent whose outcome it could not learn (``ANSWER_LOST`` when
+    proposing, or any failure while reading it after), by action (type, account, payload).
+
+    A later call for the same action, through the same adapter (a re-run of the agent, a
+    retrying middleware, the model calling the tool again), is sent with the first one's
+    fields and Idempotency-Key: the platform answers with the proposal it may have made, and
+    takes it once if it did not, where a new key would have proposed the action a second
+    time (two moves of the same budget, each of which a person could approve). Forgotten once
+    a call for it gets its answer through."""
+
+    def __init__(self) -> None:
+        self._by_action: dict[str, tuple[dict[str, Any], str]] = {}
+
+    @staticmethod
+    def _action(fields: Mapping[str, Any]) -> str:
+        return json.dumps(
+            [fields["action_type"], fields["account"], fields["payload"]],
+            default=str,
+            sort_keys=True,
+        )
+
+    def sent_as(self, fields: dict[str, Any], key: str) -> tuple[dict[str, Any], str]:
+        """The fields and key to send this call with: those of the same action's lost answer
+        if there is one, else its own."""
+        return self._by_action.get(self._action(fields), (fields, key))
+
+    def lost(
+        self, error: HitlError, fields: dict[str, Any], key: str, *, made: int | None, again: str
+    ) -> None:
+        """Remember the action's key, and say in ``error`` (its ``message``, and its
+        ``idempotency_key`` attribute) that the proposal may exist and how to find it without
+        proposing it twice: ``made`` is its id when it is known to have been made, ``again``
+        how to ask again (the adapter's way)."""
+        self._by_action.setdefault(self._action(fields), (fields, key))
+        if made is None:
+            what = "The proposal may have been made all the same (its answer was lost)."
+        else:
+            what = f"Proposal #{made} was made; what became of it could not be read."
+        error.message = (
+            f"{error.message.rstrip()} {what} Do not propose it again with another key: "
+            f"{again} sends it with the same Idempotency-Key, {key!r}, and the same fields, "
+            "and the platform answers with that proposal as it is now if it was made, and "
+            f"takes it once if it was not (as Client.propose(..., idempotency_key={key!r}) "
+            "with the same fields does)."
+        )
+        error.args = (error.message,)
+        error.idempotency_key = key
+
+    def answered(self, fields: Mapping[str, Any]) -> None:
+        self._by_action.pop(self._action(fields), None)
 
 
 #: Refusals the model can act on (fix its arguments, pick another campaign or account): they

@@ -10,6 +10,10 @@ from typing import Any
 class HitlError(Exception):
     """Base of every error this client raises."""
 
+    #: Set by the framework adapters on a failure after which a proposal may have been made
+    #: (its answer was lost): the Idempotency-Key that finds it without proposing it twice.
+    idempotency_key: str | None = None
+
     def __init__(
         self,
         message: str,

@@ -41,6 +41,7 @@ Example::
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import nullcontext
 from typing import Any, Literal
@@ -52,7 +53,9 @@ from langgraph.types import Command, Interrupt, interrupt
 
 from . import AsyncClient, Client
 from ._tools import (
+    ANSWER_LOST,
     MODEL_FIXABLE,
+    LostAnswers,
     ToolAction,
     back_with_a_person,
     idempotency_key,
@@ -61,7 +64,7 @@ from ._tools import (
     report_text,
     will_run_without_a_human,
 )
-from .errors import WaitTimedOut
+from .errors import Conflict, HitlError, WaitTimedOut
 from .models import Proposal
 
 __all__ = [
@@ -76,6 +79,10 @@ __all__ = [
 INTERRUPT_TYPE = "hitl_proposal"
 
 WaitMode = Literal["block", "interrupt"]
+
+#: Failures of a proposal's POST after which it may have been made: its answer was lost, or
+#: (a 409 after the client's retries) the first request with its key was still being answered.
+_MAY_BE_MADE = (*ANSWER_LOST, Conflict)
 
 
 class ProposalMiddleware(AgentMiddleware):
@@ -108,6 +115,7 @@ class ProposalMiddleware(AgentMiddleware):
         # The clients it made itself, which are its to close (given ones are the caller's).
         self._made: Client | None = None
         self._made_async: AsyncClient | None = None
+        self._lost = LostAnswers()
 
     @property
     def client(self) -> Client:
@@ -138,6 +146,23 @@ class ProposalMiddleware(AgentMiddleware):
             await self._made_async.aclose()
             self._async_client = self._made_async = None
 
+    def _lost_answer(
+        self,
+        request: ToolCallRequest,
+        error: HitlError,
+        fields: dict[str, Any],
+        key: str,
+        *,
+        made: int | None,
+    ) -> None:
+        """Say in ``error`` the proposal may exist (or does) and how to find it: the run
+        resumed on its thread re-runs the call with its key; the same action called again
+        through this middleware is sent with it too (``LostAnswers``)."""
+        again = "calling the tool again for the same action through this middleware"
+        if _thread(request) is not None:
+            again = f"resuming the run on its thread (agent.invoke(None, config)), or {again},"
+        self._lost.lost(error, fields, key, made=made, again=again)
+
     def _waits_for(self, proposal: Proposal) -> bool:
         """Whether the call waits for what becomes of the proposal before the model is told:
         blocking, until it is final; pausing the run, while it runs without a person."""
@@ -163,23 +188,35 @@ class ProposalMiddleware(AgentMiddleware):
             fields = action.proposal_fields(request.tool_call["args"])
         except (KeyError, TypeError, ValueError) as error:
             return _tool_message(request, refusal_report(error))
+        fields, key = self._lost.sent_as(fields, _key(request))
         try:
-            proposal = self.client.propose(**fields, idempotency_key=_key(request))
+            proposal = self.client.propose(**fields, idempotency_key=key)
         except MODEL_FIXABLE as error:
+            self._lost.answered(fields)
             return _tool_message(request, refusal_report(error), proposal=None)
-        if proposal.replayed:  # the answer it got when first proposed: read it as it is now
-            proposal = self.client.get(proposal.id)
-        while True:
-            while self.wait == "interrupt" and back_with_a_person(proposal):
-                interrupt(_interrupt_value(request, proposal))
+        except _MAY_BE_MADE as error:
+            self._lost_answer(request, error, fields, key, made=None)
+            raise
+        try:
+            if proposal.replayed:  # the answer it got when first proposed: read it as it is now
                 proposal = self.client.get(proposal.id)
-            if not self._waits_for(proposal):
-                break
-            try:
-                proposal = self.client.wait(proposal.id, timeout=self.timeout, until=self._until)
-            except WaitTimedOut as timed_out:
-                proposal = timed_out.proposal
-                break
+            while True:
+                while self.wait == "interrupt" and back_with_a_person(proposal):
+                    interrupt(_interrupt_value(request, proposal))
+                    proposal = self.client.get(proposal.id)
+                if not self._waits_for(proposal):
+                    break
+                try:
+                    proposal = self.client.wait(
+                        proposal.id, timeout=self.timeout, until=self._until
+                    )
+                except WaitTimedOut as timed_out:
+                    proposal = timed_out.proposal
+                    break
+        except HitlError as error:
+            self._lost_answer(request, error, fields, key, made=proposal.id)
+            raise
+        self._lost.answered(fields)
         report = outcome_report(proposal, proposed=fields["payload"])
         return _tool_message(request, report, proposal=proposal)
 
@@ -196,23 +233,35 @@ class ProposalMiddleware(AgentMiddleware):
         except (KeyError, TypeError, ValueError) as error:
             return _tool_message(request, refusal_report(error))
         client = self.async_client
+        fields, key = self._lost.sent_as(fields, _key(request))
         try:
-            proposal = await client.propose(**fields, idempotency_key=_key(request))
+            proposal = await client.propose(**fields, idempotency_key=key)
         except MODEL_FIXABLE as error:
+            self._lost.answered(fields)
             return _tool_message(request, refusal_report(error), proposal=None)
-        if proposal.replayed:
-            proposal = await client.get(proposal.id)
-        while True:
-            while self.wait == "interrupt" and back_with_a_person(proposal):
-                interrupt(_interrupt_value(request, proposal))
+        except _MAY_BE_MADE as error:
+            self._lost_answer(request, error, fields, key, made=None)
+            raise
+        try:
+            if proposal.replayed:
                 proposal = await client.get(proposal.id)
-            if not self._waits_for(proposal):
-                break
-            try:
-                proposal = await client.wait(proposal.id, timeout=self.timeout, until=self._until)
-            except WaitTimedOut as timed_out:
-                proposal = timed_out.proposal
-                break
+            while True:
+                while self.wait == "interrupt" and back_with_a_person(proposal):
+                    interrupt(_interrupt_value(request, proposal))
+                    proposal = await client.get(proposal.id)
+                if not self._waits_for(proposal):
+                    break
+                try:
+                    proposal = await client.wait(
+                        proposal.id, timeout=self.timeout, until=self._until
+                    )
+                except WaitTimedOut as timed_out:
+                    proposal = timed_out.proposal
+                    break
+        except HitlError as error:
+            self._lost_answer(request, error, fields, key, made=proposal.id)
+            raise
+        self._lost.answered(fields)
         report = outcome_report(proposal, proposed=fields["payload"])
         return _tool_message(request, report, proposal=proposal)
 
@@ -232,14 +281,19 @@ def _configured_as(client: Client | AsyncClient) -> dict[str, Any]:
     }
 
 
-def _key(request: ToolCallRequest) -> str | None:
-    """The same for each run of this tool call in this thread; without a thread (no
-    checkpointer, so nothing can re-run the call), the client makes one of its own."""
+def _thread(request: ToolCallRequest) -> Any:
     config = getattr(request.runtime, "config", None) or {}
-    thread_id = (config.get("configurable") or {}).get("thread_id")
+    return (config.get("configurable") or {}).get("thread_id")
+
+
+def _key(request: ToolCallRequest) -> str:
+    """The same for each run of this tool call in this thread; without a thread (no
+    checkpointer, so nothing can re-run the call), one of its own, which a failure whose
+    proposal may have been made names (``LostAnswers``)."""
+    thread_id = _thread(request)
     call_id = request.tool_call.get("id")
     if thread_id is None or not call_id:
-        return None
+        return f"langchain-{uuid.uuid4().hex}"
     return idempotency_key("langchain", str(thread_id), call_id)
 
 

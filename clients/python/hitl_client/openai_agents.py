@@ -58,7 +58,9 @@ from agents.tool_context import ToolContext
 
 from . import AsyncClient
 from ._tools import (
+    ANSWER_LOST,
     MODEL_FIXABLE,
+    LostAnswers,
     ToolAction,
     back_with_a_person,
     idempotency_key,
@@ -67,12 +69,22 @@ from ._tools import (
     report_text,
     will_run_without_a_human,
 )
-from .errors import HitlError, WaitTimedOut
+from .errors import Conflict, HitlError, WaitTimedOut
 from .models import Proposal, Status
 
 __all__ = ["PlatformTools", "ToolAction"]
 
 WaitMode = Literal["interrupt", "block"]
+
+#: Failures of a proposal's POST after which it may have been made: its answer was lost, or
+#: (a 409 after the client's retries) the first request with its key was still being answered.
+_MAY_BE_MADE = (*ANSWER_LOST, Conflict)
+
+#: How a proposal whose answer was lost is found again without proposing it twice.
+_AGAIN = (
+    "calling the tool again for the same action through these PlatformTools (running the "
+    "agent again with them)"
+)
 
 #: Statuses in which the platform approved the action: the interruption is approved and the
 #: tool reports how its execution went. Any other final status rejects it.
@@ -105,6 +117,9 @@ class PlatformTools:
         self._actions: dict[str, ToolAction] = {}
         # What each call was answered when it was checked, until its tool reports it.
         self._seen: dict[str, Proposal | Exception] = {}
+        # The fields and key each call was proposed with, until its tool reports it.
+        self._sent: dict[str, tuple[dict[str, Any], str]] = {}
+        self._lost = LostAnswers()
 
     @property
     def client(self) -> AsyncClient:
@@ -146,16 +161,14 @@ class PlatformTools:
             self._seen.pop(call_id, None)
             if isinstance(answer, Exception):
                 return report_text(refusal_report(answer))
-            if not answer.is_final:
-                answer = await self.client.get(answer.id)  # as it is now, not when checked
-            if not answer.is_final and (self.wait == "block" or will_run_without_a_human(answer)):
-                # The run's approval is past: one sent back to a person before it ran (a kill
-                # switch) is told to the model as waiting for them, not waited for here.
-                until = back_with_a_person if self.wait == "interrupt" else None
-                try:
-                    answer = await self.client.wait(answer.id, timeout=self.timeout, until=until)
-                except WaitTimedOut as timed_out:
-                    answer = timed_out.proposal
+            try:
+                answer = await self._as_it_ends(answer)
+            except HitlError as error:
+                fields, key = self._sent[call_id]
+                self._lost.lost(error, fields, key, made=answer.id, again=_AGAIN)
+                raise
+            if call_id in self._sent:
+                self._lost.answered(self._sent.pop(call_id)[0])
             proposed = _payload(action, args) if isinstance(args, dict) else None
             return report_text(outcome_report(answer, proposed=proposed))
 
@@ -167,6 +180,20 @@ class PlatformTools:
             strict_json_schema=schema.strict_json_schema,
             needs_approval=needs_approval,
         )
+
+    async def _as_it_ends(self, answer: Proposal) -> Proposal:
+        """The proposal as it is now, or once it ends if the tool waits for that."""
+        if not answer.is_final:
+            answer = await self.client.get(answer.id)  # as it is now, not when checked
+        if not answer.is_final and (self.wait == "block" or will_run_without_a_human(answer)):
+            # The run's approval is past: one sent back to a person before it ran (a kill
+            # switch) is told to the model as waiting for them, not waited for here.
+            until = back_with_a_person if self.wait == "interrupt" else None
+            try:
+                answer = await self.client.wait(answer.id, timeout=self.timeout, until=until)
+            except WaitTimedOut as timed_out:
+                answer = timed_out.proposal
+        return answer
 
     async def _proposal(
         self, tool_name: str, args: dict[str, Any] | ValueError, call_id: str
@@ -181,14 +208,25 @@ class PlatformTools:
             fields = self._actions[tool_name].proposal_fields(args)
         except (KeyError, TypeError, ValueError) as error:
             return error
-        key = idempotency_key("openai-agents", self.key_scope, tool_name, call_id)
+        fields, key = self._lost.sent_as(
+            fields, idempotency_key("openai-agents", self.key_scope, tool_name, call_id)
+        )
         try:
             answer: Proposal | Exception = await self.client.propose(**fields, idempotency_key=key)
         except MODEL_FIXABLE as error:
+            self._lost.answered(fields)
             answer = error
+        except _MAY_BE_MADE as error:
+            self._lost.lost(error, fields, key, made=None, again=_AGAIN)
+            raise
         else:
-            if answer.replayed:  # the answer it got when first proposed: read it as it is now
-                answer = await self.client.get(answer.id)
+            try:
+                if answer.replayed:  # the answer it got when first proposed: as it is now
+                    answer = await self.client.get(answer.id)
+            except HitlError as error:
+                self._lost.lost(error, fields, key, made=answer.id, again=_AGAIN)
+                raise
+            self._sent[call_id] = fields, key
         self._seen[call_id] = answer
         return answer
 
