@@ -274,6 +274,8 @@ class PlatformTools:
                 state.approve(item)
             else:
                 self._seen.pop(call_id, None)
+                if call_id in self._sent:  # its tool does not run: it is answered here
+                    self._lost.answered(self._sent.pop(call_id)[0])
                 report = outcome_report(decided)
                 state.reject(item, rejection_message=report_text(report))
         return state
