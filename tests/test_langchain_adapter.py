@@ -533,6 +533,9 @@ def test_a_blocking_wait_that_runs_out_tells_the_model_it_may_still_execute(plat
     assert seen["message"].endswith(
         f" It expires at {seen['expires_at']} unless a person decides it first."
     )
+    # Not a failed call: it was made, and may yet run. Marked "error", a provider told the
+    # model the call failed (Anthropic's is_error), inviting it to propose again.
+    assert model.shown[0].status == "success"
 
 
 def test_a_failed_execution_tells_the_model_an_operator_may_retry_it(web_server, platform):

@@ -65,7 +65,7 @@ from ._tools import (
     will_run_without_a_human,
 )
 from .errors import Conflict, HitlError, WaitTimedOut
-from .models import Proposal
+from .models import FINAL_STATUSES, Proposal
 
 __all__ = [
     "INTERRUPT_TYPE",
@@ -316,9 +316,19 @@ def _tool_message(
         content=report_text(report),
         name=request.tool_call["name"],
         tool_call_id=request.tool_call["id"],
-        status="success" if report.get("executed") else "error",
+        status=_message_status(report),
         artifact=proposal.raw if proposal is not None else report,
     )
+
+
+def _message_status(report: dict[str, Any]) -> Literal["success", "error"]:
+    """ "error" where the action ended without running (refused, rejected, blocked, failed…);
+    "success" where it ran, or still may (waiting for a person past the wait, approved, under
+    way). A model's provider may send "error" on as a failed call (Anthropic's ``is_error``),
+    which read beside "it still may execute: do not propose it again" invited a retry."""
+    if report.get("executed") or report.get("status") not in {*FINAL_STATUSES, "refused"}:
+        return "success"
+    return "error"
 
 
 def _our_interrupts(paused: Any) -> list[Interrupt]:
