@@ -190,8 +190,13 @@ class Break:
     # Those changes, as a person reads them: "it named proposal #2 when it was sealed, and
     # names no proposal now".
     repointed: str = ""
+    # A live row that is not what its history last recorded (``what`` says how, whole):
+    # ``history_id`` is that last record's, 0 if it has none.
+    live: bool = False
 
     def __str__(self) -> str:
+        if self.live:
+            return f"{self.what}."
         where = f"link #{self.link}: " if self.link else ""
         of = f" (in the history of {self.of})" if self.of else ""
         if self.moved_to:
@@ -230,7 +235,12 @@ class Verification:
         verification found, in a sentence."""
         if not self.holds:
             more = self.breaks_found - 1
-            return False, f"The audit chain is broken at {self.broken}" + (
+            first = (
+                f"The platform's data is not what its history recorded: {self.broken}"
+                if self.broken.live
+                else f"The audit chain is broken at {self.broken}"
+            )
+            return False, first + (
                 f" It found {how_many(more, 'other break')} after it, each marked on the "
                 "history page of its record."
                 if more
@@ -272,6 +282,7 @@ def chain_verify(*, through: str | None = None) -> Verification:
     previous, count, passed = GENESIS, 0, through == GENESIS
     breaks: list[Break] = []
     found = 0
+    named: set[tuple[str, str]] = set()  # the objects whose history the chain found broken
 
     def broken(link: ChainLink, what: str, row: dict | None = None) -> None:
         """A break, marked on the page of the object whose history the record was when it
@@ -283,9 +294,13 @@ def chain_verify(*, through: str | None = None) -> Verification:
         longer vouches for."""
         nonlocal found
         found += 1
+        model = by_table[link.table]
+        if link.object_id:
+            named.add((link.table, str(link.object_id)))
+        if row is not None:
+            named.add((link.table, str(row.get(_object_field(model)))))
         if len(breaks) >= BREAKS_KEPT:
             return
-        model = by_table[link.table]
         now = None if row is None else row.get(_object_field(model))
         if what == REWRITTEN:
             if row is None:
@@ -363,6 +378,10 @@ def chain_verify(*, through: str | None = None) -> Verification:
     )
     breaks.extend(slipped_in)
     found += slipped_count
+    named.update((broken.table, str(broken.object_id)) for broken in slipped_in)
+    diverging, diverging_count = _live_rows_diverging(room=BREAKS_KEPT - len(breaks), named=named)
+    breaks.extend(diverging)
+    found += diverging_count
     return Verification(count, previous, unsealed, tuple(breaks), passed, found)
 
 
@@ -421,6 +440,154 @@ def _unsealed_since(last_run: datetime | None, *, room: int) -> tuple[int, list[
     return waiting, slipped_in, slipped_count
 
 
+LIVE_DIFFERS = "differs from its last recorded version"
+LIVE_UNRECORDED = "has no recorded version: it was written past the history"
+LIVE_DELETED = "is there, though its history last recorded it deleted"
+# How much of a value a break quotes.
+QUOTED = 80
+
+
+def _compared_fields(model: type[models.Model]) -> list[str]:
+    """The fields of a live row its history records, as the chain digests them: those the
+    history does not copy (a secret), and those the platform writes without a record (a
+    notification's delivery lease, declared as the model's ``history_unrecorded``), left
+    out. Many-to-many relations are recorded apart, and not compared."""
+    tracked = model.instance_type
+    live = {f.attname for f in tracked._meta.concrete_fields}
+    unrecorded = set(getattr(tracked, "history_unrecorded", ()))
+    return [name for name in _fields(model) if name in live and name not in unrecorded]
+
+
+def _quoted(value: object) -> str:
+    if value is None or value == "":
+        return "empty"
+    if isinstance(value, dict | list):
+        value = json.dumps(value, sort_keys=True, default=str)
+    elif isinstance(value, datetime):
+        value = value.isoformat()
+    text = str(value)
+    return f"“{text[:QUOTED]}…”" if len(text) > QUOTED else f"“{text}”"
+
+
+def _live_differences(model: type[models.Model], row: dict, record: dict) -> str:
+    """How a live row differs from a record of its history, field by field, as a person
+    reads it: "reason code is “too_aggressive”, recorded “contradicts_strategy”"."""
+    opts = model.instance_type._meta
+    said = []
+    for name in row:
+        if row[name] != record[name]:
+            label = next((f.verbose_name for f in opts.concrete_fields if f.attname == name), name)
+            said.append(f"{label} is {_quoted(row[name])}, recorded {_quoted(record[name])}")
+    return "; ".join(said)
+
+
+def _live_breaks_in(
+    model: type[models.Model], rows: list[dict], fields: list[str], named: set[tuple[str, str]]
+) -> dict[object, Break]:
+    """The rows of ``rows`` (live rows of ``model``'s object, their ``fields``) that are
+    not what the last record of their history says, each with its break: two queries."""
+    of = _object_field(model)
+    table = model._meta.label_lower
+    ids = [row[of] for row in rows]
+    last: dict[object, dict] = {}
+    records = model.objects.filter(**{f"{of}__in": ids}).order_by(
+        of, "-history_date", "-history_id"
+    )
+    if connection.vendor == "postgresql":
+        records = records.distinct(of)
+    for record in records.values("history_id", "history_type", *fields):
+        last.setdefault(record[of], record)
+    breaks = {}
+    for row in rows:
+        whose = _whose(model, row[of])
+        record = last.get(row[of])
+        if (table, str(row[of])) in named:
+            continue
+        if record is None:
+            what, history_id = f"the live row of {whose} {LIVE_UNRECORDED}", 0
+        elif record["history_type"] == "-":
+            what = f"the live row of {whose} {LIVE_DELETED} (record {record['history_id']})"
+            history_id = record["history_id"]
+        elif differences := _live_differences(model, row, {name: record[name] for name in fields}):
+            history_id = record["history_id"]
+            what = f"the live row of {whose} {LIVE_DIFFERS} (record {history_id}): {differences}"
+        else:
+            continue
+        breaks[row[of]] = Break(
+            table,
+            history_id,
+            what,
+            of=whose,
+            object_id=row[of],
+            refs=record_refs(model, row),
+            live=True,
+        )
+    return breaks
+
+
+def _snapshot():
+    """One view of the database for the reads inside, where the database can give one
+    without ending a transaction under way: a row and its history record written together
+    are read together, never one before and the other after."""
+    if connection.in_atomic_block:
+        return transaction.atomic()
+    atomic = transaction.atomic()
+    if connection.vendor != "postgresql":
+        return atomic  # SQLite reads one snapshot through a transaction
+
+    class Snapshot:
+        def __enter__(self):
+            atomic.__enter__()
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+
+        def __exit__(self, *exc):
+            return atomic.__exit__(*exc)
+
+    return Snapshot()
+
+
+def _live_rows_diverging(*, room: int, named: set[tuple[str, str]]) -> tuple[list[Break], int]:
+    """The live rows of every chained model that are not what their history last recorded
+    (a field changed past the history, or the row slipped in with none): up to ``room`` of
+    them, and how many in all. Each table is read once, in batches of ``BATCH`` rows by id,
+    with the last history record of each row of a batch read in one query beside it; a row
+    found to differ is read again, with its record, once the table is done, and named only
+    if it still differs as it did: a change committed between the two reads of a batch is
+    not a break. A row whose history the chain found broken (``named``: a record of it
+    altered, deleted, slipped in) is left to that break: compared with a history no longer
+    vouched for, it would only be named twice."""
+    breaks: list[Break] = []
+    count = 0
+    for model in chained_models():
+        tracked = model.instance_type
+        fields = _compared_fields(model)
+        pk = tracked._meta.pk.attname
+        suspects: dict[object, Break] = {}
+        after = None
+        while True:
+            with _snapshot():
+                rows = tracked._base_manager.order_by(pk)
+                if after is not None:
+                    rows = rows.filter(pk__gt=after)
+                batch = list(rows.values(*fields)[:BATCH])
+                if not batch:
+                    break
+                suspects.update(_live_breaks_in(model, batch, fields, named))
+            after = batch[-1][pk]
+        if not suspects:
+            continue
+        with _snapshot():
+            again = list(tracked._base_manager.filter(pk__in=list(suspects)).values(*fields))
+            still = _live_breaks_in(model, again, fields, named) if again else {}
+        for key, broken in suspects.items():
+            if still.get(key) == broken:
+                count += 1
+                if len(breaks) < room:
+                    breaks.append(broken)
+    return breaks, count
+
+
 def chain_verification_run(*, verification_id: int) -> ChainVerification | None:
     """Carry out a verification asked for in the console, and record what it found; None if
     it is not waiting to be run (taken by another worker, done, lost, or never asked): a task
@@ -466,6 +633,7 @@ def _record_found(verification: ChainVerification, found: Verification) -> None:
                 refs=broken.refs,
                 moved_refs=broken.moved_refs,
                 what=broken.what,
+                live=broken.live,
             )
             for broken in found.breaks
         )
@@ -503,6 +671,10 @@ class RecordedBreak:
     missing: dict[int, tuple[str, str]] = field(default_factory=dict)
     history: type[models.Model] | None = None
     belongs: str = ""  # how the other object's record belongs to this one
+    # This object's live row, or that of the other object belonging to it, not as its
+    # history last recorded it: what verification said of it ("the live row of decision #3
+    # differs from its last recorded version (record 17): reason code is …").
+    live: str = ""
 
     @property
     def of(self) -> str:
@@ -524,6 +696,7 @@ class MarkedPage:
     table: str
     history_id: int
     what: str
+    live: bool = False  # a live row not as its history last recorded it: ``what`` says all
 
     @property
     def whose(self) -> str:
@@ -537,11 +710,14 @@ def chain_breaks_marked(
     on, and how many more it recorded."""
     histories = {m._meta.label_lower: m for m in chained_models()}
     breaks = verification.breaks.order_by("pk").values_list(
-        "table", "object_id", "moved_to", "history_id", "what", "refs", "moved_refs"
+        "table", "object_id", "moved_to", "history_id", "what", "refs", "moved_refs", "live"
     )
     shown = []
-    for table, object_id, moved_to, history_id, what, refs, moved_refs in breaks[:limit]:
+    for table, object_id, moved_to, history_id, what, refs, moved_refs, live in breaks[:limit]:
         history = histories.get(table)
+        if live:
+            shown.append(MarkedPage(history, object_id, table, history_id, what, live=True))
+            continue
         if history is not None and moved_to:
             what = f"{what}, and reads as a record of {_whose(history, moved_to)} now"
         if history is not None and (repointed := _repointed(history, refs, moved_refs)):
@@ -569,10 +745,13 @@ def chain_break_recorded(*, model: type[models.Model], object_id: object) -> Rec
     here = str(object_id)
     if own is not None:
         found = breaks.filter(Q(object_id=here) | Q(moved_to=here), table=own._meta.label_lower)
-        marked, missing = {}, {}
-        for history_id, sealed_in, moved_to, what, refs, moved_refs in found.values_list(
-            "history_id", "object_id", "moved_to", "what", "refs", "moved_refs"
+        marked, missing, live = {}, {}, ""
+        for history_id, sealed_in, moved_to, what, refs, moved_refs, is_live in found.values_list(
+            "history_id", "object_id", "moved_to", "what", "refs", "moved_refs", "live"
         ):
+            if is_live:
+                live = what
+                continue
             if repointed := _repointed(own, refs, moved_refs):
                 what = f"{what}: {repointed}"
             if moved_to == here:  # listed here, sealed elsewhere
@@ -586,7 +765,11 @@ def chain_break_recorded(*, model: type[models.Model], object_id: object) -> Rec
                 marked[history_id] = what
         if marked or missing:
             first = next(iter(marked.values())) if marked else next(iter(missing.values()))[0]
-            return RecordedBreak(last, first, marked=marked, missing=missing, history=own)
+            return RecordedBreak(
+                last, first, marked=marked, missing=missing, history=own, live=live
+            )
+        if live:
+            return RecordedBreak(last, live, history=own, live=live)
     for table, history in histories.items():
         pointing = [
             f.attname
@@ -603,6 +786,10 @@ def chain_break_recorded(*, model: type[models.Model], object_id: object) -> Rec
         hit = breaks.filter(points_here, table=table).first()
         if hit is None:
             continue
+        if hit.live:  # the other object's live row, as it points now
+            return RecordedBreak(
+                last, hit.what, of_model=history, of_id=hit.object_id, live=hit.what
+            )
         now = hit.moved_refs or hit.refs  # as the record points now
         sealed_here = any(hit.refs.get(attname) == here for attname in pointing)
         points_here_now = any(now.get(attname) == here for attname in pointing)

@@ -164,9 +164,10 @@ class ChainVerification(models.Model):
 
 
 class ChainBreak(models.Model):
-    """A record a verification found altered, deleted or slipped in behind the chain, or a
-    link rewritten: each one it found, so that every record's history page can say so without
-    walking the chain again (``audit.chain.chain_break_recorded``)."""
+    """A record a verification found altered, deleted or slipped in behind the chain, a link
+    rewritten, or a live row not what its history last recorded: each one it found, so that
+    every record's history page can say so without walking the chain again
+    (``audit.chain.chain_break_recorded``)."""
 
     verification = models.ForeignKey(
         ChainVerification, on_delete=models.CASCADE, related_name="breaks"
@@ -189,7 +190,12 @@ class ChainBreak(models.Model):
     moved_refs = models.JSONField(
         default=dict, blank=True, help_text="The objects it points at now, if others."
     )
-    what = models.CharField(max_length=200)
+    what = models.TextField()
+    live = models.BooleanField(
+        default=False,
+        help_text="A live row not as its history last recorded it (history_id: that record's, "
+        "0 if none), not a record of the chain.",
+    )
 
     class Meta:
         indexes = [
@@ -197,4 +203,6 @@ class ChainBreak(models.Model):
         ]
 
     def __str__(self) -> str:
+        if self.live:
+            return self.what
         return f"{self.table} record {self.history_id} {self.what}"

@@ -212,6 +212,10 @@ class Notification(models.Model):
     # audit trail and its chain. Written where the outbox records a message and where an
     # attempt ends (a lease taken to send it is not a change of the message).
     history = audited_history()
+    # The delivery lease, taken and given back at each attempt without a record (each would
+    # be a record no one reads; each attempt's result is in ``log``, which is recorded):
+    # verification, comparing the live row with its last record, leaves these out.
+    history_unrecorded = ("attempts", "next_attempt_at")
 
     class Meta:
         ordering = ["-created_at"]

@@ -1,0 +1,153 @@
+"""Tamper evidence of what the console shows: verification compares each live row of every
+history-tracked model with the last record of its history, and names a row changed past the
+history (raw SQL, with the platform stopped) or slipped in with no history at all."""
+
+import io
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+from django.db import connection
+
+from approvals.models import Decision, Proposal
+from approvals.services.decisions import proposal_approve, proposal_reject
+from audit.chain import chain_seal, chain_verification_ask, chain_verification_run, chain_verify
+from executors.runner import proposal_execute
+from ledger.models import Campaign
+from tests.conftest import reallocation
+from tests.factories import evaluated
+from tests.test_audit_chain import CHAIN_PAGE, history_page
+
+
+@pytest.fixture
+def rejected(demo_world) -> Decision:
+    """A proposal rejected as contradicting the strategy, beside the reference one approved
+    and executed; everything sealed."""
+    operator = get_user_model().objects.get(username="operator")
+    approved = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=approved.pk, reviewer=operator)
+    proposal_execute(proposal_id=approved.pk)
+    proposal = evaluated(reallocation("290.00"))
+    proposal_reject(
+        proposal_id=proposal.pk,
+        reviewer=operator,
+        reason_code="contradicts_strategy",
+        note="Brand week: no moves.",
+    )
+    chain_seal()
+    assert chain_verify().holds
+    return Decision.objects.get(proposal=proposal)
+
+
+def raw(sql: str, *params) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def verified(username: str = "auditor"):
+    user = get_user_model().objects.get(username=username)
+    return chain_verification_run(verification_id=chain_verification_ask(user=user).pk)
+
+
+def test_live_rows_changed_past_the_history_are_named_with_both_values(rejected, login):
+    """The walk's forgery: a decision's reason and note, and a proposal's rationale, changed
+    in the database directly. The chain page and each history page name the row, every field
+    changed, what it is and what was recorded; the proposal's page names its decision's."""
+    decision, proposal = rejected, rejected.proposal
+    recorded = Decision.history.filter(id=decision.pk).latest().history_id
+    raw(
+        "UPDATE approvals_decision SET reason_code = %s, note = %s WHERE id = %s",
+        "too_aggressive",
+        "Far too aggressive for the quarter.",
+        decision.pk,
+    )
+    raw(
+        "UPDATE approvals_proposal SET rationale = %s WHERE id = %s",
+        "Forged rationale.",
+        proposal.pk,
+    )
+    found = verified()
+    assert found.holds is False
+    said_decision = (
+        f"the live row of decision #{decision.pk} differs from its last recorded version "
+        f"(record {recorded}): reason code is “too_aggressive”, recorded “contradicts_strategy”; "
+        "note is “Far too aggressive for the quarter.”, recorded “Brand week: no moves.”"
+    )
+    said_proposal = (
+        f"the live row of proposal #{proposal.pk} differs from its last recorded version"
+    )
+    assert said_decision in found.found
+    assert "It found 1 other break after it" in found.found
+    when = f"{found.finished_at:%Y-%m-%d %H:%M:%S} UTC"
+
+    auditor = login("auditor")
+    chain_page = history_page(auditor, CHAIN_PAGE)
+    assert said_decision[0].upper() + said_decision[1:] + " (its history)." in chain_page
+    assert said_proposal[0].upper() + said_proposal[1:] in chain_page
+    assert f"rationale is “Forged rationale.”, recorded “{proposal.rationale}”" in chain_page
+
+    page = history_page(auditor, f"/admin/approvals/decision/{decision.pk}/history/")
+    assert (
+        said_decision[0].upper() + said_decision[1:] + ". What the console shows of it is not "
+        f"what was recorded, as the last verification of the audit chain found ({when})."
+    ) in page
+    page = history_page(auditor, f"/admin/approvals/proposal/{proposal.pk}/history/")
+    assert f"{said_proposal[0].upper()}{said_proposal[1:]} (record " in page
+    assert f"rationale is “Forged rationale.”, recorded “{proposal.rationale}”" in page
+
+    # Put back as recorded, the next verification finds nothing, and the pages say nothing.
+    raw(
+        "UPDATE approvals_decision SET reason_code = %s, note = %s WHERE id = %s",
+        decision.reason_code,
+        decision.note,
+        decision.pk,
+    )
+    raw(
+        "UPDATE approvals_proposal SET rationale = %s WHERE id = %s",
+        proposal.rationale,
+        proposal.pk,
+    )
+    assert verified().holds
+    page = history_page(auditor, f"/admin/approvals/decision/{decision.pk}/history/")
+    assert "live row" not in page
+
+
+def test_a_decision_s_live_row_is_named_on_its_proposal_s_history_page(rejected, login):
+    raw("UPDATE approvals_decision SET note = %s WHERE id = %s", "Forged.", rejected.pk)
+    assert verified().holds is False
+    page = history_page(
+        login("auditor"), f"/admin/approvals/proposal/{rejected.proposal_id}/history/"
+    )
+    assert (
+        f"The live row of decision #{rejected.pk} differs from its last recorded version"
+    ) in page
+    assert "note is “Forged.”, recorded “Brand week: no moves.” (its history; it belongs to" in page
+
+
+def test_a_live_row_slipped_in_with_no_history_is_named(rejected, login):
+    """A campaign inserted without the history ``save()`` writes (``bulk_create`` sends no
+    signal, as raw SQL would not): verification names it, and its history page says so."""
+    copied = Campaign.objects.first()
+    copied.pk, copied.external_id, copied.name = None, "slipped-in", "Slipped in"
+    (slipped,) = Campaign.objects.bulk_create([copied])
+    assert not Campaign.history.filter(id=slipped.pk).exists()
+    with pytest.raises(CommandError) as refused:
+        call_command("verify_audit_chain", stdout=io.StringIO())
+    said = (
+        f"the live row of campaign #{slipped.pk} has no recorded version: it was written past "
+        "the history"
+    )
+    assert said in str(refused.value)
+    page = history_page(login("auditor"), f"/admin/ledger/campaign/{slipped.pk}/history/")
+    assert said[0].upper() + said[1:] in page
+
+
+def test_a_busy_platform_s_live_rows_are_what_its_history_recorded(rejected):
+    """Approvals, rejections, executions, edits through services and models: nothing
+    changed past the history, so nothing named (the whole platform's busy day is walked by
+    hand, see the report)."""
+    proposal = Proposal.objects.get(pk=rejected.proposal_id)
+    proposal.rationale = "Edited the ordinary way."
+    proposal.save()
+    found = chain_verify()
+    assert found.holds, found.breaks
