@@ -18,6 +18,11 @@ back. The chain proves itself consistent; to prove it is also the chain it was, 
 rebuilt after its tail was cut and resealed, keep the head hash that verification prints
 somewhere else (a ticket, a mail) and pass it back:
 ``verify_audit_chain --head HASH``.
+
+The chain vouches for the history; the console shows the live rows. So verification also
+compares each live row of every chained model with its history's last record, over the
+fields that record holds, and names a row that differs, has no record, or is recorded
+deleted (``_live_rows_diverging``): a row changed in the database past the history.
 """
 
 from __future__ import annotations
