@@ -8,6 +8,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 
 from approvals.models import Decision, Proposal
 from approvals.services.decisions import proposal_approve, proposal_reject
@@ -151,3 +152,34 @@ def test_a_busy_platform_s_live_rows_are_what_its_history_recorded(rejected):
     proposal.save()
     found = chain_verify()
     assert found.holds, found.breaks
+
+
+@pytest.mark.django_db(transaction=True)
+def test_values_an_earlier_migration_filled_without_a_record_are_recorded_on_upgrade(demo_world):
+    """A platform upgraded through migrations that filled live columns without a history
+    record (a decision's summary, a proposal's approvals this round): verification would
+    name those rows. Migration ``approvals.0029`` records them, saying where the values came
+    from, and verification finds the platform as recorded; a row forged otherwise still
+    shows."""
+    operator = get_user_model().objects.get(username="operator")
+    proposal = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    decision = Decision.objects.get(proposal=proposal)
+    forged = evaluated(reallocation("150.00"))
+    executor = MigrationExecutor(connection)
+    executor.migrate([("approvals", "0028_execution_unanswered")])
+    # As 0015 and 0018 did: columns filled from other data, with no record.
+    raw("UPDATE approvals_decision SET summary = %s WHERE id = %s", "as it stood", decision.pk)
+    raw("UPDATE approvals_proposal SET approvals_this_round = 2 WHERE id = %s", proposal.pk)
+    raw("UPDATE approvals_proposal SET rationale = %s WHERE id = %s", "Forged.", forged.pk)
+    assert len(chain_verify().breaks) == 3
+
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes("approvals"))
+    (left,) = chain_verify().breaks
+    assert left.object_id == forged.pk
+    assert "rationale is “Forged.”" in left.what
+    record = Proposal.history.filter(id=proposal.pk).latest()
+    assert (record.approvals_this_round, record.history_actor) == (2, "migration")
+    assert record.history_change_reason.startswith("approvals this round and when it was")
+    assert Decision.history.filter(id=decision.pk).latest().summary == "as it stood"
