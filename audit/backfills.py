@@ -26,9 +26,7 @@ def record_backfilled(apps, app_label: str, model_name: str, fields: list[str], 
             return written
         after = max(batch)
         latest = {}
-        records = history.objects.filter(id__in=list(batch)).order_by(
-            "id", "history_date", "history_id"
-        )
+        records = history.objects.filter(id__in=list(batch)).order_by("id", "history_id")
         for record in records:
             latest[record.id] = record
         new = []

@@ -495,9 +495,9 @@ def _live_breaks_in(
     table = model._meta.label_lower
     ids = [row[of] for row in rows]
     last: dict[object, dict] = {}
-    records = model.objects.filter(**{f"{of}__in": ids}).order_by(
-        of, "-history_date", "-history_id"
-    )
+    # The last written, by history id: a record's time is its host's clock, and a host
+    # whose clock runs behind would stamp a later record earlier (a false alarm).
+    records = model.objects.filter(**{f"{of}__in": ids}).order_by(of, "-history_id")
     if connection.vendor == "postgresql":
         records = records.distinct(of)
     for record in records.values("history_id", "history_type", *fields):
