@@ -117,6 +117,7 @@ def _remind(*, begun: datetime | None) -> int:
         # Who has decided each proposal in this round (the first of two approvals, say): they
         # have done their part, and "half the time to decide is gone" is not theirs to hear.
         decided = reviewers_by_proposal([deadline.proposal for deadline in deadlines])
+        proposals_by_id = {deadline.proposal_id: deadline.proposal for deadline in deadlines}
         recipients: dict[int, list[tuple[Route | None, list]]] = {}
         passed_over: dict[int, dict[str, str]] = {}
         may_see: dict[int, bool] = {}  # by user: their permissions read once a sweep
@@ -125,7 +126,10 @@ def _remind(*, begun: datetime | None) -> int:
             for notification in notifications:
                 recipient = notification.recipient
                 why_not = _not_reminded(
-                    recipient, decided=decided.get(proposal_id, ()), may_see=may_see
+                    recipient,
+                    proposals_by_id[proposal_id],
+                    decided=decided.get(proposal_id, ()),
+                    may_see=may_see,
                 )
                 if not why_not and notification.status == NotificationStatus.HELD:
                     # Not told yet: their digest, when it goes, says when it is due.
@@ -164,11 +168,13 @@ def _remind(*, begun: datetime | None) -> int:
     return len(deadlines)
 
 
-def _not_reminded(user, *, decided, may_see: dict[int, bool]) -> str:
+def _not_reminded(user, proposal: Proposal, *, decided, may_see: dict[int, bool]) -> str:
     """Why a person told in this round is not reminded, or "" if they are: deactivated since,
-    without the right to read proposals since (nothing would reach them), or one who has
-    decided it already (the first of two approvals, say). ``may_see`` keeps each person's
-    right to read proposals as read once."""
+    without the right to read proposals since (nothing would reach them), one who has
+    decided it already (the first of two approvals, say), or one who may not decide it (an
+    operator told of a policy change, which a policy owner decides; the owner of its agent):
+    "half the time to decide is gone" is not theirs to hear, and their message said who
+    decides. ``may_see`` keeps each person's right to read proposals as read once."""
     if not user.is_active:
         return "was deactivated"
     if user.pk in decided:
@@ -177,6 +183,8 @@ def _not_reminded(user, *, decided, may_see: dict[int, bool]) -> str:
         may_see[user.pk] = user.has_perm("approvals.view_proposal")
     if not may_see[user.pk]:
         return "may no longer see proposals in the console"
+    if not who_may_decide([user], proposal, reviewers=decided):
+        return "may not decide it"
     return ""
 
 

@@ -44,6 +44,7 @@ from notifications.services import (
     _not_to_send,
     _slack_drawn_from,
     _slack_messages_changed_as_they_went,
+    as_read_by,
     attempt_note,
     proposals_lock,
     refusal_note,
@@ -147,18 +148,25 @@ def digest_send(*, recipient_id: int, channel: str, now: datetime, failures: boo
             # buttons, whatever its reader may do).
             notification.in_digest, notification.drawn_for = True, None
             notification.drawn_from = _slack_drawn_from(notification.proposal, None)
-    messages = [
-        # Why the person is told of each, by its route, as a single message says it.
-        replace(
-            message,
-            told_because=told_because(kind=n.kind, route_name=n.route.name if n.route_id else ""),
-        )
-        for message, n in zip(
-            proposal_messages([(n.proposal, n.kind) for n in to_send], now=at),
-            to_send,
-            strict=True,
-        )
-    ]
+    # Why the person is told of each, by its route, as a single message says it; and, of one
+    # they may not decide, why not and who does.
+    messages = as_read_by(
+        recipient,
+        to_send,
+        [
+            replace(
+                message,
+                told_because=told_because(
+                    kind=n.kind, route_name=n.route.name if n.route_id else ""
+                ),
+            )
+            for message, n in zip(
+                proposal_messages([(n.proposal, n.kind) for n in to_send], now=at),
+                to_send,
+                strict=True,
+            )
+        ],
+    )
     try:
         sent = channel_for(channel).send_digest(recipient=recipient, messages=messages)
         delivered, retry, result, retry_after = True, False, sent.result, None

@@ -40,6 +40,9 @@ FAILED_THEN_SENT_AGAIN = "Its execution failed, then it was sent to run again"
 # The headline of a message saying it waits, to a person it does not wait for: one who owns
 # the agent that proposed it, or who has approved it and waits for another's approval.
 WAITS_NOT_FOR_YOU = "Waits for a decision"
+# The headline of a message saying it is overdue, to a person of a backup group who may not
+# decide it: it reached them, not a person who may decide it.
+OVERDUE_NOT_FOR_YOU = "Overdue: waits for a decision"
 # The headline of a message whose proposal no longer waits for a decision in its round.
 NO_LONGER_WAITS = "No longer waits"
 
@@ -106,6 +109,10 @@ class ProposalMessage:
     # Why its reader, told as one of a backup group, and nobody else in that group may decide
     # it (an escalation to a group of auditors): it says so, not only "Read it on its page".
     nobody_may_decide: str = ""
+    # Why its reader, told of it, may not decide it, and who does ("operator may not decide on
+    # policy change proposals: a policy owner decides it; you may read it."): every message
+    # (and digest line) to one who may not says so, beside "Read it on its page".
+    not_yours: str = ""
     # A message saying its execution failed (``NotificationKind.FAILED``): how, and who let
     # it run. It asks no decision (no buttons): a retry is made on its page.
     failure: Failure | None = None
@@ -443,9 +450,13 @@ def approvals_so_far(approvers: Sequence[str], proposal: Proposal) -> str:
     )
 
 
-def addressed_to_one_who_may_not_decide(message: ProposalMessage) -> ProposalMessage:
-    """The message as told to a person who may not decide it: "Waits for a decision", not
-    "Waits for your decision" (the rest, without buttons, says it is theirs to read)."""
-    if message.headline != HEADLINES[NotificationKind.WAITING]:
-        return message
-    return replace(message, headline=WAITS_NOT_FOR_YOU)
+def addressed_to_one_who_may_not_decide(message: ProposalMessage, why: str) -> ProposalMessage:
+    """The message as told to a person who may not decide it (``why``: why not, and who
+    does): "Waits for a decision", not "Waits for your decision", and "Overdue: waits for a
+    decision", not "Overdue: escalated to you", as if it had reached one who may; the rest,
+    without buttons, says whose it is to decide and that it is theirs to read."""
+    headline = {
+        HEADLINES[NotificationKind.WAITING]: WAITS_NOT_FOR_YOU,
+        HEADLINES[NotificationKind.ESCALATION]: OVERDUE_NOT_FOR_YOU,
+    }.get(message.headline, message.headline)
+    return replace(message, headline=headline, not_yours=why)

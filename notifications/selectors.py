@@ -18,7 +18,7 @@ from access.selectors import second_factor_required
 from approvals import action_types
 from approvals.models import Proposal, ProposalStatus
 from approvals.selectors import decision_time_percentiles, people_decided
-from approvals.services.acts import Act, act_refusal
+from approvals.services.acts import Act, LacksPermission, act_refusal
 from hitlproject.vocabulary import INTERRUPTED, REVIEW_ENDINGS_DECIDED_BY_PEOPLE
 from notifications.models import (
     Claim,
@@ -109,6 +109,19 @@ def who_may_decide(users: Iterable, proposal: Proposal, *, reviewers: Iterable[i
         # The console lets in staff alone (and messages go to them alone).
         if user.is_staff and act_refusal(user, proposal, Act.REJECT, reviewers=reviewers) is None
     ]
+
+
+def why_not_theirs(user, proposal: Proposal, *, reviewers: Iterable[int]) -> str:
+    """Why ``user``, told of ``proposal``, may not decide it now, by the console's rule, and
+    who does, plainly ("operator may not decide on policy change proposals: a policy owner
+    decides it; you may read it."); "" when they may (they may reject it)."""
+    refusal = act_refusal(user, proposal, Act.REJECT, reviewers=reviewers)
+    if refusal is None:
+        return ""
+    if isinstance(refusal, LacksPermission):
+        decided_by = action_types.get(proposal.action_type).decided_by
+        return f"{refusal.message.rstrip('.')}: {decided_by} decides it; you may read it."
+    return f"{refusal.message} You may read it."
 
 
 def slack_lacks_second_factor(user) -> str:

@@ -91,6 +91,7 @@ from notifications.selectors import (
     slack_lacks_second_factor,
     told_of_before,
     who_may_decide,
+    why_not_theirs,
 )
 from policies.models import Policy
 from policies.services import in_force
@@ -1576,15 +1577,16 @@ def _as_told_to(
     channel: str = "",
 ) -> tuple[bool, ProposalMessage]:
     """Whether ``recipient`` may decide the proposal, and the message as told to them: to one
-    who may not (the owner of its agent, one who approved), it waits for a decision, not
-    theirs, and an escalation (``kind``) to a backup group (``route``'s) none of whose people
+    who may not (one whose role does not decide its kind, the owner of its agent, one who
+    approved), it waits for a decision, not theirs, saying why and who decides, and an
+    escalation (``kind``) to a backup group (``route``'s) none of whose people
     may decide it says so; to one who may reject it but not let it run (its agent was
     stopped since), it says why it cannot be approved, and offers no Approve; on Slack
     (``channel``), to one whose group must use a second factor, that a press there decides
     nothing, and it offers neither Approve nor Reject."""
-    may_decide = may_act(recipient, proposal, Act.REJECT, reviewers=reviewers)
-    if not may_decide:
-        message = addressed_to_one_who_may_not_decide(message)
+    why_not = why_not_theirs(recipient, proposal, reviewers=reviewers)
+    if why_not:
+        message = addressed_to_one_who_may_not_decide(message, why_not)
         if kind == NotificationKind.ESCALATION and route is not None:
             message = replace(
                 message, nobody_may_decide=_nobody_in_backup_may_decide(route, proposal, reviewers)
@@ -1672,6 +1674,27 @@ def _failure_update_says(notification: Notification, proposal: Proposal) -> dict
     }
 
 
+def as_read_by(recipient, told: Sequence[Notification], messages: Sequence) -> list:
+    """A digest's messages (``messages``, one for each of ``told``) as its reader reads them:
+    the line of a proposal that waits for a decision they may not make says why, and who
+    makes it, as a single message does (``_as_told_to``)."""
+    waiting = [
+        n.proposal
+        for n in told
+        if n.kind != NotificationKind.FAILED and n.proposal.status == S.PENDING_REVIEW
+    ]
+    reviewers = reviewers_by_proposal(waiting)
+    return [
+        replace(
+            message,
+            not_yours=why_not_theirs(recipient, n.proposal, reviewers=reviewers[n.proposal_id]),
+        )
+        if n.proposal_id in reviewers
+        else message
+        for n, message in zip(told, messages, strict=True)
+    ]
+
+
 def digest_lines(sent_in_digest: Notification) -> list[DigestLine]:
     """The proposals of the digest this message went in, as listed there (the messages that
     went with it), each as it is now: what became of it, or how far it has come. Read as the
@@ -1689,24 +1712,30 @@ def digest_lines(sent_in_digest: Notification) -> list[DigestLine]:
         .select_related("proposal__agent", "proposal__account", "route")
         .order_by("created_at", "pk")
     )
-    messages = [
-        # Why its reader is told, by each route, as the digest said it when it went.
-        replace(
-            message,
-            told_because=told_because(kind=n.kind, route_name=n.route.name if n.route_id else ""),
-        )
-        for n, message in zip(
-            listed,
-            proposal_messages(
-                [(n.proposal, n.kind) for n in listed],
-                now=timezone.now(),
-                # A digest of failures tells of the failures recorded when it went, not a
-                # later one.
-                failed_by=sent_in_digest.sent_at,
-            ),
-            strict=True,
-        )
-    ]
+    messages = as_read_by(
+        sent_in_digest.recipient,
+        listed,
+        [
+            # Why its reader is told, by each route, as the digest said it when it went.
+            replace(
+                message,
+                told_because=told_because(
+                    kind=n.kind, route_name=n.route.name if n.route_id else ""
+                ),
+            )
+            for n, message in zip(
+                listed,
+                proposal_messages(
+                    [(n.proposal, n.kind) for n in listed],
+                    now=timezone.now(),
+                    # A digest of failures tells of the failures recorded when it went, not a
+                    # later one.
+                    failed_by=sent_in_digest.sent_at,
+                ),
+                strict=True,
+            )
+        ],
+    )
     return [
         _failure_digest_line(n, message, reader=sent_in_digest.recipient)
         if n.kind == NotificationKind.FAILED

@@ -291,6 +291,7 @@ def message_blocks(
         for note, shown in (
             # Each quotes a reviewer's or an agent's note, or a name, as they typed it.
             (outcome or progress, True),
+            (message.not_yours, not outcome),
             (message.nobody_may_decide, not outcome),
             (message.approval_refused, may_approve),
             (message.decided_on_its_page, on_its_page),
@@ -771,6 +772,8 @@ def _digest_line(line: DigestLine) -> list[dict]:
         _rich("Why it waits:", italic=True),
         _rich(f" {one_line(message.reasons_brief)}"),
     ]
+    if message.not_yours:  # to one who may not decide it: why not, and who does
+        said.append(_rich(f"\n    {one_line(message.not_yours)}"))
     return [*said, _rich(f"\n    {one_line(line.progress)}")] if line.progress else said
 
 

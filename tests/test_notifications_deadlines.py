@@ -613,7 +613,8 @@ def test_an_escalation_to_a_backup_group_nobody_in_which_may_decide_says_so(opti
         "Nobody in the backup group “auditors” may decide it: it still waits for a person who may."
     )
     [email] = [m for m in mail.outbox if m.to == ["auditor@example.com"]]
-    assert email.subject.startswith("[HITL] Overdue: escalated to you")
+    # Not "Overdue: escalated to you", as if it had reached a person who may decide it.
+    assert email.subject.startswith("[HITL] Overdue: waits for a decision")
     assert said in " ".join(email.body.split())
     assert "Read it on its page" in email.body
     assert said in email.alternatives[0][0]

@@ -190,8 +190,10 @@ class ActionType:
     example_missing: ClassVar[str] = "has no campaign"
     # Non-empty: why this type always waits for a person, whatever the policies say.
     always_human: ClassVar[str] = ""
-    # Who may approve or reject it.
+    # Who may approve or reject it: the permission, and the role that has it, in words ("an
+    # operator"), as a message to one who may not says who does.
     decide_permission: ClassVar[str] = "approvals.decide_proposal"
+    decided_by: ClassVar[str] = "an operator"
     # False: only the platform proposes it; an agent's attempt is refused.
     agents_may_propose: ClassVar[bool] = True
     # False: carried out on the platform itself (a change of policy), never sent to a channel.

@@ -112,6 +112,7 @@ class PolicyChange(ActionType):
     edit_form = PolicyChangeEdit
     always_human = "A change to the policies always waits for a policy owner."
     decide_permission = "policies.change_policy"
+    decided_by = "a policy owner"
     agents_may_propose = False
     executes_on_channel = False
     editable_fields = frozenset({"to_ceiling"})  # the evidence is about this agent and type
