@@ -117,7 +117,8 @@ class Command(BaseCommand):
             BrandGuidelines.objects.get_or_create(
                 account=account, defaults={"banned_terms": BANNED_TERMS}
             )
-            # Operators hear by email of every proposal of ``demo`` that waits for a person.
+            # Operators hear by email of every proposal of ``demo`` that waits for a person: of a
+            # policy change too, which their message says a policy owner decides.
             route, created = Route.objects.get_or_create(
                 name="Demo: everything waiting, to the operators",
                 defaults={"account": account, "delivery": Delivery.IMMEDIATELY},
