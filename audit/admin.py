@@ -498,7 +498,7 @@ class AuditedHistoryAdmin(ConsoleAdmin, SimpleHistoryAdmin):
         if deletion is None:
             self.message_user(
                 request,
-                f"No {opts.verbose_name} #{key} was ever recorded.",
+                f"No {opts.verbose_name} #{address_words(key)} was ever recorded.",
                 messages.WARNING,
             )
             return HttpResponseRedirect(

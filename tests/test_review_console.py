@@ -240,6 +240,19 @@ def test_a_proposal_that_does_not_exist_is_not_an_error_page(login, key):
     assert "Perhaps it was deleted" not in response.text
 
 
+def test_a_made_up_proposal_address_is_quoted_back_on_one_line_and_cut_short(login):
+    """An address made to be sent to an operator: its direction override turned the page's
+    own words after it around ("No proposal #\u202eabc was ever recorded." read backwards
+    from there), and a 5,000-character key was written out whole."""
+    response = login("operator").get(f"{CHANGELIST}%E2%80%AEabc/change/", follow=True)
+    assert "No proposal #abc was ever recorded." in response.text
+    assert "\u202e" not in response.text
+
+    response = login("operator").get(f"{CHANGELIST}{'9' * 5000}x/change/", follow=True)
+    assert response.status_code == 200
+    assert "9" * 200 not in response.text
+
+
 def test_deciding_on_a_proposal_that_does_not_exist_says_so(login):
     response = login("operator").post(
         reverse("admin:approvals_proposal_approve", args=[999999]), follow=True
