@@ -581,7 +581,9 @@ def _counting_text(facts: Facts, window: timedelta, target: str, *, raised: bool
         if move.target != target or (since and move.at < since):
             continue
         if _excluded(facts, move):
-            if move.factor != 1:
+            # Named only where it would have counted: pushing the way this one is over.
+            numerator, denominator = _ratio(move.factor)
+            if numerator != denominator and (numerator > denominator) == raised:
                 excluded.append(move)
             continue
         if not move.pending:
@@ -615,14 +617,11 @@ def _counting_text(facts: Facts, window: timedelta, target: str, *, raised: bool
         said += f"; pending {other} do not offset {'them' if counted else 'it'}"
     if excluded:
         named = _moves_named(facts, excluded)
-        what = (
-            f"{named}, approved, not yet executed, which"
-            if named
-            else "a move approved, not yet executed, which"
-        )
+        several = len(excluded) > 1
+        what = named or ("moves" if several else "a move")
         said += (
-            f"; not counting {what} {'set' if len(excluded) > 1 else 'sets'} {target} too: "
-            f"only one of them can run"
+            f"; not counting {what}{',' if named else ''} approved, not yet executed, which "
+            f"{'set' if several else 'sets'} {target} too: only one of them can run"
         )
     return said
 

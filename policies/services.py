@@ -435,13 +435,13 @@ def guardrail_blocks(
 
 
 def brand_guideline_findings(*, account: Account, texts: list[tuple[str, str]]) -> list[str]:
-    """What the account's brand guidelines find in these texts ((where, text) pairs)."""
+    """What the account's brand guidelines find in these texts ((where, text) pairs): by the
+    guidelines as read under the rules' token (``_brand_rules_of``), not a query each time
+    (the queue asks it of each edited creative on a page)."""
     if not texts:
         return []
-    guidelines = BrandGuidelines.objects.filter(account=account).first()
-    if guidelines is None:
-        return []
-    return brand_findings(texts, _brand_rules(guidelines))
+    rules = _brand_rules_of(in_force()).get(account.pk)
+    return [] if rules is None else brand_findings(texts, rules)
 
 
 def _brand_rules(guidelines: BrandGuidelines) -> BrandRules:
@@ -908,9 +908,7 @@ class EvaluationContext:
             findings, changed_first=tuple(changed_first)
         )
 
-    def count(
-        self, *, account_id: int, effects: dict[str, Fraction], sets_value: bool = False
-    ) -> None:
+    def count(self, *, account_id: int, effects: dict[str, Fraction], sets_value: bool) -> None:
         """A move just approved: it counts for the actions evaluated after it, as pending;
         ``sets_value``: its action sets the values (``engine.Move.sets_value``)."""
         for target, factor in effects.items():

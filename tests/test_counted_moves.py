@@ -84,12 +84,10 @@ def test_a_cut_approved_to_balance_a_raise_lets_no_raise_past_the_cumulative_cei
     assert second_cut["status"] == "approved"  # within the ceiling below: 1.15 x 0.852
     assert second_raise["status"] == "pending_review"
     # The cut sets the bid too: of the two, only the first to run runs, so it is not counted
-    # at all (which offsets nothing either).
+    # (which offsets nothing either), nor named, as a cut would not count towards a raise.
     assert (
         "With this move of +14.8%, brand-search's bid would move +32.0% within 1 day, over the "
-        "25.0% cumulative ceiling of policy “Bid adjustments”, counting the executed moves; "
-        f"not counting #{second_cut['id']}, approved, not yet executed, which sets "
-        "brand-search's bid too: only one of them can run."
+        "25.0% cumulative ceiling of policy “Bid adjustments”, counting the executed moves."
     ) in second_raise["verdict"]["reasons"]
     assert campaign("brand-search").bid == Decimal("2.30")
     # The engine's dry run says the same while both wait.

@@ -231,12 +231,13 @@ def test_a_pending_move_setting_the_value_this_one_sets_is_not_counted_and_the_r
     verdict = evaluate(replace(setter, recent_moves=pending), [cumulative(ceiling="0.30")])
 
     # 1.20 x 1.10 (#7) = +32%; with #5 too it would have read +51.8%, which cannot happen.
+    # The cut of another agent's (#6) would not have counted towards a raise: not named.
     assert verdict.reasons == (
         "With this move of +20.0%, brand-search's daily budget would move +32.0% within 1 day, "
         "over the 25.0% cumulative ceiling of policy “Budget reallocations”, counting the "
-        "pending raises (approved, not yet executed: #7, +10.0% in all); not counting #5 and "
-        "another agent's proposal, approved, not yet executed, which set brand-search's daily "
-        "budget too: only one of them can run.",
+        "pending raises (approved, not yet executed: #7, +10.0% in all); not counting #5, "
+        "approved, not yet executed, which sets brand-search's daily budget too: only one of "
+        "them can run.",
     )
     assert Fraction(*verdict.held_by[0].moved) == Fraction(32, 100)
     # Alone within the ceiling: nothing holds it but what held it before (here, nothing).
