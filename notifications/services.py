@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -1238,18 +1238,10 @@ def _messages_not_updated(updates: Sequence[Notification], *, now: datetime) -> 
     proposal's page): "Sent, but its message could not be updated", as it may show what is
     no longer so (Approve on a proposal rejected since). A later update that lands says so
     in turn (``_messages_updated_again``)."""
-    failed = {
-        n.updates_id: n
-        for n in updates
-        if n.kind == NotificationKind.UPDATE
-        and n.status == NotificationStatus.FAILED
-        and n.updates_id is not None
-    }
+    failed = _updates_by_message(updates, NotificationStatus.FAILED)
     if not failed:
         return
-    originals = list(
-        Notification.objects.select_for_update().filter(pk__in=list(failed)).order_by("pk")
-    )
+    originals = _messages_locked(failed)
     # One updated since this update was recorded says what is so already (an update says
     # what is so as it lands).
     landed = set(
@@ -1281,30 +1273,16 @@ def _messages_not_updated(updates: Sequence[Notification], *, now: datetime) -> 
             f"(for {update.about or 'a change'}): {why}. It may show what is no longer so; "
             "the proposal's page says what is."
         )
-    update_with_history(
-        Notification, [(n, {"log": n.log}) for n in originals], actor=NOTIFICATIONS_ACTOR
-    )
+    _logs_recorded(originals)
 
 
 def _messages_updated_again(updates: Sequence[Notification], *, now: datetime) -> None:
     """In the transaction that records these updates sent: a message whose record said it
     could not be updated (``_messages_not_updated``) says it was updated since."""
-    sent = {
-        n.updates_id: n
-        for n in updates
-        if n.kind == NotificationKind.UPDATE
-        and n.status == NotificationStatus.SENT
-        and n.updates_id is not None
-    }
+    sent = _updates_by_message(updates, NotificationStatus.SENT)
     if not sent:
         return
-    originals = [
-        original
-        for original in Notification.objects.select_for_update()
-        .filter(pk__in=list(sent))
-        .order_by("pk")
-        if original.not_updated
-    ]
+    originals = [original for original in _messages_locked(sent) if original.not_updated]
     for original in originals:
         update = sent[original.pk]
         original.log = [
@@ -1315,9 +1293,34 @@ def _messages_updated_again(updates: Sequence[Notification], *, now: datetime) -
             f"Its Slack message to {update.recipient.get_username()} was updated since it "
             f"could not be (for {update.about or 'a change'}): it says what is so again."
         )
-    if originals:
+    _logs_recorded(originals)
+
+
+def _updates_by_message(
+    updates: Sequence[Notification], status: NotificationStatus
+) -> dict[int, Notification]:
+    """The updates among these that ended in ``status``, by the message each updates."""
+    return {
+        n.updates_id: n
+        for n in updates
+        if n.kind == NotificationKind.UPDATE and n.status == status and n.updates_id is not None
+    }
+
+
+def _messages_locked(message_ids: Iterable[int]) -> list[Notification]:
+    """These messages' records, locked in id order to note in their log what became of an
+    update of them (``no_key``: an update row naming one may still be written meanwhile)."""
+    return list(
+        Notification.objects.select_for_update(no_key=True)
+        .filter(pk__in=list(message_ids))
+        .order_by("pk")
+    )
+
+
+def _logs_recorded(messages: Sequence[Notification]) -> None:
+    if messages:
         update_with_history(
-            Notification, [(n, {"log": n.log}) for n in originals], actor=NOTIFICATIONS_ACTOR
+            Notification, [(n, {"log": n.log}) for n in messages], actor=NOTIFICATIONS_ACTOR
         )
 
 
