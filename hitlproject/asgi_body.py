@@ -16,6 +16,8 @@ from typing import Any
 
 from django.conf import settings
 
+BODY_IN_MEMORY = 64 * 1024  # a proposal (at most 256 KiB) mostly fits; a batch spills
+
 
 class ReadAlready:
     """The connection's ``receive``, its body already read (into ``body``): what it says
@@ -38,11 +40,10 @@ async def body_read(scope: dict, receive: Any, send: Any) -> tuple[dict, ReadAlr
     if length is not None and length.isdigit() and int(length) > limit:
         await too_large(send, limit)
         return None
-    # Read as Django reads a body, into a file that goes to disk past a size (the request
-    # closes it), counted.
-    body = tempfile.SpooledTemporaryFile(  # noqa: SIM115
-        max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b"
-    )
+    # Read into a file that goes to disk past 64 KiB (the request closes it), counted: every
+    # connection sending a body holds one, before any key is checked, so memory is what
+    # must not grow with them (Django's 2.5 MiB a body would, for a few hundred of them).
+    body = tempfile.SpooledTemporaryFile(max_size=BODY_IN_MEMORY, mode="w+b")  # noqa: SIM115
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
