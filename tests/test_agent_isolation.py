@@ -197,12 +197,13 @@ def hits(name: str) -> list[int]:
 def test_a_reason_does_not_name_another_agents_proposal(agent_client, optimizer):
     """The optimizer's bid raise on brand-search is approved and has not executed; the
     copywriter's raise of the same bid goes to a person, saying an approved proposal changes
-    it first and counting its pending raise, without naming it (an agent sees only its own
+    it first and, over the cumulative ceiling alone, that its pending raise is not counted
+    (only one of the two can run), without naming it (an agent sees only its own
     proposals). The optimizer, raising it again, is told which of its own it is."""
     approved = optimizer.post(URL, bid_adjustment("2.05"), format="json").json()
     assert approved["status"] == "approved"
 
-    others = agent_client("copywriter").post(URL, bid_adjustment("2.45"), format="json")
+    others = agent_client("copywriter").post(URL, bid_adjustment("2.60"), format="json")
     own = optimizer.post(URL, bid_adjustment("2.45"), format="json").json()
 
     assert others.status_code == 201, others.content
@@ -211,9 +212,10 @@ def test_a_reason_does_not_name_another_agents_proposal(agent_client, optimizer)
     assert told.startswith(
         "Another agent's proposal, approved and about to execute, changes brand-search's bid first"
     )
-    assert "pending raises (approved, not yet executed: another agent's proposal, +2.5% in" in (
-        told
-    )
+    assert (
+        "counting no other move; not counting another agent's proposal, approved, not yet "
+        "executed, which sets brand-search's bid too: only one of them can run."
+    ) in told
     assert " ".join(own["verdict"]["reasons"]).startswith(
         f"#{approved['id']}, approved and about to execute, changes brand-search's bid first"
     )
