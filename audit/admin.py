@@ -30,7 +30,7 @@ from django.db import DatabaseError, connection, models, transaction
 from django.forms.models import model_to_dict
 from django.http import Http404, HttpResponseRedirect, QueryDict
 from django.urls import NoReverseMatch, reverse
-from django.utils import dateformat, timezone
+from django.utils import formats, timezone
 from django.utils.text import capfirst
 from simple_history.admin import SimpleHistoryAdmin
 from simple_history.manager import SIMPLE_HISTORY_REVERSE_ATTR_NAME
@@ -157,6 +157,11 @@ def console_acts_logged(request, acts: Iterable[tuple[models.Model, str]]) -> No
 def console_act_logged(request, obj: models.Model, message: str) -> None:
     """One act on one object (``console_acts_logged``)."""
     console_acts_logged(request, [(obj, message)])
+
+
+def console_time(value: datetime) -> str:
+    """A time as the console writes it ("2026-12-03 14:38:05 UTC": hitlproject.formats)."""
+    return formats.date_format(timezone.localtime(value), "DATETIME_FORMAT")
 
 
 def keeps_history(model: type[models.Model]) -> bool:
@@ -324,7 +329,7 @@ class ConsoleHistoryValues(HistoricalRecordContextHelper):
         if field.choices and not isinstance(value, list):  # "Pending review", not pending_review
             return dict(field.flatchoices).get(value, value)
         if isinstance(value, datetime):  # as the console writes a time, not Python's repr
-            return dateformat.format(timezone.localtime(value), "Y-m-d H:i:s T")
+            return console_time(value)
         if isinstance(value, bool):
             return "yes" if value else "no"
         if isinstance(value, timedelta):
@@ -504,7 +509,7 @@ class AuditedHistoryAdmin(ConsoleAdmin, SimpleHistoryAdmin):
             return HttpResponseRedirect(
                 reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
             )
-        when = dateformat.format(timezone.localtime(deletion.history_date), "Y-m-d H:i:s T")
+        when = console_time(deletion.history_date)
         reason = deletion.history_change_reason
         self.message_user(
             request,
