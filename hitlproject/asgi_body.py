@@ -5,16 +5,22 @@ place in it, and otherwise by the web server's handler (hitlproject.asgi_handler
 Django: a body said to be larger than any view takes (``DATA_UPLOAD_MAX_MEMORY_SIZE``, a
 batch's limit) is refused at once with a 413, unread; one sent in chunks, without a length, is
 read up to that limit (a 413 past it) and then given its length, which Django's request reads
-the body by (it would otherwise read none of it).
+the body by (it would otherwise read none of it). A body that stops arriving, nothing more of
+it for ``REQUEST_BODY_IDLE_SECONDS``, is answered 408 and its connection closed: the web
+server waits on a body for as long as its client keeps the connection open, so a client that
+sent part of one and no more held a connection, and up to 16 MiB on disk, for good.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import tempfile
 from typing import Any
 
 from django.conf import settings
+
+from hitlproject.vocabulary import how_many
 
 BODY_IN_MEMORY = 64 * 1024  # a proposal (at most 256 KiB) mostly fits; a batch spills
 
@@ -44,8 +50,14 @@ async def body_read(scope: dict, receive: Any, send: Any) -> tuple[dict, ReadAlr
     # connection sending a body holds one, before any key is checked, so memory is what
     # must not grow with them (Django's 2.5 MiB a body would, for a few hundred of them).
     body = tempfile.SpooledTemporaryFile(max_size=BODY_IN_MEMORY, mode="w+b")  # noqa: SIM115
+    idle = settings.REQUEST_BODY_IDLE_SECONDS
     while True:
-        message = await receive()
+        try:
+            message = await asyncio.wait_for(receive(), idle)
+        except TimeoutError:
+            body.close()
+            await stopped_arriving(send, idle)
+            return None
         if message["type"] == "http.disconnect":
             body.close()
             return None
@@ -69,6 +81,18 @@ async def too_large(send: Any, limit: int) -> None:
     """A 413 in the API's error shape, the body left unread."""
     body = {"detail": f"Request body larger than {limit} bytes.", "code": "payload_too_large"}
     await send_json(send, 413, json.dumps(body).encode(), (b"connection", b"close"))
+
+
+async def stopped_arriving(send: Any, idle: float) -> None:
+    """A 408 in the API's error shape: the body stopped arriving, and the connection closes."""
+    body = {
+        "detail": (
+            "The request's body stopped arriving: nothing more of it came for "
+            f"{how_many(idle, 'second')}. Nothing was done; send it again."
+        ),
+        "code": "request_timeout",
+    }
+    await send_json(send, 408, json.dumps(body).encode(), (b"connection", b"close"))
 
 
 async def send_json(send: Any, status: int, body: bytes, *headers: tuple[bytes, bytes]) -> None:

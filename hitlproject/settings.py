@@ -413,6 +413,9 @@ LOGGING = {
 API_MAX_BODY_BYTES = int(env("HITL_API_MAX_BODY_BYTES", str(256 * 1024)))
 API_MAX_BATCH_BODY_BYTES = int(env("HITL_API_MAX_BATCH_BODY_BYTES", str(16 * 1024 * 1024)))
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BATCH_BODY_BYTES
+# A request body of which nothing more arrives for this long is answered 408, its connection
+# closed (hitlproject.asgi_body), as a proxy's client_body_timeout would (nginx's is 60 s).
+REQUEST_BODY_IDLE_SECONDS = int(env("HITL_REQUEST_BODY_IDLE_SECONDS", "60"))
 # A bulk decision in the console posts one field per selected proposal (Django's default, 1,000,
 # would refuse selecting a thousand); still bounded.
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000

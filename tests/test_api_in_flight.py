@@ -246,3 +246,38 @@ def test_a_woken_long_poll_that_finds_no_free_connection_is_told_to_come_back(
     assert status == 503
     assert headers["Retry-After"] == "1"
     assert body["code"] == "busy"
+
+
+def test_a_body_that_stops_arriving_is_answered_408_and_its_connection_closed(
+    web_server_with, demo_world
+):
+    """The web server waits on a request's body for as long as its client keeps the
+    connection open: a client that sent its headers and part of a body (with a length said,
+    or in chunks) and no more held the connection, and the body read so far, for good. Now
+    nothing more of it for HITL_REQUEST_BODY_IDLE_SECONDS is answered 408, and the connection
+    closed; an agent sending its whole body is answered as ever."""
+    optimizer = demo_world["agents"]["optimizer"]
+    server = web_server_with(HITL_REQUEST_BODY_IDLE_SECONDS="1")
+    address = urlsplit(server.url)
+    answers = []
+    for framing, part in (
+        ("Content-Length: 100000", '{"action_type": "' + "x" * 70_000),
+        ("Transfer-Encoding: chunked", '5\r\n{"a":'),
+    ):
+        with socket.create_connection((address.hostname, address.port), timeout=30) as stalled:
+            stalled.sendall(
+                f"POST {PROPOSALS_URL} HTTP/1.1\r\nHost: localhost\r\n"
+                f"Authorization: Bearer {optimizer}\r\nContent-Type: application/json\r\n"
+                f"{framing}\r\n\r\n{part}".encode()
+            )
+            received = b""
+            while chunk := stalled.recv(65536):  # on the old code, no answer: recv timed out
+                received += chunk
+            answers.append(received.decode())
+
+    for answer in answers:
+        assert answer.startswith("HTTP/1.1 408 ")
+        assert '"code": "request_timeout"' in answer
+        assert "nothing more of it came for 1 second. Nothing was done" in answer
+    assert not Proposal.objects.exists()
+    assert call(server.url, PROPOSALS_URL, optimizer, bid_adjustment("2.10"))[0] == 201
