@@ -474,13 +474,19 @@ def _quoted(value: object) -> str:
     return f"“{text[:QUOTED]}…”" if len(text) > QUOTED else f"“{text}”"
 
 
+def _as_digested(value: object) -> str:
+    """A value as a record's digest reads it: JSON's true is not its 1, nor 1.0 its 1, though
+    Python holds them equal (a payload's ``true`` forged to ``1`` went unnamed)."""
+    return json.dumps(value, sort_keys=True, default=str)
+
+
 def _live_differences(model: type[models.Model], row: dict, record: dict) -> str:
     """How a live row differs from a record of its history, field by field, as a person
     reads it: "reason code is “too_aggressive”, recorded “contradicts_strategy”"."""
     opts = model.instance_type._meta
     said = []
     for name in row:
-        if row[name] != record[name]:
+        if _as_digested(row[name]) != _as_digested(record[name]):
             label = next((f.verbose_name for f in opts.concrete_fields if f.attname == name), name)
             said.append(f"{label} is {_quoted(row[name])}, recorded {_quoted(record[name])}")
     return "; ".join(said)

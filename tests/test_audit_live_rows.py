@@ -183,3 +183,23 @@ def test_values_an_earlier_migration_filled_without_a_record_are_recorded_on_upg
     assert (record.approvals_this_round, record.history_actor) == (2, "migration")
     assert record.history_change_reason.startswith("approvals this round and when it was")
     assert Decision.history.filter(id=decision.pk).latest().summary == "as it stood"
+
+
+def test_a_json_value_forged_to_one_python_holds_equal_is_named(rejected):
+    """Supporting data recorded ``{"weekend": true, "days": 1}`` forged to ``{"weekend": 1,
+    "days": true}``: Python holds True equal to 1, and the comparison named nothing, though
+    the console shows the forged values."""
+    proposal = rejected.proposal
+    proposal.supporting_data = {"weekend": True, "days": 1}
+    proposal.save()
+    chain_seal()
+    assert chain_verify().holds
+    raw(
+        "UPDATE approvals_proposal SET supporting_data = %s WHERE id = %s",
+        '{"weekend": 1, "days": true}',
+        proposal.pk,
+    )
+    (found,) = chain_verify().breaks
+    assert found.what.endswith(
+        'supporting data is “{"days": true, "weekend": 1}”, recorded “{"days": 1, "weekend": true}”'
+    )
