@@ -924,6 +924,20 @@ def test_the_consoles_pages_fit_a_phones_width(live_server, demo_world, browser)
     assert now.evaluate("td => getComputedStyle(td, '::before').content") == '"Now: "'
     box = now.bounding_box()
     assert box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+    # The agent's record on this action type reads figure by figure, each count beside its
+    # heading: its last counts (waiting, superseded) are on the screen, not cut at its edge
+    # in a row of twelve scrolling sideways.
+    record = page.locator("#track-record-figures")
+    assert record.evaluate("table => table.scrollWidth <= table.clientWidth")
+    for figure, label, count in (
+        ("waiting", "Waiting for a person", "2"),
+        ("superseded", "Superseded", "0"),
+    ):
+        cell = record.locator(f"td[data-figure={figure}]")
+        expect(cell).to_have_text(count)
+        assert cell.evaluate("td => getComputedStyle(td, '::before').content") == f'"{label}: "'
+        box = cell.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390, (figure, box)
 
     page.goto(f"{live_server.url}/admin/approvals/proposal/")
     fits("the queue")
