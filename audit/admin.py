@@ -31,6 +31,7 @@ from django.forms.models import model_to_dict
 from django.http import Http404, HttpResponseRedirect, QueryDict
 from django.urls import NoReverseMatch, reverse
 from django.utils import formats, timezone
+from django.utils.html import format_html
 from django.utils.text import capfirst
 from simple_history.admin import SimpleHistoryAdmin
 from simple_history.manager import SIMPLE_HISTORY_REVERSE_ATTR_NAME
@@ -40,6 +41,7 @@ from simple_history.utils import get_history_model_for_model, get_m2m_reverse_fi
 
 from audit.actors import describe_actor
 from audit.chain import chain_break_recorded
+from audit.history import history_manager
 from audit.secret_fields import lookup_touches_secret, sounds_secret_undeclared
 from hitlproject.forms import PlainDecimalField, PlainIntegerField, number_box
 from hitlproject.periods import describe_duration
@@ -727,6 +729,20 @@ class ChangeReasonForm(forms.ModelForm):
 
     change_reason = change_reason_field()
 
+    def settings_changed(self) -> list[str]:
+        """The fields this save changes: its reason alone changes nothing, nor does a text
+        sent back with the CRLF line breaks a browser gives the LF text it was shown."""
+        return [
+            name
+            for name in self.changed_data
+            if name != "change_reason"
+            and not (
+                isinstance(self.cleaned_data.get(name), str)
+                and with_lf_line_breaks(str(self.get_initial_for_field(self.fields[name], name)))
+                == self.cleaned_data[name]
+            )
+        ]
+
     def clean(self):
         # A browser sends a textarea's line breaks back as CRLF: text saved as it was shown
         # (banned terms seeded one a line, say) must not be recorded, and shown in the history,
@@ -782,9 +798,67 @@ class ChangeReasonAdmin(AuditedHistoryAdmin):
         actions.pop("delete_selected", None)
         return actions
 
+    # A save that changes nothing writes no version: a version says the rules changed (a
+    # proposal routed under the one before reads "it has changed since"). The page says so.
     def save_model(self, request, obj, form, change) -> None:
+        if change and not form.settings_changed():
+            obj._nothing_changed = True
+            return
         obj._change_reason = form.cleaned_data["change_reason"]
         super().save_model(request, obj, form, change)
+
+    def save_related(self, request, form, formsets, change) -> None:
+        if not getattr(form.instance, "_nothing_changed", False):
+            super().save_related(request, form, formsets, change)
+
+    def construct_change_message(self, request, form, formsets, add=False):
+        # The recent-actions box says what changed, not "Changed … and Why this change".
+        if getattr(form.instance, "_nothing_changed", False):
+            return "Nothing changed"
+        said = super().construct_change_message(request, form, formsets, add)
+        reason_label = str(form.fields["change_reason"].label)
+        for entry in said if isinstance(said, list) else []:
+            fields = entry.get("changed", {}).get("fields")
+            if fields and reason_label in fields:
+                fields.remove(reason_label)
+        return said
+
+    def changes_in_words(self, request, obj) -> str:
+        """What the save just made changed, as the record's history reads it ("Auto-execute
+        ceiling: 15% → 12%; Review window: 3 days → 2 days")."""
+        records = history_manager(type(obj)).filter(**{obj._meta.pk.attname: obj.pk})
+        record = records.order_by("-history_id").first()
+        earlier = record.prev_record if record is not None else None
+        if earlier is None:
+            return ""
+        helper = self.get_historical_record_context_helper(request, record)
+        changes = helper.context_for_delta_changes(record.diff_against(earlier))
+        return "; ".join(f"{c['field']}: {c['old']} → {c['new']}" for c in changes)
+
+    def response_change(self, request, obj):
+        if getattr(obj, "_nothing_changed", False):
+            self.message_user(
+                request,
+                format_html(
+                    "Nothing was changed in the {} “{}”: no setting differs from what was "
+                    "saved, so no new version was recorded.",
+                    self.opts.verbose_name,
+                    obj,
+                ),
+                messages.WARNING,
+            )
+            return HttpResponseRedirect(request.path)
+        request.changes_said = self.changes_in_words(request, obj)
+        return super().response_change(request, obj)
+
+    def message_user(self, request, message, level=messages.INFO, *args, **kwargs) -> None:
+        # Django's "The policy “…” was changed successfully." (and a subclass's own words)
+        # followed by what the save changed, said once.
+        changes = getattr(request, "changes_said", "")
+        if changes and level == messages.SUCCESS:
+            message = format_html("{} What changed: {}.", message, changes)
+            request.changes_said = ""
+        super().message_user(request, message, level, *args, **kwargs)
 
     def delete_view(self, request, object_id, extra_context=None):
         reason = DeletionReasonForm(request.POST) if request.method == "POST" else None

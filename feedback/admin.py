@@ -154,5 +154,8 @@ class AutonomyRulesAdmin(ChangeReasonAdmin):
     def response_change(self, request, obj):
         # One set, whose page is its list (each button comes back to it). Django said "The
         # autonomy rules “Autonomy rules” was changed successfully."
+        if getattr(obj, "_nothing_changed", False):
+            return super().response_change(request, obj)
+        request.changes_said = self.changes_in_words(request, obj)
         self.message_user(request, "The autonomy rules were changed.", messages.SUCCESS)
         return redirect(request.path)

@@ -267,6 +267,66 @@ def test_guidelines_saved_as_shown_are_not_recorded_as_changed(owner):
     assert "Required disclaimers" in history and "Banned terms" not in history
 
 
+def said_after(page) -> list[str]:
+    """The messages a page shows, as read (without their links' markup)."""
+    return [re.sub(r"<[^>]+>", "", str(message)) for message in page.context["messages"]]
+
+
+def test_a_saved_change_says_what_it_changed_and_a_save_that_changes_nothing_is_no_version(
+    owner,
+):
+    # The message after a save said "The policy “Budget reallocations” was changed
+    # successfully." whatever changed, and a save with only a reason wrote a new version of
+    # the policy (its proposals' pages then read "it has changed since, to version 2").
+    policy = reallocations()
+    url = change_url(policy)
+    saved = owner.post(
+        url,
+        form_data(owner, url, auto_execute_max_magnitude="30", review_window="36 hours",
+                  change_reason="Q3 plan: larger moves between search campaigns."),
+        follow=True,
+    )  # fmt: skip
+    assert said_after(saved) == [
+        "The policy “Budget reallocations” was changed successfully. What changed: "
+        "Auto-execute ceiling: 10% → 30%; Review window: 3 days → 36 hours."
+    ]
+    assert history_of(policy).count() == 2
+
+    unchanged = owner.post(url, form_data(owner, url, change_reason="Saved again."), follow=True)
+    assert said_after(unchanged) == [
+        "Nothing was changed in the policy “Budget reallocations”: no setting differs from "
+        "what was saved, so no new version was recorded."
+    ]
+    assert history_of(policy).count() == 2
+    assert history_of(policy).first().history_change_reason.startswith("Q3 plan")
+
+    # Guidelines sent back as a browser sends them (CRLF) are unchanged too; a switch
+    # released says so.
+    guidelines = BrandGuidelines.objects.get(account__external_id="demo")
+    as_shown = {"account": guidelines.account_id, "banned_terms": "guaranteed\r\nrisk-free"}
+    page = owner.post(
+        reverse("admin:policies_brandguidelines_change", args=[guidelines.pk]),
+        as_shown | {"change_reason": "Looked at them."},
+        follow=True,
+    )
+    assert said_after(page)[0].startswith("Nothing was changed in the brand guidelines")
+    assert guidelines.history.count() == 1
+    switch = {"scope": "global", "reason": "Agency audit in progress"}
+    owner.post(
+        reverse("admin:policies_killswitch_add"),
+        switch | {"engaged": "on", "change_reason": "The auditors asked for a freeze."},
+    )
+    released = owner.post(
+        reverse("admin:policies_killswitch_change", args=[KillSwitch.objects.get().pk]),
+        switch | {"change_reason": "Audit over."},
+        follow=True,
+    )
+    assert said_after(released)[-1] == (
+        "The kill switch “Kill switch on everything (released)” was changed successfully. "
+        "What changed: Engaged: yes → no."
+    )
+
+
 def test_a_deletion_without_a_reason_deletes_nothing(demo_world):
     admin = get_user_model().objects.create_superuser("root", password="unused-1")
     client = Client()
