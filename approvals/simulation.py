@@ -240,7 +240,9 @@ def draft_rule_set(draft_ids: Iterable[int] | None = None) -> tuple[list[engine.
 
 
 class PolicyTimeline:
-    """The policies in force as the replay's clock advances, from their history."""
+    """The policies in force as the replay's clock advances, from their history: at each
+    moment, of each policy's records dated by then, the one written last (``history_id``; a
+    record's date is the clock of the host that wrote it, and two hosts' can disagree)."""
 
     def __init__(self, until: datetime) -> None:
         self.records = list(
@@ -263,7 +265,9 @@ class PolicyTimeline:
     def advance(self, now: datetime) -> None:
         while self.position < len(self.records) and self.records[self.position].history_date <= now:
             record = self.records[self.position]
-            self.current[record.id] = record
+            in_force = self.current.get(record.id)
+            if in_force is None or in_force.history_id < record.history_id:
+                self.current[record.id] = record
             self.position += 1
             self._rules = None
 
@@ -438,9 +442,12 @@ def simulate(
     relevant = Proposal.objects.filter(created_at__lt=until, updated_at__gte=warm_up)
     if only_account_id is not None:
         relevant = relevant.filter(account_id=only_account_id)
+    # Replayed in the order they were written: a proposal's records follow one another in
+    # ``history_id``, while their dates are the clocks of the hosts that wrote them (the web
+    # host's routing, the worker's execution), which can disagree by seconds.
     rows = (
         Proposal.history.filter(id__in=relevant.values("pk"), history_date__lt=until)
-        .order_by("history_date", "history_id")
+        .order_by("history_id")
         .values_list(*_COLUMNS)
         .iterator(chunk_size=CHUNK)
     )

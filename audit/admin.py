@@ -443,6 +443,17 @@ class AuditedHistoryAdmin(ConsoleAdmin, SimpleHistoryAdmin):
     def get_historical_record_context_helper(self, request, historical_record):
         return self.history_values(self.model, historical_record)
 
+    # The list reads an object's changes in the order they were written, newest first, and
+    # each entry's changes against the one written before it: a record's date is the clock of
+    # the host that wrote it (simple-history orders by it), and a web host's and a worker's
+    # can disagree by seconds.
+    def get_history_queryset(self, request, history_manager, pk_name, object_id):
+        return (
+            super()
+            .get_history_queryset(request, history_manager, pk_name, object_id)
+            .order_by("-history_id")
+        )
+
     def set_history_delta_changes(self, request, historical_records, foreign_keys_are_objs=True):
         super().set_history_delta_changes(request, historical_records, foreign_keys_are_objs)
         if not self.history_shows_created_values or not historical_records:
@@ -450,7 +461,15 @@ class AuditedHistoryAdmin(ConsoleAdmin, SimpleHistoryAdmin):
         oldest = list(historical_records)[-1]  # of this page: no entry after it to diff with
         if hasattr(oldest, "history_delta_changes"):
             return
-        earlier = oldest.prev_record
+        earlier = (
+            type(oldest)
+            .objects.filter(
+                **{self.model._meta.pk.attname: getattr(oldest, self.model._meta.pk.attname)},
+                history_id__lt=oldest.history_id,
+            )
+            .order_by("-history_id")
+            .first()
+        )
         if earlier is not None:  # on the next page
             delta = oldest.diff_against(earlier, foreign_keys_are_objs=foreign_keys_are_objs)
         elif oldest.history_type == "+":

@@ -111,7 +111,8 @@ def _unsealed(model: type[models.Model]) -> models.QuerySet:
     sealed = ChainLink.objects.filter(
         table=model._meta.label_lower, history_id=OuterRef("history_id")
     )
-    return model.objects.filter(~Exists(sealed)).order_by("history_date", "history_id")
+    # In the order written: a record's date is the clock of the host that wrote it.
+    return model.objects.filter(~Exists(sealed)).order_by("history_id")
 
 
 def _layout(model: type[models.Model]) -> ChainLayout:

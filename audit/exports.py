@@ -91,8 +91,12 @@ def audit_records(*, since: datetime, until: datetime) -> Iterator[dict]:
             if not f.attname.startswith("history_") and f.attname not in secret
         ]
         rows = (
+            # Recorded in the period by their dates; each object's records in the order they
+            # were written (a record's date is its writer's clock, which can disagree with
+            # another host's by seconds), so that ``changed`` compares a record with the one
+            # written before it.
             historical.objects.filter(history_date__gte=since, history_date__lt=until)
-            .order_by("id", "history_date", "history_id")
+            .order_by("id", "history_id")
             .values(
                 *fields,
                 "history_id",

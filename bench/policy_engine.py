@@ -460,7 +460,7 @@ def child(mode: str, limit: int) -> dict:
         )
         stream = (
             Proposal.history.filter(id__in=relevant.values("pk"), history_date__lt=until)
-            .order_by("history_date", "history_id")
+            .order_by("history_id")
             .values_list(*_COLUMNS)
             .iterator(chunk_size=CHUNK)
         )

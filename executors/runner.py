@@ -262,10 +262,12 @@ def _fail(proposal: Proposal, error: str) -> Proposal:
 
 def _approved_by_a_person_at(proposal: Proposal) -> datetime | None:
     """When a person last said this proposal should run (approved it, or retried it): the
-    time it last became approved, if a person moved it there; None if the policy engine did."""
+    time it last became approved, if a person moved it there; None if the policy engine did.
+    Its records are read in the order they were written (``history_id``), not by the clocks
+    of the hosts that wrote them."""
     history = (
         Proposal.history.filter(id=proposal.pk)
-        .order_by("-history_date", "-history_id")
+        .order_by("-history_id")
         .values_list("status", "history_actor_kind", "history_date")
     )
     became_approved = None

@@ -353,7 +353,9 @@ def _failures(
 ) -> dict:
     """How each of these proposals' execution failed, as its history recorded it (the last
     failure, or the last by ``failed_by``: the one a message written then tells of, even
-    once a retry has run since), and who let it run, by proposal id."""
+    once a retry has run since), and who let it run, by proposal id. The last is the last
+    written (``history_id``): a record's date is its writer's clock, and a web host's and a
+    worker's can disagree by seconds."""
     if not proposals:
         return {}
     recorded = Proposal.history.filter(
@@ -365,9 +367,9 @@ def _failures(
     if failed_by is not None:
         recorded = recorded.filter(history_date__lte=failed_by)
     last = {}
-    for proposal_id, at, reason in recorded.order_by(
-        "id", "history_date", "history_id"
-    ).values_list("id", "history_date", "history_change_reason"):
+    for proposal_id, at, reason in recorded.order_by("id", "history_id").values_list(
+        "id", "history_date", "history_change_reason"
+    ):
         last[proposal_id] = (at, (reason or "").removeprefix(EXECUTION_FAILED))
     failures = {}
     for proposal in proposals:

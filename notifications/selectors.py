@@ -191,7 +191,8 @@ def users_by_email(email: str) -> Sequence:
 def proposal_notifications(*, proposal: Proposal) -> list[Notification]:
     """Who was told about a proposal, on which channel, when, and how the sending went, as
     recorded; each with ``route_name``, the name its route had when the message was written
-    (not the name it has since been given)."""
+    (not the name it has since been given): of the route's records dated by then, the one
+    written last (``history_id``, not the clocks of the hosts that wrote them)."""
     notifications = list(
         Notification.objects.filter(proposal=proposal)
         .select_related("recipient")
@@ -200,7 +201,7 @@ def proposal_notifications(*, proposal: Proposal) -> list[Notification]:
     names = defaultdict(list)
     for version in (
         Route.history.filter(id__in={n.route_id for n in notifications if n.route_id})
-        .order_by("history_date", "history_id")
+        .order_by("history_id")
         .values("id", "name", "history_date")
     ):
         names[version["id"]].append(version)

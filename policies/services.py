@@ -322,8 +322,10 @@ def kill_switch_finding_now(finding: str, engaged_now: Collection[str]) -> str:
 
 def _engaging_record(switch: KillSwitch):
     """The historical record of an engaged switch's last engaging (None if it has no history):
-    editing its reason while engaged does not engage it again."""
-    history = switch.history.order_by("-history_date", "-history_id").only(
+    editing its reason while engaged does not engage it again. Its records are read in the
+    order they were written (``history_id``): their ``history_date`` is the clock of the host
+    that wrote each, and a web host's and a worker's can disagree by seconds."""
+    history = switch.history.order_by("-history_id").only(
         "history_date", "engaged", "history_actor_kind", "history_actor"
     )
     engaging = None
