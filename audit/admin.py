@@ -817,6 +817,12 @@ class ChangeReasonAdmin(AuditedHistoryAdmin):
         actions.pop("delete_selected", None)
         return actions
 
+    def saved_said(self, obj, form, change: bool) -> str | None:
+        """What a save changes, in a subclass's own words, for the message after it (read
+        before it is saved, while the form still holds what was there); None leaves Django's
+        "… was changed successfully" followed by the history's own diff of the save."""
+        return None
+
     # A save that changes nothing writes no version: a version says the rules changed (a
     # proposal routed under the one before reads "it has changed since"). The page says so.
     def save_model(self, request, obj, form, change) -> None:
@@ -824,7 +830,10 @@ class ChangeReasonAdmin(AuditedHistoryAdmin):
             obj._nothing_changed = True
             return
         obj._change_reason = form.cleaned_data["change_reason"]
+        said = self.saved_said(obj, form, change)
         super().save_model(request, obj, form, change)
+        if said:
+            request.saved_said = said
 
     def save_related(self, request, form, formsets, change) -> None:
         if not getattr(form.instance, "_nothing_changed", False):
@@ -844,12 +853,13 @@ class ChangeReasonAdmin(AuditedHistoryAdmin):
 
     def changes_in_words(self, request, obj) -> str:
         """What the save just made changed, as the record's history reads it ("Auto-execute
-        ceiling: 15% → 12%; Review window: 3 days → 2 days")."""
+        ceiling: 15% → 12%; Review window: 3 days → 2 days"), against the record written
+        before it (write order, not the writers' clocks)."""
         records = history_manager(type(obj)).filter(**{obj._meta.pk.attname: obj.pk})
-        record = records.order_by("-history_id").first()
-        earlier = record.prev_record if record is not None else None
-        if earlier is None:
+        last_two = list(records.order_by("-history_id")[:2])
+        if len(last_two) < 2:
             return ""
+        record, earlier = last_two
         helper = self.get_historical_record_context_helper(request, record)
         changes = helper.context_for_delta_changes(record.diff_against(earlier))
         return "; ".join(f"{c['field']}: {c['old']} → {c['new']}" for c in changes)
@@ -867,16 +877,19 @@ class ChangeReasonAdmin(AuditedHistoryAdmin):
                 messages.WARNING,
             )
             return HttpResponseRedirect(request.path)
-        request.changes_said = self.changes_in_words(request, obj)
+        if not getattr(request, "saved_said", None):
+            request.changes_said = self.changes_in_words(request, obj)
         return super().response_change(request, obj)
 
     def message_user(self, request, message, level=messages.INFO, *args, **kwargs) -> None:
-        # Django's "The policy “…” was changed successfully." (and a subclass's own words)
-        # followed by what the save changed, said once.
-        changes = getattr(request, "changes_said", "")
-        if changes and level == messages.SUCCESS:
-            message = format_html("{} What changed: {}.", message, changes)
-            request.changes_said = ""
+        # Django's word for a save ("The policy “…” was changed successfully."), said once as
+        # the subclass's own sentence, or followed by what the save changed.
+        if level == messages.SUCCESS:
+            if said := getattr(request, "saved_said", None):
+                message, request.saved_said = said, None
+            elif changes := getattr(request, "changes_said", ""):
+                message = format_html("{} What changed: {}.", message, changes)
+                request.changes_said = ""
         super().message_user(request, message, level, *args, **kwargs)
 
     def delete_view(self, request, object_id, extra_context=None):

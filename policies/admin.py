@@ -61,8 +61,8 @@ from policies.engine import (
     format_money,
     percent_text,
 )
-from policies.models import BrandGuidelines, KillSwitch, KillSwitchScope, Policy
-from policies.services import rules_in_force
+from policies.models import BrandGuidelines, KillSwitch, KillSwitchScope, Policy, lines
+from policies.services import kill_switch_scope_text, rules_in_force
 
 
 def percent_field(label: str, help_text: str, **kwargs) -> forms.DecimalField:
@@ -824,6 +824,29 @@ class KillSwitchAdmin(ChangeReasonAdmin):
             return "Engaged" if form.instance.engaged else "Released"
         return super().construct_change_message(request, form, formsets, add)
 
+    def saved_said(self, obj, form, change: bool) -> str:
+        """ "Kill switch on account demo engaged: Tracking outage.", "… released.", "… stays
+        engaged; its reason now reads: …", with the scope it covered before if it moved."""
+        on = f"Kill switch on {kill_switch_scope_text(obj)}"
+        before = KillSwitch(
+            scope=form.initial.get("scope", obj.scope),
+            account_id=form.initial.get("account"),
+            channel=form.initial.get("channel", ""),
+        )
+        if change and kill_switch_scope_text(before) != kill_switch_scope_text(obj):
+            on += f" (until now on {kill_switch_scope_text(before)})"
+        reason = f": {obj.reason}" if obj.reason else "."
+        was_engaged = change and form.initial.get("engaged")
+        if obj.engaged and not was_engaged:
+            return f"{on} engaged{reason}"
+        if not obj.engaged:
+            if was_engaged:
+                return f"{on} released."
+            return f"{on} stays released." if change else f"{on} added, not engaged."
+        if obj.reason != form.initial.get("reason"):
+            return f"{on} stays engaged; its reason now reads{reason}"
+        return f"{on} stays engaged{reason}"
+
     def save_model(self, request, obj, form, change) -> None:
         engaging = obj.engaged and not (change and form.initial.get("engaged"))
         super().save_model(request, obj, form, change)
@@ -854,3 +877,29 @@ class BrandGuidelinesAdmin(ChangeReasonAdmin):
         (None, {"fields": ["account", "banned_terms", "banned_patterns", "required_disclaimers"]})
     ]
     list_display = ["account", "updated_at"]
+
+    # What each field's lines are, as the message after a save says they changed.
+    said_as = (
+        ("banned_terms", "ban", "no longer ban"),
+        ("banned_patterns", "ban the pattern", "no longer ban the pattern"),
+        ("required_disclaimers", "require", "no longer require"),
+    )
+
+    def saved_said(self, obj, form, change: bool) -> str:
+        """ "Brand guidelines for demo now ban “x”; no longer ban “y”", line by line as
+        typed (the form's before and after), or that nothing they say changed."""
+        said = []
+        for name, now, no_longer in self.said_as:
+            before = lines(form.initial.get(name, "") if change else "")
+            after = lines(getattr(obj, name))
+            added = [line for line in after if line not in before]
+            removed = [line for line in before if line not in after]
+            if added:
+                said.append(f"now {now} {', '.join(f'“{line}”' for line in added)}")
+            if removed:
+                said.append(f"{no_longer} {', '.join(f'“{line}”' for line in removed)}")
+        moved = change and form.initial.get("account") != obj.account_id
+        for_ = f"Brand guidelines for {obj.account}" + (" (moved to it)" if moved else "")
+        if not said:
+            return f"{for_} saved; what they ban and require is unchanged."
+        return f"{for_} {'; '.join(said)}."

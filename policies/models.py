@@ -344,13 +344,14 @@ class BrandGuidelines(models.Model):
         return f"Brand guidelines for {self.account}"
 
     def clean(self) -> None:
-        for line in _lines(self.banned_patterns):
+        for line in lines(self.banned_patterns):
             error = pattern_error(line)
             if error:
                 raise ValidationError({"banned_patterns": error})
 
 
-def _lines(text: str) -> list[str]:
+def lines(text: str) -> list[str]:
+    """A field of one entry a line (a banned term, a disclaimer), as its entries."""
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 

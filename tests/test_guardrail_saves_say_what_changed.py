@@ -1,0 +1,90 @@
+"""Saving a kill switch or a brand guideline in the console ends with what the save changed,
+not Django's "… was changed successfully": a switch engaged (with its reason), released, or
+still engaged with a new reason; guidelines that now ban or require a line, or no longer do."""
+
+from django.urls import reverse
+
+from ledger.models import Account
+from policies.models import BrandGuidelines, KillSwitch
+
+ADD_SWITCH = "/admin/policies/killswitch/add/"
+
+
+def said(response) -> list[str]:
+    assert response.status_code == 200
+    return [str(message) for message in response.context["messages"]]
+
+
+def switch_form(**values) -> dict:
+    return {
+        "scope": "account",
+        "account": Account.objects.get(external_id="demo").pk,
+        "engaged": "on",
+        "reason": "Tracking outage.",
+        "change_reason": "Incident 7.",
+        **values,
+    }
+
+
+def test_a_kill_switch_saved_says_it_was_engaged_released_or_given_a_new_reason(login):
+    owner = login("policy-owner")
+
+    engaged = said(owner.post(ADD_SWITCH, switch_form(), follow=True))
+    switch = KillSwitch.objects.get()
+    url = reverse("admin:policies_killswitch_change", args=[switch.pk])
+    reworded = said(owner.post(url, switch_form(reason="Tracking outage, still."), follow=True))
+    released = said(
+        owner.post(url, {**switch_form(change_reason="Fixed."), "engaged": ""}, follow=True)
+    )
+
+    assert "Kill switch on account demo engaged: Tracking outage." in engaged
+    assert (
+        "Kill switch on account demo stays engaged; its reason now reads: Tracking "
+        "outage, still." in reworded
+    )
+    assert "Kill switch on account demo released." in released
+    for messages in (engaged, reworded, released):
+        assert not any("changed successfully" in m or "added successfully" in m for m in messages)
+
+
+def test_a_kill_switch_moved_to_another_scope_says_what_it_covered_before(login):
+    owner = login("policy-owner")
+    owner.post(ADD_SWITCH, switch_form())
+    switch = KillSwitch.objects.get()
+
+    moved = said(
+        owner.post(
+            reverse("admin:policies_killswitch_change", args=[switch.pk]),
+            switch_form(scope="global", account=""),
+            follow=True,
+        )
+    )
+
+    assert (
+        "Kill switch on everything (until now on account demo) stays engaged: Tracking outage."
+        in moved
+    )
+
+
+def test_brand_guidelines_saved_say_what_they_now_ban_and_require_and_no_longer(login):
+    guidelines = BrandGuidelines.objects.get(account__external_id="demo")
+    assert guidelines.banned_terms.split() == ["guaranteed", "risk-free"]  # as seeded
+    url = reverse("admin:policies_brandguidelines_change", args=[guidelines.pk])
+    owner = login("policy-owner")
+    form = {
+        "account": guidelines.account_id,
+        "banned_terms": "guaranteed\nfree money\n",
+        "banned_patterns": "",
+        "required_disclaimers": "Terms apply.",
+        "change_reason": "Legal's review.",
+    }
+
+    changed = said(owner.post(url, form, follow=True))
+    unchanged = said(owner.post(url, {**form, "change_reason": "Saved again."}, follow=True))
+
+    assert (
+        "Brand guidelines for demo now ban “free money”; no longer ban “risk-free”; "
+        "now require “Terms apply.”."
+    ) in changed
+    assert ("Brand guidelines for demo saved; what they ban and require is unchanged.") in unchanged
+    assert not any("changed successfully" in m for m in changed + unchanged)
