@@ -86,5 +86,8 @@ def test_brand_guidelines_saved_say_what_they_now_ban_and_require_and_no_longer(
         "Brand guidelines for demo now ban “free money”; no longer ban “risk-free”; "
         "now require “Terms apply.”."
     ) in changed
-    assert ("Brand guidelines for demo saved; what they ban and require is unchanged.") in unchanged
+    assert unchanged == [
+        "Nothing was changed in the brand guidelines “Brand guidelines for demo”: no setting "
+        "differs from what was saved, so no new version was recorded."
+    ]
     assert not any("changed successfully" in m for m in changed + unchanged)
