@@ -5,10 +5,12 @@ client's WSGI-like handler and under ASGI, as the Procfile's web server runs it.
 
 import json
 
+import requests
 from asgiref.sync import async_to_sync
 from django.test import AsyncClient, Client
 
-from tests.conftest import bid_adjustment
+from approvals.models import Proposal
+from tests.conftest import bid_adjustment, target_cpa_strategy
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -55,6 +57,48 @@ def test_api_errors_still_answer_in_json(optimizer):
     )
     assert unauthenticated.status_code == 401
     assert unauthenticated.headers["WWW-Authenticate"] == 'Bearer realm="agent-api"'
+
+
+def test_a_submission_sent_without_the_trailing_slash_is_proposed_not_read_as_a_list(optimizer):
+    """A 301 is followed as a GET: the agent was answered 200 with its proposals' list,
+    nothing proposed. A 308 has the client send the same POST to the right address."""
+    response = optimizer.post("/api/v1/proposals", bid_adjustment(), format="json", follow=True)
+
+    assert response.redirect_chain == [("/api/v1/proposals/", 308)]
+    assert response.status_code == 201
+    assert response.json()["payload"] == {"campaign": "brand-search", "new_bid": "2.12"}
+    assert Proposal.objects.count() == 1
+
+
+def test_a_withdrawal_sent_without_the_trailing_slash_withdraws(optimizer):
+    proposal = optimizer.post("/api/v1/proposals/", target_cpa_strategy(), format="json").json()
+
+    response = optimizer.post(
+        f"/api/v1/proposals/{proposal['id']}/withdraw", {"note": "not now"}, format="json"
+    )
+
+    assert response.status_code == 308
+    assert response.headers["Location"] == f"/api/v1/proposals/{proposal['id']}/withdraw/"
+    followed = optimizer.post(response.headers["Location"], {"note": "not now"}, format="json")
+    assert followed.json()["withdrawal"] == {"by": "agent", "note": "not now"}
+
+
+def test_an_agent_on_requests_posting_without_the_slash_gets_its_proposal(web_server, demo_world):
+    """As an agent written with requests (which follows redirects) sees it, against the
+    Procfile's web process."""
+    key = demo_world["agents"]["optimizer"]
+
+    response = requests.post(
+        f"{web_server}/api/v1/proposals",
+        json=bid_adjustment(),
+        headers={"Authorization": f"Bearer {key}", "Idempotency-Key": "no-slash-1"},
+        timeout=30,
+    )
+
+    assert [r.status_code for r in response.history] == [308]
+    assert response.request.method == "POST"
+    assert response.status_code == 201
+    assert response.json()["summary"] == "bid of brand-search 2.00 → 2.12 USD (+6.0%)"
 
 
 def test_the_console_still_refuses_a_form_posted_without_its_token(demo_world):
