@@ -479,9 +479,19 @@ class ProposalListFilters(StrictQuery):
         required=False,
         error_messages={"invalid_choice": action_types.unknown_text("{input}")},
     )
-    since = serializers.DateTimeField(required=False)
-    cursor = serializers.CharField(required=False)
-    page_size = PlainWholeNumber(min_value=1, max_value=500, required=False)
+    since = serializers.DateTimeField(
+        required=False,
+        help_text="Only the proposals made at or after this time (their created_at, not "
+        "updated_at: a proposal made earlier and decided since is not among them). ISO 8601; "
+        "a time without an offset is UTC.",
+    )
+    cursor = serializers.CharField(required=False, help_text="From a next or previous link.")
+    page_size = PlainWholeNumber(
+        min_value=1,
+        max_value=500,
+        required=False,
+        help_text="Proposals a page (default 50).",
+    )
 
 
 class ProposalCollectionApi(IdempotentAPIView):

@@ -129,7 +129,10 @@ class FeedbackListQuery(StrictQuery):
     wait = wait_field()
     cursor = serializers.CharField(required=False, help_text="From a next or resume link.")
     page_size = PlainWholeNumber(
-        min_value=1, max_value=FeedbackPagination.max_page_size, required=False
+        min_value=1,
+        max_value=FeedbackPagination.max_page_size,
+        required=False,
+        help_text="Records a page (default 100).",
     )
 
 

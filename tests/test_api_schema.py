@@ -100,3 +100,23 @@ def test_the_schema_names_the_values_of_every_vocabulary_an_answer_uses(schema):
     assert enum_of(schema, "DryRunOutput", "outcome") == ["auto_approve", "review", "block"]
     assert enum_of(schema, "ExecutionOutput", "status") == ["running", "succeeded", "failed"]
     assert "superseded" in enum_of(schema, "ProposalOutput", "status")
+
+
+def test_every_query_parameter_says_what_it_does(schema):
+    """An agent's developer reads the parameters in the schema: ``since`` filtered on
+    created_at with nothing saying so, and an agent syncing what changed since its last look
+    (as ``updated_at`` would) missed every proposal decided in between."""
+    undescribed = [
+        f"{method.upper()} {path} ?{parameter['name']}"
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+        for parameter in operation.get("parameters", [])
+        if parameter["in"] == "query" and not parameter.get("description")
+    ]
+    assert undescribed == []
+    since = next(
+        parameter
+        for parameter in schema["paths"]["/api/v1/proposals/"]["get"]["parameters"]
+        if parameter["name"] == "since"
+    )
+    assert "created_at" in since["description"]
