@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from approvals.models import Agent, Proposal, ProposalStatus
+from approvals.models import Agent, Proposal, ProposalStatus, WithdrawnBy
 from feedback.models import CallbackEvent, CallbackEventType, DeliveryStatus
 from hitlproject.celery import app
 from hitlproject.outbound import send_signed
@@ -38,6 +38,7 @@ EVENT_TYPES = {
     ProposalStatus.EXECUTED: CallbackEventType.EXECUTED,
     ProposalStatus.FAILED: CallbackEventType.FAILED,
     ProposalStatus.SUPERSEDED: CallbackEventType.SUPERSEDED,
+    ProposalStatus.WITHDRAWN: CallbackEventType.WITHDRAWN,
 }
 # The task that delivers one event (``feedback.tasks``, which imports this module), sent by
 # its name.
@@ -69,13 +70,22 @@ def callback_events_record(*, proposals: Iterable[Proposal]) -> None:
             next_attempt_at=now,
         )
         for proposal in proposals
-        if proposal.status in EVENT_TYPES and proposal.agent.callback_url
+        if proposal.status in EVENT_TYPES and proposal.agent.callback_url and _news(proposal)
     ]
     for event in events:
         event.body = _body(event)
     if events:
         created = CallbackEvent.objects.bulk_create(events)
         enqueue_after_commit(DELIVER_CALLBACK_EVENT, *(event.pk for event in created))
+
+
+def _news(proposal: Proposal) -> bool:
+    """Whether the agent learns of this move from it: a withdrawal a reviewer made for the
+    agent ends its proposal as a decision does (an agent waiting for its callback to resume a
+    run would wait for ever), while one the agent made itself it knows of already."""
+    return (
+        proposal.status != ProposalStatus.WITHDRAWN or proposal.withdrawn_by == WithdrawnBy.REVIEWER
+    )
 
 
 def callback_events_record_moved(proposals: Sequence[Proposal]) -> None:

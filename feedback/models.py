@@ -102,6 +102,7 @@ class CallbackEventType(models.TextChoices):
     EXECUTED = "proposal.executed", "Executed"
     FAILED = "proposal.failed", "Execution failed"
     SUPERSEDED = "proposal.superseded", "Superseded"
+    WITHDRAWN = "proposal.withdrawn", "Withdrawn by a reviewer"
 
 
 class DeliveryStatus(models.TextChoices):

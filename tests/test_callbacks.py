@@ -12,6 +12,7 @@ from hitl_client import verify_callback
 
 from approvals.models import Agent, Proposal
 from approvals.services.decisions import proposal_approve, proposal_reject
+from approvals.services.proposals import proposal_withdraw, proposal_withdraw_for_agent
 from feedback.callbacks import callback_event_deliver
 from feedback.models import CallbackEvent
 from hitlproject.signing import sign
@@ -71,6 +72,29 @@ def test_the_agent_hears_of_the_approval_and_the_execution_signed(receiver):
     ]
     wait_until(lambda: settled(2))
     assert set(CallbackEvent.objects.values_list("status", flat=True)) == {"delivered"}
+
+
+def test_the_agent_hears_a_reviewer_withdrew_its_proposal_not_its_own_withdrawal(receiver):
+    """A reviewer's withdrawal ends the proposal as a rejection does: an agent that resumes
+    its run on the callback waited for ever. Its own withdrawal it knows of already."""
+    endpoint = receiver(200)
+    theirs, its_own = waiting_proposal(), waiting_proposal()
+    operator = get_user_model().objects.get(username="operator")
+
+    proposal_withdraw(agent=its_own.agent, proposal_id=its_own.pk, note="not now")
+    proposal_withdraw_for_agent(proposal_id=theirs.pk, reviewer=operator, note="owner asked")
+
+    wait_until(lambda: settled(1))
+    secret = Agent.objects.get(name="optimizer").callback_secret
+    [request] = endpoint.received
+    assert verify_callback(secret, request["headers"]["X-HITL-Signature"], request["body"])
+    [event] = endpoint.events()
+    assert (event["type"], event["proposal"]["id"], event["proposal"]["status"]) == (
+        "proposal.withdrawn",
+        theirs.pk,
+        "withdrawn",
+    )
+    assert event["reason"] == "withdrawn by operator for the agent: owner asked"
 
 
 def test_an_agent_with_the_client_alone_verifies_the_events_it_receives(receiver):
