@@ -8,8 +8,11 @@ from a kept resume link, outcomes, and the async client."""
 
 import asyncio
 import gc
+import os
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -346,6 +349,25 @@ def test_a_batch_sent_again_with_its_key_says_its_proposals_are_the_first_answer
     assert again.proposal.replayed is True
     assert (again.proposal.id, again.proposal.status) == (first.proposal.id, "approved")
     assert ProposalRow.objects.count() == 1
+
+
+def test_a_naive_since_is_the_agents_local_time_as_python_means_it(hitl):
+    """``datetime.now()`` is local time; the platform reads a time without an offset as UTC.
+    At UTC+9 the client asked for what was made from eight hours ahead, and listed nothing."""
+    zone = os.environ.get("TZ")
+    os.environ["TZ"] = "JST-9"  # POSIX form: no time zone database needed
+    time.tzset()
+    try:
+        made = propose_bid(hitl)
+        an_hour_ago = datetime.now() - timedelta(hours=1)  # local time, as an agent writes it
+
+        assert [p.id for p in hitl.proposals(since=an_hour_ago)] == [made.id]
+    finally:
+        if zone is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = zone
+        time.tzset()
 
 
 def test_client_withdraws_a_waiting_proposal(hitl):

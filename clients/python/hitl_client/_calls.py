@@ -168,12 +168,20 @@ def list_call(
     params = {
         "status": status,
         "action_type": action_type,
-        "since": since.isoformat() if isinstance(since, datetime) else since,
+        "since": _with_offset(since) if isinstance(since, datetime) else since,
         "page_size": page_size,
     }
     return Call(
         "GET", PROPOSALS, params={k: v for k, v in params.items() if v is not None}, retry_safe=True
     )
+
+
+def _with_offset(moment: datetime) -> str:
+    """A time as the API reads it, with its offset. A naive datetime is local time in Python
+    (``datetime.now()``), but the platform reads a time without an offset as UTC: sent as it
+    was, ``since=datetime.now() - timedelta(hours=1)`` on a machine at UTC+9 asked for what
+    was made from eight hours in the future, and listed nothing."""
+    return moment.astimezone().isoformat() if moment.tzinfo is None else moment.isoformat()
 
 
 def withdraw_call(proposal_id: int, note: str | None = None) -> Call:
