@@ -68,15 +68,23 @@ class AgentAPIView(APIView):
 
 class IdCursorPagination(CursorPagination):
     """Cursor pagination over an integer id. DRF trusts the position it decodes from the
-    cursor; a forged one (``p=abc``) would reach the database as a filter and fail there."""
+    cursor; a forged one (``p=abc``) would reach the database as a filter and fail there.
+    A cursor that is not one of ours is a 400 naming the parameter: DRF's 404 "Invalid
+    cursor" reads to an agent as "no such proposal"."""
+
+    invalid_cursor_message = (
+        "Not a cursor this list gave: send back the `next` or `resume` link as it came."
+    )
 
     def decode_cursor(self, request):
-        cursor = super().decode_cursor(request)
-        if cursor is not None and cursor.position is not None:
-            try:
+        try:
+            cursor = super().decode_cursor(request)
+            if cursor is not None and cursor.position is not None:
                 int(cursor.position)
-            except ValueError as error:
-                raise exceptions.NotFound(self.invalid_cursor_message) from error
+        except (exceptions.NotFound, ValueError) as error:
+            raise exceptions.ValidationError(
+                {self.cursor_query_param: [self.invalid_cursor_message]}
+            ) from error
         return cursor
 
 

@@ -601,11 +601,15 @@ def test_batch_answers_each_item_on_its_own(optimizer):
 
 
 @pytest.mark.parametrize("path", [URL, "/api/v1/feedback/"])
-def test_a_forged_cursor_position_is_a_404(optimizer, path):
-    forged = "cD1hYmM%3D"  # base64 of "p=abc": a position that is not an id
-    response = optimizer.get(f"{path}?cursor={forged}")
-    assert response.status_code == 404
-    assert response.json()["detail"] == "Invalid cursor"
+@pytest.mark.parametrize("cursor", ["cD1hYmM%3D", "not-base64!"])
+def test_a_forged_cursor_is_a_400_naming_the_parameter_not_a_404(optimizer, path, cursor):
+    # "cD1hYmM=" is base64 of "p=abc": a position that is not an id. A 404 read to an agent
+    # as "no such proposal".
+    response = optimizer.get(f"{path}?cursor={cursor}")
+    assert response.status_code == 400
+    assert response.json()["cursor"] == [
+        "Not a cursor this list gave: send back the `next` or `resume` link as it came."
+    ]
 
 
 def test_an_unpaired_surrogate_in_a_batch_item_refuses_the_batch_whole(optimizer):
