@@ -1250,6 +1250,10 @@ class ProposalAdmin(ReadOnlyAdmin):
             "seen": payload_seen(proposal.payload),
             "follows_status": proposal.status in UNDER_WAY_STATUSES,
             "status_reached": STATUS_REACHED[proposal.status],
+            # An expired one says when its window closed and with how many approvals.
+            "review_ended": (
+                how_review_ended(proposal) if proposal.status == ProposalStatus.EXPIRED else ""
+            ),
             # A form refused just before, as its reviewer filled it in (``_refused_redirect``).
             **(_refused_form(request, proposal) if request.method == "GET" else {}),
             **(extra_context or {}),  # a refused form, as the reviewer filled it in

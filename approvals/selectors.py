@@ -154,6 +154,21 @@ def _at(moment: datetime) -> str:
     return f"{timezone.localtime(moment):%Y-%m-%d %H:%M:%S %Z}"
 
 
+def review_window_ran_out(proposal: Proposal, approvers: Sequence[str] = ()) -> str:
+    """How an expired proposal's review ended: undecided, or with fewer approvals than its
+    policy asks for (naming who gave them, for the people who read it; an agent is told how
+    many, not who)."""
+    closed = _at(proposal.review_expires_at or proposal.updated_at)
+    given = proposal.approvals_this_round
+    if not given:
+        return f"Nobody decided it in time: its review window closed at {closed}."
+    by = f" ({', '.join(approvers)})" if approvers else ""
+    return (
+        f"It had {given} of the {proposal.required_approvals} approvals its policy asks "
+        f"for{by} when its review window closed at {closed}: it was not approved."
+    )
+
+
 def how_review_ended(proposal: Proposal) -> str:
     """Who ended a proposal's review and when, as a sentence ("operator2 rejected it (too
     aggressive) at 2026-12-05 04:50:12 UTC."), for a person refused an act on it because
@@ -183,10 +198,7 @@ def how_review_ended(proposal: Proposal) -> str:
     if proposal.status in APPROVED_TO_RUN_STATUSES and proposal.decided_at:
         return f"Its policy let it run without a person at {_at(proposal.decided_at)}."
     if proposal.status == ProposalStatus.EXPIRED and proposal.review_expires_at:
-        return (
-            f"Nobody decided it in time: its review window closed at "
-            f"{_at(proposal.review_expires_at)}."
-        )
+        return review_window_ran_out(proposal, [d.reviewer.get_username() for d in approvals])
     withdrawal = withdrawal_seen(proposal)
     if withdrawal is not None:
         when = f" at {_at(withdrawal.at)}" if withdrawal.at else ""

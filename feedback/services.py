@@ -14,6 +14,7 @@ from approvals.models import (
     ProposalStatus,
     RejectionReason,
 )
+from approvals.selectors import review_window_ran_out
 from approvals.services.acts import Act, check_may_act
 from audit.actors import Actor, acting_as
 from audit.history import create_with_history
@@ -157,10 +158,16 @@ def feedback_record_supersessions(
 
 def feedback_record_expiries(*, proposals: Sequence[Proposal], actor: Actor) -> list[Feedback]:
     """Proposals expired unreviewed: their agents are told, in one write, last in the
-    caller's transaction (``_in_commit_order``)."""
+    caller's transaction (``_in_commit_order``), with when the window closed and how many of
+    the approvals its policy asks for it had (not who gave them)."""
     return _written(
         [
-            Feedback(agent_id=proposal.agent_id, proposal=proposal, kind=FeedbackKind.EXPIRED)
+            Feedback(
+                agent_id=proposal.agent_id,
+                proposal=proposal,
+                kind=FeedbackKind.EXPIRED,
+                note=review_window_ran_out(proposal),
+            )
             for proposal in proposals
         ],
         actor=actor,

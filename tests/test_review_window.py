@@ -12,6 +12,7 @@ from hitl_client._tools import outcome_report
 from hitl_client.models import Proposal as ClientProposal
 
 from approvals.models import Decision, Proposal, ProposalStatus
+from approvals.selectors import how_review_ended
 from approvals.services.decisions import (
     proposal_approve,
     proposal_reject,
@@ -46,8 +47,10 @@ def expired_as_the_sweep_expires(proposal: Proposal) -> None:
     record = proposal.history.latest("history_date")
     assert (record.history_actor_kind, record.history_actor) == ("system", "expiry")
     assert record.history_change_reason == "the review window closed without a decision"
-    assert list(Feedback.objects.filter(proposal=proposal).values_list("kind", flat=True)) == [
-        "expired"
+    closed = f"{proposal.review_expires_at:%Y-%m-%d %H:%M:%S} UTC"
+    # The agent is told when the window closed, not only "expired".
+    assert list(Feedback.objects.filter(proposal=proposal).values_list("kind", "note")) == [
+        ("expired", f"Nobody decided it in time: its review window closed at {closed}.")
     ]
     assert not Decision.objects.filter(proposal=proposal).exists()
     assert proposals_expire_overdue() == 0  # nothing left for the sweep: it expired once
@@ -115,6 +118,11 @@ def test_the_console_says_it_expired_and_offers_no_decision(login):
 
     assert "it has expired and can no longer be approved" in response.text
     expired_as_the_sweep_expires(proposal)
+    # Its status line says when its window closed, undecided, not "Expired" alone.
+    page = client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+    closed = f"{Proposal.objects.get(pk=proposal.pk).review_expires_at:%Y-%m-%d %H:%M:%S} UTC"
+    status_line = page.text.split('id="review-ended">')[1].split("</span>")[0]
+    assert status_line == f"· Nobody decided it in time: its review window closed at {closed}."
 
 
 def test_an_operator_withdrawing_after_the_window_finds_it_expired(operator):
@@ -158,6 +166,17 @@ def test_one_that_expires_with_one_of_two_approvals_says_so_in_its_history(opera
     assert record.status == ProposalStatus.EXPIRED
     assert record.history_change_reason == (
         "the review window closed before enough people approved it: 1 of 2 approvals"
+    )
+    closed = f"{Proposal.objects.get(pk=proposal.pk).review_expires_at:%Y-%m-%d %H:%M:%S} UTC"
+    # The agent's feedback says how many of the approvals it had, not who gave them; the
+    # console names them.
+    assert Feedback.objects.get(proposal=proposal).note == (
+        "It had 1 of the 2 approvals its policy asks for when its review window closed at "
+        f"{closed}: it was not approved."
+    )
+    assert how_review_ended(Proposal.objects.get(pk=proposal.pk)) == (
+        f"It had 1 of the 2 approvals its policy asks for ({first.get_username()}) when its "
+        f"review window closed at {closed}: it was not approved."
     )
     answer = optimizer.get(f"/api/v1/proposals/{proposal.pk}/").json()
     told = outcome_report(ClientProposal.from_api(answer), proposed=answer["payload"])

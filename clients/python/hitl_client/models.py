@@ -363,7 +363,8 @@ class Campaign:
 class Feedback:
     """A human's word on one of the agent's proposals: ``kind`` is approved,
     approved_with_edits (``diff`` says what changed), rejected (``reason_code``, ``note``),
-    withdrawn (a reviewer withdrew it for the agent; ``note``), expired, superseded (``diff``:
+    withdrawn (a reviewer withdrew it for the agent; ``note``), expired (``note``: when its
+    review window closed, and with how many approvals), superseded (``diff``:
     the value seen and the value now), failed (``note``: the error), or outcome
     (``outcome``)."""
 
