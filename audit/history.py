@@ -6,6 +6,7 @@ here rather than found by the receiver that stamps single saves.
 
 import functools
 import json
+import operator
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -68,7 +69,7 @@ class Written(NamedTuple):
     columns: dict[str, int]
     objs: list[models.Model]
     rows: list[list[Any]]
-    attributes: list[list[Any]]
+    attributes: list[Sequence[Any]]
 
 
 def rows_insert(
@@ -112,11 +113,12 @@ def rows_insert(
         obj._state.adding = False
         obj._state.db = using
     names = [field.attname for field in fields]
+    read = operator.attrgetter(*names)  # every attribute at once (one name: the value)
     return Written(
         {name: i for i, name in enumerate(names)},
         objs,
         rows,
-        [[getattr(obj, name) for name in names] for obj in objs],
+        [read(obj) for obj in objs] if len(names) > 1 else [(read(obj),) for obj in objs],
     )
 
 
@@ -308,15 +310,8 @@ def history_rows(
     ``rows_insert`` takes a JSON value it has met once as it was then."""
     model = history.model
     db = connections[router.db_for_write(model)]
-    fields = _history_fields(model)
-    tracked = {field.attname for field in model.tracked_fields}
-    readers = [_attribute_value(field, db.vendor) for field in fields]
+    plan = _history_plan(model, db.vendor)
     stamp = actor.history_stamp()
-    defaults = {
-        field.attname: field.get_default() if field.has_default() else None
-        for field in fields
-        if field.attname not in tracked
-    }
     by_id = (
         {
             obj.pk: (row, attributes)
@@ -327,14 +322,23 @@ def history_rows(
         if written
         else {}
     )
-    columns = written.columns if written else {}
+    # Where each tracked value sits in a row ``rows_insert`` wrote (None: not written there).
+    at_written = [written.columns.get(name) if written else None for name in plan.tracked_names]
     own = _Own()
     texts: dict[int, tuple[Any, str]] = {}
+    # The user of the records whose objects name none: the actor's, else the one the
+    # model's ``get_user`` finds (audit.models.history_user: the current actor's or the
+    # request's, read from the thread, not from the object), found once.
+    default_user: Any = _UNSET
     rows = []
     for obj in objs:
-        user = getattr(obj, "_history_user", actor.user or model.get_default_history_user(obj))
+        user = getattr(obj, "_history_user", _UNSET)
+        if user is _UNSET:
+            if default_user is _UNSET:
+                default_user = actor.user or model.get_default_history_user(obj)
+            user = default_user
         own.__dict__.update(
-            defaults,
+            plan.defaults,
             history_date=getattr(obj, "_history_date", date),
             history_user_id=user.pk if user is not None else None,
             history_change_reason=get_change_reason_from_object(obj) or "",
@@ -343,19 +347,58 @@ def history_rows(
             **stamp,
         )
         written_row, was = by_id.get(obj.pk, (None, None))
-        row = []
-        for field, read in zip(fields, readers, strict=True):
-            attname = field.attname
-            if attname not in tracked:
-                row.append(read(own, db, texts))
-                continue
-            at = columns.get(attname) if was is not None else None
-            if at is not None and getattr(obj, attname) is was[at]:
-                row.append(written_row[at])
-            else:
-                row.append(read(obj, db, texts))
-        rows.append(row)
+        values = plan.tracked_values(obj)
+        if was is None:
+            tracked = [read(obj, db, texts) for read in plan.tracked_readers]
+        else:
+            tracked = [
+                written_row[at] if at is not None and value is was[at] else read(obj, db, texts)
+                for value, read, at in zip(values, plan.tracked_readers, at_written, strict=True)
+            ]
+        tracked += [read(own, db, texts) for read in plan.own_readers]
+        rows.append(plan.in_column_order(tracked))
     return rows
+
+
+class _HistoryPlan(NamedTuple):
+    """How ``history_rows`` reads a historical model's columns (``_history_fields``): the
+    tracked fields' names, a reader of their values off an object at once, and each one's
+    database value; the record's own fields' readers and defaults; and the order that puts
+    the tracked values, then the own ones, back in the columns' order."""
+
+    tracked_names: list[str]
+    tracked_values: Callable[[Any], tuple[Any, ...]]
+    tracked_readers: list[Callable[[models.Model, Any, dict], Any]]
+    own_readers: list[Callable[[models.Model, Any, dict], Any]]
+    defaults: dict[str, Any]
+    in_column_order: Callable[[list[Any]], list[Any]]
+
+
+@functools.cache
+def _history_plan(model: type[models.Model], vendor: str) -> _HistoryPlan:
+    fields = _history_fields(model)
+    tracked = {field.attname for field in model.tracked_fields}
+    tracked_fields = [field for field in fields if field.attname in tracked]
+    own_fields = [field for field in fields if field.attname not in tracked]
+    names = [field.attname for field in tracked_fields]
+    getter = operator.attrgetter(*names)
+    position = {id(field): i for i, field in enumerate(tracked_fields + own_fields)}
+    order = [position[id(field)] for field in fields]
+    pick = operator.itemgetter(*order)
+    return _HistoryPlan(
+        tracked_names=names,
+        tracked_values=getter if len(names) > 1 else lambda obj: (getter(obj),),
+        tracked_readers=[_attribute_value(field, vendor) for field in tracked_fields],
+        own_readers=[_attribute_value(field, vendor) for field in own_fields],
+        defaults={
+            field.attname: field.get_default() if field.has_default() else None
+            for field in own_fields
+        },
+        in_column_order=(lambda row: list(pick(row))) if len(order) > 1 else list,
+    )
+
+
+_UNSET = object()
 
 
 def history_rows_write(history: models.Manager, rows: list[list[Any]]) -> None:
