@@ -336,6 +336,11 @@ class ConsoleHistoryValues(HistoricalRecordContextHelper):
             return "yes" if value else "no"
         if isinstance(value, timedelta):
             return describe_duration(value)
+        if isinstance(value, str) and "\n" in value.strip():
+            # A text of several lines (banned terms, one a line) reads line by line: a page
+            # joins its lines with spaces, and "guaranteed risk-free free money" does not say
+            # whether "free money" is one term or two.
+            return " · ".join(f"“{line.strip()}”" for line in value.splitlines() if line.strip())
         return value
 
 

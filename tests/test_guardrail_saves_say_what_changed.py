@@ -91,3 +91,12 @@ def test_brand_guidelines_saved_say_what_they_now_ban_and_require_and_no_longer(
         "differs from what was saved, so no new version was recorded."
     ]
     assert not any("changed successfully" in m for m in changed + unchanged)
+
+    # Its history reads the terms line by line: joined with spaces, "guaranteed free money"
+    # did not say whether "free money" was one term or two.
+    history = owner.get(reverse("admin:policies_brandguidelines_history", args=[guidelines.pk]))
+    changes = " ".join(history.text.split('data-label="Changes"')[1].split("</td>")[0].split())
+    assert (
+        "<strong>Banned terms:</strong> “guaranteed” · “risk-free” "
+        "&nbsp;&rarr;&nbsp;&nbsp;“guaranteed” · “free money”"
+    ) in changes
