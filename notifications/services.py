@@ -1543,10 +1543,13 @@ def _send_one(
             digests_updated[digest] = _until_it_holds(
                 lambda: digest_lines(notification.updates),
                 lambda lines: channel.update_digest(where=sent_as, lines=lines),
+                another_to_come=lambda: _another_update_to_come(notification),
             )
         return digests_updated[digest]
     return _until_it_holds(
-        lambda: _update_says(notification), lambda says: channel.update(where=sent_as, **says)
+        lambda: _update_says(notification),
+        lambda says: channel.update(where=sent_as, **says),
+        another_to_come=lambda: _another_update_to_come(notification),
     )
 
 
@@ -1556,17 +1559,47 @@ def _send_one(
 UPDATE_SENDS = 3
 
 
-def _until_it_holds(read, send) -> Sent:
+def _until_it_holds(read, send, *, another_to_come) -> Sent:
     """Send what a message says now (``read``), and read it again once Slack has it: while
     that is no longer what was sent, send it again (``UPDATE_SENDS`` at most; a later change
-    has an update of its own to come)."""
+    has an update of its own to come), unless another update of the message, not yet taken
+    by a sender, is to come (``another_to_come()``): it reads the change as it goes, and
+    lands after this one. Sent again, the result says how many times it went and why (the
+    log, the proposal's "Who was told"): Slack was sent each."""
     says = read()
-    for _ in range(UPDATE_SENDS):
-        sent = send(says)
+    sent, times = send(says), 1
+    while times < UPDATE_SENDS:
         said, says = says, read()
-        if says == said:
+        if says == said or another_to_come():
             break
-    return sent
+        sent, times = send(says), times + 1
+    if times == 1:
+        return sent
+    return replace(sent, result=f"{sent.result}; {sent_again_text(times)}")
+
+
+def sent_again_text(times: int) -> str:
+    """Said of an update sent ``times`` times by one sender (``_until_it_holds``)."""
+    return (
+        f"sent {times} times: what it says changed while it went (another sender's update "
+        "may have landed before it)"
+    )
+
+
+def _another_update_to_come(notification: Notification) -> bool:
+    """Whether another update of the message ``notification`` updates is recorded and not
+    yet taken by a sender (pending, not leased: its attempts all logged): whoever takes it
+    reads the proposal after this, and Slack has it after this one."""
+    others = (
+        Notification.objects.filter(
+            updates_id=notification.updates_id,
+            kind=NotificationKind.UPDATE,
+            status=NotificationStatus.PENDING,
+        )
+        .exclude(pk=notification.pk)
+        .only("attempts", "log")
+    )
+    return any(other.attempts == len(other.log) for other in others)
 
 
 def _as_told_to(

@@ -1058,6 +1058,122 @@ def test_an_update_read_before_a_decision_that_lands_after_it_is_sent_again(
     assert Proposal.objects.get(pk=proposal["id"]).status in ("approved", "executing", "executed")
 
 
+def a_reallocation_that_will_supersede_a_budget_change(optimizer, slack) -> tuple[dict, dict]:
+    """The walk's 28% reallocation, waiting on the operator's Slack, and a budget change of
+    brand-search waiting too (made against its 1000.00), which the reallocation's execution
+    supersedes; both messages posted and recorded sent."""
+    proposal, where = waiting_on_slack(optimizer, slack)
+    answer = optimizer.post(
+        "/api/v1/proposals/",
+        bid_adjustment(action_type="budget_change")
+        | {"payload": {"campaign": "brand-search", "new_daily_budget": "1250.00"}},
+        format="json",
+    )
+    assert answer.json()["status"] == "pending_review"
+    wait_until(lambda: Notification.objects.filter(channel="slack", status="sent").count() == 2)
+    return proposal, where
+
+
+def approved_on_slack(proposal: dict, where: dict) -> None:
+    seen = payload_seen(Proposal.objects.get(pk=proposal["id"]).payload)
+    post(*pressing(OPERATOR, "approve", f"{proposal['id']}:{seen}", where))
+
+
+def execution_update(proposal: dict) -> Notification:
+    """The update its execution recorded of the operator's message (once it executed)."""
+    return wait_until(
+        lambda: Notification.objects.filter(
+            proposal_id=proposal["id"], kind="update", about="its execution: executed"
+        ).first(),
+        timeout=20,
+    )
+
+
+def update_sends_listed(client, proposal: dict) -> int:
+    """The updates Slack was sent, as the proposal's "Who was told" lists them: an update's
+    row each, counted as many times as its last result says it went."""
+    page = client.get(f"/admin/approvals/proposal/{proposal['id']}/change/").text
+    table = page.split('id="proposal-told"')[1].split("</table>")[0]
+    rows = [re.findall(r"<td[^>]*>(.*?)</td>", row, re.S) for row in table.split("<tr>")[2:]]
+    sends = 0
+    for cells in rows:
+        if cells[3].startswith("Update of a message sent"):
+            times = re.search(r"sent (\d+) times", cells[8])
+            sends += int(times.group(1)) if times else 1
+    return sends
+
+
+def test_an_update_that_lands_after_a_later_one_is_sent_again_and_its_record_says_so(
+    optimizer, on_slack, login
+):
+    """The walk's reallocation, approved on Slack, executes and supersedes a budget change
+    while its "approved" update is on its way: the execution's update lands first, the older
+    "approved" after it. Its sender sends it again, saying it executed, as it must; but that
+    third chat.update was nowhere in the record: "Who was told" listed two updates."""
+    proposal, where = a_reallocation_that_will_supersede_a_budget_change(optimizer, on_slack)
+
+    def execution_update_lands_first(_args):
+        try:
+            later = execution_update(proposal)
+            notifications_deliver(notification_ids=[later.pk])  # as another worker would
+            wait_until(lambda: Notification.objects.get(pk=later.pk).status == "sent")
+        finally:
+            connection.close()  # this thread's, the fake Slack's
+
+    on_slack.while_next_update = execution_update_lands_first
+    approved_on_slack(proposal, where)
+
+    def now_says() -> str:
+        return context_texts(on_slack.messages[(where["channel"], where["ts"])]["blocks"])
+
+    wait_until(lambda: "; executed at " in now_says(), timeout=20)
+    updates = Notification.objects.filter(proposal_id=proposal["id"], kind="update")
+    wait_until(lambda: updates.count() == updates.filter(status="sent").count() == 2)
+    assert len(updates_of(on_slack, where)) == 3  # approved, executed, executed again
+    decided = updates.get(about="the decision: approved")
+    assert decided.log[-1]["result"].endswith(
+        "; sent 2 times: what it says changed while it went (another sender's update may "
+        "have landed before it)"
+    )
+    assert update_sends_listed(login("auditor"), proposal) == 3
+
+
+def test_an_update_is_not_sent_again_where_a_later_update_is_still_to_go(
+    optimizer, on_slack, login
+):
+    """The same, but the execution's update has not gone yet (Slack asked it to wait: rate
+    limited) when the "approved" update lands: Slack was sent "executed" twice, once by the
+    approval's sender, unrecorded, and once by the execution's. The later update says it,
+    and lands after: the approval's is sent once, as recorded."""
+    proposal, where = a_reallocation_that_will_supersede_a_budget_change(optimizer, on_slack)
+
+    def execution_update_waits(_args):
+        try:
+            on_slack.rate_limited["chat.update"] = 2
+            later = execution_update(proposal)
+            wait_until(lambda: Notification.objects.get(pk=later.pk).log)  # refused, to retry
+        finally:
+            on_slack.rate_limited.clear()
+            connection.close()  # this thread's, the fake Slack's
+
+    on_slack.while_next_update = execution_update_waits
+    approved_on_slack(proposal, where)
+
+    later = execution_update(proposal)
+    decided = Notification.objects.get(proposal_id=proposal["id"], about="the decision: approved")
+    wait_until(lambda: Notification.objects.get(pk=decided.pk).status == "sent", timeout=20)
+
+    def retried() -> bool:  # the sweep's, which the tests' worker does not run: as it would
+        notifications_deliver(notification_ids=[later.pk])
+        return Notification.objects.get(pk=later.pk).status == "sent"
+
+    wait_until(retried, timeout=20)
+    says = on_slack.messages[(where["channel"], where["ts"])]
+    assert "; executed at " in context_texts(says["blocks"])
+    assert len(updates_of(on_slack, where)) == 2  # approved, then executed
+    assert update_sends_listed(login("auditor"), proposal) == 2
+
+
 def approve_value(blocks: list) -> str:
     """What the message's Approve button sends."""
     (actions,) = [b for b in blocks if b["type"] == "actions"]
