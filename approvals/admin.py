@@ -120,6 +120,7 @@ from hitlproject.vocabulary import (
     NOTE_MAX_LENGTH,
     STATUS_REACHED,
     UNDER_WAY_STATUSES,
+    VerdictOutcome,
     how_many,
 )
 from ledger.models import Channel, campaign_field_label, campaign_value_label
@@ -1055,8 +1056,16 @@ class ProposalAdmin(ReadOnlyAdmin):
 
     @admin.display(description="approvals", ordering="approvals_this_round")
     def approvals_display(self, proposal: Proposal) -> str:
-        if proposal.status != ProposalStatus.PENDING_REVIEW:
-            return ""
+        """The approvals its review round counted of those it needed ("2 of 2"), while it
+        waits and once it was decided, rejected or let expire, as it ended: before, a decided
+        proposal read "—" here, as if nobody had approved it. One no person was asked about
+        says why: the policy let it run, or refused it."""
+        if proposal.review_round == 0:
+            if proposal.verdict_outcome == VerdictOutcome.AUTO_APPROVE:
+                return "none needed: auto-approved"
+            if proposal.verdict_outcome == VerdictOutcome.BLOCK:
+                return "none asked: blocked"
+            return ""  # not routed yet
         return f"{proposal.approvals_this_round} of {proposal.required_approvals}"
 
     @admin.display(description="age", ordering="-created_at")  # youngest first, ascending

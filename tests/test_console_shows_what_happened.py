@@ -263,6 +263,44 @@ def test_a_count_reads_with_what_it_counts_in_the_queue_and_on_the_page(login):
         assert re.search(rf'field-magnitude_display">.*?{said}', page, re.S), said
 
 
+def approvals_listed(client) -> dict[int, str]:
+    """Every proposal's Approvals cell in the proposal list of every status, by id."""
+    page = client.get(CHANGELIST, {"status": "all"}).text
+    rows = re.findall(
+        r'<th [^>]*class="field-id"><a [^>]*>(\d+)</a></th>.*?'
+        r'<td [^>]*class="field-approvals_display">(.*?)</td>',
+        page,
+        re.S,
+    )
+    return {int(pk): html.unescape(said) for pk, said in rows}
+
+
+def test_the_approvals_column_says_what_a_decided_proposal_had_not_a_dash(operators, login):
+    """Under a two-person rule, a reallocation two operators approved executed: the queue's
+    Approvals column read "—" for it, filled only while a proposal waits, as if nobody had
+    approved it. It reads the approvals its round counted of those it needed, and one that
+    no person was asked about says why."""
+    first, second = operators
+    let_run = evaluated(reallocation("50.00"))  # within the ceiling: nobody was asked
+    assert let_run.status == "approved"
+    Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
+    approved = evaluated(reallocation("280.00"))
+    for reviewer in (first, second):
+        proposal_approve(proposal_id=approved.pk, reviewer=reviewer)
+    assert proposal_execute(proposal_id=approved.pk).status == "executed"
+    rejected = evaluated(reallocation("250.00"))
+    proposal_approve(proposal_id=rejected.pk, reviewer=first)
+    proposal_reject(proposal_id=rejected.pk, reviewer=second, reason_code="too_aggressive")
+    waiting = evaluated(reallocation("300.00"))
+
+    listed = approvals_listed(login("auditor"))
+
+    assert listed[approved.pk] == "2 of 2"
+    assert listed[rejected.pk] == "1 of 2"
+    assert listed[waiting.pk] == "0 of 2"
+    assert listed[let_run.pk] == "none needed: auto-approved"
+
+
 def test_the_decisions_list_shows_what_each_reviewer_decided(operator, login):
     proposal = evaluated(reallocation("90.00"))  # runs without a person
     assert proposal.status == "approved"
