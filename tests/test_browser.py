@@ -991,6 +991,33 @@ def test_the_consoles_pages_fit_a_phones_width(live_server, demo_world, browser)
     box = changes.bounding_box()
     assert box["x"] >= 0 and box["x"] + box["width"] <= 390, box
     assert changes.evaluate("td => getComputedStyle(td, '::before').content") == '"Changes: "'
+
+    # The dashboard reads agent by agent and route by route, each figure beside its heading:
+    # the agents' fifteen columns and the routes' four scrolled sideways, their last figures
+    # (the approval rate, the 90th percentile) off the screen with nothing saying so.
+    operator = get_user_model().objects.get(username="operator")
+    (decided,) = waiting(reallocation("200.00"))
+    proposal_reject(proposal_id=decided.pk, reviewer=operator, reason_code="too_aggressive")
+    page.goto(f"{live_server.url}/admin/")
+    fits("the dashboard")
+    agent = page.locator("#agent-figures tr[data-agent=optimizer]")
+    route = page.locator("#route-decision-times tbody tr").first
+    for cell, label in (
+        (agent.locator("td[data-figure=auto_execution_rate]"), "Auto-executed rate"),
+        (agent.locator("td[data-figure=approval_rate]"), "Approval rate"),
+        (route.locator("td.decisions"), "Decided by people"),
+        (route.locator("td.p90"), "Time to decision, 90th percentile"),
+    ):
+        box = cell.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390, (label, box)
+        assert cell.evaluate("td => getComputedStyle(td, '::before').content") == f'"{label}: "'
+    # The agent's name beside its heading, on one line, not under it.
+    name = agent.locator("td[data-label=Agent]")
+    assert name.evaluate("td => td.offsetHeight < 30"), "its name under its heading"
+    expect(agent.locator("td[data-figure=approval_rate]")).to_have_text("0%")
+    expect(route.locator("td.decisions")).to_have_text("1")
+    for table in ("#agent-figures", "#route-decision-times"):
+        assert page.locator(table).evaluate("t => t.scrollWidth <= t.clientWidth"), table
     context.close()
 
 
