@@ -1586,15 +1586,23 @@ def sent_again_text(times: int) -> str:
     )
 
 
+# How soon another update of a message must be due for one that finds its proposal moved as it
+# went to leave it to that one (``_another_update_to_come``): one left to back off for longer
+# (Slack out of reach a while) would leave the message saying what is no longer so till then.
+ANOTHER_UPDATE_SOON = timedelta(minutes=1)
+
+
 def _another_update_to_come(notification: Notification) -> bool:
-    """Whether another update of the message ``notification`` updates is recorded and not
-    yet taken by a sender (pending, not leased: its attempts all logged): whoever takes it
-    reads the proposal after this, and Slack has it after this one."""
+    """Whether another update of the message ``notification`` updates is recorded, not yet
+    taken by a sender (pending, not leased: its attempts all logged) and due within
+    ``ANOTHER_UPDATE_SOON``: whoever takes it reads the proposal after this, and Slack has it
+    after this one."""
     others = (
         Notification.objects.filter(
             updates_id=notification.updates_id,
             kind=NotificationKind.UPDATE,
             status=NotificationStatus.PENDING,
+            next_attempt_at__lte=timezone.now() + ANOTHER_UPDATE_SOON,
         )
         .exclude(pk=notification.pk)
         .only("attempts", "log")
