@@ -43,6 +43,22 @@ class AuditedHistoricalRecords(HistoricalRecords):
     so that a change of fields and many-to-many relations saved together is written as one
     record (``history_record_once``), not one for the fields and one per relation."""
 
+    def _get_history_user_fields(self):
+        # A record names the person who acted for good: simple-history's link empties it
+        # (``SET_NULL``) when the person is deleted, which alters every record they made
+        # after the audit chain sealed it, and verification names each as tampered with. The
+        # record keeps their id (and ``history_actor`` their name); simple-history offers no
+        # option for the link's ``on_delete``.
+        return {
+            "history_user": models.ForeignKey(
+                self.user_model or settings.AUTH_USER_MODEL,
+                null=True,
+                related_name=self.user_related_name,
+                on_delete=models.DO_NOTHING,
+                db_constraint=False,
+            )
+        }
+
     def finalize(self, sender, **kwargs):
         super().finalize(sender, **kwargs)
         if sender is self.cls:

@@ -1,7 +1,21 @@
+"""What every history-tracked model's writes go through, wherever they come from: the actor
+stamped on each record, and a record of each link Django empties as the object it named is
+deleted (``on_delete=SET_NULL`` and its kin), which it does with a plain UPDATE."""
+
+from collections import defaultdict
+
+from django.contrib.auth import get_user_model
+from django.db import models
+from django.db.models.signals import post_delete, pre_delete
 from django.dispatch import receiver
+from django.utils import timezone
+from django.utils.text import capfirst
+from simple_history.models import HistoricalRecords
 from simple_history.signals import pre_create_historical_record
 
-from audit.actors import current_actor
+from audit.actors import Actor, current_actor
+from audit.exports import audited_models
+from audit.history import history_insert, history_manager
 
 
 @receiver(pre_create_historical_record)
@@ -14,3 +28,78 @@ def stamp_actor_on_history(sender, instance, history_instance, **kwargs) -> None
         # A change made through an admin form: simple-history's middleware found the user.
         history_instance.history_actor_kind = "user"
         history_instance.history_actor = history_instance.history_user.get_username()
+
+
+def acting_actor() -> Actor:
+    """Who is acting where no service said: the current actor, else the person whose console
+    request this is (simple-history's middleware keeps it), else an unnamed part of the
+    platform."""
+    actor = current_actor()
+    if actor is not None:
+        return actor
+    user = getattr(getattr(HistoricalRecords.context, "request", None), "user", None)
+    if isinstance(user, get_user_model()) and user.is_authenticated:
+        return Actor.for_user(user)
+    return Actor.system("unattributed")
+
+
+# Links that stay as they are when what they name is deleted, or stop the deletion.
+_LINKS_KEPT = (models.CASCADE, models.PROTECT, models.RESTRICT, models.DO_NOTHING)
+
+
+def links_emptied_on_delete() -> dict[type[models.Model], list[models.ForeignKey]]:
+    """The links of history-tracked models that Django empties, or sets to a value, when the
+    object they name is deleted (``SET_NULL``, ``SET_DEFAULT``, ``SET(...)``): by the model
+    of the object named. Django writes them with one UPDATE, which no history sees."""
+    emptied = defaultdict(list)
+    for model in audited_models():
+        for field in model._meta.concrete_fields:
+            if field.many_to_one and field.remote_field.on_delete not in _LINKS_KEPT:
+                emptied[field.related_model].append(field)
+    return dict(emptied)
+
+
+_EMPTIED = links_emptied_on_delete()
+
+
+def links_about_to_empty(sender, instance, using, **kwargs) -> None:
+    """Before ``instance`` is deleted: the rows whose links to it Django is about to empty,
+    locked until the deletion commits, so that the rows read after it are the ones emptied."""
+    waiting = []
+    for field in _EMPTIED[sender]:
+        named = getattr(instance, field.target_field.attname)
+        ids = list(
+            field.model._base_manager.using(using)
+            .filter(**{field.attname: named})
+            .select_for_update()
+            .values_list("pk", flat=True)
+        )
+        if ids:
+            waiting.append((field, ids))
+    instance._links_emptied = waiting
+
+
+def links_emptied_record(sender, instance, using, **kwargs) -> None:
+    """After ``instance`` is deleted (its links emptied, in the same transaction): a "changed"
+    record of each row whose link to it was emptied, by whoever deleted it, saying why."""
+    waiting = instance.__dict__.pop("_links_emptied", ())
+    if not waiting:
+        return
+    actor, date = acting_actor(), timezone.now()
+    deleted = f"{instance._meta.verbose_name} #{instance.pk} “{instance}”"
+    why = getattr(instance, "_change_reason", None)
+    said = f" (the reason given: “{why}”)" if why else ""
+    for field, ids in waiting:
+        rows = list(field.model._base_manager.using(using).filter(pk__in=ids))
+        for row in rows:
+            now = getattr(row, field.attname)
+            how = "emptied" if now is None else f"set to #{now}"
+            row._change_reason = (
+                f"{capfirst(field.verbose_name)}: {how}, as {deleted} was deleted{said}."
+            )
+        history_insert(history_manager(field.model), rows, actor=actor, date=date, update=True)
+
+
+for named_model in _EMPTIED:
+    pre_delete.connect(links_about_to_empty, sender=named_model, dispatch_uid="audit.links")
+    post_delete.connect(links_emptied_record, sender=named_model, dispatch_uid="audit.links")
