@@ -13,7 +13,7 @@ from django.utils.text import capfirst
 from simple_history.models import HistoricalRecords
 from simple_history.signals import pre_create_historical_record
 
-from audit.actors import Actor, current_actor
+from audit.actors import Actor, acting_as, current_actor
 from audit.exports import audited_models
 from audit.history import history_insert, history_manager
 
@@ -97,7 +97,16 @@ def links_emptied_record(sender, instance, using, **kwargs) -> None:
             row._change_reason = (
                 f"{capfirst(field.verbose_name)}: {how}, as {deleted} was deleted{said}."
             )
-        history_insert(history_manager(field.model), rows, actor=actor, date=date, update=True)
+        records = getattr(field.model, "_audited_history", None)
+        if records is not None and records.m2m_fields:
+            # The record holds the row's relations too (an agent's accounts), which only
+            # simple-history's own writer copies: without them it would read as emptied.
+            with acting_as(actor):
+                for row in rows:
+                    row._history_date = date
+                    records.create_historical_record(row, "~")
+        else:
+            history_insert(history_manager(field.model), rows, actor=actor, date=date, update=True)
 
 
 for named_model in _EMPTIED:

@@ -76,6 +76,8 @@ def test_a_person_deleted_in_the_console_leaves_their_agent_s_history_saying_so(
     made_by_owner = last_record(Agent, agent.pk)
     chain_holds()
 
+    history = f"/admin/approvals/agent/{agent.pk}/history/"
+    accounts_changed_before = login("auditor").get(history).content.decode().count("Accounts:")
     console = Client()
     console.force_login(administrator)
     answer = console.post(f"/admin/auth/user/{owner.pk}/delete/", {"post": "yes"})
@@ -89,16 +91,22 @@ def test_a_person_deleted_in_the_console_leaves_their_agent_s_history_saying_so(
     assert (record.history_actor_kind, record.history_actor) == ("user", "administrator")
     said = f"Owner: emptied, as user #{owner.pk} “owner” was deleted."
     assert record.history_change_reason == said
+    # It records the agent's accounts as they are, not as if they were emptied too.
+    assert list(record.accounts.values_list("account_id", flat=True)) == list(
+        agent.accounts.values_list("pk", flat=True)
+    )
     made_by_owner.refresh_from_db()
     assert made_by_owner.history_user_id == owner.pk, "the deleted person's record was altered"
     chain_holds()
 
-    page = login("auditor").get(f"/admin/approvals/agent/{agent.pk}/history/")
+    page = login("auditor").get(history)
     assert page.status_code == 200
     text = page.content.decode()
     assert said in text
     assert "administrator (person)" in text
     assert "owner (person)" in text  # who made the change before, though deleted since
+    # Its accounts are not read as changed by the deletion.
+    assert text.count("Accounts:") == accounts_changed_before
 
 
 def test_a_group_deleted_leaves_the_deadline_escalated_to_it_recorded(administrator):
