@@ -555,3 +555,53 @@ def test_a_followed_feed_without_timeout_long_polls_for_the_next_record(api, pau
     assert (record.id, record.kind) == (5, "rejected")
     assert [r["query"] for r in api.requests] == [{}, {"wait": "60"}]
     assert feed.resume == "/api/v1/feedback/?cursor=after-5"
+
+
+def test_a_408_said_nothing_was_done_and_is_sent_again_with_the_same_key(api, hitl, pauses):
+    """The platform answers 408 request_timeout, "Nothing was done; send it again", to a
+    body that stopped arriving: the client sends it again, as it does a 429, where it had
+    raised a HitlError the caller had to retry by hand. A withdrawal (no key) too: nothing
+    was done."""
+    api.answers(
+        (408, {"detail": "Nothing was done; send it again.", "code": "request_timeout"}),
+        (201, proposal_json()),
+    )
+    assert propose(hitl).id == 7
+    first, second = api.requests
+    assert first["headers"]["Idempotency-Key"] == second["headers"]["Idempotency-Key"]
+    assert len(pauses) == 1
+
+    api.requests.clear()
+    api.answers((408, {"detail": "Nothing was done.", "code": "request_timeout"}),
+                (200, proposal_json(status="withdrawn")))  # fmt: skip
+    assert hitl.withdraw(7).status == "withdrawn"
+    assert len(api.requests) == 2
+
+
+def test_a_throttled_retry_after_a_lost_answer_says_the_first_may_have_taken_effect(api, pauses):
+    """The first attempt's connection broke after it was sent (the platform may have made
+    the proposal); every retry was throttled. The RateLimited raised said only "Request was
+    throttled.", as if nothing had been done: it says an earlier attempt's answer was lost,
+    and ``answer_lost`` is set. Throttled from the first attempt, it is not."""
+    throttled = (
+        429,
+        {"detail": "Request was throttled.", "code": "throttled"},
+        {"Retry-After": "0"},
+    )
+    hitl = Client(api.url, "k", retry=RetryPolicy(max_attempts=3))
+    api.answers(DROP, throttled)
+    with hitl, pytest.raises(RateLimited) as failed:
+        propose(hitl)
+    assert failed.value.answer_lost
+    assert failed.value.message == (
+        "Request was throttled. An earlier attempt reached the server and its answer was "
+        "lost: it may have taken effect."
+    )
+    assert len(api.requests) == 3
+
+    api.answers(throttled)
+    again = Client(api.url, "k", retry=RetryPolicy(max_attempts=3))
+    with again, pytest.raises(RateLimited) as refused:
+        propose(again)
+    assert not refused.value.answer_lost
+    assert refused.value.message == "Request was throttled."

@@ -25,6 +25,7 @@ from hitl_client.errors import (
     BadResponse,
     ConfigurationError,
     ConnectionFailed,
+    HitlError,
     ValidationFailed,
     error_from_response,
 )
@@ -285,9 +286,14 @@ class Attempts:
         self.until = until  # no attempt starts or runs past it (a wait's own deadline)
         self.count = 0
         self.started = time.monotonic()
+        # An attempt reached the server and what it did is unknown (its connection broke
+        # after it was sent, a 5xx, a 409 because an earlier one is still being answered).
+        self.unanswered = False
+        self.unanswered_before = False  # so, by an attempt before the current one
 
     def start(self) -> None:
         self.count += 1
+        self.unanswered_before = self.unanswered
 
     def _within_budget(self, delay: float) -> float | None:
         if self.count >= self.policy.max_attempts:
@@ -300,6 +306,8 @@ class Attempts:
         return delay
 
     def after_exception(self, error: httpx.TransportError) -> float | None:
+        if not isinstance(error, _NOT_SENT):
+            self.unanswered = True
         if not (isinstance(error, _NOT_SENT) or self.call.retry_safe):
             return None
         return self._within_budget(self.policy.delay(self.count, None))
@@ -307,16 +315,40 @@ class Attempts:
     def after_response(self, response: httpx.Response) -> float | None:
         status = response.status_code
         retry_after = retry_after_seconds(response)
-        if status == 429 or (status == 503 and retry_after is not None):
-            # Refused before anything was done (throttled; or busy, "nothing was recorded").
+        if status in (408, 429) or (status == 503 and retry_after is not None):
+            # Refused before anything was done: throttled; the request's body stopped
+            # arriving ("Nothing was done; send it again", as HTTP's 408 means); or busy,
+            # "nothing was recorded".
             pass
         elif status >= 500 or (status == 409 and self.call.idempotency_key and self.count > 1):
             # A 409 on a keyed retry: our own earlier attempt is still in flight.
+            self.unanswered = True
             if not self.call.retry_safe:
                 return None
         else:
             return None
         return self._within_budget(self.policy.delay(self.count, retry_after))
+
+    def answer(self, response: httpx.Response, content: bytes, secret: str) -> Answer:
+        """``answer_of`` the last attempt's answer, its refusal marked (``failed``)."""
+        try:
+            return answer_of(response, content, secret)
+        except HitlError as error:
+            self.failed(error)
+            raise
+
+    def failed(self, error: HitlError) -> HitlError:
+        """The error the call ends with, marked ``answer_lost`` when an earlier attempt's
+        answer was lost: a throttled or timed-out last attempt says nothing of what the
+        first one did."""
+        if self.unanswered_before and not error.answer_lost:
+            error.answer_lost = True
+            error.message = (
+                f"{error.message.rstrip()} An earlier attempt reached the server and its "
+                "answer was lost: it may have taken effect."
+            )
+            error.args = (error.message,)
+        return error
 
 
 def key_refused(response: httpx.Response, content: bytes) -> bool:

@@ -19,7 +19,6 @@ from hitl_client._core import (
     Call,
     RetryPolicy,
     Settings,
-    answer_of,
     connection_failed,
     deadline_for,
     key_refused,
@@ -135,11 +134,11 @@ class Client(_Base):
                     if delay is None or response.status_code == 429:
                         content = read_body(response, settings.max_response_bytes, deadline)
                         if delay is None or key_refused(response, content):
-                            return answer_of(response, content, settings.api_key)
+                            return attempts.answer(response, content, settings.api_key)
             except httpx.TransportError as error:
                 delay = attempts.after_exception(error)
                 if delay is None:
-                    raise connection_failed(call, error) from error
+                    raise attempts.failed(connection_failed(call, error)) from error
             finally:
                 DEADLINE.reset(bound)
             time.sleep(delay)
@@ -423,13 +422,13 @@ class AsyncClient(_Base):
                             if delay is None or response.status_code == 429:
                                 content = await aread_body(response, settings.max_response_bytes)
                                 if delay is None or key_refused(response, content):
-                                    return answer_of(response, content, settings.api_key)
+                                    return attempts.answer(response, content, settings.api_key)
                 except TimeoutError as expired:
                     raise httpx.ReadTimeout("the request's deadline passed") from expired
             except httpx.TransportError as error:
                 delay = attempts.after_exception(error)
                 if delay is None:
-                    raise connection_failed(call, error) from error
+                    raise attempts.failed(connection_failed(call, error)) from error
             await asyncio.sleep(delay)
 
     async def propose(

@@ -14,6 +14,12 @@ class HitlError(Exception):
     #: (its answer was lost): the Idempotency-Key that finds it without proposing it twice.
     idempotency_key: str | None = None
 
+    #: An earlier attempt of the call reached the server and its answer was lost (the
+    #: connection broke after it was sent, a 5xx, a 409 because it was still being answered),
+    #: whatever the last attempt was answered (a 429, a 408, a 503 "nothing was recorded"):
+    #: it may have taken effect. The message says so too.
+    answer_lost: bool = False
+
     def __init__(
         self,
         message: str,
