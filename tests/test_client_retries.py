@@ -32,6 +32,7 @@ from hitl_client import (
     WaitTimedOut,
 )
 from hitl_client import client as client_module
+from hitl_client._tools import REMEMBERED_LOST, LostAnswers
 
 from tests.conftest import free_port
 
@@ -605,3 +606,18 @@ def test_a_throttled_retry_after_a_lost_answer_says_the_first_may_have_taken_eff
         propose(again)
     assert not refused.value.answer_lost
     assert refused.value.message == "Request was throttled."
+
+
+def test_an_adapters_memory_of_lost_answers_is_bounded():
+    """An adapter remembers each action whose answer was lost until a call for it is
+    answered: a platform failing for hours, the model proposing a new action each time, grew
+    it without end. It keeps the newest REMEMBERED_LOST; the oldest is forgotten first."""
+    lost = LostAnswers()
+    for amount in range(REMEMBERED_LOST + 50):
+        payload = {"campaign": "brand-search", "new_daily_budget": str(amount)}
+        fields = {"action_type": "budget_change", "account": "demo", "payload": payload}
+        lost.lost(ServerError("Bad gateway."), fields, f"key-{amount}", made=None, again="again")
+    assert len(lost) == REMEMBERED_LOST
+    assert lost.sent_as(fields, "new")[1] == f"key-{REMEMBERED_LOST + 49}"
+    oldest = {**fields, "payload": {"campaign": "brand-search", "new_daily_budget": "0"}}
+    assert lost.sent_as(oldest, "new")[1] == "new"

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 from hitl_client import AsyncClient, Client, RetryPolicy
-from hitl_client.errors import ConnectionFailed
+from hitl_client.errors import ConnectionFailed, HitlError
 from hitl_client.langchain import (
     INTERRUPT_TYPE,
     ProposalMiddleware,
@@ -687,3 +687,65 @@ def test_a_paused_run_whose_answer_was_lost_resumes_onto_the_one_proposal(web_se
     assert waiting.value["proposal_id"] == made.pk
     assert waiting.value["status"] == "pending_review"
     assert Proposal.objects.count() == 1
+
+
+@pytest.mark.parametrize("then", ["throttled", "timeout"])
+def test_a_lost_answer_whose_retries_were_refused_with_nothing_done_is_not_proposed_twice(
+    web_server, demo_world, then
+):
+    """The platform made the proposal and its answer was lost; the client's retries with the
+    same key were throttled (429) or timed out (408), both "nothing was done". The caller got
+    that last refusal alone, naming no key, and the middleware forgot the action: run again,
+    it proposed the move a second time. It is told the proposal may have been made, with its
+    key, and the action run again is sent with that key."""
+    key = demo_world["agents"]["optimizer"]
+    retries = RetryPolicy(max_attempts=3, backoff=0.1)
+    with answer_lost_proxy(web_server) as proxy, Client(proxy.url, key, retry=retries) as lost:
+        proxy.then = then
+        middleware = ProposalMiddleware(ACTIONS, client=lost, timeout=1)
+        with pytest.raises(HitlError) as failed:
+            ask(agent_with(scripted(REALLOCATION), middleware), "Move 28% to generic-search.")
+        made = Proposal.objects.get()  # made by the first attempt, though nobody heard so
+        message = str(failed.value)
+        assert "An earlier attempt reached the server and its answer was lost" in message
+        assert "The proposal may have been made all the same (its answer was lost)." in message
+        assert failed.value.idempotency_key.startswith("langchain-")
+
+        proxy.losing = False
+        model = scripted(REALLOCATION)  # the model calls it again: another tool call id
+        ask(agent_with(model, middleware), "Move 28% to generic-search.")
+
+    assert told(model)["proposal_id"] == made.pk
+    assert Proposal.objects.count() == 1
+
+
+def test_a_lost_answer_on_one_thread_is_not_another_threads_proposal(web_server, demo_world):
+    """One middleware serves many conversations (threads). Thread A's proposal lost its
+    answer; thread B then asked for the same move in its own words. B was sent with A's key
+    and A's rationale, and told of A's proposal as its own (and A's key, in an error B never
+    had). Each thread's lost answers are its own: B proposes its own, with its own
+    rationale; A, run again, finds the one it made."""
+    key = demo_world["agents"]["optimizer"]
+    thread_a = {"configurable": {"thread_id": f"a-{uuid4()}"}}
+    thread_b = {"configurable": {"thread_id": f"b-{uuid4()}"}}
+    b_says = {**REALLOCATION[1], "rationale": "Thread B's own reason."}
+    with answer_lost_proxy(web_server) as proxy, Client(proxy.url, key, retry=ONE_RETRY) as lost:
+        middleware = ProposalMiddleware(ACTIONS, client=lost, timeout=1)
+        with pytest.raises(ConnectionFailed):
+            ask(agent_with(scripted(REALLOCATION), middleware, checkpointer=InMemorySaver()),
+                "Move 28% to generic-search.", config=thread_a)  # fmt: skip
+        made = Proposal.objects.get()
+
+        proxy.losing = False
+        model_b = scripted((REALLOCATION[0], b_says))
+        ask(agent_with(model_b, middleware, checkpointer=InMemorySaver()),
+            "Move 28% to generic-search.", config=thread_b)  # fmt: skip
+        model_a = scripted(REALLOCATION)
+        ask(agent_with(model_a, middleware, checkpointer=InMemorySaver()),
+            "Move 28% to generic-search.", config=thread_a)  # fmt: skip
+
+    b_proposal = Proposal.objects.exclude(pk=made.pk).get()
+    assert told(model_b)["proposal_id"] == b_proposal.pk
+    assert b_proposal.rationale == "Thread B's own reason."
+    assert told(model_a)["proposal_id"] == made.pk
+    assert Proposal.objects.count() == 2

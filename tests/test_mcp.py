@@ -621,3 +621,67 @@ def test_mcp_a_proposal_whose_answer_was_lost_says_how_to_learn_of_it_without_a_
     assert found["status"] == "pending_review"
     assert "Nothing new was proposed" in found["replayed"]
     assert ProposalRow.objects.count() == 1
+
+
+REALLOCATION_ARGUMENTS = {
+    "action_type": "budget_reallocation",
+    "account": "demo",
+    "payload": {"from_campaign": "brand-search", "to_campaign": "generic-search",
+                "amount": "280.00"},
+    "rationale": "generic-search converts at 2.3x brand-search's rate this week.",
+    "confidence": 0.82,
+}  # fmt: skip
+
+
+def test_mcp_a_lost_answer_is_not_proposed_twice_when_the_model_asks_again_without_its_key(
+    web_server, demo_world
+):
+    """The platform made the proposal and its answer was lost; the client's retries with the
+    same key were throttled ("nothing was done"). The model was told "The platform refused
+    the request (429)" with no key, and proposing the move again, without a key as models
+    do, made a second one. It is told the proposal may have been made, with its key; asked
+    again in the same session without the key, the server sends it with that key, and the
+    one proposal is the answer."""
+    with answer_lost_proxy(web_server) as proxy:
+        proxy.then = "throttled"
+
+        async def lost_then_again(session):
+            told = await refusal(session, "propose_action", **REALLOCATION_ARGUMENTS)
+            proxy.losing = False
+            again = await call(session, "propose_action", **REALLOCATION_ARGUMENTS)
+            return told, again
+
+        told, again = run_agent(proxy.url, demo_world["agents"]["optimizer"], lost_then_again)
+    made = ProposalRow.objects.get()
+    assert "may have been made" in told, told
+    key = re.search(r'idempotency_key "([^"]+)"', told)[1]
+    assert again["id"] == made.pk
+    assert again["replayed"] == (
+        f'Already proposed with idempotency_key "{key}": this is that proposal as it is now. '
+        "Nothing new was proposed."
+    )
+
+
+def test_mcp_a_replayed_proposal_that_cannot_be_read_again_is_not_called_refused(
+    web_server, demo_world
+):
+    """Asked again with its key, the platform answered with the proposal it had made, but
+    reading it as it is now failed (a 502 from a load balancer): the model was told "The
+    platform refused the request (502)", and would propose it anew. It is told the proposal
+    as first answered, that nothing new was proposed, and how to read it now."""
+    arguments = {**REALLOCATION_ARGUMENTS, "idempotency_key": f"mcp-test-{os.getpid()}"}
+    with answer_lost_proxy(web_server) as proxy:
+        proxy.losing = False
+
+        async def twice(session):
+            first = await call(session, "propose_action", **arguments)
+            proxy.gets = 502
+            return first, await call(session, "propose_action", **arguments)
+
+        first, again = run_agent(proxy.url, demo_world["agents"]["optimizer"], twice)
+    assert again["id"] == first["id"] == ProposalRow.objects.get().pk
+    assert (
+        "this is that proposal as it was first answered; reading it as it is now failed"
+        in (again["replayed"])
+    )
+    assert f"Call get_proposal with proposal_id {first['id']}" in again["replayed"]

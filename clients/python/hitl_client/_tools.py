@@ -13,6 +13,7 @@ from typing import Any
 
 from .errors import (
     BadResponse,
+    Conflict,
     ConnectionFailed,
     HitlError,
     NotFound,
@@ -79,45 +80,84 @@ def idempotency_key(framework: str, *parts: str) -> str:
 
 #: Failures after which a proposal may have been made though its answer never arrived whole:
 #: the connection broke, the platform failed (after the client's retries), or its answer could
-#: not be read.
+#: not be read; or (a 409 after the client's retries) the first request with its key was still
+#: being answered.
 ANSWER_LOST = (ConnectionFailed, ServerError, BadResponse)
 
 
+def may_be_made(error: HitlError) -> bool:
+    """Whether the proposal whose POST failed so may have been made: its answer was lost
+    (``ANSWER_LOST``), a request with its key was still being answered (``Conflict``), or an
+    earlier attempt's answer was lost before the last was refused with nothing done (a 429,
+    a 408: ``HitlError.answer_lost``)."""
+    return isinstance(error, (*ANSWER_LOST, Conflict)) or error.answer_lost
+
+
+#: How many actions whose answers were lost an adapter remembers (the oldest forgotten
+#: first): a platform failing for hours holds no more of them than this.
+REMEMBERED_LOST = 1000
+
+
 class LostAnswers:
-    """The proposals an adapter sent whose outcome it could not learn (``ANSWER_LOST`` when
-    proposing, or any failure while reading it after), by action (type, account, payload).
+    """The proposals an adapter sent whose outcome it could not learn (``may_be_made`` when
+    proposing, or any failure while reading it after), by conversation (``scope``: a
+    LangChain thread, an MCP session) and action (type, account, payload).
 
-    A later call for the same action, through the same adapter (a re-run of the agent, a
-    retrying middleware, the model calling the tool again), is sent with the first one's
-    fields and Idempotency-Key: the platform answers with the proposal it may have made, and
-    takes it once if it did not, where a new key would have proposed the action a second
-    time (two moves of the same budget, each of which a person could approve). Forgotten once
-    a call for it gets its answer through."""
+    A later call for the same action in the same conversation, through the same adapter (a
+    re-run of the agent, a retrying middleware, the model calling the tool again), is sent
+    with the first one's fields and Idempotency-Key: the platform answers with the proposal it
+    may have made, and takes it once if it did not, where a new key would have proposed the
+    action a second time (two moves of the same budget, each of which a person could
+    approve). Another conversation's call for the same action is its own: it is never
+    answered with this one's proposal, nor shown its key. Forgotten once a call for it gets
+    its answer through, or when ``REMEMBERED_LOST`` newer ones are remembered."""
 
-    def __init__(self) -> None:
-        self._by_action: dict[str, tuple[dict[str, Any], str]] = {}
+    def __init__(self, limit: int = REMEMBERED_LOST) -> None:
+        self.limit = limit
+        self._by_action: dict[tuple[str, str], tuple[dict[str, Any], str]] = {}
 
     @staticmethod
-    def _action(fields: Mapping[str, Any]) -> str:
-        return json.dumps(
+    def _action(fields: Mapping[str, Any], scope: Any) -> tuple[str, str]:
+        action = json.dumps(
             [fields["action_type"], fields["account"], fields["payload"]],
             default=str,
             sort_keys=True,
         )
+        return json.dumps(scope, default=repr), action
 
-    def sent_as(self, fields: dict[str, Any], key: str) -> tuple[dict[str, Any], str]:
+    def __len__(self) -> int:
+        return len(self._by_action)
+
+    def sent_as(
+        self, fields: dict[str, Any], key: str, scope: Any = None
+    ) -> tuple[dict[str, Any], str]:
         """The fields and key to send this call with: those of the same action's lost answer
-        if there is one, else its own."""
-        return self._by_action.get(self._action(fields), (fields, key))
+        in the same ``scope`` if there is one, else its own."""
+        return self._by_action.get(self._action(fields, scope), (fields, key))
+
+    def remember(self, fields: dict[str, Any], key: str, scope: Any = None) -> None:
+        """Remember that the action was sent with ``fields`` and ``key`` and its answer lost
+        (the first fields and key it was sent with, if it was already)."""
+        action = self._action(fields, scope)
+        self._by_action[action] = self._by_action.pop(action, (fields, key))
+        while len(self._by_action) > self.limit:
+            del self._by_action[next(iter(self._by_action))]
 
     def lost(
-        self, error: HitlError, fields: dict[str, Any], key: str, *, made: int | None, again: str
+        self,
+        error: HitlError,
+        fields: dict[str, Any],
+        key: str,
+        *,
+        made: int | None,
+        again: str,
+        scope: Any = None,
     ) -> None:
         """Remember the action's key, and say in ``error`` (its ``message``, and its
         ``idempotency_key`` attribute) that the proposal may exist and how to find it without
         proposing it twice: ``made`` is its id when it is known to have been made, ``again``
         how to ask again (the adapter's way)."""
-        self._by_action.setdefault(self._action(fields), (fields, key))
+        self.remember(fields, key, scope)
         if made is None:
             what = "The proposal may have been made all the same (its answer was lost)."
         else:
@@ -132,8 +172,8 @@ class LostAnswers:
         error.args = (error.message,)
         error.idempotency_key = key
 
-    def answered(self, fields: Mapping[str, Any]) -> None:
-        self._by_action.pop(self._action(fields), None)
+    def answered(self, fields: Mapping[str, Any], scope: Any = None) -> None:
+        self._by_action.pop(self._action(fields, scope), None)
 
 
 #: Refusals the model can act on (fix its arguments, pick another campaign or account): they

@@ -53,18 +53,18 @@ from langgraph.types import Command, Interrupt, interrupt
 
 from . import AsyncClient, Client
 from ._tools import (
-    ANSWER_LOST,
     MODEL_FIXABLE,
     LostAnswers,
     ToolAction,
     back_with_a_person,
     idempotency_key,
+    may_be_made,
     outcome_report,
     refusal_report,
     report_text,
     will_run_without_a_human,
 )
-from .errors import Conflict, HitlError, WaitTimedOut
+from .errors import HitlError, WaitTimedOut
 from .models import FINAL_STATUSES, Proposal
 
 __all__ = [
@@ -79,10 +79,6 @@ __all__ = [
 INTERRUPT_TYPE = "hitl_proposal"
 
 WaitMode = Literal["block", "interrupt"]
-
-#: Failures of a proposal's POST after which it may have been made: its answer was lost, or
-#: (a 409 after the client's retries) the first request with its key was still being answered.
-_MAY_BE_MADE = (*ANSWER_LOST, Conflict)
 
 
 class ProposalMiddleware(AgentMiddleware):
@@ -161,7 +157,7 @@ class ProposalMiddleware(AgentMiddleware):
         again = "calling the tool again for the same action through this middleware"
         if _thread(request) is not None:
             again = f"resuming the run on its thread (agent.invoke(None, config)), or {again},"
-        self._lost.lost(error, fields, key, made=made, again=again)
+        self._lost.lost(error, fields, key, made=made, again=again, scope=_thread(request))
 
     def _waits_for(self, proposal: Proposal) -> bool:
         """Whether the call waits for what becomes of the proposal before the model is told:
@@ -188,14 +184,15 @@ class ProposalMiddleware(AgentMiddleware):
             fields = action.proposal_fields(request.tool_call["args"])
         except (KeyError, TypeError, ValueError) as error:
             return _tool_message(request, refusal_report(error))
-        fields, key = self._lost.sent_as(fields, _key(request))
+        fields, key = self._lost.sent_as(fields, _key(request), _thread(request))
         try:
             proposal = self.client.propose(**fields, idempotency_key=key)
         except MODEL_FIXABLE as error:
-            self._lost.answered(fields)
+            self._lost.answered(fields, _thread(request))
             return _tool_message(request, refusal_report(error), proposal=None)
-        except _MAY_BE_MADE as error:
-            self._lost_answer(request, error, fields, key, made=None)
+        except HitlError as error:
+            if may_be_made(error):
+                self._lost_answer(request, error, fields, key, made=None)
             raise
         try:
             if proposal.replayed:  # the answer it got when first proposed: read it as it is now
@@ -216,7 +213,7 @@ class ProposalMiddleware(AgentMiddleware):
         except HitlError as error:
             self._lost_answer(request, error, fields, key, made=proposal.id)
             raise
-        self._lost.answered(fields)
+        self._lost.answered(fields, _thread(request))
         report = outcome_report(proposal, proposed=fields["payload"])
         return _tool_message(request, report, proposal=proposal)
 
@@ -233,14 +230,15 @@ class ProposalMiddleware(AgentMiddleware):
         except (KeyError, TypeError, ValueError) as error:
             return _tool_message(request, refusal_report(error))
         client = self.async_client
-        fields, key = self._lost.sent_as(fields, _key(request))
+        fields, key = self._lost.sent_as(fields, _key(request), _thread(request))
         try:
             proposal = await client.propose(**fields, idempotency_key=key)
         except MODEL_FIXABLE as error:
-            self._lost.answered(fields)
+            self._lost.answered(fields, _thread(request))
             return _tool_message(request, refusal_report(error), proposal=None)
-        except _MAY_BE_MADE as error:
-            self._lost_answer(request, error, fields, key, made=None)
+        except HitlError as error:
+            if may_be_made(error):
+                self._lost_answer(request, error, fields, key, made=None)
             raise
         try:
             if proposal.replayed:
@@ -261,7 +259,7 @@ class ProposalMiddleware(AgentMiddleware):
         except HitlError as error:
             self._lost_answer(request, error, fields, key, made=proposal.id)
             raise
-        self._lost.answered(fields)
+        self._lost.answered(fields, _thread(request))
         report = outcome_report(proposal, proposed=fields["payload"])
         return _tool_message(request, report, proposal=proposal)
 

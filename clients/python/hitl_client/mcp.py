@@ -29,13 +29,11 @@ except ImportError as missing:  # the client installed without its mcp extra
         '(from the repository: pip install "./clients/python[mcp]").'
     ) from missing
 
-from hitl_client._tools import faults, outcome_report
+from hitl_client._tools import LostAnswers, faults, may_be_made, outcome_report
 from hitl_client.client import AsyncClient
 from hitl_client.errors import (
     BadResponse,
-    ConnectionFailed,
     HitlError,
-    ServerError,
     ValidationFailed,
     WaitTimedOut,
 )
@@ -211,23 +209,29 @@ def proposal_view(proposal: Proposal, *, proposed: dict[str, Any] | None = None)
 def build_server(client_factory: ClientFactory = AsyncClient) -> MCPServer:
     """The MCP server, its tools calling the platform through a client from
     ``client_factory`` (by default ``AsyncClient()``, configured from the environment)."""
-    clients: list[AsyncClient] = []
+    # Each session's client, and the proposals whose answers it lost (its own: another
+    # session's proposal is never its answer).
+    sessions: list[tuple[AsyncClient, LostAnswers]] = []
 
     @asynccontextmanager
     async def connected(_server: MCPServer) -> AsyncIterator[None]:
         async with client_factory() as client:
-            clients.append(client)
+            current = (client, LostAnswers())
+            sessions.append(current)
             try:
                 yield None
             finally:
-                clients.remove(client)
+                sessions.remove(current)
 
     server = _Server(
         "hitl-approvals", instructions=INSTRUCTIONS, version="0.1.0", lifespan=connected
     )
 
+    def session() -> tuple[AsyncClient, LostAnswers]:
+        return sessions[-1]
+
     def hitl() -> AsyncClient:
-        return clients[-1]
+        return session()[0]
 
     # The payloads proposed in this session, by proposal id (the latest ones): what a
     # reviewer's edit is told against. A proposal made before the server (re)started is
@@ -275,35 +279,51 @@ def build_server(client_factory: ClientFactory = AsyncClient) -> MCPServer:
         ] = None,
     ) -> dict[str, Any]:
         # The key is the server's when the model gives none, so that a proposal whose answer
-        # was lost can be asked for again by it (``_outcome_unknown``).
-        key = f"mcp-{uuid.uuid4().hex}" if idempotency_key is None else idempotency_key
+        # was lost can be asked for again by it (``_outcome_unknown``). The same action
+        # proposed again in this session after its answer was lost is sent with the key and
+        # fields it was first sent with, whatever key the model gives (``LostAnswers``).
+        client, lost = session()
+        fields, key = lost.sent_as(
+            {
+                "action_type": action_type,
+                "account": account,
+                "payload": payload,
+                "rationale": rationale,
+                "confidence": confidence,
+                "supporting_data": supporting_data,
+                "external_ref": external_ref,
+            },
+            f"mcp-{uuid.uuid4().hex}" if idempotency_key is None else idempotency_key,
+        )
         try:
-            proposal = await hitl().propose(
-                action_type,
-                account,
-                payload,
-                rationale=rationale,
-                confidence=confidence,
-                supporting_data=supporting_data,
-                external_ref=external_ref,
-                idempotency_key=key,
-            )
-        except (ConnectionFailed, ServerError, BadResponse) as error:
-            raise _outcome_unknown(error, key) from error
+            proposal = await client.propose(**fields, idempotency_key=key)
         except HitlError as error:
+            if may_be_made(error):
+                lost.remember(fields, key)
+                raise _outcome_unknown(error, key) from error
+            lost.answered(fields)
             raise _tool_error(error) from error
+        lost.answered(fields)
         replayed = proposal.replayed
+        unread = None
         if replayed:  # the answer it got when first proposed: read it as it is now
             try:
-                proposal = await hitl().get(proposal.id)
-            except HitlError as error:
-                raise _tool_error(error) from error
+                proposal = await client.get(proposal.id)
+            except HitlError as error:  # it was made all the same: never called refused
+                unread = error
         remember(proposal, payload)
         view = view_of(proposal)
-        if replayed:
+        if replayed and unread is None:
             view["replayed"] = (
-                "Already proposed with this idempotency_key: this is that proposal as it is "
-                "now. Nothing new was proposed."
+                f'Already proposed with idempotency_key "{key}": this is that proposal as it '
+                "is now. Nothing new was proposed."
+            )
+        elif replayed:
+            view["replayed"] = (
+                f'Already proposed with idempotency_key "{key}": this is that proposal as it '
+                f"was first answered; reading it as it is now failed ({unread.message}). "
+                f"Nothing new was proposed. Call get_proposal with proposal_id {proposal.id} "
+                "to see it as it is now."
             )
         return view
 

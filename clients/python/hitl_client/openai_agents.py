@@ -58,27 +58,23 @@ from agents.tool_context import ToolContext
 
 from . import AsyncClient
 from ._tools import (
-    ANSWER_LOST,
     MODEL_FIXABLE,
     LostAnswers,
     ToolAction,
     back_with_a_person,
     idempotency_key,
+    may_be_made,
     outcome_report,
     refusal_report,
     report_text,
     will_run_without_a_human,
 )
-from .errors import Conflict, HitlError, WaitTimedOut
+from .errors import HitlError, WaitTimedOut
 from .models import Proposal, Status
 
 __all__ = ["PlatformTools", "ToolAction"]
 
 WaitMode = Literal["interrupt", "block"]
-
-#: Failures of a proposal's POST after which it may have been made: its answer was lost, or
-#: (a 409 after the client's retries) the first request with its key was still being answered.
-_MAY_BE_MADE = (*ANSWER_LOST, Conflict)
 
 #: How a proposal whose answer was lost is found again without proposing it twice.
 _AGAIN = (
@@ -164,8 +160,9 @@ class PlatformTools:
             try:
                 answer = await self._as_it_ends(answer)
             except HitlError as error:
-                fields, key = self._sent[call_id]
-                self._lost.lost(error, fields, key, made=answer.id, again=_AGAIN)
+                if call_id in self._sent:
+                    fields, key = self._sent[call_id]
+                    self._lost.lost(error, fields, key, made=answer.id, again=_AGAIN)
                 raise
             if call_id in self._sent:
                 self._lost.answered(self._sent.pop(call_id)[0])
@@ -216,8 +213,9 @@ class PlatformTools:
         except MODEL_FIXABLE as error:
             self._lost.answered(fields)
             answer = error
-        except _MAY_BE_MADE as error:
-            self._lost.lost(error, fields, key, made=None, again=_AGAIN)
+        except HitlError as error:
+            if may_be_made(error):
+                self._lost.lost(error, fields, key, made=None, again=_AGAIN)
             raise
         else:
             try:
@@ -226,8 +224,8 @@ class PlatformTools:
             except HitlError as error:
                 self._lost.lost(error, fields, key, made=answer.id, again=_AGAIN)
                 raise
-            self._sent[call_id] = fields, key
-        self._seen[call_id] = answer
+            _keep(self._sent, call_id, (fields, key))
+        _keep(self._seen, call_id, answer)
         return answer
 
     def _ours(self, item: ToolApprovalItem) -> bool:
@@ -269,7 +267,7 @@ class PlatformTools:
                 state.approve(item)
                 continue
             decided = await self.client.wait(answer.id, timeout=timeout)
-            self._seen[call_id] = decided
+            _keep(self._seen, call_id, decided)
             if decided.status in _APPROVED:
                 state.approve(item)
             else:
@@ -299,6 +297,19 @@ class PlatformTools:
             state = await self.resolve(result, timeout=timeout)
             result = await Runner.run(agent, state, **runner_kwargs)
         raise HitlError(f"The run still waits after {max_resumes} resumes.")
+
+
+#: How many calls' answers a ``PlatformTools`` keeps until their tools report them (the oldest
+#: forgotten first): runs paused and never resumed leave theirs. A call forgotten is proposed
+#: again with its own key when it comes back, and the platform answers with its proposal.
+REMEMBERED_CALLS = 1000
+
+
+def _keep(kept: dict[str, Any], call_id: str, value: Any) -> None:
+    kept.pop(call_id, None)
+    kept[call_id] = value
+    while len(kept) > REMEMBERED_CALLS:
+        del kept[next(iter(kept))]
 
 
 def _payload(action: ToolAction, args: dict[str, Any]) -> dict[str, Any] | None:
