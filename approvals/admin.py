@@ -97,6 +97,7 @@ from audit.admin import (
     AuditedHistoryAdmin,
     ConsoleHistoryValues,
     ReadOnlyAdmin,
+    address_quoted,
     console_act_logged,
     console_acts_logged,
     refuse_nul_in_search,
@@ -1101,7 +1102,9 @@ class ProposalAdmin(ReadOnlyAdmin):
                 if status == EVERY_STATUS
                 else f"with status {dict(ProposalStatus.choices).get(status, status).lower()}"
             )
-            title = f"Proposals matching {' and '.join(f'“{w}”' for w in words)}, {where}"
+            # Each word as an address's words are quoted back: a direction override in a
+            # search sent as a link turned the title's own words around.
+            title = f"Proposals matching {' and '.join(map(address_quoted, words))}, {where}"
         elif status == ProposalStatus.PENDING_REVIEW:
             title = "Review queue: proposals waiting for a decision"
         else:

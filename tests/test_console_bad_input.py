@@ -456,3 +456,28 @@ def test_the_queue_s_filters_still_take_every_value_they_know(operator):
     ):
         response = operator.get(url_of(Proposal, "changelist"), query)
         assert response.status_code == 200, query
+
+
+def test_a_made_up_callback_event_address_is_quoted_back_without_its_override(operator):
+    """A record without a history (a callback event) kept Django's own words, which quoted
+    the address's key as it came: "Callback event with ID “\u202eabc” doesn’t exist." read
+    backwards from the override on."""
+    response = operator.get(f"{url_of(CallbackEvent, 'changelist')}%E2%80%AEabc/change/",
+                            follow=True)  # fmt: skip
+    (said,) = [str(message) for message in get_messages(response.wsgi_request)]
+    assert said == "callback event with ID “abc” doesn’t exist. Perhaps it was deleted?"
+    assert "\u202e" not in response.content.decode()
+
+
+def test_a_search_is_quoted_in_the_lists_title_without_its_tricks(operator):
+    """The proposal list's title (its heading and the browser tab's) quoted each searched
+    word as typed: a direction override sent in a link turned "”, in every status" around,
+    an isolate left open moved it, a tower of accents was drawn over the heading."""
+    search = "\u202eabc \u2067def a" + "\u0301" * 300
+    response = operator.get(url_of(Proposal, "changelist"), {"q": search})
+    assert response.status_code == 200
+    assert response.context["title"] == (
+        "Proposals matching “abc” and “def” and “\u00e1\u0301\u0301\u0301”, in every status"
+    )
+    heading = response.content.decode().split("<h1>", 1)[1].split("</h1>", 1)[0]
+    assert "\u202e" not in heading and "\u2067" not in heading

@@ -1,6 +1,7 @@
 """The operator's console in the admin: the queue, the detail page, approve and reject,
 singly and in bulk, with permissions enforced on the server."""
 
+import html
 import importlib
 import re
 from decimal import Decimal
@@ -229,14 +230,20 @@ def test_only_a_reviewer_may_retry_a_failed_execution(demo_world):
     assert Proposal.objects.get(pk=proposal.pk).status == ProposalStatus.FAILED
 
 
-@pytest.mark.parametrize("key", ["abc", "999999"])
-def test_a_proposal_that_does_not_exist_is_not_an_error_page(login, key):
+@pytest.mark.parametrize(
+    ("key", "said"),
+    [
+        ("999999", "No proposal #999999 was ever recorded."),
+        ("abc", "No proposal was ever recorded at “abc”: that is not a proposal&#x27;s id."),
+    ],
+)
+def test_a_proposal_that_does_not_exist_is_not_an_error_page(login, key, said):
     """Django's words guessed "Perhaps it was deleted?", of proposals nobody can delete,
     and led to the home page."""
     response = login("operator").get(f"{CHANGELIST}{key}/change/", follow=True)
     assert response.status_code == 200
     assert response.redirect_chain[-1][0] == CHANGELIST
-    assert f"No proposal #{key} was ever recorded." in response.text
+    assert said in response.text
     assert "Perhaps it was deleted" not in response.text
 
 
@@ -245,12 +252,43 @@ def test_a_made_up_proposal_address_is_quoted_back_on_one_line_and_cut_short(log
     own words after it around ("No proposal #\u202eabc was ever recorded." read backwards
     from there), and a 5,000-character key was written out whole."""
     response = login("operator").get(f"{CHANGELIST}%E2%80%AEabc/change/", follow=True)
-    assert "No proposal #abc was ever recorded." in response.text
+    assert "No proposal was ever recorded at “abc”" in response.text
     assert "\u202e" not in response.text
 
     response = login("operator").get(f"{CHANGELIST}{'9' * 5000}x/change/", follow=True)
     assert response.status_code == 200
     assert "9" * 200 not in response.text
+
+
+@pytest.mark.parametrize(
+    ("address", "quoted"),
+    [
+        # An isolate left open, and direction marks: the page's words after them moved.
+        ("%E2%81%A7abc%E2%80%8F", "“abc”"),
+        # Joiners and a tag character: invisible letters in what the page says was asked.
+        ("a%E2%80%8Db%F3%A0%81%81", "“a b”"),
+        # Hundreds of combining marks on one letter: a tower drawn over the lines around it.
+        ("a" + "%CC%81" * 300, "“\u00e1\u0301\u0301\u0301”"),
+        # Words that read as the page's own sentence: "No proposal #1 was deleted by …".
+        ("1%20was%20deleted%20by%20operator.%20No%20proposal%20%232",
+         "“1 was deleted by operator. No proposal #2”"),
+        # Quotation marks of its own, to close the page's early.
+        ("1%E2%80%9D%20was%20deleted.%20%E2%80%9Cx", "“1\" was deleted. \"x”"),
+    ],
+)  # fmt: skip
+def test_a_made_up_address_is_quoted_back_as_what_it_asked_and_nothing_more(login, address, quoted):
+    """The key of a made-up proposal address was written into the page's sentence as it
+    came, once its overrides were gone: the rest of Unicode's tricks passed (an isolate, a
+    stack of 300 accents), and an address's own words passed for the page's ("No proposal
+    #1 was deleted by operator. No proposal #2 was ever recorded.")."""
+    response = login("operator").get(f"{CHANGELIST}{address}/change/", follow=True)
+    assert response.status_code == 200
+    (said,) = [str(message) for message in response.context["messages"]]
+    assert said == f"No proposal was ever recorded at {quoted}: that is not a proposal's id."
+
+    response = login("operator").get(f"{CHANGELIST}{address}/history/")
+    assert response.status_code == 404
+    assert f"Not an id: {quoted}." in html.unescape(response.text)
 
 
 def test_deciding_on_a_proposal_that_does_not_exist_says_so(login):
