@@ -874,8 +874,6 @@ class ChangeReasonAdmin(AuditedHistoryAdmin):
 
     def construct_change_message(self, request, form, formsets, add=False):
         # The recent-actions box says what changed, not "Changed … and Why this change".
-        if getattr(form.instance, "_nothing_changed", False):
-            return "Nothing changed"
         said = super().construct_change_message(request, form, formsets, add)
         reason_label = str(form.fields["change_reason"].label)
         for entry in said if isinstance(said, list) else []:
@@ -883,6 +881,13 @@ class ChangeReasonAdmin(AuditedHistoryAdmin):
             if fields and reason_label in fields:
                 fields.remove(reason_label)
         return said
+
+    def log_change(self, request, obj, message):
+        # A save refused for changing nothing is not a change: like a form refused for an
+        # error, it leaves no entry (the recent-actions box listed it beside real changes).
+        if getattr(obj, "_nothing_changed", False):
+            return None
+        return super().log_change(request, obj, message)
 
     def changes_in_words(self, request, obj) -> str:
         """What the save just made changed, as the record's history reads it ("Auto-execute

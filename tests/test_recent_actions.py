@@ -14,7 +14,7 @@ from approvals.models import Decision, Proposal
 from policies.models import KillSwitch, Policy
 from tests.conftest import creative, creative_batch, reallocation
 from tests.factories import evaluated
-from tests.test_policy_tuning import duplicate
+from tests.test_policy_tuning import duplicate, form_data
 
 INDEX = reverse("admin:index")
 
@@ -189,3 +189,18 @@ def test_a_decision_whose_log_cannot_be_written_is_answered_as_made(login, monke
     proposal.refresh_from_db()
     assert proposal.decisions.get().outcome == "approve"
     assert "None yet." in operator.get(INDEX).text
+
+
+def test_a_save_refused_for_changing_nothing_is_not_listed_as_a_change(login):
+    """A policy saved as it was is refused ("Nothing was changed …"), and no version is
+    written: the home page's recent actions did list it all the same, a change of the policy
+    that changed nothing, beside the changes that were made."""
+    owner = login("policy-owner")
+    policy = Policy.objects.get(action_type="budget_reallocation", is_draft=False)
+    url = reverse("admin:policies_policy_change", args=[policy.pk])
+    refused = owner.post(url, form_data(owner, url, change_reason="Saved again."), follow=True)
+    said = [str(m) for m in refused.context["messages"]]
+    assert len(said) == 1 and said[0].startswith("Nothing was changed"), said
+
+    assert recent_actions(owner) == []
+    assert not LogEntry.objects.filter(object_id=str(policy.pk)).exists()
