@@ -899,7 +899,9 @@ class ChangeReasonAdmin(AuditedHistoryAdmin):
             return ""
         record, earlier = last_two
         helper = self.get_historical_record_context_helper(request, record)
-        changes = helper.context_for_delta_changes(record.diff_against(earlier))
+        # Related records by name, as the history list reads them, not by id.
+        delta = record.diff_against(earlier, foreign_keys_are_objs=True)
+        changes = helper.context_for_delta_changes(delta)
         return "; ".join(f"{c['field']}: {c['old']} → {c['new']}" for c in changes)
 
     def response_change(self, request, obj):

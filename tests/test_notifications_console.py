@@ -108,6 +108,30 @@ def test_one_save_of_a_route_is_one_record_in_its_history_with_whom_it_tells(log
     assert history.count("policy-owner (person)") == 2
 
 
+def test_a_route_saved_says_whom_it_now_tells_by_name_as_its_history_does(login):
+    """The message after a save said "What changed: Backup group: — → 1; Users: — → 1.",
+    ids where the route's history reads the group and the person by name."""
+    client = login("policy-owner")
+    client.post(reverse("admin:notifications_route_add"), route_form())
+    route = Route.objects.get(name="Big reallocations to the operators")
+    operator = get_user_model().objects.get(username="operator")
+    page = client.post(
+        reverse("admin:notifications_route_change", args=[route.pk]),
+        route_form(users=[operator.pk], backup_group=Group.objects.get(name=OPERATORS).pk),
+        follow=True,
+    )
+    said = [strip_tags(str(message)) for message in page.context["messages"]]
+    assert said[-1] == (
+        "The route “Big reallocations to the operators” was changed successfully. What "
+        "changed: Backup group: — → operators; Users: — → operator."
+    )
+    history = client.get(reverse("admin:notifications_route_history", args=[route.pk])).text
+    assert history_entries(history)[0] == (
+        "Changed",
+        ["Backup group: — → operators", "Users: — → operator"],
+    )
+
+
 def history_entries(page: str) -> list[tuple[str, list[str]]]:
     """A history list's entries, newest first: each one's kind ("Created", "Changed") and the
     changes it shows ("field: old → new"), as a person reads them."""
