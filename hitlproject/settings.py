@@ -416,6 +416,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BATCH_BODY_BYTES
 # A request body of which nothing more arrives for this long is answered 408, its connection
 # closed (hitlproject.asgi_body), as a proxy's client_body_timeout would (nginx's is 60 s).
 REQUEST_BODY_IDLE_SECONDS = int(env("HITL_REQUEST_BODY_IDLE_SECONDS", "60"))
+if REQUEST_BODY_IDLE_SECONDS < 1:  # 0 would answer every request with a body 408
+    raise ImproperlyConfigured(
+        f"HITL_REQUEST_BODY_IDLE_SECONDS is {REQUEST_BODY_IDLE_SECONDS}: it must be 1 or more."
+    )
 # A bulk decision in the console posts one field per selected proposal (Django's default, 1,000,
 # would refuse selecting a thousand); still bounded.
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000

@@ -85,3 +85,11 @@ def test_production_that_sends_messages_refuses_to_start_without_the_consoles_ad
     # embedded default, whatever it sends.
     assert manage("check", **PRODUCTION).returncode == 0
     assert manage("check", EMAIL_HOST="smtp.example.com").returncode == 0
+
+
+def test_a_request_body_wait_of_nothing_is_refused_at_start():
+    """HITL_REQUEST_BODY_IDLE_SECONDS=0 would answer every request with a body 408."""
+    refused = manage("check", **PRODUCTION, HITL_REQUEST_BODY_IDLE_SECONDS="0")
+    assert refused.returncode != 0
+    assert "HITL_REQUEST_BODY_IDLE_SECONDS is 0: it must be 1 or more." in refused.stderr
+    assert manage("check", **PRODUCTION, HITL_REQUEST_BODY_IDLE_SECONDS="5").returncode == 0
