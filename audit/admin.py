@@ -358,10 +358,10 @@ class ConsoleHistoryValues(HistoricalRecordContextHelper):
         if isinstance(value, timedelta):
             return describe_duration(value)
         if isinstance(value, str) and "\n" in value.strip():
-            # A text of several lines (banned terms, one a line) reads line by line: a page
-            # joins its lines with spaces, and "guaranteed risk-free free money" does not say
-            # whether "free money" is one term or two.
-            return " · ".join(f"“{line.strip()}”" for line in value.splitlines() if line.strip())
+            # A text of several lines (banned terms, one a line) reads line by line, each as
+            # written (a blank one as “”): a page joins its lines with spaces, and "guaranteed
+            # risk-free free money" does not say whether "free money" is one term or two.
+            return " · ".join(f"“{line}”" for line in value.strip("\n").splitlines())
         return value
 
 

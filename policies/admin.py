@@ -218,9 +218,25 @@ class KillSwitchForm(ChangeReasonForm):
 
 
 class BrandGuidelinesForm(ChangeReasonForm):
+    """Each field is kept as its entries (``lines``), one a line, as the checks read it: a
+    save that only re-spaced them, or added a blank line, changes nothing and is no version,
+    and the history shows the entries themselves."""
+
     class Meta:
         model = BrandGuidelines
         fields = ["account", "banned_terms", "banned_patterns", "required_disclaimers"]
+
+    def _entries(self, name: str) -> str:
+        return "\n".join(lines(self.cleaned_data.get(name) or ""))
+
+    def clean_banned_terms(self) -> str:
+        return self._entries("banned_terms")
+
+    def clean_banned_patterns(self) -> str:
+        return self._entries("banned_patterns")
+
+    def clean_required_disclaimers(self) -> str:
+        return self._entries("required_disclaimers")
 
 
 class PoliciesField(forms.ModelMultipleChoiceField):

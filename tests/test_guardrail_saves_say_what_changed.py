@@ -80,7 +80,9 @@ def test_brand_guidelines_saved_say_what_they_now_ban_and_require_and_no_longer(
     }
 
     changed = said(owner.post(url, form, follow=True))
-    unchanged = said(owner.post(url, {**form, "change_reason": "Saved again."}, follow=True))
+    # Sent again re-spaced, with a blank line: the same entries, so no version either.
+    respaced = {"banned_terms": "  guaranteed\n\nfree money  \n", "change_reason": "Again."}
+    unchanged = said(owner.post(url, {**form, **respaced}, follow=True))
 
     assert (
         "Brand guidelines for demo now ban “free money”; no longer ban “risk-free”; "
@@ -91,6 +93,9 @@ def test_brand_guidelines_saved_say_what_they_now_ban_and_require_and_no_longer(
         "differs from what was saved, so no new version was recorded."
     ]
     assert not any("changed successfully" in m for m in changed + unchanged)
+    assert guidelines.history.count() == 2  # as seeded, and Legal's review
+    guidelines.refresh_from_db()
+    assert guidelines.banned_terms == "guaranteed\nfree money"  # its entries, as checked
 
     # Its history reads the terms line by line: joined with spaces, "guaranteed free money"
     # did not say whether "free money" was one term or two.
