@@ -40,7 +40,7 @@ from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from audit.exports import audited_models
+from audit.exports import as_digested, audited_models
 from audit.models import ChainBreak, ChainLayout, ChainLink, ChainSealing, ChainVerification
 from hitlproject.vocabulary import how_many
 
@@ -475,19 +475,13 @@ def _quoted(value: object) -> str:
     return f"“{text[:QUOTED]}…”" if len(text) > QUOTED else f"“{text}”"
 
 
-def _as_digested(value: object) -> str:
-    """A value as a record's digest reads it: JSON's true is not its 1, nor 1.0 its 1, though
-    Python holds them equal (a payload's ``true`` forged to ``1`` went unnamed)."""
-    return json.dumps(value, sort_keys=True, default=str)
-
-
 def _live_differences(model: type[models.Model], row: dict, record: dict) -> str:
     """How a live row differs from a record of its history, field by field, as a person
     reads it: "reason code is “too_aggressive”, recorded “contradicts_strategy”"."""
     opts = model.instance_type._meta
     said = []
     for name in row:
-        if _as_digested(row[name]) != _as_digested(record[name]):
+        if as_digested(row[name]) != as_digested(record[name]):
             label = next((f.verbose_name for f in opts.concrete_fields if f.attname == name), name)
             said.append(f"{label} is {_quoted(row[name])}, recorded {_quoted(record[name])}")
     return "; ".join(said)

@@ -47,6 +47,12 @@ CHANGE = {"+": "created", "~": "changed", "-": "deleted"}
 EXPORTED_AS = {"notifications.reachedby": "the channels each person chose"}
 
 
+def as_digested(value: object) -> str:
+    """A value as a record's digest reads it: JSON's true is not its 1, nor 1.0 its 1, though
+    Python holds them equal (a payload's ``true`` forged to ``1`` went unnamed)."""
+    return json.dumps(value, sort_keys=True, default=str)
+
+
 def audited_models():
     for app_label in AUDITED_APPS:
         for model in apps.get_app_config(app_label).get_models():
@@ -105,6 +111,7 @@ def audit_records(*, since: datetime, until: datetime) -> Iterator[dict]:
                 "history_change_reason",
                 "history_actor_kind",
                 "history_actor",
+                "history_user_id",
                 "history_user__username",
             )
             .iterator(chunk_size=2000)
@@ -129,7 +136,12 @@ def audit_records(*, since: datetime, until: datetime) -> Iterator[dict]:
                 )
             changed = None
             if previous_id == row["id"]:
-                changed = [name for name in values if values[name] != previous[name]]
+                # As the chain's digest reads them: JSON's true is not its 1.
+                changed = [
+                    name
+                    for name in values
+                    if as_digested(values[name]) != as_digested(previous[name])
+                ]
             previous_id, previous = row["id"], values
             yield {
                 "at": row["history_date"],
@@ -139,7 +151,9 @@ def audit_records(*, since: datetime, until: datetime) -> Iterator[dict]:
                 "change": CHANGE.get(row["history_type"], row["history_type"]),
                 "actor_kind": row["history_actor_kind"],
                 "actor": row["history_actor"],
-                "user": row["history_user__username"] or "",
+                # A person since deleted: their record keeps their id, and their name as actor.
+                "user": row["history_user__username"]
+                or (row["history_actor"] if row["history_user_id"] else ""),
                 "reason": row["history_change_reason"] or "",
                 "changed": changed,
                 "fields": values,

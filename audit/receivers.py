@@ -54,7 +54,7 @@ def links_emptied_on_delete() -> dict[type[models.Model], list[models.ForeignKey
     emptied = defaultdict(list)
     for model in audited_models():
         for field in model._meta.concrete_fields:
-            if field.many_to_one and field.remote_field.on_delete not in _LINKS_KEPT:
+            if field.is_relation and field.remote_field.on_delete not in _LINKS_KEPT:
                 emptied[field.related_model].append(field)
     return dict(emptied)
 

@@ -224,3 +224,39 @@ def test_a_reason_typed_as_a_formula_reaches_the_csv_as_text(login):
     [row] = [r for r in rows if r["model"] == "policies.policy" and "HYPERLINK" in r["reason"]]
     assert row["reason"] == "'" + typed
     assert [line["reason"] for line in lines if "HYPERLINK" in (line["reason"] or "")] == [typed]
+
+
+def test_the_export_names_a_json_change_python_holds_equal_and_a_deleted_persons_records(login):
+    """A value going from JSON's true to 1 is a change (the chain's digest tells them apart,
+    though Python holds them equal); a person since deleted is still the user of the records
+    they made, by their name."""
+    from approvals.models import Agent, Proposal
+    from audit.actors import Actor, acting_as
+
+    proposal = evaluated(reallocation("280.00"))
+    interim = get_user_model().objects.create_user("interim", is_staff=True)
+    with acting_as(Actor.system("test")):
+        Proposal.objects.filter(pk=proposal.pk).get().save()  # a record to compare against
+        for value in (True, 1):
+            proposal.refresh_from_db()
+            proposal.supporting_data = {"weekend": value}
+            proposal.save()
+    agent = Agent.objects.get(name="copywriter")
+    with acting_as(Actor.for_user(interim)):
+        agent.is_active = False
+        agent.save()
+    interim.delete()
+
+    response = login("auditor").get(URL, {**period(), "format": "jsonl"})
+    records = [json.loads(line) for line in b"".join(response.streaming_content).splitlines()]
+    mine = [
+        r for r in records if r["model"] == "approvals.proposal" and r["object_id"] == proposal.pk
+    ]
+    assert [r["fields"]["supporting_data"] for r in mine[-2:]] == [
+        {"weekend": True},
+        {"weekend": 1},
+    ]
+    assert mine[-1]["changed"] == ["supporting_data", "updated_at"]
+    theirs = [r for r in records if r["model"] == "approvals.agent" and r["object_id"] == agent.pk]
+    by_interim = [r for r in theirs if r["actor"] == "interim"]
+    assert [(r["user"], r["fields"]["is_active"]) for r in by_interim] == [("interim", False)]
