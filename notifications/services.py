@@ -395,11 +395,13 @@ def _slack_messages_update(*, proposal_ids, now: datetime, about, **only) -> Non
                 channel=NotificationChannel.SLACK,
                 kind=NotificationKind.UPDATE,
                 updates=message,
-                about=about(message)
-                if callable(about)
-                else about.get(message.proposal_id, "")
-                if isinstance(about, dict)
-                else about,
+                about=_about_cut(
+                    about(message)
+                    if callable(about)
+                    else about.get(message.proposal_id, "")
+                    if isinstance(about, dict)
+                    else about
+                ),
                 slack_channel=message.slack_channel,
                 slack_ts=message.slack_ts,
                 created_at=now,
@@ -409,6 +411,17 @@ def _slack_messages_update(*, proposal_ids, now: datetime, about, **only) -> Non
         ],
         kind=NotificationKind.UPDATE,
     )
+
+
+ABOUT_LIMIT = Notification._meta.get_field("about").max_length
+
+
+def _about_cut(about: str) -> str:
+    """What an update is for, within what its record keeps (``Notification.about``): one
+    that names a person, a group or a refusal quoting them (each name up to 150 characters)
+    could run past it, and failed the write of the update, and with it the press or the
+    change that asked for it."""
+    return about if len(about) <= ABOUT_LIMIT else about[: ABOUT_LIMIT - 1] + "…"
 
 
 def _slack_messages_follow(proposals: Sequence[Proposal], *, about) -> None:

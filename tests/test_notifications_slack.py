@@ -385,6 +385,27 @@ def test_a_message_sent_before_a_second_factor_was_required_loses_its_buttons_on
     assert "approve or reject it on its page." in context_texts(update["blocks"])
 
 
+def test_a_press_refused_for_a_second_factor_by_one_with_the_longest_name_is_answered(
+    optimizer, on_slack
+):
+    """A username may have 150 characters. The update recorded for the refusal said what it
+    was for in more than the 200 characters its record keeps: the write failed, and the
+    press was answered 500, its person told nothing."""
+    operator = get_user_model().objects.get(username="operator")
+    operator.username = "operator-" + "x" * 141
+    operator.save()
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+    SecondFactorRequirement.objects.create(group=Group.objects.get(name=OPERATORS))
+
+    answer = post(*pressing(OPERATOR, "approve", str(proposal["id"]), where))
+
+    assert answer.status_code == 200
+    assert "must use a second factor" in told(on_slack, OPERATOR)
+    assert not Decision.objects.filter(proposal_id=proposal["id"]).exists()
+    [update, *_] = wait_until(lambda: updates_of(on_slack, where), timeout=15)
+    assert buttons(update["blocks"]) == ["claim"]
+
+
 def test_a_press_of_one_whose_staff_status_was_taken_away_takes_their_message_back(
     optimizer, on_slack
 ):

@@ -272,3 +272,29 @@ def test_a_change_of_their_groups_in_the_console_redraws_their_message_once(opti
     assert len(updates_of(on_slack, where)) == 2
     assert Notification.objects.filter(proposal_id=proposal["id"], kind="update").count() == 2
     nothing_pressed(on_slack, proposal)
+
+
+def test_a_requirement_moved_to_a_group_with_the_longest_name_redraws_the_message(
+    optimizer, on_slack, demo_world
+):
+    """A group's name may have 150 characters. What the redraw was for ("a second factor now
+    required of the group “…” in place of another") ran past the 200 characters its record
+    keeps: the worker's write of it failed, and the message kept offering Approve and
+    Reject to one who may no longer decide on Slack."""
+    operators = Group.objects.get(name=OPERATORS)
+    operators.name = "Operators " + "o" * 140
+    operators.save()
+    requirement = SecondFactorRequirement.objects.create(group=Group.objects.create(name="x"))
+    proposal, where = waiting_and_recorded(optimizer, on_slack)
+    assert buttons(where["call"]["blocks"]) == DECIDING
+
+    requirement.group = operators
+    requirement.save()
+
+    message = redrawn(on_slack, where, 1)
+    assert buttons(message["blocks"]) == ["claim"]
+    assert LACKING in context_texts(message["blocks"])
+    [update] = Notification.objects.filter(proposal_id=proposal["id"], kind="update")
+    assert update.about.startswith("a second factor now required of the group “Operators ooo")
+    assert update.about.endswith("…")
+    nothing_pressed(on_slack, proposal)
