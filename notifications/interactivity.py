@@ -14,9 +14,16 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from approvals.models import Proposal, ProposalStatus
-from approvals.services.acts import Act, act_refusal
+from approvals.services.acts import (
+    Act,
+    AgentMayNoLongerAct,
+    LacksPermission,
+    OwnsAgent,
+    act_refusal,
+)
 from approvals.services.decisions import EditedSinceSeen, proposal_approve, proposal_reject
 from hitlproject.errors import DomainError, InvalidInput
+from hitlproject.validation import one_line
 from notifications.channels import ChannelError
 from notifications.messages import proposal_url
 from notifications.models import SlackRequestSeen
@@ -38,6 +45,9 @@ ACTIONS = ("approve", "reject", "claim", "release")
 # A decision's note, saying for its reviewers, auditors and agent that it was made on Slack.
 APPROVED_ON_SLACK = "Approved on Slack."
 REJECTED_ON_SLACK = "Rejected on Slack."
+# Refusals a message offering the button pressed had not foreseen (one who has decided, or a
+# proposal that moved, has had its messages updated already).
+REDRAWN_ON_REFUSAL = (LacksPermission, OwnsAgent, AgentMayNoLongerAct)
 _PROPOSAL_ID = re.compile(r"[0-9]{1,18}")
 _SEEN = re.compile(r"[0-9a-f]{32}")  # payload_seen's
 
@@ -141,7 +151,7 @@ def slack_press_handle(*, press: Press) -> str:
         # anywhere: not sent to its page to do what they may not do there either.
         refusal = _decision_refusal(user, press)
         if refusal is not None:
-            return _refusal_text(refusal, proposal_id=press.proposal_id)
+            return _refused(refusal, user=user, press=press)
         # As the console asks it at every login: a press here is no second factor. A message
         # sent before the requirement offered the buttons: now it offers only to take it on.
         slack_messages_redrawn_for(
@@ -173,8 +183,23 @@ def slack_press_handle(*, press: Press) -> str:
         else:
             proposal_claim(proposal_id=press.proposal_id, user=user)  # its messages say so
     except DomainError as error:
-        return _refusal_text(error, proposal_id=press.proposal_id)
+        return _refused(error, user=user, press=press)
     return ""  # the messages follow the proposal: its move, or the approval counted
+
+
+def _refused(error: DomainError, *, user, press: Press) -> str:
+    """What to tell one whose press was refused. Refused for what the message did not know
+    when it was drawn (its agent's owner changed, its agent stopped, a permission taken away,
+    past the signals that redraw it at once: ``notifications.receivers``), their messages of
+    it are drawn again as they may act on it now, so that they stop offering what was refused
+    (before, they kept offering it until the proposal moved)."""
+    if isinstance(error, REDRAWN_ON_REFUSAL):
+        slack_messages_redrawn_for(
+            proposal_id=press.proposal_id,
+            user=user,
+            about=f"a press refused: {one_line(error.message)}",
+        )
+    return _refusal_text(error, proposal_id=press.proposal_id)
 
 
 def _decision_refusal(user, press: Press) -> DomainError | None:

@@ -454,6 +454,52 @@ def test_a_press_by_the_agents_owner_is_refused_with_a_message_back(optimizer, o
     assert Proposal.objects.get(pk=proposal["id"]).status == "pending_review"
 
 
+def test_a_press_refused_as_its_agents_owner_redraws_the_message_without_its_buttons(
+    optimizer, on_slack
+):
+    """The operator was made the owner of the agent after the message went (which is not
+    followed as it is saved). Their press of Approve was refused, and the message went on
+    offering Approve, Reject and "I'll take it", each of which they may not do, and saying it
+    waited for their decision, until the proposal moved."""
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+    assert buttons(where["call"]["blocks"]) == ["approve", "reject", "claim"]
+    agent = Agent.objects.get(name="optimizer")
+    agent.owner = get_user_model().objects.get(username="operator")
+    agent.save()
+
+    post(*pressing(OPERATOR, "approve", str(proposal["id"]), where))
+
+    assert "operator owns agent optimizer" in told(on_slack, OPERATOR)
+    assert not Decision.objects.filter(proposal_id=proposal["id"]).exists()
+    [update, *_] = wait_until(lambda: updates_of(on_slack, where), timeout=15)
+    assert buttons(update["blocks"]) == []
+    assert headline(update["blocks"]) == "Waits for a decision"
+    assert (
+        f"operator owns agent optimizer, which proposed proposal #{proposal['id']}; someone "
+        "else must decide."
+    ) in context_texts(update["blocks"])
+
+
+def test_a_press_refused_as_its_agent_stopped_past_its_signals_takes_approve_away(
+    optimizer, on_slack
+):
+    """The agent was stopped by a change the platform does not see as it is made (an
+    update of its row, not a save). The press of Approve was refused, and the message kept
+    offering Approve, to be refused at every press, until the proposal moved."""
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+    Agent.objects.filter(name="optimizer").update(is_active=False)
+
+    post(*pressing(OPERATOR, "approve", str(proposal["id"]), where))
+
+    assert "agent optimizer has been deactivated" in told(on_slack, OPERATOR)
+    [update, *_] = wait_until(lambda: updates_of(on_slack, where), timeout=15)
+    assert buttons(update["blocks"]) == ["reject", "claim"]
+    assert (
+        f"Proposal #{proposal['id']} cannot be let run: agent optimizer has been deactivated "
+        "since it proposed it."
+    ) in context_texts(update["blocks"])
+
+
 def test_the_agents_owner_told_of_its_proposal_is_not_told_it_waits_for_their_decision(
     optimizer, on_slack, mailbox
 ):

@@ -91,6 +91,10 @@ class LacksPermission(NotAllowed):
     """The person's role does not act on proposals of this kind at all."""
 
 
+class OwnsAgent(NotAllowed):
+    """The person owns the agent that proposed it, or one it concerns: someone else decides."""
+
+
 class ReviewWindowClosed(Conflict):
     """A proposal's review window closed before the act: it has expired instead."""
 
@@ -199,14 +203,14 @@ def _agent_may_no_longer_act(
 
 def _owned_agent(user: AbstractBaseUser, proposal: Proposal) -> DomainError | None:
     if proposal.agent.owner_id == user.pk:
-        return NotAllowed(
+        return OwnsAgent(
             f"{user.get_username()} owns agent {proposal.agent}, which proposed "
             f"proposal #{proposal.pk}; someone else must decide."
         )
     concerned = action_types.get(proposal.action_type).agents_concerned(proposal.payload)
     owned = concerned and Agent.objects.filter(name__in=concerned, owner=user).first()
     if owned:
-        return NotAllowed(
+        return OwnsAgent(
             f"{user.get_username()} owns agent {owned}, which proposal #{proposal.pk} "
             "concerns; someone else must decide."
         )
