@@ -132,6 +132,14 @@ def slack_press_handle(*, press: Press) -> str:
     except ChannelError as error:
         return f"Nothing was done: your console user could not be found ({error})."
     users = users_by_email(email)
+    former = users_by_email(email, active=False) if not users else []
+    if len(former) == 1:
+        # Deactivated past the signals that take their messages back at once (an update of
+        # their row, a directory's sync): the message pressed still shows the proposal, and
+        # its buttons. It is taken back now, as it would have been.
+        slack_messages_redrawn_for(
+            proposal_id=press.proposal_id, user=former[0], about="a press by one deactivated"
+        )
     if len(users) != 1:
         found = "no active console user has" if not users else "several console users have"
         return f"Nothing was done: {found} the address {email}."

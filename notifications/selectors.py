@@ -176,14 +176,15 @@ def channels_of(users: Iterable) -> dict[int, list[str]]:
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
-def users_by_email(email: str) -> Sequence:
-    """The active console users with this address (ASCII case aside: the database's and
-    Python's case folding also fold look-alikes such as the Kelvin sign or a dotless i onto
-    ASCII letters, and another person's address is not one's own)."""
+def users_by_email(email: str, *, active: bool = True) -> Sequence:
+    """The active (or, ``active=False``, deactivated) console users with this address (ASCII
+    case aside: the database's and Python's case folding also fold look-alikes such as the
+    Kelvin sign or a dotless i onto ASCII letters, and another person's address is not one's
+    own)."""
     wanted = email.translate(_ASCII_LOWER)
     return [
         user
-        for user in get_user_model().objects.filter(email__iexact=email, is_active=True)[:10]
+        for user in get_user_model().objects.filter(email__iexact=email, is_active=active)[:10]
         if user.email.translate(_ASCII_LOWER) == wanted
     ][:2]
 

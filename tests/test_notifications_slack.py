@@ -533,6 +533,29 @@ def test_a_slack_user_no_console_user_matches_is_told_and_decides_nothing(optimi
     assert Proposal.objects.get(pk=proposal["id"]).status == "pending_review"
 
 
+def test_a_press_by_one_deactivated_past_the_signals_takes_their_message_back(optimizer, on_slack):
+    """The operator was deactivated by an update of their row (a directory's sync, a
+    script), which takes back nothing at once. Their press was refused, as nobody active has
+    their address, and the message went on showing the proposal and its buttons to a
+    person who may no longer see it, until it moved."""
+    proposal, where = waiting_on_slack(optimizer, on_slack)
+    wait_until(
+        lambda: Notification.objects.filter(
+            proposal_id=proposal["id"], channel="slack", status="sent"
+        ).exists()
+    )
+    get_user_model().objects.filter(username="operator").update(is_active=False)
+
+    answer = post(*pressing(OPERATOR, "approve", str(proposal["id"]), where))
+
+    assert answer.status_code == 200
+    assert "no active console user has the address" in told(on_slack, OPERATOR)
+    [update, *_] = wait_until(lambda: updates_of(on_slack, where), timeout=15)
+    assert buttons(update["blocks"]) == []
+    assert "This message is no longer shown: operator was deactivated." in update["text"]
+    assert not Decision.objects.filter(proposal_id=proposal["id"]).exists()
+
+
 def test_a_press_while_slack_is_out_of_reach_answers_slack_and_decides_nothing(
     optimizer, on_slack, settings
 ):
