@@ -1050,6 +1050,8 @@ def outcome_text(proposal: Proposal, *, reader=None) -> str:
         )
     if proposal.status == S.EXPIRED:
         return _expired_text(proposal, approvers)
+    if proposal.status == S.SUPERSEDED:
+        return _superseded_text(proposal, decisions)
     withdrawal = withdrawal_seen(proposal)
     if withdrawal is not None:
         # The note on one line, a reviewer's as an agent's: a line break in it would start a
@@ -1060,10 +1062,27 @@ def outcome_text(proposal: Proposal, *, reader=None) -> str:
             return f"Withdrawn for its agent by {withdrawal.who} at {when}{note}"
         # The agent's own words, quoted as its page shows them.
         return f"Withdrawn by its agent at {when}" + (f": “{said}”" if said else ".")
-    labels = {
-        S.SUPERSEDED: "Superseded: its target changed before it ran; nothing was done.",
-    }
-    return labels.get(proposal.status, f"Now {proposal.get_status_display().lower()}.")
+    return f"Now {proposal.get_status_display().lower()}."
+
+
+def _superseded_text(proposal: Proposal, decisions: Sequence[Decision]) -> str:
+    """A superseded proposal, as its messages say it: when its target changed, and, where
+    people approved it first (it was superseded as it was about to run), who and when (the
+    message they pressed Approve on had said "Approved by operator at …", and then said only
+    that it was superseded, as if nobody had)."""
+    ended = f"{timezone.localtime(proposal.updated_at):%Y-%m-%d %H:%M %Z}"
+    superseded = f"its target changed before it ran, at {ended}; nothing was done."
+    approvers = _approvers_said(decisions)
+    if not approvers:
+        return f"Superseded: {superseded}"
+    approved_at = proposal.approved_at or proposal.decided_at
+    if approved_at is None or len(approvers) < proposal.required_approvals:
+        return (
+            f"Superseded with {len(approvers)} of {proposal.required_approvals} approvals "
+            f"({', '.join(approvers)}): {superseded}"
+        )
+    approved = f"{timezone.localtime(approved_at):%Y-%m-%d %H:%M %Z}"
+    return f"Approved by {', '.join(approvers)} at {approved}, then superseded: {superseded}"
 
 
 def _approvers_said(decisions: Sequence[Decision]) -> list[str]:

@@ -10,6 +10,7 @@ import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -19,7 +20,7 @@ from django.test import Client
 from django.utils import timezone
 
 from access.models import SecondFactorRequirement
-from approvals.models import Agent, Decision, Proposal
+from approvals.models import Agent, Decision, Execution, Proposal
 from approvals.roles import AUDITORS, OPERATORS
 from approvals.services.decisions import (
     payload_seen,
@@ -28,6 +29,8 @@ from approvals.services.decisions import (
     proposal_retry,
 )
 from approvals.services.proposals import proposal_withdraw_for_agent
+from executors.models import ExecutionRound
+from executors.runner import proposal_execute
 from ledger.models import Account, Campaign
 from notifications.models import Claim, DecisionDeadline, Notification, ReachedBy
 from notifications.services import notifications_deliver, proposal_claim
@@ -922,6 +925,46 @@ def test_a_proposal_that_expired_with_one_of_two_approvals_does_not_say_nobody_d
         "enough people approved."
     )
     assert headline(expired["blocks"]) == "No longer waits"
+
+
+def test_an_approval_on_slack_superseded_before_it_ran_says_who_approved_it_and_when(
+    optimizer, on_slack, channel
+):
+    """Operator approved a bid raise on Slack; its channel did not answer the first attempt,
+    and before the next the bid moved: it ended superseded. The message, which had said
+    "Approved by operator at …", then said only "Superseded: its target changed before it
+    ran; nothing was done.", as if nobody had approved it, and not when."""
+    endpoint = channel(503, 503, 503, 503)
+    answer = optimizer.post("/api/v1/proposals/", bid_adjustment("2.60"), format="json")
+    proposal = answer.json()
+    assert proposal["status"] == "pending_review", proposal
+    wait_until(lambda: on_slack.sent("chat.postMessage", channel=OPERATOR), timeout=15)
+    channel_id, ts = wait_until(lambda: _posted_where(on_slack))
+    where = {"channel": channel_id, "ts": ts}
+
+    post(*pressing(OPERATOR, "approve", str(proposal["id"]), where))
+    # The first attempt: no answer, recorded; the next one due after a backoff.
+    wait_until(lambda: endpoint.received, timeout=15)
+    ended = Execution.objects.filter(proposal_id=proposal["id"], finished_at__isnull=False)
+    wait_until(ended.exists, timeout=15)
+    Campaign.objects.filter(external_id="brand-search").update(bid=Decimal("2.05"))
+    ExecutionRound.objects.filter(proposal_id=proposal["id"]).update(lease_until=timezone.now())
+    proposal_execute(proposal_id=proposal["id"])  # or the worker's retry, whichever comes first
+
+    ended = wait_until(
+        lambda: Proposal.objects.filter(pk=proposal["id"], status="superseded").first()
+    )
+    [update] = wait_until(
+        lambda: [u for u in updates_of(on_slack, where) if "uperseded" in u["text"]]
+    )
+    approved = f"{timezone.localtime(ended.approved_at):%Y-%m-%d %H:%M} UTC"
+    at = f"{timezone.localtime(ended.updated_at):%Y-%m-%d %H:%M} UTC"
+    assert context_texts(update["blocks"]) == (
+        f"Approved by operator at {approved}, then superseded: its target changed before it "
+        f"ran, at {at}; nothing was done."
+    )
+    assert headline(update["blocks"]) == "No longer waits"
+    assert buttons(update["blocks"]) == []
 
 
 def test_an_expired_proposal_nobody_decided_says_when_its_review_window_closed(optimizer, on_slack):
