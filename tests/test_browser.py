@@ -18,6 +18,7 @@ from django.contrib.auth import get_user_model
 
 from approvals.models import Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve, proposal_reject, proposals_approve
+from audit.chain import chain_seal, chain_verification_record
 from feedback.autonomy import autonomy_recommendations_propose
 from feedback.models import AutonomyRules, Feedback
 from ledger.models import Account, Campaign, Creative
@@ -1018,6 +1019,58 @@ def test_the_consoles_pages_fit_a_phones_width(live_server, demo_world, browser)
     expect(route.locator("td.decisions")).to_have_text("1")
     for table in ("#agent-figures", "#route-decision-times"):
         assert page.locator(table).evaluate("t => t.scrollWidth <= t.clientWidth"), table
+    context.close()
+
+
+def test_an_auditor_reads_decisions_and_the_audit_chain_whole_at_a_phones_width(
+    live_server, demo_world, browser
+):
+    """At 390 px an auditor reads a proposal's decisions and the audit chain's verifications
+    record by record, each value beside its heading and on the screen: a decision's reason and
+    note, and what a verification found and where it marked it, were cut at the screen's edge
+    in boxes scrolling sideways, and a head hash ran off it."""
+    [proposal] = waiting(reallocation("280.00"))
+    operator = get_user_model().objects.get(username="operator")
+    proposal_reject(
+        proposal_id=proposal.pk,
+        reviewer=operator,
+        reason_code="too_aggressive",
+        note="Move in smaller steps.",
+    )
+    chain_seal()
+    head = chain_verification_record().head
+    Proposal.history.filter(id=proposal.pk, status="rejected").update(
+        history_change_reason="rejected by someone else"
+    )
+    chain_verification_record(through=head)
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    log_in(page, live_server.url, demo_world["users"]["auditor"])
+
+    def on_screen_beside(cell, label: str) -> None:
+        box = cell.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390, (label, box)
+        assert cell.evaluate("td => td.scrollWidth <= td.clientWidth"), label
+        assert cell.evaluate("td => getComputedStyle(td, '::before').content") == f'"{label}: "'
+
+    page.goto(f"{live_server.url}/admin/approvals/proposal/{proposal.pk}/change/")
+    decision = page.locator("#proposal-decisions tbody tr").first
+    for label, said in (("Reason", "Too aggressive"), ("Note", "Move in smaller steps.")):
+        cell = decision.locator(f"td[data-label='{label}']")
+        expect(cell).to_have_text(said)
+        on_screen_beside(cell, label)
+
+    page.goto(f"{live_server.url}/admin/audit/chain/")
+    broken = page.locator("#audit-chain-verifications tr[data-holds=no]")
+    found = broken.locator("td[data-label='What it found']")
+    expect(found).to_contain_text("was altered after it was sealed")
+    on_screen_beside(found, "What it found")
+    on_screen_beside(broken.locator("td[data-label='Marked on']"), "Marked on")
+    asked = broken.locator("td[data-label='Head hash asked about']")
+    expect(asked).to_have_text(head)
+    on_screen_beside(asked, "Head hash asked about")
+    on_screen_beside(broken.locator("td[data-label='Done']"), "Done")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
     context.close()
 
 

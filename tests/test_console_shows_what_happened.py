@@ -1471,7 +1471,11 @@ def test_every_time_on_a_proposals_page_and_its_history_names_its_zone(operator,
         assert times, name
         assert all(time.endswith(" UTC") for time in times), (name, times)
     decisions = pages["its page"].content.decode().split('id="proposal-decisions"')[1]
-    assert re.search(r"<td>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC</td><td>operator</td>", decisions)
+    assert re.search(
+        r'<td data-label="When">\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC</td>'
+        r'<td data-label="Reviewer">operator</td>',
+        decisions,
+    )
     assert "operator until" in pages["the queue"].content.decode()
 
 
