@@ -1,6 +1,7 @@
 """What every history-tracked model's writes go through, wherever they come from: the actor
 stamped on each record, and a record of each link Django empties as the object it named is
-deleted (``on_delete=SET_NULL`` and its kin), which it does with a plain UPDATE."""
+deleted (``on_delete=SET_NULL`` and its kin), which it does with a plain UPDATE, and of each
+many-to-many relation it deletes with the object related."""
 
 from collections import defaultdict
 
@@ -112,3 +113,60 @@ def links_emptied_record(sender, instance, using, **kwargs) -> None:
 for named_model in _EMPTIED:
     pre_delete.connect(links_about_to_empty, sender=named_model, dispatch_uid="audit.links")
     post_delete.connect(links_emptied_record, sender=named_model, dispatch_uid="audit.links")
+
+
+def relations_taken_off_on_delete() -> dict[type[models.Model], list[models.ManyToManyField]]:
+    """The many-to-many relations whose history a tracked model keeps (a route's people and
+    groups, an agent's accounts), by the model of the objects related: Django deletes an
+    object's relation rows with it, which no history sees, and the record before would go on
+    naming it."""
+    taken = defaultdict(list)
+    for model in audited_models():
+        for field in getattr(model.history.model, "_history_m2m_fields", ()):
+            taken[field.related_model].append(field)
+    return dict(taken)
+
+
+_TAKEN_OFF = relations_taken_off_on_delete()
+
+
+def relations_about_to_go(sender, instance, using, **kwargs) -> None:
+    """Before ``instance`` is deleted: the rows related to it that will lose it, locked until
+    the deletion commits."""
+    waiting = []
+    for field in _TAKEN_OFF[sender]:
+        ids = list(
+            field.model._base_manager.using(using)
+            .filter(**{field.name: instance.pk})
+            .select_for_update()
+            .values_list("pk", flat=True)
+        )
+        if ids:
+            waiting.append((field, ids))
+    instance._relations_taken_off = waiting
+
+
+def relations_taken_off_record(sender, instance, using, **kwargs) -> None:
+    """After ``instance`` is deleted, its relation rows with it: a "changed" record of each
+    row that lost it (a route that no longer tells a group deleted), by whoever deleted it,
+    saying why, with the relations it keeps."""
+    waiting = instance.__dict__.pop("_relations_taken_off", ())
+    if not waiting:
+        return
+    actor, date = acting_actor(), timezone.now()
+    deleted = f"{instance._meta.verbose_name} #{instance.pk} “{instance}”"
+    why = getattr(instance, "_change_reason", None)
+    said = f" (the reason given: “{why}”)" if why else ""
+    with acting_as(actor):
+        for field, ids in waiting:
+            for row in field.model._base_manager.using(using).filter(pk__in=ids):
+                row._change_reason = (
+                    f"{capfirst(field.verbose_name)}: {deleted} taken off, as it was deleted{said}."
+                )
+                row._history_date = date
+                field.model._audited_history.create_historical_record(row, "~")
+
+
+for related_model in _TAKEN_OFF:
+    pre_delete.connect(relations_about_to_go, sender=related_model, dispatch_uid="audit.m2m")
+    post_delete.connect(relations_taken_off_record, sender=related_model, dispatch_uid="audit.m2m")

@@ -14,7 +14,7 @@ from django.utils import timezone
 from approvals.models import Agent
 from audit.actors import Actor, acting_as
 from audit.chain import chain_seal, chain_verify
-from audit.receivers import links_emptied_on_delete
+from audit.receivers import links_emptied_on_delete, relations_taken_off_on_delete
 from notifications.models import (
     DecisionDeadline,
     Notification,
@@ -196,4 +196,49 @@ def test_a_route_deleted_leaves_the_messages_it_sent_recorded(administrator):
     assert record.history_change_reason == (
         f"Route: emptied, as route #{route_id} “{route.name}” was deleted."
     )
+    chain_holds()
+
+
+def test_every_relation_taken_off_on_delete_is_one_of_those_known():
+    found = {
+        f"{field.model._meta.label}.{field.name}"
+        for fields in relations_taken_off_on_delete().values()
+        for field in fields
+    }
+    assert found == {
+        "approvals.Agent.accounts",
+        "notifications.Route.users",
+        "notifications.Route.groups",
+    }
+
+
+def test_a_group_and_a_person_deleted_leave_the_route_that_told_them_recorded(administrator, login):
+    """A route told a group and a person, both deleted since: its history says it no
+    longer tells them, when, by whom and why; before, it went on naming them."""
+    route = Route.objects.get(name="Demo: everything waiting, to the operators")
+    night = Group.objects.create(name="night shift")
+    temp = get_user_model().objects.create_user("temp", is_staff=True)
+    with acting_as(Actor.for_user(administrator)):
+        route.groups.add(night)
+        route.users.add(temp)
+        route._change_reason = "Night cover."
+        route.save()
+    groups_before = set(route.groups.values_list("pk", flat=True))
+    chain_holds()
+
+    night_id, temp_id = night.pk, temp.pk
+    with acting_as(Actor.for_user(administrator)):
+        night.delete()
+        temp.delete()
+
+    last, first = Route.history.filter(id=route.pk).order_by("-history_id")[:2]
+    assert [r.history_change_reason for r in (first, last)] == [
+        f"Groups: group #{night_id} “night shift” taken off, as it was deleted.",
+        f"Users: user #{temp_id} “temp” taken off, as it was deleted.",
+    ]
+    assert {(r.history_type, r.history_actor) for r in (first, last)} == {("~", "administrator")}
+    assert set(last.groups.values_list("group_id", flat=True)) == groups_before - {night_id}
+    assert temp_id not in set(last.users.values_list("user_id", flat=True))
+    page = login("auditor").get(f"/admin/notifications/route/{route.pk}/history/")
+    assert "“night shift” taken off, as it was deleted" in page.content.decode()
     chain_holds()
