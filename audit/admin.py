@@ -815,6 +815,9 @@ class ChangeReasonAdmin(AuditedHistoryAdmin):
     delete_confirmation_template = "admin/policies/delete_confirmation.html"
     # Fields shown by a method when the page is read-only (history, an auditor).
     shown_read_only: dict[str, str] = {}
+    # A rule's history starts with what it was made with (a kill switch's reason, a policy's
+    # ceilings), on the list, not only on the version's own page.
+    history_shows_created_values = True
 
     def editable(self, request, obj=None) -> bool:
         if is_history_page(request):

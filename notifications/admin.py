@@ -212,7 +212,6 @@ class RouteAdmin(ChangeReasonAdmin):
     messages it sent still name it."""
 
     form = RouteForm
-    history_shows_created_values = True
     history_values = RouteHistoryValues
     list_display = ["name", "scope", "told", "delivery_display", "backup_group", "is_active"]
     list_filter = [

@@ -105,3 +105,17 @@ def test_brand_guidelines_saved_say_what_they_now_ban_and_require_and_no_longer(
         "<strong>Banned terms:</strong> “guaranteed” · “risk-free” "
         "&nbsp;&rarr;&nbsp;&nbsp;“guaranteed” · “free money”"
     ) in changes
+
+
+def test_a_kill_switchs_history_starts_with_what_it_was_engaged_with(login):
+    """The auditor reads, on the history list, the reason a switch was engaged with: its
+    "Created" entry showed nothing, the reason only on the version's own page."""
+    owner = login("policy-owner")
+    owner.post(ADD_SWITCH, switch_form(), follow=True)
+    switch = KillSwitch.objects.get()
+
+    history = login("auditor").get(reverse("admin:policies_killswitch_history", args=[switch.pk]))
+
+    created = " ".join(history.text.split('data-label="Changes"')[-1].split("</td>")[0].split())
+    assert "<strong>Reason:</strong> — &nbsp;&rarr;&nbsp;&nbsp;Tracking outage." in created
+    assert "<strong>Engaged:</strong> — &nbsp;&rarr;&nbsp;&nbsp;yes" in created
