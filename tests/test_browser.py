@@ -22,6 +22,7 @@ from audit.chain import chain_seal, chain_verification_record
 from feedback.autonomy import autonomy_recommendations_propose
 from feedback.models import AutonomyRules, Feedback
 from ledger.models import Account, Campaign, Creative
+from notifications.models import Notification, NotificationStatus
 from policies.models import Policy
 from tests.conftest import (
     Receiver,
@@ -998,6 +999,13 @@ def test_the_consoles_pages_fit_a_phones_width(live_server, demo_world, browser)
     # (the approval rate, the 90th percentile) off the screen with nothing saying so.
     operator = get_user_model().objects.get(username="operator")
     (decided,) = waiting(reallocation("200.00"))
+    # Told before it is decided: a message the decision comes before is not sent, and its
+    # route did not tell of it (the dashboard's route table counts what routes told of).
+    wait_until(
+        lambda: Notification.objects.filter(
+            proposal=decided, status=NotificationStatus.SENT
+        ).exists()
+    )
     proposal_reject(proposal_id=decided.pk, reviewer=operator, reason_code="too_aggressive")
     page.goto(f"{live_server.url}/admin/")
     fits("the dashboard")
