@@ -66,18 +66,35 @@ _EMPTIED = links_emptied_on_delete()
 def links_about_to_empty(sender, instance, using, **kwargs) -> None:
     """Before ``instance`` is deleted: the rows whose links to it Django is about to empty,
     locked until the deletion commits, so that the rows read after it are the ones emptied."""
+    instance._links_emptied = _rows_locked(
+        using,
+        [
+            (field, {field.attname: getattr(instance, field.target_field.attname)})
+            for field in _EMPTIED[sender]
+        ],
+    )
+
+
+def _rows_locked(using, lookups: list[tuple[models.Field, dict]]) -> list[tuple]:
+    """The ids of the rows each lookup finds, by field, locked until the transaction ends."""
     waiting = []
-    for field in _EMPTIED[sender]:
-        named = getattr(instance, field.target_field.attname)
+    for field, lookup in lookups:
         ids = list(
             field.model._base_manager.using(using)
-            .filter(**{field.attname: named})
+            .filter(**lookup)
             .select_for_update()
             .values_list("pk", flat=True)
         )
         if ids:
             waiting.append((field, ids))
-    instance._links_emptied = waiting
+    return waiting
+
+
+def _deletion_said(instance: models.Model) -> tuple[str, str]:
+    """What was deleted, and the reason given for it if one was (" (the reason given: …)")."""
+    deleted = f"{instance._meta.verbose_name} #{instance.pk} “{instance}”"
+    why = getattr(instance, "_change_reason", None)
+    return deleted, f" (the reason given: “{why}”)" if why else ""
 
 
 def links_emptied_record(sender, instance, using, **kwargs) -> None:
@@ -87,9 +104,7 @@ def links_emptied_record(sender, instance, using, **kwargs) -> None:
     if not waiting:
         return
     actor, date = acting_actor(), timezone.now()
-    deleted = f"{instance._meta.verbose_name} #{instance.pk} “{instance}”"
-    why = getattr(instance, "_change_reason", None)
-    said = f" (the reason given: “{why}”)" if why else ""
+    deleted, said = _deletion_said(instance)
     for field, ids in waiting:
         rows = list(field.model._base_manager.using(using).filter(pk__in=ids))
         for row in rows:
@@ -133,17 +148,9 @@ _TAKEN_OFF = relations_taken_off_on_delete()
 def relations_about_to_go(sender, instance, using, **kwargs) -> None:
     """Before ``instance`` is deleted: the rows related to it that will lose it, locked until
     the deletion commits."""
-    waiting = []
-    for field in _TAKEN_OFF[sender]:
-        ids = list(
-            field.model._base_manager.using(using)
-            .filter(**{field.name: instance.pk})
-            .select_for_update()
-            .values_list("pk", flat=True)
-        )
-        if ids:
-            waiting.append((field, ids))
-    instance._relations_taken_off = waiting
+    instance._relations_taken_off = _rows_locked(
+        using, [(field, {field.name: instance.pk}) for field in _TAKEN_OFF[sender]]
+    )
 
 
 def relations_taken_off_record(sender, instance, using, **kwargs) -> None:
@@ -154,9 +161,7 @@ def relations_taken_off_record(sender, instance, using, **kwargs) -> None:
     if not waiting:
         return
     actor, date = acting_actor(), timezone.now()
-    deleted = f"{instance._meta.verbose_name} #{instance.pk} “{instance}”"
-    why = getattr(instance, "_change_reason", None)
-    said = f" (the reason given: “{why}”)" if why else ""
+    deleted, said = _deletion_said(instance)
     with acting_as(actor):
         for field, ids in waiting:
             for row in field.model._base_manager.using(using).filter(pk__in=ids):
