@@ -584,6 +584,16 @@ def test_hitl_mcp_help_says_what_it_reads_and_serves_nothing():
     assert "unrecognized arguments: --port 9" in refused.stderr
 
 
+REALLOCATION_ARGUMENTS = {
+    "action_type": "budget_reallocation",
+    "account": "demo",
+    "payload": {"from_campaign": "brand-search", "to_campaign": "generic-search",
+                "amount": "280.00"},
+    "rationale": "generic-search converts at 2.3x brand-search's rate this week.",
+    "confidence": 0.82,
+}  # fmt: skip
+
+
 def test_mcp_a_proposal_whose_answer_was_lost_says_how_to_learn_of_it_without_a_duplicate(
     web_server, demo_world
 ):
@@ -593,14 +603,7 @@ def test_mcp_a_proposal_whose_answer_was_lost_says_how_to_learn_of_it_without_a_
     moves for a person to approve, each of which would execute). It is told the proposal
     may have been made, and the key that finds it; asking again with that key answers the
     one proposal."""
-    arguments = {
-        "action_type": "budget_reallocation",
-        "account": "demo",
-        "payload": {"from_campaign": "brand-search", "to_campaign": "generic-search",
-                    "amount": "280.00"},
-        "rationale": "generic-search converts at 2.3x brand-search's rate this week.",
-        "confidence": 0.82,
-    }  # fmt: skip
+    arguments = REALLOCATION_ARGUMENTS
     with answer_lost_proxy(web_server) as proxy:
 
         async def lost():
@@ -621,16 +624,6 @@ def test_mcp_a_proposal_whose_answer_was_lost_says_how_to_learn_of_it_without_a_
     assert found["status"] == "pending_review"
     assert "Nothing new was proposed" in found["replayed"]
     assert ProposalRow.objects.count() == 1
-
-
-REALLOCATION_ARGUMENTS = {
-    "action_type": "budget_reallocation",
-    "account": "demo",
-    "payload": {"from_campaign": "brand-search", "to_campaign": "generic-search",
-                "amount": "280.00"},
-    "rationale": "generic-search converts at 2.3x brand-search's rate this week.",
-    "confidence": 0.82,
-}  # fmt: skip
 
 
 def test_mcp_a_lost_answer_is_not_proposed_twice_when_the_model_asks_again_without_its_key(
