@@ -24,7 +24,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from approvals.models import Agent, Decision, DecisionOutcome, Proposal, ProposalStatus
-from approvals.selectors import as_proposed, withdrawal_seen
+from approvals.selectors import as_proposed, review_window_ran_out, withdrawal_seen
 from approvals.services.acts import (
     Act,
     act_refusal,
@@ -1049,7 +1049,8 @@ def outcome_text(proposal: Proposal, *, reader=None) -> str:
             "it as it now is."
         )
     if proposal.status == S.EXPIRED:
-        return _expired_text(proposal, approvers)
+        # As its page and its agent's feedback say it (approvals.selectors).
+        return f"Expired. {review_window_ran_out(proposal, approvers)}"
     if proposal.status == S.SUPERSEDED:
         return _superseded_text(proposal, decisions)
     withdrawal = withdrawal_seen(proposal)
@@ -1118,20 +1119,6 @@ def _how_it_ran(proposal: Proposal) -> str:
             return f"; its execution failed at {when:%Y-%m-%d %H:%M %Z}: {error}."
         return "; its execution failed."
     return "."
-
-
-def _expired_text(proposal: Proposal, approvers: list[str]) -> str:
-    """An expired proposal, as its messages say it: when its review window closed, and, when
-    some approved it but fewer than its policy asks, who did (not "nobody decided")."""
-    closed = proposal.review_expires_at or proposal.updated_at
-    when = f"{timezone.localtime(closed):%Y-%m-%d %H:%M %Z}"
-    if not approvers:
-        return f"Expired: nobody decided within its review window, which closed at {when}."
-    return (
-        f"Expired with {len(approvers)} of {proposal.required_approvals} approvals "
-        f"({', '.join(approvers)}): its review window closed at {when} before enough people "
-        "approved."
-    )
 
 
 def progress_text(proposal: Proposal) -> str:

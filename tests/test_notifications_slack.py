@@ -916,13 +916,13 @@ def test_a_proposal_that_expired_with_one_of_two_approvals_does_not_say_nobody_d
 
     assert proposals_expire_overdue() == 1
 
-    said = f"{closed:%Y-%m-%d %H:%M} UTC"
+    said = f"{closed:%Y-%m-%d %H:%M:%S} UTC"
     [expired] = wait_until(
         lambda: [u for u in updates_of(on_slack, where) if "Expired" in u["text"]]
     )
     assert context_texts(expired["blocks"]) == (
-        f"Expired with 1 of 2 approvals (operator): its review window closed at {said} before "
-        "enough people approved."
+        "Expired. It had 1 of the 2 approvals its policy asks for (operator) when its review "
+        f"window closed at {said}: it was not approved."
     )
     assert headline(expired["blocks"]) == "No longer waits"
 
@@ -978,8 +978,8 @@ def test_an_expired_proposal_nobody_decided_says_when_its_review_window_closed(o
 
     [expired] = wait_until(lambda: updates_of(on_slack, where))
     assert context_texts(expired["blocks"]) == (
-        "Expired: nobody decided within its review window, which closed at "
-        f"{closed:%Y-%m-%d %H:%M} UTC."
+        "Expired. Nobody decided it in time: its review window closed at "
+        f"{closed:%Y-%m-%d %H:%M:%S} UTC."
     )
 
 
