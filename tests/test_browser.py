@@ -290,6 +290,43 @@ def test_the_queue_shows_who_is_on_a_proposal_without_scrolling(live_server, dem
         context.close()
 
 
+def test_the_list_in_every_status_shows_every_column_at_a_laptops_width(
+    live_server, demo_world, browser
+):
+    """Searched, or filtered to every status, the list adds its status column; at 1280 px an
+    auto-approved proposal's "none needed: auto-approved", kept on one line, pushed the risk
+    and the age past the table's right edge (read only by scrolling the table sideways)."""
+    from notifications.services import proposal_claim
+
+    [claimed] = waiting(reallocation("280.00"))
+    operator = get_user_model().objects.get(username="operator")
+    proposal_claim(proposal_id=claimed.pk, user=operator)
+    auto = submitted(bid_adjustment("2.10"))
+    wait_until(lambda: Proposal.objects.get(pk=auto.pk).status == ProposalStatus.EXECUTED)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    log_in(page, live_server.url, demo_world["users"]["operator"])
+    for query in ("?status=all", "?q=brand-search"):
+        page.goto(f"{live_server.url}/admin/approvals/proposal/{query}")
+        expect(page.locator("#result_list tbody tr", has_text="2.00 → 2.10")).to_contain_text(
+            "none needed: auto-approved"
+        )
+        taken = page.locator("#result_list tbody tr", has_text="move 280.00")
+        expect(taken.locator("td.field-on_it")).to_contain_text("operator until")
+        screenshot(page, f"queue-every-status-{query[1:2]}")
+        for column in ("on_it", "status", "approvals_display", "risk", "age"):
+            cells = page.locator(f"#result_list tbody td.field-{column}").all()
+            assert len(cells) == 2, (query, column)
+            for cell in cells:
+                expect(cell).to_be_in_viewport(ratio=1)
+        overflow = page.evaluate(
+            "(() => { const t = document.querySelector('#result_list');"
+            " return t.getBoundingClientRect().width - t.parentElement.clientWidth; })()"
+        )
+        assert overflow <= 0, (query, overflow)
+    context.close()
+
+
 def test_the_dashboard_and_a_scorecard_show_every_column_at_a_laptops_width(
     live_server, demo_world, browser
 ):
