@@ -111,10 +111,13 @@ def google_ads_execute(*, link: GoogleAdsLink, action: GoogleAdsAction) -> Googl
                 ". No answer came: it may have been carried out; the next attempt reads the "
                 "live values first and sends nothing if Google Ads holds the new ones already"
             )
+        # A failure the platform does not retry is said as that, not as one no attempt can
+        # mend: "another attempt cannot help" read beside the page's Retry button, for a
+        # permission a person can grant before retrying.
         detail += (
             " (another attempt may succeed)."
             if refused.retryable
-            else " (another attempt cannot help)."
+            else " (not tried again by itself)."
         )
         return session.outcome(
             GoogleAdsOutcome(

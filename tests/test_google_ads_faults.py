@@ -61,7 +61,7 @@ def test_ads_whose_creation_got_no_answer_are_not_created_again(linked_google_ad
     attempt = proposal.executions.get()  # not retried
     assert "DEADLINE_EXCEEDED" in attempt.error
     assert "may have been created in ad group 303" in attempt.error
-    assert "another attempt cannot help" in attempt.error
+    assert "(not tried again by itself)" in attempt.error
 
 
 @pytest.mark.django_db
@@ -157,7 +157,8 @@ def test_an_error_code_the_library_cannot_name_is_a_permanent_failure_said_plain
     assert outcome.result == "failed" and not outcome.retryable
     assert "unknown_error UNNAMED: Something this version cannot name" in outcome.detail
     assert "None" not in outcome.detail
-    assert outcome.detail.endswith("(another attempt cannot help).")
+    assert outcome.detail.endswith("(not tried again by itself).")
+    assert "cannot help" not in outcome.detail  # beside the page's Retry button
     assert linked_google_ads.state.campaigns[101].status == "ENABLED"
 
 
