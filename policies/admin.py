@@ -556,7 +556,7 @@ class PolicyAdmin(ChangeReasonAdmin):
                 form.add_error(None, error.message)
             else:
                 console_act_logged(request, live, f"Promoted from draft #{draft.pk}")
-                messages.success(request, f"“{live}” is live, as the draft set it.")
+                messages.success(request, self.promotion_said(request, live, draft))
                 return HttpResponseRedirect(reverse("admin:policies_policy_change", args=[live.pk]))
         unit = magnitude_unit(draft.action_type)
         changes = [
@@ -574,6 +574,18 @@ class PolicyAdmin(ChangeReasonAdmin):
             "form": form,
         }
         return TemplateResponse(request, "admin/policies/policy/promote.html", context)
+
+    def promotion_said(self, request, live: Policy, draft: Policy) -> str:
+        """What a promotion changed, as a save's message says it: the settings of the live
+        policy the draft replaced, as its history reads them ("What changed: Auto-execute
+        ceiling: 15% → 20%."); or that the draft itself went live, adding a policy."""
+        if live.pk == draft.pk:
+            return (
+                f"“{live}” is live, as the draft set it: no live policy had its action type, "
+                "scope and priority, so it adds to the policies in force."
+            )
+        changes = self.changes_in_words(request, live)
+        return f"“{live}” is live, as the draft set it. What changed: {changes}."
 
     def simulate_view(self, request):
         if not self.has_view_permission(request):
@@ -853,13 +865,19 @@ class KillSwitchAdmin(ChangeReasonAdmin):
             on += f" (until now on {kill_switch_scope_text(before)})"
         reason = f": {obj.reason}" if obj.reason else "."
         was_engaged = change and form.initial.get("engaged")
+        reworded = change and obj.reason != form.initial.get("reason")
         if obj.engaged and not was_engaged:
             return f"{on} engaged{reason}"
         if not obj.engaged:
             if was_engaged:
                 return f"{on} released."
-            return f"{on} stays released." if change else f"{on} added, not engaged."
-        if obj.reason != form.initial.get("reason"):
+            if not change:
+                return f"{on} added, not engaged."
+            # A released switch's reason is what it will be engaged with, unless changed then.
+            if reworded:
+                return f"{on} stays released; its reason now reads{reason}"
+            return f"{on} stays released."
+        if reworded:
             return f"{on} stays engaged; its reason now reads{reason}"
         return f"{on} stays engaged{reason}"
 
@@ -873,7 +891,11 @@ class KillSwitchAdmin(ChangeReasonAdmin):
                 "channel": obj.channel,
             }
             held, sending = under_way.held_by(**scope), under_way.sending_by(**scope)
-            said = f"{obj} holds back {how_many(held, 'approved proposal')} not yet carried out"
+            # Named as the message after the save names it ("Kill switch on account demo").
+            said = (
+                f"Kill switch on {kill_switch_scope_text(obj)} holds back "
+                f"{how_many(held, 'approved proposal')} not yet carried out"
+            )
             said += ": each goes back to a person to approve again before it runs." if held else "."
             if sending:
                 # Its request went before the switch: the channel's answer decides it.

@@ -40,6 +40,18 @@ class ChangeReasonMissing(DomainError):
         super().__init__("Say why: every change to a policy records its reason.")
 
 
+class NothingToPromote(DomainError):
+    """A draft that says what the policy it replaces says: promoting it would write a version
+    of that policy changing nothing (a proposal routed under the one before would read "it
+    has changed since"), as a save changing nothing does not."""
+
+    def __init__(self, target: Policy) -> None:
+        super().__init__(
+            f"Nothing was changed in the policy “{target}”: the draft says what it says, so no "
+            "new version was recorded. The draft stays as it is."
+        )
+
+
 def owned_agent_governed(user, *policies: Policy | None):
     """The first agent ``user`` owns that one of these policies (as they stand, or as they
     would be saved) could govern: each scope it names (agent, agent kind, account, channel)
@@ -133,6 +145,8 @@ def policy_promote(*, draft_id: int, actor: Actor, reason: str) -> Policy:
             live, draft.is_draft, draft.draft_of = draft, False, None
             live._change_reason = f"promoted from a draft: {reason}"
         else:
+            if not any(getattr(target, name) != getattr(draft, name) for name in SETTINGS):
+                raise NothingToPromote(target)
             live = target
             for name in SETTINGS:
                 setattr(live, name, getattr(draft, name))

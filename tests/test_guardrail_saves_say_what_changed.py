@@ -1,11 +1,16 @@
 """Saving a kill switch or a brand guideline in the console ends with what the save changed,
 not Django's "… was changed successfully": a switch engaged (with its reason), released, or
-still engaged with a new reason; guidelines that now ban or require a line, or no longer do."""
+still engaged with a new reason; guidelines that now ban or require a line, or no longer do.
+Promoting a policy's draft says what it changed as a policy's save does."""
+
+from decimal import Decimal
 
 from django.urls import reverse
 
+from approvals.models import Agent
 from ledger.models import Account
-from policies.models import BrandGuidelines, KillSwitch
+from policies.models import BrandGuidelines, KillSwitch, Policy
+from tests.test_policy_tuning import duplicate, reallocations
 
 ADD_SWITCH = "/admin/policies/killswitch/add/"
 
@@ -119,3 +124,126 @@ def test_a_kill_switchs_history_starts_with_what_it_was_engaged_with(login):
     created = " ".join(history.text.split('data-label="Changes"')[-1].split("</td>")[0].split())
     assert "<strong>Reason:</strong> — &nbsp;&rarr;&nbsp;&nbsp;Tracking outage." in created
     assert "<strong>Engaged:</strong> — &nbsp;&rarr;&nbsp;&nbsp;yes" in created
+
+
+def test_a_released_switch_given_a_new_reason_says_so(login):
+    """A released switch's reason reworded said only "… stays released.": the save changed
+    the reason (its history says so), and the message did not."""
+    owner = login("policy-owner")
+    owner.post(ADD_SWITCH, switch_form(), follow=True)
+    switch = KillSwitch.objects.get()
+    url = reverse("admin:policies_killswitch_change", args=[switch.pk])
+    owner.post(url, {**switch_form(change_reason="Fixed."), "engaged": ""}, follow=True)
+
+    reworded = said(
+        owner.post(
+            url,
+            {**switch_form(reason="Ready for the next outage.", change_reason="Runbook."),
+             "engaged": ""},
+            follow=True,
+        )
+    )  # fmt: skip
+    moved = said(
+        owner.post(
+            url,
+            {**switch_form(scope="global", account="", reason="Ready for the next outage."),
+             "engaged": ""},
+            follow=True,
+        )
+    )  # fmt: skip
+
+    assert reworded == [
+        "Kill switch on account demo stays released; its reason now reads: Ready for the "
+        "next outage."
+    ]
+    assert moved == ["Kill switch on everything (until now on account demo) stays released."]
+
+
+def test_engaging_a_switch_names_it_in_both_its_messages_alike(login):
+    """Engaging said "Kill switch on demo (engaged) holds back …" and, beside it, "Kill switch
+    on account demo engaged: …": one switch, named two ways in one page."""
+    engaged = said(login("policy-owner").post(ADD_SWITCH, switch_form(), follow=True))
+
+    assert engaged == [
+        "Kill switch on account demo holds back 0 approved proposals not yet carried out.",
+        "Kill switch on account demo engaged: Tracking outage.",
+    ]
+
+
+def test_a_promotion_says_what_it_changed_as_the_policys_history_does(login):
+    """A promotion said only "“Budget reallocations” is live, as the draft set it.", where a
+    save of the policy says "What changed: …"."""
+    owner = login("policy-owner")
+    policy = reallocations()
+    draft = duplicate(
+        owner, policy, auto_execute_max_magnitude="30", review_window="2 days",
+        change_reason="Try 30%.",
+    )  # fmt: skip
+
+    promoted = said(
+        owner.post(
+            reverse("admin:policies_policy_promote", args=[draft.pk]),
+            {"change_reason": "Simulated."},
+            follow=True,
+        )
+    )
+
+    changes = "Auto-execute ceiling: 10% → 30%; Review window: 3 days → 2 days"
+    # After the draft's own message, kept from its save.
+    assert promoted[-1] == (
+        f"“Budget reallocations” is live, as the draft set it. What changed: {changes}."
+    )
+    history = owner.get(reverse("admin:policies_policy_history", args=[policy.pk]))
+    latest = " ".join(history.text.split('data-label="Changes"')[1].split("</td>")[0].split())
+    for line in changes.split("; "):
+        setting, change = line.split(": ")
+        before, after = change.split(" → ")
+        assert f"<strong>{setting}:</strong> {before} &nbsp;&rarr;&nbsp;&nbsp;{after}" in latest
+
+
+def test_a_draft_that_changes_nothing_is_refused_and_writes_no_version(login):
+    """A draft saying what the live policy says was promoted: a new version of the policy,
+    changing nothing, and "is live, as the draft set it". A save that changes nothing is
+    refused, writing no version (a proposal routed under the one before would read "it has
+    changed since"); so is this promotion, and the draft stays as it was."""
+    owner = login("policy-owner")
+    policy = reallocations()
+    draft = duplicate(owner, policy, change_reason="The same, to compare.")
+    versions = policy.history.count()
+
+    refused = owner.post(
+        reverse("admin:policies_policy_promote", args=[draft.pk]), {"change_reason": "Same."}
+    )
+
+    assert refused.status_code == 200
+    assert refused.context["form"].non_field_errors() == [
+        "Nothing was changed in the policy “Budget reallocations”: the draft says what it says, "
+        "so no new version was recorded. The draft stays as it is."
+    ]
+    assert policy.history.count() == versions
+    draft.refresh_from_db()
+    assert (draft.is_draft, draft.is_active) == (True, True)
+
+
+def test_a_draft_replacing_no_policy_says_it_adds_one(login):
+    owner = login("policy-owner")
+    draft = Policy.objects.create(
+        name="Optimizer's reallocations",
+        action_type="budget_reallocation",
+        agent=Agent.objects.get(name="optimizer"),
+        is_draft=True,
+        auto_execute_max_magnitude=Decimal("0.2"),
+    )
+
+    promoted = said(
+        owner.post(
+            reverse("admin:policies_policy_promote", args=[draft.pk]),
+            {"change_reason": "Earned it."},
+            follow=True,
+        )
+    )
+
+    assert promoted == [
+        "“Optimizer's reallocations” is live, as the draft set it: no live policy had its "
+        "action type, scope and priority, so it adds to the policies in force."
+    ]

@@ -546,7 +546,7 @@ def test_engaging_a_switch_says_how_many_approved_proposals_it_will_hold_before_
     )
     said = [str(message) for message in saved.context["messages"]]
     assert (
-        "Kill switch on demo (engaged) holds back 2 approved proposals not yet carried out: "
+        "Kill switch on account demo holds back 2 approved proposals not yet carried out: "
         "each goes back to a person to approve again before it runs."
     ) in said
 
@@ -597,7 +597,7 @@ def test_engaging_a_switch_while_a_request_is_at_the_channel_does_not_count_it_h
         "everything: 1; account demo: 1; channel Google Ads: 1."
     ), seen["help"]
     assert (
-        "Kill switch on demo (engaged) holds back 0 approved proposals not yet carried out. "
+        "Kill switch on account demo holds back 0 approved proposals not yet carried out. "
         "1 approved proposal has a request at its channel now, which the switch does not call "
         "back: it is carried out if the channel carries it out."
     ) in seen["said"], seen["said"]
