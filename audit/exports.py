@@ -4,7 +4,7 @@ Every historical record of every audited model, with who acted (user, agent or s
 why, the record's fields after the change and which of them it changed. Records come in order
 of model, record and time, from server-side cursors, so an export of any size streams in
 constant memory. A time is written one way in both formats: ISO 8601, in UTC, to the
-microsecond, as recorded ("2026-12-03T22:54:14.121073Z").
+microsecond, as recorded ("2026-12-03T22:54:14.121073Z"), a notification log's too.
 """
 
 from __future__ import annotations
@@ -45,6 +45,9 @@ COLUMNS = [
 CHANGE = {"+": "created", "~": "changed", "-": "deleted"}
 # What the export calls a model's records where its console name is a person's own view.
 EXPORTED_AS = {"notifications.reachedby": "the channels each person chose"}
+# JSON fields holding a log: entries each stamped "at" with when it was written, as Python
+# writes a time ("…+00:00"). The export writes those times as it writes every other.
+LOGS = {"notifications.notification": ("log",)}
 
 
 def as_digested(value: object) -> str:
@@ -78,6 +81,24 @@ def instant(value: datetime) -> str:
     return written.removesuffix("+00:00") + "Z" if value.tzinfo is not None else written
 
 
+def log_as_exported(entries: object) -> object:
+    """A log's entries with each "at" written as ``instant`` writes a time; an entry whose
+    "at" is not a time with its zone is left as it was written."""
+    if not isinstance(entries, list):
+        return entries
+    exported = []
+    for entry in entries:
+        if isinstance(entry, dict) and isinstance(entry.get("at"), str):
+            try:
+                at = datetime.fromisoformat(entry["at"])
+            except ValueError:
+                at = None
+            if at is not None and at.tzinfo is not None:
+                entry = {**entry, "at": instant(at)}
+        exported.append(entry)
+    return exported
+
+
 class ExportEncoder(DjangoJSONEncoder):
     """Django's JSON, with times written as ``instant`` writes them."""
 
@@ -91,6 +112,7 @@ def audit_records(*, since: datetime, until: datetime) -> Iterator[dict]:
     for model in audited_models():
         historical = model.history.model
         secret = SECRET_FIELDS.get(model._meta.label_lower, set())
+        logs = LOGS.get(model._meta.label_lower, ())
         fields = [
             f.attname
             for f in historical._meta.concrete_fields
@@ -128,6 +150,8 @@ def audit_records(*, since: datetime, until: datetime) -> Iterator[dict]:
         previous_id, previous = None, None
         for row in rows:
             values = {name: row[name] for name in fields}
+            for name in logs:
+                values[name] = log_as_exported(values[name])
             for name, (through, column) in m2m.items():
                 values[name] = sorted(
                     through.objects.filter(history_id=row["history_id"]).values_list(

@@ -8,6 +8,7 @@ import json
 import re
 from datetime import UTC
 
+import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import Client
@@ -15,11 +16,13 @@ from django.utils import timezone
 
 from approvals.services.decisions import proposal_approve
 from executors.runner import proposal_execute
+from notifications.models import Notification
 from policies.models import Policy
-from tests.conftest import reallocation
+from tests.conftest import reallocation, wait_until
 from tests.factories import evaluated
 
 URL = "/admin/audit/export/"
+MODEL = "notifications.notification"
 
 
 def period() -> dict:
@@ -166,6 +169,31 @@ def test_both_formats_write_each_time_alike_to_the_microsecond(login):
     )
     for key, line in as_jsonl.items():
         assert line["at"] == as_csv[key]["at"], key
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_a_notifications_log_writes_its_times_as_every_other_time(optimizer, mailbox, login):
+    """A notification's log said when each attempt went as "2026-12-05T18:44:41.402803+00:00",
+    where every other time in the export, its own sent_at among them, ends in "Z"."""
+    answer = optimizer.post("/api/v1/proposals/", reallocation(), format="json")
+    assert answer.status_code == 201, answer.content
+    wait_until(lambda: Notification.objects.filter(status="sent").exists(), timeout=15)
+    auditor = login("auditor")
+
+    lines = [json.loads(line) for line in exported(auditor, "jsonl").splitlines()]
+    rows = list(csv.DictReader(io.StringIO(exported(auditor, "csv"))))
+
+    sent = [
+        fields
+        for fields in [line["fields"] for line in lines if line["model"] == MODEL]
+        + [json.loads(row["fields"]) for row in rows if row["model"] == MODEL]
+        if fields["status"] == "sent"
+    ]
+    assert len(sent) == 2  # its record, in each format
+    for fields in sent:
+        assert fields["sent_at"].endswith("Z")
+        assert [entry["at"] for entry in fields["log"]] == [fields["sent_at"]]
 
 
 def test_the_export_page_names_every_kind_of_record_it_holds(login):
