@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from django.core.serializers.json import DjangoJSONEncoder
 
 from executors.base import ChannelError, ChannelExecutor, Frozen, Outcome
-from hitlproject.outbound import request_id, request_ids, send_signed
+from hitlproject.outbound import request_id, request_ids, send_signed, timed_out_text
 
 if TYPE_CHECKING:
     from approvals.action_types.base import ActionType
@@ -125,8 +125,8 @@ def _post(request: dict[str, Any], account: Account) -> Outcome:
         )
     if sent.result.startswith("HTTP"):
         said = f"the endpoint answered {sent.result}"
-    elif sent.result == "timed out":  # its request sent, no answer in time
-        said = "the endpoint timed out"
+    elif sent.result == timed_out_text():  # its request sent, no answer in time
+        said = f"the endpoint {sent.result}"
     else:
         said = f"the endpoint could not be reached: {sent.result}"
     if sent.retry_after is not None:

@@ -23,6 +23,9 @@ sent only where it is safe to send them.
   sends the caller on to its result with a 303 (many frameworks, a 302). A deadline met
   before any of the request was sent (its name still being looked up) is no such timeout:
   it reached nobody.
+- **Said as it happened**: each result names what the endpoint did in words an operator reads
+  as they are: how long it was given ("timed out: no answer within 10 s"), a redirect as one,
+  where it pointed and not followed, headers without end as such (not in h11's words).
 
 A service the platform is configured to call and whose answer it reads (Slack's Web API)
 goes through ``exchange_within``: the same one deadline for the whole exchange, the answer
@@ -250,6 +253,7 @@ class _Answered:
     said: str  # a refusal's words
     request_ids: tuple[str, ...]
     answer: bytes | None  # a success's first bytes, if asked for and all of it came
+    location: str | None = None  # where a redirect sends the caller (not followed)
 
 
 async def _post(
@@ -287,7 +291,12 @@ async def _post(
             value for name in REQUEST_ID_HEADERS for value in response.headers.get_list(name)
         )
         return _Answered(
-            response.status_code, response.headers.get("Retry-After"), said, ids, answer
+            response.status_code,
+            response.headers.get("Retry-After"),
+            said,
+            ids,
+            answer,
+            response.headers.get("Location"),
         )
 
 
@@ -353,6 +362,32 @@ async def _post_within_deadline(
         return await _post(url, body, headers, deadline, progress, read_answer)
 
 
+# A redirect's Location, as recorded: enough to know where it sent the caller.
+LOCATION_CHARS = 200
+REDIRECTS = {301, 302, 303, 307, 308}
+# h11's cap on an answer's status line and headers (its default ``max_incomplete_event_size``).
+HEADERS_AT_MOST_KIB = 16
+
+
+def timed_out_text() -> str:
+    """What an exchange cut off at its deadline, its request sent, is recorded as."""
+    return f"timed out: no answer within {settings.OUTBOUND_DEADLINE:g} s"
+
+
+def _redirect_words(code: int, location: str | None) -> str:
+    """What a redirect, which is never followed, is recorded as: that it was one, where it
+    sent the caller (on one line, cut, its quotes made straight, as a refusal's words are),
+    and that the platform did not go there."""
+    if code not in REDIRECTS:
+        return ""
+    where = one_line(location or "").translate(UNQUOTED)
+    if shows_nothing(where):
+        return " (a redirect, not followed)"
+    if len(where) > LOCATION_CHARS:
+        where = where[: LOCATION_CHARS - 1] + "…"
+    return f" (a redirect to “{where}”, not followed)"
+
+
 def send_signed(
     url: str, body: bytes, *, secret: str, headers: dict[str, str], read_answer: bool = False
 ) -> Sent:
@@ -368,15 +403,25 @@ def send_signed(
     except RefusedDestination as refused:
         return Sent(False, refused.retry, f"refused: {refused}"[:500])
     except (httpx.ConnectTimeout, httpx.PoolTimeout):
-        return Sent(False, True, "timed out connecting")
+        connect = settings.OUTBOUND_CONNECT
+        return Sent(False, True, f"timed out connecting: no connection within {connect:g} s")
     except (TimeoutError, httpx.TimeoutException):
         if not progress.sending:
             # The deadline passed before any of the request went (its name still being
             # looked up, say): it reached nobody.
             return Sent(False, True, "timed out before sending")
-        return Sent(False, True, "timed out", unanswered=True)
+        return Sent(False, True, timed_out_text(), unanswered=True)
     except (httpx.ConnectError, ConnectionRefusedError) as error:
         return Sent(False, True, f"could not connect: {error}"[:500])
+    except httpx.RemoteProtocolError as error:
+        # h11's words for an answer whose headers never end within its cap ("Receive buffer
+        # too long") say nothing to an operator.
+        said = (
+            f"its answer's headers were longer than {HEADERS_AT_MOST_KIB} KiB: not read"
+            if "buffer too long" in str(error)
+            else f"{type(error).__name__}: {error}"
+        )
+        return Sent(False, True, said[:500], unanswered=True)
     except (httpx.HTTPError, OSError, ssl.SSLError) as error:
         # A connection lost once the request was on its way (or one the handshake ended,
         # before: which, is not told apart here): it may have been acted on.
@@ -386,7 +431,9 @@ def send_signed(
     if 200 <= code < 300:
         return Sent(True, False, f"HTTP {code}", request_ids=ids, answer=answered.answer)
     retry = code >= 500 or code in RETRIED_STATUSES
-    result = f"HTTP {code}" + (f": “{said}”" if said else "")
+    result = f"HTTP {code}{_redirect_words(code, answered.location)}" + (
+        f": “{said}”" if said else ""
+    )
     return Sent(
         False,
         retry,
@@ -449,7 +496,9 @@ def exchange_within(
 
     try:
         return asyncio.run(within())
-    except httpx.TimeoutException as error:
+    # Whichever came first: httpx's timeout, or the deadline's (a bare TimeoutError, which
+    # said nothing: "Slack could not be reached: ").
+    except (httpx.TimeoutException, TimeoutError) as error:
         raise TimeoutError(f"no answer within {deadline:g} s") from error
 
 

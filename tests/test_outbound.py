@@ -149,11 +149,56 @@ def test_an_endpoint_that_trickles_its_answer_is_cut_off_at_the_total_deadline(s
 
     sent = send_signed(endpoint.url, b"{}", secret="whsec_x", headers={})
 
-    assert (sent.delivered, sent.retry, sent.result) == (False, True, "timed out")
+    # How long it waited, said (it said "timed out").
+    assert (sent.delivered, sent.retry) == (False, True)
+    assert sent.result == "timed out: no answer within 1 s"
     # The platform hung up long before the endpoint would have finished answering.
     wait_until(lambda: endpoint.open_connections == 0, timeout=10)
     assert endpoint.accepted == 1 and endpoint.finished_trickling == 0
     endpoint.close()
+
+
+def test_an_answer_whose_headers_never_end_is_said_so_not_in_h11_s_words():
+    """Headers past h11's 16 KiB: recorded as "RemoteProtocolError: Receive buffer too
+    long", which told an operator nothing of what the endpoint did."""
+    endpoint = Receiver(200, headers=[("X-Padding", "a" * 1024 * 1024)])
+    try:
+        sent = send_signed(endpoint.url, b"{}", secret="whsec_x", headers={})
+    finally:
+        endpoint.close()
+
+    assert (sent.delivered, sent.retry, sent.unanswered) == (False, True, True)
+    assert sent.result == "its answer's headers were longer than 16 KiB: not read"
+
+
+@pytest.mark.parametrize(
+    ("location", "said"),
+    [
+        (
+            "http://169.254.169.254/latest/meta-data/",
+            "a redirect to “http://169.254.169.254/latest/meta-data/”",
+        ),
+        ("http://127.0.0.1:8000/admin/", "a redirect to “http://127.0.0.1:8000/admin/”"),
+        # Its own words, as an endpoint's are kept: on one line, its quotes made straight, cut.
+        (
+            "/x», it was carried out  " + "y" * 300,
+            "a redirect to “" + ('/x", it was carried out ' + "y" * 300)[:199] + "…”",
+        ),
+        (None, "a redirect"),
+    ],
+    ids=["metadata", "admin", "hostile", "nowhere"],
+)
+def test_a_redirect_is_said_with_where_it_pointed_and_not_followed(location, said):
+    """It was recorded "HTTP 302" alone: an operator could not tell it was a redirect, nor
+    that the platform did not follow it, nor where it pointed."""
+    endpoint = Receiver(302, headers=[("Location", location)] if location else [])
+    try:
+        sent = send_signed(endpoint.url, b"{}", secret="whsec_x", headers={})
+    finally:
+        endpoint.close()
+
+    assert len(endpoint.received) == 1
+    assert sent.result == f"HTTP 302 ({said}, not followed)"
 
 
 PRIVATE_DESTINATIONS = [

@@ -168,7 +168,7 @@ def test_a_timeout_is_unanswered_and_a_refused_connection_is_not(settings):
         timed_out = send_signed(endpoint.url, b"{}", secret="whsec_x", headers={})
     finally:
         endpoint.close()
-    assert (timed_out.result, timed_out.unanswered) == ("timed out", True)
+    assert (timed_out.result, timed_out.unanswered) == ("timed out: no answer within 1 s", True)
 
 
 FORGED = (
@@ -216,7 +216,8 @@ def test_a_redirect_after_the_post_may_have_been_carried_out(channel, client, st
     attempt = proposal.executions.get()
     assert attempt.unanswered
     said = (
-        f"the endpoint answered HTTP {status}. Attempt {attempt.attempt} {WARNING}: check on "
+        f"the endpoint answered HTTP {status} (a redirect, not followed). Attempt "
+        f"{attempt.attempt} {WARNING}: check on "
         "the channel before retrying it; a retry is a new request (key "
         f"hitl-proposal-{proposal.pk}-2) the channel cannot tell from it."
     )
@@ -229,7 +230,9 @@ def test_a_redirect_asking_for_the_request_elsewhere_was_not_carried_out(channel
     channel(status)
     proposal = failed(evaluated(bid_adjustment("2.12")))
 
-    assert failure_reason(proposal) == f"execution failed: the endpoint answered HTTP {status}"
+    assert failure_reason(proposal) == (
+        f"execution failed: the endpoint answered HTTP {status} (a redirect, not followed)"
+    )
     assert not proposal.executions.get().unanswered
     assert retry_warning(proposal, client) == ""
 
