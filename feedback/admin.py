@@ -1,6 +1,7 @@
 from django.contrib import admin, messages
 from django.db import models
 from django.shortcuts import redirect
+from django.utils import timezone
 from django.utils.text import capfirst
 
 from approvals.services.decisions import DECIDE_PERMISSION
@@ -13,7 +14,7 @@ from audit.admin import (
     is_history_page,
 )
 from feedback.callbacks import callback_events_redeliver
-from feedback.models import AutonomyRules, CallbackEvent, Feedback, Outcome
+from feedback.models import AutonomyRules, CallbackEvent, DeliveryStatus, Feedback, Outcome
 from hitlproject.forms import PercentField, WindowField
 from hitlproject.periods import describe_duration
 from hitlproject.vocabulary import how_many
@@ -61,6 +62,24 @@ class CallbackEventAdmin(ReadOnlyAdmin):
     list_select_related = ["proposal", "agent"]
     raw_id_fields = ["proposal"]
     actions = ["deliver_again"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), "next_attempt_said"]
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        shown = ("next_attempt_said" if name == "next_attempt_at" else name for name in fields)
+        return list(dict.fromkeys(shown))
+
+    @admin.display(description="next attempt at")
+    def next_attempt_said(self, event: CallbackEvent) -> str:
+        """When a pending event is next due, or that none is: the field keeps the lease of an
+        event's last attempt, which read as an attempt to come on one given up on."""
+        if event.status == DeliveryStatus.DELIVERED:
+            return "none: delivered"
+        if event.status == DeliveryStatus.FAILED:
+            return "none: given up on (an operator may deliver it again)"
+        return f"{timezone.localtime(event.next_attempt_at):%Y-%m-%d %H:%M:%S %Z}"
 
     @admin.action(description="Deliver again (events given up on)", permissions=["redeliver"])
     def deliver_again(self, request, queryset):

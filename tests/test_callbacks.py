@@ -26,8 +26,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 def receiver(demo_world):
     receivers = []
 
-    def listening(*statuses: int, retry_after: str | None = None) -> Receiver:
-        receiver = Receiver(*statuses, retry_after=retry_after)
+    def listening(*statuses: int, retry_after: str | None = None, headers=()) -> Receiver:
+        receiver = Receiver(*statuses, retry_after=retry_after, headers=headers)
         receivers.append(receiver)
         Agent.objects.filter(name="optimizer").update(callback_url=receiver.url)
         return receiver
@@ -281,3 +281,25 @@ def test_an_agent_deactivated_while_its_event_is_taken_is_not_sent_it(receiver):
     assert event.status == "failed"
     assert event.log[-1]["result"] == "not sent: the agent is deactivated"
     assert len(endpoint.received) == 1  # the first attempt's, before
+
+
+def test_a_redirect_to_the_metadata_service_is_not_followed_and_the_event_says_so(receiver, login):
+    """An agent's endpoint that sends the platform on to the cloud's metadata service: one
+    request, to the endpoint alone, and the event given up on, its log saying it was a
+    redirect, where to, not followed (it said "HTTP 302"), and its page no next attempt (it
+    showed the lease of the last one, a minute on, as though another were to come)."""
+    metadata = "http://169.254.169.254/latest/meta-data/iam/security-credentials/"
+    endpoint = receiver(302, headers=[("Location", metadata)])
+    proposal = waiting_proposal()
+    operator = get_user_model().objects.get(username="operator")
+
+    proposal_reject(proposal_id=proposal.pk, reviewer=operator, reason_code="other")
+
+    wait_until(lambda: settled(1))
+    event = CallbackEvent.objects.get()
+    assert (event.status, event.attempts, len(endpoint.received)) == ("failed", 1, 1)
+    assert event.log[0]["result"] == f"HTTP 302 (a redirect to “{metadata}”, not followed)"
+    page = login("operator").get(reverse("admin:feedback_callbackevent_change", args=[event.pk]))
+    assert "none: given up on (an operator may deliver it again)" in page.text
+    next_attempt = timezone.localtime(event.next_attempt_at)
+    assert f"{next_attempt:%Y-%m-%d %H:%M}" not in page.text
