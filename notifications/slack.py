@@ -20,7 +20,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from approvals.models import RejectionReason
-from hitlproject.outbound import AnswerTooLong, exchange_within
+from hitlproject.outbound import AnswerTooLong, exchange_within, retry_after_seconds
 from hitlproject.validation import one_line
 from notifications.channels import Channel, ChannelError, Sent
 from notifications.messages import (
@@ -107,6 +107,15 @@ class UnreadableAnswer(SlackClientError):
     """An answer that is not Slack's: too long, not text, not a JSON object."""
 
 
+class ErrorPage(SlackClientError):
+    """An error's status with no answer of Slack's (a proxy's 503 page, say): it read as
+    "Slack refused it: Received a response in a non-JSON format: ", as though Slack had."""
+
+    def __init__(self, status: int, retry_after: float | None) -> None:
+        super().__init__(f"Slack answered HTTP {status}, with no error of its own")
+        self.retry_after = retry_after
+
+
 def _readable(body: bytes, charset: str) -> str | None:
     """The answer as text, if it is a JSON object Python can read, else None."""
     try:
@@ -121,8 +130,17 @@ class BoundedWebClient(WebClient):
     of the socket, so a Slack trickling its answer a byte at a time held a worker, or a
     button press past Slack's 3 s, for as long as it liked, and an answer without end was
     read into memory whole. Here a call's exchange has ``timeout`` seconds in all and reads
-    at most ANSWER_LIMIT bytes; past the deadline it raises TimeoutError (which the client
-    does not try again), and an answer that is not a JSON object raises UnreadableAnswer."""
+    at most ANSWER_LIMIT bytes; past the deadline it raises TimeoutError, and an answer that
+    is not a JSON object raises UnreadableAnswer.
+
+    A call is made once: the client's own retry of a connection lost (after a pause of its
+    own) took a call twice its deadline and more, a button press's two past Slack's 3 s, and
+    sent a message again that nobody's log showed sent twice (Slack may have posted the
+    first). Whoever calls tries again, recording each attempt (the outbox), or tells the
+    person it failed (a press)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(retry_handlers=[], **kwargs)
 
     def _perform_urllib_http_request_internal(self, url: str, req: Request) -> dict[str, Any]:
         try:
@@ -140,17 +158,17 @@ class BoundedWebClient(WebClient):
             )
         except AnswerTooLong as error:
             raise UnreadableAnswer(str(error)) from error
-        except httpx.HTTPError as error:  # as urllib says it: the client tries again once
+        except httpx.HTTPError as error:  # as urllib says it
             raise URLError(f"{type(error).__name__}: {error}") from error
         headers = HTTPMessage()
         for name, value in answer.headers:
             headers[name] = value
         text = _readable(answer.body, headers.get_content_charset() or "utf-8")
         if not 200 <= answer.status < 300:
-            # As urllib raises it, which the client reads (a 429's Retry-After, say); an
-            # unreadable body as none.
-            body = text.encode() if text is not None else b""
-            raise HTTPError(url, answer.status, answer.reason, headers, io.BytesIO(body))
+            if text is None:
+                raise ErrorPage(answer.status, retry_after_seconds(headers.get("Retry-After")))
+            # As urllib raises it, which the client reads (a 429's Retry-After, say).
+            raise HTTPError(url, answer.status, answer.reason, headers, io.BytesIO(text.encode()))
         if text is None:
             raise UnreadableAnswer("not a JSON object")
         return {"status": answer.status, "headers": headers, "body": text}
@@ -235,6 +253,8 @@ def _in_answer(answer: Any, *path: str) -> str:
 def _failure(error: SlackClientError | OSError) -> ChannelError:
     if isinstance(error, UnreadableAnswer):
         return ChannelError(f"Slack's answer could not be read: {error}")
+    if isinstance(error, ErrorPage):
+        return ChannelError(str(error), retry_after=error.retry_after)
     if isinstance(error, SlackApiError):
         code = _found(error.response, "error") if error.response is not None else ""
         # Slack's codes are short words ("ratelimited"); anything else is shown and kept as

@@ -323,3 +323,66 @@ def test_an_oauth_server_that_trickles_its_token_holds_the_executor_no_longer_th
     assert took < 2, f"the executor was held {took:.1f} s"
     assert refused.value.retryable
     assert "was not reached" in str(refused.value)
+
+
+def dropping(connection: socket.socket) -> None:
+    """No answer, and the connection dropped just before a call made in a press gives up."""
+    HOSTILE_CLOSED.wait(0.9)
+    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Ty")
+
+
+def test_a_press_is_answered_within_slacks_three_seconds_when_slack_drops_each_call(
+    demo_world, optimizer, hostile_slack
+):
+    """slack-sdk tried a call whose connection dropped once more, after a pause of its own:
+    users.info, then the ephemeral message saying nothing was done, took some 6 s, and Slack
+    told the person their press had failed (it had waited 3 s)."""
+    proposal = submit(optimizer)
+    server = hostile_slack(dropping)
+
+    started = time.monotonic()
+    answer = post_press("U0OPERATOR", "approve", proposal["id"])
+    took = time.monotonic() - started
+
+    assert answer.status_code == 200
+    assert took < 3, f"answered Slack after {took:.1f} s"
+    assert not Decision.objects.filter(proposal_id=proposal["id"]).exists()
+    server.close()
+
+
+def silent(connection: socket.socket) -> None:
+    HOSTILE_CLOSED.wait(30)
+
+
+def error_page(connection: socket.socket) -> None:
+    body = b"<html><body>502 Bad Gateway</body></html>"
+    connection.sendall(
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/html\r\nRetry-After: 30\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+    )
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        # It said "Slack could not be reached: ", and nothing after.
+        (silent, "Slack could not be reached: no answer within 1 s"),
+        # It said "Slack refused it: Received a response in a non-JSON format:", though no
+        # Slack refused it: a page of a proxy in front of it, say.
+        (error_page, "Slack answered HTTP 503, with no error of its own"),
+    ],
+    ids=["silent", "error page"],
+)
+def test_a_message_slack_did_not_answer_says_what_happened_on_its_record(
+    demo_world, optimizer, hostile_slack, settings, answer, said
+):
+    settings.OUTBOUND_DEADLINE = 1
+    held_for_a_digest()
+    on_slack_only()
+    submit(optimizer)
+    hostile_slack(answer)
+
+    [notification] = send_held_one_by_one()
+
+    assert notification.status == NotificationStatus.PENDING, notification.log
+    assert notification.log[-1]["result"] == said
