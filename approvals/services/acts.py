@@ -3,7 +3,8 @@
 A person acts on a proposal by approving it (as proposed or edited), rejecting it, withdrawing
 it for its agent, retrying its failed execution, or reporting what it did once executed. Each
 act needs the permission the proposal's action type names (operators act on actions; policy
-owners on the platform's proposed changes to policy); nobody but an outcome's reporter acts on
+owners on the platform's proposed changes to policy) and the right to read proposals (nobody
+decides one the console will not show them); nobody but an outcome's reporter acts on
 a proposal of an agent they own or one that concerns an agent they own; each act is open only
 from the status it starts from; a decision only within the review window; a reviewer
 decides once a round; and nothing is let run (approved, or retried) whose agent has been
@@ -85,6 +86,10 @@ _RULES = {
     # A report says what happened; it decides nothing, so an owner may say what they saw.
     Act.REPORT_OUTCOME: _ActRule(ProposalStatus.EXECUTED, None, "reported on", owners_may=True),
 }
+
+
+# Reading proposals: whoever acts on one must be let see it, as its page shows it.
+READ_PERMISSION = "approvals.view_proposal"
 
 
 class LacksPermission(NotAllowed):
@@ -231,6 +236,8 @@ def act_refusal(
     may act on which accounts (``agent_accounts_of``), if already read."""
     rule = _RULES[act]
     action_type = action_types.get(proposal.action_type)
+    if not user.has_perm(READ_PERMISSION):
+        return LacksPermission(f"{user.get_username()} may not see proposals in the console.")
     if not user.has_perm(action_type.decide_permission):
         return LacksPermission(
             f"{user.get_username()} may not decide on {action_type.label} proposals."
