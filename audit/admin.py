@@ -628,6 +628,10 @@ class AuditedHistoryAdmin(ConsoleAdmin, SimpleHistoryAdmin):
         if is_history_page(request):
             if self.fieldsets:
                 shown = flatten_fieldsets(self.fieldsets)
+            elif self.fields:
+                # As the record's own page shows it, its values read by the admin's own
+                # methods (an execution's states in words) where it names them.
+                shown = flatten_fieldsets([(None, {"fields": self.fields})])
             else:
                 hidden = set(self.exclude or ())  # secrets (a key's digest) stay hidden
                 opts = self.model._meta

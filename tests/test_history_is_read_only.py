@@ -86,6 +86,21 @@ def test_every_role_reads_each_past_version(login, obj):
         assert 'type="submit"' not in page.content.decode().split('id="content-main"')[1]
 
 
+def test_every_role_reads_an_execution_s_past_version_in_words(login, operators):
+    proposal = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=proposal.pk, reviewer=operators[0], note="")
+    proposal_execute(proposal_id=proposal.pk)
+    execution = proposal.executions.get()
+
+    for username in ("auditor", "operator", "policy-owner"):
+        content = version_page_text(
+            login(username), execution, execution.history.earliest("history_date")
+        )
+        plain = " ".join(html.unescape(strip_tags(content)).split())
+        assert "brand-search daily budget 1000.00" in plain, username
+        assert 'type="submit"' not in content
+
+
 def test_the_history_list_shows_who_changed_what(login, demo_world):
     policy = Policy.objects.get(action_type="budget_reallocation")
     policy.auto_execute_max_magnitude = Decimal("0.20")
