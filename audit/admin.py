@@ -27,7 +27,7 @@ from django.core.exceptions import (
     PermissionDenied,
     ValidationError,
 )
-from django.db import DatabaseError, connection, models, transaction
+from django.db import DatabaseError, connection, models, router, transaction
 from django.forms.models import model_to_dict
 from django.http import Http404, HttpResponseRedirect, QueryDict
 from django.urls import NoReverseMatch, reverse
@@ -215,6 +215,18 @@ class ConsoleAdmin(admin.ModelAdmin):
         form = super().get_form(request, *args, **kwargs)
         form.console_request = request
         return form
+
+    def delete_view(self, request, object_id, extra_context=None):
+        if request.method != "POST":
+            return super().delete_view(request, object_id, extra_context)
+        # The record locked before Django looks for what protects it: a proposal routed by a
+        # policy as it is deleted holds the policy (``FOR KEY SHARE``) until it commits, and
+        # is then found, so the deletion is refused as it would have been a moment later,
+        # rather than failing at its commit (500).
+        with transaction.atomic(using=router.db_for_write(self.model)):
+            with contextlib.suppress(ValueError, ValidationError):
+                self.model._base_manager.filter(pk=unquote(object_id)).select_for_update().first()
+            return super().delete_view(request, object_id, extra_context)
 
     def lookup_allowed(self, lookup, value, request=None) -> bool:
         # Refused here too, so that not even a filter the page offered could reach a secret.

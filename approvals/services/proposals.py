@@ -33,7 +33,7 @@ from approvals.services.lifecycle import (
     proposals_create_routed,
 )
 from audit.actors import Actor
-from hitlproject.errors import DomainError, InvalidInput, NotFound, TooLarge
+from hitlproject.errors import Busy, DomainError, InvalidInput, NotFound, TooLarge
 from hitlproject.validation import invalid_input, invalid_under
 from hitlproject.vocabulary import UNDER_WAY_STATUSES
 from ledger.models import Account, Campaign, campaign_field_label
@@ -658,6 +658,9 @@ def proposals_submit(
             routes.append((VERDICT_STATUS[verdict.outcome], " ".join(verdict.reasons), changes))
             proposals.append(proposal)
             results.append(proposal)
+        _routing_policies_held(
+            changes["verdict_policy"].pk for _, _, changes in routes if "verdict_policy" in changes
+        )
         proposals_create_routed(
             proposals=proposals,
             routes=routes,
@@ -666,6 +669,32 @@ def proposals_submit(
             routed_by=Actor.system("policy-engine"),
         )
     return results
+
+
+def _routing_policies_held(policy_ids: Iterable[int]) -> None:
+    """Hold the policies that routed these proposals until the submission commits, in id order
+    (``FOR KEY SHARE``, the lock the proposals' references take as they are checked at commit,
+    taken now): a policy deleted meanwhile waits, and then finds the proposals it routed
+    (and is refused, as one with proposals is). One deleted since the rules were read
+    is not there to hold: the submission was judged by a rule no longer in force, and is
+    refused, nothing recorded, to be sent again (503, as when a lock is held too long) rather
+    than failing at its commit (500). On SQLite a transaction holds the database's one write
+    lock from its start: nothing is deleted meanwhile."""
+    policy_ids = sorted(set(policy_ids))
+    if not policy_ids or connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM {connection.ops.quote_name(Policy._meta.db_table)} "
+            "WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE",
+            [policy_ids],
+        )
+        held = {row[0] for row in cursor.fetchall()}
+    if held != set(policy_ids):
+        raise Busy(
+            "A policy that judged this submission was deleted while it was evaluated: "
+            "nothing was recorded; send it again."
+        )
 
 
 def _free_text_bounded(submissions: Iterable[Submission]) -> None:

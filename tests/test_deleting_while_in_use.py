@@ -1,0 +1,159 @@
+"""An administrator deletes a policy while an agent's submission is being routed by it: one
+of them goes first, and the other is told so (the submission to send again, the deletion that
+the policy now has a proposal), never a server error."""
+
+import threading
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection, connections
+from django.test import Client
+from django.urls import reverse
+from rest_framework.test import APIClient
+
+from approvals.models import Agent, Proposal
+from audit.actors import Actor, acting_as
+from policies.models import Policy
+from tests.conftest import wait_until
+
+pytestmark = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="SQLite runs one writer at a time"
+)
+
+PAUSE = {"campaign": "display-retarget", "status": "paused"}
+
+
+def status_change(agent_client: APIClient):
+    return agent_client.post(
+        "/api/v1/proposals/",
+        {
+            "action_type": "status_change",
+            "account": "demo",
+            "payload": PAUSE,
+            "rationale": "Pause it.",
+            "confidence": 0.5,
+        },
+        format="json",
+    )
+
+
+@pytest.fixture
+def optimizers_policy(transactional_db, demo_world) -> Policy:
+    with acting_as(Actor.system("test")):
+        return Policy.objects.create(
+            name="Optimizer's status changes",
+            action_type="status_change",
+            agent=Agent.objects.get(name="optimizer"),
+            always_review=True,
+        )
+
+
+def _sessions_waiting_for_a_lock() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0]
+
+
+def test_a_submission_routed_by_a_policy_deleted_meanwhile_is_sent_again(
+    optimizers_policy, agent_client
+):
+    holder = connections.create_connection("default")
+    holder.set_autocommit(False)
+    answers: list = []
+
+    def submit() -> None:
+        try:
+            answers.append(status_change(agent_client("optimizer")))
+        except Exception as error:  # a server error, as the test client raises it
+            answers.append(error)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=submit)
+    try:
+        with holder.cursor() as cursor:  # the administrator's deletion, not yet committed
+            cursor.execute(
+                f"DELETE FROM {Policy._meta.db_table} WHERE id = %s", [optimizers_policy.pk]
+            )
+        thread.start()
+        wait_until(lambda: _sessions_waiting_for_a_lock() == 1)
+        holder.commit()
+    finally:
+        holder.rollback()
+        holder.close()
+        thread.join()
+
+    (answer,) = answers
+    assert not isinstance(answer, Exception), answer
+    assert answer.status_code == 503
+    assert "send it again" in answer.json()["detail"]
+    assert not Proposal.objects.exists()
+
+    again = status_change(agent_client("optimizer"))
+    assert again.status_code == 201
+    assert again.json()["verdict"]["policy"]["name"] == "Status changes"  # the one left
+
+
+def test_a_policy_deleted_while_it_routes_a_submission_is_kept_for_the_proposal(
+    optimizers_policy, agent_client
+):
+    routed = status_change(agent_client("optimizer"))
+    assert routed.json()["verdict"]["policy"] is not None
+    other = Policy.objects.create(name="Spare", action_type="status_change", always_review=True)
+    Proposal.objects.filter(pk=routed.json()["id"]).update(verdict_policy=other)
+
+    # A submission under way: it holds the policy that routes it and writes its proposal.
+    holder = connections.create_connection("default")
+    holder.set_autocommit(False)
+    columns = [field.column for field in Proposal._meta.concrete_fields if not field.primary_key]
+    copied = [
+        "%s" if column == "verdict_policy_id" else connection.ops.quote_name(column)
+        for column in columns
+    ]
+    root = get_user_model().objects.create_superuser("root", "root@example.com", "x")
+    admin = Client()
+    admin.force_login(root)
+    answers: list = []
+
+    def delete() -> None:
+        try:
+            answers.append(
+                admin.post(
+                    reverse("admin:policies_policy_delete", args=[optimizers_policy.pk]),
+                    {"post": "yes", "change_reason": "Not needed any more."},
+                )
+            )
+        except Exception as error:  # a server error, as the test client raises it
+            answers.append(error)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=delete)
+    try:
+        with holder.cursor() as cursor:
+            table = Policy._meta.db_table
+            cursor.execute(
+                f"SELECT id FROM {table} WHERE id = %s FOR KEY SHARE", [optimizers_policy.pk]
+            )
+            cursor.execute(
+                f"INSERT INTO {Proposal._meta.db_table} "
+                f"({', '.join(map(connection.ops.quote_name, columns))}) "
+                f"SELECT {', '.join(copied)} FROM {Proposal._meta.db_table} WHERE id = %s",
+                [optimizers_policy.pk, routed.json()["id"]],
+            )
+        thread.start()
+        wait_until(lambda: _sessions_waiting_for_a_lock() == 1)
+        holder.commit()
+    finally:
+        holder.rollback()
+        holder.close()
+        thread.join()
+
+    (answer,) = answers
+    assert not isinstance(answer, Exception), answer
+    assert answer.status_code == 200
+    assert "Cannot delete policy" in answer.content.decode()
+    assert Policy.objects.filter(pk=optimizers_policy.pk).exists()
