@@ -8,7 +8,9 @@ read up to that limit (a 413 past it) and then given its length, which Django's 
 the body by (it would otherwise read none of it). A body that stops arriving, nothing more of
 it for ``REQUEST_BODY_IDLE_SECONDS``, is answered 408 and its connection closed: the web
 server waits on a body for as long as its client keeps the connection open, so a client that
-sent part of one and no more held a connection, and up to 16 MiB on disk, for good.
+sent part of one and no more held a connection, and up to 16 MiB on disk, for good. A body
+that cannot be kept (past 64 KiB, no temporary file to be had: the process's open files at
+their limit, or the disk full) is answered 503 ``busy`` with Retry-After, nothing done.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from django.conf import settings
 from hitlproject.vocabulary import how_many
 
 BODY_IN_MEMORY = 64 * 1024  # a proposal (at most 256 KiB) mostly fits; a batch spills
+NO_ROOM_RETRY_AFTER = 1
 
 
 class ReadAlready:
@@ -61,7 +64,15 @@ async def body_read(scope: dict, receive: Any, send: Any) -> tuple[dict, ReadAlr
         if message["type"] == "http.disconnect":
             body.close()
             return None
-        body.write(message.get("body", b""))
+        try:
+            body.write(message.get("body", b""))
+        except OSError:
+            # Past 64 KiB the body goes to a temporary file, one per connection sending a
+            # body: with none to be had (EMFILE under many slow bodies, ENOSPC), the request
+            # was answered a 500, and the traceback logged, for every such request.
+            body.close()
+            await no_room(send)
+            return None
         if body.tell() > limit:
             body.close()
             await too_large(send, limit)
@@ -93,6 +104,24 @@ async def stopped_arriving(send: Any, idle: float) -> None:
         "code": "request_timeout",
     }
     await send_json(send, 408, json.dumps(body).encode(), (b"connection", b"close"))
+
+
+async def no_room(send: Any) -> None:
+    """A 503 ``busy`` in the API's error shape: the body could not be kept, nothing was done."""
+    body = {
+        "detail": (
+            "This server cannot hold the request's body right now (it has no room for it); "
+            "nothing was done. Send it again shortly."
+        ),
+        "code": "busy",
+    }
+    await send_json(
+        send,
+        503,
+        json.dumps(body).encode(),
+        (b"retry-after", str(NO_ROOM_RETRY_AFTER).encode()),
+        (b"connection", b"close"),
+    )
 
 
 async def send_json(send: Any, status: int, body: bytes, *headers: tuple[bytes, bytes]) -> None:

@@ -4,11 +4,15 @@ for the database nor refuses another agent's request. A long poll counts while i
 while it waits. And a long poll whose re-read fails is answered as any request would be (503,
 never a 500)."""
 
+import json
+import os
+import resource
 import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -280,4 +284,70 @@ def test_a_body_that_stops_arriving_is_answered_408_and_its_connection_closed(
         assert '"code": "request_timeout"' in answer
         assert "nothing more of it came for 1 second. Nothing was done" in answer
     assert not Proposal.objects.exists()
+    assert call(server.url, PROPOSALS_URL, optimizer, bid_adjustment("2.10"))[0] == 201
+
+
+def web_worker(server) -> int:
+    """The pid of the web server's one worker process (gunicorn's master forks it)."""
+    master = server.process.pid
+    children = Path(f"/proc/{master}/task/{master}/children")
+    wait_until(lambda: children.read_text().split(), timeout=10)
+    (worker,) = children.read_text().split()
+    return int(worker)
+
+
+def open_files(pid: int) -> set[int]:
+    """The file descriptors ``pid`` holds, once settled (the readiness check's connection
+    closed): two looks half a second apart agree."""
+    looks = [set()]
+
+    def settled() -> bool:
+        looks.append({int(fd) for fd in os.listdir(f"/proc/{pid}/fd")})
+        time.sleep(0.5)
+        return looks[-1] == {int(fd) for fd in os.listdir(f"/proc/{pid}/fd")}
+
+    wait_until(settled, timeout=10)
+    return looks[-1]
+
+
+def test_a_body_the_server_has_no_room_for_is_a_503_busy_not_a_500(web_server_with, demo_world):
+    """A body past 64 KiB is kept in a temporary file, one per connection sending one: with
+    none to be had (the process's open files at their limit under many slow bodies, or the
+    disk full), the request was answered a bare 500 "Internal Server Error", its traceback
+    logged. Now it is a 503 busy with Retry-After in the API's shape, nothing done, and the
+    server answers as ever once there is room again."""
+    optimizer = demo_world["agents"]["optimizer"]
+    server = web_server_with()
+    address = urlsplit(server.url)
+    worker = web_worker(server)
+    soft, hard = resource.prlimit(worker, resource.RLIMIT_NOFILE)
+    taken = open_files(worker)
+    lowest_free = min(set(range(len(taken) + 1)) - taken)
+    body = json.dumps(bid_adjustment("2.10", rationale="x" * 100_000)).encode()
+    # Room for one more file: the connection's socket, not a temporary file for its body.
+    resource.prlimit(worker, resource.RLIMIT_NOFILE, (lowest_free + 1, hard))
+    try:
+        with socket.create_connection((address.hostname, address.port), timeout=30) as sent:
+            sent.sendall(
+                f"POST {PROPOSALS_URL} HTTP/1.1\r\nHost: localhost\r\n"
+                f"Authorization: Bearer {optimizer}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            received = b""
+            while chunk := sent.recv(65536):
+                received += chunk
+    finally:
+        resource.prlimit(worker, resource.RLIMIT_NOFILE, (soft, hard))
+
+    head, _, answer = received.decode().partition("\r\n\r\n")
+    assert head.startswith("HTTP/1.1 503 "), received
+    assert "retry-after: 1" in head.lower()
+    assert json.loads(answer) == {
+        "detail": "This server cannot hold the request's body right now (it has no room for "
+        "it); nothing was done. Send it again shortly.",
+        "code": "busy",
+    }
+    assert not Proposal.objects.exists()
+    assert "Traceback" not in server.log_path.read_text()
     assert call(server.url, PROPOSALS_URL, optimizer, bid_adjustment("2.10"))[0] == 201
