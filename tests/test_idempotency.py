@@ -1,5 +1,6 @@
 """Idempotency-Key: a retried submission is answered, not repeated."""
 
+import json
 import threading
 from datetime import timedelta
 
@@ -31,6 +32,33 @@ def test_same_key_with_another_body_is_a_422(optimizer):
     )
     assert response.status_code == 422
     assert "different request body" in response.json()["detail"]
+    assert Proposal.objects.count() == 1
+
+
+@pytest.mark.parametrize("written", ["2.1000000000000000001", "2.100", "21e-1"])
+def test_same_key_with_the_amount_written_otherwise_is_a_422_not_a_replay(optimizer, written):
+    """A JSON number was fingerprinted as the float it is read as: 2.1000000000000000001
+    under the key of a proposal made with 2.10 replayed that proposal's 201, where another
+    body under a key is a 422 (on its own, with a new key, that body is a 400)."""
+    sent = json.dumps(bid_adjustment()).replace('"2.12"', "NEW_BID")
+    first = optimizer.generic(
+        "POST", URL, sent.replace("NEW_BID", "2.1"), content_type="application/json",
+        HTTP_IDEMPOTENCY_KEY="retry-written",
+    )  # fmt: skip
+    again = optimizer.generic(
+        "POST", URL, sent.replace("NEW_BID", written), content_type="application/json",
+        HTTP_IDEMPOTENCY_KEY="retry-written",
+    )  # fmt: skip
+    same = optimizer.generic(
+        "POST", URL, sent.replace("NEW_BID", "2.1"), content_type="application/json",
+        HTTP_IDEMPOTENCY_KEY="retry-written",
+    )  # fmt: skip
+
+    assert first.status_code == 201
+    assert again.status_code == 422
+    assert "different request body" in again.json()["detail"]
+    assert same.status_code == 201
+    assert same.headers["Idempotent-Replayed"] == "true"
     assert Proposal.objects.count() == 1
 
 

@@ -31,8 +31,12 @@ from django.utils import timezone
 from approvals.models import Agent, IdempotencyRecord
 from audit.history import rows_insert
 from hitlproject.errors import Conflict, Unprocessable
+from hitlproject.parsers import NumberAsWritten
 
 MAX_KEY_LENGTH = 255
+# Marks a number kept as written in a request's fingerprint: no key of a parsed body holds a
+# NUL (hitlproject.parsers), so no object an agent sends reads as one.
+WRITTEN = "\x00written"
 
 
 @dataclass(frozen=True)
@@ -56,9 +60,28 @@ def request_fingerprint(path: str, body: Any) -> str:
     """What makes two requests the same one: where they were sent, and what they said. A key
     reused on another endpoint, or another proposal's, is a different request (422)."""
     canonical = json.dumps(
-        {"path": path, "body": body}, sort_keys=True, separators=(",", ":"), default=str
+        {"path": path, "body": _as_written(body)},
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _as_written(value: Any) -> Any:
+    """``value`` with each JSON number that the float it is read as does not write back as
+    it came (``2.1200000000000000001``, ``2.120``, ``1e1``) kept as it was written. As a
+    float, ``"new_bid": 2.1200000000000000001`` was the fingerprint of ``2.12``: sent under
+    the key of a proposal made with 2.12, it replayed that proposal, where another body under
+    a key is a 422 (and that body, on its own, a 400: money is held to cents). A number that
+    writes back as it came is left a float, so a fingerprint kept before reads the same."""
+    if isinstance(value, NumberAsWritten):
+        return value if value.written == repr(float(value)) else {WRITTEN: value.written}
+    if isinstance(value, dict):
+        return {key: _as_written(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_as_written(item) for item in value]
+    return value
 
 
 def _advisory_lock_id(agent: Agent, key: str) -> int:
