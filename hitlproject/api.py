@@ -16,6 +16,7 @@ from rest_framework.permissions import SAFE_METHODS
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView, exception_handler
 
+from hitlproject.converters import BIGGEST_ID
 from hitlproject.errors import Busy, DomainError, InvalidInput, Unavailable
 from hitlproject.parsers import SafeJSONParser
 from hitlproject.validation import StrictQuery
@@ -68,9 +69,12 @@ class AgentAPIView(APIView):
 
 class IdCursorPagination(CursorPagination):
     """Cursor pagination over an integer id. DRF trusts the position it decodes from the
-    cursor; a forged one (``p=abc``) would reach the database as a filter and fail there.
-    A cursor that is not one of ours is a 400 naming the parameter: DRF's 404 "Invalid
-    cursor" reads to an agent as "no such proposal"."""
+    cursor; a forged one (``p=abc``) would reach the database as a filter and fail there,
+    and one Python reads as a number though no list wrote it (``p=-1``, ``p= 5``,
+    ``p=1_000``, twenty nines) answered a page of its own choosing. A position is an id as
+    the list writes it: plain digits, within the ids' 64-bit range. A cursor that is not one
+    of ours is a 400 naming the parameter: DRF's 404 "Invalid cursor" reads to an agent as
+    "no such proposal"."""
 
     invalid_cursor_message = (
         "Not a cursor this list gave: send back the `next` or `resume` link as it came."
@@ -80,12 +84,19 @@ class IdCursorPagination(CursorPagination):
         try:
             cursor = super().decode_cursor(request)
             if cursor is not None and cursor.position is not None:
-                int(cursor.position)
+                _id_as_written(cursor.position)
         except (exceptions.NotFound, ValueError) as error:
             raise exceptions.ValidationError(
                 {self.cursor_query_param: [self.invalid_cursor_message]}
             ) from error
         return cursor
+
+
+def _id_as_written(position: str) -> int:
+    """``position`` as the id a list wrote it as, or ValueError."""
+    if not (position.isascii() and position.isdigit()) or int(position) > BIGGEST_ID:
+        raise ValueError(position)
+    return int(position)
 
 
 class DomainAPIException(exceptions.APIException):

@@ -1,6 +1,8 @@
 """Bad input gets a clear 4xx, changes nothing, and never a 500."""
 
+import base64
 import json
+from urllib.parse import quote, urlencode
 
 import pytest
 from django.test import override_settings
@@ -601,15 +603,31 @@ def test_batch_answers_each_item_on_its_own(optimizer):
 
 
 @pytest.mark.parametrize("path", [URL, "/api/v1/feedback/"])
-@pytest.mark.parametrize("cursor", ["cD1hYmM%3D", "not-base64!"])
-def test_a_forged_cursor_is_a_400_naming_the_parameter_not_a_404(optimizer, path, cursor):
-    # "cD1hYmM=" is base64 of "p=abc": a position that is not an id. A 404 read to an agent
-    # as "no such proposal".
+@pytest.mark.parametrize(
+    "position", ["abc", "-1", " 5", "+5", "1_000", "٣", str(2**63), "9" * 30], ids=repr
+)
+def test_a_forged_cursor_is_a_400_naming_the_parameter_not_a_404(optimizer, path, position):
+    # A position that is not an id as a list writes it: each was a 404 (read by an agent as
+    # "no such proposal") or, where Python reads it as a number, a page of its own choosing.
+    cursor = quote(base64.b64encode(urlencode({"p": position}).encode()).decode())
     response = optimizer.get(f"{path}?cursor={cursor}")
     assert response.status_code == 400
     assert response.json()["cursor"] == [
         "Not a cursor this list gave: send back the `next` or `resume` link as it came."
     ]
+
+
+@pytest.mark.parametrize("path", [URL, "/api/v1/feedback/"])
+def test_a_cursor_that_is_not_base64_is_a_400_naming_the_parameter(optimizer, path):
+    response = optimizer.get(f"{path}?cursor=not-base64!")
+    assert response.status_code == 400
+    assert list(response.json()) == ["cursor"]
+
+
+def test_the_largest_id_is_a_position_a_list_may_give(optimizer):
+    cursor = quote(base64.b64encode(urlencode({"p": str(2**63 - 1)}).encode()).decode())
+    response = optimizer.get(f"{URL}?cursor={cursor}")
+    assert response.status_code == 200
 
 
 def test_an_unpaired_surrogate_in_a_batch_item_refuses_the_batch_whole(optimizer):
