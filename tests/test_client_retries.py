@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -621,3 +622,30 @@ def test_an_adapters_memory_of_lost_answers_is_bounded():
     assert lost.sent_as(fields, "new")[1] == f"key-{REMEMBERED_LOST + 49}"
     oldest = {**fields, "payload": {"campaign": "brand-search", "new_daily_budget": "0"}}
     assert lost.sent_as(oldest, "new")[1] == "new"
+
+
+def test_an_adapter_remembers_a_lost_answer_by_the_amount_not_by_how_it_was_written():
+    """A lost action is found again by a call for the same amount written another way
+    ("2.1", "2.10", 2.1, Decimal("2.100"): the platform reads them as one bid), and never by
+    another amount: 2.11; 0.1 + 0.2, which goes out as 0.30000000000000004, against 0.3; a
+    spelling the platform refuses (" 2.1", "2.1e0"). Other fields are compared as written:
+    a campaign named "2.10" is not campaign "2.1"."""
+
+    def bid(new_bid, campaign="brand-search"):
+        payload = {"campaign": campaign, "new_bid": new_bid}
+        return {"action_type": "bid_adjustment", "account": "demo", "payload": payload}
+
+    lost = LostAnswers()
+    lost.lost(ServerError("Bad gateway."), bid("2.1"), "first", made=None, again="again")
+    for same in ("2.10", 2.1, Decimal("2.1"), Decimal("2.100"), "2.100"):
+        assert lost.sent_as(bid(same), "new") == (bid("2.1"), "first"), same
+    for other in ("2.11", 2.11, " 2.1", "2.1e0"):
+        assert lost.sent_as(bid(other), "new") == (bid(other), "new"), other
+    assert lost.sent_as(bid("2.1", campaign="2.10"), "new")[1] == "new"
+
+    lost.lost(ServerError("Bad gateway."), bid(0.3), "point-three", made=None, again="again")
+    assert lost.sent_as(bid("0.30"), "new")[1] == "point-three"
+    assert lost.sent_as(bid(0.1 + 0.2), "new")[1] == "new"
+
+    lost.answered(bid(Decimal("2.10")))
+    assert lost.sent_as(bid("2.1"), "new")[1] == "new"

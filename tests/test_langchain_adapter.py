@@ -749,3 +749,50 @@ def test_a_lost_answer_on_one_thread_is_not_another_threads_proposal(web_server,
     assert b_proposal.rationale == "Thread B's own reason."
     assert told(model_a)["proposal_id"] == made.pk
     assert Proposal.objects.count() == 2
+
+
+@pytest.mark.parametrize(
+    "again", ["280", 280, 280.0, "280.0"], ids=["text", "number", "float", "one-place"]
+)
+def test_a_lost_answer_is_found_again_when_the_model_writes_the_same_amount_another_way(
+    web_server, demo_world, again
+):
+    """The platform made the move of "280.00" and its answer was lost; the model, calling
+    the tool again, wrote the amount as 280 (or "280", 280.0): the same money, which the
+    platform reads as the same amount. The middleware remembered the lost action by its
+    arguments as written, took it for another action, and proposed the move a second time
+    with a new key. The same amount, however written, is the one action: sent with the
+    first key, the platform answers with the one proposal."""
+    key = demo_world["agents"]["optimizer"]
+    with answer_lost_proxy(web_server) as proxy, Client(proxy.url, key, retry=ONE_RETRY) as lost:
+        middleware = ProposalMiddleware(ACTIONS, client=lost, timeout=1)
+        with pytest.raises(ConnectionFailed):
+            ask(agent_with(scripted(REALLOCATION), middleware), "Move 28% to generic-search.")
+        made = Proposal.objects.get()
+
+        proxy.losing = False
+        model = scripted((REALLOCATION[0], {**REALLOCATION[1], "amount": again}))
+        ask(agent_with(model, middleware), "Move 28% to generic-search.")
+
+    assert told(model)["proposal_id"] == made.pk
+    assert Proposal.objects.count() == 1
+
+
+def test_a_lost_answer_does_not_stand_for_another_amount(web_server, demo_world):
+    """Amounts that differ are different actions: the move of "280.00" lost its answer, and
+    the model then asks for 280.01 (and for 0.1 + 0.2 where 0.3 would be another amount): a
+    proposal of its own, never answered with the lost one."""
+    key = demo_world["agents"]["optimizer"]
+    with answer_lost_proxy(web_server) as proxy, Client(proxy.url, key, retry=ONE_RETRY) as lost:
+        middleware = ProposalMiddleware(ACTIONS, client=lost, timeout=1)
+        with pytest.raises(ConnectionFailed):
+            ask(agent_with(scripted(REALLOCATION), middleware), "Move 28% to generic-search.")
+        made = Proposal.objects.get()
+
+        proxy.losing = False
+        model = scripted((REALLOCATION[0], {**REALLOCATION[1], "amount": "280.01"}))
+        ask(agent_with(model, middleware), "Move 28% to generic-search.")
+
+    other = Proposal.objects.exclude(pk=made.pk).get()
+    assert told(model)["proposal_id"] == other.pk
+    assert other.payload["amount"] == "280.01"

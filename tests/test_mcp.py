@@ -678,3 +678,37 @@ def test_mcp_a_replayed_proposal_that_cannot_be_read_again_is_not_called_refused
         in (again["replayed"])
     )
     assert f"Call get_proposal with proposal_id {first['id']}" in again["replayed"]
+
+
+def test_mcp_a_lost_answer_is_found_again_when_the_model_writes_the_same_amount_another_way(
+    web_server, demo_world
+):
+    """The move of "280.00" was made and its answer lost; the model asked again in the same
+    session without the key, writing the amount as the number 280 (JSON's way, as models
+    often do): the same money, which the server took for another action and proposed a
+    second time. The same amount, however written, is the one action; another amount
+    (280.01) is another."""
+    with answer_lost_proxy(web_server) as proxy:
+        proxy.then = "throttled"
+
+        async def lost_then_again(session):
+            await refusal(session, "propose_action", **REALLOCATION_ARGUMENTS)
+            proxy.losing = False
+            payload = REALLOCATION_ARGUMENTS["payload"]
+            same = await call(
+                session,
+                "propose_action",
+                **{**REALLOCATION_ARGUMENTS, "payload": {**payload, "amount": 280}},
+            )
+            other = await call(
+                session,
+                "propose_action",
+                **{**REALLOCATION_ARGUMENTS, "payload": {**payload, "amount": "280.01"}},
+            )
+            return same, other
+
+        same, other = run_agent(proxy.url, demo_world["agents"]["optimizer"], lost_then_again)
+    made = ProposalRow.objects.order_by("pk").first()
+    assert same["id"] == made.pk and "Nothing new was proposed" in same["replayed"]
+    assert other["id"] != made.pk and other["payload"]["amount"] == "280.01"
+    assert ProposalRow.objects.count() == 2

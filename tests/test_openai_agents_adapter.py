@@ -461,3 +461,32 @@ def test_a_reallocation_whose_answer_was_lost_is_not_proposed_twice_when_run_aga
         seen = model.told()
         assert seen["proposal_id"] == made.pk and seen["status"] == "pending_review"
     assert budgets() == (Decimal("1000.00"), Decimal("500.00"))
+
+
+def test_a_lost_answer_is_found_again_when_the_model_writes_the_same_amount_another_way(
+    web_server, key
+):
+    """The move of "280.00" was made and its answer lost; run again, the model wrote the
+    amount as the number 280: the same money, which PlatformTools took for another action
+    and proposed a second time with a new key. The same amount, however written, is sent
+    with the first key, and the platform answers with the one proposal."""
+
+    async def lost_then_again(proxy):
+        async with AsyncClient(proxy.url, key, retry=ONE_RETRY) as client:
+            platform = PlatformTools(client=client, wait="block", timeout=1)
+            agent = Agent(
+                name="optimizer", model=ScriptedModel(REALLOCATION), tools=tools_of(platform)
+            )
+            with pytest.raises(UserError):
+                await Runner.run(agent, "Move 28% of brand-search's budget.")
+            proxy.losing = False
+            model = ScriptedModel((REALLOCATION[0], {**REALLOCATION[1], "amount": 280}))
+            agent = Agent(name="optimizer", model=model, tools=tools_of(platform))
+            await Runner.run(agent, "Move 28% of brand-search's budget.")
+            return model
+
+    with answer_lost_proxy(web_server) as proxy:
+        model = asyncio.run(lost_then_again(proxy))
+
+    made = Proposal.objects.get()
+    assert model.told()["proposal_id"] == made.pk

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -93,6 +94,43 @@ def may_be_made(error: HitlError) -> bool:
     return isinstance(error, (*ANSWER_LOST, Conflict)) or error.answer_lost
 
 
+#: The payload fields that hold money or a bid (``strategy_change``'s targets among its
+#: ``changes``): the platform reads each as a decimal, so that "2.1", "2.10", 2.1 and
+#: ``Decimal("2.10")`` are one amount to it.
+MONEY_FIELDS = frozenset({"new_bid", "new_daily_budget", "amount", "target_cpa", "target_roas"})
+
+#: A figure as the platform reads one: ASCII digits and a point, no exponent, no spaces.
+_PLAIN_DECIMAL = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+
+
+def _money_as_read(value: Any, *, money: bool = False) -> Any:
+    """``value`` (a payload) with each amount in a money field written one way for the amount
+    it is, as the platform reads what the client sends: a string as written, a number as JSON
+    writes it, a ``Decimal`` as its text ("2.10", 2.1 and ``Decimal("2.100")`` are all
+    "2.1"). Amounts that differ stay different (2.1 and 2.11; 0.1 + 0.2, sent as
+    0.30000000000000004, and 0.3), and so does a spelling the platform does not read as a
+    figure ("2.1e0", " 2.1"): it is refused, not taken for the amount."""
+    if isinstance(value, Mapping):
+        return {
+            name: _money_as_read(item, money=name in MONEY_FIELDS) for name, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_money_as_read(item) for item in value]
+    if not money or isinstance(value, bool):
+        return value
+    if isinstance(value, Decimal):
+        sent = str(value)  # as the client sends a Decimal
+    elif isinstance(value, int | float):
+        sent = json.dumps(value)  # as JSON writes a number
+    elif isinstance(value, str):
+        sent = value
+    else:
+        return value
+    if not _PLAIN_DECIMAL.fullmatch(sent):
+        return value
+    return f"{Decimal(sent).normalize():f}"
+
+
 #: How many actions whose answers were lost an adapter remembers (the oldest forgotten
 #: first): a platform failing for hours holds no more of them than this.
 REMEMBERED_LOST = 1000
@@ -119,7 +157,7 @@ class LostAnswers:
     @staticmethod
     def _action(fields: Mapping[str, Any], scope: Any) -> tuple[str, str]:
         action = json.dumps(
-            [fields["action_type"], fields["account"], fields["payload"]],
+            [fields["action_type"], fields["account"], _money_as_read(fields["payload"])],
             default=str,
             sort_keys=True,
         )
