@@ -22,9 +22,11 @@ from hitl_client import (
     AuthFailed,
     Client,
     Conflict,
+    ConnectionFailed,
     HitlError,
     NotFound,
     ProposalRequest,
+    RetryPolicy,
     Status,
     Unprocessable,
     ValidationFailed,
@@ -37,6 +39,7 @@ from approvals.models import Proposal as ProposalRow
 from approvals.services.decisions import proposal_approve, proposal_reject
 from approvals.services.proposals import proposal_withdraw_for_agent
 from ledger.models import Campaign
+from tests.answer_lost import answer_lost_proxy
 from tests.conftest import connections_to, creative
 
 pytestmark = [pytest.mark.worker, pytest.mark.usefixtures("celery_worker")]
@@ -69,7 +72,7 @@ def propose_bid(hitl: Client, new_bid: str = "2.12", **extra):
     )
 
 
-def propose_reallocation(hitl: Client):
+def propose_reallocation(hitl: Client, **extra):
     return hitl.propose(
         "budget_reallocation",
         "demo",
@@ -77,6 +80,7 @@ def propose_reallocation(hitl: Client):
         rationale="generic-search converts at 2.3x brand-search's rate this week.",
         confidence=0.82,
         supporting_data={"conversion_rate": {"brand-search": [0.021, 0.019, 0.018]}},
+        **extra,
     )
 
 
@@ -552,3 +556,30 @@ def test_an_async_client_closes_a_loops_connections_as_that_loop_ends(web_server
 
     assert after_the_first_loop == before
     assert not [w for w in warned if issubclass(w.category, ResourceWarning)]
+
+
+def test_a_proposal_whose_answer_was_lost_names_the_key_that_finds_it(web_server, demo_world):
+    """The platform made the reallocation, and the connection broke before its answer came
+    back, on the client's retry too. ConnectionFailed said "it may have taken effect" and
+    nothing else: the key the client had made for it was gone, and the only way to learn
+    whether the move was made was to propose it again with a new key, which made a second
+    one. The error names its key (``idempotency_key`` and the message); proposed again with
+    it, the platform answers with the one proposal."""
+    key = demo_world["agents"]["optimizer"]
+    with (
+        answer_lost_proxy(web_server) as proxy,
+        Client(proxy.url, key, retry=RetryPolicy(max_attempts=2, backoff=0.1)) as hitl,
+    ):
+        with pytest.raises(ConnectionFailed) as failed:
+            propose_reallocation(hitl)
+        made = ProposalRow.objects.get()
+        lost_key = failed.value.idempotency_key
+        assert lost_key and lost_key.startswith("hitl-client-")
+        assert f"Its Idempotency-Key was {lost_key!r}: sent again with that key" in str(
+            failed.value
+        )
+
+        proxy.losing = False
+        again = propose_reallocation(hitl, idempotency_key=lost_key)
+    assert again.id == made.pk and again.replayed
+    assert ProposalRow.objects.count() == 1

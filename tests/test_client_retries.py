@@ -19,6 +19,7 @@ import pytest
 from hitl_client import (
     AsyncClient,
     AuthFailed,
+    BadResponse,
     Client,
     Conflict,
     ConnectionFailed,
@@ -595,9 +596,13 @@ def test_a_throttled_retry_after_a_lost_answer_says_the_first_may_have_taken_eff
     with hitl, pytest.raises(RateLimited) as failed:
         propose(hitl)
     assert failed.value.answer_lost
+    key = api.requests[0]["headers"]["Idempotency-Key"]
+    assert failed.value.idempotency_key == key
     assert failed.value.message == (
         "Request was throttled. An earlier attempt reached the server and its answer was "
-        "lost: it may have taken effect."
+        f"lost: it may have taken effect. Its Idempotency-Key was {key!r}: sent again with "
+        "that key and the same body, it is answered with what became of the first if that "
+        "took effect, and done once if it did not."
     )
     assert len(api.requests) == 3
 
@@ -605,7 +610,7 @@ def test_a_throttled_retry_after_a_lost_answer_says_the_first_may_have_taken_eff
     again = Client(api.url, "k", retry=RetryPolicy(max_attempts=3))
     with again, pytest.raises(RateLimited) as refused:
         propose(again)
-    assert not refused.value.answer_lost
+    assert not refused.value.answer_lost and refused.value.idempotency_key is None
     assert refused.value.message == "Request was throttled."
 
 
@@ -649,3 +654,34 @@ def test_an_adapter_remembers_a_lost_answer_by_the_amount_not_by_how_it_was_writ
 
     lost.answered(bid(Decimal("2.10")))
     assert lost.sent_as(bid("2.1"), "new")[1] == "new"
+
+
+def test_a_proposal_that_may_have_been_made_names_the_key_the_client_made_for_it(api, pauses):
+    """The client makes a key when none is given and reuses it on its own retries; when they
+    ran out with the outcome unknown (every attempt a 502; a 201 whose body could not be
+    read: the proposal was made), the error said it "may have taken effect" and kept the key
+    to itself, so the caller could only propose again with a new key, a second proposal if
+    the first was made. The error names it (``idempotency_key`` and the message). A refusal
+    that did nothing (a 400, a 429 from the first attempt) names none."""
+    hitl = Client(api.url, "k", retry=RetryPolicy(max_attempts=2))
+    api.answers((502, {"detail": "Bad gateway."}))
+    with hitl, pytest.raises(ServerError) as failed:
+        propose(hitl)
+    key = api.requests[0]["headers"]["Idempotency-Key"]
+    assert api.requests[1]["headers"]["Idempotency-Key"] == key
+    assert failed.value.idempotency_key == key
+    assert f"Its Idempotency-Key was {key!r}: sent again with that key" in failed.value.message
+
+    api.requests.clear()
+    api.answers((201, "<html>a proxy's page</html>"))
+    with Client(api.url, "k") as hitl, pytest.raises(BadResponse) as unread:
+        propose(hitl)
+    key = api.requests[0]["headers"]["Idempotency-Key"]
+    assert unread.value.idempotency_key == key
+    assert f"Its Idempotency-Key was {key!r}" in unread.value.message
+
+    api.answers((400, {"payload": {"new_bid": ["Too many decimal places."]}}))
+    with Client(api.url, "k") as hitl, pytest.raises(ValidationFailed) as refused:
+        propose(hitl)
+    assert refused.value.idempotency_key is None
+    assert "Idempotency-Key" not in refused.value.message

@@ -17,6 +17,7 @@ from hitl_client._core import (
     Call,
     bad_response,
     idempotency_key_or_new,
+    key_named,
     path_of,
 )
 from hitl_client.errors import WaitTimedOut, error_from_response
@@ -53,7 +54,8 @@ def reads_answer(function: Callable[P, R]) -> Callable[P, R]:
             return function(*args, **kwargs)
         except _MALFORMED as error:
             answer = next(a for a in (*args, *kwargs.values()) if isinstance(a, Answer))
-            raise bad_response(answer, error) from error
+            # Answered, so a keyed request took effect: its key finds what it did.
+            raise key_named(bad_response(answer, error), answer.idempotency_key) from error
 
     return read
 

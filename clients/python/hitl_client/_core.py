@@ -13,7 +13,7 @@ import random
 import re
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -329,18 +329,11 @@ class Attempts:
             return None
         return self._within_budget(self.policy.delay(self.count, retry_after))
 
-    def answer(self, response: httpx.Response, content: bytes, secret: str) -> Answer:
-        """``answer_of`` the last attempt's answer, its refusal marked (``failed``)."""
-        try:
-            return answer_of(response, content, secret)
-        except HitlError as error:
-            self.failed(error)
-            raise
-
     def failed(self, error: HitlError) -> HitlError:
         """The error the call ends with, marked ``answer_lost`` when an earlier attempt's
         answer was lost: a throttled or timed-out last attempt says nothing of what the
-        first one did."""
+        first one did. A keyed call that may have taken effect (an attempt's answer lost)
+        names its key (``key_named``)."""
         if self.unanswered_before and not error.answer_lost:
             error.answer_lost = True
             error.message = (
@@ -348,7 +341,47 @@ class Attempts:
                 "answer was lost: it may have taken effect."
             )
             error.args = (error.message,)
+        if self.unanswered or error.answer_lost:
+            key_named(error, self.call.idempotency_key)
         return error
+
+    def answer(self, response: httpx.Response, content: bytes, secret: str) -> Answer:
+        """``answer_of`` the last attempt's answer, its refusal marked (``failed``)."""
+        try:
+            answer = answer_of(response, content, secret)
+        except HitlError as error:
+            self.failed(error)
+            raise
+        return replace(answer, idempotency_key=self.call.idempotency_key)
+
+
+def key_named(error: HitlError, key: str | None) -> HitlError:
+    """``error`` (a keyed request that may have taken effect though its answer never arrived
+    whole) with the request's Idempotency-Key, in its ``idempotency_key`` and its message:
+    the client made the key itself when none was given, and the caller, told only that the
+    request "may have taken effect", had no way to learn whether it had other than sending
+    it again with a new key, which does it twice if it had."""
+    if key is None or error.idempotency_key == key:
+        return error
+    error.idempotency_key = key
+    error.message = f"{error.message.rstrip()} {key_sentence(key)}"
+    error.args = (error.message,)
+    return error
+
+
+def key_sentence(key: str) -> str:
+    """What ``key_named`` adds to a message (a framework adapter says it in its own way)."""
+    return (
+        f"Its Idempotency-Key was {key!r}: sent again with that key and the same body, it is "
+        "answered with what became of the first if that took effect, and done once if it "
+        "did not."
+    )
+
+
+def message_without_key(error: HitlError) -> str:
+    """``error``'s message without what ``key_named`` added to it."""
+    key = error.idempotency_key
+    return error.message.replace(f" {key_sentence(key)}", "") if key else error.message
 
 
 def key_refused(response: httpx.Response, content: bytes) -> bool:
@@ -371,6 +404,7 @@ class Answer:
     headers: httpx.Headers
 
     excerpt: str = ""  # the body's first characters, for a BadResponse
+    idempotency_key: str | None = None  # the request's, which a BadResponse names
 
 
 EXCERPT_CHARS = 200

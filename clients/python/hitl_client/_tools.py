@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from ._core import message_without_key
 from .errors import (
     BadResponse,
     Conflict,
@@ -196,12 +197,13 @@ class LostAnswers:
         proposing it twice: ``made`` is its id when it is known to have been made, ``again``
         how to ask again (the adapter's way)."""
         self.remember(fields, key, scope)
+        said = message_without_key(error)  # the client's words for the key: said below
         if made is None:
             what = "The proposal may have been made all the same (its answer was lost)."
         else:
             what = f"Proposal #{made} was made; what became of it could not be read."
         error.message = (
-            f"{error.message.rstrip()} {what} Do not propose it again with another key: "
+            f"{said.rstrip()} {what} Do not propose it again with another key: "
             f"{again} sends it with the same Idempotency-Key, {key!r}, and the same fields, "
             "and the platform answers with that proposal as it is now if it was made, and "
             f"takes it once if it was not (as Client.propose(..., idempotency_key={key!r}) "

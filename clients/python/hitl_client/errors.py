@@ -10,8 +10,10 @@ from typing import Any
 class HitlError(Exception):
     """Base of every error this client raises."""
 
-    #: Set by the framework adapters on a failure after which a proposal may have been made
-    #: (its answer was lost): the Idempotency-Key that finds it without proposing it twice.
+    #: Set on a failure after which a keyed request (a proposal, a batch, an outcome) may
+    #: have taken effect (its answer was lost): its Idempotency-Key, the one the client made
+    #: when none was given, which finds what it did without doing it twice. The message
+    #: names it too.
     idempotency_key: str | None = None
 
     #: An earlier attempt of the call reached the server and its answer was lost (the

@@ -29,6 +29,7 @@ except ImportError as missing:  # the client installed without its mcp extra
         '(from the repository: pip install "./clients/python[mcp]").'
     ) from missing
 
+from hitl_client._core import message_without_key
 from hitl_client._tools import LostAnswers, faults, may_be_made, outcome_report
 from hitl_client.client import AsyncClient
 from hitl_client.errors import (
@@ -154,10 +155,10 @@ def _outcome_unknown(error: HitlError, key: str) -> ToolError:
     or its answer could not be read): it may have been made. The model is given the key
     that finds it, so that asking again answers that proposal rather than making another."""
     return ToolError(
-        f"Whether it was proposed is unknown: {error.message} It may have been made. Do not "
-        "propose it again with another key: call propose_action again with the same "
-        f'arguments and idempotency_key "{key}", which answers that proposal as it is now if '
-        "it was made, and proposes it once if it was not."
+        f"Whether it was proposed is unknown: {message_without_key(error)} It may have been "
+        "made. Do not propose it again with another key: call propose_action again with the "
+        f'same arguments and idempotency_key "{key}", which answers that proposal as it is now '
+        "if it was made, and proposes it once if it was not."
     )
 
 
