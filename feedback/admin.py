@@ -1,7 +1,8 @@
 from django.contrib import admin, messages
 from django.db import models
 from django.shortcuts import redirect
-from django.utils import timezone
+from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.text import capfirst
 
 from approvals.services.decisions import DECIDE_PERMISSION
@@ -15,6 +16,7 @@ from audit.admin import (
 )
 from feedback.callbacks import callback_events_redeliver
 from feedback.models import AutonomyRules, CallbackEvent, DeliveryStatus, Feedback, Outcome
+from hitlproject.attempts import time_said
 from hitlproject.forms import PercentField, WindowField
 from hitlproject.periods import describe_duration
 from hitlproject.vocabulary import how_many
@@ -63,13 +65,23 @@ class CallbackEventAdmin(ReadOnlyAdmin):
     raw_id_fields = ["proposal"]
     actions = ["deliver_again"]
 
+    # Its log attempt by attempt in words, as a notification's (not the JSON stored), and
+    # its next attempt as none once there is none.
+    SHOWN_AS = {"log": "log_said", "next_attempt_at": "next_attempt_said"}
+
     def get_readonly_fields(self, request, obj=None):
-        return [*super().get_readonly_fields(request, obj), "next_attempt_said"]
+        return [*super().get_readonly_fields(request, obj), *self.SHOWN_AS.values()]
 
     def get_fields(self, request, obj=None):
         fields = super().get_fields(request, obj)
-        shown = ("next_attempt_said" if name == "next_attempt_at" else name for name in fields)
-        return list(dict.fromkeys(shown))
+        return list(dict.fromkeys(self.SHOWN_AS.get(name, name) for name in fields))
+
+    @admin.display(description="log")
+    def log_said(self, event: CallbackEvent) -> str:
+        return (
+            format_html_join(mark_safe("<br>"), "{}", ((line,) for line in event.attempts_said))
+            or "—"
+        )
 
     @admin.display(description="next attempt at")
     def next_attempt_said(self, event: CallbackEvent) -> str:
@@ -79,7 +91,7 @@ class CallbackEventAdmin(ReadOnlyAdmin):
             return "none: delivered"
         if event.status == DeliveryStatus.FAILED:
             return "none: given up on (an operator may deliver it again)"
-        return f"{timezone.localtime(event.next_attempt_at):%Y-%m-%d %H:%M:%S %Z}"
+        return time_said(event.next_attempt_at)
 
     @admin.action(description="Deliver again (events given up on)", permissions=["redeliver"])
     def deliver_again(self, request, queryset):

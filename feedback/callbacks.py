@@ -24,7 +24,15 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from approvals.models import Agent, Proposal, ProposalStatus, WithdrawnBy
-from feedback.models import CallbackEvent, CallbackEventType, DeliveryStatus
+from feedback.models import (
+    GIVEN_UP,
+    NOT_WORTH_RETRYING,
+    RETRY_AT,
+    CallbackEvent,
+    CallbackEventType,
+    DeliveryStatus,
+    attempts_spent,
+)
 from hitlproject.celery import app
 from hitlproject.outbound import send_signed
 from hitlproject.queueing import after_commit, enqueue_after_commit, send_each
@@ -149,7 +157,7 @@ def callback_event_deliver(*, event_id: int) -> CallbackEvent | None:
         )
         if not_sent:
             event.status = DeliveryStatus.FAILED
-            event.log = [*event.log, {"at": now.isoformat(), "result": not_sent}]
+            event.log = [*event.log, {"at": now.isoformat(), "result": not_sent, GIVEN_UP: ""}]
             event.save(update_fields=["status", "log"])
             return event
         if _requests_under_way(event.agent_id, now) >= settings.CALLBACK_REQUESTS_PER_AGENT:
@@ -178,15 +186,19 @@ def callback_event_deliver(*, event_id: int) -> CallbackEvent | None:
     delivered, retry, result = sent.delivered, sent.retry, sent.result
 
     finished = timezone.now()
-    event.log = [*event.log, {"at": finished.isoformat(), "result": result}]
+    # What was decided is kept beside what the endpoint did: when it is retried, or why not.
+    entry = {"at": finished.isoformat(), "result": result}
     if delivered:
         event.status, event.delivered_at = DeliveryStatus.DELIVERED, finished
     elif retry and event.attempts < settings.CALLBACK_MAX_ATTEMPTS:
         # Not before the endpoint said to come back (Retry-After), up to an hour.
         wait = max(_backoff(event.attempts), timedelta(seconds=min(sent.retry_after or 0, 3600)))
         event.next_attempt_at = finished + wait
+        entry[RETRY_AT] = event.next_attempt_at.isoformat()
     else:
         event.status = DeliveryStatus.FAILED
+        entry[GIVEN_UP] = attempts_spent(event.attempts) if retry else NOT_WORTH_RETRYING
+    event.log = [*event.log, entry]
     # Recorded only if this attempt is still the event's latest: a sender that outlived its
     # lease must not undo what the one after it recorded.
     recorded = CallbackEvent.objects.filter(

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -11,6 +11,7 @@ from django.utils import timezone
 from approvals.models import RejectionReason
 from audit.actors import Actor, acting_as
 from audit.models import audited_history
+from hitlproject.attempts import attempts_in_words, time_said
 
 
 class FeedbackKind(models.TextChoices):
@@ -108,7 +109,20 @@ class CallbackEventType(models.TextChoices):
 class DeliveryStatus(models.TextChoices):
     PENDING = "pending", "Being delivered"
     DELIVERED = "delivered", "Delivered"
-    FAILED = "failed", "Gave up"
+    FAILED = "failed", "Given up"
+
+
+# What a callback event's log keeps of each attempt beside its time and result: what was
+# decided, as the sender decided it. Retried: when (``RETRY_AT``, ISO 8601); given up
+# (``GIVEN_UP``): why, in words, or "" where the result says it already ("not sent: …").
+RETRY_AT = "retry_at"
+GIVEN_UP = "given_up"
+NOT_WORTH_RETRYING = "trying again would not change this answer"
+
+
+def attempts_spent(attempts: int) -> str:
+    """Why an event retried as often as it may is given up, as its log keeps it."""
+    return f"all {attempts} attempts allowed are made"
 
 
 class CallbackEvent(models.Model):
@@ -123,8 +137,9 @@ class CallbackEvent(models.Model):
     proposal = models.ForeignKey("approvals.Proposal", on_delete=models.PROTECT, related_name="+")
     type = models.CharField(max_length=32, choices=CallbackEventType.choices)
     url = models.URLField(
+        "URL",
         help_text="Where it is sent: the agent's callback URL at its latest attempt (when the "
-        "event happened, until one is made)."
+        "event happened, until one is made).",
     )
     body = models.JSONField()
     status = models.CharField(
@@ -149,7 +164,46 @@ class CallbackEvent(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.type} #{self.proposal_id} to {self.agent_id} ({self.status})"
+        # Its status as its page's field and the list say it ("Given up"), not the value
+        # stored ("failed", which beside a "proposal.failed" event read as the event's kind).
+        return f"{self.type} on #{self.proposal_id}: {self.get_status_display().lower()}"
+
+    @property
+    def attempts_said(self) -> list[str]:
+        """Its log in words (``attempts_in_words``), each attempt with what was decided:
+        "Attempt 1, 2026-12-04 21:55:04 UTC: HTTP 503; retried at 2026-12-04 21:55:34 UTC",
+        "…: HTTP 410; given up: trying again would not change this answer"."""
+        log = self.log or []
+        return attempts_in_words(
+            [
+                {**entry, "then": self._decided(entry, last=number == len(log))}
+                if isinstance(entry, dict)
+                else entry
+                for number, entry in enumerate(log, start=1)
+            ]
+        )
+
+    def _decided(self, entry: dict, *, last: bool) -> str:
+        """What was decided after an attempt: as its entry recorded it; for an entry written
+        before decisions were recorded, by the event's status where it is the last."""
+        if RETRY_AT in entry:
+            try:
+                retry_at = datetime.fromisoformat(entry[RETRY_AT])
+            except (TypeError, ValueError):
+                return "retried"
+            waits = last and self.status == DeliveryStatus.PENDING and retry_at > timezone.now()
+            return f"{'to be retried' if waits else 'retried'} at {time_said(retry_at)}"
+        if GIVEN_UP in entry:
+            why = entry[GIVEN_UP]
+            again = "" if last else "; an operator sent it again since"
+            return f"given up: {why}{again}" if why else f"given up{again}"
+        if not last:
+            return ""
+        if self.status == DeliveryStatus.DELIVERED:
+            return "delivered"
+        if self.status == DeliveryStatus.FAILED:
+            return "given up"
+        return ""
 
 
 def _share(default: str, help_text: str, *, above_zero: bool = False) -> models.DecimalField:

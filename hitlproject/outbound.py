@@ -38,6 +38,7 @@ import codecs
 import contextlib
 import functools
 import ipaddress
+import os
 import socket
 import ssl
 from concurrent.futures import ThreadPoolExecutor
@@ -388,6 +389,17 @@ def _redirect_words(code: int, location: str | None) -> str:
     return f" (a redirect to “{where}”, not followed)"
 
 
+def _connect_failure(error: BaseException) -> str:
+    """Why a connection failed, as the system said it ("connection refused"): anyio's words
+    for a failure of every address tried ("All connection attempts failed") hide it."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno:
+            return os.strerror(cause.errno).lower()
+        cause = cause.__cause__ or cause.__context__
+    return str(error)
+
+
 def send_signed(
     url: str, body: bytes, *, secret: str, headers: dict[str, str], read_answer: bool = False
 ) -> Sent:
@@ -412,7 +424,7 @@ def send_signed(
             return Sent(False, True, "timed out before sending")
         return Sent(False, True, timed_out_text(), unanswered=True)
     except (httpx.ConnectError, ConnectionRefusedError) as error:
-        return Sent(False, True, f"could not connect: {error}"[:500])
+        return Sent(False, True, f"could not connect: {_connect_failure(error)}"[:500])
     except httpx.RemoteProtocolError as error:
         # h11's words for an answer whose headers never end within its cap ("Receive buffer
         # too long") say nothing to an operator.

@@ -34,11 +34,13 @@ from audit.admin import (
     console_acts_logged,
     is_history_page,
 )
+from hitlproject.attempts import attempts_in_words
 from hitlproject.converters import record_page
 from hitlproject.errors import DomainError, NotFound
 from hitlproject.vocabulary import how_many
 from notifications.carriers import channel_for
 from notifications.models import (
+    UPDATE_NOTES,
     Claim,
     Delivery,
     Notification,
@@ -46,7 +48,6 @@ from notifications.models import (
     NotificationStatus,
     ReachedBy,
     Route,
-    attempts_in_words,
     held_for,
 )
 from notifications.selectors import claim_live, proposal_notifications, undecidable_by_group
@@ -410,7 +411,7 @@ class MyChannelsAdmin(AuditedHistoryAdmin):
 class NotificationHistoryValues(ConsoleHistoryValues):
     def json_in_words(self, field_name: str, value) -> str | None:
         if field_name == "log" and isinstance(value, list):
-            return " ".join(attempts_in_words(value))
+            return " ".join(attempts_in_words(value, notes=UPDATE_NOTES))
         return None
 
     def prepare_delta_change_value(self, change, value):

@@ -2,8 +2,6 @@
 person is reached, what was sent (an outbox, written in the transaction that moved the
 proposal), the deadline a decision is due by, and who has taken a proposal (claims)."""
 
-from datetime import datetime
-
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -11,6 +9,7 @@ from django.db import models
 from django.utils import timezone
 
 from audit.models import audited_history
+from hitlproject.attempts import attempts_in_words
 from hitlproject.vocabulary import INTERRUPTED
 from ledger.models import Channel
 
@@ -138,36 +137,9 @@ NOT_UPDATED = "Its message could not be updated"
 UPDATED_SINCE = "Its message was updated since: it says what is so again"
 
 
-def attempts_in_words(log: list | None) -> list[str]:
-    """Each attempt of a message's log as the console says it: "Attempt 1, 2026-12-04
-    21:55:04 UTC: accepted by … for operator@example.com", and what became of its proposal as
-    it went; not the log's JSON, whose times are ISO 8601 to the microsecond. After them, a
-    Slack message's updates that failed for good, or landed after one did: "2026-12-05
-    10:02:11 UTC: Its message could not be updated: Slack refused it: message_not_found"."""
-    said = []
-    number = 0
-    for entry in log or []:
-        if isinstance(entry, dict) and ("not_updated" in entry or "updated" in entry):
-            try:
-                at = timezone.localtime(datetime.fromisoformat(entry["at"]))
-            except (KeyError, TypeError, ValueError):
-                said.append(str(entry.get("result", "—")))
-            else:
-                said.append(f"{at:%Y-%m-%d %H:%M:%S %Z}: {entry.get('result', '—')}")
-            continue
-        number += 1
-        if not isinstance(entry, dict):
-            said.append(f"Attempt {number}: {entry}")
-            continue
-        try:
-            at = timezone.localtime(datetime.fromisoformat(entry["at"]))
-        except (KeyError, TypeError, ValueError):
-            when = ""
-        else:
-            when = f", {at:%Y-%m-%d %H:%M:%S %Z}"
-        then = f"; {entry['then']}" if entry.get("then") else ""
-        said.append(f"Attempt {number}{when}: {entry.get('result', '—')}{then}")
-    return said
+# A Slack message's log entries that are no attempt of its own: an update of it that failed for
+# good (``not_updated``: the update's id), or one that landed after (``updated``).
+UPDATE_NOTES = ("not_updated", "updated")
 
 
 class Notification(models.Model):
@@ -236,7 +208,11 @@ class Notification(models.Model):
 
     @property
     def attempts_said(self) -> list[str]:
-        return attempts_in_words(self.log)
+        """Its log in words (``attempts_in_words``): "Attempt 1, 2026-12-04 21:55:04 UTC:
+        accepted by … for operator@example.com", then a Slack message's updates that failed
+        for good or landed after one did: "2026-12-05 10:02:11 UTC: Its message could not be
+        updated: Slack refused it: message_not_found"."""
+        return attempts_in_words(self.log, notes=UPDATE_NOTES)
 
     @property
     def interrupted_attempts(self) -> list[int]:

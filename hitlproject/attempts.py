@@ -1,0 +1,54 @@
+"""An outbox's log (a notification's, a callback event's) as the console says it: each
+attempt, when, what the other end did and what came of it, in words; not the log's JSON,
+whose times are ISO 8601 to the microsecond.
+
+A log is a list of entries, each ``{"at": <ISO 8601>, "result": <words>}`` and, where the
+sender recorded it, ``"then"``: what followed (a notification's proposal decided as it went,
+a callback event retried at a time or given up). An entry marked by one of a caller's
+``notes`` keys is no attempt but a note written since (a Slack message's update that failed
+for good): it is said with its time, and not numbered."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from django.utils import timezone
+
+
+def time_said(value: datetime) -> str:
+    """A time as the console's logs say one: "2026-12-04 21:55:04 UTC"."""
+    return f"{timezone.localtime(value):%Y-%m-%d %H:%M:%S %Z}"
+
+
+def entry_time(entry: dict) -> datetime | None:
+    """When an entry was written, or None if it says no time one can read."""
+    try:
+        return datetime.fromisoformat(entry["at"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def attempts_in_words(log: list | None, *, notes: Iterable[str] = ()) -> list[str]:
+    """Each attempt of ``log`` as the console says it: "Attempt 1, 2026-12-04 21:55:04 UTC:
+    accepted by … for operator@example.com", and what followed it ("; retried at …"). An
+    entry holding one of the ``notes`` keys is said as "2026-12-05 10:02:11 UTC: <result>",
+    unnumbered."""
+    notes = tuple(notes)
+    said = []
+    number = 0
+    for entry in log or []:
+        if isinstance(entry, dict) and any(key in entry for key in notes):
+            at = entry_time(entry)
+            result = str(entry.get("result", "—"))
+            said.append(f"{time_said(at)}: {result}" if at else result)
+            continue
+        number += 1
+        if not isinstance(entry, dict):
+            said.append(f"Attempt {number}: {entry}")
+            continue
+        at = entry_time(entry)
+        when = f", {time_said(at)}" if at else ""
+        then = f"; {entry['then']}" if entry.get("then") else ""
+        said.append(f"Attempt {number}{when}: {entry.get('result', '—')}{then}")
+    return said

@@ -1,0 +1,111 @@
+"""A callback event's page says what happened to it: each attempt, when, what the agent's
+endpoint did and what was decided (retried at a time, given up and why), in words, not the
+log's JSON; its title and its status say the same thing."""
+
+from datetime import datetime
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+from django.utils import timezone
+
+from approvals.models import Agent
+from approvals.services.decisions import proposal_reject
+from feedback.callbacks import callback_event_deliver
+from feedback.models import CallbackEvent
+from tests.conftest import BID_RAISES, Receiver, bid_adjustment, wait_until
+from tests.factories import evaluated
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def endpoint(demo_world):
+    """The optimizer's callback URL: an endpoint answering the statuses given in turn."""
+    receivers = []
+
+    def listening(*statuses: int) -> Receiver:
+        receiver = Receiver(*statuses)
+        receivers.append(receiver)
+        Agent.objects.filter(name="optimizer").update(callback_url=receiver.url)
+        return receiver
+
+    yield listening
+    for receiver in receivers:
+        receiver.close()
+
+
+def said(value: str) -> str:
+    """A time of an event's log as its page says it."""
+    return f"{timezone.localtime(datetime.fromisoformat(value)):%Y-%m-%d %H:%M:%S %Z}"
+
+
+@pytest.mark.usefixtures("celery_worker")
+def test_an_events_page_says_each_attempt_what_the_endpoint_did_and_what_came_of_it(
+    endpoint, login
+):
+    """Its log was the JSON stored ([{"at": "2026-…T19:14:57.696629+00:00", "result": …}]),
+    and its title said "(failed)" beside a status of "Gave up"."""
+    endpoint(503, 503, 410)
+    campaign, bid = next(iter(BID_RAISES.items()))
+    proposal = evaluated(bid_adjustment(bid, campaign))  # waits for a person
+    operator = get_user_model().objects.get(username="operator")
+
+    proposal_reject(proposal_id=proposal.pk, reviewer=operator, reason_code="other")
+
+    event = wait_until(lambda: CallbackEvent.objects.filter(status="failed").first())
+    first, second, third = event.log
+    page = login("operator").get(reverse("admin:feedback_callbackevent_change", args=[event.pk]))
+
+    assert page.status_code == 200
+    text = page.text
+    assert (
+        f"Attempt 1, {said(first['at'])}: HTTP 503; retried at {said(first['retry_at'])}<br>"
+        f"Attempt 2, {said(second['at'])}: HTTP 503; retried at {said(second['retry_at'])}<br>"
+        f"Attempt 3, {said(third['at'])}: HTTP 410; given up: trying again would not change "
+        "this answer"
+    ) in text
+    assert "retry_at" not in text and "&quot;result&quot;" not in text  # no JSON
+    assert f"proposal.rejected on #{proposal.pk}: given up</h2>" in text  # its title
+    assert '<div class="readonly">Given up</div>' in text  # its status
+    assert "(failed)" not in text and "Gave up" not in text
+
+
+def test_an_event_whose_endpoint_refuses_every_connection_says_so_until_its_attempts_are_spent(
+    endpoint, login, settings
+):
+    """Said "could not connect: All connection attempts failed" (anyio's words, whatever the
+    failure), and nothing of when it was tried again or why it stopped."""
+    settings.CALLBACK_MAX_ATTEMPTS = 2
+    receiver = endpoint(200)
+    receiver.close()  # nothing listens there any more: each connection is refused
+    proposal = evaluated(agent="optimizer")
+    event = CallbackEvent.objects.create(
+        agent=Agent.objects.get(name="optimizer"),
+        proposal=proposal,
+        type="proposal.approved",
+        url=receiver.url,
+        body={"proposal": {"id": proposal.pk}},
+    )
+
+    callback_event_deliver(event_id=event.pk)
+    pending = CallbackEvent.objects.get(pk=event.pk)
+    waiting = login("operator").get(reverse("admin:feedback_callbackevent_change", args=[event.pk]))
+    CallbackEvent.objects.filter(pk=event.pk).update(next_attempt_at=timezone.now())
+    callback_event_deliver(event_id=event.pk)
+    event = CallbackEvent.objects.get(pk=event.pk)
+    page = login("operator").get(reverse("admin:feedback_callbackevent_change", args=[event.pk]))
+
+    first, second = event.log
+    assert f"proposal.approved on #{proposal.pk}: being delivered" in waiting.text
+    assert (
+        f"Attempt 1, {said(first['at'])}: could not connect: connection refused; to be retried "
+        f"at {said(pending.log[0]['retry_at'])}"
+    ) in waiting.text
+    assert event.status == "failed"
+    assert (
+        f"Attempt 1, {said(first['at'])}: could not connect: connection refused; retried at "
+        f"{said(first['retry_at'])}<br>"
+        f"Attempt 2, {said(second['at'])}: could not connect: connection refused; given up: "
+        "all 2 attempts allowed are made"
+    ) in page.text
