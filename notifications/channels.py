@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.template.loader import render_to_string
 
+from hitlproject.mail import mail_failure_in_words
 from notifications.messages import (
     NO_LONGER_WAITS,
     DigestLine,
@@ -107,7 +108,7 @@ class EmailChannel(Channel):
             email.send()
         except (OSError, TimeoutError) as error:  # smtplib's errors are OSErrors
             raise ChannelError(
-                f"{type(error).__name__}: {error}", permanent=_refused_for_good(error)
+                mail_failure_in_words(error), permanent=_refused_for_good(error)
             ) from error
         where = "the mail server" if settings.EMAIL_HOST else settings.EMAIL_FILE_PATH
         return Sent(f"accepted by {where} for {recipient.email}")
