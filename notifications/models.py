@@ -127,10 +127,6 @@ def held_for(kind: str) -> str:
     return "Held for a digest"
 
 
-# What a message's log says of an attempt whose sender stopped before recording whether it
-# went (a worker killed mid-send): a mail server or Slack cannot be asked, so it may have.
-
-
 # What a Slack message's log says once an update of it failed for good (``not_updated`` in
 # its entry: the update's id), and once a later one landed (``updated``).
 NOT_UPDATED = "Its message could not be updated"
