@@ -316,6 +316,9 @@ class ConsoleHistoryValues(HistoricalRecordContextHelper):
     a value that reads by another field of its record."""
 
     delta = None
+    # Each field's place on the record's form (``AuditedHistoryAdmin.form_order``): the
+    # changes are listed in it, as the form lists the settings, not by their names A to Z.
+    form_order: dict[str, int] = {}
 
     def context_for_delta_changes(self, delta):
         self.delta = delta
@@ -328,6 +331,7 @@ class ConsoleHistoryValues(HistoricalRecordContextHelper):
                 and empty_structure(change.new)
             )
         ]
+        changed.sort(key=lambda change: self.form_order.get(change.field, len(self.form_order)))
         return super().context_for_delta_changes(dataclasses.replace(delta, changes=changed))
 
     def _is_json(self, field_name: str) -> bool:
@@ -479,7 +483,17 @@ class AuditedHistoryAdmin(ConsoleAdmin, SimpleHistoryAdmin):
     history_shows_created_values = False
 
     def get_historical_record_context_helper(self, request, historical_record):
-        return self.history_values(self.model, historical_record)
+        helper = self.history_values(self.model, historical_record)
+        helper.form_order = self.form_order()
+        return helper
+
+    def form_order(self) -> dict[str, int]:
+        """Each field's place on the record's form: as its fieldsets (or fields) list it,
+        then the model's other fields in the model's order."""
+        declared = flatten_fieldsets(self.fieldsets) if self.fieldsets else list(self.fields or ())
+        opts = self.model._meta
+        in_model = [field.name for field in sorted([*opts.fields, *opts.many_to_many])]
+        return {name: place for place, name in enumerate(dict.fromkeys([*declared, *in_model]))}
 
     # The list reads an object's changes in the order they were written, newest first, and
     # each entry's changes against the one written before it: a record's date is the clock of

@@ -198,11 +198,13 @@ class RouteForm(ChangeReasonForm):
 
 
 class RouteHistoryValues(ConsoleHistoryValues):
-    """A route's history reads as its list does: the action type as a person reads it."""
+    """A route's history reads as its list and form do: the action type as a person reads
+    it, and none as "every action type" (not "—"; a "Created" entry's value before it was
+    made stays "—")."""
 
     def prepare_delta_change_value(self, change, value):
-        if change.field == "action_type" and value:
-            return action_types.label(value)
+        if change.field == "action_type" and value is not None:
+            return action_types.label(value) if value else "every action type"
         return super().prepare_delta_change_value(change, value)
 
 

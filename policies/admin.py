@@ -302,18 +302,23 @@ def _ceiling_display(field: str, label: str):
 class PolicyHistoryValues(ConsoleHistoryValues):
     """A policy's history reads as its page does (``setting_text``, ``setting_label``): a
     setting by its form's name, a ceiling in percent, or a count for creative batches, not
-    the fraction stored; an agent kind by its name."""
+    the fraction stored; an action type and an agent kind by their names ("budget
+    reallocation", not budget_reallocation)."""
 
     def format_delta_change(self, change):
-        return replace(super().format_delta_change(change), field=setting_label(change.field))
-
-    def prepare_delta_change_value(self, change, value):
-        if change.field in (*MAGNITUDE_FIELDS, *PERCENT_FIELDS):
-            unit = magnitude_unit(self.delta.new_record.action_type)
-            return setting_text(change.field, value, unit)
-        if change.field == "agent_kind" and value in AgentKind.values:
-            return AgentKind(value).label
-        return super().prepare_delta_change_value(change, value)
+        if change.field not in (*MAGNITUDE_FIELDS, *PERCENT_FIELDS, *NAMED_FIELDS):
+            return replace(super().format_delta_change(change), field=setting_label(change.field))
+        # Each value in the unit of its own version's action type: a ceiling of 12 creatives
+        # was not "1200%" when the same save made the policy one of percentages.
+        old, new = (
+            setting_text(change.field, value, magnitude_unit(record.action_type))
+            for value, record in (
+                (change.old, self.delta.old_record),
+                (change.new, self.delta.new_record),
+            )
+        )
+        old, new = self.stringify_delta_change_values(change, old, new)
+        return replace(change, field=setting_label(change.field), old=old, new=new)
 
 
 @admin.register(Policy)
@@ -558,11 +563,14 @@ class PolicyAdmin(ChangeReasonAdmin):
                 console_act_logged(request, live, f"Promoted from draft #{draft.pk}")
                 messages.success(request, self.promotion_said(request, live, draft))
                 return HttpResponseRedirect(reverse("admin:policies_policy_change", args=[live.pk]))
+        # Each side in the unit of its own action type (a draft may change it).
+        live_unit = magnitude_unit(replaces.action_type if replaces else draft.action_type)
         unit = magnitude_unit(draft.action_type)
+        in_form_order = sorted(changes_on_promotion(draft), key=lambda c: self.form_order()[c[0]])
         changes = [
-            (setting_label(name), setting_text(name, before, unit),
+            (setting_label(name), setting_text(name, before, live_unit),
              setting_text(name, after, unit))
-            for name, before, after in changes_on_promotion(draft)
+            for name, before, after in in_form_order
         ]  # fmt: skip
         context = {
             **self.admin_site.each_context(request),
@@ -783,10 +791,21 @@ def simulate_query(draft: Policy) -> str:
     )
 
 
+# Settings stored as a name that a page shows in words: "budget reallocation", not
+# budget_reallocation, as the form's choices and the policy list read them.
+NAMED_FIELDS = ("action_type", "agent_kind")
+
+
 def setting_text(name: str, value, unit: str) -> str:
     """A policy's setting as its page shows it."""
     if value is None or value == "":
         return "—"
+    if name == "action_type":
+        return action_types.label(value)
+    if name == "agent_kind":
+        return AgentKind(value).label if value in AgentKind.values else value
+    if name == "channel":
+        return Channel(value).label if value in Channel.values else value
     if name in MAGNITUDE_FIELDS:
         return ceiling_text(value, unit)
     if name in PERCENT_FIELDS:

@@ -301,11 +301,11 @@ def test_policy_owners_keep_the_autonomy_rules_and_operators_read_them(login, de
     saved = login("policy-owner").post(url, form, follow=True)
     assert saved.redirect_chain == [(url, 302)]
     # Not Django's "The autonomy rules “Autonomy rules” was changed successfully.", and
-    # what changed, as the history reads it.
+    # what changed, as the history reads it, in the form's order (not A to Z).
     assert [str(m) for m in saved.context["messages"]] == [
-        "The autonomy rules were changed. What changed: Narrow min rejected share: 25% → 30%; "
-        "Widen factor: 1.50 → 1.25; Widen max ceiling: 50% → 40%; Widen min clean share: "
-        "95% → 97%; Widen min decisions: 50 → 100; Window: 30 days → 14 days."
+        "The autonomy rules were changed. What changed: Window: 30 days → 14 days; Widen min "
+        "decisions: 50 → 100; Widen min clean share: 95% → 97%; Widen factor: 1.50 → 1.25; "
+        "Widen max ceiling: 50% → 40%; Narrow min rejected share: 25% → 30%."
     ]
     rules = AutonomyRules.current()
     assert (rules.window, rules.widen_min_decisions) == (timedelta(days=14), 100)

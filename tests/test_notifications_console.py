@@ -121,15 +121,40 @@ def test_a_route_saved_says_whom_it_now_tells_by_name_as_its_history_does(login)
         follow=True,
     )
     said = [strip_tags(str(message)) for message in page.context["messages"]]
+    # In the form's order: whom it tells, then how (not A to Z).
     assert said[-1] == (
         "The route “Big reallocations to the operators” was changed successfully. What "
-        "changed: Backup group: — → operators; Users: — → operator."
+        "changed: Users: — → operator; Backup group: — → operators."
     )
     history = client.get(reverse("admin:notifications_route_history", args=[route.pk])).text
     assert history_entries(history)[0] == (
         "Changed",
-        ["Backup group: — → operators", "Users: — → operator"],
+        ["Users: — → operator", "Backup group: — → operators"],
     )
+
+
+def test_a_route_made_to_tell_of_every_action_type_says_so_as_its_form_does(login):
+    """Its history read "Action type: budget reallocation → —", where the form and the list
+    say "every action type"."""
+    client = login("policy-owner")
+    client.post(reverse("admin:notifications_route_add"), route_form())
+    route = Route.objects.get(name="Big reallocations to the operators")
+
+    page = client.post(
+        reverse("admin:notifications_route_change", args=[route.pk]),
+        route_form(action_type="", minimum_risk="70"),
+        follow=True,
+    )
+
+    said = [strip_tags(str(message)) for message in page.context["messages"]]
+    assert said[-1].endswith(
+        "What changed: Action type: budget reallocation → every action type; Minimum risk: 50 → 70."
+    )
+    history = client.get(reverse("admin:notifications_route_history", args=[route.pk])).text
+    assert history_entries(history)[0][1] == [
+        "Action type: budget reallocation → every action type",
+        "Minimum risk: 50 → 70",
+    ]
 
 
 def history_entries(page: str) -> list[tuple[str, list[str]]]:

@@ -731,3 +731,75 @@ def test_the_policy_list_says_in_words_which_row_is_live_a_draft_or_retired(owne
     rows = policy_rows(owner)
     assert " Live " in rows[policy.pk] and " Retired draft " in rows[draft.pk]
     assert " Draft " not in rows[draft.pk] and " Live " not in rows[draft.pk]
+
+
+def latest_changes(client: Client, policy: Policy) -> list[str]:
+    """The changes the history list shows for the latest version, as read ("field: a → b")."""
+    page = client.get(reverse("admin:policies_policy_history", args=[policy.pk]))
+    cell = page.text.split('data-label="Changes"')[1].split("</td>")[0]
+    return [
+        " ".join(re.sub(r"<[^>]+>|&nbsp;", " ", item).replace("&rarr;", "→").split())
+        for item in re.findall(r"<li>(.*?)</li>", cell, re.S)
+    ]
+
+
+def test_what_changed_names_the_action_type_and_lists_the_settings_as_the_form_does(owner):
+    """A save said "What changed: Action type: budget_reallocation → budget_change;
+    Auto-execute ceiling: …; Description: …; Priority: …": the action type by its code, where
+    the form and the list say "budget reallocation", and the settings A to Z, where the form
+    lists the description first, then the scope, then the ceilings."""
+    policy = reallocations()
+    url = change_url(policy)
+
+    saved = owner.post(
+        url,
+        form_data(owner, url, action_type="budget_change", priority="5",
+                  description="Moves between campaigns, as changes.",
+                  auto_execute_max_magnitude="30", change_reason="Regrouped."),
+        follow=True,
+    )  # fmt: skip
+
+    changes = [
+        "Action type: budget reallocation → budget change",
+        "Description: — → Moves between campaigns, as changes.",
+        "Priority: 0 → 5",
+        "Auto-execute ceiling: 10% → 30%",
+    ]
+    assert said_after(saved) == [
+        "The policy “Budget reallocations” was changed successfully. What changed: "
+        + "; ".join(changes)
+        + "."
+    ]
+    assert latest_changes(owner, policy) == changes
+
+
+def test_a_promotion_lists_its_changes_in_the_forms_order_each_in_its_own_unit(owner):
+    """The promotion page listed the settings in the model's order, the action type by its
+    code, and the live policy's ceiling in the draft's unit: a draft making the reallocations
+    policy one for strategy changes (a count of fields) read "Auto-execute ceiling: 0.1 → 2",
+    the live 10% read as a count."""
+    policy = reallocations()
+    draft = duplicate(
+        owner, policy, priority="2", auto_execute_max_magnitude="2",
+        action_type="strategy_change", change_reason="Try it on strategy changes.",
+    )  # fmt: skip
+    promote = reverse("admin:policies_policy_promote", args=[draft.pk])
+
+    shown = owner.get(promote)
+    promoted = owner.post(promote, {"change_reason": "As tried."}, follow=True)
+
+    assert shown.context["changes"] == [
+        ("Action type", "budget reallocation", "strategy change"),
+        ("Priority", "0", "2"),
+        ("Auto-execute ceiling", "10%", "2"),
+    ]
+    assert said_after(promoted)[-1] == (
+        "“Budget reallocations” is live, as the draft set it. What changed: Action type: "
+        "budget reallocation → strategy change; Priority: 0 → 2; Auto-execute ceiling: 10% → 2."
+    )
+    assert latest_changes(owner, policy) == [
+        "Action type: budget reallocation → strategy change",
+        "Priority: 0 → 2",
+        "Auto-execute ceiling: 10% → 2",
+    ]
+
