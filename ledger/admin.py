@@ -23,9 +23,22 @@ class GuardrailFieldsOnly:
         return [f.name for f in self.model._meta.fields if f.name not in self.guardrail_fields]
 
 
+class LedgerHistoryValues(ConsoleHistoryValues):
+    """The ledger's history says a field that held no value (a target CPA, a budget cap, an
+    account's total cap) was "not set", as a proposal's page and its executions say of the
+    same field, and as the ledger's own pages do (``empty_value_display``)."""
+
+    def prepare_delta_change_value(self, change, value):
+        if value is None or value == "":
+            return NOT_SET
+        return super().prepare_delta_change_value(change, value)
+
+
 @admin.register(Account)
 class AccountAdmin(GuardrailFieldsOnly, ChangeReasonAdmin):
     form = ChangeReasonForm  # a cap set or lifted says why, in its history
+    history_values = LedgerHistoryValues
+    empty_value_display = NOT_SET
     guardrail_fields = ["max_total_daily_budget"]
     list_display = ["external_id", "name", "channel", "currency", "execution_endpoint"]
     list_filter = ["channel"]
@@ -49,20 +62,11 @@ class AccountAdmin(GuardrailFieldsOnly, ChangeReasonAdmin):
         return list(dict.fromkeys([*readonly, *self.integration_fields]))
 
 
-class CampaignHistoryValues(ConsoleHistoryValues):
-    """A campaign's history says a field that held no value (a target CPA, a budget cap) was
-    "not set", as a proposal's page and its executions say of the same field."""
-
-    def prepare_delta_change_value(self, change, value):
-        if value is None:
-            return NOT_SET
-        return super().prepare_delta_change_value(change, value)
-
-
 @admin.register(Campaign)
 class CampaignAdmin(GuardrailFieldsOnly, ChangeReasonAdmin):
     form = ChangeReasonForm  # a cap or a strategy lock set or lifted says why, in its history
-    history_values = CampaignHistoryValues
+    history_values = LedgerHistoryValues
+    empty_value_display = NOT_SET
     guardrail_fields = ["max_daily_budget", "strategy_locked"]
     list_display = [
         "external_id",

@@ -8,7 +8,7 @@ from decimal import Decimal
 from django.urls import reverse
 
 from approvals.models import Agent
-from ledger.models import Account
+from ledger.models import Account, Campaign
 from policies.models import BrandGuidelines, KillSwitch, Policy
 from tests.test_policy_tuning import duplicate, reallocations
 
@@ -247,3 +247,42 @@ def test_a_draft_replacing_no_policy_says_it_adds_one(login):
         "“Optimizer's reallocations” is live, as the draft set it: no live policy had its "
         "action type, scope and priority, so it adds to the policies in force."
     ]
+
+
+def test_an_empty_cap_reads_not_set_on_an_account_as_on_a_campaign(login):
+    """Lifting an account's total cap said "Max total daily budget: 900.00 → —", where lifting a
+    campaign's cap says "Max daily budget: 700.00 → not set": one empty cap, two words. Both
+    now say "not set", in the message, the history and the ledger's own pages."""
+    owner = login("policy-owner")
+    account = Account.objects.get(external_id="demo")
+    campaign = Campaign.objects.get(external_id="brand-search")
+    account_url = reverse("admin:ledger_account_change", args=[account.pk])
+    campaign_url = reverse("admin:ledger_campaign_change", args=[campaign.pk])
+
+    owner.post(account_url, {"max_total_daily_budget": "900", "change_reason": "Cap."}, follow=True)
+    lifted = said(
+        owner.post(account_url, {"max_total_daily_budget": "", "change_reason": "Lift."},
+                   follow=True)
+    )  # fmt: skip
+    owner.post(campaign_url, {"max_daily_budget": "700", "change_reason": "Cap."})
+    campaign_lifted = said(
+        owner.post(campaign_url, {"max_daily_budget": "", "change_reason": "Lift."}, follow=True)
+    )
+
+    assert lifted[-1].endswith("What changed: Max total daily budget: 900.00 → not set.")
+    assert campaign_lifted[-1].endswith("What changed: Max daily budget: 700.00 → not set.")
+    for history, cap in (
+        (reverse("admin:ledger_account_history", args=[account.pk]), "900.00"),
+        (reverse("admin:ledger_campaign_history", args=[campaign.pk]), "700.00"),
+    ):
+        latest = " ".join(
+            owner.get(history).text.split('data-label="Changes"')[1].split("</td>")[0].split()
+        )
+        assert f"{cap} &nbsp;&rarr;&nbsp;&nbsp;not set" in latest, latest
+    # The ledger's own pages show an empty cap in the same words: the campaigns' list, and
+    # the account's page as an auditor reads it.
+    campaigns = owner.get(reverse("admin:ledger_campaign_changelist")).text
+    assert '<td class="field-max_daily_budget">not set</td>' in campaigns
+    page = " ".join(login("auditor").get(account_url).text.split())
+    cap_shown = page.split("field-max_total_daily_budget")[1][:300]
+    assert '<div class="readonly">not set</div>' in cap_shown, cap_shown
