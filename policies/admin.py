@@ -911,11 +911,17 @@ class KillSwitchAdmin(ChangeReasonAdmin):
             }
             held, sending = under_way.held_by(**scope), under_way.sending_by(**scope)
             # Named as the message after the save names it ("Kill switch on account demo").
-            said = (
-                f"Kill switch on {kill_switch_scope_text(obj)} holds back "
-                f"{how_many(held, 'approved proposal')} not yet carried out"
-            )
-            said += ": each goes back to a person to approve again before it runs." if held else "."
+            on = f"Kill switch on {kill_switch_scope_text(obj)}"
+            if held:
+                said = (
+                    f"{on} holds back {how_many(held, 'approved proposal')} not yet carried "
+                    "out: each goes back to a person to approve again before it runs."
+                )
+            else:
+                said = (
+                    f"{on} holds nothing back: no approved proposal it covers was waiting to "
+                    "be carried out."
+                )
             if sending:
                 # Its request went before the switch: the channel's answer decides it.
                 has, it = ("has", "it is") if sending == 1 else ("have", "each is")
@@ -924,7 +930,9 @@ class KillSwitchAdmin(ChangeReasonAdmin):
                     f"now, which the switch does not call back: {it} carried out if the "
                     "channel carries it out."
                 )
-            messages.warning(request, said)
+            messages.add_message(
+                request, messages.WARNING if held or sending else messages.INFO, said
+            )
 
 
 @admin.register(BrandGuidelines)

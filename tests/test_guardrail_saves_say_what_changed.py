@@ -161,12 +161,17 @@ def test_a_released_switch_given_a_new_reason_says_so(login):
 
 def test_engaging_a_switch_names_it_in_both_its_messages_alike(login):
     """Engaging said "Kill switch on demo (engaged) holds back …" and, beside it, "Kill switch
-    on account demo engaged: …": one switch, named two ways in one page."""
-    engaged = said(login("policy-owner").post(ADD_SWITCH, switch_form(), follow=True))
+    on account demo engaged: …": one switch, named two ways in one page. With nothing to hold
+    back it said so as a count, in a warning: "holds back 0 approved proposals"."""
+    page = login("policy-owner").post(ADD_SWITCH, switch_form(), follow=True)
 
-    assert engaged == [
-        "Kill switch on account demo holds back 0 approved proposals not yet carried out.",
-        "Kill switch on account demo engaged: Tracking outage.",
+    assert [(m.level_tag, str(m)) for m in page.context["messages"]] == [
+        (
+            "info",
+            "Kill switch on account demo holds nothing back: no approved proposal it covers "
+            "was waiting to be carried out.",
+        ),
+        ("success", "Kill switch on account demo engaged: Tracking outage."),
     ]
 
 

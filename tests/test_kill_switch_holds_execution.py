@@ -597,9 +597,9 @@ def test_engaging_a_switch_while_a_request_is_at_the_channel_does_not_count_it_h
         "everything: 1; account demo: 1; channel Google Ads: 1."
     ), seen["help"]
     assert (
-        "Kill switch on account demo holds back 0 approved proposals not yet carried out. "
-        "1 approved proposal has a request at its channel now, which the switch does not call "
-        "back: it is carried out if the channel carries it out."
+        "Kill switch on account demo holds nothing back: no approved proposal it covers was "
+        "waiting to be carried out. 1 approved proposal has a request at its channel now, "
+        "which the switch does not call back: it is carried out if the channel carries it out."
     ) in seen["said"], seen["said"]
 
 
