@@ -258,13 +258,16 @@ class Verification:
                 "chain whose head was recorded then."
             )
         if not self.links:  # a new platform, before its first sealing run
+            if not self.unsealed:
+                return True, "Nothing is sealed yet: no record has been written."
+            wait, they_are = ("waits", "it is") if self.unsealed == 1 else ("wait", "they are")
             return True, (
-                f"Nothing is sealed yet: {self.unsealed} record(s) written wait for the first "
-                "sealing, a minute or so after they are written."
+                f"Nothing is sealed yet: {how_many(self.unsealed, 'record')} written {wait} for "
+                f"the first sealing, a minute or so after {they_are} written."
             )
         return True, (
-            f"The audit chain holds: {self.links} record(s) sealed, head {self.head}; "
-            f"{self.unsealed} written since the last sealing."
+            f"The audit chain holds: {how_many(self.links, 'record')} sealed, head "
+            f"{self.head}; {self.unsealed} written since the last sealing."
         )
 
 

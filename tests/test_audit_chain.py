@@ -23,6 +23,7 @@ from audit.chain import (
 )
 from audit.models import ChainLink, ChainVerification
 from executors.runner import proposal_execute
+from ledger.models import Account
 from tests.conftest import reallocation, wait_until
 from tests.factories import evaluated
 
@@ -48,7 +49,7 @@ def verify(*args: str) -> str:
 
 def test_the_chain_holds_over_everything_written(sealed):
     said = verify()
-    assert said.startswith(f"The audit chain holds: {ChainLink.objects.count()} record(s) sealed")
+    assert said.startswith(f"The audit chain holds: {ChainLink.objects.count()} records sealed")
     assert "0 written since the last sealing" in said
     assert chain_seal() == 0  # nothing new to seal
 
@@ -205,7 +206,7 @@ def test_the_auditor_verifies_the_chain_from_the_console_and_reads_what_it_found
     [(result, found)] = verifications_shown(auditor)
     links, head = ChainLink.objects.count(), chain_verify().head
     assert result == "Holds"
-    assert found.startswith(f"The audit chain holds: {links} record(s) sealed, head {head};")
+    assert found.startswith(f"The audit chain holds: {links} records sealed, head {head};")
 
     record = Proposal.history.filter(id=sealed.pk, status="approved").get()
     Proposal.history.filter(history_id=record.history_id).update(history_change_reason="forged")
@@ -264,13 +265,26 @@ def test_the_chain_s_start_is_refused_as_a_head_hash_kept_elsewhere(sealed, logi
 
 
 def test_before_the_first_sealing_verification_says_nothing_is_sealed_yet(demo_world):
-    """Not "The audit chain holds: 0 record(s) sealed, head 0000…", on a new platform."""
+    """Not "The audit chain holds: 0 records sealed, head 0000…", on a new platform."""
     written = sum(model.objects.count() for model in chain.chained_models())
     assert written > 0 and not ChainLink.objects.exists()
     assert verify().strip() == (
-        f"Nothing is sealed yet: {written} record(s) written wait for the first sealing, a "
+        f"Nothing is sealed yet: {written} records written wait for the first sealing, a "
         "minute or so after they are written."
     )
+
+
+def test_what_verification_and_sealing_count_reads_as_a_person_writes_it(db):
+    """Not "65 record(s) sealed", "1 record(s) written wait": one record, or several."""
+    Account.objects.create(external_id="one", name="One", channel="google_ads", currency="USD")
+    assert verify().strip() == (
+        "Nothing is sealed yet: 1 record written waits for the first sealing, a minute or so "
+        "after it is written."
+    )
+    out = io.StringIO()
+    call_command("seal_audit_chain", stdout=out)
+    assert out.getvalue().strip() == "Sealed 1 record."
+    assert verify().startswith("The audit chain holds: 1 record sealed, head ")
 
 
 def history_page(client, url: str) -> str:

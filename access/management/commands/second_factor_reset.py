@@ -2,6 +2,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from access.services import second_factor_reset
+from hitlproject.vocabulary import how_many
 
 
 class Command(BaseCommand):
@@ -18,4 +19,4 @@ class Command(BaseCommand):
         if user is None:
             raise CommandError(f"No such user: {username}")
         removed = second_factor_reset(user=user)
-        self.stdout.write(f"Removed {removed} authenticator app(s) of {username}.")
+        self.stdout.write(f"Removed {how_many(removed, 'authenticator app')} of {username}.")

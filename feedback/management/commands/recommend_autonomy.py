@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand
 
 from feedback.autonomy import autonomy_recommendations_propose
+from hitlproject.vocabulary import how_many
 
 
 class Command(BaseCommand):
@@ -13,4 +14,7 @@ class Command(BaseCommand):
         made = autonomy_recommendations_propose()
         for proposal in made:
             self.stdout.write(f"#{proposal.pk} {proposal.summary}")
-        self.stderr.write(f"{len(made)} recommendation(s) made; each waits for a policy owner.")
+        waits = {0: ".", 1: "; it waits for a policy owner."}.get(
+            len(made), "; each waits for a policy owner."
+        )
+        self.stderr.write(f"{how_many(len(made), 'recommendation')} made{waits}")
