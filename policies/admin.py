@@ -13,7 +13,7 @@ from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import escape
+from django.utils.html import escape, format_html
 from django.utils.http import urlencode
 from django.utils.text import capfirst
 
@@ -161,7 +161,8 @@ class PolicyForm(ChangeReasonForm):
             if name in cleaned:
                 in_unit = "ratio" if name in PERCENT_FIELDS else unit
                 cleaned[name] = as_stored(cleaned[name], in_unit)
-        if not cleaned.get("is_draft"):
+        # A draft's own page shows "Is draft" read-only (``PolicyAdmin.draft_goes_live_by``).
+        if not cleaned.get("is_draft", self.instance.is_draft):
             cleaned["draft_of"] = None  # only a draft replaces a policy
         if self.errors:  # the scope is not known until its fields are
             return cleaned
@@ -431,6 +432,48 @@ class PolicyAdmin(ChangeReasonAdmin):
         form = super().get_form(request, obj, change, **kwargs)
         form.user = request.user  # on the class modelform_factory made for this request
         return form
+
+    # A draft goes live only by its promotion, which shows what it changes, replaces the
+    # policy it drafts and refuses to change nothing. Unticking "Is draft" on its page made it
+    # a second live policy beside the one it drafts (given another priority, as the refusal
+    # of the same one asked), each change of its own unsaid: so a draft's page shows it read
+    # only, pointing to Promote.
+    def _draft_editable(self, request, obj) -> bool:
+        return obj is not None and obj.is_draft and self.editable(request, obj)
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if not self._draft_editable(request, obj):
+            return fieldsets
+        return [
+            (
+                name,
+                {
+                    **options,
+                    "fields": [
+                        "draft_goes_live_by" if field == "is_draft" else field
+                        for field in options["fields"]
+                    ],
+                },
+            )
+            for name, options in fieldsets
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = super().get_readonly_fields(request, obj)
+        if self._draft_editable(request, obj):
+            return [*readonly, "draft_goes_live_by"]
+        return readonly
+
+    @admin.display(description="is draft")
+    def draft_goes_live_by(self, policy: Policy) -> str:
+        if not policy.is_active:
+            return "yes, retired: it decides nothing, and is promoted no more"
+        return format_html(
+            'yes: it goes live only when <a href="{}" id="promote-field-link">promoted</a>, '
+            "which shows first what it changes in the policy it replaces",
+            reverse("admin:policies_policy_promote", args=[policy.pk]),
+        )
 
     def has_change_permission(self, request, obj=None) -> bool:
         if obj is not None and owned_agent_governed(request.user, obj):

@@ -803,3 +803,38 @@ def test_a_promotion_lists_its_changes_in_the_forms_order_each_in_its_own_unit(o
         "Auto-execute ceiling: 10% → 2",
     ]
 
+
+def test_a_draft_goes_live_only_by_its_promotion_not_by_unticking_is_draft(owner):
+    """Unticking "Is draft" on a draft's page, with another priority (as the refusal of the
+    same one asked), made it a second live policy beside the one it drafts, outranking it,
+    without a promotion's account of what it changes. A draft's page shows it read only,
+    pointing to Promote, and a form sent without it leaves the draft a draft."""
+    policy = reallocations()
+    draft = duplicate(owner, policy, auto_execute_max_magnitude="30", change_reason="Try 30%.")
+    url = change_url(draft)
+
+    page = owner.get(url)
+    assert "is_draft" not in page.context["adminform"].form.fields
+    shown = " ".join(re.sub(r"<[^>]+>", "", page.text).split())
+    assert (
+        "Is draft: yes: it goes live only when promoted, which shows first what it changes in "
+        "the policy it replaces"
+    ) in shown
+    promote = reverse("admin:policies_policy_promote", args=[draft.pk])
+    assert f'<a href="{promote}" id="promote-field-link">promoted</a>' in page.text
+
+    sent = form_data(owner, url, priority="1", change_reason="Make it live.")
+    sent.pop("is_draft", None)
+    saved = owner.post(url, sent, follow=True)
+
+    assert saved.status_code == 200
+    draft.refresh_from_db()
+    assert (draft.is_draft, draft.is_active, draft.draft_of_id) == (True, True, policy.pk)
+    assert draft.priority == 1  # its other settings are a draft's to change
+    assert list(Policy.objects.filter(is_draft=False, action_type="budget_reallocation")) == [
+        policy
+    ]
+    # The live policy's page, and the add page, keep the box.
+    assert "is_draft" in owner.get(change_url(policy)).context["adminform"].form.fields
+    add = owner.get(reverse("admin:policies_policy_add"))
+    assert "is_draft" in add.context["adminform"].form.fields
