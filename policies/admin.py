@@ -62,7 +62,7 @@ from policies.engine import (
     percent_text,
 )
 from policies.models import BrandGuidelines, KillSwitch, KillSwitchScope, Policy, lines
-from policies.services import kill_switch_scope_text, rules_in_force
+from policies.services import rules_in_force
 
 
 def percent_field(label: str, help_text: str, **kwargs) -> forms.DecimalField:
@@ -917,14 +917,14 @@ class KillSwitchAdmin(ChangeReasonAdmin):
     def saved_said(self, obj, form, change: bool) -> str:
         """ "Kill switch on account demo engaged: Tracking outage.", "… released.", "… stays
         engaged; its reason now reads: …", with the scope it covered before if it moved."""
-        on = f"Kill switch on {kill_switch_scope_text(obj)}"
+        on = f"Kill switch on {obj.scope_in_words()}"
         before = KillSwitch(
             scope=form.initial.get("scope", obj.scope),
             account_id=form.initial.get("account"),
             channel=form.initial.get("channel", ""),
         )
-        if change and kill_switch_scope_text(before) != kill_switch_scope_text(obj):
-            on += f" (until now on {kill_switch_scope_text(before)})"
+        if change and before.scope_in_words() != obj.scope_in_words():
+            on += f" (until now on {before.scope_in_words()})"
         reason = f": {obj.reason}" if obj.reason else "."
         was_engaged = change and form.initial.get("engaged")
         reworded = change and obj.reason != form.initial.get("reason")
@@ -954,7 +954,7 @@ class KillSwitchAdmin(ChangeReasonAdmin):
             }
             held, sending = under_way.held_by(**scope), under_way.sending_by(**scope)
             # Named as the message after the save names it ("Kill switch on account demo").
-            on = f"Kill switch on {kill_switch_scope_text(obj)}"
+            on = f"Kill switch on {obj.scope_in_words()}"
             if held:
                 said = (
                     f"{on} holds back {how_many(held, 'approved proposal')} not yet carried "

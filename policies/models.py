@@ -301,9 +301,18 @@ class KillSwitch(models.Model):
         ]
 
     def __str__(self) -> str:
-        target = {"global": "everything", "account": self.account, "channel": self.channel}
         state = "engaged" if self.engaged else "released"
-        return f"Kill switch on {target[self.scope]} ({state})"
+        return f"Kill switch on {self.scope_in_words()} ({state})"
+
+    def scope_in_words(self) -> str:
+        """What it covers, as every message names it: "everything", "account demo", "channel
+        Google Ads" (its title read "Kill switch on demo" and "on google_ads" beside a
+        message saying "Kill switch on account demo")."""
+        if self.scope == KillSwitchScope.ACCOUNT:
+            return f"account {self.account}"
+        if self.scope == KillSwitchScope.CHANNEL:
+            return f"channel {self.get_channel_display()}"
+        return "everything"
 
 
 class BrandGuidelines(models.Model):

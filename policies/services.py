@@ -353,15 +353,6 @@ class EngagedKillSwitch:
     engaged_by: str
 
 
-def kill_switch_scope_text(switch: KillSwitch) -> str:
-    """What a switch covers, in words: "everything", "account demo", "channel Google Ads"."""
-    if switch.scope == KillSwitchScope.ACCOUNT:
-        return f"account {switch.account}"
-    if switch.scope == KillSwitchScope.CHANNEL:
-        return f"channel {switch.get_channel_display()}"
-    return "everything"
-
-
 def kill_switches_engaged_now() -> list[EngagedKillSwitch]:
     """Every engaged kill switch, the longest engaged first, with who engaged it when, by its
     history ("not recorded" where it has none)."""
@@ -371,7 +362,7 @@ def kill_switches_engaged_now() -> list[EngagedKillSwitch]:
         engaged.append(
             EngagedKillSwitch(
                 switch=switch,
-                scope=kill_switch_scope_text(switch),
+                scope=switch.scope_in_words(),
                 since=engaging.history_date if engaging else switch.updated_at,
                 engaged_by=describe_actor(engaging.history_actor_kind, engaging.history_actor)
                 if engaging

@@ -175,6 +175,24 @@ def test_engaging_a_switch_names_it_in_both_its_messages_alike(login):
     ]
 
 
+def test_a_switchs_title_names_what_it_covers_as_its_messages_do(login):
+    """Its page and the list titled a switch "Kill switch on demo (engaged)" and "Kill switch
+    on google_ads (engaged)" (the channel's code) beside messages saying "Kill switch on
+    account demo" and "channel Google Ads"."""
+    owner = login("policy-owner")
+    owner.post(ADD_SWITCH, switch_form(), follow=True)
+    owner.post(ADD_SWITCH, switch_form(scope="channel", account="", channel="google_ads"))
+    by_channel = KillSwitch.objects.get(scope="channel")
+
+    listed = owner.get("/admin/policies/killswitch/").content.decode()
+    page = owner.get(f"/admin/policies/killswitch/{by_channel.pk}/change/").content.decode()
+
+    assert "Kill switch on account demo (engaged)" in listed
+    assert "Kill switch on channel Google Ads (engaged)" in listed
+    assert "Kill switch on channel Google Ads (engaged)" in page
+    assert "on demo (" not in listed and "google_ads (" not in listed + page
+
+
 def test_a_promotion_says_what_it_changed_as_the_policys_history_does(login):
     """A promotion said only "“Budget reallocations” is live, as the draft set it.", where a
     save of the policy says "What changed: …"."""

@@ -615,7 +615,7 @@ def test_an_auditor_reads_a_kill_switch_and_changes_nothing(login):
     page = auditor.get(url)
 
     assert page.status_code == 200
-    assert "Kill switch on demo (released)" in page.text
+    assert "Kill switch on account demo (released)" in page.text
     assert OUTAGE in html.unescape(page.text)
     refused = auditor.post(url, {"scope": "account", "engaged": "on", "reason": "x"})
     assert refused.status_code == 403
