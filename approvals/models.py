@@ -191,6 +191,15 @@ class Proposal(models.Model):
         help_text="What was written with its withdrawal, if anything: by a reviewer for its "
         "agent, or by its agent.",
     )
+    superseded_by = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="If it was superseded by another proposal's execution: that proposal (its "
+        "agent may not be this one's, which its agent is not told).",
+    )
     # A channel executor's rounds (what each sends, its lease) are its own:
     # executors.models.ExecutionRound.
     history = audited_history()

@@ -169,10 +169,42 @@ def review_window_ran_out(proposal: Proposal, approvers: Sequence[str] = ()) -> 
     )
 
 
-def how_review_ended(proposal: Proposal) -> str:
+def superseded_said(
+    proposal: Proposal,
+    approvers: Sequence[str] = (),
+    *,
+    named: Callable[[Proposal], str] = lambda other: f"#{other.pk}",
+) -> str:
+    """How a superseded proposal ended, as its page and its messages say it: the proposal
+    whose execution changed its target first (``named``: how to name it; by its id) and when
+    that executed, or when its target was found changed; and, where people approved it
+    first (``approvers``), who, and when."""
+    by = proposal.superseded_by
+    if by is not None:
+        what = f"{named(by)} changed its target first, executed at "
+        what += _at(by.executed_at or proposal.updated_at)
+    else:
+        what = f"its target changed before it ran, at {_at(proposal.updated_at)}"
+    if not approvers:
+        return f"{what[0].upper()}{what[1:]}: nothing was done."
+    approved_at = proposal.approved_at or proposal.decided_at
+    if approved_at is None or len(approvers) < proposal.required_approvals:
+        return (
+            f"It had {len(approvers)} of the {proposal.required_approvals} approvals its policy "
+            f"asks for ({', '.join(approvers)}) when {what}: nothing was done."
+        )
+    return (
+        f"{', '.join(approvers)} approved it at {_at(approved_at)}, then {what}: nothing was done."
+    )
+
+
+def how_review_ended(
+    proposal: Proposal, *, named: Callable[[Proposal], str] = lambda other: f"#{other.pk}"
+) -> str:
     """Who ended a proposal's review and when, as a sentence ("operator2 rejected it (too
     aggressive) at 2026-12-05 04:50:12 UTC."), for a person refused an act on it because
-    someone else got there first; "" for a proposal that may still be decided."""
+    someone else got there first, and beside its status on its page; "" for a proposal that
+    may still be decided. ``named``: how a proposal that superseded it is named."""
     if proposal.status in (ProposalStatus.SUBMITTED, ProposalStatus.PENDING_REVIEW):
         return ""
     decisions = list(
@@ -187,10 +219,7 @@ def how_review_ended(proposal: Proposal) -> str:
         reason = last.get_reason_code_display().lower()
         return f"{last.reviewer.get_username()} rejected it ({reason}) at {_at(last.created_at)}."
     if proposal.status in APPROVED_TO_RUN_STATUSES and approvals:
-        names = [
-            f"{d.reviewer.get_username()}{' (with edits)' if d.edited_payload is not None else ''}"
-            for d in approvals
-        ]
+        names = _approvers_said(approvals)
         if len(names) == 1:
             return f"{names[0]} approved it at {_at(approvals[0].created_at)}."
         who = f"{', '.join(names[:-1])} and {names[-1]}"
@@ -206,8 +235,17 @@ def how_review_ended(proposal: Proposal) -> str:
             return f"{withdrawal.who} withdrew it for its agent{when}."
         return f"Its agent withdrew it{when}."
     if proposal.status == ProposalStatus.SUPERSEDED:
-        return f"Its target changed before it ran, at {_at(proposal.updated_at)}: nothing was done."
+        return superseded_said(proposal, _approvers_said(approvals), named=named)
     return ""
+
+
+def _approvers_said(approvals: Sequence[Decision]) -> list[str]:
+    """Who approved, in order, one who edited the action first "operator (with edits)": what
+    ran, or was to run, is the edit."""
+    return [
+        f"{d.reviewer.get_username()}{' (with edits)' if d.edited_payload is not None else ''}"
+        for d in approvals
+    ]
 
 
 def routings(proposal_id) -> QuerySet:

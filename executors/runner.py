@@ -397,7 +397,12 @@ def _supersede_others(executed: Sequence[tuple[Proposal, dict]], actor: Actor) -
     by_account = defaultdict(list)
     for proposal, after in executed:
         by_account[proposal.account_id].append(
-            (after, f"#{proposal.pk} changed it first: {proposal.summary}", proposal.agent_id)
+            (
+                after,
+                f"#{proposal.pk} changed it first: {proposal.summary}",
+                proposal.agent_id,
+                proposal.pk,
+            )
         )
     for account_id, changes in by_account.items():
         proposals_supersede_after_changes(account_id=account_id, changes=changes, actor=actor)

@@ -24,7 +24,12 @@ from django.db.models import F
 from django.utils import timezone
 
 from approvals.models import Agent, Decision, DecisionOutcome, Proposal, ProposalStatus
-from approvals.selectors import as_proposed, review_window_ran_out, withdrawal_seen
+from approvals.selectors import (
+    as_proposed,
+    review_window_ran_out,
+    superseded_said,
+    withdrawal_seen,
+)
 from approvals.services.acts import (
     Act,
     act_refusal,
@@ -1052,7 +1057,8 @@ def outcome_text(proposal: Proposal, *, reader=None) -> str:
         # As its page and its agent's feedback say it (approvals.selectors).
         return f"Expired. {review_window_ran_out(proposal, approvers)}"
     if proposal.status == S.SUPERSEDED:
-        return _superseded_text(proposal, decisions)
+        # As its page says it (approvals.selectors): who approved it, and what ended it.
+        return f"Superseded. {superseded_said(proposal, _approvers_said(decisions))}"
     withdrawal = withdrawal_seen(proposal)
     if withdrawal is not None:
         # The note on one line, a reviewer's as an agent's: a line break in it would start a
@@ -1064,26 +1070,6 @@ def outcome_text(proposal: Proposal, *, reader=None) -> str:
         # The agent's own words, quoted as its page shows them.
         return f"Withdrawn by its agent at {when}" + (f": “{said}”" if said else ".")
     return f"Now {proposal.get_status_display().lower()}."
-
-
-def _superseded_text(proposal: Proposal, decisions: Sequence[Decision]) -> str:
-    """A superseded proposal, as its messages say it: when its target changed, and, where
-    people approved it first (it was superseded as it was about to run), who and when (the
-    message they pressed Approve on had said "Approved by operator at …", and then said only
-    that it was superseded, as if nobody had)."""
-    ended = f"{timezone.localtime(proposal.updated_at):%Y-%m-%d %H:%M %Z}"
-    superseded = f"its target changed before it ran, at {ended}; nothing was done."
-    approvers = _approvers_said(decisions)
-    if not approvers:
-        return f"Superseded: {superseded}"
-    approved_at = proposal.approved_at or proposal.decided_at
-    if approved_at is None or len(approvers) < proposal.required_approvals:
-        return (
-            f"Superseded with {len(approvers)} of {proposal.required_approvals} approvals "
-            f"({', '.join(approvers)}): {superseded}"
-        )
-    approved = f"{timezone.localtime(approved_at):%Y-%m-%d %H:%M %Z}"
-    return f"Approved by {', '.join(approvers)} at {approved}, then superseded: {superseded}"
 
 
 def _approvers_said(decisions: Sequence[Decision]) -> list[str]:

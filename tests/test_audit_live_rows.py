@@ -172,7 +172,9 @@ def test_values_an_earlier_migration_filled_without_a_record_are_recorded_on_upg
     raw("UPDATE approvals_decision SET summary = %s WHERE id = %s", "as it stood", decision.pk)
     raw("UPDATE approvals_proposal SET approvals_this_round = 2 WHERE id = %s", proposal.pk)
     raw("UPDATE approvals_proposal SET rationale = %s WHERE id = %s", "Forged.", forged.pk)
-    assert len(chain_verify().breaks) == 3
+    # Not verified here: verification reads the models as they are now, with the columns
+    # later migrations add (a proposal's superseded_by, 0031), which 0028's schema lacks.
+    # Without 0029's records, the two rows filled above would be named beside the forged one.
 
     executor = MigrationExecutor(connection)
     executor.migrate(executor.loader.graph.leaf_nodes("approvals"))

@@ -22,6 +22,7 @@ from django.utils import timezone
 from access.models import SecondFactorRequirement
 from approvals.models import Agent, Decision, Execution, Proposal
 from approvals.roles import AUDITORS, OPERATORS
+from approvals.selectors import how_review_ended
 from approvals.services.decisions import (
     payload_seen,
     proposal_approve,
@@ -957,12 +958,14 @@ def test_an_approval_on_slack_superseded_before_it_ran_says_who_approved_it_and_
     [update] = wait_until(
         lambda: [u for u in updates_of(on_slack, where) if "uperseded" in u["text"]]
     )
-    approved = f"{timezone.localtime(ended.approved_at):%Y-%m-%d %H:%M} UTC"
-    at = f"{timezone.localtime(ended.updated_at):%Y-%m-%d %H:%M} UTC"
+    approved = f"{timezone.localtime(ended.approved_at):%Y-%m-%d %H:%M:%S} UTC"
+    at = f"{timezone.localtime(ended.updated_at):%Y-%m-%d %H:%M:%S} UTC"
+    # As its page says it beside its status (approvals.selectors.how_review_ended).
     assert context_texts(update["blocks"]) == (
-        f"Approved by operator at {approved}, then superseded: its target changed before it "
-        f"ran, at {at}; nothing was done."
+        f"Superseded. operator approved it at {approved}, then its target changed before it "
+        f"ran, at {at}: nothing was done."
     )
+    assert context_texts(update["blocks"]) == f"Superseded. {how_review_ended(ended)}"
     assert headline(update["blocks"]) == "No longer waits"
     assert buttons(update["blocks"]) == []
 

@@ -266,6 +266,8 @@ class Overtaken:
     proposal: Proposal
     moves: list[TargetMove]
     cause: str = ""
+    # The proposal whose execution moved them, where one did (``Proposal.superseded_by``).
+    by: int | None = None
 
     @property
     def moved(self) -> str:
@@ -295,6 +297,7 @@ def proposals_supersede(*, supersessions: Sequence[Overtaken], actor: Actor) -> 
         proposal.verdict_reasons = reasons_after(
             supersession.superseded_reason, proposal.verdict_reasons
         )
+        proposal.superseded_by_id = supersession.by
         by_reason[supersession.superseded_reason].append(proposal)
     now = timezone.now()
     for reason, proposals in by_reason.items():
@@ -302,7 +305,7 @@ def proposals_supersede(*, supersessions: Sequence[Overtaken], actor: Actor) -> 
             proposals=proposals,
             moves=[Move(ProposalStatus.SUPERSEDED, reason, now)],
             actor=actor,
-            also_write=("verdict_reasons",),
+            also_write=("verdict_reasons", "superseded_by_id"),
         )
     return [supersession.proposal for supersession in supersessions]
 
@@ -344,7 +347,8 @@ def proposals_supersede_after_changes(
     """After changes landed on an account's campaigns (``changes``: each the new values, by
     campaign external id and field, with its cause, which a proposal it ends is told, and,
     where an agent's proposal made it, that agent's id, so that another agent's proposal is
-    told the change without its id or what it was (``_causes_told``); two
+    told the change without its id or what it was (``_causes_told``), and that proposal's id,
+    which the console names (``Proposal.superseded_by``); two
     changes landed together touch distinct campaigns), supersede every waiting or approved
     proposal that sets one of those fields and was made against another value, so that the
     queue never holds a proposal whose premise is gone; and re-assess every waiting one that
@@ -360,12 +364,14 @@ def proposals_supersede_after_changes(
     acting supersedes it then, and, in case neither comes, it is looked at again a second
     after the commit, by the same changes (``only`` those skipped: they were made before
     them)."""
-    changed, causes = {}, {}
-    for change, cause, *by_agent in changes:
+    changed, causes, made_by = {}, {}, {}
+    for change, cause, *by in changes:
+        by_agent, by_proposal = (*by, None, None)[:2]
         for campaign, fields in change.items():
             if fields:
                 changed[campaign] = fields
-                causes[campaign] = (cause, by_agent[0] if by_agent else None)
+                causes[campaign] = (cause, by_agent)
+                made_by[campaign] = by_proposal
     if not changed:
         return []  # it changed no campaign field (creatives added, a policy changed)
     matching = Proposal.objects.filter(
@@ -397,7 +403,8 @@ def proposals_supersede_after_changes(
         ending = moves_on_what_it_sets(proposal, moves) if sets_values(proposal) else []
         if ending:
             cause = _causes_told(proposal, [causes[move.campaign] for move in ending])
-            supersessions.append(Overtaken(proposal, ending, cause))
+            by = next((made_by[m.campaign] for m in ending if made_by[m.campaign]), None)
+            supersessions.append(Overtaken(proposal, ending, cause, by))
         elif proposal.status == ProposalStatus.PENDING_REVIEW:
             waiting.append(Overtaken(proposal, moves, cause))
     proposals_reassess_waiting(waiting=waiting, actor=actor)
