@@ -26,6 +26,7 @@ from django.http import (
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 
 from approvals import action_types
@@ -504,6 +505,38 @@ def _refused(error: DomainError, proposal_id: int, act: Act) -> str:
     return f"{error.message} {ended}" if ended else error.message
 
 
+# The statuses whose page says, beside the status, how the review ended (a withdrawal says
+# it in words of its own; an approval's decisions and execution say it below).
+REVIEW_ENDED_BESIDE_STATUS = frozenset(
+    {ProposalStatus.REJECTED, ProposalStatus.EXPIRED, ProposalStatus.SUPERSEDED}
+)
+
+
+def _review_ended_linked(proposal: Proposal) -> str:
+    """``how_review_ended``, the proposal that superseded it (if one did) linked to its
+    page."""
+    mark = "\x00superseded by\x00"
+    said = how_review_ended(proposal, named=lambda other: mark)
+    before, named, after = said.partition(mark)
+    if not named:
+        return said
+    by = proposal.superseded_by
+    link = reverse("admin:approvals_proposal_change", args=[by.pk])
+    return format_html('{}<a href="{}">#{}</a>{}', before, link, by.pk, after)
+
+
+def _bulk_title(verb: str, deciding: int, selected: int) -> str:
+    """A bulk confirmation's title, counting what its button decides ("Approve 3 of the 4
+    proposals selected?"), not what was selected."""
+    if deciding == selected:
+        return f"{verb.capitalize()} {how_many(selected, 'proposal')}?"
+    if not deciding:
+        if selected == 1:
+            return f"This proposal cannot be {verb}d now"
+        return f"None of the {selected} proposals selected can be {verb}d now"
+    return f"{verb.capitalize()} {deciding} of the {how_many(selected, 'proposal')} selected?"
+
+
 def _listed(proposals) -> str:
     ids = [f"#{proposal.pk}" for proposal in proposals]
     return ", ".join(ids[:REFUSALS_LISTED]) + (
@@ -918,6 +951,32 @@ class ProposalAdmin(ReadOnlyAdmin):
         ),
     ]
 
+    def get_fieldsets(self, request, obj=None):
+        """The timeline names a review expiry only while the review may still end by it: one
+        whose review ended says when its window closed if it expired, and no expiry else."""
+        if obj is None or obj.status in MAY_STILL_BE_DECIDED_STATUSES:
+            return self.fieldsets
+        expiry = "review_window_closed_at" if obj.status == ProposalStatus.EXPIRED else None
+        return [
+            (
+                name,
+                {
+                    **options,
+                    "fields": [
+                        expiry if field == "review_expires_at" else field
+                        for field in options["fields"]
+                        if field != "review_expires_at" or expiry
+                    ],
+                },
+            )
+            for name, options in self.fieldsets
+        ]
+
+    @admin.display(description="review window closed at")
+    def review_window_closed_at(self, proposal: Proposal) -> str:
+        # As the timeline's fields write their times (a method's datetime reads raw).
+        return date_format(timezone.localtime(proposal.review_expires_at), "DATETIME_FORMAT")
+
     def get_queryset(self, request):
         routed_by = Policy.history.filter(
             history_id=OuterRef("verdict_policy_version"), always_review=False
@@ -1262,9 +1321,12 @@ class ProposalAdmin(ReadOnlyAdmin):
             "seen": payload_seen(proposal.payload),
             "follows_status": proposal.status in UNDER_WAY_STATUSES,
             "status_reached": STATUS_REACHED[proposal.status],
-            # An expired one says when its window closed and with how many approvals.
+            # One whose review ended otherwise than by approval says who or what ended it,
+            # and when: a rejection, its window closing, another proposal executed first.
             "review_ended": (
-                how_review_ended(proposal) if proposal.status == ProposalStatus.EXPIRED else ""
+                _review_ended_linked(proposal)
+                if proposal.status in REVIEW_ENDED_BESIDE_STATUS
+                else ""
             ),
             # A form refused just before, as its reviewer filled it in (``_refused_redirect``).
             **(_refused_form(request, proposal) if request.method == "GET" else {}),
@@ -1392,13 +1454,22 @@ class ProposalAdmin(ReadOnlyAdmin):
             if _moved_on(error):
                 return _refused_redirect(request, object_id, "edit_form", form)
             return self._review_page(request, object_id, status=error.status_code, edit_form=form)
-        console_act_logged(request, done, approval_logged(done, edited=True))
+        # An edit that leaves the action as it was is recorded as a plain approval: said so.
+        edited = Decision.objects.filter(
+            proposal=done,
+            review_round=done.review_round,
+            reviewer=request.user,
+            edited_payload__isnull=False,
+        ).exists()
+        console_act_logged(request, done, approval_logged(done, edited=edited))
         happened = _what_happened(done)
         if done.review_round > proposal.review_round:  # earlier approvals: of another action
             happened = (
                 "Your edit started its review again: the approvals given before were of the "
                 f"action before it, and no longer count. {happened}"
             )
+        elif not edited and done.status != ProposalStatus.SUPERSEDED:
+            happened = f"Approved as proposed: your edit changed nothing. {happened}"
         messages.success(request, happened)
         return HttpResponseRedirect(reverse("admin:approvals_proposal_change", args=[object_id]))
 
@@ -1541,24 +1612,27 @@ class ProposalAdmin(ReadOnlyAdmin):
             for level, message in _bulk_result(verb, decided):
                 messages.add_message(request, level, message)
             return None
+        not_pending = [p for p in proposals if p.status != ProposalStatus.PENDING_REVIEW]
+        # How many the button decides: those still waiting (an approval's plan counts its
+        # own), which the title counts too.
+        deciding = plan.approving if plan else len(proposals) - len(not_pending)
         return TemplateResponse(
             request,
             "admin/approvals/proposal/bulk_decision.html",
             {
                 **self.admin_site.each_context(request),
-                "title": f"{verb.capitalize()} {how_many(len(proposals), 'proposal')}?",
+                "title": _bulk_title(verb, deciding, len(proposals)),
                 "verb": verb,
                 "action": request.POST.get("action"),
                 "proposals": proposals,
                 "plan": plan,
-                "not_pending": (
-                    not_pending := [
-                        p for p in proposals if p.status != ProposalStatus.PENDING_REVIEW
-                    ]
+                # Those left as they are, named alike in the banner and beside each: an
+                # approval's refusals (one no longer waiting among them), a rejection's
+                # proposals no longer waiting.
+                "skipped": (
+                    [p for p in proposals if p.pk in plan.refusals] if plan else not_pending
                 ),
-                # How many the button decides: those still waiting (an approval's plan counts
-                # its own).
-                "deciding": plan.approving if plan else len(proposals) - len(not_pending),
+                "deciding": deciding,
                 "with_findings": [p for p in proposals if any(holds for _, holds in p.findings)],
                 "with_released_switches": [
                     p

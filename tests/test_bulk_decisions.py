@@ -431,3 +431,46 @@ def test_a_banned_term_an_edit_took_out_is_not_quoted_as_found_in_the_queue_or_t
         "“«Guaranteed» savings”. Found in the text as optimizer proposed it, not in it as edited."
     ) in rows[str(mended.pk)]
     assert "⚠ The headline of creative 1 uses the banned term “guaranteed”" in rows[str(kept.pk)]
+
+
+def test_the_bulk_confirmation_titles_what_it_approves_and_names_what_it_skips_alike(
+    login, optimizer
+):
+    """Four selected, one withdrawn since: the title read "Approve 4 proposals?" above a
+    button "Yes, approve 3"; the banner said "1 of them is not pending review and will be
+    skipped", its row "Refused: …"."""
+    waiting = [
+        evaluated(budget_change(campaign, new))
+        for campaign, new in (("brand-search", "1250.00"), ("generic-search", "600.00"))
+    ]
+    withdrawn = evaluated(budget_change("display-retarget", "450.00"))
+    assert optimizer.post(f"/api/v1/proposals/{withdrawn.pk}/withdraw/").status_code == 200
+    selected = {
+        "action": "approve_selected",
+        "_selected_action": [p.pk for p in (*waiting, withdrawn)],
+    }
+
+    confirm = login("operator").post(CHANGELIST, selected)
+
+    assert confirm.context["title"] == "Approve 2 of the 3 proposals selected?"
+    assert 'value="Yes, approve 2"' in confirm.text
+    banner = confirm.text.split('id="bulk-skipped">')[1].split("</p>")[0]
+    assert html.unescape(re.sub(r"\s+", " ", banner)) == (
+        "1 of them will be skipped: it cannot be approved by you now, and the last column says why."
+    )
+    outcomes = {p.pk: p.bulk_outcome for p in confirm.context["proposals"]}
+    assert outcomes[withdrawn.pk] == (
+        f"Skipped: Proposal #{withdrawn.pk} is withdrawn; it cannot become approved."
+    )
+
+
+def test_a_bulk_confirmation_that_approves_none_says_so_in_its_title(login, optimizer):
+    withdrawn = evaluated(budget_change("display-retarget", "450.00"))
+    assert optimizer.post(f"/api/v1/proposals/{withdrawn.pk}/withdraw/").status_code == 200
+
+    confirm = login("operator").post(
+        CHANGELIST, {"action": "approve_selected", "_selected_action": [withdrawn.pk]}
+    )
+
+    assert confirm.context["title"] == "This proposal cannot be approved now"
+    assert 'id="bulk-none"' in confirm.text

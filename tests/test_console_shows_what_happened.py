@@ -17,6 +17,7 @@ from approvals.selectors import withdrawal_seen
 from approvals.services.decisions import proposal_approve, proposal_reject
 from executors.runner import proposal_execute
 from ledger.models import Account, Campaign, Creative
+from notifications.services import outcome_text
 from policies.models import KillSwitch, Policy
 from tests.conftest import (
     bid_adjustment,
@@ -452,8 +453,11 @@ def test_a_bulk_rejection_names_who_approved_or_withdrew_each_one_first(
     # Selected again from the queue as it was loaded, the confirmation lists each, and says
     # beside its status who ended its review, rather than leaving it out unsaid.
     again = re.sub(r"<[^>]+>", "", html.unescape(client.post(CHANGELIST, selected).text))
-    assert "Reject 3 proposals?" in again
-    assert "2 of them are not pending review and will be skipped." in again
+    assert "Reject 1 of the 3 proposals selected?" in again
+    assert (
+        "2 of them will be skipped: they are not pending review; beside their status, who "
+        "ended their reviews and when."
+    ) in again
     assert re.search(r'value="Yes, reject 1"', client.post(CHANGELIST, selected).text)
     assert f"Approved: second-operator approved it at {approved_at:%Y-%m-%d %H:%M:%S} UTC." in again
     assert f"Withdrawn: Its agent withdrew it at {withdrawn_at:%Y-%m-%d %H:%M:%S} UTC." in again
@@ -1571,3 +1575,76 @@ def test_the_agents_figures_read_as_it_sent_them_not_rounded_to_other_numbers(lo
     assert "clicks (0.0000002 – 3)" in words
     for not_sent in ("1.00)", "0.0001 ", "0.0002)", "12500.5000", "0.0000 "):
         assert not_sent not in words
+
+
+def status_line(page) -> str:
+    """The proposal's status line, as its reader reads it (tags dropped, spaces as one)."""
+    line = page.text.split("<strong>Status:</strong>")[1].split("</p>")[0]
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", "", line))).strip()
+
+
+def test_a_rejected_proposals_status_says_who_rejected_it_why_and_when(operator, login):
+    """Its status line read only "Rejected": who, why and when were in the Decisions table
+    further down."""
+    proposal = evaluated(bid_adjustment("2.50"))
+    proposal_reject(proposal_id=proposal.pk, reviewer=operator, reason_code="too_aggressive")
+    decided = proposal.decisions.get().created_at
+
+    page = page_of(login("auditor"), proposal)
+
+    assert status_line(page) == (
+        f"Rejected · operator rejected it (too aggressive) at {decided:%Y-%m-%d %H:%M:%S} UTC."
+    )
+
+
+def test_a_superseded_proposals_status_links_the_proposal_that_executed_first_and_when(
+    operator, login
+):
+    """Its page read "Superseded", "Decided at —", and a review expiry three days on: no word
+    of what ended it, nor when. Its Slack message says it in the same words."""
+    first, second = (evaluated(bid_adjustment(bid)) for bid in ("2.50", "2.60"))
+    proposal_approve(proposal_id=second.pk, reviewer=operator)
+    assert proposal_execute(proposal_id=second.pk).status == "executed"
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.status == "superseded"
+
+    page = page_of(login("operator"), first)
+
+    said = (
+        f"#{second.pk} changed its target first, executed at "
+        f"{second.executed_at:%Y-%m-%d %H:%M:%S} UTC: nothing was done."
+    )
+    assert status_line(page) == f"Superseded · {said}"
+    link = reverse("admin:approvals_proposal_change", args=[second.pk])
+    assert f'<a href="{link}">#{second.pk}</a> changed its target first' in page.text
+    assert "Review expires at" not in page.text
+    assert outcome_text(first) == f"Superseded. {said}"  # its Slack message's words
+
+
+@pytest.mark.parametrize(
+    "status, expiry_said",
+    [
+        ("pending_review", "Review expires at"),
+        ("approved", None),
+        ("executing", None),
+        ("executed", None),
+        ("failed", None),
+        ("blocked", None),
+        ("rejected", None),
+        ("superseded", None),
+        ("withdrawn", None),
+        ("expired", "Review window closed at"),
+    ],
+)
+def test_only_a_proposal_still_in_review_shows_when_its_review_expires(status, expiry_said, login):
+    proposal = evaluated(bid_adjustment("2.50"))
+    Proposal.objects.filter(pk=proposal.pk).update(status=status)
+
+    page = page_of(login("auditor"), proposal)
+
+    timeline = page.text.split("Timeline</h2>")[1].split("</fieldset>")[0]
+    shown = [said for said in ("Review expires at", "Review window closed at") if said in timeline]
+    assert shown == ([expiry_said] if expiry_said else [])
+    if expiry_said:
+        assert f"{proposal.review_expires_at:%Y-%m-%d %H:%M:%S} UTC" in timeline

@@ -303,3 +303,26 @@ def test_an_edit_stays_on_record_through_every_later_re_assessment(operators, lo
         "generic-search (12.5%)"
     ) in page.content.decode()
     assert Campaign.objects.get(external_id="brand-search").daily_budget == Decimal("980.00")
+
+
+def test_an_edit_that_changes_nothing_is_said_to_be_an_approval_as_proposed(login):
+    """Sent unchanged from the edit form, it was recorded as a plain approval while the
+    operator was told only "approved", as if their edit had run."""
+    proposal = evaluated(reallocation("280.00"))
+    client = login("operator")
+    form = client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk])).context[
+        "edit_form"
+    ]
+    unchanged = {form.add_prefix(name): form[name].value() for name in form.fields}
+
+    done = client.post(
+        reverse("admin:approvals_proposal_edit-approve", args=[proposal.pk]),
+        {key: value for key, value in unchanged.items() if value is not None},
+        follow=True,
+    )
+
+    assert Decision.objects.get(proposal=proposal).edited_payload is None
+    assert [str(message) for message in done.context["messages"]] == [
+        f"Approved as proposed: your edit changed nothing. Proposal #{proposal.pk} is approved "
+        "and sent to be executed."
+    ]

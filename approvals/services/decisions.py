@@ -505,6 +505,10 @@ def _in_batches(proposal_ids: Collection[int], decide: Callable[[list[int]], Dec
     return decided
 
 
+# What a bulk decision's confirmation calls the proposals it leaves as they are (one no longer
+# waiting, or not the reviewer's to decide), in its banner and beside each.
+SKIPPED = "Skipped"
+
 # The order proposals are listed, and approved together, in: the review queue's.
 QUEUE_ORDER = ("-risk", "created_at", "pk")
 
@@ -535,7 +539,7 @@ class BulkApprovalPlan:
     def outcome(self, proposal: Proposal) -> str:
         """What approving it with the others would do, in words."""
         if proposal.pk in self.refusals:
-            return f"Refused: {self.refusals[proposal.pk].message}"
+            return f"{SKIPPED}: {self.refusals[proposal.pk].message}"
         if proposal.pk in self.left_waiting:
             return self.left_waiting[proposal.pk].message
         missing = approvals_needed_after_one_more(proposal)
