@@ -65,9 +65,14 @@ class CallbackEventAdmin(ReadOnlyAdmin):
     raw_id_fields = ["proposal"]
     actions = ["deliver_again"]
 
-    # Its log attempt by attempt in words, as a notification's (not the JSON stored), and
-    # its next attempt as none once there is none.
-    SHOWN_AS = {"log": "log_said", "next_attempt_at": "next_attempt_said"}
+    # Its log attempt by attempt in words, as a notification's (not the JSON stored), its
+    # attempts with those since an operator sent it again, and its next attempt as none once
+    # there is none.
+    SHOWN_AS = {
+        "attempts": "attempts_said",
+        "log": "log_said",
+        "next_attempt_at": "next_attempt_said",
+    }
 
     def get_readonly_fields(self, request, obj=None):
         return [*super().get_readonly_fields(request, obj), *self.SHOWN_AS.values()]
@@ -75,6 +80,10 @@ class CallbackEventAdmin(ReadOnlyAdmin):
     def get_fields(self, request, obj=None):
         fields = super().get_fields(request, obj)
         return list(dict.fromkeys(self.SHOWN_AS.get(name, name) for name in fields))
+
+    @admin.display(description="attempts")
+    def attempts_said(self, event: CallbackEvent) -> str:
+        return event.attempts_summary
 
     @admin.display(description="log")
     def log_said(self, event: CallbackEvent) -> str:
@@ -95,7 +104,7 @@ class CallbackEventAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Deliver again (events given up on)", permissions=["redeliver"])
     def deliver_again(self, request, queryset):
-        sent = callback_events_redeliver(events=queryset)
+        sent = callback_events_redeliver(events=queryset, operator=request.user)
         console_acts_logged(request, [(event, "Sent again") for event in sent])
         messages.success(request, f"Sending {how_many(len(sent), 'event')} again.")
 

@@ -20,18 +20,23 @@ from collections.abc import Iterable, Sequence
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import connection, transaction
 from django.utils import timezone
 
 from approvals.models import Agent, Proposal, ProposalStatus, WithdrawnBy
 from feedback.models import (
     GIVEN_UP,
+    NOT_SENT,
     NOT_WORTH_RETRYING,
+    NOTE,
     RETRY_AT,
     CallbackEvent,
     CallbackEventType,
     DeliveryStatus,
+    attempts_logged,
     attempts_spent,
+    sent_again_note,
 )
 from hitlproject.celery import app
 from hitlproject.outbound import send_signed
@@ -139,11 +144,10 @@ def callback_event_deliver(*, event_id: int) -> CallbackEvent | None:
         )
         if event is None:
             return None
-        if event.attempts > len(event.log):  # its sender stopped before recording them
-            interrupted = {"at": now.isoformat(), "result": INTERRUPTED}
-            event.log = [*event.log, *[interrupted] * (event.attempts - len(event.log))]
+        if _interruptions_logged(event, now=now):
             event.save(update_fields=["log"])
-        if event.attempts >= settings.CALLBACK_MAX_ATTEMPTS:  # its sender died on the last
+        # Its sender died on the last attempt allowed.
+        if event.attempts_this_round >= settings.CALLBACK_MAX_ATTEMPTS:
             event.status = DeliveryStatus.FAILED
             event.save(update_fields=["status"])
             return event
@@ -157,7 +161,8 @@ def callback_event_deliver(*, event_id: int) -> CallbackEvent | None:
         )
         if not_sent:
             event.status = DeliveryStatus.FAILED
-            event.log = [*event.log, {"at": now.isoformat(), "result": not_sent, GIVEN_UP: ""}]
+            not_sent_note = {"at": now.isoformat(), "result": not_sent, NOTE: NOT_SENT}
+            event.log = [*event.log, {**not_sent_note, GIVEN_UP: ""}]
             event.save(update_fields=["status", "log"])
             return event
         if _requests_under_way(event.agent_id, now) >= settings.CALLBACK_REQUESTS_PER_AGENT:
@@ -167,7 +172,7 @@ def callback_event_deliver(*, event_id: int) -> CallbackEvent | None:
             after_commit(_deliver_later, event.pk, RECEIVER_BUSY_WAIT.total_seconds())
             return None
         event.attempts += 1
-        event.next_attempt_at = now + LEASE
+        event.next_attempt_at = leased_until = now + LEASE
         # Where the agent is reached now: an operator who put its URL right and sends its
         # failed events again sends them there, not where they first failed.
         event.url = event.agent.callback_url
@@ -188,21 +193,31 @@ def callback_event_deliver(*, event_id: int) -> CallbackEvent | None:
     finished = timezone.now()
     # What was decided is kept beside what the endpoint did: when it is retried, or why not.
     entry = {"at": finished.isoformat(), "result": result}
+    # Counted from an operator's latest sending it again, as the attempts allowed are.
+    this_round = event.attempts_this_round
     if delivered:
         event.status, event.delivered_at = DeliveryStatus.DELIVERED, finished
-    elif retry and event.attempts < settings.CALLBACK_MAX_ATTEMPTS:
+    elif retry and this_round < settings.CALLBACK_MAX_ATTEMPTS:
         # Not before the endpoint said to come back (Retry-After), up to an hour.
-        wait = max(_backoff(event.attempts), timedelta(seconds=min(sent.retry_after or 0, 3600)))
+        wait = max(_backoff(this_round), timedelta(seconds=min(sent.retry_after or 0, 3600)))
         event.next_attempt_at = finished + wait
         entry[RETRY_AT] = event.next_attempt_at.isoformat()
     else:
         event.status = DeliveryStatus.FAILED
-        entry[GIVEN_UP] = attempts_spent(event.attempts) if retry else NOT_WORTH_RETRYING
+        entry[GIVEN_UP] = (
+            attempts_spent(this_round, sent_again=event.sent_again > 0)
+            if retry
+            else NOT_WORTH_RETRYING
+        )
     event.log = [*event.log, entry]
-    # Recorded only if this attempt is still the event's latest: a sender that outlived its
-    # lease must not undo what the one after it recorded.
+    # Recorded only if this attempt is still the event's latest, under its lease: a sender
+    # that outlived its lease must not undo what the one after it recorded, nor what an
+    # operator did since (sending it again leaves its count of attempts as it is).
     recorded = CallbackEvent.objects.filter(
-        pk=event.pk, attempts=event.attempts, status=DeliveryStatus.PENDING
+        pk=event.pk,
+        attempts=event.attempts,
+        status=DeliveryStatus.PENDING,
+        next_attempt_at=leased_until,
     ).update(
         log=event.log,
         status=event.status,
@@ -213,6 +228,18 @@ def callback_event_deliver(*, event_id: int) -> CallbackEvent | None:
         countdown = (event.next_attempt_at - finished).total_seconds()
         app.send_task(DELIVER_CALLBACK_EVENT, (event.pk,), countdown=countdown)
     return event
+
+
+def _interruptions_logged(event: CallbackEvent, *, now) -> bool:
+    """Log as interrupted the attempts of ``event`` counted and not in its log (their sender
+    stopped before recording them; taken again, it is no longer under way). Whether any
+    were."""
+    missing = event.attempts - attempts_logged(event.log)
+    if missing <= 0:
+        return False
+    interrupted = {"at": now.isoformat(), "result": INTERRUPTED}
+    event.log = [*event.log, *[interrupted] * missing]
+    return True
 
 
 def _deliver_later(event_id: int, delay: float) -> None:
@@ -230,14 +257,28 @@ def _requests_under_way(agent_id: int, now) -> int:
     attempt counted, its result not yet in the log) whose lease still stands. Counted under a
     lock on the agent, held until the caller's transaction ends, so two workers never both
     count one place free (``_agent_locked``, taken by the caller); in SQL written out (the
-    log's length is asked of the database)."""
-    length = "jsonb_array_length" if connection.vendor == "postgresql" else "json_array_length"
+    attempts in the log, ``attempts_logged``, are counted by the database: its entries less
+    its notes)."""
+    table = connection.ops.quote_name(CallbackEvent._meta.db_table)
+    if connection.vendor == "postgresql":
+        logged = f"SELECT COUNT(*) FROM jsonb_array_elements({table}.log) AS entry "
+        logged += "WHERE entry -> %s IS NULL"
+        note = NOTE
+    else:
+        logged = f"SELECT COUNT(*) FROM json_each({table}.log) AS entry "
+        logged += "WHERE entry.type != 'object' OR json_type(entry.value, %s) IS NULL"
+        note = f"$.{NOTE}"
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT COUNT(*) FROM {connection.ops.quote_name(CallbackEvent._meta.db_table)} "
+            f"SELECT COUNT(*) FROM {table} "
             f"WHERE agent_id = %s AND status = %s AND next_attempt_at > %s "
-            f"AND attempts > {length}(log)",
-            [agent_id, DeliveryStatus.PENDING, connection.ops.adapt_datetimefield_value(now)],
+            f"AND attempts > ({logged})",
+            [
+                agent_id,
+                DeliveryStatus.PENDING,
+                connection.ops.adapt_datetimefield_value(now),
+                note,
+            ],
         )
         return cursor.fetchone()[0]
 
@@ -258,14 +299,28 @@ def callback_events_resend_due() -> int:
     return len(overdue)
 
 
-def callback_events_redeliver(*, events: Iterable[CallbackEvent]) -> list[CallbackEvent]:
-    """An operator sends events that were given up on once more, from a fresh retry count.
-    Returns those sent again."""
+def callback_events_redeliver(
+    *, events: Iterable[CallbackEvent], operator: AbstractBaseUser
+) -> list[CallbackEvent]:
+    """``operator`` sends events that were given up on once more: its log notes it, and the
+    attempts allowed are counted afresh from there. Their count of attempts goes on (it is
+    what the log and the count of requests under way are read against). Returns those sent
+    again."""
+    now = timezone.now()
     with transaction.atomic():
-        again = [event for event in events if event.status == DeliveryStatus.FAILED]
-        ids = [event.pk for event in again]
-        CallbackEvent.objects.filter(pk__in=ids).update(
-            status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=timezone.now()
+        again = list(
+            CallbackEvent.objects.select_for_update()
+            .filter(pk__in=[event.pk for event in events], status=DeliveryStatus.FAILED)
+            .order_by("pk")
         )
-        enqueue_after_commit(DELIVER_CALLBACK_EVENT, *ids)
+        for event in again:
+            # Those before are in the log, as ``attempts_this_round`` reads them.
+            _interruptions_logged(event, now=now)
+            note = sent_again_note(
+                at=now, by=operator.get_username(), allowed=settings.CALLBACK_MAX_ATTEMPTS
+            )
+            event.log = [*event.log, note]
+            event.status, event.next_attempt_at = DeliveryStatus.PENDING, now
+            event.save(update_fields=["log", "status", "next_attempt_at"])
+        enqueue_after_commit(DELIVER_CALLBACK_EVENT, *(event.pk for event in again))
     return again

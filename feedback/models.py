@@ -118,11 +118,41 @@ class DeliveryStatus(models.TextChoices):
 RETRY_AT = "retry_at"
 GIVEN_UP = "given_up"
 NOT_WORTH_RETRYING = "trying again would not change this answer"
+# Between its attempts, a log keeps notes that are no attempt, each marked with its kind under
+# ``NOTE``: an operator sent the event again (``SENT_AGAIN``, the attempts allowed counted
+# afresh from there), or it was not sent, the agent being no longer reached (``NOT_SENT``).
+# ``attempts`` counts the attempts alone, and never goes back: an attempt counted and not in
+# the log is under way, or its sender stopped before recording it.
+NOTE = "note"
+SENT_AGAIN = "sent_again"
+NOT_SENT = "not_sent"
 
 
-def attempts_spent(attempts: int) -> str:
+def attempts_spent(attempts: int, *, sent_again: bool) -> str:
     """Why an event retried as often as it may is given up, as its log keeps it."""
-    return f"all {attempts} attempts allowed are made"
+    since = " since it was sent again" if sent_again else ""
+    return f"all {attempts} attempts allowed{since} are made"
+
+
+def is_attempt(entry) -> bool:
+    """Whether an entry of a callback event's log is an attempt, not a note."""
+    return not (isinstance(entry, dict) and NOTE in entry)
+
+
+def attempts_logged(log: list) -> int:
+    """How many attempts a callback event's log records (its notes aside)."""
+    return sum(1 for entry in log if is_attempt(entry))
+
+
+def sent_again_note(*, at: datetime, by: str, allowed: int) -> dict:
+    """The log's note of an operator (``by``, their username) sending an event again, with
+    the attempts it is allowed from there."""
+    return {
+        "at": at.isoformat(),
+        "result": f"sent again by {by}; up to {allowed} more attempts",
+        NOTE: SENT_AGAIN,
+        "by": by,
+    }
 
 
 class CallbackEvent(models.Model):
@@ -149,7 +179,12 @@ class CallbackEvent(models.Model):
     next_attempt_at = models.DateTimeField(
         default=timezone.now, help_text="When a pending event is next due; a lease while sending."
     )
-    log = models.JSONField(default=list, blank=True, help_text="Each attempt: when, and result.")
+    log = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Each attempt (when, and result), and notes between them (sent again by an "
+        "operator, not sent).",
+    )
     delivered_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -169,10 +204,33 @@ class CallbackEvent(models.Model):
         return f"{self.type} on #{self.proposal_id}: {self.get_status_display().lower()}"
 
     @property
+    def sent_again(self) -> int:
+        """How many times an operator sent it again."""
+        return sum(1 for entry in self.log or [] if _is_note(entry, SENT_AGAIN))
+
+    @property
+    def attempts_this_round(self) -> int:
+        """The attempts since an operator last sent it again (all of them if none did): those
+        counted against ``CALLBACK_MAX_ATTEMPTS``. Those before were all in the log when it
+        was sent again."""
+        log = self.log or []
+        notes = [number for number, entry in enumerate(log) if _is_note(entry, SENT_AGAIN)]
+        return self.attempts - (attempts_logged(log[: notes[-1]]) if notes else 0)
+
+    @property
+    def attempts_summary(self) -> str:
+        """Its attempts as its page says them: "4 (1 since an operator sent it again)"."""
+        if not self.sent_again:
+            return str(self.attempts)
+        last = " last" if self.sent_again > 1 else ""
+        return f"{self.attempts} ({self.attempts_this_round} since an operator{last} sent it again)"
+
+    @property
     def attempts_said(self) -> list[str]:
         """Its log in words (``attempts_in_words``), each attempt with what was decided:
         "Attempt 1, 2026-12-04 21:55:04 UTC: HTTP 503; retried at 2026-12-04 21:55:34 UTC",
-        "…: HTTP 410; given up: trying again would not change this answer"."""
+        "…: HTTP 410; given up: trying again would not change this answer", and its notes
+        unnumbered: "2026-12-04 22:10:00 UTC: sent again by operator; up to 8 more attempts"."""
         log = self.log or []
         return attempts_in_words(
             [
@@ -180,7 +238,8 @@ class CallbackEvent(models.Model):
                 if isinstance(entry, dict)
                 else entry
                 for number, entry in enumerate(log, start=1)
-            ]
+            ],
+            notes=(NOTE,),
         )
 
     def _decided(self, entry: dict, *, last: bool) -> str:
@@ -194,16 +253,18 @@ class CallbackEvent(models.Model):
             waits = last and self.status == DeliveryStatus.PENDING and retry_at > timezone.now()
             return f"{'to be retried' if waits else 'retried'} at {time_said(retry_at)}"
         if GIVEN_UP in entry:
-            why = entry[GIVEN_UP]
-            again = "" if last else "; an operator sent it again since"
-            return f"given up: {why}{again}" if why else f"given up{again}"
-        if not last:
+            return f"given up: {entry[GIVEN_UP]}" if entry[GIVEN_UP] else "given up"
+        if not last or _is_note(entry, SENT_AGAIN):
             return ""
         if self.status == DeliveryStatus.DELIVERED:
             return "delivered"
         if self.status == DeliveryStatus.FAILED:
             return "given up"
         return ""
+
+
+def _is_note(entry, kind: str) -> bool:
+    return isinstance(entry, dict) and entry.get(NOTE) == kind
 
 
 def _share(default: str, help_text: str, *, above_zero: bool = False) -> models.DecimalField:

@@ -5,8 +5,9 @@ whose times are ISO 8601 to the microsecond.
 A log is a list of entries, each ``{"at": <ISO 8601>, "result": <words>}`` and, where the
 sender recorded it, ``"then"``: what followed (a notification's proposal decided as it went,
 a callback event retried at a time or given up). An entry marked by one of a caller's
-``notes`` keys is no attempt but a note written since (a Slack message's update that failed
-for good): it is said with its time, and not numbered."""
+``notes`` keys is no attempt but a note written between them (a Slack message's update that
+failed for good, a callback event an operator sent again): it is said with its time, and not
+numbered."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def attempts_in_words(log: list | None, *, notes: Iterable[str] = ()) -> list[st
     """Each attempt of ``log`` as the console says it: "Attempt 1, 2026-12-04 21:55:04 UTC:
     accepted by … for operator@example.com", and what followed it ("; retried at …"). An
     entry holding one of the ``notes`` keys is said as "2026-12-05 10:02:11 UTC: <result>",
-    unnumbered."""
+    unnumbered, with what followed it as an attempt's is."""
     notes = tuple(notes)
     said = []
     number = 0
@@ -41,7 +42,8 @@ def attempts_in_words(log: list | None, *, notes: Iterable[str] = ()) -> list[st
         if isinstance(entry, dict) and any(key in entry for key in notes):
             at = entry_time(entry)
             result = str(entry.get("result", "—"))
-            said.append(f"{time_said(at)}: {result}" if at else result)
+            then = f"; {entry['then']}" if entry.get("then") else ""
+            said.append(f"{time_said(at)}: {result}{then}" if at else f"{result}{then}")
             continue
         number += 1
         if not isinstance(entry, dict):
