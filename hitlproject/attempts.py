@@ -30,16 +30,22 @@ def entry_time(entry: dict) -> datetime | None:
         return None
 
 
-def attempts_in_words(log: list | None, *, notes: Iterable[str] = ()) -> list[str]:
+def attempts_in_words(
+    log: list | None, *, notes: Iterable[str] = (), attempts: int | None = None
+) -> list[str]:
     """Each attempt of ``log`` as the console says it: "Attempt 1, 2026-12-04 21:55:04 UTC:
     accepted by … for operator@example.com", and what followed it ("; retried at …"). An
     entry holding one of the ``notes`` keys is said as "2026-12-05 10:02:11 UTC: <result>",
-    unnumbered, with what followed it as an attempt's is."""
+    unnumbered, with what followed it as an attempt's is. Given ``attempts`` (how many its
+    outbox counts), an entry past them is said so too: a message's end written without an
+    attempt ("not sent: …", "gave up") read "Attempt 1" beside "Attempts: 0"."""
     notes = tuple(notes)
     said = []
     number = 0
     for entry in log or []:
-        if isinstance(entry, dict) and any(key in entry for key in notes):
+        if isinstance(entry, dict) and (
+            any(key in entry for key in notes) or (attempts is not None and number >= attempts)
+        ):
             at = entry_time(entry)
             result = str(entry.get("result", "—"))
             then = f"; {entry['then']}" if entry.get("then") else ""

@@ -207,8 +207,9 @@ class Notification(models.Model):
         """Its log in words (``attempts_in_words``): "Attempt 1, 2026-12-04 21:55:04 UTC:
         accepted by … for operator@example.com", then a Slack message's updates that failed
         for good or landed after one did: "2026-12-05 10:02:11 UTC: Its message could not be
-        updated: Slack refused it: message_not_found"."""
-        return attempts_in_words(self.log, notes=UPDATE_NOTES)
+        updated: Slack refused it: message_not_found"; and how it ended where no attempt did
+        (not sent, given up), unnumbered as a note is."""
+        return attempts_in_words(self.log, notes=UPDATE_NOTES, attempts=self.attempts)
 
     @property
     def interrupted_attempts(self) -> list[int]:

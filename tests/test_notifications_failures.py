@@ -7,6 +7,8 @@ whose Slack message about it says so already is not sent another; a retry that t
 the message say so. The proposal's history says whom it told; who may not see proposals, or
 was deactivated, is not told."""
 
+import re
+
 import pytest
 from django.contrib.auth import get_user_model
 
@@ -287,9 +289,10 @@ def test_a_retry_that_fails_again_is_told_again_and_the_slack_message_says_so(
 
 
 @pytest.mark.django_db
-def test_a_failure_retried_before_its_message_goes_is_not_told(optimizer, channel, settings):
+def test_a_failure_retried_before_its_message_goes_is_not_told(optimizer, channel, settings, login):
     """Carried out here, with no worker: its message is written as it fails; a person sends
-    it to run again before the message goes, which then says nothing that is no longer so."""
+    it to run again before the message goes, which then says nothing that is no longer so.
+    Its page read "Attempt 1, …: not sent: …" beside "Attempts: 0": nothing was attempted."""
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     channel(400, says=REFUSAL)
     proposal = auto_approved_bid(optimizer)
@@ -307,6 +310,11 @@ def test_a_failure_retried_before_its_message_goes_is_not_told(optimizer, channe
         "not sent: a person sent the proposal to run again since its execution failed (it is "
         "now approved)"
     )
+    page = login("auditor").get(f"/admin/notifications/notification/{message.pk}/change/")
+    text = " ".join(re.sub(r"<[^>]+>", " ", page.content.decode()).split())
+    assert "Attempts: 0" in text
+    assert "Attempt 1" not in text
+    assert "UTC: not sent: a person sent the proposal to run again" in text
 
 
 @pytest.mark.django_db(transaction=True)
