@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any
 from django.core.serializers.json import DjangoJSONEncoder
 
 from executors.base import ChannelError, ChannelExecutor, Frozen, Outcome
-from hitlproject.outbound import request_id, request_ids, send_signed, timed_out_text
+from hitlproject.outbound import (
+    HEADERS_TOO_LONG,
+    request_id,
+    request_ids,
+    send_signed,
+    timed_out_text,
+)
 
 if TYPE_CHECKING:
     from approvals.action_types.base import ActionType
@@ -125,7 +131,7 @@ def _post(request: dict[str, Any], account: Account) -> Outcome:
         )
     if sent.result.startswith("HTTP"):
         said = f"the endpoint answered {sent.result}"
-    elif sent.result == timed_out_text():  # its request sent, no answer in time
+    elif sent.result in (timed_out_text(), HEADERS_TOO_LONG):  # reached: its answer not had
         said = f"the endpoint {sent.result}"
     else:
         said = f"the endpoint could not be reached: {sent.result}"

@@ -48,6 +48,7 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import certifi
+import httpcore
 import httpx
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -366,13 +367,19 @@ async def _post_within_deadline(
 # A redirect's Location, as recorded: enough to know where it sent the caller.
 LOCATION_CHARS = 200
 REDIRECTS = {301, 302, 303, 307, 308}
-# h11's cap on an answer's status line and headers (its default ``max_incomplete_event_size``).
-HEADERS_AT_MOST_KIB = 16
+# The cap on an answer's status line and headers: httpcore's (100 KiB), which it gives h11 as
+# its ``max_incomplete_event_size`` in place of h11's own 16 KiB.
+HEADERS_AT_MOST_KIB = httpcore.AsyncHTTP11Connection.MAX_INCOMPLETE_EVENT_SIZE // 1024
 
 
 def timed_out_text() -> str:
     """What an exchange cut off at its deadline, its request sent, is recorded as."""
     return f"timed out: no answer within {settings.OUTBOUND_DEADLINE:g} s"
+
+
+# What an answer whose headers never end within the cap is recorded as: the endpoint was
+# reached, and answered, with more than is read.
+HEADERS_TOO_LONG = f"answered with headers longer than {HEADERS_AT_MOST_KIB} KiB: not read"
 
 
 def _redirect_words(code: int, location: str | None) -> str:
@@ -429,7 +436,7 @@ def send_signed(
         # h11's words for an answer whose headers never end within its cap ("Receive buffer
         # too long") say nothing to an operator.
         said = (
-            f"its answer's headers were longer than {HEADERS_AT_MOST_KIB} KiB: not read"
+            HEADERS_TOO_LONG
             if "buffer too long" in str(error)
             else f"{type(error).__name__}: {error}"
         )

@@ -195,3 +195,16 @@ def test_an_action_the_ledger_no_longer_allows_is_failed_not_overdrawn(channel, 
         "Carried out on the channel, but the ledger refuses it:"
     )
     assert Campaign.objects.get(external_id="brand-search").daily_budget == Decimal("100")
+
+
+def test_an_endpoint_whose_answer_s_headers_never_end_is_said_to_have_answered(channel):
+    """Headers past what is read (100 KiB) came from an endpoint that was reached and
+    answered: the execution said "the endpoint could not be reached: its answer's headers
+    were longer than 16 KiB: not read"."""
+    channel(200, headers=[("X-Padding", "a" * 1024 * 1024)])
+    proposal = evaluated(bid_adjustment("2.12"))
+
+    wait_until(lambda: proposal.executions.exclude(error="").exists())
+
+    error = proposal.executions.exclude(error="").first().error
+    assert error.startswith("the endpoint answered with headers longer than 100 KiB: not read")
