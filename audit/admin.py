@@ -32,7 +32,8 @@ from django.forms.models import model_to_dict
 from django.http import Http404, HttpResponseRedirect, QueryDict
 from django.urls import NoReverseMatch, reverse
 from django.utils import formats, timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.text import capfirst
 from simple_history.admin import SimpleHistoryAdmin
 from simple_history.manager import SIMPLE_HISTORY_REVERSE_ATTR_NAME
@@ -185,6 +186,11 @@ def console_act_logged(request, obj: models.Model, message: str) -> None:
 def console_time(value: datetime) -> str:
     """A time as the console writes it ("2026-12-03 14:38:05 UTC": hitlproject.formats)."""
     return formats.date_format(timezone.localtime(value), "DATETIME_FORMAT")
+
+
+def lines_shown(lines: Iterable[str]) -> str:
+    """Lines of text (a log's attempts in words) one under the other, escaped; "—" if none."""
+    return format_html_join(mark_safe("<br>"), "{}", ((line,) for line in lines)) or "—"
 
 
 def keeps_history(model: type[models.Model]) -> bool:
@@ -701,6 +707,16 @@ class ReadOnlyAdmin(AuditedHistoryAdmin):
     """Records written only by the platform's services: everyone reads, nobody edits here."""
 
     show_full_result_count = False
+    # Fields shown by a method of the admin's (a log in words, not its JSON), as a
+    # ChangeReasonAdmin's are on a page read only: each page of these is one.
+    shown_read_only: dict[str, str] = {}
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), *self.shown_read_only.values()]
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        return list(dict.fromkeys(self.shown_read_only.get(name, name) for name in fields))
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False

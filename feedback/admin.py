@@ -1,8 +1,6 @@
 from django.contrib import admin, messages
 from django.db import models
 from django.shortcuts import redirect
-from django.utils.html import format_html_join
-from django.utils.safestring import mark_safe
 from django.utils.text import capfirst
 
 from approvals.services.decisions import DECIDE_PERMISSION
@@ -13,6 +11,7 @@ from audit.admin import (
     ReadOnlyAdmin,
     console_acts_logged,
     is_history_page,
+    lines_shown,
 )
 from feedback.callbacks import callback_events_redeliver
 from feedback.models import AutonomyRules, CallbackEvent, DeliveryStatus, Feedback, Outcome
@@ -68,18 +67,11 @@ class CallbackEventAdmin(ReadOnlyAdmin):
     # Its log attempt by attempt in words, as a notification's (not the JSON stored), its
     # attempts with those since an operator sent it again, and its next attempt as none once
     # there is none.
-    SHOWN_AS = {
+    shown_read_only = {
         "attempts": "attempts_said",
         "log": "log_said",
         "next_attempt_at": "next_attempt_said",
     }
-
-    def get_readonly_fields(self, request, obj=None):
-        return [*super().get_readonly_fields(request, obj), *self.SHOWN_AS.values()]
-
-    def get_fields(self, request, obj=None):
-        fields = super().get_fields(request, obj)
-        return list(dict.fromkeys(self.SHOWN_AS.get(name, name) for name in fields))
 
     @admin.display(description="attempts")
     def attempts_said(self, event: CallbackEvent) -> str:
@@ -87,10 +79,7 @@ class CallbackEventAdmin(ReadOnlyAdmin):
 
     @admin.display(description="log")
     def log_said(self, event: CallbackEvent) -> str:
-        return (
-            format_html_join(mark_safe("<br>"), "{}", ((line,) for line in event.attempts_said))
-            or "—"
-        )
+        return lines_shown(event.attempts_said)
 
     @admin.display(description="next attempt at")
     def next_attempt_said(self, event: CallbackEvent) -> str:

@@ -16,8 +16,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
-from django.utils.safestring import mark_safe
+from django.utils.html import format_html
 
 from approvals import action_types
 from approvals.admin import ProposalAdmin as ApprovalsProposalAdmin
@@ -33,6 +32,7 @@ from audit.admin import (
     console_act_logged,
     console_acts_logged,
     is_history_page,
+    lines_shown,
 )
 from hitlproject.attempts import attempts_in_words
 from hitlproject.converters import record_page
@@ -485,23 +485,11 @@ class NotificationAdmin(ReadOnlyAdmin):
 
     # Its log, attempt by attempt in words, and its status as the list says it, where the
     # page (or a past version's) has the field.
-    SHOWN_AS = {"log": "log_said", "status": "status_shown"}
-
-    def get_readonly_fields(self, request, obj=None):
-        return [*super().get_readonly_fields(request, obj), *self.SHOWN_AS.values()]
-
-    def get_fields(self, request, obj=None):
-        fields = super().get_fields(request, obj)
-        return list(dict.fromkeys(self.SHOWN_AS.get(name, name) for name in fields))
+    shown_read_only = {"log": "log_said", "status": "status_shown"}
 
     @admin.display(description="log")
     def log_said(self, notification: Notification) -> str:
-        return (
-            format_html_join(
-                mark_safe("<br>"), "{}", ((line,) for line in notification.attempts_said)
-            )
-            or "—"
-        )
+        return lines_shown(notification.attempts_said)
 
     @admin.display(description="what", ordering="kind")
     def what(self, notification: Notification) -> str:
