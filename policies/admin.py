@@ -469,10 +469,19 @@ class PolicyAdmin(ChangeReasonAdmin):
     def draft_goes_live_by(self, policy: Policy) -> str:
         if not policy.is_active:
             return "yes, retired: it decides nothing, and is promoted no more"
+        # A draft that replaces no policy (none live has its action type, scope and priority)
+        # is added by its promotion: there is no policy it changes.
+        does = (
+            "shows first what it changes in the policy it replaces"
+            if replaced_policy(policy) is not None
+            else "adds it to the policies in force: no live policy has its action type, scope "
+            "and priority"
+        )
         return format_html(
             'yes: it goes live only when <a href="{}" id="promote-field-link">promoted</a>, '
-            "which shows first what it changes in the policy it replaces",
+            "which {}",
             reverse("admin:policies_policy_promote", args=[policy.pk]),
+            does,
         )
 
     def has_change_permission(self, request, obj=None) -> bool:

@@ -838,3 +838,24 @@ def test_a_draft_goes_live_only_by_its_promotion_not_by_unticking_is_draft(owner
     assert "is_draft" in owner.get(change_url(policy)).context["adminform"].form.fields
     add = owner.get(reverse("admin:policies_policy_add"))
     assert "is_draft" in add.context["adminform"].form.fields
+
+
+def test_a_draft_that_replaces_no_policy_says_its_promotion_adds_it(owner, demo_world):
+    """Its page said "it goes live only when promoted, which shows first what it changes in
+    the policy it replaces": it replaces none, and its promotion adds it."""
+    draft = Policy.objects.create(
+        name="Optimizer's reallocations",
+        action_type="budget_reallocation",
+        agent=Agent.objects.get(name="optimizer"),
+        is_draft=True,
+        auto_execute_max_magnitude=Decimal("0.2"),
+    )
+
+    page = owner.get(change_url(draft))
+
+    shown = " ".join(re.sub(r"<[^>]+>", "", page.text).split())
+    assert (
+        "Is draft: yes: it goes live only when promoted, which adds it to the policies in "
+        "force: no live policy has its action type, scope and priority"
+    ) in shown
+    assert "the policy it replaces" not in shown
