@@ -38,7 +38,7 @@ def test_same_key_with_another_body_is_a_422(optimizer):
 @pytest.mark.parametrize("written", ["2.1000000000000000001", "2.100", "21e-1"])
 def test_same_key_with_the_amount_written_otherwise_is_a_422_not_a_replay(optimizer, written):
     """A JSON number was fingerprinted as the float it is read as: 2.1000000000000000001
-    under the key of a proposal made with 2.10 replayed that proposal's 201, where another
+    under the key of a proposal made with 2.1 replayed that proposal's 201, where another
     body under a key is a 422 (on its own, with a new key, that body is a 400)."""
     sent = json.dumps(bid_adjustment()).replace('"2.12"', "NEW_BID")
     first = optimizer.generic(
