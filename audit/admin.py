@@ -223,7 +223,8 @@ class ConsoleAdmin(admin.ModelAdmin):
         return form
 
     def delete_view(self, request, object_id, extra_context=None):
-        if request.method != "POST":
+        if request.method != "POST" or not self.has_delete_permission(request):
+            # Nothing locked for whom Django refuses (403) before it reads the record.
             return super().delete_view(request, object_id, extra_context)
         # The record locked before Django looks for what protects it: a proposal routed by a
         # policy as it is deleted holds the policy (``FOR KEY SHARE``) until it commits, and

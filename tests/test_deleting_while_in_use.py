@@ -157,3 +157,44 @@ def test_a_policy_deleted_while_it_routes_a_submission_is_kept_for_the_proposal(
     assert answer.status_code == 200
     assert "Cannot delete policy" in answer.content.decode()
     assert Policy.objects.filter(pk=optimizers_policy.pk).exists()
+
+
+def test_a_deletion_refused_for_want_of_permission_takes_no_lock(optimizers_policy, login):
+    """Anyone signed in to the console could post to a delete address and have the row locked
+    (FOR UPDATE) before Django refused them: an operator with no right to delete a policy
+    waited on, and then held, the lock a submission routed by it needs."""
+    holder = connections.create_connection("default")
+    holder.set_autocommit(False)
+    operator = login("operator")
+    answers: list = []
+
+    def delete() -> None:
+        try:
+            answers.append(
+                operator.post(
+                    reverse("admin:policies_policy_delete", args=[optimizers_policy.pk]),
+                    {"post": "yes", "change_reason": "Tidying up."},
+                )
+            )
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=delete)
+    try:
+        with holder.cursor() as cursor:  # a submission routed by it, not yet committed
+            cursor.execute(
+                f"SELECT id FROM {Policy._meta.db_table} WHERE id = %s FOR KEY SHARE",
+                [optimizers_policy.pk],
+            )
+        thread.start()
+        thread.join(timeout=10)
+        refused_at_once = not thread.is_alive()
+    finally:
+        holder.rollback()
+        holder.close()
+        thread.join()
+
+    assert refused_at_once, "the refused deletion waited for the submission's lock"
+    (answer,) = answers
+    assert answer.status_code == 403
+    assert Policy.objects.filter(pk=optimizers_policy.pk).exists()
