@@ -11,7 +11,7 @@ from django.utils import timezone
 from approvals.models import RejectionReason
 from audit.actors import Actor, acting_as
 from audit.models import audited_history
-from hitlproject.attempts import attempts_in_words, time_said
+from hitlproject.attempts import attempts_in_words, entry_time, time_said
 
 
 class FeedbackKind(models.TextChoices):
@@ -246,9 +246,8 @@ class CallbackEvent(models.Model):
         """What was decided after an attempt: as its entry recorded it; for an entry written
         before decisions were recorded, by the event's status where it is the last."""
         if RETRY_AT in entry:
-            try:
-                retry_at = datetime.fromisoformat(entry[RETRY_AT])
-            except (TypeError, ValueError):
+            retry_at = entry_time(entry, RETRY_AT)
+            if retry_at is None:
                 return "retried"
             waits = last and self.status == DeliveryStatus.PENDING and retry_at > timezone.now()
             return f"{'to be retried' if waits else 'retried'} at {time_said(retry_at)}"

@@ -22,12 +22,15 @@ def time_said(value: datetime) -> str:
     return f"{timezone.localtime(value):%Y-%m-%d %H:%M:%S %Z}"
 
 
-def entry_time(entry: dict) -> datetime | None:
-    """When an entry was written, or None if it says no time one can read."""
+def entry_time(entry: dict, key: str = "at") -> datetime | None:
+    """When an entry was written (or the time it holds under ``key``), or None if it says no
+    time one can read (one without its zone among them: it cannot be said in UTC, nor
+    compared with now)."""
     try:
-        return datetime.fromisoformat(entry["at"])
+        at = datetime.fromisoformat(entry[key])
     except (KeyError, TypeError, ValueError):
         return None
+    return at if at.tzinfo is not None else None
 
 
 def attempts_in_words(

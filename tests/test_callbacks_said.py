@@ -109,3 +109,25 @@ def test_an_event_whose_endpoint_refuses_every_connection_says_so_until_its_atte
         f"Attempt 2, {said(second['at'])}: could not connect: connection refused; given up: "
         "all 2 attempts allowed are made"
     ) in page.text
+
+
+def test_an_event_whose_log_holds_a_time_without_its_zone_still_opens(demo_world, login):
+    """A log holding a time without its zone (written by hand, or by another tool) made the
+    page a server error: such a time cannot be said in UTC nor compared with now. It reads
+    as an attempt whose time is not known."""
+    proposal = evaluated(agent="optimizer")
+    event = CallbackEvent.objects.create(
+        agent=Agent.objects.get(name="optimizer"),
+        proposal=proposal,
+        type="proposal.approved",
+        url="https://agent.example/hook",
+        body={"proposal": {"id": proposal.pk}},
+        status="pending",
+        attempts=1,
+        log=[{"at": "2026-12-05T10:00:00", "result": "HTTP 503", "retry_at": "2026-12-05T10:01"}],
+    )
+
+    page = login("operator").get(reverse("admin:feedback_callbackevent_change", args=[event.pk]))
+
+    assert page.status_code == 200
+    assert "Attempt 1: HTTP 503; retried" in page.text
