@@ -131,7 +131,7 @@ NOT_SENT = "not_sent"
 def attempts_spent(attempts: int, *, sent_again: bool) -> str:
     """Why an event retried as often as it may is given up, as its log keeps it."""
     since = " since it was sent again" if sent_again else ""
-    return f"all {attempts} attempts allowed{since} are made"
+    return f"all {attempts} attempts allowed{since} were made"
 
 
 def is_attempt(entry) -> bool:

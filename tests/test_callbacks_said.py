@@ -107,7 +107,7 @@ def test_an_event_whose_endpoint_refuses_every_connection_says_so_until_its_atte
         f"Attempt 1, {said(first['at'])}: could not connect: connection refused; retried at "
         f"{said(first['retry_at'])}<br>"
         f"Attempt 2, {said(second['at'])}: could not connect: connection refused; given up: "
-        "all 2 attempts allowed are made"
+        "all 2 attempts allowed were made"
     ) in page.text
 
 

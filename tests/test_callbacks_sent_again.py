@@ -180,7 +180,7 @@ def test_the_attempts_allowed_are_counted_afresh_from_a_sending_again(endpoint, 
     event.refresh_from_db()
     assert tried == ["pending", "failed"]
     assert event.attempts == 4
-    assert event.log[-1]["given_up"] == "all 2 attempts allowed since it was sent again are made"
+    assert event.log[-1]["given_up"] == "all 2 attempts allowed since it was sent again were made"
     page = login("operator").get(reverse("admin:feedback_callbackevent_change", args=[event.pk]))
     assert '<div class="readonly">4 (2 since an operator sent it again)</div>' in page.text
     assert "Attempt 4, " in page.text and "Attempt 5" not in page.text
