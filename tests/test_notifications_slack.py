@@ -1062,8 +1062,8 @@ def test_an_agents_withdrawal_says_when_and_quotes_its_note_on_one_line_as_typed
 
     assert answer.status_code == 200, answer.content
     [update] = wait_until(lambda: updates_of(on_slack, where))
-    # When, as its page says it ("Withdrawn · by optimizer itself, at …") and as a withdrawal
-    # by a person for the agent says it.
+    # When, to the minute as Slack's messages say when a review ended, and as a withdrawal
+    # by a person for the agent says it (its page says it to the second).
     when = Proposal.objects.get(pk=proposal["id"]).updated_at
     assert shown_as_typed(update["blocks"]) == (
         f"Withdrawn by its agent at {when:%Y-%m-%d %H:%M} UTC: “{quoted}”"
