@@ -24,12 +24,14 @@ class GuardrailFieldsOnly:
 
 
 class LedgerHistoryValues(ConsoleHistoryValues):
-    """The ledger's history says a field that held no value (a target CPA, a budget cap, an
-    account's total cap) was "not set", as a proposal's page and its executions say of the
-    same field, and as the ledger's own pages do (``empty_value_display``)."""
+    """The ledger's history says a setting that may hold no value (a target CPA, a budget cap,
+    an account's total cap) and held none was "not set", as a proposal's page and its
+    executions say of the same field, and as the ledger's own pages do
+    (``empty_value_display``). Any other field empty reads "—", as elsewhere: a record's
+    creation said "External id: not set → demo"."""
 
     def prepare_delta_change_value(self, change, value):
-        if value is None or value == "":
+        if value is None and self.model._meta.get_field(change.field).null:
             return NOT_SET
         return super().prepare_delta_change_value(change, value)
 

@@ -309,3 +309,15 @@ def test_an_empty_cap_reads_not_set_on_an_account_as_on_a_campaign(login):
     page = " ".join(login("auditor").get(account_url).text.split())
     cap_shown = page.split("field-max_total_daily_budget")[1][:300]
     assert '<div class="readonly">not set</div>' in cap_shown, cap_shown
+
+
+def test_a_ledger_records_creation_reads_its_fields_from_nothing_not_as_caps_not_set(login):
+    """ "Not set" is what an empty cap reads; a record's creation said it of every field:
+    "External id: not set → demo", "Name: not set → Demo advertiser"."""
+    account = Account.objects.get(external_id="demo")
+
+    page = login("auditor").get(reverse("admin:ledger_account_history", args=[account.pk]))
+    text = " ".join(page.text.split())
+
+    assert "— &nbsp;&rarr;&nbsp;&nbsp;demo" in text
+    assert "not set &nbsp;&rarr;&nbsp;&nbsp;demo" not in text
