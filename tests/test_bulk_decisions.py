@@ -219,13 +219,13 @@ def test_the_bulk_confirmation_counts_in_words_that_agree_with_the_count(login):
     assert conflicts([first, later[0]]).startswith(
         "1 of them clashes with one listed above it: both change the same campaign field"
     )
-    assert "so it is left waiting; the last column says what becomes of it." in conflicts(
+    assert "so it is left waiting; “Approving it” says what becomes of it." in conflicts(
         [first, later[0]]
     )
     assert conflicts([first, *later]).startswith(
         "2 of them clash with one listed above them: both change the same campaign field"
     )
-    assert "so they are left waiting; the last column says what becomes of each." in conflicts(
+    assert "so they are left waiting; “Approving it” says what becomes of each." in conflicts(
         [first, *later]
     )
 
@@ -269,7 +269,7 @@ def test_the_bulk_confirmation_says_a_budget_change_held_behind_a_pause_waits_to
         "1 of them clashes with one listed above it: both change the same campaign field, or "
         "one changes a figure the other is judged on (a pause is judged on the daily budget it "
         "stops). Approving them together would run one on a figure other than the one "
-        "approved, so it is left waiting; the last column says what becomes of it. 1 of the 2 "
+        "approved, so it is left waiting; “Approving it” says what becomes of it. 1 of the 2 "
         "will be approved."
     )
     assert "superseded" not in said
@@ -456,7 +456,7 @@ def test_the_bulk_confirmation_titles_what_it_approves_and_names_what_it_skips_a
     assert 'value="Yes, approve 2"' in confirm.text
     banner = confirm.text.split('id="bulk-skipped">')[1].split("</p>")[0]
     assert html.unescape(re.sub(r"\s+", " ", banner)) == (
-        "1 of them will be skipped: it cannot be approved by you now, and the last column says why."
+        "1 of them will be skipped: it cannot be approved by you now, and “Approving it” says why."
     )
     outcomes = {p.pk: p.bulk_outcome for p in confirm.context["proposals"]}
     assert outcomes[withdrawn.pk] == (

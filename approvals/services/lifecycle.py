@@ -127,7 +127,9 @@ class InvalidTransition(Conflict):
             message = f"Proposal #{proposal.pk} is already {status}."
         else:
             target = S(to_status).label.lower()
-            message = f"Proposal #{proposal.pk} is {status}; it cannot become {target}."
+            # "Proposal #12 failed", not "is failed": its execution failed, it is not a state.
+            state = "failed" if proposal.status == S.FAILED else f"is {status}"
+            message = f"Proposal #{proposal.pk} {state}; it cannot become {target}."
         super().__init__(message)
         self.proposal_id = proposal.pk
         self.current_status = proposal.status
