@@ -63,6 +63,7 @@ from approvals.services.acts import (
     LacksPermission,
     act_refusal,
     may_act,
+    reviewers_by_proposal,
 )
 from approvals.services.agents import (
     agent_callback_secret_rotate,
@@ -1612,10 +1613,27 @@ class ProposalAdmin(ReadOnlyAdmin):
             for level, message in _bulk_result(verb, decided):
                 messages.add_message(request, level, message)
             return None
-        not_pending = [p for p in proposals if p.status != ProposalStatus.PENDING_REVIEW]
-        # How many the button decides: those still waiting (an approval's plan counts its
-        # own), which the title counts too.
-        deciding = plan.approving if plan else len(proposals) - len(not_pending)
+        if plan is None:
+            # A rejection skips, as its pressing will refuse, each proposal no longer
+            # waiting and each this person may not reject (one they approved this round,
+            # one of an agent they own, one of a kind their role does not decide, one whose
+            # review window closed): said beside its status, who ended its review or why.
+            reviewers = reviewers_by_proposal(proposals)
+            for proposal in proposals:
+                refusal = act_refusal(
+                    request.user, proposal, Act.REJECT, reviewers=reviewers[proposal.pk]
+                )
+                if refusal is not None and proposal.status == ProposalStatus.PENDING_REVIEW:
+                    proposal.review_ended = refusal.message
+                proposal.skipped = refusal is not None
+        # How many the button decides (an approval's plan counts its own), which the title
+        # counts too.
+        skipped = (
+            [p for p in proposals if p.pk in plan.refusals]
+            if plan
+            else [p for p in proposals if p.skipped]
+        )
+        deciding = plan.approving if plan else len(proposals) - len(skipped)
         return TemplateResponse(
             request,
             "admin/approvals/proposal/bulk_decision.html",
@@ -1627,10 +1645,12 @@ class ProposalAdmin(ReadOnlyAdmin):
                 "proposals": proposals,
                 "plan": plan,
                 # Those left as they are, named alike in the banner and beside each: an
-                # approval's refusals (one no longer waiting among them), a rejection's
-                # proposals no longer waiting.
-                "skipped": (
-                    [p for p in proposals if p.pk in plan.refusals] if plan else not_pending
+                # approval's refusals, a rejection's (one no longer waiting among them).
+                "skipped": skipped,
+                # A rejection's skipped proposals all no longer waiting: who ended each
+                # review; otherwise why each is skipped.
+                "skipped_all_ended": all(
+                    p.status != ProposalStatus.PENDING_REVIEW for p in skipped
                 ),
                 "deciding": deciding,
                 "with_findings": [p for p in proposals if any(holds for _, holds in p.findings)],

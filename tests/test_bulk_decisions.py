@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from approvals.models import Decision, Proposal, ProposalStatus
+from approvals.models import Agent, Decision, Proposal, ProposalStatus
 from approvals.services import decisions
 from approvals.services.decisions import proposal_approve, proposals_approve, proposals_reject
 from executors.runner import proposal_execute
@@ -474,3 +474,46 @@ def test_a_bulk_confirmation_that_approves_none_says_so_in_its_title(login, opti
 
     assert confirm.context["title"] == "This proposal cannot be approved now"
     assert 'id="bulk-none"' in confirm.text
+
+
+def test_a_bulk_rejection_counts_only_what_its_button_rejects(login, operators):
+    """A bulk rejection skipped only proposals no longer waiting: one the person had
+    approved already this round (a two-person rule), or one of an agent they own, was
+    counted in "Reject 3 proposals?" and "Yes, reject 3", then refused as the button was
+    pressed. Those are skipped, said why beside their status, and the counts agree with what
+    is then rejected."""
+    operator, _ = operators
+    Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
+    approved_by_them, plain = (evaluated(reallocation(a)) for a in ("200.00", "210.00"))
+    proposal_approve(proposal_id=approved_by_them.pk, reviewer=operator)
+    owned = evaluated(creative_batch(creative()), agent="copywriter")
+    Agent.objects.filter(name="copywriter").update(owner=operator)
+    selected = {
+        "action": "reject_selected",
+        "_selected_action": [approved_by_them.pk, plain.pk, owned.pk],
+    }
+    client = login("operator")
+
+    confirm = client.post(CHANGELIST, selected)
+
+    assert confirm.context["title"] == "Reject 1 of the 3 proposals selected?"
+    assert 'value="Yes, reject 1"' in confirm.text
+    shown = html.unescape(re.sub(r"<[^>]+>", "", re.sub(r"\s+", " ", confirm.text)))
+    assert (
+        "2 of them will be skipped: they cannot be rejected by you now; beside their status, why."
+    ) in shown
+    assert f"operator has already decided on proposal #{approved_by_them.pk}." in shown
+    assert "operator owns agent copywriter" in shown
+
+    done = client.post(
+        CHANGELIST,
+        {**selected, "confirm": "yes", "reason_code": "wrong_signal", "note": ""},
+        follow=True,
+    )
+    said = [str(message) for message in done.context["messages"]]
+    assert said[0] == f"Rejected 1 proposal: #{plain.pk}."
+    assert statuses(approved_by_them, plain, owned) == [
+        "pending_review",
+        "rejected",
+        "pending_review",
+    ]
