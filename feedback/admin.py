@@ -56,6 +56,10 @@ class OutcomeAdmin(ReadOnlyAdmin):
     raw_id_fields = ["proposal"]
 
 
+# How many events "Deliver again" left as they were are named one by one.
+NOT_SENT_LISTED = 10
+
+
 @admin.register(CallbackEvent)
 class CallbackEventAdmin(ReadOnlyAdmin):
     list_display = ["id", "type", "proposal", "agent", "status", "attempts", "created_at"]
@@ -93,9 +97,16 @@ class CallbackEventAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Deliver again (events given up on)", permissions=["redeliver"])
     def deliver_again(self, request, queryset):
-        sent = callback_events_redeliver(events=queryset, operator=request.user)
-        console_acts_logged(request, [(event, "Sent again") for event in sent])
-        messages.success(request, f"Sending {how_many(len(sent), 'event')} again.")
+        done = callback_events_redeliver(events=queryset, operator=request.user)
+        console_acts_logged(request, [(event, "Sent again") for event in done.sent])
+        if done.sent:
+            messages.success(request, f"Sending {how_many(len(done.sent), 'event')} again.")
+        # Each selected and left as it was, with why, as many as are listed.
+        for event, why in done.not_sent[:NOT_SENT_LISTED]:
+            messages.warning(request, f"Event #{event.pk} was not sent again: {why}.")
+        unlisted = len(done.not_sent) - NOT_SENT_LISTED
+        if unlisted > 0:
+            messages.warning(request, f"… and {how_many(unlisted, 'more event')} not sent again.")
 
     def has_redeliver_permission(self, request) -> bool:
         return request.user.has_perm(DECIDE_PERMISSION)  # operators keep the loop running

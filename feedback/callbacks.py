@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
@@ -299,21 +300,38 @@ def callback_events_resend_due() -> int:
     return len(overdue)
 
 
+@dataclass
+class SentAgain:
+    """What "Deliver again" did: the events sent again, and each of those selected it did
+    not send again, with why ("it was delivered")."""
+
+    sent: list[CallbackEvent] = field(default_factory=list)
+    not_sent: list[tuple[CallbackEvent, str]] = field(default_factory=list)
+
+
 def callback_events_redeliver(
     *, events: Iterable[CallbackEvent], operator: AbstractBaseUser
-) -> list[CallbackEvent]:
+) -> SentAgain:
     """``operator`` sends events that were given up on once more: its log notes it, and the
     attempts allowed are counted afresh from there. Their count of attempts goes on (it is
-    what the log and the count of requests under way are read against). Returns those sent
-    again."""
+    what the log and the count of requests under way are read against). One no longer given
+    up on (sent again from another tab, say), or whose agent is no longer reached (it was
+    deactivated, or its callback URL removed), is left as it is, and said why: its sender
+    would only give it up again, unsent."""
     now = timezone.now()
+    done = SentAgain()
     with transaction.atomic():
-        again = list(
-            CallbackEvent.objects.select_for_update()
-            .filter(pk__in=[event.pk for event in events], status=DeliveryStatus.FAILED)
+        selected = list(
+            CallbackEvent.objects.select_for_update(of=("self",))
+            .select_related("agent")
+            .filter(pk__in=[event.pk for event in events])
             .order_by("pk")
         )
-        for event in again:
+        for event in selected:
+            why = _not_sent_again(event)
+            if why:
+                done.not_sent.append((event, why))
+                continue
             # Those before are in the log, as ``attempts_this_round`` reads them.
             _interruptions_logged(event, now=now)
             note = sent_again_note(
@@ -322,5 +340,19 @@ def callback_events_redeliver(
             event.log = [*event.log, note]
             event.status, event.next_attempt_at = DeliveryStatus.PENDING, now
             event.save(update_fields=["log", "status", "next_attempt_at"])
-        enqueue_after_commit(DELIVER_CALLBACK_EVENT, *(event.pk for event in again))
-    return again
+            done.sent.append(event)
+        enqueue_after_commit(DELIVER_CALLBACK_EVENT, *(event.pk for event in done.sent))
+    return done
+
+
+def _not_sent_again(event: CallbackEvent) -> str:
+    """Why "Deliver again" leaves ``event`` as it is, or "" if it sends it again."""
+    if event.status == DeliveryStatus.PENDING:
+        return "it is being delivered, not given up on"
+    if event.status == DeliveryStatus.DELIVERED:
+        return "it was delivered"
+    if not event.agent.is_active:
+        return f"its agent {event.agent} is deactivated"
+    if not event.agent.callback_url:
+        return f"its agent {event.agent} has no callback URL now"
+    return ""

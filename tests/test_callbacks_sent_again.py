@@ -241,3 +241,58 @@ def test_events_sent_again_before_read_and_are_delivered_as_what_happened(endpoi
         INTERRUPTED,
         "HTTP 200",
     ]
+
+
+def given_up_here(endpoint) -> CallbackEvent:
+    """An event of the optimizer's given up on, sent here (its endpoint answers 410 first)."""
+    endpoint(410)
+    event = another_event()
+    callback_event_deliver(event_id=event.pk)
+    event.refresh_from_db()
+    assert event.status == "failed"
+    return event
+
+
+def test_an_event_whose_agent_was_deactivated_is_not_said_to_be_sent_again(endpoint, login):
+    """ "Deliver again" on an event whose agent was deactivated since said "Sending 1 event
+    again." and noted "sent again by operator; up to 8 more attempts" in its log, then its
+    sender found the agent deactivated and gave it up unsent. It is not sent again, and the
+    operator is told why; its log is as it was."""
+    event = given_up_here(endpoint)
+    log = list(event.log)
+    Agent.objects.filter(name="optimizer").update(is_active=False)
+
+    page = sent_again(login, event)
+
+    said = [str(message) for message in page.context["messages"]]
+    assert said == [f"Event #{event.pk} was not sent again: its agent optimizer is deactivated."]
+    event.refresh_from_db()
+    assert (event.status, event.log) == ("failed", log)
+    assert not LogEntry.objects.filter(object_id=str(event.pk), action_flag=CHANGE).exists()
+
+
+@pytest.mark.usefixtures("celery_worker")
+def test_deliver_again_pressed_in_two_tabs_sends_once_and_says_so(endpoint, login):
+    """Pressed a second time, from a list loaded before the first went (another tab), it
+    said "Sending 0 events again." and nothing of the event selected; it is named, with
+    why it was left as it is."""
+    receiver = endpoint(410, 200)
+    event = given_up_here(endpoint=lambda *_: receiver)
+    first = sent_again(login, event)
+    assert [str(m) for m in first.context["messages"]] == ["Sending 1 event again."]
+    wait_until(lambda: CallbackEvent.objects.filter(pk=event.pk, status="delivered").exists())
+
+    second = sent_again(login, event)
+
+    said = [str(message) for message in second.context["messages"]]
+    assert said == [f"Event #{event.pk} was not sent again: it was delivered."]
+    event.refresh_from_db()
+    assert [entry.get("note") for entry in event.log] == [None, "sent_again", None]
+    assert (
+        LogEntry.objects.filter(
+            object_id=str(event.pk),
+            content_type=ContentType.objects.get_for_model(CallbackEvent),
+            action_flag=CHANGE,
+        ).count()
+        == 1
+    )
