@@ -12,7 +12,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TypeVar
@@ -358,6 +358,21 @@ def wait_until(condition: Callable[[], object], timeout: float = 30, interval: f
         if time.monotonic() > deadline:
             raise AssertionError(f"Timed out after {timeout}s waiting for {condition}")
         time.sleep(interval)
+
+
+def workers_idle(within: float = 600) -> bool:
+    """Whether the session's workers run, hold or await no task due within ``within``
+    seconds: one an earlier test left (a delivery's retry, its look for what may be left)
+    would start meanwhile, as any task would."""
+    inspect = celery_app.control.inspect(timeout=1.0)
+    if any((inspect.active() or {}).values()) or any((inspect.reserved() or {}).values()):
+        return False
+    soon = time.time() + within
+    return not any(
+        datetime.fromisoformat(task["eta"]).timestamp() < soon
+        for tasks in (inspect.scheduled() or {}).values()
+        for task in tasks
+    )
 
 
 def done_while_the_proposal_is_held(

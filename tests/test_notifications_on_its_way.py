@@ -14,7 +14,7 @@ from hitlproject import on_its_way
 from notifications import services
 from notifications.models import Notification, NotificationStatus
 from notifications.tasks import deliver_notifications
-from tests.conftest import reallocation, wait_until
+from tests.conftest import reallocation, wait_until, workers_idle
 
 BACKENDS = ["file"] + (["redis"] if os.environ.get("REDIS_URL") else [])
 
@@ -97,6 +97,9 @@ def test_messages_committed_while_a_task_is_on_its_way_go_with_it_chunk_after_ch
     # However slow this is: in a full suite on a loaded machine the submissions sent mail of
     # their own, as they do once the mark is stale (a minute then).
     monkeypatch.setattr(services, "ON_ITS_WAY_STALE_SECONDS", 600)
+    # A task an earlier test left would start meanwhile, take the messages and clear the mark
+    # (as any delivery task does), and the submissions after it would then rightly send theirs.
+    wait_until(workers_idle, timeout=60, interval=0.5)
     on_its_way.started(services.DELIVERY_ON_ITS_WAY)
     assert on_its_way.send_now(services.DELIVERY_ON_ITS_WAY, stale_after=600)
     try:
