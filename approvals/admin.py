@@ -26,7 +26,6 @@ from django.http import (
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 
 from approvals import action_types
@@ -116,6 +115,7 @@ from feedback.templatetags.feedback_tags import scorecard_charts
 from hitlproject.charts import numeric_series
 from hitlproject.converters import record_page
 from hitlproject.errors import DomainError
+from hitlproject.formats import console_time
 from hitlproject.paginators import CappedCountPaginator
 from hitlproject.vocabulary import (
     FINAL_STATUSES,
@@ -976,7 +976,7 @@ class ProposalAdmin(ReadOnlyAdmin):
     @admin.display(description="review window closed at")
     def review_window_closed_at(self, proposal: Proposal) -> str:
         # As the timeline's fields write their times (a method's datetime reads raw).
-        return date_format(timezone.localtime(proposal.review_expires_at), "DATETIME_FORMAT")
+        return console_time(proposal.review_expires_at)
 
     def get_queryset(self, request):
         routed_by = Policy.history.filter(

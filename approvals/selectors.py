@@ -36,6 +36,7 @@ from approvals.models import (
     WithdrawnBy,
 )
 from approvals.services.proposals import campaigns_as_recorded, campaigns_for
+from hitlproject.formats import console_time
 from hitlproject.periods import describe_duration
 from hitlproject.vocabulary import (
     APPROVED_TO_RUN_STATUSES,
@@ -149,16 +150,11 @@ def withdrawal_seen(proposal: Proposal) -> WithdrawalSeen | None:
     )
 
 
-def _at(moment: datetime) -> str:
-    """A time as the console writes one ("2026-12-03 14:22:07 UTC")."""
-    return f"{timezone.localtime(moment):%Y-%m-%d %H:%M:%S %Z}"
-
-
 def review_window_ran_out(proposal: Proposal, approvers: Sequence[str] = ()) -> str:
     """How an expired proposal's review ended: undecided, or with fewer approvals than its
     policy asks for (naming who gave them, for the people who read it; an agent is told how
     many, not who)."""
-    closed = _at(proposal.review_expires_at or proposal.updated_at)
+    closed = console_time(proposal.review_expires_at or proposal.updated_at)
     given = proposal.approvals_this_round
     if not given:
         return f"Nobody decided it in time: its review window closed at {closed}."
@@ -182,9 +178,9 @@ def superseded_said(
     by = proposal.superseded_by
     if by is not None:
         what = f"{named(by)} changed its target first, executed at "
-        what += _at(by.executed_at or proposal.updated_at)
+        what += console_time(by.executed_at or proposal.updated_at)
     else:
-        what = f"its target changed before it ran, at {_at(proposal.updated_at)}"
+        what = f"its target changed before it ran, at {console_time(proposal.updated_at)}"
     if not approvers:
         return f"{what[0].upper()}{what[1:]}: nothing was done."
     approved_at = proposal.approved_at or proposal.decided_at
@@ -194,7 +190,8 @@ def superseded_said(
             f"asks for ({', '.join(approvers)}) when {what}: nothing was done."
         )
     return (
-        f"{', '.join(approvers)} approved it at {_at(approved_at)}, then {what}: nothing was done."
+        f"{', '.join(approvers)} approved it at {console_time(approved_at)}, then {what}: "
+        "nothing was done."
     )
 
 
@@ -217,20 +214,21 @@ def how_review_ended(
     if proposal.status == ProposalStatus.REJECTED and rejections:
         last = rejections[-1]
         reason = last.get_reason_code_display().lower()
-        return f"{last.reviewer.get_username()} rejected it ({reason}) at {_at(last.created_at)}."
+        rejected_at = console_time(last.created_at)
+        return f"{last.reviewer.get_username()} rejected it ({reason}) at {rejected_at}."
     if proposal.status in APPROVED_TO_RUN_STATUSES and approvals:
         names = _approvers_said(approvals)
         if len(names) == 1:
-            return f"{names[0]} approved it at {_at(approvals[0].created_at)}."
+            return f"{names[0]} approved it at {console_time(approvals[0].created_at)}."
         who = f"{', '.join(names[:-1])} and {names[-1]}"
-        return f"{who} approved it, the last at {_at(approvals[-1].created_at)}."
+        return f"{who} approved it, the last at {console_time(approvals[-1].created_at)}."
     if proposal.status in APPROVED_TO_RUN_STATUSES and proposal.decided_at:
-        return f"Its policy let it run without a person at {_at(proposal.decided_at)}."
+        return f"Its policy let it run without a person at {console_time(proposal.decided_at)}."
     if proposal.status == ProposalStatus.EXPIRED and proposal.review_expires_at:
         return review_window_ran_out(proposal, [d.reviewer.get_username() for d in approvals])
     withdrawal = withdrawal_seen(proposal)
     if withdrawal is not None:
-        when = f" at {_at(withdrawal.at)}" if withdrawal.at else ""
+        when = f" at {console_time(withdrawal.at)}" if withdrawal.at else ""
         if withdrawal.by_reviewer:
             return f"{withdrawal.who} withdrew it for its agent{when}."
         return f"Its agent withdrew it{when}."

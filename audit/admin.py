@@ -31,7 +31,6 @@ from django.db import DatabaseError, connection, models, router, transaction
 from django.forms.models import model_to_dict
 from django.http import Http404, HttpResponseRedirect, QueryDict
 from django.urls import NoReverseMatch, reverse
-from django.utils import formats, timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.text import capfirst
@@ -45,6 +44,7 @@ from audit.actors import describe_actor
 from audit.chain import chain_break_recorded
 from audit.history import history_manager
 from audit.secret_fields import lookup_touches_secret, sounds_secret_undeclared
+from hitlproject.formats import console_time
 from hitlproject.forms import PlainDecimalField, PlainIntegerField, number_box
 from hitlproject.periods import describe_duration
 from hitlproject.validation import one_line, with_lf_line_breaks
@@ -181,11 +181,6 @@ def console_acts_logged(request, acts: Iterable[tuple[models.Model, str]]) -> No
 def console_act_logged(request, obj: models.Model, message: str) -> None:
     """One act on one object (``console_acts_logged``)."""
     console_acts_logged(request, [(obj, message)])
-
-
-def console_time(value: datetime) -> str:
-    """A time as the console writes it ("2026-12-03 14:38:05 UTC": hitlproject.formats)."""
-    return formats.date_format(timezone.localtime(value), "DATETIME_FORMAT")
 
 
 def lines_shown(lines: Iterable[str]) -> str:

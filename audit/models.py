@@ -3,6 +3,8 @@ from django.db import models
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
+from hitlproject.formats import console_time
+
 
 class ActorStampedHistory(models.Model):
     """Base of every historical record: who acted, whether a person, an agent or the system.
@@ -82,7 +84,7 @@ class ChainSealing(models.Model):
     last_run_at = models.DateTimeField()
 
     def __str__(self) -> str:
-        return f"Last sealed at {timezone.localtime(self.last_run_at):%Y-%m-%d %H:%M:%S %Z}"
+        return f"Last sealed at {console_time(self.last_run_at)}"
 
 
 class ChainLayout(models.Model):
@@ -176,7 +178,7 @@ class ChainVerification(models.Model):
         ordering = ["-requested_at", "-pk"]
 
     def __str__(self) -> str:
-        return f"Verification of {timezone.localtime(self.requested_at):%Y-%m-%d %H:%M:%S %Z}"
+        return f"Verification of {console_time(self.requested_at)}"
 
 
 class ChainBreak(models.Model):

@@ -15,7 +15,7 @@ from audit.admin import (
 )
 from feedback.callbacks import callback_events_redeliver
 from feedback.models import AutonomyRules, CallbackEvent, DeliveryStatus, Feedback, Outcome
-from hitlproject.attempts import time_said
+from hitlproject.formats import console_time
 from hitlproject.forms import PercentField, WindowField
 from hitlproject.periods import describe_duration
 from hitlproject.vocabulary import how_many
@@ -93,7 +93,7 @@ class CallbackEventAdmin(ReadOnlyAdmin):
             return "none: delivered"
         if event.status == DeliveryStatus.FAILED:
             return "none: given up on (an operator may deliver it again)"
-        return time_said(event.next_attempt_at)
+        return console_time(event.next_attempt_at)
 
     @admin.action(description="Deliver again (events given up on)", permissions=["redeliver"])
     def deliver_again(self, request, queryset):

@@ -11,7 +11,8 @@ from django.utils import timezone
 from approvals.models import RejectionReason
 from audit.actors import Actor, acting_as
 from audit.models import audited_history
-from hitlproject.attempts import attempts_in_words, entry_time, time_said
+from hitlproject.attempts import attempts_in_words, entry_time
+from hitlproject.formats import console_time
 
 
 class FeedbackKind(models.TextChoices):
@@ -250,7 +251,7 @@ class CallbackEvent(models.Model):
             if retry_at is None:
                 return "retried"
             waits = last and self.status == DeliveryStatus.PENDING and retry_at > timezone.now()
-            return f"{'to be retried' if waits else 'retried'} at {time_said(retry_at)}"
+            return f"{'to be retried' if waits else 'retried'} at {console_time(retry_at)}"
         if GIVEN_UP in entry:
             return f"given up: {entry[GIVEN_UP]}" if entry[GIVEN_UP] else "given up"
         if not last or _is_note(entry, SENT_AGAIN):

@@ -14,12 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from django.utils import timezone
-
-
-def time_said(value: datetime) -> str:
-    """A time as the console's logs say one: "2026-12-04 21:55:04 UTC"."""
-    return f"{timezone.localtime(value):%Y-%m-%d %H:%M:%S %Z}"
+from hitlproject.formats import console_time
 
 
 def entry_time(entry: dict, key: str = "at") -> datetime | None:
@@ -52,14 +47,14 @@ def attempts_in_words(
             at = entry_time(entry)
             result = str(entry.get("result", "—"))
             then = f"; {entry['then']}" if entry.get("then") else ""
-            said.append(f"{time_said(at)}: {result}{then}" if at else f"{result}{then}")
+            said.append(f"{console_time(at)}: {result}{then}" if at else f"{result}{then}")
             continue
         number += 1
         if not isinstance(entry, dict):
             said.append(f"Attempt {number}: {entry}")
             continue
         at = entry_time(entry)
-        when = f", {time_said(at)}" if at else ""
+        when = f", {console_time(at)}" if at else ""
         then = f"; {entry['then']}" if entry.get("then") else ""
         said.append(f"Attempt {number}{when}: {entry.get('result', '—')}{then}")
     return said

@@ -16,6 +16,7 @@ from approvals.models import Decision, DecisionOutcome, Proposal, ProposalStatus
 from approvals.selectors import deciding_policy
 from approvals.services.decisions import payload_seen
 from hitlproject.addresses import served_at
+from hitlproject.formats import console_time
 from hitlproject.validation import one_line
 from hitlproject.vocabulary import EXECUTION_FAILED, VerdictOutcome
 from notifications.models import Claim, DecisionDeadline, NotificationKind
@@ -64,7 +65,7 @@ class Failure:
         """When it failed, to the second, with the zone, as the console shows times."""
         if self.at is None:
             return ""
-        return f"{timezone.localtime(self.at):%Y-%m-%d %H:%M:%S %Z}"
+        return console_time(self.at)
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ class ProposalMessage:
         the zone."""
         if self.due_at is None:
             return ""
-        return f"{timezone.localtime(self.due_at):%Y-%m-%d %H:%M:%S %Z}"
+        return console_time(self.due_at)
 
     @property
     def reasons_brief(self) -> str:
