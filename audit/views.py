@@ -19,6 +19,7 @@ from audit.models import ChainSealing, ChainVerification
 from hitlproject.celery import app
 from hitlproject.periods import PeriodForm
 from hitlproject.queueing import after_commit
+from hitlproject.vocabulary import READ_PERMISSION
 
 # The task that runs a verification (``audit.tasks``), sent by its name.
 VERIFY_CHAIN = "audit.verify_chain"
@@ -33,7 +34,7 @@ class AuditExportForm(PeriodForm):
 
 def audit_export(request: HttpRequest) -> HttpResponse:
     """Every change of a period, streamed, for anyone who may read proposals (auditors)."""
-    if not request.user.has_perm("approvals.view_proposal"):
+    if not request.user.has_perm(READ_PERMISSION):
         raise PermissionDenied
     form = AuditExportForm(request.GET if "since" in request.GET else None)
     if not (form.is_bound and form.is_valid()):
@@ -86,7 +87,7 @@ class ChainVerificationForm(forms.Form):
 def audit_chain(request: HttpRequest) -> HttpResponse:
     """The audit chain's verifications, for anyone who may read proposals (auditors): each
     asked for here, by whom, and what it found; and a new one, run by a worker."""
-    if not request.user.has_perm("approvals.view_proposal"):
+    if not request.user.has_perm(READ_PERMISSION):
         raise PermissionDenied
     form = ChainVerificationForm(request.POST if request.method == "POST" else None)
     if form.is_bound and form.is_valid():

@@ -122,6 +122,11 @@ WHAT_IF_LABELS = {
 }
 
 
+# Reading proposals in the console (Django's permission on the approvals app's Proposal): the
+# audit trail, its chain, the dashboard and the messages to people ask for it, and whoever acts
+# on a proposal must have it.
+READ_PERMISSION = "approvals.view_proposal"
+
 # A ledger field that holds no value (a target CPA never set), wherever a page shows its value.
 NOT_SET = "not set"
 

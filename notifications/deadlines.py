@@ -23,6 +23,7 @@ from approvals.services.acts import reviewers_by_proposal
 from audit.actors import Actor, acting_as
 from audit.history import history_records, update_with_history_where
 from hitlproject.periods import describe_duration
+from hitlproject.vocabulary import READ_PERMISSION
 from notifications.models import (
     DecisionDeadline,
     Notification,
@@ -180,7 +181,7 @@ def _not_reminded(user, proposal: Proposal, *, decided, may_see: dict[int, bool]
     if user.pk in decided:
         return "has decided it in this round"
     if user.pk not in may_see:
-        may_see[user.pk] = user.has_perm("approvals.view_proposal")
+        may_see[user.pk] = user.has_perm(READ_PERMISSION)
     if not may_see[user.pk]:
         return "may no longer see proposals in the console"
     if not who_may_decide([user], proposal, reviewers=decided):

@@ -56,6 +56,7 @@ from hitlproject.validation import one_line
 from hitlproject.vocabulary import (
     APPROVED_TO_RUN_STATUSES,
     INTERRUPTED,
+    READ_PERMISSION,
     REVIEW_ENDINGS,
     VerdictOutcome,
 )
@@ -2046,7 +2047,7 @@ def may_not_read(recipient) -> str:
     who may no longer takes back what it showed."""
     if not recipient.is_active:
         return "was deactivated"
-    if not recipient.has_perm("approvals.view_proposal"):
+    if not recipient.has_perm(READ_PERMISSION):
         return "may not see proposals in the console"
     # The console (Django's admin) lets in staff alone: taking a person's staff status away
     # is how an administrator shuts them out of it, groups and all.

@@ -28,6 +28,7 @@ from approvals import action_types
 from approvals.models import Agent, Decision, Proposal, ProposalStatus
 from approvals.services.lifecycle import InvalidTransition
 from hitlproject.errors import Conflict, DomainError, NotAllowed
+from hitlproject.vocabulary import READ_PERMISSION
 
 
 class Act(StrEnum):
@@ -86,10 +87,6 @@ _RULES = {
     # A report says what happened; it decides nothing, so an owner may say what they saw.
     Act.REPORT_OUTCOME: _ActRule(ProposalStatus.EXECUTED, None, "reported on", owners_may=True),
 }
-
-
-# Reading proposals: whoever acts on one must be let see it, as its page shows it.
-READ_PERMISSION = "approvals.view_proposal"
 
 
 class LacksPermission(NotAllowed):

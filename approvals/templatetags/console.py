@@ -10,7 +10,7 @@ from django.utils.text import capfirst
 from approvals.models import Agent, RejectionReason
 from approvals.selectors import COUNTED, COUNTED_FIGURES, ProposalCounts, dashboard
 from hitlproject.charts import GroupedBarChart, as_sent, grouped_bars
-from hitlproject.vocabulary import WHAT_IF_LABELS, action_type_label
+from hitlproject.vocabulary import READ_PERMISSION, WHAT_IF_LABELS, action_type_label
 from ledger.models import campaign_field_label, campaign_value_label
 from policies.services import kill_switches_engaged_now
 
@@ -34,7 +34,7 @@ def ledger_state(state: dict | None) -> str:
 @register.inclusion_tag("admin/dashboard.html", takes_context=True)
 def console_dashboard(context):
     request = context["request"]
-    if not request.user.has_perm("approvals.view_proposal"):
+    if not request.user.has_perm(READ_PERMISSION):
         return {"figures": None}
     figures = dashboard()
     chart, agents = None, []
