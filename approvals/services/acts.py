@@ -21,13 +21,13 @@ from datetime import datetime
 from enum import StrEnum
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connection
 from django.utils import timezone
 
 from approvals import action_types
 from approvals.models import Agent, Decision, Proposal, ProposalStatus
 from approvals.services.lifecycle import InvalidTransition
 from hitlproject.errors import Conflict, DomainError, NotAllowed
+from hitlproject.row_locks import rows_held
 from hitlproject.vocabulary import READ_PERMISSION
 
 
@@ -164,15 +164,7 @@ def agents_hold(agent_ids: Iterable[int]) -> None:
     wait for each other, nor does a proposal's insertion (which takes a lighter lock). On
     SQLite a transaction holds the database's one write lock from its start (``IMMEDIATE``):
     nothing commits meanwhile, and there is nothing to take."""
-    agent_ids = sorted(set(agent_ids))
-    if not agent_ids or connection.vendor != "postgresql":
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT id FROM {connection.ops.quote_name(Agent._meta.db_table)} "
-            "WHERE id = ANY(%s) ORDER BY id FOR SHARE",
-            [agent_ids],
-        )
+    rows_held(Agent, agent_ids, lock="SHARE")
 
 
 def agent_stopped(proposal: Proposal, agent_accounts: AgentAccounts | None = None) -> str:

@@ -34,6 +34,7 @@ from approvals.services.lifecycle import (
 )
 from audit.actors import Actor
 from hitlproject.errors import Busy, DomainError, InvalidInput, NotFound, TooLarge
+from hitlproject.row_locks import rows_held
 from hitlproject.validation import invalid_input, invalid_under
 from hitlproject.vocabulary import UNDER_WAY_STATUSES
 from ledger.models import Account, Campaign, campaign_field_label
@@ -680,17 +681,8 @@ def _routing_policies_held(policy_ids: Iterable[int]) -> None:
     refused, nothing recorded, to be sent again (503, as when a lock is held too long) rather
     than failing at its commit (500). On SQLite a transaction holds the database's one write
     lock from its start: nothing is deleted meanwhile."""
-    policy_ids = sorted(set(policy_ids))
-    if not policy_ids or connection.vendor != "postgresql":
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT id FROM {connection.ops.quote_name(Policy._meta.db_table)} "
-            "WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE",
-            [policy_ids],
-        )
-        held = {row[0] for row in cursor.fetchall()}
-    if held != set(policy_ids):
+    policy_ids = set(policy_ids)
+    if rows_held(Policy, policy_ids, lock="KEY SHARE") != policy_ids:
         raise Busy(
             "A policy that judged this submission was deleted while it was evaluated: "
             "nothing was recorded; send it again."
