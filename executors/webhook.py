@@ -18,11 +18,9 @@ from django.core.serializers.json import DjangoJSONEncoder
 
 from executors.base import ChannelError, ChannelExecutor, Frozen, Outcome
 from hitlproject.outbound import (
-    HEADERS_TOO_LONG,
     request_id,
     request_ids,
     send_signed,
-    timed_out_text,
 )
 
 if TYPE_CHECKING:
@@ -129,9 +127,9 @@ def _post(request: dict[str, Any], account: Account) -> Outcome:
             request_ids=request_ids([*sent.request_ids, answered.get("request_id")]),
             response={"id": made} if made is not None else {},
         )
-    if sent.result.startswith("HTTP"):
+    if sent.status is not None:
         said = f"the endpoint answered {sent.result}"
-    elif sent.result in (timed_out_text(), HEADERS_TOO_LONG):  # reached: its answer not had
+    elif sent.reached:  # its answer not had
         said = f"the endpoint {sent.result}"
     else:
         said = f"the endpoint could not be reached: {sent.result}"

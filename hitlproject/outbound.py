@@ -80,6 +80,12 @@ class Sent:
     # say) than is read.
     request_ids: tuple[str, ...] = ()
     answer: bytes | None = None
+    # The answer's HTTP status, if one came.
+    status: int | None = None
+    # Whether the request is known to have reached the endpoint: it answered (``status``), it
+    # answered with headers longer than are read, or it was sent and no answer came by the
+    # deadline. Not one refused, that never connected, or whose connection failed.
+    reached: bool = False
 
 
 # The headers an endpoint names its request in (Stripe's, and most frameworks'), and what of
@@ -429,18 +435,15 @@ def send_signed(
             # The deadline passed before any of the request went (its name still being
             # looked up, say): it reached nobody.
             return Sent(False, True, "timed out before sending")
-        return Sent(False, True, timed_out_text(), unanswered=True)
+        return Sent(False, True, timed_out_text(), unanswered=True, reached=True)
     except (httpx.ConnectError, ConnectionRefusedError) as error:
         return Sent(False, True, f"could not connect: {_connect_failure(error)}"[:500])
     except httpx.RemoteProtocolError as error:
         # h11's words for an answer whose headers never end within its cap ("Receive buffer
         # too long") say nothing to an operator.
-        said = (
-            HEADERS_TOO_LONG
-            if "buffer too long" in str(error)
-            else f"{type(error).__name__}: {error}"
-        )
-        return Sent(False, True, said[:500], unanswered=True)
+        if "buffer too long" in str(error):
+            return Sent(False, True, HEADERS_TOO_LONG, unanswered=True, reached=True)
+        return Sent(False, True, f"{type(error).__name__}: {error}"[:500], unanswered=True)
     except (httpx.HTTPError, OSError, ssl.SSLError) as error:
         # A connection lost once the request was on its way (or one the handshake ended,
         # before: which, is not told apart here): it may have been acted on.
@@ -448,7 +451,15 @@ def send_signed(
         return Sent(False, True, f"{type(error).__name__}: {error}"[:500], unanswered=unanswered)
     code, said, ids = answered.code, answered.said, answered.request_ids
     if 200 <= code < 300:
-        return Sent(True, False, f"HTTP {code}", request_ids=ids, answer=answered.answer)
+        return Sent(
+            True,
+            False,
+            f"HTTP {code}",
+            request_ids=ids,
+            answer=answered.answer,
+            status=code,
+            reached=True,
+        )
     retry = code >= 500 or code in RETRIED_STATUSES
     result = f"HTTP {code}{_redirect_words(code, answered.location)}" + (
         f": “{said}”" if said else ""
@@ -463,6 +474,8 @@ def send_signed(
         # result there"; 301 and 302, as many frameworks answer a POST they carried out): it
         # may have acted, and the platform follows none to learn it.
         unanswered=code >= 500 or (300 <= code < 400 and code not in NOT_ACTED_ON_REDIRECTS),
+        status=code,
+        reached=True,
     )
 
 

@@ -171,6 +171,29 @@ def test_an_answer_whose_headers_never_end_is_said_so_not_in_h11_s_words():
     assert sent.result == "answered with headers longer than 100 KiB: not read"
 
 
+def test_whether_an_answer_came_and_the_endpoint_was_reached_are_told_apart_from_words():
+    """What happened is told by fields, not read back from its words (which the webhook
+    executor once compared with fixed strings): an answer's status, and whether the endpoint
+    was reached (answered, or sent the request and gave no answer in time) or not (nothing
+    listening)."""
+    answering = Receiver(200, 400)
+    unused = socket.create_server(("127.0.0.1", 0))
+    nobody = f"http://127.0.0.1:{unused.getsockname()[1]}/hook"
+    unused.close()
+    try:
+        done, refused = (
+            send_signed(answering.url, b"{}", secret="whsec_x", headers={}) for _ in range(2)
+        )
+    finally:
+        answering.close()
+    unreached = send_signed(nobody, b"{}", secret="whsec_x", headers={})
+
+    assert (done.status, done.reached) == (200, True)
+    assert (refused.status, refused.reached) == (400, True)
+    assert (unreached.status, unreached.reached) == (None, False)
+    assert unreached.result.startswith("could not connect")
+
+
 def test_an_answer_whose_headers_are_within_what_is_read_is_read():
     """Headers of 64 KiB are within the 100 KiB read: an answer said to have been "longer
     than 16 KiB" had been read as far as that and more."""
