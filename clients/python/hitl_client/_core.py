@@ -364,7 +364,8 @@ def key_named(error: HitlError, key: str | None) -> HitlError:
     if key is None or error.idempotency_key == key:
         return error
     error.idempotency_key = key
-    error.message = f"{error.message.rstrip()} {key_sentence(key)}"
+    error._message_before_key = error.message.rstrip()
+    error.message = f"{error._message_before_key} {key_sentence(key)}"
     error.args = (error.message,)
     return error
 
@@ -380,8 +381,8 @@ def key_sentence(key: str) -> str:
 
 def message_without_key(error: HitlError) -> str:
     """``error``'s message without what ``key_named`` added to it."""
-    key = error.idempotency_key
-    return error.message.replace(f" {key_sentence(key)}", "") if key else error.message
+    before = error._message_before_key
+    return error.message if before is None else before
 
 
 def key_refused(response: httpx.Response, content: bytes) -> bool:

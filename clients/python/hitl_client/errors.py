@@ -22,6 +22,10 @@ class HitlError(Exception):
     #: it may have taken effect. The message says so too.
     answer_lost: bool = False
 
+    # The message as it read before ``key_named`` named the key in it (its end's spaces
+    # trimmed), for an adapter that says the key in its own words.
+    _message_before_key: str | None = None
+
     def __init__(
         self,
         message: str,
