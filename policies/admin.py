@@ -618,7 +618,8 @@ class PolicyAdmin(ChangeReasonAdmin):
         # Each side in the unit of its own action type (a draft may change it).
         live_unit = magnitude_unit(replaces.action_type if replaces else draft.action_type)
         unit = magnitude_unit(draft.action_type)
-        in_form_order = sorted(changes_on_promotion(draft), key=lambda c: self.form_order()[c[0]])
+        place = self.form_order()
+        in_form_order = sorted(changes_on_promotion(draft), key=lambda change: place[change[0]])
         changes = [
             (setting_label(name), setting_text(name, before, live_unit),
              setting_text(name, after, unit))
