@@ -27,6 +27,7 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from approvals.models import Agent
 from approvals.services.lifecycle import proposal_lock
 from executors.models import GoogleAdsCampaign, GoogleAdsLink
 from hitlproject import broker
@@ -690,6 +691,29 @@ def channel(demo_world) -> Iterator[Callable[..., "Receiver"]]:
     yield answering
     for endpoint in endpoints:
         endpoint.close()
+
+
+@pytest.fixture
+def callback_endpoint(demo_world) -> Iterator[Callable[..., "Receiver"]]:
+    """The optimizer's callback URL: an endpoint answering with the statuses given in turn."""
+    endpoints: list[Receiver] = []
+
+    def listening(
+        *statuses: int, retry_after: str | None = None, headers: Sequence[tuple[str, str]] = ()
+    ) -> Receiver:
+        endpoint = Receiver(*statuses, retry_after=retry_after, headers=headers)
+        endpoints.append(endpoint)
+        Agent.objects.filter(name="optimizer").update(callback_url=endpoint.url)
+        return endpoint
+
+    yield listening
+    for endpoint in endpoints:
+        endpoint.close()
+
+
+def log_time_said(value: str) -> str:
+    """A time of an outbox's log (ISO 8601) as the console says it: "2026-12-05 19:31:56 UTC"."""
+    return f"{timezone.localtime(datetime.fromisoformat(value)):%Y-%m-%d %H:%M:%S %Z}"
 
 
 class WebServer:

@@ -16,25 +16,10 @@ from approvals.services.proposals import proposal_withdraw, proposal_withdraw_fo
 from feedback.callbacks import callback_event_deliver
 from feedback.models import CallbackEvent
 from hitlproject.signing import sign
-from tests.conftest import BID_RAISES, Receiver, bid_adjustment, done_while_held, wait_until
+from tests.conftest import BID_RAISES, bid_adjustment, done_while_held, wait_until
 from tests.factories import evaluated
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
-
-
-@pytest.fixture
-def receiver(demo_world):
-    receivers = []
-
-    def listening(*statuses: int, retry_after: str | None = None, headers=()) -> Receiver:
-        receiver = Receiver(*statuses, retry_after=retry_after, headers=headers)
-        receivers.append(receiver)
-        Agent.objects.filter(name="optimizer").update(callback_url=receiver.url)
-        return receiver
-
-    yield listening
-    for receiver in receivers:
-        receiver.close()
 
 
 def waiting_proposal() -> Proposal:
@@ -48,8 +33,8 @@ def settled(event_count: int):
     return len(events) == event_count and all(event.status != "pending" for event in events)
 
 
-def test_the_agent_hears_of_the_approval_and_the_execution_signed(receiver):
-    endpoint = receiver(200)
+def test_the_agent_hears_of_the_approval_and_the_execution_signed(callback_endpoint):
+    endpoint = callback_endpoint(200)
     proposal = waiting_proposal()
     operator = get_user_model().objects.get(username="operator")
 
@@ -74,10 +59,10 @@ def test_the_agent_hears_of_the_approval_and_the_execution_signed(receiver):
     assert set(CallbackEvent.objects.values_list("status", flat=True)) == {"delivered"}
 
 
-def test_the_agent_hears_a_reviewer_withdrew_its_proposal_not_its_own_withdrawal(receiver):
+def test_the_agent_hears_a_reviewer_withdrew_its_proposal_not_its_own_withdrawal(callback_endpoint):
     """A reviewer's withdrawal ends the proposal as a rejection does: an agent that resumes
     its run on the callback waited for ever. Its own withdrawal it knows of already."""
-    endpoint = receiver(200)
+    endpoint = callback_endpoint(200)
     theirs, its_own = waiting_proposal(), waiting_proposal()
     operator = get_user_model().objects.get(username="operator")
 
@@ -97,10 +82,10 @@ def test_the_agent_hears_a_reviewer_withdrew_its_proposal_not_its_own_withdrawal
     assert event["reason"] == "withdrawn by operator for the agent: owner asked"
 
 
-def test_an_agent_with_the_client_alone_verifies_the_events_it_receives(receiver):
+def test_an_agent_with_the_client_alone_verifies_the_events_it_receives(callback_endpoint):
     """The receiver's check was the platform's own ``hitlproject.signing.verify``: an agent
     that installs hitl-client alone had nothing to check a callback's signature with."""
-    endpoint = receiver(200)
+    endpoint = callback_endpoint(200)
     proposal = waiting_proposal()
     operator = get_user_model().objects.get(username="operator")
 
@@ -116,8 +101,8 @@ def test_an_agent_with_the_client_alone_verifies_the_events_it_receives(receiver
     assert not verify_callback(secret, signature, request["body"], tolerance=-1)
 
 
-def test_a_failing_endpoint_is_retried_until_it_answers(receiver):
-    endpoint = receiver(503, 500, 200)
+def test_a_failing_endpoint_is_retried_until_it_answers(callback_endpoint):
+    endpoint = callback_endpoint(503, 500, 200)
     proposal = waiting_proposal()
     operator = get_user_model().objects.get(username="operator")
 
@@ -130,8 +115,8 @@ def test_a_failing_endpoint_is_retried_until_it_answers(receiver):
     assert len({r["headers"]["X-HITL-Delivery"] for r in endpoint.received}) == 1  # one event
 
 
-def test_an_endpoint_saying_when_to_come_back_is_not_sent_again_before(receiver):
-    receiver(429, 200, retry_after="120")
+def test_an_endpoint_saying_when_to_come_back_is_not_sent_again_before(callback_endpoint):
+    callback_endpoint(429, 200, retry_after="120")
     proposal = waiting_proposal()
     operator = get_user_model().objects.get(username="operator")
 
@@ -146,8 +131,8 @@ def test_an_endpoint_saying_when_to_come_back_is_not_sent_again_before(receiver)
     CallbackEvent.objects.update(status="failed")  # stop retrying before the test ends
 
 
-def test_an_endpoint_that_refuses_is_given_up_on_and_an_operator_resends(receiver, login):
-    endpoint = receiver(410, 200)
+def test_an_endpoint_that_refuses_is_given_up_on_and_an_operator_resends(callback_endpoint, login):
+    endpoint = callback_endpoint(410, 200)
     proposal = waiting_proposal()
     operator = get_user_model().objects.get(username="operator")
     proposal_reject(proposal_id=proposal.pk, reviewer=operator, reason_code="other")
@@ -169,8 +154,8 @@ def test_an_endpoint_that_refuses_is_given_up_on_and_an_operator_resends(receive
     assert len(endpoint.received) == 2
 
 
-def test_a_dead_endpoint_does_not_hold_up_the_decision_or_the_execution(receiver):
-    endpoint = receiver(200)
+def test_a_dead_endpoint_does_not_hold_up_the_decision_or_the_execution(callback_endpoint):
+    endpoint = callback_endpoint(200)
     endpoint.close()  # nothing listens there any more
     proposal = waiting_proposal()
     operator = get_user_model().objects.get(username="operator")
@@ -198,15 +183,15 @@ def test_a_signature_verifies_only_for_its_secret_body_and_time():
     assert not verify_callback("whsec_a", "v1=abc", body)
 
 
-def test_events_given_up_on_are_sent_again_where_the_agent_is_reached_now(receiver, login):
+def test_events_given_up_on_are_sent_again_where_the_agent_is_reached_now(callback_endpoint, login):
     """An operator who put the agent's callback URL right and sent its failed events again
     saw them fail again: they went to the URL they were first addressed to (helper-94)."""
-    wrong = receiver(404)
+    wrong = callback_endpoint(404)
     proposal = waiting_proposal()
     operator = get_user_model().objects.get(username="operator")
     proposal_reject(proposal_id=proposal.pk, reviewer=operator, reason_code="other")
     wait_until(lambda: settled(1))
-    right = receiver(200)  # the agent's callback URL, put right
+    right = callback_endpoint(200)  # the agent's callback URL, put right
 
     login("operator").post(
         reverse("admin:feedback_callbackevent_changelist"),
@@ -219,10 +204,10 @@ def test_events_given_up_on_are_sent_again_where_the_agent_is_reached_now(receiv
     assert (len(wrong.received), len(right.received)) == (1, 1)
 
 
-def test_an_event_is_not_sent_where_the_agent_is_no_longer_reached(receiver):
+def test_an_event_is_not_sent_where_the_agent_is_no_longer_reached(callback_endpoint):
     """Its callback URL removed (an endpoint handed over, say), an agent's pending events are
     not sent there on their next attempt: they are given up on, saying why."""
-    endpoint = receiver(503)
+    endpoint = callback_endpoint(503)
     proposal = waiting_proposal()
     operator = get_user_model().objects.get(username="operator")
     proposal_reject(proposal_id=proposal.pk, reviewer=operator, reason_code="other")
@@ -238,10 +223,10 @@ def test_an_event_is_not_sent_where_the_agent_is_no_longer_reached(receiver):
     assert len(endpoint.received) == 1
 
 
-def test_a_deactivated_agents_endpoint_is_not_told_of_its_proposals(receiver):
+def test_a_deactivated_agents_endpoint_is_not_told_of_its_proposals(callback_endpoint):
     """Deactivated, an agent is answered 401 by the API; a rejection made afterwards, with
     the reviewer's note, had still been posted to its callback URL, signed."""
-    endpoint = receiver(200)
+    endpoint = callback_endpoint(200)
     proposal = waiting_proposal()
     Agent.objects.filter(name="optimizer").update(is_active=False)
     operator = get_user_model().objects.get(username="operator")
@@ -256,13 +241,13 @@ def test_a_deactivated_agents_endpoint_is_not_told_of_its_proposals(receiver):
     assert endpoint.received == []
 
 
-def test_an_agent_deactivated_while_its_event_is_taken_is_not_sent_it(receiver):
+def test_an_agent_deactivated_while_its_event_is_taken_is_not_sent_it(callback_endpoint):
     """A worker took an event to send while the agent's owner was deactivating the agent (a
     transaction not yet committed); the worker waited for the agent's lock to count the
     requests under way, the deactivation committed, and the worker sent the event all the
     same, from the agent as it had read it before waiting. Now it reads the agent once it
     holds it: not sent, given up on, saying why."""
-    endpoint = receiver(503)
+    endpoint = callback_endpoint(503)
     proposal = waiting_proposal()
     operator = get_user_model().objects.get(username="operator")
     proposal_reject(proposal_id=proposal.pk, reviewer=operator, reason_code="other")
@@ -283,13 +268,15 @@ def test_an_agent_deactivated_while_its_event_is_taken_is_not_sent_it(receiver):
     assert len(endpoint.received) == 1  # the first attempt's, before
 
 
-def test_a_redirect_to_the_metadata_service_is_not_followed_and_the_event_says_so(receiver, login):
+def test_a_redirect_to_the_metadata_service_is_not_followed_and_the_event_says_so(
+    callback_endpoint, login
+):
     """An agent's endpoint that sends the platform on to the cloud's metadata service: one
     request, to the endpoint alone, and the event given up on, its log saying it was a
     redirect, where to, not followed (it said "HTTP 302"), and its page no next attempt (it
     showed the lease of the last one, a minute on, as though another were to come)."""
     metadata = "http://169.254.169.254/latest/meta-data/iam/security-credentials/"
-    endpoint = receiver(302, headers=[("Location", metadata)])
+    endpoint = callback_endpoint(302, headers=[("Location", metadata)])
     proposal = waiting_proposal()
     operator = get_user_model().objects.get(username="operator")
 

@@ -2,8 +2,6 @@
 endpoint did and what was decided (retried at a time, given up and why), in words, not the
 log's JSON; its title and its status say the same thing."""
 
-from datetime import datetime
-
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
@@ -13,40 +11,20 @@ from approvals.models import Agent
 from approvals.services.decisions import proposal_reject
 from feedback.callbacks import callback_event_deliver
 from feedback.models import CallbackEvent
-from tests.conftest import BID_RAISES, Receiver, bid_adjustment, wait_until
+from tests.conftest import BID_RAISES, bid_adjustment, wait_until
+from tests.conftest import log_time_said as said
 from tests.factories import evaluated
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def endpoint(demo_world):
-    """The optimizer's callback URL: an endpoint answering the statuses given in turn."""
-    receivers = []
-
-    def listening(*statuses: int) -> Receiver:
-        receiver = Receiver(*statuses)
-        receivers.append(receiver)
-        Agent.objects.filter(name="optimizer").update(callback_url=receiver.url)
-        return receiver
-
-    yield listening
-    for receiver in receivers:
-        receiver.close()
-
-
-def said(value: str) -> str:
-    """A time of an event's log as its page says it."""
-    return f"{timezone.localtime(datetime.fromisoformat(value)):%Y-%m-%d %H:%M:%S %Z}"
-
-
 @pytest.mark.usefixtures("celery_worker")
 def test_an_events_page_says_each_attempt_what_the_endpoint_did_and_what_came_of_it(
-    endpoint, login
+    callback_endpoint, login
 ):
     """Its log was the JSON stored ([{"at": "2026-…T19:14:57.696629+00:00", "result": …}]),
     and its title said "(failed)" beside a status of "Gave up"."""
-    endpoint(503, 503, 410)
+    callback_endpoint(503, 503, 410)
     campaign, bid = next(iter(BID_RAISES.items()))
     proposal = evaluated(bid_adjustment(bid, campaign))  # waits for a person
     operator = get_user_model().objects.get(username="operator")
@@ -72,12 +50,12 @@ def test_an_events_page_says_each_attempt_what_the_endpoint_did_and_what_came_of
 
 
 def test_an_event_whose_endpoint_refuses_every_connection_says_so_until_its_attempts_are_spent(
-    endpoint, login, settings
+    callback_endpoint, login, settings
 ):
     """Said "could not connect: All connection attempts failed" (anyio's words, whatever the
     failure), and nothing of when it was tried again or why it stopped."""
     settings.CALLBACK_MAX_ATTEMPTS = 2
-    receiver = endpoint(200)
+    receiver = callback_endpoint(200)
     receiver.close()  # nothing listens there any more: each connection is refused
     proposal = evaluated(agent="optimizer")
     event = CallbackEvent.objects.create(

@@ -5,7 +5,7 @@ the attempts allowed are counted from the sending again, which its log notes; an
 says how many attempts were made, and how many since it was sent again."""
 
 import importlib
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from django.contrib.admin.models import CHANGE, LogEntry
@@ -21,34 +21,14 @@ from approvals.services.decisions import proposal_reject
 from feedback.callbacks import callback_event_deliver, callback_events_redeliver
 from feedback.models import CallbackEvent
 from hitlproject.vocabulary import INTERRUPTED
-from tests.conftest import BID_RAISES, Receiver, bid_adjustment, wait_until
+from tests.conftest import BID_RAISES, bid_adjustment, wait_until
+from tests.conftest import log_time_said as said
 from tests.factories import evaluated
 
 # The tests whose events the worker sends take it; the others send theirs here, by the
 # settings they set, which the worker (its own process) would not read, and a worker taking
 # their events' tasks would race them for each attempt.
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def endpoint(demo_world):
-    """The optimizer's callback URL: an endpoint answering the statuses given in turn."""
-    receivers = []
-
-    def listening(*statuses: int) -> Receiver:
-        receiver = Receiver(*statuses)
-        receivers.append(receiver)
-        Agent.objects.filter(name="optimizer").update(callback_url=receiver.url)
-        return receiver
-
-    yield listening
-    for receiver in receivers:
-        receiver.close()
-
-
-def said(value: str) -> str:
-    """A time of an event's log as its page says it."""
-    return f"{timezone.localtime(datetime.fromisoformat(value)):%Y-%m-%d %H:%M:%S %Z}"
 
 
 def given_up_event() -> CallbackEvent:
@@ -80,12 +60,12 @@ def sent_again(login, event: CallbackEvent):
 
 @pytest.mark.usefixtures("celery_worker")
 def test_an_event_sent_again_counts_against_its_agents_limit_while_its_request_is_under_way(
-    endpoint, login, settings
+    callback_endpoint, login, settings
 ):
     """Its count of attempts went back to 0 beside its log of one: its request under way was
     not counted, and another event of its agent's went beyond the limit."""
     settings.CALLBACK_REQUESTS_PER_AGENT = 1
-    receiver = endpoint(410, 200)
+    receiver = callback_endpoint(410, 200)
     event = given_up_event()
     other = another_event()
     taken = []
@@ -109,11 +89,13 @@ def test_an_event_sent_again_counts_against_its_agents_limit_while_its_request_i
 
 
 @pytest.mark.usefixtures("celery_worker")
-def test_a_sender_that_stopped_mid_send_after_an_event_was_sent_again_is_noticed(endpoint, login):
+def test_a_sender_that_stopped_mid_send_after_an_event_was_sent_again_is_noticed(
+    callback_endpoint, login
+):
     """The worker sending it again outlives its lease (as one that stopped does); the next
     sender did not notice (its count of 1 matched its log of 1) and its log said nothing of
     an attempt that may have reached the agent."""
-    receiver = endpoint(410, 200)
+    receiver = callback_endpoint(410, 200)
     event = given_up_event()
 
     def while_it_is_under_way():
@@ -142,10 +124,10 @@ def test_a_sender_that_stopped_mid_send_after_an_event_was_sent_again_is_noticed
 
 @pytest.mark.usefixtures("celery_worker")
 def test_an_events_page_says_its_attempts_and_those_since_an_operator_sent_it_again(
-    endpoint, login
+    callback_endpoint, login
 ):
     """It said "Attempts: 1" beside a log of two attempts."""
-    endpoint(410, 200)
+    callback_endpoint(410, 200)
     event = given_up_event()
 
     sent_again(login, event)
@@ -162,9 +144,11 @@ def test_an_events_page_says_its_attempts_and_those_since_an_operator_sent_it_ag
     ) in page.text
 
 
-def test_the_attempts_allowed_are_counted_afresh_from_a_sending_again(endpoint, login, settings):
+def test_the_attempts_allowed_are_counted_afresh_from_a_sending_again(
+    callback_endpoint, login, settings
+):
     settings.CALLBACK_MAX_ATTEMPTS = 2
-    endpoint(200).close()  # each connection is refused: retried until given up
+    callback_endpoint(200).close()  # each connection is refused: retried until given up
     event = another_event()
     for _ in range(2):
         CallbackEvent.objects.filter(pk=event.pk).update(next_attempt_at=timezone.now())
@@ -186,11 +170,11 @@ def test_the_attempts_allowed_are_counted_afresh_from_a_sending_again(endpoint, 
     assert "Attempt 4, " in page.text and "Attempt 5" not in page.text
 
 
-def test_events_sent_again_before_read_and_are_delivered_as_what_happened(endpoint, login):
+def test_events_sent_again_before_read_and_are_delivered_as_what_happened(callback_endpoint, login):
     """Migration feedback 0017: an event sent again by the code before (its count put back
     to 0, its log kept) is counted whole, its log notes the sending again as the console's log
     of acts recorded it, and an attempt whose sender stopped since is noticed."""
-    receiver = endpoint(200)
+    receiver = callback_endpoint(200)
     operator = get_user_model().objects.get(username="operator")
     at = [timezone.now() - timedelta(minutes=minutes) for minutes in (30, 20, 10)]
     given_up = {"at": at[0].isoformat(), "result": "HTTP 410", "given_up": "trying again…"}
