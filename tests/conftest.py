@@ -361,6 +361,16 @@ def wait_until(condition: Callable[[], object], timeout: float = 30, interval: f
         time.sleep(interval)
 
 
+def sessions_waiting_for_a_lock() -> int:
+    """How many sessions of this test database wait for a lock (PostgreSQL)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0]
+
+
 def workers_idle(within: float = 600) -> bool:
     """Whether the session's workers run, hold or await no task due within ``within``
     seconds: one an earlier test left (a delivery's retry, its look for what may be left)

@@ -19,7 +19,7 @@ from approvals.services.proposals import Submission, proposals_submit
 from executors.runner import proposal_execute
 from hitlproject.errors import DomainError
 from ledger.models import Account, Campaign, CampaignStatus
-from tests.conftest import bid_adjustment, reallocation, wait_until
+from tests.conftest import bid_adjustment, reallocation, sessions_waiting_for_a_lock, wait_until
 from tests.factories import evaluated
 
 BATCH_URL = "/api/v1/proposals/batch/"
@@ -187,7 +187,7 @@ def test_two_raises_on_one_capped_account_executed_at_once_never_pass_its_cap(
             cursor.execute(f"LOCK TABLE {Execution._meta.db_table} IN SHARE MODE")
         for thread in threads:
             thread.start()
-        wait_until(lambda: _sessions_waiting_for_a_lock() == 2)
+        wait_until(lambda: sessions_waiting_for_a_lock() == 2)
     finally:
         holder.rollback()
         holder.close()
@@ -206,15 +206,6 @@ def test_two_raises_on_one_capped_account_executed_at_once_never_pass_its_cap(
     assert move.history_change_reason == (
         f"execution failed: A guardrail refuses it now: {OVER_CAP}"
     )
-
-
-def _sessions_waiting_for_a_lock() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        return cursor.fetchone()[0]
 
 
 @POSTGRESQL_ONLY

@@ -3,6 +3,7 @@ of them goes first, and the other is told so (the submission to send again, the 
 the policy now has a proposal), never a server error."""
 
 import threading
+from collections.abc import Callable
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -14,7 +15,7 @@ from rest_framework.test import APIClient
 from approvals.models import Agent, Proposal
 from audit.actors import Actor, acting_as
 from policies.models import Policy
-from tests.conftest import wait_until
+from tests.conftest import sessions_waiting_for_a_lock, wait_until
 
 pytestmark = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="SQLite runs one writer at a time"
@@ -48,45 +49,53 @@ def optimizers_policy(transactional_db, demo_world) -> Policy:
         )
 
 
-def _sessions_waiting_for_a_lock() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        return cursor.fetchone()[0]
+def asked_while_held(hold: Callable, ask: Callable, *, waits: bool = True):
+    """``ask()``'s answer (or the error a server error raises in the test client), asked in a
+    thread of its own while another transaction has done ``hold(cursor)`` and not committed:
+    if it ``waits`` for that transaction, which then commits; else within 10 s, before the
+    other transaction ends (None if it did not answer by then)."""
+    holder = connections.create_connection("default")
+    holder.set_autocommit(False)
+    answers: list = []
+
+    def asking() -> None:
+        try:
+            answers.append(ask())
+        except Exception as error:
+            answers.append(error)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=asking)
+    try:
+        with holder.cursor() as cursor:
+            hold(cursor)
+        thread.start()
+        if waits:
+            wait_until(lambda: sessions_waiting_for_a_lock() == 1)
+            holder.commit()
+        else:
+            thread.join(timeout=10)
+            if thread.is_alive():
+                answers.append(None)
+    finally:
+        holder.rollback()
+        holder.close()
+        thread.join()
+    return answers[0]
 
 
 def test_a_submission_routed_by_a_policy_deleted_meanwhile_is_sent_again(
     optimizers_policy, agent_client
 ):
-    holder = connections.create_connection("default")
-    holder.set_autocommit(False)
-    answers: list = []
+    answer = asked_while_held(
+        # The administrator's deletion, not yet committed.
+        lambda cursor: cursor.execute(
+            f"DELETE FROM {Policy._meta.db_table} WHERE id = %s", [optimizers_policy.pk]
+        ),
+        lambda: status_change(agent_client("optimizer")),
+    )
 
-    def submit() -> None:
-        try:
-            answers.append(status_change(agent_client("optimizer")))
-        except Exception as error:  # a server error, as the test client raises it
-            answers.append(error)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=submit)
-    try:
-        with holder.cursor() as cursor:  # the administrator's deletion, not yet committed
-            cursor.execute(
-                f"DELETE FROM {Policy._meta.db_table} WHERE id = %s", [optimizers_policy.pk]
-            )
-        thread.start()
-        wait_until(lambda: _sessions_waiting_for_a_lock() == 1)
-        holder.commit()
-    finally:
-        holder.rollback()
-        holder.close()
-        thread.join()
-
-    (answer,) = answers
     assert not isinstance(answer, Exception), answer
     assert answer.status_code == 503
     assert "send it again" in answer.json()["detail"]
@@ -105,9 +114,6 @@ def test_a_policy_deleted_while_it_routes_a_submission_is_kept_for_the_proposal(
     other = Policy.objects.create(name="Spare", action_type="status_change", always_review=True)
     Proposal.objects.filter(pk=routed.json()["id"]).update(verdict_policy=other)
 
-    # A submission under way: it holds the policy that routes it and writes its proposal.
-    holder = connections.create_connection("default")
-    holder.set_autocommit(False)
     columns = [field.column for field in Proposal._meta.concrete_fields if not field.primary_key]
     copied = [
         "%s" if column == "verdict_policy_id" else connection.ops.quote_name(column)
@@ -116,43 +122,28 @@ def test_a_policy_deleted_while_it_routes_a_submission_is_kept_for_the_proposal(
     root = get_user_model().objects.create_superuser("root", "root@example.com", "x")
     admin = Client()
     admin.force_login(root)
-    answers: list = []
 
-    def delete() -> None:
-        try:
-            answers.append(
-                admin.post(
-                    reverse("admin:policies_policy_delete", args=[optimizers_policy.pk]),
-                    {"post": "yes", "change_reason": "Not needed any more."},
-                )
-            )
-        except Exception as error:  # a server error, as the test client raises it
-            answers.append(error)
-        finally:
-            connection.close()
+    def routing(cursor) -> None:
+        """A submission under way: it holds the policy that routes it, writes its proposal."""
+        cursor.execute(
+            f"SELECT id FROM {Policy._meta.db_table} WHERE id = %s FOR KEY SHARE",
+            [optimizers_policy.pk],
+        )
+        cursor.execute(
+            f"INSERT INTO {Proposal._meta.db_table} "
+            f"({', '.join(map(connection.ops.quote_name, columns))}) "
+            f"SELECT {', '.join(copied)} FROM {Proposal._meta.db_table} WHERE id = %s",
+            [optimizers_policy.pk, routed.json()["id"]],
+        )
 
-    thread = threading.Thread(target=delete)
-    try:
-        with holder.cursor() as cursor:
-            table = Policy._meta.db_table
-            cursor.execute(
-                f"SELECT id FROM {table} WHERE id = %s FOR KEY SHARE", [optimizers_policy.pk]
-            )
-            cursor.execute(
-                f"INSERT INTO {Proposal._meta.db_table} "
-                f"({', '.join(map(connection.ops.quote_name, columns))}) "
-                f"SELECT {', '.join(copied)} FROM {Proposal._meta.db_table} WHERE id = %s",
-                [optimizers_policy.pk, routed.json()["id"]],
-            )
-        thread.start()
-        wait_until(lambda: _sessions_waiting_for_a_lock() == 1)
-        holder.commit()
-    finally:
-        holder.rollback()
-        holder.close()
-        thread.join()
+    answer = asked_while_held(
+        routing,
+        lambda: admin.post(
+            reverse("admin:policies_policy_delete", args=[optimizers_policy.pk]),
+            {"post": "yes", "change_reason": "Not needed any more."},
+        ),
+    )
 
-    (answer,) = answers
     assert not isinstance(answer, Exception), answer
     assert answer.status_code == 200
     assert "Cannot delete policy" in answer.content.decode()
@@ -163,38 +154,21 @@ def test_a_deletion_refused_for_want_of_permission_takes_no_lock(optimizers_poli
     """Anyone signed in to the console could post to a delete address and have the row locked
     (FOR UPDATE) before Django refused them: an operator with no right to delete a policy
     waited on, and then held, the lock a submission routed by it needs."""
-    holder = connections.create_connection("default")
-    holder.set_autocommit(False)
     operator = login("operator")
-    answers: list = []
 
-    def delete() -> None:
-        try:
-            answers.append(
-                operator.post(
-                    reverse("admin:policies_policy_delete", args=[optimizers_policy.pk]),
-                    {"post": "yes", "change_reason": "Tidying up."},
-                )
-            )
-        finally:
-            connection.close()
+    answer = asked_while_held(
+        # A submission routed by it, not yet committed.
+        lambda cursor: cursor.execute(
+            f"SELECT id FROM {Policy._meta.db_table} WHERE id = %s FOR KEY SHARE",
+            [optimizers_policy.pk],
+        ),
+        lambda: operator.post(
+            reverse("admin:policies_policy_delete", args=[optimizers_policy.pk]),
+            {"post": "yes", "change_reason": "Tidying up."},
+        ),
+        waits=False,
+    )
 
-    thread = threading.Thread(target=delete)
-    try:
-        with holder.cursor() as cursor:  # a submission routed by it, not yet committed
-            cursor.execute(
-                f"SELECT id FROM {Policy._meta.db_table} WHERE id = %s FOR KEY SHARE",
-                [optimizers_policy.pk],
-            )
-        thread.start()
-        thread.join(timeout=10)
-        refused_at_once = not thread.is_alive()
-    finally:
-        holder.rollback()
-        holder.close()
-        thread.join()
-
-    assert refused_at_once, "the refused deletion waited for the submission's lock"
-    (answer,) = answers
+    assert answer is not None, "the refused deletion waited for the submission's lock"
     assert answer.status_code == 403
     assert Policy.objects.filter(pk=optimizers_policy.pk).exists()
