@@ -371,18 +371,27 @@ def sessions_waiting_for_a_lock() -> int:
         return cursor.fetchone()[0]
 
 
-def workers_idle(within: float = 600) -> bool:
-    """Whether the session's workers run, hold or await no task due within ``within``
-    seconds: one an earlier test left (a delivery's retry, its look for what may be left)
-    would start meanwhile, as any task would."""
+def workers_idle(task: str, within: float = 120) -> bool:
+    """Whether the session's workers run, hold or await no ``task`` (a name) due within
+    ``within`` seconds: one an earlier test left (a delivery's retry, its look for what may be
+    left) would start meanwhile, as any task would. Other tasks (an update of a Slack message
+    retried for a day, say) are let be."""
     inspect = celery_app.control.inspect(timeout=1.0)
-    if any((inspect.active() or {}).values()) or any((inspect.reserved() or {}).values()):
-        return False
     soon = time.time() + within
-    return not any(
-        datetime.fromisoformat(task["eta"]).timestamp() < soon
-        for tasks in (inspect.scheduled() or {}).values()
-        for task in tasks
+    running = [
+        request
+        for replies in (inspect.active(), inspect.reserved())
+        for requests in (replies or {}).values()
+        for request in requests
+    ]
+    scheduled = [
+        entry
+        for entries in (inspect.scheduled() or {}).values()
+        for entry in entries
+        if datetime.fromisoformat(entry["eta"]).timestamp() < soon
+    ]
+    return not any(request["name"] == task for request in running) and not any(
+        entry["request"]["name"] == task for entry in scheduled
     )
 
 

@@ -99,7 +99,7 @@ def test_messages_committed_while_a_task_is_on_its_way_go_with_it_chunk_after_ch
     monkeypatch.setattr(services, "ON_ITS_WAY_STALE_SECONDS", 600)
     # A task an earlier test left would start meanwhile, take the messages and clear the mark
     # (as any delivery task does), and the submissions after it would then rightly send theirs.
-    wait_until(workers_idle, timeout=60, interval=0.5)
+    wait_until(lambda: workers_idle(services.DELIVER_NOTIFICATIONS), timeout=180, interval=0.5)
     on_its_way.started(services.DELIVERY_ON_ITS_WAY)
     assert on_its_way.send_now(services.DELIVERY_ON_ITS_WAY, stale_after=600)
     try:
