@@ -13,6 +13,7 @@ from approvals.services.agents import agent_key_issue
 from audit.actors import Actor
 from hitlproject.windows import window_counts_clear, window_hit
 from tests.conftest import bid_adjustment
+from tests.spawned import django_ready
 from tests.test_rules_in_force_kept import in_another_process
 
 URL = "/api/v1/proposals/"
@@ -181,9 +182,13 @@ def test_hits_at_once_from_many_processes_are_each_counted_once():
     """The rate's counter is shared by the web server's processes and threads: none loses a
     hit, whichever store counts them (Redis, or the embedded default's files)."""
     name = f"test-{uuid.uuid4().hex}"
+    spawn = multiprocessing.get_context("spawn")  # never forked (tests.spawned says why)
+    together = spawn.Barrier(8, timeout=120)
     try:
-        with ProcessPoolExecutor(8, mp_context=multiprocessing.get_context("fork")) as pool:
-            counts = [n for batch in pool.map(hits, [name] * 8) for n in batch]
+        with ProcessPoolExecutor(
+            8, mp_context=spawn, initializer=django_ready, initargs=(together,)
+        ) as pool:
+            counts = [n for batch in pool.map(hits, [name] * 8, timeout=120) for n in batch]
         assert sorted(counts) == list(range(1, 401))
         assert window_hit(name=name, period=3600, now=3600.0).count == 1  # the next window
     finally:

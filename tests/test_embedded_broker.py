@@ -3,6 +3,7 @@ up) never hands a consumer a message still being written: with senders racing a 
 every message arrives whole, once."""
 
 import multiprocessing
+import time
 
 from kombu import Connection, Exchange, Queue
 
@@ -41,13 +42,15 @@ def test_every_message_arrives_whole_while_senders_race_the_consumer(tmp_path):
         channel = connection.channel()
         channel.queue_declare("hitl")
         senders = [
-            multiprocessing.get_context("fork").Process(target=send, args=(tmp_path, sender))
+            # Spawned, never forked (tests.spawned says why).
+            multiprocessing.get_context("spawn").Process(target=send, args=(tmp_path, sender))
             for sender in range(SENDERS)
         ]
         for sender in senders:
             sender.start()
         received = []
-        while len(received) < SENDERS * MESSAGES_PER_SENDER:
+        deadline = time.monotonic() + 120
+        while len(received) < SENDERS * MESSAGES_PER_SENDER and time.monotonic() < deadline:
             message = channel.basic_get("hitl")  # decoding a half-written file would raise
             if message is not None:
                 received.append((message.payload["sender"], message.payload["number"]))
@@ -57,7 +60,7 @@ def test_every_message_arrives_whole_while_senders_race_the_consumer(tmp_path):
             ):
                 break
         for sender in senders:
-            sender.join()
+            sender.join(timeout=60)
 
     assert sorted(received) == [
         (sender, number) for sender in range(SENDERS) for number in range(MESSAGES_PER_SENDER)

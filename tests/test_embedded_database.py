@@ -9,6 +9,7 @@ import pytest
 from django.db import connection, connections, transaction
 
 from hitlproject.pooled_sqlite3.base import writes_give_way
+from tests.spawned import django_ready
 
 pytestmark = pytest.mark.skipif(connection.vendor != "sqlite", reason="the embedded default")
 
@@ -16,8 +17,9 @@ PROCESSES, THREADS, TRANSACTIONS = 3, 4, 25
 
 
 def count_up(background: bool, failures) -> None:
-    """In a forked process: threads adding one to the counter, each in its own transaction,
-    reading it and writing it back (a lost turn would lose an addition)."""
+    """In a process of its own: threads adding one to the counter, each in its own
+    transaction, reading it and writing it back (a lost turn would lose an addition)."""
+    django_ready()
     if background:
         writes_give_way()  # as the worker does
 
@@ -40,15 +42,17 @@ def count_up(background: bool, failures) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_writers_in_several_processes_and_threads_each_get_their_turn():
+def test_writers_in_several_processes_and_threads_each_get_their_turn(monkeypatch):
     with connection.cursor() as cursor:
         cursor.execute("CREATE TABLE test_turns_counter (value integer NOT NULL)")
         cursor.execute("INSERT INTO test_turns_counter (value) VALUES (0)")
+    # Spawned, never forked (tests.spawned says why): each sets Django up on the test database.
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{connection.settings_dict['NAME']}")
     connections.close_all()
-    fork = multiprocessing.get_context("fork")
-    failures = fork.Queue()
+    spawn = multiprocessing.get_context("spawn")
+    failures = spawn.Queue()
     processes = [
-        fork.Process(target=count_up, args=(number == 0, failures)) for number in range(PROCESSES)
+        spawn.Process(target=count_up, args=(number == 0, failures)) for number in range(PROCESSES)
     ]
     try:
         for process in processes:
