@@ -140,7 +140,8 @@ from policies.services import (
     brand_guideline_findings,
     engaged_kill_switches,
     kill_switch_finding_now,
-    kill_switch_named,
+    kill_switch_named_in,
+    kill_switch_names,
     kill_switch_reason,
     kill_switches_named_over,
     version_number,
@@ -605,16 +606,22 @@ def _edited_out(proposal: Proposal, recorded: Collection[str]) -> frozenset[str]
 
 def _kill_switches_named_now(proposal: Proposal) -> frozenset[str]:
     """The kill switches engaged over a proposal's account now, as its findings name them
-    (``kill_switch_named``): from the queue's annotations where it has them (one query for
+    (``kill_switch_names``): from the queue's annotations where it has them (one query for
     the whole list), else read."""
     if not hasattr(proposal, "kill_switch_global_now"):
         return kill_switches_named_over(proposal.account)
     scopes = (
-        (proposal.kill_switch_global_now, KillSwitch()),
-        (proposal.kill_switch_account_now, KillSwitch(account=proposal.account)),
-        (proposal.kill_switch_channel_now, KillSwitch(channel=proposal.account.channel)),
+        (proposal.kill_switch_global_now, KillSwitch(scope=KillSwitchScope.GLOBAL)),
+        (
+            proposal.kill_switch_account_now,
+            KillSwitch(scope=KillSwitchScope.ACCOUNT, account=proposal.account),
+        ),
+        (
+            proposal.kill_switch_channel_now,
+            KillSwitch(scope=KillSwitchScope.CHANNEL, channel=proposal.account.channel),
+        ),
     )
-    return frozenset(kill_switch_named(switch) for engaged, switch in scopes if engaged)
+    return frozenset().union(*(kill_switch_names(switch) for engaged, switch in scopes if engaged))
 
 
 def _reasons_now(proposal: Proposal, reasons) -> list[str]:
@@ -697,17 +704,16 @@ def _kill_switches_engaged_since(proposal: Proposal) -> list[str]:
     learns the policy owners stopped automatic execution there since."""
     if proposal.status != ProposalStatus.PENDING_REVIEW:
         return []
-    # A switch is known by its scope, as its finding opens ("The kill switch on demo is
-    # engaged: "), whatever its reason says now.
-    found = [
-        finding.partition(": ")[0]
+    # A switch is known by its scope, as its finding opens ("The kill switch on account demo
+    # is engaged: ", or as one recorded before named it), whatever its reason says now.
+    found = {
+        kill_switch_named_in(finding)
         for finding in (proposal.guardrail_findings or {}).get("review", [])
-        if finding.startswith(KILL_SWITCH_FINDING)
-    ]
+    }
     return [
-        reason
-        for reason in map(kill_switch_reason, engaged_kill_switches(proposal.account))
-        if reason.partition(": ")[0] not in found
+        kill_switch_reason(switch)
+        for switch in engaged_kill_switches(proposal.account)
+        if found.isdisjoint(kill_switch_names(switch))
     ]
 
 

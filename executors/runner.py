@@ -95,6 +95,8 @@ from policies.models import KillSwitch
 from policies.services import (
     engaged_kill_switches,
     kill_switch_engaged_since,
+    kill_switch_named_in,
+    kill_switch_names,
     kill_switch_reason,
     kill_switches_engaged_over,
     reads_account_total,
@@ -309,12 +311,13 @@ def _findings_with_holds(proposal: Proposal, holding: Sequence[KillSwitch]) -> d
     its page does not tell a switch that sent it back as one "engaged since it was routed".
     Its first routing keeps what was found then, in its history."""
     found = dict(proposal.guardrail_findings or {})
-    # A switch is known by its scope, as its finding opens ("The kill switch on demo is
-    # engaged: "), whatever its reason said then (as the proposal's page tells them apart).
+    # A switch is known by its scope, as its finding opens ("The kill switch on account demo
+    # is engaged: ", or as one recorded before named it), whatever its reason said then (as
+    # the proposal's page tells them apart).
     holds = [kill_switch_reason(switch) for switch in holding]
-    named = {hold.partition(": ")[0] for hold in holds}
+    named = frozenset().union(*map(kill_switch_names, holding))
     review = [
-        finding for finding in found.get("review", []) if finding.partition(": ")[0] not in named
+        finding for finding in found.get("review", []) if kill_switch_named_in(finding) not in named
     ]
     found["review"] = [*review, *holds]
     found.setdefault("block", [])

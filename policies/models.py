@@ -307,7 +307,8 @@ class KillSwitch(models.Model):
     def scope_in_words(self) -> str:
         """What it covers, as every message names it: "everything", "account demo", "channel
         Google Ads" (its title read "Kill switch on demo" and "on google_ads" beside a
-        message saying "Kill switch on account demo")."""
+        message saying "Kill switch on account demo"), and the finding a proposal records
+        (``policies.services.kill_switch_named``)."""
         if self.scope == KillSwitchScope.ACCOUNT:
             return f"account {self.account}"
         if self.scope == KillSwitchScope.CHANNEL:

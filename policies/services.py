@@ -296,26 +296,43 @@ def kill_switch_reason_released(finding: str, *, none_covers_now: bool = True) -
 
 
 def kill_switch_named(switch: KillSwitch) -> str:
-    """How a switch's finding opens, up to "is engaged" ("The kill switch on demo"): how a
-    finding recorded with a proposal is told to be that switch's, whatever its reason says."""
-    return f"{KILL_SWITCH_FINDING}{switch.account or switch.channel or 'everything'}"
+    """How a switch's finding opens, up to "is engaged", naming it as its title and the
+    console's messages do (``KillSwitch.scope_in_words``): "The kill switch on account demo",
+    "… on channel Google Ads", "… on everything"."""
+    return f"{KILL_SWITCH_FINDING}{switch.scope_in_words()}"
+
+
+def kill_switch_names(switch: KillSwitch) -> frozenset[str]:
+    """Every way a finding recorded with a proposal may open for this switch: as it is named
+    now (``kill_switch_named``), and as findings recorded before named it, by its account
+    alone or its channel's code ("The kill switch on demo", "… on google_ads"): how a
+    finding is told to be that switch's, whatever its reason says and whenever recorded."""
+    formerly = f"{KILL_SWITCH_FINDING}{switch.account or switch.channel or 'everything'}"
+    return frozenset({kill_switch_named(switch), formerly})
+
+
+def kill_switch_named_in(finding: str) -> str:
+    """How a kill switch's finding names its switch ("The kill switch on account demo"),
+    to be looked up among ``kill_switch_names``; "" for any other finding."""
+    if not finding.startswith(KILL_SWITCH_FINDING) or _ENGAGED not in finding:
+        return ""
+    return finding.partition(_ENGAGED)[0]
 
 
 def kill_switches_named_over(account: Account) -> frozenset[str]:
-    """The switches engaged over an account now, each as its findings open
-    (``kill_switch_named``)."""
-    return frozenset(map(kill_switch_named, engaged_kill_switches(account)))
+    """The switches engaged over an account now, each in every way its findings open
+    (``kill_switch_names``)."""
+    return frozenset().union(*map(kill_switch_names, engaged_kill_switches(account)))
 
 
 def kill_switch_finding_now(finding: str, engaged_now: Collection[str]) -> str:
     """A reason or finding recorded with a proposal, as it stands now: a kill switch's
-    ("The kill switch on demo is engaged: …") says the switch was engaged when it was routed
-    and is released since, unless that switch is engaged now (``engaged_now``: the switches
-    engaged over its account, as ``kill_switches_named_over`` names them); any other, as
-    recorded."""
-    if not finding.startswith(KILL_SWITCH_FINDING) or _ENGAGED not in finding:
-        return finding
-    if finding.partition(_ENGAGED)[0] in engaged_now:
+    ("The kill switch on account demo is engaged: …") says the switch was engaged when it
+    was routed and is released since, unless that switch is engaged now (``engaged_now``:
+    the switches engaged over its account, as ``kill_switches_named_over`` names them); any
+    other, as recorded."""
+    named = kill_switch_named_in(finding)
+    if not named or named in engaged_now:
         return finding
     return kill_switch_reason_released(finding, none_covers_now=not engaged_now)
 

@@ -369,8 +369,8 @@ def test_a_kill_switch_released_since_is_not_quoted_as_engaged_in_the_queue_or_t
     )
     row = page.split('id="bulk-proposals"')[1].split("</tr>")[1]
     assert (
-        "The kill switch on demo was engaged when it was routed: Outage. Released since: no "
-        "kill switch covers it now."
+        "The kill switch on account demo was engaged when it was routed: Outage. Released "
+        "since: no kill switch covers it now."
     ) in row
     assert "⚠" not in row
 

@@ -448,7 +448,7 @@ def test_a_kill_switch_is_named_by_the_mark(operator):
     held = evaluated(bid_adjustment("2.12"))  # a small raise, held for a person
     assert held.status == ProposalStatus.PENDING_REVIEW
     page = operator.get(CHANGELIST)
-    assert 'title="The kill switch on demo is engaged: Channel outage."' in page.text
+    assert 'title="The kill switch on account demo is engaged: Channel outage."' in page.text
 
 
 def test_the_guardrail_rank_holds_at_both_ends_of_the_scale():

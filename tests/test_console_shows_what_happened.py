@@ -1193,7 +1193,7 @@ def test_the_decisions_table_says_none_yet_only_while_a_person_may_still_decide(
 
 
 def test_a_proposal_a_released_kill_switch_sent_to_a_person_says_the_switch_is_released(login):
-    """Its reasons keep what was so when it was routed ("The kill switch on demo is engaged:
+    """Its reasons keep what was so when it was routed ("The kill switch on account demo is engaged:
     …"); once the switch is released its page says no switch covers it now."""
     switch = KillSwitch.objects.create(
         scope="account", account=Account.objects.get(external_id="demo"), reason="Outage."
@@ -1207,7 +1207,7 @@ def test_a_proposal_a_released_kill_switch_sent_to_a_person_says_the_switch_is_r
         return found and html.unescape(found.group(1))
 
     assert proposal.status == "pending_review"
-    assert proposal.verdict_reasons[0] == "The kill switch on demo is engaged: Outage."
+    assert proposal.verdict_reasons[0] == "The kill switch on account demo is engaged: Outage."
     assert released_note() is None
     switch.engaged = False
     switch.save()
@@ -1239,12 +1239,12 @@ def test_a_released_kill_switch_reads_as_engaged_then_wherever_the_console_says_
         listed = client.get(f"{CHANGELIST}?status=all").text
         return html.unescape(listed.split(f'value="{proposal.pk}"')[1].split("</tr>")[0])
 
-    assert why_it_is_here() == ["The kill switch on demo is engaged: Outage."]  # it is
+    assert why_it_is_here() == ["The kill switch on account demo is engaged: Outage."]  # it is
     switch.engaged = False
     switch.save()
     released = (
-        "The kill switch on demo was engaged when it was routed: Outage. Released since: no "
-        "kill switch covers it now."
+        "The kill switch on account demo was engaged when it was routed: Outage. Released "
+        "since: no kill switch covers it now."
     )
     assert why_it_is_here() == [released]
     proposal_approve(proposal_id=proposal.pk, reviewer=operator)
@@ -1270,14 +1270,71 @@ def test_another_switch_engaged_still_leaves_the_released_one_said_released(oper
     page = html.unescape(page_of(client, proposal).text)
     listed = page.split('id="verdict-reasons">')[1].split("</ul>")[0]
     assert re.findall(r"<li>(.*?)</li>", listed) == [
-        "The kill switch on demo was engaged when it was routed: Outage. Released since.",
-        f"The kill switch on {demo.channel} is engaged: API change.",
+        "The kill switch on account demo was engaged when it was routed: Outage. Released since.",
+        "The kill switch on channel Google Ads is engaged: API change.",
     ]
     assert 'id="kill-switch-released"' not in page  # one still covers it
     row = html.unescape(client.get(CHANGELIST).text.split(f'value="{proposal.pk}"')[1])
     row = row.split("</tr>")[0]
     findings = re.findall(r"<li>(.*?)</li>", row.split('class="guardrail-findings">')[1])
-    assert findings == [f"The kill switch on {demo.channel} is engaged: API change."]
+    assert findings == ["The kill switch on channel Google Ads is engaged: API change."]
+
+
+def test_kill_switch_reasons_recorded_in_their_former_words_are_still_their_switches(login):
+    """Reasons recorded before a finding named its switch as the switch's title does read
+    "The kill switch on demo is engaged: …" (the account alone) and "… on google_ads …" (the
+    channel's code). Each is still its switch's: while both are engaged the proposal's page
+    and the queue's mark say so, and the page tells no switch as engaged since it was routed;
+    once one is released, its reason reads engaged then and released since, and once both
+    are, no switch covers it now."""
+    demo = Account.objects.get(external_id="demo")
+    mine = KillSwitch.objects.create(scope="account", account=demo, reason="Outage.")
+    channel = KillSwitch.objects.create(scope="channel", channel="google_ads", reason="API change.")
+    proposal = evaluated(bid_adjustment("2.06"))
+    recorded = [
+        "The kill switch on demo is engaged: Outage.",
+        "The kill switch on google_ads is engaged: API change.",
+    ]
+    Proposal.objects.filter(pk=proposal.pk).update(
+        verdict_reasons=recorded, guardrail_findings={"block": [], "review": recorded}
+    )
+    client = login("operator")
+
+    def page() -> str:
+        return html.unescape(page_of(client, proposal).text)
+
+    def why_it_is_here() -> list[str]:
+        return re.findall(
+            r"<li>(.*?)</li>", page().split('id="verdict-reasons">')[1].split("</ul>")[0]
+        )
+
+    def queue_mark() -> list[str]:
+        row = html.unescape(client.get(CHANGELIST).text.split(f'value="{proposal.pk}"')[1])
+        found = row.split("</tr>")[0].split('class="guardrail-findings">')
+        return re.findall(r"<li>(.*?)</li>", found[1]) if len(found) > 1 else []
+
+    assert why_it_is_here() == recorded
+    assert queue_mark() == recorded
+    assert 'id="kill-switch-engaged-since"' not in page()
+
+    mine.engaged = False
+    mine.save()
+    assert why_it_is_here() == [
+        "The kill switch on demo was engaged when it was routed: Outage. Released since.",
+        "The kill switch on google_ads is engaged: API change.",
+    ]
+    assert queue_mark() == ["The kill switch on google_ads is engaged: API change."]
+
+    channel.engaged = False
+    channel.save()
+    assert why_it_is_here() == [
+        "The kill switch on demo was engaged when it was routed: Outage. Released since: no "
+        "kill switch covers it now.",
+        "The kill switch on google_ads was engaged when it was routed: API change. Released "
+        "since: no kill switch covers it now.",
+    ]
+    assert queue_mark() == []
+    assert 'id="kill-switch-released"' in page()
 
 
 def test_two_released_kill_switches_are_both_said_released(login):

@@ -37,7 +37,7 @@ from tests.test_unanswered_attempts import retry_warning
 
 OUTAGE = "Tracking outage: nothing runs unseen."
 HELD = (
-    f"Held back before executing: The kill switch on demo is engaged: {OUTAGE} "
+    f"Held back before executing: The kill switch on account demo is engaged: {OUTAGE} "
     "A person must approve it again."
 )
 
@@ -200,16 +200,26 @@ def test_a_switch_engaged_while_the_executor_waits_for_the_proposal_holds_it(
     assert endpoint is None or endpoint.received == []
 
 
-@pytest.mark.parametrize("scope", ["global", "account", "channel"])
-def test_an_auto_approved_action_never_runs_past_a_switch_in_the_ledger(demo_world, scope):
+@pytest.mark.parametrize(
+    "scope, named",
+    [("global", "everything"), ("account", "account demo"), ("channel", "channel Google Ads")],
+)
+def test_an_auto_approved_action_never_runs_past_a_switch_in_the_ledger(demo_world, scope, named):
+    """Held back, its reason names the switch as the switch's own title does ("Kill switch on
+    channel Google Ads"), not by the account alone or the channel's code."""
     proposal = evaluated(bid_adjustment("2.12"))
     assert proposal.status == ProposalStatus.APPROVED
-    engage(scope)
+    switch = engage(scope)
 
     held = proposal_execute(proposal_id=proposal.pk)
 
     assert held.status == ProposalStatus.PENDING_REVIEW
-    assert held.verdict_reasons[0].startswith("Held back before executing: The kill switch on")
+    assert str(switch) == f"Kill switch on {named} (engaged)"
+    assert held.verdict_reasons[0] == (
+        f"Held back before executing: The kill switch on {named} is engaged: {OUTAGE} "
+        "A person must approve it again."
+    )
+    assert held.guardrail_findings["review"] == [f"The kill switch on {named} is engaged: {OUTAGE}"]
     assert bid() == Decimal("2.00")
 
 
@@ -222,7 +232,7 @@ def test_the_reason_reads_as_sentences_whatever_the_policy_owner_typed(demo_worl
     held = proposal_execute(proposal_id=proposal.pk)
 
     assert held.verdict_reasons[0] == (
-        "Held back before executing: The kill switch on demo is engaged: Tracking outage. "
+        "Held back before executing: The kill switch on account demo is engaged: Tracking outage. "
         "A person must approve it again."
     )
 
@@ -248,6 +258,33 @@ def test_a_switch_engaged_again_after_the_approval_holds_it(demo_world):
 
     proposal_approve(proposal_id=proposal.pk, reviewer=person())
     assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTED
+
+
+def test_a_switch_s_finding_recorded_in_its_former_words_is_replaced_when_it_holds_again(
+    demo_world,
+):
+    """A reallocation the account's switch sent to a person before findings named a switch as
+    its title does: its finding reads "The kill switch on demo is engaged: …" (the account
+    alone). Approved while the switch was released, held back once it is engaged again: the
+    switch's finding as it reads now takes the place of the one it recorded then, which is
+    not kept beside it as another switch's."""
+    switch = engage()
+    proposal = evaluated(reallocation("280.00"))
+    formerly = f"The kill switch on demo is engaged: {OUTAGE}"
+    Proposal.objects.filter(pk=proposal.pk).update(
+        verdict_reasons=[formerly], guardrail_findings={"block": [], "review": [formerly]}
+    )
+    release(switch)
+    proposal_approve(proposal_id=proposal.pk, reviewer=person())
+    switch.engaged = True
+    switch.save()
+
+    held = proposal_execute(proposal_id=proposal.pk)
+
+    assert held.status == ProposalStatus.PENDING_REVIEW
+    assert held.guardrail_findings["review"] == [
+        f"The kill switch on account demo is engaged: {OUTAGE}"
+    ]
 
 
 def test_a_guardrail_set_during_the_retries_fails_the_next_attempt_unsent(channel, client):
@@ -443,7 +480,7 @@ def test_a_waiting_proposal_s_page_says_a_switch_engaged_since_it_was_routed(log
 
     page = login("operator").get(url).text
     assert "Engaged since it was routed, over its account or channel:" in page
-    assert f"<li>The kill switch on demo is engaged: {OUTAGE}</li>" in page
+    assert f"<li>The kill switch on account demo is engaged: {OUTAGE}</li>" in page
     held = evaluated(bid_adjustment("2.04"))  # +2%, routed to a person by the switch
     assert held.status == ProposalStatus.PENDING_REVIEW
     held_page = login("operator").get(f"/admin/approvals/proposal/{held.pk}/change/").text
@@ -469,7 +506,7 @@ def test_a_proposal_a_switch_held_back_shows_the_switch_in_the_queue_s_guardrail
 
     row = html.unescape(queue_row())
     assert "guardrail-flag" in row
-    assert f"<li>The kill switch on demo is engaged: {OUTAGE}</li>" in row
+    assert f"<li>The kill switch on account demo is engaged: {OUTAGE}</li>" in row
     # Sorted with those a guardrail sent to a person (91-100), above every clean one.
     assert f'class="field-risk">{91 + proposal.risk // 10}</td>' in row
     page = operator.get(reverse("admin:approvals_proposal_change", args=[proposal.pk])).text

@@ -200,6 +200,34 @@ def test_a_strategy_changes_summary_reads_as_the_console_writes_it(
     assert shown_text([heading]).endswith(f"\n#{proposal.pk} {summary}")
 
 
+@pytest.mark.django_db
+def test_a_message_names_a_kill_switch_reason_recorded_in_its_former_words_as_it_stands(
+    demo_world,
+):
+    """A reason recorded before findings named a switch as its title does ("The kill switch
+    on demo is engaged: …", the account alone) is still that switch's: a message sent while
+    it is engaged says it is, one sent once it is released says it was engaged then."""
+    switch = KillSwitch.objects.create(
+        scope="account", account=Account.objects.get(external_id="demo"), reason="Outage."
+    )
+    proposal = evaluated(bid_adjustment("2.06"))
+    recorded = "The kill switch on demo is engaged: Outage."
+    Proposal.objects.filter(pk=proposal.pk).update(verdict_reasons=[recorded])
+    proposal.refresh_from_db()
+
+    def reasons() -> list[str]:
+        items = [(proposal, NotificationKind.REMINDER)]
+        return proposal_messages(items, now=timezone.now())[0].reasons
+
+    assert reasons() == [recorded]
+    switch.engaged = False
+    switch.save()
+    assert reasons() == [
+        "The kill switch on demo was engaged when it was routed: Outage. Released since: no "
+        "kill switch covers it now."
+    ]
+
+
 def login_as(user) -> Client:
     client = Client()
     client.force_login(user)
@@ -221,8 +249,8 @@ def test_a_message_sent_after_the_kill_switch_was_released_says_it_was_released(
     switch.save()
     operator = get_user_model().objects.get(username="operator")
     released = (
-        "The kill switch on demo was engaged when it was routed: Outage. Released since: no "
-        "kill switch covers it now."
+        "The kill switch on account demo was engaged when it was routed: Outage. Released "
+        "since: no kill switch covers it now."
     )
 
     message = proposal_messages([(proposal, NotificationKind.REMINDER)], now=timezone.now())[0]

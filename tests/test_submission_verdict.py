@@ -74,15 +74,27 @@ def test_the_history_says_the_agent_submitted_it_and_the_engine_routed_it(optimi
 
 
 @pytest.mark.django_db
-def test_a_kill_switch_sends_even_a_small_move_to_a_person_in_the_answer(optimizer):
-    KillSwitch.objects.create(scope="global", engaged=True, reason="Quarter close")
+@pytest.mark.parametrize(
+    "scope, named",
+    [("global", "everything"), ("account", "account demo"), ("channel", "channel Google Ads")],
+)
+def test_a_kill_switch_sends_even_a_small_move_to_a_person_in_the_answer(optimizer, scope, named):
+    """The answer names the switch as its title does ("Kill switch on channel Google Ads"),
+    not by the account alone or the channel's code."""
+    switch = KillSwitch.objects.create(
+        scope=scope,
+        account=Account.objects.get(external_id="demo") if scope == "account" else None,
+        channel="google_ads" if scope == "channel" else "",
+        reason="Quarter close",
+    )
 
     answer = optimizer.post(URL, bid_adjustment("2.04"), format="json").json()
 
     assert answer["status"] == "pending_review"
-    assert (
-        "The kill switch on everything is engaged: Quarter close." in answer["verdict"]["reasons"]
-    )
+    assert str(switch) == f"Kill switch on {named} (engaged)"
+    said = f"The kill switch on {named} is engaged: Quarter close."
+    assert answer["verdict"]["reasons"] == [said]
+    assert optimizer.get(f"{URL}{answer['id']}/").json()["verdict"]["reasons"] == [said]
 
 
 @pytest.mark.django_db
