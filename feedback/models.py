@@ -32,6 +32,12 @@ class OutcomeEffect(models.TextChoices):
     HURT = "hurt", "Hurt results"
 
 
+# The most outcomes an agent reports on one proposal of its own (at 1, 7, 30 and 90 days, and
+# again as figures are corrected, say): an agent reporting without end (a loop, or a hostile
+# one) would otherwise grow the proposal's page and its answer in the API past reading.
+AGENT_OUTCOMES_PER_PROPOSAL = 100
+
+
 class Outcome(models.Model):
     """What happened after a proposal executed: an operator's judgment of it, or the figures
     its agent (or a connector with the agent's key) measured, or both."""

@@ -18,7 +18,13 @@ from approvals.selectors import review_window_ran_out
 from approvals.services.acts import Act, check_may_act
 from audit.actors import Actor, acting_as
 from audit.history import create_with_history
-from feedback.models import Feedback, FeedbackKind, Outcome, OutcomeEffect
+from feedback.models import (
+    AGENT_OUTCOMES_PER_PROPOSAL,
+    Feedback,
+    FeedbackKind,
+    Outcome,
+    OutcomeEffect,
+)
 from hitlproject.diffs import payload_diff
 from hitlproject.errors import Conflict, DomainError, NotFound
 from hitlproject.vocabulary import note_checked
@@ -231,6 +237,8 @@ def _outcome_record(
         raise DomainError("Report the effect, the figures measured, or a note.")
     note_checked(note)
     with transaction.atomic(), acting_as(actor):
+        if actor.kind == "agent":
+            _agent_outcomes_below_limit(proposal)
         outcome = Outcome.objects.create(
             proposal=proposal,
             effect=effect,
@@ -250,6 +258,19 @@ def _outcome_record(
                 note=note,
             )
     return outcome
+
+
+def _agent_outcomes_below_limit(proposal: Proposal) -> None:
+    """Refuse an agent's report on a proposal that has ``AGENT_OUTCOMES_PER_PROPOSAL`` of its
+    agent's already; counted under the proposal's row lock, so that reports racing one
+    another do not pass the limit together."""
+    Proposal.objects.select_for_update().filter(pk=proposal.pk).values_list("pk").first()
+    reported = Outcome.objects.filter(proposal=proposal, reported_by_kind="agent").count()
+    if reported >= AGENT_OUTCOMES_PER_PROPOSAL:
+        raise Conflict(
+            f"Proposal #{proposal.pk} has {AGENT_OUTCOMES_PER_PROPOSAL} outcomes reported by "
+            "its agent already, the most one proposal takes; nothing was recorded."
+        )
 
 
 def outcome_report_by_user(

@@ -5,7 +5,7 @@ import pytest
 from django.urls import reverse
 
 from executors.runner import proposal_execute
-from feedback.models import Feedback, Outcome
+from feedback.models import AGENT_OUTCOMES_PER_PROPOSAL, Feedback, Outcome
 from tests.conftest import bid_adjustment
 from tests.factories import evaluated
 
@@ -115,3 +115,38 @@ def test_only_an_executed_proposal_of_the_agents_own_has_an_outcome(agent_client
     )
     assert others.status_code == 404
     assert not Outcome.objects.exists()
+
+
+def test_an_agent_reports_at_most_so_many_outcomes_on_one_proposal(login, optimizer, executed):
+    """A hostile or looping agent could report on its executed proposal without end (6,000 a
+    minute under its rate limit): 3,000 reports made its page take 16 s and 8 MB for an
+    operator, and its answer in the API as much. Past ``AGENT_OUTCOMES_PER_PROPOSAL`` of its
+    own, a report is a 409 that records nothing; a person may still report."""
+    Outcome.objects.bulk_create(
+        Outcome(
+            proposal=executed,
+            metrics={"clicks": n},
+            reported_by_kind="agent",
+            reported_by="optimizer",
+        )
+        for n in range(AGENT_OUTCOMES_PER_PROPOSAL - 1)
+    )
+    last = optimizer.post(outcome_url(executed), {"metrics": {"clicks": 1}}, format="json")
+    assert last.status_code == 201, last.content
+
+    refused = optimizer.post(outcome_url(executed), {"metrics": {"clicks": 2}}, format="json")
+
+    assert refused.status_code == 409, refused.content
+    assert refused.json()["detail"] == (
+        f"Proposal #{executed.pk} has {AGENT_OUTCOMES_PER_PROPOSAL} outcomes reported by its "
+        f"agent already, the most one proposal takes; nothing was recorded."
+    )
+    assert Outcome.objects.count() == AGENT_OUTCOMES_PER_PROPOSAL
+    said = optimizer.get(f"/api/v1/proposals/{executed.pk}/").json()["outcomes"]
+    assert len(said) == AGENT_OUTCOMES_PER_PROPOSAL
+    client = login("operator")
+    client.post(
+        reverse("admin:approvals_proposal_outcome", args=[executed.pk]),
+        {"effect": "hurt", "note": "CPA rose."},
+    )
+    assert Outcome.objects.filter(reported_by_kind="user").count() == 1
