@@ -16,6 +16,7 @@ from approvals.models import (
 )
 from approvals.selectors import review_window_ran_out
 from approvals.services.acts import Act, check_may_act
+from approvals.services.lifecycle import proposal_lock
 from audit.actors import Actor, acting_as
 from audit.history import create_with_history
 from feedback.models import (
@@ -264,7 +265,7 @@ def _agent_outcomes_below_limit(proposal: Proposal) -> None:
     """Refuse an agent's report on a proposal that has ``AGENT_OUTCOMES_PER_PROPOSAL`` of its
     agent's already; counted under the proposal's row lock, so that reports racing one
     another do not pass the limit together."""
-    Proposal.objects.select_for_update().filter(pk=proposal.pk).values_list("pk").first()
+    proposal_lock(proposal.pk)
     reported = Outcome.objects.filter(proposal=proposal, reported_by_kind="agent").count()
     if reported >= AGENT_OUTCOMES_PER_PROPOSAL:
         raise Conflict(
