@@ -348,7 +348,9 @@ class IdempotencyRecord(models.Model):
     key = models.CharField(max_length=255)
     request_fingerprint = models.CharField(max_length=64)
     response_status = models.PositiveSmallIntegerField()
-    response_body = models.JSONField()
+    # The answer's JSON as it was sent, kept as text: PostgreSQL's jsonb would put its keys in
+    # an order of its own, and a replay would read otherwise than the answer it repeats.
+    response_body = models.TextField()
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:

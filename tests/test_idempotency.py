@@ -18,7 +18,9 @@ def test_same_key_and_body_replays_the_original_answer(optimizer):
     first = optimizer.post(URL, bid_adjustment(), format="json", HTTP_IDEMPOTENCY_KEY="retry-1")
     again = optimizer.post(URL, bid_adjustment(), format="json", HTTP_IDEMPOTENCY_KEY="retry-1")
     assert first.status_code == again.status_code == 201
-    assert again.json() == first.json()
+    # The replay reads as the answer it repeats, byte for byte: its fields in the same order
+    # (PostgreSQL's jsonb kept them in an order of its own).
+    assert again.content == first.content
     assert again.headers["Idempotent-Replayed"] == "true"
     assert Proposal.objects.count() == 1
     # The replay is the original answer, headers too: where the proposal is.
@@ -285,5 +287,5 @@ def test_a_submission_under_a_key_is_one_transaction(optimizer, monkeypatch):
     assert response.status_code == 201
     assert len(commits) == 1
     assert written_outside == []
-    assert IdempotencyRecord.objects.get(key="one").response_body["id"] == response.json()["id"]
+    assert json.loads(IdempotencyRecord.objects.get(key="one").response_body) == response.json()
     wait_until(settled)

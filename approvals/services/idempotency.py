@@ -120,7 +120,7 @@ def idempotency_key_take(*, agent: Agent, key: str, fingerprint: str) -> KeyTake
         return KeyTaken(agent=agent, key=key, fingerprint=fingerprint, expired=None)
     if _expired(record):
         return KeyTaken(agent=agent, key=key, fingerprint=fingerprint, expired=record)
-    return Replay(status=record.response_status, body=record.response_body)
+    return Replay(status=record.response_status, body=json.loads(record.response_body))
 
 
 def idempotency_key_not_reused(*, agent: Agent, key: str, fingerprint: str) -> None:
@@ -154,15 +154,15 @@ def idempotency_answer_store(*, taken: KeyTaken, status: int, body: Any) -> None
             key=taken.key,
             request_fingerprint=taken.fingerprint,
             response_status=status,
-            response_body=body,
+            response_body=json.dumps(body),
         )
-        rows_insert(IdempotencyRecord, [record])  # its JSON (a batch: a megabyte) dumped once
+        rows_insert(IdempotencyRecord, [record])
         return
     # IdempotencyRecord is bookkeeping, not history-tracked: one UPDATE is enough.
     IdempotencyRecord.objects.filter(pk=taken.expired.pk).update(
         request_fingerprint=taken.fingerprint,
         response_status=status,
-        response_body=body,
+        response_body=json.dumps(body),
         created_at=timezone.now(),
     )
 
