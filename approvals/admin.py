@@ -48,6 +48,7 @@ from approvals.selectors import (
     deciding_policy,
     earlier_proposals_on_targets,
     how_review_ended,
+    last_failure,
     last_round,
     policy_terms,
     proposal_states,
@@ -1230,11 +1231,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             "decisions": proposal.decisions.select_related("reviewer"),
             "executions": proposal.executions.all(),
             # Why it failed, beside its status and the retry, not only in the executions below.
-            "last_failure": (
-                proposal.executions.order_by("attempt").last()
-                if proposal.status == ProposalStatus.FAILED
-                else None
-            ),
+            "last_failure": last_failure(proposal),
             # A held round resumed as a new request (its endpoint changed while a kill
             # switch held it): the channel cannot tell it from the attempts sent before.
             "resumed_as_new": round_.resumed if round_ is not None else "",
@@ -1595,7 +1592,9 @@ class ProposalAdmin(ReadOnlyAdmin):
             proposal.findings = _guardrail_findings(
                 proposal, engaged_now=switched[proposal.account.pk]
             )
-            # One decided since it was selected: by whom, how and when, beside its status.
+            # One decided since it was selected: by whom, how and when, beside its status;
+            # one that failed, why (as its page's status line says it), not how it came to run.
+            proposal.last_failure = last_failure(proposal)
             if proposal.status != ProposalStatus.PENDING_REVIEW:
                 proposal.review_ended = how_review_ended(proposal)
         form = form_class(request.POST if "confirm" in request.POST else None)
@@ -1658,6 +1657,7 @@ class ProposalAdmin(ReadOnlyAdmin):
                 "skipped_all_ended": all(
                     p.status != ProposalStatus.PENDING_REVIEW for p in skipped
                 ),
+                "skipped_failed": any(p.last_failure for p in skipped),
                 "deciding": deciding,
                 "with_findings": [p for p in proposals if any(holds for _, holds in p.findings)],
                 "with_released_switches": [

@@ -237,6 +237,15 @@ def how_review_ended(
     return ""
 
 
+def last_failure(proposal: Proposal) -> Execution | None:
+    """Why a proposal that failed failed: its last attempt (None for any other status). Said
+    beside its status wherever the console says it failed (``failure.html``), not how it
+    came to run."""
+    if proposal.status != ProposalStatus.FAILED:
+        return None
+    return proposal.executions.order_by("attempt").last()
+
+
 def _approvers_said(approvals: Sequence[Decision]) -> list[str]:
     """Who approved, in order, one who edited the action first "operator (with edits)": what
     ran, or was to run, is the edit."""

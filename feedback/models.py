@@ -206,9 +206,13 @@ class CallbackEvent(models.Model):
         ]
 
     def __str__(self) -> str:
-        # Its status as its page's field and the list say it ("Given up"), not the value
-        # stored ("failed", which beside a "proposal.failed" event read as the event's kind).
-        return f"{self.type} on #{self.proposal_id}: {self.get_status_display().lower()}"
+        # Its kind and status as its page's fields and the list say them ("Execution failed",
+        # "Given up"), not the values stored: a title of "proposal.failed … failed" read as
+        # another event than the "Type" below it, and its status as the event's kind.
+        return (
+            f"“{self.get_type_display()}” on #{self.proposal_id}: "
+            f"{self.get_status_display().lower()}"
+        )
 
     @property
     def sent_again(self) -> int:

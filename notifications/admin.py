@@ -4,6 +4,8 @@ told (its deadline is ``notifications.templatetags.deadlines``). The proposal's 
 queue are approvals' (which knows nothing of notifications): this app registers them again
 with what it adds."""
 
+import dataclasses
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import RelatedOnlyFieldListFilter
@@ -50,7 +52,12 @@ from notifications.models import (
     Route,
     held_for,
 )
-from notifications.selectors import claim_live, proposal_notifications, undecidable_by_group
+from notifications.selectors import (
+    claim_live,
+    proposal_notifications,
+    sent_with,
+    undecidable_by_group,
+)
 from notifications.services import (
     proposal_claim,
     proposal_release,
@@ -410,11 +417,39 @@ class MyChannelsAdmin(AuditedHistoryAdmin):
         return self._saved(request, obj)
 
 
+def went_with_said(notification) -> str:
+    """What else went in the one message a notification (or a version of it in its history)
+    went in, in place of its flag "in digest": a digest of one is no digest, and failures
+    told together are no route's digest either (``held_for``)."""
+    if not notification.in_digest:
+        if notification.status == NotificationStatus.SENT:
+            return "nothing else: a message of its own"
+        return "—"
+    others = sent_with(notification)
+    if not others:
+        return "nothing else: it went on its own, nothing else being held for them"
+    ids = ", ".join(f"#{pk}" for pk in others)
+    if notification.kind == NotificationKind.FAILED:
+        return f"{ids}, in one message telling of their failures"
+    return f"{ids}, in a digest"
+
+
 class NotificationHistoryValues(ConsoleHistoryValues):
     def json_in_words(self, field_name: str, value) -> str | None:
         if field_name == "log" and isinstance(value, list):
             return " ".join(attempts_in_words(value, notes=UPDATE_NOTES))
         return None
+
+    def format_delta_change(self, change):
+        """Its flag "in digest" reads as its page's "sent with": what else went with it."""
+        if change.field != "in_digest" or self.delta is None:
+            return super().format_delta_change(change)
+        return dataclasses.replace(
+            change,
+            field="Sent with",
+            old=went_with_said(self.delta.old_record),
+            new=went_with_said(self.delta.new_record),
+        )
 
     def prepare_delta_change_value(self, change, value):
         # Held: for what, by its kind (a message's kind never changes).
@@ -485,7 +520,24 @@ class NotificationAdmin(ReadOnlyAdmin):
 
     # Its log, attempt by attempt in words, and its status as the list says it, where the
     # page (or a past version's) has the field.
-    shown_read_only = {"log": "log_said", "status": "status_shown"}
+    shown_read_only = {
+        "log": "log_said",
+        "status": "status_shown",
+        "review_round": "review_round_said",
+        "in_digest": "in_digest_said",
+    }
+
+    @admin.display(description="review round")
+    def review_round_said(self, notification: Notification) -> str:
+        """Which of its proposal's review rounds it told of; a failure of a proposal its
+        policy let run had none (round 0 is no round: it never waited for a person)."""
+        if notification.review_round == 0:
+            return "none: its policy let it run without a person"
+        return str(notification.review_round)
+
+    @admin.display(description="sent with")
+    def in_digest_said(self, notification: Notification) -> str:
+        return went_with_said(notification)
 
     @admin.display(description="log")
     def log_said(self, notification: Notification) -> str:

@@ -58,6 +58,20 @@ DIGEST_LIMIT = 100  # proposals in one message; more go in the next run's
 RECIPIENTS_A_RUN = 500
 
 
+def went_with(notifications: list[Notification], *, failures: bool) -> str:
+    """What the message sent for ``notifications`` held for one person was, as each one's
+    log says it: "in a digest of #12, #13", "in one message telling of the failures of #12,
+    #13"; one held alone went on its own, and is not called a digest of one."""
+    if len(notifications) == 1:
+        if failures:
+            return "on its own (held to go with other failures, none was held for them)"
+        return "on its own (held for a digest, nothing else was held for them)"
+    ids = ", ".join(f"#{n.proposal_id}" for n in notifications)
+    if failures:
+        return f"in one message telling of the failures of {ids}"
+    return f"in a digest of {ids}"
+
+
 def notifications_send_digests(*, now: datetime | None = None) -> int:
     """Send the digests that are due, one per person and channel. Returns how many
     messages went."""
@@ -175,8 +189,7 @@ def digest_send(*, recipient_id: int, channel: str, now: datetime, failures: boo
         retry_after = error.retry_after
 
     finished = timezone.now()
-    ids = ", ".join(f"#{n.proposal_id}" for n in to_send)
-    result = f"in a digest of {ids}: {result}"
+    result = f"{went_with(to_send, failures=failures)}: {result}"
     entry = {"at": finished.isoformat(), "result": result}
     with transaction.atomic():
         # A proposal that stopped waiting while the digest went out: its line is updated to

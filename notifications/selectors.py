@@ -236,6 +236,25 @@ def told_of_before(*, proposal_ids: Iterable[int]) -> dict[int, list[Notificatio
     return told
 
 
+def sent_with(notification: Notification) -> list[int]:
+    """The proposals whose messages went in the one message with ``notification`` (a digest,
+    or failures told together), by id: those its person was sent on that channel by that one
+    send, which dated them all alike. ``notification`` may be a version of it in its history."""
+    if not notification.in_digest or notification.sent_at is None:
+        return []
+    return list(
+        Notification.objects.filter(
+            recipient_id=notification.recipient_id,
+            channel=notification.channel,
+            sent_at=notification.sent_at,
+            in_digest=True,
+        )
+        .exclude(pk=notification.id)
+        .order_by("created_at", "pk")
+        .values_list("proposal_id", flat=True)
+    )
+
+
 def claim_live(*, proposal: Proposal, now: datetime | None = None) -> Claim | None:
     """Who is on a proposal now, if anyone: a lapsed claim is nobody's."""
     claim = Claim.objects.filter(proposal=proposal).select_related("user").first()

@@ -23,7 +23,8 @@ def test_an_events_page_says_each_attempt_what_the_endpoint_did_and_what_came_of
     callback_endpoint, login
 ):
     """Its log was the JSON stored ([{"at": "2026-…T19:14:57.696629+00:00", "result": …}]),
-    and its title said "(failed)" beside a status of "Gave up"."""
+    and its title said "(failed)" beside a status of "Gave up", and "proposal.rejected" above
+    a type of "Rejected"."""
     callback_endpoint(503, 503, 410)
     campaign, bid = next(iter(BID_RAISES.items()))
     proposal = evaluated(bid_adjustment(bid, campaign))  # waits for a person
@@ -44,7 +45,9 @@ def test_an_events_page_says_each_attempt_what_the_endpoint_did_and_what_came_of
         "this answer"
     ) in text
     assert "retry_at" not in text and "&quot;result&quot;" not in text  # no JSON
-    assert f"proposal.rejected on #{proposal.pk}: given up</h2>" in text  # its title
+    # Its title says its kind as its "Type" field does, not the wire's "proposal.rejected".
+    assert f"“Rejected” on #{proposal.pk}: given up</h2>" in text
+    assert '<div class="readonly">Rejected</div>' in text  # its type
     assert '<div class="readonly">Given up</div>' in text  # its status
     assert "(failed)" not in text and "Gave up" not in text
 
@@ -75,7 +78,7 @@ def test_an_event_whose_endpoint_refuses_every_connection_says_so_until_its_atte
     page = login("operator").get(reverse("admin:feedback_callbackevent_change", args=[event.pk]))
 
     first, second = event.log
-    assert f"proposal.approved on #{proposal.pk}: being delivered" in waiting.text
+    assert f"“Approved” on #{proposal.pk}: being delivered" in waiting.text
     assert (
         f"Attempt 1, {said(first['at'])}: could not connect: connection refused; to be retried "
         f"at {said(pending.log[0]['retry_at'])}"

@@ -17,7 +17,9 @@ from approvals.selectors import withdrawal_seen
 from approvals.services.decisions import proposal_approve, proposal_reject
 from executors.runner import proposal_execute
 from ledger.models import Account, Campaign, Creative
-from notifications.services import outcome_text
+from notifications.digests import notifications_send_digests
+from notifications.models import Notification, NotificationKind, NotificationStatus
+from notifications.services import notifications_deliver, outcome_text
 from policies.models import KillSwitch, Policy
 from tests.conftest import (
     bid_adjustment,
@@ -1705,3 +1707,115 @@ def test_only_a_proposal_still_in_review_shows_when_its_review_expires(status, e
     assert shown == ([expiry_said] if expiry_said else [])
     if expiry_said:
         assert f"{proposal.review_expires_at:%Y-%m-%d %H:%M:%S} UTC" in timeline
+
+
+def as_read(markup: str) -> str:
+    """Markup as its reader reads it: tags dropped, spaces as one."""
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", "", markup))).strip()
+
+
+def readonly_field(page, label: str) -> str:
+    """A read-only field's value on an admin page, as its reader reads it."""
+    row = page.text.split(f">{label}:</label>")[1].split('<div class="readonly">')[1]
+    return as_read(row.split("</div>")[0])
+
+
+def failures_told(optimizer, amounts: list[str]) -> list[Proposal]:
+    """Small reallocations, each let run by its policy with no person, whose execution the
+    channel refuses: the first failure is told at once, the others held to go together."""
+    answer = optimizer.post(
+        "/api/v1/proposals/batch/", [reallocation(amount) for amount in amounts], format="json"
+    )
+    assert answer.status_code in (200, 201), answer.content
+    proposals = [Proposal.objects.get(pk=item["proposal"]["id"]) for item in answer.json()]
+    for proposal in proposals:
+        assert proposal.review_round == 0, proposal.status  # no person ever reviewed it
+        assert proposal_execute(proposal_id=proposal.pk).status == "failed"
+    Notification.objects.filter(status=NotificationStatus.HELD).update(
+        next_attempt_at=timezone.now()
+    )
+    notifications_send_digests()
+    return proposals
+
+
+def notification_page(client, proposal: Proposal):
+    [told] = Notification.objects.filter(proposal=proposal, kind=NotificationKind.FAILED)
+    return told, client.get(reverse("admin:notifications_notification_change", args=[told.pk]))
+
+
+def test_a_failure_told_on_its_own_reads_as_no_review_round_and_no_digest_of_one(
+    optimizer, channel, login
+):
+    """Its page read "Review round: 0" for a proposal its policy let run (it never had a
+    review round), "In digest ✓", and "in a digest of #13" in its log, for a message that
+    told of that one proposal alone."""
+    channel(400, says=b'{"error": "campaign ids unknown"}')
+    first, second = failures_told(optimizer, ["5.00", "5.01"])
+
+    told, page = notification_page(login("auditor"), second)
+
+    assert told.status == NotificationStatus.SENT
+    assert readonly_field(page, "Review round") == "none: its policy let it run without a person"
+    assert readonly_field(page, "Sent with") == (
+        "nothing else: it went on its own, nothing else being held for them"
+    )
+    assert "UTC: on its own (held to go with other failures, none was held for them): accepted" in (
+        readonly_field(page, "Log")
+    )
+    assert "digest" not in as_read(page.text.split('id="content"')[1])
+    # Its history says the same, not "In digest: no → yes".
+    history = login("auditor").get(
+        reverse("admin:notifications_notification_history", args=[told.pk])
+    )
+    assert "Sent with: — → nothing else: it went on its own, nothing else being held" in (
+        as_read(history.text)
+    )
+    assert "In digest" not in history.text
+    # The first, told at once, in a message of its own.
+    [told_at_once] = Notification.objects.filter(proposal=first, kind=NotificationKind.FAILED)
+    notifications_deliver(notification_ids=[told_at_once.pk])
+    first_page = notification_page(login("auditor"), first)[1]
+    assert readonly_field(first_page, "Sent with") == "nothing else: a message of its own"
+
+
+def test_failures_told_together_name_each_other_as_one_message_not_a_digest(
+    optimizer, channel, login
+):
+    channel(400, says=b'{"error": "campaign ids unknown"}')
+    _, second, third = failures_told(optimizer, ["5.00", "5.01", "5.02"])
+
+    _, page = notification_page(login("operator"), second)
+
+    assert readonly_field(page, "Sent with") == (
+        f"#{third.pk}, in one message telling of their failures"
+    )
+    assert (
+        f"in one message telling of the failures of #{second.pk}, #{third.pk}: accepted"
+        in readonly_field(page, "Log")
+    )
+    assert "digest" not in as_read(page.text.split('id="content"')[1])
+
+
+def test_the_bulk_confirmation_says_why_a_failed_proposal_failed_not_how_it_came_to_run(login):
+    """Its status column read "Failed: Its policy let it run without a person at …": how it
+    came to run, where the proposal's page says why it failed."""
+    raise_ = evaluated(
+        bid_adjustment(action_type="budget_change")
+        | {"payload": {"campaign": "generic-search", "new_daily_budget": "525.00"}}
+    )
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget="510.00")
+    assert proposal_execute(proposal_id=raise_.pk).status == "failed"
+    attempt = raise_.executions.get()
+    finished = timezone.localtime(attempt.finished_at).strftime("%Y-%m-%d %H:%M:%S")
+    why = f"Failed: attempt 1 by the ledger executor failed at {finished} UTC: {attempt.error}"
+    client = login("operator")
+
+    for action in ("approve_selected", "reject_selected"):
+        confirm = client.post(CHANGELIST, {"action": action, "_selected_action": [raise_.pk]})
+
+        [status] = re.findall(r"<td[^>]*>(Failed.*?)</td>", confirm.text, re.S)
+        said = as_read(status)
+        assert said == why, action
+        assert "let it run" not in said
+    # As its page's status line says it.
+    assert status_line(page_of(client, raise_)) == why.replace("Failed:", "Failed ·")

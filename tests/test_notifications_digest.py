@@ -261,7 +261,10 @@ def test_a_digest_whose_run_died_sending_it_is_sent_again_its_record_saying_so(
         "Attempt 1 to reach operator by email interrupted: its sender stopped before recording "
         "whether it went, so it may have reached them; to be sent again."
     )
-    assert sent.startswith(f"Sent to operator by email: in a digest of #{proposal['id']}: ")
+    assert sent.startswith(
+        "Sent to operator by email: on its own (held for a digest, nothing else was held for "
+        "them): "
+    )
 
 
 def on_slack_alone() -> None:
