@@ -31,6 +31,7 @@ from audit.admin import (
     change_reason_field,
     console_act_logged,
     id_refusal,
+    is_history_page,
     valid_id,
 )
 from hitlproject.charts import grouped_bars
@@ -161,7 +162,8 @@ class PolicyForm(ChangeReasonForm):
             if name in cleaned:
                 in_unit = "ratio" if name in PERCENT_FIELDS else unit
                 cleaned[name] = as_stored(cleaned[name], in_unit)
-        # A draft's own page shows "Is draft" read-only (``PolicyAdmin.draft_goes_live_by``).
+        # Only the add page has "Is draft": a policy's own page shows it read only
+        # (``PolicyAdmin.draft_state``).
         if not cleaned.get("is_draft", self.instance.is_draft):
             cleaned["draft_of"] = None  # only a draft replaces a policy
         if self.errors:  # the scope is not known until its fields are
@@ -428,31 +430,30 @@ class PolicyAdmin(ChangeReasonAdmin):
     def decide_within_shown(self, policy) -> str:
         return describe_duration(policy.decide_within) if policy.decide_within else "no deadline"
 
-    def get_form(self, request, obj=None, change=False, **kwargs):
-        form = super().get_form(request, obj, change, **kwargs)
-        form.user = request.user  # on the class modelform_factory made for this request
-        return form
-
-    # A draft goes live only by its promotion, which shows what it changes, replaces the
-    # policy it drafts and refuses to change nothing. Unticking "Is draft" on its page made it
-    # a second live policy beside the one it drafts (given another priority, as the refusal
-    # of the same one asked), each change of its own unsaid: so a draft's page shows it read
-    # only, pointing to Promote.
-    def _draft_editable(self, request, obj) -> bool:
-        return obj is not None and obj.is_draft and self.editable(request, obj)
-
+    # Where a policy stands (live, a draft, retired) is never changed on its page. A draft
+    # goes live only by its promotion, which shows what it changes, replaces the policy it
+    # drafts and refuses to change nothing: unticking "Is draft" on a draft's page made it a
+    # second live policy beside the one it drafts (given another priority, as the refusal of
+    # the same one asked), each change of its own unsaid. A policy becomes a draft only as a
+    # new draft of it: ticking the box on a live policy's page took it out of force at once,
+    # its proposals sent to a person ("No policy covers …") and its own draft left replacing
+    # a draft, under a message saying only "Is draft: no → yes". So every policy's page shows
+    # "Is draft" read only, in words, and a live policy's has no "Replaces, when promoted",
+    # which only a draft has. A past version's page (its history) shows what was recorded.
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
-        if not self._draft_editable(request, obj):
+        if obj is None or is_history_page(request):
             return fieldsets
+        shown = "draft_state" if self.editable(request, obj) else "draft_state_read"
         return [
             (
                 name,
                 {
                     **options,
                     "fields": [
-                        "draft_goes_live_by" if field == "is_draft" else field
+                        shown if field == "is_draft" else field
                         for field in options["fields"]
+                        if obj.is_draft or field != "draft_of"
                     ],
                 },
             )
@@ -461,30 +462,90 @@ class PolicyAdmin(ChangeReasonAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         readonly = super().get_readonly_fields(request, obj)
-        if self._draft_editable(request, obj):
-            return [*readonly, "draft_goes_live_by"]
+        if obj is not None and self.editable(request, obj):
+            return [*readonly, "draft_state"]
         return readonly
 
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        form.user = request.user  # on the class modelform_factory made for this request
+        if obj is not None and not obj.is_draft:
+            form.base_fields.pop("draft_of", None)  # declared, so there unless taken out
+        if obj is not None and "is_active" in form.base_fields:
+            form.base_fields["is_active"].help_text = (
+                "Unticked, the draft is set aside for good: retired, it decides nothing, is "
+                "promoted no more and is kept as it is, read only. Delete it instead if it is "
+                "not worth keeping."
+                if obj.is_draft
+                else "Unticked, the policy is switched off: it decides nothing until it is "
+                "switched on again. Each is recorded, with its reason, as a new version."
+            )
+        return form
+
     @admin.display(description="is draft")
-    def draft_goes_live_by(self, policy: Policy) -> str:
-        if not policy.is_active:
-            return "yes, retired: it decides nothing, and is promoted no more"
-        # A draft that replaces no policy (none live has its action type, scope and priority)
-        # is added by its promotion: there is no policy it changes.
-        does = (
-            "shows first what it changes in the policy it replaces"
-            if replaced_policy(policy) is not None
-            else "adds it to the policies in force: no live policy has its action type, scope "
-            "and priority"
+    def draft_state(self, policy: Policy) -> str:
+        """Where the policy stands, in words, with the way to what the box did: its promotion
+        for a draft; for a live policy, a draft of it."""
+        if policy.is_draft and policy.is_active:
+            # A draft that replaces no policy (none live has its action type, scope and
+            # priority) is added by its promotion: there is no policy it changes.
+            does = (
+                "shows first what it changes in the policy it replaces"
+                if replaced_policy(policy) is not None
+                else "adds it to the policies in force: no live policy has its action type, "
+                "scope and priority"
+            )
+            return format_html(
+                'yes: it goes live only when <a href="{}" id="promote-field-link">promoted</a>, '
+                "which {}",
+                reverse("admin:policies_policy_promote", args=[policy.pk]),
+                does,
+            )
+        if not policy.is_draft and policy.is_active:
+            return format_html(
+                "{}. A policy becomes a draft only as a new one: "
+                '<a href="{}?duplicate={}" id="duplicate-field-link">duplicate it as a draft</a> '
+                "to try a change, and this policy decides as it is until the draft is promoted "
+                "into it",
+                self.draft_state_read(policy),
+                reverse("admin:policies_policy_add"),
+                policy.pk,
+            )
+        return self.draft_state_read(policy)
+
+    @admin.display(description="is draft")
+    def draft_state_read(self, policy: Policy) -> str:
+        """As ``draft_state`` says it, on a page that changes nothing (an auditor's, a retired
+        draft's): no way to act."""
+        if not policy.is_draft:
+            if policy.is_active:
+                return "no: it decides live"
+            return "no: switched off, it decides nothing until it is switched on again"
+        if policy.is_active:
+            return "yes: it decides nothing live until it is promoted"
+        said = (
+            "yes, retired: it decides nothing, is promoted no more and is kept as it is, read "
+            "only; its history says when and why it was retired"
         )
+        live = replaced_policy(policy)
+        if live is None:
+            return f"{said}. To try its settings again, make a new draft"
         return format_html(
-            'yes: it goes live only when <a href="{}" id="promote-field-link">promoted</a>, '
-            "which {}",
-            reverse("admin:policies_policy_promote", args=[policy.pk]),
-            does,
+            '{}. To try its settings again, duplicate <a href="{}">“{}”</a>, the live policy '
+            "it would replace, as a new draft",
+            said,
+            reverse("admin:policies_policy_change", args=[live.pk]),
+            live,
         )
 
+    # A retired draft stays retired. Ticking "Is active" on its page made a draft promoted
+    # into its policy a draft again ("What changed: Is active: no → yes"), its page and the
+    # list saying it waits to be promoted; promoted again, it set the live policy back to what
+    # it was before every change made since. It is kept as the record of what was promoted
+    # (or set aside), read only: trying it again is a new draft, promoted as any other.
     def has_change_permission(self, request, obj=None) -> bool:
+        if obj is not None and obj.is_draft and not obj.is_active:
+            return False
         if obj is not None and owned_agent_governed(request.user, obj):
             return False  # shown read-only: someone else must set its policy
         return super().has_change_permission(request, obj)

@@ -260,10 +260,13 @@ class Policy(models.Model):
             channel=self.channel,
             priority=self.priority,
         ).exclude(pk=self.pk)
-        if rivals.exists():
+        rival = rivals.first()
+        if rival is not None:
+            # By its id too: the rival often has this policy's name (a draft of it, or the
+            # draft promoted in its place while it was switched off).
             raise ValidationError(
-                f"“{rivals.first()}” already covers this action type and scope at priority "
-                f"{self.priority}; give one of them another priority or scope."
+                f"“{rival}” (#{rival.pk}) already covers this action type and scope at "
+                f"priority {self.priority}; give one of them another priority or scope."
             )
 
 

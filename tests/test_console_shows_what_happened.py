@@ -800,7 +800,8 @@ def test_a_setting_not_set_reads_as_a_dash_on_a_read_only_policy(login):
 
     assert "More approvals above this amount: —" in text
     assert "More approvals above this amount: - " not in text
-    assert "Replaces, when promoted: —" in text and "Draft of" not in text
+    assert "Agent: —" in text and "Is draft: no: it decides live" in text
+    assert "Replaces, when promoted" not in text and "Draft of" not in text  # a draft's only
     assert "Cumulative ceiling: 25%" in text
 
 

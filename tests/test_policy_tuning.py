@@ -20,7 +20,7 @@ from audit.actors import Actor
 from hitlproject.errors import DomainError
 from ledger.models import Account
 from policies import engine
-from policies.drafts import policy_promote
+from policies.drafts import policy_promote, replaced_policy
 from policies.models import BrandGuidelines, KillSwitch, Policy
 from tests.conftest import reallocation
 from tests.factories import evaluated
@@ -834,10 +834,111 @@ def test_a_draft_goes_live_only_by_its_promotion_not_by_unticking_is_draft(owner
     assert list(Policy.objects.filter(is_draft=False, action_type="budget_reallocation")) == [
         policy
     ]
-    # The live policy's page, and the add page, keep the box.
-    assert "is_draft" in owner.get(change_url(policy)).context["adminform"].form.fields
+    # The add page keeps the box: a new policy may be made a draft.
     add = owner.get(reverse("admin:policies_policy_add"))
     assert "is_draft" in add.context["adminform"].form.fields
+
+
+def page_words(page) -> str:
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", page.text)).split())
+
+
+def test_a_live_policy_becomes_a_draft_only_as_a_new_draft_of_it(owner):
+    """Ticking "Is draft" on a live policy's page took it out of force at once, with "What
+    changed: Is draft: no → yes" as all that was said: its proposals went to a person ("No
+    policy covers budget reallocation here"), and its own draft was left replacing a draft.
+    Its page shows the box read only, pointing to a draft of it; a form sent with it ticked
+    leaves the policy live, routing, and its draft replacing it."""
+    policy = reallocations()
+    draft = duplicate(owner, policy, auto_execute_max_magnitude="30", change_reason="Try 30%.")
+    url = change_url(policy)
+
+    page = owner.get(url)
+    fields = page.context["adminform"].form.fields
+    assert "is_draft" not in fields and "draft_of" not in fields
+    assert (
+        "Is draft: no: it decides live. A policy becomes a draft only as a new one: duplicate "
+        "it as a draft to try a change, and this policy decides as it is until the draft is "
+        "promoted into it"
+    ) in page_words(page)
+    duplicating = reverse("admin:policies_policy_add") + f"?duplicate={policy.pk}"
+    assert f'<a href="{duplicating}" id="duplicate-field-link">' in page.text
+    assert "Replaces, when promoted" not in page.text  # only a draft replaces a policy
+
+    sent = form_data(owner, url, is_draft="on", change_reason="Make it a draft.")
+    owner.post(url, sent | {"auto_execute_max_magnitude": "12"})
+
+    policy.refresh_from_db()
+    draft.refresh_from_db()
+    assert (policy.is_draft, policy.is_active, policy.state) == (False, True, "Live")
+    assert policy.auto_execute_max_magnitude == Decimal("0.12")  # what the page offered
+    assert [record.is_draft for record in history_of(policy)] == [False, False]
+    assert replaced_policy(draft) == policy
+    routed = evaluated(reallocation("100.00"))
+    assert (routed.status, routed.verdict_policy_id) == ("approved", policy.pk)
+
+
+def test_a_retired_draft_stays_retired_and_its_page_says_how_to_try_it_again(owner, login):
+    """Ticking "Is active" on a promoted draft's page made it a draft again ("What changed:
+    Is active: no → yes"), listed as waiting to be promoted; promoted again, it set the live
+    policy back to what it was before the changes made since. A retired draft's page is
+    read only, saying so; a form sent to it changes nothing."""
+    policy = reallocations()
+    draft = duplicate(owner, policy, auto_execute_max_magnitude="30", change_reason="Try 30%.")
+    owner.post(
+        reverse("admin:policies_policy_promote", args=[draft.pk]), {"change_reason": "Agreed."}
+    )
+    url = change_url(policy)
+    owner.post(url, form_data(owner, url, auto_execute_max_magnitude="12", change_reason="12."))
+    versions = (history_of(draft).count(), history_of(policy).count())
+
+    for client in (owner, login("auditor")):
+        page = client.get(change_url(draft))
+        assert page.status_code == 200
+        assert not page.context["has_change_permission"]  # shown, nothing to change
+        assert 'name="_save"' not in page.text and 'name="is_active"' not in page.text
+        words = page_words(page)
+        assert (
+            "Is draft: yes, retired: it decides nothing, is promoted no more and is kept as it "
+            "is, read only; its history says when and why it was retired. To try its settings "
+            "again, duplicate “Budget reallocations”, the live policy it would replace, as a "
+            "new draft"
+        ) in words
+        assert f'<a href="{url}">“Budget reallocations”</a>' in page.text
+
+    sent = form_data(owner, change_url(policy), change_reason="Bring it back.")
+    refused = owner.post(change_url(draft), sent | {"is_active": "on", "is_draft": "on"})
+
+    assert refused.status_code == 403
+    draft.refresh_from_db()
+    policy.refresh_from_db()
+    assert (draft.state, policy.auto_execute_max_magnitude) == ("Retired draft", Decimal("0.12"))
+    assert (history_of(draft).count(), history_of(policy).count()) == versions
+    promote = owner.get(reverse("admin:policies_policy_promote", args=[draft.pk]))
+    assert promote.status_code == 404
+
+
+def test_a_policy_switched_back_on_where_another_took_its_place_names_that_one(owner):
+    """A draft of a policy switched off is promoted as a policy of its own (nothing live to
+    replace); switching the first back on was refused naming the other by its name alone,
+    the name of the policy on the page: "“Budget reallocations” already covers …"."""
+    policy = reallocations()
+    url = change_url(policy)
+    draft = duplicate(owner, policy, auto_execute_max_magnitude="30", change_reason="Try 30%.")
+    owner.post(url, form_data(owner, url, is_active=False, change_reason="Off for now."))
+    owner.post(
+        reverse("admin:policies_policy_promote", args=[draft.pk]), {"change_reason": "Agreed."}
+    )
+    assert Policy.objects.get(pk=draft.pk).state == "Live"
+
+    refused = owner.post(url, form_data(owner, url, is_active="on", change_reason="Back on."))
+
+    assert refused.status_code == 200
+    assert refused.context["adminform"].form.non_field_errors() == [
+        f"“Budget reallocations” (#{draft.pk}) already covers this action type and scope at "
+        "priority 0; give one of them another priority or scope."
+    ]
+    assert Policy.objects.get(pk=policy.pk).state == "Inactive"
 
 
 def test_a_draft_that_replaces_no_policy_says_its_promotion_adds_it(owner, demo_world):
