@@ -26,6 +26,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db import OperationalError, connection, transaction
@@ -65,6 +66,7 @@ from approvals.services.proposals import (
     reasons_after,
     verdict_changes,
     verdict_for,
+    verdict_policy_held,
 )
 from approvals.services.supersession import (
     TargetMove,
@@ -144,8 +146,9 @@ def _reassessed(
         payload=proposal.payload,
         campaigns=campaigns,
     )
-    verdict, findings = verdict_for(
-        assessed=assessed, agent=proposal.agent, proposal_id=proposal.pk
+    # Held, since a re-routing records it: one deleted meanwhile is not recorded.
+    verdict, findings = verdict_policy_held(
+        partial(verdict_for, assessed=assessed, agent=proposal.agent, proposal_id=proposal.pk)
     )
     facts = assessed.proposal_fields()
     said = f"{REASSESSED_BEFORE_EXECUTING} {moved}."

@@ -1,9 +1,11 @@
 """An administrator deletes a policy while an agent's submission is being routed by it: one
 of them goes first, and the other is told so (the submission to send again, the deletion that
-the policy now has a proposal), never a server error."""
+the policy now has a proposal), never a server error. A proposal a task routes (the stall
+sweep's evaluation, an execution's re-routing) is routed again by the policies left."""
 
 import threading
 from collections.abc import Callable
+from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -12,10 +14,14 @@ from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from approvals.models import Agent, Proposal
+from approvals.models import Agent, Proposal, ProposalStatus
+from approvals.services.proposals import proposal_evaluate
 from audit.actors import Actor, acting_as
+from executors.runner import proposal_execute
+from ledger.models import Campaign
 from policies.models import Policy
-from tests.conftest import sessions_waiting_for_a_lock, wait_until
+from tests.conftest import reallocation, sessions_waiting_for_a_lock, wait_until
+from tests.factories import evaluated, submitted
 
 pytestmark = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="SQLite runs one writer at a time"
@@ -172,3 +178,69 @@ def test_a_deletion_refused_for_want_of_permission_takes_no_lock(optimizers_poli
     assert answer is not None, "the refused deletion waited for the submission's lock"
     assert answer.status_code == 403
     assert Policy.objects.filter(pk=optimizers_policy.pk).exists()
+
+
+def deleting(policy: Policy) -> Callable:
+    """An administrator's deletion of ``policy``, not yet committed."""
+    return lambda cursor: cursor.execute(
+        f"DELETE FROM {Policy._meta.db_table} WHERE id = %s", [policy.pk]
+    )
+
+
+def test_a_stalled_proposal_routed_as_its_policy_is_deleted_is_routed_by_those_left(
+    optimizers_policy,
+):
+    """The stall sweep's evaluation recorded the policy it read without holding it: one
+    deleted at that moment failed its commit (IntegrityError), the proposal left submitted."""
+    proposal = submitted(
+        {
+            "action_type": "status_change",
+            "account": "demo",
+            "payload": PAUSE,
+            "rationale": "Pause it.",
+            "confidence": 0.5,
+        }
+    )
+    # As an earlier release left it: written, not yet routed.
+    Proposal.objects.filter(pk=proposal.pk).update(
+        status=ProposalStatus.SUBMITTED, verdict_policy=None, verdict_policy_version=None
+    )
+
+    answer = asked_while_held(
+        deleting(optimizers_policy), lambda: proposal_evaluate(proposal_id=proposal.pk)
+    )
+
+    assert not isinstance(answer, Exception), answer
+    proposal.refresh_from_db()
+    assert proposal.status == ProposalStatus.PENDING_REVIEW
+    assert proposal.verdict_policy.name == "Status changes"  # the one left
+    assert not Policy.objects.filter(pk=optimizers_policy.pk).exists()
+
+
+def test_a_re_routing_before_executing_as_its_policy_is_deleted_is_routed_by_those_left(
+    transactional_db, demo_world
+):
+    """An approved reallocation whose source's budget moved is re-assessed before it runs,
+    and sent to a person by the policy that now decides it: recorded without holding it, a
+    policy deleted at that moment failed the attempt's commit (IntegrityError)."""
+    proposal = evaluated(reallocation("90.00"))  # 9%: the engine approves it
+    assert proposal.status == ProposalStatus.APPROVED
+    with acting_as(Actor.system("test")):
+        optimizers = Policy.objects.create(
+            name="Optimizer's reallocations",
+            action_type="budget_reallocation",
+            agent=Agent.objects.get(name="optimizer"),
+            auto_execute_max_magnitude=Decimal("0.10"),
+        )
+    Campaign.objects.filter(external_id="brand-search").update(daily_budget=Decimal("800.00"))
+
+    answer = asked_while_held(
+        deleting(optimizers), lambda: proposal_execute(proposal_id=proposal.pk)
+    )
+
+    assert not isinstance(answer, Exception), answer
+    proposal.refresh_from_db()
+    assert proposal.status == ProposalStatus.PENDING_REVIEW
+    assert proposal.verdict_policy.name == "Budget reallocations"  # the one left
+    assert proposal.verdict_reasons[0].startswith("Re-routed to a person before executing")
+    assert not Policy.objects.filter(pk=optimizers.pk).exists()

@@ -689,6 +689,32 @@ def _routing_policies_held(policy_ids: Iterable[int]) -> None:
         )
 
 
+# How many times a verdict is reached again when the policy that reached it was deleted
+# before it could be held: each needs another deletion committed in that moment.
+ROUTING_TRIES = 3
+
+
+def verdict_policy_held(
+    evaluate: Callable[[], tuple[Verdict, GuardrailFindings]],
+) -> tuple[Verdict, GuardrailFindings]:
+    """``evaluate()``'s verdict, with the policy that reached it held until the surrounding
+    transaction ends (``FOR KEY SHARE``, as a submission holds it: ``_routing_policies_held``)
+    for the proposal that records it: a policy deleted meanwhile waits, and then finds the
+    proposal (and is refused, as one with proposals is). One deleted since the rules were
+    read is not there to hold: its deletion changed their token, and the proposal is
+    evaluated again under the rules as they now are, rather than failing at its commit. For
+    one proposal routed by a task (the stall sweep's evaluation, an execution's re-routing),
+    which nobody is waiting to send again."""
+    for _ in range(ROUTING_TRIES):
+        verdict, findings = evaluate()
+        if verdict.policy_id is None or rows_held(Policy, [verdict.policy_id], lock="KEY SHARE"):
+            return verdict, findings
+    raise Busy(
+        f"The policy that judged this proposal was deleted while it was evaluated, "
+        f"{ROUTING_TRIES} times over: nothing was recorded."
+    )
+
+
 def _free_text_bounded(submissions: Iterable[Submission]) -> None:
     """Refused (413, nothing recorded) when the submissions' free text (rationales,
     supporting data as JSON, external references) is together longer than one request may
@@ -1048,8 +1074,13 @@ def proposal_evaluate(*, proposal_id: int) -> Proposal:
         fields = campaign_fields_changed(
             account_id=proposal.account_id, action_type=action_type, payload=proposal.payload
         )
-        verdict, findings = verdict_or_engine_failure(
-            evaluate, action_type=proposal.action_type, subject=f"proposal #{proposal.pk}"
+        verdict, findings = verdict_policy_held(
+            partial(
+                verdict_or_engine_failure,
+                evaluate,
+                action_type=proposal.action_type,
+                subject=f"proposal #{proposal.pk}",
+            )
         )
         return proposal_transition(
             proposal_id=proposal_id,
