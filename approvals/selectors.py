@@ -42,6 +42,7 @@ from hitlproject.vocabulary import (
     APPROVED_TO_RUN_STATUSES,
     MAY_STILL_RUN_STATUSES,
     UNDER_WAY_STATUSES,
+    VerdictOutcome,
     retry_may_repeat,
 )
 from ledger.models import Account, Creative, campaign_field_label, campaign_value_label
@@ -195,13 +196,55 @@ def superseded_said(
     )
 
 
+def rejected_said(rejection: Decision) -> str:
+    """A rejection as every reader is told it, its page and its messages alike: "operator2
+    rejected it (too aggressive) at 2026-12-05 04:50:12 UTC" (when the reviewer decided)."""
+    reason = rejection.get_reason_code_display().lower()
+    return (
+        f"{rejection.reviewer.get_username()} rejected it ({reason}) at "
+        f"{console_time(rejection.created_at)}"
+    )
+
+
+def approved_said(approvers: Sequence[str], last_at: datetime) -> str:
+    """An approval as every reader is told it: "operator approved it at 2026-12-05 04:50:12
+    UTC", or, of several, "operator and operator2 approved it, the last at …" (``last_at``:
+    when the last of them decided)."""
+    if len(approvers) == 1:
+        return f"{approvers[0]} approved it at {console_time(last_at)}"
+    who = f"{', '.join(approvers[:-1])} and {approvers[-1]}"
+    return f"{who} approved it, the last at {console_time(last_at)}"
+
+
+def let_run_said(proposal: Proposal) -> str:
+    """A proposal let run without a person's approval, as every reader is told it: "Policy
+    “Bid adjustments” let it run without a person at …" (the policy's name as it was when it
+    routed the proposal), or, approved by no decision of its round, when it was."""
+    when = console_time(proposal.decided_at or proposal.approved_at or proposal.updated_at)
+    if proposal.verdict_outcome != VerdictOutcome.AUTO_APPROVE:
+        return f"It was approved to run at {when}"
+    policy = deciding_policy(proposal)
+    by = f"Policy “{policy.name}”" if policy is not None else "Its policy"
+    return f"{by} let it run without a person at {when}"
+
+
+def withdrawn_said(withdrawal: WithdrawalSeen) -> str:
+    """A withdrawal as every reader is told it: "operator withdrew it for its agent at …", or
+    "Its agent withdrew it at …" (when its history recorded it)."""
+    when = f" at {console_time(withdrawal.at)}" if withdrawal.at else ""
+    if withdrawal.by_reviewer:
+        return f"{withdrawal.who} withdrew it for its agent{when}"
+    return f"Its agent withdrew it{when}"
+
+
 def how_review_ended(
     proposal: Proposal, *, named: Callable[[Proposal], str] = lambda other: f"#{other.pk}"
 ) -> str:
     """Who ended a proposal's review and when, as a sentence ("operator2 rejected it (too
     aggressive) at 2026-12-05 04:50:12 UTC."), for a person refused an act on it because
     someone else got there first, and beside its status on its page; "" for a proposal that
-    may still be decided. ``named``: how a proposal that superseded it is named."""
+    may still be decided. ``named``: how a proposal that superseded it is named. Its messages
+    say the same sentences (``notifications.services.outcome_text``)."""
     if proposal.status in (ProposalStatus.SUBMITTED, ProposalStatus.PENDING_REVIEW):
         return ""
     decisions = list(
@@ -212,28 +255,18 @@ def how_review_ended(
     rejections = [d for d in decisions if d.outcome == DecisionOutcome.REJECT]
     approvals = [d for d in decisions if d.outcome == DecisionOutcome.APPROVE]
     if proposal.status == ProposalStatus.REJECTED and rejections:
-        last = rejections[-1]
-        reason = last.get_reason_code_display().lower()
-        rejected_at = console_time(last.created_at)
-        return f"{last.reviewer.get_username()} rejected it ({reason}) at {rejected_at}."
+        return f"{rejected_said(rejections[-1])}."
     if proposal.status in APPROVED_TO_RUN_STATUSES and approvals:
-        names = _approvers_said(approvals)
-        if len(names) == 1:
-            return f"{names[0]} approved it at {console_time(approvals[0].created_at)}."
-        who = f"{', '.join(names[:-1])} and {names[-1]}"
-        return f"{who} approved it, the last at {console_time(approvals[-1].created_at)}."
+        return f"{approved_said(approvers_said(approvals), approvals[-1].created_at)}."
     if proposal.status in APPROVED_TO_RUN_STATUSES and proposal.decided_at:
-        return f"Its policy let it run without a person at {console_time(proposal.decided_at)}."
+        return f"{let_run_said(proposal)}."
     if proposal.status == ProposalStatus.EXPIRED and proposal.review_expires_at:
         return review_window_ran_out(proposal, [d.reviewer.get_username() for d in approvals])
     withdrawal = withdrawal_seen(proposal)
     if withdrawal is not None:
-        when = f" at {console_time(withdrawal.at)}" if withdrawal.at else ""
-        if withdrawal.by_reviewer:
-            return f"{withdrawal.who} withdrew it for its agent{when}."
-        return f"Its agent withdrew it{when}."
+        return f"{withdrawn_said(withdrawal)}."
     if proposal.status == ProposalStatus.SUPERSEDED:
-        return superseded_said(proposal, _approvers_said(approvals), named=named)
+        return superseded_said(proposal, approvers_said(approvals), named=named)
     return ""
 
 
@@ -246,7 +279,7 @@ def last_failure(proposal: Proposal) -> Execution | None:
     return proposal.executions.order_by("attempt").last()
 
 
-def _approvers_said(approvals: Sequence[Decision]) -> list[str]:
+def approvers_said(approvals: Sequence[Decision]) -> list[str]:
     """Who approved, in order, one who edited the action first "operator (with edits)": what
     ran, or was to run, is the edit."""
     return [

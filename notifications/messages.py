@@ -8,12 +8,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from django.conf import settings
+from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.urls import reverse
 from django.utils import timezone
 
 from approvals import action_types
 from approvals.models import Decision, DecisionOutcome, Proposal, ProposalStatus
-from approvals.selectors import deciding_policy
+from approvals.selectors import approved_said, let_run_said
 from approvals.services.decisions import payload_seen
 from hitlproject.addresses import served_at
 from hitlproject.formats import console_time
@@ -291,16 +292,28 @@ def proposal_messages(
         for claim in Claim.objects.select_related("user").filter(proposal_id__in=rounds)
     }
     approvers: dict[int, list[str]] = {}
-    for proposal_id, review_round, username in (
+    # Who approved it in its round, as its page names them ("operator (with edits)"), and
+    # when the last of them did.
+    approved: dict[int, tuple[list[str], datetime]] = {}
+    for proposal_id, review_round, username, edited, at in (
         Decision.objects.filter(proposal_id__in=rounds, outcome=DecisionOutcome.APPROVE)
-        .order_by("created_at")
-        .values_list("proposal_id", "review_round", "reviewer__username")
+        .order_by("created_at", "pk")
+        .values_list(
+            "proposal_id",
+            "review_round",
+            "reviewer__username",
+            ExpressionWrapper(Q(edited_payload__isnull=False), output_field=BooleanField()),
+            "created_at",
+        )
     ):
         if rounds[proposal_id] == review_round:
             approvers.setdefault(proposal_id, []).append(username)
+            named = approved.get(proposal_id, ([], at))[0]
+            named.append(f"{username} (with edits)" if edited else username)
+            approved[proposal_id] = (named, at)
     failures = _failures(
         [proposal for proposal, kind in items if kind == NotificationKind.FAILED],
-        approvers,
+        approved,
         failed_by=failed_by,
     )
     # A kill switch a reason names, released since it was routed, reads as released, not
@@ -350,7 +363,10 @@ def proposal_messages(
 
 
 def _failures(
-    proposals: Sequence[Proposal], approvers: dict[int, list[str]], *, failed_by: datetime | None
+    proposals: Sequence[Proposal],
+    approved: dict[int, tuple[list[str], datetime]],
+    *,
+    failed_by: datetime | None,
 ) -> dict:
     """How each of these proposals' execution failed, as its history recorded it (the last
     failure, or the last by ``failed_by``: the one a message written then tells of, even
@@ -375,7 +391,7 @@ def _failures(
     failures = {}
     for proposal in proposals:
         at, reason = last.get(proposal.pk, (None, ""))
-        approved_by = approvers.get(proposal.pk, [])
+        approved_by = approved.get(proposal.pk)
         # A retry made after the failure told of is not how it came to run then.
         retried = (
             retried_text(proposal)
@@ -386,29 +402,16 @@ def _failures(
             at=at,
             # The channel's words (an endpoint's answer, quoted) on one line, shown as typed.
             said=one_line(reason) or "no reason was given",
-            let_run=let_run_text(proposal, approved_by) + retried,
+            let_run=(approved_said(*approved_by) if approved_by else let_run_said(proposal))
+            + retried,
             by_policy=not approved_by and proposal.verdict_outcome == VerdictOutcome.AUTO_APPROVE,
         )
     return failures
 
 
 def minute_text(at: datetime | None) -> str:
-    """A time to the minute, with its zone, as messages say it: "2026-12-04 22:00 UTC"."""
+    """A time to the minute, with its zone: "2026-12-04 22:00 UTC" (when a message is due)."""
     return f"{timezone.localtime(at):%Y-%m-%d %H:%M %Z}" if at else ""
-
-
-def let_run_text(proposal: Proposal, approved_by: Sequence[str]) -> str:
-    """Who let a proposal run, and when: "Approved by operator at 2026-12-04 22:00 UTC", or,
-    where its policy let it run, "Let run without a person by policy “Bid adjustments” at
-    …" (the policy's name as it was when it routed the proposal)."""
-    when = minute_text(proposal.decided_at or proposal.approved_at)
-    if approved_by:
-        return f"Approved by {', '.join(approved_by)} at {when}"
-    if proposal.verdict_outcome == VerdictOutcome.AUTO_APPROVE:
-        policy = deciding_policy(proposal)
-        by = f" by policy “{policy.name}”" if policy is not None else ""
-        return f"Let run without a person{by} at {when}"
-    return f"Approved to run at {when}"
 
 
 def was_retried(proposal: Proposal) -> bool:
@@ -432,7 +435,7 @@ def retried_text(proposal: Proposal) -> str:
     )
     return (
         f"; its execution failed, and {who or 'a person'} sent it to run again at "
-        f"{minute_text(proposal.approved_at)}"
+        f"{console_time(proposal.approved_at)}"
     )
 
 

@@ -25,10 +25,15 @@ from django.utils import timezone
 
 from approvals.models import Agent, Decision, DecisionOutcome, Proposal, ProposalStatus
 from approvals.selectors import (
+    approved_said,
+    approvers_said,
     as_proposed,
+    let_run_said,
+    rejected_said,
     review_window_ran_out,
     superseded_said,
     withdrawal_seen,
+    withdrawn_said,
 )
 from approvals.services.acts import (
     Act,
@@ -50,6 +55,7 @@ from audit.history import (
 )
 from hitlproject.celery import app
 from hitlproject.errors import Conflict, NotFound
+from hitlproject.formats import console_time
 from hitlproject.on_its_way import send_now, started
 from hitlproject.queueing import after_commit, chunked, send_each
 from hitlproject.validation import one_line
@@ -69,7 +75,6 @@ from notifications.messages import (
     addressed_to_one_who_may_not_decide,
     approvals_so_far,
     ended_as,
-    let_run_text,
     minute_text,
     proposal_messages,
     retried_text,
@@ -1014,25 +1019,23 @@ def slack_messages_retract(*, where: Sequence[Sequence[str]], text: str) -> None
 
 
 def outcome_text(proposal: Proposal, *, reader=None) -> str:
-    """What became of a proposal that left review, as its messages say it, in words a
-    reviewer reads at a glance; ``reader``: the person whose message says it, if known."""
+    """What became of a proposal that left review, as its messages say it: the sentences its
+    page says beside its status (``approvals.selectors.how_review_ended``), to the second,
+    and what followed (how it ran, a person's retry); ``reader``: the person whose message
+    says it, if known."""
     decisions = list(
         Decision.objects.filter(proposal=proposal, review_round=proposal.review_round)
         .select_related("reviewer")
-        .order_by("created_at")
+        .order_by("created_at", "pk")
     )
-    approvers = [
-        d.reviewer.get_username() for d in decisions if d.outcome == DecisionOutcome.APPROVE
-    ]
+    approvals = [d for d in decisions if d.outcome == DecisionOutcome.APPROVE]
+    approvers = [d.reviewer.get_username() for d in approvals]
     rejections = [d for d in decisions if d.outcome == DecisionOutcome.REJECT]
-    when = f"{proposal.decided_at or proposal.updated_at:%Y-%m-%d %H:%M %Z}"
     if proposal.status == S.REJECTED and rejections:
-        last = rejections[-1]
-        reason = last.get_reason_code_display().lower()
-        return f"Rejected by {last.reviewer.get_username()} ({reason}) at {when}."
-    if proposal.status in APPROVED_TO_RUN_STATUSES and approvers:
+        return f"{rejected_said(rejections[-1])}."
+    if proposal.status in APPROVED_TO_RUN_STATUSES and approvals:
         return (
-            f"Approved by {', '.join(_approvers_said(decisions))} at {when}"
+            f"{approved_said(approvers_said(approvals), approvals[-1].created_at)}"
             f"{_as_its_agent_proposed(proposal, decisions)}{retried_text(proposal)}"
             f"{_how_it_ran(proposal)}"
         )
@@ -1040,7 +1043,7 @@ def outcome_text(proposal: Proposal, *, reader=None) -> str:
         proposal.status in APPROVED_TO_RUN_STATUSES
         and proposal.verdict_outcome == VerdictOutcome.AUTO_APPROVE
     ):  # its policy let it run (its failure was told, and a person may have retried it)
-        return f"{let_run_text(proposal, [])}{retried_text(proposal)}{_how_it_ran(proposal)}"
+        return f"{let_run_said(proposal)}{retried_text(proposal)}{_how_it_ran(proposal)}"
     if proposal.status == S.PENDING_REVIEW:  # waits still, in a later round than the message's
         edits = [d.reviewer for d in decisions if d.edited_payload is not None]
         why = f"Edited by {edits[0].get_username()}" if edits else "Sent back to a person"
@@ -1059,28 +1062,17 @@ def outcome_text(proposal: Proposal, *, reader=None) -> str:
         return f"Expired. {review_window_ran_out(proposal, approvers)}"
     if proposal.status == S.SUPERSEDED:
         # As its page says it (approvals.selectors): who approved it, and what ended it.
-        return f"Superseded. {superseded_said(proposal, _approvers_said(decisions))}"
+        return f"Superseded. {superseded_said(proposal, approvers_said(approvals))}"
     withdrawal = withdrawal_seen(proposal)
     if withdrawal is not None:
-        # The note on one line, a reviewer's as an agent's: a line break in it would start a
-        # line of the message's own ("Approved by operator at …").
+        # As its page says it, and why: the note on one line, a reviewer's as an agent's (a
+        # line break in it would start a line of the message's own, "operator approved it
+        # at …"); the agent's own words quoted, as its page shows them.
         said = one_line(withdrawal.note)
         if withdrawal.by_reviewer:
-            note = f": {said}" if said else "."
-            return f"Withdrawn for its agent by {withdrawal.who} at {when}{note}"
-        # The agent's own words, quoted as its page shows them.
-        return f"Withdrawn by its agent at {when}" + (f": “{said}”" if said else ".")
+            return f"{withdrawn_said(withdrawal)}" + (f": {said}" if said else ".")
+        return f"{withdrawn_said(withdrawal)}" + (f": “{said}”" if said else ".")
     return f"Now {proposal.get_status_display().lower()}."
-
-
-def _approvers_said(decisions: Sequence[Decision]) -> list[str]:
-    """Who approved, in order, one who edited the action first "operator (with edits)": the
-    message showed the action as its agent proposed it, and what ran is the edit."""
-    return [
-        f"{d.reviewer.get_username()}{' (with edits)' if d.edited_payload is not None else ''}"
-        for d in decisions
-        if d.outcome == DecisionOutcome.APPROVE
-    ]
 
 
 def _as_its_agent_proposed(proposal: Proposal, decisions: Sequence[Decision]) -> str:
@@ -1094,16 +1086,16 @@ def _as_its_agent_proposed(proposal: Proposal, decisions: Sequence[Decision]) ->
 
 
 def _how_it_ran(proposal: Proposal) -> str:
-    """The end of an approval's words once it has run: "; executed at 2026-12-04 22:00 UTC.",
-    or "; its execution failed at …: the endpoint answered HTTP 400: …"; else "."."""
+    """The end of an approval's words once it has run: "; executed at 2026-12-04 22:00:07
+    UTC.", or "; its execution failed at …: the endpoint answered HTTP 400: …"; else "."."""
     if proposal.status == S.EXECUTED and proposal.executed_at:
-        return f"; executed at {timezone.localtime(proposal.executed_at):%Y-%m-%d %H:%M %Z}."
+        return f"; executed at {console_time(proposal.executed_at)}."
     if proposal.status == S.FAILED:
         last = proposal.executions.order_by("attempt").last()
         if last is not None:
-            when = timezone.localtime(last.finished_at or last.started_at)
+            when = console_time(last.finished_at or last.started_at)
             error = last.error.rstrip(".") or "no reason was given"
-            return f"; its execution failed at {when:%Y-%m-%d %H:%M %Z}: {error}."
+            return f"; its execution failed at {when}: {error}."
         return "; its execution failed."
     return "."
 

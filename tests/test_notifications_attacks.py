@@ -647,7 +647,7 @@ def test_an_agents_withdrawal_note_of_emoji_still_updates_its_slack_message(
 
     def updated():
         blocks = slack.messages[where]["blocks"]
-        return blocks if "Withdrawn by its agent at" in str(blocks) else None
+        return blocks if "Its agent withdrew it at" in str(blocks) else None
 
     blocks = wait_until(updated, timeout=15)
     assert not [b for b in blocks if b["type"] == "actions"]

@@ -316,7 +316,7 @@ def test_a_slack_digest_is_updated_to_say_which_proposals_no_longer_wait(optimiz
     assert text.startswith("2 of 3 proposals still wait for a decision\n• ")
     approved_line, rejected_line, withdrawn_line = text.split("\n• ")[1:]
     assert f"#{approved['id']} " in approved_line
-    assert "No longer waits: Approved by operator at " in approved_line
+    assert "No longer waits: operator approved it at " in approved_line
     assert "Why it waits" not in approved_line
     for proposal, line in ((rejected, rejected_line), (withdrawn, withdrawn_line)):
         assert f"#{proposal['id']} " in line
@@ -339,8 +339,8 @@ def test_a_slack_digest_is_updated_to_say_which_proposals_no_longer_wait(optimiz
     )
     text = shown(message)
     assert "Why it waits" not in text
-    assert "No longer waits: Rejected by operator (wrong signal) at " in text
-    assert "No longer waits: Withdrawn by its agent at " in text
+    assert "No longer waits: operator rejected it (wrong signal) at " in text
+    assert "No longer waits: Its agent withdrew it at " in text
     outbox_settled()
 
 
@@ -369,7 +369,7 @@ def test_a_slack_digest_of_long_notes_is_updated_within_what_slack_takes(optimiz
     # for are counted, for the console's queue.
     lines = shown_text(blocks[:-2]).split("\n• ")[1:]
     assert 5 <= len(lines) < 12
-    assert all("No longer waits: Withdrawn for its agent by operator" in line for line in lines)
+    assert all("No longer waits: operator withdrew it for its agent at" in line for line in lines)
     assert all(line.endswith("…") and len(line) < 1000 for line in lines)
     assert shown_text(blocks[-2:-1]) == f"… and {12 - len(lines)} more in the console's queue."
     # It still ends with why its reader is told, as it did when it went.
@@ -496,7 +496,7 @@ def test_a_slack_digest_that_went_as_a_proposal_in_it_was_rejected_is_updated_to
     waits_line, rejected_line = shown(message).split("\n• ")[1:]
     assert f"#{waits['id']} " in waits_line and "Why it waits: " in waits_line
     assert f"#{rejected['id']} " in rejected_line
-    assert "No longer waits: Rejected by operator (off brand) at " in rejected_line
+    assert "No longer waits: operator rejected it (off brand) at " in rejected_line
 
 
 @pytest.mark.usefixtures("celery_worker")
@@ -566,7 +566,7 @@ def test_a_slack_digest_two_of_whose_proposals_are_rejected_at_once_is_updated_o
     assert call["text"] == "1 of 3 proposals still waits for a decision"
     first_line, second_line, waits_line = shown(slack.messages[where]).split("\n• ")[1:]
     for line in (first_line, second_line):
-        assert "No longer waits: Rejected by operator (too aggressive) at " in line
+        assert "No longer waits: operator rejected it (too aggressive) at " in line
     assert f"#{waits['id']} " in waits_line and "Why it waits: " in waits_line
 
 

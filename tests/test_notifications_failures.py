@@ -94,7 +94,7 @@ def test_an_auto_approved_bid_whose_endpoint_answers_400_is_told_to_the_operator
     text = text_of(message)
     said = " ".join(text.split())
     assert proposal["summary"] in text
-    assert "Let run without a person by policy “Bid adjustments” at " in said
+    assert "Policy “Bid adjustments” let it run without a person at " in said
     assert proposal["verdict"]["reasons"][0] in said  # why it ran without a person
     # The endpoint's words as it typed them, on one line of the message's own; and that the
     # first attempt, a 503, may have been carried out: a retry is a new request.
@@ -145,7 +145,8 @@ def test_on_slack_a_failure_asks_no_decision_and_says_so_once_retried_and_execut
     plain = [b["text"]["text"] for b in blocks if b.get("text", {}).get("type") == "plain_text"]
     assert f"Why it failed\n{QUOTED}" in plain  # plain text: shown as typed, mention and all
     assert any(
-        p.startswith("How it came to run\n• Let run without a person by policy") for p in plain
+        p.startswith("How it came to run\n• Policy “Bid adjustments” let it run without a person")
+        for p in plain
     )
     link = context_texts(blocks)
     assert "retry it on <http" in link and f"/proposal/{proposal['id']}/change/|its page>" in link
@@ -164,11 +165,11 @@ def test_on_slack_a_failure_asks_no_decision_and_says_so_once_retried_and_execut
     )
     assert headline(now) == "Its execution failed, then it was sent to run again"
     approved, retried, ran = (
-        f"{at:%Y-%m-%d %H:%M} UTC"
+        f"{at:%Y-%m-%d %H:%M:%S} UTC"
         for at in (executed.decided_at, executed.approved_at, executed.executed_at)
     )
     assert shown_as_typed(now) == (
-        f"Let run without a person by policy “Bid adjustments” at {approved}; its execution "
+        f"Policy “Bid adjustments” let it run without a person at {approved}; its execution "
         f"failed, and operator sent it to run again at {retried}; executed at {ran}."
     )
     assert buttons(now) == []
@@ -200,13 +201,13 @@ def test_a_person_approved_failure_updates_their_slack_message_and_emails_who_wa
             and context_texts(slack.messages[(where["channel"], where["ts"])]["blocks"])
         )
     )
-    assert said.startswith("Approved by operator at ")
+    assert said.startswith("operator approved it at ")
     [_, failure] = wait_until(
         lambda: len(mailbox.to(OPERATOR_EMAIL)) == 2 and mailbox.to(OPERATOR_EMAIL)
     )
     assert failure["Subject"].startswith(f"[HITL] Its execution failed: #{proposal['id']} ")
     text = " ".join(text_of(failure).split())
-    assert "How it came to run: - Approved by operator at " in text
+    assert "How it came to run: - operator approved it at " in text
     assert f"Why it failed: {QUOTED}" in text
     assert len(slack.sent("chat.postMessage", channel=OPERATOR)) == 1
     assert [n.channel for n in failure_messages(proposal["id"])] == ["email"]

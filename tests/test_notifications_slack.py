@@ -81,6 +81,30 @@ def updates_of(slack, where: dict) -> list:
     return slack.sent("chat.update", channel=where["channel"], ts=where["ts"])
 
 
+def seconds(at) -> str:
+    """A time as the console and the messages say it: "2026-12-05 04:50:12 UTC"."""
+    return f"{timezone.localtime(at):%Y-%m-%d %H:%M:%S %Z}"
+
+
+def approved_at(proposal: Proposal):
+    """When the last approval of its round was given, as its page says it."""
+    return (
+        Decision.objects.filter(proposal=proposal, outcome="approve")
+        .latest("created_at")
+        .created_at
+    )
+
+
+def withdrawn_at(proposal_id: int):
+    """When its history recorded it withdrawn, as its page says it."""
+    return (
+        Proposal.history.filter(id=proposal_id, status="withdrawn")
+        .order_by("history_id")
+        .first()
+        .history_date
+    )
+
+
 def context_texts(blocks: list) -> str:
     return " ".join(e["text"] for b in blocks if b["type"] == "context" for e in b["elements"])
 
@@ -158,7 +182,7 @@ def test_a_signed_approve_press_approves_as_the_operator_and_the_message_says_so
     assert decision.note == "Approved on Slack."
     wait_until(lambda: Proposal.objects.get(pk=proposal["id"]).status == "executed")
     [update, *_] = wait_until(lambda: updates_of(on_slack, where))
-    assert "Approved by operator" in context_texts(update["blocks"])
+    assert "operator approved it at" in context_texts(update["blocks"])
     assert headline(update["blocks"]) == "No longer waits"
     # Nor does any part of it say it still waits.
     assert why_it_waits(update["blocks"]).startswith("Why it waited\n")
@@ -180,9 +204,10 @@ def test_an_approval_on_slack_then_says_when_it_executed(optimizer, on_slack):
     said = wait_until(
         lambda: "executed at" in _says_now(on_slack, where) and _says_now(on_slack, where)
     )
-    decided = f"{executed.decided_at:%Y-%m-%d %H:%M} UTC"
-    ran = f"{executed.executed_at:%Y-%m-%d %H:%M} UTC"
-    assert said == f"Approved by operator at {decided}; executed at {ran}."
+    decided, ran = seconds(approved_at(executed)), seconds(executed.executed_at)
+    # As its page says it beside its status, to the second, and when it ran.
+    assert said == f"operator approved it at {decided}; executed at {ran}."
+    assert said.startswith(how_review_ended(executed).removesuffix("."))
     kinds = Notification.objects.filter(proposal_id=proposal["id"], kind="update")
     assert "its execution: executed" in kinds.values_list("about", flat=True)
 
@@ -207,10 +232,9 @@ def test_an_approval_with_edits_says_so_and_what_its_agent_proposed(optimizer, o
     said = wait_until(
         lambda: "executed at" in _says_now(on_slack, where) and _says_now(on_slack, where)
     )
-    decided = f"{executed.decided_at:%Y-%m-%d %H:%M} UTC"
-    ran = f"{executed.executed_at:%Y-%m-%d %H:%M} UTC"
+    decided, ran = seconds(approved_at(executed)), seconds(executed.executed_at)
     assert said == (
-        f"Approved by operator (with edits) at {decided}; its agent proposed “move 280.00 "
+        f"operator (with edits) approved it at {decided}; its agent proposed “move 280.00 "
         f"USD/day from brand-search to generic-search (28.0%)”; executed at {ran}."
     )
     assert "move 200.00 USD/day" in headline_link(
@@ -228,8 +252,8 @@ def test_an_approval_on_slack_whose_execution_failed_says_so_with_the_endpoints_
 
     wait_until(lambda: Proposal.objects.filter(pk=proposal["id"], status="failed").exists())
     said = wait_until(lambda: "failed" in _says_now(on_slack, where) and _says_now(on_slack, where))
-    # Not "Approved by operator at …." alone: the operator who approved it reads it did not run.
-    assert said.startswith("Approved by operator at ")
+    # Not "operator approved it at …." alone: the operator who approved it reads it did not run.
+    assert said.startswith("operator approved it at ")
     assert "; its execution failed at " in said
     assert "campaign generic-search is archived" in said
 
@@ -257,11 +281,10 @@ def test_a_retried_execution_says_it_failed_and_who_sent_it_to_run_again(
         lambda: "executed at" in _says_now(on_slack, where) and _says_now(on_slack, where)
     )
     decided, retried, ran = (
-        f"{at:%Y-%m-%d %H:%M} UTC"
-        for at in (executed.decided_at, executed.approved_at, executed.executed_at)
+        seconds(at) for at in (approved_at(executed), executed.approved_at, executed.executed_at)
     )
     assert said == (
-        f"Approved by operator at {decided}; its execution failed, and operator sent it to run "
+        f"operator approved it at {decided}; its execution failed, and operator sent it to run "
         f"again at {retried}; executed at {ran}."
     )
     abouts = Notification.objects.filter(proposal_id=proposal["id"], kind="update").values_list(
@@ -584,7 +607,7 @@ def test_rejecting_from_the_menu_records_the_reason_and_the_message_says_who(opt
     assert decision.reviewer.username == "operator"
     assert Proposal.objects.get(pk=proposal["id"]).status == "rejected"
     [update, *_] = wait_until(lambda: updates_of(on_slack, where))
-    assert "Rejected by operator (too aggressive)" in context_texts(update["blocks"])
+    assert "operator rejected it (too aggressive) at" in context_texts(update["blocks"])
 
 
 def told_what(client, proposal_id: int) -> list[str]:
@@ -787,7 +810,7 @@ def test_a_claim_is_not_given_back_once_the_proposal_was_decided(optimizer, on_s
     post(*pressing(OPERATOR, "claim", str(proposal["id"]), where))
     post(*pressing(OPERATOR, "reject", f"{proposal['id']}:other", where))
     wait_until(
-        lambda: [u for u in updates_of(on_slack, where) if "Rejected by operator" in u["text"]]
+        lambda: [u for u in updates_of(on_slack, where) if "operator rejected it" in u["text"]]
     )
     claim = Claim.objects.get(proposal_id=proposal["id"])
     versions = claim.history.count()
@@ -889,7 +912,7 @@ def test_under_the_two_person_rule_the_message_says_one_of_two_then_who_approved
         lambda: [
             u
             for u in updates_of(on_slack, where)
-            if "Approved by operator, second-operator at" in context_texts(u["blocks"])
+            if "operator and second-operator approved it, the last at" in context_texts(u["blocks"])
         ]
     )
     assert final
@@ -996,32 +1019,32 @@ def test_a_withdrawal_for_the_agent_says_who_withdrew_it_and_why_in_plain_words(
     proposal_withdraw_for_agent(proposal_id=proposal["id"], reviewer=operator, note=note)
 
     [update] = wait_until(lambda: updates_of(on_slack, where))
-    when = Proposal.objects.get(pk=proposal["id"]).updated_at
-    # Not "Withdrawn by its agent": a person did, and the note is shown, not read as markup.
+    when = seconds(withdrawn_at(proposal["id"]))
+    # Not "Its agent withdrew it": a person did, and the note is shown, not read as markup.
     assert shown_as_typed(update["blocks"]) == (
-        f"Withdrawn for its agent by operator at {when:%Y-%m-%d %H:%M} UTC: {note}"
+        f"operator withdrew it for its agent at {when}: {note}"
     )
     # Nor does the text a notification shows of it mention anyone.
     assert "<!channel>" not in update["text"] and "&lt;!channel&gt;" in update["text"]
     assert buttons(update["blocks"]) == []
     # A press on it afterwards is told the same, in plain words too.
     post(*pressing(OPERATOR, "approve", str(proposal["id"]), where))
-    assert "by operator at" in told(on_slack, OPERATOR)
+    assert "operator withdrew it for its agent at" in told(on_slack, OPERATOR)
     assert "&lt;!channel&gt;" in told(on_slack, OPERATOR)
     assert "<!channel>" not in told(on_slack, OPERATOR)
     [reply] = on_slack.sent("chat.postEphemeral", user=OPERATOR)
     [block] = reply["blocks"]
     assert block["text"]["type"] == "plain_text" and block["text"]["emoji"] is False
-    assert block["text"]["text"].endswith(f"by operator at {when:%Y-%m-%d %H:%M} UTC: {note}")
+    assert block["text"]["text"].endswith(f"for its agent at {when}: {note}")
 
 
-FORGED = "Approved by operator at 2026-12-04 22:50 UTC; executed at 2026-12-04 22:51 UTC."
+FORGED = "operator approved it at 2026-12-04 22:50:03 UTC; executed at 2026-12-04 22:51:09 UTC."
 
 
 def test_a_withdrawal_for_the_agent_shows_its_note_on_one_line(optimizer, on_slack, operators):
     """A reviewer's note with line breaks had added lines that read as the message's own
-    ("Approved by operator at …; executed at …." under "Withdrawn for its agent by
-    second-operator at …: Paused."), as an agent's note had before c9a132c."""
+    ("operator approved it at …; executed at …." under "second-operator withdrew it for its
+    agent at …: Paused."), as an agent's note had before c9a132c."""
     proposal, where = waiting_on_slack(optimizer, on_slack)
     _, second = operators
 
@@ -1030,10 +1053,9 @@ def test_a_withdrawal_for_the_agent_shows_its_note_on_one_line(optimizer, on_sla
     )
 
     [update] = wait_until(lambda: updates_of(on_slack, where))
-    when = Proposal.objects.get(pk=proposal["id"]).updated_at
+    when = seconds(withdrawn_at(proposal["id"]))
     assert shown_as_typed(update["blocks"]) == (
-        f"Withdrawn for its agent by second-operator at {when:%Y-%m-%d %H:%M} UTC: "
-        f"Paused. {FORGED} End"
+        f"second-operator withdrew it for its agent at {when}: Paused. {FORGED} End"
     )
     assert Proposal.objects.get(pk=proposal["id"]).withdrawal_note.startswith("Paused.\n\n")
 
@@ -1062,12 +1084,10 @@ def test_an_agents_withdrawal_says_when_and_quotes_its_note_on_one_line_as_typed
 
     assert answer.status_code == 200, answer.content
     [update] = wait_until(lambda: updates_of(on_slack, where))
-    # When, to the minute as Slack's messages say when a review ended, and as a withdrawal
-    # by a person for the agent says it (its page says it to the second).
-    when = Proposal.objects.get(pk=proposal["id"]).updated_at
-    assert shown_as_typed(update["blocks"]) == (
-        f"Withdrawn by its agent at {when:%Y-%m-%d %H:%M} UTC: “{quoted}”"
-    )
+    # When, to the second, as its page says it (it said the minute), and when its history
+    # recorded it (not when the row last changed).
+    when = seconds(withdrawn_at(proposal["id"]))
+    assert shown_as_typed(update["blocks"]) == f"Its agent withdrew it at {when}: “{quoted}”"
     # Kept as written, for its page and its agent.
     assert answer.json()["withdrawal"]["note"] == note
 
@@ -1188,7 +1208,7 @@ def test_an_update_read_before_a_decision_that_lands_after_it_is_sent_again(
     # The first sender's "1 of 2" landed after the second's update...
     wait_until(lambda: [u for u in updates_of(on_slack, where) if "1 of 2" in str(u["blocks"])])
     # ... and the message ends saying what happened.
-    wait_until(lambda: "Approved by operator, second-operator at" in now_says())
+    wait_until(lambda: "operator and second-operator approved it, the last at" in now_says())
     assert "waits for" not in now_says()
     assert buttons(on_slack.messages[(where["channel"], where["ts"])]["blocks"]) == []
     assert Proposal.objects.get(pk=proposal["id"]).status in ("approved", "executing", "executed")
@@ -1431,7 +1451,7 @@ def test_a_press_on_a_proposal_someone_decided_says_who_decided_first(
 
     post(*pressing("U0SECOND", "reject", f"{proposal['id']}:other", where))
 
-    assert "Approved by operator at" in told(on_slack, "U0SECOND")
+    assert "operator approved it at" in told(on_slack, "U0SECOND")
     assert Decision.objects.filter(proposal_id=proposal["id"]).count() == 1
 
 

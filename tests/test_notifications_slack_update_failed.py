@@ -70,7 +70,7 @@ def test_an_update_slack_could_not_take_for_a_while_lands_once_it_can(optimizer,
     [landed, *_] = wait_until(lambda: updates_of(on_slack, where), timeout=40)
     assert buttons(landed["blocks"]) == []
     assert headline(landed["blocks"]) == NO_LONGER_WAITS
-    assert "Rejected by operator (too aggressive)" in context_texts(landed["blocks"])
+    assert "operator rejected it (too aggressive) at" in context_texts(landed["blocks"])
     wait_until(lambda: Notification.objects.get(pk=update.pk).status == NotificationStatus.SENT)
     update.refresh_from_db()
     assert update.attempts > MAX_ATTEMPTS

@@ -116,13 +116,14 @@ def test_the_console_says_it_expired_and_offers_no_decision(login):
         reverse("admin:approvals_proposal_approve", args=[proposal.pk]), follow=True
     )
 
-    assert "it has expired and can no longer be approved" in response.text
     expired_as_the_sweep_expires(proposal)
     # Its status line says when its window closed, undecided, not "Expired" alone.
     page = client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
     closed = f"{Proposal.objects.get(pk=proposal.pk).review_expires_at:%Y-%m-%d %H:%M:%S} UTC"
     status_line = page.text.split('id="review-ended">')[1].split("</span>")[0]
     assert status_line == f"· Nobody decided it in time: its review window closed at {closed}."
+    # The refusal says the same time as the status line, to the second (it said the minute).
+    assert f"closed at {closed}: it has expired and can no longer be approved" in response.text
 
 
 def test_an_operator_withdrawing_after_the_window_finds_it_expired(operator):
@@ -136,8 +137,9 @@ def test_an_agent_withdrawing_after_the_window_gets_409_and_the_proposal_expires
     proposal = overdue()
     response = optimizer.post(f"/api/v1/proposals/{proposal.pk}/withdraw/")
     assert response.status_code == 409, response.content
-    assert "it has expired and can no longer be withdrawn" in response.text
     expired_as_the_sweep_expires(proposal)
+    closed = f"{Proposal.objects.get(pk=proposal.pk).review_expires_at:%Y-%m-%d %H:%M:%S} UTC"
+    assert f"closed at {closed}: it has expired and can no longer be withdrawn" in response.text
     assert optimizer.get(f"/api/v1/proposals/{proposal.pk}/").json()["status"] == "expired"
 
 

@@ -27,6 +27,7 @@ from approvals import action_types
 from approvals.models import Agent, Decision, Proposal, ProposalStatus
 from approvals.services.lifecycle import InvalidTransition
 from hitlproject.errors import Conflict, DomainError, NotAllowed
+from hitlproject.formats import console_time
 from hitlproject.row_locks import rows_held
 from hitlproject.vocabulary import READ_PERMISSION
 
@@ -105,8 +106,8 @@ class ReviewWindowClosed(Conflict):
     def __init__(self, proposal: Proposal, done: str) -> None:
         super().__init__(
             f"Proposal #{proposal.pk}'s review window closed at "
-            f"{proposal.review_expires_at:%Y-%m-%d %H:%M} UTC: it has expired and can no "
-            f"longer be {done}."
+            f"{console_time(proposal.review_expires_at)}: it has expired and can no longer be "
+            f"{done}."
         )
 
 
