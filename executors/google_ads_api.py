@@ -25,7 +25,6 @@ from importlib import import_module
 from typing import Any
 
 import grpc
-import httpx
 from django.conf import settings
 from google.ads.googleads.client import GoogleAdsClient
 from google.ads.googleads.errors import GoogleAdsException
@@ -40,7 +39,13 @@ from approvals import action_types
 from approvals.services.supersession import target_moves
 from executors.google_ads import ACTION_TYPES, GoogleAdsAction, GoogleAdsItem, GoogleAdsOutcome
 from executors.models import GoogleAdsLink
-from hitlproject.outbound import Answer, AnswerTooLong, exchange_within
+from hitlproject.outbound import (
+    Answer,
+    AnswerTooLong,
+    ExchangeFailed,
+    exchange_within,
+    failure_in_words,
+)
 
 API_VERSION = "v26"
 SCOPES = ["https://www.googleapis.com/auth/adwords"]
@@ -232,8 +237,12 @@ class _DeadlinedRequest(transport.Request):
                 deadline=settings.GOOGLE_ADS_DEADLINE,
                 limit=TOKEN_ANSWER_LIMIT,
             )
-        except (TimeoutError, AnswerTooLong, httpx.HTTPError) as error:
-            raise auth_exceptions.TransportError(f"{type(error).__name__}: {error}") from error
+        except ExchangeFailed as error:  # reached nobody, or may have reached it
+            said = failure_in_words("Google's OAuth server", str(error), went=error.went)
+            raise auth_exceptions.TransportError(said) from error
+        except AnswerTooLong as error:
+            said = f"Google's OAuth server's answer could not be read: {error}"
+            raise auth_exceptions.TransportError(said) from error
         return _TokenAnswer(answer)
 
 
@@ -258,7 +267,7 @@ def google_ads_client(link: GoogleAdsLink) -> GoogleAdsClient:
             f"Google's OAuth server refused the link's credentials: {error}", retryable=retryable
         ) from error
     except auth_exceptions.TransportError as error:
-        raise _Refused(f"Google's OAuth server was not reached: {error}", retryable=True) from error
+        raise _Refused(str(error), retryable=True) from error
     return GoogleAdsClient(
         credentials=credentials,
         developer_token=link.developer_token,

@@ -18,6 +18,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 
 from executors.base import ChannelError, ChannelExecutor, Frozen, Outcome
 from hitlproject.outbound import (
+    failure_in_words,
     request_id,
     request_ids,
     send_signed,
@@ -129,10 +130,10 @@ def _post(request: dict[str, Any], account: Account) -> Outcome:
         )
     if sent.status is not None:
         said = f"the endpoint answered {sent.result}"
-    elif sent.reached:  # its answer not had
+    elif sent.reached and not sent.went:  # it answered with more than is read
         said = f"the endpoint {sent.result}"
-    else:
-        said = f"the endpoint could not be reached: {sent.result}"
+    else:  # no answer: before its request went (never reached), or after (it may have been)
+        said = failure_in_words("the endpoint", sent.result, went=sent.went)
     if sent.retry_after is not None:
         said += f" (Retry-After: {sent.retry_after:g} s)"
     raise ChannelError(

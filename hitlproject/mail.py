@@ -21,6 +21,7 @@ import threading
 
 from django.core.mail.backends.smtp import EmailBackend as SMTPEmailBackend
 
+from hitlproject.outbound import timed_out_text
 from hitlproject.validation import one_line
 
 # smtplib's longest line (its ``_MAXLINE``, 8192 bytes), in KiB.
@@ -64,7 +65,7 @@ class _Bounded:
         try:
             super().send(s)
         except smtplib.SMTPServerDisconnected as error:
-            if self._cut:
+            if self._cut or isinstance(error.__context__, TimeoutError):
                 raise self._deadline_passed() from error
             raise
 
@@ -76,7 +77,9 @@ class _Bounded:
         try:
             reply = super().getreply()
         except smtplib.SMTPServerDisconnected as error:
-            if self._cut:
+            # smtplib says a read that timed out as "Connection unexpectedly closed: timed
+            # out": the server closed nothing, it did not answer in time.
+            if self._cut or isinstance(error.__context__, TimeoutError):
                 raise self._deadline_passed() from error
             raise
         except smtplib.SMTPResponseException as error:
@@ -95,7 +98,8 @@ class _Bounded:
         return f"the mail server's answer to {self._asked}"
 
     def _deadline_passed(self) -> MailExchangeEnded:
-        return MailExchangeEnded(f"the mail server did not finish within {self.deadline:g} s")
+        """The exchange's deadline passed, or a read's timeout (the same seconds)."""
+        return MailExchangeEnded(f"the mail server {timed_out_text(self.deadline)}")
 
     def close(self) -> None:
         if self._cut_off is not None:
@@ -131,9 +135,11 @@ def _reply(code: int, words: bytes | str) -> str:
     return f"{code} {words}".strip()
 
 
-def mail_failure_in_words(error: OSError) -> str:
+def mail_failure_in_words(error: OSError, *, timeout: float) -> str:
     """Why an email did not go, as an outbox's log says it: what the mail server answered
-    ("the mail server answered 550 5.1.1 User unknown"), or what became of the exchange."""
+    ("the mail server answered 550 5.1.1 User unknown"), or what became of the exchange; a
+    timeout as every outbound exchange says one, with its limit (``timeout``, the
+    connection's): "the mail server timed out: no answer within 10 s"."""
     if isinstance(error, MailExchangeEnded):
         return str(error)
     if isinstance(error, smtplib.SMTPRecipientsRefused):
@@ -153,7 +159,7 @@ def mail_failure_in_words(error: OSError) -> str:
     if isinstance(error, socket.gaierror):
         return f"the mail server's name did not resolve: {error.strerror or error}"
     if isinstance(error, TimeoutError):
-        return "the mail server did not answer in time"
+        return f"the mail server {timed_out_text(timeout)}"
     if isinstance(error, ssl.SSLError):
         return f"no secure connection with the mail server: {error.reason or error}"
     if error.errno:

@@ -86,6 +86,9 @@ class Sent:
     # answered with headers longer than are read, or it was sent and no answer came by the
     # deadline. Not one refused, that never connected, or whose connection failed.
     reached: bool = False
+    # Whether any of the request was sent, its answer not had: a connection lost then, or a
+    # timeout, may have carried it to the endpoint.
+    went: bool = False
 
 
 # The headers an endpoint names its request in (Stripe's, and most frameworks'), and what of
@@ -244,14 +247,18 @@ def _tls() -> ssl.SSLContext:
 
 class _Progress:
     """How far a request got, as httpcore traces it: whether any of it was sent (its
-    headers' sending began). One cut off before then reached nobody."""
+    headers' sending began), and whether all of it was (its body's sending completed). One
+    cut off before any was sent reached nobody."""
 
     def __init__(self) -> None:
         self.sending = False
+        self.sent = False
 
     async def trace(self, name: str, info: dict) -> None:
         if name.endswith(".send_request_headers.started"):
             self.sending = True
+        elif name.endswith(".send_request_body.complete"):
+            self.sent = True
 
 
 @dataclass(frozen=True)
@@ -378,9 +385,81 @@ REDIRECTS = {301, 302, 303, 307, 308}
 HEADERS_AT_MOST_KIB = httpcore.AsyncHTTP11Connection.MAX_INCOMPLETE_EVENT_SIZE // 1024
 
 
-def timed_out_text() -> str:
-    """What an exchange cut off at its deadline, its request sent, is recorded as."""
-    return f"timed out: no answer within {settings.OUTBOUND_DEADLINE:g} s"
+def timed_out_text(deadline: float | None = None) -> str:
+    """What an exchange cut off at its deadline (``OUTBOUND_DEADLINE`` unless given), its
+    request sent, is recorded as: the one way a timeout is said, the limit with it, by the
+    mail server's exchange (``hitlproject.mail``) and Slack's too."""
+    within = settings.OUTBOUND_DEADLINE if deadline is None else deadline
+    return f"timed out: no answer within {within:g} s"
+
+
+def timed_out_before_sending_text(deadline: float) -> str:
+    """What an exchange whose deadline passed before any of its request was sent (its name
+    still being looked up, say) is recorded as: it reached nobody."""
+    return f"timed out before sending: nothing sent within {deadline:g} s"
+
+
+def connection_lost_text(detail: str, *, whole: bool = True) -> str:
+    """What a connection lost once the request was on its way (reset, or closed before an
+    answer came) is recorded as: not that the endpoint could not be reached, which says it
+    never arrived, but that it may have (``whole``: all of it was sent)."""
+    when = "after the request was sent" if whole else "while the request was being sent"
+    return f"the connection was lost {when}: it may have arrived ({detail})"
+
+
+def failure_in_words(who: str, said: str, *, went: bool) -> str:
+    """A failure without an answer (``said`` as ``send_signed`` records it), of ``who`` (the
+    endpoint, Slack): "the endpoint timed out: no answer within 10 s"; "the endpoint did not
+    answer: the connection was lost after the request was sent: it may have arrived (…)";
+    and, only for one that sent none of its request, "… could not be reached: …"."""
+    if not went:
+        return f"{who} could not be reached: {said}"
+    if said.startswith("timed out"):
+        return f"{who} {said}"
+    return f"{who} did not answer: {said}"
+
+
+def _failure_detail(error: BaseException) -> str:
+    """A connection's failure in the system's words ("connection reset by peer"), or
+    httpx's own ("server disconnected without sending a response"), on one line."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno:
+            return os.strerror(cause.errno).lower()
+        cause = cause.__cause__ or cause.__context__
+    said = one_line(str(error)).rstrip(".")
+    if not said:
+        return type(error).__name__
+    return said[:1].lower() + said[1:] if said[1:2].islower() else said
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """How an exchange that got no answer failed, in words, and whether it may have reached
+    the endpoint (``went``: any of the request was sent)."""
+
+    said: str
+    went: bool
+
+
+def _failure_said(
+    error: BaseException, progress: _Progress, *, deadline: float, connect: float
+) -> _Failed:
+    """An exchange's failure said as it happened: before any of the request was sent (a
+    destination refused, a name that did not resolve, a connection refused or not made in
+    time, a TLS handshake that failed), it reached nobody; after (a timeout waiting for the
+    answer, a connection reset or closed), it may have arrived."""
+    if isinstance(error, RefusedDestination):
+        return _Failed(f"refused: {error}", False)
+    if isinstance(error, httpx.ConnectTimeout | httpx.PoolTimeout):
+        return _Failed(f"timed out connecting: no connection within {connect:g} s", False)
+    if isinstance(error, TimeoutError | httpx.TimeoutException):
+        if not progress.sending:
+            return _Failed(timed_out_before_sending_text(deadline), False)
+        return _Failed(timed_out_text(deadline), True)
+    if isinstance(error, httpx.ConnectError | ConnectionRefusedError) or not progress.sending:
+        return _Failed(f"could not connect: {_connect_failure(error)}", False)
+    return _Failed(connection_lost_text(_failure_detail(error), whole=progress.sent), True)
 
 
 # What an answer whose headers never end within the cap is recorded as: the endpoint was
@@ -427,28 +506,14 @@ def send_signed(
         answered = asyncio.run(_post_within_deadline(url, body, headers, progress, read_answer))
     except RefusedDestination as refused:
         return Sent(False, refused.retry, f"refused: {refused}"[:500])
-    except (httpx.ConnectTimeout, httpx.PoolTimeout):
-        connect = settings.OUTBOUND_CONNECT
-        return Sent(False, True, f"timed out connecting: no connection within {connect:g} s")
-    except (TimeoutError, httpx.TimeoutException):
-        if not progress.sending:
-            # The deadline passed before any of the request went (its name still being
-            # looked up, say): it reached nobody.
-            return Sent(False, True, "timed out before sending")
-        return Sent(False, True, timed_out_text(), unanswered=True, reached=True)
-    except (httpx.ConnectError, ConnectionRefusedError) as error:
-        return Sent(False, True, f"could not connect: {_connect_failure(error)}"[:500])
     except httpx.RemoteProtocolError as error:
         # h11's words for an answer whose headers never end within its cap ("Receive buffer
         # too long") say nothing to an operator.
         if "buffer too long" in str(error):
             return Sent(False, True, HEADERS_TOO_LONG, unanswered=True, reached=True)
-        return Sent(False, True, f"{type(error).__name__}: {error}"[:500], unanswered=True)
-    except (httpx.HTTPError, OSError, ssl.SSLError) as error:
-        # A connection lost once the request was on its way (or one the handshake ended,
-        # before: which, is not told apart here): it may have been acted on.
-        unanswered = not isinstance(error, ssl.SSLError | httpx.UnsupportedProtocol)
-        return Sent(False, True, f"{type(error).__name__}: {error}"[:500], unanswered=unanswered)
+        return _not_answered(error, progress)
+    except (TimeoutError, httpx.HTTPError, OSError, ssl.SSLError) as error:
+        return _not_answered(error, progress)
     code, said, ids = answered.code, answered.said, answered.request_ids
     if 200 <= code < 300:
         return Sent(
@@ -479,6 +544,28 @@ def send_signed(
     )
 
 
+def _not_answered(error: BaseException, progress: _Progress) -> Sent:
+    """A request that got no answer, said as it failed (``_failure_said``): tried again
+    whichever way, with the same key; one whose request went may have been acted on
+    (``unanswered``), one cut off waiting for its answer was known to reach the endpoint
+    (``reached``), one that never sent any of it reached nobody."""
+    failed = _failure_said(
+        error,
+        progress,
+        deadline=settings.OUTBOUND_DEADLINE,
+        connect=settings.OUTBOUND_CONNECT,
+    )
+    timed_out = isinstance(error, TimeoutError | httpx.TimeoutException)
+    return Sent(
+        False,
+        True,
+        failed.said[:500],
+        unanswered=failed.went,
+        reached=failed.went and timed_out,
+        went=failed.went,
+    )
+
+
 @dataclass(frozen=True)
 class Answer:
     status: int
@@ -491,6 +578,19 @@ class AnswerTooLong(Exception):
     """An answer longer than the caller reads (one that never ends, say)."""
 
 
+class ExchangeFailed(OSError):
+    """An exchange that got no answer (``exchange_within``), its words saying how, as
+    ``send_signed`` says it; ``went``: any of the request was sent, so it may have arrived
+    (a timeout waiting for the answer, a connection lost), else it reached nobody."""
+
+    def __init__(self, said: str, *, went: bool) -> None:
+        super().__init__(said)
+        self.went = went
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 def exchange_within(
     method: str,
     url: str,
@@ -501,15 +601,24 @@ def exchange_within(
     limit: int,
 ) -> Answer:
     """One request and its whole answer, read within ``deadline`` seconds in all and up to
-    ``limit`` bytes. Raises TimeoutError past the deadline (a server trickling its answer a
-    byte at a time meets every read's timeout, not this), AnswerTooLong, or httpx's error."""
+    ``limit`` bytes. Raises AnswerTooLong, or ExchangeFailed saying how it failed, as
+    ``send_signed`` says it: past the deadline (a server trickling its answer a byte at a
+    time meets every read's timeout, not this), "timed out: no answer within 10 s"; a
+    connection lost once the request went, that it may have arrived."""
+    progress = _Progress()
 
     async def within() -> Answer:
         async with (
             asyncio.timeout(deadline),
             httpx.AsyncClient(verify=_tls(), follow_redirects=False, timeout=deadline) as client,
         ):
-            request = client.build_request(method, url, content=content, headers=headers)
+            request = client.build_request(
+                method,
+                url,
+                content=content,
+                headers=headers,
+                extensions={"trace": progress.trace},
+            )
             response = await client.send(request, stream=True)
             try:
                 body = bytearray()
@@ -530,8 +639,9 @@ def exchange_within(
         return asyncio.run(within())
     # Whichever came first: httpx's timeout, or the deadline's (a bare TimeoutError, which
     # said nothing: "Slack could not be reached: ").
-    except (httpx.TimeoutException, TimeoutError) as error:
-        raise TimeoutError(f"no answer within {deadline:g} s") from error
+    except (httpx.HTTPError, TimeoutError, OSError, ssl.SSLError) as error:
+        failed = _failure_said(error, progress, deadline=deadline, connect=deadline)
+        raise ExchangeFailed(failed.said, went=failed.went) from error
 
 
 async def _check(url: str) -> None:

@@ -107,9 +107,8 @@ class EmailChannel(Channel):
         try:
             email.send()
         except (OSError, TimeoutError) as error:  # smtplib's errors are OSErrors
-            raise ChannelError(
-                mail_failure_in_words(error), permanent=_refused_for_good(error)
-            ) from error
+            said = mail_failure_in_words(error, timeout=settings.EMAIL_TIMEOUT)
+            raise ChannelError(said, permanent=_refused_for_good(error)) from error
         where = "the mail server" if settings.EMAIL_HOST else settings.EMAIL_FILE_PATH
         return Sent(f"accepted by {where} for {recipient.email}")
 

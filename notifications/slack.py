@@ -20,7 +20,13 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from approvals.models import RejectionReason
-from hitlproject.outbound import AnswerTooLong, exchange_within, retry_after_seconds
+from hitlproject.outbound import (
+    AnswerTooLong,
+    ExchangeFailed,
+    exchange_within,
+    failure_in_words,
+    retry_after_seconds,
+)
 from hitlproject.validation import one_line
 from notifications.channels import Channel, ChannelError, Sent
 from notifications.messages import (
@@ -130,7 +136,7 @@ class BoundedWebClient(WebClient):
     of the socket, so a Slack trickling its answer a byte at a time held a worker, or a
     button press past Slack's 3 s, for as long as it liked, and an answer without end was
     read into memory whole. Here a call's exchange has ``timeout`` seconds in all and reads
-    at most ANSWER_LIMIT bytes; past the deadline it raises TimeoutError, and an answer that
+    at most ANSWER_LIMIT bytes; past the deadline it raises ExchangeFailed, and an answer that
     is not a JSON object raises UnreadableAnswer.
 
     A call is made once: the client's own retry of a connection lost (after a pause of its
@@ -267,6 +273,8 @@ def _failure(error: SlackClientError | OSError) -> ChannelError:
             permanent=code in PERMANENT_ERRORS,
             retry_after=_retry_after(error),
         )
+    if isinstance(error, ExchangeFailed):  # reached nobody, or may have reached Slack
+        return ChannelError(failure_in_words("Slack", str(error), went=error.went))
     return ChannelError(f"Slack could not be reached: {getattr(error, 'reason', None) or error}")
 
 

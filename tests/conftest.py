@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -590,10 +591,18 @@ def creative_batch(*creatives: dict) -> dict:
     }
 
 
+# In a Receiver's statuses, instead of an HTTP status: the request read whole and kept, then
+# the connection closed without a word (``HANG_UP``), or reset (``RESET``): an endpoint that
+# may have acted on it, whose answer was lost.
+HANG_UP = 0
+RESET = -1
+
+
 class Receiver:
     """An HTTP endpoint on localhost (an agent's callback URL, a channel's execution
     endpoint) that answers with the given statuses in turn (the last one repeats) and keeps
-    what it was sent."""
+    what it was sent; ``HANG_UP`` or ``RESET`` among them loses the connection instead of
+    answering."""
 
     def __init__(
         self,
@@ -638,6 +647,14 @@ class Receiver:
                     hold.wait(timeout=2)
                 statuses = receiver.statuses
                 status = statuses.pop(0) if len(statuses) > 1 else statuses[0]
+                if status in (HANG_UP, RESET):
+                    if status == RESET:  # closed at once with a TCP reset, not a FIN
+                        self.connection.setsockopt(
+                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                        )
+                        self.connection.close()
+                    self.close_connection = True
+                    return
                 self.send_response(status)
                 if retry_after is not None and not 200 <= status < 300:
                     self.send_header("Retry-After", retry_after)

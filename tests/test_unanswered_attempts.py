@@ -258,4 +258,4 @@ def test_a_deadline_met_while_the_name_resolves_is_not_unanswered(settings, monk
         stuck.set()
     assert not sent.delivered and sent.retry
     assert not sent.unanswered, sent.result
-    assert sent.result == "timed out before sending"
+    assert sent.result == "timed out before sending: nothing sent within 1 s"
