@@ -225,7 +225,10 @@ def test_a_woken_long_poll_that_finds_no_free_connection_is_told_to_come_back(
     optimizer = demo_world["agents"]["optimizer"]
     server = web_server_with(
         HITL_DATABASE_POOL_SIZE="1",
-        HITL_DATABASE_POOL_TIMEOUT_SECONDS="0.5",
+        # Long enough that the wait and the test's other requests, taking turns on the one
+        # connection, each get it on a loaded machine (at 0.5 s one was told 503 and the wait
+        # was never set up); the woken wait is refused when it runs out all the same.
+        HITL_DATABASE_POOL_TIMEOUT_SECONDS="5",
         HITL_SUBMISSION_LOCK_TIMEOUT_SECONDS="60",
         HITL_LONG_POLL_MAX_WAITS_PER_AGENT="1",
     )
