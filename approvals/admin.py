@@ -85,6 +85,7 @@ from approvals.services.decisions import (
 )
 from approvals.services.lifecycle import InvalidTransition
 from approvals.services.proposals import (
+    HELD_BACK,
     guardrail_blocks_counting_approved,
     proposal_withdraw_for_agent,
 )
@@ -138,6 +139,8 @@ from policies.engine import (
 from policies.models import KillSwitch, KillSwitchScope, Policy
 from policies.services import (
     KILL_SWITCH_FINDING,
+    WHEN_HELD_BACK,
+    WHEN_ROUTED,
     brand_guideline_findings,
     engaged_kill_switches,
     kill_switch_finding_now,
@@ -574,12 +577,22 @@ def _guardrail_findings(
     findings = proposal.guardrail_findings or {}
     recorded = [*findings.get("block", []), *findings.get("review", [])]
     edited_out = _edited_out(proposal, recorded)
+    # A switch that held it back as it was about to run (an approved proposal) found it then,
+    # not as it was routed: its reasons say so ("Held back before executing: The kill switch…").
+    holds = [
+        str(reason)
+        for reason in proposal.verdict_reasons or ()
+        if str(reason).startswith(HELD_BACK)
+    ]
     said = []
     for finding in recorded:
         if finding in edited_out:
             said.append((f"{finding} {NOT_IN_THE_EDIT.format(agent=proposal.agent)}", False))
             continue
-        now = kill_switch_finding_now(finding, engaged_now)
+        held = any(finding in hold for hold in holds)
+        now = kill_switch_finding_now(
+            finding, engaged_now, when=WHEN_HELD_BACK if held else WHEN_ROUTED
+        )
         said.append((now, now == finding))
     return said
 

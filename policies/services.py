@@ -286,10 +286,19 @@ def kill_switch_reason(switch: KillSwitch) -> str:
 _ENGAGED = " is engaged: "
 
 
-def kill_switch_reason_released(finding: str, *, none_covers_now: bool = True) -> str:
+# When a switch's finding was recorded with a proposal: as it was routed, or as it was about
+# to run and the switch held it back (its reasons then begin "Held back before executing:").
+WHEN_ROUTED = "when it was routed"
+WHEN_HELD_BACK = "when it was held back before executing"
+
+
+def kill_switch_reason_released(
+    finding: str, *, none_covers_now: bool = True, when: str = WHEN_ROUTED
+) -> str:
     """A kill switch's finding (``kill_switch_reason``), for a proposal it no longer covers
-    (``none_covers_now``: nor does any other switch)."""
-    finding = finding.replace(_ENGAGED, " was engaged when it was routed: ", 1)
+    (``none_covers_now``: nor does any other switch), engaged then (``when``: as it was
+    routed, or as the switch held it back before executing)."""
+    finding = finding.replace(_ENGAGED, f" was engaged {when}: ", 1)
     if none_covers_now:
         return f"{finding} Released since: no kill switch covers it now."
     return f"{finding} Released since."
@@ -325,7 +334,9 @@ def kill_switches_named_over(account: Account) -> frozenset[str]:
     return frozenset().union(*map(kill_switch_names, engaged_kill_switches(account)))
 
 
-def kill_switch_finding_now(finding: str, engaged_now: Collection[str]) -> str:
+def kill_switch_finding_now(
+    finding: str, engaged_now: Collection[str], *, when: str = WHEN_ROUTED
+) -> str:
     """A reason or finding recorded with a proposal, as it stands now: a kill switch's
     ("The kill switch on account demo is engaged: …") says the switch was engaged when it
     was routed and is released since, unless that switch is engaged now (``engaged_now``:
@@ -334,7 +345,7 @@ def kill_switch_finding_now(finding: str, engaged_now: Collection[str]) -> str:
     named = kill_switch_named_in(finding)
     if not named or named in engaged_now:
         return finding
-    return kill_switch_reason_released(finding, none_covers_now=not engaged_now)
+    return kill_switch_reason_released(finding, none_covers_now=not engaged_now, when=when)
 
 
 def _engaging_record(switch: KillSwitch):

@@ -519,6 +519,27 @@ def test_a_proposal_a_switch_held_back_shows_the_switch_in_the_queue_s_guardrail
     assert ">kill switch released</span>" in queue_row()
 
 
+def test_a_switch_that_held_an_approved_proposal_back_reads_released_as_it_happened(login):
+    """An operator approves a 28% reallocation routed to a person for its size; a switch
+    engaged after that holds it back before executing, and is released. The queue's mark
+    says the switch was engaged when it held the proposal back, which is what happened: it
+    read "was engaged when it was routed", and nothing was engaged when it was routed."""
+    proposal = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=proposal.pk, reviewer=person())
+    switch = engage()
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.PENDING_REVIEW
+    release(switch)
+
+    listed = login("operator").get(reverse("admin:approvals_proposal_changelist")).text
+    row = html.unescape(listed.split(f'value="{proposal.pk}"')[1].split("</tr>")[0])
+    assert (
+        f'title="The kill switch on account demo was engaged when it was held back before '
+        f'executing: {OUTAGE} Released since: no kill switch covers it now.">'
+        "kill switch released</span>"
+    ) in row
+    assert "when it was routed" not in row
+
+
 def test_an_approval_held_back_and_given_again_is_told_to_its_agent_as_one_reviewers(
     agent_client,
 ):
