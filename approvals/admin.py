@@ -56,6 +56,7 @@ from approvals.selectors import (
     routed_reasons,
     routings,
     withdrawal_seen,
+    withdrawn_said,
 )
 from approvals.services.acts import (
     Act,
@@ -1236,6 +1237,7 @@ class ProposalAdmin(ReadOnlyAdmin):
         )
         approval_refused = act_refusal(request.user, proposal, Act.APPROVE)
         retry_refused = act_refusal(request.user, proposal, Act.RETRY)
+        withdrawal = withdrawal_seen(proposal)
         # Its last round on a channel, read once: whether it resumed a held one as a new
         # request, and what a retry could repeat.
         round_ = last_round(proposal) if proposal.status in RESUMED_SAID_STATUSES else None
@@ -1274,7 +1276,9 @@ class ProposalAdmin(ReadOnlyAdmin):
             "kill_switches_released": _kill_switches_released(proposal),
             "kill_switches_engaged_since": _kill_switches_engaged_since(proposal),
             "may_still_be_decided": proposal.status in MAY_STILL_BE_DECIDED_STATUSES,
-            "withdrawal": withdrawal_seen(proposal),
+            # Said as its messages say it (``withdrawn_said``), its note isolated on the page.
+            "withdrawal": withdrawal,
+            "withdrawal_said": withdrawn_said(withdrawal) if withdrawal is not None else "",
             "charts": numeric_series(proposal.supporting_data),
             "what_if_chart": what_if_chart(proposal),
             "track_record": agent_track_record(

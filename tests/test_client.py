@@ -421,7 +421,8 @@ def test_client_withdraws_saying_why_and_the_operator_reads_it_on_its_page(hitl,
     )
     page = login("operator").get(f"/admin/approvals/proposal/{pending.id}/change/").text
     said = page.split('id="withdrawal"')[1].split("</span>")[0]
-    assert "by optimizer itself" in said
+    # Said as its messages say it.
+    assert said.startswith(">· Its agent withdrew it at 20")
     assert "“<bdi>Superseded by my plan for next week.</bdi>”" in said
     # The agent knows why it withdrew it: no feedback record tells it back.
     assert list(hitl.feedback()) == []

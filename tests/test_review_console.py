@@ -382,7 +382,7 @@ def test_an_operator_withdraws_a_proposal_for_its_agent_and_the_agent_learns_it(
     # Its page says who withdrew it, when and why, not only "No person decided it".
     page = login("auditor").get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
     assert (
-        f"· for optimizer, by operator, at {record.history_date:%Y-%m-%d %H:%M:%S} UTC: "
+        f"· operator withdrew it for its agent at {record.history_date:%Y-%m-%d %H:%M:%S} UTC: "
         "“<bdi>The owner paused this account&#x27;s changes.</bdi>”" in page.text
     )
     assert "No person decided it; operator withdrew it for optimizer." in page.text
@@ -406,9 +406,10 @@ def test_an_agent_withdrawing_its_own_proposal_is_told_it_did_and_gets_no_feedba
     assert (answer["status"], answer["withdrawal"]) == ("withdrawn", {"by": "agent", "note": ""})
     page = login("operator").get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
     # To the second, as the page's other status lines (rejected, superseded, failed, expired)
-    # and the bulk confirmation ("Its agent withdrew it at …") say when; it read to the minute.
+    # say when (it read to the minute), and in the words of the bulk confirmation and the
+    # messages (it read "by optimizer itself").
     withdrawn_at = withdrawal_seen(Proposal.objects.get(pk=proposal.pk)).at
-    assert f"· by optimizer itself, at {withdrawn_at:%Y-%m-%d %H:%M:%S} UTC" in page.text
+    assert f"· Its agent withdrew it at {withdrawn_at:%Y-%m-%d %H:%M:%S} UTC" in page.text
     assert "No person decided it." in page.text
     assert optimizer.get("/api/v1/feedback/").json()["results"] == []
     waiting = optimizer.get(f"/api/v1/proposals/{evaluated().pk}/").json()
