@@ -1803,8 +1803,6 @@ class AgentAdmin(AuditedHistoryAdmin):
     list_filter = ["kind", "is_active"]
     filter_horizontal = ["accounts"]
     actions = ["issue_new_key", "issue_new_callback_secret"]
-    # A callback URL typed without a scheme is taken as https.
-    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def get_fields(self, request, obj=None):
         fields = [field for field in super().get_fields(request, obj) if field != "callback_secret"]

@@ -208,6 +208,9 @@ class ConsoleAdmin(admin.ModelAdmin):
                 kwargs |= {"form_class": PlainDecimalField, "widget": number_box()}
             elif isinstance(db_field, models.IntegerField):
                 kwargs |= {"form_class": PlainIntegerField, "widget": number_box(whole=True)}
+        # An address typed without a scheme is taken as https (Django 6's default; 5 warns).
+        if isinstance(db_field, models.URLField):
+            kwargs.setdefault("assume_scheme", "https")
         return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def get_form(self, request, *args, **kwargs):

@@ -1,5 +1,4 @@
 from django.contrib import admin
-from django.db import models
 
 from audit.admin import (
     AuditedHistoryAdmin,
@@ -48,7 +47,6 @@ class AccountAdmin(GuardrailFieldsOnly, ChangeReasonAdmin):
     # Where approved actions are sent, and the secret that signs them, are an administrator's:
     # a policy owner may cap spending, not redirect execution.
     integration_fields = ["execution_endpoint"]
-    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def get_fields(self, request, obj=None):
         fields = [name for name in super().get_fields(request, obj) if name != "execution_secret"]
