@@ -183,12 +183,12 @@ def test_hits_at_once_from_many_processes_are_each_counted_once():
     hit, whichever store counts them (Redis, or the embedded default's files)."""
     name = f"test-{uuid.uuid4().hex}"
     spawn = multiprocessing.get_context("spawn")  # never forked (tests.spawned says why)
-    together = spawn.Barrier(8, timeout=120)
+    together = spawn.Barrier(4, timeout=120)
     try:
         with ProcessPoolExecutor(
-            8, mp_context=spawn, initializer=django_ready, initargs=(together,)
+            4, mp_context=spawn, initializer=django_ready, initargs=(together,)
         ) as pool:
-            counts = [n for batch in pool.map(hits, [name] * 8, timeout=120) for n in batch]
+            counts = [n for batch in pool.map(hits, [name] * 4, timeout=120) for n in batch]
         assert sorted(counts) == list(range(1, 401))
         assert window_hit(name=name, period=3600, now=3600.0).count == 1  # the next window
     finally:
@@ -196,7 +196,7 @@ def test_hits_at_once_from_many_processes_are_each_counted_once():
 
 
 def hits(name: str) -> list[int]:
-    return [window_hit(name=name, period=3600, now=0.0).count for _ in range(50)]
+    return [window_hit(name=name, period=3600, now=0.0).count for _ in range(100)]
 
 
 def test_a_reason_does_not_name_another_agents_proposal(agent_client, optimizer):
