@@ -50,10 +50,14 @@ class FeedbackAdmin(ReadOnlyAdmin):
 
 @admin.register(Outcome)
 class OutcomeAdmin(ReadOnlyAdmin):
-    list_display = ["id", "proposal", "effect", "reported_by_kind", "reported_by", "created_at"]
+    list_display = ["id", "proposal", "effect", "reporter", "created_at"]
     list_filter = ["effect", "reported_by_kind"]
     list_select_related = ["proposal"]
     raw_id_fields = ["proposal"]
+
+    @admin.display(description="reported by", ordering="reported_by")
+    def reporter(self, outcome: Outcome) -> str:
+        return outcome.reporter_said
 
 
 # How many events "Deliver again" left as they were are named one by one.

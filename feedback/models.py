@@ -9,7 +9,7 @@ from django.db import models
 from django.utils import timezone
 
 from approvals.models import RejectionReason
-from audit.actors import Actor, acting_as
+from audit.actors import Actor, acting_as, describe_actor
 from audit.models import audited_history
 from hitlproject.attempts import attempts_in_words, entry_time
 from hitlproject.formats import console_time
@@ -64,6 +64,12 @@ class Outcome(models.Model):
     def __str__(self) -> str:
         effect = self.get_effect_display() or "Figures"
         return f"{effect} on #{self.proposal_id}, by {self.reported_by}"
+
+    @property
+    def reporter_said(self) -> str:
+        """Who reported it, as the console names who acted: "operator (person)",
+        "optimizer (agent)" (the API says "user:operator", "agent:optimizer")."""
+        return describe_actor(self.reported_by_kind, self.reported_by)
 
 
 class Feedback(models.Model):

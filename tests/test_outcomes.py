@@ -39,6 +39,11 @@ def test_an_operators_outcome_reaches_the_agent_as_feedback(login, optimizer, ex
     ]
     assert feed[0]["outcome"]["effect"] == "hurt"
     assert feed[0]["outcome"]["reported_by"] == "user:operator"
+    # The console names who reported it as it names who acted (it read "user:operator").
+    reported_by = client.get(page).text.split('data-label="Reported by">')[1].split("<")[0]
+    assert reported_by == "operator (person)"
+    listed = client.get(reverse("admin:feedback_outcome_changelist")).text
+    assert "operator (person)" in listed and "user:operator" not in listed
     history = Outcome.objects.get().history.get()
     assert (history.history_actor_kind, history.history_actor) == ("user", "operator")
 
