@@ -1674,7 +1674,7 @@ class ProposalAdmin(ReadOnlyAdmin):
                 "skipped_all_ended": all(
                     p.status != ProposalStatus.PENDING_REVIEW for p in skipped
                 ),
-                "skipped_failed": any(p.last_failure for p in skipped),
+                "skipped_failed": sum(1 for p in skipped if p.last_failure),
                 "deciding": deciding,
                 "with_findings": [p for p in proposals if any(holds for _, holds in p.findings)],
                 "with_released_switches": [

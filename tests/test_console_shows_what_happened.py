@@ -1820,3 +1820,27 @@ def test_the_bulk_confirmation_says_why_a_failed_proposal_failed_not_how_it_came
         assert "let it run" not in said
     # As its page's status line says it.
     assert status_line(page_of(client, raise_)) == why.replace("Failed:", "Failed ·")
+
+
+def test_the_bulk_confirmation_of_two_failed_proposals_says_why_each_failed(login):
+    """Its banner said "(of one that failed, why it failed)" of two that had failed."""
+    raises = [
+        evaluated(
+            bid_adjustment(action_type="budget_change")
+            | {"payload": {"campaign": campaign, "new_daily_budget": budget}}
+        )
+        for campaign, budget in (("generic-search", "525.00"), ("brand-search", "1050.00"))
+    ]
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget="510.00")
+    Campaign.objects.filter(external_id="brand-search").update(max_daily_budget="1010.00")
+    for raise_ in raises:
+        assert proposal_execute(proposal_id=raise_.pk).status == "failed"
+
+    confirm = login("operator").post(
+        CHANGELIST,
+        {"action": "reject_selected", "_selected_action": [raise_.pk for raise_ in raises]},
+    )
+
+    banner = as_read(confirm.text.split('id="bulk-skipped">')[1].split("</p>")[0])
+    assert banner.endswith("(of those that failed, why each failed).")
+    assert "of one that failed" not in banner
