@@ -984,8 +984,10 @@ class ChangeReasonAdmin(AuditedHistoryAdmin):
         reason = DeletionReasonForm(request.POST) if request.method == "POST" else None
         if reason is not None and not reason.is_valid():
             obj = self.get_object(request, unquote(object_id))
-            if obj is not None and not self.has_delete_permission(request, obj):
-                raise PermissionDenied
+            if obj is None or not self.has_delete_permission(request, obj):
+                # Django's own answer, before any word of a reason: 403 to whom may not
+                # delete it, "does not exist" of what does not.
+                return super().delete_view(request, object_id, extra_context)
             # A reason as a change form takes one: said, at most 1,000 characters, no NUL
             # (which PostgreSQL cannot store: the deletion had failed as a server error).
             problems = " ".join(reason.errors.get("change_reason", []))

@@ -13,6 +13,7 @@ from django.urls import reverse
 from simple_history.admin import SimpleHistoryAdmin
 
 from approvals.models import Agent, AgentAPIKey, Proposal, ProposalStatus
+from audit.actors import Actor, acting_as
 from feedback.models import CallbackEvent
 from hitlproject.errors import DomainError
 from hitlproject.vocabulary import NOTE_MAX_LENGTH
@@ -481,3 +482,28 @@ def test_a_search_is_quoted_in_the_lists_title_without_its_tricks(operator):
     )
     heading = response.content.decode().split("<h1>", 1)[1].split("</h1>", 1)[0]
     assert "\u202e" not in heading and "\u2067" not in heading
+
+
+def test_a_deletion_without_a_reason_is_refused_saying_why_and_only_to_whom_may_delete(
+    login, superuser
+):
+    """Every deletion of the rules records its reason, and one posted without is refused,
+    nothing deleted. An auditor's (who may delete nothing) was answered "Say why", as if a
+    reason would let it through, and so was one of a policy that does not exist."""
+    with acting_as(Actor.system("test")):
+        policy = Policy.objects.create(
+            name="Unused", action_type="status_change", always_review=True, priority=7
+        )
+    delete = reverse("admin:policies_policy_delete", args=[policy.pk])
+
+    refused = superuser.post(delete, {"post": "yes"}, follow=True)
+    assert "Say why: every deletion records its reason." in refused.text
+    assert login("auditor").post(delete, {"post": "yes"}).status_code == 403
+    missing = superuser.post(
+        reverse("admin:policies_policy_delete", args=[policy.pk + 1000]),
+        {"post": "yes"},
+        follow=True,
+    )
+    assert "Say why" not in missing.text
+    assert f"No policy #{policy.pk + 1000} was ever recorded." in missing.text
+    assert Policy.objects.filter(pk=policy.pk).exists()
