@@ -120,16 +120,26 @@ def test_an_edit_made_after_the_ledger_moved_does_not_claim_the_moved_figure_as_
     ]
 
 
+def failed_budget_raise(
+    campaign: str = "generic-search", budget: str = "525.00", cap: str = "510.00"
+) -> Proposal:
+    """A 5% raise of a campaign's budget its policy approved with no person, failed by the
+    ledger's executor: the campaign's cap was set below it before it ran."""
+    raise_ = evaluated(
+        bid_adjustment(action_type="budget_change")
+        | {"payload": {"campaign": campaign, "new_daily_budget": budget}}
+    )
+    assert raise_.status == "approved"
+    Campaign.objects.filter(external_id=campaign).update(max_daily_budget=cap)
+    assert proposal_execute(proposal_id=raise_.pk).status == "failed"
+    raise_.refresh_from_db()
+    return raise_
+
+
 def test_retrying_a_failed_execution_says_it_is_sent_again_not_that_it_is_approved(login):
     """A retry decides nothing: the operator is told the execution is sent again, not that
     the proposal (one policy approved with no person, here) "is approved"."""
-    raise_ = evaluated(
-        bid_adjustment(action_type="budget_change")
-        | {"payload": {"campaign": "generic-search", "new_daily_budget": "525.00"}}
-    )
-    assert raise_.status == "approved"
-    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget="510.00")
-    assert proposal_execute(proposal_id=raise_.pk).status == "failed"
+    raise_ = failed_budget_raise()  # one policy approved with no person
     Campaign.objects.filter(external_id="generic-search").update(max_daily_budget=None)
 
     operator = login("operator")
@@ -1486,12 +1496,7 @@ def test_a_failed_proposal_says_why_beside_its_status_and_its_retry(login):
     """An operator deciding whether to retry reads why it failed where the page says it
     failed, and before the button: the status said only "Failed", the channel's words were
     in the last table of a long page (a phone's screenfuls below the retry)."""
-    raise_ = evaluated(
-        bid_adjustment(action_type="budget_change")
-        | {"payload": {"campaign": "generic-search", "new_daily_budget": "525.00"}}
-    )
-    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget="510.00")
-    assert proposal_execute(proposal_id=raise_.pk).status == "failed"
+    raise_ = failed_budget_raise()
     attempt = raise_.executions.get()
 
     page = page_of(login("operator"), raise_).content.decode()
@@ -1547,12 +1552,7 @@ def test_a_retry_that_would_end_superseded_says_so_before_it_is_pressed(login):
     """Retried, a failed value whose target moved since ends superseded and sets nothing:
     the operator read "Retry execution" alone, pressed it and was told "is sent to be
     executed again", then "is now superseded"."""
-    raise_ = evaluated(
-        bid_adjustment(action_type="budget_change")
-        | {"payload": {"campaign": "generic-search", "new_daily_budget": "525.00"}}
-    )
-    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget="510.00")
-    assert proposal_execute(proposal_id=raise_.pk).status == "failed"
+    raise_ = failed_budget_raise()
     Campaign.objects.filter(external_id="generic-search").update(max_daily_budget=None)
     operator = login("operator")
     assert 'id="retry-ends-it"' not in page_of(operator, raise_).text  # nothing moved yet
@@ -1800,12 +1800,7 @@ def test_failures_told_together_name_each_other_as_one_message_not_a_digest(
 def test_the_bulk_confirmation_says_why_a_failed_proposal_failed_not_how_it_came_to_run(login):
     """Its status column read "Failed: Its policy let it run without a person at …": how it
     came to run, where the proposal's page says why it failed."""
-    raise_ = evaluated(
-        bid_adjustment(action_type="budget_change")
-        | {"payload": {"campaign": "generic-search", "new_daily_budget": "525.00"}}
-    )
-    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget="510.00")
-    assert proposal_execute(proposal_id=raise_.pk).status == "failed"
+    raise_ = failed_budget_raise()
     attempt = raise_.executions.get()
     finished = timezone.localtime(attempt.finished_at).strftime("%Y-%m-%d %H:%M:%S")
     why = f"Failed: attempt 1 by the ledger executor failed at {finished} UTC: {attempt.error}"
@@ -1824,17 +1819,7 @@ def test_the_bulk_confirmation_says_why_a_failed_proposal_failed_not_how_it_came
 
 def test_the_bulk_confirmation_of_two_failed_proposals_says_why_each_failed(login):
     """Its banner said "(of one that failed, why it failed)" of two that had failed."""
-    raises = [
-        evaluated(
-            bid_adjustment(action_type="budget_change")
-            | {"payload": {"campaign": campaign, "new_daily_budget": budget}}
-        )
-        for campaign, budget in (("generic-search", "525.00"), ("brand-search", "1050.00"))
-    ]
-    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget="510.00")
-    Campaign.objects.filter(external_id="brand-search").update(max_daily_budget="1010.00")
-    for raise_ in raises:
-        assert proposal_execute(proposal_id=raise_.pk).status == "failed"
+    raises = [failed_budget_raise(), failed_budget_raise("brand-search", "1050.00", "1010.00")]
 
     confirm = login("operator").post(
         CHANGELIST,
