@@ -23,7 +23,7 @@ from approvals.models import Agent, AgentKind, Proposal
 from approvals.selectors import proposals_under_way
 from approvals.services.proposals import proposal_dry_run
 from approvals.simulation import draft_rule_set, drafts_in_place, simulate
-from audit.actors import Actor
+from audit.actors import Actor, describe_actor
 from audit.admin import (
     ChangeReasonAdmin,
     ChangeReasonForm,
@@ -37,6 +37,7 @@ from audit.admin import (
 from hitlproject.charts import grouped_bars
 from hitlproject.converters import record_page
 from hitlproject.errors import DomainError, InvalidInput
+from hitlproject.formats import console_time
 from hitlproject.forms import IndentedJSONField, PlainDecimalField, WindowField
 from hitlproject.periods import PeriodForm, describe_duration
 from hitlproject.vocabulary import (
@@ -49,6 +50,7 @@ from ledger.models import Account, Channel
 from policies.drafts import (
     active_draft_of,
     changes_on_promotion,
+    draft_promotion,
     duplicate_initial,
     owned_agent_governed,
     policy_promote,
@@ -444,14 +446,19 @@ class PolicyAdmin(ChangeReasonAdmin):
         fieldsets = super().get_fieldsets(request, obj)
         if obj is None or is_history_page(request):
             return fieldsets
-        shown = "draft_state" if self.editable(request, obj) else "draft_state_read"
+        # A retired draft replaces nothing any more: it says what it replaced, if it was
+        # promoted, or that it never was.
+        shown = {
+            "is_draft": "draft_state" if self.editable(request, obj) else "draft_state_read",
+            **({"draft_of": "retired_draft_replaced"} if obj.state == "Retired draft" else {}),
+        }
         return [
             (
                 name,
                 {
                     **options,
                     "fields": [
-                        shown if field == "is_draft" else field
+                        shown.get(field, field)
                         for field in options["fields"]
                         if obj.is_draft or field != "draft_of"
                     ],
@@ -527,15 +534,51 @@ class PolicyAdmin(ChangeReasonAdmin):
             "yes, retired: it decides nothing, is promoted no more and is kept as it is, read "
             "only; its history says when and why it was retired"
         )
+        promotion = draft_promotion(policy)
         live = replaced_policy(policy)
         if live is None:
             return f"{said}. To try its settings again, make a new draft"
         return format_html(
             '{}. To try its settings again, duplicate <a href="{}">“{}”</a>, the live policy '
-            "it would replace, as a new draft",
+            "it {}, as a new draft",
             said,
             reverse("admin:policies_policy_change", args=[live.pk]),
             live,
+            "was promoted into"
+            if promotion is not None and promotion.id == live.pk
+            else "would replace",
+        )
+
+    @admin.display(description="what it replaced")
+    def retired_draft_replaced(self, policy: Policy) -> str:
+        """A retired draft's "Replaces, when promoted", now that it will not be: the policy it
+        was promoted into, by whom and when, as its history recorded it; or that it replaced
+        nothing, retired unpromoted."""
+        promotion = draft_promotion(policy)
+        if promotion is None:
+            meant = policy.draft_of
+            if meant is None:
+                return "nothing: it was retired without being promoted"
+            return format_html(
+                'nothing: it was retired without being promoted; it was to replace <a href="{}">'
+                "“{}”</a>",
+                reverse("admin:policies_policy_change", args=[meant.pk]),
+                meant,
+            )
+        by = describe_actor(promotion.history_actor_kind, promotion.history_actor)
+        when = console_time(promotion.history_date)
+        if not Policy.objects.filter(pk=promotion.id).exists():
+            return (
+                f"“{promotion.name}” (#{promotion.id}, since deleted): {by} promoted it into "
+                f"that policy at {when}"
+            )
+        return format_html(
+            '<a href="{}">“{}”</a> (#{}): {} promoted it into that policy at {}',
+            reverse("admin:policies_policy_change", args=[promotion.id]),
+            promotion.name,
+            promotion.id,
+            by,
+            when,
         )
 
     # A retired draft stays retired. Ticking "Is active" on its page made a draft promoted

@@ -111,6 +111,17 @@ def active_draft_of(policy: Policy) -> Policy | None:
     return Policy.objects.filter(draft_of=policy, is_draft=True, is_active=True).first()
 
 
+def draft_promotion(draft: Policy):
+    """The version ``policy_promote`` wrote of the live policy a draft was promoted into (its
+    id, its name then, who promoted it and when), or None for a draft never promoted into
+    one."""
+    return (
+        Policy.history.filter(history_change_reason__startswith=f"promoted from draft #{draft.pk}:")
+        .order_by("-history_id")
+        .first()
+    )
+
+
 def changes_on_promotion(draft: Policy) -> list[tuple[str, Any, Any]]:
     """(setting, the live policy's value, the draft's) for each setting promoting would
     change; every setting of the draft if it adds a policy."""

@@ -18,6 +18,7 @@ from django.utils import timezone
 from approvals.models import Agent
 from audit.actors import Actor
 from hitlproject.errors import DomainError
+from hitlproject.formats import console_time
 from ledger.models import Account
 from policies import engine
 from policies.drafts import policy_promote, replaced_policy
@@ -888,6 +889,7 @@ def test_a_retired_draft_stays_retired_and_its_page_says_how_to_try_it_again(own
     owner.post(
         reverse("admin:policies_policy_promote", args=[draft.pk]), {"change_reason": "Agreed."}
     )
+    promoted_at = history_of(policy).first().history_date
     url = change_url(policy)
     owner.post(url, form_data(owner, url, auto_execute_max_magnitude="12", change_reason="12."))
     versions = (history_of(draft).count(), history_of(policy).count())
@@ -901,10 +903,16 @@ def test_a_retired_draft_stays_retired_and_its_page_says_how_to_try_it_again(own
         assert (
             "Is draft: yes, retired: it decides nothing, is promoted no more and is kept as it "
             "is, read only; its history says when and why it was retired. To try its settings "
-            "again, duplicate “Budget reallocations”, the live policy it would replace, as a "
-            "new draft"
+            "again, duplicate “Budget reallocations”, the live policy it was promoted into, as "
+            "a new draft"
         ) in words
         assert f'<a href="{url}">“Budget reallocations”</a>' in page.text
+        # Promoted, it replaces nothing any more: it says what it replaced, by whom and when.
+        assert "Replaces, when promoted" not in words
+        assert (
+            f"What it replaced: “Budget reallocations” (#{policy.pk}): policy-owner (person) "
+            f"promoted it into that policy at {console_time(promoted_at)}"
+        ) in words
 
     sent = form_data(owner, change_url(policy), change_reason="Bring it back.")
     refused = owner.post(change_url(draft), sent | {"is_active": "on", "is_draft": "on"})
@@ -916,6 +924,28 @@ def test_a_retired_draft_stays_retired_and_its_page_says_how_to_try_it_again(own
     assert (history_of(draft).count(), history_of(policy).count()) == versions
     promote = owner.get(reverse("admin:policies_policy_promote", args=[draft.pk]))
     assert promote.status_code == 404
+
+
+def test_a_draft_retired_unpromoted_says_it_replaced_nothing(owner):
+    """A draft set aside (retired without being promoted) said "Replaces, when promoted:
+    Budget reallocations" once it could be promoted no more."""
+    policy = reallocations()
+    draft = duplicate(owner, policy, auto_execute_max_magnitude="30", change_reason="Try 30%.")
+    url = change_url(draft)
+    sent = form_data(owner, url, change_reason="Not worth it.")
+    del sent["is_active"]  # unticked: set aside for good
+    assert owner.post(url, sent).status_code == 302
+    draft.refresh_from_db()
+    assert draft.state == "Retired draft"
+
+    words = page_words(owner.get(url))
+
+    assert "Replaces, when promoted" not in words
+    assert (
+        "What it replaced: nothing: it was retired without being promoted; it was to replace "
+        "“Budget reallocations”"
+    ) in words
+    assert "duplicate “Budget reallocations”, the live policy it would replace" in words
 
 
 def test_a_policy_switched_back_on_where_another_took_its_place_names_that_one(owner):
