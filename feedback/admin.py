@@ -66,7 +66,7 @@ NOT_SENT_LISTED = 10
 
 @admin.register(CallbackEvent)
 class CallbackEventAdmin(ReadOnlyAdmin):
-    list_display = ["id", "type", "proposal", "agent", "status", "attempts", "created_at"]
+    list_display = ["id", "type", "proposal", "agent", "status_shown", "attempts", "created_at"]
     list_filter = ["status", "type", "agent"]
     list_select_related = ["proposal", "agent"]
     raw_id_fields = ["proposal"]
@@ -76,10 +76,17 @@ class CallbackEventAdmin(ReadOnlyAdmin):
     # attempts with those since an operator sent it again, and its next attempt as none once
     # there is none.
     shown_read_only = {
+        "status": "status_shown",
         "attempts": "attempts_said",
         "log": "log_said",
         "next_attempt_at": "next_attempt_said",
     }
+
+    @admin.display(description="status", ordering="status")
+    def status_shown(self, event: CallbackEvent) -> str:
+        """Waiting to be tried again, when, and how many attempts failed, for an event
+        between its attempts: not "Being delivered" the minutes it waits."""
+        return event.status_said
 
     @admin.display(description="attempts")
     def attempts_said(self, event: CallbackEvent) -> str:

@@ -13,6 +13,7 @@ from audit.actors import Actor, acting_as, describe_actor
 from audit.models import audited_history
 from hitlproject.attempts import attempts_in_words, entry_time
 from hitlproject.formats import console_time
+from hitlproject.vocabulary import how_many
 
 
 class FeedbackKind(models.TextChoices):
@@ -215,10 +216,31 @@ class CallbackEvent(models.Model):
         # Its kind and status as its page's fields and the list say them ("Execution failed",
         # "Given up"), not the values stored: a title of "proposal.failed … failed" read as
         # another event than the "Type" below it, and its status as the event's kind.
+        status = self.status_said
         return (
-            f"“{self.get_type_display()}” on #{self.proposal_id}: "
-            f"{self.get_status_display().lower()}"
+            f"“{self.get_type_display()}” on #{self.proposal_id}: {status[:1].lower()}{status[1:]}"
         )
+
+    @property
+    def status_said(self) -> str:
+        """Its status as the console says it: an event whose last attempt failed and is to be
+        retried, none under way, "Waiting to be tried again at 2026-12-05 10:02:11 UTC; 2
+        attempts failed so far" (it read "Being delivered" the minutes between); else its
+        status's label ("Being delivered", "Delivered", "Given up")."""
+        log = self.log or []
+        last = log[-1] if log else None
+        waits = (
+            self.status == DeliveryStatus.PENDING
+            and isinstance(last, dict)
+            and RETRY_AT in last
+            and self.attempts <= attempts_logged(log)  # none under way
+        )
+        if not waits:
+            return self.get_status_display()
+        due = console_time(self.next_attempt_at)
+        when = f"at {due}" if self.next_attempt_at > timezone.now() else f"since {due}"
+        failed = how_many(attempts_logged(log), "attempt")
+        return f"Waiting to be tried again {when}; {failed} failed so far"
 
     @property
     def sent_again(self) -> int:

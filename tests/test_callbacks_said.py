@@ -11,6 +11,7 @@ from approvals.models import Agent
 from approvals.services.decisions import proposal_reject
 from feedback.callbacks import callback_event_deliver
 from feedback.models import CallbackEvent
+from hitlproject.formats import console_time
 from tests.conftest import BID_RAISES, bid_adjustment, wait_until
 from tests.conftest import log_time_said as said
 from tests.factories import evaluated
@@ -72,13 +73,24 @@ def test_an_event_whose_endpoint_refuses_every_connection_says_so_until_its_atte
     callback_event_deliver(event_id=event.pk)
     pending = CallbackEvent.objects.get(pk=event.pk)
     waiting = login("operator").get(reverse("admin:feedback_callbackevent_change", args=[event.pk]))
+    listed = login("operator").get(reverse("admin:feedback_callbackevent_changelist"))
     CallbackEvent.objects.filter(pk=event.pk).update(next_attempt_at=timezone.now())
     callback_event_deliver(event_id=event.pk)
     event = CallbackEvent.objects.get(pk=event.pk)
     page = login("operator").get(reverse("admin:feedback_callbackevent_change", args=[event.pk]))
 
     first, second = event.log
-    assert f"“Approved” on #{proposal.pk}: being delivered" in waiting.text
+    # Between its attempts it waits, and says so, with when and how many failed: it read
+    # "Being delivered" the minutes it waited.
+    due = console_time(pending.next_attempt_at)
+    assert f"“Approved” on #{proposal.pk}: waiting to be tried again at {due}; 1 attempt " in (
+        waiting.text
+    )
+    assert (
+        f'<div class="readonly">Waiting to be tried again at {due}; 1 attempt failed so far</div>'
+    ) in waiting.text
+    assert "being delivered" not in waiting.text.lower()
+    assert f">Waiting to be tried again at {due}; 1 attempt failed so far</td>" in listed.text
     assert (
         f"Attempt 1, {said(first['at'])}: could not connect: connection refused; to be retried "
         f"at {said(pending.log[0]['retry_at'])}"
