@@ -890,6 +890,24 @@ def last_round(proposal: Proposal) -> LastRound | None:
     return _last_round_reader(proposal) if _last_round_reader is not None else None
 
 
+_approval_said_reader: Callable[[Proposal], str] | None = None
+
+
+def approval_said_reader_register(reader: Callable[[Proposal], str]) -> None:
+    global _approval_said_reader
+    _approval_said_reader = reader
+
+
+def approval_said(proposal: Proposal) -> str:
+    """What approving the proposal sets going, as its executor does it, in words: "it
+    executes" (in the ledger, at once), or, for an account whose actions go to its webhook,
+    "it is sent to the account's webhook; it executes once the webhook answers that it was
+    done" (the executors app registers its reader, ``approval_said_reader_register``)."""
+    if _approval_said_reader is None:
+        return "it executes"
+    return _approval_said_reader(proposal)
+
+
 def retry_may_repeat_said(proposal: Proposal, round_: LastRound | None) -> str:
     """For a failed proposal, the attempts of its last round that got no sure answer
     (``Execution.unanswered``, as recorded) and may have been carried out all the same, with

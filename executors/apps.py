@@ -26,3 +26,10 @@ class ExecutorsConfig(AppConfig):
         # A proposal's last round on a channel, as the console tells it beside its Retry
         # button (approvals', which never imports this app).
         last_round_reader_register(last_round_of)
+
+        from approvals.selectors import approval_said_reader_register
+        from executors.registry import approval_said
+
+        # What approving a proposal sets going, as its executor does it, said on a bulk
+        # approval's confirmation (approvals', which never imports this app).
+        approval_said_reader_register(approval_said)

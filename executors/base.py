@@ -106,6 +106,11 @@ class Executor:
         """Whether this executor carries out ``action_type`` on ``account``."""
         raise NotImplementedError
 
+    def approval_said(self, *, account: Account) -> str:
+        """What approving an action this executor carries out sets going, in words, as a
+        bulk approval's confirmation says it beside each proposal ("Approved: it executes.")."""
+        return "it executes"
+
     def refusals(self, *, account: Account, action_type: ActionType, payload: dict) -> list[str]:
         """What this executor's channel would refuse outright about the action, if this
         executor carries it out, in words: a guardrail, so the proposal is blocked when

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from approvals import action_types
 from executors.base import Executor
 from executors.google_ads import GoogleAdsExecutor
 from executors.ledger import LedgerExecutor
@@ -54,6 +55,16 @@ def channel_refusals(*, account: Account, action_type: ActionType, payload: dict
         for executor in _registered
         for reason in executor.refusals(account=account, action_type=action_type, payload=payload)
     ]
+
+
+def approval_said(proposal) -> str:
+    """What approving ``proposal`` sets going, as its executor says it (for approvals, which
+    never imports this app: ``approvals.selectors.approval_said``)."""
+    action_type = action_types.get(proposal.action_type)
+    if action_type is None:
+        return FALLBACK.approval_said(account=proposal.account)
+    executor = executor_for(account=proposal.account, action_type=action_type)
+    return executor.approval_said(account=proposal.account)
 
 
 def executor_named(name: str) -> Executor:

@@ -37,6 +37,14 @@ class WebhookExecutor(ChannelExecutor):
     def carries_out(self, *, account: Account, action_type: ActionType) -> bool:
         return bool(account.execution_endpoint and action_type.executes_on_channel)
 
+    def approval_said(self, *, account: Account) -> str:
+        """Approved, it is only sent: it executes (the ledger records it) once the endpoint
+        answers 2xx, and may be refused, or never answered, first."""
+        return (
+            "it is sent to the account's webhook; it executes once the webhook answers that it "
+            "was done"
+        )
+
     def freeze(
         self,
         *,

@@ -517,3 +517,24 @@ def test_a_bulk_rejection_counts_only_what_its_button_rejects(login, operators):
         "rejected",
         "pending_review",
     ]
+
+
+def test_bulk_approval_says_an_action_for_a_webhook_is_sent_there_not_that_it_executes(login):
+    """An account whose actions go to its webhook: approving one only sends it there, to be
+    executed once the webhook answers that it was done (it may refuse it, or not answer). The
+    confirmation said "Approved: it executes.", as of one the ledger carries out at once."""
+    campaign, bid = next(iter(BID_RAISES.items()))
+    proposal = evaluated(bid_adjustment(bid, campaign))
+    assert proposal.status == "pending_review"
+    Account.objects.filter(external_id="demo").update(
+        execution_endpoint="https://channel.example/execute"
+    )
+    selected = {"action": "approve_selected", "_selected_action": [proposal.pk]}
+
+    confirm = login("operator").post(CHANGELIST, selected)
+
+    outcome = re.search(r'<td class="bulk-outcome">(.*?)</td>', confirm.text, re.S).group(1)
+    assert html.unescape(outcome) == (
+        "Approved: it is sent to the account's webhook; it executes once the webhook answers "
+        "that it was done."
+    )

@@ -28,7 +28,7 @@ from approvals.models import (
     RejectionReason,
     VerdictOutcome,
 )
-from approvals.selectors import as_proposed_records
+from approvals.selectors import approval_said, as_proposed_records
 from approvals.services.acts import (
     Act,
     ReviewWindowClosed,
@@ -545,7 +545,7 @@ class BulkApprovalPlan:
         missing = approvals_needed_after_one_more(proposal)
         if missing > 0:
             return f"Approved by you; waits for {how_many(missing, 'more approval')}."
-        return "Approved: it executes."
+        return f"Approved: {approval_said(proposal)}."
 
     def executes(self, proposal: Proposal) -> bool:
         """Whether the approval sends it to be executed."""
