@@ -228,6 +228,48 @@ def let_run_said(proposal: Proposal) -> str:
     return f"{by} let it run without a person at {when}"
 
 
+def approval_told(proposal: Proposal, at: datetime) -> str:
+    """Who approved the proposal by the move its history records last up to ``at`` (an event
+    the agent was sent then), as every reader is told it: "operator approved it at …" (a
+    person, or several), "Policy “Bid adjustments” let it run without a person at …", or
+    "operator retried its failed execution at …"; "" if its history records no such move."""
+    record = (
+        Proposal.history.filter(
+            id=proposal.pk, status=ProposalStatus.APPROVED, history_date__lte=at
+        )
+        .order_by("-history_id")
+        .first()
+    )
+    if record is None:
+        return ""
+    when = console_time(record.history_date)
+    if record.history_actor_kind == "user":
+        if (record.history_change_reason or "").startswith("execution retried by "):
+            return f"{record.history_actor} retried its failed execution at {when}"
+        approvals = list(
+            Decision.objects.filter(
+                proposal=proposal,
+                review_round=record.review_round,
+                outcome=DecisionOutcome.APPROVE,
+                created_at__lte=at,
+            )
+            .select_related("reviewer")
+            .order_by("created_at", "pk")
+        )
+        if approvals:
+            return approved_said(approvers_said(approvals), approvals[-1].created_at)
+        return f"{record.history_actor} approved it at {when}"
+    if record.verdict_outcome == VerdictOutcome.AUTO_APPROVE:
+        policy = (
+            Policy.history.filter(history_id=record.verdict_policy_version).first()
+            if record.verdict_policy_version
+            else None
+        )
+        by = f"Policy “{policy.name}”" if policy is not None else "Its policy"
+        return f"{by} let it run without a person at {when}"
+    return ""
+
+
 def withdrawn_said(withdrawal: WithdrawalSeen) -> str:
     """A withdrawal as every reader is told it: "operator withdrew it for its agent at …", or
     "Its agent withdrew it at …" (when its history recorded it)."""

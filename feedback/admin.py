@@ -3,6 +3,7 @@ from django.db import models
 from django.shortcuts import redirect
 from django.utils.text import capfirst
 
+from approvals.selectors import approval_told
 from approvals.services.decisions import DECIDE_PERMISSION
 from audit.admin import (
     ChangeReasonAdmin,
@@ -14,7 +15,14 @@ from audit.admin import (
     lines_shown,
 )
 from feedback.callbacks import callback_events_redeliver
-from feedback.models import AutonomyRules, CallbackEvent, DeliveryStatus, Feedback, Outcome
+from feedback.models import (
+    AutonomyRules,
+    CallbackEvent,
+    CallbackEventType,
+    DeliveryStatus,
+    Feedback,
+    Outcome,
+)
 from hitlproject.formats import console_time
 from hitlproject.forms import PercentField, WindowField
 from hitlproject.periods import describe_duration
@@ -76,11 +84,23 @@ class CallbackEventAdmin(ReadOnlyAdmin):
     # attempts with those since an operator sent it again, and its next attempt as none once
     # there is none.
     shown_read_only = {
+        "type": "type_said",
         "status": "status_shown",
         "attempts": "attempts_said",
         "log": "log_said",
         "next_attempt_at": "next_attempt_said",
     }
+
+    @admin.display(description="type")
+    def type_said(self, event: CallbackEvent) -> str:
+        """Its kind, and of an approval, who approved (a person, or its policy without one)
+        as its proposal's history records it: "Approved: operator approved it at …". The
+        agent's payload says none of it beside its "reason", and stays as it is."""
+        said = event.get_type_display()
+        if event.type != CallbackEventType.APPROVED:
+            return said
+        told = approval_told(event.proposal, event.created_at)
+        return f"{said}: {told}" if told else said
 
     @admin.display(description="status", ordering="status")
     def status_shown(self, event: CallbackEvent) -> str:

@@ -2,17 +2,20 @@
 endpoint did and what was decided (retried at a time, given up and why), in words, not the
 log's JSON; its title and its status say the same thing."""
 
+import html
+import re
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 from django.utils import timezone
 
-from approvals.models import Agent
-from approvals.services.decisions import proposal_reject
+from approvals.models import Agent, Decision, Proposal
+from approvals.services.decisions import proposal_approve, proposal_reject
 from feedback.callbacks import callback_event_deliver
 from feedback.models import CallbackEvent
 from hitlproject.formats import console_time
-from tests.conftest import BID_RAISES, bid_adjustment, wait_until
+from tests.conftest import BID_RAISES, bid_adjustment, reallocation, wait_until
 from tests.conftest import log_time_said as said
 from tests.factories import evaluated
 
@@ -124,3 +127,32 @@ def test_an_event_whose_log_holds_a_time_without_its_zone_still_opens(demo_world
 
     assert page.status_code == 200
     assert "Attempt 1: HTTP 503; retried" in page.text
+
+
+def test_an_approved_events_page_says_whether_a_person_or_its_policy_approved(demo_world, login):
+    """Its type read "Approved" alone, of a proposal its policy let run without anyone as of
+    one a person approved; the agent's payload is as it was."""
+    Agent.objects.filter(name="optimizer").update(callback_url="http://127.0.0.1:9/hook")
+    let_run = evaluated(reallocation("50.00"))
+    waited = evaluated(reallocation("280.00"))
+    operator = get_user_model().objects.get(username="operator")
+    proposal_approve(proposal_id=waited.pk, reviewer=operator)
+    client = login("operator")
+
+    def type_said(proposal) -> str:
+        event = CallbackEvent.objects.get(proposal=proposal, type="proposal.approved")
+        page = client.get(reverse("admin:feedback_callbackevent_change", args=[event.pk]))
+        assert event.body["type"] == "proposal.approved"  # what the agent is sent: unchanged
+        said = re.search(r'<label>Type:</label>\s*<div class="readonly">(.*?)</div>', page.text)
+        return html.unescape(said.group(1))
+
+    assert let_run.status in ("approved", "executing", "executed")
+    let_run_at = Proposal.history.filter(id=let_run.pk, status="approved").get().history_date
+    assert type_said(let_run) == (
+        f"Approved: Policy “Budget reallocations” let it run without a person at "
+        f"{console_time(let_run_at)}"
+    )
+    approval = Decision.objects.get(proposal=waited)
+    assert type_said(waited) == (
+        f"Approved: operator approved it at {console_time(approval.created_at)}"
+    )
