@@ -88,6 +88,7 @@ from approvals.services.lifecycle import InvalidTransition
 from approvals.services.proposals import (
     HELD_BACK,
     guardrail_blocks_counting_approved,
+    held_back_by,
     proposal_withdraw_for_agent,
 )
 from approvals.services.supersession import (
@@ -579,7 +580,8 @@ def _guardrail_findings(
     recorded = [*findings.get("block", []), *findings.get("review", [])]
     edited_out = _edited_out(proposal, recorded)
     # A switch that held it back as it was about to run (an approved proposal) found it then,
-    # not as it was routed: its reasons say so ("Held back before executing: The kill switch…").
+    # not as it was routed: its reasons say so ("Held back before executing: the kill switch…",
+    # or, recorded before, "…: The kill switch…").
     holds = [
         str(reason)
         for reason in proposal.verdict_reasons or ()
@@ -590,7 +592,7 @@ def _guardrail_findings(
         if finding in edited_out:
             said.append((f"{finding} {NOT_IN_THE_EDIT.format(agent=proposal.agent)}", False))
             continue
-        held = any(finding in hold for hold in holds)
+        held = any(held_back_by(hold, finding) for hold in holds)
         now = kill_switch_finding_now(
             finding, engaged_now, when=WHEN_HELD_BACK if held else WHEN_ROUTED
         )

@@ -54,7 +54,6 @@ from approvals.services.lifecycle import (
     proposals_move_through,
 )
 from approvals.services.proposals import (
-    HELD_BACK,
     RE_ROUTED,
     REASSESSED_BEFORE_EXECUTING,
     REASSESSED_NOW,
@@ -62,6 +61,7 @@ from approvals.services.proposals import (
     assessed_from_ledger,
     campaigns_for,
     guardrail_blocks,
+    held_back_reason,
     ledger_snapshot,
     reasons_after,
     verdict_changes,
@@ -368,8 +368,7 @@ def _checked_targets(proposal: Proposal, action_type, actor: Actor) -> _Checked:
     before = ledger_snapshot(action_type=action_type, payload=proposal.payload, campaigns=campaigns)
     holding = _kill_switch_hold(proposal)
     if holding:
-        held = " ".join(map(kill_switch_reason, holding))
-        reason = f"{HELD_BACK} {held} A person must approve it again."
+        reason = held_back_reason(" ".join(map(kill_switch_reason, holding)))
         changes = {
             "verdict_reasons": reasons_after(reason, proposal.verdict_reasons),
             "guardrail_findings": _findings_with_holds(proposal, holding),

@@ -155,7 +155,7 @@ def test_a_kill_switch_holds_back_every_proposal_of_a_set(demo_world):
 
     assert {proposal.status for proposal in executions.settled.values()} == {"pending_review"}
     assert Proposal.objects.get(pk=one.pk).verdict_reasons[0] == (
-        "Held back before executing: The kill switch on account demo is engaged: Outage. "
+        "Held back before executing: the kill switch on account demo is engaged: Outage. "
         "A person must approve it again."
     )
     assert not Execution.objects.filter(proposal__in=[one, other]).exists()

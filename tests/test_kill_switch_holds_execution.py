@@ -37,7 +37,7 @@ from tests.test_unanswered_attempts import retry_warning
 
 OUTAGE = "Tracking outage: nothing runs unseen."
 HELD = (
-    f"Held back before executing: The kill switch on account demo is engaged: {OUTAGE} "
+    f"Held back before executing: the kill switch on account demo is engaged: {OUTAGE} "
     "A person must approve it again."
 )
 
@@ -216,7 +216,7 @@ def test_an_auto_approved_action_never_runs_past_a_switch_in_the_ledger(demo_wor
     assert held.status == ProposalStatus.PENDING_REVIEW
     assert str(switch) == f"Kill switch on {named} (engaged)"
     assert held.verdict_reasons[0] == (
-        f"Held back before executing: The kill switch on {named} is engaged: {OUTAGE} "
+        f"Held back before executing: the kill switch on {named} is engaged: {OUTAGE} "
         "A person must approve it again."
     )
     assert held.guardrail_findings["review"] == [f"The kill switch on {named} is engaged: {OUTAGE}"]
@@ -232,7 +232,7 @@ def test_the_reason_reads_as_sentences_whatever_the_policy_owner_typed(demo_worl
     held = proposal_execute(proposal_id=proposal.pk)
 
     assert held.verdict_reasons[0] == (
-        "Held back before executing: The kill switch on account demo is engaged: Tracking outage. "
+        "Held back before executing: the kill switch on account demo is engaged: Tracking outage. "
         "A person must approve it again."
     )
 
@@ -519,15 +519,27 @@ def test_a_proposal_a_switch_held_back_shows_the_switch_in_the_queue_s_guardrail
     assert ">kill switch released</span>" in queue_row()
 
 
-def test_a_switch_that_held_an_approved_proposal_back_reads_released_as_it_happened(login):
+@pytest.mark.parametrize("recorded", ["now", "before"])
+def test_a_switch_that_held_an_approved_proposal_back_reads_released_as_it_happened(
+    login, recorded
+):
     """An operator approves a 28% reallocation routed to a person for its size; a switch
     engaged after that holds it back before executing, and is released. The queue's mark
     says the switch was engaged when it held the proposal back, which is what happened: it
-    read "was engaged when it was routed", and nothing was engaged when it was routed."""
+    read "was engaged when it was routed", and nothing was engaged when it was routed. Its
+    reason goes on in one sentence ("Held back before executing: the kill switch…"); one
+    recorded before as "…: The kill switch…" is told the same."""
     proposal = evaluated(reallocation("280.00"))
     proposal_approve(proposal_id=proposal.pk, reviewer=person())
     switch = engage()
     assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.PENDING_REVIEW
+    proposal.refresh_from_db()
+    assert proposal.verdict_reasons[0] == HELD
+    if recorded == "before":
+        old = HELD.replace("executing: the kill switch", "executing: The kill switch")
+        Proposal.objects.filter(pk=proposal.pk).update(
+            verdict_reasons=[old, *proposal.verdict_reasons[1:]]
+        )
     release(switch)
 
     listed = login("operator").get(reverse("admin:approvals_proposal_changelist")).text

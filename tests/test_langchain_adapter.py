@@ -620,7 +620,7 @@ def test_a_call_the_platform_approved_but_a_kill_switch_sent_back_pauses_the_run
     assert model.shown == []  # nothing told yet: the run waits for a person
     held = Proposal.objects.get(pk=waiting.value["proposal_id"])
     assert held.status == ProposalStatus.PENDING_REVIEW
-    assert held.verdict_reasons[0].startswith("Held back before executing: The kill switch")
+    assert held.verdict_reasons[0].startswith("Held back before executing: the kill switch")
     proposal_approve(proposal_id=held.pk, reviewer=operator)
     agent.invoke(resume_when_decided(paused, client=platform, timeout=60), config)
 

@@ -19,7 +19,7 @@ def test_a_hold_naming_a_kill_switch_reason_keeps_its_owners_words_when_re_asses
     part gives way to a later assessment (helper-140 saw the hold cut to its first
     sentence, and "A person must approve it again." lost)."""
     hold = (
-        "Held back before executing: The kill switch on everything is engaged: Tracking "
+        "Held back before executing: the kill switch on everything is engaged: Tracking "
         "outage. Now: only people decide. A person must approve it again."
     )
     reasons = reasons_after(reassessed(7), [hold, *VERDICT], reassessed=True)

@@ -874,6 +874,23 @@ def guardrail_blocks_each(proposals: Iterable[Proposal]) -> dict[int, tuple[str,
 HELD_BACK = "Held back before executing:"
 RE_ROUTED = "Re-routed to a person before executing:"
 SENT_BACK = (HELD_BACK, RE_ROUTED)
+
+
+def held_back_reason(held: str) -> str:
+    """The reason of a proposal a kill switch held back as it was about to run: "Held back
+    before executing: the kill switch on account demo is engaged: … A person must approve it
+    again." (``held``: the switches' findings, each a sentence; the first goes on the line's
+    own sentence, lower-cased: recorded before, it kept its capital, "…executing: The kill
+    switch…", and stays so recorded)."""
+    return f"{HELD_BACK} {held[:1].lower()}{held[1:]} A person must approve it again."
+
+
+def held_back_by(reason: str, finding: str) -> bool:
+    """Whether a held-back reason (``held_back_reason``, as recorded now or before) names a
+    kill switch's finding: anywhere, or first, its capital lowered."""
+    return finding in reason or f"{HELD_BACK} {finding[:1].lower()}{finding[1:]}" in reason
+
+
 # How the reason of an approved proposal re-assessed as it was about to run begins (its
 # figures moved since it was assessed; executors.runner), and that of a reviewer's edit.
 REASSESSED_BEFORE_EXECUTING = "Re-assessed before executing:"
