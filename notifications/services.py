@@ -508,8 +508,10 @@ def _failures_tell(proposals: Sequence[Proposal], *, now: datetime) -> None:
                     else _failure_held_until(lately[(pk, channel)], proposal.pk, now=now)
                 )
                 if due is not None:
+                    # What it goes with is known only when it goes (it may go on its own):
+                    # the message's page says it then.
                     when = minute_text(due)
-                    by += f" (with the others failing meanwhile, in one message due {when})"
+                    by += f" (held until {when}, to go with any other failures held for them then)"
                 lately[(pk, channel)].append((proposal.pk, due))
                 told[name].append(by)
                 notifications.append(
