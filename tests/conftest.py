@@ -266,11 +266,17 @@ def celery_worker(
             os.killpg(worker.pid, signal.SIGKILL)
         # A failure that waited on the worker is read with what the worker said (in CI too).
         if os.environ.get("HITL_TEST_SHOW_WORKER_LOG") or request.session.testsfailed:
+            title = f"the Celery workers' log ({log_path}), last 200 lines"
+            lines = "\n".join(log_path.read_text().splitlines()[-200:])
             plugins = request.config.pluginmanager
             with plugins.get_plugin("capturemanager").global_and_fixture_disabled():
-                terminal = plugins.get_plugin("terminalreporter")
-                terminal.section(f"the Celery workers' log ({log_path}), last 200 lines")
-                terminal.write_line("\n".join(log_path.read_text().splitlines()[-200:]))
+                if hasattr(request.config, "workerinput"):
+                    # One of bin/test's parallel processes: its stderr is the run's terminal.
+                    sys.stderr.write(f"\n{' ' + title + ' ':=^100}\n{lines}\n")
+                else:
+                    terminal = plugins.get_plugin("terminalreporter")
+                    terminal.section(title)
+                    terminal.write_line(lines)
 
 
 @pytest.fixture(autouse=True)
