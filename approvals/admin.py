@@ -14,7 +14,7 @@ from django.contrib.admin.utils import label_for_field
 from django.contrib.admin.views.main import ORDER_VAR, SEARCH_VAR
 from django.core.exceptions import PermissionDenied
 from django.db import models
-from django.db.models import Exists, OuterRef, QuerySet, Subquery
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import (
     Http404,
     HttpRequest,
@@ -621,24 +621,25 @@ def _edited_out(proposal: Proposal, recorded: Collection[str]) -> frozenset[str]
     return frozenset(found_then) - frozenset(found_now)
 
 
+def _kill_switches_engaged_over(proposal: Proposal) -> list[KillSwitch]:
+    """The kill switches engaged over a proposal's account now: from the queue's annotations
+    where it has them (the first of each scope, with its reason: one query for the whole
+    list), else read."""
+    if not hasattr(proposal, "kill_switch_global_now"):
+        return engaged_kill_switches(proposal.account)
+    account, channel = proposal.account, proposal.account.channel
+    scopes = (
+        (proposal.kill_switch_global_now, {"scope": KillSwitchScope.GLOBAL}),
+        (proposal.kill_switch_account_now, {"scope": KillSwitchScope.ACCOUNT, "account": account}),
+        (proposal.kill_switch_channel_now, {"scope": KillSwitchScope.CHANNEL, "channel": channel}),
+    )
+    return [KillSwitch(reason=reason, **scope) for reason, scope in scopes if reason is not None]
+
+
 def _kill_switches_named_now(proposal: Proposal) -> frozenset[str]:
     """The kill switches engaged over a proposal's account now, as its findings name them
-    (``kill_switch_names``): from the queue's annotations where it has them (one query for
-    the whole list), else read."""
-    if not hasattr(proposal, "kill_switch_global_now"):
-        return kill_switches_named_over(proposal.account)
-    scopes = (
-        (proposal.kill_switch_global_now, KillSwitch(scope=KillSwitchScope.GLOBAL)),
-        (
-            proposal.kill_switch_account_now,
-            KillSwitch(scope=KillSwitchScope.ACCOUNT, account=proposal.account),
-        ),
-        (
-            proposal.kill_switch_channel_now,
-            KillSwitch(scope=KillSwitchScope.CHANNEL, channel=proposal.account.channel),
-        ),
-    )
-    return frozenset().union(*(kill_switch_names(switch) for engaged, switch in scopes if engaged))
+    (``kill_switch_names``)."""
+    return frozenset().union(*map(kill_switch_names, _kill_switches_engaged_over(proposal)))
 
 
 def _reasons_now(proposal: Proposal, reasons) -> list[str]:
@@ -715,6 +716,10 @@ def _kill_switches_released(proposal: Proposal) -> int:
     return switches if switches and not engaged_kill_switches(proposal.account) else 0
 
 
+# What the queue says after a kill switch's finding engaged since the proposal was routed.
+ENGAGED_SINCE_ROUTED = "Engaged since it was routed; a person's approval still lets it run."
+
+
 def _kill_switches_engaged_since(proposal: Proposal) -> list[str]:
     """The kill switches engaged over a proposal that still waits which were not when it was
     routed (its reasons do not name them), each as a finding says it: an operator deciding it
@@ -729,7 +734,7 @@ def _kill_switches_engaged_since(proposal: Proposal) -> list[str]:
     }
     return [
         kill_switch_reason(switch)
-        for switch in engaged_kill_switches(proposal.account)
+        for switch in _kill_switches_engaged_over(proposal)
         if found.isdisjoint(kill_switch_names(switch))
     ]
 
@@ -1008,6 +1013,11 @@ class ProposalAdmin(ReadOnlyAdmin):
         # Its first routing, as its agent proposed it: an edit's re-assessment replaces the
         # magnitude and the holds on the proposal itself (``magnitude_display``).
         first_routing = routings(OuterRef("pk"))
+
+        def engaged_reason(**scope) -> Subquery:
+            engaged = KillSwitch.objects.filter(engaged=True, **scope).order_by("pk")
+            return Subquery(engaged.values("reason")[:1])
+
         return (
             super()
             .get_queryset(request)
@@ -1020,22 +1030,15 @@ class ProposalAdmin(ReadOnlyAdmin):
                 routed_held_by=Subquery(
                     first_routing.values("verdict_held_by")[:1], output_field=models.JSONField()
                 ),
-                # Each scope of kill switch engaged over its account now: what its reasons
-                # say of one released since (``_kill_switches_named_now``).
-                kill_switch_global_now=Exists(
-                    KillSwitch.objects.filter(engaged=True, scope=KillSwitchScope.GLOBAL)
+                # The reason of the first kill switch of each scope engaged over its account
+                # now (``_kill_switches_engaged_over``): what its reasons say of one released
+                # since, and the switches engaged since it was routed.
+                kill_switch_global_now=engaged_reason(scope=KillSwitchScope.GLOBAL),
+                kill_switch_account_now=engaged_reason(
+                    scope=KillSwitchScope.ACCOUNT, account=OuterRef("account")
                 ),
-                kill_switch_account_now=Exists(
-                    KillSwitch.objects.filter(
-                        engaged=True, scope=KillSwitchScope.ACCOUNT, account=OuterRef("account")
-                    )
-                ),
-                kill_switch_channel_now=Exists(
-                    KillSwitch.objects.filter(
-                        engaged=True,
-                        scope=KillSwitchScope.CHANNEL,
-                        channel=OuterRef("account__channel"),
-                    )
+                kill_switch_channel_now=engaged_reason(
+                    scope=KillSwitchScope.CHANNEL, channel=OuterRef("account__channel")
                 ),
             )
         )
@@ -1053,7 +1056,12 @@ class ProposalAdmin(ReadOnlyAdmin):
     @admin.display(description="guardrail")
     def guardrail_flag(self, proposal: Proposal) -> str:
         findings = _guardrail_findings(proposal, engaged_now=_kill_switches_named_now(proposal))
-        found = [finding for finding, holds in findings if holds]
+        # A switch engaged since it was routed is marked as its page notes it: an operator
+        # approving from the list learns the policy owners stopped automatic execution there.
+        found = [finding for finding, holds in findings if holds] + [
+            f"{finding} {ENGAGED_SINCE_ROUTED}"
+            for finding in _kill_switches_engaged_since(proposal)
+        ]
         if not found:
             # Only a kill switch released since, or a banned term an edit took out: it still
             # explains why the proposal came to a person (and a switch, its risk as routed),

@@ -6,6 +6,7 @@ attempt checks what the first one does: a guardrail set since fails it, a target
 sends it back for review."""
 
 import html
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -470,21 +471,39 @@ def test_why_a_held_back_proposal_waits_survives_its_re_assessment(demo_world):
 
 def test_a_waiting_proposal_s_page_says_a_switch_engaged_since_it_was_routed(login):
     """A reallocation waits for a person for its size; a switch engaged over its account
-    since then is told on its page (approving it still lets it run: a person approves), and
-    one its reasons already name is not told twice."""
+    since then is told on its page and marked in the queue's Guardrail column (it showed
+    nothing there: an operator approving from the list never learned of it; approving it
+    still lets it run: a person approves), and one its reasons already name is not told
+    twice."""
     waiting = evaluated(reallocation("280.00"))
     url = f"/admin/approvals/proposal/{waiting.pk}/change/"
-    assert 'id="kill-switch-engaged-since"' not in login("operator").get(url).text
+    operator = login("operator")
+    changelist = reverse("admin:approvals_proposal_changelist")
+
+    def queue_row(proposal) -> str:
+        page = operator.get(changelist).text
+        return html.unescape(page.split(f'value="{proposal.pk}"')[1].split("</tr>")[0])
+
+    assert 'id="kill-switch-engaged-since"' not in operator.get(url).text
+    assert "guardrail-flag" not in queue_row(waiting)
 
     engage()
 
-    page = login("operator").get(url).text
+    page = operator.get(url).text
     assert "Engaged since it was routed, over its account or channel:" in page
     assert f"<li>The kill switch on account demo is engaged: {OUTAGE}</li>" in page
+    assert "guardrail-flag" in queue_row(waiting)
+    assert (
+        f"<li>The kill switch on account demo is engaged: {OUTAGE} Engaged since it was routed; "
+        "a person's approval still lets it run.</li>"
+    ) in queue_row(waiting)
     held = evaluated(bid_adjustment("2.04"))  # +2%, routed to a person by the switch
     assert held.status == ProposalStatus.PENDING_REVIEW
-    held_page = login("operator").get(f"/admin/approvals/proposal/{held.pk}/change/").text
+    held_page = operator.get(f"/admin/approvals/proposal/{held.pk}/change/").text
     assert 'id="kill-switch-engaged-since"' not in held_page
+    assert re.findall(r"<li>(.*?)</li>", queue_row(held).split("guardrail-findings")[1]) == [
+        f"The kill switch on account demo is engaged: {OUTAGE}"
+    ]
 
 
 def test_a_proposal_a_switch_held_back_shows_the_switch_in_the_queue_s_guardrail_column(login):
