@@ -25,3 +25,6 @@ if _process:
 os.environ["DJANGO_SETTINGS_MODULE"] = "hitlproject.settings"
 
 from hitlproject.settings import *  # noqa: E402,F403
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":  # noqa: F405
+    DATABASES["default"]["ENGINE"] = "tests.postgresql_emptied_by_delete"  # noqa: F405
