@@ -124,8 +124,9 @@ class PolicyForm(ChangeReasonForm):
         queryset=Policy.objects.filter(is_draft=False),
         required=False,
         label="Replaces, when promoted",
-        help_text="For a draft: the live policy it takes the place of in the simulation and "
-        "when promoted. Empty: the live policy of the same action type, scope and priority.",
+        help_text="For a draft: the policy it takes the place of in the simulation and when "
+        "promoted (one switched off stays so). Empty: the live policy of the same action type, "
+        "scope and priority.",
     )
     auto_execute_max_magnitude = percent_field(
         "Auto-execute ceiling",
@@ -290,7 +291,7 @@ def setting_label(name: str) -> str:
 
 
 class PromoteForm(forms.Form):
-    change_reason = change_reason_field("the live policy's history")
+    change_reason = change_reason_field("the policy's history")
 
 
 def _ceiling_display(field: str, label: str):
@@ -481,8 +482,12 @@ class PolicyAdmin(ChangeReasonAdmin):
         if obj is not None and "is_active" in form.base_fields:
             form.base_fields["is_active"].help_text = (
                 "Unticked, the draft is set aside for good: retired, it decides nothing, is "
-                "promoted no more and is kept as it is, read only. Delete it instead if it is "
-                "not worth keeping."
+                "promoted no more and is kept as it is, read only."
+                + (
+                    " Delete it instead if it is not worth keeping."
+                    if self.has_delete_permission(request, obj)
+                    else ""
+                )
                 if obj.is_draft
                 else "Unticked, the policy is switched off: it decides nothing until it is "
                 "switched on again. Each is recorded, with its reason, as a new version."
@@ -494,18 +499,32 @@ class PolicyAdmin(ChangeReasonAdmin):
         """Where the policy stands, in words, with the way to what the box did: its promotion
         for a draft; for a live policy, a draft of it."""
         if policy.is_draft and policy.is_active:
+            promote = reverse("admin:policies_policy_promote", args=[policy.pk])
+            replaces = replaced_policy(policy)
+            if replaces is not None and not replaces.is_active:
+                # Promoted into the policy it was made of, switched off since: the draft's
+                # settings become that policy's, which decides nothing until switched on.
+                return format_html(
+                    'yes: <a href="{}" id="promote-field-link">promoted</a>, its settings '
+                    'become those of <a href="{}">“{}”</a>, the policy it replaces, which is '
+                    "switched off and stays so: they decide nothing until it is switched on "
+                    "again",
+                    promote,
+                    reverse("admin:policies_policy_change", args=[replaces.pk]),
+                    replaces,
+                )
             # A draft that replaces no policy (none live has its action type, scope and
             # priority) is added by its promotion: there is no policy it changes.
             does = (
                 "shows first what it changes in the policy it replaces"
-                if replaced_policy(policy) is not None
+                if replaces is not None
                 else "adds it to the policies in force: no live policy has its action type, "
                 "scope and priority"
             )
             return format_html(
                 'yes: it goes live only when <a href="{}" id="promote-field-link">promoted</a>, '
                 "which {}",
-                reverse("admin:policies_policy_promote", args=[policy.pk]),
+                promote,
                 does,
             )
         if not policy.is_draft and policy.is_active:
@@ -539,11 +558,12 @@ class PolicyAdmin(ChangeReasonAdmin):
         if live is None:
             return f"{said}. To try its settings again, make a new draft"
         return format_html(
-            '{}. To try its settings again, duplicate <a href="{}">“{}”</a>, the live policy '
-            "it {}, as a new draft",
+            '{}. To try its settings again, duplicate <a href="{}">“{}”</a>, the {} it {}, as '
+            "a new draft",
             said,
             reverse("admin:policies_policy_change", args=[live.pk]),
             live,
+            "live policy" if live.is_active else "policy (switched off)",
             "was promoted into"
             if promotion is not None and promotion.id == live.pk
             else "would replace",
@@ -750,6 +770,11 @@ class PolicyAdmin(ChangeReasonAdmin):
                 "scope and priority, so it adds to the policies in force."
             )
         changes = self.changes_in_words(request, live)
+        if not live.is_active:
+            return (
+                f"“{live}” has the draft's settings and stays switched off: it decides nothing "
+                f"until it is switched on again. What changed: {changes}."
+            )
         return f"“{live}” is live, as the draft set it. What changed: {changes}."
 
     def simulate_view(self, request):
@@ -820,6 +845,7 @@ class PolicyAdmin(ChangeReasonAdmin):
             "simulate_query": simulate_query(policy)
             if policy.is_draft and policy.is_active
             else "",
+            "replaces": replaced_policy(policy) if policy.is_draft else None,
             "may_promote": policy.is_draft
             and policy.is_active
             and self.has_change_permission(request, policy),

@@ -1,12 +1,14 @@
 """Tuning a policy the safe way: duplicate it as a draft, try the draft (the dry run, the
 what-if simulation), then promote it.
 
-A draft replaces one live policy: the one it was duplicated from (``draft_of``), or else the
-live policy of the same action type, scope and priority; with neither, it adds to the
-policies in force. The simulation puts it in place the same way (``replaced_policy``), so what
-was simulated is what goes live. Promoting copies the draft's settings onto the policy it
-replaces, which keeps its id and its history (the change recorded with who promoted it and
-why), and retires the draft.
+A draft replaces one policy: the one it was duplicated from (``draft_of``), live or switched
+off, or else the live policy of the same action type, scope and priority; with neither, it
+adds to the policies in force. The simulation puts it in place the same way
+(``replaced_policy``), so what was simulated is what goes live. Promoting copies the draft's
+settings onto the policy it replaces, which keeps its id, its history (the change recorded
+with who promoted it and why) and whether it is switched on, and retires the draft. A draft of
+a policy switched off since is promoted into it, which stays switched off: it had gone live as
+a second policy beside it, the rule switched off back in force under another id.
 
 Who may change a live policy: one policy owner (any user with the permission to change
 policies), with a reason, who does not own an agent the policy could govern, as it stands or
@@ -85,16 +87,19 @@ def duplicate_initial(source: Policy) -> dict[str, Any]:
 
 
 def replaced_policy(draft: Policy, *, lock: bool = False) -> Policy | None:
-    """The live policy a draft takes the place of, or None if it adds to the policies."""
-    live = Policy.objects.filter(is_draft=False, is_active=True)
+    """The policy a draft takes the place of, or None if it adds to the policies: the one it
+    was made of, even switched off (promoted into it, it stays so), else the live one of its
+    action type, scope and priority."""
+    policies = Policy.objects.filter(is_draft=False)
     if lock:
-        live = live.select_for_update()
+        policies = policies.select_for_update()
     if draft.draft_of_id is not None:
-        source = live.filter(pk=draft.draft_of_id).first()
+        source = policies.filter(pk=draft.draft_of_id).first()
         if source is not None:
             return source
     return (
-        live.filter(
+        policies.filter(
+            is_active=True,
             action_type=draft.action_type,
             agent=draft.agent_id,
             account=draft.account_id,
@@ -135,8 +140,9 @@ def changes_on_promotion(draft: Policy) -> list[tuple[str, Any, Any]]:
 
 def policy_promote(*, draft_id: int, actor: Actor, reason: str) -> Policy:
     """Make a draft live: its settings replace those of the policy it replaces (recorded in
-    that policy's history with ``actor`` and ``reason``) and the draft is retired; or, if it
-    replaces none, the draft itself goes live. Returns the live policy."""
+    that policy's history with ``actor`` and ``reason``; switched off, it stays so) and the
+    draft is retired; or, if it replaces none, the draft itself goes live. Returns the policy
+    that has the draft's settings."""
     reason = reason.strip()
     if not reason:
         raise ChangeReasonMissing()

@@ -949,12 +949,14 @@ def test_a_draft_retired_unpromoted_says_it_replaced_nothing(owner):
 
 
 def test_a_policy_switched_back_on_where_another_took_its_place_names_that_one(owner):
-    """A draft of a policy switched off is promoted as a policy of its own (nothing live to
-    replace); switching the first back on was refused naming the other by its name alone,
-    the name of the policy on the page: "“Budget reallocations” already covers …"."""
+    """A draft replacing no policy (its "Replaces, when promoted" emptied, the policy of its
+    scope switched off) is promoted as a policy of its own; switching the first back on was
+    refused naming the other by its name alone, the name of the policy on the page:
+    "“Budget reallocations” already covers …"."""
     policy = reallocations()
     url = change_url(policy)
     draft = duplicate(owner, policy, auto_execute_max_magnitude="30", change_reason="Try 30%.")
+    Policy.objects.filter(pk=draft.pk).update(draft_of=None)
     owner.post(url, form_data(owner, url, is_active=False, change_reason="Off for now."))
     owner.post(
         reverse("admin:policies_policy_promote", args=[draft.pk]), {"change_reason": "Agreed."}
@@ -990,3 +992,53 @@ def test_a_draft_that_replaces_no_policy_says_its_promotion_adds_it(owner, demo_
         "force: no live policy has its action type, scope and priority"
     ) in shown
     assert "the policy it replaces" not in shown
+
+
+def test_a_draft_of_a_policy_switched_off_since_is_promoted_into_it_which_stays_off(owner):
+    """A draft made of a policy switched off since was promoted as a second policy beside it,
+    the rule switched off back in force under another id, its page and the promotion's
+    saying "no live policy has its action type, scope and priority", while its "Replaces,
+    when promoted" named the policy. Promoted, its settings become that policy's, which
+    stays switched off; every page says so first."""
+    policy = reallocations()
+    url = change_url(policy)
+    draft = duplicate(owner, policy, auto_execute_max_magnitude="30", change_reason="Try 30%.")
+    owner.post(url, form_data(owner, url, is_active=False, change_reason="Off for now."))
+    assert Policy.objects.get(pk=policy.pk).state == "Inactive"
+
+    assert (
+        "Is draft: yes: promoted, its settings become those of “Budget reallocations”, the "
+        "policy it replaces, which is switched off and stays so: they decide nothing until it "
+        "is switched on again"
+    ) in page_words(owner.get(change_url(draft)))
+    promote = reverse("admin:policies_policy_promote", args=[draft.pk])
+    shown = owner.get(promote)
+    assert shown.context["replaces"] == policy
+    assert shown.context["changes"] == [("Auto-execute ceiling", "10%", "30%")]
+    words = page_words(shown)
+    assert (
+        "The draft's settings become those of “Budget reallocations”, the policy it replaces, "
+        "which is switched off and stays so: it decides nothing until it is switched on again, "
+        "then with these settings."
+    ) in words
+    assert "Now, switched off" in words and "No live policy" not in words
+    dry = page_words(owner.get(reverse("admin:policies_policy_dry_run", args=[draft.pk])))
+    assert "that one is switched off, and promoted into it, the draft decides nothing" in dry
+
+    promoted = owner.post(promote, {"change_reason": "Agreed."}, follow=True)
+
+    assert promoted.redirect_chain[-1][0] == url
+    assert said_after(promoted)[-1] == (
+        "“Budget reallocations” has the draft's settings and stays switched off: it decides "
+        "nothing until it is switched on again. What changed: Auto-execute ceiling: 10% → 30%."
+    )
+    policy.refresh_from_db()
+    draft.refresh_from_db()
+    assert (policy.state, policy.auto_execute_max_magnitude) == ("Inactive", Decimal("0.3"))
+    assert draft.state == "Retired draft"
+    assert not Policy.objects.filter(action_type="budget_reallocation", is_active=True)
+    assert history_of(policy).first().history_change_reason == (
+        f"promoted from draft #{draft.pk}: Agreed."
+    )
+    routed = evaluated(reallocation("100.00"))  # no policy decides: a person does
+    assert (routed.status, routed.verdict_policy_id) == ("pending_review", None)
