@@ -18,7 +18,7 @@ from django.utils.http import urlencode
 from django.utils.text import capfirst
 
 from approvals import action_types
-from approvals.admin import ActionTypeFilter
+from approvals.admin import ActionTypeFilter, KnownValuesOnly
 from approvals.models import Agent, AgentKind, Proposal
 from approvals.selectors import proposals_under_way
 from approvals.services.proposals import proposal_dry_run
@@ -327,6 +327,53 @@ class PolicyHistoryValues(ConsoleHistoryValues):
         return replace(change, field=setting_label(change.field), old=old, new=new)
 
 
+class PolicyStateFilter(KnownValuesOnly, admin.SimpleListFilter):
+    """Where each policy stands, as the list's *state* column says it, defaulting to the
+    policies in use: live, switched off and the drafts being tried, not the retired drafts. A
+    draft set aside keeps its policy's name and its own ceilings: listed by default among the
+    live ones ("Budget changes … Retired draft 20%" above "Budget changes … Live 10%"), it
+    read as a policy in force to whom did not read the state, one more for every draft tried.
+    Its own filter lists them; "Is active: yes" had counted drafts in, "Is draft: no" the
+    policies switched off."""
+
+    title = "state"
+    parameter_name = "state"
+    IN_USE = "in_use"
+    kept = {
+        "in_use": ~models.Q(is_draft=True, is_active=False),
+        "live": models.Q(is_draft=False, is_active=True),
+        "draft": models.Q(is_draft=True, is_active=True),
+        "inactive": models.Q(is_draft=False, is_active=False),
+        "retired": models.Q(is_draft=True, is_active=False),
+        "all": models.Q(),
+    }
+
+    def lookups(self, request, model_admin):
+        return [
+            (self.IN_USE, "In use (all but retired drafts)"),
+            ("live", "Live"),
+            ("draft", "Draft"),
+            ("inactive", "Inactive (switched off)"),
+            ("retired", "Retired draft"),
+            ("all", "All, retired drafts too"),
+        ]
+
+    def current(self) -> str:
+        return self.value() or self.IN_USE
+
+    def choices(self, changelist):
+        for value, label in self.lookup_choices:
+            yield {
+                "selected": self.current() == value,
+                "query_string": changelist.get_query_string({self.parameter_name: value}),
+                "display": label,
+            }
+
+    def queryset(self, request, queryset):
+        self.refuse_unknown(self.value())
+        return queryset.filter(self.kept[self.current()])
+
+
 @admin.register(Policy)
 class PolicyAdmin(ChangeReasonAdmin):
     form = PolicyForm
@@ -344,7 +391,7 @@ class PolicyAdmin(ChangeReasonAdmin):
         "cumulative_ceiling_over_window",
         "always_review",
     ]
-    list_filter = [ActionTypeFilter, "is_active", "is_draft", "account"]
+    list_filter = [PolicyStateFilter, ActionTypeFilter, "account"]
     list_select_related = ["account", "agent"]
     # Each version numbered as its owner counts them (1: as first saved), as a proposal's
     # page and history name the version that routed it.

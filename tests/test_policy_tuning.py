@@ -699,9 +699,9 @@ def test_a_dry_run_is_first_shown_for_the_agent_that_proposes_its_action_type(ow
     assert form["agent"].value() == Agent.objects.get(name="optimizer").pk
 
 
-def policy_rows(client: Client) -> dict[int, str]:
+def policy_rows(client: Client, **query) -> dict[int, str]:
     """Each policy's row of the list, as text, by its id."""
-    page = client.get(reverse("admin:policies_policy_changelist"))
+    page = client.get(reverse("admin:policies_policy_changelist"), query)
     assert page.status_code == 200
     rows = page.text.split("<tbody>")[1].split("</tbody>")[0].split("<tr")[1:]
     by_id = {}
@@ -729,7 +729,7 @@ def test_the_policy_list_says_in_words_which_row_is_live_a_draft_or_retired(owne
         reverse("admin:policies_policy_promote", args=[draft.pk]), {"change_reason": "Agreed."}
     )
     assert promoted.status_code == 302
-    rows = policy_rows(owner)
+    rows = policy_rows(owner, state="all")
     assert " Live " in rows[policy.pk] and " Retired draft " in rows[draft.pk]
     assert " Draft " not in rows[draft.pk] and " Live " not in rows[draft.pk]
 
@@ -1042,3 +1042,38 @@ def test_a_draft_of_a_policy_switched_off_since_is_promoted_into_it_which_stays_
     )
     routed = evaluated(reallocation("100.00"))  # no policy decides: a person does
     assert (routed.status, routed.verdict_policy_id) == ("pending_review", None)
+
+
+def test_the_policy_list_leaves_retired_drafts_out_unless_asked_for(owner, login):
+    """A draft set aside was listed among the live policies by default, under its policy's
+    name and with its own ceilings ("Budget reallocations … Retired draft 30%" above
+    "Budget reallocations … Live 10%"), one more row for every draft ever tried, and no role
+    but an administrator may delete one. The list shows the policies in use (live, switched
+    off, drafts being tried); its *state* filter lists the retired drafts, or everything. The
+    draft's page told a policy owner, who may delete no policy, "Delete it instead"."""
+    policy = reallocations()
+    draft = duplicate(owner, policy, auto_execute_max_magnitude="30", change_reason="Try 30%.")
+    url = change_url(draft)
+    assert "Delete it instead" not in owner.get(url).text
+    admin = get_user_model().objects.create_superuser("root", password="unused-1")
+    as_admin = Client()
+    as_admin.force_login(admin)
+    assert "Delete it instead if it is not worth keeping." in as_admin.get(url).text
+    creatives = Policy.objects.get(action_type="creative_deployment")
+    creatives.is_active = False
+    creatives.save()
+    sent = form_data(owner, url, change_reason="Not worth it.")
+    del sent["is_active"]  # unticked: set aside for good
+    assert owner.post(url, sent).status_code == 302
+
+    listed = policy_rows(owner)
+    assert draft.pk not in listed
+    assert " Live " in listed[policy.pk] and " Inactive " in listed[creatives.pk]
+    page = owner.get(reverse("admin:policies_policy_changelist"))
+    assert "In use (all but retired drafts)" in page.text and "Retired draft" in page.text
+    assert list(policy_rows(owner, state="retired")) == [draft.pk]
+    assert list(policy_rows(owner, state="inactive")) == [creatives.pk]
+    assert draft.pk in policy_rows(owner, state="all")
+    assert draft.pk not in policy_rows(owner, state="live")
+    refused = owner.get(reverse("admin:policies_policy_changelist"), {"state": "gone"})
+    assert refused.status_code == 400
