@@ -27,6 +27,7 @@ from audit.actors import Actor, describe_actor
 from audit.admin import (
     ChangeReasonAdmin,
     ChangeReasonForm,
+    ConsoleChangeList,
     ConsoleHistoryValues,
     change_reason_field,
     console_act_logged,
@@ -374,6 +375,17 @@ class PolicyStateFilter(KnownValuesOnly, admin.SimpleListFilter):
         return queryset.filter(self.kept[self.current()])
 
 
+class PolicyChangeList(ConsoleChangeList):
+    def get_results(self, request):
+        super().get_results(request)
+        # The list leaves the retired drafts out unless asked for them: its total ("6
+        # results (7 total)", its link leading to the same six) is of the policies in use.
+        if PolicyStateFilter.parameter_name not in request.GET and self.full_result_count:
+            self.full_result_count = self.root_queryset.filter(
+                PolicyStateFilter.kept[PolicyStateFilter.IN_USE]
+            ).count()
+
+
 @admin.register(Policy)
 class PolicyAdmin(ChangeReasonAdmin):
     form = PolicyForm
@@ -460,6 +472,9 @@ class PolicyAdmin(ChangeReasonAdmin):
             return "—"
         ceiling = ceiling_text(policy.cumulative_max_magnitude, "ratio")
         return f"{ceiling} per {describe_duration(policy.cumulative_window)}"
+
+    def get_changelist(self, request, **kwargs):
+        return PolicyChangeList
 
     def get_history_queryset(self, request, history_manager, pk_name, object_id):
         return (

@@ -1023,7 +1023,11 @@ def test_a_draft_of_a_policy_switched_off_since_is_promoted_into_it_which_stays_
     ) in words
     assert "Now, switched off" in words and "No live policy" not in words
     dry = page_words(owner.get(reverse("admin:policies_policy_dry_run", args=[draft.pk])))
-    assert "that one is switched off, and promoted into it, the draft decides nothing" in dry
+    assert (
+        "the policies in force with this draft's settings among them, as “Budget "
+        "reallocations”, the policy it would replace, would decide with them once switched on "
+        "again: that one is switched off, and stays so when the draft is promoted into it."
+    ) in dry
 
     promoted = owner.post(promote, {"change_reason": "Agreed."}, follow=True)
 
@@ -1071,6 +1075,9 @@ def test_the_policy_list_leaves_retired_drafts_out_unless_asked_for(owner, login
     assert " Live " in listed[policy.pk] and " Inactive " in listed[creatives.pk]
     page = owner.get(reverse("admin:policies_policy_changelist"))
     assert "In use (all but retired drafts)" in page.text and "Retired draft" in page.text
+    assert "total)" not in page.text  # not "6 results (7 total)", leading to the same six
+    searched = owner.get(reverse("admin:policies_policy_changelist"), {"q": "reallocations"})
+    assert "1 result (6 total)" in page_words(searched)  # the policies in use
     assert list(policy_rows(owner, state="retired")) == [draft.pk]
     assert list(policy_rows(owner, state="inactive")) == [creatives.pk]
     assert draft.pk in policy_rows(owner, state="all")
