@@ -870,6 +870,13 @@ class PolicyAdmin(ChangeReasonAdmin):
             )
             if len(drafts) == 1 and self.has_change_permission(request, drafts[0]):
                 context["promotable"] = drafts[0]
+            # A draft of a policy switched off since is simulated deciding, as that policy
+            # would once switched on again; promoted into it, it stays switched off.
+            context["switched_off"] = [
+                (draft, replaces)
+                for draft in drafts
+                if (replaces := replaced_policy(draft)) is not None and not replaces.is_active
+            ]
             context["rows"] = [
                 (labels[row], report.happened[row], report.with_draft[row])
                 for row in SIMULATED_ROWS

@@ -1022,6 +1022,16 @@ def test_a_draft_of_a_policy_switched_off_since_is_promoted_into_it_which_stays_
         "then with these settings."
     ) in words
     assert "Now, switched off" in words and "No live policy" not in words
+    today = timezone.localdate()
+    simulated = owner.get(
+        reverse("admin:policies_policy_simulate"),
+        {"drafts": draft.pk, "since": today, "until": today + timedelta(days=1)},
+    )
+    assert (
+        "“Budget reallocations”, the policy “Budget reallocations (draft)” would replace, is "
+        "switched off: these figures are what the draft's settings would decide once it is "
+        "switched on again. Promoted into it, they decide nothing until then."
+    ) in page_words(simulated)
     dry = page_words(owner.get(reverse("admin:policies_policy_dry_run", args=[draft.pk])))
     assert (
         "the policies in force with this draft's settings among them, as “Budget "
