@@ -1,5 +1,7 @@
 """The test suite's settings: the project's own, with each of the parallel test processes
-(pytest-xdist's gw0, gw1, …) on a Redis database and a data folder of its own.
+(pytest-xdist's gw0, gw1, …) on a Redis database and a data folder of its own, and, on
+PostgreSQL, a backend that empties the test database between transactional tests faster
+(``tests.postgresql_emptied_by_delete``).
 
 Two processes running tests at once must not meet: not in the cache (rate-limit windows and
 wake-ups are keyed by ids both processes' databases use), not on the broker, not in the data
@@ -26,5 +28,6 @@ os.environ["DJANGO_SETTINGS_MODULE"] = "hitlproject.settings"
 
 from hitlproject.settings import *  # noqa: E402,F403
 
+# This process's only: the processes a test starts run on Django's own backend.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":  # noqa: F405
     DATABASES["default"]["ENGINE"] = "tests.postgresql_emptied_by_delete"  # noqa: F405
