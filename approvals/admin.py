@@ -1813,6 +1813,9 @@ class AgentAdmin(AuditedHistoryAdmin):
     list_filter = ["kind", "is_active"]
     filter_horizontal = ["accounts"]
     actions = ["issue_new_key", "issue_new_callback_secret"]
+    # Its history starts with what it was made as (its kind, which policies scope by; its
+    # owner; whether it was active), as a rule's does, not an empty "Created".
+    history_shows_created_values = True
 
     def get_fields(self, request, obj=None):
         fields = [field for field in super().get_fields(request, obj) if field != "callback_secret"]

@@ -286,3 +286,17 @@ def test_who_made_a_change_links_to_their_page_only_for_those_who_may_open_it(
     assert f'href="{person}"' not in auditor.get(history).text
     assert "policy-owner (person)" in auditor.get(history).text
     assert f'href="{person}"' in admin_client.get(history).text  # who may, still follows it
+
+
+def test_an_agent_s_history_starts_with_what_it_was_made_as(login, demo_world):
+    """Its "Created" entry listed nothing: which kind it was made as (a policy's scope by
+    kind), whose it was and whether it was active were only on the version's own page."""
+    agent = Agent.objects.get(name="optimizer")
+
+    created = history_rows(login("auditor"), agent)[-1]
+
+    assert "Created" in created
+    assert "Name: — → optimizer" in created
+    assert "Kind: — → Optimization" in created
+    assert "Is active: — → yes" in created
+    assert "whsec_" not in created and "Callback secret" not in created
