@@ -594,6 +594,7 @@ class ProposalBatchApi(IdempotentAPIView):
                 agent=request.user,
                 submissions=[item for _, item in well_formed],
                 indices=[index for index, _ in well_formed],
+                batch_size=len(checked),
             )
         )
         results = []

@@ -38,14 +38,17 @@ def test_a_new_proposals_records_are_what_it_was_submitted_as_and_routed_to(opti
             assert answer.status_code == 201, answer.content
             ids.append(answer.json()["id"])
 
-    for proposal in Proposal.objects.filter(pk__in=ids):
+    for index, proposal_id in enumerate(ids):
+        proposal = Proposal.objects.get(pk=proposal_id)
         submitted, routed = recorded(proposal)
         # As routed: the proposal's row as it was written, every field.
         assert as_row(routed) == as_row(proposal)
         assert (routed.history_type, routed.history_actor_kind) == ("~", "system")
         assert routed.history_actor == "policy-engine"
         # As submitted: what the agent sent, before the engine had a say.
-        assert (submitted.history_type, submitted.history_change_reason) == ("+", "submitted")
+        # Of a batch, which: its history read "submitted" alone, as if it came on its own.
+        said = f"submitted in a batch of 2 items (index {index})" if batch else "submitted"
+        assert (submitted.history_type, submitted.history_change_reason) == ("+", said)
         assert (submitted.history_actor_kind, submitted.history_actor) == ("agent", "optimizer")
         assert submitted.history_agent_id == proposal.agent_id
         assert submitted.status == "submitted" and submitted.evaluated_at is None

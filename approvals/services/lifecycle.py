@@ -335,6 +335,7 @@ def proposals_create_routed(
     submitted_by: Actor,
     routed_by: Actor,
     at: datetime,
+    submitted_said: Sequence[str] | None = None,
 ) -> None:
     """Record new proposals as their agent submitted them and as the policy engine routed
     them, in the caller's transaction (which holds the locks their routing was decided
@@ -343,13 +344,18 @@ def proposals_create_routed(
     move it; then all are inserted once, in the state they were routed to, with two history
     records each: submitted, by its agent; routed, by ``routed_by``. Their moves count from
     then on, and the approved ones are sent to execute once the transaction commits. ``at``
-    is when they were submitted and routed (the routing's reading of the world)."""
+    is when they were submitted and routed (the routing's reading of the world);
+    ``submitted_said``, each one's reason for its submitted record ("submitted" by default)."""
     if not transaction.get_connection().in_atomic_block:
         raise TransactionManagementError("proposals_create_routed needs the caller's locks.")
     as_submitted = []
-    for proposal, (to_status, reason, changes) in zip(proposals, routes, strict=True):
+    if submitted_said is None:
+        submitted_said = ["submitted"] * len(proposals)
+    for proposal, (to_status, reason, changes), said in zip(
+        proposals, routes, submitted_said, strict=True
+    ):
         proposal.created_at = proposal.updated_at = at
-        proposal._change_reason = "submitted"
+        proposal._change_reason = said
         as_submitted.append(copy.copy(proposal))
         for field, value in changes.items():
             setattr(proposal, field, value)

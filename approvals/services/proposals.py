@@ -36,7 +36,7 @@ from audit.actors import Actor
 from hitlproject.errors import Busy, DomainError, InvalidInput, NotFound, TooLarge
 from hitlproject.row_locks import rows_held
 from hitlproject.validation import invalid_input, invalid_under
-from hitlproject.vocabulary import UNDER_WAY_STATUSES
+from hitlproject.vocabulary import UNDER_WAY_STATUSES, how_many
 from ledger.models import Account, Campaign, campaign_field_label
 from ledger.services import accounts_lock
 from policies.engine import Rule, Verdict, factor_from_text, factor_text
@@ -501,7 +501,11 @@ class Submission:
 
 
 def proposals_submit(
-    *, agent: Agent, submissions: Sequence[Submission], indices: Sequence[int] | None = None
+    *,
+    agent: Agent,
+    submissions: Sequence[Submission],
+    indices: Sequence[int] | None = None,
+    batch_size: int | None = None,
 ) -> list[Proposal | InvalidInput]:
     """Record an agent's proposals, each checked, assessed and routed by policy as if it came
     alone (a move the engine approves counts for those after it). Returns, for each
@@ -516,7 +520,9 @@ def proposals_submit(
     and their history are inserted together; the approved ones are sent to execute once it
     commits. In the caller's transaction, if it has one: a batch is recorded whole or not at
     all. ``indices``: each submission's index in the batch as its agent sent it (by default,
-    its place here), by which a reason names an earlier item."""
+    its place here), by which a reason names an earlier item. ``batch_size``: of a batch, how
+    many items its agent sent, which each proposal's history says it came in ("submitted in a
+    batch of 3 items (index 0)")."""
     # Copies: an authenticated agent's accounts are kept, shared by the process's requests,
     # and the locks below give each instance its budget cap as locked.
     accounts = {account.external_id: copy.copy(account) for account in agent.accounts.all()}
@@ -598,7 +604,7 @@ def proposals_submit(
             )
         )
         results: list[Proposal | InvalidInput] = []
-        proposals, routes = [], []
+        proposals, routes, submitted_said = [], [], []
         for index, submission, assessed in zip(
             range(len(submissions)) if indices is None else indices,
             submissions,
@@ -658,6 +664,11 @@ def proposals_submit(
                 changes["verdict_policy"] = context.policies[verdict.policy_id]
             routes.append((VERDICT_STATUS[verdict.outcome], " ".join(verdict.reasons), changes))
             proposals.append(proposal)
+            submitted_said.append(
+                "submitted"
+                if batch_size is None
+                else f"submitted in a batch of {how_many(batch_size, 'item')} (index {index})"
+            )
             results.append(proposal)
         _routing_policies_held(
             changes["verdict_policy"].pk for _, _, changes in routes if "verdict_policy" in changes
@@ -667,6 +678,7 @@ def proposals_submit(
             routes=routes,
             at=context.now,
             submitted_by=Actor.for_agent(agent),
+            submitted_said=submitted_said,
             routed_by=Actor.system("policy-engine"),
         )
     return results
