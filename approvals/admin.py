@@ -850,6 +850,8 @@ class ProposalHistoryValues(ConsoleHistoryValues):
             if action_type is None:
                 return format_magnitude(value, "ratio")
             return action_type.magnitude_text(value)
+        if change.field == "amount" and value is not None:  # "280.00 USD", as its page says
+            return f"{value} {self.delta.new_record.account.currency}"
         return super().prepare_delta_change_value(change, value)
 
     def format_delta_change(self, change):

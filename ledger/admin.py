@@ -7,7 +7,7 @@ from audit.admin import (
     ConsoleHistoryValues,
 )
 from hitlproject.vocabulary import NOT_SET
-from ledger.models import Account, Campaign, Creative
+from ledger.models import MONEY_FIELDS, Account, Campaign, Creative
 
 
 class GuardrailFieldsOnly:
@@ -32,7 +32,16 @@ class LedgerHistoryValues(ConsoleHistoryValues):
     def prepare_delta_change_value(self, change, value):
         if value is None and self.model._meta.get_field(change.field).null:
             return NOT_SET
-        return super().prepare_delta_change_value(change, value)
+        said = super().prepare_delta_change_value(change, value)
+        if value is not None and change.field in MONEY_FIELDS.get(self.model._meta.model_name, ()):
+            return f"{said} {self._currency()}"  # "1000.00 USD", as a proposal's page says it
+        return said
+
+    def _currency(self) -> str:
+        record = self.delta.new_record
+        if isinstance(record, Account.history.model):
+            return record.currency
+        return record.account.currency
 
 
 @admin.register(Account)

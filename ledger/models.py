@@ -79,6 +79,12 @@ class BiddingStrategy(models.TextChoices):
 
 
 MONEY = {"max_digits": 14, "decimal_places": 2}
+# The fields that hold an amount of the account's money, which the console says with its
+# currency ("1000.00 USD"); a target ROAS is a ratio.
+MONEY_FIELDS = {
+    "account": frozenset({"max_total_daily_budget"}),
+    "campaign": frozenset({"daily_budget", "bid", "target_cpa", "max_daily_budget"}),
+}
 
 
 class Campaign(models.Model):

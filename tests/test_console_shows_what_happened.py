@@ -1101,7 +1101,8 @@ def test_a_value_never_set_reads_as_nothing_set_not_as_the_text_none(operator, l
     assert "generic-search target CPA not set" in executions and "None" not in executions
     # The campaign's own history says it in the same words.
     campaign = Campaign.objects.get(external_id="generic-search")
-    assert "Target CPA: not set → 25.00" in history_text(login("auditor"), Campaign, campaign.pk)
+    history = history_text(login("auditor"), Campaign, campaign.pk)
+    assert "Target CPA: not set → 25.00 USD" in history
 
 
 def test_a_campaign_field_and_its_choice_read_in_the_edit_forms_words_on_every_page(
@@ -1168,7 +1169,7 @@ def test_a_campaign_field_and_its_choice_read_in_the_edit_forms_words_on_every_p
     assert "manual_cpc" not in execution_text
     history = history_text(auditor, Campaign, Campaign.objects.get(external_id="generic-search").pk)
     assert "Bidding strategy: Manual CPC → Target CPA" in history
-    assert "Target CPA: not set → 25.00" in history
+    assert "Target CPA: not set → 25.00 USD" in history
     # The API answers in codes, as before.
     read = optimizer.get(f"/api/v1/proposals/{proposal.pk}/").json()
     assert read["execution"]["before_state"] == {

@@ -292,11 +292,11 @@ def test_an_empty_cap_reads_not_set_on_an_account_as_on_a_campaign(login):
         owner.post(campaign_url, {"max_daily_budget": "", "change_reason": "Lift."}, follow=True)
     )
 
-    assert lifted[-1].endswith("What changed: Max total daily budget: 900.00 → not set.")
-    assert campaign_lifted[-1].endswith("What changed: Max daily budget: 700.00 → not set.")
+    assert lifted[-1].endswith("What changed: Max total daily budget: 900.00 USD → not set.")
+    assert campaign_lifted[-1].endswith("What changed: Max daily budget: 700.00 USD → not set.")
     for history, cap in (
-        (reverse("admin:ledger_account_history", args=[account.pk]), "900.00"),
-        (reverse("admin:ledger_campaign_history", args=[campaign.pk]), "700.00"),
+        (reverse("admin:ledger_account_history", args=[account.pk]), "900.00 USD"),
+        (reverse("admin:ledger_campaign_history", args=[campaign.pk]), "700.00 USD"),
     ):
         latest = " ".join(
             owner.get(history).text.split('data-label="Changes"')[1].split("</td>")[0].split()

@@ -300,3 +300,25 @@ def test_an_agent_s_history_starts_with_what_it_was_made_as(login, demo_world):
     assert "Kind: — → Optimization" in created
     assert "Is active: — → yes" in created
     assert "whsec_" not in created and "Callback secret" not in created
+
+
+def test_history_says_amounts_of_money_in_their_currency(login, operators):
+    """An edit's "Amount: 280.00 → 200.00" and an execution's "Daily budget: 1000.00 →
+    800.00" gave no currency, where the proposal's page says "280.00 USD" and its summary
+    "USD/day"; a bid's ratio to a target (ROAS) is no money."""
+    proposal = evaluated(reallocation("280.00"))
+    edited = {**proposal.payload, "amount": "200.00"}
+    proposal_approve(proposal_id=proposal.pk, reviewer=operators[0], edited_payload=edited)
+    proposal_execute(proposal_id=proposal.pk)
+    campaign = Campaign.objects.get(external_id="brand-search")
+    campaign.target_roas = Decimal("3.50")
+    campaign.save()
+    client = login("auditor")
+
+    edit = next(row for row in history_rows(client, proposal) if "edited by" in row)
+    rows = history_rows(client, campaign)
+
+    assert "Amount: 280.00 USD → 200.00 USD" in edit
+    assert "Daily budget: 1000.00 USD → 800.00 USD" in rows[1]
+    assert "Target ROAS: not set → 3.50" in rows[0] and "3.50 USD" not in rows[0]
+    assert "Daily budget: — → 1000.00 USD" in rows[-1]  # created: from nothing, no "— USD"
