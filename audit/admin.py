@@ -662,7 +662,11 @@ class AuditedHistoryAdmin(ConsoleAdmin, SimpleHistoryAdmin):
             return response
         said, lines = self.history_kept_elsewhere(obj)
         response.template_name = "admin/history_kept_elsewhere.html"
-        response.context_data |= {"kept_elsewhere_said": said, "kept_elsewhere": lines}
+        response.context_data |= {
+            "kept_elsewhere_said": said,
+            "kept_elsewhere": lines,
+            "title": self.history_view_title(request, obj),  # "View history: …", as others
+        }
         return response
 
     def history_form_view(self, request, object_id, version_id, extra_context=None):

@@ -200,6 +200,7 @@ def test_an_events_history_page_says_what_happened_to_it_and_who_sent_it_again(d
     assert page.status_code == 200
     text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page.text)).split())
     assert "revert" not in text
+    assert f"View history: {event}" in text  # as every history page is titled, not "Change"
     assert "doesn't have a change history" not in text.replace("’", "'")
     assert (
         f"Attempt 1, {console_time(at)}: HTTP 410; given up: trying again would not change "
