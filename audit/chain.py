@@ -226,6 +226,9 @@ class Verification:
     breaks: tuple[Break, ...] = ()
     passed: bool = False  # through the head hash it was asked about
     breaks_found: int = 0
+    # The live rows compared with the last record of their history, and of how many models.
+    live_rows: int = 0
+    live_models: int = 0
 
     @property
     def broken(self) -> Break | None:
@@ -267,7 +270,10 @@ class Verification:
             )
         return True, (
             f"The audit chain holds: {how_many(self.links, 'record')} sealed, head "
-            f"{self.head}; {self.unsealed} written since the last sealing."
+            f"{self.head}; {self.unsealed} written since the last sealing; "
+            f"{how_many(self.live_rows, 'live row')} of "
+            f"{how_many(self.live_models, 'kind')} of record "
+            f"{'is' if self.live_rows == 1 else 'are'} as their history last recorded them."
         )
 
 
@@ -388,10 +394,21 @@ def chain_verify(*, through: str | None = None) -> Verification:
     breaks.extend(slipped_in)
     found += slipped_count
     named.update((broken.table, str(broken.object_id)) for broken in slipped_in)
-    diverging, diverging_count = _live_rows_diverging(room=BREAKS_KEPT - len(breaks), named=named)
+    diverging, diverging_count, compared = _live_rows_diverging(
+        room=BREAKS_KEPT - len(breaks), named=named
+    )
     breaks.extend(diverging)
     found += diverging_count
-    return Verification(count, previous, unsealed, tuple(breaks), passed, found)
+    return Verification(
+        count,
+        previous,
+        unsealed,
+        tuple(breaks),
+        passed,
+        found,
+        live_rows=compared,
+        live_models=len(by_table),
+    )
 
 
 REWRITTEN = "is not where the chain says: its links were rewritten, inserted or removed here"
@@ -556,7 +573,7 @@ def _snapshot():
     return Snapshot()
 
 
-def _live_rows_diverging(*, room: int, named: set[tuple[str, str]]) -> tuple[list[Break], int]:
+def _live_rows_diverging(*, room: int, named: set[tuple[str, str]]) -> tuple[list[Break], int, int]:
     """The live rows of every chained model that are not what their history last recorded
     (a field changed past the history, or the row slipped in with none): up to ``room`` of
     them, and how many in all. Each table is read once, in batches of ``BATCH`` rows by id,
@@ -565,9 +582,10 @@ def _live_rows_diverging(*, room: int, named: set[tuple[str, str]]) -> tuple[lis
     if it still differs as it did: a change committed between the two reads of a batch is
     not a break. A row whose history the chain found broken (``named``: a record of it
     altered, deleted, slipped in) is left to that break: compared with a history no longer
-    vouched for, it would only be named twice."""
+    vouched for, it would only be named twice. The third of what it returns: how many live
+    rows it compared."""
     breaks: list[Break] = []
-    count = 0
+    count = compared = 0
     for model in chained_models():
         tracked = model.instance_type
         fields = _compared_fields(model)
@@ -582,6 +600,7 @@ def _live_rows_diverging(*, room: int, named: set[tuple[str, str]]) -> tuple[lis
                 batch = list(rows.values(*fields)[:BATCH])
                 if not batch:
                     break
+                compared += len(batch)
                 suspects.update(_live_breaks_in(model, batch, fields, named))
             after = batch[-1][pk]
         if not suspects:
@@ -594,7 +613,7 @@ def _live_rows_diverging(*, room: int, named: set[tuple[str, str]]) -> tuple[lis
                 count += 1
                 if len(breaks) < room:
                     breaks.append(broken)
-    return breaks, count
+    return breaks, count, compared
 
 
 def chain_verification_run(*, verification_id: int) -> ChainVerification | None:

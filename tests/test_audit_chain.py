@@ -47,6 +47,21 @@ def verify(*args: str) -> str:
     return out.getvalue()
 
 
+def test_a_chain_that_holds_says_how_many_live_rows_it_compared_with_their_history(sealed):
+    """It said "The audit chain holds: 88 records sealed, head …; 0 written since the last
+    sealing." and nothing of the live rows it had compared with their history, which it
+    checks as well (a row changed past the history would have been named)."""
+    tracked = chain.chained_models()
+    rows = sum(model.instance_type._base_manager.count() for model in tracked)
+
+    said = verify()
+
+    assert said.rstrip().endswith(
+        f"; {rows} live rows of {len(tracked)} kinds of record are as their history last "
+        "recorded them."
+    )
+
+
 def test_the_chain_holds_over_everything_written(sealed):
     said = verify()
     assert said.startswith(f"The audit chain holds: {ChainLink.objects.count()} records sealed")
