@@ -322,3 +322,17 @@ def test_history_says_amounts_of_money_in_their_currency(login, operators):
     assert "Daily budget: 1000.00 USD → 800.00 USD" in rows[1]
     assert "Target ROAS: not set → 3.50" in rows[0] and "3.50 USD" not in rows[0]
     assert "Daily budget: — → 1000.00 USD" in rows[-1]  # created: from nothing, no "— USD"
+
+
+def test_a_campaigns_history_links_the_proposal_that_changed_it(login, operators):
+    """ "proposal #1: move 200.00 USD/day …" was text: an auditor reading a campaign's
+    history could not go to the proposal's page, where its whole story is."""
+    proposal = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=proposal.pk, reviewer=operators[0])
+    proposal_execute(proposal_id=proposal.pk)
+    campaign = Campaign.objects.get(external_id="brand-search")
+    url = reverse("admin:approvals_proposal_change", args=[proposal.pk])
+
+    page = login("auditor").get(reverse("admin:ledger_campaign_history", args=[campaign.pk]))
+
+    assert f'<a href="{url}">proposal #{proposal.pk}</a>: move 280.00 USD/day' in page.text
