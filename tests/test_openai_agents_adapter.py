@@ -413,7 +413,10 @@ def test_a_call_the_platform_approved_but_a_kill_switch_sent_back_is_told_as_wai
     seen = model.told()
     assert seen["status"] == "pending_review" and seen["executed"] is False
     assert "waits for a human decision" in seen["message"]
-    assert "The kill switch on account demo is engaged: An outage." in seen["message"]
+    assert (
+        "Held back before executing: the kill switch on account demo is engaged: An outage."
+        in seen["message"]
+    )
     assert result.final_output == "Done."
     assert Campaign.objects.get(external_id="brand-search").bid == Decimal("2.00")
 
