@@ -144,6 +144,16 @@ def test_the_home_page_lists_what_each_person_did_in_the_console(login):
     assert mine.status_code == 200 and mine.context["cl"].result_count == 6
 
 
+def test_who_decides_nothing_is_not_offered_their_decisions(login):
+    """An auditor (and a policy owner, who decides no proposal) was told "Decisions you took
+    from Slack are not among them: all your decisions", of decisions they may never take."""
+    for role in ("auditor", "policy-owner"):
+        page = login(role).get(INDEX).text
+        assert "Your recent actions in this console" in page
+        assert "Decisions you took" not in page and 'id="my-decisions-link"' not in page
+    assert 'id="my-decisions-link"' in login("operator").get(INDEX).text
+
+
 def test_a_claim_and_an_approval_that_waits_for_another_say_so(login, operators):
     _, colleague = operators
     Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
