@@ -1733,6 +1733,9 @@ class DecisionAdmin(ReadOnlyAdmin):
     list_filter = ["outcome", "reason_code", "reviewer"]
     list_select_related = ["reviewer"]
     raw_id_fields = ["proposal"]
+    # Newest first, as proposals, notifications and callback events are listed; a proposal's
+    # own decisions still read in the order they were taken.
+    ordering = ["-created_at", "-pk"]
 
     @admin.display(description="proposal", ordering="proposal_id")
     def proposal_number(self, decision: Decision) -> str:

@@ -142,6 +142,9 @@ def test_the_home_page_lists_what_each_person_did_in_the_console(login):
     assert link.startswith(decisions)
     mine = operator.get(unescape(link))
     assert mine.status_code == 200 and mine.context["cl"].result_count == 6
+    # Newest first, as the other records of what happened are listed.
+    taken = [decision.created_at for decision in mine.context["cl"].result_list]
+    assert taken == sorted(taken, reverse=True) and taken[0] > taken[-1]
 
 
 def test_who_decides_nothing_is_not_offered_their_decisions(login):
