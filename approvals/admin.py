@@ -99,7 +99,8 @@ from approvals.services.supersession import (
 from approvals.templatetags.console import ledger_state, what_if_chart
 from audit.actors import Actor
 from audit.admin import (
-    AuditedHistoryAdmin,
+    ChangeReasonAdmin,
+    ChangeReasonForm,
     ConsoleHistoryValues,
     ReadOnlyAdmin,
     address_quoted,
@@ -1813,17 +1814,23 @@ SCORECARD_DAYS = (7, 30, 90)
 
 
 @admin.register(Agent)
-class AgentAdmin(AuditedHistoryAdmin):
+class AgentAdmin(ChangeReasonAdmin):
+    # Who an agent is, what it may act on, whether it runs and where its decisions are sent
+    # are rules it works under: a change says why, in its history, as a policy's does (its
+    # callback address was moved with an empty reason). Its history starts with what it was
+    # made as (its kind, which policies scope by; its owner; whether it was active).
+    form = ChangeReasonForm
     list_display = ["name", "kind", "owner", "is_active", "created_at"]
     list_filter = ["kind", "is_active"]
     filter_horizontal = ["accounts"]
     actions = ["issue_new_key", "issue_new_callback_secret"]
-    # Its history starts with what it was made as (its kind, which policies scope by; its
-    # owner; whether it was active), as a rule's does, not an empty "Created".
-    history_shows_created_values = True
+
+    # Named, as every admin that asks why names its fields: read from its form, they were
+    # read from the fieldsets a history page reads from them.
+    fields = ["name", "kind", "owner", "is_active", "accounts", "callback_url"]
 
     def get_fields(self, request, obj=None):
-        fields = [field for field in super().get_fields(request, obj) if field != "callback_secret"]
+        fields = list(super().get_fields(request, obj))
         if obj is not None and self.has_change_permission(request, obj):
             fields.append("callback_secret")  # who may change the agent may set up its end
         return fields

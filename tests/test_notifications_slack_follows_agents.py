@@ -44,12 +44,13 @@ def saved_in_the_console(admin: Client, agent: Agent, **changed) -> None:
         "accounts": [a.pk for a in agent.accounts.all()],
         "callback_url": agent.callback_url,
         "is_active": "on" if agent.is_active else "",
+        "change_reason": "Its owner asked.",
         "_save": "Save",
     }
     data |= changed
     data = {name: value for name, value in data.items() if value != ""}
     answer = admin.post(f"/admin/approvals/agent/{agent.pk}/change/", data)
-    assert answer.status_code == 302, answer.content.decode()[:3000]
+    assert answer.status_code == 302, answer.context["adminform"].form.errors
 
 
 @pytest.fixture
@@ -161,3 +162,31 @@ def test_an_agent_deactivated_while_the_message_was_on_its_way_has_it_redrawn(op
     update = Notification.objects.get(kind="update", proposal_id=proposal["id"])
     assert update.what == "Update of a message sent: agent optimizer stopped as it went"
     nothing_pressed(on_slack, proposal)
+
+
+def test_a_change_to_an_agent_in_the_console_says_why_and_its_history_keeps_it(optimizer, admin):
+    """Where an agent's decisions are sent, what it may act on and whether it runs are rules it
+    works under: its callback address was moved with no reason asked, its history's change
+    reason empty. A save without one is refused and changes nothing; with one, the history
+    keeps it beside who saved."""
+    agent = Agent.objects.get(name="optimizer")
+    page = f"/admin/approvals/agent/{agent.pk}/change/"
+    data = {
+        "name": agent.name,
+        "kind": agent.kind,
+        "accounts": [a.pk for a in agent.accounts.all()],
+        "is_active": "on",
+        "callback_url": "https://127.0.0.1:8443/hitl",
+        "_save": "Save",
+    }
+    refused = admin.post(page, data)
+    assert refused.status_code == 200 and "This field is required." in refused.text
+    agent.refresh_from_db()
+    assert agent.callback_url != "https://127.0.0.1:8443/hitl"
+
+    saved_in_the_console(admin, agent, callback_url="https://127.0.0.1:8443/hitl")
+    agent.refresh_from_db()
+    assert agent.callback_url == "https://127.0.0.1:8443/hitl"
+    latest = agent.history.order_by("-history_id").first()
+    assert latest.history_change_reason == "Its owner asked."
+    assert latest.history_user.username == "admin"
