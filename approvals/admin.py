@@ -101,6 +101,7 @@ from audit.actors import Actor
 from audit.admin import (
     ChangeReasonAdmin,
     ChangeReasonForm,
+    ConsoleChangeList,
     ConsoleHistoryValues,
     ReadOnlyAdmin,
     address_quoted,
@@ -139,7 +140,7 @@ from policies.engine import (
     legacy_cumulative_figure_from_reasons,
     rounded_percent,
 )
-from policies.models import KillSwitch, KillSwitchScope, Policy
+from policies.models import KillSwitch, Policy
 from policies.services import (
     KILL_SWITCH_FINDING,
     WHEN_HELD_BACK,
@@ -150,6 +151,7 @@ from policies.services import (
     kill_switch_named_in,
     kill_switch_names,
     kill_switch_reason,
+    kill_switches_covering,
     kill_switches_named_over,
     version_number,
     versions_count,
@@ -623,18 +625,13 @@ def _edited_out(proposal: Proposal, recorded: Collection[str]) -> frozenset[str]
 
 
 def _kill_switches_engaged_over(proposal: Proposal) -> list[KillSwitch]:
-    """The kill switches engaged over a proposal's account now: from the queue's annotations
-    where it has them (the first of each scope, with its reason: one query for the whole
-    list), else read."""
-    if not hasattr(proposal, "kill_switch_global_now"):
+    """The kill switches engaged over a proposal's account now, every one (two of one scope,
+    each with its reason): as the queue read them once for all its rows
+    (``QueueChangeList``), else read."""
+    engaged = getattr(proposal, "kill_switches_engaged_now", None)
+    if engaged is None:
         return engaged_kill_switches(proposal.account)
-    account, channel = proposal.account, proposal.account.channel
-    scopes = (
-        (proposal.kill_switch_global_now, {"scope": KillSwitchScope.GLOBAL}),
-        (proposal.kill_switch_account_now, {"scope": KillSwitchScope.ACCOUNT, "account": account}),
-        (proposal.kill_switch_channel_now, {"scope": KillSwitchScope.CHANNEL, "channel": channel}),
-    )
-    return [KillSwitch(reason=reason, **scope) for reason, scope in scopes if reason is not None]
+    return engaged
 
 
 def _kill_switches_named_now(proposal: Proposal) -> frozenset[str]:
@@ -895,6 +892,21 @@ class ProposalHistoryValues(ConsoleHistoryValues):
         return None
 
 
+class QueueChangeList(ConsoleChangeList):
+    """The queue, each row given the kill switches engaged over it now, read in one query for
+    all of them: its Guardrail column says what each switch found (and which were engaged
+    since it was routed) without a query a row. Every switch, not the first of each scope:
+    two engaged over one account, each with its own reason, are both told."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        engaged = list(
+            KillSwitch.objects.filter(engaged=True).select_related("account").order_by("pk")
+        )
+        for proposal in self.result_list:
+            proposal.kill_switches_engaged_now = kill_switches_covering(engaged, proposal.account)
+
+
 @admin.register(Proposal)
 class ProposalAdmin(ReadOnlyAdmin):
     list_display = [
@@ -1017,10 +1029,6 @@ class ProposalAdmin(ReadOnlyAdmin):
         # magnitude and the holds on the proposal itself (``magnitude_display``).
         first_routing = routings(OuterRef("pk"))
 
-        def engaged_reason(**scope) -> Subquery:
-            engaged = KillSwitch.objects.filter(engaged=True, **scope).order_by("pk")
-            return Subquery(engaged.values("reason")[:1])
-
         return (
             super()
             .get_queryset(request)
@@ -1033,18 +1041,11 @@ class ProposalAdmin(ReadOnlyAdmin):
                 routed_held_by=Subquery(
                     first_routing.values("verdict_held_by")[:1], output_field=models.JSONField()
                 ),
-                # The reason of the first kill switch of each scope engaged over its account
-                # now (``_kill_switches_engaged_over``): what its reasons say of one released
-                # since, and the switches engaged since it was routed.
-                kill_switch_global_now=engaged_reason(scope=KillSwitchScope.GLOBAL),
-                kill_switch_account_now=engaged_reason(
-                    scope=KillSwitchScope.ACCOUNT, account=OuterRef("account")
-                ),
-                kill_switch_channel_now=engaged_reason(
-                    scope=KillSwitchScope.CHANNEL, channel=OuterRef("account__channel")
-                ),
             )
         )
+
+    def get_changelist(self, request, **kwargs):
+        return QueueChangeList
 
     def get_search_results(self, request, queryset, search_term):
         refuse_nul_in_search(search_term)

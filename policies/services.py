@@ -263,6 +263,12 @@ def _covers(switch: KillSwitch, account: Account) -> bool:
     )
 
 
+def kill_switches_covering(switches: Iterable[KillSwitch], account: Account) -> list[KillSwitch]:
+    """Of ``switches`` (those engaged, read once for many accounts' proposals), the ones over
+    ``account`` or its channel, in their order."""
+    return [switch for switch in switches if _covers(switch, account)]
+
+
 def engaged_kill_switches(account: Account) -> list[KillSwitch]:
     return list(
         kill_switches_engaged_over(account, account.channel)

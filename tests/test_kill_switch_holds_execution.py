@@ -12,7 +12,8 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from hitl_client import Proposal as ClientProposal
@@ -504,6 +505,41 @@ def test_a_waiting_proposal_s_page_says_a_switch_engaged_since_it_was_routed(log
     assert re.findall(r"<li>(.*?)</li>", queue_row(held).split("guardrail-findings")[1]) == [
         f"The kill switch on account demo is engaged: {OUTAGE}"
     ]
+
+
+def test_every_switch_engaged_since_it_was_routed_is_told_two_of_one_scope_too(login):
+    """Two policy owners engage a switch each over account demo, with their own reasons, and
+    one engages everything's: the queue's Guardrail column and the proposal's page told the
+    first of each scope alone ("… engaged: First reason."), the second owner's reason left
+    out of both. Every one is told, and the queue reads them in one query for all its rows."""
+    waiting = evaluated(reallocation("280.00"))
+    operator = login("operator")
+    changelist = reverse("admin:approvals_proposal_changelist")
+    demo = Account.objects.get(external_id="demo")
+    for reason in ("Tracking outage.", "Budget freeze."):
+        KillSwitch.objects.create(scope="account", account=demo, reason=reason)
+    KillSwitch.objects.create(scope="global", reason="Quarter close.")
+    told = [
+        f"The kill switch on account demo is engaged: {reason}"
+        for reason in ("Tracking outage.", "Budget freeze.")
+    ] + ["The kill switch on everything is engaged: Quarter close."]
+
+    operator.get(changelist)
+    with CaptureQueriesContext(connection) as one_row:
+        page = operator.get(changelist).text
+    row = html.unescape(page.split(f'value="{waiting.pk}"')[1].split("</tr>")[0])
+    assert sorted(re.findall(r"<li>(.*?)</li>", row)) == sorted(
+        f"{finding} Engaged since it was routed; a person's approval still lets it run."
+        for finding in told
+    )
+    shown = html.unescape(operator.get(f"/admin/approvals/proposal/{waiting.pk}/change/").text)
+    since = shown.split('id="kill-switch-engaged-since"')[1].split("</ul>")[0]
+    assert sorted(re.findall(r"<li>(.*?)</li>", since)) == sorted(told)
+    for amount in ("281.00", "282.00", "283.00", "284.00"):
+        evaluated(reallocation(amount))
+    with CaptureQueriesContext(connection) as five_rows:
+        operator.get(changelist)
+    assert len(five_rows) == len(one_row)
 
 
 def test_a_proposal_a_switch_held_back_shows_the_switch_in_the_queue_s_guardrail_column(login):
