@@ -55,6 +55,7 @@ from policies.drafts import (
     duplicate_initial,
     owned_agent_governed,
     policy_promote,
+    promotion_record_typed,
     replaced_policy,
 )
 from policies.engine import (
@@ -158,6 +159,16 @@ class PolicyForm(ChangeReasonForm):
             if name in self.initial:
                 shown_in = "ratio" if name in PERCENT_FIELDS else unit
                 self.initial[name] = as_typed(self.initial[name], shown_in)
+
+    def clean_change_reason(self) -> str:
+        reason = self.cleaned_data["change_reason"]
+        if promotion_record_typed(reason):
+            raise forms.ValidationError(
+                "A reason typed here cannot begin as the record of a promotion does "
+                "(“promoted from draft #…”, “promoted into …”): only promoting a draft writes it.",
+                code="promotion_record",
+            )
+        return reason
 
     def clean(self):
         cleaned = super().clean()

@@ -116,12 +116,30 @@ def active_draft_of(policy: Policy) -> Policy | None:
     return Policy.objects.filter(draft_of=policy, is_draft=True, is_active=True).first()
 
 
+# How the records a promotion writes begin (``policy_promote``): the policy's, of the draft
+# promoted into it or gone live itself, and the draft's, retired. A reason a person types on a
+# policy's form may not begin so (``promotion_record_typed``): "promoted from draft #7: …"
+# typed on an ordinary change made draft #7's page say it had been promoted, when it never was.
+PROMOTED_FROM_DRAFT = "promoted from draft #"
+PROMOTED_FROM_A_DRAFT = "promoted from a draft:"
+PROMOTED_INTO = "promoted into “"
+PROMOTION_RECORDS = (PROMOTED_FROM_DRAFT, PROMOTED_FROM_A_DRAFT, PROMOTED_INTO)
+
+
+def promotion_record_typed(reason: str) -> bool:
+    """Whether a reason typed by a person begins as a promotion's record does (in any case)."""
+    return reason.strip().lower().startswith(PROMOTION_RECORDS)
+
+
 def draft_promotion(draft: Policy):
     """The version ``policy_promote`` wrote of the live policy a draft was promoted into (its
     id, its name then, who promoted it and when), or None for a draft never promoted into
     one."""
     return (
-        Policy.history.filter(history_change_reason__startswith=f"promoted from draft #{draft.pk}:")
+        Policy.history.filter(
+            history_type="~",
+            history_change_reason__startswith=f"{PROMOTED_FROM_DRAFT}{draft.pk}:",
+        )
         .order_by("-history_id")
         .first()
     )
@@ -160,14 +178,14 @@ def policy_promote(*, draft_id: int, actor: Actor, reason: str) -> Policy:
             raise DomainError(f"You own agent {agent}; someone else must set its policy.")
         if target is None:
             live, draft.is_draft, draft.draft_of = draft, False, None
-            live._change_reason = f"promoted from a draft: {reason}"
+            live._change_reason = f"{PROMOTED_FROM_A_DRAFT} {reason}"
         else:
             if not any(getattr(target, name) != getattr(draft, name) for name in SETTINGS):
                 raise NothingToPromote(target)
             live = target
             for name in SETTINGS:
                 setattr(live, name, getattr(draft, name))
-            live._change_reason = f"promoted from draft #{draft.pk}: {reason}"
+            live._change_reason = f"{PROMOTED_FROM_DRAFT}{draft.pk}: {reason}"
         try:
             live.full_clean()
         except ValidationError as error:
@@ -177,6 +195,6 @@ def policy_promote(*, draft_id: int, actor: Actor, reason: str) -> Policy:
         live.save()
         if target is not None:
             draft.is_active = False
-            draft._change_reason = f"promoted into “{target.name}” (#{target.pk}): {reason}"
+            draft._change_reason = f"{PROMOTED_INTO}{target.name}” (#{target.pk}): {reason}"
             draft.save()
     return live

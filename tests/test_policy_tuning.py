@@ -1094,3 +1094,32 @@ def test_the_policy_list_leaves_retired_drafts_out_unless_asked_for(owner, login
     assert draft.pk not in policy_rows(owner, state="live")
     refused = owner.get(reverse("admin:policies_policy_changelist"), {"state": "gone"})
     assert refused.status_code == 400
+
+
+def test_a_reason_typed_as_a_promotion_s_record_does_not_pass_for_one(owner):
+    """A draft set aside unpromoted, then its policy changed by a policy owner typing the
+    reason "promoted from draft #<the draft>: …": the draft's page read "What it replaced:
+    “Budget reallocations” (#…): policy-owner (person) promoted it into that policy at …",
+    a promotion that never was. A reason typed cannot begin as the record a promotion writes
+    does; the change is refused and changes nothing."""
+    policy = reallocations()
+    draft = duplicate(owner, policy, auto_execute_max_magnitude="25", change_reason="Try 25%.")
+    url = change_url(draft)
+    sent = form_data(owner, url, change_reason="Not worth it.")
+    del sent["is_active"]  # unticked: set aside for good
+    assert owner.post(url, sent).status_code == 302
+    versions = history_of(policy).count()
+
+    for forged in (f"promoted from draft #{draft.pk}: agreed", "Promoted from a draft: agreed"):
+        url = change_url(policy)
+        refused = owner.post(
+            url, form_data(owner, url, auto_execute_max_magnitude="12", change_reason=forged)
+        )
+        assert refused.status_code == 200
+        assert "only promoting a draft writes it" in html.unescape(refused.text)
+
+    assert history_of(policy).count() == versions
+    assert Policy.objects.get(pk=policy.pk).auto_execute_max_magnitude == Decimal("0.1")
+    assert "What it replaced: nothing: it was retired without being promoted" in page_words(
+        owner.get(change_url(draft))
+    )
