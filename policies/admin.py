@@ -4,6 +4,7 @@ from decimal import Decimal
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import IS_FACETS_VAR, IS_POPUP_VAR
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
@@ -387,14 +388,28 @@ class PolicyStateFilter(KnownValuesOnly, admin.SimpleListFilter):
 
 
 class PolicyChangeList(ConsoleChangeList):
+    """The list's total ("1 result (6 total)") is of the list its link leads to: the policies
+    in use, the list shown by default; asked for retired drafts (or every policy), every
+    policy, its link leading to them all. It counted every policy whatever the state asked
+    for: the filter's own "In use" read "6 results (7 total)", whose link led to the same six."""
+
+    total_query = "?"
+
     def get_results(self, request):
         super().get_results(request)
-        # The list leaves the retired drafts out unless asked for them: its total ("6
-        # results (7 total)", its link leading to the same six) is of the policies in use.
-        if PolicyStateFilter.parameter_name not in request.GET and self.full_result_count:
-            self.full_result_count = self.root_queryset.filter(
-                PolicyStateFilter.kept[PolicyStateFilter.IN_USE]
-            ).count()
+        if self.full_result_count is None:
+            return
+        asked = request.GET.getlist(PolicyStateFilter.parameter_name)
+        state = (asked[-1] if asked else "") or PolicyStateFilter.IN_USE  # as the filter reads it
+        every = state in ("retired", "all")
+        total = "all" if every else PolicyStateFilter.IN_USE
+        self.full_result_count = self.root_queryset.filter(PolicyStateFilter.kept[total]).count()
+        kept = {PolicyStateFilter.parameter_name: "all"} if every else {}
+        if self.is_popup:
+            kept[IS_POPUP_VAR] = 1
+        if self.add_facets:
+            kept[IS_FACETS_VAR] = ""
+        self.total_query = f"?{urlencode(kept)}"
 
 
 @admin.register(Policy)

@@ -1123,3 +1123,38 @@ def test_a_reason_typed_as_a_promotion_s_record_does_not_pass_for_one(owner):
     assert "What it replaced: nothing: it was retired without being promoted" in page_words(
         owner.get(change_url(draft))
     )
+
+
+@pytest.mark.parametrize(
+    ("query", "said", "total_link"),
+    [
+        # The filter's own "In use" and "Live" links, and an empty state, list the policies
+        # in use: their total is of those, and its link leads to them.
+        ({"state": "in_use", "q": "reallocations"}, "1 result (6 total)", "?"),
+        ({"state": "live", "q": "reallocations"}, "1 result (6 total)", "?"),
+        ({"state": "", "q": "reallocations"}, "1 result (6 total)", "?"),
+        ({"state": "live", "action_type": "budget_reallocation"}, "1 result (6 total)", "?"),
+        # Retired drafts asked for: the total is of every policy, its link leading to them all.
+        ({"state": "retired"}, "1 result (7 total)", "?state=all"),
+        ({"state": "all", "q": "reallocations"}, "2 results (7 total)", "?state=all"),
+    ],
+)
+def test_the_policy_list_s_total_is_of_the_list_its_link_leads_to(owner, query, said, total_link):
+    """ "6 results (7 total)" on the filter's own "In use" link, whose "7 total" led to the
+    same six: the total counted the retired drafts whatever the state asked for, and its link
+    leads to the list without them."""
+    policy = reallocations()
+    draft = duplicate(owner, policy, auto_execute_max_magnitude="30", change_reason="Try 30%.")
+    url = change_url(draft)
+    sent = form_data(owner, url, change_reason="Not worth it.")
+    del sent["is_active"]  # unticked: set aside for good
+    assert owner.post(url, sent).status_code == 302
+
+    page = owner.get(reverse("admin:policies_policy_changelist"), query)
+
+    assert page.status_code == 200
+    counts = re.search(r'<span class="small quiet">(.*?)</span>', page.text, re.S).group(1)
+    assert re.sub(r"<[^>]+>", "", counts) == said
+    assert re.search(r'href="([^"]*)"', counts).group(1) == total_link
+    listed = owner.get(reverse("admin:policies_policy_changelist") + total_link)
+    assert len(listed.context["cl"].result_list) == int(said.split("(")[1].split()[0])
