@@ -35,6 +35,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.apps import apps
 from django.core.exceptions import FieldError
 from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Exists, OuterRef, Q
@@ -65,6 +66,45 @@ def chained_models() -> list[type[models.Model]]:
 
 def _fields(model: type[models.Model]) -> list[str]:
     return [field.attname for field in model._meta.concrete_fields]
+
+
+# A layout's name for a many-to-many relation a record holds (a person's groups, an agent's
+# accounts), kept beside it in a table of its own: "m2m:groups".
+M2M = "m2m:"
+
+
+def _sealed_fields(model: type[models.Model]) -> list[str]:
+    """What a record is sealed over: its fields, and the relations it holds, each as the ids
+    it names (who is in which group is a person's record as much as their name is)."""
+    return _fields(model) + [
+        f"{M2M}{field.name}" for field in getattr(model, "_history_m2m_fields", ())
+    ]
+
+
+def _columns(fields: list[str]) -> list[str]:
+    """The columns of a layout's fields: the relations it holds are read apart."""
+    return [name for name in fields if not name.startswith(M2M)]
+
+
+def _with_relations(model: type[models.Model], rows: list[dict], fields: list[str]) -> list[dict]:
+    """``rows`` (records of ``model``, as ``values`` reads them) with each relation their
+    layout holds, as the sorted ids it named: one query a relation."""
+    names = [name.removeprefix(M2M) for name in fields if name.startswith(M2M)]
+    if not names or not rows:
+        return rows
+    ids = [row["history_id"] for row in rows]
+    for name in names:
+        related = model.instance_type._meta.get_field(name).related_model
+        through = apps.get_model(model._meta.app_label, f"{model.__name__}_{name}")
+        column = f"{related._meta.model_name}_id"
+        named: dict[int, list] = defaultdict(list)
+        for history_id, related_id in through.objects.filter(history_id__in=ids).values_list(
+            "history_id", column
+        ):
+            named[history_id].append(related_id)
+        for row in rows:
+            row[f"{M2M}{name}"] = sorted(named.get(row["history_id"], []), key=str)
+    return rows
 
 
 def record_digest(row: dict) -> str:
@@ -116,7 +156,7 @@ def _unsealed(model: type[models.Model]) -> models.QuerySet:
 
 
 def _layout(model: type[models.Model]) -> ChainLayout:
-    table, fields = model._meta.label_lower, _fields(model)
+    table, fields = model._meta.label_lower, _sealed_fields(model)
     key = hashlib.sha256(json.dumps([table, fields]).encode()).hexdigest()
     layout, _ = ChainLayout.objects.get_or_create(
         key=key, defaults={"table": table, "fields": fields}
@@ -145,7 +185,7 @@ def chain_seal() -> int:
             if last_run is not None:
                 unsealed = unsealed.filter(history_date__gte=last_run - SEALING_MARGIN)
             links = []
-            for row in unsealed.values(*layout.fields).iterator(chunk_size=BATCH):
+            for row in _rows_with_relations(model, unsealed, layout.fields):
                 digest, object_id = record_digest(row), str(row[of])
                 refs = record_refs(model, row)
                 head = link_hash(head, table, row["history_id"], digest, object_id, refs)
@@ -167,6 +207,19 @@ def chain_seal() -> int:
             sealed += len(ChainLink.objects.bulk_create(links))
         ChainSealing.objects.update_or_create(pk=1, defaults={"last_run_at": now})
     return sealed
+
+
+def _rows_with_relations(
+    model: type[models.Model], records: models.QuerySet, fields: list[str]
+) -> Iterator[dict]:
+    """``records``' values of ``fields``, the relations they hold with them, by batches."""
+    batch = []
+    for row in records.values(*_columns(fields)).iterator(chunk_size=BATCH):
+        batch.append(row)
+        if len(batch) == BATCH:
+            yield from _with_relations(model, batch, fields)
+            batch = []
+    yield from _with_relations(model, batch, fields)
 
 
 def _last_run() -> datetime | None:
@@ -366,9 +419,13 @@ def chain_verify(*, through: str | None = None) -> Verification:
         for layout, ids in wanted.items():
             model = by_table.get(layout.table)
             try:
-                found_rows = model.objects.filter(history_id__in=ids).values(*layout.fields)
+                found_rows = _with_relations(
+                    model,
+                    list(model.objects.filter(history_id__in=ids).values(*_columns(layout.fields))),
+                    layout.fields,
+                )
                 rows.update({(layout.table, row["history_id"]): row for row in found_rows})
-            except (AttributeError, FieldError):  # the table, or a column, is gone
+            except (AttributeError, FieldError, LookupError):  # a table, or a column, is gone
                 unreadable.add(layout.pk)
         for link in batch:
             row = rows.get((link.table, link.history_id))
@@ -502,9 +559,35 @@ def _live_differences(model: type[models.Model], row: dict, record: dict) -> str
     said = []
     for name in row:
         if as_digested(row[name]) != as_digested(record[name]):
-            label = next((f.verbose_name for f in opts.concrete_fields if f.attname == name), name)
+            label = next(
+                (
+                    f.verbose_name
+                    for f in [*opts.concrete_fields, *opts.many_to_many]
+                    if f"{M2M}{f.name}" == name or f.attname == name
+                ),
+                name,
+            )
             said.append(f"{label} is {_quoted(row[name])}, recorded {_quoted(record[name])}")
     return "; ".join(said)
+
+
+def _live_relations(
+    model: type[models.Model], ids: list, relations: list[str]
+) -> dict[str, dict[object, list]]:
+    """For each relation (``M2M`` name) of the live objects ``ids``, the sorted ids each
+    names now, by object: one query a relation."""
+    found: dict[str, dict[object, list]] = {}
+    for name in relations:
+        field = model.instance_type._meta.get_field(name.removeprefix(M2M))
+        through = field.remote_field.through
+        owner, related = f"{field.m2m_field_name()}_id", f"{field.m2m_reverse_field_name()}_id"
+        named: dict[object, list] = defaultdict(list)
+        for owner_id, related_id in through.objects.filter(**{f"{owner}__in": ids}).values_list(
+            owner, related
+        ):
+            named[owner_id].append(related_id)
+        found[name] = {key: sorted(value, key=str) for key, value in named.items()}
+    return found
 
 
 def _live_breaks_in(
@@ -523,18 +606,25 @@ def _live_breaks_in(
         records = records.distinct(of)
     for record in records.values("history_id", "history_type", *fields):
         last.setdefault(record[of], record)
+    # The relations the history records (a person's groups), as they are and as recorded.
+    relations = [name for name in _sealed_fields(model) if name.startswith(M2M)]
+    _with_relations(model, list(last.values()), relations)
+    live_relations = _live_relations(model, ids, relations)
     breaks = {}
     for row in rows:
         whose = _whose(model, row[of])
         record = last.get(row[of])
         if (table, str(row[of])) in named:
             continue
+        row_now = {**row, **{name: live_relations[name].get(row[of], []) for name in relations}}
         if record is None:
             what, history_id = f"the live row of {whose} {LIVE_UNRECORDED}", 0
         elif record["history_type"] == "-":
             what = f"the live row of {whose} {LIVE_DELETED} (record {record['history_id']})"
             history_id = record["history_id"]
-        elif differences := _live_differences(model, row, {name: record[name] for name in fields}):
+        elif differences := _live_differences(
+            model, row_now, {name: record[name] for name in [*fields, *relations]}
+        ):
             history_id = record["history_id"]
             what = f"the live row of {whose} {LIVE_DIFFERS} (record {history_id}): {differences}"
         else:
