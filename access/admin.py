@@ -1,7 +1,13 @@
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group
+from django.utils.html import format_html_join
 
 from access.models import SecondFactorRequirement
-from audit.admin import AuditedHistoryAdmin
+from access.selectors import Membership, memberships
+from audit.admin import AuditedHistoryAdmin, is_history_page
+from hitlproject.formats import console_time
 
 
 @admin.register(SecondFactorRequirement)
@@ -11,3 +17,92 @@ class SecondFactorRequirementAdmin(AuditedHistoryAdmin):
 
     list_display = ["group", "created_at"]
     fields = ["group"]
+
+
+def memberships_shown(found: list[Membership], *, name_of) -> str:
+    """Memberships one a line: "operators: since 2026-12-06 03:55:26 UTC, given by admin
+    (person)", and the reason given, if one was."""
+    if not found:
+        return "—"
+
+    def line(membership: Membership) -> tuple[str, str]:
+        if membership.since is None:
+            return name_of(membership), ": not recorded in the history"
+        if membership.before_history:
+            return name_of(membership), (
+                f": before {console_time(membership.since)}, when the history of people and "
+                "roles began (who gave it is not recorded)"
+            )
+        said = f": since {console_time(membership.since)}, given by {membership.by}"
+        if membership.reason:
+            said += f" (“{membership.reason}”)"
+        return name_of(membership), said
+
+    return format_html_join("", "<div>{}{}</div>", (line(m) for m in found))
+
+
+class ReadOnlyForWhomMayNotChange:
+    """People and roles read by whom may only view them (auditors): no password hash, not even
+    its summary, and on a past version no field the history does not keep."""
+
+    hidden_read_only = ("password",)
+    not_recorded = ("password", "last_login")
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None:
+            return fieldsets
+        hidden = ()
+        if is_history_page(request):
+            hidden = self.not_recorded
+        elif not self.has_change_permission(request, obj):
+            hidden = self.hidden_read_only
+        return [
+            (title, {**options, "fields": [f for f in options["fields"] if f not in hidden]})
+            for title, options in fieldsets
+        ]
+
+
+class PersonAdmin(ReadOnlyForWhomMayNotChange, AuditedHistoryAdmin, UserAdmin):
+    """People who use the console. Each save is one record of their history, with the groups
+    (roles) it leaves them in, by whoever saved it (``AuditedHistoryAdmin``); an auditor reads
+    each person, their roles and since when, and their history, and changes nothing."""
+
+    readonly_fields = ["roles"]
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or is_history_page(request):
+            return fieldsets
+        return [*fieldsets, ("Roles, as the history records them", {"fields": ["roles"]})]
+
+    @admin.display(description="Roles since")
+    def roles(self, obj) -> str:
+        return memberships_shown(
+            memberships(users=[obj]), name_of=lambda membership: membership.group.name
+        )
+
+
+class RoleAdmin(ReadOnlyForWhomMayNotChange, AuditedHistoryAdmin, GroupAdmin):
+    """Groups, the console's roles: their permissions, their history, and who is in each,
+    since when and given by whom."""
+
+    readonly_fields = ["members"]
+
+    def get_fields(self, request, obj=None):
+        fields = list(super().get_fields(request, obj))
+        if obj is not None and not is_history_page(request) and "members" not in fields:
+            fields.append("members")
+        return fields
+
+    @admin.display(description="Members since")
+    def members(self, obj) -> str:
+        return memberships_shown(
+            memberships(group=obj), name_of=lambda membership: membership.user.get_username()
+        )
+
+
+admin.site.unregister(get_user_model())
+admin.site.unregister(Group)
+admin.site.register(get_user_model(), PersonAdmin)
+admin.site.register(Group, RoleAdmin)

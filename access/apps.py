@@ -7,6 +7,22 @@ class AccessConfig(AppConfig):
     name = "access"
     verbose_name = "Console access"
 
+    def ready(self) -> None:
+        from django.contrib.auth.management.commands import createsuperuser
+
+        from audit.actors import Actor, acting_as
+
+        # The person ``manage.py createsuperuser`` makes is recorded in the history of people
+        # as made by that command, the platform itself, not by "an unnamed part" of it.
+        # (django.contrib.auth's command wins over one of this app's: it is installed first.)
+        handle = createsuperuser.Command.handle
+
+        def handle_as_the_command(command, *args, **options):
+            with acting_as(Actor.system("createsuperuser")):
+                return handle(command, *args, **options)
+
+        createsuperuser.Command.handle = handle_as_the_command
+
 
 class ConsoleAdminConfig(admin_apps.AdminConfig):
     """The admin app with the console's site as its default: every ``@admin.register`` lands on

@@ -2,7 +2,8 @@
 
 Operators read everything and decide proposals; policy owners read everything, edit policies
 and the autonomy rules, and decide the platform's proposed policy changes; auditors read
-everything, history included, and change nothing. Policy owners also keep the routes that say
+everything, history included, people and their roles too, and change nothing. Policy owners
+also keep the routes that say
 who is told about what. Each person's own channels (``notifications.ReachedBy``) are theirs
 alone: no role reads or edits another's, and the console shows each person only their own.
 """
@@ -36,7 +37,9 @@ ROLE_EXTRA_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         ("notifications", "add_route"),
         ("notifications", "change_route"),
     ],
-    AUDITORS: [],
+    # Who has which role, since when and given by whom, and each person's history: read, never
+    # changed (no password hash shown, access.admin).
+    AUDITORS: [("auth", "view_user"), ("auth", "view_group")],
 }
 
 

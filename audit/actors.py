@@ -72,6 +72,8 @@ SYSTEM_PARTS = {
     "autonomy": "the autonomy review",
     "seed_demo": "the seed_demo command",
     "create_agent": "the create_agent command",
+    "createsuperuser": "the createsuperuser command",
+    "migration": "an upgrade of the platform",
     "unattributed": "an unnamed part of the platform",
 }
 

@@ -21,6 +21,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from audit.secret_fields import SECRET_FIELDS
 
 AUDITED_APPS = (
+    # People and roles: their history is kept in ``access`` (``access.models``).
+    "auth",
     "ledger",
     "approvals",
     "policies",
@@ -142,7 +144,9 @@ def audit_records(*, since: datetime, until: datetime) -> Iterator[dict]:
         # each historical record's set is read and exported as a field, sorted.
         m2m = {
             field.name: (
-                apps.get_model(model._meta.app_label, f"Historical{model.__name__}_{field.name}"),
+                apps.get_model(
+                    historical._meta.app_label, f"Historical{model.__name__}_{field.name}"
+                ),
                 f"{field.related_model._meta.model_name}_id",
             )
             for field in getattr(historical, "_history_m2m_fields", [])

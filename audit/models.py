@@ -66,15 +66,46 @@ class AuditedHistoricalRecords(HistoricalRecords):
         if sender is self.cls:
             sender._audited_history = self
 
+    def post_save(self, instance, created, using=None, **kwargs):
+        # A save of fields the history does not keep, and of nothing else, changes nothing it
+        # records: a login stamps a user's ``last_login`` alone (``update_fields``), and
+        # would otherwise write a record of the user, the same as the last, at every login.
+        update_fields = kwargs.get("update_fields")
+        if not created and update_fields and set(update_fields) <= set(self.excluded_fields):
+            return
+        super().post_save(instance, created, using=using, **kwargs)
 
-def audited_history(**options) -> HistoricalRecords:
-    """History for a model people or agents change, stamped with the acting actor."""
-    return AuditedHistoricalRecords(
-        bases=[ActorStampedHistory],
-        get_user=history_user,
-        history_change_reason_field=models.TextField(null=True),
+    def m2m_changed(self, instance, action, attr, pk_set, reverse, **kwargs):
+        """A relation changed from its other side (a person added to a group from the group,
+        ``group.user_set.add(user)``): a record of each object of this model it changed, not
+        one of the other side's object taken for one of ours."""
+        if not reverse:
+            return super().m2m_changed(instance, action, attr, pk_set, reverse, **kwargs)
+        if action == "pre_clear":
+            instance._history_m2m_cleared = list(
+                self.cls._default_manager.filter(**{attr: instance}).values_list("pk", flat=True)
+            )
+            return None
+        if action == "post_clear":
+            pk_set = instance.__dict__.pop("_history_m2m_cleared", [])
+        elif action not in ("post_add", "post_remove"):
+            return None
+        for obj in self.cls._default_manager.filter(pk__in=pk_set or []):
+            self.create_historical_record(obj, "~")
+        return None
+
+
+def audited_history(*, build: bool = True, **options) -> HistoricalRecords | dict:
+    """History for a model people or agents change, stamped with the acting actor; with
+    ``build=False``, its options, for ``simple_history.register`` of a model of another app
+    (a user, a group)."""
+    options = {
+        "bases": [ActorStampedHistory],
+        "get_user": history_user,
+        "history_change_reason_field": models.TextField(null=True),
         **options,
-    )
+    }
+    return AuditedHistoricalRecords(**options) if build else options
 
 
 class ChainSealing(models.Model):

@@ -290,16 +290,24 @@ def test_before_the_first_sealing_verification_says_nothing_is_sealed_yet(demo_w
 
 
 def test_what_verification_and_sealing_count_reads_as_a_person_writes_it(db):
-    """Not "65 record(s) sealed", "1 record(s) written wait": one record, or several."""
-    Account.objects.create(external_id="one", name="One", channel="google_ads", currency="USD")
-    assert verify().strip() == (
+    """Not "65 record(s) sealed", "1 record(s) written wait": one record, or several. (A new
+    platform holds the first records of its role groups: the counts of one are read as a
+    verification that found them would say them.)"""
+    assert chain.Verification(links=0, head=chain.GENESIS, unsealed=1).verdict() == (
+        True,
         "Nothing is sealed yet: 1 record written waits for the first sealing, a minute or so "
-        "after it is written."
+        "after it is written.",
     )
+    call_command("seal_audit_chain", stdout=io.StringIO())
+    Account.objects.create(external_id="one", name="One", channel="google_ads", currency="USD")
     out = io.StringIO()
     call_command("seal_audit_chain", stdout=out)
     assert out.getvalue().strip() == "Sealed 1 record."
-    assert verify().startswith("The audit chain holds: 1 record sealed, head ")
+    holds = chain.Verification(links=1, head="h", unsealed=0, live_rows=1, live_models=1)
+    assert holds.verdict()[1].startswith("The audit chain holds: 1 record sealed, head h; ")
+    assert holds.verdict()[1].endswith(
+        "1 live row of 1 kind of record is as their history last recorded them."
+    )
 
 
 def history_page(client, url: str) -> str:

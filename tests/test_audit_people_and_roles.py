@@ -1,0 +1,215 @@
+"""People and roles are audited: who was made an operator, when and by whom, in the history of
+people (kept without a password hash), sealed into the audit chain, in the export, and read by
+the auditor, who changes nothing."""
+
+import html
+import json
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from django.test import Client
+from django.utils import timezone
+
+from access.selectors import memberships
+from approvals.roles import OPERATORS
+from audit.chain import chain_seal, chain_verify
+from tests.test_audit_export import URL as EXPORT_URL
+from tests.test_audit_export import period
+
+
+@pytest.fixture
+def admin_client(demo_world) -> Client:
+    admin = get_user_model().objects.create_superuser("admin", "admin@example.com", "x")
+    client = Client()
+    client.force_login(admin)
+    return client
+
+
+def change_form(user) -> dict:
+    """What the console's form for ``user`` sends back unchanged."""
+    joined = timezone.localtime(user.date_joined)
+    return {
+        "username": user.username,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "email": user.email,
+        "is_active": "on" if user.is_active else "",
+        "is_staff": "on" if user.is_staff else "",
+        "is_superuser": "on" if user.is_superuser else "",
+        "groups": [str(pk) for pk in user.groups.values_list("pk", flat=True)],
+        "user_permissions": [],
+        "date_joined_0": f"{joined:%Y-%m-%d}",
+        "date_joined_1": f"{joined:%H:%M:%S}",
+        "initial-date_joined_0": f"{joined:%Y-%m-%d}",
+        "initial-date_joined_1": f"{joined:%H:%M:%S}",
+    }
+
+
+def made_operator(admin_client):
+    """A new person, made an operator by the administrator in the console."""
+    person = get_user_model().objects.create_user("newcomer", "new@example.com", "pw")
+    operators = Group.objects.get(name=OPERATORS)
+    form = change_form(person) | {"is_staff": "on", "groups": [str(operators.pk)]}
+    answer = admin_client.post(f"/admin/auth/user/{person.pk}/change/", form)
+    assert answer.status_code == 302, answer.content.decode()[:3000]
+    assert list(person.groups.all()) == [operators]
+    return person, operators
+
+
+def page_text(client, url: str) -> str:
+    page = client.get(url)
+    assert page.status_code == 200
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", page.text)))
+
+
+def test_making_someone_an_operator_in_the_console_records_who_did_it_and_when(admin_client):
+    person, operators = made_operator(admin_client)
+    records = list(get_user_model().history.filter(id=person.pk).order_by("history_id"))
+    assert [r.history_type for r in records] == ["+", "~"]  # one record of the save, not two
+    made = records[-1]
+    assert (made.history_actor_kind, made.history_actor) == ("user", "admin")
+    assert made.history_user.username == "admin"
+    assert [g.group_id for g in made.groups.all()] == [operators.pk]
+    assert made.is_staff and not records[0].is_staff
+    # No secret is recorded: the history has no password hash, nor the last login.
+    fields = {f.name for f in type(made)._meta.fields}
+    assert "password" not in fields and "last_login" not in fields
+
+
+def test_a_person_made_by_a_command_is_recorded_as_made_by_the_platform(db):
+    from django.core.management import call_command
+
+    call_command("createsuperuser", username="root", email="root@example.com", interactive=False)
+    record = get_user_model().history.get(username="root")
+    assert (record.history_actor_kind, record.history_actor) == ("system", "createsuperuser")
+
+
+def test_a_login_writes_no_record_of_the_person(demo_world):
+    operator = get_user_model().objects.get(username="operator")
+    before = get_user_model().history.filter(id=operator.pk).count()
+    for _ in range(3):
+        Client().force_login(operator)
+    operator.refresh_from_db()
+    assert operator.last_login is not None
+    assert get_user_model().history.filter(id=operator.pk).count() == before
+
+
+def test_a_person_added_to_a_group_from_the_group_s_side_is_recorded(demo_world):
+    operators = Group.objects.get(name=OPERATORS)
+    auditor = get_user_model().objects.get(username="auditor")
+    operators.user_set.add(auditor)
+    record = get_user_model().history.filter(id=auditor.pk).latest("history_id")
+    assert operators.pk in set(record.groups.values_list("group_id", flat=True))
+    operators.user_set.clear()
+    record = get_user_model().history.filter(id=auditor.pk).latest("history_id")
+    assert operators.pk not in set(record.groups.values_list("group_id", flat=True))
+    assert chain_verify().holds
+
+
+def test_the_chain_seals_people_and_roles_and_names_tampering_with_them(admin_client):
+    person, operators = made_operator(admin_client)
+    chain_seal()
+    assert chain_verify().holds
+    made = get_user_model().history.filter(id=person.pk).latest("history_id")
+    # A record of who was made an operator rewritten: membership moved to another group.
+    auditors = Group.objects.get(name="auditors")
+    made.groups.update(group_id=auditors.pk)
+    found = chain_verify()
+    assert not found.holds
+    assert f"access.historicaluser record {made.history_id}" in str(found.broken)
+    assert "altered after it was sealed" in str(found.broken)
+    made.groups.update(group_id=operators.pk)
+    assert chain_verify().holds
+    # A person put in a group in the database, past the history.
+    auditor = get_user_model().objects.get(username="auditor")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO auth_user_groups (user_id, group_id) VALUES (%s, %s)",
+            [auditor.pk, operators.pk],
+        )
+    found = chain_verify()
+    assert not found.holds
+    assert f"the live row of user #{auditor.pk} differs" in found.broken.what
+    assert "groups is" in found.broken.what
+
+
+def test_the_export_holds_who_was_made_an_operator(admin_client, login):
+    person, operators = made_operator(admin_client)
+    response = login("auditor").get(EXPORT_URL, {**period(), "format": "jsonl"})
+    assert response.status_code == 200
+    records = [json.loads(line) for line in b"".join(response.streaming_content).splitlines()]
+    mine = [r for r in records if r["model"] == "auth.user" and r["object_id"] == person.pk]
+    assert mine[-1]["actor"] == "admin" and mine[-1]["user"] == "admin"
+    assert mine[-1]["fields"]["groups"] == [operators.pk]
+    assert "groups" in mine[-1]["changed"] and "is_staff" in mine[-1]["changed"]
+    assert all("password" not in r["fields"] for r in records if r["model"] == "auth.user")
+    assert any(r["model"] == "auth.group" for r in records)
+
+
+def test_the_auditor_reads_who_has_which_role_since_when_and_changes_nothing(admin_client, login):
+    person, operators = made_operator(admin_client)
+    auditor = login("auditor")
+    group_page = page_text(auditor, f"/admin/auth/group/{operators.pk}/change/")
+    assert "newcomer: since " in group_page
+    assert "given by admin (person)" in group_page
+    person_page = page_text(auditor, f"/admin/auth/user/{person.pk}/change/")
+    assert "operators: since" in person_page
+    assert "pbkdf2" not in person_page and "algorithm" not in person_page.lower()
+    history = page_text(auditor, f"/admin/auth/user/{person.pk}/history/")
+    assert "admin (person)" in history
+    # Read, never changed.
+    form = change_form(person) | {"is_superuser": "on"}
+    assert auditor.post(f"/admin/auth/user/{person.pk}/change/", form).status_code == 403
+    assert (
+        auditor.post(f"/admin/auth/group/{operators.pk}/delete/", {"post": "yes"}).status_code
+        == 403
+    )
+    person.refresh_from_db()
+    assert not person.is_superuser
+    assert Group.objects.filter(pk=operators.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_people_and_groups_there_before_their_history_began_get_a_first_record(demo_world):
+    """A platform upgraded with its people already there: each person and group gets a first
+    record, with the groups and permissions they had, and verification finds them as
+    recorded; the auditor reads that they held the role before the history began."""
+    executor = MigrationExecutor(connection)
+    executor.migrate([("access", "0002_history_user_kept")])
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes("access"))
+    operator = get_user_model().objects.get(username="operator")
+    (first,) = get_user_model().history.filter(id=operator.pk)
+    assert (first.history_type, first.history_actor) == ("+", "migration")
+    assert [g.group_id for g in first.groups.all()] == [Group.objects.get(name=OPERATORS).pk]
+    group = Group.objects.get(name=OPERATORS)
+    (recorded,) = Group.history.filter(id=group.pk)
+    assert set(recorded.permissions.values_list("permission_id", flat=True)) == set(
+        group.permissions.values_list("pk", flat=True)
+    )
+    chain_seal()
+    assert chain_verify().holds
+    (membership,) = memberships(users=[operator])
+    assert membership.before_history
+
+
+def test_a_group_deleted_leaves_each_member_recorded_without_it(admin_client):
+    person, operators = made_operator(admin_client)
+    spare = Group.objects.create(name="spare")
+    person.groups.add(spare)
+    answer = admin_client.post(f"/admin/auth/group/{spare.pk}/delete/", {"post": "yes"})
+    assert answer.status_code == 302
+    record = get_user_model().history.filter(id=person.pk).latest("history_id")
+    assert [g.group_id for g in record.groups.all()] == [operators.pk]
+    assert (record.history_actor_kind, record.history_actor) == ("user", "admin")
+    assert record.history_change_reason == (
+        f"Groups: group #{spare.pk} “spare” taken off, as it was deleted."
+    )
+    deleted = Group.history.filter(id=spare.pk).latest("history_id")
+    assert deleted.history_type == "-"
+    chain_seal()
+    assert chain_verify().holds
