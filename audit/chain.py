@@ -567,8 +567,24 @@ def _live_differences(model: type[models.Model], row: dict, record: dict) -> str
                 ),
                 name,
             )
-            said.append(f"{label} is {_quoted(row[name])}, recorded {_quoted(record[name])}")
+            now, then = row[name], record[name]
+            if name.startswith(M2M):  # by name: "groups is “auditors, operators”"
+                now, then = (
+                    _related_named(opts.get_field(name.removeprefix(M2M)), ids)
+                    for ids in (now, then)
+                )
+            said.append(f"{label} is {_quoted(now)}, recorded {_quoted(then)}")
     return "; ".join(said)
+
+
+def _related_named(field: models.ManyToManyField, ids: list) -> str:
+    """The objects a relation names, as a person names them, in order, "auditors, operators";
+    one since deleted by its kind and id."""
+    found = field.related_model._base_manager.in_bulk(ids)
+    kind = field.related_model._meta.verbose_name
+    return ", ".join(
+        sorted(str(found[pk]) if pk in found else f"{kind} #{pk} (since deleted)" for pk in ids)
+    )
 
 
 def _live_relations(

@@ -134,7 +134,7 @@ def test_the_chain_seals_people_and_roles_and_names_tampering_with_them(admin_cl
     found = chain_verify()
     assert not found.holds
     assert f"the live row of user #{auditor.pk} differs" in found.broken.what
-    assert "groups is" in found.broken.what
+    assert "groups is “auditors, operators”, recorded “auditors”" in found.broken.what
 
 
 def test_the_export_holds_who_was_made_an_operator(admin_client, login):
