@@ -1826,8 +1826,8 @@ class AgentAdmin(ChangeReasonAdmin):
     filter_horizontal = ["accounts"]
     actions = ["issue_new_key", "issue_new_callback_secret"]
 
-    # Named, as every admin that asks why names its fields: read from its form, they were
-    # read from the fieldsets a history page reads from them.
+    # Named, as the other admins that ask why name theirs: left to be read from the form,
+    # a history page's read-only fields (read from the fieldsets) recursed without end.
     fields = ["name", "kind", "owner", "is_active", "accounts", "callback_url"]
 
     def get_fields(self, request, obj=None):
