@@ -225,8 +225,9 @@ class CallbackEvent(models.Model):
     def status_said(self) -> str:
         """Its status as the console says it: an event whose last attempt failed and is to be
         retried, none under way, "Waiting to be tried again at 2026-12-05 10:02:11 UTC; 2
-        attempts failed so far" (it read "Being delivered" the minutes between); else its
-        status's label ("Being delivered", "Delivered", "Given up")."""
+        attempts so far, none accepted" (it read "Being delivered" the minutes between); else
+        its status's label ("Being delivered", "Delivered", "Given up"). Not "failed": an
+        attempt whose answer never came may have arrived all the same."""
         log = self.log or []
         last = log[-1] if log else None
         waits = (
@@ -239,8 +240,9 @@ class CallbackEvent(models.Model):
             return self.get_status_display()
         due = console_time(self.next_attempt_at)
         when = f"at {due}" if self.next_attempt_at > timezone.now() else f"since {due}"
-        failed = how_many(attempts_logged(log), "attempt")
-        return f"Waiting to be tried again {when}; {failed} failed so far"
+        made = attempts_logged(log)
+        none = "none accepted" if made > 1 else "not accepted"
+        return f"Waiting to be tried again {when}; {how_many(made, 'attempt')} so far, {none}"
 
     @property
     def sent_again(self) -> int:

@@ -17,7 +17,7 @@ from approvals.services.decisions import proposal_approve, proposal_reject
 from feedback.callbacks import callback_event_deliver
 from feedback.models import CallbackEvent
 from hitlproject.formats import console_time
-from tests.conftest import BID_RAISES, bid_adjustment, reallocation, wait_until
+from tests.conftest import BID_RAISES, HANG_UP, bid_adjustment, reallocation, wait_until
 from tests.conftest import log_time_said as said
 from tests.factories import evaluated
 
@@ -58,6 +58,36 @@ def test_an_events_page_says_each_attempt_what_the_endpoint_did_and_what_came_of
     assert "(failed)" not in text and "Gave up" not in text
 
 
+def test_an_event_waiting_after_attempts_that_may_have_arrived_does_not_call_them_failed(
+    callback_endpoint, login
+):
+    """Its endpoint read the request and hung up before answering: the attempt may have
+    arrived (its log says so), and the status read "1 attempt failed so far". It says what is
+    known: none was accepted."""
+    receiver = callback_endpoint(HANG_UP, 200)
+    proposal = evaluated(agent="optimizer")
+    event = CallbackEvent.objects.create(
+        agent=Agent.objects.get(name="optimizer"),
+        proposal=proposal,
+        type="proposal.approved",
+        url=receiver.url,
+        body={"proposal": {"id": proposal.pk}},
+    )
+
+    callback_event_deliver(event_id=event.pk)
+    event = CallbackEvent.objects.get(pk=event.pk)
+    page = login("operator").get(reverse("admin:feedback_callbackevent_change", args=[event.pk]))
+
+    assert len(receiver.received) == 1  # it reached the endpoint
+    due = console_time(event.next_attempt_at)
+    assert "it may have arrived" in event.log[0]["result"]
+    assert (
+        f'<div class="readonly">Waiting to be tried again at {due}; 1 attempt so far, not '
+        "accepted</div>"
+    ) in page.text
+    assert "failed so far" not in page.text
+
+
 def test_an_event_whose_endpoint_refuses_every_connection_says_so_until_its_attempts_are_spent(
     callback_endpoint, login, settings
 ):
@@ -92,10 +122,13 @@ def test_an_event_whose_endpoint_refuses_every_connection_says_so_until_its_atte
         waiting.text
     )
     assert (
-        f'<div class="readonly">Waiting to be tried again at {due}; 1 attempt failed so far</div>'
+        f'<div class="readonly">Waiting to be tried again at {due}; 1 attempt so far, not '
+        "accepted</div>"
     ) in waiting.text
     assert "being delivered" not in waiting.text.lower()
-    assert f">Waiting to be tried again at {due}; 1 attempt failed so far</td>" in listed.text
+    assert (
+        f">Waiting to be tried again at {due}; 1 attempt so far, not accepted</td>" in listed.text
+    )
     assert (
         f"Attempt 1, {said(first['at'])}: could not connect: connection refused; to be retried "
         f"at {said(pending.log[0]['retry_at'])}"
