@@ -1091,9 +1091,13 @@ def test_an_auditor_reads_decisions_and_the_audit_chain_whole_at_a_phones_width(
     """At 390 px an auditor reads a proposal's decisions and the audit chain's verifications
     record by record, each value beside its heading and on the screen: a decision's reason and
     note, and what a verification found and where it marked it, were cut at the screen's edge
-    in boxes scrolling sideways, and a head hash ran off it."""
-    [proposal] = waiting(reallocation("280.00"))
+    in boxes scrolling sideways, and a head hash ran off it. So is an execution's attempt:
+    when it finished and what the ledger held after were off the screen in a box scrolling
+    sideways."""
+    proposal, approved = waiting(reallocation("280.00"), reallocation("150.00"))
     operator = get_user_model().objects.get(username="operator")
+    proposal_approve(proposal_id=approved.pk, reviewer=operator)
+    wait_until(lambda: Proposal.objects.get(pk=approved.pk).status == "executed")
     proposal_reject(
         proposal_id=proposal.pk,
         reviewer=operator,
@@ -1122,6 +1126,20 @@ def test_an_auditor_reads_decisions_and_the_audit_chain_whole_at_a_phones_width(
         cell = decision.locator(f"td[data-label='{label}']")
         expect(cell).to_have_text(said)
         on_screen_beside(cell, label)
+
+    page.goto(f"{live_server.url}/admin/approvals/proposal/{approved.pk}/change/")
+    attempt = page.locator("#proposal-executions tbody tr").first
+    for label, said in (
+        ("Status", "Succeeded"),
+        ("After", "brand-search daily budget 850.00; generic-search daily budget 650.00"),
+        ("Error", "—"),
+    ):
+        cell = attempt.locator(f"td[data-label='{label}']")
+        expect(cell).to_have_text(said)
+        on_screen_beside(cell, label)
+    finished = attempt.locator("td[data-label='Finished']")
+    expect(finished).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$"))
+    on_screen_beside(finished, "Finished")
 
     page.goto(f"{live_server.url}/admin/audit/chain/")
     broken = page.locator("#audit-chain-verifications tr[data-holds=no]")

@@ -49,7 +49,7 @@ def test_the_ids_the_endpoint_answered_are_on_the_attempt_and_the_proposal_s_pag
     assert attempt.request_ids == ["req_hdr_1", "req_body_9"]
     assert attempt.channel_response == {"id": "ch_123"}
     table = executions_on_page(login, proposal)
-    assert "<td>req_hdr_1, req_body_9</td>" in table
+    assert '<td data-label="Channel request ids">req_hdr_1, req_body_9</td>' in table
     assert "its answer's id: ch_123" in table
 
 
