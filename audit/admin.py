@@ -3,6 +3,7 @@ secrets no lookup reaches, ids that are not ids refused as such, history that is
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import unicodedata
@@ -844,10 +845,32 @@ def change_reason_field(recorded_in: str = "the history") -> forms.CharField:
     )
 
 
+# The form fields of a ChangeReasonForm that are no setting of its record.
+NOT_SETTINGS = ("change_reason", "seen_version")
+
+
 class ChangeReasonForm(forms.ModelForm):
-    """A form of the console that changes a policy or a guardrail: it says why."""
+    """A form of the console that changes a policy or a guardrail: it says why, and it is of
+    the version its page showed. A save from a page opened before someone else's change (an
+    edit, a draft's promotion) is refused, saying who changed what and when, rather than laid
+    over it: Django's form sends every field as the page showed it, and its save had put the
+    settings seen back in place of the newer ones, unsaid."""
 
     change_reason = change_reason_field()
+    # The last version of the record when its page was opened (its history record's id).
+    seen_version = forms.IntegerField(
+        widget=forms.HiddenInput, required=False, min_value=0, max_value=2**31 - 1
+    )
+
+    # Set by ``ChangeReasonAdmin.get_form``: a version of the record's history, in words, as
+    # its history list reads it, against the version before it.
+    version_in_words = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None and keeps_history(type(self.instance)):
+            latest = versions_of(self.instance).order_by("-history_id").first()
+            self.fields["seen_version"].initial = latest.history_id if latest else None
 
     def settings_changed(self) -> list[str]:
         """The fields this save changes: its reason alone changes nothing, nor does a text
@@ -855,7 +878,7 @@ class ChangeReasonForm(forms.ModelForm):
         return [
             name
             for name in self.changed_data
-            if name != "change_reason"
+            if name not in NOT_SETTINGS
             and not (
                 isinstance(self.cleaned_data.get(name), str)
                 and with_lf_line_breaks(str(self.get_initial_for_field(self.fields[name], name)))
@@ -871,7 +894,125 @@ class ChangeReasonForm(forms.ModelForm):
         for name, value in cleaned.items():
             if isinstance(value, str):
                 cleaned[name] = with_lf_line_breaks(value)
+        self.refuse_if_changed_since_seen()
         return cleaned
+
+    def refuse_if_changed_since_seen(self) -> None:
+        """Refuse the save if the record has a version newer than the one the page showed,
+        checked with the row held until the save ends (the admin saves in one transaction):
+        say who changed what and when, and show the form again with the person's own edits
+        over the record as it is now, so that saving again changes only what they changed.
+        A field both changed is marked, keeping what they typed."""
+        model = type(self.instance)
+        seen = self.cleaned_data.get("seen_version")
+        if self.instance.pk is None or seen is None or not keeps_history(model):
+            return
+        using = router.db_for_write(model)
+        if transaction.get_connection(using).in_atomic_block:
+            current = (
+                model._default_manager.using(using)
+                .select_for_update()
+                .filter(pk=self.instance.pk)
+                .first()
+            )
+        else:
+            current = model._default_manager.using(using).filter(pk=self.instance.pk).first()
+        later = list(versions_of(self.instance).filter(history_id__gt=seen).order_by("history_id"))
+        if current is None or not later:
+            return
+        seen_record = (
+            versions_of(self.instance).filter(history_id__lte=seen).order_by("-history_id").first()
+        )
+        said = []
+        previous = seen_record
+        for record in later:
+            by = describe_actor(record.history_actor_kind, record.history_actor)
+            words = self.version_in_words
+            what = words(record, previous) if words is not None and previous else ""
+            why = record.history_change_reason
+            said.append(
+                f"{by} at {console_time(record.history_date)}"
+                + (f": {what}" if what else "")
+                + (f" (why: “{why}”)" if why else "")
+            )
+            previous = record
+        changed = (
+            later[-1].diff_against(seen_record).changed_fields if seen_record is not None else []
+        )
+        as_seen = type(self)(instance=seen_record.instance) if seen_record is not None else None
+        now = type(self)(instance=current)
+        data = self.data.copy()
+        kept, conflicts = [], []
+        for name in changed:
+            if name not in self.fields or name in NOT_SETTINGS or name not in self.data:
+                continue
+            field = self.fields[name]
+            typed = field.widget.value_from_datadict(self.data, self.files, self.add_prefix(name))
+            untouched = as_seen is not None and not field.has_changed(as_seen[name].initial, typed)
+            if untouched and put_back(data, self.add_prefix(name), field, now[name].value()):
+                kept.append(str(field.label or name))
+                continue
+            conflicts.append(name)
+        data[self.add_prefix("seen_version")] = str(later[-1].history_id)
+        self.data = data
+        opts = model._meta
+        message = (
+            f"This {opts.verbose_name} was changed after you opened this page, so nothing was "
+            f"saved: your save would have put back what it was then. Changed by "
+            + "; then by ".join(said)
+            + "."
+        )
+        if kept:
+            message += (
+                " The form below now shows those changes ("
+                + ", ".join(kept)
+                + ") with your own edits on top"
+            )
+            message += ", and marks where you both changed a setting" if conflicts else ""
+            message += ": check it and save again."
+        else:
+            message += (
+                " Your edits are kept below: check them against these changes and save again."
+            )
+        self.add_error(None, message)
+        for name in conflicts:
+            now_shown = now[name].value()
+            self.add_error(
+                name,
+                f"Changed since you opened this page (to “{shown_value(now[name], now_shown)}” "
+                "now); what you typed is kept: save again to put it in place of that.",
+            )
+
+
+def versions_of(obj: models.Model):
+    """The history records of ``obj``."""
+    return history_manager(type(obj)).filter(**{obj._meta.pk.attname: obj.pk})
+
+
+def put_back(data: QueryDict, name: str, field: forms.Field, value) -> bool:
+    """Put ``value`` (a field's value as a form shows it) in ``data`` as a browser sends it;
+    False where the field's widget sends more than one plain value (a date and a time)."""
+    if isinstance(field.widget, forms.MultiWidget):
+        return False
+    if isinstance(value, list | tuple):
+        data.setlist(name, [str(item) for item in value])
+    elif isinstance(value, bool):
+        data[name] = "true" if value else "false"
+    else:
+        data[name] = "" if value is None else str(value)
+    return True
+
+
+def shown_value(bound: forms.BoundField, value) -> str:
+    """A field's value as a person reads it in the form: a choice by its label."""
+    choices = dict((str(key), label) for key, label in getattr(bound.field, "choices", ()))
+    if isinstance(value, list | tuple):
+        return ", ".join(str(choices.get(str(item), item)) for item in value) or "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None or value == "":
+        return "—"
+    return str(choices.get(str(value), value))
 
 
 class ChangeReasonAdmin(AuditedHistoryAdmin):
@@ -898,11 +1039,13 @@ class ChangeReasonAdmin(AuditedHistoryAdmin):
         # The reason goes last, under "Why", wherever the form's own fields put it (an admin
         # without fieldsets of its own lists every field of its form).
         fieldsets = [
-            (name, {**options, "fields": [f for f in options["fields"] if f != "change_reason"]})
+            (name, {**options, "fields": [f for f in options["fields"] if f not in NOT_SETTINGS]})
             for name, options in super().get_fieldsets(request, obj)
         ]
         if self.editable(request, obj):
-            return [*fieldsets, ("Why", {"fields": ["change_reason"]})]
+            # The version the page shows goes with the reason, hidden: a save from a page
+            # opened before someone else's change is refused (``ChangeReasonForm``).
+            return [*fieldsets, ("Why", {"fields": ["change_reason", "seen_version"]})]
         return [
             (
                 name,
@@ -920,6 +1063,13 @@ class ChangeReasonAdmin(AuditedHistoryAdmin):
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)
         return actions
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        if issubclass(form, ChangeReasonForm):
+            # A partial, not a method: the form calls it with the versions alone.
+            form.version_in_words = functools.partial(self.version_in_words, request)
+        return form
 
     def saved_said(self, obj, form, change: bool) -> str | None:
         """What a save changes, in a subclass's own words, for the message after it (read
@@ -946,11 +1096,11 @@ class ChangeReasonAdmin(AuditedHistoryAdmin):
     def construct_change_message(self, request, form, formsets, add=False):
         # The recent-actions box says what changed, not "Changed … and Why this change".
         said = super().construct_change_message(request, form, formsets, add)
-        reason_label = str(form.fields["change_reason"].label)
+        labels = {str(form.fields[name].label or name) for name in NOT_SETTINGS}
         for entry in said if isinstance(said, list) else []:
             fields = entry.get("changed", {}).get("fields")
-            if fields and reason_label in fields:
-                fields.remove(reason_label)
+            if fields:
+                fields[:] = [field for field in fields if field not in labels]
         return said
 
     def log_change(self, request, obj, message):
@@ -964,11 +1114,14 @@ class ChangeReasonAdmin(AuditedHistoryAdmin):
         """What the save just made changed, as the record's history reads it ("Auto-execute
         ceiling: 15% → 12%; Review window: 3 days → 2 days"), against the record written
         before it (write order, not the writers' clocks)."""
-        records = history_manager(type(obj)).filter(**{obj._meta.pk.attname: obj.pk})
-        last_two = list(records.order_by("-history_id")[:2])
+        last_two = list(versions_of(obj).order_by("-history_id")[:2])
         if len(last_two) < 2:
             return ""
-        record, earlier = last_two
+        return self.version_in_words(request, *last_two)
+
+    def version_in_words(self, request, record, earlier) -> str:
+        """What a version of a record changed against an earlier one, as its history reads
+        it."""
         helper = self.get_historical_record_context_helper(request, record)
         # Related records by name, as the history list reads them, not by id.
         delta = record.diff_against(earlier, foreign_keys_are_objs=True)

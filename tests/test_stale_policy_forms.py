@@ -1,0 +1,190 @@
+"""A policy's page (or a guardrail's) opened before someone else changed it does not put the
+old settings back when saved: the save is refused, saying who changed what and when, and
+the form comes back with the person's own edits over the settings as they are now."""
+
+import html
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.urls import reverse
+
+from audit.actors import Actor
+from policies.drafts import policy_promote
+from policies.models import BrandGuidelines, Policy
+
+
+@pytest.fixture
+def owners(login, demo_world) -> tuple[Client, Client]:
+    """Two policy owners: the demo's and a colleague in the same groups."""
+    owner = login("policy-owner")
+    user = get_user_model().objects.get(username="policy-owner")
+    colleague = get_user_model().objects.create_user("colleague", is_staff=True)
+    colleague.groups.set(user.groups.all())
+    other = Client()
+    other.force_login(colleague)
+    return owner, other
+
+
+def reallocations() -> Policy:
+    return Policy.objects.get(action_type="budget_reallocation", is_draft=False)
+
+
+def change_url(obj) -> str:
+    opts = obj._meta
+    return reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+
+
+def as_shown(page, **typed) -> dict:
+    """What a page's form posts as it is shown (with its hidden fields), ``typed`` typed in."""
+    form = page.context["adminform"].form
+    data = {}
+    for name in form.fields:
+        value = form[name].value()
+        if value is False or value is None:
+            continue
+        data[name] = value
+    data |= typed
+    return {name: value for name, value in data.items() if value is not False}
+
+
+def errors_said(page) -> str:
+    return html.unescape(" ".join(page.context["adminform"].form.non_field_errors()))
+
+
+def test_a_policy_page_opened_before_a_colleagues_change_does_not_put_the_old_settings_back(
+    owners,
+):
+    owner, colleague = owners
+    policy = reallocations()
+    opened = owner.get(change_url(policy))  # the owner's page: cumulative ceiling 25%
+
+    changed = colleague.post(
+        change_url(policy),
+        as_shown(
+            colleague.get(change_url(policy)),
+            cumulative_max_magnitude="40",
+            change_reason="Reallocations settle over days",
+        ),
+    )
+    assert changed.status_code == 302
+
+    # The owner, on the page as opened, raises the auto-execute ceiling.
+    refused = owner.post(
+        change_url(policy),
+        as_shown(opened, auto_execute_max_magnitude="12", change_reason="Small moves are safe"),
+    )
+
+    assert refused.status_code == 200
+    policy.refresh_from_db()
+    assert policy.cumulative_max_magnitude == Decimal("0.4")  # the colleague's, kept
+    assert policy.auto_execute_max_magnitude == Decimal("0.1")  # nothing of the owner's saved
+    said = errors_said(refused)
+    assert "was changed after you opened this page, so nothing was saved" in said
+    assert "colleague (person) at " in said
+    assert "Cumulative ceiling: 25% → 40%" in said
+    assert "Reallocations settle over days" in said
+    # The form comes back with the colleague's change and the owner's own edit and reason.
+    form = refused.context["adminform"].form
+    assert form["cumulative_max_magnitude"].value() == "40"
+    assert form["auto_execute_max_magnitude"].value() == "12"
+    assert form["change_reason"].value() == "Small moves are safe"
+
+    # Saved again from that form, it changes only what the owner changed.
+    again = owner.post(change_url(policy), as_shown(refused))
+    assert again.status_code == 302
+    policy.refresh_from_db()
+    assert policy.cumulative_max_magnitude == Decimal("0.4")
+    assert policy.auto_execute_max_magnitude == Decimal("0.12")
+
+
+def test_a_setting_both_changed_is_marked_and_keeps_what_was_typed(owners):
+    owner, colleague = owners
+    policy = reallocations()
+    opened = owner.get(change_url(policy))
+    colleague.post(
+        change_url(policy),
+        as_shown(
+            colleague.get(change_url(policy)),
+            auto_execute_max_magnitude="15",
+            change_reason="Looser",
+        ),
+    )
+
+    refused = owner.post(
+        change_url(policy),
+        as_shown(opened, auto_execute_max_magnitude="8", change_reason="Tighter"),
+    )
+
+    policy.refresh_from_db()
+    assert policy.auto_execute_max_magnitude == Decimal("0.15")
+    form = refused.context["adminform"].form
+    assert form["auto_execute_max_magnitude"].value() == "8"
+    field_errors = html.unescape(" ".join(form.errors["auto_execute_max_magnitude"]))
+    assert "Changed since you opened this page (to “15” now)" in field_errors
+
+
+def test_a_policy_page_opened_before_a_drafts_promotion_does_not_undo_it(owners):
+    owner, _ = owners
+    policy = reallocations()
+    draft = Policy.objects.create(
+        name="Budget reallocations (draft)",
+        action_type="budget_reallocation",
+        is_draft=True,
+        draft_of=policy,
+        auto_execute_max_magnitude=Decimal("0.2"),
+        cumulative_max_magnitude=policy.cumulative_max_magnitude,
+        cumulative_window=policy.cumulative_window,
+    )
+    opened = owner.get(change_url(policy))
+    promoter = get_user_model().objects.get(username="colleague")
+    policy_promote(draft_id=draft.pk, actor=Actor.for_user(promoter), reason="Tried for a week")
+
+    refused = owner.post(
+        change_url(policy), as_shown(opened, review_window="2 days", change_reason="Faster")
+    )
+
+    policy.refresh_from_db()
+    assert policy.auto_execute_max_magnitude == Decimal("0.2")  # the promotion's, kept
+    said = errors_said(refused)
+    assert "colleague (person) at " in said
+    assert "Auto-execute ceiling: 10% → 20%" in said
+    form = refused.context["adminform"].form
+    assert form["auto_execute_max_magnitude"].value() == "20"
+
+
+def test_a_brand_guidelines_page_opened_before_a_colleagues_change_does_not_undo_it(owners):
+    owner, colleague = owners
+    guidelines = BrandGuidelines.objects.get(account__external_id="demo")
+    opened = owner.get(change_url(guidelines))
+    colleague.post(
+        change_url(guidelines),
+        as_shown(
+            colleague.get(change_url(guidelines)),
+            banned_terms="guaranteed\nrisk-free\nfree money",
+            change_reason="Legal asked",
+        ),
+    )
+
+    refused = owner.post(
+        change_url(guidelines),
+        as_shown(opened, required_disclaimers="Terms apply.", change_reason="Disclaimer"),
+    )
+
+    guidelines.refresh_from_db()
+    assert "free money" in guidelines.banned_terms
+    assert guidelines.required_disclaimers == ""
+    assert "colleague (person)" in errors_said(refused)
+
+
+def test_an_unchanged_policy_saves_as_before(owners):
+    owner, _ = owners
+    policy = reallocations()
+    saved = owner.post(
+        change_url(policy),
+        as_shown(owner.get(change_url(policy)), auto_execute_max_magnitude="11", change_reason="x"),
+    )
+    assert saved.status_code == 302
+    policy.refresh_from_db()
+    assert policy.auto_execute_max_magnitude == Decimal("0.11")
