@@ -19,6 +19,7 @@ from django.utils.http import urlencode
 from django.utils.text import capfirst
 
 from approvals import action_types
+from approvals.action_types.base import EXAMPLE_STEP
 from approvals.admin import ActionTypeFilter, KnownValuesOnly
 from approvals.models import Agent, AgentKind, Proposal
 from approvals.selectors import proposals_under_way
@@ -923,9 +924,9 @@ class PolicyAdmin(ChangeReasonAdmin):
         policy = self.get_object(request, object_id)
         if policy is None or not self.has_view_permission(request, policy):
             raise PermissionDenied
-        agent = policy.agent or dry_run_agent(policy.action_type)
+        agent, agent_said = dry_run_agent(policy)
         account = policy.account or (agent.accounts.first() if agent else None)
-        example, example_said = dry_run_example(policy, account)
+        example, example_said = dry_run_example(policy, account, agent)
         form = DryRunForm(
             request.POST if request.method == "POST" else None,
             initial={"payload": example, "account": account, "agent": agent},
@@ -937,6 +938,7 @@ class PolicyAdmin(ChangeReasonAdmin):
             "policy": policy,
             "form": form,
             "example_said": "" if form.is_bound else example_said,
+            "agent_said": "" if form.is_bound else agent_said,
             "simulate_query": simulate_query(policy)
             if policy.is_draft and policy.is_active
             else "",
@@ -1007,7 +1009,9 @@ class PolicyAdmin(ChangeReasonAdmin):
         return rules, [words[name] for name in tried]
 
 
-def dry_run_example(policy: Policy, account: Account | None) -> tuple[dict | None, str]:
+def dry_run_example(
+    policy: Policy, account: Account | None, agent: Agent | None = None
+) -> tuple[dict | None, str]:
     """The payload a policy's dry run is first filled with, made from the account's campaigns
     as they are now, and what it is, in words; none, and why, where the account has nothing
     it could be about."""
@@ -1033,28 +1037,131 @@ def dry_run_example(policy: Policy, account: Account | None) -> tuple[dict | Non
     if policy.auto_execute_max_magnitude is None:
         return example, f"{made}: this policy lets nothing auto-execute, so a person decides it."
     if raises:
-        return example, (
-            f"{made}, a change within this draft's auto-execute ceiling and past the one of "
-            "the policy it replaces."
-        )
+        return raised_ceiling_example(policy, governed, account, agent, example, made)
     return example, f"{made}, a change just past this policy's auto-execute ceiling."
 
 
-def dry_run_agent(action_type: str) -> Agent | None:
-    """The agent a dry run is first shown for: the one that last proposed this action type,
-    else the first active one; never the platform's own (the autonomy advisor, first by name,
-    proposes nothing but policy changes, and a budget change's dry run for it read as if for
-    the agents that do)."""
-    agents = Agent.objects.filter(is_active=True)
-    if action_type != "policy_change":
+def raised_ceiling_example(policy, governed, account, agent, example, made):
+    """For a draft that raises the auto-execute ceiling of the policy it replaces: a change
+    the draft lets run that the live policy holds, tried through the engine at sizes between
+    the two ceilings, largest first, against the account's campaigns and the moves counted on
+    them now. A change just within the draft's ceiling alone is no such example where another
+    rule (the cumulative ceiling, say) holds it under both. Where no size tried differs, the
+    page says so, and what holds it."""
+    ceiling = policy.auto_execute_max_magnitude
+    replaced = policy.draft_of.auto_execute_max_magnitude
+    count = governed.magnitude_unit == "count"
+    step = Decimal(1) if count else EXAMPLE_STEP
+    sizes = [ceiling - step, (ceiling + replaced) / 2, replaced + step]
+    cumulative = policy.cumulative_max_magnitude
+    if cumulative is not None and not count:
+        sizes.insert(1, cumulative - step)
+    sizes = sorted(
+        {Decimal(int(size)) if count else size for size in sizes if replaced < size <= ceiling},
+        reverse=True,
+    )
+    if agent is None or not sizes:
+        return example, f"{made}, {BETWEEN_THE_CEILINGS}."
+    draft_rules = draft_rule_set([policy.pk])[0]
+    tried = []
+    for size in sizes:
+        payload = governed.example_payload(account, size)
+        if payload is None:
+            continue
+        try:
+            assessed, live = proposal_dry_run(
+                agent=agent,
+                account_external_id=account.external_id,
+                action_type=policy.action_type,
+                payload=payload,
+            )
+            _, drafted = proposal_dry_run(
+                agent=agent,
+                account_external_id=account.external_id,
+                action_type=policy.action_type,
+                payload=payload,
+                rules=draft_rules,
+            )
+        except DomainError:
+            continue
+        shown = governed.magnitude_text(assessed.assessment.magnitude)
+        if drafted.outcome != live.outcome:
+            return payload, (
+                f"{made}, a change of {shown}, within this draft's auto-execute ceiling and "
+                "past the one of the policy it replaces: "
+                f"{DRY_RUN_OUTCOME_SAID[drafted.outcome]} with the draft, "
+                f"{DRY_RUN_OUTCOME_SAID[live.outcome]} with the policy in force."
+            )
+        tried.append((payload, shown, drafted))
+    if not tried:
+        return example, f"{made}, {BETWEEN_THE_CEILINGS}."
+    payload, _, drafted = tried[0]
+    holds = "; ".join(hold.text.rstrip().removesuffix(".") for hold in drafted.held_by)
+    return payload, (
+        f"{made}, a change within this draft's auto-execute ceiling and past the one of the "
+        f"policy it replaces. No such change on it would be decided otherwise by the draft now: "
+        f"at each size tried ({', '.join(shown for _, shown, _ in tried)}) it is "
+        f"{DRY_RUN_OUTCOME_SAID[drafted.outcome]} under both"
+        + (f", held by {holds}." if holds else ".")
+    )
+
+
+BETWEEN_THE_CEILINGS = (
+    "a change within this draft's auto-execute ceiling and past the one of the policy it replaces"
+)
+# A verdict as the dry run's example says it, with the draft and with the policy in force.
+DRY_RUN_OUTCOME_SAID = {
+    VerdictOutcome.AUTO_APPROVE: "auto-approved",
+    VerdictOutcome.REVIEW: "sent to a person",
+    VerdictOutcome.BLOCK: "blocked",
+}
+
+
+def dry_run_agent(policy: Policy) -> tuple[Agent | None, str]:
+    """The agent a policy's dry run is first shown for, and why it, in words: the policy's
+    own agent; else, of the active agents it covers (its agent kind, its account), the one
+    that last proposed its action type; else one of the kind whose work it is
+    (``proposed_by_kinds``). Never the platform's own agent for an agent's action, nor an
+    agent first by name that never proposes it: a budget reallocation's dry run opened for
+    "copywriter", which writes creatives."""
+    label = action_types.label(policy.action_type)
+    if policy.agent_id:
+        return policy.agent, f"It is tried for agent “{policy.agent}”, the one this policy is for."
+    agents = Agent.objects.filter(is_active=True).order_by("name")
+    if policy.action_type != "policy_change":
         agents = agents.filter(is_platform=False)
+    if policy.agent_kind:
+        agents = agents.filter(kind=policy.agent_kind)
+    if policy.account_id:
+        agents = agents.filter(accounts=policy.account)
     latest = (
-        Proposal.objects.filter(action_type=action_type, agent__in=agents)
+        Proposal.objects.filter(action_type=policy.action_type, agent__in=agents)
         .order_by("-created_at")
-        .values_list("agent_id", flat=True)
+        .values_list("agent_id", "created_at")
         .first()
     )
-    return agents.filter(pk=latest).first() if latest else agents.first()
+    if latest is not None:
+        agent = agents.get(pk=latest[0])
+        return agent, (
+            f"It is tried for agent “{agent}”, the last to propose a {label} "
+            f"({console_time(latest[1])})."
+        )
+    kinds = action_types.get(policy.action_type).proposed_by_kinds
+    suited = agents.filter(kind__in=kinds).first()
+    if suited is not None:
+        return suited, (
+            f"It is tried for agent “{suited}”: no agent has proposed a {label} yet, and "
+            f"“{suited}” is an agent of the kind whose work it is "
+            f"({AgentKind(suited.kind).label.lower()})."
+        )
+    agent = agents.first()
+    if agent is None:
+        return None, f"There is no active agent this policy covers to try a {label} for."
+    return agent, (
+        f"It is tried for agent “{agent}”, the first by name of the active agents this policy "
+        f"covers: none has proposed a {label} yet, and none is of the kind whose work it is. "
+        "Choose another below if it is not the one you mean."
+    )
 
 
 def simulate_query(draft: Policy) -> str:

@@ -14,7 +14,7 @@ from approvals.models import Agent
 from executors.runner import proposal_execute
 from ledger.models import Account, Campaign, Channel
 from policies.models import Policy
-from tests.conftest import bid_adjustment
+from tests.conftest import bid_adjustment, reallocation
 from tests.factories import evaluated
 
 
@@ -96,3 +96,81 @@ def test_a_policy_change_example_is_made_from_the_ceiling_in_force(owner):
     assert example["action_type"] == "bid_adjustment"
     assert (example["from_ceiling"], example["to_ceiling"]) == ("0.200000", "0.300000")
     assert "A change to the policies always waits for a policy owner." in page.text
+
+
+def draft_raising_reallocations(to: str = "0.3") -> Policy:
+    live = Policy.objects.get(action_type="budget_reallocation", is_draft=False)
+    return Policy.objects.create(
+        name="Budget reallocations (draft)",
+        action_type="budget_reallocation",
+        is_draft=True,
+        draft_of=live,
+        auto_execute_max_magnitude=Decimal(to),
+        cumulative_max_magnitude=live.cumulative_max_magnitude,
+        cumulative_window=live.cumulative_window,
+    )
+
+
+def tried(owner, policy: Policy, payload: dict):
+    optimizer = Agent.objects.get(name="optimizer")
+    answer = owner.post(
+        dry_run_url(policy),
+        {
+            "agent": optimizer.pk,
+            "account": Account.objects.get(external_id="demo").pk,
+            "payload": json.dumps(payload),
+        },
+    )
+    return answer.context["verdict"]
+
+
+def test_a_raised_ceilings_example_is_one_the_draft_lets_run_and_the_live_policy_holds(owner):
+    """A draft raising the reallocations' ceiling from 10% to 30% opened on a 29% move, which
+    the cumulative ceiling (25%) holds under both: it could not show what the raise does."""
+    draft = draft_raising_reallocations("0.3")
+    live = draft.draft_of
+
+    page = owner.get(dry_run_url(draft))
+    example = page.context["form"]["payload"].initial
+
+    assert tried(owner, draft, example).outcome == "auto_approve", example
+    assert tried(owner, live, example).outcome == "review", example
+    said = page.context["example_said"]
+    assert "auto-approved with the draft, sent to a person with the policy in force" in said
+
+
+def test_a_raised_ceiling_that_changes_nothing_now_says_so(owner):
+    """Once a move has used the target's cumulative room, no move between the two ceilings
+    runs under the draft either: the page says so plainly, with what holds it."""
+    proposal_execute(proposal_id=evaluated(reallocation("100.00")).pk)  # generic-search +20%
+    draft = draft_raising_reallocations("0.3")
+
+    page = owner.get(dry_run_url(draft))
+
+    said = page.context["example_said"]
+    assert "No such change on it would be decided otherwise by the draft now" in said, said
+    assert "sent to a person under both" in said
+    assert "cumulative" in said
+
+
+def test_a_dry_run_is_tried_for_the_agent_whose_work_the_action_is(owner):
+    """With no proposal yet, a budget reallocation's dry run opened for "copywriter", first by
+    name, which never proposes one."""
+    for action_type, agent in [
+        ("budget_reallocation", "optimizer"),
+        ("bid_adjustment", "optimizer"),
+        ("creative_deployment", "copywriter"),
+    ]:
+        policy = Policy.objects.get(action_type=action_type, is_draft=False)
+        page = owner.get(dry_run_url(policy))
+        assert page.context["form"]["agent"].initial.name == agent, action_type
+        said = page.context["agent_said"]
+        assert f"It is tried for agent “{agent}”: no agent has proposed a " in said, said
+
+
+def test_a_dry_run_is_tried_for_the_agent_that_last_proposed_the_action(owner):
+    evaluated(reallocation("280.00"))
+    policy = Policy.objects.get(action_type="budget_reallocation", is_draft=False)
+    page = owner.get(dry_run_url(policy))
+    assert page.context["form"]["agent"].initial.name == "optimizer"
+    assert "the last to propose a budget reallocation (" in page.context["agent_said"]

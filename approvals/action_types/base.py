@@ -196,6 +196,10 @@ class ActionType:
     decided_by: ClassVar[str] = "an operator"
     # False: only the platform proposes it; an agent's attempt is refused.
     agents_may_propose: ClassVar[bool] = True
+    # The kinds of agent whose work it is (``AgentKind`` values), as a policy's dry run
+    # picks an agent to try it for when none has proposed one yet: a budget reallocation is an
+    # optimization agent's, never a copywriter's.
+    proposed_by_kinds: ClassVar[tuple[str, ...]] = ()
     # False: carried out on the platform itself (a change of policy), never sent to a channel.
     executes_on_channel: ClassVar[bool] = True
     # The payload fields a reviewer may edit before approving; None: any.

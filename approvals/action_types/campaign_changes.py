@@ -39,6 +39,8 @@ from policies.engine import format_magnitude
 class NumericFieldChange(ActionType):
     """Setting one of a campaign's numbers: magnitude is |new − current| / current."""
 
+    proposed_by_kinds = ("optimization",)
+
     field: str
     payload_field: str
     noun: str
@@ -172,6 +174,7 @@ class BudgetReallocationEdit(ActionEditForm):
 
 @register
 class BudgetReallocation(ActionType):
+    proposed_by_kinds = ("optimization",)
     name = "budget_reallocation"
     label = "budget reallocation"
     risk_weight = 25
@@ -252,6 +255,8 @@ class StatusChangePayload(StrictSerializer):
 @register
 class StatusChange(ActionType):
     """Starting or stopping a campaign moves all of its spend: magnitude 1 (100%)."""
+
+    proposed_by_kinds = ("optimization",)
 
     name = "status_change"
     label = "status change"
@@ -391,6 +396,8 @@ class StrategyChangeEdit(ActionEditForm):
 @register
 class StrategyChange(ActionType):
     """A change to how a campaign bids. Magnitude is the number of fields it changes."""
+
+    proposed_by_kinds = ("optimization", "analysis")
 
     name = "strategy_change"
     label = "strategy change"

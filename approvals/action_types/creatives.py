@@ -99,6 +99,7 @@ class CreativeDeploymentEdit(ActionEditForm):
 
 @register
 class CreativeDeployment(ActionType):
+    proposed_by_kinds = ("production",)
     name = "creative_deployment"
     label = "creative batch"
     magnitude_unit = "count"
