@@ -167,6 +167,34 @@ def test_create_agent_prints_the_key_alone_on_its_last_line(demo_world):
     )
 
 
+def test_create_agent_with_a_callback_url_tells_the_secret_its_receiver_checks(
+    demo_world, settings
+):
+    """An agent developer who gives ``--callback-url`` must check each event's signature
+    (``hitl_client.verify_callback(secret, …)``); the secret was on the agent's page in the
+    console alone, which only a superuser opens (none of seed_demo's logins may): the
+    command that made the agent said nothing of it."""
+    settings.OUTBOUND_ALLOW_PRIVATE = True  # a receiver on this machine, as in development
+    out, err = io.StringIO(), io.StringIO()
+    call_command(
+        "create_agent", "scout", "--kind", "research", "--account", "demo",
+        "--callback-url", "http://127.0.0.1:9000/hitl", stdout=out, stderr=err,
+    )  # fmt: skip
+
+    agent = Agent.objects.get(name="scout")
+    assert agent.callback_secret and f": {agent.callback_secret}\n" in err.getvalue()
+    assert "verify_callback" in err.getvalue()
+    assert agent.callback_secret not in out.getvalue()  # stdout: the key alone, for scripts
+    assert out.getvalue().strip().startswith("hitl_")
+
+    quiet = io.StringIO()  # without a callback URL there is no secret to hand anyone
+    call_command(
+        "create_agent", "quiet", "--kind", "research", "--account", "demo",
+        stdout=io.StringIO(), stderr=quiet,
+    )  # fmt: skip
+    assert "secret" not in quiet.getvalue()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -9,7 +9,10 @@ from ledger.models import Account
 
 
 class Command(BaseCommand):
-    help = "Create an agent with access to accounts; prints its API key alone on the last line."
+    help = (
+        "Create an agent with access to accounts; prints its API key alone on the last line "
+        "(and, with --callback-url, on stderr, the secret its callbacks are signed with)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("name")
@@ -46,5 +49,11 @@ class Command(BaseCommand):
             )
         except ValidationError as error:
             raise CommandError("; ".join(error.messages)) from error
+        if agent.callback_url:
+            # Its receiver checks each event with it; in the console only a superuser sees it.
+            self.stderr.write(
+                f"Its callback signing secret, for hitl_client.verify_callback (also on its "
+                f"page in the console, for a superuser): {agent.callback_secret}"
+            )
         self.stderr.write(f"Created agent {agent.name}. Its API key (shown once):")
         self.stdout.write(raw_key)
