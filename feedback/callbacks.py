@@ -121,7 +121,9 @@ def _body(event: CallbackEvent) -> dict:
             "summary": proposal.summary,
             "url": f"/api/v1/proposals/{proposal.pk}/",
         },
-        "reason": proposal._change_reason,
+        # What the move says to its agent: what people decided, not who (as the API's
+        # decisions and the feedback name nobody); its history, for auditors, says who.
+        "reason": proposal._said_to_agent,
     }
 
 

@@ -11,12 +11,13 @@ from django.utils import timezone
 from hitl_client import verify_callback
 
 from approvals.models import Agent, Proposal
-from approvals.services.decisions import proposal_approve, proposal_reject
+from approvals.services.decisions import proposal_approve, proposal_reject, proposal_retry
 from approvals.services.proposals import proposal_withdraw, proposal_withdraw_for_agent
 from feedback.callbacks import callback_event_deliver
 from feedback.models import CallbackEvent
 from hitlproject.signing import sign
-from tests.conftest import BID_RAISES, bid_adjustment, done_while_held, wait_until
+from ledger.models import Campaign
+from tests.conftest import BID_RAISES, bid_adjustment, done_while_held, reallocation, wait_until
 from tests.factories import evaluated
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
@@ -51,7 +52,7 @@ def test_the_agent_hears_of_the_approval_and_the_execution_signed(callback_endpo
         ("proposal.approved", proposal.pk, "approved"),
         ("proposal.executed", proposal.pk, "executed"),
     ]
-    assert events[0]["reason"] == "approved by operator"
+    assert events[0]["reason"] == "approved by a reviewer"
     assert [r["headers"]["X-HITL-Delivery"] for r in endpoint.received] == [
         e["id"] for e in endpoint.events()
     ]
@@ -79,7 +80,46 @@ def test_the_agent_hears_a_reviewer_withdrew_its_proposal_not_its_own_withdrawal
         theirs.pk,
         "withdrawn",
     )
-    assert event["reason"] == "withdrawn by operator for the agent: owner asked"
+    assert event["reason"] == "withdrawn by a reviewer for the agent: owner asked"
+
+
+def test_the_agent_is_told_what_people_decided_not_who_decided(callback_endpoint):
+    """An agent is told what was decided, not who decided it (its API's ``decisions`` and its
+    feedback name nobody): a callback's ``reason`` said "approved by operator", "rejected by
+    operator: …", "withdrawn by operator for the agent", "execution retried by operator",
+    the console username of whoever acted."""
+    endpoint = callback_endpoint(200)
+    operator = get_user_model().objects.get(username="operator")
+    rejected, withdrawn = waiting_proposal(), waiting_proposal()
+    proposal_reject(
+        proposal_id=rejected.pk, reviewer=operator, reason_code="too_aggressive", note="Slow down"
+    )
+    proposal_withdraw_for_agent(proposal_id=withdrawn.pk, reviewer=operator, note="owner asked")
+    # A reallocation its source's budget can no longer pay: approved, it fails; retried, again.
+    failing = evaluated(reallocation("280.00"))
+    Campaign.objects.filter(external_id="brand-search").update(daily_budget="200.00")
+    proposal_approve(proposal_id=failing.pk, reviewer=operator)
+    wait_until(lambda: Proposal.objects.get(pk=failing.pk).status == "failed")
+    proposal_retry(proposal_id=failing.pk, reviewer=operator)
+    wait_until(lambda: settled(6))
+
+    said = sorted((e["type"], e["reason"]) for e in endpoint.events())
+    assert [kind for kind, _ in said] == [
+        "proposal.approved",
+        "proposal.approved",
+        "proposal.failed",
+        "proposal.failed",
+        "proposal.rejected",
+        "proposal.withdrawn",
+    ]
+    assert "approved by a reviewer" in [reason for _, reason in said]
+    assert "execution retried by a reviewer" in [reason for _, reason in said]
+    assert ("proposal.rejected", "rejected by a reviewer: Too aggressive") in said
+    assert ("proposal.withdrawn", "withdrawn by a reviewer for the agent: owner asked") in said
+    for request in endpoint.received:
+        assert b"operator" not in request["body"], request["body"]
+    # The history, which auditors read, still says who.
+    assert Proposal.history.filter(id=rejected.pk, history_change_reason__contains="by operator")
 
 
 def test_an_agent_with_the_client_alone_verifies_the_events_it_receives(callback_endpoint):

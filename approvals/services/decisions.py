@@ -354,7 +354,7 @@ def _decisions_record(
     )
 
     if outcome == DecisionOutcome.APPROVE:
-        reason = f"approved by {reviewer.get_username()}"
+        reason, said_to_agent = f"approved by {reviewer.get_username()}", "approved by a reviewer"
         for proposal in deciding:
             proposal.approvals_this_round += 1
         complete = [
@@ -388,10 +388,17 @@ def _decisions_record(
         )
         counted = ("approvals_this_round",)
     else:
-        reason = f"rejected by {reviewer.get_username()}: {RejectionReason(reason_code).label}"
+        reason_label = RejectionReason(reason_code).label
+        reason = f"rejected by {reviewer.get_username()}: {reason_label}"
+        said_to_agent = f"rejected by a reviewer: {reason_label}"
         complete, counted = deciding, ()
     proposals_transition(
-        proposals=complete, to_status=to_status, actor=actor, reason=reason, also_write=counted
+        proposals=complete,
+        to_status=to_status,
+        actor=actor,
+        reason=reason,
+        also_write=counted,
+        said_to_agent=said_to_agent,
     )
     # Last, as writing feedback makes other feedback writers wait until this transaction ends.
     supersessions_tell_agents(supersessions=overtaken, actor=actor)
@@ -489,6 +496,7 @@ def proposal_retry(*, proposal_id: int, reviewer: AbstractBaseUser) -> Proposal:
             to_status=ProposalStatus.APPROVED,
             actor=Actor.for_user(reviewer),
             reason=f"execution retried by {reviewer.get_username()}",
+            said_to_agent="execution retried by a reviewer",
         )
 
 

@@ -149,10 +149,14 @@ def proposal_lock(proposal_id: int) -> Proposal:
     return proposal
 
 
-def _move(proposal: Proposal, to_status: str, *, reason: str, now: datetime) -> dict[str, Any]:
+def _move(
+    proposal: Proposal, to_status: str, *, reason: str, now: datetime, said_to_agent: str = ""
+) -> dict[str, Any]:
     """Move a locked proposal to ``to_status`` in memory, if the lifecycle allows it from the
     status the row has now, stamping the times that go with the move. Returns the fields the
-    move set, with their values."""
+    move set, with their values. ``reason`` is what its history records; ``said_to_agent``,
+    what its agent is told of the move (its callback's ``reason``) where that differs: an
+    agent is told what people decided, not who decided it."""
     if to_status not in ALLOWED_TRANSITIONS.get(proposal.status, frozenset()):
         raise InvalidTransition(proposal, to_status)
     moved: dict[str, Any] = {"status": to_status, "updated_at": now}
@@ -173,6 +177,7 @@ def _move(proposal: Proposal, to_status: str, *, reason: str, now: datetime) -> 
     if to_status == S.EXECUTED:
         moved["executed_at"] = now
     proposal._change_reason = reason or _moved_text(proposal.status, to_status)
+    proposal._said_to_agent = said_to_agent or proposal._change_reason
     for field_name, value in moved.items():
         setattr(proposal, field_name, value)
     return moved
@@ -244,13 +249,16 @@ def proposal_transition(
     actor: Actor,
     reason: str = "",
     changes: Mapping[str, Any] | None = None,
+    said_to_agent: str = "",
 ) -> Proposal:
     with transaction.atomic(), acting_as(actor):
         proposal = proposal_lock(proposal_id)
         counted_before = counted_state(proposal)
         for field, value in (changes or {}).items():
             setattr(proposal, field, value)
-        moved = _move(proposal, to_status, reason=reason, now=timezone.now())
+        moved = _move(
+            proposal, to_status, reason=reason, now=timezone.now(), said_to_agent=said_to_agent
+        )
         proposal.save(update_fields=[*(changes or {}), *moved])  # what changed, no more
         counted_moves_update([(proposal, counted_before)])
         _after_move([proposal])
@@ -264,6 +272,7 @@ def proposals_transition(
     actor: Actor,
     reason: str,
     also_write: Sequence[str] = (),
+    said_to_agent: str = "",
 ) -> None:
     """Move many proposals, already locked by the caller's transaction, by the same rules as
     ``proposal_transition``, writing them together: proposals moved alike take one UPDATE,
@@ -271,7 +280,7 @@ def proposals_transition(
     ``also_write`` names fields the caller has set on the proposals, written with the move."""
     proposals_move_through(
         proposals=proposals,
-        moves=[Move(to_status, reason, timezone.now())],
+        moves=[Move(to_status, reason, timezone.now(), said_to_agent)],
         actor=actor,
         also_write=also_write,
     )
@@ -285,11 +294,12 @@ def _moved_text(from_status: str, to_status: str) -> str:
 @dataclass(frozen=True)
 class Move:
     """One move of a ``proposals_move_through``: to what status, why ("" for the lifecycle's
-    own words) and when."""
+    own words) and when; and, where it differs from why, what its agent is told of it."""
 
     to_status: str
     reason: str
     at: datetime
+    said_to_agent: str = ""
 
 
 def proposals_move_through(
@@ -317,7 +327,13 @@ def proposals_move_through(
     for move in moves:
         for proposal in proposals:
             written[proposal.pk].update(
-                _move(proposal, move.to_status, reason=move.reason, now=move.at)
+                _move(
+                    proposal,
+                    move.to_status,
+                    reason=move.reason,
+                    now=move.at,
+                    said_to_agent=move.said_to_agent,
+                )
             )
             record = copy.copy(proposal)  # the proposal as this move left it, for history
             record._history_date = move.at

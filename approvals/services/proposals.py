@@ -1154,12 +1154,13 @@ def proposal_withdraw_for_agent(
         if refusal is None:
             actor = Actor.for_user(reviewer)
             note = note.strip()
+            noted = f": {note}" if note else ""
             proposal = proposal_transition(
                 proposal_id=proposal_id,
                 to_status=ProposalStatus.WITHDRAWN,
                 actor=actor,
-                reason=f"withdrawn by {reviewer.get_username()} for the agent"
-                + (f": {note}" if note else ""),
+                reason=f"withdrawn by {reviewer.get_username()} for the agent{noted}",
+                said_to_agent=f"withdrawn by a reviewer for the agent{noted}",
                 changes={"withdrawn_by": WithdrawnBy.REVIEWER, "withdrawal_note": note},
             )
             hooks.withdrawn_for_agents(proposals=[proposal], actor=actor)
