@@ -57,6 +57,55 @@ BREAKS_KEPT = 1000
 _SEALER_LOCK = 0x4155_4454  # "AUDT": one sealer at a time
 
 
+# What the chain does not seal, as its page says it: every table the platform keeps that has
+# no history of its own (``unchained_models``), each named here, so that a table added without
+# history is not silently left out of what the page says.
+OUTSIDE_THE_CHAIN = {
+    "feedback.callbackevent": "the callback events sent to agents, with each attempt to "
+    "deliver them (in the export, one row each, as they stand)",
+    "admin.logentry": "Django's admin log of what people did in the console (what they changed "
+    "in a record that keeps a history is sealed in that history)",
+    "axes.accessattempt": "sign-ins, failed sign-ins and lockouts",
+    "axes.accessfailurelog": "sign-ins, failed sign-ins and lockouts",
+    "axes.accesslog": "sign-ins, failed sign-ins and lockouts",
+    "axes.accessattemptexpiration": "sign-ins, failed sign-ins and lockouts",
+    "otp_totp.totpdevice": "the second-factor devices people enrolled",
+    "sessions.session": "who is signed in now",
+    "approvals.idempotencyrecord": "the answers the API keeps for an agent's retried request",
+    "executors.executionround": "the requests a channel executor sent and the keys it sent "
+    "them with (each execution's attempts and results are sealed)",
+    "policies.countedmove": "the moves counted against cumulative ceilings, derived from "
+    "the proposals (whose history is sealed)",
+    "policies.rulesversion": "which state of the rules each process holds",
+    "notifications.slackrequestseen": "the Slack requests already handled",
+    "auth.permission": "Django's own tables (permissions, content types)",
+    "contenttypes.contenttype": "Django's own tables (permissions, content types)",
+}
+# The chain's own tables: what it is, not what it seals.
+CHAIN_TABLES = ("audit",)
+
+
+def unchained_models() -> list[type[models.Model]]:
+    """The tables whose rows the chain does not seal: every model with no history, not a
+    historical model itself, nor one of the chain's own."""
+    chained = set(audited_models())
+    historical = {model.history.model for model in chained}
+    return [
+        model
+        for model in apps.get_models()
+        if model not in chained
+        and model not in historical
+        and not model._meta.auto_created
+        and not model.__name__.startswith("Historical")
+        and model._meta.app_label not in CHAIN_TABLES
+    ]
+
+
+def outside_the_chain() -> list[str]:
+    """What the chain does not seal, in words, each once, in the order given above."""
+    return list(dict.fromkeys(OUTSIDE_THE_CHAIN.values()))
+
+
 def chained_models() -> list[type[models.Model]]:
     """The historical models whose records the chain seals, in a fixed order."""
     return sorted(

@@ -5,6 +5,11 @@ why, the record's fields after the change and which of them it changed. Records 
 of model, record and time, from server-side cursors, so an export of any size streams in
 constant memory. A time is written one way in both formats: ISO 8601, in UTC, to the
 microsecond, as recorded ("2026-12-03T22:54:14.121073Z"), a notification log's too.
+
+After them come the records that keep no versions but a log of their own: the callback events
+made in the period (each decision, correction or execution sent to an agent's callback URL),
+one row each, as it stands when exported, with every attempt to deliver it in its log
+(``LOGGED_RECORDS``). They are not in the audit chain, whose page says so.
 """
 
 from __future__ import annotations
@@ -49,7 +54,24 @@ CHANGE = {"+": "created", "~": "changed", "-": "deleted"}
 EXPORTED_AS = {"notifications.reachedby": "the channels each person chose"}
 # JSON fields holding a log: entries each stamped "at" with when it was written, as Python
 # writes a time ("…+00:00"). The export writes those times as it writes every other.
-LOGS = {"notifications.notification": ("log",)}
+LOGS = {"notifications.notification": ("log",), "feedback.callbackevent": ("log",)}
+# Records that keep no history but a log of their own, exported one row each, as they stand
+# when exported, after the historical records: (app label, model, the field dating each, in
+# the period by it, and what the page calls them). Named by label, as ``AUDITED_APPS``: the
+# apps that keep them sit above this one.
+LOGGED_RECORDS = (
+    (
+        "feedback",
+        "CallbackEvent",
+        "created_at",
+        "the callback events made in the period (each decision, correction or execution "
+        "sent to an agent's callback URL)",
+    ),
+)
+# A logged record's row: its change is "logged" (no version of it is kept: its fields are as
+# they are when exported), made by the part of the platform that sends it.
+LOGGED = "logged"
+LOGGED_BY = {"feedback.callbackevent": "callbacks"}
 
 
 def as_digested(value: object) -> str:
@@ -71,6 +93,11 @@ def exported_kinds() -> list[str]:
         EXPORTED_AS.get(model._meta.label_lower, str(model._meta.verbose_name_plural))
         for model in audited_models()
     ]
+
+
+def logged_kinds() -> list[str]:
+    """What the export holds one row each of, as they stand, in words."""
+    return [said for *_, said in LOGGED_RECORDS]
 
 
 def instant(value: datetime) -> str:
@@ -111,6 +138,46 @@ class ExportEncoder(DjangoJSONEncoder):
 
 
 def audit_records(*, since: datetime, until: datetime) -> Iterator[dict]:
+    yield from _historical_records(since=since, until=until)
+    for app_label, model_name, dated_by, _ in LOGGED_RECORDS:
+        yield from _logged_records(
+            apps.get_model(app_label, model_name), dated_by, since=since, until=until
+        )
+
+
+def _logged_records(model, dated_by: str, *, since: datetime, until: datetime) -> Iterator[dict]:
+    """Each record of ``model`` dated in the period, as it is now, its log's times written as
+    every other time: a callback event with its every attempt, when and what came of it."""
+    label = model._meta.label_lower
+    secret = SECRET_FIELDS.get(label, set())
+    logs = LOGS.get(label, ())
+    fields = [f.attname for f in model._meta.concrete_fields if f.attname not in secret]
+    rows = (
+        model.objects.filter(**{f"{dated_by}__gte": since, f"{dated_by}__lt": until})
+        .order_by("pk")
+        .values(*fields)
+        .iterator(chunk_size=2000)
+    )
+    for row in rows:
+        values = {name: row[name] for name in fields}
+        for name in logs:
+            values[name] = log_as_exported(values[name])
+        yield {
+            "at": row[dated_by],
+            "model": label,
+            "object_id": row["id"],
+            "history_id": None,
+            "change": LOGGED,
+            "actor_kind": "system",
+            "actor": LOGGED_BY.get(label, "unattributed"),
+            "user": "",
+            "reason": "",
+            "changed": None,
+            "fields": values,
+        }
+
+
+def _historical_records(*, since: datetime, until: datetime) -> Iterator[dict]:
     for model in audited_models():
         historical = model.history.model
         secret = SECRET_FIELDS.get(model._meta.label_lower, set())

@@ -13,8 +13,9 @@ from audit.chain import (
     VERIFICATION_LOST_AFTER,
     chain_breaks_marked,
     chain_verification_ask,
+    outside_the_chain,
 )
-from audit.exports import as_csv, as_jsonl, audit_records, exported_kinds
+from audit.exports import as_csv, as_jsonl, audit_records, exported_kinds, logged_kinds
 from audit.models import ChainSealing, ChainVerification
 from hitlproject.celery import app
 from hitlproject.periods import PeriodForm
@@ -46,6 +47,7 @@ def audit_export(request: HttpRequest) -> HttpResponse:
                 "title": "Export the audit trail",
                 "form": form,
                 "exported": exported_kinds(),
+                "logged": logged_kinds(),
             },
         )
     since, until = form.bounds()
@@ -126,6 +128,7 @@ def audit_chain(request: HttpRequest) -> HttpResponse:
             "lost_before": lost_before,
             "verifications": verifications,
             "last_sealed": ChainSealing.objects.filter(pk=1).first(),
+            "outside_the_chain": outside_the_chain(),
         },
     )
 

@@ -632,3 +632,25 @@ def test_the_chain_page_links_each_break_to_the_page_it_is_marked_on(sealed, log
     assert (
         f'<a href="/admin/approvals/proposal/{later.pk}/history/">proposal #{later.pk}</a>' in marks
     )
+
+
+def test_the_chain_page_says_plainly_what_the_chain_does_not_seal(login, demo_world):
+    """Its opening said "Every historical record … is sealed", and nothing of the callback
+    events sent to agents, the console's own log or the sign-ins, which it does not seal: an
+    auditor took a correction's delivery for vouched for."""
+    page = html.unescape(login("auditor").get(CHAIN_PAGE).content.decode())
+    outside = page.split('id="audit-chain-not-covered">')[1].split("</div>")[0]
+    said = [re.sub(r"\s+", " ", item) for item in re.findall(r"<li>(.*?)</li>", outside, re.S)]
+    assert said[0].startswith("the callback events sent to agents, with each attempt")
+    assert any(item.startswith("Django's admin log") for item in said)
+    assert "sign-ins, failed sign-ins and lockouts" in said
+    assert len(said) == len(set(said))
+
+
+def test_every_table_left_out_of_the_chain_is_named_on_its_page():
+    """A table added without history would be left out of the chain unsaid: each is named."""
+    unnamed = {model._meta.label_lower for model in chain.unchained_models()} ^ set(
+        chain.OUTSIDE_THE_CHAIN
+    )
+    assert unnamed == set()
+    assert "feedback.callbackevent" in chain.OUTSIDE_THE_CHAIN

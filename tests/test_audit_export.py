@@ -14,8 +14,10 @@ from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
-from approvals.services.decisions import proposal_approve
+from approvals.services.decisions import proposal_approve, proposal_reject
 from executors.runner import proposal_execute
+from feedback.callbacks import callback_event_deliver
+from feedback.models import CallbackEvent
 from notifications.models import Notification
 from policies.models import Policy
 from tests.conftest import reallocation, wait_until
@@ -288,3 +290,55 @@ def test_the_export_names_a_json_change_python_holds_equal_and_a_deleted_persons
     theirs = [r for r in records if r["model"] == "approvals.agent" and r["object_id"] == agent.pk]
     by_interim = [r for r in theirs if r["actor"] == "interim"]
     assert [(r["user"], r["fields"]["is_active"]) for r in by_interim] == [("interim", False)]
+
+
+def test_the_export_shows_a_correction_reached_the_agent_with_every_attempt(
+    login, callback_endpoint
+):
+    """A person's rejection, sent to the agent's callback URL: refused once, delivered on the
+    next attempt. The auditor shows from the export that it reached the agent, and when; the
+    callback events were in neither the export nor the chain."""
+    endpoint = callback_endpoint(503, 200)
+    proposal = evaluated(reallocation("280.00"))
+    operator = get_user_model().objects.get(username="operator")
+    proposal_reject(
+        proposal_id=proposal.pk,
+        reviewer=operator,
+        reason_code="too_aggressive",
+        note="Move 10% at most.",
+    )
+    [event] = CallbackEvent.objects.all()
+    callback_event_deliver(event_id=event.pk)
+    CallbackEvent.objects.filter(pk=event.pk).update(next_attempt_at=timezone.now())
+    callback_event_deliver(event_id=event.pk)
+    assert len(endpoint.received) == 2
+
+    auditor = login("auditor")
+    page = html.unescape(auditor.get(URL).content.decode())
+    said = re.sub(r"\s+", " ", page.split('id="audit-export-logged">')[1].split("</p>")[0])
+    assert said.startswith("Then the callback events made in the period")
+    assert "not sealed in the audit chain" in said
+
+    [row] = [
+        json.loads(line)
+        for line in exported(auditor, "jsonl").splitlines()
+        if json.loads(line)["model"] == "feedback.callbackevent"
+    ]
+    assert (row["object_id"], row["change"], row["history_id"]) == (event.pk, "logged", None)
+    fields = row["fields"]
+    assert (fields["proposal_id"], fields["type"], fields["status"], fields["attempts"]) == (
+        proposal.pk,
+        "proposal.rejected",
+        "delivered",
+        2,
+    )
+    assert fields["body"]["proposal"]["status"] == "rejected"
+    assert [entry["result"] for entry in fields["log"]] == ["HTTP 503", "HTTP 200"]
+    assert all(entry["at"].endswith("Z") for entry in fields["log"])
+    assert fields["delivered_at"].endswith("Z")
+    [csv_row] = [
+        r
+        for r in csv.DictReader(io.StringIO(exported(auditor, "csv")))
+        if r["model"] == "feedback.callbackevent"
+    ]
+    assert json.loads(csv_row["fields"])["log"] == fields["log"]
