@@ -52,6 +52,7 @@ from approvals.selectors import (
     last_round,
     policy_terms,
     proposal_states,
+    proposals_sent_by_kill_switch,
     retry_may_repeat_said,
     routed_reasons,
     routings,
@@ -266,6 +267,27 @@ class QueueStatusFilter(KnownValuesOnly, admin.SimpleListFilter):
         if self.current == EVERY_STATUS:
             return queryset
         return queryset.filter(status=self.current)
+
+
+class SentByKillSwitchFilter(KnownValuesOnly, admin.SimpleListFilter):
+    """The proposals a kill switch sent to a person while engaged (``?kill_switch=3``), as its
+    history page lists them; offered only when asked for, from that page's link."""
+
+    title = "sent to a person by"
+    parameter_name = "kill_switch"
+
+    def lookups(self, request, model_admin):
+        asked = request.GET.get(self.parameter_name, "")
+        switch = KillSwitch.objects.filter(pk=asked).first() if asked.isdigit() else None
+        return [(str(switch.pk), str(switch))] if switch is not None else []
+
+    def queryset(self, request, queryset):
+        self.refuse_unknown(self.value())
+        if not self.value():
+            return queryset
+        switch = KillSwitch.objects.get(pk=self.value())
+        sent = {each.proposal_id for each in proposals_sent_by_kill_switch(switch)}
+        return queryset.filter(pk__in=sent)
 
 
 class RiskFilter(KnownValuesOnly, admin.SimpleListFilter):
@@ -925,6 +947,7 @@ class ProposalAdmin(ReadOnlyAdmin):
     list_display_links = ["id", "summary"]
     list_filter = [
         QueueStatusFilter,
+        SentByKillSwitchFilter,
         RiskFilter,
         ActionTypeFilter,
         "agent",

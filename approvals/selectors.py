@@ -35,7 +35,12 @@ from approvals.models import (
     ProposalStatus,
     WithdrawnBy,
 )
-from approvals.services.proposals import campaigns_as_recorded, campaigns_for
+from approvals.services.proposals import (
+    HELD_BACK,
+    campaigns_as_recorded,
+    campaigns_for,
+    held_back_by,
+)
 from hitlproject.formats import console_time
 from hitlproject.periods import describe_duration
 from hitlproject.vocabulary import (
@@ -47,7 +52,8 @@ from hitlproject.vocabulary import (
 )
 from ledger.models import Account, Creative, campaign_field_label, campaign_value_label
 from policies.engine import format_magnitude
-from policies.models import Policy
+from policies.models import KillSwitch, KillSwitchScope, Policy
+from policies.services import kill_switch_named_in, kill_switch_names
 
 
 def with_deciding_policy_name(queryset: QuerySet[Proposal]) -> QuerySet[Proposal]:
@@ -965,3 +971,68 @@ def retry_may_repeat_said(proposal: Proposal, round_: LastRound | None) -> str:
         attempts = attempts.filter(attempt__lt=round_.before_attempt)
     unsure = list(attempts.order_by("attempt").values_list("attempt", flat=True))
     return retry_may_repeat(unsure, round_.retry_key) if unsure else ""
+
+
+@dataclass(frozen=True)
+class SentToPerson:
+    """One proposal a kill switch sent to a person: when, and how (as it was routed, or
+    held back as it was about to run)."""
+
+    proposal_id: int
+    at: datetime
+    held_back: bool
+
+
+def proposals_sent_by_kill_switch(switch: KillSwitch) -> list[SentToPerson]:
+    """The proposals ``switch`` sent to a person while it was engaged, each once, as their
+    history records it, in order: routed to a person with its finding among their reasons
+    (the first of their records to carry it, written while this switch was engaged over them
+    and named so), or held back before executing by it (each hold). A switch is known in a
+    finding by its scope as it was then (``kill_switch_names`` of that version of it): two
+    switches engaged at once over one scope are told apart by neither."""
+    versions = list(switch.history.order_by("history_id"))
+    spans = []
+    for number, version in enumerate(versions):
+        if not version.engaged or version.history_type == "-":
+            continue
+        until = versions[number + 1].history_date if number + 1 < len(versions) else None
+        spans.append((version.history_date, until, version.instance))
+    sent: list[SentToPerson] = []
+    routed_ids: set[int] = set()
+    for since, until, engaged in spans:
+        names = kill_switch_names(engaged)
+        records = Proposal.history.filter(
+            history_date__gte=since, status=ProposalStatus.PENDING_REVIEW
+        )
+        if until is not None:
+            records = records.filter(history_date__lt=until)
+        if engaged.scope == KillSwitchScope.ACCOUNT:
+            records = records.filter(account_id=engaged.account_id)
+        elif engaged.scope == KillSwitchScope.CHANNEL:
+            records = records.filter(account__channel=engaged.channel)
+        for record in records.order_by("history_id").values(
+            "id", "history_id", "history_date", "guardrail_findings", "history_change_reason"
+        ):
+            reason = record["history_change_reason"] or ""
+            if reason.startswith(HELD_BACK) and any(held_back_by(reason, n) for n in names):
+                sent.append(SentToPerson(record["id"], record["history_date"], held_back=True))
+                continue
+            if record["id"] in routed_ids or not _names_switch(record, names):
+                continue
+            routed_ids.add(record["id"])
+            earlier = (
+                Proposal.history.filter(id=record["id"], history_id__lt=record["history_id"])
+                .order_by("-history_id")
+                .values("guardrail_findings", "history_change_reason")
+                .first()
+            )
+            if earlier is None or not _names_switch(earlier, names):
+                sent.append(SentToPerson(record["id"], record["history_date"], held_back=False))
+    return sorted(sent, key=lambda each: (each.at, each.proposal_id))
+
+
+def _names_switch(record: dict, names: frozenset[str]) -> bool:
+    """Whether a proposal's record carries a routing finding of a switch named ``names``."""
+    findings = record["guardrail_findings"] or {}
+    review = findings.get("review", []) if isinstance(findings, dict) else []
+    return any(kill_switch_named_in(str(finding)) in names for finding in review)

@@ -4,6 +4,7 @@ from decimal import Decimal
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import IS_FACETS_VAR, IS_POPUP_VAR
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -20,9 +21,9 @@ from django.utils.text import capfirst
 
 from approvals import action_types
 from approvals.action_types.base import EXAMPLE_STEP
-from approvals.admin import ActionTypeFilter, KnownValuesOnly
+from approvals.admin import EVERY_STATUS, ActionTypeFilter, KnownValuesOnly
 from approvals.models import Agent, AgentKind, Proposal
-from approvals.selectors import proposals_under_way
+from approvals.selectors import proposals_sent_by_kill_switch, proposals_under_way
 from approvals.services.proposals import proposal_dry_run
 from approvals.simulation import draft_rule_set, drafts_in_place, simulate
 from audit.actors import Actor, describe_actor
@@ -1202,6 +1203,32 @@ def setting_text(name: str, value, unit: str) -> str:
     return str(value)
 
 
+def sent_to_people_said(sent: list) -> str:
+    """How many proposals a switch sent to a person, and how: "While engaged, it sent 3
+    proposals to a person: 2 routed to a person as they were made, and 1 held back as it was
+    about to run." Each proposal counted once a way; one both ways is said so."""
+    routed = {each.proposal_id for each in sent if not each.held_back}
+    held = {each.proposal_id for each in sent if each.held_back}
+    ways = []
+    if routed:
+        made = "it was" if len(routed) == 1 else "they were"
+        ways.append(f"{len(routed)} routed to a person as {made} made or re-assessed")
+    if held:
+        run = "it was" if len(held) == 1 else "they were"
+        ways.append(f"{len(held)} held back as {run} about to run, to be approved again")
+    said = f"While engaged, it sent {how_many(len(routed | held), 'proposal')} to a person: "
+    said += " and ".join(ways)
+    both = len(routed & held)
+    if both:
+        said += f" ({how_many(both, 'proposal')} both ways)"
+    return said + "."
+
+
+# A switch's history page lists this many of the proposals it sent to a person (each with
+# when and how), and links to the list of them all.
+SENT_LISTED = 100
+
+
 @admin.register(KillSwitch)
 class KillSwitchAdmin(ChangeReasonAdmin):
     """A switch's form says, before it is saved, how many approved proposals not yet carried
@@ -1246,6 +1273,31 @@ class KillSwitchAdmin(ChangeReasonAdmin):
         # The admin shows a help text as HTML: an account's name is escaped.
         form.base_fields["engaged"].help_text = escape(said)
         return form
+
+    def history_view(self, request, object_id, extra_context=None):
+        """Its history, and the proposals it sent to a person while engaged, as their own
+        histories record it (their pages named the switch; its page named none of them)."""
+        switch = self.get_object(request, unquote(object_id))
+        if switch is not None and self.has_view_permission(request, switch):
+            sent = proposals_sent_by_kill_switch(switch)
+            ids = list(dict.fromkeys(each.proposal_id for each in sent))
+            extra_context = {
+                **(extra_context or {}),
+                "sent_to_people": {
+                    "listed": sent[:SENT_LISTED],
+                    "unlisted": max(len(sent) - SENT_LISTED, 0),
+                    "proposals": len(ids),
+                    "said": sent_to_people_said(sent),
+                    "list_url": (
+                        reverse("admin:approvals_proposal_changelist")
+                        + "?"
+                        + urlencode({"status": EVERY_STATUS, "kill_switch": switch.pk})
+                        if ids
+                        else ""
+                    ),
+                },
+            }
+        return super().history_view(request, object_id, extra_context)
 
     def construct_change_message(self, request, form, formsets, add=False):
         """Engaging or releasing a switch is what its log says, not "Changed Engaged"; one

@@ -1,0 +1,95 @@
+"""An auditor reading a kill switch's history sees the proposals it sent to a person while
+it was engaged: routed to a person as they were made, or held back as they were about to run.
+Their own pages named the switch; the switch's page named none of them."""
+
+import html
+import re
+
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+
+from approvals.models import ProposalStatus
+from approvals.services.decisions import proposal_approve
+from executors.runner import proposal_execute
+from ledger.models import Account
+from policies.models import KillSwitch
+from tests.conftest import BID_RAISES, bid_adjustment
+from tests.factories import evaluated
+
+
+def switch_on(account: str, reason: str) -> KillSwitch:
+    return KillSwitch.objects.create(
+        scope="account", account=Account.objects.get(external_id=account), reason=reason
+    )
+
+
+def history_page(client, switch: KillSwitch) -> str:
+    url = reverse("admin:policies_killswitch_history", args=[switch.pk])
+    return html.unescape(client.get(url).content.decode())
+
+
+def said(page: str, element: str) -> str:
+    return re.sub(r"\s+", " ", page.split(f'id="{element}">')[1].split("</p>")[0]).strip()
+
+
+def test_a_switchs_history_names_the_proposals_it_sent_to_a_person(login):
+    operator = get_user_model().objects.get(username="operator")
+    approved_before = evaluated(bid_adjustment("2.12"))  # 6%: approved to run, not yet run
+    assert approved_before.status == ProposalStatus.APPROVED
+    waiting_before = evaluated(bid_adjustment(BID_RAISES["generic-search"], "generic-search"))
+    switch = switch_on("demo", "Tracking outage.")
+    routed = evaluated(bid_adjustment("0.84", "display-retarget"))  # 5%: would run unseen
+    assert routed.status == ProposalStatus.PENDING_REVIEW
+    held = proposal_execute(proposal_id=approved_before.pk)
+    assert held.status == ProposalStatus.PENDING_REVIEW
+    proposal_approve(proposal_id=waiting_before.pk, reviewer=operator)  # decided meanwhile
+    switch.engaged = False
+    switch.save()
+    after = evaluated(bid_adjustment("0.82", "display-retarget"))
+    assert after.status == ProposalStatus.APPROVED  # released: ran unseen, not its doing
+
+    auditor = login("auditor")
+    page = history_page(auditor, switch)
+    assert said(page, "kill-switch-sent-count").startswith(
+        "While engaged, it sent 2 proposals to a person: 1 routed to a person as it was made "
+        "or re-assessed and 1 held back as it was about to run, to be approved again."
+    )
+    rows = re.findall(
+        r"<tr><td[^>]*>[^<]*</td>\s*<td[^>]*><a href=\"[^\"]*\">#(\d+)</a></td>\s*"
+        r"<td[^>]*>([^<]*)</td></tr>",
+        page.split('id="kill-switch-sent-list"')[1],
+    )
+    assert rows == [
+        (str(routed.pk), "Routed it to a person"),
+        (str(held.pk), "Held it back before executing: a person had to approve it again"),
+    ]
+    link = html.unescape(
+        re.search(r'<a href="([^"]+)">See them in the proposal list</a>', page).group(1)
+    )
+    listed = auditor.get(link)
+    assert listed.status_code == 200
+    shown = {proposal.pk for proposal in listed.context["cl"].result_list}
+    assert shown == {routed.pk, held.pk}
+
+
+def test_a_switch_over_another_account_or_engaged_later_claims_none_of_them(login):
+    """Two switches, one after the other over the same account, and one over an account the
+    proposals are not on: each names what it did, and only that."""
+    first = switch_on("demo", "First outage.")
+    by_first = evaluated(bid_adjustment("2.12"))
+    first.engaged = False
+    first.save()
+    second = switch_on("demo", "Second outage.")
+    by_second = evaluated(bid_adjustment("0.84", "display-retarget"))
+    elsewhere = KillSwitch.objects.create(scope="channel", channel="meta", reason="Meta down.")
+
+    auditor = login("auditor")
+    for switch, proposal in ((first, by_first), (second, by_second)):
+        page = history_page(auditor, switch)
+        assert said(page, "kill-switch-sent-count").startswith(
+            "While engaged, it sent 1 proposal to a person: 1 routed to a person as it was made"
+        )
+        assert f">#{proposal.pk}</a>" in page
+    assert said(history_page(auditor, elsewhere), "kill-switch-sent-count") == (
+        "It sent no proposal to a person: none was routed or held back by it while it was engaged."
+    )
