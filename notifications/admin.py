@@ -10,20 +10,21 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import RelatedOnlyFieldListFilter
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.exceptions import BadRequest, ObjectDoesNotExist, PermissionDenied
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
 from approvals import action_types
 from approvals.admin import ProposalAdmin as ApprovalsProposalAdmin
 from approvals.admin import ReadOnlyAdmin
-from approvals.models import Proposal, ProposalStatus
+from approvals.models import DecisionOutcome, Proposal, ProposalStatus
 from approvals.services.acts import Act, LacksPermission, act_refusal, may_act
 from audit.admin import (
     AuditedHistoryAdmin,
@@ -36,9 +37,11 @@ from audit.admin import (
     is_history_page,
     lines_shown,
 )
+from feedback.models import CallbackEvent
 from hitlproject.attempts import attempts_in_words
 from hitlproject.converters import record_page
 from hitlproject.errors import DomainError, NotFound
+from hitlproject.formats import console_time
 from hitlproject.vocabulary import how_many
 from notifications.carriers import channel_for
 from notifications.models import (
@@ -572,6 +575,62 @@ def on_it_text(claim: Claim | None, now) -> str:
     return f"{claim.user.get_username()} until {timezone.localtime(claim.lapses_at):%H:%M %Z}"
 
 
+# A decision as done, not as the button that made it ("Approve").
+DECIDED = {DecisionOutcome.APPROVE: "Approved", DecisionOutcome.REJECT: "Rejected"}
+# The records kept beside a proposal's own history that its history page lists, at most.
+ELSEWHERE_LISTED = 200
+
+
+def recorded_elsewhere(proposal: Proposal) -> list[dict]:
+    """What is on record about a proposal in records of their own, not in its history: the
+    decisions with their notes (a rejection's, an edit's), the outcomes reported, who was
+    told of it, the feedback its agent was given and the callback events sent to it, each
+    with when, who, what it says, and its page; oldest first."""
+    entries = []
+
+    def add(at, what: str, note: str, obj) -> None:
+        opts = obj._meta
+        try:
+            url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+        except NoReverseMatch:
+            url = ""
+        entries.append({"at": at, "what": what, "note": note, "url": url, "id": obj.pk})
+
+    for decision in proposal.decisions.select_related("reviewer").order_by("created_at", "pk"):
+        done = DECIDED.get(decision.outcome, decision.get_outcome_display())
+        what = f"{done} by {decision.reviewer} (person)"
+        if decision.edited_payload is not None:
+            what += f", as edited: {decision.summary}"
+        if decision.reason_code:
+            what += f"; reason: {decision.get_reason_code_display()}"
+        add(decision.created_at, f"Decision: {what}", decision.note, decision)
+    for outcome in proposal.outcomes.order_by("created_at", "pk"):
+        figures = ", ".join(f"{name} {value}" for name, value in (outcome.metrics or {}).items())
+        effect = outcome.get_effect_display() or "figures"
+        what = f"Outcome reported by {outcome.reporter_said}: {effect}"
+        add(outcome.created_at, what + (f" ({figures})" if figures else ""), outcome.note, outcome)
+    for notification in proposal_notifications(proposal=proposal):
+        what = (
+            f"{notification.recipient} told by {notification.get_channel_display()}: "
+            f"{notification.get_kind_display()}; {notification.get_status_display().lower()}"
+        )
+        add(notification.created_at, what, "", notification)
+    for feedback in proposal.feedback.select_related("agent").order_by("created_at", "pk"):
+        what = f"Feedback to {feedback.agent} (agent): {feedback.get_kind_display()}"
+        if feedback.reason_code:
+            what += f"; reason: {feedback.get_reason_code_display()}"
+        add(feedback.created_at, what, feedback.note, feedback)
+    for event in CallbackEvent.objects.filter(proposal=proposal).select_related("agent"):
+        what = (
+            f"Callback event “{event.get_type_display()}” to {event.agent} (agent): "
+            f"{event.status_said}; {how_many(event.attempts, 'attempt')}"
+        )
+        if event.delivered_at:
+            what += f", delivered at {console_time(event.delivered_at)}"
+        add(event.created_at, what, "", event)
+    return sorted(entries, key=lambda entry: entry["at"])
+
+
 admin.site.unregister(Proposal)
 
 
@@ -628,6 +687,22 @@ class ProposalAdmin(ApprovalsProposalAdmin):
                 **(extra_context or {}),
             }
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def history_view(self, request, object_id, extra_context=None):
+        """Its history, and after it what is recorded of it elsewhere, in order: its page
+        showed the decisions' notes, the outcomes and who was told; its history none."""
+        proposal = self.get_object(request, unquote(object_id))
+        if proposal is not None and self.has_view_permission(request, proposal):
+            entries = recorded_elsewhere(proposal)
+            extra_context = {
+                **(extra_context or {}),
+                "elsewhere": {
+                    "entries": entries[:ELSEWHERE_LISTED],
+                    "unlisted": max(len(entries) - ELSEWHERE_LISTED, 0),
+                    "page": reverse("admin:approvals_proposal_change", args=[proposal.pk]),
+                },
+            }
+        return super().history_view(request, object_id, extra_context)
 
     def _claim_act(
         self, request: HttpRequest, object_id: int, act, *, logged: str

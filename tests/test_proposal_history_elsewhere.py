@@ -1,0 +1,79 @@
+"""A proposal's history page (django-simple-history's, customised) lists, after its own
+records, what is recorded of it in records of their own, in order: the decisions with their
+notes (an edit's, a rejection's), who was told, the feedback and callback events its agent
+was sent, and the outcomes reported. The page left them all to the proposal's page."""
+
+import html
+import re
+
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+
+from approvals.services.decisions import proposal_approve
+from executors.runner import proposal_execute
+from feedback.callbacks import callback_event_deliver
+from feedback.models import CallbackEvent
+from feedback.services import outcome_report_by_user
+from tests.conftest import reallocation
+from tests.factories import evaluated
+
+
+def elsewhere(page: str) -> list[tuple[str, str]]:
+    table = page.split('id="recorded-elsewhere-list"')[1].split("</table>")[0]
+    rows = re.findall(
+        r"<tr><td[^>]*>(.*?)</td>\s*<td[^>]*>(.*?)</td>\s*<td[^>]*>(.*?)</td></tr>", table, re.S
+    )
+    return [
+        (re.sub(r"<[^>]+>", "", what).strip(), re.sub(r"<[^>]+>", "", note).strip())
+        for _, what, note in rows
+    ]
+
+
+def test_the_history_page_lists_the_edit_note_who_was_told_and_the_outcome_in_order(
+    login, callback_endpoint
+):
+    callback_endpoint(200)
+    operator = get_user_model().objects.get(username="operator")
+    body = reallocation("280.00")
+    proposal = evaluated(body)
+    proposal_approve(
+        proposal_id=proposal.pk,
+        reviewer=operator,
+        note="Halved: 10% a day at most.",
+        edited_payload={**body["payload"], "amount": "140.00"},
+    )
+    proposal_execute(proposal_id=proposal.pk)
+    for event in CallbackEvent.objects.order_by("pk"):
+        callback_event_deliver(event_id=event.pk)
+    outcome_report_by_user(
+        proposal_id=proposal.pk, user=operator, effect="improved", note="CPA down 8% in a week."
+    )
+
+    url = reverse("admin:approvals_proposal_history", args=[proposal.pk])
+    page = html.unescape(login("auditor").get(url).content.decode())
+    rows = elsewhere(page)
+    whats = [what for what, _ in rows]
+    decision = next(i for i, what in enumerate(whats) if what.startswith("Decision: Approved"))
+    assert whats[decision].startswith("Decision: Approved by operator (person), as edited:")
+    assert rows[decision][1] == "“Halved: 10% a day at most.”"
+    told = [i for i, what in enumerate(whats) if what.startswith("operator told by Email")]
+    assert told and told[0] < decision  # told it waits, before it was decided
+    assert any(w.startswith("Feedback to optimizer (agent): Approved with edits") for w in whats)
+    delivered = [w for w in whats if w.startswith("Callback event")]
+    assert [w.split(":")[0] for w in delivered] == [
+        "Callback event “Approved” to optimizer (agent)",
+        "Callback event “Executed” to optimizer (agent)",
+    ]
+    assert all("Delivered; 1 attempt, delivered at" in w for w in delivered)
+    assert rows[-2:] == [
+        ("Outcome reported by operator (person): Improved results", "“CPA down 8% in a week.”"),
+        ("Feedback to optimizer (agent): Outcome reported", "“CPA down 8% in a week.”"),
+    ]
+    assert f'href="{reverse("admin:approvals_proposal_change", args=[proposal.pk])}"' in page
+
+
+def test_a_proposal_nobody_acted_on_says_nothing_is_recorded_elsewhere(login, demo_world):
+    proposal = evaluated(reallocation("20.00"))  # 2%: runs unseen, nobody told
+    url = reverse("admin:approvals_proposal_history", args=[proposal.pk])
+    page = html.unescape(login("auditor").get(url).content.decode())
+    assert 'id="recorded-elsewhere-none">Nothing yet' in page
