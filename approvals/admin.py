@@ -273,8 +273,13 @@ class SentByKillSwitchFilter(KnownValuesOnly, admin.SimpleListFilter):
     """The proposals a kill switch sent to a person while engaged (``?kill_switch=3``), as its
     history page lists them; offered only when asked for, from that page's link."""
 
-    title = "sent to a person by"
+    title = "kill switch that sent it to a person"
     parameter_name = "kill_switch"
+
+    def has_output(self) -> bool:
+        # Applied whenever asked for: one it does not know is refused, not dropped (the list
+        # showed every proposal, as if filtered, for ``?kill_switch=99``).
+        return bool(self.value()) or super().has_output()
 
     def lookups(self, request, model_admin):
         asked = request.GET.get(self.parameter_name, "")

@@ -37,7 +37,7 @@ from audit.admin import (
     is_history_page,
     lines_shown,
 )
-from feedback.models import CallbackEvent
+from feedback.models import CallbackEvent, DeliveryStatus
 from hitlproject.attempts import attempts_in_words
 from hitlproject.converters import record_page
 from hitlproject.errors import DomainError, NotFound
@@ -621,12 +621,14 @@ def recorded_elsewhere(proposal: Proposal) -> list[dict]:
             what += f"; reason: {feedback.get_reason_code_display()}"
         add(feedback.created_at, what, feedback.note, feedback)
     for event in CallbackEvent.objects.filter(proposal=proposal).select_related("agent"):
-        what = (
-            f"Callback event “{event.get_type_display()}” to {event.agent} (agent): "
-            f"{event.status_said}; {how_many(event.attempts, 'attempt')}"
-        )
-        if event.delivered_at:
-            what += f", delivered at {console_time(event.delivered_at)}"
+        what = f"Callback event “{event.get_type_display()}” to {event.agent} (agent): "
+        after = f"after {how_many(event.attempts, 'attempt')}"
+        if event.status == DeliveryStatus.DELIVERED:
+            what += f"delivered at {console_time(event.delivered_at)}, {after}"
+        elif event.status == DeliveryStatus.FAILED:
+            what += f"given up {after}"
+        else:
+            what += event.status_said[:1].lower() + event.status_said[1:]
         add(event.created_at, what, "", event)
     return sorted(entries, key=lambda entry: entry["at"])
 

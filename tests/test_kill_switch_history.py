@@ -70,6 +70,8 @@ def test_a_switchs_history_names_the_proposals_it_sent_to_a_person(login):
     assert listed.status_code == 200
     shown = {proposal.pk for proposal in listed.context["cl"].result_list}
     assert shown == {routed.pk, held.pk}
+    unknown = auditor.get(link.replace(f"kill_switch={switch.pk}", "kill_switch=999"))
+    assert unknown.status_code == 400  # refused, not every proposal shown as if filtered
 
 
 def test_a_switch_over_another_account_or_engaged_later_claims_none_of_them(login):

@@ -64,7 +64,8 @@ def test_the_history_page_lists_the_edit_note_who_was_told_and_the_outcome_in_or
         "Callback event “Approved” to optimizer (agent)",
         "Callback event “Executed” to optimizer (agent)",
     ]
-    assert all("Delivered; 1 attempt, delivered at" in w for w in delivered)
+    delivered_once = r": delivered at [\d-]+ [\d:]+ UTC, after 1 attempt$"
+    assert all(re.search(delivered_once, what) for what in delivered)
     assert rows[-2:] == [
         ("Outcome reported by operator (person): Improved results", "“CPA down 8% in a week.”"),
         ("Feedback to optimizer (agent): Outcome reported", "“CPA down 8% in a week.”"),
