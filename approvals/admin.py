@@ -287,9 +287,10 @@ class SentByKillSwitchFilter(KnownValuesOnly, admin.SimpleListFilter):
         return [(str(switch.pk), str(switch))] if switch is not None else []
 
     def queryset(self, request, queryset):
-        self.refuse_unknown(self.value())
         if not self.value():
             return queryset
+        if self.value() not in self.known_values():
+            raise IncorrectLookupParameters(f"there is no kill switch #{self.value()}.")
         switch = KillSwitch.objects.get(pk=self.value())
         sent = {each.proposal_id for each in proposals_sent_by_kill_switch(switch)}
         return queryset.filter(pk__in=sent)

@@ -72,6 +72,7 @@ def test_a_switchs_history_names_the_proposals_it_sent_to_a_person(login):
     assert shown == {routed.pk, held.pk}
     unknown = auditor.get(link.replace(f"kill_switch={switch.pk}", "kill_switch=999"))
     assert unknown.status_code == 400  # refused, not every proposal shown as if filtered
+    assert "there is no kill switch #999." in html.unescape(unknown.content.decode())
 
 
 def test_a_switch_over_another_account_or_engaged_later_claims_none_of_them(login):
