@@ -110,20 +110,28 @@ def instant(value: datetime) -> str:
     return written.removesuffix("+00:00") + "Z" if value.tzinfo is not None else written
 
 
+# The times a log's entry may hold: when it was written, and when it is retried.
+LOG_TIMES = ("at", "retry_at")
+
+
 def log_as_exported(entries: object) -> object:
-    """A log's entries with each "at" written as ``instant`` writes a time; an entry whose
-    "at" is not a time with its zone is left as it was written."""
+    """A log's entries with their times ("at", "retry_at") written as ``instant`` writes a
+    time; one that is not a time with its zone is left as it was written."""
     if not isinstance(entries, list):
         return entries
     exported = []
     for entry in entries:
-        if isinstance(entry, dict) and isinstance(entry.get("at"), str):
-            try:
-                at = datetime.fromisoformat(entry["at"])
-            except ValueError:
-                at = None
-            if at is not None and at.tzinfo is not None:
-                entry = {**entry, "at": instant(at)}
+        if isinstance(entry, dict):
+            entry = {**entry}
+            for key in LOG_TIMES:
+                if not isinstance(entry.get(key), str):
+                    continue
+                try:
+                    at = datetime.fromisoformat(entry[key])
+                except ValueError:
+                    continue
+                if at.tzinfo is not None:
+                    entry[key] = instant(at)
         exported.append(entry)
     return exported
 

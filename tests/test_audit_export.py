@@ -335,6 +335,7 @@ def test_the_export_shows_a_correction_reached_the_agent_with_every_attempt(
     assert fields["body"]["proposal"]["status"] == "rejected"
     assert [entry["result"] for entry in fields["log"]] == ["HTTP 503", "HTTP 200"]
     assert all(entry["at"].endswith("Z") for entry in fields["log"])
+    assert fields["log"][0]["retry_at"].endswith("Z")  # written as every other time
     assert fields["delivered_at"].endswith("Z")
     [csv_row] = [
         r
