@@ -1,12 +1,13 @@
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.contrib.auth.models import Group
 from django.utils.html import format_html_join
 
 from access.models import SecondFactorRequirement
 from access.selectors import Membership, memberships
-from audit.admin import AuditedHistoryAdmin, is_history_page
+from audit.admin import AuditedHistoryAdmin, ChangeReasonAdmin, ChangeReasonForm, is_history_page
 from hitlproject.formats import console_time
 
 
@@ -63,18 +64,39 @@ class ReadOnlyForWhomMayNotChange:
         ]
 
 
-class PersonAdmin(ReadOnlyForWhomMayNotChange, AuditedHistoryAdmin, UserAdmin):
-    """People who use the console. Each save is one record of their history, with the groups
-    (roles) it leaves them in, by whoever saved it (``AuditedHistoryAdmin``); an auditor reads
-    each person, their roles and since when, and their history, and changes nothing."""
+class PersonChangeForm(ChangeReasonForm, UserChangeForm):
+    """A person changed in the console says why, as a policy or a route does."""
 
-    readonly_fields = ["roles"]
+
+class PersonCreationForm(ChangeReasonForm, AdminUserCreationForm):
+    """A person added in the console says why."""
+
+
+def before_why(fieldsets: list, added: tuple) -> list:
+    """``added`` placed before the form's "Why" (``ChangeReasonAdmin``), which goes last."""
+    if fieldsets and fieldsets[-1][0] == "Why":
+        return [*fieldsets[:-1], added, fieldsets[-1]]
+    return [*fieldsets, added]
+
+
+class PersonAdmin(ReadOnlyForWhomMayNotChange, ChangeReasonAdmin, UserAdmin):
+    """People who use the console. Each save is one record of their history, with the groups
+    (roles) it leaves them in, by whoever saved it, and why (``ChangeReasonAdmin``: a save
+    that changes nothing writes none); an auditor reads each person, their roles and since
+    when, and their history, and changes nothing. When they joined and last logged in are the
+    platform's to record, not a form's to rewrite: the history keeps no last login, and a form
+    sent back without one emptied it unrecorded, or one with the joining time to the second
+    recorded "Date joined" as changed to the time it was."""
+
+    form = PersonChangeForm
+    add_form = PersonCreationForm
+    readonly_fields = ["roles", "last_login", "date_joined"]
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
         if obj is None or is_history_page(request):
             return fieldsets
-        return [*fieldsets, ("Roles, as the history records them", {"fields": ["roles"]})]
+        return before_why(fieldsets, ("Roles, as the history records them", {"fields": ["roles"]}))
 
     @admin.display(description="Roles since")
     def roles(self, obj) -> str:
@@ -83,16 +105,20 @@ class PersonAdmin(ReadOnlyForWhomMayNotChange, AuditedHistoryAdmin, UserAdmin):
         )
 
 
-class RoleAdmin(ReadOnlyForWhomMayNotChange, AuditedHistoryAdmin, GroupAdmin):
-    """Groups, the console's roles: their permissions, their history, and who is in each,
-    since when and given by whom."""
+class RoleAdmin(ReadOnlyForWhomMayNotChange, ChangeReasonAdmin, GroupAdmin):
+    """Groups, the console's roles: their permissions, their history, each change saying why,
+    and who is in each, since when and given by whom."""
 
+    form = ChangeReasonForm
+    # Named, as ``ChangeReasonAdmin`` needs: its read-only history page would otherwise ask
+    # the form for them, and the form its read-only fields, round and round.
+    fields = ["name", "permissions", "members"]
     readonly_fields = ["members"]
 
     def get_fields(self, request, obj=None):
         fields = list(super().get_fields(request, obj))
-        if obj is not None and not is_history_page(request) and "members" not in fields:
-            fields.append("members")
+        if obj is None or is_history_page(request):
+            return [name for name in fields if name != "members"]
         return fields
 
     @admin.display(description="Members since")

@@ -1,6 +1,8 @@
 from django.apps import AppConfig
 from django.contrib.admin import apps as admin_apps
 
+from audit.actors import Actor, acting_as
+
 
 class AccessConfig(AppConfig):
     default = True
@@ -8,20 +10,25 @@ class AccessConfig(AppConfig):
     verbose_name = "Console access"
 
     def ready(self) -> None:
-        from django.contrib.auth.management.commands import createsuperuser
+        from django.contrib.auth.management.commands import changepassword, createsuperuser
 
-        from audit.actors import Actor, acting_as
+        # The person ``manage.py createsuperuser`` makes, and the password ``manage.py
+        # changepassword`` changes, are recorded in the history of people as that command's,
+        # the platform itself, not "an unnamed part" of it. (django.contrib.auth's commands
+        # win over ones of this app's: it is installed first.)
+        for module in (createsuperuser, changepassword):
+            name = module.__name__.rsplit(".", 1)[-1]
+            module.Command.handle = acting_as_the_command(module.Command.handle, name)
 
-        # The person ``manage.py createsuperuser`` makes is recorded in the history of people
-        # as made by that command, the platform itself, not by "an unnamed part" of it.
-        # (django.contrib.auth's command wins over one of this app's: it is installed first.)
-        handle = createsuperuser.Command.handle
 
-        def handle_as_the_command(command, *args, **options):
-            with acting_as(Actor.system("createsuperuser")):
-                return handle(command, *args, **options)
+def acting_as_the_command(handle, name: str):
+    """A management command's ``handle`` that acts as that command (the system)."""
 
-        createsuperuser.Command.handle = handle_as_the_command
+    def handle_as_the_command(command, *args, **options):
+        with acting_as(Actor.system(name)):
+            return handle(command, *args, **options)
+
+    return handle_as_the_command
 
 
 class ConsoleAdminConfig(admin_apps.AdminConfig):

@@ -10,6 +10,7 @@ alone: no role reads or edits another's, and the console shows each person only 
 
 from django.apps import apps as global_apps
 from django.db.models import Q
+from django.utils import timezone
 
 OPERATORS = "operators"
 POLICY_OWNERS = "policy owners"
@@ -44,7 +45,12 @@ ROLE_EXTRA_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
 
 
 def sync_role_groups(apps=global_apps) -> None:
-    """Create the role groups and give each exactly its permissions. Safe to run again."""
+    """Create the role groups and give each exactly its permissions. Safe to run again.
+
+    A group whose permissions this changes gets one record of its history saying so, by
+    whoever runs it (``seed_demo``) or, in a migration, by "an upgrade of the platform": a
+    migration's models write no history of their own, and verification of the audit chain
+    would name the group as not as recorded."""
     from django.contrib.auth.management import create_permissions
 
     for app_config in apps.get_app_configs():
@@ -68,10 +74,56 @@ def sync_role_groups(apps=global_apps) -> None:
         ).exclude(private)
     )
     for role, extras in ROLE_EXTRA_PERMISSIONS.items():
-        group, _ = group_model.objects.get_or_create(name=role)
+        group, created = group_model.objects.get_or_create(name=role)
         # A migration runs this against the schema of its time: a permission whose model does
         # not exist yet is skipped here and granted by the later migration that syncs again.
         wanted = Q(pk__in=[])
         for app_label, codename in extras:
             wanted |= Q(content_type__app_label=app_label, codename=codename)
-        group.permissions.set([*view_all, *permission_model.objects.filter(wanted)])
+        permissions = [*view_all, *permission_model.objects.filter(wanted)]
+        had = set(group.permissions.values_list("pk", flat=True))
+        if created or had != {permission.pk for permission in permissions}:
+            permissions_set_recorded(apps, group, permissions)
+
+
+def permissions_set_recorded(apps, group, permissions) -> None:
+    """Set a role group's permissions, and write one record of its history holding them."""
+    reason = f"Permissions set to what the {group.name} role grants."
+    if apps is global_apps:
+        # One record of the change, not one of the permissions taken off and one of those
+        # given (``set`` is both), by the current actor.
+        group.skip_history_when_saving = True
+        try:
+            group.permissions.set(permissions)
+        finally:
+            del group.skip_history_when_saving
+        group._change_reason = reason
+        type(group)._audited_history.create_historical_record(group, "~")
+        return
+    group.permissions.set(permissions)
+    try:
+        history = apps.get_model("access", "HistoricalGroup")
+        recorded_permissions = apps.get_model("access", "HistoricalGroup_permissions")
+    except LookupError:
+        return  # before the history of roles began: its first record holds them (access 0004)
+    record = history.objects.create(
+        id=group.pk,
+        name=group.name,
+        history_date=timezone.now(),
+        history_type="~" if history.objects.filter(id=group.pk).exists() else "+",
+        history_change_reason=reason,
+        history_actor_kind="system",
+        history_actor="migration",
+    )
+    through = type(group).permissions.through
+    recorded_permissions.objects.bulk_create(
+        recorded_permissions(
+            history_id=record.pk,
+            id=row["id"],
+            group_id=group.pk,
+            permission_id=row["permission_id"],
+        )
+        for row in through.objects.filter(group_id=group.pk)
+        .order_by("id")
+        .values("id", "permission_id")
+    )

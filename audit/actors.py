@@ -73,6 +73,7 @@ SYSTEM_PARTS = {
     "seed_demo": "the seed_demo command",
     "create_agent": "the create_agent command",
     "createsuperuser": "the createsuperuser command",
+    "changepassword": "the changepassword command",
     "migration": "an upgrade of the platform",
     "unattributed": "an unnamed part of the platform",
 }

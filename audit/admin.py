@@ -155,6 +155,25 @@ def valid_id(field: models.Field, value: str) -> None:
         raise Http404(refusal)
 
 
+class ChosenByIdField(forms.ModelMultipleChoiceField):
+    """Records chosen by id (an agent's accounts, a person's groups, a group's permissions): an
+    id past what the column holds is no record's, a choice refused as any unknown id is, not a
+    query the database refuses (``OverflowError`` on SQLite, ``DataError`` on PostgreSQL: a
+    500)."""
+
+    def _check_values(self, value):
+        opts = self.queryset.model._meta
+        key = opts.get_field(self.to_field_name) if self.to_field_name else opts.pk
+        for pk in value:
+            if isinstance(pk, str | int) and id_refusal(key, str(pk)):
+                raise ValidationError(
+                    self.error_messages["invalid_pk_value"],
+                    code="invalid_pk_value",
+                    params={"pk": pk},
+                )
+        return super()._check_values(value)
+
+
 def console_acts_logged(request, acts: Iterable[tuple[models.Model, str]]) -> None:
     """Record acts a person took through the console's own views (a decision, a promotion, a
     retry, a claim) in the admin's log, each object with what was done to it ("Approved (as
@@ -213,6 +232,10 @@ class ConsoleAdmin(admin.ModelAdmin):
         if isinstance(db_field, models.URLField):
             kwargs.setdefault("assume_scheme", "https")
         return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        kwargs.setdefault("form_class", ChosenByIdField)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     def get_form(self, request, *args, **kwargs):
         # Who reads the page, for its read-only references (``reference_as_its_reader_may``),
@@ -1096,7 +1119,11 @@ class ChangeReasonAdmin(AuditedHistoryAdmin):
     def construct_change_message(self, request, form, formsets, add=False):
         # The recent-actions box says what changed, not "Changed … and Why this change".
         said = super().construct_change_message(request, form, formsets, add)
-        labels = {str(form.fields[name].label or name) for name in NOT_SETTINGS}
+        if "change_reason" not in form.fields:  # a form of the admin's own (a password's)
+            return said
+        labels = {
+            str(form.fields[name].label or name) for name in NOT_SETTINGS if name in form.fields
+        }
         for entry in said if isinstance(said, list) else []:
             fields = entry.get("changed", {}).get("fields")
             if fields:

@@ -7,7 +7,6 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import IS_FACETS_VAR, IS_POPUP_VAR
 from django.core.exceptions import PermissionDenied
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
 from django.db.models import F, Window
 from django.db.models.functions import RowNumber
@@ -30,11 +29,11 @@ from audit.actors import Actor, describe_actor
 from audit.admin import (
     ChangeReasonAdmin,
     ChangeReasonForm,
+    ChosenByIdField,
     ConsoleChangeList,
     ConsoleHistoryValues,
     change_reason_field,
     console_act_logged,
-    id_refusal,
     is_history_page,
     valid_id,
 )
@@ -260,17 +259,8 @@ class BrandGuidelinesForm(ChangeReasonForm):
         return self._entries("required_disclaimers")
 
 
-class PoliciesField(forms.ModelMultipleChoiceField):
-    def _check_values(self, value):
-        # An id past what the column holds is no policy's, not a query the database refuses.
-        for pk in value:
-            if isinstance(pk, str | int) and id_refusal(Policy._meta.pk, str(pk)):
-                raise DjangoValidationError(
-                    self.error_messages["invalid_pk_value"],
-                    code="invalid_pk_value",
-                    params={"pk": pk},
-                )
-        return super()._check_values(value)
+class PoliciesField(ChosenByIdField):
+    """Policies chosen by id (an id past what the column holds is no policy's)."""
 
 
 class SimulationForm(PeriodForm):

@@ -80,7 +80,9 @@ def test_a_person_deleted_in_the_console_leaves_their_agent_s_history_saying_so(
     accounts_changed_before = login("auditor").get(history).content.decode().count("Accounts:")
     console = Client()
     console.force_login(administrator)
-    answer = console.post(f"/admin/auth/user/{owner.pk}/delete/", {"post": "yes"})
+    answer = console.post(
+        f"/admin/auth/user/{owner.pk}/delete/", {"post": "yes", "change_reason": "has left"}
+    )
     assert answer.status_code == 302, answer.content
     assert not get_user_model().objects.filter(pk=owner.pk).exists()
 
@@ -89,7 +91,9 @@ def test_a_person_deleted_in_the_console_leaves_their_agent_s_history_saying_so(
     record = last_record(Agent, agent.pk)
     assert (record.history_type, record.owner_id) == ("~", None)
     assert (record.history_actor_kind, record.history_actor) == ("user", "administrator")
-    said = f"Owner: emptied, as user #{owner.pk} “owner” was deleted."
+    said = (
+        f"Owner: emptied, as user #{owner.pk} “owner” was deleted (the reason given: “has left”)."
+    )
     assert record.history_change_reason == said
     # It records the agent's accounts as they are, not as if they were emptied too.
     assert list(record.accounts.values_list("account_id", flat=True)) == list(

@@ -3,6 +3,7 @@ people (kept without a password hash), sealed into the audit chain, in the expor
 the auditor, who changes nothing."""
 
 import html
+import io
 import json
 import re
 
@@ -11,11 +12,13 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.loader import MigrationLoader
 from django.test import Client
 from django.utils import timezone
 
 from access.selectors import memberships
-from approvals.roles import OPERATORS
+from approvals import roles
+from approvals.roles import AUDITORS, OPERATORS, ROLE_EXTRA_PERMISSIONS
 from audit.chain import chain_seal, chain_verify
 from tests.test_audit_export import URL as EXPORT_URL
 from tests.test_audit_export import period
@@ -53,7 +56,11 @@ def made_operator(admin_client):
     """A new person, made an operator by the administrator in the console."""
     person = get_user_model().objects.create_user("newcomer", "new@example.com", "pw")
     operators = Group.objects.get(name=OPERATORS)
-    form = change_form(person) | {"is_staff": "on", "groups": [str(operators.pk)]}
+    form = change_form(person) | {
+        "is_staff": "on",
+        "groups": [str(operators.pk)],
+        "change_reason": "joins the night shift",
+    }
     answer = admin_client.post(f"/admin/auth/user/{person.pk}/change/", form)
     assert answer.status_code == 302, answer.content.decode()[:3000]
     assert list(person.groups.all()) == [operators]
@@ -72,6 +79,7 @@ def test_making_someone_an_operator_in_the_console_records_who_did_it_and_when(a
     assert [r.history_type for r in records] == ["+", "~"]  # one record of the save, not two
     made = records[-1]
     assert (made.history_actor_kind, made.history_actor) == ("user", "admin")
+    assert made.history_change_reason == "joins the night shift"
     assert made.history_user.username == "admin"
     assert [g.group_id for g in made.groups.all()] == [operators.pk]
     assert made.is_staff and not records[0].is_staff
@@ -201,15 +209,200 @@ def test_a_group_deleted_leaves_each_member_recorded_without_it(admin_client):
     person, operators = made_operator(admin_client)
     spare = Group.objects.create(name="spare")
     person.groups.add(spare)
-    answer = admin_client.post(f"/admin/auth/group/{spare.pk}/delete/", {"post": "yes"})
+    answer = admin_client.post(
+        f"/admin/auth/group/{spare.pk}/delete/", {"post": "yes", "change_reason": "unused"}
+    )
     assert answer.status_code == 302
     record = get_user_model().history.filter(id=person.pk).latest("history_id")
     assert [g.group_id for g in record.groups.all()] == [operators.pk]
     assert (record.history_actor_kind, record.history_actor) == ("user", "admin")
     assert record.history_change_reason == (
-        f"Groups: group #{spare.pk} “spare” taken off, as it was deleted."
+        f"Groups: group #{spare.pk} “spare” taken off, as it was deleted "
+        "(the reason given: “unused”)."
     )
     deleted = Group.history.filter(id=spare.pk).latest("history_id")
     assert deleted.history_type == "-"
     chain_seal()
     assert chain_verify().holds
+
+
+def test_a_person_or_a_group_changed_in_the_console_says_why(admin_client):
+    """As a policy's or a route's form does: no reason, no change; the reason in the history;
+    a save that changes nothing writes no record."""
+    operator = get_user_model().objects.get(username="operator")
+    auditors = Group.objects.get(name="auditors")
+    url = f"/admin/auth/user/{operator.pk}/change/"
+    before = get_user_model().history.filter(id=operator.pk).count()
+    groups = [*change_form(operator)["groups"], str(auditors.pk)]
+    refused = admin_client.post(url, change_form(operator) | {"groups": groups})
+    assert refused.status_code == 200 and "Why this change" in refused.text
+    assert "This field is required." in refused.text
+    assert auditors not in operator.groups.all()
+    answer = admin_client.post(
+        url, change_form(operator) | {"groups": groups, "change_reason": "covers audits"}
+    )
+    assert answer.status_code == 302
+    record = get_user_model().history.filter(id=operator.pk).latest("history_id")
+    assert record.history_change_reason == "covers audits"
+    assert auditors.pk in set(record.groups.values_list("group_id", flat=True))
+    history = page_text(admin_client, f"/admin/auth/user/{operator.pk}/history/")
+    assert "covers audits" in history
+    # Sent back as it is: nothing changed, nothing recorded, and the page says so.
+    operator.refresh_from_db()
+    count = get_user_model().history.filter(id=operator.pk).count()
+    same = admin_client.post(url, change_form(operator) | {"change_reason": "again"}, follow=True)
+    assert "Nothing was changed" in same.text
+    assert get_user_model().history.filter(id=operator.pk).count() == count == before + 1
+
+    group_url = f"/admin/auth/group/{auditors.pk}/change/"
+    permissions = [str(pk) for pk in auditors.permissions.values_list("pk", flat=True)][1:]
+    refused = admin_client.post(group_url, {"name": "auditors", "permissions": permissions})
+    assert refused.status_code == 200 and "This field is required." in refused.text
+    assert auditors.permissions.count() == len(permissions) + 1
+    answer = admin_client.post(
+        group_url,
+        {"name": "auditors", "permissions": permissions, "change_reason": "one fewer"},
+    )
+    assert answer.status_code == 302
+    recorded = Group.history.filter(id=auditors.pk).latest("history_id")
+    assert recorded.history_change_reason == "one fewer"
+    assert recorded.permissions.count() == len(permissions)
+    chain_seal()
+    assert chain_verify().holds
+
+
+def test_when_someone_joined_and_last_logged_in_are_not_a_form_s_to_rewrite(admin_client):
+    """A form sent back without the last login emptied it, unrecorded (the history keeps
+    none); one with the joining time to the second recorded "Date joined" as changed."""
+    operator = get_user_model().objects.get(username="operator")
+    Client().force_login(operator)
+    operator.refresh_from_db()
+    joined, last_login = operator.date_joined, operator.last_login
+    assert last_login is not None
+    answer = admin_client.post(
+        f"/admin/auth/user/{operator.pk}/change/",
+        change_form(operator) | {"first_name": "Ada", "change_reason": "her name"},
+    )
+    assert answer.status_code == 302
+    operator.refresh_from_db()
+    assert (operator.first_name, operator.date_joined, operator.last_login) == (
+        "Ada",
+        joined,
+        last_login,
+    )
+    history = page_text(admin_client, f"/admin/auth/user/{operator.pk}/history/")
+    assert "First name: — → Ada" in history
+    # Only the record of their creation says when they joined; no save "changed" it.
+    assert not re.search(r"Date joined: \d{4}-\d\d-\d\d [\d:]+ UTC →", history)
+
+
+def test_a_password_changed_is_recorded_as_changed_never_its_hash(admin_client, monkeypatch):
+    """The history keeps no hash: its record of a password changed says so in words, by
+    whoever changed it, and not as a change in which nothing changed."""
+    from django.contrib.auth.management.commands import changepassword
+    from django.core.management import call_command
+
+    operator = get_user_model().objects.get(username="operator")
+    answer = admin_client.post(
+        f"/admin/auth/user/{operator.pk}/password/",
+        {"password1": "A-new-pass-4821", "password2": "A-new-pass-4821", "usable_password": "true"},
+    )
+    assert answer.status_code == 302
+    record = get_user_model().history.filter(id=operator.pk).latest("history_id")
+    assert record.history_change_reason == (
+        "Password changed (the password itself is never recorded)."
+    )
+    assert (record.history_actor_kind, record.history_actor) == ("user", "admin")
+    history = page_text(admin_client, f"/admin/auth/user/{operator.pk}/history/")
+    assert "admin (person) Password changed (the password itself is never recorded)." in history
+    assert "pbkdf2" not in history and "A-new-pass" not in history
+    # The next record of the person does not say it again.
+    operator.refresh_from_db()
+    operator.groups.clear()
+    record = get_user_model().history.filter(id=operator.pk).latest("history_id")
+    assert record.history_change_reason is None
+    # By the command, as the command.
+    monkeypatch.setattr(changepassword.Command, "_get_pass", lambda self, prompt="": "Zz-4821-x")
+    call_command("changepassword", "operator", stdout=io.StringIO())
+    record = get_user_model().history.filter(id=operator.pk).latest("history_id")
+    assert (record.history_actor_kind, record.history_actor) == ("system", "changepassword")
+    assert record.history_change_reason.startswith("Password changed")
+    # A login that upgrades the hash writes no record.
+    count = get_user_model().history.filter(id=operator.pk).count()
+    operator.refresh_from_db()
+    operator.save(update_fields=["password"])
+    assert get_user_model().history.filter(id=operator.pk).count() == count
+
+
+def test_an_id_past_the_column_chosen_in_a_form_is_refused_not_a_server_error(admin_client):
+    operator = get_user_model().objects.get(username="operator")
+    huge = "99999999999999999999"
+    answer = admin_client.post(
+        f"/admin/auth/user/{operator.pk}/change/",
+        change_form(operator) | {"groups": [huge], "change_reason": "x"},
+    )
+    assert answer.status_code == 200
+    assert f"“{huge}” is not a valid value." in html.unescape(answer.text)
+    operators = Group.objects.get(name=OPERATORS)
+    answer = admin_client.post(
+        f"/admin/auth/group/{operators.pk}/change/",
+        {"name": "operators", "permissions": [huge], "change_reason": "x"},
+    )
+    assert answer.status_code == 200
+    assert list(operator.groups.all()) == [operators]
+
+
+def test_a_migration_that_changes_a_role_records_it_in_the_group_s_history(demo_world, monkeypatch):
+    """``sync_role_groups`` in a later migration, a role given one more permission: the
+    group's history records it, by an upgrade of the platform, and verification finds the
+    group as recorded (a migration's models write no history of their own)."""
+    state = MigrationLoader(connection).project_state().apps
+    extras = {**ROLE_EXTRA_PERMISSIONS, AUDITORS: [*ROLE_EXTRA_PERMISSIONS[AUDITORS]]}
+    extras[AUDITORS].append(("audit", "view_chainverification"))
+    monkeypatch.setattr(roles, "ROLE_EXTRA_PERMISSIONS", extras)
+    auditors = Group.objects.get(name=AUDITORS)
+    before = Group.history.filter(id=auditors.pk).count()
+    others = {g.pk: Group.history.filter(id=g.pk).count() for g in Group.objects.all()}
+    roles.sync_role_groups(state)
+    assert auditors.permissions.filter(codename="view_chainverification").exists()
+    record = Group.history.filter(id=auditors.pk).latest("history_id")
+    assert Group.history.filter(id=auditors.pk).count() == before + 1
+    assert (record.history_type, record.history_actor) == ("~", "migration")
+    assert record.history_change_reason == "Permissions set to what the auditors role grants."
+    assert set(record.permissions.values_list("permission_id", flat=True)) == set(
+        auditors.permissions.values_list("pk", flat=True)
+    )
+    # The groups it left as they were have no new record.
+    for group in Group.objects.exclude(pk=auditors.pk):
+        assert Group.history.filter(id=group.pk).count() == others[group.pk]
+    chain_seal()
+    assert chain_verify().holds
+    history = page_text(_admin(), f"/admin/auth/group/{auditors.pk}/history/")
+    assert "an upgrade of the platform (system)" in history
+    assert "Can view chain verification" in history
+
+
+def test_seed_demo_syncing_the_roles_again_writes_one_record_of_a_changed_role(
+    demo_world, monkeypatch
+):
+    extras = {**ROLE_EXTRA_PERMISSIONS, AUDITORS: [*ROLE_EXTRA_PERMISSIONS[AUDITORS]]}
+    extras[AUDITORS].append(("audit", "view_chainverification"))
+    monkeypatch.setattr(roles, "ROLE_EXTRA_PERMISSIONS", extras)
+    auditors = Group.objects.get(name=AUDITORS)
+    before = Group.history.filter(id=auditors.pk).count()
+    total = Group.history.count()
+    roles.sync_role_groups()
+    assert Group.history.count() == total + 1
+    record = Group.history.filter(id=auditors.pk).latest("history_id")
+    assert Group.history.filter(id=auditors.pk).count() == before + 1
+    assert record.permissions.filter(permission__codename="view_chainverification").exists()
+    assert record.history_change_reason == "Permissions set to what the auditors role grants."
+    roles.sync_role_groups()  # again: nothing changes, nothing recorded
+    assert Group.history.count() == total + 1
+
+
+def _admin() -> Client:
+    admin = get_user_model().objects.create_superuser("root2", "root2@example.com", "x")
+    client = Client()
+    client.force_login(admin)
+    return client

@@ -251,6 +251,7 @@ def test_a_change_of_their_groups_in_the_console_redraws_their_message_once(opti
         "groups": [operators.pk, contractors.pk],
         "date_joined_0": f"{operator.date_joined:%Y-%m-%d}",
         "date_joined_1": f"{operator.date_joined:%H:%M:%S}",
+        "change_reason": "contracts too",
         "_save": "Save",
     }
 
