@@ -618,12 +618,31 @@ def _live_differences(model: type[models.Model], row: dict, record: dict) -> str
             )
             now, then = row[name], record[name]
             if name.startswith(M2M):  # by name: "groups is “auditors, operators”"
-                now, then = (
-                    _related_named(opts.get_field(name.removeprefix(M2M)), ids)
-                    for ids in (now, then)
+                said.append(
+                    _relation_differences(opts.get_field(name.removeprefix(M2M)), now, then)
                 )
+                continue
             said.append(f"{label} is {_quoted(now)}, recorded {_quoted(then)}")
     return "; ".join(said)
+
+
+def _relation_differences(field: models.ManyToManyField, now: list, then: list) -> str:
+    """How a live relation differs from its record, by name: whole, "groups is “auditors,
+    operators”, recorded “auditors”", where both read whole; else by what it has and lacks
+    ("permissions has “… Can view chain verification”, not recorded"): a group's 60
+    permissions cut short alike read the same, one taken off nowhere in them."""
+    label = field.verbose_name
+    whole_now, whole_then = _related_named(field, now), _related_named(field, then)
+    if max(len(whole_now), len(whole_then)) <= QUOTED:
+        return f"{label} is {_quoted(whole_now)}, recorded {_quoted(whole_then)}"
+    added = [pk for pk in now if pk not in then]
+    taken = [pk for pk in then if pk not in now]
+    said = []
+    if added:
+        said.append(f"{label} has {_quoted(_related_named(field, added))}, not recorded")
+    if taken:
+        said.append(f"{label} lacks {_quoted(_related_named(field, taken))}, recorded")
+    return "; ".join(said) or f"{label} is {_quoted(whole_now)}, recorded {_quoted(whole_then)}"
 
 
 def _related_named(field: models.ManyToManyField, ids: list) -> str:

@@ -406,3 +406,21 @@ def _admin() -> Client:
     client = Client()
     client.force_login(admin)
     return client
+
+
+def test_a_permission_taken_off_a_group_in_the_database_is_named_by_verification(demo_world):
+    """A group of sixty permissions, one taken off past the history: verification names it,
+    not two lists cut short alike ("permissions is “Approvals | …”, recorded “Approvals | …”")."""
+    auditors = Group.objects.get(name="auditors")
+    chain_seal()
+    assert chain_verify().holds
+    taken = auditors.permissions.get(codename="view_user")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM auth_group_permissions WHERE group_id = %s AND permission_id = %s",
+            [auditors.pk, taken.pk],
+        )
+    found = chain_verify()
+    assert not found.holds
+    assert f"the live row of group #{auditors.pk} differs" in found.broken.what
+    assert f"permissions lacks “{taken}”, recorded" in found.broken.what
