@@ -424,3 +424,23 @@ def test_a_permission_taken_off_a_group_in_the_database_is_named_by_verification
     assert not found.holds
     assert f"the live row of group #{auditors.pk} differs" in found.broken.what
     assert f"permissions lacks “{taken}”, recorded" in found.broken.what
+
+
+def test_seeding_the_demo_again_records_no_change_of_its_people(demo_world):
+    """``bin/start`` seeds the demo at every start: the people it keeps as they were get no
+    record (each start read as a change of nothing by the seed_demo command), and one whose
+    password it must issue anew is recorded as such, by that command."""
+    from django.core.management import call_command
+
+    people = get_user_model().history.count()
+    call_command("seed_demo", stdout=io.StringIO())
+    assert get_user_model().history.count() == people
+    operator = get_user_model().objects.get(username="operator")
+    operator.set_password("changed-elsewhere-4821")
+    operator.save()
+    call_command("seed_demo", stdout=io.StringIO())
+    record = get_user_model().history.filter(id=operator.pk).latest("history_id")
+    assert (record.history_actor, record.history_change_reason) == (
+        "seed_demo",
+        "Password changed (the password itself is never recorded).",
+    )
