@@ -629,7 +629,7 @@ def _live_differences(model: type[models.Model], row: dict, record: dict) -> str
 def _relation_differences(field: models.ManyToManyField, now: list, then: list) -> str:
     """How a live relation differs from its record, by name: whole, "groups is “auditors,
     operators”, recorded “auditors”", where both read whole; else by what it has and lacks
-    ("permissions has “… Can view chain verification”, not recorded"): a group's 60
+    ("permissions lacks “… Can view user”, which its record holds"): a group's 60
     permissions cut short alike read the same, one taken off nowhere in them."""
     label = field.verbose_name
     whole_now, whole_then = _related_named(field, now), _related_named(field, then)
@@ -639,9 +639,11 @@ def _relation_differences(field: models.ManyToManyField, now: list, then: list) 
     taken = [pk for pk in then if pk not in now]
     said = []
     if added:
-        said.append(f"{label} has {_quoted(_related_named(field, added))}, not recorded")
+        said.append(f"{label} has {_quoted(_related_named(field, added))}, not in its record")
     if taken:
-        said.append(f"{label} lacks {_quoted(_related_named(field, taken))}, recorded")
+        said.append(
+            f"{label} lacks {_quoted(_related_named(field, taken))}, which its record holds"
+        )
     return "; ".join(said) or f"{label} is {_quoted(whole_now)}, recorded {_quoted(whole_then)}"
 
 

@@ -423,7 +423,7 @@ def test_a_permission_taken_off_a_group_in_the_database_is_named_by_verification
     found = chain_verify()
     assert not found.holds
     assert f"the live row of group #{auditors.pk} differs" in found.broken.what
-    assert f"permissions lacks “{taken}”, recorded" in found.broken.what
+    assert f"permissions lacks “{taken}”, which its record holds" in found.broken.what
 
 
 def test_seeding_the_demo_again_records_no_change_of_its_people(demo_world):
