@@ -1088,7 +1088,7 @@ class ChangeReasonAdmin(AuditedHistoryAdmin):
         return actions
 
     def get_form(self, request, obj=None, change=False, **kwargs):
-        form = super().get_form(request, obj, change, **kwargs)
+        form = super().get_form(request, obj, change=change, **kwargs)
         if issubclass(form, ChangeReasonForm):
             # A partial, not a method: the form calls it with the versions alone.
             form.version_in_words = functools.partial(self.version_in_words, request)
