@@ -98,6 +98,11 @@ class NotificationChannel(models.TextChoices):
     EMAIL = "email", "Email"
     SLACK = "slack", "Slack"
 
+    @property
+    def by(self) -> str:
+        """How one is told on it, in words: "by email", "on Slack" (not "by slack")."""
+        return "by email" if self == NotificationChannel.EMAIL else f"on {self.label}"
+
 
 class NotificationKind(models.TextChoices):
     WAITING = "waiting", "Waits for a decision"
@@ -193,7 +198,7 @@ class Notification(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.what} → {self.recipient} by {self.channel}"
+        return f"{self.what} → {self.recipient} {NotificationChannel(self.channel).by}"
 
     @property
     def what(self) -> str:

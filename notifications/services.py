@@ -500,7 +500,7 @@ def _failures_tell(proposals: Sequence[Proposal], *, now: datetime) -> None:
                         f"{name} on Slack (their message about it is updated to say it failed)"
                     )
                     continue
-                by = "by email" if channel == NotificationChannel.EMAIL else "on Slack"
+                by = NotificationChannel(channel).by
                 # One a person sent to run again: they wait to hear how it went, at once.
                 due = (
                     None
@@ -1929,21 +1929,21 @@ def attempt_note(
     """What an attempt to send a message did, in an auditor's words, for its history;
     ``stopped``: its proposal, where it stopped waiting while the message went out."""
     who = notification.recipient.get_username()
-    by = notification.get_channel_display().lower()
+    by = NotificationChannel(notification.channel).by
     if notification.status == NotificationStatus.NOT_SENT:
         return refusal_note(notification, result)
     if notification.status == NotificationStatus.SENT and stopped is not None:
-        return f"Sent to {who} by {by}: {result}; {went_as_it_stopped(notification, stopped)}."
+        return f"Sent to {who} {by}: {result}; {went_as_it_stopped(notification, stopped)}."
     if notification.status == NotificationStatus.SENT:
-        return f"Sent to {who} by {by}: {result}"
+        return f"Sent to {who} {by}: {result}"
     if notification.status == NotificationStatus.FAILED and notification.kind == UPDATE:
         return (
             f"Could not update {who}'s Slack message, gave up: {result}; it may show what is "
             "no longer so."
         )
     if notification.status == NotificationStatus.FAILED:
-        return f"Failed to reach {who} by {by}, gave up: {result}"
-    return f"Not yet reached {who} by {by} (attempt {notification.attempts}), retried: {result}"
+        return f"Failed to reach {who} {by}, gave up: {result}"
+    return f"Not yet reached {who} {by} (attempt {notification.attempts}), retried: {result}"
 
 
 def went_as_it_stopped(notification: Notification, stopped: Proposal) -> str:
@@ -1967,7 +1967,7 @@ def went_as_it_stopped(notification: Notification, stopped: Proposal) -> str:
 def refusal_note(notification: Notification, refusal: str) -> str:
     """Why a message was not sent, and to whom, for its history."""
     who = notification.recipient.get_username()
-    by = notification.get_channel_display().lower()
+    by = NotificationChannel(notification.channel).by
     why = refusal.removeprefix("not sent: ")
     # An interrupted attempt may have gone: "not sent" alone would say nobody was told.
     maybe = f"; {notification.may_have_reached}" if notification.may_have_reached else ""
@@ -1977,8 +1977,8 @@ def refusal_note(notification: Notification, refusal: str) -> str:
             f"{why}{maybe}; it may show what is no longer so."
         )
     if notification.status == NotificationStatus.FAILED:
-        return f"Failed to reach {who} by {by} after {notification.attempts} attempts: {why}{maybe}"
-    return f"Not sent to {who} by {by}: {why}{maybe}"
+        return f"Failed to reach {who} {by} after {notification.attempts} attempts: {why}{maybe}"
+    return f"Not sent to {who} {by}: {why}{maybe}"
 
 
 def _no_longer_so(notification: Notification, proposal: Proposal) -> str:
@@ -2112,11 +2112,11 @@ def _interruptions_record(notifications: Sequence[Notification], *, now: datetim
 def interrupted_note(notification: Notification, *, attempts: range) -> str:
     """What a sender found of attempts whose sender stopped, for the message's history."""
     who = notification.recipient.get_username()
-    by = notification.get_channel_display().lower()
+    by = NotificationChannel(notification.channel).by
     which = "Attempt" if len(attempts) == 1 else "Attempts"
     which += " " + " and ".join(str(attempt) for attempt in attempts)
     return (
-        f"{which} to reach {who} by {by} interrupted: its sender stopped before recording "
+        f"{which} to reach {who} {by} interrupted: its sender stopped before recording "
         "whether it went, so it may have reached them; to be sent again."
     )
 

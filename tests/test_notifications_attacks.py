@@ -390,7 +390,7 @@ def test_a_slack_out_of_reach_holds_back_none_of_the_emails_sent_with_it(
             assert row.next_attempt_at > timezone.now()
             assert row.log[-1]["result"].startswith("Slack could not be reached"), row.log
             reason = row.history.order_by("-history_id").first().history_change_reason
-            assert reason.startswith("Not yet reached operator by slack (attempt 1), retried")
+            assert reason.startswith("Not yet reached operator on Slack (attempt 1), retried")
 
 
 def test_a_chunk_that_outlasts_its_sending_time_gives_the_rest_back_untried(

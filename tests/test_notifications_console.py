@@ -821,6 +821,23 @@ def test_a_proposals_page_says_who_was_told_on_which_channel_and_its_deadline(lo
     assert "in time" in deadline
 
 
+def test_a_message_on_slack_is_named_on_slack_as_one_by_email_is_by_email(login, settings):
+    """A message's page, its breadcrumbs and its history name its channel as the proposal's
+    history does ("operator on Slack"), not by its code ("operator by slack")."""
+    settings.SLACK_BOT_TOKEN = "xoxb-test"
+    ReachedBy.objects.update_or_create(
+        user=get_user_model().objects.get(username="operator"),
+        defaults={"email": True, "slack": True},
+    )
+    proposal = evaluated()
+    operator = login("operator")
+    for channel, said in (("email", "by email"), ("slack", "on Slack")):
+        told = Notification.objects.get(proposal=proposal, channel=channel)
+        page = operator.get(reverse("admin:notifications_notification_change", args=[told.pk]))
+        assert f"Waits for a decision → operator {said}" in html.unescape(page.text), channel
+    assert "by slack" not in html.unescape(detail(operator, proposal))
+
+
 def test_a_proposal_without_deadline_or_route_says_so(login):
     route = Route.objects.get(name=DEMO_ROUTE)
     route.is_active = False
