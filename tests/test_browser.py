@@ -1085,6 +1085,45 @@ def test_the_consoles_pages_fit_a_phones_width(live_server, demo_world, browser)
     context.close()
 
 
+def test_the_outbox_and_the_routes_read_row_by_row_at_a_phones_width(
+    live_server, demo_world, browser
+):
+    """At 390 px the outbox lists each message as the queue lists each proposal, each value
+    beside its heading: its status, attempts and times are on the screen, not cut at its edge
+    in a box scrolling sideways with nothing saying so; the routes' list too."""
+    (proposal,) = waiting(reallocation("280.00"))
+    wait_until(
+        lambda: Notification.objects.filter(
+            proposal=proposal, status=NotificationStatus.SENT
+        ).exists()
+    )
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    log_in(page, live_server.url, demo_world["users"]["operator"])
+
+    page.goto(f"{live_server.url}/admin/notifications/notification/")
+    row = page.locator("#result_list tbody tr").filter(has_text="operator").first
+    for field, label, said in (
+        ("status_shown", "Status", "Sent"),
+        ("attempts", "Attempts", "1"),
+        ("sent_at", "Sent at", "UTC"),
+    ):
+        cell = row.locator(f"td.field-{field}")
+        expect(cell).to_contain_text(said)
+        box = cell.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390, (field, box)
+        assert cell.evaluate("td => getComputedStyle(td, '::before').content") == f'"{label}: "'
+    assert page.locator("#result_list").evaluate("t => t.scrollWidth <= t.clientWidth")
+
+    page.goto(f"{live_server.url}/admin/notifications/route/")
+    row = page.locator("#result_list tbody tr").filter(has_text="to the operators")
+    cell = row.locator("td.field-is_active")
+    box = cell.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+    assert page.locator("#result_list").evaluate("t => t.scrollWidth <= t.clientWidth")
+    context.close()
+
+
 def test_an_auditor_reads_decisions_and_the_audit_chain_whole_at_a_phones_width(
     live_server, demo_world, browser
 ):

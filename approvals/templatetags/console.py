@@ -76,7 +76,7 @@ _CELL_START = re.compile(r"^\s*<(td|th)\b")
 @register.simple_tag
 def labelled_cells(cells, headers) -> str:
     """A list row's cells, each with its column's heading as ``data-label``: on a phone the
-    queue reads row by row, each value beside its heading (console.css). A column headed by
+    lists read row by row, each value beside its heading (base_site.html). A column headed by
     no words (the selection's checkbox) gets none."""
     said = []
     for cell, header in zip(cells, headers, strict=False):
