@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from approvals import action_types
 from approvals.models import Decision, DecisionOutcome, Proposal, ProposalStatus
-from approvals.selectors import approved_said, let_run_said
+from approvals.selectors import approved_said, as_proposed_records, let_run_said
 from approvals.services.decisions import payload_seen
 from hitlproject.addresses import served_at
 from hitlproject.formats import console_time
@@ -118,6 +118,32 @@ class ProposalMessage:
     # A message saying its execution failed (``NotificationKind.FAILED``): how, and who let
     # it run. It asks no decision (no buttons): a retry is made on its page.
     failure: Failure | None = None
+    # What its agent proposed, where the proposal reads otherwise now (``summary``): a
+    # person's edit, a re-assessment. A message leads with it, as the proposal's page does,
+    # then says the action as it now reads and how it came to (``changed_by``).
+    as_proposed: str = ""
+    # How it came to read as it does now, as the page heads it, naming who edited it: "As
+    # edited by operator", "As edited by operator and re-assessed", "As re-assessed".
+    changed_by: str = ""
+
+    @property
+    def proposed_summary(self) -> str:
+        """What a message leads with: the action as its agent proposed it."""
+        return self.as_proposed or self.summary
+
+    @property
+    def as_now(self) -> str:
+        """The action as it now reads, where that is not as proposed: "As edited by
+        operator: move 200.00 USD/day …"; else ""."""
+        return f"{self.changed_by}: {self.summary}" if self.as_proposed else ""
+
+    @property
+    def summary_said(self) -> str:
+        """Both, on one line (a subject, Slack's notification text): "move 280.00 USD/day …;
+        as edited by operator: move 200.00 USD/day …"."""
+        if not self.as_proposed:
+            return self.summary
+        return f"{self.as_proposed}; {self.as_now[:1].lower()}{self.as_now[1:]}"
 
     @property
     def claimed_until_text(self) -> str:
@@ -173,7 +199,10 @@ class ProposalMessage:
 
     @property
     def subject(self) -> str:
-        return f"[HITL] {self.headline}: #{self.proposal_id} {self.summary}"[:200]
+        # As its agent proposed it, and that it reads otherwise since: both in full would
+        # often run past the subject's length; the message says both.
+        since = f" ({self.changed_by.replace('As ', 'since ', 1)})" if self.as_proposed else ""
+        return f"[HITL] {self.headline}: #{self.proposal_id} {self.proposed_summary}{since}"[:200]
 
 
 def words_lines(title: str, parts: Sequence[tuple[str, str]]) -> str:
@@ -326,6 +355,7 @@ def proposal_messages(
         )
     }
     engaged_now = {pk: kill_switches_named_over(account) for pk, account in accounts.items()}
+    changed = _changed_since_proposed([proposal for proposal, _ in items])
     messages = []
     for proposal, kind in items:
         due_at, claim = due.get(proposal.pk), claims.get(proposal.pk)
@@ -357,9 +387,47 @@ def proposal_messages(
                 else approvals_so_far(approvers.get(proposal.pk, []), proposal),
                 words=_words_shown(proposal),
                 failure=failures.get(proposal.pk),
+                **changed.get(proposal.pk, {}),
             )
         )
     return messages
+
+
+def _changed_since_proposed(proposals: Sequence[Proposal]) -> dict[int, dict[str, str]]:
+    """Of these proposals, those that read otherwise than their agent proposed them, as
+    their page says it (``as_proposed``: its first record; "As edited", "and re-assessed",
+    "As re-assessed"), with who edited them, in order, each once: ``as_proposed`` and
+    ``changed_by`` by proposal id. Read at once for them all."""
+    by_id = {proposal.pk: proposal for proposal in proposals}
+    changed: dict[int, dict[str, str]] = {}
+    edited = []
+    for pk, summary, payload, snapshot in as_proposed_records(list(by_id)).values_list(
+        "id", "summary", "payload", "target_snapshot"
+    ):
+        proposal = by_id[pk]
+        if summary == proposal.summary:
+            continue
+        moved = proposal.target_snapshot != snapshot
+        if proposal.payload != payload:  # "As edited by …" once its editors are read
+            edited.append(pk)
+            how = " and re-assessed" if moved else ""
+        else:
+            how = "As re-assessed"
+        changed[pk] = {"as_proposed": summary, "changed_by": how}
+    editors: dict[int, list[str]] = {}
+    if edited:
+        for pk, username in (
+            Decision.objects.filter(proposal_id__in=edited, edited_payload__isnull=False)
+            .order_by("created_at", "pk")
+            .values_list("proposal_id", "reviewer__username")
+        ):
+            if username not in editors.setdefault(pk, []):
+                editors[pk].append(username)
+    for pk in edited:
+        who = editors.get(pk)
+        by = f" by {' and '.join(who)}" if who else ""
+        changed[pk]["changed_by"] = f"As edited{by}{changed[pk]['changed_by']}"
+    return changed
 
 
 def _failures(
