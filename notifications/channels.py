@@ -42,6 +42,10 @@ class Sent:
 
     result: str
     where: dict[str, str] = field(default_factory=dict)
+    # What an update made its message say (``Channel.update_said``), kept in its log: a later
+    # update that would say the same is not sent (``unchanged``), and its record says so.
+    said: str = ""
+    unchanged: bool = False
 
 
 class Channel:
@@ -74,6 +78,12 @@ class Channel:
         ``may_decide``; ``reader``, whose message it is, by username); channels whose
         messages cannot change (email) do nothing."""
         return Sent("not updated: this channel's messages do not change")
+
+    def update_said(self, **says) -> str:
+        """What ``update`` (or, given ``lines``, ``update_digest``) with these arguments would
+        make the message say, as a fingerprint: the same for the same words and buttons. ""
+        for channels whose messages cannot change."""
+        return ""
 
     def update_digest(self, *, where: dict[str, str], lines: list[DigestLine]) -> Sent:
         """Say on a digest sent earlier what became of each proposal it listed, and how many

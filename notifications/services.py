@@ -13,7 +13,7 @@ import copy
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from asgiref.local import Local
@@ -1436,6 +1436,7 @@ def _send(
     )
     reviewers = reviewers_by_proposal([n.proposal for n in new])
     digests_updated: dict[tuple[str, str], Sent] = {}
+    updated = Updated(held={n.pk for n in notifications})
     for position, notification in enumerate(notifications):
         if timezone.now() >= stop_at:
             return list(notifications[position:])
@@ -1457,20 +1458,27 @@ def _send(
                 messages.get(notification.pk),
                 reviewers=reviewers.get(notification.proposal_id, []),
                 digests_updated=digests_updated,
+                updated=updated,
             )
             delivered, retry, result, where = True, False, sent.result, sent.where
         except ChannelError as error:
             delivered, retry, result, where = False, not error.permanent, str(error), {}
-            retry_after = error.retry_after
+            retry_after, sent = error.retry_after, None
         except Exception as error:  # a fault of ours, not the channel's answer: tried again
             logger.exception("Notification %s was not sent", notification.pk)
             delivered, retry, result, where = False, True, f"{type(error).__name__}: {error}", {}
+            sent = None
 
         finished = timezone.now()
-        notification.log = [*notification.log, {"at": finished.isoformat(), "result": result}]
+        entry = {"at": finished.isoformat(), "result": result}
+        if sent is not None and sent.said:  # what an update made its message say
+            entry["says"] = sent.said
+        notification.log = [*notification.log, entry]
         # Sent, or given up: no next attempt (its lease is not one); retried: when it is.
         notification.next_attempt_at = None
-        if delivered:
+        if sent is not None and sent.unchanged:  # its message says it already: not sent
+            notification.status = NotificationStatus.NOT_SENT
+        elif delivered:
             notification.status, notification.sent_at = NotificationStatus.SENT, finished
             notification.slack_channel = where.get("channel", notification.slack_channel)
             notification.slack_ts = where.get("ts", notification.slack_ts)
@@ -1490,6 +1498,7 @@ def _send_one(
     *,
     reviewers: list[int],
     digests_updated: dict[tuple[str, str], Sent],
+    updated: Updated,
 ) -> Sent:
     """Send a message, or the update of one sent earlier (``_update_says``); a digest's, what
     became of each proposal it lists (``digests_updated``: the digests already updated by
@@ -1540,16 +1549,92 @@ def _send_one(
         # for all, in one call rather than one a proposal (Slack limits calls a minute).
         digest = (notification.slack_channel, notification.slack_ts)
         if digest not in digests_updated:
-            digests_updated[digest] = _until_it_holds(
-                lambda: digest_lines(notification.updates),
-                lambda lines: channel.update_digest(where=sent_as, lines=lines),
-                another_to_come=lambda: _another_update_to_come(notification),
+            lines = digest_lines(notification.updates)
+            digests_updated[digest] = _unless_said_already(
+                notification,
+                said=channel.update_said(lines=lines),
+                text="",
+                updated=updated,
+            ) or updated.landed(
+                notification,
+                _until_it_holds(
+                    lambda: digest_lines(notification.updates),
+                    lambda lines: channel.update_digest(where=sent_as, lines=lines),
+                    another_to_come=lambda: _another_update_to_come(notification),
+                    first=lines,
+                ),
             )
         return digests_updated[digest]
-    return _until_it_holds(
-        lambda: _update_says(notification),
-        lambda says: channel.update(where=sent_as, **says),
-        another_to_come=lambda: _another_update_to_come(notification),
+    says = _update_says(notification)
+    return _unless_said_already(
+        notification, said=channel.update_said(**says), text=says["text"], updated=updated
+    ) or updated.landed(
+        notification,
+        _until_it_holds(
+            lambda: _update_says(notification),
+            lambda says: channel.update(where=sent_as, **says),
+            another_to_come=lambda: _another_update_to_come(notification),
+            first=says,
+        ),
+    )
+
+
+@dataclass
+class Updated:
+    """What the updates sent by one sender (a chunk) made each Slack message say, by where it
+    is (channel, ts), and which updates the sender holds (leased: none of them is another's
+    on its way)."""
+
+    held: set[int]
+    # By where the message is: what it says, for what the update that said it was, and when.
+    said: dict[tuple[str, str], tuple[str, str, datetime | None]] = field(default_factory=dict)
+
+    def landed(self, notification: Notification, sent: Sent) -> Sent:
+        """Note what ``sent``, the update ``notification``, made its message say; returns it."""
+        if sent.said and not sent.unchanged:
+            where = (notification.slack_channel, notification.slack_ts)
+            self.said[where] = (sent.said, notification.about, timezone.now())
+        return sent
+
+
+def _unless_said_already(
+    notification: Notification, *, said: str, text: str, updated: Updated
+) -> Sent | None:
+    """An update of a Slack message that would make it say what it says already (the same
+    words and buttons, ``said``), as the update that landed last made it say: not sent
+    (Slack was sent "executed at …" twice, once by the decision's update read after it ran,
+    and once by the execution's), its result saying so, and when and by which update the
+    message came to say it. None where it is to be sent: it says something new, or what the
+    message says now is not known for sure (none of its updates landed; one failed for good
+    since; another sender's update of it is on its way, which may land after the last)."""
+    where = (notification.slack_channel, notification.slack_ts)
+    if not said or not where[1]:
+        return None
+    last = updated.said.get(where)
+    if last is None:
+        if notification.updates.not_updated:
+            return None
+        others = Notification.objects.filter(
+            kind=NotificationKind.UPDATE, slack_channel=where[0], slack_ts=where[1]
+        ).exclude(pk__in=[notification.pk, *updated.held])
+        if any(
+            other.attempts > len(other.log)
+            for other in others.filter(status=NotificationStatus.PENDING).only("attempts", "log")
+        ):
+            return None
+        landed = others.filter(status=NotificationStatus.SENT).order_by("-sent_at", "-pk").first()
+        if landed is None or not landed.log:
+            return None
+        last = (landed.log[-1].get("says", ""), landed.about, landed.sent_at)
+    says, about, at = last
+    if says != said:
+        return None
+    quoted = f": “{one_line(text)}”" if text else ""
+    return Sent(
+        f"not sent: its message says this already, as updated at {console_time(at)} for "
+        f"{about or 'a change'}{quoted}",
+        said=said,
+        unchanged=True,
     )
 
 
@@ -1559,14 +1644,15 @@ def _send_one(
 UPDATE_SENDS = 3
 
 
-def _until_it_holds(read, send, *, another_to_come) -> Sent:
+def _until_it_holds(read, send, *, another_to_come, first=None) -> Sent:
     """Send what a message says now (``read``), and read it again once Slack has it: while
     that is no longer what was sent, send it again (``UPDATE_SENDS`` at most; a later change
     has an update of its own to come), unless another update of the message, not yet taken
     by a sender, is to come (``another_to_come()``): it reads the change as it goes, and
     lands after this one. Sent again, the result says how many times it went and why (the
-    log, the proposal's "Who was told"): Slack was sent each."""
-    says = read()
+    log, the proposal's "Who was told"): Slack was sent each. ``first``: what it says, if
+    read already."""
+    says = read() if first is None else first
     sent, times = send(says), 1
     while times < UPDATE_SENDS:
         said, says = says, read()
@@ -1671,6 +1757,7 @@ def _update_says(notification: Notification) -> dict:
     if told.kind == NotificationKind.FAILED:
         return _failure_update_says(notification, proposal)
     [message] = proposal_messages([(proposal, told.kind)], now=timezone.now())
+    message = replace(message, told_because=_told_because_of(notification))
     if not still_waits(notification):
         return {
             "text": outcome_text(proposal, reader=notification.recipient),
@@ -1696,6 +1783,15 @@ def _update_says(notification: Notification) -> dict:
     }
 
 
+def _told_because_of(update: Notification) -> str:
+    """Why the reader of the message ``update`` updates is told, as the message said it when
+    it went (its route's name as it is now, as an updated digest says it): an update redraws
+    the whole message, and it ends as it did, not without the line that says why they get
+    it."""
+    route_name = update.route.name if update.route_id else ""
+    return told_because(kind=update.updates.kind, route_name=route_name)
+
+
 def _failure_update_says(notification: Notification, proposal: Proposal) -> dict:
     """What an update of a message saying its execution failed says: the failure it told of
     (not a later one), and, once a person sent it to run again, what became of it since, in
@@ -1704,6 +1800,7 @@ def _failure_update_says(notification: Notification, proposal: Proposal) -> dict
     [message] = proposal_messages(
         [(proposal, told.kind)], now=timezone.now(), failed_by=told.created_at
     )
+    message = replace(message, told_because=_told_because_of(notification))
     if _no_longer_so(told, proposal):
         return {
             "text": outcome_text(proposal, reader=notification.recipient),

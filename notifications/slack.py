@@ -5,6 +5,7 @@ reason, and "I'll take it"; the message is updated with what became of the propo
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import re
@@ -359,8 +360,9 @@ def message_blocks(
 def _told_blocks(message: ProposalMessage) -> list[dict]:
     """Why its reader is told (by which route, or as its backup group) and where they choose
     how they are told, as an email ends; the route's name (200 characters at most) as its
-    policy owner typed it. None on an update, which says what became of it, to one told
-    already."""
+    policy owner typed it. An update ends so too, as an updated digest does: it redraws the
+    whole message, which would otherwise lose its last line. None where no route is on
+    record (its route deleted)."""
     if not message.told_because:
         return []
     link = f"How you are told is yours to choose: <{my_channels_url()}|your channels>."
@@ -402,11 +404,17 @@ def _digest_told_blocks(messages: list[ProposalMessage]) -> list[dict]:
 
 
 def _headline_block(message: ProposalMessage) -> dict:
-    """What the message is about, and the proposal's number and summary, bold, a link to its
-    page: a summary names campaigns by their slugs, which Slack's markup would read
-    ("_retarget_" in italics)."""
-    summary = f"#{message.proposal_id} {one_line(message.summary)}"
-    return _rich_block([[_rich(message.headline)], [_rich_link(message.url, summary, bold=True)]])
+    """What the message is about, and the proposal's number and summary as its agent
+    proposed it, bold, a link to its page, then, where it now reads otherwise, as it does and
+    how it came to ("As edited by operator: …"), as its page heads it: a summary names
+    campaigns by their slugs, which Slack's markup would read ("_retarget_" in italics)."""
+    summary = f"#{message.proposal_id} {one_line(message.proposed_summary)}"
+    lines = [[_rich(message.headline)], [_rich_link(message.url, summary, bold=True)]]
+    if message.as_now:
+        lines.append(
+            [_rich(f"{message.changed_by}:", bold=True), _rich(f" {one_line(message.summary)}")]
+        )
+    return _rich_block(lines)
 
 
 def _facts_block(message: ProposalMessage, *, on_it: bool) -> dict:
@@ -772,11 +780,15 @@ def _digest_line(line: DigestLine) -> list[dict]:
     brand guideline found in a creative), each on one line: a line break in them would start
     a line that reads as another proposal's or as the digest's own."""
     message = line.message
-    link = _rich_link(message.url, f"#{message.proposal_id} {one_line(message.summary)}")
+    link = _rich_link(message.url, f"#{message.proposal_id} {one_line(message.proposed_summary)}")
+    if message.as_now:  # as its agent proposed it, then as it now reads, as its page says
+        link = [link, _rich(f"\n    {message.changed_by}: {one_line(message.summary)}")]
+    else:
+        link = [link]
     if line.outcome:
         return [
             _rich("• "),
-            link,
+            *link,
             _rich("\n    "),
             _rich(f"{line.ended_as}:", italic=True),
             _rich(f" {one_line(line.outcome)}"),
@@ -785,7 +797,7 @@ def _digest_line(line: DigestLine) -> list[dict]:
         failure = message.failure
         return [
             _rich("• "),
-            link,
+            *link,
             _rich(f" (failed at {failure.at_text or 'a time not recorded'})\n    "),
             _rich("Why it failed:", italic=True),
             _rich(f" {one_line(failure.said)}\n    "),
@@ -795,7 +807,7 @@ def _digest_line(line: DigestLine) -> list[dict]:
     risk = message.risk if message.risk is not None else "not scored"
     said = [
         _rich("• "),
-        link,
+        *link,
         _rich(f" (risk {risk})\n    "),
         _rich("Why it waits:", italic=True),
         _rich(f" {one_line(message.reasons_brief)}"),
@@ -837,7 +849,7 @@ class SlackChannel(Channel):
         try:
             answer = client.chat_postMessage(
                 channel=user_id,
-                text=_preview(f"{message.headline}: #{message.proposal_id} {message.summary}"),
+                text=_preview(f"{message.headline}: #{message.proposal_id} {message.summary_said}"),
                 blocks=failure_blocks(message, may_retry=may_decide)
                 if message.failure
                 else message_blocks(
@@ -870,28 +882,18 @@ class SlackChannel(Channel):
         where = {"channel": _in_answer(answer, "channel"), "ts": _in_answer(answer, "ts")}
         return Sent(f"posted to {user_id} ({where['channel']} {where['ts']})", where)
 
+    def update_said(self, **says) -> str:
+        if "lines" in says:
+            return _said(_digest_update(says["lines"]))
+        return _said(_update(**says))
+
     def update_digest(self, *, where: dict[str, str], lines: list[DigestLine]) -> Sent:
-        waiting = sum(1 for line in lines if not line.outcome)
-        failures = all(line.message.failure for line in lines)
-        if failures:
-            text = failed_since_retried_text(lines)
-        else:
-            text = still_waiting_count_text(waiting, listed=len(lines))
+        update = _digest_update(lines)
         try:
-            slack_client().chat_update(
-                channel=where["channel"],
-                ts=where["ts"],
-                text=text,
-                blocks=_digest_blocks(
-                    text,
-                    [_digest_line(line) for line in lines],
-                    told=_digest_told_blocks([line.message for line in lines]),
-                    failures=failures,
-                ),
-            )
+            slack_client().chat_update(channel=where["channel"], ts=where["ts"], **update)
         except SLACK_FAILURES as error:
             raise _failure(error) from error
-        return Sent(f"updated {where['channel']} {where['ts']}")
+        return Sent(f"updated {where['channel']} {where['ts']}", said=_said(update))
 
     def retract(self, *, where: dict[str, str], text: str) -> Sent:
         try:
@@ -906,34 +908,60 @@ class SlackChannel(Channel):
             raise _failure(error) from error
         return Sent(f"updated {where['channel']} {where['ts']}: {text}")
 
-    def update(
-        self,
-        *,
-        where: dict[str, str],
-        text: str,
-        message: ProposalMessage,
-        still_waits: bool = False,
-        may_decide: bool = False,
-        ended_as: str = NO_LONGER_WAITS,
-        reader: str = "",
-    ) -> Sent:
-        if message.failure:  # headed as its failure stands, or as sent to run again since
-            message = dataclasses.replace(message, headline=ended_as)
-            blocks = failure_blocks(message, may_retry=may_decide, outcome=text)
-        elif still_waits:
-            blocks = message_blocks(message, may_decide=may_decide, progress=text, reader=reader)
-        else:  # its round ended: its headline must not say it waits for a decision here
-            message = dataclasses.replace(message, headline=ended_as)
-            blocks = message_blocks(message, may_decide=False, outcome=text)
+    def update(self, *, where: dict[str, str], **says) -> Sent:
+        update = _update(**says)
         try:
-            slack_client().chat_update(
-                channel=where["channel"],
-                ts=where["ts"],
-                text=_preview(
-                    f"#{message.proposal_id} {message.summary}: {text or message.headline}"
-                ),
-                blocks=blocks,
-            )
+            slack_client().chat_update(channel=where["channel"], ts=where["ts"], **update)
         except SLACK_FAILURES as error:
             raise _failure(error) from error
-        return Sent(f"updated {where['channel']} {where['ts']}")
+        return Sent(f"updated {where['channel']} {where['ts']}", said=_said(update))
+
+
+def _update(
+    *,
+    text: str,
+    message: ProposalMessage,
+    still_waits: bool = False,
+    may_decide: bool = False,
+    ended_as: str = NO_LONGER_WAITS,
+    reader: str = "",
+) -> dict:
+    """What an update of a message sends Slack (its text and blocks): what became of its
+    proposal, or how far it has come (``Channel.update``)."""
+    if message.failure:  # headed as its failure stands, or as sent to run again since
+        message = dataclasses.replace(message, headline=ended_as)
+        blocks = failure_blocks(message, may_retry=may_decide, outcome=text)
+    elif still_waits:
+        blocks = message_blocks(message, may_decide=may_decide, progress=text, reader=reader)
+    else:  # its round ended: its headline must not say it waits for a decision here
+        message = dataclasses.replace(message, headline=ended_as)
+        blocks = message_blocks(message, may_decide=False, outcome=text)
+    return {
+        "text": _preview(
+            f"#{message.proposal_id} {message.summary_said}: {text or message.headline}"
+        ),
+        "blocks": blocks,
+    }
+
+
+def _digest_update(lines: list[DigestLine]) -> dict:
+    """What an update of a digest sends Slack: what became of each proposal it lists, and how
+    many still wait (``Channel.update_digest``)."""
+    waiting = sum(1 for line in lines if not line.outcome)
+    failures = all(line.message.failure for line in lines)
+    if failures:
+        text = failed_since_retried_text(lines)
+    else:
+        text = still_waiting_count_text(waiting, listed=len(lines))
+    blocks = _digest_blocks(
+        text,
+        [_digest_line(line) for line in lines],
+        told=_digest_told_blocks([line.message for line in lines]),
+        failures=failures,
+    )
+    return {"text": text, "blocks": blocks}
+
+
+def _said(update: dict) -> str:
+    """A fingerprint of what an update makes its message say: its text and blocks."""
+    return hashlib.sha256(json.dumps(update, sort_keys=True).encode()).hexdigest()
