@@ -105,13 +105,29 @@ def withdrawn_at(proposal_id: int):
     )
 
 
+def said_in_context(blocks: list) -> list:
+    """The message's context blocks but the last line every message ends with, why its reader
+    is told and where they choose how (``told_line``)."""
+    return [b for b in blocks if b["type"] == "context" and b not in told_line(blocks)]
+
+
+def told_line(blocks: list) -> list:
+    """The block that says why its reader is told ("You are told by the route …"), if any."""
+    return [
+        b
+        for b in blocks
+        if b["type"] == "context"
+        and any(e["text"].startswith("How you are told is yours") for e in b["elements"])
+    ]
+
+
 def context_texts(blocks: list) -> str:
-    return " ".join(e["text"] for b in blocks if b["type"] == "context" for e in b["elements"])
+    return " ".join(e["text"] for b in said_in_context(blocks) for e in b["elements"])
 
 
 def shown_as_typed(blocks: list) -> str:
     """The context's text, which Slack shows as typed: plain text, no emoji made of codes."""
-    elements = [e for b in blocks if b["type"] == "context" for e in b["elements"]]
+    elements = [e for b in said_in_context(blocks) for e in b["elements"]]
     assert all(e["type"] == "plain_text" and e["emoji"] is False for e in elements), elements
     return " ".join(e["text"] for e in elements)
 
@@ -237,9 +253,12 @@ def test_an_approval_with_edits_says_so_and_what_its_agent_proposed(optimizer, o
         f"operator (with edits) approved it at {decided}; its agent proposed “move 280.00 "
         f"USD/day from brand-search to generic-search (28.0%)”; executed at {ran}."
     )
-    assert "move 200.00 USD/day" in headline_link(
-        on_slack.messages[(where["channel"], where["ts"])]["blocks"]
-    )
+    # Headed as its page heads it: as its agent proposed it, then as edited, and by whom.
+    head = shown_text(on_slack.messages[(where["channel"], where["ts"])]["blocks"][:1])
+    assert head.splitlines()[1:] == [
+        f"#{proposal['id']} move 280.00 USD/day from brand-search to generic-search (28.0%)",
+        "As edited by operator: move 200.00 USD/day from brand-search to generic-search (20.0%)",
+    ]
 
 
 def test_an_approval_on_slack_whose_execution_failed_says_so_with_the_endpoints_words(
@@ -1474,7 +1493,10 @@ def test_a_waiting_reallocation_re_assessed_is_shown_on_slack_as_it_now_is(optim
 
     [update, *_] = wait_until(lambda: updates_of(on_slack, where), timeout=10)
 
-    assert "(26.7%)" in headline_link(update["blocks"])
+    # As its page heads it: as its agent proposed it, then as it now reads.
+    assert "(28.0%)" in headline_link(update["blocks"])
+    assert shown_text(update["blocks"][:1]).splitlines()[-1].startswith("As re-assessed: ")
+    assert "(26.7%)" in shown_text(update["blocks"][:1]).splitlines()[-1]
     assert buttons(update["blocks"]) == ["approve", "reject", "claim"]
 
 
