@@ -14,6 +14,7 @@ from django.db.models import (
     Exists,
     ExpressionWrapper,
     F,
+    JSONField,
     OuterRef,
     Prefetch,
     Q,
@@ -999,11 +1000,19 @@ def proposals_sent_by_kill_switch(switch: KillSwitch) -> list[SentToPerson]:
         spans.append((version.history_date, until, version.instance))
     sent: list[SentToPerson] = []
     routed_ids: set[int] = set()
+    # The findings of the record each one follows, read with it (one query a span, not one a
+    # proposal: a switch engaged over everything sends thousands).
+    findings_before = Subquery(
+        Proposal.history.filter(id=OuterRef("id"), history_id__lt=OuterRef("history_id"))
+        .order_by("-history_id")
+        .values("guardrail_findings")[:1],
+        output_field=JSONField(),
+    )
     for since, until, engaged in spans:
         names = kill_switch_names(engaged)
         records = Proposal.history.filter(
             history_date__gte=since, status=ProposalStatus.PENDING_REVIEW
-        )
+        ).annotate(findings_before=findings_before)
         if until is not None:
             records = records.filter(history_date__lt=until)
         if engaged.scope == KillSwitchScope.ACCOUNT:
@@ -1011,28 +1020,28 @@ def proposals_sent_by_kill_switch(switch: KillSwitch) -> list[SentToPerson]:
         elif engaged.scope == KillSwitchScope.CHANNEL:
             records = records.filter(account__channel=engaged.channel)
         for record in records.order_by("history_id").values(
-            "id", "history_id", "history_date", "guardrail_findings", "history_change_reason"
+            "id",
+            "history_id",
+            "history_date",
+            "guardrail_findings",
+            "history_change_reason",
+            "findings_before",
         ):
             reason = record["history_change_reason"] or ""
             if reason.startswith(HELD_BACK) and any(held_back_by(reason, n) for n in names):
                 sent.append(SentToPerson(record["id"], record["history_date"], held_back=True))
                 continue
-            if record["id"] in routed_ids or not _names_switch(record, names):
+            if record["id"] in routed_ids or not _names_switch(record["guardrail_findings"], names):
                 continue
             routed_ids.add(record["id"])
-            earlier = (
-                Proposal.history.filter(id=record["id"], history_id__lt=record["history_id"])
-                .order_by("-history_id")
-                .values("guardrail_findings", "history_change_reason")
-                .first()
-            )
-            if earlier is None or not _names_switch(earlier, names):
+            if not _names_switch(record["findings_before"], names):
                 sent.append(SentToPerson(record["id"], record["history_date"], held_back=False))
     return sorted(sent, key=lambda each: (each.at, each.proposal_id))
 
 
-def _names_switch(record: dict, names: frozenset[str]) -> bool:
-    """Whether a proposal's record carries a routing finding of a switch named ``names``."""
-    findings = record["guardrail_findings"] or {}
+def _names_switch(findings: object, names: frozenset[str]) -> bool:
+    """Whether a proposal's record's findings hold a routing finding of a switch named
+    ``names`` (None, a first record's "before", holds none)."""
+    findings = findings or {}
     review = findings.get("review", []) if isinstance(findings, dict) else []
     return any(kill_switch_named_in(str(finding)) in names for finding in review)
