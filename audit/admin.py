@@ -927,21 +927,50 @@ class ChangeReasonForm(forms.ModelForm):
         over the record as it is now, so that saving again changes only what they changed.
         A field both changed is marked, keeping what they typed."""
         model = type(self.instance)
-        seen = self.cleaned_data.get("seen_version")
-        if self.instance.pk is None or seen is None or not keeps_history(model):
+        if self.instance.pk is None or not keeps_history(model):
             return
+        opts = model._meta
+        reload = (
+            f"reload the page to see this {opts.verbose_name} as it is and make your change again"
+        )
+        if "seen_version" in self._errors:
+            # Hidden, its own error was shown nowhere: "Please correct the error below" over a
+            # form with none marked.
+            del self._errors["seen_version"]
+            self.add_error(
+                None,
+                f"This page did not say which version it showed, so nothing was saved: {reload}.",
+            )
+            return
+        seen = self.cleaned_data.get("seen_version")
         using = router.db_for_write(model)
         if transaction.get_connection(using).in_atomic_block:
             current = (
-                model._default_manager.using(using)
+                model._base_manager.using(using)
                 .select_for_update()
                 .filter(pk=self.instance.pk)
                 .first()
             )
         else:
-            current = model._default_manager.using(using).filter(pk=self.instance.pk).first()
+            current = model._base_manager.using(using).filter(pk=self.instance.pk).first()
+        if current is None:
+            # Deleted since its page was opened (and since the admin read it for this save):
+            # saved, it would have been made again, as if created anew.
+            self.add_error(None, deleted_since_said(self.instance))
+            return
+        if seen is None:
+            return
+        if not versions_of(self.instance).filter(history_id=seen).exists():
+            # Not a version of this record (another's, or none): the check had let it through
+            # unchecked, whatever had changed since.
+            self.add_error(
+                None,
+                f"This page named a version (#{seen}) that is not one of this "
+                f"{opts.verbose_name}'s, so nothing was saved: {reload}.",
+            )
+            return
         later = list(versions_of(self.instance).filter(history_id__gt=seen).order_by("history_id"))
-        if current is None or not later:
+        if not later:
             return
         seen_record = (
             versions_of(self.instance).filter(history_id__lte=seen).order_by("-history_id").first()
@@ -978,7 +1007,6 @@ class ChangeReasonForm(forms.ModelForm):
             conflicts.append(name)
         data[self.add_prefix("seen_version")] = str(later[-1].history_id)
         self.data = data
-        opts = model._meta
         message = (
             f"This {opts.verbose_name} was changed after you opened this page, so nothing was "
             f"saved: your save would have put back what it was then. Changed by "
@@ -1005,6 +1033,23 @@ class ChangeReasonForm(forms.ModelForm):
                 f"Changed since you opened this page (to “{shown_value(now[name], now_shown)}” "
                 "now); what you typed is kept: save again to put it in place of that.",
             )
+
+
+def deleted_since_said(obj: models.Model) -> str:
+    """A save refused because its record was deleted meanwhile: by whom, when and why, as
+    its history's last record says."""
+    opts = obj._meta
+    said = f"This {opts.verbose_name} was deleted after you opened this page, so nothing was saved"
+    deletion = versions_of(obj).filter(history_type="-").order_by("-history_id").first()
+    if deletion is None:
+        return said + "."
+    by = describe_actor(deletion.history_actor_kind, deletion.history_actor)
+    why = deletion.history_change_reason
+    return (
+        f"{said}: deleted by {by} at {console_time(deletion.history_date)}"
+        + (f" (why: “{why}”)" if why else "")
+        + "."
+    )
 
 
 def versions_of(obj: models.Model):

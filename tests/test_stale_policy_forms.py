@@ -6,7 +6,9 @@ import html
 from decimal import Decimal
 
 import pytest
+from django.contrib.admin import site
 from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.test import Client
 from django.urls import reverse
 
@@ -188,3 +190,83 @@ def test_an_unchanged_policy_saves_as_before(owners):
     assert saved.status_code == 302
     policy.refresh_from_db()
     assert policy.auto_execute_max_magnitude == Decimal("0.11")
+
+
+def test_a_page_naming_a_version_not_of_its_record_saves_nothing(owners):
+    """A version the record never had (another record's, or one not made yet) is refused, not
+    taken as "nothing changed since": the save had gone through unchecked."""
+    owner, colleague = owners
+    policy = reallocations()
+    opened = owner.get(change_url(policy))
+    colleague.post(
+        change_url(policy),
+        as_shown(
+            colleague.get(change_url(policy)), cumulative_max_magnitude="40", change_reason="x"
+        ),
+    )
+    for forged in (str(2**31 - 1), str(Policy.history.order_by("-history_id")[0].history_id + 1)):
+        refused = owner.post(
+            change_url(policy),
+            as_shown(
+                opened, seen_version=forged, auto_execute_max_magnitude="12", change_reason="y"
+            ),
+        )
+        assert refused.status_code == 200
+        assert f"named a version (#{forged}) that is not one of this policy's" in errors_said(
+            refused
+        )
+    policy.refresh_from_db()
+    assert policy.cumulative_max_magnitude == Decimal("0.4")  # the colleague's, kept
+    assert policy.auto_execute_max_magnitude == Decimal("0.1")
+
+
+@pytest.mark.parametrize("forged", ["x", "-1", "99999999999"])
+def test_a_page_whose_version_is_no_version_says_so_where_it_is_seen(owners, forged):
+    """The version is hidden: its own error ("Enter a whole number.") was shown nowhere, under
+    "Please correct the error below."."""
+    owner, _ = owners
+    policy = reallocations()
+    refused = owner.post(
+        change_url(policy),
+        as_shown(
+            owner.get(change_url(policy)),
+            seen_version=forged,
+            auto_execute_max_magnitude="12",
+            change_reason="y",
+        ),
+    )
+    assert refused.status_code == 200
+    assert "This page did not say which version it showed, so nothing was saved" in errors_said(
+        refused
+    )
+    assert "seen_version" not in refused.context["adminform"].form.errors
+    policy.refresh_from_db()
+    assert policy.auto_execute_max_magnitude == Decimal("0.1")
+
+
+def test_a_record_deleted_while_its_form_is_saved_is_not_made_again(rf, demo_world):
+    """Deleted after the admin read it for a save and before the save held its row: the save
+    had written it again (an UPDATE of no row, then an INSERT), as if created anew."""
+    owner = get_user_model().objects.get(username="policy-owner")
+    policy = Policy.objects.create(
+        name="Short-lived", action_type="bid_adjustment", priority=7, is_draft=True
+    )
+    request = rf.post("/")
+    request.user = owner
+    admin = site._registry[Policy]
+    opened = admin.get_object(request, str(policy.pk))
+    form_class = admin.get_form(request, opened, change=True)
+    page = form_class(instance=opened)
+    data = {name: page[name].value() for name in page.fields if page[name].value() is not None}
+    data |= {"review_window": "3 days", "change_reason": "Tidy"}
+    form = form_class(data, instance=opened)
+    policy._change_reason = "Not needed"
+    policy.delete()
+
+    with transaction.atomic():
+        assert not form.is_valid()
+    said = html.unescape(" ".join(form.non_field_errors()))
+    assert said.startswith(
+        "This policy was deleted after you opened this page, so nothing was saved"
+    )
+    assert not Policy.objects.filter(pk=policy.pk).exists()
