@@ -988,19 +988,25 @@ class ChangeReasonForm(forms.ModelForm):
                 + (f" (why: “{why}”)" if why else "")
             )
             previous = record
-        changed = (
-            later[-1].diff_against(seen_record).changed_fields if seen_record is not None else []
-        )
+        delta = later[-1].diff_against(seen_record) if seen_record is not None else None
         as_seen = type(self)(instance=seen_record.instance) if seen_record is not None else None
         now = type(self)(instance=current)
         data = self.data.copy()
         kept, conflicts = [], []
-        for name in changed:
-            if name not in self.fields or name in NOT_SETTINGS or name not in self.data:
+        for change in delta.changes if delta is not None else []:
+            name = change.field
+            if name not in self.fields or name in NOT_SETTINGS:
                 continue
             field = self.fields[name]
+            # A box left unticked, a list with nothing chosen, is sent as nothing at all: it is
+            # what was typed all the same (it was skipped, and the colleague's ticking or
+            # choosing undone by the save after).
+            if field.widget.value_omitted_from_data(self.data, self.files, self.add_prefix(name)):
+                continue
             typed = field.widget.value_from_datadict(self.data, self.files, self.add_prefix(name))
-            untouched = as_seen is not None and not field.has_changed(as_seen[name].initial, typed)
+            untouched = as_seen is not None and not field.has_changed(
+                seen_value(as_seen, name, change.old), typed
+            )
             if untouched and put_back(data, self.add_prefix(name), field, now[name].value()):
                 kept.append(str(field.label or name))
                 continue
@@ -1050,6 +1056,16 @@ def deleted_since_said(obj: models.Model) -> str:
         + (f" (why: “{why}”)" if why else "")
         + "."
     )
+
+
+def seen_value(as_seen: forms.ModelForm, name: str, old):
+    """A field's value in the version a page showed, as its form's initial: a many-to-many
+    one from its history's record of it (``old``, its through rows), as the form of an old
+    version reads the related records there are now, or none."""
+    field = as_seen.instance._meta.get_field(name)
+    if field.many_to_many:
+        return [row[field.m2m_reverse_field_name()] for row in old or []]
+    return as_seen[name].initial
 
 
 def versions_of(obj: models.Model):

@@ -13,8 +13,10 @@ from django.test import Client
 from django.urls import reverse
 
 from audit.actors import Actor
+from ledger.models import Account
+from notifications.models import Route
 from policies.drafts import policy_promote
-from policies.models import BrandGuidelines, Policy
+from policies.models import BrandGuidelines, KillSwitch, Policy
 
 
 @pytest.fixture
@@ -270,3 +272,63 @@ def test_a_record_deleted_while_its_form_is_saved_is_not_made_again(rf, demo_wor
         "This policy was deleted after you opened this page, so nothing was saved"
     )
     assert not Policy.objects.filter(pk=policy.pk).exists()
+
+
+def test_a_switch_engaged_since_its_page_was_opened_is_not_released_by_saving_it_again(owners):
+    """An unticked box is sent as nothing at all: a colleague's engaging was not put in the
+    form shown again, and saving that form again released the switch."""
+    owner, colleague = owners
+    switch = KillSwitch.objects.create(
+        scope="account",
+        account=Account.objects.get(external_id="demo"),
+        engaged=False,
+        reason="Tracking outgae",
+    )
+    opened = owner.get(change_url(switch))
+    engaged = colleague.post(
+        change_url(switch),
+        as_shown(colleague.get(change_url(switch)), engaged=True, change_reason="Outage"),
+    )
+    assert engaged.status_code == 302
+
+    refused = owner.post(
+        change_url(switch), as_shown(opened, reason="Tracking outage", change_reason="Say why")
+    )
+    assert refused.status_code == 200
+    form = refused.context["adminform"].form
+    assert form["engaged"].value() is True
+    assert form["reason"].value() == "Tracking outage"
+    assert owner.post(change_url(switch), as_shown(refused)).status_code == 302
+    switch.refresh_from_db()
+    assert switch.engaged
+    assert switch.reason == "Tracking outage"
+
+
+def test_people_a_colleague_added_to_a_route_since_its_page_was_opened_stay_on_it(demo_world):
+    """A list with nothing chosen is sent as nothing at all, and the form of an old version
+    read the people on the route now: a colleague's addition was not put in the form shown
+    again, and saving it again took them off."""
+    first, second = (
+        get_user_model().objects.create_superuser(name, f"{name}@example.com", "x")
+        for name in ("first", "second")
+    )
+    owner, colleague = Client(), Client()
+    owner.force_login(first)
+    colleague.force_login(second)
+    route = Route.objects.filter(users=None).exclude(groups=None).first()
+    opened = owner.get(change_url(route))
+    added = colleague.post(
+        change_url(route),
+        as_shown(colleague.get(change_url(route)), users=[second.pk], change_reason="On call"),
+    )
+    assert added.status_code == 302
+
+    refused = owner.post(
+        change_url(route), as_shown(opened, name="Everything waiting", change_reason="Rename")
+    )
+    assert refused.status_code == 200
+    assert refused.context["adminform"].form["users"].value() == [str(second.pk)]
+    assert owner.post(change_url(route), as_shown(refused)).status_code == 302
+    route.refresh_from_db()
+    assert list(route.users.all()) == [second]
+    assert route.name == "Everything waiting"
