@@ -190,6 +190,8 @@ def test_a_decision_due_no_sooner_than_expiry_is_refused_beside_decide_within(lo
         timedelta(hours=36),
         timedelta(hours=35),
     )
+    # From the page as it is now: the one opened before the save above is refused as stale.
+    data |= {"seen_version": posted_form(client, url)["seen_version"]}
     assert client.post(url, data | {"decide_within": ""}).status_code == 302  # no deadline
     policy.refresh_from_db()
     assert policy.decide_within is None
