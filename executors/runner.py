@@ -90,7 +90,7 @@ from hitlproject.vocabulary import (
     retry_is_new,
     retry_may_repeat,
 )
-from ledger.models import Account, Campaign
+from ledger.models import Account, Campaign, campaign_field_label, campaign_value_label
 from ledger.services import accounts_lock
 from policies.engine import guarded_risk
 from policies.models import KillSwitch
@@ -636,13 +636,47 @@ def _execute_together(proposal_ids: Sequence[int]) -> Executions:
             proposals=executed,
             moves=[
                 Move(ProposalStatus.EXECUTING, "", started_at),
-                Move(ProposalStatus.EXECUTED, "", finished_at),
+                Move(
+                    ProposalStatus.EXECUTED,
+                    "",
+                    finished_at,
+                    said_to_each={
+                        proposal.pk: _executed_said(proposal, before, after)
+                        for proposal, before, after, _ in staged
+                    },
+                ),
             ],
             actor=actor,
         )
         _supersede_others([(proposal, after) for proposal, _, after, _ in staged], actor)
         executions.settled.update((proposal.pk, proposal) for proposal in executed)
     return executions
+
+
+def _executed_said(
+    proposal: Proposal, before: dict, after: dict, created: dict[str, list[int]] | None = None
+) -> str:
+    """What its agent is told an execution did (its callback's ``reason``), in the terms of
+    the API's ``execution``: each campaign field it changed, from its before state to its
+    after state ("executed: brand-search's bid 2.00 → 2.30"); an action that changes none (a
+    creative batch adds creatives) by what it did, with the ledger records it added
+    (``created``, as the execution's ``created`` lists them). The history's reason, for
+    auditors, stays the lifecycle's words, beside the attempt's states."""
+    changed = [
+        f"{campaign}'s {campaign_field_label(name)} "
+        f"{campaign_value_label(name, was)} → {campaign_value_label(name, now)}"
+        for campaign, fields in after.items()
+        for name, now in fields.items()
+        if (was := before.get(campaign, {}).get(name)) != now
+    ]
+    if changed:
+        return f"executed: {'; '.join(changed)}"
+    records = "; ".join(
+        f"{kind} {', '.join(f'#{pk}' for pk in ids)}"
+        for kind, ids in (created or {}).items()
+        if ids
+    )
+    return f"executed: {proposal.summary}" + (f" (in the ledger: {records})" if records else "")
 
 
 def _locked_campaigns(keys) -> dict[tuple[int, str], Campaign]:
@@ -711,7 +745,10 @@ def _execute_alone(proposal_id: int) -> Proposal | None:
             action_type=action_type, payload=proposal.payload, campaigns=campaigns
         )
         _record_attempt(proposal, status=ExecutionStatus.SUCCEEDED, after=after, **attempt)
-        executed = Move(ProposalStatus.EXECUTED, "", timezone.now())
+        said = _executed_said(
+            proposal, checked.before, after, action_type.records_created(proposal)
+        )
+        executed = Move(ProposalStatus.EXECUTED, "", timezone.now(), said_to_agent=said)
         proposals_move_through(proposals=[proposal], moves=[executing, executed], actor=actor)
         _supersede_others([(proposal, after)], actor)
         return proposal
@@ -1153,7 +1190,15 @@ def _record_carried_out(
     )
     attempt.save()
     executed = proposal_transition(
-        proposal_id=proposal.pk, to_status=ProposalStatus.EXECUTED, actor=actor
+        proposal_id=proposal.pk,
+        to_status=ProposalStatus.EXECUTED,
+        actor=actor,
+        said_to_agent=_executed_said(
+            proposal,
+            attempt.before_state,
+            attempt.after_state,
+            action_type.records_created(proposal),
+        ),
     )
     _supersede_others([(executed, attempt.after_state)], actor)
     return executed

@@ -17,7 +17,15 @@ from feedback.callbacks import callback_event_deliver
 from feedback.models import CallbackEvent
 from hitlproject.signing import sign
 from ledger.models import Campaign
-from tests.conftest import BID_RAISES, bid_adjustment, done_while_held, reallocation, wait_until
+from tests.conftest import (
+    BID_RAISES,
+    bid_adjustment,
+    creative,
+    creative_batch,
+    done_while_held,
+    reallocation,
+    wait_until,
+)
 from tests.factories import evaluated
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
@@ -330,3 +338,78 @@ def test_a_redirect_to_the_metadata_service_is_not_followed_and_the_event_says_s
     assert "none: given up on (an operator may deliver it again)" in page.text
     next_attempt = timezone.localtime(event.next_attempt_at)
     assert f"{next_attempt:%Y-%m-%d %H:%M}" not in page.text
+
+
+def test_the_agent_is_told_what_its_execution_changed_not_the_lifecycles_words(
+    callback_endpoint, channel, optimizer
+):
+    """A ``proposal.executed`` event's reason read "Executing → Executed", which its type says
+    already: it says what the execution changed, as the API's ``execution`` has it, whichever
+    way it ran (alone, with others of a batch, on a channel)."""
+    endpoint = callback_endpoint(200)
+    Agent.objects.filter(name="copywriter").update(callback_url=endpoint.url)
+    operator = get_user_model().objects.get(username="operator")
+    # Alone: a reallocation a person approved, and a creative batch (no field changes).
+    moved = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=moved.pk, reviewer=operator)
+    batch = evaluated(creative_batch(creative(), creative(headline="Search faster")), "copywriter")
+    proposal_approve(proposal_id=batch.pk, reviewer=operator)
+    # Together: two auto-approved bids of one batch.
+    answer = optimizer.post(
+        "/api/v1/proposals/batch/",
+        [bid_adjustment("2.12", "brand-search"), bid_adjustment("1.59", "generic-search")],
+        format="json",
+    )
+    assert answer.status_code == 200, answer.content
+    together = [item["proposal"]["id"] for item in answer.json()]
+    wait_until(lambda: Proposal.objects.filter(status="executed").count() == 4)
+    # On a channel: the account's endpoint carries it out.
+    channel(200)
+    on_channel = evaluated(bid_adjustment("0.84", "display-retarget"))
+    wait_until(lambda: Proposal.objects.get(pk=on_channel.pk).status == "executed")
+    wait_until(lambda: len([e for e in endpoint.events() if e["type"] == "proposal.executed"]) == 5)
+
+    said = {
+        e["proposal"]["id"]: e["reason"]
+        for e in endpoint.events()
+        if e["type"] == "proposal.executed"
+    }
+    assert said[moved.pk] == (
+        "executed: brand-search's daily budget 1000.00 → 720.00; "
+        "generic-search's daily budget 500.00 → 780.00"
+    )
+    ids = sorted(Proposal.objects.get(pk=batch.pk).deployed_creatives.values_list("pk", flat=True))
+    assert said[batch.pk] == (
+        f"executed: deploy 2 creatives to display-retarget (in the ledger: creatives "
+        f"#{ids[0]}, #{ids[1]})"
+    )
+    assert [said[pk] for pk in together] == [
+        "executed: brand-search's bid 2.00 → 2.12",
+        "executed: generic-search's bid 1.50 → 1.59",
+    ]
+    assert said[on_channel.pk] == "executed: display-retarget's bid 0.80 → 0.84"
+    # As the API's execution says it.
+    execution = optimizer.get(f"/api/v1/proposals/{on_channel.pk}/").json()["execution"]
+    assert (execution["before_state"], execution["after_state"]) == (
+        {"display-retarget": {"bid": "0.80"}},
+        {"display-retarget": {"bid": "0.84"}},
+    )
+    # The history, for auditors, keeps the lifecycle's words beside the attempt's states.
+    assert Proposal.history.filter(
+        id=moved.pk, status="executed", history_change_reason="Executing → Executed"
+    ).exists()
+
+
+def test_a_failed_execution_tells_the_agent_the_executions_own_error(callback_endpoint, optimizer):
+    endpoint = callback_endpoint(200)
+    operator = get_user_model().objects.get(username="operator")
+    failing = evaluated(reallocation("280.00"))
+    Campaign.objects.filter(external_id="brand-search").update(daily_budget="200.00")
+    proposal_approve(proposal_id=failing.pk, reviewer=operator)
+    wait_until(lambda: Proposal.objects.get(pk=failing.pk).status == "failed")
+    wait_until(lambda: settled(2))
+
+    [event] = [e for e in endpoint.events() if e["type"] == "proposal.failed"]
+    error = optimizer.get(f"/api/v1/proposals/{failing.pk}/").json()["execution"]["error"]
+    assert error
+    assert event["reason"] == f"execution failed: {error}"

@@ -25,6 +25,7 @@ side effects after commit. The admin, the API and the Celery tasks all call it.
 import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -294,12 +295,15 @@ def _moved_text(from_status: str, to_status: str) -> str:
 @dataclass(frozen=True)
 class Move:
     """One move of a ``proposals_move_through``: to what status, why ("" for the lifecycle's
-    own words) and when; and, where it differs from why, what its agent is told of it."""
+    own words) and when; and, where it differs from why, what its agent is told of it: the
+    same for all (``said_to_agent``), or each proposal's own, by id (``said_to_each``: what
+    each execution of a set changed)."""
 
     to_status: str
     reason: str
     at: datetime
     said_to_agent: str = ""
+    said_to_each: Mapping[int, str] = dataclass_field(default_factory=dict)
 
 
 def proposals_move_through(
@@ -332,7 +336,7 @@ def proposals_move_through(
                     move.to_status,
                     reason=move.reason,
                     now=move.at,
-                    said_to_agent=move.said_to_agent,
+                    said_to_agent=move.said_to_each.get(proposal.pk, move.said_to_agent),
                 )
             )
             record = copy.copy(proposal)  # the proposal as this move left it, for history
