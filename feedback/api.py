@@ -29,11 +29,10 @@ from hitlproject.longpoll import (
     wait_field,
 )
 from hitlproject.validation import (
+    FigureField,
     PlainWholeNumber,
-    StrictFloatField,
     StrictQuery,
     StrictSerializer,
-    finite_number,
 )
 from hitlproject.vocabulary import NOTE_MAX_LENGTH
 from hitlproject.wakeups import feedback_topic
@@ -42,9 +41,10 @@ MAX_METRICS = 50
 
 
 class MetricsField(serializers.DictField):
-    """Figures by name: at most 50, names of 1 to 100 printable characters, finite numbers."""
+    """Figures by name: at most 50, names of 1 to 100 printable characters, each a number
+    kept as written (``FigureField``)."""
 
-    child = StrictFloatField(validators=[finite_number])
+    child = FigureField()
 
     def to_internal_value(self, data: Any) -> dict[str, float]:
         metrics = super().to_internal_value(data)

@@ -5,8 +5,10 @@ import math
 import re
 import unicodedata
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.settings import api_settings
 
@@ -49,6 +51,61 @@ class StrictFloatField(serializers.FloatField):
         if isinstance(data, bool):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+# A JSON number (RFC 8259's grammar), as the text of one may write it too.
+JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+
+
+@extend_schema_field(
+    {"oneOf": [{"type": "number"}, {"type": "string", "pattern": f"^{JSON_NUMBER.pattern}$"}]}
+)
+class FigureField(serializers.Field):
+    """A measured figure, kept as the agent wrote it: a JSON number (or the text of one, as
+    the Python client sends a ``Decimal``), stored and read back as that number, a whole one
+    as a whole number. It is held as JSON readers hold a number, a 64-bit float (I-JSON, RFC
+    7493, 2.2): one that this would change (``1e-400`` read as 0.0, a 38-digit whole number
+    as 1e+38, ``0.1000000000000000000001`` as 0.1) is refused, saying what it would become,
+    not kept as another figure."""
+
+    default_error_messages = {
+        "invalid": 'Must be a number (a JSON number, or its text such as "41.5").',
+        "not_kept": (
+            "{written} cannot be kept as written: it would be stored, and read back, as "
+            "{kept}. A figure is held as a JSON reader holds a number (a 64-bit float: about "
+            "15 significant digits, sizes up to about 1.8e308 and down to about 1e-308); send "
+            "it rounded to that."
+        ),
+    }
+
+    def to_internal_value(self, data: Any) -> int | float:
+        if isinstance(data, bool) or not isinstance(data, int | float | str):
+            self.fail("invalid")
+        written = getattr(data, "written", None)  # as the request wrote it (its JSON)
+        if written is None:
+            if isinstance(data, float) and not math.isfinite(data):
+                raise serializers.ValidationError("Must be a finite number.")
+            written = str(data)
+        if isinstance(data, str) and not JSON_NUMBER.fullmatch(data):
+            self.fail("invalid")
+        if isinstance(data, int) or not any(mark in written for mark in ".eE"):
+            whole = int(written)
+            try:
+                kept = float(whole)
+            except OverflowError:
+                self.fail("not_kept", written=written, kept="infinity, which JSON cannot hold")
+            if kept != whole:
+                self.fail("not_kept", written=written, kept=repr(kept))
+            return whole
+        kept = float(written)
+        if not math.isfinite(kept):
+            self.fail("not_kept", written=written, kept="infinity, which JSON cannot hold")
+        if Decimal(repr(kept)) != Decimal(written):
+            self.fail("not_kept", written=written, kept=repr(kept))
+        return kept
+
+    def to_representation(self, value: Any) -> Any:
+        return value
 
 
 # What one line of text may not hold: a control character (Unicode's category Cc: CR, LF and

@@ -1,6 +1,8 @@
 """What happened after an action executed: operators judge it later, agents report figures,
 and the proposal's record ends with it."""
 
+from decimal import Decimal
+
 import pytest
 from django.urls import reverse
 
@@ -94,6 +96,9 @@ def test_an_outcome_report_is_safe_to_retry(optimizer, executed):
         ({"metrics": {"clicks": True}}, "metrics"),
         ({"metrics": {"clicks": "NaN"}}, "metrics"),
         ({"metrics": {"clicks": "many"}}, "metrics"),
+        ({"metrics": {"clicks": " 12"}}, "metrics"),
+        ({"metrics": {"clicks": "1_000"}}, "metrics"),
+        ({"metrics": {"clicks": "١٢"}}, "metrics"),
         ({"metrics": {"": 1}}, "metrics"),
         ({"metrics": {"a\x00b": 1}}, "detail"),  # refused as it is parsed
         ({"metrics": {f"m{n}": n for n in range(51)}}, "metrics"),
@@ -155,3 +160,56 @@ def test_an_agent_reports_at_most_so_many_outcomes_on_one_proposal(login, optimi
         {"effect": "hurt", "note": "CPA rose."},
     )
     assert Outcome.objects.filter(reported_by_kind="user").count() == 1
+
+
+@pytest.mark.parametrize(
+    "written, kept",
+    [
+        ("1e-400", "0.0"),  # too small: it was stored as 0.0
+        ("99999999999999999999999999999999999999", "1e+38"),  # 38 digits: stored as 1e+38
+        ("9007199254740993", "9007199254740992.0"),  # 2**53 + 1: one off
+        ("0.1000000000000000000001", "0.1"),
+        ('"1e-400"', "0.0"),  # the text of a number, as the client sends a Decimal
+        ("1e400", "infinity, which JSON cannot hold"),
+    ],
+)
+def test_a_figure_that_cannot_be_kept_as_written_is_refused_naming_it(
+    optimizer, executed, written, kept
+):
+    """A figure was stored as the float nearest it, which is another figure: 1e-400 read back
+    as 0.0, a 38-digit whole number as 1e+38. Payloads' numbers are read as written; a
+    metric is kept as written, or refused saying what it would have become."""
+    body = f'{{"metrics": {{"clicks_7d": 12, "tiny": {written}}}}}'
+    response = optimizer.generic("POST", outcome_url(executed), body, "application/json")
+
+    assert response.status_code == 400, response.content
+    [said] = response.json()["metrics"]["tiny"]
+    assert said.startswith(f"{written.strip(chr(34))} cannot be kept as written: it would be")
+    assert f"read back, as {kept}." in said
+    assert not Outcome.objects.exists()
+
+
+def test_figures_are_read_back_as_the_agent_wrote_them(optimizer, executed):
+    """Whole numbers stay whole (1840 was read back as 1840.0), and every figure a float holds
+    is read back as the number written, the largest and the smallest among them (spelt as
+    the database writes it: PostgreSQL writes 1e+300 out in full, the same number)."""
+    written = {
+        "clicks_7d": "1840",
+        "cpc_7d": "2.07",
+        "big": "9007199254740992",
+        "huge": "1e+300",
+        "small": "5e-324",
+        "as_text": '"41.5"',
+        "whole_text": '"118"',
+    }
+    body = '{"metrics": {' + ", ".join(f'"{k}": {v}' for k, v in written.items()) + "}}"
+    response = optimizer.generic("POST", outcome_url(executed), body, "application/json")
+    assert response.status_code == 201, response.content
+
+    [outcome] = optimizer.get(f"/api/v1/proposals/{executed.pk}/").json()["outcomes"]
+    metrics = outcome["metrics"]
+    assert {name: Decimal(str(value)) for name, value in metrics.items()} == {
+        name: Decimal(value.strip('"')) for name, value in written.items()
+    }
+    assert all(type(metrics[name]) is int for name in ("clicks_7d", "big", "whole_text"))
+    assert all(type(metrics[name]) is float for name in ("cpc_7d", "small", "as_text"))
