@@ -498,6 +498,12 @@ def test_client_reports_an_outcome_after_execution(hitl):
     assert outcome.effect == "improved"
     assert outcome.metrics == {"conversions_7d": 118, "cpa": 41.5}
     assert hitl.get(executed.id).outcomes[0].note == "Held up."
+    # A figure that cannot be kept as written is refused, not recorded as another one.
+    with pytest.raises(ValidationFailed) as refused:
+        hitl.report_outcome(executed.id, {"ctr": Decimal("1e-400")})
+    [said] = refused.value.errors["metrics.ctr"]
+    assert said.startswith("1E-400 cannot be kept as written: it would be stored, and read")
+    assert len(hitl.get(executed.id).outcomes) == 1
 
 
 def test_async_client_proposes_and_waits_for_execution(web_server, demo_world):
