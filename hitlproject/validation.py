@@ -6,6 +6,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
@@ -21,27 +22,54 @@ MAX_SUPPORTING_DATA_BYTES = 64 * 1024
 
 @docstring_for_code_readers
 class StrictSerializer(serializers.Serializer):
-    """A serializer that refuses fields it does not know, instead of silently dropping them.
-    They are told with the faults of the fields it knows, in one refusal: a field misspelt
-    beside a blank rationale had hidden the rationale until the next try."""
+    """A serializer that refuses fields it does not know, instead of silently dropping them,
+    and a number where it takes text (a rationale of 5, which DRF's own text field takes as
+    "5"): the agent meant something else, or sent the wrong field. They are told with the
+    faults of the fields it knows, in one refusal: a field misspelt beside a blank rationale
+    had hidden the rationale until the next try."""
 
     known_elsewhere: frozenset[str] = frozenset()
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
-        unknown = (
-            sorted(set(data) - set(self.fields) - self.known_elsewhere)
-            if isinstance(data, Mapping)
-            else []
-        )
-        if not unknown:
+        if not isinstance(data, Mapping):
             return super().to_internal_value(data)
-        faults: dict[str, Any] = {name: ["Unknown field."] for name in unknown}
+        faults: dict[str, Any] = {
+            name: ["Unknown field."]
+            for name in sorted(set(data) - set(self.fields) - self.known_elsewhere)
+        }
+        faults |= {
+            name: [not_text(data[name])]
+            for name in self._text_fields
+            if name in data and is_number(data[name])
+        }
+        if not faults:
+            return super().to_internal_value(data)
         try:
             super().to_internal_value(data)
         except serializers.ValidationError as error:
             if isinstance(error.detail, Mapping):
-                faults |= error.detail
+                faults = {**error.detail, **faults}
         raise serializers.ValidationError(faults)
+
+    @cached_property
+    def _text_fields(self) -> tuple[str, ...]:
+        """The fields it takes text in (DRF's ``CharField`` and those made from it: a slug,
+        a creative's headline)."""
+        return tuple(
+            name
+            for name, field in self.fields.items()
+            if isinstance(field, serializers.CharField) and not field.read_only
+        )
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def not_text(number: int | float) -> str:
+    """What a text field given a number says: the number as the request wrote it."""
+    written = getattr(number, "written", None) or str(number)
+    return f'Must be text (a JSON string), not a number: "{written}", not {written}.'
 
 
 class StrictFloatField(serializers.FloatField):

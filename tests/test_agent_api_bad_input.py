@@ -781,3 +781,53 @@ def test_money_as_a_json_number_is_read_as_written_not_as_the_nearest_float(
     body = body.replace(number, "2.25")
     assert optimizer.post(URL, data=body, content_type="application/json").status_code == 201
     assert Proposal.objects.get().payload["new_bid"] == "2.25"
+
+
+@pytest.mark.parametrize(
+    "body, where",
+    [
+        (bid_adjustment(rationale=5), ["rationale"]),
+        (bid_adjustment(rationale=2.5), ["rationale"]),
+        (bid_adjustment(external_ref=1234), ["external_ref"]),
+        (bid_adjustment(account=7), ["account"]),
+        (bid_adjustment(action_type=1), ["action_type"]),
+        (bid_adjustment(payload={"campaign": 12345, "new_bid": "2.12"}), ["payload", "campaign"]),
+        (
+            bid_adjustment(
+                action_type="creative_deployment",
+                payload={"campaign": "brand-search", "creatives": [{**CREATIVE, "headline": 1}]},
+            ),
+            ["payload", "creatives", "0", "headline"],
+        ),
+    ],
+)
+@pytest.mark.parametrize("path", [URL, "/api/v1/policies/evaluate/", f"{URL}batch/"])
+def test_a_number_where_text_is_taken_is_a_400_naming_the_field(optimizer, body, where, path):
+    """A rationale of 5 was taken as the text "5", an external ref of 1234 as "1234": the
+    agent sent the wrong value, or into the wrong field. A text field takes text; a number
+    in one is refused, naming it, and nothing is recorded."""
+    response = optimizer.post(path, [body] if "batch" in path else body, format="json")
+
+    if "batch" in path:
+        [item] = response.json()
+        status, said = item["status"], item["errors"]
+    else:
+        status, said = response.status_code, response.json()
+    assert status == 400, response.content
+    for step in where:
+        said = said[step]
+    assert said[0].startswith("Must be text (a JSON string), not a number: "), said
+    assert not Proposal.objects.exists()
+
+
+def test_a_number_as_a_note_is_a_400_naming_it(optimizer):
+    waiting = optimizer.post(URL, reallocation(), format="json").json()
+    withdraw = f"{URL}{waiting['id']}/withdraw/"
+
+    response = optimizer.post(withdraw, {"note": 42}, format="json")
+
+    assert (response.status_code, response.json()) == (
+        400,
+        {"note": ['Must be text (a JSON string), not a number: "42", not 42.']},
+    )
+    assert Proposal.objects.get(pk=waiting["id"]).status == "pending_review"

@@ -105,6 +105,7 @@ def test_an_outcome_report_is_safe_to_retry(optimizer, executed):
         ({"metrics": {"clicks": 1}, "effect": "great"}, "effect"),
         ({"metrics": {"clicks": 1}, "verdict": "great"}, "verdict"),
         ({"metrics": {"clicks": 1}, "note": "x" * 5001}, "note"),
+        ({"metrics": {"clicks": 1}, "note": 5}, "note"),  # text, not a number
     ],
 )
 def test_bad_figures_are_refused_and_change_nothing(optimizer, executed, body, field):
