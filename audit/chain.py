@@ -34,6 +34,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.apps import apps
 from django.core.exceptions import FieldError
@@ -47,6 +48,8 @@ from hitlproject.vocabulary import how_many
 
 GENESIS = "0" * 64
 BATCH = 2000
+# The links verification reads at once, and the records they seal with them.
+VERIFY_BATCH = 5000
 # A record written this long before the last sealing run, yet unsealed, was slipped in later:
 # no transaction of the platform's stays open that long.
 SEALING_MARGIN = timedelta(minutes=10)
@@ -156,10 +159,14 @@ def _with_relations(model: type[models.Model], rows: list[dict], fields: list[st
     return rows
 
 
+# ``json.dumps(row, sort_keys=True, separators=(",", ":"), default=str)``, its encoder made
+# once: the same text, so the same digests, without a new encoder for each record.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
+
 def record_digest(row: dict) -> str:
     """A record's fields, as the database returns them, hashed."""
-    canonical = json.dumps(row, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(_CANONICAL.encode(row).encode()).hexdigest()
 
 
 def link_hash(
@@ -379,12 +386,27 @@ class Verification:
         )
 
 
-def _links_in_batches() -> Iterator[list[ChainLink]]:
+class _Link(NamedTuple):
+    """A link as verification reads it: its columns, not a model instance (a verification
+    reads hundreds of thousands)."""
+
+    pk: int
+    table: str
+    history_id: int
+    layout_id: int
+    digest: str
+    object_id: str | None
+    refs: dict
+    object_sealed: bool
+    hash: str
+
+
+def _links_in_batches() -> Iterator[list[_Link]]:
     after = 0
-    links = ChainLink.objects.select_related("layout").order_by("id")
-    while batch := list(links.filter(id__gt=after)[:BATCH]):
+    links = ChainLink.objects.order_by("id").values_list(*_Link._fields)
+    while batch := [_Link(*values) for values in links.filter(id__gt=after)[:VERIFY_BATCH]]:
         yield batch
-        after = batch[-1].id
+        after = batch[-1].pk
 
 
 def chain_verify(*, through: str | None = None) -> Verification:
@@ -401,7 +423,7 @@ def chain_verify(*, through: str | None = None) -> Verification:
     found = 0
     named: set[tuple[str, str]] = set()  # the objects whose history the chain found broken
 
-    def broken(link: ChainLink, what: str, row: dict | None = None) -> None:
+    def broken(link: _Link, what: str, row: dict | None = None) -> None:
         """A break, marked on the page of the object whose history the record was when it
         was sealed (what its link recorded), and on that of the object whose history it
         reads as now, if another: a record whose id was altered stays on its own page. A
@@ -460,10 +482,11 @@ def chain_verify(*, through: str | None = None) -> Verification:
             )
         )
 
+    layouts = ChainLayout.objects.in_bulk()  # a few a table: read once, not with each link
     for batch in _links_in_batches():
         wanted: dict[ChainLayout, list[int]] = defaultdict(list)
         for link in batch:
-            wanted[link.layout].append(link.history_id)
+            wanted[layouts[link.layout_id]].append(link.history_id)
         rows, unreadable = {}, set()
         for layout, ids in wanted.items():
             model = by_table.get(layout.table)
@@ -647,6 +670,14 @@ def _relation_differences(field: models.ManyToManyField, now: list, then: list) 
     return "; ".join(said) or f"{label} is {_quoted(whole_now)}, recorded {_quoted(whole_then)}"
 
 
+def _as_recorded(row: dict, record: dict) -> bool:
+    """Whether a live row reads as its record, every field as ``_live_differences`` compares
+    them (``as_digested``), at one encoding of each whole: JSON values delimit themselves, so
+    the two texts are equal exactly when each field's are. Only the row's fields are compared
+    (the record holds more)."""
+    return as_digested(row) == as_digested({name: record[name] for name in row})
+
+
 def _related_named(field: models.ManyToManyField, ids: list) -> str:
     """The objects a relation names, as a person names them, in order, "auditors, operators";
     one since deleted by its kind and id."""
@@ -703,6 +734,8 @@ def _live_breaks_in(
         if (table, str(row[of])) in named:
             continue
         row_now = {**row, **{name: live_relations[name].get(row[of], []) for name in relations}}
+        if record is not None and record["history_type"] != "-" and _as_recorded(row_now, record):
+            continue
         if record is None:
             what, history_id = f"the live row of {whose} {LIVE_UNRECORDED}", 0
         elif record["history_type"] == "-":

@@ -654,3 +654,35 @@ def test_every_table_left_out_of_the_chain_is_named_on_its_page():
     )
     assert unnamed == set()
     assert "feedback.callbackevent" in chain.OUTSIDE_THE_CHAIN
+
+
+def test_what_verification_names_does_not_depend_on_how_many_links_it_reads_at_once(
+    sealed, monkeypatch
+):
+    """Verification reads the links, and the records they seal, by batches, and compares each
+    live row with its record at one encoding of the whole row: a record altered, one deleted
+    and a live row changed are each named, the same whether the walk reads one link at a
+    time or thousands, and a live row is named with each field that differs."""
+    later, other = evaluated(reallocation("120.00")), evaluated(reallocation("130.00"))
+    chain_seal()
+    altered = Proposal.history.filter(id=sealed.pk, status="approved").get()
+    Proposal.history.filter(history_id=altered.history_id).update(rationale="forged")
+    deleted = Proposal.history.filter(id=later.pk).order_by("history_id").first()
+    Proposal.history.filter(history_id=deleted.history_id).delete()
+    Proposal.objects.filter(pk=other.pk).update(confidence=0.11, supporting_data={"forged": 1})
+
+    whole = chain_verify()
+    monkeypatch.setattr(chain, "VERIFY_BATCH", 1)
+    monkeypatch.setattr(chain, "BATCH", 1)
+    one_by_one = chain_verify()
+
+    assert [str(b) for b in one_by_one.breaks] == [str(b) for b in whole.breaks]
+    assert (one_by_one.head, one_by_one.links) == (whole.head, whole.links)
+    assert [(b.history_id, b.what) for b in whole.breaks[:2]] == [
+        (altered.history_id, "was altered after it was sealed"),
+        (deleted.history_id, "was deleted after it was sealed"),
+    ]
+    (live,) = [b for b in whole.breaks if b.live]
+    assert live.object_id == other.pk
+    assert "confidence is “0.11”" in live.what
+    assert "supporting data is “{\"forged\": 1}”" in live.what
