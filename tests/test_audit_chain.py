@@ -685,4 +685,4 @@ def test_what_verification_names_does_not_depend_on_how_many_links_it_reads_at_o
     (live,) = [b for b in whole.breaks if b.live]
     assert live.object_id == other.pk
     assert "confidence is “0.11”" in live.what
-    assert "supporting data is “{\"forged\": 1}”" in live.what
+    assert 'supporting data is “{"forged": 1}”' in live.what
