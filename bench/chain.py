@@ -47,7 +47,7 @@ from bench.common import bench_database, create_database, temporary_data_dir  # 
 DATABASE_URL = bench_database("chain")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 RESULTS = REPO / "bench" / "results"
-# The code before verification was made faster (session 33's h197): the baseline.
+# The code before verification was made faster (h197): the baseline.
 BEFORE = "64caaef"
 BATCH = 1000
 ROUNDS = 3
