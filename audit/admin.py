@@ -930,9 +930,7 @@ class ChangeReasonForm(forms.ModelForm):
         if self.instance.pk is None or not keeps_history(model):
             return
         opts = model._meta
-        reload = (
-            f"reload the page to see this {opts.verbose_name} as it is and make your change again"
-        )
+        reload = f"reload the page to see {this_one(opts)} as it is and make your change again"
         if "seen_version" in self._errors:
             # Hidden, its own error was shown nowhere: "Please correct the error below" over a
             # form with none marked.
@@ -965,8 +963,8 @@ class ChangeReasonForm(forms.ModelForm):
             # unchecked, whatever had changed since.
             self.add_error(
                 None,
-                f"This page named a version (#{seen}) that is not one of this "
-                f"{opts.verbose_name}'s, so nothing was saved: {reload}.",
+                f"This page named a version (#{seen}) that is not one of {this_one(opts)}'s, "
+                f"so nothing was saved: {reload}.",
             )
             return
         later = list(versions_of(self.instance).filter(history_id__gt=seen).order_by("history_id"))
@@ -1004,6 +1002,8 @@ class ChangeReasonForm(forms.ModelForm):
             if field.widget.value_omitted_from_data(self.data, self.files, self.add_prefix(name)):
                 continue
             typed = field.widget.value_from_datadict(self.data, self.files, self.add_prefix(name))
+            if isinstance(typed, str):  # a textarea comes back with CRLF line breaks, untouched
+                typed = with_lf_line_breaks(typed)
             untouched = as_seen is not None and not field.has_changed(
                 seen_value(as_seen, name, change.old), typed
             )
@@ -1014,8 +1014,8 @@ class ChangeReasonForm(forms.ModelForm):
         data[self.add_prefix("seen_version")] = str(later[-1].history_id)
         self.data = data
         message = (
-            f"This {opts.verbose_name} was changed after you opened this page, so nothing was "
-            f"saved: your save would have put back what it was then. Changed by "
+            f"{capfirst(this_one(opts, 'was'))} changed after you opened this page, so nothing "
+            "was saved: your save would have put back what it was then. Changed by "
             + "; then by ".join(said)
             + "."
         )
@@ -1041,11 +1041,24 @@ class ChangeReasonForm(forms.ModelForm):
             )
 
 
+def this_one(opts, verb: str = "") -> str:
+    """A record of this kind named as "this policy", or "these brand guidelines" for a name
+    that is its own plural (brand guidelines, autonomy rules), with ``verb`` ("was") agreeing
+    with it ("these brand guidelines were")."""
+    plural = opts.verbose_name == opts.verbose_name_plural
+    said = f"{'these' if plural else 'this'} {opts.verbose_name}"
+    if verb:
+        said += f" {'were' if plural and verb == 'was' else verb}"
+    return said
+
+
 def deleted_since_said(obj: models.Model) -> str:
     """A save refused because its record was deleted meanwhile: by whom, when and why, as
     its history's last record says."""
-    opts = obj._meta
-    said = f"This {opts.verbose_name} was deleted after you opened this page, so nothing was saved"
+    said = (
+        f"{capfirst(this_one(obj._meta, 'was'))} deleted after you opened this page, so "
+        "nothing was saved"
+    )
     deletion = versions_of(obj).filter(history_type="-").order_by("-history_id").first()
     if deletion is None:
         return said + "."

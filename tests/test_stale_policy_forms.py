@@ -332,3 +332,44 @@ def test_people_a_colleague_added_to_a_route_since_its_page_was_opened_stay_on_i
     route.refresh_from_db()
     assert list(route.users.all()) == [second]
     assert route.name == "Everything waiting"
+
+
+def test_a_list_left_as_it_was_shown_is_not_taken_for_an_edit_of_it(owners):
+    """A browser sends a textarea's lines back with CRLF breaks: banned terms the owner did
+    not touch were taken for their edit, marked as both changed and kept as the page had
+    shown them, so that saving again, as the refusal asks, took the colleague's term out."""
+    owner, colleague = owners
+    guidelines = BrandGuidelines.objects.get(account__external_id="demo")
+    opened = owner.get(change_url(guidelines))
+    colleague.post(
+        change_url(guidelines),
+        as_shown(
+            colleague.get(change_url(guidelines)),
+            banned_terms="guaranteed\r\nrisk-free\r\nfree money",
+            change_reason="Legal asked",
+        ),
+    )
+    shown = opened.context["adminform"].form["banned_terms"].value()
+    assert shown == "guaranteed\nrisk-free"
+
+    refused = owner.post(
+        change_url(guidelines),
+        as_shown(
+            opened,
+            banned_terms=shown.replace("\n", "\r\n"),  # as the browser sends it back
+            required_disclaimers="Terms apply.",
+            change_reason="Disclaimer",
+        ),
+    )
+
+    form = refused.context["adminform"].form
+    assert "banned_terms" not in form.errors  # not marked as changed by both
+    assert "free money" in form["banned_terms"].value()
+    said = errors_said(refused)
+    assert said.startswith("These brand guidelines were changed after you opened this page")
+    assert "The form below now shows those changes (Banned terms)" in said
+    again = owner.post(change_url(guidelines), as_shown(refused))
+    assert again.status_code == 302
+    guidelines.refresh_from_db()
+    assert guidelines.banned_terms.split("\n") == ["guaranteed", "risk-free", "free money"]
+    assert guidelines.required_disclaimers == "Terms apply."
