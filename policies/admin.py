@@ -7,7 +7,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import IS_FACETS_VAR, IS_POPUP_VAR
 from django.core.exceptions import PermissionDenied
-from django.db import models
+from django.db import models, transaction
 from django.db.models import F, Window
 from django.db.models.functions import RowNumber
 from django.http import Http404, HttpResponseRedirect
@@ -36,6 +36,7 @@ from audit.admin import (
     console_act_logged,
     is_history_page,
     valid_id,
+    versions_of,
 )
 from hitlproject.charts import grouped_bars
 from hitlproject.converters import record_page
@@ -297,6 +298,23 @@ def setting_label(name: str) -> str:
 
 class PromoteForm(forms.Form):
     change_reason = change_reason_field("the policy's history")
+    # What the page showed: the draft's last version and the policy it replaces with its last
+    # (``promotion_seen``). A promotion from a page opened before either changed is refused.
+    seen = forms.CharField(widget=forms.HiddenInput, required=False, max_length=100)
+
+
+def promotion_seen(draft: Policy, replaces: Policy | None) -> str:
+    """The versions a promotion page shows, as its form carries them: the draft's last
+    history record, the policy it replaces and that policy's last ("12:1:9"; "12::" where
+    it replaces none)."""
+    if replaces is None:
+        return f"{_last_version(draft)}::"
+    return f"{_last_version(draft)}:{replaces.pk}:{_last_version(replaces)}"
+
+
+def _last_version(policy: Policy) -> str:
+    latest = versions_of(policy).order_by("-history_id").first()
+    return str(latest.history_id) if latest else ""
 
 
 def _ceiling_display(field: str, label: str):
@@ -805,20 +823,39 @@ class PolicyAdmin(ChangeReasonAdmin):
             replaces is not None and not self.has_change_permission(request, replaces)
         ):
             raise PermissionDenied
-        form = PromoteForm(request.POST if request.method == "POST" else None)
+        form = PromoteForm(
+            request.POST if request.method == "POST" else None,
+            initial={"seen": promotion_seen(draft, replaces)},
+        )
         if form.is_bound and form.is_valid():
+            live, changed = None, ""
             try:
-                live = policy_promote(
-                    draft_id=draft.pk,
-                    actor=Actor.for_user(request.user),
-                    reason=form.cleaned_data["change_reason"],
-                )
+                with transaction.atomic():
+                    changed = self.changed_since_shown(request, draft, form.cleaned_data["seen"])
+                    if not changed:
+                        live = policy_promote(
+                            draft_id=draft.pk,
+                            actor=Actor.for_user(request.user),
+                            reason=form.cleaned_data["change_reason"],
+                        )
             except DomainError as error:
                 form.add_error(None, error.message)
-            else:
+            if live is not None:
                 console_act_logged(request, live, f"Promoted from draft #{draft.pk}")
                 messages.success(request, self.promotion_said(request, live, draft))
                 return HttpResponseRedirect(reverse("admin:policies_policy_change", args=[live.pk]))
+            if form.is_valid() and changed:
+                # The page again, as things stand now, to promote again from it.
+                draft.refresh_from_db()
+                if not (draft.is_draft and draft.is_active):
+                    messages.error(request, changed)
+                    return HttpResponseRedirect(
+                        reverse("admin:policies_policy_change", args=[draft.pk])
+                    )
+                replaces = replaced_policy(draft)
+                form.data = form.data.copy()
+                form.data["seen"] = promotion_seen(draft, replaces)
+                form.add_error(None, changed)
         # Each side in the unit of its own action type (a draft may change it).
         live_unit = magnitude_unit(replaces.action_type if replaces else draft.action_type)
         unit = magnitude_unit(draft.action_type)
@@ -839,6 +876,64 @@ class PolicyAdmin(ChangeReasonAdmin):
             "form": form,
         }
         return TemplateResponse(request, "admin/policies/policy/promote.html", context)
+
+    def changed_since_shown(self, request, draft: Policy, seen: str) -> str:
+        """Why a promotion from a page that showed ``seen`` (``promotion_seen``) is refused,
+        with the draft and the policy it replaces locked until the promotion ends: who changed
+        either since, what and when, as a save of a page opened before a change is refused
+        ("" if neither changed). Promoted as they stand, the settings that went live were not
+        those the page listed (a colleague's edit of the draft: 30% where it said 25%)."""
+        if not seen:  # a page from before pages said what they showed
+            return ""
+        Policy.objects.select_for_update().filter(pk=draft.pk).first()
+        draft.refresh_from_db()
+        replaces = replaced_policy(draft, lock=True)
+        if promotion_seen(draft, replaces) == seen:
+            return ""
+        draft_seen, replaced_pk, replaced_seen = ([*seen.split(":"), "", ""])[:3]
+        said = self._changes_since(request, draft, draft_seen, "the draft")
+        replaced = Policy.objects.filter(pk=replaced_pk).first() if replaced_pk.isdigit() else None
+        if replaced is not None:
+            said += self._changes_since(
+                request, replaced, replaced_seen, f"“{replaced}”, the policy it replaces,"
+            )
+        said = [text for _, text in sorted(said)]  # in the order they were made
+        if (replaces.pk if replaces else None) != (replaced.pk if replaced else None):
+            said.append(
+                f"it now replaces “{replaces}”"
+                if replaces is not None
+                else "it now replaces no policy: it would go live itself, beside the others"
+            )
+        return (
+            "Nothing was promoted: the draft or the policy it replaces changed after you "
+            "opened this page, so what it listed is not what promoting would do. Changed: "
+            + "; then ".join(said or ["what the page showed is not how they stand now"])
+            + ". What it changes now is listed above: check it and promote again."
+        )
+
+    def _changes_since(
+        self, request, policy: Policy, seen: str, named: str
+    ) -> list[tuple[int, str]]:
+        """Each version of ``policy`` after the history record ``seen``, in words, with its
+        history record's id."""
+        since = int(seen) if seen.isdigit() else 0
+        previous = versions_of(policy).filter(history_id__lte=since).order_by("-history_id")
+        previous = previous.first()
+        said = []
+        for record in versions_of(policy).filter(history_id__gt=since).order_by("history_id"):
+            by = describe_actor(record.history_actor_kind, record.history_actor)
+            what = self.version_in_words(request, record, previous) if previous else ""
+            why = record.history_change_reason
+            said.append(
+                (
+                    record.history_id,
+                    f"{named} by {by} at {console_time(record.history_date)}"
+                    + (f": {what}" if what else "")
+                    + (f" (why: “{why}”)" if why else ""),
+                )
+            )
+            previous = record
+        return said
 
     def promotion_said(self, request, live: Policy, draft: Policy) -> str:
         """What a promotion changed, as a save's message says it: the settings of the live

@@ -373,3 +373,102 @@ def test_a_list_left_as_it_was_shown_is_not_taken_for_an_edit_of_it(owners):
     guidelines.refresh_from_db()
     assert guidelines.banned_terms.split("\n") == ["guaranteed", "risk-free", "free money"]
     assert guidelines.required_disclaimers == "Terms apply."
+
+
+def promote_url(draft: Policy) -> str:
+    return reverse("admin:policies_policy_promote", args=[draft.pk])
+
+
+def reallocations_draft(auto_execute: str) -> Policy:
+    policy = reallocations()
+    return Policy.objects.create(
+        name="Budget reallocations",
+        action_type="budget_reallocation",
+        is_draft=True,
+        draft_of=policy,
+        auto_execute_max_magnitude=Decimal(auto_execute),
+        cumulative_max_magnitude=policy.cumulative_max_magnitude,
+        cumulative_window=policy.cumulative_window,
+    )
+
+
+def promotion_posted(page, reason: str) -> dict:
+    """What the promotion page's form posts: the versions it showed (hidden), and a reason."""
+    form = page.context["form"]
+    seen = form.data.get("seen") if form.is_bound else form.initial.get("seen")
+    return {"seen": seen or "", "change_reason": reason}
+
+
+def changes_listed(page) -> list[tuple[str, str, str]]:
+    return list(page.context["changes"])
+
+
+def test_a_promotion_page_opened_before_a_colleague_edits_the_draft_promotes_nothing(owners):
+    """The promotion page listed "Auto-execute ceiling 10% → 20%"; a colleague then raised
+    the draft to 30%, and Promote put 30% live, which the page had never shown."""
+    owner, colleague = owners
+    draft = reallocations_draft("0.2")
+    opened = owner.get(promote_url(draft))
+    assert ("Auto-execute ceiling", "10%", "20%") in changes_listed(opened)
+    edited = colleague.post(
+        change_url(draft),
+        as_shown(
+            colleague.get(change_url(draft)),
+            auto_execute_max_magnitude="30",
+            change_reason="Bolder",
+        ),
+    )
+    assert edited.status_code == 302
+
+    refused = owner.post(promote_url(draft), promotion_posted(opened, "Simulated: fine"))
+
+    assert refused.status_code == 200
+    policy, draft = reallocations(), Policy.objects.get(pk=draft.pk)
+    assert policy.auto_execute_max_magnitude == Decimal("0.1")  # nothing went live
+    assert draft.is_active and draft.is_draft
+    said = html.unescape(" ".join(refused.context["form"].non_field_errors()))
+    assert said.startswith("Nothing was promoted: the draft or the policy it replaces changed")
+    assert "the draft by colleague (person) at " in said
+    assert "Auto-execute ceiling: 20% → 30% (why: “Bolder”)" in said
+    # The page lists what promoting does now, the owner's reason kept, and promotes it.
+    assert ("Auto-execute ceiling", "10%", "30%") in changes_listed(refused)
+    assert refused.context["form"]["change_reason"].value() == "Simulated: fine"
+    promoted = owner.post(promote_url(draft), promotion_posted(refused, "Simulated: fine"))
+    assert promoted.status_code == 302
+    assert reallocations().auto_execute_max_magnitude == Decimal("0.3")
+
+
+def test_a_promotion_page_opened_before_the_live_policy_changed_promotes_nothing(owners):
+    owner, colleague = owners
+    draft = reallocations_draft("0.2")
+    policy = reallocations()
+    opened = owner.get(promote_url(draft))
+    assert ("Cumulative ceiling", "25%", "25%") not in changes_listed(opened)
+    colleague.post(
+        change_url(policy),
+        as_shown(
+            colleague.get(change_url(policy)),
+            cumulative_max_magnitude="40",
+            change_reason="Settles over days",
+        ),
+    )
+
+    refused = owner.post(promote_url(draft), promotion_posted(opened, "Simulated"))
+
+    policy.refresh_from_db()
+    assert policy.cumulative_max_magnitude == Decimal("0.4")  # the colleague's, not undone
+    assert policy.auto_execute_max_magnitude == Decimal("0.1")
+    said = html.unescape(" ".join(refused.context["form"].non_field_errors()))
+    assert "“Budget reallocations”, the policy it replaces, by colleague (person)" in said
+    assert "Cumulative ceiling: 25% → 40%" in said
+    # Promoted now, the draft would put the cumulative ceiling back: the page says so.
+    assert ("Cumulative ceiling", "40%", "25%") in changes_listed(refused)
+
+
+def test_a_promotion_page_still_as_shown_promotes(owners):
+    owner, _ = owners
+    draft = reallocations_draft("0.2")
+    opened = owner.get(promote_url(draft))
+    promoted = owner.post(promote_url(draft), promotion_posted(opened, "Simulated"))
+    assert promoted.status_code == 302
+    assert reallocations().auto_execute_max_magnitude == Decimal("0.2")
