@@ -305,6 +305,7 @@ class SimulationReport:
     with_draft: Counter = field(default_factory=Counter)
     changes: Counter = field(default_factory=Counter)  # (routed, routed with draft) -> count
     held_by: Counter = field(default_factory=Counter)  # rule -> routings it held, with draft
+    held: int = 0  # routings a rule held back, with the draft (``held_examples``: the first)
     other_policy: int = 0  # with no draft: routings decided by another policy or version
     auto_though_rejected: int = 0
     auto_though_edited: int = 0
@@ -337,6 +338,7 @@ class SimulationReport:
                 if before != after
             ],
             "held_by": dict(self.held_by.most_common()),
+            "held": self.held,
             "decided_by_another_policy": self.other_policy,
             "auto_executed_though_a_human_rejected_it": self.auto_though_rejected,
             "auto_executed_though_a_human_edited_it": self.auto_though_edited,
@@ -701,6 +703,7 @@ def _count(
                 "held_by": [hold.text for hold in verdict.held_by],
             }
         )
+    report.held += bool(verdict.held_by)
     if verdict.held_by and len(report.held_examples) < EXAMPLES_KEPT:
         report.held_examples.append(
             {

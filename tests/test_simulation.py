@@ -720,3 +720,37 @@ def test_a_blocked_move_an_approved_one_changes_first_stays_held_under_a_draft_l
         f"#{ahead.pk}, approved and about to execute, changes brand-search's bid first: this "
         "one waits for a person, and is superseded once that one executes."
     ]
+
+
+def test_the_simulation_page_says_when_it_lists_only_the_first_of_the_routings_held(
+    demo_world, login
+):
+    """The page listed the first 20 routings held back under the counts of what held them,
+    as if they were all: 22 waited for a person, and two were nowhere to be read."""
+    from django.urls import reverse
+
+    for _ in range(22):
+        evaluated(reallocation("600.00"))  # 60%: over the auto-execute ceiling, to a person
+    today = timezone.localdate()
+    page = login("policy-owner").get(
+        reverse("admin:policies_policy_simulate"),
+        {"since": str(today), "until": str(today + DAY)},
+    )
+    report = page.context["report"]
+    assert (report.held, len(report.held_examples)) == (22, 20)
+    assert "The first 20 of the 22 routings held back:" in page.text
+    assert report.as_json()["held"] == 22
+
+
+def test_the_simulation_page_says_how_many_were_held_when_it_lists_them_all(history, login):
+    from django.urls import reverse
+
+    today = timezone.localdate()
+    page = login("policy-owner").get(
+        reverse("admin:policies_policy_simulate"),
+        {"since": str(today), "until": str(today + DAY)},
+    )
+    report = page.context["report"]
+    listed = page.text.split('id="held-examples">')[1].split("</ul>")[0].count("<li>")
+    assert report.held == listed == len(report.held_examples) == 5
+    assert "The 5 routings held back:" in page.text
