@@ -2,12 +2,13 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 from django.utils.html import format_html_join
 
 from access.models import SecondFactorRequirement
 from access.selectors import Membership, memberships
 from audit.admin import AuditedHistoryAdmin, ChangeReasonAdmin, ChangeReasonForm, is_history_page
+from audit.models import history_model_permissions
 from hitlproject.formats import console_time
 
 
@@ -64,6 +65,17 @@ class ReadOnlyForWhomMayNotChange:
         ]
 
 
+class WithoutHistoryPermissions:
+    """The permission choosers offer no permission of a history model ("Can change historical
+    user"): none is in the console, and nothing asks for one."""
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        formfield = super().formfield_for_manytomany(db_field, request, **kwargs)
+        if formfield is not None and db_field.related_model is Permission:
+            formfield.queryset = formfield.queryset.exclude(history_model_permissions())
+        return formfield
+
+
 class PersonChangeForm(ChangeReasonForm, UserChangeForm):
     """A person changed in the console says why, as a policy or a route does."""
 
@@ -79,7 +91,9 @@ def before_why(fieldsets: list, added: tuple) -> list:
     return [*fieldsets, added]
 
 
-class PersonAdmin(ReadOnlyForWhomMayNotChange, ChangeReasonAdmin, UserAdmin):
+class PersonAdmin(
+    WithoutHistoryPermissions, ReadOnlyForWhomMayNotChange, ChangeReasonAdmin, UserAdmin
+):
     """People who use the console. Each save is one record of their history, with the groups
     (roles) it leaves them in, by whoever saved it, and why (``ChangeReasonAdmin``: a save
     that changes nothing writes none); an auditor reads each person, their roles and since
@@ -105,7 +119,9 @@ class PersonAdmin(ReadOnlyForWhomMayNotChange, ChangeReasonAdmin, UserAdmin):
         )
 
 
-class RoleAdmin(ReadOnlyForWhomMayNotChange, ChangeReasonAdmin, GroupAdmin):
+class RoleAdmin(
+    WithoutHistoryPermissions, ReadOnlyForWhomMayNotChange, ChangeReasonAdmin, GroupAdmin
+):
     """Groups, the console's roles: their permissions, their history, each change saying why,
     and who is in each, since when and given by whom."""
 

@@ -12,6 +12,8 @@ from django.apps import apps as global_apps
 from django.db.models import Q
 from django.utils import timezone
 
+from audit.models import history_model_permissions
+
 OPERATORS = "operators"
 POLICY_OWNERS = "policy owners"
 AUDITORS = "auditors"
@@ -71,7 +73,9 @@ def sync_role_groups(apps=global_apps) -> None:
     view_all = list(
         permission_model.objects.filter(
             content_type__app_label__in=VISIBLE_APPS, codename__startswith="view_"
-        ).exclude(private)
+        )
+        .exclude(private)
+        .exclude(history_model_permissions(apps))  # histories are read through their records
     )
     for role, extras in ROLE_EXTRA_PERMISSIONS.items():
         group, created = group_model.objects.get_or_create(name=role)

@@ -1,7 +1,8 @@
+from django.apps import apps as global_apps
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
-from simple_history.models import HistoricalRecords
+from simple_history.models import HistoricalChanges, HistoricalRecords
 
 from hitlproject.formats import console_time
 
@@ -255,3 +256,18 @@ class ChainBreak(models.Model):
         if self.live:
             return self.what
         return f"{self.table} record {self.history_id} {self.what}"
+
+
+def history_model_permissions(apps=global_apps) -> models.Q:
+    """The permissions of the history models (a policy's versions, a proposal's): no admin
+    shows them and nothing asks for them, so no role holds them and no chooser offers them
+    ("Can change historical user" read as a right to rewrite the history). ``apps`` may be a
+    migration's: its history models keep their base."""
+    found = models.Q(pk__in=[])
+    for model in apps.get_models():
+        if issubclass(model, HistoricalChanges):
+            opts = model._meta
+            found |= models.Q(
+                content_type__app_label=opts.app_label, content_type__model=opts.model_name
+            )
+    return found
