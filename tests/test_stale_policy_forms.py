@@ -430,6 +430,7 @@ def test_a_promotion_page_opened_before_a_colleague_edits_the_draft_promotes_not
     assert said.startswith("Nothing was promoted: the draft or the policy it replaces changed")
     assert "the draft by colleague (person) at " in said
     assert "Auto-execute ceiling: 20% → 30% (why: “Bolder”)" in said
+    assert refused.text.count("Nothing was promoted") == 1  # said once, above the form
     # The page lists what promoting does now, the owner's reason kept, and promotes it.
     assert ("Auto-execute ceiling", "10%", "30%") in changes_listed(refused)
     assert refused.context["form"]["change_reason"].value() == "Simulated: fine"
