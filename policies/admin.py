@@ -385,7 +385,11 @@ class PolicyStateFilter(KnownValuesOnly, admin.SimpleListFilter):
         return self.value() or self.IN_USE
 
     def choices(self, changelist):
-        for value, label in self.lookup_choices:
+        # "Show counts" counts each state too, as it does every other filter's choices.
+        counts = self.get_facet_queryset(changelist) if changelist.add_facets else None
+        for i, (value, label) in enumerate(self.lookup_choices):
+            if counts is not None:
+                label = f"{label} ({counts.get(f'{i}__c', '-')})"
             yield {
                 "selected": self.current() == value,
                 "query_string": changelist.get_query_string({self.parameter_name: value}),

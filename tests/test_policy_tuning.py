@@ -1158,3 +1158,27 @@ def test_the_policy_list_s_total_is_of_the_list_its_link_leads_to(owner, query, 
     assert re.search(r'href="([^"]*)"', counts).group(1) == total_link
     listed = owner.get(reverse("admin:policies_policy_changelist") + total_link)
     assert len(listed.context["cl"].result_list) == int(said.split("(")[1].split()[0])
+
+
+def test_show_counts_counts_the_policies_in_each_state(owner):
+    """The list's "Show counts" counted each action type and account, and no state:
+    "Retired draft" stood bare beside "bid adjustment (1)"."""
+    policy = reallocations()
+    draft = duplicate(owner, policy, auto_execute_max_magnitude="30", change_reason="Try 30%.")
+    creatives = Policy.objects.get(action_type="creative_deployment")
+    creatives.is_active = False
+    creatives.save()
+    owner.post(
+        reverse("admin:policies_policy_promote", args=[draft.pk]), {"change_reason": "Agreed."}
+    )
+    page = owner.get(reverse("admin:policies_policy_changelist"), {"_facets": "True"})
+    said = html.unescape(page.text)
+    for choice in (
+        "In use (all but retired drafts) (6)",
+        "Live (5)",
+        "Draft (0)",
+        "Inactive (switched off) (1)",
+        "Retired draft (1)",
+        "All, retired drafts too (7)",
+    ):
+        assert choice in said, choice
