@@ -1215,3 +1215,35 @@ def test_a_page_that_does_not_exist_is_spaced_as_the_consoles_pages_are(
         below = ways_back["y"] - (message["y"] + message["height"])
         assert round(below) == round(above), (width, above, below)
         context.close()
+
+
+def test_a_drafts_dry_run_and_promotion_forms_fit_a_phones_width(live_server, demo_world, browser):
+    """At 390 px the dry run's payload and the promotion's reason, with their help, ran past
+    the screen's edge, cut ("For this run only, instead of the po"), in a table of two
+    columns: each field reads under its label, whole."""
+    live = Policy.objects.get(action_type="budget_reallocation", is_draft=False)
+    draft = Policy.objects.create(
+        name=live.name,
+        action_type=live.action_type,
+        is_draft=True,
+        draft_of=live,
+        auto_execute_max_magnitude=Decimal("0.3"),
+        cumulative_max_magnitude=live.cumulative_max_magnitude,
+        cumulative_window=live.cumulative_window,
+    )
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    log_in(page, live_server.url, demo_world["users"]["policy-owner"])
+
+    def within_the_screen(selector: str) -> None:
+        for box in (item.bounding_box() for item in page.locator(selector).all()):
+            assert box["x"] >= 0 and box["x"] + box["width"] <= 390, (selector, box)
+
+    page.goto(f"{live_server.url}/admin/policies/policy/{draft.pk}/dry-run/")
+    within_the_screen("#dry-run-form textarea")
+    within_the_screen("#dry-run-form .helptext")
+    within_the_screen("#dry-run-form input[type=text]")
+    page.goto(f"{live_server.url}/admin/policies/policy/{draft.pk}/promote/")
+    within_the_screen("#promote-form textarea")
+    within_the_screen("#promote-form .helptext")
+    context.close()
