@@ -98,7 +98,8 @@ def test_a_clean_record_earns_a_wider_ceiling_once_a_policy_owner_approves(rules
     )
     assert "(at least 10 decisions, at least 95% approved as proposed" in recommendation.rationale
     assert (
-        "What if the ceiling had been 22.5% over those days (it was 15.0% when "
+        "What if the ceiling had been 22.5% over those days, every other rule as it is now (it "
+        "was 15.0% when "
         "recommended): 10 of the 10 "
         "proposals would have run on their own (0 did), 0 gone to people (10 did)"
     ) in recommendation.rationale
@@ -205,7 +206,8 @@ def test_the_what_if_says_what_happened_as_what_happened_when_the_ceiling_moved_
 
     assert recommendation.summary.endswith("from 10.0% to 15.0%")
     assert (
-        "What if the ceiling had been 15.0% over those days (it was 10.0% when "
+        "What if the ceiling had been 15.0% over those days, every other rule as it is now (it "
+        "was 10.0% when "
         "recommended): 1 of the 11 "
         "proposals would have run on their own (1 did), 10 gone to people (10 did) and 0 been "
         "blocked (0 were)"
