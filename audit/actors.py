@@ -89,6 +89,11 @@ def describe_actor(kind: str, name: str) -> str:
     return f"{SYSTEM_PARTS.get(name, f'the {name}')} (system)"
 
 
+def changed_by(record) -> str:
+    """Who made a historical record's change, in words: "the executor (system)"."""
+    return describe_actor(record.history_actor_kind, record.history_actor)
+
+
 _current_actor: contextvars.ContextVar[Actor | None] = contextvars.ContextVar(
     "hitl_current_actor", default=None
 )

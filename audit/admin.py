@@ -4,6 +4,7 @@ secrets no lookup reaches, ids that are not ids refused as such, history that is
 import contextlib
 import dataclasses
 import functools
+import itertools
 import json
 import logging
 import unicodedata
@@ -41,7 +42,7 @@ from simple_history.models import DeletedObject, ModelChange, ModelDelta
 from simple_history.template_utils import HistoricalRecordContextHelper
 from simple_history.utils import get_history_model_for_model, get_m2m_reverse_field_name
 
-from audit.actors import describe_actor
+from audit.actors import changed_by
 from audit.chain import chain_break_recorded
 from audit.history import history_manager
 from audit.secret_fields import lookup_touches_secret, sounds_secret_undeclared
@@ -599,13 +600,7 @@ class AuditedHistoryAdmin(ConsoleAdmin, SimpleHistoryAdmin):
             return super()._get_obj_does_not_exist_redirect(
                 request, opts, quote(address_words(key))
             )
-        deletion = None
-        if pk is not None:
-            deletion = (
-                self.model.history.filter(**{opts.pk.attname: pk}, history_type="-")
-                .order_by("-history_id")
-                .first()
-            )
+        deletion = last_deletion(self.model, pk) if pk is not None else None
         if deletion is None:
             # An address that is no id is quoted: its words could pass for the page's own.
             said = (
@@ -623,8 +618,8 @@ class AuditedHistoryAdmin(ConsoleAdmin, SimpleHistoryAdmin):
         self.message_user(
             request,
             f"{capfirst(opts.verbose_name)} #{key} was deleted at {when} by "
-            f"{describe_actor(deletion.history_actor_kind, deletion.history_actor)}; this is "
-            f"its history.{f' The reason given: “{reason}”' if reason else ''}",
+            f"{changed_by(deletion)}; this is its history."
+            f"{f' The reason given: “{reason}”' if reason else ''}",
             messages.WARNING,
         )
         return HttpResponseRedirect(
@@ -892,8 +887,12 @@ class ChangeReasonForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.instance.pk is not None and keeps_history(type(self.instance)):
-            latest = versions_of(self.instance).order_by("-history_id").first()
-            self.fields["seen_version"].initial = latest.history_id if latest else None
+            self.fields["seen_version"].initial = (
+                versions_of(self.instance)
+                .order_by("-history_id")
+                .values_list("history_id", flat=True)
+                .first()
+            )
 
     def settings_changed(self) -> list[str]:
         """The fields this save changes: its reason alone changes nothing, nor does a text
@@ -958,7 +957,9 @@ class ChangeReasonForm(forms.ModelForm):
             return
         if seen is None:
             return
-        if not versions_of(self.instance).filter(history_id=seen).exists():
+        versions = versions_of(self.instance)
+        seen_record = versions.filter(history_id=seen).first()
+        if seen_record is None:
             # Not a version of this record (another's, or none): the check had let it through
             # unchecked, whatever had changed since.
             self.add_error(
@@ -967,31 +968,19 @@ class ChangeReasonForm(forms.ModelForm):
                 f"so nothing was saved: {reload}.",
             )
             return
-        later = list(versions_of(self.instance).filter(history_id__gt=seen).order_by("history_id"))
+        later = list(versions.filter(history_id__gt=seen).order_by("history_id"))
         if not later:
             return
-        seen_record = (
-            versions_of(self.instance).filter(history_id__lte=seen).order_by("-history_id").first()
-        )
         said = []
-        previous = seen_record
-        for record in later:
-            by = describe_actor(record.history_actor_kind, record.history_actor)
-            words = self.version_in_words
-            what = words(record, previous) if words is not None and previous else ""
-            why = record.history_change_reason
-            said.append(
-                f"{by} at {console_time(record.history_date)}"
-                + (f": {what}" if what else "")
-                + (f" (why: “{why}”)" if why else "")
-            )
-            previous = record
-        delta = later[-1].diff_against(seen_record) if seen_record is not None else None
-        as_seen = type(self)(instance=seen_record.instance) if seen_record is not None else None
+        words = self.version_in_words
+        for previous, record in itertools.pairwise([seen_record, *later]):
+            said.append(version_said(record, words(record, previous) if words else ""))
+        delta = later[-1].diff_against(seen_record)
+        as_seen = type(self)(instance=seen_record.instance)
         now = type(self)(instance=current)
         data = self.data.copy()
         kept, conflicts = [], []
-        for change in delta.changes if delta is not None else []:
+        for change in delta.changes:
             name = change.field
             if name not in self.fields or name in NOT_SETTINGS:
                 continue
@@ -1004,9 +993,7 @@ class ChangeReasonForm(forms.ModelForm):
             typed = field.widget.value_from_datadict(self.data, self.files, self.add_prefix(name))
             if isinstance(typed, str):  # a textarea comes back with CRLF line breaks, untouched
                 typed = with_lf_line_breaks(typed)
-            untouched = as_seen is not None and not field.has_changed(
-                seen_value(as_seen, name, change.old), typed
-            )
+            untouched = not field.has_changed(seen_value(as_seen, name, change.old), typed)
             if untouched and put_back(data, self.add_prefix(name), field, now[name].value()):
                 kept.append(str(field.label or name))
                 continue
@@ -1059,15 +1046,31 @@ def deleted_since_said(obj: models.Model) -> str:
         f"{capfirst(this_one(obj._meta, 'was'))} deleted after you opened this page, so "
         "nothing was saved"
     )
-    deletion = versions_of(obj).filter(history_type="-").order_by("-history_id").first()
+    deletion = last_deletion(type(obj), obj.pk)
     if deletion is None:
         return said + "."
-    by = describe_actor(deletion.history_actor_kind, deletion.history_actor)
-    why = deletion.history_change_reason
+    return f"{said}: deleted by {version_said(deletion)}."
+
+
+def version_said(record, what: str = "") -> str:
+    """A version of a record, by whom and when, what it changed (``what``, if said) and why:
+    "operator (person) at 2026-12-03 22:54:14 UTC: Review window: 3 days → 2 days (why:
+    “slower reviews”)"."""
+    why = record.history_change_reason
     return (
-        f"{said}: deleted by {by} at {console_time(deletion.history_date)}"
+        f"{changed_by(record)} at {console_time(record.history_date)}"
+        + (f": {what}" if what else "")
         + (f" (why: “{why}”)" if why else "")
-        + "."
+    )
+
+
+def last_deletion(model: type[models.Model], pk):
+    """The last record of the deletion of ``model``'s record ``pk``, or None."""
+    return (
+        history_manager(model)
+        .filter(**{model._meta.pk.attname: pk}, history_type="-")
+        .order_by("-history_id")
+        .first()
     )
 
 

@@ -25,7 +25,7 @@ from approvals.models import Agent, AgentKind, Proposal
 from approvals.selectors import proposals_sent_by_kill_switch, proposals_under_way
 from approvals.services.proposals import proposal_dry_run
 from approvals.simulation import draft_rule_set, drafts_in_place, simulate
-from audit.actors import Actor, describe_actor
+from audit.actors import Actor, changed_by
 from audit.admin import (
     ChangeReasonAdmin,
     ChangeReasonForm,
@@ -687,7 +687,7 @@ class PolicyAdmin(ChangeReasonAdmin):
                 reverse("admin:policies_policy_change", args=[meant.pk]),
                 meant,
             )
-        by = describe_actor(promotion.history_actor_kind, promotion.history_actor)
+        by = changed_by(promotion)
         when = console_time(promotion.history_date)
         if not Policy.objects.filter(pk=promotion.id).exists():
             return (

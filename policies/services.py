@@ -16,7 +16,7 @@ from django.db import connection
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
-from audit.actors import describe_actor
+from audit.actors import changed_by
 from hitlproject.errors import DomainError
 from ledger.models import Account, Campaign, CampaignStatus
 from policies import engine
@@ -398,9 +398,7 @@ def kill_switches_engaged_now() -> list[EngagedKillSwitch]:
                 switch=switch,
                 scope=switch.scope_in_words(),
                 since=engaging.history_date if engaging else switch.updated_at,
-                engaged_by=describe_actor(engaging.history_actor_kind, engaging.history_actor)
-                if engaging
-                else "not recorded",
+                engaged_by=changed_by(engaging) if engaging else "not recorded",
             )
         )
     return sorted(engaged, key=lambda found: (found.since, found.switch.pk))

@@ -6,16 +6,13 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
 
-from audit.actors import describe_actor
+from audit.actors import changed_by
 from audit.chain import REWRITTEN, REWRITTEN_GONE
 
 register = template.Library()
 
 
-@register.filter
-def changed_by(record) -> str:
-    """Who made a historical record's change, in words: "the executor (system)"."""
-    return describe_actor(record.history_actor_kind, record.history_actor)
+register.filter("changed_by", changed_by)
 
 
 @register.simple_tag
