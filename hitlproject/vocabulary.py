@@ -115,6 +115,13 @@ DRY_RUN_LABELS = {
     VerdictOutcome.REVIEW: "to a human",
     VerdictOutcome.BLOCK: "blocked",
 }
+# A dry run's verdict in a sentence, as its example says it with a draft and with the policy
+# in force: "auto-approved with the draft, sent to a person with the policy in force".
+DRY_RUN_OUTCOME_SAID = {
+    VerdictOutcome.AUTO_APPROVE: "auto-approved",
+    VerdictOutcome.REVIEW: "sent to a person",
+    VerdictOutcome.BLOCK: "blocked",
+}
 WHAT_IF_LABELS = {
     VerdictOutcome.AUTO_APPROVE: "Run on their own",
     VerdictOutcome.REVIEW: "To a person",

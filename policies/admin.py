@@ -45,6 +45,7 @@ from hitlproject.formats import console_time
 from hitlproject.forms import IndentedJSONField, PlainDecimalField, WindowField
 from hitlproject.periods import PeriodForm, describe_duration
 from hitlproject.vocabulary import (
+    DRY_RUN_OUTCOME_SAID,
     SIMULATED_ROW_LABELS,
     SIMULATED_ROWS,
     VerdictOutcome,
@@ -1131,7 +1132,14 @@ def dry_run_example(
     return example, f"{made}, a change just past this policy's auto-execute ceiling."
 
 
-def raised_ceiling_example(policy, governed, account, agent, example, made):
+def raised_ceiling_example(
+    policy: Policy,
+    governed: action_types.ActionType,
+    account: Account,
+    agent: Agent | None,
+    example: dict,
+    made: str,
+) -> tuple[dict, str]:
     """For a draft that raises the auto-execute ceiling of the policy it replaces: a change
     the draft lets run that the live policy holds, tried through the engine at sizes between
     the two ceilings, largest first, against the account's campaigns and the moves counted on
@@ -1151,7 +1159,7 @@ def raised_ceiling_example(policy, governed, account, agent, example, made):
         reverse=True,
     )
     if agent is None or not sizes:
-        return example, f"{made}, {BETWEEN_THE_CEILINGS}."
+        return example, f"{made}, a change {BETWEEN_THE_CEILINGS}."
     draft_rules = draft_rule_set([policy.pk])[0]
     tried = []
     for size in sizes:
@@ -1159,37 +1167,33 @@ def raised_ceiling_example(policy, governed, account, agent, example, made):
         if payload is None:
             continue
         try:
-            assessed, live = proposal_dry_run(
-                agent=agent,
-                account_external_id=account.external_id,
-                action_type=policy.action_type,
-                payload=payload,
-            )
-            _, drafted = proposal_dry_run(
-                agent=agent,
-                account_external_id=account.external_id,
-                action_type=policy.action_type,
-                payload=payload,
-                rules=draft_rules,
-            )
+            [(assessed, live), (_, drafted)] = [
+                proposal_dry_run(
+                    agent=agent,
+                    account_external_id=account.external_id,
+                    action_type=policy.action_type,
+                    payload=payload,
+                    rules=rules,
+                )
+                for rules in (None, draft_rules)
+            ]
         except DomainError:
             continue
         shown = governed.magnitude_text(assessed.assessment.magnitude)
         if drafted.outcome != live.outcome:
             return payload, (
-                f"{made}, a change of {shown}, within this draft's auto-execute ceiling and "
-                "past the one of the policy it replaces: "
+                f"{made}, a change of {shown}, {BETWEEN_THE_CEILINGS}: "
                 f"{DRY_RUN_OUTCOME_SAID[drafted.outcome]} with the draft, "
                 f"{DRY_RUN_OUTCOME_SAID[live.outcome]} with the policy in force."
             )
         tried.append((payload, shown, drafted))
     if not tried:
-        return example, f"{made}, {BETWEEN_THE_CEILINGS}."
+        return example, f"{made}, a change {BETWEEN_THE_CEILINGS}."
     payload, _, drafted = tried[0]
     holds = "; ".join(hold.text.rstrip().removesuffix(".") for hold in drafted.held_by)
     return payload, (
-        f"{made}, a change within this draft's auto-execute ceiling and past the one of the "
-        f"policy it replaces. No such change on it would be decided otherwise by the draft now: "
+        f"{made}, a change {BETWEEN_THE_CEILINGS}. No such change on it would be decided "
+        "otherwise by the draft now: "
         f"at each size tried ({', '.join(shown for _, shown, _ in tried)}) it is "
         f"{DRY_RUN_OUTCOME_SAID[drafted.outcome]} under both"
         + (f", held by {holds}." if holds else ".")
@@ -1197,14 +1201,8 @@ def raised_ceiling_example(policy, governed, account, agent, example, made):
 
 
 BETWEEN_THE_CEILINGS = (
-    "a change within this draft's auto-execute ceiling and past the one of the policy it replaces"
+    "within this draft's auto-execute ceiling and past the one of the policy it replaces"
 )
-# A verdict as the dry run's example says it, with the draft and with the policy in force.
-DRY_RUN_OUTCOME_SAID = {
-    VerdictOutcome.AUTO_APPROVE: "auto-approved",
-    VerdictOutcome.REVIEW: "sent to a person",
-    VerdictOutcome.BLOCK: "blocked",
-}
 
 
 def dry_run_agent(policy: Policy) -> tuple[Agent | None, str]:
@@ -1294,8 +1292,9 @@ def setting_text(name: str, value, unit: str) -> str:
 
 def sent_to_people_said(sent: list) -> str:
     """How many proposals a switch sent to a person, and how: "While engaged, it sent 3
-    proposals to a person: 2 routed to a person as they were made, and 1 held back as it was
-    about to run." Each proposal counted once a way; one both ways is said so."""
+    proposals to a person: 2 routed to a person as they were made or re-assessed and 1 held
+    back as it was about to run, to be approved again." Each proposal counted once a way; one
+    both ways is said so."""
     routed = {each.proposal_id for each in sent if not each.held_back}
     held = {each.proposal_id for each in sent if each.held_back}
     ways = []
@@ -1369,19 +1368,19 @@ class KillSwitchAdmin(ChangeReasonAdmin):
         switch = self.get_object(request, unquote(object_id))
         if switch is not None and self.has_view_permission(request, switch):
             sent = proposals_sent_by_kill_switch(switch)
-            ids = list(dict.fromkeys(each.proposal_id for each in sent))
+            proposals = len({each.proposal_id for each in sent})
             extra_context = {
                 **(extra_context or {}),
                 "sent_to_people": {
                     "listed": sent[:SENT_LISTED],
                     "unlisted": max(len(sent) - SENT_LISTED, 0),
-                    "proposals": len(ids),
+                    "proposals": proposals,
                     "said": sent_to_people_said(sent),
                     "list_url": (
                         reverse("admin:approvals_proposal_changelist")
                         + "?"
                         + urlencode({"status": EVERY_STATUS, "kill_switch": switch.pk})
-                        if ids
+                        if proposals
                         else ""
                     ),
                 },
