@@ -39,7 +39,12 @@ from approvals.services.acts import (
 )
 from approvals.services.expiry import proposals_expire_locked
 from approvals.services.hooks import approvals_counted, decisions_settled, reviews_restarted
-from approvals.services.lifecycle import proposal_lock, proposal_transition, proposals_transition
+from approvals.services.lifecycle import (
+    by_a_reviewer,
+    proposal_lock,
+    proposal_transition,
+    proposals_transition,
+)
 from approvals.services.proposals import (
     EDITED_BEFORE_APPROVAL,
     action_assess,
@@ -354,7 +359,7 @@ def _decisions_record(
     )
 
     if outcome == DecisionOutcome.APPROVE:
-        reason, said_to_agent = f"approved by {reviewer.get_username()}", "approved by a reviewer"
+        reason, said_to_agent = by_a_reviewer("approved", reviewer)
         for proposal in deciding:
             proposal.approvals_this_round += 1
         complete = [
@@ -388,9 +393,9 @@ def _decisions_record(
         )
         counted = ("approvals_this_round",)
     else:
-        reason_label = RejectionReason(reason_code).label
-        reason = f"rejected by {reviewer.get_username()}: {reason_label}"
-        said_to_agent = f"rejected by a reviewer: {reason_label}"
+        reason, said_to_agent = by_a_reviewer(
+            "rejected", reviewer, f": {RejectionReason(reason_code).label}"
+        )
         complete, counted = deciding, ()
     proposals_transition(
         proposals=complete,
@@ -489,14 +494,15 @@ def proposal_reject(
 def proposal_retry(*, proposal_id: int, reviewer: AbstractBaseUser) -> Proposal:
     """A person sends a failed proposal back to execution, by the rule of who may act on it:
     retrying is deciding again that it should run."""
+    reason, said_to_agent = by_a_reviewer("execution retried", reviewer)
     with transaction.atomic():
         check_may_act(reviewer, proposal_lock(proposal_id), Act.RETRY)
         return proposal_transition(
             proposal_id=proposal_id,
             to_status=ProposalStatus.APPROVED,
             actor=Actor.for_user(reviewer),
-            reason=f"execution retried by {reviewer.get_username()}",
-            said_to_agent="execution retried by a reviewer",
+            reason=reason,
+            said_to_agent=said_to_agent,
         )
 
 

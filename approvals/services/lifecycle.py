@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.db.transaction import TransactionManagementError
 from django.utils import timezone
@@ -241,6 +242,13 @@ def _after_move(proposals: Sequence[Proposal], *, created: bool = False) -> None
         listener(proposals)
     if not created:
         wake_after_commit(proposal_topic(proposal.pk) for proposal in proposals)
+
+
+def by_a_reviewer(done: str, reviewer: AbstractBaseUser, then: str = "") -> tuple[str, str]:
+    """A reviewer's move in words, twice: as its history records it, naming them ("rejected
+    by operator: Too aggressive", the ``reason``), and as its agent is told it, naming no one
+    ("rejected by a reviewer: Too aggressive", the ``said_to_agent``)."""
+    return f"{done} by {reviewer.get_username()}{then}", f"{done} by a reviewer{then}"
 
 
 def proposal_transition(

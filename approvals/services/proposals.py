@@ -28,6 +28,7 @@ from approvals.services import hooks
 from approvals.services.acts import Act, ReviewWindowClosed, act_refusal, review_window_closed
 from approvals.services.expiry import proposals_expire_locked
 from approvals.services.lifecycle import (
+    by_a_reviewer,
     proposal_lock,
     proposal_transition,
     proposals_create_routed,
@@ -1154,13 +1155,15 @@ def proposal_withdraw_for_agent(
         if refusal is None:
             actor = Actor.for_user(reviewer)
             note = note.strip()
-            noted = f": {note}" if note else ""
+            reason, said_to_agent = by_a_reviewer(
+                "withdrawn", reviewer, " for the agent" + (f": {note}" if note else "")
+            )
             proposal = proposal_transition(
                 proposal_id=proposal_id,
                 to_status=ProposalStatus.WITHDRAWN,
                 actor=actor,
-                reason=f"withdrawn by {reviewer.get_username()} for the agent{noted}",
-                said_to_agent=f"withdrawn by a reviewer for the agent{noted}",
+                reason=reason,
+                said_to_agent=said_to_agent,
                 changes={"withdrawn_by": WithdrawnBy.REVIEWER, "withdrawal_note": note},
             )
             hooks.withdrawn_for_agents(proposals=[proposal], actor=actor)
