@@ -611,7 +611,7 @@ def recorded_elsewhere(proposal: Proposal) -> list[dict]:
         add(outcome.created_at, what + (f" ({figures})" if figures else ""), outcome.note, outcome)
     for notification in proposal_notifications(proposal=proposal):
         what = (
-            f"{notification.recipient} told by {notification.get_channel_display()}: "
+            f"{notification.recipient} told {notification.how_told}: "
             f"{notification.get_kind_display()}; {notification.get_status_display().lower()}"
         )
         add(notification.created_at, what, "", notification)

@@ -198,7 +198,12 @@ class Notification(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.what} → {self.recipient} {NotificationChannel(self.channel).by}"
+        return f"{self.what} → {self.recipient} {self.how_told}"
+
+    @property
+    def how_told(self) -> str:
+        """How its recipient is told, in words: "by email", "on Slack"."""
+        return NotificationChannel(self.channel).by
 
     @property
     def what(self) -> str:

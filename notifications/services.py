@@ -2026,7 +2026,7 @@ def attempt_note(
     """What an attempt to send a message did, in an auditor's words, for its history;
     ``stopped``: its proposal, where it stopped waiting while the message went out."""
     who = notification.recipient.get_username()
-    by = NotificationChannel(notification.channel).by
+    by = notification.how_told
     if notification.status == NotificationStatus.NOT_SENT:
         return refusal_note(notification, result)
     if notification.status == NotificationStatus.SENT and stopped is not None:
@@ -2064,7 +2064,7 @@ def went_as_it_stopped(notification: Notification, stopped: Proposal) -> str:
 def refusal_note(notification: Notification, refusal: str) -> str:
     """Why a message was not sent, and to whom, for its history."""
     who = notification.recipient.get_username()
-    by = NotificationChannel(notification.channel).by
+    by = notification.how_told
     why = refusal.removeprefix("not sent: ")
     # An interrupted attempt may have gone: "not sent" alone would say nobody was told.
     maybe = f"; {notification.may_have_reached}" if notification.may_have_reached else ""
@@ -2209,7 +2209,7 @@ def _interruptions_record(notifications: Sequence[Notification], *, now: datetim
 def interrupted_note(notification: Notification, *, attempts: range) -> str:
     """What a sender found of attempts whose sender stopped, for the message's history."""
     who = notification.recipient.get_username()
-    by = NotificationChannel(notification.channel).by
+    by = notification.how_told
     which = "Attempt" if len(attempts) == 1 else "Attempts"
     which += " " + " and ".join(str(attempt) for attempt in attempts)
     return (

@@ -56,7 +56,7 @@ def test_the_history_page_lists_the_edit_note_who_was_told_and_the_outcome_in_or
     decision = next(i for i, what in enumerate(whats) if what.startswith("Decision: Approved"))
     assert whats[decision].startswith("Decision: Approved by operator (person), as edited:")
     assert rows[decision][1] == "“Halved: 10% a day at most.”"
-    told = [i for i, what in enumerate(whats) if what.startswith("operator told by Email")]
+    told = [i for i, what in enumerate(whats) if what.startswith("operator told by email")]
     assert told and told[0] < decision  # told it waits, before it was decided
     assert any(w.startswith("Feedback to optimizer (agent): Approved with edits") for w in whats)
     delivered = [w for w in whats if w.startswith("Callback event")]
