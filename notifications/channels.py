@@ -80,9 +80,14 @@ class Channel:
         return Sent("not updated: this channel's messages do not change")
 
     def update_said(self, **says) -> str:
-        """What ``update`` (or, given ``lines``, ``update_digest``) with these arguments would
-        make the message say, as a fingerprint: the same for the same words and buttons. ""
-        for channels whose messages cannot change."""
+        """What ``update`` with these arguments would make the message say, as a fingerprint:
+        the same for the same words and buttons. "" for channels whose messages cannot
+        change."""
+        return ""
+
+    def digest_update_said(self, *, lines: list[DigestLine]) -> str:
+        """What ``update_digest`` with these lines would make the digest say, as
+        ``update_said`` fingerprints it."""
         return ""
 
     def update_digest(self, *, where: dict[str, str], lines: list[DigestLine]) -> Sent:

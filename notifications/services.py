@@ -1552,7 +1552,7 @@ def _send_one(
             lines = digest_lines(notification.updates)
             digests_updated[digest] = _unless_said_already(
                 notification,
-                said=channel.update_said(lines=lines),
+                said=channel.digest_update_said(lines=lines),
                 text="",
                 updated=updated,
             ) or updated.landed(

@@ -883,17 +883,13 @@ class SlackChannel(Channel):
         return Sent(f"posted to {user_id} ({where['channel']} {where['ts']})", where)
 
     def update_said(self, **says) -> str:
-        if "lines" in says:
-            return _said(_digest_update(says["lines"]))
         return _said(_update(**says))
 
+    def digest_update_said(self, *, lines: list[DigestLine]) -> str:
+        return _said(_digest_update(lines))
+
     def update_digest(self, *, where: dict[str, str], lines: list[DigestLine]) -> Sent:
-        update = _digest_update(lines)
-        try:
-            slack_client().chat_update(channel=where["channel"], ts=where["ts"], **update)
-        except SLACK_FAILURES as error:
-            raise _failure(error) from error
-        return Sent(f"updated {where['channel']} {where['ts']}", said=_said(update))
+        return _chat_update(where, _digest_update(lines))
 
     def retract(self, *, where: dict[str, str], text: str) -> Sent:
         try:
@@ -909,12 +905,17 @@ class SlackChannel(Channel):
         return Sent(f"updated {where['channel']} {where['ts']}: {text}")
 
     def update(self, *, where: dict[str, str], **says) -> Sent:
-        update = _update(**says)
-        try:
-            slack_client().chat_update(channel=where["channel"], ts=where["ts"], **update)
-        except SLACK_FAILURES as error:
-            raise _failure(error) from error
-        return Sent(f"updated {where['channel']} {where['ts']}", said=_said(update))
+        return _chat_update(where, _update(**says))
+
+
+def _chat_update(where: dict[str, str], update: dict) -> Sent:
+    """Send Slack ``update`` (its text and blocks) for the message at ``where``; the result
+    keeps what it made the message say."""
+    try:
+        slack_client().chat_update(channel=where["channel"], ts=where["ts"], **update)
+    except SLACK_FAILURES as error:
+        raise _failure(error) from error
+    return Sent(f"updated {where['channel']} {where['ts']}", said=_said(update))
 
 
 def _update(
