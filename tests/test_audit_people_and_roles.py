@@ -9,7 +9,9 @@ import re
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.management.commands import changepassword
 from django.contrib.auth.models import Group
+from django.core.management import call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
@@ -89,8 +91,6 @@ def test_making_someone_an_operator_in_the_console_records_who_did_it_and_when(a
 
 
 def test_a_person_made_by_a_command_is_recorded_as_made_by_the_platform(db):
-    from django.core.management import call_command
-
     call_command("createsuperuser", username="root", email="root@example.com", interactive=False)
     record = get_user_model().history.get(username="root")
     assert (record.history_actor_kind, record.history_actor) == ("system", "createsuperuser")
@@ -299,9 +299,6 @@ def test_when_someone_joined_and_last_logged_in_are_not_a_form_s_to_rewrite(admi
 def test_a_password_changed_is_recorded_as_changed_never_its_hash(admin_client, monkeypatch):
     """The history keeps no hash: its record of a password changed says so in words, by
     whoever changed it, and not as a change in which nothing changed."""
-    from django.contrib.auth.management.commands import changepassword
-    from django.core.management import call_command
-
     operator = get_user_model().objects.get(username="operator")
     answer = admin_client.post(
         f"/admin/auth/user/{operator.pk}/password/",
@@ -430,8 +427,6 @@ def test_seeding_the_demo_again_records_no_change_of_its_people(demo_world):
     """``bin/start`` seeds the demo at every start: the people it keeps as they were get no
     record (each start read as a change of nothing by the seed_demo command), and one whose
     password it must issue anew is recorded as such, by that command."""
-    from django.core.management import call_command
-
     people = get_user_model().history.count()
     call_command("seed_demo", stdout=io.StringIO())
     assert get_user_model().history.count() == people
