@@ -630,22 +630,14 @@ def _live_differences(model: type[models.Model], row: dict, record: dict) -> str
     opts = model.instance_type._meta
     said = []
     for name in row:
-        if as_digested(row[name]) != as_digested(record[name]):
-            label = next(
-                (
-                    f.verbose_name
-                    for f in [*opts.concrete_fields, *opts.many_to_many]
-                    if f"{M2M}{f.name}" == name or f.attname == name
-                ),
-                name,
-            )
-            now, then = row[name], record[name]
-            if name.startswith(M2M):  # by name: "groups is “auditors, operators”"
-                said.append(
-                    _relation_differences(opts.get_field(name.removeprefix(M2M)), now, then)
-                )
-                continue
-            said.append(f"{label} is {_quoted(now)}, recorded {_quoted(then)}")
+        if as_digested(row[name]) == as_digested(record[name]):
+            continue
+        now, then = row[name], record[name]
+        if name.startswith(M2M):  # by name: "groups is “auditors, operators”"
+            said.append(_relation_differences(opts.get_field(name.removeprefix(M2M)), now, then))
+            continue
+        label = next((f.verbose_name for f in opts.concrete_fields if f.attname == name), name)
+        said.append(f"{label} is {_quoted(now)}, recorded {_quoted(then)}")
     return "; ".join(said)
 
 
@@ -656,8 +648,9 @@ def _relation_differences(field: models.ManyToManyField, now: list, then: list) 
     permissions cut short alike read the same, one taken off nowhere in them."""
     label = field.verbose_name
     whole_now, whole_then = _related_named(field, now), _related_named(field, then)
+    whole = f"{label} is {_quoted(whole_now)}, recorded {_quoted(whole_then)}"
     if max(len(whole_now), len(whole_then)) <= QUOTED:
-        return f"{label} is {_quoted(whole_now)}, recorded {_quoted(whole_then)}"
+        return whole
     added = [pk for pk in now if pk not in then]
     taken = [pk for pk in then if pk not in now]
     said = []
@@ -667,7 +660,7 @@ def _relation_differences(field: models.ManyToManyField, now: list, then: list) 
         said.append(
             f"{label} lacks {_quoted(_related_named(field, taken))}, which its record holds"
         )
-    return "; ".join(said) or f"{label} is {_quoted(whole_now)}, recorded {_quoted(whole_then)}"
+    return "; ".join(said) or whole
 
 
 def _as_recorded(row: dict, record: dict) -> bool:
