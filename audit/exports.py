@@ -19,6 +19,7 @@ import io
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from django.apps import apps
 from django.core.serializers.json import DjangoJSONEncoder
@@ -55,23 +56,33 @@ EXPORTED_AS = {"notifications.reachedby": "the channels each person chose"}
 # JSON fields holding a log: entries each stamped "at" with when it was written, as Python
 # writes a time ("…+00:00"). The export writes those times as it writes every other.
 LOGS = {"notifications.notification": ("log",), "feedback.callbackevent": ("log",)}
-# Records that keep no history but a log of their own, exported one row each, as they stand
-# when exported, after the historical records: (app label, model, the field dating each, in
-# the period by it, and what the page calls them). Named by label, as ``AUDITED_APPS``: the
-# apps that keep them sit above this one.
+
+
+class LoggedRecords(NamedTuple):
+    """Records that keep no history but a log of their own, exported one row each, as they
+    stand when exported, after the historical records. Named by label, as ``AUDITED_APPS``:
+    the apps that keep them sit above this one."""
+
+    app_label: str
+    model_name: str
+    dated_by: str  # the field dating each: in the period by it
+    said: str  # what the export's page calls them
+    logged_by: str  # the part of the platform that makes them, their rows' actor
+
+
 LOGGED_RECORDS = (
-    (
+    LoggedRecords(
         "feedback",
         "CallbackEvent",
-        "created_at",
-        "the callback events made in the period (each decision, correction or execution "
+        dated_by="created_at",
+        said="the callback events made in the period (each decision, correction or execution "
         "sent to an agent's callback URL)",
+        logged_by="callbacks",
     ),
 )
 # A logged record's row: its change is "logged" (no version of it is kept: its fields are as
-# they are when exported), made by the part of the platform that sends it.
+# they are when exported).
 LOGGED = "logged"
-LOGGED_BY = {"feedback.callbackevent": "callbacks"}
 
 
 # ``json.dumps(value, sort_keys=True, default=str)``, its encoder made once: the same text,
@@ -102,7 +113,7 @@ def exported_kinds() -> list[str]:
 
 def logged_kinds() -> list[str]:
     """What the export holds one row each of, as they stand, in words."""
-    return [said for *_, said in LOGGED_RECORDS]
+    return [logged.said for logged in LOGGED_RECORDS]
 
 
 def instant(value: datetime) -> str:
@@ -152,15 +163,15 @@ class ExportEncoder(DjangoJSONEncoder):
 
 def audit_records(*, since: datetime, until: datetime) -> Iterator[dict]:
     yield from _historical_records(since=since, until=until)
-    for app_label, model_name, dated_by, _ in LOGGED_RECORDS:
-        yield from _logged_records(
-            apps.get_model(app_label, model_name), dated_by, since=since, until=until
-        )
+    for logged in LOGGED_RECORDS:
+        yield from _logged_records(logged, since=since, until=until)
 
 
-def _logged_records(model, dated_by: str, *, since: datetime, until: datetime) -> Iterator[dict]:
-    """Each record of ``model`` dated in the period, as it is now, its log's times written as
-    every other time: a callback event with its every attempt, when and what came of it."""
+def _logged_records(logged: LoggedRecords, *, since: datetime, until: datetime) -> Iterator[dict]:
+    """Each record of the kind ``logged`` dated in the period, as it is now, its log's times
+    written as every other time: a callback event with its every attempt, when and what came
+    of it."""
+    model, dated_by = apps.get_model(logged.app_label, logged.model_name), logged.dated_by
     label = model._meta.label_lower
     secret = SECRET_FIELDS.get(label, set())
     logs = LOGS.get(label, ())
@@ -171,18 +182,17 @@ def _logged_records(model, dated_by: str, *, since: datetime, until: datetime) -
         .values(*fields)
         .iterator(chunk_size=2000)
     )
-    for row in rows:
-        values = {name: row[name] for name in fields}
+    for values in rows:
         for name in logs:
             values[name] = log_as_exported(values[name])
         yield {
-            "at": row[dated_by],
+            "at": values[dated_by],
             "model": label,
-            "object_id": row["id"],
+            "object_id": values["id"],
             "history_id": None,
             "change": LOGGED,
             "actor_kind": "system",
-            "actor": LOGGED_BY.get(label, "unattributed"),
+            "actor": logged.logged_by,
             "user": "",
             "reason": "",
             "changed": None,
