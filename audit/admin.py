@@ -854,7 +854,8 @@ def console_secret_problems(site: admin.AdminSite) -> list[checks.CheckMessage]:
 
 
 def change_reason_field(recorded_in: str = "the history") -> forms.CharField:
-    """Why a policy or a guardrail changes: required, kept in its history."""
+    """Why a record changes (a policy, a guardrail, a person, …): required, kept in its
+    history."""
     return forms.CharField(
         label="Why this change",
         max_length=1000,
@@ -868,11 +869,12 @@ NOT_SETTINGS = ("change_reason", "seen_version")
 
 
 class ChangeReasonForm(forms.ModelForm):
-    """A form of the console that changes a policy or a guardrail: it says why, and it is of
-    the version its page showed. A save from a page opened before someone else's change (an
-    edit, a draft's promotion) is refused, saying who changed what and when, rather than laid
-    over it: Django's form sends every field as the page showed it, and its save had put the
-    settings seen back in place of the newer ones, unsaid."""
+    """A form of the console that changes a rule people work under (``ChangeReasonAdmin``), a
+    person or a role: it says why, and it is of the version its page showed. A save from a
+    page opened before someone else's change (an edit, a draft's promotion) is refused,
+    saying who changed what and when, rather than laid over it: Django's form sends every
+    field as the page showed it, and its save had put the settings seen back in place of the
+    newer ones, unsaid."""
 
     change_reason = change_reason_field()
     # The last version of the record when its page was opened (its history record's id).
@@ -1117,9 +1119,10 @@ def shown_value(bound: forms.BoundField, value) -> str:
 
 class ChangeReasonAdmin(AuditedHistoryAdmin):
     """An admin of the rules people work under (policies and guardrails, budget caps and
-    strategy locks, routes, the autonomy rules): every change the console makes says why (a
-    required field, recorded as the history's change reason), deletions included; there is
-    no bulk delete, which would take one reason for many records."""
+    strategy locks, routes, the autonomy rules), and of people and their roles: every change
+    the console makes says why (a required field, recorded as the history's change reason),
+    deletions included; there is no bulk delete, which would take one reason for many
+    records."""
 
     delete_confirmation_template = "admin/policies/delete_confirmation.html"
     # Fields shown by a method when the page is read-only (history, an auditor).
