@@ -36,6 +36,7 @@ from audit.admin import (
     console_act_logged,
     is_history_page,
     valid_id,
+    version_said,
     versions_of,
 )
 from hitlproject.charts import grouped_bars
@@ -926,17 +927,8 @@ class PolicyAdmin(ChangeReasonAdmin):
         previous = previous.first()
         said = []
         for record in versions_of(policy).filter(history_id__gt=since).order_by("history_id"):
-            by = describe_actor(record.history_actor_kind, record.history_actor)
             what = self.version_in_words(request, record, previous) if previous else ""
-            why = record.history_change_reason
-            said.append(
-                (
-                    record.history_id,
-                    f"{named} by {by} at {console_time(record.history_date)}"
-                    + (f": {what}" if what else "")
-                    + (f" (why: “{why}”)" if why else ""),
-                )
-            )
+            said.append((record.history_id, f"{named} by {version_said(record, what)}"))
             previous = record
         return said
 
