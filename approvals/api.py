@@ -68,7 +68,12 @@ from hitlproject.validation import (
     bounded_json,
     finite_number,
 )
-from hitlproject.vocabulary import NOTE_MAX_LENGTH, VerdictOutcome
+from hitlproject.vocabulary import (
+    NOTE_MAX_LENGTH,
+    PARTLY_CARRIED_OUT,
+    CarriedOut,
+    VerdictOutcome,
+)
 from hitlproject.wakeups import proposal_topic
 from policies.engine import HOLD_RULE_LABELS
 
@@ -131,6 +136,16 @@ class ExecutionOutput(serializers.Serializer):
         "creative batch's creatives, their ledger ids in the batch's order ({\"creatives\": "
         "[12, 13]}); {} for an action that only sets campaign fields (its states say what "
         "changed), and for an attempt that did not succeed."
+    )
+    carried_out = serializers.ChoiceField(
+        choices=CarriedOut.choices,
+        read_only=True,
+        help_text="What the proposal's attempts so far did on the channel, as far as the "
+        "platform knows (of every attempt, not this one alone): yes (this attempt carried it "
+        "out); partly (an attempt carried out some of it and not the rest: not retried); "
+        "unknown (an attempt is under way, or one was sent and no answer said whether the "
+        "channel carried it out: it may have); no (nothing was carried out: each attempt was "
+        "refused, or never sent).",
     )
 
     @extend_schema_field(
@@ -238,8 +253,7 @@ class ProposalOutput(serializers.Serializer):
 
     @extend_schema_field(ExecutionOutput(allow_null=True))
     def get_execution(self, proposal: Proposal):
-        executions = list(proposal.executions.all())
-        return ExecutionOutput(executions[-1]).data if executions else None
+        return _execution(list(proposal.executions.all()))
 
     @extend_schema_field(OutcomeOutput(many=True))
     def get_outcomes(self, proposal: Proposal):
@@ -248,6 +262,29 @@ class ProposalOutput(serializers.Serializer):
     @extend_schema_field(WithdrawalOutput(allow_null=True))
     def get_withdrawal(self, proposal: Proposal):
         return _withdrawal(proposal)
+
+
+def _execution(executions: list[Execution]) -> dict | None:
+    """The last attempt, as ``ExecutionOutput`` says it, with what the attempts so far did on
+    the channel (``carried_out``)."""
+    if not executions:
+        return None
+    last = executions[-1]
+    last.carried_out = _carried_out(executions)
+    return ExecutionOutput(last).data
+
+
+def _carried_out(executions: list[Execution]) -> str:
+    """What the attempts did on the channel, never more than is known: an attempt that got no
+    sure answer may have carried it out, whatever the attempts after it were told."""
+    last = executions[-1]
+    if last.status == ExecutionStatus.SUCCEEDED:
+        return CarriedOut.YES
+    if any(attempt.error.startswith(PARTLY_CARRIED_OUT) for attempt in executions):
+        return CarriedOut.PARTLY
+    if last.status == ExecutionStatus.RUNNING or any(a.unanswered for a in executions):
+        return CarriedOut.UNKNOWN
+    return CarriedOut.NO
 
 
 def _withdrawal(proposal: Proposal) -> dict | None:
@@ -294,8 +331,7 @@ def proposal_body(proposal: Proposal, *, just_submitted: bool = False) -> dict:
         decisions, execution, outcomes = [], None, []
     else:
         decisions = DecisionOutput(proposal.decisions.all(), many=True).data
-        executions = list(proposal.executions.all())
-        execution = ExecutionOutput(executions[-1]).data if executions else None
+        execution = _execution(list(proposal.executions.all()))
         outcomes = OutcomeOutput(proposal.outcomes.all(), many=True).data
     return {
         "id": proposal.pk,

@@ -86,6 +86,7 @@ from hitlproject.queueing import after_commit
 from hitlproject.vocabulary import (
     EXECUTION_FAILED,
     NO_SURE_ANSWER,
+    PARTLY_CARRIED_OUT,
     attempt_numbers,
     retry_is_new,
     retry_may_repeat,
@@ -917,7 +918,7 @@ def _execute_on_channel(proposal_id: int) -> Proposal:
             return superseded
         attempt.error = outcome.detail
         if outcome.result == "partial":
-            attempt.error = f"Partly carried out on the channel, not retried: {outcome.detail}"
+            attempt.error = f"{PARTLY_CARRIED_OUT}{outcome.detail}"
             attempt.save()
             return _fail(proposal, attempt.error)
         attempt.unanswered = outcome.unanswered

@@ -177,6 +177,20 @@ EXECUTION_FAILED = "execution failed: "
 # Said of a failed round's attempts that may have been carried out all the same (sent, and no
 # answer said whether), by the failure and beside its Retry button.
 NO_SURE_ANSWER = "got no answer that says whether the channel carried it out"
+# How an attempt's error begins when the channel carried out some of the action and not the
+# rest (a creative batch, item by item): failed, and never retried, which would do the done
+# part twice.
+PARTLY_CARRIED_OUT = "Partly carried out on the channel, not retried: "
+
+
+class CarriedOut(models.TextChoices):
+    """What a proposal's execution attempts did on the channel, as far as the platform knows
+    (the API's ``execution.carried_out``): what an agent is told, never more than is known."""
+
+    YES = "yes", "Carried out"
+    PARTLY = "partly", "Partly carried out"
+    UNKNOWN = "unknown", "May have been carried out (sent, no sure answer)"
+    NO = "no", "Not carried out"
 
 
 def attempt_numbers(numbers: Sequence[int]) -> str:

@@ -38,6 +38,7 @@ from tests.answer_lost import answer_lost_proxy
 from tests.conftest import (
     GUARANTEED,
     REALLOCATION,
+    RESET,
     SIX_PERCENT_BID,
     connections_to,
     wait_until,
@@ -555,11 +556,40 @@ def test_a_failed_execution_tells_the_model_an_operator_may_retry_it(web_server,
     failed = Proposal.objects.get().executions.get()
     assert seen["failed_at"] == api_time(failed.finished_at)
     assert seen["message"].startswith("Approved, but its execution failed: "), seen["message"]
+    # The endpoint answered that it did not do it: nothing was carried out. (Not "it would
+    # then execute": a retry may fail too.)
+    assert seen["carried_out"] == "no"
     assert seen["message"].endswith(
-        "Nothing changed. An operator may retry it, and it would then execute: do not "
-        "propose it again."
+        "Nothing was carried out. An operator may retry it: do not propose it again."
     )
     assert Campaign.objects.get(external_id="brand-search").bid == Decimal("2.00")
+
+
+def test_a_failed_execution_whose_requests_got_no_answer_may_have_been_carried_out(
+    platform, channel
+):
+    """The account's endpoint takes each request and resets the connection before answering:
+    every attempt may have been carried out there, and the execution fails. The model is not
+    told "Nothing changed", which the platform cannot know, but that it may have been, and to
+    read the state before proposing more."""
+    endpoint = channel(RESET)
+    model = scripted(SIX_PERCENT_BID)
+    agent = agent_with(model, ProposalMiddleware(ACTIONS, client=platform, timeout=60))
+
+    ask(agent, "brand-search's CPC is below target; raise its bid 6%.")
+
+    seen = told(model)
+    assert seen["status"] == "failed" and seen["executed"] is False
+    assert endpoint.received  # the endpoint had the request: it may have acted on it
+    assert seen["carried_out"] == "unknown"
+    # Not marked a failed call, which a provider hands the model as one to try again.
+    assert model.shown[0].status == "success"
+    assert "Nothing" not in seen["message"], seen["message"]
+    assert seen["message"].endswith(
+        "It may have been carried out all the same: a request for it was sent to the channel "
+        "and no answer said whether the channel carried it out. Read the current state before "
+        "proposing anything more about it. An operator may retry it: do not propose it again."
+    )
 
 
 def test_a_proposal_superseded_while_the_run_is_paused_tells_the_model_the_value_it_saw_and_now(

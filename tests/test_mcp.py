@@ -26,8 +26,10 @@ from mcp import ClientSession, StdioServerParameters, stdio_client
 from approvals.models import Proposal as ProposalRow
 from approvals.services.decisions import proposal_approve, proposal_reject
 from approvals.services.proposals import proposal_withdraw_for_agent
+from ledger.models import Account
+from policies.models import KillSwitch
 from tests.answer_lost import answer_lost_proxy
-from tests.conftest import creative
+from tests.conftest import creative, wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.usefixtures("celery_worker")]
 
@@ -712,3 +714,95 @@ def test_mcp_a_lost_answer_is_found_again_when_the_model_writes_the_same_amount_
     assert same["id"] == made.pk and "Nothing new was proposed" in same["replayed"]
     assert other["id"] != made.pk and other["payload"]["amount"] == "280.01"
     assert ProposalRow.objects.count() == 2
+
+
+async def when_in_the_database(condition) -> None:
+    """Waits, in a thread of its own, until ``condition`` holds (its own connection closed)."""
+
+    def waiting():
+        try:
+            wait_until(condition, timeout=60)
+        finally:
+            connection.close()
+
+    await asyncio.to_thread(waiting)
+
+
+def test_mcp_a_rejection_after_a_request_went_unanswered_does_not_say_it_was_not_executed(
+    web_server, demo_world, channel, as_operator
+):
+    """A 6% bid raise the platform approved is sent to the account's endpoint, which answers
+    503 (no answer says whether it did it); a kill switch engaged meanwhile sends it back to a
+    person, who rejects it. "It was not executed" would tell the agent more than anyone
+    knows: the endpoint had the request and may have acted on it."""
+    endpoint = channel(503, 200)
+    endpoint.while_first_request = lambda: KillSwitch.objects.create(
+        scope="account", account=Account.objects.get(external_id="demo"), reason="An outage."
+    )
+
+    async def agent(session):
+        proposed = await call(
+            session,
+            "propose_action",
+            action_type="bid_adjustment",
+            account="demo",
+            payload={"campaign": "brand-search", "new_bid": "2.12"},
+            rationale="CPC below target for five days.",
+            confidence=0.9,
+        )
+        held = proposed["id"]
+        await when_in_the_database(
+            lambda: ProposalRow.objects.filter(pk=held, status="pending_review").exists()
+        )
+        await as_operator(
+            proposal_reject, proposal_id=held, reason_code="other", note="Not during an outage."
+        )
+        return await call(session, "wait_for_decision", proposal_id=held)
+
+    final = run_agent(web_server, demo_world["agents"]["optimizer"], agent)
+    assert len(endpoint.received) == 1
+    assert final["status"] == "rejected"
+    assert final["execution"]["carried_out"] == "unknown"
+    assert final["message"] == (
+        "A reviewer rejected it (other): Not during an outage. The platform did not execute "
+        "it. An attempt sent to the channel before then got no answer that says whether the "
+        "channel carried it out, though: it may have been."
+    )
+
+
+def test_mcp_a_creative_batch_google_ads_partly_deployed_is_told_as_partly_carried_out(
+    web_server, demo_world, linked_google_ads, as_operator
+):
+    """Google Ads deploys the first of two creatives and refuses the second: the execution
+    fails, not retried. The agent is told that part of it was carried out, not "Nothing
+    changed": one creative is live."""
+    linked_google_ads.fail_items({1: "Trademark in the headline."})
+
+    async def agent(session):
+        proposed = await call(
+            session,
+            "propose_action",
+            action_type="creative_deployment",
+            account="demo",
+            payload={
+                "campaign": "brand-search",
+                "creatives": [creative("Search smarter"), creative("Find it fast")],
+            },
+            rationale="Two fresh angles.",
+            confidence=0.7,
+        )
+        if proposed["status"] == "pending_review":
+            await as_operator(proposal_approve, proposal_id=proposed["id"])
+        return await call(session, "wait_for_decision", proposal_id=proposed["id"])
+
+    final = run_agent(web_server, demo_world["agents"]["copywriter"], agent)
+    assert len(linked_google_ads.state.ads) == 1  # one creative is live
+    assert final["status"] == "failed"
+    assert final["execution"]["carried_out"] == "partly"
+    assert final["execution"]["error"].startswith("Partly carried out on the channel")
+    assert "Nothing" not in final["message"]
+    assert final["message"].endswith(
+        "Part of it was carried out on the channel and part was not (the error says which); it "
+        "is not retried, which would do the done part twice. Read the current state before "
+        "proposing anything more about it. An operator may retry it: do not propose it again."
+    )

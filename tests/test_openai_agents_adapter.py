@@ -417,6 +417,12 @@ def test_a_call_the_platform_approved_but_a_kill_switch_sent_back_is_told_as_wai
         "Held back before executing: the kill switch on account demo is engaged: An outage."
         in seen["message"]
     )
+    # Its first request went to the endpoint, which answered 503: it may have been done.
+    assert len(endpoint.received) == 1
+    assert (
+        "An attempt sent to the channel before then got no answer that says whether the "
+        "channel carried it out, though: it may have been." in seen["message"]
+    )
     assert result.final_output == "Done."
     assert Campaign.objects.get(external_id="brand-search").bid == Decimal("2.00")
 

@@ -183,5 +183,5 @@ def test_one_that_expires_with_one_of_two_approvals_says_so_in_its_history(opera
     answer = optimizer.get(f"/api/v1/proposals/{proposal.pk}/").json()
     told = outcome_report(ClientProposal.from_api(answer), proposed=answer["payload"])
     assert told["message"] == (
-        "It expired before enough people approved it (its policy asks for 2); it was not executed."
+        "It expired before enough people approved it (its policy asks for 2). It was not executed."
     )

@@ -229,7 +229,35 @@ _RUNNING = frozenset({Status.APPROVED, Status.EXECUTING, Status.SUBMITTED})
 _STILL = {
     Status.PENDING_REVIEW: "waits for a human decision",
     Status.APPROVED: "is approved and waits for its execution",
-    Status.EXECUTING: "is executing",
+    Status.EXECUTING: "is executing (its request may be with the channel now)",
+}
+
+#: What a failed execution did on the channel (the API's ``execution.carried_out``), never
+#: more than the platform knows: a request that got no sure answer may have been carried out.
+_FAILED_SAID = {
+    "no": "Nothing was carried out.",
+    "partly": (
+        "Part of it was carried out on the channel and part was not (the error says which); "
+        "it is not retried, which would do the done part twice. Read the current state "
+        "before proposing anything more about it."
+    ),
+    "unknown": (
+        "It may have been carried out all the same: a request for it was sent to the channel "
+        "and no answer said whether the channel carried it out. Read the current state "
+        "before proposing anything more about it."
+    ),
+}
+#: From a server that does not say what the attempts did.
+_NOT_SAID = "Whether any of it was carried out on the channel is not known."
+
+#: What an attempt sent to the channel before a proposal ended otherwise than executed (a
+#: kill switch held it back, a person then rejected it; its target moved) may have done.
+_SENT_BEFORE = {
+    "partly": "An attempt sent to the channel before then carried out part of it, though.",
+    "unknown": (
+        "An attempt sent to the channel before then got no answer that says whether the "
+        "channel carried it out, though: it may have been."
+    ),
 }
 
 
@@ -334,31 +362,43 @@ def outcome_report(
         note = _sentence(report["note"])
         report["message"] = (
             f"A reviewer rejected it ({report['reason_code'] or 'no reason code'})"
-            f"{': ' + note if note else '.'} It was not executed."
+            f"{': ' + note if note else '.'} {_not_executed(proposal)}"
         )
     elif status == Status.BLOCKED:
         report["reasons"] = _reasons(proposal)
         # A policy's hard ceiling, or a guardrail (a budget cap, a strategy lock): its reasons
         # say which.
-        report["message"] = "It was blocked; it was not executed. " + " ".join(report["reasons"])
+        report["message"] = " ".join(
+            ["It was blocked.", _not_executed(proposal), *report["reasons"]]
+        )
     elif status == Status.SUPERSEDED:
         # The platform's own account comes first: the value the call saw and the value now.
         report["reasons"] = _reasons(proposal)[:1]
         why = " ".join(report["reasons"]) or (
             "Superseded: its target changed before it could execute, so it was not executed."
         )
-        report["message"] = (
-            f"{why} Read the current state and propose again if it still makes sense."
+        report["message"] = " ".join(
+            filter(
+                None,
+                [
+                    why,
+                    _SENT_BEFORE.get(_carried_out(proposal), ""),
+                    "Read the current state and propose again if it still makes sense.",
+                ],
+            )
         )
     elif status == Status.EXPIRED:
-        approved = any(decision.outcome == "approve" for decision in proposal.decisions)
+        # The last review round's approvals: one approved before it was sent back to a person
+        # (a kill switch held it before it ran) did not approve the round that expired.
+        approved = _approvals_that_let_it_run(proposal)
         asked = proposal.verdict.required_approvals if proposal.verdict else 1
-        report["message"] = (
-            f"It expired before enough people approved it (its policy asks for {asked}); it "
-            "was not executed."
-            if approved
-            else "Nobody decided it in time; it expired and was not executed."
-        )
+        if approved:
+            said = f"It expired before enough people approved it (its policy asks for {asked})."
+        elif any(decision.outcome == "approve" for decision in proposal.decisions):
+            said = "It was approved, then sent back to a person; nobody decided it again in time."
+        else:
+            said = "Nobody decided it in time; it expired."
+        report["message"] = f"{said} {_not_executed(proposal)}"
     elif status == Status.WITHDRAWN:
         withdrawal = proposal.withdrawal
         if withdrawal is not None and withdrawal.by == "reviewer":
@@ -366,7 +406,7 @@ def outcome_report(
             report["note"] = withdrawal.note
             note = _sentence(withdrawal.note)
             report["message"] = (
-                f"A reviewer withdrew it{': ' + note if note else '.'} It was not executed."
+                f"A reviewer withdrew it{': ' + note if note else '.'} {_not_executed(proposal)}"
             )
         elif withdrawal is not None:
             # Withdrawn through this agent's own key: by this run, or by another of its runs or
@@ -375,32 +415,72 @@ def outcome_report(
             report["note"] = withdrawal.note
             note = _sentence(withdrawal.note)
             report["message"] = (
-                f"This agent withdrew it{': ' + note if note else '.'} It was not executed."
+                f"This agent withdrew it{': ' + note if note else '.'} {_not_executed(proposal)}"
             )
         else:  # withdrawn before the platform recorded by whom
-            report["message"] = "It was withdrawn; it was not executed."
+            report["message"] = f"It was withdrawn. {_not_executed(proposal)}"
     elif status == Status.FAILED:
         execution = proposal.execution
         report["failed_at"] = execution.raw.get("finished_at") if execution else None
         report["error"] = execution.error if execution else ""
+        report["carried_out"] = _carried_out(proposal)
         report["message"] = (
-            f"Approved, but its execution failed: {_sentence(report['error'])} Nothing changed. "
-            "An operator may retry it, and it would then execute: do not propose it again."
+            f"Approved, but its execution failed: {_sentence(report['error'])} "
+            f"{_FAILED_SAID.get(report['carried_out'], _NOT_SAID)} "
+            "An operator may retry it: do not propose it again."
         )
     else:
         # Not final: a wait that ran out (``wait="block"``). It may still execute, so the model
         # is told not to propose it again, which would ask for the same action twice.
         report["reasons"] = _reasons(proposal)
         waiting = _STILL.get(status, f"is {status}")
-        report["message"] = (
-            f"Proposal #{proposal.id} {waiting}; it has not executed yet, but it still may: "
-            "do not propose it again. " + " ".join(report["reasons"])
+        report["message"] = " ".join(
+            filter(
+                None,
+                [
+                    f"Proposal #{proposal.id} {waiting}; the platform has not recorded it "
+                    "executed yet, but it still may execute: do not propose it again.",
+                    _SENT_BEFORE.get(_carried_out(proposal), ""),
+                    *report["reasons"],
+                ],
+            )
         )
         expires_at = _at(proposal, "review_expires_at")
         if status == Status.PENDING_REVIEW and expires_at:
             report["expires_at"] = expires_at
             report["message"] += f" It expires at {expires_at} unless a person decides it first."
+    if proposal.execution is not None:
+        # What its attempts did on the channel, as the API says: "unknown" or "partly" for
+        # one that did not execute here means it ran, or may have, there.
+        report["carried_out"] = _carried_out(proposal)
     return report
+
+
+def may_have_run(report: Mapping[str, Any]) -> bool:
+    """Whether the action the report tells of ran, or may have, on the channel, whatever its
+    status: executed, or attempts that carried out part of it or got no sure answer."""
+    return bool(report.get("executed")) or report.get("carried_out") in {"partly", "unknown"}
+
+
+def _carried_out(proposal: Proposal) -> str | None:
+    """What its attempts did on the channel, as the API says (``execution.carried_out``):
+    "no" with no attempt on record (the platform records one before it sends anything);
+    None from a server that does not say."""
+    if proposal.execution is None:
+        return "no"
+    return proposal.execution.carried_out
+
+
+def _not_executed(proposal: Proposal) -> str:
+    """ "It was not executed.", as far as is known: an attempt sent to the channel before it
+    ended so (a kill switch held it back and a person then decided otherwise) may have
+    carried it out."""
+    carried_out = _carried_out(proposal)
+    if carried_out == "no":
+        return "It was not executed."
+    if carried_out in _SENT_BEFORE:
+        return f"The platform did not execute it. {_SENT_BEFORE[carried_out]}"
+    return f"The platform did not execute it. {_NOT_SAID}"
 
 
 def _at(proposal: Proposal, name: str) -> str | None:

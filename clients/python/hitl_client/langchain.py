@@ -59,6 +59,7 @@ from ._tools import (
     back_with_a_person,
     idempotency_key,
     may_be_made,
+    may_have_run,
     outcome_report,
     refusal_report,
     report_text,
@@ -323,8 +324,10 @@ def _message_status(report: dict[str, Any]) -> Literal["success", "error"]:
     """ "error" where the action ended without running (refused, rejected, blocked, failed…);
     "success" where it ran, or still may (waiting for a person past the wait, approved, under
     way). A model's provider may send "error" on as a failed call (Anthropic's ``is_error``),
-    which read beside "it still may execute: do not propose it again" invited a retry."""
-    if report.get("executed") or report.get("status") not in {*FINAL_STATUSES, "refused"}:
+    which read beside "it still may execute: do not propose it again" invited a retry. An
+    action that failed, or was stopped, after the channel carried out part of it, or got a
+    request with no sure answer, may have run: "success" too."""
+    if may_have_run(report) or report.get("status") not in {*FINAL_STATUSES, "refused"}:
         return "success"
     return "error"
 

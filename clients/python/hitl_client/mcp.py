@@ -56,7 +56,10 @@ How to work:
 4. A final status is one of executed (see execution.before_state / after_state), rejected
    (see decisions: reason_code and note), failed (see execution.error; an operator may
    retry it, so do not propose it again), expired, withdrawn, blocked, superseded (the
-   target changed first: look at the campaigns again and propose anew).
+   target changed first: look at the campaigns again and propose anew). Where a request
+   was sent to the channel, execution.carried_out says what it did as far as the platform
+   knows: yes, partly, unknown (no answer said whether: it may have been) or no; read the
+   campaigns again before proposing more for one that is partly or unknown.
 5. Call read_feedback now and then to learn how reviewers judged your proposals, and adjust.
 """
 

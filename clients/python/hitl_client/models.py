@@ -118,7 +118,10 @@ class Decision:
 class Execution:
     """The latest execution attempt, with the target's state before and after, and what it
     added to the ledger besides campaign fields (``created``: a creative batch's creatives'
-    ledger ids, ``{"creatives": [12, 13]}``)."""
+    ledger ids, ``{"creatives": [12, 13]}``). ``carried_out``: what the attempts so far did
+    on the channel, as far as the platform knows: ``"yes"``, ``"partly"`` (some of it, not
+    retried), ``"unknown"`` (under way, or sent with no sure answer: it may have been),
+    ``"no"``; None from a server that does not say (then nothing is known of it)."""
 
     attempt: int
     executor: str
@@ -129,6 +132,7 @@ class Execution:
     started_at: datetime | None
     finished_at: datetime | None
     created: dict[str, list[int]] = field(default_factory=dict)
+    carried_out: str | None = None
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @classmethod
@@ -145,6 +149,7 @@ class Execution:
             started_at=_time(data.get("started_at")),
             finished_at=_time(data.get("finished_at")),
             created=data.get("created") or {},
+            carried_out=data.get("carried_out"),
             raw=data,
         )
 
