@@ -7,11 +7,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 
-def as_sent(value: float) -> str:
-    """A number an agent sent, in the digits it sent: the shortest decimal that reads back as
-    the same float (what its JSON carried), written out in full, 0.00012 and 1234567.891, not
+def as_sent(value: float | int) -> str:
+    """A number an agent sent, in the digits it sent: a whole number as its digits, at any
+    size (a 38-digit one, not 1e+38); another, the shortest decimal that reads back as the
+    same float (what its JSON carried), written out in full, 0.00012 and 1234567.891, not
     rounded to four places (0.0001, which it did not send) nor padded (12500.5000); past
     sixteen digits either side of the point, in Python's exponent notation (1e+300)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
     if value == 0 or not math.isfinite(value):
         return "0" if value == 0 else repr(value)
     digits = Decimal(repr(float(value)))
@@ -117,9 +120,9 @@ def grouped_bars(
 class Line:
     label: str
     points: str  # "x,y x,y …" for an SVG polyline
-    last: float
+    last: float | int
     color: str
-    values: list[float]  # the figures drawn, said as text beside the chart
+    values: list[float | int]  # the figures drawn, as sent, said as text beside the chart
 
     @property
     def last_shown(self) -> str:
@@ -136,8 +139,8 @@ class LineChart:
     width: int
     height: int
     lines: list[Line]
-    low: float
-    high: float
+    low: float | int
+    high: float | int
 
     @property
     def low_shown(self) -> str:
@@ -152,18 +155,20 @@ PALETTE = ["#264b5d", "#c8553d", "#588b8b", "#f28f3b", "#8aa4b8", "#6a4c93"]
 
 
 def line_chart(
-    title: str, series: dict[str, list[float]], *, width: int = 360, height: int = 120
+    title: str, series: dict[str, list[float | int]], *, width: int = 360, height: int = 120
 ) -> LineChart:
     """One line per series, on a shared vertical scale, with the first and last points at the
-    chart's edges. The values are finite floats (``chartable``)."""
+    chart's edges. The values are numbers as sent, each one a finite float can draw
+    (``chartable``): drawn as floats, said as sent (a whole number past a float's digits
+    keeps its own)."""
     values = [v for points in series.values() for v in points]
-    low, high = min(values), max(values)
+    low, high = min(values), max(values)  # Python compares whole numbers and floats exactly
     # Halved, so that the span between two finite floats (-1e308 and 1e308) stays finite.
-    span = (high / 2 - low / 2) or 1
+    span = (float(high) / 2 - float(low) / 2) or 1
     pad = 8
 
-    def y(v: float) -> float:
-        return height - pad - (v / 2 - low / 2) / span * (height - 2 * pad)
+    def y(v: float | int) -> float:
+        return height - pad - (float(v) / 2 - float(low) / 2) / span * (height - 2 * pad)
 
     lines = []
     for index, (label, points) in enumerate(series.items()):
@@ -173,9 +178,10 @@ def line_chart(
     return LineChart(title, width, height, lines, low, high)
 
 
-def chartable(value) -> list[float] | None:
-    """A list of at least two numbers, as the floats a chart draws; None for anything else,
-    a number too large for a float among them (a 400-digit integer is valid JSON)."""
+def chartable(value) -> list[float | int] | None:
+    """A list of at least two numbers, each one a float can draw, as sent (a whole number
+    stays whole: its digits are what the chart's figures say); None for anything else, a
+    number too large for a float among them (a 400-digit integer is valid JSON)."""
     if not isinstance(value, list) or len(value) < 2:
         return None
     points = []
@@ -183,11 +189,12 @@ def chartable(value) -> list[float] | None:
         if not isinstance(v, int | float) or isinstance(v, bool):
             return None
         try:
-            points.append(float(v))
+            drawn = float(v)
         except OverflowError:
             return None
-        if not math.isfinite(points[-1]):
+        if not math.isfinite(drawn):
             return None
+        points.append(v)
     return points
 
 

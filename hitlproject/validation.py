@@ -5,7 +5,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Mapping
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 from functools import cached_property
 from typing import Any
 
@@ -221,25 +221,80 @@ def finite_number(value: float) -> None:
         raise serializers.ValidationError("Must be a finite number.")
 
 
-def bounded_json(value: Any) -> None:
-    """Free-form JSON an agent sends (supporting data): bounded in size and depth, storable."""
+#: What supporting data's number says when a 64-bit float cannot hold it as written.
+NUMBER_NOT_KEPT = (
+    "{written} cannot be kept as written: it would be stored, and shown to the reviewer, as "
+    "{kept}. A number with a fraction or an exponent is held as a JSON reader holds one (a "
+    "64-bit float: about 15 significant digits, sizes up to about 1.8e308 and down to about "
+    '1e-308); send it rounded to that, or as text ("{written}") to keep every digit. '
+    "Whole numbers are kept as written at any size."
+)
 
-    def walk(node: Any, depth: int) -> None:
+#: How many numbers a refusal names, at most (the rest are refused with them).
+NUMBERS_NAMED = 20
+
+
+def float_kept(number: float) -> str | None:
+    """What a number with a fraction or an exponent, as the request wrote it
+    (``NumberAsWritten.written``), would be kept as, if that is another number: ``repr`` of
+    the float (``"0.0"`` for ``1e-400``), or "infinity, …"; None if the float is the number
+    written: its shortest form, or its value correctly rounded to as many significant digits
+    as were written (``0.10000000000000001``, as C's ``%.17g`` writes 0.1), which is how
+    every JSON writer spells a float. A number the parser did not read (no ``written``) is
+    the float it is."""
+    written = getattr(number, "written", None)
+    if written is None:
+        return None
+    kept = float(number)
+    if not math.isfinite(kept):
+        return "infinity, which JSON cannot hold"
+    exact = Decimal(written)
+    if Decimal(repr(kept)) == exact:
+        return None
+    digits = len(exact.as_tuple().digits)
+    if Context(prec=digits, rounding=ROUND_HALF_EVEN).create_decimal(Decimal(kept)) == exact:
+        return None
+    return repr(kept)
+
+
+def bounded_json(value: Any) -> None:
+    """Free-form JSON an agent sends (supporting data): bounded in size and depth, storable,
+    and kept as sent: a whole number at any size; a number with a fraction or an exponent as
+    the 64-bit float it is stored as, so one that float would change (``1e-400`` is 0.0,
+    ``0.1000000000000000000001`` is 0.1) is refused, each named by its place
+    (``{"series": {"2": ["1e-400 cannot be kept as written: …"]}}``), rather than shown to
+    the reviewer as another number."""
+    not_kept: list[tuple[list[str], str]] = []
+
+    def walk(node: Any, depth: int, path: list[str]) -> None:
         if depth > MAX_JSON_DEPTH:
             raise serializers.ValidationError(f"Nested deeper than {MAX_JSON_DEPTH} levels.")
         if isinstance(node, dict):
             for key, item in node.items():
-                walk(key, depth)
-                walk(item, depth + 1)
+                walk(key, depth, path)
+                walk(item, depth + 1, [*path, str(key)])
         elif isinstance(node, list):
-            for item in node:
-                walk(item, depth + 1)
+            for index, item in enumerate(node):
+                walk(item, depth + 1, [*path, str(index)])
+        elif isinstance(node, float) and (kept := float_kept(node)) is not None:
+            written = getattr(node, "written", repr(node))
+            not_kept.append((path, NUMBER_NOT_KEPT.format(written=written, kept=kept)))
         elif isinstance(node, float) and not math.isfinite(node):
             raise serializers.ValidationError("Numbers must be finite.")
         elif isinstance(node, str) and "\x00" in node:
             raise serializers.ValidationError("Text must not contain NUL characters.")
 
-    walk(value, 1)
+    walk(value, 1, [])
+    if not_kept:
+        faults: dict[str, Any] = {}
+        for path, message in not_kept[:NUMBERS_NAMED]:
+            if not path:  # the value itself a number (not an object, as supporting data is)
+                raise serializers.ValidationError(message)
+            place = faults
+            for part in path[:-1]:  # a number is a leaf: no path runs through another's
+                place = place.setdefault(part, {})
+            place[path[-1]] = [message]
+        raise serializers.ValidationError(faults)
     if len(json.dumps(value, separators=(",", ":"))) > MAX_SUPPORTING_DATA_BYTES:
         raise serializers.ValidationError(
             f"Larger than {MAX_SUPPORTING_DATA_BYTES // 1024} KiB once encoded."

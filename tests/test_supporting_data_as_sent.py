@@ -1,0 +1,102 @@
+"""Supporting data is the agent's evidence, shown to the person who decides: what they read
+(the page's data, its charts and "The figures of …") is what the agent sent. A whole number
+is kept as written at any size; a number with a fraction or an exponent is the 64-bit float
+it is stored as, so one that float would change (1e-400 stored as 0.0) is refused with a 400
+naming its place, and an ordinary float, however its writer spells it, is taken."""
+
+import json
+import re
+
+import pytest
+from django.urls import reverse
+
+from approvals.models import Proposal
+from tests.conftest import reallocation
+
+URL = "/api/v1/proposals/"
+
+
+def send(client, supporting_data_json: str):
+    """A reallocation whose supporting data is the JSON given, as the agent wrote it."""
+    body = json.dumps(reallocation(supporting_data={}))
+    body = body.replace('"supporting_data": {}', f'"supporting_data": {supporting_data_json}')
+    return client.generic("POST", URL, body, "application/json")
+
+
+def figures_of(page_text: str, title: str) -> str:
+    """The chart's figures as the page says them ("The figures of …")."""
+    text = re.sub(r">\s+<", "><", page_text)
+    found = re.search(
+        rf"<summary>The figures of {title}</summary><table>(.*?)</table>", text, re.DOTALL
+    )
+    assert found, f"no figures of {title}"
+    return found[1]
+
+
+@pytest.mark.parametrize(
+    "written, kept",
+    [
+        ("1e-400", "0.0"),  # too small: it was stored, and shown, as 0.0
+        ("0.1000000000000000000001", "0.1"),
+        ("1.0000000000000001", "1.0"),
+        ("1.234567891e-320", "1.2347e-320"),  # below a float's full precision
+    ],
+)
+def test_a_number_a_float_would_change_is_refused_naming_its_place(optimizer, written, kept):
+    response = send(optimizer, f'{{"ctr": {{"brand-search": [0.021, {written}, 0.018]}}}}')
+
+    assert response.status_code == 400, response.content
+    [said] = response.json()["supporting_data"]["ctr"]["brand-search"]["1"]
+    assert said.startswith(f"{written} cannot be kept as written: it would be stored, and ")
+    assert f"shown to the reviewer, as {kept}." in said
+    assert f'or as text ("{written}") to keep every digit' in said
+    assert not Proposal.objects.exists()
+
+
+def test_ordinary_floats_are_taken_however_their_writer_spells_them(optimizer):
+    """Python, JavaScript, Go and Rust write a float's shortest form; C's %.17g, older Java
+    and PHP write more digits of the same float; an exponent, a trailing zero: each is the
+    float it names, and is taken."""
+    response = send(
+        optimizer,
+        '{"ctr": [0.1, 0.10000000000000001, 0.30000000000000004, 1.5e3, 1.50, 5e-324, '
+        "1e308, -0.0, 0.1000000000000000055511151231257827021181583404541015625]}",
+    )
+    assert response.status_code == 201, response.content
+    proposal = Proposal.objects.get()
+    assert proposal.supporting_data["ctr"] == [
+        0.1,
+        0.1,
+        0.30000000000000004,
+        1500.0,
+        1.5,
+        5e-324,
+        1e308,
+        -0.0,
+        0.1,
+    ]
+
+
+def test_whole_numbers_are_kept_and_shown_as_written_at_any_size(optimizer, login):
+    """A 38-digit whole number (an id, a count of micros) was drawn and said as 1e+38, and
+    2**53 + 1 as 9007199254740992: the agent sent neither."""
+    huge = "99999999999999999999999999999999999999"
+    response = send(
+        optimizer,
+        f'{{"impressions": [{huge}, 9007199254740993, 12], "ctr": [0.021, 0.019, 0.018]}}',
+    )
+    assert response.status_code == 201, response.content
+    proposal = Proposal.objects.get()
+
+    answer = optimizer.get(f"{URL}{proposal.pk}/")
+    assert f'"impressions":[{huge},9007199254740993,12]' in answer.content.decode().replace(" ", "")
+    page = login("operator").get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+    assert figures_of(page.text, "impressions") == (
+        f'<tr><th scope="row">impressions</th><td>{huge}, 9007199254740993, 12</td></tr>'
+    )
+    assert "(last 12)" in page.text
+    assert f"(12 – {huge})" in page.text  # the chart's range, as sent
+    assert figures_of(page.text, "ctr") == (
+        '<tr><th scope="row">ctr</th><td>0.021, 0.019, 0.018</td></tr>'
+    )
+    assert "e+38" not in page.text and "9007199254740992" not in page.text
