@@ -4,7 +4,7 @@ person sees are the ones in the page."""
 import math
 import textwrap
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Context, Decimal
 
 
 def as_sent(value: float | int) -> str:
@@ -14,6 +14,12 @@ def as_sent(value: float | int) -> str:
     rounded to four places (0.0001, which it did not send) nor padded (12500.5000); past
     sixteen digits either side of the point, in Python's exponent notation (1e+300)."""
     if isinstance(value, int) and not isinstance(value, bool):
+        # Every digit, unless it is a few digits and zeros: 1e308 sent as a float, which
+        # PostgreSQL keeps as the number written and gives back as 1 and 308 zeros, is
+        # said 1e+308 again (the same number, as Python writes it).
+        shortest = Decimal(value).normalize(Context(prec=len(str(abs(value)))))
+        if abs(value) >= 10**16 and len(shortest.as_tuple().digits) <= 17:
+            return str(shortest).lower()
         return str(value)
     if value == 0 or not math.isfinite(value):
         return "0" if value == 0 else repr(value)

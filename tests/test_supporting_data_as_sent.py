@@ -6,6 +6,7 @@ naming its place, and an ordinary float, however its writer spells it, is taken.
 
 import json
 import re
+from decimal import Decimal
 
 import pytest
 from django.urls import reverse
@@ -64,16 +65,20 @@ def test_ordinary_floats_are_taken_however_their_writer_spells_them(optimizer):
     )
     assert response.status_code == 201, response.content
     proposal = Proposal.objects.get()
-    assert proposal.supporting_data["ctr"] == [
-        0.1,
-        0.1,
-        0.30000000000000004,
-        1500.0,
-        1.5,
-        5e-324,
-        1e308,
-        -0.0,
-        0.1,
+    # Each the number it names (PostgreSQL gives 1e308 back written out in full).
+    assert [Decimal(str(value)) for value in proposal.supporting_data["ctr"]] == [
+        Decimal(text)
+        for text in [
+            "0.1",
+            "0.1",
+            "0.30000000000000004",
+            "1500",
+            "1.5",
+            "5e-324",
+            "1e308",
+            "0",
+            "0.1",
+        ]
     ]
 
 

@@ -438,8 +438,8 @@ def outcome_report(
             filter(
                 None,
                 [
-                    f"Proposal #{proposal.id} {waiting}; the platform has not recorded it "
-                    "executed yet, but it still may execute: do not propose it again.",
+                    f"Proposal #{proposal.id} {waiting}; it has not executed yet, but it "
+                    "still may: do not propose it again.",
                     _SENT_BEFORE.get(_carried_out(proposal), ""),
                     *report["reasons"],
                 ],
