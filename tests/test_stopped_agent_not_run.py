@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
-from approvals.models import Agent, ProposalStatus
+from approvals.models import Agent, Proposal, ProposalStatus
 from approvals.services.acts import AgentMayNoLongerAct
 from approvals.services.decisions import proposal_approve
 from executors import webhook
@@ -44,11 +44,21 @@ def bid() -> Decimal:
     return Campaign.objects.get(external_id="brand-search").bid
 
 
+def approved_here(body: dict, agent: str = "optimizer") -> Proposal:
+    """A proposal the policy engine approves, with no execution task sent for it: only the
+    executor the test calls runs it. A Celery worker an earlier test of the session started
+    is still up, and took the task: it ran the action first, and the test read the channel
+    before the worker's request had reached it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: None)
+        return evaluated(body, agent=agent)
+
+
 @pytest.mark.parametrize("how", ["deactivated", "account taken away"])
 def test_an_auto_approved_action_still_queued_does_not_run_once_its_agent_is_stopped(
     demo_world, how
 ):
-    proposal = evaluated(bid_adjustment("2.12"))  # 6%: the policy engine approves it
+    proposal = approved_here(bid_adjustment("2.12"))  # 6%: the policy engine approves it
     assert proposal.status == ProposalStatus.APPROVED
     said = stop(how)
 
@@ -60,8 +70,8 @@ def test_an_auto_approved_action_still_queued_does_not_run_once_its_agent_is_sto
 
 
 def test_one_stopped_agent_s_action_in_a_set_does_not_run_and_the_others_do(demo_world):
-    mine = evaluated(bid_adjustment("2.12"))
-    theirs = evaluated(bid_adjustment("1.55", campaign="generic-search"), agent="copywriter")
+    mine = approved_here(bid_adjustment("2.12"))
+    theirs = approved_here(bid_adjustment("1.55", campaign="generic-search"), agent="copywriter")
     stop("deactivated")
 
     done = proposals_execute(proposal_ids=[mine.pk, theirs.pk]).settled
@@ -90,7 +100,7 @@ def test_a_person_s_approval_does_not_let_it_run_once_its_agent_is_stopped_befor
 @pytest.mark.parametrize("how", ["deactivated", "account taken away"])
 def test_the_next_attempt_on_the_channel_is_not_sent_once_its_agent_is_stopped(channel, how):
     endpoint = channel(503, 200)
-    proposal = evaluated(bid_adjustment("2.12"))
+    proposal = approved_here(bid_adjustment("2.12"))
     assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTING  # 503
     said = stop(how)
     ExecutionRound.objects.filter(proposal=proposal).update(lease_until=timezone.now())
@@ -115,7 +125,7 @@ def test_a_stopped_agent_s_action_whose_worker_died_mid_request_says_the_channel
     whether the channel carried out the first, so the person reading it must look there,
     not take "Stopped" for "nothing happened"."""
     endpoint = channel(200)
-    proposal = evaluated(bid_adjustment("2.12"))
+    proposal = approved_here(bid_adjustment("2.12"))
 
     def killed(request, account):
         raise KeyboardInterrupt("the worker was killed")
@@ -152,7 +162,7 @@ def test_an_action_the_channel_carried_out_as_its_agent_was_stopped_is_recorded_
     has not started; what the channel did is on record."""
     endpoint = channel(200)
     endpoint.while_first_request = lambda: stop(how)
-    proposal = evaluated(bid_adjustment("2.12"))
+    proposal = approved_here(bid_adjustment("2.12"))
 
     ran = proposal_execute(proposal_id=proposal.pk)
 
@@ -165,16 +175,14 @@ def test_an_action_the_channel_carried_out_as_its_agent_was_stopped_is_recorded_
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("how", ["deactivated", "account taken away"])
 def test_an_agent_stopped_while_the_executor_waits_for_its_proposal_does_not_have_it_run(
-    demo_world, how, monkeypatch
+    demo_world, how
 ):
     """The executor came for an approved bid while another transaction held the proposal (a
     decision, a claim); the agent was stopped and that transaction committed, and only then
     did the executor get the proposal. It ran the bid all the same: it had read the agent as
     it was when it began to wait, so the owner saw the agent deactivated, then its action
     carried out."""
-    with monkeypatch.context() as patch:  # no execution task: only the executor below runs it
-        patch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: None)
-        proposal = evaluated(bid_adjustment("2.12"))
+    proposal = approved_here(bid_adjustment("2.12"))  # only the executor below runs it
     assert proposal.status == ProposalStatus.APPROVED
     said = []
 
@@ -195,15 +203,13 @@ def test_an_agent_stopped_while_the_executor_waits_for_its_proposal_does_not_hav
 )
 @pytest.mark.django_db(transaction=True)
 def test_an_agent_deactivated_while_its_action_is_carried_out_waits_for_it_and_deadlocks_nothing(
-    demo_world, monkeypatch
+    demo_world,
 ):
     """The executor holds the proposal and its agent, then waits for the campaign (another
     transaction has it); the agent's owner deactivates the agent meanwhile. The deactivation
     waits for the action, which ends executed, and is then saved: both finish, in that order,
     as the history tells them."""
-    with monkeypatch.context() as patch:  # no execution task: only the executor below runs it
-        patch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: None)
-        proposal = evaluated(bid_adjustment("2.12"))
+    proposal = approved_here(bid_adjustment("2.12"))  # only the executor below runs it
     holder = connections.create_connection("default")
     holder.set_autocommit(False)
     outcome: dict = {}
