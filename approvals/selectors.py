@@ -52,7 +52,7 @@ from hitlproject.vocabulary import (
     retry_may_repeat,
 )
 from ledger.models import Account, Creative, campaign_field_label, campaign_value_label
-from policies.engine import format_magnitude
+from policies.engine import HOLD_RULE_LABELS, format_magnitude
 from policies.models import KillSwitch, KillSwitchScope, Policy
 from policies.services import kill_switch_named_in, kill_switch_names
 
@@ -982,6 +982,9 @@ class SentToPerson:
     proposal_id: int
     at: datetime
     held_back: bool
+    # Routed: the other rules its verdict found holding it (their labels, "the cumulative
+    # ceiling"), which would have sent it to a person without the switch.
+    also_held_by: tuple[str, ...] = ()
 
 
 def proposals_sent_by_kill_switch(switch: KillSwitch) -> list[SentToPerson]:
@@ -1026,6 +1029,7 @@ def proposals_sent_by_kill_switch(switch: KillSwitch) -> list[SentToPerson]:
             "guardrail_findings",
             "history_change_reason",
             "findings_before",
+            "verdict_held_by",
         ):
             reason = record["history_change_reason"] or ""
             if reason.startswith(HELD_BACK) and any(held_back_by(reason, n) for n in names):
@@ -1035,8 +1039,24 @@ def proposals_sent_by_kill_switch(switch: KillSwitch) -> list[SentToPerson]:
                 continue
             routed_ids.add(record["id"])
             if not _names_switch(record["findings_before"], names):
-                sent.append(SentToPerson(record["id"], record["history_date"], held_back=False))
+                sent.append(
+                    SentToPerson(
+                        record["id"],
+                        record["history_date"],
+                        held_back=False,
+                        also_held_by=_held_by_other_rules(record["verdict_held_by"]),
+                    )
+                )
     return sorted(sent, key=lambda each: (each.at, each.proposal_id))
+
+
+def _held_by_other_rules(held_by: object) -> tuple[str, ...]:
+    """The rules besides the guardrails (a kill switch is one) that a verdict found holding
+    a proposal back, by their labels: each would have sent it to a person on its own."""
+    rules = [hold.get("rule") for hold in held_by or [] if isinstance(hold, dict)]
+    return tuple(
+        dict.fromkeys(HOLD_RULE_LABELS.get(rule, rule) for rule in rules if rule != "guardrail")
+    )
 
 
 def _names_switch(findings: object, names: frozenset[str]) -> bool:

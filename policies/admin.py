@@ -1301,6 +1301,13 @@ def sent_to_people_said(sent: list) -> str:
     both = len(routed & held)
     if both:
         said += f" ({how_many(both, 'proposal')} both ways)"
+    anyway = {each.proposal_id for each in sent if each.also_held_by}
+    if anyway:
+        which = "it" if len(anyway) == 1 else "them"
+        said += (
+            f"; another rule held {len(anyway)} of them too, which would have sent {which} to "
+            "a person without the switch"
+        )
     return said + "."
 
 

@@ -121,3 +121,32 @@ def test_a_switchs_history_reads_its_proposals_in_as_many_queries_however_many(l
         "While engaged, it sent 5 proposals to a person"
     )
     assert counts[0] == counts[1]
+
+
+def test_a_proposal_another_rule_held_too_is_said_to_have_gone_to_a_person_anyway(login):
+    """A bid over the auto-execute ceiling, made while the switch was engaged, carries the
+    switch's finding among its reasons; the page said the switch "sent" it to a person as it
+    said of a 5% bid the switch alone held, when the ceiling would have sent it all the
+    same."""
+    switch = switch_on("demo", "Tracking outage.")
+    campaign, bid = next(iter(BID_RAISES.items()))
+    over = evaluated(bid_adjustment(bid, campaign))  # over the 15% ceiling: a person decides
+    alone = evaluated(bid_adjustment("0.84", "display-retarget"))  # 5%: the switch alone
+    assert {over.status, alone.status} == {ProposalStatus.PENDING_REVIEW}
+
+    page = history_page(login("auditor"), switch)
+
+    assert said(page, "kill-switch-sent-count").startswith(
+        "While engaged, it sent 2 proposals to a person: 2 routed to a person as they were made "
+        "or re-assessed; another rule held 1 of them too, which would have sent it to a person "
+        "without the switch."
+    )
+    listed = page.split('id="kill-switch-sent-list"')[1]
+    assert (
+        f'>#{over.pk}</a></td>\n        <td data-label="What the switch did">Routed it to a '
+        "person, as the auto-execute ceiling did too</td>"
+    ) in listed
+    assert (
+        f'>#{alone.pk}</a></td>\n        <td data-label="What the switch did">Routed it to a '
+        "person</td>"
+    ) in listed
