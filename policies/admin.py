@@ -1181,14 +1181,16 @@ def raised_ceiling_example(
         tried.append((payload, shown, drafted))
     if not tried:
         return example, f"{made}, a change {BETWEEN_THE_CEILINGS}."
-    payload, _, drafted = tried[0]
+    payload, first, drafted = tried[0]
     holds = "; ".join(hold.text.rstrip().removesuffix(".") for hold in drafted.held_by)
+    # The holds' figures are those of the first size, the one filled in: at a smaller one,
+    # a cumulative ceiling may hold one campaign and not the other.
     return payload, (
         f"{made}, a change {BETWEEN_THE_CEILINGS}. No such change on it would be decided "
         "otherwise by the draft now: "
         f"at each size tried ({', '.join(shown for _, shown, _ in tried)}) it is "
         f"{DRY_RUN_OUTCOME_SAID[drafted.outcome]} under both"
-        + (f", held by {holds}." if holds else ".")
+        + (f"; at {first}, the one filled in below, held by {holds}." if holds else ".")
     )
 
 
