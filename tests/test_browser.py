@@ -1174,10 +1174,14 @@ def test_an_auditor_reads_decisions_and_the_audit_chain_whole_at_a_phones_width(
         ("Status", "Succeeded"),
         ("After", "brand-search daily budget 850.00; generic-search daily budget 650.00"),
         ("Error", "—"),
+        ("What the channel made or noted", "—"),  # it read as a heading with nothing beside it
     ):
         cell = attempt.locator(f"td[data-label='{label}']")
         expect(cell).to_have_text(said)
         on_screen_beside(cell, label)
+    approval = page.locator("#proposal-decisions tbody tr").first
+    for label in ("Reason", "Note"):  # an approval gives neither: said, not left blank
+        expect(approval.locator(f"td[data-label='{label}']")).to_have_text("—")
     finished = attempt.locator("td[data-label='Finished']")
     expect(finished).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$"))
     on_screen_beside(finished, "Finished")
