@@ -58,6 +58,17 @@ def test_an_events_page_says_each_attempt_what_the_endpoint_did_and_what_came_of
     assert "(failed)" not in text and "Gave up" not in text
 
 
+def approved_event(proposal: Proposal, url: str) -> CallbackEvent:
+    """An "Approved" event of the optimizer's ``proposal``, for ``url``, not yet sent."""
+    return CallbackEvent.objects.create(
+        agent=Agent.objects.get(name="optimizer"),
+        proposal=proposal,
+        type="proposal.approved",
+        url=url,
+        body={"proposal": {"id": proposal.pk}},
+    )
+
+
 def test_an_event_waiting_after_attempts_that_may_have_arrived_does_not_call_them_failed(
     callback_endpoint, login
 ):
@@ -66,13 +77,7 @@ def test_an_event_waiting_after_attempts_that_may_have_arrived_does_not_call_the
     known: none was accepted."""
     receiver = callback_endpoint(HANG_UP, 200)
     proposal = evaluated(agent="optimizer")
-    event = CallbackEvent.objects.create(
-        agent=Agent.objects.get(name="optimizer"),
-        proposal=proposal,
-        type="proposal.approved",
-        url=receiver.url,
-        body={"proposal": {"id": proposal.pk}},
-    )
+    event = approved_event(proposal, receiver.url)
 
     callback_event_deliver(event_id=event.pk)
     event = CallbackEvent.objects.get(pk=event.pk)
@@ -97,13 +102,7 @@ def test_an_event_whose_endpoint_refuses_every_connection_says_so_until_its_atte
     receiver = callback_endpoint(200)
     receiver.close()  # nothing listens there any more: each connection is refused
     proposal = evaluated(agent="optimizer")
-    event = CallbackEvent.objects.create(
-        agent=Agent.objects.get(name="optimizer"),
-        proposal=proposal,
-        type="proposal.approved",
-        url=receiver.url,
-        body={"proposal": {"id": proposal.pk}},
-    )
+    event = approved_event(proposal, receiver.url)
 
     callback_event_deliver(event_id=event.pk)
     pending = CallbackEvent.objects.get(pk=event.pk)
