@@ -461,6 +461,16 @@ def _refused_redirect(request: HttpRequest, object_id: int, shown_as: str, form)
     return HttpResponseRedirect(reverse("admin:approvals_proposal_change", args=[object_id]))
 
 
+# How many times a proposal's page is read before it is shown as last read: a proposal moves
+# a few times a second at most (approved, executing, executed).
+PAGE_READS = 3
+
+
+def _last_moved(proposal_id: int) -> tuple | None:
+    """A proposal's status and last change, which every move writes."""
+    return Proposal.objects.filter(pk=proposal_id).values_list("status", "updated_at").first()
+
+
 def _refused_form(request: HttpRequest, proposal: Proposal) -> dict[str, forms.Form]:
     """The form refused just before (``_refused_redirect``), as its reviewer filled it in,
     with its refusal beside it, by its name in the page's context; once: a later reload
@@ -1263,6 +1273,29 @@ class ProposalAdmin(ReadOnlyAdmin):
         ]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
+        """A proposal's page, read as of one moment: its parts are read one after another
+        (its status for the heading, its fields, its executions as the page is drawn), and an
+        execution committed between them made one page say "Approved" above "Succeeded" and
+        the ledger's figures from before it ran. A page during which the proposal moved is
+        read again (its status and its last change compared before and after: every move
+        writes both, in the transaction that writes what the move did)."""
+        proposal = self.get_object(request, object_id)
+        if proposal is None or request.method != "GET":
+            return self._proposal_page(request, object_id, form_url, extra_context)
+        refused = _refused_form(request, proposal)  # once: it is taken from the session
+        for _ in range(PAGE_READS):
+            moved = _last_moved(proposal.pk)
+            response = self._proposal_page(
+                request, object_id, form_url, extra_context, refused=refused
+            )
+            if not isinstance(response, TemplateResponse):
+                return response
+            response.render()
+            if _last_moved(proposal.pk) == moved:
+                break
+        return response
+
+    def _proposal_page(self, request, object_id, form_url="", extra_context=None, refused=None):
         proposal = self.get_object(request, object_id)
         if proposal is None:  # the admin says so and goes back to the list
             return super().change_view(request, object_id, form_url, extra_context)
@@ -1393,7 +1426,7 @@ class ProposalAdmin(ReadOnlyAdmin):
                 else ""
             ),
             # A form refused just before, as its reviewer filled it in (``_refused_redirect``).
-            **(_refused_form(request, proposal) if request.method == "GET" else {}),
+            **(refused or {}),
             **(extra_context or {}),  # a refused form, as the reviewer filled it in
         }
         return super().change_view(request, object_id, form_url, extra_context)
