@@ -24,8 +24,9 @@ from django.utils.html import format_html
 from approvals import action_types
 from approvals.admin import ProposalAdmin as ApprovalsProposalAdmin
 from approvals.admin import ReadOnlyAdmin
-from approvals.models import DecisionOutcome, Proposal, ProposalStatus
+from approvals.models import DecisionOutcome, ExecutionStatus, Proposal, ProposalStatus
 from approvals.services.acts import Act, LacksPermission, act_refusal, may_act
+from approvals.templatetags.console import ledger_state
 from audit.admin import (
     AuditedHistoryAdmin,
     ChangeReasonAdmin,
@@ -583,7 +584,8 @@ ELSEWHERE_LISTED = 200
 
 def recorded_elsewhere(proposal: Proposal) -> list[dict]:
     """What is on record about a proposal in records of their own, not in its history: the
-    decisions with their notes (a rejection's, an edit's), the outcomes reported, who was
+    decisions with their notes (a rejection's, an edit's), the attempts to execute it with
+    what each left in the ledger or why it failed, the outcomes reported, who was
     told of it, the feedback its agent was given and the callback events sent to it, each
     with when, who, what it says, and its page; oldest first."""
     entries = []
@@ -604,6 +606,14 @@ def recorded_elsewhere(proposal: Proposal) -> list[dict]:
         if decision.reason_code:
             what += f"; reason: {decision.get_reason_code_display()}"
         add(decision.created_at, f"Decision: {what}", decision.note, decision)
+    for execution in proposal.executions.order_by("attempt"):
+        what = (
+            f"Execution attempt {execution.attempt} by the {execution.executor} executor: "
+            f"{execution.get_status_display().lower()}"
+        )
+        if execution.status == ExecutionStatus.SUCCEEDED:
+            what += f"; after it: {ledger_state(execution.after_state)}"
+        add(execution.started_at, what, execution.error, execution)
     for outcome in proposal.outcomes.order_by("created_at", "pk"):
         figures = ", ".join(f"{name} {value}" for name, value in (outcome.metrics or {}).items())
         effect = outcome.get_effect_display() or "figures"

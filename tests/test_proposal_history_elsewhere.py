@@ -7,6 +7,7 @@ import html
 import re
 
 from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.urls import reverse
 
 from approvals.services.decisions import proposal_approve
@@ -59,6 +60,13 @@ def test_the_history_page_lists_the_edit_note_who_was_told_and_the_outcome_in_or
     told = [i for i, what in enumerate(whats) if what.startswith("operator told by email")]
     assert told and told[0] < decision  # told it waits, before it was decided
     assert any(w.startswith("Feedback to optimizer (agent): Approved with edits") for w in whats)
+    # The attempt that moved the money, and what it left in the ledger: it was on the
+    # proposal's page alone.
+    executed = whats.index(
+        "Execution attempt 1 by the ledger executor: succeeded; after it: brand-search daily "
+        "budget 860.00; generic-search daily budget 640.00"
+    )
+    assert decision < executed
     delivered = [w for w in whats if w.startswith("Callback event")]
     assert [w.split(":")[0] for w in delivered] == [
         "Callback event “Approved” to optimizer (agent)",
@@ -73,8 +81,12 @@ def test_the_history_page_lists_the_edit_note_who_was_told_and_the_outcome_in_or
     assert f'href="{reverse("admin:approvals_proposal_change", args=[proposal.pk])}"' in page
 
 
-def test_a_proposal_nobody_acted_on_says_nothing_is_recorded_elsewhere(login, demo_world):
-    proposal = evaluated(reallocation("20.00"))  # 2%: runs unseen, nobody told
+def test_a_proposal_nobody_acted_on_says_nothing_is_recorded_elsewhere(
+    login, demo_world, monkeypatch
+):
+    with monkeypatch.context() as patch:  # no execution task: it is approved, not yet run
+        patch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: None)
+        proposal = evaluated(reallocation("20.00"))  # 2%: approved unseen, nobody told
     url = reverse("admin:approvals_proposal_history", args=[proposal.pk])
     page = html.unescape(login("auditor").get(url).content.decode())
     assert 'id="recorded-elsewhere-none">Nothing yet' in page
