@@ -53,6 +53,11 @@ def as_shown(page, **typed) -> dict:
     return {name: value for name, value in data.items() if value is not False}
 
 
+def saved_by(client, obj, **changes):
+    """``obj``'s page opened and saved at once by ``client``, with ``changes``."""
+    return client.post(change_url(obj), as_shown(client.get(change_url(obj)), **changes))
+
+
 def errors_said(page) -> str:
     return html.unescape(" ".join(page.context["adminform"].form.non_field_errors()))
 
@@ -107,13 +112,11 @@ def test_a_setting_both_changed_is_marked_and_keeps_what_was_typed(owners):
     owner, colleague = owners
     policy = reallocations()
     opened = owner.get(change_url(policy))
-    colleague.post(
-        change_url(policy),
-        as_shown(
-            colleague.get(change_url(policy)),
-            auto_execute_max_magnitude="15",
-            change_reason="Looser",
-        ),
+    saved_by(
+        colleague,
+        policy,
+        auto_execute_max_magnitude="15",
+        change_reason="Looser",
     )
 
     refused = owner.post(
@@ -162,13 +165,11 @@ def test_a_brand_guidelines_page_opened_before_a_colleagues_change_does_not_undo
     owner, colleague = owners
     guidelines = BrandGuidelines.objects.get(account__external_id="demo")
     opened = owner.get(change_url(guidelines))
-    colleague.post(
-        change_url(guidelines),
-        as_shown(
-            colleague.get(change_url(guidelines)),
-            banned_terms="guaranteed\nrisk-free\nfree money",
-            change_reason="Legal asked",
-        ),
+    saved_by(
+        colleague,
+        guidelines,
+        banned_terms="guaranteed\nrisk-free\nfree money",
+        change_reason="Legal asked",
     )
 
     refused = owner.post(
@@ -341,13 +342,11 @@ def test_a_list_left_as_it_was_shown_is_not_taken_for_an_edit_of_it(owners):
     owner, colleague = owners
     guidelines = BrandGuidelines.objects.get(account__external_id="demo")
     opened = owner.get(change_url(guidelines))
-    colleague.post(
-        change_url(guidelines),
-        as_shown(
-            colleague.get(change_url(guidelines)),
-            banned_terms="guaranteed\r\nrisk-free\r\nfree money",
-            change_reason="Legal asked",
-        ),
+    saved_by(
+        colleague,
+        guidelines,
+        banned_terms="guaranteed\r\nrisk-free\r\nfree money",
+        change_reason="Legal asked",
     )
     shown = opened.context["adminform"].form["banned_terms"].value()
     assert shown == "guaranteed\nrisk-free"
@@ -445,13 +444,11 @@ def test_a_promotion_page_opened_before_the_live_policy_changed_promotes_nothing
     policy = reallocations()
     opened = owner.get(promote_url(draft))
     assert ("Cumulative ceiling", "25%", "25%") not in changes_listed(opened)
-    colleague.post(
-        change_url(policy),
-        as_shown(
-            colleague.get(change_url(policy)),
-            cumulative_max_magnitude="40",
-            change_reason="Settles over days",
-        ),
+    saved_by(
+        colleague,
+        policy,
+        cumulative_max_magnitude="40",
+        change_reason="Settles over days",
     )
 
     refused = owner.post(promote_url(draft), promotion_posted(opened, "Simulated"))
