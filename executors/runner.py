@@ -22,6 +22,7 @@ again once the round's lease has run out: the same request, with the same key.
 """
 
 import logging
+import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -469,10 +470,12 @@ def _executor(proposal: Proposal, chosen: dict | None = None):
 class Executions:
     """What ``proposals_execute`` did: each proposal the ledger executor settled, as it ended
     up (executed, failed, sent back, superseded; or as it was, if there was nothing left to
-    do), by id; and the ids of those that are a channel executor's to send."""
+    do), by id; the ids of those that are a channel executor's to send; and those left
+    undone when the time to carry them out alone ran out (``alone_for``), to be sent on."""
 
     settled: dict[int, Proposal] = field(default_factory=dict)
     for_channel: list[int] = field(default_factory=list)
+    left: list[int] = field(default_factory=list)
 
 
 def proposal_execute(*, proposal_id: int) -> Proposal:
@@ -486,7 +489,12 @@ def proposal_execute(*, proposal_id: int) -> Proposal:
     return executions.settled[proposal_id]
 
 
-def proposals_execute(*, proposal_ids: Sequence[int], joining: Sequence[int] = ()) -> Executions:
+def proposals_execute(
+    *,
+    proposal_ids: Sequence[int],
+    joining: Sequence[int] = (),
+    alone_for: float | None = None,
+) -> Executions:
     """Carry out approved proposals with the built-in ledger executor, exactly once each,
     and say which are a channel executor's instead (``_for_channel``).
 
@@ -500,7 +508,13 @@ def proposals_execute(*, proposal_ids: Sequence[int], joining: Sequence[int] = (
     ``joining``: other approved proposals whose own execution is on its way, done together
     with these if they need nothing but doing and no one else holds them; whatever else
     becomes of them is left to their own execution (neither done alone here nor handed to
-    their channel), as is anything they need."""
+    their channel), as is anything they need.
+
+    ``alone_for``: once this many seconds have passed, those still to be carried out alone
+    are left undone (``Executions.left``), at least one of them done: a batch's hundred
+    reallocations on shared campaigns, each alone and re-assessing the proposals waiting on
+    them, held a worker for minutes while every other agent's approved action waited."""
+    give_up_at = None if alone_for is None else time.monotonic() + alone_for
     proposal_ids = sorted(set(proposal_ids))  # those alone, too, in the order they were made
     joining = set(joining) - set(proposal_ids)
     executions = _together_or_nothing([*proposal_ids, *joining])
@@ -512,9 +526,14 @@ def proposals_execute(*, proposal_ids: Sequence[int], joining: Sequence[int] = (
         logger.warning("Executing proposals %s together failed: each is tried alone", proposal_ids)
         executions = Executions()
     executions.for_channel = [pk for pk in executions.for_channel if pk not in joining]
+    done_alone = False
     for proposal_id in proposal_ids:
         if proposal_id in executions.settled or proposal_id in executions.for_channel:
             continue
+        if give_up_at is not None and time.monotonic() > give_up_at and done_alone:
+            executions.left.append(proposal_id)
+            continue
+        done_alone = True
         try:
             executed = _execute_alone(proposal_id)
         except NotFound:

@@ -31,11 +31,16 @@ def execute_proposals(proposal_ids: list[int]) -> None:
 
 
 def _execute(proposal_ids: list[int]) -> None:
-    for_channel = proposals_execute(
-        proposal_ids=proposal_ids, joining=_waiting_to_execute(proposal_ids)
-    ).for_channel
-    if for_channel:
-        _send_each(send_execution_request, for_channel)
+    executions = proposals_execute(
+        proposal_ids=proposal_ids,
+        joining=_waiting_to_execute(proposal_ids),
+        alone_for=settings.EXECUTION_ALONE_SECONDS,
+    )
+    if executions.for_channel:
+        _send_each(send_execution_request, executions.for_channel)
+    if executions.left:
+        # Behind the messages sent meanwhile: other agents' executions take their turn.
+        _send_each(EXECUTE_PROPOSALS, [executions.left])
 
 
 @shared_task(name=SEND_EXECUTION_REQUEST, **TRANSIENT)

@@ -459,6 +459,9 @@ PROPOSAL_STALL_AFTER = timedelta(seconds=int(env("HITL_STALL_AFTER_SECONDS", "60
 # An execution task carries out, in the same transaction, up to this many other approved
 # proposals whose own task has not run yet (executors.tasks); 0: each waits for its own.
 EXECUTION_TAKES_ALONG = int(env("HITL_EXECUTION_TAKES_ALONG", "99"))
+# An execution task carries out those of its proposals that must run alone for about this many
+# seconds, then sends the rest on in a message of their own, behind those queued meanwhile.
+EXECUTION_ALONE_SECONDS = float(env("HITL_EXECUTION_ALONE_SECONDS", "5"))
 # Review window when no policy names one.
 DEFAULT_REVIEW_WINDOW = timedelta(hours=72)
 

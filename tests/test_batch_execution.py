@@ -14,13 +14,14 @@ from django.test.utils import CaptureQueriesContext
 from approvals.models import Execution, Proposal, ProposalStatus
 from approvals.services.lifecycle import EXECUTE_PROPOSALS, enqueue_executions_after_commit
 from approvals.services.proposals import proposal_evaluate
+from executors import tasks
 from executors.runner import proposals_execute
 from executors.tasks import execute_proposal, execute_proposals, send_execution_request
 from hitlproject import queueing
 from hitlproject.celery import route_task
 from ledger.models import Account, Campaign
 from policies.models import KillSwitch
-from tests.conftest import bid_adjustment, wait_until
+from tests.conftest import bid_adjustment, reallocation, wait_until
 from tests.factories import evaluated, submitted
 
 
@@ -193,6 +194,33 @@ def test_an_execution_takes_along_the_approved_proposals_still_waiting_for_their
         assert [status for status, *_ in moves(proposal)][-2:] == ["executing", "executed"]
     moved.refresh_from_db()
     assert moved.status == ProposalStatus.SUPERSEDED
+
+
+@pytest.mark.django_db
+def test_a_task_out_of_time_sends_the_rest_on_behind_other_agents_executions(
+    demo_world, monkeypatch, settings
+):
+    """Reallocations sharing campaigns each run alone, one after the other (each re-assessing
+    the proposals waiting on them): a batch's hundred held a worker for minutes while other
+    agents' approved actions waited. Past its time a task leaves the rest, having done at
+    least one, and sends them on in a message of their own, behind those queued meanwhile."""
+    settings.EXECUTION_ALONE_SECONDS = 0
+    sent = []
+    monkeypatch.setattr(tasks, "_send_each", lambda task, arguments: sent.append((task, arguments)))
+    reallocations = [approved(reallocation("10.00")) for _ in range(3)]
+
+    execute_proposals([proposal.pk for proposal in reallocations])
+
+    statuses = [Proposal.objects.get(pk=proposal.pk).status for proposal in reallocations]
+    assert statuses == [ProposalStatus.EXECUTED, ProposalStatus.APPROVED, ProposalStatus.APPROVED]
+    assert sent == [(EXECUTE_PROPOSALS, [[reallocations[1].pk, reallocations[2].pk]])]
+
+    while sent:  # the worker takes each message in its turn
+        _, [ids] = sent.pop(0)
+        execute_proposals(ids)
+
+    assert [attempts(proposal) for proposal in reallocations] == [[(1, "succeeded")]] * 3
+    assert Campaign.objects.get(external_id="brand-search").daily_budget == Decimal("970.00")
 
 
 @pytest.mark.django_db
