@@ -43,8 +43,8 @@ from approvals.models import (
 )
 from approvals.search import proposals_matching, search_words
 from approvals.selectors import (
+    SinceProposed,
     agent_track_record,
-    as_proposed,
     deciding_policy,
     earlier_proposals_on_targets,
     how_review_ended,
@@ -56,6 +56,7 @@ from approvals.selectors import (
     retry_may_repeat_said,
     routed_reasons,
     routings,
+    since_proposed,
     withdrawal_seen,
     withdrawn_said,
 )
@@ -112,7 +113,6 @@ from audit.admin import (
 )
 from feedback.models import OutcomeEffect
 from feedback.selectors import (
-    proposal_edits,
     scorecard_window,
     scorecards,
     scorecards_added_up,
@@ -402,14 +402,14 @@ REFUSABLE_FORMS: dict[str, type[forms.Form] | None] = {
 
 
 def edits_shown(
-    proposal: Proposal, form: ActionEditForm | None
+    since: SinceProposed, form: ActionEditForm | None
 ) -> list[tuple[Decision, list[tuple[str, list[tuple[str, str]]]]]]:
-    """Each decision that edited the proposal, with the fields it changed as the edit form
-    names them, and their runs of words kept, removed and added."""
+    """Each decision that edited the proposal (``SinceProposed.edits``), with the fields it
+    changed as the edit form names them, and their runs of words kept, removed and added."""
     label = form.label_for if form is not None else str
     return [
         (edit.decision, [(label(field.path), field.runs) for field in edit.fields])
-        for edit in proposal_edits(proposal=proposal)
+        for edit in since.edits
     ]
 
 
@@ -1317,6 +1317,7 @@ class ProposalAdmin(ReadOnlyAdmin):
         # Its last round on a channel, read once: whether it resumed a held one as a new
         # request, and what a retry could repeat.
         round_ = last_round(proposal) if proposal.status in RESUMED_SAID_STATUSES else None
+        since = since_proposed(proposal)
         extra_context = {
             "proposal": proposal,
             "decisions": proposal.decisions.select_related("reviewer"),
@@ -1326,19 +1327,19 @@ class ProposalAdmin(ReadOnlyAdmin):
             # A held round resumed as a new request (its endpoint changed while a kill
             # switch held it): the channel cannot tell it from the attempts sent before.
             "resumed_as_new": round_.resumed if round_ is not None else "",
-            "states": proposal_states(proposal),
+            "states": proposal_states(proposal, since=since),
             # What its execution put in the ledger (a creative batch's), beside what it proposes.
             "deployed_creatives": proposal.deployed_creatives.select_related("campaign").order_by(
                 "pk"
             ),
             "ended": proposal.status in FINAL_STATUSES,
-            "as_proposed": (proposed := as_proposed(proposal)),
+            # What its agent proposed and what became of it since, as its messages say it.
+            "since": since,
             # Why it came to a person as the agent made it, where an edit's re-assessment has
             # replaced the verdict's reasons with the edited action's.
             "routed_reasons": (
                 _reasons_now(proposal, routed)
-                if proposal.payload != proposed.payload
-                and (routed := routed_reasons(proposal)) != proposal.verdict_reasons
+                if since.edited and (routed := routed_reasons(proposal)) != proposal.verdict_reasons
                 else []
             ),
             # Why it is here, as recorded, each as it stands now (a kill switch released).
@@ -1412,7 +1413,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             "withdraw_form": WithdrawForm(**_form_ids("withdraw_form")),
             "approve_form": ApproveForm(**_form_ids("approve_form")),
             "edit_form": edit_form,
-            "edit_changes": edits_shown(proposal, edit_form),
+            "edit_changes": edits_shown(since, edit_form),
             "reject_form": RejectForm(**_form_ids("reject_form")),
             # The action as this page shows it, sent with each decision (``_seen``).
             "seen": payload_seen(proposal.payload),

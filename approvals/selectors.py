@@ -1,5 +1,7 @@
 """Reads of proposals, owning their joins."""
 
+import json
+import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
@@ -42,6 +44,7 @@ from approvals.services.proposals import (
     campaigns_for,
     held_back_by,
 )
+from hitlproject.diffs import payload_diff, word_runs
 from hitlproject.formats import console_time
 from hitlproject.periods import describe_duration
 from hitlproject.vocabulary import (
@@ -126,6 +129,155 @@ def as_proposed(proposal: Proposal):
     """The proposal as its agent made it (``as_proposed_records``); the proposal itself where
     its history holds no such record (made before it had one)."""
     return as_proposed_records([proposal.pk]).first() or proposal
+
+
+@dataclass(frozen=True)
+class FieldEdit:
+    """A field a reviewer changed, as its agent was told (the feedback's diff), in runs for a
+    person to read: ("kept" | "removed" | "added", text)."""
+
+    path: str
+    runs: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class ProposalEdit:
+    decision: Decision
+    fields: list[FieldEdit]
+
+
+@dataclass(frozen=True)
+class SinceProposed:
+    """What its agent proposed, and what became of the action since: the one reading of it
+    that the proposal's page (its heading, its table of states, what each edit changed) and
+    its messages (by email and on Slack) all say, so that none tells a person another story.
+    ``edited``: a person's edit changed the action (its payload is not its agent's);
+    ``reassessed``: the ledger's figures it was assessed against moved since it was proposed
+    (its target snapshot is not the one it was made with), as it waited, as it was edited or
+    as it was about to run; ``summary``: what it means now."""
+
+    proposed_summary: str
+    proposed_payload: Any
+    proposed_snapshot: Any
+    summary: str
+    edited: bool
+    reassessed: bool
+    # Each decision that edited it, oldest first (with its reviewer), whether or not a later
+    # edit took the change back.
+    edit_decisions: tuple[Decision, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        """Whether the action is other than its agent proposed it, edited or re-assessed."""
+        return self.edited or self.reassessed
+
+    @property
+    def reads_otherwise(self) -> bool:
+        """Whether it now reads otherwise than its agent proposed it: where a page or a
+        message says what it means now beside what was proposed."""
+        return self.summary != self.proposed_summary
+
+    @property
+    def how(self) -> str:
+        """How it came to read as it does: "As edited", "As edited and re-assessed", "As
+        re-assessed"."""
+        if not self.edited:
+            return "As re-assessed"
+        return f"As edited{' and re-assessed' if self.reassessed else ''}"
+
+    @property
+    def editors(self) -> list[str]:
+        """Who edited it, in order, each once."""
+        return list(dict.fromkeys(d.reviewer.get_username() for d in self.edit_decisions))
+
+    @property
+    def how_by(self) -> str:
+        """``how``, naming who edited it: "As edited by operator and re-assessed"."""
+        if not self.edited or not self.editors:
+            return self.how
+        by = f" by {' and '.join(self.editors)}"
+        return f"As edited{by}{' and re-assessed' if self.reassessed else ''}"
+
+    @property
+    def edits(self) -> list[ProposalEdit]:
+        """What each decision that edited it changed, oldest first: the diff, by the same rule
+        as the agent's feedback, between the action before that decision (the agent's own, or
+        an earlier reviewer's edit) and the action the decision approved."""
+        before = self.proposed_payload
+        edits = []
+        for decision in self.edit_decisions:
+            diff = payload_diff(before, decision.edited_payload)
+            before = decision.edited_payload
+            edits.append(
+                ProposalEdit(
+                    decision=decision,
+                    fields=[
+                        FieldEdit(path=path, runs=_runs(diff[path]))
+                        for path in sorted(diff, key=_natural)
+                    ],
+                )
+            )
+        return edits
+
+
+def since_proposed_each(proposals: Sequence[Proposal]) -> dict[int, SinceProposed]:
+    """``SinceProposed`` of each of these proposals, by id, read at once: their first records
+    (``as_proposed_records``; the proposal itself for one whose history holds none) and the
+    decisions that edited them."""
+    by_id = {proposal.pk: proposal for proposal in proposals}
+    first = {
+        pk: (summary, payload, snapshot)
+        for pk, summary, payload, snapshot in as_proposed_records(list(by_id)).values_list(
+            "id", "summary", "payload", "target_snapshot"
+        )
+    }
+    edit_decisions: dict[int, list[Decision]] = defaultdict(list)
+    for decision in (
+        Decision.objects.filter(proposal_id__in=list(by_id), edited_payload__isnull=False)
+        .select_related("reviewer")
+        .order_by("created_at", "pk")
+    ):
+        edit_decisions[decision.proposal_id].append(decision)
+    said = {}
+    for pk, proposal in by_id.items():
+        summary, payload, snapshot = first.get(
+            pk, (proposal.summary, proposal.payload, proposal.target_snapshot)
+        )
+        said[pk] = SinceProposed(
+            proposed_summary=summary,
+            proposed_payload=payload,
+            proposed_snapshot=snapshot,
+            summary=proposal.summary,
+            edited=proposal.payload != payload,
+            reassessed=proposal.target_snapshot != snapshot,
+            edit_decisions=tuple(edit_decisions[pk]),
+        )
+    return said
+
+
+def since_proposed(proposal: Proposal) -> SinceProposed:
+    """What its agent proposed and what became of it since (``SinceProposed``)."""
+    return since_proposed_each([proposal])[proposal.pk]
+
+
+def _natural(path: str) -> list[str | int]:
+    """``creatives[10]`` after ``creatives[2]``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
+
+
+def _shown(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _runs(change: dict[str, Any]) -> list[tuple[str, str]]:
+    before, after = change.get("from"), change.get("to")
+    if "words" in change:  # text: the words changed, among those kept
+        return word_runs(before, after)
+    return [
+        (kind, _shown(value))
+        for kind, value in (("removed", before), ("added", after))
+        if value is not None
+    ]
 
 
 @dataclass(frozen=True)
@@ -431,34 +583,27 @@ class ProposalStates:
     rows: list[list[str]]
 
 
-def proposal_states(proposal: Proposal) -> ProposalStates | None:
+def proposal_states(
+    proposal: Proposal, *, since: SinceProposed | None = None
+) -> ProposalStates | None:
+    """The proposal's ``ProposalStates`` (``since``: its ``since_proposed``, if read already),
+    or None if it touches no campaign field."""
     action_type = action_types.get(proposal.action_type)
-    proposed = as_proposed(proposal)
-    if not proposed.target_snapshot or not any(proposed.target_snapshot.values()):
+    since = since or since_proposed(proposal)
+    snapshot = since.proposed_snapshot
+    if not snapshot or not any(snapshot.values()):
         return None  # it touches no campaign field (creatives, a change of policy)
-    fields = [
-        (external_id, name)
-        for external_id, names in proposed.target_snapshot.items()
-        for name in names
-    ]
+    fields = [(external_id, name) for external_id, names in snapshot.items() for name in names]
     columns = {
         "When proposed": {
-            key: campaign_value_label(key[1], proposed.target_snapshot[key[0]][key[1]])
-            for key in fields
+            key: campaign_value_label(key[1], snapshot[key[0]][key[1]]) for key in fields
         },
-        "Proposed": _state_after(action_type, proposed.payload, proposed.target_snapshot),
+        "Proposed": _state_after(action_type, since.proposed_payload, snapshot),
     }
-    edited = proposal.payload != proposed.payload
-    moved = proposal.target_snapshot != proposed.target_snapshot
-    if edited or moved:
+    if since.changed:
         # An edit made after the ledger moved: a figure the edit did not touch (the budget a
-        # pause stops) is not said to be the edit's.
-        said = " and ".join(
-            word for word, holds in (("edited", edited), ("re-assessed", moved)) if holds
-        )
-        columns[f"As {said}"] = _state_after(
-            action_type, proposal.payload, proposal.target_snapshot
-        )
+        # pause stops) is not said to be the edit's ("As edited and re-assessed").
+        columns[since.how] = _state_after(action_type, proposal.payload, proposal.target_snapshot)
     done = next(
         (run for run in proposal.executions.all() if run.status == ExecutionStatus.SUCCEEDED),
         None,

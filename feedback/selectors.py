@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.db import connection
 from django.db.models import Count, QuerySet
@@ -17,13 +14,11 @@ from approvals.models import Agent, Decision, Proposal, ProposalStatus
 from approvals.selectors import (
     DECIDED_BY_PEOPLE,
     ProposalCounts,
-    as_proposed,
     decision_time_percentiles,
     proposal_counts,
     proposals_made,
 )
 from feedback.models import Feedback, FeedbackKind, Outcome
-from hitlproject.diffs import payload_diff, word_runs
 from ledger.models import Account
 
 # An agent's record for its risk: its last 500 decisions; below 10 it says little, and its risk
@@ -65,64 +60,6 @@ def agent_approval_rate(agent: Agent) -> float | None:
 def feedback_list_for_agent(*, agent) -> QuerySet[Feedback]:
     """Feedback on an agent's own proposals."""
     return Feedback.objects.filter(agent=agent).select_related("proposal", "outcome")
-
-
-@dataclass(frozen=True)
-class FieldEdit:
-    """A field a reviewer changed, as its agent was told (the feedback's diff), in runs for a
-    person to read: ("kept" | "removed" | "added", text)."""
-
-    path: str
-    runs: list[tuple[str, str]]
-
-
-@dataclass(frozen=True)
-class ProposalEdit:
-    decision: Decision
-    fields: list[FieldEdit]
-
-
-def _natural(path: str) -> list[str | int]:
-    """``creatives[10]`` after ``creatives[2]``."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
-
-
-def _shown(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-
-
-def _runs(change: dict[str, Any]) -> list[tuple[str, str]]:
-    before, after = change.get("from"), change.get("to")
-    if "words" in change:  # text: the words changed, among those kept
-        return word_runs(before, after)
-    return [
-        (kind, _shown(value))
-        for kind, value in (("removed", before), ("added", after))
-        if value is not None
-    ]
-
-
-def proposal_edits(*, proposal: Proposal) -> list[ProposalEdit]:
-    """What each decision that edited the proposal changed, oldest first: the diff, by the
-    same rule as the agent's feedback, between the action before that decision (the agent's
-    own, or an earlier reviewer's edit) and the action the decision approved."""
-    before = as_proposed(proposal).payload
-    edits = []
-    for decision in proposal.decisions.filter(edited_payload__isnull=False).select_related(
-        "reviewer"
-    ):
-        diff = payload_diff(before, decision.edited_payload)
-        before = decision.edited_payload
-        edits.append(
-            ProposalEdit(
-                decision=decision,
-                fields=[
-                    FieldEdit(path=path, runs=_runs(diff[path]))
-                    for path in sorted(diff, key=_natural)
-                ],
-            )
-        )
-    return edits
 
 
 @dataclass(frozen=True, kw_only=True)

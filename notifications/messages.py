@@ -14,7 +14,12 @@ from django.utils import timezone
 
 from approvals import action_types
 from approvals.models import Decision, DecisionOutcome, Proposal, ProposalStatus
-from approvals.selectors import approved_said, as_proposed_records, let_run_said
+from approvals.selectors import (
+    SinceProposed,
+    approved_said,
+    let_run_said,
+    since_proposed_each,
+)
 from approvals.services.decisions import payload_seen
 from hitlproject.addresses import served_at
 from hitlproject.formats import console_time
@@ -355,7 +360,8 @@ def proposal_messages(
         )
     }
     engaged_now = {pk: kill_switches_named_over(account) for pk, account in accounts.items()}
-    changed = _changed_since_proposed([proposal for proposal, _ in items])
+    # What its agent proposed, where it reads otherwise now, as its page says it.
+    since = since_proposed_each([proposal for proposal, _ in items])
     messages = []
     for proposal, kind in items:
         due_at, claim = due.get(proposal.pk), claims.get(proposal.pk)
@@ -387,47 +393,19 @@ def proposal_messages(
                 else approvals_so_far(approvers.get(proposal.pk, []), proposal),
                 words=_words_shown(proposal),
                 failure=failures.get(proposal.pk),
-                **changed.get(proposal.pk, {}),
+                **_changed_since_proposed(since[proposal.pk]),
             )
         )
     return messages
 
 
-def _changed_since_proposed(proposals: Sequence[Proposal]) -> dict[int, dict[str, str]]:
-    """Of these proposals, those that read otherwise than their agent proposed them, as
-    their page says it (``as_proposed``: its first record; "As edited", "and re-assessed",
-    "As re-assessed"), with who edited them, in order, each once: ``as_proposed`` and
-    ``changed_by`` by proposal id. Read at once for them all."""
-    by_id = {proposal.pk: proposal for proposal in proposals}
-    changed: dict[int, dict[str, str]] = {}
-    edited = []
-    for pk, summary, payload, snapshot in as_proposed_records(list(by_id)).values_list(
-        "id", "summary", "payload", "target_snapshot"
-    ):
-        proposal = by_id[pk]
-        if summary == proposal.summary:
-            continue
-        moved = proposal.target_snapshot != snapshot
-        if proposal.payload != payload:  # "As edited by …" once its editors are read
-            edited.append(pk)
-            how = " and re-assessed" if moved else ""
-        else:
-            how = "As re-assessed"
-        changed[pk] = {"as_proposed": summary, "changed_by": how}
-    editors: dict[int, list[str]] = {}
-    if edited:
-        for pk, username in (
-            Decision.objects.filter(proposal_id__in=edited, edited_payload__isnull=False)
-            .order_by("created_at", "pk")
-            .values_list("proposal_id", "reviewer__username")
-        ):
-            if username not in editors.setdefault(pk, []):
-                editors[pk].append(username)
-    for pk in edited:
-        who = editors.get(pk)
-        by = f" by {' and '.join(who)}" if who else ""
-        changed[pk]["changed_by"] = f"As edited{by}{changed[pk]['changed_by']}"
-    return changed
+def _changed_since_proposed(since: SinceProposed) -> dict[str, str]:
+    """``as_proposed`` and ``changed_by`` of a message about a proposal that reads otherwise
+    than its agent proposed it (``SinceProposed``: "As edited by operator and re-assessed");
+    nothing for one that reads as proposed."""
+    if not since.reads_otherwise:
+        return {}
+    return {"as_proposed": since.proposed_summary, "changed_by": since.how_by}
 
 
 def _failures(

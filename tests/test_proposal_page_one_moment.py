@@ -28,7 +28,7 @@ def test_a_page_read_while_its_proposal_executed_shows_it_executed_throughout(
     reading = approvals_admin.proposal_states
     executed = []
 
-    def states_while_it_executes(shown):
+    def states_while_it_executes(shown, **read_with):
         """Its states are read after its heading and before its executions: the executor
         commits then, once, from another connection."""
         if not executed:
@@ -42,7 +42,7 @@ def test_a_page_read_while_its_proposal_executed_shows_it_executed_throughout(
             worker = threading.Thread(target=execute)
             worker.start()
             worker.join(timeout=30)
-        return reading(shown)
+        return reading(shown, **read_with)
 
     monkeypatch.setattr(approvals_admin, "proposal_states", states_while_it_executes)
 
