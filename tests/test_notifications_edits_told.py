@@ -52,6 +52,34 @@ def edited_by_a_colleague(optimizer, slack, operators) -> tuple[dict, dict]:
     return proposal, where
 
 
+def reminded_leading_with(pid: int, as_now: str, mailbox, slack) -> tuple[str, dict]:
+    """The operator's reminder at half time, by email (plain and HTML) and on Slack, each
+    leading with what the agent proposed, then ``as_now`` ("As edited by …: move …"): its
+    email's subject and its Slack message."""
+    DecisionDeadline.objects.filter(proposal_id=pid).update(
+        remind_at=timezone.now() - timedelta(seconds=1)
+    )
+    deadlines_sweep()
+    [reminder] = wait_until(
+        lambda: [m for m in mailbox.to("operator@example.com") if "Reminder" in m["Subject"]]
+    )
+    plain = reminder.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    html = reminder.get_body(("html",)).get_content()
+    assert f"#{pid} {PROPOSED}\n{as_now}\n" in plain
+    assert f"#{pid} {PROPOSED}</h2>" in html
+    how, said = as_now.split(": ", 1)
+    assert f"<strong>{how}:</strong> {said}" in html
+    [posted] = wait_until(
+        lambda: [
+            c
+            for c in slack.sent("chat.postMessage", channel=OPERATOR)
+            if c["text"].startswith("Reminder")
+        ]
+    )
+    assert shown_text(posted["blocks"][:1]).splitlines()[1:] == [f"#{pid} {PROPOSED}", as_now]
+    return reminder["Subject"], posted
+
+
 def test_after_a_colleagues_edit_the_messages_say_what_the_agent_proposed_and_who_edited_it(
     optimizer, on_slack, operators, mailbox
 ):
@@ -71,30 +99,10 @@ def test_after_a_colleagues_edit_the_messages_say_what_the_agent_proposed_and_wh
     assert update["text"].startswith(f"#{pid} {PROPOSED}; as edited by second-operator: {EDITED}")
 
     # The reminder at half time, by email and on Slack.
-    DecisionDeadline.objects.filter(proposal_id=pid).update(
-        remind_at=timezone.now() - timedelta(seconds=1)
+    subject, posted = reminded_leading_with(
+        pid, f"As edited by second-operator: {EDITED}", mailbox, on_slack
     )
-    deadlines_sweep()
-    [reminder] = wait_until(
-        lambda: [m for m in mailbox.to("operator@example.com") if "Reminder" in m["Subject"]]
-    )
-    plain = reminder.get_body(("plain",)).get_content().replace("\r\n", "\n")
-    html = reminder.get_body(("html",)).get_content()
-    assert f"#{pid} {PROPOSED}\nAs edited by second-operator: {EDITED}\n" in plain
-    assert f"#{pid} {PROPOSED}</h2>" in html
-    assert f"<strong>As edited by second-operator:</strong> {EDITED}" in html
-    assert reminder["Subject"].endswith(f"#{pid} {PROPOSED} (since edited by second-operator)")
-    [posted] = wait_until(
-        lambda: [
-            c
-            for c in on_slack.sent("chat.postMessage", channel=OPERATOR)
-            if c["text"].startswith("Reminder")
-        ]
-    )
-    assert shown_text(posted["blocks"][:1]).splitlines()[1:] == [
-        f"#{pid} {PROPOSED}",
-        f"As edited by second-operator: {EDITED}",
-    ]
+    assert subject.endswith(f"#{pid} {PROPOSED} (since edited by second-operator)")
     assert f"{PROPOSED}; as edited by second-operator: {EDITED}" in posted["text"]
 
     # What its agent receives is as it was: the edit's reason, as recorded.
@@ -171,3 +179,51 @@ def test_an_update_that_would_say_what_its_message_says_already_is_not_sent(
     assert history.history_change_reason.startswith(
         "Not sent to operator on Slack: its message says this already"
     )
+
+
+def test_edited_then_re_assessed_it_reads_the_same_on_its_page_by_email_and_on_slack(
+    optimizer, on_slack, operators, mailbox, login
+):
+    """A colleague edits the reallocation to 200.00 a day; a raise of brand-search's budget
+    (1000.00 to 1050.00) then lands, and the waiting proposal is re-assessed (19.0%). Its page,
+    the operator's Slack message, updated, and the reminder by email and on Slack each lead
+    with what the agent proposed, then say the action as it now reads, edited (by whom) and
+    re-assessed, in the same words."""
+    proposal, where = edited_by_a_colleague(optimizer, on_slack, operators)
+    pid = proposal["id"]
+    wait_until(lambda: updates_of(on_slack, where))
+    raise_ = optimizer.post(
+        "/api/v1/proposals/",
+        {
+            **{key: proposal[key] for key in ("account", "confidence", "rationale")},
+            "action_type": "budget_change",
+            "payload": {"campaign": "brand-search", "new_daily_budget": "1050.00"},
+        },
+        format="json",
+    ).json()
+    assert raise_["status"] == "approved", raise_
+    now = "move 200.00 USD/day from brand-search to generic-search (19.0%)"
+    wait_until(lambda: Proposal.objects.get(pk=pid).summary == now)
+    how = "As edited by second-operator and re-assessed"
+
+    # Its page: headed by what was proposed, then the action now, and who edited it.
+    page = login("auditor").get(f"/admin/approvals/proposal/{pid}/change/")
+    text = page.content.decode()
+    assert f"<h2>#{pid} · {PROPOSED}</h2>" in text
+    assert f'<p id="summary-now"><strong>As edited and re-assessed:</strong> {now}</p>' in text
+    assert "As edited and re-assessed" in page.context["states"].columns
+    [(edit, _)] = page.context["edit_changes"]
+    assert edit.reviewer.username == "second-operator"
+
+    # Slack, updated as it was re-assessed.
+    update = wait_until(
+        lambda: [u for u in updates_of(on_slack, where) if now in shown_text(u["blocks"][:1])]
+    )[-1]
+    assert shown_text(update["blocks"][:1]).splitlines()[1:] == [
+        f"#{pid} {PROPOSED}",
+        f"{how}: {now}",
+    ]
+
+    # The reminder at half time, by email and on Slack.
+    subject, _ = reminded_leading_with(pid, f"{how}: {now}", mailbox, on_slack)
+    assert subject.endswith(f"#{pid} {PROPOSED} (since edited by second-operator and re-assessed)")
