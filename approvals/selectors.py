@@ -49,6 +49,7 @@ from hitlproject.formats import console_time
 from hitlproject.periods import describe_duration
 from hitlproject.vocabulary import (
     APPROVED_TO_RUN_STATUSES,
+    FINAL_STATUSES,
     MAY_STILL_RUN_STATUSES,
     UNDER_WAY_STATUSES,
     VerdictOutcome,
@@ -581,6 +582,9 @@ class ProposalStates:
 
     columns: list[str]
     rows: list[list[str]]
+    # What the table holds, as its heading says it: what it changed (an execution succeeded),
+    # would change (it may still run) or would have changed (it never will).
+    heading: str
 
 
 def proposal_states(
@@ -620,7 +624,14 @@ def proposal_states(
             for key in fields
             if key[0] in campaigns
         }
+    if done is not None:
+        heading = "What it changed"
+    elif proposal.status not in FINAL_STATUSES:
+        heading = "What it would change"
+    else:
+        heading = "What it would have changed"
     return ProposalStates(
+        heading=heading,
         columns=["Campaign", "Field", *columns],
         rows=[
             [

@@ -974,7 +974,7 @@ def test_the_consoles_pages_fit_a_phones_width(live_server, demo_world, browser)
     for table in ("#proposal-states", "#proposal-executions table"):
         box = page.locator(table).bounding_box()
         assert box["x"] >= 0 and box["x"] + box["width"] <= 390, table
-    # What was proposed, approved and done is read whole, each value beside its heading:
+    # What it would change is read whole, each value beside its heading:
     # none of its figures is cut at the edge of a box scrolling sideways.
     states = page.locator("#proposal-states")
     assert states.evaluate("table => table.scrollWidth <= table.clientWidth")

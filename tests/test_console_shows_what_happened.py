@@ -75,6 +75,25 @@ def test_an_executed_proposal_shows_the_move_it_made_not_one_against_todays_ledg
     assert "{&#x27;" not in executions
 
 
+def test_the_table_of_what_a_proposal_changes_is_headed_by_what_happened(operator, login):
+    """A waiting proposal has changed nothing and may never: its table is what it would
+    change; once executed, what it changed; once it never will run, what it would have
+    changed. It was headed "Proposed, approved and done" over a proposal none had approved."""
+
+    def heading(proposal: Proposal) -> str:
+        page = page_of(login("auditor"), proposal).text
+        return page.split('id="proposal-states-heading">')[1].split("</h3>")[0]
+
+    waiting = evaluated(reallocation("280.00"))
+    assert heading(waiting) == "What it would change"
+    proposal_approve(proposal_id=waiting.pk, reviewer=operator)
+    assert proposal_execute(proposal_id=waiting.pk).status == "executed"
+    assert heading(waiting) == "What it changed"
+    rejected = evaluated(reallocation("280.00"))
+    proposal_reject(proposal_id=rejected.pk, reviewer=operator, reason_code="too_aggressive")
+    assert heading(rejected) == "What it would have changed"
+
+
 def test_an_edit_shows_what_was_proposed_beside_what_was_approved(operator, login):
     proposal = evaluated(reallocation("280.00"))
     proposal_approve(
