@@ -39,7 +39,11 @@ from django.utils.text import capfirst
 from simple_history.admin import SimpleHistoryAdmin
 from simple_history.manager import SIMPLE_HISTORY_REVERSE_ATTR_NAME
 from simple_history.models import DeletedObject, ModelChange, ModelDelta
-from simple_history.template_utils import HistoricalRecordContextHelper
+from simple_history.template_utils import (
+    HistoricalRecordContextHelper,
+    ObjDiffDisplay,
+    conditional_str,
+)
 from simple_history.utils import get_history_model_for_model, get_m2m_reverse_field_name
 
 from audit.actors import changed_by
@@ -337,6 +341,16 @@ def empty_structure(value) -> bool:
     return value is None or value == ""
 
 
+class WholeValues(ObjDiffDisplay):
+    """Each value of a change as recorded, whatever its length: django-simple-history cuts
+    one past 100 characters in the middle ("Approvals | agent API key[1099 chars]rsion"), and
+    the history is where an auditor reads what a record held (a group's permissions, a
+    policy's description)."""
+
+    def common_shorten_repr(self, *args) -> tuple[str, ...]:
+        return tuple(map(conditional_str, args))
+
+
 class ConsoleHistoryValues(HistoricalRecordContextHelper):
     """A change's values as a person reads them: an empty reference or value is "—" (not
     "Deleted policy (pk=None)", "None" or nothing), and a reference to a record since deleted
@@ -363,6 +377,9 @@ class ConsoleHistoryValues(HistoricalRecordContextHelper):
         ]
         changed.sort(key=lambda change: self.form_order.get(change.field, len(self.form_order)))
         return super().context_for_delta_changes(dataclasses.replace(delta, changes=changed))
+
+    def get_obj_diff_display(self) -> ObjDiffDisplay:
+        return WholeValues()
 
     def _is_json(self, field_name: str) -> bool:
         return isinstance(self.model._meta.get_field(field_name), models.JSONField)
