@@ -1365,6 +1365,16 @@ class ProposalAdmin(ReadOnlyAdmin):
             # The services' own rule: a button shows only where the server would take the act.
             "can_decide": approval_refused is None or may_act(request.user, proposal, Act.REJECT),
             "can_approve": approval_refused is None,
+            # Where the buttons were for one who has approved it this round: said, not gone
+            # without a word while it waits for another person's approval.
+            "yours_this_round": (
+                proposal.decisions.filter(
+                    reviewer=request.user.pk, review_round=proposal.review_round
+                ).first()
+                if proposal.status == ProposalStatus.PENDING_REVIEW
+                else None
+            ),
+            "approvals_still_needed": proposal.required_approvals - proposal.approvals_this_round,
             # Its agent may no longer act: said, as the approval or retry is not offered.
             "agent_stopped": next(
                 (

@@ -857,6 +857,30 @@ def test_the_first_of_two_approvals_says_it_is_counted_and_waits_for_another(log
     assert proposal.updated_at > submitted_at
 
 
+def test_one_who_approved_reads_why_the_buttons_are_gone_while_it_waits_for_another(login):
+    """Under a two-person rule, the page of a proposal the reader has approved says so where
+    the buttons were, and how many more approvals it waits for: they were gone without a word,
+    and an operator coming back to it could not tell whether their approval had counted."""
+    Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
+    proposal = evaluated(reallocation("210.00"))
+    operator = login("operator")
+    operator.post(reverse("admin:approvals_proposal_approve", args=[proposal.pk]), {"note": ""})
+    approved_at = proposal.decisions.get().created_at
+
+    page = operator.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page.content.decode())).split())
+
+    assert 'id="approve-form"' not in page.content.decode()
+    assert (
+        f"You approved it at {approved_at:%Y-%m-%d %H:%M:%S} UTC; it waits for 1 more "
+        "approval, from someone else: nobody decides a proposal twice." in text
+    )
+    auditor_page = login("auditor").get(
+        reverse("admin:approvals_proposal_change", args=[proposal.pk])
+    )
+    assert "You approved it" not in auditor_page.content.decode()
+
+
 def test_the_feedback_list_names_reasons_and_writes_times_as_the_console_does(operator, login):
     """The feedback an agent received, as an auditor lists it: a rejection's reason by its
     name, in the list and its filter, and its time as every console page writes one."""
