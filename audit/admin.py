@@ -428,6 +428,12 @@ class ConsoleHistoryValues(HistoricalRecordContextHelper):
         return value
 
 
+def as_sentence(text: str) -> str:
+    """``text`` ended with a full stop, unless it ends with one already: what a save changed
+    may end with a value's own ("… as agreed in the Q1 plan."), which read "plan.."."""
+    return text if text.endswith((".", "!", "?")) else f"{text}."
+
+
 def related_in_words(value) -> str:
     """A related record as the history reads it; one since deleted says so."""
     if isinstance(value, DeletedObject):
@@ -1276,7 +1282,7 @@ class ChangeReasonAdmin(AuditedHistoryAdmin):
             if said := getattr(request, "saved_said", None):
                 message, request.saved_said = said, None
             elif changes := getattr(request, "changes_said", ""):
-                message = format_html("{} What changed: {}.", message, changes)
+                message = format_html("{} What changed: {}", message, as_sentence(changes))
                 request.changes_said = ""
         super().message_user(request, message, level, *args, **kwargs)
 

@@ -32,6 +32,7 @@ from audit.admin import (
     ChosenByIdField,
     ConsoleChangeList,
     ConsoleHistoryValues,
+    as_sentence,
     change_reason_field,
     console_act_logged,
     is_history_page,
@@ -945,9 +946,9 @@ class PolicyAdmin(ChangeReasonAdmin):
         if not live.is_active:
             return (
                 f"“{live}” has the draft's settings and stays switched off: it decides nothing "
-                f"until it is switched on again. What changed: {changes}."
+                f"until it is switched on again. What changed: {as_sentence(changes)}"
             )
-        return f"“{live}” is live, as the draft set it. What changed: {changes}."
+        return f"“{live}” is live, as the draft set it. What changed: {as_sentence(changes)}"
 
     def simulate_view(self, request):
         if not self.has_view_permission(request):

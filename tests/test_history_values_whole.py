@@ -48,3 +48,4 @@ def test_a_policy_s_long_description_reads_whole_in_its_history_and_its_save_mes
     assert f"Description: — → {DESCRIPTION}" in said
     assert f"Description: — → {DESCRIPTION}" in history
     assert " chars]" not in said + history
+    assert said.endswith("as agreed in the Q1 plan.")  # its own full stop, not "plan.."
