@@ -270,6 +270,11 @@ class ConsoleAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request, extra_context=None):
         refuse_nul(request.GET)
+        # A list is posted to for its bulk actions alone. Django answers a post by one who has
+        # none (an auditor's bulk approval, typed by hand) with the list, as if it had been
+        # read: refused, as every other change the person may not make is.
+        if request.method == "POST" and not self.get_actions(request):
+            raise PermissionDenied
         return super().changelist_view(request, extra_context)
 
     def get_changelist_instance(self, request):

@@ -94,7 +94,7 @@ def test_user_without_the_review_permission_cannot_approve(login, username):
         CHANGELIST,
         {"action": "approve_selected", "_selected_action": [proposal.pk], "confirm": "yes"},
     )
-    assert bulk.status_code == 200  # the admin refuses an action the user does not have
+    assert bulk.status_code == 403  # a bulk action the person does not have is refused
     proposal.refresh_from_db()
     assert proposal.status == ProposalStatus.PENDING_REVIEW
     assert not Decision.objects.exists()
@@ -172,6 +172,26 @@ def test_auditor_can_read_history_and_change_nothing(login):
     )
     assert edit.status_code == 403
     assert Policy.objects.get(pk=policy.pk).name != "loosened"
+
+
+@pytest.mark.parametrize("action", ["approve_selected", "reject_selected", "delete_selected"])
+def test_an_auditor_s_bulk_decision_posted_by_hand_is_refused(login, action):
+    """The auditor has no bulk action; one posted by hand was answered with the queue, as if
+    it had been read: refused, as every other change, and nothing decided."""
+    proposal = evaluated(reallocation("280.00"))
+    answer = login("auditor").post(
+        CHANGELIST,
+        {
+            "action": action,
+            "_selected_action": [proposal.pk],
+            "post": "yes",
+            "reason_code": "other",
+        },
+    )
+    assert answer.status_code == 403
+    proposal.refresh_from_db()
+    assert proposal.status == ProposalStatus.PENDING_REVIEW
+    assert not Decision.objects.filter(proposal=proposal).exists()
 
 
 def test_policy_owner_edits_a_policy_and_history_names_them(login):
