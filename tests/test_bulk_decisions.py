@@ -71,7 +71,8 @@ def test_bulk_approval_holds_each_proposal_to_the_rules_of_a_single_one(operator
         "There is no proposal #999999.",
         f"A guardrail refuses proposal #{over_cap.pk} now: generic-search's "
         "daily budget would be 780.00 USD, above its cap of 750.00 USD.",
-        f"operator has already decided on proposal #{decided_before.pk}.",
+        f"You have already decided on proposal #{decided_before.pk}: nobody decides a proposal "
+        "twice.",
     }
     assert not Decision.objects.filter(proposal=over_cap).exists()
     assert Decision.objects.filter(proposal=decided_before).count() == 1
@@ -473,7 +474,12 @@ def test_a_bulk_confirmation_that_approves_none_says_so_in_its_title(login, opti
     )
 
     assert confirm.context["title"] == "This proposal cannot be approved now"
-    assert 'id="bulk-none"' in confirm.text
+    # Nobody is "about to approve" anything, and there is no note to write for it.
+    assert 'id="bulk-about"' not in confirm.text and 'name="note"' not in confirm.text
+    banner = confirm.text.split('id="bulk-skipped">')[1].split("</p>")[0]
+    assert banner == (
+        "Nothing will be approved: it cannot be approved by you now, and “Approving it” says why."
+    )
 
 
 def test_a_bulk_rejection_counts_only_what_its_button_rejects(login, operators):
@@ -502,7 +508,7 @@ def test_a_bulk_rejection_counts_only_what_its_button_rejects(login, operators):
     assert (
         "2 of them will be skipped: they cannot be rejected by you now; beside their status, why."
     ) in shown
-    assert f"operator has already decided on proposal #{approved_by_them.pk}." in shown
+    assert f"You have already decided on proposal #{approved_by_them.pk}: nobody" in shown
     assert "operator owns agent copywriter" in shown
 
     done = client.post(

@@ -571,7 +571,7 @@ def test_a_bulk_confirmation_with_nothing_to_approve_offers_no_approve_button(lo
         {"action": "approve_selected", "_selected_action": [proposal.pk]},
     )
 
-    assert "None of them can be approved by you now" in confirm.text
+    assert "Nothing will be approved: it cannot be approved by you now" in confirm.text
     assert "Yes, approve" not in confirm.text
 
 

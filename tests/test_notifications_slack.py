@@ -922,7 +922,7 @@ def test_under_the_two_person_rule_the_message_says_one_of_two_then_who_approved
     assert headline(partial["blocks"]) == "Waits for a decision"
 
     post(*pressing(OPERATOR, "approve", value, where))
-    assert "operator has already decided" in told(on_slack, OPERATOR)
+    assert "You have already decided" in told(on_slack, OPERATOR)
     assert "Approved by operator: 1 of 2 approvals; waits for 1 more." in told(on_slack, OPERATOR)
 
     post(*pressing("U0SECOND", "approve", value, where))
@@ -1553,7 +1553,7 @@ def test_presses_at_once_decide_once(optimizer, on_slack, operators):
     [approval] = Decision.objects.filter(proposal_id=twice)
     assert approval.reviewer.username == "operator"
     assert Proposal.objects.get(pk=twice).status == "pending_review"
-    assert "operator has already decided" in told(on_slack, OPERATOR)
+    assert "You have already decided" in told(on_slack, OPERATOR)
 
 
 def test_bad_payloads_are_refused_with_400(on_slack):

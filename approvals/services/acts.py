@@ -253,8 +253,10 @@ def act_refusal(
         if reviewers is None:
             reviewers = reviewers_this_round(proposal)
         if user.pk in reviewers:
+            # Said to the person refused (on the page, on Slack), as "you".
             return NotAllowed(
-                f"{user.get_username()} has already decided on proposal #{proposal.pk}."
+                f"You have already decided on proposal #{proposal.pk}: nobody decides a "
+                "proposal twice."
             )
     return None
 
