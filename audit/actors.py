@@ -68,6 +68,7 @@ SYSTEM_PARTS = {
     "expiry": "the expiry sweep",
     "deadlines": "the deadline sweep",
     "notifications": "the notifications",
+    "callbacks": "the callbacks to agents",
     "policy-engine": "the policy engine",
     "autonomy": "the autonomy review",
     "seed_demo": "the seed_demo command",

@@ -64,8 +64,6 @@ _SEALER_LOCK = 0x4155_4454  # "AUDT": one sealer at a time
 # no history of its own (``unchained_models``), each named here, so that a table added without
 # history is not silently left out of what the page says.
 OUTSIDE_THE_CHAIN = {
-    "feedback.callbackevent": "the callback events sent to agents, with each attempt to "
-    "deliver them (in the export, one row each, as they stand)",
     "admin.logentry": "Django's admin log of what people did in the console (what they changed "
     "in a record that keeps a history is sealed in that history)",
     "axes.accessattempt": "sign-ins, failed sign-ins and lockouts",

@@ -4,12 +4,8 @@ Every historical record of every audited model, with who acted (user, agent or s
 why, the record's fields after the change and which of them it changed. Records come in order
 of model, record and time, from server-side cursors, so an export of any size streams in
 constant memory. A time is written one way in both formats: ISO 8601, in UTC, to the
-microsecond, as recorded ("2026-12-03T22:54:14.121073Z"), a notification log's too.
-
-After them come the records that keep no versions but a log of their own: the callback events
-made in the period (each decision, correction or execution sent to an agent's callback URL),
-one row each, as it stands when exported, with every attempt to deliver it in its log
-(``LOGGED_RECORDS``). They are not in the audit chain, whose page says so.
+microsecond, as recorded ("2026-12-03T22:54:14.121073Z"), a notification's or a callback
+event's log too.
 """
 
 from __future__ import annotations
@@ -19,7 +15,6 @@ import io
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import NamedTuple
 
 from django.apps import apps
 from django.core.serializers.json import DjangoJSONEncoder
@@ -52,37 +47,14 @@ COLUMNS = [
 ]
 CHANGE = {"+": "created", "~": "changed", "-": "deleted"}
 # What the export calls a model's records where its console name is a person's own view.
-EXPORTED_AS = {"notifications.reachedby": "the channels each person chose"}
+EXPORTED_AS = {
+    "notifications.reachedby": "the channels each person chose",
+    "feedback.callbackevent": "the callback events sent to agents (each attempt to deliver "
+    "one, what the agent's endpoint answered, and whether it was retried or given up)",
+}
 # JSON fields holding a log: entries each stamped "at" with when it was written, as Python
 # writes a time ("…+00:00"). The export writes those times as it writes every other.
 LOGS = {"notifications.notification": ("log",), "feedback.callbackevent": ("log",)}
-
-
-class LoggedRecords(NamedTuple):
-    """Records that keep no history but a log of their own, exported one row each, as they
-    stand when exported, after the historical records. Named by label, as ``AUDITED_APPS``:
-    the apps that keep them sit above this one."""
-
-    app_label: str
-    model_name: str
-    dated_by: str  # the field dating each: in the period by it
-    said: str  # what the export's page calls them
-    logged_by: str  # the part of the platform that makes them, their rows' actor
-
-
-LOGGED_RECORDS = (
-    LoggedRecords(
-        "feedback",
-        "CallbackEvent",
-        dated_by="created_at",
-        said="the callback events made in the period (each decision, correction or execution "
-        "sent to an agent's callback URL)",
-        logged_by="callbacks",
-    ),
-)
-# A logged record's row: its change is "logged" (no version of it is kept: its fields are as
-# they are when exported).
-LOGGED = "logged"
 
 
 # ``json.dumps(value, sort_keys=True, default=str)``, its encoder made once: the same text,
@@ -109,11 +81,6 @@ def exported_kinds() -> list[str]:
         EXPORTED_AS.get(model._meta.label_lower, str(model._meta.verbose_name_plural))
         for model in audited_models()
     ]
-
-
-def logged_kinds() -> list[str]:
-    """What the export holds one row each of, as they stand, in words."""
-    return [logged.said for logged in LOGGED_RECORDS]
 
 
 def instant(value: datetime) -> str:
@@ -162,45 +129,6 @@ class ExportEncoder(DjangoJSONEncoder):
 
 
 def audit_records(*, since: datetime, until: datetime) -> Iterator[dict]:
-    yield from _historical_records(since=since, until=until)
-    for logged in LOGGED_RECORDS:
-        yield from _logged_records(logged, since=since, until=until)
-
-
-def _logged_records(logged: LoggedRecords, *, since: datetime, until: datetime) -> Iterator[dict]:
-    """Each record of the kind ``logged`` dated in the period, as it is now, its log's times
-    written as every other time: a callback event with its every attempt, when and what came
-    of it."""
-    model, dated_by = apps.get_model(logged.app_label, logged.model_name), logged.dated_by
-    label = model._meta.label_lower
-    secret = SECRET_FIELDS.get(label, set())
-    logs = LOGS.get(label, ())
-    fields = [f.attname for f in model._meta.concrete_fields if f.attname not in secret]
-    rows = (
-        model.objects.filter(**{f"{dated_by}__gte": since, f"{dated_by}__lt": until})
-        .order_by("pk")
-        .values(*fields)
-        .iterator(chunk_size=2000)
-    )
-    for values in rows:
-        for name in logs:
-            values[name] = log_as_exported(values[name])
-        yield {
-            "at": values[dated_by],
-            "model": label,
-            "object_id": values["id"],
-            "history_id": None,
-            "change": LOGGED,
-            "actor_kind": "system",
-            "actor": logged.logged_by,
-            "user": "",
-            "reason": "",
-            "changed": None,
-            "fields": values,
-        }
-
-
-def _historical_records(*, since: datetime, until: datetime) -> Iterator[dict]:
     for model in audited_models():
         historical = model.history.model
         secret = SECRET_FIELDS.get(model._meta.label_lower, set())

@@ -15,7 +15,7 @@ from audit.chain import (
     chain_verification_ask,
     outside_the_chain,
 )
-from audit.exports import as_csv, as_jsonl, audit_records, exported_kinds, logged_kinds
+from audit.exports import as_csv, as_jsonl, audit_records, exported_kinds
 from audit.models import ChainSealing, ChainVerification
 from hitlproject.celery import app
 from hitlproject.periods import PeriodForm
@@ -47,7 +47,6 @@ def audit_export(request: HttpRequest) -> HttpResponse:
                 "title": "Export the audit trail",
                 "form": form,
                 "exported": exported_kinds(),
-                "logged": logged_kinds(),
             },
         )
     since, until = form.bounds()

@@ -11,6 +11,12 @@ error, a 5xx, 408 or 429 is retried with exponential backoff; another 4xx, or th
 gives up. At most ``CALLBACK_REQUESTS_PER_AGENT`` requests to one agent are under way at once
 (as the webhook executor limits each account's): an event beyond them waits its turn without
 holding a worker, so one agent's hanging receiver does not hold up another agent's events.
+
+Each change of an event is in its history, sealed in the audit chain: made, each attempt
+taken (its count and the URL it goes to) and how it ended, the attempts found interrupted,
+given up, sent again by an operator (by them). When a pending event is next due is not
+(``CallbackEvent.history_unrecorded``): the sweep and a busy receiver move it without a
+record.
 """
 
 from __future__ import annotations
@@ -26,6 +32,13 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from approvals.models import Agent, Proposal, ProposalStatus, WithdrawnBy
+from audit.actors import Actor
+from audit.history import (
+    create_with_history,
+    rows_update,
+    update_with_history,
+    update_with_history_where,
+)
 from feedback.models import (
     GIVEN_UP,
     NOT_SENT,
@@ -67,6 +80,9 @@ NO_CALLBACK_URL = "not sent: the agent has no callback URL now"
 # A deactivated agent is answered 401 by the API: its endpoint is not told of its proposals
 # either (a decision, a reviewer's note) once it is.
 DEACTIVATED = "not sent: the agent is deactivated"
+# Who sends the events, and records what came of each attempt, in their history.
+CALLBACKS_ACTOR = Actor.system("callbacks")
+MADE = "Made, to be sent to its agent's callback URL"
 
 
 def callback_events_record(*, proposals: Iterable[Proposal]) -> None:
@@ -88,8 +104,10 @@ def callback_events_record(*, proposals: Iterable[Proposal]) -> None:
     ]
     for event in events:
         event.body = _body(event)
+        event._change_reason = MADE
     if events:
-        created = CallbackEvent.objects.bulk_create(events)
+        # Made by the callbacks, whoever moved the proposals: their history says who did.
+        created = create_with_history(CallbackEvent, events, actor=CALLBACKS_ACTOR)
         enqueue_after_commit(DELIVER_CALLBACK_EVENT, *(event.pk for event in created))
 
 
@@ -147,12 +165,14 @@ def callback_event_deliver(*, event_id: int) -> CallbackEvent | None:
         )
         if event is None:
             return None
-        if _interruptions_logged(event, now=now):
-            event.save(update_fields=["log"])
+        if interrupted := _interruptions_logged(event, now=now):
+            _recorded(event, ["log"], reason=_last_said(event, interrupted))
         # Its sender died on the last attempt allowed.
         if event.attempts_this_round >= settings.CALLBACK_MAX_ATTEMPTS:
             event.status = DeliveryStatus.FAILED
-            event.save(update_fields=["status"])
+            made = event.attempts_this_round
+            given_up = attempts_spent(made, sent_again=event.sent_again > 0)
+            _recorded(event, ["status"], reason=f"Given up: {given_up}.")
             return event
         # The agent locked (as ``_requests_under_way`` counts under it) and read again only
         # then: the statement that took the event read it as it was when it began, so one
@@ -166,12 +186,13 @@ def callback_event_deliver(*, event_id: int) -> CallbackEvent | None:
             event.status = DeliveryStatus.FAILED
             not_sent_note = {"at": now.isoformat(), "result": not_sent, NOTE: NOT_SENT}
             event.log = [*event.log, {**not_sent_note, GIVEN_UP: ""}]
-            event.save(update_fields=["status", "log"])
+            _recorded(event, ["status", "log"], reason=_last_said(event, 1))
             return event
         if _requests_under_way(event.agent_id, now) >= settings.CALLBACK_REQUESTS_PER_AGENT:
-            # Its turn comes once one of those has ended, without holding a worker meanwhile.
+            # Its turn comes once one of those has ended, without holding a worker meanwhile
+            # (when it is next due is not recorded: its state is as its last record says).
             event.next_attempt_at = now + RECEIVER_BUSY_WAIT
-            event.save(update_fields=["next_attempt_at"])
+            rows_update(CallbackEvent, [event], ["next_attempt_at"])
             after_commit(_deliver_later, event.pk, RECEIVER_BUSY_WAIT.total_seconds())
             return None
         event.attempts += 1
@@ -179,7 +200,13 @@ def callback_event_deliver(*, event_id: int) -> CallbackEvent | None:
         # Where the agent is reached now: an operator who put its URL right and sends its
         # failed events again sends them there, not where they first failed.
         event.url = event.agent.callback_url
-        event.save(update_fields=["attempts", "next_attempt_at", "url"])
+        # Recorded as it goes: a sender that stops before recording its answer leaves in the
+        # history that the attempt went out, when, and where.
+        _recorded(
+            event,
+            ["attempts", "next_attempt_at", "url"],
+            reason=f"Attempt {event.attempts} under way: sent to {event.url}",
+        )
 
     sent = send_signed(
         event.url,
@@ -215,17 +242,23 @@ def callback_event_deliver(*, event_id: int) -> CallbackEvent | None:
     event.log = [*event.log, entry]
     # Recorded only if this attempt is still the event's latest, under its lease: a sender
     # that outlived its lease must not undo what the one after it recorded, nor what an
-    # operator did since (sending it again leaves its count of attempts as it is).
-    recorded = CallbackEvent.objects.filter(
-        pk=event.pk,
-        attempts=event.attempts,
-        status=DeliveryStatus.PENDING,
-        next_attempt_at=leased_until,
-    ).update(
-        log=event.log,
-        status=event.status,
-        delivered_at=event.delivered_at,
-        next_attempt_at=event.next_attempt_at,
+    # operator did since (sending it again leaves its count of attempts as it is). Its
+    # history record is written in the same statement, from the row as written.
+    recorded = update_with_history_where(
+        CallbackEvent.objects.filter(
+            pk=event.pk,
+            attempts=event.attempts,
+            status=DeliveryStatus.PENDING,
+            next_attempt_at=leased_until,
+        ),
+        {
+            "log": event.log,
+            "status": event.status,
+            "delivered_at": event.delivered_at,
+            "next_attempt_at": event.next_attempt_at,
+        },
+        actor=CALLBACKS_ACTOR,
+        reason=_last_said(event, 1),
     )
     if recorded and event.status == DeliveryStatus.PENDING:
         countdown = (event.next_attempt_at - finished).total_seconds()
@@ -233,16 +266,34 @@ def callback_event_deliver(*, event_id: int) -> CallbackEvent | None:
     return event
 
 
-def _interruptions_logged(event: CallbackEvent, *, now) -> bool:
+def _interruptions_logged(event: CallbackEvent, *, now) -> int:
     """Log as interrupted the attempts of ``event`` counted and not in its log (their sender
-    stopped before recording them; taken again, it is no longer under way). Whether any
+    stopped before recording them; taken again, it is no longer under way). How many
     were."""
     missing = event.attempts - attempts_logged(event.log)
     if missing <= 0:
-        return False
+        return 0
     interrupted = {"at": now.isoformat(), "result": INTERRUPTED}
     event.log = [*event.log, *[interrupted] * missing]
-    return True
+    return missing
+
+
+def _recorded(
+    event: CallbackEvent, fields: Sequence[str], *, reason: str, actor: Actor = CALLBACKS_ACTOR
+) -> None:
+    """Write ``fields`` of ``event`` (held locked by the caller), and a record of the event
+    as it now is, by ``actor``, saying ``reason``."""
+    event._change_reason = reason
+    update_with_history(
+        CallbackEvent, [(event, {name: getattr(event, name) for name in fields})], actor=actor
+    )
+
+
+def _last_said(event: CallbackEvent, entries: int) -> str:
+    """The last ``entries`` of ``event``'s log, as its page says them, for its history: what
+    an attempt got and what was decided after it ("Attempt 2, 2026-12-04 21:55:04 UTC: HTTP
+    200; delivered")."""
+    return "; ".join(event.attempts_said[-entries:])
 
 
 def _deliver_later(event_id: int, delay: float) -> None:
@@ -335,13 +386,18 @@ def callback_events_redeliver(
                 done.not_sent.append((event, why))
                 continue
             # Those before are in the log, as ``attempts_this_round`` reads them.
-            _interruptions_logged(event, now=now)
+            interrupted = _interruptions_logged(event, now=now)
             note = sent_again_note(
                 at=now, by=operator.get_username(), allowed=settings.CALLBACK_MAX_ATTEMPTS
             )
             event.log = [*event.log, note]
             event.status, event.next_attempt_at = DeliveryStatus.PENDING, now
-            event.save(update_fields=["log", "status", "next_attempt_at"])
+            _recorded(
+                event,
+                ["log", "status", "next_attempt_at"],
+                reason=_last_said(event, interrupted + 1),
+                actor=Actor.for_user(operator),
+            )
             done.sent.append(event)
         enqueue_after_commit(DELIVER_CALLBACK_EVENT, *(event.pk for event in done.sent))
     return done

@@ -202,6 +202,16 @@ class CallbackEvent(models.Model):
     delivered_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
+    # Whether the agent was told, when, where and what its endpoint answered: in the audit
+    # trail and its chain. Written where an event is made, where an attempt is taken (its
+    # count, and the URL it goes to), where one ends (its answer, delivered, retried or given
+    # up) or was found interrupted, and where an operator sends it again.
+    history = audited_history()
+    # When it is next due: moved without a record by the sweep (an overdue event due now)
+    # and while its agent's receiver is busy; each attempt's record holds it as it was then.
+    # Verification, comparing the live row with its last record, leaves it out.
+    history_unrecorded = ("next_attempt_at",)
+
     class Meta:
         ordering = ["-id"]
         indexes = [

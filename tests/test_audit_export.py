@@ -296,8 +296,9 @@ def test_the_export_shows_a_correction_reached_the_agent_with_every_attempt(
     login, callback_endpoint
 ):
     """A person's rejection, sent to the agent's callback URL: refused once, delivered on the
-    next attempt. The auditor shows from the export that it reached the agent, and when; the
-    callback events were in neither the export nor the chain."""
+    next attempt. The auditor shows from the export that it reached the agent, and when: the
+    event's history, each change a record as every other's (it was one row, as it stood when
+    exported, and in no history the chain sealed)."""
     endpoint = callback_endpoint(503, 200)
     proposal = evaluated(reallocation("280.00"))
     operator = get_user_model().objects.get(username="operator")
@@ -315,17 +316,22 @@ def test_the_export_shows_a_correction_reached_the_agent_with_every_attempt(
 
     auditor = login("auditor")
     page = html.unescape(auditor.get(URL).content.decode())
-    said = re.sub(r"\s+", " ", page.split('id="audit-export-logged">')[1].split("</p>")[0])
-    assert said.startswith("Then the callback events made in the period")
-    assert "not sealed in the audit chain" in said
+    holds = re.sub(r"\s+", " ", page.split('id="audit-export-holds">')[1].split("</p>")[0])
+    assert "the callback events sent to agents (each attempt to deliver one" in holds
+    assert 'id="audit-export-logged"' not in page
 
-    [row] = [
+    rows = [
         json.loads(line)
         for line in exported(auditor, "jsonl").splitlines()
         if json.loads(line)["model"] == "feedback.callbackevent"
     ]
-    assert (row["object_id"], row["change"], row["history_id"]) == (event.pk, "logged", None)
-    fields = row["fields"]
+    assert [(r["object_id"], r["change"], r["actor_kind"], r["actor"]) for r in rows] == [
+        (event.pk, "created", "system", "callbacks"),
+        *[(event.pk, "changed", "system", "callbacks")] * 4,
+    ]
+    assert rows[-1]["reason"].endswith("HTTP 200; delivered")
+    assert {"status", "log", "delivered_at"} <= set(rows[-1]["changed"])
+    fields = rows[-1]["fields"]
     assert (fields["proposal_id"], fields["type"], fields["status"], fields["attempts"]) == (
         proposal.pk,
         "proposal.rejected",
@@ -337,9 +343,10 @@ def test_the_export_shows_a_correction_reached_the_agent_with_every_attempt(
     assert all(entry["at"].endswith("Z") for entry in fields["log"])
     assert fields["log"][0]["retry_at"].endswith("Z")  # written as every other time
     assert fields["delivered_at"].endswith("Z")
-    [csv_row] = [
+    csv_rows = [
         r
         for r in csv.DictReader(io.StringIO(exported(auditor, "csv")))
         if r["model"] == "feedback.callbackevent"
     ]
-    assert json.loads(csv_row["fields"])["log"] == fields["log"]
+    assert len(csv_rows) == len(rows)
+    assert json.loads(csv_rows[-1]["fields"])["log"] == fields["log"]
