@@ -656,8 +656,6 @@ class AuditedHistoryAdmin(ConsoleAdmin, SimpleHistoryAdmin):
 
     def history_view(self, request, object_id, extra_context=None):
         valid_id(self.model._meta.pk, object_id)
-        if not keeps_history(self.model):
-            return self.kept_elsewhere_history_view(request, object_id, extra_context)
         # The person who made a change links to their page only for those who may open it:
         # an auditor following "policy-owner (person)" was shown "Not allowed".
         people = self.admin_site._registry.get(get_user_model())
@@ -692,29 +690,6 @@ class AuditedHistoryAdmin(ConsoleAdmin, SimpleHistoryAdmin):
             "chain_break_missing": chain_break_missing,
         }
         return super().history_view(request, object_id, extra_context)
-
-    # What a record that keeps no versions (a callback event, with a log of its own) has
-    # instead, for its History page: a sentence saying where, and its lines.
-    def history_kept_elsewhere(self, obj) -> tuple[str, list[str]]:
-        return "No versions are kept of these records.", []
-
-    def kept_elsewhere_history_view(self, request, object_id, extra_context=None):
-        """The History page of a record that keeps no versions: what it keeps instead, and
-        what people did to it in the console (the admin's log: an event sent again), in
-        UTC. It was django-simple-history's page, saying "Choose a date from the list below
-        to revert …" and "This object doesn't have a change history." whatever was logged."""
-        response = admin.ModelAdmin.history_view(self, request, object_id, extra_context)
-        obj = (response.context_data or {}).get("object") if response.status_code == 200 else None
-        if obj is None:  # not found, or not theirs to read: Django's answer
-            return response
-        said, lines = self.history_kept_elsewhere(obj)
-        response.template_name = "admin/history_kept_elsewhere.html"
-        response.context_data |= {
-            "kept_elsewhere_said": said,
-            "kept_elsewhere": lines,
-            "title": self.history_view_title(request, obj),  # "View history: …", as others
-        }
-        return response
 
     def history_form_view(self, request, object_id, version_id, extra_context=None):
         if request.method == "POST":

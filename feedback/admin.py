@@ -126,13 +126,6 @@ class CallbackEventAdmin(ReadOnlyAdmin):
             return "none: given up on (an operator may deliver it again)"
         return console_time(event.next_attempt_at)
 
-    def history_kept_elsewhere(self, obj: CallbackEvent) -> tuple[str, list[str]]:
-        return (
-            "A callback event keeps no versions: each attempt to deliver it, and each time an "
-            "operator sent it again, is in its log.",
-            obj.attempts_said,
-        )
-
     @admin.action(description="Deliver again (events given up on)", permissions=["redeliver"])
     def deliver_again(self, request, queryset):
         done = callback_events_redeliver(events=queryset, operator=request.user)

@@ -6,9 +6,7 @@ import html
 import re
 
 import pytest
-from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth import get_user_model
-from django.contrib.contenttypes.models import ContentType
 from django.urls import reverse
 from django.utils import timezone
 
@@ -190,52 +188,3 @@ def test_an_approved_events_page_says_whether_a_person_or_its_policy_approved(de
     assert type_said(waited) == (
         f"Approved: operator approved it at {console_time(approval.created_at)}"
     )
-
-
-def test_an_events_history_page_says_what_happened_to_it_and_who_sent_it_again(demo_world, login):
-    """A callback event keeps no versions. Its History page was django-simple-history's,
-    empty: "Choose a date from the list below to revert to a previous version of this
-    object." (nothing here reverts) and "This object doesn't have a change history.", even
-    of one an operator had sent again (the admin's log records it)."""
-    agent = Agent.objects.get(name="optimizer")
-    proposal = evaluated(agent="optimizer")
-    at = timezone.now().replace(microsecond=0)
-    event = CallbackEvent.objects.create(
-        agent=agent,
-        proposal=proposal,
-        type="proposal.approved",
-        url="https://agent.example/hook",
-        body={},
-        status="failed",
-        attempts=1,
-        log=[
-            {
-                "at": at.isoformat(),
-                "result": "HTTP 410",
-                "given_up": "trying again would not change this answer",
-            }
-        ],
-    )
-    operator = get_user_model().objects.get(username="operator")
-    LogEntry.objects.create(
-        user=operator,
-        content_type=ContentType.objects.get_for_model(CallbackEvent),
-        object_id=str(event.pk),
-        object_repr=str(event),
-        action_flag=CHANGE,
-        change_message="Sent again",
-        action_time=at,
-    )
-
-    page = login("auditor").get(reverse("admin:feedback_callbackevent_history", args=[event.pk]))
-
-    assert page.status_code == 200
-    text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page.text)).split())
-    assert "revert" not in text
-    assert f"View history: {event}" in text  # as every history page is titled, not "Change"
-    assert "doesn't have a change history" not in text.replace("’", "'")
-    assert (
-        f"Attempt 1, {console_time(at)}: HTTP 410; given up: trying again would not change "
-        "this answer"
-    ) in text
-    assert f"{console_time(at)} operator Sent again" in text
