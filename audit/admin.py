@@ -930,62 +930,98 @@ class ChangeReasonForm(forms.ModelForm):
         say who changed what and when, and show the form again with the person's own edits
         over the record as it is now, so that saving again changes only what they changed.
         A field both changed is marked, keeping what they typed."""
-        model = type(self.instance)
-        if self.instance.pk is None or not keeps_history(model):
+        if self.instance.pk is None or not keeps_history(type(self.instance)):
             return
-        opts = model._meta
-        reload = f"reload the page to see {this_one(opts)} as it is and make your change again"
         if "seen_version" in self._errors:
-            # Hidden, its own error was shown nowhere: "Please correct the error below" over a
-            # form with none marked.
-            del self._errors["seen_version"]
-            self.add_error(
-                None,
-                f"This page did not say which version it showed, so nothing was saved: {reload}.",
-            )
+            self.refuse_as_no_version_said()
             return
-        seen = self.cleaned_data.get("seen_version")
-        using = router.db_for_write(model)
-        if transaction.get_connection(using).in_atomic_block:
-            current = (
-                model._base_manager.using(using)
-                .select_for_update()
-                .filter(pk=self.instance.pk)
-                .first()
-            )
-        else:
-            current = model._base_manager.using(using).filter(pk=self.instance.pk).first()
+        current = self.record_held()
         if current is None:
             # Deleted since its page was opened (and since the admin read it for this save):
             # saved, it would have been made again, as if created anew.
             self.add_error(None, deleted_since_said(self.instance))
             return
+        seen = self.cleaned_data.get("seen_version")
         if seen is None:
             return
-        versions = versions_of(self.instance)
-        seen_record = versions.filter(history_id=seen).first()
+        seen_record = versions_of(self.instance).filter(history_id=seen).first()
         if seen_record is None:
-            # Not a version of this record (another's, or none): the check had let it through
-            # unchecked, whatever had changed since.
-            self.add_error(
-                None,
-                f"This page named a version (#{seen}) that is not one of {this_one(opts)}'s, "
-                f"so nothing was saved: {reload}.",
-            )
+            self.refuse_as_not_its_version(seen)
             return
-        later = list(versions.filter(history_id__gt=seen).order_by("history_id"))
-        if not later:
-            return
-        said = []
-        words = self.version_in_words
-        for previous, record in itertools.pairwise([seen_record, *later]):
-            said.append(version_said(record, words(record, previous) if words else ""))
-        delta = later[-1].diff_against(seen_record)
-        as_seen = type(self)(instance=seen_record.instance)
+        later = list(versions_of(self.instance).filter(history_id__gt=seen).order_by("history_id"))
+        if later:
+            self.refuse_as_changed_since(seen_record, later, current)
+
+    def reload_said(self) -> str:
+        """What to do about a save refused for its page's version."""
+        shown = this_one(self.instance._meta)
+        return f"reload the page to see {shown} as it is and make your change again"
+
+    def refuse_as_no_version_said(self) -> None:
+        """The version was sent as no version at all (not a whole number, out of range)."""
+        # Hidden, its own error was shown nowhere: "Please correct the error below" over a
+        # form with none marked.
+        del self._errors["seen_version"]
+        self.add_error(
+            None,
+            f"This page did not say which version it showed, so nothing was saved: "
+            f"{self.reload_said()}.",
+        )
+
+    def refuse_as_not_its_version(self, seen: int) -> None:
+        """The version named is not one of the record's (another's, or none): the check had
+        let it through unchecked, whatever had changed since."""
+        self.add_error(
+            None,
+            f"This page named a version (#{seen}) that is not one of "
+            f"{this_one(self.instance._meta)}'s, so nothing was saved: {self.reload_said()}.",
+        )
+
+    def record_held(self) -> models.Model | None:
+        """The record as it is now, its row held until the save ends where the save is in a
+        transaction (the admin's is); None if it was deleted."""
+        model = type(self.instance)
+        using = router.db_for_write(model)
+        rows = model._base_manager.using(using).filter(pk=self.instance.pk)
+        if transaction.get_connection(using).in_atomic_block:
+            rows = rows.select_for_update()
+        return rows.first()
+
+    def refuse_as_changed_since(self, seen_record, later: list, current) -> None:
+        """Refuse a save from a page older than the record's ``later`` versions: say who made
+        each, put their changes in the form wherever the person left the setting as it was
+        shown, and mark where both changed it."""
         now = type(self)(instance=current)
+        kept, conflicts = self.put_changes_since_in_place(seen_record, later[-1], now)
+        said = self.versions_said(seen_record, later)
+        self.add_error(None, changed_since_said(self.instance._meta, said, kept, conflicts))
+        for name in conflicts:
+            now_shown = now[name].value()
+            self.add_error(
+                name,
+                f"Changed since you opened this page (to “{shown_value(now[name], now_shown)}” "
+                "now); what you typed is kept: save again to put it in place of that.",
+            )
+
+    def versions_said(self, seen_record, later: list) -> list[str]:
+        """Each later version, by whom, when, what it changed (against the one before it)
+        and why."""
+        words = self.version_in_words
+        return [
+            version_said(record, words(record, previous) if words else "")
+            for previous, record in itertools.pairwise([seen_record, *later])
+        ]
+
+    def put_changes_since_in_place(self, seen_record, last, now) -> tuple[list[str], list[str]]:
+        """The form's data with the settings changed since ``seen_record`` as they are now
+        (``now``, the form of the record as it is) wherever the person left them as shown,
+        and naming ``last`` as the version seen, so that saving again changes only what they
+        changed. Returns the labels of the settings put in place, and the names of those
+        both changed (what the person typed is kept)."""
+        as_seen = type(self)(instance=seen_record.instance)
         data = self.data.copy()
         kept, conflicts = [], []
-        for change in delta.changes:
+        for change in last.diff_against(seen_record).changes:
             name = change.field
             if name not in self.fields or name in NOT_SETTINGS:
                 continue
@@ -1003,34 +1039,32 @@ class ChangeReasonForm(forms.ModelForm):
                 kept.append(str(field.label or name))
                 continue
             conflicts.append(name)
-        data[self.add_prefix("seen_version")] = str(later[-1].history_id)
+        data[self.add_prefix("seen_version")] = str(last.history_id)
         self.data = data
-        message = (
-            f"{capfirst(this_one(opts, 'was'))} changed after you opened this page, so nothing "
-            "was saved: your save would have put back what it was then. Changed by "
-            + "; then by ".join(said)
-            + "."
+        return kept, conflicts
+
+
+def changed_since_said(opts, said: list[str], kept: list[str], conflicts: list[str]) -> str:
+    """A save refused for the versions made since its page was opened (``said``), saying
+    which settings the form now shows as they are (``kept``) and whether it marks some both
+    changed (``conflicts``)."""
+    message = (
+        f"{capfirst(this_one(opts, 'was'))} changed after you opened this page, so nothing "
+        "was saved: your save would have put back what it was then. Changed by "
+        + "; then by ".join(said)
+        + "."
+    )
+    if not kept:
+        return message + (
+            " Your edits are kept below: check them against these changes and save again."
         )
-        if kept:
-            message += (
-                " The form below now shows those changes ("
-                + ", ".join(kept)
-                + ") with your own edits on top"
-            )
-            message += ", and marks where you both changed a setting" if conflicts else ""
-            message += ": check it and save again."
-        else:
-            message += (
-                " Your edits are kept below: check them against these changes and save again."
-            )
-        self.add_error(None, message)
-        for name in conflicts:
-            now_shown = now[name].value()
-            self.add_error(
-                name,
-                f"Changed since you opened this page (to “{shown_value(now[name], now_shown)}” "
-                "now); what you typed is kept: save again to put it in place of that.",
-            )
+    message += (
+        " The form below now shows those changes ("
+        + ", ".join(kept)
+        + ") with your own edits on top"
+    )
+    message += ", and marks where you both changed a setting" if conflicts else ""
+    return message + ": check it and save again."
 
 
 def this_one(opts, verb: str = "") -> str:
