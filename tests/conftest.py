@@ -516,6 +516,14 @@ def login(demo_world) -> Callable[[str], Client]:
     return as_user
 
 
+def posted_from_page(client: Client, url: str, data: dict, **extra):
+    """``data`` posted to a console change page (``url``) as its form posts it: with the
+    version of the record the page showed (its hidden ``seen_version``), read from the page
+    first, as a browser has it. A change that names no version is refused."""
+    shown = client.get(url).context["adminform"].form["seen_version"].value()
+    return client.post(url, {**data, "seen_version": shown}, **extra)
+
+
 @pytest.fixture
 def operators(demo_world) -> tuple:
     """The demo operator and a second operator with the same groups, for two-person rules."""

@@ -7,6 +7,7 @@ from django.test import Client
 from django.urls import reverse
 
 from ledger.models import Account, Campaign
+from tests.conftest import posted_from_page
 
 
 def test_only_an_administrator_sets_the_execution_endpoint_and_sees_its_secret(login):
@@ -19,8 +20,10 @@ def test_only_an_administrator_sets_the_execution_endpoint_and_sees_its_secret(l
         assert page.text.count("Execution endpoint") == 1, role  # shown once, read-only
         assert account.execution_secret not in page.text
 
-    login("policy-owner").post(
-        url, {"max_total_daily_budget": "5000", "execution_endpoint": "https://evil.example/x"}
+    posted_from_page(
+        login("policy-owner"),
+        url,
+        {"max_total_daily_budget": "5000", "execution_endpoint": "https://evil.example/x"},
     )
     account.refresh_from_db()
     assert account.execution_endpoint == ""
@@ -42,7 +45,7 @@ def test_a_budget_cap_below_zero_is_refused_and_changes_nothing(login, model, ca
     url = reverse(f"admin:ledger_{model._meta.model_name}_change", args=[record.pk])
     owner = login("policy-owner")
 
-    refused = owner.post(url, {cap: "-5", "change_reason": "Tighten it."})
+    refused = posted_from_page(owner, url, {cap: "-5", "change_reason": "Tighten it."})
 
     assert refused.status_code == 200
     assert refused.context["adminform"].form.errors == {
@@ -52,11 +55,11 @@ def test_a_budget_cap_below_zero_is_refused_and_changes_nothing(login, model, ca
     assert getattr(record, cap) is None
     assert record.history.count() == 1
     # A cap set says why, as a policy's change does: the reason is recorded with it.
-    unexplained = owner.post(url, {cap: "0"})
+    unexplained = posted_from_page(owner, url, {cap: "0"})
     assert unexplained.context["adminform"].form.errors == {
         "change_reason": ["This field is required."]
     }
-    saved = owner.post(url, {cap: "0", "change_reason": "Spend paused for the audit."})
+    saved = posted_from_page(owner, url, {cap: "0", "change_reason": "Spend paused for the audit."})
     assert saved.status_code == 302  # nothing may be spent: a cap
     assert record.history.latest("history_id").history_change_reason == (
         "Spend paused for the audit."

@@ -22,6 +22,7 @@ from access.selectors import memberships
 from approvals import roles
 from approvals.roles import AUDITORS, OPERATORS, ROLE_EXTRA_PERMISSIONS
 from audit.chain import chain_seal, chain_verify
+from tests.conftest import posted_from_page
 from tests.test_audit_export import URL as EXPORT_URL
 from tests.test_audit_export import period
 
@@ -63,7 +64,7 @@ def made_operator(admin_client):
         "groups": [str(operators.pk)],
         "change_reason": "joins the night shift",
     }
-    answer = admin_client.post(f"/admin/auth/user/{person.pk}/change/", form)
+    answer = posted_from_page(admin_client, f"/admin/auth/user/{person.pk}/change/", form)
     assert answer.status_code == 302, answer.content.decode()[:3000]
     assert list(person.groups.all()) == [operators]
     return person, operators
@@ -234,12 +235,14 @@ def test_a_person_or_a_group_changed_in_the_console_says_why(admin_client):
     url = f"/admin/auth/user/{operator.pk}/change/"
     before = get_user_model().history.filter(id=operator.pk).count()
     groups = [*change_form(operator)["groups"], str(auditors.pk)]
-    refused = admin_client.post(url, change_form(operator) | {"groups": groups})
+    refused = posted_from_page(admin_client, url, change_form(operator) | {"groups": groups})
     assert refused.status_code == 200 and "Why this change" in refused.text
     assert "This field is required." in refused.text
     assert auditors not in operator.groups.all()
-    answer = admin_client.post(
-        url, change_form(operator) | {"groups": groups, "change_reason": "covers audits"}
+    answer = posted_from_page(
+        admin_client,
+        url,
+        change_form(operator) | {"groups": groups, "change_reason": "covers audits"},
     )
     assert answer.status_code == 302
     record = get_user_model().history.filter(id=operator.pk).latest("history_id")
@@ -250,16 +253,21 @@ def test_a_person_or_a_group_changed_in_the_console_says_why(admin_client):
     # Sent back as it is: nothing changed, nothing recorded, and the page says so.
     operator.refresh_from_db()
     count = get_user_model().history.filter(id=operator.pk).count()
-    same = admin_client.post(url, change_form(operator) | {"change_reason": "again"}, follow=True)
+    same = posted_from_page(
+        admin_client, url, change_form(operator) | {"change_reason": "again"}, follow=True
+    )
     assert "Nothing was changed" in same.text
     assert get_user_model().history.filter(id=operator.pk).count() == count == before + 1
 
     group_url = f"/admin/auth/group/{auditors.pk}/change/"
     permissions = [str(pk) for pk in auditors.permissions.values_list("pk", flat=True)][1:]
-    refused = admin_client.post(group_url, {"name": "auditors", "permissions": permissions})
+    refused = posted_from_page(
+        admin_client, group_url, {"name": "auditors", "permissions": permissions}
+    )
     assert refused.status_code == 200 and "This field is required." in refused.text
     assert auditors.permissions.count() == len(permissions) + 1
-    answer = admin_client.post(
+    answer = posted_from_page(
+        admin_client,
         group_url,
         {"name": "auditors", "permissions": permissions, "change_reason": "one fewer"},
     )
@@ -279,7 +287,8 @@ def test_when_someone_joined_and_last_logged_in_are_not_a_form_s_to_rewrite(admi
     operator.refresh_from_db()
     joined, last_login = operator.date_joined, operator.last_login
     assert last_login is not None
-    answer = admin_client.post(
+    answer = posted_from_page(
+        admin_client,
         f"/admin/auth/user/{operator.pk}/change/",
         change_form(operator) | {"first_name": "Ada", "change_reason": "her name"},
     )
@@ -334,14 +343,16 @@ def test_a_password_changed_is_recorded_as_changed_never_its_hash(admin_client, 
 def test_an_id_past_the_column_chosen_in_a_form_is_refused_not_a_server_error(admin_client):
     operator = get_user_model().objects.get(username="operator")
     huge = "99999999999999999999"
-    answer = admin_client.post(
+    answer = posted_from_page(
+        admin_client,
         f"/admin/auth/user/{operator.pk}/change/",
         change_form(operator) | {"groups": [huge], "change_reason": "x"},
     )
     assert answer.status_code == 200
     assert f"“{huge}” is not a valid value." in html.unescape(answer.text)
     operators = Group.objects.get(name=OPERATORS)
-    answer = admin_client.post(
+    answer = posted_from_page(
+        admin_client,
         f"/admin/auth/group/{operators.pk}/change/",
         {"name": "operators", "permissions": [huge], "change_reason": "x"},
     )

@@ -10,6 +10,7 @@ from django.urls import reverse
 from approvals.models import Agent
 from ledger.models import Account, Campaign
 from policies.models import BrandGuidelines, KillSwitch, Policy
+from tests.conftest import posted_from_page
 from tests.test_policy_tuning import duplicate, reallocations
 
 ADD_SWITCH = "/admin/policies/killswitch/add/"
@@ -37,9 +38,13 @@ def test_a_kill_switch_saved_says_it_was_engaged_released_or_given_a_new_reason(
     engaged = said(owner.post(ADD_SWITCH, switch_form(), follow=True))
     switch = KillSwitch.objects.get()
     url = reverse("admin:policies_killswitch_change", args=[switch.pk])
-    reworded = said(owner.post(url, switch_form(reason="Tracking outage, still."), follow=True))
+    reworded = said(
+        posted_from_page(owner, url, switch_form(reason="Tracking outage, still."), follow=True)
+    )
     released = said(
-        owner.post(url, {**switch_form(change_reason="Fixed."), "engaged": ""}, follow=True)
+        posted_from_page(
+            owner, url, {**switch_form(change_reason="Fixed."), "engaged": ""}, follow=True
+        )
     )
 
     assert "Kill switch on account demo engaged: Tracking outage." in engaged
@@ -58,7 +63,8 @@ def test_a_kill_switch_moved_to_another_scope_says_what_it_covered_before(login)
     switch = KillSwitch.objects.get()
 
     moved = said(
-        owner.post(
+        posted_from_page(
+            owner,
             reverse("admin:policies_killswitch_change", args=[switch.pk]),
             switch_form(scope="global", account=""),
             follow=True,
@@ -84,10 +90,10 @@ def test_brand_guidelines_saved_say_what_they_now_ban_and_require_and_no_longer(
         "change_reason": "Legal's review.",
     }
 
-    changed = said(owner.post(url, form, follow=True))
+    changed = said(posted_from_page(owner, url, form, follow=True))
     # Sent again re-spaced, with a blank line: the same entries, so no version either.
     respaced = {"banned_terms": "  guaranteed\n\nfree money  \n", "change_reason": "Again."}
-    unchanged = said(owner.post(url, {**form, **respaced}, follow=True))
+    unchanged = said(posted_from_page(owner, url, {**form, **respaced}, follow=True))
 
     assert (
         "Brand guidelines for demo now ban “free money”; no longer ban “risk-free”; "
@@ -133,10 +139,13 @@ def test_a_released_switch_given_a_new_reason_says_so(login):
     owner.post(ADD_SWITCH, switch_form(), follow=True)
     switch = KillSwitch.objects.get()
     url = reverse("admin:policies_killswitch_change", args=[switch.pk])
-    owner.post(url, {**switch_form(change_reason="Fixed."), "engaged": ""}, follow=True)
+    posted_from_page(
+        owner, url, {**switch_form(change_reason="Fixed."), "engaged": ""}, follow=True
+    )
 
     reworded = said(
-        owner.post(
+        posted_from_page(
+            owner,
             url,
             {**switch_form(reason="Ready for the next outage.", change_reason="Runbook."),
              "engaged": ""},
@@ -144,7 +153,8 @@ def test_a_released_switch_given_a_new_reason_says_so(login):
         )
     )  # fmt: skip
     moved = said(
-        owner.post(
+        posted_from_page(
+            owner,
             url,
             {**switch_form(scope="global", account="", reason="Ready for the next outage."),
              "engaged": ""},
@@ -282,14 +292,20 @@ def test_an_empty_cap_reads_not_set_on_an_account_as_on_a_campaign(login):
     account_url = reverse("admin:ledger_account_change", args=[account.pk])
     campaign_url = reverse("admin:ledger_campaign_change", args=[campaign.pk])
 
-    owner.post(account_url, {"max_total_daily_budget": "900", "change_reason": "Cap."}, follow=True)
+    posted_from_page(
+        owner, account_url, {"max_total_daily_budget": "900", "change_reason": "Cap."}, follow=True
+    )
     lifted = said(
-        owner.post(account_url, {"max_total_daily_budget": "", "change_reason": "Lift."},
-                   follow=True)
+        posted_from_page(
+            owner, account_url, {"max_total_daily_budget": "", "change_reason": "Lift."},
+            follow=True,
+        )
     )  # fmt: skip
-    owner.post(campaign_url, {"max_daily_budget": "700", "change_reason": "Cap."})
+    posted_from_page(owner, campaign_url, {"max_daily_budget": "700", "change_reason": "Cap."})
     campaign_lifted = said(
-        owner.post(campaign_url, {"max_daily_budget": "", "change_reason": "Lift."}, follow=True)
+        posted_from_page(
+            owner, campaign_url, {"max_daily_budget": "", "change_reason": "Lift."}, follow=True
+        )
     )
 
     assert lifted[-1].endswith("What changed: Max total daily budget: 900.00 USD → not set.")

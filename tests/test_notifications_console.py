@@ -25,7 +25,7 @@ from ledger.models import Account
 from notifications.models import Claim, Notification, NotificationStatus, ReachedBy, Route
 from notifications.services import notifications_deliver
 from policies.models import KillSwitch, Policy
-from tests.conftest import bid_adjustment, reallocation
+from tests.conftest import bid_adjustment, posted_from_page, reallocation
 from tests.factories import evaluated
 
 pytestmark = pytest.mark.django_db
@@ -67,7 +67,8 @@ def test_policy_owner_adds_a_route_and_its_history_names_them(login):
     assert "group operators" in listing
     assert "In a digest, at most every 15 min" in listing
 
-    client.post(
+    posted_from_page(
+        client,
         reverse("admin:notifications_route_change", args=[route.pk]),
         route_form(name="Big reallocations, at once", delivery="immediately"),
     )
@@ -77,7 +78,8 @@ def test_policy_owner_adds_a_route_and_its_history_names_them(login):
     latest = route.history.latest("history_date")
     assert (latest.history_actor_kind, latest.history_actor) == ("user", "policy-owner")
     assert latest.history_change_reason == "The operators asked to hear of the big ones."
-    unexplained = client.post(
+    unexplained = posted_from_page(
+        client,
         reverse("admin:notifications_route_change", args=[route.pk]),
         route_form(name="Quietly renamed", change_reason=""),
     )
@@ -93,7 +95,8 @@ def test_one_save_of_a_route_is_one_record_in_its_history_with_whom_it_tells(log
     client.post(reverse("admin:notifications_route_add"), route_form())
     route = Route.objects.get(name="Big reallocations to the operators")
     operator = get_user_model().objects.get(username="operator")
-    client.post(
+    posted_from_page(
+        client,
         reverse("admin:notifications_route_change", args=[route.pk]),
         route_form(name="Big reallocations, to the operator too", users=[operator.pk]),
     )
@@ -115,7 +118,8 @@ def test_a_route_saved_says_whom_it_now_tells_by_name_as_its_history_does(login)
     client.post(reverse("admin:notifications_route_add"), route_form())
     route = Route.objects.get(name="Big reallocations to the operators")
     operator = get_user_model().objects.get(username="operator")
-    page = client.post(
+    page = posted_from_page(
+        client,
         reverse("admin:notifications_route_change", args=[route.pk]),
         route_form(users=[operator.pk], backup_group=Group.objects.get(name=OPERATORS).pk),
         follow=True,
@@ -140,7 +144,8 @@ def test_a_route_made_to_tell_of_every_action_type_says_so_as_its_form_does(logi
     client.post(reverse("admin:notifications_route_add"), route_form())
     route = Route.objects.get(name="Big reallocations to the operators")
 
-    page = client.post(
+    page = posted_from_page(
+        client,
         reverse("admin:notifications_route_change", args=[route.pk]),
         route_form(action_type="", minimum_risk="70"),
         follow=True,
@@ -178,7 +183,8 @@ def test_a_routes_created_entry_shows_whom_it_tells_and_what_it_covers(login):
     client = login("policy-owner")
     client.post(reverse("admin:notifications_route_add"), route_form())
     route = Route.objects.get(name="Big reallocations to the operators")
-    client.post(
+    posted_from_page(
+        client,
         reverse("admin:notifications_route_change", args=[route.pk]),
         route_form(minimum_risk="70"),
     )
@@ -297,11 +303,13 @@ def test_a_backup_group_nobody_in_which_may_decide_the_routes_proposals_is_warne
     assert backup_warning(login("auditor").get(change).text) == warning
 
     # The operators may decide them: nothing to warn of.
-    saved = client.post(change, route_form(backup_group=operators.pk), follow=True)
+    saved = posted_from_page(client, change, route_form(backup_group=operators.pk), follow=True)
     assert warnings_shown(saved) == []
     assert backup_warning(client.get(change).text) == ""
     # A route of every action type: the operators may not decide the policy changes.
-    saved = client.post(change, route_form(backup_group=operators.pk, action_type=""), follow=True)
+    saved = posted_from_page(
+        client, change, route_form(backup_group=operators.pk, action_type=""), follow=True
+    )
     assert warnings_shown(saved) == [
         "Nobody in the backup group “operators” may decide policy change proposals, which "
         "this route tells of: one that is overdue would be escalated to people who cannot "
@@ -309,7 +317,7 @@ def test_a_backup_group_nobody_in_which_may_decide_the_routes_proposals_is_warne
     ]
     # A group's name is shown as written.
     night = Group.objects.create(name="<b>night</b> shift")
-    client.post(change, route_form(backup_group=night.pk, action_type=""))
+    posted_from_page(client, change, route_form(backup_group=night.pk, action_type=""))
     page = client.get(change).text
     assert "&lt;b&gt;night&lt;/b&gt; shift" in page and "<b>night</b>" not in page
     assert backup_warning(page).startswith(

@@ -16,7 +16,7 @@ from access.models import SecondFactorRequirement
 from approvals.models import Decision, Proposal
 from approvals.roles import OPERATORS
 from notifications.models import Notification
-from tests.conftest import wait_until
+from tests.conftest import posted_from_page, wait_until
 from tests.test_notifications_slack import (
     buttons,
     context_texts,
@@ -255,7 +255,7 @@ def test_a_change_of_their_groups_in_the_console_redraws_their_message_once(opti
         "_save": "Save",
     }
 
-    answer = admin.post(f"/admin/auth/user/{operator.pk}/change/", form)
+    answer = posted_from_page(admin, f"/admin/auth/user/{operator.pk}/change/", form)
     assert answer.status_code == 302, answer.content
     assert set(operator.groups.values_list("name", flat=True)) == {OPERATORS, "contractors"}
 

@@ -13,6 +13,7 @@ from django.test import Client
 from approvals.models import Agent
 from ledger.models import Account
 from notifications.models import Notification
+from tests.conftest import posted_from_page
 from tests.test_notifications_slack import (
     buttons,
     context_texts,
@@ -49,7 +50,7 @@ def saved_in_the_console(admin: Client, agent: Agent, **changed) -> None:
     }
     data |= changed
     data = {name: value for name, value in data.items() if value != ""}
-    answer = admin.post(f"/admin/approvals/agent/{agent.pk}/change/", data)
+    answer = posted_from_page(admin, f"/admin/approvals/agent/{agent.pk}/change/", data)
     assert answer.status_code == 302, answer.context["adminform"].form.errors
 
 
@@ -179,7 +180,7 @@ def test_a_change_to_an_agent_in_the_console_says_why_and_its_history_keeps_it(o
         "callback_url": "https://127.0.0.1:8443/hitl",
         "_save": "Save",
     }
-    refused = admin.post(page, data)
+    refused = posted_from_page(admin, page, data)
     assert refused.status_code == 200 and "This field is required." in refused.text
     agent.refresh_from_db()
     assert agent.callback_url != "https://127.0.0.1:8443/hitl"

@@ -23,7 +23,7 @@ from approvals.services.decisions import proposal_reject
 from feedback.models import CallbackEvent
 from hitlproject.outbound import send_signed, validate_outbound_url
 from ledger.models import Account
-from tests.conftest import Receiver, bid_adjustment, reallocation, wait_until
+from tests.conftest import Receiver, bid_adjustment, posted_from_page, reallocation, wait_until
 
 
 class TricklingEndpoint:
@@ -344,7 +344,8 @@ def test_a_private_callback_url_or_execution_endpoint_is_refused_when_saved(demo
     agent = Agent.objects.get(name="optimizer")
     account = Account.objects.get(external_id="demo")
 
-    page = admin.post(
+    page = posted_from_page(
+        admin,
         reverse("admin:approvals_agent_change", args=[agent.pk]),
         {
             "name": agent.name,
@@ -356,7 +357,8 @@ def test_a_private_callback_url_or_execution_endpoint_is_refused_when_saved(demo
     )
     assert page.status_code == 200  # the form again, with the error
     assert "a private, loopback or reserved address" in page.text
-    page = admin.post(
+    page = posted_from_page(
+        admin,
         reverse("admin:ledger_account_change", args=[account.pk]),
         {"execution_endpoint": "http://[::1]:9000/execute", "max_total_daily_budget": ""},
     )

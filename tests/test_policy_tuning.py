@@ -23,7 +23,7 @@ from ledger.models import Account
 from policies import engine
 from policies.drafts import policy_promote, replaced_policy
 from policies.models import BrandGuidelines, KillSwitch, Policy
-from tests.conftest import reallocation
+from tests.conftest import posted_from_page, reallocation
 from tests.factories import evaluated
 
 REFERENCE = {"from_campaign": "brand-search", "to_campaign": "generic-search", "amount": "280"}
@@ -192,7 +192,8 @@ def test_guardrail_changes_need_a_reason_and_record_it(owner):
 
     guidelines = BrandGuidelines.objects.get(account__external_id="demo")
     url = reverse("admin:policies_brandguidelines_change", args=[guidelines.pk])
-    owner.post(
+    posted_from_page(
+        owner,
         url,
         {
             "account": guidelines.account_id,
@@ -250,7 +251,8 @@ def test_guidelines_saved_as_shown_are_not_recorded_as_changed(owner):
     guidelines = BrandGuidelines.objects.get(account__external_id="demo")
     assert guidelines.banned_terms == "guaranteed\nrisk-free"
     url = reverse("admin:policies_brandguidelines_change", args=[guidelines.pk])
-    owner.post(
+    posted_from_page(
+        owner,
         url,
         {
             "account": guidelines.account_id,
@@ -307,7 +309,8 @@ def test_a_saved_change_says_what_it_changed_and_a_save_that_changes_nothing_is_
     # released says so in its own words, not followed by the history's diff a second time.
     guidelines = BrandGuidelines.objects.get(account__external_id="demo")
     as_shown = {"account": guidelines.account_id, "banned_terms": "guaranteed\r\nrisk-free"}
-    page = owner.post(
+    page = posted_from_page(
+        owner,
         reverse("admin:policies_brandguidelines_change", args=[guidelines.pk]),
         as_shown | {"change_reason": "Looked at them."},
         follow=True,
@@ -319,7 +322,8 @@ def test_a_saved_change_says_what_it_changed_and_a_save_that_changes_nothing_is_
         reverse("admin:policies_killswitch_add"),
         switch | {"engaged": "on", "change_reason": "The auditors asked for a freeze."},
     )
-    released = owner.post(
+    released = posted_from_page(
+        owner,
         reverse("admin:policies_killswitch_change", args=[KillSwitch.objects.get().pk]),
         switch | {"change_reason": "Audit over."},
         follow=True,

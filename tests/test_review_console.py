@@ -18,7 +18,7 @@ from approvals.services.decisions import proposal_approve, proposal_retry
 from feedback.models import Feedback
 from hitlproject.errors import NotAllowed
 from policies.models import Policy
-from tests.conftest import bid_adjustment, reallocation
+from tests.conftest import bid_adjustment, posted_from_page, reallocation
 from tests.factories import evaluated
 
 CHANGELIST = reverse("admin:approvals_proposal_changelist")
@@ -197,7 +197,8 @@ def test_an_auditor_s_bulk_decision_posted_by_hand_is_refused(login, action):
 def test_policy_owner_edits_a_policy_and_history_names_them(login):
     policy = Policy.objects.get(action_type="budget_reallocation")
     url = reverse("admin:policies_policy_change", args=[policy.pk])
-    response = login("policy-owner").post(
+    response = posted_from_page(
+        login("policy-owner"),
         url,
         {
             "name": policy.name,
