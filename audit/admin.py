@@ -869,6 +869,8 @@ def change_reason_field(recorded_in: str = "the history") -> forms.CharField:
 
 # The form fields of a ChangeReasonForm that are no setting of its record.
 NOT_SETTINGS = ("change_reason", "seen_version")
+# The version a page names when its record had none recorded when it was opened.
+NO_VERSION_YET = 0
 
 
 class ChangeReasonForm(forms.ModelForm):
@@ -881,6 +883,8 @@ class ChangeReasonForm(forms.ModelForm):
 
     change_reason = change_reason_field()
     # The last version of the record when its page was opened (its history record's id).
+    # Required of a change (``refuse_if_changed_since_seen``), not of an addition, which has
+    # no version to have seen: not required here, where the field cannot tell them apart.
     seen_version = forms.IntegerField(
         widget=forms.HiddenInput, required=False, min_value=0, max_value=2**31 - 1
     )
@@ -892,12 +896,7 @@ class ChangeReasonForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.instance.pk is not None and keeps_history(type(self.instance)):
-            self.fields["seen_version"].initial = (
-                versions_of(self.instance)
-                .order_by("-history_id")
-                .values_list("history_id", flat=True)
-                .first()
-            )
+            self.fields["seen_version"].initial = last_version(self.instance)
 
     def settings_changed(self) -> list[str]:
         """The fields this save changes: its reason alone changes nothing, nor does a text
@@ -929,11 +928,10 @@ class ChangeReasonForm(forms.ModelForm):
         checked with the row held until the save ends (the admin saves in one transaction):
         say who changed what and when, and show the form again with the person's own edits
         over the record as it is now, so that saving again changes only what they changed.
-        A field both changed is marked, keeping what they typed."""
+        A field both changed is marked, keeping what they typed. A change that names no
+        version (a script's, a page from before pages named theirs) is refused too, its form
+        shown again as the record is now: it was saved unchecked, over anyone's change."""
         if self.instance.pk is None or not keeps_history(type(self.instance)):
-            return
-        if "seen_version" in self._errors:
-            self.refuse_as_no_version_said()
             return
         current = self.record_held()
         if current is None:
@@ -942,12 +940,15 @@ class ChangeReasonForm(forms.ModelForm):
             self.add_error(None, deleted_since_said(self.instance))
             return
         seen = self.cleaned_data.get("seen_version")
-        if seen is None:
+        if seen is None:  # not sent, or sent as no version (not a whole number)
+            self.refuse_as_no_version_said(current)
             return
-        seen_record = versions_of(self.instance).filter(history_id=seen).first()
-        if seen_record is None:
-            self.refuse_as_not_its_version(seen)
-            return
+        seen_record = None
+        if seen != NO_VERSION_YET:
+            seen_record = versions_of(self.instance).filter(history_id=seen).first()
+            if seen_record is None:
+                self.refuse_as_not_its_version(seen)
+                return
         later = list(versions_of(self.instance).filter(history_id__gt=seen).order_by("history_id"))
         if later:
             self.refuse_as_changed_since(seen_record, later, current)
@@ -957,16 +958,52 @@ class ChangeReasonForm(forms.ModelForm):
         shown = this_one(self.instance._meta)
         return f"reload the page to see {shown} as it is and make your change again"
 
-    def refuse_as_no_version_said(self) -> None:
-        """The version was sent as no version at all (not a whole number, out of range)."""
+    def refuse_as_no_version_said(self, current) -> None:
+        """The page named no version (none sent, or no whole number): whatever it showed,
+        saved as sent it could put back settings someone changed since. The form is shown
+        again as the record is now, each setting where what was sent differs marked with it,
+        so that saving again is a change made knowingly over the record as it is."""
         # Hidden, its own error was shown nowhere: "Please correct the error below" over a
         # form with none marked.
-        del self._errors["seen_version"]
+        self._errors.pop("seen_version", None)
+        differing = self.put_record_as_it_is(current)
+        shown = this_one(self.instance._meta)
+        marked = ", and marks each setting you sent otherwise" if differing else ""
         self.add_error(
             None,
-            f"This page did not say which version it showed, so nothing was saved: "
-            f"{self.reload_said()}.",
+            "This page did not say which version it showed, so nothing was saved: saved as "
+            "sent, it could have put back settings someone changed after the page was opened. "
+            f"The form below now shows {shown} as it is{marked}: make your change again and "
+            "save.",
         )
+
+    def put_record_as_it_is(self, current) -> list[str]:
+        """The form's data replaced by the record as it is now (``current``), as its page
+        opened now shows it, the reason kept; a setting where what was sent differs is
+        marked with what was sent. Returns the names of those."""
+        now = type(self)(instance=current)
+        data = self.data.copy()
+        differing = {}
+        for name, field in self.fields.items():
+            if name in NOT_SETTINGS:
+                continue
+            sent = field.widget.value_from_datadict(self.data, self.files, self.add_prefix(name))
+            if isinstance(sent, str):  # a textarea comes back with CRLF line breaks
+                sent = with_lf_line_breaks(sent)
+            if not put_back(data, self.add_prefix(name), field, now[name].value()):
+                continue  # a date and a time: left as sent, and checked as such
+            self._errors.pop(name, None)  # said of what was sent, no longer shown
+            if field.has_changed(now[name].initial, sent):
+                differing[name] = sent
+        data[self.add_prefix("seen_version")] = str(last_version(current))
+        self.data = data
+        for name, sent in differing.items():
+            self.add_error(
+                name,
+                f"Not saved: you sent “{shown_value(now[name], sent)}”; shown here as it is "
+                "now. Type your change again if you meant it.",
+            )
+        return list(differing)
 
     def refuse_as_not_its_version(self, seen: int) -> None:
         """The version named is not one of the record's (another's, or none): the check had
@@ -990,9 +1027,16 @@ class ChangeReasonForm(forms.ModelForm):
     def refuse_as_changed_since(self, seen_record, later: list, current) -> None:
         """Refuse a save from a page older than the record's ``later`` versions: say who made
         each, put their changes in the form wherever the person left the setting as it was
-        shown, and mark where both changed it."""
+        shown, and mark where both changed it. ``seen_record`` is None where the page showed
+        the record before it had a version: what it showed is not known, nothing is put in
+        place."""
         now = type(self)(instance=current)
-        kept, conflicts = self.put_changes_since_in_place(seen_record, later[-1], now)
+        if seen_record is None:
+            kept, conflicts = [], []
+            self.data = self.data.copy()
+            self.data[self.add_prefix("seen_version")] = str(later[-1].history_id)
+        else:
+            kept, conflicts = self.put_changes_since_in_place(seen_record, later[-1], now)
         said = self.versions_said(seen_record, later)
         self.add_error(None, changed_since_said(self.instance._meta, said, kept, conflicts))
         for name in conflicts:
@@ -1008,7 +1052,7 @@ class ChangeReasonForm(forms.ModelForm):
         and why."""
         words = self.version_in_words
         return [
-            version_said(record, words(record, previous) if words else "")
+            version_said(record, words(record, previous) if words and previous else "")
             for previous, record in itertools.pairwise([seen_record, *later])
         ]
 
@@ -1126,6 +1170,13 @@ def seen_value(as_seen: forms.ModelForm, name: str, old):
 def versions_of(obj: models.Model):
     """The history records of ``obj``."""
     return history_manager(type(obj)).filter(**{obj._meta.pk.attname: obj.pk})
+
+
+def last_version(obj: models.Model) -> int:
+    """The id of ``obj``'s last history record: the version a page of it shows now
+    (``NO_VERSION_YET`` if it has none)."""
+    last = versions_of(obj).order_by("-history_id").values_list("history_id", flat=True).first()
+    return NO_VERSION_YET if last is None else last
 
 
 def put_back(data: QueryDict, name: str, field: forms.Field, value) -> bool:
@@ -1300,6 +1351,9 @@ class ChangeReasonAdmin(AuditedHistoryAdmin):
                 request.changes_said = ""
         super().message_user(request, message, level, *args, **kwargs)
 
+    # A deletion names no version, as a change must (``ChangeReasonForm``): its page shows no
+    # setting to have gone stale, only the record's name; it puts nothing back, and the
+    # history keeps the last version beside who deleted it and why.
     def delete_view(self, request, object_id, extra_context=None):
         reason = DeletionReasonForm(request.POST) if request.method == "POST" else None
         if reason is not None and not reason.is_valid():

@@ -247,6 +247,113 @@ def test_a_page_whose_version_is_no_version_says_so_where_it_is_seen(owners, for
     assert policy.auto_execute_max_magnitude == Decimal("0.1")
 
 
+def without_version(page, **typed) -> dict:
+    """What a page's form posts with ``typed`` typed in, its version left out: as a script,
+    or a page from before pages named their version, sends it."""
+    data = as_shown(page, **typed)
+    del data["seen_version"]
+    return data
+
+
+def test_a_policy_change_naming_no_version_is_refused_and_shows_the_policy_as_it_is(owners):
+    """A change sent without the version its page showed had been saved unchecked, putting
+    back whatever it carried over a colleague's change made since."""
+    owner, colleague = owners
+    policy = reallocations()
+    opened = owner.get(change_url(policy))  # cumulative ceiling 25%
+    saved_by(colleague, policy, cumulative_max_magnitude="40", change_reason="Settles slowly")
+
+    refused = owner.post(
+        change_url(policy),
+        without_version(opened, auto_execute_max_magnitude="12", change_reason="Small is safe"),
+    )
+
+    assert refused.status_code == 200
+    policy.refresh_from_db()
+    assert policy.cumulative_max_magnitude == Decimal("0.4")  # the colleague's, kept
+    assert policy.auto_execute_max_magnitude == Decimal("0.1")  # nothing of the owner's saved
+    said = errors_said(refused)
+    assert said.startswith("This page did not say which version it showed, so nothing was saved")
+    assert "The form below now shows this policy as it is" in said
+    # The form shows the policy as it is, each setting sent otherwise marked with what was sent.
+    form = refused.context["adminform"].form
+    assert form["cumulative_max_magnitude"].value() == "40"
+    assert form["auto_execute_max_magnitude"].value() == "10"
+    assert form["change_reason"].value() == "Small is safe"
+    marks = {name: html.unescape(" ".join(errors)) for name, errors in form.errors.items()}
+    assert "Not saved: you sent “25”" in marks["cumulative_max_magnitude"]
+    assert "Not saved: you sent “12”" in marks["auto_execute_max_magnitude"]
+    # Saved again from that form (the owner's change typed again), it is a change of the
+    # policy as it is.
+    again = owner.post(change_url(policy), as_shown(refused, auto_execute_max_magnitude="12"))
+    assert again.status_code == 302
+    policy.refresh_from_db()
+    assert policy.cumulative_max_magnitude == Decimal("0.4")
+    assert policy.auto_execute_max_magnitude == Decimal("0.12")
+
+
+def test_a_kill_switch_change_naming_no_version_releases_nothing(owners):
+    """An addition names no version (there is none to have seen); a change must."""
+    owner, _ = owners
+    added = owner.post(
+        reverse("admin:policies_killswitch_add"),
+        {
+            "scope": "account",
+            "account": Account.objects.get(external_id="demo").pk,
+            "engaged": "on",
+            "reason": "Tracking outage",
+            "change_reason": "Outage",
+        },
+    )
+    assert added.status_code == 302
+    switch = KillSwitch.objects.get(reason="Tracking outage")
+    versions = KillSwitch.history.filter(id=switch.pk).count()
+
+    refused = owner.post(
+        change_url(switch),
+        without_version(owner.get(change_url(switch)), engaged=False, change_reason="Fixed"),
+    )
+
+    assert refused.status_code == 200
+    switch.refresh_from_db()
+    assert switch.engaged  # still holding
+    assert KillSwitch.history.filter(id=switch.pk).count() == versions
+    assert errors_said(refused).startswith(
+        "This page did not say which version it showed, so nothing was saved"
+    )
+    form = refused.context["adminform"].form
+    assert form["engaged"].value() is True
+    assert "Not saved: you sent “no”" in html.unescape(" ".join(form.errors["engaged"]))
+
+
+def test_a_record_with_no_version_recorded_is_saved_from_its_page_and_checked(owners):
+    """A record whose history holds no version yet (one written before its history was
+    kept) names "none yet" on its page: the page still saves, and one opened before a
+    colleague's save is refused."""
+    owner, colleague = owners
+    switch = KillSwitch.objects.create(
+        scope="account",
+        account=Account.objects.get(external_id="demo"),
+        engaged=False,
+        reason="Ready",
+    )
+    KillSwitch.history.filter(id=switch.pk).delete()
+    opened = owner.get(change_url(switch))
+    assert as_shown(opened)["seen_version"] == 0
+
+    saved_by(colleague, switch, engaged=True, change_reason="Outage")
+    refused = owner.post(
+        change_url(switch), as_shown(opened, reason="Ready, still", change_reason="Reword")
+    )
+
+    assert refused.status_code == 200
+    switch.refresh_from_db()
+    assert (switch.engaged, switch.reason) == (True, "Ready")
+    said = errors_said(refused)
+    assert said.startswith("This kill switch was changed after you opened this page")
+    assert "colleague (person) at " in said and "Outage" in said
+
+
 def test_a_record_deleted_while_its_form_is_saved_is_not_made_again(rf, demo_world):
     """Deleted after the admin read it for a save and before the save held its row: the save
     had written it again (an UPDATE of no row, then an INSERT), as if created anew."""
