@@ -73,7 +73,7 @@ from policies.engine import (
     percent_text,
 )
 from policies.models import BrandGuidelines, KillSwitch, KillSwitchScope, Policy, lines
-from policies.services import rules_in_force
+from policies.services import ended, rules_in_force
 
 
 def percent_field(label: str, help_text: str, **kwargs) -> forms.DecimalField:
@@ -1409,7 +1409,7 @@ class KillSwitchAdmin(ChangeReasonAdmin):
         )
         if change and before.scope_in_words() != obj.scope_in_words():
             on += f" (until now on {before.scope_in_words()})"
-        reason = f": {obj.reason}" if obj.reason else "."
+        reason = f": {ended(obj.reason)}" if obj.reason.strip() else "."
         was_engaged = change and form.initial.get("engaged")
         reworded = change and obj.reason != form.initial.get("reason")
         if obj.engaged and not was_engaged:

@@ -283,10 +283,14 @@ KILL_SWITCH_FINDING = "The kill switch on "
 
 def kill_switch_reason(switch: KillSwitch) -> str:
     """The switch and the policy owner's reason for it, as a sentence of its own."""
-    reason = switch.reason.strip()
-    if not reason.endswith((".", "!", "?")):
-        reason += "."
-    return f"{kill_switch_named(switch)}{_ENGAGED}{reason}"
+    return f"{kill_switch_named(switch)}{_ENGAGED}{ended(switch.reason)}"
+
+
+def ended(text: str) -> str:
+    """A policy owner's words (a switch's reason) as the end of a sentence: with its full
+    stop, unless they end as a sentence already ("Tracking outage" → "Tracking outage.")."""
+    text = text.strip()
+    return text if text.endswith((".", "!", "?", "…")) else f"{text}."
 
 
 _ENGAGED = " is engaged: "

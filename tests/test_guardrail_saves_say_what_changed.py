@@ -57,6 +57,37 @@ def test_a_kill_switch_saved_says_it_was_engaged_released_or_given_a_new_reason(
         assert not any("changed successfully" in m or "added successfully" in m for m in messages)
 
 
+def test_a_kill_switch_s_reason_written_without_a_full_stop_is_said_with_one(login):
+    """A policy owner types "Tracking outage" (no full stop): the message after the save
+    still ends as a sentence, whichever of its sentences carries the reason."""
+    owner = login("policy-owner")
+
+    engaged = said(owner.post(ADD_SWITCH, switch_form(reason="Tracking outage"), follow=True))
+    switch = KillSwitch.objects.get()
+    url = reverse("admin:policies_killswitch_change", args=[switch.pk])
+    reworded = said(owner.post(url, switch_form(reason="Tracking outage, still"), follow=True))
+    everything = switch_form(scope="global", account="", reason="Tracking outage, still")
+    moved = said(owner.post(url, everything, follow=True))
+    released = said(owner.post(url, {**everything, "engaged": ""}, follow=True))
+    reworded_released = said(
+        owner.post(url, {**everything, "reason": "Next outage", "engaged": ""}, follow=True)
+    )
+
+    assert "Kill switch on account demo engaged: Tracking outage." in engaged
+    assert (
+        "Kill switch on account demo stays engaged; its reason now reads: Tracking "
+        "outage, still." in reworded
+    )
+    assert (
+        "Kill switch on everything (until now on account demo) stays engaged: Tracking "
+        "outage, still." in moved
+    )
+    assert "Kill switch on everything released." in released
+    assert "Kill switch on everything stays released; its reason now reads: Next outage." in (
+        reworded_released
+    )
+
+
 def test_a_kill_switch_moved_to_another_scope_says_what_it_covered_before(login):
     owner = login("policy-owner")
     owner.post(ADD_SWITCH, switch_form())
