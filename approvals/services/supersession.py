@@ -26,7 +26,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from approvals import action_types
@@ -374,17 +374,14 @@ def proposals_supersede_after_changes(
                 made_by[campaign] = by_proposal
     if not changed:
         return []  # it changed no campaign field (creatives added, a policy changed)
-    matching = Proposal.objects.filter(
-        account_id=account_id,
-        status__in=SUPERSEDABLE_STATUSES,
-        target_snapshot__has_any_keys=list(changed),
-    )
+    supersedable = Proposal.objects.filter(account_id=account_id, status__in=SUPERSEDABLE_STATUSES)
     if only is not None:
-        matching = matching.filter(pk__in=only)
-    matched = set(matching.values_list("pk", flat=True))
+        supersedable = supersedable.filter(pk__in=only)
+    matched = _made_against_any_of(supersedable, sorted(changed))
     candidates = (
         list(
-            matching.select_related("agent", "account")
+            supersedable.filter(pk__in=matched)
+            .select_related("agent", "account")
             .select_for_update(skip_locked=True, of=("self",))
             .order_by("pk")
         )
@@ -411,6 +408,24 @@ def proposals_supersede_after_changes(
     superseded = proposals_supersede(supersessions=supersessions, actor=actor)
     supersessions_tell_agents(supersessions=supersessions, actor=actor)
     return superseded
+
+
+# Campaigns asked about in one statement: SQLite writes "has any of these keys" as one test
+# per key joined by OR, and refuses a tree of them deeper than 1,000 ("Expression tree is
+# too large"), which a set of 1,500 executions landing together reached.
+CAMPAIGNS_AT_ONCE = 500
+
+
+def _made_against_any_of(proposals: QuerySet[Proposal], campaigns: Sequence[str]) -> set[int]:
+    """The ids of ``proposals`` whose snapshot names any of ``campaigns``, asked about
+    ``CAMPAIGNS_AT_ONCE`` at a time, so a statement's size never grows with the changes."""
+    return {
+        pk
+        for start in range(0, len(campaigns), CAMPAIGNS_AT_ONCE)
+        for pk in proposals.filter(
+            target_snapshot__has_any_keys=campaigns[start : start + CAMPAIGNS_AT_ONCE]
+        ).values_list("pk", flat=True)
+    }
 
 
 # What a proposal is told of a change another agent's proposal made first: an agent sees only
