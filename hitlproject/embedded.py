@@ -65,6 +65,7 @@ def serve(host: str, port: int) -> int:
     import uvicorn
 
     from hitlproject.celery import app as celery_app
+    from hitlproject.webserver import Server
 
     keep_for_life()  # before the fork: both children share what it froze
     web_pid = os.getpid()
@@ -81,7 +82,7 @@ def serve(host: str, port: int) -> int:
         finally:
             os._exit(code)
 
-    server = uvicorn.Server(
+    server = Server(  # its long polls answer at once when it is stopped
         uvicorn.Config(
             application,
             host=host,

@@ -315,11 +315,12 @@ async def _waited(view: Callable[..., Any], request, *args: Any, **kwargs: Any):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + poll.seconds
         backstop = wakeups.transport().backstop
-        while (left := deadline - loop.time()) > 0:
+        # Until the time is up, or the server stops (it answers as things are, at once).
+        while (left := deadline - loop.time()) > 0 and not dispatcher.stopping:
             if dispatcher.connected:
                 await dispatcher.wait(poll.topic, position, min(left, backstop or left))
             else:
-                await asyncio.sleep(min(left, POLL_SECONDS))
+                await dispatcher.pause(min(left, POLL_SECONDS))
             # Woken, or re-reading as a backstop, or the time is up: as things are now.
             position = dispatcher.position
             try:

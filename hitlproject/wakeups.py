@@ -140,6 +140,7 @@ class Dispatcher:
     def __init__(self) -> None:
         self.position = 0
         self.connected = False
+        self.stopping = False
         self._recent: deque[tuple[int, str]] = deque(maxlen=REMEMBERED)
         self._waiting: dict[str, set[asyncio.Future]] = {}
 
@@ -161,6 +162,13 @@ class Dispatcher:
                 if not waiter.done():
                     waiter.set_result(None)
 
+    def stop_waiting(self) -> None:
+        """The server is stopping: every waiting request answers now, as things are (it
+        re-reads), and none waits from now on, rather than hold the stop for up to a minute
+        and then be cut off without an answer."""
+        self.stopping = True
+        self.deliver_to_everyone()
+
     def _came_since(self, topic: str, position: int) -> bool:
         if self.position == position:
             return False
@@ -176,7 +184,7 @@ class Dispatcher:
     async def wait(self, topic: str, position: int, timeout: float) -> bool:
         """Until ``topic`` comes (True at once if it came since ``position``), or ``timeout``
         seconds (False)."""
-        if self._came_since(topic, position):
+        if self.stopping or self._came_since(topic, position):
             return True
         waiter = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(topic, set()).add(waiter)
@@ -189,6 +197,11 @@ class Dispatcher:
                 waiters.discard(waiter)
                 if not waiters:
                     del self._waiting[topic]
+
+    async def pause(self, seconds: float) -> None:
+        """``seconds``, or less if the server stops meanwhile (for a request that re-reads
+        on its own, with no wake-ups to be had)."""
+        await self.wait("", self.position, seconds)  # no topic is "": only a stop ends it
 
     def waiting(self) -> int:
         return sum(len(waiters) for waiters in self._waiting.values())
@@ -349,6 +362,14 @@ def _unlink(path: Path) -> None:
 
 
 _listening: dict[asyncio.AbstractEventLoop, tuple[Dispatcher, asyncio.Event, asyncio.Task]] = {}
+
+
+def stop_waiting() -> None:
+    """The web server running this event loop is stopping: its waiting requests answer now
+    (``Dispatcher.stop_waiting``). Called on the loop."""
+    found = _listening.get(asyncio.get_running_loop())
+    if found is not None:
+        found[0].stop_waiting()
 
 
 async def dispatcher() -> Dispatcher:
