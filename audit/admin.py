@@ -54,6 +54,7 @@ from hitlproject.formats import console_time
 from hitlproject.forms import PlainDecimalField, PlainIntegerField, number_box
 from hitlproject.periods import describe_duration
 from hitlproject.validation import one_line, with_lf_line_breaks
+from hitlproject.vocabulary import as_sentence
 
 logger = logging.getLogger(__name__)
 
@@ -431,12 +432,6 @@ class ConsoleHistoryValues(HistoricalRecordContextHelper):
             # risk-free free money" does not say whether "free money" is one term or two.
             return " · ".join(f"“{line}”" for line in value.strip("\n").splitlines())
         return value
-
-
-def as_sentence(text: str) -> str:
-    """``text`` ended with a full stop, unless it ends with one already: what a save changed
-    may end with a value's own ("… as agreed in the Q1 plan."), which read "plan.."."""
-    return text if text.endswith((".", "!", "?")) else f"{text}."
 
 
 def related_in_words(value) -> str:

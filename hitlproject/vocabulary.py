@@ -144,6 +144,14 @@ def how_many(count: int, noun: str) -> str:
     return f"{count} {noun if count == 1 else noun + 's'}"
 
 
+def as_sentence(text: str) -> str:
+    """Words ending a sentence, with its full stop unless they end as one already: a policy
+    owner's reason ("Tracking outage" → "Tracking outage."), or what a save changed, which may
+    end with a value's own ("… as agreed in the Q1 plan.", never "plan..")."""
+    text = text.strip()
+    return text if text.endswith((".", "!", "?", "…")) else f"{text}."
+
+
 def action_type_label(name: str) -> str:
     """An action type as a person reads it: "budget reallocation", not its name."""
     return name.replace("_", " ")

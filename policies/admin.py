@@ -32,7 +32,6 @@ from audit.admin import (
     ChosenByIdField,
     ConsoleChangeList,
     ConsoleHistoryValues,
-    as_sentence,
     change_reason_field,
     console_act_logged,
     is_history_page,
@@ -51,6 +50,7 @@ from hitlproject.vocabulary import (
     SIMULATED_ROW_LABELS,
     SIMULATED_ROWS,
     VerdictOutcome,
+    as_sentence,
     how_many,
 )
 from ledger.models import Account, Channel
@@ -73,7 +73,7 @@ from policies.engine import (
     percent_text,
 )
 from policies.models import BrandGuidelines, KillSwitch, KillSwitchScope, Policy, lines
-from policies.services import ended, rules_in_force
+from policies.services import rules_in_force
 
 
 def percent_field(label: str, help_text: str, **kwargs) -> forms.DecimalField:
@@ -1409,7 +1409,7 @@ class KillSwitchAdmin(ChangeReasonAdmin):
         )
         if change and before.scope_in_words() != obj.scope_in_words():
             on += f" (until now on {before.scope_in_words()})"
-        reason = f": {ended(obj.reason)}" if obj.reason.strip() else "."
+        reason = f": {as_sentence(obj.reason)}" if obj.reason.strip() else "."
         was_engaged = change and form.initial.get("engaged")
         reworded = change and obj.reason != form.initial.get("reason")
         if obj.engaged and not was_engaged:

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from audit.actors import changed_by
 from hitlproject.errors import DomainError
+from hitlproject.vocabulary import as_sentence
 from ledger.models import Account, Campaign, CampaignStatus
 from policies import engine
 from policies.guardrails import BrandRules, brand_findings, budget_cap_findings
@@ -283,14 +284,7 @@ KILL_SWITCH_FINDING = "The kill switch on "
 
 def kill_switch_reason(switch: KillSwitch) -> str:
     """The switch and the policy owner's reason for it, as a sentence of its own."""
-    return f"{kill_switch_named(switch)}{_ENGAGED}{ended(switch.reason)}"
-
-
-def ended(text: str) -> str:
-    """A policy owner's words (a switch's reason) as the end of a sentence: with its full
-    stop, unless they end as a sentence already ("Tracking outage" → "Tracking outage.")."""
-    text = text.strip()
-    return text if text.endswith((".", "!", "?", "…")) else f"{text}."
+    return f"{kill_switch_named(switch)}{_ENGAGED}{as_sentence(switch.reason)}"
 
 
 _ENGAGED = " is engaged: "
