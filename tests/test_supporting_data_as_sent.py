@@ -105,3 +105,25 @@ def test_whole_numbers_are_kept_and_shown_as_written_at_any_size(optimizer, logi
         '<tr><th scope="row">ctr</th><td>0.021, 0.019, 0.018</td></tr>'
     )
     assert "e+38" not in page.text and "9007199254740992" not in page.text
+
+
+def test_a_right_to_left_override_in_a_series_name_stays_inside_that_name(optimizer, login):
+    """A series named with an unterminated right-to-left override ran on past its name: the
+    caption's range "(1 – 17)" read "(71 – 1)", and the legend "control (last 17) ■ test
+    (last 91)" read "control(19 tsal) tset ■ (71 tsal)", the other series' figure beside it.
+    Each name is isolated (HTML's <bdi>), so the figures beside it read as the platform
+    wrote them."""
+    response = send(
+        optimizer,
+        '{"roas\\u202e": [1, 2, 17], '
+        '"series": {"control\\u202e": [10, 12, 17], "test": [3, 4, 91]}}',
+    )
+    assert response.status_code == 201, response.content
+    proposal = Proposal.objects.get()
+
+    page = login("operator").get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+
+    text = re.sub(r"\s+", " ", page.text)
+    assert '<strong><bdi>roas\u202e</bdi></strong> <span style="color:#777">(1 – 17)' in text
+    assert "<bdi>control\u202e</bdi> (last 17)" in text
+    assert "<bdi>test</bdi> (last 91)" in text
