@@ -1251,3 +1251,38 @@ def test_a_drafts_dry_run_and_promotion_forms_fit_a_phones_width(live_server, de
     within_the_screen("#promote-form textarea")
     within_the_screen("#promote-form .helptext")
     context.close()
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_an_agents_words_without_spaces_wrap_and_are_read_whole(
+    live_server, demo_world, browser, width
+):
+    """An agent's rationale of 10,000 letters with no space in it, and a creative's headline
+    of 150, ran past the page's edge: the rest of the rationale, and the end of each line of
+    the creative's body beside the headline, were cut off, unread by the person approving,
+    on its page and on the bulk confirmation."""
+    [proposal] = waiting(
+        creative_batch(creative(headline="H" * 150, body="Find it fast. " * 100))
+        | {"rationale": "R" * 10_000}
+    )
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+    log_in(page, live_server.url, demo_world["users"]["operator"])
+
+    def read_whole(what: str, selector: str) -> None:
+        assert page.evaluate("document.documentElement.scrollWidth") <= width, what
+        for each in page.locator(selector).all():
+            box = each.bounding_box()
+            assert box["x"] >= 0 and box["x"] + box["width"] <= width, (what, box)
+            assert each.evaluate("e => e.scrollWidth <= e.clientWidth"), what
+
+    page.goto(f"{live_server.url}/admin/approvals/proposal/{proposal.pk}/change/")
+    read_whole("a proposal's page", "#rationale, div.readonly, td.creative")
+
+    page.goto(f"{live_server.url}/admin/approvals/proposal/")
+    page.check(f"input[name=_selected_action][value='{proposal.pk}']")
+    page.select_option("select[name=action]", "approve_selected")
+    page.click("button[name=index]")
+    expect(page.locator("input[type=submit][value^='Yes']")).to_be_visible()
+    read_whole("the bulk confirmation", "td.bulk-said")
+    context.close()
