@@ -1871,10 +1871,12 @@ class ExecutionAdmin(ReadOnlyAdmin):
         if execution.status != ExecutionStatus.SUCCEEDED:
             return "—"
         deployed = execution.proposal.deployed_creatives.order_by("pk")
+        # Each headline isolated (<bdi>): one with a right-to-left override would otherwise
+        # reverse the records listed after it.
         return (
             format_html_join(
                 ", ",
-                '<a href="{}">ledger record #{}</a> “{}”',
+                '<a href="{}">ledger record #{}</a> <bdi>“{}”</bdi>',
                 (
                     (reverse("admin:ledger_creative_change", args=[c.pk]), c.pk, c.headline)
                     for c in deployed

@@ -1438,6 +1438,28 @@ def test_an_execution_reads_its_states_as_the_proposals_page_does(operator, logi
     assert "{&quot;" not in batch_page and '{"' not in batch_page
 
 
+def test_a_deployed_headline_with_a_right_to_left_override_stays_inside_its_quotes(operator, login):
+    """An execution lists the creatives it deployed one after another: a headline carrying a
+    right-to-left override (flagged, still approvable) reversed the records listed after it,
+    so the auditor read another record's number beside it."""
+    batch = evaluated(
+        creative_batch(
+            creative(headline="Spring \u202esale", body="Save."),
+            creative(headline="Summer", body="Save."),
+        )
+    )
+    proposal_approve(proposal_id=batch.pk, reviewer=operator)
+    assert proposal_execute(proposal_id=batch.pk).status == "executed"
+    execution = batch.executions.get()
+
+    page = login("auditor").get(reverse("admin:approvals_execution_change", args=[execution.pk]))
+
+    first, second = Creative.objects.filter(deployed_by_proposal=batch).order_by("pk")
+    listed = page.content.decode().split(f"ledger record #{first.pk}</a>")[1]
+    assert listed.startswith(" <bdi>“Spring \u202esale”</bdi>, "), listed[:80]
+    assert f"ledger record #{second.pk}</a> <bdi>“Summer”</bdi>" in listed
+
+
 def test_approving_says_which_other_proposals_it_ends_once_it_executes(login, operators):
     """Two waiting raises of brand-search's bid: approving one ends the other once it runs,
     the other's approvals notwithstanding. Its page and the bulk confirmation say so before the
