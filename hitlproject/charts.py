@@ -147,6 +147,8 @@ class LineChart:
     lines: list[Line]
     low: float | int
     high: float | int
+    # Series of the object not drawn: one colour a line, so that its legend tells each apart.
+    left_out: int = 0
 
     @property
     def low_shown(self) -> str:
@@ -164,9 +166,12 @@ def line_chart(
     title: str, series: dict[str, list[float | int]], *, width: int = 360, height: int = 120
 ) -> LineChart:
     """One line per series, on a shared vertical scale, with the first and last points at the
-    chart's edges. The values are numbers as sent, each one a finite float can draw
-    (``chartable``): drawn as floats, said as sent (a whole number past a float's digits
-    keeps its own)."""
+    chart's edges; the first six series, each in a colour of its own (the rest are counted,
+    ``left_out``: 2,500 lines in six colours are read as none). The values are numbers as
+    sent, each one a finite float can draw (``chartable``): drawn as floats, said as sent (a
+    whole number past a float's digits keeps its own)."""
+    left_out = max(len(series) - len(PALETTE), 0)
+    series = dict(list(series.items())[: len(PALETTE)])
     values = [v for points in series.values() for v in points]
     low, high = min(values), max(values)  # Python compares whole numbers and floats exactly
     # Halved, so that the span between two finite floats (-1e308 and 1e308) stays finite.
@@ -180,8 +185,8 @@ def line_chart(
     for index, (label, points) in enumerate(series.items()):
         step = (width - 2 * pad) / max(len(points) - 1, 1)
         coordinates = " ".join(f"{pad + i * step:.1f},{y(v):.1f}" for i, v in enumerate(points))
-        lines.append(Line(label, coordinates, points[-1], PALETTE[index % len(PALETTE)], points))
-    return LineChart(title, width, height, lines, low, high)
+        lines.append(Line(label, coordinates, points[-1], PALETTE[index], points))
+    return LineChart(title, width, height, lines, low, high, left_out)
 
 
 def chartable(value) -> list[float | int] | None:

@@ -127,3 +127,26 @@ def test_a_right_to_left_override_in_a_series_name_stays_inside_that_name(optimi
     assert '<strong><bdi>roas\u202e</bdi></strong> <span style="color:#777">(1 – 17)' in text
     assert "<bdi>control\u202e</bdi> (last 17)" in text
     assert "<bdi>test</bdi> (last 91)" in text
+
+
+def test_a_chart_of_many_series_draws_six_each_in_its_colour_and_counts_the_rest(optimizer, login):
+    """An object of 40 series was drawn as 40 lines in six colours, repeated: no legend told
+    them apart, and at the API's largest supporting data (2,500 series) the legend alone ran
+    12,000 px down a phone before the decision forms. The first six are drawn, each in its
+    own colour; the page says how many more there are and where their figures are."""
+    series = {f"variant-{n:02}": [n, n + 1, n + 2] for n in range(40)}
+    response = send(optimizer, json.dumps({"ctr": series}))
+    assert response.status_code == 201, response.content
+    proposal = Proposal.objects.get()
+
+    page = login("operator").get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+
+    chart = page.text.split('<figure class="line-chart"')[1].split("</figure>")[0]
+    colours = re.findall(r'<polyline fill="none" stroke="([^"]+)"', chart)
+    assert len(colours) == len(set(colours)) == 6
+    assert "<bdi>variant-05</bdi> (last 7)" in chart and "variant-06" not in chart
+    assert "(0 – 7)" in chart  # the range of what is drawn
+    assert "and 34 more series, not drawn: their figures are in the supporting data below." in (
+        re.sub(r"\s+", " ", chart)
+    )
+    assert "&quot;variant-39&quot;" in page.text  # in the supporting data, as sent
