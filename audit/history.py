@@ -678,7 +678,9 @@ def update_with_history_where(
 ) -> list[int]:
     """Set ``values`` on the rows of ``queryset`` and write a "changed" record of each, by
     ``actor``: on PostgreSQL in one statement, as the update alone took. Returns the ids of
-    the rows changed (none: nothing was written)."""
+    the rows changed (none: nothing was written). A row changed by another transaction while
+    this one waited for it is updated only if it still matches ``queryset`` (a conditional
+    update, as a callback's end of attempt under its lease, holds under concurrency)."""
     model = queryset.model
     date = timezone.now()
     db = connections[queryset.db]
@@ -701,14 +703,20 @@ def update_with_history_where(
         field = opts.get_field(name)
         assignments.append(f"{quote(field.column)} = %s")
         params.append(field.get_db_prep_save(value, db))
-    where, where_params = queryset.values("pk").query.sql_with_params()
-    source = (
-        f"UPDATE {table} SET {', '.join(assignments)} "
-        f"WHERE {table}.{quote(opts.pk.column)} IN ({where}) RETURNING {table}.*"
-    )
-    sql, history_params = _history_sql(
-        model, source, actor=actor, date=date, history_type="~", reason=reason
-    )
-    with db.cursor() as cursor:
-        cursor.execute(sql, [*params, *where_params, *history_params])
-        return [pk for (pk,) in cursor.fetchall()]
+    # The rows chosen locked by the subquery: PostgreSQL then reads each again, once the
+    # transaction that held it has ended, and leaves out one that no longer matches. Without
+    # the lock, the subquery's conditions are not checked again: a row another transaction
+    # changed meanwhile was overwritten, and recorded, as though it still matched.
+    with transaction.atomic(using=db.alias, savepoint=False):
+        chosen = queryset.select_for_update(of=("self",)).values("pk")
+        where, where_params = chosen.query.sql_with_params()
+        source = (
+            f"UPDATE {table} SET {', '.join(assignments)} "
+            f"WHERE {table}.{quote(opts.pk.column)} IN ({where}) RETURNING {table}.*"
+        )
+        sql, history_params = _history_sql(
+            model, source, actor=actor, date=date, history_type="~", reason=reason
+        )
+        with db.cursor() as cursor:
+            cursor.execute(sql, [*params, *where_params, *history_params])
+            return [pk for (pk,) in cursor.fetchall()]

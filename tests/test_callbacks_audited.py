@@ -8,6 +8,9 @@ began are recorded as they were."""
 import html
 import importlib
 import re
+import threading
+import time
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -20,9 +23,11 @@ from approvals.models import Agent
 from approvals.services.decisions import proposal_reject
 from audit.chain import chain_seal, chain_verify
 from audit.models import ChainLink
-from feedback.callbacks import callback_event_deliver
+from feedback import callbacks
+from feedback.callbacks import LEASE, callback_event_deliver
 from feedback.models import CallbackEvent
 from hitlproject.celery import app
+from hitlproject.outbound import Sent
 from tests.conftest import BID_RAISES, bid_adjustment
 from tests.factories import evaluated
 
@@ -147,6 +152,51 @@ def test_an_event_given_up_on_and_sent_again_by_an_operator_says_who_sent_it(
     chain_seal()
     found = chain_verify()
     assert found.holds, found.verdict()
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="SQLite runs one writing transaction at a time"
+)
+def test_a_sender_past_its_lease_leaves_the_next_attempt_as_it_is_while_that_is_being_taken(
+    callback_endpoint, sent_here, monkeypatch
+):
+    """A sender outlives its lease (its endpoint took its time); the next sender is taking
+    the event when the first one's answer comes, its row held until it has counted its own
+    attempt. The first one's end is not recorded over it: the event stays pending, on its
+    second attempt, with no record saying it was delivered. (Its condition was checked on the
+    row as it was before the next sender took it: the event read "delivered" on its first
+    attempt, with the second one's request still to go.)"""
+    callback_endpoint(200)
+    event = rejected()
+    took, answered = threading.Event(), threading.Event()
+
+    def next_sender_takes_it() -> None:
+        try:
+            with transaction.atomic():
+                taken = CallbackEvent.objects.select_for_update().get(pk=event.pk)
+                took.set()
+                answered.wait(5)
+                time.sleep(0.5)  # the first sender's end of attempt waits for this row
+                CallbackEvent.objects.filter(pk=event.pk).update(
+                    attempts=taken.attempts + 1, next_attempt_at=timezone.now() + LEASE
+                )
+        finally:
+            connection.close()
+
+    def answered_late(*args, **kwargs) -> Sent:
+        threading.Thread(target=next_sender_takes_it).start()
+        took.wait(5)
+        answered.set()
+        return Sent(delivered=True, retry=False, result="HTTP 200")
+
+    monkeypatch.setattr(callbacks, "send_signed", answered_late)
+    callback_event_deliver(event_id=event.pk)
+
+    event.refresh_from_db()
+    assert (event.status, event.attempts, event.delivered_at) == ("pending", 2, None)
+    assert event.attempts_said == []
+    assert [r.status for r in records(event)] == ["pending", "pending"]
+    assert event.next_attempt_at > timezone.now() + LEASE - timedelta(seconds=10)
 
 
 def test_an_events_row_altered_past_its_history_is_named_by_verification(
