@@ -34,7 +34,7 @@ from django.utils import timezone
 from approvals.models import Agent, Proposal, ProposalStatus, WithdrawnBy
 from audit.actors import Actor
 from audit.history import (
-    create_with_history,
+    insert_with_history,
     rows_update,
     update_with_history,
     update_with_history_where,
@@ -104,11 +104,12 @@ def callback_events_record(*, proposals: Iterable[Proposal]) -> None:
     ]
     for event in events:
         event.body = _body(event)
-        event._change_reason = MADE
     if events:
-        # Made by the callbacks, whoever moved the proposals: their history says who did.
-        created = create_with_history(CallbackEvent, events, actor=CALLBACKS_ACTOR)
-        enqueue_after_commit(DELIVER_CALLBACK_EVENT, *(event.pk for event in created))
+        # Made by the callbacks, whoever moved the proposals: their history says who did. On
+        # PostgreSQL the events and their first records in one statement, as the events
+        # alone took: a submission approved at once pays nothing more for their history.
+        made = insert_with_history(CallbackEvent, events, actor=CALLBACKS_ACTOR, reason=MADE)
+        enqueue_after_commit(DELIVER_CALLBACK_EVENT, *made)
 
 
 def _news(proposal: Proposal) -> bool:

@@ -19,6 +19,7 @@ from approvals.models import Agent, Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve
 from approvals.services.proposals import Submission, proposal_evaluate, proposals_submit
 from executors.runner import proposal_execute
+from feedback.models import CallbackEvent
 from hitlproject.vocabulary import COUNTED_STATUSES
 from ledger.models import Account, Campaign
 from policies.models import CountedMove, KillSwitch
@@ -419,3 +420,31 @@ def test_a_proposal_left_submitted_by_an_earlier_release_is_not_approved_over_on
         reason.startswith(f"#{first['id']}, approved and about to execute, changes brand-search")
         for reason in routed.verdict_reasons
     ), routed.verdict_reasons
+
+
+@pytest.mark.django_db
+def test_a_submission_approved_at_once_tells_its_agent_in_one_statement_more(demo_world):
+    """An agent with a callback URL is told of its proposal approved at once: on PostgreSQL
+    the event and its first record, which the audit chain seals, go in in one statement, as
+    the event alone went in before it kept a history; the submission pays no round trip more
+    for it. The record says it was made, by the callbacks."""
+    agent = Agent.objects.get(name="optimizer")
+    agent.callback_url = "https://agent.example/hook"
+    agent.save(update_fields=["callback_url"])
+    warm = bid_adjustment("1.80", "generic-search")  # waits for a person: no event
+    proposals_submit(agent=agent, submissions=[Submission(**warm)])  # the rules read once
+
+    with CaptureQueriesContext(connection) as queries:
+        [proposal] = proposals_submit(agent=agent, submissions=[Submission(**bid_adjustment())])
+
+    assert proposal.status == ProposalStatus.APPROVED
+    event = CallbackEvent.objects.get(proposal=proposal)
+    [made] = CallbackEvent.history.filter(id=event.pk)
+    assert (made.history_type, made.history_actor, made.history_change_reason) == (
+        "+",
+        "callbacks",
+        "Made, to be sent to its agent's callback URL",
+    )
+    about_events = [query for query in queries if "callbackevent" in query["sql"]]
+    if connection.vendor == "postgresql":
+        assert len(about_events) == 1
