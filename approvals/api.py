@@ -30,6 +30,7 @@ from approvals.models import (
     WithdrawnBy,
 )
 from approvals.selectors import (
+    carried_out,
     policy_name_then,
     proposal_get_for_agent,
     proposal_list_for_agent,
@@ -70,7 +71,6 @@ from hitlproject.validation import (
 )
 from hitlproject.vocabulary import (
     NOTE_MAX_LENGTH,
-    PARTLY_CARRIED_OUT,
     CarriedOut,
     VerdictOutcome,
 )
@@ -270,21 +270,8 @@ def _execution(executions: list[Execution]) -> dict | None:
     if not executions:
         return None
     last = executions[-1]
-    last.carried_out = _carried_out(executions)
+    last.carried_out = carried_out(executions)
     return ExecutionOutput(last).data
-
-
-def _carried_out(executions: list[Execution]) -> str:
-    """What the attempts did on the channel, never more than is known: an attempt that got no
-    sure answer may have carried it out, whatever the attempts after it were told."""
-    last = executions[-1]
-    if last.status == ExecutionStatus.SUCCEEDED:
-        return CarriedOut.YES
-    if any(attempt.error.startswith(PARTLY_CARRIED_OUT) for attempt in executions):
-        return CarriedOut.PARTLY
-    if last.status == ExecutionStatus.RUNNING or any(a.unanswered for a in executions):
-        return CarriedOut.UNKNOWN
-    return CarriedOut.NO
 
 
 def _withdrawal(proposal: Proposal) -> dict | None:

@@ -51,7 +51,9 @@ from hitlproject.vocabulary import (
     APPROVED_TO_RUN_STATUSES,
     FINAL_STATUSES,
     MAY_STILL_RUN_STATUSES,
+    PARTLY_CARRIED_OUT,
     UNDER_WAY_STATUSES,
+    CarriedOut,
     VerdictOutcome,
     retry_may_repeat,
 )
@@ -587,6 +589,28 @@ class ProposalStates:
     heading: str
 
 
+def carried_out(executions: list[Execution]) -> str:
+    """What a proposal's attempts (in order) did on the channel, never more than is known: an
+    attempt that got no sure answer may have carried it out, whatever the attempts after it
+    were told."""
+    last = executions[-1]
+    if last.status == ExecutionStatus.SUCCEEDED:
+        return CarriedOut.YES
+    if any(attempt.error.startswith(PARTLY_CARRIED_OUT) for attempt in executions):
+        return CarriedOut.PARTLY
+    if last.status == ExecutionStatus.RUNNING or any(a.unanswered for a in executions):
+        return CarriedOut.UNKNOWN
+    return CarriedOut.NO
+
+
+# What a heading of what a proposal would change adds where an attempt did some of it, or may
+# have: a failed one that carried out part of a creative batch did change the channel.
+_CARRIED_OUT_SAID = {
+    CarriedOut.PARTLY: " (part of it was carried out on the channel: see its executions)",
+    CarriedOut.UNKNOWN: " (an attempt may have carried it out on the channel: see its executions)",
+}
+
+
 def proposal_states(
     proposal: Proposal, *, since: SinceProposed | None = None
 ) -> ProposalStates | None:
@@ -608,10 +632,8 @@ def proposal_states(
         # An edit made after the ledger moved: a figure the edit did not touch (the budget a
         # pause stops) is not said to be the edit's ("As edited and re-assessed").
         columns[since.how] = _state_after(action_type, proposal.payload, proposal.target_snapshot)
-    done = next(
-        (run for run in proposal.executions.all() if run.status == ExecutionStatus.SUCCEEDED),
-        None,
-    )
+    runs = list(proposal.executions.all())
+    done = next((run for run in runs if run.status == ExecutionStatus.SUCCEEDED), None)
     if done is not None:
         columns["Before execution"] = _flat(done.before_state)
         columns["After execution"] = _flat(done.after_state)
@@ -626,10 +648,13 @@ def proposal_states(
         }
     if done is not None:
         heading = "What it changed"
-    elif proposal.status not in FINAL_STATUSES:
-        heading = "What it would change"
     else:
-        heading = "What it would have changed"
+        heading = (
+            "What it would change"
+            if proposal.status not in FINAL_STATUSES
+            else ("What it would have changed")
+        )
+        heading += _CARRIED_OUT_SAID.get(carried_out(runs), "") if runs else ""
     return ProposalStates(
         heading=heading,
         columns=["Campaign", "Field", *columns],

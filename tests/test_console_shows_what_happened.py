@@ -16,6 +16,7 @@ from approvals.models import Proposal
 from approvals.selectors import withdrawal_seen
 from approvals.services.decisions import proposal_approve, proposal_reject
 from executors.runner import proposal_execute
+from hitlproject.vocabulary import PARTLY_CARRIED_OUT
 from ledger.models import Account, Campaign, Creative
 from notifications.digests import notifications_send_digests
 from notifications.models import Notification, NotificationKind, NotificationStatus
@@ -92,6 +93,20 @@ def test_the_table_of_what_a_proposal_changes_is_headed_by_what_happened(operato
     rejected = evaluated(reallocation("280.00"))
     proposal_reject(proposal_id=rejected.pk, reviewer=operator, reason_code="too_aggressive")
     assert heading(rejected) == "What it would have changed"
+
+
+def test_a_failed_proposal_part_of_which_the_channel_carried_out_says_so_over_its_table(login):
+    """A creative batch the channel took in part fails, not retried: "What it would change"
+    alone read as if nothing had changed, with one creative live."""
+    failed = failed_budget_raise()
+    failed.executions.update(error=f"{PARTLY_CARRIED_OUT}creative 2 refused.")
+
+    page = page_of(login("auditor"), failed).text
+
+    heading = page.split('id="proposal-states-heading">')[1].split("</h3>")[0]
+    assert heading == (
+        "What it would change (part of it was carried out on the channel: see its executions)"
+    )
 
 
 def test_an_edit_shows_what_was_proposed_beside_what_was_approved(operator, login):
