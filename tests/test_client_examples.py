@@ -18,7 +18,9 @@ from tests.conftest import REPO, wait_until
 pytestmark = [pytest.mark.worker, pytest.mark.usefixtures("celery_worker")]
 
 
-@pytest.mark.parametrize("example", ["langchain_agent.py", "openai_agents_agent.py"])
+@pytest.mark.parametrize(
+    "example", ["langchain_agent.py", "openai_agents_agent.py", "mcp_agent.py"]
+)
 def test_the_example_agent_proposes_the_reference_scenario(example, web_server, demo_world):
     env = {
         **os.environ,
