@@ -7,6 +7,7 @@ chose to wait (what Retry-After asked), not how long anything took."""
 
 import asyncio
 import json
+import re
 import socket
 import threading
 import time
@@ -516,6 +517,35 @@ def test_a_base_url_without_http_or_https_is_refused_when_the_client_is_made(mak
         make()
     for url in ("http://127.0.0.1:8110", "HTTPS://hitl.example.com/"):
         made = make(url, "hitl_key")  # nothing is sent until the first call
+        asyncio.run(made.aclose()) if isinstance(made, AsyncClient) else made.close()
+
+
+@pytest.mark.parametrize("make", [Client, AsyncClient])
+@pytest.mark.parametrize(
+    "url, meant",
+    [
+        ("http://127.0.0.1:8000/api/v1", "http://127.0.0.1:8000"),
+        ("http://127.0.0.1:8000/api/v1/", "http://127.0.0.1:8000"),
+        ("http://127.0.0.1:8000/api", "http://127.0.0.1:8000"),
+        ("https://corp.example/hitl/api/", "https://corp.example/hitl"),
+    ],
+)
+def test_a_base_url_ending_with_the_api_s_path_is_refused_naming_the_address_meant(
+    make, url, meant, monkeypatch
+):
+    """The client adds /api/v1 itself: given it too, each request was a 404, "Not found. (GET
+    …/api/v1/api/v1/campaigns/)", which the framework adapters told the model as the platform
+    refusing its proposal, a mistake it cannot mend."""
+    with pytest.raises(ValueError, match=re.escape(f"did you mean {meant!r}")) as given:
+        make(url, "hitl_key")
+    assert isinstance(given.value, HitlError)
+    monkeypatch.setenv("HITL_BASE_URL", url)
+    monkeypatch.setenv("HITL_API_KEY", "hitl_key")
+    with pytest.raises(ValueError, match="HITL_BASE_URL"):
+        make()
+    # A platform served under a path of its own is still taken.
+    for url in ("https://corp.example/hitl", "https://corp.example/apis/"):
+        made = make(url, "hitl_key")
         asyncio.run(made.aclose()) if isinstance(made, AsyncClient) else made.close()
 
 

@@ -227,15 +227,28 @@ def settings_from(
     )
 
 
+#: The API's own path, which the client adds to the base URL: a base URL ending with it (or
+#: with its /api) was answered "Not found." at .../api/v1/api/v1/campaigns/.
+_API_PATH = re.compile(r"/api(?:/v1)?/*$", re.IGNORECASE)
+
+
 def _checked_base_url(base_url: str, *, named: str) -> str:
     """The base URL without its trailing slash, refused now if it is not an http(s) URL:
     httpx would only fail at the first request, and then with a puzzle ("unsupported
-    protocol 'localhost://'" for ``localhost:8110``)."""
+    protocol 'localhost://'" for ``localhost:8110``). One ending with the API's path
+    (``…/api/v1``, ``…/api``) is refused too: each request was a 404, "Not found.", which
+    the framework adapters handed the model as the platform refusing its proposal."""
     parts = urlsplit(base_url)
-    if parts.scheme.lower() in ("http", "https") and parts.netloc:
-        return base_url.rstrip("/")
-    hint = f"; did you mean 'http://{base_url}'?" if "://" not in base_url else "."
-    raise ConfigurationError(f"{named} {base_url!r} is not an http:// or https:// URL{hint}")
+    if not (parts.scheme.lower() in ("http", "https") and parts.netloc):
+        hint = f"; did you mean 'http://{base_url}'?" if "://" not in base_url else "."
+        raise ConfigurationError(f"{named} {base_url!r} is not an http:// or https:// URL{hint}")
+    if api_path := _API_PATH.search(parts.path):
+        meant = parts._replace(path=parts.path[: api_path.start()], query="", fragment="")
+        raise ConfigurationError(
+            f"{named} {base_url!r} ends with the API's path, which the client adds itself "
+            f"(/api/v1/…): did you mean {meant.geturl()!r}, the platform's address?"
+        )
+    return base_url.rstrip("/")
 
 
 def timeout_for(settings: Settings, call: Call) -> httpx.Timeout:
