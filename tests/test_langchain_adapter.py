@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 from hitl_client import AsyncClient, Client, RetryPolicy
-from hitl_client.errors import ConnectionFailed, HitlError
+from hitl_client.errors import ConnectionFailed, HitlError, NotFound
 from hitl_client.langchain import (
     INTERRUPT_TYPE,
     ProposalMiddleware,
@@ -717,6 +717,22 @@ def test_a_paused_run_whose_answer_was_lost_resumes_onto_the_one_proposal(web_se
     assert waiting.value["proposal_id"] == made.pk
     assert waiting.value["status"] == "pending_review"
     assert Proposal.objects.count() == 1
+
+
+def test_a_base_url_that_is_not_the_platforms_is_raised_not_told_to_the_model(
+    web_server, demo_world
+):
+    """Every request to a path the platform does not serve is a 404. The middleware handed it
+    to the model as the platform refusing its proposal ("…not by the API: is the base URL the
+    platform's address? Nothing was executed."), which the model cannot mend and the
+    operator never saw. It is raised, as a bad key is."""
+    key = demo_world["agents"]["optimizer"]
+    with Client(f"{web_server}/hitl", key) as elsewhere:
+        model = scripted(SIX_PERCENT_BID)
+        with pytest.raises(NotFound, match="is the base URL the platform's address"):
+            ask(agent_with(model, ProposalMiddleware(ACTIONS, client=elsewhere)), "Raise it.")
+    assert model.shown == []
+    assert not Proposal.objects.exists()
 
 
 @pytest.mark.parametrize("then", ["throttled", "timeout"])

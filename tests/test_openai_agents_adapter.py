@@ -16,7 +16,7 @@ from agents import Agent, Model, ModelResponse, Runner, RunState, Usage, set_tra
 from agents.exceptions import UserError
 from django.contrib.auth import get_user_model
 from hitl_client import AsyncClient, RetryPolicy
-from hitl_client.errors import ConnectionFailed
+from hitl_client.errors import ConnectionFailed, NotFound
 from hitl_client.openai_agents import PlatformTools, ToolAction
 from openai.types.responses import (
     ResponseFunctionToolCall,
@@ -425,6 +425,28 @@ def test_a_call_the_platform_approved_but_a_kill_switch_sent_back_is_told_as_wai
     )
     assert result.final_output == "Done."
     assert Campaign.objects.get(external_id="brand-search").bid == Decimal("2.00")
+
+
+def test_a_base_url_that_is_not_the_platforms_is_raised_not_told_to_the_model(web_server, key):
+    """Every request to a path the platform does not serve is a 404, which the tool handed to
+    the model as the platform refusing its proposal: the model cannot mend it, and the
+    operator never saw it. It is raised, as a bad key is (the SDK's UserError, caused by
+    ours)."""
+
+    async def run():
+        async with AsyncClient(f"{web_server}/hitl", key) as elsewhere:
+            platform = PlatformTools(client=elsewhere)
+            model = ScriptedModel(SIX_PERCENT_BID)
+            agent = Agent(name="optimizer", model=model, tools=tools_of(platform))
+            with pytest.raises(UserError) as failed:
+                await Runner.run(agent, "Raise brand-search's bid.")
+            return failed.value, model
+
+    failed, model = asyncio.run(run())
+    assert isinstance(failed.__cause__, NotFound)
+    assert "is the base URL the platform's address" in str(failed)
+    assert model.shown == {}
+    assert not Proposal.objects.exists()
 
 
 @pytest.mark.parametrize("wait", ["interrupt", "block"])

@@ -18,7 +18,6 @@ from .errors import (
     Conflict,
     ConnectionFailed,
     HitlError,
-    NotFound,
     PermissionDenied,
     ServerError,
     ValidationFailed,
@@ -218,8 +217,10 @@ class LostAnswers:
 
 #: Refusals the model can act on (fix its arguments, pick another campaign or account): they
 #: go back to it as the tool's result. Others (a bad API key, the platform unreachable after
-#: the client's retries, …) are the operator's to fix and are raised.
-MODEL_FIXABLE = (ValidationFailed, PermissionDenied, NotFound)
+#: the client's retries, …) are the operator's to fix and are raised. A proposal is never a
+#: 404 (an account or campaign not the agent's is a 400): a ``NotFound`` is a base URL that is
+#: not the platform's address, which the model was told as the platform refusing its call.
+MODEL_FIXABLE = (ValidationFailed, PermissionDenied)
 
 #: Proposals that will execute without anyone deciding more: wait for the execution.
 _RUNNING = frozenset({Status.APPROVED, Status.EXECUTING, Status.SUBMITTED})
