@@ -763,7 +763,15 @@ def test_a_creatives_body_is_taken_with_its_line_breaks_as_line_feeds(optimizer)
 @pytest.mark.parametrize(
     ("number", "said"),
     [
-        ("2.100000000000000000001", "Ensure that there are no more than 14 digits in total."),
+        (
+            "2.100000000000000000001",
+            "Ensure that there are no more than 2 decimal places: 2.100000000000000000001 has 21.",
+        ),
+        # 0.1 + 0.2 computed as a float, as JSON writes it: its decimal places, not its digits.
+        (
+            "0.30000000000000004",
+            "Ensure that there are no more than 2 decimal places: 0.30000000000000004 has 17.",
+        ),
         ("1e1", "Write the amount in digits with a decimal point, such as 12.50."),
         ("2.5E0", "Write the amount in digits with a decimal point, such as 12.50."),
     ],

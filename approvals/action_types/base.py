@@ -47,6 +47,10 @@ class PlainDecimal(serializers.DecimalField):
 
     default_error_messages = {
         "plain": "Write the figure in digits with a decimal point, such as 4.50.",
+        "places": (
+            "Ensure that there are no more than {max_decimal_places} decimal places: "
+            "{value} has {places}."
+        ),
     }
 
     def __init__(self, **kwargs: Any) -> None:
@@ -62,6 +66,18 @@ class PlainDecimal(serializers.DecimalField):
         if isinstance(data, str) and not PLAIN_DECIMAL.fullmatch(data):
             self.fail("plain")
         return super().to_internal_value(data)
+
+    def validate_precision(self, value: Decimal) -> Decimal:
+        # Too many decimal places is said first, with the figure as sent: a float the agent
+        # computed (1000 * 0.28, sent as 280.00000000000006) was refused as having "more
+        # than 14 digits in total", which named neither its fault nor what was sent.
+        exponent = value.as_tuple().exponent
+        places = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+        if self.decimal_places is not None and places > self.decimal_places:
+            self.fail(
+                "places", max_decimal_places=self.decimal_places, value=f"{value:f}", places=places
+            )
+        return super().validate_precision(value)
 
 
 class Money(PlainDecimal):
