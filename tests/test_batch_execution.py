@@ -12,6 +12,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from approvals.models import Execution, Proposal, ProposalStatus
+from approvals.services import supersession
 from approvals.services.lifecycle import EXECUTE_PROPOSALS, enqueue_executions_after_commit
 from approvals.services.proposals import proposal_evaluate
 from executors import tasks
@@ -335,3 +336,24 @@ def test_a_set_of_1500_is_executed_together_on_either_database(demo_world, optim
         Decimal("1.05")
     }
     assert Execution.objects.filter(status="succeeded").count() == 1500
+
+
+@pytest.mark.django_db
+def test_a_change_supersedes_every_proposal_made_against_it_whatever_a_statement_holds(
+    demo_world, monkeypatch
+):
+    """The proposals made against a changed value are locked a few thousand ids a statement
+    (a database refuses a statement of more than 32,766 or 65,535 parameters): asked about
+    two at a time here, all five waiting raises of brand-search's bid made against 2.00 are
+    superseded once a 5% raise executes, none left waiting on a premise that is gone."""
+    monkeypatch.setattr(supersession, "PROPOSALS_AT_ONCE", 2)
+    waiting = [evaluated(bid_adjustment("2.50")) for _ in range(5)]
+    assert {proposal.status for proposal in waiting} == {ProposalStatus.PENDING_REVIEW}
+    first = approved(bid_adjustment("2.10"))
+
+    proposals_execute(proposal_ids=[first.pk])
+
+    assert Proposal.objects.get(pk=first.pk).status == ProposalStatus.EXECUTED
+    assert set(
+        Proposal.objects.filter(pk__in=[p.pk for p in waiting]).values_list("status", flat=True)
+    ) == {ProposalStatus.SUPERSEDED}

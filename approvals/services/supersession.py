@@ -355,7 +355,8 @@ def proposals_supersede_after_changes(
     moves an amount on them, or whose figures are read from them (``figures_read_from``), so
     that its page reads the figures it would run on. Runs in the
     transaction that wrote the changes, which holds the changed campaigns' locks: so all of
-    it is done as a set, a few statements whatever the number of proposals, and the
+    it is done as a set, a few statements (one more for each ``CAMPAIGNS_AT_ONCE`` campaigns
+    changed or ``PROPOSALS_AT_ONCE`` proposals made against them), and the
     superseded proposals' feedback is written last (see ``proposals_supersede``).
 
     A proposal locked by someone else right now (a person deciding it, the executor taking
@@ -378,16 +379,15 @@ def proposals_supersede_after_changes(
     if only is not None:
         supersedable = supersedable.filter(pk__in=only)
     matched = _made_against_any_of(supersedable, sorted(changed))
-    candidates = (
-        list(
-            supersedable.filter(pk__in=matched)
-            .select_related("agent", "account")
-            .select_for_update(skip_locked=True, of=("self",))
-            .order_by("pk")
-        )
-        if matched
-        else []
-    )
+    ids = sorted(matched)
+    candidates = [
+        proposal
+        for start in range(0, len(ids), PROPOSALS_AT_ONCE)
+        for proposal in supersedable.filter(pk__in=ids[start : start + PROPOSALS_AT_ONCE])
+        .select_related("agent", "account")
+        .select_for_update(skip_locked=True, of=("self",))
+        .order_by("pk")
+    ]
     skipped = matched - {proposal.pk for proposal in candidates}
     if skipped:
         after_commit(_look_again_later, account_id, changes, actor.name, sorted(skipped))
@@ -413,7 +413,11 @@ def proposals_supersede_after_changes(
 # Campaigns asked about in one statement: SQLite writes "has any of these keys" as one test
 # per key joined by OR, and refuses a tree of them deeper than 1,000 ("Expression tree is
 # too large"), which a set of 1,500 executions landing together reached.
+# How many campaigns, or proposals, one statement asks about: SQLite refuses an expression of
+# more than 1,000 terms, and either database a statement of more than 32,766 (SQLite) or
+# 65,535 (PostgreSQL) parameters.
 CAMPAIGNS_AT_ONCE = 500
+PROPOSALS_AT_ONCE = 10_000
 
 
 def _made_against_any_of(proposals: QuerySet[Proposal], campaigns: Sequence[str]) -> set[int]:
