@@ -372,7 +372,9 @@ def test_a_changed_ceiling_fails_the_change_and_only_a_policy_owner_retries_it(
     failed = proposal_execute(proposal_id=recommendation.pk)
 
     assert failed.status == "failed"
-    assert "The ceiling in force is now 0.120000, not 0.150000" in failed.executions.get().error
+    # In the words the policy's page writes its ceilings, not as the payload holds them
+    # ("0.120000, not 0.150000").
+    assert failed.executions.get().error == "The ceiling in force is now 12%, not 15% as proposed."
     with pytest.raises(NotAllowed, match="may not decide on policy change proposals"):
         proposal_retry(proposal_id=recommendation.pk, reviewer=operator)
     assert proposal_retry(proposal_id=recommendation.pk, reviewer=owner).status == "approved"

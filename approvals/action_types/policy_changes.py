@@ -17,7 +17,7 @@ from hitlproject.forms import PlainDecimalField
 from hitlproject.validation import StrictSerializer, invalid_input
 from hitlproject.vocabulary import action_type_label
 from ledger.models import Account
-from policies.engine import format_magnitude
+from policies.engine import ceiling_text, format_magnitude
 from policies.models import Policy, hard_ceilings_below_auto_execute
 from policies.services import policy_in_force
 
@@ -183,10 +183,20 @@ class PolicyChange(ActionType):
         account, action_type = proposal.account, payload["action_type"]
         in_force = policy_in_force(action_type=action_type, agent=agent, account=account)
         policy = Policy.objects.select_for_update().filter(pk=getattr(in_force, "pk", None)).first()
-        if policy is None or policy.auto_execute_max_magnitude != Decimal(payload["from_ceiling"]):
-            now = "no policy" if policy is None else policy.auto_execute_max_magnitude
+        proposed_against = Decimal(payload["from_ceiling"])
+        if policy is None or policy.auto_execute_max_magnitude != proposed_against:
+            # In the ceilings' own words ("12%, not 15%"), as the policy's page writes them:
+            # not as the payload holds them ("0.120000, not 0.150000").
+            unit = action_types.get(action_type).magnitude_unit
+            if policy is None:
+                now = "no policy"
+            elif policy.auto_execute_max_magnitude is None:
+                now = "none"
+            else:
+                now = ceiling_text(policy.auto_execute_max_magnitude, unit)
             raise InvalidInput(
-                f"The ceiling in force is now {now}, not {payload['from_ceiling']} as proposed."
+                f"The ceiling in force is now {now}, not "
+                f"{ceiling_text(proposed_against, unit)} as proposed."
             )
         if not is_agents_own(policy, agent, account):
             source = policy.name
