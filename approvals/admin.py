@@ -405,10 +405,21 @@ def edits_shown(
     since: SinceProposed, form: ActionEditForm | None
 ) -> list[tuple[Decision, list[tuple[str, list[tuple[str, str]]]]]]:
     """Each decision that edited the proposal (``SinceProposed.edits``), with the fields it
-    changed as the edit form names them, and their runs of words kept, removed and added."""
-    label = form.label_for if form is not None else str
+    changed as the edit form names them, and their runs of words kept, removed and added, the
+    values as the form writes them."""
+    if form is None:
+        return [
+            (edit.decision, [(field.path, field.runs) for field in edit.fields])
+            for edit in since.edits
+        ]
     return [
-        (edit.decision, [(label(field.path), field.runs) for field in edit.fields])
+        (
+            edit.decision,
+            [
+                (form.label_for(field.path), form.runs_shown(field.path, field.runs))
+                for field in edit.fields
+            ],
+        )
         for edit in since.edits
     ]
 

@@ -359,6 +359,27 @@ def test_a_policy_owner_may_edit_the_new_ceiling_and_nothing_else(recommendation
     assert Policy.objects.get(agent__name="optimizer").auto_execute_max_magnitude == Decimal("0.2")
 
 
+def test_the_page_says_what_an_edit_of_the_new_ceiling_changed_in_percent(recommendation, login):
+    # Under "New auto-execute ceiling for optimizer's bid adjustment (%)" it read
+    # "0.225000 0.200000": the fractions the payload holds, not the percentages the owner typed.
+    owner = login("policy-owner")
+    page = reverse("admin:approvals_proposal_change", args=[recommendation.pk])
+    owner.post(
+        reverse("admin:approvals_proposal_edit-approve", args=[recommendation.pk]),
+        {"edit-to_ceiling": "20", "edit-note": "Half as far."},
+    )
+    assert Proposal.objects.get(pk=recommendation.pk).payload["to_ceiling"] == "0.200000"
+
+    [(_, fields)] = owner.get(page).context["edit_changes"]
+
+    assert fields == [
+        (
+            "New auto-execute ceiling for optimizer's bid adjustment (%)",
+            [("removed", "22.5%"), ("added", "20%")],
+        )
+    ]
+
+
 def test_a_changed_ceiling_fails_the_change_and_only_a_policy_owner_retries_it(
     recommendation,
 ):

@@ -117,6 +117,12 @@ class ActionEditForm(forms.Form):
         name = self.field_for(parse_path(path))
         return str(self.fields[name].label) if name else path
 
+    def runs_shown(self, path: str, runs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """What an edit changed in a field of the payload (``FieldEdit.runs``: "kept",
+        "removed" or "added", and the text), its values written as this form shows them; by
+        default as the payload holds them."""
+        return runs
+
     def add_refusal(self, error: DomainError) -> str:
         """Show why the service refused the edit: each field's message beside that field, the
         rest above the form. Returns the refusal in the form's words, for the page's message:

@@ -10,7 +10,7 @@ from rest_framework import serializers
 from approvals import action_types
 from approvals.action_types import register
 from approvals.action_types.base import ActionType, Assessment, change_label, relative_change
-from approvals.action_types.forms import ActionEditForm
+from approvals.action_types.forms import ActionEditForm, parse_path
 from approvals.models import Agent
 from hitlproject.errors import InvalidInput
 from hitlproject.forms import PlainDecimalField
@@ -101,6 +101,19 @@ class PolicyChangeEdit(ActionEditForm):
 
     def edited(self, cleaned):
         return {**self.payload, "to_ceiling": str(cleaned["to_ceiling"] / self.scale())}
+
+    def runs_shown(self, path, runs):
+        # Under a label in percent, the ceilings in percent ("22.5%", "20%"), not the
+        # fractions the payload holds ("0.225000", "0.2").
+        if self.field_for(parse_path(path)) != "to_ceiling":
+            return runs
+        shown = []
+        for kind, text in runs:
+            try:
+                shown.append((kind, ceiling_text(Decimal(text), self.unit())))
+            except DecimalException:
+                shown.append((kind, text))
+        return shown
 
 
 @register
