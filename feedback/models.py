@@ -13,6 +13,7 @@ from audit.actors import Actor, acting_as, describe_actor
 from audit.models import audited_history
 from hitlproject.attempts import attempts_in_words, entry_time
 from hitlproject.formats import console_time
+from hitlproject.periods import DurationAtLeast, DurationAtMost
 from hitlproject.vocabulary import how_many
 
 
@@ -342,7 +343,7 @@ class AutonomyRules(models.Model):
     )
     window = models.DurationField(
         default=timedelta(days=30),
-        validators=[MinValueValidator(timedelta(days=1)), MaxValueValidator(timedelta(days=365))],
+        validators=[DurationAtLeast(timedelta(days=1)), DurationAtMost(timedelta(days=365))],
         help_text="The record judged: the proposals of this long, from a day to a year.",
     )
     widen_min_decisions = models.PositiveIntegerField(

@@ -439,8 +439,18 @@ def test_policy_owners_read_and_type_the_rules_window_in_words(login, demo_world
     assert AutonomyRules.current().window == timedelta(weeks=6)
 
 
-@pytest.mark.parametrize("window", ["0", "400 00:00:00"])
-def test_the_rules_window_is_a_day_to_a_year(login, demo_world, window):
+@pytest.mark.parametrize(
+    "window, said",
+    [
+        ("0", "Enter a duration such as “90 minutes”, “36 hours” or “7 days”."),
+        # Not Python's timedelta: "Ensure this value is greater than or equal to 1 day,
+        # 0:00:00." and "… less than or equal to 365 days, 0:00:00."
+        ("0 days", "At least 1 day."),
+        ("400 00:00:00", "At most 365 days."),
+        ("400 days", "At most 365 days."),
+    ],
+)
+def test_the_rules_window_is_a_day_to_a_year(login, demo_world, window, said):
     url = reverse("admin:feedback_autonomyrules_change", args=[AutonomyRules.current().pk])
     page = login("policy-owner").get(url)
     form = {
@@ -453,7 +463,7 @@ def test_the_rules_window_is_a_day_to_a_year(login, demo_world, window):
         {**form, "is_active": "on", "window": window, "change_reason": "Try it."},
     )
     assert response.status_code == 200  # the form again, with the error
-    assert "window" in response.context["adminform"].form.errors
+    assert response.context["adminform"].form.errors["window"] == [said]
     assert AutonomyRules.current().window == timedelta(days=30)
 
 
