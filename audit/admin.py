@@ -29,6 +29,7 @@ from django.core.exceptions import (
     PermissionDenied,
     ValidationError,
 )
+from django.core.validators import MinValueValidator
 from django.db import DatabaseError, connection, models, router, transaction
 from django.forms.models import model_to_dict
 from django.http import Http404, HttpResponseRedirect, QueryDict
@@ -219,6 +220,18 @@ def keeps_history(model: type[models.Model]) -> bool:
     return hasattr(model._meta, "simple_history_manager_attribute")
 
 
+def least_allowed(db_field: models.IntegerField) -> int | None:
+    """The least whole number a field's own validators allow, for its form field to say: a
+    positive field's form field says "greater than or equal to 0" of -1, although the field
+    refuses 0 too (a policy's required approvals, a digest's minutes are at least 1)."""
+    bounds = [
+        validator.limit_value
+        for validator in db_field.validators
+        if isinstance(validator, MinValueValidator) and isinstance(validator.limit_value, int)
+    ]
+    return max(bounds, default=None)
+
+
 class ConsoleAdmin(admin.ModelAdmin):
     """The guards every admin of the console has, ours and the ones other apps register."""
 
@@ -234,6 +247,9 @@ class ConsoleAdmin(admin.ModelAdmin):
                 kwargs |= {"form_class": PlainDecimalField, "widget": number_box()}
             elif isinstance(db_field, models.IntegerField):
                 kwargs |= {"form_class": PlainIntegerField, "widget": number_box(whole=True)}
+                least = least_allowed(db_field)
+                if least is not None:
+                    kwargs.setdefault("min_value", least)
         # An address typed without a scheme is taken as https (Django 6's default; 5 warns).
         if isinstance(db_field, models.URLField):
             kwargs.setdefault("assume_scheme", "https")

@@ -146,6 +146,23 @@ def test_a_ceiling_that_is_no_percentage_is_refused_and_changes_nothing(owner, t
     assert history_of(policy).count() == 1  # only its creation
 
 
+@pytest.mark.parametrize("typed", ["-1", "0"])
+def test_required_approvals_below_one_say_at_least_one(owner, typed):
+    # -1 was answered "Ensure this value is greater than or equal to 0.", as if 0 were
+    # allowed; 0 is refused too.
+    policy = reallocations()
+    page = owner.post(
+        change_url(policy),
+        form_data(owner, change_url(policy), required_approvals=typed, change_reason="Trying."),
+    )
+    assert page.status_code == 200
+    assert page.context["adminform"].form.errors["required_approvals"] == [
+        "Ensure this value is greater than or equal to 1."
+    ]
+    assert Policy.objects.get(pk=policy.pk).required_approvals == 1
+    assert history_of(policy).count() == 1  # only its creation
+
+
 # A change reason on every policy and guardrail change.
 
 
