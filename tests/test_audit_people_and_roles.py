@@ -448,5 +448,25 @@ def test_seeding_the_demo_again_records_no_change_of_its_people(demo_world):
     record = get_user_model().history.filter(id=operator.pk).latest("history_id")
     assert (record.history_actor, record.history_change_reason) == (
         "seed_demo",
+        "Set back as the demo has it: staff, in the operators role. "
         "Password changed (the password itself is never recorded).",
     )
+
+
+def test_seed_demo_records_each_person_it_makes_once_saying_why(db):
+    """Every change to a person says why, as a policy's does: the demo's people were made
+    with no reason, and given their group in a second record with none either."""
+    call_command("seed_demo", stdout=io.StringIO())
+
+    for username, role in (
+        ("operator", "operators"),
+        ("policy-owner", "policy owners"),
+        ("auditor", "auditors"),
+    ):
+        person = get_user_model().objects.get(username=username)
+        [record] = get_user_model().history.filter(id=person.pk)
+        assert (record.history_type, record.history_actor) == ("+", "seed_demo")
+        assert record.history_change_reason == f"Made for the demo, in the {role} role."
+        assert [row.group.name for row in record.groups.all()] == [role]
+        assert (record.is_staff, record.email) == (True, f"{username}@example.com")
+    assert chain_verify().holds

@@ -45,6 +45,10 @@ POLICIES = [
 MOVES_MONEY_OR_BIDS = {"bid_adjustment", "budget_change", "budget_reallocation"}
 BANNED_TERMS = "guaranteed\nrisk-free"
 USERS = [("operator", OPERATORS), ("policy-owner", POLICY_OWNERS), ("auditor", AUDITORS)]
+# Why a demo person's record was written, in their history (a password issued anew adds its
+# own sentence, ``access.models``).
+MADE = "Made for the demo, in the {group} role."
+SET_BACK = "Set back as the demo has it: staff, in the {group} role."
 AGENTS = [("optimizer", AgentKind.OPTIMIZATION), ("copywriter", AgentKind.PRODUCTION)]
 
 
@@ -160,7 +164,10 @@ class Command(BaseCommand):
         return credentials
 
     def _user(self, username: str, group_name: str, kept_password: str | None) -> dict[str, str]:
-        user, _ = get_user_model().objects.get_or_create(username=username)
+        user = get_user_model().objects.filter(username=username).first()
+        made = user is None
+        if made:
+            user = get_user_model()(username=username)
         before = (user.password, user.is_staff, user.email)
         password = kept_password
         if not (password and user.check_password(password)):
@@ -168,11 +175,22 @@ class Command(BaseCommand):
             user.set_password(password)
         user.is_staff = True
         user.email = user.email or f"{username}@example.com"
-        # Saved if this changed it: each save is a record of the person's history, and one
-        # at every start of the platform read as a change of nothing, by this command.
-        if (user.password, user.is_staff, user.email) != before:
+        group = Group.objects.get(name=group_name)
+        # Recorded if this changed the person: each record of their history at every start of
+        # the platform read as a change of nothing, by this command. One record, saying why,
+        # as the roles' are (``permissions_set_recorded``): not one of the person made, with
+        # no reason, and one more of their group, with none either.
+        kept = (user.password, user.is_staff, user.email) == before
+        if not made and kept and list(user.groups.all()) == [group]:
+            return {"username": username, "password": password}
+        user.skip_history_when_saving = True
+        try:
             user.save()
-        user.groups.set([Group.objects.get(name=group_name)])
+            user.groups.set([group])
+        finally:
+            del user.skip_history_when_saving
+        user._change_reason = (MADE if made else SET_BACK).format(group=group_name)
+        type(user)._audited_history.create_historical_record(user, "+" if made else "~")
         return {"username": username, "password": password}
 
 
