@@ -502,6 +502,55 @@ def update_with_history(
         )
 
 
+def update_alike_with_history(
+    model: type[models.Model],
+    objs: Sequence[models.Model],
+    names: Sequence[str],
+    *,
+    actor: Actor,
+    date: datetime | None = None,
+) -> None:
+    """What ``update_with_history`` writes of objects whose fields ``names`` are set alike
+    (the same values on each) and whose ``_change_reason`` is the same: on PostgreSQL, the
+    rows and their "changed" records in one statement, the records copied from the rows as
+    written (as ``update_with_history_where`` does), so that however many there are, the
+    statement is one and no record is made in Python. An object that names a user or date
+    of its own for its record, or a set of one, goes through ``update_with_history``."""
+    objs = list(objs)
+    if not objs:
+        return
+    db = connections[router.db_for_write(model)]
+    reasons = {get_change_reason_from_object(obj) or "" for obj in objs}
+    own = any(hasattr(obj, "_history_user") or hasattr(obj, "_history_date") for obj in objs)
+    if db.vendor != "postgresql" or len(objs) == 1 or len(reasons) > 1 or own:
+        update_with_history(model, [(obj, dict.fromkeys(names)) for obj in objs], actor=actor)
+        return
+    first = objs[0]
+    opts = model._meta
+    quote = db.ops.quote_name
+    table = quote(opts.db_table)
+    fields = [opts.get_field(name) for name in names]
+    row = [_attribute_value(field, db.vendor)(first, db, {}) for field in fields]
+    source = (
+        f"UPDATE {table} SET "
+        + ", ".join(f"{quote(field.column)} = %s" for field in fields)
+        + f" WHERE {table}.{quote(opts.pk.column)} = ANY(%s) RETURNING {table}.*"
+    )
+    # The user ``history_rows`` would name: the actor's, else the one the model finds.
+    user = actor.user or history_manager(model).model.get_default_history_user(first)
+    sql, history_params = _history_sql(
+        model,
+        source,
+        actor=actor,
+        date=date or timezone.now(),
+        history_type="~",
+        reason=reasons.pop(),
+        user_id=user.pk if user is not None else None,
+    )
+    with db.cursor() as cursor:
+        cursor.execute(sql, [*row, [obj.pk for obj in objs], *history_params])
+
+
 def rows_update(
     model: type[models.Model], objs: Sequence[models.Model], names: Sequence[str]
 ) -> None:
@@ -550,6 +599,7 @@ def _history_sql(
     date: datetime,
     history_type: str,
     reason: str,
+    user_id: Any = _UNSET,
 ) -> tuple[str, list]:
     """``source`` (an INSERT or UPDATE of ``model``'s table ``RETURNING`` its rows) and a
     historical record of each row it returns, in one statement: PostgreSQL runs a data-changing
@@ -561,7 +611,9 @@ def _history_sql(
         "history_date": date,
         "history_change_reason": reason,
         "history_type": history_type,
-        "history_user_id": actor.user.pk if actor.user is not None else None,
+        "history_user_id": (actor.user.pk if actor.user is not None else None)
+        if user_id is _UNSET
+        else user_id,
         **actor.history_stamp(),
     }
     quote = connection.ops.quote_name

@@ -17,6 +17,13 @@ Measured, in process (two threads, two connections):
 Then checked: every parked reallocation reads the new figures; the superseded one's agent
 was told. Run with ``bin/bench reassess [--parked 1000] [--profile]``; its database
 (BENCH_DATABASE_URL's name + ``_reassess``) is made anew at each run.
+
+``--scale 50,300,1000`` measures instead how that cost grows with the number waiting: for each
+count, the reallocations waiting on the campaign are brought up to it and a +1% budget change
+on it is executed ``--repeat`` times (the median kept), in process, its statements counted
+(``CaptureQueriesContext``): with the waiting reallocations alike (one agent's batch of the
+same move) and, in a database of its own, each of a different amount (``--varied``: nothing
+the re-assessment works out once can serve two of them).
 """
 
 from __future__ import annotations
@@ -71,7 +78,18 @@ def main() -> None:
     parser.add_argument(
         "--profile", action="store_true", help="profile the execution alone, top entries"
     )
+    parser.add_argument(
+        "--scale",
+        help="comma-separated counts of waiting reallocations: statements and ms per execution",
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="executions per count (--scale)")
+    parser.add_argument(
+        "--varied", action="store_true", help="with --scale: each waiting one a different amount"
+    )
     arguments = parser.parse_args()
+    if arguments.scale:
+        scale([int(count) for count in arguments.scale.split(",")], arguments)
+        return
 
     create_database(DATABASE_URL, fresh=True)
     import django
@@ -165,6 +183,73 @@ def main() -> None:
     import redis
 
     redis.Redis.from_url(REDIS_URL).delete(QUEUE)
+
+
+def scale(counts: list[int], arguments) -> None:
+    """Statements and milliseconds of one execution landing on a campaign as the
+    reallocations waiting on it grow (see the module's docstring)."""
+    create_database(DATABASE_URL, fresh=True)
+    import statistics
+    from decimal import Decimal
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    call_command("migrate", verbosity=0)
+    call_command("seed_demo", verbosity=0, stdout=open(os.devnull, "w"))  # noqa: SIM115
+
+    from approvals.models import Agent, Proposal, ProposalStatus
+    from executors.runner import proposal_execute
+    from ledger.models import Campaign
+
+    # Executed here, in process: the worker is not sent them.
+    transaction.on_commit = lambda func, using=None, robust=False: None
+    optimizer = Agent.objects.get(name="optimizer")
+    waiting = Proposal.objects.filter(
+        status=ProposalStatus.PENDING_REVIEW, action_type="budget_reallocation"
+    )
+    made = 0
+    results = []
+    for count in counts:
+        while made < count:
+            batch = min(500, count - made)
+            amounts = (
+                [f"{200 + (made + i) / 100:.2f}" for i in range(batch)]
+                if arguments.varied
+                else ["280"] * batch
+            )
+            reallocations = [
+                {"from_campaign": "brand-search", "to_campaign": "generic-search", "amount": a}
+                for a in amounts
+            ]
+            submit(optimizer, [body("budget_reallocation", p) for p in reallocations])
+            made += batch
+        assert waiting.count() == count, (waiting.count(), count)
+        samples = []
+        for _ in range(arguments.repeat):
+            budget = Campaign.objects.get(external_id="brand-search").daily_budget
+            raised = (budget * Decimal("1.01")).quantize(Decimal("0.01"))
+            raise_it = {"campaign": "brand-search", "new_daily_budget": str(raised)}
+            (change,) = submit(optimizer, [body("budget_change", raise_it)])
+            assert change.status == ProposalStatus.APPROVED, change.verdict_reasons
+            with CaptureQueriesContext(connection) as queries:
+                started = time.perf_counter()
+                proposal_execute(proposal_id=change.pk)
+                elapsed = time.perf_counter() - started
+            assert Proposal.objects.get(pk=change.pk).status == ProposalStatus.EXECUTED
+            samples.append((elapsed * 1000, len(queries.captured_queries)))
+        assert waiting.count() == count
+        ms = statistics.median(sample[0] for sample in samples)
+        statements = sorted(sample[1] for sample in samples)
+        results.append({"waiting": count, "statements": statements, "ms": round(ms)})
+        print(json.dumps({"varied": arguments.varied, **results[-1]}), flush=True)
+    (REPO / "bench" / "results").mkdir(exist_ok=True)
+    name = "reassess-scale-varied.json" if arguments.varied else "reassess-scale.json"
+    (REPO / "bench" / "results" / name).write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -11,10 +11,13 @@ import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connections, transaction
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from approvals.models import Agent, Decision, Execution, Proposal, ProposalStatus
+from approvals.services import supersession
 from approvals.services.decisions import bulk_approval_plan, proposal_approve, proposals_approve
+from approvals.services.proposals import verdict_for
 from approvals.services.supersession import TargetMove
 from executors.runner import proposal_execute
 from feedback.models import CallbackEvent, Feedback
@@ -624,3 +627,73 @@ def test_a_reallocation_re_routed_after_a_re_assessment_says_both_in_order(
         "(9.5%), which its approval still covers.",
     ).exists()
     assert len(endpoint.received) == 2
+
+
+def test_many_waiting_reallocations_are_re_assessed_as_each_would_be_alone_at_a_flat_cost(
+    operator, optimizer, monkeypatch
+):
+    """A change landing on a campaign with many reallocations waiting (an agent's batch of a
+    few moves, each proposed many times) re-assesses each: every one ends with the figures,
+    risk, reasons and history it would have were it the only one waiting, and the execution
+    takes as many statements, and as many evaluations by the policy engine, with 30 waiting
+    as with 6."""
+    Account.objects.filter(external_id="demo").update(max_total_daily_budget=Decimal("5000"))
+    evaluations = []
+
+    def counted(**arguments):
+        evaluations.append(arguments["proposal_id"])
+        return verdict_for(**arguments)
+
+    monkeypatch.setattr(supersession, "verdict_for", counted)
+
+    def landing(amounts: list[str]) -> tuple[int, int, list[tuple]]:
+        """What executing a +2% budget change does with ``amounts`` waiting: its statements,
+        its evaluations, and what each waiting one reads (then undone)."""
+        evaluations.clear()
+        with transaction.atomic():
+            waiting = [evaluated(reallocation(amount)) for amount in amounts]
+            raised = evaluated(
+                bid_adjustment(action_type="budget_change")
+                | {"payload": {"campaign": "brand-search", "new_daily_budget": "1020.00"}}
+            )
+            assert raised.status == ProposalStatus.APPROVED
+            records = Proposal.history.filter(id__in=[proposal.pk for proposal in waiting])
+            recorded = records.count()
+            with CaptureQueriesContext(connections["default"]) as statements:
+                assert proposal_execute(proposal_id=raised.pk).status == ProposalStatus.EXECUTED
+            assert records.count() == recorded + len(waiting)  # one record each, of this
+            cause = f"#{raised.pk} "
+            read = []
+            for proposal in waiting:
+                proposal.refresh_from_db()
+                latest = Proposal.history.filter(id=proposal.pk).latest("history_id")
+                read.append(
+                    (
+                        proposal.status,
+                        proposal.summary,
+                        proposal.risk,
+                        proposal.required_approvals,
+                        proposal.effects,
+                        proposal.target_snapshot,
+                        proposal.verdict_outcome,
+                        [reason.replace(cause, "#N ") for reason in proposal.verdict_reasons],
+                        latest.history_change_reason.replace(cause, "#N "),
+                        latest.verdict_reasons == proposal.verdict_reasons,
+                        latest.summary == proposal.summary,
+                    )
+                )
+            transaction.set_rollback(True)
+        return len(statements.captured_queries), len(evaluations), read
+
+    amounts = ["280.00", "300.00", "150.00"]
+    alone = {amount: landing([amount])[2][0] for amount in amounts}
+    assert alone["300.00"][1] == ("move 300.00 USD/day from brand-search to generic-search (29.4%)")
+    assert alone["300.00"][7][0].startswith("Re-assessed after #N changed it first:")
+
+    few_statements, few_evaluations, few = landing(amounts * 2)
+    many_statements, many_evaluations, many = landing(amounts * 10)
+
+    assert many_statements == few_statements
+    assert many_evaluations == few_evaluations == len(amounts)
+    assert few == [alone[amount] for amount in amounts * 2]
+    assert many == [alone[amount] for amount in amounts * 10]

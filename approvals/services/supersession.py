@@ -21,10 +21,13 @@ sets a value another approved, about-to-run proposal changes first is refused
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -42,6 +45,7 @@ from approvals.services.proposals import (
     REASSESSED_AFTER,
     REASSESSED_NO_LONGER_APPLIES,
     REASSESSED_NOW,
+    AssessedAction,
     FieldKey,
     approvals_routed_with,
     assessed_from_ledger,
@@ -55,12 +59,13 @@ from approvals.services.proposals import (
     verdict_for,
 )
 from audit.actors import Actor
-from audit.history import update_with_history
+from audit.history import update_alike_with_history, update_with_history
 from hitlproject.celery import app
 from hitlproject.errors import Conflict, InvalidInput
 from hitlproject.queueing import after_commit
 from hitlproject.vocabulary import SUPERSEDABLE_STATUSES
 from ledger.models import Campaign, campaign_field_label, campaign_value_label
+from policies.engine import Verdict
 from policies.services import EvaluationContext
 
 
@@ -479,13 +484,23 @@ def proposals_reassess_waiting(*, waiting: Sequence[Overtaken], actor: Actor) ->
     now (their routing stays as decided: a person was asked, and is asked still), so the
     person deciding reads what approving one would do. As a set: the campaigns and what the
     engine needs are read once, each proposal is assessed and evaluated in memory by the
-    same code as alone, and all are written in one UPDATE and one history INSERT."""
+    same code as alone, and all are written with their history in a few statements.
+
+    A change lands on a busy campaign with hundreds waiting on it, mostly alike (an agent's
+    batch of the same move): what the re-assessment works out from what a proposal proposes
+    (its assessment and verdict, ``_proposing``) is worked out once for all that propose the
+    same, and what it writes (``_outcome``: that, its note and the reasons it had) once for
+    all that end alike, written in one statement with their records
+    (``update_alike_with_history``). Each ends with what it would alone."""
     if not waiting:
         return
     campaigns = _campaigns_named(overtaken.proposal for overtaken in waiting)
-    checked = []
+    checked: dict[tuple, AssessedAction | InvalidInput] = {}
     for overtaken in waiting:
-        proposal, note = overtaken.proposal, overtaken.reassessed_note
+        proposal = overtaken.proposal
+        proposing = _proposing(proposal)
+        if proposing in checked:
+            continue
         action_type = action_types.get(proposal.action_type)
         ledger = campaigns[proposal.account_id]
         theirs = {
@@ -496,16 +511,15 @@ def proposals_reassess_waiting(*, waiting: Sequence[Overtaken], actor: Actor) ->
         try:
             action_type.check(proposal.payload, theirs)
         except InvalidInput as error:
-            checked.append((proposal, note, error))
+            checked[proposing] = error
             continue
-        assessed = assessed_from_ledger(
+        checked[proposing] = assessed_from_ledger(
             action_type=action_type,
             account=proposal.account,
             payload=proposal.payload,
             campaigns=theirs,
         )
-        checked.append((proposal, note, assessed))
-    assessed_ok = [item for _, _, item in checked if not isinstance(item, InvalidInput)]
+    assessed_ok = [item for item in checked.values() if not isinstance(item, InvalidInput)]
     context = EvaluationContext.read(
         agents={overtaken.proposal.agent for overtaken in waiting},
         accounts={assessed.account for assessed in assessed_ok},
@@ -516,39 +530,77 @@ def proposals_reassess_waiting(*, waiting: Sequence[Overtaken], actor: Actor) ->
     )
     now = timezone.now()
     routed_with = approvals_routed_with(overtaken.proposal for overtaken in waiting)
+    verdicts: dict[tuple, Verdict] = {}
+    # Each outcome's changes, and the proposals that end with them (in the order given).
+    outcomes: dict[tuple, tuple[dict[str, Any], list[Proposal]]] = {}
     written = []
-    for proposal, note, assessed in checked:
-        if isinstance(assessed, InvalidInput):
-            why = assessed.message
-            # Its verdict stays (nothing was evaluated), under what happened to it.
-            reasons = reasons_after(
-                f"{note}{REASSESSED_NO_LONGER_APPLIES}{why}",
-                proposal.verdict_reasons,
-                reassessed=True,
-            )
-            changes = {"verdict_reasons": reasons}
-        else:
-            verdict, _ = verdict_for(
-                assessed=assessed, agent=proposal.agent, proposal_id=proposal.pk, context=context
-            )
-            changes = refreshed_facts(
-                proposal,
-                assessed,
-                verdict,
-                f"{note}{REASSESSED_NOW}{assessed.assessment.summary}.",
-                routed_with,
-            )
-        changes["updated_at"] = now
+    for overtaken in waiting:
+        proposal, note = overtaken.proposal, overtaken.reassessed_note
+        proposing = _proposing(proposal)
+        assessed = checked[proposing]
+        outcome = (proposing, note, *_outcome_read(proposal))
+        if outcome not in outcomes:
+            if isinstance(assessed, InvalidInput):
+                why = assessed.message
+                # Its verdict stays (nothing was evaluated), under what happened to it.
+                reasons = reasons_after(
+                    f"{note}{REASSESSED_NO_LONGER_APPLIES}{why}",
+                    proposal.verdict_reasons,
+                    reassessed=True,
+                )
+                changes = {"verdict_reasons": reasons}
+            else:
+                if proposing not in verdicts:
+                    verdicts[proposing], _ = verdict_for(
+                        assessed=assessed,
+                        agent=proposal.agent,
+                        proposal_id=proposal.pk,
+                        context=context,
+                    )
+                changes = refreshed_facts(
+                    proposal,
+                    assessed,
+                    verdicts[proposing],
+                    f"{note}{REASSESSED_NOW}{assessed.assessment.summary}.",
+                    routed_with,
+                )
+            changes["updated_at"] = now
+            outcomes[outcome] = (changes, [])
+        changes, alike = outcomes[outcome]
         counted_before = counted_state(proposal)
+        # The same values set on each that ends alike: nothing changes them in place.
         for name, value in changes.items():
             setattr(proposal, name, value)
         proposal._change_reason = note
-        written.append((proposal, changes, counted_before))
-    update_with_history(
-        Proposal, [(proposal, changes) for proposal, changes, _ in written], actor=actor
+        alike.append(proposal)
+        written.append((proposal, counted_before))
+    # Those that end alike in one statement each; those whose outcome is theirs alone together.
+    alone = []
+    for changes, alike in outcomes.values():
+        if len(alike) > 1:
+            update_alike_with_history(Proposal, alike, list(changes), actor=actor, date=now)
+        else:
+            alone += [(proposal, changes) for proposal in alike]
+    update_with_history(Proposal, alone, actor=actor)
+    counted_moves_update(written)
+    proposals_reassessed(proposals=[proposal for proposal, _ in written], actor=actor)
+
+
+def _proposing(proposal: Proposal) -> tuple:
+    """All that a waiting proposal's assessment and verdict read of it: who proposes what,
+    on which account (the campaigns and the rest the engine reads are the same for all)."""
+    payload = json.dumps(proposal.payload, sort_keys=True, cls=DjangoJSONEncoder)
+    return (proposal.account_id, proposal.agent_id, proposal.action_type, payload)
+
+
+def _outcome_read(proposal: Proposal) -> tuple:
+    """What else its re-assessment's outcome reads of it (``refreshed_facts``, beside its
+    note): the reasons it had and the approvals asked of it, and by which policy version."""
+    return (
+        tuple(proposal.verdict_reasons or ()),
+        proposal.required_approvals,
+        proposal.verdict_policy_version,
     )
-    counted_moves_update((proposal, before) for proposal, _, before in written)
-    proposals_reassessed(proposals=[proposal for proposal, _, _ in written], actor=actor)
 
 
 def _campaigns_named(proposals: Iterable[Proposal]) -> dict[int, dict[str, Campaign]]:
