@@ -250,6 +250,9 @@ def scale(counts: list[int], arguments) -> None:
     (REPO / "bench" / "results").mkdir(exist_ok=True)
     name = "reassess-scale-varied.json" if arguments.varied else "reassess-scale.json"
     (REPO / "bench" / "results" / name).write_text(json.dumps(results, indent=2))
+    import redis
+
+    redis.Redis.from_url(REDIS_URL).delete(QUEUE, f"{QUEUE}.webhooks", f"{QUEUE}.callbacks")
 
 
 if __name__ == "__main__":
