@@ -183,16 +183,19 @@ def test_a_history_version_that_is_no_number_is_not_found_on_every_history_page(
             assert response.status_code in {302, 404}, (model, object_id, response.status_code)
 
 
-def test_a_callback_event_has_a_history_page_though_it_keeps_its_own_log(superuser):
+def test_a_callback_event_has_a_history_page_and_no_version_it_never_had(superuser):
     Agent.objects.filter(name="optimizer").update(callback_url="https://agent.example/hitl")
     proposal = evaluated(bid_adjustment())  # runs on its own: the agent is told
     event = CallbackEvent.objects.get(proposal=proposal)
+    first = event.history.earliest("history_id").history_id
 
     page = superuser.get(url_of(CallbackEvent, "history", event.pk))
-    version = superuser.get(url_of(CallbackEvent, "simple_history", event.pk, 1))
+    version = superuser.get(url_of(CallbackEvent, "simple_history", event.pk, first))
+    made_up = superuser.get(url_of(CallbackEvent, "simple_history", event.pk, first + 10**6))
 
     assert page.status_code == 200
-    assert version.status_code == 404
+    assert version.status_code == 200
+    assert made_up.status_code == 404
 
 
 def test_a_bulk_decision_on_ids_that_are_not_ids_is_a_bad_request(operator):
@@ -460,13 +463,15 @@ def test_the_queue_s_filters_still_take_every_value_they_know(operator):
 
 
 def test_a_made_up_callback_event_address_is_quoted_back_without_its_override(operator):
-    """A record without a history (a callback event) kept Django's own words, which quoted
-    the address's key as it came: "Callback event with ID “\u202eabc” doesn’t exist." read
-    backwards from the override on."""
+    """A callback event's address with a made-up key was answered in Django's own words,
+    which quoted the key as it came: "Callback event with ID “\u202eabc” doesn’t exist." read
+    backwards from the override on. It is answered as every audited record's is."""
     response = operator.get(f"{url_of(CallbackEvent, 'changelist')}%E2%80%AEabc/change/",
                             follow=True)  # fmt: skip
     (said,) = [str(message) for message in get_messages(response.wsgi_request)]
-    assert said == "callback event with ID “abc” doesn’t exist. Perhaps it was deleted?"
+    assert (
+        said == "No callback event was ever recorded at “abc”: that is not a callback event's id."
+    )
     assert "\u202e" not in response.content.decode()
 
 

@@ -65,12 +65,16 @@ def test_a_kill_switch_s_reason_written_without_a_full_stop_is_said_with_one(log
     engaged = said(owner.post(ADD_SWITCH, switch_form(reason="Tracking outage"), follow=True))
     switch = KillSwitch.objects.get()
     url = reverse("admin:policies_killswitch_change", args=[switch.pk])
-    reworded = said(owner.post(url, switch_form(reason="Tracking outage, still"), follow=True))
+    reworded = said(
+        posted_from_page(owner, url, switch_form(reason="Tracking outage, still"), follow=True)
+    )
     everything = switch_form(scope="global", account="", reason="Tracking outage, still")
-    moved = said(owner.post(url, everything, follow=True))
-    released = said(owner.post(url, {**everything, "engaged": ""}, follow=True))
+    moved = said(posted_from_page(owner, url, everything, follow=True))
+    released = said(posted_from_page(owner, url, {**everything, "engaged": ""}, follow=True))
     reworded_released = said(
-        owner.post(url, {**everything, "reason": "Next outage", "engaged": ""}, follow=True)
+        posted_from_page(
+            owner, url, {**everything, "reason": "Next outage", "engaged": ""}, follow=True
+        )
     )
 
     assert "Kill switch on account demo engaged: Tracking outage." in engaged
