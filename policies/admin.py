@@ -73,6 +73,7 @@ from policies.engine import (
     percent_text,
 )
 from policies.models import BrandGuidelines, KillSwitch, KillSwitchScope, Policy, lines
+from policies.reading import describe, is_invisible
 from policies.services import rules_in_force
 
 
@@ -241,6 +242,26 @@ class KillSwitchForm(ChangeReasonForm):
         return cleaned
 
 
+# What picks how the character before it is drawn (an emoji's colour or text form): seen, as
+# that character's form, so kept when it follows one.
+_PRESENTATION_SELECTORS = frozenset("\ufe0e\ufe0f")
+
+
+def hidden_character(line: str) -> str | None:
+    """The first character in ``line`` that shows as nothing (a zero-width space, a joiner, a
+    bidi control, a byte-order mark: Unicode's format characters and the other
+    default-ignorable ones), or None; a presentation selector after a character it draws
+    counts as seen."""
+    for position, char in enumerate(line):
+        if not is_invisible(char):
+            continue
+        follows_seen = position > 0 and not is_invisible(line[position - 1])
+        if char in _PRESENTATION_SELECTORS and follows_seen and not line[position - 1].isspace():
+            continue
+        return char
+    return None
+
+
 class BrandGuidelinesForm(ChangeReasonForm):
     """Each field is kept as its entries (``lines``), one a line, as the checks read it: a
     save that only re-spaced them, or added a blank line, changes nothing and is no version,
@@ -250,8 +271,27 @@ class BrandGuidelinesForm(ChangeReasonForm):
         model = BrandGuidelines
         fields = ["account", "banned_terms", "banned_patterns", "required_disclaimers"]
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in ("banned_terms", "banned_patterns", "required_disclaimers"):
+            # Kept whole, so that a line is counted as the person sees it in the field
+            # (each entry is stripped on its own below).
+            self.fields[name].strip = False
+
     def _entries(self, name: str) -> str:
-        return "\n".join(lines(self.cleaned_data.get(name) or ""))
+        text = self.cleaned_data.get(name) or ""
+        for number, line in enumerate(text.splitlines(), start=1):
+            hidden = hidden_character(line)
+            if hidden is not None:
+                # A person could not see it in the field, in the history ("Terms apply. →
+                # Terms apply.") or in the save's message; and a creative typed by a person
+                # never holds it, so a disclaimer with it would never be found.
+                raise forms.ValidationError(
+                    f"Line {number} holds an invisible character ({describe(hidden)}): "
+                    "type it again without it.",
+                    code="invisible_character",
+                )
+        return "\n".join(lines(text))
 
     def clean_banned_terms(self) -> str:
         return self._entries("banned_terms")

@@ -372,3 +372,51 @@ def test_a_ledger_records_creation_reads_its_fields_from_nothing_not_as_caps_not
 
     assert "— &nbsp;&rarr;&nbsp;&nbsp;demo" in text
     assert "not set &nbsp;&rarr;&nbsp;&nbsp;demo" not in text
+
+
+def test_brand_guidelines_with_an_invisible_character_are_refused_naming_it_and_its_line(login):
+    """A disclaimer holding a zero-width space was saved: its history read "Terms apply. →
+    Terms apply.", its message "now require “Terms apply.”; no longer require “Terms apply.”",
+    and a creative typed by a person never held it. It is refused, the character named."""
+    guidelines = BrandGuidelines.objects.get(account__external_id="demo")
+    url = reverse("admin:policies_brandguidelines_change", args=[guidelines.pk])
+    owner = login("policy-owner")
+    saved = guidelines.history.count()
+    form = {
+        "account": guidelines.account_id,
+        "banned_terms": "guaranteed\nrisk-free",
+        "banned_patterns": "",
+        "required_disclaimers": "",
+        "change_reason": "Legal's review.",
+    }
+
+    cases = {
+        "required_disclaimers": (
+            "\n\nPast results are no guarantee.\r\nTerms\u200b apply.",
+            "Line 4 holds an invisible character (U+200B ZERO WIDTH SPACE): "
+            "type it again without it.",
+        ),
+        "banned_terms": (
+            "guaranteed\n\ufeffrisk-free",
+            "Line 2 holds an invisible character (U+FEFF ZERO WIDTH NO-BREAK SPACE): "
+            "type it again without it.",
+        ),
+        "banned_patterns": (
+            "free\u202e money",
+            "Line 1 holds an invisible character (U+202E RIGHT-TO-LEFT OVERRIDE): "
+            "type it again without it.",
+        ),
+    }
+    for field, (text, error) in cases.items():
+        response = posted_from_page(owner, url, {**form, field: text})
+        assert response.status_code == 200
+        assert response.context["adminform"].form.errors[field] == [error]
+
+    guidelines.refresh_from_db()
+    assert guidelines.required_disclaimers == ""  # as seeded
+    assert guidelines.history.count() == saved
+    # An emoji drawn in its colour form (a presentation selector after it) is seen: kept.
+    kept = posted_from_page(
+        owner, url, {**form, "required_disclaimers": "Terms apply \u2764\ufe0f"}
+    )
+    assert kept.status_code == 302
