@@ -1,3 +1,4 @@
+import json
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
@@ -315,10 +316,34 @@ class SimulationForm(PeriodForm):
     )
 
 
+class PayloadField(IndentedJSONField):
+    """A proposal's payload: a JSON object. Anything else typed (a list, a string, a number,
+    null) is refused in those words, with an example of one where there is one, not as
+    "This field is required." (an empty list) or the service's "Expected a dictionary, but
+    got JSONString."."""
+
+    example: dict | None = None
+
+    def clean(self, value):
+        parsed = self.to_python(value)
+        if not isinstance(parsed, dict) and str(value or "").strip():
+            such_as = (
+                json.dumps(self.example, ensure_ascii=False)
+                if self.example
+                else '{"field": "value"}'
+            )
+            raise forms.ValidationError(
+                f"The payload must be a JSON object, such as {such_as}", code="not_an_object"
+            )
+        self.validate(parsed)
+        self.run_validators(parsed)
+        return parsed
+
+
 class DryRunForm(forms.Form):
     agent = forms.ModelChoiceField(queryset=Agent.objects.filter(is_active=True))
     account = forms.ModelChoiceField(queryset=Account.objects.all())
-    payload = IndentedJSONField()
+    payload = PayloadField()
     try_auto_execute_ceiling = percent_field(
         "Try an auto-execute ceiling",
         f"For this run only, instead of the policy's; {IN_ITS_UNIT}. Nothing is saved.",
@@ -1055,6 +1080,7 @@ class PolicyAdmin(ChangeReasonAdmin):
             request.POST if request.method == "POST" else None,
             initial={"payload": example, "account": account, "agent": agent},
         )
+        form.fields["payload"].example = example
         context = {
             **self.admin_site.each_context(request),
             "title": f"Dry run: {policy}",

@@ -3,6 +3,7 @@ ids, NUL characters and very long strings each get a page that says so (or a 4xx
 server error."""
 
 import html
+import json
 
 import pytest
 from django.contrib import admin
@@ -147,6 +148,32 @@ def test_the_dry_run_says_what_is_wrong_with_the_json(login, payload, said):
 
     assert response.status_code == 200
     assert said in response.text
+    assert 'id="dry-run-verdict"' not in response.text
+
+
+@pytest.mark.parametrize("payload", ["[]", '"move 100 to search"', "42", "null", '[{"a": 1}]'])
+def test_a_dry_run_payload_that_is_no_json_object_is_said_to_be_one(login, payload):
+    """An empty list was answered "This field is required.", a JSON string "payload.
+    non_field_errors: Invalid data. Expected a dictionary, but got JSONString.": both say
+    plainly that the payload is a JSON object, with the example the page was filled with."""
+    client = login("policy-owner")
+    policy = Policy.objects.filter(action_type="budget_reallocation").first()
+    url = url_of(Policy, "dry_run", policy.pk)
+    example = client.get(url).context["form"]["payload"].value()
+
+    response = client.post(
+        url,
+        {"agent": Agent.objects.get(name="optimizer").pk,
+         "account": Account.objects.get(external_id="demo").pk, "payload": payload},
+    )  # fmt: skip
+
+    assert response.status_code == 200
+    assert response.context["form"].errors == {
+        "payload": [
+            "The payload must be a JSON object, such as "
+            + json.dumps(json.loads(example), ensure_ascii=False)
+        ]
+    }
     assert 'id="dry-run-verdict"' not in response.text
 
 
