@@ -10,12 +10,14 @@ import re
 import shutil
 import threading
 from contextlib import contextmanager
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
+from django.utils import timezone
 
 from approvals.models import Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve, proposal_reject, proposals_approve
@@ -25,7 +27,7 @@ from feedback.models import AutonomyRules, Feedback
 from ledger.models import Account, Campaign, Creative
 from notifications.models import Notification, NotificationStatus
 from notifications.services import proposal_claim
-from policies.models import Policy
+from policies.models import KillSwitch, Policy
 from tests.conftest import (
     Receiver,
     bid_adjustment,
@@ -1250,6 +1252,60 @@ def test_a_drafts_dry_run_and_promotion_forms_fit_a_phones_width(live_server, de
     page.goto(f"{live_server.url}/admin/policies/policy/{draft.pk}/promote/")
     within_the_screen("#promote-form textarea")
     within_the_screen("#promote-form .helptext")
+    context.close()
+
+
+# Whether a cell is as wide as its longest word, as the cell writes it: no word of it is broken.
+WORDS_WHOLE = """cell => {
+    const word = document.createElement("span");
+    word.style.font = getComputedStyle(cell).font;
+    word.style.whiteSpace = "nowrap";
+    word.style.position = "absolute";
+    document.body.append(word);
+    const widths = cell.innerText.split(/\\s+/).map(text => {
+        word.textContent = text;
+        return word.getBoundingClientRect().width;
+    });
+    word.remove();
+    const style = getComputedStyle(cell);
+    const inner = cell.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    return Math.max(...widths) <= inner + 1;
+}"""
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_a_kill_switchs_reason_without_spaces_keeps_its_history_and_the_simulation_in_the_page(
+    live_server, demo_world, browser, width
+):
+    """A kill switch's reason of 3,000 letters with no space in it, and the reason given for
+    engaging it, widened its history page to 31,000 px and the simulation (which quotes it as
+    what held a proposal back) to 23,000 px: the page scrolled sideways, its other columns and
+    lines off screen. They break where they must; the date beside them keeps its one line."""
+    switch = KillSwitch(
+        scope="account", account=Account.objects.get(external_id="demo"), reason="x" * 3000
+    )
+    switch._change_reason = "y" * 3000
+    switch.save()
+    waiting(bid_adjustment("2.06"))
+    today = timezone.localdate()
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+    log_in(page, live_server.url, demo_world["users"]["policy-owner"])
+
+    page.goto(f"{live_server.url}/admin/policies/killswitch/{switch.pk}/history/")
+    expect(page.locator("#change-history")).to_contain_text("x" * 60)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width, "its history"
+    # The columns beside it keep their words whole: its name is not squeezed to a letter a line.
+    for label in ("Object", "Comment", "Changed by"):
+        cell = page.locator(f"#change-history tbody td[data-label='{label}']").first
+        assert cell.evaluate(WORDS_WHOLE), label
+
+    page.goto(
+        f"{live_server.url}/admin/policies/policy/simulate/"
+        f"?since={today - timedelta(days=7)}&until={today + timedelta(days=1)}"
+    )
+    expect(page.locator("#held-examples")).to_contain_text("x" * 60)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width, "the simulation"
     context.close()
 
 
