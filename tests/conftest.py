@@ -709,6 +709,22 @@ def procfile_command(name: str) -> str:
     raise AssertionError(f"The Procfile names no {name} process")
 
 
+def embedded_env(folder: Path, **extra: str) -> dict[str, str]:
+    """This environment as a process of the embedded default sees it, in its own data folder:
+    no PostgreSQL, Redis or queue of the session's, and this interpreter's tools first."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "REDIS_URL", "HITL_CELERY_QUEUE", "WEB_CONCURRENCY")
+    }
+    return {
+        **env,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "HITL_DATA_DIR": str(folder),
+        **extra,
+    }
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

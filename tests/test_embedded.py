@@ -15,7 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, free_port, procfile_command, reallocation, wait_until
+from tests.conftest import (
+    REPO,
+    embedded_env,
+    free_port,
+    procfile_command,
+    reallocation,
+    wait_until,
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,20 +34,6 @@ def data_dir(tmp_path_factory) -> Path:
         cwd=REPO, env=embedded_env(folder), check=True,
     )  # fmt: skip
     return folder
-
-
-def embedded_env(folder: Path, **extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("DATABASE_URL", "REDIS_URL", "HITL_CELERY_QUEUE", "WEB_CONCURRENCY")
-    }
-    return {
-        **env,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "HITL_DATA_DIR": str(folder),
-        **extra,
-    }
 
 
 class Platform:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, free_port, reallocation
+from tests.conftest import REPO, embedded_env, free_port, reallocation
 
 DEADLINE = 12  # seconds from the stop until nothing is left running
 
@@ -55,20 +55,6 @@ def wait_for_every_process(data_dir: Path, since: float) -> float:
             raise AssertionError(f"still running {DEADLINE} s after the stop: {names}")
         time.sleep(0.1)
     return time.monotonic() - since
-
-
-def embedded_env(folder: Path, **extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("DATABASE_URL", "REDIS_URL", "HITL_CELERY_QUEUE", "WEB_CONCURRENCY")
-    }
-    return {
-        **env,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "HITL_DATA_DIR": str(folder),
-        **extra,
-    }
 
 
 class Started:
