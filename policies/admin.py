@@ -276,8 +276,10 @@ class BrandGuidelinesForm(ChangeReasonForm):
         super().__init__(*args, **kwargs)
         for name in ("banned_terms", "banned_patterns", "required_disclaimers"):
             # Kept whole, so that a line is counted as the person sees it in the field
-            # (each entry is stripped on its own below).
-            self.fields[name].strip = False
+            # (each entry is stripped on its own below). One who may only read the
+            # guidelines gets a form without them.
+            if name in self.fields:
+                self.fields[name].strip = False
 
     def _entries(self, name: str) -> str:
         text = self.cleaned_data.get(name) or ""

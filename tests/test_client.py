@@ -234,20 +234,6 @@ def test_a_base_url_that_is_not_the_apis_is_told_by_what_answered_and_where(
     assert message.endswith("not by the API: is the base URL the platform's address?")
 
 
-def test_a_base_url_with_the_apis_path_given_twice_is_told_by_the_address_asked(
-    web_server, demo_world
-):
-    """``Client(base + "/api")``: the API's own 404 answered, "Not found." and nothing about
-    the address, which read as a proposal or campaign that is not there."""
-    with (
-        Client(web_server + "/api", demo_world["agents"]["optimizer"]) as misplaced,
-        pytest.raises(NotFound) as refused,
-    ):
-        misplaced.campaigns()
-
-    assert refused.value.message.endswith(f"(GET {web_server}/api/api/v1/campaigns/)")
-
-
 def test_client_same_idempotency_key_replays_the_first_answer(hitl):
     first = propose_bid(hitl, "2.04", idempotency_key="agent-run-7-step-3")
     again = propose_bid(hitl, "2.04", idempotency_key="agent-run-7-step-3")
