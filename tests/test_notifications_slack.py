@@ -935,8 +935,14 @@ def test_under_the_two_person_rule_the_message_says_one_of_two_then_who_approved
         ]
     )
     assert final
-    assert told_what(login("auditor"), proposal["id"])[-3:] == [
+    approval, *rest = told_what(login("auditor"), proposal["id"])[-3:]
+    # An update drawn just before operator's approval counted and recorded after it (on a
+    # busy machine) carries it, and says so: the approval's own then says nothing new.
+    assert approval in (
         "Update of a message sent: an approval by operator; it waits for 1 more",
+        "Update of a message sent: an approval counted as it went; it waits for 1 more",
+    )
+    assert rest == [
         "Update of a message sent: the decision: approved",
         "Update of a message sent: its execution: executed",
     ]
