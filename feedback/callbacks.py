@@ -348,7 +348,9 @@ def callback_events_resend_due() -> int:
         .order_by("next_attempt_at")
         .values_list("pk", flat=True)[:SWEEP_BATCH]
     )
-    # Due now, not overdue: the next sweep leaves them to the tasks sent here.
+    # Due now, not overdue: the next sweep leaves them to the tasks sent here. A plain
+    # update, no record: when an event is next due is bookkeeping its history leaves out
+    # (``history_unrecorded``), and verification does not compare it.
     CallbackEvent.objects.filter(pk__in=overdue).update(next_attempt_at=now)
     send_each(DELIVER_CALLBACK_EVENT, overdue)
     return len(overdue)
