@@ -34,7 +34,7 @@ from policies.engine import percent_text
 PERCENT_SHARES = {
     "widen_min_clean_share": "…of which at least this share approved unedited, in percent "
     "(95 = 95%)…",
-    "widen_max_ceiling": "…up to at most this ceiling, in percent (50 = 50%).",
+    "widen_max_ceiling": "…up to at most this ceiling, in percent (50 = 50%; 0 = never widen).",
     "narrow_min_rejected_share": "…of which at least this share rejected, in percent (25 = 25%)…",
 }
 

@@ -346,8 +346,12 @@ class AutonomyRules(models.Model):
         validators=[DurationAtLeast(timedelta(days=1)), DurationAtMost(timedelta(days=365))],
         help_text="The record judged: the proposals of this long, from a day to a year.",
     )
+    # At least one: the review judges no record without a decision by a person, so a 0 here
+    # would read as a rule the review does not follow.
     widen_min_decisions = models.PositiveIntegerField(
-        default=50, help_text="Widen only after at least this many decisions by people…"
+        default=50,
+        validators=[MinValueValidator(1)],
+        help_text="Widen only after at least this many decisions by people…",
     )
     widen_min_clean_share = _share("0.950", "…of which at least this share approved unedited…")
     widen_factor = models.DecimalField(
@@ -359,7 +363,9 @@ class AutonomyRules(models.Model):
     )
     widen_max_ceiling = _share("0.500", "…up to at most this ceiling (0.5 = 50%).")
     narrow_min_decisions = models.PositiveIntegerField(
-        default=20, help_text="Narrow after at least this many decisions by people…"
+        default=20,
+        validators=[MinValueValidator(1)],
+        help_text="Narrow after at least this many decisions by people…",
     )
     narrow_min_rejected_share = _share("0.250", "…of which at least this share rejected…")
     narrow_factor = _share("0.500", "…multiplying the ceiling by this.", above_zero=True)

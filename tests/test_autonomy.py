@@ -467,6 +467,34 @@ def test_the_rules_window_is_a_day_to_a_year(login, demo_world, window, said):
     assert AutonomyRules.current().window == timedelta(days=30)
 
 
+@pytest.mark.parametrize("field", ["widen_min_decisions", "narrow_min_decisions"])
+def test_a_rule_judges_at_least_one_decision(login, demo_world, field):
+    """The review judges no record without a decision by a person: "after at least 0
+    decisions" was saved, and read as a rule the review does not follow."""
+    url = reverse("admin:feedback_autonomyrules_change", args=[AutonomyRules.current().pk])
+    owner = login("policy-owner")
+    form = owner.get(url).context["adminform"].form
+    typed = {name: form[name].value() for name in form.fields} | {
+        "is_active": "on",
+        field: "0",
+        "change_reason": "Try it.",
+    }
+
+    response = posted_from_page(owner, url, typed)
+
+    assert response.status_code == 200  # the form again, with the error
+    assert response.context["adminform"].form.errors[field] == [
+        "Ensure this value is greater than or equal to 1."
+    ]
+    assert not AutonomyRules.history.filter(history_type="~").exists()
+
+
+def test_the_widest_ceiling_says_that_0_never_widens(login, demo_world):
+    url = reverse("admin:feedback_autonomyrules_change", args=[AutonomyRules.current().pk])
+    page = login("policy-owner").get(url)
+    assert "0 = never widen" in page.context["adminform"].form["widen_max_ceiling"].help_text
+
+
 @pytest.mark.parametrize("share", ["NaN", "sNaN", "-NaN", "Infinity"])
 def test_a_share_that_is_not_a_number_is_refused_in_the_form(login, demo_world, share):
     # "NaN" reached a comparison Python's decimals refuse to make: a server error, not a form.
