@@ -90,8 +90,8 @@ def test_an_agent_deactivated_in_the_console_has_its_proposals_messages_redrawn_
     assert "cannot be let run" not in context_texts(message["blocks"])
     nothing_pressed(on_slack, proposal)
     # Once for each save, not once more for the accounts the page saved unchanged.
-    wait_until_settled = Notification.objects.filter(kind="update", proposal_id=proposal["id"])
-    assert wait_until_settled.count() == 2
+    updates = Notification.objects.filter(kind="update", proposal_id=proposal["id"])
+    assert updates.count() == 2
     assert len(updates_of(on_slack, where)) == 2
 
 
