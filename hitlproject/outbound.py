@@ -419,11 +419,27 @@ def failure_in_words(who: str, said: str, *, went: bool) -> str:
     return f"{who} did not answer: {said}"
 
 
+def tls_failure_text(error: ssl.SSLError) -> str:
+    """A TLS failure as what went wrong with the secure connection: its certificate refused
+    and why ("self-signed certificate", "certificate has expired", a name it is not valid
+    for), or the handshake's failure in OpenSSL's words ("wrong version number": no TLS
+    spoken there). An SSLError is an OSError whose errno is OpenSSL's own (1 for most), which
+    read as the system's ("operation not permitted") told an operator of a firewall that
+    was not there."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        why = one_line(error.verify_message or "").rstrip(".")
+        return "its TLS certificate was refused" + (f" ({why})" if why else "")
+    why = (error.reason or "").replace("_", " ").lower() or one_line(str(error)).rstrip(".")
+    return f"no TLS connection could be made ({why})" if why else "no TLS connection could be made"
+
+
 def _failure_detail(error: BaseException) -> str:
     """A connection's failure in the system's words ("connection reset by peer"), or
     httpx's own ("server disconnected without sending a response"), on one line."""
     cause: BaseException | None = error
     while cause is not None:
+        if isinstance(cause, ssl.SSLError):
+            return tls_failure_text(cause)
         if isinstance(cause, OSError) and cause.errno:
             return os.strerror(cause.errno).lower()
         cause = cause.__cause__ or cause.__context__
@@ -486,6 +502,8 @@ def _connect_failure(error: BaseException) -> str:
     for a failure of every address tried ("All connection attempts failed") hide it."""
     cause: BaseException | None = error
     while cause is not None:
+        if isinstance(cause, ssl.SSLError):
+            return tls_failure_text(cause)
         if isinstance(cause, OSError) and cause.errno:
             return os.strerror(cause.errno).lower()
         cause = cause.__cause__ or cause.__context__

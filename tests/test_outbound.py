@@ -5,12 +5,18 @@ execution, and no request reaches a private, loopback or link-local address."""
 import io
 import select
 import socket
+import ssl
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
@@ -192,6 +198,91 @@ def test_whether_an_answer_came_and_the_endpoint_was_reached_are_told_apart_from
     assert (refused.status, refused.reached) == (400, True)
     assert (unreached.status, unreached.reached) == (None, False)
     assert unreached.result.startswith("could not connect")
+
+
+class SelfSignedEndpoint:
+    """An HTTPS endpoint whose certificate nobody vouches for (self-signed, as a test server
+    or a misconfigured one is): it completes no handshake with a client that checks it."""
+
+    def __init__(self, directory: Path) -> None:
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+        now = datetime.now(UTC)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=1))
+            .sign(key, hashes.SHA256())
+        )
+        (directory / "cert.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        (directory / "key.pem").write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(directory / "cert.pem", directory / "key.pem")
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"https://127.0.0.1:{self.listener.getsockname()[1]}/hook"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                with self.context.wrap_socket(connection, server_side=True) as secured:
+                    secured.recv(65536)
+                    secured.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            except OSError:
+                pass  # the platform refused the certificate and hung up
+            finally:
+                connection.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_certificate_refused_is_said_as_such_not_as_a_system_error(tmp_path):
+    """An endpoint whose TLS certificate does not check out was recorded as "could not
+    connect: operation not permitted" (OpenSSL's error number read as the system's), which
+    sends an operator looking for a firewall; it says the certificate was refused, and why."""
+    endpoint = SelfSignedEndpoint(tmp_path)
+    try:
+        sent = send_signed(endpoint.url, b"{}", secret="whsec_x", headers={})
+    finally:
+        endpoint.close()
+
+    assert (sent.delivered, sent.retry, sent.reached, sent.went) == (False, True, False, False)
+    assert sent.result == (
+        "could not connect: its TLS certificate was refused (self-signed certificate)"
+    )
+
+
+def test_https_to_an_endpoint_that_speaks_no_tls_is_said_as_such():
+    """An https:// URL whose port answers plain HTTP was "could not connect: operation not
+    permitted" too; it says no TLS connection could be made, in OpenSSL's words."""
+    endpoint = Receiver(200)
+    try:
+        sent = send_signed(
+            endpoint.url.replace("http://", "https://"), b"{}", secret="whsec_x", headers={}
+        )
+    finally:
+        endpoint.close()
+
+    assert (sent.delivered, sent.went) == (False, False)
+    assert (
+        sent.result == "could not connect: no TLS connection could be made (wrong version number)"
+    )
+    assert endpoint.received == []
 
 
 def test_an_answer_whose_headers_are_within_what_is_read_is_read():
