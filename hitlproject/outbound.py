@@ -33,12 +33,14 @@ read up to a length, no address check (its address is the operator's setting, no
 agent's).
 """
 
+import ast
 import asyncio
 import codecs
 import contextlib
 import functools
 import ipaddress
 import os
+import re
 import socket
 import ssl
 from concurrent.futures import ThreadPoolExecutor
@@ -48,6 +50,7 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import certifi
+import h11
 import httpcore
 import httpx
 from django.conf import settings
@@ -483,6 +486,39 @@ def _failure_said(
 HEADERS_TOO_LONG = f"answered with headers longer than {HEADERS_AT_MOST_KIB} KiB: not read"
 
 
+# What an answer that is not HTTP showed of itself, as recorded: enough to tell what spoke.
+NOT_HTTP_CHARS = 100
+_H11_SHOWN_BYTES = re.compile(r"^(?P<what>[^:]+): bytearray\((?P<shown>b'.*'|b\".*\")\)$", re.S)
+
+
+def _not_http(error: httpx.RemoteProtocolError) -> str | None:
+    """An answer that came but is no HTTP (a status line or header h11 cannot read: another
+    protocol on the port, a broken server), as recorded: that it answered, with what (on one
+    line, cut, its quotes made straight, as a refusal's words are), and that it was not read;
+    None for a protocol error that is no such answer (a connection closed before any came).
+    It was recorded as "the connection was lost after the request was sent (illegal status
+    line: bytearray(b'…'))": no connection was lost, and h11's words are Python's."""
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, h11.RemoteProtocolError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None:
+        return None
+    said = str(cause)
+    shown = _H11_SHOWN_BYTES.match(said)
+    if shown is None:
+        return f"answered with something other than HTTP ({one_line(said).rstrip('.')}): not read"
+    try:
+        what_came = ast.literal_eval(shown["shown"]).decode("utf-8", errors="replace")
+    except (ValueError, SyntaxError):  # not the bytes h11 shows: its words alone
+        what_came = ""
+    text = one_line(what_came).translate(UNQUOTED)
+    if shows_nothing(text):
+        return f"answered with something other than HTTP ({shown['what']}): not read"
+    if len(text) > NOT_HTTP_CHARS:
+        text = text[: NOT_HTTP_CHARS - 1] + "…"
+    return f"answered with something other than HTTP ({shown['what']}: “{text}”): not read"
+
+
 def _redirect_words(code: int, location: str | None) -> str:
     """What a redirect, which is never followed, is recorded as: that it was one, where it
     sent the caller (on one line, cut, its quotes made straight, as a refusal's words are),
@@ -529,6 +565,9 @@ def send_signed(
         # too long") say nothing to an operator.
         if "buffer too long" in str(error):
             return Sent(False, True, HEADERS_TOO_LONG, unanswered=True, reached=True)
+        not_http = _not_http(error)
+        if not_http is not None:
+            return Sent(False, True, not_http[:500], unanswered=True, reached=True)
         return _not_answered(error, progress)
     except (TimeoutError, httpx.HTTPError, OSError, ssl.SSLError) as error:
         return _not_answered(error, progress)

@@ -285,6 +285,61 @@ def test_https_to_an_endpoint_that_speaks_no_tls_is_said_as_such():
     assert endpoint.received == []
 
 
+class RawEndpoint:
+    """An endpoint that reads the request and answers with the given bytes, whatever they are
+    (a mail server's greeting on a port a URL names, a broken server's status line)."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/hook"
+        self.answer = answer
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            with connection:
+                connection.recv(65536)
+                connection.sendall(self.answer)
+                connection.recv(1)  # until the platform hangs up
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.mark.parametrize(
+    "answer, said",
+    [
+        (
+            b"220 mail.example.com ESMTP ready\r\n\r\n",
+            "answered with something other than HTTP "
+            "(illegal status line: “220 mail.example.com ESMTP ready”): not read",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+            "answered with something other than HTTP "
+            "(illegal header line: “no colon here”): not read",
+        ),
+    ],
+)
+def test_an_answer_that_is_no_http_is_said_as_one_not_as_a_connection_lost(answer, said):
+    """An endpoint that answered something h11 cannot read as HTTP was recorded as "the
+    connection was lost after the request was sent: it may have arrived (illegal status line:
+    bytearray(b'220 …'))": no connection was lost, it answered, and the words were Python's
+    repr. It says the endpoint answered with something that is not HTTP, and what."""
+    endpoint = RawEndpoint(answer)
+    try:
+        sent = send_signed(endpoint.url, b"{}", secret="whsec_x", headers={})
+    finally:
+        endpoint.close()
+
+    assert (sent.delivered, sent.retry, sent.unanswered, sent.reached) == (False, True, True, True)
+    assert sent.result == said
+
+
 def test_an_answer_whose_headers_are_within_what_is_read_is_read():
     """Headers of 64 KiB are within the 100 KiB read: an answer said to have been "longer
     than 16 KiB" had been read as far as that and more."""
