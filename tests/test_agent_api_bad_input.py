@@ -697,6 +697,26 @@ def test_more_free_text_than_a_request_may_send_is_a_413_naming_the_limit(optimi
     assert not IdempotencyRecord.objects.exists()
 
 
+def test_free_text_over_the_limit_is_a_413_though_every_item_is_malformed(optimizer):
+    """A thousand items each with 2,400 characters of supporting data and a fault of its own
+    (here a number it cannot keep): the free text was counted of well-formed items only, so
+    the batch was checked item by item (a minute of a core at 16 MiB) and answered 200 with
+    a thousand refusals. It is counted as the items are read, whatever else is wrong with
+    them, and refused whole."""
+    faulty = bid_adjustment(supporting_data={"daily_cpc": [0.5] * 600, "floor": "NOT KEPT"})
+    body = json.dumps([faulty] * 1000).replace('"NOT KEPT"', "1e-400")
+    response = optimizer.generic(
+        "POST", "/api/v1/proposals/batch/", body, content_type="application/json"
+    )
+
+    assert response.status_code == 413
+    assert response.json()["detail"] == (
+        "The rationales, supporting data and external references sent come to more than "
+        "2,000,000 characters, the most one request may send. Send them in smaller batches."
+    )
+    assert Proposal.objects.count() == 0
+
+
 def test_a_batch_of_a_thousand_proposals_with_ordinary_rationales_fits_the_text_limit(optimizer):
     ordinary = bid_adjustment(
         rationale="CPC has been below target for five days while conversions held. " * 20,

@@ -728,21 +728,38 @@ def verdict_policy_held(
     )
 
 
-def _free_text_bounded(submissions: Iterable[Submission]) -> None:
-    """Refused (413, nothing recorded) when the submissions' free text (rationales,
-    supporting data as JSON, external references) is together longer than one request may
-    send: it is all written, and its history with it, while the campaigns are locked."""
-    limit = settings.API_MAX_TEXT_CHARS
-    length = 0
-    for submission in submissions:
-        length += len(submission.rationale) + len(submission.external_ref)
-        length += len(json.dumps(submission.supporting_data, separators=(",", ":")))
-        if length > limit:
+class FreeTextTally:
+    """The free text (rationales, supporting data as JSON, external references) of the
+    proposals one request sends, added up as they are read: refused (413, nothing recorded)
+    as soon as it is longer than one request may send, since it is all written, and its
+    history with it, while the campaigns are locked. A value of another type counts nothing
+    here (its item is refused for it)."""
+
+    def __init__(self) -> None:
+        self.length = 0
+
+    def add(self, *, rationale: Any, external_ref: Any, supporting_data: Any) -> None:
+        self.length += len(rationale) if isinstance(rationale, str) else 0
+        self.length += len(external_ref) if isinstance(external_ref, str) else 0
+        if isinstance(supporting_data, dict | list):
+            self.length += len(json.dumps(supporting_data, separators=(",", ":")))
+        limit = settings.API_MAX_TEXT_CHARS
+        if self.length > limit:
             raise TooLarge(
                 f"The rationales, supporting data and external references sent come to more "
                 f"than {limit:,} characters, the most one request may send. Send them in "
                 f"smaller batches."
             )
+
+
+def _free_text_bounded(submissions: Iterable[Submission]) -> None:
+    tally = FreeTextTally()
+    for submission in submissions:
+        tally.add(
+            rationale=submission.rationale,
+            external_ref=submission.external_ref,
+            supporting_data=submission.supporting_data,
+        )
 
 
 def _creative_texts(
