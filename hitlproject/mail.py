@@ -21,7 +21,7 @@ import threading
 
 from django.core.mail.backends.smtp import EmailBackend as SMTPEmailBackend
 
-from hitlproject.outbound import timed_out_text
+from hitlproject.outbound import timed_out_text, tls_failure_text
 from hitlproject.validation import one_line
 
 # smtplib's longest line (its ``_MAXLINE``, 8192 bytes), in KiB.
@@ -161,7 +161,8 @@ def mail_failure_in_words(error: OSError, *, timeout: float) -> str:
     if isinstance(error, TimeoutError):
         return f"the mail server {timed_out_text(timeout)}"
     if isinstance(error, ssl.SSLError):
-        return f"no secure connection with the mail server: {error.reason or error}"
+        # As every outbound exchange says one, not OpenSSL's "CERTIFICATE_VERIFY_FAILED".
+        return f"no secure connection with the mail server: {tls_failure_text(error)}"
     if error.errno:
         return f"could not connect to the mail server: {os.strerror(error.errno).lower()}"
     return f"could not connect to the mail server: {error}"

@@ -22,6 +22,7 @@ from tests.conftest import HANG_UP, RESET, Receiver, bid_adjustment, wait_until
 from tests.factories import evaluated
 from tests.test_callbacks import settled as callbacks_settled
 from tests.test_callbacks import waiting_proposal
+from tests.test_outbound import SelfSignedEndpoint
 from tests.test_webhook_executor import settled
 
 LOST = "the connection was lost after the request was sent: it may have arrived"
@@ -145,4 +146,25 @@ def test_a_mail_server_that_does_not_answer_is_said_to_time_out_with_its_limit()
         listener.close()
     assert mail_failure_in_words(raised.value, timeout=1) == (
         "the mail server timed out: no answer within 1 s"
+    )
+
+
+def test_a_mail_server_whose_certificate_is_refused_is_said_as_an_endpoint_s_is(tmp_path):
+    """It said OpenSSL's "no secure connection with the mail server: CERTIFICATE_VERIFY_FAILED";
+    it says what an endpoint's says: the certificate refused, and why."""
+    server = SelfSignedEndpoint(tmp_path)
+    port = int(server.url.rsplit(":", 1)[1].split("/")[0])
+    connection = get_connection(
+        "hitlproject.mail.EmailBackend", host="127.0.0.1", port=port, use_ssl=True, timeout=5
+    )
+    try:
+        with pytest.raises(OSError) as raised:
+            EmailMessage(
+                "s", "b", "from@example.com", ["to@example.com"], connection=connection
+            ).send()
+    finally:
+        server.close()
+    assert mail_failure_in_words(raised.value, timeout=5) == (
+        "no secure connection with the mail server: its TLS certificate was refused "
+        "(self-signed certificate)"
     )
