@@ -30,6 +30,7 @@ from django.utils.html import format_html, format_html_join
 
 from approvals import action_types
 from approvals.action_types.forms import ActionEditForm, edit_form_for
+from approvals.action_types.policy_changes import PolicyWritten, policy_written
 from approvals.models import (
     Agent,
     AgentAPIKey,
@@ -66,6 +67,7 @@ from approvals.services.acts import (
     LacksPermission,
     act_refusal,
     may_act,
+    no_longer_applies,
     reviewers_by_proposal,
 )
 from approvals.services.agents import (
@@ -98,7 +100,12 @@ from approvals.services.supersession import (
     sets_values,
     target_moves_each,
 )
-from approvals.templatetags.console import ledger_state, what_if_chart
+from approvals.templatetags.console import (
+    ledger_state,
+    policy_after,
+    policy_before,
+    what_if_chart,
+)
 from audit.actors import Actor
 from audit.admin import (
     ChangeReasonAdmin,
@@ -1343,6 +1350,13 @@ class ProposalAdmin(ReadOnlyAdmin):
             "deployed_creatives": proposal.deployed_creatives.select_related("campaign").order_by(
                 "pk"
             ),
+            # The policy version its execution wrote (a policy change's), as its history says.
+            "policy_written": (
+                policy_written(proposal)
+                if proposal.action_type == "policy_change"
+                and proposal.status == ProposalStatus.EXECUTED
+                else None
+            ),
             "ended": proposal.status in FINAL_STATUSES,
             # What its agent proposed and what became of it since, as its messages say it.
             "since": since,
@@ -1394,6 +1408,16 @@ class ProposalAdmin(ReadOnlyAdmin):
                     if isinstance(refusal, AgentMayNoLongerAct)
                 ),
                 None,
+            ),
+            # What it would change has changed since it was proposed (a policy's ceiling): said
+            # to whoever reads it, with what it was then and what it is now, as the approval or
+            # retry is not offered to one who may decide.
+            "no_longer_applies": (
+                no_longer_applies(proposal, Act.APPROVE)
+                if proposal.status == ProposalStatus.PENDING_REVIEW
+                else no_longer_applies(proposal, Act.RETRY)
+                if proposal.status == ProposalStatus.FAILED
+                else None
             ),
             # What an approval as proposed would be refused for now (a cap or a lock set since
             # it was made, or a ledger or approvals not yet executed that have used a cap's
@@ -1839,6 +1863,15 @@ class DecisionAdmin(ReadOnlyAdmin):
         return f"{decision.summary} (as edited)"
 
 
+def _policy_written_by(execution: Execution) -> PolicyWritten | None:
+    """The policy version a policy change's successful attempt wrote, as the proposal's page
+    reads it in its Before and After (a policy change sets no campaign field)."""
+    proposal = execution.proposal
+    if execution.status != ExecutionStatus.SUCCEEDED or proposal.action_type != "policy_change":
+        return None
+    return policy_written(proposal)
+
+
 @admin.register(Execution)
 class ExecutionAdmin(ReadOnlyAdmin):
     list_display = ["id", "proposal_shown", "attempt", "executor", "status", "finished_at"]
@@ -1871,11 +1904,13 @@ class ExecutionAdmin(ReadOnlyAdmin):
 
     @admin.display(description="before")
     def before(self, execution: Execution) -> str:
-        return ledger_state(execution.before_state)
+        written = _policy_written_by(execution)
+        return ledger_state(execution.before_state) if written is None else policy_before(written)
 
     @admin.display(description="after")
     def after(self, execution: Execution) -> str:
-        return ledger_state(execution.after_state)
+        written = _policy_written_by(execution)
+        return ledger_state(execution.after_state) if written is None else policy_after(written)
 
     @admin.display(description="creatives deployed")
     def creatives_deployed(self, execution: Execution) -> str:

@@ -20,7 +20,7 @@ from audit.actors import Actor
 from executors.runner import proposal_execute
 from feedback.autonomy import autonomy_recommendations_propose
 from feedback.models import AutonomyRules
-from hitlproject.errors import DomainError, NotAllowed
+from hitlproject.errors import Conflict, DomainError, NotAllowed
 from ledger.models import Campaign
 from notifications.models import Notification
 from policies.models import Policy
@@ -398,7 +398,115 @@ def test_a_changed_ceiling_fails_the_change_and_only_a_policy_owner_retries_it(
     assert failed.executions.get().error == "The ceiling in force is now 12%, not 15% as proposed."
     with pytest.raises(NotAllowed, match="may not decide on policy change proposals"):
         proposal_retry(proposal_id=recommendation.pk, reviewer=operator)
+    # Retried while the ceiling is still 12%, it would only fail again: not sent.
+    with pytest.raises(Conflict, match="A retry would fail again"):
+        proposal_retry(proposal_id=recommendation.pk, reviewer=owner)
+    assert Proposal.objects.get(pk=recommendation.pk).status == "failed"
+    general.auto_execute_max_magnitude = Decimal("0.15")
+    general.save()
     assert proposal_retry(proposal_id=recommendation.pk, reviewer=owner).status == "approved"
+
+
+def test_a_recommendation_whose_ceiling_moved_since_is_not_approved_and_its_page_says_so(
+    recommendation, login
+):
+    """Someone moved the ceiling while the recommendation waited: its page says so, with the
+    ceiling then and now, to whoever reads it; it offers no approval, and an approval posted
+    anyway is refused in those words, not answered "sent to be executed" before failing."""
+    general = Policy.objects.get(name=GENERAL)
+    general.auto_execute_max_magnitude = Decimal("0.20")
+    general.save()
+    page = reverse("admin:approvals_proposal_change", args=[recommendation.pk])
+    moved = (
+        "optimizer's auto-execute ceiling for bid adjustment on demo has changed since this was "
+        "proposed: it was 15% then, and is 20% now (policy “Bid adjustments”, version 2)"
+    )
+    owner = login("policy-owner")
+
+    shown = owner.get(page)
+
+    [note] = re.findall(r'<p class="errornote" id="no-longer-applies">(.*?)</p>', shown.text)
+    assert html.unescape(note) == (
+        f"Proposal #{recommendation.pk} no longer applies: {moved}. Approving it would not "
+        "carry it out: its execution would refuse it. It can be rejected or withdrawn."
+    )
+    assert 'id="approve-form"' not in shown.text
+    assert 'id="edit-approve-form"' not in shown.text
+    assert 'id="reject-form"' in shown.text and 'id="withdraw-form"' in shown.text
+    assert moved in html.unescape(login("operator").get(page).text)  # read by all who read it
+
+    for act, form in (("approve", {}), ("edit-approve", {"edit-to_ceiling": "21"})):
+        answer = owner.post(
+            reverse(f"admin:approvals_proposal_{act}", args=[recommendation.pk]), form, follow=True
+        )
+        said = [str(message) for message in answer.context["messages"]]
+        assert not any("sent to be executed" in message for message in said)
+        assert any(moved in message for message in said), said
+    recommendation.refresh_from_db()
+    assert recommendation.status == "pending_review"
+    assert not recommendation.decisions.exists()
+    assert not Policy.objects.filter(agent__name="optimizer").exists()
+
+
+def test_an_executed_recommendation_says_which_policy_version_it_wrote(recommendation, login):
+    """The execution's row says what it did as the policy's history has it: the policy it
+    created or changed (a link to it), the version as its page counts them, and the ceiling
+    before and after; never "Succeeded — —"."""
+    owner = get_user_model().objects.get(username="policy-owner")
+    proposal_approve(proposal_id=recommendation.pk, reviewer=owner)
+    assert proposal_execute(proposal_id=recommendation.pk).status == "executed"
+    earned = Policy.objects.get(agent__name="optimizer")
+    page = login("auditor").get(
+        reverse("admin:approvals_proposal_change", args=[recommendation.pk])
+    )
+
+    [row] = re.findall(r'<td data-label="Status">Succeeded</td>(.*?)</tr>', page.text, re.S)
+
+    cells = re.findall(r'<td[^>]*data-label="(Before|After)">(.*?)</td>', row, re.S)
+    assert [(label, html.unescape(re.sub(r"<[^>]+>", "", text))) for label, text in cells] == [
+        ("Before", "Auto-execute ceiling in force 15%"),
+        (
+            "After",
+            "Policy “Bid adjustments: optimizer on demo” created as version 1: auto-execute "
+            f"ceiling 15% → 22.5%. Made from “Bid adjustments” by proposal #{recommendation.pk}.",
+        ),
+    ]
+    assert reverse("admin:policies_policy_change", args=[earned.pk]) in row
+    # The attempt's own page says the same.
+    attempt = recommendation.executions.get(status="succeeded")
+    attempt_page = login("auditor").get(
+        reverse("admin:approvals_execution_change", args=[attempt.pk])
+    )
+    assert (
+        "Policy “Bid adjustments: optimizer on demo” created as version 1: auto-execute ceiling "
+        "15% → 22.5%."
+    ) in html.unescape(re.sub(r"<[^>]+>", "", attempt_page.text))
+
+
+def test_a_recommendation_executed_on_the_agents_own_policy_says_its_new_version(
+    recommendation, login
+):
+    own = Policy.objects.get(name=GENERAL)
+    own.pk = None
+    own.name, own.agent, own.account = (
+        "Optimizer's bids on demo",
+        Agent.objects.get(name="optimizer"),
+        recommendation.account,
+    )
+    own.save()
+    owner = get_user_model().objects.get(username="policy-owner")
+    proposal_approve(proposal_id=recommendation.pk, reviewer=owner)
+    assert proposal_execute(proposal_id=recommendation.pk).status == "executed"
+    page = login("policy-owner").get(
+        reverse("admin:approvals_proposal_change", args=[recommendation.pk])
+    )
+
+    [after] = re.findall(r'<td class="policy-written" data-label="After">(.*?)</td>', page.text)
+
+    assert html.unescape(re.sub(r"<[^>]+>", "", after)) == (
+        "Policy “Optimizer's bids on demo” saved as version 2: auto-execute ceiling 15% → 22.5%."
+    )
+    assert reverse("admin:policies_policy_change", args=[own.pk]) in after
 
 
 def test_an_agent_as_wide_as_the_rules_allow_is_left_alone(rules):

@@ -331,6 +331,14 @@ class ActionType:
         action its summary says whole."""
         return []
 
+    def no_longer_applies(self, payload: dict[str, Any], account: Account) -> str:
+        """Why the action no longer applies to what it would change, besides campaign fields
+        (whose moves supersede it), in words a person deciding it reads ("… has changed since
+        this was proposed: it was 15% then, and is 20% now …"); "" if it still does. Asked
+        before a person lets it run (approves, edits and approves, retries), so that nobody is
+        told it goes to be executed when its execution would refuse it."""
+        return ""
+
     def proposed_state(
         self, payload: dict[str, Any], campaigns: dict[str, Campaign]
     ) -> dict[str, dict[str, Any]]:

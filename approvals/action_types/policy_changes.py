@@ -2,6 +2,7 @@
 recommendations. Proposed by the platform, never by an agent; decided by a policy owner, never
 by policy; applied by the executor to the agent's own policy on the account, with history."""
 
+from dataclasses import dataclass
 from decimal import Decimal, DecimalException
 from typing import Any
 
@@ -19,7 +20,7 @@ from hitlproject.vocabulary import action_type_label
 from ledger.models import Account
 from policies.engine import ceiling_text, format_magnitude
 from policies.models import Policy, hard_ceilings_below_auto_execute
-from policies.services import policy_in_force
+from policies.services import policy_in_force, version_number, versions_count
 
 # The widest auto-execute ceiling a change may set: a move of the whole value.
 MAX_CEILING = Decimal("1")
@@ -33,6 +34,73 @@ def agents_own_scope(agent, account) -> dict[str, Any]:
 
 def is_agents_own(policy, agent, account) -> bool:
     return policy.agent_id == agent.pk and policy.account_id == account.pk
+
+
+def _written_reason(proposal) -> str:
+    """The reason the policy's history records for the version a policy change wrote."""
+    return f"{_written_by(proposal)}{proposal.summary}"
+
+
+def _written_by(proposal) -> str:
+    # How that reason opens: the proposal, whatever its summary reads like later.
+    return f"proposal #{proposal.pk}: "
+
+
+@dataclass(frozen=True)
+class PolicyWritten:
+    """The policy version a policy change's execution wrote, as the policy's history records
+    it: its name then, its number among the policy's own versions (as the console counts
+    them), and the ceiling before and after, in the policy's own words ("15%")."""
+
+    policy_id: int
+    name: str
+    number: int
+    created: bool
+    ceiling_before: str  # the version before's; for a policy it created, the one in force
+    ceiling_after: str
+    made_from: str  # a policy it created: its description then ("Made from “…” by …")
+    exists: bool  # the policy is still there to open
+
+
+def policy_written(proposal) -> PolicyWritten | None:
+    """What ``PolicyChange.apply`` wrote for ``proposal``, read back from the policy's
+    history (the record the executor saved with the proposal's reason); None if none was."""
+    record = (
+        Policy.history.filter(
+            history_change_reason__startswith=_written_by(proposal),
+            history_actor_kind="system",
+            history_actor="executor",
+        )
+        .order_by("history_id")
+        .first()
+    )
+    if record is None:
+        return None
+    action_type = action_types.get(proposal.payload.get("action_type", ""))
+    unit = action_type.magnitude_unit if action_type else "ratio"
+
+    def said(value) -> str:
+        return "none" if value is None else ceiling_text(value, unit)
+
+    earlier = (
+        Policy.history.filter(id=record.id, history_id__lt=record.history_id)
+        .order_by("-history_id")
+        .first()
+    )
+    created = earlier is None
+    before = (
+        Decimal(proposal.payload["from_ceiling"]) if created else earlier.auto_execute_max_magnitude
+    )
+    return PolicyWritten(
+        policy_id=record.id,
+        name=record.name,
+        number=version_number(record.id, record.history_id),
+        created=created,
+        ceiling_before=said(before),
+        ceiling_after=said(record.auto_execute_max_magnitude),
+        made_from=record.description if created else "",
+        exists=Policy.objects.filter(pk=record.id).exists(),
+    )
 
 
 class Ratio(serializers.DecimalField):
@@ -187,6 +255,35 @@ class PolicyChange(ActionType):
     def proposed_state(self, payload, campaigns):
         return {}
 
+    def no_longer_applies(self, payload, account) -> str:
+        # The ceiling it would change moved since it was recommended (a person edited the
+        # policy, another change was executed): ``apply`` would refuse it.
+        agent = Agent.objects.filter(name=payload["agent"]).first()
+        if agent is None:
+            return f"there is no agent “{payload['agent']}” any more"
+        action_type = payload["action_type"]
+        proposed_against = Decimal(payload["from_ceiling"])
+        policy = policy_in_force(action_type=action_type, agent=agent, account=account)
+        if policy is not None and policy.auto_execute_max_magnitude == proposed_against:
+            return ""
+        unit = action_types.get(action_type).magnitude_unit
+        whose = (
+            f"{agent.name}'s auto-execute ceiling for {action_type_label(action_type)} on "
+            f"{account.external_id}"
+        )
+        then = ceiling_text(proposed_against, unit)
+        if policy is None:
+            return f"no policy sets {whose} now; it was {then} when this was proposed"
+        now = (
+            "none"
+            if policy.auto_execute_max_magnitude is None
+            else ceiling_text(policy.auto_execute_max_magnitude, unit)
+        )
+        return (
+            f"{whose} has changed since this was proposed: it was {then} then, and is {now} "
+            f"now (policy “{policy.name}”, version {versions_count(policy.pk)})"
+        )
+
     def apply(self, payload, campaigns, proposal) -> None:
         """Set the ceiling on the agent's own policy for the account, made from the policy in
         force if it has none; refused if the ceiling in force moved since the proposal."""
@@ -225,5 +322,5 @@ class PolicyChange(ActionType):
             raise InvalidInput(
                 f"Policy “{policy.name}”: " + " ".join(e.message for e in below.values())
             )
-        policy._change_reason = f"proposal #{proposal.pk}: {proposal.summary}"
+        policy._change_reason = _written_reason(proposal)
         policy.save()

@@ -8,9 +8,10 @@ decides one the console will not show them); nobody but an outcome's reporter ac
 a proposal of an agent they own or one that concerns an agent they own; each act is open only
 from the status it starts from; a decision only within the review window; a reviewer
 decides once a round; and nothing is let run (approved, or retried) whose agent has been
-deactivated, or lost the account, since it proposed it. The services check the rule under
-the proposal's row lock; the console asks it before it shows a button, so that it never
-offers one the server refuses.
+deactivated, or lost the account, since it proposed it, nor what no longer applies to what
+it would change (a policy's ceiling moved since the platform recommended changing it). The
+services check the rule under the proposal's row lock; the console asks it before it shows a
+button, so that it never offers one the server refuses.
 """
 
 from __future__ import annotations
@@ -196,6 +197,31 @@ def _agent_may_no_longer_act(
     )
 
 
+class NoLongerApplies(Conflict):
+    """What the proposal would change has changed since it was proposed, in a way its
+    execution would refuse (a policy's ceiling moved): it is not let run; it can be rejected
+    or withdrawn while it waits."""
+
+
+def no_longer_applies(proposal: Proposal, act: Act) -> NoLongerApplies | None:
+    """Why letting ``proposal`` run by ``act`` (approving, retrying) would not carry it out:
+    what it would change has changed since it was proposed; None if it still applies. Said
+    on its page to whoever reads it, not only to one who may act."""
+    why = action_types.get(proposal.action_type).no_longer_applies(
+        proposal.payload, proposal.account
+    )
+    if not why:
+        return None
+    if act == Act.RETRY:
+        then = "A retry would fail again: its execution would refuse it."
+    else:
+        then = (
+            "Approving it would not carry it out: its execution would refuse it. It can be "
+            "rejected or withdrawn."
+        )
+    return NoLongerApplies(f"Proposal #{proposal.pk} no longer applies: {why}. {then}")
+
+
 def _owned_agent(user: AbstractBaseUser, proposal: Proposal) -> DomainError | None:
     if proposal.agent.owner_id == user.pk:
         return OwnsAgent(
@@ -249,6 +275,9 @@ def act_refusal(
         stopped = _agent_may_no_longer_act(proposal, agent_accounts)
         if stopped:
             return stopped
+        gone = no_longer_applies(proposal, act)
+        if gone:
+            return gone
     if rule.once_a_round:
         if reviewers is None:
             reviewers = reviewers_this_round(proposal)

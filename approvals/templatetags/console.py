@@ -3,10 +3,11 @@ from datetime import timedelta
 
 from django import template
 from django.urls import reverse
-from django.utils.html import escape, strip_tags
+from django.utils.html import escape, format_html, strip_tags
 from django.utils.safestring import mark_safe
 from django.utils.text import capfirst
 
+from approvals.action_types.policy_changes import PolicyWritten
 from approvals.models import Agent, RejectionReason
 from approvals.selectors import COUNTED, COUNTED_FIGURES, ProposalCounts, dashboard
 from hitlproject.charts import GroupedBarChart, as_sent, grouped_bars
@@ -15,6 +16,37 @@ from ledger.models import campaign_field_label, campaign_value_label
 from policies.services import kill_switches_engaged_now
 
 register = template.Library()
+
+
+@register.filter
+def policy_before(written: PolicyWritten) -> str:
+    """The ceiling a policy change's execution replaced, as the policy's history has it."""
+    in_force = " in force" if written.created else ""
+    return f"Auto-execute ceiling{in_force} {written.ceiling_before}"
+
+
+@register.filter
+def policy_after(written: PolicyWritten) -> str:
+    """The policy version a policy change's execution wrote, as the policy's history has it:
+    its name (a link to it), its number as its page counts them, the ceiling from → to."""
+    name = format_html("“<bdi>{}</bdi>”", written.name)
+    if written.exists:
+        url = reverse("admin:policies_policy_change", args=[written.policy_id])
+        name = format_html('<a href="{}">{}</a>', url, name)
+    else:
+        name = format_html("{} (deleted since)", name)
+    did = "created as" if written.created else "saved as"
+    said = format_html(
+        "Policy {} {} version {}: auto-execute ceiling {} → {}.",
+        name,
+        did,
+        written.number,
+        written.ceiling_before,
+        written.ceiling_after,
+    )
+    if written.made_from:
+        said = format_html("{} <bdi>{}</bdi>", said, written.made_from)
+    return said
 
 
 @register.filter
