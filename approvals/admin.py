@@ -1872,9 +1872,18 @@ def _policy_written_by(execution: Execution) -> PolicyWritten | None:
     return policy_written(proposal)
 
 
+@admin.display(description="proposal", ordering="proposal")
+def proposal_shown(record) -> str:
+    """In a list of records of proposals (executions, feedback, outcomes, callback events),
+    the proposal by its summary, which wraps: the admin keeps a related record's name on one
+    line, and at a laptop's 1280 px that line (490 px for a bid) pushed the list's last
+    column, when each was made or finished, past its edge, behind a sideways scroll."""
+    return str(record.proposal)
+
+
 @admin.register(Execution)
 class ExecutionAdmin(ReadOnlyAdmin):
-    list_display = ["id", "proposal_shown", "attempt", "executor", "status", "finished_at"]
+    list_display = ["id", proposal_shown, "attempt", "executor", "status", "finished_at"]
     list_filter = ["status", "executor"]
     list_select_related = ["proposal"]
     # The ledger's states as the proposal's page reads them, not as JSON; what a creative
@@ -1894,13 +1903,6 @@ class ExecutionAdmin(ReadOnlyAdmin):
         "started_at",
         "finished_at",
     ]
-
-    @admin.display(description="proposal", ordering="proposal")
-    def proposal_shown(self, execution: Execution) -> str:
-        """The proposal by its summary, which wraps: the admin keeps a related record's name
-        on one line, and at a laptop's 1280 px that line pushed the time it finished past the
-        list's edge."""
-        return str(execution.proposal)
 
     @admin.display(description="before")
     def before(self, execution: Execution) -> str:

@@ -3,6 +3,7 @@ from django.db import models
 from django.shortcuts import redirect
 from django.utils.text import capfirst
 
+from approvals.admin import proposal_shown
 from approvals.selectors import approval_told
 from approvals.services.decisions import DECIDE_PERMISSION
 from audit.admin import (
@@ -50,7 +51,7 @@ class AutonomyRulesHistoryValues(ConsoleHistoryValues):
 
 @admin.register(Feedback)
 class FeedbackAdmin(ReadOnlyAdmin):
-    list_display = ["id", "proposal", "agent", "kind", "reason_code", "created_at"]
+    list_display = ["id", proposal_shown, "agent", "kind", "reason_code", "created_at"]
     list_filter = ["kind", "reason_code", "agent"]
     list_select_related = ["proposal", "agent"]
     raw_id_fields = ["proposal", "decision", "outcome"]
@@ -58,7 +59,7 @@ class FeedbackAdmin(ReadOnlyAdmin):
 
 @admin.register(Outcome)
 class OutcomeAdmin(ReadOnlyAdmin):
-    list_display = ["id", "proposal", "effect", "reporter", "created_at"]
+    list_display = ["id", proposal_shown, "effect", "reporter", "created_at"]
     list_filter = ["effect", "reported_by_kind"]
     list_select_related = ["proposal"]
     raw_id_fields = ["proposal"]
@@ -74,7 +75,15 @@ NOT_SENT_LISTED = 10
 
 @admin.register(CallbackEvent)
 class CallbackEventAdmin(ReadOnlyAdmin):
-    list_display = ["id", "type", "proposal", "agent", "status_shown", "attempts", "created_at"]
+    list_display = [
+        "id",
+        "type",
+        proposal_shown,
+        "agent",
+        "status_shown",
+        "attempts",
+        "created_at",
+    ]
     list_filter = ["status", "type", "agent"]
     list_select_related = ["proposal", "agent"]
     raw_id_fields = ["proposal"]

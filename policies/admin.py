@@ -508,10 +508,8 @@ class PolicyAdmin(ChangeReasonAdmin):
         "scope",
         "priority",
         "state",
-        "auto_execute_ceiling",
-        "auto_execute_amount_ceiling",
+        "auto_executes",
         "cumulative_ceiling_over_window",
-        "always_review",
     ]
     list_filter = [PolicyStateFilter, ActionTypeFilter, "account"]
     list_select_related = ["account", "agent"]
@@ -790,15 +788,31 @@ class PolicyAdmin(ChangeReasonAdmin):
             return False
         return super().has_delete_permission(request, obj)
 
-    @admin.display(description="auto-execute amount ceiling", ordering="auto_execute_max_amount")
-    def auto_execute_amount_ceiling(self, policy: Policy) -> str:
-        """As the other ceilings read: "—" where none is set (not the list's "-"), a day's
-        amount in the account's currency where the policy has one account."""
+    @admin.display(description="auto-executes", ordering="auto_execute_max_magnitude")
+    def auto_executes(self, policy: Policy) -> str:
+        """What runs without a person, in one column, as the engine reads the three settings
+        that say it: a column each (the ceiling, the amount ceiling, "always review") made the
+        list 1,098 px wide, its last columns behind a sideways scroll at a laptop's 1280 px,
+        and showed a ceiling that "always review" sets aside as if it were in force. An amount
+        is a day's, in the account's currency where the policy has one account."""
+        action_type = action_types.get(policy.action_type)
+        if action_type is not None and action_type.always_human:
+            return "never: always a person's (the action type)"
+        if policy.always_review:
+            return "never: always review"
+        if policy.auto_execute_max_magnitude is None:
+            return "never: no auto-execute ceiling"
+        magnitude = policy.auto_execute_max_magnitude
+        ceiling = (  # a count says what it counts ("3 creatives"); a share, exactly as set
+            action_type.magnitude_text(magnitude)
+            if action_type is not None and action_type.magnitude_unit == "count"
+            else ceiling_text(magnitude, "ratio")
+        )
         amount = policy.auto_execute_max_amount
         if amount is None:
-            return "—"
+            return f"up to {ceiling}"
         currency = policy.account.currency if policy.account_id else ""
-        return f"{format_money(amount, currency)} a day"
+        return f"up to {ceiling} and {format_money(amount, currency)} a day"
 
     @admin.display(description="state")
     def state(self, policy: Policy) -> str:

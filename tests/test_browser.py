@@ -19,11 +19,11 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
 
-from approvals.models import Proposal, ProposalStatus
+from approvals.models import Agent, Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve, proposal_reject, proposals_approve
 from audit.chain import chain_seal, chain_verification_record
 from feedback.autonomy import autonomy_recommendations_propose
-from feedback.models import AutonomyRules, Feedback
+from feedback.models import AutonomyRules, CallbackEvent, Feedback
 from ledger.models import Account, Campaign, Creative
 from notifications.models import Notification, NotificationStatus
 from notifications.services import proposal_claim
@@ -1341,4 +1341,38 @@ def test_an_agents_words_without_spaces_wrap_and_are_read_whole(
     page.click("button[name=index]")
     expect(page.locator("input[type=submit][value^='Yes']")).to_be_visible()
     read_whole("the bulk confirmation", "td.bulk-said")
+    context.close()
+
+
+def test_the_policies_feedback_and_callback_lists_show_every_column_at_a_laptops_width(
+    live_server, demo_world, browser
+):
+    """At 1280 px, beside the filters, the policies list hid its cumulative ceiling and
+    "always review" behind a sideways scroll (three columns said what auto-executes, the
+    widest headed "auto-execute amount ceiling"); the feedback and the callback events kept
+    each proposal's summary on one line (490 px for a bid) and hid when each was made."""
+    Agent.objects.filter(name="optimizer").update(callback_url="http://127.0.0.1:9/refuses")
+    operator = get_user_model().objects.get(username="operator")
+    [move] = waiting(reallocation("280.00"))
+    proposal_reject(proposal_id=move.pk, reviewer=operator, reason_code="too_aggressive")
+    wait_until(lambda: CallbackEvent.objects.exists())
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    log_in(page, live_server.url, demo_world["users"]["operator"])
+
+    for path in ("policies/policy", "feedback/feedback", "feedback/callbackevent"):
+        page.goto(f"{live_server.url}/admin/{path}/")
+        expect(page.locator("#result_list tbody tr").first).to_be_visible()
+        results = page.locator("#changelist-form .results")
+        assert results.evaluate("e => e.scrollWidth <= e.clientWidth"), path  # no scrolling
+        for heading in page.locator("#result_list thead th").all():
+            expect(heading).to_be_in_viewport(ratio=1)
+    expect(page.locator("#result_list td.field-created_at").first).to_be_in_viewport(ratio=1)
+
+    page.goto(f"{live_server.url}/admin/policies/policy/")
+    bids = page.locator("#result_list tbody tr", has_text="Bid adjustments")
+    expect(bids.locator("td.field-auto_executes")).to_have_text("up to 15%")
+    expect(bids.locator("td.field-cumulative_ceiling_over_window")).to_have_text("25% per 1 day")
+    creatives = page.locator("#result_list tbody tr", has_text="Creative batches")
+    expect(creatives.locator("td.field-auto_executes")).to_have_text("never: always review")
     context.close()

@@ -109,13 +109,14 @@ def test_the_policy_list_names_action_types_as_the_queue_does_and_filters_by_the
     rows = listed.context["cl"].result_list
     assert 'class="field-action_type_display">budget reallocation</td>' in listed.text
     assert ">budget_reallocation<" not in listed.text
-    # Every ceiling reads alike: "—" where none is set, an amount a day where one is.
-    assert 'class="field-auto_execute_amount_ceiling">—</td>' in listed.text
+    # What auto-executes, in one column: its ceiling, with an amount a day where one is set.
+    assert 'class="field-auto_executes">up to 10%</td>' in listed.text
     Policy.objects.filter(action_type="budget_reallocation").update(
         auto_execute_max_amount=Decimal("250"), account=Account.objects.get(external_id="demo")
     )
     listed = owner.get(reverse("admin:policies_policy_changelist"))
-    assert "250.00 USD a day" in listed.text
+    assert 'class="field-auto_executes">up to 10% and 250.00 USD a day</td>' in listed.text
+    assert 'class="field-auto_executes">never: always review</td>' in listed.text
 
     filtered = owner.get(
         reverse("admin:policies_policy_changelist"), {"action_type": "budget_reallocation"}
