@@ -126,7 +126,7 @@ from feedback.selectors import (
 )
 from feedback.services import outcome_report_by_user
 from feedback.templatetags.feedback_tags import scorecard_charts
-from hitlproject.charts import numeric_series
+from hitlproject.charts import numeric_series, numeric_series_count
 from hitlproject.converters import record_page
 from hitlproject.errors import DomainError
 from hitlproject.formats import console_time
@@ -963,6 +963,10 @@ class QueueChangeList(ConsoleChangeList):
             proposal.kill_switches_engaged_now = kill_switches_covering(engaged, proposal.account)
 
 
+# Supporting data longer than this, laid out, opens folded (its box holds about as many).
+SUPPORTING_DATA_FOLDED_PAST_LINES = 30
+
+
 @admin.register(Proposal)
 class ProposalAdmin(ReadOnlyAdmin):
     list_display = [
@@ -1232,9 +1236,27 @@ class ProposalAdmin(ReadOnlyAdmin):
 
     @admin.display(description="supporting data")
     def supporting_data_display(self, proposal: Proposal) -> str:
+        """The data as sent, laid out, in a box of its own that scrolls (by keyboard too: it
+        takes the focus), under a line saying how much there is; folded when it is long. At
+        its 64 KiB cap it is some 11,000 lines: laid out in the page, 150,000 px of JSON
+        between the decision forms and the rest of the proposal's record (what the platform
+        derived, its timeline, decisions, who was told, executions)."""
         if not proposal.supporting_data:  # sent as {} or not at all: said, not shown as "{}"
             return f"None: {proposal.agent} sent no supporting data with this proposal."
-        return format_html("<pre>{}</pre>", json.dumps(proposal.supporting_data, indent=2))
+        laid_out = json.dumps(proposal.supporting_data, indent=2)
+        lines = laid_out.count("\n") + 1
+        size = len(json.dumps(proposal.supporting_data, separators=(",", ":")))  # as capped
+        return format_html(
+            '<details id="supporting-data"{}><summary>As {} sent it: {} of JSON, {}</summary>'
+            '<pre tabindex="0" role="region" aria-label="Supporting data as {} sent it">{}</pre>'
+            "</details>",
+            "" if lines > SUPPORTING_DATA_FOLDED_PAST_LINES else " open",
+            proposal.agent,
+            f"{size / 1024:.1f} KiB" if size >= 1024 else f"{size} bytes",  # {} is not shown
+            f"{lines:,} lines",
+            proposal.agent,
+            laid_out,
+        )
 
     class Media:
         css = {"all": ["approvals/console.css"]}
@@ -1382,6 +1404,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             "withdrawal": withdrawal,
             "withdrawal_said": withdrawn_said(withdrawal) if withdrawal is not None else "",
             "charts": numeric_series(proposal.supporting_data),
+            "series_count": numeric_series_count(proposal.supporting_data),
             "what_if_chart": what_if_chart(proposal),
             "track_record": agent_track_record(
                 agent=proposal.agent, action_type=proposal.action_type

@@ -224,3 +224,16 @@ def numeric_series(data: dict, limit: int = 6) -> list[LineChart]:
         if len(charts) == limit:
             break
     return charts
+
+
+def numeric_series_count(data: dict) -> int:
+    """How many charts ``numeric_series`` would draw with no limit: a page that draws the
+    first few says how many more its data holds, rather than leaving them unsaid."""
+    if not isinstance(data, dict):
+        return 0
+    return sum(
+        1
+        for value in data.values()
+        if chartable(value) is not None
+        or (isinstance(value, dict) and any(chartable(v) for v in value.values()))
+    )

@@ -1376,3 +1376,42 @@ def test_the_policies_feedback_and_callback_lists_show_every_column_at_a_laptops
     creatives = page.locator("#result_list tbody tr", has_text="Creative batches")
     expect(creatives.locator("td.field-auto_executes")).to_have_text("never: always review")
     context.close()
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_supporting_data_at_its_cap_is_folded_in_a_box_and_the_record_below_stays_near(
+    live_server, demo_world, browser, width
+):
+    """Supporting data at its 64 KiB cap, laid out in the page, was 150,000 px of JSON: the
+    proposal's record under it (what the platform derived, its timeline, its decisions,
+    executions) was pages of scrolling away. Folded, its size said, and opened by keyboard in a
+    box of its own that scrolls by keyboard too."""
+    series = {
+        f"metric_{i:03d}": [round(0.001 * (i + j % 17), 4) for j in range(60)] for i in range(175)
+    }
+    [proposal] = waiting(reallocation("280.00") | {"supporting_data": series})
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+    log_in(page, live_server.url, demo_world["users"]["operator"])
+    page.goto(f"{live_server.url}/admin/approvals/proposal/{proposal.pk}/change/")
+
+    data = page.locator("#supporting-data")
+    expect(data).not_to_have_attribute("open", "")
+    expect(data.locator("summary")).to_have_text(re.compile(r"^As optimizer sent it: 6\d\.\d KiB"))
+    expect(page.locator("#charts-not-drawn")).to_contain_text("the first 6 of the 175 series")
+    assert page.locator("#approve-form").bounding_box()["y"] < data.bounding_box()["y"]
+    assert page.evaluate("document.documentElement.scrollHeight") < 9000
+
+    data.locator("summary").focus()
+    page.keyboard.press("Enter")
+    expect(data).to_have_attribute("open", "")
+    box = data.locator("pre")
+    assert box.bounding_box()["height"] < 600
+    assert page.evaluate("document.documentElement.scrollHeight") < 9500
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    page.keyboard.press("Tab")
+    expect(box).to_be_focused()
+    page.keyboard.press("End")
+    wait_until(lambda: box.evaluate("e => e.scrollTop") > 0)
+    expect(box).to_have_attribute("aria-label", "Supporting data as optimizer sent it")
+    context.close()
