@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from approvals.models import RejectionReason
@@ -385,6 +385,11 @@ class AutonomyRules(models.Model):
         read: whoever opens their page first reads them, and did not set them."""
         rules = cls.objects.filter(pk=1).first()
         if rules is None:
-            with acting_as(Actor.system("autonomy")):
-                rules, _ = cls.objects.get_or_create(pk=1)
+            rules = cls(pk=1)
+            rules._change_reason = "Made with the platform's defaults, the first time read."
+            try:
+                with transaction.atomic(), acting_as(Actor.system("autonomy")):
+                    rules.save(force_insert=True)
+            except IntegrityError:  # made by another process meanwhile
+                rules = cls.objects.get(pk=1)
         return rules

@@ -13,13 +13,15 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import Client
+from django.urls import reverse
 from rest_framework.test import APIClient
 
-from approvals.models import Agent
+from approvals.models import Agent, AgentAPIKey
 from approvals.services.agents import agent_key_revoke
 from audit.actors import Actor
-from ledger.models import Campaign
-from policies.models import Policy
+from ledger.models import Account, Campaign
+from notifications.models import Route
+from policies.models import BrandGuidelines, Policy
 from tests.conftest import REPO, database_url
 
 
@@ -230,3 +232,47 @@ def test_after_seed_demo_a_migrate_in_the_same_process_still_runs_the_post_migra
         get_user_model().objects.get(username="auditor").groups.clear()
         cursor.execute(token)
         assert cursor.fetchone() != before  # the triggers are back
+
+
+@pytest.mark.django_db
+def test_seed_demo_says_why_it_made_each_record_of_the_demo_world(login):
+    """Each record the seed makes says why in its history, as its people's do: a policy's
+    version 1, the account, its campaigns, brand guidelines, routes, agents and their keys
+    read as made with no reason given, and a route and an agent each in two records, the
+    second (of its groups, of its accounts) with no reason either."""
+    seeded = {
+        Account: Account.objects.filter(external_id="demo"),
+        Campaign: Campaign.objects.all(),
+        Policy: Policy.objects.all(),
+        BrandGuidelines: BrandGuidelines.objects.all(),
+        Route: Route.objects.filter(name__startswith="Demo: "),
+        Agent: Agent.objects.filter(name__in=["optimizer", "copywriter"]),
+        AgentAPIKey: AgentAPIKey.objects.filter(agent__name__in=["optimizer", "copywriter"]),
+    }
+    for model, records in seeded.items():
+        assert records.exists(), model
+        for record in records:
+            [made] = model.history.filter(id=record.pk)  # one record: made, saying why
+            assert made.history_type == "+", record
+            assert made.history_actor == "seed_demo", record
+            assert made.history_change_reason.startswith(
+                ("Made for the demo", "Issued for the demo.")
+            ), (record, made.history_change_reason)
+
+    bids = Policy.objects.get(action_type="bid_adjustment")
+    history = login("auditor").get(reverse("admin:policies_policy_history", args=[bids.pk]))
+    assert (
+        "Made for the demo, one of its default policies: a bid adjustment auto-executes up to "
+        "15%, and a campaign&#x27;s moves up to 25% within 1 day in all."
+    ) in history.text
+    creatives = Policy.objects.get(action_type="creative_deployment")
+    [made] = creatives.history.all()
+    assert made.history_change_reason == (
+        "Made for the demo, one of its default policies: every creative deployment goes to "
+        "a person."
+    )
+    [made] = Agent.history.filter(name="copywriter")
+    assert made.history_change_reason == (
+        "Made for the demo, its production agent, acting on account demo."
+    )
+    assert [row.account.external_id for row in made.accounts.all()] == ["demo"]  # made with it

@@ -41,9 +41,12 @@ def agent_callback_secret_rotate(*, agent: Agent, actor: Actor) -> str:
     return agent.callback_secret
 
 
-def agent_key_issue(*, agent: Agent, actor: Actor, revoke_existing: bool = True) -> str:
+def agent_key_issue(
+    *, agent: Agent, actor: Actor, revoke_existing: bool = True, reason: str = ""
+) -> str:
     """Issue a new key for an agent and return it: the only time it is ever shown. The
-    platform's own agents have none: nothing outside may act as them."""
+    platform's own agents have none: nothing outside may act as them. ``reason``: why, as
+    the key's history says it (by default, who issued it)."""
     if agent.is_platform:
         raise DomainError(f"{agent} is the platform's own agent; it has no API keys.")
     with transaction.atomic(), acting_as(actor):
@@ -55,9 +58,11 @@ def agent_key_issue(*, agent: Agent, actor: Actor, revoke_existing: bool = True)
         while True:
             prefix = secrets.token_hex(6)
             raw_key = f"{KEY_SCHEME}_{prefix}_{secrets.token_urlsafe(32)}"
+            key = AgentAPIKey(agent=agent, prefix=prefix, digest=_digest(raw_key))
+            key._change_reason = reason or f"Issued by {actor.name}."
             try:
                 with transaction.atomic():
-                    AgentAPIKey.objects.create(agent=agent, prefix=prefix, digest=_digest(raw_key))
+                    key.save(force_insert=True)
             except IntegrityError:
                 continue  # a prefix collision: draw again
             return raw_key
@@ -78,14 +83,25 @@ def agent_create(
     actor: Actor,
     owner: AbstractBaseUser | None = None,
     callback_url: str = "",
+    reason: str = "",
+    key_reason: str = "",
 ) -> tuple[Agent, str]:
-    """Create an agent with access to ``accounts``; returns it with its first API key."""
+    """Create an agent with access to ``accounts``; returns it with its first API key.
+    ``reason`` and ``key_reason``: why, as their histories say it (by default, who made
+    them). The agent's history has one record of it made, with its accounts: not one with
+    no accounts and no reason, then one more, of its accounts, with none either."""
     with transaction.atomic(), acting_as(actor):
         agent = Agent(name=name, kind=kind, owner=owner, callback_url=callback_url)
         agent.full_clean()
-        agent.save()
-        agent.accounts.set(accounts)
-        return agent, agent_key_issue(agent=agent, actor=actor)
+        agent.skip_history_when_saving = True
+        try:
+            agent.save()
+            agent.accounts.set(accounts)
+        finally:
+            del agent.skip_history_when_saving
+        agent._change_reason = reason or f"Made by {actor.name}."
+        type(agent)._audited_history.create_historical_record(agent, "+")
+        return agent, agent_key_issue(agent=agent, actor=actor, reason=key_reason)
 
 
 def agent_authenticate(raw_key: str) -> tuple[Agent, AgentAPIKey]:

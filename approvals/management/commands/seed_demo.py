@@ -14,14 +14,17 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import connection, transaction
 
+from approvals import action_types
 from approvals.models import Agent, AgentKind
 from approvals.roles import AUDITORS, OPERATORS, POLICY_OWNERS, sync_role_groups
 from approvals.services.agents import agent_authenticate, agent_create, agent_key_issue
 from audit.actors import Actor, acting_as
 from hitlproject.addresses import served_at
 from hitlproject.errors import NotAuthenticated
+from hitlproject.periods import describe_duration
 from ledger.models import Account, Campaign, Channel
 from notifications.models import Delivery, Route
+from policies.engine import percent_text
 from policies.models import BrandGuidelines, Policy
 
 CAMPAIGNS = [
@@ -48,6 +51,17 @@ USERS = [("operator", OPERATORS), ("policy-owner", POLICY_OWNERS), ("auditor", A
 # Why a demo person's record was written, in their history (a password issued anew adds its
 # own sentence, ``access.models``).
 MADE = "Made for the demo, in the {group} role."
+# Why each of the rest of the demo world was written, in its history: a policy's version 1, the
+# account, a campaign, the brand guidelines, a route, an agent and its key each read as made
+# with no reason given.
+MADE_ACCOUNT = "Made for the demo: the reference world's advertiser account."
+MADE_CAMPAIGN = "Made for the demo, with the reference world's daily budget and bid."
+MADE_POLICY = "Made for the demo, one of its default policies: {terms}."
+MADE_GUIDELINES = "Made for the demo: the terms its creatives may not use."
+MADE_ROUTE = "Made for the demo: {who}."
+MADE_AGENT = "Made for the demo, its {kind} agent, acting on account demo."
+ISSUED_KEY = "Issued for the demo."
+ISSUED_AGAIN = "Issued anew for the demo: the key it kept no longer worked."
 SET_BACK = "Set back as the demo has it: staff, in the {group} role."
 AGENTS = [("optimizer", AgentKind.OPTIMIZATION), ("copywriter", AgentKind.PRODUCTION)]
 
@@ -88,7 +102,9 @@ class Command(BaseCommand):
         actor = Actor.system("seed_demo")
         with acting_as(actor):
             sync_role_groups()  # a role it changes is recorded as changed by this command
-            account, _ = Account.objects.get_or_create(
+            account, _ = found_or_made(
+                Account,
+                MADE_ACCOUNT,
                 external_id="demo",
                 defaults={
                     "name": "Demo advertiser",
@@ -97,7 +113,9 @@ class Command(BaseCommand):
                 },
             )
             for external_id, name, budget, bid in CAMPAIGNS:
-                Campaign.objects.get_or_create(
+                found_or_made(
+                    Campaign,
+                    MADE_CAMPAIGN,
                     account=account,
                     external_id=external_id,
                     defaults={"name": name, "daily_budget": budget, "bid": bid},
@@ -111,36 +129,41 @@ class Command(BaseCommand):
                     agent=None,
                 )
                 if not default.exists():
-                    Policy.objects.create(
+                    policy = Policy(
                         name=name,
                         action_type=action_type,
                         review_window=timedelta(hours=72),
                         **limits,
                         **(CUMULATIVE if action_type in MOVES_MONEY_OR_BIDS else {}),
                     )
-            BrandGuidelines.objects.get_or_create(
-                account=account, defaults={"banned_terms": BANNED_TERMS}
+                    policy._change_reason = MADE_POLICY.format(terms=policy_terms(policy))
+                    policy.save()
+            found_or_made(
+                BrandGuidelines,
+                MADE_GUIDELINES,
+                account=account,
+                defaults={"banned_terms": BANNED_TERMS},
             )
             # Operators hear by email of every proposal of ``demo`` that waits for a person: of a
             # policy change too, which their message says a policy owner decides.
-            route, created = Route.objects.get_or_create(
-                name="Demo: everything waiting, to the operators",
-                defaults={"account": account, "delivery": Delivery.IMMEDIATELY},
+            self._route(
+                "Demo: everything waiting, to the operators",
+                OPERATORS,
+                "the operators hear by email of every proposal of demo that waits for a person",
+                account=account,
+                delivery=Delivery.IMMEDIATELY,
             )
-            if created:
-                route.groups.set([Group.objects.get(name=OPERATORS)])
             # The platform's proposed policy changes (autonomy recommendations) are the policy
             # owners' to decide: they hear of them too, or nobody who may decide would.
-            route, created = Route.objects.get_or_create(
-                name="Demo: policy changes waiting, to the policy owners",
-                defaults={
-                    "account": account,
-                    "action_type": "policy_change",
-                    "delivery": Delivery.IMMEDIATELY,
-                },
+            self._route(
+                "Demo: policy changes waiting, to the policy owners",
+                POLICY_OWNERS,
+                "the policy owners hear by email of every policy change of demo that waits "
+                "for them to decide it",
+                account=account,
+                action_type="policy_change",
+                delivery=Delivery.IMMEDIATELY,
             )
-            if created:
-                route.groups.set([Group.objects.get(name=POLICY_OWNERS)])
             kept_users = kept.get("users", {})
             users = {
                 username: self._user(username, group, kept_users.get(username, {}).get("password"))
@@ -151,17 +174,39 @@ class Command(BaseCommand):
         for name, kind in AGENTS:
             agent = Agent.objects.filter(name=name).first()
             if agent is None:
-                agent, raw_key = agent_create(name=name, kind=kind, accounts=[account], actor=actor)
+                agent, raw_key = agent_create(
+                    name=name,
+                    kind=kind,
+                    accounts=[account],
+                    actor=actor,
+                    reason=MADE_AGENT.format(kind=AgentKind(kind).label.lower()),
+                    key_reason=ISSUED_KEY,
+                )
             else:
                 raw_key = kept.get("agents", {}).get(name)
                 if not key_works(agent, raw_key):
-                    raw_key = agent_key_issue(agent=agent, actor=actor)
+                    raw_key = agent_key_issue(agent=agent, actor=actor, reason=ISSUED_AGAIN)
             agents[name] = raw_key
 
         credentials = {"users": users, "agents": agents}
         # Inside the transaction: a file that cannot be written leaves nothing issued unkept.
         keep_credentials(credentials)
         return credentials
+
+    def _route(self, name: str, group_name: str, who: str, **fields) -> None:
+        """The route, if none has its name: one record of it made, with the group it tells
+        and why (not one of it made, then one of its group, each with no reason)."""
+        if Route.objects.filter(name=name).exists():
+            return
+        route = Route(name=name, **fields)
+        route.skip_history_when_saving = True
+        try:
+            route.save()
+            route.groups.set([Group.objects.get(name=group_name)])
+        finally:
+            del route.skip_history_when_saving
+        route._change_reason = MADE_ROUTE.format(who=who)
+        type(route)._audited_history.create_historical_record(route, "+")
 
     def _user(self, username: str, group_name: str, kept_password: str | None) -> dict[str, str]:
         user = get_user_model().objects.filter(username=username).first()
@@ -192,6 +237,32 @@ class Command(BaseCommand):
         user._change_reason = (MADE if made else SET_BACK).format(group=group_name)
         type(user)._audited_history.create_historical_record(user, "+" if made else "~")
         return {"username": username, "password": password}
+
+
+def policy_terms(policy: Policy) -> str:
+    """A default policy's terms, in words: "a bid adjustment auto-executes up to 15%, and a
+    campaign's moves up to 25% within 1 day in all"."""
+    label = action_types.label(policy.action_type)
+    if policy.always_review:
+        return f"every {label} goes to a person"
+    said = f"a {label} auto-executes up to {percent_text(policy.auto_execute_max_magnitude)}"
+    if policy.cumulative_max_magnitude is None:
+        return said
+    return (
+        f"{said}, and a campaign's moves up to {percent_text(policy.cumulative_max_magnitude)} "
+        f"within {describe_duration(policy.cumulative_window)} in all"
+    )
+
+
+def found_or_made(model, reason: str, *, defaults: dict, **lookup):
+    """``get_or_create``, the record made saying why in its history."""
+    found = model.objects.filter(**lookup).first()
+    if found is not None:
+        return found, False
+    made = model(**lookup, **defaults)
+    made._change_reason = reason
+    made.save()
+    return made, True
 
 
 def key_works(agent: Agent, raw_key: str | None) -> bool:
