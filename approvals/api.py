@@ -32,6 +32,7 @@ from approvals.models import (
 from approvals.selectors import (
     carried_out,
     policy_name_then,
+    policy_number_then,
     proposal_get_for_agent,
     proposal_list_for_agent,
 )
@@ -77,6 +78,7 @@ from hitlproject.vocabulary import (
 )
 from hitlproject.wakeups import proposal_topic
 from policies.engine import HOLD_RULE_LABELS
+from policies.services import version_number
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
@@ -169,7 +171,14 @@ class PolicyRefOutput(serializers.Serializer):
         allow_null=True,
         help_text="The policy's history record in force when it decided (its history_id in "
         "the audit export; not the version's number among the policy's own, which the "
-        "console shows).",
+        "console shows: that is number).",
+    )
+    number = serializers.IntegerField(
+        allow_null=True,
+        help_text="The number of the version that decided among the policy's own versions "
+        "(1: as first saved), as the console counts them: the policy's page and history "
+        "call it version <number>. It stays the number of the version that decided after "
+        "the policy changes; null where that version is not on record.",
     )
 
 
@@ -187,6 +196,7 @@ class VerdictOutput(serializers.Serializer):
             "id": proposal.verdict_policy_id,
             "name": policy_name_then(proposal),
             "version": proposal.verdict_policy_version,
+            "number": policy_number_then(proposal),
         }
 
 
@@ -308,6 +318,7 @@ def proposal_body(proposal: Proposal, *, just_submitted: bool = False) -> dict:
                 "id": proposal.verdict_policy_id,
                 "name": policy_name_then(proposal),
                 "version": proposal.verdict_policy_version,
+                "number": policy_number_then(proposal),
             }
         verdict = {
             "outcome": proposal.verdict_outcome,
@@ -804,6 +815,7 @@ class PolicyEvaluateApi(KeyBoundAPIView):
                 "id": verdict.policy_id,
                 "name": verdict.policy_name,
                 "version": verdict.policy_version,
+                "number": version_number(verdict.policy_id, verdict.policy_version),
             }
         return Response(
             DryRunOutput(

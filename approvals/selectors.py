@@ -60,7 +60,12 @@ from hitlproject.vocabulary import (
 from ledger.models import Account, Creative, campaign_field_label, campaign_value_label
 from policies.engine import HOLD_RULE_LABELS, format_magnitude
 from policies.models import KillSwitch, KillSwitchScope, Policy
-from policies.services import kill_switch_named_in, kill_switch_names
+from policies.services import (
+    kill_switch_named_in,
+    kill_switch_names,
+    version_number,
+    version_number_of,
+)
 
 
 def with_deciding_policy_name(queryset: QuerySet[Proposal]) -> QuerySet[Proposal]:
@@ -80,15 +85,44 @@ def policy_name_then(proposal: Proposal) -> str:
     return getattr(proposal, "deciding_policy_name", None) or proposal.verdict_policy.name
 
 
+def with_deciding_policy_number(queryset: QuerySet[Proposal]) -> QuerySet[Proposal]:
+    """Each proposal with ``deciding_policy_number``: the number, among its policy's own
+    versions (1: as first saved, as the console counts them), of the version that routed it
+    (read by its history record, in the same statement: no query per proposal)."""
+    return queryset.annotate(
+        deciding_policy_number=version_number_of(
+            OuterRef("verdict_policy_id"), OuterRef("verdict_policy_version")
+        )
+    )
+
+
+def policy_number_then(proposal: Proposal) -> int | None:
+    """The number of the policy version that routed the proposal among its policy's own, as
+    the console counts them: read with it (``with_deciding_policy_number``); for one just
+    routed, carried by the policy in force that routed it (``policies_in_force`` reads each
+    with its number); else asked for. None where that version is not on record."""
+    if hasattr(proposal, "deciding_policy_number"):
+        return proposal.deciding_policy_number
+    policy = proposal.verdict_policy
+    if getattr(policy, "version", None) == proposal.verdict_policy_version and hasattr(
+        policy, "version_number"
+    ):
+        return policy.version_number
+    return version_number(proposal.verdict_policy_id, proposal.verdict_policy_version)
+
+
 def proposals_with_details() -> QuerySet[Proposal]:
-    return with_deciding_policy_name(
-        Proposal.objects.select_related("account", "verdict_policy").prefetch_related(
-            Prefetch("decisions", queryset=Decision.objects.order_by("created_at")),
-            Prefetch("executions", queryset=Execution.objects.order_by("attempt")),
-            "outcomes",
-            Prefetch(
-                "deployed_creatives", queryset=Creative.objects.only("pk", "deployed_by_proposal")
-            ),
+    return with_deciding_policy_number(
+        with_deciding_policy_name(
+            Proposal.objects.select_related("account", "verdict_policy").prefetch_related(
+                Prefetch("decisions", queryset=Decision.objects.order_by("created_at")),
+                Prefetch("executions", queryset=Execution.objects.order_by("attempt")),
+                "outcomes",
+                Prefetch(
+                    "deployed_creatives",
+                    queryset=Creative.objects.only("pk", "deployed_by_proposal"),
+                ),
+            )
         )
     )
 

@@ -104,6 +104,8 @@ def test_client_reallocation_of_28_percent_waits_for_an_operator_then_executes(h
     assert proposal.verdict.outcome == "review"
     assert "exceeds the 10.0%" in proposal.verdict.reasons[0]
     assert proposal.verdict.policy.name == "Budget reallocations"
+    # The version that decided, by the number the console shows it under (its first).
+    assert proposal.verdict.policy.number == 1
 
     with pytest.raises(WaitTimedOut) as timed_out:
         hitl.wait(proposal.id, timeout=1.5)
@@ -431,6 +433,7 @@ def test_client_dry_run_says_what_would_happen_and_writes_nothing(hitl):
     assert large.outcome == "review" and not large.would_execute
     assert large.magnitude == Decimal("0.28")
     assert "exceeds the 10.0%" in large.reasons[0]
+    assert (large.policy.name, large.policy.number) == ("Budget reallocations", 1)
     assert not ProposalRow.objects.exists()
 
 

@@ -51,16 +51,29 @@ def _decimal(value: Any) -> Decimal | None:
 
 @dataclass(frozen=True)
 class PolicyRef:
+    """The policy that decided, in the version that did: ``name`` as it was then; ``number``
+    that version's number among the policy's own (1: as first saved), as the console shows
+    it ("version 3"); ``version`` its history record (the audit export's ``history_id``,
+    shared by every policy's records). Either is None where not on record (``number`` from
+    a server that does not say)."""
+
     id: int
     name: str
     version: int | None
+    number: int | None = None
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @classmethod
     def from_api(cls, data: dict[str, Any] | None) -> PolicyRef | None:
         if not data:
             return None
-        return cls(id=data["id"], name=data["name"], version=data.get("version"), raw=data)
+        return cls(
+            id=data["id"],
+            name=data["name"],
+            version=data.get("version"),
+            number=data.get("number"),
+            raw=data,
+        )
 
 
 @dataclass(frozen=True)
