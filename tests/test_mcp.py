@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 from contextlib import asynccontextmanager
+from datetime import UTC
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -174,6 +175,17 @@ def test_mcp_reallocation_of_28_percent_waits_for_an_operator_then_executes(
     assert "exceeds the 10.0%" in proposed["verdict"]["reasons"][0]
     assert not_yet["status"] == "pending_review" and not not_yet["final"]
     assert "wait_for_decision" in not_yet["next_step"]
+    # Until when it may still execute, as the framework adapters tell their models: after
+    # that, proposing it again is no repeat.
+    deadline = ProposalRow.objects.get(pk=proposed["id"]).review_expires_at
+    expires_at = deadline.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    for waiting in (proposed, not_yet):
+        assert waiting["expires_at"] == expires_at
+        assert waiting["next_step"] == (
+            "Waiting for a human reviewer. Call wait_for_decision. "
+            f"It expires at {expires_at} unless a person decides it first."
+        )
+    assert "expires_at" not in final and "next_step" not in final
     assert final["status"] == "executed"
     assert final["decisions"][0]["outcome"] == "approve"
     after = final["execution"]["after_state"]

@@ -446,10 +446,10 @@ def outcome_report(
                 ],
             )
         )
-        expires_at = _at(proposal, "review_expires_at")
-        if status == Status.PENDING_REVIEW and expires_at:
+        expires_at, expiry_said = expiry(proposal)
+        if expires_at:
             report["expires_at"] = expires_at
-            report["message"] += f" It expires at {expires_at} unless a person decides it first."
+            report["message"] += f" {expiry_said}"
     if proposal.execution is not None:
         # What its attempts did on the channel, as the API says: "unknown" or "partly" for
         # one that did not execute here means it ran, or may have, there.
@@ -482,6 +482,17 @@ def _not_executed(proposal: Proposal) -> str:
     if carried_out in _SENT_BEFORE:
         return f"The platform did not execute it. {_SENT_BEFORE[carried_out]}"
     return f"The platform did not execute it. {_NOT_SAID}"
+
+
+def expiry(proposal: Proposal) -> tuple[str | None, str]:
+    """When a proposal waiting for a person expires unless one decides it first (as the API
+    writes the time), and the sentence that tells the model so; ``(None, "")`` for one that
+    does not wait for a person, or waits with no deadline. Until then it may still execute:
+    after it, proposing the action again is no repeat."""
+    expires_at = _at(proposal, "review_expires_at")
+    if proposal.status != Status.PENDING_REVIEW or expires_at is None:
+        return None, ""
+    return expires_at, f"It expires at {expires_at} unless a person decides it first."
 
 
 def _at(proposal: Proposal, name: str) -> str | None:

@@ -30,7 +30,7 @@ except ImportError as missing:  # the client installed without its mcp extra
     ) from missing
 
 from hitl_client._core import message_without_key
-from hitl_client._tools import LostAnswers, faults, may_be_made, outcome_report
+from hitl_client._tools import LostAnswers, expiry, faults, may_be_made, outcome_report
 from hitl_client.client import AsyncClient
 from hitl_client.errors import (
     BadResponse,
@@ -184,7 +184,9 @@ NEXT_STEP = {
 
 def proposal_view(proposal: Proposal, *, proposed: dict[str, Any] | None = None) -> dict[str, Any]:
     """What a model needs of a proposal, as JSON: once it is final, what became of it in a
-    sentence (``message``, as the framework adapters tell it); before, what to do next.
+    sentence (``message``, as the framework adapters tell it); before, what to do next, and
+    for one waiting for a person, when it expires unless one decides it (``expires_at``, in
+    the framework adapters' words).
     ``proposed``: the payload as the agent proposed it, if known, so that a reviewer's edit
     is told field by field ("amount: 280.00 → 200.00"): once edited, the API answers the
     edited payload only."""
@@ -206,7 +208,11 @@ def proposal_view(proposal: Proposal, *, proposed: dict[str, Any] | None = None)
     if proposal.is_final:
         view["message"] = outcome_report(proposal, proposed=proposed)["message"]
     else:
-        view["next_step"] = NEXT_STEP.get(proposal.status, "Call wait_for_decision.")
+        expires_at, expiry_said = expiry(proposal)
+        next_step = NEXT_STEP.get(proposal.status, "Call wait_for_decision.")
+        view["next_step"] = f"{next_step} {expiry_said}" if expires_at else next_step
+        if expires_at:
+            view["expires_at"] = expires_at
     return view
 
 
