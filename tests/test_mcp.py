@@ -30,7 +30,7 @@ from approvals.services.proposals import proposal_withdraw_for_agent
 from ledger.models import Account
 from policies.models import KillSwitch
 from tests.answer_lost import answer_lost_proxy
-from tests.conftest import creative, wait_until
+from tests.conftest import bid_adjustment, creative, reallocation, wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.usefixtures("celery_worker")]
 
@@ -556,6 +556,64 @@ def test_mcp_an_answer_that_is_not_the_apis_is_not_called_a_refusal(demo_world):
         server.server_close()
     assert "refused" not in unread, unread
     assert "The platform's answer could not be read (HTTP 200): " in unread
+
+
+class Answers(BaseHTTPRequestHandler):
+    """Answers each GET with the API's own answer kept for its path (``answers``)."""
+
+    answers: dict[str, bytes] = {}
+
+    def do_GET(self) -> None:
+        body = self.answers[self.path.split("?")[0]]
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_mcp_a_proposal_a_reviewer_approved_is_not_said_approved_by_policy(
+    demo_world, agent_client
+):
+    """Read between a reviewer's approval and its execution, a proposal was "Approved by
+    policy" to the model, which then took a person's decision for a routine one. The API's
+    answers, as it gave them at that moment, are served to the server (this test runs its
+    decisions inside a transaction that nothing executes)."""
+    optimizer = agent_client("optimizer")
+    waited = optimizer.post("/api/v1/proposals/", reallocation(), format="json").json()
+    routine = optimizer.post("/api/v1/proposals/", bid_adjustment(), format="json").json()
+    operator = get_user_model().objects.get(username="operator")
+    proposal_approve(proposal_id=waited["id"], reviewer=operator, note="Agreed.")
+    Answers.answers = {
+        f"/api/v1/proposals/{pk}/": optimizer.get(f"/api/v1/proposals/{pk}/").content
+        for pk in (waited["id"], routine["id"])
+    }
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answers)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base_url = f"http://127.0.0.1:{server.server_address[1]}"
+
+        async def agent():
+            async with mcp_session(base_url, demo_world["agents"]["optimizer"]) as session:
+                return [
+                    await call(session, "get_proposal", proposal_id=pk)
+                    for pk in (waited["id"], routine["id"])
+                ]
+
+        approved, auto_approved = asyncio.run(agent())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (approved["status"], auto_approved["status"]) == ("approved", "approved")
+    assert approved["next_step"] == (
+        "Approved by a reviewer; it executes within seconds. Call wait_for_decision."
+    )
+    assert auto_approved["next_step"] == (
+        "Approved by policy; it executes within seconds. Call wait_for_decision."
+    )
 
 
 @pytest.mark.parametrize(

@@ -517,6 +517,12 @@ def _approvals_that_let_it_run(proposal: Proposal) -> list[Decision]:
     return [d for d in proposal.decisions if d.outcome == "approve" and (d.round or 0) == last]
 
 
+def approved_by(proposal: Proposal) -> str:
+    """Who let an approved proposal run, as the model is told: "a reviewer", "2 reviewers"
+    (its last review round's approvals), or "policy" (auto-approved, nobody decided)."""
+    return _approvers(_approvals_that_let_it_run(proposal)) or "policy"
+
+
 def _approvers(approvals: list[Decision]) -> str:
     """Who approved, as the API tells it (not by name): "a reviewer", "2 reviewers"."""
     if not approvals:

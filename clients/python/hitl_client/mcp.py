@@ -30,7 +30,14 @@ except ImportError as missing:  # the client installed without its mcp extra
     ) from missing
 
 from hitl_client._core import message_without_key
-from hitl_client._tools import LostAnswers, expiry, faults, may_be_made, outcome_report
+from hitl_client._tools import (
+    LostAnswers,
+    approved_by,
+    expiry,
+    faults,
+    may_be_made,
+    outcome_report,
+)
 from hitl_client.client import AsyncClient
 from hitl_client.errors import (
     BadResponse,
@@ -176,7 +183,8 @@ def _argument_faults(invalid: ValidationError) -> str:
 
 
 NEXT_STEP = {
-    "approved": "Approved by policy; it executes within seconds. Call wait_for_decision.",
+    # Approved by policy as it was proposed, or by reviewers since: ``approved_by`` says.
+    "approved": "Approved by {approved_by}; it executes within seconds. Call wait_for_decision.",
     "pending_review": "Waiting for a human reviewer. Call wait_for_decision.",
     "executing": "Executing now. Call wait_for_decision.",
 }
@@ -209,7 +217,9 @@ def proposal_view(proposal: Proposal, *, proposed: dict[str, Any] | None = None)
         view["message"] = outcome_report(proposal, proposed=proposed)["message"]
     else:
         expires_at, expiry_said = expiry(proposal)
-        next_step = NEXT_STEP.get(proposal.status, "Call wait_for_decision.")
+        next_step = NEXT_STEP.get(proposal.status, "Call wait_for_decision.").format(
+            approved_by=approved_by(proposal)
+        )
         view["next_step"] = f"{next_step} {expiry_said}" if expires_at else next_step
         if expires_at:
             view["expires_at"] = expires_at
