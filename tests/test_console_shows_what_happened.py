@@ -1910,3 +1910,31 @@ def test_the_bulk_confirmation_of_two_failed_proposals_says_why_each_failed(logi
     banner = as_read(confirm.text.split('id="bulk-skipped">')[1].split("</p>")[0])
     assert banner.endswith("(of those that failed, why each failed).")
     assert "of one that failed" not in banner
+
+
+def test_an_edit_approved_after_a_colleague_approved_first_says_it_was_approved_already(
+    login, operators
+):
+    """An operator edits and approves from a page loaded before a colleague approved the
+    proposal (it has executed since): the console says it was approved already, by whom and
+    when, not that it "cannot become approved", which reads as if it never will be."""
+    _, colleague = operators
+    proposal = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=proposal.pk, reviewer=colleague)
+    assert proposal_execute(proposal_id=proposal.pk).status == "executed"
+    approved_at = proposal.decisions.get().created_at
+
+    client = login("operator")
+    change_url = reverse("admin:approvals_proposal_change", args=[proposal.pk])
+    for act, form in (
+        ("approve", {"note": "Fine."}),
+        ("edit-approve", {"edit-amount": "200.00", "edit-note": "Smaller."}),
+    ):
+        client.post(reverse(f"admin:approvals_proposal_{act}", args=[proposal.pk]), form)
+        [said] = [str(message) for message in client.get(change_url).context["messages"]]
+        assert said.endswith(
+            f"Proposal #{proposal.pk} is executed; it was approved already. second-operator "
+            f"approved it at {approved_at:%Y-%m-%d %H:%M:%S} UTC."
+        ), said
+        assert "cannot become approved" not in said
+    assert proposal.decisions.count() == 1

@@ -120,6 +120,10 @@ def _sets_values(proposal: Proposal) -> bool:
     return bool(action_type and action_type.sets_values)
 
 
+# Where a proposal stands once it was approved (and has not failed or ended otherwise since).
+_APPROVED_ALREADY = frozenset({S.APPROVED, S.EXECUTING, S.EXECUTED})
+
+
 class InvalidTransition(Conflict):
     code = "invalid_transition"
 
@@ -127,6 +131,10 @@ class InvalidTransition(Conflict):
         status = proposal.get_status_display().lower()
         if proposal.status == to_status:  # done already (a second withdrawal, say)
             message = f"Proposal #{proposal.pk} is already {status}."
+        elif to_status == S.APPROVED and proposal.status in _APPROVED_ALREADY:
+            # A colleague approved it first (it may have run since): it was approved, not
+            # "cannot become approved", which reads as if it never would be.
+            message = f"Proposal #{proposal.pk} is {status}; it was approved already."
         else:
             target = S(to_status).label.lower()
             # "Proposal #12 failed", not "is failed": its execution failed, it is not a state.
