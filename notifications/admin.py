@@ -7,6 +7,7 @@ with what it adds."""
 import dataclasses
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import RelatedOnlyFieldListFilter
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -372,6 +373,12 @@ class MyChannelsAdmin(AuditedHistoryAdmin):
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change, **kwargs)
+        if not settings.EMAIL_HOST:  # written as files on the server (hitlproject.settings)
+            form.base_fields["email"].help_text = (
+                f"{form.base_fields['email'].help_text} No mail server is set up on this "
+                f"platform: messages are written as files to {settings.EMAIL_FILE_PATH} on its "
+                "server, and none reaches your inbox until an administrator sets one up."
+            )
         if not channel_for("slack").is_configured():  # said beside the box, where it is ticked
             form.base_fields["slack"].help_text = (
                 f"{form.base_fields['slack'].help_text} Slack is not set up on this platform: "

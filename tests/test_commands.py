@@ -276,3 +276,20 @@ def test_seed_demo_says_why_it_made_each_record_of_the_demo_world(login):
         "Made for the demo, its production agent, acting on account demo."
     )
     assert [row.account.external_id for row in made.accounts.all()] == ["demo"]  # made with it
+
+
+@pytest.mark.django_db
+def test_seed_demo_says_where_the_operators_emails_go(settings, tmp_path):
+    """Without a mail server (EMAIL_HOST), the operators' emails are files on this machine:
+    the start says where, rather than leaving whoever tries the demo to watch an inbox that
+    nothing reaches; with one, it names the server."""
+    settings.EMAIL_HOST = ""
+    settings.EMAIL_FILE_PATH = str(tmp_path / "sent-mail")
+    out = run("seed_demo")
+    assert (
+        "Email to the console's users is written as files to "
+        f"{tmp_path / 'sent-mail'} (no EMAIL_HOST: no mail server is set)."
+    ) in out
+
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "mail.example.com", 587
+    assert "Email to the console's users goes through mail.example.com:587." in run("seed_demo")

@@ -997,3 +997,25 @@ def test_a_message_s_page_lists_its_attempts_in_the_console_s_words(login, demo_
         f"Log: — → Attempt 1, {timezone.localtime(first):%Y-%m-%d %H:%M:%S} UTC: refused" in plain
     )
     assert first.isoformat() not in listed.text
+
+
+def test_my_channels_say_that_email_reaches_no_inbox_without_a_mail_server(
+    login, settings, tmp_path
+):
+    """Without EMAIL_HOST (the demo, a laptop) an email is written as a file on the server,
+    and the page said "Email goes to operator@example.com": an operator waited for mail that
+    nothing sends. The box says so beside it, as it does of Slack not set up."""
+    settings.EMAIL_HOST = ""
+    settings.EMAIL_FILE_PATH = str(tmp_path / "sent-mail")
+    form = login("operator").get(reverse("admin:notifications_reachedby_add"))
+    assert form.context["adminform"].form.fields["email"].help_text == (
+        "At the address of your account. No mail server is set up on this platform: "
+        f"messages are written as files to {tmp_path / 'sent-mail'} on its server, and "
+        "none reaches your inbox until an administrator sets one up."
+    )
+
+    settings.EMAIL_HOST = "mail.example.com"
+    form = login("operator").get(reverse("admin:notifications_reachedby_add"))
+    assert form.context["adminform"].form.fields["email"].help_text == (
+        "At the address of your account."
+    )

@@ -96,6 +96,16 @@ class Command(BaseCommand):
             f"Each run prints these same ones, kept in {settings.DEMO_CREDENTIALS_FILE} "
             "(readable by you alone); delete that file to be issued new ones."
         )
+        # Where the operators' messages go: files on this machine unless a mail server is set
+        # (the platform's own setting, hitlproject.settings), not an inbox someone watches.
+        if settings.EMAIL_HOST:
+            where = f"goes through {settings.EMAIL_HOST}:{settings.EMAIL_PORT}."
+        else:
+            where = (
+                f"is written as files to {settings.EMAIL_FILE_PATH} (no EMAIL_HOST: no mail "
+                "server is set)."
+            )
+        self.stdout.write(f"Email to the console's users {where}")
 
     @transaction.atomic
     def _seed(self, *, kept: dict) -> dict:
