@@ -262,12 +262,24 @@ class QueueStatusFilter(KnownValuesOnly, admin.SimpleListFilter):
         return self.current == SUBMITTED or Proposal.objects.filter(status=SUBMITTED).exists()
 
     def choices(self, changelist):
-        for value, label in self.lookup_choices:
+        # "Show counts": how many each status holds within the other filters, as each other
+        # filter's choices say (Django's own counting would apply ``queryset``, which reads
+        # the status from the request, not from the choice it counts).
+        counts = self.get_facet_queryset(changelist) if changelist.add_facets else None
+        for index, (value, label) in enumerate(self.lookup_choices):
             yield {
                 "selected": self.current == value,
                 "query_string": changelist.get_query_string({self.parameter_name: value}),
-                "display": label,
+                "display": label if counts is None else f"{label} ({counts[f'{index}__c']})",
             }
+
+    def get_facet_counts(self, pk_attname, filtered_qs):
+        return {
+            f"{index}__c": models.Count(
+                pk_attname, filter=None if value == EVERY_STATUS else models.Q(status=value)
+            )
+            for index, (value, _) in enumerate(self.lookup_choices)
+        }
 
     def queryset(self, request, queryset):
         self.refuse_unknown(self.current)

@@ -532,3 +532,22 @@ def test_the_filters_in_force_are_named_for_a_screen_reader(login):
         "agent": ["All"],
         "channel": ["All"],
     }
+
+
+def test_show_counts_counts_the_statuses_too(login):
+    """ "Show counts" put a count beside every filter's choices but the status's, the one an
+    operator asks first ("how many failed?"): its choices stayed bare. Each status now says
+    how many proposals the other filters leave in it, "All" all of them."""
+    waiting = [evaluated(reallocation(amount)) for amount in ("200.00", "210.00")]
+    evaluated(reallocation("220.00"))
+    Proposal.objects.filter(pk=waiting[0].pk).update(status=ProposalStatus.FAILED)
+
+    page = login("operator").get(f"{CHANGELIST}?_facets=True")
+    choices = re.findall(
+        r"<li[^>]*>\s*<a [^>]*>(.*?)</a>", page.text.split('id="changelist-filter"')[1]
+    )
+    assert "Pending review (2)" in choices and "Failed (1)" in choices, choices
+    assert "Executed (0)" in choices and "All (3)" in choices
+
+    low = login("operator").get(f"{CHANGELIST}?_facets=True&risk=low")
+    assert "Pending review (0)" in html.unescape(low.text)  # within the other filters
