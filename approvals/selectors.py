@@ -364,32 +364,38 @@ def review_window_ran_out(proposal: Proposal, approvers: Sequence[str] = ()) -> 
 
 def superseded_said(
     proposal: Proposal,
-    approvers: Sequence[str] = (),
+    approvals: Sequence[Decision] = (),
     *,
     named: Callable[[Proposal], str] = lambda other: f"#{other.pk}",
 ) -> str:
     """How a superseded proposal ended, as its page and its messages say it: the proposal
     whose execution changed its target first (``named``: how to name it; by its id) and when
     that executed, or when its target was found changed; and, where people approved it
-    first (``approvers``), who, and when."""
+    first (``approvals``, its round's approving decisions), who, and when they decided, and
+    who retried its failed execution, and when, if someone did (its ``approved_at`` is then
+    the retry's, not when anyone approved it)."""
     by = proposal.superseded_by
     if by is not None:
         what = f"{named(by)} changed its target first, executed at "
         what += console_time(by.executed_at or proposal.updated_at)
     else:
-        what = f"its target changed before it ran, at {console_time(proposal.updated_at)}"
+        # When it was found changed (as it was to run, or as the change was made), not
+        # when the change was made: a retry finds a value that moved minutes before.
+        what = f"its target was found changed before it ran, at {console_time(proposal.updated_at)}"
+    approvers = approvers_said(approvals)
     if not approvers:
         return f"{what[0].upper()}{what[1:]}: nothing was done."
-    approved_at = proposal.approved_at or proposal.decided_at
-    if approved_at is None or len(approvers) < proposal.required_approvals:
+    if len(approvers) < proposal.required_approvals:
         return (
             f"It had {len(approvers)} of the {proposal.required_approvals} approvals its policy "
             f"asks for ({', '.join(approvers)}) when {what}: nothing was done."
         )
-    return (
-        f"{', '.join(approvers)} approved it at {console_time(approved_at)}, then {what}: "
-        "nothing was done."
-    )
+    approved = approved_said(approvers, approvals[-1].created_at)
+    if proposal.approved_at is not None and proposal.approved_at > approvals[-1].created_at:
+        retried = approval_told(proposal, proposal.updated_at)
+        if retried and retried != approved:
+            approved = f"{approved}, {retried}"
+    return f"{approved}, then {what}: nothing was done."
 
 
 def rejected_said(rejection: Decision) -> str:
@@ -504,7 +510,7 @@ def how_review_ended(
     if withdrawal is not None:
         return f"{withdrawn_said(withdrawal)}."
     if proposal.status == ProposalStatus.SUPERSEDED:
-        return superseded_said(proposal, approvers_said(approvals), named=named)
+        return superseded_said(proposal, approvals, named=named)
     return ""
 
 

@@ -1064,7 +1064,7 @@ def outcome_text(proposal: Proposal, *, reader=None) -> str:
         return f"Expired. {review_window_ran_out(proposal, approvers)}"
     if proposal.status == S.SUPERSEDED:
         # As its page says it (approvals.selectors): who approved it, and what ended it.
-        return f"Superseded. {superseded_said(proposal, approvers_said(approvals))}"
+        return f"Superseded. {superseded_said(proposal, approvals)}"
     withdrawal = withdrawal_seen(proposal)
     if withdrawal is not None:
         # As its page says it, and why: the note on one line, a reviewer's as an agent's (a

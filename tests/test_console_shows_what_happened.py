@@ -12,9 +12,9 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 from django.utils import timezone
 
-from approvals.models import Proposal
+from approvals.models import Decision, Proposal
 from approvals.selectors import withdrawal_seen
-from approvals.services.decisions import proposal_approve, proposal_reject
+from approvals.services.decisions import proposal_approve, proposal_reject, proposal_retry
 from executors.runner import proposal_execute
 from hitlproject.vocabulary import PARTLY_CARRIED_OUT
 from ledger.models import Account, Campaign, Creative
@@ -1761,6 +1761,42 @@ def test_a_superseded_proposals_status_links_the_proposal_that_executed_first_an
     assert f'<a href="{link}">#{second.pk}</a> changed its target first' in page.text
     assert "Review expires at" not in page.text
     assert outcome_text(first) == f"Superseded. {said}"  # its Slack message's words
+
+
+def test_a_retried_proposal_superseded_says_when_it_was_approved_and_when_retried(operator, login):
+    """Operator approved a budget raise at 12:04:36; its execution failed; another change
+    moved the budget; at 12:06:24 the operator retried it and it ended superseded. Its
+    status read "operator approved it at 12:06:24 UTC, then its target changed before it
+    ran, at 12:06:24 UTC": the retry's time as the approval's, and the time the change was
+    found as the time it was made."""
+    raise_ = evaluated(
+        bid_adjustment(action_type="budget_change")
+        | {"payload": {"campaign": "generic-search", "new_daily_budget": "600.00"}}
+    )
+    assert raise_.status == "pending_review"
+    proposal_approve(proposal_id=raise_.pk, reviewer=operator)
+    approved_at = timezone.now() - timedelta(minutes=2)
+    Decision.objects.filter(proposal=raise_).update(created_at=approved_at)
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget="510.00")
+    assert proposal_execute(proposal_id=raise_.pk).status == "failed"
+    Campaign.objects.filter(external_id="generic-search").update(
+        max_daily_budget=None, daily_budget="550.00"
+    )
+    proposal_retry(proposal_id=raise_.pk, reviewer=operator)
+    assert proposal_execute(proposal_id=raise_.pk).status == "superseded"
+    raise_.refresh_from_db()
+    retried = raise_.history.filter(history_change_reason__startswith="execution retried")
+    retried_at = retried.get().history_date
+
+    page = page_of(login("auditor"), raise_)
+
+    assert status_line(page) == (
+        f"Superseded · operator approved it at {approved_at:%Y-%m-%d %H:%M:%S} UTC, operator "
+        f"retried its failed execution at {retried_at:%Y-%m-%d %H:%M:%S} UTC, then its target "
+        f"was found changed before it ran, at {raise_.updated_at:%Y-%m-%d %H:%M:%S} UTC: "
+        "nothing was done."
+    )
+    assert outcome_text(raise_) == f"Superseded. {status_line(page).split(' · ', 1)[1]}"
 
 
 @pytest.mark.parametrize(

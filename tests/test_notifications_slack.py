@@ -1006,12 +1006,14 @@ def test_an_approval_on_slack_superseded_before_it_ran_says_who_approved_it_and_
     [update] = wait_until(
         lambda: [u for u in updates_of(on_slack, where) if "uperseded" in u["text"]]
     )
-    approved = f"{timezone.localtime(ended.approved_at):%Y-%m-%d %H:%M:%S} UTC"
+    # When operator decided (its approved_at is a retry's, where one was made).
+    decided = ended.decisions.get().created_at
+    approved = f"{timezone.localtime(decided):%Y-%m-%d %H:%M:%S} UTC"
     at = f"{timezone.localtime(ended.updated_at):%Y-%m-%d %H:%M:%S} UTC"
     # As its page says it beside its status (approvals.selectors.how_review_ended).
     assert context_texts(update["blocks"]) == (
-        f"Superseded. operator approved it at {approved}, then its target changed before it "
-        f"ran, at {at}: nothing was done."
+        f"Superseded. operator approved it at {approved}, then its target was found changed "
+        f"before it ran, at {at}: nothing was done."
     )
     assert context_texts(update["blocks"]) == f"Superseded. {how_review_ended(ended)}"
     assert headline(update["blocks"]) == "No longer waits"
