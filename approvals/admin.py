@@ -118,6 +118,7 @@ from audit.admin import (
     console_acts_logged,
     refuse_nul_in_search,
 )
+from audit.chain import record_break_recorded
 from feedback.models import OutcomeEffect
 from feedback.selectors import (
     scorecard_window,
@@ -1404,6 +1405,12 @@ class ProposalAdmin(ReadOnlyAdmin):
             # Why it is here, as recorded, each as it stands now (a kill switch released).
             "reasons_now": _reasons_now(proposal, proposal.verdict_reasons),
             "deciding_policy": routed_by,
+            # Its terms are read from that version's record: one the last verification of
+            # the audit chain found altered is said so beside them.
+            "deciding_policy_break": routed_by
+            and record_break_recorded(
+                history=Policy.history.model, history_id=routed_by.history_id
+            ),
             "deciding_policy_number": number_then,
             "latest_policy_number": number_now,
             "policy_terms": terms_then,

@@ -665,6 +665,25 @@ class AuditedHistoryAdmin(ConsoleAdmin, SimpleHistoryAdmin):
             reverse(f"admin:{opts.app_label}_{opts.model_name}_history", args=[object_id])
         )
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # What the last verification of the audit chain found of this record, or of one
+        # belonging to it (a decision's, on its proposal's page), is said where it is read,
+        # not only on its history page: an auditor read a decision's note altered in the
+        # database on its proposal's page with no word of it.
+        # An address that is no id is the admin's to answer (below), saying so.
+        if request.method == "GET" and not id_refusal(self.model._meta.pk, unquote(object_id)):
+            found = chain_break_recorded(model=self.model, object_id=unquote(object_id))
+            if found is not None:
+                opts = self.model._meta
+                extra_context = {
+                    **(extra_context or {}),
+                    "chain_break_here": found,
+                    "chain_break_here_history": reverse(
+                        f"admin:{opts.app_label}_{opts.model_name}_history", args=[object_id]
+                    ),
+                }
+        return super().change_view(request, object_id, form_url, extra_context)
+
     def history_view(self, request, object_id, extra_context=None):
         valid_id(self.model._meta.pk, object_id)
         # The person who made a change links to their page only for those who may open it:

@@ -954,18 +954,52 @@ def chain_breaks_marked(
     return shown, max(0, verification.breaks.count() - len(shown))
 
 
+def last_verification_broken() -> ChainVerification | None:
+    """The last verification that finished, if it found the chain broken; else None."""
+    last = (
+        ChainVerification.objects.filter(finished_at__isnull=False)
+        .order_by("-finished_at", "-pk")
+        .first()
+    )
+    return last if last is not None and last.holds is False else None
+
+
+@dataclass(frozen=True)
+class RecordBreak:
+    """What the last verification found of one historical record, read elsewhere than on
+    its history page (a policy's version, on the pages of the proposals it routed)."""
+
+    verification: ChainVerification
+    what: str  # "was altered after it was sealed"
+
+
+def record_break_recorded(*, history: type[models.Model], history_id: object) -> RecordBreak | None:
+    """Whether the last verification that finished found the record ``history_id`` of
+    ``history`` (a historical model) not as it was sealed: read from what it recorded."""
+    last = last_verification_broken() if history_id is not None else None
+    if last is None:
+        return None
+    what = (
+        ChainBreak.objects.filter(
+            verification=last,
+            table=history._meta.label_lower,
+            history_id=history_id,
+            live=False,
+        )
+        .values_list("what", flat=True)
+        .first()
+    )
+    return RecordBreak(last, what) if what else None
+
+
 def chain_break_recorded(*, model: type[models.Model], object_id: object) -> RecordedBreak | None:
     """Whether the last verification that finished found the chain broken at records of
     ``object_id``'s history, or of a history belonging to it (a record whose model points at
     ``model``): read from what that verification recorded, never by walking the chain. A
     record is of the history it was sealed in, whatever its row says now; one whose row was
     moved to another object's history is of that one's too."""
-    last = (
-        ChainVerification.objects.filter(finished_at__isnull=False)
-        .order_by("-finished_at", "-pk")
-        .first()
-    )
-    if last is None or last.holds is not False:
+    last = last_verification_broken()
+    if last is None:
         return None
     breaks = ChainBreak.objects.filter(verification=last).exclude(object_id="").order_by("pk")
     histories = {m._meta.label_lower: m for m in chained_models()}

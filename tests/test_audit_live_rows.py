@@ -125,6 +125,53 @@ def test_a_decision_s_live_row_is_named_on_its_proposal_s_history_page(rejected,
     assert "note is “Forged.”, recorded “Brand week: no moves.” (its history; it belongs to" in page
 
 
+def test_a_decision_s_live_row_altered_is_said_on_its_proposal_s_page(rejected, login):
+    """An auditor read a rejection's note forged in the database on its proposal's page, in
+    its Decisions table, with no word of it: only its history page said what verification
+    had found."""
+    raw("UPDATE approvals_decision SET note = %s WHERE id = %s", "Forged.", rejected.pk)
+    assert verified().holds is False
+    page = history_page(
+        login("auditor"), f"/admin/approvals/proposal/{rejected.proposal_id}/change/"
+    )
+    assert "Forged." in page  # the table shows the live row, as it is
+    assert (
+        f"The live row of decision #{rejected.pk} differs from its last recorded version"
+    ) in page
+    assert (
+        "recorded “Brand week: no moves.” (decision "
+        f"#{rejected.pk} belongs to this one): what this page shows of it is not what was "
+        "recorded. As the last verification of the audit chain found"
+    ) in page
+
+
+def test_a_routing_policy_s_version_altered_is_said_beside_the_terms_it_shows(rejected, login):
+    """A proposal's page reads its routing policy's terms from that version's record: altered
+    in the database (its ceiling 10% made 35%), the page said "runs without a person up to
+    35.0%" beside a reason saying 10.0%, with no word that verification had found the record
+    altered."""
+    proposal = rejected.proposal
+    raw(
+        "UPDATE policies_historicalpolicy SET auto_execute_max_magnitude = %s "
+        "WHERE history_id = %s",
+        "0.350000",
+        proposal.verdict_policy_version,
+    )
+    auditor = login("auditor")
+    url = f"/admin/approvals/proposal/{proposal.pk}/change/"
+    assert "was altered after it was sealed" not in history_page(auditor, url)
+    assert verified().holds is False
+
+    page = history_page(auditor, url)
+
+    assert "runs without a person up to 35.0%" in page
+    assert (
+        "The record of version 1 of policy “Budget reallocations”, which these terms are read "
+        "from, was altered after it was sealed, as the last verification of the audit chain "
+        "found"
+    ) in page
+
+
 def test_a_live_row_slipped_in_with_no_history_is_named(rejected, login):
     """A campaign inserted without the history ``save()`` writes (``bulk_create`` sends no
     signal, as raw SQL would not): verification names it, and its history page says so."""
