@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.utils import timezone
+from django.utils.functional import lazy
 
 from hitlproject.durations import describe_duration
 
@@ -40,14 +41,25 @@ def period_problem(since: date, until: date) -> str | None:
 
 
 class PeriodForm(forms.Form):
+    # The days are the platform's (``midnight``), said with their zone: an auditor whose
+    # day starts hours from it read the period as their own days.
     since = forms.DateField(
         initial=lambda: timezone.localdate() - timedelta(days=30),
         widget=forms.DateInput(attrs={"type": "date"}),
+        help_text=lazy(
+            lambda: f"From 00:00 {timezone.get_default_timezone_name()} on this day.", str
+        )(),
     )
     until = forms.DateField(
         initial=lambda: timezone.localdate() + timedelta(days=1),
         widget=forms.DateInput(attrs={"type": "date"}),
-        help_text="The day after the last.",
+        help_text=lazy(
+            lambda: (
+                "The day after the last: the period ends at 00:00 "
+                f"{timezone.get_default_timezone_name()} on this day."
+            ),
+            str,
+        )(),
     )
 
     def clean(self):

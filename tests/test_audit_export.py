@@ -350,3 +350,13 @@ def test_the_export_shows_a_correction_reached_the_agent_with_every_attempt(
     ]
     assert len(csv_rows) == len(rows)
     assert json.loads(csv_rows[-1]["fields"])["log"] == fields["log"]
+
+
+def test_the_export_form_says_in_which_zone_its_days_start_and_end(login):
+    """Its dates read "Since" and "Until: The day after the last.": an auditor in New York
+    exporting 2026-12-06 got 19:00 their time the day before to 19:00 that day, told nothing
+    of it (the days are UTC's, as every time the export writes)."""
+    page = login("auditor").get(URL).text
+
+    assert "From 00:00 UTC on this day." in page
+    assert "The day after the last: the period ends at 00:00 UTC on this day." in page
