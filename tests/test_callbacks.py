@@ -68,6 +68,25 @@ def test_the_agent_hears_of_the_approval_and_the_execution_signed(callback_endpo
     assert set(CallbackEvent.objects.values_list("status", flat=True)) == {"delivered"}
 
 
+def test_an_agent_whose_proposal_was_edited_hears_it_was_approved_with_edits(callback_endpoint):
+    """Its feedback said "approved_with_edits", and its callback "approved by a reviewer"
+    beside a summary that was not the one it proposed (2.20, where it proposed 2.40)."""
+    endpoint = callback_endpoint(200)
+    proposal = waiting_proposal()
+    operator = get_user_model().objects.get(username="operator")
+
+    proposal_approve(
+        proposal_id=proposal.pk,
+        reviewer=operator,
+        edited_payload={"campaign": proposal.payload["campaign"], "new_bid": "2.20"},
+    )
+
+    wait_until(lambda: settled(2))
+    [approved] = [e for e in endpoint.events() if e["type"] == "proposal.approved"]
+    assert approved["reason"] == "approved with edits by a reviewer"
+    assert "2.20" in approved["proposal"]["summary"]
+
+
 def test_the_agent_hears_a_reviewer_withdrew_its_proposal_not_its_own_withdrawal(callback_endpoint):
     """A reviewer's withdrawal ends the proposal as a rejection does: an agent that resumes
     its run on the callback waited for ever. Its own withdrawal it knows of already."""

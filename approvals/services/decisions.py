@@ -358,8 +358,13 @@ def _decisions_record(
         actor=actor,
     )
 
+    said_to_each: dict[int, str] = {}
     if outcome == DecisionOutcome.APPROVE:
         reason, said_to_agent = by_a_reviewer("approved", reviewer)
+        # Its agent is told it was edited, as its feedback says ("approved_with_edits"): the
+        # summary it reads beside "approved by a reviewer" is not the one it proposed.
+        _, said_edited = by_a_reviewer("approved with edits", reviewer)
+        said_to_each = {pk: said_edited for pk in changes}
         for proposal in deciding:
             proposal.approvals_this_round += 1
         complete = [
@@ -404,6 +409,7 @@ def _decisions_record(
         reason=reason,
         also_write=counted,
         said_to_agent=said_to_agent,
+        said_to_each=said_to_each,
     )
     # Last, as writing feedback makes other feedback writers wait until this transaction ends.
     supersessions_tell_agents(supersessions=overtaken, actor=actor)
