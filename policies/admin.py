@@ -788,6 +788,51 @@ class PolicyAdmin(ChangeReasonAdmin):
             return False
         return super().has_delete_permission(request, obj)
 
+    # A proposal's record names the policy that routed it (``verdict_policy``, protected), so
+    # such a policy is kept. Django's collector said so as a want of permission ("would
+    # result in deleting related objects, but your account doesn't have permission to delete
+    # … proposal"), as if the deletion would take the proposals with it, and read every one
+    # of them to say it. The page says what is so, from a count and the first few.
+    ROUTED_LISTED = 10
+
+    def delete_view(self, request, object_id, extra_context=None):
+        policy = self.get_object(request, unquote(object_id))
+        if policy is not None:
+            routed = Proposal.objects.filter(verdict_policy=policy).count()
+            if routed:
+                extra_context = {
+                    **(extra_context or {}),
+                    "routed_said": format_html(
+                        "Policy “{}” routed {}, whose records name it as the policy that "
+                        "decided them: it cannot be deleted. To stop it deciding, "
+                        '<a href="{}">switch it off on its page</a> (untick “Is active”, '
+                        "saying why): it then decides nothing, and its history and their "
+                        "pages read as they do.",
+                        policy,
+                        how_many(routed, "proposal"),
+                        reverse("admin:policies_policy_change", args=[policy.pk]),
+                    ),
+                }
+        return super().delete_view(request, object_id, extra_context)
+
+    def get_deleted_objects(self, objs, request):
+        routed = Proposal.objects.filter(verdict_policy__in=objs)
+        first = list(routed.order_by("pk")[: self.ROUTED_LISTED + 1])
+        if not first:
+            return super().get_deleted_objects(objs, request)
+        protected = [
+            format_html(
+                '<a href="{}">#{} {}</a>',
+                reverse("admin:approvals_proposal_change", args=[proposal.pk]),
+                proposal.pk,
+                proposal.summary,
+            )
+            for proposal in first[: self.ROUTED_LISTED]
+        ]
+        if len(first) > self.ROUTED_LISTED:
+            protected.append(f"and {routed.count() - self.ROUTED_LISTED} more")
+        return [], {}, set(), protected
+
     @admin.display(description="auto-executes", ordering="auto_execute_max_magnitude")
     def auto_executes(self, policy: Policy) -> str:
         """What runs without a person, in one column, as the engine reads the three settings
