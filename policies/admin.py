@@ -9,8 +9,8 @@ from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import IS_FACETS_VAR, IS_POPUP_VAR
 from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
-from django.db.models import F, Window
-from django.db.models.functions import RowNumber
+from django.db.models import F, OuterRef, Q, Subquery, Value, Window
+from django.db.models.functions import Coalesce, RowNumber
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -496,6 +496,35 @@ class PolicyChangeList(ConsoleChangeList):
         self.total_query = f"?{urlencode(kept)}"
 
 
+def outranked_by_annotated(policies: models.QuerySet[Policy]) -> models.QuerySet[Policy]:
+    """Each policy with the id and name of the live policy that outranks it on its whole
+    scope (``Policy.outranked_by``), read with the list rather than once a row."""
+    rivals = (
+        Policy.objects.annotate(
+            agent_or_none=Coalesce("agent_id", Value(0)),
+            account_or_none=Coalesce("account_id", Value(0)),
+        )
+        .filter(
+            is_active=True,
+            is_draft=False,
+            action_type=OuterRef("action_type"),
+            agent_or_none=Coalesce(OuterRef("agent_id"), Value(0)),
+            account_or_none=Coalesce(OuterRef("account_id"), Value(0)),
+            agent_kind=OuterRef("agent_kind"),
+            channel=OuterRef("channel"),
+        )
+        .filter(
+            Q(priority__gt=OuterRef("priority"))
+            | Q(priority=OuterRef("priority"), pk__lt=OuterRef("pk"))
+        )
+        .order_by("-priority", "pk")
+    )
+    return policies.annotate(
+        outranked_by_pk=Subquery(rivals.values("pk")[:1]),
+        outranked_by_name=Subquery(rivals.values("name")[:1]),
+    )
+
+
 @admin.register(Policy)
 class PolicyAdmin(ChangeReasonAdmin):
     form = PolicyForm
@@ -715,7 +744,18 @@ class PolicyAdmin(ChangeReasonAdmin):
         draft's): no way to act."""
         if not policy.is_draft:
             if policy.is_active:
-                return "no: it decides live"
+                above = policy.outranked_by()
+                if above is None:
+                    return "no: it decides live"
+                return format_html(
+                    'no: live, but it decides nothing: <a href="{}">“{}”</a> (#{}) has its '
+                    "action type and scope at a higher priority ({}) and wins every proposal "
+                    "this one would match, while it is live",
+                    reverse("admin:policies_policy_change", args=[above.pk]),
+                    above,
+                    above.pk,
+                    above.priority,
+                )
             return "no: switched off, it decides nothing until it is switched on again"
         if policy.is_active:
             return "yes: it decides nothing live until it is promoted"
@@ -859,8 +899,21 @@ class PolicyAdmin(ChangeReasonAdmin):
         currency = policy.account.currency if policy.account_id else ""
         return f"up to {ceiling} and {format_money(amount, currency)} a day"
 
+    def get_queryset(self, request):
+        return outranked_by_annotated(super().get_queryset(request))
+
     @admin.display(description="state")
     def state(self, policy: Policy) -> str:
+        # A live policy another live one outranks on its whole scope decides nothing: "Live"
+        # alone read as if it did.
+        outranked = getattr(policy, "outranked_by_pk", None)
+        if policy.state == "Live" and outranked is not None:
+            return format_html(
+                'Live. Outranked by <a href="{}">“{}”</a> (#{}): decides nothing',
+                reverse("admin:policies_policy_change", args=[outranked]),
+                policy.outranked_by_name,
+                outranked,
+            )
         return policy.state
 
     @admin.display(description="action type", ordering="action_type")
@@ -926,6 +979,30 @@ class PolicyAdmin(ChangeReasonAdmin):
             extra_context = {**(extra_context or {}), "title": f"Duplicate “{source}” as a draft"}
         return super().add_view(request, form_url, extra_context)
 
+    def outranking_said(self, request, policy: Policy) -> None:
+        """After a save: which live policy of its scope this one now leaves deciding nothing,
+        or which leaves it so, as the list's state column says it."""
+        for below in policy.outranks():
+            messages.warning(
+                request,
+                f"It outranks “{below}” (#{below.pk}), which has its action type and scope at "
+                f"priority {below.priority}: that policy decides nothing while this one is "
+                "live.",
+            )
+        above = policy.outranked_by()
+        if above is not None:
+            messages.warning(
+                request,
+                f"“{above}” (#{above.pk}) outranks it, with its action type and scope at "
+                f"priority {above.priority}: this policy decides nothing while that one is "
+                "live.",
+            )
+
+    def response_change(self, request, obj):
+        answer = super().response_change(request, obj)
+        self.outranking_said(request, obj)
+        return answer
+
     def response_add(self, request, obj, post_url_continue=None):
         if obj.is_draft and "_addanother" not in request.POST:
             messages.success(
@@ -934,7 +1011,9 @@ class PolicyAdmin(ChangeReasonAdmin):
                 "then promote it.",
             )
             return HttpResponseRedirect(reverse("admin:policies_policy_change", args=[obj.pk]))
-        return super().response_add(request, obj, post_url_continue)
+        answer = super().response_add(request, obj, post_url_continue)
+        self.outranking_said(request, obj)
+        return answer
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         policy = self.get_object(request, object_id)

@@ -230,6 +230,47 @@ class Policy(models.Model):
             return "Draft" if self.is_active else "Retired draft"
         return "Live" if self.is_active else "Inactive"
 
+    def _same_scope_live(self) -> models.QuerySet["Policy"]:
+        return Policy.objects.filter(
+            is_active=True,
+            is_draft=False,
+            action_type=self.action_type,
+            agent=self.agent_id,
+            account=self.account_id,
+            agent_kind=self.agent_kind,
+            channel=self.channel,
+        ).exclude(pk=self.pk)
+
+    def outranked_by(self) -> "Policy | None":
+        """The live policy of this one's action type and scope that the engine prefers on
+        every proposal this one would match (a higher priority; at the same, the older): while
+        it is live, this one decides nothing. None for a draft or one switched off."""
+        if self.is_draft or not self.is_active:
+            return None
+        return (
+            self._same_scope_live()
+            .filter(
+                models.Q(priority__gt=self.priority)
+                | models.Q(priority=self.priority, pk__lt=self.pk)
+            )
+            .order_by("-priority", "pk")
+            .first()
+        )
+
+    def outranks(self) -> list["Policy"]:
+        """The live policies of this one's action type and scope that decide nothing while
+        this one is live (see ``outranked_by``)."""
+        if self.is_draft or not self.is_active:
+            return []
+        return list(
+            self._same_scope_live()
+            .filter(
+                models.Q(priority__lt=self.priority)
+                | models.Q(priority=self.priority, pk__gt=self.pk)
+            )
+            .order_by("-priority", "pk")
+        )
+
     @property
     def scope_key(self) -> tuple:
         return (

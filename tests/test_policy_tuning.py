@@ -788,10 +788,14 @@ def test_what_changed_names_the_action_type_and_lists_the_settings_as_the_form_d
         "Priority: 0 → 5",
         "Auto-execute ceiling: 10% → 30%",
     ]
+    budget_changes = Policy.objects.get(name="Budget changes")
     assert said_after(saved) == [
         "The policy “Budget reallocations” was changed successfully. What changed: "
         + "; ".join(changes)
-        + "."
+        + ".",
+        # Moved onto the budget changes' scope above their priority: they decide nothing now.
+        f"It outranks “Budget changes” (#{budget_changes.pk}), which has its action type and "
+        "scope at priority 0: that policy decides nothing while this one is live.",
     ]
     assert latest_changes(owner, policy) == changes
 
