@@ -34,6 +34,7 @@ from django.db import DatabaseError, connection, models, router, transaction
 from django.forms.models import model_to_dict
 from django.http import Http404, HttpResponseRedirect, QueryDict
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.text import capfirst
@@ -517,6 +518,23 @@ def created_delta(record) -> ModelDelta:
     return ModelDelta(changes, [change.field for change in changes], record, record)
 
 
+def shown_as_of(obj: models.Model) -> datetime:
+    """The time a page shows a record as of: a past version's page (``history_form_view``,
+    its instance carrying its historical record), that record's own time; else now. What a
+    record says of time ("waiting to be tried again at …") it says as it was then."""
+    version = getattr(obj, SIMPLE_HISTORY_REVERSE_ATTR_NAME, None)
+    return version.history_date if version is not None else timezone.now()
+
+
+def said_as_recorded(record) -> str:
+    """A historical record's object in words as it read at the record's own time: its model's
+    ``said_at(when)`` where it says something of time (a callback event waiting to be tried
+    again), else its ``str``. ``history_object`` carries no ``history_date`` of its own."""
+    obj = record.history_object
+    said_at = getattr(obj, "said_at", None)
+    return said_at(record.history_date) if callable(said_at) else str(obj)
+
+
 def is_history_page(request) -> bool:
     match = request.resolver_match
     return bool(match and match.url_name and match.url_name.endswith("_simple_history"))
@@ -720,6 +738,14 @@ class AuditedHistoryAdmin(ConsoleAdmin, SimpleHistoryAdmin):
             "chain_break_missing": chain_break_missing,
         }
         return super().history_view(request, object_id, extra_context)
+
+    def history_form_view_title(self, request, obj):
+        # The version's title as it read then: "View “Approved” on #3: waiting to be tried
+        # again at 12:04:35", not "since 12:04:35" for a record written at 12:04:05.
+        version = getattr(obj, SIMPLE_HISTORY_REVERSE_ATTR_NAME, None)
+        if version is None:
+            return super().history_form_view_title(request, obj)
+        return f"View {said_as_recorded(version)}"
 
     def history_form_view(self, request, object_id, version_id, extra_context=None):
         if request.method == "POST":

@@ -14,6 +14,7 @@ from audit.admin import (
     console_acts_logged,
     is_history_page,
     lines_shown,
+    shown_as_of,
 )
 from feedback.callbacks import callback_events_redeliver
 from feedback.models import (
@@ -114,8 +115,9 @@ class CallbackEventAdmin(ReadOnlyAdmin):
     @admin.display(description="status", ordering="status")
     def status_shown(self, event: CallbackEvent) -> str:
         """Waiting to be tried again, when, and how many attempts failed, for an event
-        between its attempts: not "Being delivered" the minutes it waits."""
-        return event.status_said
+        between its attempts: not "Being delivered" the minutes it waits. A past version's
+        page says it as it was at that version's time."""
+        return event.status_at(shown_as_of(event))
 
     @admin.display(description="attempts")
     def attempts_said(self, event: CallbackEvent) -> str:
@@ -123,7 +125,7 @@ class CallbackEventAdmin(ReadOnlyAdmin):
 
     @admin.display(description="log")
     def log_said(self, event: CallbackEvent) -> str:
-        return lines_shown(event.attempts_said)
+        return lines_shown(event.attempts_at(shown_as_of(event)))
 
     @admin.display(description="next attempt at")
     def next_attempt_said(self, event: CallbackEvent) -> str:

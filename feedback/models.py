@@ -224,21 +224,32 @@ class CallbackEvent(models.Model):
         ]
 
     def __str__(self) -> str:
-        # Its kind and status as its page's fields and the list say them ("Execution failed",
-        # "Given up"), not the values stored: a title of "proposal.failed … failed" read as
-        # another event than the "Type" below it, and its status as the event's kind.
-        status = self.status_said
+        return self.said_at(timezone.now())
+
+    def said_at(self, when: datetime) -> str:
+        """Its title as it read at ``when`` (a history record's own time, for its row).
+        Its kind and status as its page's fields and the list say them ("Execution failed",
+        "Given up"), not the values stored: a title of "proposal.failed … failed" read as
+        another event than the "Type" below it, and its status as the event's kind."""
+        status = self.status_at(when)
         return (
             f"“{self.get_type_display()}” on #{self.proposal_id}: {status[:1].lower()}{status[1:]}"
         )
 
     @property
     def status_said(self) -> str:
-        """Its status as the console says it: an event whose last attempt failed and is to be
-        retried, none under way, "Waiting to be tried again at 2026-12-05 10:02:11 UTC; 2
-        attempts so far, none accepted" (it read "Being delivered" the minutes between); else
-        its status's label ("Being delivered", "Delivered", "Given up"). Not "failed": an
-        attempt whose answer never came may have arrived all the same."""
+        """Its status as the console says it now (``status_at``)."""
+        return self.status_at(timezone.now())
+
+    def status_at(self, when: datetime) -> str:
+        """Its status as the console says it, as it was at ``when``: an event whose last
+        attempt failed and is to be retried, none under way, "Waiting to be tried again at
+        2026-12-05 10:02:11 UTC; 2 attempts so far, none accepted" (it read "Being delivered"
+        the minutes between); else its status's label ("Being delivered", "Delivered", "Given
+        up"). Not "failed": an attempt whose answer never came may have arrived all the same.
+        A history record's row reads it at the record's own time (its ``history_date``), not
+        the time the page is read: the record of a failed attempt, written 30 seconds before
+        its retry, waited "at" that time, never "since" it."""
         log = self.log or []
         last = log[-1] if log else None
         waits = (
@@ -250,10 +261,10 @@ class CallbackEvent(models.Model):
         if not waits:
             return self.get_status_display()
         due = console_time(self.next_attempt_at)
-        when = f"at {due}" if self.next_attempt_at > timezone.now() else f"since {due}"
+        due_then = f"at {due}" if self.next_attempt_at > when else f"since {due}"
         made = attempts_logged(log)
         none = "none accepted" if made > 1 else "not accepted"
-        return f"Waiting to be tried again {when}; {how_many(made, 'attempt')} so far, {none}"
+        return f"Waiting to be tried again {due_then}; {how_many(made, 'attempt')} so far, {none}"
 
     @property
     def sent_again(self) -> int:
@@ -279,14 +290,19 @@ class CallbackEvent(models.Model):
 
     @property
     def attempts_said(self) -> list[str]:
-        """Its log in words (``attempts_in_words``), each attempt with what was decided:
+        """Its log in words as it reads now (``attempts_at``)."""
+        return self.attempts_at(timezone.now())
+
+    def attempts_at(self, when: datetime) -> list[str]:
+        """Its log in words (``attempts_in_words``) as it read at ``when`` (a history
+        record's own time, for its page), each attempt with what was decided:
         "Attempt 1, 2026-12-04 21:55:04 UTC: HTTP 503; retried at 2026-12-04 21:55:34 UTC",
         "…: HTTP 410; given up: trying again would not change this answer", and its notes
         unnumbered: "2026-12-04 22:10:00 UTC: sent again by operator; up to 8 more attempts"."""
         log = self.log or []
         return attempts_in_words(
             [
-                {**entry, "then": self._decided(entry, last=number == len(log))}
+                {**entry, "then": self._decided(entry, last=number == len(log), when=when)}
                 if isinstance(entry, dict)
                 else entry
                 for number, entry in enumerate(log, start=1)
@@ -294,14 +310,14 @@ class CallbackEvent(models.Model):
             notes=(NOTE,),
         )
 
-    def _decided(self, entry: dict, *, last: bool) -> str:
+    def _decided(self, entry: dict, *, last: bool, when: datetime) -> str:
         """What was decided after an attempt: as its entry recorded it; for an entry written
         before decisions were recorded, by the event's status where it is the last."""
         if RETRY_AT in entry:
             retry_at = entry_time(entry, RETRY_AT)
             if retry_at is None:
                 return "retried"
-            waits = last and self.status == DeliveryStatus.PENDING and retry_at > timezone.now()
+            waits = last and self.status == DeliveryStatus.PENDING and retry_at > when
             return f"{'to be retried' if waits else 'retried'} at {console_time(retry_at)}"
         if GIVEN_UP in entry:
             return f"given up: {entry[GIVEN_UP]}" if entry[GIVEN_UP] else "given up"

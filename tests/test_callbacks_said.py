@@ -188,3 +188,45 @@ def test_an_approved_events_page_says_whether_a_person_or_its_policy_approved(de
     assert type_said(waited) == (
         f"Approved: operator approved it at {console_time(approval.created_at)}"
     )
+
+
+def test_an_events_history_says_each_record_as_it_was_at_its_own_time(callback_endpoint, login):
+    """The record of a failed attempt, written at 12:04:05 with its retry due at 12:04:35,
+    read "waiting to be tried again since 12:04:35" once that time had passed: the time the
+    page was read, not the record's. Its row, its page's title, status and log say it as it
+    was then: to be tried again at 12:04:35."""
+    receiver = callback_endpoint(200)
+    receiver.close()  # each connection is refused: the attempt fails and is to be retried
+    proposal = evaluated(agent="optimizer")
+    event = approved_event(proposal, receiver.url)
+    callback_event_deliver(event_id=event.pk)
+    # The attempt's record as if written 90 seconds ago, its retry due 30 seconds after it:
+    # due a minute ago, now.
+    written = timezone.now() - timezone.timedelta(seconds=90)
+    due_at = written + timezone.timedelta(seconds=30)
+    record = CallbackEvent.history.filter(id=event.pk).latest("history_id")
+    retry_at = due_at.isoformat()
+    log = [{**record.log[0], "at": written.isoformat(), "retry_at": retry_at}]
+    CallbackEvent.history.filter(history_id=record.history_id).update(
+        history_date=written, next_attempt_at=due_at, log=log
+    )
+    CallbackEvent.objects.filter(pk=event.pk).update(next_attempt_at=due_at, log=log)
+    client = login("auditor")
+
+    listed = client.get(reverse("admin:feedback_callbackevent_history", args=[event.pk]))
+    version = client.get(
+        reverse("admin:feedback_callbackevent_simple_history", args=[event.pk, record.history_id])
+    )
+    now = client.get(reverse("admin:feedback_callbackevent_change", args=[event.pk]))
+
+    due = console_time(due_at)
+    then = f"waiting to be tried again at {due}; 1 attempt so far, not accepted"
+    table = re.search(r'<table id="change-history".*?</table>', listed.text, re.S).group(0)
+    row = html.unescape(re.sub(r"\s+", " ", table))
+    assert f"“Approved” on #{proposal.pk}: {then}" in row
+    assert "waiting to be tried again since" not in row
+    assert f"“Approved” on #{proposal.pk}: {then}" in html.unescape(version.text)
+    assert f'<div class="readonly">{then[:1].upper()}{then[1:]}</div>' in version.text
+    assert f"to be retried at {said(retry_at)}" in version.text
+    # The event as it is now has waited since then.
+    assert f"Waiting to be tried again since {due}" in now.text

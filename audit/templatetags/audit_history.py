@@ -7,12 +7,16 @@ from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
 
 from audit.actors import changed_by
+from audit.admin import said_as_recorded
 from audit.chain import REWRITTEN, REWRITTEN_GONE
 
 register = template.Library()
 
 
 register.filter("changed_by", changed_by)
+# Each row's object as it read at that record's own time (a callback event's "waiting to be
+# tried again at …"), not at the time the page is read.
+register.filter("said_as_recorded", said_as_recorded)
 
 
 @register.simple_tag
