@@ -624,6 +624,11 @@ def _listed(proposals) -> str:
     )
 
 
+# What judged an edit's magnitude (``ProposalAdmin.magnitude_display``): its re-assessment by
+# the policies in force when it was made, whose findings are among the reasons it is here.
+EDIT_JUDGED = "re-assessed then by the policies in force (why it is here says what they found)"
+
+
 def _magnitude_against(as_written, magnitude, ceiling, held_by_cumulative: str | None) -> str:
     """A magnitude beside the ceiling that routed it (``ProposalAdmin.magnitude_display``)."""
     if held_by_cumulative and (ceiling is None or magnitude <= ceiling):
@@ -1190,9 +1195,10 @@ class ProposalAdmin(ReadOnlyAdmin):
         the cumulative move beside the cumulative ceiling: what held it. Within the
         auto-execute ceiling, it says so ("6.0%, within 15.0%"): whatever sent it to a person,
         its size did not. Edited, the edit's magnitude and then the one that routed it, as
-        its agent proposed it ("15.0% as edited; 50.0% / 15.0% as proposed"): the edit's
-        re-assessment replaced the proposal's, and alone it read as if its size had let it
-        through."""
+        its agent proposed it ("15.0% as edited, re-assessed …; 50.0% / 15.0% as proposed"):
+        the edit's re-assessment replaced the proposal's, and alone it read as if its size had
+        let it through. The edit's magnitude is said with what judged it, in words: no ceiling
+        routed it, and "15.0% as edited" beside "/ ceiling" read as if one were left out."""
         as_written = action_types.get(proposal.action_type).magnitude_text
         if hasattr(proposal, "deciding_ceiling"):
             ceiling = proposal.deciding_ceiling
@@ -1221,7 +1227,9 @@ class ProposalAdmin(ReadOnlyAdmin):
             routed = _magnitude_against(
                 as_written, routed_magnitude, ceiling, cumulative_figure(routed_held_by or ())
             )
-            return f"{as_written(proposal.magnitude)} as edited; {routed} as proposed"
+            return (
+                f"{as_written(proposal.magnitude)} as edited, {EDIT_JUDGED}; {routed} as proposed"
+            )
         return _magnitude_against(as_written, proposal.magnitude, ceiling, held_by)
 
     @admin.display(description="approvals", ordering="approvals_this_round")

@@ -701,7 +701,11 @@ def test_an_edited_proposal_shows_the_move_that_routed_it_beside_the_edits(opera
     ).text
 
     for shown in (listed, page, version):
-        assert "15.0% as edited; 50.0% / 15.0% as proposed" in shown
+        # The edit's magnitude says what judged it: no ceiling routed it.
+        assert (
+            "15.0% as edited, re-assessed then by the policies in force (why it is here says "
+            "what they found); 50.0% / 15.0% as proposed"
+        ) in shown
         assert "15.0%, within 15.0%" not in shown
 
 

@@ -148,7 +148,8 @@ def test_an_edit_stamped_before_its_routing_by_a_slower_clock_is_not_exported_as
     (line,) = lines(b"".join(response.streaming_content).decode())
     assert line["verdict"]["reasons"] == routed
     assert any("28.0%" in reason for reason in routed)
-    assert "5.0% as edited; 28.0% / 10.0% as proposed" in page.content.decode()
+    assert "5.0% as edited, re-assessed then by the policies in force" in page.content.decode()
+    assert "; 28.0% / 10.0% as proposed" in page.content.decode()
 
 
 @pytest.mark.parametrize("breaks", ["\u2028", "\u2029", "\x85"])
