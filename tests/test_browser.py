@@ -677,7 +677,7 @@ def test_operator_changes_only_a_call_to_action_and_only_that_is_reported(
     form.locator("input[type=submit]").click()
 
     expect(page.locator(".messagelist")).to_contain_text("is approved and sent to be executed")
-    expect(page.locator("#edit-changes th")).to_have_text(["Call to action of creative 1"])
+    expect(page.locator("#edit-changes tbody th")).to_have_text(["Call to action of creative 1"])
     feedback = Feedback.objects.get(proposal_id=answer["id"])
     assert (feedback.note, list(feedback.diff)) == (
         "A clearer ask.",

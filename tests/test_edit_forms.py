@@ -15,6 +15,7 @@ from django.urls import reverse
 
 from approvals.models import Decision, Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve
+from executors.runner import proposal_execute
 from feedback.models import Feedback
 from ledger.models import Campaign
 from policies.models import Policy
@@ -394,13 +395,40 @@ def test_after_approval_the_page_shows_the_edit_word_by_word_as_the_agent_was_to
     block = re.search(r'<div id="edit-changes">(.*?)</table>', page.text, re.S).group(1)
     # The editor's note isolated (HTML's <bdi>), as a withdrawal note is: a right-to-left
     # override in it would otherwise carry on past it and turn the closing quote around.
-    assert "What the edit changed" in block and ": “<bdi>No promises.</bdi>”" in block
+    assert "<h3>How it was edited</h3>" in block and ": “<bdi>No promises.</bdi>”" in block
     assert re.search(
         r"<th[^>]*>Headline of creative 1</th>\s*<td class=\"word-diff\">"
         r'<del title="removed">Guaranteed results,</del> <ins title="added">Results,</ins> '
         r"<span>fast</span></td>",
         block,
     ), block
+
+
+def test_an_edited_then_executed_budget_change_is_headed_what_it_changed_once(login):
+    """A 650 → 600 edit, executed: "What it changed" headed its table, and "What the edit
+    changed" the edit right below it, two headings of the same words for one change. The edit
+    has its own heading, and says what it reads: the agent's value struck, the edit's marked."""
+    proposal = waiting(on("generic-search", "budget_change", new_daily_budget="650.00"))
+    client = login("operator")
+    client.post(
+        edit_url(proposal),
+        submitted_as_shown(client, proposal, "A bit less.", new_daily_budget="600.00"),
+    )
+    proposal_execute(proposal_id=proposal.pk)
+
+    page = client.get(change_page(proposal)).text
+
+    headings = [
+        re.sub(r"<[^>]+>", "", heading).strip()
+        for heading in re.findall(r"<h[23][^>]*>(.*?)</h[23]>", page, re.S)
+    ]
+    assert [h for h in headings if "changed" in h.lower()] == ["What it changed"]
+    assert "How it was edited" in headings
+    block = re.search(r'<div id="edit-changes">(.*?)</table>', page, re.S).group(1)
+    assert "As optimizer proposed it (struck), as edited (marked)" in block
+    assert re.search(r'<del title="removed">650.00</del> <ins title="added">600.00</ins>', block), (
+        block
+    )
 
 
 def test_each_edit_is_shown_and_a_number_as_struck_then_new(login, operators):

@@ -74,7 +74,7 @@ def test_an_edited_creative_is_approved_and_the_agent_gets_the_diff(login, optim
     )
     page = login("operator").get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
     decided = page.text.split('id="proposal-decisions"')[1].split("</table>")[0]
-    assert "(as edited: what the edit changed is below)" in decided
+    assert "(as edited: how, under “How it was edited” above)" in decided
     proposal_execute(proposal_id=proposal.pk)
     assert Creative.objects.get().body == "Results most customers see in a week."
 
