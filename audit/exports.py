@@ -13,11 +13,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 from django.apps import apps
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db.models import Expression
 
 from audit.secret_fields import SECRET_FIELDS
 
@@ -55,6 +56,20 @@ EXPORTED_AS = {
 # JSON fields holding a log: entries each stamped "at" with when it was written, as Python
 # writes a time ("…+00:00"). The export writes those times as it writes every other.
 LOGS = {"notifications.notification": ("log",), "feedback.callbackevent": ("log",)}
+
+# Values an app above adds to its model's records as the export writes them, each read in the
+# record's own statement (no query per record), beside the field it reads: a proposal's
+# ``verdict_policy_number``, the number among its policy's own versions of the version its
+# ``verdict_policy_version`` (that version's history record) names, as the console and the
+# API's ``verdict.policy.number`` count them. Keyed by model label, then by the added key:
+# (the field it follows, a function making the expression over the historical record).
+EXPORT_ADDED: dict[str, dict[str, tuple[str, Callable[[], Expression]]]] = {}
+
+
+def export_adds(label: str, name: str, *, after: str, expression: Callable[[], Expression]):
+    """Adds ``name`` to the exported fields of the records of the model ``label``, after the
+    field ``after``: additive, the field it reads stays as it was."""
+    EXPORT_ADDED.setdefault(label, {})[name] = (after, expression)
 
 
 # ``json.dumps(value, sort_keys=True, default=str)``, its encoder made once: the same text,
@@ -138,12 +153,16 @@ def audit_records(*, since: datetime, until: datetime) -> Iterator[dict]:
             for f in historical._meta.concrete_fields
             if not f.attname.startswith("history_") and f.attname not in secret
         ]
+        added = EXPORT_ADDED.get(model._meta.label_lower, {})
+        for name, (after, _) in added.items():
+            fields.insert(fields.index(after) + 1 if after in fields else len(fields), name)
         rows = (
             # Recorded in the period by their dates; each object's records in the order they
             # were written (a record's date is its writer's clock, which can disagree with
             # another host's by seconds), so that ``changed`` compares a record with the one
             # written before it.
             historical.objects.filter(history_date__gte=since, history_date__lt=until)
+            .annotate(**{name: expression() for name, (_, expression) in added.items()})
             .order_by("id", "history_id")
             .values(
                 *fields,

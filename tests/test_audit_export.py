@@ -7,11 +7,14 @@ import itertools
 import json
 import re
 from datetime import UTC
+from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from approvals.services.decisions import proposal_approve, proposal_reject
@@ -360,3 +363,46 @@ def test_the_export_form_says_in_which_zone_its_days_start_and_end(login):
 
     assert "From 00:00 UTC on this day." in page
     assert "The day after the last: the period ends at 00:00 UTC on this day." in page
+
+
+def test_a_proposals_record_gives_its_routing_policy_version_by_the_number_its_page_says(login):
+    """The export's ``verdict_policy_version`` is the version's history record (7, shared by
+    every policy's records) while the proposal's page says "version 2": nothing in the export
+    said 2. ``verdict_policy_number`` beside it does, read in the records' own statement."""
+    policy = Policy.objects.get(action_type="budget_reallocation")
+    policy.auto_execute_max_magnitude += Decimal("0.01")
+    policy.save()  # its version 2
+    proposals = [evaluated(reallocation(amount)) for amount in ("280.00", "290.00")]
+    client = login("auditor")
+
+    page = client.get(f"/admin/approvals/proposal/{proposals[0].pk}/change/").text
+    with CaptureQueriesContext(connection) as few:
+        exported(client, "jsonl")
+    for amount in ("300.00", "310.00", "320.00"):
+        evaluated(reallocation(amount))
+    with CaptureQueriesContext(connection) as more:
+        lines = exported(client, "jsonl")
+    csv_rows = list(csv.DictReader(io.StringIO(exported(client, "csv"))))
+
+    assert f"policy “{policy.name}” in its version 2," in page
+    routed = [
+        json.loads(line)["fields"]
+        for line in lines.splitlines()
+        if json.loads(line)["model"] == "approvals.proposal"
+        and json.loads(line)["object_id"] == proposals[0].pk
+        and json.loads(line)["fields"]["verdict_policy_version"]
+    ]
+    assert routed
+    for fields in routed:
+        assert fields["verdict_policy_version"] == policy.history.latest("history_id").history_id
+        assert fields["verdict_policy_number"] == 2
+        # Beside the field it numbers, which stays as it was.
+        keys = list(fields)
+        assert keys.index("verdict_policy_number") == keys.index("verdict_policy_version") + 1
+    in_csv = [
+        json.loads(row["fields"])
+        for row in csv_rows
+        if row["model"] == "approvals.proposal" and row["object_id"] == str(proposals[0].pk)
+    ]
+    assert {fields["verdict_policy_number"] for fields in in_csv} == {None, 2}
+    assert len(more.captured_queries) == len(few.captured_queries)  # no query per record
