@@ -46,6 +46,7 @@ from approvals.search import proposals_matching, search_words
 from approvals.selectors import (
     SinceProposed,
     agent_track_record,
+    campaigns_not_active,
     deciding_policy,
     earlier_proposals_on_targets,
     how_review_ended,
@@ -1389,6 +1390,8 @@ class ProposalAdmin(ReadOnlyAdmin):
             # switch held it): the channel cannot tell it from the attempts sent before.
             "resumed_as_new": round_.resumed if round_ is not None else "",
             "states": proposal_states(proposal, since=since),
+            # A campaign it touches paused (or gone) since: said before anyone decides.
+            "campaigns_not_active": campaigns_not_active(proposal),
             # What its execution put in the ledger (a creative batch's), beside what it proposes.
             "deployed_creatives": proposal.deployed_creatives.select_related("campaign").order_by(
                 "pk"

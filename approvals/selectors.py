@@ -44,6 +44,7 @@ from approvals.services.proposals import (
     campaigns_for,
     held_back_by,
 )
+from audit.actors import changed_by
 from hitlproject.diffs import payload_diff, word_runs
 from hitlproject.formats import console_time
 from hitlproject.periods import describe_duration
@@ -57,7 +58,14 @@ from hitlproject.vocabulary import (
     VerdictOutcome,
     retry_may_repeat,
 )
-from ledger.models import Account, Creative, campaign_field_label, campaign_value_label
+from ledger.models import (
+    Account,
+    Campaign,
+    CampaignStatus,
+    Creative,
+    campaign_field_label,
+    campaign_value_label,
+)
 from policies.engine import HOLD_RULE_LABELS, format_magnitude
 from policies.models import KillSwitch, KillSwitchScope, Policy
 from policies.services import (
@@ -707,6 +715,70 @@ def proposal_states(
             for external_id, name in fields
         ],
     )
+
+
+# A campaign's history record written by a proposal's execution names it first (the ledger
+# as the action left it, or as the channel had it after): "proposal #10: …".
+_BY_PROPOSAL = re.compile(r"^proposal #(\d+)\b")
+
+
+def campaigns_not_active(proposal: Proposal) -> list[str]:
+    """Each campaign a proposal that may still run touches that is not active now, in words,
+    as its page and its messages say it beside what it would change: "generic-search is
+    paused now (by proposal #10, executed at 2026-12-06 12:05:03 UTC, after this one was
+    proposed)"; one no longer in the ledger, so. Approving it lets it run all the same
+    (a budget raised, creatives deployed, on a paused campaign): its reviewer reads it
+    before deciding. Empty for one active, and for a proposal that will not run again."""
+    action_type = action_types.get(proposal.action_type)
+    if action_type is None or proposal.status not in MAY_STILL_RUN_STATUSES:
+        return []
+    try:
+        named = list(action_type.campaign_fields(proposal.payload))
+    except (KeyError, TypeError, AttributeError):  # a payload it does not read (never routed)
+        return []
+    campaigns = campaigns_for(
+        account=proposal.account, action_type=action_type, payload=proposal.payload
+    )
+    said = []
+    for external_id in named:
+        campaign = campaigns.get(external_id)
+        if campaign is None:
+            said.append(
+                f"{external_id} is no longer in the ledger of account "
+                f"{proposal.account.external_id}"
+            )
+        elif campaign.status != CampaignStatus.ACTIVE:
+            status = campaign.get_status_display().lower()
+            how = _status_since(campaign, proposal)
+            said.append(f"{external_id} is {status} now{f' ({how})' if how else ''}")
+    return said
+
+
+def _status_since(campaign: Campaign, proposal: Proposal) -> str:
+    """How a campaign came to its status, as its history recorded it: the proposal whose
+    execution set it (and when it executed), or who set it, and when; "" where its history
+    holds no record of the change (it was made so)."""
+    became = None
+    for record in Campaign.history.filter(id=campaign.pk).order_by("-history_id")[:200]:
+        if record.status != campaign.status:
+            break
+        became = record
+    if became is None or became.history_type == "+":
+        return ""
+    by_proposal = _BY_PROPOSAL.match(became.history_change_reason or "")
+    by = (
+        Proposal.objects.filter(pk=int(by_proposal.group(1))).only("executed_at").first()
+        if by_proposal
+        else None
+    )
+    if by is not None:
+        executed_at = by.executed_at or became.history_date
+        how = f"by proposal #{by.pk}, executed at {console_time(executed_at)}"
+    else:
+        how = f"by {changed_by(became)}, at {console_time(became.history_date)}"
+    if became.history_date > proposal.created_at:
+        how += ", after this one was proposed"
+    return how
 
 
 def _flat(state: dict[str, dict[str, Any]]) -> dict[tuple[str, str], str]:

@@ -17,6 +17,7 @@ from approvals.models import Decision, DecisionOutcome, Proposal, ProposalStatus
 from approvals.selectors import (
     SinceProposed,
     approved_said,
+    campaigns_not_active,
     let_run_said,
     since_proposed_each,
 )
@@ -130,6 +131,14 @@ class ProposalMessage:
     # How it came to read as it does now, as the page heads it, naming who edited it: "As
     # edited by operator", "As edited by operator and re-assessed", "As re-assessed".
     changed_by: str = ""
+    # Each campaign it touches that is not active now, as its page says it
+    # (``campaigns_not_active``): "generic-search is paused now (by proposal #10, …)".
+    campaigns_now: Sequence[str] = ()
+
+    @property
+    def campaigns_now_text(self) -> str:
+        """``campaigns_now`` as sentences: "Generic-search is paused now (…)."; else ""."""
+        return " ".join(f"{said[:1].upper()}{said[1:]}." for said in self.campaigns_now)
 
     @property
     def proposed_summary(self) -> str:
@@ -394,6 +403,7 @@ def proposal_messages(
                 words=_words_shown(proposal),
                 failure=failures.get(proposal.pk),
                 **_changed_since_proposed(since[proposal.pk]),
+                campaigns_now=campaigns_not_active(proposal),
             )
         )
     return messages

@@ -414,6 +414,8 @@ def _headline_block(message: ProposalMessage) -> dict:
         lines.append(
             [_rich(f"{message.changed_by}:", bold=True), _rich(f" {one_line(message.summary)}")]
         )
+    if message.campaigns_now:  # a campaign it touches paused (or gone) since, as its page says
+        lines.append([_rich(one_line(message.campaigns_now_text), bold=True)])
     return _rich_block(lines)
 
 
@@ -785,6 +787,8 @@ def _digest_line(line: DigestLine) -> list[dict]:
         link = [link, _rich(f"\n    {message.changed_by}: {one_line(message.summary)}")]
     else:
         link = [link]
+    if message.campaigns_now and not line.outcome:  # paused (or gone) since, as its page says
+        link = [*link, _rich(f"\n    {one_line(message.campaigns_now_text)}")]
     if line.outcome:
         return [
             _rich("• "),

@@ -1,0 +1,97 @@
+"""A proposal on a campaign paused (or removed) since it was proposed says so, on its page and
+in its messages, before anyone decides it: an operator walking the demo approved a budget
+rise on generic-search after another proposal had paused it, the page showing the budget row
+alone ("Now 780.00"), nothing of the pause."""
+
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+
+from approvals.models import Proposal
+from approvals.services.decisions import proposal_approve
+from executors.runner import proposal_execute
+from hitlproject.formats import console_time
+from ledger.models import Campaign
+from notifications.messages import proposal_messages
+from notifications.models import NotificationKind
+from tests.conftest import bid_adjustment, creative, creative_batch
+from tests.factories import evaluated
+
+
+@pytest.fixture
+def operator(demo_world):
+    return get_user_model().objects.get(username="operator")
+
+
+def notice(client, proposal: Proposal) -> str:
+    page = client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk])).text
+    found = re.search(r'<p class="errornote" id="campaigns-not-active">(.*?)</p>', page, re.S)
+    return found.group(1) if found else ""
+
+
+def pause(campaign: str, operator) -> Proposal:
+    paused = evaluated(
+        bid_adjustment(
+            action_type="status_change", payload={"campaign": campaign, "status": "paused"}
+        )
+    )
+    if paused.status == "pending_review":
+        proposal_approve(proposal_id=paused.pk, reviewer=operator)
+    assert proposal_execute(proposal_id=paused.pk).status == "executed"
+    paused.refresh_from_db()
+    return paused
+
+
+@pytest.mark.django_db
+def test_a_proposal_on_a_campaign_paused_since_says_so_before_it_is_decided(operator, login):
+    raise_ = evaluated(
+        bid_adjustment(
+            action_type="budget_change",
+            payload={"campaign": "generic-search", "new_daily_budget": "900.00"},
+        )
+    )
+    batch = evaluated(
+        creative_batch(creative())
+        | {"payload": {"campaign": "generic-search", "creatives": [creative()]}}
+    )
+    assert raise_.status == "pending_review"
+    assert notice(login("operator"), raise_) == ""  # active: nothing to say
+
+    paused = pause("generic-search", operator)
+
+    said = (
+        f"Generic-search is paused now (by proposal #{paused.pk}, executed at "
+        f"{console_time(paused.executed_at)}, after this one was proposed)."
+    )
+    assert notice(login("operator"), raise_) == said
+    batch.refresh_from_db()
+    assert batch.status == "pending_review"  # a person decides a creative batch
+    assert notice(login("operator"), batch) == said
+    # The operator's message about it says it too.
+    raise_.refresh_from_db()
+    [message] = proposal_messages([(raise_, NotificationKind.REMINDER)], now=timezone.now())
+    assert message.campaigns_now == ["g" + said[1:-1]]
+    email = render_to_string("notifications/proposal_email.txt", {"message": message})
+    assert said in email
+
+
+@pytest.mark.django_db
+def test_a_campaign_paused_by_a_person_and_one_since_removed_are_said_so(operator, login):
+    raise_ = evaluated(
+        bid_adjustment(
+            action_type="budget_change",
+            payload={"campaign": "generic-search", "new_daily_budget": "900.00"},
+        )
+    )
+    campaign = Campaign.objects.get(external_id="generic-search")
+    campaign.status = "paused"
+    campaign._change_reason = "paused by hand"
+    campaign.save()
+    said = notice(login("operator"), raise_)
+    assert said.startswith("Generic-search is paused now (by "), said
+    at = console_time(Campaign.history.filter(id=campaign.pk).latest("history_id").history_date)
+    assert said.endswith(f", at {at}, after this one was proposed)."), said
