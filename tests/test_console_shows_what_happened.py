@@ -29,7 +29,7 @@ from tests.conftest import (
     reallocation,
     target_cpa_strategy,
 )
-from tests.factories import evaluated
+from tests.factories import backdated, evaluated
 
 CHANGELIST = reverse("admin:approvals_proposal_changelist")
 
@@ -1978,3 +1978,29 @@ def test_an_edit_approved_after_a_colleague_approved_first_says_it_was_approved_
         ), said
         assert "cannot become approved" not in said
     assert proposal.decisions.count() == 1
+
+
+def test_a_retry_leaves_the_approval_time_in_the_history_and_reads_as_a_retry(operator, login):
+    """A retry stamps the proposal's ``approved_at`` (its moves count from then): its history
+    read "Approved at: 12:04:58 → 12:11:19", the approval moved though nobody approved it
+    again. The approval's time stays the approval's; the retry has a line of its own, in the
+    entry of the person who retried it."""
+    raise_ = failed_budget_raise()
+    approved = timezone.now() - timedelta(minutes=7)
+    backdated(raise_, created_at=approved, decided_at=approved)
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget=None)
+    proposal_retry(proposal_id=raise_.pk, reviewer=operator)
+    raise_.refresh_from_db()
+    assert raise_.approved_at > approved
+
+    text = history_text(login("auditor"), Proposal, raise_.pk)
+
+    approved_said = timezone.localtime(approved).strftime("%Y-%m-%d %H:%M:%S")
+    retried_said = timezone.localtime(raise_.approved_at).strftime("%Y-%m-%d %H:%M:%S")
+    assert f"Approved at: — → {approved_said} UTC" in text
+    assert f"Approved at: {approved_said} UTC →" not in text
+    # Its own entry: who retried it, when, and its move back to running.
+    assert (
+        f"{retried_said} UTC Changed operator (person) execution retried by operator "
+        f"Status: Failed → Approved Sent to run again at: — → {retried_said} UTC"
+    ) in text
