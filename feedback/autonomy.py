@@ -28,6 +28,7 @@ from audit.actors import Actor, acting_as
 from feedback.models import AutonomyRules
 from feedback.selectors import Scorecard, scorecards
 from hitlproject.errors import DomainError
+from hitlproject.formats import share_percent
 from hitlproject.vocabulary import AUTO_EXECUTED, AUTO_NOT_EXECUTED, action_type_label, how_many
 from ledger.models import Account
 from policies.engine import format_magnitude
@@ -163,7 +164,7 @@ def _evidence(
     """The proposal's rationale and supporting data: the scorecard, the rule it meets, and
     the what-if."""
     card = recommendation.card
-    pct = lambda share: "—" if share is None else f"{share * 100:.0f}%"  # noqa: E731
+    pct = share_percent
     verb = "widening" if recommendation.widens else "narrowing"
     test = (
         f"at least {how_many(rules_now.widen_min_decisions, 'decision')}, at least "

@@ -147,3 +147,19 @@ def test_a_kill_switch_is_linked_only_for_those_who_may_view_it(login, client):
     note = page.text.split('id="kill-switches-engaged">')[1].split("</div>")[0]
     assert "On channel Google Ads, engaged by policy-owner (person)" in note
     assert reverse("admin:policies_killswitch_change", args=[switch.pk]) not in note
+
+
+def test_the_dashboard_rounds_a_half_percent_up_as_a_person_does(login):
+    """1 of 8 auto-executed is 12.5%: the dashboard read "12%" (a float's formatting rounds
+    a half to even), where a person (and a spreadsheet) reads 13%."""
+    auto = evaluated(bid_adjustment("2.12"))
+    assert proposal_execute(proposal_id=auto.pk).status == "executed"
+    for amount in ("101", "102", "103", "104", "105", "106", "107"):
+        assert evaluated(reallocation(amount)).status == "pending_review"
+
+    page = login("operator").get("/admin/")
+
+    assert re.search(r'<div class="value" id="auto-rate">(.*?)</div>', page.text).group(1) == "13%"
+    row = re.search(r'<tr data-agent="optimizer">(.*?)</tr>', page.text, re.S).group(1)
+    row = re.sub(r' data-label="[^"]*"', "", row)
+    assert '<td data-figure="auto_execution_rate">13%</td>' in row  # 1 of 8 made

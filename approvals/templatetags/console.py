@@ -11,6 +11,7 @@ from approvals.action_types.policy_changes import PolicyWritten
 from approvals.models import Agent, RejectionReason
 from approvals.selectors import COUNTED, COUNTED_FIGURES, ProposalCounts, dashboard
 from hitlproject.charts import GroupedBarChart, as_sent, grouped_bars
+from hitlproject.formats import share_percent
 from hitlproject.vocabulary import READ_PERMISSION, WHAT_IF_LABELS, action_type_label
 from ledger.models import campaign_field_label, campaign_value_label
 from policies.services import kill_switches_engaged_now
@@ -156,7 +157,7 @@ def duration(value: timedelta | None) -> str:
 
 @register.filter
 def percent(value: float | None) -> str:
-    return "—" if value is None else f"{value * 100:.0f}%"
+    return share_percent(value)
 
 
 register.filter("action_type_label", action_type_label)

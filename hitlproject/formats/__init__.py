@@ -3,6 +3,8 @@ Django's own pages use) and, for the sentences, logs and messages that say a tim
 ``console_time``, the same format whatever language is active."""
 
 from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
 
 from django.utils import dateformat, timezone
 
@@ -12,3 +14,17 @@ from hitlproject.formats.en.formats import DATETIME_FORMAT
 def console_time(value: datetime) -> str:
     """A time as the console writes one, in its time zone, named: "2026-12-05 19:31:56 UTC"."""
     return dateformat.format(timezone.localtime(value), DATETIME_FORMAT)
+
+
+def share_percent(share: float | Fraction | Decimal | None) -> str:
+    """A share (2 of 16 auto-executed: 0.125) as the console shows it, a whole percent
+    rounded as a person rounds, a half up: "13%" (a float's own formatting rounds a half to
+    even, "12%"). A float is read by its shortest decimal form (0.145 is 0.145, not the
+    binary 0.14499…); "—" for none. The share itself is left as it is."""
+    if share is None:
+        return "—"
+    if isinstance(share, Fraction):
+        exact = Decimal(share.numerator) / Decimal(share.denominator)
+    else:
+        exact = Decimal(repr(share)) if isinstance(share, float) else Decimal(share)
+    return f"{(exact * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP)}%"
