@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from audit.models import audited_history
 from hitlproject.attempts import attempts_in_words
+from hitlproject.formats import console_time
 from hitlproject.vocabulary import INTERRUPTED
 from ledger.models import Channel
 
@@ -260,8 +261,22 @@ class Notification(models.Model):
         if self.status == NotificationStatus.SENT and self.not_updated:
             return f"{self.status_label}, but its message could not be updated"
         maybe = self.may_have_reached
-        said = self.status_label
+        said = self.status_label + self.due_said
         return f"{said}, but {maybe}" if maybe else said
+
+    @property
+    def due_said(self) -> str:
+        """When a held message, never tried yet, is due to go, as its status goes on to say
+        it: "; due to go at 2026-12-06 12:16:40 UTC" (failures held together go when the
+        first of them is due, and each held with it is due then); held for a digest, "by"
+        then: it goes with the first of the person's held for that digest to fall due. Past
+        due, that it was (the digests' next run sends it). Else ""."""
+        due = self.next_attempt_at
+        if self.status != NotificationStatus.HELD or due is None or self.attempts:
+            return ""
+        when = "at" if self.kind == NotificationKind.FAILED else "by"
+        was = "was " if due <= timezone.now() else ""
+        return f"; {was}due to go {when} {console_time(due)}"
 
     @property
     def status_label(self) -> str:
