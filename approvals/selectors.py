@@ -723,12 +723,13 @@ _BY_PROPOSAL = re.compile(r"^proposal #(\d+)\b")
 
 
 def campaigns_not_active(proposal: Proposal) -> list[str]:
-    """Each campaign a proposal that may still run touches that is not active now, in words,
-    as its page and its messages say it beside what it would change: "generic-search is
-    paused now (by proposal #10, executed at 2026-12-06 12:05:03 UTC, after this one was
-    proposed)"; one no longer in the ledger, so. Approving it lets it run all the same
-    (a budget raised, creatives deployed, on a paused campaign): its reviewer reads it
-    before deciding. Empty for one active, and for a proposal that will not run again."""
+    """Each campaign a proposal that may still run touches that is not active now, in
+    words, as its page and its messages say it beside what it would change: "campaign
+    generic-search is paused now (by proposal #10, executed at 2026-12-06 12:05:03 UTC,
+    after this one was proposed)"; one no longer in the ledger, so. Approving it lets it
+    run all the same (a budget raised, creatives deployed, on a paused campaign): its
+    reviewer reads it before deciding. Empty for campaigns active, and for a proposal that
+    will not run again."""
     action_type = action_types.get(proposal.action_type)
     if action_type is None or proposal.status not in MAY_STILL_RUN_STATUSES:
         return []
@@ -744,13 +745,13 @@ def campaigns_not_active(proposal: Proposal) -> list[str]:
         campaign = campaigns.get(external_id)
         if campaign is None:
             said.append(
-                f"{external_id} is no longer in the ledger of account "
+                f"campaign {external_id} is no longer in the ledger of account "
                 f"{proposal.account.external_id}"
             )
         elif campaign.status != CampaignStatus.ACTIVE:
             status = campaign.get_status_display().lower()
             how = _status_since(campaign, proposal)
-            said.append(f"{external_id} is {status} now{f' ({how})' if how else ''}")
+            said.append(f"campaign {external_id} is {status} now{f' ({how})' if how else ''}")
     return said
 
 

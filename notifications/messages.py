@@ -132,12 +132,12 @@ class ProposalMessage:
     # edited by operator", "As edited by operator and re-assessed", "As re-assessed".
     changed_by: str = ""
     # Each campaign it touches that is not active now, as its page says it
-    # (``campaigns_not_active``): "generic-search is paused now (by proposal #10, …)".
+    # (``campaigns_not_active``): "campaign generic-search is paused now (by proposal #10, …)".
     campaigns_now: Sequence[str] = ()
 
     @property
     def campaigns_now_text(self) -> str:
-        """``campaigns_now`` as sentences: "Generic-search is paused now (…)."; else ""."""
+        """``campaigns_now`` as sentences: "Campaign generic-search is paused now (…)."; else ""."""
         return " ".join(f"{said[:1].upper()}{said[1:]}." for said in self.campaigns_now)
 
     @property

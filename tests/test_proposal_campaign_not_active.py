@@ -64,7 +64,7 @@ def test_a_proposal_on_a_campaign_paused_since_says_so_before_it_is_decided(oper
     paused = pause("generic-search", operator)
 
     said = (
-        f"Generic-search is paused now (by proposal #{paused.pk}, executed at "
+        f"Campaign generic-search is paused now (by proposal #{paused.pk}, executed at "
         f"{console_time(paused.executed_at)}, after this one was proposed)."
     )
     assert notice(login("operator"), raise_) == said
@@ -74,7 +74,7 @@ def test_a_proposal_on_a_campaign_paused_since_says_so_before_it_is_decided(oper
     # The operator's message about it says it too.
     raise_.refresh_from_db()
     [message] = proposal_messages([(raise_, NotificationKind.REMINDER)], now=timezone.now())
-    assert message.campaigns_now == ["g" + said[1:-1]]
+    assert message.campaigns_now == ["c" + said[1:-1]]
     email = render_to_string("notifications/proposal_email.txt", {"message": message})
     assert said in email
 
@@ -92,6 +92,6 @@ def test_a_campaign_paused_by_a_person_and_one_since_removed_are_said_so(operato
     campaign._change_reason = "paused by hand"
     campaign.save()
     said = notice(login("operator"), raise_)
-    assert said.startswith("Generic-search is paused now (by "), said
+    assert said.startswith("Campaign generic-search is paused now (by "), said
     at = console_time(Campaign.history.filter(id=campaign.pk).latest("history_id").history_date)
     assert said.endswith(f", at {at}, after this one was proposed)."), said
