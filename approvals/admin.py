@@ -55,6 +55,7 @@ from approvals.selectors import (
     policy_terms,
     proposal_states,
     proposals_sent_by_kill_switch,
+    reassessed_otherwise,
     retry_may_repeat_said,
     routed_reasons,
     routings,
@@ -1425,6 +1426,21 @@ class ProposalAdmin(ReadOnlyAdmin):
         terms_now = (
             policy_terms(proposal.verdict_policy, unit) if number_then != number_now else None
         )
+        # A re-assessment reached under another version than routed it: its reasons are that
+        # verdict's, so the page names that version first, and the routing one after it.
+        reassessed = None
+        if reassessed_otherwise(proposal):
+            under = (
+                Policy.history.filter(history_id=proposal.reassessed_policy_version).first()
+                if proposal.reassessed_policy_version
+                else None
+            )
+            reassessed = {
+                "at": proposal.reassessed_at,
+                "policy": under,
+                "number": under and version_number(under.id, under.history_id),
+                "terms": policy_terms(under, unit),
+            }
         approval_refused = act_refusal(request.user, proposal, Act.APPROVE)
         retry_refused = act_refusal(request.user, proposal, Act.RETRY)
         withdrawal = withdrawal_seen(proposal)
@@ -1468,6 +1484,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             # Why it is here, as recorded, each as it stands now (a kill switch released).
             "reasons_now": _reasons_now(proposal, proposal.verdict_reasons),
             "deciding_policy": routed_by,
+            "reassessed": reassessed,
             # Its terms are read from that version's record: one the last verification of
             # the audit chain found altered is said so beside them.
             "deciding_policy_break": routed_by

@@ -31,10 +31,12 @@ from approvals.models import (
 )
 from approvals.selectors import (
     carried_out,
-    policy_name_then,
-    policy_number_then,
     proposal_get_for_agent,
     proposal_list_for_agent,
+    reassessed_otherwise,
+    reassessed_policy_ref,
+    routing_policy_ref,
+    verdict_policy_ref,
 )
 from approvals.services.agents import agent_key_still_in_force
 from approvals.services.idempotency import (
@@ -183,21 +185,36 @@ class PolicyRefOutput(serializers.Serializer):
 
 
 class VerdictOutput(serializers.Serializer):
-    outcome = serializers.ChoiceField(choices=VerdictOutcome.choices, source="verdict_outcome")
-    policy = serializers.SerializerMethodField()
+    outcome = serializers.ChoiceField(
+        choices=VerdictOutcome.choices,
+        source="verdict_outcome",
+        help_text="Where it was routed when evaluated (routed_by's verdict); a re-assessment "
+        "keeps it: a person asked to decide is asked still.",
+    )
+    policy = serializers.SerializerMethodField(
+        help_text="The policy version that reached the verdict whose reasons and required "
+        "approvals these are: the one that routed it, or, once a re-assessment (its figures "
+        "moved, or a reviewer edited it) evaluated it again under another, that one (null: "
+        "none matched it)."
+    )
     reasons = serializers.ListField(child=serializers.CharField(), source="verdict_reasons")
     required_approvals = serializers.IntegerField()
+    routed_by = serializers.SerializerMethodField(
+        help_text="The policy version that routed it when it was evaluated (null: none "
+        "matched it); the same as policy unless a re-assessment was reached under another."
+    )
+    reassessed_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="When it was last re-assessed against the policies in force; null if never.",
+    )
 
     @extend_schema_field(PolicyRefOutput(allow_null=True))
     def get_policy(self, proposal: Proposal):
-        if proposal.verdict_policy_id is None:
-            return None
-        return {
-            "id": proposal.verdict_policy_id,
-            "name": policy_name_then(proposal),
-            "version": proposal.verdict_policy_version,
-            "number": policy_number_then(proposal),
-        }
+        return verdict_policy_ref(proposal)
+
+    @extend_schema_field(PolicyRefOutput(allow_null=True))
+    def get_routed_by(self, proposal: Proposal):
+        return routing_policy_ref(proposal)
 
 
 class OutcomeOutput(serializers.Serializer):
@@ -312,19 +329,16 @@ def proposal_body(proposal: Proposal, *, just_submitted: bool = False) -> dict:
     or outcomes yet, so it is answered without asking the database for them."""
     verdict = None
     if proposal.verdict_outcome:
-        policy = None
-        if proposal.verdict_policy_id is not None:
-            policy = {
-                "id": proposal.verdict_policy_id,
-                "name": policy_name_then(proposal),
-                "version": proposal.verdict_policy_version,
-                "number": policy_number_then(proposal),
-            }
+        routed_by = routing_policy_ref(proposal)
         verdict = {
             "outcome": proposal.verdict_outcome,
-            "policy": policy,
+            "policy": (
+                reassessed_policy_ref(proposal) if reassessed_otherwise(proposal) else routed_by
+            ),
             "reasons": [str(reason) for reason in proposal.verdict_reasons],
             "required_approvals": proposal.required_approvals,
+            "routed_by": routed_by,
+            "reassessed_at": _time(proposal.reassessed_at),
         }
     if just_submitted:
         decisions, execution, outcomes = [], None, []

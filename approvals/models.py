@@ -145,6 +145,22 @@ class Proposal(models.Model):
         "[{'rule', 'text', 'policy', and for a cumulative ceiling 'target', 'moved', "
         "'ceiling', 'window_seconds'}].",
     )
+    # A re-assessment (its target moved, or a reviewer edited it) evaluates it again under the
+    # policies in force, and its reasons and holds become that verdict's while its routing
+    # (outcome, policy and version above) stays as decided: the version that verdict was
+    # reached under is recorded, so that no reader names the routing one for it.
+    reassessed_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When it was last re-assessed against the policies in force (its target "
+        "moved, or a reviewer edited it); null if never.",
+    )
+    reassessed_policy_version = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="The history record of the policy version its last re-assessment was "
+        "reached under (null: no policy matched it then); its reasons are that verdict's.",
+    )
     # With 'changed_first': [...] too, where an approved proposal changes a value it sets first
     # (policies.services.GuardrailFindings), whatever the verdict.
     guardrail_findings = models.JSONField(

@@ -119,17 +119,86 @@ def policy_number_then(proposal: Proposal) -> int | None:
     return version_number(proposal.verdict_policy_id, proposal.verdict_policy_version)
 
 
+def with_reassessed_policy(queryset: QuerySet[Proposal]) -> QuerySet[Proposal]:
+    """Each proposal with the policy version its last re-assessment was reached under, read
+    from that version's history record in the same statement: ``reassessed_policy_id``,
+    ``reassessed_policy_name`` (its name then) and ``reassessed_policy_number`` (as the
+    console counts its versions); None where it was never re-assessed or none matched."""
+    record = Policy.history.filter(history_id=OuterRef("reassessed_policy_version"))
+    return queryset.annotate(
+        reassessed_policy_id=Subquery(record.values("id")[:1]),
+        reassessed_policy_name=Subquery(record.values("name")[:1]),
+    ).annotate(
+        reassessed_policy_number=version_number_of(
+            OuterRef("reassessed_policy_id"), OuterRef("reassessed_policy_version")
+        )
+    )
+
+
+def reassessed_otherwise(proposal: Proposal) -> bool:
+    """Whether its last re-assessment (its target moved, or a reviewer edited it) was reached
+    under another policy version than the one that routed it, or under none: its reasons,
+    holds and approvals needed are that verdict's, not the routing one's."""
+    return (
+        proposal.reassessed_at is not None
+        and proposal.reassessed_policy_version != proposal.verdict_policy_version
+    )
+
+
+def routing_policy_ref(proposal: Proposal) -> dict[str, Any] | None:
+    """The policy version that routed the proposal (``policy_name_then``,
+    ``policy_number_then``), as the API refers to a policy; None if none matched it."""
+    if proposal.verdict_policy_id is None:
+        return None
+    return {
+        "id": proposal.verdict_policy_id,
+        "name": policy_name_then(proposal),
+        "version": proposal.verdict_policy_version,
+        "number": policy_number_then(proposal),
+    }
+
+
+def reassessed_policy_ref(proposal: Proposal) -> dict[str, Any] | None:
+    """The policy version its last re-assessment was reached under, as the API refers to a
+    policy (read with ``with_reassessed_policy``, else asked for); None if none matched it
+    then, or the proposal was never re-assessed."""
+    version = proposal.reassessed_policy_version
+    if version is None:
+        return None
+    if hasattr(proposal, "reassessed_policy_name"):
+        policy_id, name = proposal.reassessed_policy_id, proposal.reassessed_policy_name
+        number = proposal.reassessed_policy_number
+    else:
+        record = Policy.history.filter(history_id=version).values("id", "name").first()
+        if record is None:
+            return None
+        policy_id, name = record["id"], record["name"]
+        number = version_number(policy_id, version)
+    return {"id": policy_id, "name": name, "version": version, "number": number}
+
+
+def verdict_policy_ref(proposal: Proposal) -> dict[str, Any] | None:
+    """The policy version that reached the verdict the proposal carries (SPEC's
+    ``verdict.policy``): the one that routed it, or, once a re-assessment evaluated it again
+    under another (its reasons are then that verdict's), that one."""
+    if reassessed_otherwise(proposal):
+        return reassessed_policy_ref(proposal)
+    return routing_policy_ref(proposal)
+
+
 def proposals_with_details() -> QuerySet[Proposal]:
-    return with_deciding_policy_number(
-        with_deciding_policy_name(
-            Proposal.objects.select_related("account", "verdict_policy").prefetch_related(
-                Prefetch("decisions", queryset=Decision.objects.order_by("created_at")),
-                Prefetch("executions", queryset=Execution.objects.order_by("attempt")),
-                "outcomes",
-                Prefetch(
-                    "deployed_creatives",
-                    queryset=Creative.objects.only("pk", "deployed_by_proposal"),
-                ),
+    return with_reassessed_policy(
+        with_deciding_policy_number(
+            with_deciding_policy_name(
+                Proposal.objects.select_related("account", "verdict_policy").prefetch_related(
+                    Prefetch("decisions", queryset=Decision.objects.order_by("created_at")),
+                    Prefetch("executions", queryset=Execution.objects.order_by("attempt")),
+                    "outcomes",
+                    Prefetch(
+                        "deployed_creatives",
+                        queryset=Creative.objects.only("pk", "deployed_by_proposal"),
+                    ),
+                )
             )
         )
     )

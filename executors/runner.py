@@ -158,7 +158,13 @@ def _reassessed(
         return f"{said}{REASSESSED_WOULD_BE_BLOCKED}" + " ".join(verdict.reasons)
     if verdict.outcome == VerdictOutcome.REVIEW and _approved_by_a_person_at(proposal) is None:
         reason = f"{RE_ROUTED} {moved}."
-        changes = {**facts, **verdict_changes(verdict, findings)}
+        # Routed again: this verdict is its routing now, not a re-assessment beside one.
+        changes = {
+            **facts,
+            **verdict_changes(verdict, findings),
+            "reassessed_at": None,
+            "reassessed_policy_version": None,
+        }
         changes["verdict_reasons"] = reasons_after(
             reason, proposal.verdict_reasons, reassessed=True, verdict_reasons=verdict.reasons
         )

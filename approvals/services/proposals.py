@@ -1013,10 +1013,12 @@ def refreshed_facts(
     """A proposal's fields after its action was edited or its target moved: the figures,
     risk and approvals needed follow the action as it now is; the routing record (outcome,
     policy and version, guardrail findings) stays as it was decided, with ``note`` and today's
-    reasons added to what the operator reads. Approvals needed only rise: where the policies
-    in force now ask for more than the routing version did, a reason says which, since the
-    page names that version and its terms (``routed_with``: ``approvals_routed_with`` of
-    the proposals being refreshed, read here if not given)."""
+    reasons added to what the operator reads, and the policy version those reasons were
+    reached under, and when, recorded beside it (``reassessed_policy_version``). Approvals
+    needed only rise: where the policies in force now ask for more than the routing version
+    did, a reason says which, since the page names that version and its terms
+    (``routed_with``: ``approvals_routed_with`` of the proposals being refreshed, read here
+    if not given)."""
     required = max(proposal.required_approvals, verdict.required_approvals)
     # What happened to it before (sent back to a person, edited, re-assessed) still did.
     reasons = reasons_after(
@@ -1044,6 +1046,10 @@ def refreshed_facts(
         "required_approvals": required,
         "verdict_reasons": reasons,
         "verdict_held_by": held_by_records(verdict),
+        # Its reasons and holds are now this verdict's: the version it was reached under is
+        # the one that governs it (``approvals.selectors.verdict_policy_ref``).
+        "reassessed_at": timezone.now(),
+        "reassessed_policy_version": verdict.policy_version,
     }
 
 

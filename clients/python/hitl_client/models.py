@@ -79,12 +79,17 @@ class PolicyRef:
 @dataclass(frozen=True)
 class Verdict:
     """What policy decided when the proposal was evaluated: ``outcome`` is ``auto_approve``,
-    ``review`` or ``block``; ``reasons`` say why, in words."""
+    ``review`` or ``block``; ``reasons`` say why, in words. ``policy`` is the version whose
+    verdict the reasons are: the one that routed it (``routed_by``), or, once it was
+    re-assessed (``reassessed_at``: its figures moved, or a reviewer edited it) under
+    another, that one."""
 
     outcome: str | None
     policy: PolicyRef | None
     reasons: list[str]
     required_approvals: int
+    routed_by: PolicyRef | None = None
+    reassessed_at: datetime | None = None
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @classmethod
@@ -94,6 +99,8 @@ class Verdict:
             policy=PolicyRef.from_api(data.get("policy")),
             reasons=list(data.get("reasons") or []),
             required_approvals=data.get("required_approvals", 1),
+            routed_by=PolicyRef.from_api(data.get("routed_by", data.get("policy"))),
+            reassessed_at=_time(data.get("reassessed_at")),
             raw=data,
         )
 
