@@ -1415,3 +1415,40 @@ def test_supporting_data_at_its_cap_is_folded_in_a_box_and_the_record_below_stay
     wait_until(lambda: box.evaluate("e => e.scrollTop") > 0)
     expect(box).to_have_attribute("aria-label", "Supporting data as optimizer sent it")
     context.close()
+
+
+def test_long_unbroken_names_wrap_in_the_policies_list_and_the_queue_at_a_laptops_width(
+    live_server, demo_world, browser
+):
+    """A policy named with 200 letters and no space pushed the policies list's other columns
+    (its action type, scope, priority, state) off the screen at 1280 px; an agent's or a
+    campaign's long id did the same to the queue's magnitude, approvals, risk and age."""
+    Policy.objects.create(name="R" * 200, action_type="budget_reallocation", priority=5)
+    long_campaign = "c" * 100
+    Campaign.objects.create(
+        account=Account.objects.get(external_id="demo"),
+        external_id=long_campaign,
+        name="A campaign with a long id",
+        daily_budget=Decimal("1000.00"),
+        bid=Decimal("2.00"),
+    )
+    waiting(reallocation("280.00"), bid_adjustment("2.50", campaign=long_campaign))
+    Agent.objects.filter(name="optimizer").update(name="o" * 100)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    log_in(page, live_server.url, demo_world["users"]["policy-owner"])
+
+    def in_view(columns: list[str]) -> None:
+        for column in columns:
+            for cell in page.locator(f"#result_list tbody td.field-{column}").all():
+                box = cell.bounding_box()
+                assert box["x"] >= 0 and box["x"] + box["width"] <= 1280, (column, box)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+
+    page.goto(f"{live_server.url}/admin/policies/policy/?o=-4")
+    expect(page.locator("#result_list tbody tr").first).to_contain_text("R" * 200)
+    in_view(["action_type_display", "scope", "priority", "state", "auto_executes"])
+    page.goto(f"{live_server.url}/admin/approvals/proposal/")
+    expect(page.locator("#result_list tbody")).to_contain_text(long_campaign)
+    in_view(["agent", "account", "magnitude_display", "approvals_display", "risk", "age"])
+    context.close()
