@@ -38,6 +38,9 @@ class OutcomeEffect(models.TextChoices):
 # again as figures are corrected, say): an agent reporting without end (a loop, or a hostile
 # one) would otherwise grow the proposal's page and its answer in the API past reading.
 AGENT_OUTCOMES_PER_PROPOSAL = 100
+# The autonomy review's decision counts are bounded here, not by the database (SQLite stored
+# any integer; PostgreSQL refused one past its range with an error).
+MAX_DECISIONS = 1_000_000
 
 
 class Outcome(models.Model):
@@ -366,7 +369,7 @@ class AutonomyRules(models.Model):
     # would read as a rule the review does not follow.
     widen_min_decisions = models.PositiveIntegerField(
         default=50,
-        validators=[MinValueValidator(1)],
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_DECISIONS)],
         help_text="Widen only after at least this many decisions by people…",
     )
     widen_min_clean_share = _share("0.950", "…of which at least this share approved unedited…")
@@ -380,7 +383,7 @@ class AutonomyRules(models.Model):
     widen_max_ceiling = _share("0.500", "…up to at most this ceiling (0.5 = 50%).")
     narrow_min_decisions = models.PositiveIntegerField(
         default=20,
-        validators=[MinValueValidator(1)],
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_DECISIONS)],
         help_text="Narrow after at least this many decisions by people…",
     )
     narrow_min_rejected_share = _share("0.250", "…of which at least this share rejected…")

@@ -23,6 +23,7 @@ CUMULATIVE_WINDOW_BOUNDS = (timedelta(minutes=1), timedelta(days=90))
 DECIDE_WITHIN_BOUNDS = (timedelta(minutes=1), timedelta(days=365))
 # Distinct people a proposal may need: more than this is a proposal nobody can approve (it
 # waits until it expires), not a stricter rule.
+MAX_PRIORITY = 1_000_000
 MAX_APPROVALS = 10
 
 
@@ -116,8 +117,13 @@ class Policy(models.Model):
     )
     agent_kind = models.CharField(max_length=16, blank=True)
     channel = models.CharField(max_length=32, choices=Channel.choices, blank=True)
+    # Bounded here, not by the database: PostgreSQL refuses a priority past its integer's
+    # range with an error, SQLite stored 99999999999; both refuse the same now, saying why.
     priority = models.IntegerField(
-        default=0, help_text="Breaks ties between equally specific policies: higher wins."
+        default=0,
+        validators=[MinValueValidator(-MAX_PRIORITY), MaxValueValidator(MAX_PRIORITY)],
+        help_text=f"Breaks ties between equally specific policies: higher wins. From "
+        f"-{MAX_PRIORITY:,} to {MAX_PRIORITY:,}.",
     )
     is_active = models.BooleanField(default=True)
     is_draft = models.BooleanField(
