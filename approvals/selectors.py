@@ -799,28 +799,50 @@ def campaigns_not_active(proposal: Proposal) -> list[str]:
     run all the same (a budget raised, creatives deployed, on a paused campaign): its
     reviewer reads it before deciding. Empty for campaigns active, and for a proposal that
     will not run again."""
-    action_type = action_types.get(proposal.action_type)
-    if action_type is None or proposal.status not in MAY_STILL_RUN_STATUSES:
-        return []
-    try:
-        named = list(action_type.campaign_fields(proposal.payload))
-    except (KeyError, TypeError, AttributeError):  # a payload it does not read (never routed)
-        return []
-    campaigns = campaigns_for(
-        account=proposal.account, action_type=action_type, payload=proposal.payload
-    )
-    said = []
-    for external_id in named:
-        campaign = campaigns.get(external_id)
-        if campaign is None:
-            said.append(
-                f"campaign {external_id} is no longer in the ledger of account "
-                f"{proposal.account.external_id}"
-            )
-        elif campaign.status != CampaignStatus.ACTIVE:
-            status = campaign.get_status_display().lower()
-            how = _status_since(campaign, proposal)
-            said.append(f"campaign {external_id} is {status} now{f' ({how})' if how else ''}")
+    return campaigns_not_active_each([proposal])[proposal.pk]
+
+
+def campaigns_not_active_each(proposals: Sequence[Proposal]) -> dict[int, list[str]]:
+    """``campaigns_not_active`` of each proposal, by id, their campaigns read in one
+    statement: a digest's messages say it of every proposal they list, and a query a
+    proposal made a digest of fifty read the ledger fifty times."""
+    named: dict[int, list[str]] = {}
+    said: dict[int, list[str]] = {}
+    for proposal in proposals:
+        said[proposal.pk] = []
+        action_type = action_types.get(proposal.action_type)
+        if action_type is None or proposal.status not in MAY_STILL_RUN_STATUSES:
+            continue
+        try:
+            named[proposal.pk] = list(action_type.campaign_fields(proposal.payload))
+        except (KeyError, TypeError, AttributeError):  # a payload it does not read (never routed)
+            continue
+    running = [proposal for proposal in proposals if named.get(proposal.pk)]
+    if not running:
+        return said
+    campaigns = {
+        (campaign.account_id, campaign.external_id): campaign
+        for campaign in Campaign.objects.filter(
+            account_id__in={proposal.account_id for proposal in running},
+            external_id__in={
+                external_id for proposal in running for external_id in named[proposal.pk]
+            },
+        )
+    }
+    for proposal in running:
+        for external_id in named[proposal.pk]:
+            campaign = campaigns.get((proposal.account_id, external_id))
+            if campaign is None:
+                said[proposal.pk].append(
+                    f"campaign {external_id} is no longer in the ledger of account "
+                    f"{proposal.account.external_id}"
+                )
+            elif campaign.status != CampaignStatus.ACTIVE:
+                status = campaign.get_status_display().lower()
+                how = _status_since(campaign, proposal)
+                said[proposal.pk].append(
+                    f"campaign {external_id} is {status} now{f' ({how})' if how else ''}"
+                )
     return said
 
 

@@ -17,7 +17,7 @@ from approvals.models import Decision, DecisionOutcome, Proposal, ProposalStatus
 from approvals.selectors import (
     SinceProposed,
     approved_said,
-    campaigns_not_active,
+    campaigns_not_active_each,
     let_run_said,
     since_proposed_each,
 )
@@ -371,6 +371,8 @@ def proposal_messages(
     engaged_now = {pk: kill_switches_named_over(account) for pk, account in accounts.items()}
     # What its agent proposed, where it reads otherwise now, as its page says it.
     since = since_proposed_each([proposal for proposal, _ in items])
+    # Each campaign it touches not active now, the ledger read once for all of them.
+    campaigns_now = campaigns_not_active_each([proposal for proposal, _ in items])
     messages = []
     for proposal, kind in items:
         due_at, claim = due.get(proposal.pk), claims.get(proposal.pk)
@@ -403,7 +405,7 @@ def proposal_messages(
                 words=_words_shown(proposal),
                 failure=failures.get(proposal.pk),
                 **_changed_since_proposed(since[proposal.pk]),
-                campaigns_now=campaigns_not_active(proposal),
+                campaigns_now=campaigns_now[proposal.pk],
             )
         )
     return messages

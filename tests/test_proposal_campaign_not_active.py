@@ -7,6 +7,8 @@ import re
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -95,3 +97,33 @@ def test_a_campaign_paused_by_a_person_and_one_since_removed_are_said_so(operato
     assert said.startswith("Campaign generic-search is paused now (by "), said
     at = console_time(Campaign.history.filter(id=campaign.pk).latest("history_id").history_date)
     assert said.endswith(f", at {at}, after this one was proposed)."), said
+
+
+@pytest.mark.django_db
+def test_a_digest_reads_the_ledger_once_for_every_proposal_it_lists(operator):
+    """A digest's messages say of each proposal whether its campaign is active: the ledger
+    is read once for all of them, not once a proposal."""
+    proposals = [
+        evaluated(
+            bid_adjustment(
+                action_type="budget_change",
+                payload={"campaign": "generic-search", "new_daily_budget": f"{900 + n}.00"},
+            )
+        )
+        for n in range(3)
+    ]
+    pause("generic-search", operator)
+    for proposal in proposals:
+        proposal.refresh_from_db()
+    items = [(proposal, NotificationKind.REMINDER) for proposal in proposals]
+    with CaptureQueriesContext(connection) as read:
+        messages = proposal_messages(items, now=timezone.now())
+    ledger_reads = [
+        query["sql"] for query in read.captured_queries if 'FROM "ledger_campaign" ' in query["sql"]
+    ]
+    assert len(ledger_reads) == 1, ledger_reads
+    assert all(
+        message.campaigns_now
+        and message.campaigns_now[0].startswith("campaign generic-search is paused now")
+        for message in messages
+    )
