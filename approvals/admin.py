@@ -60,6 +60,7 @@ from approvals.selectors import (
     routed_reasons,
     routings,
     since_proposed,
+    was_retried,
     withdrawal_seen,
     withdrawn_said,
 )
@@ -914,10 +915,9 @@ def _approval_and_retry_times(record) -> tuple:
     """A proposal's version's (approval time, time it was last sent to run again): a retry
     stamps ``approved_at`` past the decision's ``decided_at``, which it leaves as it was
     (``was_retried``); the approval's own time is then the decision's."""
-    approved_at, decided_at = record.approved_at, record.decided_at
-    if approved_at and decided_at and approved_at > decided_at:
-        return decided_at, approved_at
-    return approved_at, None
+    if was_retried(record):
+        return record.decided_at, record.approved_at
+    return record.approved_at, None
 
 
 class ProposalHistoryValues(ConsoleHistoryValues):

@@ -439,6 +439,15 @@ def review_window_ran_out(proposal: Proposal, approvers: Sequence[str] = ()) -> 
     )
 
 
+def was_retried(proposal) -> bool:
+    """Sent to run again by a person after its execution failed: approved (to run) since it
+    was decided, which only a retry does (the policy engine's approval decides it too). Of a
+    proposal or one of its history's records."""
+    return bool(
+        proposal.decided_at and proposal.approved_at and proposal.approved_at > proposal.decided_at
+    )
+
+
 def superseded_said(
     proposal: Proposal,
     approvals: Sequence[Decision] = (),
@@ -468,7 +477,7 @@ def superseded_said(
             f"asks for ({', '.join(approvers)}) when {what}: nothing was done."
         )
     approved = approved_said(approvers, approvals[-1].created_at)
-    if proposal.approved_at is not None and proposal.approved_at > approvals[-1].created_at:
+    if was_retried(proposal):
         retried = approval_told(proposal, proposal.updated_at)
         if retried and retried != approved:
             approved = f"{approved}, {retried}"

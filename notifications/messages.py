@@ -20,6 +20,7 @@ from approvals.selectors import (
     campaigns_not_active_each,
     let_run_said,
     since_proposed_each,
+    was_retried,
 )
 from approvals.services.decisions import payload_seen
 from hitlproject.addresses import served_at
@@ -470,14 +471,6 @@ def _failures(
 def minute_text(at: datetime | None) -> str:
     """A time to the minute, with its zone: "2026-12-04 22:00 UTC" (when a message is due)."""
     return f"{timezone.localtime(at):%Y-%m-%d %H:%M %Z}" if at else ""
-
-
-def was_retried(proposal: Proposal) -> bool:
-    """Sent to run again by a person after its execution failed: approved (to run) since it
-    was decided, which only a retry does (the policy engine's approval decides it too)."""
-    return bool(
-        proposal.decided_at and proposal.approved_at and proposal.approved_at > proposal.decided_at
-    )
 
 
 def retried_text(proposal: Proposal) -> str:

@@ -32,6 +32,7 @@ from approvals.selectors import (
     rejected_said,
     review_window_ran_out,
     superseded_said,
+    was_retried,
     withdrawal_seen,
     withdrawn_said,
 )
@@ -79,7 +80,6 @@ from notifications.messages import (
     proposal_messages,
     retried_text,
     told_because,
-    was_retried,
 )
 from notifications.models import (
     NOT_UPDATED,

@@ -9,11 +9,13 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.messages import get_messages
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from approvals.models import Decision, Proposal
-from approvals.selectors import withdrawal_seen
+from approvals.selectors import superseded_said, withdrawal_seen
 from approvals.services.decisions import proposal_approve, proposal_reject, proposal_retry
 from executors.runner import proposal_execute
 from hitlproject.vocabulary import PARTLY_CARRIED_OUT
@@ -1803,6 +1805,31 @@ def test_a_retried_proposal_superseded_says_when_it_was_approved_and_when_retrie
         "nothing was done."
     )
     assert outcome_text(raise_) == f"Superseded. {status_line(page).split(' · ', 1)[1]}"
+
+
+def test_a_superseded_proposal_nobody_retried_is_said_without_reading_its_history(operator):
+    """Approved, then superseded as it was to run, never retried: it reads as approved at its
+    decision's time, its history not read for a retry that never was (a retry is told by its
+    approval's time, after the decision's, as everywhere else: ``was_retried``)."""
+    raise_ = evaluated(
+        bid_adjustment(action_type="budget_change")
+        | {"payload": {"campaign": "generic-search", "new_daily_budget": "600.00"}}
+    )
+    proposal_approve(proposal_id=raise_.pk, reviewer=operator)
+    Campaign.objects.filter(external_id="generic-search").update(daily_budget="550.00")
+    assert proposal_execute(proposal_id=raise_.pk).status == "superseded"
+    raise_.refresh_from_db()
+    approvals = list(raise_.decisions.select_related("reviewer").order_by("created_at"))
+
+    with CaptureQueriesContext(connection) as read:
+        said = superseded_said(raise_, approvals)
+
+    assert said == (
+        f"operator approved it at {approvals[-1].created_at:%Y-%m-%d %H:%M:%S} UTC, then its "
+        f"target was found changed before it ran, at {raise_.updated_at:%Y-%m-%d %H:%M:%S} "
+        "UTC: nothing was done."
+    )
+    assert read.captured_queries == []
 
 
 @pytest.mark.parametrize(
