@@ -31,7 +31,7 @@ from hitlproject.errors import DomainError
 from hitlproject.formats import share_percent
 from hitlproject.vocabulary import AUTO_EXECUTED, AUTO_NOT_EXECUTED, action_type_label, how_many
 from ledger.models import Account
-from policies.engine import format_magnitude
+from policies.engine import format_magnitude, percent_text
 from policies.models import Policy
 from policies.services import policy_in_force, rule_from_policy, rules_in_force
 
@@ -166,13 +166,15 @@ def _evidence(
     card = recommendation.card
     pct = share_percent
     verb = "widening" if recommendation.widens else "narrowing"
+    # The rule's thresholds exactly as set (97.5%, not "98%": more than the rule asks); the
+    # record's shares, read off its counts, to a whole percent.
     test = (
         f"at least {how_many(rules_now.widen_min_decisions, 'decision')}, at least "
-        f"{pct(rules_now.widen_min_clean_share)} approved as proposed, none rejected as too "
-        "aggressive"
+        f"{percent_text(rules_now.widen_min_clean_share)} approved as proposed, none rejected "
+        "as too aggressive"
         if recommendation.widens
         else f"at least {how_many(rules_now.narrow_min_decisions, 'decision')}, at least "
-        f"{pct(rules_now.narrow_min_rejected_share)} rejected"
+        f"{percent_text(rules_now.narrow_min_rejected_share)} rejected"
     )
     reasons = (
         ", ".join(

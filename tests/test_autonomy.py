@@ -82,6 +82,20 @@ def recommendation(rules) -> Proposal:
     return proposal_evaluate(proposal_id=made.pk)
 
 
+def test_the_rule_a_recommendation_meets_is_said_with_its_thresholds_as_set(rules):
+    """A policy owner's rule of 97.5% approved as proposed reads as 97.5%, not "98%": a
+    share rounded up said the rule asked more than it does."""
+    rules.widen_min_clean_share = Decimal("0.975")
+    rules.save()
+    record(*["approve"] * 10)
+
+    [recommendation] = autonomy_recommendations_propose()
+
+    assert "(at least 10 decisions, at least 97.5% approved as proposed" in (
+        recommendation.rationale
+    )
+
+
 def test_a_clean_record_earns_a_wider_ceiling_once_a_policy_owner_approves(rules, login):
     record(*["approve"] * 10)
 
