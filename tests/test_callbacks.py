@@ -14,9 +14,10 @@ from approvals.models import Agent, Proposal
 from approvals.services.decisions import proposal_approve, proposal_reject, proposal_retry
 from approvals.services.proposals import proposal_withdraw, proposal_withdraw_for_agent
 from feedback.callbacks import callback_event_deliver
-from feedback.models import CallbackEvent
+from feedback.models import CallbackEvent, Feedback
 from hitlproject.signing import sign
 from ledger.models import Campaign
+from policies.models import Policy
 from tests.conftest import (
     BID_RAISES,
     bid_adjustment,
@@ -85,6 +86,31 @@ def test_an_agent_whose_proposal_was_edited_hears_it_was_approved_with_edits(cal
     [approved] = [e for e in endpoint.events() if e["type"] == "proposal.approved"]
     assert approved["reason"] == "approved with edits by a reviewer"
     assert "2.20" in approved["proposal"]["summary"]
+
+
+def test_an_agent_hears_of_edits_a_first_of_two_reviewers_made_when_the_second_approves(
+    callback_endpoint, operators
+):
+    """Of two approvals, the first edited (2.20 where it proposed 2.40), the second as the
+    first left it: its feedback says approved_with_edits, and so does its callback, not
+    "approved by a reviewer" because the approval that settled it edited nothing."""
+    endpoint = callback_endpoint(200)
+    first, second = operators
+    Policy.objects.filter(action_type="bid_adjustment").update(required_approvals=2)
+    proposal = waiting_proposal()
+    assert proposal.required_approvals == 2
+
+    proposal_approve(
+        proposal_id=proposal.pk,
+        reviewer=first,
+        edited_payload={"campaign": proposal.payload["campaign"], "new_bid": "2.20"},
+    )
+    proposal_approve(proposal_id=proposal.pk, reviewer=second)
+
+    wait_until(lambda: settled(2))
+    [approved] = [e for e in endpoint.events() if e["type"] == "proposal.approved"]
+    assert approved["reason"] == "approved with edits by a reviewer"
+    assert Feedback.objects.get(proposal=proposal).kind == "approved_with_edits"
 
 
 def test_the_agent_hears_a_reviewer_withdrew_its_proposal_not_its_own_withdrawal(callback_endpoint):

@@ -361,10 +361,6 @@ def _decisions_record(
     said_to_each: dict[int, str] = {}
     if outcome == DecisionOutcome.APPROVE:
         reason, said_to_agent = by_a_reviewer("approved", reviewer)
-        # Its agent is told it was edited, as its feedback says ("approved_with_edits"): the
-        # summary it reads beside "approved by a reviewer" is not the one it proposed.
-        _, said_edited = by_a_reviewer("approved with edits", reviewer)
-        said_to_each = {pk: said_edited for pk in changes}
         for proposal in deciding:
             proposal.approvals_this_round += 1
         complete = [
@@ -372,6 +368,18 @@ def _decisions_record(
             for proposal in deciding
             if proposal.approvals_this_round >= proposal.required_approvals
         ]
+        # Its agent is told it was edited, as its feedback says ("approved_with_edits", read
+        # by the same comparison with what it proposed): by this approval or by an earlier
+        # one of its round, the summary it reads is not the one it proposed.
+        proposed_payloads = as_proposed_payloads(
+            [proposal.pk for proposal in complete], before_decision
+        )
+        _, said_edited = by_a_reviewer("approved with edits", reviewer)
+        said_to_each = {
+            proposal.pk: said_edited
+            for proposal in complete
+            if payload_diff(proposed_payloads[proposal.pk], proposal.payload)
+        }
         # The others wait for more reviewers, with this approval counted.
         settling = {proposal.pk for proposal in complete}
         waiting = [proposal for proposal in deciding if proposal.pk not in settling]
@@ -402,6 +410,9 @@ def _decisions_record(
             "rejected", reviewer, f": {RejectionReason(reason_code).label}"
         )
         complete, counted = deciding, ()
+        proposed_payloads = as_proposed_payloads(
+            [proposal.pk for proposal in complete], before_decision
+        )
     proposals_transition(
         proposals=complete,
         to_status=to_status,
@@ -426,7 +437,7 @@ def _decisions_record(
     decisions_settled(
         decisions=[decision for decision in decisions if decision.proposal_id in settled],
         actor=actor,
-        proposed_payloads=as_proposed_payloads(settled, before_decision),
+        proposed_payloads=proposed_payloads,
     )
     proposals_expire_locked(proposals=overdue)
     decided.proposals = deciding
