@@ -855,15 +855,21 @@ def campaigns_not_active_each(proposals: Sequence[Proposal]) -> dict[int, list[s
     return said
 
 
+# How many of a campaign's latest history records are read for when its status became what it is.
+STATUS_SINCE_READ = 200
+
+
 def _status_since(campaign: Campaign, proposal: Proposal) -> str:
     """How a campaign came to its status, as its history recorded it: the proposal whose
     execution set it (and when it executed), or who set it, and when; "" where its history
     holds no record of the change (it was made so)."""
-    became = None
-    for record in Campaign.history.filter(id=campaign.pk).order_by("-history_id")[:200]:
-        if record.status != campaign.status:
-            break
-        became = record
+    records = list(
+        Campaign.history.filter(id=campaign.pk).order_by("-history_id")[:STATUS_SINCE_READ]
+    )
+    kept = next((n for n, record in enumerate(records) if record.status != campaign.status), None)
+    if kept is None and len(records) == STATUS_SINCE_READ:
+        return ""  # it became so further back than is read: not known here
+    became = records[:kept][-1] if records[:kept] else None
     if became is None or became.history_type == "+":
         return ""
     by_proposal = _BY_PROPOSAL.match(became.history_change_reason or "")

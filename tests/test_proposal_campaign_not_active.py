@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from approvals.models import Proposal
+from approvals.selectors import STATUS_SINCE_READ
 from approvals.services.decisions import proposal_approve
 from executors.runner import proposal_execute
 from hitlproject.formats import console_time
@@ -127,3 +128,26 @@ def test_a_digest_reads_the_ledger_once_for_every_proposal_it_lists(operator):
         and message.campaigns_now[0].startswith("campaign generic-search is paused now")
         for message in messages
     )
+
+
+@pytest.mark.django_db
+def test_a_pause_further_back_than_its_history_is_read_names_no_one(operator, login):
+    """Paused by a person, then its budget changed more times than the page reads of its
+    history: the page named the oldest record it read as the pause, by whoever made that
+    change and when; it says the campaign is paused, and nothing of when it was not read."""
+    raise_ = evaluated(
+        bid_adjustment(
+            action_type="budget_change",
+            payload={"campaign": "generic-search", "new_daily_budget": "900.00"},
+        )
+    )
+    campaign = Campaign.objects.get(external_id="generic-search")
+    campaign.status = "paused"
+    campaign._change_reason = "paused by hand"
+    campaign.save()
+    for n in range(STATUS_SINCE_READ):
+        campaign.daily_budget = 600 + n
+        campaign._change_reason = "budget tuned while paused"
+        campaign.save()
+
+    assert notice(login("operator"), raise_) == "Campaign generic-search is paused now."
