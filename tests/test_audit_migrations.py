@@ -31,13 +31,18 @@ def migrate_audit_to(target: tuple[str, str]) -> MigrationExecutor:
     return executor
 
 
+def migrate_to_latest() -> None:
+    """Every app at its latest migration: going back in audit unapplied the later migrations
+    of the apps that depend on it, which migrating audit alone forward left unapplied."""
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
 @pytest.fixture
 def audit_migrations_restored() -> Iterator[None]:
-    """Whatever the test does, the audit app is at its latest migration again after it."""
+    """Whatever the test does, every app is at its latest migration again after it."""
     yield
-    executor = MigrationExecutor(connection)
-    latest = executor.loader.graph.leaf_nodes("audit")
-    executor.migrate(latest)
+    migrate_to_latest()
 
 
 def seal_as_before_objects(executor: MigrationExecutor) -> int:
@@ -98,7 +103,7 @@ def test_an_upgrade_over_a_chain_sealed_before_the_objects_were_recorded_verifie
     sealed = seal_as_before_objects(executor)
     assert sealed >= written  # and what the session's worker wrote meanwhile
 
-    migrate_audit_to(MigrationExecutor(connection).loader.graph.leaf_nodes("audit")[0])
+    migrate_to_latest()
     found = chain_verify()
     assert (found.holds, found.links, found.breaks) == (True, sealed, ())
 
@@ -131,7 +136,7 @@ def test_taking_the_sealed_object_migration_back_and_applying_it_again_breaks_no
     links = chain_verify().links
 
     migrate_audit_to(BEFORE_SEALED_OBJECT)
-    migrate_audit_to(MigrationExecutor(connection).loader.graph.leaf_nodes("audit")[0])
+    migrate_to_latest()
     found = chain_verify()
     assert (found.holds, found.links, found.breaks) == (True, links, ())
 
