@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models import OuterRef
 
 
 class ApprovalsConfig(AppConfig):
@@ -6,8 +7,7 @@ class ApprovalsConfig(AppConfig):
     verbose_name = "Approvals"
 
     def ready(self) -> None:
-        from django.db.models import OuterRef
-
+        # Models' modules, importable only once the app registry is ready.
         from audit.exports import export_adds
         from policies.services import version_number_of
 
