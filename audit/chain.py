@@ -42,7 +42,7 @@ from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from audit.exports import as_digested, audited_models
+from audit.exports import as_digested, audited_models, instant
 from audit.models import ChainBreak, ChainLayout, ChainLink, ChainSealing, ChainVerification
 from hitlproject.vocabulary import how_many
 
@@ -962,6 +962,22 @@ def last_verification_broken() -> ChainVerification | None:
         .first()
     )
     return last if last is not None and last.holds is False else None
+
+
+def records_found_broken() -> tuple[ChainVerification | None, dict[tuple[str, int], str]]:
+    """The last verification that finished, if it found the chain broken, and what it found
+    of each historical record it named, as the audit export gives it: by the record's table
+    (its historical model's label) and history id, worded as the chain's page words it (a
+    live row not as its last record: by that record), and when that verification finished."""
+    last = last_verification_broken()
+    if last is None:
+        return None, {}
+    marked, _ = chain_breaks_marked(verification=last, limit=last.breaks.count())
+    found: dict[tuple[str, int], list[str]] = defaultdict(list)
+    for page in marked:
+        found[page.table, page.history_id].append(page.what)
+    when = f"verification finished {instant(last.finished_at)}"
+    return last, {key: f"{'; '.join(said)} ({when})" for key, said in found.items()}
 
 
 @dataclass(frozen=True)

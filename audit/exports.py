@@ -1,9 +1,10 @@
 """The audit trail of a period, streamed as CSV or JSON Lines.
 
 Every historical record of every audited model, with who acted (user, agent or system), when,
-why, the record's fields after the change and which of them it changed. Records come in order
-of model, record and time, from server-side cursors, so an export of any size streams in
-constant memory. A time is written one way in both formats: ISO 8601, in UTC, to the
+why, the record's fields after the change, which of them it changed, and what the last
+verification of the audit chain found of it, if it found it not as it was sealed. Records
+come in order of model, record and time, from server-side cursors, so an export of any size
+streams in constant memory. A time is written one way in both formats: ISO 8601, in UTC, to the
 microsecond, as recorded ("2026-12-03T22:54:14.121073Z"), a notification's or a callback
 event's log too.
 """
@@ -45,6 +46,7 @@ COLUMNS = [
     "reason",
     "changed",
     "fields",
+    "chain",
 ]
 CHANGE = {"+": "created", "~": "changed", "-": "deleted"}
 # What the export calls a model's records where its console name is a person's own view.
@@ -143,7 +145,14 @@ class ExportEncoder(DjangoJSONEncoder):
         return super().default(o)
 
 
-def audit_records(*, since: datetime, until: datetime) -> Iterator[dict]:
+def audit_records(
+    *, since: datetime, until: datetime, found: dict[tuple[str, int], str] | None = None
+) -> Iterator[dict]:
+    """The records of the period. ``found``: what the last verification found of records it
+    named, by their historical model's label and history id
+    (``audit.chain.records_found_broken``), given in each one's ``chain``; empty where it
+    named none."""
+    found = found or {}
     for model in audited_models():
         historical = model.history.model
         secret = SECRET_FIELDS.get(model._meta.label_lower, set())
@@ -222,6 +231,7 @@ def audit_records(*, since: datetime, until: datetime) -> Iterator[dict]:
                 "reason": row["history_change_reason"] or "",
                 "changed": changed,
                 "fields": values,
+                "chain": found.get((historical._meta.label_lower, row["history_id"]), ""),
             }
 
 

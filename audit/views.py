@@ -14,10 +14,12 @@ from audit.chain import (
     chain_breaks_marked,
     chain_verification_ask,
     outside_the_chain,
+    records_found_broken,
 )
 from audit.exports import as_csv, as_jsonl, audit_records, exported_kinds
 from audit.models import ChainSealing, ChainVerification
 from hitlproject.celery import app
+from hitlproject.formats import console_time
 from hitlproject.periods import PeriodForm
 from hitlproject.queueing import after_commit
 from hitlproject.vocabulary import READ_PERMISSION
@@ -38,6 +40,7 @@ def audit_export(request: HttpRequest) -> HttpResponse:
     if not request.user.has_perm(READ_PERMISSION):
         raise PermissionDenied
     form = AuditExportForm(request.GET if "since" in request.GET else None)
+    broken_by, found = records_found_broken()
     if not (form.is_bound and form.is_valid()):
         return TemplateResponse(
             request,
@@ -47,10 +50,13 @@ def audit_export(request: HttpRequest) -> HttpResponse:
                 "title": "Export the audit trail",
                 "form": form,
                 "exported": exported_kinds(),
+                "broken_by": broken_by,
+                "broken_by_at": broken_by and console_time(broken_by.finished_at),
+                "found_broken": len(found),
             },
         )
     since, until = form.bounds()
-    records = audit_records(since=since, until=until)
+    records = audit_records(since=since, until=until, found=found)
     as_format = form.cleaned_data["format"]
     response = StreamingHttpResponse(
         as_csv(records) if as_format == "csv" else as_jsonl(records),

@@ -17,7 +17,9 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from approvals.models import Decision
 from approvals.services.decisions import proposal_approve, proposal_reject
+from audit.chain import chain_seal, chain_verification_record
 from executors.runner import proposal_execute
 from feedback.callbacks import callback_event_deliver
 from feedback.models import CallbackEvent
@@ -79,10 +81,40 @@ def test_the_csv_export_has_a_row_per_change(login):
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert list(rows[0]) == [
         "at", "model", "object_id", "history_id", "change", "actor_kind", "actor", "user",
-        "reason", "changed", "fields",
+        "reason", "changed", "fields", "chain",
     ]  # fmt: skip
     executed = [r for r in rows if r["model"] == "approvals.proposal" and "executed" in r["fields"]]
     assert json.loads(executed[-1]["fields"])["status"] == "executed"
+
+
+def test_a_record_the_last_verification_found_altered_is_marked_so_in_the_export(login):
+    """A decision's note rewritten in the database after it was sealed: the export gave the
+    forged note as the record, with nothing to tell it from the rest."""
+    proposal = executed_reference_proposal()
+    chain_seal()
+    forged = Decision.history.get(proposal_id=proposal.pk)
+    Decision.history.filter(history_id=forged.history_id).update(note="On the CMO's orders.")
+    verification = chain_verification_record()
+    assert verification.holds is False
+    auditor = login("auditor")
+
+    page = auditor.get(URL).content.decode()
+    response = auditor.get(URL, {**period(), "format": "jsonl"})
+
+    said = html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", page)))
+    assert "found the chain broken at 1 record (the audit chain's page lists it)" in said
+    out = io.StringIO()
+    call_command("export_audit", "--since", period()["since"], stdout=out)
+
+    when = verification.finished_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    for exported in (b"".join(response.streaming_content).decode(), out.getvalue()):
+        records = [json.loads(line) for line in exported.splitlines()]
+        marked = {(r["model"], r["history_id"]): r["chain"] for r in records if r["chain"]}
+        assert marked == {
+            ("approvals.decision", forged.history_id): (
+                f"was altered after it was sealed (verification finished {when})"
+            )
+        }
 
 
 def test_the_export_is_for_those_who_may_read_proposals(demo_world):

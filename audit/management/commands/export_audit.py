@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand
 
+from audit.chain import records_found_broken
 from audit.exports import as_csv, as_jsonl, audit_records
 from hitlproject.periods import command_period
 
@@ -15,5 +16,6 @@ class Command(BaseCommand):
     def handle(self, *args, since, until, format, **options):
         start, end = command_period(since, until)
         write = as_csv if format == "csv" else as_jsonl
-        for chunk in write(audit_records(since=start, until=end)):
+        _, found = records_found_broken()
+        for chunk in write(audit_records(since=start, until=end, found=found)):
             self.stdout.write(chunk, ending="")
