@@ -417,7 +417,7 @@ def failure_in_words(who: str, said: str, *, went: bool) -> str:
     and, only for one that sent none of its request, "… could not be reached: …"."""
     if not went:
         return f"{who} could not be reached: {said}"
-    if said.startswith("timed out"):
+    if said.startswith(("timed out", "answered")):
         return f"{who} {said}"
     return f"{who} did not answer: {said}"
 
@@ -519,6 +519,16 @@ def _not_http(error: httpx.RemoteProtocolError) -> str | None:
     return f"answered with something other than HTTP ({shown['what']}: “{text}”): not read"
 
 
+def _unreadable_answer(error: httpx.RemoteProtocolError) -> str | None:
+    """An answer that came but could not be read as HTTP, as recorded: headers that never end
+    within the cap (h11's "Receive buffer too long" says nothing to an operator), or no HTTP
+    at all (``_not_http``); None for a protocol error that is no answer (a connection closed
+    before any came)."""
+    if "buffer too long" in str(error):
+        return HEADERS_TOO_LONG
+    return _not_http(error)
+
+
 def _redirect_words(code: int, location: str | None) -> str:
     """What a redirect, which is never followed, is recorded as: that it was one, where it
     sent the caller (on one line, cut, its quotes made straight, as a refusal's words are),
@@ -561,13 +571,9 @@ def send_signed(
     except RefusedDestination as refused:
         return Sent(False, refused.retry, f"refused: {refused}"[:500])
     except httpx.RemoteProtocolError as error:
-        # h11's words for an answer whose headers never end within its cap ("Receive buffer
-        # too long") say nothing to an operator.
-        if "buffer too long" in str(error):
-            return Sent(False, True, HEADERS_TOO_LONG, unanswered=True, reached=True)
-        not_http = _not_http(error)
-        if not_http is not None:
-            return Sent(False, True, not_http[:500], unanswered=True, reached=True)
+        unreadable = _unreadable_answer(error)
+        if unreadable is not None:
+            return Sent(False, True, unreadable[:500], unanswered=True, reached=True)
         return _not_answered(error, progress)
     except (TimeoutError, httpx.HTTPError, OSError, ssl.SSLError) as error:
         return _not_answered(error, progress)
@@ -696,6 +702,15 @@ def exchange_within(
         return asyncio.run(within())
     # Whichever came first: httpx's timeout, or the deadline's (a bare TimeoutError, which
     # said nothing: "Slack could not be reached: ").
+    except httpx.RemoteProtocolError as error:
+        # An answer that came but is no HTTP, or whose headers never end, is said as
+        # ``send_signed`` says it: it was said as a connection lost, with h11's words and
+        # Python's repr of every byte it read (up to 100 KiB, kept on a message's record).
+        unreadable = _unreadable_answer(error)
+        if unreadable is not None:
+            raise ExchangeFailed(unreadable[:500], went=True) from error
+        failed = _failure_said(error, progress, deadline=deadline, connect=deadline)
+        raise ExchangeFailed(failed.said, went=failed.went) from error
     except (httpx.HTTPError, TimeoutError, OSError, ssl.SSLError) as error:
         failed = _failure_said(error, progress, deadline=deadline, connect=deadline)
         raise ExchangeFailed(failed.said, went=failed.went) from error

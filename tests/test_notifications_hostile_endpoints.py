@@ -377,6 +377,17 @@ def error_page(connection: socket.socket) -> None:
     )
 
 
+def not_http(connection: socket.socket) -> None:
+    """A mail server's greeting on the port SLACK_API_URL names."""
+    connection.sendall(b"220 mail.example.com ESMTP ready\r\n\r\n")
+
+
+def endless_headers(connection: socket.socket) -> None:
+    """A status line, then one header that never ends (past the 100 KiB read of them)."""
+    connection.sendall(b"HTTP/1.1 200 OK\r\nX-Padding: " + b"x" * 200_000)
+    HOSTILE_CLOSED.wait(5)
+
+
 @pytest.mark.parametrize(
     ("answer", "said"),
     [
@@ -392,8 +403,18 @@ def error_page(connection: socket.socket) -> None:
         # It said "Slack refused it: Received a response in a non-JSON format:", though no
         # Slack refused it: a page of a proxy in front of it, say.
         (error_page, "Slack answered HTTP 503, with no error of its own"),
+        # It said "Slack did not answer: the connection was lost after the request was sent:
+        # it may have arrived (illegal status line: bytearray(b'220 …'))": no connection was
+        # lost, and the words were Python's; headers without end, "(receive buffer too
+        # long)" or every byte read of them, 100 KiB of a repr on the message's record.
+        (
+            not_http,
+            "Slack answered with something other than HTTP "
+            "(illegal status line: “220 mail.example.com ESMTP ready”): not read",
+        ),
+        (endless_headers, "Slack answered with headers longer than 100 KiB: not read"),
     ],
-    ids=["silent", "hung up", "error page"],
+    ids=["silent", "hung up", "error page", "not http", "endless headers"],
 )
 def test_a_message_slack_did_not_answer_says_what_happened_on_its_record(
     demo_world, optimizer, hostile_slack, settings, answer, said
