@@ -717,6 +717,28 @@ def test_free_text_over_the_limit_is_a_413_though_every_item_is_malformed(optimi
     assert Proposal.objects.count() == 0
 
 
+def test_free_text_is_counted_in_the_characters_sent_not_as_escaped(optimizer, settings):
+    """Supporting data in another language than English was counted as JSON escapes it,
+    six characters for each letter outside ASCII ("\\u00e9"): a batch of 1,000 with 511,000
+    characters of free text was refused for "more than 2,000,000 characters". Here, at a limit
+    of 10,000, two items of 4,000 such letters each (8,000 characters; 48,000 escaped)."""
+    settings.API_MAX_TEXT_CHARS = 10_000
+    french = [
+        bid_adjustment(new_bid=bid, supporting_data={"note": "é" * 4000})
+        for bid in ("2.05", "2.10")
+    ]
+
+    response = optimizer.post("/api/v1/proposals/batch/", french, format="json")
+
+    assert response.status_code == 200, response.content
+    assert [item["status"] for item in response.json()] == [201, 201]
+    assert Proposal.objects.count() == 2
+    french.append(bid_adjustment(new_bid="2.15", supporting_data={"note": "é" * 2001}))
+    refused = optimizer.post("/api/v1/proposals/batch/", french, format="json")
+    assert refused.status_code == 413  # 10,001 characters, and more with the rest
+    assert Proposal.objects.count() == 2
+
+
 def test_a_batch_of_a_thousand_proposals_with_ordinary_rationales_fits_the_text_limit(optimizer):
     ordinary = bid_adjustment(
         rationale="CPC has been below target for five days while conversions held. " * 20,

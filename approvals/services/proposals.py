@@ -742,7 +742,11 @@ class FreeTextTally:
         self.length += len(rationale) if isinstance(rationale, str) else 0
         self.length += len(external_ref) if isinstance(external_ref, str) else 0
         if isinstance(supporting_data, dict | list):
-            self.length += len(json.dumps(supporting_data, separators=(",", ":")))
+            # Its characters as sent: escaped, each letter outside ASCII counted six times
+            # ("\u00e9"), and 511,000 characters sent were refused as "more than 2,000,000".
+            self.length += len(
+                json.dumps(supporting_data, separators=(",", ":"), ensure_ascii=False)
+            )
         limit = settings.API_MAX_TEXT_CHARS
         if self.length > limit:
             raise TooLarge(
