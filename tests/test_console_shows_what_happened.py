@@ -1072,6 +1072,39 @@ def test_a_two_person_rule_added_since_routing_is_said_with_the_version_asking(l
     assert now_version == 2  # the page names version 1, which routed it
 
 
+def test_a_two_person_rule_that_routed_it_is_not_said_as_asked_since_on_re_assessment(
+    operator, operators, login
+):
+    """Routed under the two-person rule (22% of brand-search, above 20%), it needed two
+    approvals from the start; when another reallocation from brand-search ran first and it
+    was re-assessed, its page said "It now needs 2 distinct approvals: … asks for 2 as it
+    stands (version 2)", naming the very version that routed it, as if it had needed one
+    before (the version's own required approvals, 1, were read as what it asked of it)."""
+    now_version = reallocations_policy_changed(
+        "Two people above 20%.",
+        more_approvals_above_magnitude=Decimal("0.20"),
+        approvals_above_threshold=2,
+    )
+    waiting = evaluated(reallocation("220.00"))
+    assert waiting.required_approvals == 2
+    first = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=first.pk, reviewer=operator)
+    proposal_approve(proposal_id=first.pk, reviewer=operators[1])
+    assert proposal_execute(proposal_id=first.pk).status == "executed"
+
+    waiting.refresh_from_db()
+    assert waiting.required_approvals == 2
+    assert waiting.verdict_reasons[0].startswith("Re-assessed after #")
+    page = html.unescape(page_of(login("operator"), waiting).text)
+    routed_by = re.sub(r"\s+", " ", page.split('id="routed-by"')[1].split("</p>")[0])
+    assert f"in its version {now_version}, as saved on" in routed_by
+    assert "1 approval, 2 above 20.0%" in routed_by
+    reasons = page.split('id="verdict-reasons"')[1].split("</ul>")[0]
+    assert "two-person rule: 2 distinct approvals are needed" in reasons
+    assert "It now needs" not in reasons
+    assert not any("It now needs" in reason for reason in waiting.verdict_reasons)
+
+
 @pytest.mark.parametrize(
     "required, above, said",
     [

@@ -538,7 +538,8 @@ def proposals_reassess_waiting(*, waiting: Sequence[Overtaken], actor: Actor) ->
         proposal, note = overtaken.proposal, overtaken.reassessed_note
         proposing = _proposing(proposal)
         assessed = checked[proposing]
-        outcome = (proposing, note, *_outcome_read(proposal))
+        # The approvals it was routed needing are read too: whether "It now needs" is said.
+        outcome = (proposing, note, *_outcome_read(proposal), routed_with.get(proposal.pk))
         if outcome not in outcomes:
             if isinstance(assessed, InvalidInput):
                 why = assessed.message
