@@ -88,6 +88,7 @@ from math import gcd
 from typing import Literal, NamedTuple
 
 from hitlproject.durations import describe_duration
+from hitlproject.percentages import percent_figure, round_half_away
 
 Outcome = Literal["auto_approve", "review", "block"]
 MagnitudeUnit = Literal["ratio", "count"]
@@ -380,7 +381,7 @@ def rounded_percent(value: Number, *, signed: bool = False) -> str:
     float, which can land on either side of a tie), and rounded half away from zero, as people
     and spreadsheets round: 0.85 / 0.80 is +6.25%, which reads "+6.3%"."""
     numerator, denominator = _ratio(value)
-    return _percent_text(numerator, denominator, digits=1, signed=signed)
+    return percent_figure(numerator, denominator, digits=1, signed=signed)
 
 
 def change_percent(current: Number, new: Number, *, signed: bool = False) -> str:
@@ -395,28 +396,11 @@ def change_percent(current: Number, new: Number, *, signed: bool = False) -> str
         numerator, denominator = -numerator, -denominator
     if not signed:
         numerator = abs(numerator)
-    return _percent_text(numerator, denominator, digits=1, signed=signed)
-
-
-def _percent_text(numerator: int, denominator: int, *, digits: int, signed: bool) -> str:
-    """numerator / denominator as a percentage to ``digits`` decimals, halves away from zero
-    (the denominator positive). A move too small to show keeps its direction ("-0.0%")."""
-    shift = 10**digits
-    units = _round_half_away(abs(numerator) * 100 * shift, denominator)
-    whole, decimals = divmod(units, shift)
-    sign = "-" if numerator < 0 else "+" if signed else ""
-    return f"{sign}{whole}.{decimals:0{digits}d}%"
+    return percent_figure(numerator, denominator, digits=1, signed=signed)
 
 
 def _at_cap(numerator: int, denominator: int) -> bool:
     return numerator >= int(MAGNITUDE_CAP) * denominator
-
-
-def _round_half_away(numerator: int, denominator: int) -> int:
-    """round(numerator / denominator) exactly, halves up, for a numerator and denominator
-    that are not negative: what rounding half away from zero does to a magnitude."""
-    quotient, remainder = divmod(numerator, denominator)
-    return quotient + 1 if 2 * remainder >= denominator else quotient
 
 
 def format_magnitude(value: Number, unit: MagnitudeUnit) -> str:
@@ -424,7 +408,7 @@ def format_magnitude(value: Number, unit: MagnitudeUnit) -> str:
         numerator, denominator = _ratio(value)
         if _at_cap(numerator, denominator):
             return f"at least {rounded_percent(MAGNITUDE_CAP)}"  # recorded at the cap
-        return _percent_text(numerator, denominator, digits=1, signed=False)
+        return percent_figure(numerator, denominator, digits=1, signed=False)
     if isinstance(value, Fraction):
         value = Decimal(value.numerator) / Decimal(value.denominator)
     return f"{Decimal(value).normalize():f}"
@@ -434,7 +418,7 @@ def _move_text(moved: _Ratio, limit: _Ratio, *, signed: bool = True) -> str:
     """``rounded_percent``, with a decimal more (up to six) for as long as it reads as the
     limit does by the same rule: a move over a ceiling never reads as the ceiling."""
     digits = _digits_apart(moved, limit)
-    return _percent_text(moved[0], moved[1], digits=digits, signed=signed)
+    return percent_figure(moved[0], moved[1], digits=digits, signed=signed)
 
 
 def _digits_apart(moved: _Ratio, limit: _Ratio) -> int:
@@ -443,7 +427,7 @@ def _digits_apart(moved: _Ratio, limit: _Ratio) -> int:
     numerator, denominator = abs(moved[0]) * 100, moved[1]
     limit_numerator, limit_denominator = abs(limit[0]) * 100, limit[1]
     digits, shift = 1, 10
-    while digits < 6 and _round_half_away(numerator * shift, denominator) == _round_half_away(
+    while digits < 6 and round_half_away(numerator * shift, denominator) == round_half_away(
         limit_numerator * shift, limit_denominator
     ):
         digits, shift = digits + 1, shift * 10
@@ -459,14 +443,14 @@ def _limit_beside(moved: _Ratio, limit: _Ratio) -> str:
     numerator, denominator = abs(limit[0]), limit[1]
     digits = _digits_apart(moved, limit)
     if digits == 1 or numerator * 1000 % denominator == 0:
-        return _percent_text(numerator, denominator, digits=1, signed=False)
+        return percent_figure(numerator, denominator, digits=1, signed=False)
     if numerator * 100 * 10**digits % denominator == 0:
         return percent_text(Fraction(numerator, denominator))
-    return _percent_text(numerator, denominator, digits=digits, signed=False)
+    return percent_figure(numerator, denominator, digits=digits, signed=False)
 
 
 def _own_move_text(numerator: int, denominator: int) -> str:
-    return _percent_text(numerator - denominator, denominator, digits=1, signed=True)
+    return percent_figure(numerator - denominator, denominator, digits=1, signed=True)
 
 
 def _round_half_even(numerator: int, denominator: int) -> int:

@@ -18,6 +18,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from approvals.action_types.base import change_label, signed_percent
+from hitlproject.formats import share_percent
+from hitlproject.percentages import round_half_away
 from ledger.models import Campaign
 from notifications.channels import EmailChannel
 from notifications.messages import proposal_messages
@@ -62,6 +64,43 @@ def test_a_move_between_ledger_figures_reads_as_a_spreadsheet_rounds_it(current,
     if Fraction(as_decimal) == exact * 100:
         rounded = as_decimal.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
         assert signed_percent(current, new) == f"{rounded:+f}%"
+
+
+def whole_half_away(value: Fraction) -> str:
+    """A share to a whole percent as a person rounds it by hand: halves up in size."""
+    whole = floor(abs(value) * 100 + Fraction(1, 2))
+    return f"{'-' if value < 0 else ''}{whole}%"
+
+
+def test_a_half_rounds_away_from_zero_whichever_its_sign():
+    assert [round_half_away(n, 2) for n in (-5, -3, -1, 1, 3, 5)] == [-3, -2, -1, 1, 2, 3]
+    assert round_half_away(-4, 3) == -1 and round_half_away(4, 3) == 1
+    # 1/8 of proposals auto-executed reads as 1/16 of a bid's move does, half away from zero.
+    assert share_percent(0.125) == "13%" and share_percent(Decimal("-0.125")) == "-13%"
+    assert engine.rounded_percent(Fraction(1, 16)) == "6.3%"
+    assert engine.rounded_percent(Fraction(-1, 16), signed=True) == "-6.3%"
+    assert share_percent(Decimal("-0.001")) == "-0%"  # as "-0.0%": too small, still a fall
+
+
+@given(st.integers(min_value=0, max_value=10**6), st.integers(min_value=1, max_value=10**6))
+@example(1, 8)  # 12.5%
+@example(29, 200)  # 14.5%: the float 0.145 is a hair under it, read as the decimal it is
+@example(1, 200)  # 0.5%
+def test_a_share_reads_the_same_whole_percent_as_float_decimal_or_fraction(count, total):
+    share = Fraction(count, total)
+    shown = whole_half_away(share)
+    assert share_percent(share) == shown
+    assert share_percent(count / total) == shown
+    if (share * 10**6).denominator == 1:
+        assert share_percent(Decimal(share.numerator) / share.denominator) == shown
+
+
+def test_a_share_a_hair_under_a_half_rounds_down_however_fine_the_hair():
+    # Past Decimal's 28 digits a division rounded 0.1249…9 up to 0.125, and the share read 13%.
+    share = Fraction(10**40 // 8 - 1, 10**40)
+    assert share_percent(share) == "12%"
+    assert share_percent(-share) == "-12%"
+    assert share_percent(Fraction(1, 8)) == "13%"
 
 
 def figures(text: str) -> list[Decimal]:
