@@ -9,8 +9,8 @@ from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import IS_FACETS_VAR, IS_POPUP_VAR
 from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
-from django.db.models import F, OuterRef, Q, Subquery, Value, Window
-from django.db.models.functions import Coalesce, RowNumber
+from django.db.models import F, OuterRef, Q, Subquery, Window
+from django.db.models.functions import RowNumber
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -73,7 +73,7 @@ from policies.engine import (
     format_money,
     percent_text,
 )
-from policies.models import BrandGuidelines, KillSwitch, KillSwitchScope, Policy, lines
+from policies.models import BrandGuidelines, KillSwitch, KillSwitchScope, Policy, lines, same_scope
 from policies.reading import describe, is_invisible
 from policies.services import rules_in_force
 
@@ -500,19 +500,7 @@ def outranked_by_annotated(policies: models.QuerySet[Policy]) -> models.QuerySet
     """Each policy with the id and name of the live policy that outranks it on its whole
     scope (``Policy.outranked_by``), read with the list rather than once a row."""
     rivals = (
-        Policy.objects.annotate(
-            agent_or_none=Coalesce("agent_id", Value(0)),
-            account_or_none=Coalesce("account_id", Value(0)),
-        )
-        .filter(
-            is_active=True,
-            is_draft=False,
-            action_type=OuterRef("action_type"),
-            agent_or_none=Coalesce(OuterRef("agent_id"), Value(0)),
-            account_or_none=Coalesce(OuterRef("account_id"), Value(0)),
-            agent_kind=OuterRef("agent_kind"),
-            channel=OuterRef("channel"),
-        )
+        Policy.objects.filter(same_scope(), is_active=True, is_draft=False)
         .filter(
             Q(priority__gt=OuterRef("priority"))
             | Q(priority=OuterRef("priority"), pk__lt=OuterRef("pk"))

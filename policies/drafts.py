@@ -27,7 +27,7 @@ from django.db import transaction
 
 from audit.actors import Actor, acting_as
 from hitlproject.errors import DomainError, NotFound
-from policies.models import Policy
+from policies.models import Policy, same_scope
 
 # What a policy says, as opposed to where it stands (live or draft, active) and its bookkeeping.
 SETTINGS = tuple(
@@ -98,15 +98,7 @@ def replaced_policy(draft: Policy, *, lock: bool = False) -> Policy | None:
         if source is not None:
             return source
     return (
-        policies.filter(
-            is_active=True,
-            action_type=draft.action_type,
-            agent=draft.agent_id,
-            account=draft.account_id,
-            agent_kind=draft.agent_kind,
-            channel=draft.channel,
-            priority=draft.priority,
-        )
+        policies.filter(same_scope(draft), is_active=True, priority=draft.priority)
         .order_by("pk")
         .first()
     )

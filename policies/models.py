@@ -3,6 +3,9 @@ from datetime import timedelta
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models import OuterRef, Value
+from django.db.models.functions import Coalesce
+from django.db.models.lookups import Exact
 
 from audit.models import audited_history
 from hitlproject.periods import DurationAtLeast, DurationAtMost, describe_duration
@@ -25,6 +28,32 @@ DECIDE_WITHIN_BOUNDS = (timedelta(minutes=1), timedelta(days=365))
 # waits until it expires), not a stricter rule.
 MAX_PRIORITY = 1_000_000
 MAX_APPROVALS = 10
+
+
+# A policy's scope: the action type it governs, and each of agent, account, agent kind and
+# channel it names or leaves blank (any). The first two are blank as NULL, the others as "".
+SCOPE_FIELDS = ("action_type", "agent_id", "account_id", "agent_kind", "channel")
+_BLANK_AS_NULL = frozenset({"agent_id", "account_id"})
+
+
+def same_scope(policy: "Policy | None" = None) -> models.Q:
+    """The policies of ``policy``'s action type and scope: the one rule by which a policy
+    outranks another (``Policy.outranked_by``, the policy list's ``outranked_by_annotated``),
+    two may not share a priority (``Policy.clean``), and a draft takes a policy's place
+    (``policies.drafts.replaced_policy``). Each of agent, account, agent kind and channel named
+    alike or blank alike: one for any agent is not of the scope of one naming an agent (it
+    governs more; the one naming it wins where both match). ``None``: of each row of the outer
+    query, in a ``Subquery``, where SQL's = never holds of two blanks."""
+    if policy is not None:  # a blank agent or account filters as IS NULL
+        return models.Q(**{field: getattr(policy, field) for field in SCOPE_FIELDS})
+    return models.Q(
+        *(
+            Exact(Coalesce(field, Value(0)), Coalesce(OuterRef(field), Value(0)))
+            if field in _BLANK_AS_NULL
+            else models.Q(**{field: OuterRef(field)})
+            for field in SCOPE_FIELDS
+        )
+    )
 
 
 def _within(bounds: tuple[timedelta, timedelta]) -> list:
@@ -237,15 +266,9 @@ class Policy(models.Model):
         return "Live" if self.is_active else "Inactive"
 
     def _same_scope_live(self) -> models.QuerySet["Policy"]:
-        return Policy.objects.filter(
-            is_active=True,
-            is_draft=False,
-            action_type=self.action_type,
-            agent=self.agent_id,
-            account=self.account_id,
-            agent_kind=self.agent_kind,
-            channel=self.channel,
-        ).exclude(pk=self.pk)
+        return Policy.objects.filter(same_scope(self), is_active=True, is_draft=False).exclude(
+            pk=self.pk
+        )
 
     def outranked_by(self) -> "Policy | None":
         """The live policy of this one's action type and scope that the engine prefers on
@@ -277,17 +300,6 @@ class Policy(models.Model):
             .order_by("-priority", "pk")
         )
 
-    @property
-    def scope_key(self) -> tuple:
-        return (
-            self.action_type,
-            self.agent_id,
-            self.account_id,
-            self.agent_kind,
-            self.channel,
-            self.priority,
-        )
-
     def clean(self) -> None:
         late = decision_due_after_expiry(self)
         if late:
@@ -298,14 +310,7 @@ class Policy(models.Model):
         if not self.is_active:
             return
         rivals = Policy.objects.filter(
-            is_active=True,
-            is_draft=self.is_draft,
-            action_type=self.action_type,
-            agent=self.agent_id,
-            account=self.account_id,
-            agent_kind=self.agent_kind,
-            channel=self.channel,
-            priority=self.priority,
+            same_scope(self), is_active=True, is_draft=self.is_draft, priority=self.priority
         ).exclude(pk=self.pk)
         rival = rivals.first()
         if rival is not None:

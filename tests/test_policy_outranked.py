@@ -7,9 +7,13 @@ import html
 import re
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.test import Client
 from django.urls import reverse
 
+from approvals.models import Agent
+from policies.admin import outranked_by_annotated
+from policies.drafts import replaced_policy
 from policies.models import Policy
 from tests.conftest import bid_adjustment
 from tests.factories import evaluated
@@ -103,3 +107,44 @@ def test_a_policy_saved_below_another_of_its_scope_is_told_it_decides_nothing(ow
         f"“Bid adjustments strict” (#{strict.pk}) outranks it, with its action type and scope "
         "at priority 1: this policy decides nothing while that one is live." in text_of(saved)
     )
+
+
+def outranked_as_listed() -> dict[str, str | None]:
+    return {
+        policy.name: policy.outranked_by_name
+        for policy in outranked_by_annotated(Policy.objects.filter(action_type="bid_adjustment"))
+    }
+
+
+def test_a_policy_for_any_agent_and_one_naming_an_agent_are_of_two_scopes_to_every_rule(
+    demo_world,
+):
+    """Outranking (a policy's page and the list), a priority two policies may not share, and
+    the policy a draft takes the place of, all read "the same scope" by one rule: a policy for
+    any agent and one naming an agent, at the same priority, are of two scopes to all three."""
+    agent = Agent.objects.order_by("pk").first()
+    any_agent = bids()
+    named = Policy.objects.create(
+        name="Bid adjustments, one agent",
+        action_type="bid_adjustment",
+        agent=agent,
+        priority=any_agent.priority,
+    )
+
+    named.clean()  # not "already covers this action type and scope"
+    assert any_agent.outranked_by() is None and named.outranked_by() is None
+    assert any_agent.outranks() == [] and named.outranks() == []
+    assert outranked_as_listed() == {"Bid adjustments": None, "Bid adjustments, one agent": None}
+    draft = {"action_type": "bid_adjustment", "priority": any_agent.priority, "is_draft": True}
+    assert replaced_policy(Policy(agent=agent, **draft)) == named
+    assert replaced_policy(Policy(**draft)) == any_agent
+
+    # Another for any agent is of the first one's scope, to all three alike.
+    other = Policy(name="Bid adjustments too", action_type="bid_adjustment", priority=0)
+    with pytest.raises(ValidationError, match="already covers this action type and scope"):
+        other.clean()
+    other.save()
+    assert other.outranked_by() == any_agent and any_agent.outranks() == [other]
+    assert named.outranks() == [] and named.outranked_by() is None
+    assert outranked_as_listed()["Bid adjustments too"] == "Bid adjustments"
+    assert outranked_as_listed()["Bid adjustments, one agent"] is None
