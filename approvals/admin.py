@@ -27,6 +27,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.text import capfirst
 
 from approvals import action_types
 from approvals.action_types.forms import ActionEditForm, edit_form_for
@@ -139,6 +140,7 @@ from hitlproject.vocabulary import (
     FINAL_STATUSES,
     MAY_STILL_BE_DECIDED_STATUSES,
     NOTE_MAX_LENGTH,
+    SENT_TO_RUN_AGAIN,
     STATUS_REACHED,
     UNDER_WAY_STATUSES,
     VerdictOutcome,
@@ -573,8 +575,8 @@ def rejection_logged(reason_code: str) -> str:
 
 def retry_logged(proposal: Proposal) -> str:
     if proposal.status == ProposalStatus.APPROVED:
-        return "Sent to be executed again"
-    return f"Retried: it {STATUS_REACHED[proposal.status]}"
+        return capfirst(SENT_TO_RUN_AGAIN)
+    return f"{capfirst(SENT_TO_RUN_AGAIN)}: it {STATUS_REACHED[proposal.status]}"
 
 
 def _refused(error: DomainError, proposal_id: int, act: Act) -> str:
@@ -977,7 +979,7 @@ class ProposalHistoryValues(ConsoleHistoryValues):
         if change.field == RETRIED_AT:
             return dataclasses.replace(
                 change,
-                field="Sent to run again at",
+                field=f"{capfirst(SENT_TO_RUN_AGAIN)} at",
                 old=self.prepare_delta_change_value(change, change.old),
                 new=self.prepare_delta_change_value(change, change.new),
             )
@@ -1805,7 +1807,7 @@ class ProposalAdmin(ReadOnlyAdmin):
 
         def retried_said(retried: Proposal) -> str:
             if retried.status == ProposalStatus.APPROVED:
-                return f"Proposal #{retried.pk} is sent to be executed again."
+                return f"Proposal #{retried.pk} is {SENT_TO_RUN_AGAIN}."
             return _what_happened(retried)
 
         return self._decide(

@@ -53,10 +53,12 @@ from hitlproject.vocabulary import (
     FINAL_STATUSES,
     MAY_STILL_RUN_STATUSES,
     PARTLY_CARRIED_OUT,
+    SENT_TO_RUN_AGAIN,
     UNDER_WAY_STATUSES,
     CarriedOut,
     VerdictOutcome,
     retry_may_repeat,
+    sent_to_run_again_said,
 )
 from ledger.models import (
     Account,
@@ -439,6 +441,11 @@ def review_window_ran_out(proposal: Proposal, approvers: Sequence[str] = ()) -> 
     )
 
 
+# How the history record of a person's retry begins ("sent to run again by operator"), and how
+# it began before it said it so: a record keeps the words it was written with.
+_RETRY_RECORDED = (f"{SENT_TO_RUN_AGAIN} by ", "execution retried by ")
+
+
 def was_retried(proposal) -> bool:
     """Sent to run again by a person after its execution failed: approved (to run) since it
     was decided, which only a retry does (the policy engine's approval decides it too). Of a
@@ -520,7 +527,8 @@ def approval_told(proposal: Proposal, at: datetime) -> str:
     """Who approved the proposal by the move its history records last up to ``at`` (an event
     the agent was sent then), as every reader is told it: "operator approved it at …" (a
     person, or several), "Policy “Bid adjustments” let it run without a person at …", or
-    "operator retried its failed execution at …"; "" if its history records no such move."""
+    "its execution failed, and operator sent it to run again at …"; "" if its history records
+    no such move."""
     record = (
         Proposal.history.filter(
             id=proposal.pk, status=ProposalStatus.APPROVED, history_date__lte=at
@@ -532,8 +540,8 @@ def approval_told(proposal: Proposal, at: datetime) -> str:
         return ""
     when = console_time(record.history_date)
     if record.history_actor_kind == "user":
-        if (record.history_change_reason or "").startswith("execution retried by "):
-            return f"{record.history_actor} retried its failed execution at {when}"
+        if (record.history_change_reason or "").startswith(_RETRY_RECORDED):
+            return sent_to_run_again_said(record.history_actor, when)
         approvals = list(
             Decision.objects.filter(
                 proposal=proposal,

@@ -190,6 +190,19 @@ NO_SURE_ANSWER = "got no answer that says whether the channel carried it out"
 # part twice.
 PARTLY_CARRIED_OUT = "Partly carried out on the channel, not retried: "
 
+# A failed execution a person sent back to run (its page's Retry button), in the one phrase
+# everyone reads it in: the operator's confirmation, the console's log and the proposal's
+# history, the messages to people, and its agent's callback ("sent to run again by a
+# reviewer"). Not "retried": an execution's own further attempts are retries ("not retried",
+# above), and a reader of both could not tell a person's act from the platform's.
+SENT_TO_RUN_AGAIN = "sent to run again"
+
+
+def sent_to_run_again_said(who: str, when: str) -> str:
+    """Who sent a failed execution to run again, and when, as every reader is told it after
+    what came before: "its execution failed, and operator sent it to run again at …"."""
+    return f"its execution failed, and {who} sent it to run again at {when}"
+
 
 class CarriedOut(models.TextChoices):
     """What a proposal's execution attempts did on the channel, as far as the platform knows

@@ -26,7 +26,12 @@ from approvals.services.decisions import payload_seen
 from hitlproject.addresses import served_at
 from hitlproject.formats import console_time
 from hitlproject.validation import one_line
-from hitlproject.vocabulary import EXECUTION_FAILED, VerdictOutcome
+from hitlproject.vocabulary import (
+    EXECUTION_FAILED,
+    SENT_TO_RUN_AGAIN,
+    VerdictOutcome,
+    sent_to_run_again_said,
+)
 from notifications.models import Claim, DecisionDeadline, NotificationKind
 from policies.reading import is_control
 from policies.services import KILL_SWITCH_FINDING, kill_switch_finding_now, kill_switches_named_over
@@ -45,7 +50,7 @@ HEADLINES = {
 }
 # The headline of a message that said its execution failed, once a person sent it to run
 # again: what it says below is what became of it since.
-FAILED_THEN_SENT_AGAIN = "Its execution failed, then it was sent to run again"
+FAILED_THEN_SENT_AGAIN = f"Its execution failed, then it was {SENT_TO_RUN_AGAIN}"
 # The headline of a message saying it waits, to a person it does not wait for: one who owns
 # the agent that proposed it, or who has approved it and waits for another's approval.
 WAITS_NOT_FOR_YOU = "Waits for a decision"
@@ -254,7 +259,7 @@ def failed_since_retried_text(lines: Sequence[DigestLine]) -> str:
     said = failed_count_text(len(lines))
     if not retried:
         return said
-    return f"{said}; {retried} {'was' if retried == 1 else 'were'} sent to run again"
+    return f"{said}; {retried} {'was' if retried == 1 else 'were'} {SENT_TO_RUN_AGAIN}"
 
 
 def still_waiting_count_text(waiting: int, *, listed: int) -> str:
@@ -484,10 +489,7 @@ def retried_text(proposal: Proposal) -> str:
         .values_list("history_actor", flat=True)
         .first()
     )
-    return (
-        f"; its execution failed, and {who or 'a person'} sent it to run again at "
-        f"{console_time(proposal.approved_at)}"
-    )
+    return f"; {sent_to_run_again_said(who or 'a person', console_time(proposal.approved_at))}"
 
 
 def _words_shown(proposal: Proposal) -> list[tuple[str, list[tuple[str, str]]]]:

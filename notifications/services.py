@@ -65,6 +65,7 @@ from hitlproject.vocabulary import (
     INTERRUPTED,
     READ_PERMISSION,
     REVIEW_ENDINGS,
+    SENT_TO_RUN_AGAIN,
     VerdictOutcome,
 )
 from notifications.carriers import channel_for
@@ -378,7 +379,7 @@ def _ended_about(proposal: Proposal) -> str:
     """What an update about a proposal that left review is for: "the decision: rejected"."""
     status = proposal.get_status_display().lower()
     if proposal.status == S.APPROVED and was_retried(proposal):
-        return f"its execution retried by {_actor().name}"
+        return f"{SENT_TO_RUN_AGAIN} by {_actor().name}"
     if proposal.status in (S.REJECTED, *APPROVED_TO_RUN_STATUSES):
         return f"the decision: {status}"
     return f"the end of its review: {status}"

@@ -166,7 +166,7 @@ def test_the_agent_is_told_what_people_decided_not_who_decided(callback_endpoint
         "proposal.withdrawn",
     ]
     assert "approved by a reviewer" in [reason for _, reason in said]
-    assert "execution retried by a reviewer" in [reason for _, reason in said]
+    assert "sent to run again by a reviewer" in [reason for _, reason in said]
     assert ("proposal.rejected", "rejected by a reviewer: Too aggressive") in said
     assert ("proposal.withdrawn", "withdrawn by a reviewer for the agent: owner asked") in said
     for request in endpoint.received:

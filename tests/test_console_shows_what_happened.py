@@ -182,7 +182,7 @@ def test_retrying_a_failed_execution_says_it_is_sent_again_not_that_it_is_approv
     answer = operator.post(reverse("admin:approvals_proposal_retry", args=[raise_.pk]), follow=True)
 
     said = [str(message) for message in get_messages(answer.wsgi_request)]
-    assert said == [f"Proposal #{raise_.pk} is sent to be executed again."]
+    assert said == [f"Proposal #{raise_.pk} is sent to run again."]
     assert not raise_.decisions.exists()
 
 
@@ -1826,18 +1826,24 @@ def test_a_retried_proposal_superseded_says_when_it_was_approved_and_when_retrie
     proposal_retry(proposal_id=raise_.pk, reviewer=operator)
     assert proposal_execute(proposal_id=raise_.pk).status == "superseded"
     raise_.refresh_from_db()
-    retried = raise_.history.filter(history_change_reason__startswith="execution retried")
+    retried = raise_.history.filter(history_change_reason__startswith="sent to run again by ")
     retried_at = retried.get().history_date
 
     page = page_of(login("auditor"), raise_)
 
     assert status_line(page) == (
-        f"Superseded · operator approved it at {approved_at:%Y-%m-%d %H:%M:%S} UTC, operator "
-        f"retried its failed execution at {retried_at:%Y-%m-%d %H:%M:%S} UTC, then its target "
+        f"Superseded · operator approved it at {approved_at:%Y-%m-%d %H:%M:%S} UTC, its "
+        f"execution failed, and operator sent it to run again at "
+        f"{retried_at:%Y-%m-%d %H:%M:%S} UTC, then its target "
         f"was found changed before it ran, at {raise_.updated_at:%Y-%m-%d %H:%M:%S} UTC: "
         "nothing was done."
     )
     assert outcome_text(raise_) == f"Superseded. {status_line(page).split(' · ', 1)[1]}"
+    # A retry recorded before it was said so ("execution retried by operator") reads the same.
+    raise_.history.filter(pk=retried.get().pk).update(
+        history_change_reason="execution retried by operator"
+    )
+    assert status_line(page_of(login("auditor"), raise_)) == status_line(page)
 
 
 def test_a_superseded_proposal_nobody_retried_is_said_without_reading_its_history(operator):
@@ -2063,6 +2069,6 @@ def test_a_retry_leaves_the_approval_time_in_the_history_and_reads_as_a_retry(op
     assert f"Approved at: {approved_said} UTC →" not in text
     # Its own entry: who retried it, when, and its move back to running.
     assert (
-        f"{retried_said} UTC Changed operator (person) execution retried by operator "
+        f"{retried_said} UTC Changed operator (person) sent to run again by operator "
         f"Status: Failed → Approved Sent to run again at: — → {retried_said} UTC"
     ) in text

@@ -165,7 +165,7 @@ def test_a_failed_move_retried_a_day_later_counts_from_its_retry(optimizer, oper
     [counted] = CountedMove.objects.filter(proposal_id=first["id"])
     assert (counted.approved_at, counted.executed) == (retried.approved_at, False)
     retry_record = Proposal.history.filter(id=first["id"]).latest("history_id")
-    assert retry_record.history_change_reason == "execution retried by operator"
+    assert retry_record.history_change_reason == "sent to run again by operator"
     assert retry_record.approved_at == retried.approved_at
     assert executed(first).status == ProposalStatus.EXECUTED
     assert CountedMove.objects.get(proposal_id=first["id"]).executed

@@ -310,7 +310,7 @@ def test_a_retried_execution_says_it_failed_and_who_sent_it_to_run_again(
         "about", flat=True
     )
     assert list(abouts).count("the decision: approved") == 1
-    assert "its execution retried by operator" in abouts
+    assert "sent to run again by operator" in abouts
 
 
 def _says_now(slack, where: dict) -> str:

@@ -65,7 +65,7 @@ from audit.actors import Actor, acting_as
 from audit.history import create_with_history, update_with_history
 from hitlproject.diffs import payload_diff
 from hitlproject.errors import Conflict, DomainError, InvalidInput, NotFound
-from hitlproject.vocabulary import how_many, note_checked
+from hitlproject.vocabulary import SENT_TO_RUN_AGAIN, how_many, note_checked
 from ledger.models import campaign_field_label
 from policies.services import CappedSpends, brand_guideline_findings
 
@@ -511,7 +511,7 @@ def proposal_reject(
 def proposal_retry(*, proposal_id: int, reviewer: AbstractBaseUser) -> Proposal:
     """A person sends a failed proposal back to execution, by the rule of who may act on it:
     retrying is deciding again that it should run."""
-    reason, said_to_agent = by_a_reviewer("execution retried", reviewer)
+    reason, said_to_agent = by_a_reviewer(SENT_TO_RUN_AGAIN, reviewer)
     with transaction.atomic():
         check_may_act(reviewer, proposal_lock(proposal_id), Act.RETRY)
         return proposal_transition(
