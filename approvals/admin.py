@@ -118,6 +118,7 @@ from audit.admin import (
     ConsoleHistoryValues,
     ReadOnlyAdmin,
     address_quoted,
+    chain_broken_as_last_verified,
     console_act_logged,
     console_acts_logged,
     refuse_nul_in_search,
@@ -1491,7 +1492,9 @@ class ProposalAdmin(ReadOnlyAdmin):
             # the audit chain found altered is said so beside them.
             "deciding_policy_break": routed_by
             and record_break_recorded(
-                history=Policy.history.model, history_id=routed_by.history_id
+                history=Policy.history.model,
+                history_id=routed_by.history_id,
+                broken=chain_broken_as_last_verified(request),
             ),
             "deciding_policy_number": number_then,
             "latest_policy_number": number_now,

@@ -49,8 +49,9 @@ from simple_history.template_utils import (
 from simple_history.utils import get_history_model_for_model, get_m2m_reverse_field_name
 
 from audit.actors import changed_by
-from audit.chain import chain_break_recorded
+from audit.chain import chain_break_recorded, last_verification_broken
 from audit.history import history_manager
+from audit.models import ChainVerification
 from audit.secret_fields import lookup_touches_secret, sounds_secret_undeclared
 from hitlproject.formats import console_time
 from hitlproject.forms import PlainDecimalField, PlainIntegerField, number_box
@@ -535,6 +536,16 @@ def said_as_recorded(record) -> str:
     return said_at(record.history_date) if callable(said_at) else str(obj)
 
 
+def chain_broken_as_last_verified(request) -> ChainVerification | None:
+    """The last verification of the audit chain, if it found it broken
+    (``last_verification_broken``), read once for a request: a page that says what it found
+    in more than one place (a proposal's, of its own records and of the policy version that
+    routed it) says it of one verification, asked once."""
+    if not hasattr(request, "chain_broken_as_last_verified"):
+        request.chain_broken_as_last_verified = last_verification_broken()
+    return request.chain_broken_as_last_verified
+
+
 def is_history_page(request) -> bool:
     match = request.resolver_match
     return bool(match and match.url_name and match.url_name.endswith("_simple_history"))
@@ -690,7 +701,11 @@ class AuditedHistoryAdmin(ConsoleAdmin, SimpleHistoryAdmin):
         # database on its proposal's page with no word of it.
         # An address that is no id is the admin's to answer (below), saying so.
         if request.method == "GET" and not id_refusal(self.model._meta.pk, unquote(object_id)):
-            found = chain_break_recorded(model=self.model, object_id=unquote(object_id))
+            found = chain_break_recorded(
+                model=self.model,
+                object_id=unquote(object_id),
+                broken=chain_broken_as_last_verified(request),
+            )
             if found is not None:
                 opts = self.model._meta
                 extra_context = {
@@ -709,7 +724,11 @@ class AuditedHistoryAdmin(ConsoleAdmin, SimpleHistoryAdmin):
         people = self.admin_site._registry.get(get_user_model())
         # A record the last verification of the audit chain found altered is said so on the
         # page an auditor reads it from, as of that verification.
-        chain_break = chain_break_recorded(model=self.model, object_id=unquote(object_id))
+        chain_break = chain_break_recorded(
+            model=self.model,
+            object_id=unquote(object_id),
+            broken=chain_broken_as_last_verified(request),
+        )
         chain_break_url = None
         if chain_break is not None and chain_break.of_model is not None:
             opts = chain_break.of_model.instance_type._meta

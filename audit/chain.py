@@ -989,10 +989,14 @@ class RecordBreak:
     what: str  # "was altered after it was sealed"
 
 
-def record_break_recorded(*, history: type[models.Model], history_id: object) -> RecordBreak | None:
+def record_break_recorded(
+    *, history: type[models.Model], history_id: object, broken: ChainVerification | None
+) -> RecordBreak | None:
     """Whether the last verification that finished found the record ``history_id`` of
-    ``history`` (a historical model) not as it was sealed: read from what it recorded."""
-    last = last_verification_broken() if history_id is not None else None
+    ``history`` (a historical model) not as it was sealed: read from what it recorded.
+    ``broken``: that verification, if it found the chain broken (``last_verification_broken``,
+    read once for a page that says what it found in more than one place)."""
+    last = broken if history_id is not None else None
     if last is None:
         return None
     what = (
@@ -1008,13 +1012,16 @@ def record_break_recorded(*, history: type[models.Model], history_id: object) ->
     return RecordBreak(last, what) if what else None
 
 
-def chain_break_recorded(*, model: type[models.Model], object_id: object) -> RecordedBreak | None:
+def chain_break_recorded(
+    *, model: type[models.Model], object_id: object, broken: ChainVerification | None
+) -> RecordedBreak | None:
     """Whether the last verification that finished found the chain broken at records of
     ``object_id``'s history, or of a history belonging to it (a record whose model points at
     ``model``): read from what that verification recorded, never by walking the chain. A
     record is of the history it was sealed in, whatever its row says now; one whose row was
-    moved to another object's history is of that one's too."""
-    last = last_verification_broken()
+    moved to another object's history is of that one's too. ``broken``: that verification,
+    if it found the chain broken (``last_verification_broken``)."""
+    last = broken
     if last is None:
         return None
     breaks = ChainBreak.objects.filter(verification=last).exclude(object_id="").order_by("pk")

@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
+from django.test.utils import CaptureQueriesContext
 
 from approvals.models import Decision, Proposal
 from approvals.services.decisions import proposal_approve, proposal_reject
@@ -170,6 +171,39 @@ def test_a_routing_policy_s_version_altered_is_said_beside_the_terms_it_shows(re
         "from, was altered after it was sealed, as the last verification of the audit chain "
         "found"
     ) in page
+
+
+def test_a_proposal_s_page_reads_the_last_verification_once_for_all_it_says_of_it(rejected, login):
+    """Its page says what the last verification found in two places (its decision's row
+    above, its routing policy's version beside the terms): it read which verification was
+    the last twice, and could have said each of another."""
+    proposal = rejected.proposal
+    raw("UPDATE approvals_decision SET note = %s WHERE id = %s", "Forged.", rejected.pk)
+    raw(
+        "UPDATE policies_historicalpolicy SET auto_execute_max_magnitude = %s "
+        "WHERE history_id = %s",
+        "0.350000",
+        proposal.verdict_policy_version,
+    )
+    found = verified()
+    assert found.holds is False
+    when = f"{found.finished_at:%Y-%m-%d %H:%M:%S} UTC"
+    auditor = login("auditor")
+
+    with CaptureQueriesContext(connection) as read:
+        page = history_page(auditor, f"/admin/approvals/proposal/{proposal.pk}/change/")
+
+    assert (
+        f"(decision #{rejected.pk} belongs to this one): what this page shows of it is not what "
+        f"was recorded. As the last verification of the audit chain found ({when})"
+    ) in page
+    assert (
+        "The record of version 1 of policy “Budget reallocations”, which these terms are read "
+        f"from, was altered after it was sealed, as the last verification of the audit chain "
+        f"found ({when})"
+    ) in page
+    asked = [q for q in read.captured_queries if 'FROM "audit_chainverification"' in q["sql"]]
+    assert len(asked) == 1
 
 
 def test_a_live_row_slipped_in_with_no_history_is_named(rejected, login):
