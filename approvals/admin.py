@@ -68,10 +68,11 @@ from approvals.selectors import (
 from approvals.services.acts import (
     Act,
     AgentMayNoLongerAct,
-    LacksPermission,
     act_refusal,
     may_act,
     no_longer_applies,
+    no_longer_applies_each,
+    permission_refusal,
     reviewers_by_proposal,
 )
 from approvals.services.agents import (
@@ -1444,8 +1445,15 @@ class ProposalAdmin(ReadOnlyAdmin):
                 "number": under and version_number(under.id, under.history_id),
                 "terms": policy_terms(under, unit),
             }
-        approval_refused = act_refusal(request.user, proposal, Act.APPROVE)
-        retry_refused = act_refusal(request.user, proposal, Act.RETRY)
+        # Whether what it would change has changed since (a policy's ceiling), read once for
+        # the page: its approval, its retry and the line that says so ask it alike.
+        gone = (
+            no_longer_applies_each([proposal])
+            if proposal.status in (ProposalStatus.PENDING_REVIEW, ProposalStatus.FAILED)
+            else {}
+        )
+        approval_refused = act_refusal(request.user, proposal, Act.APPROVE, gone=gone)
+        retry_refused = act_refusal(request.user, proposal, Act.RETRY, gone=gone)
         withdrawal = withdrawal_seen(proposal)
         # Its last round on a channel, read once: whether it resumed a held one as a new
         # request, and what a retry could repeat.
@@ -1540,9 +1548,9 @@ class ProposalAdmin(ReadOnlyAdmin):
             # to whoever reads it, with what it was then and what it is now, as the approval or
             # retry is not offered to one who may decide.
             "no_longer_applies": (
-                no_longer_applies(proposal, Act.APPROVE)
+                no_longer_applies(proposal, Act.APPROVE, gone=gone)
                 if proposal.status == ProposalStatus.PENDING_REVIEW
-                else no_longer_applies(proposal, Act.RETRY)
+                else no_longer_applies(proposal, Act.RETRY, gone=gone)
                 if proposal.status == ProposalStatus.FAILED
                 else None
             ),
@@ -1558,8 +1566,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             # approves: the same rule the execution supersedes them by.
             "ends_when_executed": (
                 _ends_when_executed(proposal)
-                if proposal.status == ProposalStatus.PENDING_REVIEW
-                and may_act(request.user, proposal, Act.APPROVE)
+                if proposal.status == ProposalStatus.PENDING_REVIEW and approval_refused is None
                 else None
             ),
             # Under the two-person rule, approvals it needs besides this person's.
@@ -1639,9 +1646,7 @@ class ProposalAdmin(ReadOnlyAdmin):
                 reverse("admin:approvals_proposal_change", args=[object_id])
             )
         proposal = Proposal.objects.select_related("agent").filter(pk=object_id).first()
-        if proposal is not None and isinstance(
-            act_refusal(request.user, proposal, act), LacksPermission
-        ):
+        if proposal is not None and permission_refusal(request.user, proposal):
             raise PermissionDenied
         form = form_class(request.POST, **_form_ids(shown_as))
         refused_with, moved_on = None, False
@@ -1696,7 +1701,7 @@ class ProposalAdmin(ReadOnlyAdmin):
         if proposal is None:
             messages.error(request, f"There is no proposal #{object_id}.")
             return HttpResponseRedirect(reverse("admin:approvals_proposal_changelist"))
-        if isinstance(act_refusal(request.user, proposal, Act.EDIT), LacksPermission):
+        if permission_refusal(request.user, proposal):
             raise PermissionDenied
         form = edit_form_for(proposal, request.POST)
         if form is None:
@@ -1992,11 +1997,17 @@ class DecisionAdmin(ReadOnlyAdmin):
 
 def _policy_written_by(execution: Execution) -> PolicyWritten | None:
     """The policy version a policy change's successful attempt wrote, as the proposal's page
-    reads it in its Before and After (a policy change sets no campaign field)."""
-    proposal = execution.proposal
-    if execution.status != ExecutionStatus.SUCCEEDED or proposal.action_type != "policy_change":
-        return None
-    return policy_written(proposal)
+    reads it in its Before and After (a policy change sets no campaign field). Read once for
+    the attempt's page, whose Before and After both say it: kept on the execution it shows."""
+    if not hasattr(execution, "policy_written"):
+        proposal = execution.proposal
+        execution.policy_written = (
+            policy_written(proposal)
+            if execution.status == ExecutionStatus.SUCCEEDED
+            and proposal.action_type == "policy_change"
+            else None
+        )
+    return execution.policy_written
 
 
 @admin.display(description="proposal", ordering="proposal")

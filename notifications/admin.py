@@ -26,7 +26,7 @@ from approvals import action_types
 from approvals.admin import ProposalAdmin as ApprovalsProposalAdmin
 from approvals.admin import ReadOnlyAdmin
 from approvals.models import DecisionOutcome, ExecutionStatus, Proposal, ProposalStatus
-from approvals.services.acts import Act, LacksPermission, act_refusal, may_act
+from approvals.services.acts import Act, may_act, permission_refusal
 from approvals.templatetags.console import ledger_state
 from audit.admin import (
     AuditedHistoryAdmin,
@@ -746,9 +746,7 @@ class ProposalAdmin(ApprovalsProposalAdmin):
         """“I'll take it”, by someone who may decide the proposal (a role that does not
         decide proposals of its kind is refused outright; the service checks the rest)."""
         proposal = Proposal.objects.select_related("agent").filter(pk=object_id).first()
-        if proposal is not None and isinstance(
-            act_refusal(request.user, proposal, Act.APPROVE), LacksPermission
-        ):
+        if proposal is not None and permission_refusal(request.user, proposal):
             raise PermissionDenied
 
         def take() -> str:

@@ -38,12 +38,14 @@ from approvals.selectors import (
 )
 from approvals.services.acts import (
     Act,
+    Gone,
     act_refusal,
     agent_accounts_of,
     agent_stopped,
     agents_hold,
     check_may_act,
     may_act,
+    no_longer_applies_each,
     reviewers_by_proposal,
 )
 from audit.actors import Actor, acting_as, current_actor
@@ -1436,6 +1438,15 @@ def _send(
         )
     )
     reviewers = reviewers_by_proposal([n.proposal for n in new])
+    # Whether each no longer applies (a policy's ceiling moved since), read once for all
+    # its readers, not again for each person told of it.
+    gone = no_longer_applies_each(
+        {
+            n.proposal_id: n.proposal
+            for n in new
+            if n.proposal.status in (S.PENDING_REVIEW, S.FAILED)
+        }.values()
+    )
     digests_updated: dict[tuple[str, str], Sent] = {}
     updated = Updated(held={n.pk for n in notifications})
     for position, notification in enumerate(notifications):
@@ -1458,6 +1469,7 @@ def _send(
                 notification,
                 messages.get(notification.pk),
                 reviewers=reviewers.get(notification.proposal_id, []),
+                gone=gone,
                 digests_updated=digests_updated,
                 updated=updated,
             )
@@ -1498,6 +1510,7 @@ def _send_one(
     message,
     *,
     reviewers: list[int],
+    gone: Gone,
     digests_updated: dict[tuple[str, str], Sent],
     updated: Updated,
 ) -> Sent:
@@ -1509,7 +1522,9 @@ def _send_one(
     if notification.kind != NotificationKind.UPDATE:
         if notification.kind == NotificationKind.FAILED:
             # It asks no decision: it says whether its reader may retry it, on its page.
-            may_decide = may_act(notification.recipient, notification.proposal, Act.RETRY)
+            may_decide = may_act(
+                notification.recipient, notification.proposal, Act.RETRY, gone=gone
+            )
         else:
             if notification.channel == NotificationChannel.SLACK:
                 # Read again where it is recorded sent: a change made since redraws it. The
@@ -1531,6 +1546,7 @@ def _send_one(
                 kind=notification.kind,
                 route=notification.route,
                 channel=notification.channel,
+                gone=gone,
             )
         route_name = notification.route.name if notification.route_id else ""
         message = replace(
@@ -1706,6 +1722,7 @@ def _as_told_to(
     kind: str = "",
     route: Route | None = None,
     channel: str = "",
+    gone: Gone | None = None,
 ) -> tuple[bool, ProposalMessage]:
     """Whether ``recipient`` may decide the proposal, and the message as told to them: to one
     who may not (one whose role does not decide its kind, the owner of its agent, one who
@@ -1729,7 +1746,7 @@ def _as_told_to(
             message = replace(
                 message, decided_on_its_page=f"{lacking}: approve or reject it on its page."
             )
-    refusal = act_refusal(recipient, proposal, Act.APPROVE, reviewers=reviewers)
+    refusal = act_refusal(recipient, proposal, Act.APPROVE, reviewers=reviewers, gone=gone)
     if refusal is not None:
         return True, replace(message, approval_refused=refusal.message)
     return True, message

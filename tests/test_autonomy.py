@@ -9,12 +9,22 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core import mail
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from approvals.models import Agent, Proposal
+from approvals.roles import POLICY_OWNERS
 from approvals.services.agents import agent_key_issue
-from approvals.services.decisions import proposal_approve, proposal_reject, proposal_retry
+from approvals.services.decisions import (
+    proposal_approve,
+    proposal_reject,
+    proposal_retry,
+    proposals_approve,
+)
 from approvals.services.proposals import proposal_evaluate, proposal_withdraw_for_agent
 from audit.actors import Actor
 from executors.runner import proposal_execute
@@ -22,7 +32,8 @@ from feedback.autonomy import autonomy_recommendations_propose
 from feedback.models import AutonomyRules
 from hitlproject.errors import Conflict, DomainError, NotAllowed
 from ledger.models import Campaign
-from notifications.models import Notification
+from notifications.models import Notification, NotificationStatus
+from notifications.services import notifications_deliver
 from policies.models import Policy
 from tests.conftest import BID_RAISES, bid_adjustment, posted_from_page
 from tests.factories import backdated, evaluated
@@ -666,3 +677,151 @@ def test_a_ceiling_is_never_widened_past_the_policy_s_hard_ceiling(rules, operat
     assert failed.status == "failed"
     assert "The hard ceiling is below the auto-execute ceiling" in failed.executions.get().error
     assert not Policy.objects.filter(agent__name="optimizer").exists()
+
+
+def asked_whether_it_still_applies(queries: CaptureQueriesContext) -> int:
+    """How many times the statements ran ask whether a policy change still applies: each
+    asking opens by reading the agent its payload names, by name
+    (``PolicyChange.no_longer_applies``)."""
+    return sum('"approvals_agent"."name" = ' in query["sql"] for query in queries.captured_queries)
+
+
+def test_a_recommendation_s_page_and_its_approval_ask_once_whether_it_still_applies(
+    recommendation, login
+):
+    """Its page asked it three times (for its approval, for the line that says so, and for
+    what approving it would end once executed), an approval posted twice (the console's
+    check of the role, then the service's), and one given with others twice (their plan,
+    then each under its lock): the policy in force read again each time, to say the same."""
+    Policy.objects.filter(name=GENERAL).update(auto_execute_max_magnitude=Decimal("0.20"))
+    owner = login("policy-owner")
+    page = reverse("admin:approvals_proposal_change", args=[recommendation.pk])
+    gone = f"Proposal #{recommendation.pk} no longer applies: optimizer's auto-execute ceiling"
+
+    with CaptureQueriesContext(connection) as read:
+        shown = owner.get(page)
+
+    [note] = re.findall(r'<p class="errornote" id="no-longer-applies">(.*?)</p>', shown.text)
+    assert html.unescape(note).startswith(gone)
+    assert 'id="approve-form"' not in shown.text
+    assert asked_whether_it_still_applies(read) == 1
+
+    with CaptureQueriesContext(connection) as approving:
+        answer = owner.post(
+            reverse("admin:approvals_proposal_approve", args=[recommendation.pk]), follow=True
+        )
+
+    assert any(gone in str(message) for message in answer.context["messages"])
+    assert asked_whether_it_still_applies(approving) == 2  # the POST, and the page after it
+
+    with CaptureQueriesContext(connection) as approving_together:
+        decided = proposals_approve(
+            proposal_ids=[recommendation.pk],
+            reviewer=get_user_model().objects.get(username="policy-owner"),
+        )
+
+    [refused] = decided.refused
+    assert refused.message.startswith(gone)
+    assert asked_whether_it_still_applies(approving_together) == 1
+    assert Proposal.objects.get(pk=recommendation.pk).status == "pending_review"
+
+
+def test_a_recommendation_told_to_each_policy_owner_asks_once_whether_it_still_applies(rules):
+    """Its messages to the policy owners, sent together, each say that it no longer applies,
+    read once for all of them, not once a person."""
+    second = get_user_model().objects.create_user(
+        "second-owner", email="second-owner@example.com", is_staff=True
+    )
+    second.groups.add(Group.objects.get(name=POLICY_OWNERS))
+    record(*["approve"] * 10)
+    [made] = autonomy_recommendations_propose()
+    proposal_evaluate(proposal_id=made.pk)
+    Policy.objects.filter(name=GENERAL).update(auto_execute_max_magnitude=Decimal("0.20"))
+    owners = Notification.objects.filter(
+        proposal=made, recipient__groups__name=POLICY_OWNERS
+    ).values_list("pk", flat=True)
+    assert len(owners) == 2
+
+    with CaptureQueriesContext(connection) as sending:
+        sent = notifications_deliver(notification_ids=list(owners))
+
+    assert {n.status for n in sent} == {NotificationStatus.SENT}
+    for address in ("policy-owner@example.com", "second-owner@example.com"):
+        [told] = [message for message in mail.outbox if message.to == [address]]
+        assert f"Proposal #{made.pk} no longer applies" in told.body
+    assert asked_whether_it_still_applies(sending) == 1
+
+
+def test_an_executed_recommendation_s_attempt_page_reads_what_it_wrote_once(recommendation, login):
+    """The attempt's Before and After each read the policy's history again for the same
+    version it wrote."""
+    owner = get_user_model().objects.get(username="policy-owner")
+    proposal_approve(proposal_id=recommendation.pk, reviewer=owner)
+    assert proposal_execute(proposal_id=recommendation.pk).status == "executed"
+    attempt = recommendation.executions.get(status="succeeded")
+
+    with CaptureQueriesContext(connection) as read:
+        page = login("auditor").get(reverse("admin:approvals_execution_change", args=[attempt.pk]))
+
+    shown = html.unescape(re.sub(r"<[^>]+>", "", page.text))
+    assert "Auto-execute ceiling in force 15%" in shown
+    assert "created as version 1: auto-execute ceiling 15% → 22.5%." in shown
+    written = [q for q in read.captured_queries if '"history_actor" = ' in q["sql"]]
+    assert len(written) == 1, [q["sql"] for q in written]
+
+
+def test_a_recommendation_for_an_action_type_no_longer_known_says_so_and_changes_nothing(
+    recommendation, login
+):
+    """A recommendation made for an action type since removed from the platform's code: its
+    page was a server error (its ceilings' unit asked of no type). It says plainly that the
+    type is gone, offers no approval, refuses one posted in those words, tells the policy
+    owners so, and an approval given before the type went fails its execution in those words,
+    writing no policy."""
+    Proposal.objects.filter(pk=recommendation.pk).update(
+        payload={**recommendation.payload, "action_type": "retired_type"}
+    )
+    gone = "there is no action type “retired type” any more"
+    said = (
+        f"Proposal #{recommendation.pk} no longer applies: {gone}. Approving it would not carry "
+        "it out: its execution would refuse it. It can be rejected or withdrawn."
+    )
+    owner = login("policy-owner")
+    page = reverse("admin:approvals_proposal_change", args=[recommendation.pk])
+
+    shown = owner.get(page)
+
+    assert shown.status_code == 200
+    [note] = re.findall(r'<p class="errornote" id="no-longer-applies">(.*?)</p>', shown.text)
+    assert html.unescape(note) == said
+    assert 'id="approve-form"' not in shown.text
+    assert login("operator").get(page).status_code == 200
+    assert owner.get(reverse("admin:approvals_proposal_changelist")).status_code == 200
+    answer = owner.post(
+        reverse("admin:approvals_proposal_approve", args=[recommendation.pk]), follow=True
+    )
+    assert said in [str(message) for message in answer.context["messages"]]
+    [told] = Notification.objects.filter(
+        proposal=recommendation, recipient__username="policy-owner"
+    )
+    Notification.objects.filter(pk=told.pk).update(
+        status=NotificationStatus.PENDING, next_attempt_at=timezone.now()
+    )
+    [sent] = notifications_deliver(notification_ids=[told.pk])
+    assert sent.status == NotificationStatus.SENT
+    [message] = [message for message in mail.outbox if message.to == ["policy-owner@example.com"]]
+    assert said in " ".join(message.body.split())
+
+    Proposal.objects.filter(pk=recommendation.pk).update(payload=recommendation.payload)
+    proposal_approve(
+        proposal_id=recommendation.pk,
+        reviewer=get_user_model().objects.get(username="policy-owner"),
+    )
+    Proposal.objects.filter(pk=recommendation.pk).update(
+        payload={**recommendation.payload, "action_type": "retired_type"}
+    )
+    failed = proposal_execute(proposal_id=recommendation.pk)
+    assert failed.status == "failed"
+    assert failed.executions.get().error == "There is no action type “retired type” any more."
+    assert not Policy.objects.filter(agent__name="optimizer").exists()
+    assert owner.get(page).status_code == 200

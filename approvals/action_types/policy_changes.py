@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal, DecimalException
 from typing import Any
 
+from django.utils.text import capfirst
 from rest_framework import serializers
 
 from approvals import action_types
@@ -34,6 +35,22 @@ def agents_own_scope(agent, account) -> dict[str, Any]:
 
 def is_agents_own(policy, agent, account) -> bool:
     return policy.agent_id == agent.pk and policy.account_id == account.pk
+
+
+def _ceiling_unit(action_type_name: str) -> str:
+    """How the ceilings of ``action_type_name`` read ("ratio": a share, "count"); a share for
+    a type the platform no longer knows (of which the change says so: ``_type_gone``)."""
+    action_type = action_types.get(action_type_name)
+    return action_type.magnitude_unit if action_type else "ratio"
+
+
+def _type_gone(action_type_name: str) -> str:
+    """That the action type whose ceiling a change would set is no longer one the platform
+    knows (removed from its code since), as the change's page and its execution say it; ""
+    while it is one."""
+    if action_types.get(action_type_name) is not None:
+        return ""
+    return f"there is no action type “{action_type_label(action_type_name)}” any more"
 
 
 def _written_reason(proposal) -> str:
@@ -76,8 +93,7 @@ def policy_written(proposal) -> PolicyWritten | None:
     )
     if record is None:
         return None
-    action_type = action_types.get(proposal.payload.get("action_type", ""))
-    unit = action_type.magnitude_unit if action_type else "ratio"
+    unit = _ceiling_unit(proposal.payload.get("action_type", ""))
 
     def said(value) -> str:
         return "none" if value is None else ceiling_text(value, unit)
@@ -133,8 +149,7 @@ class PolicyChangeEdit(ActionEditForm):
     is a share (as the console shows ceilings), as a number where it is a count."""
 
     def unit(self) -> str:
-        action_type = action_types.get(str(self.payload.get("action_type")))
-        return action_type.magnitude_unit if action_type else "ratio"
+        return _ceiling_unit(str(self.payload.get("action_type")))
 
     def percent(self) -> bool:
         return self.unit() == "ratio"
@@ -240,7 +255,7 @@ class PolicyChange(ActionType):
     def assess(self, payload, campaigns, account: Account) -> Assessment:
         before, after = Decimal(payload["from_ceiling"]), Decimal(payload["to_ceiling"])
         verb = "widen" if after > before else "narrow"
-        unit = action_types.get(payload["action_type"]).magnitude_unit
+        unit = _ceiling_unit(payload["action_type"])
         return Assessment(
             magnitude=relative_change(before, after),
             magnitude_label=f"{change_label(before, after)} of a ceiling",
@@ -262,11 +277,14 @@ class PolicyChange(ActionType):
         if agent is None:
             return f"there is no agent “{payload['agent']}” any more"
         action_type = payload["action_type"]
+        gone = _type_gone(action_type)
+        if gone:
+            return gone
         proposed_against = Decimal(payload["from_ceiling"])
         policy = policy_in_force(action_type=action_type, agent=agent, account=account)
         if policy is not None and policy.auto_execute_max_magnitude == proposed_against:
             return ""
-        unit = action_types.get(action_type).magnitude_unit
+        unit = _ceiling_unit(action_type)
         whose = (
             f"{agent.name}'s auto-execute ceiling for {action_type_label(action_type)} on "
             f"{account.external_id}"
@@ -291,13 +309,16 @@ class PolicyChange(ActionType):
         if agent is None:
             raise InvalidInput(f"There is no agent “{payload['agent']}” any more.")
         account, action_type = proposal.account, payload["action_type"]
+        gone = _type_gone(action_type)
+        if gone:
+            raise InvalidInput(f"{capfirst(gone)}.")
         in_force = policy_in_force(action_type=action_type, agent=agent, account=account)
         policy = Policy.objects.select_for_update().filter(pk=getattr(in_force, "pk", None)).first()
         proposed_against = Decimal(payload["from_ceiling"])
         if policy is None or policy.auto_execute_max_magnitude != proposed_against:
             # In the ceilings' own words ("12%, not 15%"), as the policy's page writes them:
             # not as the payload holds them ("0.120000, not 0.150000").
-            unit = action_types.get(action_type).magnitude_unit
+            unit = _ceiling_unit(action_type)
             if policy is None:
                 now = "no policy"
             elif policy.auto_execute_max_magnitude is None:

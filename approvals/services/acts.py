@@ -203,13 +203,32 @@ class NoLongerApplies(Conflict):
     or withdrawn while it waits."""
 
 
-def no_longer_applies(proposal: Proposal, act: Act) -> NoLongerApplies | None:
+Gone = dict[int, str]  # by proposal id: why it no longer applies, "" where it still does
+
+
+def no_longer_applies_each(proposals: Iterable[Proposal]) -> Gone:
+    """Why each of ``proposals`` no longer applies (``ActionType.no_longer_applies``: a policy
+    change reads the policy in force), read once, for ``act_refusal``'s and
+    ``no_longer_applies``'s ``gone`` where one page or one sending asks it again (of each act
+    the page offers, for each person a message goes to)."""
+    return {
+        proposal.pk: action_types.get(proposal.action_type).no_longer_applies(
+            proposal.payload, proposal.account
+        )
+        for proposal in proposals
+    }
+
+
+def no_longer_applies(
+    proposal: Proposal, act: Act, *, gone: Gone | None = None
+) -> NoLongerApplies | None:
     """Why letting ``proposal`` run by ``act`` (approving, retrying) would not carry it out:
     what it would change has changed since it was proposed; None if it still applies. Said
-    on its page to whoever reads it, not only to one who may act."""
-    why = action_types.get(proposal.action_type).no_longer_applies(
-        proposal.payload, proposal.account
-    )
+    on its page to whoever reads it, not only to one who may act. ``gone``:
+    ``no_longer_applies_each``, if already read."""
+    if gone is None or proposal.pk not in gone:
+        gone = no_longer_applies_each([proposal])
+    why = gone[proposal.pk]
     if not why:
         return None
     if act == Act.RETRY:
@@ -238,6 +257,19 @@ def _owned_agent(user: AbstractBaseUser, proposal: Proposal) -> DomainError | No
     return None
 
 
+def permission_refusal(user: AbstractBaseUser, proposal: Proposal) -> LacksPermission | None:
+    """Why ``user``'s role does not act on ``proposal`` at all (``act_refusal``'s first
+    question, and its only ``LacksPermission``), or None if it does."""
+    if not user.has_perm(READ_PERMISSION):
+        return LacksPermission(f"{user.get_username()} may not see proposals in the console.")
+    action_type = action_types.get(proposal.action_type)
+    if not user.has_perm(action_type.decide_permission):
+        return LacksPermission(
+            f"{user.get_username()} may not decide on {action_type.label} proposals."
+        )
+    return None
+
+
 def act_refusal(
     user: AbstractBaseUser,
     proposal: Proposal,
@@ -246,18 +278,16 @@ def act_refusal(
     reviewers: Iterable[int] | None = None,
     now: datetime | None = None,
     agent_accounts: AgentAccounts | None = None,
+    gone: Gone | None = None,
 ) -> DomainError | None:
     """Why ``user`` may not ``act`` on ``proposal`` now, or None if they may. ``reviewers``:
-    who has decided the proposal in its current round, and ``agent_accounts``, which agents
-    may act on which accounts (``agent_accounts_of``), if already read."""
+    who has decided the proposal in its current round, ``agent_accounts``, which agents
+    may act on which accounts (``agent_accounts_of``), and ``gone``, why it no longer applies
+    (``no_longer_applies_each``), if already read."""
     rule = _RULES[act]
-    action_type = action_types.get(proposal.action_type)
-    if not user.has_perm(READ_PERMISSION):
-        return LacksPermission(f"{user.get_username()} may not see proposals in the console.")
-    if not user.has_perm(action_type.decide_permission):
-        return LacksPermission(
-            f"{user.get_username()} may not decide on {action_type.label} proposals."
-        )
+    lacking = permission_refusal(user, proposal)
+    if lacking:
+        return lacking
     if not rule.owners_may:
         owned = _owned_agent(user, proposal)
         if owned:
@@ -275,9 +305,9 @@ def act_refusal(
         stopped = _agent_may_no_longer_act(proposal, agent_accounts)
         if stopped:
             return stopped
-        gone = no_longer_applies(proposal, act)
-        if gone:
-            return gone
+        no_longer = no_longer_applies(proposal, act, gone=gone)
+        if no_longer:
+            return no_longer
     if rule.once_a_round:
         if reviewers is None:
             reviewers = reviewers_this_round(proposal)
@@ -298,8 +328,13 @@ def check_may_act(user: AbstractBaseUser, proposal: Proposal, act: Act) -> None:
 
 
 def may_act(
-    user: AbstractBaseUser, proposal: Proposal, act: Act, *, reviewers: Iterable[int] | None = None
+    user: AbstractBaseUser,
+    proposal: Proposal,
+    act: Act,
+    *,
+    reviewers: Iterable[int] | None = None,
+    gone: Gone | None = None,
 ) -> bool:
     """Whether ``user`` may ``act`` on ``proposal`` now (``reviewers``: who decided it in its
-    current round, if already read)."""
-    return act_refusal(user, proposal, act, reviewers=reviewers) is None
+    current round, and ``gone``, why it no longer applies, if already read)."""
+    return act_refusal(user, proposal, act, reviewers=reviewers, gone=gone) is None

@@ -31,11 +31,13 @@ from approvals.models import (
 from approvals.selectors import approval_said, as_proposed_records
 from approvals.services.acts import (
     Act,
+    Gone,
     ReviewWindowClosed,
     act_refusal,
     agent_accounts_of,
     agents_hold,
     check_may_act,
+    no_longer_applies_each,
 )
 from approvals.services.expiry import proposals_expire_locked
 from approvals.services.hooks import approvals_counted, decisions_settled, reviews_restarted
@@ -203,12 +205,14 @@ def _decisions_record(
     note: str = "",
     edits: Mapping[int, Any] | None = None,
     seen: Mapping[int, str] | None = None,
+    gone: Gone | None = None,
 ) -> Decided:
     """Check the reviewer may decide each proposal, record the decisions and their feedback,
     and move on the proposals that now have the approvals their policy asks for, rows
     written together. ``edits`` holds reviewers' edited payloads by proposal id; ``seen``,
     the ``payload_seen`` of each action as the reviewer's page showed it, where known (a
-    proposal edited since is refused).
+    proposal edited since is refused); ``gone``, why each no longer applies
+    (``no_longer_applies_each``), if already read.
 
     Runs inside the caller's transaction and locks the proposals until it ends, in id order
     (so two sets of decisions never deadlock). A proposal that may not be decided is refused
@@ -269,6 +273,7 @@ def _decisions_record(
             reviewers=[reviewer_id for reviewer_id, _ in earlier[proposal.pk]],
             now=now,
             agent_accounts=agent_accounts,
+            gone=gone,
         )
         if (
             refusal is None
@@ -556,6 +561,8 @@ class BulkApprovalPlan:
     refusals: dict[int, DomainError]
     held: dict[int, Conflict]
     over_cap: dict[int, Conflict] = field(default_factory=dict)
+    # Why each no longer applies (``no_longer_applies_each``), as the plan read it.
+    gone: Gone = field(default_factory=dict)
 
     @property
     def approving(self) -> int:
@@ -621,6 +628,7 @@ def bulk_approval_plan(*, proposal_ids: Collection[int], reviewer: AbstractBaseU
     alone = guardrail_blocks_counting_approved(proposals, lock=False, spends=spends)
     counted: dict[int, list[int]] = defaultdict(list)  # by account: those counted against it
     agent_accounts = agent_accounts_of(proposals)
+    gone = no_longer_applies_each(p for p in proposals if p.status == ProposalStatus.PENDING_REVIEW)
     for proposal in proposals:
         refusal = act_refusal(
             reviewer,
@@ -628,6 +636,7 @@ def bulk_approval_plan(*, proposal_ids: Collection[int], reviewer: AbstractBaseU
             Act.APPROVE,
             reviewers=reviewers[proposal.pk],
             agent_accounts=agent_accounts,
+            gone=gone,
         )
         if refusal is None:
             refusal = ahead.get(proposal.pk)
@@ -701,7 +710,7 @@ def bulk_approval_plan(*, proposal_ids: Collection[int], reviewer: AbstractBaseU
                 changed_by.setdefault(tuple(key), (proposal.pk, action_type.sets_values))
             for *key, _ in read_from:
                 read_by.setdefault(tuple(key), proposal.pk)
-    return BulkApprovalPlan(proposals, refusals, held, over_cap)
+    return BulkApprovalPlan(proposals, refusals, held, over_cap, gone)
 
 
 def proposals_approve(
@@ -716,7 +725,8 @@ def proposals_approve(
     say) is refused and reported, one that conflicts with another approved with it, or that
     its account's total budget cap would refuse once the others ran, is held back
     (``bulk_approval_plan``), and the rest go through."""
-    held = bulk_approval_plan(proposal_ids=proposal_ids, reviewer=reviewer).left_waiting
+    plan = bulk_approval_plan(proposal_ids=proposal_ids, reviewer=reviewer)
+    held = plan.left_waiting
     decided = _in_batches(
         set(proposal_ids) - held.keys(),
         lambda batch: _decisions_record(
@@ -725,6 +735,10 @@ def proposals_approve(
             outcome=DecisionOutcome.APPROVE,
             note=note,
             seen=seen,
+            # Read once for the plan, not again for each under its lock: what it reads (a
+            # policy's ceiling) is not held by the proposal's lock, and the execution asks
+            # it again under the policy's own (``PolicyChange.apply``).
+            gone=plan.gone,
         ),
     )
     decided.held = held
