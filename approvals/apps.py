@@ -1,5 +1,5 @@
 from django.apps import AppConfig
-from django.db.models import OuterRef
+from django.db.models import OuterRef, Subquery
 
 
 class ApprovalsConfig(AppConfig):
@@ -9,6 +9,7 @@ class ApprovalsConfig(AppConfig):
     def ready(self) -> None:
         # Models' modules, importable only once the app registry is ready.
         from audit.exports import export_adds
+        from policies.models import Policy
         from policies.services import version_number_of
 
         # The auditor's export gives a proposal's routing policy version by its number too,
@@ -20,5 +21,22 @@ class ApprovalsConfig(AppConfig):
             after="verdict_policy_version",
             expression=lambda: version_number_of(
                 OuterRef("verdict_policy_id"), OuterRef("verdict_policy_version")
+            ),
+        )
+        # Likewise the version a re-assessment was reached under (its reasons are that
+        # verdict's, and the API's ``verdict.policy.number`` says it): the export gave only
+        # its history record's id, and beside the routing version's number 1 an auditor read
+        # the proposal as still governed by version 1.
+        export_adds(
+            "approvals.proposal",
+            "reassessed_policy_number",
+            after="reassessed_policy_version",
+            expression=lambda: version_number_of(
+                Subquery(
+                    Policy.history.filter(
+                        history_id=OuterRef(OuterRef("reassessed_policy_version"))
+                    ).values("id")[:1]
+                ),
+                OuterRef("reassessed_policy_version"),
             ),
         )

@@ -438,3 +438,43 @@ def test_a_proposals_record_gives_its_routing_policy_version_by_the_number_its_p
     ]
     assert {fields["verdict_policy_number"] for fields in in_csv} == {None, 2}
     assert len(more.captured_queries) == len(few.captured_queries)  # no query per record
+
+
+def test_a_reassessed_proposals_record_gives_the_version_its_reasons_were_reached_under(
+    operators, login, optimizer
+):
+    """A proposal routed under a policy's version 1 and re-assessed under its version 2
+    (the money moved first; its reasons now quote version 2's 11.0% ceiling): the API said
+    ``verdict.policy.number`` 2, while the export's records said ``verdict_policy_number`` 1
+    and gave the re-assessment's version only as its history record's id. Beside it, its
+    number, as the API counts it."""
+    first = evaluated(reallocation("200.00"))
+    waiting = evaluated(reallocation("150.00"))
+    policy = Policy.objects.get(action_type="budget_reallocation")
+    policy.auto_execute_max_magnitude += Decimal("0.01")
+    policy.save()  # its version 2
+    proposal_approve(proposal_id=first.pk, reviewer=operators[0])
+    assert proposal_execute(proposal_id=first.pk).status == "executed"
+    client = login("auditor")
+
+    said = optimizer.get(f"/api/v1/proposals/{waiting.pk}/").json()["verdict"]
+    records = [
+        json.loads(line)
+        for line in exported(client, "jsonl").splitlines()
+        if json.loads(line)["model"] == "approvals.proposal"
+        and json.loads(line)["object_id"] == waiting.pk
+    ]
+    in_csv = [
+        json.loads(row["fields"])
+        for row in csv.DictReader(io.StringIO(exported(client, "csv")))
+        if row["model"] == "approvals.proposal" and row["object_id"] == str(waiting.pk)
+    ]
+
+    assert said["policy"]["number"] == 2
+    assert any("11.0% auto-execute ceiling" in reason for reason in said["reasons"])
+    last = records[-1]["fields"]
+    assert last["reassessed_policy_version"] == policy.history.latest("history_id").history_id
+    assert (last["verdict_policy_number"], last["reassessed_policy_number"]) == (1, 2)
+    keys = list(last)
+    assert keys.index("reassessed_policy_number") == keys.index("reassessed_policy_version") + 1
+    assert [fields["reassessed_policy_number"] for fields in in_csv] == [None, None, 2]
