@@ -47,6 +47,7 @@ from approvals.search import proposals_matching, search_words
 from approvals.selectors import (
     SinceProposed,
     agent_track_record,
+    approval_told,
     campaigns_not_active,
     deciding_policy,
     earlier_proposals_on_targets,
@@ -584,10 +585,16 @@ def retry_logged(proposal: Proposal) -> str:
 def _refused(error: DomainError, proposal_id: int, act: Act) -> str:
     """A refused act's message; where a colleague ended the proposal's review first (it was
     rejected, approved or withdrawn since this page was loaded), who did it and when, as the
-    Decisions table further down records it."""
-    if act == Act.RETRY or not isinstance(error, InvalidTransition):
+    Decisions table further down records it; a retry that came second, who retried it first."""
+    if not isinstance(error, InvalidTransition):
         return error.message
     proposal = Proposal.objects.filter(pk=proposal_id).first()
+    if act == Act.RETRY:
+        # A colleague's retry came first: said as theirs ("operator2 retried its failed
+        # execution at …"), not left to read as an approval by nobody named.
+        retried = approval_told(proposal, timezone.now()) if proposal is not None else ""
+        retried = retried if " retried its failed execution at " in retried else ""
+        return f"{error.message} {retried}." if retried else error.message
     ended = how_review_ended(proposal) if proposal is not None else ""
     return f"{error.message} {ended}" if ended else error.message
 

@@ -245,3 +245,23 @@ def test_what_an_agent_proposed_before_it_lost_the_account_is_not_let_run(login,
         {"reason_code": "other", "note": "Its agent is stopped."},
     )
     assert Proposal.objects.get(pk=waiting.pk).status == ProposalStatus.REJECTED
+
+
+def test_an_operator_whose_retry_came_second_is_told_who_retried_it_first(login, operators):
+    """Two operators press Retry on the same failed proposal: the second was told "Proposal
+    #N is already approved." (or "is executed; it was approved already"), as if someone had
+    approved it rather than retried it, and not by whom: their colleague's retry, named, as
+    a decision that came second is told who decided first."""
+    colleague = operators[1]
+    failed = in_state(an_action, ProposalStatus.FAILED)
+    proposal_retry(proposal_id=failed.pk, reviewer=colleague)
+
+    page = login("operator").post(
+        reverse("admin:approvals_proposal_retry", args=[failed.pk]), follow=True
+    )
+
+    said = [str(message) for message in page.context["messages"]]
+    assert len(said) == 1 and said[0].startswith(f"Proposal #{failed.pk} is already approved. ")
+    assert said[0].endswith(" UTC.")
+    assert f"{colleague.get_username()} retried its failed execution at " in said[0]
+    assert Proposal.objects.get(pk=failed.pk).status == ProposalStatus.APPROVED
