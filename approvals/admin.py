@@ -47,7 +47,6 @@ from approvals.search import proposals_matching, search_words
 from approvals.selectors import (
     SinceProposed,
     agent_track_record,
-    approval_told,
     campaigns_not_active,
     deciding_policy,
     earlier_proposals_on_targets,
@@ -59,6 +58,7 @@ from approvals.selectors import (
     proposals_sent_by_kill_switch,
     reassessed_otherwise,
     retry_may_repeat_said,
+    retry_told,
     routed_reasons,
     routings,
     since_proposed,
@@ -590,11 +590,10 @@ def _refused(error: DomainError, proposal_id: int, act: Act) -> str:
         return error.message
     proposal = Proposal.objects.filter(pk=proposal_id).first()
     if act == Act.RETRY:
-        # A colleague's retry came first: said as theirs ("operator2 retried its failed
-        # execution at …"), not left to read as an approval by nobody named.
-        retried = approval_told(proposal, timezone.now()) if proposal is not None else ""
-        retried = retried if " retried its failed execution at " in retried else ""
-        return f"{error.message} {retried}." if retried else error.message
+        # A colleague's retry came first: said as theirs ("Its execution failed, and
+        # operator2 sent it to run again at …"), not left to read as an approval by nobody.
+        retried = retry_told(proposal, timezone.now()) if proposal is not None else ""
+        return f"{error.message} {capfirst(retried)}." if retried else error.message
     ended = how_review_ended(proposal) if proposal is not None else ""
     return f"{error.message} {ended}" if ended else error.message
 

@@ -523,25 +523,47 @@ def let_run_said(proposal: Proposal) -> str:
     return f"{by} let it run without a person at {when}"
 
 
-def approval_told(proposal: Proposal, at: datetime) -> str:
-    """Who approved the proposal by the move its history records last up to ``at`` (an event
-    the agent was sent then), as every reader is told it: "operator approved it at …" (a
-    person, or several), "Policy “Bid adjustments” let it run without a person at …", or
-    "its execution failed, and operator sent it to run again at …"; "" if its history records
-    no such move."""
-    record = (
+def _last_approved(proposal: Proposal, at: datetime):
+    """The last history record of ``proposal`` up to ``at`` moving it to approved."""
+    return (
         Proposal.history.filter(
             id=proposal.pk, status=ProposalStatus.APPROVED, history_date__lte=at
         )
         .order_by("-history_id")
         .first()
     )
+
+
+def _is_retry(record) -> bool:
+    """Whether a proposal's history record is a person's retry of its failed execution."""
+    return record.history_actor_kind == "user" and (record.history_change_reason or "").startswith(
+        _RETRY_RECORDED
+    )
+
+
+def retry_told(proposal: Proposal, at: datetime) -> str:
+    """If the proposal's last move to approved up to ``at`` was a person's retry, who sent
+    it to run again and when, as every reader is told it ("its execution failed, and
+    operator sent it to run again at …"); else ""."""
+    record = _last_approved(proposal, at)
+    if record is None or not _is_retry(record):
+        return ""
+    return sent_to_run_again_said(record.history_actor, console_time(record.history_date))
+
+
+def approval_told(proposal: Proposal, at: datetime) -> str:
+    """Who approved the proposal by the move its history records last up to ``at`` (an event
+    the agent was sent then), as every reader is told it: "operator approved it at …" (a
+    person, or several), "Policy “Bid adjustments” let it run without a person at …", or
+    "its execution failed, and operator sent it to run again at …"; "" if its history records
+    no such move."""
+    record = _last_approved(proposal, at)
     if record is None:
         return ""
     when = console_time(record.history_date)
+    if _is_retry(record):
+        return sent_to_run_again_said(record.history_actor, when)
     if record.history_actor_kind == "user":
-        if (record.history_change_reason or "").startswith(_RETRY_RECORDED):
-            return sent_to_run_again_said(record.history_actor, when)
         approvals = list(
             Decision.objects.filter(
                 proposal=proposal,

@@ -263,5 +263,7 @@ def test_an_operator_whose_retry_came_second_is_told_who_retried_it_first(login,
     said = [str(message) for message in page.context["messages"]]
     assert len(said) == 1 and said[0].startswith(f"Proposal #{failed.pk} is already approved. ")
     assert said[0].endswith(" UTC.")
-    assert f"{colleague.get_username()} retried its failed execution at " in said[0]
+    assert (
+        f"Its execution failed, and {colleague.get_username()} sent it to run again at " in said[0]
+    )
     assert Proposal.objects.get(pk=failed.pk).status == ProposalStatus.APPROVED
