@@ -4,6 +4,7 @@ import copy
 import dataclasses
 import json
 from collections.abc import Callable, Collection
+from decimal import Decimal
 from fractions import Fraction
 
 from django import forms
@@ -57,12 +58,14 @@ from approvals.selectors import (
     proposal_states,
     proposals_sent_by_kill_switch,
     reassessed_otherwise,
+    reassessed_policy_ref,
     retry_may_repeat_said,
     retry_told,
     routed_reasons,
     routings,
     since_proposed,
     was_retried,
+    with_reassessed_policy,
     withdrawal_seen,
     withdrawn_said,
 )
@@ -642,6 +645,28 @@ def _listed(proposals) -> str:
 EDIT_JUDGED = "re-assessed then by the policies in force (why it is here says what they found)"
 
 
+def _auto_execute_ceiling(policy) -> Decimal | None:
+    """A policy version's auto-execute ceiling; None where none applies (no policy matched,
+    or it always asks a person)."""
+    if policy is None or policy.always_review:
+        return None
+    return policy.auto_execute_max_magnitude
+
+
+def _reassessed_under(proposal: Proposal) -> str:
+    """What re-assessed a proposal, short, as its page's "Re-assessed at … under policy …"
+    says it: "re-assessed under “Reallocations by optimizer”, version 1" where another version than
+    the one that routed it judges it now, "re-assessed under no policy" where none matched
+    it then, else "re-assessed" (by the version that routed it)."""
+    if not reassessed_otherwise(proposal):
+        return "re-assessed"
+    under = reassessed_policy_ref(proposal)
+    if under is None:
+        return "re-assessed under no policy"
+    number = f", version {under['number']}" if under["number"] else ""
+    return f"re-assessed under “{under['name']}”{number}"
+
+
 def _magnitude_against(as_written, magnitude, ceiling, held_by_cumulative: str | None) -> str:
     """A magnitude beside the ceiling that routed it (``ProposalAdmin.magnitude_display``)."""
     if held_by_cumulative and (ceiling is None or magnitude <= ceiling):
@@ -1172,19 +1197,20 @@ class ProposalAdmin(ReadOnlyAdmin):
         # magnitude and the holds on the proposal itself (``magnitude_display``).
         first_routing = routings(OuterRef("pk"))
 
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                deciding_ceiling=Subquery(routed_by.values("auto_execute_max_magnitude")[:1]),
-                routed_payload=Subquery(
-                    first_routing.values("payload")[:1], output_field=models.JSONField()
-                ),
-                routed_magnitude=Subquery(first_routing.values("magnitude")[:1]),
-                routed_held_by=Subquery(
-                    first_routing.values("verdict_held_by")[:1], output_field=models.JSONField()
-                ),
-            )
+        # What judges it since a re-assessment under another version (``magnitude_display``).
+        reassessed_under = Policy.history.filter(
+            history_id=OuterRef("reassessed_policy_version"), always_review=False
+        )
+        return with_reassessed_policy(super().get_queryset(request)).annotate(
+            deciding_ceiling=Subquery(routed_by.values("auto_execute_max_magnitude")[:1]),
+            reassessed_ceiling=Subquery(reassessed_under.values("auto_execute_max_magnitude")[:1]),
+            routed_payload=Subquery(
+                first_routing.values("payload")[:1], output_field=models.JSONField()
+            ),
+            routed_magnitude=Subquery(first_routing.values("magnitude")[:1]),
+            routed_held_by=Subquery(
+                first_routing.values("verdict_held_by")[:1], output_field=models.JSONField()
+            ),
         )
 
     def get_changelist(self, request, **kwargs):
@@ -1262,17 +1288,17 @@ class ProposalAdmin(ReadOnlyAdmin):
         its agent proposed it ("15.0% as edited, re-assessed …; 50.0% / 15.0% as proposed"):
         the edit's re-assessment replaced the proposal's, and alone it read as if its size had
         let it through. The edit's magnitude is said with what judged it, in words: no ceiling
-        routed it, and "15.0% as edited" beside "/ ceiling" read as if one were left out."""
+        routed it, and "15.0% as edited" beside "/ ceiling" read as if one were left out.
+        Re-assessed since (its figures moved), the magnitude and holds of that verdict beside
+        the ceiling of the version it was reached under, saying so ("26.7% / 20.0%,
+        re-assessed under “Reallocations by optimizer”, version 1"): the routing ceiling beside them
+        read as if the policy that routed it still judged it, where its page says another
+        governs it now."""
         as_written = action_types.get(proposal.action_type).magnitude_text
         if hasattr(proposal, "deciding_ceiling"):
             ceiling = proposal.deciding_ceiling
         else:
-            policy = deciding_policy(proposal)
-            ceiling = (
-                None
-                if policy is None or policy.always_review
-                else (policy.auto_execute_max_magnitude)
-            )
+            ceiling = _auto_execute_ceiling(deciding_policy(proposal))
         if proposal.verdict_held_by is None:
             held_by = legacy_cumulative_figure_from_reasons(proposal.verdict_reasons or ())
         else:
@@ -1294,7 +1320,21 @@ class ProposalAdmin(ReadOnlyAdmin):
             return (
                 f"{as_written(proposal.magnitude)} as edited, {EDIT_JUDGED}; {routed} as proposed"
             )
-        return _magnitude_against(as_written, proposal.magnitude, ceiling, held_by)
+        if proposal.reassessed_at is None:
+            return _magnitude_against(as_written, proposal.magnitude, ceiling, held_by)
+        # Re-assessed (its figures moved): its magnitude and holds are that verdict's, judged
+        # by the version it was reached under, which the change page names first.
+        if reassessed_otherwise(proposal):
+            if hasattr(proposal, "reassessed_ceiling"):
+                ceiling = proposal.reassessed_ceiling
+            else:
+                ceiling = _auto_execute_ceiling(
+                    Policy.history.filter(history_id=proposal.reassessed_policy_version).first()
+                    if proposal.reassessed_policy_version
+                    else None
+                )
+        said = _magnitude_against(as_written, proposal.magnitude, ceiling, held_by)
+        return f"{said}, {_reassessed_under(proposal)}"
 
     @admin.display(description="approvals", ordering="approvals_this_round")
     def approvals_display(self, proposal: Proposal) -> str:

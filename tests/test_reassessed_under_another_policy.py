@@ -10,6 +10,8 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from approvals.models import Agent, Proposal, ProposalStatus
@@ -30,11 +32,12 @@ def paragraph(page: str, id_: str) -> str:
     return " ".join(html.unescape(re.sub(r"<[^>]+>", "", found.group(1))).split())
 
 
-def moved_budget() -> None:
-    """brand-search's budget 1000.00 → 1050.00, run: waiting reallocations are re-assessed."""
+def moved_budget(campaign: str = "brand-search", to: str = "1050.00") -> None:
+    """A campaign's budget moved (brand-search's 1000.00 → 1050.00), run: waiting
+    reallocations are re-assessed."""
     raise_ = evaluated(
         bid_adjustment(action_type="budget_change")
-        | {"payload": {"campaign": "brand-search", "new_daily_budget": "1050.00"}}
+        | {"payload": {"campaign": campaign, "new_daily_budget": to}}
     )
     assert proposal_execute(proposal_id=raise_.pk).status == ProposalStatus.EXECUTED
 
@@ -87,3 +90,87 @@ def test_a_reallocation_re_assessed_under_the_policy_that_routed_it_says_only_th
     page = login("operator").get(reverse("admin:approvals_proposal_change", args=[waiting.pk]))
     assert 'id="reassessed-under"' not in page.content.decode()
     assert paragraph(page.content.decode(), "routed-by").startswith("Routed by policy")
+
+
+def from_display_retarget(amount: str) -> dict:
+    """A reallocation that leaves brand-search alone (display-retarget's 300.00 budget)."""
+    payload = {"from_campaign": "display-retarget", "to_campaign": "generic-search"}
+    return reallocation(amount, payload={**payload, "amount": amount})
+
+
+def queue_cells(client) -> dict[int, str]:
+    """Each listed proposal's "magnitude / ceiling" cell, by id, as the queue shows it."""
+    page = client.get(reverse("admin:approvals_proposal_changelist")).content.decode()
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", page, re.S)
+    cells = {}
+    for row in rows:
+        link = re.search(r"/admin/approvals/proposal/(\d+)/change/", row)
+        cell = re.search(r'<td [^>]*class="field-magnitude_display"[^>]*>(.*?)</td>', row, re.S)
+        if link and cell:
+            cells[int(link.group(1))] = html.unescape(cell.group(1))
+    return cells
+
+
+def test_the_queue_judges_a_re_assessed_reallocation_by_the_version_that_governs_it_now(
+    optimizer, login
+):
+    """Re-assessed under a policy added since, the queue still said "26.7% / 10.0%": the
+    ceiling of the version that first routed it, beside the re-assessed magnitude, though its
+    page says another version governs it now (up to 20.0%). It says that one's ceiling, and
+    that it was re-assessed under it, as its page does."""
+    waiting = evaluated(reallocation("280.00"))
+    Policy.objects.create(
+        name="Reallocations by optimizer",
+        action_type="budget_reallocation",
+        agent=Agent.objects.get(name="optimizer"),
+        auto_execute_max_magnitude=Decimal("0.20"),
+    )
+    moved_budget()
+
+    operator = login("operator")
+    cell = queue_cells(operator)[waiting.pk]
+    assert cell == "26.7% / 20.0%, re-assessed under “Reallocations by optimizer”, version 1"
+    page = operator.get(reverse("admin:approvals_proposal_change", args=[waiting.pk]))
+    text = " ".join(html.unescape(page.content.decode()).split())
+    assert "26.7% / 20.0%, re-assessed under “Reallocations by optimizer”, version 1" in text
+    assert "26.7% / 10.0%" not in text
+
+
+def test_the_queue_says_a_reallocation_re_assessed_under_the_version_that_routed_it_was(
+    optimizer, login
+):
+    """Re-assessed under the version that routed it, its ceiling is still that version's;
+    its magnitude is no longer the one that routed it (28.0%), and the queue says so."""
+    waiting = evaluated(reallocation("280.00"))
+    untouched = evaluated(from_display_retarget("150.00"))
+    moved_budget()
+
+    cells = queue_cells(login("operator"))
+    assert cells[waiting.pk] == "26.7% / 10.0%, re-assessed"
+    assert cells[untouched.pk] == "50.0% / 10.0%"
+
+
+def test_the_queue_reads_what_re_assessed_each_row_without_a_query_per_row(optimizer, login):
+    """The policy version each re-assessed row is judged by is read with the page, not one
+    query per row: three re-assessed rows cost the queue no more queries than one does."""
+    first = evaluated(reallocation("280.00"))
+    others = [evaluated(from_display_retarget(amount)) for amount in ("150.00", "100.00")]
+    Policy.objects.create(
+        name="Reallocations by optimizer",
+        action_type="budget_reallocation",
+        agent=Agent.objects.get(name="optimizer"),
+        auto_execute_max_magnitude=Decimal("0.20"),
+    )
+    operator = login("operator")
+    moved_budget()  # brand-search's: the first alone is re-assessed
+    with CaptureQueriesContext(connection) as one:
+        cells = queue_cells(operator)
+    assert [pk for pk, cell in cells.items() if "re-assessed under" in cell] == [first.pk]
+    moved_budget("display-retarget", "320.00")
+    with CaptureQueriesContext(connection) as three:
+        cells = queue_cells(operator)
+    assert {pk for pk, cell in cells.items() if "re-assessed under" in cell} == {
+        first.pk,
+        *(other.pk for other in others),
+    }, cells
+    assert len(three.captured_queries) <= len(one.captured_queries)
