@@ -38,6 +38,7 @@ from audit.admin import (
     console_acts_logged,
     is_history_page,
     lines_shown,
+    shown_as_of,
 )
 from feedback.models import CallbackEvent, DeliveryStatus
 from hitlproject.attempts import attempts_in_words
@@ -527,7 +528,9 @@ class NotificationAdmin(ReadOnlyAdmin):
 
     @admin.display(description="status", ordering="status")
     def status_shown(self, notification: Notification) -> str:
-        return notification.status_said
+        """As the list says it now; a past version's page, as it was at that version's time
+        (held, "due to go by …" then, not "was due" because that time has passed since)."""
+        return notification.status_at(shown_as_of(notification))
 
     # Its log, attempt by attempt in words, and its status as the list says it, where the
     # page (or a past version's) has the field.

@@ -2,6 +2,8 @@
 person is reached, what was sent (an outbox, written in the transaction that moved the
 proposal), the deadline a decision is due by, and who has taken a proposal (claims)."""
 
+from datetime import datetime
+
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -254,29 +256,34 @@ class Notification(models.Model):
 
     @property
     def status_said(self) -> str:
-        """Its status as the console says it: "Not sent", or, where an interrupted attempt
-        may have reached the person, "Not sent, but attempt 1 was interrupted and may have
-        reached them"; a Slack message whose update failed for good, "Sent, but its message
-        could not be updated" (its log says why)."""
+        """Its status as the console says it now (``status_at``)."""
+        return self.status_at(timezone.now())
+
+    def status_at(self, when: datetime) -> str:
+        """Its status as the console says it, as it was at ``when`` (a version's page reads
+        it at that version's time): "Not sent", or, where an interrupted attempt may have
+        reached the person, "Not sent, but attempt 1 was interrupted and may have reached
+        them"; a Slack message whose update failed for good, "Sent, but its message could
+        not be updated" (its log says why); held, when it is due to go (``due_said_at``)."""
         if self.status == NotificationStatus.SENT and self.not_updated:
             return f"{self.status_label}, but its message could not be updated"
         maybe = self.may_have_reached
-        said = self.status_label + self.due_said
+        said = self.status_label + self.due_said_at(when)
         return f"{said}, but {maybe}" if maybe else said
 
-    @property
-    def due_said(self) -> str:
+    def due_said_at(self, when: datetime) -> str:
         """When a held message, never tried yet, is due to go, as its status goes on to say
         it: "; due to go at 2026-12-06 12:16:40 UTC" (failures held together go when the
         first of them is due, and each held with it is due then); held for a digest, "by"
         then: it goes with the first of the person's held for that digest to fall due. Past
-        due, that it was (the digests' next run sends it). Else ""."""
+        due at ``when``, that it was (the digests' next run sends it): a version read later
+        says what it said then, not that it was overdue the day it is read. Else ""."""
         due = self.next_attempt_at
         if self.status != NotificationStatus.HELD or due is None or self.attempts:
             return ""
-        when = "at" if self.kind == NotificationKind.FAILED else "by"
-        was = "was " if due <= timezone.now() else ""
-        return f"; {was}due to go {when} {console_time(due)}"
+        at = "at" if self.kind == NotificationKind.FAILED else "by"
+        was = "was " if due <= when else ""
+        return f"; {was}due to go {at} {console_time(due)}"
 
     @property
     def status_label(self) -> str:

@@ -15,6 +15,7 @@ from django.utils import timezone
 from audit.actors import Actor
 from audit.chain import chain_seal, chain_verify
 from audit.history import insert_with_history, update_with_history
+from hitlproject.formats import console_time
 from notifications.models import DecisionDeadline, Notification, Route
 from tests.conftest import BID_RAISES, bid_adjustment, reallocation, wait_until
 from tests.test_notifications_deadlines import (
@@ -223,3 +224,33 @@ def test_messages_recorded_together_each_keep_what_became_of_them(optimizer):
             ts,
         )
         assert record.history_change_reason == f"{status}: {log[0]['result']}"
+
+
+@pytest.mark.django_db
+def test_a_held_message_s_version_says_when_it_was_due_as_it_stood_then(optimizer, login):
+    """A message held for a digest read "was due to go by …" on the page of its version
+    written while it waited, once the page was read after that time: each version is read
+    at its own time, as a callback event's are (``shown_as_of``)."""
+    route = Route.objects.get(name=DEMO_ROUTE)
+    route.delivery, route.digest_minutes = "digest", 1
+    route.save()
+    answer = optimizer.post("/api/v1/proposals/", reallocation(), format="json")
+    assert answer.status_code == 201, answer.content
+    held = Notification.objects.get(proposal_id=answer.json()["id"], status="held")
+    # Its record written while it waited, read once that time has passed: it was held at
+    # 10:00 to go by 10:01, and the page is read at 10:02.
+    now = timezone.now()
+    due = now - timedelta(minutes=1)
+    Notification.objects.filter(pk=held.pk).update(next_attempt_at=due)
+    [version] = Notification.history.filter(id=held.pk)
+    Notification.history.filter(history_id=version.history_id).update(
+        history_date=now - timedelta(minutes=2), next_attempt_at=due
+    )
+    auditor = login("auditor")
+    url = f"/admin/notifications/notification/{held.pk}/history/{version.history_id}/"
+    page = " ".join(auditor.get(url).content.decode().split())
+    assert f"; due to go by {console_time(due)}" in page
+    assert "was due to go" not in page
+    # The message itself, read now, is past due, and says so.
+    listed = " ".join(auditor.get("/admin/notifications/notification/").content.decode().split())
+    assert f"; was due to go by {console_time(due)}" in listed
