@@ -262,6 +262,13 @@ class ProposalOutput(serializers.Serializer):
     withdrawal = serializers.SerializerMethodField(
         help_text="Who withdrew it, for a withdrawn proposal; null otherwise."
     )
+    review_round = serializers.IntegerField(
+        help_text="The review round it is in, from 1 (0: it was never asked of a person). A "
+        "proposal sent back to a person starts a new round; the approvals of this round "
+        "(decisions whose round is this one) are those counted toward verdict."
+        "required_approvals: under a two-person rule, one approval of this round while it is "
+        "pending_review means it waits for another reviewer."
+    )
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
     evaluated_at = serializers.DateTimeField(allow_null=True)
@@ -365,6 +372,7 @@ def proposal_body(proposal: Proposal, *, just_submitted: bool = False) -> dict:
         "execution": execution,
         "outcomes": outcomes,
         "withdrawal": _withdrawal(proposal),
+        "review_round": proposal.review_round,
         "created_at": _time(proposal.created_at),
         "updated_at": _time(proposal.updated_at),
         "evaluated_at": _time(proposal.evaluated_at),

@@ -22,13 +22,15 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
+from hitl_client._tools import outcome_report
+from hitl_client.models import Proposal as HitlProposal
 from mcp import ClientSession, StdioServerParameters, stdio_client
 
 from approvals.models import Proposal as ProposalRow
 from approvals.services.decisions import proposal_approve, proposal_reject
 from approvals.services.proposals import proposal_withdraw_for_agent
 from ledger.models import Account
-from policies.models import KillSwitch
+from policies.models import KillSwitch, Policy
 from tests.answer_lost import answer_lost_proxy
 from tests.conftest import bid_adjustment, creative, reallocation, wait_until
 
@@ -875,4 +877,59 @@ def test_mcp_a_creative_batch_google_ads_partly_deployed_is_told_as_partly_carri
         "Part of it was carried out on the channel and part was not (the error says which); it "
         "is not retried, which would do the done part twice. Read the current state before "
         "proposing anything more about it. An operator may retry it: do not propose it again."
+    )
+
+
+def test_mcp_and_the_adapters_say_one_of_two_approvals_is_in_and_it_waits_for_a_second(
+    web_server, demo_world, as_operator, agent_client
+):
+    """Under a two-person rule, a reallocation one operator approved read to the model as
+    simply "Waiting for a human reviewer", as if nobody had looked at it: the API says one
+    approval of its round is in (its decision, when, its round) and two are needed. The MCP
+    server and the framework adapters (``outcome_report``) say so, in the same words."""
+    policy = Policy.objects.get(action_type="budget_reallocation", account=None, agent=None)
+    policy.required_approvals = 2
+    policy.save()
+
+    async def agent(session):
+        proposed = await call(
+            session,
+            "propose_action",
+            action_type="budget_reallocation",
+            account="demo",
+            payload={"from_campaign": "brand-search", "to_campaign": "generic-search",
+                     "amount": "280.00"},
+            rationale="generic-search converts at 2.3x brand-search's rate this week.",
+            confidence=0.82,
+        )  # fmt: skip
+        assert "approvals" not in proposed
+        await as_operator(proposal_approve, proposal_id=proposed["id"], note="Agreed")
+        return await call(session, "get_proposal", proposal_id=proposed["id"])
+
+    seen = run_agent(web_server, demo_world["agents"]["optimizer"], agent)
+    answer = agent_client("optimizer").get(f"/api/v1/proposals/{seen['id']}/").json()
+    # What the API says: pending, one approval in its round, two needed.
+    assert answer["status"] == "pending_review" and answer["review_round"] == 1
+    assert answer["verdict"]["required_approvals"] == 2
+    [approval] = answer["decisions"]
+    assert (approval["outcome"], approval["round"]) == ("approve", 1)
+    said = (
+        f"1 of the 2 approvals it needs is in: Reviewer 1 approved it at "
+        f"{approval['decided_at']} (Agreed.). It still waits for a second reviewer's approval."
+    )
+    assert seen["approvals"] == {
+        "given": 1,
+        "required": 2,
+        "approved": [{"by": "Reviewer 1", "at": approval["decided_at"], "note": "Agreed"}],
+        "message": said,
+    }
+    assert seen["next_step"] == (
+        f"{said} Call wait_for_decision. "
+        f"It expires at {answer['review_expires_at']} unless a person decides it first."
+    )
+    told = outcome_report(HitlProposal.from_api(answer))
+    assert told["approvals"] == seen["approvals"]
+    assert told["message"].startswith(
+        f"Proposal #{seen['id']} waits for a human decision; it has not executed yet, but it "
+        f"still may: do not propose it again. {said}"
     )

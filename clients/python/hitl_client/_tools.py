@@ -435,12 +435,16 @@ def outcome_report(
         # is told not to propose it again, which would ask for the same action twice.
         report["reasons"] = _reasons(proposal)
         waiting = _STILL.get(status, f"is {status}")
+        approvals = approvals_so_far(proposal)
+        if approvals is not None:
+            report["approvals"] = approvals
         report["message"] = " ".join(
             filter(
                 None,
                 [
                     f"Proposal #{proposal.id} {waiting}; it has not executed yet, but it "
                     "still may: do not propose it again.",
+                    approvals["message"] if approvals else "",
                     _SENT_BEFORE.get(_carried_out(proposal), ""),
                     *report["reasons"],
                 ],
@@ -507,6 +511,66 @@ def report_text(report: Mapping[str, Any]) -> str:
 
 def _reasons(proposal: Proposal) -> list[str]:
     return list(proposal.verdict.reasons) if proposal.verdict else []
+
+
+def _approvals_this_round(proposal: Proposal) -> list[Decision]:
+    """The approvals of the review round it is in (the API's ``review_round``), in the order
+    given; from a server that does not say its round, those of its decisions' last round."""
+    current = proposal.review_round
+    if current is None:
+        current = max((decision.round or 0 for decision in proposal.decisions), default=0)
+    return [d for d in proposal.decisions if d.outcome == "approve" and (d.round or 0) == current]
+
+
+_ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth")
+
+
+def approvals_so_far(proposal: Proposal) -> dict[str, Any] | None:
+    """For a proposal waiting for a person that has some of the approvals its policy asks
+    for (a two-person rule with one approval in), what the API says of it, in the words
+    every adapter tells its model (the MCP server's ``approvals`` and ``next_step``, the
+    framework adapters' report): ``given`` of ``required`` approvals, each approval (by
+    whom, as the API and the feedback name reviewers, "Reviewer 1", when, and its note), and
+    a ``message``: "1 of the 2 approvals it needs is in: Reviewer 1 approved it at …. It
+    still waits for a second reviewer's approval." It had read as simply waiting for a
+    human, as if no one had looked at it. None for any other proposal."""
+    if proposal.status != Status.PENDING_REVIEW or proposal.verdict is None:
+        return None
+    required = proposal.verdict.required_approvals
+    approvals = _approvals_this_round(proposal)
+    if not approvals or len(approvals) >= required:
+        return None
+    given = [
+        {
+            "by": f"Reviewer {number}",
+            "at": decision.raw.get("decided_at"),
+            "note": decision.note,
+        }
+        for number, decision in enumerate(approvals, start=1)
+    ]
+    said = "; ".join(
+        f"{each['by']} approved it"
+        + (f" at {each['at']}" if each["at"] else "")
+        + (f" ({_sentence(each['note'])})" if each["note"].strip() else "")
+        for each in given
+    )
+    more = required - len(approvals)
+    if more > 1:
+        still = f"{more} more reviewers' approvals"
+    elif len(approvals) < len(_ORDINALS):
+        still = f"a {_ORDINALS[len(approvals)]} reviewer's approval"
+    else:
+        still = "one more reviewer's approval"
+    are = "is" if len(approvals) == 1 else "are"
+    return {
+        "given": len(approvals),
+        "required": required,
+        "approved": given,
+        "message": (
+            f"{len(approvals)} of the {required} approvals it needs {are} in: {said}. "
+            f"It still waits for {still}."
+        ),
+    }
 
 
 def _approvals_that_let_it_run(proposal: Proposal) -> list[Decision]:

@@ -56,6 +56,7 @@ from ._tools import (
     MODEL_FIXABLE,
     LostAnswers,
     ToolAction,
+    approvals_so_far,
     back_with_a_person,
     idempotency_key,
     may_be_made,
@@ -297,7 +298,7 @@ def _key(request: ToolCallRequest) -> str:
 
 
 def _interrupt_value(request: ToolCallRequest, proposal: Proposal) -> dict[str, Any]:
-    return {
+    value = {
         "type": INTERRUPT_TYPE,
         "proposal_id": proposal.id,
         "status": proposal.status,
@@ -306,6 +307,10 @@ def _interrupt_value(request: ToolCallRequest, proposal: Proposal) -> dict[str, 
         "tool_call_id": request.tool_call.get("id"),
         "tool": request.tool_call["name"],
     }
+    approvals = approvals_so_far(proposal)
+    if approvals is not None:  # one of two approvals in: it waits for a second reviewer
+        value["approvals"] = approvals
+    return value
 
 
 def _tool_message(

@@ -32,6 +32,7 @@ except ImportError as missing:  # the client installed without its mcp extra
 from hitl_client._core import message_without_key
 from hitl_client._tools import (
     LostAnswers,
+    approvals_so_far,
     approved_by,
     expiry,
     faults,
@@ -58,6 +59,8 @@ How to work:
 3. Call propose_action. The answer carries the status:
    - "approved": it will execute within seconds; call wait_for_decision to see the result.
    - "pending_review": a human must decide; call wait_for_decision (repeat if not final).
+     Under a two-person rule, "approvals" says which approvals are in (by whom, when) and
+     that it still waits for another reviewer's.
    - "blocked": refused (a policy's hard ceiling or a guardrail); read verdict.reasons, do
      not resubmit the same thing.
 4. A final status is one of executed (see execution.before_state / after_state), rejected
@@ -220,6 +223,10 @@ def proposal_view(proposal: Proposal, *, proposed: dict[str, Any] | None = None)
         next_step = NEXT_STEP.get(proposal.status, "Call wait_for_decision.").format(
             approved_by=approved_by(proposal)
         )
+        approvals = approvals_so_far(proposal)
+        if approvals is not None:  # not simply waiting: one of two approvals is in
+            view["approvals"] = approvals
+            next_step = f"{approvals['message']} Call wait_for_decision."
         view["next_step"] = f"{next_step} {expiry_said}" if expires_at else next_step
         if expires_at:
             view["expires_at"] = expires_at

@@ -245,6 +245,10 @@ class Proposal:
     """True when the answer is the replay of an earlier request with the same Idempotency-Key."""
     withdrawal: Withdrawal | None = None
     """Who withdrew it, once it is withdrawn: the agent, or a reviewer for it."""
+    review_round: int | None = None
+    """The review round it is in (0: never asked of a person); the approvals of this round
+    are those counted toward ``verdict.required_approvals``. None from a server that does
+    not say."""
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @property
@@ -298,6 +302,7 @@ class Proposal:
             executed_at=_time(data.get("executed_at")),
             replayed=replayed,
             withdrawal=Withdrawal.from_api(data.get("withdrawal")),
+            review_round=data.get("review_round"),
             raw=data,
         )
 
