@@ -523,6 +523,47 @@ def let_run_said(proposal: Proposal) -> str:
     return f"{by} let it run without a person at {when}"
 
 
+def approved_to_run_said(proposals: Sequence[Proposal]) -> dict[int, str]:
+    """Why each approved proposal runs, as its executions' history records say it: "approved
+    by operator" (the approvals of its review round, in the order given: "approved by
+    operator and second-operator"), or, let run without a person, "approved by policy “Bid
+    adjustments” version 3" (the policy's name and number in the version that routed it);
+    "approved to run" where neither is on record (a failed execution an operator retried
+    says so in the proposal's history). Two queries for the lot, whatever their number."""
+    reviewed = {p.pk: p.review_round for p in proposals if p.review_round}
+    approvers: dict[int, list[str]] = defaultdict(list)
+    for decision in (
+        Decision.objects.filter(proposal_id__in=reviewed, outcome=DecisionOutcome.APPROVE)
+        .select_related("reviewer")
+        .order_by("created_at", "pk")
+    ):
+        if decision.review_round == reviewed[decision.proposal_id]:
+            approvers[decision.proposal_id].append(decision.reviewer.get_username())
+    versions = {
+        proposal.verdict_policy_version
+        for proposal in proposals
+        if proposal.pk not in reviewed and proposal.verdict_outcome == VerdictOutcome.AUTO_APPROVE
+    } - {None}
+    policies = {
+        record["history_id"]: record
+        for record in Policy.history.filter(history_id__in=versions)
+        .annotate(number=version_number_of(OuterRef("id"), OuterRef("history_id")))
+        .values("history_id", "name", "number")
+    }
+    said = {}
+    for proposal in proposals:
+        names = approvers.get(proposal.pk)
+        policy = policies.get(proposal.verdict_policy_version)
+        if names:
+            who = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+            said[proposal.pk] = f"approved by {who}"
+        elif policy is not None:
+            said[proposal.pk] = f"approved by policy “{policy['name']}” version {policy['number']}"
+        else:
+            said[proposal.pk] = "approved to run"
+    return said
+
+
 def _last_approved(proposal: Proposal, at: datetime):
     """The last history record of ``proposal`` up to ``at`` moving it to approved."""
     return (

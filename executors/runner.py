@@ -43,7 +43,7 @@ from approvals.models import (
     ProposalStatus,
     VerdictOutcome,
 )
-from approvals.selectors import LastRound
+from approvals.selectors import LastRound, approved_to_run_said
 from approvals.services.acts import AgentAccounts, agent_accounts_of, agent_stopped, agents_hold
 from approvals.services.hooks import executions_failed
 from approvals.services.lifecycle import (
@@ -245,7 +245,7 @@ def _record_attempt(
     after: dict | None = None,
     error: str = "",
 ) -> Execution:
-    return Execution.objects.create(
+    attempt = Execution(
         proposal=proposal,
         attempt=number,
         executor=executor,
@@ -256,6 +256,35 @@ def _record_attempt(
         started_at=started_at,
         finished_at=None if status == ExecutionStatus.RUNNING else timezone.now(),
     )
+    attempt._change_reason = _attempt_made(attempt, approved_to_run_said([proposal])[proposal.pk])
+    attempt.save()
+    return attempt
+
+
+# What an attempt's record says it came of, by the status it was made with.
+_MADE_AS = {
+    ExecutionStatus.SUCCEEDED: "executed",
+    ExecutionStatus.FAILED: "failed",
+    ExecutionStatus.RUNNING: "started (its request on its way to the channel)",
+}
+
+
+def _attempt_made(attempt: Execution, approved: str) -> str:
+    """The history reason of an attempt's first record: what wrote it and why, "attempt 1
+    executed by the worker with the ledger executor; approved by policy “Bid adjustments”
+    version 3" (``approved``: ``approved_to_run_said``)."""
+    done = _MADE_AS.get(attempt.status, attempt.status)
+    return (
+        f"attempt {attempt.attempt} {done} by the worker with the {attempt.executor} executor; "
+        f"{approved}"
+    )
+
+
+def _attempt_saved(attempt: Execution, what: str) -> None:
+    """An attempt's change saved with its history reason: ``what`` became of it, as the
+    worker that ran it recorded it."""
+    attempt._change_reason = f"attempt {attempt.attempt} {what}, recorded by the worker"
+    attempt.save()
 
 
 def _fail(proposal: Proposal, error: str) -> Proposal:
@@ -640,24 +669,24 @@ def _execute_together(proposal_ids: Sequence[int]) -> Executions:
                 campaign_writes.append((campaign, {**fields, "updated_at": applied_at}))
         update_with_history(Campaign, campaign_writes, actor=actor)
         finished_at = timezone.now()  # the ledger written, as an attempt alone finishes
-        create_with_history(
-            Execution,
-            [
-                Execution(
-                    proposal=proposal,
-                    attempt=proposal.attempts_before + 1,
-                    executor=LEDGER_EXECUTOR,
-                    status=ExecutionStatus.SUCCEEDED,
-                    before_state=before,
-                    after_state=after,
-                    started_at=started_at,
-                    finished_at=finished_at,
-                )
-                for proposal, before, after, _ in staged
-            ],
-            actor=actor,
-        )
         executed = [proposal for proposal, *_ in staged]
+        approved = approved_to_run_said(executed)
+        attempts = [
+            Execution(
+                proposal=proposal,
+                attempt=proposal.attempts_before + 1,
+                executor=LEDGER_EXECUTOR,
+                status=ExecutionStatus.SUCCEEDED,
+                before_state=before,
+                after_state=after,
+                started_at=started_at,
+                finished_at=finished_at,
+            )
+            for proposal, before, after, _ in staged
+        ]
+        for attempt in attempts:
+            attempt._change_reason = _attempt_made(attempt, approved[attempt.proposal.pk])
+        create_with_history(Execution, attempts, actor=actor)
         proposals_move_through(
             proposals=executed,
             moves=[
@@ -932,7 +961,7 @@ def _execute_on_channel(proposal_id: int) -> Proposal:
         if outcome.result == "moved":
             moves = "; ".join(str(move) for move in outcome.moves)
             attempt.error = f"Not sent: the value moved on the channel ({moves})."
-            attempt.save()
+            _attempt_saved(attempt, "not sent: the value moved on the channel")
             superseded = proposal_supersede(
                 proposal=proposal,
                 moves=list(outcome.moves),
@@ -944,16 +973,16 @@ def _execute_on_channel(proposal_id: int) -> Proposal:
         attempt.error = outcome.detail
         if outcome.result == "partial":
             attempt.error = f"{PARTLY_CARRIED_OUT}{outcome.detail}"
-            attempt.save()
+            _attempt_saved(attempt, "failed: the channel carried out part of it")
             return _fail(proposal, attempt.error)
         attempt.unanswered = outcome.unanswered
         tried = _this_round(proposal, current).count()
         if not outcome.retryable or tried >= executor.max_attempts:
             # The round ends: its last attempt's record says what the failure says.
             attempt.error = _unanswered_said(outcome.detail, executor, proposal, current, attempt)
-            attempt.save()
+            _attempt_saved(attempt, "failed, the last of its round")
             return _fail(proposal, attempt.error)
-        attempt.save()
+        _attempt_saved(attempt, "failed, to be tried again")
         # The next attempt is due after the backoff: nothing starts one before.
         delay = min(executor.retry_seconds * 2 ** (tried - 1), 600)
         # Not before the channel said to come back (a quota's retry delay), up to an hour.
@@ -972,6 +1001,13 @@ def _stopped_attempts_failed(
     for attempt in stopped:
         attempt.status, attempt.finished_at, attempt.error = ExecutionStatus.FAILED, now, error
         attempt.unanswered = True  # its request may have gone, and its answer was lost
+        # Found by the next run of its execution: the stall sweep's, or its task delivered
+        # again once the worker was lost.
+        attempt._change_reason = (
+            f"attempt {attempt.attempt} marked failed: its worker stopped while it was under "
+            "way, found when its execution was run again (sent again by the stall sweep, or "
+            "its task delivered again)"
+        )
         attempt.save()  # saved: on record
     return len(stopped)
 
@@ -1208,13 +1244,13 @@ def _record_carried_out(
     if refusal:  # the channel did it; the ledger cannot say so: a person must look
         attempt.status = ExecutionStatus.FAILED
         attempt.error = f"Carried out on the channel, but the ledger refuses it: {refusal}"
-        attempt.save()
+        _attempt_saved(attempt, "carried out on the channel, refused by the ledger")
         return _fail(proposal, attempt.error)
     attempt.status = ExecutionStatus.SUCCEEDED
     attempt.after_state = ledger_snapshot(
         action_type=action_type, payload=proposal.payload, campaigns=campaigns
     )
-    attempt.save()
+    _attempt_saved(attempt, "carried out on the channel")
     executed = proposal_transition(
         proposal_id=proposal.pk,
         to_status=ProposalStatus.EXECUTED,

@@ -1,6 +1,6 @@
 """Every decision yields feedback the agent can pull."""
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -31,6 +31,9 @@ from hitlproject.errors import Conflict, DomainError, NotFound
 from hitlproject.vocabulary import note_checked
 from hitlproject.wakeups import feedback_topic, wake_after_commit
 
+# How a feedback record's history reason begins: it is written for its agent to learn from.
+FOR_ITS_AGENT = "feedback for its agent: "
+
 # The key of the transaction-scoped PostgreSQL lock that orders feedback writers.
 _FEEDBACK_WRITERS_LOCK = 0x4F5F_FEED
 
@@ -51,11 +54,17 @@ def _wake_readers(agent_ids: Iterable[int]) -> None:
     wake_after_commit(feedback_topic(agent_id) for agent_id in agent_ids)
 
 
-def _written(feedback: list[Feedback], *, actor: Actor) -> list[Feedback]:
+def _written(
+    feedback: list[Feedback], *, actor: Actor, why: Callable[[Feedback], str]
+) -> list[Feedback]:
     """Feedback written together, last in the caller's transaction (``_in_commit_order``),
-    its agents' waiting requests woken once it commits."""
+    its agents' waiting requests woken once it commits; each record's history reason is
+    ``why`` it was written ("feedback for its agent: rejected by operator: Too
+    aggressive"), beside the service that wrote it (its actor)."""
     if not feedback:
         return []
+    for item in feedback:
+        item._change_reason = f"{FOR_ITS_AGENT}{why(item)}"
     _in_commit_order()
     _wake_readers(item.agent_id for item in feedback)
     return create_with_history(Feedback, feedback, actor=actor)
@@ -91,7 +100,19 @@ def feedback_record_decisions(
                 diff=diff,
             )
         )
-    return _written(feedback, actor=actor)
+    decided = {decision.pk: decision for decision in decisions}
+    return _written(
+        feedback, actor=actor, why=lambda item: _decided_said(decided[item.decision_id])
+    )
+
+
+def _decided_said(decision: Decision) -> str:
+    """A decision in words, naming its reviewer, as the proposal's history says it."""
+    if decision.outcome == DecisionOutcome.REJECT:
+        label = RejectionReason(decision.reason_code).label
+        return f"rejected by {decision.reviewer.get_username()}: {label}"
+    edited = " with edits" if decision.edited_payload is not None else ""
+    return f"approved{edited} by {decision.reviewer.get_username()}"
 
 
 def _round_notes(decisions: Sequence[Decision]) -> dict[int, str]:
@@ -160,6 +181,7 @@ def feedback_record_supersessions(
             for proposal, moves, note in superseded
         ],
         actor=actor,
+        why=lambda item: "superseded: its target changed before it executed",
     )
 
 
@@ -178,6 +200,7 @@ def feedback_record_expiries(*, proposals: Sequence[Proposal], actor: Actor) -> 
             for proposal in proposals
         ],
         actor=actor,
+        why=lambda item: "expired: its review window closed before enough people decided it",
     )
 
 
@@ -196,6 +219,7 @@ def feedback_record_withdrawals(*, proposals: Sequence[Proposal], actor: Actor) 
             for proposal in proposals
         ],
         actor=actor,
+        why=lambda item: f"withdrawn for it by {actor.name}",
     )
 
 
@@ -213,6 +237,7 @@ def feedback_record_failures(
             for proposal, error in failures
         ],
         actor=actor,
+        why=lambda item: "its execution failed",
     )
 
 
@@ -251,13 +276,15 @@ def _outcome_record(
         if actor.kind == "user":  # what a person saw is feedback the agent should learn from
             _in_commit_order()
             _wake_readers([proposal.agent_id])
-            Feedback.objects.create(
+            told = Feedback(
                 agent_id=proposal.agent_id,
                 proposal=proposal,
                 outcome=outcome,
                 kind=FeedbackKind.OUTCOME,
                 note=note,
             )
+            told._change_reason = f"{FOR_ITS_AGENT}{actor.name} reported what it did"
+            told.save()
     return outcome
 
 

@@ -126,6 +126,12 @@ def test_a_worker_stopped_mid_request_counts_as_unanswered(channel, monkeypatch)
     assert len(endpoint.received) == 1  # the second attempt, refused
     first = proposal.executions.order_by("attempt").first()
     assert (first.error, first.unanswered) == (STOPPED, True)
+    # Its history says what marked it failed, and why: the auditor read an empty reason.
+    assert first.history.latest("history_id").history_change_reason == (
+        f"attempt {first.attempt} marked failed: its worker stopped while it was under way, "
+        "found when its execution was run again (sent again by the stall sweep, or its task "
+        "delivered again)"
+    )
     assert failure_reason(proposal) == (
         f"execution failed: the endpoint answered HTTP 422. Attempt {first.attempt} {WARNING}: "
         "check on the channel before retrying it; a retry is a new request (key "

@@ -345,23 +345,22 @@ def _decisions_record(
                     setattr(proposal, field_name, value)
                 proposal._change_reason = f"edited by {reviewer.get_username()} before approval"
                 proposal.save()
-    decisions = create_with_history(
-        Decision,
-        [
-            Decision(
-                proposal=proposal,
-                review_round=proposal.review_round,
-                reviewer=reviewer,
-                outcome=outcome,
-                reason_code=reason_code,
-                note=note,
-                edited_payload=proposal.payload if proposal.pk in changes else None,
-                summary=proposal.summary,
-            )
-            for proposal in deciding
-        ],
-        actor=actor,
-    )
+    made = [
+        Decision(
+            proposal=proposal,
+            review_round=proposal.review_round,
+            reviewer=reviewer,
+            outcome=outcome,
+            reason_code=reason_code,
+            note=note,
+            edited_payload=proposal.payload if proposal.pk in changes else None,
+            summary=proposal.summary,
+        )
+        for proposal in deciding
+    ]
+    for decision in made:
+        decision._change_reason = _decision_recorded(decision)
+    decisions = create_with_history(Decision, made, actor=actor)
 
     said_to_each: dict[int, str] = {}
     if outcome == DecisionOutcome.APPROVE:
@@ -467,6 +466,19 @@ def as_proposed_payloads(
 def _check_reason(reason_code: str) -> None:
     if reason_code not in RejectionReason.values:
         raise DomainError(f"Choose a rejection reason: {', '.join(RejectionReason.values)}.")
+
+
+def _decision_recorded(decision: Decision) -> str:
+    """A decision's history reason: who decided what, in which review round, as the
+    proposal's own history says it ("approved with edits by operator", "rejected by
+    operator: Too aggressive"), recorded by the decision service on their word."""
+    if decision.outcome == DecisionOutcome.REJECT:
+        done, then = "rejected", f": {RejectionReason(decision.reason_code).label}"
+    else:
+        done = "approved with edits" if decision.edited_payload is not None else "approved"
+        then = ""
+    said, _ = by_a_reviewer(done, decision.reviewer, then)
+    return f"{said} (review round {decision.review_round})"
 
 
 def proposal_approve(

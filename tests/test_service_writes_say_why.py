@@ -1,0 +1,66 @@
+"""The decisions, executions and feedback the platform's services write say, in their
+history, what wrote each and why: the auditor's history page of each had an empty reason
+beside "the executor (system)" or a reviewer's name, where every other write says why."""
+
+import html
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from approvals.models import Decision, Execution
+from approvals.services.decisions import proposal_approve, proposal_reject
+from executors.runner import proposal_execute
+from feedback.models import Feedback
+from tests.conftest import bid_adjustment, reallocation
+from tests.factories import evaluated
+
+pytestmark = pytest.mark.django_db
+
+
+def reasons_on_history_page(client, url: str) -> str:
+    page = client.get(url)
+    assert page.status_code == 200
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page.content.decode())).split())
+
+
+def test_the_auditor_reads_why_each_decision_execution_and_feedback_was_written(demo_world, login):
+    operator = get_user_model().objects.get(username="operator")
+    routine = evaluated(bid_adjustment())  # 6%: the policy lets it run
+    proposal_execute(proposal_id=routine.pk)
+    waited = evaluated(reallocation())  # 28%: an operator approves it
+    proposal_approve(proposal_id=waited.pk, reviewer=operator, note="Agreed.")
+    proposal_execute(proposal_id=waited.pk)
+    refused = evaluated(reallocation("250.00"))
+    proposal_reject(
+        proposal_id=refused.pk, reviewer=operator, reason_code="too_aggressive", note="Too much."
+    )
+    auditor = login("auditor")
+
+    def history(obj) -> str:
+        meta = obj._meta
+        return reasons_on_history_page(
+            auditor, f"/admin/{meta.app_label}/{meta.model_name}/{obj.pk}/history/"
+        )
+
+    assert (
+        "attempt 1 executed by the worker with the ledger executor; approved by policy "
+        "“Bid adjustments” version 1" in history(Execution.objects.get(proposal=routine))
+    )
+    assert (
+        "attempt 1 executed by the worker with the ledger executor; approved by operator"
+        in history(Execution.objects.get(proposal=waited))
+    )
+    assert "approved by operator (review round 1)" in history(Decision.objects.get(proposal=waited))
+    assert "rejected by operator: Too aggressive (review round 1)" in history(
+        Decision.objects.get(proposal=refused)
+    )
+    assert "feedback for its agent: approved by operator" in history(
+        Feedback.objects.get(proposal=waited)
+    )
+    assert "feedback for its agent: rejected by operator: Too aggressive" in history(
+        Feedback.objects.get(proposal=refused)
+    )
+    # None of their records has an empty reason.
+    for model in (Decision, Execution, Feedback):
+        assert not model.history.filter(history_change_reason__in=["", None]).exists(), model
