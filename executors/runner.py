@@ -257,7 +257,7 @@ def _record_attempt(
         finished_at=None if status == ExecutionStatus.RUNNING else timezone.now(),
     )
     attempt._change_reason = _attempt_made(attempt, approved_to_run_said([proposal])[proposal.pk])
-    attempt.save()
+    attempt.save(force_insert=True)
     return attempt
 
 
