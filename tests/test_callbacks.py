@@ -109,8 +109,30 @@ def test_an_agent_hears_of_edits_a_first_of_two_reviewers_made_when_the_second_a
 
     wait_until(lambda: settled(2))
     [approved] = [e for e in endpoint.events() if e["type"] == "proposal.approved"]
-    assert approved["reason"] == "approved with edits by a reviewer"
+    assert approved["reason"] == "approved with edits by 2 reviewers"
     assert Feedback.objects.get(proposal=proposal).kind == "approved_with_edits"
+
+
+def test_an_agent_is_told_two_reviewers_approved_under_a_two_person_rule(
+    callback_endpoint, operators
+):
+    """Two operators approved under a two-person rule; its callback said "approved by a
+    reviewer", where its feedback names both ("Reviewer 1 approved: …", "Reviewer 2
+    approved: …") and the client's adapters tell the model "2 reviewers"."""
+    endpoint = callback_endpoint(200)
+    first, second = operators
+    Policy.objects.filter(action_type="bid_adjustment").update(required_approvals=2)
+    proposal = waiting_proposal()
+
+    proposal_approve(proposal_id=proposal.pk, reviewer=first, note="Agreed")
+    proposal_approve(proposal_id=proposal.pk, reviewer=second, note="Fine by me")
+
+    wait_until(lambda: settled(2))
+    [approved] = [e for e in endpoint.events() if e["type"] == "proposal.approved"]
+    assert approved["reason"] == "approved by 2 reviewers"
+    assert Feedback.objects.get(proposal=proposal).note == (
+        "Reviewer 1 approved: Agreed\nReviewer 2 approved: Fine by me"
+    )
 
 
 def test_the_agent_hears_a_reviewer_withdrew_its_proposal_not_its_own_withdrawal(callback_endpoint):

@@ -378,11 +378,12 @@ def _decisions_record(
         proposed_payloads = as_proposed_payloads(
             [proposal.pk for proposal in complete], before_decision
         )
-        _, said_edited = by_a_reviewer("approved with edits", reviewer)
         said_to_each = {
-            proposal.pk: said_edited
+            proposal.pk: _approved_said(
+                proposal,
+                edited=bool(payload_diff(proposed_payloads[proposal.pk], proposal.payload)),
+            )
             for proposal in complete
-            if payload_diff(proposed_payloads[proposal.pk], proposal.payload)
         }
         # The others wait for more reviewers, with this approval counted.
         settling = {proposal.pk for proposal in complete}
@@ -449,6 +450,16 @@ def _decisions_record(
         decided.approved = complete
         decided.awaiting = [proposal for proposal in deciding if proposal.pk not in settled]
     return decided
+
+
+def _approved_said(proposal: Proposal, *, edited: bool) -> str:
+    """What its agent is told of the approvals that let it run, naming no one: "approved by
+    a reviewer", or under a two-person rule "approved by 2 reviewers", as the feedback
+    ("Reviewer 1 approved: …") and the client's adapters ("decided_by": "2 reviewers") count
+    them; "with edits" when the action that runs is not the one proposed."""
+    done = "approved with edits" if edited else "approved"
+    approvals = proposal.approvals_this_round
+    return f"{done} by {approvals} reviewers" if approvals > 1 else f"{done} by a reviewer"
 
 
 def as_proposed_payloads(
