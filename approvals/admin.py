@@ -102,6 +102,7 @@ from approvals.services.proposals import (
     HELD_BACK,
     guardrail_blocks_counting_approved,
     held_back_by,
+    held_back_reason_now,
     proposal_withdraw_for_agent,
 )
 from approvals.services.supersession import (
@@ -754,14 +755,19 @@ def _kill_switches_named_now(proposal: Proposal) -> frozenset[str]:
 
 def _reasons_now(proposal: Proposal, reasons) -> list[str]:
     """Reasons recorded with a proposal as they stand now: a kill switch released since it
-    was routed reads as engaged then and released since, wherever a person reads them."""
+    was routed, or since it held the proposal back before executing, reads as engaged then
+    and released since, wherever a person reads them (``held_back_reason_now``)."""
     engaged_now = None
     said = []
     for reason in reasons or ():
-        if str(reason).startswith(KILL_SWITCH_FINDING):
+        if str(reason).startswith((KILL_SWITCH_FINDING, HELD_BACK)):
             if engaged_now is None:
                 engaged_now = _kill_switches_named_now(proposal)
-            reason = kill_switch_finding_now(str(reason), engaged_now)
+            if str(reason).startswith(HELD_BACK):
+                waits = proposal.status == ProposalStatus.PENDING_REVIEW
+                reason = held_back_reason_now(str(reason), engaged_now, waits=waits)
+            else:
+                reason = kill_switch_finding_now(str(reason), engaged_now)
         said.append(reason)
     return said
 

@@ -607,6 +607,41 @@ def test_a_switch_that_held_an_approved_proposal_back_reads_released_as_it_happe
     assert "when it was routed" not in row
 
 
+def test_a_held_back_note_reads_as_it_was_once_the_switch_is_released_and_it_ran(login):
+    """Approved, held back by a switch over everything before it ran, approved again once
+    the switch was released, and executed: its page said still "Held back before executing:
+    the kill switch on everything is engaged: … A person must approve it again". It says
+    the switch was engaged then and is released since, and that a person had to approve it
+    again (while it waits, that one must)."""
+    proposal = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=proposal.pk, reviewer=person())
+    switch = engage("global")
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.PENDING_REVIEW
+    operator = login("operator")
+    url = reverse("admin:approvals_proposal_change", args=[proposal.pk])
+
+    def why_it_is_here() -> list[str]:
+        page = html.unescape(operator.get(url).text)
+        listed = page.split('id="verdict-reasons">')[1].split("</ul>")[0]
+        return re.findall(r"<li>(.*?)</li>", listed)
+
+    held = f"Held back before executing: the kill switch on everything is engaged: {OUTAGE}"
+    assert why_it_is_here()[0] == f"{held} A person must approve it again."
+
+    release(switch)
+    was = (
+        f"Held back before executing: the kill switch on everything was engaged then: {OUTAGE} "
+        "Released since: no kill switch covers it now."
+    )
+    assert why_it_is_here()[0] == f"{was} A person must approve it again."
+    proposal_approve(proposal_id=proposal.pk, reviewer=person())
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTED
+
+    assert why_it_is_here()[0] == f"{was} A person had to approve it again."
+    proposal.refresh_from_db()
+    assert proposal.verdict_reasons[0] == f"{held} A person must approve it again."  # as recorded
+
+
 def test_an_approval_held_back_and_given_again_is_told_to_its_agent_as_one_reviewers(
     agent_client,
 ):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -43,12 +44,14 @@ from ledger.services import accounts_lock
 from policies.engine import Rule, Verdict, factor_from_text, factor_text
 from policies.models import Policy
 from policies.services import (
+    KILL_SWITCH_FINDING,
     CappedSpends,
     EvaluationContext,
     GuardrailFindings,
     brand_findings_ahead,
     changes_spend,
     in_force_read_once,
+    kill_switch_finding_now,
     policy_verdict,
     reads_account_total,
     rules_in_force,
@@ -923,6 +926,29 @@ def held_back_by(reason: str, finding: str) -> bool:
     """Whether a held-back reason (``held_back_reason``, as recorded now or before) names a
     kill switch's finding: anywhere, or first, its capital lowered."""
     return finding in reason or f"{HELD_BACK} {finding[:1].lower()}{finding[1:]}" in reason
+
+
+_APPROVE_AGAIN = " A person must approve it again."
+# Where a held-back reason names a switch released since: as it stood when it held it back.
+_WHEN_IT_HELD = "then"
+
+
+def held_back_reason_now(reason: str, engaged_now: Collection[str], *, waits: bool) -> str:
+    """A held-back reason (``held_back_reason``, as recorded now or before) as it stands now:
+    each switch it names that is released since (``engaged_now``, the switches engaged over
+    the proposal's account now, as ``kill_switches_named_over`` names them) reads as engaged
+    then and released since, as a finding recorded when it was routed does
+    (``kill_switch_finding_now``); and once the proposal no longer ``waits`` for a person,
+    that a person had to approve it again, not that one must. Any other reason, as recorded."""
+    if not reason.startswith(HELD_BACK) or not reason.endswith(_APPROVE_AGAIN):
+        return reason
+    held = reason.removeprefix(HELD_BACK).removesuffix(_APPROVE_AGAIN).strip()
+    findings = re.split(f" (?={KILL_SWITCH_FINDING})", f"{held[:1].upper()}{held[1:]}")
+    now = " ".join(
+        kill_switch_finding_now(finding, engaged_now, when=_WHEN_IT_HELD) for finding in findings
+    )
+    again = _APPROVE_AGAIN if waits else " A person had to approve it again."
+    return f"{HELD_BACK} {now[:1].lower()}{now[1:]}{again}"
 
 
 # How the reason of an approved proposal re-assessed as it was about to run begins (its
