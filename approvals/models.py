@@ -301,6 +301,10 @@ class Decision(models.Model):
                 name="decision_rejection_has_reason",
             ),
         ]
+        indexes = [
+            # Decisions of a period, for the dashboard's time to a person's first decision.
+            models.Index(fields=["created_at"], name="decision_created_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_outcome_display()} by {self.reviewer} on #{self.proposal_id}"

@@ -11,6 +11,7 @@ from typing import Any
 from django.db import connection
 from django.db.models import (
     Aggregate,
+    Case,
     Count,
     DurationField,
     Exists,
@@ -22,6 +23,7 @@ from django.db.models import (
     Q,
     QuerySet,
     Subquery,
+    When,
 )
 from django.http import Http404
 from django.template.defaultfilters import pluralize
@@ -1264,7 +1266,11 @@ class Percentile(Aggregate):
 
 
 def decision_time_percentiles(decided: QuerySet[Proposal]) -> dict[str, timedelta | None]:
-    wait = ExpressionWrapper(F("decided_at") - F("evaluated_at"), output_field=DurationField())
+    """The time from routing to people's first decision (``first_people_decisions``) of the
+    proposals ``decided``, as annotated: their count, median and 90th percentile."""
+    wait = ExpressionWrapper(
+        F("first_decided_at") - F("evaluated_at"), output_field=DurationField()
+    )
     if connection.vendor == "postgresql":
         return decided.aggregate(
             count=Count("id"), median=Percentile(wait, 0.5), p90=Percentile(wait, 0.9)
@@ -1288,12 +1294,49 @@ def _interpolated(ordered: list[timedelta], fraction: float) -> timedelta | None
     return ordered[below] + (ordered[above] - ordered[below]) * (position - below)
 
 
+def first_people_decisions(proposals: QuerySet[Proposal]) -> QuerySet[Proposal]:
+    """Those of ``proposals`` that people decided, each annotated with when they first did
+    (``first_decided_at``: the decision that ended the first review round people decided,
+    the approval that completed it under the two-person rule) and that round
+    (``first_decided_round``). Not its latest decision: approved, held back by a kill switch
+    before it ran and approved again, it was decided when it was first approved; the
+    approval again is another round's. A round with decisions that a later one followed was
+    approved (a round ends in review again only from approved); the last one was decided if
+    the proposal has a decision time (``decided_at``, cleared as a round begins), which is
+    when it was decided."""
+    decisions = Decision.objects.filter(proposal=OuterRef("pk"))
+    first_round = decisions.order_by("review_round").values("review_round")[:1]
+    ended = (
+        Decision.objects.filter(
+            proposal=OuterRef("pk"), review_round=OuterRef("first_decided_round")
+        )
+        .order_by("-created_at")
+        .values("created_at")[:1]
+    )
+    return (
+        proposals.annotate(first_decided_round=Subquery(first_round))
+        .annotate(
+            first_decided_at=Case(
+                When(first_decided_round=F("review_round"), then=F("decided_at")),
+                default=Subquery(ended),
+            )
+        )
+        .filter(
+            Q(first_decided_round__lt=F("review_round"))
+            | Q(first_decided_round=F("review_round"), decided_at__isnull=False)
+        )
+    )
+
+
 def people_decided(*, since: datetime) -> QuerySet[Proposal]:
-    """The proposals routed to people that were decided since ``since``: the dashboard's
-    time to a person's decision is theirs."""
-    return Proposal.objects.filter(
-        decided_at__gte=since, verdict_outcome="review", evaluated_at__isnull=False
-    ).exclude(status__in=[ProposalStatus.PENDING_REVIEW, ProposalStatus.WITHDRAWN])
+    """The proposals routed to people that people first decided since ``since``
+    (``first_people_decisions``): the dashboard's time to a person's decision is theirs."""
+    decided_since = Decision.objects.filter(created_at__gte=since).values("proposal_id")
+    return first_people_decisions(
+        Proposal.objects.filter(
+            pk__in=decided_since, verdict_outcome="review", evaluated_at__isnull=False
+        )
+    ).filter(first_decided_at__gte=since)
 
 
 def dashboard(*, days: int = 7) -> Dashboard:

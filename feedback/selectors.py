@@ -15,6 +15,7 @@ from approvals.selectors import (
     DECIDED_BY_PEOPLE,
     ProposalCounts,
     decision_time_percentiles,
+    first_people_decisions,
     proposal_counts,
     proposals_made,
 )
@@ -170,8 +171,9 @@ def scorecards_added_up(
 
 
 def _decision_median(made: QuerySet[Proposal]) -> timedelta | None:
-    """The median time from evaluation to a person's decision, of those of ``made`` decided."""
-    decided = made.filter(DECIDED_BY_PEOPLE, evaluated_at__isnull=False, decided_at__isnull=False)
+    """The median time from evaluation to people's first decision (``first_people_decisions``:
+    not a decision again after a kill switch held it back), of those of ``made`` decided."""
+    decided = first_people_decisions(made.filter(DECIDED_BY_PEOPLE, evaluated_at__isnull=False))
     return decision_time_percentiles(decided)["median"]
 
 

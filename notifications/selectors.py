@@ -315,7 +315,8 @@ class RouteDecisionTimes:
 
 def decision_times_by_route(*, days: int) -> list[RouteDecisionTimes]:
     """The dashboard's time to a person's decision, of the proposals each route told about
-    in the round people decided: a proposal two routes told about counts for both. A message
+    in the round people first decided (``first_people_decisions``: not a round a kill switch
+    began by holding it back): a proposal two routes told about counts for both. A message
     held for a digest that the decision came before told nobody (held still, or not sent
     once the digest ran): its route did not tell of that proposal; one not sent after an
     attempt that was interrupted (it may have gone) may have told them, and counts."""
@@ -324,7 +325,7 @@ def decision_times_by_route(*, days: int) -> list[RouteDecisionTimes]:
         ~Q(status__in=[NotificationStatus.HELD, NotificationStatus.NOT_SENT])
         | Q(status=NotificationStatus.NOT_SENT, log__icontains=INTERRUPTED),
         proposal=OuterRef("pk"),
-        review_round=OuterRef("review_round"),
+        review_round=OuterRef("first_decided_round"),
         kind=NotificationKind.WAITING,
     )
     routes = Route.objects.filter(

@@ -8,7 +8,7 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 from django.utils import timezone
 
-from approvals.models import Proposal, ProposalStatus
+from approvals.models import Decision, Proposal, ProposalStatus
 from approvals.selectors import dashboard
 from approvals.services.decisions import proposal_approve, proposal_reject
 from audit.actors import Actor, acting_as
@@ -163,3 +163,39 @@ def test_the_dashboard_rounds_a_half_percent_up_as_a_person_does(login):
     row = re.search(r'<tr data-agent="optimizer">(.*?)</tr>', page.text, re.S).group(1)
     row = re.sub(r' data-label="[^"]*"', "", row)
     assert '<td data-figure="auto_execution_rate">13%</td>' in row  # 1 of 8 made
+
+
+def test_time_to_decision_runs_to_the_first_decision_not_an_approval_again_after_a_hold(login):
+    """A reallocation routed to a person, approved 151 s later, held back by a kill switch
+    before it ran, approved again once the switch was released 564 s after it was routed,
+    and executed: people decided it 151 s after it was routed. The dashboard counted 564 s
+    (to the approval again), and so did each route's time and the agent's scorecard."""
+    operator = get_user_model().objects.get(username="operator")
+    proposal = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    switch = KillSwitch.objects.create(scope="global", reason="Tracking outage.")
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.PENDING_REVIEW
+    switch.engaged = False
+    switch.save()
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTED
+    proposal.refresh_from_db()
+    routed = proposal.decided_at - timedelta(seconds=564)
+    Proposal.objects.filter(pk=proposal.pk).update(evaluated_at=routed)
+    first = proposal.decisions.get(review_round=1)
+    Decision.objects.filter(pk=first.pk).update(created_at=routed + timedelta(seconds=151))
+
+    figures = dashboard()
+
+    assert figures.decisions == 1
+    assert figures.decision_median == figures.decision_p90 == timedelta(seconds=151)
+    page = login("operator").get("/admin/")
+    route = page.text.split('id="route-decision-times"')[1].split("</tr>", 2)[1]
+    assert re.findall(r'class="(?:median|p90)"[^>]*>(.*?)</td>', route) == ["2.5 min", "2.5 min"]
+    agent = proposal.agent
+    scorecard = login("operator").get(reverse("admin:approvals_agent_change", args=[agent.pk]))
+    row = re.findall(
+        r'<tr data-action-type="budget_reallocation">(.*?)</tr>',
+        re.sub(r">\s+<", "><", scorecard.text),
+    )[0]
+    assert "|2.5 min|" in re.sub(r"(<[^>]+>)+", "|", row)
