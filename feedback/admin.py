@@ -1,3 +1,5 @@
+import dataclasses
+
 from django.contrib import admin, messages
 from django.db import models
 from django.shortcuts import redirect
@@ -21,11 +23,9 @@ from feedback.models import (
     AutonomyRules,
     CallbackEvent,
     CallbackEventType,
-    DeliveryStatus,
     Feedback,
     Outcome,
 )
-from hitlproject.formats import console_time
 from hitlproject.forms import PercentField, WindowField
 from hitlproject.periods import describe_duration
 from hitlproject.vocabulary import how_many
@@ -74,6 +74,36 @@ class OutcomeAdmin(ReadOnlyAdmin):
 NOT_SENT_LISTED = 10
 
 
+class CallbackEventHistoryValues(ConsoleHistoryValues):
+    """An event's history reads as its page: its log attempt by attempt in words, each
+    version's as it read at that version's time (not the JSON stored), and when it is next
+    tried as each version says it (``CallbackEvent.next_attempt_said``): the lease of an
+    attempt under way rewritten as its retry in the same second read "15:05:39 UTC →
+    15:05:39 UTC", a change nobody could see; one that reads the same in words is said to
+    have been rewritten within the second."""
+
+    def format_delta_change(self, change):
+        if change.field not in ("log", "next_attempt_at") or self.delta is None:
+            return super().format_delta_change(change)
+        old, new = (
+            record.history_object for record in (self.delta.old_record, self.delta.new_record)
+        )
+        if change.field == "log":
+            old_said, new_said = (
+                lines_shown(event.attempts_at(record.history_date))
+                for event, record in (
+                    (old, self.delta.old_record),
+                    (new, self.delta.new_record),
+                )
+            )
+        else:
+            old_said, new_said = old.next_attempt_said(), new.next_attempt_said()
+            if old_said == new_said:
+                new_said = f"{new_said}, rewritten within the same second"
+        field = capfirst(self.model._meta.get_field(change.field).verbose_name)
+        return dataclasses.replace(change, field=field, old=old_said, new=new_said)
+
+
 @admin.register(CallbackEvent)
 class CallbackEventAdmin(ReadOnlyAdmin):
     list_display = [
@@ -89,6 +119,7 @@ class CallbackEventAdmin(ReadOnlyAdmin):
     list_select_related = ["proposal", "agent"]
     raw_id_fields = ["proposal"]
     actions = ["deliver_again"]
+    history_values = CallbackEventHistoryValues
 
     # Its log attempt by attempt in words, as a notification's (not the JSON stored), its
     # attempts with those since an operator sent it again, and its next attempt as none once
@@ -131,11 +162,7 @@ class CallbackEventAdmin(ReadOnlyAdmin):
     def next_attempt_said(self, event: CallbackEvent) -> str:
         """When a pending event is next due, or that none is: the field keeps the lease of an
         event's last attempt, which read as an attempt to come on one given up on."""
-        if event.status == DeliveryStatus.DELIVERED:
-            return "none: delivered"
-        if event.status == DeliveryStatus.FAILED:
-            return "none: given up on (an operator may deliver it again)"
-        return console_time(event.next_attempt_at)
+        return event.next_attempt_said()
 
     @admin.action(description="Deliver again (events given up on)", permissions=["redeliver"])
     def deliver_again(self, request, queryset):

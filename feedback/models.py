@@ -269,6 +269,29 @@ class CallbackEvent(models.Model):
         none = "none accepted" if made > 1 else "not accepted"
         return f"Waiting to be tried again {due_then}; {how_many(made, 'attempt')} so far, {none}"
 
+    def next_attempt_said(self) -> str:
+        """When it is next tried, as its record stands, and what that time is: none once it
+        is delivered or given up on (the field keeps the lease of its last attempt); while an
+        attempt is under way, that attempt's lease (it is taken again then if it has not
+        ended), not an attempt to come; after one not accepted, the one that follows. A
+        history record's row says each of its versions so: the lease of attempt 2 rewritten
+        as its retry, in the same second, read "15:05:39 UTC → 15:05:39 UTC"."""
+        if self.status == DeliveryStatus.DELIVERED:
+            return "none: delivered"
+        if self.status == DeliveryStatus.FAILED:
+            return "none: given up on (an operator may deliver it again)"
+        due = console_time(self.next_attempt_at)
+        log = self.log or []
+        made = attempts_logged(log)
+        if self.attempts > made:
+            return (
+                f"{due}, the lease of attempt {self.attempts}, under way (taken again then "
+                "if it has not ended)"
+            )
+        if log and isinstance(log[-1], dict) and RETRY_AT in log[-1]:
+            return f"{due}: attempt {made + 1}, as attempt {made} was not accepted"
+        return due
+
     @property
     def sent_again(self) -> int:
         """How many times an operator sent it again."""

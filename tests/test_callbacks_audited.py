@@ -118,6 +118,60 @@ def test_the_agent_told_and_each_attempt_are_recorded_and_sealed(
     assert "HTTP 200; delivered" in text
 
 
+def test_an_event_s_history_reads_its_log_in_words_and_no_change_nobody_can_see(
+    callback_endpoint, sent_here, login
+):
+    """Refused twice (503), then accepted: the event's History page showed its log as the
+    JSON stored ('[{"at": "2026-12-06T15:04:09.138243+00:00", …}]'), and "Next attempt at:
+    15:05:39 UTC → 15:05:39 UTC" where attempt 2's lease was rewritten as its retry in the
+    same second. The log reads as the event's own page says it, line by line, and each time
+    says what it is: the lease of an attempt under way, the retry after one not accepted."""
+    callback_endpoint(503, 503, 200)
+    event = rejected()
+    for _ in range(3):
+        callback_event_deliver(event_id=event.pk)
+        due_now(event)
+
+    page = login("auditor").get(reverse("admin:feedback_callbackevent_history", args=[event.pk]))
+
+    changes = [
+        tuple(html.unescape(re.sub(r"<br>", " | ", part)).strip() for part in change)
+        for change in re.findall(
+            r"<li>\s*<strong>([^<]*):</strong>(.*?)&nbsp;&rarr;&nbsp;&nbsp;(.*?)\s*</li>",
+            page.text,
+            re.S,
+        )
+    ]
+    assert changes
+    assert '"at"' not in page.text and "retry_at" not in page.text
+    assert all(old != new for _, old, new in changes), changes
+    logs = [new for field, _, new in changes if field == "Log"]
+    assert re.fullmatch(
+        r"Attempt 1, \S+ \S+ UTC: HTTP 503; retried at \S+ \S+ UTC \| "
+        r"Attempt 2, \S+ \S+ UTC: HTTP 503; to be retried at \S+ \S+ UTC",
+        logs[1],
+    ), logs
+    retried = [
+        (old, new)
+        for field, old, new in changes
+        if field == "Next attempt at" and "attempt 3, as attempt 2" in new
+    ]
+    assert len(retried) == 1
+    old, new = retried[0]
+    assert re.fullmatch(
+        r"\S+ \S+ UTC, the lease of attempt 2, under way \(taken again then if it has not "
+        r"ended\)",
+        old,
+    )
+    assert re.fullmatch(r"\S+ \S+ UTC: attempt 3, as attempt 2 was not accepted", new)
+    records_page = login("auditor").get(
+        reverse(
+            "admin:feedback_callbackevent_simple_history", args=[event.pk, records(event)[1].pk]
+        )
+    )
+    assert "the lease of attempt 1, under way" in html.unescape(records_page.text)
+
+
 def test_an_event_given_up_on_and_sent_again_by_an_operator_says_who_sent_it(
     callback_endpoint, sent_here, login
 ):
