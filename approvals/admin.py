@@ -59,6 +59,7 @@ from approvals.selectors import (
     proposals_sent_by_kill_switch,
     reassessed_otherwise,
     reassessed_policy_ref,
+    retries_awaited,
     retry_may_repeat_said,
     retry_told,
     routed_reasons,
@@ -1072,8 +1073,10 @@ class QueueChangeList(ConsoleChangeList):
         engaged = list(
             KillSwitch.objects.filter(engaged=True).select_related("account").order_by("pk")
         )
+        retrying = retries_awaited(self.result_list)
         for proposal in self.result_list:
             proposal.kill_switches_engaged_now = kill_switches_covering(engaged, proposal.account)
+            proposal.retry_awaited = retrying.get(proposal.pk, "")
 
 
 # Supporting data longer than this, laid out, opens folded (its box holds about as many).
@@ -1086,7 +1089,7 @@ class ProposalAdmin(ReadOnlyAdmin):
         "id",
         "summary",
         "guardrail_flag",
-        "status",
+        "status_shown",
         "action_type_display",
         "agent",
         "account",
@@ -1231,6 +1234,14 @@ class ProposalAdmin(ReadOnlyAdmin):
         if listed_status(request) == EVERY_STATUS:
             return ["-created_at"]
         return super().get_ordering(request)
+
+    @admin.display(description="status", ordering="status")
+    def status_shown(self, proposal: Proposal) -> str:
+        """Its status; executing between attempts on its channel, with the last one's
+        failure and when the next is due (``retries_awaited``, read for the page's rows)."""
+        retrying = getattr(proposal, "retry_awaited", "")
+        label = proposal.get_status_display()
+        return f"{label}: {retrying}" if retrying else label
 
     @admin.display(description="guardrail")
     def guardrail_flag(self, proposal: Proposal) -> str:
@@ -1395,7 +1406,7 @@ class ProposalAdmin(ReadOnlyAdmin):
 
     def get_list_display(self, request):
         if listed_status(request) == ProposalStatus.PENDING_REVIEW:  # say it once, in the title
-            return [field for field in self.list_display if field != "status"]
+            return [field for field in self.list_display if field != "status_shown"]
         return self.list_display
 
     def changelist_view(self, request, extra_context=None):
@@ -1517,6 +1528,8 @@ class ProposalAdmin(ReadOnlyAdmin):
             "executions": proposal.executions.all(),
             # Why it failed, beside its status and the retry, not only in the executions below.
             "last_failure": last_failure(proposal),
+            # Executing between attempts on its channel: the last one's failure, and the next.
+            "retry_awaited": retries_awaited([proposal]).get(proposal.pk, ""),
             # A held round resumed as a new request (its endpoint changed while a kill
             # switch held it): the channel cannot tell it from the attempts sent before.
             "resumed_as_new": round_.resumed if round_ is not None else "",

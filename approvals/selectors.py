@@ -1453,6 +1453,47 @@ def last_round(proposal: Proposal) -> LastRound | None:
     return _last_round_reader(proposal) if _last_round_reader is not None else None
 
 
+_retries_due_reader: Callable[[Sequence[int]], dict[int, datetime]] | None = None
+
+
+def retries_due_reader_register(reader: Callable[[Sequence[int]], dict[int, datetime]]) -> None:
+    global _retries_due_reader
+    _retries_due_reader = reader
+
+
+def retries_awaited(proposals: Sequence[Proposal]) -> dict[int, str]:
+    """Of ``proposals``, each executing and waiting between attempts on its channel (its
+    last attempt failed, the next not under way; the executors app registers the reader of
+    when each is due, ``retries_due_reader_register``), by id: that attempt N failed, with
+    what, and when the next is due. "Executing" alone was said for minutes while a webhook
+    executor backed off, nothing telling of the failed attempts or the next try."""
+    executing = [p.pk for p in proposals if p.status == ProposalStatus.EXECUTING]
+    if not executing or _retries_due_reader is None:
+        return {}
+    due = _retries_due_reader(executing)
+    last = {}
+    for attempt in Execution.objects.filter(proposal_id__in=list(due)).order_by("attempt"):
+        last[attempt.proposal_id] = attempt
+    now = timezone.now()
+    said = {}
+    for proposal_id, at in due.items():
+        attempt = last.get(proposal_id)
+        if attempt is None or attempt.status != ExecutionStatus.FAILED:
+            continue  # none failed: it waits its turn at a busy endpoint
+        failed = f" at {console_time(attempt.finished_at)}" if attempt.finished_at else ""
+        next_one = f"attempt {attempt.attempt + 1}"
+        when = (
+            f"{next_one} is due at {console_time(at)}"
+            if at > now
+            else f"{next_one} was due at {console_time(at)} and goes once a worker takes it up"
+        )
+        said[proposal_id] = (
+            f"attempt {attempt.attempt} by the {attempt.executor} executor failed{failed}: "
+            f"{attempt.error.rstrip('.')}; {when}"
+        )
+    return said
+
+
 _approval_said_reader: Callable[[Proposal], str] | None = None
 
 

@@ -27,6 +27,13 @@ class ExecutorsConfig(AppConfig):
         # button (approvals', which never imports this app).
         last_round_reader_register(last_round_of)
 
+        from approvals.selectors import retries_due_reader_register
+        from executors.runner import retries_due
+
+        # When an executing proposal's next attempt on its channel is due, told beside its
+        # status (approvals', which never imports this app).
+        retries_due_reader_register(retries_due)
+
         from approvals.selectors import approval_said_reader_register
         from executors.registry import approval_said
 

@@ -1172,6 +1172,33 @@ def _retry_key(
         return key
 
 
+def retries_due(proposal_ids: Sequence[int]) -> dict[int, datetime]:
+    """Of the executing proposals ``proposal_ids``, those waiting between attempts on their
+    channel, by id, with when the next attempt is due: their last round's lease, where it
+    is not held and none of its attempts is under way (registered in this app's ``ready()``
+    for ``approvals.selectors.retries_awaited``)."""
+    under_way = Execution.objects.filter(
+        proposal_id=OuterRef("proposal_id"),
+        attempt__gte=OuterRef("first_attempt"),
+        status=ExecutionStatus.RUNNING,
+    )
+    due: dict[int, datetime] = {}
+    seen = set()
+    for round_ in (
+        ExecutionRound.objects.filter(
+            proposal_id__in=list(proposal_ids), proposal__status=ProposalStatus.EXECUTING
+        )
+        .annotate(under_way=Exists(under_way))
+        .order_by("proposal_id", "-first_attempt")
+    ):
+        if round_.proposal_id in seen:
+            continue  # an earlier round
+        seen.add(round_.proposal_id)
+        if not round_.held and not round_.under_way and round_.lease_until is not None:
+            due[round_.proposal_id] = round_.lease_until
+    return due
+
+
 def last_round_of(proposal: Proposal) -> LastRound | None:
     """The proposal's last round of channel attempts, as the console reads it
     (``approvals.selectors.last_round``): registered in this app's ``ready()``."""

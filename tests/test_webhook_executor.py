@@ -3,6 +3,7 @@ POSTed there, signed, with one idempotency key for every attempt; retried on 5xx
 timeouts, failed on a 4xx, every attempt recorded; the ledger records the action once the
 endpoint has carried it out."""
 
+import html
 import json
 from datetime import timedelta
 from decimal import Decimal
@@ -10,6 +11,7 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 from hitl_client import verify_callback
 
@@ -20,6 +22,7 @@ from executors import webhook
 from executors.base import Outcome
 from executors.models import ExecutionRound
 from executors.runner import proposal_execute
+from hitlproject.formats import console_time
 from ledger.models import Account, Campaign
 from tests.conftest import bid_adjustment, reallocation, wait_until
 from tests.factories import evaluated
@@ -208,3 +211,35 @@ def test_an_endpoint_whose_answer_s_headers_never_end_is_said_to_have_answered(c
 
     error = proposal.executions.exclude(error="").first().error
     assert error.startswith("the endpoint answered with headers longer than 100 KiB: not read")
+
+
+def test_a_proposal_waiting_for_its_next_attempt_says_the_last_failed_and_when_the_next_is_due(
+    channel, monkeypatch, login
+):
+    """The endpoint answers 503, asking to come back in 10 minutes: the proposal stays
+    executing, and its page said "Executing" and nothing else for as long, nothing telling
+    of the failed attempt or the next try. Its page and the list of those executing say
+    attempt 1 failed, with what, and when attempt 2 is due."""
+    channel(503, retry_after="600")
+    proposal = approved_without_its_task(bid_adjustment("2.12"), monkeypatch)
+    with monkeypatch.context() as patch:  # its retry is left to the test
+        patch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: None)
+        assert proposal_execute(proposal_id=proposal.pk).status == "executing"
+    [attempt] = proposal.executions.all()
+    due = ExecutionRound.objects.get(proposal=proposal).lease_until
+    said = (
+        f"ttempt 1 by the webhook executor failed at {console_time(attempt.finished_at)}: the "
+        f"endpoint answered HTTP 503 (Retry-After: 600 s); attempt 2 is due at {console_time(due)}"
+    )
+    operator = login("operator")
+
+    page = html.unescape(
+        operator.get(reverse("admin:approvals_proposal_change", args=[proposal.pk])).text
+    )
+    listed = html.unescape(
+        operator.get(reverse("admin:approvals_proposal_changelist") + "?status=executing").text
+    )
+
+    assert f'<span id="execution-retrying">· A{said}</span>' in page
+    row = listed.split(f'value="{proposal.pk}"')[1].split("</tr>")[0]
+    assert f"Executing: a{said}" in row
