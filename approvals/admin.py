@@ -717,6 +717,19 @@ def _guardrail_findings(
     return said
 
 
+def confidence_said(proposal: Proposal) -> str:
+    """The confidence its agent gave, as a person reads it (``ActionType.confidence_text``),
+    of the payload as the agent made it (the queue's annotation, else its first routing's):
+    an edit changes what runs, not what the agent meant."""
+    if hasattr(proposal, "routed_payload"):
+        payload = proposal.routed_payload
+    else:
+        payload = routings(proposal.pk).values_list("payload", flat=True).first()
+    return action_types.get(proposal.action_type).confidence_text(
+        proposal.confidence, payload or proposal.payload
+    )
+
+
 def _edited_out(proposal: Proposal, recorded: Collection[str]) -> frozenset[str]:
     """Those of a proposal's recorded findings that the brand guidelines find in its texts
     as its agent made them and not in them as a person edited them (none if it was not
@@ -1153,7 +1166,10 @@ class ProposalAdmin(ReadOnlyAdmin):
                 ]
             },
         ),
-        ("What the agent says", {"fields": ["rationale", "confidence", "supporting_data_display"]}),
+        (
+            "What the agent says",
+            {"fields": ["rationale", "confidence_display", "supporting_data_display"]},
+        ),
         (
             "What the platform derived",
             {"fields": ["magnitude_display", "amount_display", "risk", "required_approvals"]},
@@ -1376,6 +1392,10 @@ class ProposalAdmin(ReadOnlyAdmin):
             return f"{minutes // 60} h"
         return f"{minutes // (24 * 60)} d"
 
+    @admin.display(description="confidence")
+    def confidence_display(self, proposal: Proposal) -> str:
+        return confidence_said(proposal)
+
     @admin.display(description="supporting data")
     def supporting_data_display(self, proposal: Proposal) -> str:
         """The data as sent, laid out, in a box of its own that scrolls (by keyboard too: it
@@ -1528,6 +1548,8 @@ class ProposalAdmin(ReadOnlyAdmin):
             "executions": proposal.executions.all(),
             # Why it failed, beside its status and the retry, not only in the executions below.
             "last_failure": last_failure(proposal),
+            # The confidence its agent gave, as a person reads it (the platform's as a share).
+            "confidence_said": confidence_said(proposal),
             # Executing between attempts on its channel: the last one's failure, and the next.
             "retry_awaited": retries_awaited([proposal]).get(proposal.pk, ""),
             # A held round resumed as a new request (its endpoint changed while a kill

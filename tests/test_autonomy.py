@@ -16,6 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from approvals.api import proposal_body
 from approvals.models import Agent, Proposal
 from approvals.roles import POLICY_OWNERS
 from approvals.services.agents import agent_key_issue
@@ -825,3 +826,24 @@ def test_a_recommendation_for_an_action_type_no_longer_known_says_so_and_changes
     assert failed.executions.get().error == "There is no action type “retired type” any more."
     assert not Policy.objects.filter(agent__name="optimizer").exists()
     assert owner.get(page).status_code == 200
+
+
+def test_a_recommendation_s_confidence_reads_as_the_share_it_is(rules, login):
+    """Narrowing on 4 rejections of 12: the recommendation's confidence, how strongly the
+    record speaks for it, is a third. Its page read "confidence 0.3333333333333333" (the
+    float it was computed as), in its rationale's heading and its field; it reads as the
+    share, and what it is a share of. What is sent of it (the API's body) keeps the number."""
+    record(*["approve"] * 8 + ["wrong_signal"] * 4)
+    [made] = autonomy_recommendations_propose()
+    assert made.confidence == pytest.approx(1 / 3)
+
+    page = html.unescape(
+        login("policy-owner").get(reverse("admin:approvals_proposal_change", args=[made.pk])).text
+    )
+
+    said = "33%: of optimizer's bid adjustment proposals people decided, the share rejected"
+    assert f"<strong>What autonomy-advisor says</strong> (confidence {said}):" in page
+    field = page.split("field-confidence_display")[1].split('class="readonly">')[1]
+    assert field.startswith(f"{said}</div>")
+    assert "0.333" not in page
+    assert proposal_body(made)["confidence"] == made.confidence

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from rest_framework import serializers
 
+from hitlproject.charts import as_sent
 from hitlproject.validation import StrictSerializer, invalid_from_serializer
 from ledger.models import Account, Campaign, CampaignStatus
 from policies.engine import MAGNITUDE_CAP, MagnitudeUnit, change_percent, format_magnitude
@@ -227,6 +228,12 @@ class ActionType:
     # The form a reviewer edits it in before approving (``approvals.action_types.forms``);
     # None: it is approved or rejected as proposed.
     edit_form: ClassVar[type[ActionEditForm] | None] = None
+
+    @classmethod
+    def confidence_text(cls, confidence: float, payload: dict[str, Any]) -> str:
+        """The confidence its proposer gave, as the console says it: an agent's, in the
+        digits it sent (``as_sent``), the number being its own."""
+        return as_sent(confidence)
 
     @classmethod
     def magnitude_text(cls, value) -> str:

@@ -15,6 +15,7 @@ from approvals.action_types.base import ActionType, Assessment, change_label, re
 from approvals.action_types.forms import ActionEditForm, parse_path
 from approvals.models import Agent
 from hitlproject.errors import InvalidInput
+from hitlproject.formats import share_percent
 from hitlproject.forms import PlainDecimalField
 from hitlproject.validation import StrictSerializer, invalid_input
 from hitlproject.vocabulary import action_type_label
@@ -239,6 +240,21 @@ class PolicyChange(ActionType):
                     "to_ceiling": f"{after:.{CEILING_PLACES}f}",
                 }
         return None
+
+    @classmethod
+    def confidence_text(cls, confidence: float, payload: dict[str, Any]) -> str:
+        """The platform's recommendation gives as its confidence how strongly the agent's
+        record speaks for it (``feedback.autonomy``): of its proposals of the type people
+        decided, the share approved as proposed, to widen its ceiling; the share rejected, to
+        narrow it. Said as a share, "33%", not as the float it was computed as
+        (0.3333333333333333); ``payload`` as the platform made it, which says which."""
+        widens = Decimal(payload["to_ceiling"]) > Decimal(payload["from_ceiling"])
+        share = "approved as proposed" if widens else "rejected"
+        return (
+            f"{share_percent(confidence)}: of {payload['agent']}'s "
+            f"{action_type_label(payload['action_type'])} proposals people decided, "
+            f"the share {share}"
+        )
 
     def campaign_fields(self, payload):
         return {}
