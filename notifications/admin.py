@@ -519,7 +519,8 @@ class NotificationAdmin(ReadOnlyAdmin):
         "sent_at",
     ]
     list_filter = [NotificationStatusFilter, "channel", "kind"]
-    list_select_related = ["recipient"]
+    # Its proposal with it: a held message says whether it will still go (``due_said``).
+    list_select_related = ["recipient", "proposal"]
     raw_id_fields = ["proposal", "route", "updates"]
     exclude = ["slack_channel", "slack_ts"]
     # No next attempt (a message sent, failed or not sent), no time sent: as the console

@@ -9,11 +9,12 @@ from django.contrib.auth.models import Group
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
+from simple_history.manager import SIMPLE_HISTORY_REVERSE_ATTR_NAME
 
 from audit.models import audited_history
 from hitlproject.attempts import attempts_in_words
 from hitlproject.formats import console_time
-from hitlproject.vocabulary import INTERRUPTED
+from hitlproject.vocabulary import INTERRUPTED, S
 from ledger.models import Channel
 
 
@@ -144,6 +145,27 @@ UPDATED_SINCE = "Its message was updated since: it says what is so again"
 # A Slack message's log entries that are no attempt of its own: an update of it that failed for
 # good (``not_updated``: the update's id), or one that landed after (``updated``).
 UPDATE_NOTES = ("not_updated", "updated")
+
+
+def no_longer_so(notification: "Notification", proposal) -> str:
+    """Why a message is not to be sent, being no longer so of its proposal (as read: its
+    status, review round and when it was last approved to run); or "" while it is so. One
+    saying it waits (or for how long): while it waits in the message's round. One saying its
+    execution failed: while that failure stands, not once a person has sent it to run again
+    (a new failure then is told anew). The one check: the sender's, as it sends or drops it
+    (``notifications.services``), and the console's of one held (``Notification.due_said``)."""
+    status = S(proposal.status)
+    if notification.kind == NotificationKind.FAILED:
+        retried = proposal.approved_at and proposal.approved_at > notification.created_at
+        if status == S.FAILED and not retried:
+            return ""
+        return (
+            "not sent: a person sent the proposal to run again since its execution failed "
+            f"(it is now {status.label.lower()})"
+        )
+    if status == S.PENDING_REVIEW and proposal.review_round == notification.review_round:
+        return ""
+    return f"not sent: the proposal is {status.label.lower()} and no longer waits for this review"
 
 
 class Notification(models.Model):
@@ -277,10 +299,18 @@ class Notification(models.Model):
         first of them is due, and each held with it is due then); held for a digest, "by"
         then: it goes with the first of the person's held for that digest to fall due. Past
         due at ``when``, that it was (the digests' next run sends it): a version read later
-        says what it said then, not that it was overdue the day it is read. Else ""."""
+        says what it said then, not that it was overdue the day it is read. One that will not
+        go, what its sender will find stops it (``no_longer_so``), as soon as it is so: "; will
+        not go: a person sent the proposal to run again since its execution failed (it is now
+        executed)" (it read "due to go at …" until the sender dropped it). Else ""."""
         due = self.next_attempt_at
         if self.status != NotificationStatus.HELD or due is None or self.attempts:
             return ""
+        if getattr(self, SIMPLE_HISTORY_REVERSE_ATTR_NAME, None) is None:  # not a past version
+            # What will stop it going is known already: said now, not as it is dropped.
+            stopped = no_longer_so(self, self.proposal)
+            if stopped:
+                return f"; will not go: {stopped.removeprefix('not sent: ')}"
         at = "at" if self.kind == NotificationKind.FAILED else "by"
         was = "was " if due <= when else ""
         return f"; {was}due to go {at} {console_time(due)}"

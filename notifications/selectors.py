@@ -213,6 +213,7 @@ def proposal_notifications(*, proposal: Proposal) -> list[Notification]:
             if version["history_date"] <= notification.created_at
         ]
         notification.route_name = then[-1] if then else ""
+        notification.proposal = proposal  # one read for all, as a held one says what it will do
     return notifications
 
 

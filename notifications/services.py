@@ -97,6 +97,7 @@ from notifications.models import (
     ReachedBy,
     Route,
     held_for,
+    no_longer_so,
 )
 from notifications.selectors import (
     channels_of,
@@ -1819,7 +1820,7 @@ def _failure_update_says(notification: Notification, proposal: Proposal) -> dict
         [(proposal, told.kind)], now=timezone.now(), failed_by=told.created_at
     )
     message = replace(message, told_because=_told_because_of(notification))
-    if _no_longer_so(told, proposal):
+    if no_longer_so(told, proposal):
         return {
             "text": outcome_text(proposal, reader=notification.recipient),
             "message": message,
@@ -1913,7 +1914,7 @@ def _failure_digest_line(told: Notification, message, *, reader) -> DigestLine:
     """A failure as an updated digest of failures lists it: as it went while that failure
     stands; once a person sent it to run again, what became of it since, in the words of a
     single failure message's update."""
-    if not _no_longer_so(told, told.proposal):
+    if not no_longer_so(told, told.proposal):
         return DigestLine(message)
     return DigestLine(
         message, outcome=outcome_text(told.proposal, reader=reader), ended_as=FAILED_THEN_SENT_AGAIN
@@ -2018,7 +2019,7 @@ def stopped_as_they_went(
     return {
         n.pk: proposal
         for n in told_waits
-        if (proposal := locked.get(n.proposal_id)) and _no_longer_so(n, proposal)
+        if (proposal := locked.get(n.proposal_id)) and no_longer_so(n, proposal)
     }
 
 
@@ -2096,28 +2097,8 @@ def refusal_note(notification: Notification, refusal: str) -> str:
     return f"Not sent to {who} {by}: {why}{maybe}"
 
 
-def _no_longer_so(notification: Notification, proposal: Proposal) -> str:
-    """Why a message is not to be sent, being no longer so of its proposal (as read: its
-    status, review round and when it was last approved to run); or "" while it is so. One
-    saying it waits (or for how long): while it waits in the message's round. One saying its
-    execution failed: while that failure stands, not once a person has sent it to run again
-    (a new failure then is told anew)."""
-    status = S(proposal.status)
-    if notification.kind == NotificationKind.FAILED:
-        retried = proposal.approved_at and proposal.approved_at > notification.created_at
-        if status == S.FAILED and not retried:
-            return ""
-        return (
-            "not sent: a person sent the proposal to run again since its execution failed "
-            f"(it is now {status.label.lower()})"
-        )
-    if status == S.PENDING_REVIEW and proposal.review_round == notification.review_round:
-        return ""
-    return f"not sent: the proposal is {status.label.lower()} and no longer waits for this review"
-
-
 def _stopped_waiting(notification: Notification) -> str:
-    """``_no_longer_so``, the proposal read as it is now (an update of a message sent
+    """``no_longer_so``, the proposal read as it is now (an update of a message sent
     says what became of it, whatever that is)."""
     if notification.kind == NotificationKind.UPDATE:
         return ""
@@ -2126,7 +2107,7 @@ def _stopped_waiting(notification: Notification) -> str:
         .only("status", "review_round", "approved_at")
         .get()
     )
-    return _no_longer_so(notification, proposal)
+    return no_longer_so(notification, proposal)
 
 
 def _not_to_send(notification: Notification) -> str:
@@ -2134,7 +2115,7 @@ def _not_to_send(notification: Notification) -> str:
     proposal = notification.proposal
     if notification.kind == NotificationKind.UPDATE:
         return ""
-    stopped = _no_longer_so(notification, proposal)
+    stopped = no_longer_so(notification, proposal)
     if stopped:
         return stopped
     if not channel_for(notification.channel).is_configured():

@@ -447,3 +447,44 @@ def test_a_held_failure_never_sent_does_not_hold_the_next_one_back(optimizer, ch
     assert told.status == NotificationStatus.PENDING, told.status_said
     said = Proposal.history.filter(id=third).values_list("history_change_reason", flat=True)
     assert said.first() == "Told that its execution failed: operator by email.", said.first()
+
+
+@pytest.mark.django_db
+def test_a_held_failure_that_will_not_go_says_so_while_it_is_held(
+    optimizer, channel, settings, login
+):
+    """A failure held to go with others; a person sends its proposal to run again and it
+    executes. Until the held messages went, "Who was told" and the outbox said it was "due
+    to go at …", and then it was not sent ("a person sent the proposal to run again"). It
+    says so as soon as that is so, in the sender's own words, which the sender then finds."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    channel(400, says=REFUSAL)
+    first, second = submit_auto_approved(optimizer, 2)
+    proposal_execute(proposal_id=first)
+    proposal_execute(proposal_id=second)
+    [held] = Notification.objects.filter(status=NotificationStatus.HELD)
+    operator = get_user_model().objects.get(username="operator")
+    channel(200)
+    proposal_retry(proposal_id=second, reviewer=operator)
+    assert proposal_execute(proposal_id=second).status == "executed"
+    won_t_go = (
+        f"{HELD_WITH_FAILURES}; will not go: a person sent the proposal to run again since its "
+        "execution failed (it is now executed)"
+    )
+    auditor = login("auditor")
+
+    told = auditor.get(f"/admin/approvals/proposal/{second}/change/").text
+    table = told.split('id="proposal-told"')[1].split("</table>")[0]
+    outbox = auditor.get("/admin/notifications/notification/?status=held_with_failures").text
+
+    assert won_t_go in " ".join(table.split())
+    assert "due to go" not in table
+    assert [" ".join(cell.split()) for cell in re.findall(
+        r'<td [^>]*class="field-status_shown">(.*?)</td>', outbox)] == [won_t_go]  # fmt: skip
+    Notification.objects.filter(pk=held.pk).update(next_attempt_at=timezone.now())
+    notifications_send_digests()
+    held.refresh_from_db()
+    assert held.status == NotificationStatus.NOT_SENT
+    assert held.log[-1]["result"] == won_t_go.replace(
+        f"{HELD_WITH_FAILURES}; will not go", "not sent"
+    )
