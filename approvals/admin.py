@@ -158,7 +158,6 @@ from ledger.models import Channel, campaign_field_label, campaign_value_label
 from ledger.selectors import channels_with_accounts
 from policies.engine import (
     cumulative_figure,
-    format_magnitude,
     legacy_cumulative_figure_from_reasons,
     rounded_percent,
 )
@@ -743,7 +742,7 @@ def _edited_out(proposal: Proposal, recorded: Collection[str]) -> frozenset[str]
         routed_payload = routings(proposal.pk).values_list("payload", flat=True).first()
     if routed_payload is None or routed_payload == proposal.payload:
         return frozenset()
-    texts = action_types.get(proposal.action_type).texts
+    texts = action_types.named(proposal.action_type).texts
     found_then, found_now = (
         brand_guideline_findings(account=proposal.account, texts=texts(payload))
         for payload in (routed_payload, proposal.payload)
@@ -1020,10 +1019,7 @@ class ProposalHistoryValues(ConsoleHistoryValues):
         if change.field == RETRIED_AT:
             return console_time(value) if value is not None else "—"
         if change.field == "magnitude" and value is not None:  # as the queue writes it
-            action_type = action_types.get(self.delta.new_record.action_type)
-            if action_type is None:
-                return format_magnitude(value, "ratio")
-            return action_type.magnitude_text(value)
+            return action_types.named(self.delta.new_record.action_type).magnitude_text(value)
         if change.field == "amount" and value is not None:  # "280.00 USD", as its page says
             return f"{value} {self.delta.new_record.account.currency}"
         return super().prepare_delta_change_value(change, value)
@@ -1299,7 +1295,7 @@ class ProposalAdmin(ReadOnlyAdmin):
 
     @admin.display(description="action type", ordering="action_type")
     def action_type_display(self, proposal: Proposal) -> str:
-        return action_types.label(proposal.action_type)
+        return action_types.named(proposal.action_type).listed_as
 
     @admin.display(description="money moved per day")
     def amount_display(self, proposal: Proposal) -> str:
@@ -1327,7 +1323,7 @@ class ProposalAdmin(ReadOnlyAdmin):
         re-assessed under “Reallocations by optimizer”, version 1"): the routing ceiling beside them
         read as if the policy that routed it still judged it, where its page says another
         governs it now."""
-        as_written = action_types.get(proposal.action_type).magnitude_text
+        as_written = action_types.named(proposal.action_type).magnitude_text
         if hasattr(proposal, "deciding_ceiling"):
             ceiling = proposal.deciding_ceiling
         else:
@@ -1505,7 +1501,7 @@ class ProposalAdmin(ReadOnlyAdmin):
         edit_form = edit_form_for(proposal)
         number_then = routed_by and version_number(routed_by.id, routed_by.history_id)
         number_now = routed_by and versions_count(routed_by.id)
-        unit = action_types.get(proposal.action_type).magnitude_unit
+        unit = action_types.named(proposal.action_type).magnitude_unit
         terms_then = policy_terms(routed_by, unit)
         # Its policy's terms now, where it has changed since it routed this one: its reviewer
         # reads both (a waiting proposal keeps the routing it had, unless an edit or a move of
@@ -1791,9 +1787,12 @@ class ProposalAdmin(ReadOnlyAdmin):
         if permission_refusal(request.user, proposal):
             raise PermissionDenied
         form = edit_form_for(proposal, request.POST)
-        if form is None:
-            label = action_types.get(proposal.action_type).label
-            messages.error(request, f"A {label} is approved as proposed or not.")
+        if form is None:  # a type without one; or one no longer known, which nobody approves
+            gone = no_longer_applies(proposal, Act.EDIT)
+            label = action_types.named(proposal.action_type).label
+            messages.error(
+                request, gone.message if gone else f"A {label} is approved as proposed or not."
+            )
             return HttpResponseRedirect(
                 reverse("admin:approvals_proposal_change", args=[object_id])
             )
@@ -1944,7 +1943,7 @@ class ProposalAdmin(ReadOnlyAdmin):
         }
         for proposal in proposals:
             proposal.seen = payload_seen(proposal.payload)
-            proposal.words_shown = action_types.get(proposal.action_type).words_shown(
+            proposal.words_shown = action_types.named(proposal.action_type).words_shown(
                 proposal.payload
             )
             proposal.findings = _guardrail_findings(

@@ -160,7 +160,7 @@ class ExecutionOutput(serializers.Serializer):
         if execution.status != ExecutionStatus.SUCCEEDED:
             return {}
         proposal = execution.proposal
-        return action_types.get(proposal.action_type).records_created(proposal)
+        return action_types.named(proposal.action_type).records_created(proposal)
 
 
 class PolicyRefOutput(serializers.Serializer):

@@ -815,7 +815,7 @@ def proposal_states(
 ) -> ProposalStates | None:
     """The proposal's ``ProposalStates`` (``since``: its ``since_proposed``, if read already),
     or None if it touches no campaign field."""
-    action_type = action_types.get(proposal.action_type)
+    action_type = action_types.named(proposal.action_type)
     since = since or since_proposed(proposal)
     snapshot = since.proposed_snapshot
     if not snapshot or not any(snapshot.values()):
@@ -892,8 +892,8 @@ def campaigns_not_active_each(proposals: Sequence[Proposal]) -> dict[int, list[s
     said: dict[int, list[str]] = {}
     for proposal in proposals:
         said[proposal.pk] = []
-        action_type = action_types.get(proposal.action_type)
-        if action_type is None or proposal.status not in MAY_STILL_RUN_STATUSES:
+        action_type = action_types.named(proposal.action_type)
+        if proposal.status not in MAY_STILL_RUN_STATUSES:
             continue
         try:
             named[proposal.pk] = list(action_type.campaign_fields(proposal.payload))

@@ -547,14 +547,11 @@ def simulate(
 
 def _sets_values(record: dict) -> bool:
     """Whether the proposal sets values, as ``CountedMove.sets_value`` records it live."""
-    action_type = action_types.get(record["action_type"])
-    return bool(action_type and action_type.sets_values)
+    return action_types.named(record["action_type"]).sets_values
 
 
-def _fields_and_snapshot(record: dict) -> tuple[action_types.ActionType | None, set[FieldKey]]:
-    action_type = action_types.get(record["action_type"])
-    if action_type is None:  # a type since retired: it changes nothing
-        return None, set()
+def _fields_and_snapshot(record: dict) -> tuple[action_types.ActionType, set[FieldKey]]:
+    action_type = action_types.named(record["action_type"])  # one since retired changes nothing
     fields = campaign_fields_changed(
         account_id=record["account_id"], action_type=action_type, payload=record["payload"]
     )
@@ -570,8 +567,6 @@ def _claim(record: dict, claimed: dict[FieldKey, tuple[int, str | None]]) -> Non
     """The fields a proposal the draft approved moves from the value it saw: changed first,
     by it, for a proposal made after it against that same value."""
     action_type, fields = _fields_and_snapshot(record)
-    if action_type is None:
-        return
     snapshot = record["target_snapshot"] or {}
     for key in fields_moved(action_type, record["payload"], snapshot, fields):
         claimed[key] = (record["id"], _seen(record, key))
@@ -586,7 +581,7 @@ def _changed_first(record: dict, claimed: dict[FieldKey, tuple[int, str | None]]
     one, made against the value before, would be superseded): either way, this one does not
     run as it was made."""
     action_type, fields = _fields_and_snapshot(record)
-    if action_type is None or not action_type.sets_values:
+    if not action_type.sets_values:
         return []
     changed = {
         key: claimed[key][0]
@@ -611,7 +606,7 @@ def _replayed(
         target: engine.factor_from_text(factor)
         for target, factor in (record["effects"] or {}).items()
     }
-    action_type = action_types.get(record["action_type"])
+    action_type = action_types.named(record["action_type"])
     rules = [rule for rule in rules if rule.action_type == record["action_type"]]
     scope = engine.Scope(
         action_type=record["action_type"],

@@ -144,7 +144,7 @@ def google_ads_frozen_action(
     link = GoogleAdsLink.objects.filter(account=account).first()
     if link is None:
         raise GoogleAdsNotLinked(f"Account {account} has no Google Ads link.")
-    sets = action_types.get(action_type).campaign_fields(payload)
+    sets = action_types.named(action_type).campaign_fields(payload)
     names = set(sets)
     mapped = {
         mapping.campaign.external_id: mapping

@@ -485,7 +485,7 @@ def _micros(value) -> int:
 
 def _read(session: _Session, action: GoogleAdsAction) -> tuple[dict, dict]:
     """The live values of the fields the action reads, and the resource each lives on."""
-    wanted = action_types.get(action.action_type).campaign_fields(action.payload)
+    wanted = action_types.named(action.action_type).campaign_fields(action.payload)
     campaign_ids = {action.campaigns[name]["campaign_id"] for name in wanted}
     ad_group_ids = {
         action.campaigns[name]["ad_group_id"] for name, fields in wanted.items() if "bid" in fields

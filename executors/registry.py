@@ -60,9 +60,7 @@ def channel_refusals(*, account: Account, action_type: ActionType, payload: dict
 def approval_said(proposal) -> str:
     """What approving ``proposal`` sets going, as its executor says it (for approvals, which
     never imports this app: ``approvals.selectors.approval_said``)."""
-    action_type = action_types.get(proposal.action_type)
-    if action_type is None:
-        return FALLBACK.approval_said(account=proposal.account)
+    action_type = action_types.named(proposal.action_type)
     executor = executor_for(account=proposal.account, action_type=action_type)
     return executor.approval_said(account=proposal.account)
 

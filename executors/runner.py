@@ -496,7 +496,7 @@ def _executor(proposal: Proposal, chosen: dict | None = None):
     key = (proposal.account_id, proposal.action_type)
     if key not in chosen:
         chosen[key] = executor_for(
-            account=proposal.account, action_type=action_types.get(proposal.action_type)
+            account=proposal.account, action_type=action_types.named(proposal.action_type)
         )
     return chosen[key]
 
@@ -611,7 +611,7 @@ def _execute_together(proposal_ids: Sequence[int]) -> Executions:
             elif proposal.status != ProposalStatus.APPROVED:
                 executions.settled[proposal.pk] = proposal  # nothing to do
             elif not proposal.kill_switch_engaged:
-                action_type = action_types.get(proposal.action_type)
+                action_type = action_types.named(proposal.action_type)
                 if action_type.writes_campaign_fields_only:
                     candidates.append((proposal, action_type))
         # Two of the set on one campaign: the first's change may supersede the second, or
@@ -760,7 +760,7 @@ def _execute_alone(proposal_id: int) -> Proposal | None:
             return None
         if proposal.status != ProposalStatus.APPROVED:
             return proposal  # executed already, or no longer approved: nothing to do
-        action_type = action_types.get(proposal.action_type)
+        action_type = action_types.named(proposal.action_type)
         checked = _checked_targets(proposal, action_type, actor)
         if checked.moved_on:
             return checked.moved_on
@@ -851,7 +851,7 @@ def _execute_on_channel(proposal_id: int) -> Proposal:
             return proposal  # executed already, or no longer approved: nothing to do
         # Every attempt, not only the first, checks what the first does: a kill switch
         # engaged, a target moved or a guardrail set since the last one stops it.
-        action_type = action_types.get(proposal.action_type)
+        action_type = action_types.named(proposal.action_type)
         checked = _checked_targets(proposal, action_type, actor)
         if checked.moved_on:
             return checked.moved_on
@@ -944,7 +944,7 @@ def _execute_on_channel(proposal_id: int) -> Proposal:
         attempt.refresh_from_db()
         if proposal.status != ProposalStatus.EXECUTING:
             return proposal  # another attempt finished it meanwhile
-        action_type = action_types.get(proposal.action_type)
+        action_type = action_types.named(proposal.action_type)
         accounts_lock([proposal.account])
         campaigns = campaigns_for(
             account=proposal.account, action_type=action_type, payload=proposal.payload, lock=True
@@ -1212,7 +1212,7 @@ def last_round_of(proposal: Proposal) -> LastRound | None:
     key = _next_round_key(proposal)
     picked = _executor(proposal)  # the executor a retry would run on: the registry's pick now
     if last.held and isinstance(picked, ChannelExecutor):
-        action_type = action_types.get(proposal.action_type)
+        action_type = action_types.named(proposal.action_type)
         campaigns = campaigns_for(
             account=proposal.account, action_type=action_type, payload=proposal.payload
         )

@@ -493,8 +493,7 @@ def retried_text(proposal: Proposal) -> str:
 
 
 def _words_shown(proposal: Proposal) -> list[tuple[str, list[tuple[str, str]]]]:
-    action_type = action_types.get(proposal.action_type)
-    return action_type.words_shown(proposal.payload) if action_type else []
+    return action_types.named(proposal.action_type).words_shown(proposal.payload)
 
 
 def approvals_so_far(approvers: Sequence[str], proposal: Proposal) -> str:

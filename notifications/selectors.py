@@ -119,7 +119,7 @@ def why_not_theirs(user, proposal: Proposal, *, reviewers: Iterable[int]) -> str
     if refusal is None:
         return ""
     if isinstance(refusal, LacksPermission):
-        decided_by = action_types.get(proposal.action_type).decided_by
+        decided_by = action_types.named(proposal.action_type).decided_by
         return f"{refusal.message.rstrip('.')}: {decided_by} decides it; you may read it."
     return f"{refusal.message} You may read it."
 

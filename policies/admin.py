@@ -103,8 +103,9 @@ IN_ITS_UNIT = "in percent (10 = 10%); for creative batches, a count of creatives
 
 
 def magnitude_unit(action_type_name: str | None) -> str:
-    action_type = action_types.get(action_type_name or "")
-    return action_type.magnitude_unit if action_type else "ratio"
+    """How a policy's ceilings read for an action type: a share until one is chosen, and for
+    one no longer known (``action_types.named``)."""
+    return action_types.named(action_type_name).magnitude_unit if action_type_name else "ratio"
 
 
 def as_typed(value, unit: str) -> Decimal | None:
@@ -868,8 +869,8 @@ class PolicyAdmin(ChangeReasonAdmin):
         list 1,098 px wide, its last columns behind a sideways scroll at a laptop's 1280 px,
         and showed a ceiling that "always review" sets aside as if it were in force. An amount
         is a day's, in the account's currency where the policy has one account."""
-        action_type = action_types.get(policy.action_type)
-        if action_type is not None and action_type.always_human:
+        action_type = action_types.named(policy.action_type)
+        if action_type.always_human:
             return "never: always a person's (the action type)"
         if policy.always_review:
             return "never: always review"
@@ -878,7 +879,7 @@ class PolicyAdmin(ChangeReasonAdmin):
         magnitude = policy.auto_execute_max_magnitude
         ceiling = (  # a count says what it counts ("3 creatives"); a share, exactly as set
             action_type.magnitude_text(magnitude)
-            if action_type is not None and action_type.magnitude_unit == "count"
+            if action_type.magnitude_unit == "count"
             else ceiling_text(magnitude, "ratio")
         )
         amount = policy.auto_execute_max_amount
@@ -906,7 +907,7 @@ class PolicyAdmin(ChangeReasonAdmin):
 
     @admin.display(description="action type", ordering="action_type")
     def action_type_display(self, policy: Policy) -> str:
-        return action_types.label(policy.action_type)
+        return action_types.named(policy.action_type).listed_as
 
     @admin.display(description="scope")
     def scope(self, policy: Policy) -> str:
@@ -1293,7 +1294,7 @@ def dry_run_example(
     """The payload a policy's dry run is first filled with, made from the account's campaigns
     as they are now, and what it is, in words; none, and why, where the account has nothing
     it could be about."""
-    governed = action_types.get(policy.action_type)
+    governed = action_types.named(policy.action_type)
     label = action_types.label(policy.action_type)
     if account is None:
         return None, f"No payload is filled in: there is no account to try a {label} on."
@@ -1423,7 +1424,7 @@ def dry_run_agent(policy: Policy) -> tuple[Agent | None, str]:
             f"It is tried for agent “{agent}”, the last to propose a {label} "
             f"({console_time(latest[1])})."
         )
-    kinds = action_types.get(policy.action_type).proposed_by_kinds
+    kinds = action_types.named(policy.action_type).proposed_by_kinds
     suited = agents.filter(kind__in=kinds).first()
     if suited is not None:
         return suited, (

@@ -1,6 +1,8 @@
-"""The action-type registry: ``get(name)`` returns the type, ``names()`` lists them."""
+"""The action-type registry: ``get(name)`` returns the type, ``names()`` lists them, and
+``named(name)`` reads a name stored with a proposal or a policy."""
 
 from approvals.action_types.base import ActionType, Assessment
+from approvals.action_types.gone import GoneActionType, no_such_type_any_more
 from hitlproject.vocabulary import action_type_label
 
 _REGISTRY: dict[str, ActionType] = {}
@@ -14,7 +16,17 @@ def register(cls: type[ActionType]) -> type[ActionType]:
 
 
 def get(name: str) -> ActionType | None:
+    """The type registered as ``name``, or None: for a name given now (by an agent, a
+    person, a form), which must be one the platform knows."""
     return _REGISTRY.get(name)
+
+
+def named(name: str) -> ActionType:
+    """The type a stored proposal or policy names: the registered one, or, where the
+    platform no longer has it (a plugin removed, a type renamed since), a stand-in that says
+    so and refuses to be approved, edited or executed (``GoneActionType``)."""
+    found = _REGISTRY.get(name)
+    return found if found is not None else GoneActionType(name)
 
 
 def names() -> list[str]:
@@ -42,7 +54,9 @@ __all__ = [
     "agent_names",
     "get",
     "label",
+    "named",
     "names",
+    "no_such_type_any_more",
     "register",
     "unknown_text",
 ]

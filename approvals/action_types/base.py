@@ -229,6 +229,11 @@ class ActionType:
     # None: it is approved or rejected as proposed.
     edit_form: ClassVar[type[ActionEditForm] | None] = None
 
+    @property
+    def listed_as(self) -> str:
+        """The type as a list of proposals or policies names it, in a column of its own."""
+        return self.label
+
     @classmethod
     def confidence_text(cls, confidence: float, payload: dict[str, Any]) -> str:
         """The confidence its proposer gave, as the console says it: an agent's, in the

@@ -160,7 +160,7 @@ def edit_form_for(
 ) -> ActionEditForm | None:
     """The edit form of the proposal's action type, prefilled from its payload (bound to
     ``data`` if given); None if the type has none."""
-    form_class = action_types.get(proposal.action_type).edit_form
+    form_class = action_types.named(proposal.action_type).edit_form
     if form_class is None:
         return None
     return form_class(data, payload=proposal.payload, currency=proposal.account.currency)

@@ -41,8 +41,7 @@ def is_agents_own(policy, agent, account) -> bool:
 def _ceiling_unit(action_type_name: str) -> str:
     """How the ceilings of ``action_type_name`` read ("ratio": a share, "count"); a share for
     a type the platform no longer knows (of which the change says so: ``_type_gone``)."""
-    action_type = action_types.get(action_type_name)
-    return action_type.magnitude_unit if action_type else "ratio"
+    return action_types.named(action_type_name).magnitude_unit
 
 
 def _type_gone(action_type_name: str) -> str:
@@ -51,7 +50,7 @@ def _type_gone(action_type_name: str) -> str:
     while it is one."""
     if action_types.get(action_type_name) is not None:
         return ""
-    return f"there is no action type “{action_type_label(action_type_name)}” any more"
+    return action_types.no_such_type_any_more(action_type_name)
 
 
 def _written_reason(proposal) -> str:

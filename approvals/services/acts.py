@@ -212,7 +212,7 @@ def no_longer_applies_each(proposals: Iterable[Proposal]) -> Gone:
     ``no_longer_applies``'s ``gone`` where one page or one sending asks it again (of each act
     the page offers, for each person a message goes to)."""
     return {
-        proposal.pk: action_types.get(proposal.action_type).no_longer_applies(
+        proposal.pk: action_types.named(proposal.action_type).no_longer_applies(
             proposal.payload, proposal.account
         )
         for proposal in proposals
@@ -247,7 +247,7 @@ def _owned_agent(user: AbstractBaseUser, proposal: Proposal) -> DomainError | No
             f"{user.get_username()} owns agent {proposal.agent}, which proposed "
             f"proposal #{proposal.pk}; someone else must decide."
         )
-    concerned = action_types.get(proposal.action_type).agents_concerned(proposal.payload)
+    concerned = action_types.named(proposal.action_type).agents_concerned(proposal.payload)
     owned = concerned and Agent.objects.filter(name__in=concerned, owner=user).first()
     if owned:
         return OwnsAgent(
@@ -262,7 +262,7 @@ def permission_refusal(user: AbstractBaseUser, proposal: Proposal) -> LacksPermi
     question, and its only ``LacksPermission``), or None if it does."""
     if not user.has_perm(READ_PERMISSION):
         return LacksPermission(f"{user.get_username()} may not see proposals in the console.")
-    action_type = action_types.get(proposal.action_type)
+    action_type = action_types.named(proposal.action_type)
     if not user.has_perm(action_type.decide_permission):
         return LacksPermission(
             f"{user.get_username()} may not decide on {action_type.label} proposals."

@@ -112,7 +112,7 @@ def _edit(proposal: Proposal, edited_payload: Any) -> dict[str, Any] | None:
         ) from error
     if assessed.payload == proposal.payload:
         return None
-    editable = action_types.get(proposal.action_type).editable_fields
+    editable = action_types.named(proposal.action_type).editable_fields
     if editable is not None:
         fixed = sorted(
             name
@@ -127,7 +127,7 @@ def _edit(proposal: Proposal, edited_payload: Any) -> dict[str, Any] | None:
     if verdict.outcome == VerdictOutcome.BLOCK:
         raise DomainError("The edited action would be blocked: " + " ".join(verdict.reasons))
     # A person's edit answers for what it brings in: nothing the brand guidelines ban.
-    action_type = action_types.get(proposal.action_type)
+    action_type = action_types.named(proposal.action_type)
     found_before, found_after = (
         brand_guideline_findings(account=proposal.account, texts=action_type.texts(payload))
         for payload in (proposal.payload, assessed.payload)
@@ -668,7 +668,7 @@ def bulk_approval_plan(*, proposal_ids: Collection[int], reviewer: AbstractBaseU
         if refusal is not None:
             refusals[proposal.pk] = refusal
             continue
-        action_type = action_types.get(proposal.action_type)
+        action_type = action_types.named(proposal.action_type)
         fields, read_from = (
             [
                 (proposal.account_id, campaign, name, f"{campaign}'s {campaign_field_label(name)}")

@@ -116,8 +116,7 @@ def counted_moves_update(written: Iterable[tuple[Proposal, CountedState]]) -> No
 def _sets_values(proposal: Proposal) -> bool:
     """Whether the proposal's action sets values (a type since retired counts as moving an
     amount: counted for every proposal, as before the distinction was made)."""
-    action_type = action_types.get(proposal.action_type)
-    return bool(action_type and action_type.sets_values)
+    return action_types.named(proposal.action_type).sets_values
 
 
 # Where a proposal stands once it was approved (and has not failed or ended otherwise since).

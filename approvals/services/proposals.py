@@ -314,9 +314,7 @@ def changed_first(
     for pk, account_id, name, payload, snapshot, agent_id in ahead:
         if account_id not in accounts or pk in besides:
             continue
-        action_type = action_types.get(name)
-        if action_type is None:  # a type since retired: it cannot run, and changes nothing
-            continue
+        action_type = action_types.named(name)  # one since retired changes nothing
         payload, snapshot = (
             json.loads(v) if isinstance(v, str) else v for v in (payload, snapshot)
         )
@@ -867,7 +865,7 @@ def guardrail_blocks(
     given the campaigns it touches (and all of the account's, if already read)."""
     return tuple(
         policy_guardrail_blocks(
-            action_type=action_types.get(proposal.action_type),
+            action_type=action_types.named(proposal.action_type),
             account=proposal.account,
             payload=proposal.payload,
             campaigns=campaigns,
@@ -882,7 +880,7 @@ def guardrail_blocks_each(proposals: Iterable[Proposal]) -> dict[int, tuple[str,
     budget is capped (the cap counts them all)."""
     proposals = list(proposals)
     touched = {
-        proposal.pk: set(action_types.get(proposal.action_type).campaign_fields(proposal.payload))
+        proposal.pk: set(action_types.named(proposal.action_type).campaign_fields(proposal.payload))
         for proposal in proposals
     }
     capped, touched_by_account = set(), defaultdict(set)
@@ -1135,7 +1133,7 @@ def proposal_evaluate(*, proposal_id: int) -> Proposal:
         proposal = proposal_lock(proposal_id)
         if proposal.status != ProposalStatus.SUBMITTED:
             return proposal  # evaluated already (a redelivered task), or withdrawn
-        action_type = action_types.get(proposal.action_type)
+        action_type = action_types.named(proposal.action_type)
 
         def evaluate() -> tuple[Verdict, GuardrailFindings]:
             if reads_account_total(
@@ -1261,7 +1259,7 @@ def guardrail_blocks_counting_approved(
         proposal
         for proposal in proposals
         if reads_account_total(
-            action_type=action_types.get(proposal.action_type),
+            action_type=action_types.named(proposal.action_type),
             account=proposal.account,
             payload=proposal.payload,
         )
@@ -1277,13 +1275,13 @@ def guardrail_blocks_counting_approved(
         .exclude(pk__in=[proposal.pk for proposal in proposals])
         .only("pk", "account_id", "action_type", "payload")
         .order_by("approved_at", "pk")
-        if changes_spend(action_type=action_types.get(other.action_type), payload=other.payload)
+        if changes_spend(action_type=action_types.named(other.action_type), payload=other.payload)
     ]
     if not ahead:
         return blocks
     spends = CappedSpends() if spends is None else spends
     for other in ahead:
-        action_type = action_types.get(other.action_type)
+        action_type = action_types.named(other.action_type)
         account = accounts[other.account_id]
         spend = spends.of(action_type=action_type, account=account, payload=other.payload)
         spends.count(
@@ -1294,7 +1292,7 @@ def guardrail_blocks_counting_approved(
             approved_earlier=other.pk,
         )
     for proposal in totalled:
-        action_type = action_types.get(proposal.action_type)
+        action_type = action_types.named(proposal.action_type)
         spend = spends.of(
             action_type=action_type, account=proposal.account, payload=proposal.payload
         )

@@ -112,14 +112,14 @@ def target_moves(
 
 
 def sets_values(proposal: Proposal) -> bool:
-    return action_types.get(proposal.action_type).sets_values
+    return action_types.named(proposal.action_type).sets_values
 
 
 def moves_on_what_it_sets(proposal: Proposal, moves: Iterable[TargetMove]) -> list[TargetMove]:
     """Of ``moves`` on a proposal's snapshot, those on fields it sets: the ones that end
     its premise, if it sets values (a move of a field its figures are only read from
     re-assesses it instead)."""
-    sets = action_types.get(proposal.action_type).campaign_fields(proposal.payload)
+    sets = action_types.named(proposal.action_type).campaign_fields(proposal.payload)
     return [move for move in moves if move.field in sets.get(move.campaign, ())]
 
 
@@ -131,7 +131,7 @@ def proposals_its_execution_would_end(
     would end it: for a person about to approve it, who may not know that someone else's
     proposal, approvals already given and all, ends with it. The ledger's values after it
     are worked out in memory, as the execution records them."""
-    action_type = action_types.get(proposal.action_type)
+    action_type = action_types.named(proposal.action_type)
     campaigns = campaigns_for(
         account=proposal.account, action_type=action_type, payload=proposal.payload
     )
@@ -217,7 +217,7 @@ def _fields(proposal: Proposal) -> set[FieldKey]:
     """The campaign fields a proposal changes, as (account, campaign, field)."""
     return campaign_fields_changed(
         account_id=proposal.account_id,
-        action_type=action_types.get(proposal.action_type),
+        action_type=action_types.named(proposal.action_type),
         payload=proposal.payload,
     )
 
@@ -501,7 +501,7 @@ def proposals_reassess_waiting(*, waiting: Sequence[Overtaken], actor: Actor) ->
         proposing = _proposing(proposal)
         if proposing in checked:
             continue
-        action_type = action_types.get(proposal.action_type)
+        action_type = action_types.named(proposal.action_type)
         ledger = campaigns[proposal.account_id]
         theirs = {
             id_: ledger[id_]
@@ -608,7 +608,7 @@ def _campaigns_named(proposals: Iterable[Proposal]) -> dict[int, dict[str, Campa
     """The campaigns the proposals touch, by account id and external id, read at once."""
     named: dict[int, set[str]] = defaultdict(set)
     for proposal in proposals:
-        fields = action_types.get(proposal.action_type).campaign_fields(proposal.payload)
+        fields = action_types.named(proposal.action_type).campaign_fields(proposal.payload)
         named[proposal.account_id] |= set(fields)
     wanted = Q(pk__in=[])
     for account_id, external_ids in named.items():
