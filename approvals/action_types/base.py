@@ -17,6 +17,7 @@ from rest_framework import serializers
 
 from hitlproject.charts import as_sent
 from hitlproject.validation import StrictSerializer, invalid_from_serializer
+from hitlproject.vocabulary import action_type_label
 from ledger.models import Account, Campaign, CampaignStatus
 from policies.engine import MAGNITUDE_CAP, MagnitudeUnit, change_percent, format_magnitude
 
@@ -231,8 +232,9 @@ class ActionType:
 
     @property
     def listed_as(self) -> str:
-        """The type as a list of proposals or policies names it, in a column of its own."""
-        return self.label
+        """The type as a list of proposals or policies names it, in a column of its own: by
+        its name in words ("creative deployment"), as their filters do."""
+        return action_type_label(self.name)
 
     @classmethod
     def confidence_text(cls, confidence: float, payload: dict[str, Any]) -> str:
