@@ -73,6 +73,7 @@ from approvals.selectors import (
 from approvals.services.acts import (
     Act,
     AgentMayNoLongerAct,
+    NoLongerApplies,
     act_refusal,
     may_act,
     no_longer_applies,
@@ -1524,8 +1525,9 @@ class ProposalAdmin(ReadOnlyAdmin):
                 "number": under and version_number(under.id, under.history_id),
                 "terms": policy_terms(under, unit),
             }
-        # Whether what it would change has changed since (a policy's ceiling), read once for
-        # the page: its approval, its retry and the line that says so ask it alike.
+        # What has changed since it was proposed that its execution would refuse (a policy's
+        # ceiling; the ledger, for a reallocation), read once for the page: its approval, its
+        # edit, its retry and the line that says so ask it alike.
         gone = (
             no_longer_applies_each([proposal])
             if proposal.status in (ProposalStatus.PENDING_REVIEW, ProposalStatus.FAILED)
@@ -1533,6 +1535,13 @@ class ProposalAdmin(ReadOnlyAdmin):
         )
         approval_refused = act_refusal(request.user, proposal, Act.APPROVE, gone=gone)
         retry_refused = act_refusal(request.user, proposal, Act.RETRY, gone=gone)
+        # An edit may mend what the ledger refuses as proposed (a smaller amount): asked
+        # apart only then; otherwise it is refused, or not, as the approval is.
+        edit_refused = (
+            act_refusal(request.user, proposal, Act.EDIT, gone=gone)
+            if isinstance(approval_refused, NoLongerApplies)
+            else approval_refused
+        )
         withdrawal = withdrawal_seen(proposal)
         # Its last round on a channel, read once: whether it resumed a held one as a new
         # request, and what a retry could repeat.
@@ -1608,6 +1617,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             # The services' own rule: a button shows only where the server would take the act.
             "can_decide": approval_refused is None or may_act(request.user, proposal, Act.REJECT),
             "can_approve": approval_refused is None,
+            "can_edit": edit_refused is None,
             # Where the buttons were for one who has approved it this round: said, not gone
             # without a word while it waits for another person's approval.
             "yours_this_round": (

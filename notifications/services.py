@@ -1439,8 +1439,9 @@ def _send(
         )
     )
     reviewers = reviewers_by_proposal([n.proposal for n in new])
-    # Whether each no longer applies (a policy's ceiling moved since), read once for all
-    # its readers, not again for each person told of it.
+    # Whether each no longer applies (a policy's ceiling moved since) or the ledger refuses
+    # it as proposed (whether Approve is offered), read once for all its readers, not again
+    # for each person told of it.
     gone = no_longer_applies_each(
         {
             n.proposal_id: n.proposal

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from rest_framework import serializers
 
 from hitlproject.charts import as_sent
+from hitlproject.errors import InvalidInput
 from hitlproject.validation import StrictSerializer, invalid_from_serializer
 from hitlproject.vocabulary import action_type_label
 from ledger.models import Account, Campaign, CampaignStatus
@@ -301,6 +302,23 @@ class ActionType:
     def check(self, payload: dict[str, Any], campaigns: dict[str, Campaign]) -> None:
         """Refuse a payload the current ledger makes impossible: raise the domain's
         ``InvalidInput``, with the field it is about (``hitlproject.validation.invalid_input``)."""
+
+    # Whether a move of the ledger since the action was proposed can make ``check`` refuse it
+    # (a reallocation whose source's budget was cut below its amount): asked again before a
+    # person lets it run. An action that sets a value is superseded by such a move instead.
+    ledger_may_refuse: ClassVar[bool] = False
+
+    def ledger_refusal(self, payload: dict[str, Any], campaigns: dict[str, Campaign]) -> str:
+        """Why the ledger as it is (``campaigns``, those the action touches, by external id)
+        refuses the action: ``check``'s refusal, in its words ("amount: Exceeds brand-search's
+        daily budget of 350.00."); "" if it does not. What a waiting proposal's re-assessment
+        records ("It can no longer be applied as proposed: …") and what a person is told as
+        they would let it run."""
+        try:
+            self.check(payload, campaigns)
+        except InvalidInput as error:
+            return error.message
+        return ""
 
     def changes_nothing(
         self, payload: dict[str, Any], campaigns: dict[str, Campaign]

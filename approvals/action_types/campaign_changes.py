@@ -181,6 +181,7 @@ class BudgetReallocation(ActionType):
     payload_serializer = BudgetReallocationPayload
     edit_form = BudgetReallocationEdit
     sets_values = False
+    ledger_may_refuse = True
     example_missing = "has fewer than two campaigns"
 
     def example_payload(self, account, magnitude):

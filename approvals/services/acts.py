@@ -9,19 +9,23 @@ a proposal of an agent they own or one that concerns an agent they own; each act
 from the status it starts from; a decision only within the review window; a reviewer
 decides once a round; and nothing is let run (approved, or retried) whose agent has been
 deactivated, or lost the account, since it proposed it, nor what no longer applies to what
-it would change (a policy's ceiling moved since the platform recommended changing it). The
-services check the rule under the proposal's row lock; the console asks it before it shows a
-button, so that it never offers one the server refuses.
+it would change (a policy's ceiling moved since the platform recommended changing it), nor
+what the ledger no longer allows as proposed (a reallocation's source budget cut below its
+amount: an edit of the amount can mend it). The services check the rule under the
+proposal's row lock; the console asks it before it shows a button, so that it never offers
+one the server refuses.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Q
 from django.utils import timezone
 
 from approvals import action_types
@@ -31,6 +35,7 @@ from hitlproject.errors import Conflict, DomainError, NotAllowed
 from hitlproject.formats import console_time
 from hitlproject.row_locks import rows_held
 from hitlproject.vocabulary import READ_PERMISSION
+from ledger.models import Campaign
 
 
 class Act(StrEnum):
@@ -199,46 +204,120 @@ def _agent_may_no_longer_act(
 
 class NoLongerApplies(Conflict):
     """What the proposal would change has changed since it was proposed, in a way its
-    execution would refuse (a policy's ceiling moved): it is not let run; it can be rejected
-    or withdrawn while it waits."""
+    execution would refuse (a policy's ceiling moved, the ledger no longer allows it): it is
+    not let run; it can be rejected or withdrawn while it waits (and, where the ledger
+    refuses it as proposed, edited)."""
 
 
-Gone = dict[int, str]  # by proposal id: why it no longer applies, "" where it still does
+@dataclass(frozen=True)
+class SinceProposed:
+    """What has changed since a proposal was proposed that its execution would refuse, as
+    read once (``no_longer_applies_each``)."""
+
+    # Why it no longer applies at all (``ActionType.no_longer_applies``: a policy's ceiling
+    # moved): nothing lets it run, as proposed or edited.
+    no_longer_applies: str = ""
+    # Why the ledger refuses it as proposed (``ActionType.ledger_refusal``: "amount: Exceeds
+    # brand-search's daily budget of 350.00."): not approved or retried as it is; an edit is
+    # judged as edited, against the ledger (its own check).
+    refused_as_proposed: str = ""
+
+
+Gone = dict[int, SinceProposed]  # by proposal id; its fields "" where it still applies
+
+
+# Campaigns as the ledger holds them now, by account id, then external id.
+Ledger = dict[int, dict[str, Campaign]]
+
+
+def campaigns_named(proposals: Iterable[Proposal]) -> Ledger:
+    """The campaigns the proposals touch, by account id and external id, read at once."""
+    named: dict[int, set[str]] = defaultdict(set)
+    for proposal in proposals:
+        fields = action_types.named(proposal.action_type).campaign_fields(proposal.payload)
+        named[proposal.account_id] |= set(fields)
+    wanted = Q(pk__in=[])
+    for account_id, external_ids in named.items():
+        wanted |= Q(account_id=account_id, external_id__in=sorted(external_ids))
+    campaigns: Ledger = defaultdict(dict)
+    for campaign in Campaign.objects.filter(wanted).order_by("pk"):
+        campaigns[campaign.account_id][campaign.external_id] = campaign
+    return campaigns
+
+
+def _ledger_refusal(proposal: Proposal, ledger: Ledger) -> str:
+    """Why the ledger as it is now (``ledger``: ``campaigns_named`` of proposals among which
+    it is) refuses ``proposal`` as proposed, in the words its re-assessment recorded it in
+    (``ActionType.ledger_refusal``); "" if it allows it, or one of its campaigns is gone (its
+    page says so)."""
+    action_type = action_types.named(proposal.action_type)
+    held = ledger.get(proposal.account_id, {})
+    touched = action_type.campaign_fields(proposal.payload)
+    if any(external_id not in held for external_id in touched):
+        return ""
+    return action_type.ledger_refusal(
+        proposal.payload, {external_id: held[external_id] for external_id in touched}
+    )
 
 
 def no_longer_applies_each(proposals: Iterable[Proposal]) -> Gone:
-    """Why each of ``proposals`` no longer applies (``ActionType.no_longer_applies``: a policy
-    change reads the policy in force), read once, for ``act_refusal``'s and
-    ``no_longer_applies``'s ``gone`` where one page or one sending asks it again (of each act
-    the page offers, for each person a message goes to)."""
+    """What has changed since each of ``proposals`` was proposed that its execution would
+    refuse: why it no longer applies (``ActionType.no_longer_applies``: a policy change reads
+    the policy in force), and why the ledger refuses it as proposed (the campaigns read once
+    for all, and only where a type a move of the ledger can refuse is among them:
+    ``ActionType.ledger_may_refuse``). Read once, for ``act_refusal``'s and
+    ``no_longer_applies``'s ``gone`` where one page, one decision set or one sending asks it
+    again (of each act the page offers, for each person a message goes to)."""
+    typed = [(proposal, action_types.named(proposal.action_type)) for proposal in proposals]
+    refusable = [proposal for proposal, action_type in typed if action_type.ledger_may_refuse]
+    ledger = campaigns_named(refusable) if refusable else {}
     return {
-        proposal.pk: action_types.named(proposal.action_type).no_longer_applies(
-            proposal.payload, proposal.account
+        proposal.pk: SinceProposed(
+            no_longer_applies=action_type.no_longer_applies(proposal.payload, proposal.account),
+            refused_as_proposed=(
+                _ledger_refusal(proposal, ledger) if action_type.ledger_may_refuse else ""
+            ),
         )
-        for proposal in proposals
+        for proposal, action_type in typed
     }
+
+
+# How a proposal the ledger refuses as proposed is said (as its re-assessment recorded it).
+NO_LONGER_APPLIED_AS_PROPOSED = "can no longer be applied as proposed: "
 
 
 def no_longer_applies(
     proposal: Proposal, act: Act, *, gone: Gone | None = None
 ) -> NoLongerApplies | None:
-    """Why letting ``proposal`` run by ``act`` (approving, retrying) would not carry it out:
-    what it would change has changed since it was proposed; None if it still applies. Said
-    on its page to whoever reads it, not only to one who may act. ``gone``:
-    ``no_longer_applies_each``, if already read."""
+    """Why letting ``proposal`` run by ``act`` (approving, retrying, editing) would not carry
+    it out: what it would change has changed since it was proposed; None if it still applies.
+    Said on its page to whoever reads it, not only to one who may act. An edit is judged as
+    edited, against the ledger (``ActionType.check``): only what it cannot mend refuses it.
+    ``gone``: ``no_longer_applies_each``, if already read."""
     if gone is None or proposal.pk not in gone:
         gone = no_longer_applies_each([proposal])
-    why = gone[proposal.pk]
-    if not why:
+    since = gone[proposal.pk]
+    if since.no_longer_applies:
+        if act == Act.RETRY:
+            then = "A retry would fail again: its execution would refuse it."
+        else:
+            then = (
+                "Approving it would not carry it out: its execution would refuse it. It can be "
+                "rejected or withdrawn."
+            )
+        why = since.no_longer_applies
+        return NoLongerApplies(f"Proposal #{proposal.pk} no longer applies: {why}. {then}")
+    if act == Act.EDIT or not since.refused_as_proposed:
         return None
     if act == Act.RETRY:
         then = "A retry would fail again: its execution would refuse it."
     else:
         then = (
             "Approving it would not carry it out: its execution would refuse it. It can be "
-            "rejected or withdrawn."
+            "edited, rejected or withdrawn."
         )
-    return NoLongerApplies(f"Proposal #{proposal.pk} no longer applies: {why}. {then}")
+    why = f"{NO_LONGER_APPLIED_AS_PROPOSED}{since.refused_as_proposed}"
+    return NoLongerApplies(f"Proposal #{proposal.pk} {why} {then}")
 
 
 def _owned_agent(user: AbstractBaseUser, proposal: Proposal) -> DomainError | None:
@@ -283,7 +362,8 @@ def act_refusal(
     """Why ``user`` may not ``act`` on ``proposal`` now, or None if they may. ``reviewers``:
     who has decided the proposal in its current round, ``agent_accounts``, which agents
     may act on which accounts (``agent_accounts_of``), and ``gone``, why it no longer applies
-    (``no_longer_applies_each``), if already read."""
+    or the ledger refuses it as proposed (``no_longer_applies_each``), if already read: asked
+    for many proposals or people, each is read once for all."""
     rule = _RULES[act]
     lacking = permission_refusal(user, proposal)
     if lacking:
@@ -336,5 +416,5 @@ def may_act(
     gone: Gone | None = None,
 ) -> bool:
     """Whether ``user`` may ``act`` on ``proposal`` now (``reviewers``: who decided it in its
-    current round, and ``gone``, why it no longer applies, if already read)."""
+    current round, and ``gone``, ``no_longer_applies_each`` of it, if already read)."""
     return act_refusal(user, proposal, act, reviewers=reviewers, gone=gone) is None

@@ -211,8 +211,8 @@ def _decisions_record(
     and move on the proposals that now have the approvals their policy asks for, rows
     written together. ``edits`` holds reviewers' edited payloads by proposal id; ``seen``,
     the ``payload_seen`` of each action as the reviewer's page showed it, where known (a
-    proposal edited since is refused); ``gone``, why each no longer applies
-    (``no_longer_applies_each``), if already read.
+    proposal edited since is refused); ``gone``, why each no longer applies or the ledger
+    refuses it as proposed (``no_longer_applies_each``), if already read.
 
     Runs inside the caller's transaction and locks the proposals until it ends, in id order
     (so two sets of decisions never deadlock). A proposal that may not be decided is refused
@@ -584,7 +584,8 @@ class BulkApprovalPlan:
     refusals: dict[int, DomainError]
     held: dict[int, Conflict]
     over_cap: dict[int, Conflict] = field(default_factory=dict)
-    # Why each no longer applies (``no_longer_applies_each``), as the plan read it.
+    # Why each no longer applies or the ledger refuses it as proposed
+    # (``no_longer_applies_each``), as the plan read it.
     gone: Gone = field(default_factory=dict)
 
     @property
@@ -759,8 +760,9 @@ def proposals_approve(
             note=note,
             seen=seen,
             # Read once for the plan, not again for each under its lock: what it reads (a
-            # policy's ceiling) is not held by the proposal's lock, and the execution asks
-            # it again under the policy's own (``PolicyChange.apply``).
+            # policy's ceiling, the campaigns a reallocation moves budget between) is not
+            # held by the proposal's lock, and the execution asks it again under their own
+            # locks (``PolicyChange.apply``; the executor's ``check`` of the campaigns).
             gone=plan.gone,
         ),
     )

@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from approvals import action_types
 from approvals.models import Proposal, ProposalStatus
+from approvals.services.acts import campaigns_named
 from approvals.services.hooks import proposals_reassessed, proposals_superseded
 from approvals.services.lifecycle import (
     Move,
@@ -494,8 +495,9 @@ def proposals_reassess_waiting(*, waiting: Sequence[Overtaken], actor: Actor) ->
     (``update_alike_with_history``). Each ends with what it would alone."""
     if not waiting:
         return
-    campaigns = _campaigns_named(overtaken.proposal for overtaken in waiting)
-    checked: dict[tuple, AssessedAction | InvalidInput] = {}
+    campaigns = campaigns_named(overtaken.proposal for overtaken in waiting)
+    # Each proposal's assessment, or why the ledger now refuses it (``ledger_refusal``).
+    checked: dict[tuple, AssessedAction | str] = {}
     for overtaken in waiting:
         proposal = overtaken.proposal
         proposing = _proposing(proposal)
@@ -508,10 +510,9 @@ def proposals_reassess_waiting(*, waiting: Sequence[Overtaken], actor: Actor) ->
             for id_ in action_type.campaign_fields(proposal.payload)
             if id_ in ledger
         }
-        try:
-            action_type.check(proposal.payload, theirs)
-        except InvalidInput as error:
-            checked[proposing] = error
+        refused = action_type.ledger_refusal(proposal.payload, theirs)
+        if refused:
+            checked[proposing] = refused
             continue
         checked[proposing] = assessed_from_ledger(
             action_type=action_type,
@@ -519,7 +520,7 @@ def proposals_reassess_waiting(*, waiting: Sequence[Overtaken], actor: Actor) ->
             payload=proposal.payload,
             campaigns=theirs,
         )
-    assessed_ok = [item for item in checked.values() if not isinstance(item, InvalidInput)]
+    assessed_ok = [item for item in checked.values() if not isinstance(item, str)]
     context = EvaluationContext.read(
         agents={overtaken.proposal.agent for overtaken in waiting},
         accounts={assessed.account for assessed in assessed_ok},
@@ -541,11 +542,10 @@ def proposals_reassess_waiting(*, waiting: Sequence[Overtaken], actor: Actor) ->
         # The approvals it was routed needing are read too: whether "It now needs" is said.
         outcome = (proposing, note, *_outcome_read(proposal), routed_with.get(proposal.pk))
         if outcome not in outcomes:
-            if isinstance(assessed, InvalidInput):
-                why = assessed.message
+            if isinstance(assessed, str):
                 # Its verdict stays (nothing was evaluated), under what happened to it.
                 reasons = reasons_after(
-                    f"{note}{REASSESSED_NO_LONGER_APPLIES}{why}",
+                    f"{note}{REASSESSED_NO_LONGER_APPLIES}{assessed}",
                     proposal.verdict_reasons,
                     reassessed=True,
                 )
@@ -602,18 +602,3 @@ def _outcome_read(proposal: Proposal) -> tuple:
         proposal.required_approvals,
         proposal.verdict_policy_version,
     )
-
-
-def _campaigns_named(proposals: Iterable[Proposal]) -> dict[int, dict[str, Campaign]]:
-    """The campaigns the proposals touch, by account id and external id, read at once."""
-    named: dict[int, set[str]] = defaultdict(set)
-    for proposal in proposals:
-        fields = action_types.named(proposal.action_type).campaign_fields(proposal.payload)
-        named[proposal.account_id] |= set(fields)
-    wanted = Q(pk__in=[])
-    for account_id, external_ids in named.items():
-        wanted |= Q(account_id=account_id, external_id__in=sorted(external_ids))
-    campaigns: dict[int, dict[str, Campaign]] = defaultdict(dict)
-    for campaign in Campaign.objects.filter(wanted).order_by("pk"):
-        campaigns[campaign.account_id][campaign.external_id] = campaign
-    return campaigns
