@@ -1679,6 +1679,13 @@ class ProposalAdmin(ReadOnlyAdmin):
             "retry_may_repeat": (
                 retry_may_repeat_said(proposal, round_) if retry_refused is None else ""
             ),
+            # A kill switch engaged over it: a retry is a person's approval, which runs it
+            # past the switch (``executors.runner._kill_switch_hold``), said before it.
+            "retry_past_kill_switches": (
+                [kill_switch_reason(switch) for switch in _kill_switches_engaged_over(proposal)]
+                if retry_refused is None
+                else []
+            ),
             "outcomes": proposal.outcomes.all(),
             "can_report_outcome": may_act(request.user, proposal, Act.REPORT_OUTCOME),
             "outcome_form": OutcomeForm(**_form_ids("outcome_form")),

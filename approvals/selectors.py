@@ -1549,13 +1549,6 @@ def proposals_sent_by_kill_switch(switch: KillSwitch) -> list[SentToPerson]:
     and named so), or held back before executing by it (each hold). A switch is known in a
     finding by its scope as it was then (``kill_switch_names`` of that version of it): two
     switches engaged at once over one scope are told apart by neither."""
-    versions = list(switch.history.order_by("history_id"))
-    spans = []
-    for number, version in enumerate(versions):
-        if not version.engaged or version.history_type == "-":
-            continue
-        until = versions[number + 1].history_date if number + 1 < len(versions) else None
-        spans.append((version.history_date, until, version.instance))
     sent: list[SentToPerson] = []
     routed_ids: set[int] = set()
     # The findings of the record each one follows, read with it (one query a span, not one a
@@ -1566,17 +1559,11 @@ def proposals_sent_by_kill_switch(switch: KillSwitch) -> list[SentToPerson]:
         .values("guardrail_findings")[:1],
         output_field=JSONField(),
     )
-    for since, until, engaged in spans:
+    for since, until, engaged in _engaged_spans(switch):
         names = kill_switch_names(engaged)
-        records = Proposal.history.filter(
-            history_date__gte=since, status=ProposalStatus.PENDING_REVIEW
+        records = _written_while_engaged(
+            Proposal.history.filter(status=ProposalStatus.PENDING_REVIEW), since, until, engaged
         ).annotate(findings_before=findings_before)
-        if until is not None:
-            records = records.filter(history_date__lt=until)
-        if engaged.scope == KillSwitchScope.ACCOUNT:
-            records = records.filter(account_id=engaged.account_id)
-        elif engaged.scope == KillSwitchScope.CHANNEL:
-            records = records.filter(account__channel=engaged.channel)
         for record in records.order_by("history_id").values(
             "id",
             "history_id",
@@ -1603,6 +1590,66 @@ def proposals_sent_by_kill_switch(switch: KillSwitch) -> list[SentToPerson]:
                     )
                 )
     return sorted(sent, key=lambda each: (each.at, each.proposal_id))
+
+
+def _engaged_spans(switch: KillSwitch) -> list[tuple[datetime, datetime | None, KillSwitch]]:
+    """When ``switch`` was engaged, by its history: from each version that engaged it (or
+    kept it engaged) until the next, with that version (its scope then)."""
+    versions = list(switch.history.order_by("history_id"))
+    spans = []
+    for number, version in enumerate(versions):
+        if not version.engaged or version.history_type == "-":
+            continue
+        until = versions[number + 1].history_date if number + 1 < len(versions) else None
+        spans.append((version.history_date, until, version.instance))
+    return spans
+
+
+def _written_while_engaged(records, since: datetime, until: datetime | None, engaged: KillSwitch):
+    """Of proposals' history ``records``, those written in a span a switch was engaged
+    (``_engaged_spans``), on what it covered then."""
+    records = records.filter(history_date__gte=since)
+    if until is not None:
+        records = records.filter(history_date__lt=until)
+    if engaged.scope == KillSwitchScope.ACCOUNT:
+        records = records.filter(account_id=engaged.account_id)
+    elif engaged.scope == KillSwitchScope.CHANNEL:
+        records = records.filter(account__channel=engaged.channel)
+    return records
+
+
+@dataclass(frozen=True)
+class LetPastSwitch:
+    """One proposal a person let run past a kill switch while it was engaged: approved or
+    retried by them then, which the executor takes as their approval to run it anyway
+    (``executors.runner._kill_switch_hold``). When, and the move as its history says it
+    ("execution retried by operator")."""
+
+    proposal_id: int
+    at: datetime
+    how: str
+
+
+def proposals_let_past_kill_switch(switch: KillSwitch) -> list[LetPastSwitch]:
+    """The proposals a person let run past ``switch`` while it was engaged over them, each
+    time, in order, as their history records it: made approved by a person (their last
+    approval, or a retry of a failed execution) while it was engaged; the switch holds back
+    nothing a person approved since it was engaged. One query a span of it."""
+    let_past: list[LetPastSwitch] = []
+    for since, until, engaged in _engaged_spans(switch):
+        records = _written_while_engaged(
+            Proposal.history.filter(status=ProposalStatus.APPROVED, history_actor_kind="user"),
+            since,
+            until,
+            engaged,
+        )
+        let_past += [
+            LetPastSwitch(proposal_id, at, how or "approved by a person")
+            for proposal_id, at, how in records.order_by("history_id").values_list(
+                "id", "history_date", "history_change_reason"
+            )
+        ]
+    return sorted(let_past, key=lambda each: (each.at, each.proposal_id))
 
 
 def _held_by_other_rules(held_by: object) -> tuple[str, ...]:

@@ -23,7 +23,11 @@ from approvals import action_types
 from approvals.action_types.base import EXAMPLE_STEP
 from approvals.admin import EVERY_STATUS, ActionTypeFilter, KnownValuesOnly
 from approvals.models import Agent, AgentKind, Proposal
-from approvals.selectors import proposals_sent_by_kill_switch, proposals_under_way
+from approvals.selectors import (
+    proposals_let_past_kill_switch,
+    proposals_sent_by_kill_switch,
+    proposals_under_way,
+)
 from approvals.services.proposals import proposal_dry_run
 from approvals.simulation import draft_rule_set, drafts_in_place, simulate
 from audit.actors import Actor, changed_by
@@ -1514,6 +1518,22 @@ def sent_to_people_said(sent: list) -> str:
 SENT_LISTED = 100
 
 
+def let_past_said(let_past: list) -> str:
+    """How many proposals a person let run past a switch while it was engaged: "While
+    engaged, a person let 2 proposals run past it, approving or retrying them then: …"."""
+    if not let_past:
+        return (
+            "No proposal ran past it by a person's approval or retry: none was approved or "
+            "retried while it was engaged over it."
+        )
+    proposals = len({each.proposal_id for each in let_past})
+    times = "" if len(let_past) == proposals else f" ({how_many(len(let_past), 'time')} in all)"
+    return (
+        f"While engaged, it let {how_many(proposals, 'proposal')} run past it{times}: a person "
+        "approved or retried each while it was engaged, which lets it run as their approval."
+    )
+
+
 @admin.register(KillSwitch)
 class KillSwitchAdmin(ChangeReasonAdmin):
     """A switch's form says, before it is saved, how many approved proposals not yet carried
@@ -1560,14 +1580,23 @@ class KillSwitchAdmin(ChangeReasonAdmin):
         return form
 
     def history_view(self, request, object_id, extra_context=None):
-        """Its history, and the proposals it sent to a person while engaged, as their own
-        histories record it (their pages named the switch; its page named none of them)."""
+        """Its history, the proposals it sent to a person while engaged, and those a person
+        let run past it then (approved or retried), as their own histories record it (their
+        pages named the switch; its page named none of them)."""
         switch = self.get_object(request, unquote(object_id))
         if switch is not None and self.has_view_permission(request, switch):
             sent = proposals_sent_by_kill_switch(switch)
             proposals = len({each.proposal_id for each in sent})
+            let_past = proposals_let_past_kill_switch(switch)
             extra_context = {
                 **(extra_context or {}),
+                # What ran past it while engaged, by a person's approval or retry: what it
+                # sent to a person is not all that a person let run under it.
+                "let_past_by_people": {
+                    "listed": let_past[:SENT_LISTED],
+                    "unlisted": max(len(let_past) - SENT_LISTED, 0),
+                    "said": let_past_said(let_past),
+                },
                 "sent_to_people": {
                     "listed": sent[:SENT_LISTED],
                     "unlisted": max(len(sent) - SENT_LISTED, 0),

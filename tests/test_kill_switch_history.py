@@ -4,6 +4,7 @@ Their own pages named the switch; the switch's page named none of them."""
 
 import html
 import re
+from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.db import connection
@@ -13,9 +14,9 @@ from django.urls import reverse
 from approvals.models import ProposalStatus
 from approvals.services.decisions import proposal_approve
 from executors.runner import proposal_execute
-from ledger.models import Account
+from ledger.models import Account, Campaign
 from policies.models import KillSwitch
-from tests.conftest import BID_RAISES, bid_adjustment
+from tests.conftest import BID_RAISES, bid_adjustment, reallocation
 from tests.factories import evaluated
 
 
@@ -59,7 +60,7 @@ def test_a_switchs_history_names_the_proposals_it_sent_to_a_person(login):
     rows = re.findall(
         r"<tr><td[^>]*>[^<]*</td>\s*<td[^>]*><a href=\"[^\"]*\">#(\d+)</a></td>\s*"
         r"<td[^>]*>([^<]*)</td></tr>",
-        page.split('id="kill-switch-sent-list"')[1],
+        page.split('id="kill-switch-sent-list"')[1].split("</table>")[0],
     )
     assert rows == [
         (str(routed.pk), "Routed it to a person"),
@@ -150,3 +151,64 @@ def test_a_proposal_another_rule_held_too_is_said_to_have_gone_to_a_person_anywa
         f'>#{alone.pk}</a></td>\n        <td data-label="What the switch did">Routed it to a '
         "person</td>"
     ) in listed
+
+
+def brand_search_budget(amount: str) -> None:
+    campaign = Campaign.objects.get(external_id="brand-search")
+    campaign.daily_budget = Decimal(amount)
+    campaign.save()
+
+
+def test_a_retry_past_an_engaged_switch_is_said_before_and_counted_on_its_history(login):
+    """With the switch over everything engaged, a failed proposal's page offered "Retry
+    execution" and said nothing of the switch; the retry ran (a person's retry is their
+    approval), and the switch's history said "It sent no proposal to a person", naming none
+    of it. Now the page says so before the retry, and the history counts what ran past it."""
+    operator = get_user_model().objects.get(username="operator")
+    failed = evaluated(reallocation("400.00"))
+    proposal_approve(proposal_id=failed.pk, reviewer=operator)
+    brand_search_budget("350.00")
+    assert proposal_execute(proposal_id=failed.pk).status == ProposalStatus.FAILED
+    brand_search_budget("1000.00")  # the cause mended: a retry would run
+    switch = KillSwitch.objects.create(scope="global", reason="Incident 42.")
+    client = login("operator")
+    url = reverse("admin:approvals_proposal_change", args=[failed.pk])
+
+    page = html.unescape(client.get(url).content.decode())
+
+    assert 'id="retry-form"' in page
+    assert said(page, "retry-past-kill-switch") == (
+        "The kill switch on everything is engaged: Incident 42. Retrying runs it anyway, as "
+        "your approval: a person's retry lets it past the switch."
+    )
+    client.post(reverse("admin:approvals_proposal_retry", args=[failed.pk]))
+    assert proposal_execute(proposal_id=failed.pk).status == ProposalStatus.EXECUTED
+
+    history = history_page(login("auditor"), switch)
+    assert said(history, "kill-switch-sent-count") == (
+        "It sent no proposal to a person: none was routed or held back by it while it was engaged."
+    )
+    assert said(history, "kill-switch-let-past-count") == (
+        "While engaged, it let 1 proposal run past it: a person approved or retried each while "
+        "it was engaged, which lets it run as their approval."
+    )
+    rows = re.findall(
+        r"<a href=\"[^\"]*\">#(\d+)</a></td>\s*<td[^>]*>([^<]*)</td>",
+        history.split('id="kill-switch-let-past-list"')[1].split("</table>")[0],
+    )
+    assert rows == [
+        (
+            str(failed.pk),
+            "Execution retried by operator while it was engaged: let run as their approval",
+        )
+    ]
+    # Released, a failed proposal's retry says nothing of a switch.
+    switch.engaged = False
+    switch.save()
+    other = evaluated(reallocation("450.00"))
+    proposal_approve(proposal_id=other.pk, reviewer=operator)
+    brand_search_budget("300.00")
+    assert proposal_execute(proposal_id=other.pk).status == ProposalStatus.FAILED
+    brand_search_budget("1000.00")
+    page = client.get(reverse("admin:approvals_proposal_change", args=[other.pk])).text
+    assert 'id="retry-form"' in page and 'id="retry-past-kill-switch"' not in page
