@@ -282,7 +282,9 @@ def no_longer_applies_each(proposals: Iterable[Proposal]) -> Gone:
     }
 
 
-# How a proposal the ledger refuses as proposed is said (as its re-assessment recorded it).
+# How a proposal the ledger refuses as proposed is said: as its re-assessment recorded it
+# (``approvals.services.proposals.REASSESSED_NO_LONGER_APPLIES``), and to one who would let
+# it run.
 NO_LONGER_APPLIED_AS_PROPOSED = "can no longer be applied as proposed: "
 
 

@@ -26,7 +26,13 @@ from approvals.action_types import ActionType, Assessment
 from approvals.action_types.base import numeric_effects
 from approvals.models import Agent, Proposal, ProposalStatus, VerdictOutcome, WithdrawnBy
 from approvals.services import hooks
-from approvals.services.acts import Act, ReviewWindowClosed, act_refusal, review_window_closed
+from approvals.services.acts import (
+    NO_LONGER_APPLIED_AS_PROPOSED,
+    Act,
+    ReviewWindowClosed,
+    act_refusal,
+    review_window_closed,
+)
 from approvals.services.expiry import proposals_expire_locked
 from approvals.services.lifecycle import (
     by_a_reviewer,
@@ -960,7 +966,7 @@ EDITED_BEFORE_APPROVAL = "Edited before approval"
 # figures it read, or that it no longer applies (or would now be blocked).
 REASSESSED_AFTER = "Re-assessed after "
 REASSESSED_NOW = " Now: "
-REASSESSED_NO_LONGER_APPLIES = " It can no longer be applied as proposed: "
+REASSESSED_NO_LONGER_APPLIES = f" It {NO_LONGER_APPLIED_AS_PROPOSED}"
 REASSESSED_WOULD_BE_BLOCKED = " It would now be blocked: "
 
 REASSESSMENTS = (REASSESSED_AFTER, REASSESSED_BEFORE_EXECUTING)
