@@ -1621,9 +1621,10 @@ def _written_while_engaged(records, since: datetime, until: datetime | None, eng
 @dataclass(frozen=True)
 class LetPastSwitch:
     """One proposal a person let run past a kill switch while it was engaged: approved or
-    retried by them then, which the executor takes as their approval to run it anyway
-    (``executors.runner._kill_switch_hold``). When, and the move as its history says it
-    ("execution retried by operator")."""
+    sent to run again by them then, which the executor takes as their approval to run it
+    anyway (``executors.runner._kill_switch_hold``). When, and the move as its history says
+    it ("sent to run again by operator"; a retry recorded in the words before those, as
+    them)."""
 
     proposal_id: int
     at: datetime
@@ -1644,9 +1645,15 @@ def proposals_let_past_kill_switch(switch: KillSwitch) -> list[LetPastSwitch]:
             engaged,
         )
         let_past += [
-            LetPastSwitch(proposal_id, at, how or "approved by a person")
-            for proposal_id, at, how in records.order_by("history_id").values_list(
-                "id", "history_date", "history_change_reason"
+            LetPastSwitch(
+                proposal_id,
+                at,
+                f"{SENT_TO_RUN_AGAIN} by {actor}"
+                if (how or "").startswith(_RETRY_RECORDED)
+                else how or "approved by a person",
+            )
+            for proposal_id, at, how, actor in records.order_by("history_id").values_list(
+                "id", "history_date", "history_change_reason", "history_actor"
             )
         ]
     return sorted(let_past, key=lambda each: (each.at, each.proposal_id))

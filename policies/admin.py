@@ -1520,17 +1520,19 @@ SENT_LISTED = 100
 
 def let_past_said(let_past: list) -> str:
     """How many proposals a person let run past a switch while it was engaged: "While
-    engaged, a person let 2 proposals run past it, approving or retrying them then: …"."""
+    engaged, it let 2 proposals run past it: a person approved each, or sent it to run
+    again, while it was engaged, …"."""
     if not let_past:
         return (
-            "No proposal ran past it by a person's approval or retry: none was approved or "
-            "retried while it was engaged over it."
+            "No proposal ran past it by a person's approval: none was approved, or sent to run "
+            "again, while it was engaged over it."
         )
     proposals = len({each.proposal_id for each in let_past})
     times = "" if len(let_past) == proposals else f" ({how_many(len(let_past), 'time')} in all)"
     return (
         f"While engaged, it let {how_many(proposals, 'proposal')} run past it{times}: a person "
-        "approved or retried each while it was engaged, which lets it run as their approval."
+        "approved each, or sent it to run again, while it was engaged, which lets it run as "
+        "their approval."
     )
 
 
@@ -1581,8 +1583,8 @@ class KillSwitchAdmin(ChangeReasonAdmin):
 
     def history_view(self, request, object_id, extra_context=None):
         """Its history, the proposals it sent to a person while engaged, and those a person
-        let run past it then (approved or retried), as their own histories record it (their
-        pages named the switch; its page named none of them)."""
+        let run past it then (approved, or sent to run again), as their own histories record
+        it (their pages named the switch; its page named none of them)."""
         switch = self.get_object(request, unquote(object_id))
         if switch is not None and self.has_view_permission(request, switch):
             sent = proposals_sent_by_kill_switch(switch)

@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from approvals.models import ProposalStatus
+from approvals.models import Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve
 from executors.runner import proposal_execute
 from ledger.models import Account, Campaign
@@ -159,6 +159,15 @@ def brand_search_budget(amount: str) -> None:
     campaign.save()
 
 
+def let_past_rows(history: str) -> list[tuple[str, str]]:
+    """The rows of a switch's "Proposals a person let run past it": (proposal id, what the
+    person did)."""
+    return re.findall(
+        r"<a href=\"[^\"]*\">#(\d+)</a></td>\s*<td[^>]*>([^<]*)</td>",
+        history.split('id="kill-switch-let-past-list"')[1].split("</table>")[0],
+    )
+
+
 def test_a_retry_past_an_engaged_switch_is_said_before_and_counted_on_its_history(login):
     """With the switch over everything engaged, a failed proposal's page offered "Retry
     execution" and said nothing of the switch; the retry ran (a person's retry is their
@@ -189,19 +198,23 @@ def test_a_retry_past_an_engaged_switch_is_said_before_and_counted_on_its_histor
         "It sent no proposal to a person: none was routed or held back by it while it was engaged."
     )
     assert said(history, "kill-switch-let-past-count") == (
-        "While engaged, it let 1 proposal run past it: a person approved or retried each while "
-        "it was engaged, which lets it run as their approval."
+        "While engaged, it let 1 proposal run past it: a person approved each, or sent it to "
+        "run again, while it was engaged, which lets it run as their approval."
     )
-    rows = re.findall(
-        r"<a href=\"[^\"]*\">#(\d+)</a></td>\s*<td[^>]*>([^<]*)</td>",
-        history.split('id="kill-switch-let-past-list"')[1].split("</table>")[0],
-    )
-    assert rows == [
+    assert let_past_rows(history) == [
         (
             str(failed.pk),
-            "Execution retried by operator while it was engaged: let run as their approval",
+            "Sent to run again by operator while it was engaged: let run as their approval",
         )
     ]
+    # A retry recorded before it was said so ("execution retried by operator") reads the same.
+    assert (
+        Proposal.history.filter(
+            id=failed.pk, history_change_reason="sent to run again by operator"
+        ).update(history_change_reason="execution retried by operator")
+        == 1
+    )
+    assert let_past_rows(history_page(login("auditor"), switch)) == let_past_rows(history)
     # Released, a failed proposal's retry says nothing of a switch.
     switch.engaged = False
     switch.save()
