@@ -45,7 +45,7 @@ from approvals.models import (
 )
 from approvals.selectors import LastRound, approved_to_run_said
 from approvals.services.acts import AgentAccounts, agent_accounts_of, agent_stopped, agents_hold
-from approvals.services.hooks import executions_failed
+from approvals.services.hooks import executions_carried_out, executions_failed
 from approvals.services.lifecycle import (
     Move,
     counted_moves_update,
@@ -704,6 +704,7 @@ def _execute_together(proposal_ids: Sequence[int]) -> Executions:
             actor=actor,
         )
         _supersede_others([(proposal, after) for proposal, _, after, _ in staged], actor)
+        executions_carried_out(proposals=executed, actor=actor)
         executions.settled.update((proposal.pk, proposal) for proposal in executed)
     return executions
 
@@ -806,6 +807,7 @@ def _execute_alone(proposal_id: int) -> Proposal | None:
         executed = Move(ProposalStatus.EXECUTED, "", timezone.now(), said_to_agent=said)
         proposals_move_through(proposals=[proposal], moves=[executing, executed], actor=actor)
         _supersede_others([(proposal, after)], actor)
+        executions_carried_out(proposals=[proposal], actor=actor)
         return proposal
 
 
@@ -1290,6 +1292,7 @@ def _record_carried_out(
         ),
     )
     _supersede_others([(executed, attempt.after_state)], actor)
+    executions_carried_out(proposals=[executed], actor=actor)
     return executed
 
 

@@ -12,8 +12,10 @@ class FeedbackConfig(AppConfig):
         from feedback.selectors import agent_approval_rate
         from feedback.services import (
             feedback_record_decisions,
+            feedback_record_executions,
             feedback_record_expiries,
             feedback_record_failures,
+            feedback_record_retries,
             feedback_record_supersessions,
             feedback_record_withdrawals,
         )
@@ -23,6 +25,8 @@ class FeedbackConfig(AppConfig):
         on_proposals_moved(callback_events_record_moved)
         hooks.decisions_settled.connect(feedback_record_decisions)
         hooks.executions_failed.connect(feedback_record_failures)
+        hooks.executions_retried.connect(feedback_record_retries)
+        hooks.executions_carried_out.connect(feedback_record_executions)
         hooks.proposals_expired.connect(feedback_record_expiries)
         hooks.proposals_superseded.connect(feedback_record_supersessions)
         hooks.withdrawn_for_agents.connect(feedback_record_withdrawals)

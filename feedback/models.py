@@ -25,6 +25,8 @@ class FeedbackKind(models.TextChoices):
     SUPERSEDED = "superseded", "Superseded: its target changed first"
     WITHDRAWN = "withdrawn", "Withdrawn by a reviewer"
     FAILED = "failed", "Execution failed"
+    SENT_TO_RUN_AGAIN = "sent_to_run_again", "Sent to run again by a reviewer"
+    EXECUTED = "executed", "Executed after it was sent to run again"
     OUTCOME = "outcome", "Outcome reported"
 
 

@@ -14,7 +14,7 @@ from approvals.models import (
     ProposalStatus,
     RejectionReason,
 )
-from approvals.selectors import review_window_ran_out
+from approvals.selectors import review_window_ran_out, was_retried
 from approvals.services.acts import Act, check_may_act
 from approvals.services.lifecycle import proposal_lock
 from audit.actors import Actor, acting_as
@@ -28,7 +28,7 @@ from feedback.models import (
 )
 from hitlproject.diffs import payload_diff
 from hitlproject.errors import Conflict, DomainError, NotFound
-from hitlproject.vocabulary import note_checked
+from hitlproject.vocabulary import SENT_TO_RUN_AGAIN, note_checked
 from hitlproject.wakeups import feedback_topic, wake_after_commit
 
 # How a feedback record's history reason begins: it is written for its agent to learn from.
@@ -238,6 +238,49 @@ def feedback_record_failures(
         ],
         actor=actor,
         why=lambda item: "its execution failed",
+    )
+
+
+def feedback_record_retries(*, proposals: Sequence[Proposal], actor: Actor) -> list[Feedback]:
+    """Failed executions a person sent to run again: their agents, told of the failure, learn
+    that a person judged it worth running again ("sent to run again by a reviewer", naming
+    no one, as its callback says it); whether it then executed or failed again follows
+    (``feedback_record_executions``, ``feedback_record_failures``). Written last in the
+    caller's transaction (``_in_commit_order``)."""
+    return _written(
+        [
+            Feedback(
+                agent_id=proposal.agent_id,
+                proposal=proposal,
+                kind=FeedbackKind.SENT_TO_RUN_AGAIN,
+                note=proposal._said_to_agent,
+            )
+            for proposal in proposals
+        ],
+        actor=actor,
+        why=lambda item: f"{SENT_TO_RUN_AGAIN} by {actor.name}",
+    )
+
+
+def feedback_record_executions(*, proposals: Sequence[Proposal], actor: Actor) -> list[Feedback]:
+    """Executions carried out: of those a person had sent to run again after a failure, the
+    agent learns it executed, in the words its callback has ("executed: brand-search's bid
+    2.00 → 2.12"), since the last its feed said of them was the failure. Any other's
+    execution is no news to the feed (its approval, or the agent's own answer, said it would
+    run). Written last in the caller's transaction (``_in_commit_order``)."""
+    return _written(
+        [
+            Feedback(
+                agent_id=proposal.agent_id,
+                proposal=proposal,
+                kind=FeedbackKind.EXECUTED,
+                note=proposal._said_to_agent,
+            )
+            for proposal in proposals
+            if was_retried(proposal)
+        ],
+        actor=actor,
+        why=lambda item: f"executed after it was {SENT_TO_RUN_AGAIN}",
     )
 
 

@@ -2,14 +2,18 @@
 
 import threading
 import time
+from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
+from django.urls import reverse
 
-from approvals.services.decisions import proposal_approve, proposal_reject
+from approvals.services.decisions import proposal_approve, proposal_reject, proposal_retry
+from executors.runner import proposal_execute
+from ledger.models import Campaign
 from policies.models import Policy
-from tests.conftest import reallocation
+from tests.conftest import bid_adjustment, reallocation
 from tests.factories import evaluated
 
 
@@ -212,3 +216,67 @@ def test_a_channel_refusing_an_action_is_in_the_agent_s_feedback(agent_client, c
     (_, approved, _), (pk, kind, note) = failed_feedback(agent_client)
     assert (approved, pk, kind) == ("approved", proposal.pk, "failed")
     assert "422" in note
+
+
+def test_a_failure_a_reviewer_sends_to_run_again_is_followed_in_the_feed_by_how_it_ended(
+    agent_client, channel, login
+):
+    """A bid the policy let run fails on the account's endpoint (HTTP 400); an operator sends
+    it to run again from the console, and it executes. The agent's feed held only the failure:
+    an agent learning from its feed alone read it as failed, while its callback and the API
+    said it had been sent to run again and had executed."""
+    channel(400, 200)
+    proposal = evaluated(bid_adjustment("2.12"))
+    assert proposal.status == "approved"
+    assert proposal_execute(proposal_id=proposal.pk).status == "failed"
+
+    console = login("operator")
+    console.post(reverse("admin:approvals_proposal_retry", args=[proposal.pk]))
+    assert proposal_execute(proposal_id=proposal.pk).status == "executed"
+
+    assert failed_feedback(agent_client) == [
+        (proposal.pk, "failed", "the endpoint answered HTTP 400"),
+        (proposal.pk, "sent_to_run_again", "sent to run again by a reviewer"),
+        (proposal.pk, "executed", "executed: brand-search's bid 2.00 → 2.12"),
+    ]
+
+
+def test_a_retried_execution_that_fails_again_is_in_the_feed_as_failed_again(
+    agent_client, channel, login
+):
+    channel(400, 409)
+    proposal = evaluated(bid_adjustment("2.12"))
+    assert proposal_execute(proposal_id=proposal.pk).status == "failed"
+    login("operator").post(reverse("admin:approvals_proposal_retry", args=[proposal.pk]))
+    assert proposal_execute(proposal_id=proposal.pk).status == "failed"
+
+    assert failed_feedback(agent_client) == [
+        (proposal.pk, "failed", "the endpoint answered HTTP 400"),
+        (proposal.pk, "sent_to_run_again", "sent to run again by a reviewer"),
+        (proposal.pk, "failed", "the endpoint answered HTTP 409"),
+    ]
+
+
+def test_a_ledger_execution_retried_once_its_cap_was_raised_is_in_the_feed_as_executed(
+    agent_client,
+):
+    operator = get_user_model().objects.get(username="operator")
+    proposal = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    capped = Campaign.objects.filter(external_id="generic-search")
+    capped.update(max_daily_budget=Decimal("750"))
+    assert proposal_execute(proposal_id=proposal.pk).status == "failed"
+    capped.update(max_daily_budget=Decimal("800"))
+    proposal_retry(proposal_id=proposal.pk, reviewer=operator)
+    assert proposal_execute(proposal_id=proposal.pk).status == "executed"
+
+    assert [kind for _, kind, _ in failed_feedback(agent_client)] == [
+        "approved",
+        "failed",
+        "sent_to_run_again",
+        "executed",
+    ]
+    assert failed_feedback(agent_client)[-1][2] == (
+        "executed: brand-search's daily budget 1000.00 → 720.00; "
+        "generic-search's daily budget 500.00 → 780.00"
+    )

@@ -40,7 +40,12 @@ from approvals.services.acts import (
     no_longer_applies_each,
 )
 from approvals.services.expiry import proposals_expire_locked
-from approvals.services.hooks import approvals_counted, decisions_settled, reviews_restarted
+from approvals.services.hooks import (
+    approvals_counted,
+    decisions_settled,
+    executions_retried,
+    reviews_restarted,
+)
 from approvals.services.lifecycle import (
     by_a_reviewer,
     proposal_lock,
@@ -538,17 +543,21 @@ def proposal_reject(
 
 def proposal_retry(*, proposal_id: int, reviewer: AbstractBaseUser) -> Proposal:
     """A person sends a failed proposal back to execution, by the rule of who may act on it:
-    retrying is deciding again that it should run."""
+    retrying is deciding again that it should run. Its agent, told of the failure, is told
+    of the retry too, in its feed as by its callback."""
     reason, said_to_agent = by_a_reviewer(SENT_TO_RUN_AGAIN, reviewer)
+    actor = Actor.for_user(reviewer)
     with transaction.atomic():
         check_may_act(reviewer, proposal_lock(proposal_id), Act.RETRY)
-        return proposal_transition(
+        retried = proposal_transition(
             proposal_id=proposal_id,
             to_status=ProposalStatus.APPROVED,
-            actor=Actor.for_user(reviewer),
+            actor=actor,
             reason=reason,
             said_to_agent=said_to_agent,
         )
+        executions_retried(proposals=[retried], actor=actor)
+    return retried
 
 
 # Proposals decided per transaction in bulk: few enough that no row stays locked for long.

@@ -1,6 +1,7 @@
 """What the apps above approvals are told of proposals that ended, in the transaction that
 ended them: a decision settled them, their execution failed, they expired, or a change
-superseded them; and of waiting proposals a change re-assessed or a reviewer approved (their
+superseded them; of failed executions a person sent to run again, and of executions carried
+out; and of waiting proposals a change re-assessed or a reviewer approved (their
 policy asking for more approvals). Feedback records each for
 the agent, notifications update their Slack messages; each registers in its ``ready()`` (as
 notifications register with ``lifecycle.on_proposals_moved``), so approvals never imports it.
@@ -38,6 +39,11 @@ class Hook:
 decisions_settled = Hook("decisions settled proposals")
 # failures= (each proposal with its error), actor=: executions that failed.
 executions_failed = Hook("executions failed")
+# proposals=, actor=: failed executions a person sent to run again (approved to run anew).
+executions_retried = Hook("failed executions sent to run again")
+# proposals=, actor=: approved proposals carried out, executed (each saying, as its callback
+# does, what it changed).
+executions_carried_out = Hook("approved proposals executed")
 # proposals=, actor=: proposals expired unreviewed.
 proposals_expired = Hook("proposals expired")
 # superseded= (each proposal with what moved and why), actor=: proposals ended superseded.

@@ -395,8 +395,9 @@ class Feedback:
     approved_with_edits (``diff`` says what changed), rejected (``reason_code``, ``note``),
     withdrawn (a reviewer withdrew it for the agent; ``note``), expired (``note``: when its
     review window closed, and with how many approvals), superseded (``diff``:
-    the value seen and the value now), failed (``note``: the error), or outcome
-    (``outcome``)."""
+    the value seen and the value now), failed (``note``: the error), sent_to_run_again (a
+    reviewer sent a failed execution to run again), executed (after that: ``note`` says what
+    it changed), or outcome (``outcome``)."""
 
     id: int
     proposal: int
