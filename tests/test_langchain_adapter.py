@@ -307,6 +307,8 @@ def test_the_reallocation_pauses_the_run_and_resumes_once_approved_without_propo
     assert "exceeds the 10.0%" in waiting.value["reasons"][0]
     proposal = Proposal.objects.get()
     assert waiting.value["proposal_id"] == proposal.pk
+    # Until when it waits, as a blocking wait's report and the MCP server say it.
+    assert waiting.value["expires_at"] == api_time(proposal.review_expires_at)
     assert not model.shown and budgets() == (Decimal("1000.00"), Decimal("500.00"))
 
     proposal_approve(proposal_id=proposal.pk, reviewer=operator)

@@ -58,6 +58,7 @@ from ._tools import (
     ToolAction,
     approvals_so_far,
     back_with_a_person,
+    expiry,
     idempotency_key,
     may_be_made,
     may_have_run,
@@ -298,6 +299,10 @@ def _key(request: ToolCallRequest) -> str:
 
 
 def _interrupt_value(request: ToolCallRequest, proposal: Proposal) -> dict[str, Any]:
+    """What the paused run says of the proposal it waits on: the proposal, why it waits, the
+    approvals in so far under a two-person rule, and, for one waiting for a person, when it
+    expires unless one decides it first (``expires_at``, as the API writes the time, as a
+    blocking wait's report and the MCP server give it)."""
     value = {
         "type": INTERRUPT_TYPE,
         "proposal_id": proposal.id,
@@ -310,6 +315,9 @@ def _interrupt_value(request: ToolCallRequest, proposal: Proposal) -> dict[str, 
     approvals = approvals_so_far(proposal)
     if approvals is not None:  # one of two approvals in: it waits for a second reviewer
         value["approvals"] = approvals
+    expires_at, _ = expiry(proposal)
+    if expires_at:
+        value["expires_at"] = expires_at
     return value
 
 
