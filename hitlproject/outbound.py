@@ -201,15 +201,28 @@ def _split(url: str):
     return parts, port or (443 if parts.scheme == "https" else 80)
 
 
+# How a developer lets the platform send to an endpoint on their own machine, said with the
+# refusal of a private address wherever it is refused (saving a callback URL or an execution
+# endpoint, in the console or with create_agent; each send), except in production: there the
+# check is what keeps anyone who may set a URL off the platform's own network, and the
+# refusal suggests no way around it.
+PRIVATE_ALLOWED_HOW = (
+    " To send to an endpoint on your own machine while developing, set "
+    "HITL_OUTBOUND_ALLOW_PRIVATE=1 in the environment the platform runs in (its web server, "
+    "its workers and manage.py commands alike); never in production."
+)
+
+
 def _checked_addresses(host: str, infos) -> list[str]:
     addresses = []
     for *_, sockaddr in infos:
         address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
         if not (settings.OUTBOUND_ALLOW_PRIVATE or _public(address)):
             named = host if host.strip("[]") == sockaddr[0] else f"{host} ({address})"
+            how = "" if settings.PRODUCTION else PRIVATE_ALLOWED_HOW
             raise RefusedDestination(
                 f"{named} is a private, loopback or reserved address; the platform sends only "
-                "to public addresses."
+                f"to public addresses.{how}"
             )
         addresses.append(str(address))
     if not addresses:

@@ -614,3 +614,48 @@ def test_a_slow_channel_endpoint_delays_no_other_account_s_channel(
         lambda: Proposal.objects.filter(pk__in=on_slow_channel, status="failed").count() == 6,
         timeout=120,
     )
+
+
+@pytest.mark.django_db
+def test_a_private_address_refused_outside_production_says_how_a_developer_allows_one(
+    demo_world, settings
+):
+    """``create_agent X --callback-url http://127.0.0.1:18737/cb`` on a developer's laptop said
+    "127.0.0.1 is a private, loopback or reserved address; the platform sends only to public
+    addresses." and no word of how to reach a receiver on their own machine. It says so now,
+    in the console's form as in the command (one refusal); in production the refusal stays
+    as it was, suggesting no way around it."""
+    settings.OUTBOUND_ALLOW_PRIVATE = False
+    create = (
+        "create_agent", "X", "--kind", "optimization", "--account", "demo",
+        "--callback-url", "http://127.0.0.1:18737/cb",
+    )  # fmt: skip
+    with pytest.raises(CommandError) as refused:
+        call_command(*create, stdout=io.StringIO(), stderr=io.StringIO())
+    assert str(refused.value) == (
+        "127.0.0.1 is a private, loopback or reserved address; the platform sends only to "
+        "public addresses. To send to an endpoint on your own machine while developing, set "
+        "HITL_OUTBOUND_ALLOW_PRIVATE=1 in the environment the platform runs in (its web "
+        "server, its workers and manage.py commands alike); never in production."
+    )
+    get_user_model().objects.create_superuser("admin", password="not-a-demo-password")
+    admin = Client()
+    admin.force_login(get_user_model().objects.get(username="admin"))
+    account = Account.objects.get(external_id="demo")
+    page = posted_from_page(
+        admin,
+        reverse("admin:ledger_account_change", args=[account.pk]),
+        {"execution_endpoint": "http://[::1]:9000/execute", "max_total_daily_budget": ""},
+    )
+    assert "set HITL_OUTBOUND_ALLOW_PRIVATE=1 in the environment" in page.text
+
+    settings.PRODUCTION = True
+    with pytest.raises(CommandError) as refused:
+        call_command(*create, stdout=io.StringIO(), stderr=io.StringIO())
+    assert str(refused.value) == (
+        "127.0.0.1 is a private, loopback or reserved address; the platform sends only to "
+        "public addresses."
+    )
+    assert not Agent.objects.filter(name="X").exists()
+    account.refresh_from_db()
+    assert account.execution_endpoint == ""
