@@ -725,7 +725,7 @@ def confidence_said(proposal: Proposal) -> str:
         payload = proposal.routed_payload
     else:
         payload = routings(proposal.pk).values_list("payload", flat=True).first()
-    return action_types.get(proposal.action_type).confidence_text(
+    return action_types.named(proposal.action_type).confidence_text(
         proposal.confidence, payload or proposal.payload
     )
 
