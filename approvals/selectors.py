@@ -509,8 +509,12 @@ def approved_said(approvers: Sequence[str], last_at: datetime) -> str:
     when the last of them decided)."""
     if len(approvers) == 1:
         return f"{approvers[0]} approved it at {console_time(last_at)}"
-    who = f"{', '.join(approvers[:-1])} and {approvers[-1]}"
-    return f"{who} approved it, the last at {console_time(last_at)}"
+    return f"{_and_joined(approvers)} approved it, the last at {console_time(last_at)}"
+
+
+def _and_joined(names: Sequence[str]) -> str:
+    """ "operator", "operator and operator2", "a, b and c"."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def let_run_said(proposal: Proposal) -> str:
@@ -526,25 +530,36 @@ def let_run_said(proposal: Proposal) -> str:
 
 
 def approved_to_run_said(proposals: Sequence[Proposal]) -> dict[int, str]:
-    """Why each approved proposal runs, as its executions' history records say it: "approved
-    by operator" (the approvals of its review round, in the order given: "approved by
-    operator and second-operator"), or, let run without a person, "approved by policy “Bid
-    adjustments” version 3" (the policy's name and number in the version that routed it);
-    "approved to run" where neither is on record (a failed execution an operator retried
-    says so in the proposal's history). Two queries for the lot, whatever their number."""
-    reviewed = {p.pk: p.review_round for p in proposals if p.review_round}
-    approvers: dict[int, list[str]] = defaultdict(list)
+    """Why each approved proposal runs, as its executions' history records say it: sent to
+    run again by a person after its execution failed, "sent to run again by operator2" (who,
+    as its last record moving it to approved says); "approved by operator" (the approvals of
+    its review round, in the order given: "approved by operator (with edits) and
+    second-operator"); or, let run without a person, "approved by policy “Bid adjustments”
+    version 3" (the policy's name and number in the version that routed it); "approved to
+    run" where none is on record. A query for each of the three kinds there is among them,
+    whatever their number."""
+    retried = {p.pk for p in proposals if was_retried(p)}
+    last_approved: dict[int, object] = {}
+    for record in Proposal.history.filter(id__in=retried, status=ProposalStatus.APPROVED).order_by(
+        "id", "-history_id"
+    ):
+        last_approved.setdefault(record.id, record)
+    retriers = {pk: r.history_actor for pk, r in last_approved.items() if _is_retry(r)}
+    reviewed = {p.pk: p.review_round for p in proposals if p.review_round and p.pk not in retriers}
+    approvals: dict[int, list[Decision]] = defaultdict(list)
     for decision in (
         Decision.objects.filter(proposal_id__in=reviewed, outcome=DecisionOutcome.APPROVE)
         .select_related("reviewer")
         .order_by("created_at", "pk")
     ):
         if decision.review_round == reviewed[decision.proposal_id]:
-            approvers[decision.proposal_id].append(decision.reviewer.get_username())
+            approvals[decision.proposal_id].append(decision)
     versions = {
         proposal.verdict_policy_version
         for proposal in proposals
-        if proposal.pk not in reviewed and proposal.verdict_outcome == VerdictOutcome.AUTO_APPROVE
+        if proposal.pk not in reviewed
+        and proposal.pk not in retriers
+        and proposal.verdict_outcome == VerdictOutcome.AUTO_APPROVE
     } - {None}
     policies = {
         record["history_id"]: record
@@ -554,11 +569,11 @@ def approved_to_run_said(proposals: Sequence[Proposal]) -> dict[int, str]:
     }
     said = {}
     for proposal in proposals:
-        names = approvers.get(proposal.pk)
         policy = policies.get(proposal.verdict_policy_version)
-        if names:
-            who = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
-            said[proposal.pk] = f"approved by {who}"
+        if proposal.pk in retriers:
+            said[proposal.pk] = f"{SENT_TO_RUN_AGAIN} by {retriers[proposal.pk]}"
+        elif approvals.get(proposal.pk):
+            said[proposal.pk] = f"approved by {_and_joined(approvers_said(approvals[proposal.pk]))}"
         elif policy is not None:
             said[proposal.pk] = f"approved by policy “{policy['name']}” version {policy['number']}"
         else:

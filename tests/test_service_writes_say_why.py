@@ -4,14 +4,16 @@ beside "the executor (system)" or a reviewer's name, where every other write say
 
 import html
 import re
+from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
 
 from approvals.models import Decision, Execution
-from approvals.services.decisions import proposal_approve, proposal_reject
+from approvals.services.decisions import proposal_approve, proposal_reject, proposal_retry
 from executors.runner import proposal_execute
 from feedback.models import Feedback
+from ledger.models import Campaign
 from tests.conftest import bid_adjustment, reallocation
 from tests.factories import evaluated
 
@@ -64,3 +66,41 @@ def test_the_auditor_reads_why_each_decision_execution_and_feedback_was_written(
     # None of their records has an empty reason.
     for model in (Decision, Execution, Feedback):
         assert not model.history.filter(history_change_reason__in=["", None]).exists(), model
+
+
+def test_an_attempt_after_a_retry_says_who_sent_it_to_run_again_and_an_edit_says_so(
+    demo_world, login
+):
+    """Attempt 2 of a failed reallocation operator2 sent to run again read "approved by
+    operator", the approval of attempt 1, with no word of the retry; an edited approval read
+    as approved as proposed."""
+    users = get_user_model().objects
+    operator = users.get(username="operator")
+    operator2 = users.create_user("operator2")
+    operator2.groups.set(operator.groups.all())
+    proposal = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    capped = Campaign.objects.filter(external_id="generic-search")
+    capped.update(max_daily_budget=Decimal("750"))
+    assert proposal_execute(proposal_id=proposal.pk).status == "failed"
+    capped.update(max_daily_budget=Decimal("800"))
+    proposal_retry(proposal_id=proposal.pk, reviewer=operator2)
+    assert proposal_execute(proposal_id=proposal.pk).status == "executed"
+    edited = evaluated(bid_adjustment("1.60"))  # -20%: a person decides
+    proposal_approve(
+        proposal_id=edited.pk,
+        reviewer=operator,
+        edited_payload={**edited.payload, "new_bid": "1.80"},
+    )
+    proposal_execute(proposal_id=edited.pk)
+
+    reasons = [
+        record.history_change_reason
+        for record in Execution.history.filter(proposal_id=proposal.pk, history_type="+").order_by(
+            "history_id"
+        )
+    ]
+    assert reasons[0].endswith("; approved by operator")
+    assert reasons[-1].endswith("; sent to run again by operator2")
+    [made] = Execution.history.filter(proposal_id=edited.pk, history_type="+")
+    assert made.history_change_reason.endswith("; approved by operator (with edits)")
