@@ -146,6 +146,7 @@ from hitlproject.errors import DomainError
 from hitlproject.formats import console_time
 from hitlproject.paginators import CappedCountPaginator
 from hitlproject.vocabulary import (
+    APPROVED_TO_RUN_STATUSES,
     FINAL_STATUSES,
     MAY_STILL_BE_DECIDED_STATUSES,
     NOTE_MAX_LENGTH,
@@ -597,7 +598,9 @@ def _refused(error: DomainError, proposal_id: int, act: Act) -> str:
     if act == Act.RETRY:
         # A colleague's retry came first: said as theirs ("Its execution failed, and
         # operator2 sent it to run again at …"), not left to read as an approval by nobody.
-        retried = retry_told(proposal, timezone.now()) if proposal is not None else ""
+        # Only where it stands approved to run since: a retry long ago is not why it is refused.
+        ran = proposal is not None and proposal.status in APPROVED_TO_RUN_STATUSES
+        retried = retry_told(proposal, timezone.now()) if ran else ""
         return f"{error.message} {capfirst(retried)}." if retried else error.message
     ended = how_review_ended(proposal) if proposal is not None else ""
     return f"{error.message} {ended}" if ended else error.message
