@@ -306,7 +306,11 @@ class Notification(models.Model):
         due = self.next_attempt_at
         if self.status != NotificationStatus.HELD or due is None or self.attempts:
             return ""
-        if getattr(self, SIMPLE_HISTORY_REVERSE_ATTR_NAME, None) is None:  # not a past version
+        # Not a past version, nor an update of a Slack message (its sender never drops one).
+        if (
+            getattr(self, SIMPLE_HISTORY_REVERSE_ATTR_NAME, None) is None
+            and self.kind != NotificationKind.UPDATE
+        ):
             # What will stop it going is known already: said now, not as it is dropped.
             stopped = no_longer_so(self, self.proposal)
             if stopped:
