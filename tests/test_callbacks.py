@@ -16,7 +16,6 @@ from approvals.services.proposals import proposal_withdraw, proposal_withdraw_fo
 from feedback.callbacks import callback_event_deliver
 from feedback.models import CallbackEvent, Feedback
 from hitlproject.signing import sign
-from ledger.models import Campaign
 from policies.models import Policy
 from tests.conftest import (
     BID_RAISES,
@@ -158,7 +157,7 @@ def test_the_agent_hears_a_reviewer_withdrew_its_proposal_not_its_own_withdrawal
     assert event["reason"] == "withdrawn by a reviewer for the agent: owner asked"
 
 
-def test_the_agent_is_told_what_people_decided_not_who_decided(callback_endpoint):
+def test_the_agent_is_told_what_people_decided_not_who_decided(callback_endpoint, channel):
     """An agent is told what was decided, not who decided it (its API's ``decisions`` and its
     feedback name nobody): a callback's ``reason`` said "approved by operator", "rejected by
     operator: …", "withdrawn by operator for the agent", "execution retried by operator",
@@ -170,9 +169,9 @@ def test_the_agent_is_told_what_people_decided_not_who_decided(callback_endpoint
         proposal_id=rejected.pk, reviewer=operator, reason_code="too_aggressive", note="Slow down"
     )
     proposal_withdraw_for_agent(proposal_id=withdrawn.pk, reviewer=operator, note="owner asked")
-    # A reallocation its source's budget can no longer pay: approved, it fails; retried, again.
+    # A reallocation the account's endpoint refuses: approved, it fails; retried, again.
+    channel(400, 400)
     failing = evaluated(reallocation("280.00"))
-    Campaign.objects.filter(external_id="brand-search").update(daily_budget="200.00")
     proposal_approve(proposal_id=failing.pk, reviewer=operator)
     wait_until(lambda: Proposal.objects.get(pk=failing.pk).status == "failed")
     proposal_retry(proposal_id=failing.pk, reviewer=operator)
@@ -467,11 +466,13 @@ def test_the_agent_is_told_what_its_execution_changed_not_the_lifecycles_words(
     ).exists()
 
 
-def test_a_failed_execution_tells_the_agent_the_executions_own_error(callback_endpoint, optimizer):
+def test_a_failed_execution_tells_the_agent_the_executions_own_error(
+    callback_endpoint, optimizer, channel
+):
     endpoint = callback_endpoint(200)
     operator = get_user_model().objects.get(username="operator")
+    channel(400)  # the account's endpoint refuses it
     failing = evaluated(reallocation("280.00"))
-    Campaign.objects.filter(external_id="brand-search").update(daily_budget="200.00")
     proposal_approve(proposal_id=failing.pk, reviewer=operator)
     wait_until(lambda: Proposal.objects.get(pk=failing.pk).status == "failed")
     wait_until(lambda: settled(2))
