@@ -137,6 +137,7 @@ def test_a_failure_message_tells_of_the_failure_written_last(demo_world):
     brand.update(daily_budget=Decimal("200.00"))
     first = proposal_execute(proposal_id=proposal.pk)
     assert first.status == ProposalStatus.FAILED
+    brand.update(daily_budget=Decimal("1000.00"))  # a retry is refused while it cannot run
     proposal_retry(proposal_id=proposal.pk, reviewer=operator())
     brand.update(daily_budget=Decimal("100.00"))
     assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.FAILED
