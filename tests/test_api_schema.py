@@ -83,6 +83,8 @@ def test_the_schema_names_the_values_of_every_vocabulary_an_answer_uses(schema):
         "superseded",
         "withdrawn",
         "failed",
+        "sent_to_run_again",
+        "executed",
         "outcome",
     ]
     reasons = [

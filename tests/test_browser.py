@@ -331,7 +331,7 @@ def test_the_list_in_every_status_shows_every_column_at_a_laptops_width(
         taken = page.locator("#result_list tbody tr", has_text="move 280.00")
         expect(taken.locator("td.field-on_it")).to_contain_text("operator until")
         screenshot(page, f"queue-every-status-{query[1:2]}")
-        for column in ("on_it", "status", "approvals_display", "risk", "age"):
+        for column in ("on_it", "status_shown", "approvals_display", "risk", "age"):
             cells = page.locator(f"#result_list tbody td.field-{column}").all()
             assert len(cells) == 2, (query, column)
             for cell in cells:
