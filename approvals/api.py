@@ -1,6 +1,7 @@
 """The agent API for proposals: submit, batch, list, detail, withdraw, and the dry run."""
 
 import threading
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -33,6 +34,7 @@ from approvals.selectors import (
     carried_out,
     proposal_get_for_agent,
     proposal_list_for_agent,
+    proposed_payloads,
     reassessed_otherwise,
     reassessed_policy_ref,
     routing_policy_ref,
@@ -246,7 +248,13 @@ class ProposalOutput(serializers.Serializer):
     status = serializers.ChoiceField(choices=ProposalStatus.choices)
     action_type = serializers.CharField()
     account = serializers.CharField(source="account.external_id")
-    payload = serializers.JSONField()
+    payload = serializers.JSONField(
+        help_text="The action as it runs: as its agent proposed it, or as a reviewer edited it."
+    )
+    proposed_payload = serializers.SerializerMethodField(
+        help_text="The action as its agent proposed it (in the platform's spelling: amounts "
+        "with 2 decimals): payload until a reviewer edits it."
+    )
     rationale = serializers.CharField()
     supporting_data = serializers.JSONField()
     confidence = StrictFloatField()
@@ -275,6 +283,10 @@ class ProposalOutput(serializers.Serializer):
     review_expires_at = serializers.DateTimeField(allow_null=True)
     decided_at = serializers.DateTimeField(allow_null=True)
     executed_at = serializers.DateTimeField(allow_null=True)
+
+    @extend_schema_field(serializers.JSONField())
+    def get_proposed_payload(self, proposal: Proposal):
+        return proposed_payloads([proposal]).get(proposal.pk, proposal.payload)
 
     @extend_schema_field(VerdictOutput(allow_null=True))
     def get_verdict(self, proposal: Proposal):
@@ -329,11 +341,17 @@ def _time(value: datetime | None) -> str | None:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-def proposal_body(proposal: Proposal, *, just_submitted: bool = False) -> dict:
+def proposal_body(
+    proposal: Proposal,
+    *,
+    just_submitted: bool = False,
+    proposed: Mapping[int, Any] | None = None,
+) -> dict:
     """The API's view of a proposal, as ``ProposalOutput`` describes it (its schema), built
     directly: the submission path answers thousands a second, and a serializer per item
     would cost more than everything else. One just submitted has no decisions, executions
-    or outcomes yet, so it is answered without asking the database for them."""
+    or outcomes yet, so it is answered without asking the database for them. ``proposed``:
+    ``proposed_payloads`` of a page of proposals, read once for all of them."""
     verdict = None
     if proposal.verdict_outcome:
         routed_by = routing_policy_ref(proposal)
@@ -347,18 +365,23 @@ def proposal_body(proposal: Proposal, *, just_submitted: bool = False) -> dict:
             "routed_by": routed_by,
             "reassessed_at": _time(proposal.reassessed_at),
         }
+    proposed_payload = proposal.payload
     if just_submitted:
         decisions, execution, outcomes = [], None, []
     else:
         decisions = DecisionOutput(proposal.decisions.all(), many=True).data
         execution = _execution(list(proposal.executions.all()))
         outcomes = OutcomeOutput(proposal.outcomes.all(), many=True).data
+        if proposed is None:
+            proposed = proposed_payloads([proposal])
+        proposed_payload = proposed.get(proposal.pk, proposal.payload)
     return {
         "id": proposal.pk,
         "status": proposal.status,
         "action_type": proposal.action_type,
         "account": proposal.account.external_id,
         "payload": proposal.payload,
+        "proposed_payload": proposed_payload,
         "rationale": proposal.rationale,
         "supporting_data": proposal.supporting_data,
         "confidence": float(proposal.confidence),
@@ -596,7 +619,8 @@ class ProposalCollectionApi(IdempotentAPIView):
         )
         paginator = ProposalPagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
-        return paginator.get_paginated_response([proposal_body(p) for p in page])
+        proposed = proposed_payloads(page)
+        return paginator.get_paginated_response([proposal_body(p, proposed=proposed) for p in page])
 
 
 class BatchItemResult(serializers.Serializer):

@@ -3,7 +3,7 @@
 import json
 import re
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
@@ -241,6 +241,20 @@ def as_proposed_records(proposal_ids) -> QuerySet:
     return Proposal.history.filter(
         id__in=proposal_ids, history_id=Subquery(first.values("history_id")[:1])
     )
+
+
+def proposed_payloads(proposals: Iterable[Proposal]) -> dict[int, Any]:
+    """The payloads as their agents proposed them (``as_proposed_records``), by id, of those
+    among ``proposals`` a reviewer edited since (a decision of theirs holds an edited
+    payload; prefetch their decisions to read many): one query, none if no one edited any."""
+    edited = [
+        proposal.pk
+        for proposal in proposals
+        if any(decision.edited_payload is not None for decision in proposal.decisions.all())
+    ]
+    if not edited:
+        return {}
+    return dict(as_proposed_records(edited).values_list("id", "payload"))
 
 
 def as_proposed(proposal: Proposal):

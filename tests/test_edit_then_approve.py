@@ -7,7 +7,9 @@ from decimal import Decimal
 import pytest
 from django import forms
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from approvals.models import Decision, Proposal, ProposalStatus
@@ -101,6 +103,47 @@ def test_an_edited_amount_is_re_assessed_and_executed_as_edited(operator):
     edit = history.get(history_change_reason="edited by operator before approval")
     assert (edit.payload["amount"], edit.history_actor) == ("140.00", "operator")
     assert history.first().payload["amount"] == "280.00"  # what the agent proposed, kept
+
+
+def test_the_api_says_what_the_agent_proposed_next_to_what_a_reviewer_edited(operator, optimizer):
+    """An agent (or a framework adapter, in a process that did not make the proposal) tells
+    a reviewer's edit against what it proposed: the API gives both, in a page of its
+    proposals read with the same number of queries however many were edited."""
+    plain = evaluated(reallocation("50.00"))
+    edited = evaluated(reallocation("280.00"))
+    proposal_approve(
+        proposal_id=edited.pk,
+        reviewer=operator,
+        edited_payload={**edited.payload, "amount": "140.00"},
+    )
+
+    detail = optimizer.get(f"/api/v1/proposals/{edited.pk}/").json()
+    assert (detail["payload"]["amount"], detail["proposed_payload"]["amount"]) == (
+        "140.00",
+        "280.00",
+    )
+    listed = {p["id"]: p for p in optimizer.get("/api/v1/proposals/").json()["results"]}
+    assert listed[edited.pk]["proposed_payload"]["amount"] == "280.00"
+    assert listed[plain.pk]["proposed_payload"] == listed[plain.pk]["payload"]
+
+    with CaptureQueriesContext(connection) as one_edited:
+        optimizer.get("/api/v1/proposals/")
+    for amount in ("60.00", "70.00"):
+        more = evaluated(reallocation(amount))
+        proposal_approve(
+            proposal_id=more.pk,
+            reviewer=operator,
+            edited_payload={**more.payload, "amount": "40.00"},
+        )
+    with CaptureQueriesContext(connection) as three_edited:
+        answer = optimizer.get("/api/v1/proposals/").json()["results"]
+    assert len(three_edited) == len(one_edited)
+    assert sorted(p["proposed_payload"]["amount"] for p in answer) == [
+        "280.00",
+        "50.00",
+        "60.00",
+        "70.00",
+    ]
 
 
 def test_an_edit_that_is_not_valid_is_refused_and_changes_nothing(operator):

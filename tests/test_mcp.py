@@ -198,9 +198,10 @@ def test_mcp_reallocation_of_28_percent_waits_for_an_operator_then_executes(
 def test_mcp_an_edited_reallocation_tells_the_agent_what_the_reviewer_changed(
     web_server, demo_world, as_operator
 ):
-    """Once a reviewer edits a proposal, the API answers the edited payload only: the server
-    tells the edit against the payload the agent proposed, field by field, as the framework
-    adapters do, not as the whole payload that executed."""
+    """Once a reviewer edits a proposal, its payload is the edited one: the server tells the
+    edit against the payload the agent proposed, field by field, as the framework adapters
+    do, not as the whole payload that executed; and so does a session that did not make it
+    (the server restarted, or another one reads it)."""
     payload = {"from_campaign": "brand-search", "to_campaign": "generic-search",
                "amount": "280.00"}  # fmt: skip
 
@@ -233,6 +234,12 @@ def test_mcp_an_edited_reallocation_tells_the_agent_what_the_reviewer_changed(
         '{"brand-search": {"daily_budget": "800.00"}, '
         '"generic-search": {"daily_budget": "700.00"}}.'
     )
+
+    async def another_session(session):
+        return await call(session, "get_proposal", proposal_id=final["id"])
+
+    read_again = run_agent(web_server, demo_world["agents"]["optimizer"], another_session)
+    assert read_again["message"] == final["message"]
 
 
 def test_mcp_creative_with_a_banned_term_is_held_then_rejected_with_the_reason(

@@ -171,7 +171,7 @@ def test_a_campaign_budget_cap_blocks_a_move_above_it(demo_world, optimizer):
     ]
     # The framework adapters tell their model what blocked it: a cap, not a policy.
     answer = optimizer.get(f"/api/v1/proposals/{proposal.pk}/").json()
-    told = outcome_report(ClientProposal.from_api(answer), proposed=answer["payload"])
+    told = outcome_report(ClientProposal.from_api(answer))
     assert told["message"] == (
         "It was blocked. It was not executed. generic-search's daily budget would be 560.00 "
         "USD, above its cap of 550.00 USD."

@@ -181,7 +181,7 @@ def test_one_that_expires_with_one_of_two_approvals_says_so_in_its_history(opera
         f"review window closed at {closed}: it was not approved."
     )
     answer = optimizer.get(f"/api/v1/proposals/{proposal.pk}/").json()
-    told = outcome_report(ClientProposal.from_api(answer), proposed=answer["payload"])
+    told = outcome_report(ClientProposal.from_api(answer))
     assert told["message"] == (
         "It expired before enough people approved it (its policy asks for 2). It was not executed."
     )

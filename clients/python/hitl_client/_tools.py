@@ -307,13 +307,11 @@ def faults(error: ValidationFailed) -> str:
     )
 
 
-def outcome_report(
-    proposal: Proposal, *, proposed: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
+def outcome_report(proposal: Proposal) -> dict[str, Any]:
     """What the model is told of a proposal: what happened, when (``decided_at``,
     ``executed_at``, ``failed_at``; ``expires_at`` for one still waiting for a person, as the
-    API writes them), and the figures that say so. ``proposed``: the payload as the tool call
-    made it (a reviewer's edit replaces the proposal's own), to show next to the edit."""
+    API writes them), and the figures that say so; a reviewer's edit field by field, against
+    the payload as its agent proposed it (``proposed_payload``), whoever made the call."""
     report: dict[str, Any] = {
         "proposal_id": proposal.id,
         "status": proposal.status,
@@ -342,6 +340,7 @@ def outcome_report(
         )
         edited = proposal.edited_payload
         if edited is not None:
+            proposed = proposal.proposed_payload
             report["edited"] = {"proposed": proposed, "executed": edited}
             by = "" if len(approvals) == 1 else f"{_approvers(approvals)} "
             report["message"] = (

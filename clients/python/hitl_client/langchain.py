@@ -217,7 +217,7 @@ class ProposalMiddleware(AgentMiddleware):
             self._lost_answer(request, error, fields, key, made=proposal.id)
             raise
         self._lost.answered(fields, _thread(request))
-        report = outcome_report(proposal, proposed=fields["payload"])
+        report = outcome_report(proposal)
         return _tool_message(request, report, proposal=proposal)
 
     async def awrap_tool_call(
@@ -263,7 +263,7 @@ class ProposalMiddleware(AgentMiddleware):
             self._lost_answer(request, error, fields, key, made=proposal.id)
             raise
         self._lost.answered(fields, _thread(request))
-        report = outcome_report(proposal, proposed=fields["payload"])
+        report = outcome_report(proposal)
         return _tool_message(request, report, proposal=proposal)
 
 

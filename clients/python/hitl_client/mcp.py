@@ -88,10 +88,6 @@ A field the action type does not know is refused."""
 
 ClientFactory = Callable[[], AsyncClient]
 
-#: How many proposals' payloads a session keeps, to tell a reviewer's edit against.
-REMEMBERED_PAYLOADS = 1000
-
-
 #: The name ``ValidationFailed.errors`` gives the messages about the request as a whole.
 NON_FIELD = "non_field_errors"
 
@@ -193,14 +189,12 @@ NEXT_STEP = {
 }
 
 
-def proposal_view(proposal: Proposal, *, proposed: dict[str, Any] | None = None) -> dict[str, Any]:
+def proposal_view(proposal: Proposal) -> dict[str, Any]:
     """What a model needs of a proposal, as JSON: once it is final, what became of it in a
     sentence (``message``, as the framework adapters tell it); before, what to do next, and
     for one waiting for a person, when it expires unless one decides it (``expires_at``, in
-    the framework adapters' words).
-    ``proposed``: the payload as the agent proposed it, if known, so that a reviewer's edit
-    is told field by field ("amount: 280.00 → 200.00"): once edited, the API answers the
-    edited payload only."""
+    the framework adapters' words). A reviewer's edit is told field by field ("amount:
+    280.00 → 200.00"), whichever session made the proposal."""
     raw = proposal.raw
     view: dict[str, Any] = {
         "id": proposal.id,
@@ -217,7 +211,7 @@ def proposal_view(proposal: Proposal, *, proposed: dict[str, Any] | None = None)
         "withdrawal": raw.get("withdrawal"),
     }
     if proposal.is_final:
-        view["message"] = outcome_report(proposal, proposed=proposed)["message"]
+        view["message"] = outcome_report(proposal)["message"]
     else:
         expires_at, expiry_said = expiry(proposal)
         next_step = NEXT_STEP.get(proposal.status, "Call wait_for_decision.").format(
@@ -259,20 +253,6 @@ def build_server(client_factory: ClientFactory = AsyncClient) -> MCPServer:
 
     def hitl() -> AsyncClient:
         return session()[0]
-
-    # The payloads proposed in this session, by proposal id (the latest ones): what a
-    # reviewer's edit is told against. A proposal made before the server (re)started is
-    # told its edit as the payload that executed.
-    proposed: dict[int, dict[str, Any]] = {}
-
-    def remember(proposal: Proposal, payload: dict[str, Any]) -> None:
-        proposed.pop(proposal.id, None)
-        proposed[proposal.id] = payload
-        while len(proposed) > REMEMBERED_PAYLOADS:
-            del proposed[next(iter(proposed))]
-
-    def view_of(proposal: Proposal) -> dict[str, Any]:
-        return proposal_view(proposal, proposed=proposed.get(proposal.id))
 
     @server.tool(
         description=(
@@ -338,8 +318,7 @@ def build_server(client_factory: ClientFactory = AsyncClient) -> MCPServer:
                 proposal = await client.get(proposal.id)
             except HitlError as error:  # it was made all the same: never called refused
                 unread = error
-        remember(proposal, payload)
-        view = view_of(proposal)
+        view = proposal_view(proposal)
         if replayed and unread is None:
             view["replayed"] = (
                 f'Already proposed with idempotency_key "{key}": this is that proposal as it '
@@ -393,14 +372,14 @@ def build_server(client_factory: ClientFactory = AsyncClient) -> MCPServer:
             proposal = timed_out.proposal
         except HitlError as error:
             raise _tool_error(error) from error
-        return view_of(proposal)
+        return proposal_view(proposal)
 
     @server.tool(description="A proposal as it is now (status, verdict, decisions, execution).")
     async def get_proposal(
         proposal_id: Annotated[int, Field(description="The proposal's id")],
     ) -> dict[str, Any]:
         try:
-            return view_of(await hitl().get(proposal_id))
+            return proposal_view(await hitl().get(proposal_id))
         except HitlError as error:
             raise _tool_error(error) from error
 
@@ -415,7 +394,7 @@ def build_server(client_factory: ClientFactory = AsyncClient) -> MCPServer:
         ] = None,
     ) -> dict[str, Any]:
         try:
-            return view_of(await hitl().withdraw(proposal_id, note))
+            return proposal_view(await hitl().withdraw(proposal_id, note))
         except HitlError as error:
             raise _tool_error(error) from error
 

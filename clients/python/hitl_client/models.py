@@ -249,6 +249,9 @@ class Proposal:
     """The review round it is in (0: never asked of a person); the approvals of this round
     are those counted toward ``verdict.required_approvals``. None from a server that does
     not say."""
+    proposed_payload: dict[str, Any] | None = None
+    """The payload as its agent proposed it (``payload`` until a reviewer edits it, in the
+    platform's spelling). None from a server that does not say."""
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @property
@@ -303,6 +306,7 @@ class Proposal:
             replayed=replayed,
             withdrawal=Withdrawal.from_api(data.get("withdrawal")),
             review_round=data.get("review_round"),
+            proposed_payload=data.get("proposed_payload"),
             raw=data,
         )
 

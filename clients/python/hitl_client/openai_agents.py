@@ -166,8 +166,7 @@ class PlatformTools:
                 raise
             if call_id in self._sent:
                 self._lost.answered(self._sent.pop(call_id)[0])
-            proposed = _payload(action, args) if isinstance(args, dict) else None
-            return report_text(outcome_report(answer, proposed=proposed))
+            return report_text(outcome_report(answer))
 
         return FunctionTool(
             name=schema.name,
@@ -310,13 +309,6 @@ def _keep(kept: dict[str, Any], call_id: str, value: Any) -> None:
     kept[call_id] = value
     while len(kept) > REMEMBERED_CALLS:
         del kept[next(iter(kept))]
-
-
-def _payload(action: ToolAction, args: dict[str, Any]) -> dict[str, Any] | None:
-    try:
-        return action.payload(args)
-    except (KeyError, TypeError, ValueError):
-        return None
 
 
 def _field(item: Any, name: str) -> Any:
