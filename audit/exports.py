@@ -14,14 +14,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 
 from django.apps import apps
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db.models import Expression
+from django.db.models import Expression, Model
 
 from audit.secret_fields import SECRET_FIELDS
+from hitlproject.vocabulary import PEOPLE_PERMISSION
 
 AUDITED_APPS = (
     # People and roles: their history is kept in ``access`` (``access.models``).
@@ -92,11 +94,27 @@ def audited_models():
                 yield model
 
 
-def exported_kinds() -> list[str]:
-    """What the export holds the changes of, in words, as many as the models it exports."""
+def exported_models(reader: AbstractBaseUser | None = None) -> list[type[Model]]:
+    """The audited models whose records ``reader`` exports: those whose pages they may read
+    in the console. One who reads people (the auditors) exports every one, those no role
+    reads there too (each person's own channels, a group's second factor, the Google Ads
+    links); an operator, who may not read people, exports no person's record, nor anyone's
+    channels. With no reader (``manage.py export_audit``, on the server), every one."""
+    if reader is None or reader.has_perm(PEOPLE_PERMISSION):
+        return list(audited_models())
+    return [
+        model
+        for model in audited_models()
+        if reader.has_perm(f"{model._meta.app_label}.view_{model._meta.model_name}")
+    ]
+
+
+def exported_kinds(models: Iterable[type[Model]]) -> list[str]:
+    """What the export of ``models`` (``exported_models``) holds the changes of, in words,
+    one for each."""
     return [
         EXPORTED_AS.get(model._meta.label_lower, str(model._meta.verbose_name_plural))
-        for model in audited_models()
+        for model in models
     ]
 
 
@@ -146,14 +164,18 @@ class ExportEncoder(DjangoJSONEncoder):
 
 
 def audit_records(
-    *, since: datetime, until: datetime, found: dict[tuple[str, int], str] | None = None
+    *,
+    since: datetime,
+    until: datetime,
+    found: dict[tuple[str, int], str] | None = None,
+    models: Iterable[type[Model]] | None = None,
 ) -> Iterator[dict]:
-    """The records of the period. ``found``: what the last verification found of records it
-    named, by their historical model's label and history id
-    (``audit.chain.records_found_broken``), given in each one's ``chain``; empty where it
-    named none."""
+    """The records of the period, of ``models`` (``exported_models``; all by default).
+    ``found``: what the last verification found of records it named, by their historical
+    model's label and history id (``audit.chain.records_found_broken``), given in each one's
+    ``chain``; empty where it named none."""
     found = found or {}
-    for model in audited_models():
+    for model in audited_models() if models is None else models:
         historical = model.history.model
         secret = SECRET_FIELDS.get(model._meta.label_lower, set())
         logs = LOGS.get(model._meta.label_lower, ())

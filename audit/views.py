@@ -16,7 +16,7 @@ from audit.chain import (
     outside_the_chain,
     records_found_broken,
 )
-from audit.exports import as_csv, as_jsonl, audit_records, exported_kinds
+from audit.exports import as_csv, as_jsonl, audit_records, exported_kinds, exported_models
 from audit.models import ChainSealing, ChainVerification
 from hitlproject.celery import app
 from hitlproject.formats import console_time
@@ -36,9 +36,11 @@ class AuditExportForm(PeriodForm):
 
 
 def audit_export(request: HttpRequest) -> HttpResponse:
-    """Every change of a period, streamed, for anyone who may read proposals (auditors)."""
+    """Every change of a period, streamed, for anyone who may read proposals (auditors), of
+    what they may read (``exported_models``: an operator exports no person's record)."""
     if not request.user.has_perm(READ_PERMISSION):
         raise PermissionDenied
+    models = exported_models(request.user)
     form = AuditExportForm(request.GET if "since" in request.GET else None)
     broken_by, found = records_found_broken()
     if not (form.is_bound and form.is_valid()):
@@ -49,14 +51,14 @@ def audit_export(request: HttpRequest) -> HttpResponse:
                 **admin.site.each_context(request),
                 "title": "Export the audit trail",
                 "form": form,
-                "exported": exported_kinds(),
+                "exported": exported_kinds(models),
                 "broken_by": broken_by,
                 "broken_by_at": broken_by and console_time(broken_by.finished_at),
                 "found_broken": len(found),
             },
         )
     since, until = form.bounds()
-    records = audit_records(since=since, until=until, found=found)
+    records = audit_records(since=since, until=until, found=found, models=models)
     as_format = form.cleaned_data["format"]
     response = StreamingHttpResponse(
         as_csv(records) if as_format == "csv" else as_jsonl(records),

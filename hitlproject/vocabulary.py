@@ -133,6 +133,9 @@ WHAT_IF_LABELS = {
 # audit trail, its chain, the dashboard and the messages to people ask for it, and whoever acts
 # on a proposal must have it.
 READ_PERMISSION = "approvals.view_proposal"
+# Reading people (their accounts, their roles): the auditors' (``approvals.roles``); the
+# audit export gives their records, and those of each person's own channels, to them alone.
+PEOPLE_PERMISSION = "auth.view_user"
 
 # A ledger field that holds no value (a target CPA never set), wherever a page shows its value.
 NOT_SET = "not set"

@@ -23,7 +23,7 @@ from audit.chain import chain_seal, chain_verification_record
 from executors.runner import proposal_execute
 from feedback.callbacks import callback_event_deliver
 from feedback.models import CallbackEvent
-from notifications.models import Notification
+from notifications.models import Notification, ReachedBy
 from policies.models import Policy
 from tests.conftest import reallocation, wait_until
 from tests.factories import evaluated
@@ -251,6 +251,34 @@ def test_the_export_page_names_every_kind_of_record_it_holds(login):
         assert kind in holds
     models = {json.loads(line)["model"] for line in exported(auditor, "jsonl").splitlines()}
     assert "notifications.notification" in models and "notifications.route" in models
+
+
+def test_an_operator_exports_no_persons_record_the_console_does_not_show_them(login):
+    """An operator may not read people (their accounts, emails, roles) nor anyone's channels
+    in the console: the export of what they may read holds none of those records either,
+    and its page does not say it does. The auditor's holds them, as before."""
+    person = get_user_model().objects.get(username="auditor")
+    ReachedBy.objects.update_or_create(user=person, defaults={"slack": True, "email": True})
+    private = {"auth.user", "auth.group", "notifications.reachedby"}
+    operator = login("operator")
+    assert operator.get("/admin/auth/user/").status_code == 403
+    page = operator.get(URL).content.decode()
+    holds = page.split('id="audit-export-holds">')[1].split(":")[0]
+    assert "channels each person chose" not in holds and "users" not in holds
+    assert "proposals" in holds
+    for as_format in ("jsonl", "csv"):
+        text = exported(operator, as_format)
+        assert "auditor@example.com" not in text
+        if as_format == "jsonl":
+            models = {json.loads(line)["model"] for line in text.splitlines()}
+        else:
+            models = {row["model"] for row in csv.DictReader(io.StringIO(text))}
+        assert not models & private
+        assert "approvals.proposal" in models or "policies.policy" in models
+    auditor = login("auditor")
+    models = {json.loads(line)["model"] for line in exported(auditor, "jsonl").splitlines()}
+    assert private <= models
+    assert "channels each person chose" in auditor.get(URL).content.decode()
 
 
 def test_the_export_page_says_in_what_order_the_rows_come(login):
