@@ -61,6 +61,7 @@ from approvals.selectors import (
     reassessed_policy_ref,
     retries_awaited,
     retry_may_repeat_said,
+    retry_past_kill_switches_said,
     retry_told,
     routed_reasons,
     routings,
@@ -1685,9 +1686,11 @@ class ProposalAdmin(ReadOnlyAdmin):
             # A kill switch engaged over it: a retry is a person's approval, which runs it
             # past the switch (``executors.runner._kill_switch_hold``), said before it.
             "retry_past_kill_switches": (
-                [kill_switch_reason(switch) for switch in _kill_switches_engaged_over(proposal)]
+                retry_past_kill_switches_said(
+                    [kill_switch_reason(switch) for switch in _kill_switches_engaged_over(proposal)]
+                )
                 if retry_refused is None
-                else []
+                else ""
             ),
             "outcomes": proposal.outcomes.all(),
             "can_report_outcome": may_act(request.user, proposal, Act.REPORT_OUTCOME),

@@ -1558,6 +1558,21 @@ def retry_may_repeat_said(proposal: Proposal, round_: LastRound | None) -> str:
     return retry_may_repeat(unsure, round_.retry_key) if unsure else ""
 
 
+def retry_past_kill_switches_said(findings: Sequence[str]) -> str:
+    """For a failed proposal a person may retry, the kill switches engaged over it now, each
+    as its finding says it (``kill_switch_reason``), and that a retry runs it past them: a
+    person's retry is their approval, which no switch holds back
+    (``executors.runner._kill_switch_hold``). Said beside its Retry button and in the
+    messages telling it failed; "" where no switch is engaged over it."""
+    if not findings:
+        return ""
+    past = "the switch" if len(findings) == 1 else "the switches"
+    return (
+        f"{' '.join(findings)} Retrying runs it anyway, as your approval: a person's retry "
+        f"lets it past {past}."
+    )
+
+
 @dataclass(frozen=True)
 class SentToPerson:
     """One proposal a kill switch sent to a person: when, and how (as it was routed, or

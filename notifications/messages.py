@@ -19,6 +19,7 @@ from approvals.selectors import (
     approved_said,
     campaigns_not_active_each,
     let_run_said,
+    retry_past_kill_switches_said,
     since_proposed_each,
     was_retried,
 )
@@ -34,7 +35,13 @@ from hitlproject.vocabulary import (
 )
 from notifications.models import Claim, DecisionDeadline, NotificationKind
 from policies.reading import is_control
-from policies.services import KILL_SWITCH_FINDING, kill_switch_finding_now, kill_switches_named_over
+from policies.services import (
+    KILL_SWITCH_FINDING,
+    engaged_kill_switches,
+    kill_switch_finding_now,
+    kill_switch_reason,
+    kill_switches_named_over,
+)
 
 # Why a proposal waits that no policy decided, as every message says it.
 NO_POLICY_DECIDED = "No policy decided it: a person does."
@@ -72,6 +79,20 @@ class Failure:
     let_run: str
     # Let run by its policy: the message says why, in the verdict's reasons.
     by_policy: bool
+    # The kill switches engaged over it as the message was written, each as its finding says
+    # it (``kill_switch_reason``): a retry runs it past them, as its page says beside Retry.
+    kill_switches: tuple[str, ...] = ()
+
+    @property
+    def kill_switches_text(self) -> str:
+        """The switches engaged over it, for a reader who may not retry it."""
+        return " ".join(self.kill_switches)
+
+    @property
+    def retry_past_kill_switches(self) -> str:
+        """The switches engaged over it and that a retry runs it past them, in its page's
+        words (``retry_past_kill_switches_said``), for a reader who may retry it."""
+        return retry_past_kill_switches_said(self.kill_switches)
 
     @property
     def at_text(self) -> str:
@@ -439,6 +460,13 @@ def _failures(
     worker's can disagree by seconds."""
     if not proposals:
         return {}
+    # The switches engaged over each account now, read once an account.
+    switches = {
+        proposal.account_id: tuple(
+            kill_switch_reason(switch) for switch in engaged_kill_switches(proposal.account)
+        )
+        for proposal in {proposal.account_id: proposal for proposal in proposals}.values()
+    }
     recorded = Proposal.history.filter(
         id__in=[p.pk for p in proposals],
         status=ProposalStatus.FAILED,
@@ -469,6 +497,7 @@ def _failures(
             let_run=(approved_said(*approved_by) if approved_by else let_run_said(proposal))
             + retried,
             by_policy=not approved_by and proposal.verdict_outcome == VerdictOutcome.AUTO_APPROVE,
+            kill_switches=switches[proposal.account_id],
         )
     return failures
 

@@ -503,6 +503,7 @@ def failure_blocks(message: ProposalMessage, *, may_retry: bool, outcome: str = 
         facts["elements"][0]["elements"] += [_rich(" "), when]
     head = [_headline_block(message), facts]
     told = _told_blocks(message)
+    warned: list[dict] = []
     if outcome:
         tail = {"type": "context", "elements": [_plain(_cut(outcome, SECTION_TEXT_LIMIT))]}
     else:
@@ -513,11 +514,16 @@ def failure_blocks(message: ProposalMessage, *, may_retry: bool, outcome: str = 
             else f"Read it on {page}."
         )
         tail = {"type": "context", "elements": [{"type": "mrkdwn", "text": note}]}
+        # A kill switch engaged over it, said before the retry as its page says it beside
+        # Retry; in plain text, as a policy owner typed its reason.
+        switches = failure.retry_past_kill_switches if may_retry else failure.kill_switches_text
+        if switches:
+            warned = [_plain_section(_cut(switches, SECTION_TEXT_LIMIT))]
     how = [f"• {failure.let_run}."]
     if failure.by_policy:
         how += [f"• {reason}" for reason in message.reasons]
     texts = [f"Why it failed\n{failure.said}", "How it came to run\n" + "\n".join(how)]
-    room = MESSAGE_TEXT_LIMIT - message_units([*head, tail, *told])
+    room = MESSAGE_TEXT_LIMIT - message_units([*head, *warned, tail, *told])
     limit = min(
         SECTION_TEXT_LIMIT,
         _share(
@@ -527,7 +533,7 @@ def failure_blocks(message: ProposalMessage, *, may_retry: bool, outcome: str = 
     )
     said = [_plain_section(_cut(text, limit, more="\n… and more on its page.")) for text in texts]
     words, _ = _words_blocks(message, may_approve=False, room=room - message_units(said))
-    return [*head, *words, *said, tail, *told]
+    return [*head, *words, *said, *warned, tail, *told]
 
 
 def _words_blocks(
@@ -807,6 +813,11 @@ def _digest_line(line: DigestLine) -> list[dict]:
             _rich(f" {one_line(failure.said)}\n    "),
             _rich("How it came to run:", italic=True),
             _rich(f" {one_line(failure.let_run)}."),
+            *(
+                [_rich(f"\n    {one_line(failure.retry_past_kill_switches)}")]
+                if failure.kill_switches
+                else []
+            ),
         ]
     risk = message.risk if message.risk is not None else "not scored"
     said = [

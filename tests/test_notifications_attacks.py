@@ -220,13 +220,21 @@ def test_a_slack_message_whose_every_text_runs_long_stays_within_what_slack_take
         assert " after it do not fit in this message" in notes[0]
 
     # And the message saying its execution failed: an endpoint's answer of 5,000 characters,
-    # let run by a policy of fifty reasons.
+    # let run by a policy of fifty reasons, three kill switches engaged over it whose reasons
+    # run as long.
     failed = replace(
         longest,
-        failure=Failure(at=timezone.now(), said="😀" * 5000, let_run="l" * 300, by_policy=True),
+        failure=Failure(
+            at=timezone.now(),
+            said="😀" * 5000,
+            let_run="l" * 300,
+            by_policy=True,
+            kill_switches=tuple(f"The kill switch on {n} is engaged: {'😀' * 5000}" for n in "abc"),
+        ),
     )
     for blocks in (
         failure_blocks(failed, may_retry=True),
+        failure_blocks(failed, may_retry=False),
         failure_blocks(failed, may_retry=False, outcome=note),
     ):
         assert blocks_refusal(blocks) == ""

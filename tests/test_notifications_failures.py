@@ -7,14 +7,18 @@ whose Slack message about it says so already is not sent another; a retry that t
 the message say so. The proposal's history says whom it told; who may not see proposals, or
 was deactivated, is not told."""
 
+import html
 import re
+from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core import mail
 
 from approvals.models import Proposal
 from approvals.services.decisions import proposal_approve, proposal_retry
 from executors.runner import proposal_execute
+from ledger.models import Campaign
 from notifications.models import (
     Notification,
     NotificationKind,
@@ -23,7 +27,9 @@ from notifications.models import (
     Route,
 )
 from notifications.services import notifications_deliver
+from policies.models import KillSwitch
 from tests.conftest import bid_adjustment, reallocation, wait_until
+from tests.slack_fake import shown_text
 from tests.test_notifications_slack import (
     OPERATOR,
     approve_value,
@@ -334,3 +340,47 @@ def test_a_failure_is_told_at_once_to_a_route_that_sends_digests(optimizer, mail
     assert f"Its execution failed: #{proposal['id']} " in " ".join(message["Subject"].split())
     [told] = failure_messages(proposal["id"])
     assert told.route == route
+
+
+@pytest.mark.django_db
+def test_a_failure_under_an_engaged_kill_switch_says_a_retry_runs_past_it(
+    optimizer, mailbox, slack, settings, login
+):
+    """With the switch over everything engaged, the operator approves the reallocation (a
+    person's approval runs past it) and its execution fails. The proposal's page said beside
+    Retry that the switch is engaged and a retry runs it anyway; the email and the Slack
+    message telling them it failed offered the retry and said nothing of the switch."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    operator = get_user_model().objects.get(username="operator")
+    ReachedBy.objects.create(user=operator, slack=True, email=True)
+    KillSwitch.objects.create(scope="global", reason="Incident 42.")
+    proposal = optimizer.post("/api/v1/proposals/", reallocation("400.00"), format="json").json()
+    proposal_approve(proposal_id=proposal["id"], reviewer=operator)
+    source = Campaign.objects.get(external_id="brand-search")
+    source.daily_budget = Decimal("350.00")  # cut since: the reallocation no longer fits
+    source.save()
+    assert proposal_execute(proposal_id=proposal["id"]).status == "failed"
+    source.daily_budget = Decimal("1000.00")  # the cause mended: a retry would run
+    source.save()
+    warned = (
+        "The kill switch on everything is engaged: Incident 42. Retrying runs it anyway, as "
+        "your approval: a person's retry lets it past the switch."
+    )
+    page = html.unescape(
+        login("operator")
+        .get(f"/admin/approvals/proposal/{proposal['id']}/change/")
+        .content.decode()
+    )
+    assert warned in " ".join(page.split())  # the page's words, which the messages repeat
+
+    mail.outbox.clear()
+    notifications_deliver(notification_ids=[n.pk for n in failure_messages(proposal["id"])])
+
+    [email] = [m for m in mail.outbox if m.to == [OPERATOR_EMAIL]]
+    assert email.subject.startswith(f"[HITL] Its execution failed: #{proposal['id']} ")
+    text = " ".join(email.body.split())
+    assert f"{warned} It waits for a person: retry it on its page if it should still run" in text
+    assert warned in " ".join(html.unescape(email.alternatives[0][0]).split())
+    [call] = slack.sent("chat.postMessage", channel=OPERATOR)
+    shown = " ".join(shown_text(call["blocks"]).split())
+    assert f"{warned} It waits for a person: retry it on" in shown
