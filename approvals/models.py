@@ -185,6 +185,15 @@ class Proposal(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     evaluated_at = models.DateTimeField(null=True, blank=True)
     review_expires_at = models.DateTimeField(null=True, blank=True)
+    # Not ``created_at`` nor ``evaluated_at``: re-assessed and routed again, or held back by a
+    # kill switch as it was about to run, it waits for people from then, in a new round.
+    waiting_since = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When it last began waiting for people (its review round began: routed to "
+        "them as it was made or re-assessed, or sent back to them before it ran); null if it "
+        "never waited for a person, or waited before this was recorded.",
+    )
     decided_at = models.DateTimeField(null=True, blank=True)
     # Not ``decided_at``, which dates the decision for its time to decide: a person retrying
     # a failed execution approves it to run again, and its moves count from then.

@@ -18,6 +18,7 @@ from django.db.models import (
     ExpressionWrapper,
     F,
     JSONField,
+    Min,
     OuterRef,
     Prefetch,
     Q,
@@ -1373,7 +1374,9 @@ def dashboard(*, days: int = 7) -> Dashboard:
     now = timezone.now()
     since = now - timedelta(days=days)
     pending = Proposal.objects.filter(status=ProposalStatus.PENDING_REVIEW)
-    oldest = pending.order_by("created_at").values_list("created_at", flat=True).first()
+    # Waiting in its current round: one re-assessed and routed again, or held back by a kill
+    # switch before it ran, has waited for people since then, not since it was made.
+    oldest = pending.aggregate(oldest=Min("waiting_since"))["oldest"]
     waits = decision_time_percentiles(people_decided(since=since))
     made = proposal_counts(since=since, by=["agent__name"])
     return Dashboard(

@@ -167,7 +167,8 @@ def ensure_searchable() -> None:
                 agent_id, account_id, action_type, payload, rationale, supporting_data, confidence,
                 external_ref, summary, magnitude, magnitude_label, target_snapshot, effects,
                 status, risk, verdict_outcome, verdict_reasons, guardrail_findings,
-                required_approvals, review_round, created_at, updated_at, evaluated_at
+                required_approvals, review_round, created_at, updated_at, evaluated_at,
+                waiting_since
             )
             SELECT %(agent)s, %(account)s, 'creative_deployment',
                    jsonb_build_object('campaign', 'campaign-' || (1 + n %% 20), 'creatives',
@@ -185,7 +186,7 @@ def ensure_searchable() -> None:
                    CASE WHEN n %% 100 = 0 THEN %(flagged_reasons)s::jsonb
                         ELSE %(clean_reasons)s::jsonb END,
                    CASE WHEN n %% 100 = 0 THEN %(findings)s::jsonb ELSE '{}'::jsonb END,
-                   1, 1, at, at, at
+                   1, 1, at, at, at, CASE WHEN n %% 5 = 0 THEN at END
             FROM (
                 SELECT n, now() - interval '30 days' + n * interval '259 seconds' AS at
                 FROM generate_series(1, %(count)s) AS n

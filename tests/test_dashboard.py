@@ -30,7 +30,10 @@ def test_dashboard_figures_match_what_happened(demo_world):
     operator = get_user_model().objects.get(username="operator")
     evaluated(bid_adjustment("2.12"))  # approved by policy, not executed yet
     waiting = evaluated(reallocation("400.00"))
-    Proposal.objects.filter(pk=waiting.pk).update(created_at=timezone.now() - timedelta(hours=5))
+    five_hours_ago = timezone.now() - timedelta(hours=5)
+    Proposal.objects.filter(pk=waiting.pk).update(
+        created_at=five_hours_ago, evaluated_at=five_hours_ago, waiting_since=five_hours_ago
+    )
     for amount, minutes, decide in [
         ("150", 10, "approve"),
         ("200", 30, "approve"),
@@ -63,6 +66,36 @@ def test_dashboard_figures_match_what_happened(demo_world):
     optimizer = figures.agents["optimizer"]
     assert (optimizer.decided, optimizer.approved, optimizer.rejected) == (3, 2, 1)
     assert optimizer.approval_rate == 2 / 3
+
+
+def test_oldest_waiting_counts_from_when_it_was_sent_back_to_people_not_from_when_made(login):
+    """A reallocation made two days ago, approved, and held back by a kill switch as it was
+    about to run ten minutes ago: it has waited for people again for ten minutes, in a new
+    review round (its deadline and reminders count from then). The dashboard said "Oldest
+    waiting 2.0 d", counting from when it was made."""
+    operator = get_user_model().objects.get(username="operator")
+    proposal = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    two_days_ago = timezone.now() - timedelta(days=2)
+    Proposal.objects.filter(pk=proposal.pk).update(
+        created_at=two_days_ago, evaluated_at=two_days_ago
+    )
+    KillSwitch.objects.create(scope="global", reason="Tracking outage.")
+    held = proposal_execute(proposal_id=proposal.pk)
+    assert held.status == ProposalStatus.PENDING_REVIEW
+    assert held.review_round == 2
+    Proposal.objects.filter(pk=proposal.pk).update(
+        waiting_since=held.waiting_since - timedelta(minutes=10)
+    )
+
+    figures = dashboard()
+
+    assert figures.queue_depth == 1
+    assert timedelta(minutes=9) < figures.oldest_waiting < timedelta(minutes=11)
+    page = login("operator").get("/admin/").text
+    assert re.search(r'id="oldest-waiting">\s*10 min\s*<', page), page.split("oldest-waiting")[1][
+        :60
+    ]
 
 
 def test_the_dashboard_gives_each_agent_its_auto_execution_and_approval_rates(login):

@@ -176,6 +176,7 @@ def _move(
             review_round=proposal.review_round + 1,
             approvals_this_round=0,  # a new round: earlier approvals were of another
             review_expires_at=now + window,
+            waiting_since=now,
             decided_at=None,  # back with a person: not decided (until it is again)
             approved_at=None,
         )
