@@ -268,6 +268,33 @@ def test_values_an_earlier_migration_filled_without_a_record_are_recorded_on_upg
     assert Decision.history.filter(id=decision.pk).latest().summary == "as it stood"
 
 
+@pytest.mark.django_db(transaction=True)
+def test_when_waiting_proposals_began_to_wait_is_recorded_as_filled_in_on_upgrade(demo_world):
+    """Migration ``approvals.0037`` fills in when each waiting proposal began to wait, from its
+    history: the value is recorded, so verification finds the platform as recorded, and the
+    proposal's history says where it came from."""
+    waiting = evaluated(reallocation("280.00"))
+    assert waiting.status == "pending_review"
+    began = (
+        Proposal.history.filter(id=waiting.pk, status="pending_review").earliest().history_date
+    )
+    # As before 0037: neither the row nor its history holds the value; all of it sealed.
+    raw("UPDATE approvals_proposal SET waiting_since = NULL")
+    raw("UPDATE approvals_historicalproposal SET waiting_since = NULL")
+    chain_seal()
+    executor = MigrationExecutor(connection)
+    executor.migrate([("approvals", "0036_decision_created_index")])
+
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())  # every app at its latest again
+    assert chain_verify().holds, chain_verify().breaks
+    record = Proposal.history.filter(id=waiting.pk).latest()
+    assert (record.waiting_since, record.history_actor) == (began, "migration")
+    assert record.history_change_reason == (
+        "when it began waiting for people, read from its history on upgrade"
+    )
+
+
 def test_a_json_value_forged_to_one_python_holds_equal_is_named(rejected):
     """Supporting data recorded ``{"weekend": true, "days": 1}`` forged to ``{"weekend": 1,
     "days": true}``: Python holds True equal to 1, and the comparison named nothing, though

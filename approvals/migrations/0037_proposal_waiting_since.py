@@ -2,6 +2,8 @@
 
 from django.db import migrations, models
 
+from audit.backfills import record_backfilled
+
 # Each proposal waiting for people began to wait when its history last recorded it entering
 # review: its first record in review after the last one not in review (an edit that restarted
 # the approvals kept it waiting, and kept its deadline). One no longer waiting is left unrecorded.
@@ -17,6 +19,18 @@ UPDATE approvals_proposal SET waiting_since = (
 )
 WHERE status = 'pending_review'
 """
+
+
+def record_waiting_since(apps, schema_editor):
+    """Verification compares every live row with its last history record: the values filled
+    in above are recorded, saying where they came from."""
+    record_backfilled(
+        apps,
+        "approvals",
+        "Proposal",
+        ["waiting_since"],
+        "when it began waiting for people, read from its history on upgrade",
+    )
 
 
 class Migration(migrations.Migration):
@@ -37,4 +51,5 @@ class Migration(migrations.Migration):
             field=models.DateTimeField(blank=True, help_text='When it last began waiting for people (its review round began: routed to them as it was made or re-assessed, or sent back to them before it ran); null if it never waited for a person, or waited before this was recorded.', null=True),
         ),
         migrations.RunSQL(WAITING_SINCE_FROM_HISTORY, migrations.RunSQL.noop),
+        migrations.RunPython(record_waiting_since, migrations.RunPython.noop, elidable=True),
     ]
