@@ -41,6 +41,7 @@ from approvals.models import (
     ProposalStatus,
     WithdrawnBy,
 )
+from approvals.services.lifecycle import by_a_reviewer
 from approvals.services.proposals import (
     HELD_BACK,
     campaigns_as_recorded,
@@ -710,6 +711,24 @@ def last_failure(proposal: Proposal) -> Execution | None:
     if proposal.status != ProposalStatus.FAILED:
         return None
     return proposal.executions.order_by("attempt").last()
+
+
+def decision_did(decision: Decision) -> str:
+    """What a person's decision did, in words: "rejected", "approved", or "approved with
+    edits" (the action that runs, or was to run, is their edit)."""
+    if decision.outcome == DecisionOutcome.REJECT:
+        return "rejected"
+    return "approved with edits" if decision.edited_payload is not None else "approved"
+
+
+def decision_said(decision: Decision) -> str:
+    """A person's decision in words, naming them, as its own history and the history of its
+    agent's feedback on it both say it: "approved with edits by operator (review round 1)",
+    "rejected by operator: Too aggressive (review round 2)"."""
+    rejected = decision.outcome == DecisionOutcome.REJECT
+    why = f": {decision.get_reason_code_display()}" if rejected else ""
+    said, _ = by_a_reviewer(decision_did(decision), decision.reviewer, why)
+    return f"{said} (review round {decision.review_round})"
 
 
 def approvers_said(approvals: Sequence[Decision]) -> list[str]:

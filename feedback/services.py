@@ -12,9 +12,8 @@ from approvals.models import (
     DecisionOutcome,
     Proposal,
     ProposalStatus,
-    RejectionReason,
 )
-from approvals.selectors import review_window_ran_out, was_retried
+from approvals.selectors import decision_did, decision_said, review_window_ran_out, was_retried
 from approvals.services.acts import Act, check_may_act
 from approvals.services.lifecycle import proposal_lock
 from audit.actors import Actor, acting_as
@@ -102,17 +101,8 @@ def feedback_record_decisions(
         )
     decided = {decision.pk: decision for decision in decisions}
     return _written(
-        feedback, actor=actor, why=lambda item: _decided_said(decided[item.decision_id])
+        feedback, actor=actor, why=lambda item: decision_said(decided[item.decision_id])
     )
-
-
-def _decided_said(decision: Decision) -> str:
-    """A decision in words, naming its reviewer, as the proposal's history says it."""
-    if decision.outcome == DecisionOutcome.REJECT:
-        label = RejectionReason(decision.reason_code).label
-        return f"rejected by {decision.reviewer.get_username()}: {label}"
-    edited = " with edits" if decision.edited_payload is not None else ""
-    return f"approved{edited} by {decision.reviewer.get_username()}"
 
 
 def _round_notes(decisions: Sequence[Decision]) -> dict[int, str]:
@@ -150,11 +140,9 @@ def _said(decision: Decision, number: int) -> str:
     ("Reviewer 1 approved: Fine."): each says what its author decided, so that an approver's
     note is not read as the reason for a rejection. The note's lines after its first are
     indented (its line endings as one: a browser sends CRLF)."""
-    if decision.outcome == DecisionOutcome.REJECT:
-        reason = dict(RejectionReason.choices).get(decision.reason_code, decision.reason_code)
-        did = f"rejected ({reason})" if reason else "rejected"
-    else:
-        did = "approved with edits" if decision.edited_payload is not None else "approved"
+    did = decision_did(decision)
+    if decision.outcome == DecisionOutcome.REJECT and decision.reason_code:
+        did = f"{did} ({decision.get_reason_code_display()})"
     note = "\n  ".join(decision.note.strip().splitlines())
     return f"Reviewer {number} {did}" + (f": {note}" if note else ".")
 

@@ -57,11 +57,12 @@ def test_the_auditor_reads_why_each_decision_execution_and_feedback_was_written(
     assert "rejected by operator: Too aggressive (review round 1)" in history(
         Decision.objects.get(proposal=refused)
     )
-    assert "feedback for its agent: approved by operator" in history(
+    # The feedback says the decision it tells its agent of in the decision's own words.
+    assert "feedback for its agent: approved by operator (review round 1)" in history(
         Feedback.objects.get(proposal=waited)
     )
-    assert "feedback for its agent: rejected by operator: Too aggressive" in history(
-        Feedback.objects.get(proposal=refused)
+    assert "feedback for its agent: rejected by operator: Too aggressive (review round 1)" in (
+        history(Feedback.objects.get(proposal=refused))
     )
     # None of their records has an empty reason.
     for model in (Decision, Execution, Feedback):

@@ -28,7 +28,7 @@ from approvals.models import (
     RejectionReason,
     VerdictOutcome,
 )
-from approvals.selectors import approval_said, as_proposed_records
+from approvals.selectors import approval_said, as_proposed_records, decision_said
 from approvals.services.acts import (
     Act,
     Gone,
@@ -364,7 +364,7 @@ def _decisions_record(
         for proposal in deciding
     ]
     for decision in made:
-        decision._change_reason = _decision_recorded(decision)
+        decision._change_reason = decision_said(decision)
     decisions = create_with_history(Decision, made, actor=actor)
 
     said_to_each: dict[int, str] = {}
@@ -482,19 +482,6 @@ def as_proposed_payloads(
 def _check_reason(reason_code: str) -> None:
     if reason_code not in RejectionReason.values:
         raise DomainError(f"Choose a rejection reason: {', '.join(RejectionReason.values)}.")
-
-
-def _decision_recorded(decision: Decision) -> str:
-    """A decision's history reason: who decided what, in which review round, as the
-    proposal's own history says it ("approved with edits by operator", "rejected by
-    operator: Too aggressive"), recorded by the decision service on their word."""
-    if decision.outcome == DecisionOutcome.REJECT:
-        done, then = "rejected", f": {RejectionReason(decision.reason_code).label}"
-    else:
-        done = "approved with edits" if decision.edited_payload is not None else "approved"
-        then = ""
-    said, _ = by_a_reviewer(done, decision.reviewer, then)
-    return f"{said} (review round {decision.review_round})"
 
 
 def proposal_approve(
