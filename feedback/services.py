@@ -147,6 +147,33 @@ def _said(decision: Decision, number: int) -> str:
     return f"Reviewer {number} {did}" + (f": {note}" if note else ".")
 
 
+def _each_told(
+    kind: FeedbackKind,
+    told: Iterable[tuple[Proposal, str]],
+    *,
+    actor: Actor,
+    why: str,
+    diffs: Mapping[int, dict[str, Any]] | None = None,
+) -> list[Feedback]:
+    """One kind of news for each proposal's agent (``told``: each proposal with the note its
+    agent reads, ``diffs`` any field-by-field change by proposal id), written together with
+    the one reason ``why`` they were written (``_written``)."""
+    return _written(
+        [
+            Feedback(
+                agent_id=proposal.agent_id,
+                proposal=proposal,
+                kind=kind,
+                note=note,
+                diff=(diffs or {}).get(proposal.pk, {}),
+            )
+            for proposal, note in told
+        ],
+        actor=actor,
+        why=lambda item: why,
+    )
+
+
 def feedback_record_supersessions(
     *, superseded: Sequence[tuple[Proposal, Sequence[Any], str]], actor: Actor
 ) -> list[Feedback]:
@@ -154,22 +181,18 @@ def feedback_record_supersessions(
     agent learns, field by field, the value it saw and the value now (``moves``:
     ``approvals.services.supersession.TargetMove``), to propose again against it. Written
     together, last in the caller's transaction, as all feedback is (``_in_commit_order``)."""
-    return _written(
-        [
-            Feedback(
-                agent_id=proposal.agent_id,
-                proposal=proposal,
-                kind=FeedbackKind.SUPERSEDED,
-                note=note,
-                diff={
-                    f"{move.campaign}.{move.field}": {"saw": move.saw, "now": move.now}
-                    for move in moves
-                },
-            )
-            for proposal, moves, note in superseded
-        ],
+    return _each_told(
+        FeedbackKind.SUPERSEDED,
+        [(proposal, note) for proposal, _, note in superseded],
         actor=actor,
-        why=lambda item: "superseded: its target changed before it executed",
+        why="superseded: its target changed before it executed",
+        diffs={
+            proposal.pk: {
+                f"{move.campaign}.{move.field}": {"saw": move.saw, "now": move.now}
+                for move in moves
+            }
+            for proposal, moves, _ in superseded
+        },
     )
 
 
@@ -177,18 +200,11 @@ def feedback_record_expiries(*, proposals: Sequence[Proposal], actor: Actor) -> 
     """Proposals expired unreviewed: their agents are told, in one write, last in the
     caller's transaction (``_in_commit_order``), with when the window closed and how many of
     the approvals its policy asks for it had (not who gave them)."""
-    return _written(
-        [
-            Feedback(
-                agent_id=proposal.agent_id,
-                proposal=proposal,
-                kind=FeedbackKind.EXPIRED,
-                note=review_window_ran_out(proposal),
-            )
-            for proposal in proposals
-        ],
+    return _each_told(
+        FeedbackKind.EXPIRED,
+        [(proposal, review_window_ran_out(proposal)) for proposal in proposals],
         actor=actor,
-        why=lambda item: "expired: its review window closed before enough people decided it",
+        why="expired: its review window closed before enough people decided it",
     )
 
 
@@ -196,18 +212,11 @@ def feedback_record_withdrawals(*, proposals: Sequence[Proposal], actor: Actor) 
     """Proposals a reviewer withdrew for their agents: each agent learns it, with the
     reviewer's note if they wrote one, as it learns of a rejection; written last in the
     caller's transaction (``_in_commit_order``)."""
-    return _written(
-        [
-            Feedback(
-                agent_id=proposal.agent_id,
-                proposal=proposal,
-                kind=FeedbackKind.WITHDRAWN,
-                note=proposal.withdrawal_note,
-            )
-            for proposal in proposals
-        ],
+    return _each_told(
+        FeedbackKind.WITHDRAWN,
+        [(proposal, proposal.withdrawal_note) for proposal in proposals],
         actor=actor,
-        why=lambda item: f"withdrawn for it by {actor.name}",
+        why=f"withdrawn for it by {actor.name}",
     )
 
 
@@ -217,16 +226,7 @@ def feedback_record_failures(
     """Executions that failed (each proposal with the error): their agents learn it here as
     well as by the proposal, in one write, last in the caller's transaction
     (``_in_commit_order``)."""
-    return _written(
-        [
-            Feedback(
-                agent_id=proposal.agent_id, proposal=proposal, kind=FeedbackKind.FAILED, note=error
-            )
-            for proposal, error in failures
-        ],
-        actor=actor,
-        why=lambda item: "its execution failed",
-    )
+    return _each_told(FeedbackKind.FAILED, failures, actor=actor, why="its execution failed")
 
 
 def feedback_record_retries(*, proposals: Sequence[Proposal], actor: Actor) -> list[Feedback]:
@@ -235,18 +235,11 @@ def feedback_record_retries(*, proposals: Sequence[Proposal], actor: Actor) -> l
     no one, as its callback says it); whether it then executed or failed again follows
     (``feedback_record_executions``, ``feedback_record_failures``). Written last in the
     caller's transaction (``_in_commit_order``)."""
-    return _written(
-        [
-            Feedback(
-                agent_id=proposal.agent_id,
-                proposal=proposal,
-                kind=FeedbackKind.SENT_TO_RUN_AGAIN,
-                note=proposal._said_to_agent,
-            )
-            for proposal in proposals
-        ],
+    return _each_told(
+        FeedbackKind.SENT_TO_RUN_AGAIN,
+        [(proposal, proposal._said_to_agent) for proposal in proposals],
         actor=actor,
-        why=lambda item: f"{SENT_TO_RUN_AGAIN} by {actor.name}",
+        why=f"{SENT_TO_RUN_AGAIN} by {actor.name}",
     )
 
 
@@ -256,19 +249,11 @@ def feedback_record_executions(*, proposals: Sequence[Proposal], actor: Actor) -
     2.00 → 2.12"), since the last its feed said of them was the failure. Any other's
     execution is no news to the feed (its approval, or the agent's own answer, said it would
     run). Written last in the caller's transaction (``_in_commit_order``)."""
-    return _written(
-        [
-            Feedback(
-                agent_id=proposal.agent_id,
-                proposal=proposal,
-                kind=FeedbackKind.EXECUTED,
-                note=proposal._said_to_agent,
-            )
-            for proposal in proposals
-            if was_retried(proposal)
-        ],
+    return _each_told(
+        FeedbackKind.EXECUTED,
+        [(proposal, proposal._said_to_agent) for proposal in proposals if was_retried(proposal)],
         actor=actor,
-        why=lambda item: f"executed after it was {SENT_TO_RUN_AGAIN}",
+        why=f"executed after it was {SENT_TO_RUN_AGAIN}",
     )
 
 
