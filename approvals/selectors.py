@@ -29,6 +29,7 @@ from django.db.models import (
 from django.http import Http404
 from django.template.defaultfilters import pluralize
 from django.utils import timezone
+from django.utils.text import capfirst
 
 from approvals import action_types
 from approvals.models import (
@@ -535,14 +536,37 @@ def _and_joined(names: Sequence[str]) -> str:
 
 def let_run_said(proposal: Proposal) -> str:
     """A proposal let run without a person's approval, as every reader is told it: "Policy
-    “Bid adjustments” let it run without a person at …" (the policy's name as it was when it
-    routed the proposal), or, approved by no decision of its round, when it was."""
+    “Bid adjustments” version 3 let it run without a person at …" (the version that routed
+    it, ``policy_versions_said``), or, approved by no decision of its round, when it was."""
     when = console_time(proposal.decided_at or proposal.approved_at or proposal.updated_at)
     if proposal.verdict_outcome != VerdictOutcome.AUTO_APPROVE:
         return f"It was approved to run at {when}"
-    policy = deciding_policy(proposal)
-    by = f"Policy “{policy.name}”" if policy is not None else "Its policy"
-    return f"{by} let it run without a person at {when}"
+    return _policy_let_run(proposal.verdict_policy_version, when)
+
+
+def _policy_let_run(version: int | None, when: str) -> str:
+    """ "Policy “Bid adjustments” version 3 let it run without a person at …", naming the
+    policy version (``version``: its history record) as it was then; "Its policy" where that
+    version is not on record."""
+    by = policy_versions_said([version]).get(version)
+    return f"{capfirst(by) if by else 'Its policy'} let it run without a person at {when}"
+
+
+def policy_versions_said(versions: Iterable[int | None]) -> dict[int, str]:
+    """Each policy version that routed a proposal (its history record's id), named as every
+    reader is told it, its page's sentence and its execution's history alike: "policy “Bid
+    adjustments” version 3" (its name in that version, and the version's number among its
+    policy's own, as its page counts them), never the name it took later. One query, whatever
+    their number; a version not on record is left out."""
+    wanted = set(versions) - {None}
+    if not wanted:
+        return {}
+    return {
+        record["history_id"]: f"policy “{record['name']}” version {record['number']}"
+        for record in Policy.history.filter(history_id__in=wanted)
+        .annotate(number=version_number_of(OuterRef("id"), OuterRef("history_id")))
+        .values("history_id", "name", "number")
+    }
 
 
 def approved_to_run_said(proposals: Sequence[Proposal]) -> dict[int, str]:
@@ -551,8 +575,8 @@ def approved_to_run_said(proposals: Sequence[Proposal]) -> dict[int, str]:
     as its last record moving it to approved says); "approved by operator" (the approvals of
     its review round, in the order given: "approved by operator (with edits) and
     second-operator"); or, let run without a person, "approved by policy “Bid adjustments”
-    version 3" (the policy's name and number in the version that routed it); "approved to
-    run" where none is on record. A query for each of the three kinds there is among them,
+    version 3" (the version that routed it, ``policy_versions_said``); "approved to run"
+    where none is on record. A query for each of the three kinds there is among them,
     whatever their number."""
     retried = {p.pk for p in proposals if was_retried(p)}
     last_approved: dict[int, object] = {}
@@ -570,19 +594,13 @@ def approved_to_run_said(proposals: Sequence[Proposal]) -> dict[int, str]:
     ):
         if decision.review_round == reviewed[decision.proposal_id]:
             approvals[decision.proposal_id].append(decision)
-    versions = {
+    policies = policy_versions_said(
         proposal.verdict_policy_version
         for proposal in proposals
         if proposal.pk not in reviewed
         and proposal.pk not in retriers
         and proposal.verdict_outcome == VerdictOutcome.AUTO_APPROVE
-    } - {None}
-    policies = {
-        record["history_id"]: record
-        for record in Policy.history.filter(history_id__in=versions)
-        .annotate(number=version_number_of(OuterRef("id"), OuterRef("history_id")))
-        .values("history_id", "name", "number")
-    }
+    )
     said = {}
     for proposal in proposals:
         policy = policies.get(proposal.verdict_policy_version)
@@ -591,7 +609,7 @@ def approved_to_run_said(proposals: Sequence[Proposal]) -> dict[int, str]:
         elif approvals.get(proposal.pk):
             said[proposal.pk] = f"approved by {_and_joined(approvers_said(approvals[proposal.pk]))}"
         elif policy is not None:
-            said[proposal.pk] = f"approved by policy “{policy['name']}” version {policy['number']}"
+            said[proposal.pk] = f"approved by {policy}"
         else:
             said[proposal.pk] = "approved to run"
     return said
@@ -628,9 +646,9 @@ def retry_told(proposal: Proposal, at: datetime) -> str:
 def approval_told(proposal: Proposal, at: datetime) -> str:
     """Who approved the proposal by the move its history records last up to ``at`` (an event
     the agent was sent then), as every reader is told it: "operator approved it at …" (a
-    person, or several), "Policy “Bid adjustments” let it run without a person at …", or
-    "its execution failed, and operator sent it to run again at …"; "" if its history records
-    no such move."""
+    person, or several), "Policy “Bid adjustments” version 3 let it run without a person at
+    …" (as ``let_run_said``), or "its execution failed, and operator sent it to run again at
+    …"; "" if its history records no such move."""
     record = _last_approved(proposal, at)
     if record is None:
         return ""
@@ -652,13 +670,7 @@ def approval_told(proposal: Proposal, at: datetime) -> str:
             return approved_said(approvers_said(approvals), approvals[-1].created_at)
         return f"{record.history_actor} approved it at {when}"
     if record.verdict_outcome == VerdictOutcome.AUTO_APPROVE:
-        policy = (
-            Policy.history.filter(history_id=record.verdict_policy_version).first()
-            if record.verdict_policy_version
-            else None
-        )
-        by = f"Policy “{policy.name}”" if policy is not None else "Its policy"
-        return f"{by} let it run without a person at {when}"
+        return _policy_let_run(record.verdict_policy_version, when)
     return ""
 
 

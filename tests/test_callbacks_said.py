@@ -181,7 +181,7 @@ def test_an_approved_events_page_says_whether_a_person_or_its_policy_approved(de
     assert let_run.status in ("approved", "executing", "executed")
     let_run_at = Proposal.history.filter(id=let_run.pk, status="approved").get().history_date
     assert type_said(let_run) == (
-        f"Approved: Policy “Budget reallocations” let it run without a person at "
+        f"Approved: Policy “Budget reallocations” version 1 let it run without a person at "
         f"{console_time(let_run_at)}"
     )
     approval = Decision.objects.get(proposal=waited)

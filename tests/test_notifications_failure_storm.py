@@ -105,7 +105,10 @@ def test_twenty_failures_in_a_burst_reach_a_person_in_two_messages_on_each_chann
     assert subject == f"[HITL] {count} executions failed"
     text = " ".join(text_of(grouped).split())
     assert "endpoint misconfigured: campaign ids unknown" in text
-    assert "How it came to run: Policy “Budget reallocations” let it run without a person" in text
+    assert (
+        "How it came to run: Policy “Budget reallocations” version 1 let it run without a person"
+        in text
+    )
     [grouped_post] = [call for call in posts if call["text"].endswith("executions failed")]
     assert (
         grouped_post["text"]

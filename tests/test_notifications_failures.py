@@ -100,7 +100,7 @@ def test_an_auto_approved_bid_whose_endpoint_answers_400_is_told_to_the_operator
     text = text_of(message)
     said = " ".join(text.split())
     assert proposal["summary"] in text
-    assert "Policy “Bid adjustments” let it run without a person at " in said
+    assert "Policy “Bid adjustments” version 1 let it run without a person at " in said
     assert proposal["verdict"]["reasons"][0] in said  # why it ran without a person
     # The endpoint's words as it typed them, on one line of the message's own; and that the
     # first attempt, a 503, may have been carried out: a retry is a new request.
@@ -151,7 +151,9 @@ def test_on_slack_a_failure_asks_no_decision_and_says_so_once_retried_and_execut
     plain = [b["text"]["text"] for b in blocks if b.get("text", {}).get("type") == "plain_text"]
     assert f"Why it failed\n{QUOTED}" in plain  # plain text: shown as typed, mention and all
     assert any(
-        p.startswith("How it came to run\n• Policy “Bid adjustments” let it run without a person")
+        p.startswith(
+            "How it came to run\n• Policy “Bid adjustments” version 1 let it run without a person"
+        )
         for p in plain
     )
     link = context_texts(blocks)
@@ -175,8 +177,8 @@ def test_on_slack_a_failure_asks_no_decision_and_says_so_once_retried_and_execut
         for at in (executed.decided_at, executed.approved_at, executed.executed_at)
     )
     assert shown_as_typed(now) == (
-        f"Policy “Bid adjustments” let it run without a person at {approved}; its execution "
-        f"failed, and operator sent it to run again at {retried}; executed at {ran}."
+        f"Policy “Bid adjustments” version 1 let it run without a person at {approved}; its "
+        f"execution failed, and operator sent it to run again at {retried}; executed at {ran}."
     )
     assert buttons(now) == []
     # Told once: the update is of the message it was sent.

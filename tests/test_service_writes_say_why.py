@@ -8,12 +8,15 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.urls import reverse
 
-from approvals.models import Decision, Execution
+from approvals.models import Agent, Decision, Execution, Proposal
 from approvals.services.decisions import proposal_approve, proposal_reject, proposal_retry
 from executors.runner import proposal_execute
-from feedback.models import Feedback
+from feedback.models import CallbackEvent, Feedback
+from hitlproject.formats import console_time
 from ledger.models import Campaign
+from policies.models import Policy
 from tests.conftest import bid_adjustment, reallocation
 from tests.factories import evaluated
 
@@ -105,3 +108,35 @@ def test_an_attempt_after_a_retry_says_who_sent_it_to_run_again_and_an_edit_says
     assert reasons[-1].endswith("; sent to run again by operator2")
     [made] = Execution.history.filter(proposal_id=edited.pk, history_type="+")
     assert made.history_change_reason.endswith("; approved by operator (with edits)")
+
+
+def test_the_policy_version_that_let_it_run_is_named_alike_in_its_history_and_on_its_pages(
+    demo_world, login
+):
+    """An execution's history read "approved by policy “Bid adjustments” version 1" where its
+    callback event's page and the console's refusal read "Policy “Bid adjustments” let it run
+    without a person at …", no version: one policy version, named two ways. Renamed since, it
+    is still named as it was then."""
+    Agent.objects.filter(name="optimizer").update(callback_url="http://127.0.0.1:9/hook")
+    routine = evaluated(bid_adjustment())  # 6%: the policy lets it run
+    proposal_execute(proposal_id=routine.pk)
+    policy = Policy.objects.get(pk=routine.verdict_policy_id)
+    policy.name = "Bid adjustments (tightened)"
+    policy.save()
+    named = "policy “Bid adjustments” version 1"
+    let_run_at = Proposal.history.filter(id=routine.pk, status="approved").get().history_date
+    let_run = f"{named[0].upper()}{named[1:]} let it run without a person at "
+    operator = login("operator")
+
+    [made] = Execution.history.filter(proposal_id=routine.pk, history_type="+")
+    assert made.history_change_reason.endswith(f"; approved by {named}")
+    event = CallbackEvent.objects.get(proposal=routine, type="proposal.approved")
+    page = operator.get(reverse("admin:feedback_callbackevent_change", args=[event.pk]))
+    type_said = re.search(r'<label>Type:</label>\s*<div class="readonly">(.*?)</div>', page.text)
+    assert html.unescape(type_said.group(1)) == (f"Approved: {let_run}{console_time(let_run_at)}")
+    refused = operator.post(
+        reverse("admin:approvals_proposal_approve", args=[routine.pk]), follow=True
+    )
+    said = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", refused.content.decode())).split())
+    decided_at = Proposal.objects.get(pk=routine.pk).decided_at
+    assert f"{let_run}{console_time(decided_at)}." in said
