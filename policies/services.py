@@ -257,15 +257,29 @@ def _in_force_now() -> InForce:
 
 def policy_in_force(*, action_type: str, agent: Agent, account: Account) -> Policy | None:
     """The live policy that decides this agent's actions of this type on this account."""
-    scope = engine.Scope(
-        action_type=action_type,
-        account_id=account.pk,
-        channel=account.channel,
-        agent_id=agent.pk,
-        agent_kind=agent.kind,
-    )
-    rule = engine.matching_rule(scope, rules_in_force(action_type=action_type))
-    return Policy.objects.get(pk=rule.policy_id) if rule else None
+    return policies_in_force_each([(action_type, agent, account)])[0]
+
+
+def policies_in_force_each(
+    asked: Sequence[tuple[str, Agent, Account]],
+) -> list[Policy | None]:
+    """``policy_in_force`` of each (action type, agent, account) asked, in order, read in one
+    statement whatever their number (none if none is asked): for a page, a decision set or a
+    sending that asks it of many proposals. Each policy with ``version_number``, the number
+    of its latest version (``versions_count``), read in the same statement."""
+    rules, policies = policies_in_force(action_types={action_type for action_type, _, _ in asked})
+    found = []
+    for action_type, agent, account in asked:
+        scope = engine.Scope(
+            action_type=action_type,
+            account_id=account.pk,
+            channel=account.channel,
+            agent_id=agent.pk,
+            agent_kind=agent.kind,
+        )
+        rule = engine.matching_rule(scope, rules)
+        found.append(policies[rule.policy_id] if rule else None)
+    return found
 
 
 def kill_switches_engaged_over(account: Any, channel: Any) -> QuerySet[KillSwitch]:

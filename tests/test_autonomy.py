@@ -19,6 +19,7 @@ from django.utils import timezone
 from approvals.api import proposal_body
 from approvals.models import Agent, Proposal
 from approvals.roles import POLICY_OWNERS
+from approvals.services.acts import no_longer_applies_each
 from approvals.services.agents import agent_key_issue
 from approvals.services.decisions import (
     proposal_approve,
@@ -26,13 +27,18 @@ from approvals.services.decisions import (
     proposal_retry,
     proposals_approve,
 )
-from approvals.services.proposals import proposal_evaluate, proposal_withdraw_for_agent
+from approvals.services.proposals import (
+    Submission,
+    proposal_evaluate,
+    proposal_submit,
+    proposal_withdraw_for_agent,
+)
 from audit.actors import Actor
 from executors.runner import proposal_execute
-from feedback.autonomy import autonomy_recommendations_propose
+from feedback.autonomy import advisor_for, autonomy_recommendations_propose
 from feedback.models import AutonomyRules
 from hitlproject.errors import Conflict, DomainError, NotAllowed
-from ledger.models import Campaign
+from ledger.models import Account, Campaign
 from notifications.models import Notification, NotificationStatus
 from notifications.services import notifications_deliver
 from policies.models import Policy
@@ -682,9 +688,11 @@ def test_a_ceiling_is_never_widened_past_the_policy_s_hard_ceiling(rules, operat
 
 def asked_whether_it_still_applies(queries: CaptureQueriesContext) -> int:
     """How many times the statements ran ask whether a policy change still applies: each
-    asking opens by reading the agent its payload names, by name
-    (``PolicyChange.no_longer_applies``)."""
-    return sum('"approvals_agent"."name" = ' in query["sql"] for query in queries.captured_queries)
+    asking opens by reading the agents their payloads name, by name
+    (``PolicyChange.no_longer_applies_each``)."""
+    return sum(
+        'WHERE "approvals_agent"."name" IN (' in query["sql"] for query in queries.captured_queries
+    )
 
 
 def test_a_recommendation_s_page_and_its_approval_ask_once_whether_it_still_applies(
@@ -751,6 +759,71 @@ def test_a_recommendation_told_to_each_policy_owner_asks_once_whether_it_still_a
         [told] = [message for message in mail.outbox if message.to == [address]]
         assert f"Proposal #{made.pk} no longer applies" in told.body
     assert asked_whether_it_still_applies(sending) == 1
+
+
+def test_whether_policy_changes_still_apply_is_read_at_once_whatever_their_number(rules):
+    """A page, a decision set or a sending asks it of all their policy changes at once
+    (``no_longer_applies_each``): it read the agent, the policy in force and the count of its
+    versions again for each of them, 4 statements a change. Now as many for seven changes, of
+    two agents on two accounts and of three action types, as for one; each answered as alone."""
+    other = Account.objects.create(
+        external_id="other", name="Other", channel="meta", currency="EUR"
+    )
+    for agent in Agent.objects.filter(name__in=["optimizer", "copywriter"]):
+        agent.accounts.add(other)
+    Policy.objects.filter(name=GENERAL).update(auto_execute_max_magnitude=Decimal("0.20"))
+    asked = [
+        # (account, agent, action type, the ceiling it was proposed against)
+        ("demo", "optimizer", "bid_adjustment", "0.15"),  # moved since: 20% now
+        ("demo", "copywriter", "bid_adjustment", "0.20"),  # still applies
+        ("other", "optimizer", "budget_change", "0.10"),
+        ("other", "copywriter", "budget_change", "0.05"),
+        ("demo", "optimizer", "budget_reallocation", "0.10"),
+        ("other", "copywriter", "budget_reallocation", "0.12"),
+        ("other", "optimizer", "bid_adjustment", "0.15"),
+    ]
+    made = [
+        proposal_submit(
+            agent=advisor_for(Account.objects.get(external_id=account)),
+            submission=Submission(
+                account=account,
+                action_type="policy_change",
+                payload={
+                    "agent": agent,
+                    "action_type": action_type,
+                    "from_ceiling": ceiling,
+                    "to_ceiling": "0.30",
+                },
+                rationale="Its record speaks for it.",
+                confidence=0.9,
+            ),
+        ).pk
+        for account, agent, action_type, ceiling in asked
+    ]
+
+    def read(ids: list[int]) -> tuple[dict[int, str], int]:
+        proposals = list(Proposal.objects.filter(pk__in=ids))  # their accounts not read yet
+        with CaptureQueriesContext(connection) as reading:
+            gone = no_longer_applies_each(proposals)
+        return {pk: since.no_longer_applies for pk, since in gone.items()}, len(reading)
+
+    alone = {}
+    for pk in made:
+        said, statements_for_one = read([pk])
+        alone |= said
+    said, statements_for_all = read(made)
+
+    assert statements_for_all == statements_for_one
+    assert said == alone
+    assert [bool(said[pk]) for pk in made] == [True, False, False, True, False, True, True]
+    assert said[made[0]] == (
+        "optimizer's auto-execute ceiling for bid adjustment on demo has changed since this was "
+        f"proposed: it was 15% then, and is 20% now (policy “{GENERAL}”, version "
+        f"{Policy.history.filter(name=GENERAL).count()})"
+    )
+    assert said[made[3]].startswith(
+        "copywriter's auto-execute ceiling for budget change on other has changed since"
+    )
 
 
 def test_an_executed_recommendation_s_attempt_page_reads_what_it_wrote_once(recommendation, login):

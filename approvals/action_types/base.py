@@ -371,6 +371,12 @@ class ActionType:
         told it goes to be executed when its execution would refuse it."""
         return ""
 
+    def no_longer_applies_each(self, asked: list[tuple[dict[str, Any], Account]]) -> list[str]:
+        """``no_longer_applies`` of each (payload, account) asked, in order: for many
+        proposals of the type at once (one page's, one decision set's, one sending's). A type
+        whose answer reads the database reads it here once for all of them."""
+        return [self.no_longer_applies(payload, account) for payload, account in asked]
+
     def proposed_state(
         self, payload: dict[str, Any], campaigns: dict[str, Campaign]
     ) -> dict[str, dict[str, Any]]:

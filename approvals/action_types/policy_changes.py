@@ -22,7 +22,11 @@ from hitlproject.vocabulary import action_type_label
 from ledger.models import Account
 from policies.engine import ceiling_text, format_magnitude
 from policies.models import Policy, hard_ceilings_below_auto_execute
-from policies.services import policy_in_force, version_number, versions_count
+from policies.services import (
+    policies_in_force_each,
+    policy_in_force,
+    version_number,
+)
 
 # The widest auto-execute ceiling a change may set: a move of the whole value.
 MAX_CEILING = Decimal("1")
@@ -199,6 +203,34 @@ class PolicyChangeEdit(ActionEditForm):
         return shown
 
 
+def _ceiling_moved(payload, agent, account, policy) -> str:
+    """Why a change proposed against ``payload``'s ceiling no longer applies to ``policy``,
+    the one in force for its agent and type on ``account`` (``policies_in_force_each``: with
+    its ``version_number``), in the words its page says it; "" while its ceiling is still
+    the one it was proposed against."""
+    action_type = payload["action_type"]
+    proposed_against = Decimal(payload["from_ceiling"])
+    if policy is not None and policy.auto_execute_max_magnitude == proposed_against:
+        return ""
+    unit = _ceiling_unit(action_type)
+    whose = (
+        f"{agent.name}'s auto-execute ceiling for {action_type_label(action_type)} on "
+        f"{account.external_id}"
+    )
+    then = ceiling_text(proposed_against, unit)
+    if policy is None:
+        return f"no policy sets {whose} now; it was {then} when this was proposed"
+    now = (
+        "none"
+        if policy.auto_execute_max_magnitude is None
+        else ceiling_text(policy.auto_execute_max_magnitude, unit)
+    )
+    return (
+        f"{whose} has changed since this was proposed: it was {then} then, and is {now} "
+        f"now (policy “{policy.name}”, version {policy.version_number})"
+    )
+
+
 @register
 class PolicyChange(ActionType):
     name = "policy_change"
@@ -286,36 +318,30 @@ class PolicyChange(ActionType):
         return {}
 
     def no_longer_applies(self, payload, account) -> str:
+        return self.no_longer_applies_each([(payload, account)])[0]
+
+    def no_longer_applies_each(self, asked) -> list[str]:
         # The ceiling it would change moved since it was recommended (a person edited the
-        # policy, another change was executed): ``apply`` would refuse it.
-        agent = Agent.objects.filter(name=payload["agent"]).first()
-        if agent is None:
-            return f"there is no agent “{payload['agent']}” any more"
-        action_type = payload["action_type"]
-        gone = _type_gone(action_type)
-        if gone:
-            return gone
-        proposed_against = Decimal(payload["from_ceiling"])
-        policy = policy_in_force(action_type=action_type, agent=agent, account=account)
-        if policy is not None and policy.auto_execute_max_magnitude == proposed_against:
-            return ""
-        unit = _ceiling_unit(action_type)
-        whose = (
-            f"{agent.name}'s auto-execute ceiling for {action_type_label(action_type)} on "
-            f"{account.external_id}"
+        # policy, another change was executed): ``apply`` would refuse it. The agents named
+        # and the policies in force read once for all of them, whatever their number.
+        names = sorted({payload["agent"] for payload, _ in asked})
+        agents = {agent.name: agent for agent in Agent.objects.filter(name__in=names)}
+        said: dict[int, str] = {}
+        judged = []  # (place in asked, payload, agent, account): those its policy judges
+        for place, (payload, account) in enumerate(asked):
+            agent = agents.get(payload["agent"])
+            if agent is None:
+                said[place] = f"there is no agent “{payload['agent']}” any more"
+            elif gone := _type_gone(payload["action_type"]):
+                said[place] = gone
+            else:
+                judged.append((place, payload, agent, account))
+        in_force = policies_in_force_each(
+            [(payload["action_type"], agent, account) for _, payload, agent, account in judged]
         )
-        then = ceiling_text(proposed_against, unit)
-        if policy is None:
-            return f"no policy sets {whose} now; it was {then} when this was proposed"
-        now = (
-            "none"
-            if policy.auto_execute_max_magnitude is None
-            else ceiling_text(policy.auto_execute_max_magnitude, unit)
-        )
-        return (
-            f"{whose} has changed since this was proposed: it was {then} then, and is {now} "
-            f"now (policy “{policy.name}”, version {versions_count(policy.pk)})"
-        )
+        for (place, payload, agent, account), policy in zip(judged, in_force, strict=True):
+            said[place] = _ceiling_moved(payload, agent, account, policy)
+        return [said[place] for place in range(len(asked))]
 
     def apply(self, payload, campaigns, proposal) -> None:
         """Set the ceiling on the agent's own policy for the account, made from the policy in

@@ -25,10 +25,11 @@ from datetime import datetime
 from enum import StrEnum
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Q
+from django.db.models import Q, prefetch_related_objects
 from django.utils import timezone
 
 from approvals import action_types
+from approvals.action_types.base import ActionType
 from approvals.models import Agent, Decision, Proposal, ProposalStatus
 from approvals.services.lifecycle import InvalidTransition
 from hitlproject.errors import Conflict, DomainError, NotAllowed
@@ -268,12 +269,25 @@ def no_longer_applies_each(proposals: Iterable[Proposal]) -> Gone:
     ``ActionType.ledger_may_refuse``). Read once, for ``act_refusal``'s and
     ``no_longer_applies``'s ``gone`` where one page, one decision set or one sending asks it
     again (of each act the page offers, for each person a message goes to)."""
+    proposals = list(proposals)
+    prefetch_related_objects(proposals, "account")  # those whose account is not read yet
     typed = [(proposal, action_types.named(proposal.action_type)) for proposal in proposals]
+    of_type: dict[str, tuple[ActionType, list[Proposal]]] = {}
+    for proposal, action_type in typed:
+        of_type.setdefault(proposal.action_type, (action_type, []))[1].append(proposal)
+    # Each type asked once for all its proposals: a policy change reads the agents and the
+    # policies in force once, whatever their number (``ActionType.no_longer_applies_each``).
+    why: dict[int, str] = {}
+    for action_type, theirs in of_type.values():
+        said = action_type.no_longer_applies_each(
+            [(proposal.payload, proposal.account) for proposal in theirs]
+        )
+        why.update(zip((proposal.pk for proposal in theirs), said, strict=True))
     refusable = [proposal for proposal, action_type in typed if action_type.ledger_may_refuse]
     ledger = campaigns_named(refusable) if refusable else {}
     return {
         proposal.pk: SinceProposed(
-            no_longer_applies=action_type.no_longer_applies(proposal.payload, proposal.account),
+            no_longer_applies=why[proposal.pk],
             refused_as_proposed=(
                 _ledger_refusal(proposal, ledger) if action_type.ledger_may_refuse else ""
             ),
