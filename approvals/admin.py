@@ -72,6 +72,7 @@ from approvals.selectors import (
     withdrawn_said,
 )
 from approvals.services.acts import (
+    LET_RUN_FROM,
     Act,
     AgentMayNoLongerAct,
     NoLongerApplies,
@@ -191,7 +192,7 @@ QUEUE_ORDER_IN_WORDS = "riskiest first, then oldest"
 # <its header>, ascending" or "descending".
 SORTED_IN_WORDS = {
     "id": ("by number, lowest first", "by number, highest first"),
-    "summary": ("by summary, A to Z", "by summary, Z to A"),
+    "summary_shown": ("by summary, A to Z", "by summary, Z to A"),
     "action_type_display": ("by action type, A to Z", "by action type, Z to A"),
     "agent": ("by agent, A to Z", "by agent, Z to A"),
     "account": ("by account, A to Z", "by account, Z to A"),
@@ -1080,7 +1081,9 @@ class QueueChangeList(ConsoleChangeList):
     """The queue, each row given the kill switches engaged over it now, read in one query for
     all of them: its Guardrail column says what each switch found (and which were engaged
     since it was routed) without a query a row. Every switch, not the first of each scope:
-    two engaged over one account, each with its own reason, are both told."""
+    two engaged over one account, each with its own reason, are both told. And what has
+    changed since each waiting or failed proposal was proposed that its execution would
+    refuse (``no_longer_applies_each``), read once for the page: its summary says it."""
 
     def get_results(self, request):
         super().get_results(request)
@@ -1088,9 +1091,15 @@ class QueueChangeList(ConsoleChangeList):
             KillSwitch.objects.filter(engaged=True).select_related("account").order_by("pk")
         )
         retrying = retries_awaited(self.result_list)
+        gone = no_longer_applies_each(
+            proposal for proposal in self.result_list if proposal.status in LET_RUN_FROM
+        )
         for proposal in self.result_list:
             proposal.kill_switches_engaged_now = kill_switches_covering(engaged, proposal.account)
             proposal.retry_awaited = retrying.get(proposal.pk, "")
+            proposal.no_longer_applies_said = (
+                gone[proposal.pk].said() if proposal.pk in gone else ""
+            )
 
 
 # Supporting data longer than this, laid out, opens folded (its box holds about as many).
@@ -1101,7 +1110,7 @@ SUPPORTING_DATA_FOLDED_PAST_LINES = 30
 class ProposalAdmin(ReadOnlyAdmin):
     list_display = [
         "id",
-        "summary",
+        "summary_shown",
         "guardrail_flag",
         "status_shown",
         "action_type_display",
@@ -1112,7 +1121,7 @@ class ProposalAdmin(ReadOnlyAdmin):
         "risk",
         "age",
     ]
-    list_display_links = ["id", "summary"]
+    list_display_links = ["id", "summary_shown"]
     list_filter = [
         QueueStatusFilter,
         SentByKillSwitchFilter,
@@ -1251,6 +1260,20 @@ class ProposalAdmin(ReadOnlyAdmin):
         if listed_status(request) == EVERY_STATUS:
             return ["-created_at"]
         return super().get_ordering(request)
+
+    @admin.display(description="summary", ordering="summary")
+    def summary_shown(self, proposal: Proposal) -> str:
+        """Its summary; under it, for one waiting or failed that its execution would refuse
+        as proposed, why, in its page's words ("Can no longer be applied as proposed: amount:
+        Exceeds brand-search's daily budget of 350.00."): it is not approved or retried as it
+        is, and an operator selecting rows to approve together reads so before, not after
+        (``QueueChangeList``: read once for the page)."""
+        said = getattr(proposal, "no_longer_applies_said", "")
+        if not said:
+            return proposal.summary
+        return format_html(
+            '{}<span class="no-longer-applies">{}</span>', proposal.summary, capfirst(said)
+        )
 
     @admin.display(description="status", ordering="status")
     def status_shown(self, proposal: Proposal) -> str:
@@ -1532,11 +1555,7 @@ class ProposalAdmin(ReadOnlyAdmin):
         # What has changed since it was proposed that its execution would refuse (a policy's
         # ceiling; the ledger, for a reallocation), read once for the page: its approval, its
         # edit, its retry and the line that says so ask it alike.
-        gone = (
-            no_longer_applies_each([proposal])
-            if proposal.status in (ProposalStatus.PENDING_REVIEW, ProposalStatus.FAILED)
-            else {}
-        )
+        gone = no_longer_applies_each([proposal]) if proposal.status in LET_RUN_FROM else {}
         approval_refused = act_refusal(request.user, proposal, Act.APPROVE, gone=gone)
         retry_refused = act_refusal(request.user, proposal, Act.RETRY, gone=gone)
         # An edit may mend what the ledger refuses as proposed (a smaller amount): asked

@@ -175,6 +175,52 @@ def test_the_ledger_is_read_once_for_a_bulk_approval_of_many_reallocations(opera
     assert planned(2) == planned(6)
 
 
+def queue_marks(client) -> tuple[dict[int, str], int]:
+    """The review queue's summary cells, by proposal id, as read (tags dropped, spaces as a
+    reader sees them), and the statements its page took."""
+    with CaptureQueriesContext(connection) as read:
+        page = client.get(reverse("admin:approvals_proposal_changelist")).text
+    cells = re.findall(
+        r'<input [^>]*name="_selected_action" value="(\d+)".*?'
+        r'class="field-summary_shown"[^>]*>(.*?)</t[dh]>',
+        page,
+        flags=re.S,
+    )
+    said = {
+        int(pk): " ".join(html.unescape(re.sub(r"<[^>]+>", " ", cell)).split())
+        for pk, cell in cells
+    }
+    return said, len(read)
+
+
+def test_the_queue_marks_a_reallocation_the_ledger_refuses_before_it_is_selected(login, operators):
+    """brand-search at 500.00, a 400.00 move out of it waiting, then cut to 350.00: its page
+    refused its approval, and bulk approval refused it, but its row in the queue read as every
+    other approvable row, so it was selected with the others and refused after. Its summary
+    now says why under it, in its page's words; a move the budget still covers says nothing;
+    the page reads it for all its rows at once."""
+    brand_search_budget("500.00")
+    refused = evaluated(reallocation("400.00"))
+    fits = evaluated(reallocation("100.00"))
+    more = [evaluated(reallocation(f"{amount}.00")) for amount in (360, 380, 420)]
+    budget_cut_executed(operators[0])
+    operator = login("operator")
+
+    said, read_with_more = queue_marks(operator)
+
+    assert all(said[proposal.pk].endswith(f"applied as proposed: {EXCEEDS}") for proposal in more)
+    Proposal.objects.filter(pk__in=[p.pk for p in more]).update(status=ProposalStatus.WITHDRAWN)
+    said, read = queue_marks(operator)
+    assert said == {
+        refused.pk: (
+            "move 400.00 USD/day from brand-search to generic-search (80.0%) "
+            f"Can no longer be applied as proposed: {EXCEEDS}"
+        ),
+        fits.pk: "move 100.00 USD/day from brand-search to generic-search (28.6%)",
+    }
+    assert read_with_more == read
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("celery_worker")
 def test_slack_offers_no_approve_of_a_reallocation_the_ledger_refuses_and_refuses_a_press(

@@ -97,6 +97,11 @@ _RULES = {
 }
 
 
+# The statuses a person lets a proposal run from (approving it, retrying it): where what has
+# changed since it was proposed (``no_longer_applies_each``) is asked.
+LET_RUN_FROM = frozenset(rule.from_status for rule in _RULES.values() if rule.runs_it)
+
+
 class LacksPermission(NotAllowed):
     """The person's role does not act on proposals of this kind at all."""
 
@@ -210,6 +215,12 @@ class NoLongerApplies(Conflict):
     refuses it as proposed, edited)."""
 
 
+# How a proposal the ledger refuses as proposed is said: as its re-assessment recorded it
+# (``approvals.services.proposals.REASSESSED_NO_LONGER_APPLIES``), and to one who would let
+# it run.
+NO_LONGER_APPLIED_AS_PROPOSED = "can no longer be applied as proposed: "
+
+
 @dataclass(frozen=True)
 class SinceProposed:
     """What has changed since a proposal was proposed that its execution would refuse, as
@@ -222,6 +233,17 @@ class SinceProposed:
     # brand-search's daily budget of 350.00."): not approved or retried as it is; an edit is
     # judged as edited, against the ledger (its own check).
     refused_as_proposed: str = ""
+
+    def said(self) -> str:
+        """What has changed, as it is said of one who would let the proposal run as proposed
+        (approve it, retry it) and as the queue marks it ("no longer applies: <why>." or "can
+        no longer be applied as proposed: <the ledger's refusal>"); "" where it still
+        applies."""
+        if self.no_longer_applies:
+            return f"no longer applies: {self.no_longer_applies}."
+        if self.refused_as_proposed:
+            return f"{NO_LONGER_APPLIED_AS_PROPOSED}{self.refused_as_proposed}"
+        return ""
 
 
 Gone = dict[int, SinceProposed]  # by proposal id; its fields "" where it still applies
@@ -296,12 +318,6 @@ def no_longer_applies_each(proposals: Iterable[Proposal]) -> Gone:
     }
 
 
-# How a proposal the ledger refuses as proposed is said: as its re-assessment recorded it
-# (``approvals.services.proposals.REASSESSED_NO_LONGER_APPLIES``), and to one who would let
-# it run.
-NO_LONGER_APPLIED_AS_PROPOSED = "can no longer be applied as proposed: "
-
-
 def no_longer_applies(
     proposal: Proposal, act: Act, *, gone: Gone | None = None
 ) -> NoLongerApplies | None:
@@ -321,8 +337,7 @@ def no_longer_applies(
                 "Approving it would not carry it out: its execution would refuse it. It can be "
                 "rejected or withdrawn."
             )
-        why = since.no_longer_applies
-        return NoLongerApplies(f"Proposal #{proposal.pk} no longer applies: {why}. {then}")
+        return NoLongerApplies(f"Proposal #{proposal.pk} {since.said()} {then}")
     if act == Act.EDIT or not since.refused_as_proposed:
         return None
     if act == Act.RETRY:
@@ -332,8 +347,7 @@ def no_longer_applies(
             "Approving it would not carry it out: its execution would refuse it. It can be "
             "edited, rejected or withdrawn."
         )
-    why = f"{NO_LONGER_APPLIED_AS_PROPOSED}{since.refused_as_proposed}"
-    return NoLongerApplies(f"Proposal #{proposal.pk} {why} {then}")
+    return NoLongerApplies(f"Proposal #{proposal.pk} {since.said()} {then}")
 
 
 def _owned_agent(user: AbstractBaseUser, proposal: Proposal) -> DomainError | None:
