@@ -39,6 +39,10 @@ record; with it, the draft lets through no more than it would). Every routing of
 is replayed with the draft, those an agent or action type filter leaves out of the report
 included, since what the draft approves among them counts for the others.
 
+A routing of an action type the platform no longer has is not replayed (the engine reads its
+facts through the type's code): it is counted apart, as one that cannot be replayed, and its
+recorded moves count for the others as they happened.
+
 With no draft, the replay reproduces every recorded routing. The history is streamed in the
 order it was written (a server-side cursor); only the proposals still in flight and the moves
 inside the longest cumulative window are kept, so memory does not grow with the history.
@@ -311,6 +315,11 @@ class SimulationReport:
     auto_though_edited: int = 0
     examples: list[dict] = field(default_factory=list)  # routings that went another way
     held_examples: list[dict] = field(default_factory=list)  # and some the rules held back
+    # Routings of an action type the platform no longer has: the engine cannot read them, so
+    # they are not replayed, and counted in neither column (``not_replayed_examples``: the
+    # first, each saying why).
+    not_replayed: int = 0
+    not_replayed_examples: list[dict] = field(default_factory=list)
 
     @property
     def changed(self) -> int:
@@ -344,6 +353,8 @@ class SimulationReport:
             "auto_executed_though_a_human_edited_it": self.auto_though_edited,
             "examples": self.examples,
             "held_examples": self.held_examples,
+            "not_replayed": self.not_replayed,
+            "not_replayed_examples": self.not_replayed_examples,
         }
 
 
@@ -482,12 +493,16 @@ def simulate(
         )
         # With the draft, every routing is replayed, reported or not: what the draft approves
         # counts towards the moves and the fields changed first of those after it.
-        if (
+        replayed = (
             routing[0]
             and (before is None or before.routing != routing)
             and at >= since
             and (wanted or not deciding)
-        ):
+        )
+        if replayed and action_types.get(record["action_type"]) is None:
+            if wanted:
+                _count_not_replayed(report, record)
+        elif replayed:
             changed_first = [] if deciding else _changed_first(record, claimed)
             verdict = _replayed(record, rules_at(*routing[1:]), moves, changed_first)
             if wanted:
@@ -705,6 +720,21 @@ def _count(
                 "proposal": record["id"],
                 "summary": record["summary"],
                 "held_by": [hold.text for hold in verdict.held_by],
+            }
+        )
+
+
+def _count_not_replayed(report: SimulationReport, record: dict) -> None:
+    """A routing of an action type the platform no longer has: its facts cannot be read
+    through the type's code, so what the engine would give them is not known. Its recorded
+    moves still count for the others, as they happened."""
+    report.not_replayed += 1
+    if len(report.not_replayed_examples) < EXAMPLES_KEPT:
+        report.not_replayed_examples.append(
+            {
+                "proposal": record["id"],
+                "summary": record["summary"],
+                "why": action_types.no_such_type_any_more(record["action_type"]),
             }
         )
 

@@ -9,6 +9,7 @@ import html
 import json
 import re
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -24,6 +25,7 @@ from ledger.models import Campaign
 from notifications.digests import notifications_send_digests
 from notifications.models import Delivery, Notification, NotificationStatus, ReachedBy, Route
 from notifications.services import notifications_deliver
+from policies.drafts import duplicate_initial
 from policies.models import Policy
 from tests.conftest import bid_adjustment
 from tests.factories import evaluated
@@ -241,7 +243,7 @@ def test_the_agent_api_reports_and_exports_read_it(waiting, optimizer, login):
     } == {RETIRED}
     simulated = auditor.get(reverse("admin:policies_policy_simulate"), period)
     assert simulated.status_code == 200
-    assert simulated.context["report"].proposals == 1
+    assert simulated.context["report"].not_replayed == 1  # read, said as not replayable
 
 
 def test_a_policy_for_a_type_no_longer_known_is_listed_and_opens(demo_world, login):
@@ -253,3 +255,52 @@ def test_a_policy_for_a_type_no_longer_known_is_listed_and_opens(demo_world, log
     assert listed.status_code == 200
     assert "retired_type (no longer known)" in shown(listed)
     assert owner.get(reverse("admin:policies_policy_change", args=[policy.pk])).status_code == 200
+
+
+def simulation_page(client, **more) -> str:
+    today = timezone.localdate()
+    period = {"since": str(today), "until": str(today + timedelta(days=1)), **more}
+    page = client.get(reverse("admin:policies_policy_simulate"), period)
+    assert page.status_code == 200
+    return shown(page).replace(" :", ":")  # a link's end, then its colon
+
+
+def test_the_simulation_says_a_routing_of_a_type_gone_cannot_be_replayed_not_that_it_differs(
+    demo_world, login
+):
+    """A 6% bid its policy let run, and a 20% one waiting for a person, the first's type then
+    dropped. Replayed under the policies that decided them, every routing the platform can
+    still read comes out as it happened; the one it cannot read was reported as going "to a
+    human" instead, "decided by another policy", "held by: no policy matched": none of which
+    happened. It is said as what it is, and counted in neither column."""
+    ran = evaluated(bid_adjustment("2.12"))
+    assert ran.status == ProposalStatus.APPROVED
+    proposal_execute(proposal_id=ran.pk)
+    waits = evaluated(bid_adjustment("1.80", campaign="generic-search"))
+    assert waits.status == ProposalStatus.PENDING_REVIEW
+    retired(ran)
+    owner = login("policy-owner")
+
+    said = simulation_page(owner)
+
+    assert "1 proposal from" in said  # the one it replays
+    assert "0 routings would have gone another way." in said
+    assert "decided by another policy" not in said
+    assert "no policy matched" not in said
+    assert (
+        f"1 routing cannot be replayed, and is counted in neither column: #{ran.pk} "
+        f"{ran.summary}: there is no action type “retired type” any more." in said
+    )
+    # Happened and replayed alike, the one that waits alone in them.
+    assert "Auto-executed 0 0" in said
+    assert "To a human 1 1" in said
+
+    live = Policy.objects.get(name="Bid adjustments")
+    initial = duplicate_initial(live) | {"auto_execute_max_magnitude": Decimal("0.25")}
+    initial["agent_id"], initial["account_id"] = initial.pop("agent"), initial.pop("account")
+    initial["draft_of_id"] = initial.pop("draft_of")
+    draft = Policy.objects.create(**initial)
+    with_draft = simulation_page(owner, drafts=draft.pk)
+    assert "1 routing would have gone another way." in with_draft  # the one waiting, let run
+    assert f"#{ran.pk} {ran.summary}: there is no action type" in with_draft
+    assert "Auto-executed 0 1" in with_draft

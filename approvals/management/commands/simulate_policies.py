@@ -54,6 +54,16 @@ class Command(BaseCommand):
                 f"{report.with_draft[row]:>11}"
             )
         self.stdout.write(f"  {report.changed} routings would have gone another way.")
+        if report.not_replayed:
+            self.stdout.write(
+                f"  {report.not_replayed} routings cannot be replayed, counted in neither "
+                "column: "
+                + "; ".join(
+                    f"#{each['proposal']}: {each['why']}" for each in report.not_replayed_examples
+                )
+                + ("; …" if report.not_replayed > len(report.not_replayed_examples) else "")
+                + "."
+            )
         if names:
             self.stdout.write(
                 f"  The draft would auto-execute {report.auto_though_rejected} that a human "
