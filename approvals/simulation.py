@@ -28,7 +28,9 @@ With the draft, what the draft auto-approves counts for the routings after it, a
 
 - its move counts towards their cumulative ceilings from the moment it was routed, pending
   (live, an approved move is pending until it runs, and when it would have run is not on
-  record), in place of the proposal's recorded moves, and stays until it leaves the window;
+  record) until it executes as it happened, executed from then (it would have run by then
+  with the draft too), in place of the proposal's recorded moves, and stays until it leaves
+  the window;
 - the fields it moves are changed first (``approvals.services.proposals.changed_first``): a
   value-setting proposal routed after it, made against the value it saw too, waits for a
   person with the same reason as live, until it executes as it happened too. With the draft
@@ -525,9 +527,11 @@ def simulate(
                 draft_move = (at, tuple(sorted((record["effects"] or {}).items())), False)
                 _claim(record, claimed)
         if draft_move is not None and status == S.EXECUTED:
-            # It ran as it happened too: from here the field has its change in both.
+            # It ran as it happened too: from here the field has its change in both, and its
+            # move, pending until now, counts as executed (approved since the draft routed it).
             for key in [key for key, (pk, _) in claimed.items() if pk == proposal_id]:
                 del claimed[key]
+            draft_move = (draft_move[0], draft_move[1], True)
         # Then the record's own change to the moves that count from now on, as live
         # (``approvals.services.lifecycle.counted_state``), or as the draft approved it.
         approved_at = record["approved_at"] or record["decided_at"]

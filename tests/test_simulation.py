@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from approvals.models import Proposal
 from approvals.services.decisions import proposal_approve, proposal_reject
-from approvals.simulation import draft_rule_set, simulate
+from approvals.simulation import draft_rule_set, drafts_in_place, simulate
 from executors.runner import proposal_execute
 from hitlproject.charts import grouped_bars
 from ledger.models import Campaign
@@ -754,3 +754,45 @@ def test_the_simulation_page_says_how_many_were_held_when_it_lists_them_all(hist
     listed = page.text.split('id="held-examples">')[1].split("</ul>")[0].count("<li>")
     assert report.held == listed == len(report.held_examples) == 5
     assert "The 5 routings held back:" in page.text
+
+
+def bids_as_a_draft_at_22_percent() -> Policy:
+    from policies.drafts import duplicate_initial
+
+    live = Policy.objects.get(action_type="bid_adjustment", is_draft=False)
+    initial = duplicate_initial(live) | {"auto_execute_max_magnitude": Decimal("0.22")}
+    initial["agent_id"], initial["account_id"] = initial.pop("agent"), initial.pop("account")
+    initial["draft_of_id"] = initial.pop("draft_of")
+    return Policy.objects.create(**initial)
+
+
+def test_a_move_the_draft_approves_counts_as_executed_once_it_executed_as_it_happened(
+    demo_world,
+):
+    """display-retarget's bid 0.80 → 1.00 (+25%) → 0.84 → 0.98, each sent to a person (over
+    the 15% ceiling), approved and executed. A draft at 22% holds the first (over it) and lets
+    the second through; the third moves the bid +22.5% from where the day began (0.98 against
+    0.80), within the 25% cumulative ceiling, so the draft lets it through too. The second,
+    which the draft approved and which then executed as it happened, stayed counted as
+    pending (a cut setting the bid, not counted for another setting it): the third read as
+    +45.8% (the first's +25% and its own +16.7% compounded), held by the cumulative ceiling."""
+    operator = get_user_model().objects.get(username="operator")
+    made = []
+    for new_bid in ("1.00", "0.84", "0.98"):
+        proposal = evaluated(bid_adjustment(new_bid, campaign="display-retarget"))
+        assert proposal.status == "pending_review"
+        proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+        assert proposal_execute(proposal_id=proposal.pk).status == "executed"
+        made.append(proposal)
+    first, second, third = made
+    draft = bids_as_a_draft_at_22_percent()
+    now = timezone.now()
+
+    report = simulate(since=now - DAY, until=now + DAY, draft_set=drafts_in_place([draft.pk]))
+
+    routed = {example["proposal"]: example["with_draft"] for example in report.examples}
+    assert routed == {second.pk: "auto_approve", third.pk: "auto_approve"}
+    held = {example["proposal"] for example in report.held_examples}
+    assert first.pk in held  # over the draft's 22%
+    assert third.pk not in held
+    assert report.with_draft["auto_executed"] == 2
