@@ -22,7 +22,7 @@ from hitlproject.celery import app
 from hitlproject.formats import console_time
 from hitlproject.periods import PeriodForm
 from hitlproject.queueing import after_commit
-from hitlproject.vocabulary import READ_PERMISSION
+from hitlproject.vocabulary import READ_PERMISSION, how_many
 
 # The task that runs a verification (``audit.tasks``), sent by its name.
 VERIFY_CHAIN = "audit.verify_chain"
@@ -35,6 +35,25 @@ class AuditExportForm(PeriodForm):
     format = forms.ChoiceField(choices=[("csv", "CSV"), ("jsonl", "JSON Lines")])
 
 
+def found_said(verification: ChainVerification | None) -> tuple[str, int]:
+    """What a verification that found the chain broken found, as its page names it: the
+    records not as they were sealed apart from the live rows not as their history last
+    recorded them (whose records may be as they were sealed); and how many in all."""
+    if verification is None:
+        return "", 0
+    marked = verification.breaks.values_list("table", "history_id", "object_id", "live")
+    records = len({(table, history_id) for table, history_id, _, live in marked if not live})
+    rows = len({(table, object_id) for table, _, object_id, live in marked if live})
+    said = [f"the chain broken at {how_many(records, 'record')}"] if records else []
+    if rows:
+        said.append(
+            "1 live row not as its history last recorded it"
+            if rows == 1
+            else f"{rows} live rows not as their history last recorded them"
+        )
+    return ", and ".join(said), records + rows
+
+
 def audit_export(request: HttpRequest) -> HttpResponse:
     """Every change of a period, streamed, for anyone who may read proposals (auditors), of
     what they may read (``exported_models``: an operator exports no person's record)."""
@@ -43,6 +62,7 @@ def audit_export(request: HttpRequest) -> HttpResponse:
     models = exported_models(request.user)
     form = AuditExportForm(request.GET if "since" in request.GET else None)
     broken_by, found = records_found_broken()
+    found_broken, found_count = found_said(broken_by)
     if not (form.is_bound and form.is_valid()):
         return TemplateResponse(
             request,
@@ -54,7 +74,8 @@ def audit_export(request: HttpRequest) -> HttpResponse:
                 "exported": exported_kinds(models),
                 "broken_by": broken_by,
                 "broken_by_at": broken_by and console_time(broken_by.finished_at),
-                "found_broken": len(found),
+                "found_broken": found_broken,
+                "found_count": found_count,
             },
         )
     since, until = form.bounds()

@@ -117,6 +117,29 @@ def test_a_record_the_last_verification_found_altered_is_marked_so_in_the_export
         }
 
 
+def test_the_export_page_tells_a_record_altered_from_a_live_row_changed_past_its_history(login):
+    """A decision's note rewritten in its history, and another's reason code in its live row
+    (its history intact). The page said "found the chain broken at 2 records": the second's
+    record is as it was sealed, its row differing from it, as the chain's page says."""
+    proposal = executed_reference_proposal()
+    operator = get_user_model().objects.get(username="operator")
+    other = evaluated(reallocation("250.00"))
+    proposal_reject(proposal_id=other.pk, reviewer=operator, reason_code="contradicts_strategy")
+    chain_seal()
+    forged = Decision.history.get(proposal_id=proposal.pk)
+    Decision.history.filter(history_id=forged.history_id).update(note="On the CMO's orders.")
+    Decision.objects.filter(proposal_id=other.pk).update(reason_code="too_aggressive")
+    assert chain_verification_record().holds is False
+
+    page = login("auditor").get(URL).content.decode()
+
+    said = html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", page)))
+    assert (
+        "found the chain broken at 1 record, and 1 live row not as its history last "
+        "recorded it (the audit chain's page lists them)." in said
+    )
+
+
 def test_the_export_is_for_those_who_may_read_proposals(demo_world):
     client = Client()
     client.force_login(get_user_model().objects.create_user("visitor", is_staff=True))
