@@ -21,4 +21,5 @@ application = InFlightGuard(
     handler(),
     limit=settings.API_MAX_IN_FLIGHT,
     per_agent=settings.API_MAX_IN_FLIGHT_PER_AGENT,
+    waits=(settings.LONG_POLL_MAX_PENDING, settings.LONG_POLL_MAX_WAITS_PER_AGENT),
 )

@@ -52,7 +52,8 @@ class Handler(ASGIHandler):
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await super().__call__(scope, receive, send)
-        scope[VIEW_IS_ASYNC] = _view_is_async(scope)
+        if VIEW_IS_ASYNC not in scope:  # unless the bound in front resolved it
+            scope[VIEW_IS_ASYNC] = view_is_async(scope)
         if scope[VIEW_IS_ASYNC]:
             return await super().__call__(scope, receive, send)
         with self.threads.one() as thread:
@@ -77,7 +78,7 @@ class Handler(ASGIHandler):
         return await sync_to_async(self.synchronous.get_response)(request)
 
 
-def _view_is_async(scope) -> bool:
+def view_is_async(scope) -> bool:
     """Whether the path names an async view, as the URLconf resolves the request's
     ``path_info`` (the path after the script's prefix, as ``ASGIRequest`` makes it)."""
     prefix = get_script_prefix(scope)

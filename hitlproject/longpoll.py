@@ -20,26 +20,34 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import weakref
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from asgiref.sync import SyncToAsync, markcoroutinefunction, sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.db import DatabaseError, close_old_connections
+from django.http import JsonResponse
 from rest_framework import serializers
 from rest_framework.views import APIView
 
 from hitlproject import wakeups
 from hitlproject.api import api_exception_handler, as_api_exception
 from hitlproject.errors import Busy
-from hitlproject.inflight import SCOPE_KEY, Place, agent_of
+from hitlproject.inflight import (
+    ARRIVED_KEY,
+    SCOPE_KEY,
+    TOO_MANY_WAITS_RETRY_AFTER,
+    Place,
+    agent_of,
+    too_many_waits,
+)
 from hitlproject.once import made_once
 from hitlproject.schema import docstring_for_code_readers
 from hitlproject.validation import PlainWholeNumber
@@ -213,7 +221,6 @@ class _Waits:
 
 
 _waits = _Waits()
-TOO_MANY_WAITS_RETRY_AFTER = 5
 
 
 def _refused(response: Any, failure: RereadFailed) -> Any:
@@ -230,14 +237,7 @@ def _refused(response: Any, failure: RereadFailed) -> Any:
 def _too_many_waits(response: Any) -> Any:
     """The answer to a wait beyond the agent's share: 429, the read's data left out."""
     response.status_code = 429
-    response.data = {
-        "detail": (
-            f"This agent already has {settings.LONG_POLL_MAX_WAITS_PER_AGENT} long polls "
-            "(?wait=) waiting on this server, the most it may; wait for one of them to be "
-            "answered, or ask again without wait, or after Retry-After seconds."
-        ),
-        "code": "too_many_waits",
-    }
+    response.data = too_many_waits(settings.LONG_POLL_MAX_WAITS_PER_AGENT)
     response["Retry-After"] = str(TOO_MANY_WAITS_RETRY_AFTER)
     return response
 
@@ -295,33 +295,95 @@ class LongPollView(APIView):
         return long_polling_view
 
 
+# A long poll whose first read has not begun this long after its time is up (all of its
+# agent's, or all agents', reads ahead of it) is not read: it is answered 503 busy. Its agent
+# is answered within about the seconds it asked, however many reads are queued.
+TOO_LATE_TO_START_SECONDS = 0.5
+
+
+def _seconds_asked(request) -> float:
+    """The seconds ``?wait=`` asks for, as far as they can be told before the view reads
+    them (it refuses what is not 1 to 60 in plain digits): the most, otherwise."""
+    asked = request.GET.get("wait", "")
+    if asked.isascii() and asked.isdigit():
+        return min(int(asked), LONGEST_WAIT)
+    return LONGEST_WAIT
+
+
+def _too_late_to_start() -> JsonResponse:
+    response = JsonResponse(
+        {
+            "detail": (
+                "This server had too many requests under way to begin reading what this long "
+                "poll asks for within the seconds it asked to wait; nothing was done. Ask "
+                "again after Retry-After seconds."
+            ),
+            "code": Busy.code,
+        },
+        status=Busy.status_code,
+    )
+    response["Retry-After"] = str(Busy.retry_after)
+    return response
+
+
+def _arrived(request) -> float:
+    """When the request arrived, in the event loop's time: as the bound in front of Django
+    noted it (hitlproject.inflight), or now. A wait's time counts from then: an agent that
+    asks to wait 10 s is answered within about 10 s of asking, however long its first read
+    waited for its turn (seconds more, under 270 waits at once)."""
+    loop = asyncio.get_running_loop()
+    scope = getattr(request, "scope", None) or {}
+    return scope.get(ARRIVED_KEY, loop.time())
+
+
 async def _waited(view: Callable[..., Any], request, *args: Any, **kwargs: Any):
+    arrived = _arrived(request)
     dispatcher = await wakeups.dispatcher()
     position = dispatcher.position  # before the first read: no later wake-up is missed
     # Whose turn a read takes, known before the view authenticates: the credentials sent.
     whose = agent_of(request.scope)
-    response = await _read_in_turn(whose, partial(view, request, *args, **kwargs))
+    place: Place | None = request.scope.get(SCOPE_KEY)
+    counted = place.counted if place is not None else nullcontext
+    _let_the_requests_thread_go()  # idle while its read waits for its turn, and after
+    loop = asyncio.get_running_loop()
+    # By the clock the readers' threads read (the loop's may be read only on the loop).
+    left_to_start = arrived + _seconds_asked(request) + TOO_LATE_TO_START_SECONDS - loop.time()
+    latest_start = time.monotonic() + left_to_start
+
+    def first_read() -> Any:
+        if time.monotonic() > latest_start:  # its turn came too late to answer in time
+            return None
+        with counted():
+            return view(request, *args, **kwargs)
+
+    response = await _read_in_turn(whose, first_read)
+    if response is None:
+        return _too_late_to_start()
     poll: LongPoll | None = getattr(response, "long_poll", None)
     if poll is None:
         return response
-    _let_the_requests_thread_go()
     if not _waits.take(poll.agent):
         return _too_many_waits(response)
-    place: Place | None = request.scope.get(SCOPE_KEY)
-    counted = place.counted if place is not None else nullcontext
     if place is not None:
         place.give_back()  # waiting holds no thread and no connection
     try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + poll.seconds
-        backstop = wakeups.transport().backstop
+        deadline = arrived + poll.seconds
+        transport = wakeups.transport()
+        backstop = transport.backstop
         # Until the time is up, or the server stops (it answers as things are, at once).
         while (left := deadline - loop.time()) > 0 and not dispatcher.stopping:
+            listening = dispatcher.connected and transport.hears_changes
             if dispatcher.connected:
-                await dispatcher.wait(poll.topic, position, min(left, backstop or left))
+                woken = await dispatcher.wait(poll.topic, position, min(left, backstop or left))
             else:
                 await dispatcher.pause(min(left, POLL_SECONDS))
-            # Woken, or re-reading as a backstop, or the time is up: as things are now.
+                woken = False
+            if listening and not woken and loop.time() >= deadline:
+                # The time is up and no change came since the last read: that read is the
+                # answer, as things are. (Read again, the reads of waits timing out together
+                # queued behind one another: under 270 waits, answers came seconds late.)
+                break
+            # Woken, or re-reading as a backstop, or unable to hear of changes: read again.
             position = dispatcher.position
             try:
                 over, response.data = await _reread(poll, counted, turn=whose)
@@ -351,6 +413,7 @@ def _let_the_requests_thread_go() -> None:
 
 
 async def _polled(view: Callable[..., Any], request, *args: Any, **kwargs: Any):
+    arrived = _arrived(request)
     response = await sync_to_async(view)(request, *args, **kwargs)
     poll: LongPoll | None = getattr(response, "long_poll", None)
     if poll is None:
@@ -359,7 +422,7 @@ async def _polled(view: Callable[..., Any], request, *args: Any, **kwargs: Any):
         return _too_many_waits(response)
     try:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + poll.seconds
+        deadline = arrived + poll.seconds
         while (left := deadline - loop.time()) > 0:
             await asyncio.sleep(min(left, POLL_SECONDS))
             try:

@@ -441,6 +441,12 @@ LONG_POLL_READS_PER_AGENT = max(
 )
 # The most long polls one agent may have waiting in a web process at once; beyond it, 429.
 LONG_POLL_MAX_WAITS_PER_AGENT = int(env("HITL_LONG_POLL_MAX_WAITS_PER_AGENT", "100"))
+# The most long polls a web process takes at once from all agents before they wait (their
+# first read still to come, in turn on those threads); beyond, 503 busy at once. Above one
+# agent's share, so that one agent's burst is told 429 too_many_waits past its share.
+LONG_POLL_MAX_PENDING = int(
+    env("HITL_LONG_POLL_MAX_PENDING", str(2 * LONG_POLL_MAX_WAITS_PER_AGENT))
+)
 # A web process's wake-ups subscription (Redis) PINGs after this many quiet seconds and is
 # taken for lost (and renewed) when nothing comes back within twice as long again.
 WAKEUPS_HEARTBEAT_SECONDS = float(env("HITL_WAKEUPS_HEARTBEAT_SECONDS", "5"))

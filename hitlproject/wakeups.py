@@ -217,6 +217,8 @@ class RedisWakeups:
     PONG, comes within two more; TCP keepalive too. And waiting requests re-read every
     ``backstop`` seconds all the same, so that no wait depends on one connection alone."""
 
+    # Whether a change is heard of (a wait timing out heard of none since it read).
+    hears_changes = True
     backstop: float | None = 30.0
 
     def __init__(self, url: str, heartbeat: float | None = None) -> None:
@@ -285,6 +287,8 @@ class RedisWakeups:
 class LocalWakeups:
     """A Unix datagram socket per web process, in ``folder``."""
 
+    # Whether a change is heard of (a wait timing out heard of none since it read).
+    hears_changes = True
     backstop: float | None = 5.0
 
     def __init__(self, folder: Path) -> None:
@@ -345,6 +349,8 @@ class NoWakeups:
     """No way to hear of changes (no usable wake-ups folder): waiting requests re-read every
     ``backstop`` seconds."""
 
+    # Whether a change is heard of (a wait timing out heard of none since it read).
+    hears_changes = False
     backstop: float | None = 5.0
 
     def send(self, topics: list[str]) -> None:

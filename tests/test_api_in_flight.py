@@ -4,6 +4,7 @@ for the database nor refuses another agent's request. A long poll counts while i
 while it waits. And a long poll whose re-read fails is answered as any request would be (503,
 never a 500)."""
 
+import asyncio
 import json
 import os
 import resource
@@ -23,7 +24,7 @@ from approvals.models import Agent, Proposal
 from approvals.services.agents import agent_key_issue
 from audit.actors import Actor
 from hitlproject import wakeups
-from hitlproject.inflight import InFlight
+from hitlproject.inflight import InFlight, InFlightGuard
 from ledger.models import Campaign
 from tests.conftest import bid_adjustment, reallocation, wait_until
 from tests.test_api_unavailable import PROPOSALS_URL, a_request_waits_for_a_lock, call
@@ -180,6 +181,66 @@ def test_the_bound_counts_all_agents_and_each_agent():
         assert not in_flight.take("c")
     in_flight.give_back("a")
     assert in_flight.take("c")
+
+
+def test_one_agents_burst_of_long_polls_is_told_429_past_its_share_and_503_past_the_servers():
+    """An agent's long polls are bounded by its share of waits (429 ``too_many_waits``, as
+    documented), not by the requests a process takes from one key: a burst of 150 waits from
+    one agent was told 503 busy from its 41st, never 429. Beyond the long polls the process
+    takes from all agents before they wait, 503 busy; other requests keep their own bound."""
+    reached: list[str] = []
+    release = asyncio.Event()
+
+    async def django(scope, receive, send):  # the long polls' first reads, queued
+        reached.append(scope["query_string"].decode())
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    guard = InFlightGuard(django, limit=2, per_agent=1, waits=(5, 3))
+
+    async def request(key: str, query: str) -> tuple[int, dict, dict]:
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/api/v1/proposals/12/",
+            "query_string": query.encode(),
+            "headers": [(b"authorization", f"Bearer {key}".encode())],
+        }
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        await guard(scope, receive, send)
+        headers = {name.decode(): value.decode() for name, value in sent[0]["headers"]}
+        return sent[0]["status"], headers, json.loads(sent[1]["body"])
+
+    async def burst() -> tuple[list, list, list]:
+        mine = [asyncio.ensure_future(request("A", f"wait=30&n={n}")) for n in range(4)]
+        theirs = [asyncio.ensure_future(request("B", f"wait=30&n={n}")) for n in range(3)]
+        plain = [asyncio.ensure_future(request("A", f"n={n}")) for n in range(2)]
+        await asyncio.sleep(0.2)
+        refused = [task.result() for task in mine + theirs + plain if task.done()]
+        release.set()
+        answered = await asyncio.gather(*mine, *theirs, *plain)
+        return refused, answered, list(reached)
+
+    refused, answered, reached_django = asyncio.run(burst())
+
+    too_many, busy, busy_plain = refused
+    assert too_many[0] == 429 and too_many[1]["retry-after"] == "5"
+    assert too_many[2]["code"] == "too_many_waits"
+    assert "already has 3 long polls" in too_many[2]["detail"]
+    assert busy[0] == 503 and busy[1]["retry-after"] == "1" and busy[2]["code"] == "busy"
+    assert busy_plain[0] == 503 and busy_plain[2]["code"] == "busy"  # the key's one place
+    assert sorted(reached_django) == sorted(
+        ["wait=30&n=0", "wait=30&n=1", "wait=30&n=2", "wait=30&n=0", "wait=30&n=1", "n=0"]
+    )
+    assert [status for status, _, _ in answered].count(200) == 6
 
 
 def pool_timeout() -> OperationalError:

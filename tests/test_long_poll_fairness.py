@@ -3,10 +3,14 @@ answer woken together share one re-read, so another agent's re-read does not que
 thousand identical ones; and an agent may hold only so many waits at once (429 beyond)."""
 
 import asyncio
+import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
+from typing import Any
 
 import httpx
 import pytest
@@ -14,8 +18,11 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from approvals.services.decisions import proposals_reject
-from hitlproject.longpoll import LongPoll, _reread
+from hitlproject import wakeups
+from hitlproject.inflight import ARRIVED_KEY
+from hitlproject.longpoll import LongPoll, _reread, _waited
 from tests.conftest import reallocation
+from tests.test_api_unavailable import PROPOSALS_URL, call
 
 
 def poll_for(
@@ -168,3 +175,153 @@ def test_waits_whose_clients_hung_up_are_given_back(capped_server):
         again = optimizer.get(f"/api/v1/proposals/{mine['id']}/?wait=1")
 
         assert again.status_code == 200, again.text
+
+
+def test_one_agents_burst_of_waits_is_told_429_past_its_share_not_503(web_server_with, demo_world):
+    """SPEC's agent, written against the documented share of waits (3 here), sends 8 at once:
+    it was told 503 busy for all but the first (the process takes one request at a time from
+    a key here, and a wait held its place until its first read, queued, was done); now 3
+    wait and the other 5 are told 429 too_many_waits, as documented."""
+    key = demo_world["agents"]["optimizer"]
+    server = web_server_with(
+        HITL_LONG_POLL_MAX_WAITS_PER_AGENT="3", HITL_API_MAX_IN_FLIGHT_PER_AGENT="1"
+    )
+    status, _, proposal = call(server.url, PROPOSALS_URL, key, reallocation())
+    assert status == 201, proposal
+    address = httpx.URL(server.url)
+    burst = [socket.create_connection((address.host, address.port)) for _ in range(8)]
+    for sock in burst:  # connected first, then sent together
+        sock.sendall(
+            f"GET {PROPOSALS_URL}{proposal['id']}/?wait=2 HTTP/1.1\r\nHost: {address.host}\r\n"
+            f"Authorization: Bearer {key}\r\nConnection: close\r\n\r\n".encode()
+        )
+    answers = []
+    for sock in burst:
+        with sock, sock.makefile("rb") as answer:
+            answers.append(answer.read().decode())
+
+    statuses = sorted(int(answer.split()[1]) for answer in answers)
+    assert statuses == [200] * 3 + [429] * 5, statuses
+    refusals = [answer for answer in answers if answer.split()[1] == "429"]
+    assert all("retry-after: 5" in answer.lower() for answer in refusals)
+    bodies = [json.loads(answer.partition("\r\n\r\n")[2]) for answer in refusals]
+    assert {body["code"] for body in bodies} == {"too_many_waits"}
+
+
+class Quiet:
+    """A web process's wake-ups in which nothing happens: each wait runs its time out."""
+
+    position = 0
+    connected = True
+    stopping = False
+
+    def __init__(self) -> None:
+        self.timeouts: list[float] = []
+
+    async def wait(self, topic: str, position: int, timeout: float) -> bool:
+        self.timeouts.append(timeout)
+        await asyncio.sleep(timeout)
+        return False
+
+
+class Arrived:
+    """A long poll that arrived ``ago`` seconds before its view is reached (its first read
+    waited that long for its turn behind others')."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, ago: float, wait: int) -> None:
+        self.scope = {ARRIVED_KEY: loop.time() - ago, "headers": []}
+        self.GET = {"wait": str(wait)}
+
+
+def waiting_view(reads: list[str], wait: int, release: threading.Event | None = None):
+    """A proposal's view that has to wait; its re-read, once let go, finds it decided."""
+
+    def reread() -> tuple[bool, str]:
+        reads.append("again")
+        if release is not None:
+            release.wait(10)
+        return True, "decided"
+
+    def view(request) -> SimpleNamespace:
+        reads.append("first")
+        poll = LongPoll(topic="proposal:12", seconds=wait, reread=reread, agent=0, key=id(reads))
+        return SimpleNamespace(data="pending", long_poll=poll)
+
+    return view
+
+
+@pytest.fixture
+def quiet(monkeypatch) -> Callable[[bool], Quiet]:
+    def with_wakeups(heard: bool) -> Quiet:
+        dispatcher = Quiet()
+
+        async def the_dispatcher() -> Quiet:
+            return dispatcher
+
+        monkeypatch.setattr(wakeups, "dispatcher", the_dispatcher)
+        heard_of = SimpleNamespace(backstop=None, hears_changes=heard)
+        monkeypatch.setattr(wakeups, "transport", lambda: heard_of)
+        return dispatcher
+
+    return with_wakeups
+
+
+def test_a_waits_time_counts_from_when_it_arrived_not_from_its_first_read(quiet):
+    """Under 270 waits at once, a wait's first read waited seconds for its turn and its time
+    began only then: agents were answered up to 5.9 s past the seconds they asked for. Here
+    the first read comes 1.5 s after the request: 0.5 s of its 2 are left to wait."""
+    dispatcher = quiet(True)
+    reads: list[str] = []
+
+    async def asked() -> Any:
+        request = Arrived(asyncio.get_running_loop(), ago=1.5, wait=2)
+        return await _waited(waiting_view(reads, 2), request)
+
+    answer = asyncio.run(asked())
+
+    assert answer.data == "pending" and reads == ["first"]
+    assert dispatcher.timeouts and dispatcher.timeouts[0] <= 0.5, dispatcher.timeouts
+
+
+def test_when_the_time_is_up_and_nothing_came_the_last_read_is_the_answer(quiet):
+    """Every wait timing out together re-read, each read queued behind the others': answers
+    came seconds late. Nothing having come since the last read, that read is the answer, at
+    once; where changes cannot be heard of (no wake-ups to be had), it reads again."""
+    release = threading.Event()
+    timer = threading.Timer(5, release.set)  # the old code's re-read, let go in the end
+    timer.daemon = True
+    timer.start()
+    heard, unheard = [], []
+
+    async def asked(reads: list[str], hears: bool) -> Any:
+        quiet(hears)
+        request = Arrived(asyncio.get_running_loop(), ago=0, wait=1)
+        return await _waited(waiting_view(reads, 1, release if hears else None), request)
+
+    assert asyncio.run(asked(heard, True)).data == "pending"
+    release.set()
+    assert asyncio.run(asked(unheard, False)).data == "decided"
+
+    assert heard == ["first"]
+    assert unheard == ["first", "again"]
+
+
+def test_a_wait_whose_first_read_could_not_begin_in_time_is_told_to_come_back(quiet):
+    """Its turn came 1 s after its time was up (the reads of hundreds of waits ahead of it):
+    it is not read, and the agent is told 503 busy, come back after Retry-After, within its
+    time (and a half-second's grace), not answered whenever its turn came."""
+    quiet(True)
+    reads: list[str] = []
+
+    async def asked() -> Any:
+        request = Arrived(asyncio.get_running_loop(), ago=3, wait=2)
+        return await _waited(waiting_view(reads, 2), request)
+
+    answer = asyncio.run(asked())
+
+    assert reads == []
+    assert answer.status_code == 503
+    assert answer["Retry-After"] == "1"
+    body = json.loads(answer.content)
+    assert body["code"] == "busy"
+    assert "within the seconds it asked to wait" in body["detail"]
