@@ -275,9 +275,7 @@ def test_when_waiting_proposals_began_to_wait_is_recorded_as_filled_in_on_upgrad
     proposal's history says where it came from."""
     waiting = evaluated(reallocation("280.00"))
     assert waiting.status == "pending_review"
-    began = (
-        Proposal.history.filter(id=waiting.pk, status="pending_review").earliest().history_date
-    )
+    began = Proposal.history.filter(id=waiting.pk, status="pending_review").earliest().history_date
     # As before 0037: neither the row nor its history holds the value; all of it sealed.
     raw("UPDATE approvals_proposal SET waiting_since = NULL")
     raw("UPDATE approvals_historicalproposal SET waiting_since = NULL")
