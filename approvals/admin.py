@@ -65,6 +65,7 @@ from approvals.selectors import (
     retry_told,
     routed_reasons,
     routings,
+    run_times,
     since_proposed,
     was_retried,
     with_reassessed_policy,
@@ -1102,6 +1103,55 @@ class QueueChangeList(ConsoleChangeList):
             )
 
 
+# How a proposal's timeline ends, by its status, after when it was decided: one that may
+# still run says whether it has ("—", not yet), one under way when it started, one that
+# failed when, one that ended otherwise when it did (a rejection or a block is its decision;
+# an expiry, its window closing, said above). A person's retry is said before these.
+_TIMELINE_ENDS: dict[str, list[str]] = {
+    ProposalStatus.SUBMITTED: ["executed_at"],
+    ProposalStatus.PENDING_REVIEW: ["executed_at"],
+    ProposalStatus.APPROVED: ["executed_at"],
+    ProposalStatus.EXECUTING: ["execution_started_at"],
+    ProposalStatus.EXECUTED: ["executed_at"],
+    ProposalStatus.FAILED: ["failed_at"],
+    ProposalStatus.WITHDRAWN: ["withdrawn_at"],
+    ProposalStatus.SUPERSEDED: ["superseded_at"],
+}
+
+
+def _timeline(proposal: Proposal) -> list[str]:
+    """The rows of a proposal's timeline, each true of its status: a review expiry only while
+    the review may still end by it (and when its window closed, for one that expired); when
+    a person sent its failed execution to run again, and when the attempt before failed; and
+    how it ended (``_TIMELINE_ENDS``): "Executed at: —" beside a failed one read as if
+    nothing said when it failed."""
+    expiry = (
+        ["review_expires_at"]
+        if proposal.status in MAY_STILL_BE_DECIDED_STATUSES
+        else ["review_window_closed_at"]
+        if proposal.status == ProposalStatus.EXPIRED
+        else []
+    )
+    retried = ["failed_before_retry_at", "sent_to_run_again_at"] if was_retried(proposal) else []
+    ends = _TIMELINE_ENDS.get(proposal.status, [])
+    if retried and proposal.status == ProposalStatus.FAILED:
+        ends = ["failed_again_at"]
+    return ["created_at", "evaluated_at", *expiry, "decided_at", *retried, *ends]
+
+
+def _run_times(proposal: Proposal):
+    """``run_times``, read once for the page's timeline rows."""
+    if not hasattr(proposal, "_run_times"):
+        proposal._run_times = run_times(proposal)
+    return proposal._run_times
+
+
+def _time_or_none(value) -> str | None:
+    # As the timeline's fields write their times (a method's datetime reads raw); none is
+    # said as the admin says an empty field.
+    return console_time(value) if value is not None else None
+
+
 # Supporting data longer than this, laid out, opens folded (its box holds about as many).
 SUPPORTING_DATA_FOLDED_PAST_LINES = 30
 
@@ -1199,23 +1249,12 @@ class ProposalAdmin(ReadOnlyAdmin):
     ]
 
     def get_fieldsets(self, request, obj=None):
-        """The timeline names a review expiry only while the review may still end by it: one
-        whose review ended says when its window closed if it expired, and no expiry else."""
-        if obj is None or obj.status in MAY_STILL_BE_DECIDED_STATUSES:
+        """The timeline says what happened to it, each row true for its status
+        (``_timeline``)."""
+        if obj is None:
             return self.fieldsets
-        expiry = "review_window_closed_at" if obj.status == ProposalStatus.EXPIRED else None
         return [
-            (
-                name,
-                {
-                    **options,
-                    "fields": [
-                        expiry if field == "review_expires_at" else field
-                        for field in options["fields"]
-                        if field != "review_expires_at" or expiry
-                    ],
-                },
-            )
+            (name, {**options, "fields": _timeline(obj)} if name == "Timeline" else options)
             for name, options in self.fieldsets
         ]
 
@@ -1223,6 +1262,36 @@ class ProposalAdmin(ReadOnlyAdmin):
     def review_window_closed_at(self, proposal: Proposal) -> str:
         # As the timeline's fields write their times (a method's datetime reads raw).
         return console_time(proposal.review_expires_at)
+
+    @admin.display(description="failed at")
+    def failed_before_retry_at(self, proposal: Proposal) -> str:
+        return _time_or_none(_run_times(proposal).failed_before_retry)
+
+    @admin.display(description=f"{SENT_TO_RUN_AGAIN} at")
+    def sent_to_run_again_at(self, proposal: Proposal) -> str:
+        return _time_or_none(_run_times(proposal).retried)
+
+    @admin.display(description="execution started at")
+    def execution_started_at(self, proposal: Proposal) -> str:
+        return _time_or_none(_run_times(proposal).started)
+
+    @admin.display(description="failed at")
+    def failed_at(self, proposal: Proposal) -> str:
+        return _time_or_none(_run_times(proposal).failed)
+
+    @admin.display(description="failed again at")
+    def failed_again_at(self, proposal: Proposal) -> str:
+        return _time_or_none(_run_times(proposal).failed)
+
+    @admin.display(description="withdrawn at")
+    def withdrawn_at(self, proposal: Proposal) -> str:
+        withdrawal = withdrawal_seen(proposal)
+        return _time_or_none(withdrawal.at if withdrawal is not None else None)
+
+    @admin.display(description="superseded at")
+    def superseded_at(self, proposal: Proposal) -> str:
+        # When it was found superseded, as the status line says it (``superseded_said``).
+        return _time_or_none(proposal.updated_at)
 
     def get_queryset(self, request):
         routed_by = Policy.history.filter(

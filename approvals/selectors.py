@@ -725,6 +725,45 @@ def last_failure(proposal: Proposal) -> Execution | None:
     return proposal.executions.order_by("attempt").last()
 
 
+@dataclass(frozen=True)
+class RunTimes:
+    """When a proposal's execution did what it did, from its attempts as recorded: what its
+    page's timeline says beside when it was decided."""
+
+    # Sent to run again by a person (``was_retried``): when the attempt it followed failed
+    # (that attempt's finish), and when the person sent it.
+    failed_before_retry: datetime | None
+    retried: datetime | None
+    # Of the run under way (since it was last approved): when its first attempt started.
+    started: datetime | None
+    # Of a failed one: when its last attempt finished (as ``last_failure`` says it failed).
+    failed: datetime | None
+
+
+def run_times(proposal: Proposal) -> RunTimes:
+    """When its execution started, failed, was sent to run again (one query)."""
+    attempts = list(
+        proposal.executions.order_by("attempt").only("status", "started_at", "finished_at")
+    )
+    retried = proposal.approved_at if was_retried(proposal) else None
+    before = [a for a in attempts if retried is not None and a.started_at < retried]
+    failed_before = [a.finished_at for a in before if a.status == ExecutionStatus.FAILED]
+    # The run approved last: attempts of one approved before it (a retry's, or one held back
+    # for people as it was about to run) are another run's.
+    since = proposal.approved_at
+    this_run = [a for a in attempts if since is None or a.started_at >= since]
+    return RunTimes(
+        failed_before_retry=failed_before[-1] if failed_before else None,
+        retried=retried,
+        started=this_run[0].started_at if this_run else None,
+        failed=(
+            attempts[-1].finished_at
+            if proposal.status == ProposalStatus.FAILED and attempts
+            else None
+        ),
+    )
+
+
 def decision_did(decision: Decision) -> str:
     """What a person's decision did, in words: "rejected", "approved", or "approved with
     edits" (the action that runs, or was to run, is their edit)."""

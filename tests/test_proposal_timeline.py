@@ -1,0 +1,218 @@
+"""A proposal's page's timeline says what happened to it, each row true of its status: one
+that failed says when (its last attempt's finish), not "Executed at: —" with nothing saying
+it failed; one retried says when the person sent it to run again; one under way says when
+it started, not "Executed at"; one withdrawn or superseded says when."""
+
+import html
+import re
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+from django.utils import timezone
+
+from approvals.models import Execution, ExecutionStatus, Proposal
+from approvals.services.decisions import proposal_approve, proposal_reject, proposal_retry
+from approvals.services.expiry import proposals_expire_overdue
+from approvals.services.proposals import proposal_withdraw_for_agent
+from executors.runner import proposal_execute
+from ledger.models import Campaign
+from tests.conftest import bid_adjustment
+from tests.factories import evaluated
+
+
+@pytest.fixture
+def operator(demo_world):
+    return get_user_model().objects.get(username="operator")
+
+
+def at(value) -> str:
+    return f"{value:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def timeline(client, proposal: Proposal) -> list[tuple[str, str]]:
+    """The timeline's rows as its reader reads them: (label, value)."""
+    page = client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+    assert page.status_code == 200
+    section = page.text.split("Timeline</h2>")[1].split("</fieldset>")[0]
+    rows = re.findall(r"<label[^>]*>(.*?):</label>\s*<div class=\"readonly\">(.*?)</div>", section)
+    return [(html.unescape(label), html.unescape(value).strip()) for label, value in rows]
+
+
+def a_raise(campaign: str = "generic-search", budget: str = "525.00") -> Proposal:
+    """A 5% raise of a campaign's budget its policy lets run with no person."""
+    raise_ = evaluated(
+        bid_adjustment(action_type="budget_change")
+        | {"payload": {"campaign": campaign, "new_daily_budget": budget}}
+    )
+    assert raise_.status == "approved"
+    return raise_
+
+
+def failed(raise_: Proposal) -> Proposal:
+    """Failed by the ledger's executor: the campaign's cap was set below it before it ran."""
+    campaign = Campaign.objects.filter(external_id=raise_.payload["campaign"])
+    cap = campaign.get().max_daily_budget
+    campaign.update(max_daily_budget=campaign.get().daily_budget)
+    assert proposal_execute(proposal_id=raise_.pk).status == "failed"
+    campaign.update(max_daily_budget=cap)
+    raise_.refresh_from_db()
+    return raise_
+
+
+def waiting() -> Proposal:
+    proposal = evaluated(bid_adjustment("2.50"))
+    assert proposal.status == "pending_review"
+    return proposal
+
+
+def start(proposal: Proposal) -> tuple[Proposal, Execution]:
+    # Read the same way as rows the executor writes (see executors.runner).
+    attempt = Execution.objects.create(
+        proposal=proposal,
+        attempt=proposal.executions.count() + 1,
+        executor="ledger",
+        status=ExecutionStatus.RUNNING,
+        started_at=timezone.now(),
+    )
+    Proposal.objects.filter(pk=proposal.pk).update(status="executing")
+    proposal.refresh_from_db()
+    return proposal, attempt
+
+
+def test_a_failed_proposal_says_when_it_failed_not_executed_at(login):
+    raise_ = failed(a_raise())
+    attempt = raise_.executions.get()
+
+    rows = timeline(login("auditor"), raise_)
+
+    assert rows == [
+        ("Created at", at(raise_.created_at)),
+        ("Evaluated at", at(raise_.evaluated_at)),
+        ("Decided at", at(raise_.decided_at)),
+        ("Failed at", at(attempt.finished_at)),
+    ]
+
+
+def test_a_retried_proposal_that_executed_says_it_failed_was_sent_again_and_executed(
+    operator, login
+):
+    raise_ = failed(a_raise())
+    first = raise_.executions.get()
+    proposal_retry(proposal_id=raise_.pk, reviewer=operator)
+    assert proposal_execute(proposal_id=raise_.pk).status == "executed"
+    raise_.refresh_from_db()
+
+    rows = timeline(login("auditor"), raise_)
+
+    assert rows == [
+        ("Created at", at(raise_.created_at)),
+        ("Evaluated at", at(raise_.evaluated_at)),
+        ("Decided at", at(raise_.decided_at)),
+        ("Failed at", at(first.finished_at)),
+        ("Sent to run again at", at(raise_.approved_at)),
+        ("Executed at", at(raise_.executed_at)),
+    ]
+
+
+def test_a_retried_proposal_that_failed_again_says_so(operator, login):
+    raise_ = failed(a_raise())
+    first = raise_.executions.get()
+    proposal_retry(proposal_id=raise_.pk, reviewer=operator)
+    raise_ = failed(raise_)
+    second = raise_.executions.order_by("attempt").last()
+
+    rows = timeline(login("auditor"), raise_)
+
+    assert rows[2:] == [
+        ("Decided at", at(raise_.decided_at)),
+        ("Failed at", at(first.finished_at)),
+        ("Sent to run again at", at(raise_.approved_at)),
+        ("Failed again at", at(second.finished_at)),
+    ]
+
+
+def test_one_under_way_says_when_it_started_not_that_it_executed(operator, login):
+    raise_, attempt = start(a_raise())
+
+    rows = timeline(login("auditor"), raise_)
+
+    assert rows[2:] == [
+        ("Decided at", at(raise_.decided_at)),
+        ("Execution started at", at(attempt.started_at)),
+    ]
+    # Under way again after a retry: the run under way, not the attempt that failed.
+    raise_ = failed(a_raise("brand-search", "1050.00"))
+    first = raise_.executions.get()
+    proposal_retry(proposal_id=raise_.pk, reviewer=operator)
+    raise_, attempt = start(raise_)
+
+    assert timeline(login("auditor"), raise_)[2:] == [
+        ("Decided at", at(raise_.decided_at)),
+        ("Failed at", at(first.finished_at)),
+        ("Sent to run again at", at(raise_.approved_at)),
+        ("Execution started at", at(attempt.started_at)),
+    ]
+
+
+def test_one_approved_to_run_says_it_has_not_executed_yet(operator, login):
+    proposal = waiting()
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    proposal.refresh_from_db()
+
+    assert timeline(login("auditor"), proposal)[2:] == [
+        ("Decided at", at(proposal.decided_at)),
+        ("Executed at", "—"),
+    ]
+
+
+def test_one_rejected_says_when_and_nothing_of_an_execution(operator, login):
+    proposal = waiting()
+    proposal_reject(proposal_id=proposal.pk, reviewer=operator, reason_code="other")
+    proposal.refresh_from_db()
+
+    assert timeline(login("auditor"), proposal)[2:] == [("Decided at", at(proposal.decided_at))]
+
+
+def test_one_expired_says_when_its_window_closed_and_that_nobody_decided(login):
+    proposal = waiting()
+    Proposal.objects.filter(pk=proposal.pk).update(
+        review_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert proposals_expire_overdue() == 1
+    proposal.refresh_from_db()
+
+    assert timeline(login("auditor"), proposal)[2:] == [
+        ("Review window closed at", at(proposal.review_expires_at)),
+        ("Decided at", "—"),
+    ]
+
+
+def test_one_withdrawn_says_when(operator, login):
+    proposal = waiting()
+    proposal_withdraw_for_agent(proposal_id=proposal.pk, reviewer=operator)
+    withdrawn = proposal.history.filter(status="withdrawn").get()
+
+    assert timeline(login("auditor"), proposal)[2:] == [
+        ("Decided at", "—"),
+        ("Withdrawn at", at(withdrawn.history_date)),
+    ]
+
+
+def test_one_superseded_says_when(operator, login):
+    raise_ = evaluated(
+        bid_adjustment(action_type="budget_change")
+        | {"payload": {"campaign": "generic-search", "new_daily_budget": "600.00"}}
+    )
+    proposal_approve(proposal_id=raise_.pk, reviewer=operator)
+    Campaign.objects.filter(external_id="generic-search").update(daily_budget="550.00")
+    assert proposal_execute(proposal_id=raise_.pk).status == "superseded"
+    raise_.refresh_from_db()
+
+    rows = timeline(login("auditor"), raise_)
+
+    assert rows[2:] == [
+        ("Decided at", at(raise_.decided_at)),
+        ("Superseded at", at(raise_.updated_at)),
+    ]
