@@ -78,6 +78,9 @@ from approvals.services.acts import (
     AgentMayNoLongerAct,
     NoLongerApplies,
     act_refusal,
+    agent_accounts_of,
+    agent_stopped,
+    agent_stopped_said,
     may_act,
     no_longer_applies,
     no_longer_applies_each,
@@ -1084,7 +1087,9 @@ class QueueChangeList(ConsoleChangeList):
     since it was routed) without a query a row. Every switch, not the first of each scope:
     two engaged over one account, each with its own reason, are both told. And what has
     changed since each waiting or failed proposal was proposed that its execution would
-    refuse (``no_longer_applies_each``), read once for the page: its summary says it."""
+    refuse (``no_longer_applies_each``), and whether its agent may still act
+    (``agent_stopped``, its accounts read once for all), read once for the page: its summary
+    says why it would not be let run, as its page does."""
 
     def get_results(self, request):
         super().get_results(request)
@@ -1092,15 +1097,21 @@ class QueueChangeList(ConsoleChangeList):
             KillSwitch.objects.filter(engaged=True).select_related("account").order_by("pk")
         )
         retrying = retries_awaited(self.result_list)
-        gone = no_longer_applies_each(
-            proposal for proposal in self.result_list if proposal.status in LET_RUN_FROM
-        )
+        let_run = [proposal for proposal in self.result_list if proposal.status in LET_RUN_FROM]
+        gone = no_longer_applies_each(let_run)
+        agent_accounts = agent_accounts_of(let_run)
         for proposal in self.result_list:
             proposal.kill_switches_engaged_now = kill_switches_covering(engaged, proposal.account)
             proposal.retry_awaited = retrying.get(proposal.pk, "")
-            proposal.no_longer_applies_said = (
-                gone[proposal.pk].said() if proposal.pk in gone else ""
-            )
+            stopped = agent_stopped(proposal, agent_accounts) if proposal.pk in gone else ""
+            proposal.let_run_refused_said = [
+                said
+                for said in (
+                    agent_stopped_said(stopped) if stopped else "",
+                    gone[proposal.pk].said() if proposal.pk in gone else "",
+                )
+                if said
+            ]
 
 
 # How a proposal's timeline ends, by its status, after when it was decided: one that may
@@ -1332,16 +1343,21 @@ class ProposalAdmin(ReadOnlyAdmin):
 
     @admin.display(description="summary", ordering="summary")
     def summary_shown(self, proposal: Proposal) -> str:
-        """Its summary; under it, for one waiting or failed that its execution would refuse
-        as proposed, why, in its page's words ("Can no longer be applied as proposed: amount:
+        """Its summary; under it, for one waiting or failed that would not be let run as
+        proposed, why, in its page's words ("Cannot be let run: agent optimizer has been
+        deactivated since it proposed it.", "Can no longer be applied as proposed: amount:
         Exceeds brand-search's daily budget of 350.00."): it is not approved or retried as it
         is, and an operator selecting rows to approve together reads so before, not after
         (``QueueChangeList``: read once for the page)."""
-        said = getattr(proposal, "no_longer_applies_said", "")
+        said = getattr(proposal, "let_run_refused_said", [])
         if not said:
             return proposal.summary
         return format_html(
-            '{}<span class="no-longer-applies">{}</span>', proposal.summary, capfirst(said)
+            "{}{}",
+            proposal.summary,
+            format_html_join(
+                "", '<span class="no-longer-applies">{}</span>', ((capfirst(s),) for s in said)
+            ),
         )
 
     @admin.display(description="status", ordering="status")

@@ -16,9 +16,10 @@ from feedback.autonomy import autonomy_recommendations_propose
 from feedback.models import AutonomyRules, Outcome
 from hitlproject.errors import NotAllowed
 from policies.models import Policy
-from tests.conftest import reallocation
+from tests.conftest import creative, creative_batch, reallocation
 from tests.factories import evaluated
 from tests.test_autonomy import record
+from tests.test_reallocation_no_longer_fits import queue_marks
 
 # The page's form for each act, and what the act posts.
 FORMS = {
@@ -245,6 +246,41 @@ def test_what_an_agent_proposed_before_it_lost_the_account_is_not_let_run(login,
         {"reason_code": "other", "note": "Its agent is stopped."},
     )
     assert Proposal.objects.get(pk=waiting.pk).status == ProposalStatus.REJECTED
+
+
+@pytest.mark.parametrize("how", ["deactivated", "account taken away"])
+def test_the_queue_marks_what_an_agent_stopped_since_proposed_before_it_is_selected(login, how):
+    """Its page and its approval refused it, but its row in the queue read as every other
+    approvable row: an operator selected it with the others for bulk approval and was told
+    after. Its summary says why under it, in its page's words; another agent's row says
+    nothing; the agents' accounts are read once for the page, whatever its rows."""
+    waiting = evaluated(reallocation("150.00"))
+    more = [evaluated(reallocation(f"{amount}.00")) for amount in (170, 180, 190)]
+    failed = in_state(lambda: evaluated(reallocation("160.00")), ProposalStatus.FAILED)
+    others = evaluated(creative_batch(creative()), agent="copywriter")
+    assert others.status == ProposalStatus.PENDING_REVIEW
+    said = lose_access(Agent.objects.get(name="optimizer"), how)
+    operator = login("operator")
+
+    marks, read_with_more = queue_marks(operator)
+
+    assert all(marks[p.pk].endswith(f"Cannot be let run: {said}.") for p in more)
+    Proposal.objects.filter(pk__in=[p.pk for p in more]).update(status=ProposalStatus.WITHDRAWN)
+    marks, read = queue_marks(operator)
+    assert marks == {
+        waiting.pk: (
+            "move 150.00 USD/day from brand-search to generic-search (15.0%) Cannot be let "
+            f"run: {said}."
+        ),
+        others.pk: others.summary,
+    }
+    assert read == read_with_more
+    # Failed, it is not retried either: listed among failures, it says so too.
+    failures = operator.get(
+        reverse("admin:approvals_proposal_changelist"), {"status": "failed"}
+    ).text
+    assert f"Cannot be let run: {said}." in failures
+    assert failed.summary in failures
 
 
 def test_an_operator_whose_retry_came_second_is_told_who_retried_it_first(login, operators):

@@ -196,6 +196,13 @@ def agent_stopped(proposal: Proposal, agent_accounts: AgentAccounts | None = Non
     return ""
 
 
+def agent_stopped_said(why: str) -> str:
+    """An agent stopped since it proposed (``agent_stopped``'s ``why``), as it is said of one
+    who would let its proposal run and as the queue marks it ("cannot be let run: agent
+    optimizer has been deactivated since it proposed it.")."""
+    return f"cannot be let run: {why} since it proposed it."
+
+
 def _agent_may_no_longer_act(
     proposal: Proposal, agent_accounts: AgentAccounts | None
 ) -> DomainError | None:
@@ -203,8 +210,7 @@ def _agent_may_no_longer_act(
     if not why:
         return None
     return AgentMayNoLongerAct(
-        f"Proposal #{proposal.pk} cannot be let run: {why} since it proposed it. It can be "
-        "rejected or withdrawn."
+        f"Proposal #{proposal.pk} {agent_stopped_said(why)} It can be rejected or withdrawn."
     )
 
 
