@@ -1787,6 +1787,13 @@ class ProposalAdmin(ReadOnlyAdmin):
             "retry_may_repeat": (
                 retry_may_repeat_said(proposal, round_) if retry_refused is None else ""
             ),
+            # A guardrail its execution failed by, still refusing it (a cap not lifted since):
+            # said before the retry, in the words its failure and its execution would use.
+            "retry_refused_by_guardrail": (
+                guardrail_blocks_counting_approved([proposal], lock=False)[proposal.pk]
+                if retry_refused is None
+                else ()
+            ),
             # A kill switch engaged over it: a retry is a person's approval, which runs it
             # past the switch (``executors.runner._kill_switch_hold``), said before it.
             "retry_past_kill_switches": (

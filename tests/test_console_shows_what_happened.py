@@ -186,6 +186,30 @@ def test_retrying_a_failed_execution_says_it_is_sent_again_not_that_it_is_approv
     assert not raise_.decisions.exists()
 
 
+def test_a_retry_a_guardrail_still_refuses_is_said_to_fail_again_before_it_is_sent(login):
+    """Failed by a campaign's cap, retried with the cap still set: it was sent, failed again
+    at once, and nothing on its page had said so (its approval, waiting, was warned of the
+    same guardrail). Said beside the retry in its failure's words; once the cap is lifted,
+    not said."""
+    raise_ = failed_budget_raise()  # generic-search capped at 510.00 below its 525.00
+    operator = login("operator")
+
+    page = page_of(operator, raise_).text
+
+    [note] = re.findall(r'<p class="errornote" id="retry-refused-by-guardrail">(.*?)</p>', page)
+    [attempt] = raise_.executions.all()
+    assert as_read(note) == (
+        f"{attempt.error} A retry would fail again: its execution would refuse it."
+    )
+    assert as_read(note).startswith(
+        "A guardrail refuses it now: generic-search's daily budget would be 525.00 USD, "
+        "above its cap of 510.00 USD."
+    )
+    assert 'id="retry-form"' in page
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget=None)
+    assert 'id="retry-refused-by-guardrail"' not in page_of(operator, raise_).text
+
+
 def test_an_edited_proposal_still_says_why_it_came_to_a_person(operator, login):
     """An edit is re-assessed and its reasons replace the verdict's ("a 15.0% change ... is
     within the 15.0% auto-execute ceiling"): the page still says why the proposal, as the
