@@ -1275,32 +1275,32 @@ class ProposalAdmin(ReadOnlyAdmin):
         return console_time(proposal.review_expires_at)
 
     @admin.display(description="failed at")
-    def failed_before_retry_at(self, proposal: Proposal) -> str:
+    def failed_before_retry_at(self, proposal: Proposal) -> str | None:
         return _time_or_none(_run_times(proposal).failed_before_retry)
 
     @admin.display(description=f"{SENT_TO_RUN_AGAIN} at")
-    def sent_to_run_again_at(self, proposal: Proposal) -> str:
+    def sent_to_run_again_at(self, proposal: Proposal) -> str | None:
         return _time_or_none(_run_times(proposal).retried)
 
     @admin.display(description="execution started at")
-    def execution_started_at(self, proposal: Proposal) -> str:
+    def execution_started_at(self, proposal: Proposal) -> str | None:
         return _time_or_none(_run_times(proposal).started)
 
     @admin.display(description="failed at")
-    def failed_at(self, proposal: Proposal) -> str:
+    def failed_at(self, proposal: Proposal) -> str | None:
         return _time_or_none(_run_times(proposal).failed)
 
     @admin.display(description="failed again at")
-    def failed_again_at(self, proposal: Proposal) -> str:
-        return _time_or_none(_run_times(proposal).failed)
+    def failed_again_at(self, proposal: Proposal) -> str | None:
+        return self.failed_at(proposal)  # the same time, after a retry
 
     @admin.display(description="withdrawn at")
-    def withdrawn_at(self, proposal: Proposal) -> str:
+    def withdrawn_at(self, proposal: Proposal) -> str | None:
         withdrawal = withdrawal_seen(proposal)
         return _time_or_none(withdrawal.at if withdrawal is not None else None)
 
     @admin.display(description="superseded at")
-    def superseded_at(self, proposal: Proposal) -> str:
+    def superseded_at(self, proposal: Proposal) -> str | None:
         # When it was found superseded, as the status line says it (``superseded_said``).
         return _time_or_none(proposal.updated_at)
 
