@@ -336,6 +336,9 @@ class Verification:
     # The live rows compared with the last record of their history, and of how many models.
     live_rows: int = 0
     live_models: int = 0
+    # Of ``breaks_found``, the live rows not as their history last recorded them: the rest
+    # are records not as they were sealed (the chain broken at them).
+    rows_found: int = 0
 
     @property
     def broken(self) -> Break | None:
@@ -350,16 +353,18 @@ class Verification:
         """Whether the chain holds, through the head hash asked about if one was, and what
         verification found, in a sentence."""
         if not self.holds:
-            more = self.breaks_found - 1
             first = (
                 f"The platform's data is not what its history recorded: {self.broken}"
                 if self.broken.live
                 else f"The audit chain is broken at {self.broken}"
             )
+            # In all, counted as the export's page counts them: a live row is in no order
+            # of the chain's, and is no break of it.
+            records = self.breaks_found - self.rows_found
             return False, first + (
-                f" It found {how_many(more, 'other break')} after it, each marked on the "
-                "history page of its record."
-                if more
+                f" In all it found {found_in_all(records, self.rows_found)}, each marked on "
+                "the history page of its record."
+                if self.breaks_found > 1
                 else ""
             )
         if through and not self.passed:
@@ -382,6 +387,21 @@ class Verification:
             f"{how_many(self.live_models, 'kind')} of record "
             f"{'is' if self.live_rows == 1 else 'are'} as their history last recorded them."
         )
+
+
+def found_in_all(records: int, rows: int) -> str:
+    """What a verification found, counted as the chain's page and the export's say it: the
+    records not as they were sealed apart from the live rows not as their history last
+    recorded them (whose records may be as they were sealed): "the chain broken at 1 record,
+    and 1 live row not as its history last recorded it"."""
+    said = [f"the chain broken at {how_many(records, 'record')}"] if records else []
+    if rows:
+        said.append(
+            "1 live row not as its history last recorded it"
+            if rows == 1
+            else f"{rows} live rows not as their history last recorded them"
+        )
+    return ", and ".join(said)
 
 
 class _Link(NamedTuple):
@@ -535,6 +555,7 @@ def chain_verify(*, through: str | None = None) -> Verification:
         found,
         live_rows=compared,
         live_models=len(by_table),
+        rows_found=diverging_count,
     )
 
 

@@ -13,6 +13,7 @@ from audit.chain import (
     VERIFICATION_LOST_AFTER,
     chain_breaks_marked,
     chain_verification_ask,
+    found_in_all,
     outside_the_chain,
     records_found_broken,
 )
@@ -22,7 +23,7 @@ from hitlproject.celery import app
 from hitlproject.formats import console_time
 from hitlproject.periods import PeriodForm
 from hitlproject.queueing import after_commit
-from hitlproject.vocabulary import READ_PERMISSION, how_many
+from hitlproject.vocabulary import READ_PERMISSION
 
 # The task that runs a verification (``audit.tasks``), sent by its name.
 VERIFY_CHAIN = "audit.verify_chain"
@@ -44,14 +45,7 @@ def found_said(verification: ChainVerification | None) -> tuple[str, int]:
     marked = verification.breaks.values_list("table", "history_id", "object_id", "live")
     records = len({(table, history_id) for table, history_id, _, live in marked if not live})
     rows = len({(table, object_id) for table, _, object_id, live in marked if live})
-    said = [f"the chain broken at {how_many(records, 'record')}"] if records else []
-    if rows:
-        said.append(
-            "1 live row not as its history last recorded it"
-            if rows == 1
-            else f"{rows} live rows not as their history last recorded them"
-        )
-    return ", and ".join(said), records + rows
+    return found_in_all(records, rows), records + rows
 
 
 def audit_export(request: HttpRequest) -> HttpResponse:

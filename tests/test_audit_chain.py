@@ -408,8 +408,8 @@ def test_every_record_altered_is_named_and_marked_not_only_the_first(sealed, log
     with pytest.raises(CommandError) as refused:
         verify()
     assert str(refused.value).endswith(
-        "was altered after it was sealed. It found 2 other breaks after it, each marked on the "
-        "history page of its record."
+        "was altered after it was sealed. In all it found the chain broken at 3 records, each "
+        "marked on the history page of its record."
     )
 
     auditor = login("auditor")

@@ -79,7 +79,12 @@ def test_live_rows_changed_past_the_history_are_named_with_both_values(rejected,
         f"the live row of proposal #{proposal.pk} differs from its last recorded version"
     )
     assert said_decision in found.found
-    assert "It found 1 other break after it" in found.found
+    # Both are live rows: neither is a break of the chain, nor after the other in it.
+    assert found.found.endswith(
+        " In all it found 2 live rows not as their history last recorded them, each marked "
+        "on the history page of its record."
+    )
+    assert "break" not in found.found.split(" In all ")[1]
     when = f"{found.finished_at:%Y-%m-%d %H:%M:%S} UTC"
 
     auditor = login("auditor")
@@ -112,6 +117,36 @@ def test_live_rows_changed_past_the_history_are_named_with_both_values(rejected,
     assert verified().holds
     page = history_page(auditor, f"/admin/approvals/decision/{decision.pk}/history/")
     assert "live row" not in page
+
+
+def test_the_chain_page_counts_a_live_row_apart_from_the_records_the_chain_broke_at(
+    rejected, login
+):
+    """A proposal's history record forged (its link broken) and a decision's live row changed
+    (its history intact). The chain page said "It found 1 other break after it": the other
+    was the decision's live row, which is in no order of the chain's and breaks nothing of
+    it. It counts them as the audit export's page does."""
+    record = Proposal.history.filter(id=rejected.proposal_id).latest("history_id")
+    raw(
+        "UPDATE approvals_historicalproposal SET rationale = %s WHERE history_id = %s",
+        "Forged in the history.",
+        record.history_id,
+    )
+    raw("UPDATE approvals_decision SET note = %s WHERE id = %s", "Forged.", rejected.pk)
+    found = verified()
+    assert found.holds is False
+
+    page = history_page(login("auditor"), CHAIN_PAGE)
+    assert "other break" not in page
+    assert (
+        f"(in the history of proposal #{rejected.proposal_id}) was altered after it was sealed. "
+        "In all it found the chain broken at 1 record, and 1 live row not as its history last "
+        "recorded it, each marked on the history page of its record."
+    ) in page
+    export = history_page(login("auditor"), "/admin/audit/export/")
+    assert (
+        "found the chain broken at 1 record, and 1 live row not as its history last recorded it"
+    ) in export
 
 
 def test_a_decision_s_live_row_is_named_on_its_proposal_s_history_page(rejected, login):
