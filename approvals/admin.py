@@ -970,18 +970,19 @@ def policy_as_recorded(policy_id: int | None, version: int | None) -> str:
     return f"{named}(policy #{policy_id}, version {number if number is not None else '?'})"
 
 
-# A proposal's history: the time a person last sent it to run again, read apart from
-# ``approved_at`` (``ProposalHistoryValues``).
-RETRIED_AT = "approved_at (retried)"
+# A proposal's history names ``approved_at`` as what it is: when it was last approved to run
+# (``ProposalHistoryValues``).
+APPROVED_TO_RUN_AT = "Approved to run at"
 
 
-def _approval_and_retry_times(record) -> tuple:
-    """A proposal's version's (approval time, time it was last sent to run again): a retry
-    stamps ``approved_at`` past the decision's ``decided_at``, which it leaves as it was
-    (``was_retried``); the approval's own time is then the decision's."""
-    if was_retried(record):
-        return record.decided_at, record.approved_at
-    return record.approved_at, None
+def approved_at_said(record, value) -> str:
+    """A version's ``value`` of ``approved_at`` as its history says it: the time it was
+    approved to run, or, stamped by a person retrying its failed execution (``was_retried``),
+    "sent to run again at" that time; "—" if it was not approved to run."""
+    if value is None:
+        return "—"
+    when = console_time(value)
+    return f"{SENT_TO_RUN_AGAIN} at {when}" if was_retried(record) else when
 
 
 class ProposalHistoryValues(ConsoleHistoryValues):
@@ -995,39 +996,9 @@ class ProposalHistoryValues(ConsoleHistoryValues):
         if any(change.field == "verdict_policy" for change in delta.changes):
             changes = [c for c in delta.changes if c.field != "verdict_policy_version"]
             delta = dataclasses.replace(delta, changes=changes)
-        if any(change.field == "approved_at" for change in delta.changes):
-            delta = dataclasses.replace(delta, changes=self._approval_and_retry(delta))
         return super().context_for_delta_changes(delta)
 
-    def _approval_and_retry(self, delta) -> list:
-        """Its changes, "approved at" read as what happened: a retry stamps ``approved_at``
-        (its moves count from then) and leaves the decision's ``decided_at``, and read as
-        "Approved at: 12:04:58 → 12:11:19" it moved the approval to when nobody approved it
-        again. The approval's time stays the approval's (its decision's, for a record a retry
-        wrote); the retry reads as a change of its own, "Sent to run again at", in the entry
-        of whoever retried it, when they did."""
-        changes = []
-        for change in delta.changes:
-            if change.field != "approved_at":
-                changes.append(change)
-                continue
-            old, new = (
-                _approval_and_retry_times(record) for record in (delta.old_record, delta.new_record)
-            )
-            if old[0] != new[0]:
-                changes.append(dataclasses.replace(change, old=old[0], new=new[0]))
-            if old[1] != new[1]:
-                changes.append(
-                    dataclasses.replace(change, field=RETRIED_AT, old=old[1], new=new[1])
-                )
-        return changes
-
-    def _is_json(self, field_name: str) -> bool:
-        return field_name != RETRIED_AT and super()._is_json(field_name)
-
     def prepare_delta_change_value(self, change, value):
-        if change.field == RETRIED_AT:
-            return console_time(value) if value is not None else "—"
         if change.field == "magnitude" and value is not None:  # as the queue writes it
             return action_types.named(self.delta.new_record.action_type).magnitude_text(value)
         if change.field == "amount" and value is not None:  # "280.00 USD", as its page says
@@ -1035,12 +1006,18 @@ class ProposalHistoryValues(ConsoleHistoryValues):
         return super().prepare_delta_change_value(change, value)
 
     def format_delta_change(self, change):
-        if change.field == RETRIED_AT:
+        if change.field == "approved_at":
+            # One change, of one field, read as what happened: a retry stamps it anew (its
+            # moves count from then), "Approved to run at: 12:04:58 UTC → sent to run again
+            # at 12:11:19 UTC". Read as "Approved at: 12:04:58 → 12:11:19" it moved the
+            # approval to when nobody approved it again; split in two, "Sent to run again at:
+            # — → 12:11:19", it said the field had no value before, and never that the
+            # approval's time was written over.
             return dataclasses.replace(
                 change,
-                field=f"{capfirst(SENT_TO_RUN_AGAIN)} at",
-                old=self.prepare_delta_change_value(change, change.old),
-                new=self.prepare_delta_change_value(change, change.new),
+                field=APPROVED_TO_RUN_AT,
+                old=approved_at_said(self.delta.old_record, change.old),
+                new=approved_at_said(self.delta.new_record, change.new),
             )
         formatted = super().format_delta_change(change)
         # The policy's version alone changes when the same policy routes it again (re-routed

@@ -826,7 +826,7 @@ def test_the_history_reads_statuses_and_times_as_the_console_writes_them(operato
     assert "Approved → Executing" in text and "Executing → Executed" in text
     assert "Verdict outcome: — → Human review" in text
     approved_at = timezone.localtime(proposal.approved_at).strftime("%Y-%m-%d %H:%M:%S")
-    assert f"Approved at: — → {approved_at}" in text
+    assert f"Approved to run at: — → {approved_at}" in text
     recorded = Proposal.history.filter(id=proposal.pk).latest("history_id").history_date
     assert timezone.localtime(recorded).strftime("%Y-%m-%d %H:%M:%S") in text
     for code in ("pending_review", "executing →", "+00:00", "p.m.", "a.m."):
@@ -2075,8 +2075,10 @@ def test_an_edit_approved_after_a_colleague_approved_first_says_it_was_approved_
 def test_a_retry_leaves_the_approval_time_in_the_history_and_reads_as_a_retry(operator, login):
     """A retry stamps the proposal's ``approved_at`` (its moves count from then): its history
     read "Approved at: 12:04:58 → 12:11:19", the approval moved though nobody approved it
-    again. The approval's time stays the approval's; the retry has a line of its own, in the
-    entry of the person who retried it."""
+    again; then "Sent to run again at: — → 12:11:19", as if the field had held nothing, and
+    nowhere that the approval's time was written over (the export says it was). The one
+    field changed reads as one change, each side as what it was, in the entry of the person
+    who retried it; a second retry, from the first's time."""
     raise_ = failed_budget_raise()
     approved = timezone.now() - timedelta(minutes=7)
     backdated(raise_, created_at=approved, decided_at=approved)
@@ -2089,10 +2091,21 @@ def test_a_retry_leaves_the_approval_time_in_the_history_and_reads_as_a_retry(op
 
     approved_said = timezone.localtime(approved).strftime("%Y-%m-%d %H:%M:%S")
     retried_said = timezone.localtime(raise_.approved_at).strftime("%Y-%m-%d %H:%M:%S")
-    assert f"Approved at: — → {approved_said} UTC" in text
-    assert f"Approved at: {approved_said} UTC →" not in text
-    # Its own entry: who retried it, when, and its move back to running.
+    assert f"Approved to run at: — → {approved_said} UTC" in text
+    # Its own entry: who retried it, when, its move back to running, and what it wrote over.
     assert (
         f"{retried_said} UTC Changed operator (person) sent to run again by operator "
-        f"Status: Failed → Approved Sent to run again at: — → {retried_said} UTC"
+        f"Status: Failed → Approved Approved to run at: {approved_said} UTC → sent to run "
+        f"again at {retried_said} UTC"
     ) in text
+    assert "— → sent to run again" not in text and "Sent to run again at" not in text
+
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget="510.00")
+    assert proposal_execute(proposal_id=raise_.pk).status == "failed"
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget=None)
+    proposal_retry(proposal_id=raise_.pk, reviewer=operator)
+    again = timezone.localtime(Proposal.objects.get(pk=raise_.pk).approved_at)
+    assert (
+        f"Approved to run at: sent to run again at {retried_said} UTC → sent to run again at "
+        f"{again:%Y-%m-%d %H:%M:%S} UTC"
+    ) in history_text(login("auditor"), Proposal, raise_.pk)
