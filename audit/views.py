@@ -79,7 +79,7 @@ def audit_export(request: HttpRequest) -> HttpResponse:
         as_csv(records) if as_format == "csv" else as_jsonl(records),
         content_type="text/csv" if as_format == "csv" else "application/x-ndjson",
     )
-    days = f"{form.cleaned_data['since']}-{form.cleaned_data['until']}"
+    days = form.days_named()
     response["Content-Disposition"] = f'attachment; filename="audit-{days}.{as_format}"'
     return response
 

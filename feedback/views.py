@@ -40,6 +40,6 @@ def training_export(request: HttpRequest) -> HttpResponse:
         as_jsonl(training_records(agent=agent, since=since, until=until)),
         content_type="application/x-ndjson",
     )
-    days = f"{form.cleaned_data['since']}-{form.cleaned_data['until']}"
+    days = form.days_named()
     response["Content-Disposition"] = f'attachment; filename="feedback-{agent.name}-{days}.jsonl"'
     return response

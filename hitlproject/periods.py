@@ -73,6 +73,17 @@ class PeriodForm(forms.Form):
     def bounds(self) -> tuple[datetime, datetime]:
         return midnight(self.cleaned_data["since"]), midnight(self.cleaned_data["until"])
 
+    def days_named(self) -> str:
+        return days_named(self.cleaned_data["since"], self.cleaned_data["until"])
+
+
+def days_named(since: date, until: date) -> str:
+    """The days a period covers, as a file of it is named: "2026-12-06" for one day,
+    "2026-12-01-to-2026-12-06" for several, its last included (``until`` is the day after
+    it). Named by ``since`` and ``until``, "2026-12-06-2026-12-07", one day read as two."""
+    last = until - timedelta(days=1)
+    return f"{since:%Y-%m-%d}" if last == since else f"{since:%Y-%m-%d}-to-{last:%Y-%m-%d}"
+
 
 def command_period(since: str, until: str | None) -> tuple[datetime, datetime]:
     """``--since`` and ``--until`` (YYYY-MM-DD; until defaults to tomorrow) as a period."""

@@ -140,6 +140,28 @@ def test_the_export_page_tells_a_record_altered_from_a_live_row_changed_past_its
     )
 
 
+@pytest.mark.parametrize(
+    "since, until, named",
+    [
+        ("2026-12-06", "2026-12-07", "audit-2026-12-06.csv"),
+        ("2026-12-01", "2026-12-07", "audit-2026-12-01-to-2026-12-06.csv"),
+    ],
+)
+def test_the_export_is_named_by_the_days_it_covers(login, demo_world, since, until, named):
+    """A one-day export (since 2026-12-06, until 2026-12-07, the day after) was named
+    "audit-2026-12-06-2026-12-07.csv", read as two days: named by the days it covers, its
+    last included. The page says the days are the platform's, from 00:00 UTC."""
+    client = login("auditor")
+    page = html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", client.get(URL).text)))
+    assert "From 00:00 UTC on this day." in page
+    assert "The day after the last: the period ends at 00:00 UTC on this day." in page
+
+    response = client.get(URL, {"since": since, "until": until, "format": "csv"})
+
+    assert response.status_code == 200
+    assert response["Content-Disposition"] == f'attachment; filename="{named}"'
+
+
 def test_the_export_is_for_those_who_may_read_proposals(demo_world):
     client = Client()
     client.force_login(get_user_model().objects.create_user("visitor", is_staff=True))

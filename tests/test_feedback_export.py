@@ -87,6 +87,21 @@ def test_an_operators_edit_to_a_creative_is_in_the_export_as_a_diff(login, decid
     ]
 
 
+def test_the_feedback_export_is_named_by_the_days_it_covers(login, demo_world):
+    """Named "feedback-optimizer-2026-12-06-2026-12-07.jsonl" for one day: by its days."""
+    today = timezone.localdate()
+    client = login("auditor")
+    period = {"agent": "optimizer", "since": today, "until": today + timedelta(1)}
+    assert client.get(EXPORT, period)["Content-Disposition"] == (
+        f'attachment; filename="feedback-optimizer-{today:%Y-%m-%d}.jsonl"'
+    )
+    period["since"] = today - timedelta(days=6)
+    assert client.get(EXPORT, period)["Content-Disposition"] == (
+        f'attachment; filename="feedback-optimizer-{period["since"]:%Y-%m-%d}-to-'
+        f'{today:%Y-%m-%d}.jsonl"'
+    )
+
+
 def test_an_edited_move_is_exported_with_the_routing_that_sent_it_to_a_person(login, demo_world):
     """The line pairs what the agent proposed with how policy routed that: an edit that
     shrinks a 28% reallocation to 5% is re-assessed "within the ceiling", which is not why a
