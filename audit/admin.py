@@ -1331,11 +1331,30 @@ class ChangeReasonAdmin(AuditedHistoryAdmin):
         return actions
 
     def get_form(self, request, obj=None, change=False, **kwargs):
+        if not self.editable(request, obj):
+            kwargs.setdefault("help_texts", self.help_texts_read_only(request))
         form = super().get_form(request, obj, change=change, **kwargs)
         if issubclass(form, ChangeReasonForm):
             # A partial, not a method: the form calls it with the versions alone.
             form.version_in_words = functools.partial(self.version_in_words, request)
         return form
+
+    def help_texts_read_only(self, request) -> dict[str, str]:
+        """What the form says under each setting that a page read only shows by a method
+        (``shown_read_only``: "50%", not the 0.500 stored), under that method's line: Django
+        gives a method's line no help text, and a setting's sentence ("…of which at least
+        this share approved unedited…") read broken where the form read it whole."""
+        said = {}
+        for name, shown in self.shown_read_only.items():
+            field = self.form.base_fields.get(name)
+            if field is None:
+                try:
+                    field = self.formfield_for_dbfield(self.model._meta.get_field(name), request)
+                except FieldDoesNotExist:
+                    continue
+            if field is not None and field.help_text:
+                said[shown] = field.help_text
+        return said
 
     def saved_said(self, obj, form, change: bool) -> str | None:
         """What a save changes, in a subclass's own words, for the message after it (read

@@ -14,7 +14,6 @@ from audit.admin import (
     ConsoleHistoryValues,
     ReadOnlyAdmin,
     console_acts_logged,
-    is_history_page,
     lines_shown,
     shown_as_of,
 )
@@ -210,17 +209,12 @@ class AutonomyRulesAdmin(ChangeReasonAdmin):
             {"fields": ["narrow_min_decisions", "narrow_min_rejected_share", "narrow_factor"]},
         ),
     ]
-
-    def get_fieldsets(self, request, obj=None):
-        fieldsets = super().get_fieldsets(request, obj)
-        if self.has_change_permission(request, obj) and not is_history_page(request):
-            return fieldsets
-        # Read only: the window as a policy's page says one ("30 days"), not Python's
-        # "30 days, 0:00:00".
-        return [
-            (name, {**options, "fields": [self.shown(f) for f in options["fields"]]})
-            for name, options in fieldsets
-        ]
+    # Read only: the window as a policy's page says one ("30 days"), not Python's "30 days,
+    # 0:00:00"; a share as typed ("95%"), not the fraction stored. Each with the form's help.
+    shown_read_only = {
+        "window": "window_shown",
+        **{name: f"{name}_shown" for name in PERCENT_SHARES},
+    }
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         if db_field.name in PERCENT_SHARES:
@@ -228,12 +222,6 @@ class AutonomyRulesAdmin(ChangeReasonAdmin):
                 label=capfirst(db_field.verbose_name), help_text=PERCENT_SHARES[db_field.name]
             )
         return super().formfield_for_dbfield(db_field, request, **kwargs)
-
-    @staticmethod
-    def shown(field: str) -> str:
-        if field == "window" or field in PERCENT_SHARES:
-            return f"{field}_shown"
-        return field
 
     @admin.display(description="window")
     def window_shown(self, rules: AutonomyRules) -> str:

@@ -635,6 +635,45 @@ def test_the_widest_ceiling_says_that_0_never_widens(login, demo_world):
     assert "0 = never widen" in page.context["adminform"].form["widen_max_ceiling"].help_text
 
 
+def settings_with_help(page: str) -> dict[str, str]:
+    """Each setting a rules page shows, by its label, with the help under it ("" if none)."""
+    said = {}
+    for row in page.split('<div class="form-row')[1:]:
+        label = re.search(r"<label[^>]*>(.*?):?</label>", row, re.S)
+        help_ = re.search(r'<div class="help"[^>]*>\s*<div>(.*?)</div>', row, re.S)
+        if label:
+            said[html.unescape(label.group(1)).rstrip(":")] = (
+                html.unescape(help_.group(1)).strip() if help_ else ""
+            )
+    return said
+
+
+def test_the_rules_read_only_say_what_the_form_says_of_each_setting(login, demo_world):
+    """An auditor reading the rules read "Widen min clean share: 95%", "Widen max ceiling:
+    50%", "Narrow min rejected share: 25%" and "Window: 30 days" with no help under them,
+    so the rules' sentence ("…this many decisions…" / "…of which at least this share
+    approved unedited…") read broken where the policy owner's form read it whole: each
+    setting says what the form says of it, on its page and on a past version's."""
+    rules = AutonomyRules.current()
+    url = reverse("admin:feedback_autonomyrules_change", args=[rules.pk])
+    form = settings_with_help(login("policy-owner").get(url).text)
+    assert form["Widen min clean share"] == (
+        "…of which at least this share approved unedited, in percent (95 = 95%)…"
+    )
+    for reader in ("auditor", "operator"):
+        read = settings_with_help(login(reader).get(url).text)
+        assert read == {name: said for name, said in form.items() if name in read}
+        assert set(form) - set(read) == {"Why this change", "Seen version"}  # asked of editors
+        assert all(read.values())
+    version = rules.history.latest("history_id")
+    past = reverse(
+        "admin:feedback_autonomyrules_simple_history", args=[rules.pk, version.history_id]
+    )
+    assert settings_with_help(login("auditor").get(past).text)["Widen max ceiling"] == (
+        "…up to at most this ceiling, in percent (50 = 50%; 0 = never widen)."
+    )
+
+
 @pytest.mark.parametrize("share", ["NaN", "sNaN", "-NaN", "Infinity"])
 def test_a_share_that_is_not_a_number_is_refused_in_the_form(login, demo_world, share):
     # "NaN" reached a comparison Python's decimals refuse to make: a server error, not a form.
