@@ -62,6 +62,7 @@ from hitlproject.vocabulary import (
     UNDER_WAY_STATUSES,
     CarriedOut,
     VerdictOutcome,
+    and_joined,
     retry_may_repeat,
     sent_to_run_again_said,
 )
@@ -526,12 +527,7 @@ def approved_said(approvers: Sequence[str], last_at: datetime) -> str:
     when the last of them decided)."""
     if len(approvers) == 1:
         return f"{approvers[0]} approved it at {console_time(last_at)}"
-    return f"{_and_joined(approvers)} approved it, the last at {console_time(last_at)}"
-
-
-def _and_joined(names: Sequence[str]) -> str:
-    """ "operator", "operator and operator2", "a, b and c"."""
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    return f"{and_joined(approvers)} approved it, the last at {console_time(last_at)}"
 
 
 def let_run_said(proposal: Proposal) -> str:
@@ -607,7 +603,7 @@ def approved_to_run_said(proposals: Sequence[Proposal]) -> dict[int, str]:
         if proposal.pk in retriers:
             said[proposal.pk] = f"{SENT_TO_RUN_AGAIN} by {retriers[proposal.pk]}"
         elif approvals.get(proposal.pk):
-            said[proposal.pk] = f"approved by {_and_joined(approvers_said(approvals[proposal.pk]))}"
+            said[proposal.pk] = f"approved by {and_joined(approvers_said(approvals[proposal.pk]))}"
         elif policy is not None:
             said[proposal.pk] = f"approved by {policy}"
         else:

@@ -147,6 +147,12 @@ def how_many(count: int, noun: str) -> str:
     return f"{count} {noun if count == 1 else noun + 's'}"
 
 
+def and_joined(names: Sequence[str]) -> str:
+    """Names listed as a person lists them: "operator", "operator and operator2", "a, b and
+    c"."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 def as_sentence(text: str) -> str:
     """Words ending a sentence, with its full stop unless they end as one already: a policy
     owner's reason ("Tracking outage" → "Tracking outage."), or what a save changed, which may
