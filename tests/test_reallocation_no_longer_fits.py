@@ -4,10 +4,12 @@
 
 import html
 import re
+import threading
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.conf import settings
+from django.db import connection, connections, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -20,10 +22,15 @@ from approvals.services.decisions import (
     proposals_approve,
 )
 from executors.runner import proposal_execute
-from hitlproject.errors import Conflict
+from hitlproject.errors import Conflict, InvalidInput
 from ledger.models import Campaign
 from policies.models import Policy
-from tests.conftest import bid_adjustment, reallocation, wait_until
+from tests.conftest import (
+    bid_adjustment,
+    reallocation,
+    sessions_waiting_for_a_lock,
+    wait_until,
+)
 from tests.factories import evaluated
 from tests.test_notifications_slack import (
     OPERATOR,
@@ -37,6 +44,7 @@ from tests.test_notifications_slack import (
 )
 
 EXCEEDS = "amount: Exceeds brand-search's daily budget of 350.00."
+CHANGELIST = reverse("admin:approvals_proposal_changelist")
 
 
 def brand_search_budget(amount: str) -> None:
@@ -246,3 +254,203 @@ def test_slack_offers_no_approve_of_a_reallocation_the_ledger_refuses_and_refuse
     )
     assert "approve" not in buttons(update["blocks"])
     assert Proposal.objects.get(pk=proposal["id"]).status == ProposalStatus.PENDING_REVIEW
+
+
+# display-retarget spends 300.00 a day: two moves of 200.00 out of it fit alone, not together.
+def retarget_move(amount: str = "200.00") -> dict:
+    return reallocation(amount) | {
+        "payload": {
+            "from_campaign": "display-retarget",
+            "to_campaign": "generic-search",
+            "amount": amount,
+        }
+    }
+
+
+def two_moves_out_of_display_retarget() -> tuple[Proposal, Proposal]:
+    first, second = evaluated(retarget_move()), evaluated(retarget_move())
+    assert (first.status, second.status) == ("pending_review", "pending_review")
+    return first, second
+
+
+def retarget_budget() -> Decimal:
+    return Campaign.objects.get(external_id="display-retarget").daily_budget
+
+
+def drawn_below(first: Proposal, with_it: bool = False) -> str:
+    return (
+        "amount: Exceeds display-retarget's daily budget of 100.00 once "
+        f"#{first.pk}, approved {'with' if with_it else 'before'} it, has run."
+    )
+
+
+def test_a_bulk_approval_leaves_waiting_a_move_the_one_approved_with_it_would_overdraw(login):
+    """display-retarget at 300.00, two moves of 200.00 out of it waiting: approved together,
+    the confirmation said "Approved: it executes." of both and confirming said both were
+    "sent to be executed"; the second failed ("Exceeds display-retarget's daily budget of
+    100.00"). Now the second is left waiting, and its row says why."""
+    first, second = two_moves_out_of_display_retarget()
+    client = login("operator")
+    selected = {"action": "approve_selected", "_selected_action": [first.pk, second.pk]}
+
+    confirm = client.post(CHANGELIST, selected)
+
+    rows = {
+        int(pk): html.unescape(outcome)
+        for pk, outcome in re.findall(
+            r'<tr><td>(\d+)</td>.*?<td class="bulk-outcome">(.*?)</td>', confirm.text, re.S
+        )
+    }
+    left_waiting = f"Proposal #{second.pk} is left waiting: it would not execute: " + drawn_below(
+        first, with_it=True
+    )
+    assert rows == {first.pk: "Approved: it executes.", second.pk: left_waiting}
+    banner = re.sub(r"\s+", " ", confirm.text.split('id="bulk-overdrawn">')[1].split("</p>")[0])
+    assert html.unescape(banner) == (
+        "1 of them would take more from a campaign's daily budget than is left once those "
+        "listed above it, and any approved before, have executed, and would fail then, so it "
+        "is left waiting (see below). 1 of the 2 will be approved."
+    )
+    assert 'value="Yes, approve 1"' in confirm.text
+
+    done = client.post(CHANGELIST, {**selected, "confirm": "yes", "note": ""}, follow=True)
+
+    assert messages_of(done) == [
+        f"1 proposal approved and sent to be executed: #{first.pk}.",
+        left_waiting,
+    ]
+    assert [Proposal.objects.get(pk=p.pk).status for p in (first, second)] == [
+        "approved",
+        "pending_review",
+    ]
+    assert not Decision.objects.filter(proposal=second).exists()
+    # The queue says of the one left waiting what its page says, the first not yet run.
+    said, _ = queue_marks(client)
+    assert said[second.pk].endswith(
+        f"Can no longer be applied as proposed: {drawn_below(first)}"
+    ), said[second.pk]
+    assert proposal_execute(proposal_id=first.pk).status == ProposalStatus.EXECUTED
+    assert retarget_budget() == Decimal("100.00")
+
+
+def test_a_move_is_not_approved_while_one_approved_before_it_would_leave_too_little(
+    login, operators
+):
+    """#A approved and not yet run (the worker has not taken it, or its webhook backs off):
+    #B's page offered Approve and approving it said "approved and sent to be executed"; it
+    failed once #A ran. Now its page, the queue and an approval all say why it would fail,
+    naming #A; once #A has run, the ledger's own figure says it."""
+    operator, colleague = operators
+    first, second = two_moves_out_of_display_retarget()
+    assert proposal_approve(proposal_id=first.pk, reviewer=operator).status == "approved"
+    refused = (
+        f"Proposal #{second.pk} can no longer be applied as proposed: {drawn_below(first)} "
+        "Approving it would not carry it out: its execution would refuse it. It can be edited, "
+        "rejected or withdrawn."
+    )
+    client = login("operator")
+    url = reverse("admin:approvals_proposal_change", args=[second.pk])
+
+    page = client.get(url).text
+    [note] = re.findall(r'<p class="errornote" id="no-longer-applies">(.*?)</p>', page)
+    assert html.unescape(note) == refused
+    assert 'id="approve-form"' not in page
+    said, _ = queue_marks(client)
+    assert said[second.pk].endswith(f"Can no longer be applied as proposed: {drawn_below(first)}")
+    client.post(reverse("admin:approvals_proposal_approve", args=[second.pk]))
+    assert refused in messages_of(client.get(url))
+    with pytest.raises(Conflict) as single:
+        proposal_approve(proposal_id=second.pk, reviewer=colleague)
+    assert single.value.message == refused
+    # An edit is judged as edited, against what #A leaves.
+    with pytest.raises(InvalidInput) as edited:
+        proposal_approve(
+            proposal_id=second.pk,
+            reviewer=colleague,
+            edited_payload=retarget_move("150.00")["payload"],
+        )
+    assert edited.value.message == f"The edited action is not valid: {drawn_below(first)}"
+    assert not Decision.objects.filter(proposal=second).exists()
+
+    assert proposal_execute(proposal_id=first.pk).status == ProposalStatus.EXECUTED
+    with pytest.raises(Conflict) as after:
+        proposal_approve(proposal_id=second.pk, reviewer=colleague)
+    assert "Exceeds display-retarget's daily budget of 100.00. Approving" in after.value.message
+    edited = proposal_approve(
+        proposal_id=second.pk, reviewer=colleague, edited_payload=retarget_move("100.00")["payload"]
+    )
+    assert edited.status == "approved"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_a_move_is_not_approved_while_one_before_it_waits_for_its_webhook(channel, operators):
+    """The account's webhook asks to come back in 10 minutes: #A stays executing, not yet
+    run; approving #B told the operator it was sent to be executed."""
+    channel(503, retry_after="600")
+    operator, colleague = operators
+    first, second = two_moves_out_of_display_retarget()
+    proposal_approve(proposal_id=first.pk, reviewer=operator)
+    wait_until(lambda: first.executions.exists())
+    assert Proposal.objects.get(pk=first.pk).status == ProposalStatus.EXECUTING
+
+    with pytest.raises(Conflict) as refused:
+        proposal_approve(proposal_id=second.pk, reviewer=colleague)
+
+    assert drawn_below(first) in refused.value.message
+    assert Proposal.objects.get(pk=second.pk).status == ProposalStatus.PENDING_REVIEW
+    assert retarget_budget() == Decimal("300.00")
+
+
+@pytest.mark.skipif(
+    "postgresql" not in settings.DATABASES["default"]["ENGINE"],
+    reason="SQLite takes one writer at a time: two transactions cannot overlap there",
+)
+@pytest.mark.django_db(transaction=True)
+def test_two_people_approving_two_moves_at_once_do_not_both_pass(operators, monkeypatch):
+    """Each approval read the ledger before the other committed: both passed, and one failed
+    once both ran. A third session holds display-retarget while both wait for it."""
+    # No execution task: nothing runs either move meanwhile.
+    monkeypatch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: None)
+    operator, colleague = operators
+    first, second = two_moves_out_of_display_retarget()
+    outcomes: list = [None, None]
+
+    def approve(index: int) -> None:
+        try:
+            proposal = (first, second)[index]
+            reviewer = (operator, colleague)[index]
+            outcomes[index] = proposal_approve(proposal_id=proposal.pk, reviewer=reviewer).status
+        except Conflict as error:
+            outcomes[index] = error.message
+        finally:
+            connection.close()
+
+    holder = connections.create_connection("default")
+    holder.set_autocommit(False)
+    threads = [threading.Thread(target=approve, args=(i,)) for i in range(2)]
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute(
+                f"SELECT id FROM {Campaign._meta.db_table} WHERE external_id = "
+                "'display-retarget' FOR UPDATE"
+            )
+        for thread in threads:
+            thread.start()
+        wait_until(lambda: sessions_waiting_for_a_lock() == 2)
+    finally:
+        holder.rollback()
+        holder.close()
+        for thread in threads:
+            thread.join()
+
+    assert sorted(map(str, outcomes)).count("approved") == 1, outcomes
+    won = outcomes.index("approved")
+    lost = (first, second)[1 - won]
+    assert outcomes[1 - won] == (
+        f"Proposal #{lost.pk} can no longer be applied as proposed: "
+        f"{drawn_below((first, second)[won])} Approving it would not carry it out: its "
+        "execution would refuse it. It can be edited, rejected or withdrawn."
+    )
+    assert Proposal.objects.get(pk=lost.pk).status == ProposalStatus.PENDING_REVIEW
+    assert not Decision.objects.filter(proposal=lost).exists()

@@ -320,6 +320,15 @@ class ActionType:
             return error.message
         return ""
 
+    def drawn_from(self, payload: dict[str, Any]) -> dict[str, dict[str, Decimal]]:
+        """What the action takes from campaign figures when it runs, whatever they hold then,
+        by campaign external id and field (a reallocation: its amount, from its source's
+        daily budget); ``check`` refuses it where it takes more than a figure holds. Only
+        for a type the ledger may refuse (``ledger_may_refuse``): where moves approved before
+        it draw on the same figure, it is judged against what they leave
+        (``approvals.services.acts.LedgerAhead``)."""
+        return {}
+
     def changes_nothing(
         self, payload: dict[str, Any], campaigns: dict[str, Campaign]
     ) -> dict[str, list[str]] | None:

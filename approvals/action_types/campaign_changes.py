@@ -219,6 +219,9 @@ class BudgetReallocation(ActionType):
                 }
             )
 
+    def drawn_from(self, payload):
+        return {payload["from_campaign"]: {"daily_budget": Decimal(payload["amount"])}}
+
     def assess(self, payload, campaigns, account: Account) -> Assessment:
         source = campaigns[payload["from_campaign"]]
         amount = Decimal(payload["amount"])

@@ -11,21 +11,25 @@ decides once a round; and nothing is let run (approved, or retried) whose agent 
 deactivated, or lost the account, since it proposed it, nor what no longer applies to what
 it would change (a policy's ceiling moved since the platform recommended changing it), nor
 what the ledger no longer allows as proposed (a reallocation's source budget cut below its
-amount: an edit of the amount can mend it). The services check the rule under the
+amount, or drawn below it by the moves approved before it once they have run: an edit of
+the amount can mend it). The services check the rule under the
 proposal's row lock; the console asks it before it shows a button, so that it never offers
 one the server refuses.
 """
 
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
+from typing import NamedTuple
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Q, prefetch_related_objects
+from django.db.models import F, Q, prefetch_related_objects
 from django.utils import timezone
 
 from approvals import action_types
@@ -35,7 +39,7 @@ from approvals.services.lifecycle import InvalidTransition
 from hitlproject.errors import Conflict, DomainError, NotAllowed
 from hitlproject.formats import console_time
 from hitlproject.row_locks import rows_held
-from hitlproject.vocabulary import READ_PERMISSION
+from hitlproject.vocabulary import READ_PERMISSION, UNDER_WAY_STATUSES, and_joined
 from ledger.models import Campaign
 
 
@@ -259,8 +263,10 @@ Gone = dict[int, SinceProposed]  # by proposal id; its fields "" where it still 
 Ledger = dict[int, dict[str, Campaign]]
 
 
-def campaigns_named(proposals: Iterable[Proposal]) -> Ledger:
-    """The campaigns the proposals touch, by account id and external id, read at once."""
+def campaigns_named(proposals: Iterable[Proposal], *, lock: bool = False) -> Ledger:
+    """The campaigns the proposals touch, by account id and external id, read at once; with
+    ``lock``, locked until the caller's transaction ends (in id order, after the proposals,
+    as everywhere)."""
     named: dict[int, set[str]] = defaultdict(set)
     for proposal in proposals:
         fields = action_types.named(proposal.action_type).campaign_fields(proposal.payload)
@@ -268,33 +274,152 @@ def campaigns_named(proposals: Iterable[Proposal]) -> Ledger:
     wanted = Q(pk__in=[])
     for account_id, external_ids in named.items():
         wanted |= Q(account_id=account_id, external_id__in=sorted(external_ids))
+    read = Campaign.objects.filter(wanted).order_by("pk")
     campaigns: Ledger = defaultdict(dict)
-    for campaign in Campaign.objects.filter(wanted).order_by("pk"):
+    for campaign in read.select_for_update() if lock else read:
         campaigns[campaign.account_id][campaign.external_id] = campaign
     return campaigns
 
 
-def _ledger_refusal(proposal: Proposal, ledger: Ledger) -> str:
-    """Why the ledger as it is now (``ledger``: ``campaigns_named`` of proposals among which
-    it is) refuses ``proposal`` as proposed, in the words its re-assessment recorded it in
-    (``ActionType.ledger_refusal``); "" if it allows it, or one of its campaigns is gone (its
-    page says so)."""
-    action_type = action_types.named(proposal.action_type)
-    held = ledger.get(proposal.account_id, {})
-    touched = action_type.campaign_fields(proposal.payload)
-    if any(external_id not in held for external_id in touched):
-        return ""
-    return action_type.ledger_refusal(
-        proposal.payload, {external_id: held[external_id] for external_id in touched}
-    )
+class Draw(NamedTuple):
+    """A move approved and not yet run, as it draws on a figure another proposal draws on too
+    (``ActionType.drawn_from``): its proposal, how much it takes, and whether a bulk approval
+    approves it with the other (an earlier row) rather than before it."""
+
+    proposal_id: int
+    amount: Decimal
+    with_it: bool = False
 
 
-def no_longer_applies_each(proposals: Iterable[Proposal]) -> Gone:
+DrawnFigure = tuple[int, str, str]  # (account id, campaign external id, field)
+
+
+@dataclass
+class LedgerAhead:
+    """The campaigns some proposals touch as the ledger holds them now, and what the moves
+    approved or executing and not yet run will take from the figures those proposals draw on
+    (in the order they were approved, as they run; then those a bulk approval approves with
+    them, ``count``). A proposal the ledger may refuse (``ActionType.ledger_may_refuse``) is
+    judged against what they leave (``refusal``): approved too, it runs after them. Only what
+    they take is counted, not what they bring (one that brings may run after it), and one
+    that takes more than is left at its turn takes nothing: it fails when it runs."""
+
+    campaigns: Ledger
+    draws: dict[DrawnFigure, list[Draw]] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, proposals: Iterable[Proposal], *, lock: bool = False) -> LedgerAhead:
+        """For ``proposals``, read at once (the campaigns, then the moves under way on them:
+        two statements, none where none is a type the ledger may refuse). With ``lock``, the
+        campaigns are locked first, until the caller's transaction ends: a move approved
+        meanwhile by someone else (who locks them too) is committed before its draws are
+        read, and one approved after waits for the caller's to commit, and counts it."""
+        refusable = [
+            proposal
+            for proposal in proposals
+            if action_types.named(proposal.action_type).ledger_may_refuse
+        ]
+        if not refusable:
+            return cls({})
+        campaigns = campaigns_named(refusable, lock=lock)
+        wanted = {
+            key for proposal in refusable for key, _ in _drawn_figures(proposal, with_it=False)
+        }
+        if not wanted:
+            return cls(campaigns)
+        drawing = [
+            name for name in action_types.names() if action_types.get(name).ledger_may_refuse
+        ]
+        draws: dict[DrawnFigure, list[Draw]] = defaultdict(list)
+        for other in (
+            Proposal.objects.filter(
+                account_id__in={account_id for account_id, _, _ in wanted},
+                status__in=UNDER_WAY_STATUSES,
+                action_type__in=drawing,
+            )
+            .exclude(pk__in=[proposal.pk for proposal in refusable])
+            .only("pk", "account_id", "action_type", "payload")
+            .order_by(F("approved_at").asc(nulls_last=True), "pk")
+        ):
+            for key, draw in _drawn_figures(other, with_it=False):
+                if key in wanted:
+                    draws[key].append(draw)
+        return cls(campaigns, dict(draws))
+
+    def refusal(self, proposal: Proposal) -> str:
+        """Why the ledger would refuse ``proposal`` as proposed when it runs: as it is now, in
+        the words its re-assessment records (``ActionType.ledger_refusal``), or once the moves
+        counted ahead of it have taken their share, said so ("amount: Exceeds
+        display-retarget's daily budget of 100.00 once #8, approved before it, has run.");
+        "" if it allows it, or one of its campaigns is gone (its page says so)."""
+        action_type = action_types.named(proposal.action_type)
+        held = self.campaigns.get(proposal.account_id, {})
+        touched = action_type.campaign_fields(proposal.payload)
+        if any(external_id not in held for external_id in touched):
+            return ""
+        campaigns = {external_id: held[external_id] for external_id in touched}
+        refused = action_type.ledger_refusal(proposal.payload, campaigns)
+        if refused:
+            return refused
+        left = {external_id: copy.copy(campaign) for external_id, campaign in campaigns.items()}
+        ran: dict[Draw, None] = {}
+        for (_, campaign, name), _ in _drawn_figures(proposal, with_it=False):
+            if campaign not in left:
+                continue
+            for draw in self.draws.get((proposal.account_id, campaign, name), ()):
+                figure = getattr(left[campaign], name)
+                if draw.amount <= figure:
+                    setattr(left[campaign], name, figure - draw.amount)
+                    ran[draw] = None
+        if not ran:
+            return ""
+        refused = action_type.ledger_refusal(proposal.payload, left)
+        return f"{refused.removesuffix('.')} once {_once_run(list(ran))}." if refused else ""
+
+    def count(self, proposal: Proposal) -> None:
+        """``proposal`` approved with those judged after it (a bulk approval's earlier row):
+        what it takes counts for them."""
+        for key, draw in _drawn_figures(proposal, with_it=True):
+            self.draws.setdefault(key, []).append(draw)
+
+
+def _drawn_figures(proposal: Proposal, *, with_it: bool) -> list[tuple[DrawnFigure, Draw]]:
+    drawn = action_types.named(proposal.action_type).drawn_from(proposal.payload)
+    return [
+        ((proposal.account_id, campaign, name), Draw(proposal.pk, amount, with_it))
+        for campaign, amounts in drawn.items()
+        for name, amount in amounts.items()
+    ]
+
+
+def _once_run(ran: Sequence[Draw]) -> str:
+    """The moves a proposal would run after, as said of it: "#8, approved before it, has
+    run", "#7, approved before it, and #9, approved with it, have run"."""
+    named = {
+        with_it: list(
+            dict.fromkeys(f"#{draw.proposal_id}" for draw in ran if draw.with_it == with_it)
+        )
+        for with_it in (False, True)
+    }
+    said = [
+        f"{and_joined(ids)}, approved {'with' if with_it else 'before'} it"
+        for with_it, ids in named.items()
+        if ids
+    ]
+    runs = "has" if sum(map(len, named.values())) == 1 else "have"
+    return f"{', and '.join(said)}, {runs} run"
+
+
+def no_longer_applies_each(
+    proposals: Iterable[Proposal], *, ledger: LedgerAhead | None = None
+) -> Gone:
     """What has changed since each of ``proposals`` was proposed that its execution would
     refuse: why it no longer applies (``ActionType.no_longer_applies``: a policy change reads
-    the policy in force), and why the ledger refuses it as proposed (the campaigns read once
-    for all, and only where a type a move of the ledger can refuse is among them:
-    ``ActionType.ledger_may_refuse``). Read once, for ``act_refusal``'s and
+    the policy in force), and why the ledger refuses it as proposed, as it is or once the
+    moves approved before it have run (``LedgerAhead``: the campaigns and those moves read
+    once for all, and only where a type a move of the ledger can refuse is among them:
+    ``ActionType.ledger_may_refuse``; ``ledger``, if already read). Read once, for
+    ``act_refusal``'s and
     ``no_longer_applies``'s ``gone`` where one page, one decision set or one sending asks it
     again (of each act the page offers, for each person a message goes to)."""
     proposals = list(proposals)
@@ -311,14 +436,12 @@ def no_longer_applies_each(proposals: Iterable[Proposal]) -> Gone:
             [(proposal.payload, proposal.account) for proposal in theirs]
         )
         why.update(zip((proposal.pk for proposal in theirs), said, strict=True))
-    refusable = [proposal for proposal, action_type in typed if action_type.ledger_may_refuse]
-    ledger = campaigns_named(refusable) if refusable else {}
+    if ledger is None:
+        ledger = LedgerAhead.read(proposals)
     return {
         proposal.pk: SinceProposed(
             no_longer_applies=why[proposal.pk],
-            refused_as_proposed=(
-                _ledger_refusal(proposal, ledger) if action_type.ledger_may_refuse else ""
-            ),
+            refused_as_proposed=(ledger.refusal(proposal) if action_type.ledger_may_refuse else ""),
         )
         for proposal, action_type in typed
     }

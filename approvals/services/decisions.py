@@ -32,11 +32,13 @@ from approvals.selectors import approval_said, as_proposed_records, decision_sai
 from approvals.services.acts import (
     Act,
     Gone,
+    LedgerAhead,
     ReviewWindowClosed,
+    SinceProposed,
     act_refusal,
     agent_accounts_of,
     agents_hold,
-    check_may_act,
+    no_longer_applies,
     no_longer_applies_each,
 )
 from approvals.services.expiry import proposals_expire_locked
@@ -335,6 +337,9 @@ def _decisions_record(
         ahead = approved_ahead_each(deciding, lock=True)
         decided.refused += list(ahead.values())
         deciding = [proposal for proposal in deciding if proposal.pk not in ahead]
+        overdrawn = _overdrawn_locked(deciding, changes=changes, earlier=earlier)
+        decided.refused += list(overdrawn.values())
+        deciding = [proposal for proposal in deciding if proposal.pk not in overdrawn]
 
     before_decision = {proposal.pk: proposal.payload for proposal in deciding}
     restarted = set()
@@ -457,6 +462,45 @@ def _decisions_record(
     return decided
 
 
+def _overdrawn_locked(
+    deciding: list[Proposal],
+    *,
+    changes: Mapping[int, dict[str, Any]],
+    earlier: Mapping[int, list[tuple[int, str]]],
+) -> dict[int, DomainError]:
+    """Of proposals about to be approved (locked, ``changes``: their reviewers' edits,
+    ``earlier``: the decisions of their round before this one), those that take from a
+    figure (a reallocation, from its source's daily budget) more than the moves approved
+    before them leave (``LedgerAhead``), by proposal id, with why: approved, they would fail
+    once those run. Judged under the campaigns' locks (taken here, if not already), with the
+    moves under way read after them: two people approving two such moves at once are taken
+    one after the other, and the second counts the first. Of these, each counts those
+    before it that this approval sends to be executed (as ``bulk_approval_plan`` does); an
+    edit is judged as edited."""
+    judged = [
+        _as_edited(proposal, changes[proposal.pk]) if proposal.pk in changes else proposal
+        for proposal in deciding
+    ]
+    ledger = LedgerAhead.read(judged, lock=True)
+    overdrawn: dict[int, DomainError] = {}
+    for proposal in judged:
+        if not action_types.named(proposal.action_type).ledger_may_refuse:
+            continue
+        why = ledger.refusal(proposal)
+        if why and proposal.pk in changes:
+            overdrawn[proposal.pk] = InvalidInput(f"The edited action is not valid: {why}")
+        elif why:
+            overdrawn[proposal.pk] = no_longer_applies(
+                proposal, Act.APPROVE, gone={proposal.pk: SinceProposed(refused_as_proposed=why)}
+            )
+        else:
+            # An edit starts its round afresh: earlier approvals no longer count.
+            counted = 0 if proposal.pk in changes and earlier.get(proposal.pk) else None
+            if approvals_needed_after_one_more(proposal, counted=counted) <= 0:
+                ledger.count(proposal)
+    return overdrawn
+
+
 def _approved_said(proposal: Proposal, *, edited: bool) -> str:
     """What its agent is told of the approvals that let it run, naming no one: "approved by
     a reviewer", or under a two-person rule "approved by 2 reviewers", as the feedback
@@ -535,7 +579,19 @@ def proposal_retry(*, proposal_id: int, reviewer: AbstractBaseUser) -> Proposal:
     reason, said_to_agent = by_a_reviewer(SENT_TO_RUN_AGAIN, reviewer)
     actor = Actor.for_user(reviewer)
     with transaction.atomic():
-        check_may_act(reviewer, proposal_lock(proposal_id), Act.RETRY)
+        proposal = proposal_lock(proposal_id)
+        # A move that takes from a figure is judged under its campaigns' locks, counting the
+        # moves approved before it and not yet run (``LedgerAhead``): one approved meanwhile
+        # by someone else is counted, or waits for this retry and counts it.
+        ledger = LedgerAhead.read([proposal], lock=True)
+        refusal = act_refusal(
+            reviewer,
+            proposal,
+            Act.RETRY,
+            gone=no_longer_applies_each([proposal], ledger=ledger),
+        )
+        if refusal is not None:
+            raise refusal
         retried = proposal_transition(
             proposal_id=proposal_id,
             to_status=ProposalStatus.APPROVED,
@@ -583,16 +639,19 @@ class BulkApprovalPlan:
     # Why each no longer applies or the ledger refuses it as proposed
     # (``no_longer_applies_each``), as the plan read it.
     gone: Gone = field(default_factory=dict)
+    # Those that take more from a figure than the moves approved with them (and before them)
+    # leave: they would fail once those run.
+    overdrawn: dict[int, Conflict] = field(default_factory=dict)
 
     @property
     def approving(self) -> int:
         """How many of them the approval decides."""
-        return len(self.proposals) - len(self.refusals) - len(self.held) - len(self.over_cap)
+        return len(self.proposals) - len(self.refusals) - len(self.left_waiting)
 
     @property
     def left_waiting(self) -> dict[int, Conflict]:
         """Those the approval leaves waiting, each with why."""
-        return self.held | self.over_cap
+        return self.held | self.over_cap | self.overdrawn
 
     def outcome(self, proposal: Proposal) -> str:
         """What approving it with the others would do, in words."""
@@ -614,22 +673,37 @@ class BulkApprovalPlan:
         )
 
 
-def approvals_needed_after_one_more(proposal: Proposal) -> int:
-    """Approvals it still needs after one more (a person's about to approve it)."""
-    return proposal.required_approvals - proposal.approvals_this_round - 1
+def approvals_needed_after_one_more(proposal: Proposal, *, counted: int | None = None) -> int:
+    """Approvals it still needs after one more (a person's about to approve it); ``counted``:
+    the approvals of its round that count, if not ``approvals_this_round`` (an edit restarts
+    its round)."""
+    if counted is None:
+        counted = proposal.approvals_this_round
+    return proposal.required_approvals - counted - 1
 
 
-def bulk_approval_plan(*, proposal_ids: Collection[int], reviewer: AbstractBaseUser):
+def bulk_approval_plan(
+    *,
+    proposal_ids: Collection[int],
+    reviewer: AbstractBaseUser,
+    seen: Mapping[int, str] | None = None,
+):
     """Plan approving ``proposal_ids`` together (see ``BulkApprovalPlan``). Two proposals that
     change the same campaign field cannot both run as approved: whichever executed second
     would act on a value its agent did not see. So, in the order listed, a proposal that sets
     a field an earlier one changes is held back (it will be superseded once the earlier one
     executes), and so is one that moves an amount on a field an earlier one sets (it will be
     re-assessed then, and should be decided on those figures). Amounts moved on the same
-    field compose, so reallocations are approved together. An account's total budget cap
+    field compose, so reallocations are approved together, as long as what they take from a
+    figure adds up to no more than it holds once the moves approved before them have run:
+    one that would take more, counting those before it, would fail once they run, so it is
+    held back (``LedgerAhead``). An account's total budget cap
     judges each, as a batch's submissions are judged, counting the spend of those approved
     before it: one that the cap would refuse once they have executed would fail then, so it
-    is held back too (as is, refused, one the guardrails refuse alone)."""
+    is held back too (as is, refused, one the guardrails refuse alone). ``seen``: the
+    ``payload_seen`` of each as the confirmation showed it, where known: one edited since is
+    refused, and what it would move counts for none after it."""
+    seen = seen or {}
     proposals = list(
         Proposal.objects.select_related("agent", "account")
         .filter(pk__in=proposal_ids)
@@ -642,13 +716,15 @@ def bulk_approval_plan(*, proposal_ids: Collection[int], reviewer: AbstractBaseU
     ).values_list("proposal_id", "review_round", "reviewer_id"):
         if review_round == rounds[proposal_id]:
             reviewers[proposal_id].append(reviewer_id)
-    refusals, held, over_cap, changed_by, read_by = {}, {}, {}, {}, {}
+    refusals, held, over_cap, overdrawn, changed_by, read_by = {}, {}, {}, {}, {}, {}
     ahead = approved_ahead_each(proposals, lock=False)
     spends = CappedSpends()  # left counting those approved earlier, not yet executed
     alone = guardrail_blocks_counting_approved(proposals, lock=False, spends=spends)
     counted: dict[int, list[int]] = defaultdict(list)  # by account: those counted against it
     agent_accounts = agent_accounts_of(proposals)
-    gone = no_longer_applies_each(p for p in proposals if p.status == ProposalStatus.PENDING_REVIEW)
+    waiting = [p for p in proposals if p.status == ProposalStatus.PENDING_REVIEW]
+    ledger = LedgerAhead.read(waiting)  # left counting those approved earlier, not yet run
+    gone = no_longer_applies_each(waiting, ledger=ledger)
     for proposal in proposals:
         refusal = act_refusal(
             reviewer,
@@ -658,6 +734,12 @@ def bulk_approval_plan(*, proposal_ids: Collection[int], reviewer: AbstractBaseU
             agent_accounts=agent_accounts,
             gone=gone,
         )
+        if (
+            refusal is None
+            and proposal.pk in seen
+            and payload_seen(proposal.payload) != seen[proposal.pk]
+        ):
+            refusal = _edited_since_seen(proposal)
         if refusal is None:
             refusal = ahead.get(proposal.pk)
         if refusal is None and alone.get(proposal.pk):
@@ -701,6 +783,12 @@ def bulk_approval_plan(*, proposal_ids: Collection[int], reviewer: AbstractBaseU
             )
             break
         else:
+            why = ledger.refusal(proposal) if action_type.ledger_may_refuse else ""
+            if why:
+                overdrawn[proposal.pk] = Conflict(
+                    f"Proposal #{proposal.pk} is left waiting: it would not execute: {why}"
+                )
+                continue
             spend = spends.of(
                 action_type=action_type, account=proposal.account, payload=proposal.payload
             )
@@ -726,11 +814,13 @@ def bulk_approval_plan(*, proposal_ids: Collection[int], reviewer: AbstractBaseU
                     continue
                 spends.count(**judged)
                 counted[proposal.account_id].append(proposal.pk)
+            if approvals_needed_after_one_more(proposal) <= 0:  # it runs once approved
+                ledger.count(proposal)
             for *key, _ in fields:
                 changed_by.setdefault(tuple(key), (proposal.pk, action_type.sets_values))
             for *key, _ in read_from:
                 read_by.setdefault(tuple(key), proposal.pk)
-    return BulkApprovalPlan(proposals, refusals, held, over_cap, gone)
+    return BulkApprovalPlan(proposals, refusals, held, over_cap, gone, overdrawn)
 
 
 def proposals_approve(
@@ -745,7 +835,7 @@ def proposals_approve(
     say) is refused and reported, one that conflicts with another approved with it, or that
     its account's total budget cap would refuse once the others ran, is held back
     (``bulk_approval_plan``), and the rest go through."""
-    plan = bulk_approval_plan(proposal_ids=proposal_ids, reviewer=reviewer)
+    plan = bulk_approval_plan(proposal_ids=proposal_ids, reviewer=reviewer, seen=seen)
     held = plan.left_waiting
     decided = _in_batches(
         set(proposal_ids) - held.keys(),
