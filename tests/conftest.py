@@ -23,7 +23,7 @@ from aiosmtpd.controller import Controller
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -376,6 +376,33 @@ def sessions_waiting_for_a_lock() -> int:
             "WHERE datname = current_database() AND wait_event_type = 'Lock'"
         )
         return cursor.fetchone()[0]
+
+
+def run_at_once_while_held(held: str, *runs: Callable[[], None]) -> None:
+    """Each of ``runs`` in a thread of its own (with its own connection, closed after), all
+    started while a third session holds what the statement ``held`` locks: once every one
+    waits for it, it is let go, and they go on at once (PostgreSQL)."""
+    holder = connections.create_connection("default")
+    holder.set_autocommit(False)
+
+    def run(each: Callable[[], None]) -> None:
+        try:
+            each()
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(each,)) for each in runs]
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute(held)
+        for thread in threads:
+            thread.start()
+        wait_until(lambda: sessions_waiting_for_a_lock() == len(runs))
+    finally:
+        holder.rollback()
+        holder.close()
+        for thread in threads:
+            thread.join()
 
 
 def workers_idle(task: str, within: float = 120) -> bool:

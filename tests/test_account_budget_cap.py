@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 from django.conf import settings
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from rest_framework.test import APIClient
@@ -19,7 +19,7 @@ from approvals.services.proposals import Submission, proposals_submit
 from executors.runner import proposal_execute
 from hitlproject.errors import DomainError
 from ledger.models import Account, Campaign, CampaignStatus
-from tests.conftest import bid_adjustment, reallocation, sessions_waiting_for_a_lock, wait_until
+from tests.conftest import bid_adjustment, reallocation, run_at_once_while_held, wait_until
 from tests.factories import evaluated
 
 BATCH_URL = "/api/v1/proposals/batch/"
@@ -171,28 +171,16 @@ def test_two_raises_on_one_capped_account_executed_at_once_never_pass_its_cap(
     # A third session holds every attempt at its record (an insert into the attempts table),
     # which comes after the account's total is read and the budget written: both executions
     # get as far as they can at once before either commits.
-    holder = connections.create_connection("default")
-    holder.set_autocommit(False)
     outcomes: list = [None, None]
 
-    def execute(index: int) -> str:
-        try:
-            outcomes[index] = proposal_execute(proposal_id=raises[index].pk).status
-        finally:
-            connection.close()
+    def execute(index: int) -> None:
+        outcomes[index] = proposal_execute(proposal_id=raises[index].pk).status
 
-    threads = [threading.Thread(target=execute, args=(i,)) for i in range(2)]
-    try:
-        with holder.cursor() as cursor:
-            cursor.execute(f"LOCK TABLE {Execution._meta.db_table} IN SHARE MODE")
-        for thread in threads:
-            thread.start()
-        wait_until(lambda: sessions_waiting_for_a_lock() == 2)
-    finally:
-        holder.rollback()
-        holder.close()
-        for thread in threads:
-            thread.join()
+    run_at_once_while_held(
+        f"LOCK TABLE {Execution._meta.db_table} IN SHARE MODE",
+        lambda: execute(0),
+        lambda: execute(1),
+    )
 
     assert sorted(outcomes) == [ProposalStatus.EXECUTED, ProposalStatus.FAILED]
     assert active_total() == Decimal("1830.00") <= CAP

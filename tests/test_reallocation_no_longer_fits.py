@@ -4,12 +4,11 @@
 
 import html
 import re
-import threading
 from decimal import Decimal
 
 import pytest
 from django.conf import settings
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -25,12 +24,7 @@ from executors.runner import proposal_execute
 from hitlproject.errors import Conflict, InvalidInput
 from ledger.models import Campaign
 from policies.models import Policy
-from tests.conftest import (
-    bid_adjustment,
-    reallocation,
-    sessions_waiting_for_a_lock,
-    wait_until,
-)
+from tests.conftest import bid_adjustment, reallocation, run_at_once_while_held, wait_until
 from tests.factories import evaluated
 from tests.test_notifications_slack import (
     OPERATOR,
@@ -417,32 +411,18 @@ def test_two_people_approving_two_moves_at_once_do_not_both_pass(operators, monk
     outcomes: list = [None, None]
 
     def approve(index: int) -> None:
+        proposal, reviewer = ((first, operator), (second, colleague))[index]
         try:
-            proposal = (first, second)[index]
-            reviewer = (operator, colleague)[index]
             outcomes[index] = proposal_approve(proposal_id=proposal.pk, reviewer=reviewer).status
         except Conflict as error:
             outcomes[index] = error.message
-        finally:
-            connection.close()
 
-    holder = connections.create_connection("default")
-    holder.set_autocommit(False)
-    threads = [threading.Thread(target=approve, args=(i,)) for i in range(2)]
-    try:
-        with holder.cursor() as cursor:
-            cursor.execute(
-                f"SELECT id FROM {Campaign._meta.db_table} WHERE external_id = "
-                "'display-retarget' FOR UPDATE"
-            )
-        for thread in threads:
-            thread.start()
-        wait_until(lambda: sessions_waiting_for_a_lock() == 2)
-    finally:
-        holder.rollback()
-        holder.close()
-        for thread in threads:
-            thread.join()
+    run_at_once_while_held(
+        f"SELECT id FROM {Campaign._meta.db_table} WHERE external_id = 'display-retarget' "
+        "FOR UPDATE",
+        lambda: approve(0),
+        lambda: approve(1),
+    )
 
     assert sorted(map(str, outcomes)).count("approved") == 1, outcomes
     won = outcomes.index("approved")
