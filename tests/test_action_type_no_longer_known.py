@@ -6,6 +6,7 @@ its page says it cannot be approved, edited or retried, and can be rejected or w
 its execution fails in those words, writing nothing; messages, reports and exports read it."""
 
 import html
+import io
 import json
 import re
 from datetime import timedelta
@@ -14,6 +15,7 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth import get_user_model
 from django.core import mail
+from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
@@ -304,3 +306,20 @@ def test_the_simulation_says_a_routing_of_a_type_gone_cannot_be_replayed_not_tha
     assert "1 routing would have gone another way." in with_draft  # the one waiting, let run
     assert f"#{ran.pk} {ran.summary}: there is no action type" in with_draft
     assert "Auto-executed 0 1" in with_draft
+
+
+def test_the_simulation_command_says_a_routing_of_a_type_gone_as_its_page_does(demo_world):
+    """The command said "1 routings cannot be replayed, counted in neither column" where the
+    page says "1 routing cannot be replayed, and is counted in neither column"."""
+    ran = evaluated(bid_adjustment("2.12"))
+    proposal_execute(proposal_id=ran.pk)
+    retired(ran)
+    out = io.StringIO()
+
+    call_command("simulate_policies", "--since", str(timezone.localdate()), stdout=out)
+
+    assert (
+        f"  1 routing cannot be replayed, and is counted in neither column: #{ran.pk}: there "
+        "is no action type “retired type” any more.\n" in out.getvalue()
+    ), out.getvalue()
+    assert "  0 routings would have gone another way." in out.getvalue()

@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from approvals.simulation import drafts_in_place, simulate
 from hitlproject.errors import DomainError
 from hitlproject.periods import command_period
-from hitlproject.vocabulary import SIMULATED_ROW_LABELS, SIMULATED_ROWS
+from hitlproject.vocabulary import SIMULATED_ROW_LABELS, SIMULATED_ROWS, how_many
 
 
 class Command(BaseCommand):
@@ -53,11 +53,12 @@ class Command(BaseCommand):
                 f"  {SIMULATED_ROW_LABELS[row]:{width}} {report.happened[row]:>10} "
                 f"{report.with_draft[row]:>11}"
             )
-        self.stdout.write(f"  {report.changed} routings would have gone another way.")
+        self.stdout.write(f"  {how_many(report.changed, 'routing')} would have gone another way.")
         if report.not_replayed:
+            # As the simulation's page says it.
             self.stdout.write(
-                f"  {report.not_replayed} routings cannot be replayed, counted in neither "
-                "column: "
+                f"  {how_many(report.not_replayed, 'routing')} cannot be replayed, and "
+                f"{'is' if report.not_replayed == 1 else 'are'} counted in neither column: "
                 + "; ".join(
                     f"#{each['proposal']}: {each['why']}" for each in report.not_replayed_examples
                 )
