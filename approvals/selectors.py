@@ -26,6 +26,7 @@ from django.db.models import (
     Subquery,
     When,
 )
+from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.template.defaultfilters import pluralize
 from django.utils import timezone
@@ -1441,8 +1442,10 @@ def dashboard(*, days: int = 7) -> Dashboard:
     since = now - timedelta(days=days)
     pending = Proposal.objects.filter(status=ProposalStatus.PENDING_REVIEW)
     # Waiting in its current round: one re-assessed and routed again, or held back by a kill
-    # switch before it ran, has waited for people since then, not since it was made.
-    oldest = pending.aggregate(oldest=Min("waiting_since"))["oldest"]
+    # switch before it ran, has waited for people since then, not since it was made. One
+    # that waited before this was recorded (null) waits still, since it was routed at least.
+    began = Coalesce("waiting_since", "evaluated_at", "created_at")
+    oldest = pending.aggregate(oldest=Min(began))["oldest"]
     waits = decision_time_percentiles(people_decided(since=since))
     made = proposal_counts(since=since, by=["agent__name"])
     return Dashboard(

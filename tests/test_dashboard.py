@@ -98,6 +98,27 @@ def test_oldest_waiting_counts_from_when_it_was_sent_back_to_people_not_from_whe
     ]
 
 
+def test_oldest_waiting_counts_one_that_waited_before_waiting_since_was_recorded(demo_world):
+    """A proposal waiting since before the upgrade that its history could not date
+    (``waiting_since`` null, as the model allows) still waits: routed to people three hours
+    ago, it is the oldest waiting. The dashboard left it out and said "10 min", from another
+    one, as if nothing had waited longer."""
+    recent = evaluated(reallocation("280.00"))
+    older = evaluated(reallocation("300.00"))
+    assert recent.status == older.status == ProposalStatus.PENDING_REVIEW
+    now = timezone.now()
+    Proposal.objects.filter(pk=recent.pk).update(waiting_since=now - timedelta(minutes=10))
+    Proposal.objects.filter(pk=older.pk).update(
+        created_at=now - timedelta(hours=3),
+        evaluated_at=now - timedelta(hours=3),
+        waiting_since=None,
+    )
+
+    figures = dashboard()
+
+    assert timedelta(hours=2, minutes=59) < figures.oldest_waiting < timedelta(hours=3, minutes=1)
+
+
 def test_the_dashboard_gives_each_agent_its_auto_execution_and_approval_rates(login):
     """As the console's rates are everywhere: auto-executed of those made, approved by a
     person of those a person decided."""
