@@ -1,8 +1,10 @@
 import re
+from collections.abc import Iterable
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import Model
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
@@ -36,16 +38,22 @@ class AuditExportForm(PeriodForm):
     format = forms.ChoiceField(choices=[("csv", "CSV"), ("jsonl", "JSON Lines")])
 
 
-def found_said(verification: ChainVerification | None) -> tuple[str, int]:
+def found_said(
+    verification: ChainVerification | None, models: Iterable[type[Model]]
+) -> tuple[str, int, int]:
     """What a verification that found the chain broken found, as its page names it: the
     records not as they were sealed apart from the live rows not as their history last
-    recorded them (whose records may be as they were sealed); and how many in all."""
+    recorded them (whose records may be as they were sealed); how many in all; and how many
+    of them are of other models than ``models`` (``exported_models``: not in the reader's
+    export)."""
     if verification is None:
-        return "", 0
+        return "", 0, 0
     marked = verification.breaks.values_list("table", "history_id", "object_id", "live")
-    records = len({(table, history_id) for table, history_id, _, live in marked if not live})
-    rows = len({(table, object_id) for table, _, object_id, live in marked if live})
-    return found_in_all(records, rows), records + rows
+    records = {(table, history_id) for table, history_id, _, live in marked if not live}
+    rows = {(table, object_id) for table, _, object_id, live in marked if live}
+    exported = {model.history.model._meta.label_lower for model in models}
+    elsewhere = sum(1 for table, _ in records | rows if table not in exported)
+    return found_in_all(len(records), len(rows)), len(records) + len(rows), elsewhere
 
 
 def audit_export(request: HttpRequest) -> HttpResponse:
@@ -56,7 +64,7 @@ def audit_export(request: HttpRequest) -> HttpResponse:
     models = exported_models(request.user)
     form = AuditExportForm(request.GET if "since" in request.GET else None)
     broken_by, found = records_found_broken()
-    found_broken, found_count = found_said(broken_by)
+    found_broken, found_count, found_elsewhere = found_said(broken_by, models)
     if not (form.is_bound and form.is_valid()):
         return TemplateResponse(
             request,
@@ -70,6 +78,7 @@ def audit_export(request: HttpRequest) -> HttpResponse:
                 "broken_by_at": broken_by and console_time(broken_by.finished_at),
                 "found_broken": found_broken,
                 "found_count": found_count,
+                "found_elsewhere": found_elsewhere,
             },
         )
     since, until = form.bounds()

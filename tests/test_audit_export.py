@@ -326,6 +326,32 @@ def test_an_operator_exports_no_persons_record_the_console_does_not_show_them(lo
     assert "channels each person chose" in auditor.get(URL).content.decode()
 
 
+def test_an_operators_export_page_says_which_breaks_their_export_does_not_hold(login):
+    """A person's email changed in the database past its history, and a decision's note
+    forged in its history: the operator's export holds no person's record, and its page said
+    each break in the period is marked in the export's chain column."""
+    proposal = executed_reference_proposal()
+    chain_seal()
+    forged = Decision.history.get(proposal_id=proposal.pk)
+    Decision.history.filter(history_id=forged.history_id).update(note="On the CMO's orders.")
+    get_user_model().objects.filter(username="auditor").update(email="someone@elsewhere.example")
+    assert chain_verification_record().holds is False
+
+    def said(username: str) -> str:
+        page = login(username).get(URL).content.decode()
+        return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", page)))
+
+    assert (
+        "Each one in the period is marked in the export's chain column, but for 1 of 2 in "
+        "records your export does not hold (people's records or their channels, which only an "
+        "auditor exports);" in said("operator")
+    )
+    assert (
+        "Each one in the period is marked in the export's chain column; a record deleted"
+        in said("auditor")
+    )
+
+
 def test_the_export_page_says_in_what_order_the_rows_come(login):
     """An auditor opening the file found 06:52, then 06:57, then 06:52 again, and the page
     had not said the rows come record by record rather than as one timeline."""
