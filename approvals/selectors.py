@@ -1640,8 +1640,8 @@ def retry_past_kill_switches_said(findings: Sequence[str]) -> str:
         return ""
     past = "the switch" if len(findings) == 1 else "the switches"
     return (
-        f"{' '.join(findings)} Retrying runs it anyway, as your approval: a person's retry "
-        f"lets it past {past}."
+        f"{' '.join(findings)} Retrying runs it anyway: a person's retry is their approval, "
+        f"which lets it past {past}."
     )
 
 

@@ -497,7 +497,11 @@ def _failures(
             let_run=(approved_said(*approved_by) if approved_by else let_run_said(proposal))
             + retried,
             by_policy=not approved_by and proposal.verdict_outcome == VerdictOutcome.AUTO_APPROVE,
-            kill_switches=switches[proposal.account_id],
+            # Engaged over it now, while a retry is still to be made: once a person sent it to
+            # run again, a message rebuilt says nothing of what a retry would do.
+            kill_switches=(
+                switches[proposal.account_id] if proposal.status == ProposalStatus.FAILED else ()
+            ),
         )
     return failures
 

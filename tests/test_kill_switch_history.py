@@ -187,8 +187,8 @@ def test_a_retry_past_an_engaged_switch_is_said_before_and_counted_on_its_histor
 
     assert 'id="retry-form"' in page
     assert said(page, "retry-past-kill-switch") == (
-        "The kill switch on everything is engaged: Incident 42. Retrying runs it anyway, as "
-        "your approval: a person's retry lets it past the switch."
+        "The kill switch on everything is engaged: Incident 42. Retrying runs it anyway: "
+        "a person's retry is their approval, which lets it past the switch."
     )
     client.post(reverse("admin:approvals_proposal_retry", args=[failed.pk]))
     assert proposal_execute(proposal_id=failed.pk).status == ProposalStatus.EXECUTED

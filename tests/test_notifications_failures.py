@@ -14,11 +14,13 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth import get_user_model
 from django.core import mail
+from django.utils import timezone
 
 from approvals.models import Proposal
 from approvals.services.decisions import proposal_approve, proposal_retry
 from executors.runner import proposal_execute
 from ledger.models import Campaign
+from notifications.messages import proposal_messages
 from notifications.models import (
     Notification,
     NotificationKind,
@@ -345,6 +347,32 @@ def test_a_failure_is_told_at_once_to_a_route_that_sends_digests(optimizer, mail
 
 
 @pytest.mark.django_db
+def test_a_failure_sent_to_run_again_since_says_no_more_what_a_retry_would_do(optimizer):
+    """A grouped failure message is rebuilt as it goes, and again when a line is updated: once
+    a person sent the proposal to run again, its line said still "Retrying runs it anyway"
+    under the switch engaged over it."""
+    operator = get_user_model().objects.get(username="operator")
+    KillSwitch.objects.create(scope="global", reason="Incident 42.")
+    made = optimizer.post("/api/v1/proposals/", reallocation("400.00"), format="json").json()
+    proposal_approve(proposal_id=made["id"], reviewer=operator)
+    Campaign.objects.filter(external_id="brand-search").update(daily_budget=Decimal("350.00"))
+    assert proposal_execute(proposal_id=made["id"]).status == "failed"
+    Campaign.objects.filter(external_id="brand-search").update(daily_budget=Decimal("1000.00"))
+
+    def told():
+        proposal = Proposal.objects.get(pk=made["id"])
+        [message] = proposal_messages([(proposal, NotificationKind.FAILED)], now=timezone.now())
+        return message.failure
+
+    assert told().retry_past_kill_switches == (
+        "The kill switch on everything is engaged: Incident 42. Retrying runs it anyway: "
+        "a person's retry is their approval, which lets it past the switch."
+    )
+    proposal_retry(proposal_id=made["id"], reviewer=operator)
+    assert (told().kill_switches, told().retry_past_kill_switches) == ((), "")
+
+
+@pytest.mark.django_db
 def test_a_failure_under_an_engaged_kill_switch_says_a_retry_runs_past_it(
     optimizer, mailbox, slack, settings, login
 ):
@@ -365,8 +393,8 @@ def test_a_failure_under_an_engaged_kill_switch_says_a_retry_runs_past_it(
     source.daily_budget = Decimal("1000.00")  # the cause mended: a retry would run
     source.save()
     warned = (
-        "The kill switch on everything is engaged: Incident 42. Retrying runs it anyway, as "
-        "your approval: a person's retry lets it past the switch."
+        "The kill switch on everything is engaged: Incident 42. Retrying runs it anyway: "
+        "a person's retry is their approval, which lets it past the switch."
     )
     page = html.unescape(
         login("operator")
