@@ -8,20 +8,32 @@ is the last one's, so that a row altered otherwise before the upgrade still show
 And the first record of each row already there when a model's history begins
 (``record_first``), as the row is then: its history starts from what the platform held."""
 
+from typing import Any
+
 from django.utils import timezone
 
 BATCH = 1000
 
 
-def record_backfilled(apps, app_label: str, model_name: str, fields: list[str], why: str) -> int:
+def record_backfilled(
+    apps,
+    app_label: str,
+    model_name: str,
+    fields: list[str],
+    why: str,
+    *,
+    only: dict[str, Any] | None = None,
+) -> int:
     """For each ``model_name`` row whose ``fields`` differ from its last history record, a
-    record of it by the system ("migration"), giving ``why``. Returns how many."""
+    record of it by the system ("migration"), giving ``why``. Returns how many. ``only``:
+    a filter of the rows the migration filled, where it filled few of many (the others'
+    history is not read)."""
     live = apps.get_model(app_label, model_name)
     history = apps.get_model(app_label, f"Historical{model_name}")
     attnames = [live._meta.get_field(name).attname for name in fields]
     now, written, after = timezone.now(), 0, None
     while True:
-        rows = live._base_manager.order_by("pk")
+        rows = live._base_manager.filter(**(only or {})).order_by("pk")
         if after is not None:
             rows = rows.filter(pk__gt=after)
         batch = {row["pk"]: row for row in rows.values("pk", *attnames)[:BATCH]}

@@ -30,6 +30,7 @@ def record_waiting_since(apps, schema_editor):
         "Proposal",
         ["waiting_since"],
         "when it began waiting for people, read from its history on upgrade",
+        only={"status": "pending_review"},  # those filled in above
     )
 
 
