@@ -95,15 +95,18 @@ from approvals.services.agents import (
 from approvals.services.decisions import (
     DECIDE_PERMISSION,
     QUEUE_ORDER,
+    RETRY_WOULD_FAIL_AGAIN,
     Decided,
     approvals_needed_after_one_more,
     bulk_approval_plan,
+    guardrail_refuses_said,
     payload_seen,
     proposal_approve,
     proposal_reject,
     proposal_retry,
     proposals_approve,
     proposals_reject,
+    retry_refusal,
 )
 from approvals.services.lifecycle import InvalidTransition
 from approvals.services.proposals import (
@@ -1618,8 +1621,17 @@ class ProposalAdmin(ReadOnlyAdmin):
         # ceiling; the ledger, for a reallocation), read once for the page: its approval, its
         # edit, its retry and the line that says so ask it alike.
         gone = no_longer_applies_each([proposal]) if proposal.status in LET_RUN_FROM else {}
+        # What a guardrail refuses about it now (a cap or a lock set since it was made, or a
+        # ledger or approvals not yet executed that have used a cap's headroom), read once:
+        # said before its approval, and its retry refused for it (``proposal_retry``).
+        guarded = (
+            guardrail_blocks_counting_approved([proposal], lock=False)
+            if proposal.status in LET_RUN_FROM
+            else {}
+        )
+        refused_now = guarded.get(proposal.pk, ())
         approval_refused = act_refusal(request.user, proposal, Act.APPROVE, gone=gone)
-        retry_refused = act_refusal(request.user, proposal, Act.RETRY, gone=gone)
+        retry_refused = retry_refusal(request.user, proposal, gone=gone, guarded=guarded)
         # An edit may mend what the ledger refuses as proposed (a smaller amount): asked
         # apart only then; otherwise it is refused, or not, as the approval is.
         edit_refused = (
@@ -1736,9 +1748,9 @@ class ProposalAdmin(ReadOnlyAdmin):
             # it was made, or a ledger or approvals not yet executed that have used a cap's
             # headroom), said before the person tries: `proposal_approve` checks the same.
             "refused_as_proposed": (
-                guardrail_blocks_counting_approved([proposal], lock=False)[proposal.pk]
-                if proposal.status == ProposalStatus.PENDING_REVIEW
-                else ()
+                guardrail_refuses_said(proposal, refused_now)
+                if proposal.status == ProposalStatus.PENDING_REVIEW and refused_now
+                else ""
             ),
             # Whose proposals approving it ends, once it executes, said before the person
             # approves: the same rule the execution supersedes them by.
@@ -1765,12 +1777,14 @@ class ProposalAdmin(ReadOnlyAdmin):
                 retry_may_repeat_said(proposal, round_) if retry_refused is None else ""
             ),
             # A guardrail its execution failed by, still refusing it (a cap not lifted since):
-            # said before the retry, in the words its failure and its execution would use.
+            # said to whoever reads it, in the words its failure and its execution would use,
+            # as the retry is refused (``retry_refusal``) and not offered.
             "retry_refused_by_guardrail": (
-                guardrail_blocks_counting_approved([proposal], lock=False)[proposal.pk]
-                if retry_refused is None
-                else ()
+                guardrail_refuses_said(proposal, refused_now)
+                if proposal.status == ProposalStatus.FAILED and refused_now
+                else ""
             ),
+            "retry_would_fail_again": RETRY_WOULD_FAIL_AGAIN,
             # A kill switch engaged over it: a retry is a person's approval, which runs it
             # past the switch (``executors.runner._kill_switch_hold``), said before it.
             "retry_past_kill_switches": (

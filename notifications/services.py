@@ -44,10 +44,11 @@ from approvals.services.acts import (
     agent_stopped,
     agents_hold,
     check_may_act,
-    may_act,
     no_longer_applies_each,
     reviewers_by_proposal,
 )
+from approvals.services.decisions import Guarded, retry_refusal
+from approvals.services.proposals import guardrail_blocks_counting_approved
 from audit.actors import Actor, acting_as, current_actor
 from audit.history import (
     history_records,
@@ -1449,6 +1450,16 @@ def _send(
             if n.proposal.status in (S.PENDING_REVIEW, S.FAILED)
         }.values()
     )
+    # Whether a guardrail refuses each failed one now (whether its retry is offered), read
+    # once for all its readers, as ``gone`` is.
+    guarded = guardrail_blocks_counting_approved(
+        {
+            n.proposal_id: n.proposal
+            for n in new
+            if n.kind == NotificationKind.FAILED and n.proposal.status == S.FAILED
+        }.values(),
+        lock=False,
+    )
     digests_updated: dict[tuple[str, str], Sent] = {}
     updated = Updated(held={n.pk for n in notifications})
     for position, notification in enumerate(notifications):
@@ -1472,6 +1483,7 @@ def _send(
                 messages.get(notification.pk),
                 reviewers=reviewers.get(notification.proposal_id, []),
                 gone=gone,
+                guarded=guarded,
                 digests_updated=digests_updated,
                 updated=updated,
             )
@@ -1513,6 +1525,7 @@ def _send_one(
     *,
     reviewers: list[int],
     gone: Gone,
+    guarded: Guarded,
     digests_updated: dict[tuple[str, str], Sent],
     updated: Updated,
 ) -> Sent:
@@ -1524,8 +1537,11 @@ def _send_one(
     if notification.kind != NotificationKind.UPDATE:
         if notification.kind == NotificationKind.FAILED:
             # It asks no decision: it says whether its reader may retry it, on its page.
-            may_decide = may_act(
-                notification.recipient, notification.proposal, Act.RETRY, gone=gone
+            may_decide = (
+                retry_refusal(
+                    notification.recipient, notification.proposal, gone=gone, guarded=guarded
+                )
+                is None
             )
         else:
             if notification.channel == NotificationChannel.SLACK:
@@ -1831,7 +1847,7 @@ def _failure_update_says(notification: Notification, proposal: Proposal) -> dict
         "text": "",
         "message": message,
         "ended_as": message.headline,
-        "may_decide": may_act(notification.recipient, proposal, Act.RETRY),
+        "may_decide": retry_refusal(notification.recipient, proposal) is None,
     }
 
 

@@ -14,7 +14,7 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from approvals.models import Agent, Decision, Execution, Proposal, ProposalStatus
-from approvals.services.decisions import proposal_approve
+from approvals.services.decisions import proposal_approve, proposal_retry
 from approvals.services.proposals import Submission, proposals_submit
 from executors.runner import proposal_execute
 from hitlproject.errors import DomainError
@@ -383,3 +383,95 @@ def test_over_a_lowered_cap_a_budget_cut_runs_and_a_raise_is_still_refused(demo_
         "Account demo's active campaigns would spend 1,810.00 USD a day, above its cap of "
         "1,000.00 USD.",
     ]
+
+
+def _a_failed_raise_and_a_waiting_one(operators) -> tuple[Proposal, Proposal]:
+    """The second raise approved and failed (its campaign's own cap, lifted after), the first
+    waiting: each within the account's cap alone, not together."""
+    operator, _ = operators
+    first, second = _two_raises_each_within_the_cap_alone()
+    proposal_approve(proposal_id=second.pk, reviewer=operator)
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget="550.00")
+    assert proposal_execute(proposal_id=second.pk).status == "failed"
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget=None)
+    return first, Proposal.objects.get(pk=second.pk)
+
+
+def test_a_retry_the_account_cap_refuses_counting_an_approval_is_refused_not_sent(operators):
+    """Retried while an approved raise not yet executed uses the cap's headroom, it was sent
+    and failed again at once; refused now as its approval would be, in the same words, and
+    that a retry would fail again."""
+    operator, second_operator = operators
+    first, failed = _a_failed_raise_and_a_waiting_one(operators)
+    proposal_approve(proposal_id=first.pk, reviewer=second_operator)
+
+    with pytest.raises(DomainError) as refused:
+        proposal_retry(proposal_id=failed.pk, reviewer=operator)
+
+    assert refused.value.message == (
+        f"A guardrail refuses proposal #{failed.pk} now: "
+        f"{_over_cap_counting(first)} "
+        "A retry would fail again: its execution would refuse it."
+    )
+    failed.refresh_from_db()
+    assert failed.status == "failed"
+    assert failed.executions.count() == 1
+    assert proposal_execute(proposal_id=first.pk).status == "executed"
+    assert active_total() == Decimal("1840.00")
+
+
+@POSTGRESQL_ONLY
+@pytest.mark.django_db(transaction=True)
+def test_a_retry_and_an_approval_at_once_on_a_capped_account_are_judged_one_after_the_other(
+    operators, monkeypatch
+):
+    """A retry holds the capped account as an approval does: sent while an approval of
+    another raise on it waits for the account (an execution holds it), each judged alone would
+    pass and both run, the second to fail. It waits behind the approval and is refused
+    counting it."""
+    operator, second_operator = operators
+    monkeypatch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: None)
+    first, failed = _a_failed_raise_and_a_waiting_one(operators)
+    holder = connections.create_connection("default")
+    holder.set_autocommit(False)
+    outcomes: dict[str, str] = {}
+
+    def act(name: str, do) -> None:
+        try:
+            outcomes[name] = do().status
+        except DomainError as error:
+            outcomes[name] = error.message
+        finally:
+            connection.close()
+
+    approving = threading.Thread(
+        target=act,
+        args=("approve", lambda: proposal_approve(proposal_id=first.pk, reviewer=operator)),
+    )
+    retrying = threading.Thread(
+        target=act,
+        args=("retry", lambda: proposal_retry(proposal_id=failed.pk, reviewer=second_operator)),
+    )
+    try:
+        with holder.cursor() as cursor:  # as an execution on the account holds it
+            cursor.execute(
+                f"SELECT 1 FROM {Account._meta.db_table} WHERE external_id = 'demo' FOR UPDATE"
+            )
+        approving.start()
+        wait_until(lambda: sessions_waiting_for_a_lock() == 1)
+        retrying.start()
+        wait_until(lambda: sessions_waiting_for_a_lock() == 2)
+    finally:
+        holder.rollback()
+        holder.close()
+        for thread in (approving, retrying):
+            thread.join()
+
+    assert outcomes == {
+        "approve": "approved",
+        "retry": (
+            f"A guardrail refuses proposal #{failed.pk} now: {_over_cap_counting(first)} "
+            "A retry would fail again: its execution would refuse it."
+        ),
+    }
+    assert Proposal.objects.get(pk=failed.pk).status == "failed"

@@ -197,6 +197,8 @@ def test_the_migration_marks_executed_moves_and_dates_retried_ones_from_their_re
     assert executed(retried).status == ProposalStatus.FAILED
     a_day_ago = timezone.now() - DAY
     backdated(Proposal.objects.get(pk=retried["id"]), created_at=a_day_ago, decided_at=a_day_ago)
+    # The cap lifted: a retry the cap still refused would be refused, not sent.
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget=None)
     proposal_retry(proposal_id=retried["id"], reviewer=operator)
     retry_record = Proposal.history.filter(id=retried["id"]).latest("history_id")
     # As the releases before kept them: every move pending, each from its decision.

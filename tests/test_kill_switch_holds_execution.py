@@ -311,7 +311,9 @@ def test_a_guardrail_set_during_the_retries_fails_the_next_attempt_unsent(channe
     assert len(endpoint.received) == 1
     assert budgets() == (Decimal("1000.00"), Decimal("500.00"))
     # Beside the Retry button, from the attempts as recorded (attempt 1 got no sure answer),
-    # not from the failure's words, which say it otherwise here.
+    # not from the failure's words, which say it otherwise here; offered once the cap is
+    # lifted (while it refuses the proposal, a retry is refused, not offered).
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget=None)
     assert retry_warning(failed, client) == (
         f"Attempt 1 {NO_SURE_ANSWER}: check on the channel before retrying it; a retry is a new "
         f"request (key hitl-proposal-{proposal.pk}-2) the channel cannot tell from it."

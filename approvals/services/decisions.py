@@ -170,6 +170,49 @@ def guardrail_refusal(proposal_id: int, reasons: Collection[str]) -> DomainError
     return DomainError(f"A guardrail refuses proposal #{proposal_id} now: " + " ".join(reasons))
 
 
+# What a retry a guardrail refuses now would do, said as a retry that no longer applies is.
+RETRY_WOULD_FAIL_AGAIN = "A retry would fail again: its execution would refuse it."
+
+# By proposal id, what the guardrails refuse about each now
+# (``guardrail_blocks_counting_approved``).
+Guarded = Mapping[int, tuple[str, ...]]
+
+
+def guardrail_refuses_said(proposal: Proposal, reasons: Collection[str]) -> str:
+    """What a guardrail refuses about a waiting or failed proposal now, as its page says it
+    and as the queue marks it ("a guardrail refuses it now, as proposed: brand-search's daily
+    budget would be 710.00 USD, above its cap of 660.00 USD."; a failed one's, "a guardrail
+    refuses it now: …", in its failure's words)."""
+    as_proposed = ", as proposed" if proposal.status == ProposalStatus.PENDING_REVIEW else ""
+    return f"a guardrail refuses it now{as_proposed}: " + " ".join(reasons)
+
+
+def retry_refusal(
+    user: AbstractBaseUser,
+    proposal: Proposal,
+    *,
+    gone: Gone | None = None,
+    guarded: Guarded | None = None,
+    lock: bool = False,
+) -> DomainError | None:
+    """Why ``user`` may not retry ``proposal`` now (``act_refusal``), or why a guardrail
+    refuses it now (a cap set since it failed, or one whose headroom the ledger or approvals
+    not yet executed have used): its execution would refuse it again, so it is not sent, as
+    its approval is not (``guardrail_refusal``). ``gone`` and ``guarded``
+    (``guardrail_blocks_counting_approved`` of it), if already read; with ``lock``, the
+    capped accounts are held until the caller's transaction ends, as an approval holds them."""
+    refusal = act_refusal(user, proposal, Act.RETRY, gone=gone)
+    if refusal is not None:
+        return refusal
+    if lock or guarded is None or proposal.pk not in guarded:
+        guarded = guardrail_blocks_counting_approved([proposal], lock=lock)
+    reasons = guarded[proposal.pk]
+    if not reasons:
+        return None
+    said = guardrail_refusal(proposal.pk, reasons).message
+    return DomainError(f"{said} {RETRY_WOULD_FAIL_AGAIN}")
+
+
 @dataclass
 class Decided:
     """What a set of decisions did: the proposals decided (of which those now approved to
@@ -580,15 +623,18 @@ def proposal_retry(*, proposal_id: int, reviewer: AbstractBaseUser) -> Proposal:
     actor = Actor.for_user(reviewer)
     with transaction.atomic():
         proposal = proposal_lock(proposal_id)
-        # A move that takes from a figure is judged under its campaigns' locks, counting the
-        # moves approved before it and not yet run (``LedgerAhead``): one approved meanwhile
-        # by someone else is counted, or waits for this retry and counts it.
+        # Held in the order an approval holds them, the capped accounts, then the campaigns:
+        # a guardrail that refuses it now is asked with none of their proposals executing
+        # meanwhile; and a move that takes from a figure is judged counting the moves
+        # approved before it and not yet run (``LedgerAhead``): one approved meanwhile by
+        # someone else is counted, or waits for this retry and counts it.
+        guarded = guardrail_blocks_counting_approved([proposal], lock=True)
         ledger = LedgerAhead.read([proposal], lock=True)
-        refusal = act_refusal(
+        refusal = retry_refusal(
             reviewer,
             proposal,
-            Act.RETRY,
             gone=no_longer_applies_each([proposal], ledger=ledger),
+            guarded=guarded,
         )
         if refusal is not None:
             raise refusal

@@ -1,0 +1,88 @@
+"""A guardrail that refuses a proposal now (a campaign's cap, an account's total budget cap, a
+strategy lock, set since it was made) is said alike wherever the proposal is let run from: a
+failed one's retry is refused as its approval is, in the same words, not sent to fail again at
+once; the queue marks a waiting or failed one so under its summary, in its page's words, read
+once for the page; a message telling its failure does not invite a retry that would be
+refused."""
+
+import html
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.messages import get_messages
+from django.core import mail
+from django.urls import reverse
+
+from approvals.models import ProposalStatus
+from ledger.models import Campaign
+from notifications.models import ReachedBy
+from notifications.services import notifications_deliver
+from tests.slack_fake import shown_text
+from tests.test_console_shows_what_happened import failed_budget_raise
+from tests.test_notifications_failures import OPERATOR_EMAIL, failure_messages
+from tests.test_notifications_slack import OPERATOR
+
+CAPPED = "generic-search's daily budget would be 525.00 USD, above its cap of 510.00 USD."
+FAILS_AGAIN = "A retry would fail again: its execution would refuse it."
+
+
+def as_read(markup: str) -> str:
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", markup)).split())
+
+
+@pytest.mark.django_db
+def test_a_retry_a_guardrail_refuses_is_refused_in_its_approval_s_words_not_sent(login):
+    """Failed by a campaign's cap set after it was approved, the cap still set: Retry was
+    offered, the operator was told "Proposal #N is sent to run again.", and it failed again
+    within the second. Not offered now; a retry posted anyway is refused as approving it
+    would be, and nothing runs. Once the cap is lifted, it is retried."""
+    raise_ = failed_budget_raise()  # generic-search capped at 510.00 below its 525.00
+    operator = login("operator")
+    page_url = reverse("admin:approvals_proposal_change", args=[raise_.pk])
+    retry_url = reverse("admin:approvals_proposal_retry", args=[raise_.pk])
+
+    page = operator.get(page_url).text
+    answer = operator.post(retry_url, follow=True)
+
+    [note] = re.findall(r'<p class="errornote" id="retry-refused-by-guardrail">(.*?)</p>', page)
+    assert as_read(note) == f"A guardrail refuses it now: {CAPPED} {FAILS_AGAIN}"
+    assert 'id="retry-form"' not in page
+    said = [str(message) for message in get_messages(answer.wsgi_request)]
+    assert said == [f"A guardrail refuses proposal #{raise_.pk} now: {CAPPED} {FAILS_AGAIN}"]
+    raise_.refresh_from_db()
+    assert raise_.status == ProposalStatus.FAILED
+    assert raise_.executions.count() == 1
+    # A person who may not retry reads the same line.
+    assert as_read(note) in as_read(login("auditor").get(page_url).text)
+
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget=None)
+    page = operator.get(page_url).text
+    assert 'id="retry-refused-by-guardrail"' not in page and 'id="retry-form"' in page
+    answer = operator.post(retry_url, follow=True)
+    said = [str(message) for message in get_messages(answer.wsgi_request)]
+    assert said == [f"Proposal #{raise_.pk} is sent to run again."]
+
+
+@pytest.mark.django_db
+def test_a_failure_a_guardrail_still_refuses_is_told_without_inviting_a_retry(
+    demo_world, mailbox, slack, settings
+):
+    """Its email and Slack message said "It waits for a person: retry it on its page if it
+    should still run", and the retry failed again at once: they say to read it on its page,
+    as to one who may not retry it; its failure's words say why."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    operator = get_user_model().objects.get(username="operator")
+    ReachedBy.objects.create(user=operator, slack=True, email=True)
+    raise_ = failed_budget_raise()
+
+    mail.outbox.clear()
+    notifications_deliver(notification_ids=[n.pk for n in failure_messages(raise_.pk)])
+
+    [email] = [m for m in mail.outbox if m.to == [OPERATOR_EMAIL]]
+    text = " ".join(email.body.split())
+    assert f"A guardrail refuses it now: {CAPPED}" in text
+    assert "retry it on its page" not in text and "Read it on its page" in text
+    [call] = slack.sent("chat.postMessage", channel=OPERATOR)
+    shown = " ".join(shown_text(call["blocks"]).split())
+    assert "retry it on" not in shown and "Read it on" in shown
