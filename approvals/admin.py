@@ -1067,7 +1067,8 @@ class QueueChangeList(ConsoleChangeList):
     since it was routed) without a query a row. Every switch, not the first of each scope:
     two engaged over one account, each with its own reason, are both told. And what has
     changed since each waiting or failed proposal was proposed that its execution would
-    refuse (``no_longer_applies_each``), and whether its agent may still act
+    refuse (``no_longer_applies_each``), what a guardrail refuses about it now
+    (``guardrail_blocks_counting_approved``), and whether its agent may still act
     (``agent_stopped``, its accounts read once for all), read once for the page: its summary
     says why it would not be let run, as its page does."""
 
@@ -1079,6 +1080,7 @@ class QueueChangeList(ConsoleChangeList):
         retrying = retries_awaited(self.result_list)
         let_run = [proposal for proposal in self.result_list if proposal.status in LET_RUN_FROM]
         gone = no_longer_applies_each(let_run)
+        guarded = guardrail_blocks_counting_approved(let_run, lock=False)
         agent_accounts = agent_accounts_of(let_run)
         for proposal in self.result_list:
             proposal.kill_switches_engaged_now = kill_switches_covering(engaged, proposal.account)
@@ -1089,6 +1091,11 @@ class QueueChangeList(ConsoleChangeList):
                 for said in (
                     agent_stopped_said(stopped) if stopped else "",
                     gone[proposal.pk].said() if proposal.pk in gone else "",
+                    (
+                        guardrail_refuses_said(proposal, guarded[proposal.pk])
+                        if guarded.get(proposal.pk)
+                        else ""
+                    ),
                 )
                 if said
             ]
@@ -1326,9 +1333,11 @@ class ProposalAdmin(ReadOnlyAdmin):
         """Its summary; under it, for one waiting or failed that would not be let run as
         proposed, why, in its page's words ("Cannot be let run: agent optimizer has been
         deactivated since it proposed it.", "Can no longer be applied as proposed: amount:
-        Exceeds brand-search's daily budget of 350.00."): it is not approved or retried as it
-        is, and an operator selecting rows to approve together reads so before, not after
-        (``QueueChangeList``: read once for the page)."""
+        Exceeds brand-search's daily budget of 350.00.", "A guardrail refuses it now, as
+        proposed: brand-search's daily budget would be 710.00 USD, above its cap of 660.00
+        USD."): it is not approved or retried as it is, and an operator selecting rows to
+        approve together reads so before, not after (``QueueChangeList``: read once for the
+        page)."""
         said = getattr(proposal, "let_run_refused_said", [])
         if not said:
             return proposal.summary

@@ -7,6 +7,7 @@ refused."""
 
 import html
 import re
+from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -14,14 +15,17 @@ from django.contrib.messages import get_messages
 from django.core import mail
 from django.urls import reverse
 
-from approvals.models import ProposalStatus
-from ledger.models import Campaign
+from approvals.models import Proposal, ProposalStatus
+from ledger.models import Account, Campaign
 from notifications.models import ReachedBy
 from notifications.services import notifications_deliver
+from tests.factories import evaluated
 from tests.slack_fake import shown_text
+from tests.test_account_budget_cap import budget_change
 from tests.test_console_shows_what_happened import failed_budget_raise
 from tests.test_notifications_failures import OPERATOR_EMAIL, failure_messages
 from tests.test_notifications_slack import OPERATOR
+from tests.test_reallocation_no_longer_fits import queue_marks
 
 CAPPED = "generic-search's daily budget would be 525.00 USD, above its cap of 510.00 USD."
 FAILS_AGAIN = "A retry would fail again: its execution would refuse it."
@@ -62,6 +66,56 @@ def test_a_retry_a_guardrail_refuses_is_refused_in_its_approval_s_words_not_sent
     answer = operator.post(retry_url, follow=True)
     said = [str(message) for message in get_messages(answer.wsgi_request)]
     assert said == [f"Proposal #{raise_.pk} is sent to run again."]
+
+
+@pytest.mark.django_db
+def test_the_queue_marks_what_a_guardrail_refuses_now_before_it_is_selected(login):
+    """Raises waiting on an account whose total budget was capped since: their pages said a
+    guardrail refuses them, and approving them was refused, but their rows read as every
+    approvable row, so they were selected for bulk approval and refused after. Each says so
+    under its summary in its page's words; a cut the cap allows says nothing; a failed one
+    says so too among the failures; the page reads them at once, whatever their number."""
+    failed = failed_budget_raise()
+    raises = [
+        evaluated(budget_change(campaign, budget))
+        for campaign, budget in (
+            ("brand-search", "1200.00"),
+            ("display-retarget", "360.00"),
+            ("brand-search", "1150.00"),
+        )
+    ]
+    cut = evaluated(budget_change("display-retarget", "200.00"))
+    assert [p.status for p in [*raises, cut]] == [ProposalStatus.PENDING_REVIEW] * 4
+    Account.objects.filter(external_id="demo").update(max_total_daily_budget=Decimal("1800.00"))
+    operator = login("operator")
+
+    marks, read_with_more = queue_marks(operator)
+
+    over = (
+        "Account demo's active campaigns would spend {} USD a day, above its cap of 1,800.00 USD."
+    )
+    assert marks[raises[0].pk] == (
+        f"{raises[0].summary} A guardrail refuses it now, as proposed: {over.format('2,000.00')}"
+    )
+    assert marks[raises[1].pk].endswith(
+        f"A guardrail refuses it now, as proposed: {over.format('1,860.00')}"
+    )
+    assert marks[cut.pk] == cut.summary
+    page = as_read(
+        operator.get(reverse("admin:approvals_proposal_change", args=[raises[0].pk])).text
+    )
+    assert marks[raises[0].pk].removeprefix(raises[0].summary).strip() in page
+    Proposal.objects.filter(pk__in=[p.pk for p in raises[1:]]).update(
+        status=ProposalStatus.WITHDRAWN
+    )
+    marks, read = queue_marks(operator)
+    assert set(marks) == {raises[0].pk, cut.pk}
+    assert read == read_with_more
+
+    failures = as_read(
+        operator.get(reverse("admin:approvals_proposal_changelist"), {"status": "failed"}).text
+    )
+    assert f"{failed.summary} A guardrail refuses it now: {CAPPED}" in failures
 
 
 @pytest.mark.django_db
