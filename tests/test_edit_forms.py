@@ -17,6 +17,7 @@ from approvals.models import Decision, Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve
 from executors.runner import proposal_execute
 from feedback.models import Feedback
+from hitlproject.formats import console_time
 from ledger.models import Campaign
 from policies.models import Policy
 from tests.conftest import bid_adjustment, creative, creative_batch, reallocation
@@ -396,6 +397,8 @@ def test_after_approval_the_page_shows_the_edit_word_by_word_as_the_agent_was_to
     # The editor's note isolated (HTML's <bdi>), as a withdrawal note is: a right-to-left
     # override in it would otherwise carry on past it and turn the closing quote around.
     assert "<h3>How it was edited</h3>" in block and ": “<bdi>No promises.</bdi>”" in block
+    # When, to the second, as every other time on the page is written ("…18:18:05 UTC").
+    assert f"Edited by <strong>operator</strong> on {console_time(decision.created_at)}: " in block
     assert re.search(
         r"<th[^>]*>Headline of creative 1</th>\s*<td class=\"word-diff\">"
         r'<del title="removed">Guaranteed results,</del> <ins title="added">Results,</ins> '
