@@ -401,6 +401,66 @@ def test_a_long_poll_refused_busy_in_a_burst_is_asked_again_after_retry_after(ap
     assert pauses == [1.0]
 
 
+TOO_MANY_WAITS = (
+    429,
+    {
+        "detail": "This agent already has 100 long polls (?wait=) waiting on this server, the "
+        "most it may; wait for one of them to be answered, or ask again without wait, or "
+        "after Retry-After seconds.",
+        "code": "too_many_waits",
+    },
+    {"Retry-After": "5"},
+)
+
+
+def test_a_wait_past_the_agents_share_of_long_polls_goes_on_until_decided(api, pauses):
+    """An agent with more waits open than the platform holds for it (100 per web process:
+    several workers sharing a key) is answered 429 too_many_waits, past the client's five
+    attempts too. wait() with no timeout waits "as long as it takes": it goes on, after each
+    Retry-After, reading the proposal without wait in between (as the refusal suggests, so a
+    decision is seen), rather than raise RateLimited after 20 s, which it did to 60 of 160
+    such waits."""
+    pending, executed = proposal_json(status="pending_review"), proposal_json(status="executed")
+    api.answers(
+        (200, pending), *[TOO_MANY_WAITS] * 5, (200, pending), TOO_MANY_WAITS, (200, executed)
+    )
+    with Client(api.url, "k") as hitl:
+        assert hitl.wait(7).status == "executed"
+    assert pauses and min(pauses) >= 5.0  # Retry-After honoured: no tight loop
+    queries = [request["query"] for request in api.requests]
+    assert queries[6] == {}  # once the attempts ran out: a plain read, not one more wait
+    assert queries[7]["status"] == "pending_review" and "wait" in queries[7]
+
+
+def test_a_wait_refused_too_many_waits_until_its_time_is_up_times_out(api, pauses):
+    """The same with a timeout: WaitTimedOut with the proposal as last seen, as for any wait
+    that runs out of time, not RateLimited."""
+    api.answers((200, proposal_json(status="pending_review")), TOO_MANY_WAITS)
+    with Client(api.url, "k") as hitl, pytest.raises(WaitTimedOut) as timed_out:
+        hitl.wait(7, timeout=2.5)
+    assert timed_out.value.proposal.status == "pending_review"
+    assert max(pauses) == 5.0 and len(api.requests) < 60  # Retry-After honoured: no tight loop
+
+
+def test_an_async_wait_refused_busy_past_the_client_retries_goes_on(api, pauses):
+    """A web process too loaded to begin a long poll's read answers 503 busy; past the
+    client's attempts too, the async wait goes on as the blocking one does."""
+    busy = (
+        503,
+        {"detail": "This server had too many requests under way …", "code": "busy"},
+        {"Retry-After": "1"},
+    )
+    pending = proposal_json(status="pending_review")
+    api.answers((200, pending), *[busy] * 5, (200, proposal_json(status="rejected")))
+
+    async def waited():
+        async with AsyncClient(api.url, "k") as hitl:
+            return await hitl.wait(7, timeout=300)
+
+    assert asyncio.run(waited()).status == "rejected"
+    assert pauses and min(pauses) >= 1.0
+
+
 def test_wait_asks_for_no_longer_than_its_timeout_and_then_says_so(api, pauses):
     api.answers((200, proposal_json(status="pending_review")))
     with Client(api.url, "k") as hitl, pytest.raises(WaitTimedOut) as timed_out:
@@ -462,6 +522,31 @@ def test_feedback_follows_next_then_long_polls_the_kept_resume_link(api, pauses)
     # Under a second left: no long poll of "0" seconds, but a last look when the time ends.
     assert queries[-1] == {"cursor": "r2"}
     assert 0 < pauses[-1] <= 1.5  # taken when the time ends
+
+
+def test_a_followed_feed_goes_on_past_too_many_waits(api, pauses):
+    """A followed feed whose long polls are refused 429 too_many_waits past the client's
+    attempts goes on after Retry-After with a read of its resume link, and hands out the
+    record that arrived meanwhile; it had raised RateLimited out of the agent's loop."""
+    empty = {"next": None, "previous": None, "resume": "/api/v1/feedback/?cursor=r1", "results": []}
+    record = {
+        "id": 1,
+        "proposal": 7,
+        "action_type": "bid_adjustment",
+        "kind": "approved",
+        "reason_code": "",
+        "note": "",
+        "diff": None,
+        "outcome": None,
+        "created_at": "2026-12-02T02:00:00Z",
+    }
+    page = {**empty, "resume": "/api/v1/feedback/?cursor=r2", "results": [record]}
+    api.answers((200, empty), *[TOO_MANY_WAITS] * 5, (200, page))
+    with Client(api.url, "k") as hitl:
+        feed = hitl.feedback(follow=True)
+        assert next(iter(feed)).id == 1
+    assert api.requests[-1]["query"] == {"cursor": "r1"}  # read without waiting
+    assert pauses and min(pauses) >= 5.0
 
 
 def test_async_client_retries_a_throttled_proposal_with_the_same_key(api, pauses):

@@ -20,7 +20,15 @@ from hitl_client._core import (
     key_named,
     path_of,
 )
-from hitl_client.errors import WaitTimedOut, error_from_response
+from hitl_client.errors import (
+    AuthThrottled,
+    ConnectionFailed,
+    HitlError,
+    RateLimited,
+    ServerError,
+    WaitTimedOut,
+    error_from_response,
+)
 from hitl_client.models import (
     BatchItem,
     Campaign,
@@ -267,6 +275,26 @@ def scorecard_of(answer: Answer) -> dict[str, Any]:
     return dict(answer.body)
 
 
+def asked_again_later(error: HitlError) -> bool:
+    """Whether ``error`` is a refusal that did nothing and asked to be asked again later, as
+    its ``Retry-After`` says: a 429 (throttled, or ``too_many_waits``: more long polls of this
+    agent's open than the platform holds for it) or a 503 (``busy``), once the client's own
+    retries of it ran out. Not a refused key (``AuthThrottled``): asked again, it is refused
+    again."""
+    return (
+        isinstance(error, RateLimited | ServerError)
+        and error.retry_after is not None
+        and error.status_code in (429, 503)
+        and not isinstance(error, AuthThrottled)
+    )
+
+
+def _pause_asked(error: RateLimited | ServerError, fallback_interval: float) -> float:
+    """The pause an ``asked_again_later`` refusal asked for, never less than
+    ``fallback_interval`` (a ``Retry-After: 0`` is no reason to loop tightly)."""
+    return max(error.retry_after or 0.0, fallback_interval)
+
+
 class ProposalWait:
     """The rounds of ``wait()``: a plain read first (a final proposal is answered at once),
     then long polls (``?wait=…&status=<last seen>``) until the proposal is final or the time
@@ -295,6 +323,9 @@ class ProposalWait:
         self.seen: Proposal | None = None
         self.rounds = 0
         self._asked: tuple[str, float, int] | None = None
+        # A round was refused "ask again later": the next is a plain read
+        # (``pause_after_failure``).
+        self._look_after_refusal = False
 
     def remaining(self) -> float:
         return math.inf if self.deadline is None else self.deadline - time.monotonic()
@@ -302,13 +333,38 @@ class ProposalWait:
     def next_call(self) -> Call:
         self.rounds += 1
         remaining = self.remaining()
-        if self.seen is None or remaining < 1:
+        if self.seen is None or remaining < 1 or self._look_after_refusal:
             # The first look, or the last: a long poll is asked for in whole seconds.
             self._asked = None
             return get_call(self.proposal_id)
         seconds = int(min(MAX_WAIT_SECONDS, remaining))
         self._asked = (self.seen.status, time.monotonic(), seconds)
         return get_call(self.proposal_id, wait=seconds, status=self.seen.status)
+
+    def pause_after_failure(self, error: HitlError) -> float:
+        """A round that failed: how long to pause before the next, when the wait goes on;
+        else raises (``WaitTimedOut`` once its time is up, with the proposal as last seen, or
+        ``error``).
+
+        The wait goes on past a refusal that did nothing and asked to be asked again later,
+        once the client's own retries of it ran out: a 429 with its Retry-After (the agent
+        has more long polls open than the platform holds for it, ``too_many_waits``, or its
+        rate), or a 503 with one (``busy``). ``wait()`` without a timeout waits as long as it
+        takes, and had raised ``RateLimited`` some 20 s into a burst of its agent's waits.
+        It pauses the Retry-After (never less than ``fallback_interval``), then reads the
+        proposal without waiting, as the refusal suggests, so a decision made meanwhile is
+        seen, before it long-polls again. A refused key (``AuthThrottled``) is raised."""
+        if not (isinstance(error, ConnectionFailed) or asked_again_later(error)):
+            raise error
+        timed_out = self.timed_out_after(error)  # None while time remains, or if never read
+        if timed_out is not None:
+            raise timed_out from error
+        remaining = self.remaining()
+        if isinstance(error, ConnectionFailed) or remaining <= 0:
+            raise error
+        self._asked = None
+        self._look_after_refusal = True
+        return min(_pause_asked(error, self.fallback_interval), remaining)
 
     def timed_out_after(self, error: Exception) -> WaitTimedOut | None:
         """A round that failed once the wait's time was up ends the wait: ``WaitTimedOut``
@@ -338,7 +394,10 @@ class ProposalWait:
                 proposal=proposal,
             )
         if self._asked is None:
-            pause = 0.0 if self.rounds == 1 and remaining >= 1 else self.fallback_interval
+            # The first look, or the look after a refusal (paused already): a long poll next.
+            first = self.rounds == 1 or self._look_after_refusal
+            pause = 0.0 if first and remaining >= 1 else self.fallback_interval
+            self._look_after_refusal = False
         else:
             status, asked_at, seconds = self._asked
             answered_early = time.monotonic() - asked_at < seconds / 2
@@ -415,6 +474,24 @@ class FeedbackPages:
         if following and remaining > 0 and remaining - pause < 1:
             pause = remaining
         return records, pause
+
+    def pause_after_failure(self, error: HitlError) -> float:
+        """A round of a followed feed that failed: how long to pause before the next, when
+        the feed goes on; else raises ``error``. As ``wait()`` does, a followed feed goes on
+        past a refusal that asked to be asked again later (``asked_again_later``: too many
+        long polls of this agent's at once, its rate, the server busy), after its
+        Retry-After, with a read of ``resume`` without waiting; it had raised
+        ``RateLimited`` out of the loop. Once its time is up, the feed ends, as it does then
+        (``resume`` is kept: nothing is lost)."""
+        if not (self.follow and asked_again_later(error)) or self._looked_last:
+            raise error
+        remaining = self.remaining()
+        if remaining <= 0:
+            self._next, self._looked_last = None, True
+            return 0.0
+        if self._next is None:  # a long poll refused: read what there is, without waiting
+            self._next = self.resume
+        return min(_pause_asked(error, self.fallback_interval), remaining)
 
     def page_done(self) -> None:
         """Every record of the page last read has been handed out."""

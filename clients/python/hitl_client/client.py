@@ -25,7 +25,7 @@ from hitl_client._core import (
     settings_from,
     timeout_for,
 )
-from hitl_client.errors import ConnectionFailed
+from hitl_client.errors import HitlError
 from hitl_client.models import (
     BatchItem,
     Campaign,
@@ -205,15 +205,13 @@ class Client(_Base):
         while True:
             try:
                 answer = self._send(rounds.next_call(), until=rounds.until)
-            except ConnectionFailed as error:
-                timed_out = rounds.timed_out_after(error)
-                if timed_out is None:
-                    raise
-                raise timed_out from error
-            proposal = _calls.proposal_of(answer)
-            pause = rounds.pause_after(proposal)
-            if pause is None:
-                return proposal
+            except HitlError as error:
+                pause = rounds.pause_after_failure(error)  # raises unless the wait goes on
+            else:
+                proposal = _calls.proposal_of(answer)
+                pause = rounds.pause_after(proposal)
+                if pause is None:
+                    return proposal
             if pause:
                 time.sleep(pause)
 
@@ -327,7 +325,12 @@ class FeedbackFeed:
     def __iter__(self) -> Iterator[Feedback]:
         pages = self._pages
         while (call := pages.next_call()) is not None:
-            records, pause = pages.read(self._client._send(call))
+            try:
+                answer = self._client._send(call)
+            except HitlError as error:
+                time.sleep(pages.pause_after_failure(error))  # raises unless the feed goes on
+                continue
+            records, pause = pages.read(answer)
             if not records:
                 pages.page_done()
             for index, record in enumerate(records):
@@ -485,15 +488,13 @@ class AsyncClient(_Base):
         while True:
             try:
                 answer = await self._send(rounds.next_call(), until=rounds.until)
-            except ConnectionFailed as error:
-                timed_out = rounds.timed_out_after(error)
-                if timed_out is None:
-                    raise
-                raise timed_out from error
-            proposal = _calls.proposal_of(answer)
-            pause = rounds.pause_after(proposal)
-            if pause is None:
-                return proposal
+            except HitlError as error:
+                pause = rounds.pause_after_failure(error)  # raises unless the wait goes on
+            else:
+                proposal = _calls.proposal_of(answer)
+                pause = rounds.pause_after(proposal)
+                if pause is None:
+                    return proposal
             if pause:
                 await asyncio.sleep(pause)
 
@@ -599,7 +600,12 @@ class AsyncFeedbackFeed:
     async def __aiter__(self) -> AsyncIterator[Feedback]:
         pages = self._pages
         while (call := pages.next_call()) is not None:
-            records, pause = pages.read(await self._client._send(call))
+            try:
+                answer = await self._client._send(call)
+            except HitlError as error:
+                await asyncio.sleep(pages.pause_after_failure(error))  # raises unless it goes on
+                continue
+            records, pause = pages.read(answer)
             if not records:
                 pages.page_done()
             for index, record in enumerate(records):
