@@ -11,6 +11,8 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from hitl_client._tools import outcome_report
+from hitl_client.models import Proposal as ClientProposal
 
 from approvals.models import Decision, Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve
@@ -19,7 +21,13 @@ from feedback.models import Feedback
 from hitlproject.errors import DomainError
 from ledger.models import Campaign, Creative
 from policies.models import Policy
-from tests.conftest import creative, creative_batch, reallocation, wait_until
+from tests.conftest import (
+    creative,
+    creative_batch,
+    reallocation,
+    target_cpa_strategy,
+    wait_until,
+)
 from tests.factories import evaluated
 
 
@@ -369,3 +377,55 @@ def test_an_edit_that_changes_nothing_is_said_to_be_an_approval_as_proposed(logi
         f"Approved as proposed: your edit changed nothing. Proposal #{proposal.pk} is approved "
         "and sent to be executed."
     ]
+
+
+def test_an_agent_is_told_an_edit_of_a_batch_or_of_strategy_fields_field_by_field(
+    operator, optimizer
+):
+    """A reviewer's edit of one creative's headline and another's body, or of a strategy
+    change's fields, is told to the model as the feedback's diff names them
+    (``creatives[0].headline``, ``changes.target_cpa``), each text quoted, not as the whole
+    list of creatives (or the whole of ``changes``) before and after, which left the model to
+    find the difference in two walls of JSON."""
+    batch = evaluated(
+        creative_batch(
+            creative(headline="Save big this winter"),
+            creative(body="Every plan, lower prices.\nLimited time."),
+        )
+    )
+    edited = json.loads(json.dumps(batch.payload))
+    edited["creatives"][0]["headline"] = "Save this winter"
+    edited["creatives"][1]["body"] = "Every plan, lower prices.\nWhile stocks last."
+    proposal_approve(proposal_id=batch.pk, reviewer=operator, edited_payload=edited)
+    proposal_execute(proposal_id=batch.pk)
+
+    strategy = evaluated(target_cpa_strategy(target_cpa="40.00"))
+    proposal_approve(
+        proposal_id=strategy.pk,
+        reviewer=operator,
+        edited_payload={
+            "campaign": "generic-search",
+            "changes": {"bidding_strategy": "target_roas", "target_roas": "3.50"},
+        },
+    )
+    proposal_execute(proposal_id=strategy.pk)
+
+    told = {
+        pk: outcome_report(
+            ClientProposal.from_api(optimizer.get(f"/api/v1/proposals/{pk}/").json())
+        )
+        for pk in (batch.pk, strategy.pk)
+    }
+    assert told[batch.pk]["message"].startswith(
+        'A reviewer edited it (creatives[0].headline: "Save big this winter" → "Save this '
+        'winter"; creatives[1].body: "Every plan, lower prices.\\nLimited time." → "Every '
+        'plan, lower prices.\\nWhile stocks last."), then approved it. The edited version '
+        "executed. Done: deploy 2 creatives to display-retarget"
+    )
+    assert told[strategy.pk]["message"].startswith(
+        "A reviewer edited it (changes.bidding_strategy: target_cpa → target_roas; "
+        "changes.target_cpa: 40.00 → (none); changes.target_roas: (none) → 3.50), then "
+        "approved it. The edited version executed."
+    )
+    # What was proposed and what executed stay whole beside it.
+    assert told[strategy.pk]["edited"]["proposed"]["changes"]["target_cpa"] == "40.00"

@@ -613,16 +613,38 @@ def _sentence(note: str) -> str:
 
 
 def _edit_text(proposed: Mapping[str, Any] | None, executed: Mapping[str, Any]) -> str:
-    """What a reviewer's edit changed, field by field ("amount: 280.00 → 200.00"); the
-    executed payload whole when the proposed one is not known."""
+    """What a reviewer's edit changed, field by field ("amount: 280.00 → 200.00"), into a
+    batch's items and a strategy change's fields as the feedback's diff names them
+    ("creatives[0].headline: "Save big" → "Save"", "changes.target_cpa: 40.00 → 35.00");
+    the executed payload whole when the proposed one is not known."""
     if proposed is None:
         return f"to {_compact(executed)}"
     changes = [
-        f"{name}: {_value_text(proposed.get(name))} → {_value_text(executed.get(name))}"
-        for name in dict.fromkeys([*proposed, *executed])
-        if not _same(proposed.get(name), executed.get(name))
+        f"{path}: {_value_text(before)} → {_value_text(after)}"
+        for path, before, after in _changed_fields(proposed, executed)
     ]
     return "; ".join(changes) or "no field changed"
+
+
+def _changed_fields(before: Any, after: Any, path: str = "") -> list[tuple[str, Any, Any]]:
+    """Each field that differs, by its path as the platform's diffs name it (the feedback's
+    ``diff``: ``creatives[1].body``), in the payload's order; a list of another length (a
+    creative added or removed) is told whole."""
+    if isinstance(before, Mapping) and isinstance(after, Mapping):
+        return [
+            change
+            for name in dict.fromkeys([*before, *after])
+            for change in _changed_fields(
+                before.get(name), after.get(name), f"{path}.{name}" if path else str(name)
+            )
+        ]
+    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        return [
+            change
+            for index, (old, new) in enumerate(zip(before, after, strict=True))
+            for change in _changed_fields(old, new, f"{path}[{index}]")
+        ]
+    return [] if _same(before, after) else [(path, before, after)]
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -635,10 +657,19 @@ def _same(a: Any, b: Any) -> bool:
         return False
 
 
+#: A value told as it is, unquoted: an amount, a status, a strategy's name.
+_BARE = re.compile(r"[\w.+-]+")
+
+
 def _value_text(value: Any) -> str:
+    """A value in an edit's words: an amount or a name as it is (280.00, target_cpa), a text
+    quoted, its line breaks as \\n (a creative's copy: where it begins and ends is plain,
+    whatever it says), anything else as JSON."""
     if value is None:
         return "(none)"
-    return value if isinstance(value, str) else _compact(value)
+    if isinstance(value, str) and _BARE.fullmatch(value):
+        return value
+    return _compact(value)
 
 
 def _what_it_changed(
