@@ -29,6 +29,7 @@ from mcp import ClientSession, StdioServerParameters, stdio_client
 from approvals.models import Proposal as ProposalRow
 from approvals.services.decisions import proposal_approve, proposal_reject
 from approvals.services.proposals import proposal_withdraw_for_agent
+from feedback.models import FeedbackKind
 from ledger.models import Account
 from policies.models import KillSwitch, Policy
 from tests.answer_lost import answer_lost_proxy
@@ -104,6 +105,12 @@ def test_mcp_server_offers_the_tools_an_agent_needs(web_server, demo_world):
         "read_feedback",
     } <= set(tools)
     assert "budget_reallocation" in tools["propose_action"]  # the payloads, spelled out
+    # Every kind of record the feed gives is told to the model reading it: a failed
+    # execution a reviewer sent to run again comes as sent_to_run_again, then executed (or
+    # failed again), which the tool's description left out.
+    told = tools["read_feedback"]
+    assert [kind for kind in FeedbackKind.values if kind not in told] == []
+    assert "sent_to_run_again (a reviewer sent a failed execution to run again" in told
 
 
 def test_mcp_bid_change_of_6_percent_executes_and_the_agent_sees_before_and_after(

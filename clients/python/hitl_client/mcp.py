@@ -419,9 +419,11 @@ def build_server(client_factory: ClientFactory = AsyncClient) -> MCPServer:
             "off_brand, wrong_signal, contradicts_strategy, too_aggressive, factual_error, "
             "other; and a note), withdrawn (a reviewer withdrew it for you; note says why), "
             "expired, superseded (diff: the value you saw and the value now), failed (note: "
-            "the execution's error), outcome. Pass the resume value from "
-            "the last call to read only what is new; wait_seconds > 0 waits that long for "
-            "something new when there is nothing yet."
+            "the execution's error), sent_to_run_again (a reviewer sent a failed execution "
+            "to run again: do not propose it again yourself), then executed (note: what it "
+            "changed) or failed again, outcome (what a person measured after). Pass the "
+            "resume value from the last call to read only what is new; wait_seconds > 0 "
+            "waits that long for something new when there is nothing yet."
         )
     )
     async def read_feedback(
