@@ -429,3 +429,35 @@ def test_an_agent_is_told_an_edit_of_a_batch_or_of_strategy_fields_field_by_fiel
     )
     # What was proposed and what executed stay whole beside it.
     assert told[strategy.pk]["edited"]["proposed"]["changes"]["target_cpa"] == "40.00"
+
+
+def test_an_edit_undone_by_a_second_reviewer_is_told_as_run_as_proposed(operators, optimizer):
+    """Under a two-person rule one reviewer edits 280 to 200, the next edits it back to 280,
+    and it runs as the agent proposed it: its feed says ``approved`` with no diff, and so does
+    what the model is told. It read "A reviewer edited it (no field changed) … The edited
+    version executed.", an edit that its feed denied."""
+    first, second = operators
+    Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
+    proposal = evaluated(reallocation("280.00"))
+    proposal_approve(
+        proposal_id=proposal.pk,
+        reviewer=first,
+        edited_payload={**proposal.payload, "amount": "200.00"},
+    )
+    proposal_approve(
+        proposal_id=proposal.pk,
+        reviewer=second,
+        edited_payload={**proposal.payload, "amount": "280.00"},
+        note="As proposed after all.",
+    )
+    proposal_approve(proposal_id=proposal.pk, reviewer=first)
+    proposal_execute(proposal_id=proposal.pk)
+
+    answer = optimizer.get(f"/api/v1/proposals/{proposal.pk}/").json()
+    assert answer["payload"] == answer["proposed_payload"]
+    assert Feedback.objects.get(proposal=proposal).kind == "approved"
+    told = outcome_report(ClientProposal.from_api(answer))
+    assert "edited" not in told
+    assert told["message"].startswith(
+        "2 reviewers approved it: Reviewer 1: As proposed after all. Executed. Before: "
+    )

@@ -338,9 +338,12 @@ def outcome_report(proposal: Proposal) -> dict[str, Any]:
         figures = _what_it_changed(
             report["before"], report["after"], proposal.summary, report.get("created", {})
         )
-        edited = proposal.edited_payload
+        edited, proposed = proposal.edited_payload, proposal.proposed_payload
+        if edited is not None and proposed is not None and not _changed_fields(proposed, edited):
+            # Edited back to what its agent proposed (one reviewer's edit undone by the next):
+            # it ran as proposed, as its feedback says ("approved", no diff).
+            edited = None
         if edited is not None:
-            proposed = proposal.proposed_payload
             report["edited"] = {"proposed": proposed, "executed": edited}
             by = "" if len(approvals) == 1 else f"{_approvers(approvals)} "
             report["message"] = (
