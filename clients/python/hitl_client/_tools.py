@@ -631,12 +631,13 @@ def _edit_text(proposed: Mapping[str, Any] | None, executed: Mapping[str, Any]) 
 
 def _changed_fields(before: Any, after: Any, path: str = "") -> list[tuple[str, Any, Any]]:
     """Each field that differs, by its path as the platform's diffs name it (the feedback's
-    ``diff``: ``creatives[1].body``), in the payload's order; a list of another length (a
-    creative added or removed) is told whole."""
+    ``diff``: ``creatives[1].body``), in their order (by name: a payload's keys come back in
+    another order from PostgreSQL than from SQLite); a list of another length (a creative
+    added or removed) is told whole."""
     if isinstance(before, Mapping) and isinstance(after, Mapping):
         return [
             change
-            for name in dict.fromkeys([*before, *after])
+            for name in sorted({*before, *after}, key=str)
             for change in _changed_fields(
                 before.get(name), after.get(name), f"{path}.{name}" if path else str(name)
             )
