@@ -380,8 +380,9 @@ def sessions_waiting_for_a_lock() -> int:
 
 def run_at_once_while_held(held: str, *runs: Callable[[], None]) -> None:
     """Each of ``runs`` in a thread of its own (with its own connection, closed after), all
-    started while a third session holds what the statement ``held`` locks: once every one
-    waits for it, it is let go, and they go on at once (PostgreSQL)."""
+    started while a third session holds what the statement ``held`` locks, each once the one
+    before waits for it (PostgreSQL grants a lock in the order it was asked): once every one
+    waits, it is let go, and they go on at once, in that order (PostgreSQL)."""
     holder = connections.create_connection("default")
     holder.set_autocommit(False)
 
@@ -395,9 +396,9 @@ def run_at_once_while_held(held: str, *runs: Callable[[], None]) -> None:
     try:
         with holder.cursor() as cursor:
             cursor.execute(held)
-        for thread in threads:
+        for waiting, thread in enumerate(threads, start=1):
             thread.start()
-        wait_until(lambda: sessions_waiting_for_a_lock() == len(runs))
+            wait_until(lambda waiting=waiting: sessions_waiting_for_a_lock() == waiting)
     finally:
         holder.rollback()
         holder.close()

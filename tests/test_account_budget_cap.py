@@ -432,8 +432,6 @@ def test_a_retry_and_an_approval_at_once_on_a_capped_account_are_judged_one_afte
     operator, second_operator = operators
     monkeypatch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: None)
     first, failed = _a_failed_raise_and_a_waiting_one(operators)
-    holder = connections.create_connection("default")
-    holder.set_autocommit(False)
     outcomes: dict[str, str] = {}
 
     def act(name: str, do) -> None:
@@ -441,31 +439,14 @@ def test_a_retry_and_an_approval_at_once_on_a_capped_account_are_judged_one_afte
             outcomes[name] = do().status
         except DomainError as error:
             outcomes[name] = error.message
-        finally:
-            connection.close()
 
-    approving = threading.Thread(
-        target=act,
-        args=("approve", lambda: proposal_approve(proposal_id=first.pk, reviewer=operator)),
+    run_at_once_while_held(  # as an execution on the account holds it
+        f"SELECT 1 FROM {Account._meta.db_table} WHERE external_id = 'demo' FOR UPDATE",
+        lambda: act("approve", lambda: proposal_approve(proposal_id=first.pk, reviewer=operator)),
+        lambda: act(
+            "retry", lambda: proposal_retry(proposal_id=failed.pk, reviewer=second_operator)
+        ),
     )
-    retrying = threading.Thread(
-        target=act,
-        args=("retry", lambda: proposal_retry(proposal_id=failed.pk, reviewer=second_operator)),
-    )
-    try:
-        with holder.cursor() as cursor:  # as an execution on the account holds it
-            cursor.execute(
-                f"SELECT 1 FROM {Account._meta.db_table} WHERE external_id = 'demo' FOR UPDATE"
-            )
-        approving.start()
-        wait_until(lambda: sessions_waiting_for_a_lock() == 1)
-        retrying.start()
-        wait_until(lambda: sessions_waiting_for_a_lock() == 2)
-    finally:
-        holder.rollback()
-        holder.close()
-        for thread in (approving, retrying):
-            thread.join()
 
     assert outcomes == {
         "approve": "approved",
