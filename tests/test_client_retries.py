@@ -549,6 +549,22 @@ def test_a_followed_feed_goes_on_past_too_many_waits(api, pauses):
     assert pauses and min(pauses) >= 5.0
 
 
+def test_a_followed_feed_whose_last_look_is_refused_too_many_waits_ends_as_its_time_does(
+    api, pauses
+):
+    """A followed feed with a timeout takes a last look (a read without wait) in its last
+    second; refused 429 too_many_waits past the client's attempts, it ends as a feed whose
+    time is up does, its resume link kept, as a long poll refused then ends it: it raised
+    RateLimited out of the agent's loop."""
+    empty = {"next": None, "previous": None, "resume": "/api/v1/feedback/?cursor=r1", "results": []}
+    api.answers((200, empty), *[TOO_MANY_WAITS] * 5)
+    with Client(api.url, "k") as hitl:
+        feed = hitl.feedback(follow=True, timeout=0.5)
+        assert list(feed) == []
+    assert feed.resume == "/api/v1/feedback/?cursor=r1"
+    assert len(api.requests) == 6 and api.requests[-1]["query"] == {"cursor": "r1"}
+
+
 def test_async_client_retries_a_throttled_proposal_with_the_same_key(api, pauses):
     api.answers(
         (429, {"detail": "Request was throttled."}, {"Retry-After": "2"}),

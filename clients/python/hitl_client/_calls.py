@@ -481,12 +481,13 @@ class FeedbackPages:
         past a refusal that asked to be asked again later (``asked_again_later``: too many
         long polls of this agent's at once, its rate, the server busy), after its
         Retry-After, with a read of ``resume`` without waiting; it had raised
-        ``RateLimited`` out of the loop. Once its time is up, the feed ends, as it does then
-        (``resume`` is kept: nothing is lost)."""
-        if not (self.follow and asked_again_later(error)) or self._looked_last:
+        ``RateLimited`` out of the loop. Once its time is up, or its last look (taken in its
+        last second) is refused, the feed ends, as it does then (``resume`` is kept: nothing
+        is lost)."""
+        if not (self.follow and asked_again_later(error)):
             raise error
         remaining = self.remaining()
-        if remaining <= 0:
+        if self._looked_last or remaining <= 0:
             self._next, self._looked_last = None, True
             return 0.0
         if self._next is None:  # a long poll refused: read what there is, without waiting
