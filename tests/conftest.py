@@ -403,7 +403,8 @@ def run_at_once_while_held(held: str, *runs: Callable[[], None]) -> None:
         holder.rollback()
         holder.close()
         for thread in threads:
-            thread.join()
+            if thread.ident is not None:  # started (a run that never waited stops the rest)
+                thread.join()
 
 
 def workers_idle(task: str, within: float = 120) -> bool:
