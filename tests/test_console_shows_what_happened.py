@@ -1031,7 +1031,8 @@ def test_approvals_a_policy_asks_for_since_routing_are_said_beside_the_version_t
     routed_by = re.sub(r"\s+", " ", page.split('id="routed-by"')[1].split("</p>")[0])
     # Versions as its owner counts them: the demo's policy as seeded, then changed once.
     assert now_version == 2
-    assert "in its version 1, as saved on" in routed_by
+    saved_on = Policy.history.get(history_id=proposal.verdict_policy_version).history_date
+    assert f"in its version 1, as saved on {saved_on:%Y-%m-%d %H:%M:%S} UTC (it has" in routed_by
     assert "UTC (it has changed since, to version 2):" in routed_by
     terms_then, terms_now = routed_by.split(' <span id="policy-terms-now">')
     assert terms_then.endswith("1 approval; expires after 3 days undecided.")
@@ -1121,7 +1122,10 @@ def test_a_two_person_rule_that_routed_it_is_not_said_as_asked_since_on_re_asses
     assert waiting.verdict_reasons[0].startswith("Re-assessed after #")
     page = html.unescape(page_of(login("operator"), waiting).text)
     routed_by = re.sub(r"\s+", " ", page.split('id="routed-by"')[1].split("</p>")[0])
-    assert f"in its version {now_version}, as saved on" in routed_by
+    saved_on = Policy.history.get(history_id=waiting.verdict_policy_version).history_date
+    assert (
+        f"in its version {now_version}, as saved on {saved_on:%Y-%m-%d %H:%M:%S} UTC:" in routed_by
+    )
     assert "1 approval, 2 above 20.0%" in routed_by
     reasons = page.split('id="verdict-reasons"')[1].split("</ul>")[0]
     assert "two-person rule: 2 distinct approvals are needed" in reasons

@@ -167,7 +167,11 @@ def test_a_proposal_s_history_names_its_policy_as_it_was_when_it_routed_it(login
     assert "Moves between campaigns" not in routed
     # The page says what it is called now, so the person can find it.
     routed_by = html.unescape(page.text.split('id="routed-by"')[1].split("</p>")[0])
-    assert "policy “Budget reallocations” in its version 1, as saved on" in routed_by
+    saved_on = Policy.history.get(history_id=proposal.verdict_policy_version).history_date
+    assert (
+        f"policy “Budget reallocations” in its version 1, as saved on {saved_on:%Y-%m-%d %H:%M:%S}"
+        " UTC (it has changed since" in routed_by
+    )
     assert "now called “Moves between campaigns”" in routed_by
     # Versions numbered as the policy's own, on its page, its history and the policy's list.
     assert "UTC (it has changed since, to version 2, and is now called" in routed_by

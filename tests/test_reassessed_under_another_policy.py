@@ -92,6 +92,46 @@ def test_a_reallocation_re_assessed_under_the_policy_that_routed_it_says_only_th
     assert paragraph(page.content.decode(), "routed-by").startswith("Routed by policy")
 
 
+def test_every_time_on_a_re_assessed_proposals_page_is_written_to_the_second(operator, login):
+    """Its status line's expiry, "Re-assessed at", its routing policy's "as saved on" and the
+    earlier proposals' "Proposed" read "2026-12-06 18:41 UTC" beside decisions and a timeline
+    that read "2026-12-06 18:41:07 UTC": the console writes every time one way."""
+    earlier = evaluated(bid_adjustment("2.12"))  # on brand-search, as the reallocation
+    waiting = evaluated(reallocation("280.00"))
+    Policy.objects.create(
+        name="Reallocations by optimizer",
+        action_type="budget_reallocation",
+        agent=Agent.objects.get(name="optimizer"),
+        auto_execute_max_magnitude=Decimal("0.20"),
+    )
+    moved_budget()
+    waiting.refresh_from_db()
+    saved_on = Policy.history.get(history_id=waiting.verdict_policy_version).history_date
+
+    page = login("operator").get(reverse("admin:approvals_proposal_change", args=[waiting.pk]))
+    text = page.content.decode()
+
+    status = " ".join(
+        html.unescape(
+            re.sub(r"<[^>]+>", "", text.split("<strong>Status:</strong>")[1].split("</p>")[0])
+        ).split()
+    )
+    expires = f"{waiting.review_expires_at:%Y-%m-%d %H:%M:%S} UTC"
+    assert status == f"Pending review · 0 of 1 approval · expires {expires}"
+    assert paragraph(text, "reassessed-under").startswith(
+        f"Re-assessed at {waiting.reassessed_at:%Y-%m-%d %H:%M:%S} UTC under policy "
+        "“Reallocations by optimizer”, version 1, which governs it now:"
+    )
+    assert paragraph(text, "routed-by").startswith(
+        "First routed by policy “Budget reallocations” in its version 1, as saved on "
+        f"{saved_on:%Y-%m-%d %H:%M:%S} UTC:"
+    )
+    earlier_row = text.split('id="earlier-proposals"')[1].split(f">#{earlier.pk}</a>")[1]
+    assert earlier_row.split("</tr>")[0].endswith(
+        f'<td data-label="Proposed">{earlier.created_at:%Y-%m-%d %H:%M:%S} UTC</td>'
+    )
+
+
 def from_display_retarget(amount: str) -> dict:
     """A reallocation that leaves brand-search alone (display-retarget's 300.00 budget)."""
     payload = {"from_campaign": "display-retarget", "to_campaign": "generic-search"}
