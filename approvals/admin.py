@@ -860,6 +860,9 @@ def _kill_switches_released(proposal: Proposal) -> int:
 
 # What the queue says after a kill switch's finding engaged since the proposal was routed.
 ENGAGED_SINCE_ROUTED = "Engaged since it was routed; a person's approval still lets it run."
+# The queue's Guardrail column, where a guardrail (a cap, a lock) refuses the row now: its
+# summary's mark says what ("A guardrail refuses it now, as proposed: …"), once.
+GUARDRAIL_REFUSES_NOW_FLAG = "Refuses it now: see its summary"
 
 
 def _kill_switches_engaged_since(proposal: Proposal) -> list[str]:
@@ -1085,6 +1088,7 @@ class QueueChangeList(ConsoleChangeList):
         for proposal in self.result_list:
             proposal.kill_switches_engaged_now = kill_switches_covering(engaged, proposal.account)
             proposal.retry_awaited = retrying.get(proposal.pk, "")
+            proposal.guardrail_refuses_now = bool(guarded.get(proposal.pk))
             stopped = agent_stopped(proposal, agent_accounts) if proposal.pk in gone else ""
             proposal.let_run_refused_said = [
                 said
@@ -1359,6 +1363,19 @@ class ProposalAdmin(ReadOnlyAdmin):
 
     @admin.display(description="guardrail")
     def guardrail_flag(self, proposal: Proposal) -> str:
+        """What its guardrails found (a kill switch, a banned term) and, where one refuses it
+        now (read for the queue's rows: its summary says what), that it does: the column read
+        "—" under "A guardrail refuses it now, …"."""
+        flag = self._guardrail_findings_flag(proposal)
+        if not getattr(proposal, "guardrail_refuses_now", False):
+            return flag
+        return format_html(
+            '<span class="guardrail-refuses-now">{}</span>{}',
+            GUARDRAIL_REFUSES_NOW_FLAG,
+            format_html(" {}", flag) if flag else "",
+        )
+
+    def _guardrail_findings_flag(self, proposal: Proposal) -> str:
         findings = _guardrail_findings(proposal, engaged_now=_kill_switches_named_now(proposal))
         # A switch engaged since it was routed is marked as its page notes it: an operator
         # approving from the list learns the policy owners stopped automatic execution there.

@@ -177,14 +177,14 @@ def test_the_ledger_is_read_once_for_a_bulk_approval_of_many_reallocations(opera
     assert planned(2) == planned(6)
 
 
-def queue_marks(client) -> tuple[dict[int, str], int]:
-    """The review queue's summary cells, by proposal id, as read (tags dropped, spaces as a
-    reader sees them), and the statements its page took."""
+def queue_marks(client, field: str = "summary_shown") -> tuple[dict[int, str], int]:
+    """The review queue's summary cells (or another ``field``'s), by proposal id, as read
+    (tags dropped, spaces as a reader sees them), and the statements its page took."""
     with CaptureQueriesContext(connection) as read:
         page = client.get(reverse("admin:approvals_proposal_changelist")).text
     cells = re.findall(
         r'<input [^>]*name="_selected_action" value="(\d+)".*?'
-        r'class="field-summary_shown"[^>]*>(.*?)</t[dh]>',
+        rf'class="field-{field}"[^>]*>(.*?)</t[dh]>',
         page,
         flags=re.S,
     )
