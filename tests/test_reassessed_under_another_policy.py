@@ -42,17 +42,23 @@ def moved_budget(campaign: str = "brand-search", to: str = "1050.00") -> None:
     assert proposal_execute(proposal_id=raise_.pk).status == ProposalStatus.EXECUTED
 
 
-def test_a_reallocation_re_assessed_under_a_policy_added_since_names_it_and_its_first_routing(
-    operator, optimizer, login
-):
-    waiting = evaluated(reallocation("280.00"))  # 28%: "Budget reallocations" asks a person
-    assert waiting.status == ProposalStatus.PENDING_REVIEW
+def optimizers_policy_added() -> None:
+    """A policy more specific than "Budget reallocations" added: the optimizer's
+    reallocations run without a person up to 20%."""
     Policy.objects.create(
         name="Reallocations by optimizer",
         action_type="budget_reallocation",
         agent=Agent.objects.get(name="optimizer"),
         auto_execute_max_magnitude=Decimal("0.20"),
     )
+
+
+def test_a_reallocation_re_assessed_under_a_policy_added_since_names_it_and_its_first_routing(
+    operator, optimizer, login
+):
+    waiting = evaluated(reallocation("280.00"))  # 28%: "Budget reallocations" asks a person
+    assert waiting.status == ProposalStatus.PENDING_REVIEW
+    optimizers_policy_added()
     moved_budget()
 
     waiting.refresh_from_db()
@@ -98,12 +104,7 @@ def test_every_time_on_a_re_assessed_proposals_page_is_written_to_the_second(ope
     that read "2026-12-06 18:41:07 UTC": the console writes every time one way."""
     earlier = evaluated(bid_adjustment("2.12"))  # on brand-search, as the reallocation
     waiting = evaluated(reallocation("280.00"))
-    Policy.objects.create(
-        name="Reallocations by optimizer",
-        action_type="budget_reallocation",
-        agent=Agent.objects.get(name="optimizer"),
-        auto_execute_max_magnitude=Decimal("0.20"),
-    )
+    optimizers_policy_added()
     moved_budget()
     waiting.refresh_from_db()
     saved_on = Policy.history.get(history_id=waiting.verdict_policy_version).history_date
@@ -159,12 +160,7 @@ def test_the_queue_judges_a_re_assessed_reallocation_by_the_version_that_governs
     page says another version governs it now (up to 20.0%). It says that one's ceiling, and
     that it was re-assessed under it, as its page does."""
     waiting = evaluated(reallocation("280.00"))
-    Policy.objects.create(
-        name="Reallocations by optimizer",
-        action_type="budget_reallocation",
-        agent=Agent.objects.get(name="optimizer"),
-        auto_execute_max_magnitude=Decimal("0.20"),
-    )
+    optimizers_policy_added()
     moved_budget()
 
     operator = login("operator")
@@ -195,12 +191,7 @@ def test_the_queue_reads_what_re_assessed_each_row_without_a_query_per_row(optim
     query per row: three re-assessed rows cost the queue no more queries than one does."""
     first = evaluated(reallocation("280.00"))
     others = [evaluated(from_display_retarget(amount)) for amount in ("150.00", "100.00")]
-    Policy.objects.create(
-        name="Reallocations by optimizer",
-        action_type="budget_reallocation",
-        agent=Agent.objects.get(name="optimizer"),
-        auto_execute_max_magnitude=Decimal("0.20"),
-    )
+    optimizers_policy_added()
     operator = login("operator")
     moved_budget()  # brand-search's: the first alone is re-assessed
     with CaptureQueriesContext(connection) as one:
