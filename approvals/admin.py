@@ -74,6 +74,7 @@ from approvals.selectors import (
 )
 from approvals.services.acts import (
     LET_RUN_FROM,
+    RETRY_WOULD_FAIL_AGAIN,
     Act,
     AgentMayNoLongerAct,
     NoLongerApplies,
@@ -95,7 +96,6 @@ from approvals.services.agents import (
 from approvals.services.decisions import (
     DECIDE_PERMISSION,
     QUEUE_ORDER,
-    RETRY_WOULD_FAIL_AGAIN,
     Decided,
     approvals_needed_after_one_more,
     bulk_approval_plan,

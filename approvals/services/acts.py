@@ -225,6 +225,10 @@ class NoLongerApplies(Conflict):
     refuses it as proposed, edited)."""
 
 
+# What retrying a proposal whose execution would refuse it again would do: said of one that no
+# longer applies, one the ledger refuses as proposed, and one a guardrail refuses now.
+RETRY_WOULD_FAIL_AGAIN = "A retry would fail again: its execution would refuse it."
+
 # How a proposal the ledger refuses as proposed is said: as its re-assessment recorded it
 # (``approvals.services.proposals.REASSESSED_NO_LONGER_APPLIES``), and to one who would let
 # it run.
@@ -460,7 +464,7 @@ def no_longer_applies(
     since = gone[proposal.pk]
     if since.no_longer_applies:
         if act == Act.RETRY:
-            then = "A retry would fail again: its execution would refuse it."
+            then = RETRY_WOULD_FAIL_AGAIN
         else:
             then = (
                 "Approving it would not carry it out: its execution would refuse it. It can be "
@@ -470,7 +474,7 @@ def no_longer_applies(
     if act == Act.EDIT or not since.refused_as_proposed:
         return None
     if act == Act.RETRY:
-        then = "A retry would fail again: its execution would refuse it."
+        then = RETRY_WOULD_FAIL_AGAIN
     else:
         then = (
             "Approving it would not carry it out: its execution would refuse it. It can be "

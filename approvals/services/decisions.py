@@ -30,6 +30,7 @@ from approvals.models import (
 )
 from approvals.selectors import approval_said, as_proposed_records, decision_said
 from approvals.services.acts import (
+    RETRY_WOULD_FAIL_AGAIN,
     Act,
     Gone,
     LedgerAhead,
@@ -169,9 +170,6 @@ def guardrail_refusal(proposal_id: int, reasons: Collection[str]) -> DomainError
     whose headroom the ledger has used since."""
     return DomainError(f"A guardrail refuses proposal #{proposal_id} now: " + " ".join(reasons))
 
-
-# What a retry a guardrail refuses now would do, said as a retry that no longer applies is.
-RETRY_WOULD_FAIL_AGAIN = "A retry would fail again: its execution would refuse it."
 
 # By proposal id, what the guardrails refuse about each now
 # (``guardrail_blocks_counting_approved``).
