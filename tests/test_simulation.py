@@ -8,16 +8,21 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
+from django.urls import reverse
 from django.utils import timezone
 
-from approvals.models import Proposal
+from approvals.models import Agent, Proposal
 from approvals.services.decisions import proposal_approve, proposal_reject
+from approvals.services.lifecycle import proposal_transition
 from approvals.simulation import draft_rule_set, drafts_in_place, simulate
+from audit.actors import Actor
 from executors.runner import proposal_execute
 from hitlproject.charts import grouped_bars
-from ledger.models import Campaign
-from policies.models import Policy
-from tests.conftest import bid_adjustment, reallocation
+from ledger.models import Account, Campaign
+from policies.drafts import duplicate_initial
+from policies.models import KillSwitch, Policy
+from policies.services import rules_in_force
+from tests.conftest import bid_adjustment, creative, creative_batch, reallocation
 from tests.factories import evaluated
 
 DAY = timedelta(days=1)
@@ -61,8 +66,6 @@ def test_replaying_history_under_the_same_policies_reproduces_every_verdict(hist
 
 
 def test_same_campaign_names_on_two_accounts_are_separate_targets(demo_world):
-    from approvals.models import Agent
-    from ledger.models import Account, Campaign
 
     other = Account.objects.create(
         external_id="other", name="Other", channel="google_ads", currency="USD"
@@ -185,10 +188,6 @@ def test_the_command_refuses_bad_arguments(demo_world, args, message):
 
 def dry_run(client, policy: Policy, payload):
     """Post the dry-run form on ``policy``'s page as the optimizer on the demo account."""
-    from django.urls import reverse
-
-    from approvals.models import Agent
-    from ledger.models import Account
 
     return client.post(
         reverse("admin:policies_policy_dry_run", args=[policy.pk]),
@@ -201,7 +200,6 @@ def dry_run(client, policy: Policy, payload):
 
 
 def test_the_simulation_page_reports_with_a_chart_for_an_auditor(history, login):
-    from django.urls import reverse
 
     looser = Policy.objects.create(
         name="Looser",
@@ -250,7 +248,6 @@ def test_a_chart_label_wider_than_its_group_wraps_between_words_never_inside_one
 
 
 def test_the_simulation_page_refuses_a_backwards_period(login):
-    from django.urls import reverse
 
     page = login("policy-owner").get(
         reverse("admin:policies_policy_simulate"), {"since": "2026-11-20", "until": "2026-11-01"}
@@ -260,7 +257,6 @@ def test_the_simulation_page_refuses_a_backwards_period(login):
 
 
 def test_dry_run_on_a_policy_shows_the_verdict_and_writes_nothing(login):
-    from django.urls import reverse
 
     policy = Policy.objects.get(action_type="budget_reallocation")
     client = login("policy-owner")
@@ -384,11 +380,6 @@ def every_route(demo_world) -> dict[str, Proposal]:
     and by a kill switch, held back before executing by a kill switch, re-routed when its
     target moved, superseded, edited then approved, rejected; and the bid policy edited
     half-way, so that the same move was decided one way before and another after."""
-    from approvals.services.lifecycle import proposal_transition
-    from audit.actors import Actor
-    from ledger.models import Campaign
-    from policies.models import KillSwitch
-    from tests.conftest import creative, creative_batch
 
     operator = get_user_model().objects.get(username="operator")
     routes: dict[str, Proposal] = {}
@@ -507,7 +498,6 @@ def test_replay_under_the_deciding_rules_reproduces_every_recorded_routing(every
 
 
 def test_replay_under_todays_rules_instead_would_not_reproduce_them(every_route):
-    from policies.services import rules_in_force
 
     now = timezone.now()
     report = simulate(rules=rules_in_force(), since=now - DAY, until=now + DAY)
@@ -545,7 +535,6 @@ def test_a_recorded_routing_that_the_rules_did_not_give_is_reported(every_route)
 
 def simulation_page_of_today(login):
     """The what-if simulation's page, as the auditor opens it for today, with no draft."""
-    from django.urls import reverse
 
     today = timezone.localdate()
     return login("auditor").get(
@@ -630,7 +619,6 @@ def test_the_simulation_page_shows_superseded_auto_approvals_apart(overtaken, lo
 def budget_changes_as_a_draft_at_60_percent() -> Policy:
     """The policy "Budget changes" duplicated as a draft, with a 60% auto-execute and a 60%
     cumulative ceiling (live: 10% and 25%)."""
-    from policies.drafts import duplicate_initial
 
     live = Policy.objects.get(action_type="budget_change", is_draft=False)
     initial = duplicate_initial(live) | {
@@ -665,7 +653,6 @@ def two_budgets_for_one_campaign(demo_world):
 def test_a_draft_auto_executes_at_most_one_of_two_changes_to_the_same_budget(
     two_budgets_for_one_campaign, login
 ):
-    from django.urls import reverse
 
     first, second, draft = two_budgets_for_one_campaign.values()
     today = timezone.localdate()
@@ -727,7 +714,6 @@ def test_the_simulation_page_says_when_it_lists_only_the_first_of_the_routings_h
 ):
     """The page listed the first 20 routings held back under the counts of what held them,
     as if they were all: 22 waited for a person, and two were nowhere to be read."""
-    from django.urls import reverse
 
     for _ in range(22):
         evaluated(reallocation("600.00"))  # 60%: over the auto-execute ceiling, to a person
@@ -743,7 +729,6 @@ def test_the_simulation_page_says_when_it_lists_only_the_first_of_the_routings_h
 
 
 def test_the_simulation_page_says_how_many_were_held_when_it_lists_them_all(history, login):
-    from django.urls import reverse
 
     today = timezone.localdate()
     page = login("policy-owner").get(
@@ -757,7 +742,6 @@ def test_the_simulation_page_says_how_many_were_held_when_it_lists_them_all(hist
 
 
 def bids_as_a_draft_at_22_percent() -> Policy:
-    from policies.drafts import duplicate_initial
 
     live = Policy.objects.get(action_type="bid_adjustment", is_draft=False)
     initial = duplicate_initial(live) | {"auto_execute_max_magnitude": Decimal("0.22")}
