@@ -15,14 +15,17 @@ from django.core.management import call_command
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from django.utils import timezone
 
-from approvals.models import Decision
+from approvals.models import Agent, AgentAPIKey, Decision, Proposal
 from approvals.services.decisions import proposal_approve, proposal_reject
+from audit.actors import Actor, acting_as
 from audit.chain import chain_seal, chain_verification_record
 from executors.runner import proposal_execute
 from feedback.callbacks import callback_event_deliver
 from feedback.models import CallbackEvent
+from ledger.models import Account
 from notifications.models import Notification, ReachedBy
 from policies.models import Policy
 from tests.conftest import reallocation, wait_until
@@ -186,10 +189,6 @@ def test_the_command_writes_the_same_trail(demo_world):
 
 
 def test_an_api_keys_digest_stays_out_of_the_export_and_the_history_pages(login):
-    from django.urls import reverse
-
-    from approvals.models import AgentAPIKey
-
     key = AgentAPIKey.objects.filter(revoked_at__isnull=True).first()
     response = login("auditor").get(URL, {**period(), "format": "jsonl"})
     body = b"".join(response.streaming_content).decode()
@@ -203,10 +202,6 @@ def test_an_api_keys_digest_stays_out_of_the_export_and_the_history_pages(login)
 
 
 def test_giving_an_agent_another_account_shows_in_the_export(login):
-    from approvals.models import Agent
-    from audit.actors import Actor, acting_as
-    from ledger.models import Account
-
     other = Account.objects.create(external_id="other", name="O", channel="meta", currency="EUR")
     agent = Agent.objects.get(name="optimizer")
     with acting_as(Actor.system("test")):
@@ -394,8 +389,6 @@ def test_the_export_names_a_json_change_python_holds_equal_and_a_deleted_persons
     """A value going from JSON's true to 1 is a change (the chain's digest tells them apart,
     though Python holds them equal); a person since deleted is still the user of the records
     they made, by their name."""
-    from approvals.models import Agent, Proposal
-    from audit.actors import Actor, acting_as
 
     proposal = evaluated(reallocation("280.00"))
     interim = get_user_model().objects.create_user("interim", is_staff=True)

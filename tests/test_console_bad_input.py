@@ -14,6 +14,7 @@ from django.urls import reverse
 from simple_history.admin import SimpleHistoryAdmin
 
 from approvals.models import Agent, AgentAPIKey, Proposal, ProposalStatus
+from approvals.services.decisions import proposal_reject
 from audit.actors import Actor, acting_as
 from feedback.models import CallbackEvent
 from hitlproject.errors import DomainError
@@ -89,7 +90,6 @@ def test_a_note_longer_than_an_agent_takes_is_refused_and_decides_nothing(operat
     """A reviewer's note reaches the agent and is shown whole on the proposal's page: one of
     200,000 characters is refused (the form says how long a note may be), by approval, edit or
     rejection, and nothing is decided; the service refuses it too, whatever calls it."""
-    from approvals.services.decisions import proposal_reject
 
     proposal = evaluated(reallocation())
     long_note = "x" * (NOTE_MAX_LENGTH + 1)

@@ -9,12 +9,14 @@ each text by substring: every test here but the index's runs on both."""
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.urls import reverse
 
 from approvals.models import Agent, Proposal, ProposalStatus
 from approvals.search import search_document
 from approvals.services.decisions import proposal_approve, proposal_reject
+from executors.runner import proposal_execute
 from ledger.models import Account, Campaign, Channel
 from policies.engine import evaluate
 from policies.models import KillSwitch, Policy
@@ -41,8 +43,6 @@ def title(client, **query) -> str:
 
 
 def reject(proposal: Proposal) -> Proposal:
-    from django.contrib.auth import get_user_model
-
     operator = get_user_model().objects.get(username="operator")
     return proposal_reject(proposal_id=proposal.pk, reviewer=operator, reason_code="other")
 
@@ -288,8 +288,6 @@ def approvals_shown(client, proposal: Proposal) -> str:
 
 
 def test_the_approvals_counted_start_again_when_a_kill_switch_sends_it_back(operator, operators):
-    from executors.runner import proposal_execute
-
     first, second = operators
     Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
     proposal = evaluated(reallocation("280.00"))

@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.urls import reverse
 
+from approvals.models import Proposal
 from approvals.services.decisions import proposal_approve, proposal_reject, proposal_retry
 from executors.runner import proposal_execute
 from ledger.models import Campaign
@@ -104,8 +105,6 @@ def test_what_each_of_two_approvers_wrote_reaches_the_agent(agent_client, operat
 
 
 def test_dry_run_tells_the_verdict_and_writes_nothing(optimizer):
-    from approvals.models import Proposal
-
     response = optimizer.post("/api/v1/policies/evaluate/", reallocation("50.00"), format="json")
     assert response.status_code == 200
     body = response.json()
@@ -180,11 +179,6 @@ def failed_feedback(agent_client) -> list[tuple[int, str, str]]:
 
 
 def test_an_execution_that_fails_is_in_the_agent_s_feedback_with_its_error(agent_client):
-    from decimal import Decimal
-
-    from executors.runner import proposal_execute
-    from ledger.models import Campaign
-
     operator = get_user_model().objects.get(username="operator")
     proposal = evaluated(reallocation("280.00"))
     proposal_approve(proposal_id=proposal.pk, reviewer=operator)
@@ -204,8 +198,6 @@ def test_an_execution_that_fails_is_in_the_agent_s_feedback_with_its_error(agent
 
 
 def test_a_channel_refusing_an_action_is_in_the_agent_s_feedback(agent_client, channel):
-    from executors.runner import proposal_execute
-
     operator = get_user_model().objects.get(username="operator")
     channel(422)
     proposal = evaluated(reallocation("280.00"))

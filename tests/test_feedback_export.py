@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from approvals.services.decisions import proposal_approve, proposal_reject
+from approvals.services.proposals import proposal_withdraw_for_agent
 from executors.runner import proposal_execute
 from feedback.models import Feedback, Outcome
 from feedback.services import outcome_report_by_user
@@ -261,7 +262,6 @@ def test_each_line_holds_the_feedback_its_agent_was_given(login, demo_world):
     """What the agent was told is in its line, word for word as its feed gave it: a
     reviewer's note on withdrawing it, the value a superseded proposal saw and the value now;
     neither is a decision, so nothing else in the line says them."""
-    from approvals.services.proposals import proposal_withdraw_for_agent
 
     operator = get_user_model().objects.get(username="operator")
     withdrawn = evaluated(reallocation("300.00"))

@@ -4,6 +4,8 @@ import html
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.urls import reverse
 from django.utils.html import strip_tags
 
@@ -13,6 +15,7 @@ from approvals.services.decisions import proposal_approve, proposal_reject
 from audit.actors import Actor
 from executors.runner import proposal_execute
 from ledger.models import Account, Campaign
+from notifications.models import Route
 from policies.models import Policy
 from tests.conftest import creative, creative_batch, reallocation
 from tests.factories import evaluated
@@ -53,8 +56,6 @@ def test_a_revoked_key_cannot_be_revived_through_history(login, demo_world, user
 
 
 def test_a_decision_cannot_be_rewritten_through_history(login, demo_world):
-    from django.contrib.auth import get_user_model
-
     proposal = evaluated(reallocation())
     operator = get_user_model().objects.get(username="operator")
     proposal_reject(proposal_id=proposal.pk, reviewer=operator, reason_code="wrong_signal")
@@ -245,10 +246,6 @@ def test_an_agent_s_past_version_shows_the_accounts_it_had_then_and_offers_no_wi
 
 
 def test_a_route_s_past_version_shows_whom_it_told_then(login, demo_world):
-    from django.contrib.auth.models import Group
-
-    from notifications.models import Route
-
     route = Route.objects.get(name="Demo: everything waiting, to the operators")
     told_then = sorted(group.name for group in route.groups.all())
     before = route.history.latest("history_date")
@@ -276,7 +273,6 @@ def test_who_made_a_change_links_to_their_page_only_for_those_who_may_open_it(
     """The history names who made each change; for a role that may not open people's pages
     (an operator: auditors read people and their roles), the name is not a link to a page that
     says "Not allowed"."""
-    from django.contrib.auth import get_user_model
 
     policy = Policy.objects.get(action_type="budget_reallocation")
     owner = get_user_model().objects.get(username="policy-owner")

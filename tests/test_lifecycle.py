@@ -13,6 +13,7 @@ from approvals.models import Execution, Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve, proposal_retry
 from approvals.services.expiry import proposals_expire_overdue
 from approvals.services.lifecycle import InvalidTransition, proposal_transition
+from approvals.services.proposals import proposal_evaluate
 from audit.actors import Actor
 from executors.runner import proposal_execute
 from feedback.models import Feedback
@@ -42,7 +43,6 @@ def test_an_illegal_transition_is_refused_and_changes_nothing(demo_world):
 
 def test_evaluating_twice_routes_once(demo_world):
     proposal = evaluated()
-    from approvals.services.proposals import proposal_evaluate
 
     again = proposal_evaluate(proposal_id=proposal.pk)
     assert again.status == ProposalStatus.PENDING_REVIEW

@@ -16,6 +16,7 @@ from policies.engine import (
     legacy_cumulative_figure_from_reasons,
     matching_rule,
 )
+from policies.guardrails import BrandRules, brand_findings
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 ACCOUNT, AGENT = 7, 3
@@ -421,8 +422,6 @@ def test_the_two_person_rule_cannot_be_skipped_by_auto_execution():
 
 
 def test_banned_terms_are_whole_words_whatever_they_end_with():
-    from policies.guardrails import BrandRules, brand_findings
-
     rules = BrandRules(banned_terms=("100%", "free"))
     texts = [("body of creative 1", "Now 100% better, and carefree.")]
     assert brand_findings(texts, rules) == [

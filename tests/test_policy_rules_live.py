@@ -4,11 +4,12 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.urls import reverse
 from hitl_client._tools import outcome_report
 from hitl_client.models import Proposal as ClientProposal
 
 from approvals.models import Agent, ProposalStatus
-from approvals.services.decisions import proposal_approve
+from approvals.services.decisions import proposal_approve, proposal_reject
 from executors.runner import proposal_execute
 from hitlproject.errors import DomainError, NotAllowed
 from ledger.models import Account, Campaign
@@ -219,8 +220,6 @@ def test_each_policy_sets_its_own_review_window(demo_world):
 
 
 def test_engaging_a_kill_switch_is_on_the_record_with_who_did_it(login):
-    from django.urls import reverse
-
     client = login("policy-owner")
     response = client.post(
         reverse("admin:policies_killswitch_add"),
@@ -276,8 +275,6 @@ def test_a_lock_set_after_approval_refuses_the_execution(operators):
 
 
 def test_an_agents_rejections_raise_the_risk_of_its_next_proposal(operators):
-    from approvals.services.decisions import proposal_reject
-
     operator, _ = operators
     before = evaluated(reallocation("280.00"))
     assert before.risk == 25 + 42 + 5  # type, 2.8 x the ceiling, no record yet

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -151,7 +152,6 @@ def test_after_a_flush_the_token_is_there_and_new(demo_world):
     empties after the token's were empty already, no trigger made the row again, and every
     request then read the rules and keys again. After a flush, the token is made anew, as
     after every ``migrate``."""
-    from django.core.management import call_command
 
     before = RulesVersion.objects.get(pk=1).token
     call_command("flush", interactive=False, verbosity=0)

@@ -21,9 +21,11 @@ from approvals.services.proposals import verdict_for
 from approvals.services.supersession import TargetMove
 from executors.runner import proposal_execute
 from feedback.models import CallbackEvent, Feedback
+from feedback.selectors import MIN_DECISIONS_FOR_RECORD, RECORD_SPAN
 from hitlproject.errors import Conflict
 from ledger.models import Account, Campaign
 from policies.models import Policy
+from policies.services import agent_approval_rate
 from tests.conftest import bid_adjustment, reallocation, wait_until
 from tests.factories import evaluated
 
@@ -222,9 +224,6 @@ def test_bulk_approval_approves_only_what_will_run_as_approved(operator):
 
 
 def test_an_agents_approval_rate_counts_peoples_decisions_only(operator):
-    from feedback.selectors import MIN_DECISIONS_FOR_RECORD
-    from policies.services import agent_approval_rate
-
     optimizer = Agent.objects.get(name="optimizer")
     rejected = [evaluated(bid_adjustment("2.50")) for _ in range(MIN_DECISIONS_FOR_RECORD)]
     for proposal in rejected:
@@ -239,8 +238,6 @@ def test_an_agents_approval_rate_counts_peoples_decisions_only(operator):
 def test_an_agents_approval_rate_is_what_people_decided_of_its_last_500(operator):
     """Approved as proposed or with edits counts as approved; the 500 most recent decisions
     count, not those before them; an agent with fewer than 10 has no record yet."""
-    from feedback.selectors import MIN_DECISIONS_FOR_RECORD, RECORD_SPAN
-    from policies.services import agent_approval_rate
 
     optimizer = Agent.objects.get(name="optimizer")
     proposal = evaluated(bid_adjustment("2.50"))

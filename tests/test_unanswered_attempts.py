@@ -26,6 +26,7 @@ from hitlproject.outbound import send_signed
 from ledger.models import Account
 from tests.conftest import bid_adjustment, wait_until
 from tests.factories import evaluated
+from tests.test_outbound import TricklingEndpoint
 from tests.test_webhook_executor import approved_without_its_task
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
@@ -166,8 +167,6 @@ def test_an_endpoint_never_reached_says_nothing_of_the_kind(channel, client):
 
 
 def test_a_timeout_is_unanswered_and_a_refused_connection_is_not(settings):
-    from tests.test_outbound import TricklingEndpoint
-
     settings.OUTBOUND_DEADLINE = 1
     endpoint = TricklingEndpoint(hold=60)
     try:
