@@ -129,7 +129,8 @@ def request_ids(values) -> tuple[str, ...]:
 
 def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
     """An HTTP ``Retry-After`` value (seconds, or an HTTP date) as seconds from now; None if
-    absent or not understood, 0 for a date already past."""
+    absent or not understood (a date in a year past any calendar's, too: what a hostile
+    endpoint sends to fail the worker reading it), 0 for a date already past."""
     if not value:
         return None
     value = value.strip()
@@ -137,7 +138,7 @@ def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> fl
         return float(value)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         return None

@@ -89,6 +89,22 @@ def test_an_endpoint_saying_when_to_come_back_is_not_sent_again_before(channel):
     assert (second.started_at - first.finished_at).total_seconds() >= 3
 
 
+def test_an_endpoint_asking_to_come_back_in_a_year_past_any_calendar_is_retried_as_ever(channel):
+    """A 503 whose Retry-After is an HTTP date in a year no clock reaches is a Retry-After
+    not understood: the action is tried again after the usual backoff and executes, rather
+    than the worker failing mid-attempt and leaving it executing, its attempt running."""
+    channel(503, 200, retry_after="Mon, 01 Jan 99999999999999999999 00:00:00 GMT")
+    proposal = evaluated(bid_adjustment("2.12"))
+
+    wait_until(settled(proposal))
+
+    assert Proposal.objects.get(pk=proposal.pk).status == "executed"
+    first, second = proposal.executions.order_by("attempt")
+    assert first.error == "the endpoint answered HTTP 503"
+    assert second.status == "succeeded"
+    assert bid() == Decimal("2.12")
+
+
 def test_a_refusal_s_own_words_are_kept_with_the_failed_execution(channel):
     """The operator who retries reads why the endpoint refused, in its words (the first of
     them, on one line, saying they go on), not the status alone."""
