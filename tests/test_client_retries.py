@@ -246,6 +246,19 @@ def test_busy_answer_is_retried_after_its_retry_after(api, hitl, pauses):
     assert pauses == [1.0]
 
 
+def test_a_busy_answer_whose_retry_after_is_dated_past_any_calendar_is_retried_as_ever(
+    api, hitl, pauses
+):
+    """A Retry-After the client cannot read as a time (a year no clock reaches) is one it was
+    not given: the request is tried again after the usual backoff, not an OverflowError out of
+    ``get``."""
+    busy = {"detail": "Held by other requests; nothing was recorded.", "code": "busy"}
+    never = {"Retry-After": "Mon, 01 Jan 99999999999999999999 00:00:00 GMT"}
+    api.answers((503, busy, never), (200, proposal_json(status="pending_review")))
+    assert hitl.get(7).status == "pending_review"
+    assert len(api.requests) == 2 and len(pauses) == 1 and 0.25 <= pauses[0] <= 0.5
+
+
 def test_retries_stop_after_the_attempts_allowed(api, pauses):
     api.answers(
         (429, {"detail": "Request was throttled.", "code": "throttled"}, {"Retry-After": "2"})

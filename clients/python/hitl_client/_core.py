@@ -280,7 +280,7 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
         pass
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a year past any calendar's
         return None
     return max(0.0, when.timestamp() - time.time())
 
