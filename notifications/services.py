@@ -23,6 +23,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from approvals import action_types
 from approvals.models import Agent, Decision, DecisionOutcome, Proposal, ProposalStatus
 from approvals.selectors import (
     approved_said,
@@ -39,6 +40,7 @@ from approvals.selectors import (
 from approvals.services.acts import (
     Act,
     Gone,
+    LedgerAhead,
     act_refusal,
     agent_accounts_of,
     agent_stopped,
@@ -69,8 +71,11 @@ from hitlproject.vocabulary import (
     READ_PERMISSION,
     REVIEW_ENDINGS,
     SENT_TO_RUN_AGAIN,
+    UNDER_WAY_STATUSES,
     VerdictOutcome,
+    and_joined,
 )
+from ledger.models import campaign_field_label
 from notifications.carriers import channel_for
 from notifications.channels import ChannelError, Sent
 from notifications.messages import (
@@ -138,6 +143,7 @@ DELIVERY_ON_ITS_WAY = "notifications.deliver"
 # The delivery task (notifications.tasks), sent by its name: the tasks module imports this one.
 DELIVER_NOTIFICATIONS = "notifications.deliver_notifications"
 REDRAW_SLACK_MESSAGES = "notifications.redraw_slack_messages"
+FOLLOW_MOVES_AHEAD = "notifications.follow_moves_ahead"
 RETRACT_SLACK_MESSAGES = "notifications.retract_slack_messages"
 ON_ITS_WAY_STALE_SECONDS = 5
 # An update of a Slack message that Slack could not take for now (out of reach, rate limited,
@@ -204,6 +210,149 @@ def notifications_record_moves(proposals: Sequence[Proposal]) -> None:
     failed = [p for p in proposals if p.status == S.FAILED]
     if failed:
         _failures_tell(failed, now=now)
+    # A move that takes from a figure approved, or no longer to run: the other moves waiting
+    # on that figure may be approved, or not, as what it leaves allows (``LedgerAhead``).
+    ahead = [p for p in proposals if _moves_ahead_changed(p)]
+    if ahead:
+        after_commit(_follow_moves_ahead_later, [[p.pk, p.status] for p in ahead])
+
+
+def _moves_ahead_changed(proposal: Proposal) -> bool:
+    """Whether this move changes what the moves approved and not yet run take from a figure
+    others draw on: a move that takes from one (``ActionType.drawn_from``: a reallocation, from
+    its source's daily budget) approved (by a person, by its policy, or retried), or no longer
+    to run (its execution failed, or it was sent back to a person before it ran: a round after
+    the first, or one its policy had let run). One that ran moved the figure itself: the
+    moves waiting on it are re-assessed, and their messages follow (``slack_messages_
+    reassessed``)."""
+    action_type = action_types.named(proposal.action_type)
+    if not action_type.ledger_may_refuse or not action_type.drawn_from(proposal.payload):
+        return False
+    if proposal.status in (S.APPROVED, S.FAILED):
+        return True
+    return proposal.status == S.PENDING_REVIEW and (
+        proposal.review_round > 1 or proposal.verdict_outcome == VerdictOutcome.AUTO_APPROVE
+    )
+
+
+def _follow_moves_ahead_later(moved: list[list]) -> None:
+    app.send_task(FOLLOW_MOVES_AHEAD, (moved,))
+
+
+def slack_messages_follow_moves_ahead(*, moved: Sequence[Sequence]) -> None:
+    """Once moves that take from a figure were approved or are no longer to run (``moved``:
+    each proposal's id and the status it moved to, ``_moves_ahead_changed``): the Slack
+    messages of the other proposals that wait and draw on the same figures, whose approval
+    that changes (refused, as the console refuses it, "amount: Exceeds display-retarget's
+    daily budget of 100.00 once #1, approved before it, has run."; or no longer refused, or
+    refused in other words), are redrawn as they would be sent now: no Approve, and why; or
+    Approve back. One pass: the proposals that wait on those figures, and the moves ahead of
+    them, read once for all; their messages updated by the outbox. The others are left as
+    they are: their messages say what is still so."""
+    status_of = {pk: status for pk, status in moved}
+    with transaction.atomic():
+        movers = list(
+            Proposal.objects.filter(pk__in=list(status_of)).only(
+                "pk", "account_id", "action_type", "payload", "status"
+            )
+        )
+        figures: dict[tuple[int, str, str], list[Proposal]] = defaultdict(list)
+        for mover in movers:
+            for campaign, amounts in (
+                action_types.named(mover.action_type).drawn_from(mover.payload).items()
+            ):
+                for name in amounts:
+                    figures[(mover.account_id, campaign, name)].append(mover)
+        drawing = [
+            name for name in action_types.names() if action_types.get(name).ledger_may_refuse
+        ]
+        waiting = [
+            proposal
+            for proposal in Proposal.objects.filter(
+                pk__in=Notification.objects.filter(
+                    channel=NotificationChannel.SLACK,
+                    status=NotificationStatus.SENT,
+                    updates__isnull=True,
+                    in_digest=False,
+                    proposal__status=S.PENDING_REVIEW,
+                    proposal__account_id__in={mover.account_id for mover in movers},
+                    proposal__action_type__in=drawing,
+                )
+                .exclude(slack_ts="")
+                .exclude(proposal_id__in=list(status_of))
+                .values("proposal_id")
+            ).only("pk", "account_id", "action_type", "payload", "review_round")
+            if _shared_figures(proposal, figures)
+        ]
+        if not waiting:
+            return
+        ledger = LedgerAhead.read(waiting)
+        # The moves ahead as they were before these moved: without those approved, with those
+        # no longer to run (counted last: judged after the others, as each is).
+        approved = {pk for pk, status in status_of.items() if status == S.APPROVED}
+        before = LedgerAhead(
+            ledger.campaigns,
+            {
+                figure: [draw for draw in draws if draw.proposal_id not in approved]
+                for figure, draws in ledger.draws.items()
+            },
+        )
+        for mover in movers:
+            if mover.pk not in approved and mover.status not in UNDER_WAY_STATUSES:
+                before.count(mover)
+        about = {}
+        for proposal in waiting:
+            if ledger.refusal(proposal) != before.refusal(proposal):
+                about[proposal.pk] = _moves_ahead_about(
+                    _shared_figures(proposal, figures), status_of
+                )
+        by_round = defaultdict(list)
+        for proposal in waiting:
+            if proposal.pk in about:
+                by_round[proposal.review_round].append(proposal.pk)
+        now = timezone.now()
+        for review_round, proposal_ids in by_round.items():
+            _slack_messages_update(
+                proposal_ids=proposal_ids,
+                now=now,
+                about=about,
+                review_round=review_round,
+                in_digest=False,
+            )
+
+
+def _shared_figures(
+    proposal: Proposal, figures: dict[tuple[int, str, str], list[Proposal]]
+) -> dict[tuple[int, str, str], list[Proposal]]:
+    """Of ``figures`` (the moves that moved, by the figure each draws on), those ``proposal``
+    draws on too."""
+    drawn = action_types.named(proposal.action_type).drawn_from(proposal.payload)
+    return {
+        key: figures[key]
+        for campaign, amounts in drawn.items()
+        for name in amounts
+        if (key := (proposal.account_id, campaign, name)) in figures
+    }
+
+
+def _moves_ahead_about(
+    shared: dict[tuple[int, str, str], list[Proposal]], status_of: dict[int, str]
+) -> str:
+    """What an update for moves ahead of a proposal is for: "#1 approved, drawing on
+    display-retarget's daily budget too"."""
+    said = []
+    for (_, campaign, name), movers in shared.items():
+        moves = and_joined([f"#{mover.pk} {_moved_said(status_of[mover.pk])}" for mover in movers])
+        said.append(f"{moves}, drawing on {campaign}'s {campaign_field_label(name)} too")
+    return "; ".join(said)
+
+
+def _moved_said(status: str) -> str:
+    if status == S.PENDING_REVIEW:
+        return "sent back to a person before it ran"
+    if status == S.FAILED:
+        return "failed"
+    return ProposalStatus(status).label.lower()
 
 
 def _deadlines_start(proposals: Sequence[Proposal], *, now: datetime) -> None:

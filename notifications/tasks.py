@@ -10,10 +10,12 @@ from notifications.digests import notifications_send_digests
 from notifications.services import (
     DELIVER_NOTIFICATIONS,
     DELIVERY_ON_ITS_WAY,
+    FOLLOW_MOVES_AHEAD,
     REDRAW_SLACK_MESSAGES,
     RETRACT_SLACK_MESSAGES,
     notifications_deliver,
     notifications_resend_due,
+    slack_messages_follow_moves_ahead,
     slack_messages_redrawn_for_people,
     slack_messages_redrawn_for_proposals,
     slack_messages_retract,
@@ -75,6 +77,18 @@ def redraw_slack_messages(
         slack_messages_redrawn_for_people(user_ids=user_ids, about=about)
     if proposal_ids:
         slack_messages_redrawn_for_proposals(proposal_ids=proposal_ids, about=about)
+
+
+@shared_task(
+    name=FOLLOW_MOVES_AHEAD,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=8,
+)
+def follow_moves_ahead(moved: list[list]) -> None:
+    # Records the updates of the messages whose approval the moves changed (the outbox); the
+    # delivery task sends them. ``moved``: [proposal id, the status it moved to], each.
+    slack_messages_follow_moves_ahead(moved=moved)
 
 
 @shared_task(
