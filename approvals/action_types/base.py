@@ -329,6 +329,18 @@ class ActionType:
         (``approvals.services.acts.LedgerAhead``)."""
         return {}
 
+    # The campaign fields whose figures the action sets, whatever its payload (a budget
+    # change: the daily budget): those a move the ledger may refuse can draw on
+    # (``figures_set``).
+    sets_figures: ClassVar[frozenset[str]] = frozenset()
+
+    def figures_set(self, payload: dict[str, Any]) -> dict[str, dict[str, Decimal]]:
+        """The figures the action sets when it runs, by campaign external id and field (a
+        budget change: its campaign's daily budget, to its new one), of ``sets_figures``:
+        approved and not yet run, it sets one a move the ledger may refuse draws on, which
+        is judged against what it leaves (``approvals.services.acts.LedgerAhead``)."""
+        return {}
+
     def changes_nothing(
         self, payload: dict[str, Any], campaigns: dict[str, Campaign]
     ) -> dict[str, list[str]] | None:

@@ -90,6 +90,9 @@ class NumericFieldChange(ActionType):
     def proposed_state(self, payload, campaigns):
         return {payload["campaign"]: {self.field: Decimal(payload[self.payload_field])}}
 
+    def figures_set(self, payload):
+        return {payload["campaign"]: {self.field: Decimal(payload[self.payload_field])}}
+
 
 class NumericFieldEdit(ActionEditForm):
     """The one number the action sets, in the account's currency."""
@@ -123,6 +126,7 @@ class BidAdjustment(NumericFieldChange):
     payload_serializer = BidAdjustmentPayload
     edit_form = BidAdjustmentEdit
     field, payload_field, noun, moves_daily_money = "bid", "new_bid", "bid", False
+    sets_figures = frozenset({"bid"})
 
 
 class BudgetChangeEdit(NumericFieldEdit):
@@ -147,6 +151,7 @@ class BudgetChange(NumericFieldChange):
         "daily budget",
         True,
     )
+    sets_figures = frozenset({"daily_budget"})
 
 
 class BudgetReallocationPayload(StrictSerializer):

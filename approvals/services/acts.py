@@ -11,8 +11,8 @@ decides once a round; and nothing is let run (approved, or retried) whose agent 
 deactivated, or lost the account, since it proposed it, nor what no longer applies to what
 it would change (a policy's ceiling moved since the platform recommended changing it), nor
 what the ledger no longer allows as proposed (a reallocation's source budget cut below its
-amount, or drawn below it by the moves approved before it once they have run: an edit of
-the amount can mend it). The services check the rule under the
+amount, or drawn or set below it by the moves approved before it once they have run: an edit
+of the amount can mend it). The services check the rule under the
 proposal's row lock; the console asks it before it shows a button, so that it never offers
 one the server refuses.
 """
@@ -287,12 +287,21 @@ def campaigns_named(proposals: Iterable[Proposal], *, lock: bool = False) -> Led
 
 class Draw(NamedTuple):
     """A move approved and not yet run, as it draws on a figure another proposal draws on too
-    (``ActionType.drawn_from``): its proposal, how much it takes, and whether a bulk approval
-    approves it with the other (an earlier row) rather than before it."""
+    (``ActionType.drawn_from``), or sets it (``ActionType.figures_set``): its proposal, how
+    much it takes (or the value it sets the figure to), and whether a bulk approval approves
+    it with the other (an earlier row) rather than before it."""
 
-    proposal_id: int
+    proposal_id: int | None
     amount: Decimal
     with_it: bool = False
+    # It sets the figure to ``amount`` (a budget change), made against ``seen`` (as its
+    # snapshot recorded the figure): once anything else has changed the figure, it is
+    # superseded when its turn comes, and sets nothing.
+    sets: bool = False
+    seen: Decimal | None = None
+    agent_id: int | None = None
+    # An earlier item of a batch being submitted (its index as sent): it has no id yet.
+    item: int | None = None
 
 
 DrawnFigure = tuple[int, str, str]  # (account id, campaign external id, field)
@@ -301,12 +310,15 @@ DrawnFigure = tuple[int, str, str]  # (account id, campaign external id, field)
 @dataclass
 class LedgerAhead:
     """The campaigns some proposals touch as the ledger holds them now, and what the moves
-    approved or executing and not yet run will take from the figures those proposals draw on
-    (in the order they were approved, as they run; then those a bulk approval approves with
-    them, ``count``). A proposal the ledger may refuse (``ActionType.ledger_may_refuse``) is
-    judged against what they leave (``refusal``): approved too, it runs after them. Only what
-    they take is counted, not what they bring (one that brings may run after it), and one
-    that takes more than is left at its turn takes nothing: it fails when it runs."""
+    approved or executing and not yet run will take from the figures those proposals draw on,
+    or set them to (in the order they were approved, as they run; then those a bulk approval
+    approves with them, or a batch's submission before them, ``count``). A proposal the ledger
+    may refuse (``ActionType.ledger_may_refuse``) is judged against what they leave
+    (``refusal``): approved too, it runs after them. Only what they take is counted, not what
+    they bring (one that brings may run after it): one that takes more than is left at its
+    turn takes nothing (it fails when it runs), one that sets a figure higher than it is then
+    is not counted, and one that sets it lower counts unless the figure has changed since it
+    was made (it is superseded then)."""
 
     campaigns: Ledger
     draws: dict[DrawnFigure, list[Draw]] = field(default_factory=dict)
@@ -318,44 +330,57 @@ class LedgerAhead:
         campaigns are locked first, until the caller's transaction ends: a move approved
         meanwhile by someone else (who locks them too) is committed before its draws are
         read, and one approved after waits for the caller's to commit, and counts it."""
-        refusable = [
-            proposal
-            for proposal in proposals
-            if action_types.named(proposal.action_type).ledger_may_refuse
-        ]
+        refusable = _refusable(proposals)
         if not refusable:
             return cls({})
-        campaigns = campaigns_named(refusable, lock=lock)
+        return cls.ahead_of(refusable, campaigns_named(refusable, lock=lock))
+
+    @classmethod
+    def ahead_of(cls, proposals: Iterable[Proposal], campaigns: Ledger) -> LedgerAhead:
+        """For ``proposals`` (saved or not: a submission's, yet to be recorded), whose
+        campaigns the caller has read (and locked, for a verdict that counts): the moves
+        under way on the figures they draw on, read at once (one statement, none where none
+        is a type the ledger may refuse). Read after the campaigns' locks, a move approved by
+        someone else who holds them (a person's approval, a submission, an evaluation, a
+        retry: each locks them) is committed before it is read."""
+        refusable = _refusable(proposals)
         wanted = {
             key for proposal in refusable for key, _ in _drawn_figures(proposal, with_it=False)
         }
         if not wanted:
             return cls(campaigns)
+        fields = {name for _, _, name in wanted}
         drawing = [
-            name for name in action_types.names() if action_types.get(name).ledger_may_refuse
+            name
+            for name in action_types.names()
+            if action_types.get(name).ledger_may_refuse
+            or fields & action_types.get(name).sets_figures
         ]
+        under_way = Proposal.objects.filter(
+            account_id__in={account_id for account_id, _, _ in wanted},
+            status__in=UNDER_WAY_STATUSES,
+            action_type__in=drawing,
+        )
+        judged = [proposal.pk for proposal in refusable if proposal.pk is not None]
+        if judged:
+            under_way = under_way.exclude(pk__in=judged)
         draws: dict[DrawnFigure, list[Draw]] = defaultdict(list)
-        for other in (
-            Proposal.objects.filter(
-                account_id__in={account_id for account_id, _, _ in wanted},
-                status__in=UNDER_WAY_STATUSES,
-                action_type__in=drawing,
-            )
-            .exclude(pk__in=[proposal.pk for proposal in refusable])
-            .only("pk", "account_id", "action_type", "payload")
-            .order_by(F("approved_at").asc(nulls_last=True), "pk")
-        ):
+        for other in under_way.only(
+            "pk", "account_id", "action_type", "payload", "target_snapshot", "agent_id"
+        ).order_by(F("approved_at").asc(nulls_last=True), "pk"):
             for key, draw in _drawn_figures(other, with_it=False):
                 if key in wanted:
                     draws[key].append(draw)
         return cls(campaigns, dict(draws))
 
-    def refusal(self, proposal: Proposal) -> str:
+    def refusal(self, proposal: Proposal, *, agent_id: int | None = None) -> str:
         """Why the ledger would refuse ``proposal`` as proposed when it runs: as it is now, in
         the words its re-assessment records (``ActionType.ledger_refusal``), or once the moves
-        counted ahead of it have taken their share, said so ("amount: Exceeds
-        display-retarget's daily budget of 100.00 once #8, approved before it, has run.");
-        "" if it allows it, or one of its campaigns is gone (its page says so)."""
+        counted ahead of it have taken their share (or set the figure), said so ("amount:
+        Exceeds display-retarget's daily budget of 100.00 once #8, approved before it, has
+        run."); "" if it allows it, or one of its campaigns is gone (its page says so).
+        Written for ``agent_id``'s agent, where given: another agent's proposal is not named
+        (an agent reads only its own)."""
         action_type = action_types.named(proposal.action_type)
         held = self.campaigns.get(proposal.account_id, {})
         touched = action_type.campaign_fields(proposal.payload)
@@ -372,46 +397,118 @@ class LedgerAhead:
                 continue
             for draw in self.draws.get((proposal.account_id, campaign, name), ()):
                 figure = getattr(left[campaign], name)
-                if draw.amount <= figure:
+                if draw.sets:
+                    # A value it was not made against supersedes it; a raise is not counted.
+                    runs = draw.seen is None or draw.seen == figure
+                    if runs and draw.amount < figure:
+                        setattr(left[campaign], name, draw.amount)
+                        ran[draw] = None
+                elif draw.amount <= figure:
                     setattr(left[campaign], name, figure - draw.amount)
                     ran[draw] = None
         if not ran:
             return ""
         refused = action_type.ledger_refusal(proposal.payload, left)
-        return f"{refused.removesuffix('.')} once {_once_run(list(ran))}." if refused else ""
+        if not refused:
+            return ""
+        return f"{refused.removesuffix('.')} once {_once_run(list(ran), agent_id)}."
 
-    def count(self, proposal: Proposal) -> None:
-        """``proposal`` approved with those judged after it (a bulk approval's earlier row):
-        what it takes counts for them."""
-        for key, draw in _drawn_figures(proposal, with_it=True):
-            self.draws.setdefault(key, []).append(draw)
+    def count(self, proposal: Proposal, *, item: int | None = None) -> None:
+        """``proposal`` approved with those judged after it (a bulk approval's earlier row; or,
+        ``item``, an earlier item of a batch being submitted, by its index as sent, approved
+        before them): what it takes from a figure, or sets it to, counts for them."""
+        for key, draw in _drawn_figures(proposal, with_it=item is None):
+            self.draws.setdefault(key, []).append(draw._replace(item=item))
+
+
+def _refusable(proposals: Iterable[Proposal]) -> list[Proposal]:
+    return [
+        proposal
+        for proposal in proposals
+        if action_types.named(proposal.action_type).ledger_may_refuse
+    ]
 
 
 def _drawn_figures(proposal: Proposal, *, with_it: bool) -> list[tuple[DrawnFigure, Draw]]:
-    drawn = action_types.named(proposal.action_type).drawn_from(proposal.payload)
-    return [
-        ((proposal.account_id, campaign, name), Draw(proposal.pk, amount, with_it))
-        for campaign, amounts in drawn.items()
+    """What ``proposal`` takes from campaign figures when it runs, and what it sets them to,
+    each with the figure."""
+    action_type = action_types.named(proposal.action_type)
+    drawn = [
+        (
+            (proposal.account_id, campaign, name),
+            Draw(proposal.pk, amount, with_it, agent_id=proposal.agent_id),
+        )
+        for campaign, amounts in action_type.drawn_from(proposal.payload).items()
         for name, amount in amounts.items()
     ]
-
-
-def _once_run(ran: Sequence[Draw]) -> str:
-    """The moves a proposal would run after, as said of it: "#8, approved before it, has
-    run", "#7, approved before it, and #9, approved with it, have run"."""
-    named = {
-        with_it: list(
-            dict.fromkeys(f"#{draw.proposal_id}" for draw in ran if draw.with_it == with_it)
+    seen_of = proposal.target_snapshot or {}
+    return drawn + [
+        (
+            (proposal.account_id, campaign, name),
+            Draw(
+                proposal.pk,
+                value,
+                with_it,
+                sets=True,
+                seen=_seen(seen_of, campaign, name),
+                agent_id=proposal.agent_id,
+            ),
         )
-        for with_it in (False, True)
-    }
-    said = [
-        f"{and_joined(ids)}, approved {'with' if with_it else 'before'} it"
-        for with_it, ids in named.items()
-        if ids
+        for campaign, values in action_type.figures_set(proposal.payload).items()
+        for name, value in values.items()
     ]
-    runs = "has" if sum(map(len, named.values())) == 1 else "have"
+
+
+def _seen(snapshot: dict, campaign: str, name: str) -> Decimal | None:
+    """A figure as a proposal's snapshot recorded it when it was made; None if it did not."""
+    try:
+        return Decimal(str(snapshot[campaign][name]))
+    except (KeyError, TypeError, ArithmeticError):
+        return None
+
+
+def _once_run(ran: Sequence[Draw], agent_id: int | None = None) -> str:
+    """The moves a proposal would run after, as said of it: "#8, approved before it, has
+    run", "#7, approved before it, and #9, approved with it, have run", "item 1 of this batch
+    (index 0), approved before it, has run"; written for ``agent_id``'s agent, where given,
+    another agent's as "another agent's proposal"."""
+    said, counted = [], 0
+    for with_it in (False, True):
+        these = [draw for draw in ran if draw.with_it == with_it]
+        named = list(
+            dict.fromkeys(
+                f"item {draw.item + 1} of this batch (index {draw.item})"
+                if draw.item is not None
+                else f"#{draw.proposal_id}"
+                for draw in these
+                if draw.item is not None or agent_id is None or draw.agent_id == agent_id
+            )
+        )
+        others = len(
+            {
+                draw.proposal_id
+                for draw in these
+                if draw.item is None and agent_id is not None and draw.agent_id != agent_id
+            }
+        )
+        if others:
+            named.append(
+                "another agent's proposal" if others == 1 else f"{others} proposals of other agents"
+            )
+        if named:
+            said.append(f"{and_joined(named)}, approved {'with' if with_it else 'before'} it")
+        counted += len(named) - bool(others) + others
+    runs = "has" if counted == 1 else "have"
     return f"{', and '.join(said)}, {runs} run"
+
+
+def refused_once_run(why: str) -> str:
+    """Why a move submitted while others approved before it are under way waits for a
+    person: once they have run, its execution would refuse it (``LedgerAhead.refusal``'s
+    ``why``, in the words its page says it in). Approved at once, its agent would be told
+    "approved" of what fails; a person can edit it to what is left, or decide it once they
+    have run (or failed)."""
+    return f"Its execution would refuse it: {why} It waits for a person, who can edit it."
 
 
 def no_longer_applies_each(
