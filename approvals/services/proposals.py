@@ -29,8 +29,10 @@ from approvals.services import hooks
 from approvals.services.acts import (
     NO_LONGER_APPLIED_AS_PROPOSED,
     Act,
+    LedgerAhead,
     ReviewWindowClosed,
     act_refusal,
+    refused_once_run,
     review_window_closed,
 )
 from approvals.services.expiry import proposals_expire_locked
@@ -516,7 +518,9 @@ def proposals_submit(
     batch_size: int | None = None,
 ) -> list[Proposal | InvalidInput]:
     """Record an agent's proposals, each checked, assessed and routed by policy as if it came
-    alone (a move the engine approves counts for those after it). Returns, for each
+    alone (a move the engine approves counts for those after it), and none approved at once
+    that would fail once the moves approved before it have run (a reallocation drawing on a
+    budget they take from or cut: ``LedgerAhead``; it waits for a person). Returns, for each
     submission in order, its proposal, already approved, waiting for a person or blocked; or
     why it was refused.
 
@@ -611,18 +615,10 @@ def proposals_submit(
                 payload=assessed.payload,
             )
         )
-        results: list[Proposal | InvalidInput] = []
-        proposals, routes, submitted_said = [], [], []
-        for index, submission, assessed in zip(
-            range(len(submissions)) if indices is None else indices,
-            submissions,
-            assessed_each,
-            strict=True,
-        ):
-            if isinstance(assessed, InvalidInput):
-                results.append(assessed)
-                continue
-            proposal = Proposal(
+        made = [
+            assessed
+            if isinstance(assessed, InvalidInput)
+            else Proposal(
                 agent=agent,
                 account=assessed.account,
                 action_type=assessed.action_type.name,
@@ -633,6 +629,30 @@ def proposals_submit(
                 external_ref=submission.external_ref,
                 **assessed.proposal_fields(),
             )
+            for submission, assessed in zip(submissions, assessed_each, strict=True)
+        ]
+        # The moves approved and not yet run that take from (or set) a figure a move the
+        # ledger may refuse takes from (a reallocation's source budget): one read for all,
+        # none where there is no such move; under the campaigns' locks, which whoever
+        # approves such a move holds too (a person, a racing submission): it is committed, and
+        # counted, or waits for this one, and counts it.
+        drawing = [
+            proposal
+            for proposal, assessed in zip(made, assessed_each, strict=True)
+            if isinstance(assessed, AssessedAction) and assessed.action_type.ledger_may_refuse
+        ]
+        ledger = LedgerAhead.ahead_of(drawing, campaigns) if drawing else None
+        results: list[Proposal | InvalidInput] = []
+        proposals, routes, submitted_said = [], [], []
+        for index, proposal, assessed in zip(
+            range(len(submissions)) if indices is None else indices,
+            made,
+            assessed_each,
+            strict=True,
+        ):
+            if isinstance(assessed, InvalidInput):
+                results.append(assessed)
+                continue
             fields = campaign_fields_changed(
                 account_id=assessed.account.pk,
                 action_type=assessed.action_type,
@@ -642,11 +662,16 @@ def proposals_submit(
                 assessed=assessed,
                 agent=agent,
                 context=context,
-                changed_first=changed_first_reviews(
-                    assessed.action_type, fields, changed, agent_id=agent.pk
-                ),
+                changed_first=[
+                    *changed_first_reviews(
+                        assessed.action_type, fields, changed, agent_id=agent.pk
+                    ),
+                    *_refused_once_run(ledger, proposal, agent_id=agent.pk),
+                ],
             )
             if verdict.outcome == VerdictOutcome.AUTO_APPROVE:
+                if ledger is not None:  # what it takes, for those after it
+                    ledger.count(proposal, item=index)
                 # Changed first by this one, for those after it.
                 for key in fields_moved(
                     assessed.action_type,
@@ -690,6 +715,20 @@ def proposals_submit(
             routed_by=Actor.system("policy-engine"),
         )
     return results
+
+
+def _refused_once_run(
+    ledger: LedgerAhead | None, proposal: Proposal, *, agent_id: int | None = None
+) -> list[str]:
+    """Why a move the ledger may refuse waits for a person, where it would fail once the
+    moves approved before it have run (``ledger``: ``LedgerAhead``, read for it): approved
+    at once, its agent would be told "approved" of what fails when it runs. As its page
+    refuses its approval (``acts.no_longer_applies``), in the same words; written for
+    ``agent_id``'s agent (another agent's proposal unnamed)."""
+    if ledger is None or not action_types.named(proposal.action_type).ledger_may_refuse:
+        return []
+    why = ledger.refusal(proposal, agent_id=agent_id)
+    return [refused_once_run(why)] if why else []
 
 
 def _routing_policies_held(policy_ids: Iterable[int]) -> None:
@@ -1146,21 +1185,27 @@ def proposal_evaluate(*, proposal_id: int) -> Proposal:
                 action_type=action_type, account=proposal.account, payload=proposal.payload
             ):
                 accounts_lock([proposal.account])
+            # Locked (after the proposal and, if its total judges it, the account, as
+            # execution locks them) so that two proposals on one campaign, or on one capped
+            # account, are evaluated one after the other and each counts the other's move.
+            campaigns = campaigns_for(
+                account=proposal.account,
+                action_type=action_type,
+                payload=proposal.payload,
+                lock=True,
+            )
+            # Read under the campaigns' locks: what moves approved before it leave.
+            ledger = (
+                LedgerAhead.ahead_of([proposal], {proposal.account_id: campaigns})
+                if action_type.ledger_may_refuse
+                else None
+            )
             return policy_verdict(
                 action_type=action_type,
                 account=proposal.account,
                 agent=proposal.agent,
                 payload=proposal.payload,
-                # Locked (after the proposal and, if its total judges it, the account, as
-                # execution locks them) so that two proposals on one campaign, or on one
-                # capped account, are evaluated one after the other and each counts the
-                # other's move.
-                campaigns=campaigns_for(
-                    account=proposal.account,
-                    action_type=action_type,
-                    payload=proposal.payload,
-                    lock=True,
-                ),
+                campaigns=campaigns,
                 magnitude=proposal.magnitude,
                 magnitude_label=proposal.magnitude_label,
                 amount=proposal.amount,
@@ -1169,12 +1214,15 @@ def proposal_evaluate(*, proposal_id: int) -> Proposal:
                 },
                 proposal_id=proposal.pk,
                 # Read under the campaigns' locks, taken above.
-                changed_first=changed_first_reviews(
-                    action_type,
-                    fields,
-                    changed_first(fields) if action_type.sets_values else {},
-                    agent_id=proposal.agent_id,
-                ),
+                changed_first=[
+                    *changed_first_reviews(
+                        action_type,
+                        fields,
+                        changed_first(fields) if action_type.sets_values else {},
+                        agent_id=proposal.agent_id,
+                    ),
+                    *_refused_once_run(ledger, proposal, agent_id=proposal.agent_id),
+                ],
             )
 
         fields = campaign_fields_changed(
