@@ -584,7 +584,7 @@ class ClaimAdmin(ReadOnlyAdmin):
 def on_it_text(claim: Claim | None, now) -> str:
     if claim is None or not claim.is_live(now):
         return ""
-    return f"{claim.user.get_username()} until {timezone.localtime(claim.lapses_at):%H:%M %Z}"
+    return f"{claim.user.get_username()} until {console_time(claim.lapses_at)}"
 
 
 # A decision as done, not as the button that made it ("Approve").

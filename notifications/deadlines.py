@@ -22,6 +22,7 @@ from approvals.models import Proposal, ProposalStatus
 from approvals.services.acts import reviewers_by_proposal
 from audit.actors import Actor, acting_as
 from audit.history import history_records, update_with_history_where
+from hitlproject.formats import console_time
 from hitlproject.periods import describe_duration
 from hitlproject.vocabulary import READ_PERMISSION
 from notifications.models import (
@@ -194,7 +195,7 @@ def _reminder_note(
 ) -> str:
     """What the proposal's history says of its reminder, in an auditor's words: whom it
     reminded, and whom of those told it did not, and why."""
-    due = f"due {deadline.due_at:%Y-%m-%d %H:%M:%S} UTC"
+    due = f"due {console_time(deadline.due_at)}"
     people = sorted({user.get_username() for _, users in recipients for user in users})
     not_them = "".join(f"; not {name}, who {why}" for name, why in sorted(passed_over.items()))
     if not people:
@@ -309,7 +310,7 @@ def _escalation_note(
     within = describe_duration(deadline.due_at - deadline.started_at)
     overdue = (
         f"Overdue: no decision within {within} of review round {deadline.review_round} "
-        f"(due {deadline.due_at:%Y-%m-%d %H:%M:%S} UTC)"
+        f"(due {console_time(deadline.due_at)})"
     )
     if not routes:
         return f"{overdue}; nobody could be escalated to: no route it matches names a backup group."

@@ -10,7 +10,6 @@ from datetime import datetime
 from django.conf import settings
 from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.urls import reverse
-from django.utils import timezone
 
 from approvals import action_types
 from approvals.models import Decision, DecisionOutcome, Proposal, ProposalStatus
@@ -188,14 +187,14 @@ class ProposalMessage:
 
     @property
     def claimed_until_text(self) -> str:
-        """When the claim lapses, as the proposal's page says it: "2026-12-04 17:15 UTC"."""
+        """When the claim lapses, as the proposal's page says it: "2026-12-04 17:15:09 UTC"."""
         if self.claimed_until is None:
             return ""
-        return f"{timezone.localtime(self.claimed_until):%Y-%m-%d %H:%M %Z}"
+        return console_time(self.claimed_until)
 
     @property
     def claim_text(self) -> str:
-        """Who is on it, until when: "operator, until 2026-12-04 17:15 UTC"; "" when nobody
+        """Who is on it, until when: "operator, until 2026-12-04 17:15:09 UTC"; "" when nobody
         is."""
         if not self.claimed_by or self.claimed_until is None:
             return self.claimed_by or ""
@@ -504,11 +503,6 @@ def _failures(
             ),
         )
     return failures
-
-
-def minute_text(at: datetime | None) -> str:
-    """A time to the minute, with its zone: "2026-12-04 22:00 UTC" (when a message is due)."""
-    return f"{timezone.localtime(at):%Y-%m-%d %H:%M %Z}" if at else ""
 
 
 def retried_text(proposal: Proposal) -> str:

@@ -365,7 +365,7 @@ class DecisionDeadline(models.Model):
         ]
 
     def __str__(self) -> str:
-        due = f"{timezone.localtime(self.due_at):%Y-%m-%d %H:%M %Z}"
+        due = console_time(self.due_at)
         return f"Proposal #{self.proposal_id}, round {self.review_round}: due {due}"
 
     @property
@@ -395,8 +395,8 @@ class Claim(models.Model):
 
     @property
     def lapses_text(self) -> str:
-        """When it lapses, as the proposal's page says it: "2026-12-04 17:15 UTC"."""
-        return f"{timezone.localtime(self.lapses_at):%Y-%m-%d %H:%M %Z}"
+        """When it lapses, as the proposal's page says it: "2026-12-04 17:15:09 UTC"."""
+        return console_time(self.lapses_at)
 
 
 class SlackRequestSeen(models.Model):

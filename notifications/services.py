@@ -85,7 +85,6 @@ from notifications.messages import (
     addressed_to_one_who_may_not_decide,
     approvals_so_far,
     ended_as,
-    minute_text,
     proposal_messages,
     retried_text,
     told_because,
@@ -664,7 +663,7 @@ def _failures_tell(proposals: Sequence[Proposal], *, now: datetime) -> None:
                 if due is not None:
                     # What it goes with is known only when it goes (it may go on its own):
                     # the message's page says it then.
-                    when = minute_text(due)
+                    when = console_time(due)
                     by += f" (held until {when}, to go with any other failures held for them then)"
                 lately[(pk, channel)].append((proposal.pk, due))
                 told[name].append(by)

@@ -444,7 +444,7 @@ def _facts_block(message: ProposalMessage, *, on_it: bool) -> dict:
         line = [_rich("On it", bold=True), _rich(f" {message.claimed_by}")]
         if message.claimed_until is not None:
             until = _rich_date(
-                message.claimed_until, "{date_short} {time}", message.claimed_until_text
+                message.claimed_until, "{date_short} {time_secs}", message.claimed_until_text
             )
             line += [_rich(", until "), until]
         lines.append(line)

@@ -174,7 +174,7 @@ def test_the_dashboard_says_which_kill_switches_are_engaged_by_whom_since_when_a
     assert said.startswith("A kill switch is engaged: nothing it covers runs without a person")
     assert (
         f"On account demo , engaged by policy-owner (person) since "
-        f"{since:%Y-%m-%d %H:%M} UTC : Audit &lt;week&gt;, extended." in said
+        f"{since:%Y-%m-%d %H:%M:%S} UTC : Audit &lt;week&gt;, extended." in said
     )
     assert reverse("admin:policies_killswitch_change", args=[switch.pk]) in note
     assert "Over." not in note and f'data-kill-switch="{released.pk}"' not in note

@@ -660,7 +660,7 @@ def detail(client: Client, proposal) -> str:
 
 def test_taking_a_proposal_says_until_when_as_its_page_does(login, operators):
     """The message after "I'll take it" and a colleague's refusal name the moment the claim
-    lapses as the "On it" line under them does: its day, its minute and its zone."""
+    lapses as the "On it" line under them does: its day, its second and its zone."""
     proposal = evaluated()
     second = Client()
     second.force_login(operators[1])
@@ -668,7 +668,7 @@ def test_taking_a_proposal_says_until_when_as_its_page_does(login, operators):
     taken = login("operator").post(claim_url(proposal), follow=True)
     refused = second.post(claim_url(proposal), follow=True)
 
-    until = f"{Claim.objects.get(proposal=proposal).lapses_at:%Y-%m-%d %H:%M} UTC"
+    until = f"{Claim.objects.get(proposal=proposal).lapses_at:%Y-%m-%d %H:%M:%S} UTC"
     assert f"On it:</strong> you, until {until}." in taken.text
     assert f"You are on proposal #{proposal.pk} until {until}; the others see it." in taken.text
     assert f"Proposal #{proposal.pk} is taken: operator is on it until {until}." in refused.text
@@ -696,7 +696,7 @@ def test_reviewer_takes_a_proposal_and_gives_it_back(login, operators):
     refused = second.post(claim_url(proposal), follow=True)
     # Their name as it is, never capitalised by the message line (“Operator”).
     assert re.search(
-        rf"Proposal #{proposal.pk} is taken: operator is on it until [\d-]+ \d\d:\d\d UTC",
+        rf"Proposal #{proposal.pk} is taken: operator is on it until [\d-]+ \d\d:\d\d:\d\d UTC",
         refused.text,
     )
     assert Claim.objects.get(proposal=proposal).user.username == "operator"
@@ -778,7 +778,10 @@ def test_the_queue_shows_who_is_on_each_proposal_in_one_query(login, operators):
         if f"/admin/approvals/proposal/{proposal.pk}/change/" in row
     }
     assert "<span>On it</span>" in page.text
-    assert "operator until" in rows[claimed.pk]
+    # Until when to the second, with its day, as the proposal's page says it: "until 17:15 UTC"
+    # dropped the day (a claim taken before midnight lapses after it) and the seconds.
+    lapses = Claim.objects.get(proposal=claimed).lapses_at
+    assert f"operator until {lapses:%Y-%m-%d %H:%M:%S} UTC" in rows[claimed.pk]
     assert "second-operator" not in rows[lapsed.pk]  # a lapsed claim shows nothing
     assert "until" not in rows[free.pk]
 

@@ -131,9 +131,9 @@ def test_who_is_on_it_reads_until_when_as_the_console_shows_it(demo_world, mailo
     proposal = evaluated(reallocation())
     operator = get_user_model().objects.get(username="operator")
     claim = proposal_claim(proposal_id=proposal.pk, user=operator)
-    until = f"{claim.lapses_at:%Y-%m-%d %H:%M} UTC"
+    until = f"{claim.lapses_at:%Y-%m-%d %H:%M:%S} UTC"
     page = login_as(operator).get(f"/admin/approvals/proposal/{proposal.pk}/change/")
-    assert f"you, until {claim.lapses_at:%Y-%m-%d %H:%M} UTC" in page.text  # the console's words
+    assert f"you, until {until}" in page.text  # the console's words
 
     message = proposal_messages([(proposal, NotificationKind.REMINDER)], now=timezone.now())[0]
     EmailChannel().send(recipient=operator, message=message, may_decide=True)

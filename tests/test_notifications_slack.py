@@ -785,7 +785,7 @@ def test_taking_a_proposal_on_shows_who_is_on_it(optimizer, on_slack, login):
     [update, *_] = wait_until(lambda: updates_of(on_slack, where))
     # Until when, as the page says it: nothing updates the message when the claim lapses, so
     # it says when it does (Slack shows the time in the reader's zone, UTC as written here).
-    lapses = f"{claim.lapses_at:%Y-%m-%d %H:%M} UTC"
+    lapses = f"{claim.lapses_at:%Y-%m-%d %H:%M:%S} UTC"
     assert f"\nOn it operator, until {lapses}" in facts(update["blocks"])
     [until] = [
         e
@@ -797,7 +797,7 @@ def test_taking_a_proposal_on_shows_who_is_on_it(optimizer, on_slack, login):
     assert until == {
         "type": "date",
         "timestamp": int(claim.lapses_at.timestamp()),
-        "format": "{date_short} {time}",
+        "format": "{date_short} {time_secs}",
         "fallback": lapses,
     }
     assert headline(update["blocks"]) == headline(where["call"]["blocks"])

@@ -170,6 +170,14 @@ def test_a_claim_and_an_approval_that_waits_for_another_say_so(login, operators)
 
     proposal.refresh_from_db()
     page = reverse("admin:approvals_proposal_change", args=[proposal.pk])
+    # When, as the proposal's page says it: to the second, with its zone and its year ("7 Dec,
+    # 14:05 UTC" dropped the seconds, and the three acts of one minute read as simultaneous).
+    box = operator.get(INDEX).text.split('id="recent-actions-module"', 1)[1].split("</ul>")[0]
+    times = [
+        f"{entry.action_time:%Y-%m-%d %H:%M:%S} UTC"
+        for entry in LogEntry.objects.filter(user__username="operator").order_by("-action_time")
+    ]
+    assert re.findall(r"<time [^>]*>([^<]+)</time>", box) == times
     assert recent_actions(operator) == [
         (str(proposal), page, "Approved, 1 of 2 approvals"),
         (str(proposal), page, "Given back"),
