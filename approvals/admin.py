@@ -51,6 +51,7 @@ from approvals.selectors import (
     campaigns_not_active,
     deciding_policy,
     earlier_proposals_on_targets,
+    ended_recorded_at,
     how_review_ended,
     last_failure,
     last_round,
@@ -68,6 +69,7 @@ from approvals.selectors import (
     run_times,
     since_proposed,
     was_retried,
+    with_ended_recorded,
     with_reassessed_policy,
     withdrawal_seen,
     withdrawn_said,
@@ -1292,8 +1294,9 @@ class ProposalAdmin(ReadOnlyAdmin):
 
     @admin.display(description="superseded at")
     def superseded_at(self, proposal: Proposal) -> str | None:
-        # When it was found superseded, as the status line says it (``superseded_said``).
-        return _time_or_none(proposal.updated_at)
+        # When it was found superseded, as its history records the move and the status line
+        # says it (``superseded_said``), read with the page's proposal: not its last write's.
+        return _time_or_none(ended_recorded_at(proposal))
 
     def get_queryset(self, request):
         routed_by = Policy.history.filter(
@@ -1307,7 +1310,10 @@ class ProposalAdmin(ReadOnlyAdmin):
         reassessed_under = Policy.history.filter(
             history_id=OuterRef("reassessed_policy_version"), always_review=False
         )
-        return with_reassessed_policy(super().get_queryset(request)).annotate(
+        # When it ended, as its history records it, for its page's status line and timeline
+        # (``ended_recorded_at``), and a bulk confirmation's "decided since" line, in this read.
+        proposals = with_ended_recorded(with_reassessed_policy(super().get_queryset(request)))
+        return proposals.annotate(
             deciding_ceiling=Subquery(routed_by.values("auto_execute_max_magnitude")[:1]),
             reassessed_ceiling=Subquery(reassessed_under.values("auto_execute_max_magnitude")[:1]),
             routed_payload=Subquery(

@@ -476,6 +476,31 @@ def was_retried(proposal) -> bool:
     )
 
 
+def with_ended_recorded(queryset: QuerySet[Proposal]) -> QuerySet[Proposal]:
+    """Each proposal with ``ended_recorded_at``, read in the same statement: when its history
+    records it reaching the status it has now (its first record in it). Of a status reached
+    once (superseded, withdrawn, expired), when it ended so: its ``updated_at`` is its last
+    write's, which any later write to the row moves (a re-assessment, a backfill)."""
+    first = Proposal.history.filter(id=OuterRef("pk"), status=OuterRef("status"))
+    return queryset.annotate(
+        ended_recorded_at=Subquery(first.order_by("history_id").values("history_date")[:1])
+    )
+
+
+def ended_recorded_at(proposal: Proposal) -> datetime | None:
+    """When the proposal reached the status it has now (of one reached once: when it ended
+    so), as its history records the move: as read with it (``with_ended_recorded``), else
+    read here. None where its history records no such move."""
+    if hasattr(proposal, "ended_recorded_at"):
+        return proposal.ended_recorded_at
+    return (
+        Proposal.history.filter(id=proposal.pk, status=proposal.status)
+        .order_by("history_id")
+        .values_list("history_date", flat=True)
+        .first()
+    )
+
+
 def superseded_said(
     proposal: Proposal,
     approvals: Sequence[Decision] = (),
@@ -484,18 +509,22 @@ def superseded_said(
 ) -> str:
     """How a superseded proposal ended, as its page and its messages say it: the proposal
     whose execution changed its target first (``named``: how to name it; by its id) and when
-    that executed, or when its target was found changed; and, where people approved it
-    first (``approvals``, its round's approving decisions), who, and when they decided, and
-    who retried its failed execution, and when, if someone did (its ``approved_at`` is then
-    the retry's, not when anyone approved it)."""
+    that executed, or when its target was found changed (when it was superseded, as its
+    history records it: ``ended_recorded_at``); and, where people approved it first
+    (``approvals``, its round's approving decisions), who, and when they decided, and who
+    retried its failed execution, and when, if someone did (its ``approved_at`` is then the
+    retry's, not when anyone approved it)."""
+    superseded_at = ended_recorded_at(proposal)
     by = proposal.superseded_by
     if by is not None:
-        what = f"{named(by)} changed its target first, executed at "
-        what += console_time(by.executed_at or proposal.updated_at)
+        executed_at = by.executed_at or superseded_at
+        what = f"{named(by)} changed its target first"
+        what += f", executed at {console_time(executed_at)}" if executed_at else ""
     else:
         # When it was found changed (as it was to run, or as the change was made), not
         # when the change was made: a retry finds a value that moved minutes before.
-        what = f"its target was found changed before it ran, at {console_time(proposal.updated_at)}"
+        what = "its target was found changed before it ran"
+        what += f", at {console_time(superseded_at)}" if superseded_at else ""
     approvers = approvers_said(approvals)
     if not approvers:
         return f"{what[0].upper()}{what[1:]}: nothing was done."
@@ -506,7 +535,7 @@ def superseded_said(
         )
     approved = approved_said(approvers, approvals[-1].created_at)
     if was_retried(proposal):
-        retried = approval_told(proposal, proposal.updated_at)
+        retried = approval_told(proposal, superseded_at or proposal.updated_at)
         if retried and retried != approved:
             approved = f"{approved}, {retried}"
     return f"{approved}, then {what}: nothing was done."

@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from approvals.models import Decision, Proposal
-from approvals.selectors import superseded_said, withdrawal_seen
+from approvals.selectors import superseded_said, with_ended_recorded, withdrawal_seen
 from approvals.services.decisions import proposal_approve, proposal_reject, proposal_retry
 from executors.runner import proposal_execute
 from hitlproject.vocabulary import PARTLY_CARRIED_OUT
@@ -1888,7 +1888,8 @@ def test_a_superseded_proposal_nobody_retried_is_said_without_reading_its_histor
     proposal_approve(proposal_id=raise_.pk, reviewer=operator)
     Campaign.objects.filter(external_id="generic-search").update(daily_budget="550.00")
     assert proposal_execute(proposal_id=raise_.pk).status == "superseded"
-    raise_.refresh_from_db()
+    # As its page reads it: with when it was superseded, as its history records the move.
+    raise_ = with_ended_recorded(Proposal.objects.filter(pk=raise_.pk)).get()
     approvals = list(raise_.decisions.select_related("reviewer").order_by("created_at"))
 
     with CaptureQueriesContext(connection) as read:

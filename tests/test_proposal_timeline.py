@@ -5,7 +5,7 @@ it started, not "Executed at"; one withdrawn or superseded says when."""
 
 import html
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -215,4 +215,70 @@ def test_one_superseded_says_when(operator, login):
     assert rows[2:] == [
         ("Decided at", at(raise_.decided_at)),
         ("Superseded at", at(raise_.updated_at)),
+    ]
+
+
+def later_written(proposal: Proposal, *, ended_by: str) -> datetime:
+    """The proposal ended (its move recorded) three minutes ago, and its row written again
+    since, as a backfill writes it: its ``updated_at`` is now the backfill's. Returns when it
+    ended."""
+    [ended] = proposal.history.filter(status=ended_by)
+    ended_at = ended.history_date - timedelta(minutes=3)
+    proposal.history.filter(pk=ended.pk).update(history_date=ended_at)
+    Proposal.objects.filter(pk=proposal.pk).update(updated_at=ended_at)
+    proposal.refresh_from_db()
+    proposal.verdict_reasons = [*proposal.verdict_reasons, "Backfilled."]
+    proposal.save()
+    assert proposal.updated_at - ended_at >= timedelta(minutes=3)
+    return ended_at
+
+
+def test_a_superseded_proposal_written_again_says_when_it_was_superseded(operator, login):
+    """ "Superseded at" read the row's ``updated_at``: any later write to it (a backfill, a
+    re-assessment) moved it, and its status line with it, to when that write was made."""
+    raise_ = evaluated(
+        bid_adjustment(action_type="budget_change")
+        | {"payload": {"campaign": "generic-search", "new_daily_budget": "600.00"}}
+    )
+    proposal_approve(proposal_id=raise_.pk, reviewer=operator)
+    Campaign.objects.filter(external_id="generic-search").update(daily_budget="550.00")
+    assert proposal_execute(proposal_id=raise_.pk).status == "superseded"
+    superseded_at = later_written(raise_, ended_by="superseded")
+    auditor = login("auditor")
+
+    assert timeline(auditor, raise_)[2:] == [
+        ("Decided at", at(raise_.decided_at)),
+        ("Superseded at", at(superseded_at)),
+    ]
+    page = auditor.get(reverse("admin:approvals_proposal_change", args=[raise_.pk])).text
+    review_ended = html.unescape(re.sub(r"<[^>]+>", "", page.split('id="review-ended">')[1]))
+    assert review_ended.startswith(
+        f"· operator approved it at {at(raise_.decisions.get().created_at)}, then its target "
+        f"was found changed before it ran, at {at(superseded_at)}: nothing was done."
+    )
+
+
+def test_one_withdrawn_or_expired_written_again_says_when_it_ended(operator, login):
+    """Their rows read when they ended from their history (a withdrawal) and from when their
+    window was to close (an expiry), which a later write to the row does not move."""
+    withdrawn = waiting()
+    proposal_withdraw_for_agent(proposal_id=withdrawn.pk, reviewer=operator)
+    withdrawn_at = later_written(withdrawn, ended_by="withdrawn")
+    expired = waiting()
+    Proposal.objects.filter(pk=expired.pk).update(
+        review_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert proposals_expire_overdue() == 1
+    expired.refresh_from_db()
+    closed_at = expired.review_expires_at
+    later_written(expired, ended_by="expired")
+    auditor = login("auditor")
+
+    assert timeline(auditor, withdrawn)[2:] == [
+        ("Decided at", "—"),
+        ("Withdrawn at", at(withdrawn_at)),
+    ]
+    assert timeline(auditor, expired)[2:] == [
+        ("Review window closed at", at(closed_at)),
+        ("Decided at", "—"),
     ]
