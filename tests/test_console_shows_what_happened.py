@@ -10,6 +10,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.messages import get_messages
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -1592,6 +1593,45 @@ def test_approving_says_which_other_proposals_it_ends_once_it_executes(login, op
     proposal_approve(proposal_id=second.pk, reviewer=operators[0])
     proposal_execute(proposal_id=second.pk)
     assert Proposal.objects.get(pk=first.pk).status == "superseded"
+
+
+def test_what_approving_an_edited_proposal_ends_is_said_of_the_edit_that_would_run(operators):
+    """A raise of generic-search's daily budget to 650.00 its reviewer edited to 540.00 (the
+    first of two approvals), beside another waiting raise to 600.00: each page says what
+    approving it ends by the figure that would run, the edit's, never the agent's 650.00."""
+    edited = evaluated(
+        bid_adjustment(action_type="budget_change")
+        | {"payload": {"campaign": "generic-search", "new_daily_budget": "650.00"}}
+    )
+    other = evaluated(
+        bid_adjustment(action_type="budget_change")
+        | {"payload": {"campaign": "generic-search", "new_daily_budget": "600.00"}}
+    )
+    Proposal.objects.filter(pk__in=[edited.pk, other.pk]).update(required_approvals=2)
+    proposal_approve(
+        proposal_id=edited.pk,
+        reviewer=operators[0],
+        edited_payload={"campaign": "generic-search", "new_daily_budget": "540.00"},
+    )
+    edited.refresh_from_db()
+    assert (edited.status, edited.approvals_this_round) == ("pending_review", 1)
+    second = Client()
+    second.force_login(operators[1])
+
+    def ends(proposal) -> str:
+        page = second.get(reverse("admin:approvals_proposal_change", args=[proposal.pk])).text
+        return as_read(page.split('id="ends-when-executed">')[1].split("</div>")[0])
+
+    assert (
+        f"#{other.pk}, {other.summary} (optimizer, pending review): made against "
+        "generic-search's daily budget 500.00, which this one sets to 540.00."
+    ) in ends(edited)
+    assert (
+        f"#{edited.pk}, daily budget of generic-search 500.00 → 540.00 USD (+8.0%) (optimizer, "
+        "pending review, 1 of 2 approvals given): made against generic-search's daily budget "
+        "500.00, which this one sets to 600.00."
+    ) in ends(other)
+    assert "650.00" not in ends(edited) + ends(other)
 
 
 def test_the_proposals_approving_one_would_end_are_counted_past_ten_and_a_gone_campaign_ends_none(
