@@ -34,7 +34,11 @@ With the draft, what the draft auto-approves counts for the routings after it, a
 - the fields it moves are changed first (``approvals.services.proposals.changed_first``): a
   value-setting proposal routed after it, made against the value it saw too, waits for a
   person with the same reason as live, until it executes as it happened too. With the draft
-  that proposal would be superseded either way, so it is not counted as run.
+  that proposal would be superseded either way, so it is not counted as run;
+- what it takes from a budget is taken first: a reallocation routed after it that would find
+  too little left once it (and the moves approved live and not yet run then) had run waits
+  for a person with the same reason as live ("Its execution would refuse it: …"), judged
+  against the ledger as its history has it then.
 
 A move a recorded policy approved and the draft would not still counts (its approval is on
 record; with it, the draft lets through no more than it would). Every routing of the period
@@ -64,6 +68,7 @@ from django.utils import timezone
 
 from approvals import action_types
 from approvals.models import Decision, Proposal, ProposalStatus
+from approvals.services.acts import Ledger, LedgerAhead, refused_once_run
 from approvals.services.proposals import (
     FieldKey,
     campaign_fields_changed,
@@ -79,6 +84,7 @@ from hitlproject.vocabulary import (
     UNDER_WAY_STATUSES,
     VerdictOutcome,
 )
+from ledger.models import Campaign
 from policies import engine
 from policies.drafts import replaced_policy
 from policies.models import CUMULATIVE_WINDOW_BOUNDS, Policy, windows_out_of_bounds
@@ -472,6 +478,13 @@ def simulate(
     # changes first, each with that proposal and the value it saw (``_changed_first``), until
     # that proposal executes as it happened too.
     claimed: dict[FieldKey, tuple[int, str | None]] = {}
+    # With the draft: the moves that draw on or set a figure a reallocation draws on, approved
+    # and not yet run as the replay reaches each routing, each with when it was approved: those
+    # approved live (``under_way``, as the history has them then), and those only the draft
+    # approved, until they execute as it happened (``drawing``). A reallocation routed after
+    # them is judged against what they leave, as live (``_refused_with_draft``).
+    under_way: dict[int, tuple[datetime, Proposal]] = {}
+    drawing: dict[int, tuple[datetime, Proposal]] = {}
     for row in rows:
         record = dict(zip(_COLUMNS, row, strict=True))
         proposal_id, at, status = record["id"], record["history_date"], record["status"]
@@ -505,7 +518,14 @@ def simulate(
             if wanted:
                 _count_not_replayed(report, record)
         elif replayed:
-            changed_first = [] if deciding else _changed_first(record, claimed)
+            changed_first = (
+                []
+                if deciding
+                else [
+                    *_changed_first(record, claimed),
+                    *_refused_with_draft(record, under_way, drawing),
+                ]
+            )
             verdict = _replayed(record, rules_at(*routing[1:]), moves, changed_first)
             if wanted:
                 _count(report, record, verdict, deciding=deciding, first=not reported)
@@ -526,16 +546,29 @@ def simulate(
                 # fields it moves are changed first for the proposals after it.
                 draft_move = (at, tuple(sorted((record["effects"] or {}).items())), False)
                 _claim(record, claimed)
+                if _draws_on_figures(record):
+                    drawing[proposal_id] = (at, _as_proposal(record))
         if draft_move is not None and status == S.EXECUTED:
             # It ran as it happened too: from here the field has its change in both, and its
             # move, pending until now, counts as executed (approved since the draft routed it).
             for key in [key for key, (pk, _) in claimed.items() if pk == proposal_id]:
                 del claimed[key]
+            drawing.pop(proposal_id, None)
             draft_move = (draft_move[0], draft_move[1], True)
         # Then the record's own change to the moves that count from now on, as live
         # (``approvals.services.lifecycle.counted_state``), or as the draft approved it.
         approved_at = record["approved_at"] or record["decided_at"]
         executed = status == S.EXECUTED
+        if not deciding:
+            if (
+                status in UNDER_WAY_STATUSES
+                and approved_at
+                and proposal_id not in drawing
+                and _draws_on_figures(record)
+            ):
+                under_way[proposal_id] = (approved_at, _as_proposal(record))
+            else:
+                under_way.pop(proposal_id, None)
         move = draft_move or (
             (approved_at, tuple(sorted(record["effects"].items())), executed)
             if status in COUNTED_STATUSES and approved_at and record["effects"]
@@ -610,6 +643,88 @@ def _changed_first(record: dict, claimed: dict[FieldKey, tuple[int, str | None]]
         and claimed[key][1] == _seen(record, key)
     }
     return changed_first_reviews(action_type, fields, changed)
+
+
+def _draws_on_figures(record: dict) -> bool:
+    """Whether the proposal takes from a campaign figure or sets one when it runs (a
+    reallocation, a budget or bid change), as ``LedgerAhead`` counts moves under way."""
+    action_type = action_types.get(record["action_type"])
+    return action_type is not None and bool(
+        action_type.ledger_may_refuse or action_type.sets_figures
+    )
+
+
+def _as_proposal(record: dict) -> Proposal:
+    """The proposal as a history record has it, for what it draws on (``LedgerAhead``)."""
+    return Proposal(
+        pk=record["id"],
+        account_id=record["account_id"],
+        agent_id=record["agent_id"],
+        action_type=record["action_type"],
+        payload=record["payload"],
+        target_snapshot=record["target_snapshot"],
+    )
+
+
+def _ledger_then(account_id: int, external_ids: Iterable[str], at: datetime) -> Ledger:
+    """The account's campaigns ``external_ids`` as the ledger's history has them at ``at``."""
+    held = {}
+    for external_id in external_ids:
+        last = (
+            Campaign.history.filter(
+                account_id=account_id, external_id=external_id, history_date__lte=at
+            )
+            .order_by("-history_id")
+            .first()
+        )
+        if last is not None and last.history_type != "-":
+            held[external_id] = last.instance
+    return {account_id: held}
+
+
+def _refused_with_draft(
+    record: dict,
+    under_way: dict[int, tuple[datetime, Proposal]],
+    drawing: dict[int, tuple[datetime, Proposal]],
+) -> list[str]:
+    """Why a move the ledger may refuse (a reallocation) waits for a person with the draft,
+    as live (``approvals.services.proposals._refused_once_run``): a move only the draft
+    approved, routed before it and not yet executed as it happened, draws on the budget it
+    draws on, and with it and the moves approved live and not yet run then, too little is
+    left for it ("Its execution would refuse it: amount: Exceeds display-retarget's daily
+    budget of 100.00 once #1, approved before it, has run. …"). Live, its routing recorded
+    any such hold the moves approved live made; one held so already is held either way."""
+    action_type = action_types.named(record["action_type"])
+    if not drawing or not action_type.ledger_may_refuse:
+        return []
+    findings = record["guardrail_findings"] or {}
+    if findings.get("changed_first") or any(
+        hold.get("rule") == "changed_first" for hold in record["verdict_held_by"] or ()
+    ):
+        return []
+    proposal = _as_proposal(record)
+    figures = {
+        (record["account_id"], campaign, name)
+        for campaign, amounts in action_type.drawn_from(record["payload"]).items()
+        for name in amounts
+    }
+    only_the_draft = LedgerAhead.of_moves({}, [move for _, move in drawing.values()])
+    if not figures & only_the_draft.draws.keys():
+        return []
+    ahead = sorted(
+        (entry for pk, entry in {**under_way, **drawing}.items() if pk != record["id"]),
+        key=lambda entry: (entry[0], entry[1].pk),
+    )
+    ledger = LedgerAhead.of_moves(
+        _ledger_then(
+            record["account_id"],
+            action_type.campaign_fields(record["payload"]),
+            record["history_date"],
+        ),
+        [move for _, move in ahead],
+    )
+    why = ledger.refusal(proposal)
+    return [refused_once_run(why)] if why else []
 
 
 def _replayed(

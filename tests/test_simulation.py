@@ -24,6 +24,7 @@ from policies.models import KillSwitch, Policy
 from policies.services import rules_in_force
 from tests.conftest import bid_adjustment, creative, creative_batch, reallocation
 from tests.factories import evaluated
+from tests.test_reallocation_no_longer_fits import retarget_move
 
 DAY = timedelta(days=1)
 
@@ -780,3 +781,52 @@ def test_a_move_the_draft_approves_counts_as_executed_once_it_executed_as_it_hap
     assert first.pk in held  # over the draft's 22%
     assert third.pk not in held
     assert report.with_draft["auto_executed"] == 2
+
+
+def test_a_move_only_the_draft_approves_leaves_too_little_for_a_move_after_it(demo_world, login):
+    """display-retarget at 300.00; the optimizer's reallocations run alone up to 60%. #1 moves
+    200.00 out of it (66.7%): it waits for a person; #2 moves 150.00 (50%): it runs alone. A
+    draft letting 80% run alone approves #1 as it comes, so #2, after it, would find 100.00
+    left once #1 had run: live, the ledger's hold sends it to a person ("Its execution would
+    refuse it"). The replay did not judge it so, and counted both as auto-executed, #2 on a
+    budget #1 had already taken."""
+    live = Policy.objects.create(
+        name="Reallocations by optimizer",
+        action_type="budget_reallocation",
+        agent=Agent.objects.get(name="optimizer"),
+        auto_execute_max_magnitude=Decimal("0.60"),
+    )
+    first = evaluated(retarget_move("200.00"))
+    second = evaluated(retarget_move("150.00"))
+    assert (first.status, second.status) == ("pending_review", "approved")
+    assert proposal_execute(proposal_id=second.pk).status == "executed"
+    initial = duplicate_initial(live) | {"auto_execute_max_magnitude": Decimal("0.80")}
+    initial["agent_id"], initial["account_id"] = initial.pop("agent"), initial.pop("account")
+    initial["draft_of_id"] = initial.pop("draft_of")
+    draft = Policy.objects.create(**initial)
+    today = timezone.localdate()
+
+    page = login("policy-owner").get(
+        reverse("admin:policies_policy_simulate"),
+        {"since": str(today), "until": str(today + DAY), "drafts": draft.pk},
+    )
+
+    report = page.context["report"]
+    examples = {e["proposal"]: (e["routed"], e["with_draft"]) for e in report.examples}
+    assert examples == {
+        first.pk: ("review", "auto_approve"),
+        second.pk: ("auto_approve", "review"),
+    }
+    assert dict(report.happened) == {"auto_executed": 1, "review": 1}
+    assert dict(report.with_draft) == {"auto_executed": 1, "review": 1}
+    held = {e["proposal"]: e["held_by"] for e in report.held_examples}
+    assert held[second.pk] == [
+        "Its execution would refuse it: amount: Exceeds display-retarget's daily budget of "
+        f"100.00 once #{first.pk}, approved before it, has run. It waits for a person, who can "
+        "edit it."
+    ]
+    assert '<strong id="changed-count">2</strong> routings would have gone another way.' in (
+        page.text
+    )
+    # The same period replayed with no draft reproduces what happened.
+    assert simulate(since=timezone.now() - DAY, until=timezone.now() + DAY).changed == 0

@@ -373,6 +373,17 @@ class LedgerAhead:
                     draws[key].append(draw)
         return cls(campaigns, dict(draws))
 
+    @classmethod
+    def of_moves(cls, campaigns: Ledger, moves: Iterable[Proposal]) -> LedgerAhead:
+        """``moves`` (approved and not yet run, in the order they were approved) against
+        ``campaigns`` (the ledger as it was then): the what-if replay's, whose moves under way
+        are read from the proposals' history, not from the proposals as they are now."""
+        draws: dict[DrawnFigure, list[Draw]] = defaultdict(list)
+        for move in moves:
+            for key, draw in _drawn_figures(move, with_it=False):
+                draws[key].append(draw)
+        return cls(campaigns, dict(draws))
+
     def refusal(self, proposal: Proposal, *, agent_id: int | None = None) -> str:
         """Why the ledger would refuse ``proposal`` as proposed when it runs: as it is now, in
         the words its re-assessment records (``ActionType.ledger_refusal``), or once the moves
