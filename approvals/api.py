@@ -31,12 +31,14 @@ from approvals.models import (
     WithdrawnBy,
 )
 from approvals.selectors import (
+    Retry,
     carried_out,
     proposal_get_for_agent,
     proposal_list_for_agent,
     proposed_payloads,
     reassessed_otherwise,
     reassessed_policy_ref,
+    retries_of,
     routing_policy_ref,
     verdict_policy_ref,
 )
@@ -243,6 +245,27 @@ class WithdrawalOutput(serializers.Serializer):
     )
 
 
+class RetryOutput(serializers.Serializer):
+    by = serializers.ChoiceField(
+        choices=[("reviewer", "reviewer")],
+        help_text="reviewer: a person sent it to run again (as its decisions, people are "
+        "not named to the agent).",
+    )
+    at = serializers.DateTimeField(
+        help_text="When they sent it to run again: their approval to run it, after which "
+        "it is approved, then executing, then executed or failed again."
+    )
+    failed_attempt = serializers.IntegerField(
+        allow_null=True,
+        help_text="The failed attempt it followed (its execution's attempt number); null "
+        "where none is on record.",
+    )
+    failed_at = serializers.DateTimeField(
+        allow_null=True, help_text="When that attempt failed (its finished_at)."
+    )
+    error = serializers.CharField(help_text="Why that attempt failed, as its execution said.")
+
+
 class ProposalOutput(serializers.Serializer):
     id = serializers.IntegerField()
     status = serializers.ChoiceField(choices=ProposalStatus.choices)
@@ -269,6 +292,13 @@ class ProposalOutput(serializers.Serializer):
     outcomes = serializers.SerializerMethodField()
     withdrawal = serializers.SerializerMethodField(
         help_text="Who withdrew it, for a withdrawn proposal; null otherwise."
+    )
+    retries = serializers.SerializerMethodField(
+        help_text="Each time a person sent its failed execution to run again, oldest first "
+        "(empty if never): a person's retry is their approval to run it, so a proposal "
+        "policy let run that failed and was retried ran the second time on a person's "
+        "word. decided_at stays when it was first decided; execution is its last attempt, "
+        "and each retry here keeps the failure it followed."
     )
     review_round = serializers.IntegerField(
         help_text="The review round it is in, from 1 (0: it was never asked of a person). A "
@@ -310,6 +340,10 @@ class ProposalOutput(serializers.Serializer):
     def get_withdrawal(self, proposal: Proposal):
         return _withdrawal(proposal)
 
+    @extend_schema_field(RetryOutput(many=True))
+    def get_retries(self, proposal: Proposal):
+        return _retries(retries_of([proposal]).get(proposal.pk, []))
+
 
 def _execution(executions: list[Execution]) -> dict | None:
     """The last attempt, as ``ExecutionOutput`` says it, with what the attempts so far did on
@@ -319,6 +353,20 @@ def _execution(executions: list[Execution]) -> dict | None:
     last = executions[-1]
     last.carried_out = carried_out(executions)
     return ExecutionOutput(last).data
+
+
+def _retries(retries: list[Retry]) -> list[dict]:
+    """``RetryOutput`` of each retry, built directly (``proposal_body``)."""
+    return [
+        {
+            "by": "reviewer",
+            "at": _time(retry.at),
+            "failed_attempt": retry.failed.attempt if retry.failed else None,
+            "failed_at": _time(retry.failed.finished_at) if retry.failed else None,
+            "error": retry.failed.error if retry.failed else "",
+        }
+        for retry in retries
+    ]
 
 
 def _withdrawal(proposal: Proposal) -> dict | None:
@@ -346,12 +394,14 @@ def proposal_body(
     *,
     just_submitted: bool = False,
     proposed: Mapping[int, Any] | None = None,
+    retried: Mapping[int, list[Retry]] | None = None,
 ) -> dict:
     """The API's view of a proposal, as ``ProposalOutput`` describes it (its schema), built
     directly: the submission path answers thousands a second, and a serializer per item
     would cost more than everything else. One just submitted has no decisions, executions
-    or outcomes yet, so it is answered without asking the database for them. ``proposed``:
-    ``proposed_payloads`` of a page of proposals, read once for all of them."""
+    or outcomes yet, so it is answered without asking the database for them. ``proposed``
+    and ``retried``: ``proposed_payloads`` and ``retries_of`` of a page of proposals, read
+    once for all of them."""
     verdict = None
     if proposal.verdict_outcome:
         routed_by = routing_policy_ref(proposal)
@@ -367,7 +417,7 @@ def proposal_body(
         }
     proposed_payload = proposal.payload
     if just_submitted:
-        decisions, execution, outcomes = [], None, []
+        decisions, execution, outcomes, retries = [], None, [], []
     else:
         decisions = DecisionOutput(proposal.decisions.all(), many=True).data
         execution = _execution(list(proposal.executions.all()))
@@ -375,6 +425,9 @@ def proposal_body(
         if proposed is None:
             proposed = proposed_payloads([proposal])
         proposed_payload = proposed.get(proposal.pk, proposal.payload)
+        if retried is None:
+            retried = retries_of([proposal])
+        retries = _retries(retried.get(proposal.pk, []))
     return {
         "id": proposal.pk,
         "status": proposal.status,
@@ -395,6 +448,7 @@ def proposal_body(
         "execution": execution,
         "outcomes": outcomes,
         "withdrawal": _withdrawal(proposal),
+        "retries": retries,
         "review_round": proposal.review_round,
         "created_at": _time(proposal.created_at),
         "updated_at": _time(proposal.updated_at),
@@ -619,8 +673,10 @@ class ProposalCollectionApi(IdempotentAPIView):
         )
         paginator = ProposalPagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
-        proposed = proposed_payloads(page)
-        return paginator.get_paginated_response([proposal_body(p, proposed=proposed) for p in page])
+        proposed, retried = proposed_payloads(page), retries_of(page)
+        return paginator.get_paginated_response(
+            [proposal_body(p, proposed=proposed, retried=retried) for p in page]
+        )
 
 
 class BatchItemResult(serializers.Serializer):

@@ -659,6 +659,47 @@ def _is_retry(record) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class Retry:
+    """A person's retry of a proposal's failed execution: when they sent it to run again
+    (their approval to run it), and the failed attempt it followed (None where no failed
+    attempt before it is on record)."""
+
+    at: datetime
+    failed: Execution | None
+
+
+def retries_of(proposals: Iterable[Proposal]) -> dict[int, list[Retry]]:
+    """Each time a person sent a failed execution of each of ``proposals`` to run again, in
+    the order they did, by id (those never retried are left out), as their histories record
+    it: one query, none if none of them has a failed attempt (prefetch their executions to
+    read many)."""
+    failures = {
+        proposal.pk: [a for a in proposal.executions.all() if a.status == ExecutionStatus.FAILED]
+        for proposal in proposals
+    }
+    failed = [pk for pk, attempts in failures.items() if attempts]
+    if not failed:
+        return {}
+    recorded_as_retry = Q()
+    for words in _RETRY_RECORDED:
+        recorded_as_retry |= Q(history_change_reason__startswith=words)
+    retries: dict[int, list[Retry]] = defaultdict(list)
+    for pk, at in (
+        Proposal.history.filter(
+            recorded_as_retry,
+            id__in=failed,
+            status=ProposalStatus.APPROVED,
+            history_actor_kind="user",
+        )
+        .order_by("id", "history_id")
+        .values_list("id", "history_date")
+    ):
+        before = [a for a in failures[pk] if a.started_at < at]
+        retries[pk].append(Retry(at=at, failed=before[-1] if before else None))
+    return dict(retries)
+
+
 def retry_told(proposal: Proposal, at: datetime) -> str:
     """If the proposal's last move to approved up to ``at`` was a person's retry, who sent
     it to run again and when, as every reader is told it ("its execution failed, and
