@@ -304,7 +304,11 @@ class ProposalWait:
 
     ``until`` bounds the rounds' requests: the wait's own deadline plus one request's
     ``request_timeout``, so a server that holds or trickles an answer cannot keep ``wait()``
-    past it (``timed_out_after`` turns the failed round into ``WaitTimedOut``)."""
+    past it (``timed_out_after`` turns the failed round into ``WaitTimedOut``).
+
+    ``follow_retries``: a failed proposal does not end the wait (a person may send it to run
+    again, and it runs): it is long-polled on until it ends otherwise, ``until`` holds of it,
+    or the time is up."""
 
     def __init__(
         self,
@@ -314,9 +318,11 @@ class ProposalWait:
         request_timeout: float = 0.0,
         *,
         until: Callable[[Proposal], bool] | None = None,
+        follow_retries: bool = False,
     ):
         self.proposal_id = proposal_id
         self.until_holds = until
+        self.follow_retries = follow_retries
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.until = None if self.deadline is None else self.deadline + request_timeout
         self.fallback_interval = fallback_interval
@@ -380,17 +386,28 @@ class ProposalWait:
             proposal=seen,
         )
 
+    def ends_the_wait(self, proposal: Proposal) -> bool:
+        """Final (failed too, unless following retries), or ``until`` holds of it."""
+        if proposal.is_final and not (self.follow_retries and proposal.may_be_retried):
+            return True
+        return self.until_holds is not None and self.until_holds(proposal)
+
     def pause_after(self, proposal: Proposal) -> float | None:
         """Record an answer: None when waiting is over (the proposal is final, or ``until``
         holds of it), else how
         long to pause before the next round. Raises ``WaitTimedOut`` when the time is up."""
         self.seen = proposal
-        if proposal.is_final or (self.until_holds is not None and self.until_holds(proposal)):
+        if self.ends_the_wait(proposal):
             return None
         remaining = self.remaining()
         if remaining <= 0:
+            still = (
+                "failed, and nobody sent it to run again,"
+                if proposal.may_be_retried
+                else f"still {proposal.status}"
+            )
             raise WaitTimedOut(
-                f"Proposal {proposal.id} is still {proposal.status} when the wait timed out.",
+                f"Proposal {proposal.id} is {still} when the wait timed out.",
                 proposal=proposal,
             )
         if self._asked is None:

@@ -329,6 +329,16 @@ def outcome_report(proposal: Proposal) -> dict[str, Any]:
             report["created"] = execution.created
         approvals = _approvals_that_let_it_run(proposal)
         report["decided_by"] = _approvers(approvals) or "policy (auto-approved)"
+        retry = proposal.let_run_by_retry
+        if retry is not None:
+            # A person's retry is their approval: the run that executed was on their word.
+            report["first_decided_by"] = report["decided_by"]
+            report["first_decided_at"] = report["decided_at"]
+            report["decided_by"] = RETRIED_BY
+            report["decided_at"] = retry.raw.get("at")
+        if proposal.retries:
+            report["retries"] = [each.raw for each in proposal.retries]
+        retried = _retries_said(proposal)
         said = _said(approvals)
         if len(approvals) == 1 and approvals[0].note:
             report["note"] = approvals[0].note
@@ -348,12 +358,16 @@ def outcome_report(proposal: Proposal) -> dict[str, Any]:
             by = "" if len(approvals) == 1 else f"{_approvers(approvals)} "
             report["message"] = (
                 f"A reviewer edited it ({_edit_text(proposed, edited)}), then {by}{approved} "
-                f"The edited version executed. {figures}"
+                f"{retried}The edited version executed. {figures}"
             )
         elif approvals:
             report["message"] = (
-                f"{_approvers(approvals).capitalize()} {approved} Executed. {figures}"
+                f"{_approvers(approvals).capitalize()} {approved} {retried}Executed. {figures}"
             )
+        elif retried:
+            auto = proposal.verdict is not None and proposal.verdict.outcome == "auto_approve"
+            first = POLICY_APPROVED if auto else "It was approved to run."
+            report["message"] = f"{first} {retried}Executed. {figures}"
         else:
             report["message"] = f"Executed. {figures}"
     elif status == Status.REJECTED:
@@ -367,6 +381,7 @@ def outcome_report(proposal: Proposal) -> dict[str, Any]:
             f"A reviewer rejected it ({report['reason_code'] or 'no reason code'})"
             f"{': ' + note if note else '.'} {_not_executed(proposal)}"
         )
+        _tell_edit(report, proposal, "The version rejected was the edited one.")
     elif status == Status.BLOCKED:
         report["reasons"] = _reasons(proposal)
         # A policy's hard ceiling, or a guardrail (a budget cap, a strategy lock): its reasons
@@ -390,6 +405,7 @@ def outcome_report(proposal: Proposal) -> dict[str, Any]:
                 ],
             )
         )
+        _tell_edit(report, proposal, "It was superseded as edited.")
     elif status == Status.EXPIRED:
         # The last review round's approvals: one approved before it was sent back to a person
         # (a kill switch held it before it ran) did not approve the round that expired.
@@ -402,6 +418,7 @@ def outcome_report(proposal: Proposal) -> dict[str, Any]:
         else:
             said = "Nobody decided it in time; it expired."
         report["message"] = f"{said} {_not_executed(proposal)}"
+        _tell_edit(report, proposal, "It expired as edited.")
     elif status == Status.WITHDRAWN:
         withdrawal = proposal.withdrawal
         if withdrawal is not None and withdrawal.by == "reviewer":
@@ -422,16 +439,27 @@ def outcome_report(proposal: Proposal) -> dict[str, Any]:
             )
         else:  # withdrawn before the platform recorded by whom
             report["message"] = f"It was withdrawn. {_not_executed(proposal)}"
+        _tell_edit(report, proposal, "It was withdrawn as edited.")
     elif status == Status.FAILED:
         execution = proposal.execution
         report["failed_at"] = execution.raw.get("finished_at") if execution else None
         report["error"] = execution.error if execution else ""
         report["carried_out"] = _carried_out(proposal)
+        if proposal.retries:
+            report["retries"] = [each.raw for each in proposal.retries]
+        retried = _retries_said(proposal)
+        at = report["failed_at"]
+        failed = (
+            f"{retried}That run failed too{' at ' + at if at else ''}: "
+            if retried
+            else "Approved, but its execution failed: "
+        )
         report["message"] = (
-            f"Approved, but its execution failed: {_sentence(report['error'])} "
+            f"{failed}{_sentence(report['error'])} "
             f"{_FAILED_SAID.get(report['carried_out'], _NOT_SAID)} "
             "An operator may retry it: do not propose it again."
         )
+        _tell_edit(report, proposal, "The version that failed was the edited one.")
     else:
         # Not final: a wait that ran out (``wait="block"``). It may still execute, so the model
         # is told not to propose it again, which would ask for the same action twice.
@@ -440,12 +468,23 @@ def outcome_report(proposal: Proposal) -> dict[str, Any]:
         approvals = approvals_so_far(proposal)
         if approvals is not None:
             report["approvals"] = approvals
+        if proposal.retries:
+            report["retries"] = [each.raw for each in proposal.retries]
+        retry = proposal.let_run_by_retry if status in _RUNNING else None
+        if retry is not None:
+            report["decided_by"] = RETRIED_BY
+            report["decided_at"] = retry.raw.get("at")
+        edit, edit_said = edit_told(proposal)
+        if edit is not None:
+            report["edited"] = edit
         report["message"] = " ".join(
             filter(
                 None,
                 [
                     f"Proposal #{proposal.id} {waiting}; it has not executed yet, but it "
                     "still may: do not propose it again.",
+                    _retries_said(proposal).strip() if retry is not None else "",
+                    edit_said,
                     approvals["message"] if approvals else "",
                     _SENT_BEFORE.get(_carried_out(proposal), ""),
                     *report["reasons"],
@@ -583,10 +622,86 @@ def _approvals_that_let_it_run(proposal: Proposal) -> list[Decision]:
     return [d for d in proposal.decisions if d.outcome == "approve" and (d.round or 0) == last]
 
 
+#: Who let a proposal run that a person sent to run again after its execution failed (a
+#: person's retry is their approval), as the model is told: its report's ``decided_by``.
+RETRIED_BY = "a reviewer, who sent it to run again after its execution failed"
+
+#: The start of what the model is told of a proposal policy let run that then failed and was
+#: retried: it had read as "Executed." alone, as if policy had let the run go that executed.
+POLICY_APPROVED = "Policy approved it without a person (auto-approved)."
+
+
 def approved_by(proposal: Proposal) -> str:
     """Who let an approved proposal run, as the model is told: "a reviewer", "2 reviewers"
-    (its last review round's approvals), or "policy" (auto-approved, nobody decided)."""
+    (its last review round's approvals), "policy" (auto-approved, nobody decided), or, sent
+    to run again by a person after its execution failed, ``RETRIED_BY``."""
+    if proposal.let_run_by_retry is not None:
+        return RETRIED_BY
     return _approvers(_approvals_that_let_it_run(proposal)) or "policy"
+
+
+def _retries_said(proposal: Proposal) -> str:
+    """Each failure a person sent to run again, in order, as sentences ending in a space:
+    "Its execution failed at … (the endpoint answered HTTP 400), and a reviewer sent it to
+    run again at … (their approval to run it). " (a second: "That run failed too at … (…),
+    and …"); "" if no one retried it."""
+    said = []
+    for number, retry in enumerate(proposal.retries):
+        failed = "Its execution failed" if number == 0 else "That run failed too"
+        at = retry.raw.get("failed_at")
+        error = retry.error.strip().rstrip(".")
+        said.append(
+            f"{failed}{' at ' + at if at else ''}{f' ({error})' if error else ''}, and a "
+            f"reviewer sent it to run again at {retry.raw.get('at')} (their approval to run "
+            "it). "
+        )
+    return "".join(said)
+
+
+#: What a reviewer's edit means for a proposal that has not executed, by its status.
+_EDITED_NOW = {
+    Status.PENDING_REVIEW: "A decision now is on the edited version: it is what would run.",
+    Status.APPROVED: "The edited version is what runs.",
+    Status.EXECUTING: "The edited version is what runs.",
+}
+
+
+def edit_told(proposal: Proposal) -> tuple[dict[str, Any] | None, str]:
+    """A reviewer's edit of a proposal that has not executed (waiting for a second
+    reviewer's approval, approved and about to run, sent back to a person, or ended so),
+    field by field against the payload as its agent proposed it (``proposed_payload``), as
+    an executed one's is told: ``({"proposed": …, "payload": …}, "A reviewer edited it
+    (amount: 280.00 → 200.00). A decision now is on the edited version: …")``; ``(None,
+    "")`` where no edit changed it (edited back to what its agent proposed, too)."""
+    proposed, payload = proposal.proposed_payload, proposal.payload
+    if proposed is None:  # a server that does not say what its agent proposed
+        if proposal.edited_payload is None:
+            return None, ""
+    elif not _changed_fields(proposed, payload):
+        return None, ""
+    who = "A reviewer"
+    if approvals_so_far(proposal) is not None:
+        # Named as the approvals in so far are ("Reviewer 1 approved it at …"): the last of
+        # them to edit it, if one of them did.
+        editors = [
+            number
+            for number, decision in enumerate(_approvals_this_round(proposal), start=1)
+            if decision.edited_payload is not None
+        ]
+        if editors:
+            who = f"Reviewer {editors[-1]}"
+    said = f"{who} edited it ({_edit_text(proposed, payload)})."
+    now = _EDITED_NOW.get(proposal.status, "")
+    return {"proposed": proposed, "payload": payload}, f"{said} {now}".strip()
+
+
+def _tell_edit(report: dict[str, Any], proposal: Proposal, ended: str) -> None:
+    """Add a reviewer's edit of a proposal that ended without executing to its ``report``
+    (``edited``, and its ``message``, closed by ``ended``)."""
+    edit, said = edit_told(proposal)
+    if edit is not None:
+        report["edited"] = edit
+        report["message"] += f" {said} {ended}"
 
 
 def _approvers(approvals: list[Decision]) -> str:

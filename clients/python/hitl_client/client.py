@@ -193,14 +193,29 @@ class Client(_Base):
         timeout: float | None = None,
         *,
         until: Callable[[Proposal], bool] | None = None,
+        follow_retries: bool = False,
     ) -> Proposal:
         """The proposal once it is final (executed, failed, rejected, blocked, expired,
         withdrawn or superseded), or, with ``until``, once that holds of it first (say, back
         with a person: ``lambda p: p.status == "pending_review"``), by long poll: the server
         answers as soon as its status changes. Raises ``WaitTimedOut`` (with ``.proposal``)
-        after ``timeout`` seconds; ``None`` waits as long as it takes."""
+        after ``timeout`` seconds; ``None`` waits as long as it takes.
+
+        ``failed`` ends the wait, though a person may still retry it (``may_be_retried``):
+        it is then approved again and runs, which a later ``wait()`` follows (it reads the
+        proposal first). With ``follow_retries=True`` a failed proposal does not end the
+        wait: it goes on through a person's retry until the proposal ends otherwise
+        (executed, superseded, …), ``until`` holds, or ``timeout`` (``WaitTimedOut``, its
+        ``.proposal`` failed: nobody retried it in time). To stop at a failure after a retry
+        too, for a proposal ``seen`` failed: ``until=lambda p: p.may_be_retried and
+        len(p.retries) > len(seen.retries)``."""
         rounds = _calls.ProposalWait(
-            proposal_id, timeout, self.fallback_interval, self.settings.timeout, until=until
+            proposal_id,
+            timeout,
+            self.fallback_interval,
+            self.settings.timeout,
+            until=until,
+            follow_retries=follow_retries,
         )
         while True:
             try:
@@ -480,10 +495,16 @@ class AsyncClient(_Base):
         timeout: float | None = None,
         *,
         until: Callable[[Proposal], bool] | None = None,
+        follow_retries: bool = False,
     ) -> Proposal:
         """See ``Client.wait``."""
         rounds = _calls.ProposalWait(
-            proposal_id, timeout, self.fallback_interval, self.settings.timeout, until=until
+            proposal_id,
+            timeout,
+            self.fallback_interval,
+            self.settings.timeout,
+            until=until,
+            follow_retries=follow_retries,
         )
         while True:
             try:

@@ -58,6 +58,7 @@ from ._tools import (
     ToolAction,
     approvals_so_far,
     back_with_a_person,
+    edit_told,
     expiry,
     idempotency_key,
     may_be_made,
@@ -96,19 +97,24 @@ class ProposalMiddleware(AgentMiddleware):
         async_client: AsyncClient | None = None,
         wait: WaitMode = "block",
         timeout: float = 300.0,
+        follow_retries: bool = False,
     ) -> None:
         """``actions``: tool name → how its calls become proposals. ``client`` (for
         ``invoke``) and ``async_client`` (for ``ainvoke``): given one, the other is made like
         it when first needed (the same platform, key, timeout and retries); given neither,
         both are configured by ``HITL_BASE_URL`` and ``HITL_API_KEY``. ``timeout``: in
         ``block`` mode, how long a call waits for a human; in both modes, how long it waits
-        for an approved proposal's execution."""
+        for an approved proposal's execution. ``follow_retries``: a failed execution does
+        not end the call's wait: it waits (within ``timeout``) for a person to retry it and
+        tells the model how that run ended; by default the model is told of the failure at
+        once (and that an operator may retry it)."""
         super().__init__()
         if wait not in ("block", "interrupt"):
             raise ValueError(f"wait is 'block' or 'interrupt', not {wait!r}")
         self.actions = dict(actions)
         self.wait = wait
         self.timeout = timeout
+        self.follow_retries = follow_retries
         self._client = client
         self._async_client = async_client
         # The clients it made itself, which are its to close (given ones are the caller's).
@@ -164,7 +170,10 @@ class ProposalMiddleware(AgentMiddleware):
 
     def _waits_for(self, proposal: Proposal) -> bool:
         """Whether the call waits for what becomes of the proposal before the model is told:
-        blocking, until it is final; pausing the run, while it runs without a person."""
+        blocking, until it is final; pausing the run, while it runs without a person; and,
+        following retries, while it failed (a person may retry it)."""
+        if self.follow_retries and proposal.may_be_retried:
+            return True
         return not proposal.is_final and (
             self.wait == "block" or will_run_without_a_human(proposal)
         )
@@ -208,7 +217,10 @@ class ProposalMiddleware(AgentMiddleware):
                     break
                 try:
                     proposal = self.client.wait(
-                        proposal.id, timeout=self.timeout, until=self._until
+                        proposal.id,
+                        timeout=self.timeout,
+                        until=self._until,
+                        follow_retries=self.follow_retries,
                     )
                 except WaitTimedOut as timed_out:
                     proposal = timed_out.proposal
@@ -254,7 +266,10 @@ class ProposalMiddleware(AgentMiddleware):
                     break
                 try:
                     proposal = await client.wait(
-                        proposal.id, timeout=self.timeout, until=self._until
+                        proposal.id,
+                        timeout=self.timeout,
+                        until=self._until,
+                        follow_retries=self.follow_retries,
                     )
                 except WaitTimedOut as timed_out:
                     proposal = timed_out.proposal
@@ -300,7 +315,8 @@ def _key(request: ToolCallRequest) -> str:
 
 def _interrupt_value(request: ToolCallRequest, proposal: Proposal) -> dict[str, Any]:
     """What the paused run says of the proposal it waits on: the proposal, why it waits, the
-    approvals in so far under a two-person rule, and, for one waiting for a person, when it
+    approvals in so far under a two-person rule, a reviewer's edit field by field
+    (``edited``, with its ``message``), and, for one waiting for a person, when it
     expires unless one decides it first (``expires_at``, as the API writes the time, as a
     blocking wait's report and the MCP server give it)."""
     value = {
@@ -315,6 +331,9 @@ def _interrupt_value(request: ToolCallRequest, proposal: Proposal) -> dict[str, 
     approvals = approvals_so_far(proposal)
     if approvals is not None:  # one of two approvals in: it waits for a second reviewer
         value["approvals"] = approvals
+    edit, edit_said = edit_told(proposal)
+    if edit is not None:  # a reviewer's edit, field by field: what a decision now is on
+        value["edited"] = {**edit, "message": edit_said}
     expires_at, _ = expiry(proposal)
     if expires_at:
         value["expires_at"] = expires_at
@@ -362,27 +381,39 @@ def _our_interrupts(paused: Any) -> list[Interrupt]:
 
 
 def resume_when_decided(
-    paused: Any, *, client: Client | None = None, timeout: float | None = None
+    paused: Any,
+    *,
+    client: Client | None = None,
+    timeout: float | None = None,
+    follow_retries: bool = False,
 ) -> Command[Any] | None:
     """Wait (a long poll, up to ``timeout`` seconds for each) until every proposal a paused
     run waits for is decided and done, and return the ``Command`` that resumes the run:
     ``agent.invoke(resume_when_decided(result), config)``. ``None`` when the run waits for no
     proposal. Raises ``WaitTimedOut`` if one is still undecided when time runs out: resume
-    later (a decision wakes the wait at once; there is no cost in waiting again)."""
+    later (a decision wakes the wait at once; there is no cost in waiting again).
+    ``follow_retries``: one whose execution failed is waited on for a person's retry too
+    (``Client.wait``), and ``WaitTimedOut`` if nobody retried it in time."""
     pending = _our_interrupts(paused)
     if not pending:
         return None
     # A client of its own is closed once done (a loop of resumes would leave its pools open).
     with nullcontext(client) if client else Client() as waiting:
         answers = {
-            item.id: waiting.wait(item.value["proposal_id"], timeout=timeout).raw
+            item.id: waiting.wait(
+                item.value["proposal_id"], timeout=timeout, follow_retries=follow_retries
+            ).raw
             for item in pending
         }
     return Command(resume=answers)
 
 
 async def aresume_when_decided(
-    paused: Any, *, client: AsyncClient | None = None, timeout: float | None = None
+    paused: Any,
+    *,
+    client: AsyncClient | None = None,
+    timeout: float | None = None,
+    follow_retries: bool = False,
 ) -> Command[Any] | None:
     """``resume_when_decided`` for ``ainvoke``."""
     pending = _our_interrupts(paused)
@@ -391,6 +422,8 @@ async def aresume_when_decided(
     answers = {}
     async with nullcontext(client) if client else AsyncClient() as waiting:
         for item in pending:
-            proposal = await waiting.wait(item.value["proposal_id"], timeout=timeout)
+            proposal = await waiting.wait(
+                item.value["proposal_id"], timeout=timeout, follow_retries=follow_retries
+            )
             answers[item.id] = proposal.raw
     return Command(resume=answers)

@@ -34,6 +34,7 @@ from hitl_client._tools import (
     LostAnswers,
     approvals_so_far,
     approved_by,
+    edit_told,
     expiry,
     faults,
     may_be_made,
@@ -60,12 +61,15 @@ How to work:
    - "approved": it will execute within seconds; call wait_for_decision to see the result.
    - "pending_review": a human must decide; call wait_for_decision (repeat if not final).
      Under a two-person rule, "approvals" says which approvals are in (by whom, when) and
-     that it still waits for another reviewer's.
+     that it still waits for another reviewer's; "edited" (and next_step) what a
+     reviewer's edit changed, field by field, if one edited it.
    - "blocked": refused (a policy's hard ceiling or a guardrail); read verdict.reasons, do
      not resubmit the same thing.
 4. A final status is one of executed (see execution.before_state / after_state), rejected
    (see decisions: reason_code and note), failed (see execution.error; an operator may
-   retry it, so do not propose it again), expired, withdrawn, blocked, superseded (the
+   retry it, so do not propose it again: wait_for_decision called on a failed proposal
+   waits for that retry and for how the run it starts ends; "retries" lists each retry,
+   when, and the failure it followed), expired, withdrawn, blocked, superseded (the
    target changed first: look at the campaigns again and propose anew). Where a request
    was sent to the channel, execution.carried_out says what it did as far as the platform
    knows: yes, partly, unknown (no answer said whether: it may have been) or no; read the
@@ -189,6 +193,13 @@ NEXT_STEP = {
 }
 
 
+#: What a model may do about a failed proposal: a person may still send it to run again.
+RETRY_NEXT_STEP = (
+    "An operator may retry it (it then runs again): do not propose it again. Call "
+    "wait_for_decision to wait for that retry and for how the run it starts ends."
+)
+
+
 def proposal_view(proposal: Proposal) -> dict[str, Any]:
     """What a model needs of a proposal, as JSON: once it is final, what became of it in a
     sentence (``message``, as the framework adapters tell it); before, what to do next, and
@@ -209,9 +220,16 @@ def proposal_view(proposal: Proposal) -> dict[str, Any]:
         "decisions": raw.get("decisions") or [],
         "execution": raw.get("execution"),
         "withdrawal": raw.get("withdrawal"),
+        "retries": raw.get("retries") or [],
     }
     if proposal.is_final:
-        view["message"] = outcome_report(proposal)["message"]
+        report = outcome_report(proposal)
+        view["message"] = report["message"]
+        for told in ("decided_by", "decided_at", "edited"):
+            if told in report:
+                view[told] = report[told]
+        if proposal.may_be_retried:
+            view["next_step"] = RETRY_NEXT_STEP
     else:
         expires_at, expiry_said = expiry(proposal)
         next_step = NEXT_STEP.get(proposal.status, "Call wait_for_decision.").format(
@@ -221,10 +239,31 @@ def proposal_view(proposal: Proposal) -> dict[str, Any]:
         if approvals is not None:  # not simply waiting: one of two approvals is in
             view["approvals"] = approvals
             next_step = f"{approvals['message']} Call wait_for_decision."
+        edit, edit_said = edit_told(proposal)
+        if edit is not None:  # what a reviewer changed, as an executed one's edit is told
+            view["edited"] = edit
+            next_step = f"{edit_said} {next_step}"
         view["next_step"] = f"{next_step} {expiry_said}" if expires_at else next_step
         if expires_at:
             view["expires_at"] = expires_at
     return view
+
+
+class _FailedSinceCalled:
+    """Whether a wait for a decision (following retries) has its answer at a failed
+    proposal: one that failed during the call, not one already failed as it was called,
+    which is waited on for a person's retry until a retry's run fails too (it has more
+    ``retries`` than when first read). The wait's first read is the first proposal asked
+    of (``Client.wait`` asks ``until`` of every answer that does not end it otherwise)."""
+
+    def __init__(self) -> None:
+        self.first: Proposal | None = None
+
+    def __call__(self, proposal: Proposal) -> bool:
+        first = self.first = self.first or proposal
+        if not proposal.may_be_retried:
+            return False
+        return not first.may_be_retried or len(proposal.retries) > len(first.retries)
 
 
 def build_server(client_factory: ClientFactory = AsyncClient) -> MCPServer:
@@ -357,7 +396,10 @@ def build_server(client_factory: ClientFactory = AsyncClient) -> MCPServer:
             "Wait for a proposal's outcome: answers as soon as it is final (executed, with "
             "the state before and after; rejected, with the reviewer's reason_code and "
             "note; blocked, failed, expired, withdrawn or superseded), or when "
-            "timeout_seconds pass with final=false; then call it again to keep waiting."
+            "timeout_seconds pass with final=false; then call it again to keep waiting. "
+            "Called on a failed proposal, it waits for an operator to retry it and answers "
+            "when the run that retry starts ends (executed, or failed again), or, with it "
+            "still failed, when timeout_seconds pass."
         )
     )
     async def wait_for_decision(
@@ -367,7 +409,12 @@ def build_server(client_factory: ClientFactory = AsyncClient) -> MCPServer:
         ] = 50,
     ) -> dict[str, Any]:
         try:
-            proposal = await hitl().wait(proposal_id, timeout=timeout_seconds)
+            proposal = await hitl().wait(
+                proposal_id,
+                timeout=timeout_seconds,
+                follow_retries=True,
+                until=_FailedSinceCalled(),
+            )
         except WaitTimedOut as timed_out:
             proposal = timed_out.proposal
         except HitlError as error:

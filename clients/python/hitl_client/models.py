@@ -27,7 +27,8 @@ class Status(StrEnum):
 
 
 #: Statuses after which nothing more happens on its own. (An operator may retry a failed
-#: execution; the agent has its answer by then.)
+#: execution: it is then approved again, and runs; ``wait(..., follow_retries=True)`` waits
+#: for that.)
 FINAL_STATUSES = frozenset(
     {
         Status.BLOCKED,
@@ -215,6 +216,32 @@ class Withdrawal:
 
 
 @dataclass(frozen=True)
+class Retry:
+    """A person's retry of the proposal's failed execution: their approval to run it again.
+    ``by`` is ``reviewer`` (people are not named to the agent); ``at`` when they sent it to
+    run again; the failed attempt it followed: ``failed_attempt`` (its number), ``failed_at``
+    and its ``error``."""
+
+    by: str
+    at: datetime | None
+    failed_attempt: int | None
+    failed_at: datetime | None
+    error: str
+    raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> Retry:
+        return cls(
+            by=data.get("by", "reviewer"),
+            at=_time(data.get("at")),
+            failed_attempt=data.get("failed_attempt"),
+            failed_at=_time(data.get("failed_at")),
+            error=data.get("error", ""),
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
 class Proposal:
     """A proposal as the API last answered it."""
 
@@ -252,14 +279,35 @@ class Proposal:
     proposed_payload: dict[str, Any] | None = None
     """The payload as its agent proposed it (``payload`` until a reviewer edits it, in the
     platform's spelling). None from a server that does not say."""
+    retries: list[Retry] = field(default_factory=list)
+    """Each time a person sent its failed execution to run again, oldest first (empty if
+    never, or from a server that does not say): each keeps the failure it followed."""
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @property
     def is_final(self) -> bool:
         """Nothing more will happen to it unless a person acts: executed, failed (an operator
-        may retry it: it is then approved again, and executes), rejected, blocked, expired,
-        withdrawn or superseded."""
+        may retry it: it is then approved again, and executes: ``may_be_retried``),
+        rejected, blocked, expired, withdrawn or superseded."""
         return self.status in FINAL_STATUSES
+
+    @property
+    def may_be_retried(self) -> bool:
+        """Failed, and a person may still send it to run again (then it is approved and
+        runs): ``wait(..., follow_retries=True)`` waits for that."""
+        return self.status == Status.FAILED
+
+    @property
+    def let_run_by_retry(self) -> Retry | None:
+        """The person's retry that let it run last (the last of ``retries``, when nobody
+        decided it since): then it runs, or ran, on that person's word, whoever approved it
+        first. None if no retry did."""
+        if not self.retries:
+            return None
+        last = self.retries[-1]
+        if self.decided_at is not None and last.at is not None and last.at < self.decided_at:
+            return None  # sent back to a person since, and decided again
+        return last
 
     @property
     def is_pending(self) -> bool:
@@ -307,6 +355,7 @@ class Proposal:
             withdrawal=Withdrawal.from_api(data.get("withdrawal")),
             review_round=data.get("review_round"),
             proposed_payload=data.get("proposed_payload"),
+            retries=[Retry.from_api(r) for r in data.get("retries") or []],
             raw=data,
         )
 

@@ -97,16 +97,21 @@ class PlatformTools:
         wait: WaitMode = "interrupt",
         timeout: float = 300.0,
         key_scope: str = "",
+        follow_retries: bool = False,
     ) -> None:
         """``client`` defaults to an ``AsyncClient`` configured by ``HITL_BASE_URL`` and
         ``HITL_API_KEY``, made when first needed. ``timeout``: how long a tool waits for an
         approved proposal's execution (and, with ``wait="block"``, for a human).
         ``key_scope``: mixed into the idempotency keys, for models whose call ids repeat
-        across runs (a real model's do not)."""
+        across runs (a real model's do not). ``follow_retries``: a failed execution does not
+        end a tool's wait: it waits (within ``timeout``) for a person to retry it and tells
+        the model how that run ended; by default the model is told of the failure at once
+        (and that an operator may retry it)."""
         if wait not in ("interrupt", "block"):
             raise ValueError(f"wait is 'interrupt' or 'block', not {wait!r}")
         self.wait = wait
         self.timeout = timeout
+        self.follow_retries = follow_retries
         self.key_scope = key_scope
         self._client = client
         self._made: AsyncClient | None = None  # its own client, its to close
@@ -179,14 +184,19 @@ class PlatformTools:
 
     async def _as_it_ends(self, answer: Proposal) -> Proposal:
         """The proposal as it is now, or once it ends if the tool waits for that."""
-        if not answer.is_final:
+        following = self.follow_retries
+        if not answer.is_final or (following and answer.may_be_retried):
             answer = await self.client.get(answer.id)  # as it is now, not when checked
-        if not answer.is_final and (self.wait == "block" or will_run_without_a_human(answer)):
+        if (following and answer.may_be_retried) or (
+            not answer.is_final and (self.wait == "block" or will_run_without_a_human(answer))
+        ):
             # The run's approval is past: one sent back to a person before it ran (a kill
             # switch) is told to the model as waiting for them, not waited for here.
             until = back_with_a_person if self.wait == "interrupt" else None
             try:
-                answer = await self.client.wait(answer.id, timeout=self.timeout, until=until)
+                answer = await self.client.wait(
+                    answer.id, timeout=self.timeout, until=until, follow_retries=following
+                )
             except WaitTimedOut as timed_out:
                 answer = timed_out.proposal
         return answer
