@@ -231,8 +231,40 @@ RETRY_WOULD_FAIL_AGAIN = "A retry would fail again: its execution would refuse i
 
 # How a proposal the ledger refuses as proposed is said: as its re-assessment recorded it
 # (``approvals.services.proposals.REASSESSED_NO_LONGER_APPLIES``), and to one who would let
-# it run.
+# it run (``refused_as_proposed_said``): "can no longer" where it could be applied when it
+# was proposed, "cannot" where its routing found already that its execution would refuse it
+# (``refused_when_routed``): nothing changed since for the worse.
 NO_LONGER_APPLIED_AS_PROPOSED = "can no longer be applied as proposed: "
+NOT_APPLIED_AS_PROPOSED = "cannot be applied as proposed: "
+
+# How the reason of a move held at its routing because its execution would refuse it
+# begins (``refused_once_run``), as its routing records it.
+EXECUTION_WOULD_REFUSE = "Its execution would refuse it: "
+
+
+def refused_when_routed(proposal: Proposal) -> bool:
+    """Whether ``proposal``'s routing found that its execution would refuse it as proposed
+    (``refused_once_run``: moves approved before it would leave too little), as its routing
+    record keeps it (``guardrail_findings``' "changed_first", which a re-assessment or an
+    edit leaves as it was decided): it could not be applied as proposed when it was
+    proposed, so it is not said to be "no longer" applicable."""
+    found = proposal.guardrail_findings
+    if not isinstance(found, dict):
+        return False
+    return any(
+        str(reason).startswith(EXECUTION_WOULD_REFUSE)
+        for reason in found.get("changed_first") or ()
+    )
+
+
+def refused_as_proposed_said(why: str, *, when_routed: bool) -> str:
+    """Why the ledger refuses a proposal as proposed (``why``: ``LedgerAhead.refusal``), as
+    it is said everywhere (its page, the queue, a bulk approval, Slack, email, a
+    re-assessment's record): "cannot be applied as proposed: <why>" where its routing found
+    so already (``when_routed``: ``refused_when_routed``), else "can no longer be applied as
+    proposed: <why>"."""
+    said = NOT_APPLIED_AS_PROPOSED if when_routed else NO_LONGER_APPLIED_AS_PROPOSED
+    return f"{said}{why}"
 
 
 @dataclass(frozen=True)
@@ -247,16 +279,31 @@ class SinceProposed:
     # brand-search's daily budget of 350.00."): not approved or retried as it is; an edit is
     # judged as edited, against the ledger (its own check).
     refused_as_proposed: str = ""
+    # Its routing found so already (``refused_when_routed``): it "cannot be applied as
+    # proposed", not "no longer".
+    refused_when_routed: bool = False
+
+    @classmethod
+    def of(cls, proposal: Proposal, *, no_longer_applies: str = "", refused_as_proposed: str = ""):
+        """As read of ``proposal`` now, with whether its routing found it refused already."""
+        return cls(
+            no_longer_applies=no_longer_applies,
+            refused_as_proposed=refused_as_proposed,
+            refused_when_routed=bool(refused_as_proposed) and refused_when_routed(proposal),
+        )
 
     def said(self) -> str:
         """What has changed, as it is said of one who would let the proposal run as proposed
-        (approve it, retry it) and as the queue marks it ("no longer applies: <why>." or "can
-        no longer be applied as proposed: <the ledger's refusal>"); "" where it still
-        applies."""
+        (approve it, retry it) and as the queue marks it ("no longer applies: <why>."; "can
+        no longer be applied as proposed: <the ledger's refusal>", or "cannot be applied as
+        proposed: …" where its routing found so already: ``refused_as_proposed_said``); ""
+        where it still applies."""
         if self.no_longer_applies:
             return f"no longer applies: {self.no_longer_applies}."
         if self.refused_as_proposed:
-            return f"{NO_LONGER_APPLIED_AS_PROPOSED}{self.refused_as_proposed}"
+            return refused_as_proposed_said(
+                self.refused_as_proposed, when_routed=self.refused_when_routed
+            )
         return ""
 
 
@@ -519,7 +566,7 @@ def refused_once_run(why: str) -> str:
     ``why``, in the words its page says it in). Approved at once, its agent would be told
     "approved" of what fails; a person can edit it to what is left, or decide it once they
     have run (or failed)."""
-    return f"Its execution would refuse it: {why} It waits for a person, who can edit it."
+    return f"{EXECUTION_WOULD_REFUSE}{why} It waits for a person, who can edit it."
 
 
 def no_longer_applies_each(
@@ -551,7 +598,8 @@ def no_longer_applies_each(
     if ledger is None:
         ledger = LedgerAhead.read(proposals)
     return {
-        proposal.pk: SinceProposed(
+        proposal.pk: SinceProposed.of(
+            proposal,
             no_longer_applies=why[proposal.pk],
             refused_as_proposed=(ledger.refusal(proposal) if action_type.ledger_may_refuse else ""),
         )

@@ -532,7 +532,9 @@ def _overdrawn_locked(
             overdrawn[proposal.pk] = InvalidInput(f"The edited action is not valid: {why}")
         elif why:
             overdrawn[proposal.pk] = no_longer_applies(
-                proposal, Act.APPROVE, gone={proposal.pk: SinceProposed(refused_as_proposed=why)}
+                proposal,
+                Act.APPROVE,
+                gone={proposal.pk: SinceProposed.of(proposal, refused_as_proposed=why)},
             )
         else:
             # An edit starts its round afresh: earlier approvals no longer count.

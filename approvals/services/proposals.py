@@ -28,6 +28,7 @@ from approvals.models import Agent, Proposal, ProposalStatus, VerdictOutcome, Wi
 from approvals.services import hooks
 from approvals.services.acts import (
     NO_LONGER_APPLIED_AS_PROPOSED,
+    NOT_APPLIED_AS_PROPOSED,
     Act,
     LedgerAhead,
     ReviewWindowClosed,
@@ -1006,6 +1007,9 @@ EDITED_BEFORE_APPROVAL = "Edited before approval"
 REASSESSED_AFTER = "Re-assessed after "
 REASSESSED_NOW = " Now: "
 REASSESSED_NO_LONGER_APPLIES = f" It {NO_LONGER_APPLIED_AS_PROPOSED}"
+# Of one whose routing found already that its execution would refuse it (``acts.
+# refused_when_routed``): it could not be applied as proposed then either.
+REASSESSED_NOT_APPLIED = f" It {NOT_APPLIED_AS_PROPOSED}"
 REASSESSED_WOULD_BE_BLOCKED = " It would now be blocked: "
 
 REASSESSMENTS = (REASSESSED_AFTER, REASSESSED_BEFORE_EXECUTING)
@@ -1026,7 +1030,7 @@ def reassessment_note(reason: str) -> str:
     the proposal then, which a later assessment replaces. Any other note, as it is (a hold
     names a kill switch's reason, in its owner's words)."""
     if reason.startswith(REASSESSMENTS):
-        for then in (REASSESSED_NOW, REASSESSED_NO_LONGER_APPLIES):
+        for then in (REASSESSED_NOW, REASSESSED_NO_LONGER_APPLIES, REASSESSED_NOT_APPLIED):
             reason = reason.partition(then)[0]
     return reason
 

@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from approvals import action_types
 from approvals.models import Proposal, ProposalStatus
-from approvals.services.acts import campaigns_named
+from approvals.services.acts import campaigns_named, refused_when_routed
 from approvals.services.hooks import proposals_reassessed, proposals_superseded
 from approvals.services.lifecycle import (
     Move,
@@ -45,6 +45,7 @@ from approvals.services.lifecycle import (
 from approvals.services.proposals import (
     REASSESSED_AFTER,
     REASSESSED_NO_LONGER_APPLIES,
+    REASSESSED_NOT_APPLIED,
     REASSESSED_NOW,
     AssessedAction,
     FieldKey,
@@ -540,12 +541,24 @@ def proposals_reassess_waiting(*, waiting: Sequence[Overtaken], actor: Actor) ->
         proposing = _proposing(proposal)
         assessed = checked[proposing]
         # The approvals it was routed needing are read too: whether "It now needs" is said.
-        outcome = (proposing, note, *_outcome_read(proposal), routed_with.get(proposal.pk))
+        outcome = (
+            proposing,
+            note,
+            *_outcome_read(proposal),
+            routed_with.get(proposal.pk),
+            refused_when_routed(proposal),  # whether it "cannot", or "can no longer", be applied
+        )
         if outcome not in outcomes:
             if isinstance(assessed, str):
                 # Its verdict stays (nothing was evaluated), under what happened to it.
+                # "cannot", where its routing found so already; else "can no longer".
+                then = (
+                    REASSESSED_NOT_APPLIED
+                    if refused_when_routed(proposal)
+                    else REASSESSED_NO_LONGER_APPLIES
+                )
                 reasons = reasons_after(
-                    f"{note}{REASSESSED_NO_LONGER_APPLIES}{assessed}",
+                    f"{note}{then}{assessed}",
                     proposal.verdict_reasons,
                     reassessed=True,
                 )
