@@ -165,10 +165,17 @@ def _as_edited(proposal: Proposal, changes: Mapping[str, Any]) -> Proposal:
     return edited
 
 
-def guardrail_refusal(proposal_id: int, reasons: Collection[str]) -> DomainError:
+class GuardrailRefuses(DomainError):
+    """A guardrail refuses approving a proposal now (``guardrail_refusal``): a Slack message
+    that offered Approve is redrawn without it once a press is refused so."""
+
+
+def guardrail_refusal(proposal_id: int, reasons: Collection[str]) -> GuardrailRefuses:
     """Why a guardrail refuses approving a proposal now: one set since it was made, or a cap
     whose headroom the ledger has used since."""
-    return DomainError(f"A guardrail refuses proposal #{proposal_id} now: " + " ".join(reasons))
+    return GuardrailRefuses(
+        f"A guardrail refuses proposal #{proposal_id} now: " + " ".join(reasons)
+    )
 
 
 # By proposal id, what the guardrails refuse about each now

@@ -1302,7 +1302,11 @@ def proposal_withdraw_for_agent(
 
 
 def guardrail_blocks_counting_approved(
-    proposals: Iterable[Proposal], *, lock: bool, spends: CappedSpends | None = None
+    proposals: Iterable[Proposal],
+    *,
+    lock: bool,
+    spends: CappedSpends | None = None,
+    counting_too: Sequence[Proposal] = (),
 ) -> dict[int, tuple[str, ...]]:
     """``guardrail_blocks_each`` for proposals a person is about to approve, with each
     account's total budget cap also counting the spend changes already approved on it and
@@ -1311,7 +1315,9 @@ def guardrail_blocks_counting_approved(
     executing one holds them): none of those executes, and no other approval on them is
     judged, until the caller's transaction ends; without, a preview of what approving would
     find. ``spends``, if given, is left counting them, for a caller that goes on to count
-    more (a bulk approval, those it approves before each)."""
+    more (a bulk approval, those it approves before each). ``counting_too``: proposals
+    counted as approved and not yet executed though they no longer are (what the guardrails
+    found before they failed, or were sent back, or superseded before they ran)."""
     proposals = list(proposals)
     totalled = [
         proposal
@@ -1327,12 +1333,28 @@ def guardrail_blocks_counting_approved(
     blocks = guardrail_blocks_each(proposals)
     totalled = [proposal for proposal in totalled if not blocks[proposal.pk]]
     accounts = {proposal.account_id: proposal.account for proposal in totalled}
+    judged = {proposal.pk for proposal in proposals}
+    under_way = list(
+        Proposal.objects.filter(account_id__in=accounts, status__in=UNDER_WAY_STATUSES)
+        .exclude(pk__in=judged)
+        .only("pk", "account_id", "action_type", "payload", "approved_at")
+        .order_by("approved_at", "pk")
+    )
+    if counting_too:
+        under_way = sorted(
+            [
+                *under_way,
+                *(
+                    other
+                    for other in counting_too
+                    if other.account_id in accounts and other.pk not in judged
+                ),
+            ],
+            key=lambda other: (other.approved_at is None, other.approved_at, other.pk),
+        )
     ahead = [
         other
-        for other in Proposal.objects.filter(account_id__in=accounts, status__in=UNDER_WAY_STATUSES)
-        .exclude(pk__in=[proposal.pk for proposal in proposals])
-        .only("pk", "account_id", "action_type", "payload")
-        .order_by("approved_at", "pk")
+        for other in under_way
         if changes_spend(action_type=action_types.named(other.action_type), payload=other.payload)
     ]
     if not ahead:
