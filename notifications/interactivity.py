@@ -21,7 +21,12 @@ from approvals.services.acts import (
     OwnsAgent,
     act_refusal,
 )
-from approvals.services.decisions import EditedSinceSeen, proposal_approve, proposal_reject
+from approvals.services.decisions import (
+    EditedSinceSeen,
+    GuardrailRefuses,
+    proposal_approve,
+    proposal_reject,
+)
 from hitlproject.errors import DomainError, InvalidInput
 from hitlproject.validation import one_line
 from notifications.channels import ChannelError
@@ -35,6 +40,7 @@ from notifications.services import (
     proposal_claim,
     proposal_release,
     slack_messages_redrawn_for,
+    slack_messages_redrawn_for_proposals,
 )
 from notifications.slack import slack_user_email
 
@@ -200,8 +206,14 @@ def _refused(error: DomainError, *, user, press: Press) -> str:
     when it was drawn (its agent's owner changed, its agent stopped, a permission taken away,
     past the signals that redraw it at once: ``notifications.receivers``), their messages of
     it are drawn again as they may act on it now, so that they stop offering what was refused
-    (before, they kept offering it until the proposal moved)."""
-    if isinstance(error, REDRAWN_ON_REFUSAL):
+    (before, they kept offering it until the proposal moved). Refused by a guardrail (one
+    whose change no save told of: the ledger's, say, which the account's total cap counts),
+    every message of it offered Approve: each is drawn again so."""
+    if isinstance(error, GuardrailRefuses):
+        slack_messages_redrawn_for_proposals(
+            proposal_ids=[press.proposal_id], about=f"a press refused: {one_line(error.message)}"
+        )
+    elif isinstance(error, REDRAWN_ON_REFUSAL):
         slack_messages_redrawn_for(
             proposal_id=press.proposal_id,
             user=user,

@@ -2,10 +2,12 @@
 second factor required of a group of theirs (``access``), their groups or permissions
 changed, their staff status taken away, their account deactivated or deleted; and what may
 be done with a proposal, as soon as its agent is stopped (deactivated, or an account taken
-away from it) or started again. Each receiver names the people or the agents a save touched
-and leaves the rest to the services (``slack_messages_follow_people``,
-``slack_messages_take_back_of_deleted``, ``slack_messages_follow_agents``); ``access``,
-``approvals`` and Django's auth know nothing of notifications."""
+away from it) or started again, or a guardrail is set or lifted on its campaign or account
+(the console's ledger pages). Each receiver names the people, the agents or the accounts a
+save touched and leaves the rest to the services (``slack_messages_follow_people``,
+``slack_messages_take_back_of_deleted``, ``slack_messages_follow_agents``,
+``slack_messages_follow_guardrails``); ``access``, ``approvals``, the ledger and Django's
+auth know nothing of notifications."""
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -14,8 +16,11 @@ from django.dispatch import receiver
 
 from access.models import SecondFactorRequirement
 from approvals.models import Agent
+from ledger.models import Account, Campaign
 from notifications.services import (
+    slack_guardrails_read,
     slack_messages_follow_agents,
+    slack_messages_follow_guardrails,
     slack_messages_follow_people,
     slack_messages_take_back_of_deleted,
 )
@@ -179,4 +184,70 @@ def _agent_accounts_changed(sender, instance, action, reverse, pk_set, **kwargs)
         about=f"an account given to {whose}"
         if action == "post_add"
         else f"an account taken away from {whose}",
+    )
+
+
+# The guardrails a console's save of a campaign or an account sets or lifts (``ledger.admin``):
+# what each proposal that waits on its account may be approved for turns on them.
+GUARDRAIL_FIELDS = {
+    Campaign: ("max_daily_budget", "strategy_locked"),
+    Account: ("max_total_daily_budget",),
+}
+
+
+def _guardrails_said(instance, was: dict) -> str:
+    """What a save changed of the guardrails, as an update's record says what it is for:
+    "generic-search's daily budget cap set to 550.00", "account demo's total daily budget
+    cap lifted", "generic-search's bidding strategy locked"."""
+    said = []
+    if isinstance(instance, Account):
+        whose, caps = (
+            f"account {instance.external_id}'s total daily budget cap",
+            ["max_total_daily_budget"],
+        )
+    else:
+        whose, caps = f"{instance.external_id}'s daily budget cap", ["max_daily_budget"]
+        if was["strategy_locked"] != instance.strategy_locked:
+            said.append(
+                f"{instance.external_id}'s bidding strategy "
+                + ("locked" if instance.strategy_locked else "unlocked")
+            )
+    for name in caps:
+        if was[name] != getattr(instance, name):
+            value = getattr(instance, name)
+            said.insert(0, f"{whose} lifted" if value is None else f"{whose} set to {value}")
+    return "; ".join(said)
+
+
+@receiver(pre_save, sender=Campaign)
+@receiver(pre_save, sender=Account)
+def _guardrails_before(sender, instance, raw=False, update_fields=None, **kwargs) -> None:
+    fields = GUARDRAIL_FIELDS[sender]
+    if raw or instance.pk is None:
+        return
+    if update_fields is not None and not set(fields) & set(update_fields):
+        return
+    was = sender.objects.filter(pk=instance.pk).values(*fields).first()
+    if was is None or all(was[name] == getattr(instance, name) for name in fields):
+        return
+    account_id = instance.pk if sender is Account else instance.account_id
+    # Read before the save, in its transaction: what the messages of those that wait say.
+    setattr(instance, WAS, (was, slack_guardrails_read(account_ids=[account_id])))
+
+
+@receiver(post_save, sender=Campaign)
+@receiver(post_save, sender=Account)
+def _guardrails_saved(sender, instance, created, raw=False, **kwargs) -> None:
+    found = getattr(instance, WAS, None)
+    if raw or created or found is None:
+        return
+    delattr(instance, WAS)
+    was, before = found
+    if not before:
+        return
+    account_id = instance.pk if sender is Account else instance.account_id
+    slack_messages_follow_guardrails(
+        before=before,
+        after=slack_guardrails_read(account_ids=[account_id]),
+        about=_guardrails_said(instance, was),
     )

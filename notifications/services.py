@@ -12,9 +12,10 @@ from __future__ import annotations
 import copy
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from asgiref.local import Local
 from django.conf import settings
@@ -49,7 +50,7 @@ from approvals.services.acts import (
     no_longer_applies_each,
     reviewers_by_proposal,
 )
-from approvals.services.decisions import Guarded, retry_refusal
+from approvals.services.decisions import Guarded, guardrail_refusal, retry_refusal
 from approvals.services.proposals import guardrail_blocks_counting_approved
 from audit.actors import Actor, acting_as, current_actor
 from audit.history import (
@@ -75,7 +76,7 @@ from hitlproject.vocabulary import (
     VerdictOutcome,
     and_joined,
 )
-from ledger.models import campaign_field_label
+from ledger.models import Account, campaign_field_label
 from notifications.carriers import channel_for
 from notifications.channels import ChannelError, Sent
 from notifications.messages import (
@@ -114,7 +115,7 @@ from notifications.selectors import (
     why_not_theirs,
 )
 from policies.models import Policy
-from policies.services import in_force
+from policies.services import changes_spend, in_force
 
 S = ProposalStatus
 UPDATE = NotificationKind.UPDATE
@@ -214,6 +215,7 @@ def notifications_record_moves(proposals: Sequence[Proposal]) -> None:
     ahead = [p for p in proposals if _moves_ahead_changed(p)]
     if ahead:
         after_commit(_follow_moves_ahead_later, [[p.pk, p.status] for p in ahead])
+    _headroom_moved(proposals)
 
 
 def _moves_ahead_changed(proposal: Proposal) -> bool:
@@ -352,6 +354,147 @@ def _moved_said(status: str) -> str:
     if status == S.FAILED:
         return "failed"
     return ProposalStatus(status).label.lower()
+
+
+class Guardrailed(NamedTuple):
+    """A proposal that waits with a Slack message posted (not a digest's), and what the
+    guardrails refuse about it now (none: Approve is offered)."""
+
+    review_round: int
+    account_id: int
+    reasons: tuple[str, ...]
+
+
+GuardrailsShown = dict[int, Guardrailed]
+
+
+def slack_guardrails_read(
+    *,
+    account_ids: Iterable[int],
+    besides: Collection[int] = (),
+    judged_too: Sequence[Proposal] = (),
+    counting_too: Sequence[Proposal] = (),
+) -> GuardrailsShown:
+    """What the guardrails refuse now about each proposal on these accounts that waits with
+    a Slack message posted (but ``besides``), read for all at once as its approval would read
+    it (``guardrail_blocks_counting_approved``): what its messages say, or should. As they
+    were found before a move: ``judged_too``, approved by it, are not counted ahead of them;
+    ``counting_too``, no longer to run by it, are."""
+    waiting = list(
+        Proposal.objects.filter(
+            account_id__in=list(account_ids),
+            status=S.PENDING_REVIEW,
+            pk__in=Notification.objects.filter(
+                channel=NotificationChannel.SLACK,
+                status=NotificationStatus.SENT,
+                updates__isnull=True,
+                in_digest=False,
+            )
+            .exclude(slack_ts="")
+            .values("proposal_id"),
+        )
+        .exclude(pk__in=list(besides))
+        .select_related("account")
+    )
+    if not waiting:
+        return {}
+    blocks = guardrail_blocks_counting_approved(
+        [*waiting, *judged_too], lock=False, counting_too=counting_too
+    )
+    return {
+        proposal.pk: Guardrailed(proposal.review_round, proposal.account_id, blocks[proposal.pk])
+        for proposal in waiting
+    }
+
+
+def slack_messages_follow_guardrails(
+    *, before: GuardrailsShown, after: GuardrailsShown, about
+) -> None:
+    """In the transaction that changed what the guardrails refuse (a cap or a strategy lock
+    set or lifted, a raise approved that counts against its account's total budget cap, or
+    one that no longer does): the Slack messages of the proposals whose refusal it changed
+    (``before``, ``after``: ``slack_guardrails_read``) are redrawn as they would be sent now,
+    no Approve where a guardrail refuses it and why, in the words its approval would be
+    refused with; or Approve back. The others are left as they are: what they say is still
+    so. ``about``: what the update is for, in words, or a mapping of them by proposal id."""
+    by_round = defaultdict(list)
+    for proposal_id, found in after.items():
+        if proposal_id in before and before[proposal_id].reasons != found.reasons:
+            by_round[found.review_round].append(proposal_id)
+    now = timezone.now()
+    for review_round, proposal_ids in by_round.items():
+        _slack_messages_update(
+            proposal_ids=proposal_ids,
+            now=now,
+            about=about,
+            review_round=review_round,
+            in_digest=False,
+        )
+
+
+def _headroom_moved(proposals: Sequence[Proposal]) -> None:
+    """Of moves of proposals that change spend on an account whose total daily budget is
+    capped, those approved (counted against the cap ahead of the proposals that wait) and
+    those no longer to run (failed, sent back to a person or superseded before they ran):
+    the Slack messages of the other proposals that wait on those accounts, whose approval
+    that changes, are redrawn (``slack_messages_follow_guardrails``). Read here, in the
+    transaction that moved them: what the guardrails found before it can be read only while
+    the moves approved have not run."""
+    counted = [p for p in proposals if p.status == S.APPROVED and _spends(p)]
+    freed = [p for p in proposals if _no_longer_to_run(p) and _spends(p)]
+    if not counted and not freed:
+        return
+    capped = Account.objects.filter(
+        pk__in={p.account_id for p in [*counted, *freed]}, max_total_daily_budget__isnull=False
+    ).in_bulk()
+    counted = [p for p in counted if p.account_id in capped]
+    freed = [p for p in freed if p.account_id in capped]
+    moved = [*counted, *freed]
+    if not moved:
+        return
+    for proposal in moved:
+        if not Proposal.account.is_cached(proposal):
+            proposal.account = capped[proposal.account_id]
+    besides = {p.pk for p in moved}
+    before = slack_guardrails_read(
+        account_ids=capped, besides=besides, judged_too=counted, counting_too=freed
+    )
+    if not before:
+        return
+    after = slack_guardrails_read(account_ids=capped, besides=besides)
+    said = {}
+    for account_id, account in capped.items():
+        movers = [p for p in moved if p.account_id == account_id]
+        if movers:
+            said[account_id] = (
+                and_joined([f"#{p.pk} {_moved_said(p.status)}" for p in movers])
+                + f", counting against account {account.external_id}'s total daily budget cap"
+            )
+    slack_messages_follow_guardrails(
+        before=before,
+        after=after,
+        about={
+            pk: said[found.account_id] for pk, found in after.items() if found.account_id in said
+        },
+    )
+
+
+def _spends(proposal: Proposal) -> bool:
+    return changes_spend(
+        action_type=action_types.named(proposal.action_type), payload=proposal.payload
+    )
+
+
+def _no_longer_to_run(proposal: Proposal) -> bool:
+    """Whether this move ends the approval of a proposal that had not run: its execution
+    failed, or it was sent back to a person, or superseded, before it ran."""
+    if proposal.status == S.FAILED:
+        return True
+    if proposal.status == S.SUPERSEDED:
+        return proposal.approved_at is not None
+    return proposal.status == S.PENDING_REVIEW and (
+        proposal.review_round > 1 or proposal.verdict_outcome == VerdictOutcome.AUTO_APPROVE
+    )
 
 
 def _deadlines_start(proposals: Sequence[Proposal], *, now: datetime) -> None:
@@ -1598,13 +1741,15 @@ def _send(
             if n.proposal.status in (S.PENDING_REVIEW, S.FAILED)
         }.values()
     )
-    # Whether a guardrail refuses each failed one now (whether its retry is offered), read
-    # once for all its readers, as ``gone`` is.
+    # Whether a guardrail refuses each one that waits now (whether Approve is offered: a
+    # message sent, or an update of one) or each failed one (whether its retry is), read once
+    # for all their readers, as ``gone`` is.
     guarded = guardrail_blocks_counting_approved(
         {
             n.proposal_id: n.proposal
-            for n in new
-            if n.kind == NotificationKind.FAILED and n.proposal.status == S.FAILED
+            for n in notifications
+            if (n.kind != NotificationKind.FAILED and n.proposal.status == S.PENDING_REVIEW)
+            or (n.kind == NotificationKind.FAILED and n.proposal.status == S.FAILED)
         }.values(),
         lock=False,
     )
@@ -1713,6 +1858,7 @@ def _send_one(
                 route=notification.route,
                 channel=notification.channel,
                 gone=gone,
+                guarded=guarded,
             )
         route_name = notification.route.name if notification.route_id else ""
         message = replace(
@@ -1748,13 +1894,15 @@ def _send_one(
                 ),
             )
         return digests_updated[digest]
-    says = _update_says(notification)
+    says = _update_says(notification, guarded=guarded)
     return _unless_said_already(
         notification, said=channel.update_said(**says), text=says["text"], updated=updated
     ) or updated.landed(
         notification,
         _until_it_holds(
-            lambda: _update_says(notification),
+            # What the guardrails refuse as read for the chunk: a change to them since has
+            # an update of its own to come (``slack_messages_follow_guardrails``).
+            lambda: _update_says(notification, guarded=guarded),
             lambda says: channel.update(where=sent_as, **says),
             another_to_come=lambda: _another_update_to_come(notification),
             first=says,
@@ -1889,13 +2037,16 @@ def _as_told_to(
     route: Route | None = None,
     channel: str = "",
     gone: Gone | None = None,
+    guarded: Guarded | None = None,
 ) -> tuple[bool, ProposalMessage]:
     """Whether ``recipient`` may decide the proposal, and the message as told to them: to one
     who may not (one whose role does not decide its kind, the owner of its agent, one who
     approved), it waits for a decision, not theirs, saying why and who decides, and an
     escalation (``kind``) to a backup group (``route``'s) none of whose people
     may decide it says so; to one who may reject it but not let it run (its agent was
-    stopped since), it says why it cannot be approved, and offers no Approve; on Slack
+    stopped since, or a guardrail refuses it now: ``guarded``, if read for it already), it
+    says why it cannot be approved, in the words its approval would be refused with, and
+    offers no Approve; on Slack
     (``channel``), to one whose group must use a second factor, that a press there decides
     nothing, and it offers neither Approve nor Reject."""
     why_not = why_not_theirs(recipient, proposal, reviewers=reviewers)
@@ -1913,6 +2064,13 @@ def _as_told_to(
                 message, decided_on_its_page=f"{lacking}: approve or reject it on its page."
             )
     refusal = act_refusal(recipient, proposal, Act.APPROVE, reviewers=reviewers, gone=gone)
+    if refusal is None and proposal.status == S.PENDING_REVIEW:
+        # As ``proposal_approve`` asks after the rules of who may act: a cap or a lock set
+        # since it was made, or a cap whose headroom approvals ahead of it have used.
+        if guarded is None or proposal.pk not in guarded:
+            guarded = guardrail_blocks_counting_approved([proposal], lock=False)
+        if guarded[proposal.pk]:
+            refusal = guardrail_refusal(proposal.pk, guarded[proposal.pk])
     if refusal is not None:
         return True, replace(message, approval_refused=refusal.message)
     return True, message
@@ -1931,10 +2089,11 @@ def _nobody_in_backup_may_decide(route: Route, proposal: Proposal, reviewers) ->
     )
 
 
-def _update_says(notification: Notification) -> dict:
+def _update_says(notification: Notification, *, guarded: Guarded | None = None) -> dict:
     """What an update of a proposal's message says, the proposal read as it is now: what
     became of it, or, while it still waits, how far it has come (the buttons kept for a
-    person who may decide). The message keeps what it was sent as (waiting, a reminder, …)."""
+    person who may decide). The message keeps what it was sent as (waiting, a reminder, …).
+    ``guarded``: what the guardrails refuse about it now, if read already (else read here)."""
     proposal = Proposal.objects.select_related("agent", "account").get(pk=notification.proposal_id)
     notification.proposal = proposal
     told = notification.updates
@@ -1957,6 +2116,7 @@ def _update_says(notification: Notification) -> dict:
         kind=notification.updates.kind,
         route=notification.route,
         channel=notification.channel,
+        guarded=guarded,
     )
     return {
         "text": progress_text(proposal),

@@ -1,0 +1,309 @@
+"""A Slack message offers Approve only where approving would not be refused: a guardrail set
+since the proposal was made (a campaign's cap, the account's total budget cap, a strategy
+lock), or one whose headroom a raise approved ahead of it has used, refuses it now, as the
+console says ("A guardrail refuses it now, as proposed: …") and as ``proposal_approve``
+refuses it. The message says why in those words and offers Reject and "I'll take it" only;
+messages sent before the guardrail was set, or before the raise ahead was approved, are
+redrawn so, and only those whose approval it changes; Approve comes back once the cap is
+lifted or the raise ahead fails."""
+
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core import mail
+from django.urls import reverse
+from django.utils import timezone
+
+from approvals.models import Proposal, ProposalStatus
+from approvals.services.decisions import proposal_approve
+from executors.models import ExecutionRound
+from executors.runner import proposal_execute
+from ledger.models import Account, Campaign
+from notifications.models import Notification, ReachedBy
+from notifications.services import notifications_deliver
+from tests.conftest import posted_from_page, target_cpa_strategy, wait_until
+from tests.factories import evaluated
+from tests.test_account_budget_cap import budget_change
+from tests.test_guardrail_refuses_retry import as_read
+from tests.test_notifications_slack import (
+    OPERATOR,
+    approve_value,
+    buttons,
+    context_texts,
+    post,
+    pressing,
+    told,
+)
+
+CAPPED = "generic-search's daily budget would be 600.00 USD, above its cap of 550.00 USD."
+
+
+def refused(proposal_id: int, reasons: str) -> str:
+    """What ``proposal_approve`` refuses an approval with, and the message says."""
+    return f"A guardrail refuses proposal #{proposal_id} now: {reasons}"
+
+
+def shown(slack, where: dict) -> list:
+    """The message's blocks as Slack shows it now, every update applied."""
+    return slack.messages[(where["channel"], where["ts"])]["blocks"]
+
+
+def told_on_slack(optimizer, *bodies: dict) -> tuple[list[int], dict]:
+    """Each submitted, waiting, and told to the operator on Slack with Approve; their ids,
+    and where each message is, by proposal id."""
+    ids = []
+    for body in bodies:
+        answer = optimizer.post("/api/v1/proposals/", body, format="json")
+        assert answer.status_code == 201, answer.content
+        assert answer.json()["status"] == "pending_review", answer.json()
+        ids.append(answer.json()["id"])
+    to_operator = Notification.objects.filter(
+        proposal_id__in=ids, kind="waiting", recipient__username="operator"
+    )
+    wait_until(lambda: to_operator.filter(status="sent").count() == len(ids), timeout=15)
+    where = {n.proposal_id: {"channel": n.slack_channel, "ts": n.slack_ts} for n in to_operator}
+    return ids, where
+
+
+def page_says(client, proposal_id: int) -> str:
+    return as_read(client.get(reverse("admin:approvals_proposal_change", args=[proposal_id])).text)
+
+
+def campaign_saved(owner, external_id: str, **values) -> None:
+    """A policy owner saves the campaign's guardrails in the console, saying why."""
+    campaign = Campaign.objects.get(external_id=external_id)
+    url = reverse("admin:ledger_campaign_change", args=[campaign.pk])
+    form = {
+        "max_daily_budget": "" if campaign.max_daily_budget is None else campaign.max_daily_budget,
+        "change_reason": "Spend review.",
+        **({"strategy_locked": "on"} if campaign.strategy_locked else {}),
+    }
+    for name, value in values.items():
+        if name == "strategy_locked":
+            form.pop(name, None)
+            if value:
+                form[name] = "on"
+        else:
+            form[name] = value
+    answer = posted_from_page(owner, url, form)
+    assert answer.status_code == 302, answer.content
+
+
+def account_saved(owner, cap: str) -> None:
+    account = Account.objects.get(external_id="demo")
+    url = reverse("admin:ledger_account_change", args=[account.pk])
+    answer = posted_from_page(
+        owner, url, {"max_total_daily_budget": cap, "change_reason": "Spend review."}
+    )
+    assert answer.status_code == 302, answer.content
+
+
+def lost_approve(slack, where: dict) -> list:
+    return wait_until(
+        lambda: "approve" not in buttons(shown(slack, where)) and shown(slack, where),
+        timeout=15,
+    )
+
+
+def got_approve_back(slack, where: dict) -> list:
+    return wait_until(
+        lambda: "approve" in buttons(shown(slack, where)) and shown(slack, where), timeout=15
+    )
+
+
+@pytest.mark.django_db
+def test_a_message_drawn_while_a_guardrail_refuses_it_offers_no_approve_and_says_why(
+    demo_world, slack, settings
+):
+    """A raise of generic-search to 600.00 waits; its campaign is capped at 550.00 before its
+    message goes. The console refuses approving it; the message offered Approve all the
+    same. It offers Reject and "I'll take it", and says why in the refusal's words; the
+    email says so too."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    operator = get_user_model().objects.get(username="operator")
+    ReachedBy.objects.update_or_create(user=operator, defaults={"slack": True, "email": True})
+    raise_ = evaluated(budget_change("generic-search", "600.00"))
+    assert raise_.status == ProposalStatus.PENDING_REVIEW
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget="550.00")
+
+    notifications_deliver(
+        notification_ids=list(
+            Notification.objects.filter(proposal=raise_).values_list("pk", flat=True)
+        )
+    )
+
+    [call] = slack.sent("chat.postMessage", channel=OPERATOR)
+    assert buttons(call["blocks"]) == ["reject", "claim"]
+    assert refused(raise_.pk, CAPPED) in context_texts(call["blocks"])
+    [email] = [m for m in mail.outbox if m.to == [operator.email]]
+    assert refused(raise_.pk, CAPPED) in " ".join(email.body.split())
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_a_cap_set_in_the_console_takes_approve_off_messages_sent_before_and_lifting_it_back(
+    optimizer, on_slack, login
+):
+    """The raise to 600.00 waits on Slack with Approve; a policy owner caps generic-search at
+    550.00. Its page says approving it will be refused, and it is; its message kept
+    offering Approve, and a press was refused and the message redrawn with Approve again.
+    It loses Approve and says why; a raise of another campaign is left as it is; the cap
+    lifted, Approve comes back."""
+    [raise_, other], where = told_on_slack(
+        optimizer,
+        budget_change("generic-search", "600.00"),
+        budget_change("display-retarget", "360.00"),
+    )
+    old_approve = approve_value(shown(on_slack, where[raise_]))
+
+    campaign_saved(login("policy-owner"), "generic-search", max_daily_budget="550.00")
+
+    blocks = lost_approve(on_slack, where[raise_])
+    assert buttons(blocks) == ["reject", "claim"]
+    assert refused(raise_, CAPPED) in context_texts(blocks)
+    assert f"A guardrail refuses it now, as proposed: {CAPPED}" in page_says(
+        login("operator"), raise_
+    )
+    assert Notification.objects.filter(
+        proposal_id=raise_, kind="update", about="generic-search's daily budget cap set to 550.00"
+    ).exists()
+    # A press of the Approve it showed before is refused, in the same words, and leaves the
+    # message without Approve.
+    post(*pressing(OPERATOR, "approve", old_approve, where[raise_]))
+    assert refused(raise_, CAPPED) in told(on_slack, OPERATOR)
+    assert Proposal.objects.get(pk=raise_).status == ProposalStatus.PENDING_REVIEW
+    wait_until(
+        lambda: (
+            not Notification.objects.filter(
+                proposal_id=raise_, kind="update", status="pending"
+            ).exists()
+        ),
+        timeout=15,
+    )
+    assert buttons(shown(on_slack, where[raise_])) == ["reject", "claim"]
+    assert not Notification.objects.filter(proposal_id=other, kind="update").exists()
+
+    campaign_saved(login("policy-owner"), "generic-search", max_daily_budget="")
+
+    blocks = got_approve_back(on_slack, where[raise_])
+    assert buttons(blocks) == ["approve", "reject", "claim"]
+    assert "guardrail" not in context_texts(blocks)
+    assert not Notification.objects.filter(proposal_id=other, kind="update").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_a_strategy_lock_set_in_the_console_takes_approve_off_a_strategy_change(
+    optimizer, on_slack, login
+):
+    [change], where = told_on_slack(optimizer, target_cpa_strategy("generic-search"))
+
+    campaign_saved(login("policy-owner"), "generic-search", strategy_locked=True)
+
+    blocks = lost_approve(on_slack, where[change])
+    assert buttons(blocks) == ["reject", "claim"]
+    said = context_texts(blocks)
+    assert f"A guardrail refuses proposal #{change} now: " in said
+    refused_on_page = page_says(login("operator"), change)
+    reasons = said.split(f"A guardrail refuses proposal #{change} now: ", 1)[1]
+    assert f"A guardrail refuses it now, as proposed: {reasons}" in refused_on_page
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_an_account_cap_set_in_the_console_takes_approve_off_raises_not_off_a_cut(
+    optimizer, on_slack, login
+):
+    """Active campaigns spend 1,800.00 a day; the account is capped at 1,850.00: the raise
+    to 600.00 (1,900.00) is refused, the cut of display-retarget is not, and its message is
+    left as it is."""
+    [raise_, cut], where = told_on_slack(
+        optimizer,
+        budget_change("generic-search", "600.00"),
+        budget_change("display-retarget", "200.00"),
+    )
+
+    account_saved(login("policy-owner"), "1850.00")
+
+    blocks = lost_approve(on_slack, where[raise_])
+    assert refused(
+        raise_,
+        "Account demo's active campaigns would spend 1,900.00 USD a day, above its cap of "
+        "1,850.00 USD.",
+    ) in context_texts(blocks)
+    assert buttons(shown(on_slack, where[cut])) == ["approve", "reject", "claim"]
+    assert not Notification.objects.filter(proposal_id=cut, kind="update").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_a_raise_approved_ahead_that_uses_the_account_caps_headroom_takes_approve_off_the_next(
+    optimizer, on_slack, channel, operators, login
+):
+    """The account capped at 1,900.00 (active campaigns spend 1,800.00): raises of 100.00
+    and 60.00 wait, each within the cap alone. A colleague approves the first (its webhook
+    asks to come back in ten minutes: not yet run); the console refuses the second now. Its
+    message loses Approve and says why; once the first fails, Approve comes back."""
+    channel(503, 400, retry_after="600")
+    Account.objects.filter(external_id="demo").update(max_total_daily_budget=Decimal("1900.00"))
+    [first, second], where = told_on_slack(
+        optimizer,
+        budget_change("generic-search", "600.00"),
+        budget_change("display-retarget", "360.00"),
+    )
+    assert buttons(shown(on_slack, where[second])) == ["approve", "reject", "claim"]
+
+    proposal_approve(proposal_id=first, reviewer=operators[1])
+    wait_until(lambda: Proposal.objects.get(pk=first).executions.exists(), timeout=15)
+
+    blocks = lost_approve(on_slack, where[second])
+    assert buttons(blocks) == ["reject", "claim"]
+    said = context_texts(blocks)
+    assert f"A guardrail refuses proposal #{second} now: Account demo's active campaigns" in said
+    reasons = said.split(f"A guardrail refuses proposal #{second} now: ", 1)[1]
+    assert f"A guardrail refuses it now, as proposed: {reasons}" in page_says(
+        login("operator"), second
+    )
+
+    ExecutionRound.objects.filter(proposal_id=first).update(lease_until=timezone.now())
+    assert proposal_execute(proposal_id=first).status == ProposalStatus.FAILED
+
+    blocks = got_approve_back(on_slack, where[second])
+    assert buttons(blocks) == ["approve", "reject", "claim"]
+    assert "guardrail" not in context_texts(blocks)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_a_press_a_guardrail_refuses_takes_approve_off_every_message_of_it(
+    optimizer, on_slack, operators
+):
+    """A cap written past the console's save (as a script or the ledger writes it: no save
+    told the messages): the press is refused, and the message was redrawn offering Approve
+    again. Every message of it, the presser's and a colleague's, now offers none, and says
+    why."""
+    _, colleague = operators
+    colleague.email = "colleague@example.com"
+    colleague.save()
+    on_slack.people["U0SECOND"] = colleague.email
+    ReachedBy.objects.create(user=colleague, slack=True, email=False)
+    [raise_], where = told_on_slack(optimizer, budget_change("generic-search", "600.00"))
+    [theirs] = wait_until(
+        lambda: Notification.objects.filter(
+            proposal_id=raise_, kind="waiting", recipient=colleague, status="sent"
+        )
+    )
+    theirs = {"channel": theirs.slack_channel, "ts": theirs.slack_ts}
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget="550.00")
+
+    post(
+        *pressing(OPERATOR, "approve", approve_value(shown(on_slack, where[raise_])), where[raise_])
+    )
+
+    assert refused(raise_, CAPPED) in told(on_slack, OPERATOR)
+    for message in (where[raise_], theirs):
+        blocks = lost_approve(on_slack, message)
+        assert buttons(blocks) == ["reject", "claim"]
+        assert refused(raise_, CAPPED) in context_texts(blocks)
+    assert Proposal.objects.get(pk=raise_).status == ProposalStatus.PENDING_REVIEW
