@@ -47,6 +47,7 @@ from approvals.services.acts import (
     agent_stopped,
     agents_hold,
     check_may_act,
+    figures_moved,
     no_longer_applies_each,
     reviewers_by_proposal,
 )
@@ -220,19 +221,13 @@ def notifications_record_moves(proposals: Sequence[Proposal]) -> None:
 
 def _moves_ahead_changed(proposal: Proposal) -> bool:
     """Whether this move changes what the moves approved and not yet run take from a figure
-    others draw on: a move that takes from one (``ActionType.drawn_from``: a reallocation, from
-    its source's daily budget) approved (by a person, by its policy, or retried), or no longer
-    to run (its execution failed, or it was sent back to a person before it ran: a round after
-    the first, or one its policy had let run). One that ran moved the figure itself: the
-    moves waiting on it are re-assessed, and their messages follow (``slack_messages_
-    reassessed``)."""
-    action_type = action_types.named(proposal.action_type)
-    if not action_type.ledger_may_refuse or not action_type.drawn_from(proposal.payload):
-        return False
-    if proposal.status in (S.APPROVED, S.FAILED):
-        return True
-    return proposal.status == S.PENDING_REVIEW and (
-        proposal.review_round > 1 or proposal.verdict_outcome == VerdictOutcome.AUTO_APPROVE
+    others draw on, or set it to (``figures_moved``: a reallocation, from its source's daily
+    budget; a budget change, to its new one): approved (by a person, by its policy, or
+    retried), or no longer to run (``_no_longer_to_run``). One that ran moved the figure
+    itself: the moves waiting on it are re-assessed, and their messages follow
+    (``slack_messages_reassessed``)."""
+    return bool(figures_moved(proposal)) and (
+        proposal.status == S.APPROVED or _no_longer_to_run(proposal)
     )
 
 
@@ -254,16 +249,19 @@ def slack_messages_follow_moves_ahead(*, moved: Sequence[Sequence]) -> None:
     with transaction.atomic():
         movers = list(
             Proposal.objects.filter(pk__in=list(status_of)).only(
-                "pk", "account_id", "action_type", "payload", "status"
+                "pk",
+                "account_id",
+                "action_type",
+                "payload",
+                "status",
+                "target_snapshot",
+                "agent_id",
             )
         )
         figures: dict[tuple[int, str, str], list[Proposal]] = defaultdict(list)
         for mover in movers:
-            for campaign, amounts in (
-                action_types.named(mover.action_type).drawn_from(mover.payload).items()
-            ):
-                for name in amounts:
-                    figures[(mover.account_id, campaign, name)].append(mover)
+            for figure in figures_moved(mover):
+                figures[figure].append(mover)
         drawing = [
             name for name in action_types.names() if action_types.get(name).ledger_may_refuse
         ]
@@ -340,11 +338,23 @@ def _moves_ahead_about(
     shared: dict[tuple[int, str, str], list[Proposal]], status_of: dict[int, str]
 ) -> str:
     """What an update for moves ahead of a proposal is for: "#1 approved, drawing on
-    display-retarget's daily budget too"."""
+    display-retarget's daily budget too", "#3 approved, setting display-retarget's daily
+    budget"."""
     said = []
     for (_, campaign, name), movers in shared.items():
-        moves = and_joined([f"#{mover.pk} {_moved_said(status_of[mover.pk])}" for mover in movers])
-        said.append(f"{moves}, drawing on {campaign}'s {campaign_field_label(name)} too")
+        for sets in (False, True):
+            these = [
+                mover
+                for mover in movers
+                if sets != bool(action_types.named(mover.action_type).drawn_from(mover.payload))
+            ]
+            if these:
+                moves = and_joined([f"#{m.pk} {_moved_said(status_of[m.pk])}" for m in these])
+                how = "setting" if sets else "drawing on"
+                said.append(
+                    f"{moves}, {how} {campaign}'s {campaign_field_label(name)}"
+                    + ("" if sets else " too")
+                )
     return "; ".join(said)
 
 

@@ -15,7 +15,7 @@ from executors.models import ExecutionRound
 from executors.runner import proposal_execute
 from ledger.models import Campaign
 from notifications.models import Notification
-from tests.conftest import reallocation, wait_until
+from tests.conftest import bid_adjustment, reallocation, wait_until
 from tests.test_notifications_slack import (
     OPERATOR,
     approve_value,
@@ -188,3 +188,50 @@ def test_only_the_messages_whose_approval_the_move_changes_are_updated(
     ) in context_texts(blocks)
     assert buttons(shown(on_slack, where[fits])) == ["approve", "reject", "claim"]
     assert not Notification.objects.filter(proposal_id=fits, kind="update").exists()
+
+
+def test_a_budget_cut_approved_ahead_takes_approve_from_a_move_it_leaves_short(
+    optimizer, on_slack, channel, operators
+):
+    """display-retarget at 300.00; a move of 200.00 out of it waits, told on Slack with
+    Approve; a colleague approves a cut of its budget to 50.00, which stays executing. The
+    console refuses the move now ("… of 50.00 once #N, approved before it, has run."): its
+    message says so and offers no Approve, the update saying it is for the cut."""
+    channel(503, retry_after="600")
+    answer = optimizer.post("/api/v1/proposals/", retarget_move("200.00"), format="json")
+    move = answer.json()["id"]
+    cut = optimizer.post(
+        "/api/v1/proposals/",
+        bid_adjustment(action_type="budget_change")
+        | {"payload": {"campaign": "display-retarget", "new_daily_budget": "50.00"}},
+        format="json",
+    ).json()
+    assert cut["status"] == "pending_review"
+    wait_until(
+        lambda: (
+            Notification.objects.filter(proposal_id=move, kind="waiting", status="sent")
+            .exclude(slack_ts="")
+            .exists()
+        ),
+        timeout=15,
+    )
+    notification = Notification.objects.get(proposal_id=move, kind="waiting")
+    where = {"channel": notification.slack_channel, "ts": notification.slack_ts}
+    assert buttons(shown(on_slack, where)) == ["approve", "reject", "claim"]
+
+    approved_ahead(operators, cut["id"])
+
+    blocks = wait_until(
+        lambda: "approve" not in buttons(shown(on_slack, where)) and shown(on_slack, where),
+        timeout=15,
+    )
+    assert buttons(blocks) == ["reject", "claim"]
+    assert (
+        "amount: Exceeds display-retarget's daily budget of 50.00 once "
+        f"#{cut['id']}, approved before it, has run."
+    ) in context_texts(blocks)
+    assert Notification.objects.filter(
+        proposal_id=move,
+        kind="update",
+        about=f"#{cut['id']} approved, setting display-retarget's daily budget",
+    ).exists()

@@ -320,6 +320,10 @@ class ActionType:
             return error.message
         return ""
 
+    # The campaign fields ``drawn_from`` takes from, whatever its payload (a reallocation: the
+    # daily budget): the moves that set them, approved ahead, count for it too.
+    draws_figures: ClassVar[frozenset[str]] = frozenset()
+
     def drawn_from(self, payload: dict[str, Any]) -> dict[str, dict[str, Decimal]]:
         """What the action takes from campaign figures when it runs, whatever they hold then,
         by campaign external id and field (a reallocation: its amount, from its source's

@@ -187,6 +187,7 @@ class BudgetReallocation(ActionType):
     edit_form = BudgetReallocationEdit
     sets_values = False
     ledger_may_refuse = True
+    draws_figures = frozenset({"daily_budget"})
     example_missing = "has fewer than two campaigns"
 
     def example_payload(self, account, magnitude):

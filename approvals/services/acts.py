@@ -479,6 +479,23 @@ class LedgerAhead:
             self.draws.setdefault(key, []).append(draw._replace(item=item))
 
 
+def figures_moved(proposal: Proposal) -> list[DrawnFigure]:
+    """The figures ``proposal``, approved and not yet run, changes for the moves the ledger
+    may refuse that draw on them (``LedgerAhead`` counts it for them): those it takes from (a
+    reallocation, its source's daily budget), and those it sets that such a move draws on (a
+    budget change, its campaign's daily budget; not a bid)."""
+    drawn = {
+        name
+        for type_name in action_types.names()
+        for name in action_types.get(type_name).draws_figures
+    }
+    return [
+        key
+        for key, draw in _drawn_figures(proposal, with_it=False)
+        if not draw.sets or key[2] in drawn
+    ]
+
+
 def _refusable(proposals: Iterable[Proposal]) -> list[Proposal]:
     return [
         proposal
