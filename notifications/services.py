@@ -454,9 +454,19 @@ def _headroom_moved(proposals: Sequence[Proposal]) -> None:
     freed = [p for p in proposals if _no_longer_to_run(p) and _spends(p)]
     if not counted and not freed:
         return
-    capped = Account.objects.filter(
-        pk__in={p.account_id for p in [*counted, *freed]}, max_total_daily_budget__isnull=False
-    ).in_bulk()
+    # Their accounts as the move read them, where it did (a submission, a decision); the
+    # others read here.
+    accounts = {
+        p.account_id: p.account for p in [*counted, *freed] if Proposal.account.is_cached(p)
+    }
+    missing = {p.account_id for p in [*counted, *freed]} - accounts.keys()
+    if missing:
+        accounts |= Account.objects.in_bulk(missing)
+    capped = {
+        pk: account
+        for pk, account in accounts.items()
+        if account.max_total_daily_budget is not None
+    }
     counted = [p for p in counted if p.account_id in capped]
     freed = [p for p in freed if p.account_id in capped]
     moved = [*counted, *freed]
