@@ -79,6 +79,7 @@ from approvals.services.acts import (
     RETRY_WOULD_FAIL_AGAIN,
     Act,
     AgentMayNoLongerAct,
+    LedgerAhead,
     NoLongerApplies,
     act_refusal,
     agent_accounts_of,
@@ -1652,7 +1653,10 @@ class ProposalAdmin(ReadOnlyAdmin):
         # What has changed since it was proposed that its execution would refuse (a policy's
         # ceiling; the ledger, for a reallocation), read once for the page: its approval, its
         # edit, its retry and the line that says so ask it alike.
-        gone = no_longer_applies_each([proposal]) if proposal.status in LET_RUN_FROM else {}
+        # The moves approved before it and not yet run are read with the campaigns once: its
+        # table says what they leave of the figures it draws on (``LedgerAhead``).
+        ledger = LedgerAhead.read([proposal]) if proposal.status in LET_RUN_FROM else None
+        gone = no_longer_applies_each([proposal], ledger=ledger) if ledger is not None else {}
         # What a guardrail refuses about it now (a cap or a lock set since it was made, or a
         # ledger or approvals not yet executed that have used a cap's headroom), read once:
         # said before its approval, and its retry refused for it (``proposal_retry``).
@@ -1689,7 +1693,11 @@ class ProposalAdmin(ReadOnlyAdmin):
             # A held round resumed as a new request (its endpoint changed while a kill
             # switch held it): the channel cannot tell it from the attempts sent before.
             "resumed_as_new": round_.resumed if round_ is not None else "",
-            "states": proposal_states(proposal, since=since),
+            "states": proposal_states(
+                proposal,
+                since=since,
+                ahead=ledger.figures_ahead(proposal) if ledger is not None else (),
+            ),
             # A campaign it touches paused (or gone) since: said before anyone decides.
             "campaigns_not_active": campaigns_not_active(proposal),
             # What its execution put in the ledger (a creative batch's), beside what it proposes.

@@ -4,8 +4,9 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.db import connection
@@ -43,6 +44,7 @@ from approvals.models import (
     ProposalStatus,
     WithdrawnBy,
 )
+from approvals.services.acts import FigureAhead
 from approvals.services.lifecycle import by_a_reviewer
 from approvals.services.proposals import (
     HELD_BACK,
@@ -953,6 +955,10 @@ class ProposalStates:
     # What the table holds, as its heading says it: what it changed (an execution succeeded),
     # would change (it may still run) or would have changed (it never will).
     heading: str
+    # What moves approved before it and not yet run leave of a figure it draws on, and what
+    # it leaves after them (``figures_ahead_said``): its columns count from the figures
+    # when it was proposed, and it runs after them. None where no move is ahead.
+    ahead: list[tuple[str, str]] = field(default_factory=list)
 
 
 def carried_out(executions: list[Execution]) -> str:
@@ -978,10 +984,14 @@ _CARRIED_OUT_SAID = {
 
 
 def proposal_states(
-    proposal: Proposal, *, since: SinceProposed | None = None
+    proposal: Proposal,
+    *,
+    since: SinceProposed | None = None,
+    ahead: Sequence[FigureAhead] = (),
 ) -> ProposalStates | None:
-    """The proposal's ``ProposalStates`` (``since``: its ``since_proposed``, if read already),
-    or None if it touches no campaign field."""
+    """The proposal's ``ProposalStates`` (``since``: its ``since_proposed``, if read already;
+    ``ahead``: the figures moves approved before it change first, ``LedgerAhead``'s, as its
+    page reads them for its approval), or None if it touches no campaign field."""
     action_type = action_types.named(proposal.action_type)
     since = since or since_proposed(proposal)
     snapshot = since.proposed_snapshot
@@ -1023,6 +1033,11 @@ def proposal_states(
         heading += _CARRIED_OUT_SAID.get(carried_out(runs), "") if runs else ""
     return ProposalStates(
         heading=heading,
+        ahead=(
+            figures_ahead_said(ahead, how="as edited" if since.edited else "as proposed")
+            if proposal.status in MAY_STILL_RUN_STATUSES
+            else []
+        ),
         columns=["Campaign", "Field", *columns],
         rows=[
             [
@@ -1033,6 +1048,40 @@ def proposal_states(
             for external_id, name in fields
         ],
     )
+
+
+def figures_ahead_said(figures: Sequence[FigureAhead], *, how: str) -> list[tuple[str, str]]:
+    """Each figure moves approved before a proposal change first, as its page says it under
+    what it would change, as (who, what): ("Once #2, approved before it, has run:",
+    "display-retarget daily budget 300.00 → 100.00; after this one, as edited, 0.00.")
+    (``how``: "as proposed", "as edited"), or, where its execution would refuse it then,
+    "…; this one, as proposed, takes 150.00 from it: its execution would refuse it." """
+    said = []
+    for figure in figures:
+        what = (
+            f"{figure.campaign} {campaign_field_label(figure.field)} "
+            f"{_figure_said(figure.field, figure.now)} → {_figure_said(figure.field, figure.left)}"
+        )
+        if figure.after is not None:
+            what += f"; after this one, {how}, {_figure_said(figure.field, figure.after)}."
+        elif figure.takes is not None:
+            what += (
+                f"; this one, {how}, takes {_figure_said(figure.field, figure.takes)} from it: "
+                "its execution would refuse it."
+            )
+        else:
+            what += f"; this one, {how}, would then be refused by its execution."
+        said.append((f"Once {figure.once}:", what))
+    return said
+
+
+def _figure_said(name: str, value: Decimal) -> str:
+    """A figure worked out from the ledger's (what moves leave of it), to the places the
+    ledger keeps it: 100.00, not 100 nor 100.0000."""
+    places = getattr(Campaign._meta.get_field(name), "decimal_places", None)
+    if places is not None:
+        value = value.quantize(Decimal(1).scaleb(-places))
+    return campaign_value_label(name, value)
 
 
 # A campaign's history record written by a proposal's execution names it first (the ledger

@@ -354,6 +354,20 @@ class Draw(NamedTuple):
 DrawnFigure = tuple[int, str, str]  # (account id, campaign external id, field)
 
 
+@dataclass(frozen=True)
+class FigureAhead:
+    """A campaign figure a proposal draws on, as moves approved before it and not yet run
+    change it before it runs (``LedgerAhead.figures_ahead``)."""
+
+    campaign: str  # its external id
+    field: str
+    now: Decimal
+    left: Decimal  # once they have run
+    once: str  # who they are: "#8, approved before it, has run" (``_once_run``)
+    after: Decimal | None  # after the proposal, run then; None: its execution would refuse it
+    takes: Decimal | None  # what the proposal takes from it (a reallocation's amount)
+
+
 @dataclass
 class LedgerAhead:
     """The campaigns some proposals touch as the ledger holds them now, and what the moves
@@ -440,16 +454,67 @@ class LedgerAhead:
         Written for ``agent_id``'s agent, where given: another agent's proposal is not named
         (an agent reads only its own)."""
         action_type = action_types.named(proposal.action_type)
-        held = self.campaigns.get(proposal.account_id, {})
-        touched = action_type.campaign_fields(proposal.payload)
-        if any(external_id not in held for external_id in touched):
+        campaigns = self._touched(proposal)
+        if campaigns is None:
             return ""
-        campaigns = {external_id: held[external_id] for external_id in touched}
         refused = action_type.ledger_refusal(proposal.payload, campaigns)
         if refused:
             return refused
+        left, ran = self._left_once_run(proposal, campaigns)
+        if not ran:
+            return ""
+        refused = action_type.ledger_refusal(proposal.payload, left)
+        if not refused:
+            return ""
+        ran_all = list(dict.fromkeys(draw for draws in ran.values() for draw in draws))
+        return f"{refused.removesuffix('.')} once {_once_run(ran_all, agent_id)}."
+
+    def figures_ahead(self, proposal: Proposal) -> list[FigureAhead]:
+        """Each figure ``proposal`` draws on that the moves counted ahead of it change before
+        it runs: as it is now, as they leave it, and as ``proposal`` (its payload as it
+        stands, edited or not) leaves it after them, or None where its execution would refuse
+        it then. What its page says beside what it would change, whose columns count from
+        the figures when it was proposed; none where no move ahead changes one, or one of its
+        campaigns is gone (its page says so)."""
+        action_type = action_types.named(proposal.action_type)
+        campaigns = self._touched(proposal)
+        if campaigns is None:
+            return []
+        left, ran = self._left_once_run(proposal, campaigns)
+        if not ran:
+            return []
+        refused = bool(action_type.ledger_refusal(proposal.payload, left))
+        after = {} if refused else action_type.proposed_state(proposal.payload, left)
+        taken = action_type.drawn_from(proposal.payload)
+        return [
+            FigureAhead(
+                campaign=campaign,
+                field=name,
+                now=getattr(campaigns[campaign], name),
+                left=getattr(left[campaign], name),
+                once=_once_run(draws),
+                after=after.get(campaign, {}).get(name) if not refused else None,
+                takes=taken.get(campaign, {}).get(name),
+            )
+            for (campaign, name), draws in ran.items()
+        ]
+
+    def _touched(self, proposal: Proposal) -> dict[str, Campaign] | None:
+        """The campaigns ``proposal`` touches, by external id; None if one of them is gone."""
+        held = self.campaigns.get(proposal.account_id, {})
+        touched = action_types.named(proposal.action_type).campaign_fields(proposal.payload)
+        if any(external_id not in held for external_id in touched):
+            return None
+        return {external_id: held[external_id] for external_id in touched}
+
+    def _left_once_run(
+        self, proposal: Proposal, campaigns: dict[str, Campaign]
+    ) -> tuple[dict[str, Campaign], dict[tuple[str, str], list[Draw]]]:
+        """``campaigns`` (copies) as the moves counted ahead of ``proposal`` leave the figures
+        it draws on, and those that change each figure (by campaign and field, in the order
+        they run)."""
         left = {external_id: copy.copy(campaign) for external_id, campaign in campaigns.items()}
-        ran: dict[Draw, None] = {}
+        ran: dict[tuple[str, str], list[Draw]] = {}
         for (_, campaign, name), _ in _drawn_figures(proposal, with_it=False):
             if campaign not in left:
                 continue
@@ -460,16 +525,11 @@ class LedgerAhead:
                     runs = draw.seen is None or draw.seen == figure
                     if runs and draw.amount < figure:
                         setattr(left[campaign], name, draw.amount)
-                        ran[draw] = None
+                        ran.setdefault((campaign, name), []).append(draw)
                 elif draw.amount <= figure:
                     setattr(left[campaign], name, figure - draw.amount)
-                    ran[draw] = None
-        if not ran:
-            return ""
-        refused = action_type.ledger_refusal(proposal.payload, left)
-        if not refused:
-            return ""
-        return f"{refused.removesuffix('.')} once {_once_run(list(ran), agent_id)}."
+                    ran.setdefault((campaign, name), []).append(draw)
+        return left, ran
 
     def count(self, proposal: Proposal, *, item: int | None = None) -> None:
         """``proposal`` approved with those judged after it (a bulk approval's earlier row; or,

@@ -1,0 +1,125 @@
+"""A waiting reallocation's page says what the budget it draws on will be once the moves
+approved before it and not yet run have run, and what it will be after this one: its table
+"What it would change" counts from the budget when it was proposed, and read alone it said
+200.00 where the budget ended at 0.00. A page with nothing ahead says nothing more."""
+
+import html
+import re
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from approvals.models import Proposal, ProposalStatus
+from approvals.services.decisions import proposal_approve
+from executors.runner import proposal_execute
+from policies.models import Policy
+from tests.factories import evaluated
+from tests.test_reallocation_no_longer_fits import retarget_budget, retarget_move
+from tests.test_reallocation_under_way_at_submission import approved_move, budget_change
+
+
+def page_of(client, proposal: Proposal) -> str:
+    return client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk])).text
+
+
+def ahead_said(page: str) -> list[str]:
+    """The lines under "What it would change" about moves approved before it, as read."""
+    found = re.search(r'<div id="proposal-states-ahead"[^>]*>(.*?)</div>', page, flags=re.S)
+    if found is None:
+        return []
+    return [
+        " ".join(html.unescape(re.sub(r"<[^>]+>", " ", line)).split())
+        for line in re.findall(r"<p[^>]*>(.*?)</p>", found.group(1), flags=re.S)
+    ]
+
+
+def states_row(page: str, campaign: str) -> list[str]:
+    table = re.search(r'<table id="proposal-states">(.*?)</table>', page, flags=re.S).group(1)
+    for row in re.findall(r"<tr>(.*?)</tr>", table, flags=re.S):
+        cells = [html.unescape(c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+        if cells and cells[0] == campaign:
+            return cells
+    raise AssertionError(f"no row for {campaign}")
+
+
+@pytest.mark.django_db
+def test_a_move_waiting_behind_one_approved_says_what_the_budget_will_be(login, operators):
+    """The walk: display-retarget at 300.00; #2 moves 200.00 out of it, approved, not yet
+    run; #3 moves 150.00, waiting for two people. One edits it to 100.00. Its table read
+    "300.00 | 150.00 | 200.00"; #2 and #3 ran and left 0.00. Now its page says, under the
+    table, what #2 leaves and what this one leaves after it, as proposed and as edited."""
+    operator, colleague = operators
+    first = approved_move(operator)
+    Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
+    assert Proposal.objects.get(pk=first.pk).status == ProposalStatus.APPROVED
+    waiting = evaluated(retarget_move("150.00"))
+    assert waiting.status == ProposalStatus.PENDING_REVIEW
+    client = login("operator")
+
+    page = page_of(client, waiting)
+    assert states_row(page, "display-retarget")[2:4] == ["300.00", "150.00"]
+    assert ahead_said(page) == [
+        f"Once #{first.pk}, approved before it, has run: display-retarget daily budget "
+        "300.00 → 100.00; this one, as proposed, takes 150.00 from it: its execution would "
+        "refuse it."
+    ]
+
+    edited = {**waiting.payload, "amount": "100.00"}
+    proposal_approve(proposal_id=waiting.pk, reviewer=colleague, edited_payload=edited)
+    assert Proposal.objects.get(pk=waiting.pk).status == ProposalStatus.PENDING_REVIEW
+
+    page = page_of(client, waiting)
+    assert states_row(page, "display-retarget")[2:5] == ["300.00", "150.00", "200.00"]
+    assert ahead_said(page) == [
+        f"Once #{first.pk}, approved before it, has run: display-retarget daily budget "
+        "300.00 → 100.00; after this one, as edited, 0.00."
+    ]
+
+    # What it said is what happened.
+    proposal_approve(proposal_id=waiting.pk, reviewer=operator)
+    assert proposal_execute(proposal_id=first.pk).status == ProposalStatus.EXECUTED
+    assert proposal_execute(proposal_id=waiting.pk).status == ProposalStatus.EXECUTED
+    assert retarget_budget() == Decimal("0.00")
+
+
+@pytest.mark.django_db
+def test_a_budget_cut_approved_before_it_is_counted(login, operators):
+    """display-retarget at 300.00; a cut to 250.00 approved and not yet run; a move of 100.00
+    out of it waits: the budget will be 250.00 once the cut has run, and 150.00 after it."""
+    operator, _ = operators
+    cut = evaluated(budget_change("250.00"))
+    assert proposal_approve(proposal_id=cut.pk, reviewer=operator).status == "approved"
+    waiting = evaluated(retarget_move("100.00"))
+    assert waiting.status == ProposalStatus.PENDING_REVIEW
+
+    assert ahead_said(page_of(login("operator"), waiting)) == [
+        f"Once #{cut.pk}, approved before it, has run: display-retarget daily budget "
+        "300.00 → 250.00; after this one, as proposed, 150.00."
+    ]
+
+
+@pytest.mark.django_db
+def test_nothing_more_is_said_where_no_move_is_ahead(login, operators):
+    """A move waiting alone, one whose move ahead has run, and a move under way on another
+    budget: the page says nothing more than its table, and reads nothing more for it."""
+    operator, _ = operators
+    waiting = evaluated(retarget_move("150.00"))
+    client = login("operator")
+    page_of(client, waiting)  # permissions and the rules, read once and kept
+    with CaptureQueriesContext(connection) as alone:
+        page = page_of(client, waiting)
+    assert 'id="proposal-states-ahead"' not in page and ahead_said(page) == []
+
+    first = approved_move(operator, "50.00")
+    with CaptureQueriesContext(connection) as behind:
+        page = page_of(client, waiting)
+    assert ahead_said(page)
+    # The moves ahead are the page's own reading (its approval's check): none more for them.
+    assert len(behind) == len(alone)
+
+    assert proposal_execute(proposal_id=first.pk).status == ProposalStatus.EXECUTED
+    assert ahead_said(page_of(client, waiting)) == []
+    assert states_row(page_of(client, waiting), "display-retarget")[-1] == "250.00"
