@@ -248,14 +248,16 @@ def slack_messages_follow_moves_ahead(*, moved: Sequence[Sequence]) -> None:
     status_of = {pk: status for pk, status in moved}
     with transaction.atomic():
         movers = list(
+            # With what ``LedgerAhead`` reads of each (the snapshot a budget change was made
+            # against, its agent): not fetched again a proposal at a time.
             Proposal.objects.filter(pk__in=list(status_of)).only(
                 "pk",
                 "account_id",
+                "agent_id",
                 "action_type",
                 "payload",
                 "status",
                 "target_snapshot",
-                "agent_id",
             )
         )
         figures: dict[tuple[int, str, str], list[Proposal]] = defaultdict(list)
@@ -280,7 +282,15 @@ def slack_messages_follow_moves_ahead(*, moved: Sequence[Sequence]) -> None:
                 .exclude(slack_ts="")
                 .exclude(proposal_id__in=list(status_of))
                 .values("proposal_id")
-            ).only("pk", "account_id", "action_type", "payload", "review_round")
+            ).only(
+                "pk",
+                "account_id",
+                "agent_id",
+                "action_type",
+                "payload",
+                "review_round",
+                "target_snapshot",
+            )
             if _shared_figures(proposal, figures)
         ]
         if not waiting:
