@@ -16,8 +16,10 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from approvals.models import Agent, Decision, Proposal, ProposalStatus
-from approvals.services.decisions import proposal_approve
+from approvals.services.decisions import proposal_approve, proposal_retry
+from approvals.services.lifecycle import proposal_transition
 from approvals.services.proposals import Submission, proposals_submit
+from audit.actors import Actor
 from executors.runner import proposal_execute
 from hitlproject.errors import Conflict
 from ledger.models import Campaign
@@ -301,3 +303,46 @@ def test_two_moves_submitted_at_once_are_not_both_approved(demo_world, monkeypat
     won = next(outcome for outcome in outcomes if outcome.status == "approved")
     lost = next(outcome for outcome in outcomes if outcome.status == "pending_review")
     assert waits_for_a_person(left_after(won.pk)) in lost.verdict_reasons
+
+
+@POSTGRESQL_ONLY
+@pytest.mark.django_db(transaction=True)
+def test_a_budget_cut_retried_while_a_move_is_submitted_counts_for_it(
+    demo_world, operator, monkeypatch
+):
+    """#1 cut display-retarget (300.00) to 50.00 and failed; a person retries it as a move of
+    200.00 out of it, within the policy alone, is submitted. The retry held nothing the
+    submission holds: the submission read the moves under way before the retry committed, and
+    its move was approved, to fail once the cut had run. The retry holds display-retarget as
+    an approval does: the submission waits for it, and counts it."""
+    monkeypatch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: None)
+    cut = evaluated(budget_change("50.00"))
+    assert proposal_approve(proposal_id=cut.pk, reviewer=operator).status == "approved"
+    for status in (ProposalStatus.EXECUTING, ProposalStatus.FAILED):
+        proposal_transition(proposal_id=cut.pk, to_status=status, actor=Actor.system("executor"))
+    reallocations_run_alone_up_to("0.70")
+    agent = Agent.objects.get(name="optimizer")
+    submitted: list = []
+
+    def retry() -> None:
+        proposal_retry(proposal_id=cut.pk, reviewer=get_user_model().objects.get(pk=operator.pk))
+
+    def submit() -> None:
+        submitted.extend(
+            proposals_submit(
+                agent=Agent.objects.get(pk=agent.pk),
+                submissions=[Submission(**retarget_move("200.00"))],
+            )
+        )
+
+    run_at_once_while_held(
+        f"SELECT id FROM {Campaign._meta.db_table} WHERE external_id = 'display-retarget' "
+        "FOR UPDATE",
+        retry,
+        submit,
+    )
+
+    assert Proposal.objects.get(pk=cut.pk).status == ProposalStatus.APPROVED
+    [move] = submitted
+    assert move.status == ProposalStatus.PENDING_REVIEW
+    assert waits_for_a_person(left_after(cut.pk, "50.00")) in move.verdict_reasons

@@ -39,6 +39,7 @@ from approvals.services.acts import (
     act_refusal,
     agent_accounts_of,
     agents_hold,
+    campaigns_named,
     no_longer_applies,
     no_longer_applies_each,
 )
@@ -634,9 +635,11 @@ def proposal_retry(*, proposal_id: int, reviewer: AbstractBaseUser) -> Proposal:
         # a guardrail that refuses it now is asked with none of their proposals executing
         # meanwhile; and a move that takes from a figure is judged counting the moves
         # approved before it and not yet run (``LedgerAhead``): one approved meanwhile by
-        # someone else is counted, or waits for this retry and counts it.
+        # someone else is counted, or waits for this retry and counts it. Its campaigns held
+        # whatever its type, as an approval holds them (``approved_ahead_each``): a budget cut
+        # retried counts for a reallocation submitted meanwhile, which waits for it.
         guarded = guardrail_blocks_counting_approved([proposal], lock=True)
-        ledger = LedgerAhead.read([proposal], lock=True)
+        ledger = LedgerAhead.ahead_of([proposal], campaigns_named([proposal], lock=True))
         refusal = retry_refusal(
             reviewer,
             proposal,
