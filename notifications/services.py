@@ -315,19 +315,11 @@ def slack_messages_follow_moves_ahead(*, moved: Sequence[Sequence]) -> None:
                 about[proposal.pk] = _moves_ahead_about(
                     _shared_figures(proposal, figures), status_of
                 )
-        by_round = defaultdict(list)
-        for proposal in waiting:
-            if proposal.pk in about:
-                by_round[proposal.review_round].append(proposal.pk)
-        now = timezone.now()
-        for review_round, proposal_ids in by_round.items():
-            _slack_messages_update(
-                proposal_ids=proposal_ids,
-                now=now,
-                about=about,
-                review_round=review_round,
-                in_digest=False,
-            )
+        _slack_messages_update_by_round(
+            [(p.pk, p.review_round) for p in waiting if p.pk in about],
+            about=about,
+            in_digest=False,
+        )
 
 
 def _shared_figures(
@@ -437,19 +429,15 @@ def slack_messages_follow_guardrails(
     no Approve where a guardrail refuses it and why, in the words its approval would be
     refused with; or Approve back. The others are left as they are: what they say is still
     so. ``about``: what the update is for, in words, or a mapping of them by proposal id."""
-    by_round = defaultdict(list)
-    for proposal_id, found in after.items():
-        if proposal_id in before and before[proposal_id].reasons != found.reasons:
-            by_round[found.review_round].append(proposal_id)
-    now = timezone.now()
-    for review_round, proposal_ids in by_round.items():
-        _slack_messages_update(
-            proposal_ids=proposal_ids,
-            now=now,
-            about=about,
-            review_round=review_round,
-            in_digest=False,
-        )
+    _slack_messages_update_by_round(
+        [
+            (proposal_id, found.review_round)
+            for proposal_id, found in after.items()
+            if proposal_id in before and before[proposal_id].reasons != found.reasons
+        ],
+        about=about,
+        in_digest=False,
+    )
 
 
 def _headroom_moved(proposals: Sequence[Proposal]) -> None:
@@ -764,13 +752,22 @@ def _about_cut(about: str) -> str:
 def _slack_messages_follow(proposals: Sequence[Proposal], *, about) -> None:
     """Update the Slack messages of each proposal's current review round (``about``: what
     the update is for, in words, or a mapping of them by proposal id)."""
+    _slack_messages_update_by_round(
+        [(proposal.pk, proposal.review_round) for proposal in proposals], about=about
+    )
+
+
+def _slack_messages_update_by_round(rounds: Iterable[tuple[int, int]], *, about, **which) -> None:
+    """Update the Slack messages of proposals (``rounds``: each one's id and the review round
+    whose messages are updated), a round's at a time, ``which`` narrowing the messages
+    (``_slack_messages_update``)."""
     by_round = defaultdict(list)
-    for proposal in proposals:
-        by_round[proposal.review_round].append(proposal.pk)
+    for proposal_id, review_round in rounds:
+        by_round[review_round].append(proposal_id)
     now = timezone.now()
     for review_round, proposal_ids in by_round.items():
         _slack_messages_update(
-            proposal_ids=proposal_ids, now=now, about=about, review_round=review_round
+            proposal_ids=proposal_ids, now=now, about=about, review_round=review_round, **which
         )
 
 
@@ -1053,19 +1050,12 @@ def _slack_messages_redraw(proposals, *, user_ids: Sequence[int] | None, about: 
     Slack again, the buttons come back; of a proposal whose agent was stopped, it offers no
     Approve and says why (its agent started again, Approve comes back). Not a digest's: its
     lines offer no buttons."""
-    by_round = defaultdict(list)
-    for proposal in proposals.filter(status=ProposalStatus.PENDING_REVIEW).only("review_round"):
-        by_round[proposal.review_round].append(proposal.pk)
-    now = timezone.now()
-    for review_round, proposal_ids in by_round.items():
-        _slack_messages_update(
-            proposal_ids=proposal_ids,
-            now=now,
-            about=about,
-            review_round=review_round,
-            in_digest=False,
-            **({} if user_ids is None else {"recipient_id__in": list(user_ids)}),
-        )
+    _slack_messages_update_by_round(
+        proposals.filter(status=ProposalStatus.PENDING_REVIEW).values_list("pk", "review_round"),
+        about=about,
+        in_digest=False,
+        **({} if user_ids is None else {"recipient_id__in": list(user_ids)}),
+    )
 
 
 def _live_slack_messages(user_ids: Sequence[int]):
