@@ -33,6 +33,7 @@ from approvals.models import (
 from approvals.selectors import (
     Retry,
     carried_out,
+    next_attempts_due,
     proposal_get_for_agent,
     proposal_list_for_agent,
     proposed_payloads,
@@ -40,6 +41,7 @@ from approvals.selectors import (
     reassessed_policy_ref,
     retries_of,
     routing_policy_ref,
+    routing_reasons,
     verdict_policy_ref,
 )
 from approvals.services.agents import agent_key_still_in_force
@@ -134,7 +136,12 @@ class DecisionOutput(serializers.Serializer):
 class ExecutionOutput(serializers.Serializer):
     attempt = serializers.IntegerField()
     executor = serializers.CharField()
-    status = serializers.ChoiceField(choices=ExecutionStatus.choices)
+    status = serializers.ChoiceField(
+        choices=ExecutionStatus.choices,
+        help_text="This attempt's, as recorded (the proposal's own status says where it "
+        "stands): failed while the proposal is executing means another attempt follows "
+        "(next_attempt_at says when).",
+    )
     before_state = serializers.JSONField()
     after_state = serializers.JSONField()
     error = serializers.CharField()
@@ -155,6 +162,14 @@ class ExecutionOutput(serializers.Serializer):
         "unknown (an attempt is under way, or one was sent and no answer said whether the "
         "channel carried it out: it may have); no (nothing was carried out: each attempt was "
         "refused, or never sent).",
+    )
+    next_attempt_at = serializers.DateTimeField(
+        allow_null=True,
+        read_only=True,
+        help_text="While the proposal is executing and no attempt is under way, when its "
+        "next attempt on the channel is due: after this one failed, once the backoff (or the "
+        "channel's Retry-After) has passed; it may be past, the attempt then starts once a "
+        "worker takes it up. Null otherwise: an attempt is under way, or none follows.",
     )
 
     @extend_schema_field(
@@ -201,7 +216,21 @@ class VerdictOutput(serializers.Serializer):
         "moved, or a reviewer edited it) evaluated it again under another, that one (null: "
         "none matched it)."
     )
-    reasons = serializers.ListField(child=serializers.CharField(), source="verdict_reasons")
+    reasons = serializers.ListField(
+        child=serializers.CharField(),
+        source="verdict_reasons",
+        help_text="Why, in words: first what happened to it since it was routed (an edit, a "
+        "re-assessment, a hold), newest first, then the reasons of the verdict policy names, "
+        "which a re-assessment replaces with its own (routed_reasons keeps the routing's).",
+    )
+    routed_reasons = serializers.SerializerMethodField(
+        help_text="Why it went where it did (outcome): the reasons of the verdict that "
+        "routed it (routed_by's), which a re-assessment since (its figures moved, or a "
+        "reviewer edited it: reassessed_at) leaves as they were, while reasons gives the "
+        "re-assessment's (an amount edited down reads there as within the auto-execute "
+        "ceiling; here, why a person was asked). Until then, reasons without its notes. "
+        "Empty where none is on record."
+    )
     required_approvals = serializers.IntegerField()
     routed_by = serializers.SerializerMethodField(
         help_text="The policy version that routed it when it was evaluated (null: none "
@@ -219,6 +248,9 @@ class VerdictOutput(serializers.Serializer):
     @extend_schema_field(PolicyRefOutput(allow_null=True))
     def get_routed_by(self, proposal: Proposal):
         return routing_policy_ref(proposal)
+
+    def get_routed_reasons(self, proposal: Proposal) -> list[str]:
+        return routing_reasons([proposal]).get(proposal.pk, [])
 
 
 class OutcomeOutput(serializers.Serializer):
@@ -330,7 +362,9 @@ class ProposalOutput(serializers.Serializer):
 
     @extend_schema_field(ExecutionOutput(allow_null=True))
     def get_execution(self, proposal: Proposal):
-        return _execution(list(proposal.executions.all()))
+        executions = list(proposal.executions.all())
+        due = next_attempts_due([proposal]) if executions else {}
+        return _execution(executions, due.get(proposal.pk))
 
     @extend_schema_field(OutcomeOutput(many=True))
     def get_outcomes(self, proposal: Proposal):
@@ -345,13 +379,14 @@ class ProposalOutput(serializers.Serializer):
         return _retries(retries_of([proposal]).get(proposal.pk, []))
 
 
-def _execution(executions: list[Execution]) -> dict | None:
+def _execution(executions: list[Execution], next_attempt_at: datetime | None) -> dict | None:
     """The last attempt, as ``ExecutionOutput`` says it, with what the attempts so far did on
-    the channel (``carried_out``)."""
+    the channel (``carried_out``) and when the next is due (``next_attempts_due``'s)."""
     if not executions:
         return None
     last = executions[-1]
     last.carried_out = carried_out(executions)
+    last.next_attempt_at = next_attempt_at
     return ExecutionOutput(last).data
 
 
@@ -395,22 +430,28 @@ def proposal_body(
     just_submitted: bool = False,
     proposed: Mapping[int, Any] | None = None,
     retried: Mapping[int, list[Retry]] | None = None,
+    routed: Mapping[int, list[str]] | None = None,
+    due: Mapping[int, datetime] | None = None,
 ) -> dict:
     """The API's view of a proposal, as ``ProposalOutput`` describes it (its schema), built
     directly: the submission path answers thousands a second, and a serializer per item
     would cost more than everything else. One just submitted has no decisions, executions
-    or outcomes yet, so it is answered without asking the database for them. ``proposed``
-    and ``retried``: ``proposed_payloads`` and ``retries_of`` of a page of proposals, read
-    once for all of them."""
+    or outcomes yet, so it is answered without asking the database for them. ``proposed``,
+    ``retried``, ``routed`` and ``due``: ``proposed_payloads``, ``retries_of``,
+    ``routing_reasons`` and ``next_attempts_due`` of a page of proposals, read once for all
+    of them."""
     verdict = None
     if proposal.verdict_outcome:
         routed_by = routing_policy_ref(proposal)
+        if routed is None:
+            routed = routing_reasons([proposal])
         verdict = {
             "outcome": proposal.verdict_outcome,
             "policy": (
                 reassessed_policy_ref(proposal) if reassessed_otherwise(proposal) else routed_by
             ),
             "reasons": [str(reason) for reason in proposal.verdict_reasons],
+            "routed_reasons": routed.get(proposal.pk, []),
             "required_approvals": proposal.required_approvals,
             "routed_by": routed_by,
             "reassessed_at": _time(proposal.reassessed_at),
@@ -420,7 +461,10 @@ def proposal_body(
         decisions, execution, outcomes, retries = [], None, [], []
     else:
         decisions = DecisionOutput(proposal.decisions.all(), many=True).data
-        execution = _execution(list(proposal.executions.all()))
+        executions = list(proposal.executions.all())
+        if due is None:
+            due = next_attempts_due([proposal]) if executions else {}
+        execution = _execution(executions, due.get(proposal.pk))
         outcomes = OutcomeOutput(proposal.outcomes.all(), many=True).data
         if proposed is None:
             proposed = proposed_payloads([proposal])
@@ -674,8 +718,12 @@ class ProposalCollectionApi(IdempotentAPIView):
         paginator = ProposalPagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
         proposed, retried = proposed_payloads(page), retries_of(page)
+        routed, due = routing_reasons(page), next_attempts_due(page)
         return paginator.get_paginated_response(
-            [proposal_body(p, proposed=proposed, retried=retried) for p in page]
+            [
+                proposal_body(p, proposed=proposed, retried=retried, routed=routed, due=due)
+                for p in page
+            ]
         )
 
 

@@ -48,6 +48,7 @@ from approvals.services.acts import FigureAhead
 from approvals.services.lifecycle import by_a_reviewer
 from approvals.services.proposals import (
     HELD_BACK,
+    NOTES,
     campaigns_as_recorded,
     campaigns_for,
     held_back_by,
@@ -892,6 +893,41 @@ def routed_reasons(proposal: Proposal) -> list[str]:
     return list(first or [])
 
 
+def verdict_reasons_alone(reasons: Iterable[str]) -> list[str]:
+    """A proposal's reasons without its notes (``NOTES``: what happened to it since it was
+    routed, an edit, a re-assessment, a hold), which are said above them: its verdict's."""
+    return [str(reason) for reason in reasons or () if not str(reason).startswith(NOTES)]
+
+
+def routing_reasons(proposals: Iterable[Proposal]) -> dict[int, list[str]]:
+    """Why each of ``proposals`` went where it did (the API's ``verdict.routed_reasons``), by
+    id: the reasons of the verdict that routed it, without the notes said above them. Those
+    on the proposal, until a re-assessment (its figures moved, or a reviewer edited it:
+    ``reassessed_at``) replaced them with the verdict reached then ("… is within the 60.0%
+    auto-execute ceiling", of an amount edited down); then those of its last record routed
+    and not re-assessed (its routing, or a re-routing before executing, which clears
+    ``reassessed_at``), read for all of them in one query, none if none was re-assessed. A
+    re-assessed proposal whose history holds no such record is left out."""
+    routed, reassessed = {}, []
+    for proposal in proposals:
+        if proposal.reassessed_at is None:
+            routed[proposal.pk] = verdict_reasons_alone(proposal.verdict_reasons)
+        else:
+            reassessed.append(proposal.pk)
+    if reassessed:
+        last_routed = (
+            Proposal.history.filter(id=OuterRef("id"), reassessed_at__isnull=True)
+            .exclude(verdict_outcome="")
+            .order_by("-history_id")
+            .values("history_id")[:1]
+        )
+        records = Proposal.history.filter(
+            id__in=reassessed, history_id=Subquery(last_routed)
+        ).values_list("id", "verdict_reasons")
+        routed.update((pk, verdict_reasons_alone(reasons)) for pk, reasons in records)
+    return routed
+
+
 def deciding_policy(proposal: Proposal):
     """The policy as it stood when it routed the proposal (its history record then), or
     None if no policy routed it."""
@@ -1681,16 +1717,28 @@ def retries_due_reader_register(reader: Callable[[Sequence[int]], dict[int, date
     _retries_due_reader = reader
 
 
+def next_attempts_due(proposals: Iterable[Proposal]) -> dict[int, datetime]:
+    """Of ``proposals``, each executing with no attempt on its channel under way, by id, with
+    when its next attempt is due (the executors app registers the reader,
+    ``retries_due_reader_register``): after a failed attempt, once its backoff (or the
+    channel's Retry-After) has passed; or its turn at a busy endpoint. The time may have
+    passed: the attempt then starts once a worker takes it up. One query, none if none of
+    them is executing."""
+    executing = [p.pk for p in proposals if p.status == ProposalStatus.EXECUTING]
+    if not executing or _retries_due_reader is None:
+        return {}
+    return _retries_due_reader(executing)
+
+
 def retries_awaited(proposals: Sequence[Proposal]) -> dict[int, str]:
     """Of ``proposals``, each executing and waiting between attempts on its channel (its
     last attempt failed, the next not under way; the executors app registers the reader of
     when each is due, ``retries_due_reader_register``), by id: that attempt N failed, with
     what, and when the next is due. "Executing" alone was said for minutes while a webhook
     executor backed off, nothing telling of the failed attempts or the next try."""
-    executing = [p.pk for p in proposals if p.status == ProposalStatus.EXECUTING]
-    if not executing or _retries_due_reader is None:
+    due = next_attempts_due(proposals)
+    if not due:
         return {}
-    due = _retries_due_reader(executing)
     last = {}
     for attempt in Execution.objects.filter(proposal_id__in=list(due)).order_by("attempt"):
         last[attempt.proposal_id] = attempt
