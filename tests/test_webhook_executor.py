@@ -5,7 +5,7 @@ endpoint has carried it out."""
 
 import html
 import json
-from datetime import timedelta
+from datetime import UTC, timedelta
 from decimal import Decimal
 
 import pytest
@@ -14,6 +14,9 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 from hitl_client import verify_callback
+from hitl_client._tools import outcome_report
+from hitl_client.mcp import proposal_view
+from hitl_client.models import Proposal as HitlProposal
 
 from approvals.models import Proposal
 from approvals.services.decisions import proposal_approve, proposal_retry
@@ -259,3 +262,54 @@ def test_a_proposal_waiting_for_its_next_attempt_says_the_last_failed_and_when_t
     assert f'<span id="execution-retrying">· A{said}</span>' in page
     row = listed.split(f'value="{proposal.pk}"')[1].split("</tr>")[0]
     assert f"Executing: a{said}" in row
+
+
+def test_the_agent_reads_that_attempt_1_failed_and_when_attempt_2_is_due(
+    channel, monkeypatch, optimizer
+):
+    """The same 503 asking for 10 minutes, as the agent reads it: its proposal is executing,
+    and its execution said attempt 1 ``failed`` with ``carried_out`` ``unknown`` and nothing
+    of another attempt, which an agent reads as its proposal having failed. The execution
+    says when attempt 2 is due (``next_attempt_at``), and the client, the MCP server and the
+    framework adapters tell it."""
+    channel(503, retry_after="600")
+    proposal = approved_without_its_task(bid_adjustment("2.12"), monkeypatch)
+    with monkeypatch.context() as patch:  # its retry is left to the test
+        patch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: None)
+        assert proposal_execute(proposal_id=proposal.pk).status == "executing"
+    due = ExecutionRound.objects.get(proposal=proposal).lease_until
+    due_said = due.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+    answer = optimizer.get(f"/api/v1/proposals/{proposal.pk}/").json()
+
+    assert answer["status"] == "executing"
+    execution = answer["execution"]
+    assert (execution["attempt"], execution["status"], execution["carried_out"]) == (
+        1,
+        "failed",
+        "unknown",
+    )
+    assert execution["next_attempt_at"] == due_said
+    assert due > timezone.now() + timedelta(minutes=9)
+    listed = optimizer.get("/api/v1/proposals/?status=executing").json()["results"]
+    assert [p["execution"] for p in listed] == [execution]
+
+    read = HitlProposal.from_api(answer)
+    assert read.execution.next_attempt_at == due
+    said = (
+        "Attempt 1 failed: the endpoint answered HTTP 503 (Retry-After: 600 s); the platform "
+        f"tries it again by itself, attempt 2 being due at {due_said}."
+    )
+    report = outcome_report(read)
+    assert report["next_attempt_at"] == due_said
+    assert said in report["message"]
+    view = proposal_view(read)
+    assert view["next_attempt_at"] == due_said
+    assert view["next_step"].startswith(said)
+
+    # Once attempt 2 is under way (or none follows), none is said to be due.
+    ExecutionRound.objects.filter(proposal=proposal).update(lease_until=None)
+    assert (
+        optimizer.get(f"/api/v1/proposals/{proposal.pk}/").json()["execution"]["next_attempt_at"]
+        is None
+    )

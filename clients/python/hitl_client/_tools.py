@@ -376,6 +376,9 @@ def outcome_report(proposal: Proposal) -> dict[str, Any]:
         report["reason_code"] = rejection.reason_code if rejection else ""
         report["note"] = rejection.note if rejection else ""
         report["reasons"] = _reasons(proposal)  # why policy sent it to a human
+        routed, _ = routed_told(proposal)
+        if routed is not None:  # replaced in reasons by a re-assessment's (an edit's)
+            report["routed_reasons"] = routed
         note = _sentence(report["note"])
         report["message"] = (
             f"A reviewer rejected it ({report['reason_code'] or 'no reason code'})"
@@ -477,6 +480,12 @@ def outcome_report(proposal: Proposal) -> dict[str, Any]:
         edit, edit_said = edit_told(proposal)
         if edit is not None:
             report["edited"] = edit
+        next_at, next_said = next_attempt_told(proposal)
+        if next_at is not None:
+            report["next_attempt_at"] = next_at
+        routed, routed_said = routed_told(proposal)
+        if routed is not None:
+            report["routed_reasons"] = routed
         report["message"] = " ".join(
             filter(
                 None,
@@ -486,8 +495,10 @@ def outcome_report(proposal: Proposal) -> dict[str, Any]:
                     _retries_said(proposal).strip() if retry is not None else "",
                     edit_said,
                     approvals["message"] if approvals else "",
+                    next_said,
                     _SENT_BEFORE.get(_carried_out(proposal), ""),
                     *report["reasons"],
+                    routed_said,
                 ],
             )
         )
@@ -552,6 +563,53 @@ def report_text(report: Mapping[str, Any]) -> str:
 
 def _reasons(proposal: Proposal) -> list[str]:
     return list(proposal.verdict.reasons) if proposal.verdict else []
+
+
+#: How the reasons it was routed with are said, by the routing's outcome.
+_ROUTED_SAID = {
+    "review": "Why it was sent to a person, as routed before that:",
+    "block": "Why it was blocked, as routed before that:",
+    "auto_approve": "Why policy approved it without a person, as routed before that:",
+}
+
+
+def routed_told(proposal: Proposal) -> tuple[list[str] | None, str]:
+    """Why policy routed the proposal as it did (the API's ``verdict.routed_reasons``), and
+    the sentence that tells the model so, where its ``reasons`` no longer say it: a
+    re-assessment (a reviewer's edit, its figures moved) replaced them with its own ("… is
+    within the 60.0% auto-execute ceiling", of an amount edited down), which would leave the
+    model reading that it was within the ceiling and not why a person was asked. ``(None,
+    "")`` where its reasons still say it, or from a server that does not say."""
+    verdict = proposal.verdict
+    if verdict is None or not verdict.routed_reasons:
+        return None, ""
+    routed = [str(reason) for reason in verdict.routed_reasons]
+    if all(reason in verdict.reasons for reason in routed):
+        return None, ""
+    lead = _ROUTED_SAID.get(verdict.outcome or "", "Why policy routed it, as routed then:")
+    return routed, f"{lead} {' '.join(routed)}"
+
+
+def next_attempt_told(proposal: Proposal) -> tuple[str | None, str]:
+    """When an executing proposal's next attempt on its channel is due after its last one
+    failed (the API's ``execution.next_attempt_at``), as the API writes the time, and the
+    sentence that tells the model so: that attempt's ``failed`` is not the proposal's, which
+    the platform tries again by itself. ``(None, "")`` otherwise."""
+    execution = proposal.execution
+    at = execution.raw.get("next_attempt_at") if execution is not None else None
+    if (
+        proposal.status != Status.EXECUTING
+        or execution is None
+        or execution.status != "failed"
+        or not isinstance(at, str)
+        or not at
+    ):
+        return None, ""
+    error = _sentence(execution.error).rstrip(".")
+    return at, (
+        f"Attempt {execution.attempt} failed{': ' + error if error else ''}; the platform "
+        f"tries it again by itself, attempt {execution.attempt + 1} being due at {at}."
+    )
 
 
 def _approvals_this_round(proposal: Proposal) -> list[Decision]:

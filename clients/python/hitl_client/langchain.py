@@ -66,6 +66,7 @@ from ._tools import (
     outcome_report,
     refusal_report,
     report_text,
+    routed_told,
     will_run_without_a_human,
 )
 from .errors import HitlError, WaitTimedOut
@@ -334,6 +335,9 @@ def _interrupt_value(request: ToolCallRequest, proposal: Proposal) -> dict[str, 
     edit, edit_said = edit_told(proposal)
     if edit is not None:  # a reviewer's edit, field by field: what a decision now is on
         value["edited"] = {**edit, "message": edit_said}
+    routed, _ = routed_told(proposal)
+    if routed is not None:  # why it waits, where a re-assessment's reasons replaced it
+        value["routed_reasons"] = routed
     expires_at, _ = expiry(proposal)
     if expires_at:
         value["expires_at"] = expires_at

@@ -38,7 +38,9 @@ from hitl_client._tools import (
     expiry,
     faults,
     may_be_made,
+    next_attempt_told,
     outcome_report,
+    routed_told,
 )
 from hitl_client.client import AsyncClient
 from hitl_client.errors import (
@@ -239,10 +241,21 @@ def proposal_view(proposal: Proposal) -> dict[str, Any]:
         if approvals is not None:  # not simply waiting: one of two approvals is in
             view["approvals"] = approvals
             next_step = f"{approvals['message']} Call wait_for_decision."
+        # Why it went to a person, where a re-assessment's reasons (an edit's) replaced it.
+        routed, routed_said = routed_told(proposal)
+        if routed is not None:
+            view["routed_reasons"] = routed
+            next_step = f"{routed_said} {next_step}"
         edit, edit_said = edit_told(proposal)
         if edit is not None:  # what a reviewer changed, as an executed one's edit is told
             view["edited"] = edit
             next_step = f"{edit_said} {next_step}"
+        # An attempt failed and the platform tries it again: execution.status "failed" is
+        # that attempt's, not the proposal's.
+        next_at, next_said = next_attempt_told(proposal)
+        if next_at is not None:
+            view["next_attempt_at"] = next_at
+            next_step = f"{next_said} {next_step}"
         view["next_step"] = f"{next_step} {expiry_said}" if expires_at else next_step
         if expires_at:
             view["expires_at"] = expires_at

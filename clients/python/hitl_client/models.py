@@ -83,7 +83,10 @@ class Verdict:
     ``review`` or ``block``; ``reasons`` say why, in words. ``policy`` is the version whose
     verdict the reasons are: the one that routed it (``routed_by``), or, once it was
     re-assessed (``reassessed_at``: its figures moved, or a reviewer edited it) under
-    another, that one."""
+    another, that one. A re-assessment replaces the reasons of the verdict with its own (an
+    amount edited down reads "… is within the … ceiling"); ``routed_reasons`` keeps why it
+    went where it did (``outcome``), as its agent proposed it: None from a server that does
+    not say."""
 
     outcome: str | None
     policy: PolicyRef | None
@@ -91,6 +94,7 @@ class Verdict:
     required_approvals: int
     routed_by: PolicyRef | None = None
     reassessed_at: datetime | None = None
+    routed_reasons: list[str] | None = None
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @classmethod
@@ -102,6 +106,11 @@ class Verdict:
             required_approvals=data.get("required_approvals", 1),
             routed_by=PolicyRef.from_api(data.get("routed_by", data.get("policy"))),
             reassessed_at=_time(data.get("reassessed_at")),
+            routed_reasons=(
+                list(data["routed_reasons"])
+                if isinstance(data.get("routed_reasons"), list)
+                else None
+            ),
             raw=data,
         )
 
@@ -142,7 +151,10 @@ class Execution:
     ledger ids, ``{"creatives": [12, 13]}``). ``carried_out``: what the attempts so far did
     on the channel, as far as the platform knows: ``"yes"``, ``"partly"`` (some of it, not
     retried), ``"unknown"`` (under way, or sent with no sure answer: it may have been),
-    ``"no"``; None from a server that does not say (then nothing is known of it)."""
+    ``"no"``; None from a server that does not say (then nothing is known of it). ``status``
+    is this attempt's: ``"failed"`` while the proposal is ``executing`` means another attempt
+    follows, due at ``next_attempt_at`` (None when none is awaited, or from a server that
+    does not say)."""
 
     attempt: int
     executor: str
@@ -154,6 +166,7 @@ class Execution:
     finished_at: datetime | None
     created: dict[str, list[int]] = field(default_factory=dict)
     carried_out: str | None = None
+    next_attempt_at: datetime | None = None
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @classmethod
@@ -171,6 +184,7 @@ class Execution:
             finished_at=_time(data.get("finished_at")),
             created=data.get("created") or {},
             carried_out=data.get("carried_out"),
+            next_attempt_at=_time(data.get("next_attempt_at")),
             raw=data,
         )
 
