@@ -15,7 +15,11 @@ from rest_framework.test import APIClient
 
 from approvals.models import Agent, Decision, Execution, Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve, proposal_retry
-from approvals.services.proposals import Submission, proposals_submit
+from approvals.services.proposals import (
+    Submission,
+    guardrail_blocks_counting_approved,
+    proposals_submit,
+)
 from executors.runner import proposal_execute
 from hitlproject.errors import DomainError
 from ledger.models import Account, Campaign, CampaignStatus
@@ -456,3 +460,53 @@ def test_a_retry_and_an_approval_at_once_on_a_capped_account_are_judged_one_afte
         ),
     }
     assert Proposal.objects.get(pk=failed.pk).status == "failed"
+
+
+def test_a_move_whose_campaign_is_gone_leaves_the_capped_account_s_other_proposals_decidable(
+    operators, login
+):
+    """On a capped account, a reallocation out of display-retarget waits and another is
+    approved, not yet run; then display-retarget leaves the ledger (renamed on the channel).
+    Reading what the guardrails refuse raised a KeyError for them: the page of a budget raise
+    on the account, its approval and its Slack message failed with it. Now a move whose
+    campaign is gone counts for nothing (it fails when it runs) and is refused by nothing
+    here (its page says the campaign is gone); the raise is judged as the others leave it."""
+    operator, colleague = operators
+    cap_account(Decimal("1870.00"))
+    waiting = evaluated(
+        reallocation(
+            "200.00",
+            payload={
+                "from_campaign": "display-retarget",
+                "to_campaign": "generic-search",
+                "amount": "200.00",
+            },
+        )
+    )
+    approved = evaluated(
+        reallocation(
+            "100.00",
+            payload={
+                "from_campaign": "display-retarget",
+                "to_campaign": "brand-search",
+                "amount": "100.00",
+            },
+        )
+    )
+    if approved.status == "pending_review":
+        proposal_approve(proposal_id=approved.pk, reviewer=operator)
+    raise_ = evaluated(budget_change("generic-search", "560.00"))  # 1,860.00 of 1,870.00
+    assert (waiting.status, raise_.status) == ("pending_review", "pending_review")
+    Campaign.objects.filter(external_id="display-retarget").update(
+        external_id="display-retarget-old"
+    )
+    client = login("operator")
+
+    for proposal in (waiting, raise_):
+        page = client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+        assert page.status_code == 200
+    assert guardrail_blocks_counting_approved(
+        [Proposal.objects.select_related("account").get(pk=pk) for pk in (waiting.pk, raise_.pk)],
+        lock=False,
+    ) == {waiting.pk: (), raise_.pk: ()}
+    assert proposal_approve(proposal_id=raise_.pk, reviewer=colleague).status == "approved"

@@ -923,7 +923,8 @@ def guardrail_blocks(
 def guardrail_blocks_each(proposals: Iterable[Proposal]) -> dict[int, tuple[str, ...]]:
     """``guardrail_blocks`` for many proposals at once, by proposal id, with one read of the
     campaigns: those the proposals touch, and every campaign of an account whose total
-    budget is capped (the cap counts them all)."""
+    budget is capped (the cap counts them all). A proposal one of whose campaigns is gone
+    from the ledger has none: its page and its execution say the campaign is gone."""
     proposals = list(proposals)
     touched = {
         proposal.pk: set(action_types.named(proposal.action_type).campaign_fields(proposal.payload))
@@ -943,9 +944,12 @@ def guardrail_blocks_each(proposals: Iterable[Proposal]) -> dict[int, tuple[str,
     blocks = {}
     for proposal in proposals:
         campaigns = by_account[proposal.account_id]
+        if not touched[proposal.pk] <= campaigns.keys():
+            blocks[proposal.pk] = ()
+            continue
         blocks[proposal.pk] = guardrail_blocks(
             proposal=proposal,
-            campaigns={id_: campaigns[id_] for id_ in touched[proposal.pk] if id_ in campaigns},
+            campaigns={id_: campaigns[id_] for id_ in touched[proposal.pk]},
             account_campaigns=campaigns.values(),
         )
     return blocks
@@ -1364,11 +1368,14 @@ def guardrail_blocks_counting_approved(
         action_type = action_types.named(other.action_type)
         account = accounts[other.account_id]
         spend = spends.of(action_type=action_type, account=account, payload=other.payload)
+        campaigns = _campaigns_of(spend.campaigns, action_type, other.payload)
+        if campaigns is None:
+            continue  # one of its campaigns is gone: it fails when it runs, and sets nothing
         spends.count(
             action_type=action_type,
             account=account,
             payload=other.payload,
-            campaigns=_campaigns_of(spend.campaigns, action_type, other.payload),
+            campaigns=campaigns,
             approved_earlier=other.pk,
         )
     for proposal in totalled:
@@ -1376,14 +1383,15 @@ def guardrail_blocks_counting_approved(
         spend = spends.of(
             action_type=action_type, account=proposal.account, payload=proposal.payload
         )
-        if not spend.approved_earlier:
+        campaigns = _campaigns_of(spend.campaigns, action_type, proposal.payload)
+        if not spend.approved_earlier or campaigns is None:
             continue
         blocks[proposal.pk] = tuple(
             spends.blocks(
                 action_type=action_type,
                 account=proposal.account,
                 payload=proposal.payload,
-                campaigns=_campaigns_of(spend.campaigns, action_type, proposal.payload),
+                campaigns=campaigns,
             )
         )
     return blocks
@@ -1391,9 +1399,9 @@ def guardrail_blocks_counting_approved(
 
 def _campaigns_of(
     campaigns: Mapping[str, Campaign], action_type: ActionType, payload: dict[str, Any]
-) -> dict[str, Campaign]:
-    return {
-        external_id: campaigns[external_id]
-        for external_id in action_type.campaign_fields(payload)
-        if external_id in campaigns
-    }
+) -> dict[str, Campaign] | None:
+    """The campaigns the action touches, of ``campaigns``; None if one of them is gone."""
+    touched = action_type.campaign_fields(payload)
+    if not touched.keys() <= campaigns.keys():
+        return None
+    return {external_id: campaigns[external_id] for external_id in touched}
