@@ -23,6 +23,7 @@ from notifications.services import (
     slack_messages_follow_guardrails,
     slack_messages_follow_people,
     slack_messages_take_back_of_deleted,
+    slack_on,
 )
 
 User = get_user_model()
@@ -223,7 +224,7 @@ def _guardrails_said(instance, was: dict) -> str:
 @receiver(pre_save, sender=Account)
 def _guardrails_before(sender, instance, raw=False, update_fields=None, **kwargs) -> None:
     fields = GUARDRAIL_FIELDS[sender]
-    if raw or instance.pk is None:
+    if raw or instance.pk is None or not slack_on():
         return
     if update_fields is not None and not set(fields) & set(update_fields):
         return

@@ -213,10 +213,16 @@ def notifications_record_moves(proposals: Sequence[Proposal]) -> None:
         _failures_tell(failed, now=now)
     # A move that takes from a figure approved, or no longer to run: the other moves waiting
     # on that figure may be approved, or not, as what it leaves allows (``LedgerAhead``).
-    ahead = [p for p in proposals if _moves_ahead_changed(p)]
-    if ahead:
-        after_commit(_follow_moves_ahead_later, [[p.pk, p.status] for p in ahead])
-    _headroom_moved(proposals)
+    if slack_on():  # what follows only redraws Slack messages
+        ahead = [p for p in proposals if _moves_ahead_changed(p)]
+        if ahead:
+            after_commit(_follow_moves_ahead_later, [[p.pk, p.status] for p in ahead])
+        _headroom_moved(proposals)
+
+
+def slack_on() -> bool:
+    """Whether Slack is configured here: its messages are sent, and followed."""
+    return channel_for(NotificationChannel.SLACK).is_configured()
 
 
 def _moves_ahead_changed(proposal: Proposal) -> bool:
