@@ -1303,16 +1303,16 @@ def _ledger_reflects(campaigns: dict[str, Campaign], after: dict, proposal: Prop
         campaign = campaigns.get(external_id)
         if campaign is None:
             continue
-        changed = False
+        changed = []
         for name, value in fields.items():
             model_field = Campaign._meta.get_field(name)
             new = None if value in (None, "None") else model_field.to_python(value)
             if getattr(campaign, name) != new:
                 setattr(campaign, name, new)
-                changed = True
+                changed.append(name)
         if changed:
             campaign._change_reason = f"proposal #{proposal.pk}: as the channel has it after"
-            campaign.save()
+            campaign.save(update_fields=[*changed, "updated_at"])
 
 
 def _ledger_follows(
@@ -1351,7 +1351,7 @@ def _ledger_follows(
             f"as the channel ({channel}) has it: changed there, found before executing "
             f"proposal #{proposal.pk}"
         )
-        campaign.save()
+        campaign.save(update_fields=[*values, "updated_at"])
         taken[external_id] = fields
     proposals_supersede_after_changes(
         account_id=proposal.account_id,

@@ -413,8 +413,8 @@ class ActionType:
     ) -> None:
         """Write the action to the ledger (the caller holds locks on the campaigns); one the
         ledger no longer allows raises the domain's ``InvalidInput``."""
-        for campaign, _ in self._set_on(payload, campaigns, proposal):
-            campaign.save()
+        for campaign, values in self._set_on(payload, campaigns, proposal):
+            campaign.save(update_fields=[*values, "updated_at"])
 
     def records_created(self, proposal: Proposal) -> dict[str, list[int]]:
         """What the proposal's execution added to the ledger besides campaign fields, by
