@@ -584,12 +584,7 @@ class ClaimAdmin(ReadOnlyAdmin):
 def on_it_text(claim: Claim | None, now) -> str:
     if claim is None or not claim.is_live(now):
         return ""
-    # Its day whole: the queue's narrow column broke it at a hyphen ("2026-" over "12-06"),
-    # which reads as two figures; the time may go on the next line (the column is narrow).
-    day, _, time = console_time(claim.lapses_at).partition(" ")
-    return format_html(
-        '{} until <span class="nowrap">{}</span> {}', claim.user.get_username(), day, time
-    )
+    return f"{claim.user.get_username()} until {console_time(claim.lapses_at)}"
 
 
 # A decision as done, not as the button that made it ("Approve").
