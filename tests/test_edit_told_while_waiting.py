@@ -26,6 +26,8 @@ EDIT_SAID = (
     "Reviewer 1 edited it (amount: 280.00 → 200.00). A decision now is on the edited "
     "version: it is what would run."
 )
+# Why it went to a person, kept from its routing once the edit's re-assessment replaced it.
+ROUTED_SAID = "Why it was sent to a person, as routed before that: "
 
 
 @pytest.fixture
@@ -52,15 +54,20 @@ def test_an_edit_waiting_for_a_second_reviewer_is_told_field_by_field(agent_clie
     assert waiting.status == "pending_review"
     assert told["edited"] == {"proposed": PROPOSED, "payload": EDITED}
     [approval] = waiting.decisions
+    # The edit first; then why it was sent to a person (``routed_reasons``), and the round.
     assert told["message"].startswith(
         f"Proposal #{proposal.pk} waits for a human decision; it has not executed yet, but it "
-        f"still may: do not propose it again. {EDIT_SAID} 1 of the 2 approvals it needs is in: "
-        f"Reviewer 1 approved it at {approval.raw['decided_at']}. It still waits for a second "
-        "reviewer's approval."
+        f"still may: do not propose it again. {EDIT_SAID} "
     )
+    assert ROUTED_SAID in told["message"]
+    assert (
+        f"1 of the 2 approvals it needs is in: Reviewer 1 approved it at "
+        f"{approval.raw['decided_at']}. It still waits for a second reviewer's approval."
+    ) in told["message"]
     view = proposal_view(waiting)
     assert view["edited"] == told["edited"]
-    assert view["next_step"].startswith(f"{EDIT_SAID} 1 of the 2 approvals it needs is in: ")
+    assert view["next_step"].startswith(f"{EDIT_SAID} {ROUTED_SAID}")
+    assert "1 of the 2 approvals it needs is in: " in view["next_step"]
 
     proposal_reject(proposal_id=proposal.pk, reviewer=second, reason_code="too_aggressive")
     rejected = outcome_report(as_agent_reads(agent_client, proposal.pk))
@@ -88,7 +95,8 @@ def test_an_edit_that_starts_a_new_round_names_its_editor_among_that_round_s_app
     told = outcome_report(waiting)
 
     assert (waiting.status, waiting.review_round) == ("pending_review", 2)
-    assert f"do not propose it again. {EDIT_SAID} 1 of the 2 approvals" in told["message"]
+    assert f"do not propose it again. {EDIT_SAID} " in told["message"]
+    assert "1 of the 2 approvals it needs is in: " in told["message"]
 
 
 def test_an_edit_undone_is_not_told_as_an_edit(agent_client, operators, two_person_rule):
@@ -134,4 +142,5 @@ def test_mcp_tells_an_edit_waiting_for_a_second_reviewer(web_server, demo_world)
 
     assert (seen["status"], seen["final"]) == ("pending_review", False)
     assert seen["edited"] == {"proposed": PROPOSED, "payload": EDITED}
-    assert seen["next_step"].startswith(f"{EDIT_SAID} 1 of the 2 approvals it needs is in: ")
+    assert seen["next_step"].startswith(f"{EDIT_SAID} {ROUTED_SAID}")
+    assert "1 of the 2 approvals it needs is in: " in seen["next_step"]
