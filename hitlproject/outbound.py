@@ -39,6 +39,7 @@ import codecs
 import contextlib
 import functools
 import ipaddress
+import math
 import os
 import re
 import socket
@@ -129,13 +130,15 @@ def request_ids(values) -> tuple[str, ...]:
 
 def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
     """An HTTP ``Retry-After`` value (seconds, or an HTTP date) as seconds from now; None if
-    absent or not understood (a date in a year past any calendar's, too: what a hostile
-    endpoint sends to fail the worker reading it), 0 for a date already past."""
+    absent or not understood (a date in a year past any calendar's, or more seconds than a
+    float holds, too: what a hostile endpoint sends to fail the worker reading it, or to have
+    its attempt say "Retry-After: inf s"), 0 for a date already past."""
     if not value:
         return None
     value = value.strip()
     if value.isascii() and value.isdigit():  # "²" is a digit to str.isdigit, not to float
-        return float(value)
+        seconds = float(value)
+        return seconds if math.isfinite(seconds) else None
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):

@@ -246,15 +246,18 @@ def test_busy_answer_is_retried_after_its_retry_after(api, hitl, pauses):
     assert pauses == [1.0]
 
 
-def test_a_busy_answer_whose_retry_after_is_dated_past_any_calendar_is_retried_as_ever(
-    api, hitl, pauses
+@pytest.mark.parametrize(
+    "never",
+    ["Mon, 01 Jan 99999999999999999999 00:00:00 GMT", "inf", "nan", "1e400", "9" * 400],
+)
+def test_a_busy_answer_whose_retry_after_is_no_time_to_wait_is_retried_as_ever(
+    api, hitl, pauses, never
 ):
-    """A Retry-After the client cannot read as a time (a year no clock reaches) is one it was
-    not given: the request is tried again after the usual backoff, not an OverflowError out of
-    ``get``."""
+    """A Retry-After the client cannot read as a time (a year no clock reaches, "inf", "nan",
+    more seconds than a float holds) is one it was not given: the request is tried again after
+    the usual backoff, not an OverflowError out of ``get``, nor a sleep without end."""
     busy = {"detail": "Held by other requests; nothing was recorded.", "code": "busy"}
-    never = {"Retry-After": "Mon, 01 Jan 99999999999999999999 00:00:00 GMT"}
-    api.answers((503, busy, never), (200, proposal_json(status="pending_review")))
+    api.answers((503, busy, {"Retry-After": never}), (200, proposal_json(status="pending_review")))
     assert hitl.get(7).status == "pending_review"
     assert len(api.requests) == 2 and len(pauses) == 1 and 0.25 <= pauses[0] <= 0.5
 

@@ -92,11 +92,17 @@ def test_an_endpoint_saying_when_to_come_back_is_not_sent_again_before(channel):
     assert (second.started_at - first.finished_at).total_seconds() >= 3
 
 
-def test_an_endpoint_asking_to_come_back_in_a_year_past_any_calendar_is_retried_as_ever(channel):
-    """A 503 whose Retry-After is an HTTP date in a year no clock reaches is a Retry-After
-    not understood: the action is tried again after the usual backoff and executes, rather
-    than the worker failing mid-attempt and leaving it executing, its attempt running."""
-    channel(503, 200, retry_after="Mon, 01 Jan 99999999999999999999 00:00:00 GMT")
+@pytest.mark.parametrize(
+    "retry_after",
+    ["Mon, 01 Jan 99999999999999999999 00:00:00 GMT", "9" * 400],
+    ids=["a year past any calendar", "more seconds than a float holds"],
+)
+def test_an_endpoint_asking_to_come_back_past_any_clock_is_retried_as_ever(channel, retry_after):
+    """A 503 whose Retry-After is an HTTP date in a year no clock reaches, or 400 digits of
+    seconds, is a Retry-After not understood: the action is tried again after the usual
+    backoff and executes, rather than the worker failing mid-attempt and leaving it executing,
+    its attempt running; nor does its attempt say "Retry-After: inf s"."""
+    channel(503, 200, retry_after=retry_after)
     proposal = evaluated(bid_adjustment("2.12"))
 
     wait_until(settled(proposal))
