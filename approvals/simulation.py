@@ -56,7 +56,7 @@ inside the longest cumulative window are kept, so memory does not grow with the 
 
 from __future__ import annotations
 
-from bisect import insort
+from bisect import bisect_right, insort
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -64,11 +64,12 @@ from datetime import date, datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
+from django.db.models import Q, Subquery
 from django.utils import timezone
 
 from approvals import action_types
 from approvals.models import Decision, Proposal, ProposalStatus
-from approvals.services.acts import Ledger, LedgerAhead, refused_once_run
+from approvals.services.acts import EXECUTION_WOULD_REFUSE, Ledger, LedgerAhead, refused_once_run
 from approvals.services.proposals import (
     FieldKey,
     campaign_fields_changed,
@@ -87,13 +88,34 @@ from hitlproject.vocabulary import (
 from ledger.models import Campaign
 from policies import engine
 from policies.drafts import replaced_policy
+from policies.engine import HOLD_RULE_LABELS
 from policies.models import CUMULATIVE_WINDOW_BOUNDS, Policy, windows_out_of_bounds
 from policies.services import PolicyMisconfigured, rule_from_policy, rules_in_force
 
 S = ProposalStatus
+
 # Statuses a proposal never leaves: nothing more is routed or moved once it is in one.
 EXAMPLES_KEPT = 20
 CHUNK = 2000
+
+# What held a routing back, as the what-if counts it: the engine's rule (``HoldRule``), except
+# that of the holds an approved proposal makes (``changed_first``), those where its execution
+# would refuse it once the moves approved before it have run (``refused_once_run``: a
+# reallocation a budget would be left short for) are counted apart from those where it
+# changes a value this one sets first; the engine names both ``changed_first``.
+REFUSED_ONCE_RUN = "refused_once_run"
+WHAT_HELD_LABELS: dict[str, str] = {
+    **HOLD_RULE_LABELS,
+    REFUSED_ONCE_RUN: "too little left once the moves approved before it have run"
+    " (its execution would refuse it)",
+}
+
+
+def what_held(hold: engine.Hold) -> str:
+    """The line of the what-if's "What held proposals back" that ``hold`` counts in."""
+    if hold.rule == "changed_first" and hold.text.startswith(EXECUTION_WOULD_REFUSE):
+        return REFUSED_ONCE_RUN
+    return hold.rule
 
 
 # How a move counts: executed, it compounds; approved but not yet executed, a raise counts
@@ -316,7 +338,8 @@ class SimulationReport:
     happened: Counter = field(default_factory=Counter)
     with_draft: Counter = field(default_factory=Counter)
     changes: Counter = field(default_factory=Counter)  # (routed, routed with draft) -> count
-    held_by: Counter = field(default_factory=Counter)  # rule -> routings it held, with draft
+    # What held routings back, with the draft (``what_held``) -> how many it held.
+    held_by: Counter = field(default_factory=Counter)
     held: int = 0  # routings a rule held back, with the draft (``held_examples``: the first)
     other_policy: int = 0  # with no draft: routings decided by another policy or version
     auto_though_rejected: int = 0
@@ -485,6 +508,7 @@ def simulate(
     # them is judged against what they leave, as live (``_refused_with_draft``).
     under_way: dict[int, tuple[datetime, Proposal]] = {}
     drawing: dict[int, tuple[datetime, Proposal]] = {}
+    ledger = LedgerTimeline(since, until)
     for row in rows:
         record = dict(zip(_COLUMNS, row, strict=True))
         proposal_id, at, status = record["id"], record["history_date"], record["status"]
@@ -523,7 +547,7 @@ def simulate(
                 if deciding
                 else [
                     *_changed_first(record, claimed),
-                    *_refused_with_draft(record, under_way, drawing),
+                    *_refused_with_draft(record, under_way, drawing, ledger),
                 ]
             )
             verdict = _replayed(record, rules_at(*routing[1:]), moves, changed_first)
@@ -666,26 +690,56 @@ def _as_proposal(record: dict) -> Proposal:
     )
 
 
-def _ledger_then(account_id: int, external_ids: Iterable[str], at: datetime) -> Ledger:
-    """The account's campaigns ``external_ids`` as the ledger's history has them at ``at``."""
-    held = {}
-    for external_id in external_ids:
-        last = (
-            Campaign.history.filter(
-                account_id=account_id, external_id=external_id, history_date__lte=at
+class LedgerTimeline:
+    """The campaigns as the ledger's history has them at each moment of a period, each
+    campaign's history read once (on first use), from its last record before the period: at
+    each moment, of its records dated by then, the one written last (``history_id``), as
+    ``PolicyTimeline`` reads the policies."""
+
+    def __init__(self, since: datetime, until: datetime) -> None:
+        self.since, self.until = since, until
+        # (account id, external id) -> its records by date, and the one written last of each
+        # record and those before it.
+        self.read: dict[tuple[int, str], tuple[list[datetime], list[Any]]] = {}
+
+    def ledger_at(self, account_id: int, external_ids: Iterable[str], at: datetime) -> Ledger:
+        """The account's campaigns ``external_ids`` as the history has them at ``at`` (in
+        the period)."""
+        held = {}
+        for external_id in external_ids:
+            dates, last_written = self._history(account_id, external_id)
+            at_most = bisect_right(dates, at)
+            last = last_written[at_most - 1] if at_most else None
+            if last is not None and last.history_type != "-":
+                held[external_id] = last.instance
+        return {account_id: held}
+
+    def _history(self, account_id: int, external_id: str) -> tuple[list[datetime], list[Any]]:
+        key = (account_id, external_id)
+        if key not in self.read:
+            records = Campaign.history.filter(account_id=account_id, external_id=external_id)
+            before = records.filter(history_date__lt=self.since).order_by("-history_id")
+            kept = sorted(
+                records.filter(
+                    Q(history_date__gte=self.since, history_date__lt=self.until)
+                    | Q(history_id__in=Subquery(before.values("history_id")[:1]))
+                ),
+                key=lambda record: (record.history_date, record.history_id),
             )
-            .order_by("-history_id")
-            .first()
-        )
-        if last is not None and last.history_type != "-":
-            held[external_id] = last.instance
-    return {account_id: held}
+            last_written = []
+            for record in kept:
+                if last_written and last_written[-1].history_id > record.history_id:
+                    record = last_written[-1]
+                last_written.append(record)
+            self.read[key] = ([record.history_date for record in kept], last_written)
+        return self.read[key]
 
 
 def _refused_with_draft(
     record: dict,
     under_way: dict[int, tuple[datetime, Proposal]],
     drawing: dict[int, tuple[datetime, Proposal]],
+    ledger: LedgerTimeline,
 ) -> list[str]:
     """Why a move the ledger may refuse (a reallocation) waits for a person with the draft,
     as live (``approvals.services.proposals._refused_once_run``): a move only the draft
@@ -715,15 +769,15 @@ def _refused_with_draft(
         (entry for pk, entry in {**under_way, **drawing}.items() if pk != record["id"]),
         key=lambda entry: (entry[0], entry[1].pk),
     )
-    ledger = LedgerAhead.of_moves(
-        _ledger_then(
+    ahead_of_it = LedgerAhead.of_moves(
+        ledger.ledger_at(
             record["account_id"],
             action_type.campaign_fields(record["payload"]),
             record["history_date"],
         ),
         [move for _, move in ahead],
     )
-    why = ledger.refusal(proposal)
+    why = ahead_of_it.refusal(proposal)
     return [refused_once_run(why)] if why else []
 
 
@@ -814,8 +868,8 @@ def _count(
         report.happened[happened] += 1
         report.with_draft[_row_with_draft(outcome, ran=True)] += 1
     report.changes[(happened, outcome)] += 1
-    for rule in dict.fromkeys(hold.rule for hold in verdict.held_by):
-        report.held_by[rule] += 1
+    for held in dict.fromkeys(what_held(hold) for hold in verdict.held_by):
+        report.held_by[held] += 1
     other_policy = deciding and (verdict.policy_id, verdict.policy_version) != (
         record["verdict_policy_id"],
         record["verdict_policy_version"],

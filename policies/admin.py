@@ -29,7 +29,7 @@ from approvals.selectors import (
     proposals_under_way,
 )
 from approvals.services.proposals import proposal_dry_run
-from approvals.simulation import draft_rule_set, drafts_in_place, simulate
+from approvals.simulation import WHAT_HELD_LABELS, draft_rule_set, drafts_in_place, simulate
 from audit.actors import Actor, changed_by
 from audit.admin import (
     ChangeReasonAdmin,
@@ -70,7 +70,6 @@ from policies.drafts import (
     replaced_policy,
 )
 from policies.engine import (
-    HOLD_RULE_LABELS,
     NOT_A_POLICYS_RULE,
     ceiling_text,
     format_magnitude,
@@ -1191,7 +1190,7 @@ class PolicyAdmin(ChangeReasonAdmin):
                 for row in SIMULATED_ROWS
             ]
             context["held"] = [
-                (HOLD_RULE_LABELS[rule], count) for rule, count in report.held_by.most_common()
+                (WHAT_HELD_LABELS[held], count) for held, count in report.held_by.most_common()
             ]
             context["chart"] = grouped_bars(
                 [labels[row] for row in SIMULATED_ROWS],
