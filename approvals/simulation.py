@@ -776,6 +776,7 @@ def _refused_with_draft(
             record["history_date"],
         ),
         [move for _, move in ahead],
+        run_first=drawing.keys(),
     )
     why = ahead_of_it.refusal(proposal)
     return [refused_once_run(why)] if why else []

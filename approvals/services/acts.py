@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -435,13 +435,25 @@ class LedgerAhead:
         return cls(campaigns, dict(draws))
 
     @classmethod
-    def of_moves(cls, campaigns: Ledger, moves: Iterable[Proposal]) -> LedgerAhead:
+    def of_moves(
+        cls, campaigns: Ledger, moves: Iterable[Proposal], *, run_first: Collection[int] = ()
+    ) -> LedgerAhead:
         """``moves`` (approved and not yet run, in the order they were approved) against
         ``campaigns`` (the ledger as it was then): the what-if replay's, whose moves under way
-        are read from the proposals' history, not from the proposals as they are now."""
+        are read from the proposals' history, not from the proposals as they are now.
+
+        Those of ``run_first`` (the replay's moves only a draft approved) would have run as
+        they were approved, before anything changed the figures they set, yet ``campaigns``
+        has none of them: what such a move cuts from the figure it was made against is
+        taken from the figure as it is, not superseded by a change the history has since
+        (a reallocation that ran after it would have taken from what it left)."""
         draws: dict[DrawnFigure, list[Draw]] = defaultdict(list)
         for move in moves:
             for key, draw in _drawn_figures(move, with_it=False):
+                if move.pk in run_first and draw.sets and draw.seen is not None:
+                    if draw.amount >= draw.seen:
+                        continue  # a raise is not counted, as for any move ahead
+                    draw = draw._replace(amount=draw.seen - draw.amount, sets=False, seen=None)
                 draws[key].append(draw)
         return cls(campaigns, dict(draws))
 
