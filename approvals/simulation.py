@@ -38,7 +38,14 @@ With the draft, what the draft auto-approves counts for the routings after it, a
 - what it takes from a budget is taken first: a reallocation routed after it that would find
   too little left once it (and the moves approved live and not yet run then) had run waits
   for a person with the same reason as live ("Its execution would refuse it: …"), judged
-  against the ledger as its history has it then.
+  against the ledger as its history has it then (``LedgerTimeline``: each campaign's history
+  read once), and counted on its own line of what held routings back (``what_held``). A
+  move only the draft approved keeps drawing on the budget until its proposal executes as
+  it happened (then the history has its change): a daily budget moved stays moved, and the
+  move would have run as it was approved, before any later change, so unlike a move still
+  under way live (``LedgerAhead``), a change the history has since does not supersede a cut
+  it sets: what it cut is taken from the figure as the history has it
+  (``LedgerAhead.of_moves``' ``run_first``).
 
 A move a recorded policy approved and the draft would not still counts (its approval is on
 record; with it, the draft lets through no more than it would). Every routing of the period
