@@ -101,8 +101,9 @@ from policies.services import PolicyMisconfigured, rule_from_policy, rules_in_fo
 
 S = ProposalStatus
 
-# Statuses a proposal never leaves: nothing more is routed or moved once it is in one.
+# Examples of each kind the report keeps (routings gone another way, holds, not replayed).
 EXAMPLES_KEPT = 20
+# Rows read per round trip: history records streamed, proposals looked up per statement.
 CHUNK = 2000
 
 # What held a routing back, as the what-if counts it: the engine's rule (``HoldRule``), except
