@@ -346,3 +346,32 @@ def test_a_budget_cut_retried_while_a_move_is_submitted_counts_for_it(
     [move] = submitted
     assert move.status == ProposalStatus.PENDING_REVIEW
     assert waits_for_a_person(left_after(cut.pk, "50.00")) in move.verdict_reasons
+
+
+@pytest.mark.django_db
+def test_the_dry_run_says_a_move_that_would_fail_after_one_under_way_waits_for_a_person(
+    optimizer, operator
+):
+    """The dry run is "what would happen to this proposal now": with #1 taking 200.00 of
+    display-retarget's 300.00 and not yet run, a 150.00 move is sent to a person when
+    submitted. The dry run answered "auto_approve" (it read no move under way), so an agent
+    that checked first was told it would run alone, and then it waited."""
+    reallocations_run_alone_up_to("0.60")
+    first = approved_move(operator)
+    move = {key: retarget_move("150.00")[key] for key in ("action_type", "account", "payload")}
+
+    dry_run = optimizer.post("/api/v1/policies/evaluate/", move, format="json")
+
+    assert dry_run.status_code == 200, dry_run.content
+    verdict = dry_run.json()
+    assert verdict["outcome"] == "review"
+    assert waits_for_a_person(left_after(first.pk)) in verdict["reasons"]
+    submitted = optimizer.post(URL, retarget_move("150.00"), format="json").json()
+    assert submitted["verdict"]["outcome"] == verdict["outcome"]
+    assert submitted["verdict"]["reasons"] == verdict["reasons"]
+    # One that fits what #1 leaves runs alone, dry run and submission alike.
+    fits = {**move, "payload": {**move["payload"], "amount": "100.00"}}
+    assert (
+        optimizer.post("/api/v1/policies/evaluate/", fits, format="json").json()["outcome"]
+        == "auto_approve"
+    )

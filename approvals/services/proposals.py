@@ -890,13 +890,26 @@ def proposal_dry_run(
         account_id=account.pk, action_type=assessed.action_type, payload=assessed.payload
     )
     changed = changed_first(fields) if assessed.action_type.sets_values else {}
+    # A move the ledger may refuse is judged against what the moves approved before it leave,
+    # as its submission judges it (``proposals_submit``): else the dry run said "auto_approve"
+    # of a move its submission then sent to a person.
+    ledger, proposal = None, None
+    if assessed.action_type.ledger_may_refuse:
+        proposal = Proposal(
+            agent=agent,
+            account=account,
+            action_type=assessed.action_type.name,
+            payload=assessed.payload,
+        )
+        ledger = LedgerAhead.read([proposal])
     verdict, _ = verdict_for(
         assessed=assessed,
         agent=agent,
         rules=rules,
-        changed_first=changed_first_reviews(
-            assessed.action_type, fields, changed, agent_id=agent.pk
-        ),
+        changed_first=[
+            *changed_first_reviews(assessed.action_type, fields, changed, agent_id=agent.pk),
+            *(_refused_once_run(ledger, proposal, agent_id=agent.pk) if proposal else []),
+        ],
     )
     return assessed, verdict
 
