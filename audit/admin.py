@@ -778,7 +778,10 @@ class AuditedHistoryAdmin(ConsoleAdmin, SimpleHistoryAdmin):
     def get_readonly_fields(self, request, obj=None):
         if is_history_page(request):
             if self.fieldsets:
-                shown = flatten_fieldsets(self.fieldsets)
+                # As the version's page lays them out (``get_fieldsets``), which may depend on
+                # the version (a proposal's timeline rows on its status then): a field missing
+                # here is asked of the model's form, and the page answered 500.
+                shown = flatten_fieldsets(self.get_fieldsets(request, obj))
             elif self.fields:
                 # As the record's own page shows it, its values read by the admin's own
                 # methods (an execution's states in words) where it names them.

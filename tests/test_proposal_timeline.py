@@ -282,3 +282,25 @@ def test_one_withdrawn_or_expired_written_again_says_when_it_ended(operator, log
         ("Review window closed at", at(closed_at)),
         ("Decided at", "—"),
     ]
+
+
+def test_every_past_version_of_a_retried_proposal_opens_for_every_role(operator, login):
+    """Each version in a proposal's history opens (the history list links every one): a
+    version recorded while it was executing, failed or sent to run again has its own
+    timeline rows ("Execution started at", "Failed at", "Sent to run again at"), which the
+    version's read-only page did not know, and answered 500 to every role."""
+    raise_ = failed(a_raise())
+    proposal_retry(proposal_id=raise_.pk, reviewer=operator)
+    assert proposal_execute(proposal_id=raise_.pk).status == "executed"
+    versions = list(raise_.history.order_by("history_id"))
+    assert {"executing", "failed"} <= {version.status for version in versions}
+
+    for username in ("auditor", "operator", "policy-owner"):
+        client = login(username)
+        for version in versions:
+            url = reverse(
+                "admin:approvals_proposal_simple_history", args=[raise_.pk, version.history_id]
+            )
+            page = client.get(url)
+            assert page.status_code == 200, (username, version.status, version.history_id)
+            assert 'type="submit"' not in page.text.split('id="content-main"')[1]
