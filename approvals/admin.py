@@ -979,6 +979,17 @@ def policy_as_recorded(policy_id: int | None, version: int | None) -> str:
     return f"{named}(policy #{policy_id}, version {number if number is not None else '?'})"
 
 
+def reassessed_as_recorded(version: int | None) -> str:
+    """The policy version a re-assessment was reached under (``version``: its history
+    record), as ``policy_as_recorded`` says a routing's; "—" for none."""
+    if version is None:
+        return "—"
+    policy_id = Policy.history.filter(history_id=version).values_list("id", flat=True).first()
+    if policy_id is None:
+        return f"a policy version no longer on record (record {version})"
+    return policy_as_recorded(policy_id, version)
+
+
 # A proposal's history names ``approved_at`` as what it is: when it was last approved to run
 # (``ProposalHistoryValues``).
 APPROVED_TO_RUN_AT = "Approved to run at"
@@ -1029,6 +1040,14 @@ class ProposalHistoryValues(ConsoleHistoryValues):
                 new=approved_at_said(self.delta.new_record, change.new),
             )
         formatted = super().format_delta_change(change)
+        if change.field == "reassessed_policy_version":
+            # A history record's id, which read as a version number the policy never had
+            # ("— → 2" of a policy saved once): the version it names, as the routing's reads.
+            return dataclasses.replace(
+                formatted,
+                old=reassessed_as_recorded(change.old),
+                new=reassessed_as_recorded(change.new),
+            )
         # The policy's version alone changes when the same policy routes it again (re-routed
         # before executing): its versions read as the policy's line does, not as record ids.
         if change.field not in ("verdict_policy", "verdict_policy_version"):

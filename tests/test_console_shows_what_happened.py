@@ -1682,6 +1682,31 @@ def test_a_routing_by_a_later_version_of_the_same_policy_reads_as_its_versions(l
     ) in text, text[text.find("Verdict policy version") :][:300]
 
 
+def test_a_reassessment_names_the_policy_version_it_was_reached_under_not_a_record_id(
+    operator, login
+):
+    """An edit re-assesses a proposal under the policy in force: its history names that
+    version as the proposal's page does ("in its version 1"), not by its history record's
+    id, which reads as a version the policy never had ("Reassessed policy version: — → 2" of
+    a policy saved once)."""
+    proposal = evaluated(reallocation("280.00"))
+    policy = Policy.objects.get(pk=proposal.verdict_policy_id)
+    proposal_approve(
+        proposal_id=proposal.pk,
+        reviewer=operator,
+        edited_payload={**proposal.payload, "amount": "90.00"},
+    )
+    proposal.refresh_from_db()
+    assert proposal.reassessed_policy_version is not None
+
+    text = history_text(login("auditor"), Proposal, proposal.pk)
+
+    said = text[text.find("Reassessed policy version") :][:120]
+    assert said.startswith(
+        f"Reassessed policy version: — → “{policy.name}” (policy #{policy.pk}, version 1)"
+    ), said
+
+
 def test_a_failed_proposal_says_why_beside_its_status_and_its_retry(login):
     """An operator deciding whether to retry reads why it failed where the page says it
     failed, and before the button: the status said only "Failed", the channel's words were
