@@ -3,6 +3,7 @@
 import copy
 import dataclasses
 import json
+import re
 from collections.abc import Callable, Collection
 from decimal import Decimal
 from fractions import Fraction
@@ -797,8 +798,44 @@ def _reasons_now(proposal: Proposal, reasons) -> list[str]:
                 reason = held_back_reason_now(str(reason), engaged_now, waits=waits)
             else:
                 reason = kill_switch_finding_now(str(reason), engaged_now)
+        else:
+            reason = _changed_first_now(reason)
         said.append(reason)
     return said
+
+
+# A routing's reason that a proposal approved ahead of it changes a value it sets first
+# (``approvals.services.proposals.changed_first_reviews``), naming that proposal.
+_CHANGED_FIRST = re.compile(
+    r"#(?P<pk>\d+), approved and about to execute, changes (?P<words>.+) first: this one "
+    r"waits for a person, and is superseded once that one executes\."
+)
+# Where the proposal ahead still stands ahead: it may yet run and supersede this one.
+_STILL_AHEAD = (ProposalStatus.APPROVED, ProposalStatus.EXECUTING, ProposalStatus.EXECUTED)
+
+
+def _changed_first_now(reason):
+    """A "changed first" reason as it stands now: the proposal ahead that was about to
+    execute when it was routed, where it has ended since without running (failed, sent back,
+    superseded), reads so, not as still about to execute and supersede this one."""
+    match = _CHANGED_FIRST.fullmatch(str(reason))
+    if match is None:
+        return reason
+    status = Proposal.objects.filter(pk=int(match["pk"])).values_list("status", flat=True).first()
+    if status is None or status in _STILL_AHEAD:
+        return reason
+    return (
+        f"#{match['pk']} was approved and about to execute when this one was routed, changing "
+        f"{match['words']} first; it has {_ENDED_SINCE.get(status, 'ended')} since, so it does "
+        "not supersede this one."
+    )
+
+
+_ENDED_SINCE = {
+    ProposalStatus.FAILED: "failed",
+    ProposalStatus.SUPERSEDED: "been superseded",
+    ProposalStatus.PENDING_REVIEW: "been sent back to a person",
+}
 
 
 # The other proposals a page names as ended by approving one: the first ones, and how many

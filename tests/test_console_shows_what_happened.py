@@ -173,6 +173,35 @@ def failed_budget_raise(
     return raise_
 
 
+def test_a_move_ahead_that_failed_since_is_not_said_to_be_about_to_execute(login):
+    """A budget change routed to a person because an approved raise of the same budget was
+    about to execute: once that raise failed, the waiting one's page does not go on saying
+    it "is superseded once that one executes" (an operator would reject what nothing
+    supersedes now); it says the other one was about to execute then and failed since."""
+    raise_ = evaluated(
+        bid_adjustment(action_type="budget_change")
+        | {"payload": {"campaign": "generic-search", "new_daily_budget": "525.00"}}
+    )
+    assert raise_.status == "approved"
+    waiting = evaluated(
+        bid_adjustment(action_type="budget_change")
+        | {"payload": {"campaign": "generic-search", "new_daily_budget": "700.00"}}
+    )
+    assert waiting.status == "pending_review"
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget="510.00")
+    assert proposal_execute(proposal_id=raise_.pk).status == "failed"
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget=None)
+
+    page = html.unescape(page_of(login("operator"), waiting).text)
+
+    assert "is superseded once that one executes" not in page
+    assert (
+        f"#{raise_.pk} was approved and about to execute when this one was routed, changing "
+        "generic-search's daily budget first; it has failed since, so it does not supersede "
+        "this one."
+    ) in page
+
+
 def test_retrying_a_failed_execution_says_it_is_sent_again_not_that_it_is_approved(login):
     """A retry decides nothing: the operator is told the execution is sent again, not that
     the proposal (one policy approved with no person, here) "is approved"."""
