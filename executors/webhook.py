@@ -142,8 +142,9 @@ def _post(request: dict[str, Any], account: Account) -> Outcome:
         said = f"the endpoint {sent.result}"
     else:  # no answer: before its request went (never reached), or after (it may have been)
         said = failure_in_words("the endpoint", sent.result, went=sent.went)
-    if sent.retry_after is not None:
-        said += f" (Retry-After: {sent.retry_after:g} s)"
+    if sent.retry_after is not None:  # its digits, not "1e+11 s" of 100000000000 asked
+        asked = sent.retry_after
+        said += f" (Retry-After: {int(asked) if asked.is_integer() else round(asked, 3)} s)"
     raise ChannelError(
         said,
         permanent=not sent.retry,

@@ -270,6 +270,24 @@ def test_a_proposal_waiting_for_its_next_attempt_says_the_last_failed_and_when_t
     assert f"Executing: a{said}" in row
 
 
+def test_an_endpoint_asking_for_more_than_an_hour_is_quoted_in_its_digits_and_tried_in_an_hour(
+    channel, monkeypatch
+):
+    """Retry-After: 100000000000 (some 3,000 years): the attempt says the seconds asked as the
+    endpoint wrote them, not "1e+11 s", and the next attempt is due an hour after it ended,
+    the longest the platform leaves an approved action waiting on its channel."""
+    channel(503, retry_after="100000000000")
+    proposal = approved_without_its_task(bid_adjustment("2.12"), monkeypatch)
+    with monkeypatch.context() as patch:  # its retry is left to the test
+        patch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: None)
+        assert proposal_execute(proposal_id=proposal.pk).status == "executing"
+    [attempt] = proposal.executions.all()
+    due = ExecutionRound.objects.get(proposal=proposal).lease_until
+
+    assert attempt.error == "the endpoint answered HTTP 503 (Retry-After: 100000000000 s)"
+    assert due - attempt.finished_at == timedelta(hours=1)
+
+
 def test_the_agent_reads_that_attempt_1_failed_and_when_attempt_2_is_due(
     channel, monkeypatch, optimizer
 ):
