@@ -811,7 +811,8 @@ class ProposalWaitQuery(StrictQuery):
         choices=ProposalStatus.choices,
         required=False,
         help_text=(
-            "With wait: answer as soon as the proposal's status is other than this one "
+            "With wait: answer as soon as the proposal's status is other than this one, or "
+            "has been since the request arrived (a person's retry whose run failed again) "
             "(default: its status when the request arrives)."
         ),
     )
@@ -835,23 +836,39 @@ class ProposalDetailApi(LongPollView, AgentAPIView):
         seconds = query.validated_data.get("wait")
         waiting_on = query.validated_data.get("status", proposal.status)
         if seconds and proposal.status == waiting_on:
+            read = _moves_read(proposal)
             response.long_poll = LongPoll(
                 topic=proposal_topic(proposal_id),
                 seconds=seconds,
                 reread=partial(
-                    _proposal_reread, request.user, request.auth.pk, proposal_id, waiting_on
+                    _proposal_reread, request.user, request.auth.pk, proposal_id, waiting_on, read
                 ),
                 agent=request.user.pk,
-                key=("proposal", request.user.pk, request.auth.pk, proposal_id, waiting_on),
+                key=("proposal", request.user.pk, request.auth.pk, proposal_id, waiting_on, read),
             )
         return response
 
 
-def _proposal_reread(agent, key_id: int, proposal_id: int, waiting_on: str) -> tuple[bool, dict]:
+def _moves_read(proposal: Proposal) -> tuple[int, datetime | None]:
+    """What tells that a proposal has left its status and come back to it since it was read:
+    every way back to a status goes through review (a new round) or through approved again
+    (a person's retry of a failed execution: failed, approved, executing, failed again), and
+    each move to approved stamps ``approved_at``."""
+    return proposal.review_round, proposal.approved_at
+
+
+def _proposal_reread(
+    agent, key_id: int, proposal_id: int, waiting_on: str, read: tuple
+) -> tuple[bool, dict]:
+    """The wait is over once the proposal's status differs from ``waiting_on``, or differed
+    since the first read (``read``: ``_moves_read`` then): a retry whose run failed again
+    before this read changed its status twice, and the wait is answered with it failed again,
+    its ``retries`` saying so, not held until its time is up."""
     # The key may have been revoked (or the agent deactivated) while the request waited.
     agent_key_still_in_force(key_id=key_id)
     proposal = proposal_get_for_agent(agent=agent, proposal_id=proposal_id)
-    return proposal.status != waiting_on, proposal_body(proposal)
+    moved = proposal.status != waiting_on or _moves_read(proposal) != read
+    return moved, proposal_body(proposal)
 
 
 KEY_BOUND = (
