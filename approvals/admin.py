@@ -65,7 +65,7 @@ from approvals.selectors import (
     retry_may_repeat_said,
     retry_past_kill_switches_said,
     retry_told,
-    routed_reasons,
+    routing_reasons,
     routings,
     run_times,
     since_proposed,
@@ -836,6 +836,17 @@ _ENDED_SINCE = {
     ProposalStatus.SUPERSEDED: "been superseded",
     ProposalStatus.PENDING_REVIEW: "been sent back to a person",
 }
+
+
+def _routed_reasons_said(proposal: Proposal) -> list[str]:
+    """Why the proposal came to a person, as its agent reads it (``routing_reasons``: its
+    routing, or its re-routing before executing, which sent to a person one its first routing
+    let run), each as it stands now (``_reasons_now``); none where its reasons still say all
+    of it, as the agent's client tells it only then (``hitl_client``'s ``routed_told``)."""
+    routed = routing_reasons([proposal]).get(proposal.pk, [])
+    if all(reason in proposal.verdict_reasons for reason in routed):
+        return []
+    return _reasons_now(proposal, routed)
 
 
 # The other proposals a page names as ended by approving one: the first ones, and how many
@@ -1771,12 +1782,9 @@ class ProposalAdmin(ReadOnlyAdmin):
             # What its agent proposed and what became of it since, as its messages say it.
             "since": since,
             # Why it came to a person as the agent made it, where an edit's re-assessment has
-            # replaced the verdict's reasons with the edited action's.
-            "routed_reasons": (
-                _reasons_now(proposal, routed)
-                if since.edited and (routed := routed_reasons(proposal)) != proposal.verdict_reasons
-                else []
-            ),
+            # replaced the verdict's reasons with the edited action's: the reasons of the
+            # routing that sent it to one, as its agent reads them (``verdict.routed_reasons``).
+            "routed_reasons": _routed_reasons_said(proposal) if since.edited else [],
             # Why it is here, as recorded, each as it stands now (a kill switch released).
             "reasons_now": _reasons_now(proposal, proposal.verdict_reasons),
             "deciding_policy": routed_by,

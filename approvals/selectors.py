@@ -885,14 +885,6 @@ def first_routings(proposal_ids) -> QuerySet:
     )
 
 
-def routed_reasons(proposal: Proposal) -> list[str]:
-    """Why the proposal, as its agent made it, went where it did: the reasons of its first
-    routing (``routings``), which an edit's re-assessment replaces on the proposal itself
-    ("a 15.0% change ... is within the ceiling"). Empty where none was recorded."""
-    first = routings(proposal.pk).values_list("verdict_reasons", flat=True).first()
-    return list(first or [])
-
-
 def verdict_reasons_alone(reasons: Iterable[str]) -> list[str]:
     """A proposal's reasons without its notes (``NOTES``: what happened to it since it was
     routed, an edit, a re-assessment, a hold), which are said above them: its verdict's."""
