@@ -15,7 +15,9 @@ from django.urls import reverse
 from approvals.models import Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve
 from executors.runner import proposal_execute
+from ledger.models import Campaign
 from policies.models import Policy
+from tests.conftest import bid_adjustment, reallocation
 from tests.factories import evaluated
 from tests.test_reallocation_no_longer_fits import retarget_budget, retarget_move
 from tests.test_reallocation_under_way_at_submission import approved_move, budget_change
@@ -64,7 +66,9 @@ def test_a_move_waiting_behind_one_approved_says_what_the_budget_will_be(login, 
     assert ahead_said(page) == [
         f"Once #{first.pk}, approved before it, has run: display-retarget daily budget "
         "300.00 → 100.00; this one, as proposed, takes 150.00 from it: its execution would "
-        "refuse it."
+        "refuse it.",
+        f"Once #{first.pk}, approved before it, has run: generic-search daily budget "
+        "500.00 → 700.00; this one, as proposed, would then be refused by its execution.",
     ]
 
     edited = {**waiting.payload, "amount": "100.00"}
@@ -75,14 +79,16 @@ def test_a_move_waiting_behind_one_approved_says_what_the_budget_will_be(login, 
     assert states_row(page, "display-retarget")[2:5] == ["300.00", "150.00", "200.00"]
     assert ahead_said(page) == [
         f"Once #{first.pk}, approved before it, has run: display-retarget daily budget "
-        "300.00 → 100.00; after this one, as edited, 0.00."
+        "300.00 → 100.00; after this one, as edited, 0.00.",
+        f"Once #{first.pk}, approved before it, has run: generic-search daily budget "
+        "500.00 → 700.00; after this one, as edited, 800.00.",
     ]
 
     # What it said is what happened.
     proposal_approve(proposal_id=waiting.pk, reviewer=operator)
     assert proposal_execute(proposal_id=first.pk).status == ProposalStatus.EXECUTED
     assert proposal_execute(proposal_id=waiting.pk).status == ProposalStatus.EXECUTED
-    assert retarget_budget() == Decimal("0.00")
+    assert (retarget_budget(), generic_budget()) == (Decimal("0.00"), Decimal("800.00"))
 
 
 @pytest.mark.django_db
@@ -123,3 +129,75 @@ def test_nothing_more_is_said_where_no_move_is_ahead(login, operators):
     assert proposal_execute(proposal_id=first.pk).status == ProposalStatus.EXECUTED
     assert ahead_said(page_of(client, waiting)) == []
     assert states_row(page_of(client, waiting), "display-retarget")[-1] == "250.00"
+
+
+def generic_budget() -> Decimal:
+    return Campaign.objects.get(external_id="generic-search").daily_budget
+
+
+@pytest.mark.django_db
+def test_a_move_into_its_destination_approved_before_it_is_counted(login, operators):
+    """#1 moves 200.00 from display-retarget into generic-search (500.00), approved, its
+    execution not yet run; #2 moves 150.00 from brand-search into generic-search, waiting.
+    Its table says generic-search "500.00 | 650.00", and nothing more was said: generic-search
+    ended at 850.00. Now its page says what #1 leaves of generic-search, and what this one
+    leaves after it; brand-search, which no move ahead touches, has no line."""
+    operator, _ = operators
+    first = approved_move(operator)
+    waiting = evaluated(reallocation("150.00"))
+    assert waiting.status == ProposalStatus.PENDING_REVIEW
+
+    page = page_of(login("operator"), waiting)
+    assert states_row(page, "generic-search")[2:4] == ["500.00", "650.00"]
+    assert ahead_said(page) == [
+        f"Once #{first.pk}, approved before it, has run: generic-search daily budget "
+        "500.00 → 700.00; after this one, as proposed, 850.00."
+    ]
+
+    # What it said is what happened, in either order the two run.
+    proposal_approve(proposal_id=waiting.pk, reviewer=operator)
+    assert proposal_execute(proposal_id=waiting.pk).status == ProposalStatus.EXECUTED
+    assert proposal_execute(proposal_id=first.pk).status == ProposalStatus.EXECUTED
+    assert generic_budget() == Decimal("850.00")
+
+
+@pytest.mark.django_db
+def test_moves_ahead_that_take_from_and_set_its_destination_are_counted(login, operators):
+    """generic-search at 500.00: a cut of it to 400.00 approved, then a move of 100.00 out
+    of it into brand-search approved; a move of 150.00 from display-retarget into it waits
+    behind a move of 100.00 out of display-retarget: each figure it touches says what the
+    moves ahead leave, and what it leaves after them; what is said is what the ledger ends
+    at once all have run, in the order they were approved."""
+    operator, _ = operators
+    cut = evaluated(
+        bid_adjustment(action_type="budget_change")
+        | {"payload": {"campaign": "generic-search", "new_daily_budget": "400.00"}}
+    )
+    assert proposal_approve(proposal_id=cut.pk, reviewer=operator).status == "approved"
+    out_of_it = evaluated(
+        reallocation("100.00")
+        | {
+            "payload": {
+                "from_campaign": "generic-search",
+                "to_campaign": "brand-search",
+                "amount": "100.00",
+            }
+        }
+    )
+    assert proposal_approve(proposal_id=out_of_it.pk, reviewer=operator).status == "approved"
+    source_first = approved_move(operator, "100.00")
+    waiting = evaluated(retarget_move("150.00"))
+    assert waiting.status == ProposalStatus.PENDING_REVIEW
+
+    assert ahead_said(page_of(login("operator"), waiting)) == [
+        f"Once #{source_first.pk}, approved before it, has run: display-retarget daily "
+        "budget 300.00 → 200.00; after this one, as proposed, 50.00.",
+        f"Once #{cut.pk}, #{out_of_it.pk} and #{source_first.pk}, approved before it, have "
+        "run: generic-search daily budget "
+        "500.00 → 400.00; after this one, as proposed, 550.00.",
+    ]
+
+    proposal_approve(proposal_id=waiting.pk, reviewer=operator)
+    for move in (cut, out_of_it, source_first, waiting):
+        assert proposal_execute(proposal_id=move.pk).status == ProposalStatus.EXECUTED
+    assert (retarget_budget(), generic_budget()) == (Decimal("50.00"), Decimal("550.00"))

@@ -333,6 +333,19 @@ class ActionType:
         (``approvals.services.acts.LedgerAhead``)."""
         return {}
 
+    # The campaign fields ``brought_to`` adds to, whatever its payload (a reallocation: the
+    # daily budget).
+    brings_figures: ClassVar[frozenset[str]] = frozenset()
+
+    def brought_to(self, payload: dict[str, Any]) -> dict[str, dict[str, Decimal]]:
+        """What the action adds to campaign figures when it runs, whatever they hold then, by
+        campaign external id and field (a reallocation: its amount, to its destination's
+        daily budget). Never a reason the ledger refuses it, nor, approved and not yet run,
+        counted for a move judged after it (it may run after that move, or fail): only said
+        of what a move waiting behind it leaves of a figure it adds to
+        (``approvals.services.acts.LedgerAhead.figures_ahead``)."""
+        return {}
+
     # The campaign fields whose figures the action sets, whatever its payload (a budget
     # change: the daily budget): those a move the ledger may refuse can draw on
     # (``figures_set``).

@@ -188,6 +188,7 @@ class BudgetReallocation(ActionType):
     sets_values = False
     ledger_may_refuse = True
     draws_figures = frozenset({"daily_budget"})
+    brings_figures = frozenset({"daily_budget"})
     example_missing = "has fewer than two campaigns"
 
     def example_payload(self, account, magnitude):
@@ -227,6 +228,9 @@ class BudgetReallocation(ActionType):
 
     def drawn_from(self, payload):
         return {payload["from_campaign"]: {"daily_budget": Decimal(payload["amount"])}}
+
+    def brought_to(self, payload):
+        return {payload["to_campaign"]: {"daily_budget": Decimal(payload["amount"])}}
 
     def assess(self, payload, campaigns, account: Account) -> Assessment:
         source = campaigns[payload["from_campaign"]]

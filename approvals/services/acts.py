@@ -349,6 +349,9 @@ class Draw(NamedTuple):
     agent_id: int | None = None
     # An earlier item of a batch being submitted (its index as sent): it has no id yet.
     item: int | None = None
+    # It adds ``amount`` to the figure (a reallocation, to its destination's budget): never
+    # counted for a move judged after it (``LedgerAhead``), only said of what it leaves.
+    brings: bool = False
 
 
 DrawnFigure = tuple[int, str, str]  # (account id, campaign external id, field)
@@ -379,7 +382,9 @@ class LedgerAhead:
     they bring (one that brings may run after it): one that takes more than is left at its
     turn takes nothing (it fails when it runs), one that sets a figure higher than it is then
     is not counted, and one that sets it lower counts unless the figure has changed since it
-    was made (it is superseded then)."""
+    was made (it is superseded then). What they bring to a figure a proposal adds to (a
+    reallocation's destination) is read too, for its page to say what they leave of it
+    (``figures_ahead``): nothing refuses a proposal for what it adds to."""
 
     campaigns: Ledger
     draws: dict[DrawnFigure, list[Draw]] = field(default_factory=dict)
@@ -406,7 +411,9 @@ class LedgerAhead:
         retry: each locks them) is committed before it is read."""
         refusable = _refusable(proposals)
         wanted = {
-            key for proposal in refusable for key, _ in _drawn_figures(proposal, with_it=False)
+            key
+            for proposal in refusable
+            for key, _ in [*_drawn_figures(proposal, with_it=False), *_brought_figures(proposal)]
         }
         if not wanted:
             return cls(campaigns)
@@ -415,7 +422,8 @@ class LedgerAhead:
             name
             for name in action_types.names()
             if action_types.get(name).ledger_may_refuse
-            or fields & action_types.get(name).sets_figures
+            or fields
+            & (action_types.get(name).sets_figures | action_types.get(name).brings_figures)
         ]
         under_way = Proposal.objects.filter(
             account_id__in={account_id for account_id, _, _ in wanted},
@@ -427,9 +435,14 @@ class LedgerAhead:
             under_way = under_way.exclude(pk__in=judged)
         draws: dict[DrawnFigure, list[Draw]] = defaultdict(list)
         for other in under_way.only(
-            "pk", "account_id", "action_type", "payload", "target_snapshot", "agent_id"
+            "pk",
+            "account_id",
+            "action_type",
+            "payload",
+            "target_snapshot",
+            "agent_id",
         ).order_by(F("approved_at").asc(nulls_last=True), "pk"):
-            for key, draw in _drawn_figures(other, with_it=False):
+            for key, draw in [*_drawn_figures(other, with_it=False), *_brought_figures(other)]:
                 if key in wanted:
                     draws[key].append(draw)
         return cls(campaigns, dict(draws))
@@ -482,17 +495,21 @@ class LedgerAhead:
         return f"{refused.removesuffix('.')} once {_once_run(ran_all, agent_id)}."
 
     def figures_ahead(self, proposal: Proposal) -> list[FigureAhead]:
-        """Each figure ``proposal`` draws on that the moves counted ahead of it change before
-        it runs: as it is now, as they leave it, and as ``proposal`` (its payload as it
-        stands, edited or not) leaves it after them, or None where its execution would refuse
-        it then. What its page says beside what it would change, whose columns count from
-        the figures when it was proposed; none where no move ahead changes one, or one of its
-        campaigns is gone (its page says so)."""
+        """Each figure ``proposal`` draws on or adds to that the moves counted ahead of it
+        change before it runs: as it is now, as they leave it, and as ``proposal`` (its
+        payload as it stands, edited or not) leaves it after them, or None where its execution
+        would refuse it then. What its page says beside what it would change, whose columns
+        count from the figures when it was proposed; none where no move ahead changes one, or
+        one of its campaigns is gone (its page says so). A figure it draws on is said as its
+        execution is judged (``refusal``: what they take, or set lower); one it adds to (a
+        reallocation's destination), as they all leave it, in the order they were approved:
+        what they take from it, bring to it, or set it to."""
         action_type = action_types.named(proposal.action_type)
         campaigns = self._touched(proposal)
         if campaigns is None:
             return []
         left, ran = self._left_once_run(proposal, campaigns)
+        ran.update(self._landed_once_run(proposal, left))
         if not ran:
             return []
         refused = bool(action_type.ledger_refusal(proposal.payload, left))
@@ -531,6 +548,8 @@ class LedgerAhead:
             if campaign not in left:
                 continue
             for draw in self.draws.get((proposal.account_id, campaign, name), ()):
+                if draw.brings:  # it may run after this one, or fail: not counted on
+                    continue
                 figure = getattr(left[campaign], name)
                 if draw.sets:
                     # A value it was not made against supersedes it; a raise is not counted.
@@ -542,6 +561,32 @@ class LedgerAhead:
                     setattr(left[campaign], name, figure - draw.amount)
                     ran.setdefault((campaign, name), []).append(draw)
         return left, ran
+
+    def _landed_once_run(
+        self, proposal: Proposal, left: dict[str, Campaign]
+    ) -> dict[tuple[str, str], list[Draw]]:
+        """Each figure ``proposal`` adds to (``ActionType.brought_to``), set in ``left`` to
+        what the moves counted ahead of it leave of it once they have all run, in the order
+        they were approved (one taking more than is left then fails and takes nothing; one
+        setting it is superseded where the figure is no longer the one it was made against),
+        with those that change it (by campaign and field)."""
+        ran: dict[tuple[str, str], list[Draw]] = {}
+        for (_, campaign, name), _ in _brought_figures(proposal):
+            if campaign not in left:
+                continue
+            for draw in self.draws.get((proposal.account_id, campaign, name), ()):
+                figure = getattr(left[campaign], name)
+                if draw.brings:
+                    landed = figure + draw.amount
+                elif draw.sets:
+                    runs = draw.seen is None or draw.seen == figure
+                    landed = draw.amount if runs else figure
+                else:
+                    landed = figure - draw.amount if draw.amount <= figure else figure
+                if landed != figure:
+                    setattr(left[campaign], name, landed)
+                    ran.setdefault((campaign, name), []).append(draw)
+        return ran
 
     def count(self, proposal: Proposal, *, item: int | None = None) -> None:
         """``proposal`` approved with those judged after it (a bulk approval's earlier row; or,
@@ -573,6 +618,21 @@ def _refusable(proposals: Iterable[Proposal]) -> list[Proposal]:
         proposal
         for proposal in proposals
         if action_types.named(proposal.action_type).ledger_may_refuse
+    ]
+
+
+def _brought_figures(proposal: Proposal) -> list[tuple[DrawnFigure, Draw]]:
+    """What ``proposal`` adds to campaign figures when it runs (``ActionType.brought_to``),
+    each with the figure."""
+    return [
+        (
+            (proposal.account_id, campaign, name),
+            Draw(proposal.pk, amount, brings=True, agent_id=proposal.agent_id),
+        )
+        for campaign, amounts in action_types.named(proposal.action_type)
+        .brought_to(proposal.payload)
+        .items()
+        for name, amount in amounts.items()
     ]
 
 
