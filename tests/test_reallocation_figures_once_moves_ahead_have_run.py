@@ -13,8 +13,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from approvals.models import Proposal, ProposalStatus
-from approvals.services.decisions import proposal_approve
+from approvals.services.decisions import proposal_approve, proposal_retry
 from executors.runner import proposal_execute
+from hitlproject.errors import Conflict
 from ledger.models import Campaign
 from policies.models import Policy
 from tests.conftest import bid_adjustment, reallocation
@@ -201,3 +202,49 @@ def test_moves_ahead_that_take_from_and_set_its_destination_are_counted(login, o
     for move in (cut, out_of_it, source_first, waiting):
         assert proposal_execute(proposal_id=move.pk).status == ProposalStatus.EXECUTED
     assert (retarget_budget(), generic_budget()) == (Decimal("50.00"), Decimal("550.00"))
+
+
+@pytest.mark.django_db
+def test_a_failed_move_names_those_approved_after_it_as_ahead_of_its_retry(login, operators):
+    """#1 moves 40.00 out of display-retarget, approved, not run; #2 moves 200.00 out of it,
+    approved, and fails (its budget was cut below it, then restored); #3 moves 50.00 out of
+    it, approved after #2, not run. #2's page said #3 was "approved before it": it was
+    approved after #2, and runs ahead of #2's retry."""
+    operator, _ = operators
+    before = approved_move(operator, "40.00")
+    failed = approved_move(operator, "200.00")
+    budget = Campaign.objects.get(external_id="display-retarget")
+    budget.daily_budget = Decimal("10.00")
+    budget.save()
+    assert proposal_execute(proposal_id=failed.pk).status == ProposalStatus.FAILED
+    budget.daily_budget = Decimal("300.00")
+    budget.save()
+    after = approved_move(operator, "50.00")
+
+    page = page_of(login("operator"), failed)
+    assert ahead_said(page) == [
+        f"Once #{before.pk}, approved before it, and #{after.pk}, approved before its retry, "
+        "have run: display-retarget daily budget 300.00 → 210.00; after this one, as "
+        "proposed, 10.00.",
+        f"Once #{before.pk}, approved before it, and #{after.pk}, approved before its retry, "
+        "have run: generic-search daily budget 500.00 → 590.00; after this one, as "
+        "proposed, 790.00.",
+    ]
+
+    # And where its retry would fail, the refusal says so in the same words.
+    last = approved_move(operator, "40.00")
+    refused = (
+        f"Proposal #{failed.pk} can no longer be applied as proposed: amount: Exceeds "
+        "display-retarget's daily budget of 170.00 once "
+        f"#{before.pk}, approved before it, and #{after.pk} and #{last.pk}, approved before "
+        "its retry, have run. A retry would fail again: its execution would refuse it."
+    )
+    assert refused in html.unescape(page_of(login("operator"), failed))
+    with pytest.raises(Conflict) as refusal:
+        proposal_retry(proposal_id=failed.pk, reviewer=operator)
+    assert refusal.value.message == refused
+
+    # Once they have run, the ledger holds what its page said they leave.
+    for move in (before, after, last):
+        assert proposal_execute(proposal_id=move.pk).status == ProposalStatus.EXECUTED
+    assert (retarget_budget(), generic_budget()) == (Decimal("170.00"), Decimal("630.00"))

@@ -352,6 +352,9 @@ class Draw(NamedTuple):
     # It adds ``amount`` to the figure (a reallocation, to its destination's budget): never
     # counted for a move judged after it (``LedgerAhead``), only said of what it leaves.
     brings: bool = False
+    # When it was approved to run (last): a failed proposal runs after it when retried,
+    # whether it was approved before or after the failed one was (``_once_run``).
+    approved_at: datetime | None = None
 
 
 DrawnFigure = tuple[int, str, str]  # (account id, campaign external id, field)
@@ -441,10 +444,11 @@ class LedgerAhead:
             "payload",
             "target_snapshot",
             "agent_id",
+            "approved_at",
         ).order_by(F("approved_at").asc(nulls_last=True), "pk"):
             for key, draw in [*_drawn_figures(other, with_it=False), *_brought_figures(other)]:
                 if key in wanted:
-                    draws[key].append(draw)
+                    draws[key].append(draw._replace(approved_at=other.approved_at))
         return cls(campaigns, dict(draws))
 
     @classmethod
@@ -492,7 +496,8 @@ class LedgerAhead:
         if not refused:
             return ""
         ran_all = list(dict.fromkeys(draw for draws in ran.values() for draw in draws))
-        return f"{refused.removesuffix('.')} once {_once_run(ran_all, agent_id)}."
+        once = _once_run(ran_all, agent_id, retried_after=_retried_after(proposal))
+        return f"{refused.removesuffix('.')} once {once}."
 
     def figures_ahead(self, proposal: Proposal) -> list[FigureAhead]:
         """Each figure ``proposal`` draws on or adds to that the moves counted ahead of it
@@ -515,13 +520,14 @@ class LedgerAhead:
         refused = bool(action_type.ledger_refusal(proposal.payload, left))
         after = {} if refused else action_type.proposed_state(proposal.payload, left)
         taken = action_type.drawn_from(proposal.payload)
+        retried_after = _retried_after(proposal)
         return [
             FigureAhead(
                 campaign=campaign,
                 field=name,
                 now=getattr(campaigns[campaign], name),
                 left=getattr(left[campaign], name),
-                once=_once_run(draws),
+                once=_once_run(draws, retried_after=retried_after),
                 after=after.get(campaign, {}).get(name) if not refused else None,
                 takes=taken.get(campaign, {}).get(name),
             )
@@ -636,6 +642,16 @@ def _brought_figures(proposal: Proposal) -> list[tuple[DrawnFigure, Draw]]:
     ]
 
 
+def _retried_after(proposal: Proposal) -> datetime | None:
+    """When a failed ``proposal`` was approved to run (last): a retry runs it after the moves
+    under way, those approved since too (``_once_run``); None for one not failed. One read
+    without its status (``only``: a waiting one a message is redrawn for) is not read again
+    for it."""
+    if {"status", "approved_at"} & proposal.get_deferred_fields():
+        return None
+    return proposal.approved_at if proposal.status == ProposalStatus.FAILED else None
+
+
 def _drawn_figures(proposal: Proposal, *, with_it: bool) -> list[tuple[DrawnFigure, Draw]]:
     """What ``proposal`` takes from campaign figures when it runs, and what it sets them to,
     each with the figure."""
@@ -674,14 +690,26 @@ def _seen(snapshot: dict, campaign: str, name: str) -> Decimal | None:
         return None
 
 
-def _once_run(ran: Sequence[Draw], agent_id: int | None = None) -> str:
+def _once_run(
+    ran: Sequence[Draw], agent_id: int | None = None, *, retried_after: datetime | None = None
+) -> str:
     """The moves a proposal would run after, as said of it: "#8, approved before it, has
     run", "#7, approved before it, and #9, approved with it, have run", "item 1 of this batch
-    (index 0), approved before it, has run"; written for ``agent_id``'s agent, where given,
-    another agent's as "another agent's proposal"."""
+    (index 0), approved before it, has run"; of a failed proposal approved at
+    ``retried_after``, one approved after it as "#9, approved before its retry" (a retry runs
+    it after them); written for ``agent_id``'s agent, where given, another agent's as
+    "another agent's proposal"."""
+
+    def approved(draw: Draw) -> str:
+        if draw.with_it:
+            return "with it"
+        if retried_after is not None and (draw.approved_at or retried_after) > retried_after:
+            return "before its retry"
+        return "before it"
+
     said, counted = [], 0
-    for with_it in (False, True):
-        these = [draw for draw in ran if draw.with_it == with_it]
+    for when in ("before it", "before its retry", "with it"):
+        these = [draw for draw in ran if approved(draw) == when]
         named = list(
             dict.fromkeys(
                 f"item {draw.item + 1} of this batch (index {draw.item})"
@@ -703,7 +731,7 @@ def _once_run(ran: Sequence[Draw], agent_id: int | None = None) -> str:
                 "another agent's proposal" if others == 1 else f"{others} proposals of other agents"
             )
         if named:
-            said.append(f"{and_joined(named)}, approved {'with' if with_it else 'before'} it")
+            said.append(f"{and_joined(named)}, approved {when}")
         counted += len(named) - bool(others) + others
     runs = "has" if counted == 1 else "have"
     return f"{', and '.join(said)}, {runs} run"
