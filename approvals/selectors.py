@@ -887,7 +887,8 @@ def first_routings(proposal_ids) -> QuerySet:
 
 def verdict_reasons_alone(reasons: Iterable[str]) -> list[str]:
     """A proposal's reasons without its notes (``NOTES``: what happened to it since it was
-    routed, an edit, a re-assessment, a hold), which are said above them: its verdict's."""
+    routed, an edit, a re-assessment, a hold, its supersession), which are said above them:
+    its verdict's."""
     return [str(reason) for reason in reasons or () if not str(reason).startswith(NOTES)]
 
 

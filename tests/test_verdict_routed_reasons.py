@@ -14,6 +14,7 @@ from hitl_client.models import Proposal as ClientProposal
 
 from approvals.models import Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve, proposal_reject
+from executors.runner import proposal_execute
 from policies.models import KillSwitch, Policy
 from tests.conftest import bid_adjustment, reallocation
 from tests.factories import evaluated
@@ -142,3 +143,21 @@ def test_reasons_not_replaced_are_not_told_twice(optimizer):
     older = optimizer.get(f"/api/v1/proposals/{proposal.pk}/").json()
     del older["verdict"]["routed_reasons"]
     assert ClientProposal.from_api(older).verdict.routed_reasons is None
+
+
+def test_a_superseded_proposal_keeps_why_it_went_to_a_person_not_that_it_was_superseded(
+    optimizer,
+):
+    """Its supersession is what happened to it after it was routed, said first in its
+    reasons; ``routed_reasons`` stays why it was routed (it read "Superseded: …" among them)."""
+    big_raise = evaluated(bid_adjustment("2.50"))  # +25%: waits for a person
+    small_raise = evaluated(bid_adjustment("2.10"))  # +5%: the engine approves it
+    routed = first_reasons(big_raise)
+    assert proposal_execute(proposal_id=small_raise.pk).status == ProposalStatus.EXECUTED
+
+    verdict = optimizer.get(f"/api/v1/proposals/{big_raise.pk}/").json()["verdict"]
+    assert verdict["reasons"][0].startswith("Superseded: brand-search's bid is 2.10, was 2.00")
+    assert verdict["routed_reasons"] == routed
+    assert not any(reason.startswith("Superseded") for reason in verdict["routed_reasons"])
+    listed = optimizer.get("/api/v1/proposals/?status=superseded").json()["results"]
+    assert next(p for p in listed if p["id"] == big_raise.pk)["verdict"] == verdict

@@ -1036,9 +1036,13 @@ REASSESSMENTS = (REASSESSED_AFTER, REASSESSED_BEFORE_EXECUTING)
 REASSESSMENTS_LISTED = 5
 REASSESSMENTS_LEFT_OUT = "Re-assessed earlier too, not listed here: "
 
+# How the reason of a proposal that ended superseded begins (``approvals.services.
+# supersession``): its target moved before it ran.
+SUPERSEDED = "Superseded:"
+
 # What happened to a proposal since its agent made it, each said by a reason of its own
 # (a note) above the reasons of its verdict, newest first.
-NOTES = (*REASSESSMENTS, REASSESSMENTS_LEFT_OUT, EDITED_BEFORE_APPROVAL, *SENT_BACK)
+NOTES = (*REASSESSMENTS, REASSESSMENTS_LEFT_OUT, EDITED_BEFORE_APPROVAL, *SENT_BACK, SUPERSEDED)
 
 
 def reassessment_note(reason: str) -> str:
@@ -1080,13 +1084,13 @@ def reasons_after(
     verdict_reasons: Iterable[str] | None = None,
 ) -> list[str]:
     """A proposal's reasons once ``note`` happened to it: the note first, then every note
-    its reasons held (``NOTES``: each earlier re-assessment, edit, hold or re-routing still
-    happened, whatever came after), in the order they were said, then the reasons of its
-    verdict: ``verdict_reasons``, those of the verdict it was evaluated again with, if it
-    was, else those it had. ``reassessed``: the note says what the proposal reads now (its
-    figures were read again), so each earlier re-assessment reads as ``reassessment_note``.
-    Nothing is said twice; past ``REASSESSMENTS_LISTED`` re-assessments, the earliest are
-    counted, not listed."""
+    its reasons held (``NOTES``: each earlier re-assessment, edit, hold, re-routing or
+    supersession still happened, whatever came after), in the order they were said, then
+    the reasons of its verdict: ``verdict_reasons``, those of the verdict it was evaluated
+    again with, if it was, else those it had. ``reassessed``: the note says what the
+    proposal reads now (its figures were read again), so each earlier re-assessment reads
+    as ``reassessment_note``. Nothing is said twice; past ``REASSESSMENTS_LISTED``
+    re-assessments, the earliest are counted, not listed."""
     reasons = [str(reason) for reason in reasons]
     notes = [reason for reason in reasons if reason.startswith(NOTES)]
     if reassessed:

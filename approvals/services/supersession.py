@@ -47,6 +47,7 @@ from approvals.services.proposals import (
     REASSESSED_NO_LONGER_APPLIES,
     REASSESSED_NOT_APPLIED,
     REASSESSED_NOW,
+    SUPERSEDED,
     AssessedAction,
     FieldKey,
     approvals_routed_with,
@@ -283,7 +284,7 @@ class Overtaken:
     @property
     def superseded_reason(self) -> str:
         cause = f" ({self.cause})" if self.cause else ""
-        return f"Superseded: {self.moved}{cause}. It was not executed."
+        return f"{SUPERSEDED} {self.moved}{cause}. It was not executed."
 
     @property
     def reassessed_note(self) -> str:
