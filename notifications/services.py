@@ -25,7 +25,15 @@ from django.db.models import F
 from django.utils import timezone
 
 from approvals import action_types
-from approvals.models import Agent, Decision, DecisionOutcome, Proposal, ProposalStatus
+from approvals.models import (
+    Agent,
+    Decision,
+    DecisionOutcome,
+    Execution,
+    ExecutionStatus,
+    Proposal,
+    ProposalStatus,
+)
 from approvals.selectors import (
     approved_said,
     approvers_said,
@@ -52,7 +60,12 @@ from approvals.services.acts import (
     reviewers_by_proposal,
 )
 from approvals.services.decisions import Guarded, guardrail_refusal, retry_refusal
-from approvals.services.proposals import guardrail_blocks_counting_approved
+from approvals.services.proposals import (
+    GuardrailCampaigns,
+    campaigns_as_recorded,
+    guardrail_blocks_counting_approved,
+    guardrail_campaigns,
+)
 from audit.actors import Actor, acting_as, current_actor
 from audit.history import (
     history_records,
@@ -116,7 +129,7 @@ from notifications.selectors import (
     why_not_theirs,
 )
 from policies.models import Policy
-from policies.services import changes_spend, in_force
+from policies.services import SPEND_FIELDS, BatchSpend, CappedSpends, changes_spend, in_force
 
 S = ProposalStatus
 UPDATE = NotificationKind.UPDATE
@@ -214,9 +227,17 @@ def notifications_record_moves(proposals: Sequence[Proposal]) -> None:
     # A move that takes from a figure approved, or no longer to run: the other moves waiting
     # on that figure may be approved, or not, as what it leaves allows (``LedgerAhead``).
     if slack_on():  # what follows only redraws Slack messages
-        ahead = [p for p in proposals if _moves_ahead_changed(p)]
+        # And a spend change that ran, on an account whose total may be capped: the cap's
+        # words naming it ahead of the others ("counting #8, approved and not yet executed")
+        # are no longer so. Followed after commit: the execution's locked transaction reads
+        # nothing more for it.
+        ahead = [
+            [p.pk, p.status]
+            for p in proposals
+            if _moves_ahead_changed(p) or (p.status == S.EXECUTED and _may_count_on_a_cap(p))
+        ]
         if ahead:
-            after_commit(_follow_moves_ahead_later, [[p.pk, p.status] for p in ahead])
+            after_commit(_follow_moves_ahead_later, ahead)
         _headroom_moved(proposals)
 
 
@@ -237,6 +258,15 @@ def _moves_ahead_changed(proposal: Proposal) -> bool:
     )
 
 
+def _may_count_on_a_cap(proposal: Proposal) -> bool:
+    """Whether ``proposal`` changes spend on an account whose total daily budget may be
+    capped (its account as the move read it, where it did: else it may be)."""
+    return _spends(proposal) and (
+        not Proposal.account.is_cached(proposal)
+        or proposal.account.max_total_daily_budget is not None
+    )
+
+
 def _follow_moves_ahead_later(moved: list[list]) -> None:
     app.send_task(FOLLOW_MOVES_AHEAD, (moved,))
 
@@ -250,82 +280,89 @@ def slack_messages_follow_moves_ahead(*, moved: Sequence[Sequence]) -> None:
     refused in other words), are redrawn as they would be sent now: no Approve, and why; or
     Approve back. One pass: the proposals that wait on those figures, and the moves ahead of
     them, read once for all; their messages updated by the outbox. The others are left as
-    they are: their messages say what is still so."""
-    status_of = {pk: status for pk, status in moved}
+    they are: their messages say what is still so. Those of ``moved`` that executed are
+    followed against their accounts' total budget caps (``_headroom_ran``)."""
+    status_of = {pk: status for pk, status in moved if status != S.EXECUTED}
     with transaction.atomic():
-        movers = list(
-            # With what ``LedgerAhead`` reads of each (the snapshot a budget change was made
-            # against, its agent): not fetched again a proposal at a time.
-            Proposal.objects.filter(pk__in=list(status_of)).only(
-                "pk",
-                "account_id",
-                "agent_id",
-                "action_type",
-                "payload",
-                "status",
-                "target_snapshot",
+        if status_of:
+            _ledger_ahead_moved(status_of)
+        ran = [pk for pk, status in moved if status == S.EXECUTED]
+        if ran:
+            _headroom_ran(ran)
+
+
+def _ledger_ahead_moved(status_of: dict[int, str]) -> None:
+    """``slack_messages_follow_moves_ahead`` for the moves approved or no longer to run
+    (``status_of``: the status each moved to), in its transaction."""
+    movers = list(
+        # With what ``LedgerAhead`` reads of each (the snapshot a budget change was made
+        # against, its agent): not fetched again a proposal at a time.
+        Proposal.objects.filter(pk__in=list(status_of)).only(
+            "pk",
+            "account_id",
+            "agent_id",
+            "action_type",
+            "payload",
+            "status",
+            "target_snapshot",
+        )
+    )
+    figures: dict[tuple[int, str, str], list[Proposal]] = defaultdict(list)
+    for mover in movers:
+        for figure in figures_moved(mover):
+            figures[figure].append(mover)
+    drawing = [name for name in action_types.names() if action_types.get(name).ledger_may_refuse]
+    waiting = [
+        proposal
+        for proposal in Proposal.objects.filter(
+            pk__in=Notification.objects.filter(
+                channel=NotificationChannel.SLACK,
+                status=NotificationStatus.SENT,
+                updates__isnull=True,
+                in_digest=False,
+                proposal__status=S.PENDING_REVIEW,
+                proposal__account_id__in={mover.account_id for mover in movers},
+                proposal__action_type__in=drawing,
             )
+            .exclude(slack_ts="")
+            .exclude(proposal_id__in=list(status_of))
+            .values("proposal_id")
+        ).only(
+            "pk",
+            "account_id",
+            "agent_id",
+            "action_type",
+            "payload",
+            "review_round",
+            "target_snapshot",
         )
-        figures: dict[tuple[int, str, str], list[Proposal]] = defaultdict(list)
-        for mover in movers:
-            for figure in figures_moved(mover):
-                figures[figure].append(mover)
-        drawing = [
-            name for name in action_types.names() if action_types.get(name).ledger_may_refuse
-        ]
-        waiting = [
-            proposal
-            for proposal in Proposal.objects.filter(
-                pk__in=Notification.objects.filter(
-                    channel=NotificationChannel.SLACK,
-                    status=NotificationStatus.SENT,
-                    updates__isnull=True,
-                    in_digest=False,
-                    proposal__status=S.PENDING_REVIEW,
-                    proposal__account_id__in={mover.account_id for mover in movers},
-                    proposal__action_type__in=drawing,
-                )
-                .exclude(slack_ts="")
-                .exclude(proposal_id__in=list(status_of))
-                .values("proposal_id")
-            ).only(
-                "pk",
-                "account_id",
-                "agent_id",
-                "action_type",
-                "payload",
-                "review_round",
-                "target_snapshot",
-            )
-            if _shared_figures(proposal, figures)
-        ]
-        if not waiting:
-            return
-        ledger = LedgerAhead.read(waiting)
-        # The moves ahead as they were before these moved: without those approved, with those
-        # no longer to run (counted last: judged after the others, as each is).
-        approved = {pk for pk, status in status_of.items() if status == S.APPROVED}
-        before = LedgerAhead(
-            ledger.campaigns,
-            {
-                figure: [draw for draw in draws if draw.proposal_id not in approved]
-                for figure, draws in ledger.draws.items()
-            },
-        )
-        for mover in movers:
-            if mover.pk not in approved and mover.status not in UNDER_WAY_STATUSES:
-                before.count(mover)
-        about = {}
-        for proposal in waiting:
-            if ledger.refusal(proposal) != before.refusal(proposal):
-                about[proposal.pk] = _moves_ahead_about(
-                    _shared_figures(proposal, figures), status_of
-                )
-        _slack_messages_update_by_round(
-            [(p.pk, p.review_round) for p in waiting if p.pk in about],
-            about=about,
-            in_digest=False,
-        )
+        if _shared_figures(proposal, figures)
+    ]
+    if not waiting:
+        return
+    ledger = LedgerAhead.read(waiting)
+    # The moves ahead as they were before these moved: without those approved, with those
+    # no longer to run (counted last: judged after the others, as each is).
+    approved = {pk for pk, status in status_of.items() if status == S.APPROVED}
+    before = LedgerAhead(
+        ledger.campaigns,
+        {
+            figure: [draw for draw in draws if draw.proposal_id not in approved]
+            for figure, draws in ledger.draws.items()
+        },
+    )
+    for mover in movers:
+        if mover.pk not in approved and mover.status not in UNDER_WAY_STATUSES:
+            before.count(mover)
+    about = {}
+    for proposal in waiting:
+        if ledger.refusal(proposal) != before.refusal(proposal):
+            about[proposal.pk] = _moves_ahead_about(_shared_figures(proposal, figures), status_of)
+    _slack_messages_update_by_round(
+        [(p.pk, p.review_round) for p in waiting if p.pk in about],
+        about=about,
+        in_digest=False,
+    )
 
 
 def _shared_figures(
@@ -398,15 +435,33 @@ def slack_guardrails_read(
     it (``guardrail_blocks_counting_approved``): what its messages say, or should. As they
     were found before a move: ``judged_too``, approved by it, are not counted ahead of them;
     ``counting_too``, no longer to run by it, are."""
-    waiting = list(
+    waiting = _slack_waiting(account_ids=account_ids, besides=besides)
+    if not waiting:
+        return {}
+    return _guardrails_shown(
+        waiting,
+        guardrail_blocks_counting_approved(
+            [*waiting, *judged_too], lock=False, counting_too=counting_too
+        ),
+    )
+
+
+def _slack_waiting(*, account_ids: Iterable[int], besides: Collection[int]) -> list[Proposal]:
+    """The proposals on these accounts that wait with a Slack message posted (not a
+    digest's), but ``besides``; with their accounts."""
+    account_ids = list(account_ids)
+    return list(
         Proposal.objects.filter(
-            account_id__in=list(account_ids),
-            status=S.PENDING_REVIEW,
+            # The messages' own statement bound to these accounts' proposals that wait, as
+            # the outer one is: unbounded, it read every Slack message posted on every account
+            # (PostgreSQL hashes the whole subquery for a semi-join).
             pk__in=Notification.objects.filter(
                 channel=NotificationChannel.SLACK,
                 status=NotificationStatus.SENT,
                 updates__isnull=True,
                 in_digest=False,
+                proposal__account_id__in=account_ids,
+                proposal__status=S.PENDING_REVIEW,
             )
             .exclude(slack_ts="")
             .values("proposal_id"),
@@ -414,11 +469,11 @@ def slack_guardrails_read(
         .exclude(pk__in=list(besides))
         .select_related("account")
     )
-    if not waiting:
-        return {}
-    blocks = guardrail_blocks_counting_approved(
-        [*waiting, *judged_too], lock=False, counting_too=counting_too
-    )
+
+
+def _guardrails_shown(
+    waiting: Sequence[Proposal], blocks: dict[int, tuple[str, ...]]
+) -> GuardrailsShown:
     return {
         proposal.pk: Guardrailed(proposal.review_round, proposal.account_id, blocks[proposal.pk])
         for proposal in waiting
@@ -486,6 +541,17 @@ def _headroom_moved(proposals: Sequence[Proposal]) -> None:
     if not before:
         return
     after = slack_guardrails_read(account_ids=capped, besides=besides)
+    slack_messages_follow_guardrails(
+        before=before, after=after, about=_headroom_about(after, capped=capped, moved=moved)
+    )
+
+
+def _headroom_about(
+    found: GuardrailsShown, *, capped: dict[int, Account], moved: Sequence[Proposal]
+) -> dict[int, str]:
+    """What an update for moves counting against their accounts' total budget caps is for,
+    by proposal id (of those ``found``): "#8 approved, counting against account demo's total
+    daily budget cap"."""
     said = {}
     for account_id, account in capped.items():
         movers = [p for p in moved if p.account_id == account_id]
@@ -494,12 +560,81 @@ def _headroom_moved(proposals: Sequence[Proposal]) -> None:
                 and_joined([f"#{p.pk} {_moved_said(p.status)}" for p in movers])
                 + f", counting against account {account.external_id}'s total daily budget cap"
             )
+    return {pk: said[shown.account_id] for pk, shown in found.items() if shown.account_id in said}
+
+
+def _headroom_ran(proposal_ids: Sequence[int]) -> None:
+    """Once spend changes on accounts whose total daily budget is capped have executed
+    (``proposal_ids``), in the transaction of ``slack_messages_follow_moves_ahead``: the Slack
+    messages of the proposals that wait on those accounts, whose approval that changes, are
+    redrawn (``slack_messages_follow_guardrails``): the cap's words named them as approved and
+    not yet executed ("…, counting #8, approved and not yet executed."), and no longer do.
+    Read once, after they ran: before them is worked out from it, each campaign they changed
+    as the first of them found it (its execution's ``before_state``) and they counted ahead,
+    so that what differs is what their running changed, and nothing else committed
+    meanwhile (that has an update of its own)."""
+    ran = sorted(
+        (
+            proposal
+            for proposal in Proposal.objects.filter(
+                pk__in=list(proposal_ids), status=S.EXECUTED
+            ).select_related("account")
+            if proposal.account.max_total_daily_budget is not None and _spends(proposal)
+        ),
+        key=lambda proposal: (proposal.approved_at is None, proposal.approved_at, proposal.pk),
+    )
+    if not ran:
+        return
+    capped = {proposal.account_id: proposal.account for proposal in ran}
+    waiting = _slack_waiting(account_ids=capped, besides={proposal.pk for proposal in ran})
+    if not waiting:
+        return
+    found = guardrail_campaigns(waiting)
+    as_before = copy.deepcopy(found)
+    account_of = {proposal.pk: proposal.account_id for proposal in ran}
+    reverted = set()
+    for execution in Execution.objects.filter(
+        proposal_id__in=list(account_of), status=ExecutionStatus.SUCCEEDED
+    ).order_by("started_at", "pk"):
+        account_id = account_of[execution.proposal_id]
+        recorded = {
+            external_id: {name: value for name, value in values.items() if name in SPEND_FIELDS}
+            for external_id, values in execution.before_state.items()
+            if (account_id, external_id) not in reverted
+        }
+        for external_id, was in campaigns_as_recorded(recorded).items():
+            campaign = as_before.get(account_id, {}).get(external_id)
+            if campaign is not None:
+                reverted.add((account_id, external_id))
+                for name in recorded[external_id]:
+                    setattr(campaign, name, getattr(was, name))
+    after = _guardrails_judged(waiting, found)
+    before = _guardrails_judged(waiting, as_before, counting_too=ran)
     slack_messages_follow_guardrails(
-        before=before,
-        after=after,
-        about={
-            pk: said[found.account_id] for pk, found in after.items() if found.account_id in said
-        },
+        before=before, after=after, about=_headroom_about(after, capped=capped, moved=ran)
+    )
+
+
+def _guardrails_judged(
+    waiting: Sequence[Proposal], campaigns: GuardrailCampaigns, **counting
+) -> GuardrailsShown:
+    """``slack_guardrails_read`` of ``waiting`` against the ledger as ``campaigns`` has it
+    (``guardrail_campaigns``): its campaigns not read again (the moves approved ahead are)."""
+    # Each capped account's campaigns, all of which ``campaigns`` holds, as the cap counts
+    # the moves approved ahead: copies, which the counting moves.
+    capped = {p.account_id for p in waiting if p.account.max_total_daily_budget is not None}
+    spends = CappedSpends(
+        {
+            account_id: BatchSpend({key: copy.copy(c) for key, c in theirs.items()})
+            for account_id, theirs in campaigns.items()
+            if account_id in capped
+        }
+    )
+    return _guardrails_shown(
+        waiting,
+        guardrail_blocks_counting_approved(
+            waiting, lock=False, campaigns=campaigns, spends=spends, **counting
+        ),
     )
 
 

@@ -307,3 +307,53 @@ def test_a_press_a_guardrail_refuses_takes_approve_off_every_message_of_it(
         assert buttons(blocks) == ["reject", "claim"]
         assert refused(raise_, CAPPED) in context_texts(blocks)
     assert Proposal.objects.get(pk=raise_).status == ProposalStatus.PENDING_REVIEW
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_a_raise_approved_ahead_that_runs_is_no_longer_named_by_the_next_ones_refusal(
+    optimizer, on_slack, channel, operators
+):
+    """The account capped at 1,900.00 (active campaigns spend 1,800.00): raises of 100.00
+    and 60.00 and a cut wait. A colleague approves the first (its webhook asks to come back
+    in ten minutes); the second's message loses Approve, its refusal counting the first,
+    "approved and not yet executed". The first then runs: the campaigns spend 1,900.00, and
+    the second would still take them over the cap. Its message kept naming the first as not
+    yet executed; it now says the cap's refusal without it, and its update says what it is
+    for. The cut's message is left as it is."""
+    channel(503, 200, retry_after="600")
+    Account.objects.filter(external_id="demo").update(max_total_daily_budget=Decimal("1900.00"))
+    [first, second, cut], where = told_on_slack(
+        optimizer,
+        budget_change("generic-search", "600.00"),
+        budget_change("display-retarget", "360.00"),
+        budget_change("brand-search", "800.00"),
+    )
+    proposal_approve(proposal_id=first, reviewer=operators[1])
+    wait_until(lambda: Proposal.objects.get(pk=first).executions.exists(), timeout=15)
+    blocks = lost_approve(on_slack, where[second])
+    assert f"counting #{first}, approved and not yet executed" in context_texts(blocks)
+
+    ExecutionRound.objects.filter(proposal_id=first).update(lease_until=timezone.now())
+    assert proposal_execute(proposal_id=first).status == ProposalStatus.EXECUTED
+
+    blocks = wait_until(
+        lambda: (
+            "not yet executed" not in context_texts(shown(on_slack, where[second]))
+            and shown(on_slack, where[second])
+        ),
+        timeout=15,
+    )
+    assert buttons(blocks) == ["reject", "claim"]
+    assert refused(
+        second,
+        "Account demo's active campaigns would spend 1,960.00 USD a day, above its cap of "
+        "1,900.00 USD.",
+    ) in context_texts(blocks)
+    assert Notification.objects.filter(
+        proposal_id=second,
+        kind="update",
+        about=f"#{first} executed, counting against account demo's total daily budget cap",
+    ).exists()
+    assert buttons(shown(on_slack, where[cut])) == ["approve", "reject", "claim"]
+    assert not Notification.objects.filter(proposal_id=cut, kind="update").exists()

@@ -933,37 +933,51 @@ def guardrail_blocks(
     )
 
 
-def guardrail_blocks_each(proposals: Iterable[Proposal]) -> dict[int, tuple[str, ...]]:
-    """``guardrail_blocks`` for many proposals at once, by proposal id, with one read of the
-    campaigns: those the proposals touch, and every campaign of an account whose total
-    budget is capped (the cap counts them all). A proposal one of whose campaigns is gone
-    from the ledger has none: its page and its execution say the campaign is gone."""
-    proposals = list(proposals)
-    touched = {
-        proposal.pk: set(action_types.named(proposal.action_type).campaign_fields(proposal.payload))
-        for proposal in proposals
-    }
+GuardrailCampaigns = dict[int, dict[str, Campaign]]
+
+
+def _touched(proposal: Proposal) -> set[str]:
+    return set(action_types.named(proposal.action_type).campaign_fields(proposal.payload))
+
+
+def guardrail_campaigns(proposals: Iterable[Proposal]) -> GuardrailCampaigns:
+    """What the guardrails read of the ledger to judge these proposals, by account id and
+    external id: the campaigns the proposals touch, and every campaign of an account whose
+    total budget is capped (the cap counts them all)."""
     capped, touched_by_account = set(), defaultdict(set)
     for proposal in proposals:
         if proposal.account.max_total_daily_budget is not None:
             capped.add(proposal.account_id)
-        touched_by_account[proposal.account_id] |= touched[proposal.pk]
+        touched_by_account[proposal.account_id] |= _touched(proposal)
     wanted = Q(account_id__in=capped)
     for account_id, external_ids in touched_by_account.items():
         wanted |= Q(account_id=account_id, external_id__in=external_ids)
-    by_account: dict[int, dict[str, Campaign]] = defaultdict(dict)
+    by_account: GuardrailCampaigns = defaultdict(dict)
     for campaign in Campaign.objects.filter(wanted).order_by("pk"):
         by_account[campaign.account_id][campaign.external_id] = campaign
+    return by_account
+
+
+def guardrail_blocks_each(
+    proposals: Iterable[Proposal], *, campaigns: GuardrailCampaigns | None = None
+) -> dict[int, tuple[str, ...]]:
+    """``guardrail_blocks`` for many proposals at once, by proposal id, with one read of the
+    campaigns (``guardrail_campaigns``; ``campaigns``, if read already). A proposal one of
+    whose campaigns is gone from the ledger has none: its page and its execution say the
+    campaign is gone."""
+    proposals = list(proposals)
+    touched = {proposal.pk: _touched(proposal) for proposal in proposals}
+    by_account = guardrail_campaigns(proposals) if campaigns is None else campaigns
     blocks = {}
     for proposal in proposals:
-        campaigns = by_account[proposal.account_id]
-        if not touched[proposal.pk] <= campaigns.keys():
+        theirs = by_account.get(proposal.account_id, {})
+        if not touched[proposal.pk] <= theirs.keys():
             blocks[proposal.pk] = ()
             continue
         blocks[proposal.pk] = guardrail_blocks(
             proposal=proposal,
-            campaigns={id_: campaigns[id_] for id_ in touched[proposal.pk]},
-            account_campaigns=campaigns.values(),
+            campaigns={id_: theirs[id_] for id_ in touched[proposal.pk]},
+            account_campaigns=theirs.values(),
         )
     return blocks
 
@@ -1328,6 +1342,7 @@ def guardrail_blocks_counting_approved(
     lock: bool,
     spends: CappedSpends | None = None,
     counting_too: Sequence[Proposal] = (),
+    campaigns: GuardrailCampaigns | None = None,
 ) -> dict[int, tuple[str, ...]]:
     """``guardrail_blocks_each`` for proposals a person is about to approve, with each
     account's total budget cap also counting the spend changes already approved on it and
@@ -1338,7 +1353,9 @@ def guardrail_blocks_counting_approved(
     find. ``spends``, if given, is left counting them, for a caller that goes on to count
     more (a bulk approval, those it approves before each). ``counting_too``: proposals
     counted as approved and not yet executed though they no longer are (what the guardrails
-    found before they failed, or were sent back, or superseded before they ran)."""
+    found before they failed, or were sent back, or superseded before they ran).
+    ``campaigns``: the ledger as the guardrails read it (``guardrail_campaigns``), if read
+    already; ``spends`` then holds its capped accounts' campaigns too."""
     proposals = list(proposals)
     totalled = [
         proposal
@@ -1351,7 +1368,7 @@ def guardrail_blocks_counting_approved(
     ]
     if lock:
         accounts_lock(proposal.account for proposal in totalled)
-    blocks = guardrail_blocks_each(proposals)
+    blocks = guardrail_blocks_each(proposals, campaigns=campaigns)
     totalled = [proposal for proposal in totalled if not blocks[proposal.pk]]
     accounts = {proposal.account_id: proposal.account for proposal in totalled}
     judged = {proposal.pk for proposal in proposals}
