@@ -12,6 +12,8 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth import get_user_model
 from django.core import mail
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -21,7 +23,7 @@ from executors.models import ExecutionRound
 from executors.runner import proposal_execute
 from ledger.models import Account, Campaign
 from notifications.models import Notification, ReachedBy
-from notifications.services import notifications_deliver
+from notifications.services import notifications_deliver, slack_guardrails_read
 from tests.conftest import posted_from_page, target_cpa_strategy, wait_until
 from tests.factories import evaluated
 from tests.test_account_budget_cap import budget_change
@@ -357,3 +359,55 @@ def test_a_raise_approved_ahead_that_runs_is_no_longer_named_by_the_next_ones_re
     ).exists()
     assert buttons(shown(on_slack, where[cut])) == ["approve", "reject", "claim"]
     assert not Notification.objects.filter(proposal_id=cut, kind="update").exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("slack_set_up", [True, False])
+def test_a_raise_that_runs_follows_the_messages_behind_it_only_where_slack_is_set_up(
+    demo_world, slack, settings, django_capture_on_commit_callbacks, slack_set_up
+):
+    """A raise on a capped account executes (the ledger's own executor). Where Slack is set
+    up, its commit sends the one task that follows the messages waiting behind it; where it
+    is not, nothing is sent: there is no message to follow."""
+    if not slack_set_up:
+        settings.SLACK_BOT_TOKEN = ""
+    Account.objects.filter(external_id="demo").update(max_total_daily_budget=Decimal("1900.00"))
+    raise_ = evaluated(budget_change("generic-search", "600.00"))
+    proposal_approve(
+        proposal_id=raise_.pk, reviewer=get_user_model().objects.get(username="operator")
+    )
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert proposal_execute(proposal_id=raise_.pk).status == ProposalStatus.EXECUTED
+
+    sent = [c.__qualname__ for c in callbacks if c.__qualname__ == "_follow_moves_ahead_later"]
+    assert len(sent) == (1 if slack_set_up else 0)
+
+
+@pytest.mark.django_db
+def test_reading_what_the_guardrails_refuse_reads_only_the_accounts_own_slack_messages(
+    demo_world, slack
+):
+    """What the guardrails refuse of the proposals that wait on an account with a Slack
+    message is read in one statement, its messages' subquery bound to that account's
+    proposals that wait, not every Slack message posted on every account."""
+    raise_ = evaluated(budget_change("generic-search", "600.00"))
+    Notification.objects.create(
+        proposal=raise_,
+        review_round=raise_.review_round,
+        recipient=get_user_model().objects.get(username="operator"),
+        channel="slack",
+        kind="waiting",
+        status="sent",
+        sent_at=timezone.now(),
+        slack_channel="D1",
+        slack_ts="1.1",
+    )
+    with CaptureQueriesContext(connection) as queries:
+        found = slack_guardrails_read(account_ids=[raise_.account_id])
+
+    assert list(found) == [raise_.pk]
+    [statement] = [q["sql"] for q in queries if '"notifications_notification"' in q["sql"]]
+    messages = statement.split('FROM "notifications_notification"', 1)[1]
+    # Its subquery's proposals (aliased U1) are the account's.
+    assert f'."account_id" IN ({raise_.account_id})' in messages
