@@ -6,7 +6,7 @@ away from it) or started again, or a guardrail is set or lifted on its campaign 
 (the console's ledger pages). Each receiver names the people, the agents or the accounts a
 save touched and leaves the rest to the services (``slack_messages_follow_people``,
 ``slack_messages_take_back_of_deleted``, ``slack_messages_follow_agents``,
-``slack_messages_follow_guardrails``); ``access``, ``approvals``, the ledger and Django's
+``slack_messages_follow_guardrail_save``); ``access``, ``approvals``, the ledger and Django's
 auth know nothing of notifications."""
 
 from django.contrib.auth import get_user_model
@@ -18,9 +18,8 @@ from access.models import SecondFactorRequirement
 from approvals.models import Agent
 from ledger.models import Account, Campaign
 from notifications.services import (
-    slack_guardrails_read,
     slack_messages_follow_agents,
-    slack_messages_follow_guardrails,
+    slack_messages_follow_guardrail_save,
     slack_messages_follow_people,
     slack_messages_take_back_of_deleted,
     slack_on,
@@ -231,24 +230,23 @@ def _guardrails_before(sender, instance, raw=False, update_fields=None, **kwargs
     was = sender.objects.filter(pk=instance.pk).values(*fields).first()
     if was is None or all(was[name] == getattr(instance, name) for name in fields):
         return
-    account_id = instance.pk if sender is Account else instance.account_id
-    # Read before the save, in its transaction: what the messages of those that wait say.
-    setattr(instance, WAS, (was, slack_guardrails_read(account_ids=[account_id])))
+    setattr(instance, WAS, was)
 
 
 @receiver(post_save, sender=Campaign)
 @receiver(post_save, sender=Account)
 def _guardrails_saved(sender, instance, created, raw=False, **kwargs) -> None:
-    found = getattr(instance, WAS, None)
-    if raw or created or found is None:
+    was = getattr(instance, WAS, None)
+    if raw or created or was is None:
         return
     delattr(instance, WAS)
-    was, before = found
-    if not before:
-        return
-    account_id = instance.pk if sender is Account else instance.account_id
-    slack_messages_follow_guardrails(
-        before=before,
-        after=slack_guardrails_read(account_ids=[account_id]),
-        about=_guardrails_said(instance, was),
-    )
+    if sender is Account:
+        slack_messages_follow_guardrail_save(
+            account_id=instance.pk, account_was=was, about=_guardrails_said(instance, was)
+        )
+    else:
+        slack_messages_follow_guardrail_save(
+            account_id=instance.account_id,
+            campaign_was=(instance.external_id, was),
+            about=_guardrails_said(instance, was),
+        )

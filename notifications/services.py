@@ -501,6 +501,46 @@ def slack_messages_follow_guardrails(
     )
 
 
+def slack_messages_follow_guardrail_save(
+    *,
+    account_id: int,
+    about: str,
+    account_was: dict | None = None,
+    campaign_was: tuple[str, dict] | None = None,
+) -> None:
+    """In the transaction of a save that set or lifted a guardrail, once saved: its
+    account's total budget cap (``account_was``: the account's guardrail fields as they
+    were), or a campaign's cap or strategy lock (``campaign_was``: its external id, and its
+    guardrail fields as they were). The Slack messages of the proposals that wait on the
+    account whose approval it changes are redrawn (``slack_messages_follow_guardrails``;
+    ``about``: the save, in words). Read once: what the guardrails refused before it is
+    worked out from the same read, the fields put back as they were, so that what differs is
+    the save alone, as the updates' records say; a raise approved (or one run) meanwhile,
+    read before the save and after it alike, has an update of its own."""
+    waiting = _slack_waiting(account_ids=[account_id], besides=())
+    if not waiting:
+        return
+    as_before = [copy.copy(proposal) for proposal in waiting]
+    if account_was is not None:
+        for proposal in as_before:
+            proposal.account = copy.copy(proposal.account)
+            for name, value in account_was.items():
+                setattr(proposal.account, name, value)
+    # Every campaign of the account where it is capped before or after the save.
+    found = guardrail_campaigns([*waiting, *as_before])
+    campaigns_before = copy.deepcopy(found)
+    if campaign_was is not None:
+        external_id, values = campaign_was
+        campaign = campaigns_before.get(account_id, {}).get(external_id)
+        for name, value in values.items() if campaign is not None else ():
+            setattr(campaign, name, value)
+    slack_messages_follow_guardrails(
+        before=_guardrails_judged(as_before, campaigns_before),
+        after=_guardrails_judged(waiting, found),
+        about=about,
+    )
+
+
 def _headroom_moved(proposals: Sequence[Proposal]) -> None:
     """Of moves of proposals that change spend on an account whose total daily budget is
     capped, those approved (counted against the cap ahead of the proposals that wait) and

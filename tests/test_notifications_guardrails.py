@@ -7,12 +7,14 @@ messages sent before the guardrail was set, or before the raise ahead was approv
 redrawn so, and only those whose approval it changes; Approve comes back once the cap is
 lifted or the raise ahead fails."""
 
+import threading
 from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core import mail
 from django.db import connection
+from django.db.models.signals import pre_save
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -411,3 +413,54 @@ def test_reading_what_the_guardrails_refuse_reads_only_the_accounts_own_slack_me
     messages = statement.split('FROM "notifications_notification"', 1)[1]
     # Its subquery's proposals (aliased U1) are the account's.
     assert f'."account_id" IN ({raise_.account_id})' in messages
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_a_raise_approved_while_a_cap_is_saved_is_named_by_the_update_not_the_cap(
+    optimizer, on_slack, channel, operators
+):
+    """The account capped at 1,950.00 (active campaigns spend 1,800.00): raises of 100.00
+    and 60.00 wait, each within the cap, not both. A script caps brand-search (which
+    neither touches) while a colleague approves the first, their approval committing as the
+    save had read what the guardrails refused before it and not yet after (the console's
+    save holds the account as it saves: no approval on it commits meanwhile; a script's
+    need not). The second's message loses Approve, the first counted ahead; an update of it
+    said it was for brand-search's cap, which changed nothing for it. Its only update names
+    the approval."""
+    channel(503, 400, retry_after="600")
+    Account.objects.filter(external_id="demo").update(max_total_daily_budget=Decimal("1950.00"))
+    [first, second], where = told_on_slack(
+        optimizer,
+        budget_change("generic-search", "600.00"),
+        budget_change("display-retarget", "360.00"),
+    )
+    approving = threading.Thread(
+        target=lambda: [
+            proposal_approve(proposal_id=first, reviewer=operators[1]),
+            connection.close(),
+        ]
+    )
+
+    def approved_as_it_saves(sender, instance, **kwargs) -> None:
+        if not approving.is_alive() and approving.ident is None:
+            approving.start()
+            approving.join(timeout=5)
+
+    pre_save.connect(approved_as_it_saves, sender=Campaign, dispatch_uid="approved_as_it_saves")
+    try:
+        capped = Campaign.objects.get(external_id="brand-search")
+        capped.max_daily_budget = Decimal("1500.00")
+        capped.save()
+    finally:
+        pre_save.disconnect(sender=Campaign, dispatch_uid="approved_as_it_saves")
+    approving.join(timeout=30)
+    assert Proposal.objects.get(pk=first).status == ProposalStatus.APPROVED
+
+    blocks = lost_approve(on_slack, where[second])
+    assert f"counting #{first}, approved and not yet executed" in context_texts(blocks)
+    assert list(
+        Notification.objects.filter(proposal_id=second, kind="update").values_list(
+            "about", flat=True
+        )
+    ) == [f"#{first} approved, counting against account demo's total daily budget cap"]
