@@ -375,3 +375,24 @@ def test_the_dry_run_says_a_move_that_would_fail_after_one_under_way_waits_for_a
         optimizer.post("/api/v1/policies/evaluate/", fits, format="json").json()["outcome"]
         == "auto_approve"
     )
+
+
+@pytest.mark.django_db
+def test_the_dry_run_of_a_move_reads_its_campaigns_once(optimizer, operator):
+    """Judging a move against the moves under way, the dry run uses the campaigns its
+    assessment read: it read them a second time to learn what it already had."""
+    reallocations_run_alone_up_to("0.60")
+    approved_move(operator)
+    move = {key: retarget_move("150.00")[key] for key in ("action_type", "account", "payload")}
+    table = Campaign._meta.db_table
+
+    with CaptureQueriesContext(connection) as read:
+        dry_run = optimizer.post("/api/v1/policies/evaluate/", move, format="json")
+
+    assert dry_run.json()["outcome"] == "review"
+    campaign_reads = [
+        query["sql"]
+        for query in read.captured_queries
+        if re.search(rf'FROM "?{table}"?\s', query["sql"])
+    ]
+    assert len(campaign_reads) == 1, campaign_reads

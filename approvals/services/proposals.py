@@ -901,7 +901,8 @@ def proposal_dry_run(
             action_type=assessed.action_type.name,
             payload=assessed.payload,
         )
-        ledger = LedgerAhead.read([proposal])
+        # The campaigns as its assessment read them: not read again.
+        ledger = LedgerAhead.ahead_of([proposal], {account.pk: assessed.campaigns})
     verdict, _ = verdict_for(
         assessed=assessed,
         agent=agent,
