@@ -58,7 +58,9 @@ recorded moves count for the others as they happened.
 
 With no draft, the replay reproduces every recorded routing. The history is streamed in the
 order it was written (a server-side cursor); only the proposals still in flight and the moves
-inside the longest cumulative window are kept, so memory does not grow with the history.
+inside the longest cumulative window are kept, so memory does not grow with the proposals'
+history. The ledger's history is kept for the campaigns a reallocation judged against a
+draft-only move touches (``LedgerTimeline``): each one's records of the period, read once.
 """
 
 from __future__ import annotations
