@@ -461,3 +461,31 @@ def test_an_edit_undone_by_a_second_reviewer_is_told_as_run_as_proposed(operator
     assert told["message"].startswith(
         "2 reviewers approved it: Reviewer 1: As proposed after all. Executed. Before: "
     )
+
+
+def test_a_decision_is_dated_once_where_the_agent_reads_it(operators, optimizer):
+    """The proposal's decided_at and its decisions' decided_at were two clocks read a few
+    milliseconds apart (the decision's record when made, the proposal's when moved): the
+    client said "decided at" one and "Reviewer 1 approved it at" the other of one act. Under
+    a two-person rule with an edit, the API answers each decision's time, and the proposal's
+    is the last one's, to the microsecond."""
+    first, second = operators
+    Policy.objects.filter(action_type="budget_reallocation").update(
+        more_approvals_above_magnitude=Decimal("0.20")
+    )
+    proposal = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=proposal.pk, reviewer=first)
+    proposal_approve(
+        proposal_id=proposal.pk,
+        reviewer=second,
+        edited_payload={**proposal.payload, "amount": "250.00"},
+    )
+    proposal_approve(proposal_id=proposal.pk, reviewer=first)
+
+    answered = optimizer.get(f"/api/v1/proposals/{proposal.pk}/").json()
+
+    assert answered["status"] == "approved"
+    decided = [decision["decided_at"] for decision in answered["decisions"]]
+    assert len(decided) == 3 and answered["decided_at"] == decided[-1]
+    recorded = Decision.objects.filter(proposal=proposal).latest("created_at").created_at
+    assert Proposal.objects.get(pk=proposal.pk).decided_at == recorded

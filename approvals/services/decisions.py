@@ -404,8 +404,12 @@ def _decisions_record(
                     setattr(proposal, field_name, value)
                 proposal._change_reason = f"edited by {reviewer.get_username()} before approval"
                 proposal.save()
+    # When the decision was made, after any edit's save: its record, the proposals it
+    # settles (their ``decided_at``) and those it leaves counting approvals all say it.
+    decided_at = timezone.now()
     made = [
         Decision(
+            created_at=decided_at,
             proposal=proposal,
             review_round=proposal.review_round,
             reviewer=reviewer,
@@ -447,9 +451,8 @@ def _decisions_record(
         # The others wait for more reviewers, with this approval counted.
         settling = {proposal.pk for proposal in complete}
         waiting = [proposal for proposal in deciding if proposal.pk not in settling]
-        counted_at = timezone.now()  # after any edit's save, which stamped it too
         for proposal in waiting:
-            proposal.updated_at = counted_at  # the API's updated_at says it changed
+            proposal.updated_at = decided_at  # the API's updated_at says it changed
             proposal._change_reason = (
                 f"{reason}: {proposal.approvals_this_round} of "
                 f"{proposal.required_approvals} approvals"
@@ -461,7 +464,7 @@ def _decisions_record(
                     proposal,
                     {
                         "approvals_this_round": proposal.approvals_this_round,
-                        "updated_at": counted_at,
+                        "updated_at": decided_at,
                     },
                 )
                 for proposal in waiting
@@ -485,6 +488,7 @@ def _decisions_record(
         also_write=counted,
         said_to_agent=said_to_agent,
         said_to_each=said_to_each,
+        at=decided_at,
     )
     # Last, as writing feedback makes other feedback writers wait until this transaction ends.
     supersessions_tell_agents(supersessions=overtaken, actor=actor)

@@ -291,16 +291,18 @@ def proposals_transition(
     also_write: Sequence[str] = (),
     said_to_agent: str = "",
     said_to_each: Mapping[int, str] | None = None,
+    at: datetime | None = None,
 ) -> None:
     """Move many proposals, already locked by the caller's transaction, by the same rules as
     ``proposal_transition``, writing them together: proposals moved alike take one UPDATE,
     and their history one INSERT. Refuses them all if any one may not make the move.
     ``also_write`` names fields the caller has set on the proposals, written with the move;
     ``said_to_each``, by id, what an agent is told of its proposal where it is not
-    ``said_to_agent``."""
+    ``said_to_agent``; ``at``, when the move was made, if not now (a decision's time, which
+    its record and the proposal's ``decided_at`` both say)."""
     proposals_move_through(
         proposals=proposals,
-        moves=[Move(to_status, reason, timezone.now(), said_to_agent, said_to_each or {})],
+        moves=[Move(to_status, reason, at or timezone.now(), said_to_agent, said_to_each or {})],
         actor=actor,
         also_write=also_write,
     )
