@@ -143,6 +143,7 @@ from audit.admin import (
     console_act_logged,
     console_acts_logged,
     refuse_nul_in_search,
+    version_recorded_at,
 )
 from audit.chain import record_break_recorded
 from feedback.models import OutcomeEffect
@@ -1212,9 +1213,10 @@ def _timeline(proposal: Proposal) -> list[str]:
 
 
 def _run_times(proposal: Proposal):
-    """``run_times``, read once for the page's timeline rows."""
+    """``run_times``, read once for the page's timeline rows; a past version's as its
+    attempts stood when it was recorded (``version_recorded_at``)."""
     if not hasattr(proposal, "_run_times"):
-        proposal._run_times = run_times(proposal)
+        proposal._run_times = run_times(proposal, as_of=version_recorded_at(proposal))
     return proposal._run_times
 
 

@@ -810,11 +810,17 @@ class RunTimes:
     failed: datetime | None
 
 
-def run_times(proposal: Proposal) -> RunTimes:
-    """When its execution started, failed, was sent to run again (one query)."""
-    attempts = list(
-        proposal.executions.order_by("attempt").only("status", "started_at", "finished_at")
-    )
+def run_times(proposal: Proposal, *, as_of: datetime | None = None) -> RunTimes:
+    """When its execution started, failed, was sent to run again (one query). ``as_of``: of
+    a past version of it (its history record's time), its attempts as they stood then: one
+    recorded at its first failure, retried since, said it failed when the retry's attempt
+    finished (and succeeded)."""
+    attempts = proposal.executions.order_by("attempt").only("status", "started_at", "finished_at")
+    if as_of is not None:
+        # An attempt's times are its host's clock, as is the record of the move it made
+        # (written after them, in the same transaction), so they are never later than it.
+        attempts = attempts.filter(started_at__lte=as_of)
+    attempts = list(attempts)
     retried = proposal.approved_at if was_retried(proposal) else None
     before = [a for a in attempts if retried is not None and a.started_at < retried]
     failed_before = [a.finished_at for a in before if a.status == ExecutionStatus.FAILED]

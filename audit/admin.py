@@ -519,12 +519,19 @@ def created_delta(record) -> ModelDelta:
     return ModelDelta(changes, [change.field for change in changes], record, record)
 
 
-def shown_as_of(obj: models.Model) -> datetime:
-    """The time a page shows a record as of: a past version's page (``history_form_view``,
-    its instance carrying its historical record), that record's own time; else now. What a
-    record says of time ("waiting to be tried again at …") it says as it was then."""
+def version_recorded_at(obj: models.Model) -> datetime | None:
+    """Of a past version's instance (``history_form_view``'s, carrying its historical
+    record), that record's own time; None for a record as it is now. What its page reads of
+    other records (a proposal's attempts) it reads as they stood then."""
     version = getattr(obj, SIMPLE_HISTORY_REVERSE_ATTR_NAME, None)
-    return version.history_date if version is not None else timezone.now()
+    return version.history_date if version is not None else None
+
+
+def shown_as_of(obj: models.Model) -> datetime:
+    """The time a page shows a record as of: a past version's page, that version's own time
+    (``version_recorded_at``); else now. What a record says of time ("waiting to be tried
+    again at …") it says as it was then."""
+    return version_recorded_at(obj) or timezone.now()
 
 
 def said_as_recorded(record) -> str:

@@ -5,6 +5,7 @@ it started, not "Executed at"; one withdrawn or superseded says when."""
 
 import html
 import re
+import time
 from datetime import datetime, timedelta
 
 import pytest
@@ -18,7 +19,7 @@ from approvals.services.expiry import proposals_expire_overdue
 from approvals.services.proposals import proposal_withdraw_for_agent
 from executors.runner import proposal_execute
 from ledger.models import Campaign
-from tests.conftest import bid_adjustment
+from tests.conftest import bid_adjustment, wait_until
 from tests.factories import evaluated
 
 
@@ -31,9 +32,16 @@ def at(value) -> str:
     return f"{value:%Y-%m-%d %H:%M:%S} UTC"
 
 
-def timeline(client, proposal: Proposal) -> list[tuple[str, str]]:
-    """The timeline's rows as its reader reads them: (label, value)."""
-    page = client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+def timeline(client, proposal: Proposal, version=None) -> list[tuple[str, str]]:
+    """The timeline's rows as its reader reads them: (label, value), on its page or on one
+    of its past versions' (a record of its history)."""
+    page = client.get(
+        reverse("admin:approvals_proposal_change", args=[proposal.pk])
+        if version is None
+        else reverse(
+            "admin:approvals_proposal_simple_history", args=[proposal.pk, version.history_id]
+        )
+    )
     assert page.status_code == 200
     section = page.text.split("Timeline</h2>")[1].split("</fieldset>")[0]
     rows = re.findall(r"<label[^>]*>(.*?):</label>\s*<div class=\"readonly\">(.*?)</div>", section)
@@ -304,3 +312,70 @@ def test_every_past_version_of_a_retried_proposal_opens_for_every_role(operator,
             page = client.get(url)
             assert page.status_code == 200, (username, version.status, version.history_id)
             assert 'type="submit"' not in page.text.split('id="content-main"')[1]
+
+
+# The page writes times to the second: attempts this far apart read apart.
+SECOND_APART = 1.1
+
+
+def attempts_of(proposal: Proposal) -> list[Execution]:
+    return list(proposal.executions.order_by("attempt"))
+
+
+def version_timelines(client, proposal: Proposal) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Each past version's status and the end of its timeline (after "Decided at"), oldest
+    first, as the auditor reads them opening each from the proposal's history."""
+    versions = proposal.history.exclude(verdict_outcome="").order_by("history_id")
+    return [(v.status, timeline(client, proposal, v)[3:]) for v in versions]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_each_past_version_of_a_retried_proposal_says_what_had_happened_by_then(
+    channel, operator, login
+):
+    """The brief's case: a 6% bid its policy lets run, refused by the channel (400), sent to
+    run again by the operator once the channel accepts it, executed. The versions recorded
+    at its failure said it failed when the retry's attempt finished (and succeeded): their
+    timeline rows were read from its attempts as they are now, not as they were then."""
+    channel(400, 200)
+    bid = evaluated(bid_adjustment("2.12"))
+    wait_until(lambda: Proposal.objects.get(pk=bid.pk).status == "failed")
+    time.sleep(SECOND_APART)
+    proposal_retry(proposal_id=bid.pk, reviewer=operator)
+    wait_until(lambda: Proposal.objects.get(pk=bid.pk).status == "executed")
+    bid.refresh_from_db()
+    first, second = attempts_of(bid)
+    assert (first.status, second.status) == ("failed", "succeeded")
+    before = ("Failed at", at(first.finished_at))
+    sent = ("Sent to run again at", at(bid.approved_at))
+
+    assert version_timelines(login("auditor"), bid) == [
+        ("approved", [("Executed at", "—")]),
+        ("executing", [("Execution started at", at(first.started_at))]),
+        ("failed", [("Failed at", at(first.finished_at))]),
+        ("failed", [("Failed at", at(first.finished_at))]),  # its failure told to operators
+        ("approved", [before, sent, ("Executed at", "—")]),
+        ("executing", [before, sent, ("Execution started at", at(second.started_at))]),
+        ("executed", [before, sent, ("Executed at", at(bid.executed_at))]),
+    ]
+
+
+def test_a_version_recorded_at_its_second_failure_says_that_one_not_the_next(operator, login):
+    """Failed, sent to run again, failed again, sent again, executed: the version recorded
+    when it failed again says when its second attempt failed, not when its third finished."""
+    raise_ = failed(a_raise())
+    proposal_retry(proposal_id=raise_.pk, reviewer=operator)
+    raise_ = failed(raise_)
+    failed_again = raise_.history.filter(status="failed").latest("history_id")
+    time.sleep(SECOND_APART)
+    proposal_retry(proposal_id=raise_.pk, reviewer=operator)
+    assert proposal_execute(proposal_id=raise_.pk).status == "executed"
+    first, second, third = attempts_of(raise_)
+
+    assert timeline(login("auditor"), raise_, failed_again)[3:] == [
+        ("Failed at", at(first.finished_at)),
+        ("Sent to run again at", at(failed_again.approved_at)),
+        ("Failed again at", at(second.finished_at)),
+    ]
+    assert at(third.finished_at) != at(second.finished_at)
