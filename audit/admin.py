@@ -779,7 +779,22 @@ class AuditedHistoryAdmin(ConsoleAdmin, SimpleHistoryAdmin):
         if not keeps_history(self.model):
             raise Http404("No history is kept of these records.")
         valid_id(self.model._meta.pk, object_id)
-        valid_id(get_history_model_for_model(self.model)._meta.pk, version_id)
+        history = get_history_model_for_model(self.model)
+        valid_id(history._meta.pk, version_id)
+        # Which moment the page shows, above it: each version's title is the record's, and
+        # eight versions of one proposal read alike, with nothing saying when each stood.
+        version = history._default_manager.filter(
+            **{self.model._meta.pk.attname: unquote(object_id)}, history_id=version_id
+        ).first()
+        if version is not None:
+            extra_context = {
+                **(extra_context or {}),
+                "version_as_of": (
+                    f"This is {self.model._meta.verbose_name} #{unquote(object_id)} as it stood "
+                    f"at {console_time(version.history_date)}, as recorded by "
+                    f"{changed_by(version)}."
+                ),
+            }
         return super().history_form_view(request, object_id, version_id, extra_context)
 
     def get_readonly_fields(self, request, obj=None):

@@ -379,3 +379,22 @@ def test_a_version_recorded_at_its_second_failure_says_that_one_not_the_next(ope
         ("Failed again at", at(second.finished_at)),
     ]
     assert at(third.finished_at) != at(second.finished_at)
+
+
+def test_a_past_version_says_which_moment_it_shows(operator, login):
+    """Each version's title is the proposal's summary: its versions read alike, and nothing
+    on one said when it stood so, nor who recorded it."""
+    raise_ = failed(a_raise())
+    proposal_retry(proposal_id=raise_.pk, reviewer=operator)
+    retried = raise_.history.latest("history_id")
+
+    page = login("auditor").get(
+        reverse("admin:approvals_proposal_simple_history", args=[raise_.pk, retried.history_id])
+    )
+
+    said = re.search(r'<p id="version-as-of">(.*?)</p>', page.text, re.S)
+    assert said is not None
+    assert html.unescape(re.sub(r"<[^>]+>", "", said[1])) == (
+        f"This is proposal #{raise_.pk} as it stood at {at(retried.history_date)}, as recorded "
+        "by operator (person). Its page shows it as it is now."
+    )
