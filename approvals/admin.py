@@ -190,6 +190,7 @@ from policies.services import (
     kill_switch_reason,
     kill_switches_covering,
     kill_switches_named_over,
+    named_for_people,
     version_number,
     versions_count,
 )
@@ -787,10 +788,15 @@ def _kill_switches_named_now(proposal: Proposal) -> frozenset[str]:
 def _reasons_now(proposal: Proposal, reasons) -> list[str]:
     """Reasons recorded with a proposal as they stand now: a kill switch released since it
     was routed, or since it held the proposal back before executing, reads as engaged then
-    and released since, wherever a person reads them (``held_back_reason_now``)."""
+    and released since, wherever a person reads them (``held_back_reason_now``). One that a
+    proposal approved ahead of it made reads as a person is told it, naming each proposal by
+    id, where its routing recorded so (``named_for_people``: its agent was told another
+    agent's proposal, or an earlier item of its batch, without it)."""
     engaged_now = None
+    named = named_for_people(proposal.guardrail_findings)
     said = []
     for reason in reasons or ():
+        reason = named.get(str(reason), reason)
         if str(reason).startswith((KILL_SWITCH_FINDING, HELD_BACK)):
             if engaged_now is None:
                 engaged_now = _kill_switches_named_now(proposal)
@@ -1122,8 +1128,9 @@ class ProposalHistoryValues(ConsoleHistoryValues):
         if field_name == "verdict_held_by" and isinstance(value, list):
             return "; ".join(str(hold.get("text", "")) for hold in value if isinstance(hold, dict))
         if field_name == "guardrail_findings" and isinstance(value, dict):
+            named = named_for_people(value)
             said = [
-                f"{label}: {' '.join(str(finding) for finding in value.get(key) or ())}"
+                f"{label}: {' '.join(named.get(str(f), str(f)) for f in value.get(key) or ())}"
                 for key, label in (
                     ("block", "Refuses"),
                     ("review", "Sends to a person"),

@@ -99,7 +99,12 @@ from policies import engine
 from policies.drafts import replaced_policy
 from policies.engine import HOLD_RULE_LABELS
 from policies.models import CUMULATIVE_WINDOW_BOUNDS, Policy, windows_out_of_bounds
-from policies.services import PolicyMisconfigured, rule_from_policy, rules_in_force
+from policies.services import (
+    PolicyMisconfigured,
+    named_for_people,
+    rule_from_policy,
+    rules_in_force,
+)
 
 S = ProposalStatus
 
@@ -826,6 +831,7 @@ def _replayed(
     ]
     exact_magnitude = action_type.exact_magnitude(record["payload"], factors)
     findings = record["guardrail_findings"] or {}
+    named = named_for_people(findings)
     facts = engine.Facts(
         action_type=record["action_type"],
         action_label=action_type.label,
@@ -846,18 +852,22 @@ def _replayed(
         guardrail_blocks=tuple(findings.get("block", ())),
         guardrail_reviews=tuple(findings.get("review", ())),
         # As the routing found it (the proposal approved ahead of it, as it then stood: with
-        # its findings, or, recorded before they held it, where it held the proposal), and as
+        # its findings, or, recorded before they held it, where it held the proposal), as a
+        # policy owner is told it (each proposal named by id: ``named_for_people``), and as
         # the replay finds it (one only the draft approved, ahead of it).
         changed_first=tuple(
             dict.fromkeys(
                 [
                     *(
-                        findings["changed_first"]
-                        if "changed_first" in findings
-                        else (
-                            hold["text"]
-                            for hold in record["verdict_held_by"] or ()
-                            if hold.get("rule") == "changed_first"
+                        named.get(str(reason), str(reason))
+                        for reason in (
+                            findings["changed_first"]
+                            if "changed_first" in findings
+                            else (
+                                hold["text"]
+                                for hold in record["verdict_held_by"] or ()
+                                if hold.get("rule") == "changed_first"
+                            )
                         )
                     ),
                     *changed_first,

@@ -223,6 +223,35 @@ def _ids_allocate(db: Any, model: type[models.Model], objs: Sequence[models.Mode
         obj.pk = pk
 
 
+def rows_numbered(model: type[models.Model], objs: Sequence[models.Model]) -> bool:
+    """Give ``objs``, about to be inserted (``rows_insert``), their ids from ``model``'s own
+    numbering first, in order, with one statement, where a caller must name one before it
+    is written (what is written with another names it). In the caller's transaction, which
+    on SQLite holds the database's one write lock from its start (``IMMEDIATE``): no other
+    writer takes an id meanwhile. False, and none set, on another database."""
+    objs = [obj for obj in objs if obj.pk is None]
+    if not objs:
+        return True
+    db = connections[router.db_for_write(model)]
+    if db.vendor == "postgresql":
+        _ids_allocate(db, model, objs)
+        return True
+    if db.vendor != "sqlite" or not db.in_atomic_block:
+        return False
+    table, column = model._meta.db_table, model._meta.pk.column
+    with db.cursor() as cursor:
+        # AUTOINCREMENT never reuses an id (``sqlite_sequence`` keeps the highest ever given).
+        cursor.execute(
+            f"SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = %s), 0), "
+            f'coalesce((SELECT max("{column}") FROM "{table}"), 0))',
+            [table],
+        )
+        (last,) = cursor.fetchone()
+    for number, obj in enumerate(objs, start=last + 1):
+        obj.pk = number
+    return True
+
+
 def history_records(
     history: models.Manager,
     objs: Sequence[models.Model],

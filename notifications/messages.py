@@ -40,6 +40,7 @@ from policies.services import (
     kill_switch_finding_now,
     kill_switch_reason,
     kill_switches_named_over,
+    named_for_people,
 )
 
 # Why a proposal waits that no policy decided, as every message says it.
@@ -416,7 +417,7 @@ def proposal_messages(
                 risk=proposal.risk,
                 reasons=[
                     kill_switch_finding_now(str(reason), engaged_now.get(proposal.account_id, ()))
-                    for reason in proposal.verdict_reasons or []
+                    for reason in _named_for_people(proposal)
                 ],
                 due_at=due_at,
                 overdue=due_at is not None
@@ -435,6 +436,13 @@ def proposal_messages(
             )
         )
     return messages
+
+
+def _named_for_people(proposal: Proposal) -> list[str]:
+    """Its reasons as a person who decides is told them: one a proposal approved ahead of it
+    made names that proposal by id (``named_for_people``), as the console does."""
+    named = named_for_people(proposal.guardrail_findings)
+    return [named.get(str(reason), str(reason)) for reason in proposal.verdict_reasons or []]
 
 
 def _changed_since_proposed(since: SinceProposed) -> dict[str, str]:

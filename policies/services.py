@@ -449,13 +449,34 @@ class GuardrailFindings:
 
     blocks: tuple[str, ...] = ()
     reviews: tuple[str, ...] = ()
+    # In its agent's words, as its verdict's reasons say them (another agent's proposal not
+    # named: an agent reads only its own).
     changed_first: tuple[str, ...] = ()
+    # The same, each as a person who reads every proposal is told it (the console, the
+    # messages to the people who decide, the what-if): naming each proposal by id.
+    changed_first_named: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, list[str]]:
         found = {"block": list(self.blocks), "review": list(self.reviews)}
         if self.changed_first:
             found["changed_first"] = list(self.changed_first)
+            named = self.changed_first_named
+            if len(named) == len(self.changed_first) and named != self.changed_first:
+                found["changed_first_named"] = list(named)
         return found
+
+
+def named_for_people(findings: object) -> dict[str, str]:
+    """A routing's reasons that a proposal approved ahead of it made (``changed_first``) as
+    its agent was told them, each with how a person who reads every proposal is told it
+    (``changed_first_named``), from what its routing recorded (``guardrail_findings``);
+    none where they read alike, or were recorded before both were."""
+    if not isinstance(findings, dict):
+        return {}
+    told, named = findings.get("changed_first") or [], findings.get("changed_first_named") or []
+    if len(told) != len(named):
+        return {}
+    return {str(agent): str(person) for agent, person in zip(told, named, strict=True)}
 
 
 def guardrail_blocks(

@@ -594,6 +594,18 @@ class LedgerAhead:
                     ran.setdefault((campaign, name), []).append(draw)
         return ran
 
+    def numbered(self, ids: dict[int, int]) -> None:
+        """The earlier items of a batch being submitted, counted before their proposals had
+        ids (``count``'s ``item``), given them (``ids``: by index as sent): a refusal written
+        for a person names them by id, one written for their agent by item."""
+        for key, draws in self.draws.items():
+            self.draws[key] = [
+                draw._replace(proposal_id=ids[draw.item])
+                if draw.item in ids and draw.proposal_id is None
+                else draw
+                for draw in draws
+            ]
+
     def count(self, proposal: Proposal, *, item: int | None = None) -> None:
         """``proposal`` approved with those judged after it (a bulk approval's earlier row; or,
         ``item``, an earlier item of a batch being submitted, by its index as sent, approved
@@ -694,11 +706,12 @@ def _once_run(
     ran: Sequence[Draw], agent_id: int | None = None, *, retried_after: datetime | None = None
 ) -> str:
     """The moves a proposal would run after, as said of it: "#8, approved before it, has
-    run", "#7, approved before it, and #9, approved with it, have run", "item 1 of this batch
-    (index 0), approved before it, has run"; of a failed proposal approved at
-    ``retried_after``, one approved after it as "#9, approved before its retry" (a retry runs
-    it after them); written for ``agent_id``'s agent, where given, another agent's as
-    "another agent's proposal"."""
+    run", "#7, approved before it, and #9, approved with it, have run"; of a failed proposal
+    approved at ``retried_after``, one approved after it as "#9, approved before its retry"
+    (a retry runs it after them); written for ``agent_id``'s agent, where given, another
+    agent's as "another agent's proposal", and an earlier item of the batch it came in as
+    "item 1 of this batch (index 0)" (as its agent sent it), which a person reads by id once
+    it has one (``LedgerAhead.numbered``)."""
 
     def approved(draw: Draw) -> str:
         if draw.with_it:
@@ -713,7 +726,7 @@ def _once_run(
         named = list(
             dict.fromkeys(
                 f"item {draw.item + 1} of this batch (index {draw.item})"
-                if draw.item is not None
+                if draw.item is not None and (agent_id is not None or draw.proposal_id is None)
                 else f"#{draw.proposal_id}"
                 for draw in these
                 if draw.item is not None or agent_id is None or draw.agent_id == agent_id

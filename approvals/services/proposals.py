@@ -9,7 +9,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from fractions import Fraction
 from functools import partial
@@ -44,6 +44,7 @@ from approvals.services.lifecycle import (
     proposals_create_routed,
 )
 from audit.actors import Actor
+from audit.history import rows_numbered
 from hitlproject.errors import Busy, DomainError, InvalidInput, NotFound, TooLarge
 from hitlproject.row_locks import rows_held
 from hitlproject.validation import invalid_input, invalid_under
@@ -380,9 +381,12 @@ def _same_value(set_to: Any, was: str | None) -> bool:
 @dataclass(frozen=True)
 class EarlierItem:
     """An item of the same batch, approved ahead of another: by its index in the batch as
-    sent (its proposal has no id yet when the ones after it are routed)."""
+    sent (its proposal has no id yet when the ones after it are routed), and its proposal,
+    which a person reads of by id once it has one (``proposals_submit`` numbers them where a
+    reason names one)."""
 
     index: int
+    proposal: Proposal | None = None
 
 
 def changed_first_reviews(
@@ -396,7 +400,8 @@ def changed_first_reviews(
     person: a proposal approved before it (``Ahead``, an id, or an earlier item of its batch)
     changes one of its fields first, and once that one executes this one would be
     superseded. Written for ``agent_id``'s agent, where given: another agent's proposal is
-    not named (an agent sees only its own).
+    not named (an agent sees only its own), and an earlier item of its batch is named as its
+    agent sent it; else, for a person who reads every proposal, each is named by id.
     Approving it now would tell its agent "approved" for what will never run; it waits for a
     person instead, who decides it only if that one does not run (the console holds its
     approval back until then)."""
@@ -406,6 +411,8 @@ def changed_first_reviews(
     if clash is None:
         return []
     other, words = changed[clash], f"{clash[1]}'s {campaign_field_label(clash[2])}"
+    if isinstance(other, EarlierItem) and agent_id is None and other.proposal is not None:
+        other = other.proposal.pk or other  # numbered: by its id, as any proposal ahead
     if isinstance(other, EarlierItem):
         who = f"Item {other.index + 1} of this batch (index {other.index}), approved,"
     elif isinstance(other, Ahead) and agent_id is not None and other.agent_id != agent_id:
@@ -645,12 +652,9 @@ def proposals_submit(
         ledger = LedgerAhead.ahead_of(drawing, campaigns) if drawing else None
         results: list[Proposal | InvalidInput] = []
         proposals, routes, submitted_said = [], [], []
-        for index, proposal, assessed in zip(
-            range(len(submissions)) if indices is None else indices,
-            made,
-            assessed_each,
-            strict=True,
-        ):
+        indices = range(len(submissions)) if indices is None else indices
+        numbered = False  # the batch's proposals given their ids before they are written
+        for index, proposal, assessed in zip(indices, made, assessed_each, strict=True):
             if isinstance(assessed, InvalidInput):
                 results.append(assessed)
                 continue
@@ -659,17 +663,25 @@ def proposals_submit(
                 action_type=assessed.action_type,
                 payload=assessed.payload,
             )
+            told = [
+                *changed_first_reviews(assessed.action_type, fields, changed, agent_id=agent.pk),
+                *_refused_once_run(ledger, proposal, agent_id=agent.pk),
+            ]
+            if told and proposals and not numbered:
+                # Its reasons may name an earlier item of the batch, which its agent reads of
+                # by its index, a person by its id: the batch's proposals are numbered now.
+                numbered = _numbered(made, indices, ledger)
             verdict, findings = verdict_for(
-                assessed=assessed,
-                agent=agent,
-                context=context,
-                changed_first=[
-                    *changed_first_reviews(
-                        assessed.action_type, fields, changed, agent_id=agent.pk
-                    ),
-                    *_refused_once_run(ledger, proposal, agent_id=agent.pk),
-                ],
+                assessed=assessed, agent=agent, context=context, changed_first=told
             )
+            if told and findings.changed_first == tuple(told):
+                findings = replace(
+                    findings,
+                    changed_first_named=(
+                        *changed_first_reviews(assessed.action_type, fields, changed),
+                        *_refused_once_run(ledger, proposal),
+                    ),
+                )
             if verdict.outcome == VerdictOutcome.AUTO_APPROVE:
                 if ledger is not None:  # what it takes, for those after it
                     ledger.count(proposal, item=index)
@@ -681,7 +693,7 @@ def proposals_submit(
                     fields,
                     after=assessed.proposed,
                 ):
-                    changed.setdefault(key, EarlierItem(index))
+                    changed.setdefault(key, EarlierItem(index, proposal))
                 context.count(
                     account_id=assessed.account.pk,
                     effects=assessed.effects,
@@ -716,6 +728,24 @@ def proposals_submit(
             routed_by=Actor.system("policy-engine"),
         )
     return results
+
+
+def _numbered(
+    made: Sequence[Proposal | InvalidInput], indices: Sequence[int], ledger: LedgerAhead | None
+) -> bool:
+    """Give a batch's proposals (``made``, by their ``indices`` as sent) their ids before they
+    are written, and the moves of those counted already (``ledger``) theirs: a reason that
+    names an earlier item is told a person by its id. False where the database cannot."""
+    theirs = {
+        index: proposal
+        for index, proposal in zip(indices, made, strict=True)
+        if isinstance(proposal, Proposal)
+    }
+    if not rows_numbered(Proposal, list(theirs.values())):
+        return False
+    if ledger is not None:
+        ledger.numbered({index: proposal.pk for index, proposal in theirs.items()})
+    return True
 
 
 def _refused_once_run(
@@ -1240,7 +1270,13 @@ def proposal_evaluate(*, proposal_id: int) -> Proposal:
                 if action_type.ledger_may_refuse
                 else None
             )
-            return policy_verdict(
+            # Read under the campaigns' locks, taken above.
+            changed = changed_first(fields) if action_type.sets_values else {}
+            told = [
+                *changed_first_reviews(action_type, fields, changed, agent_id=proposal.agent_id),
+                *_refused_once_run(ledger, proposal, agent_id=proposal.agent_id),
+            ]
+            verdict, findings = policy_verdict(
                 action_type=action_type,
                 account=proposal.account,
                 agent=proposal.agent,
@@ -1253,17 +1289,16 @@ def proposal_evaluate(*, proposal_id: int) -> Proposal:
                     target: factor_from_text(factor) for target, factor in proposal.effects.items()
                 },
                 proposal_id=proposal.pk,
-                # Read under the campaigns' locks, taken above.
-                changed_first=[
-                    *changed_first_reviews(
-                        action_type,
-                        fields,
-                        changed_first(fields) if action_type.sets_values else {},
-                        agent_id=proposal.agent_id,
-                    ),
-                    *_refused_once_run(ledger, proposal, agent_id=proposal.agent_id),
-                ],
+                changed_first=told,
             )
+            if not told:
+                return verdict, findings
+            # As a person who reads every proposal is told it: each named by id.
+            named = (
+                *changed_first_reviews(action_type, fields, changed),
+                *_refused_once_run(ledger, proposal),
+            )
+            return verdict, replace(findings, changed_first_named=named)
 
         fields = campaign_fields_changed(
             account_id=proposal.account_id, action_type=action_type, payload=proposal.payload
