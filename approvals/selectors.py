@@ -1253,7 +1253,8 @@ COUNTED_FIGURES = (
     CountedFigure(
         "auto_executed",
         "Auto-executed",
-        "executed with no person approving it: policy approved it and it ran",
+        "executed with no person approving it: policy approved it and it ran, on its first "
+        "run or when a person retried its failed execution",
     ),
     CountedFigure(
         "decided",
@@ -1272,7 +1273,7 @@ COUNTED_FIGURES = (
     CountedFigure(
         "auto_not_executed",
         "Auto-approved, not executed",
-        "policy approved it, no person: waiting to run, running, or failed",
+        "policy approved it, no person: waiting to run, running, or failed and not run since",
     ),
     CountedFigure("blocked", "Blocked by policy", "stopped by a policy or guardrail; never ran"),
     CountedFigure("expired", "Expired", "nobody decided it in time; never ran"),

@@ -17,12 +17,14 @@ set a routing is replayed with the facts of that same record, through the same
   recorded) and whether it had executed then, the proposal's own left out (as live),
   compounded exactly, a move not yet executed only towards the bound it pushes (as live).
 
-What happened to each routing is counted as it happened: one the engine auto-approved counts as
-auto-executed only if its proposal then executed without anything else happening to it first;
-one superseded, sent back to a person, failed, or not yet run by the period's end counts as
-auto-approved, not executed. With the draft, a routing the draft too auto-approves would have
-met the same fate at the same moment; one it auto-approves that went to a person or was
-blocked would have auto-executed (as the count of those a person rejected or edited assumes).
+What happened to each routing is counted as it happened, as the dashboard counts proposals:
+one the engine auto-approved counts as auto-executed if its proposal then executed as routed,
+on its first run or on a person's retry of a failed one (a retry decides nothing: it runs
+what policy approved); one superseded, sent back to a person, failed and not run since, or
+not yet run by the period's end counts as auto-approved, not executed. With the draft, a
+routing the draft too auto-approves would have met the same fate at the same moment; one it
+auto-approves that went to a person or was blocked would have auto-executed (as the count of
+those a person rejected or edited assumes).
 
 With the draft, what the draft auto-approves counts for the routings after it, as live:
 
@@ -538,7 +540,7 @@ def simulate(
         awaiting_run = before.awaiting_run if before else None
         draft_move = before.draft_move if before else None
         if awaiting_run is not None and (
-            status not in UNDER_WAY_STATUSES or before.routing != routing
+            status not in MAY_STILL_RUN_AS_ROUTED or before.routing != routing
         ):
             _count_run(report, awaiting_run, ran=status == S.EXECUTED)
             awaiting_run = None
@@ -634,6 +636,12 @@ def simulate(
             _count_run(report, still.awaiting_run, ran=False)
     _count_human_overrides(report, auto_with_draft)
     return report
+
+
+# An auto-approved routing is still to run in these: under way, or failed, which a person may
+# retry (the retry decides nothing: it runs as routed, and counts as auto-executed once it
+# has, as the dashboard counts it).
+MAY_STILL_RUN_AS_ROUTED = UNDER_WAY_STATUSES | {S.FAILED}
 
 
 def _sets_values(record: dict) -> bool:

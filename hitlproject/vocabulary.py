@@ -93,8 +93,9 @@ ROUTED_LABELS = {
     VerdictOutcome.BLOCK: "blocked",
 }
 # The what-if's rows: what became of each routing. One the engine auto-approved auto-executed
-# only if its proposal then executed with nobody deciding it; one superseded, sent back to a
-# person, failed, or not yet run by the period's end did not.
+# if its proposal then executed as routed, with nobody approving it (a person's retry of a
+# failed run included, as the dashboard's count has it); one superseded, sent back to a
+# person, failed and not run since, or not yet run by the period's end did not.
 AUTO_EXECUTED, AUTO_NOT_EXECUTED = "auto_executed", "auto_not_executed"
 SIMULATED_ROWS = (AUTO_EXECUTED, AUTO_NOT_EXECUTED, VerdictOutcome.REVIEW, VerdictOutcome.BLOCK)
 SIMULATED_ROW_LABELS = {

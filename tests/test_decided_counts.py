@@ -40,7 +40,8 @@ SHOWN = {
     "Superseded": "2",
 }
 LABELS = {
-    "Auto-executed": "executed with no person approving it: policy approved it and it ran",
+    "Auto-executed": "executed with no person approving it: policy approved it and it ran, "
+    "on its first run or when a person retried its failed execution",
     "Decided by a person": "approved or rejected by people (one proposal two people approved "
     "is one)",
     "Superseded": "its target changed before it ran; never ran, and not counted as approved "
