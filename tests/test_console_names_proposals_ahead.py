@@ -151,7 +151,6 @@ def test_a_value_another_agent_s_proposal_changes_first_is_named_and_its_failure
     Campaign.objects.filter(external_id="generic-search").update(max_daily_budget=None)
 
     reasons = why_it_is_here(login("operator"), waiting.pk)
-    print(reasons)
     assert (
         f"#{raise_.pk} was approved and about to execute when this one was routed, changing "
         "generic-search's daily budget first; it has failed since, so it does not supersede "
