@@ -157,3 +157,34 @@ def test_a_value_another_agent_s_proposal_changes_first_is_named_and_its_failure
         "this one."
     ) in reasons
     assert named not in reasons
+
+
+def test_a_batch_s_earlier_item_changing_a_value_first_is_named_by_id_in_the_console(
+    optimizer, login
+):
+    """Two budget changes of generic-search (500.00) in one batch, each within 10%: the first
+    is approved, the second waits, since the first changes the budget first. Its agent reads
+    "Item 1 of this batch (index 0)"; a person, the first one's id."""
+    budget = bid_adjustment(action_type="budget_change")
+    results = optimizer.post(
+        BATCH_URL,
+        [
+            budget | {"payload": {"campaign": "generic-search", "new_daily_budget": "525.00"}},
+            budget | {"payload": {"campaign": "generic-search", "new_daily_budget": "540.00"}},
+        ],
+        format="json",
+    ).json()
+
+    first, second = (result["proposal"] for result in results)
+    assert (first["status"], second["status"]) == ("approved", "pending_review")
+    told = (
+        "Item 1 of this batch (index 0), approved, changes generic-search's daily budget first: "
+        "this one waits for a person, and is superseded once that one executes."
+    )
+    assert told in optimizer.get(f"{URL}{second['id']}/").json()["verdict"]["reasons"]
+    reasons = why_it_is_here(login("operator"), second["id"])
+    assert (
+        f"#{first['id']}, approved and about to execute, changes generic-search's daily budget "
+        "first: this one waits for a person, and is superseded once that one executes."
+    ) in reasons
+    assert told not in reasons

@@ -606,6 +606,19 @@ class LedgerAhead:
                 for draw in draws
             ]
 
+    def runs_after_an_item(self, proposal: Proposal) -> bool:
+        """Whether an earlier item of ``proposal``'s batch not numbered yet is among the
+        moves counted ahead of it that change a figure it draws on (``numbered``)."""
+        campaigns = self._touched(proposal)
+        if campaigns is None:
+            return False
+        _, ran = self._left_once_run(proposal, campaigns)
+        return any(
+            draw.item is not None and draw.proposal_id is None
+            for draws in ran.values()
+            for draw in draws
+        )
+
     def count(self, proposal: Proposal, *, item: int | None = None) -> None:
         """``proposal`` approved with those judged after it (a bulk approval's earlier row; or,
         ``item``, an earlier item of a batch being submitted, by its index as sent, approved

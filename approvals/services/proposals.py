@@ -389,6 +389,16 @@ class EarlierItem:
     proposal: Proposal | None = None
 
 
+def _changed_first_clash(
+    action_type: ActionType, fields: set[FieldKey], changed: Mapping[FieldKey, object]
+) -> FieldKey | None:
+    """The field of an action that sets values that a proposal approved before it changes
+    first, the first in order, which ``changed_first_reviews`` names; None if none."""
+    if not action_type.sets_values:
+        return None
+    return next((key for key in sorted(fields) if key in changed), None)
+
+
 def changed_first_reviews(
     action_type: ActionType,
     fields: set[FieldKey],
@@ -405,9 +415,7 @@ def changed_first_reviews(
     Approving it now would tell its agent "approved" for what will never run; it waits for a
     person instead, who decides it only if that one does not run (the console holds its
     approval back until then)."""
-    if not action_type.sets_values:
-        return []
-    clash = next((key for key in sorted(fields) if key in changed), None)
+    clash = _changed_first_clash(action_type, fields, changed)
     if clash is None:
         return []
     other, words = changed[clash], f"{clash[1]}'s {campaign_field_label(clash[2])}"
@@ -667,9 +675,17 @@ def proposals_submit(
                 *changed_first_reviews(assessed.action_type, fields, changed, agent_id=agent.pk),
                 *_refused_once_run(ledger, proposal, agent_id=agent.pk),
             ]
-            if told and proposals and not numbered:
-                # Its reasons may name an earlier item of the batch, which its agent reads of
-                # by its index, a person by its id: the batch's proposals are numbered now.
+            clash = _changed_first_clash(assessed.action_type, fields, changed)
+            if (
+                told
+                and not numbered
+                and (
+                    (clash is not None and isinstance(changed[clash], EarlierItem))
+                    or (ledger is not None and ledger.runs_after_an_item(proposal))
+                )
+            ):
+                # Its reasons name an earlier item of the batch, which its agent reads of by
+                # its index, a person by its id: the batch's proposals are numbered now.
                 numbered = _numbered(made, indices, ledger)
             verdict, findings = verdict_for(
                 assessed=assessed, agent=agent, context=context, changed_first=told
