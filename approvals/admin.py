@@ -161,6 +161,7 @@ from hitlproject.formats import console_time
 from hitlproject.paginators import CappedCountPaginator
 from hitlproject.vocabulary import (
     APPROVED_TO_RUN_STATUSES,
+    COUNTED_STATUSES,
     FINAL_STATUSES,
     MAY_STILL_BE_DECIDED_STATUSES,
     NOTE_MAX_LENGTH,
@@ -817,32 +818,29 @@ _CHANGED_FIRST = re.compile(
     r"#(?P<pk>\d+), approved and about to execute, changes (?P<words>.+) first: this one "
     r"waits for a person, and is superseded once that one executes\."
 )
-# Where the proposal ahead still stands ahead: it may yet run and supersede this one.
-_STILL_AHEAD = (ProposalStatus.APPROVED, ProposalStatus.EXECUTING, ProposalStatus.EXECUTED)
 
 
 def _changed_first_now(reason):
     """A "changed first" reason as it stands now: the proposal ahead that was about to
-    execute when it was routed, where it has ended since without running (failed, sent back,
-    superseded), reads so, not as still about to execute and supersede this one."""
+    execute when it was routed, where it has not run and is not about to (failed, sent back,
+    superseded, decided otherwise), reads so, with whether it may still supersede this one,
+    not as still about to execute and supersede it."""
     match = _CHANGED_FIRST.fullmatch(str(reason))
     if match is None:
         return reason
     status = Proposal.objects.filter(pk=int(match["pk"])).values_list("status", flat=True).first()
-    if status is None or status in _STILL_AHEAD:
+    if status is None or status in COUNTED_STATUSES:  # it runs, or has: as the reason says
         return reason
+    since = {
+        ProposalStatus.FAILED: "it has failed since, and supersedes this one only if a person "
+        "sends it to run again",
+        ProposalStatus.PENDING_REVIEW: "it has been sent back to a person since, and supersedes "
+        "this one only if approved again",
+    }.get(status, f"it {STATUS_REACHED[status]} now, so it does not supersede this one")
     return (
         f"#{match['pk']} was approved and about to execute when this one was routed, changing "
-        f"{match['words']} first; it has {_ENDED_SINCE.get(status, 'ended')} since, so it does "
-        "not supersede this one."
+        f"{match['words']} first; {since}."
     )
-
-
-_ENDED_SINCE = {
-    ProposalStatus.FAILED: "failed",
-    ProposalStatus.SUPERSEDED: "been superseded",
-    ProposalStatus.PENDING_REVIEW: "been sent back to a person",
-}
 
 
 def _routed_reasons_said(proposal: Proposal) -> list[str]:

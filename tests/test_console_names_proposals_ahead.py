@@ -153,8 +153,8 @@ def test_a_value_another_agent_s_proposal_changes_first_is_named_and_its_failure
     reasons = why_it_is_here(login("operator"), waiting.pk)
     assert (
         f"#{raise_.pk} was approved and about to execute when this one was routed, changing "
-        "generic-search's daily budget first; it has failed since, so it does not supersede "
-        "this one."
+        "generic-search's daily budget first; it has failed since, and supersedes this one "
+        "only if a person sends it to run again."
     ) in reasons
     assert named not in reasons
 

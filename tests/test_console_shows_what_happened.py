@@ -197,8 +197,8 @@ def test_a_move_ahead_that_failed_since_is_not_said_to_be_about_to_execute(login
     assert "is superseded once that one executes" not in page
     assert (
         f"#{raise_.pk} was approved and about to execute when this one was routed, changing "
-        "generic-search's daily budget first; it has failed since, so it does not supersede "
-        "this one."
+        "generic-search's daily budget first; it has failed since, and supersedes this one "
+        "only if a person sends it to run again."
     ) in page
 
 
