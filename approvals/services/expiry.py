@@ -1,8 +1,10 @@
 """Proposals that waited longer than their policy allows expire and never execute: swept once
-a minute, and expired there and then when someone tries to decide or withdraw one late."""
+a minute, and expired there and then when someone tries to decide or withdraw one late, or its
+agent reads it late (it is never answered as waiting for a person past its window)."""
 
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import datetime
 
 from django.db import transaction
 from django.utils import timezone
@@ -50,12 +52,18 @@ def proposals_expire_overdue() -> int:
                 status=ProposalStatus.PENDING_REVIEW, review_expires_at__lte=now
             ).values_list("pk", flat=True)[:SWEEP_BATCH]
         )
-        for proposal_id in overdue:
-            with transaction.atomic():
-                proposal = proposal_lock(proposal_id)
-                if not review_window_closed(proposal, now):
-                    continue  # decided, or re-opened, since we looked
-                proposals_expire_locked(proposals=[proposal])
-                expired += 1
+        expired += sum(proposal_expire_if_overdue(proposal_id, now) for proposal_id in overdue)
         if len(overdue) < SWEEP_BATCH:
             return expired
+
+
+def proposal_expire_if_overdue(proposal_id: int, now: datetime | None = None) -> bool:
+    """Expire the proposal if its review window has closed (by ``now``), judged under its
+    lock: one decided, or sent back for a new window, since it was read is left as it is.
+    Whether it expired."""
+    with transaction.atomic():
+        proposal = proposal_lock(proposal_id)
+        if not review_window_closed(proposal, now or timezone.now()):
+            return False
+        proposals_expire_locked(proposals=[proposal])
+        return True
