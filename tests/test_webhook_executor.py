@@ -172,6 +172,16 @@ def approved_without_its_task(body: dict, monkeypatch) -> Proposal:
     return proposal
 
 
+def backing_off_after_attempt_1(monkeypatch) -> Proposal:
+    """An approved bid whose first attempt the endpoint refused for now (a 503): executing,
+    its next attempt due, which the test leaves unrun."""
+    proposal = approved_without_its_task(bid_adjustment("2.12"), monkeypatch)
+    with monkeypatch.context() as patch:
+        patch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: None)
+        assert proposal_execute(proposal_id=proposal.pk).status == "executing"
+    return proposal
+
+
 def test_a_worker_that_dies_mid_request_leaves_it_executing_and_it_is_sent_again(
     channel, monkeypatch
 ):
@@ -246,10 +256,7 @@ def test_a_proposal_waiting_for_its_next_attempt_says_the_last_failed_and_when_t
     of the failed attempt or the next try. Its page and the list of those executing say
     attempt 1 failed, with what, and when attempt 2 is due."""
     channel(503, retry_after="600")
-    proposal = approved_without_its_task(bid_adjustment("2.12"), monkeypatch)
-    with monkeypatch.context() as patch:  # its retry is left to the test
-        patch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: None)
-        assert proposal_execute(proposal_id=proposal.pk).status == "executing"
+    proposal = backing_off_after_attempt_1(monkeypatch)
     [attempt] = proposal.executions.all()
     due = ExecutionRound.objects.get(proposal=proposal).lease_until
     said = (
@@ -277,10 +284,7 @@ def test_an_endpoint_asking_for_more_than_an_hour_is_quoted_in_its_digits_and_tr
     endpoint wrote them, not "1e+11 s", and the next attempt is due an hour after it ended,
     the longest the platform leaves an approved action waiting on its channel."""
     channel(503, retry_after="100000000000")
-    proposal = approved_without_its_task(bid_adjustment("2.12"), monkeypatch)
-    with monkeypatch.context() as patch:  # its retry is left to the test
-        patch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: None)
-        assert proposal_execute(proposal_id=proposal.pk).status == "executing"
+    proposal = backing_off_after_attempt_1(monkeypatch)
     [attempt] = proposal.executions.all()
     due = ExecutionRound.objects.get(proposal=proposal).lease_until
 
@@ -297,10 +301,7 @@ def test_the_agent_reads_that_attempt_1_failed_and_when_attempt_2_is_due(
     says when attempt 2 is due (``next_attempt_at``), and the client, the MCP server and the
     framework adapters tell it."""
     channel(503, retry_after="600")
-    proposal = approved_without_its_task(bid_adjustment("2.12"), monkeypatch)
-    with monkeypatch.context() as patch:  # its retry is left to the test
-        patch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: None)
-        assert proposal_execute(proposal_id=proposal.pk).status == "executing"
+    proposal = backing_off_after_attempt_1(monkeypatch)
     due = ExecutionRound.objects.get(proposal=proposal).lease_until
     due_said = due.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
