@@ -42,10 +42,14 @@ def history_manager(model: type[models.Model]):
 
 
 def create_with_history(
-    model: type[models.Model], objs: Sequence[models.Model], *, actor: Actor
+    model: type[models.Model],
+    objs: Sequence[models.Model],
+    *,
+    actor: Actor,
+    at: datetime | None = None,
 ) -> list[models.Model]:
     """Insert ``objs`` (their ids set, as ``bulk_create`` sets them) and a "created" history
-    record of each, by ``actor``."""
+    record of each, by ``actor``, dated ``at`` (when what they record was done), or now."""
     if not connection.features.can_return_rows_from_bulk_insert:
         # The history records name the rows by their ids.
         raise NotSupportedError("create_with_history needs ids back from bulk inserts.")
@@ -55,7 +59,7 @@ def create_with_history(
         history_manager(model),
         objs,
         actor=actor,
-        date=timezone.now(),
+        date=at or timezone.now(),
         update=False,
         written=written,
     )
@@ -507,6 +511,7 @@ def update_with_history(
     *,
     actor: Actor,
     records: Sequence[models.Model] | None = None,
+    at: datetime | None = None,
 ) -> None:
     """Write each object's changed fields, already set on it, and nothing else
     (``rows_update``): one UPDATE for all the objects changed alike, so a set of rows moved
@@ -514,7 +519,7 @@ def update_with_history(
     each, by ``actor``, with the object's ``_change_reason``; or ``records``, where an object
     went through several states in the transaction: each a copy of an object as it was after
     one of them, with its ``_change_reason`` and ``_history_date``, in the order they
-    happened."""
+    happened. The records are dated ``at`` (when the change was made), or now."""
     by_fields: dict[tuple[str, ...], list[models.Model]] = {}
     for obj, fields in changes:
         by_fields.setdefault(tuple(sorted(fields)), []).append(obj)
@@ -526,7 +531,7 @@ def update_with_history(
             history_manager(model),
             [obj for obj, _ in changes] if records is None else records,
             actor=actor,
-            date=timezone.now(),
+            date=at or timezone.now(),
             update=True,
         )
 

@@ -489,3 +489,27 @@ def test_a_decision_is_dated_once_where_the_agent_reads_it(operators, optimizer)
     assert len(decided) == 3 and answered["decided_at"] == decided[-1]
     recorded = Decision.objects.filter(proposal=proposal).latest("created_at").created_at
     assert Proposal.objects.get(pk=proposal.pk).decided_at == recorded
+
+
+def test_a_decision_s_history_records_are_dated_when_it_was_made(operators):
+    """A decision's own record (its past version's page: "This is decision #N as it stood
+    at …", the audit export's "at") and the proposal's record of the approval it counts were
+    dated by a clock read after its time (``created_at``, the API's decided_at): each is
+    dated when the decision was made."""
+    first, second = operators
+    Policy.objects.filter(action_type="budget_reallocation").update(
+        more_approvals_above_magnitude=Decimal("0.20")
+    )
+    proposal = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=proposal.pk, reviewer=first)  # 1 of 2: it waits
+    proposal_approve(proposal_id=proposal.pk, reviewer=second)
+
+    counted, settled = Decision.objects.filter(proposal=proposal).order_by("created_at")
+    assert [record.history_date for record in counted.history.all()] == [counted.created_at]
+    assert [record.history_date for record in settled.history.all()] == [settled.created_at]
+    records = {
+        record.history_change_reason: record.history_date for record in proposal.history.all()
+    }
+    said = [reason for reason in records if reason and "1 of 2 approvals" in reason]
+    assert len(said) == 1 and records[said[0]] == counted.created_at
+    assert Proposal.objects.get(pk=proposal.pk).decided_at == settled.created_at

@@ -423,7 +423,7 @@ def _decisions_record(
     ]
     for decision in made:
         decision._change_reason = decision_said(decision)
-    decisions = create_with_history(Decision, made, actor=actor)
+    decisions = create_with_history(Decision, made, actor=actor, at=decided_at)
 
     said_to_each: dict[int, str] = {}
     if outcome == DecisionOutcome.APPROVE:
@@ -470,6 +470,7 @@ def _decisions_record(
                 for proposal in waiting
             ],
             actor=actor,
+            at=decided_at,
         )
         counted = ("approvals_this_round",)
     else:
