@@ -787,12 +787,30 @@ class AuditedHistoryAdmin(ConsoleAdmin, SimpleHistoryAdmin):
             **{self.model._meta.pk.attname: unquote(object_id)}, history_id=version_id
         ).first()
         if version is not None:
+            # One deleted since has no page showing it as it is now (its change page leads
+            # to its history): the line says so, and leads there.
+            deletion = last_deletion(self.model, unquote(object_id))
+            if (
+                deletion is not None
+                and self.model._base_manager.filter(pk=unquote(object_id)).exists()
+            ):
+                deletion = None
             extra_context = {
                 **(extra_context or {}),
                 "version_as_of": (
                     f"This is {self.model._meta.verbose_name} #{unquote(object_id)} as it stood "
                     f"at {console_time(version.history_date)}, as recorded by "
                     f"{changed_by(version)}."
+                ),
+                "version_deleted": (
+                    f"It was deleted at {console_time(deletion.history_date)} by "
+                    f"{changed_by(deletion)}."
+                    if deletion is not None
+                    else ""
+                ),
+                "version_history_url": reverse(
+                    f"admin:{self.model._meta.app_label}_{self.model._meta.model_name}_history",
+                    args=[object_id],
                 ),
             }
         return super().history_form_view(request, object_id, version_id, extra_context)

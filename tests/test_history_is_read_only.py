@@ -1,6 +1,7 @@
 """History is evidence: it can be read by every role and rewritten by none."""
 
 import html
+import re
 from decimal import Decimal
 
 import pytest
@@ -12,7 +13,7 @@ from django.utils.html import strip_tags
 from approvals.models import Agent, AgentAPIKey, Decision
 from approvals.services.agents import agent_key_issue
 from approvals.services.decisions import proposal_approve, proposal_reject
-from audit.actors import Actor
+from audit.actors import Actor, acting_as
 from executors.runner import proposal_execute
 from ledger.models import Account, Campaign
 from notifications.models import Route
@@ -338,3 +339,27 @@ def test_a_campaigns_history_links_the_proposal_that_changed_it(login, operators
     page = login("auditor").get(reverse("admin:ledger_campaign_history", args=[campaign.pk]))
 
     assert f'<a href="{url}">proposal #{proposal.pk}</a>: move 280.00 USD/day' in page.text
+
+
+def test_a_deleted_record_s_past_version_says_it_was_deleted_not_that_its_page_shows_it(
+    login, demo_world
+):
+    """A past version's line led to "its page as it is now", of a policy deleted since:
+    that page is gone (it leads to the history). It says when it was deleted, and by whom."""
+    policy = Policy.objects.get(action_type="budget_reallocation")
+    pk, first = policy.pk, policy.history.earliest("history_date")
+    url = version_url(policy, first)
+    with acting_as(Actor.system("tests")):
+        policy.delete()
+    deletion = Policy.history.get(id=pk, history_type="-")
+
+    page = login("auditor").get(url).content.decode()
+
+    said = re.search(r'<p id="version-as-of">(.*?)</p>', page, re.S)
+    assert said is not None
+    assert " ".join(html.unescape(strip_tags(said[1])).split()) == (
+        f"This is policy #{pk} as it stood at {first.history_date:%Y-%m-%d %H:%M:%S} UTC, as "
+        "recorded by the seed_demo command (system). It was deleted at "
+        f"{deletion.history_date:%Y-%m-%d %H:%M:%S} UTC by the tests (system). Its history says so."
+    )
+    assert f'href="{reverse("admin:policies_policy_history", args=[pk])}"' in said[1]
