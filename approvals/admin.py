@@ -1788,10 +1788,16 @@ class ProposalAdmin(ReadOnlyAdmin):
             "ended": proposal.status in FINAL_STATUSES,
             # What its agent proposed and what became of it since, as its messages say it.
             "since": since,
-            # Why it came to a person as the agent made it, where an edit's re-assessment has
-            # replaced the verdict's reasons with the edited action's: the reasons of the
-            # routing that sent it to one, as its agent reads them (``verdict.routed_reasons``).
-            "routed_reasons": _routed_reasons_said(proposal) if since.edited else [],
+            # Why it came to a person as the agent made it, where a re-assessment (an edit's,
+            # or one after its figures moved) has replaced the verdict's reasons with its own:
+            # the reasons of the routing that sent it to one, as its agent reads them
+            # (``verdict.routed_reasons``; none where the reasons still say them, or where
+            # its routing sent it to no person).
+            "routed_reasons": (
+                _routed_reasons_said(proposal)
+                if since.edited or proposal.verdict_outcome == VerdictOutcome.REVIEW
+                else []
+            ),
             # Why it is here, as recorded, each as it stands now (a kill switch released).
             "reasons_now": _reasons_now(proposal, proposal.verdict_reasons),
             "deciding_policy": routed_by,

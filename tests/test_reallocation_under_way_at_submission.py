@@ -396,3 +396,41 @@ def test_the_dry_run_of_a_move_reads_its_campaigns_once(optimizer, operator):
         if re.search(rf'FROM "?{table}"?\s', query["sql"])
     ]
     assert len(campaign_reads) == 1, campaign_reads
+
+
+@pytest.mark.django_db
+def test_a_held_move_re_assessed_since_still_says_on_its_page_why_it_came_to_a_person(
+    optimizer, operator, login
+):
+    """#2 waited for a person because #1, approved before it, would leave too little of
+    display-retarget; a move into display-retarget then ran, and #2 was re-assessed: its
+    reasons are now the re-assessment's (a share within the 60.0% auto-execute ceiling). Its
+    agent still reads why it was routed (``verdict.routed_reasons``); its page said only the
+    re-assessment's reasons, as if nothing had held it: now it says why it came to a person
+    too, as it does after an edit."""
+    reallocations_run_alone_up_to("0.60")
+    first = approved_move(operator)
+    second = optimizer.post(URL, retarget_move("150.00"), format="json").json()
+    assert second["status"] == "pending_review"
+    into = evaluated(
+        retarget_move("200.00")
+        | {
+            "payload": {
+                "from_campaign": "generic-search",
+                "to_campaign": "display-retarget",
+                "amount": "200.00",
+            }
+        }
+    )
+    assert into.status == ProposalStatus.APPROVED
+    assert proposal_execute(proposal_id=into.pk).status == ProposalStatus.EXECUTED
+    assert retarget_budget() == Decimal("500.00")
+
+    verdict = optimizer.get(f"{URL}{second['id']}/").json()["verdict"]
+    assert not any("would refuse" in reason for reason in verdict["reasons"]), verdict["reasons"]
+    assert verdict["routed_reasons"] == [waits_for_a_person(left_after(first.pk))]
+    page = html.unescape(
+        login("operator").get(reverse("admin:approvals_proposal_change", args=[second["id"]])).text
+    )
+    assert "Why it came to a person, as optimizer proposed it:" in page
+    assert waits_for_a_person(left_after(first.pk)) in page
