@@ -671,10 +671,9 @@ def proposals_submit(
                 action_type=assessed.action_type,
                 payload=assessed.payload,
             )
-            told = [
-                *changed_first_reviews(assessed.action_type, fields, changed, agent_id=agent.pk),
-                *_refused_once_run(ledger, proposal, agent_id=agent.pk),
-            ]
+            told = _changed_first_said(
+                assessed.action_type, fields, changed, ledger, proposal, agent_id=agent.pk
+            )
             clash = _changed_first_clash(assessed.action_type, fields, changed)
             if (
                 told
@@ -691,13 +690,8 @@ def proposals_submit(
                 assessed=assessed, agent=agent, context=context, changed_first=told
             )
             if told and findings.changed_first == tuple(told):
-                findings = replace(
-                    findings,
-                    changed_first_named=(
-                        *changed_first_reviews(assessed.action_type, fields, changed),
-                        *_refused_once_run(ledger, proposal),
-                    ),
-                )
+                named = _changed_first_said(assessed.action_type, fields, changed, ledger, proposal)
+                findings = replace(findings, changed_first_named=tuple(named))
             if verdict.outcome == VerdictOutcome.AUTO_APPROVE:
                 if ledger is not None:  # what it takes, for those after it
                     ledger.count(proposal, item=index)
@@ -776,6 +770,25 @@ def _refused_once_run(
         return []
     why = ledger.refusal(proposal, agent_id=agent_id)
     return [refused_once_run(why)] if why else []
+
+
+def _changed_first_said(
+    action_type: ActionType,
+    fields: set[FieldKey],
+    changed: Mapping[FieldKey, object],
+    ledger: LedgerAhead | None,
+    proposal: Proposal,
+    *,
+    agent_id: int | None = None,
+) -> list[str]:
+    """Why a proposal waits for a person though its policy would let it run, for what was
+    approved before it: a value one changes first (``changed_first_reviews``), or a budget
+    the moves ahead leave too small (``_refused_once_run``). Written for ``agent_id``'s
+    agent, where given; else for a person who reads every proposal, each named by id."""
+    return [
+        *changed_first_reviews(action_type, fields, changed, agent_id=agent_id),
+        *_refused_once_run(ledger, proposal, agent_id=agent_id),
+    ]
 
 
 def _routing_policies_held(policy_ids: Iterable[int]) -> None:
@@ -939,24 +952,24 @@ def proposal_dry_run(
     # A move the ledger may refuse is judged against what the moves approved before it leave,
     # as its submission judges it (``proposals_submit``): else the dry run said "auto_approve"
     # of a move its submission then sent to a person.
-    ledger, proposal = None, None
-    if assessed.action_type.ledger_may_refuse:
-        proposal = Proposal(
-            agent=agent,
-            account=account,
-            action_type=assessed.action_type.name,
-            payload=assessed.payload,
-        )
-        # The campaigns as its assessment read them: not read again.
-        ledger = LedgerAhead.ahead_of([proposal], {account.pk: assessed.campaigns})
+    proposal = Proposal(
+        agent=agent,
+        account=account,
+        action_type=assessed.action_type.name,
+        payload=assessed.payload,
+    )
+    ledger = (  # the campaigns as its assessment read them: not read again
+        LedgerAhead.ahead_of([proposal], {account.pk: assessed.campaigns})
+        if assessed.action_type.ledger_may_refuse
+        else None
+    )
     verdict, _ = verdict_for(
         assessed=assessed,
         agent=agent,
         rules=rules,
-        changed_first=[
-            *changed_first_reviews(assessed.action_type, fields, changed, agent_id=agent.pk),
-            *(_refused_once_run(ledger, proposal, agent_id=agent.pk) if proposal else []),
-        ],
+        changed_first=_changed_first_said(
+            assessed.action_type, fields, changed, ledger, proposal, agent_id=agent.pk
+        ),
     )
     return assessed, verdict
 
@@ -1288,10 +1301,9 @@ def proposal_evaluate(*, proposal_id: int) -> Proposal:
             )
             # Read under the campaigns' locks, taken above.
             changed = changed_first(fields) if action_type.sets_values else {}
-            told = [
-                *changed_first_reviews(action_type, fields, changed, agent_id=proposal.agent_id),
-                *_refused_once_run(ledger, proposal, agent_id=proposal.agent_id),
-            ]
+            told = _changed_first_said(
+                action_type, fields, changed, ledger, proposal, agent_id=proposal.agent_id
+            )
             verdict, findings = policy_verdict(
                 action_type=action_type,
                 account=proposal.account,
@@ -1309,12 +1321,8 @@ def proposal_evaluate(*, proposal_id: int) -> Proposal:
             )
             if not told:
                 return verdict, findings
-            # As a person who reads every proposal is told it: each named by id.
-            named = (
-                *changed_first_reviews(action_type, fields, changed),
-                *_refused_once_run(ledger, proposal),
-            )
-            return verdict, replace(findings, changed_first_named=named)
+            named = _changed_first_said(action_type, fields, changed, ledger, proposal)
+            return verdict, replace(findings, changed_first_named=tuple(named))
 
         fields = campaign_fields_changed(
             account_id=proposal.account_id, action_type=action_type, payload=proposal.payload
