@@ -21,7 +21,7 @@ from asgiref.local import Local
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from approvals import action_types
@@ -314,20 +314,10 @@ def _ledger_ahead_moved(status_of: dict[int, str]) -> None:
     drawing = [name for name in action_types.names() if action_types.get(name).ledger_may_refuse]
     waiting = [
         proposal
-        for proposal in Proposal.objects.filter(
-            pk__in=Notification.objects.filter(
-                channel=NotificationChannel.SLACK,
-                status=NotificationStatus.SENT,
-                updates__isnull=True,
-                in_digest=False,
-                proposal__status=S.PENDING_REVIEW,
-                proposal__account_id__in={mover.account_id for mover in movers},
-                proposal__action_type__in=drawing,
-            )
-            .exclude(slack_ts="")
-            .exclude(proposal_id__in=list(status_of))
-            .values("proposal_id")
-        ).only(
+        for proposal in _slack_messaged_waiting({mover.account_id for mover in movers})
+        .filter(action_type__in=drawing)
+        .exclude(pk__in=list(status_of))
+        .only(
             "pk",
             "account_id",
             "agent_id",
@@ -446,28 +436,30 @@ def slack_guardrails_read(
     )
 
 
-def _slack_waiting(*, account_ids: Iterable[int], besides: Collection[int]) -> list[Proposal]:
+def _slack_messaged_waiting(account_ids: Iterable[int]) -> QuerySet[Proposal]:
     """The proposals on these accounts that wait with a Slack message posted (not a
-    digest's), but ``besides``; with their accounts."""
-    account_ids = list(account_ids)
-    return list(
-        Proposal.objects.filter(
-            # The messages' own statement bound to these accounts' proposals that wait, as
-            # the outer one is: unbounded, it read every Slack message posted on every account
-            # (PostgreSQL hashes the whole subquery for a semi-join).
-            pk__in=Notification.objects.filter(
-                channel=NotificationChannel.SLACK,
-                status=NotificationStatus.SENT,
-                updates__isnull=True,
-                in_digest=False,
-                proposal__account_id__in=account_ids,
-                proposal__status=S.PENDING_REVIEW,
-            )
-            .exclude(slack_ts="")
-            .values("proposal_id"),
+    digest's)."""
+    return Proposal.objects.filter(
+        # The messages' own statement bound to these accounts' proposals that wait, as the
+        # outer one is: unbounded, it read every Slack message posted on every account
+        # (PostgreSQL hashes the whole subquery for a semi-join).
+        pk__in=Notification.objects.filter(
+            channel=NotificationChannel.SLACK,
+            status=NotificationStatus.SENT,
+            updates__isnull=True,
+            in_digest=False,
+            proposal__account_id__in=list(account_ids),
+            proposal__status=S.PENDING_REVIEW,
         )
-        .exclude(pk__in=list(besides))
-        .select_related("account")
+        .exclude(slack_ts="")
+        .values("proposal_id"),
+    )
+
+
+def _slack_waiting(*, account_ids: Iterable[int], besides: Collection[int]) -> list[Proposal]:
+    """``_slack_messaged_waiting`` but ``besides``; with their accounts."""
+    return list(
+        _slack_messaged_waiting(account_ids).exclude(pk__in=list(besides)).select_related("account")
     )
 
 
