@@ -28,7 +28,7 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from approvals.models import Agent
+from approvals.models import Agent, Execution
 from approvals.services.lifecycle import proposal_lock
 from executors.models import GoogleAdsCampaign, GoogleAdsLink
 from hitlproject import broker
@@ -366,6 +366,14 @@ def wait_until(condition: Callable[[], object], timeout: float = 30, interval: f
         if time.monotonic() > deadline:
             raise AssertionError(f"Timed out after {timeout}s waiting for {condition}")
         time.sleep(interval)
+
+
+def first_attempt_answered(proposal_id: int) -> None:
+    """Wait until the worker's first channel attempt at the proposal has its answer recorded
+    (and with it the round's next due time): a test that then brings the next attempt forward
+    is not overtaken by the first attempt's backoff, written after it."""
+    answered = Execution.objects.filter(proposal_id=proposal_id, finished_at__isnull=False)
+    wait_until(answered.exists, timeout=15)
 
 
 def sessions_waiting_for_a_lock() -> int:

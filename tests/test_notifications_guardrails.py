@@ -26,7 +26,7 @@ from executors.runner import proposal_execute
 from ledger.models import Account, Campaign
 from notifications.models import Notification, ReachedBy
 from notifications.services import notifications_deliver, slack_guardrails_read
-from tests.conftest import posted_from_page, target_cpa_strategy, wait_until
+from tests.conftest import first_attempt_answered, posted_from_page, target_cpa_strategy, wait_until
 from tests.factories import evaluated
 from tests.test_account_budget_cap import budget_change
 from tests.test_guardrail_refuses_retry import as_read
@@ -259,7 +259,7 @@ def test_a_raise_approved_ahead_that_uses_the_account_caps_headroom_takes_approv
     assert buttons(shown(on_slack, where[second])) == ["approve", "reject", "claim"]
 
     proposal_approve(proposal_id=first, reviewer=operators[1])
-    wait_until(lambda: Proposal.objects.get(pk=first).executions.exists(), timeout=15)
+    first_attempt_answered(first)
 
     blocks = lost_approve(on_slack, where[second])
     assert buttons(blocks) == ["reject", "claim"]
@@ -334,7 +334,7 @@ def test_a_raise_approved_ahead_that_runs_is_no_longer_named_by_the_next_ones_re
         budget_change("brand-search", "800.00"),
     )
     proposal_approve(proposal_id=first, reviewer=operators[1])
-    wait_until(lambda: Proposal.objects.get(pk=first).executions.exists(), timeout=15)
+    first_attempt_answered(first)
     blocks = lost_approve(on_slack, where[second])
     assert f"counting #{first}, approved and not yet executed" in context_texts(blocks)
 

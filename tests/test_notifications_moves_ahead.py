@@ -15,7 +15,7 @@ from executors.models import ExecutionRound
 from executors.runner import proposal_execute
 from ledger.models import Campaign
 from notifications.models import Notification
-from tests.conftest import bid_adjustment, reallocation, wait_until
+from tests.conftest import bid_adjustment, first_attempt_answered, reallocation, wait_until
 from tests.test_notifications_slack import (
     OPERATOR,
     approve_value,
@@ -85,7 +85,7 @@ def approved_ahead(operators, first: int) -> None:
     minutes, so it stays executing, not yet run."""
     _, colleague = operators
     proposal_approve(proposal_id=first, reviewer=colleague)
-    wait_until(lambda: Proposal.objects.get(pk=first).executions.exists(), timeout=15)
+    first_attempt_answered(first)
     assert Proposal.objects.get(pk=first).status == ProposalStatus.EXECUTING
 
 
