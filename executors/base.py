@@ -162,6 +162,19 @@ class ChannelExecutor(Executor):
         """Send a frozen request, outside any transaction. May raise ``ChannelError``."""
         raise NotImplementedError
 
+    def worked_out_from(self, request: dict[str, Any]) -> dict[str, dict[str, str | None]]:
+        """The ledger's values (``targets``, as ``freeze`` was given them) that what a round's
+        ``request`` sets was worked out from, where it sends figures worked out from them (the
+        budgets a reallocation comes to); ``{}`` where what it sends does not depend on them.
+        The runner compares them with the ledger before each attempt: an action approved
+        before it may have landed on the same campaigns meanwhile."""
+        return {}
+
+    def sets(self, request: dict[str, Any]) -> dict[str, dict[str, str]]:
+        """The values ``request`` sets on the channel, in the ledger's terms
+        (``{"brand-search": {"daily_budget": "720.00"}}``), as a person is told them."""
+        return {}
+
     def sends_again(self, request: dict[str, Any]) -> bool:
         """Whether the runner may send ``request`` again after an attempt whose worker stopped
         while it was under way (it may have been carried out): yes where the channel finds out

@@ -269,6 +269,12 @@ class GoogleAdsExecutor(ChannelExecutor):
             },
         )
 
+    def worked_out_from(self, request: dict[str, Any]) -> dict[str, dict[str, str | None]]:
+        return request["action"]["targets"]
+
+    def sets(self, request: dict[str, Any]) -> dict[str, dict[str, str]]:
+        return request["proposed"]
+
     def sends_again(self, request: dict[str, Any]) -> bool:
         # A value set is read first and not sent if it holds already; ads are created anew by
         # every request (Google Ads has no idempotency key for a creation).

@@ -859,6 +859,15 @@ def _execute_on_channel(proposal_id: int) -> Proposal:
             return checked.moved_on
         campaigns, before = checked.campaigns, checked.before
         refusal = checked.refusal or _refusal(proposal, action_type, campaigns)
+        under_way = [] if refusal else _requests_under_way(proposal.account, executor, now)
+        if any(other != proposal.pk and names & before.keys() for other, names in under_way):
+            # Another action's request to these campaigns is under way: this one is worked out
+            # and sent once that one's answer is recorded, from the ledger as it leaves it, so
+            # no two requests to the channel set figures worked out from the same values.
+            if current is not None:
+                _hold(current, until=now + ENDPOINT_BUSY_WAIT)
+            after_commit(_retry_later, proposal_id, ENDPOINT_BUSY_WAIT.total_seconds())
+            return proposal
         if current is None:
             frozen = None
             previous = _current_round(proposal)
@@ -896,6 +905,12 @@ def _execute_on_channel(proposal_id: int) -> Proposal:
                     request=frozen.request,
                     started_at=now,
                 )
+        elif not refusal:
+            moved = target_moves(executor.worked_out_from(current.request), before)
+            if moved:
+                current, refusal = _worked_out_again(
+                    proposal, executor, action_type, campaigns, before, current, moved, actor
+                )
         if refusal:
             # Not the round's first attempt, or the first since a kill switch held its round
             # back (approved again, it resumes that round's request): attempts went before.
@@ -920,7 +935,7 @@ def _execute_on_channel(proposal_id: int) -> Proposal:
                     "no answer from the channel after every attempt", executor, proposal, current
                 ),
             )
-        if _requests_under_way(proposal.account, executor, now) >= executor.requests_per_account:
+        if len(under_way) >= executor.requests_per_account:
             # The account has as many requests under way with this executor as it is given:
             # this one waits its turn without holding a worker, so a slow channel holds no more
             # than that many and every other account's requests still find workers free.
@@ -1074,23 +1089,115 @@ def _unanswered_said(
     saved yet."""
     said = error
     if not executor.retry_finds_out(current.request):
-        earliest = _rounds_resumed(proposal, current)[-1]
-        numbers = set(
-            proposal.executions.filter(attempt__gte=earliest.first_attempt, unanswered=True)
-            .exclude(pk=last.pk if last else None)
-            .values_list("attempt", flat=True)
-        )
-        if last is not None and last.unanswered:
-            numbers.add(last.attempt)
+        numbers = _unsure_attempts(proposal, current, last)
         if numbers:
             said = (
                 f"{error if error.endswith('.') else error + '.'} "
-                f"{retry_may_repeat(sorted(numbers), _next_round_key(proposal))}"
+                f"{retry_may_repeat(numbers, _next_round_key(proposal))}"
             )
     resumed = _resumed_said(proposal, current)
     if resumed:
         said = f"{said if said.endswith('.') else said + '.'} {resumed}"
     return said
+
+
+def _unsure_attempts(
+    proposal: Proposal, current: ExecutionRound, last: Execution | None = None
+) -> list[int]:
+    """The numbers of the attempts of ``current`` (and of the held rounds it resumes) that got
+    no sure answer: each may have been carried out. ``last``: the round's attempt just
+    finished, not saved yet."""
+    earliest = _rounds_resumed(proposal, current)[-1]
+    numbers = set(
+        proposal.executions.filter(attempt__gte=earliest.first_attempt, unanswered=True)
+        .exclude(pk=last.pk if last else None)
+        .values_list("attempt", flat=True)
+    )
+    if last is not None and last.unanswered:
+        numbers.add(last.attempt)
+    return sorted(numbers)
+
+
+def _worked_out_again(
+    proposal: Proposal,
+    executor: ChannelExecutor,
+    action_type,
+    campaigns: dict[str, Campaign],
+    before: dict,
+    current: ExecutionRound,
+    moved: Sequence[TargetMove],
+    actor: Actor,
+) -> tuple[ExecutionRound, str]:
+    """Before an attempt of a round whose request sets figures worked out from values that
+    have ``moved`` since (an action approved before it landed on the same campaigns while it
+    waited for its next attempt): sent as it is, it would set what the ledger no longer
+    makes of the action. A round no attempt of which went yet (it waited its turn), nor of
+    a held round it resumes, has its request worked out again, under its key. Where no
+    attempt of the round can have been carried out (each got an answer that it was not, or
+    never reached the channel), or the channel reads first whether it was, a new round
+    starts, with the request worked out from the ledger now and a new key, recorded on the
+    proposal's history. Else it is not sent: the attempt fails, saying what the request
+    would set, for a person to check on the channel. Returns the round to send and "", or
+    the current round and why the attempt fails."""
+    earliest = _rounds_resumed(proposal, current)[-1]  # a held round it resumes, key and all
+    went_before = proposal.executions.filter(attempt__gte=earliest.first_attempt).exists()
+    went = " and ".join(move.went for move in moved)
+    was = _figures_said(executor.sets(current.request))
+    comes_to = _figures_said(action_type.proposed_state(proposal.payload, campaigns))
+    unsure = _unsure_attempts(proposal, current)
+    if unsure and not executor.retry_finds_out(current.request):
+        return current, (
+            f"Not sent again: since its request was worked out, {went}; it would set {was}, "
+            f"where the action comes to {comes_to} now."
+        )
+    key = _next_round_key(proposal) if went_before else current.key
+    try:
+        frozen = executor.freeze(
+            proposal=proposal,
+            action_type=action_type,
+            campaigns=campaigns,
+            targets=before,
+            key=key,
+            previous=None,
+        )
+    except ChannelError as error:
+        return current, str(error)
+    if not went_before:
+        current.request = frozen.request
+        current.save(update_fields=["request"])
+        return current, ""
+    first_attempt = proposal.attempts_before + 1
+    proposal._change_reason = (
+        f"Its request worked out again before attempt {first_attempt}, as a new request (key "
+        f"{key}): since the request of key {current.key} was worked out, {went}. That one would "
+        f"have set {was}; this one sets {comes_to}. "
+        + (
+            f"{attempt_numbers(unsure)} of it {NO_SURE_ANSWER}: the channel is read before "
+            "this one sets anything, and finds it if it was."
+            if unsure
+            else "No attempt of it was carried out: each was refused, or never reached the channel."
+        )
+    )
+    update_with_history(Proposal, [(proposal, ())], actor=actor)
+    round_ = ExecutionRound.objects.create(
+        proposal=proposal,
+        executor=executor.name,
+        key=frozen.key,
+        first_attempt=first_attempt,
+        request=frozen.request,
+        started_at=timezone.now(),
+    )
+    return round_, ""
+
+
+def _figures_said(values: dict[str, dict]) -> str:
+    """``{"brand-search": {"daily_budget": "720.00"}}`` in words: "brand-search's daily
+    budget 720.00", joined with "and"."""
+    return " and ".join(
+        f"{campaign}'s {campaign_field_label(name)} {campaign_value_label(name, str(value))}"
+        for campaign, fields in values.items()
+        for name, value in fields.items()
+    )
 
 
 def _rounds_resumed(proposal: Proposal, current: ExecutionRound) -> list[ExecutionRound]:
@@ -1360,18 +1467,24 @@ def _ledger_follows(
     )
 
 
-def _requests_under_way(account: Account, executor: ChannelExecutor, now) -> int:
+def _requests_under_way(
+    account: Account, executor: ChannelExecutor, now
+) -> list[tuple[int, set[str]]]:
     """The executor's requests for an account under way now (an attempt abandoned by a dead
-    worker counts until its lease runs out). Counted under a lock on the account (the one the
-    checks took before the campaigns, ``_checked_targets``), held until the caller's
-    transaction ends, so two attempts never both count one place free."""
+    worker counts until its lease runs out): each one's proposal and the campaigns it acts on.
+    Read under a lock on the account (the one the checks took before the campaigns,
+    ``_checked_targets``), held until the caller's transaction ends, so two attempts never
+    both count one place free, nor both go to the same campaigns."""
     accounts_lock([account])
-    return Execution.objects.filter(
-        status=ExecutionStatus.RUNNING,
-        executor=executor.name,
-        started_at__gt=now - executor.lease,
-        proposal__account_id=account.pk,
-    ).count()
+    return [
+        (proposal_id, set(targets or {}))
+        for proposal_id, targets in Execution.objects.filter(
+            status=ExecutionStatus.RUNNING,
+            executor=executor.name,
+            started_at__gt=now - executor.lease,
+            proposal__account_id=account.pk,
+        ).values_list("proposal_id", "proposal__target_snapshot")
+    ]
 
 
 def _current_round(proposal: Proposal) -> ExecutionRound | None:

@@ -102,6 +102,13 @@ class WebhookExecutor(ChannelExecutor):
     def carry_out(self, *, request: dict[str, Any], account: Account) -> Outcome:
         return _post(request, account)
 
+    def worked_out_from(self, request: dict[str, Any]) -> dict[str, dict[str, str | None]]:
+        # Its "changes" are absolute figures (a reallocation's budgets after the move).
+        return request.get("targets") or {}  # a round frozen before targets were kept: none
+
+    def sets(self, request: dict[str, Any]) -> dict[str, dict[str, str]]:
+        return request["body"]["changes"]
+
 
 def _answered(body: bytes | None) -> dict[str, Any]:
     """A success's body as JSON, if it is a JSON object (all of it read); else nothing."""
