@@ -79,6 +79,7 @@ from hitlproject.errors import Conflict, NotFound
 from hitlproject.formats import console_time
 from hitlproject.on_its_way import send_now, started
 from hitlproject.queueing import after_commit, chunked, send_each
+from hitlproject.row_locks import rows_read_held
 from hitlproject.validation import one_line
 from hitlproject.vocabulary import (
     APPROVED_TO_RUN_STATUSES,
@@ -1302,9 +1303,12 @@ def _slack_messages_changed_as_they_went(
     is updated, once; a digest (``in_digest``, ``drawn_for`` None) where one of its lines
     was drawn so, as its proposal was. ``proposals``: theirs, locked (``proposals_lock``), as
     a move, an approval counted, a claim or a re-assessment locks them; their readers' rows
-    locked here, as a change to what they may do locks them (``slack_messages_follow_people``).
-    A change committed before is read here; one committed after finds these messages sent,
-    and updates them itself."""
+    locked here, as a change to what they may do locks them (``slack_messages_follow_people``);
+    and each drawn as the ledger or the guardrails refused its approval, or not, before a
+    change made since (``_approvals_refused_now``: a cap saved, a move on its figures or its
+    account approved, or no longer to run), whose own update read the messages sent before
+    this one was. A change committed before is read here; one committed after finds these
+    messages sent, and updates them itself."""
     if not sent:
         return
     # NO KEY: as a save of theirs locks them; a row naming them (a decision, a message) waits
@@ -1317,6 +1321,7 @@ def _slack_messages_changed_as_they_went(
         .order_by("pk")
     }
     stopped_now = _agents_stopped_now(sent)
+    refused_now = _approvals_refused_now(sent)
     # Claims are taken and given back under their proposal's lock, held here.
     claims = {
         claim.proposal_id: claim
@@ -1344,6 +1349,8 @@ def _slack_messages_changed_as_they_went(
                 if stopped_now[n.pk]
                 else f"agent {agent} started again as it went"
             )
+        if n.pk in refused_now and refused_now[n.pk] != n.drawn_refused:
+            said.append(_refusal_moved_said(n.drawn_refused, refused_now[n.pk]))
         if any(said):
             about[n.pk] = "; ".join(filter(None, said))
     if about:
@@ -1369,6 +1376,87 @@ def _agents_stopped_now(sent: Sequence[Notification]) -> dict[int, str]:
         n.proposal.agent = agents.get(n.proposal.agent_id, n.proposal.agent)
     accounts = agent_accounts_of([n.proposal for n in followed])
     return {n.pk: agent_stopped(n.proposal, accounts) for n in followed}
+
+
+# What the ledger refuses of approving a proposal as proposed (``LedgerAhead.refusal``, ""
+# if nothing), and the guardrails (their reasons, none if nothing): whether its Slack message
+# offers Approve, and why not.
+ApprovalRefused = tuple[str, tuple[str, ...]]
+
+
+def _approval_refused_as_read(
+    proposal: Proposal, *, gone: Gone, guarded: Guarded
+) -> ApprovalRefused | None:
+    """What the ledger and the guardrails refuse of approving ``proposal``, as read for the
+    messages of a chunk (``gone``, ``guarded``: ``_send``'s) and drawn from; None where they
+    were not read of it (it no longer waits)."""
+    if proposal.pk not in gone or proposal.pk not in guarded:
+        return None
+    return gone[proposal.pk].refused_as_proposed, tuple(guarded[proposal.pk])
+
+
+def _approvals_refused_now(sent: Sequence[Notification]) -> dict[int, ApprovalRefused]:
+    """By message (a single one, drawn with ``drawn_refused``), what the ledger and the
+    guardrails refuse of approving its proposal now, as proposed (as its message was drawn
+    from it). Its account and the campaigns the guardrails read are held first (``FOR
+    SHARE``), as a save of a cap or a strategy lock, an approval, an evaluation and an
+    execution lock them to change what they refuse, so that a change committed before is
+    read here, and one committed after finds the message sent, and updates it itself
+    (``slack_messages_follow_guardrails``, ``slack_messages_follow_moves_ahead``, whose task
+    is sent once the move that locked the campaigns commits). Four statements at most, for a
+    whole chunk: the accounts, the campaigns, and the moves approved ahead as the ledger and
+    the guardrails count them."""
+    followed = [n for n in sent if hasattr(n, "drawn_refused")]
+    if not followed:
+        return {}
+    caps = {
+        account.pk: account.max_total_daily_budget
+        for account in rows_read_held(
+            Account.objects.filter(pk__in={n.proposal.account_id for n in followed})
+            .only("pk", "max_total_daily_budget")
+            .order_by("pk"),
+            lock="SHARE",
+        )
+    }
+    judged: dict[int, Proposal] = {}
+    for n in followed:
+        if n.proposal_id not in judged and n.proposal.account_id in caps:
+            proposal = copy.copy(n.proposal)
+            proposal.account = copy.copy(n.proposal.account)
+            proposal.account.max_total_daily_budget = caps[proposal.account_id]
+            judged[proposal.pk] = proposal
+    if not judged:
+        return {}
+    waiting = list(judged.values())
+    campaigns = guardrail_campaigns(waiting, held=True)
+    ledger = LedgerAhead.ahead_of(waiting, campaigns)
+    guarded = _guardrails_judged(waiting, campaigns)
+    refused = {
+        proposal.pk: (
+            ledger.refusal(proposal)
+            if action_types.named(proposal.action_type).ledger_may_refuse
+            else "",
+            guarded[proposal.pk].reasons,
+        )
+        for proposal in waiting
+    }
+    return {n.pk: refused[n.proposal_id] for n in followed if n.proposal_id in refused}
+
+
+def _refusal_moved_said(drawn: ApprovalRefused, found: ApprovalRefused) -> str:
+    """What changed of what refuses a message's approval between its drawing and its
+    recording: "its approval refused by a guardrail as it went"."""
+    said = []
+    for by, was, now in zip(("the ledger", "a guardrail"), drawn, found, strict=True):
+        if was == now:
+            continue
+        if not was:
+            said.append(f"its approval refused by {by} as it went")
+        elif not now:
+            said.append(f"its approval no longer refused by {by} as it went")
+        else:
+            said.append(f"why {by} refuses its approval changed as it went")
+    return "; ".join(said)
 
 
 def slack_messages_follow_people(*, user_ids: Sequence[int], about: str) -> None:
@@ -2042,6 +2130,12 @@ def _send_one(
                 # Whether it may be let run (its agent stopped: no Approve), read before it
                 # is drawn (``_as_told_to``): a change in between is read as one made since.
                 notification.drawn_stopped = agent_stopped(notification.proposal)
+                # What the ledger and the guardrails refuse of approving it, as drawn.
+                drawn_refused = _approval_refused_as_read(
+                    notification.proposal, gone=gone, guarded=guarded
+                )
+                if drawn_refused is not None:
+                    notification.drawn_refused = drawn_refused
             may_decide, message = _as_told_to(
                 notification.recipient,
                 notification.proposal,

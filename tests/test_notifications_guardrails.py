@@ -464,3 +464,87 @@ def test_a_raise_approved_while_a_cap_is_saved_is_named_by_the_update_not_the_ca
             "about", flat=True
         )
     ) == [f"#{first} approved, counting against account demo's total daily budget cap"]
+
+
+def meanwhile_as_it_goes(slack, change) -> list[list]:
+    """While the next Slack message, drawn, is on its way (not yet recorded sent), ``change``
+    is committed in the console, before Slack has the message. Returns the blocks each such
+    message was drawn with."""
+    drawn = []
+
+    def meanwhile(args: dict) -> None:
+        drawn.append(args["blocks"])
+        try:
+            change()
+        finally:
+            connection.close()  # this thread's, the fake Slack's
+
+    slack.while_next_post = meanwhile
+    return drawn
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_a_raise_approved_ahead_while_a_message_is_on_its_way_takes_approve_off_it(
+    optimizer, on_slack, channel, operators
+):
+    """The account capped at 1,950.00 (active campaigns spend 1,800.00): a raise of 100.00
+    waits, told on Slack. A raise of 60.00 is submitted; its message to the operator is drawn
+    with Approve (nothing approved ahead of it then) and, while it is on its way to Slack, a
+    colleague approves the first. The approval's update read the messages sent, and this one
+    was not yet recorded sent: it kept an Approve the console refuses. Its sender, recording
+    it sent, reads the guardrails again and redraws it, with the cap's refusal."""
+    channel(503, 400, retry_after="600")
+    Account.objects.filter(external_id="demo").update(max_total_daily_budget=Decimal("1950.00"))
+    [first], _ = told_on_slack(optimizer, budget_change("generic-search", "600.00"))
+    drawn = meanwhile_as_it_goes(
+        on_slack, lambda: proposal_approve(proposal_id=first, reviewer=operators[1])
+    )
+
+    [second], where = told_on_slack(optimizer, budget_change("display-retarget", "360.00"))
+
+    [posted] = drawn
+    assert buttons(posted) == ["approve", "reject", "claim"]
+    assert Proposal.objects.get(pk=first).approved_at is not None
+    blocks = lost_approve(on_slack, where[second])
+    assert buttons(blocks) == ["reject", "claim"]
+    assert (
+        f"A guardrail refuses proposal #{second} now: Account demo's active campaigns"
+        in context_texts(blocks)
+    )
+    assert f"counting #{first}, approved and not yet executed" in context_texts(blocks)
+    assert list(
+        Notification.objects.filter(proposal_id=second, kind="update").values_list(
+            "about", flat=True
+        )
+    ) == ["its approval refused by a guardrail as it went"]
+    # A press of the Approve it was drawn with is refused, and decides nothing.
+    post(*pressing(OPERATOR, "approve", approve_value(posted), where[second]))
+    assert f"A guardrail refuses proposal #{second} now" in told(on_slack, OPERATOR)
+    assert Proposal.objects.get(pk=second).status == ProposalStatus.PENDING_REVIEW
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_a_cap_saved_while_a_message_is_on_its_way_takes_approve_off_it(optimizer, on_slack, login):
+    """A raise of generic-search to 600.00 is drawn with Approve; while its message is on its
+    way to Slack, a policy owner caps generic-search at 550.00 in the console. The save's
+    update found no message sent of it; its sender, recording it sent, redraws it."""
+    owner = login("policy-owner")
+    drawn = meanwhile_as_it_goes(
+        on_slack,
+        lambda: campaign_saved(owner, "generic-search", max_daily_budget="550.00"),
+    )
+
+    [raise_], where = told_on_slack(optimizer, budget_change("generic-search", "600.00"))
+
+    [posted] = drawn
+    assert buttons(posted) == ["approve", "reject", "claim"]
+    blocks = lost_approve(on_slack, where[raise_])
+    assert buttons(blocks) == ["reject", "claim"]
+    assert refused(raise_, CAPPED) in context_texts(blocks)
+    assert list(
+        Notification.objects.filter(proposal_id=raise_, kind="update").values_list(
+            "about", flat=True
+        )
+    ) == ["its approval refused by a guardrail as it went"]

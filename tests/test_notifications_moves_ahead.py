@@ -7,6 +7,7 @@ Approve, now says so and offers none; once the one ahead fails, Approve comes ba
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from approvals.models import Proposal, ProposalStatus
@@ -237,3 +238,58 @@ def test_a_budget_cut_approved_ahead_takes_approve_from_a_move_it_leaves_short(
         kind="update",
         about=f"#{cut['id']} approved, setting display-retarget's daily budget",
     ).exists()
+
+
+def test_a_move_approved_ahead_while_a_message_is_on_its_way_takes_approve_off_it(
+    optimizer, on_slack, channel, operators
+):
+    """Two moves of 200.00 out of display-retarget's 300.00 wait, told on Slack. A third is
+    submitted; its message to the operator is drawn with Approve and, while it is on its way
+    to Slack, a colleague approves the first, and the approval's follow-up runs (the worker's
+    task): it takes Approve off the second's message, sent, and finds the third's not yet
+    recorded sent. Its sender, recording it sent, reads the ledger again and redraws it."""
+    channel(503, retry_after="600")
+    first, second, _ = two_moves_told_on_slack(optimizer, on_slack)
+    drawn, followed = [], []
+
+    def meanwhile(args: dict) -> None:
+        drawn.append(args["blocks"])
+        try:
+            proposal_approve(proposal_id=first, reviewer=operators[1])
+            try:
+                followed.append(
+                    wait_until(
+                        lambda: Notification.objects.filter(
+                            proposal_id=second, kind="update", about__startswith=f"#{first} "
+                        ).exists(),
+                        timeout=2,
+                    )
+                )
+            except AssertionError:
+                followed.append(False)
+        finally:
+            connection.close()  # this thread's, the fake Slack's
+
+    on_slack.while_next_post = meanwhile
+    answer = optimizer.post("/api/v1/proposals/", retarget_move(), format="json")
+    assert answer.json()["status"] == "pending_review"
+    third = answer.json()["id"]
+    told_third = Notification.objects.filter(proposal_id=third, kind="waiting", channel="slack")
+    wait_until(lambda: told_third.filter(status="sent").exists(), timeout=15)
+
+    [posted] = drawn
+    assert buttons(posted) == ["approve", "reject", "claim"]
+    assert followed == [True]  # the follow-up ran while the message was on its way
+    message = told_third.get()
+    where = {"channel": message.slack_channel, "ts": message.slack_ts}
+    blocks = wait_until(
+        lambda: "approve" not in buttons(shown(on_slack, where)) and shown(on_slack, where),
+        timeout=15,
+    )
+    assert buttons(blocks) == ["reject", "claim"]
+    assert refused(first, third) in context_texts(blocks)
+    assert list(
+        Notification.objects.filter(proposal_id=third, kind="update").values_list(
+            "about", flat=True
+        )
+    ) == ["its approval refused by the ledger as it went"]

@@ -46,7 +46,7 @@ from approvals.services.lifecycle import (
 from audit.actors import Actor
 from audit.history import rows_numbered
 from hitlproject.errors import Busy, DomainError, InvalidInput, NotFound, TooLarge
-from hitlproject.row_locks import rows_held
+from hitlproject.row_locks import rows_held, rows_read_held
 from hitlproject.validation import invalid_input, invalid_under
 from hitlproject.vocabulary import UNDER_WAY_STATUSES, how_many
 from ledger.models import Account, Campaign, campaign_field_label
@@ -1000,10 +1000,12 @@ def _touched(proposal: Proposal) -> set[str]:
     return set(action_types.named(proposal.action_type).campaign_fields(proposal.payload))
 
 
-def guardrail_campaigns(proposals: Iterable[Proposal]) -> GuardrailCampaigns:
+def guardrail_campaigns(proposals: Iterable[Proposal], *, held: bool = False) -> GuardrailCampaigns:
     """What the guardrails read of the ledger to judge these proposals, by account id and
     external id: the campaigns the proposals touch, and every campaign of an account whose
-    total budget is capped (the cap counts them all)."""
+    total budget is capped (the cap counts them all). With ``held``, held as they are until
+    the caller's transaction ends (``FOR SHARE``: a save of one, or a move that locks them to
+    change them, waits; so does nobody who only reads them)."""
     capped, touched_by_account = set(), defaultdict(set)
     for proposal in proposals:
         if proposal.account.max_total_daily_budget is not None:
@@ -1013,7 +1015,8 @@ def guardrail_campaigns(proposals: Iterable[Proposal]) -> GuardrailCampaigns:
     for account_id, external_ids in touched_by_account.items():
         wanted |= Q(account_id=account_id, external_id__in=external_ids)
     by_account: GuardrailCampaigns = defaultdict(dict)
-    for campaign in Campaign.objects.filter(wanted).order_by("pk"):
+    read = Campaign.objects.filter(wanted).order_by("pk")
+    for campaign in rows_read_held(read, lock="SHARE") if held else read:
         by_account[campaign.account_id][campaign.external_id] = campaign
     return by_account
 
