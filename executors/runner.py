@@ -1387,20 +1387,21 @@ def _record_carried_out(
         action_type=action_type, payload=proposal.payload, campaigns=campaigns
     )
     _attempt_saved(attempt, "carried out on the channel")
-    executed = proposal_transition(
-        proposal_id=proposal.pk,
-        to_status=ProposalStatus.EXECUTED,
-        actor=actor,
-        said_to_agent=_executed_said(
-            proposal,
-            attempt.before_state,
-            attempt.after_state,
-            action_type.records_created(proposal),
-        ),
+    # Moved as held here (as the ledger's own executor moves its proposals), with its account
+    # as locked: read again by id, it came without, and those its move is followed for (a
+    # spend change that ran, on an account whose total may be capped: the task that redraws
+    # the Slack messages behind it) counted it as on a capped account, whichever it was on.
+    said = _executed_said(
+        proposal, attempt.before_state, attempt.after_state, action_type.records_created(proposal)
     )
-    _supersede_others([(executed, attempt.after_state)], actor)
-    executions_carried_out(proposals=[executed], actor=actor)
-    return executed
+    proposals_move_through(
+        proposals=[proposal],
+        moves=[Move(ProposalStatus.EXECUTED, "", timezone.now(), said_to_agent=said)],
+        actor=actor,
+    )
+    _supersede_others([(proposal, attempt.after_state)], actor)
+    executions_carried_out(proposals=[proposal], actor=actor)
+    return proposal
 
 
 def _ledger_reflects(campaigns: dict[str, Campaign], after: dict, proposal: Proposal) -> None:

@@ -387,6 +387,34 @@ def test_a_raise_that_runs_follows_the_messages_behind_it_only_where_slack_is_se
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("cap", ["1900.00", None])
+def test_a_raise_the_channel_carries_out_follows_the_messages_behind_it_only_on_a_capped_account(
+    demo_world, slack, channel, django_capture_on_commit_callbacks, cap
+):
+    """A raise carried out by the account's channel executes; Slack is set up. On an account
+    whose total daily budget is capped, its commit sends the one task that follows the
+    messages waiting behind it (the cap's words named it as approved and not yet executed);
+    on one not capped, none, as for a raise the ledger's own executor runs: nothing names it.
+    (The channel's execution moved the proposal read again without its account, and sent the
+    task whatever the account.)"""
+    channel(200)
+    Account.objects.filter(external_id="demo").update(
+        max_total_daily_budget=None if cap is None else Decimal(cap)
+    )
+    raise_ = evaluated(budget_change("generic-search", "600.00"))
+    proposal_approve(
+        proposal_id=raise_.pk, reviewer=get_user_model().objects.get(username="operator")
+    )
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert proposal_execute(proposal_id=raise_.pk).status == ProposalStatus.EXECUTED
+
+    assert Campaign.objects.get(external_id="generic-search").daily_budget == Decimal("600.00")
+    sent = [c.__qualname__ for c in callbacks if c.__qualname__ == "_follow_moves_ahead_later"]
+    assert len(sent) == (0 if cap is None else 1)
+
+
+@pytest.mark.django_db
 def test_reading_what_the_guardrails_refuse_reads_only_the_accounts_own_slack_messages(
     demo_world, slack
 ):
