@@ -576,3 +576,35 @@ def test_a_cap_saved_while_a_message_is_on_its_way_takes_approve_off_it(optimize
             "about", flat=True
         )
     ) == ["its approval refused by a guardrail as it went"]
+
+
+@pytest.mark.django_db
+def test_recording_slack_messages_sent_holds_their_ledger_in_two_statements_however_many(
+    on_slack,
+):
+    """Recording Slack messages sent reads again what the guardrails and the ledger refuse of
+    approving each (``_approvals_refused_now``), their accounts and campaigns held first: in
+    two statements for the whole chunk, not two a message."""
+    Account.objects.filter(external_id="demo").update(max_total_daily_budget=Decimal("2500.00"))
+    made = [
+        evaluated(budget_change(campaign, budget))
+        for campaign, budget in [
+            ("generic-search", "600.00"),
+            ("display-retarget", "360.00"),
+            ("brand-search", "800.00"),
+        ]
+    ]
+    told = Notification.objects.filter(proposal__in=made, channel="slack", kind="waiting")
+    assert told.count() == 3
+
+    with CaptureQueriesContext(connection) as sending:
+        sent = notifications_deliver(notification_ids=list(told.values_list("pk", flat=True)))
+
+    assert {n.status for n in sent} == {"sent"}
+    held = [
+        q["sql"]
+        for q in sending.captured_queries
+        if q["sql"].endswith("FOR SHARE")
+        and ('FROM "ledger_account"' in q["sql"] or 'FROM "ledger_campaign"' in q["sql"])
+    ]
+    assert len(held) == 2, held
