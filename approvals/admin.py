@@ -112,6 +112,7 @@ from approvals.services.decisions import (
     proposals_reject,
     retry_refusal,
 )
+from approvals.services.expiry import proposals_expire_overdue_listed
 from approvals.services.lifecycle import InvalidTransition
 from approvals.services.proposals import (
     HELD_BACK,
@@ -1641,6 +1642,11 @@ class ProposalAdmin(ReadOnlyAdmin):
             title = "Review queue: proposals waiting for a decision"
         else:
             title = "Proposals"
+        if request.method == "GET":
+            # Those waiting past their review window expired first, as the API lists them: the
+            # queue showed one as waiting, with its count, until the sweep came round, though
+            # an approval of it is refused. (A bulk decision refuses and expires the late.)
+            proposals_expire_overdue_listed()
         response = super().changelist_view(request, {"title": title, **(extra_context or {})})
         context = getattr(response, "context_data", None) or {}
         # The queue's title says the order it shows, once the list has read the sort asked

@@ -47,7 +47,7 @@ from approvals.selectors import (
 )
 from approvals.services.acts import review_window_closed
 from approvals.services.agents import agent_key_still_in_force
-from approvals.services.expiry import proposal_expire_if_overdue
+from approvals.services.expiry import proposal_expire_if_overdue, proposals_expire_overdue_listed
 from approvals.services.idempotency import (
     MAX_KEY_LENGTH,
     Replay,
@@ -712,6 +712,9 @@ class ProposalCollectionApi(IdempotentAPIView):
     def get(self, request: Request) -> Response:
         filters = ProposalListFilters(data=request.query_params)
         filters.is_valid(raise_exception=True)
+        # Those waiting past their review window expired first, as a read of one expires it:
+        # the list is never the only answer that says one still waits for a person.
+        proposals_expire_overdue_listed(agent_id=request.user.pk)
         queryset = proposal_list_for_agent(
             agent=request.user,
             status=filters.validated_data.get("status"),

@@ -17,6 +17,7 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.utils.timezone import now as django_now
 from hitl_client import (
     AsyncClient,
     AuthFailed,
@@ -122,6 +123,21 @@ def test_client_reallocation_of_28_percent_waits_for_an_operator_then_executes(h
     assert Decimal(executed.execution.before_state["brand-search"]["daily_budget"]) == 1000
     assert Decimal(executed.execution.after_state["brand-search"]["daily_budget"]) == 720
     assert Campaign.objects.get(external_id="generic-search").daily_budget == Decimal("780.00")
+
+
+def test_client_lists_a_proposal_past_its_review_window_as_expired(hitl):
+    """``proposals(status=...)`` listed one past its window as waiting until the sweep came
+    round, while ``get`` of it said expired: both say expired, as its feedback does."""
+    late, waiting = propose_reallocation(hitl), propose_reallocation(hitl)
+    ProposalRow.objects.filter(pk=late.id).update(
+        review_expires_at=django_now() - timedelta(seconds=1)
+    )
+
+    assert [p.id for p in hitl.proposals(status="pending_review")] == [waiting.id]
+    [expired] = hitl.proposals(status="expired")
+    assert (expired.id, expired.is_final) == (late.id, True)
+    assert hitl.get(late.id).status == "expired"
+    assert [f.kind for f in hitl.feedback() if f.proposal == late.id] == ["expired"]
 
 
 def test_every_model_of_a_decided_proposal_keeps_the_json_it_was_built_from(hitl, operator):

@@ -6,6 +6,8 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from hitl_client._tools import outcome_report
@@ -185,3 +187,58 @@ def test_one_that_expires_with_one_of_two_approvals_says_so_in_its_history(opera
     assert told["message"] == (
         "It expired before enough people approved it (its policy asks for 2). It was not executed."
     )
+
+
+def test_an_agent_listing_its_proposals_past_a_window_finds_them_expired(optimizer):
+    """The list said "pending_review" of a proposal past its window until the sweep came
+    round (a read of the one proposal said "expired"), so ``?status=expired`` missed it and
+    ``?status=pending_review`` counted it. Listed, it expires there and then, as the sweep
+    expires it; another agent's is left to the sweep."""
+    late, waiting = overdue("170.00"), evaluated(reallocation("150.00"))
+    others = evaluated(reallocation("160.00"), agent="copywriter")
+    Proposal.objects.filter(pk=others.pk).update(
+        review_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+
+    pending = optimizer.get("/api/v1/proposals/?status=pending_review").json()
+    expired = optimizer.get("/api/v1/proposals/?status=expired").json()
+
+    assert [p["id"] for p in pending["results"]] == [waiting.pk]
+    assert [(p["id"], p["status"]) for p in expired["results"]] == [(late.pk, "expired")]
+    assert Proposal.objects.get(pk=others.pk).status == ProposalStatus.PENDING_REVIEW
+    assert proposals_expire_overdue() == 1  # the other agent's
+    expired_as_the_sweep_expires(late)
+
+
+def test_a_list_expires_its_overdue_together_in_as_many_statements_for_many_as_for_one(
+    optimizer,
+):
+    assert optimizer.get("/api/v1/proposals/?page_size=1").status_code == 200  # its key read
+    one = [overdue("101.00")]
+    with CaptureQueriesContext(connection) as for_one:
+        assert optimizer.get("/api/v1/proposals/?page_size=1").status_code == 200
+    many = [overdue(f"{amount}.00") for amount in range(110, 116)]
+    with CaptureQueriesContext(connection) as for_many:
+        assert optimizer.get("/api/v1/proposals/?page_size=1").status_code == 200
+
+    assert len(for_many.captured_queries) == len(for_one.captured_queries)
+    assert {Proposal.objects.get(pk=p.pk).status for p in one + many} == {"expired"}
+    assert Feedback.objects.filter(proposal__in=one + many, kind="expired").count() == 7
+    assert proposals_expire_overdue() == 0
+
+
+def test_the_review_queue_shows_no_proposal_past_its_window_as_waiting(login):
+    """The queue listed a proposal past its window among those waiting, counted, with its
+    box to tick for "Approve selected proposals…" (which refused it); its page offered no
+    decision. Listed, it expires as the sweep expires it, and is listed as expired."""
+    late, waiting = overdue("170.00"), evaluated(reallocation("150.00"))
+    client = login("operator")
+
+    queue = client.get(reverse("admin:approvals_proposal_changelist"))
+
+    listed = [row.pk for row in queue.context["cl"].result_list]
+    assert listed == [waiting.pk]
+    assert f"/approvals/proposal/{late.pk}/change/" not in queue.text
+    expired_as_the_sweep_expires(late)
+    shown = client.get(reverse("admin:approvals_proposal_changelist") + "?status=expired")
+    assert [row.pk for row in shown.context["cl"].result_list] == [late.pk]

@@ -1,6 +1,7 @@
 """Proposals that waited longer than their policy allows expire and never execute: swept once
 a minute, and expired there and then when someone tries to decide or withdraw one late, or its
-agent reads it late (it is never answered as waiting for a person past its window)."""
+agent reads or lists it late, or a person lists the proposals (it is never answered or shown
+as waiting for a person past its window)."""
 
 from collections import defaultdict
 from collections.abc import Sequence
@@ -67,3 +68,40 @@ def proposal_expire_if_overdue(proposal_id: int, now: datetime | None = None) ->
             return False
         proposals_expire_locked(proposals=[proposal])
         return True
+
+
+def proposals_expire_overdue_listed(*, agent_id: int | None = None) -> int:
+    """Expire the proposals (an agent's, or everyone's for ``None``) whose review window has
+    closed, before a list of them is read: its status filters, counts and pages then say
+    what happened, not what the once-a-minute sweep has not got to yet. Nothing overdue
+    costs one indexed read; the overdue expire together, a batch to a transaction, each
+    judged again under its lock. Returns how many expired."""
+    now = timezone.now()
+    overdue = Proposal.objects.filter(
+        status=ProposalStatus.PENDING_REVIEW, review_expires_at__lte=now
+    )
+    if agent_id is not None:
+        overdue = overdue.filter(agent_id=agent_id)
+    expired = 0
+    while True:
+        found = sorted(overdue.order_by().values_list("pk", flat=True)[:SWEEP_BATCH])
+        if found:
+            expired += _proposals_expire_if_overdue(found, now)
+        if len(found) < SWEEP_BATCH:
+            return expired
+
+
+def _proposals_expire_if_overdue(proposal_ids: list[int], now: datetime) -> int:
+    """Lock the proposals (in id order) and expire those still overdue by ``now``: one
+    decided, withdrawn or sent back for a new window since they were read is left as it
+    is. How many expired."""
+    with transaction.atomic():
+        locked = (
+            Proposal.objects.select_related("agent")
+            .select_for_update(of=("self",))
+            .filter(pk__in=proposal_ids)
+            .order_by("pk")
+        )
+        overdue = [proposal for proposal in locked if review_window_closed(proposal, now)]
+        proposals_expire_locked(proposals=overdue)
+        return len(overdue)
