@@ -107,11 +107,12 @@ def feedback_record_decisions(
 
 def _round_notes(decisions: Sequence[Decision]) -> dict[int, str]:
     """For each decision that ended a round in which others decided before it (the first of
-    two approvals), where any of them wrote a note: what each person of the round decided
-    and wrote, in the order they decided, each as "Reviewer 1", "Reviewer 2"…: the agent
-    learns what every person said of its proposal, not only the last, and no one's name (the
-    API tells an agent what was decided, not who decided it). A note's own lines are indented
-    under its author's, so that no note can pass a line of its own off as another person's."""
+    two approvals), where any of them wrote a note or it was a rejection: what each person of
+    the round decided and wrote, in the order they decided, each as "Reviewer 1", "Reviewer
+    2"…: the agent learns what every person said of its proposal, not only the last, and no
+    one's name (the API tells an agent what was decided, not who decided it). A note's own
+    lines are indented under its author's, so that no note can pass a line of its own off as
+    another person's."""
     several = {
         decision.proposal_id: decision
         for decision in decisions
@@ -128,7 +129,12 @@ def _round_notes(decisions: Sequence[Decision]) -> dict[int, str]:
     notes = {}
     for ending in several.values():
         round_ = [*rounds.get(ending.pk, ()), ending]
-        if len(round_) > 1 and any(decision.note.strip() for decision in round_):
+        # A rejection after someone approved is said so, notes or none: "rejected" alone
+        # read as if nobody had agreed with the agent.
+        if len(round_) > 1 and (
+            ending.outcome == DecisionOutcome.REJECT
+            or any(decision.note.strip() for decision in round_)
+        ):
             notes[ending.pk] = "\n".join(
                 _said(decision, number) for number, decision in enumerate(round_, start=1)
             )

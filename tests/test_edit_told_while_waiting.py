@@ -74,8 +74,9 @@ def test_an_edit_waiting_for_a_second_reviewer_is_told_field_by_field(agent_clie
 
     assert rejected["edited"] == {"proposed": PROPOSED, "payload": EDITED}
     assert rejected["message"] == (
-        "A reviewer rejected it (too_aggressive). It was not executed. A reviewer edited it "
-        "(amount: 280.00 → 200.00). The version rejected was the edited one."
+        "Reviewer 1 approved it with edits. Then Reviewer 2 rejected it (too_aggressive). It "
+        "needed 2 approvals. It was not executed. A reviewer edited it (amount: 280.00 → "
+        "200.00). The version rejected was the edited one."
     )
 
 

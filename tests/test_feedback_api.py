@@ -104,6 +104,29 @@ def test_what_each_of_two_approvers_wrote_reaches_the_agent(agent_client, operat
     assert feedback[-1]["note"] == ""  # nobody wrote anything: nothing is made up
 
 
+def test_a_rejection_after_an_approval_says_so_though_nobody_wrote_a_note(agent_client, operators):
+    """Under a two-person rule, one approved and a second rejected, neither writing a note:
+    the agent's feedback read "rejected" (too aggressive) with no note, as if nobody had
+    agreed with it; the proposal's decisions said one had approved first."""
+    operator, colleague = operators
+    Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
+    proposal = evaluated(reallocation("210.00"))
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    proposal_reject(proposal_id=proposal.pk, reviewer=colleague, reason_code="too_aggressive")
+
+    [feedback] = agent_client("optimizer").get("/api/v1/feedback/").json()["results"]
+    assert (feedback["kind"], feedback["reason_code"], feedback["note"]) == (
+        "rejected",
+        "too_aggressive",
+        "Reviewer 1 approved.\nReviewer 2 rejected (Too aggressive).",
+    )
+    answer = agent_client("optimizer").get(f"/api/v1/proposals/{proposal.pk}/").json()
+    assert [(d["outcome"], d["round"]) for d in answer["decisions"]] == [
+        ("approve", 1),
+        ("reject", 1),
+    ]
+
+
 def test_dry_run_tells_the_verdict_and_writes_nothing(optimizer):
     response = optimizer.post("/api/v1/policies/evaluate/", reallocation("50.00"), format="json")
     assert response.status_code == 200

@@ -295,6 +295,46 @@ def test_a_reallocation_two_reviewers_approved_tells_the_model_both_their_notes(
     )
 
 
+def test_a_reallocation_one_reviewer_approved_and_another_rejected_tells_the_model_both(
+    platform, operators
+):
+    """Under a two-person rule the model read "A reviewer rejected it (too_aggressive): …",
+    as if nobody had agreed with it, though one reviewer had approved it first, with a note:
+    the API's decisions and the agent's feedback say both."""
+    for policy in Policy.objects.filter(action_type="budget_reallocation"):
+        policy.required_approvals = 2
+        policy.save()
+    first, second = operators
+    model = scripted(REALLOCATION)
+    agent = agent_with(model, ProposalMiddleware(ACTIONS, client=platform, timeout=60))
+
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(ask, agent, "Move 28% of brand-search's budget to generic-search.")
+        proposal = waiting_proposal()
+        proposal_approve(proposal_id=proposal.pk, reviewer=first, note="Good signal")
+        proposal_reject(
+            proposal_id=proposal.pk,
+            reviewer=second,
+            reason_code="too_aggressive",
+            note="Too much at once",
+        )
+        running.result(timeout=60)
+
+    seen = told(model)
+    assert (seen["status"], seen["reason_code"], seen["note"]) == (
+        "rejected",
+        "too_aggressive",
+        "Too much at once",
+    )
+    [approval] = seen["approved_before"]
+    assert (approval["by"], approval["note"]) == ("Reviewer 1", "Good signal")
+    assert seen["message"] == (
+        "Reviewer 1 approved it: Good signal. Then Reviewer 2 rejected it (too_aggressive): "
+        "Too much at once. It needed 2 approvals. It was not executed."
+    )
+    assert budgets() == (Decimal("1000.00"), Decimal("500.00"))
+
+
 def test_the_reallocation_pauses_the_run_and_resumes_once_approved_without_proposing_twice(
     platform, operator
 ):

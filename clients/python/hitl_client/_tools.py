@@ -380,10 +380,33 @@ def outcome_report(proposal: Proposal) -> dict[str, Any]:
         if routed is not None:  # replaced in reasons by a re-assessment's (an edit's)
             report["routed_reasons"] = routed
         note = _sentence(report["note"])
-        report["message"] = (
-            f"A reviewer rejected it ({report['reason_code'] or 'no reason code'})"
-            f"{': ' + note if note else '.'} {_not_executed(proposal)}"
+        rejected = (
+            f"rejected it ({report['reason_code'] or 'no reason code'})"
+            f"{': ' + note if note else '.'}"
         )
+        approved_first = _approved_before(proposal, rejection)
+        if approved_first:
+            # Under a two-person rule, one who approved before another rejected: it had read
+            # "A reviewer rejected it", as if nobody had agreed with the agent.
+            report["approved_before"] = [
+                {"by": f"Reviewer {number}", "at": decision.raw.get("decided_at"),
+                 "note": decision.note}
+                for number, decision in enumerate(approved_first, start=1)
+            ]  # fmt: skip
+            needed = proposal.verdict.required_approvals if proposal.verdict else None
+            report["message"] = (
+                " ".join(
+                    f"Reviewer {number} approved it"
+                    + (" with edits" if decision.edited_payload is not None else "")
+                    + (f": {_sentence(decision.note)}" if decision.note.strip() else ".")
+                    for number, decision in enumerate(approved_first, start=1)
+                )
+                + f" Then Reviewer {len(approved_first) + 1} {rejected}"
+                + (f" It needed {needed} approvals." if needed else "")
+                + f" {_not_executed(proposal)}"
+            )
+        else:
+            report["message"] = f"A reviewer {rejected} {_not_executed(proposal)}"
         _tell_edit(report, proposal, "The version rejected was the edited one.")
     elif status == Status.BLOCKED:
         report["reasons"] = _reasons(proposal)
@@ -610,6 +633,17 @@ def next_attempt_told(proposal: Proposal) -> tuple[str | None, str]:
         f"Attempt {execution.attempt} failed{': ' + error if error else ''}; the platform "
         f"tries it again by itself, attempt {execution.attempt + 1} being due at {at}."
     )
+
+
+def _approved_before(proposal: Proposal, rejection: Decision | None) -> list[Decision]:
+    """Those who approved a rejected proposal in the round its rejection ended, before it (a
+    two-person rule's first approval), in the order they approved."""
+    if rejection is None or rejection not in proposal.decisions:
+        return []
+    earlier = proposal.decisions[: proposal.decisions.index(rejection)]
+    return [
+        d for d in earlier if d.outcome == "approve" and (d.round or 0) == (rejection.round or 0)
+    ]
 
 
 def _approvals_this_round(proposal: Proposal) -> list[Decision]:
