@@ -79,7 +79,8 @@ def answer_lost_proxy(upstream: str) -> Iterator[AnswerLostProxy]:
 
     server = AnswerLostProxy(("127.0.0.1", 0), Forward)
     server.url = f"http://127.0.0.1:{server.server_address[1]}"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # Shut down without waiting out serve_forever's default half-second look.
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
     try:
         yield server
     finally:

@@ -727,7 +727,11 @@ class Receiver:
         self.server = server_class((host, 0), Handler)
         named = f"[{host}]" if ":" in host else host
         self.url = f"http://{named}:{self.server.server_port}/hitl-events"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        # Its shutdown (``close``) waits for the serving loop to look again: every 0.5 s by
+        # default, a quarter of a second lost at the end of each test that has one.
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        ).start()
 
     def events(self) -> list[dict]:
         return [json.loads(request["body"]) for request in self.received]

@@ -558,7 +558,7 @@ def test_mcp_an_answer_that_is_not_the_apis_is_not_called_a_refusal(demo_world):
     "The platform refused the request (200)": nothing was refused, and the model would
     change its call to no purpose."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), NotTheApi)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
     try:
         base_url = f"http://127.0.0.1:{server.server_address[1]}"
 
@@ -608,7 +608,7 @@ def test_mcp_a_proposal_a_reviewer_approved_is_not_said_approved_by_policy(
         for pk in (waited["id"], routine["id"])
     }
     server = ThreadingHTTPServer(("127.0.0.1", 0), Answers)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
     try:
         base_url = f"http://127.0.0.1:{server.server_address[1]}"
 
