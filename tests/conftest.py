@@ -850,7 +850,7 @@ class WebServer:
                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         try:
-            wait_until(self._answers, timeout=60, interval=0.3)
+            wait_until(self._answers, timeout=60, interval=0.05)
         except AssertionError as error:
             self.stop()
             raise AssertionError(f"{error}\n{log_path.read_text()}") from error
