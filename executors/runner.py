@@ -1048,7 +1048,10 @@ def _sent_before(
     cannot know; and, as beside the Retry button, the key a person's retry would send
     (``retry_key``): a new request the channel cannot tell from it, or the same one again
     (unless the channel reads first whether it was done)."""
-    last = _this_round(proposal, sent).order_by("-attempt").first()
+    attempts = _this_round(proposal, sent).order_by("-attempt")
+    # The one to check on the channel: the last that may have been carried out (no sure
+    # answer), not a later one the channel said it did not carry out (408, 429).
+    last = attempts.filter(unanswered=True).first() or attempts.first()
     if last is None:
         return refusal
     said = (

@@ -216,3 +216,27 @@ def test_on_google_ads_a_move_retried_after_one_ahead_landed_sets_what_the_ledge
     on_google_ads = linked_google_ads.state
     assert on_google_ads.budgets[on_google_ads.campaigns[brand].budget_id] == 620_000_000
     assert on_google_ads.budgets[on_google_ads.campaigns[generic].budget_id] == 880_000_000
+
+
+def test_not_sent_again_names_the_attempt_that_may_have_been_carried_out(channel, monkeypatch):
+    """Attempt 1 got a 503 (it may have been carried out), attempt 2 a 429 (it was not).
+    A move ahead lands; the next attempt is not sent. What a person is asked to check on the
+    channel is attempt 1, the one that may have been carried out, not attempt 2, which the
+    channel said it did not carry out."""
+    endpoint = channel(503, 429, 200, retry_after="600")
+    first = approved("280.00", monkeypatch)
+    assert run(first, monkeypatch).status == ProposalStatus.EXECUTING  # 503
+    assert brought_forward(first, monkeypatch).status == ProposalStatus.EXECUTING  # 429
+    second = approved("100.00", monkeypatch)
+    assert run(second, monkeypatch).status == ProposalStatus.EXECUTED
+
+    failed = brought_forward(first, monkeypatch)
+
+    assert failed.status == ProposalStatus.FAILED
+    assert len(endpoint.received) == 3
+    said = failed.executions.order_by("-attempt").first().error
+    assert (
+        "Attempt 1 was sent to the channel before (“the endpoint answered HTTP 503 "
+        "(Retry-After: 600 s)”): check on the channel that it was not carried out"
+    ) in said, said
+    assert "Attempt 2 was sent to the channel before" not in said, said
