@@ -1151,7 +1151,8 @@ def _worked_out_again(
     if unsure and not executor.retry_finds_out(current.request):
         return current, (
             f"Not sent again: since its request was worked out, {went}; it would set {was}, "
-            f"where the action comes to {comes_to} now."
+            f"where the action comes to {comes_to} now (a retry works it out from the ledger "
+            "as it then stands)."
         )
     key = _next_round_key(proposal) if went_before else current.key
     try:
@@ -1198,8 +1199,8 @@ def _figures_said(values: dict[str, dict]) -> str:
     budget 720.00", joined with "and"."""
     return " and ".join(
         f"{campaign}'s {campaign_field_label(name)} {campaign_value_label(name, str(value))}"
-        for campaign, fields in values.items()
-        for name, value in fields.items()
+        for campaign, fields in sorted(values.items())  # one order, however they were stored
+        for name, value in sorted(fields.items())
     )
 
 

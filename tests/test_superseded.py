@@ -586,10 +586,11 @@ def test_a_reallocation_re_routed_after_a_re_assessment_says_both_in_order(
     channel, login, optimizer
 ):
     """The engine approves moving 90.00 (9%); the channel's endpoint answers 429 (not done,
-    come back later) twice, and the source's budget moves while each request is under way. The second attempt re-assesses
-    it (90.00 of 950.00: still the engine's to approve), the third re-routes it to a person
-    (90.00 of 800.00). Its page and its API say both, newest first, each with its figures; the
-    re-routing did not wipe out the re-assessment the worker had recorded."""
+    come back later) twice, and the source's budget moves while each request is under way.
+    The second attempt re-assesses it (90.00 of 950.00: still the engine's to approve), the
+    third re-routes it to a person (90.00 of 800.00). Its page and its API say both, newest
+    first, each with its figures; the re-routing did not wipe out the re-assessment the worker
+    had recorded."""
     endpoint = channel(429, 429, 200)
 
     def moved(to: str):

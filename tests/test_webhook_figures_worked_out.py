@@ -125,7 +125,8 @@ def test_a_request_that_may_have_been_carried_out_is_not_sent_again_with_old_fig
         "from 1000.00 to 900.00 and generic-search's daily budget went from 500.00 to 600.00; "
         "it would set brand-search's daily budget 720.00 and generic-search's daily budget "
         "780.00, where the action comes to brand-search's daily budget 620.00 and "
-        "generic-search's daily budget 880.00 now. Attempt 1 was sent to the channel before "
+        "generic-search's daily budget 880.00 now (a retry works it out from the ledger as it "
+        "then stands). Attempt 1 was sent to the channel before "
         "(“the endpoint answered HTTP 503 (Retry-After: 600 s)”): check on the channel that it "
         "was not carried out"
     ), said
