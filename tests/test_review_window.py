@@ -242,3 +242,15 @@ def test_the_review_queue_shows_no_proposal_past_its_window_as_waiting(login):
     expired_as_the_sweep_expires(late)
     shown = client.get(reverse("admin:approvals_proposal_changelist") + "?status=expired")
     assert [row.pk for row in shown.context["cl"].result_list] == [late.pk]
+
+
+def test_a_person_listing_the_queue_is_not_named_as_expiring_what_it_expires(login):
+    """Listed in the console, a proposal past its window expires as the sweep expires it: by
+    the platform, not by whoever opened the list (an auditor, who may decide nothing)."""
+    late = overdue("170.00")
+
+    assert login("auditor").get(reverse("admin:approvals_proposal_changelist")).status_code == 200
+
+    record = Proposal.objects.get(pk=late.pk).history.latest("history_date")
+    assert record.history_user is None
+    expired_as_the_sweep_expires(late)

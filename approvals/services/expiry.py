@@ -14,7 +14,7 @@ from approvals.models import Proposal, ProposalStatus
 from approvals.services.acts import review_window_closed
 from approvals.services.hooks import proposals_expired
 from approvals.services.lifecycle import proposal_lock, proposals_transition
-from audit.actors import Actor
+from audit.actors import Actor, acting_as
 
 SWEEP_BATCH = 500
 
@@ -30,17 +30,20 @@ def proposals_expire_locked(*, proposals: Sequence[Proposal]) -> None:
     by_count = defaultdict(list)
     for proposal in proposals:
         by_count[(proposal.approvals_this_round, proposal.required_approvals)].append(proposal)
-    for (given, asked), expiring in by_count.items():
-        proposals_transition(
-            proposals=expiring,
-            to_status=ProposalStatus.EXPIRED,
-            actor=actor,
-            reason=f"the review window closed before enough people approved it: {given} of "
-            f"{asked} approvals"
-            if given
-            else "the review window closed without a decision",
-        )
-    proposals_expired(proposals=proposals, actor=actor)
+    # As the actor, so that no record names whoever's request found them overdue (a person
+    # opening the console's list, an auditor too) as the user who expired them.
+    with acting_as(actor):
+        for (given, asked), expiring in by_count.items():
+            proposals_transition(
+                proposals=expiring,
+                to_status=ProposalStatus.EXPIRED,
+                actor=actor,
+                reason=f"the review window closed before enough people approved it: {given} "
+                f"of {asked} approvals"
+                if given
+                else "the review window closed without a decision",
+            )
+        proposals_expired(proposals=proposals, actor=actor)
 
 
 def proposals_expire_overdue() -> int:
