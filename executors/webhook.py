@@ -103,8 +103,17 @@ class WebhookExecutor(ChannelExecutor):
         return _post(request, account)
 
     def worked_out_from(self, request: dict[str, Any]) -> dict[str, dict[str, str | None]]:
-        # Its "changes" are absolute figures (a reallocation's budgets after the move).
-        return request.get("targets") or {}  # a round frozen before targets were kept: none
+        # Its "changes" are absolute figures (a reallocation's budgets after the move), worked
+        # out from the fields they set; not from those its figures are only read from (a
+        # pause's budget), whose move the runner re-assessed: the same request goes again.
+        changes = request["body"]["changes"]
+        return {
+            name: {
+                field: value for field, value in fields.items() if field in changes.get(name, {})
+            }
+            # A round frozen before targets were kept: none.
+            for name, fields in (request.get("targets") or {}).items()
+        }
 
     def sets(self, request: dict[str, Any]) -> dict[str, dict[str, str]]:
         return request["body"]["changes"]

@@ -241,3 +241,37 @@ def test_not_sent_again_names_the_attempt_that_may_have_been_carried_out(channel
         "(Retry-After: 600 s)”): check on the channel that it was not carried out"
     ) in said, said
     assert "Attempt 2 was sent to the channel before" not in said, said
+
+
+def test_a_pause_whose_campaigns_budget_moved_is_sent_again_under_its_key(channel, monkeypatch):
+    """A pause's request sets the status its payload names, whatever the budget: the budget
+    is only what its figures (the spend it stops) are read from. Its first attempt got a 503;
+    a move of that budget landed before its next. It is sent again, the same request under
+    the same key (the endpoint does it once), not failed "Not sent again" as if the request
+    had been worked out from the budget."""
+    endpoint = channel(503, 200, retry_after="600")
+    with monkeypatch.context() as patch:
+        patch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: None)
+        pause = evaluated(
+            {
+                **reallocation(),
+                "action_type": "status_change",
+                "payload": {"campaign": "brand-search", "status": "paused"},
+            }
+        )
+        if pause.status == ProposalStatus.PENDING_REVIEW:
+            operator = get_user_model().objects.get(username="operator")
+            proposal_approve(proposal_id=pause.pk, reviewer=operator)
+    assert run(pause, monkeypatch).status == ProposalStatus.EXECUTING
+    second = approved("100.00", monkeypatch)
+    assert run(second, monkeypatch).status == ProposalStatus.EXECUTED
+
+    assert brought_forward(pause, monkeypatch).status == ProposalStatus.EXECUTED
+
+    keys = [request["headers"]["Idempotency-Key"] for request in endpoint.received]
+    assert keys == [
+        f"hitl-proposal-{pause.pk}-1",
+        f"hitl-proposal-{second.pk}-1",
+        f"hitl-proposal-{pause.pk}-1",
+    ]
+    assert Campaign.objects.get(external_id="brand-search").status == "paused"
