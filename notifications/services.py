@@ -2604,10 +2604,13 @@ def proposals_lock(told: Sequence[Notification]) -> dict[int, Proposal]:
     """In the caller's transaction, before it records messages that went: their proposals
     locked (as a move of a proposal, an approval counted, a claim taken or a re-assessment
     locks it, then reads the messages sent about it to update them), so that a change made
-    while a message went out is seen here, or sees the message sent; by id, as they are."""
+    while a message went out is seen here, or sees the message sent; by id, as they are.
+    ``FOR NO KEY UPDATE``: it excludes those as ``FOR UPDATE`` does, but not a record written
+    about the proposal meanwhile, whose reference checks the row (a cap save holding the
+    account, recording its updates, while this waited for the account: a deadlock)."""
     return {
         proposal.pk: proposal
-        for proposal in Proposal.objects.select_for_update(of=("self",))
+        for proposal in Proposal.objects.select_for_update(no_key=True, of=("self",))
         .filter(pk__in={n.proposal_id for n in told})
         .only(
             "status",

@@ -13,7 +13,7 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth import get_user_model
 from django.core import mail
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models.signals import pre_save
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -25,7 +25,11 @@ from executors.models import ExecutionRound
 from executors.runner import proposal_execute
 from ledger.models import Account, Campaign
 from notifications.models import Notification, ReachedBy
-from notifications.services import notifications_deliver, slack_guardrails_read
+from notifications.services import (
+    notifications_deliver,
+    proposals_lock,
+    slack_guardrails_read,
+)
 from tests.conftest import first_attempt_answered, posted_from_page, target_cpa_strategy, wait_until
 from tests.factories import evaluated
 from tests.test_account_budget_cap import budget_change
@@ -608,3 +612,48 @@ def test_recording_slack_messages_sent_holds_their_ledger_in_two_statements_howe
         and ('FROM "ledger_account"' in q["sql"] or 'FROM "ledger_campaign"' in q["sql"])
     ]
     assert len(held) == 2, held
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks are PostgreSQL's")
+@pytest.mark.django_db(transaction=True)
+def test_recording_messages_sent_lets_a_cap_save_record_its_updates_about_their_proposal(
+    demo_world,
+):
+    """Recording Slack messages sent locks their proposals, then holds their accounts and
+    campaigns; a cap save holds the account, then records the updates it sends about the
+    same proposal's other messages, whose reference to the proposal checks it exists. With
+    the proposal locked FOR UPDATE that check waited for the recording, which waited for the
+    account: one of the two was aborted as a deadlock. Locked FOR NO KEY UPDATE, as a row
+    whose key nobody changes, the reference is written at once."""
+    raise_ = evaluated(budget_change("generic-search", "600.00"))
+    operator = get_user_model().objects.get(username="operator")
+    locked, release = threading.Event(), threading.Event()
+
+    def recording():
+        try:
+            with transaction.atomic():
+                proposals_lock([Notification(proposal_id=raise_.pk)])
+                locked.set()
+                release.wait(timeout=10)
+        finally:
+            connection.close()  # this thread's own
+
+    recorder = threading.Thread(target=recording)
+    recorder.start()
+    try:
+        assert locked.wait(timeout=10)
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '3s'")
+            update = Notification.objects.create(
+                proposal=raise_,
+                review_round=raise_.review_round,
+                recipient=operator,
+                channel="slack",
+                kind="update",
+                about="its approval refused by a guardrail",
+            )
+    finally:
+        release.set()
+        recorder.join()
+    assert Notification.objects.filter(pk=update.pk, proposal=raise_).exists()
