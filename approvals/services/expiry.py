@@ -77,21 +77,17 @@ def proposals_expire_overdue_listed(*, agent_id: int | None = None) -> int:
     """Expire the proposals (an agent's, or everyone's for ``None``) whose review window has
     closed, before a list of them is read: its status filters, counts and pages then say
     what happened, not what the once-a-minute sweep has not got to yet. Nothing overdue
-    costs one indexed read; the overdue expire together, a batch to a transaction, each
-    judged again under its lock. Returns how many expired."""
+    costs one indexed read; the overdue expire together, in one transaction, at most
+    ``SWEEP_BATCH`` of them, each judged again under its lock. Returns how many expired."""
     now = timezone.now()
     overdue = Proposal.objects.filter(
         status=ProposalStatus.PENDING_REVIEW, review_expires_at__lte=now
     )
     if agent_id is not None:
         overdue = overdue.filter(agent_id=agent_id)
-    expired = 0
-    while True:
-        found = sorted(overdue.order_by().values_list("pk", flat=True)[:SWEEP_BATCH])
-        if found:
-            expired += _proposals_expire_if_overdue(found, now)
-        if len(found) < SWEEP_BATCH:
-            return expired
+    # One batch: a backlog the sweep left (it was down) is its work, not one page's.
+    found = sorted(overdue.order_by().values_list("pk", flat=True)[:SWEEP_BATCH])
+    return _proposals_expire_if_overdue(found, now) if found else 0
 
 
 def _proposals_expire_if_overdue(proposal_ids: list[int], now: datetime) -> int:
