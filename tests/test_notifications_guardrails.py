@@ -487,7 +487,12 @@ def test_a_raise_approved_while_a_cap_is_saved_is_named_by_the_update_not_the_ca
     finally:
         pre_save.disconnect(sender=Campaign, dispatch_uid="approved_as_it_saves")
     approving.join(timeout=30)
-    assert Proposal.objects.get(pk=first).status == ProposalStatus.APPROVED
+    # Approved, not yet run: the worker may have sent its first attempt, which its webhook
+    # asks to come back in ten minutes.
+    assert Proposal.objects.get(pk=first).status in (
+        ProposalStatus.APPROVED,
+        ProposalStatus.EXECUTING,
+    )
 
     blocks = lost_approve(on_slack, where[second])
     assert f"counting #{first}, approved and not yet executed" in context_texts(blocks)
@@ -582,6 +587,7 @@ def test_a_cap_saved_while_a_message_is_on_its_way_takes_approve_off_it(optimize
     ) == ["its approval refused by a guardrail as it went"]
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks are PostgreSQL's")
 @pytest.mark.django_db
 def test_recording_slack_messages_sent_holds_their_ledger_in_two_statements_however_many(
     on_slack,
