@@ -2000,8 +2000,9 @@ def _send(
     stop_at: datetime,
 ) -> list[Notification]:
     """Send each notification on its channel, with no transaction open, until ``stop_at``
-    (well within the lease); set on each what became of it and add it, with what its
-    channel said, to ``outcomes``. Returns those left for lack of time."""
+    (well within the lease), the first whatever the time (a task that spent its time reading
+    sends one, not none); set on each what became of it and add it, with what its channel
+    said, to ``outcomes``. Returns those left for lack of time."""
     # Messages to send, read at once; an update is read as it goes (``_send_one``).
     new = [n for n in notifications if n.kind != NotificationKind.UPDATE]
     messages = dict(
@@ -2037,7 +2038,7 @@ def _send(
     digests_updated: dict[tuple[str, str], Sent] = {}
     updated = Updated(held={n.pk for n in notifications})
     for position, notification in enumerate(notifications):
-        if timezone.now() >= stop_at:
+        if position and timezone.now() >= stop_at:
             return list(notifications[position:])
         # Read again as it goes: the proposal may have stopped waiting since it was leased
         # (superseded, decided, withdrawn), and the person would be told what is not so.
