@@ -78,7 +78,7 @@ from approvals.services.supersession import (
 )
 from audit.actors import Actor, acting_as
 from audit.history import create_with_history, update_with_history
-from executors.base import ChannelError, ChannelExecutor, Outcome
+from executors.base import ChannelError, ChannelExecutor, Frozen, Outcome
 from executors.models import ExecutionRound
 from executors.registry import FALLBACK, executor_for, executor_named
 from hitlproject.celery import app
@@ -897,14 +897,7 @@ def _execute_on_channel(proposal_id: int) -> Proposal:
                 reason=resumption,
             )
             if frozen is not None:
-                current = ExecutionRound.objects.create(
-                    proposal=proposal,
-                    executor=executor.name,
-                    key=frozen.key,
-                    first_attempt=next_attempt,
-                    request=frozen.request,
-                    started_at=now,
-                )
+                current = _round_begun(proposal, executor, frozen, next_attempt, at=now)
         elif not refusal:
             moved = target_moves(executor.worked_out_from(current.request), before)
             if moved:
@@ -1183,15 +1176,22 @@ def _worked_out_again(
         )
     )
     update_with_history(Proposal, [(proposal, ())], actor=actor)
-    round_ = ExecutionRound.objects.create(
+    return _round_begun(proposal, executor, frozen, first_attempt, at=timezone.now()), ""
+
+
+def _round_begun(
+    proposal: Proposal, executor: ChannelExecutor, frozen: Frozen, first_attempt: int, *, at
+) -> ExecutionRound:
+    """A round of ``executor``'s attempts at the proposal, from ``first_attempt`` on, each
+    sending the ``frozen`` request with its key."""
+    return ExecutionRound.objects.create(
         proposal=proposal,
         executor=executor.name,
         key=frozen.key,
         first_attempt=first_attempt,
         request=frozen.request,
-        started_at=timezone.now(),
+        started_at=at,
     )
-    return round_, ""
 
 
 def _figures_said(values: dict[str, dict]) -> str:
