@@ -1687,6 +1687,9 @@ class ProposalAdmin(ReadOnlyAdmin):
         if proposal is None or request.method != "GET":
             return self._proposal_page(request, object_id, form_url, extra_context)
         refused = _refused_form(request, proposal)  # once: it is taken from the session
+        # Its agent's proposals past their window (this one too) expired first, as the queue
+        # expires them: its record counted them waiting until the sweep came round.
+        proposals_expire_overdue_listed(agent_id=proposal.agent_id)
         for _ in range(PAGE_READS):
             moved = _last_moved(proposal.pk)
             response = self._proposal_page(
@@ -2441,6 +2444,10 @@ class AgentAdmin(ChangeReasonAdmin):
         days = request.GET.get("days", "30")
         days = int(days) if days in {str(d) for d in SCORECARD_DAYS} else 30
         since, until = scorecard_window(days)
+        if request.method == "GET":
+            # Its proposals past their window expired first, as the queue expires them: its
+            # scorecard counted them waiting until the sweep came round.
+            proposals_expire_overdue_listed(agent_id=agent.pk)
         cards = scorecards(since=since, until=until, agent=agent)
         extra_context = {
             **(extra_context or {}),

@@ -92,6 +92,19 @@ class WithdrawnBy(models.TextChoices):
     REVIEWER = "reviewer", "A reviewer, for its agent"
 
 
+class ProposalQuerySet(models.QuerySet):
+    def overdue(self, now):
+        """Those waiting for review past their window by ``now``: expired in all but the
+        record, until the sweep (or a list, a page, an act) expires them. The query's form of
+        ``approvals.services.acts.review_window_closed``."""
+        return self.filter(status=ProposalStatus.PENDING_REVIEW, review_expires_at__lte=now)
+
+    def waiting(self, now):
+        """Those waiting for review within their window by ``now`` (or with none): what a
+        person may still decide, and every count of what waits counts."""
+        return self.filter(status=ProposalStatus.PENDING_REVIEW).exclude(review_expires_at__lte=now)
+
+
 class Proposal(models.Model):
     agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="proposals")
     account = models.ForeignKey("ledger.Account", on_delete=models.PROTECT, related_name="+")
@@ -228,6 +241,7 @@ class Proposal(models.Model):
     # A channel executor's rounds (what each sends, its lease) are its own:
     # executors.models.ExecutionRound.
     history = audited_history()
+    objects = ProposalQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

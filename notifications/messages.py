@@ -10,6 +10,7 @@ from datetime import datetime
 from django.conf import settings
 from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.urls import reverse
+from django.utils import timezone
 
 from approvals import action_types
 from approvals.models import Decision, DecisionOutcome, Proposal, ProposalStatus
@@ -22,6 +23,7 @@ from approvals.selectors import (
     since_proposed_each,
     was_retried,
 )
+from approvals.services.acts import review_window_closed
 from approvals.services.decisions import payload_seen
 from hitlproject.addresses import served_at
 from hitlproject.formats import console_time
@@ -308,11 +310,20 @@ class DigestLine:
     ended_as: str = NO_LONGER_WAITS
 
 
+def in_review_window(proposal: Proposal) -> bool:
+    """Whether a proposal waits for a decision as every message says it: in review, within
+    its window. One past it may not be decided, and expires when the sweep (or a list, a
+    page, an act) comes round: no message counts it, or tells of it, as waiting."""
+    return proposal.status == ProposalStatus.PENDING_REVIEW and not review_window_closed(
+        proposal, timezone.now()
+    )
+
+
 def ended_as(proposal: Proposal) -> str:
     """How a message whose review round ended is headed: its proposal no longer waits, or,
     waiting still, its review started again (an edit after an approval, a hold before it
     ran) and a later message asks for the decision."""
-    if proposal.status == ProposalStatus.PENDING_REVIEW:
+    if in_review_window(proposal):
         return "Its review started again"
     return NO_LONGER_WAITS
 

@@ -101,6 +101,7 @@ from notifications.messages import (
     addressed_to_one_who_may_not_decide,
     approvals_so_far,
     ended_as,
+    in_review_window,
     proposal_messages,
     retried_text,
     told_because,
@@ -1623,6 +1624,9 @@ def outcome_text(proposal: Proposal, *, reader=None) -> str:
         and proposal.verdict_outcome == VerdictOutcome.AUTO_APPROVE
     ):  # its policy let it run (its failure was told, and a person may have retried it)
         return f"{let_run_said(proposal)}{retried_text(proposal)}{_how_it_ran(proposal)}"
+    if proposal.status == S.PENDING_REVIEW and not in_review_window(proposal):
+        # Past its window, before the sweep expired it: as it will read once expired.
+        return review_window_ran_out(proposal, approvers)
     if proposal.status == S.PENDING_REVIEW:  # waits still, in a later round than the message's
         edits = [d.reviewer for d in decisions if d.edited_payload is not None]
         why = f"Edited by {edits[0].get_username()}" if edits else "Sent back to a person"
@@ -1696,9 +1700,7 @@ def progress_text(proposal: Proposal) -> str:
 
 def still_waits(notification: Notification) -> bool:
     proposal = notification.proposal
-    return (
-        proposal.status == S.PENDING_REVIEW and proposal.review_round == notification.review_round
-    )
+    return in_review_window(proposal) and proposal.review_round == notification.review_round
 
 
 def _backoff(attempts: int, *, retry_after: float | None = None) -> timedelta:
@@ -2734,6 +2736,13 @@ def _not_to_send(notification: Notification) -> str:
     stopped = no_longer_so(notification, proposal)
     if stopped:
         return stopped
+    if notification.kind != NotificationKind.FAILED and not in_review_window(proposal):
+        # Past its window: told of as waiting, it was counted in a digest's "2 proposals
+        # wait" that the queue, expiring it as it lists, does not show.
+        return (
+            f"not sent: its review window closed at {console_time(proposal.review_expires_at)}"
+            " and it no longer waits for a decision"
+        )
     if not channel_for(notification.channel).is_configured():
         return f"not sent: {notification.get_channel_display()} is not configured"
     # Told as the person is now, not as they were when the message was recorded.

@@ -108,12 +108,16 @@ def test_in_bulk_the_late_ones_expire_among_the_refusals_and_the_others_go_throu
 
 
 def test_the_console_says_it_expired_and_offers_no_decision(login):
-    proposal = overdue()
+    opened = overdue("170.00")
     client = login("operator")
-    page = client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+    page = client.get(reverse("admin:approvals_proposal_change", args=[opened.pk]))
     assert 'id="approve-form"' not in page.text
     assert 'id="withdraw-form"' not in page.text
+    # Opened, it expired as the sweep expires it (as listed, its agent's record counted it).
+    expired_as_the_sweep_expires(opened)
 
+    # One approved from a page opened before its window closed is refused, and expires.
+    proposal = overdue()
     response = client.post(
         reverse("admin:approvals_proposal_approve", args=[proposal.pk]), follow=True
     )

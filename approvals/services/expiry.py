@@ -51,11 +51,7 @@ def proposals_expire_overdue() -> int:
     expired = 0
     while True:
         now = timezone.now()
-        overdue = list(
-            Proposal.objects.filter(
-                status=ProposalStatus.PENDING_REVIEW, review_expires_at__lte=now
-            ).values_list("pk", flat=True)[:SWEEP_BATCH]
-        )
+        overdue = list(Proposal.objects.overdue(now).values_list("pk", flat=True)[:SWEEP_BATCH])
         expired += sum(proposal_expire_if_overdue(proposal_id, now) for proposal_id in overdue)
         if len(overdue) < SWEEP_BATCH:
             return expired
@@ -80,9 +76,7 @@ def proposals_expire_overdue_listed(*, agent_id: int | None = None) -> int:
     costs one indexed read; the overdue expire together, in one transaction, at most
     ``SWEEP_BATCH`` of them, each judged again under its lock. Returns how many expired."""
     now = timezone.now()
-    overdue = Proposal.objects.filter(
-        status=ProposalStatus.PENDING_REVIEW, review_expires_at__lte=now
-    )
+    overdue = Proposal.objects.overdue(now)
     if agent_id is not None:
         overdue = overdue.filter(agent_id=agent_id)
     # One batch: a backlog the sweep left (it was down) is its work, not one page's.

@@ -10,6 +10,7 @@ from django.utils.text import capfirst
 from approvals.action_types.policy_changes import PolicyWritten
 from approvals.models import Agent, RejectionReason
 from approvals.selectors import COUNTED, COUNTED_FIGURES, ProposalCounts, dashboard
+from approvals.services.expiry import proposals_expire_overdue_listed
 from hitlproject.charts import GroupedBarChart, as_sent, grouped_bars
 from hitlproject.formats import share_percent
 from hitlproject.vocabulary import READ_PERMISSION, WHAT_IF_LABELS, action_type_label
@@ -69,6 +70,10 @@ def console_dashboard(context):
     request = context["request"]
     if not request.user.has_perm(READ_PERMISSION):
         return {"figures": None}
+    # Those past their window expired first, as the queue lists them: "Waiting for a person
+    # now" (and the oldest waiting) counted them until the sweep came round, and its link
+    # opened a queue without them.
+    proposals_expire_overdue_listed()
     figures = dashboard()
     chart, agents = None, []
     if figures.agents:
