@@ -31,7 +31,14 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import connection, transaction
 from django.utils import timezone
 
-from approvals.models import Agent, Proposal, ProposalStatus, WithdrawnBy
+from approvals.models import (
+    Agent,
+    Decision,
+    DecisionOutcome,
+    Proposal,
+    ProposalStatus,
+    WithdrawnBy,
+)
 from audit.actors import Actor
 from audit.history import (
     insert_with_history,
@@ -52,6 +59,7 @@ from feedback.models import (
     attempts_spent,
     sent_again_note,
 )
+from feedback.services import round_notes
 from hitlproject.celery import app
 from hitlproject.outbound import send_signed
 from hitlproject.queueing import after_commit, enqueue_after_commit, send_each
@@ -102,8 +110,9 @@ def callback_events_record(*, proposals: Iterable[Proposal]) -> None:
         for proposal in proposals
         if proposal.status in EVENT_TYPES and proposal.agent.callback_url and _news(proposal)
     ]
+    said = _said_to_agents([event.proposal for event in events])
     for event in events:
-        event.body = _body(event)
+        event.body = _body(event, said[event.proposal.pk])
     if events:
         # Made by the callbacks, whoever moved the proposals: their history says who did. On
         # PostgreSQL the events and their first records in one statement, as the events
@@ -126,7 +135,33 @@ def callback_events_record_moved(proposals: Sequence[Proposal]) -> None:
     callback_events_record(proposals=proposals)
 
 
-def _body(event: CallbackEvent) -> dict:
+def _said_to_agents(proposals: Sequence[Proposal]) -> dict[int, str]:
+    """What each move says to its agent (its event's ``reason``), by proposal id: the move's
+    own words; for a rejection after others approved it in its round (a two-person rule's
+    first approval), with what each person of the round decided and wrote under them, as
+    its feedback's note says it (``round_notes``). "rejected by a reviewer: Too aggressive"
+    alone read as if nobody had agreed with the agent."""
+    said = {proposal.pk: proposal._said_to_agent for proposal in proposals}
+    rejected = {
+        proposal.pk: proposal
+        for proposal in proposals
+        if proposal.status == ProposalStatus.REJECTED and proposal.required_approvals > 1
+    }
+    if not rejected:
+        return said
+    rejections = list(
+        Decision.objects.filter(proposal_id__in=rejected, outcome=DecisionOutcome.REJECT)
+    )
+    for rejection in rejections:
+        rejection.proposal = rejected[rejection.proposal_id]
+    ending = {r.pk: r for r in rejections if r.review_round == r.proposal.review_round}
+    for rejection_id, note in round_notes(list(ending.values())).items():
+        proposal_id = ending[rejection_id].proposal_id
+        said[proposal_id] = f"{said[proposal_id]}\n{note}"
+    return said
+
+
+def _body(event: CallbackEvent, reason: str) -> dict:
     proposal = event.proposal
     return {
         "id": str(event.event_id),
@@ -142,7 +177,7 @@ def _body(event: CallbackEvent) -> dict:
         },
         # What the move says to its agent: what people decided, not who (as the API's
         # decisions and the feedback name nobody); its history, for auditors, says who.
-        "reason": proposal._said_to_agent,
+        "reason": reason,
     }
 
 

@@ -78,9 +78,9 @@ def feedback_record_decisions(
     is the field-by-field diff between what the agent proposed (``proposed_payloads``, by
     proposal id) and the action approved. Where several people decided in the round (an
     action that needs two approvals), the note says what each of them decided and wrote, in
-    the order they decided ("Reviewer 1", "Reviewer 2": not by name, ``_round_notes``)."""
+    the order they decided ("Reviewer 1", "Reviewer 2": not by name, ``round_notes``)."""
     feedback = []
-    notes = _round_notes(decisions)
+    notes = round_notes(decisions)
     for decision in decisions:
         proposal = decision.proposal
         if decision.outcome == DecisionOutcome.REJECT:
@@ -105,7 +105,7 @@ def feedback_record_decisions(
     )
 
 
-def _round_notes(decisions: Sequence[Decision]) -> dict[int, str]:
+def round_notes(decisions: Sequence[Decision]) -> dict[int, str]:
     """For each decision that ended a round in which others decided before it (the first of
     two approvals), where any of them wrote a note or it was a rejection: what each person of
     the round decided and wrote, in the order they decided, each as "Reviewer 1", "Reviewer

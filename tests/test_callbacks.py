@@ -134,6 +134,36 @@ def test_an_agent_is_told_two_reviewers_approved_under_a_two_person_rule(
     )
 
 
+def test_an_agent_rejected_after_one_approval_is_told_of_the_approval_too(
+    callback_endpoint, operators
+):
+    """Under a two-person rule one operator approved and the second rejected: its callback
+    said "rejected by a reviewer: Too aggressive" alone, as if nobody had agreed with the
+    agent, where its feedback and the client's adapters say the first approved it and what
+    each wrote. The callback says it in the feedback's words, naming nobody."""
+    endpoint = callback_endpoint(200)
+    first, second = operators
+    Policy.objects.filter(action_type="bid_adjustment").update(required_approvals=2)
+    proposal = waiting_proposal()
+
+    proposal_approve(proposal_id=proposal.pk, reviewer=first, note="Fine, watch the CPA.")
+    proposal_reject(
+        proposal_id=proposal.pk, reviewer=second, reason_code="too_aggressive", note="Halve it."
+    )
+
+    wait_until(lambda: settled(1))
+    [rejected] = endpoint.events()
+    assert rejected["type"] == "proposal.rejected"
+    assert rejected["reason"] == (
+        "rejected by a reviewer: Too aggressive\n"
+        "Reviewer 1 approved: Fine, watch the CPA.\n"
+        "Reviewer 2 rejected (Too aggressive): Halve it."
+    )
+    assert rejected["reason"].split("\n", 1)[1] == Feedback.objects.get(proposal=proposal).note
+    for request in endpoint.received:
+        assert b"operator" not in request["body"], request["body"]
+
+
 def test_the_agent_hears_a_reviewer_withdrew_its_proposal_not_its_own_withdrawal(callback_endpoint):
     """A reviewer's withdrawal ends the proposal as a rejection does: an agent that resumes
     its run on the callback waited for ever. Its own withdrawal it knows of already."""
