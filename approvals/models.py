@@ -99,11 +99,6 @@ class ProposalQuerySet(models.QuerySet):
         ``approvals.services.acts.review_window_closed``."""
         return self.filter(status=ProposalStatus.PENDING_REVIEW, review_expires_at__lte=now)
 
-    def waiting(self, now):
-        """Those waiting for review within their window by ``now`` (or with none): what a
-        person may still decide, and every count of what waits counts."""
-        return self.filter(status=ProposalStatus.PENDING_REVIEW).exclude(review_expires_at__lte=now)
-
 
 class Proposal(models.Model):
     agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="proposals")
