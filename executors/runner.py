@@ -1504,8 +1504,20 @@ def _this_round(proposal: Proposal, current: ExecutionRound):
 
 
 def _next_round_key(proposal: Proposal) -> str:
-    rounds = Proposal.history.filter(id=proposal.pk, status=ProposalStatus.EXECUTING).count()
-    return f"hitl-proposal-{proposal.pk}-{rounds + 1}"
+    """The key of the proposal's next round, ``hitl-proposal-<id>-<n>``: ``n`` the round's
+    number, one past the largest its rounds were sent with (a held round resumed with its key
+    is the same round, and keys numbered by an earlier count may have skipped some), so a key
+    sent once is never sent again with other figures. Read under the proposal's lock, which
+    every write to its rounds holds."""
+    prefix = f"hitl-proposal-{proposal.pk}-"
+    numbers = [
+        int(number)
+        for key in ExecutionRound.objects.filter(proposal_id=proposal.pk).values_list(
+            "key", flat=True
+        )
+        if key.startswith(prefix) and (number := key.removeprefix(prefix)).isdecimal()
+    ]
+    return f"{prefix}{max(numbers, default=0) + 1}"
 
 
 def _hold(current: ExecutionRound, *, until) -> None:

@@ -21,7 +21,7 @@ from hitl_client._tools import outcome_report
 
 from approvals.models import Proposal, ProposalStatus
 from approvals.selectors import routings
-from approvals.services.decisions import proposal_approve
+from approvals.services.decisions import proposal_approve, proposal_retry
 from executors.models import ExecutionRound
 from executors.runner import proposal_execute
 from hitlproject.vocabulary import NO_SURE_ANSWER
@@ -426,6 +426,38 @@ def test_a_held_round_resumed_at_a_changed_endpoint_that_fails_says_both_keys(ch
     )
     assert retry_warning(failed, client) == unsure
     assert resumed_said(failed, client).startswith(f"Resumed as a new request (key {resumed})")
+
+
+def test_a_held_round_resumed_under_its_key_is_one_round_and_the_retry_after_it_round_2(
+    channel, client
+):
+    """Its first attempt got a 503; a kill switch held the round and a person approved it
+    again: the resumed round sends the held one's request under its key, -1, the same round.
+    Refused (422), it fails. The key its failure and its Retry button name, and the one the
+    retry sends, are -2, the second round's: they were -3 (numbered by the proposal's records
+    while executing: its two moves to executing), and an operator looked for a round 2."""
+    endpoint = channel(503, 422, 200)
+    proposal = evaluated(bid_adjustment("2.12"))
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTING
+    switch = engage()
+    next_attempt_due(proposal)
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.PENDING_REVIEW
+    proposal_approve(proposal_id=proposal.pk, reviewer=person())
+
+    failed = proposal_execute(proposal_id=proposal.pk)
+
+    assert failed.status == ProposalStatus.FAILED
+    first, second = f"hitl-proposal-{proposal.pk}-1", f"hitl-proposal-{proposal.pk}-2"
+    assert keys(endpoint) == [first, first]
+    retry_said = f"a retry is a new request (key {second}) the channel cannot tell from it."
+    assert failed.executions.order_by("attempt").last().error.endswith(retry_said)
+    assert retry_warning(failed, client).endswith(retry_said)
+
+    release(switch)
+    proposal_retry(proposal_id=proposal.pk, reviewer=person())
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTED
+    assert keys(endpoint) == [first, first, second]
+    assert bid() == Decimal("2.12")
 
 
 def test_a_target_moved_before_a_held_round_resumes_says_its_attempt_may_have_reached_it(

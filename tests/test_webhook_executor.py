@@ -161,6 +161,25 @@ def test_an_endpoint_that_refuses_fails_the_execution_and_a_retry_is_a_new_reque
     assert bid() == Decimal("2.12")
 
 
+def test_a_retry_s_key_is_numbered_past_the_largest_its_rounds_were_sent_with(channel):
+    """Keys were once numbered by the proposal's history records while it was executing, so
+    a round may have gone as -3 where it was the first (a re-assessment wrote a record too).
+    The next round is numbered past it, -4: a key sent once never goes again with other
+    figures, nor does a number already used come back."""
+    endpoint = channel(422, 200)
+    proposal = evaluated(bid_adjustment("2.12"))
+    wait_until(settled(proposal))
+    # As the earlier numbering left such a round.
+    ExecutionRound.objects.filter(proposal=proposal).update(key=f"hitl-proposal-{proposal.pk}-3")
+
+    operator = get_user_model().objects.get(username="operator")
+    proposal_retry(proposal_id=proposal.pk, reviewer=operator)
+    wait_until(lambda: Proposal.objects.get(pk=proposal.pk).status == "executed")
+
+    assert endpoint.received[-1]["headers"]["Idempotency-Key"] == f"hitl-proposal-{proposal.pk}-4"
+    assert bid() == Decimal("2.12")
+
+
 def approved_without_its_task(body: dict, monkeypatch) -> Proposal:
     """An approved proposal whose execution task never left: the test runs it itself."""
     with monkeypatch.context() as patch:

@@ -85,7 +85,9 @@ def test_a_request_refused_for_now_is_worked_out_again_after_a_move_ahead_lands(
     assert [told(request) for request in endpoint.received] == [
         (f"hitl-proposal-{first.pk}-1", {"brand-search": "720.00", "generic-search": "780.00"}),
         (f"hitl-proposal-{second.pk}-1", {"brand-search": "900.00", "generic-search": "600.00"}),
-        (f"hitl-proposal-{first.pk}-3", {"brand-search": "620.00", "generic-search": "880.00"}),
+        # Its second round, numbered so: it was -3, numbered by the records of its history
+        # while executing (its re-assessment wrote one), and an operator looked for round 2.
+        (f"hitl-proposal-{first.pk}-2", {"brand-search": "620.00", "generic-search": "880.00"}),
     ]
     # Its history says why a second request went, with another key.
     reasons = list(
@@ -95,7 +97,7 @@ def test_a_request_refused_for_now_is_worked_out_again_after_a_move_ahead_lands(
     )
     assert (
         f"Its request worked out again before attempt 2, as a new request (key "
-        f"hitl-proposal-{first.pk}-3): since the request of key hitl-proposal-{first.pk}-1 was "
+        f"hitl-proposal-{first.pk}-2): since the request of key hitl-proposal-{first.pk}-1 was "
         "worked out, brand-search's daily budget went from 1000.00 to 900.00 and "
         "generic-search's daily budget went from 500.00 to 600.00. That one would have set "
         "brand-search's daily budget 720.00 and generic-search's daily budget 780.00; this one "
