@@ -1128,9 +1128,10 @@ def _worked_out_again(
     have ``moved`` since (an action approved before it landed on the same campaigns while it
     waited for its next attempt): sent as it is, it would set what the ledger no longer
     makes of the action. A round no attempt of which went yet (it waited its turn), nor of
-    a held round it resumes, has its request worked out again, under its key. Where no
-    attempt of the round can have been carried out (each got an answer that it was not, or
-    never reached the channel), or the channel reads first whether it was, a new round
+    a held round it resumes, has its request worked out again, under its key, said on the
+    proposal's history (its first attempt sets other figures than the round began with).
+    Where no attempt of the round can have been carried out (each got an answer that it was
+    not, or never reached the channel), or the channel reads first whether it was, a new round
     starts, with the request worked out from the ledger now and a new key, recorded on the
     proposal's history. Else it is not sent: the attempt fails, saying what the request
     would set, for a person to check on the channel. Returns the round to send and "", or
@@ -1159,24 +1160,42 @@ def _worked_out_again(
         )
     except ChannelError as error:
         return current, str(error)
+    first_attempt = proposal.attempts_before + 1
+    said = partial(_worked_out_again_said, first_attempt, went=went, was=was, comes_to=comes_to)
     if not went_before:
         current.request = frozen.request
         current.save(update_fields=["request"])
+        proposal._change_reason = said(f"under its key ({key}), as nothing had been sent with it")
+        update_with_history(Proposal, [(proposal, ())], actor=actor)
         return current, ""
-    first_attempt = proposal.attempts_before + 1
-    proposal._change_reason = (
-        f"Its request worked out again before attempt {first_attempt}, as a new request (key "
-        f"{key}): since the request of key {current.key} was worked out, {went}. That one would "
-        f"have set {was}; this one sets {comes_to}. "
-        + (
-            f"{attempt_numbers(unsure)} of it {NO_SURE_ANSWER}: the channel is read before "
-            "this one sets anything, and finds it if it was."
-            if unsure
-            else "No attempt of it was carried out: each was refused, or never reached the channel."
-        )
+    proposal._change_reason = said(
+        f"as a new request (key {key})", before=f"the request of key {current.key}"
+    ) + (
+        f" {attempt_numbers(unsure)} of it {NO_SURE_ANSWER}: the channel is read before "
+        "this one sets anything, and finds it if it was."
+        if unsure
+        else " No attempt of it was carried out: each was refused, or never reached the channel."
     )
     update_with_history(Proposal, [(proposal, ())], actor=actor)
     return _round_begun(proposal, executor, frozen, first_attempt, at=timezone.now()), ""
+
+
+def _worked_out_again_said(
+    first_attempt: int, how: str, *, went: str, was: str, comes_to: str, before: str = ""
+) -> str:
+    """What the proposal's history says of its round's request worked out again before
+    attempt ``first_attempt`` (``how``: under its key, or as a new request), since the figures
+    it was worked out from moved (``went``): what it would have set (``was``), and what it sets
+    now (``comes_to``). ``before``: the request it replaces, if a new one does."""
+    if before:
+        return (
+            f"Its request worked out again before attempt {first_attempt}, {how}: since {before} "
+            f"was worked out, {went}. That one would have set {was}; this one sets {comes_to}."
+        )
+    return (
+        f"Its request worked out again before attempt {first_attempt}, {how}: since it was "
+        f"worked out, {went}. It would have set {was}; it now sets {comes_to}."
+    )
 
 
 def _round_begun(

@@ -179,7 +179,9 @@ def test_a_request_that_waited_its_turn_is_worked_out_again_under_its_key(
     """The account's endpoint had all the requests it is given under way: the round began
     (its request worked out from brand-search's 1000.00) and waited its turn, nothing sent.
     The budget moved meanwhile (as a person's edit of the campaign moves it); its turn come,
-    it is worked out again and sent under the same key, as nothing went with it."""
+    it is worked out again and sent under the same key, as nothing went with it. Its history
+    says so: its first attempt sets other figures than its round began with, and nothing said
+    it had been worked out again."""
     endpoint = channel(200)
     proposal = approved("90.00", monkeypatch)  # 9%: the engine's to approve
     settings.WEBHOOK_REQUESTS_PER_ACCOUNT = 0  # every place taken
@@ -194,6 +196,13 @@ def test_a_request_that_waited_its_turn_is_worked_out_again_under_its_key(
         (f"hitl-proposal-{proposal.pk}-1", {"brand-search": "860.00", "generic-search": "590.00"})
     ]
     assert budgets() == {"brand-search": "860.00", "generic-search": "590.00"}
+    assert (
+        f"Its request worked out again before attempt 1, under its key "
+        f"(hitl-proposal-{proposal.pk}-1), as nothing had been sent with it: since it was worked "
+        "out, brand-search's daily budget went from 1000.00 to 950.00. It would have set "
+        "brand-search's daily budget 910.00 and generic-search's daily budget 590.00; it now "
+        "sets brand-search's daily budget 860.00 and generic-search's daily budget 590.00."
+    ) in Proposal.history.filter(id=proposal.pk).values_list("history_change_reason", flat=True)
 
 
 def test_on_google_ads_a_move_retried_after_one_ahead_landed_sets_what_the_ledger_holds(
