@@ -120,7 +120,12 @@ class Executor:
 
 
 class ChannelExecutor(Executor):
-    """An executor that reaches outside the database; run by the shared channel runner."""
+    """An executor that reaches outside the database; run by the shared channel runner.
+
+    ``sends_key``: whether the channel gets the round's key (an idempotency key it
+    deduplicates on). Where it does not, what people are told of a request names no key."""
+
+    sends_key: ClassVar[bool] = True
 
     @property
     def lease(self) -> timedelta:

@@ -187,6 +187,7 @@ class GoogleAdsExecutor(ChannelExecutor):
     channel is Google Ads and which has a link."""
 
     name = "google_ads"
+    sends_key = False  # Google Ads takes no idempotency key: each value is read before it is set
 
     @property
     def lease(self) -> timedelta:

@@ -1162,14 +1162,18 @@ def _worked_out_again(
         return current, str(error)
     first_attempt = proposal.attempts_before + 1
     said = partial(_worked_out_again_said, first_attempt, went=went, was=was, comes_to=comes_to)
+    # Each key named only where the channel gets it: Google Ads gets none.
     if not went_before:
         current.request = frozen.request
         current.save(update_fields=["request"])
-        proposal._change_reason = said(f"under its key ({key}), as nothing had been sent with it")
+        under_its_key = f"under its key ({key}), " if executor.sends_key else ""
+        proposal._change_reason = said(f"{under_its_key}as nothing had been sent with it")
         update_with_history(Proposal, [(proposal, ())], actor=actor)
         return current, ""
-    proposal._change_reason = said(
-        f"as a new request (key {key})", before=f"the request of key {current.key}"
+    proposal._change_reason = (
+        said(f"as a new request (key {key})", before=f"the request of key {current.key}")
+        if executor.sends_key
+        else said("as a new request", before="the request before it")
     ) + (
         f" {attempt_numbers(unsure)} of it {NO_SURE_ANSWER}: the channel is read before "
         "this one sets anything, and finds it if it was."

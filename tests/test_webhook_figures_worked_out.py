@@ -211,7 +211,8 @@ def test_on_google_ads_a_move_retried_after_one_ahead_landed_sets_what_the_ledge
     """Google Ads reads the budgets before it sets them: its round, worked out from 1000.00 /
     500.00, found 900.00 / 600.00 there (the move ahead) and was superseded, "the value moved
     on the channel", though that move was the platform's own and the amount still fits. It is
-    worked out again and carried out."""
+    worked out again and carried out. Its history says so without naming a key: Google Ads
+    gets none (it said "as a new request (key hitl-proposal-…-3)", a key never sent)."""
     linked_google_ads.fail_next("quota", method="MutateCampaignBudgets")  # come back later
     first = approved("280.00", monkeypatch)
     assert run(first, monkeypatch).status == ProposalStatus.EXECUTING
@@ -228,6 +229,16 @@ def test_on_google_ads_a_move_retried_after_one_ahead_landed_sets_what_the_ledge
     on_google_ads = linked_google_ads.state
     assert on_google_ads.budgets[on_google_ads.campaigns[brand].budget_id] == 620_000_000
     assert on_google_ads.budgets[on_google_ads.campaigns[generic].budget_id] == 880_000_000
+    reasons = Proposal.history.filter(id=first.pk).values_list("history_change_reason", flat=True)
+    said = [reason for reason in reasons if reason.startswith("Its request worked out again")]
+    assert said == [
+        "Its request worked out again before attempt 2, as a new request: since the request "
+        "before it was worked out, brand-search's daily budget went from 1000.00 to 900.00 and "
+        "generic-search's daily budget went from 500.00 to 600.00. That one would have set "
+        "brand-search's daily budget 720.00 and generic-search's daily budget 780.00; this one "
+        "sets brand-search's daily budget 620.00 and generic-search's daily budget 880.00. No "
+        "attempt of it was carried out: each was refused, or never reached the channel."
+    ]
 
 
 def test_not_sent_again_names_the_attempt_that_may_have_been_carried_out(channel, monkeypatch):
