@@ -64,6 +64,8 @@ ISSUED_KEY = "Issued for the demo."
 ISSUED_AGAIN = "Issued anew for the demo: the key it kept no longer worked."
 SET_BACK = "Set back as the demo has it: staff, in the {group} role."
 AGENTS = [("optimizer", AgentKind.OPTIMIZATION), ("copywriter", AgentKind.PRODUCTION)]
+ROUTE_TO_OPERATORS = "Demo: everything waiting, to the operators"
+ROUTE_TO_POLICY_OWNERS = "Demo: policy changes waiting, to the policy owners"
 
 
 class Command(BaseCommand):
@@ -109,10 +111,13 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def _seed(self, *, kept: dict) -> dict:
+        """What is missing made, in the order a first run makes it (each record's history
+        written as it is made); what exists read at once, table by table, not one by one."""
         actor = Actor.system("seed_demo")
         with acting_as(actor):
             sync_role_groups()  # a role it changes is recorded as changed by this command
-            account, _ = found_or_made(
+            groups = Group.objects.in_bulk([role for _, role in USERS], field_name="name")
+            account, made = found_or_made(
                 Account,
                 MADE_ACCOUNT,
                 external_id="demo",
@@ -122,23 +127,35 @@ class Command(BaseCommand):
                     "currency": "USD",
                 },
             )
-            for external_id, name, budget, bid in CAMPAIGNS:
-                found_or_made(
-                    Campaign,
-                    MADE_CAMPAIGN,
-                    account=account,
-                    external_id=external_id,
-                    defaults={"name": name, "daily_budget": budget, "bid": bid},
+            # An account just made has no campaigns nor guidelines yet: nothing to look for.
+            campaigns = set()
+            if not made:
+                campaigns = set(
+                    Campaign.objects.filter(account=account).values_list("external_id", flat=True)
                 )
-            for name, action_type, limits in POLICIES:
-                default = Policy.objects.filter(
-                    action_type=action_type,
+            for external_id, name, budget, bid in CAMPAIGNS:
+                if external_id not in campaigns:
+                    made_here(
+                        Campaign(
+                            account=account,
+                            external_id=external_id,
+                            name=name,
+                            daily_budget=budget,
+                            bid=bid,
+                        ),
+                        MADE_CAMPAIGN,
+                    )
+            defaults = set(
+                Policy.objects.filter(
+                    action_type__in=[action_type for _, action_type, _ in POLICIES],
                     is_active=True,
                     is_draft=False,
                     account=None,
                     agent=None,
-                )
-                if not default.exists():
+                ).values_list("action_type", flat=True)
+            )
+            for name, action_type, limits in POLICIES:
+                if action_type not in defaults:
                     policy = Policy(
                         name=name,
                         action_type=action_type,
@@ -148,41 +165,54 @@ class Command(BaseCommand):
                     )
                     policy._change_reason = MADE_POLICY.format(terms=policy_terms(policy))
                     policy.save()
-            found_or_made(
-                BrandGuidelines,
-                MADE_GUIDELINES,
-                account=account,
-                defaults={"banned_terms": BANNED_TERMS},
+            if made or not BrandGuidelines.objects.filter(account=account).exists():
+                made_here(
+                    BrandGuidelines(account=account, banned_terms=BANNED_TERMS), MADE_GUIDELINES
+                )
+            routes = set(
+                Route.objects.filter(
+                    name__in=[ROUTE_TO_OPERATORS, ROUTE_TO_POLICY_OWNERS]
+                ).values_list("name", flat=True)
             )
             # Operators hear by email of every proposal of ``demo`` that waits for a person: of a
             # policy change too, which their message says a policy owner decides.
-            self._route(
-                "Demo: everything waiting, to the operators",
-                OPERATORS,
-                "the operators hear by email of every proposal of demo that waits for a person",
-                account=account,
-                delivery=Delivery.IMMEDIATELY,
-            )
+            if ROUTE_TO_OPERATORS not in routes:
+                self._route(
+                    ROUTE_TO_OPERATORS,
+                    groups[OPERATORS],
+                    "the operators hear by email of every proposal of demo that waits for a person",
+                    account=account,
+                    delivery=Delivery.IMMEDIATELY,
+                )
             # The platform's proposed policy changes (autonomy recommendations) are the policy
             # owners' to decide: they hear of them too, or nobody who may decide would.
-            self._route(
-                "Demo: policy changes waiting, to the policy owners",
-                POLICY_OWNERS,
-                "the policy owners hear by email of every policy change of demo that waits "
-                "for them to decide it",
-                account=account,
-                action_type="policy_change",
-                delivery=Delivery.IMMEDIATELY,
-            )
+            if ROUTE_TO_POLICY_OWNERS not in routes:
+                self._route(
+                    ROUTE_TO_POLICY_OWNERS,
+                    groups[POLICY_OWNERS],
+                    "the policy owners hear by email of every policy change of demo that waits "
+                    "for them to decide it",
+                    account=account,
+                    action_type="policy_change",
+                    delivery=Delivery.IMMEDIATELY,
+                )
             kept_users = kept.get("users", {})
+            found_users = get_user_model().objects.in_bulk(
+                [username for username, _ in USERS], field_name="username"
+            )
             users = {
-                username: self._user(username, group, kept_users.get(username, {}).get("password"))
+                username: self._user(
+                    found_users.get(username) or get_user_model()(username=username),
+                    groups[group],
+                    kept_users.get(username, {}).get("password"),
+                )
                 for username, group in USERS
             }
 
         agents = {}
+        found_agents = Agent.objects.in_bulk([name for name, _ in AGENTS], field_name="name")
         for name, kind in AGENTS:
-            agent = Agent.objects.filter(name=name).first()
+            agent = found_agents.get(name)
             if agent is None:
                 agent, raw_key = agent_create(
                     name=name,
@@ -203,26 +233,23 @@ class Command(BaseCommand):
         keep_credentials(credentials)
         return credentials
 
-    def _route(self, name: str, group_name: str, who: str, **fields) -> None:
-        """The route, if none has its name: one record of it made, with the group it tells
-        and why (not one of it made, then one of its group, each with no reason)."""
-        if Route.objects.filter(name=name).exists():
-            return
+    def _route(self, name: str, group: Group, who: str, **fields) -> None:
+        """The route: one record of it made, with the group it tells and why (not one of it
+        made, then one of its group, each with no reason)."""
         route = Route(name=name, **fields)
         route.skip_history_when_saving = True
         try:
             route.save()
-            route.groups.set([Group.objects.get(name=group_name)])
+            route.groups.add(group)
         finally:
             del route.skip_history_when_saving
         route._change_reason = MADE_ROUTE.format(who=who)
         type(route)._audited_history.create_historical_record(route, "+")
 
-    def _user(self, username: str, group_name: str, kept_password: str | None) -> dict[str, str]:
-        user = get_user_model().objects.filter(username=username).first()
-        made = user is None
-        if made:
-            user = get_user_model()(username=username)
+    def _user(self, user, group: Group, kept_password: str | None) -> dict[str, str]:
+        """``user``: the demo person as found, or a new one (not saved yet) of that name."""
+        username = user.username
+        made = user._state.adding
         before = (user.password, user.is_staff, user.email)
         password = kept_password
         if not (password and user.check_password(password)):
@@ -230,7 +257,6 @@ class Command(BaseCommand):
             user.set_password(password)
         user.is_staff = True
         user.email = user.email or f"{username}@example.com"
-        group = Group.objects.get(name=group_name)
         # Recorded if this changed the person: each record of their history at every start of
         # the platform read as a change of nothing, by this command. One record, saying why,
         # as the roles' are (``permissions_set_recorded``): not one of the person made, with
@@ -241,10 +267,13 @@ class Command(BaseCommand):
         user.skip_history_when_saving = True
         try:
             user.save()
-            user.groups.set([group])
+            if made:  # a person just made is in no group: theirs is added, nothing to take off
+                user.groups.add(group)
+            else:
+                user.groups.set([group])
         finally:
             del user.skip_history_when_saving
-        user._change_reason = (MADE if made else SET_BACK).format(group=group_name)
+        user._change_reason = (MADE if made else SET_BACK).format(group=group.name)
         type(user)._audited_history.create_historical_record(user, "+" if made else "~")
         return {"username": username, "password": password}
 
@@ -269,10 +298,14 @@ def found_or_made(model, reason: str, *, defaults: dict, **lookup):
     found = model.objects.filter(**lookup).first()
     if found is not None:
         return found, False
-    made = model(**lookup, **defaults)
-    made._change_reason = reason
-    made.save()
-    return made, True
+    return made_here(model(**lookup, **defaults), reason), True
+
+
+def made_here(record, reason: str):
+    """``record`` saved, its history saying why it was made."""
+    record._change_reason = reason
+    record.save()
+    return record
 
 
 def key_works(agent: Agent, raw_key: str | None) -> bool:
