@@ -561,10 +561,11 @@ def _refused_form(request: HttpRequest, proposal: Proposal) -> dict[str, forms.F
     return {shown_as: form}
 
 
-def _what_happened(proposal: Proposal) -> str:
-    """A single act's result, as it is: superseded says why, in the proposal's own words."""
+def _what_happened(proposal: Proposal, *, not_done: str = "approved") -> str:
+    """A single act's result, as it is: superseded says why, in the proposal's own words, and
+    that the act (``not_done``: "approved", "sent to run again") was not done."""
     if proposal.status == ProposalStatus.SUPERSEDED:
-        return f"Proposal #{proposal.pk} was not approved. {proposal.verdict_reasons[0]}"
+        return f"Proposal #{proposal.pk} was not {not_done}. {proposal.verdict_reasons[0]}"
     if proposal.status == ProposalStatus.APPROVED:
         return f"Proposal #{proposal.pk} is approved and sent to be executed."
     if proposal.status == ProposalStatus.PENDING_REVIEW and proposal.approvals_this_round:
@@ -602,6 +603,8 @@ def rejection_logged(reason_code: str) -> str:
 def retry_logged(proposal: Proposal) -> str:
     if proposal.status == ProposalStatus.APPROVED:
         return capfirst(SENT_TO_RUN_AGAIN)
+    if proposal.status == ProposalStatus.SUPERSEDED:  # as an approval's is logged
+        return f"Not {SENT_TO_RUN_AGAIN}: superseded, its target had moved"
     return f"{capfirst(SENT_TO_RUN_AGAIN)}: it {STATUS_REACHED[proposal.status]}"
 
 
@@ -1890,7 +1893,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             "can_withdraw": may_act(request.user, proposal, Act.WITHDRAW),
             "can_retry": retry_refused is None,
             # A value set against a figure that has moved since: retried, it ends superseded
-            # when it runs, and nothing runs; said before the retry, as the run would say it.
+            # there and then (``proposal_retry``), and nothing runs; said before the retry.
             "retry_ends_it": (
                 target_moves_each([proposal]).get(proposal.pk, [])
                 if retry_refused is None and sets_values(proposal)
@@ -2153,7 +2156,7 @@ class ProposalAdmin(ReadOnlyAdmin):
         def retried_said(retried: Proposal) -> str:
             if retried.status == ProposalStatus.APPROVED:
                 return f"Proposal #{retried.pk} is {SENT_TO_RUN_AGAIN}."
-            return _what_happened(retried)
+            return _what_happened(retried, not_done=SENT_TO_RUN_AGAIN)
 
         return self._decide(
             request,

@@ -71,6 +71,7 @@ from approvals.services.proposals import (
 )
 from approvals.services.supersession import (
     TargetMove,
+    changed_it_first,
     moves_on_what_it_sets,
     proposal_supersede,
     proposals_supersede_after_changes,
@@ -441,7 +442,7 @@ def _supersede_others(executed: Sequence[tuple[Proposal, dict]], actor: Actor) -
         by_account[proposal.account_id].append(
             (
                 after,
-                f"#{proposal.pk} changed it first: {proposal.summary}",
+                changed_it_first(proposal),
                 proposal.agent_id,
                 proposal.pk,
             )

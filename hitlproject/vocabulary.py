@@ -55,7 +55,8 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     S.PENDING_REVIEW: frozenset({S.APPROVED, S.REJECTED, S.EXPIRED, S.WITHDRAWN, S.SUPERSEDED}),
     S.APPROVED: frozenset({S.EXECUTING, S.PENDING_REVIEW, S.SUPERSEDED}),
     S.EXECUTING: frozenset({S.EXECUTED, S.FAILED, S.PENDING_REVIEW, S.SUPERSEDED}),
-    S.FAILED: frozenset({S.APPROVED}),
+    # Retried, or superseded as a person retries it: its target moved since it was made.
+    S.FAILED: frozenset({S.APPROVED, S.SUPERSEDED}),
 }
 # Statuses a proposal never leaves: nothing more is routed, moved or run once it is in one.
 FINAL_STATUSES = frozenset(S.values) - frozenset(ALLOWED_TRANSITIONS)

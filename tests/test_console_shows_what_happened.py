@@ -1798,7 +1798,8 @@ def test_every_time_on_a_proposals_page_and_its_history_names_its_zone(operator,
 def test_a_retry_that_would_end_superseded_says_so_before_it_is_pressed(login):
     """Retried, a failed value whose target moved since ends superseded and sets nothing:
     the operator read "Retry execution" alone, pressed it and was told "is sent to be
-    executed again", then "is now superseded"."""
+    executed again", then "is now superseded". It is said before the retry, which ends it
+    superseded there and then."""
     raise_ = failed_budget_raise()
     Campaign.objects.filter(external_id="generic-search").update(max_daily_budget=None)
     operator = login("operator")
@@ -1810,12 +1811,13 @@ def test_a_retry_that_would_end_superseded_says_so_before_it_is_pressed(login):
     said = html.unescape(re.search(r'id="retry-ends-it">(.*?)</p>', page, re.S).group(1))
     assert said == (
         "It was made against a value that has changed since (generic-search's daily budget "
-        "is 600.00, was 500.00): retried, it is superseded as it runs, and nothing changes; "
-        "optimizer is told the value it saw and the value now."
+        "is 600.00, was 500.00): retried, it is superseded there and then, and nothing is "
+        "sent to run; optimizer is told the value it saw and the value now."
     )
     assert page.index('id="retry-ends-it"') < page.index('id="retry-form"')
     operator.post(reverse("admin:approvals_proposal_retry", args=[raise_.pk]))
-    assert proposal_execute(proposal_id=raise_.pk).status == "superseded"
+    raise_.refresh_from_db()
+    assert raise_.status == "superseded"
     assert Campaign.objects.get(external_id="generic-search").daily_budget == Decimal("600.00")
 
 
@@ -1930,8 +1932,8 @@ def test_a_superseded_proposals_status_links_the_proposal_that_executed_first_an
 
 
 def test_a_retried_proposal_superseded_says_when_it_was_approved_and_when_retried(operator, login):
-    """Operator approved a budget raise at 12:04:36; its execution failed; another change
-    moved the budget; at 12:06:24 the operator retried it and it ended superseded. Its
+    """Operator approved a budget raise at 12:04:36; its execution failed; at 12:06:24 the
+    operator retried it; another change moved the budget before it ran: superseded. Its
     status read "operator approved it at 12:06:24 UTC, then its target changed before it
     ran, at 12:06:24 UTC": the retry's time as the approval's, and the time the change was
     found as the time it was made."""
@@ -1945,10 +1947,9 @@ def test_a_retried_proposal_superseded_says_when_it_was_approved_and_when_retrie
     Decision.objects.filter(proposal=raise_).update(created_at=approved_at)
     Campaign.objects.filter(external_id="generic-search").update(max_daily_budget="510.00")
     assert proposal_execute(proposal_id=raise_.pk).status == "failed"
-    Campaign.objects.filter(external_id="generic-search").update(
-        max_daily_budget=None, daily_budget="550.00"
-    )
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget=None)
     proposal_retry(proposal_id=raise_.pk, reviewer=operator)
+    Campaign.objects.filter(external_id="generic-search").update(daily_budget="550.00")
     assert proposal_execute(proposal_id=raise_.pk).status == "superseded"
     raise_.refresh_from_db()
     retried = raise_.history.filter(history_change_reason__startswith="sent to run again by ")

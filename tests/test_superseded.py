@@ -16,7 +16,12 @@ from django.urls import reverse
 
 from approvals.models import Agent, Decision, Execution, Proposal, ProposalStatus
 from approvals.services import supersession
-from approvals.services.decisions import bulk_approval_plan, proposal_approve, proposals_approve
+from approvals.services.decisions import (
+    bulk_approval_plan,
+    proposal_approve,
+    proposal_retry,
+    proposals_approve,
+)
 from approvals.services.proposals import verdict_for
 from approvals.services.supersession import TargetMove
 from executors.runner import proposal_execute
@@ -28,6 +33,7 @@ from policies.models import Policy
 from policies.services import agent_approval_rate
 from tests.conftest import bid_adjustment, reallocation, wait_until
 from tests.factories import evaluated
+from tests.test_console_shows_what_happened import failed_budget_raise, status_line
 
 
 @pytest.fixture
@@ -695,3 +701,63 @@ def test_many_waiting_reallocations_are_re_assessed_as_each_would_be_alone_at_a_
     assert many_evaluations == few_evaluations == len(amounts)
     assert few == [alone[amount] for amount in amounts * 2]
     assert many == [alone[amount] for amount in amounts * 10]
+
+
+def test_retrying_a_failed_value_whose_target_moved_supersedes_it_there_and_then(login):
+    """Walked: a failed budget raise, retried in the console after another proposal had moved
+    the same budget, read "Proposal #3 is sent to run again.", and, reloaded, "Superseded";
+    its agent got ``sent_to_run_again`` then ``superseded`` in the same second, and its reason
+    named nothing of what moved the budget. The retry ends it superseded, as an approval
+    does, naming the proposal that moved it; nothing is sent to run, and its agent is never
+    told it was."""
+    raise_ = failed_budget_raise()  # 500.00 → 525.00, failed by a cap of 510.00
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget=None)
+    first = evaluated(
+        bid_adjustment(action_type="budget_change")
+        | {"payload": {"campaign": "generic-search", "new_daily_budget": "520.00"}}
+    )
+    assert proposal_execute(proposal_id=first.pk).status == ProposalStatus.EXECUTED
+    first.refresh_from_db()
+    told_before = feedback_kinds(raise_)
+
+    page = login("operator").post(
+        reverse("admin:approvals_proposal_retry", args=[raise_.pk]), follow=True
+    )
+
+    raise_.refresh_from_db()
+    assert raise_.status == ProposalStatus.SUPERSEDED
+    reason = (
+        "Superseded: generic-search's daily budget is 520.00, was 500.00 "
+        f"(#{first.pk} changed it first: {first.summary}; found when a reviewer retried it). "
+        "It was not executed."
+    )
+    assert raise_.verdict_reasons[0] == reason
+    assert [str(message) for message in page.context["messages"]] == [
+        f"Proposal #{raise_.pk} was not sent to run again. {reason}"
+    ]
+    assert status_line(page) == (
+        f"Superseded · #{first.pk} changed its target first, executed at "
+        f"{first.executed_at:%Y-%m-%d %H:%M:%S} UTC: nothing was done."
+    )
+    assert feedback_kinds(raise_) == [*told_before, "superseded"]  # never "sent to run again"
+    assert raise_.executions.count() == 1  # its failed attempt: nothing sent again
+    assert not raise_.history.filter(history_change_reason__startswith="sent to run again")
+    assert Campaign.objects.get(external_id="generic-search").daily_budget == Decimal("520.00")
+
+
+def test_a_retry_names_no_proposal_for_a_value_moved_by_another_hand(operator):
+    """A budget moved outside any proposal (on the channel, say): superseded at the retry,
+    its reason says what moved and when it was found, and names no proposal."""
+    raise_ = failed_budget_raise()
+    Campaign.objects.filter(external_id="generic-search").update(
+        max_daily_budget=None, daily_budget="550.00"
+    )
+
+    result = proposal_retry(proposal_id=raise_.pk, reviewer=operator)
+
+    assert result.status == ProposalStatus.SUPERSEDED
+    assert result.superseded_by_id is None
+    assert result.verdict_reasons[0] == (
+        "Superseded: generic-search's daily budget is 550.00, was 500.00 (found when a "
+        "reviewer retried it). It was not executed."
+    )

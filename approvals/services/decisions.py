@@ -67,6 +67,7 @@ from approvals.services.supersession import (
     Overtaken,
     TargetMove,
     approved_ahead_each,
+    overtaken_found,
     proposals_supersede,
     sets_values,
     supersessions_tell_agents,
@@ -373,8 +374,9 @@ def _decisions_record(
             if proposal.pk not in changes and sets_values(proposal)
         )
         overtaken += [
-            # Who is in the proposal's history; its reason, which its agent reads, says what.
-            Overtaken(proposal, moved[proposal.pk], "found when a reviewer approved it")
+            # Who is in the proposal's history; its reason, which its agent reads, says what,
+            # and which proposal moved it, where one did.
+            overtaken_found(proposal, moved[proposal.pk], found="found when a reviewer approved it")
             for proposal in deciding
             if proposal.pk in moved
         ]
@@ -631,7 +633,8 @@ def proposal_reject(
 def proposal_retry(*, proposal_id: int, reviewer: AbstractBaseUser) -> Proposal:
     """A person sends a failed proposal back to execution, by the rule of who may act on it:
     retrying is deciding again that it should run. Its agent, told of the failure, is told
-    of the retry too, in its feed as by its callback."""
+    of the retry too, in its feed as by its callback. One that sets a value whose target
+    moved since it was made is superseded instead, as an approval supersedes it."""
     reason, said_to_agent = by_a_reviewer(SENT_TO_RUN_AGAIN, reviewer)
     actor = Actor.for_user(reviewer)
     with transaction.atomic():
@@ -653,6 +656,16 @@ def proposal_retry(*, proposal_id: int, reviewer: AbstractBaseUser) -> Proposal:
         )
         if refusal is not None:
             raise refusal
+        # A value set against a figure that has moved since it was proposed: sent to run
+        # again, it would only be superseded as it ran, its agent told first that it was
+        # sent. It ends superseded here, as an approval ends one (``_decisions_record``).
+        moved = target_moves_each([proposal]) if sets_values(proposal) else {}
+        if moved:
+            found = "found when a reviewer retried it"
+            overtaken = [overtaken_found(proposal, moved[proposal.pk], found=found)]
+            proposals_supersede(supersessions=overtaken, actor=actor)
+            supersessions_tell_agents(supersessions=overtaken, actor=actor)
+            return proposal
         retried = proposal_transition(
             proposal_id=proposal_id,
             to_status=ProposalStatus.APPROVED,

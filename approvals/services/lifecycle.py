@@ -5,7 +5,7 @@
     approved ──> executing | pending_review (held back or re-routed) | superseded
     executing ──> executed | failed | pending_review (held back before a later attempt)
                   | superseded
-    failed ──> approved (a person retries)
+    failed ──> approved (a person retries) | superseded (as a person retries it)
 
 Held back: before each attempt to carry it out, a proposal goes back to a person, in a new
 review round, when a kill switch engaged since a person approved it (or one that the policy

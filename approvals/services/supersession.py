@@ -33,7 +33,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from approvals import action_types
-from approvals.models import Proposal, ProposalStatus
+from approvals.models import Execution, ExecutionStatus, Proposal, ProposalStatus
 from approvals.services.acts import campaigns_named, refused_when_routed
 from approvals.services.hooks import proposals_reassessed, proposals_superseded
 from approvals.services.lifecycle import (
@@ -292,6 +292,54 @@ class Overtaken:
         words that stay true once it is re-assessed again (``reassessment_note``)."""
         went = "; ".join(move.went for move in self.moves)
         return f"{REASSESSED_AFTER}{self.cause}: {went}."
+
+
+def changed_it_first(proposal: Proposal) -> str:
+    """What a proposal whose execution moved another's target is told of it, where it is
+    its own agent's (``_causes_told``): "#13 changed it first: bid of hk-one …"."""
+    return f"#{proposal.pk} changed it first: {proposal.summary}"
+
+
+# Executions read, newest first, for the one that set a moved field (``moved_by``): the
+# field's last setter is among the account's last few successes on its campaign.
+SETTERS_READ = 50
+
+
+def moved_by(proposal: Proposal, moves: Sequence[TargetMove]) -> Proposal | None:
+    """The proposal whose execution, since ``proposal`` was made, set a field of ``moves`` to
+    the value it has now, as the executions record it (the field's last setter set that
+    value); None where none did (the value moved on the channel, or in the console)."""
+    for move in moves:
+        setters = (
+            Execution.objects.filter(
+                proposal__account_id=proposal.account_id,
+                status=ExecutionStatus.SUCCEEDED,
+                finished_at__gte=proposal.created_at,
+                after_state__has_key=move.campaign,
+            )
+            .exclude(proposal_id=proposal.pk)
+            .select_related("proposal")
+            .order_by("-finished_at", "-pk")
+        )
+        for execution in setters[:SETTERS_READ]:
+            values = execution.after_state.get(move.campaign, {})
+            if move.field not in values:
+                continue
+            if ledger_value_recorded(values[move.field]) == move.now:
+                return execution.proposal
+            break  # its last setter set another value: moved since by another hand
+    return None
+
+
+def overtaken_found(proposal: Proposal, moves: list[TargetMove], *, found: str) -> Overtaken:
+    """A proposal (locked) found, as a person acts on it (``found``: "found when a reviewer
+    approved it"), made against values that have moved since: with the proposal whose
+    execution moved them, where one did, named as a change landing names it
+    (``proposals_supersede_after_changes``: to its own agent only, ``_causes_told``)."""
+    by = moved_by(proposal, moves)
+    told = _causes_told(proposal, [(changed_it_first(by), by.agent_id)]) if by else ""
+    cause = "; ".join(filter(None, [told, found]))
+    return Overtaken(proposal, moves, cause, by.pk if by is not None else None)
 
 
 def proposals_supersede(*, supersessions: Sequence[Overtaken], actor: Actor) -> list[Proposal]:
