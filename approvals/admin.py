@@ -16,7 +16,7 @@ from django.contrib.admin.utils import label_for_field
 from django.contrib.admin.views.main import ORDER_VAR, SEARCH_VAR
 from django.core.exceptions import PermissionDenied
 from django.db import models
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import Exists, OuterRef, QuerySet, Subquery
 from django.http import (
     Http404,
     HttpRequest,
@@ -50,6 +50,7 @@ from approvals.selectors import (
     SinceProposed,
     agent_track_record,
     campaigns_not_active,
+    carried_out,
     deciding_policy,
     earlier_proposals_on_targets,
     ended_recorded_at,
@@ -169,6 +170,7 @@ from hitlproject.vocabulary import (
     SENT_TO_RUN_AGAIN,
     STATUS_REACHED,
     UNDER_WAY_STATUSES,
+    CarriedOut,
     VerdictOutcome,
     how_many,
 )
@@ -1769,7 +1771,7 @@ class ProposalAdmin(ReadOnlyAdmin):
         extra_context = {
             "proposal": proposal,
             "decisions": proposal.decisions.select_related("reviewer"),
-            "executions": proposal.executions.all(),
+            "executions": _executions_said(proposal),
             # Why it failed, beside its status and the retry, not only in the executions below.
             "last_failure": last_failure(proposal),
             # The confidence its agent gave, as a person reads it (the platform's as a share).
@@ -2359,9 +2361,35 @@ def proposal_shown(record) -> str:
     return str(record.proposal)
 
 
+def _executions_said(proposal: Proposal) -> list[Execution]:
+    """Its attempts, in order, each with its status as said (``attempt_status_said``)."""
+    executions = list(proposal.executions.all())
+    for execution in executions:
+        execution.status_said = attempt_status_said(
+            execution, tried_again=execution is not executions[-1]
+        )
+    return executions
+
+
+# Whether another attempt of its proposal came after it (tried again in its round, or by a
+# person's retry): through the attempts' unique index, one lookup a row.
+_TRIED_AGAIN = Exists(
+    Execution.objects.filter(proposal=OuterRef("proposal"), attempt__gt=OuterRef("attempt"))
+)
+
+
+def attempt_status_said(execution: Execution, *, tried_again: bool) -> str:
+    """An attempt's status, as its proposal's page and the list of executions say it: a
+    failed one after which another was made, "Failed, tried again", not a bare "Failed"."""
+    status = execution.get_status_display()
+    if execution.status == ExecutionStatus.FAILED and tried_again:
+        return f"{status}, tried again"
+    return status
+
+
 @admin.register(Execution)
 class ExecutionAdmin(ReadOnlyAdmin):
-    list_display = ["id", proposal_shown, "attempt", "executor", "status", "finished_at"]
+    list_display = ["id", proposal_shown, "attempt", "executor", "status_said", "finished_at"]
     list_filter = ["status", "executor"]
     list_select_related = ["proposal"]
     # The ledger's states as the proposal's page reads them, not as JSON; what a creative
@@ -2375,12 +2403,26 @@ class ExecutionAdmin(ReadOnlyAdmin):
         "after",
         "creatives_deployed",
         "error",
-        "unanswered",
+        "carried_out_said",
         "request_ids",
         "channel_response",
         "started_at",
         "finished_at",
     ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Execution]:
+        return super().get_queryset(request).annotate(tried_again=_TRIED_AGAIN)
+
+    @admin.display(description="status", ordering="status")
+    def status_said(self, execution: Execution) -> str:
+        return attempt_status_said(execution, tried_again=execution.tried_again)
+
+    @admin.display(description="carried out on the channel")
+    def carried_out_said(self, execution: Execution) -> str:
+        """What this attempt did on the channel, as the API's ``carried_out`` says it of it
+        alone: the flag's own help ("Sent, and no answer said whether the channel carried it
+        out: it may have.") was shown beside every attempt, read as said of a 429 too."""
+        return CarriedOut(carried_out([execution])).label
 
     @admin.display(description="before")
     def before(self, execution: Execution) -> str:

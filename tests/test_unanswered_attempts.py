@@ -6,6 +6,8 @@ console beside its Retry button), with the key a retry would send, since a retry
 request the channel cannot tell from those. A refusal (a 4xx) or an endpoint never reached
 says nothing of the kind."""
 
+import html
+import re
 import socket
 import threading
 from datetime import timedelta
@@ -264,3 +266,55 @@ def test_a_deadline_met_while_the_name_resolves_is_not_unanswered(settings, monk
     assert not sent.delivered and sent.retry
     assert not sent.unanswered, sent.result
     assert sent.result == "timed out before sending: nothing sent within 1 s"
+
+
+def _field_shown(page: str, name: str) -> str:
+    """A read-only field of an admin page, as its reader reads it."""
+    cell = re.search(rf'field-{name}\b.*?<div class="readonly">(.*?)</div>', page, re.S)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", cell.group(1))).split())
+
+
+def test_an_attempt_refused_429_or_408_reads_not_carried_out_and_a_503_may_have_been(
+    channel, client, optimizer
+):
+    """Walked: an attempt answered 429 read, on its page, "No sure answer: Sent, and no answer
+    said whether the channel carried it out: it may have." (the flag's own help, shown beside
+    every attempt whatever it was answered), where the runner counts a 429 or a 408 as surely
+    not carried out; and the proposal's attempts tried again read a bare "Failed". Each
+    attempt says what it did on the channel, as the API's ``carried_out`` says it."""
+    channel(429, 408, 503, 422)
+    proposal = failed(evaluated(bid_adjustment("2.12")))
+    attempts = list(proposal.executions.order_by("attempt"))
+    assert [a.unanswered for a in attempts] == [False, False, True, False]
+    client.force_login(get_user_model().objects.get(username="operator"))
+
+    pages = [
+        client.get(reverse("admin:approvals_execution_change", args=[a.pk])).content.decode()
+        for a in attempts
+    ]
+
+    assert [_field_shown(page, "carried_out_said") for page in pages] == [
+        "Not carried out",
+        "Not carried out",
+        "May have been carried out (sent, no sure answer)",
+        "Not carried out",
+    ]
+    assert "it may have" not in pages[0] and "it may have" not in pages[1]
+    # Of the proposal, as the API says it: attempt 3 may have carried it out.
+    answer = optimizer.get(f"/api/v1/proposals/{proposal.pk}/").json()
+    assert answer["execution"]["carried_out"] == "unknown"
+    page = client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+    table = page.content.decode().split('id="proposal-executions"', 1)[1]
+    assert re.findall(r'<td data-label="Status">(.*?)</td>', table) == [
+        "Failed, tried again",
+        "Failed, tried again",
+        "Failed, tried again",
+        "Failed",
+    ]
+    listed = client.get(reverse("admin:approvals_execution_changelist")).content.decode()
+    assert re.findall(r'class="field-status_said">(.*?)</td>', listed) == [
+        "Failed, tried again",
+        "Failed, tried again",
+        "Failed, tried again",
+        "Failed",
+    ]
