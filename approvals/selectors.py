@@ -1683,11 +1683,12 @@ class LastRound:
 
     ``first_attempt``: the number of its first attempt, or of the first attempt of the rounds
     a kill switch held that it resumes; ``retry_key``: the key a person's retry would send, as
-    things stand; the attempts from ``first_attempt`` up to ``before_attempt`` (all, if None)
-    went with another key, and the channel cannot tell the retry's request from theirs,
-    unless it reads first whether the action was done (``retry_repeats`` False: a value read
-    before it is set); ``resumed``: what a round that resumed a held one as a new request says
-    of it (its endpoint changed while it was held), "" otherwise."""
+    things stand, "" where the channel gets none (Google Ads: no key is named); the attempts
+    from ``first_attempt`` up to ``before_attempt`` (all, if None) went with another key, and
+    the channel cannot tell the retry's request from theirs, unless it reads first whether
+    the action was done (``retry_repeats`` False: a value read before it is set);
+    ``resumed``: what a round that resumed a held one as a new request says of it (its
+    endpoint changed while it was held), "" otherwise."""
 
     first_attempt: int
     before_attempt: int | None

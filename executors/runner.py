@@ -889,7 +889,7 @@ def _execute_on_channel(proposal_id: int) -> Proposal:
                 # A held round resumed at a changed endpoint goes as a new request: said
                 # where its move to executing is recorded, not left to the key alone.
                 resumption = _resumption(
-                    proposal, previous, frozen.key, frozen.request, next_attempt
+                    proposal, previous, frozen.key, frozen.request, next_attempt, executor
                 )
             proposal = proposal_transition(
                 proposal_id=proposal_id,
@@ -911,7 +911,7 @@ def _execute_on_channel(proposal_id: int) -> Proposal:
             sent = current or _held_round(proposal)
             if sent is not None:
                 retry_key = _retry_key(proposal, sent, executor, action_type, campaigns, before)
-                refusal = _sent_before(refusal, proposal, sent, retry_key)
+                refusal = _sent_before(refusal, proposal, sent, executor, retry_key)
             _record_attempt(
                 proposal,
                 number=next_attempt,
@@ -1034,14 +1034,16 @@ def _sent_before(
     refusal: str,
     proposal: Proposal,
     sent: ExecutionRound,
+    executor: ChannelExecutor,
     retry_key: str,
 ) -> str:
     """A refusal of the round's next attempt, with what it must add of the attempts sent
     before it: the channel got their request, and one without a sure answer (a worker stopped
     while it was under way, a timeout) may have been carried out there, which the ledger
     cannot know; and, as beside the Retry button, the key a person's retry would send
-    (``retry_key``): a new request the channel cannot tell from it, or the same one again
-    (unless the channel reads first whether it was done)."""
+    (``retry_key``, with ``executor``, named only where its channel gets it): a new request
+    the channel cannot tell from it, or the same one again (unless the channel reads first
+    whether it was done)."""
     attempts = _this_round(proposal, sent).order_by("-attempt")
     # The one to check on the channel: the last that may have been carried out (no sure
     # answer), not a later one the channel said it did not carry out (408, 429).
@@ -1054,19 +1056,19 @@ def _sent_before(
         "carried out"
     )
     try:  # the executor that sent it, which the registry may no longer pick
-        finds_out = executor_named(sent.executor).retry_finds_out(sent.request)
+        sender = executor_named(sent.executor)
     except LookupError:
-        finds_out = False
-    if finds_out:
+        sender = None
+    if sender is not None and sender.retry_finds_out(sent.request):
         said += "."
-    elif retry_key == sent.key:
+    elif executor.sends_key and retry_key == sent.key:
         said += (
             f"; a retry sends its request again, with its key ({retry_key}), which the channel "
             "can tell from it while its endpoint stays the same."
         )
     else:
-        said += f"; {retry_is_new(retry_key, 1)}."
-    resumed = _resumed_said(proposal, sent)
+        said += f"; {retry_is_new(_told_key(executor, retry_key), 1)}."
+    resumed = _resumed_said(proposal, sent, sender or executor)
     return f"{said} {resumed}" if resumed else said
 
 
@@ -1090,9 +1092,9 @@ def _unanswered_said(
         if numbers:
             said = (
                 f"{error if error.endswith('.') else error + '.'} "
-                f"{retry_may_repeat(numbers, _next_round_key(proposal))}"
+                f"{retry_may_repeat(numbers, _told_key(executor, _next_round_key(proposal)))}"
             )
-    resumed = _resumed_said(proposal, current)
+    resumed = _resumed_said(proposal, current, executor)
     if resumed:
         said = f"{said if said.endswith('.') else said + '.'} {resumed}"
     return said
@@ -1243,24 +1245,33 @@ def _rounds_resumed(proposal: Proposal, current: ExecutionRound) -> list[Executi
     return rounds
 
 
-def _resumed_said(proposal: Proposal, current: ExecutionRound) -> str:
+def _resumed_said(proposal: Proposal, current: ExecutionRound, executor: ChannelExecutor) -> str:
     """What a round that resumed a held one as a new request says of it
     (``_resumption``); "" if it resumed none."""
     resumed = _rounds_resumed(proposal, current)
     if len(resumed) < 2:
         return ""
-    return _resumption(proposal, resumed[1], current.key, current.request, current.first_attempt)
+    return _resumption(
+        proposal, resumed[1], current.key, current.request, current.first_attempt, executor
+    )
 
 
 def _resumption(
-    proposal: Proposal, held: ExecutionRound, key: str, request: dict, first_attempt: int
+    proposal: Proposal,
+    held: ExecutionRound,
+    key: str,
+    request: dict,
+    first_attempt: int,
+    executor: ChannelExecutor,
 ) -> str:
-    """What a round resuming the ``held`` one (with ``key``, sending ``request``, from attempt
-    ``first_attempt`` on) must say if it does so as a new request: its endpoint (or what it
-    sends) changed while the kill switch held it, so it goes with a new key, and the channel
-    cannot tell it from the held round's attempts that got no sure answer, which may have been
-    carried out; "" if it resumes with the same key, or after no such attempt."""
-    if held.key == key:
+    """What a round resuming the ``held`` one (with ``key``, sending ``request`` with
+    ``executor``, from attempt ``first_attempt`` on) must say if it goes as a new request the
+    channel cannot tell from the held round's attempts that got no sure answer (each may have
+    been carried out): with a new key, its endpoint (or what it sends) having changed while
+    the kill switch held it; or, on a channel that gets no key (Google Ads), as every request
+    there does. "" if it resumes with the same key, after no such attempt, or where the
+    channel reads first whether it was done (``retry_finds_out``)."""
+    if executor.retry_finds_out(request) or (executor.sends_key and held.key == key):
         return ""
     unsure = list(
         _this_round(proposal, held)
@@ -1269,17 +1280,27 @@ def _resumption(
     )
     if not unsure:
         return ""
+    # Only what changed is said: on a channel that gets no key, a new key is no change.
     was, now = held.request.get("endpoint"), request.get("endpoint")
-    changed = (
-        f"its endpoint changed while a kill switch held it ({was} then, {now} now)"
-        if was != now
-        else "what it sends changed while a kill switch held it"
+    if was != now:
+        changed = f": its endpoint changed while a kill switch held it ({was} then, {now} now)"
+    elif held.request != request:
+        changed = ": what it sends changed while a kill switch held it"
+    else:
+        changed = ""
+    new_key, held_key = (
+        (f" (key {key})", f" with key {held.key}") if executor.sends_key else ("", "")
     )
     return (
-        f"Resumed as a new request (key {key}): {changed}. The channel cannot tell it from "
-        f"{attempt_numbers(unsure).lower()}, sent before with key {held.key}, which "
+        f"Resumed as a new request{new_key}{changed}. The channel cannot tell it from "
+        f"{attempt_numbers(unsure).lower()}, sent before{held_key}, which "
         f"{NO_SURE_ANSWER}: check on the channel that it was not carried out twice."
     )
+
+
+def _told_key(executor: ChannelExecutor, key: str) -> str:
+    """``key`` as people are told it: "" where the executor's channel never gets it."""
+    return key if executor.sends_key else ""
 
 
 def _retry_key(
@@ -1368,9 +1389,9 @@ def last_round_of(proposal: Proposal) -> LastRound | None:
     return LastRound(
         first_attempt=resumed[-1].first_attempt,
         before_attempt=min(same_key) if same_key else None,
-        retry_key=key,
+        retry_key=_told_key(executor, key),
         retry_repeats=not executor.retry_finds_out(last.request),
-        resumed=_resumed_said(proposal, last),
+        resumed=_resumed_said(proposal, last, executor),
     )
 
 

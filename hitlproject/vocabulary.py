@@ -242,15 +242,17 @@ def attempt_numbers(numbers: Sequence[int]) -> str:
 
 def retry_is_new(key: str, attempts: int) -> str:
     """What a person retrying must know of a failed round's ``attempts`` attempts sent before:
-    the retry is a new request, with its own ``key``, that the channel cannot tell from them."""
+    the retry is a new request, with its own ``key``, that the channel cannot tell from them.
+    ``key`` is "" where the channel gets none (Google Ads): no key is named then."""
     these = "these" if attempts > 1 else "it"
-    return f"a retry is a new request (key {key}) the channel cannot tell from {these}"
+    with_key = f" (key {key})" if key else ""
+    return f"a retry is a new request{with_key} the channel cannot tell from {these}"
 
 
 def retry_may_repeat(numbers: Sequence[int], key: str) -> str:
     """Said of a failed round's attempts (``numbers``) that got no sure answer, by the failure
     and beside its Retry button: each may have been carried out, and a retry, a new request
-    with ``key``, could do it again."""
+    with ``key`` ("" where the channel gets none), could do it again."""
     return (
         f"{attempt_numbers(numbers)} {NO_SURE_ANSWER}: check on the channel before retrying "
         f"it; {retry_is_new(key, len(numbers))}."
