@@ -233,8 +233,9 @@ def order_in_words(changelist) -> str:
             if not changelist.get_ordering_field(name):
                 continue
             ascending = direction == "asc"
-            if name in SORTED_IN_WORDS:
-                said.append(SORTED_IN_WORDS[name][0 if ascending else 1])
+            in_words = getattr(changelist.model_admin, "sorted_in_words", SORTED_IN_WORDS)
+            if name in in_words:
+                said.append(in_words[name][0 if ascending else 1])
             else:
                 header = label_for_field(name, changelist.model, changelist.model_admin)
                 said.append(f"by {header}, {'ascending' if ascending else 'descending'}")
@@ -1296,6 +1297,9 @@ class ProposalAdmin(ReadOnlyAdmin):
     paginator = CappedCountPaginator
     actions = ["approve_selected", "reject_selected"]
     change_form_template = "admin/approvals/proposal/change_form.html"
+    bulk_decision_template = "admin/approvals/proposal/bulk_decision.html"
+    # How the title says a column's sort (``order_in_words``).
+    sorted_in_words = SORTED_IN_WORDS
     history_values = ProposalHistoryValues
     fieldsets = [
         (
@@ -2254,7 +2258,7 @@ class ProposalAdmin(ReadOnlyAdmin):
         deciding = plan.approving if plan else len(proposals) - len(skipped)
         return TemplateResponse(
             request,
-            "admin/approvals/proposal/bulk_decision.html",
+            self.bulk_decision_template,
             {
                 **self.admin_site.each_context(request),
                 "title": _bulk_title(verb, deciding, len(proposals)),

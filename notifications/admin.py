@@ -15,6 +15,7 @@ from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.exceptions import BadRequest, ObjectDoesNotExist, PermissionDenied
+from django.db.models import Exists, F, OuterRef, Subquery
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -23,8 +24,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from approvals import action_types
+from approvals.admin import KnownValuesOnly, ReadOnlyAdmin, listed_status
 from approvals.admin import ProposalAdmin as ApprovalsProposalAdmin
-from approvals.admin import ReadOnlyAdmin
 from approvals.models import DecisionOutcome, ExecutionStatus, Proposal, ProposalStatus
 from approvals.services.acts import Act, may_act, permission_refusal
 from approvals.templatetags.console import ledger_state
@@ -60,6 +61,9 @@ from notifications.models import (
 )
 from notifications.selectors import (
     claim_live,
+    deadlines_running,
+    due_said,
+    overdue_at,
     proposal_notifications,
     sent_with,
     undecidable_by_group,
@@ -654,24 +658,124 @@ def recorded_elsewhere(proposal: Proposal) -> list[dict]:
     return sorted(entries, key=lambda entry: entry["at"])
 
 
+class DecisionDueFilter(KnownValuesOnly, admin.SimpleListFilter):
+    """The queue by its decision deadlines (a policy's “decide within”): those overdue, those
+    due and not yet overdue, those with none; each of its review round now, as the sweep
+    reads them (``deadlines_running``)."""
+
+    title = "decision due"
+    parameter_name = "due"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("overdue", "Overdue"),
+            ("not_yet", "Due, not yet overdue"),
+            ("none", "No deadline"),
+        ]
+
+    def queryset(self, request, queryset):
+        self.refuse_unknown(self.value())
+        running = deadlines_running().filter(proposal=OuterRef("pk"))
+        overdue = overdue_at(timezone.now())
+        if self.value() == "overdue":
+            return queryset.filter(Exists(running.filter(overdue)))
+        if self.value() == "not_yet":
+            return queryset.filter(Exists(running.exclude(overdue)))
+        if self.value() == "none":
+            return queryset.filter(~Exists(running))
+        return queryset
+
+
+def with_decision_due(proposals) -> None:
+    """Each proposal given when a decision on it is due in its review round now, and how
+    that reads now (``due_said``), in one read for all: None and "" where no deadline runs."""
+    due = dict(
+        deadlines_running()
+        .filter(proposal__in=[proposal.pk for proposal in proposals])
+        .values_list("proposal_id", "due_at")
+    )
+    now = timezone.now()
+    for proposal in proposals:
+        proposal.decision_due_at = due.get(proposal.pk)
+        proposal.decision_due_said = due_said(proposal.decision_due_at, now)
+        proposal.decision_overdue = proposal.decision_due_said.startswith("overdue")
+
+
 admin.site.unregister(Proposal)
 
 
 @admin.register(Proposal)
 class ProposalAdmin(ApprovalsProposalAdmin):
     """The review queue and a proposal's page, with who is on each proposal (“I'll take
-    it”) and who was told about it."""
+    it”), when a decision on it is due, and who was told about it."""
 
     # Who is on it right after what it is: at the end, past risk and age, a laptop's screen
     # had the column behind the table's scroll, and nobody saw that somebody had taken it.
+    # When a decision is due beside it: which are overdue is read without opening each.
     list_display = [
         *ApprovalsProposalAdmin.list_display[:2],
         "on_it",
+        "decision_due",
         *ApprovalsProposalAdmin.list_display[2:],
     ]
+    list_filter = [*ApprovalsProposalAdmin.list_filter[:1], DecisionDueFilter]
+    list_filter += ApprovalsProposalAdmin.list_filter[1:]
+    sorted_in_words = {
+        **ApprovalsProposalAdmin.sorted_in_words,
+        "decision_due": ("soonest due first", "those without a deadline first, then latest due"),
+    }
+    bulk_decision_template = "admin/notifications/proposal/bulk_decision.html"
     # The claim and its holder in the queue's one query (a left join on a unique key).
     list_select_related = [*ApprovalsProposalAdmin.list_select_related, "claim__user"]
     change_form_template = "admin/notifications/proposal/change_form.html"
+
+    def get_queryset(self, request):
+        # When a decision is due, in the queue's one query (a subquery on a unique key).
+        running = deadlines_running().filter(proposal=OuterRef("pk"))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(decision_due_at=Subquery(running.values("due_at")[:1]))
+        )
+
+    def get_list_display(self, request):
+        # A deadline runs only while a proposal waits for a person: the column is the
+        # queue's (a list of what was executed, say, would read "—" down the column).
+        shown = super().get_list_display(request)
+        if listed_status(request) == ProposalStatus.PENDING_REVIEW:
+            return shown
+        return [field for field in shown if field != "decision_due"]
+
+    def get_list_filter(self, request):
+        if listed_status(request) == ProposalStatus.PENDING_REVIEW:
+            return self.list_filter
+        return [spec for spec in self.list_filter if spec is not DecisionDueFilter]
+
+    @admin.display(description="decision due", ordering=F("decision_due_at").asc(nulls_last=True))
+    def decision_due(self, proposal: Proposal) -> str:
+        """When a decision is due (a policy's “decide within”), from now, and by when: "in
+        12 min", "overdue by 3.5 h" marked; none where no deadline runs. Not its review
+        window, which expires it."""
+        due_at = proposal.decision_due_at
+        if due_at is None:
+            return ""
+        said = due_said(due_at, timezone.now())
+        return format_html(
+            '<span class="{}">{}</span> <span class="decision-due-at">{}</span>',
+            "decision-overdue" if said.startswith("overdue") else "decision-due",
+            said,
+            console_time(due_at),
+        )
+
+    def _bulk(self, request, queryset, **kwargs):
+        """The confirmation says when a decision on each is due, and which are overdue."""
+        response = super()._bulk(request, queryset, **kwargs)
+        if isinstance(response, TemplateResponse):
+            proposals = response.context_data["proposals"]
+            with_decision_due(proposals)
+            response.context_data["overdue"] = [p for p in proposals if p.decision_overdue]
+            response.context_data["with_deadlines"] = any(p.decision_due_at for p in proposals)
+        return response
 
     @admin.display(description="on it")
     def on_it(self, proposal: Proposal) -> str:

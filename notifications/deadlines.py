@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
-from approvals.models import Proposal, ProposalStatus
+from approvals.models import Proposal
 from approvals.services.acts import reviewers_by_proposal
 from audit.actors import Actor, acting_as
 from audit.history import history_records, update_with_history_where
@@ -33,7 +32,9 @@ from notifications.models import (
     Route,
 )
 from notifications.selectors import (
+    deadlines_running,
     group_recipients,
+    overdue_at,
     route_matches,
     routes_active,
     who_may_decide,
@@ -70,16 +71,13 @@ def _acting_at(begun: datetime | None) -> datetime:
 
 
 def _open_deadlines():
-    """The deadlines of rounds still under review, locked with their proposals; rows another
-    transaction holds are skipped (it is deciding, or sweeping them)."""
+    """The deadlines of rounds still under review (``deadlines_running``), locked with their
+    proposals; rows another transaction holds are skipped (it is deciding, or sweeping
+    them)."""
     return (
-        DecisionDeadline.objects.select_for_update(skip_locked=True, of=("self", "proposal"))
+        deadlines_running()
+        .select_for_update(skip_locked=True, of=("self", "proposal"))
         .select_related("proposal__account", "proposal__agent")
-        .filter(
-            ended_at__isnull=True,
-            proposal__status=ProposalStatus.PENDING_REVIEW,
-            proposal__review_round=F("review_round"),
-        )
     )
 
 
@@ -215,7 +213,7 @@ def _escalate(*, begun: datetime | None) -> int:
         now = _acting_at(begun)
         deadlines = list(
             _open_deadlines()
-            .filter(escalated_at__isnull=True, due_at__lte=now)
+            .filter(overdue_at(now), escalated_at__isnull=True)
             .order_by("due_at")[:SWEEP_BATCH]
         )
         if not deadlines:

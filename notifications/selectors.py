@@ -19,6 +19,7 @@ from approvals import action_types
 from approvals.models import Proposal, ProposalStatus
 from approvals.selectors import decision_time_percentiles, people_decided
 from approvals.services.acts import Act, LacksPermission, act_refusal
+from hitlproject.durations import elapsed_said
 from hitlproject.vocabulary import INTERRUPTED, REVIEW_ENDINGS_DECIDED_BY_PEOPLE
 from notifications.models import (
     Claim,
@@ -262,6 +263,33 @@ def claim_live(*, proposal: Proposal, now: datetime | None = None) -> Claim | No
     return claim if claim is not None and claim.is_live(now) else None
 
 
+def deadlines_running():
+    """The deadlines of review rounds still under way: not ended, their proposal waiting for
+    a person in that round. What the sweep reminds about and escalates
+    (``notifications.deadlines``), and what the queue's Due column and its overdue filter
+    read."""
+    return DecisionDeadline.objects.filter(
+        ended_at__isnull=True,
+        proposal__status=ProposalStatus.PENDING_REVIEW,
+        proposal__review_round=F("review_round"),
+    )
+
+
+def overdue_at(now: datetime) -> Q:
+    """A deadline overdue at ``now``: it was due by then (the sweep escalates it)."""
+    return Q(due_at__lte=now)
+
+
+def due_said(due_at: datetime | None, now: datetime) -> str:
+    """When a decision is due, from ``now``, as the queue and a bulk confirmation say it:
+    "in 12 min", "overdue by 3.5 h"; "" where no deadline runs."""
+    if due_at is None:
+        return ""
+    if due_at <= now:  # as ``overdue_at``
+        return f"overdue by {elapsed_said(now - due_at)}"
+    return f"in {elapsed_said(due_at - now)}"
+
+
 @dataclass(frozen=True)
 class DeadlineFigures:
     """The review rounds with a deadline that ended in the period, by how they ended, and
@@ -295,7 +323,7 @@ def deadline_figures(*, days: int) -> DeadlineFigures:
         not_decided=Count("pk", filter=~decided & ~Q(ended_as=ProposalStatus.EXPIRED)),
     )
     still_open = DecisionDeadline.objects.filter(ended_at__isnull=True).aggregate(
-        all=Count("pk"), overdue=Count("pk", filter=Q(due_at__lte=now))
+        all=Count("pk"), overdue=Count("pk", filter=overdue_at(now))
     )
     return DeadlineFigures(
         days=days,

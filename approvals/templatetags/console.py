@@ -12,6 +12,7 @@ from approvals.models import Agent, RejectionReason
 from approvals.selectors import COUNTED, COUNTED_FIGURES, ProposalCounts, dashboard
 from approvals.services.expiry import proposals_expire_overdue_listed
 from hitlproject.charts import GroupedBarChart, as_sent, grouped_bars
+from hitlproject.durations import elapsed_said
 from hitlproject.formats import share_percent
 from hitlproject.vocabulary import READ_PERMISSION, WHAT_IF_LABELS, action_type_label
 from ledger.models import campaign_field_label, campaign_value_label
@@ -144,20 +145,7 @@ def count_of(counts: ProposalCounts, name: str) -> int:
 
 @register.filter
 def duration(value: timedelta | None) -> str:
-    """A duration as a person says it: 45 s, 2.7 min, 12 min, 3.5 h, 2.1 d. Each reads
-    within a few percent of the truth: under ten minutes to a tenth of a minute (whole
-    minutes would make 91 s "2 min")."""
-    if value is None:
-        return "—"
-    seconds = value.total_seconds()
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        minutes = round(seconds / 60, 1)
-        return f"{minutes:.1f} min" if minutes < 10 else f"{seconds / 60:.0f} min"
-    if seconds < 36 * 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} d"
+    return elapsed_said(value)
 
 
 @register.filter
