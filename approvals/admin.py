@@ -58,6 +58,7 @@ from approvals.selectors import (
     last_failure,
     last_round,
     policy_terms,
+    proposal_followed,
     proposal_states,
     proposals_sent_by_kill_switch,
     reassessed_otherwise,
@@ -1772,10 +1773,14 @@ class ProposalAdmin(ReadOnlyAdmin):
         # request, and what a retry could repeat.
         round_ = last_round(proposal) if proposal.status in RESUMED_SAID_STATUSES else None
         since = since_proposed(proposal)
+        executions = _executions_said(proposal)
         extra_context = {
             "proposal": proposal,
             "decisions": proposal.decisions.select_related("reviewer"),
-            "executions": _executions_said(proposal),
+            "executions": executions,
+            # Its attempts as this page shows them, which it follows (``proposal_followed``).
+            "attempts_shown": executions[-1].attempt if executions else 0,
+            "last_attempt_shown": executions[-1].status if executions else "",
             # Why it failed, beside its status and the retry, not only in the executions below.
             "last_failure": last_failure(proposal),
             # The confidence its agent gave, as a person reads it (the platform's as a share).
@@ -1959,10 +1964,19 @@ class ProposalAdmin(ReadOnlyAdmin):
         (approvals/static/approvals/follow_status.js)."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        status = Proposal.objects.filter(pk=object_id).values_list("status", flat=True).first()
-        if status is None:
+        followed = proposal_followed(object_id)
+        if followed is None:
             raise Http404("There is no such proposal.")
-        return JsonResponse({"status": status, "label": ProposalStatus(status).label})
+        return JsonResponse(
+            {
+                "status": followed["status"],
+                "label": ProposalStatus(followed["status"]).label,
+                # Its attempts on its channel, which move on while its status stays
+                # "Executing": the page puts itself as it then reads in place on these too.
+                "attempts": followed["attempts"] or 0,
+                "last_attempt": followed["last_attempt"] or "",
+            }
+        )
 
     def _decide(
         self,

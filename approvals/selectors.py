@@ -1731,6 +1731,24 @@ def next_attempts_due(proposals: Iterable[Proposal]) -> dict[int, datetime]:
     return _retries_due_reader(executing)
 
 
+def proposal_followed(proposal_id: int) -> dict | None:
+    """What a proposal's page follows while it is under way (``follow_status.js``), in one
+    read: its status, how many attempts on its channel it has had and the last one's status
+    (None before any). A failed attempt and the next one started move on with the status
+    unchanged ("Executing"): the page read "attempt 2 is due at …" for the seconds after
+    attempt 2 had failed and attempt 3 been scheduled. None if there is no such proposal."""
+    last = Execution.objects.filter(proposal=OuterRef("pk")).order_by("-attempt")
+    return (
+        Proposal.objects.filter(pk=proposal_id)
+        .annotate(
+            attempts=Subquery(last.values("attempt")[:1]),
+            last_attempt=Subquery(last.values("status")[:1]),
+        )
+        .values("status", "attempts", "last_attempt")
+        .first()
+    )
+
+
 def retries_awaited(proposals: Sequence[Proposal]) -> dict[int, str]:
     """Of ``proposals``, each executing and waiting between attempts on its channel (its
     last attempt failed, the next not under way; the executors app registers the reader of

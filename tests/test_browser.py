@@ -955,6 +955,40 @@ def test_the_operator_sees_an_execution_fail_without_reloading_in_words(
         )
 
 
+def test_a_proposals_page_follows_each_failed_attempt_while_it_stays_executing(
+    live_server, demo_world, page
+):
+    """The channel answers 503, then 429, then 200: between attempts the proposal stays
+    "Executing", and its page said "attempt 2 is due at …" after attempt 2 had failed and
+    attempt 3 been scheduled, until the final status came. It says each failed attempt and
+    the next one due as it happens, without loading itself again."""
+    endpoint = Receiver(503, 429, 200, retry_after="6")
+    Account.objects.filter(external_id="demo").update(execution_endpoint=endpoint.url)
+    try:
+        [proposal] = waiting(reallocation("280.00"))
+        log_in(page, live_server.url, demo_world["users"]["operator"])
+        page.goto(f"{live_server.url}/admin/approvals/proposal/{proposal.pk}/change/")
+        page.click("#approve-form input[type=submit]")
+        page.evaluate("window.loadedOnce = true")  # gone if the page loads itself again
+
+        retrying = page.locator("#execution-retrying")
+        expect(retrying).to_contain_text("ttempt 1 by the webhook executor failed", timeout=15_000)
+        expect(retrying).to_contain_text("HTTP 503")
+        expect(retrying).to_contain_text("attempt 2 is due at")
+        expect(retrying).to_contain_text("ttempt 2 by the webhook executor failed", timeout=15_000)
+        expect(retrying).to_contain_text("HTTP 429")
+        # Said while it still executes (once it has executed, nothing is due): the page
+        # followed the attempt, not only the final status.
+        expect(retrying).to_contain_text("attempt 3 is due at")
+        assert page.evaluate("window.loadedOnce") is True
+        expect(page.locator("#proposal-status")).to_have_text("Executed", timeout=20_000)
+        expect(page.locator(".messagelist li").last).to_have_text(
+            f"Proposal #{proposal.pk} has been executed."
+        )
+    finally:
+        endpoint.close()
+
+
 def test_the_consoles_pages_fit_a_phones_width(live_server, demo_world, browser):
     """At a phone's width (390 px) each page keeps the screen's width: a wide table (a
     proposal's executions' nine columns, a bulk confirmation's, a scorecard's sixteen) scrolls

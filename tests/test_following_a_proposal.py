@@ -29,12 +29,24 @@ def test_an_approved_proposals_page_follows_it_until_it_has_executed(login, oper
     page = operator.get(page_url).text
     status_url = follows(page)
     assert status_url == reverse("admin:approvals_proposal_status", args=[proposal.pk])
-    # The page it reads again, once the status changes, to show it as it then reads.
+    # The page it reads again, once the status changes, to show it as it then reads; and the
+    # attempts it shows, which it follows too.
     assert f'data-page="{page_url}" data-proposal="{proposal.pk}"' in page
-    assert operator.get(status_url).json() == {"status": "approved", "label": "Approved"}
+    assert 'data-attempts="0" data-last-attempt=""' in page
+    assert operator.get(status_url).json() == {
+        "status": "approved",
+        "label": "Approved",
+        "attempts": 0,
+        "last_attempt": "",
+    }
 
     proposal_execute(proposal_id=proposal.pk)
-    assert operator.get(status_url).json() == {"status": "executed", "label": "Executed"}
+    assert operator.get(status_url).json() == {
+        "status": "executed",
+        "label": "Executed",
+        "attempts": 1,
+        "last_attempt": "succeeded",
+    }
     assert follows(operator.get(page_url).text) is None  # final: nothing more to follow
 
 

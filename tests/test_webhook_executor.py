@@ -357,3 +357,34 @@ def test_the_agent_reads_that_attempt_1_failed_and_when_attempt_2_is_due(
         optimizer.get(f"/api/v1/proposals/{proposal.pk}/").json()["execution"]["next_attempt_at"]
         is None
     )
+
+
+def test_the_status_a_proposals_page_follows_moves_with_each_attempt_while_it_executes(
+    channel, login
+):
+    """Between attempts on its channel a proposal stays "Executing": the answer its page
+    follows said only that, so a page read "attempt 2 is due" after attempt 2 had failed and
+    attempt 3 been scheduled. The answer says how many attempts it has had and how the last
+    one went, and each attempt's failure moves it."""
+    channel(503, 429, 200, retry_after="2")
+    proposal = evaluated(reallocation("280.00"))
+    operator = login("operator")
+    proposal_approve(
+        proposal_id=proposal.pk, reviewer=get_user_model().objects.get(username="operator")
+    )
+    url = reverse("admin:approvals_proposal_status", args=[proposal.pk])
+    answers = []
+
+    def executed() -> bool:
+        answer = operator.get(url).json()
+        if not answers or answers[-1] != answer:
+            answers.append(answer)
+        return answer["status"] == "executed"
+
+    wait_until(executed, timeout=30, interval=0.05)
+
+    moves = [(a["status"], a["attempts"], a["last_attempt"]) for a in answers]
+    assert ("executing", 1, "failed") in moves
+    assert ("executing", 2, "failed") in moves
+    assert moves[-1] == ("executed", 3, "succeeded")
+    assert answers[-1]["label"] == "Executed"

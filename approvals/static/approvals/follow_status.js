@@ -1,9 +1,10 @@
 // A proposal under way (approved, executing) moves on with nobody acting: its page follows
-// it, and once the status changes puts the page as it now reads (its #content) in place of
-// the one shown, so that it never says "Approved" about what has executed. The messages above
-// it stay: what the operator did ("… is approved and sent to be executed") is still said
-// until they leave the page, with what has become of it since; a reload would have dropped
-// them. Without JavaScript the page stays as it was loaded.
+// it, and once the status changes, or its attempts on its channel do (one failed, the next
+// began), puts the page as it now reads (its #content) in place of the one shown, so that
+// it never says "Approved" about what has executed, nor "attempt 2 is due" once attempt 2
+// has failed. The messages above it stay: what the operator did ("… is approved and sent to
+// be executed") is still said until they leave the page, with what has become of it since;
+// a reload would have dropped them. Without JavaScript the page stays as it was loaded.
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
   const following = () => document.getElementById("follow-status");
@@ -84,14 +85,22 @@ document.addEventListener("DOMContentLoaded", () => {
         tellStopped(follow.dataset.proposal, "it can no longer be read here");
         return;
       }
-      const { status } = await response.json();
-      if (status !== follow.dataset.status) {
+      const { status, attempts, last_attempt: lastAttempt } = await response.json();
+      const newStatus = status !== follow.dataset.status;
+      // An attempt on its channel failed, or the next one began, while its status stayed
+      // "Executing": the page said "attempt 2 is due at …" after attempt 2 had failed.
+      const newAttempt =
+        String(attempts) !== follow.dataset.attempts ||
+        lastAttempt !== follow.dataset.lastAttempt;
+      if (newStatus || newAttempt) {
         if (!(await showAsItNowReads(follow.dataset.page))) {
           window.location.reload();
           return;
         }
-        tellStatus(follow.dataset.proposal);
-        delay = 500; // a new status: the next one may come soon
+        if (newStatus) {
+          tellStatus(follow.dataset.proposal);
+        }
+        delay = 500; // it moved: the next move may come soon
       }
     } catch (error) {
       if (error instanceof SyntaxError) {
