@@ -159,6 +159,7 @@ from feedback.services import outcome_report_by_user
 from feedback.templatetags.feedback_tags import scorecard_charts
 from hitlproject.charts import numeric_series, numeric_series_count
 from hitlproject.converters import record_page
+from hitlproject.durations import elapsed_said
 from hitlproject.errors import DomainError
 from hitlproject.formats import console_time
 from hitlproject.paginators import CappedCountPaginator
@@ -1592,12 +1593,9 @@ class ProposalAdmin(ReadOnlyAdmin):
 
     @admin.display(description="age", ordering="-created_at")  # youngest first, ascending
     def age(self, proposal: Proposal) -> str:
-        minutes = int((timezone.now() - proposal.created_at).total_seconds() // 60)
-        if minutes < 60:
-            return f"{minutes} min"
-        if minutes < 48 * 60:
-            return f"{minutes // 60} h"
-        return f"{minutes // (24 * 60)} d"
+        # As the dashboard says the oldest waiting: rounded down to whole minutes, the queue
+        # said "1 min" of the proposal the dashboard said had waited 1.8 min.
+        return elapsed_said(timezone.now() - proposal.created_at)
 
     @admin.display(description="confidence")
     def confidence_display(self, proposal: Proposal) -> str:

@@ -253,3 +253,21 @@ def test_time_to_decision_runs_to_the_first_decision_not_an_approval_again_after
         re.sub(r">\s+<", "><", scorecard.text),
     )[0]
     assert "|2.5 min|" in re.sub(r"(<[^>]+>)+", "|", row)
+
+
+def test_the_queue_says_a_proposals_age_as_the_dashboard_says_the_oldest_waiting(login):
+    """Made and sent to people 1.8 minutes ago: the dashboard said "1.8 min" and the queue's
+    Age "1 min", rounded down to whole minutes, as if the two read different proposals."""
+    proposal = evaluated(reallocation("280.00"))
+    made = timezone.now() - timedelta(seconds=108)
+    Proposal.objects.filter(pk=proposal.pk).update(
+        created_at=made, evaluated_at=made, waiting_since=made
+    )
+    operator = login("operator")
+
+    dashboard_page = operator.get("/admin/").text
+    queue = operator.get(reverse("admin:approvals_proposal_changelist")).text
+
+    assert re.search(r'id="oldest-waiting">\s*1.8 min\s*<', dashboard_page)
+    row = queue.split(f"/admin/approvals/proposal/{proposal.pk}/change/", 1)[1].split("</tr>")[0]
+    assert re.search(r'class="field-age"[^>]*>1.8 min</td>', row), row[-200:]
