@@ -307,6 +307,29 @@ def ids_from(model, first: int) -> None:
             )
 
 
+def test_the_queue_keeps_an_agents_short_name_whole_at_a_laptops_width(
+    live_server, demo_world, browser
+):
+    """At 1280 px the queue's Agent column broke "copywriter" inside the word ("copywrite"
+    over "r"): a name of some ten letters reads on one line."""
+    proposal = submitted(creative_batch(creative()), agent="copywriter")
+    wait_until(lambda: Proposal.objects.get(pk=proposal.pk).status == "pending_review")
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    log_in(page, live_server.url, demo_world["users"]["operator"])
+    page.goto(f"{live_server.url}/admin/approvals/proposal/")
+    agent = page.locator("#result_list tbody tr", has_text="deploy 1 creative").locator(
+        "td.field-agent"
+    )
+    expect(agent).to_have_text("copywriter")
+    lines = agent.evaluate(
+        "cell => { const range = document.createRange(); range.selectNodeContents(cell);"
+        " return new Set(Array.from(range.getClientRects(), r => Math.round(r.top))).size; }"
+    )
+    assert lines == 1, "copywriter is broken over lines"
+    context.close()
+
+
 def test_the_list_in_every_status_shows_every_column_at_a_laptops_width(
     live_server, demo_world, browser
 ):
