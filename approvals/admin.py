@@ -2316,6 +2316,16 @@ class ProposalAdmin(ReadOnlyAdmin):
         )
 
 
+class DecidedByFilter(admin.RelatedOnlyFieldListFilter):
+    """The people who decided something: every person offered an auditor and a policy owner,
+    who decide no proposal, as if a list of their decisions could hold one. Offered even
+    when one person alone has decided: Django leaves out a filter of one choice, and its value
+    unread, so one person's link ("all your decisions") would have listed everyone's."""
+
+    def has_output(self) -> bool:
+        return True
+
+
 @admin.register(Decision)
 class DecisionAdmin(ReadOnlyAdmin):
     list_display = [
@@ -2328,9 +2338,8 @@ class DecisionAdmin(ReadOnlyAdmin):
         "created_at",
     ]
     # One person's decisions, as an auditor reads someone's record (and the home page's "all
-    # your decisions" links). Every person, not only those who decided: Django leaves out a
-    # filter of one choice and its value unread, so one person's link would list another's.
-    list_filter = ["outcome", "reason_code", "reviewer"]
+    # your decisions" links): offered, those who decided (``DecidedByFilter``).
+    list_filter = ["outcome", "reason_code", ("reviewer", DecidedByFilter)]
     list_select_related = ["reviewer"]
     raw_id_fields = ["proposal"]
     # Newest first, as proposals, notifications and callback events are listed; a proposal's

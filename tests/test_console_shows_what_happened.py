@@ -461,6 +461,27 @@ def test_the_decisions_list_says_an_edit_was_decided_and_finds_one_persons_decis
     assert set(by_operator) == {str(edited.pk), str(as_proposed.pk)}
 
 
+def test_the_decisions_list_offers_to_filter_by_the_people_who_decided(operator, login):
+    """ "By reviewer" offered the auditor and the policy owner, who decide no proposal, as
+    if a list of their decisions could hold one. It offers those who decided; one person
+    alone is still offered, and their list is theirs."""
+    proposal_approve(proposal_id=evaluated(bid_adjustment("2.50")).pk, reviewer=operator)
+    auditor = login("auditor")
+    url = reverse("admin:approvals_decision_changelist")
+
+    def offered(page) -> list[str]:
+        by_reviewer = page.text.split('data-filter-title="reviewer"')[1].split("</details>")[0]
+        return [html.unescape(a) for a in re.findall(r"<a [^>]*>(.*?)</a>", by_reviewer)]
+
+    assert offered(auditor.get(url)) == ["All", "operator"]
+    policy_owner = get_user_model().objects.get(username="policy-owner")
+    theirs = auditor.get(f"{url}?reviewer__id__exact={policy_owner.pk}")
+    assert list(theirs.context["cl"].result_list) == []  # a link to theirs lists none
+    mine = auditor.get(f"{url}?reviewer__id__exact={operator.pk}")
+    assert 'aria-current="true">operator</a>' in mine.text
+    assert len(mine.context["cl"].result_list) == 1
+
+
 def test_the_bulk_confirmation_says_which_would_execute_and_which_would_be_superseded(login):
     bids = [evaluated(bid_adjustment(new)) for new in ("2.50", "2.60")]
     other = evaluated(bid_adjustment("2.00", campaign="generic-search"))
