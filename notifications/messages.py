@@ -60,6 +60,8 @@ HEADLINES = {
 # The headline of a message that said its execution failed, once a person sent it to run
 # again: what it says below is what became of it since.
 FAILED_THEN_SENT_AGAIN = f"Its execution failed, then it was {SENT_TO_RUN_AGAIN}"
+# A person retrying it found its target had moved: nothing was sent to run.
+FAILED_THEN_SUPERSEDED = "Its execution failed, then it was superseded"
 # The headline of a message saying it waits, to a person it does not wait for: one who owns
 # the agent that proposed it, or who has approved it and waits for another's approval.
 WAITS_NOT_FOR_YOU = "Waits for a decision"

@@ -147,6 +147,21 @@ UPDATED_SINCE = "Its message was updated since: it says what is so again"
 UPDATE_NOTES = ("not_updated", "updated")
 
 
+# A failure a person's retry ended superseded, its target having moved since it was made: nobody
+# sent it to run again (``approvals.services.decisions.proposal_retry``).
+SUPERSEDED_AT_ITS_RETRY = (
+    "superseded since its execution failed (a person retrying it found its target had moved)"
+)
+
+
+def superseded_at_its_retry(notification: "Notification", proposal) -> bool:
+    """Whether the failure a message told of ended superseded as a person retried it: not
+    sent to run again since the message was written (a failure leaves for superseded only
+    so; one sent to run again first was approved since)."""
+    retried = proposal.approved_at and proposal.approved_at > notification.created_at
+    return proposal.status == S.SUPERSEDED and not retried
+
+
 def no_longer_so(notification: "Notification", proposal) -> str:
     """Why a message is not to be sent, being no longer so of its proposal (as read: its
     status, review round and when it was last approved to run); or "" while it is so. One
@@ -156,6 +171,8 @@ def no_longer_so(notification: "Notification", proposal) -> str:
     (``notifications.services``), and the console's of one held (``Notification.due_said``)."""
     status = S(proposal.status)
     if notification.kind == NotificationKind.FAILED:
+        if superseded_at_its_retry(notification, proposal):
+            return f"not sent: {SUPERSEDED_AT_ITS_RETRY}: it will not run"
         retried = proposal.approved_at and proposal.approved_at > notification.created_at
         if status == S.FAILED and not retried:
             return ""

@@ -96,6 +96,7 @@ from notifications.carriers import channel_for
 from notifications.channels import ChannelError, Sent
 from notifications.messages import (
     FAILED_THEN_SENT_AGAIN,
+    FAILED_THEN_SUPERSEDED,
     DigestLine,
     ProposalMessage,
     addressed_to_one_who_may_not_decide,
@@ -120,6 +121,7 @@ from notifications.models import (
     Route,
     held_for,
     no_longer_so,
+    superseded_at_its_retry,
 )
 from notifications.selectors import (
     channels_of,
@@ -196,12 +198,14 @@ def notifications_record_moves(proposals: Sequence[Proposal]) -> None:
         if p.status in (S.EXECUTED, S.FAILED) and (p.review_round > 0 or was_retried(p))
     ]
     # What the policy let run, whose failure was told, sent to run again by a person (or
-    # superseded before it ran again): its messages say so. One a person approved is
-    # followed as its review ended (``_review_ended``).
+    # superseded before it ran again, or as a person retried it: nothing was sent to run):
+    # its messages say so. Of a proposal the policy let run, only its failure has messages.
+    # One a person approved is followed as its review ended (``_review_ended``).
     retried = [
         p
         for p in proposals
-        if p.status in (S.APPROVED, S.SUPERSEDED) and p.review_round == 0 and was_retried(p)
+        if p.review_round == 0
+        and (p.status == S.SUPERSEDED or (p.status == S.APPROVED and was_retried(p)))
     ]
     now = timezone.now()
     if entered:
@@ -2439,7 +2443,7 @@ def _failure_update_says(notification: Notification, proposal: Proposal) -> dict
         return {
             "text": outcome_text(proposal, reader=notification.recipient),
             "message": message,
-            "ended_as": FAILED_THEN_SENT_AGAIN,
+            "ended_as": failure_ended_as(told, proposal),
         }
     return {
         "text": "",
@@ -2532,8 +2536,18 @@ def _failure_digest_line(told: Notification, message, *, reader) -> DigestLine:
     if not no_longer_so(told, told.proposal):
         return DigestLine(message)
     return DigestLine(
-        message, outcome=outcome_text(told.proposal, reader=reader), ended_as=FAILED_THEN_SENT_AGAIN
+        message,
+        outcome=outcome_text(told.proposal, reader=reader),
+        ended_as=failure_ended_as(told, told.proposal),
     )
+
+
+def failure_ended_as(told: Notification, proposal: Proposal) -> str:
+    """How an update of a message that told of a failure no longer standing is headed: sent
+    to run again, or superseded as a person retried it (nothing was sent to run)."""
+    if superseded_at_its_retry(told, proposal):
+        return FAILED_THEN_SUPERSEDED
+    return FAILED_THEN_SENT_AGAIN
 
 
 # What an attempt changes on a notification: its lease ends, as a next attempt or none.
@@ -2684,7 +2698,14 @@ def went_as_it_stopped(notification: Notification, stopped: Proposal) -> str:
     """What became of a message's proposal as the message went out (it stopped waiting), and
     what became of the message: "the proposal became superseded as it went, which an email
     cannot take back"."""
-    if notification.kind == NotificationKind.FAILED:
+    if notification.kind == NotificationKind.FAILED and superseded_at_its_retry(
+        notification, stopped
+    ):
+        then = (
+            "the proposal became superseded as it went: a person retrying it found its target "
+            "had moved, and nothing was sent to run"
+        )
+    elif notification.kind == NotificationKind.FAILED:
         then = (
             "a person sent the proposal to run again as it went (it is now "
             f"{stopped.get_status_display().lower()})"

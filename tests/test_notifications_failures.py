@@ -414,3 +414,57 @@ def test_a_failure_under_an_engaged_kill_switch_says_a_retry_runs_past_it(
     [call] = slack.sent("chat.postMessage", channel=OPERATOR)
     shown = " ".join(shown_text(call["blocks"]).split())
     assert f"{warned} It waits for a person: retry it on" in shown
+
+
+@pytest.mark.django_db
+def test_a_failure_superseded_at_its_retry_is_not_said_to_have_been_sent_to_run_again(
+    optimizer, channel, settings
+):
+    """Its bid moved since it failed: a person's retry ends it superseded there and then,
+    and nothing is sent to run. Its failure's message, not yet gone, is not sent, and does
+    not say a person sent it to run again, which nobody did."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    channel(400, says=REFUSAL)
+    proposal = auto_approved_bid(optimizer)
+    assert proposal_execute(proposal_id=proposal["id"]).status == "failed"
+    [message] = failure_messages(proposal["id"])
+    Campaign.objects.filter(external_id="brand-search").update(bid=Decimal("2.50"))
+
+    operator = get_user_model().objects.get(username="operator")
+    retried = proposal_retry(proposal_id=proposal["id"], reviewer=operator)
+    assert retried.status == "superseded"
+    notifications_deliver(notification_ids=[message.pk])
+
+    message.refresh_from_db()
+    assert message.status == NotificationStatus.NOT_SENT
+    assert message.log[-1]["result"] == (
+        "not sent: superseded since its execution failed (a person retrying it found its "
+        "target had moved): it will not run"
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_on_slack_a_failure_superseded_at_its_retry_says_so(optimizer, slack, channel):
+    """Its bid moved since it failed: the retry ends it superseded, and nothing runs. Its
+    Slack message went on offering to retry it on its page, a retry that is refused."""
+    operator = get_user_model().objects.get(username="operator")
+    ReachedBy.objects.create(user=operator, slack=True, email=False)
+    channel(400, says=REFUSAL)
+    proposal = auto_approved_bid(optimizer)
+    wait_until(lambda: slack.sent("chat.postMessage", channel=OPERATOR), timeout=15)
+    where = next(iter(slack.messages))
+    Campaign.objects.filter(external_id="brand-search").update(bid=Decimal("2.50"))
+
+    assert proposal_retry(proposal_id=proposal["id"], reviewer=operator).status == "superseded"
+
+    now = wait_until(
+        lambda: (
+            "Superseded" in context_texts(slack.messages[where]["blocks"])
+            and slack.messages[where]["blocks"]
+        ),
+        timeout=15,
+    )
+    assert headline(now) == "Its execution failed, then it was superseded"
+    assert "retry it on" not in context_texts(now)
+    assert len(slack.sent("chat.postMessage", channel=OPERATOR)) == 1
