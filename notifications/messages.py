@@ -279,12 +279,17 @@ def failed_count_text(count: int) -> str:
 
 def failed_since_retried_text(lines: Sequence[DigestLine]) -> str:
     """An updated digest of failures' headline: how many failed, and how many of them a
-    person has sent to run again since ("3 executions failed; 1 was sent to run again")."""
-    retried = sum(1 for line in lines if line.outcome)
-    said = failed_count_text(len(lines))
-    if not retried:
-        return said
-    return f"{said}; {retried} {'was' if retried == 1 else 'were'} {SENT_TO_RUN_AGAIN}"
+    person has sent to run again since, or whose retry found its target moved and ended
+    it superseded ("3 executions failed; 1 was sent to run again; 1 was superseded")."""
+    said = [failed_count_text(len(lines))]
+    for ended_as, what in (
+        (FAILED_THEN_SENT_AGAIN, SENT_TO_RUN_AGAIN),
+        (FAILED_THEN_SUPERSEDED, "superseded"),
+    ):
+        count = sum(1 for line in lines if line.outcome and line.ended_as == ended_as)
+        if count:
+            said.append(f"{count} {'was' if count == 1 else 'were'} {what}")
+    return "; ".join(said)
 
 
 def still_waiting_count_text(waiting: int, *, listed: int) -> str:

@@ -21,6 +21,12 @@ from audit.chain import chain_seal, chain_verify
 from executors.runner import proposal_execute
 from hitlproject.formats import console_time
 from notifications.digests import notifications_send_digests
+from notifications.messages import (
+    FAILED_THEN_SENT_AGAIN,
+    FAILED_THEN_SUPERSEDED,
+    DigestLine,
+    failed_since_retried_text,
+)
 from notifications.models import Notification, NotificationKind, NotificationStatus, ReachedBy
 from notifications.slack import MESSAGE_TEXT_LIMIT
 from notifications.tasks import send_due_digests
@@ -491,4 +497,19 @@ def test_a_held_failure_that_will_not_go_says_so_while_it_is_held(
     assert held.status == NotificationStatus.NOT_SENT
     assert held.log[-1]["result"] == won_t_go.replace(
         f"{HELD_WITH_FAILURES}; will not go", "not sent"
+    )
+
+
+def test_an_updated_digest_of_failures_counts_one_superseded_at_its_retry_apart():
+    """Of three failures grouped in one message: one sent to run again, one whose retry found
+    its target moved and ended it superseded (nothing was sent to run), one standing. The
+    headline counted both as sent to run again."""
+    lines = [
+        DigestLine(None, outcome="Executed at …", ended_as=FAILED_THEN_SENT_AGAIN),
+        DigestLine(None, outcome="Superseded. …", ended_as=FAILED_THEN_SUPERSEDED),
+        DigestLine(None),
+    ]
+
+    assert failed_since_retried_text(lines) == (
+        "3 executions failed; 1 was sent to run again; 1 was superseded"
     )
