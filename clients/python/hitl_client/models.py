@@ -308,7 +308,8 @@ class Proposal:
     @property
     def may_be_retried(self) -> bool:
         """Failed, and a person may still send it to run again (then it is approved and
-        runs): ``wait(..., follow_retries=True)`` waits for that."""
+        runs, or, where a value it sets moved since it was made, superseded there and then):
+        ``wait(..., follow_retries=True)`` waits for that."""
         return self.status == Status.FAILED
 
     @property
