@@ -11,6 +11,7 @@ from django.db import models
 from django.utils import timezone
 from simple_history.manager import SIMPLE_HISTORY_REVERSE_ATTR_NAME
 
+from approvals.services.acts import review_window_closed
 from audit.models import audited_history
 from hitlproject.attempts import attempts_in_words
 from hitlproject.formats import console_time
@@ -165,10 +166,11 @@ def superseded_at_its_retry(notification: "Notification", proposal) -> bool:
 def no_longer_so(notification: "Notification", proposal) -> str:
     """Why a message is not to be sent, being no longer so of its proposal (as read: its
     status, review round and when it was last approved to run); or "" while it is so. One
-    saying it waits (or for how long): while it waits in the message's round. One saying its
-    execution failed: while that failure stands, not once a person has sent it to run again
-    (a new failure then is told anew). The one check: the sender's, as it sends or drops it
-    (``notifications.services``), and the console's of one held (``Notification.due_said``)."""
+    saying it waits (or for how long): while it waits in the message's round, within its
+    review window. One saying its execution failed: while that failure stands, not once a
+    person has sent it to run again (a new failure then is told anew). The one check: the
+    sender's, as it sends or drops it (``notifications.services``), and the console's of one
+    held (``Notification.due_said``)."""
     status = S(proposal.status)
     if notification.kind == NotificationKind.FAILED:
         if superseded_at_its_retry(notification, proposal):
@@ -181,6 +183,13 @@ def no_longer_so(notification: "Notification", proposal) -> str:
             f"(it is now {status.label.lower()})"
         )
     if status == S.PENDING_REVIEW and proposal.review_round == notification.review_round:
+        if review_window_closed(proposal, timezone.now()):
+            # Past its window, before the sweep expired it: told of as waiting, it would be
+            # counted in a digest's "2 proposals wait" that the queue, expiring it, does not show.
+            return (
+                f"not sent: its review window closed at {console_time(proposal.review_expires_at)}"
+                " and it no longer waits for a decision"
+            )
         return ""
     return f"not sent: the proposal is {status.label.lower()} and no longer waits for this review"
 

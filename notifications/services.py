@@ -2757,13 +2757,6 @@ def _not_to_send(notification: Notification) -> str:
     stopped = no_longer_so(notification, proposal)
     if stopped:
         return stopped
-    if notification.kind != NotificationKind.FAILED and not in_review_window(proposal):
-        # Past its window: told of as waiting, it was counted in a digest's "2 proposals
-        # wait" that the queue, expiring it as it lists, does not show.
-        return (
-            f"not sent: its review window closed at {console_time(proposal.review_expires_at)}"
-            " and it no longer waits for a decision"
-        )
     if not channel_for(notification.channel).is_configured():
         return f"not sent: {notification.get_channel_display()} is not configured"
     # Told as the person is now, not as they were when the message was recorded.

@@ -89,6 +89,12 @@ def test_a_digest_counts_only_the_proposals_that_wait_within_their_window(optimi
     waiting, late = submit(optimizer, ["150.00", "200.00"])
     window_closed(late["id"])
     digests_due_now()
+    # Held, its page says it will not go, and why, before the digest drops it.
+    [held] = Notification.objects.filter(proposal_id=late["id"], recipient__username="operator")
+    assert re.search(
+        r"; will not go: its review window closed at .* UTC and it no longer waits for a decision",
+        held.status_said,
+    ), held.status_said
 
     send_due_digests.delay()
 
