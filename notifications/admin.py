@@ -667,6 +667,11 @@ class DecisionDueFilter(KnownValuesOnly, admin.SimpleListFilter):
     parameter_name = "due"
 
     def lookups(self, request, model_admin):
+        if listed_status(request) != ProposalStatus.PENDING_REVIEW:
+            # No deadline runs outside the queue: offered nowhere else, and a ``due`` a link
+            # carries there (the status filter's, the search form's) is read and let be,
+            # not refused as a lookup nobody knows.
+            return []
         return [
             ("overdue", "Overdue"),
             ("not_yet", "Due, not yet overdue"),
@@ -745,11 +750,6 @@ class ProposalAdmin(ApprovalsProposalAdmin):
         if listed_status(request) == ProposalStatus.PENDING_REVIEW:
             return shown
         return [field for field in shown if field != "decision_due"]
-
-    def get_list_filter(self, request):
-        if listed_status(request) == ProposalStatus.PENDING_REVIEW:
-            return self.list_filter
-        return [spec for spec in self.list_filter if spec is not DecisionDueFilter]
 
     @admin.display(description="decision due", ordering=F("decision_due_at").asc(nulls_last=True))
     def decision_due(self, proposal: Proposal) -> str:

@@ -90,6 +90,15 @@ def test_the_queue_says_which_proposals_are_overdue_and_when_each_is_due(login, 
     every_status = operator.get(QUEUE, {"status": "all"})
     assert decided.pk in rows(every_status)
     assert "field-decision_due" not in every_status.text
+    # Leaving the overdue for another status, or searching from it, by the links the page
+    # offers (they carry ``due``): that list, not a 400 "could not be understood".
+    executed_link = operator.get(QUEUE, {"due": "overdue", "status": "executed"})
+    assert executed_link.status_code == 200
+    assert "By decision due" in page.text
+    assert "By decision due" not in executed_link.text  # offered in the queue alone
+    searched = operator.get(QUEUE, {"due": "overdue", "q": str(decided.pk)})
+    assert searched.status_code == 200
+    assert list(rows(searched)) == [decided.pk]
 
     # Sorted by it: the most overdue at the top, those without a deadline last.
     column = page.context["cl"].list_display.index("decision_due")
