@@ -49,6 +49,7 @@ from approvals.search import proposals_matching, search_words
 from approvals.selectors import (
     SinceProposed,
     agent_track_record,
+    attempt_keys,
     campaigns_not_active,
     carried_out,
     deciding_policy,
@@ -1779,6 +1780,9 @@ class ProposalAdmin(ReadOnlyAdmin):
             # Its attempts as this page shows them, which it follows (``proposal_followed``).
             "attempts_shown": executions[-1].attempt if executions else 0,
             "last_attempt_shown": executions[-1].status if executions else "",
+            # The key each attempt went to its channel with, in a column of its own only
+            # where one did (none on Google Ads, which gets none).
+            "executions_keyed": any(execution.key_sent for execution in executions),
             # Why it failed, beside its status and the retry, not only in the executions below.
             "last_failure": last_failure(proposal),
             # The confidence its agent gave, as a person reads it (the platform's as a share).
@@ -2387,13 +2391,25 @@ def proposal_shown(record) -> str:
 
 
 def _executions_said(proposal: Proposal) -> list[Execution]:
-    """Its attempts, in order, each with its status as said (``attempt_status_said``)."""
+    """Its attempts, in order, each with its status as said (``attempt_status_said``) and the
+    key it went to its channel with ("" if none: ``attempt_keys``)."""
     executions = list(proposal.executions.all())
+    keys = attempt_keys(proposal) if executions else {}
     for execution in executions:
         execution.status_said = attempt_status_said(
             execution, tried_again=execution is not executions[-1]
         )
+        execution.key_sent = keys.get(execution.attempt, "")
     return executions
+
+
+def _key_sent(execution: Execution) -> str:
+    """The key the attempt went to its channel with, "" if none; read once for its page."""
+    if not hasattr(execution, "key_sent"):
+        execution.key_sent = attempt_keys(execution.proposal, [execution.attempt]).get(
+            execution.attempt, ""
+        )
+    return execution.key_sent
 
 
 # Whether another attempt of its proposal came after it (tried again in its round, or by a
@@ -2429,6 +2445,7 @@ class ExecutionAdmin(ReadOnlyAdmin):
         "creatives_deployed",
         "error",
         "carried_out_said",
+        "key_sent",
         "request_ids",
         "channel_response",
         "started_at",
@@ -2437,6 +2454,20 @@ class ExecutionAdmin(ReadOnlyAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Execution]:
         return super().get_queryset(request).annotate(tried_again=_TRIED_AGAIN)
+
+    def get_fields(self, request: HttpRequest, obj: Execution | None = None) -> list[str]:
+        """Its key only where it went to a channel with one: an attempt on Google Ads, which
+        gets none, or one refused before it was sent, shows none."""
+        fields = list(super().get_fields(request, obj))
+        if obj is None or not _key_sent(obj):
+            fields.remove("key_sent")
+        return fields
+
+    @admin.display(description="idempotency key sent")
+    def key_sent(self, execution: Execution) -> str:
+        """The key the channel got with this attempt (its round's ``Idempotency-Key``), by
+        which the endpoint's logs name it."""
+        return _key_sent(execution) or "—"
 
     @admin.display(description="status", ordering="status")
     def status_said(self, execution: Execution) -> str:

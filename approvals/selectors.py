@@ -1710,6 +1710,28 @@ def last_round(proposal: Proposal) -> LastRound | None:
     return _last_round_reader(proposal) if _last_round_reader is not None else None
 
 
+_attempt_keys_reader: Callable[[Proposal, Sequence[int] | None], dict[int, str]] | None = None
+
+
+def attempt_keys_reader_register(
+    reader: Callable[[Proposal, Sequence[int] | None], dict[int, str]],
+) -> None:
+    global _attempt_keys_reader
+    _attempt_keys_reader = reader
+
+
+def attempt_keys(proposal: Proposal, attempts: Sequence[int] | None = None) -> dict[int, str]:
+    """The idempotency key each of the proposal's attempts (``attempts``' numbers; all if
+    None) was sent to its channel with, by attempt number: its round's key, the channel's
+    ``Idempotency-Key``, so an operator can find the attempt in the endpoint's logs (the
+    executors app registers the reader, ``attempt_keys_reader_register``). None for an attempt
+    not sent (refused before it went), nor where the channel gets no key (Google Ads). One
+    query."""
+    if _attempt_keys_reader is None or attempts == []:
+        return {}
+    return _attempt_keys_reader(proposal, attempts)
+
+
 _retries_due_reader: Callable[[Sequence[int]], dict[int, datetime]] | None = None
 
 

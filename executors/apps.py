@@ -27,6 +27,13 @@ class ExecutorsConfig(AppConfig):
         # button (approvals', which never imports this app).
         last_round_reader_register(last_round_of)
 
+        from approvals.selectors import attempt_keys_reader_register
+        from executors.runner import attempt_keys_of
+
+        # The key each attempt went to its channel with, shown on the console beside the
+        # attempt (approvals', which never imports this app).
+        attempt_keys_reader_register(attempt_keys_of)
+
         from approvals.selectors import retries_due_reader_register
         from executors.runner import retries_due
 

@@ -245,7 +245,10 @@ def _record_attempt(
     started_at,
     after: dict | None = None,
     error: str = "",
+    key: str = "",
 ) -> Execution:
+    """``key``: the idempotency key it goes to its channel with, said in its history ("" if
+    none: the channel gets none, or it is not sent)."""
     attempt = Execution(
         proposal=proposal,
         attempt=number,
@@ -257,7 +260,9 @@ def _record_attempt(
         started_at=started_at,
         finished_at=None if status == ExecutionStatus.RUNNING else timezone.now(),
     )
-    attempt._change_reason = _attempt_made(attempt, approved_to_run_said([proposal])[proposal.pk])
+    attempt._change_reason = _attempt_made(
+        attempt, approved_to_run_said([proposal])[proposal.pk], key
+    )
     attempt.save(force_insert=True)
     return attempt
 
@@ -270,11 +275,14 @@ _MADE_AS = {
 }
 
 
-def _attempt_made(attempt: Execution, approved: str) -> str:
+def _attempt_made(attempt: Execution, approved: str, key: str = "") -> str:
     """The history reason of an attempt's first record: what wrote it and why, "attempt 1
     executed by the worker with the ledger executor; approved by policy “Bid adjustments”
-    version 3" (``approved``: ``approved_to_run_said``)."""
+    version 3" (``approved``: ``approved_to_run_said``); with the idempotency ``key`` its
+    request went with, if any."""
     done = _MADE_AS.get(attempt.status, attempt.status)
+    if key:
+        done = f"{done} with key {key}"
     return (
         f"attempt {attempt.attempt} {done} by the worker with the {attempt.executor} executor; "
         f"{approved}"
@@ -943,6 +951,7 @@ def _execute_on_channel(proposal_id: int) -> Proposal:
             status=ExecutionStatus.RUNNING,
             before={},
             started_at=now,
+            key=_told_key(executor, current.key),
         )
         _hold(current, until=now + executor.lease)
     # Claimed and committed: a crash from here on leaves the attempt under way and the
@@ -1355,6 +1364,37 @@ def retries_due(proposal_ids: Sequence[int]) -> dict[int, datetime]:
         if not round_.held and not round_.under_way and round_.lease_until is not None:
             due[round_.proposal_id] = round_.lease_until
     return due
+
+
+def attempt_keys_of(proposal: Proposal, attempts: Sequence[int] | None = None) -> dict[int, str]:
+    """The key each of the proposal's attempts (``attempts``' numbers; all if None) was sent
+    with, by attempt number: its round's (the round with the largest first attempt at or
+    before it), for attempts that went to a channel that gets the key (``sends_key``). An
+    attempt went if its first record has it under way (its request on its way, ``_MADE_AS``):
+    one refused before it was sent is recorded failed at once, and went with no key. One
+    query (registered in this app's ``ready()`` for ``approvals.selectors.attempt_keys``)."""
+    its_round = ExecutionRound.objects.filter(
+        proposal_id=proposal.pk, first_attempt__lte=OuterRef("attempt")
+    ).order_by("-first_attempt")
+    went = Execution.history.filter(
+        proposal_id=proposal.pk, history_type="+", status=ExecutionStatus.RUNNING
+    )
+    if attempts is not None:
+        went = went.filter(attempt__in=list(attempts))
+    keys = {}
+    for attempt, executor, key, round_executor in went.annotate(
+        key=Subquery(its_round.values("key")[:1]),
+        round_executor=Subquery(its_round.values("executor")[:1]),
+    ).values_list("attempt", "executor", "key", "round_executor"):
+        if key is None or executor != round_executor:
+            continue  # no round: an executor that sends nothing to a channel (the ledger)
+        try:
+            sender = executor_named(executor)
+        except LookupError:
+            continue  # an executor no longer known: whether its channel got the key is not
+        if getattr(sender, "sends_key", False):
+            keys[attempt] = key
+    return keys
 
 
 def last_round_of(proposal: Proposal) -> LastRound | None:
