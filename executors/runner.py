@@ -1048,26 +1048,37 @@ def _sent_before(
 ) -> str:
     """A refusal of the round's next attempt, with what it must add of the attempts sent
     before it: the channel got their request, and one without a sure answer (a worker stopped
-    while it was under way, a timeout) may have been carried out there, which the ledger
-    cannot know; and, as beside the Retry button, the key a person's retry would send
+    while it was under way, a timeout: ``_unsure_attempts``) may have been carried out there,
+    which the ledger cannot know, or, where each got one, that it was not carried out; and,
+    if one may have been, as beside the Retry button, the key a person's retry would send
     (``retry_key``, with ``executor``, named only where its channel gets it): a new request
     the channel cannot tell from it, or the same one again (unless the channel reads first
     whether it was done)."""
-    attempts = _this_round(proposal, sent).order_by("-attempt")
-    # The one to check on the channel: the last that may have been carried out (no sure
-    # answer), not a later one the channel said it did not carry out (408, 429).
-    last = attempts.filter(unanswered=True).first() or attempts.first()
+    last = _this_round(proposal, sent).order_by("-attempt").first()
     if last is None:
         return refusal
-    said = (
-        f"{refusal if refusal.endswith('.') else refusal + '.'} Attempt {last.attempt} was "
-        f"sent to the channel before (“{last.error}”): check on the channel that it was not "
-        "carried out"
-    )
+    refused = refusal if refusal.endswith(".") else refusal + "."
     try:  # the executor that sent it, which the registry may no longer pick
         sender = executor_named(sent.executor)
     except LookupError:
         sender = None
+    unsure = _unsure_attempts(proposal, sent)
+    if not unsure:
+        # The channel answered each that it did not carry it out (a quota error, a 408 or a
+        # 429): nothing to check there, nor that a retry could do it a second time.
+        said = (
+            f"{refused} Attempt {last.attempt} was sent to the channel before (“{last.error}”), "
+            "and the channel answered that it was not carried out."
+        )
+        resumed = _resumed_said(proposal, sent, sender or executor)
+        return f"{said} {resumed}" if resumed else said
+    # The one to check on the channel: the last that may have been carried out (no sure
+    # answer), not a later one the channel said it did not carry out (408, 429).
+    last = proposal.executions.get(attempt=unsure[-1])
+    said = (
+        f"{refused} Attempt {last.attempt} was sent to the channel before (“{last.error}”): "
+        "check on the channel that it was not carried out"
+    )
     if sender is not None and sender.retry_finds_out(sent.request):
         said += "."
     elif executor.sends_key and retry_key == sent.key:

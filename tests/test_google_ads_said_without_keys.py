@@ -65,7 +65,9 @@ def test_ads_stopped_between_attempts_say_a_retry_is_a_new_request_without_a_key
     linked_google_ads,
 ):
     """The creation's first attempt met Google Ads' quota; its agent was stopped before the
-    next. The refusal said the key a retry would send, one Google Ads never gets."""
+    next. The refusal said the key a retry would send, one Google Ads never gets. Nor does it
+    ask to check on Google Ads that the attempt was not carried out, nor warn that a retry
+    could do it again: Google Ads answered that it did nothing (a quota error)."""
     linked_google_ads.fail_next("quota", method="MutateAdGroupAds")
     proposal = approved(creative_batch(creative("Search smarter")))
     assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTING
@@ -77,10 +79,10 @@ def test_ads_stopped_between_attempts_say_a_retry_is_a_new_request_without_a_key
     assert failed.status == ProposalStatus.FAILED
     first, refused = failed.executions.order_by("attempt")
     assert refused.error == (
-        f"Stopped: {said}. Attempt 1 was sent to the channel before (“{first.error}”): check on "
-        "the channel that it was not carried out; a retry is a new request the channel cannot "
-        "tell from it."
+        f"Stopped: {said}. Attempt 1 was sent to the channel before (“{first.error}”), and the "
+        "channel answered that it was not carried out."
     )
+    assert not first.unanswered
     assert not linked_google_ads.state.ads  # none created
 
 

@@ -117,6 +117,27 @@ def test_the_next_attempt_on_the_channel_is_not_sent_once_its_agent_is_stopped(c
     assert len(endpoint.received) == 1 and bid() == Decimal("2.00")
 
 
+def test_the_next_attempt_not_sent_after_a_429_says_the_channel_did_not_carry_it_out(channel):
+    """The endpoint answered the first attempt 429 (Too Many Requests: it did nothing); its
+    agent was stopped before the next. The refusal asked to check on the channel that the
+    attempt was not carried out, and warned that a retry could not be told from it: the
+    channel had said it was not."""
+    endpoint = channel(429, 200)
+    proposal = approved_here(bid_adjustment("2.12"))
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTING  # 429
+    said = stop("deactivated")
+    ExecutionRound.objects.filter(proposal=proposal).update(lease_until=timezone.now())
+
+    ran = proposal_execute(proposal_id=proposal.pk)
+
+    assert ran.status == ProposalStatus.FAILED
+    assert ran.executions.order_by("attempt").last().error == (
+        f"Stopped: {said}. Attempt 1 was sent to the channel before (“the endpoint answered "
+        "HTTP 429”), and the channel answered that it was not carried out."
+    )
+    assert len(endpoint.received) == 1 and bid() == Decimal("2.00")
+
+
 def test_a_stopped_agent_s_action_whose_worker_died_mid_request_says_the_channel_may_have_it(
     channel, monkeypatch
 ):
