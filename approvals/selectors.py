@@ -485,9 +485,50 @@ def with_ended_recorded(queryset: QuerySet[Proposal]) -> QuerySet[Proposal]:
     once (superseded, withdrawn, expired), when it ended so: its ``updated_at`` is its last
     write's, which any later write to the row moves (a re-assessment, a backfill)."""
     first = Proposal.history.filter(id=OuterRef("pk"), status=OuterRef("status"))
+    superseded = _superseded_recorded(OuterRef("pk"))
     return queryset.annotate(
-        ended_recorded_at=Subquery(first.order_by("history_id").values("history_date")[:1])
+        ended_recorded_at=Subquery(first.order_by("history_id").values("history_date")[:1]),
+        # Of a superseded one alone (the rest read nothing more): the person who retried its
+        # failed execution and found its target moved, as ``superseded_at_retry_by`` says.
+        superseded_at_retry_by=Case(
+            When(status=ProposalStatus.SUPERSEDED, then=Subquery(superseded[:1])),
+            default=None,
+        ),
     )
+
+
+def _superseded_recorded(proposal_id) -> QuerySet:
+    """Who moved the proposal to superseded, where it moved there from failed (a person's
+    retry that found its target moved, ``proposal_retry``: the only such move): its history's
+    first record in superseded, with the status of the record before it."""
+    before = (
+        Proposal.history.filter(id=OuterRef("id"), history_id__lt=OuterRef("history_id"))
+        .order_by("-history_id")
+        .values("status")[:1]
+    )
+    return (
+        Proposal.history.filter(id=proposal_id, status=ProposalStatus.SUPERSEDED)
+        .order_by("history_id")
+        .annotate(came_from=Subquery(before))
+        .annotate(
+            retried_by=Case(
+                When(came_from=ProposalStatus.FAILED, then=F("history_actor")), default=None
+            )
+        )
+        .values("retried_by")
+    )
+
+
+def superseded_at_retry_by(proposal: Proposal) -> str | None:
+    """Who retried the superseded proposal's failed execution, superseding it there and then
+    (its target had moved): as read with it (``with_ended_recorded``), else read here. None
+    where it was superseded otherwise (as it was approved, or was to run)."""
+    if proposal.status != ProposalStatus.SUPERSEDED:
+        return None
+    if hasattr(proposal, "superseded_at_retry_by"):
+        return proposal.superseded_at_retry_by
+    first = _superseded_recorded(proposal.pk).first()
+    return first["retried_by"] if first is not None else None
 
 
 def ended_recorded_at(proposal: Proposal) -> datetime | None:
@@ -516,9 +557,27 @@ def superseded_said(
     history records it: ``ended_recorded_at``); and, where people approved it first
     (``approvals``, its round's approving decisions), who, and when they decided, and who
     retried its failed execution, and when, if someone did (its ``approved_at`` is then the
-    retry's, not when anyone approved it)."""
+    retry's, not when anyone approved it), or that a person's retry found its target moved
+    and ended it (``superseded_at_retry_by``: read with it, ``with_ended_recorded``, for no
+    query)."""
     superseded_at = ended_recorded_at(proposal)
     by = proposal.superseded_by
+    retried_by = superseded_at_retry_by(proposal)
+    if retried_by is not None:
+        # Superseded as a person retried its failed execution: said, not left out between
+        # its approval and what moved its target.
+        if by is not None:
+            executed_at = by.executed_at or superseded_at
+            what = f"{named(by)} had changed its target first"
+            what += f", executed at {console_time(executed_at)}" if executed_at else ""
+        else:
+            what = "its target was found changed"
+        when = f" at {console_time(superseded_at)}" if superseded_at else ""
+        retried = f"its execution failed, and when {retried_by} retried it{when}, {what}"
+        approvers = approvers_said(approvals)
+        if not approvers:
+            return f"{retried[0].upper()}{retried[1:]}: nothing was done."
+        return f"{approved_said(approvers, approvals[-1].created_at)}, {retried}: nothing was done."
     if by is not None:
         executed_at = by.executed_at or superseded_at
         what = f"{named(by)} changed its target first"

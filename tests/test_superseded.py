@@ -15,6 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from approvals.models import Agent, Decision, Execution, Proposal, ProposalStatus
+from approvals.selectors import superseded_said, with_ended_recorded
 from approvals.services import supersession
 from approvals.services.decisions import (
     bulk_approval_plan,
@@ -29,6 +30,7 @@ from feedback.models import CallbackEvent, Feedback
 from feedback.selectors import MIN_DECISIONS_FOR_RECORD, RECORD_SPAN
 from hitlproject.errors import Conflict
 from ledger.models import Account, Campaign
+from notifications.services import outcome_text
 from policies.models import Policy
 from policies.services import agent_approval_rate
 from tests.conftest import bid_adjustment, reallocation, wait_until
@@ -735,14 +737,64 @@ def test_retrying_a_failed_value_whose_target_moved_supersedes_it_there_and_then
     assert [str(message) for message in page.context["messages"]] == [
         f"Proposal #{raise_.pk} was not sent to run again. {reason}"
     ]
+    superseded_at = raise_.history.get(status=ProposalStatus.SUPERSEDED).history_date
     assert status_line(page) == (
-        f"Superseded · #{first.pk} changed its target first, executed at "
-        f"{first.executed_at:%Y-%m-%d %H:%M:%S} UTC: nothing was done."
+        f"Superseded · Its execution failed, and when operator retried it at "
+        f"{superseded_at:%Y-%m-%d %H:%M:%S} UTC, #{first.pk} had changed its target first, "
+        f"executed at {first.executed_at:%Y-%m-%d %H:%M:%S} UTC: nothing was done."
     )
     assert feedback_kinds(raise_) == [*told_before, "superseded"]  # never "sent to run again"
     assert raise_.executions.count() == 1  # its failed attempt: nothing sent again
     assert not raise_.history.filter(history_change_reason__startswith="sent to run again")
     assert Campaign.objects.get(external_id="generic-search").daily_budget == Decimal("520.00")
+
+
+def test_a_person_approved_failure_superseded_at_its_retry_says_it_failed_and_was_retried(
+    operator, login
+):
+    """Approved by a person, failed, then retried after another proposal moved its target:
+    its status line read "operator approved it at T1, then #13 changed its target first,
+    executed at T2: nothing was done.", true, but leaving out that its execution failed in
+    between and that a person's retry found the move. Said as its page reads it, with no
+    query (what superseded it read with the page's proposal), and in its messages alike."""
+    raise_ = evaluated(
+        bid_adjustment(action_type="budget_change")
+        | {"payload": {"campaign": "generic-search", "new_daily_budget": "600.00"}}
+    )
+    assert raise_.status == ProposalStatus.PENDING_REVIEW
+    proposal_approve(proposal_id=raise_.pk, reviewer=operator)
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget="550.00")
+    assert proposal_execute(proposal_id=raise_.pk).status == ProposalStatus.FAILED
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget=None)
+    first = evaluated(
+        bid_adjustment(action_type="budget_change")
+        | {"payload": {"campaign": "generic-search", "new_daily_budget": "520.00"}}
+    )
+    assert proposal_execute(proposal_id=first.pk).status == ProposalStatus.EXECUTED
+    first.refresh_from_db()
+    retried = proposal_retry(proposal_id=raise_.pk, reviewer=operator)
+    assert retried.status == ProposalStatus.SUPERSEDED
+    approved_at = raise_.decisions.get().created_at
+    superseded_at = raise_.history.get(status=ProposalStatus.SUPERSEDED).history_date
+    said = (
+        f"operator approved it at {approved_at:%Y-%m-%d %H:%M:%S} UTC, its execution failed, "
+        f"and when operator retried it at {superseded_at:%Y-%m-%d %H:%M:%S} UTC, #{first.pk} "
+        f"had changed its target first, executed at {first.executed_at:%Y-%m-%d %H:%M:%S} UTC: "
+        "nothing was done."
+    )
+
+    page = login("auditor").get(reverse("admin:approvals_proposal_change", args=[raise_.pk]))
+    # As the page reads it: when, and by whom, it was superseded, with the proposal.
+    read = with_ended_recorded(
+        Proposal.objects.filter(pk=raise_.pk).select_related("superseded_by")
+    ).get()
+    approvals = list(read.decisions.select_related("reviewer").order_by("created_at"))
+    with CaptureQueriesContext(connections["default"]) as queries:
+        alone = superseded_said(read, approvals)
+
+    assert status_line(page) == f"Superseded · {said}"
+    assert alone == said and queries.captured_queries == []
+    assert outcome_text(Proposal.objects.get(pk=raise_.pk)) == f"Superseded. {said}"
 
 
 def test_a_retry_names_no_proposal_for_a_value_moved_by_another_hand(operator):
