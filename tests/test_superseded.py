@@ -575,6 +575,72 @@ def test_a_waiting_proposal_locked_as_a_change_lands_is_superseded_a_second_late
     assert feedback_kinds(waiting) == ["superseded"]
 
 
+@pytest.mark.skipif(
+    "postgresql" not in settings.DATABASES["default"]["ENGINE"],
+    reason="SQLite takes one writer at a time: a row cannot be locked apart from the rest",
+)
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("nudged_by", ["optimizer", "copywriter"])
+def test_approving_a_value_another_proposal_moved_names_that_proposal_to_its_own_agent_only(
+    login, agent_client, monkeypatch, nudged_by
+):
+    """A waiting bid raise, locked by someone else as another proposal's execution moved its
+    bid (the landing skips it), approved in the console before it is looked at again: it is
+    superseded instead, and what it says names the proposal whose execution moved the bid
+    ("#13 changed it first: …; found when a reviewer approved it"), to the operator and to
+    its agent, where that proposal is its agent's own; another agent's proposal is told as
+    such, its id and what it did left out."""
+    with monkeypatch.context() as patch:  # nothing sent: the test runs what it runs
+        patch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: None)
+        waiting = evaluated(bid_adjustment("2.40"))
+        nudge = evaluated(bid_adjustment("2.02"), agent=nudged_by)
+        assert (waiting.status, nudge.status) == ("pending_review", "approved")
+        holder = connections.create_connection("default")
+        holder.set_autocommit(False)
+        try:
+            with holder.cursor() as cursor:
+                table = Proposal._meta.db_table
+                cursor.execute(f"SELECT id FROM {table} WHERE id = %s FOR UPDATE", [waiting.pk])
+            assert proposal_execute(proposal_id=nudge.pk).status == "executed"
+            assert Proposal.objects.get(pk=waiting.pk).status == "pending_review"  # skipped
+        finally:
+            holder.rollback()
+            holder.close()
+    nudge.refresh_from_db()
+
+    page = login("operator").post(
+        reverse("admin:approvals_proposal_approve", args=[waiting.pk]), follow=True
+    )
+
+    waiting.refresh_from_db()
+    assert waiting.status == ProposalStatus.SUPERSEDED
+    assert waiting.superseded_by_id == nudge.pk  # its page links it, whoever's it is
+    moved_first = (
+        f"#{nudge.pk} changed it first: {nudge.summary}"
+        if nudged_by == "optimizer"
+        else "another agent's proposal changed it first"
+    )
+    reason = (
+        f"Superseded: brand-search's bid is 2.02, was 2.00 ({moved_first}; found when a "
+        "reviewer approved it). It was not executed."
+    )
+    assert waiting.verdict_reasons[0] == reason
+    said = [str(message) for message in page.context["messages"]]
+    assert len(said) == 1 and reason in said[0], said
+    seen = agent_client("optimizer")
+    feedback = [
+        item
+        for item in seen.get("/api/v1/feedback/").json()["results"]
+        if item["proposal"] == waiting.pk
+    ]
+    assert [(item["kind"], item["note"]) for item in feedback] == [("superseded", reason)]
+    told = str([feedback, seen.get(f"/api/v1/proposals/{waiting.pk}/").json()])
+    if nudged_by != "optimizer":
+        assert f"#{nudge.pk}" not in told and nudge.summary not in told
+    assert feedback_kinds(waiting) == ["superseded"]  # never "approved"
+    assert not Decision.objects.filter(proposal=waiting).exists()
+
+
 def test_a_moved_field_is_told_in_the_edit_forms_words():
     """Why a proposal ended (its reason, an execution's error) names the field and its
     values as the edit form does ("bidding strategy", "Target CPA", "not set"), not as
