@@ -889,9 +889,90 @@ def web_server_with(transactional_db, tmp_path) -> Iterator[Callable[..., WebSer
         server.stop()
 
 
+def connections_served(port: int) -> int:
+    """Open TCP connections (established) a server listening on ``port`` holds, as the kernel
+    lists them: its clients' requests under way, or kept alive for the next."""
+    local = f":{port:04X}"
+    with open("/proc/net/tcp") as table:
+        rows = [line.split() for line in table.readlines()[1:]]
+    return sum(1 for row in rows if row[1].endswith(local) and row[3] == "01")
+
+
+def environment_seen() -> dict[str, str]:
+    """What of this process's environment a web process started now inherits (``WebServer``);
+    pytest's name of the test under way aside."""
+    return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+
+
+class SharedWebServer:
+    """The web process the tests that take it as it is (``web_server``) share: started by the
+    first of them, and kept for the next as long as what it serves is the same as a new one
+    would serve. Its state outside the test database, Redis and the data folder (what a new
+    one would see too) is Django's and the project's code (``functools.cache``s of pure
+    functions, the wake-ups' subscription), the database connections it keeps (idle between
+    requests: they hold no lock the flush between tests waits for, and one found broken is
+    replaced, ``CONN_HEALTH_CHECKS``), and Django's ContentType cache: a flush deletes the
+    content types and makes them again with new ids, which it still holds; so a test that
+    makes the console record an act through it (``LogEntry``) must start one of its own
+    (``web_server_with``). It is stopped, and the next test starts another, when a test leaves
+    a connection open to it (a request under way, or a client that kept the connection), and
+    a test whose environment differs from the one it started in starts one of its own."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.server: WebServer | None = None
+        self.environment: dict[str, str] = {}
+        self.started = 0
+
+    def url_for_test(self) -> str:
+        if self.server is not None and self.environment != environment_seen():
+            self.stop()
+        if self.server is None:
+            self.environment = environment_seen()
+            self.started += 1
+            self.server = WebServer(self.folder / f"web-{self.started}.log")
+        return self.server.url
+
+    def after_test(self) -> None:
+        """Ready for the next test once nothing of this one's is under way in it; stopped
+        otherwise. Fails the test if it stopped during it."""
+        server = self.server
+        if server is None:
+            return
+        if server.process.poll() is not None:
+            self.server = None
+            raise AssertionError(
+                f"The web server stopped during the test:\n{server.log_path.read_text()}"
+            )
+        # Gunicorn closes a connection kept alive after 2 s (its keepalive).
+        deadline = time.monotonic() + 3
+        while connections_served(server.port) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if connections_served(server.port):
+            self.stop()  # its requests under way end as they did when each test had its own
+        else:
+            worker_settled()  # a statement it may still be running (PostgreSQL)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+
+@pytest.fixture(scope="session")
+def shared_web_server(django_db_setup, tmp_path_factory) -> Iterator[SharedWebServer]:
+    """Stopped before the test database is dropped."""
+    shared = SharedWebServer(tmp_path_factory.mktemp("web"))
+    yield shared
+    shared.stop()
+
+
 @pytest.fixture
-def web_server(web_server_with) -> str:
-    return web_server_with().url
+def web_server(shared_web_server, transactional_db) -> Iterator[str]:
+    """The address of the Procfile's web process in the default environment, on the test
+    database: the one the session's tests share (``SharedWebServer``)."""
+    yield shared_web_server.url_for_test()
+    shared_web_server.after_test()
 
 
 # The reference scenario as an agent framework's tool calls (name, arguments), as the
