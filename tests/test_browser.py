@@ -266,7 +266,10 @@ def test_the_queue_shows_who_is_on_a_proposal_without_scrolling(live_server, dem
     """“The others see who is on it”: in the queue, at the width of a laptop's screen (1280
     px and up), the column saying who took a proposal is on screen, not past the table's
     right edge; so are the risk the queue is sorted by and how long each has waited, with
-    a guardrail's flag and the largest magnitude the queue writes beside them."""
+    a guardrail's flag and the largest magnitude the queue writes beside them, with the ids
+    of a platform in use (six digits: the whole suite's run on SQLite, its ids in the
+    thousands, put the age 18% past the edge once the decision-due column came)."""
+    ids_from(Proposal, 123456)
     [proposal, *_] = waiting(
         reallocation("280.00"),
         creative_batch(creative(body="Guaranteed results in a week.")),
