@@ -545,6 +545,17 @@ def ended_recorded_at(proposal: Proposal) -> datetime | None:
     )
 
 
+def _changed_first_said(
+    by: Proposal, superseded_at, named: Callable[[Proposal], str], *, changed: str
+) -> str:
+    """The proposal whose execution changed a superseded one's target first, and when it
+    executed (or, unrecorded, when the other was superseded): "#13 changed its target first,
+    executed at …"."""
+    executed_at = by.executed_at or superseded_at
+    what = f"{named(by)} {changed} its target first"
+    return what + (f", executed at {console_time(executed_at)}" if executed_at else "")
+
+
 def superseded_said(
     proposal: Proposal,
     approvals: Sequence[Decision] = (),
@@ -566,12 +577,11 @@ def superseded_said(
     if retried_by is not None:
         # Superseded as a person retried its failed execution: said, not left out between
         # its approval and what moved its target.
-        if by is not None:
-            executed_at = by.executed_at or superseded_at
-            what = f"{named(by)} had changed its target first"
-            what += f", executed at {console_time(executed_at)}" if executed_at else ""
-        else:
-            what = "its target was found changed"
+        what = (
+            _changed_first_said(by, superseded_at, named, changed="had changed")
+            if by is not None
+            else "its target was found changed"
+        )
         when = f" at {console_time(superseded_at)}" if superseded_at else ""
         retried = f"its execution failed, and when {retried_by} retried it{when}, {what}"
         approvers = approvers_said(approvals)
@@ -579,9 +589,7 @@ def superseded_said(
             return f"{retried[0].upper()}{retried[1:]}: nothing was done."
         return f"{approved_said(approvers, approvals[-1].created_at)}, {retried}: nothing was done."
     if by is not None:
-        executed_at = by.executed_at or superseded_at
-        what = f"{named(by)} changed its target first"
-        what += f", executed at {console_time(executed_at)}" if executed_at else ""
+        what = _changed_first_said(by, superseded_at, named, changed="changed")
     else:
         # When it was found changed (as it was to run, or as the change was made), not
         # when the change was made: a retry finds a value that moved minutes before.
