@@ -81,7 +81,26 @@ class ConsoleChangeList(ChangeList):
         for lookup in remaining:
             if lookup in typed and not all((lookup, value) in popups for value in typed[lookup]):
                 raise DisallowedModelAdminLookup(f"Filtering by {lookup} not allowed")
+        for spec in specs:
+            if isinstance(spec, admin.ChoicesFieldListFilter):
+                choice_value_refused(spec)
         return specs, has_filters, remaining, may_have_duplicates, has_active
+
+
+def choice_value_refused(spec: admin.ChoicesFieldListFilter) -> None:
+    """A field's choice the filter does not know (``?outcome__exact=maybe``) is refused saying
+    so, as the queue's own filters refuse one: Django lists what has it, "0 decisions", as if
+    there were none."""
+    known = [str(value) for value, _ in spec.field.flatchoices if value is not None]
+    if spec.field.blank:
+        known.append("")  # stored, as a decision's reason code is where none was asked
+    for value in spec.lookup_val or ():
+        if value not in known:
+            raise IncorrectLookupParameters(
+                f"“{value}” is not one of the {spec.title} values it knows: "
+                + ", ".join(value for value in known if value)
+                + "."
+            )
 
 
 def raw_id_popup_lookups(model: type[models.Model]) -> set[tuple[str, str]]:

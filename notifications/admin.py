@@ -479,7 +479,7 @@ class NotificationHistoryValues(ConsoleHistoryValues):
 HELD_WITH_FAILURES = "held_with_failures"
 
 
-class NotificationStatusFilter(admin.SimpleListFilter):
+class NotificationStatusFilter(KnownValuesOnly, admin.SimpleListFilter):
     """The outbox by status, a held message by what it is held for: a route's digest, or
     the other failures told to its person meanwhile (``held_for``)."""
 
@@ -495,6 +495,7 @@ class NotificationStatusFilter(admin.SimpleListFilter):
         ]
 
     def queryset(self, request, queryset):
+        self.refuse_unknown(self.value())
         held, failed = NotificationStatus.HELD, NotificationKind.FAILED
         if self.value() == held:
             return queryset.filter(status=held).exclude(kind=failed)

@@ -13,14 +13,15 @@ from django.test import Client
 from django.urls import reverse
 from simple_history.admin import SimpleHistoryAdmin
 
-from approvals.models import Agent, AgentAPIKey, Proposal, ProposalStatus
+from approvals.models import Agent, AgentAPIKey, Decision, Execution, Proposal, ProposalStatus
 from approvals.services.decisions import proposal_reject
 from audit.actors import Actor, acting_as
 from feedback.models import CallbackEvent
 from hitlproject.errors import DomainError
 from hitlproject.vocabulary import NOTE_MAX_LENGTH
 from ledger.models import Account
-from policies.models import Policy
+from notifications.models import Notification, Route
+from policies.models import KillSwitch, Policy
 from tests.conftest import bid_adjustment, reallocation
 from tests.factories import evaluated
 
@@ -487,6 +488,46 @@ def test_the_queue_s_filters_still_take_every_value_they_know(operator):
     ):
         response = operator.get(url_of(Proposal, "changelist"), query)
         assert response.status_code == 200, query
+
+
+@pytest.mark.parametrize(
+    ("model", "name", "value", "known"),
+    [
+        (Decision, "outcome__exact", "maybe", "approve, reject"),
+        (Decision, "reason_code__exact", "bogus", "off_brand, wrong_signal"),
+        (Execution, "status__exact", "bogus", "running, succeeded, failed"),
+        (KillSwitch, "scope__exact", "bogus", "global, account, channel"),
+        (Route, "delivery__exact", "weekly", "immediately, digest"),
+        (Notification, "channel__exact", "pigeon", "email, slack"),
+        (Notification, "status", "bogus", "held, held_with_failures, pending, sent"),
+    ],
+)
+def test_a_value_another_list_s_filter_does_not_know_is_refused_saying_so(
+    login, model, name, value, known
+):
+    """An auditor's decisions list filtered by an outcome typed wrong (?outcome__exact=maybe)
+    said "0 decisions", as if there were none, and the outbox's ?status=bogus listed every
+    message, as if filtered: what the queue's filters were cured of, every other list's
+    choices still did. Each is refused, saying what the filter knows."""
+    response = login("auditor").get(url_of(model, "changelist"), {name: value})
+    assert response.status_code == 400, response.status_code
+    said = html.unescape(response.content.decode())
+    assert f"The list cannot be filtered as the address asks ({name}={value}): “{value}”" in said
+    assert known in said
+
+
+def test_the_other_lists_filters_still_take_every_value_they_know(login):
+    auditor = login("auditor")
+    for model, query in (
+        (Decision, {"outcome__exact": "reject"}),
+        (Decision, {"reason_code__exact": "too_aggressive", "outcome__exact": "reject"}),
+        (Execution, {"status__exact": "failed"}),
+        (KillSwitch, {"scope__exact": "account", "engaged__exact": "1"}),
+        (Notification, {"status": "held_with_failures"}),
+        (Notification, {"status": "sent", "channel__exact": "slack"}),
+    ):
+        response = auditor.get(url_of(model, "changelist"), query)
+        assert response.status_code == 200, (model, query)
 
 
 def test_a_made_up_callback_event_address_is_quoted_back_without_its_override(operator):
