@@ -44,6 +44,7 @@ from notifications.services import notifications_deliver
 from policies.models import Policy
 from tests.conftest import BID_RAISES, bid_adjustment, posted_from_page
 from tests.factories import backdated, evaluated
+from tests.test_proposal_history_elsewhere import elsewhere
 
 GENERAL = "Bid adjustments"  # the demo's policy: bids auto-execute up to 15%
 
@@ -513,6 +514,24 @@ def test_an_executed_recommendation_says_which_policy_version_it_wrote(recommend
         "Policy “Bid adjustments: optimizer on demo” created as version 1: auto-execute ceiling "
         "15% → 22.5%."
     ) in html.unescape(re.sub(r"<[^>]+>", "", attempt_page.text))
+
+
+def test_an_executed_recommendation_s_history_says_which_policy_version_it_wrote(
+    recommendation, login
+):
+    """The proposal's history, where an auditor reads what each attempt left, said of the
+    attempt that wrote the policy "succeeded; after it: —", as if it had done nothing."""
+    owner = get_user_model().objects.get(username="policy-owner")
+    proposal_approve(proposal_id=recommendation.pk, reviewer=owner)
+    assert proposal_execute(proposal_id=recommendation.pk).status == "executed"
+    url = reverse("admin:approvals_proposal_history", args=[recommendation.pk])
+
+    page = html.unescape(login("auditor").get(url).content.decode())
+
+    assert (
+        "Execution attempt 1 by the ledger executor: succeeded; after it: policy “Bid "
+        "adjustments: optimizer on demo” created as version 1: auto-execute ceiling 15% → 22.5%"
+    ) in [what for what, _ in elsewhere(page)]
 
 
 def test_a_recommendation_executed_on_the_agents_own_policy_says_its_new_version(

@@ -15,7 +15,8 @@ from executors.runner import proposal_execute
 from feedback.callbacks import callback_event_deliver
 from feedback.models import CallbackEvent
 from feedback.services import outcome_report_by_user
-from tests.conftest import reallocation
+from ledger.models import Creative
+from tests.conftest import creative, creative_batch, reallocation
 from tests.factories import evaluated
 
 
@@ -90,3 +91,25 @@ def test_a_proposal_nobody_acted_on_says_nothing_is_recorded_elsewhere(
     url = reverse("admin:approvals_proposal_history", args=[proposal.pk])
     page = html.unescape(login("auditor").get(url).content.decode())
     assert 'id="recorded-elsewhere-none">Nothing yet' in page
+
+
+def test_a_creative_batch_s_attempt_says_the_creatives_it_put_in_the_ledger(login, demo_world):
+    """An executed creative batch's attempt read "succeeded; after it: —", as if it had left
+    nothing in the ledger, where it had put its creatives there (the attempt's own page and
+    the proposal's list them)."""
+    operator = get_user_model().objects.get(username="operator")
+    proposal = evaluated(
+        creative_batch(creative(headline="Run far"), creative(headline="Run light"))
+    )
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    assert proposal_execute(proposal_id=proposal.pk).status == "executed"
+    first, second = Creative.objects.filter(deployed_by_proposal=proposal).order_by("pk")
+
+    url = reverse("admin:approvals_proposal_history", args=[proposal.pk])
+    page = html.unescape(login("auditor").get(url).content.decode())
+
+    assert (
+        "Execution attempt 1 by the ledger executor: succeeded; after it: on display-retarget, "
+        f"creative #{first.pk} “Run far”, creative #{second.pk} “Run light”",
+        "—",
+    ) in elsewhere(page)
