@@ -3,8 +3,9 @@ import json
 import sys
 from collections import Counter
 
+from django.utils.http import parse_header_parameters
 from rest_framework import exceptions
-from rest_framework.parsers import JSONParser, get_encoding
+from rest_framework.parsers import JSONParser
 from rest_framework.utils.json import strict_constant
 
 # Deeper than any request the API documents; bounded so that nothing after parsing recurses
@@ -19,7 +20,8 @@ class SafeJSONParser(JSONParser):
     action than the one recorded)."""
 
     def parse(self, stream, media_type=None, parser_context=None):
-        decoded = codecs.getreader(get_encoding(parser_context or {}))(stream)
+        _check_sent_as_utf8(media_type, parser_context or {})
+        decoded = codecs.getreader("utf-8")(stream)
         try:
             data = json.load(
                 decoded,
@@ -42,6 +44,42 @@ class SafeJSONParser(JSONParser):
                 "JSON parse error - contains an unpaired surrogate (\\ud800-\\udfff)."
             ) from error
         return data
+
+
+def _check_sent_as_utf8(media_type: str | None, parser_context: dict) -> None:
+    """Refuse (415) a body that is not JSON's own bytes: compressed (``Content-Encoding``),
+    or said to be in a charset other than UTF-8, the one JSON is exchanged in (RFC 8259,
+    8.1). Read in the charset it names (as DRF would), the same bytes become other text than
+    a gateway, a log or the agent's own retry reads: UTF-8 "café" said to be latin-1 was
+    recorded as "cafÃ©", and UTF-7 can spell a quote where a reader of UTF-8 sees none; a
+    charset Python does not know was read as UTF-8 without a word; gzip was a parse error
+    about byte 0x8b."""
+    request = parser_context.get("request")
+    coding = request.headers.get("Content-Encoding", "") if request is not None else ""
+    if coding.strip().lower() not in ("", "identity"):
+        raise exceptions.UnsupportedMediaType(
+            media_type,
+            detail=f"The body is sent with Content-Encoding {_quoted(coding)}, which the API "
+            "does not take: send the JSON as it is, uncompressed.",
+        )
+    _, params = parse_header_parameters(media_type or "")
+    charset = params.get("charset")
+    if charset is None:
+        return
+    try:
+        known = codecs.lookup(charset).name
+    except LookupError:
+        known = None
+    if known != "utf-8":
+        raise exceptions.UnsupportedMediaType(
+            media_type,
+            detail=f"The body is said to be in charset {_quoted(charset)}; JSON is read in "
+            "UTF-8 alone: send it in UTF-8, saying charset=utf-8 or no charset.",
+        )
+
+
+def _quoted(value: str) -> str:
+    return json.dumps(value if len(value) <= 60 else value[:60] + "…", ensure_ascii=False)
 
 
 class NumberAsWritten(float):

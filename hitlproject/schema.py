@@ -49,7 +49,10 @@ REFUSALS = {
     "404": ("No such resource for this agent (another agent's is as good as absent).", "Error"),
     "409": ("The state does not allow it now, or the same request is in flight.", "Error"),
     "413": ("The body is too large.", "Error"),
-    "415": ("The body is not JSON.", "Error"),
+    "415": (
+        "The body is not JSON in UTF-8 (another charset said, or a Content-Encoding).",
+        "Error",
+    ),
     "422": ("The Idempotency-Key was used with another request.", "Error"),
     "429": (
         "Too many requests from this agent: wait as Retry-After says. Code "

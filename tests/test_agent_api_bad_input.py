@@ -1,6 +1,7 @@
 """Bad input gets a clear 4xx, changes nothing, and never a 500."""
 
 import base64
+import gzip
 import json
 from urllib.parse import quote, urlencode
 
@@ -247,6 +248,56 @@ def test_number_too_large_for_a_float_is_refused_on_its_field(optimizer):
 def test_wrong_content_type_is_a_415(optimizer):
     response = optimizer.generic("POST", URL, b"action_type=bid", content_type="text/plain")
     assert response.status_code == 415
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json; charset=latin-1",  # UTF-8 "café" was recorded as "cafÃ©"
+        "application/json; charset=utf-7",  # "+ACI-" is a quote only to a UTF-7 reader
+        "application/json; charset=unicode_escape",
+        "application/json; charset=no-such-charset",  # was read as UTF-8 without a word
+    ],
+)
+@pytest.mark.parametrize("url", [URL, URL + "batch/", "/api/v1/policies/evaluate/"])
+def test_a_body_said_to_be_in_another_charset_than_utf8_is_a_415(optimizer, content_type, url):
+    proposal = bid_adjustment(rationale="Le café ✓ converts")
+    body = json.dumps([proposal] if url.endswith("batch/") else proposal, ensure_ascii=False)
+    response = optimizer.generic(
+        "POST", url, body.encode(), content_type=content_type, HTTP_IDEMPOTENCY_KEY="k-1"
+    )
+    assert response.status_code == 415, response.content
+    charset = content_type.split("charset=")[1]
+    assert response.json()["detail"] == (
+        f'The body is said to be in charset "{charset}"; JSON is read in UTF-8 alone: send it '
+        "in UTF-8, saying charset=utf-8 or no charset."
+    )
+    assert Proposal.objects.count() == 0
+    assert not IdempotencyRecord.objects.exists()
+
+
+@pytest.mark.parametrize("charset", ["utf-8", "UTF8", "utf_8"])
+def test_a_body_said_to_be_utf8_in_any_spelling_is_read_as_sent(optimizer, charset):
+    body = json.dumps(bid_adjustment(rationale="Le café ✓ converts"), ensure_ascii=False)
+    response = optimizer.generic(
+        "POST", URL, body.encode(), content_type=f"application/json; charset={charset}"
+    )
+    assert response.status_code == 201, response.content
+    assert Proposal.objects.get().rationale == "Le café ✓ converts"
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br", "gzip, identity"])
+def test_a_compressed_body_is_a_415_saying_so_not_a_parse_error(optimizer, coding):
+    body = gzip.compress(json.dumps(bid_adjustment()).encode())
+    response = optimizer.generic(
+        "POST", URL, body, content_type="application/json", HTTP_CONTENT_ENCODING=coding
+    )
+    assert response.status_code == 415, response.content
+    assert response.json()["detail"] == (
+        f'The body is sent with Content-Encoding "{coding}", which the API does not take: '
+        "send the JSON as it is, uncompressed."
+    )
+    assert Proposal.objects.count() == 0
 
 
 @override_settings(API_MAX_BODY_BYTES=1024)
