@@ -64,6 +64,7 @@ from approvals.services.proposals import (
     proposal_submit,
     proposal_withdraw,
     proposals_submit,
+    refused_to_agents,
 )
 from hitlproject.api import AgentAPIView, IdCursorPagination, api_error_body
 from hitlproject.errors import InvalidInput
@@ -542,6 +543,11 @@ def _with_action_errors(error: ValidationError, data: Any) -> ValidationError:
         isinstance(action_type, str) and isinstance(payload, dict)
     ):
         return error  # the serializer has said what is wrong with them
+    # An API key is never the platform's: a type only it proposes is refused as such, not
+    # told as a payload to fill in (which, filled in, would still be refused).
+    refusal = refused_to_agents(action_type)
+    if refusal is not None:
+        return ValidationError({**detail, **refusal.field_errors})
     try:
         action_validate(action_type_name=action_type, raw_payload=payload)
     except InvalidInput as fault:

@@ -277,6 +277,25 @@ def test_an_agent_cannot_propose_a_policy_change(optimizer):
     assert not Proposal.objects.exists()
 
 
+def test_an_agent_s_policy_change_missing_other_fields_is_refused_as_one_not_asked_to_fill_it(
+    optimizer,
+):
+    """A policy change refused for its other fields (no rationale) said what its payload
+    lacked (an agent, ceilings), as if it could be proposed once filled in, and not that an
+    agent may not propose one at all; alone and in a batch."""
+    change = {"action_type": "policy_change", "account": "demo", "payload": {}}
+    single = optimizer.post("/api/v1/proposals/", change, format="json")
+    batch = optimizer.post("/api/v1/proposals/batch/", [change], format="json")
+    for errors in (single.json(), batch.json()[0]["errors"]):
+        assert errors == {
+            "rationale": ["This field is required."],
+            "confidence": ["This field is required."],
+            "action_type": ["Only the platform proposes a policy change, not an agent."],
+        }
+    assert single.status_code == 400
+    assert not Proposal.objects.exists()
+
+
 def test_opening_the_autonomy_rules_first_is_not_recorded_as_setting_them(login, demo_world):
     """On a new platform the rules are made with their defaults when first read; the
     history an auditor reads says the platform made them, not the policy owner who only

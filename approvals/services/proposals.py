@@ -505,12 +505,21 @@ def agent_account(*, agent: Agent, external_id: str) -> Account:
     return account
 
 
-def _may_propose(agent: Agent, action_type_name: str) -> None:
+def refused_to_agents(action_type_name: str) -> InvalidInput | None:
+    """The refusal of an action type only the platform proposes (a policy change), when an
+    agent submits it; None for the others."""
     action_type = action_types.get(action_type_name)
-    if action_type is not None and not action_type.agents_may_propose and not agent.is_platform:
-        raise invalid_input(
-            {"action_type": [f"Only the platform proposes a {action_type.label}, not an agent."]}
-        )
+    if action_type is None or action_type.agents_may_propose:
+        return None
+    return invalid_input(
+        {"action_type": [f"Only the platform proposes a {action_type.label}, not an agent."]}
+    )
+
+
+def _may_propose(agent: Agent, action_type_name: str) -> None:
+    refusal = None if agent.is_platform else refused_to_agents(action_type_name)
+    if refusal is not None:
+        raise refusal
 
 
 @dataclass(frozen=True)
