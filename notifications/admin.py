@@ -25,7 +25,7 @@ from django.utils.html import format_html
 
 from approvals import action_types
 from approvals.action_types.policy_changes import policy_written
-from approvals.admin import KnownValuesOnly, ReadOnlyAdmin, listed_status
+from approvals.admin import EVERY_STATUS, KnownValuesOnly, ReadOnlyAdmin, listed_status
 from approvals.admin import ProposalAdmin as ApprovalsProposalAdmin
 from approvals.models import (
     DecisionOutcome,
@@ -53,7 +53,7 @@ from hitlproject.attempts import attempts_in_words
 from hitlproject.converters import record_page
 from hitlproject.errors import DomainError, NotFound
 from hitlproject.formats import console_time
-from hitlproject.vocabulary import how_many
+from hitlproject.vocabulary import READ_PERMISSION, how_many
 from notifications.carriers import channel_for
 from notifications.models import (
     UPDATE_NOTES,
@@ -73,6 +73,8 @@ from notifications.selectors import (
     overdue_at,
     proposal_notifications,
     sent_with,
+    told_nobody,
+    told_nobody_counts,
     undecidable_by_group,
 )
 from notifications.services import (
@@ -261,6 +263,29 @@ class RouteAdmin(ChangeReasonAdmin):
         ("Who is told", {"fields": ["users", "groups"]}),
         ("How", {"fields": ["delivery", "digest_minutes", "backup_group"]}),
     ]
+
+    change_list_template = "admin/notifications/route/change_list.html"
+
+    def changelist_view(self, request, extra_context=None):
+        """Above the routes, what reached nobody (``told_nobody``): the waiting proposals and
+        the failed executions nobody was told of, each linked to the list of them, so that
+        the people who keep the routes learn of them and may add one that tells someone."""
+        if request.user.has_perm(READ_PERMISSION):
+            counts = told_nobody_counts()
+            queue = reverse("admin:approvals_proposal_changelist")
+            extra_context = {
+                "told_nobody_them": "it" if counts.waiting + counts.failed == 1 else "them",
+                "told_nobody": [
+                    (how_many(count, noun), f"{queue}?{query}")
+                    for count, noun, query in [
+                        (counts.waiting, "waiting proposal", "told=nobody"),
+                        (counts.failed, "failed execution", "status=failed&told=nobody"),
+                    ]
+                    if count
+                ],
+                **(extra_context or {}),
+            }
+        return super().changelist_view(request, extra_context)
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("users", "groups")
@@ -722,6 +747,32 @@ class DecisionDueFilter(KnownValuesOnly, admin.SimpleListFilter):
         return queryset
 
 
+# The proposal lists "Who was told: Nobody" is offered on: the queue, the failed executions,
+# and every status (both of them).
+TOLD_NOBODY_LISTED = frozenset({ProposalStatus.PENDING_REVIEW, ProposalStatus.FAILED, EVERY_STATUS})
+
+
+class ToldNobodyFilter(KnownValuesOnly, admin.SimpleListFilter):
+    """The queue, or the failed executions, that reached nobody (``told_nobody``): what the
+    dashboard and the routes list count, each linking here."""
+
+    title = "who was told"
+    parameter_name = "told"
+
+    def lookups(self, request, model_admin):
+        if listed_status(request) not in TOLD_NOBODY_LISTED:
+            # Only a proposal that waits, or whose execution failed, is told of: offered
+            # nowhere else, and a ``told`` a link carries there is let be (as ``due`` is).
+            return []
+        return [("nobody", "Nobody")]
+
+    def queryset(self, request, queryset):
+        self.refuse_unknown(self.value())
+        if self.value() == "nobody":
+            return queryset.filter(told_nobody(timezone.now()))
+        return queryset
+
+
 def with_decision_due(proposals) -> None:
     """Each proposal given when a decision on it is due in its review round now, and how
     that reads now (``due_said``), in one read for all: None and "" where no deadline runs."""
@@ -754,7 +805,7 @@ class ProposalAdmin(ApprovalsProposalAdmin):
         "decision_due",
         *ApprovalsProposalAdmin.list_display[2:],
     ]
-    list_filter = [*ApprovalsProposalAdmin.list_filter[:1], DecisionDueFilter]
+    list_filter = [*ApprovalsProposalAdmin.list_filter[:1], DecisionDueFilter, ToldNobodyFilter]
     list_filter += ApprovalsProposalAdmin.list_filter[1:]
     sorted_in_words = {
         **ApprovalsProposalAdmin.sorted_in_words,

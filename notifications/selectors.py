@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import Count, Exists, F, OuterRef, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from access.selectors import second_factor_required
@@ -278,6 +279,61 @@ def deadlines_running():
 def overdue_at(now: datetime) -> Q:
     """A deadline overdue at ``now``: it was due by then (the sweep escalates it)."""
     return Q(due_at__lte=now)
+
+
+def reached_someone() -> Q:
+    """A message that went to its person, is on its way (to be sent, or held for a digest or
+    to go with other failures) or may have gone (an attempt interrupted before its sender
+    recorded it): not one given up, nor one not sent (its person deactivated, say)."""
+    return Q(
+        status__in=[NotificationStatus.SENT, NotificationStatus.PENDING, NotificationStatus.HELD]
+    ) | Q(
+        status__in=[NotificationStatus.NOT_SENT, NotificationStatus.FAILED],
+        log__icontains=INTERRUPTED,
+    )
+
+
+# The messages that tell a person a proposal waits in a review round (not an update of one).
+TOLD_IT_WAITS = (NotificationKind.WAITING, NotificationKind.REMINDER, NotificationKind.ESCALATION)
+
+
+def told_nobody(now: datetime) -> Q:
+    """The proposals that reached nobody: one waiting for a person (within its review window:
+    one past it no longer waits, ``Proposal.objects.overdue``) of which no message of its
+    current review round reached anyone (``reached_someone``; an edit that started its
+    review again, or a kill switch that sent it back to people, began a new round, told
+    afresh); one whose execution failed (not sent to run again since) of whose failure no
+    message reached anyone, a failure before a person's retry being another's. The one
+    definition: the dashboard's and the routes list's counts (``told_nobody_counts``) and the
+    proposal list's "Who was told: Nobody" (``notifications.admin.ToldNobodyFilter``)."""
+    reached = Notification.objects.filter(reached_someone(), proposal=OuterRef("pk"))
+    told_it_waits = reached.filter(review_round=OuterRef("review_round"), kind__in=TOLD_IT_WAITS)
+    # Each failure is told as it is recorded, after it was last approved to run (a retry
+    # approves it anew); one approved before that was recorded (null) has had one failure.
+    told_it_failed = reached.filter(
+        kind=NotificationKind.FAILED,
+        created_at__gte=Coalesce(OuterRef("approved_at"), OuterRef("created_at")),
+    )
+    waiting = Q(status=ProposalStatus.PENDING_REVIEW) & ~Q(review_expires_at__lte=now)
+    return (waiting & ~Exists(told_it_waits)) | (
+        Q(status=ProposalStatus.FAILED) & ~Exists(told_it_failed)
+    )
+
+
+@dataclass(frozen=True)
+class ToldNobody:
+    """How many proposals reached nobody now (``told_nobody``): waiting, and failed."""
+
+    waiting: int
+    failed: int
+
+
+def told_nobody_counts() -> ToldNobody:
+    counts = Proposal.objects.filter(told_nobody(timezone.now())).aggregate(
+        waiting=Count("pk", filter=Q(status=ProposalStatus.PENDING_REVIEW)),
+        failed=Count("pk", filter=Q(status=ProposalStatus.FAILED)),
+    )
+    return ToldNobody(**counts)
 
 
 def due_said(due_at: datetime | None, now: datetime) -> str:

@@ -528,6 +528,7 @@ def test_the_filters_in_force_are_named_for_a_screen_reader(login):
     assert in_force == {
         "status": ["Pending review"],
         "decision due": ["All"],
+        "who was told": ["All"],
         "risk": ["High (70+)"],
         "action type": ["budget reallocation"],
         "agent": ["All"],
