@@ -19,6 +19,7 @@ from django.db.models import (
     ExpressionWrapper,
     F,
     JSONField,
+    Max,
     Min,
     OuterRef,
     Prefetch,
@@ -60,6 +61,7 @@ from hitlproject.periods import describe_duration
 from hitlproject.vocabulary import (
     APPROVED_TO_RUN_STATUSES,
     FINAL_STATUSES,
+    MAY_HAVE_BEEN_CARRIED_OUT,
     MAY_STILL_RUN_STATUSES,
     PARTLY_CARRIED_OUT,
     SENT_TO_RUN_AGAIN,
@@ -486,15 +488,103 @@ def with_ended_recorded(queryset: QuerySet[Proposal]) -> QuerySet[Proposal]:
     write's, which any later write to the row moves (a re-assessment, a backfill)."""
     first = Proposal.history.filter(id=OuterRef("pk"), status=OuterRef("status"))
     superseded = _superseded_recorded(OuterRef("pk"))
+    unsure = (
+        Execution.objects.filter(_UNSURE, proposal=OuterRef("pk")).order_by().values("proposal")
+    )
+    # Of a superseded one alone (the rest read nothing more): the person who retried its
+    # failed execution and found its target moved, as ``superseded_at_retry_by`` says; and
+    # its attempts that got no sure answer, as ``unsure_attempts`` reads them.
+    of_superseded = {
+        "superseded_at_retry_by": Subquery(superseded[:1]),
+        **{
+            f"unsure_attempts_{name}": Subquery(unsure.annotate(value=read).values("value"))
+            for name, read in _UNSURE_READ.items()
+        },
+    }
     return queryset.annotate(
         ended_recorded_at=Subquery(first.order_by("history_id").values("history_date")[:1]),
-        # Of a superseded one alone (the rest read nothing more): the person who retried its
-        # failed execution and found its target moved, as ``superseded_at_retry_by`` says.
-        superseded_at_retry_by=Case(
-            When(status=ProposalStatus.SUPERSEDED, then=Subquery(superseded[:1])),
-            default=None,
-        ),
+        **{
+            name: Case(When(status=ProposalStatus.SUPERSEDED, then=read), default=None)
+            for name, read in of_superseded.items()
+        },
     )
+
+
+# An attempt that may have been carried out on its channel, as the API's ``carried_out`` says
+# "unknown" of it: sent, and no answer said whether (``Execution.unanswered``), or recorded as
+# under way still.
+_UNSURE = Q(unanswered=True) | Q(status=ExecutionStatus.RUNNING)
+# What ``UnsureAttempts`` reads of them, by name.
+_UNSURE_READ = {
+    "count": Count("pk"),
+    "first": Min("attempt"),
+    "last": Max("attempt"),
+    "last_sent_at": Max("started_at"),
+}
+
+
+@dataclass(frozen=True)
+class UnsureAttempts:
+    """A proposal's attempts on its channel that got no sure answer (``_UNSURE``): each may
+    have been carried out there, whatever the attempts after it were told. How many, the
+    first's and the last's numbers, and when the last was sent."""
+
+    count: int
+    first: int
+    last: int
+    last_sent_at: datetime
+
+    @property
+    def said(self) -> str:
+        """After what ended a proposal that sent nothing more (superseded), instead of
+        "nothing was done": "nothing more was sent, but its attempt 2, sent at …, got no sure
+        answer and may have been carried out on the channel: check there"."""
+        sent_at = console_time(self.last_sent_at)
+        if self.count == 1:
+            attempts = f"its attempt {self.last}, sent at {sent_at},"
+        elif self.count == self.last - self.first + 1:
+            attempts = f"its attempts {self.first}–{self.last}, the last sent at {sent_at},"
+        elif self.count == 2:
+            attempts = f"its attempts {self.first} and {self.last}, the last sent at {sent_at},"
+        else:
+            attempts = (
+                f"{self.count} of its attempts {self.first}–{self.last}, the last sent at "
+                f"{sent_at},"
+            )
+        return f"nothing more was sent, but {attempts} {MAY_HAVE_BEEN_CARRIED_OUT}: check there"
+
+
+def unsure_attempts_each(proposal_ids: Iterable[int]) -> dict[int, UnsureAttempts]:
+    """Of the proposals ``proposal_ids``, those with attempts that got no sure answer, by id,
+    with them (``UnsureAttempts``). One query, none for no proposal."""
+    proposal_ids = list(proposal_ids)
+    if not proposal_ids:
+        return {}
+    read = (
+        Execution.objects.filter(_UNSURE, proposal_id__in=proposal_ids)
+        .order_by()
+        .values("proposal_id")
+        .annotate(**_UNSURE_READ)
+    )
+    return {
+        row["proposal_id"]: UnsureAttempts(**{name: row[name] for name in _UNSURE_READ})
+        for row in read
+    }
+
+
+def unsure_attempts(proposal: Proposal) -> UnsureAttempts | None:
+    """The attempts of a superseded proposal that got no sure answer: as read with it
+    (``with_ended_recorded``), else read here. None where it has none (or is not
+    superseded)."""
+    if proposal.status != ProposalStatus.SUPERSEDED:
+        return None
+    if hasattr(proposal, "unsure_attempts_count"):
+        if not proposal.unsure_attempts_count:
+            return None
+        return UnsureAttempts(
+            **{name: getattr(proposal, f"unsure_attempts_{name}") for name in _UNSURE_READ}
+        )
+    return unsure_attempts_each([proposal.pk]).get(proposal.pk)
 
 
 def _superseded_recorded(proposal_id) -> QuerySet:
@@ -574,6 +664,10 @@ def superseded_said(
     superseded_at = ended_recorded_at(proposal)
     by = proposal.superseded_by
     retried_by = superseded_at_retry_by(proposal)
+    # What its execution did before it ended: nothing, unless an attempt sent before got no
+    # sure answer (a 503, a timeout): that may have reached the channel.
+    unsure = unsure_attempts(proposal)
+    done = f": {unsure.said}." if unsure is not None else ": nothing was done."
     if retried_by is not None:
         # Superseded as a person retried its failed execution: said, not left out between
         # its approval and what moved its target.
@@ -586,29 +680,31 @@ def superseded_said(
         retried = f"its execution failed, and when {retried_by} retried it{when}, {what}"
         approvers = approvers_said(approvals)
         if not approvers:
-            return f"{retried[0].upper()}{retried[1:]}: nothing was done."
-        return f"{approved_said(approvers, approvals[-1].created_at)}, {retried}: nothing was done."
+            return f"{retried[0].upper()}{retried[1:]}{done}"
+        return f"{approved_said(approvers, approvals[-1].created_at)}, {retried}{done}"
     if by is not None:
         what = _changed_first_said(by, superseded_at, named, changed="changed")
     else:
         # When it was found changed (as it was to run, or as the change was made), not
         # when the change was made: a retry finds a value that moved minutes before.
-        what = "its target was found changed before it ran"
+        what = "its target was found changed before it " + (
+            "ran" if unsure is None else "was sent again"
+        )
         what += f", at {console_time(superseded_at)}" if superseded_at else ""
     approvers = approvers_said(approvals)
     if not approvers:
-        return f"{what[0].upper()}{what[1:]}: nothing was done."
+        return f"{what[0].upper()}{what[1:]}{done}"
     if len(approvers) < proposal.required_approvals:
         return (
             f"It had {len(approvers)} of the {proposal.required_approvals} approvals its policy "
-            f"asks for ({', '.join(approvers)}) when {what}: nothing was done."
+            f"asks for ({', '.join(approvers)}) when {what}{done}"
         )
     approved = approved_said(approvers, approvals[-1].created_at)
     if was_retried(proposal):
         retried = approval_told(proposal, superseded_at or proposal.updated_at)
         if retried and retried != approved:
             approved = f"{approved}, {retried}"
-    return f"{approved}, then {what}: nothing was done."
+    return f"{approved}, then {what}{done}"
 
 
 def rejected_said(rejection: Decision) -> str:

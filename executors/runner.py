@@ -427,14 +427,11 @@ def _checked_targets(proposal: Proposal, action_type, actor: Actor) -> _Checked:
         return _Checked(campaigns, before)
     ending = moves_on_what_it_sets(proposal, moves) if action_type.sets_values else []
     if ending:
-        moves = ending
-        cause = "found before executing"
-        held = _held_round(proposal) if proposal.status == ProposalStatus.APPROVED else None
-        if proposal.status == ProposalStatus.EXECUTING or (
-            held is not None and _this_round(proposal, held).exists()
-        ):
-            cause += "; an earlier attempt's request got no answer and may have reached the channel"
-        superseded = proposal_supersede(proposal=proposal, moves=moves, actor=actor, cause=cause)
+        # An attempt sent before it (of this round, or of one a kill switch held) that got no
+        # sure answer is said from its record (``Overtaken.unsure``): not one a 429 answered.
+        superseded = proposal_supersede(
+            proposal=proposal, moves=ending, actor=actor, cause="found before executing"
+        )
         return _Checked(campaigns, before, superseded)
     reassessed = _reassessed(proposal, action_type, campaigns, moves, actor)
     if isinstance(reassessed, str):

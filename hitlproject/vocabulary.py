@@ -196,6 +196,11 @@ EXECUTION_FAILED = "execution failed: "
 # Said of a failed round's attempts that may have been carried out all the same (sent, and no
 # answer said whether), by the failure and beside its Retry button.
 NO_SURE_ANSWER = "got no answer that says whether the channel carried it out"
+# Said of attempts sent before a proposal ended without sending anything more (superseded)
+# that got no sure answer, after "nothing more was sent, but attempt 2, sent at …,", wherever
+# a person or its agent is told how it ended: not "nothing was done", which only a sure answer
+# (a refusal, a 408 or a 429) tells.
+MAY_HAVE_BEEN_CARRIED_OUT = "got no sure answer and may have been carried out on the channel"
 # How an attempt's error begins when the channel carried out some of the action and not the
 # rest (a creative batch, item by item): failed, and never retried, which would do the done
 # part twice.

@@ -35,6 +35,7 @@ from tests.conftest import (
     wait_until,
 )
 from tests.factories import evaluated
+from tests.test_console_shows_what_happened import status_line
 from tests.test_unanswered_attempts import retry_warning
 
 OUTAGE = "Tracking outage: nothing runs unseen."
@@ -70,6 +71,12 @@ def budgets() -> tuple[Decimal, Decimal]:
 def next_attempt_due(proposal: Proposal) -> None:
     """The backoff after a failed attempt has passed (the test runs the retry itself)."""
     ExecutionRound.objects.filter(proposal=proposal).update(lease_until=timezone.now())
+
+
+def ended_at(proposal: Proposal) -> str:
+    """When the proposal reached its status, as its history records it and its page says."""
+    at = proposal.history.filter(status=proposal.status).earliest("history_id").history_date
+    return f"{at:%Y-%m-%d %H:%M:%S} UTC"
 
 
 def person(username: str = "operator"):
@@ -320,7 +327,18 @@ def test_a_guardrail_set_during_the_retries_fails_the_next_attempt_unsent(channe
     )
 
 
-def test_a_target_moved_during_the_retries_supersedes_it_unsent(channel):
+def may_have_been_carried_out(proposal: Proposal, attempt: int = 1) -> str:
+    """What a superseded proposal's reason and status line end with, where its attempt
+    ``attempt`` got no sure answer (and no other did)."""
+    sent = proposal.executions.get(attempt=attempt).started_at
+    return (
+        f"nothing more was sent, but its attempt {attempt}, sent at "
+        f"{sent:%Y-%m-%d %H:%M:%S} UTC, got no sure answer and may have been carried out on "
+        "the channel: check there."
+    )
+
+
+def test_a_target_moved_during_the_retries_supersedes_it_unsent(channel, client):
     endpoint = channel(503, 200)
     proposal = evaluated(bid_adjustment("2.12"))
     assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTING
@@ -330,12 +348,42 @@ def test_a_target_moved_during_the_retries_supersedes_it_unsent(channel):
     superseded = proposal_execute(proposal_id=proposal.pk)
 
     # Made against 2.00, the bid is 2.05: the action's premise is gone; it is not resent,
-    # and the reason says the first request may have reached the channel.
+    # and the reason and its page say the first request may have been carried out.
     assert superseded.status == ProposalStatus.SUPERSEDED
     assert superseded.verdict_reasons[0] == (
-        "Superseded: brand-search's bid is 2.05, was 2.00 (found before executing; an earlier "
-        "attempt's request got no answer and may have reached the channel). It was not executed."
+        "Superseded: brand-search's bid is 2.05, was 2.00 (found before executing). It was not "
+        f"executed: {may_have_been_carried_out(proposal)}"
     )
+    client.force_login(person("auditor"))
+    page = client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+    assert status_line(page).endswith(
+        f"before it was sent again, at {ended_at(proposal)}: {may_have_been_carried_out(proposal)}"
+    )
+    assert len(endpoint.received) == 1
+
+
+def test_a_target_moved_after_an_attempt_the_channel_did_not_carry_out_says_nothing_was_done(
+    channel, client
+):
+    """Its first attempt was answered 429 (not carried out, come back later): superseded
+    before the next, its reason said "an earlier attempt's request got no answer and may have
+    reached the channel", which the 429 had answered."""
+    endpoint = channel(429, 200)
+    proposal = evaluated(bid_adjustment("2.12"))
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTING
+    Campaign.objects.filter(external_id="brand-search").update(bid=Decimal("2.05"))
+    next_attempt_due(proposal)
+
+    superseded = proposal_execute(proposal_id=proposal.pk)
+
+    assert superseded.status == ProposalStatus.SUPERSEDED
+    assert superseded.verdict_reasons[0] == (
+        "Superseded: brand-search's bid is 2.05, was 2.00 (found before executing). It was not "
+        "executed."
+    )
+    client.force_login(person("auditor"))
+    page = client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+    assert status_line(page).endswith(f"before it ran, at {ended_at(proposal)}: nothing was done.")
     assert len(endpoint.received) == 1
     assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.SUPERSEDED
     assert len(endpoint.received) == 1
@@ -470,10 +518,41 @@ def test_a_target_moved_before_a_held_round_resumes_says_its_attempt_may_have_re
 
     assert superseded.status == ProposalStatus.SUPERSEDED
     assert superseded.verdict_reasons[0] == (
-        "Superseded: brand-search's bid is 2.05, was 2.00 (found before executing; an earlier "
-        "attempt's request got no answer and may have reached the channel). It was not executed."
+        "Superseded: brand-search's bid is 2.05, was 2.00 (found before executing). It was not "
+        f"executed: {may_have_been_carried_out(proposal)}"
     )
     assert len(endpoint.received) == 1
+
+
+def test_a_held_proposal_a_change_landing_supersedes_says_its_attempt_may_have_run(channel, client):
+    """Its first attempt got a 503, and a kill switch sent it back to a person; released,
+    another raise of the same bid executes and supersedes it as it waits. Its status line
+    said "#N changed its target first, executed at …: nothing was done.", and its agent
+    "It was not executed.", though its first request may have been carried out."""
+    endpoint = channel(503, 200)
+    proposal = evaluated(bid_adjustment("2.12"))
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTING
+    switch = engage()
+    next_attempt_due(proposal)
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.PENDING_REVIEW
+    release(switch)
+    other = evaluated(bid_adjustment("2.05"))
+    assert proposal_execute(proposal_id=other.pk).status == ProposalStatus.EXECUTED
+    other.refresh_from_db()
+
+    proposal.refresh_from_db()
+    assert proposal.status == ProposalStatus.SUPERSEDED
+    assert proposal.verdict_reasons[0] == (
+        f"Superseded: brand-search's bid is 2.05, was 2.00 (#{other.pk} changed it first: "
+        f"{other.summary}). It was not executed: {may_have_been_carried_out(proposal)}"
+    )
+    client.force_login(person("auditor"))
+    page = client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+    assert status_line(page).endswith(
+        f"#{other.pk} changed its target first, executed at "
+        f"{other.executed_at:%Y-%m-%d %H:%M:%S} UTC: {may_have_been_carried_out(proposal)}"
+    )
+    assert len(endpoint.received) == 2  # its attempt, and the other's
 
 
 def test_a_held_proposal_waits_a_full_review_window(demo_world):

@@ -5,6 +5,8 @@ first: it never executes, never reappears meaning something else, and its agent 
 value it saw and the value now. A reallocation keeps its meaning and is re-assessed instead."""
 
 import html
+import json
+import re
 from decimal import Decimal
 
 import pytest
@@ -861,6 +863,101 @@ def test_a_person_approved_failure_superseded_at_its_retry_says_it_failed_and_wa
     assert status_line(page) == f"Superseded · {said}"
     assert alone == said and queries.captured_queries == []
     assert outcome_text(Proposal.objects.get(pk=raise_.pk)) == f"Superseded. {said}"
+
+
+def page_text(page) -> str:
+    """A console page's words, as its reader reads them (tags dropped, spaces as one)."""
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", page.text))).strip()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_a_failure_superseded_at_its_retry_says_an_attempt_without_a_sure_answer_may_have_run(
+    channel, callback_endpoint, login, optimizer
+):
+    """Two bid raises fail on the account's webhook after five attempts: one's attempt 2 got a
+    503 (no sure answer: it may have been carried out) among 429s, the other's were all
+    answered 429 (not carried out). Their bids are moved, and a person's retry supersedes
+    each there and then. Both read "…: nothing was done." (its page, its history, its
+    messages and its agent alike), though the 503'd one's request may have been carried out on
+    the channel: that one says nothing more was sent and its attempt 2 may have been carried
+    out; the 429'd one, that nothing was done."""
+    hook = callback_endpoint(200)
+    endpoint = channel(429, 503, 429, 429, 429, 429)  # the second's five: 429 (the last repeats)
+    ended = {}
+    for campaign, bid_to in (("brand-search", "2.12"), ("generic-search", "1.59")):
+        answer = optimizer.post(
+            "/api/v1/proposals/", bid_adjustment(bid_to, campaign), format="json"
+        )
+        assert answer.json()["status"] == "approved", answer.content
+        pk = answer.json()["id"]
+        ended[campaign] = wait_until(
+            lambda pk=pk: Proposal.objects.filter(pk=pk, status="failed").first(), timeout=20
+        )
+    assert len(endpoint.received) == 10
+    unanswered, answered = ended["brand-search"], ended["generic-search"]
+    assert list(unanswered.executions.values_list("unanswered", flat=True)) == [
+        False, True, False, False, False,
+    ]  # fmt: skip
+    Campaign.objects.filter(external_id="brand-search").update(bid=Decimal("2.05"))
+    Campaign.objects.filter(external_id="generic-search").update(bid=Decimal("1.55"))
+
+    operator = login("operator")
+    retried = {
+        proposal.pk: operator.post(
+            reverse("admin:approvals_proposal_retry", args=[proposal.pk]), follow=True
+        )
+        for proposal in (unanswered, answered)
+    }
+
+    sent = unanswered.executions.get(attempt=2).started_at
+    may_have_run = (
+        f"nothing more was sent, but its attempt 2, sent at {sent:%Y-%m-%d %H:%M:%S} UTC, got no "
+        "sure answer and may have been carried out on the channel: check there."
+    )
+    for proposal, moved, ending in (
+        (unanswered, "brand-search's bid is 2.05, was 2.00", may_have_run),
+        (answered, "generic-search's bid is 1.55, was 1.50", "nothing was done."),
+    ):
+        proposal.refresh_from_db()
+        assert proposal.status == ProposalStatus.SUPERSEDED
+        assert proposal.executions.count() == 5  # nothing sent at the retry
+        superseded_at = proposal.history.get(status=ProposalStatus.SUPERSEDED).history_date
+        said = (
+            f"Its execution failed, and when operator retried it at "
+            f"{superseded_at:%Y-%m-%d %H:%M:%S} UTC, its target was found changed: {ending}"
+        )
+        # Its page, as the retry left it, and its messages (email, Slack, the digest).
+        assert status_line(retried[proposal.pk]) == f"Superseded · {said}"
+        assert outcome_text(proposal) == f"Superseded. {said}"
+        # Its history, and its agent: its reasons, its feed and its callback.
+        ended_so = "It was not executed" + (f": {ending}" if ending == may_have_run else ".")
+        reason = f"Superseded: {moved} (found when a reviewer retried it). {ended_so}"
+        history = login("auditor").get(
+            reverse("admin:approvals_proposal_history", args=[proposal.pk])
+        )
+        assert reason in page_text(history)
+        answer = optimizer.get(f"/api/v1/proposals/{proposal.pk}/").json()
+        assert answer["verdict"]["reasons"][0] == reason
+        assert answer["execution"]["carried_out"] == ("unknown" if ending == may_have_run else "no")
+        feed = optimizer.get("/api/v1/feedback/").json()["results"]
+        told = [r for r in feed if r["proposal"] == proposal.pk and r["kind"] == "superseded"]
+        assert [r["note"] for r in told] == [reason]
+        callback = CallbackEvent.objects.get(proposal=proposal, type="proposal.superseded")
+        assert callback.body["reason"] == reason
+        # As its callback URL received it.
+        delivered = wait_until(
+            lambda event_id=str(callback.event_id): next(
+                (
+                    b
+                    for b in map(json.loads, (r["body"] for r in hook.received))
+                    if b["id"] == event_id
+                ),
+                None,
+            ),
+            timeout=20,
+        )
+        assert delivered["reason"] == reason
 
 
 def test_a_retry_names_no_proposal_for_a_value_moved_by_another_hand(operator):

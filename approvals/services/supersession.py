@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from approvals import action_types
 from approvals.models import Execution, ExecutionStatus, Proposal, ProposalStatus
+from approvals.selectors import UnsureAttempts, unsure_attempts_each
 from approvals.services.acts import campaigns_named, refused_when_routed
 from approvals.services.hooks import proposals_reassessed, proposals_superseded
 from approvals.services.lifecycle import (
@@ -276,6 +277,9 @@ class Overtaken:
     cause: str = ""
     # The proposal whose execution moved them, where one did (``Proposal.superseded_by``).
     by: int | None = None
+    # Its attempts sent before that got no sure answer (a 503, a timeout), where any did:
+    # they may have reached the channel (``unsure_attempts_each``).
+    unsure: UnsureAttempts | None = None
 
     @property
     def moved(self) -> str:
@@ -284,7 +288,8 @@ class Overtaken:
     @property
     def superseded_reason(self) -> str:
         cause = f" ({self.cause})" if self.cause else ""
-        return f"{SUPERSEDED} {self.moved}{cause}. It was not executed."
+        ended = "It was not executed" + (f": {self.unsure.said}" if self.unsure else "")
+        return f"{SUPERSEDED} {self.moved}{cause}. {ended}."
 
     @property
     def reassessed_note(self) -> str:
@@ -339,7 +344,8 @@ def overtaken_found(proposal: Proposal, moves: list[TargetMove], *, found: str) 
     by = moved_by(proposal, moves)
     told = _causes_told(proposal, [(changed_it_first(by), by.agent_id)]) if by else ""
     cause = "; ".join(filter(None, [told, found]))
-    return Overtaken(proposal, moves, cause, by.pk if by is not None else None)
+    unsure = unsure_attempts_each([proposal.pk]).get(proposal.pk)
+    return Overtaken(proposal, moves, cause, by.pk if by is not None else None, unsure)
 
 
 def proposals_supersede(*, supersessions: Sequence[Overtaken], actor: Actor) -> list[Proposal]:
@@ -380,7 +386,8 @@ def proposal_supersede(
 ) -> Proposal:
     """End one proposal whose premise is gone, and tell its agent what moved, as the last
     thing its caller's transaction writes. The caller holds the proposal's row lock."""
-    supersessions = [Overtaken(proposal, moves, cause)]
+    unsure = unsure_attempts_each([proposal.pk]).get(proposal.pk)
+    supersessions = [Overtaken(proposal, moves, cause, unsure=unsure)]
     (superseded,) = proposals_supersede(supersessions=supersessions, actor=actor)
     supersessions_tell_agents(supersessions=supersessions, actor=actor)
     return superseded
@@ -460,6 +467,9 @@ def proposals_supersede_after_changes(
             supersessions.append(Overtaken(proposal, ending, cause, by))
         elif proposal.status == ProposalStatus.PENDING_REVIEW:
             waiting.append(Overtaken(proposal, moves, cause))
+    # One held back by a kill switch after an attempt may have had it reach the channel.
+    unsure = unsure_attempts_each(s.proposal.pk for s in supersessions)
+    supersessions = [replace(s, unsure=unsure.get(s.proposal.pk)) for s in supersessions]
     proposals_reassess_waiting(waiting=waiting, actor=actor)
     superseded = proposals_supersede(supersessions=supersessions, actor=actor)
     supersessions_tell_agents(supersessions=supersessions, actor=actor)
