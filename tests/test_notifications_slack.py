@@ -982,7 +982,8 @@ def test_an_approval_on_slack_superseded_before_it_ran_says_who_approved_it_and_
     """Operator approved a bid raise on Slack; its channel did not answer the first attempt,
     and before the next the bid moved: it ended superseded. The message, which had said
     "Approved by operator at …", then said only "Superseded: its target changed before it
-    ran; nothing was done.", as if nobody had approved it, and not when."""
+    ran; nothing was done.", as if nobody had approved it, and not when; and then "…: nothing
+    was done.", though its first attempt, a 503, may have been carried out."""
     endpoint = channel(503, 503, 503, 503)
     answer = optimizer.post("/api/v1/proposals/", bid_adjustment("2.60"), format="json")
     proposal = answer.json()
@@ -1010,10 +1011,22 @@ def test_an_approval_on_slack_superseded_before_it_ran_says_who_approved_it_and_
     decided = ended.decisions.get().created_at
     approved = f"{timezone.localtime(decided):%Y-%m-%d %H:%M:%S} UTC"
     at = f"{timezone.localtime(ended.updated_at):%Y-%m-%d %H:%M:%S} UTC"
+    # Its attempts got a 503, no sure answer: not "nothing was done", which it said, but
+    # that they may have been carried out (attempt 2 went too, if the worker's retry came
+    # before the bid moved).
+    attempts = list(ended.executions.order_by("attempt"))
+    assert all(attempt.unanswered for attempt in attempts)
+    sent = f"{timezone.localtime(attempts[-1].started_at):%Y-%m-%d %H:%M:%S} UTC"
+    which = (
+        f"its attempt 1, sent at {sent},"
+        if len(attempts) == 1
+        else f"its attempts 1–{len(attempts)}, the last sent at {sent},"
+    )
     # As its page says it beside its status (approvals.selectors.how_review_ended).
     assert context_texts(update["blocks"]) == (
         f"Superseded. operator approved it at {approved}, then its target was found changed "
-        f"before it ran, at {at}: nothing was done."
+        f"before it was sent again, at {at}: nothing more was sent, but {which} got no sure "
+        "answer and may have been carried out on the channel: check there."
     )
     assert context_texts(update["blocks"]) == f"Superseded. {how_review_ended(ended)}"
     assert headline(update["blocks"]) == "No longer waits"
