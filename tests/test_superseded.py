@@ -15,6 +15,8 @@ from django.contrib.auth import get_user_model
 from django.db import connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from hitl_client._tools import outcome_report
+from hitl_client.models import Proposal as ClientProposal
 
 from approvals.models import Agent, Decision, Execution, Proposal, ProposalStatus
 from approvals.selectors import superseded_said, with_ended_recorded
@@ -940,6 +942,10 @@ def test_a_failure_superseded_at_its_retry_says_an_attempt_without_a_sure_answer
         answer = optimizer.get(f"/api/v1/proposals/{proposal.pk}/").json()
         assert answer["verdict"]["reasons"][0] == reason
         assert answer["execution"]["carried_out"] == ("unknown" if ending == may_have_run else "no")
+        # What the client and the framework adapters tell the model: the reason, said once.
+        told = outcome_report(ClientProposal.from_api(answer))["message"]
+        assert told.startswith(reason)
+        assert told.count("may have been") == (1 if ending == may_have_run else 0)
         feed = optimizer.get("/api/v1/feedback/").json()["results"]
         told = [r for r in feed if r["proposal"] == proposal.pk and r["kind"] == "superseded"]
         assert [r["note"] for r in told] == [reason]

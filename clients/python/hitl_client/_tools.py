@@ -251,6 +251,9 @@ _FAILED_SAID = {
 #: From a server that does not say what the attempts did.
 _NOT_SAID = "Whether any of it was carried out on the channel is not known."
 
+#: How a superseded proposal's reason says an attempt may have been carried out.
+_SAID_MAY_HAVE_RUN = "may have been carried out on the channel"
+
 #: What an attempt sent to the channel before a proposal ended otherwise than executed (a
 #: kill switch held it back, a person then rejected it; its target moved) may have done.
 _SENT_BEFORE = {
@@ -421,12 +424,17 @@ def outcome_report(proposal: Proposal) -> dict[str, Any]:
         why = " ".join(report["reasons"]) or (
             "Superseded: its target changed before it could execute, so it was not executed."
         )
+        # A reason that names the attempt that may have been carried out already says so:
+        # not said twice.
+        sent_before = (
+            "" if _SAID_MAY_HAVE_RUN in why else _SENT_BEFORE.get(_carried_out(proposal), "")
+        )
         report["message"] = " ".join(
             filter(
                 None,
                 [
                     why,
-                    _SENT_BEFORE.get(_carried_out(proposal), ""),
+                    sent_before,
                     "Read the current state and propose again if it still makes sense.",
                 ],
             )
