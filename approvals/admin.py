@@ -44,6 +44,7 @@ from approvals.models import (
     ProposalStatus,
     RejectionReason,
     WithdrawnBy,
+    attempt_status_said,
 )
 from approvals.search import proposals_matching, search_words
 from approvals.selectors import (
@@ -1783,6 +1784,9 @@ class ProposalAdmin(ReadOnlyAdmin):
             # The key each attempt went to its channel with, in a column of its own only
             # where one did (none on Google Ads, which gets none).
             "executions_keyed": any(execution.key_sent for execution in executions),
+            # Each attempt linked to its own page, for a reader who may open it.
+            "attempts_linked": bool(executions)
+            and self.admin_site._registry[Execution].has_view_permission(request),
             # Why it failed, beside its status and the retry, not only in the executions below.
             "last_failure": last_failure(proposal),
             # The confidence its agent gave, as a person reads it (the platform's as a share).
@@ -2396,9 +2400,8 @@ def _executions_said(proposal: Proposal) -> list[Execution]:
     executions = list(proposal.executions.all())
     keys = attempt_keys(proposal) if executions else {}
     for execution in executions:
-        execution.status_said = attempt_status_said(
-            execution, tried_again=execution is not executions[-1]
-        )
+        execution.tried_again = execution is not executions[-1]
+        execution.status_said = attempt_status_said(execution, tried_again=execution.tried_again)
         execution.key_sent = keys.get(execution.attempt, "")
     return executions
 
@@ -2417,15 +2420,6 @@ def _key_sent(execution: Execution) -> str:
 _TRIED_AGAIN = Exists(
     Execution.objects.filter(proposal=OuterRef("proposal"), attempt__gt=OuterRef("attempt"))
 )
-
-
-def attempt_status_said(execution: Execution, *, tried_again: bool) -> str:
-    """An attempt's status, as its proposal's page and the list of executions say it: a
-    failed one after which another was made, "Failed, tried again", not a bare "Failed"."""
-    status = execution.get_status_display()
-    if execution.status == ExecutionStatus.FAILED and tried_again:
-        return f"{status}, tried again"
-    return status
 
 
 @admin.register(Execution)

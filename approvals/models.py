@@ -375,7 +375,29 @@ class Execution(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"#{self.proposal_id} attempt {self.attempt}: {self.status}"
+        """Its number and status as its list and its proposal's page say it (its page's
+        title, heading and breadcrumbs, and its history's, read it here): "Failed, tried
+        again" of a failed attempt another followed, where its title said "failed"."""
+        tried_again = getattr(self, "tried_again", None)
+        if tried_again is None:  # not read with it (the console's reads annotate it)
+            tried_again = self.status == ExecutionStatus.FAILED and (
+                Execution.objects.filter(
+                    proposal_id=self.proposal_id, attempt__gt=self.attempt
+                ).exists()
+            )
+        return f"#{self.proposal_id} attempt {self.attempt}: " + attempt_status_said(
+            self, tried_again=tried_again
+        )
+
+
+def attempt_status_said(execution: Execution, *, tried_again: bool) -> str:
+    """An attempt's status, as its proposal's page, the list of executions and its own page
+    say it: a failed one after which another was made, "Failed, tried again", not a bare
+    "Failed"."""
+    status = execution.get_status_display()
+    if execution.status == ExecutionStatus.FAILED and tried_again:
+        return f"{status}, tried again"
+    return status
 
 
 class IdempotencyRecord(models.Model):

@@ -33,6 +33,7 @@ from approvals.models import (
     ExecutionStatus,
     Proposal,
     ProposalStatus,
+    attempt_status_said,
 )
 from approvals.services.acts import Act, may_act, permission_refusal
 from approvals.templatetags.console import ledger_state
@@ -677,10 +678,13 @@ def recorded_elsewhere(proposal: Proposal) -> list[dict]:
         if decision.reason_code:
             what += f"; reason: {decision.get_reason_code_display()}"
         add(decision.created_at, f"Decision: {what}", decision.note, decision)
-    for execution in proposal.executions.order_by("attempt"):
+    executions = list(proposal.executions.order_by("attempt"))
+    for execution in executions:
+        # Its status as its page and the proposal's say it ("failed, tried again").
+        said = attempt_status_said(execution, tried_again=execution is not executions[-1])
         what = (
             f"Execution attempt {execution.attempt} by the {execution.executor} executor: "
-            f"{execution.get_status_display().lower()}"
+            f"{said.lower()}"
         )
         if execution.status == ExecutionStatus.SUCCEEDED:
             what += f"; after it: {left_by(execution)}"

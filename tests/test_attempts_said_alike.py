@@ -1,0 +1,102 @@
+"""An execution attempt reads the same wherever the console shows it: a failed attempt another
+followed is "Failed, tried again" in the proposal's executions table and the list of
+executions, and its own page said "failed" in its title, heading and breadcrumbs. The
+proposal's table links each attempt to its page (for those who may open it), and the list of
+executions names the idempotency key each went to its channel with, as the proposal's page
+and the attempt's do (none on Google Ads, which gets none; none for one refused before it
+was sent)."""
+
+import html
+import re
+
+from django.contrib.auth.models import Permission
+from django.urls import reverse
+from django.utils import timezone
+
+from approvals.models import Proposal, ProposalStatus
+from executors.models import ExecutionRound
+from executors.runner import proposal_execute
+from tests.conftest import bid_adjustment
+from tests.test_attempt_keys_shown import executions_table
+from tests.test_console_narrow_permissions import staff_with
+from tests.test_stopped_agent_not_run import approved_here
+
+
+def text(markup: str) -> str:
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", markup)).split())
+
+
+def failed_twice(channel) -> Proposal:
+    """A webhook proposal whose first attempt failed (503) and was tried again, which failed
+    too (503): attempt 1 "Failed, tried again", attempt 2 "Failed"."""
+    endpoint = channel(503, 503)
+    proposal = approved_here(bid_adjustment("2.12"))
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTING
+    ExecutionRound.objects.filter(proposal=proposal).update(lease_until=timezone.now())
+    proposal_execute(proposal_id=proposal.pk)
+    assert len(endpoint.received) == 2
+    return proposal
+
+
+def test_a_failed_attempt_tried_again_says_so_on_its_own_page_as_the_tables_do(channel, login):
+    proposal = failed_twice(channel)
+    first, second = proposal.executions.order_by("attempt")
+    operator = login("operator")
+    head, rows = executions_table(operator, proposal)
+    status = head.index("Status")
+    assert [row[status] for row in rows] == ["Failed, tried again", "Failed"]
+
+    page = operator.get(reverse("admin:approvals_execution_change", args=[first.pk])).text
+    said = f"#{proposal.pk} attempt 1: Failed, tried again"
+    assert text(re.search(r"<title>(.*?)</title>", page, re.S).group(1)).startswith(said)
+    assert text(re.search(r"<h2>(.*?)</h2>", page, re.S).group(1)) == said
+    assert text(re.search(r'class="breadcrumbs">(.*?)</div>', page, re.S).group(1)).endswith(said)
+    assert ": failed" not in text(page)
+    last = operator.get(reverse("admin:approvals_execution_change", args=[second.pk])).text
+    assert text(re.search(r"<h2>(.*?)</h2>", last, re.S).group(1)) == (
+        f"#{proposal.pk} attempt 2: Failed"
+    )
+    history = operator.get(reverse("admin:approvals_execution_history", args=[first.pk])).text
+    assert f"View history: {said}" in text(re.search(r"<h1>(.*?)</h1>", history, re.S).group(1))
+    # The proposal's history lists its attempts in the same words.
+    its_history = text(
+        operator.get(reverse("admin:approvals_proposal_history", args=[proposal.pk])).text
+    )
+    assert "Execution attempt 1 by the webhook executor: failed, tried again" in its_history
+    assert "Execution attempt 2 by the webhook executor: failed " in its_history + " "
+
+
+def attempt_links(client, proposal: Proposal) -> list[tuple[str, str]]:
+    """The proposal page's executions table: each attempt's cell, its link and its text."""
+    page = client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk])).text
+    table = page[page.index('id="proposal-executions"') :]
+    table = table[table.index("<tbody>") : table.index("</table>")]
+    cells = re.findall(r'<td data-label="Attempt">(.*?)</td>', table, re.S)
+    return [
+        (link.group(1) if (link := re.search(r'href="([^"]+)"', cell)) else "", text(cell))
+        for cell in cells
+    ]
+
+
+def test_the_proposals_executions_table_links_each_attempt_for_those_who_may_open_it(
+    channel, login
+):
+    proposal = failed_twice(channel)
+    first, second = proposal.executions.order_by("attempt")
+    auditor = login("auditor")
+
+    links = attempt_links(auditor, proposal)
+
+    assert links == [
+        (reverse("admin:approvals_execution_change", args=[first.pk]), "1"),
+        (reverse("admin:approvals_execution_change", args=[second.pk]), "2"),
+    ]
+    for href, _ in links:
+        assert auditor.get(href).status_code == 200
+    # One who may read proposals but not attempts reads their numbers, unlinked: a link
+    # would lead them to "403 Forbidden".
+    reader = staff_with("proposals-only", "view_proposal")
+    assert not Permission.objects.filter(user__username="proposals-only", codename="view_execution")
+    assert attempt_links(reader, proposal) == [("", "1"), ("", "2")]
+    forbidden = reader.get(reverse("admin:approvals_execution_change", args=[first.pk]))
+    assert forbidden.status_code == 403
