@@ -56,6 +56,7 @@ from approvals.selectors import (
     deciding_policy,
     earlier_proposals_on_targets,
     ended_recorded_at,
+    executions_keys,
     how_review_ended,
     last_failure,
     last_round,
@@ -2422,9 +2423,29 @@ _TRIED_AGAIN = Exists(
 )
 
 
+class ExecutionChangeList(ConsoleChangeList):
+    """The list of executions, each row given the key its attempt went to its channel with,
+    read in one query for the page (``executions_keys``): an operator matches the rows to an
+    endpoint's logs by it, as on the proposal's page and the attempt's."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        keys = executions_keys(self.result_list)
+        for execution in self.result_list:
+            execution.key_sent = keys.get(execution.pk, "")
+
+
 @admin.register(Execution)
 class ExecutionAdmin(ReadOnlyAdmin):
-    list_display = ["id", proposal_shown, "attempt", "executor", "status_said", "finished_at"]
+    list_display = [
+        "id",
+        proposal_shown,
+        "attempt",
+        "executor",
+        "status_said",
+        "key_sent",
+        "finished_at",
+    ]
     list_filter = ["status", "executor"]
     list_select_related = ["proposal"]
     # The ledger's states as the proposal's page reads them, not as JSON; what a creative
@@ -2448,6 +2469,9 @@ class ExecutionAdmin(ReadOnlyAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Execution]:
         return super().get_queryset(request).annotate(tried_again=_TRIED_AGAIN)
+
+    def get_changelist(self, request, **kwargs):
+        return ExecutionChangeList
 
     def get_fields(self, request: HttpRequest, obj: Execution | None = None) -> list[str]:
         """Its key only where it went to a channel with one: an attempt on Google Ads, which

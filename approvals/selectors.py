@@ -1895,6 +1895,25 @@ def attempt_keys(proposal: Proposal, attempts: Sequence[int] | None = None) -> d
     return _attempt_keys_reader(proposal, attempts)
 
 
+_executions_keys_reader: Callable[[Sequence[Execution]], dict[int, str]] | None = None
+
+
+def executions_keys_reader_register(
+    reader: Callable[[Sequence[Execution]], dict[int, str]],
+) -> None:
+    global _executions_keys_reader
+    _executions_keys_reader = reader
+
+
+def executions_keys(executions: Sequence[Execution]) -> dict[int, str]:
+    """The idempotency key each of these attempts, of any proposals, was sent to its channel
+    with, by the attempt's id, as ``attempt_keys`` reads them (the list of executions, a
+    page at a time). One query."""
+    if _executions_keys_reader is None or not executions:
+        return {}
+    return _executions_keys_reader(executions)
+
+
 _retries_due_reader: Callable[[Sequence[int]], dict[int, datetime]] | None = None
 
 

@@ -34,6 +34,12 @@ class ExecutorsConfig(AppConfig):
         # attempt (approvals', which never imports this app).
         attempt_keys_reader_register(attempt_keys_of)
 
+        from approvals.selectors import executions_keys_reader_register
+        from executors.runner import executions_keys_of
+
+        # The same, for a page of the list of executions, in one read.
+        executions_keys_reader_register(executions_keys_of)
+
         from approvals.selectors import retries_due_reader_register
         from executors.runner import retries_due
 

@@ -31,7 +31,7 @@ from functools import partial
 
 from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db import OperationalError, connection, transaction
-from django.db.models import Count, Exists, OuterRef, Q, Subquery
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -1376,24 +1376,44 @@ def retries_due(proposal_ids: Sequence[int]) -> dict[int, datetime]:
 
 def attempt_keys_of(proposal: Proposal, attempts: Sequence[int] | None = None) -> dict[int, str]:
     """The key each of the proposal's attempts (``attempts``' numbers; all if None) was sent
-    with, by attempt number: its round's (the round with the largest first attempt at or
-    before it), for attempts that went to a channel that gets the key (``sends_key``). An
-    attempt went if its first record has it under way (its request on its way, ``_MADE_AS``):
-    one refused before it was sent is recorded failed at once, and went with no key. One
-    query (registered in this app's ``ready()`` for ``approvals.selectors.attempt_keys``)."""
-    its_round = ExecutionRound.objects.filter(
-        proposal_id=proposal.pk, first_attempt__lte=OuterRef("attempt")
-    ).order_by("-first_attempt")
-    went = Execution.history.filter(
-        proposal_id=proposal.pk, history_type="+", status=ExecutionStatus.RUNNING
-    )
+    with, by attempt number (``_keys_sent``). One query (registered in this app's
+    ``ready()`` for ``approvals.selectors.attempt_keys``)."""
+    went = Execution.history.filter(proposal_id=proposal.pk)
     if attempts is not None:
         went = went.filter(attempt__in=list(attempts))
+    return {attempt: key for (_, attempt), key in _keys_sent(went).items()}
+
+
+def executions_keys_of(executions: Sequence[Execution]) -> dict[int, str]:
+    """The key each of these attempts, of any proposals (a page of the list of executions),
+    was sent with, by the attempt's id (``_keys_sent``). One query (registered in this app's
+    ``ready()`` for ``approvals.selectors.executions_keys``)."""
+    ids = {(execution.proposal_id, execution.attempt): execution.pk for execution in executions}
+    if not ids:
+        return {}
+    went = Execution.history.filter(id__in=list(ids.values()))
+    return {ids[made]: key for made, key in _keys_sent(went).items() if made in ids}
+
+
+def _keys_sent(went: QuerySet) -> dict[tuple[int, int], str]:
+    """The key each attempt among the history records ``went`` was sent with, by (proposal
+    id, attempt number): its round's (the round of its proposal with the largest first
+    attempt at or before it), for attempts that went to a channel that gets the key
+    (``sends_key``). An attempt went if its first record has it under way (its request on
+    its way, ``_MADE_AS``): one refused before it was sent is recorded failed at once, and
+    went with no key."""
+    its_round = ExecutionRound.objects.filter(
+        proposal_id=OuterRef("proposal_id"), first_attempt__lte=OuterRef("attempt")
+    ).order_by("-first_attempt")
     keys = {}
-    for attempt, executor, key, round_executor in went.annotate(
-        key=Subquery(its_round.values("key")[:1]),
-        round_executor=Subquery(its_round.values("executor")[:1]),
-    ).values_list("attempt", "executor", "key", "round_executor"):
+    for proposal_id, attempt, executor, key, round_executor in (
+        went.filter(history_type="+", status=ExecutionStatus.RUNNING)
+        .annotate(
+            key=Subquery(its_round.values("key")[:1]),
+            round_executor=Subquery(its_round.values("executor")[:1]),
+        )
+        .values_list("proposal_id", "attempt", "executor", "key", "round_executor")
+    ):
         if key is None or executor != round_executor:
             continue  # no round: an executor that sends nothing to a channel (the ledger)
         try:
@@ -1401,7 +1421,7 @@ def attempt_keys_of(proposal: Proposal, attempts: Sequence[int] | None = None) -
         except LookupError:
             continue  # an executor no longer known: whether its channel got the key is not
         if getattr(sender, "sends_key", False):
-            keys[attempt] = key
+            keys[proposal_id, attempt] = key
     return keys
 
 

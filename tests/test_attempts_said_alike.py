@@ -13,13 +13,16 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 from django.utils import timezone
 
-from approvals.models import Proposal, ProposalStatus
+from approvals.models import Execution, Proposal, ProposalStatus
 from executors.models import ExecutionRound
 from executors.runner import proposal_execute
-from tests.conftest import bid_adjustment
+from tests.conftest import bid_adjustment, creative, creative_batch
 from tests.test_attempt_keys_shown import executions_table
 from tests.test_console_narrow_permissions import staff_with
-from tests.test_stopped_agent_not_run import approved_here
+from tests.test_google_ads_said_without_keys import approved
+from tests.test_stopped_agent_not_run import approved_here, stop
+
+EXECUTIONS = reverse("admin:approvals_execution_changelist")
 
 
 def text(markup: str) -> str:
@@ -100,3 +103,72 @@ def test_the_proposals_executions_table_links_each_attempt_for_those_who_may_ope
     assert attempt_links(reader, proposal) == [("", "1"), ("", "2")]
     forbidden = reader.get(reverse("admin:approvals_execution_change", args=[first.pk]))
     assert forbidden.status_code == 403
+
+
+def executions_list(client, **params) -> dict[int, dict[str, str]]:
+    """The list of executions: each row by its attempt's id, its cells by their headers."""
+    page = client.get(EXECUTIONS, params).text
+    table = page[page.index('id="result_list"') : page.index("</table>")]
+    head = [  # each column's name, not its sort's priority beside it
+        text(cell)
+        for cell in re.findall(
+            r'<div class="text">(.*?)</div>', table[: table.index("</thead>")], re.S
+        )
+    ]
+    found = {}
+    for row in re.findall(r"<tr>(.*?)</tr>", table[table.index("<tbody>") :], re.S):
+        cells = [text(cell) for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)]
+        found[int(cells[0])] = dict(zip(head, cells, strict=True))
+    return found
+
+
+def test_the_list_of_executions_names_the_key_each_attempt_went_with(channel, login):
+    endpoint = channel(503, 200)
+    sent = approved_here(bid_adjustment("2.12"))
+    assert proposal_execute(proposal_id=sent.pk).status == ProposalStatus.EXECUTING  # 503
+    ExecutionRound.objects.filter(proposal=sent).update(lease_until=timezone.now())
+    assert proposal_execute(proposal_id=sent.pk).status == ProposalStatus.EXECUTED
+    keys = [request["headers"]["Idempotency-Key"] for request in endpoint.received]
+    assert keys == [f"hitl-proposal-{sent.pk}-1"] * 2
+    # Another whose second attempt was refused before it was sent: it went with no key.
+    endpoint = channel(503, 200)
+    refused = approved_here(bid_adjustment("2.15"))
+    assert proposal_execute(proposal_id=refused.pk).status == ProposalStatus.EXECUTING
+    stop("deactivated")
+    ExecutionRound.objects.filter(proposal=refused).update(lease_until=timezone.now())
+    assert proposal_execute(proposal_id=refused.pk).status == ProposalStatus.FAILED
+    [refused_key] = [request["headers"]["Idempotency-Key"] for request in endpoint.received]
+    operator = login("operator")
+
+    listed = executions_list(operator)
+
+    said = {
+        (execution.proposal_id, execution.attempt): (
+            row["Status"],
+            row["Idempotency key sent"],
+        )
+        for execution in Execution.objects.all()
+        for row in [listed[execution.pk]]
+    }
+    assert said == {
+        (sent.pk, 1): ("Failed, tried again", keys[0]),
+        (sent.pk, 2): ("Succeeded", keys[1]),
+        (refused.pk, 1): ("Failed, tried again", refused_key),
+        (refused.pk, 2): ("Failed", "—"),
+    }
+
+
+def test_the_list_of_executions_names_no_key_on_google_ads_which_gets_none(
+    linked_google_ads, login
+):
+    linked_google_ads.fail_next("quota", method="MutateAdGroupAds")
+    proposal = approved(creative_batch(creative("Search smarter")))
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTING  # quota
+    ExecutionRound.objects.filter(proposal=proposal).update(lease_until=timezone.now())
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTED
+
+    listed = executions_list(login("operator"))
+
+    assert sorted(
+        (row["Attempt"], row["Status"], row["Idempotency key sent"]) for row in listed.values()
+    ) == [("1", "Failed, tried again", "—"), ("2", "Succeeded", "—")]

@@ -36,7 +36,7 @@ from tests.conftest import (
     reallocation,
     wait_until,
 )
-from tests.factories import submitted
+from tests.factories import evaluated, submitted
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not os.path.exists(CHROMIUM):
@@ -406,25 +406,38 @@ def test_the_dashboard_and_a_scorecard_show_every_column_at_a_laptops_width(
 
 
 def test_the_executions_list_shows_when_each_finished_at_a_laptops_width(
-    live_server, demo_world, browser
+    live_server, demo_world, browser, channel
 ):
     """The list kept each proposal's summary on one line, and pushed the time each attempt
-    finished past its right edge at 1280 px ("2026-12-05 00:46:")."""
+    finished past its right edge at 1280 px ("2026-12-05 00:46:"). Its idempotency key
+    column, by which an operator matches an attempt on a webhook to the endpoint's logs,
+    keeps every column on the screen."""
     operator = get_user_model().objects.get(username="operator")
+    endpoint = channel(200, 200, 200)  # the demo account's actions go to its webhook
     moves = waiting(reallocation("280.00"), reallocation("150.00"))
     proposals_approve(proposal_ids=[move.pk for move in moves], reviewer=operator)
-    executed = Proposal.objects.filter(pk__in=[move.pk for move in moves], status="executed")
-    wait_until(lambda: executed.count() == 2)
+    bid = evaluated(bid_adjustment("2.12"))  # approved at once, run by the worker
+    done = [move.pk for move in moves] + [bid.pk]
+    executed = Proposal.objects.filter(pk__in=done, status="executed")
+    wait_until(lambda: executed.count() == 3)
+    keys = sorted(request["headers"]["Idempotency-Key"] for request in endpoint.received)
+    assert keys == sorted(f"hitl-proposal-{pk}-1" for pk in done)
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     log_in(page, live_server.url, demo_world["users"]["auditor"])
 
     page.goto(f"{live_server.url}/admin/approvals/execution/")
 
-    expect(page.locator("#result_list tbody tr")).to_have_count(2)
+    expect(page.locator("#result_list tbody tr")).to_have_count(3)
     for cell in page.locator("#result_list tbody td.field-finished_at").all():
         expect(cell).to_contain_text(" UTC")
         expect(cell).to_be_in_viewport(ratio=1)
+    shown = page.locator("#result_list tbody td.field-key_sent").all_inner_texts()
+    assert sorted(shown) == keys
+    for cell in page.locator("#result_list tbody td, #result_list thead th").all():
+        box = cell.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 1280, (cell.inner_text(), box)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
     context.close()
 
 
