@@ -309,7 +309,9 @@ class QueueStatusFilter(KnownValuesOnly, admin.SimpleListFilter):
         for index, (value, label) in enumerate(self.lookup_choices):
             yield {
                 "selected": self.current == value,
-                "query_string": changelist.get_query_string({self.parameter_name: value}),
+                "query_string": changelist.get_query_string(
+                    {self.parameter_name: value, ORDER_VAR: ordering_carried(changelist, value)}
+                ),
                 "display": label if counts is None else f"{label} ({counts[f'{index}__c']})",
             }
 
@@ -326,6 +328,30 @@ class QueueStatusFilter(KnownValuesOnly, admin.SimpleListFilter):
         if self.current == EVERY_STATUS:
             return queryset
         return queryset.filter(status=self.current)
+
+
+def ordering_carried(changelist, status: str) -> str | None:
+    """The list's sort (``?o=``, by the columns' places) as the list of ``status`` reads it:
+    each sorted column at its place there, one that list does not show dropped (None if none
+    is left). The queue sorted by decision due (``o=4``) carried it to the other statuses'
+    lists, whose fourth column is another: a status shows its own columns
+    (``list_display_for``)."""
+    asked = changelist.params.get(ORDER_VAR)
+    if not asked:
+        return None
+    shown = changelist.list_display
+    there = changelist.model_admin.list_display_for(status)
+    if shown[:1] == ["action_checkbox"]:  # the bulk actions' column, first where there are any
+        there = ["action_checkbox", *there]
+    kept = []
+    for part in asked.split("."):
+        _, descending, place = part.rpartition("-")
+        if not place.isdigit() or int(place) >= len(shown):
+            continue
+        column = shown[int(place)]
+        if column in there and changelist.get_ordering_field(column):
+            kept.append(f"{descending}{there.index(column)}")
+    return ".".join(kept) or None
 
 
 class SentByKillSwitchFilter(KnownValuesOnly, admin.SimpleListFilter):
@@ -1633,7 +1659,11 @@ class ProposalAdmin(ReadOnlyAdmin):
         js = ["approvals/follow_status.js", "approvals/refusal_focus.js"]
 
     def get_list_display(self, request):
-        if listed_status(request) == ProposalStatus.PENDING_REVIEW:  # say it once, in the title
+        return self.list_display_for(listed_status(request))
+
+    def list_display_for(self, status: str) -> list:
+        """The columns of the list of proposals of ``status`` (``listed_status``)."""
+        if status == ProposalStatus.PENDING_REVIEW:  # say it once, in the title
             return [field for field in self.list_display if field != "status_shown"]
         return self.list_display
 

@@ -829,11 +829,11 @@ class ProposalAdmin(ApprovalsProposalAdmin):
             .annotate(decision_due_at=Subquery(running.values("due_at")[:1]))
         )
 
-    def get_list_display(self, request):
+    def list_display_for(self, status: str) -> list:
         # A deadline runs only while a proposal waits for a person: the column is the
         # queue's (a list of what was executed, say, would read "—" down the column).
-        shown = super().get_list_display(request)
-        if listed_status(request) == ProposalStatus.PENDING_REVIEW:
+        shown = super().list_display_for(status)
+        if status == ProposalStatus.PENDING_REVIEW:
             return shown
         return [field for field in shown if field != "decision_due"]
 

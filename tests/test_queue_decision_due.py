@@ -107,6 +107,44 @@ def test_the_queue_says_which_proposals_are_overdue_and_when_each_is_due(login, 
     assert "soonest due first" in sorted_page.context["title"]
 
 
+def status_link(page, label: str) -> str:
+    """The address the status filter's link ``label`` leads to (``?status=…``)."""
+    block = page.text[page.text.index('data-filter-title="status"') :]
+    block = block[: block.index("</details>")]
+    [href] = [
+        html.unescape(href)
+        for href, text in re.findall(r'<a href="([^"]*)"[^>]*>([^<]*)</a>', block)
+        if text.strip() == label
+    ]
+    return href
+
+
+@pytest.mark.parametrize("user", ["operator", "auditor"])  # the auditor's list has no checkboxes
+@pytest.mark.usefixtures("reallocations_decided_within_an_hour")
+def test_the_status_links_carry_no_sort_by_decision_due_out_of_the_queue(login, user):
+    evaluated(reallocation("280.00"))
+    approved = evaluated(bid_adjustment("2.12"))
+    client = login(user)
+    columns = client.get(QUEUE).context["cl"].list_display
+    due, age = columns.index("decision_due"), columns.index("age")
+    queue = client.get(QUEUE, {"o": f"{due}.-{age}"})
+    assert queue.context["title"].endswith("soonest due first, then oldest first")
+
+    executed = client.get(QUEUE + status_link(queue, "Approved"))
+
+    # The approved list sorted as the queue was, by its age, under its own column: not by
+    # the column in the decision due's place there (a column of that list's own).
+    assert list(rows(executed)) == [approved.pk]
+    there = executed.context["cl"]
+    assert [there.list_display[i] for i in there.get_ordering_field_columns()] == ["age"]
+    assert re.findall(r'class="sortable column-(\w+) sorted', executed.text) == ["age"]
+    # Sorted by the decision due alone, the links carry no sort out of the queue.
+    queue = client.get(QUEUE, {"o": str(due)})
+    assert "o=" not in status_link(queue, "Approved")
+    assert "o=" not in status_link(queue, "All")
+    assert f"o={due}" in status_link(queue, "Pending review")  # the queue's own
+
+
 @pytest.mark.usefixtures("reallocations_decided_within_an_hour")
 def test_the_queue_reads_its_deadlines_in_as_many_queries_for_many_as_for_one(login):
     overdue_by(evaluated(reallocation("280.00")), timedelta(minutes=3))
