@@ -1189,6 +1189,21 @@ class QueueChangeList(ConsoleChangeList):
     (``agent_stopped``, its accounts read once for all), read once for the page: its summary
     says why it would not be let run, as its page does."""
 
+    @property
+    def params_searched(self) -> dict[str, str]:
+        """The list's parameters as its search form carries them: a search lists every status
+        unless one is picked (``listed_status``), and the queue's sort is carried to it by
+        column (``ordering_carried``), as the status links carry it."""
+        params = {name: value for name, value in self.params.items() if name != SEARCH_VAR}
+        if ORDER_VAR in params:
+            searched = params.get(QueueStatusFilter.parameter_name) or EVERY_STATUS
+            carried = ordering_carried(self, searched)
+            if carried:
+                params[ORDER_VAR] = carried
+            else:
+                del params[ORDER_VAR]
+        return params
+
     def get_results(self, request):
         super().get_results(request)
         engaged = list(

@@ -143,6 +143,20 @@ def test_the_status_links_carry_no_sort_by_decision_due_out_of_the_queue(login, 
     assert "o=" not in status_link(queue, "Approved")
     assert "o=" not in status_link(queue, "All")
     assert f"o={due}" in status_link(queue, "Pending review")  # the queue's own
+    # So does the search form, whose search lists every status.
+    assert 'name="o"' not in queue.text[queue.text.index('id="changelist-search"') :]
+    queue = client.get(QUEUE, {"o": f"{due}.-{age}"})
+    searched = client.get(QUEUE, {**searched_with(queue), "q": str(approved.pk)})
+    assert approved.pk in rows(searched)
+    there = searched.context["cl"]
+    assert [there.list_display[i] for i in there.get_ordering_field_columns()] == ["age"]
+
+
+def searched_with(page) -> dict[str, str]:
+    """The hidden fields the list's search form sends with what is typed."""
+    form = page.text[page.text.index('id="changelist-search"') :]
+    form = form[: form.index("</form>")]
+    return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form))
 
 
 @pytest.mark.usefixtures("reallocations_decided_within_an_hour")
