@@ -2493,6 +2493,8 @@ class ExecutionAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["status", "executor"]
     list_select_related = ["proposal"]
+    # Its status on its page as in its heading and the tables: "Failed, tried again".
+    shown_read_only = {"status": "status_said"}
     # The ledger's states as the proposal's page reads them, not as JSON; what a creative
     # batch deployed, by its ledger records.
     fields = [
@@ -2534,7 +2536,7 @@ class ExecutionAdmin(ReadOnlyAdmin):
 
     @admin.display(description="status", ordering="status")
     def status_said(self, execution: Execution) -> str:
-        return attempt_status_said(execution, tried_again=execution.tried_again)
+        return execution.status_as_said()
 
     @admin.display(description="carried out on the channel")
     def carried_out_said(self, execution: Execution) -> str:

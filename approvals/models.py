@@ -378,6 +378,10 @@ class Execution(models.Model):
         """Its number and status as its list and its proposal's page say it (its page's
         title, heading and breadcrumbs, and its history's, read it here): "Failed, tried
         again" of a failed attempt another followed, where its title said "failed"."""
+        return f"#{self.proposal_id} attempt {self.attempt}: {self.status_as_said()}"
+
+    def status_as_said(self) -> str:
+        """Its status as the console says it (``attempt_status_said``)."""
         tried_again = getattr(self, "tried_again", None)
         if tried_again is None:  # not read with it (the console's reads annotate it)
             tried_again = self.status == ExecutionStatus.FAILED and (
@@ -385,9 +389,7 @@ class Execution(models.Model):
                     proposal_id=self.proposal_id, attempt__gt=self.attempt
                 ).exists()
             )
-        return f"#{self.proposal_id} attempt {self.attempt}: " + attempt_status_said(
-            self, tried_again=tried_again
-        )
+        return attempt_status_said(self, tried_again=tried_again)
 
 
 def attempt_status_said(execution: Execution, *, tried_again: bool) -> str:

@@ -55,12 +55,18 @@ def test_a_failed_attempt_tried_again_says_so_on_its_own_page_as_the_tables_do(c
     assert text(re.search(r"<h2>(.*?)</h2>", page, re.S).group(1)) == said
     assert text(re.search(r'class="breadcrumbs">(.*?)</div>', page, re.S).group(1)).endswith(said)
     assert ": failed" not in text(page)
+    assert "Status: Failed, tried again" in text(page)  # its field, as its heading
     last = operator.get(reverse("admin:approvals_execution_change", args=[second.pk])).text
     assert text(re.search(r"<h2>(.*?)</h2>", last, re.S).group(1)) == (
         f"#{proposal.pk} attempt 2: Failed"
     )
     history = operator.get(reverse("admin:approvals_execution_history", args=[first.pk])).text
     assert f"View history: {said}" in text(re.search(r"<h1>(.*?)</h1>", history, re.S).group(1))
+    made = first.history.earliest("history_id")  # as it stood when its request went
+    version = operator.get(
+        reverse("admin:approvals_execution_simple_history", args=[first.pk, made.history_id])
+    )
+    assert version.status_code == 200 and "Status: Under way" in text(version.text)
     # The proposal's history lists its attempts in the same words.
     its_history = text(
         operator.get(reverse("admin:approvals_proposal_history", args=[proposal.pk])).text
