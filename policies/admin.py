@@ -1,5 +1,5 @@
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import Decimal
 
@@ -9,7 +9,7 @@ from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import IS_FACETS_VAR, IS_POPUP_VAR
 from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
-from django.db.models import F, OuterRef, Q, Subquery, Window
+from django.db.models import F, Max, OuterRef, Q, Subquery, Window
 from django.db.models.functions import RowNumber
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -71,6 +71,7 @@ from policies.drafts import (
 )
 from policies.engine import (
     NOT_A_POLICYS_RULE,
+    Rule,
     ceiling_text,
     format_magnitude,
     format_money,
@@ -78,7 +79,7 @@ from policies.engine import (
 )
 from policies.models import BrandGuidelines, KillSwitch, KillSwitchScope, Policy, lines, same_scope
 from policies.reading import describe, is_invisible
-from policies.services import rules_in_force
+from policies.services import deciding_rule, rule_from_policy, rules_in_force
 
 
 def percent_field(label: str, help_text: str, **kwargs) -> forms.DecimalField:
@@ -1205,8 +1206,8 @@ class PolicyAdmin(ChangeReasonAdmin):
         policy = self.get_object(request, object_id)
         if policy is None or not self.has_view_permission(request, policy):
             raise PermissionDenied
-        agent, agent_said = dry_run_agent(policy)
-        account = policy.account or (agent.accounts.first() if agent else None)
+        chosen = dry_run_for(policy)
+        agent, account = chosen.agent, chosen.account
         example, example_said = dry_run_example(policy, account, agent)
         form = DryRunForm(
             request.POST if request.method == "POST" else None,
@@ -1220,7 +1221,8 @@ class PolicyAdmin(ChangeReasonAdmin):
             "policy": policy,
             "form": form,
             "example_said": "" if form.is_bound else example_said,
-            "agent_said": "" if form.is_bound else agent_said,
+            "agent_said": "" if form.is_bound else chosen.said,
+            "decides_said": chosen.decides_said,
             "simulate_query": simulate_query(policy)
             if policy.is_draft and policy.is_active
             else "",
@@ -1398,50 +1400,199 @@ BETWEEN_THE_CEILINGS = (
 )
 
 
-def dry_run_agent(policy: Policy) -> tuple[Agent | None, str]:
-    """The agent a policy's dry run is first shown for, and why it, in words: the policy's
-    own agent; else, of the active agents it covers (its agent kind, its account), the one
-    that last proposed its action type; else one of the kind whose work it is
-    (``proposed_by_kinds``). Never the platform's own agent for an agent's action, nor an
-    agent first by name that never proposes it: a budget reallocation's dry run opened for
-    "copywriter", which writes creatives."""
+@dataclass(frozen=True)
+class DryRunFor:
+    """Whom a policy's dry run is first shown for: an agent and an account, why them, in
+    words, and whom the policy decides for, in words."""
+
+    agent: Agent | None
+    account: Account | None
+    said: str
+    decides_said: str
+
+
+# The most (agent, account) pairs a dry run's page names: those the policy decides for, those
+# that proposed last and are decided by another policy.
+NAMED_AT_MOST = 8
+
+
+def rules_deciding_with(policy: Policy) -> list[Rule]:
+    """The rules a submission would be matched against with ``policy`` deciding as it does: a
+    live policy with those in force; a draft in place of the policy it would replace, as the
+    simulation and the dry run put it (``draft_rule_set``). One not in force (switched off, a
+    draft retired or set aside) among them as if it were: whom it would decide for."""
+    if policy.is_draft and policy.is_active:
+        return draft_rule_set([policy.pk])[0]
+    rules = [
+        rule
+        for rule in rules_in_force(action_type=policy.action_type)
+        if rule.policy_id != policy.pk
+    ]
+    if policy.is_draft:
+        replaces = replaced_policy(policy)
+        rules = [rule for rule in rules if replaces is None or rule.policy_id != replaces.pk]
+    return [*rules, rule_from_policy(policy)]
+
+
+def _pair_said(agent: Agent, account: Account) -> str:
+    return f"“{agent}” on “{account}”"
+
+
+def _named(pairs: list[str]) -> str:
+    """ "a, b and c", or "a, b, … and 3 more" past ``NAMED_AT_MOST``."""
+    shown = pairs[:NAMED_AT_MOST]
+    more = len(pairs) - len(shown)
+    shown = shown + ([f"{more} more"] if more else [])
+    return shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} and {shown[-1]}"
+
+
+def dry_run_for(policy: Policy) -> DryRunFor:
+    """The agent and account a policy's dry run is first shown for, and why, in words: of the
+    active agents that may propose its action type (never the platform's own agent for an
+    agent's action) on each of their accounts, one this policy decides for, matched as a
+    submission is (``deciding_rule``, with a draft in place of the policy it would replace):
+    the one that last proposed its action type there; else one of the kind whose work it is
+    (``proposed_by_kinds``), else the first by name. The last to propose it was tried even
+    where a more specific policy (an agent's own on its account, one an autonomy
+    recommendation made) decided it, so that a ceiling typed for this policy was never read.
+    Where it decides for no agent at all, the last to propose it, saying whose verdict it is."""
     label = action_types.label(policy.action_type)
-    if policy.agent_id:
-        return policy.agent, f"It is tried for agent “{policy.agent}”, the one this policy is for."
-    agents = Agent.objects.filter(is_active=True).order_by("name")
+    in_force = policy.is_active
+    decides = "this policy decides" if in_force else "this policy would decide"
+    rules = rules_deciding_with(policy)
+    agents = Agent.objects.filter(is_active=True)
     if policy.action_type != "policy_change":
         agents = agents.filter(is_platform=False)
+    if policy.agent_id:
+        agents = agents.filter(pk=policy.agent_id)
     if policy.agent_kind:
         agents = agents.filter(kind=policy.agent_kind)
-    if policy.account_id:
-        agents = agents.filter(accounts=policy.account)
-    latest = (
-        Proposal.objects.filter(action_type=policy.action_type, agent__in=agents)
-        .order_by("-created_at")
-        .values_list("agent_id", "created_at")
-        .first()
+    links = Agent.accounts.through.objects.filter(agent__in=agents).select_related(
+        "agent", "account"
     )
-    if latest is not None:
-        agent = agents.get(pk=latest[0])
-        return agent, (
-            f"It is tried for agent “{agent}”, the last to propose a {label} "
-            f"({console_time(latest[1])})."
+    if policy.account_id:
+        links = links.filter(account_id=policy.account_id)
+    links = sorted(links, key=lambda link: (link.agent.name, link.account.external_id))
+    deciding = {
+        (link.agent_id, link.account_id): (
+            link.agent,
+            link.account,
+            deciding_rule(
+                rules, action_type=policy.action_type, agent=link.agent, account=link.account
+            ),
         )
-    kinds = action_types.named(policy.action_type).proposed_by_kinds
-    suited = agents.filter(kind__in=kinds).first()
-    if suited is not None:
-        return suited, (
-            f"It is tried for agent “{suited}”: no agent has proposed a {label} yet, and "
-            f"“{suited}” is an agent of the kind whose work it is "
-            f"({AgentKind(suited.kind).label.lower()})."
+        for link in links
+    }
+    decided = [
+        (agent, account)
+        for agent, account, rule in deciding.values()
+        if rule is not None and rule.policy_id == policy.pk
+    ]
+    if decided:
+        decides_said = (
+            f"Of the active agents that may propose a {label}, each on the accounts it acts "
+            f"on, {decides} for {_named([_pair_said(*pair) for pair in decided])}: choose one "
+            "of those below for this policy's verdict (and a ceiling typed to be tried); for "
+            "any other, the verdict is that of the policy that decides it."
         )
-    agent = agents.first()
-    if agent is None:
-        return None, f"There is no active agent this policy covers to try a {label} for."
-    return agent, (
-        f"It is tried for agent “{agent}”, the first by name of the active agents this policy "
-        f"covers: none has proposed a {label} yet, and none is of the kind whose work it is. "
-        "Choose another below if it is not the one you mean."
+    elif deciding:
+        decides_said = (
+            f"Of the active agents that may propose a {label}, {decides} for none, on any "
+            "account it acts on: a more specific policy decides for each, so the verdict is "
+            "never this policy's and a ceiling typed is not used."
+        )
+    else:
+        decides_said = ""
+    if decides_said and not in_force:
+        decides_said = f"Were it in force: {decides_said[0].lower()}{decides_said[1:]}"
+    # Who proposed its action type last, on which account, the latest first.
+    proposers = (
+        Proposal.objects.filter(action_type=policy.action_type, agent__in=agents)
+        .values("agent_id", "account_id")
+        .annotate(last=Max("created_at"))
+        .order_by("-last")[:RECENT_PROPOSERS]
+    )
+    passed_over = []
+    for proposer in proposers:
+        found = deciding.get((proposer["agent_id"], proposer["account_id"]))
+        if found is None:  # no longer one of its accounts: it could not propose there now
+            continue
+        agent, account, rule = found
+        if rule is not None and rule.policy_id == policy.pk:
+            said = (
+                f"It is tried for agent “{agent}” on account “{account}”, the last to propose "
+                f"a {label} that {decides} ({console_time(proposer['last'])})."
+            )
+            if passed_over:
+                later = "A later one is" if len(passed_over) == 1 else "Later ones are"
+                said += f" {later} decided by another policy: {_passed_over_said(passed_over)}."
+            return DryRunFor(agent, account, said, decides_said)
+        if len(passed_over) < NAMED_AT_MOST:
+            passed_over.append((agent, account, rule))
+    if decided:
+        kinds = action_types.named(policy.action_type).proposed_by_kinds
+        suited = [pair for pair in decided if pair[0].kind in kinds]
+        agent, account = (suited or decided)[0]
+        proposed = (
+            f"No agent that proposed a {label} lately is one {decides} for: "
+            + _passed_over_said(passed_over)
+            if passed_over
+            else f"No agent has proposed a {label} yet"
+        )
+        why = (
+            f"an agent of the kind whose work it is ({AgentKind(agent.kind).label.lower()})"
+            if suited
+            else f"the first by name of those {decides} for"
+        )
+        return DryRunFor(
+            agent,
+            account,
+            f"{proposed}. It is tried for agent “{agent}” on account “{account}”, which "
+            f"{decides} for: {why}.",
+            decides_said,
+        )
+    if passed_over:
+        agent, account, rule = passed_over[0]
+        return DryRunFor(
+            agent,
+            account,
+            f"It is tried for agent “{agent}” on account “{account}”, the last to propose a "
+            f"{label}; {_decided_by(rule)} decides it, not this policy, and its verdict is "
+            "the one shown.",
+            decides_said,
+        )
+    if not deciding:
+        return DryRunFor(
+            None,
+            policy.account,
+            f"There is no active agent this policy covers to try a {label} for.",
+            decides_said,
+        )
+    agent, account, rule = next(iter(deciding.values()))
+    return DryRunFor(
+        agent,
+        account,
+        f"It is tried for agent “{agent}” on account “{account}”, the first by name; "
+        f"{_decided_by(rule)} decides it, not this policy, and its verdict is the one shown.",
+        decides_said,
+    )
+
+
+# How many of the latest (agent, account) pairs to propose an action type a dry run looks
+# through for one its policy decides.
+RECENT_PROPOSERS = 50
+
+
+def _decided_by(rule: Rule | None) -> str:
+    return f"policy “{rule.name}”" if rule is not None else "no policy"
+
+
+def _passed_over_said(passed_over: list) -> str:
+    """The agents that proposed, each on its account, and the policy deciding for each:
+    "policy “Budget reallocations: optimizer on demo” decides for “optimizer” on “demo”"."""
+    return "; ".join(
+        f"{_decided_by(rule)} decides for {_pair_said(agent, account)}"
+        for agent, account, rule in passed_over
     )
 
 

@@ -270,16 +270,25 @@ def policies_in_force_each(
     rules, policies = policies_in_force(action_types={action_type for action_type, _, _ in asked})
     found = []
     for action_type, agent, account in asked:
-        scope = engine.Scope(
-            action_type=action_type,
-            account_id=account.pk,
-            channel=account.channel,
-            agent_id=agent.pk,
-            agent_kind=agent.kind,
-        )
-        rule = engine.matching_rule(scope, rules)
+        rule = deciding_rule(rules, action_type=action_type, agent=agent, account=account)
         found.append(policies[rule.policy_id] if rule else None)
     return found
+
+
+def deciding_rule(
+    rules: Iterable[engine.Rule], *, action_type: str, agent: Agent, account: Account
+) -> engine.Rule | None:
+    """The rule of ``rules`` that decides this agent's actions of this type on this account,
+    matched as a submission's evaluation matches it (``EvaluationContext.verdict``): the most
+    specific, then the higher priority, then the older (``engine.matching_rule``)."""
+    scope = engine.Scope(
+        action_type=action_type,
+        account_id=account.pk,
+        channel=account.channel,
+        agent_id=agent.pk,
+        agent_kind=agent.kind,
+    )
+    return engine.matching_rule(scope, rules)
 
 
 def kill_switches_engaged_over(account: Any, channel: Any) -> QuerySet[KillSwitch]:

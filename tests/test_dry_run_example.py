@@ -168,7 +168,9 @@ def test_a_dry_run_is_tried_for_the_agent_whose_work_the_action_is(owner):
         page = owner.get(dry_run_url(policy))
         assert page.context["form"]["agent"].initial.name == agent, action_type
         said = page.context["agent_said"]
-        assert f"It is tried for agent “{agent}”: no agent has proposed a " in said, said
+        assert said.startswith("No agent has proposed a "), said
+        assert f"It is tried for agent “{agent}” on account “demo”, which this policy " in said
+        assert "an agent of the kind whose work it is" in said
 
 
 def test_a_dry_run_is_tried_for_the_agent_that_last_proposed_the_action(owner):
@@ -176,4 +178,5 @@ def test_a_dry_run_is_tried_for_the_agent_that_last_proposed_the_action(owner):
     policy = Policy.objects.get(action_type="budget_reallocation", is_draft=False)
     page = owner.get(dry_run_url(policy))
     assert page.context["form"]["agent"].initial.name == "optimizer"
-    assert "the last to propose a budget reallocation (" in page.context["agent_said"]
+    said = page.context["agent_said"]
+    assert "the last to propose a budget reallocation that this policy decides (" in said
