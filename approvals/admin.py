@@ -14,7 +14,7 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import label_for_field
 from django.contrib.admin.views.main import ORDER_VAR, SEARCH_VAR
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import BadRequest, PermissionDenied
 from django.db import models
 from django.db.models import Exists, OuterRef, QuerySet, Subquery
 from django.http import (
@@ -154,6 +154,8 @@ from audit.admin import (
 from audit.chain import record_break_recorded
 from feedback.models import OutcomeEffect
 from feedback.selectors import (
+    SCORECARD_DAYS_DEFAULT,
+    SCORECARD_DAYS_MOST,
     scorecard_window,
     scorecards,
     scorecards_added_up,
@@ -166,6 +168,7 @@ from hitlproject.durations import elapsed_said
 from hitlproject.errors import DomainError
 from hitlproject.formats import console_time
 from hitlproject.paginators import CappedCountPaginator
+from hitlproject.validation import PLAIN_DIGITS
 from hitlproject.vocabulary import (
     APPROVED_TO_RUN_STATUSES,
     COUNTED_STATUSES,
@@ -2575,7 +2578,37 @@ class ExecutionAdmin(ReadOnlyAdmin):
         )
 
 
-SCORECARD_DAYS = (7, 30, 90)
+SCORECARD_DAYS = (7, 30, 90)  # the periods an agent's page offers
+
+
+def scorecard_days(request) -> int:
+    """The days an agent's scorecard counts over, as ``?days=`` asks, within the bounds the
+    API's scorecard takes (a whole number from 1 to 365 in plain digits; 30 unless asked, or
+    given empty). Anything else is refused saying so: ``?days=abc``, ``0``, ``-5`` or
+    ``100000`` showed 30 days, as if asked for, where the API answers a 400."""
+    given = request.GET.getlist("days")
+    if given == [""]:  # as the API takes an optional parameter given empty: not asked
+        given = []
+    if not given:
+        return SCORECARD_DAYS_DEFAULT
+    takes = (
+        f"a whole number of days from 1 to {SCORECARD_DAYS_MOST}, in plain digits (0-9), "
+        f"such as {', '.join(str(days) for days in SCORECARD_DAYS[:-1])} or {SCORECARD_DAYS[-1]}"
+    )
+    if len(given) > 1:
+        raise BadRequest(
+            f"The scorecard's days are given {len(given)} times: give them once, {takes}."
+        )
+    value = given[0]
+    digits = value.lstrip("0")
+    if not (PLAIN_DIGITS.fullmatch(value) and digits and len(digits) <= 3):
+        digits = ""
+    if not digits or int(digits) > SCORECARD_DAYS_MOST:
+        shown = value if len(value) <= 20 else f"{value[:20]}…"
+        raise BadRequest(
+            f"“{shown}” is not a number of days the scorecard counts over: give {takes}."
+        )
+    return int(digits)
 
 
 @admin.register(Agent)
@@ -2607,8 +2640,7 @@ class AgentAdmin(ChangeReasonAdmin):
         agent = self.get_object(request, object_id)
         if agent is None:
             return super().change_view(request, object_id, form_url, extra_context)
-        days = request.GET.get("days", "30")
-        days = int(days) if days in {str(d) for d in SCORECARD_DAYS} else 30
+        days = scorecard_days(request)
         since, until = scorecard_window(days)
         if request.method == "GET":
             # Its proposals past their window expired first, as the queue expires them: its

@@ -15,6 +15,8 @@ from approvals.services.agents import agent_key_still_in_force
 from approvals.services.expiry import proposals_expire_overdue_listed
 from feedback.models import FeedbackKind, OutcomeEffect
 from feedback.selectors import (
+    SCORECARD_DAYS_DEFAULT,
+    SCORECARD_DAYS_MOST,
     Scorecard,
     feedback_list_for_agent,
     scorecard_window,
@@ -183,7 +185,11 @@ class FeedbackListApi(LongPollView, AgentAPIView):
 
 class ScorecardQuery(StrictQuery):
     days = PlainWholeNumber(
-        min_value=1, max_value=365, required=False, default=30, help_text="The window, in days."
+        min_value=1,
+        max_value=SCORECARD_DAYS_MOST,
+        required=False,
+        default=SCORECARD_DAYS_DEFAULT,
+        help_text="The window, in days.",
     )
 
 

@@ -177,6 +177,12 @@ def _decision_median(made: QuerySet[Proposal]) -> timedelta | None:
     return decision_time_percentiles(decided)["median"]
 
 
+# The days a scorecard may count over, in the API (``?days=``) and on an agent's console page
+# alike: a whole number from 1 to 365, 30 unless asked.
+SCORECARD_DAYS_DEFAULT = 30
+SCORECARD_DAYS_MOST = 365
+
+
 def scorecard_window(days: int) -> tuple[datetime, datetime]:
     """The last ``days`` days, to now."""
     now = timezone.now()
