@@ -2592,7 +2592,7 @@ def scorecard_days(request) -> int:
     if not given:
         return SCORECARD_DAYS_DEFAULT
     takes = (
-        f"a whole number of days from 1 to {SCORECARD_DAYS_MOST}, in plain digits (0-9), "
+        f"a whole number from 1 to {SCORECARD_DAYS_MOST}, in plain digits (0-9), "
         f"such as {', '.join(str(days) for days in SCORECARD_DAYS[:-1])} or {SCORECARD_DAYS[-1]}"
     )
     if len(given) > 1:

@@ -1539,16 +1539,19 @@ def dry_run_for(policy: Policy) -> DryRunFor:
             if passed_over
             else f"No agent has proposed a {label} yet"
         )
-        why = (
-            f"an agent of the kind whose work it is ({AgentKind(agent.kind).label.lower()})"
-            if suited
-            else f"the first by name of those {decides} for"
-        )
+        if suited:
+            why = (
+                f", which {decides} for: an agent of the kind whose work it is "
+                f"({AgentKind(agent.kind).label.lower()})"
+            )
+        elif len(decided) == 1:
+            why = f", the only agent and account {decides} for"
+        else:
+            why = f", the first by name of those {decides} for"
         return DryRunFor(
             agent,
             account,
-            f"{proposed}. It is tried for agent “{agent}” on account “{account}”, which "
-            f"{decides} for: {why}.",
+            f"{proposed}. It is tried for agent “{agent}” on account “{account}”{why}.",
             decides_said,
         )
     if passed_over:

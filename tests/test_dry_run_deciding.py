@@ -61,8 +61,7 @@ def test_the_general_policys_dry_run_is_tried_for_an_agent_it_decides(earned, lo
     assert said(page, "dry-run-agent") == (
         "No agent that proposed a bid adjustment lately is one this policy decides for: "
         f"policy “{EARNED}” decides for “optimizer” on “demo”. It is tried for agent "
-        "“copywriter” on account “demo”, which this policy decides for: the first by name "
-        "of those this policy decides for."
+        "“copywriter” on account “demo”, the only agent and account this policy decides for."
     )
     assert said(page, "dry-run-decides").startswith(
         "Of the active agents that may propose a bid adjustment, each on the accounts it acts "

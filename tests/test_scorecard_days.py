@@ -8,7 +8,7 @@ from django.urls import reverse
 from approvals.models import Agent
 from tests.factories import evaluated
 
-TAKES = "a whole number of days from 1 to 365, in plain digits (0-9), such as 7, 30 or 90"
+TAKES = "a whole number from 1 to 365, in plain digits (0-9), such as 7, 30 or 90"
 
 
 def scorecard_page(agent: Agent) -> str:
