@@ -1823,6 +1823,13 @@ class ProposalAdmin(ReadOnlyAdmin):
         round_ = last_round(proposal) if proposal.status in RESUMED_SAID_STATUSES else None
         since = since_proposed(proposal)
         executions = _executions_said(proposal)
+        # A value set against a figure that has moved since: retried, it ends superseded
+        # there and then (``proposal_retry``), and nothing runs; said before the retry.
+        retry_ends_it = (
+            target_moves_each([proposal]).get(proposal.pk, [])
+            if retry_refused is None and sets_values(proposal)
+            else []
+        )
         extra_context = {
             "proposal": proposal,
             "decisions": proposal.decisions.select_related("reviewer"),
@@ -1958,18 +1965,15 @@ class ProposalAdmin(ReadOnlyAdmin):
             "approvals_after_yours": max(0, approvals_needed_after_one_more(proposal)),
             "can_withdraw": may_act(request.user, proposal, Act.WITHDRAW),
             "can_retry": retry_refused is None,
-            # A value set against a figure that has moved since: retried, it ends superseded
-            # there and then (``proposal_retry``), and nothing runs; said before the retry.
-            "retry_ends_it": (
-                target_moves_each([proposal]).get(proposal.pk, [])
-                if retry_refused is None and sets_values(proposal)
-                else []
-            ),
+            "retry_ends_it": retry_ends_it,
             # Attempts of the failed round that may have been carried out (read from the
             # attempts as recorded, Execution.unanswered): said before a retry sends the
-            # action again as a new request.
+            # action again as a new request; one that ends it superseded sends none, and
+            # names none, only the check on the channel they still call for.
             "retry_may_repeat": (
-                retry_may_repeat_said(proposal, round_) if retry_refused is None else ""
+                retry_may_repeat_said(proposal, round_, retry_sends=not retry_ends_it)
+                if retry_refused is None
+                else ""
             ),
             # A guardrail its execution failed by, still refusing it (a cap not lifted since):
             # said to whoever reads it, in the words its failure and its execution would use,

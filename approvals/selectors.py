@@ -2003,12 +2003,16 @@ def approval_said(proposal: Proposal) -> str:
     return _approval_said_reader(proposal)
 
 
-def retry_may_repeat_said(proposal: Proposal, round_: LastRound | None) -> str:
+def retry_may_repeat_said(
+    proposal: Proposal, round_: LastRound | None, *, retry_sends: bool = True
+) -> str:
     """For a failed proposal, the attempts of its last round that got no sure answer
     (``Execution.unanswered``, as recorded) and may have been carried out all the same, with
     the key a retry would send, which the channel cannot tell from theirs: said beside its
     Retry button. "" if none did, or if a retry would find out itself (the same key, a value
-    read first). ``round_``: its ``last_round``."""
+    read first). ``round_``: its ``last_round``. ``retry_sends`` False: a retry sends nothing
+    (its target moved, it ends superseded there and then), so no request is named, only the
+    check on the channel those attempts still call for."""
     if proposal.status != ProposalStatus.FAILED:
         return ""
     if round_ is None or not round_.retry_repeats:
@@ -2017,7 +2021,9 @@ def retry_may_repeat_said(proposal: Proposal, round_: LastRound | None) -> str:
     if round_.before_attempt is not None:
         attempts = attempts.filter(attempt__lt=round_.before_attempt)
     unsure = list(attempts.order_by("attempt").values_list("attempt", flat=True))
-    return retry_may_repeat(unsure, round_.retry_key) if unsure else ""
+    if not unsure:
+        return ""
+    return retry_may_repeat(unsure, round_.retry_key if retry_sends else None)
 
 
 def retry_past_kill_switches_said(findings: Sequence[str]) -> str:

@@ -254,10 +254,13 @@ def retry_is_new(key: str, attempts: int) -> str:
     return f"a retry is a new request{with_key} the channel cannot tell from {these}"
 
 
-def retry_may_repeat(numbers: Sequence[int], key: str) -> str:
+def retry_may_repeat(numbers: Sequence[int], key: str | None) -> str:
     """Said of a failed round's attempts (``numbers``) that got no sure answer, by the failure
     and beside its Retry button: each may have been carried out, and a retry, a new request
-    with ``key`` ("" where the channel gets none), could do it again."""
+    with ``key`` ("" where the channel gets none), could do it again. ``key`` None: a retry
+    sends nothing (its target moved: it ends superseded), and only the check is said."""
+    if key is None:
+        return f"{attempt_numbers(numbers)} {NO_SURE_ANSWER}: check on the channel."
     return (
         f"{attempt_numbers(numbers)} {NO_SURE_ANSWER}: check on the channel before retrying "
         f"it; {retry_is_new(key, len(numbers))}."

@@ -25,7 +25,7 @@ from executors.models import ExecutionRound
 from executors.runner import STOPPED, proposal_execute
 from feedback.models import Feedback, FeedbackKind
 from hitlproject.outbound import send_signed
-from ledger.models import Account
+from ledger.models import Account, Campaign
 from tests.conftest import bid_adjustment, wait_until
 from tests.factories import evaluated
 from tests.test_outbound import TricklingEndpoint
@@ -318,3 +318,31 @@ def test_an_attempt_refused_429_or_408_reads_not_carried_out_and_a_503_may_have_
         "Failed, tried again",
         "Failed",
     ]
+
+
+def test_a_retry_that_ends_superseded_is_not_said_to_send_a_new_request(channel, client):
+    """A failed round whose 503'd attempt may have been carried out, its target moved since:
+    retried, it ends superseded and sends nothing. Its page said both "retried, it is
+    superseded there and then, and nothing is sent to run" and, beside the same Retry button,
+    "a retry is a new request (key hitl-proposal-N-2) the channel cannot tell from it": the
+    operator retried and no such request went. It says what the operator must still do
+    (check the channel for attempt 1), not a request that will not be sent."""
+    endpoint = channel(503, 422)
+    proposal = failed(evaluated(bid_adjustment("2.12")))
+    first = proposal.executions.order_by("attempt").first().attempt
+    Campaign.objects.filter(external_id="brand-search").update(bid="2.30")  # moved since
+
+    client.force_login(get_user_model().objects.get(username="operator"))
+    page = client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+    assert 'id="retry-ends-it"' in page.content.decode()
+    warning = html.unescape(retry_warning(proposal, client))
+    assert warning == f"Attempt {first} {WARNING}: check on the channel."
+    assert "a retry is a new request" not in warning
+
+    sent = len(endpoint.received)
+    proposal_retry(
+        proposal_id=proposal.pk, reviewer=get_user_model().objects.get(username="operator")
+    )
+    proposal.refresh_from_db()
+    assert proposal.status == "superseded"
+    assert len(endpoint.received) == sent  # nothing more went, as the page said
