@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.urls import reverse
 from django.utils import timezone
 
@@ -114,6 +115,19 @@ def test_what_waits_or_failed_on_an_account_no_route_names_is_counted_and_listed
     ), said
     links = [html.unescape(url) for url in re.findall(r'href="([^"]+)"', notice.group(1))]
     assert links == [waiting_url, failed_url]
+
+    # A route made since, naming everyone for every account, tells of what comes after it:
+    # not of these, which still reached nobody, and the notice says why, not that no route
+    # names anyone for them.
+    everything = Route.objects.create(name="Everything, to the operators")
+    everything.groups.set([Group.objects.get(name="operators")])
+    assert sorted(listed(operator.get(QUEUE, {"status": "all", "told": "nobody"}))) == sorted(
+        [waiting_unheard.pk, failed_unheard.pk]
+    )
+    routes = login("policy-owner").get(ROUTES)
+    notice = re.search(r'<div class="errornote" id="told-nobody">(.*?)</div>', routes.text, re.S)
+    said = " ".join(html.unescape(re.sub(r"<[^>]+>", "", notice.group(1))).split())
+    assert "A route made since tells of those that come after it, not of these" in said
 
 
 def test_a_failure_told_then_retried_and_failed_again_counts_by_its_last_failure(
