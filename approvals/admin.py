@@ -121,6 +121,7 @@ from approvals.services.expiry import proposals_expire_overdue_listed
 from approvals.services.lifecycle import InvalidTransition
 from approvals.services.proposals import (
     HELD_BACK,
+    SEEN_SHAPE,
     guardrail_blocks_counting_approved,
     held_back_by,
     held_back_reason_now,
@@ -521,11 +522,22 @@ def _form_ids(shown_as: str | None) -> dict[str, str]:
     return {"auto_id": f"id_{shown_as.removesuffix('_form')}-%s"}
 
 
-def _seen(request: HttpRequest) -> str | None:
+def _seen(request: HttpRequest, name: str = "seen") -> str | None:
     """The action as the page the decision was made on showed it (``payload_seen``); a
     decision from a page that has since gone stale (another reviewer edited the action) is
-    refused rather than taken for the edited action."""
-    return request.POST.get("seen") or None
+    refused rather than taken for the edited action. None if the decision sent none, or
+    not one of a fingerprint's shape: it came from no page of ours (a script's post, a form
+    made elsewhere), and is refused (``_not_from_its_page``) rather than taken unchecked."""
+    seen = request.POST.get(name, "")
+    return seen if SEEN_SHAPE.fullmatch(seen) else None
+
+
+def _not_from_its_page(proposal_id: int) -> str:
+    """The refusal of a decision that does not say how its page showed the action."""
+    return (
+        f"Nothing was decided: this decision did not come from proposal #{proposal_id}'s page "
+        "as it was shown to you. Read the page as it is now, and decide again."
+    )
 
 
 # A refused form kept for the proposal's page to show after the redirect (``_refused_redirect``).
@@ -2048,6 +2060,7 @@ class ProposalAdmin(ReadOnlyAdmin):
         logged: Callable[..., str],
         said: Callable[[Proposal], str] = _what_happened,
         shown_as: str | None = None,
+        from_its_page: bool = False,
     ) -> HttpResponse:
         """Run a form's act on the proposal and say how it went. Someone whose role does not
         take this act on this proposal is refused outright; the service checks the whole rule
@@ -2056,7 +2069,8 @@ class ProposalAdmin(ReadOnlyAdmin):
         name in the page's context) comes back as its reviewer filled it in, the refusal
         beside it: a note typed at length is not lost to a reload. Done, the act is in the
         console's log as ``logged`` says it (given what the act returned and the form's
-        values)."""
+        values). An act ``from_its_page`` (a decision) that does not say how its page showed
+        the action (``_seen``) is refused, and decides nothing."""
         if request.method != "POST":  # an act's address opened as a page: the proposal's
             return HttpResponseRedirect(
                 reverse("admin:approvals_proposal_change", args=[object_id])
@@ -2069,6 +2083,11 @@ class ProposalAdmin(ReadOnlyAdmin):
         if not form.is_valid():
             messages.error(request, "Not saved: the form has errors, shown beside its fields.")
             refused_with = 400
+        elif from_its_page and proposal is not None and _seen(request) is None:
+            refusal = _not_from_its_page(object_id)
+            messages.error(request, refusal)
+            form.add_error(None, refusal)
+            refused_with, moved_on = 400, True  # nothing to correct: the page as it is now
         else:
             try:
                 done = decide(**form.cleaned_data)
@@ -2103,6 +2122,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             act=Act.APPROVE,
             logged=lambda done, note: approval_logged(done),
             shown_as="approve_form",
+            from_its_page=True,
         )
 
     def edit_approve_view(self, request: HttpRequest, object_id: int):
@@ -2132,6 +2152,11 @@ class ProposalAdmin(ReadOnlyAdmin):
         if not form.is_valid():
             messages.error(request, "Not approved: the edit has errors, shown beside its fields.")
             return self._review_page(request, object_id, status=400, edit_form=form)
+        if _seen(request) is None:
+            refusal = _not_from_its_page(object_id)
+            form.add_error(None, refusal)
+            messages.error(request, refusal)
+            return _refused_redirect(request, object_id, "edit_form", form)
         try:
             done = proposal_approve(
                 proposal_id=object_id,
@@ -2193,6 +2218,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             act=Act.REJECT,
             logged=lambda done, reason_code, note: rejection_logged(reason_code),
             shown_as="reject_form",
+            from_its_page=True,
         )
 
     def withdraw_view(self, request: HttpRequest, object_id: int):
@@ -2201,11 +2227,12 @@ class ProposalAdmin(ReadOnlyAdmin):
             object_id,
             WithdrawForm,
             lambda note: proposal_withdraw_for_agent(
-                proposal_id=object_id, reviewer=request.user, note=note
+                proposal_id=object_id, reviewer=request.user, note=note, seen=_seen(request)
             ),
             act=Act.WITHDRAW,
             logged=lambda done, note: "Withdrawn for its agent",
             shown_as="withdraw_form",
+            from_its_page=True,
         )
 
     def outcome_view(self, request: HttpRequest, object_id: int):
@@ -2258,8 +2285,17 @@ class ProposalAdmin(ReadOnlyAdmin):
                 pk__in=request.POST.getlist(ACTION_CHECKBOX_NAME)
             )
         proposals = list(queryset.select_related("agent", "account").order_by(*QUEUE_ORDER))
+        # Each as the confirmation page showed it (``_seen``): a confirmation that does not
+        # say so of each came from no page of ours, decides nothing, and is shown the page.
+        seen = {
+            proposal.pk: shown
+            for proposal in proposals
+            if (shown := _seen(request, f"seen-{proposal.pk}")) is not None
+        }
+        not_from_its_page = "confirm" in request.POST and len(seen) < len(proposals)
+        confirming = "confirm" in request.POST and not not_from_its_page
         plan = None
-        if verb == "approve" and "confirm" not in request.POST:
+        if verb == "approve" and not confirming:
             # What approving them together would do, as the approval will do it.
             plan = bulk_approval_plan(proposal_ids=[p.pk for p in proposals], reviewer=request.user)
             proposals = plan.proposals
@@ -2292,22 +2328,24 @@ class ProposalAdmin(ReadOnlyAdmin):
         form.fields["note"].help_text = form.fields["note"].help_text.replace(
             "to the agent", "to each proposal's agent"
         )
-        if "confirm" in request.POST and form.is_valid():
+        if confirming and form.is_valid():
             decided = decide(
                 proposal_ids=[proposal.pk for proposal in proposals],
                 reviewer=request.user,
                 # Each as the confirmation page showed it: one edited since is refused.
-                seen={
-                    proposal.pk: request.POST[f"seen-{proposal.pk}"]
-                    for proposal in proposals
-                    if request.POST.get(f"seen-{proposal.pk}")  # as ``_seen``: empty is unknown
-                },
+                seen=seen,
                 **form.cleaned_data,
             )
             console_acts_logged(request, _bulk_logged(verb, decided, **form.cleaned_data))
             for level, message in _bulk_result(verb, decided):
                 messages.add_message(request, level, message)
             return None
+        if not_from_its_page:
+            messages.error(
+                request,
+                "Nothing was decided: this confirmation did not come from its page as it was "
+                "shown to you. Read the proposals below as they are now, and confirm again.",
+            )
         if plan is None:
             # A rejection skips, as its pressing will refuse, each proposal no longer
             # waiting and each this person may not reject (one they approved this round,
@@ -2362,6 +2400,7 @@ class ProposalAdmin(ReadOnlyAdmin):
                 "opts": self.model._meta,
                 "action_checkbox_name": ACTION_CHECKBOX_NAME,
             },
+            status=400 if not_from_its_page else 200,
         )
 
     @admin.action(description="Approve selected proposals…", permissions=["decide"])

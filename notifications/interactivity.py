@@ -22,11 +22,11 @@ from approvals.services.acts import (
     act_refusal,
 )
 from approvals.services.decisions import (
-    EditedSinceSeen,
     GuardrailRefuses,
     proposal_approve,
     proposal_reject,
 )
+from approvals.services.proposals import SEEN_SHAPE, EditedSinceSeen
 from hitlproject.errors import DomainError, InvalidInput
 from hitlproject.validation import one_line
 from notifications.channels import ChannelError
@@ -55,7 +55,6 @@ REJECTED_ON_SLACK = "Rejected on Slack."
 # proposal that moved, has had its messages updated already).
 REDRAWN_ON_REFUSAL = (LacksPermission, OwnsAgent, AgentMayNoLongerAct)
 _PROPOSAL_ID = re.compile(r"[0-9]{1,18}")
-_SEEN = re.compile(r"[0-9a-f]{32}")  # payload_seen's
 
 
 @dataclass(frozen=True)
@@ -115,7 +114,7 @@ def press_parse(payload: str | None) -> Press:
     seen = rest.pop(0) if action_id in ("approve", "reject") and rest else ""
     if not _PROPOSAL_ID.fullmatch(proposal_id):
         raise InvalidInput(f"The action's value {value!r} names no proposal.")
-    if rest or (seen and not _SEEN.fullmatch(seen)):
+    if rest or (seen and not SEEN_SHAPE.fullmatch(seen)):
         raise InvalidInput(f"The action's value {value!r} is not one of this platform's.")
     channel = data.get("channel") if isinstance(data.get("channel"), dict) else {}
     container = data.get("container") if isinstance(data.get("container"), dict) else {}

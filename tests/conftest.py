@@ -25,6 +25,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import connection, connections, transaction
 from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -559,6 +560,41 @@ def posted_from_page(client: Client, url: str, data: dict, **extra):
     first, as a browser has it. A change that names no version is refused."""
     shown = client.get(url).context["adminform"].form["seen_version"].value()
     return client.post(url, {**data, "seen_version": shown}, **extra)
+
+
+def seen_on_page(client: Client, proposal_id: int) -> str:
+    """What a proposal's page, as ``client``'s person reads it now, sends with each decision
+    made on it: the action as the page shows it (its forms' hidden ``seen``)."""
+    page = client.get(reverse("admin:approvals_proposal_change", args=[proposal_id]))
+    assert page.status_code == 200, page.status_code
+    return page.context["seen"]
+
+
+def decided_from_page(client: Client, act: str, proposal_id: int, data=None, **extra):
+    """A decision (``act``: approve, edit-approve, reject, withdraw) posted as the proposal's
+    page posts it: with the action as the page showed it, read from the page first, as a
+    browser has it (``seen_on_page``). A decision that does not say so is refused."""
+    return client.post(
+        reverse(f"admin:approvals_proposal_{act}", args=[proposal_id]),
+        {**(data or {}), "seen": seen_on_page(client, proposal_id)},
+        **extra,
+    )
+
+
+def seen_on_confirmation(page) -> dict[str, str]:
+    """What a bulk decision's confirmation page sends with its confirmation: each proposal as
+    the page shows it (its hidden ``seen-<id>``)."""
+    return {f"seen-{proposal.pk}": proposal.seen for proposal in page.context["proposals"]}
+
+
+def confirmed_from_page(client: Client, url: str, data: dict, **extra):
+    """A bulk decision confirmed as its confirmation page posts it: the selection in ``data``
+    (its action and proposals) posted to the queue at ``url`` first, for that page, then
+    ``data`` with what the page sends (``seen_on_confirmation``)."""
+    selection = {name: data[name] for name in ("action", "_selected_action") if name in data}
+    page = client.post(url, selection)
+    assert page.status_code == 200, page.status_code
+    return client.post(url, {**data, **seen_on_confirmation(page)}, **extra)
 
 
 @pytest.fixture

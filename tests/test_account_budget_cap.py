@@ -23,7 +23,13 @@ from approvals.services.proposals import (
 from executors.runner import proposal_execute
 from hitlproject.errors import DomainError
 from ledger.models import Account, Campaign, CampaignStatus
-from tests.conftest import bid_adjustment, reallocation, run_at_once_while_held, wait_until
+from tests.conftest import (
+    bid_adjustment,
+    decided_from_page,
+    reallocation,
+    run_at_once_while_held,
+    wait_until,
+)
 from tests.factories import evaluated
 
 BATCH_URL = "/api/v1/proposals/batch/"
@@ -296,9 +302,7 @@ def test_the_console_refuses_the_second_raise_naming_the_approval_that_used_the_
 
     page = client.get(reverse("admin:approvals_proposal_change", args=[second.pk]))
     note = html.unescape(page.text[page.text.index('id="refused-as-proposed"') :].split("</p>")[0])
-    refused = client.post(
-        reverse("admin:approvals_proposal_approve", args=[second.pk]), {"note": ""}, follow=True
-    )
+    refused = decided_from_page(client, "approve", second.pk, {"note": ""}, follow=True)
 
     assert f"A guardrail refuses it now, as proposed: {_over_cap_counting(first)}" in note
     said = [str(message) for message in refused.context["messages"]]

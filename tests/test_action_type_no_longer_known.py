@@ -29,7 +29,7 @@ from notifications.models import Delivery, Notification, NotificationStatus, Rea
 from notifications.services import notifications_deliver
 from policies.drafts import duplicate_initial
 from policies.models import Policy
-from tests.conftest import bid_adjustment
+from tests.conftest import bid_adjustment, decided_from_page
 from tests.factories import evaluated
 from tests.slack_fake import shown_text
 
@@ -87,12 +87,12 @@ def test_the_queue_lists_it_by_its_stored_name_and_its_page_says_it_can_only_be_
     assert 'id="reject-form"' in page.text  # an operator may end it
     assert login("auditor").get(url).status_code == 200
 
-    refused = operator.post(
-        reverse("admin:approvals_proposal_approve", args=[waiting.pk]), follow=True
-    )
+    refused = decided_from_page(operator, "approve", waiting.pk, follow=True)
     assert said_on_its_page(waiting) in [str(m) for m in refused.context["messages"]]
-    edited = operator.post(
-        reverse("admin:approvals_proposal_edit-approve", args=[waiting.pk]),
+    edited = decided_from_page(
+        operator,
+        "edit-approve",
+        waiting.pk,
         {"new_bid": "2.30"},
         follow=True,
     )
@@ -110,8 +110,10 @@ def test_the_queue_lists_it_by_its_stored_name_and_its_page_says_it_can_only_be_
     [outcome] = re.findall(r'<td class="bulk-outcome">(.*?)</td>', confirm.text, re.S)
     assert GONE in html.unescape(outcome)
 
-    operator.post(
-        reverse("admin:approvals_proposal_reject", args=[waiting.pk]),
+    decided_from_page(
+        operator,
+        "reject",
+        waiting.pk,
         {"reason_code": "other", "note": "Its type is gone."},
     )
     waiting.refresh_from_db()

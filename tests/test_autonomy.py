@@ -42,7 +42,7 @@ from ledger.models import Account, Campaign
 from notifications.models import Notification, NotificationStatus
 from notifications.services import notifications_deliver
 from policies.models import Policy
-from tests.conftest import BID_RAISES, bid_adjustment, posted_from_page
+from tests.conftest import BID_RAISES, bid_adjustment, decided_from_page, posted_from_page
 from tests.factories import backdated, evaluated
 from tests.test_proposal_history_elsewhere import elsewhere
 
@@ -164,7 +164,7 @@ def test_a_clean_record_earns_a_wider_ceiling_once_a_policy_owner_approves(rules
     assert 'id="withdraw-form"' not in operators_page.text
     assert 'id="what-if-chart"' in page.text
     assert "What if the ceiling had been 22.5%" in page.text
-    owner.post(reverse("admin:approvals_proposal_approve", args=[recommendation.pk]))
+    decided_from_page(owner, "approve", recommendation.pk)
     assert Proposal.objects.get(pk=recommendation.pk).status == "approved"
     assert not Policy.objects.filter(agent__name="optimizer").exists()  # not until executed
 
@@ -416,8 +416,10 @@ def test_the_page_says_what_an_edit_of_the_new_ceiling_changed_in_percent(recomm
     # "0.225000 0.200000": the fractions the payload holds, not the percentages the owner typed.
     owner = login("policy-owner")
     page = reverse("admin:approvals_proposal_change", args=[recommendation.pk])
-    owner.post(
-        reverse("admin:approvals_proposal_edit-approve", args=[recommendation.pk]),
+    decided_from_page(
+        owner,
+        "edit-approve",
+        recommendation.pk,
         {"edit-to_ceiling": "20", "edit-note": "Half as far."},
     )
     assert Proposal.objects.get(pk=recommendation.pk).payload["to_ceiling"] == "0.200000"
@@ -488,9 +490,7 @@ def test_a_recommendation_whose_ceiling_moved_since_is_not_approved_and_its_page
     assert moved in html.unescape(login("operator").get(page).text)  # read by all who read it
 
     for act, form in (("approve", {}), ("edit-approve", {"edit-to_ceiling": "21"})):
-        answer = owner.post(
-            reverse(f"admin:approvals_proposal_{act}", args=[recommendation.pk]), form, follow=True
-        )
+        answer = decided_from_page(owner, act, recommendation.pk, form, follow=True)
         said = [str(message) for message in answer.context["messages"]]
         assert not any("sent to be executed" in message for message in said)
         assert any(moved in message for message in said), said
@@ -794,7 +794,9 @@ def test_a_recommendation_s_page_and_its_approval_ask_once_whether_it_still_appl
 
     with CaptureQueriesContext(connection) as approving:
         answer = owner.post(
-            reverse("admin:approvals_proposal_approve", args=[recommendation.pk]), follow=True
+            reverse("admin:approvals_proposal_approve", args=[recommendation.pk]),
+            {"seen": shown.context["seen"]},  # as the page shown above would send it
+            follow=True,
         )
 
     assert any(gone in str(message) for message in answer.context["messages"])
@@ -948,9 +950,7 @@ def test_a_recommendation_for_an_action_type_no_longer_known_says_so_and_changes
     assert 'id="approve-form"' not in shown.text
     assert login("operator").get(page).status_code == 200
     assert owner.get(reverse("admin:approvals_proposal_changelist")).status_code == 200
-    answer = owner.post(
-        reverse("admin:approvals_proposal_approve", args=[recommendation.pk]), follow=True
-    )
+    answer = decided_from_page(owner, "approve", recommendation.pk, follow=True)
     assert said in [str(message) for message in answer.context["messages"]]
     [told] = Notification.objects.filter(
         proposal=recommendation, recipient__username="policy-owner"

@@ -20,9 +20,11 @@ from policies.models import KillSwitch, Policy
 from tests.conftest import (
     BID_RAISES,
     bid_adjustment,
+    confirmed_from_page,
     creative,
     creative_batch,
     reallocation,
+    seen_on_confirmation,
     wait_until,
 )
 from tests.factories import evaluated
@@ -115,7 +117,8 @@ def test_a_bulk_rejection_without_a_reason_changes_nothing(operators):
 def test_the_admin_lists_a_few_refusals_and_counts_the_rest(login):
     proposals = [evaluated(reallocation(f"{200 + n}.00")) for n in range(13)]
     Proposal.objects.update(status=ProposalStatus.EXPIRED)
-    response = login("operator").post(
+    response = confirmed_from_page(
+        login("operator"),
         f"{CHANGELIST}?status=all",
         {
             "action": "approve_selected",
@@ -135,7 +138,8 @@ def test_the_admin_lists_a_few_refusals_and_counts_the_rest(login):
 def test_every_proposal_approved_in_bulk_is_executed_once(login):
     proposals = [evaluated(bid_adjustment(bid, campaign)) for campaign, bid in BID_RAISES.items()]
     assert statuses(*proposals) == ["pending_review"] * 3  # 20% each: a person decides
-    response = login("operator").post(
+    response = confirmed_from_page(
+        login("operator"),
         CHANGELIST,
         {
             "action": "approve_selected",
@@ -190,7 +194,11 @@ def test_bulk_approval_says_which_budget_raise_a_capped_account_would_refuse_aft
     )
     assert 'value="Yes, approve 1"' in confirm.text
 
-    done = client.post(CHANGELIST, {**selected, "confirm": "yes", "note": ""}, follow=True)
+    done = client.post(
+        CHANGELIST,
+        {**selected, "confirm": "yes", "note": "", **seen_on_confirmation(confirm)},
+        follow=True,
+    )
 
     said = [str(message) for message in done.context["messages"]]
     assert said == [
@@ -287,7 +295,11 @@ def test_bulk_pages_count_proposals_and_approvals_in_words_that_agree(login):
     selected = {"action": "approve_selected", "_selected_action": [proposal.pk]}
 
     confirm = client.post(CHANGELIST, selected)
-    done = client.post(CHANGELIST, {**selected, "confirm": "yes", "note": ""}, follow=True)
+    done = client.post(
+        CHANGELIST,
+        {**selected, "confirm": "yes", "note": "", **seen_on_confirmation(confirm)},
+        follow=True,
+    )
 
     assert confirm.context["title"] == "Approve 1 proposal?"
     about = confirm.text.split('id="bulk-about">')[1].split("</p>")[0]
@@ -513,7 +525,13 @@ def test_a_bulk_rejection_counts_only_what_its_button_rejects(login, operators):
 
     done = client.post(
         CHANGELIST,
-        {**selected, "confirm": "yes", "reason_code": "wrong_signal", "note": ""},
+        {
+            **selected,
+            "confirm": "yes",
+            "reason_code": "wrong_signal",
+            "note": "",
+            **seen_on_confirmation(confirm),
+        },
         follow=True,
     )
     said = [str(message) for message in done.context["messages"]]

@@ -22,7 +22,7 @@ from hitlproject.vocabulary import NOTE_MAX_LENGTH
 from ledger.models import Account
 from notifications.models import Notification, Route
 from policies.models import KillSwitch, Policy
-from tests.conftest import bid_adjustment, reallocation
+from tests.conftest import bid_adjustment, reallocation, seen_on_page
 from tests.factories import evaluated
 
 HUGE = "9" * 30  # an integer no column holds
@@ -78,7 +78,8 @@ def test_edit_then_approve_refuses_a_number_past_pythons_digit_limit(operator, d
     proposal = evaluated(reallocation())
 
     response = operator.post(
-        url_of(Proposal, "edit-approve", proposal.pk), {"edit-amount": "1" * 5000, "edit-note": ""}
+        url_of(Proposal, "edit-approve", proposal.pk),
+        {"edit-amount": "1" * 5000, "edit-note": "", "seen": seen_on_page(operator, proposal.pk)},
     )
 
     assert response.status_code == 400
@@ -95,7 +96,10 @@ def test_a_note_longer_than_an_agent_takes_is_refused_and_decides_nothing(operat
     proposal = evaluated(reallocation())
     long_note = "x" * (NOTE_MAX_LENGTH + 1)
 
-    approve = operator.post(url_of(Proposal, "approve", proposal.pk), {"note": long_note})
+    seen = seen_on_page(operator, proposal.pk)
+    approve = operator.post(
+        url_of(Proposal, "approve", proposal.pk), {"note": long_note, "seen": seen}
+    )
     assert approve.status_code == 400
     said = [str(m) for m in get_messages(approve.wsgi_request)]
     assert said == ["Not saved: the form has errors, shown beside its fields."]
@@ -105,7 +109,7 @@ def test_a_note_longer_than_an_agent_takes_is_refused_and_decides_nothing(operat
     assert approve.context["approve_form"]["note"].value() == long_note
     edit = operator.post(
         url_of(Proposal, "edit-approve", proposal.pk),
-        {"edit-amount": "100.00", "edit-note": long_note},
+        {"edit-amount": "100.00", "edit-note": long_note, "seen": seen},
     )
     assert edit.status_code == 400
     assert edit.context["edit_form"].errors["note"] == [

@@ -35,13 +35,17 @@ def test_a_person_who_may_decide_but_not_see_proposals_decides_none(demo_world):
         reverse("admin:approvals_proposal_reject", args=[rejected.pk]),
         {"seen": payload_seen(rejected.payload), "reason_code": "other", "note": "unseen"},
     )
-    withdraw = blind.post(reverse("admin:approvals_proposal_withdraw", args=[rejected.pk]))
+    withdraw = blind.post(
+        reverse("admin:approvals_proposal_withdraw", args=[rejected.pk]),
+        {"seen": payload_seen(rejected.payload)},
+    )
     bulk = blind.post(
         CHANGELIST,
         {
             "action": "approve_selected",
             "_selected_action": [approved.pk, rejected.pk],
             "confirm": "yes",
+            **{f"seen-{p.pk}": payload_seen(p.payload) for p in (approved, rejected)},
         },
     )
 

@@ -29,7 +29,9 @@ from tests.conftest import (
     bid_adjustment,
     creative,
     creative_batch,
+    decided_from_page,
     reallocation,
+    seen_on_confirmation,
     target_cpa_strategy,
 )
 from tests.factories import backdated, evaluated
@@ -501,7 +503,11 @@ def test_the_bulk_confirmation_says_which_would_execute_and_which_would_be_super
         f"brand-search's bid first, so it would be superseded once #{first.pk} executes."
     )
 
-    done = client.post(CHANGELIST, {**selected, "confirm": "yes", "note": ""}, follow=True)
+    done = client.post(
+        CHANGELIST,
+        {**selected, "confirm": "yes", "note": "", **seen_on_confirmation(confirm)},
+        follow=True,
+    )
 
     approved = ", ".join(f"#{pk}" for pk in sorted([first.pk, other.pk]))
     said = [str(message) for message in done.context["messages"]]
@@ -518,9 +524,7 @@ def test_approving_a_proposal_whose_target_moved_says_it_was_superseded(login):
     proposal = evaluated(bid_adjustment("2.50"))
     Campaign.objects.filter(external_id="brand-search").update(bid=Decimal("2.71"))
 
-    done = login("operator").post(
-        reverse("admin:approvals_proposal_approve", args=[proposal.pk]), {"note": ""}, follow=True
-    )
+    done = decided_from_page(login("operator"), "approve", proposal.pk, {"note": ""}, follow=True)
 
     [said] = [str(message) for message in done.context["messages"]]
     assert said.startswith(
@@ -539,13 +543,18 @@ def test_a_bulk_approval_reports_every_proposal_confirmed_even_one_decided_meanw
         "action": "approve_selected",
         "_selected_action": [rejected_meanwhile.pk, still_waiting.pk],
     }
-    assert client.post(CHANGELIST, selected).status_code == 200  # the confirmation page
+    confirmation = client.post(CHANGELIST, selected)
+    assert confirmation.status_code == 200
     proposal_reject(
         proposal_id=rejected_meanwhile.pk, reviewer=colleague, reason_code="too_aggressive"
     )
     decided = rejected_meanwhile.decisions.get().created_at
 
-    done = client.post(CHANGELIST, {**selected, "confirm": "yes", "note": ""}, follow=True)
+    done = client.post(
+        CHANGELIST,
+        {**selected, "confirm": "yes", "note": "", **seen_on_confirmation(confirmation)},
+        follow=True,
+    )
 
     # The one refused says who decided it first, how and when, as a single refusal does.
     said = [str(message) for message in done.context["messages"]]
@@ -568,7 +577,8 @@ def test_a_bulk_rejection_names_who_approved_or_withdrew_each_one_first(
         "action": "reject_selected",
         "_selected_action": [approved.pk, withdrawn.pk, still_waiting.pk],
     }
-    assert client.post(CHANGELIST, selected).status_code == 200  # the confirmation page
+    confirmation = client.post(CHANGELIST, selected)
+    assert confirmation.status_code == 200
     proposal_approve(proposal_id=approved.pk, reviewer=colleague)
     assert optimizer.post(f"/api/v1/proposals/{withdrawn.pk}/withdraw/").status_code == 200
     approved_at = approved.decisions.get().created_at
@@ -587,7 +597,13 @@ def test_a_bulk_rejection_names_who_approved_or_withdrew_each_one_first(
 
     done = client.post(
         CHANGELIST,
-        {**selected, "confirm": "yes", "reason_code": "wrong_signal", "note": ""},
+        {
+            **selected,
+            "confirm": "yes",
+            "reason_code": "wrong_signal",
+            "note": "",
+            **seen_on_confirmation(confirmation),
+        },
         follow=True,
     )
 
@@ -613,9 +629,7 @@ def test_an_approval_refused_as_a_colleague_rejected_first_says_who_and_when(log
     decided = proposal.decisions.get().created_at
 
     client = login("operator")
-    refused = client.post(
-        reverse("admin:approvals_proposal_approve", args=[proposal.pk]), {"note": "Fine."}
-    )
+    refused = decided_from_page(client, "approve", proposal.pk, {"note": "Fine."})
 
     # The answer is a redirect to the proposal's page, which says it once: reloading that page
     # reads it again, and offers to send nothing (as the refused POST's own page did).
@@ -641,8 +655,10 @@ def test_a_rejection_refused_as_colleagues_approved_first_names_each_approver(lo
     proposal_approve(proposal_id=proposal.pk, reviewer=third)
     last = proposal.decisions.get(reviewer=third).created_at
 
-    refused = login("operator").post(
-        reverse("admin:approvals_proposal_reject", args=[proposal.pk]),
+    refused = decided_from_page(
+        login("operator"),
+        "reject",
+        proposal.pk,
         {"reason_code": "other", "note": ""},
     )
 
@@ -711,9 +727,7 @@ def test_a_cap_whose_headroom_the_ledger_used_is_said_as_refusing_now_not_as_set
     client = login("operator")
     page = page_of(client, second)
     note = html.unescape(page.text[page.text.index('id="refused-as-proposed"') :].split("</p>")[0])
-    refused = client.post(
-        reverse("admin:approvals_proposal_approve", args=[second.pk]), {"note": ""}, follow=True
-    )
+    refused = decided_from_page(client, "approve", second.pk, {"note": ""}, follow=True)
 
     over_cap = (
         "Account demo's active campaigns would spend 1,900.00 USD a day, above its cap of "
@@ -939,9 +953,7 @@ def test_the_first_of_two_approvals_says_it_is_counted_and_waits_for_another(log
     Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
     proposal = evaluated(reallocation("210.00"))
 
-    answer = login("operator").post(
-        reverse("admin:approvals_proposal_approve", args=[proposal.pk]), {"note": ""}
-    )
+    answer = decided_from_page(login("operator"), "approve", proposal.pk, {"note": ""})
 
     said = [str(message) for message in get_messages(answer.wsgi_request)]
     assert said == [
@@ -962,7 +974,7 @@ def test_one_who_approved_reads_why_the_buttons_are_gone_while_it_waits_for_anot
     Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
     proposal = evaluated(reallocation("210.00"))
     operator = login("operator")
-    operator.post(reverse("admin:approvals_proposal_approve", args=[proposal.pk]), {"note": ""})
+    decided_from_page(operator, "approve", proposal.pk, {"note": ""})
     approved_at = proposal.decisions.get().created_at
 
     page = operator.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
@@ -1050,8 +1062,10 @@ def test_a_review_window_and_deadline_changed_since_routing_are_not_the_same_ter
 
 def edit_approved(operator, proposal: Proposal, amount: str) -> Proposal:
     """The operator edits the reallocation's amount and approves it, in the console."""
-    edited = operator.post(
-        reverse("admin:approvals_proposal_edit-approve", args=[proposal.pk]),
+    edited = decided_from_page(
+        operator,
+        "edit-approve",
+        proposal.pk,
         {"edit-amount": amount, "edit-note": ""},
     )
     assert edited.status_code == 302
@@ -2186,7 +2200,7 @@ def test_an_edit_approved_after_a_colleague_approved_first_says_it_was_approved_
         ("approve", {"note": "Fine."}),
         ("edit-approve", {"edit-amount": "200.00", "edit-note": "Smaller."}),
     ):
-        client.post(reverse(f"admin:approvals_proposal_{act}", args=[proposal.pk]), form)
+        decided_from_page(client, act, proposal.pk, form)
         [said] = [str(message) for message in client.get(change_url).context["messages"]]
         assert said.endswith(
             f"Proposal #{proposal.pk} is executed; it was approved already. second-operator "

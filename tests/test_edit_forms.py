@@ -20,7 +20,7 @@ from feedback.models import Feedback
 from hitlproject.formats import console_time
 from ledger.models import Campaign
 from policies.models import Policy
-from tests.conftest import bid_adjustment, creative, creative_batch, reallocation
+from tests.conftest import bid_adjustment, creative, creative_batch, decided_from_page, reallocation
 from tests.factories import evaluated
 from tests.test_who_may_act import a_recommendation
 
@@ -45,12 +45,14 @@ def on(campaign: str, action_type: str, **payload) -> dict:
 
 def submitted_as_shown(client: Client, proposal: Proposal, note: str = "", **changes) -> dict:
     """What a browser posts: every field of the page's edit form as shown, with ``changes``
-    typed over it (by field name, without the form's prefix)."""
-    form = client.get(change_page(proposal)).context["edit_form"]
+    typed over it (by field name, without the form's prefix), and the action as the page
+    shows it (its hidden ``seen``)."""
+    page = client.get(change_page(proposal))
+    form = page.context["edit_form"]
     data = {form[name].html_name: form[name].value() or "" for name in form.fields}
     data.update({form[name].html_name: value for name, value in changes.items()})
     data[form["note"].html_name] = note
-    return data
+    return {**data, "seen": page.context["seen"]}
 
 
 # action type: (who decides, the proposal, its form's fields as shown, what the reviewer
@@ -465,7 +467,7 @@ def test_each_edit_is_shown_and_a_number_as_struck_then_new(login, operators):
 def test_a_proposal_approved_as_proposed_shows_no_edit(login):
     proposal = waiting(reallocation("280.00"))
     client = login("operator")
-    client.post(reverse("admin:approvals_proposal_approve", args=[proposal.pk]), {"note": ""})
+    decided_from_page(client, "approve", proposal.pk, {"note": ""})
 
     page = client.get(change_page(proposal))
 

@@ -24,6 +24,7 @@ from policies.models import Policy
 from tests.conftest import (
     creative,
     creative_batch,
+    decided_from_page,
     reallocation,
     target_cpa_strategy,
     wait_until,
@@ -41,8 +42,10 @@ def test_an_edited_creative_is_approved_and_the_agent_gets_the_diff(login, optim
     edited = json.loads(json.dumps(proposal.payload))
     edited["creatives"][0]["body"] = "Results most customers see in a week."
 
-    response = login("operator").post(
-        reverse("admin:approvals_proposal_edit-approve", args=[proposal.pk]),
+    response = decided_from_page(
+        login("operator"),
+        "edit-approve",
+        proposal.pk,
         {
             "edit-creative-0-headline": "Search smarter",
             "edit-creative-0-body": "Results most customers see in a week.",
@@ -252,8 +255,10 @@ def test_an_edit_of_only_the_call_to_action_tells_the_agent_only_that(login, opt
     proposal = Proposal.objects.get(pk=submitted.json()["id"])
     client = login("operator")
 
-    approved = client.post(
-        reverse("admin:approvals_proposal_edit-approve", args=[proposal.pk]),
+    approved = decided_from_page(
+        client,
+        "edit-approve",
+        proposal.pk,
         as_a_browser_posts(client, proposal, **{"creative-0-call_to_action": "Buy now"}),
     )
 
@@ -296,8 +301,10 @@ def test_an_edit_stays_on_record_through_every_later_re_assessment(operators, lo
     Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
     submitted = optimizer.post("/api/v1/proposals/", reallocation("280.00"), format="json")
     proposal = Proposal.objects.get(pk=submitted.json()["id"])
-    edited = login("operator").post(
-        reverse("admin:approvals_proposal_edit-approve", args=[proposal.pk]),
+    edited = decided_from_page(
+        login("operator"),
+        "edit-approve",
+        proposal.pk,
         {"edit-amount": "140.00", "edit-note": "Half, for now."},
     )
     assert edited.status_code == 302
@@ -328,9 +335,7 @@ def test_an_edit_stays_on_record_through_every_later_re_assessment(operators, lo
     Campaign.objects.filter(external_id="brand-search").update(daily_budget=Decimal("1120.00"))
     second_operator = Client()
     second_operator.force_login(second)
-    approved = second_operator.post(
-        reverse("admin:approvals_proposal_approve", args=[proposal.pk]), {"note": ""}
-    )
+    approved = decided_from_page(second_operator, "approve", proposal.pk, {"note": ""})
     assert approved.status_code == 302
     wait_until(lambda: Proposal.objects.get(pk=proposal.pk).status == ProposalStatus.EXECUTED)
 
@@ -366,8 +371,10 @@ def test_an_edit_that_changes_nothing_is_said_to_be_an_approval_as_proposed(logi
     ]
     unchanged = {form.add_prefix(name): form[name].value() for name in form.fields}
 
-    done = client.post(
-        reverse("admin:approvals_proposal_edit-approve", args=[proposal.pk]),
+    done = decided_from_page(
+        client,
+        "edit-approve",
+        proposal.pk,
         {key: value for key, value in unchanged.items() if value is not None},
         follow=True,
     )

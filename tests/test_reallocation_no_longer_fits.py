@@ -24,7 +24,15 @@ from executors.runner import proposal_execute
 from hitlproject.errors import Conflict, InvalidInput
 from ledger.models import Campaign
 from policies.models import Policy
-from tests.conftest import bid_adjustment, reallocation, run_at_once_while_held, wait_until
+from tests.conftest import (
+    bid_adjustment,
+    confirmed_from_page,
+    decided_from_page,
+    reallocation,
+    run_at_once_while_held,
+    seen_on_confirmation,
+    wait_until,
+)
 from tests.factories import evaluated
 from tests.test_notifications_slack import (
     OPERATOR,
@@ -100,7 +108,7 @@ def test_a_reallocation_its_source_budget_no_longer_covers_is_not_approved_but_c
         assert 'id="edit-approve-form"' in page
         assert 'id="reject-form"' in page and 'id="withdraw-form"' in page
 
-        answer = client.post(reverse("admin:approvals_proposal_approve", args=[waiting.pk]))
+        answer = decided_from_page(client, "approve", waiting.pk)
         said = messages_of(client.get(url))
         assert refused_as_proposed(waiting) in said, said
         assert not any("approval is counted" in m or "sent to be executed" in m for m in said)
@@ -108,11 +116,13 @@ def test_a_reallocation_its_source_budget_no_longer_covers_is_not_approved_but_c
     # In bulk: its confirmation says why it is left, and confirming decides nothing.
     plan = bulk_approval_plan(proposal_ids=[waiting.pk], reviewer=first)
     assert plan.refusals[waiting.pk].message == refused_as_proposed(waiting)
-    confirmed = login("operator").post(
+    confirmed = confirmed_from_page(
+        login("operator"),
         reverse("admin:approvals_proposal_changelist"),
         {"action": "approve_selected", "_selected_action": [waiting.pk], "confirm": "yes"},
         follow=True,
     )
+    assert confirmed.redirect_chain  # confirmed, not the confirmation shown again
     assert refused_as_proposed(waiting) in html.unescape(confirmed.text)
     decided = proposals_approve(proposal_ids=[waiting.pk], reviewer=second)
     assert decided.proposals == []
@@ -122,8 +132,10 @@ def test_a_reallocation_its_source_budget_no_longer_covers_is_not_approved_but_c
     assert not Decision.objects.filter(proposal=waiting).exists()
 
     # An edit within the budget mends it: approved by one, then the other, it runs.
-    edited = colleague.post(
-        reverse("admin:approvals_proposal_edit-approve", args=[waiting.pk]),
+    edited = decided_from_page(
+        colleague,
+        "edit-approve",
+        waiting.pk,
         {"edit-amount": "300.00", "edit-note": "within the budget now"},
         follow=True,
     )
@@ -307,7 +319,11 @@ def test_a_bulk_approval_leaves_waiting_a_move_the_one_approved_with_it_would_ov
     )
     assert 'value="Yes, approve 1"' in confirm.text
 
-    done = client.post(CHANGELIST, {**selected, "confirm": "yes", "note": ""}, follow=True)
+    done = client.post(
+        CHANGELIST,
+        {**selected, "confirm": "yes", "note": "", **seen_on_confirmation(confirm)},
+        follow=True,
+    )
 
     assert messages_of(done) == [
         f"1 proposal approved and sent to be executed: #{first.pk}.",
@@ -351,7 +367,7 @@ def test_a_move_is_not_approved_while_one_approved_before_it_would_leave_too_lit
     assert 'id="approve-form"' not in page
     said, _ = queue_marks(client)
     assert said[second.pk].endswith(f"Can no longer be applied as proposed: {drawn_below(first)}")
-    client.post(reverse("admin:approvals_proposal_approve", args=[second.pk]))
+    decided_from_page(client, "approve", second.pk)
     assert refused in messages_of(client.get(url))
     with pytest.raises(Conflict) as single:
         proposal_approve(proposal_id=second.pk, reviewer=colleague)

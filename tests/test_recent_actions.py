@@ -12,7 +12,13 @@ from django.urls import reverse
 
 from approvals.models import Decision, Proposal
 from policies.models import KillSwitch, Policy
-from tests.conftest import creative, creative_batch, reallocation
+from tests.conftest import (
+    confirmed_from_page,
+    creative,
+    creative_batch,
+    decided_from_page,
+    reallocation,
+)
 from tests.factories import evaluated
 from tests.test_policy_tuning import duplicate, form_data
 
@@ -41,18 +47,20 @@ def test_the_home_page_lists_what_each_person_did_in_the_console(login):
     single, rejected, *in_bulk = [evaluated(reallocation(f"{200 + n}.00")) for n in range(5)]
     edited = evaluated(creative_batch(creative()))
     proposal_page = "admin:approvals_proposal_{}"
+    assert (decided_from_page(operator, "approve", single.pk, {"note": ""})).status_code == 302
     assert (
-        operator.post(reverse(proposal_page.format("approve"), args=[single.pk]), {"note": ""})
-    ).status_code == 302
-    assert (
-        operator.post(
-            reverse(proposal_page.format("reject"), args=[rejected.pk]),
+        decided_from_page(
+            operator,
+            "reject",
+            rejected.pk,
             {"reason_code": "too_aggressive", "note": ""},
         )
     ).status_code == 302
     assert (
-        operator.post(
-            reverse(proposal_page.format("edit-approve"), args=[edited.pk]),
+        decided_from_page(
+            operator,
+            "edit-approve",
+            edited.pk,
             {
                 "edit-creative-0-headline": "Search smarter",
                 "edit-creative-0-body": "Results most customers see in a week.",
@@ -61,7 +69,8 @@ def test_the_home_page_lists_what_each_person_did_in_the_console(login):
             },
         )
     ).status_code == 302
-    bulk = operator.post(
+    bulk = confirmed_from_page(
+        operator,
         reverse(proposal_page.format("changelist")),
         {
             "action": "approve_selected",
@@ -163,9 +172,7 @@ def test_a_claim_and_an_approval_that_waits_for_another_say_so(login, operators)
     proposal = evaluated(reallocation())
     operator = login("operator")
     for act in ("claim", "release", "approve"):
-        done = operator.post(
-            reverse(f"admin:approvals_proposal_{act}", args=[proposal.pk]), {"note": ""}
-        )
+        done = decided_from_page(operator, act, proposal.pk, {"note": ""})
         assert done.status_code == 302
 
     proposal.refresh_from_db()
@@ -203,9 +210,7 @@ def test_a_decision_whose_log_cannot_be_written_is_answered_as_made(login, monke
     proposal = evaluated(reallocation("210.00"))
     monkeypatch.setattr(LogEntry.objects, "log_actions", busy)
     operator = login("operator")
-    answer = operator.post(
-        reverse("admin:approvals_proposal_approve", args=[proposal.pk]), {"note": ""}
-    )
+    answer = decided_from_page(operator, "approve", proposal.pk, {"note": ""})
     assert answer.status_code == 302
     proposal.refresh_from_db()
     assert proposal.decisions.get().outcome == "approve"

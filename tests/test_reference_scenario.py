@@ -5,6 +5,7 @@ policy auto-executes reallocations only up to 10%, so it waits for an operator, 
 in the admin, and the worker executes it. A 6% bid adjustment executes with nobody involved.
 """
 
+import re
 from decimal import Decimal
 
 import pytest
@@ -74,6 +75,7 @@ def test_budget_reallocation_above_threshold_waits_for_operator_then_executes(
         f"{base}/admin/approvals/proposal/{proposal_id}/approve/",
         data={
             "note": "Agreed, generic is converting.",
+            "seen": re.search(r'name="seen" value="([0-9a-f]+)"', detail.text).group(1),
             "csrfmiddlewaretoken": operator.cookies["csrftoken"],
         },
         headers={"Referer": detail_url},

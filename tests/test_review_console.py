@@ -18,7 +18,14 @@ from approvals.services.decisions import proposal_approve, proposal_retry
 from feedback.models import Feedback
 from hitlproject.errors import NotAllowed
 from policies.models import Policy
-from tests.conftest import bid_adjustment, posted_from_page, reallocation
+from tests.conftest import (
+    bid_adjustment,
+    confirmed_from_page,
+    decided_from_page,
+    posted_from_page,
+    reallocation,
+    seen_on_confirmation,
+)
 from tests.factories import evaluated
 
 CHANGELIST = reverse("admin:approvals_proposal_changelist")
@@ -52,9 +59,7 @@ def test_detail_page_shows_reasons_and_current_versus_proposed(login):
 
 def test_operator_approves_from_the_detail_page(login):
     proposal = evaluated()
-    response = login("operator").post(
-        reverse("admin:approvals_proposal_approve", args=[proposal.pk]), {"note": "fine"}
-    )
+    response = decided_from_page(login("operator"), "approve", proposal.pk, {"note": "fine"})
     assert response.status_code == 302
     proposal.refresh_from_db()
     assert proposal.status == ProposalStatus.APPROVED
@@ -64,13 +69,14 @@ def test_operator_approves_from_the_detail_page(login):
 
 def test_rejection_needs_a_reason_and_feeds_it_back(login):
     proposal = evaluated()
-    url = reverse("admin:approvals_proposal_reject", args=[proposal.pk])
     client = login("operator")
-    client.post(url, {"note": "no reason given"})
+    decided_from_page(client, "reject", proposal.pk, {"note": "no reason given"})
     proposal.refresh_from_db()
     assert proposal.status == ProposalStatus.PENDING_REVIEW
 
-    client.post(url, {"reason_code": "too_aggressive", "note": "Halve it."})
+    decided_from_page(
+        client, "reject", proposal.pk, {"reason_code": "too_aggressive", "note": "Halve it."}
+    )
     proposal.refresh_from_db()
     assert proposal.status == ProposalStatus.REJECTED
     feedback = Feedback.objects.get(proposal=proposal)
@@ -88,7 +94,7 @@ def test_user_without_the_review_permission_cannot_approve(login, username):
     page = client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
     assert page.status_code == 200
     assert 'id="approve-form"' not in page.text
-    response = client.post(reverse("admin:approvals_proposal_approve", args=[proposal.pk]))
+    response = decided_from_page(client, "approve", proposal.pk)
     assert response.status_code == 403
     bulk = client.post(
         CHANGELIST,
@@ -120,7 +126,10 @@ def test_bulk_approve_asks_for_confirmation_first(login):
     assert "Sent to each proposal's agent as feedback, with your approval." in confirmation.text
     assert not Decision.objects.exists()
 
-    done = client.post(CHANGELIST, {**selection, "confirm": "yes", "note": ""})
+    done = client.post(
+        CHANGELIST,
+        {**selection, "confirm": "yes", "note": "", **seen_on_confirmation(confirmation)},
+    )
     assert done.status_code == 302
     assert set(Proposal.objects.values_list("status", flat=True)) == {ProposalStatus.APPROVED}
 
@@ -129,7 +138,8 @@ def test_bulk_reject_with_a_reason_skips_what_is_no_longer_pending(login):
     waiting = evaluated(reallocation("200.00"))
     executed_already = evaluated(bid_adjustment())
     client = login("operator")
-    response = client.post(
+    response = confirmed_from_page(
+        client,
         f"{CHANGELIST}?status=all",
         {
             "action": "reject_selected",
@@ -236,9 +246,7 @@ def test_the_owner_of_an_agent_cannot_approve_its_proposals(login):
     proposal = evaluated()
     with pytest.raises(NotAllowed, match="owns agent optimizer"):
         proposal_approve(proposal_id=proposal.pk, reviewer=operator)
-    response = login("operator").post(
-        reverse("admin:approvals_proposal_approve", args=[proposal.pk]), follow=True
-    )
+    response = decided_from_page(login("operator"), "approve", proposal.pk, follow=True)
     assert "someone else must decide" in response.text
     assert Proposal.objects.get(pk=proposal.pk).status == ProposalStatus.PENDING_REVIEW
 
@@ -386,8 +394,10 @@ def test_an_operator_withdraws_a_proposal_for_its_agent_and_the_agent_learns_it(
     proposal = evaluated()
     page = login("operator").get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
     assert 'id="withdraw-form"' in page.text and "Why, for the agent" in page.text
-    response = login("operator").post(
-        reverse("admin:approvals_proposal_withdraw", args=[proposal.pk]),
+    response = decided_from_page(
+        login("operator"),
+        "withdraw",
+        proposal.pk,
         {"note": "  The owner paused this account's changes.  "},
         follow=True,
     )
@@ -456,7 +466,7 @@ def test_an_agents_withdrawal_note_cannot_turn_the_words_around_it(optimizer, lo
 
 def test_a_withdrawal_for_the_agent_without_a_note_still_tells_it(login, optimizer):
     proposal = evaluated()
-    login("operator").post(reverse("admin:approvals_proposal_withdraw", args=[proposal.pk]))
+    decided_from_page(login("operator"), "withdraw", proposal.pk)
     seen = optimizer.get(f"/api/v1/proposals/{proposal.pk}/").json()
     assert seen["withdrawal"] == {"by": "reviewer", "note": ""}
     assert [item["kind"] for item in optimizer.get("/api/v1/feedback/").json()["results"]] == [
@@ -472,7 +482,7 @@ def test_proposals_withdrawn_before_the_column_are_told_apart_from_their_history
     every change of a proposal is recorded (the auditor sees where the value came from)."""
     by_agent, by_reviewer = evaluated(), evaluated()
     optimizer.post(f"/api/v1/proposals/{by_agent.pk}/withdraw/")
-    login("operator").post(reverse("admin:approvals_proposal_withdraw", args=[by_reviewer.pk]))
+    decided_from_page(login("operator"), "withdraw", by_reviewer.pk)
     Proposal.objects.update(withdrawn_by="")  # as they were before the column
     records_before = Proposal.history.count()
 
@@ -496,15 +506,15 @@ def test_proposals_withdrawn_before_the_column_are_told_apart_from_their_history
 
 def test_a_withdrawal_with_a_note_too_long_or_by_an_auditor_changes_nothing(login):
     proposal = evaluated()
-    response = login("operator").post(
-        reverse("admin:approvals_proposal_withdraw", args=[proposal.pk]),
+    response = decided_from_page(
+        login("operator"),
+        "withdraw",
+        proposal.pk,
         {"note": "x" * 20_000},
         follow=True,
     )
     assert "Not saved" in response.text
-    refused = login("auditor").post(
-        reverse("admin:approvals_proposal_withdraw", args=[proposal.pk]), {"note": "stop"}
-    )
+    refused = decided_from_page(login("auditor"), "withdraw", proposal.pk, {"note": "stop"})
     assert refused.status_code == 403
     proposal.refresh_from_db()
     assert (proposal.status, proposal.withdrawn_by) == (ProposalStatus.PENDING_REVIEW, "")

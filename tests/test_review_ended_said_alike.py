@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from approvals.models import Decision, Proposal
 from approvals.services.decisions import proposal_approve, proposal_reject
-from tests.conftest import wait_until
+from tests.conftest import decided_from_page, wait_until
 from tests.test_notifications_slack import (
     OPERATOR,
     context_texts,
@@ -39,9 +39,7 @@ def status_line(page) -> str:
 
 def refusal_of_approving(login, proposal_id: int) -> str:
     """What the console says to an operator approving it now, as its reader reads it."""
-    answer = login("operator").post(
-        reverse("admin:approvals_proposal_approve", args=[proposal_id]), follow=True
-    )
+    answer = decided_from_page(login("operator"), "approve", proposal_id, follow=True)
     return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", answer.content.decode())))
 
 

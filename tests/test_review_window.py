@@ -16,6 +16,7 @@ from hitl_client.models import Proposal as ClientProposal
 from approvals.models import Decision, Proposal, ProposalStatus
 from approvals.selectors import how_review_ended
 from approvals.services.decisions import (
+    payload_seen,
     proposal_approve,
     proposal_reject,
     proposals_approve,
@@ -119,7 +120,9 @@ def test_the_console_says_it_expired_and_offers_no_decision(login):
     # One approved from a page opened before its window closed is refused, and expires.
     proposal = overdue()
     response = client.post(
-        reverse("admin:approvals_proposal_approve", args=[proposal.pk]), follow=True
+        reverse("admin:approvals_proposal_approve", args=[proposal.pk]),
+        {"seen": payload_seen(proposal.payload)},  # as that page showed it
+        follow=True,
     )
 
     expired_as_the_sweep_expires(proposal)

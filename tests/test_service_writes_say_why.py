@@ -17,7 +17,7 @@ from feedback.models import CallbackEvent, Feedback
 from hitlproject.formats import console_time
 from ledger.models import Campaign
 from policies.models import Policy
-from tests.conftest import bid_adjustment, reallocation
+from tests.conftest import bid_adjustment, decided_from_page, reallocation
 from tests.factories import evaluated
 
 pytestmark = pytest.mark.django_db
@@ -134,9 +134,7 @@ def test_the_policy_version_that_let_it_run_is_named_alike_in_its_history_and_on
     page = operator.get(reverse("admin:feedback_callbackevent_change", args=[event.pk]))
     type_said = re.search(r'<label>Type:</label>\s*<div class="readonly">(.*?)</div>', page.text)
     assert html.unescape(type_said.group(1)) == (f"Approved: {let_run}{console_time(let_run_at)}")
-    refused = operator.post(
-        reverse("admin:approvals_proposal_approve", args=[routine.pk]), follow=True
-    )
+    refused = decided_from_page(operator, "approve", routine.pk, follow=True)
     said = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", refused.content.decode())).split())
     decided_at = Proposal.objects.get(pk=routine.pk).decided_at
     assert f"{let_run}{console_time(decided_at)}." in said

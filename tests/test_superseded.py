@@ -37,7 +37,7 @@ from ledger.models import Account, Campaign
 from notifications.services import outcome_text
 from policies.models import Policy
 from policies.services import agent_approval_rate
-from tests.conftest import bid_adjustment, reallocation, wait_until
+from tests.conftest import bid_adjustment, decided_from_page, reallocation, wait_until
 from tests.factories import evaluated
 from tests.test_console_shows_what_happened import failed_budget_raise, status_line
 
@@ -612,9 +612,7 @@ def test_approving_a_value_another_proposal_moved_names_that_proposal_to_its_own
             holder.close()
     nudge.refresh_from_db()
 
-    page = login("operator").post(
-        reverse("admin:approvals_proposal_approve", args=[waiting.pk]), follow=True
-    )
+    page = decided_from_page(login("operator"), "approve", waiting.pk, follow=True)
 
     waiting.refresh_from_db()
     assert waiting.status == ProposalStatus.SUPERSEDED

@@ -16,7 +16,7 @@ from feedback.autonomy import autonomy_recommendations_propose
 from feedback.models import AutonomyRules, Outcome
 from hitlproject.errors import NotAllowed
 from policies.models import Policy
-from tests.conftest import creative, creative_batch, reallocation
+from tests.conftest import creative, creative_batch, decided_from_page, reallocation
 from tests.factories import evaluated
 from tests.test_autonomy import record
 from tests.test_reallocation_no_longer_fits import queue_marks
@@ -134,8 +134,10 @@ def test_each_act_is_offered_exactly_where_the_server_takes_it(login, role):
         page = client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
         assert (f'id="{FORMS[act]}"' in page.text) == allowed, (role, act)
 
-        response = client.post(
-            reverse(f"admin:approvals_proposal_{act}", args=[proposal.pk]),
+        response = decided_from_page(
+            client,
+            act,
+            proposal.pk,
             post_data(act, proposal),
             follow=True,
         )
@@ -196,7 +198,7 @@ def test_after_approving_once_a_reviewer_is_no_longer_offered_the_decision(login
     Policy.objects.filter(action_type="budget_reallocation").update(required_approvals=2)
     proposal = an_action()
     url = reverse("admin:approvals_proposal_change", args=[proposal.pk])
-    login("operator").post(reverse("admin:approvals_proposal_approve", args=[proposal.pk]))
+    decided_from_page(login("operator"), "approve", proposal.pk)
 
     assert 'id="approve-form"' not in login("operator").get(url).text
     colleague = Client()
@@ -227,9 +229,7 @@ def test_what_an_agent_proposed_before_it_lost_the_account_is_not_let_run(login,
     assert f"Proposal #{waiting.pk} cannot be let run: {said}." in page
     assert 'id="approve-form"' not in page and 'id="edit-approve-form"' not in page
     assert 'id="reject-form"' in page and 'id="withdraw-form"' in page
-    approved = client.post(
-        reverse("admin:approvals_proposal_approve", args=[waiting.pk]), follow=True
-    )
+    approved = decided_from_page(client, "approve", waiting.pk, follow=True)
     assert "cannot be let run" in approved.text
     decided = proposals_approve(proposal_ids=[also_waiting.pk], reviewer=operators[0])
     assert decided.proposals == [] and "cannot be let run" in decided.refused[0].message
@@ -241,8 +241,10 @@ def test_what_an_agent_proposed_before_it_lost_the_account_is_not_let_run(login,
         "pending_review"
     }
 
-    client.post(
-        reverse("admin:approvals_proposal_reject", args=[waiting.pk]),
+    decided_from_page(
+        client,
+        "reject",
+        waiting.pk,
         {"reason_code": "other", "note": "Its agent is stopped."},
     )
     assert Proposal.objects.get(pk=waiting.pk).status == ProposalStatus.REJECTED

@@ -8,8 +8,6 @@ there and then. Retrying a failed execution is deciding again that it should run
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -59,7 +57,9 @@ from approvals.services.lifecycle import (
 from approvals.services.proposals import (
     EDITED_BEFORE_APPROVAL,
     action_assess,
+    edited_since_seen,
     guardrail_blocks_counting_approved,
+    payload_seen,
     refreshed_facts,
     verdict_for,
 )
@@ -82,26 +82,6 @@ from ledger.models import campaign_field_label
 from policies.services import CappedSpends, brand_guideline_findings
 
 DECIDE_PERMISSION = "approvals.decide_proposal"
-
-
-def payload_seen(payload: Any) -> str:
-    """A fingerprint of an action as a page shows it. A decision sent with the one its page
-    showed is refused if the action has been edited since (another reviewer's edit under the
-    two-person rule): a stale page never approves an action its reviewer did not see."""
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-class EditedSinceSeen(Conflict):
-    """A decision made on a page or message that showed the action before an edit: it
-    decides nothing, and its message says so."""
-
-
-def _edited_since_seen(proposal: Proposal) -> Conflict:
-    return EditedSinceSeen(
-        f"Proposal #{proposal.pk} was edited since it was shown to you: it now reads "
-        f"“{proposal.summary}”. Nothing was decided; read it again before you decide."
-    )
 
 
 def _edit(proposal: Proposal, edited_payload: Any) -> dict[str, Any] | None:
@@ -337,7 +317,7 @@ def _decisions_record(
             and proposal.pk in seen
             and payload_seen(proposal.payload) != seen[proposal.pk]
         ):
-            refusal = _edited_since_seen(proposal)
+            refusal = edited_since_seen(proposal)
         if refusal is None and proposal.pk in edits:
             try:
                 edit = _edit(proposal, edits[proposal.pk])
@@ -813,7 +793,7 @@ def bulk_approval_plan(
             and proposal.pk in seen
             and payload_seen(proposal.payload) != seen[proposal.pk]
         ):
-            refusal = _edited_since_seen(proposal)
+            refusal = edited_since_seen(proposal)
         if refusal is None:
             refusal = ahead.get(proposal.pk)
         if refusal is None and alone.get(proposal.pk):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import re
@@ -45,7 +46,7 @@ from approvals.services.lifecycle import (
 )
 from audit.actors import Actor
 from audit.history import rows_numbered
-from hitlproject.errors import Busy, DomainError, InvalidInput, NotFound, TooLarge
+from hitlproject.errors import Busy, Conflict, DomainError, InvalidInput, NotFound, TooLarge
 from hitlproject.row_locks import rows_held, rows_read_held
 from hitlproject.validation import invalid_input, invalid_under
 from hitlproject.vocabulary import UNDER_WAY_STATUSES, how_many
@@ -1377,16 +1378,45 @@ def proposal_withdraw(*, agent: Agent, proposal_id: int, note: str = "") -> Prop
     raise ReviewWindowClosed(proposal, "withdrawn")  # once the expiry is committed
 
 
+def payload_seen(payload: Any) -> str:
+    """A fingerprint of an action as a page shows it. A decision sent with the one its page
+    showed is refused if the action has been edited since (another reviewer's edit under the
+    two-person rule): a stale page never approves an action its reviewer did not see."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+# What ``payload_seen`` gives: a value of another shape came from no page or message of ours.
+SEEN_SHAPE = re.compile(r"[0-9a-f]{32}")
+
+
+class EditedSinceSeen(Conflict):
+    """A decision made on a page or message that showed the action before an edit: it
+    decides nothing, and its message says so."""
+
+
+def edited_since_seen(proposal: Proposal) -> Conflict:
+    return EditedSinceSeen(
+        f"Proposal #{proposal.pk} was edited since it was shown to you: it now reads "
+        f"“{proposal.summary}”. Nothing was decided; read it again before you decide."
+    )
+
+
 def proposal_withdraw_for_agent(
-    *, proposal_id: int, reviewer: AbstractBaseUser, note: str = ""
+    *, proposal_id: int, reviewer: AbstractBaseUser, note: str = "", seen: str | None = None
 ) -> Proposal:
     """A person withdraws a waiting proposal on the agent's behalf (say, its owner asked), by
     the rule of who may act on it: as much a decision on it as a rejection, and the agent
     learns it as one: the proposal says a reviewer withdrew it, with the ``note``, and the
-    agent's feedback has it (``hooks.withdrawn_for_agents``)."""
+    agent's feedback has it (``hooks.withdrawn_for_agents``). ``seen``: the ``payload_seen``
+    of the action as the reviewer's page showed it, if known; one edited since is refused, as
+    a decision is: a withdrawal from a stale page would end, unseen, the action a colleague
+    made of it."""
     with transaction.atomic():
         proposal = proposal_lock(proposal_id)
         refusal = act_refusal(reviewer, proposal, Act.WITHDRAW)
+        if refusal is None and seen is not None and payload_seen(proposal.payload) != seen:
+            refusal = edited_since_seen(proposal)
         if refusal is None:
             actor = Actor.for_user(reviewer)
             note = note.strip()
