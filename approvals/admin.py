@@ -350,9 +350,10 @@ def ordering_carried(changelist, status: str) -> str | None:
     kept = []
     for part in asked.split("."):
         _, descending, place = part.rpartition("-")
-        if not place.isdigit() or int(place) >= len(shown):
+        try:  # read as Django's list reads it (``ChangeList.get_ordering``): "²" is no place
+            column = shown[int(place)]
+        except (IndexError, ValueError):
             continue
-        column = shown[int(place)]
         if column in there and changelist.get_ordering_field(column):
             kept.append(f"{descending}{there.index(column)}")
     return ".".join(kept) or None

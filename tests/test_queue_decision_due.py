@@ -152,6 +152,17 @@ def test_the_status_links_carry_no_sort_by_decision_due_out_of_the_queue(login, 
     assert [there.list_display[i] for i in there.get_ordering_field_columns()] == ["age"]
 
 
+@pytest.mark.parametrize("sort", ["²", "4.²", "-²", "99", "x"])
+def test_a_sort_the_list_cannot_read_is_let_be_by_the_status_links_and_search(login, sort):
+    """A sort Django's list passes over (a place it has no column at, a digit int() does not
+    read) is passed over by the links and the search form too: "²" was a 500."""
+    evaluated(reallocation("280.00"))
+    queue = login("operator").get(QUEUE, {"o": sort})
+    assert queue.status_code == 200
+    assert f"o={sort}" not in status_link(queue, "Approved")
+    assert searched_with(queue).get("o") != sort
+
+
 def searched_with(page) -> dict[str, str]:
     """The hidden fields the list's search form sends with what is typed."""
     form = page.text[page.text.index('id="changelist-search"') :]
