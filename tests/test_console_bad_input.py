@@ -368,11 +368,15 @@ def test_autocomplete_refuses_a_nul_character_and_takes_a_long_term(superuser):
         assert long_term.status_code in {200, 403, 404}  # 404: a list with no search
 
 
-def test_the_agent_scorecard_takes_any_days(operator):
+def test_the_agent_scorecard_refuses_days_it_does_not_count_over(operator):
+    """A number of days it counts over is read; anything else is a 400 saying what it takes
+    (as the API's scorecard answers), never a 500 nor 30 days said to be what was asked."""
     agent = Agent.objects.get(name="optimizer")
-    for days in ["7", "abc", HUGE, "-1", "\x00", "x" * 10_000]:
+    assert operator.get(url_of(Agent, "change", agent.pk), {"days": "7"}).status_code == 200
+    for days in ["abc", HUGE, "-1", "\x00", "x" * 10_000]:
         page = operator.get(url_of(Agent, "change", agent.pk), {"days": days})
-        assert page.status_code == 200, days
+        assert page.status_code == 400, days
+        assert "is not a number of days the scorecard counts over" in page.text, days
 
 
 @pytest.mark.parametrize(
