@@ -386,6 +386,30 @@ class SentByKillSwitchFilter(KnownValuesOnly, admin.SimpleListFilter):
         return queryset.filter(pk__in=sent)
 
 
+class RoutedByPolicyFilter(KnownValuesOnly, admin.SimpleListFilter):
+    """The proposals a policy routed, in any of its versions (``?policy=3``): what a change
+    of that policy leaves waiting as it was routed, as the policy's page and the message
+    after its save link to them; offered only when asked for, from those links."""
+
+    title = "policy that routed it"
+    parameter_name = "policy"
+
+    def has_output(self) -> bool:
+        return bool(self.value()) or super().has_output()
+
+    def lookups(self, request, model_admin):
+        asked = request.GET.get(self.parameter_name, "")
+        policy = Policy.objects.filter(pk=asked).first() if asked.isdigit() else None
+        return [(str(policy.pk), str(policy))] if policy is not None else []
+
+    def queryset(self, request, queryset):
+        if not self.value():
+            return queryset
+        if self.value() not in self.known_values():
+            raise IncorrectLookupParameters(f"there is no policy #{self.value()}.")
+        return queryset.filter(verdict_policy_id=self.value())
+
+
 class RiskFilter(KnownValuesOnly, admin.SimpleListFilter):
     title = "risk"
     parameter_name = "risk"
@@ -1323,6 +1347,7 @@ class ProposalAdmin(ReadOnlyAdmin):
     list_filter = [
         QueueStatusFilter,
         SentByKillSwitchFilter,
+        RoutedByPolicyFilter,
         RiskFilter,
         ActionTypeFilter,
         "agent",

@@ -52,6 +52,7 @@ from approvals.services.proposals import (
     NOTES,
     campaigns_as_recorded,
     campaigns_for,
+    hard_ceilings_refuse,
     held_back_by,
 )
 from audit.actors import changed_by
@@ -80,7 +81,7 @@ from ledger.models import (
     campaign_field_label,
     campaign_value_label,
 )
-from policies.engine import HOLD_RULE_LABELS, format_magnitude
+from policies.engine import HOLD_RULE_LABELS, Rule, format_magnitude
 from policies.models import KillSwitch, KillSwitchScope, Policy
 from policies.services import (
     kill_switch_named_in,
@@ -88,6 +89,31 @@ from policies.services import (
     version_number,
     version_number_of,
 )
+
+
+@dataclass(frozen=True)
+class WaitingUnderPolicy:
+    """The proposals waiting for a person that a policy routed, in any of its versions: a
+    change of the policy does not route them again (``waiting_under_policy``). ``refused``:
+    how many of them the hard ceilings it was judged by refuse as proposed."""
+
+    policy_id: int
+    count: int
+    refused: int = 0
+
+
+def waiting_under_policy(policy_id: int, *, rule: Rule | None = None) -> WaitingUnderPolicy:
+    """What waits for a person under the policy, and, with ``rule`` (the policy as saved now,
+    or a draft in its place), how many of those its hard ceilings refuse as proposed: a
+    person's approval of them is refused (``hard_ceilings_lowered_since``)."""
+    waiting = Proposal.objects.filter(
+        status=ProposalStatus.PENDING_REVIEW, verdict_policy_id=policy_id
+    )
+    if rule is None or (rule.block_above_magnitude is None and rule.block_above_amount is None):
+        return WaitingUnderPolicy(policy_id=policy_id, count=waiting.count())
+    proposals = list(waiting.select_related("agent", "account").order_by("pk"))
+    refused = sum(1 for proposal in proposals if hard_ceilings_refuse(proposal, rule))
+    return WaitingUnderPolicy(policy_id=policy_id, count=len(proposals), refused=refused)
 
 
 def with_deciding_policy_name(queryset: QuerySet[Proposal]) -> QuerySet[Proposal]:

@@ -24,9 +24,11 @@ from approvals.action_types.base import EXAMPLE_STEP
 from approvals.admin import EVERY_STATUS, ActionTypeFilter, KnownValuesOnly
 from approvals.models import Agent, AgentKind, Proposal
 from approvals.selectors import (
+    WaitingUnderPolicy,
     proposals_let_past_kill_switch,
     proposals_sent_by_kill_switch,
     proposals_under_way,
+    waiting_under_policy,
 )
 from approvals.services.proposals import proposal_dry_run
 from approvals.simulation import WHAT_HELD_LABELS, draft_rule_set, drafts_in_place, simulate
@@ -126,6 +128,75 @@ def as_stored(value: Decimal | None, unit: str) -> Decimal | None:
     if value is None:
         return None
     return value.scaleb(-2) if unit == "ratio" else value
+
+
+def waiting_list_url(policy_id: int) -> str:
+    """The queue, filtered to the proposals waiting for a person that the policy routed."""
+    return (
+        reverse("admin:approvals_proposal_changelist")
+        + "?"
+        + urlencode({"status": "pending_review", "policy": policy_id})
+    )
+
+
+# What a change of a policy does to the proposals already waiting under it, said before the
+# change (its form, a draft's promotion page) and after (the message): nothing re-routes them.
+KEPT_AS_ROUTED = (
+    "A change of the policy does not route {them} again: {each} the verdict, the approvals "
+    "needed, the review window and the decision deadline it was routed with. A ceiling raised "
+    "does not let {one} run on {its} own, and switched off, the policy leaves {them} waiting "
+    "for a person."
+)
+HARD_CEILING_LOWERED = (
+    "A hard ceiling lowered below {one} is the exception: a person's approval of it as "
+    "proposed is then refused."
+)
+REFUSED_ABOVE_HARD_CEILING = (
+    "a person's approval of {them} as proposed is refused, as the policy blocks {them} "
+    "outright; an edit within it, or a rejection, is possible."
+)
+
+
+def waiting_said(waiting: WaitingUnderPolicy, *, after: bool, with_draft: bool = False) -> str:
+    """The proposals waiting under a policy, in words, with a link to them in the queue:
+    before a change of it (``after`` False), or once saved; ``with_draft``: judged by the
+    hard ceilings of a draft about to be promoted into it."""
+    one = waiting.count == 1
+    words = (
+        {"them": "it", "each": "it keeps", "one": "it", "its": "its"}
+        if one
+        else {"them": "them", "each": "each keeps", "one": "one", "its": "its"}
+    )
+    wait = "waits" if one else "wait"
+    routed = f"routed by its earlier versions still {wait}" if after else f"routed by it {wait}"
+    said = format_html(
+        '<a href="{}">{}</a> {} for a person. {}',
+        waiting_list_url(waiting.policy_id),
+        how_many(waiting.count, "proposal"),
+        routed,
+        KEPT_AS_ROUTED.format(**words),
+    )
+    if not waiting.refused:
+        return (
+            said
+            if after or with_draft
+            else format_html("{} {}", said, HARD_CEILING_LOWERED.format(one="it" if one else "one"))
+        )
+    refused = waiting.refused == 1
+    them = "it" if refused else "them"
+    whose = "It is" if one else ("1 of them is" if refused else f"{waiting.refused} of them are")
+    if with_draft:
+        whose = whose.replace(" is", " would be").replace(" are", " would be")
+        above = f"{whose} above the draft's hard ceiling"
+        outcome = (
+            f"once it is promoted, a person's approval of {them} as proposed would be refused, "
+            f"as the policy would block {them} outright; an edit within it, or a rejection, is "
+            "possible."
+        )
+    else:
+        above = f"{whose} above its hard ceiling now"
+        outcome = REFUSED_ABOVE_HARD_CEILING.format(them=them)
+    return format_html("{} {}: {}", said, above, outcome)
 
 
 class PolicyForm(ChangeReasonForm):
@@ -994,7 +1065,21 @@ class PolicyAdmin(ChangeReasonAdmin):
     def response_change(self, request, obj):
         answer = super().response_change(request, obj)
         self.outranking_said(request, obj)
+        if not getattr(obj, "_nothing_changed", False):
+            self.waiting_said_after(request, obj)
         return answer
+
+    def waiting_said_after(self, request, policy: Policy) -> None:
+        """After a change of a policy (a save, a draft's promotion into it): the proposals it
+        routed that still wait for a person as they were routed, and how many of them its
+        hard ceilings now refuse, with a link to them."""
+        if policy.is_draft:
+            return
+        # Switched off, its hard ceilings refuse nothing: it decides nothing.
+        rule = rule_from_policy(policy) if policy.is_active else None
+        waiting = waiting_under_policy(policy.pk, rule=rule)
+        if waiting.count:
+            messages.warning(request, waiting_said(waiting, after=True))
 
     def response_add(self, request, obj, post_url_continue=None):
         if obj.is_draft and "_addanother" not in request.POST:
@@ -1017,6 +1102,10 @@ class PolicyAdmin(ChangeReasonAdmin):
             if policy.is_active:
                 context["simulate_query"] = simulate_query(policy)
             context["replaces"] = replaced_policy(policy)
+        elif policy is not None:
+            waiting = waiting_under_policy(policy.pk)
+            if waiting.count:
+                context["waiting_said"] = waiting_said(waiting, after=False)
         return super().change_view(request, object_id, form_url, context)
 
     def promote_view(self, request, object_id: int):
@@ -1048,6 +1137,8 @@ class PolicyAdmin(ChangeReasonAdmin):
             if live is not None:
                 console_act_logged(request, live, f"Promoted from draft #{draft.pk}")
                 messages.success(request, self.promotion_said(request, live, draft))
+                if live.pk != draft.pk:
+                    self.waiting_said_after(request, live)
                 return HttpResponseRedirect(reverse("admin:policies_policy_change", args=[live.pk]))
             if form.is_valid() and changed:
                 # The page again, as things stand now, to promote again from it.
@@ -1080,6 +1171,11 @@ class PolicyAdmin(ChangeReasonAdmin):
             "changes": changes,
             "form": form,
         }
+        if replaces is not None:
+            rule = rule_from_policy(draft) if replaces.is_active else None
+            waiting = waiting_under_policy(replaces.pk, rule=rule)
+            if waiting.count:
+                context["waiting_said"] = waiting_said(waiting, after=False, with_draft=True)
         return TemplateResponse(request, "admin/policies/policy/promote.html", context)
 
     def changed_since_shown(self, request, draft: Policy, seen: str) -> str:

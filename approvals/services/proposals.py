@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import Max, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from approvals import action_types
@@ -52,7 +52,7 @@ from hitlproject.validation import invalid_input, invalid_under
 from hitlproject.vocabulary import UNDER_WAY_STATUSES, how_many
 from ledger.models import Account, Campaign, campaign_field_label
 from ledger.services import accounts_lock
-from policies.engine import Rule, Verdict, factor_from_text, factor_text
+from policies.engine import Facts, Rule, Verdict, evaluate, factor_from_text, factor_text
 from policies.models import Policy
 from policies.services import (
     KILL_SWITCH_FINDING,
@@ -65,6 +65,7 @@ from policies.services import (
     kill_switch_finding_now,
     policy_verdict,
     reads_account_total,
+    rule_from_policy,
     rules_in_force,
     version_number,
 )
@@ -1042,6 +1043,7 @@ def guardrail_blocks_each(
     touched = {proposal.pk: _touched(proposal) for proposal in proposals}
     by_account = guardrail_campaigns(proposals) if campaigns is None else campaigns
     blocks = {}
+    lowered = hard_ceilings_lowered_since(proposals)
     for proposal in proposals:
         theirs = by_account.get(proposal.account_id, {})
         if not touched[proposal.pk] <= theirs.keys():
@@ -1051,8 +1053,96 @@ def guardrail_blocks_each(
             proposal=proposal,
             campaigns={id_: theirs[id_] for id_ in touched[proposal.pk]},
             account_campaigns=theirs.values(),
-        )
+        ) + lowered.get(proposal.pk, ())
     return blocks
+
+
+def routed_version(proposal: Proposal) -> int | None:
+    """The history record of the policy version that last routed the proposal (its routing,
+    or a re-assessment since)."""
+    versions = [proposal.verdict_policy_version, proposal.reassessed_policy_version]
+    return max((version for version in versions if version is not None), default=None)
+
+
+def hard_ceilings_lowered_since(proposals: Iterable[Proposal]) -> dict[int, tuple[str, ...]]:
+    """By proposal id, what the hard ceilings of the policy that routed each refuse about it
+    now, where that policy has changed since (a ceiling lowered below it): a person's approval
+    does not run what the policy now blocks outright, as an edit to it would be refused. Its
+    routing stands otherwise (its ceilings, approvals, expiry and deadline): nothing else a
+    policy change does re-routes a proposal already waiting. Nothing where the policy is
+    switched off, a draft or unchanged, or no longer matches it. The policies are those the
+    proposals were read with where they were (the queue reads them with its rows), else read
+    in one statement; their versions only where one has a hard ceiling."""
+    proposals = [proposal for proposal in proposals if proposal.verdict_policy_id is not None]
+    policies: dict[int, Policy] = {}
+    for proposal in proposals:
+        if Proposal.verdict_policy.is_cached(proposal):
+            policies[proposal.verdict_policy_id] = proposal.verdict_policy
+    unread = {proposal.verdict_policy_id for proposal in proposals} - policies.keys()
+    if unread:
+        policies |= Policy.objects.in_bulk(unread)
+    capped = {
+        policy_id: policy
+        for policy_id, policy in policies.items()
+        if policy.is_active
+        and not policy.is_draft
+        and (policy.block_above_magnitude is not None or policy.block_above_amount is not None)
+    }
+    if not capped:
+        return {}
+    latest = dict(
+        Policy.history.filter(id__in=capped)
+        .order_by()
+        .values("id")
+        .annotate(latest=Max("history_id"))
+        .values_list("id", "latest")
+    )
+    refused = {}
+    for proposal in proposals:
+        policy = capped.get(proposal.verdict_policy_id)
+        routed = routed_version(proposal)
+        if policy is None or routed is None or latest.get(policy.pk) in (None, routed):
+            continue
+        found = hard_ceilings_refuse(proposal, rule_from_policy(policy, latest[policy.pk]))
+        if found:
+            then = version_number(policy.pk, routed)
+            now = version_number(policy.pk, latest[policy.pk])
+            refused[proposal.pk] = (
+                f"Policy “{policy.name}” has changed since it routed this proposal (version "
+                f"{then}; now version {now}): " + " ".join(found),
+            )
+    return refused
+
+
+def hard_ceilings_refuse(proposal: Proposal, rule: Rule) -> tuple[str, ...]:
+    """What ``rule``'s hard ceilings refuse about the proposal, in the engine's words ("28.0%
+    of brand-search's daily budget is above the 20.0% hard ceiling of policy “…”."); nothing
+    where it is within them or the rule does not match it."""
+    if rule.block_above_magnitude is None and rule.block_above_amount is None:
+        return ()
+    action_type = action_types.named(proposal.action_type)
+    effects = {
+        target: factor_from_text(factor) for target, factor in (proposal.effects or {}).items()
+    }
+    exact = action_type.exact_magnitude(proposal.payload, effects) if effects else None
+    verdict = evaluate(
+        Facts(
+            action_type=proposal.action_type,
+            action_label=action_type.label,
+            magnitude=proposal.magnitude if exact is None else exact,
+            magnitude_unit=action_type.magnitude_unit,
+            magnitude_label=proposal.magnitude_label,
+            risk_weight=action_type.risk_weight,
+            account_id=proposal.account_id,
+            channel=proposal.account.channel,
+            agent_id=proposal.agent_id,
+            agent_kind=proposal.agent.kind,
+            amount=proposal.amount,
+            currency=proposal.account.currency,
+        ),
+        [rule],
+    )
+    return verdict.reasons if verdict.outcome == VerdictOutcome.BLOCK else ()
 
 
 # How the reasons of a proposal sent back to a person before it ran begin (executors.runner).

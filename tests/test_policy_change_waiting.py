@@ -1,0 +1,194 @@
+"""A policy changed while proposals it routed wait for a person: they are not routed again
+(their ceilings, approvals, expiry and deadline stay as routed), and the policy owner is told
+so before saving (the form, a draft's promotion page) and after (the message), with a link to
+the queue listing exactly them. The one exception is a hard ceiling lowered below one: a
+person's approval of it as proposed is refused, as the policy now blocks it outright, in words
+its page says first; it never runs above the new hard ceiling."""
+
+import html
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.urls import reverse
+
+from approvals.models import Proposal, ProposalStatus
+from approvals.services.decisions import proposal_approve
+from hitlproject.errors import DomainError
+from ledger.models import Campaign
+from policies.models import Policy
+from tests.conftest import reallocation
+from tests.factories import evaluated
+from tests.test_policy_tuning import change_url, duplicate, form_data
+
+
+def reallocations() -> Policy:
+    return Policy.objects.get(action_type="budget_reallocation", is_draft=False)
+
+
+def text_of(page) -> str:
+    """A page's words as a person reads them: tags out, entities read, spaces folded."""
+    body = re.sub(r"<script.*?</script>|<style.*?</style>", " ", page.content.decode(), flags=re.S)
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", body))).strip()
+
+
+def saved(owner: Client, policy: Policy, **typed) -> list[str]:
+    """The policy's form saved with ``typed`` and a reason; the messages said after."""
+    url = change_url(policy)
+    answer = owner.post(url, form_data(owner, url, change_reason="Tuning.", **typed), follow=True)
+    assert answer.status_code == 200 and answer.redirect_chain, text_of(answer)
+    return [html.unescape(re.sub(r"<[^>]+>", "", str(m))) for m in answer.context["messages"]]
+
+
+def queue_ids(client: Client, url: str) -> list[int]:
+    return sorted(proposal.pk for proposal in client.get(url).context["cl"].result_list)
+
+
+def link_in(message_html: str) -> str:
+    return html.unescape(re.search(r'href="([^"]*policy=[^"]*)"', message_html).group(1))
+
+
+@pytest.fixture
+def owner(login) -> Client:
+    return login("policy-owner")
+
+
+@pytest.fixture
+def operator(demo_world):
+    return get_user_model().objects.get(username="operator")
+
+
+def test_the_form_says_before_saving_what_waits_under_the_policy_and_links_to_exactly_those(
+    owner, login
+):
+    waiting = [evaluated(reallocation("280.00")), evaluated(reallocation("300.00"))]
+    evaluated(reallocation("50.00"))  # 5%: auto-approved, not waiting
+    page = owner.get(change_url(reallocations()))
+    notice = re.search(r'<p id="waiting-under-policy">(.*?)</p>', page.content.decode()).group(1)
+    said = text_of(page)
+    assert (
+        "2 proposals routed by it wait for a person. A change of the policy does not route them "
+        "again: each keeps the verdict, the approvals needed, the review window and the decision "
+        "deadline it was routed with. A ceiling raised does not let one run on its own, and "
+        "switched off, the policy leaves them waiting for a person. A hard ceiling lowered below "
+        "one is the exception: a person's approval of it as proposed is then refused."
+    ) in said
+    assert queue_ids(login("operator"), link_in(notice)) == sorted(p.pk for p in waiting)
+
+
+def test_a_hard_ceiling_lowered_below_a_waiting_proposal_refuses_its_approval_saying_why(
+    owner, login, operator
+):
+    proposal = evaluated(reallocation("280.00"))  # 28%, over the 10% auto-execute ceiling
+    said = saved(owner, reallocations(), block_above_magnitude="20")
+    assert said[1] == (
+        "1 proposal routed by its earlier versions still waits for a person. A change of the "
+        "policy does not route it again: it keeps the verdict, the approvals needed, the review "
+        "window and the decision deadline it was routed with. A ceiling raised does not let it "
+        "run on its own, and switched off, the policy leaves it waiting for a person. It is "
+        "above its hard ceiling now: a person's approval of it as proposed is refused, as the "
+        "policy blocks it outright; an edit within it, or a rejection, is possible."
+    )
+    why = (
+        "Policy “Budget reallocations” has changed since it routed this proposal (version 1; "
+        "now version 2): 28.0% of brand-search's daily budget is above the 20.0% hard ceiling "
+        "of policy “Budget reallocations”."
+    )
+    # Its page says so before the operator tries, beside what routed it and its terms now.
+    page = text_of(
+        login("operator").get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+    )
+    assert f"A guardrail refuses it now, as proposed: {why} Approving it as it is" in page
+    assert "it has changed since, to version 2" in page
+    # The queue marks it the same way.
+    queue = text_of(login("operator").get(reverse("admin:approvals_proposal_changelist")))
+    assert f"A guardrail refuses it now, as proposed: {why}" in queue
+
+    refused = login("operator").post(
+        reverse("admin:approvals_proposal_approve", args=[proposal.pk]), {"note": "ok"}, follow=True
+    )
+    assert [str(m) for m in refused.context["messages"]] == [
+        f"A guardrail refuses proposal #{proposal.pk} now: {why}"
+    ]
+    with pytest.raises(DomainError, match="has changed since it routed this proposal"):
+        proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    proposal.refresh_from_db()
+    assert proposal.status == ProposalStatus.PENDING_REVIEW
+    assert Campaign.objects.get(external_id="brand-search").daily_budget == 1000
+
+
+def test_a_hard_ceiling_still_above_it_lets_it_be_approved_and_the_message_says_none_refused(
+    owner, operator
+):
+    proposal = evaluated(reallocation("280.00"))
+    said = saved(owner, reallocations(), block_above_magnitude="50")
+    assert said[1].startswith("1 proposal routed by its earlier versions still waits")
+    assert "hard ceiling" not in said[1]
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    assert Proposal.objects.get(pk=proposal.pk).status == ProposalStatus.APPROVED
+
+
+def test_a_raised_auto_execute_ceiling_leaves_it_waiting_for_a_person_as_said(owner, operator):
+    proposal = evaluated(reallocation("280.00"))
+    said = saved(owner, reallocations(), auto_execute_max_magnitude="30")
+    assert said[0].endswith("What changed: Auto-execute ceiling: 10% → 30%.")
+    assert "A ceiling raised does not let it run on its own" in said[1]
+    proposal.refresh_from_db()
+    assert proposal.status == ProposalStatus.PENDING_REVIEW  # not re-routed
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    assert Proposal.objects.get(pk=proposal.pk).status == ProposalStatus.APPROVED
+
+
+def test_fewer_approvals_asked_for_leaves_one_routed_under_two_still_needing_two(owner, operators):
+    policy = reallocations()
+    saved(owner, policy, required_approvals="2")
+    proposal = evaluated(reallocation("280.00"))
+    proposal_approve(proposal_id=proposal.pk, reviewer=operators[0])
+    said = saved(owner, policy, required_approvals="1")
+    assert "Required approvals: 2 → 1" in said[0]
+    assert "it keeps the verdict, the approvals needed" in said[1]
+    proposal.refresh_from_db()
+    assert (proposal.status, proposal.required_approvals) == (ProposalStatus.PENDING_REVIEW, 2)
+    proposal_approve(proposal_id=proposal.pk, reviewer=operators[1])
+    assert Proposal.objects.get(pk=proposal.pk).status == ProposalStatus.APPROVED
+
+
+def test_switched_off_the_policy_leaves_them_waiting_and_its_hard_ceiling_refuses_nothing(
+    owner, operator
+):
+    policy = reallocations()
+    proposal = evaluated(reallocation("280.00"))
+    saved(owner, policy, block_above_magnitude="20")
+    said = saved(owner, policy, is_active=False)
+    assert said[0].endswith("What changed: Is active: yes → no.")
+    assert "switched off, the policy leaves it waiting for a person" in said[1]
+    assert "hard ceiling now" not in said[1]
+    proposal_approve(proposal_id=proposal.pk, reviewer=operator)
+    assert Proposal.objects.get(pk=proposal.pk).status == ProposalStatus.APPROVED
+
+
+def test_a_draft_s_promotion_page_says_which_waiting_ones_its_hard_ceiling_would_refuse(
+    owner, operator
+):
+    policy = reallocations()
+    over, under = evaluated(reallocation("280.00")), evaluated(reallocation("150.00"))
+    draft = duplicate(owner, policy, block_above_magnitude="20", change_reason="Cap it.")
+    promote = reverse("admin:policies_policy_promote", args=[draft.pk])
+    shown = text_of(owner.get(promote))
+    assert (
+        "2 proposals routed by it wait for a person. A change of the policy does not route them "
+        "again"
+    ) in shown
+    assert (
+        "1 of them would be above the draft's hard ceiling: once it is promoted, a person's "
+        "approval of it as proposed would be refused, as the policy would block it outright; "
+        "an edit within it, or a rejection, is possible."
+    ) in shown
+    done = owner.post(promote, {"change_reason": "Capped."}, follow=True)
+    said = [html.unescape(re.sub(r"<[^>]+>", "", str(m))) for m in done.context["messages"]]
+    assert "1 of them is above its hard ceiling now" in said[1]
+    with pytest.raises(DomainError, match=r"20\.0% hard ceiling"):
+        proposal_approve(proposal_id=over.pk, reviewer=operator)
+    proposal_approve(proposal_id=under.pk, reviewer=operator)
+    assert Proposal.objects.get(pk=under.pk).status == ProposalStatus.APPROVED
