@@ -18,7 +18,7 @@ from approvals.services.decisions import proposal_approve
 from hitlproject.errors import DomainError
 from ledger.models import Campaign
 from policies.models import Policy
-from tests.conftest import reallocation
+from tests.conftest import decided_from_page, reallocation
 from tests.factories import evaluated
 from tests.test_policy_tuning import change_url, duplicate, form_data
 
@@ -105,8 +105,8 @@ def test_a_hard_ceiling_lowered_below_a_waiting_proposal_refuses_its_approval_sa
     queue = text_of(login("operator").get(reverse("admin:approvals_proposal_changelist")))
     assert f"A guardrail refuses it now, as proposed: {why}" in queue
 
-    refused = login("operator").post(
-        reverse("admin:approvals_proposal_approve", args=[proposal.pk]), {"note": "ok"}, follow=True
+    refused = decided_from_page(
+        login("operator"), "approve", proposal.pk, {"note": "ok"}, follow=True
     )
     assert [str(m) for m in refused.context["messages"]] == [
         f"A guardrail refuses proposal #{proposal.pk} now: {why}"
