@@ -70,6 +70,7 @@ from hitlproject.vocabulary import (
     CarriedOut,
     VerdictOutcome,
     and_joined,
+    retry_check,
     retry_may_repeat,
     sent_to_run_again_said,
 )
@@ -2029,6 +2030,20 @@ def approval_said(proposal: Proposal) -> str:
     return _approval_said_reader(proposal)
 
 
+def _unsure_before_retry(proposal: Proposal, round_: LastRound | None) -> list[int]:
+    """For a failed proposal whose retry could repeat what its last round (``round_``) sent,
+    the numbers of that round's attempts that got no sure answer (``Execution.unanswered``,
+    as recorded): each may have been carried out all the same. [] otherwise."""
+    if proposal.status != ProposalStatus.FAILED:
+        return []
+    if round_ is None or not round_.retry_repeats:
+        return []
+    attempts = proposal.executions.filter(attempt__gte=round_.first_attempt, unanswered=True)
+    if round_.before_attempt is not None:
+        attempts = attempts.filter(attempt__lt=round_.before_attempt)
+    return list(attempts.order_by("attempt").values_list("attempt", flat=True))
+
+
 def retry_may_repeat_said(
     proposal: Proposal, round_: LastRound | None, *, retry_sends: bool = True
 ) -> str:
@@ -2039,17 +2054,19 @@ def retry_may_repeat_said(
     read first). ``round_``: its ``last_round``. ``retry_sends`` False: a retry sends nothing
     (its target moved, it ends superseded there and then), so no request is named, only the
     check on the channel those attempts still call for."""
-    if proposal.status != ProposalStatus.FAILED:
-        return ""
-    if round_ is None or not round_.retry_repeats:
-        return ""
-    attempts = proposal.executions.filter(attempt__gte=round_.first_attempt, unanswered=True)
-    if round_.before_attempt is not None:
-        attempts = attempts.filter(attempt__lt=round_.before_attempt)
-    unsure = list(attempts.order_by("attempt").values_list("attempt", flat=True))
+    unsure = _unsure_before_retry(proposal, round_)
     if not unsure:
         return ""
     return retry_may_repeat(unsure, round_.retry_key if retry_sends else None)
+
+
+def retry_check_said(proposal: Proposal, round_: LastRound | None) -> str:
+    """For a failed proposal a retry would send as a new request, told to a person who may
+    retry it after its failure (which says which attempts got no sure answer): to check on
+    the channel first, and the key the retry would send (``retry_check``). "" where no
+    attempt needs it, or a retry would find out itself. ``round_``: its ``last_round``."""
+    unsure = _unsure_before_retry(proposal, round_)
+    return retry_check(unsure, round_.retry_key) if unsure else ""
 
 
 def retry_past_kill_switches_said(findings: Sequence[str]) -> str:

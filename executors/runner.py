@@ -90,8 +90,7 @@ from hitlproject.vocabulary import (
     NO_SURE_ANSWER,
     PARTLY_CARRIED_OUT,
     attempt_numbers,
-    retry_is_new,
-    retry_may_repeat,
+    no_sure_answer_said,
 )
 from ledger.models import Account, Campaign, campaign_field_label, campaign_value_label
 from ledger.services import accounts_lock
@@ -915,8 +914,7 @@ def _execute_on_channel(proposal_id: int) -> Proposal:
             # back (approved again, it resumes that round's request): attempts went before.
             sent = current or _held_round(proposal)
             if sent is not None:
-                retry_key = _retry_key(proposal, sent, executor, action_type, campaigns, before)
-                refusal = _sent_before(refusal, proposal, sent, executor, retry_key)
+                refusal = _sent_before(refusal, proposal, sent, executor)
             _record_attempt(
                 proposal,
                 number=next_attempt,
@@ -1037,20 +1035,14 @@ def _held_round(proposal: Proposal) -> ExecutionRound | None:
 
 
 def _sent_before(
-    refusal: str,
-    proposal: Proposal,
-    sent: ExecutionRound,
-    executor: ChannelExecutor,
-    retry_key: str,
+    refusal: str, proposal: Proposal, sent: ExecutionRound, executor: ChannelExecutor
 ) -> str:
     """A refusal of the round's next attempt, with what it must add of the attempts sent
     before it: the channel got their request, and one without a sure answer (a worker stopped
     while it was under way, a timeout: ``_unsure_attempts``) may have been carried out there,
-    which the ledger cannot know, or, where each got one, that it was not carried out; and,
-    if one may have been, as beside the Retry button, the key a person's retry would send
-    (``retry_key``, with ``executor``, named only where its channel gets it): a new request
-    the channel cannot tell from it, or the same one again (unless the channel reads first
-    whether it was done)."""
+    which the ledger cannot know, or, where each got one, that it was not carried out. What
+    happened only: what a retry would send is said where a retry is offered, and true then
+    (beside the Retry button), not here, quoted long after and to the agent too."""
     last = _this_round(proposal, sent).order_by("-attempt").first()
     if last is None:
         return refusal
@@ -1073,18 +1065,9 @@ def _sent_before(
     # answer), not a later one the channel said it did not carry out (408, 429).
     last = proposal.executions.get(attempt=unsure[-1])
     said = (
-        f"{refused} Attempt {last.attempt} was sent to the channel before (“{last.error}”): "
-        "check on the channel that it was not carried out"
+        f"{refused} Attempt {last.attempt} was sent to the channel before (“{last.error}”) "
+        f"and {NO_SURE_ANSWER}."
     )
-    if sender is not None and sender.retry_finds_out(sent.request):
-        said += "."
-    elif executor.sends_key and retry_key == sent.key:
-        said += (
-            f"; a retry sends its request again, with its key ({retry_key}), which the channel "
-            "can tell from it while its endpoint stays the same."
-        )
-    else:
-        said += f"; {retry_is_new(_told_key(executor, retry_key), 1)}."
     resumed = _resumed_said(proposal, sent, sender or executor)
     return f"{said} {resumed}" if resumed else said
 
@@ -1098,19 +1081,18 @@ def _unanswered_said(
 ) -> str:
     """A failure that ends the round, with what it must add where an attempt of the round (or
     of the held rounds it resumes, ``_rounds_resumed``) got no sure answer (a timeout, a
-    server's error, a worker stopped while it was under way): it may have been carried out,
-    and a person's retry, a new request with a new key, could do it a second time, unless the
-    channel would find out itself (``retry_finds_out``); and, for a round resumed as a new
-    request, that it was (``_resumed_said``). ``last``: the round's attempt just finished, not
-    saved yet."""
+    server's error, a worker stopped while it was under way): it may have been carried out
+    (``no_sure_answer_said``), unless the channel is read first whether it was
+    (``retry_finds_out``); and, for a round resumed as a new request, that it was
+    (``_resumed_said``). What happened only: what a retry would do is said where it is read
+    and true then (beside the Retry button, in a message to a person who may retry), not in
+    the failure, quoted long after (its history, its attempt's record) and to its agent, who
+    cannot retry. ``last``: the round's attempt just finished, not saved yet."""
     said = error
     if not executor.retry_finds_out(current.request):
         numbers = _unsure_attempts(proposal, current, last)
         if numbers:
-            said = (
-                f"{error if error.endswith('.') else error + '.'} "
-                f"{retry_may_repeat(numbers, _told_key(executor, _next_round_key(proposal)))}"
-            )
+            said = f"{error if error.endswith('.') else error + '.'} {no_sure_answer_said(numbers)}"
     resumed = _resumed_said(proposal, current, executor)
     if resumed:
         said = f"{said if said.endswith('.') else said + '.'} {resumed}"

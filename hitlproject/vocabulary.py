@@ -194,7 +194,7 @@ INTERRUPTED = (
 # the messages that tell of the failure.
 EXECUTION_FAILED = "execution failed: "
 # Said of a failed round's attempts that may have been carried out all the same (sent, and no
-# answer said whether), by the failure and beside its Retry button.
+# answer said whether), by the failure (``no_sure_answer_said``) and beside its Retry button.
 NO_SURE_ANSWER = "got no answer that says whether the channel carried it out"
 # Said of attempts sent before a proposal ended without sending anything more (superseded)
 # that got no sure answer, after "nothing more was sent, but attempt 2, sent at …,", wherever
@@ -252,6 +252,27 @@ def retry_is_new(key: str, attempts: int) -> str:
     these = "these" if attempts > 1 else "it"
     with_key = f" (key {key})" if key else ""
     return f"a retry is a new request{with_key} the channel cannot tell from {these}"
+
+
+def no_sure_answer_said(numbers: Sequence[int]) -> str:
+    """What a failure records of its round's attempts (``numbers``) that got no sure answer:
+    what happened, and nothing of a retry, which is said where it is read and true then (the
+    Retry note, ``retry_may_repeat``; a message to a person who may retry, ``retry_check``):
+    a stored sentence is quoted long after (the proposal's status line and history, the
+    attempt's record, its agent's feedback and callback), when a retry may send nothing, and
+    to an agent, who cannot retry at all."""
+    return f"{attempt_numbers(numbers)} {NO_SURE_ANSWER}."
+
+
+def retry_check(numbers: Sequence[int], key: str) -> str:
+    """Told to a person who may retry a failed proposal, after its failure (which says that
+    ``numbers`` got no sure answer, ``no_sure_answer_said``), while a retry would send a new
+    request with ``key`` ("" where the channel gets none): to check on the channel first."""
+    with_key = f" (key {key})" if key else ""
+    return (
+        "Check on the channel before retrying it: a retry is a new request"
+        f"{with_key} the channel cannot tell from {attempt_numbers(numbers).lower()}."
+    )
 
 
 def retry_may_repeat(numbers: Sequence[int], key: str | None) -> str:

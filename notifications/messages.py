@@ -18,13 +18,16 @@ from approvals.selectors import (
     SinceProposed,
     approved_said,
     campaigns_not_active_each,
+    last_round,
     let_run_said,
+    retry_check_said,
     retry_past_kill_switches_said,
     since_proposed_each,
     was_retried,
 )
 from approvals.services.acts import review_window_closed
 from approvals.services.decisions import payload_seen
+from approvals.services.supersession import sets_values, target_moves_each
 from hitlproject.addresses import served_at
 from hitlproject.formats import console_time
 from hitlproject.validation import one_line
@@ -86,6 +89,11 @@ class Failure:
     # The kill switches engaged over it as the message was written, each as its finding says
     # it (``kill_switch_reason``): a retry runs it past them, as its page says beside Retry.
     kill_switches: tuple[str, ...] = ()
+    # For a reader who may retry it, while a retry would send it as a new request the channel
+    # cannot tell from attempts that got no sure answer: to check on the channel first
+    # (``retry_check_said``). Said here, as the message is written, not in the failure's
+    # words (``said``), which are quoted long after, and to its agent too.
+    retry_check: str = ""
 
     @property
     def kill_switches_text(self) -> str:
@@ -505,6 +513,15 @@ def _failures(
         "id", "history_date", "history_change_reason"
     ):
         last[proposal_id] = (at, (reason or "").removeprefix(EXECUTION_FAILED))
+    # Failed now, still to be retried: what a retry would send. Not one whose target moved,
+    # which a retry ends superseded there and then, sending nothing.
+    still_failed = [p for p in proposals if p.status == ProposalStatus.FAILED]
+    moved = target_moves_each([p for p in still_failed if sets_values(p)])
+    retry_checks = {
+        proposal.pk: retry_check_said(proposal, last_round(proposal))
+        for proposal in still_failed
+        if not moved.get(proposal.pk)
+    }
     failures = {}
     for proposal in proposals:
         at, reason = last.get(proposal.pk, (None, ""))
@@ -527,6 +544,7 @@ def _failures(
             kill_switches=(
                 switches[proposal.account_id] if proposal.status == ProposalStatus.FAILED else ()
             ),
+            retry_check=retry_checks.get(proposal.pk, ""),
         )
     return failures
 

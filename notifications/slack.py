@@ -519,6 +519,9 @@ def failure_blocks(message: ProposalMessage, *, may_retry: bool, outcome: str = 
         switches = failure.retry_past_kill_switches if may_retry else failure.kill_switches_text
         if switches:
             warned = [_plain_section(_cut(switches, SECTION_TEXT_LIMIT))]
+        # What a retry would send, said to whoever may retry it, as its page says it.
+        if may_retry and failure.retry_check:
+            warned.append(_plain_section(_cut(failure.retry_check, SECTION_TEXT_LIMIT)))
     how = [f"• {failure.let_run}."]
     if failure.by_policy:
         how += [f"• {reason}" for reason in message.reasons]
@@ -811,6 +814,7 @@ def _digest_line(line: DigestLine) -> list[dict]:
             _rich(f" (failed at {failure.at_text or 'a time not recorded'})\n    "),
             _rich("Why it failed:", italic=True),
             _rich(f" {one_line(failure.said)}\n    "),
+            *([_rich(f"{failure.retry_check}\n    ")] if failure.retry_check else []),
             _rich("How it came to run:", italic=True),
             _rich(f" {one_line(failure.let_run)}."),
             *(

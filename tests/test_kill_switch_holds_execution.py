@@ -311,9 +311,7 @@ def test_a_guardrail_set_during_the_retries_fails_the_next_attempt_unsent(channe
         "the endpoint answered HTTP 503",
         "A guardrail refuses it now: generic-search's daily budget would be "
         "780.00 USD, above its cap of 750.00 USD. Attempt 1 was sent to the channel before "
-        "(“the endpoint answered HTTP 503”): check on the channel that it was not carried out; "
-        f"a retry is a new request (key hitl-proposal-{proposal.pk}-2) the channel cannot tell "
-        "from it.",
+        f"(“the endpoint answered HTTP 503”) and {NO_SURE_ANSWER}.",
     ]
     assert len(endpoint.received) == 1
     assert budgets() == (Decimal("1000.00"), Decimal("500.00"))
@@ -419,9 +417,7 @@ def test_a_guardrail_set_before_a_held_round_resumes_says_its_attempt_went_befor
         "the endpoint answered HTTP 503",
         "A guardrail refuses it now: generic-search's daily budget would be "
         "780.00 USD, above its cap of 750.00 USD. Attempt 1 was sent to the channel before "
-        "(“the endpoint answered HTTP 503”): check on the channel that it was not carried out; "
-        f"a retry sends its request again, with its key (hitl-proposal-{proposal.pk}-1), which "
-        "the channel can tell from it while its endpoint stays the same.",
+        f"(“the endpoint answered HTTP 503”) and {NO_SURE_ANSWER}.",
     ]
     assert len(endpoint.received) == 1
     assert retry_warning(failed, client) == ""  # a retry resumes the held round, key and all
@@ -466,8 +462,10 @@ def test_a_held_round_resumed_at_a_changed_endpoint_that_fails_says_both_keys(ch
         f"Attempt 1 {NO_SURE_ANSWER}: check on the channel before retrying it; a retry is a new "
         f"request (key {retry}) the channel cannot tell from it."
     )
+    # The failure says what happened; what a retry would send, beside the Retry button.
     assert failed.executions.order_by("attempt").last().error == (
-        f"the endpoint answered HTTP 422. {unsure} Resumed as a new request (key {resumed}): its "
+        f"the endpoint answered HTTP 422. Attempt 1 {NO_SURE_ANSWER}. Resumed as a new request "
+        f"(key {resumed}): its "
         f"endpoint changed while a kill switch held it ({before.url} then, {moved.url} now). "
         f"The channel cannot tell it from attempt 1, sent before with key {first}, which "
         f"{NO_SURE_ANSWER}: check on the channel that it was not carried out twice."
@@ -481,9 +479,10 @@ def test_a_held_round_resumed_under_its_key_is_one_round_and_the_retry_after_it_
 ):
     """Its first attempt got a 503; a kill switch held the round and a person approved it
     again: the resumed round sends the held one's request under its key, -1, the same round.
-    Refused (422), it fails. The key its failure and its Retry button name, and the one the
-    retry sends, are -2, the second round's: they were -3 (numbered by the proposal's records
-    while executing: its two moves to executing), and an operator looked for a round 2."""
+    Refused (422), it fails. The key its Retry button names (its failure says what happened,
+    no key), and the one the retry sends, are -2, the second round's: they were -3 (numbered
+    by the proposal's records while executing: its two moves to executing), and an operator
+    looked for a round 2."""
     endpoint = channel(503, 422, 200)
     proposal = evaluated(bid_adjustment("2.12"))
     assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTING
@@ -498,7 +497,7 @@ def test_a_held_round_resumed_under_its_key_is_one_round_and_the_retry_after_it_
     first, second = f"hitl-proposal-{proposal.pk}-1", f"hitl-proposal-{proposal.pk}-2"
     assert keys(endpoint) == [first, first]
     retry_said = f"a retry is a new request (key {second}) the channel cannot tell from it."
-    assert failed.executions.order_by("attempt").last().error.endswith(retry_said)
+    assert failed.executions.order_by("attempt").last().error.endswith(f"{NO_SURE_ANSWER}.")
     assert retry_warning(failed, client).endswith(retry_said)
 
     release(switch)

@@ -105,12 +105,14 @@ def test_an_auto_approved_bid_whose_endpoint_answers_400_is_told_to_the_operator
     assert "Policy “Bid adjustments” version 1 let it run without a person at " in said
     assert proposal["verdict"]["reasons"][0] in said  # why it ran without a person
     # The endpoint's words as it typed them, on one line of the message's own; and that the
-    # first attempt, a 503, may have been carried out: a retry is a new request.
+    # first attempt, a 503, may have been carried out; then, to the operator, who may retry
+    # it, once, what a retry sends: a new request.
     assert (
         f"Why it failed:\n    {QUOTED}. Attempt 1 got no answer that says whether the channel "
-        "carried it out: check on the channel before retrying it; a retry is a new request "
-        f"(key hitl-proposal-{proposal['id']}-2) the channel cannot tell from it.\n"
+        "carried it out.\n    Check on the channel before retrying it: a retry is a new request "
+        f"(key hitl-proposal-{proposal['id']}-2) the channel cannot tell from attempt 1.\n"
     ) in text
+    assert said.count("before retrying") == 1
     assert f"/admin/approvals/proposal/{proposal['id']}/change/" in text
     assert "retry it on its page if it should still run" in said
     assert "You are told by the route “Demo: everything waiting, to the operators”." in said

@@ -111,8 +111,7 @@ def test_the_next_attempt_on_the_channel_is_not_sent_once_its_agent_is_stopped(c
     error = ran.executions.order_by("attempt").last().error
     assert error == (
         f"Stopped: {said}. Attempt 1 was sent to the channel before (“the endpoint answered "
-        "HTTP 503”): check on the channel that it was not carried out; a retry is a new request "
-        f"(key hitl-proposal-{proposal.pk}-2) the channel cannot tell from it."
+        "HTTP 503”) and got no answer that says whether the channel carried it out."
     )
     assert len(endpoint.received) == 1 and bid() == Decimal("2.00")
 
@@ -163,9 +162,8 @@ def test_a_stopped_agent_s_action_whose_worker_died_mid_request_says_the_channel
     assert [e.error for e in ran.executions.order_by("attempt")] == [
         "the worker stopped while the request was under way",
         f"Stopped: {said}. Attempt 1 was sent to the channel before (“the worker stopped "
-        "while the request was under way”): check on the channel that it was not carried out; "
-        f"a retry is a new request (key hitl-proposal-{proposal.pk}-2) the channel cannot tell "
-        "from it.",
+        "while the request was under way”) and got no answer that says whether the channel "
+        "carried it out.",
     ]
     assert endpoint.received == [] and bid() == Decimal("2.00")
 

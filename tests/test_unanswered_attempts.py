@@ -1,10 +1,12 @@
 """A round of channel attempts that ends failed after an attempt with no sure answer (a
 server's error, a timeout, a connection lost, a worker stopped while it was under way) may
 have been carried out all the same: the failure says so, wherever it is read (the proposal's
-reason, the last attempt's record, the agent's feedback, the failure notification, the
-console beside its Retry button), with the key a retry would send, since a retry is a new
-request the channel cannot tell from those. A refusal (a 4xx) or an endpoint never reached
-says nothing of the kind."""
+reason, the last attempt's record, the agent's feedback, the failure notification). What a
+retry would do (a new request, with the key it would send, the channel cannot tell from
+those) is said only where a retry is offered and as it stands then: beside the console's
+Retry button, and in the failure's message to a person who may retry it; not in the
+failure's words, quoted long after and to the agent, who cannot retry. A refusal (a 4xx) or
+an endpoint never reached says nothing of the kind."""
 
 import html
 import re
@@ -34,6 +36,8 @@ from tests.test_webhook_executor import approved_without_its_task
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
 
 WARNING = "got no answer that says whether the channel carried it out"
+# What is said of a retry: only where one is offered, and true then.
+RETRY_ADVICE = ("before retrying", "a retry is a new request", "a retry ")
 
 
 def text_of(message) -> str:
@@ -70,6 +74,11 @@ def retry_warning(proposal: Proposal, client) -> str:
     return text.split('id="retry-may-repeat">', 1)[1].split("</p>", 1)[0]
 
 
+def _text(html_page: str) -> str:
+    """A page's words as its reader reads them: no markup, one space between words."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", html_page)).split())
+
+
 def test_a_round_of_server_errors_says_each_may_have_been_carried_out(channel, client, mailbox):
     endpoint = channel(503)
     proposal = failed(evaluated(bid_adjustment("2.12")))
@@ -78,8 +87,7 @@ def test_a_round_of_server_errors_says_each_may_have_been_carried_out(channel, c
     key = f"hitl-proposal-{proposal.pk}-2"
     said = (
         "the endpoint answered HTTP 503. Attempts 1–5 got no answer that says whether the "
-        "channel carried it out: check on the channel before retrying it; a retry is a new "
-        f"request (key {key}) the channel cannot tell from these."
+        "channel carried it out."
     )
     assert failure_reason(proposal) == f"execution failed: {said}"
     attempts = list(proposal.executions.order_by("attempt"))
@@ -88,8 +96,17 @@ def test_a_round_of_server_errors_says_each_may_have_been_carried_out(channel, c
     [feedback] = Feedback.objects.filter(proposal=proposal, kind=FeedbackKind.FAILED)
     assert said in feedback.note
     [message] = wait_until(lambda: mailbox.to("operator@example.com"), timeout=15)
-    assert said in " ".join(text_of(message).split())  # the failure told by email
-    assert retry_warning(proposal, client) == said.split(". ", 1)[1]
+    # The failure told by email, and to the operator, who may retry it, what a retry sends.
+    assert " ".join(text_of(message).split()).count(said) == 1
+    assert (
+        "Check on the channel before retrying it: a retry is a new request "
+        f"(key {key}) the channel cannot tell from attempts 1–5."
+    ) in " ".join(text_of(message).split())
+    assert retry_warning(proposal, client) == (
+        "Attempts 1–5 got no answer that says whether the channel carried it out: check on "
+        f"the channel before retrying it; a retry is a new request (key {key}) the channel "
+        "cannot tell from these."
+    )
 
     # The retry sends the key the warning named.
     operator = get_user_model().objects.get(username="operator")
@@ -106,9 +123,8 @@ def test_a_refusal_after_a_server_error_names_only_the_attempt_without_an_answer
     reason = failure_reason(proposal)
     assert reason.startswith("execution failed: the endpoint answered HTTP 422. Attempt ")
     first = proposal.executions.order_by("attempt").first().attempt
-    assert f"Attempt {first} {WARNING}: check on the channel before retrying it" in reason
-    assert reason.endswith("the channel cannot tell from it.")
-    assert retry_warning(proposal, client).startswith(f"Attempt {first} {WARNING}")
+    assert reason.endswith(f"Attempt {first} {WARNING}.")
+    assert retry_warning(proposal, client).startswith(f"Attempt {first} {WARNING}: check")
 
 
 def test_a_worker_stopped_mid_request_counts_as_unanswered(channel, monkeypatch):
@@ -136,9 +152,7 @@ def test_a_worker_stopped_mid_request_counts_as_unanswered(channel, monkeypatch)
         "delivered again)"
     )
     assert failure_reason(proposal) == (
-        f"execution failed: the endpoint answered HTTP 422. Attempt {first.attempt} {WARNING}: "
-        "check on the channel before retrying it; a retry is a new request (key "
-        f"hitl-proposal-{proposal.pk}-2) the channel cannot tell from it."
+        f"execution failed: the endpoint answered HTTP 422. Attempt {first.attempt} {WARNING}."
     )
 
 
@@ -224,12 +238,13 @@ def test_a_redirect_after_the_post_may_have_been_carried_out(channel, client, st
     assert attempt.unanswered
     said = (
         f"the endpoint answered HTTP {status} (a redirect, not followed). Attempt "
-        f"{attempt.attempt} {WARNING}: check on "
-        "the channel before retrying it; a retry is a new request (key "
-        f"hitl-proposal-{proposal.pk}-2) the channel cannot tell from it."
+        f"{attempt.attempt} {WARNING}."
     )
     assert failure_reason(proposal) == f"execution failed: {said}"
-    assert retry_warning(proposal, client) == said.split(". ", 1)[1]
+    assert retry_warning(proposal, client) == (
+        f"Attempt {attempt.attempt} {WARNING}: check on the channel before retrying it; a retry "
+        f"is a new request (key hitl-proposal-{proposal.pk}-2) the channel cannot tell from it."
+    )
 
 
 @pytest.mark.parametrize("status", [307, 308])
@@ -337,7 +352,10 @@ def test_a_retry_that_ends_superseded_is_not_said_to_send_a_new_request(channel,
     assert 'id="retry-ends-it"' in page.content.decode()
     warning = html.unescape(retry_warning(proposal, client))
     assert warning == f"Attempt {first} {WARNING}: check on the channel."
-    assert "a retry is a new request" not in warning
+    # Nowhere on the page: not in its status line, nor in attempt 2's error, quoting the
+    # failure as it was stored before the target moved.
+    assert "a retry is a new request" not in _text(page.content.decode())
+    assert "before retrying" not in _text(page.content.decode())
 
     sent = len(endpoint.received)
     proposal_retry(
@@ -346,3 +364,45 @@ def test_a_retry_that_ends_superseded_is_not_said_to_send_a_new_request(channel,
     proposal.refresh_from_db()
     assert proposal.status == "superseded"
     assert len(endpoint.received) == sent  # nothing more went, as the page said
+
+
+def test_a_failure_says_what_happened_and_the_retry_only_beside_retry(channel, client, optimizer):
+    """Walked: a bid's attempt 1 got a 503, the next a refusal. The failure was stored with
+    "check on the channel before retrying it; a retry is a new request (key …) the channel
+    cannot tell from it", and every place quoting it said it as if true now: the failed page
+    said it three times (the status line, beside Retry, attempt 2's error), its history
+    again, and its agent, who cannot retry, was told to check before retrying. What happened
+    is said wherever it is read; the retry, once, beside the Retry button."""
+    channel(503, 422)
+    proposal = failed(evaluated(bid_adjustment("2.12")))
+    first, last = proposal.executions.order_by("attempt")
+    happened = f"Attempt {first.attempt} {WARNING}."
+    client.force_login(get_user_model().objects.get(username="operator"))
+
+    page = client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+    text = page.content.decode()
+    status = _text(text.split('id="execution-failed">', 1)[1].split("</span>", 1)[0])
+    table = _text(text.split('id="proposal-executions"', 1)[1].split("</table>", 1)[0])
+    assert happened in status and happened in table
+    for advice in RETRY_ADVICE:
+        assert advice not in status and advice not in table
+    # Said once, beside the Retry button, of the retry the button makes.
+    assert _text(text).count("before retrying it") == 1
+    assert _text(text).count("a retry is a new request") == 1
+    assert "before retrying it" in retry_warning(proposal, client)
+
+    history = client.get(reverse("admin:approvals_proposal_history", args=[proposal.pk]))
+    assert happened in _text(history.content.decode())
+    assert "before retrying" not in _text(history.content.decode())
+    assert "a retry is a new request" not in _text(history.content.decode())
+
+    # Its agent is told what happened, and nothing of a retry it cannot make.
+    [feedback] = Feedback.objects.filter(proposal=proposal, kind=FeedbackKind.FAILED)
+    assert feedback.note.endswith(happened)
+    answer = optimizer.get(f"/api/v1/proposals/{proposal.pk}/").json()
+    assert answer["execution"]["error"] == last.error
+    # Its callback's reason is the failure's, as its history records it.
+    told = [feedback.note, answer["execution"]["error"], failure_reason(proposal)]
+    for said in told:
+        for advice in RETRY_ADVICE:
+            assert advice not in said, said

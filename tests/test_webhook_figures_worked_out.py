@@ -129,8 +129,8 @@ def test_a_request_that_may_have_been_carried_out_is_not_sent_again_with_old_fig
         "780.00, where the action comes to brand-search's daily budget 620.00 and "
         "generic-search's daily budget 880.00 now (a retry works it out from the ledger as it "
         "then stands). Attempt 1 was sent to the channel before "
-        "(“the endpoint answered HTTP 503 (Retry-After: 600 s)”): check on the channel that it "
-        "was not carried out"
+        "(“the endpoint answered HTTP 503 (Retry-After: 600 s)”) and got no answer that says "
+        "whether the channel carried it out."
     ), said
     # As its move to failed is recorded, which its page, its agent and its alerts read.
     assert Proposal.history.filter(
@@ -260,7 +260,7 @@ def test_not_sent_again_names_the_attempt_that_may_have_been_carried_out(channel
     said = failed.executions.order_by("-attempt").first().error
     assert (
         "Attempt 1 was sent to the channel before (“the endpoint answered HTTP 503 "
-        "(Retry-After: 600 s)”): check on the channel that it was not carried out"
+        "(Retry-After: 600 s)”) and got no answer that says whether the channel carried it out."
     ) in said, said
     assert "Attempt 2 was sent to the channel before" not in said, said
 
