@@ -9,7 +9,7 @@ from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import IS_FACETS_VAR, IS_POPUP_VAR
 from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
-from django.db.models import F, Max, OuterRef, Q, Subquery, Window
+from django.db.models import Exists, F, OuterRef, Q, Subquery, Window
 from django.db.models.functions import RowNumber
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -1544,52 +1544,92 @@ def _named(pairs: list[str]) -> str:
 
 def dry_run_for(policy: Policy) -> DryRunFor:
     """The agent and account a policy's dry run is first shown for, and why, in words: of the
-    active agents that may propose its action type (never the platform's own agent for an
-    agent's action) on each of their accounts, one this policy decides for, matched as a
-    submission is (``deciding_rule``, with a draft in place of the policy it would replace):
-    the one that last proposed its action type there; else one of the kind whose work it is
-    (``proposed_by_kinds``), else the first by name. The last to propose it was tried even
-    where a more specific policy (an agent's own on its account, one an autonomy
-    recommendation made) decided it, so that a ceiling typed for this policy was never read.
-    Where it decides for no agent at all, the last to propose it, saying whose verdict it is."""
+    active agents that may propose its action type (only the platform's own agent for one
+    agents may not propose, a policy change; never it for an agent's action) on each of their
+    accounts, one this policy decides for, matched as a submission is (``deciding_rule``, with
+    a draft in place of the policy it would replace): the one that last proposed its action
+    type there; else one of the kind whose work it is (``proposed_by_kinds``), else the first
+    by name. The last to propose it was tried even where a more specific policy (an agent's
+    own on its account, one an autonomy recommendation made) decided it, so that a ceiling
+    typed for this policy was never read. Where it decides for no agent at all, the last to
+    propose it, saying whose verdict it is.
+
+    Bounded whatever the number of agents, accounts and proposals: it reads the latest
+    ``RECENT_PROPOSALS`` proposals of the action type and
+    matches against the rules the first ``PAIRS_EXAMINED`` agent and account pairs by name
+    and those proposers' pairs, saying so where it looked at only some."""
     label = action_types.label(policy.action_type)
     in_force = policy.is_active
     decides = "this policy decides" if in_force else "this policy would decide"
     rules = rules_deciding_with(policy)
-    agents = Agent.objects.filter(is_active=True)
-    if policy.action_type != "policy_change":
-        agents = agents.filter(is_platform=False)
+    platforms = not action_types.named(policy.action_type).agents_may_propose
+    agents = Agent.objects.filter(is_active=True, is_platform=platforms)
     if policy.agent_id:
         agents = agents.filter(pk=policy.agent_id)
     if policy.agent_kind:
         agents = agents.filter(kind=policy.agent_kind)
-    links = Agent.accounts.through.objects.filter(agent__in=agents).select_related(
-        "agent", "account"
-    )
+    links = Agent.accounts.through.objects.filter(agent__in=agents)
     if policy.account_id:
         links = links.filter(account_id=policy.account_id)
-    links = sorted(links, key=lambda link: (link.agent.name, link.account.external_id))
+    if policy.channel:
+        links = links.filter(account__channel=policy.channel)
+    pairs = links.count()
+    examined = list(
+        links.select_related("agent", "account").order_by("agent__name", "account__external_id")[
+            :PAIRS_EXAMINED
+        ]
+    )
+    # Who proposed its action type last, on which account, the latest first: on an account
+    # it still acts on (else it could not propose there now).
+    proposals = Proposal.objects.filter(
+        Exists(links.filter(agent_id=OuterRef("agent_id"), account_id=OuterRef("account_id"))),
+        action_type=policy.action_type,
+    )
+    recent = list(
+        proposals.order_by("-created_at").values_list("agent_id", "account_id", "created_at")[
+            :RECENT_PROPOSALS
+        ]
+    )
+    proposers: dict[tuple[int, int], object] = {}
+    for agent_id, account_id, created_at in recent:
+        proposers.setdefault((agent_id, account_id), created_at)
+    pairs_of = {(link.agent_id, link.account_id): (link.agent, link.account) for link in examined}
+    unseen = [pair for pair in proposers if pair not in pairs_of]
+    if unseen:  # a proposer past the first by name, on its account: read them too
+        agents_of = Agent.objects.in_bulk({agent_id for agent_id, _ in unseen})
+        accounts_of = Account.objects.in_bulk({account_id for _, account_id in unseen})
+        pairs_of |= {pair: (agents_of[pair[0]], accounts_of[pair[1]]) for pair in unseen}
     deciding = {
-        (link.agent_id, link.account_id): (
-            link.agent,
-            link.account,
-            deciding_rule(
-                rules, action_type=policy.action_type, agent=link.agent, account=link.account
-            ),
+        pair: (
+            agent,
+            account,
+            deciding_rule(rules, action_type=policy.action_type, agent=agent, account=account),
         )
-        for link in links
+        for pair, (agent, account) in pairs_of.items()
     }
+    first_by_name = len(examined)
+    by_name = list(deciding.values())[:first_by_name]
     decided = [
         (agent, account)
-        for agent, account, rule in deciding.values()
+        for agent, account, rule in by_name
         if rule is not None and rule.policy_id == policy.pk
     ]
+    some = (
+        f" (the first {PAIRS_EXAMINED} by name of {pairs} such pairs, only those looked at)"
+        if pairs > PAIRS_EXAMINED
+        else ""
+    )
     if decided:
         decides_said = (
             f"Of the active agents that may propose a {label}, each on the accounts it acts "
-            f"on, {decides} for {_named([_pair_said(*pair) for pair in decided])}: choose one "
-            "of those below for this policy's verdict (and a ceiling typed to be tried); for "
-            "any other, the verdict is that of the policy that decides it."
+            f"on{some}, {decides} for {_named([_pair_said(*pair) for pair in decided])}: choose "
+            "one of those below for this policy's verdict (and a ceiling typed to be tried); "
+            "for any other, the verdict is that of the policy that decides it."
+        )
+    elif some:
+        decides_said = (
+            f"Of the active agents that may propose a {label}, each on the accounts it acts "
+            f"on{some}, {decides} for none: a more specific policy decides for each of those."
         )
     elif deciding:
         decides_said = (
@@ -1601,23 +1641,18 @@ def dry_run_for(policy: Policy) -> DryRunFor:
         decides_said = ""
     if decides_said and not in_force:
         decides_said = f"Were it in force: {decides_said[0].lower()}{decides_said[1:]}"
-    # Who proposed its action type last, on which account, the latest first.
-    proposers = (
-        Proposal.objects.filter(action_type=policy.action_type, agent__in=agents)
-        .values("agent_id", "account_id")
-        .annotate(last=Max("created_at"))
-        .order_by("-last")[:RECENT_PROPOSERS]
+    lately = (
+        f" lately (in the {RECENT_PROPOSALS} latest proposals of a {label})"
+        if len(recent) == RECENT_PROPOSALS
+        else " lately"
     )
     passed_over = []
-    for proposer in proposers:
-        found = deciding.get((proposer["agent_id"], proposer["account_id"]))
-        if found is None:  # no longer one of its accounts: it could not propose there now
-            continue
-        agent, account, rule = found
+    for pair, last in proposers.items():
+        agent, account, rule = deciding[pair]
         if rule is not None and rule.policy_id == policy.pk:
             said = (
                 f"It is tried for agent “{agent}” on account “{account}”, the last to propose "
-                f"a {label} that {decides} ({console_time(proposer['last'])})."
+                f"a {label} that {decides} ({console_time(last)})."
             )
             if passed_over:
                 later = "A later one is" if len(passed_over) == 1 else "Later ones are"
@@ -1630,17 +1665,17 @@ def dry_run_for(policy: Policy) -> DryRunFor:
         suited = [pair for pair in decided if pair[0].kind in kinds]
         agent, account = (suited or decided)[0]
         proposed = (
-            f"No agent that proposed a {label} lately is one {decides} for: "
+            f"No agent that proposed a {label}{lately} is one {decides} for: "
             + _passed_over_said(passed_over)
             if passed_over
-            else f"No agent has proposed a {label} yet"
+            else f"No agent has proposed a {label} yet on an account it acts on now"
         )
         if suited:
             why = (
                 f", which {decides} for: an agent of the kind whose work it is "
                 f"({AgentKind(agent.kind).label.lower()})"
             )
-        elif len(decided) == 1:
+        elif len(decided) == 1 and not some:
             why = f", the only agent and account {decides} for"
         else:
             why = f", the first by name of those {decides} for"
@@ -1660,6 +1695,8 @@ def dry_run_for(policy: Policy) -> DryRunFor:
             "the one shown.",
             decides_said,
         )
+    if not deciding and platforms:
+        return DryRunFor(None, policy.account, _no_platform_account(label), decides_said)
     if not deciding:
         return DryRunFor(
             None,
@@ -1667,7 +1704,7 @@ def dry_run_for(policy: Policy) -> DryRunFor:
             f"There is no active agent this policy covers to try a {label} for.",
             decides_said,
         )
-    agent, account, rule = next(iter(deciding.values()))
+    agent, account, rule = by_name[0]
     return DryRunFor(
         agent,
         account,
@@ -1677,9 +1714,31 @@ def dry_run_for(policy: Policy) -> DryRunFor:
     )
 
 
-# How many of the latest (agent, account) pairs to propose an action type a dry run looks
-# through for one its policy decides.
-RECENT_PROPOSERS = 50
+# How many of an action type's latest proposals a dry run looks through for the last one by
+# an agent, on an account, its policy decides; how many agent and account pairs, first by
+# name, it matches against the rules to say whom the policy decides for. Each read at once.
+RECENT_PROPOSALS = 200
+PAIRS_EXAMINED = 200
+
+
+def _no_platform_account(label: str) -> str:
+    """Why a dry run of an action only the platform's own agent proposes (a policy change, an
+    autonomy recommendation) is tried for nobody: that agent is made with its first
+    recommendation and given each account it recommends a change on, then."""
+    platform = Agent.objects.filter(is_platform=True).first()
+    if platform is None:
+        return (
+            f"Only the platform's own agent proposes a {label} (an autonomy recommendation), "
+            "and there is none yet: it is made with the first recommendation. There is no one "
+            "to try it for until then."
+        )
+    return (
+        f"Only the platform's own agent, “{platform}”, proposes a {label} (an autonomy "
+        "recommendation), and it acts on no account this policy covers"
+        + ("" if platform.is_active else " (it is switched off)")
+        + ": it is given an account when it recommends a change on it. There is no one to try "
+        "it for until then."
+    )
 
 
 def _decided_by(rule: Rule | None) -> str:

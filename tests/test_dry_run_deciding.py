@@ -5,16 +5,22 @@ to propose a bid, so that its verdict was the other policy's and a ceiling typed
 never read."""
 
 import html
+from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
-from approvals.models import Agent
+from approvals.models import Agent, Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve
 from approvals.services.proposals import proposal_evaluate
 from executors.runner import proposal_execute
-from feedback.autonomy import AutonomyRules, autonomy_recommendations_propose
+from feedback.autonomy import AutonomyRules, advisor_for, autonomy_recommendations_propose
+from ledger.models import Account
 from policies.models import Policy
 from tests.conftest import bid_adjustment, reallocation
 from tests.factories import evaluated
@@ -158,3 +164,127 @@ def test_a_policy_that_decides_for_no_agent_says_so(demo_world, login):
         "adjustment; policy “Bids: optimizer on demo” decides it, not this policy, and its "
         "verdict is the one shown."
     )
+
+
+def test_a_policy_changes_dry_run_is_tried_for_the_platforms_own_agent(demo_world, login):
+    """Only the platform's own agent proposes a policy change (an autonomy recommendation).
+    The dry run of a policy of them named copywriter and optimizer among whom it decides for
+    and, before the platform's agent was given an account, was tried for copywriter, whose
+    run was refused: "Only the platform proposes a policy change, not an agent"."""
+    owner = login("policy-owner")
+    policy = Policy.objects.create(name="Policy changes", action_type="policy_change")
+
+    page = owner.get(dry_run_url(policy))  # no recommendation yet: no platform agent
+    assert page.context["form"]["agent"].initial is None
+    assert said(page, "dry-run-agent") == (
+        "Only the platform's own agent proposes a policy change (an autonomy recommendation), "
+        "and there is none yet: it is made with the first recommendation. There is no one to "
+        "try it for until then."
+    )
+    assert 'id="dry-run-decides"' not in page.content.decode()
+
+    demo = Account.objects.get(external_id="demo")
+    advisor = advisor_for(demo)  # as a recommendation on demo makes it
+    advisor.accounts.remove(demo)  # ...and one on an account it no longer acts on
+    page = owner.get(dry_run_url(policy))
+    assert page.context["form"]["agent"].initial is None
+    assert said(page, "dry-run-agent").startswith(
+        f"Only the platform's own agent, “{advisor}”, proposes a policy change (an autonomy "
+        "recommendation), and it acts on no account this policy covers"
+    )
+
+    advisor.accounts.add(demo)
+    page = owner.get(dry_run_url(policy))
+    form = page.context["form"]
+    assert form["agent"].initial == advisor
+    assert form["account"].initial == demo
+    assert said(page, "dry-run-decides").startswith(
+        "Of the active agents that may propose a policy change, each on the accounts it acts "
+        f"on, this policy decides for “{advisor}” on “demo”: choose one"
+    )
+    data = {
+        "agent": advisor.pk,
+        "account": demo.pk,
+        "payload": form["payload"].value(),
+    }
+    verdict = owner.post(dry_run_url(policy), data).context["verdict"]
+    assert verdict.policy_name == "Policy changes"
+    assert verdict.outcome == "review"
+
+
+def linked(agents: int, accounts: int, proposals: int) -> None:
+    """``agents`` optimization agents, each acting on ``accounts`` accounts, and ``proposals``
+    bid adjustments by them, the latest last."""
+    demo = Account.objects.get(external_id="demo")
+    made = Account.objects.bulk_create(
+        Account(
+            external_id=f"bulk-{n}",
+            name=f"Bulk {n}",
+            channel=demo.channel,
+            currency=demo.currency,
+            max_total_daily_budget=demo.max_total_daily_budget,
+        )
+        for n in range(accounts)
+    )
+    bots = Agent.objects.bulk_create(
+        Agent(name=f"bulk-{n:03d}", kind="optimization") for n in range(agents)
+    )
+    Link = Agent.accounts.through
+    Link.objects.bulk_create(Link(agent=bot, account=account) for bot in bots for account in made)
+    now = timezone.now()
+    Proposal.objects.bulk_create(
+        Proposal(
+            agent=bots[n % agents],
+            account=made[n % accounts],
+            action_type="bid_adjustment",
+            payload={"campaign": "brand-search", "new_bid": "2.10"},
+            rationale="bulk",
+            confidence=0.5,
+            summary="bulk",
+            magnitude=Decimal("0.05"),
+            magnitude_label="+5%",
+            status=ProposalStatus.EXECUTED,
+            created_at=now - timedelta(minutes=proposals - n),
+        )
+        for n in range(proposals)
+    )
+
+
+def test_a_dry_runs_page_reads_as_much_whatever_the_number_of_agents_and_proposals(
+    demo_world, login
+):
+    """The page read every agent's every account, and grouped every proposal of the type, to
+    choose whom to try it for: a general policy's page at 10,000 pairs and 200,000 proposals
+    took a second. It reads the latest proposals and the first pairs by name, and says so."""
+    owner = login("policy-owner")
+    general = Policy.objects.get(name=GENERAL, is_draft=False)
+    statements = []
+    for agents, proposals in [(30, 300), (60, 600)]:
+        linked(agents, 10, proposals)
+        owner.get(dry_run_url(general))  # the session's first reads
+        with CaptureQueriesContext(connection) as read:
+            page = owner.get(dry_run_url(general))
+        statements.append(len(read.captured_queries))
+        pairs = Agent.accounts.through.objects.filter(
+            agent__is_active=True, agent__is_platform=False
+        ).count()
+        assert pairs > 200
+        text = said(page, "dry-run-decides")
+        assert text.startswith(
+            "Of the active agents that may propose a bid adjustment, each on the accounts it "
+            f"acts on (the first 200 by name of {pairs} such pairs, only those looked at), this "
+            "policy decides for “bulk-000” on “bulk-0”, "
+        ), text
+        assert " and 192 more: choose one" in text, text  # 8 named of the 200
+        # The latest proposal, by an agent on an account past the first 200 pairs by name.
+        last = Proposal.objects.filter(action_type="bid_adjustment").latest("created_at")
+        assert page.context["form"]["agent"].initial == last.agent
+        assert said(page, "dry-run-agent").startswith(
+            f"It is tried for agent “{last.agent}” on account “{last.account}”, the last to "
+            "propose a bid adjustment that this policy decides ("
+        )
+        Proposal.objects.filter(rationale="bulk").delete()
+        Agent.accounts.through.objects.filter(agent__name__startswith="bulk-").delete()
+        Agent.objects.filter(name__startswith="bulk-").delete()
+        Account.objects.filter(external_id__startswith="bulk-").delete()
+    assert statements[0] == statements[1], statements

@@ -13,6 +13,7 @@ from django.urls import reverse
 from approvals import action_types
 from approvals.models import Agent
 from executors.runner import proposal_execute
+from feedback.autonomy import advisor_for
 from ledger.models import Account, Campaign, Channel
 from policies.models import Policy
 from tests.conftest import bid_adjustment, reallocation
@@ -89,9 +90,11 @@ def test_a_policy_change_example_is_made_from_the_ceiling_in_force(owner):
     bids.auto_execute_max_magnitude = Decimal("0.2")
     bids.save()
     policy = Policy.objects.create(name="Policy changes", action_type="policy_change")
+    advisor_for(Account.objects.get(external_id="demo"))  # as a recommendation on demo makes it
 
     page = owner.get(dry_run_url(policy))
 
+    assert page.context["form"]["agent"].initial.is_platform
     example = page.context["form"]["payload"].initial
     assert Agent.objects.filter(name=example["agent"], is_platform=False).exists()
     assert example["action_type"] == "bid_adjustment"
