@@ -16,7 +16,7 @@ from django.contrib.admin.utils import label_for_field
 from django.contrib.admin.views.main import ORDER_VAR, SEARCH_VAR
 from django.core.exceptions import BadRequest, PermissionDenied
 from django.db import models
-from django.db.models import Exists, OuterRef, QuerySet, Subquery
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import (
     Http404,
     HttpRequest,
@@ -44,7 +44,7 @@ from approvals.models import (
     ProposalStatus,
     RejectionReason,
     WithdrawnBy,
-    attempt_status_said,
+    retry_started,
 )
 from approvals.search import proposals_matching, search_words
 from approvals.selectors import (
@@ -2513,13 +2513,13 @@ def proposal_shown(record) -> str:
 
 
 def _executions_said(proposal: Proposal) -> list[Execution]:
-    """Its attempts, in order, each with its status as said (``attempt_status_said``) and the
+    """Its attempts, in order, each with its status as said (``status_as_said``) and the
     key it went to its channel with ("" if none: ``attempt_keys``)."""
     executions = list(proposal.executions.all())
     keys = attempt_keys(proposal) if executions else {}
-    for execution in executions:
-        execution.tried_again = execution is not executions[-1]
-        execution.status_said = attempt_status_said(execution, tried_again=execution.tried_again)
+    for execution, after in zip(executions, [*executions[1:], None], strict=False):
+        execution.retry_started = after.started_at if after is not None else None
+        execution.status_said = execution.status_as_said()
         execution.key_sent = keys.get(execution.attempt, "")
     return executions
 
@@ -2531,13 +2531,6 @@ def _key_sent(execution: Execution) -> str:
             execution.attempt, ""
         )
     return execution.key_sent
-
-
-# Whether another attempt of its proposal came after it (tried again in its round, or by a
-# person's retry): through the attempts' unique index, one lookup a row.
-_TRIED_AGAIN = Exists(
-    Execution.objects.filter(proposal=OuterRef("proposal"), attempt__gt=OuterRef("attempt"))
-)
 
 
 class ExecutionChangeList(ConsoleChangeList):
@@ -2587,7 +2580,16 @@ class ExecutionAdmin(ReadOnlyAdmin):
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Execution]:
-        return super().get_queryset(request).annotate(tried_again=_TRIED_AGAIN)
+        return super().get_queryset(request).annotate(retry_started=retry_started())
+
+    def get_history_queryset(self, request, history_manager, pk_name, object_id):
+        # Each record says its status as at its own time, the next attempt's start read with
+        # it (``Execution.status_as_said``).
+        return (
+            super()
+            .get_history_queryset(request, history_manager, pk_name, object_id)
+            .annotate(retry_started=retry_started())
+        )
 
     def get_changelist(self, request, **kwargs):
         return ExecutionChangeList

@@ -1,9 +1,12 @@
+from datetime import datetime
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
-from audit.models import audited_history
+from audit.models import audited_history, version_of, version_recorded_at
 from hitlproject.outbound import validate_outbound_url
 from hitlproject.signing import new_secret
 from hitlproject.vocabulary import ProposalStatus, VerdictOutcome
@@ -377,19 +380,47 @@ class Execution(models.Model):
     def __str__(self) -> str:
         """Its number and status as its list and its proposal's page say it (its page's
         title, heading and breadcrumbs, and its history's, read it here): "Failed, tried
-        again" of a failed attempt another followed, where its title said "failed"."""
+        again" of a failed attempt another followed, where its title said "failed"; a past
+        version's as it stood at that version's own time."""
         return f"#{self.proposal_id} attempt {self.attempt}: {self.status_as_said()}"
 
     def status_as_said(self) -> str:
-        """Its status as the console says it (``attempt_status_said``)."""
-        tried_again = getattr(self, "tried_again", None)
-        if tried_again is None:  # not read with it (the console's reads annotate it)
-            tried_again = self.status == ExecutionStatus.FAILED and (
-                Execution.objects.filter(
-                    proposal_id=self.proposal_id, attempt__gt=self.attempt
-                ).exists()
-            )
+        """Its status as the console says it (``attempt_status_said``): of a past version
+        (its history's rows, a version's page), tried again only if the next attempt had
+        begun by that version's own time (``version_recorded_at``); its record of failing,
+        written before its retry began, said "Failed" then."""
+        as_of = version_recorded_at(self)
+        retried = self.retry_started_at()
+        tried_again = retried is not None and (as_of is None or retried <= as_of)
         return attempt_status_said(self, tried_again=tried_again)
+
+    def retry_started_at(self) -> datetime | None:
+        """When the attempt after it began, if it failed and another followed; else None.
+        Read with it where a page reads many (``retry_started``, annotated on it or on its
+        past version's record), else once."""
+        if self.status != ExecutionStatus.FAILED:
+            return None
+        for read_with in (self, version_of(self)):
+            if hasattr(read_with, "retry_started"):
+                return read_with.retry_started
+        self.retry_started = (
+            Execution.objects.filter(proposal_id=self.proposal_id, attempt__gt=self.attempt)
+            .order_by("attempt")
+            .values_list("started_at", flat=True)
+            .first()
+        )
+        return self.retry_started
+
+
+def retry_started() -> Subquery:
+    """An attempt's ``retry_started`` read with it (on an execution, or a past version of
+    one: both name its proposal and its number): when the next attempt of its proposal
+    began, through the attempts' unique index, one lookup a row."""
+    return Subquery(
+        Execution.objects.filter(proposal=OuterRef("proposal_id"), attempt__gt=OuterRef("attempt"))
+        .order_by("attempt")
+        .values("started_at")[:1]
+    )
 
 
 def attempt_status_said(execution: Execution, *, tried_again: bool) -> str:

@@ -51,7 +51,7 @@ from simple_history.utils import get_history_model_for_model, get_m2m_reverse_fi
 from audit.actors import changed_by
 from audit.chain import chain_break_recorded, last_verification_broken
 from audit.history import history_manager
-from audit.models import ChainVerification
+from audit.models import ChainVerification, version_recorded_at
 from audit.secret_fields import lookup_touches_secret, sounds_secret_undeclared
 from hitlproject.formats import console_time
 from hitlproject.forms import PlainDecimalField, PlainIntegerField, number_box
@@ -538,14 +538,6 @@ def created_delta(record) -> ModelDelta:
     return ModelDelta(changes, [change.field for change in changes], record, record)
 
 
-def version_recorded_at(obj: models.Model) -> datetime | None:
-    """Of a past version's instance (``history_form_view``'s, carrying its historical
-    record), that record's own time; None for a record as it is now. What its page reads of
-    other records (a proposal's attempts) it reads as they stood then."""
-    version = getattr(obj, SIMPLE_HISTORY_REVERSE_ATTR_NAME, None)
-    return version.history_date if version is not None else None
-
-
 def shown_as_of(obj: models.Model) -> datetime:
     """The time a page shows a record as of: a past version's page, that version's own time
     (``version_recorded_at``); else now. What a record says of time ("waiting to be tried
@@ -556,8 +548,11 @@ def shown_as_of(obj: models.Model) -> datetime:
 def said_as_recorded(record) -> str:
     """A historical record's object in words as it read at the record's own time: its model's
     ``said_at(when)`` where it says something of time (a callback event waiting to be tried
-    again), else its ``str``. ``history_object`` carries no ``history_date`` of its own."""
+    again), else its ``str``, which may read the record's time (``version_recorded_at``).
+    ``history_object`` carries no ``history_date`` of its own: it is given its record, as
+    ``record.instance`` gives it, without that one's read of the fields the history leaves out."""
     obj = record.history_object
+    setattr(obj, SIMPLE_HISTORY_REVERSE_ATTR_NAME, record)
     said_at = getattr(obj, "said_at", None)
     return said_at(record.history_date) if callable(said_at) else str(obj)
 

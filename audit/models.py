@@ -1,7 +1,10 @@
+from datetime import datetime
+
 from django.apps import apps as global_apps
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from simple_history.manager import SIMPLE_HISTORY_REVERSE_ATTR_NAME
 from simple_history.models import HistoricalChanges, HistoricalRecords
 
 from hitlproject.formats import console_time
@@ -107,6 +110,20 @@ def audited_history(*, build: bool = True, **options) -> HistoricalRecords | dic
         **options,
     }
     return AuditedHistoricalRecords(**options) if build else options
+
+
+def version_of(obj: models.Model) -> HistoricalChanges | None:
+    """Of a past version's instance (``history_form_view``'s, a history row's), the
+    historical record it was built from; None for a record as it is now."""
+    return getattr(obj, SIMPLE_HISTORY_REVERSE_ATTR_NAME, None)
+
+
+def version_recorded_at(obj: models.Model) -> datetime | None:
+    """Of a past version's instance (``version_of``), that record's own time; None for a
+    record as it is now. What its page reads of other records (a proposal's attempts) it
+    reads as they stood then."""
+    version = version_of(obj)
+    return version.history_date if version is not None else None
 
 
 class ChainSealing(models.Model):

@@ -178,3 +178,31 @@ def test_the_list_of_executions_names_no_key_on_google_ads_which_gets_none(
     assert sorted(
         (row["Attempt"], row["Status"], row["Idempotency key sent"]) for row in listed.values()
     ) == [("1", "Failed, tried again", "—"), ("2", "Succeeded", "—")]
+
+
+def test_an_attempts_history_says_its_failure_as_it_read_before_it_was_tried_again(channel, login):
+    proposal = failed_twice(channel)
+    first, second = proposal.executions.order_by("attempt")
+    failure = first.history.filter(status="failed").latest("history_id")
+    assert failure.history_date < second.started_at  # recorded before attempt 2 began
+    operator = login("operator")
+
+    history = operator.get(reverse("admin:approvals_execution_history", args=[first.pk])).text
+
+    rows = {
+        int(version): text(said)
+        for version, said in re.findall(
+            r'<td data-label="Object">\s*<a href="[^"]*/history/(\d+)/">(.*?)</a>', history, re.S
+        )
+    }
+    assert rows[failure.history_id] == f"#{proposal.pk} attempt 1: Failed"
+    now = f"#{proposal.pk} attempt 1: Failed, tried again"
+    assert text(re.search(r"<h1>(.*?)</h1>", history, re.S).group(1)) == f"View history: {now}"
+    version = operator.get(
+        reverse("admin:approvals_execution_simple_history", args=[first.pk, failure.history_id])
+    ).text
+    then = f"#{proposal.pk} attempt 1: Failed"
+    assert text(re.search(r"<h1>(.*?)</h1>", version, re.S).group(1)) == f"View {then}"
+    crumbs = text(re.search(r'class="breadcrumbs">(.*?)</div>', version, re.S).group(1))
+    assert f"› {then} › History" in crumbs
+    assert "Status: Failed Before" in text(version)  # its field, not "Failed, tried again"
