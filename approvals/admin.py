@@ -54,6 +54,7 @@ from approvals.selectors import (
     campaigns_not_active,
     carried_out,
     deciding_policy,
+    deployed_creatives,
     earlier_proposals_on_targets,
     ended_recorded_at,
     executions_keys,
@@ -133,6 +134,7 @@ from approvals.services.supersession import (
     target_moves_each,
 )
 from approvals.templatetags.console import (
+    creatives_said,
     ledger_state,
     policy_after,
     policy_before,
@@ -1898,9 +1900,7 @@ class ProposalAdmin(ReadOnlyAdmin):
             # A campaign it touches paused (or gone) since: said before anyone decides.
             "campaigns_not_active": campaigns_not_active(proposal),
             # What its execution put in the ledger (a creative batch's), beside what it proposes.
-            "deployed_creatives": proposal.deployed_creatives.select_related("campaign").order_by(
-                "pk"
-            ),
+            "deployed_creatives": deployed_creatives(proposal),
             # The policy version its execution wrote (a policy change's), as its history says.
             "policy_written": (
                 policy_written(proposal)
@@ -2633,20 +2633,7 @@ class ExecutionAdmin(ReadOnlyAdmin):
     def creatives_deployed(self, execution: Execution) -> str:
         if execution.status != ExecutionStatus.SUCCEEDED:
             return "—"
-        deployed = execution.proposal.deployed_creatives.order_by("pk")
-        # Each headline isolated (<bdi>): one with a right-to-left override would otherwise
-        # reverse the records listed after it.
-        return (
-            format_html_join(
-                ", ",
-                '<a href="{}">ledger record #{}</a> <bdi>“{}”</bdi>',
-                (
-                    (reverse("admin:ledger_creative_change", args=[c.pk]), c.pk, c.headline)
-                    for c in deployed
-                ),
-            )
-            or "—"
-        )
+        return creatives_said(deployed_creatives(execution.proposal))
 
 
 SCORECARD_DAYS = (7, 30, 90)  # the periods an agent's page offers

@@ -227,6 +227,12 @@ def verdict_policy_ref(proposal: Proposal) -> dict[str, Any] | None:
     return routing_policy_ref(proposal)
 
 
+def deployed_creatives(proposal: Proposal) -> list[Creative]:
+    """The creatives a creative batch's execution put in the ledger, in order, each with its
+    campaign."""
+    return list(proposal.deployed_creatives.select_related("campaign").order_by("pk"))
+
+
 def proposals_with_details() -> QuerySet[Proposal]:
     return with_reassessed_policy(
         with_deciding_policy_number(

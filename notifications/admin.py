@@ -24,19 +24,17 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from approvals import action_types
-from approvals.action_types.policy_changes import policy_written
 from approvals.admin import EVERY_STATUS, KnownValuesOnly, ReadOnlyAdmin, listed_status
 from approvals.admin import ProposalAdmin as ApprovalsProposalAdmin
 from approvals.models import (
     DecisionOutcome,
-    Execution,
     ExecutionStatus,
     Proposal,
     ProposalStatus,
     attempt_status_said,
 )
 from approvals.services.acts import Act, may_act, permission_refusal
-from approvals.templatetags.console import ledger_state
+from approvals.templatetags.console import attempt_left
 from audit.admin import (
     AuditedHistoryAdmin,
     ChangeReasonAdmin,
@@ -631,29 +629,6 @@ DECIDED = {DecisionOutcome.APPROVE: "Approved", DecisionOutcome.REJECT: "Rejecte
 ELSEWHERE_LISTED = 200
 
 
-def left_by(execution: Execution) -> str:
-    """What a successful attempt left, as its own page says it: the campaign fields it set,
-    a creative batch's creatives, the policy version a policy change wrote; neither of the
-    last two sets a campaign field, so its state alone read "—", as if nothing was done."""
-    proposal = execution.proposal
-    if proposal.action_type == "policy_change":
-        written = policy_written(proposal)
-        if written is not None:
-            did = "created as" if written.created else "saved as"
-            return (
-                f"policy “{written.name}” {did} version {written.number}: auto-execute "
-                f"ceiling {written.ceiling_before} → {written.ceiling_after}"
-            )
-    said = [] if not any(execution.after_state.values()) else [ledger_state(execution.after_state)]
-    creatives = list(proposal.deployed_creatives.select_related("campaign").order_by("pk"))
-    if creatives:
-        listed = ", ".join(
-            f"creative #{creative.pk} “{creative.headline}”" for creative in creatives
-        )
-        said.append(f"on {creatives[0].campaign.external_id}, {listed}")
-    return "; ".join(said) or "—"
-
-
 def recorded_elsewhere(proposal: Proposal) -> list[dict]:
     """What is on record about a proposal in records of their own, not in its history: the
     decisions with their notes (a rejection's, an edit's), the attempts to execute it with
@@ -687,7 +662,7 @@ def recorded_elsewhere(proposal: Proposal) -> list[dict]:
             f"{said.lower()}"
         )
         if execution.status == ExecutionStatus.SUCCEEDED:
-            what += f"; after it: {left_by(execution)}"
+            what = format_html("{}; after it: {}", what, attempt_left(execution))
         add(execution.started_at, what, execution.error, execution)
     for outcome in proposal.outcomes.order_by("created_at", "pk"):
         figures = ", ".join(f"{name} {value}" for name, value in (outcome.metrics or {}).items())

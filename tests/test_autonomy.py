@@ -548,9 +548,31 @@ def test_an_executed_recommendation_s_history_says_which_policy_version_it_wrote
     page = html.unescape(login("auditor").get(url).content.decode())
 
     assert (
-        "Execution attempt 1 by the ledger executor: succeeded; after it: policy “Bid "
-        "adjustments: optimizer on demo” created as version 1: auto-execute ceiling 15% → 22.5%"
+        "Execution attempt 1 by the ledger executor: succeeded; after it: Policy “Bid "
+        "adjustments: optimizer on demo” created as version 1: auto-execute ceiling 15% → "
+        f"22.5%. Made from “Bid adjustments” by proposal #{recommendation.pk}."
     ) in [what for what, _ in elsewhere(page)]
+
+
+def test_an_executed_recommendation_s_history_says_the_policy_it_wrote_was_deleted_since(
+    recommendation, login
+):
+    """The proposal's history said what the attempt wrote in other words than its page, and
+    of a policy deleted since it said nothing: its page says "(deleted since)"."""
+    owner = get_user_model().objects.get(username="policy-owner")
+    proposal_approve(proposal_id=recommendation.pk, reviewer=owner)
+    assert proposal_execute(proposal_id=recommendation.pk).status == "executed"
+    Policy.objects.get(agent__name="optimizer").delete()
+    url = reverse("admin:approvals_proposal_history", args=[recommendation.pk])
+
+    page = html.unescape(login("auditor").get(url).content.decode())
+
+    [attempt] = [what for what, _ in elsewhere(page) if what.startswith("Execution attempt 1")]
+    assert attempt.startswith(
+        "Execution attempt 1 by the ledger executor: succeeded; after it: Policy “Bid "
+        "adjustments: optimizer on demo” (deleted since) created as version 1: auto-execute "
+        "ceiling 15% → 22.5%."
+    )
 
 
 def test_a_recommendation_executed_on_the_agents_own_policy_says_its_new_version(

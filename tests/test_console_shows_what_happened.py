@@ -1583,7 +1583,10 @@ def test_an_execution_reads_its_states_as_the_proposals_page_does(operator, logi
     assert "After: brand-search bid 2.10" in bid_page
     assert "Creatives deployed: —" in bid_page
     [deployed] = Creative.objects.filter(deployed_by_proposal=batch)
-    assert f"Creatives deployed: ledger record #{deployed.pk} “Savings”" in batch_page
+    campaign = deployed.campaign.external_id
+    assert (
+        f"Creatives deployed: on {campaign}: ledger record #{deployed.pk} “Savings”" in batch_page
+    )
     assert "{&quot;" not in batch_page and '{"' not in batch_page
 
 

@@ -109,7 +109,7 @@ def test_a_creative_batch_s_attempt_says_the_creatives_it_put_in_the_ledger(logi
     page = html.unescape(login("auditor").get(url).content.decode())
 
     assert (
-        "Execution attempt 1 by the ledger executor: succeeded; after it: on display-retarget, "
-        f"creative #{first.pk} “Run far”, creative #{second.pk} “Run light”",
+        "Execution attempt 1 by the ledger executor: succeeded; after it: on display-retarget: "
+        f"ledger record #{first.pk} “Run far”, ledger record #{second.pk} “Run light”",
         "—",
     ) in elsewhere(page)

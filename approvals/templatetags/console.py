@@ -1,21 +1,28 @@
 import re
+from collections.abc import Sequence
 from datetime import timedelta
 
 from django import template
 from django.urls import reverse
-from django.utils.html import escape, format_html, strip_tags
+from django.utils.html import escape, format_html, format_html_join, strip_tags
 from django.utils.safestring import mark_safe
 from django.utils.text import capfirst
 
-from approvals.action_types.policy_changes import PolicyWritten
-from approvals.models import Agent, RejectionReason
-from approvals.selectors import COUNTED, COUNTED_FIGURES, ProposalCounts, dashboard
+from approvals.action_types.policy_changes import PolicyWritten, policy_written
+from approvals.models import Agent, Execution, RejectionReason
+from approvals.selectors import (
+    COUNTED,
+    COUNTED_FIGURES,
+    ProposalCounts,
+    dashboard,
+    deployed_creatives,
+)
 from approvals.services.expiry import proposals_expire_overdue_listed
 from hitlproject.charts import GroupedBarChart, as_sent, grouped_bars
 from hitlproject.durations import elapsed_said
 from hitlproject.formats import share_percent
 from hitlproject.vocabulary import READ_PERMISSION, WHAT_IF_LABELS, action_type_label
-from ledger.models import campaign_field_label, campaign_value_label
+from ledger.models import Creative, campaign_field_label, campaign_value_label
 from policies.services import kill_switches_engaged_now
 
 register = template.Library()
@@ -29,15 +36,16 @@ def policy_before(written: PolicyWritten) -> str:
 
 
 @register.filter
-def policy_after(written: PolicyWritten) -> str:
+def policy_after(written: PolicyWritten, linked: bool = True) -> str:
     """The policy version a policy change's execution wrote, as the policy's history has it:
-    its name (a link to it), its number as its page counts them, the ceiling from → to."""
+    its name (a link to it, unless ``linked`` is false: in a line that is a link itself, a
+    proposal history's), its number as its page counts them, the ceiling from → to."""
     name = format_html("“<bdi>{}</bdi>”", written.name)
-    if written.exists:
+    if not written.exists:
+        name = format_html("{} (deleted since)", name)
+    elif linked:
         url = reverse("admin:policies_policy_change", args=[written.policy_id])
         name = format_html('<a href="{}">{}</a>', url, name)
-    else:
-        name = format_html("{} (deleted since)", name)
     did = "created as" if written.created else "saved as"
     said = format_html(
         "Policy {} {} version {}: auto-execute ceiling {} → {}.",
@@ -50,6 +58,44 @@ def policy_after(written: PolicyWritten) -> str:
     if written.made_from:
         said = format_html("{} <bdi>{}</bdi>", said, written.made_from)
     return said
+
+
+def creatives_said(creatives: Sequence[Creative], *, linked: bool = True) -> str:
+    """The creatives a creative batch's execution put in the ledger (``deployed_creatives``),
+    on which campaign, each by its ledger record (linked to it, unless ``linked`` is false)
+    and its headline; "—" if none. Each headline isolated (<bdi>): one with a right-to-left
+    override would otherwise reverse the records listed after it."""
+    if not creatives:
+        return "—"
+
+    def record(creative: Creative) -> str:
+        said = f"ledger record #{creative.pk}"
+        if not linked:
+            return said
+        url = reverse("admin:ledger_creative_change", args=[creative.pk])
+        return format_html('<a href="{}">{}</a>', url, said)
+
+    listed = format_html_join(
+        ", ", "{} <bdi>“{}”</bdi>", ((record(c), c.headline) for c in creatives)
+    )
+    return format_html("on {}: {}", creatives[0].campaign.external_id, listed)
+
+
+def attempt_left(execution: Execution) -> str:
+    """What a successful attempt left, as its own page says it, in a line that is a link
+    itself (a proposal history's, so nothing in it is): the campaign fields it set, a
+    creative batch's creatives, the policy version a policy change wrote; neither of the
+    last two sets a campaign field, so its state alone read "—", as if nothing was done."""
+    proposal = execution.proposal
+    if proposal.action_type == "policy_change":
+        written = policy_written(proposal)
+        if written is not None:
+            return policy_after(written, linked=False)
+    said = [ledger_state(execution.after_state)] if any(execution.after_state.values()) else []
+    creatives = deployed_creatives(proposal)
+    if creatives:
+        said.append(creatives_said(creatives, linked=False))
+    return format_html_join("; ", "{}", ((part,) for part in said)) or "—"
 
 
 @register.filter
