@@ -1882,7 +1882,8 @@ class ProposalAdmin(ReadOnlyAdmin):
             "executions_keyed": any(execution.key_sent for execution in executions),
             # Each attempt linked to its own page, for a reader who may open it.
             "attempts_linked": bool(executions)
-            and self.admin_site._registry[Execution].has_view_permission(request),
+            and self.admin_site.is_registered(Execution)
+            and self.admin_site.get_model_admin(Execution).has_view_permission(request),
             # Why it failed, beside its status and the retry, not only in the executions below.
             "last_failure": last_failure(proposal),
             # The confidence its agent gave, as a person reads it (the platform's as a share).

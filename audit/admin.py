@@ -365,8 +365,10 @@ def reference_as_its_reader_may(field, remote_field, remote_obj):
     "403 Forbidden"; they read the name alone."""
     request = getattr(field.form, "console_request", None)
     if request is not None:
-        target = field.model_admin.admin_site._registry.get(remote_field.model)
-        if target is None or not target.has_view_permission(request, remote_obj):
+        site = field.model_admin.admin_site
+        if not site.is_registered(remote_field.model) or not site.get_model_admin(
+            remote_field.model
+        ).has_view_permission(request, remote_obj):
             return str(remote_obj)
     return _reference_linked(field, remote_field, remote_obj)
 
@@ -742,7 +744,11 @@ class AuditedHistoryAdmin(ConsoleAdmin, SimpleHistoryAdmin):
         valid_id(self.model._meta.pk, object_id)
         # The person who made a change links to their page only for those who may open it:
         # an auditor following "policy-owner (person)" was shown "Not allowed".
-        people = self.admin_site._registry.get(get_user_model())
+        people = (
+            self.admin_site.get_model_admin(get_user_model())
+            if self.admin_site.is_registered(get_user_model())
+            else None
+        )
         # A record the last verification of the audit chain found altered is said so on the
         # page an auditor reads it from, as of that verification.
         chain_break = chain_break_recorded(
