@@ -94,12 +94,15 @@ def choice_value_refused(spec: admin.ChoicesFieldListFilter) -> None:
     known = [str(value) for value, _ in spec.field.flatchoices if value is not None]
     if spec.field.blank:
         known.append("")  # stored, as a decision's reason code is where none was asked
+    listed = ", ".join(value for value in known if value)
     for value in spec.lookup_val or ():
         if value not in known:
+            # Empty (``?status__exact=``), Django lists what has no status, none, as "0
+            # executions"; it is not the filter's "All" either, which leaves it out.
             raise IncorrectLookupParameters(
-                f"“{value}” is not one of the {spec.title} values it knows: "
-                + ", ".join(value for value in known if value)
-                + "."
+                f"the {spec.title} filter was given no value; it takes one of: {listed}."
+                if value == ""
+                else f"“{value}” is not one of the {spec.title} values it knows: {listed}."
             )
 
 

@@ -524,6 +524,26 @@ def test_a_value_another_list_s_filter_does_not_know_is_refused_saying_so(
     assert known in said
 
 
+@pytest.mark.parametrize(
+    ("model", "name", "known"),
+    [
+        (Execution, "status__exact", "running, succeeded, failed"),
+        (Decision, "outcome__exact", "approve, reject"),
+    ],
+)
+def test_a_choice_filter_given_no_value_is_refused_saying_it_was_empty(login, model, name, known):
+    """``?status__exact=`` (empty) was refused as "“” is not one of the status values it
+    knows", as if a value had been typed: Django lists what has an empty status, none ("0
+    executions"), and not the filter's "All", which leaves it out of the address."""
+    response = login("auditor").get(url_of(model, "changelist"), {name: ""})
+
+    assert response.status_code == 400, response.status_code
+    said = html.unescape(response.content.decode())
+    assert f"({name}=): the " in said
+    assert f" filter was given no value; it takes one of: {known}." in said
+    assert "“”" not in said
+
+
 def test_the_other_lists_filters_still_take_every_value_they_know(login):
     auditor = login("auditor")
     for model, query in (
