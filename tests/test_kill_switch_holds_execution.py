@@ -354,8 +354,9 @@ def test_a_target_moved_during_the_retries_supersedes_it_unsent(channel, client)
     )
     client.force_login(person("auditor"))
     page = client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+    said = may_have_been_carried_out(proposal)
     assert status_line(page).endswith(
-        f"before it was sent again, at {ended_at(proposal)}: {may_have_been_carried_out(proposal)}"
+        f"before it was sent again, at {ended_at(superseded)}: {said}"
     )
     assert len(endpoint.received) == 1
 
@@ -381,7 +382,9 @@ def test_a_target_moved_after_an_attempt_the_channel_did_not_carry_out_says_noth
     )
     client.force_login(person("auditor"))
     page = client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
-    assert status_line(page).endswith(f"before it ran, at {ended_at(proposal)}: nothing was done.")
+    assert status_line(page).endswith(
+        f"before it ran, at {ended_at(superseded)}: nothing was done."
+    )
     assert len(endpoint.received) == 1
     assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.SUPERSEDED
     assert len(endpoint.received) == 1
