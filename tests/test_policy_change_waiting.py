@@ -15,6 +15,7 @@ from django.urls import reverse
 
 from approvals.models import Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve
+from executors.runner import proposal_execute
 from hitlproject.errors import DomainError
 from ledger.models import Campaign
 from policies.models import Policy
@@ -192,3 +193,23 @@ def test_a_draft_s_promotion_page_says_which_waiting_ones_its_hard_ceiling_would
         proposal_approve(proposal_id=over.pk, reviewer=operator)
     proposal_approve(proposal_id=under.pk, reviewer=operator)
     assert Proposal.objects.get(pk=under.pk).status == ProposalStatus.APPROVED
+
+
+def test_one_above_a_lowered_hard_ceiling_edited_within_it_is_approved_and_runs_as_edited(
+    owner, login
+):
+    proposal = evaluated(reallocation("280.00"))  # 28%, over the 20% hard ceiling set below
+    saved(owner, reallocations(), block_above_magnitude="20")
+    done = decided_from_page(
+        login("operator"),
+        "edit-approve",
+        proposal.pk,
+        {"edit-amount": "200.00", "edit-note": "Within the new hard ceiling."},
+        follow=True,
+    )
+    said = [str(m) for m in done.context["messages"]]
+    assert not any("refuses" in m or "Not approved" in m for m in said), said
+    proposal.refresh_from_db()
+    assert (proposal.status, proposal.payload["amount"]) == (ProposalStatus.APPROVED, "200.00")
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTED
+    assert Campaign.objects.get(external_id="brand-search").daily_budget == 800

@@ -141,9 +141,12 @@ def _edit(proposal: Proposal, edited_payload: Any) -> dict[str, Any] | None:
 
 
 def _as_edited(proposal: Proposal, changes: Mapping[str, Any]) -> Proposal:
-    """A stand-in for the proposal with its reviewer's edit, to judge (nothing is saved)."""
+    """A stand-in for the proposal with its reviewer's edit, to judge (nothing is saved): every
+    field the edit sets, its figures and effects too, as it would be saved; a hard ceiling
+    lowered since it was routed judges the edited move, not the one proposed."""
     edited = copy.copy(proposal)
-    edited.payload = changes["payload"]
+    for field_name, value in changes.items():
+        setattr(edited, field_name, value)
     return edited
 
 
