@@ -1103,7 +1103,10 @@ class PolicyAdmin(ChangeReasonAdmin):
                 context["simulate_query"] = simulate_query(policy)
             context["replaces"] = replaced_policy(policy)
         elif policy is not None:
-            waiting = waiting_under_policy(policy.pk)
+            # As the message after its save says: how many of them its hard ceilings refuse
+            # now (none, switched off: it decides nothing).
+            rule = rule_from_policy(policy) if policy.is_active else None
+            waiting = waiting_under_policy(policy.pk, rule=rule)
             if waiting.count:
                 context["waiting_said"] = waiting_said(waiting, after=False)
         return super().change_view(request, object_id, form_url, context)

@@ -213,3 +213,19 @@ def test_one_above_a_lowered_hard_ceiling_edited_within_it_is_approved_and_runs_
     assert (proposal.status, proposal.payload["amount"]) == (ProposalStatus.APPROVED, "200.00")
     assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTED
     assert Campaign.objects.get(external_id="brand-search").daily_budget == 800
+
+
+def test_the_form_opened_again_says_how_many_its_lowered_hard_ceiling_refuses_now(owner):
+    evaluated(reallocation("280.00"))  # 28%: above the 20% hard ceiling set below
+    evaluated(reallocation("150.00"))  # 15%: within it
+    saved(owner, reallocations(), block_above_magnitude="20")
+    shown = text_of(owner.get(change_url(reallocations())))
+    assert (
+        "2 proposals routed by it wait for a person. A change of the policy does not route them "
+        "again"
+    ) in shown
+    assert (
+        "1 of them is above its hard ceiling now: a person's approval of it as proposed is "
+        "refused, as the policy blocks it outright; an edit within it, or a rejection, is "
+        "possible."
+    ) in shown
