@@ -229,3 +229,19 @@ def test_the_form_opened_again_says_how_many_its_lowered_hard_ceiling_refuses_no
         "refused, as the policy blocks it outright; an edit within it, or a rejection, is "
         "possible."
     ) in shown
+
+
+def test_one_re_assessed_above_the_hard_ceiling_after_another_move_is_still_refused(
+    owner, operator
+):
+    over = evaluated(reallocation("280.00"))  # 28%, routed by version 1
+    saved(owner, reallocations(), block_above_magnitude="20")
+    other = evaluated(reallocation("150.00"))  # 15%, routed by version 2
+    proposal_approve(proposal_id=other.pk, reviewer=operator)
+    assert proposal_execute(proposal_id=other.pk).status == ProposalStatus.EXECUTED
+    over.refresh_from_db()  # re-assessed under version 2: 280 of 850 is 32.9%
+    assert over.reassessed_policy_version is not None
+    with pytest.raises(DomainError, match=r"32\.9% of brand-search's daily budget is above the"):
+        proposal_approve(proposal_id=over.pk, reviewer=operator)
+    assert Proposal.objects.get(pk=over.pk).status == ProposalStatus.PENDING_REVIEW
+    assert Campaign.objects.get(external_id="brand-search").daily_budget == 850

@@ -1101,16 +1101,24 @@ def hard_ceilings_lowered_since(proposals: Iterable[Proposal]) -> dict[int, tupl
     for proposal in proposals:
         policy = capped.get(proposal.verdict_policy_id)
         routed = routed_version(proposal)
-        if policy is None or routed is None or latest.get(policy.pk) in (None, routed):
+        if policy is None or routed is None or latest.get(policy.pk) is None:
+            continue
+        # Routed by the version in force and not re-assessed since, it is within its hard
+        # ceilings (above them, it was blocked). Re-assessed since (its source budget cut by
+        # another move), it may now be above them, under whichever version.
+        if latest[policy.pk] == routed and proposal.reassessed_policy_version is None:
             continue
         found = hard_ceilings_refuse(proposal, rule_from_policy(policy, latest[policy.pk]))
         if found:
-            then = version_number(policy.pk, routed)
+            then = version_number(policy.pk, proposal.verdict_policy_version or routed)
             now = version_number(policy.pk, latest[policy.pk])
-            refused[proposal.pk] = (
+            since = (
                 f"Policy “{policy.name}” has changed since it routed this proposal (version "
-                f"{then}; now version {now}): " + " ".join(found),
+                f"{then}; now version {now}): "
+                if then != now
+                else "Re-assessed since it was routed: "
             )
+            refused[proposal.pk] = (since + " ".join(found),)
     return refused
 
 
