@@ -171,7 +171,7 @@ from hitlproject.durations import elapsed_said
 from hitlproject.errors import DomainError
 from hitlproject.formats import console_time
 from hitlproject.paginators import CappedCountPaginator
-from hitlproject.validation import PLAIN_DIGITS
+from hitlproject.validation import PLAIN_DIGITS, id_asked
 from hitlproject.vocabulary import (
     APPROVED_TO_RUN_STATUSES,
     COUNTED_STATUSES,
@@ -361,55 +361,59 @@ def ordering_carried(changelist, status: str) -> str | None:
     return ".".join(kept) or None
 
 
-class SentByKillSwitchFilter(KnownValuesOnly, admin.SimpleListFilter):
-    """The proposals a kill switch sent to a person while engaged (``?kill_switch=3``), as its
-    history page lists them; offered only when asked for, from that page's link."""
+class OneRecordFilter(KnownValuesOnly, admin.SimpleListFilter):
+    """The proposals of one record a link names (``?kill_switch=3``), offered only when a link
+    asks for it: one it does not know is refused, not dropped (the list showed every
+    proposal, as if filtered, for ``?kill_switch=99``)."""
+
+    model: type[models.Model]
+    named: str
+
+    def has_output(self) -> bool:
+        return bool(self.value()) or super().has_output()
+
+    def lookups(self, request, model_admin):
+        asked = id_asked(request.GET.get(self.parameter_name, ""))
+        found = self.model.objects.filter(pk=asked).first() if asked is not None else None
+        return [(str(found.pk), str(found))] if found is not None else []
+
+    def queryset(self, request, queryset):
+        if not self.value():
+            return queryset
+        if self.value() not in self.known_values():
+            raise IncorrectLookupParameters(f"there is no {self.named} #{self.value()}.")
+        return self.of(queryset, self.model.objects.get(pk=self.value()))
+
+    def of(self, queryset, record):
+        raise NotImplementedError
+
+
+class SentByKillSwitchFilter(OneRecordFilter):
+    """The proposals a kill switch sent to a person while engaged, as its history page lists
+    them."""
 
     title = "kill switch that sent it to a person"
     parameter_name = "kill_switch"
+    model = KillSwitch
+    named = "kill switch"
 
-    def has_output(self) -> bool:
-        # Applied whenever asked for: one it does not know is refused, not dropped (the list
-        # showed every proposal, as if filtered, for ``?kill_switch=99``).
-        return bool(self.value()) or super().has_output()
-
-    def lookups(self, request, model_admin):
-        asked = request.GET.get(self.parameter_name, "")
-        switch = KillSwitch.objects.filter(pk=asked).first() if asked.isdigit() else None
-        return [(str(switch.pk), str(switch))] if switch is not None else []
-
-    def queryset(self, request, queryset):
-        if not self.value():
-            return queryset
-        if self.value() not in self.known_values():
-            raise IncorrectLookupParameters(f"there is no kill switch #{self.value()}.")
-        switch = KillSwitch.objects.get(pk=self.value())
-        sent = {each.proposal_id for each in proposals_sent_by_kill_switch(switch)}
+    def of(self, queryset, record):
+        sent = {each.proposal_id for each in proposals_sent_by_kill_switch(record)}
         return queryset.filter(pk__in=sent)
 
 
-class RoutedByPolicyFilter(KnownValuesOnly, admin.SimpleListFilter):
-    """The proposals a policy routed, in any of its versions (``?policy=3``): what a change
-    of that policy leaves waiting as it was routed, as the policy's page and the message
-    after its save link to them; offered only when asked for, from those links."""
+class RoutedByPolicyFilter(OneRecordFilter):
+    """The proposals a policy routed, in any of its versions: what a change of that policy
+    leaves waiting as it was routed, as the policy's page and the message after its save link
+    to them."""
 
     title = "policy that routed it"
     parameter_name = "policy"
+    model = Policy
+    named = "policy"
 
-    def has_output(self) -> bool:
-        return bool(self.value()) or super().has_output()
-
-    def lookups(self, request, model_admin):
-        asked = request.GET.get(self.parameter_name, "")
-        policy = Policy.objects.filter(pk=asked).first() if asked.isdigit() else None
-        return [(str(policy.pk), str(policy))] if policy is not None else []
-
-    def queryset(self, request, queryset):
-        if not self.value():
-            return queryset
-        if self.value() not in self.known_values():
-            raise IncorrectLookupParameters(f"there is no policy #{self.value()}.")
-        return queryset.filter(verdict_policy_id=self.value())
+    def of(self, queryset, record):
+        return queryset.filter(verdict_policy_id=record.pk)
 
 
 class RiskFilter(KnownValuesOnly, admin.SimpleListFilter):

@@ -360,6 +360,12 @@ class PlainWholeNumber(serializers.IntegerField):
 PLAIN_DIGITS = re.compile(r"[0-9]+")
 
 
+def id_asked(value: str) -> int | None:
+    """A record's id as a link writes it (``?policy=3``), or None: plain digits only
+    (``str.isdigit`` takes "²", which ``int`` refuses) and within a database's bigint."""
+    return int(value) if PLAIN_DIGITS.fullmatch(value) and len(value) <= 18 else None
+
+
 class StrictQuery(StrictSerializer):
     """An endpoint's query parameters: one it does not take is a 400 naming it (an agent that
     asked to wait, or for one account's campaigns, is not answered as if it had asked for

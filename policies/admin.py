@@ -52,6 +52,7 @@ from hitlproject.errors import DomainError, InvalidInput
 from hitlproject.formats import console_time
 from hitlproject.forms import IndentedJSONField, PlainDecimalField, WindowField
 from hitlproject.periods import PeriodForm, describe_duration
+from hitlproject.validation import id_asked
 from hitlproject.vocabulary import (
     DRY_RUN_OUTCOME_SAID,
     SIMULATED_ROW_LABELS,
@@ -1196,7 +1197,8 @@ class PolicyAdmin(ChangeReasonAdmin):
             return ""
         draft_seen, replaced_pk, replaced_seen = ([*seen.split(":"), "", ""])[:3]
         said = self._changes_since(request, draft, draft_seen, "the draft")
-        replaced = Policy.objects.filter(pk=replaced_pk).first() if replaced_pk.isdigit() else None
+        replaced_id = id_asked(replaced_pk)
+        replaced = Policy.objects.filter(pk=replaced_id).first() if replaced_id else None
         if replaced is not None:
             said += self._changes_since(
                 request, replaced, replaced_seen, f"“{replaced}”, the policy it replaces,"
@@ -1220,7 +1222,7 @@ class PolicyAdmin(ChangeReasonAdmin):
     ) -> list[tuple[int, str]]:
         """Each version of ``policy`` after the history record ``seen``, in words, with its
         history record's id."""
-        since = int(seen) if seen.isdigit() else 0
+        since = id_asked(seen) or 0
         previous = versions_of(policy).filter(history_id__lte=since).order_by("-history_id")
         previous = previous.first()
         said = []

@@ -608,3 +608,15 @@ def test_a_deletion_without_a_reason_is_refused_saying_why_and_only_to_whom_may_
     assert "Say why" not in missing.text
     assert f"No policy #{policy.pk + 1000} was ever recorded." in missing.text
     assert Policy.objects.filter(pk=policy.pk).exists()
+
+
+@pytest.mark.parametrize("parameter", ["kill_switch", "policy"])
+@pytest.mark.parametrize("value", ["²", "١", "9" * 30, "-1", "1.0", "x"])
+def test_a_list_link_naming_a_record_that_is_no_id_is_refused(operator, parameter, value):
+    """The queue's links to the proposals of one kill switch or policy (``?policy=3``) name a
+    record by its id: one that is no plain id ("²", which ``str.isdigit`` takes and ``int``
+    refuses, was a 500) is a 400 saying there is no such record, never every proposal."""
+    page = operator.get(reverse("admin:approvals_proposal_changelist"), {parameter: value})
+
+    assert page.status_code == 400
+    assert f"there is no {parameter.replace('_', ' ')} #{value}." in html.unescape(page.text)
