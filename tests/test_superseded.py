@@ -558,17 +558,7 @@ def test_a_waiting_proposal_locked_as_a_change_lands_is_superseded_a_second_late
         nudge = evaluated(bid_adjustment("2.02"))
     assert (waiting.status, nudge.status) == ("pending_review", "approved")
 
-    holder = connections.create_connection("default")
-    holder.set_autocommit(False)
-    try:
-        with holder.cursor() as cursor:
-            table = Proposal._meta.db_table
-            cursor.execute(f"SELECT id FROM {table} WHERE id = %s FOR UPDATE", [waiting.pk])
-        assert proposal_execute(proposal_id=nudge.pk).status == "executed"
-        assert Proposal.objects.get(pk=waiting.pk).status == "pending_review"  # skipped
-    finally:
-        holder.rollback()
-        holder.close()
+    executed_while_held(nudge, held=waiting)
 
     wait_until(lambda: Proposal.objects.get(pk=waiting.pk).status == "superseded", timeout=30)
     waiting.refresh_from_db()
@@ -599,17 +589,7 @@ def test_approving_a_value_another_proposal_moved_names_that_proposal_to_its_own
         waiting = evaluated(bid_adjustment("2.40"))
         nudge = evaluated(bid_adjustment("2.02"), agent=nudged_by)
         assert (waiting.status, nudge.status) == ("pending_review", "approved")
-        holder = connections.create_connection("default")
-        holder.set_autocommit(False)
-        try:
-            with holder.cursor() as cursor:
-                table = Proposal._meta.db_table
-                cursor.execute(f"SELECT id FROM {table} WHERE id = %s FOR UPDATE", [waiting.pk])
-            assert proposal_execute(proposal_id=nudge.pk).status == "executed"
-            assert Proposal.objects.get(pk=waiting.pk).status == "pending_review"  # skipped
-        finally:
-            holder.rollback()
-            holder.close()
+        executed_while_held(nudge, held=waiting)
     nudge.refresh_from_db()
 
     page = decided_from_page(login("operator"), "approve", waiting.pk, follow=True)
@@ -863,6 +843,23 @@ def test_a_person_approved_failure_superseded_at_its_retry_says_it_failed_and_wa
     assert status_line(page) == f"Superseded · {said}"
     assert alone == said and queries.captured_queries == []
     assert outcome_text(Proposal.objects.get(pk=raise_.pk)) == f"Superseded. {said}"
+
+
+def executed_while_held(nudge: Proposal, *, held: Proposal) -> None:
+    """``nudge`` executes while another connection holds ``held``'s row (a message about it
+    being recorded, a person deciding it): the landing skips ``held``, still waiting, to look
+    at it again a second after."""
+    holder = connections.create_connection("default")
+    holder.set_autocommit(False)
+    try:
+        with holder.cursor() as cursor:
+            table = Proposal._meta.db_table
+            cursor.execute(f"SELECT id FROM {table} WHERE id = %s FOR UPDATE", [held.pk])
+        assert proposal_execute(proposal_id=nudge.pk).status == "executed"
+        assert Proposal.objects.get(pk=held.pk).status == "pending_review"  # skipped
+    finally:
+        holder.rollback()
+        holder.close()
 
 
 def page_text(page) -> str:
