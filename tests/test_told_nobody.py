@@ -75,6 +75,12 @@ def dashboard_link(page, element_id: str) -> tuple[int, str]:
     return int(found.group(2)), html.unescape(found.group(1))
 
 
+def counted_and_listed(client, element_id: str) -> tuple[int, list[int]]:
+    """What a dashboard figure says, read from the dashboard, and the proposals its link lists."""
+    count, url = dashboard_link(client.get(reverse("admin:index")), element_id)
+    return count, listed(client.get(url))
+
+
 def test_what_waits_or_failed_on_an_account_no_route_names_is_counted_and_listed(uncovered, login):
     waiting_unheard = evaluated(reallocation("280.00", account="other"))
     failed_unheard = failed("other")
@@ -156,13 +162,9 @@ def test_a_failure_told_then_retried_and_failed_again_counts_by_its_last_failure
     )
     assert Notification.objects.filter(proposal=told_twice, kind="failed").count() == 2
     assert Notification.objects.get(proposal=overtaken).status == NotificationStatus.NOT_SENT
-    operator_page = login("operator")
+    operator = login("operator")
 
-    page = operator_page.get(reverse("admin:index"))
-
-    count, url = dashboard_link(page, "failed-told-nobody")
-    assert count == 1
-    assert listed(operator_page.get(url)) == [overtaken.pk]
+    assert counted_and_listed(operator, "failed-told-nobody") == (1, [overtaken.pk])
 
 
 def test_a_proposal_told_then_edited_into_a_new_round_counts_by_its_new_round(
@@ -188,11 +190,7 @@ def test_a_proposal_told_then_edited_into_a_new_round_counts_by_its_new_round(
     assert Notification.objects.filter(proposal=unheard_again, review_round=1).exists()
     operator = login("operator")
 
-    dashboard = operator.get(reverse("admin:index"))
-
-    count, url = dashboard_link(dashboard, "waiting-told-nobody")
-    assert count == 1
-    assert listed(operator.get(url)) == [unheard_again.pk]
+    assert counted_and_listed(operator, "waiting-told-nobody") == (1, [unheard_again.pk])
 
 
 def test_what_no_longer_waits_or_reached_nobody_only_by_a_message_not_sent_is_counted_so(
@@ -219,11 +217,9 @@ def test_what_no_longer_waits_or_reached_nobody_only_by_a_message_not_sent_is_co
     operator = login("operator")
 
     routes = html.unescape(re.sub(r"<[^>]+>", "", login("policy-owner").get(ROUTES).text))
-    dashboard = operator.get(reverse("admin:index"))
+    count, shown = counted_and_listed(operator, "waiting-told-nobody")
 
-    count, url = dashboard_link(dashboard, "waiting-told-nobody")
-    assert count == 2
-    assert sorted(listed(operator.get(url))) == sorted([not_sent.pk, given_up.pk])
+    assert (count, sorted(shown)) == (2, sorted([not_sent.pk, given_up.pk]))
     assert Proposal.objects.get(pk=late.pk).status == "expired"
     assert "2 waiting proposals reached nobody" in routes
 
