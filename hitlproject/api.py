@@ -1,6 +1,10 @@
 """What every agent API view shares: the body limit, a JSON parser that cannot be made to
 crash, and one exception handler that turns domain errors into their 4xx responses."""
 
+import base64
+import re
+from urllib import parse
+
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
@@ -82,6 +86,7 @@ class IdCursorPagination(CursorPagination):
 
     def decode_cursor(self, request):
         try:
+            _as_written(request.query_params.get(self.cursor_query_param))
             cursor = super().decode_cursor(request)
             if cursor is not None and cursor.position is not None:
                 _id_as_written(cursor.position)
@@ -90,6 +95,30 @@ class IdCursorPagination(CursorPagination):
                 {self.cursor_query_param: [self.invalid_cursor_message]}
             ) from error
         return cursor
+
+
+# What a list over unique ids writes in its cursors: a position, and "r=1" on a link back. DRF
+# reads more: base64 with any other characters dropped (``cursor=%%%``, read as none at all,
+# answered the first page: a feed's reader whose kept link was mangled read every record
+# again), and an offset (``o=5``), which these lists never write, as records to skip (the
+# first five of a feed, never to be seen by the agent that sent it).
+_CURSOR_PARTS = {"p": re.compile(r"[0-9]+"), "r": re.compile(r"1")}
+
+
+def _as_written(encoded: str | None) -> None:
+    """ValueError unless ``encoded`` is absent or a cursor as these lists write one."""
+    if encoded is None:
+        return
+    pairs = parse.parse_qsl(
+        base64.b64decode(encoded, validate=True).decode("ascii"),
+        keep_blank_values=True,
+        strict_parsing=True,
+    )
+    names = [name for name, _ in pairs]
+    if len(set(names)) != len(names) or not all(
+        name in _CURSOR_PARTS and _CURSOR_PARTS[name].fullmatch(value) for name, value in pairs
+    ):
+        raise ValueError(encoded)
 
 
 def _id_as_written(position: str) -> int:

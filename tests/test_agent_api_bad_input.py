@@ -6,9 +6,11 @@ import json
 from urllib.parse import quote, urlencode
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.test import override_settings
 
 from approvals.models import IdempotencyRecord, Proposal
+from approvals.services.decisions import proposal_reject
 from ledger.models import Account, Campaign
 from tests.conftest import bid_adjustment, creative, creative_batch, reallocation
 
@@ -673,6 +675,45 @@ def test_a_cursor_that_is_not_base64_is_a_400_naming_the_parameter(optimizer, pa
     response = optimizer.get(f"{path}?cursor=not-base64!")
     assert response.status_code == 400
     assert list(response.json()) == ["cursor"]
+
+
+@pytest.mark.parametrize("path", [URL, "/api/v1/feedback/"])
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "%%%",  # no base64 at all: read as no cursor, the first page
+        "cD0x!",  # base64 with a character that is not: "p=1", the rest dropped
+        base64.b64encode(b"o=1").decode(),  # an offset: records skipped
+        base64.b64encode(b"o=1&p=1").decode(),
+        base64.b64encode(b"p=1&p=2").decode(),  # a position given twice
+        base64.b64encode(b"p=1&x=2").decode(),
+        base64.b64encode(b"r=2&p=1").decode(),
+    ],
+    ids=repr,
+)
+def test_a_cursor_no_list_writes_is_a_400_not_a_page_of_its_choosing(optimizer, path, cursor):
+    # Each was answered 200: a page skipping the first records (an offset, which these lists
+    # never write), or the first page again (a link mangled on its way back).
+    response = optimizer.get(f"{path}?cursor={quote(cursor)}")
+    assert response.status_code == 400, response.content
+    assert response.json() == {
+        "cursor": ["Not a cursor this list gave: send back the `next` or `resume` link as it came."]
+    }
+
+
+@pytest.mark.parametrize("path", [URL, "/api/v1/feedback/"])
+def test_the_links_a_list_gives_are_taken_back(optimizer, path):
+    operator = get_user_model().objects.get(username="operator")
+    for _ in range(3):
+        waiting = optimizer.post(URL, reallocation(), format="json").json()
+        proposal_reject(proposal_id=waiting["id"], reviewer=operator, reason_code="off_brand")
+    first = optimizer.get(f"{path}?page_size=1").json()
+    second = optimizer.get(first["next"]).json()
+    assert optimizer.get(second["previous"]).json()["results"] == first["results"]
+    third = optimizer.get(second["next"]).json()
+    assert len({page["results"][0]["id"] for page in (first, second, third)}) == 3
+    if "resume" in third:
+        assert optimizer.get(third["resume"]).json()["results"] == []
 
 
 def test_the_largest_id_is_a_position_a_list_may_give(optimizer):
