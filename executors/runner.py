@@ -31,7 +31,17 @@ from functools import partial
 
 from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db import OperationalError, connection, transaction
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
+from django.db.models import (
+    BigIntegerField,
+    Case,
+    Count,
+    Exists,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    When,
+)
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -62,6 +72,7 @@ from approvals.services.proposals import (
     assessed_from_ledger,
     campaigns_for,
     guardrail_blocks,
+    hard_ceilings_lowered_since,
     held_back_reason,
     ledger_snapshot,
     reasons_after,
@@ -95,7 +106,7 @@ from hitlproject.vocabulary import (
 from ledger.models import Account, Campaign, campaign_field_label, campaign_value_label
 from ledger.services import accounts_lock
 from policies.engine import guarded_risk
-from policies.models import KillSwitch
+from policies.models import KillSwitch, Policy
 from policies.services import (
     engaged_kill_switches,
     kill_switch_engaged_since,
@@ -140,7 +151,8 @@ def _reassessed(
     would now be blocked fails. Returns the proposal moved on, why the attempt must fail, or
     None to go on."""
     moved = "; ".join(str(move) for move in moves)
-    if _refusal(proposal, action_type, campaigns):
+    # The policy's hard ceilings judge its figures once re-assessed (a block now fails it).
+    if _refusal(proposal, action_type, campaigns, ceilings=False):
         return None  # it can no longer be applied at all: the attempt fails, saying why
     assessed = assessed_from_ledger(
         action_type=action_type,
@@ -225,12 +237,30 @@ def _locked_for_execution(proposal_ids: Sequence[int], *, skip_locked: bool) -> 
     )
     engaged = kill_switches_engaged_over(OuterRef("account_id"), OuterRef("account__channel"))
     return list(
-        Proposal.objects.select_related("agent", "account")
+        Proposal.objects.select_related("agent", "account", "verdict_policy")
         .annotate(
-            attempts_before=Coalesce(Subquery(attempts), 0), kill_switch_engaged=Exists(engaged)
+            attempts_before=Coalesce(Subquery(attempts), 0),
+            kill_switch_engaged=Exists(engaged),
+            verdict_policy_latest=_latest_version_if_capped(),
         )
         .filter(pk__in=proposal_ids)
         .order_by("pk")
+    )
+
+
+def _latest_version_if_capped() -> Case:
+    """The latest version (history record) of the policy that routed a proposal, where that
+    policy has a hard ceiling; else null, and its history not read: what
+    ``hard_ceilings_lowered_since`` asks, read in the statement that reads the proposal."""
+    latest = Policy.history.filter(id=OuterRef("verdict_policy_id")).order_by("-history_id")
+    return Case(
+        When(
+            Q(verdict_policy__block_above_magnitude__isnull=False)
+            | Q(verdict_policy__block_above_amount__isnull=False),
+            then=Subquery(latest.values("history_id")[:1]),
+        ),
+        default=None,
+        output_field=BigIntegerField(),
     )
 
 
@@ -456,24 +486,51 @@ def _supersede_others(executed: Sequence[tuple[Proposal, dict]], actor: Actor) -
 
 
 def _refusal(
-    proposal: Proposal, action_type, campaigns, agent_accounts: AgentAccounts | None = None
+    proposal: Proposal,
+    action_type,
+    campaigns,
+    agent_accounts: AgentAccounts | None = None,
+    *,
+    ceilings: bool = True,
 ) -> str:
     """Why the action may not be carried out now (its agent stopped, a guardrail set since,
-    a ledger that no longer allows it), or "" if it may. ``agent_accounts``:
-    ``agent_accounts_of`` the set it is carried out with, if already read."""
+    a hard ceiling of the policy that routed it lowered below it since, a ledger that no
+    longer allows it), or "" if it may. ``agent_accounts``: ``agent_accounts_of`` the set it
+    is carried out with, if already read. Without ``ceilings``, the policy's hard ceilings
+    are left to the caller (one about to re-assess it, whose figures they judge)."""
     # Nothing an agent proposed runs once it is stopped, however far it had come (approved
     # and queued, or between two attempts on its channel): a person can no longer approve or
     # retry it either.
     stopped = agent_stopped(proposal, agent_accounts)
     if stopped:
         return f"Stopped: {stopped} since it proposed it."
-    return _ledger_refusal(proposal, action_type, campaigns)
+    lowered = _hard_ceilings_lowered(proposal) if ceilings else ()
+    return _ledger_refusal(proposal, action_type, campaigns, lowered)
 
 
-def _ledger_refusal(proposal: Proposal, action_type, campaigns) -> str:
+def _hard_ceilings_lowered(proposal: Proposal) -> tuple[str, ...]:
+    """What a hard ceiling of the policy that routed the proposal, lowered since (it was
+    approved, or routed to the person who approved it), refuses about it, in the words its
+    approval is refused in now (``hard_ceilings_lowered_since``): the policy owner who set
+    "nothing above 20%" does not see 28% run because it had been approved before, or the
+    policy let it run on its own. The attempt fails rather than going back to a person: the
+    policy blocks it outright, so a person's approval of it would be refused (as a verdict
+    that now blocks fails it, ``_reassessed``). Nothing asked of the database where the policy
+    has no hard ceiling or has not changed since (``proposal`` as ``_locked_for_execution``
+    reads it: with its policy and that policy's latest version)."""
+    if proposal.verdict_policy_id is None:
+        return ()
+    latest = {proposal.verdict_policy_id: proposal.verdict_policy_latest}
+    return hard_ceilings_lowered_since([proposal], latest=latest).get(proposal.pk, ())
+
+
+def _ledger_refusal(
+    proposal: Proposal, action_type, campaigns, policy_blocks: tuple[str, ...] = ()
+) -> str:
     """Why the ledger may not record the action now (a guardrail set since, a ledger that no
-    longer allows it), or "" if it may."""
-    blocked = guardrail_blocks(proposal=proposal, campaigns=campaigns)
+    longer allows it), or "" if it may; ``policy_blocks``: what the policy's hard ceilings
+    refuse about it now, said among the guardrails', as its approval says them."""
+    blocked = guardrail_blocks(proposal=proposal, campaigns=campaigns) + policy_blocks
     if blocked:
         return str(GuardrailRefusal(blocked))
     try:

@@ -1064,7 +1064,9 @@ def routed_version(proposal: Proposal) -> int | None:
     return max((version for version in versions if version is not None), default=None)
 
 
-def hard_ceilings_lowered_since(proposals: Iterable[Proposal]) -> dict[int, tuple[str, ...]]:
+def hard_ceilings_lowered_since(
+    proposals: Iterable[Proposal], *, latest: dict[int, int | None] | None = None
+) -> dict[int, tuple[str, ...]]:
     """By proposal id, what the hard ceilings of the policy that routed each refuse about it
     now, where that policy has changed since (a ceiling lowered below it): a person's approval
     does not run what the policy now blocks outright, as an edit to it would be refused. Its
@@ -1072,7 +1074,9 @@ def hard_ceilings_lowered_since(proposals: Iterable[Proposal]) -> dict[int, tupl
     policy change does re-routes a proposal already waiting. Nothing where the policy is
     switched off, a draft or unchanged, or no longer matches it. The policies are those the
     proposals were read with where they were (the queue reads them with its rows), else read
-    in one statement; their versions only where one has a hard ceiling."""
+    in one statement; their versions only where one has a hard ceiling, unless ``latest``
+    gives them (each policy's latest history record, by policy id, read with the proposals:
+    the executor's)."""
     proposals = [proposal for proposal in proposals if proposal.verdict_policy_id is not None]
     policies: dict[int, Policy] = {}
     for proposal in proposals:
@@ -1090,13 +1094,14 @@ def hard_ceilings_lowered_since(proposals: Iterable[Proposal]) -> dict[int, tupl
     }
     if not capped:
         return {}
-    latest = dict(
-        Policy.history.filter(id__in=capped)
-        .order_by()
-        .values("id")
-        .annotate(latest=Max("history_id"))
-        .values_list("id", "latest")
-    )
+    if latest is None:
+        latest = dict(
+            Policy.history.filter(id__in=capped)
+            .order_by()
+            .values("id")
+            .annotate(latest=Max("history_id"))
+            .values_list("id", "latest")
+        )
     refused = {}
     for proposal in proposals:
         policy = capped.get(proposal.verdict_policy_id)

@@ -1,0 +1,227 @@
+"""A hard ceiling lowered while an approved proposal waits to run (its task queued, a kill
+switch engaged over it, its channel's next attempt due) holds its execution too, as it holds
+a person's approval of one still waiting (tests/test_policy_change_waiting.py): the attempt
+fails, nothing applied or sent, saying why in the words the approval would be refused in,
+on its page, in its history and in its agent's feedback; a person's Retry of it is refused
+in the same words. The policy owner set "nothing above 20%": 28% never runs."""
+
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.messages import get_messages
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from approvals.models import Proposal, ProposalStatus
+from approvals.services.decisions import proposal_approve, proposal_retry
+from executors.runner import proposal_execute
+from hitlproject.errors import DomainError
+from hitlproject.vocabulary import EXECUTION_FAILED, NO_SURE_ANSWER
+from ledger.models import Campaign
+from policies.models import Policy
+from tests.conftest import bid_adjustment, reallocation, wait_until
+from tests.factories import evaluated
+from tests.test_console_shows_what_happened import status_line
+from tests.test_feedback_api import failed_feedback
+from tests.test_kill_switch_holds_execution import budgets, engage, next_attempt_due, release
+from tests.test_policy_change_waiting import reallocations, saved
+
+ABOVE_20 = (
+    "Policy “Budget reallocations” has changed since it routed this proposal (version 1; now "
+    "version 2): 28.0% of brand-search's daily budget is above the 20.0% hard ceiling of "
+    "policy “Budget reallocations”."
+)
+REFUSED = f"A guardrail refuses it now: {ABOVE_20}"
+UNTOUCHED = (Decimal("1000.00"), Decimal("500.00"))
+
+
+def person(username: str = "operator"):
+    return get_user_model().objects.get(username=username)
+
+
+def bids() -> Policy:
+    return Policy.objects.get(action_type="bid_adjustment", is_draft=False)
+
+
+def ran(proposal) -> Proposal:
+    return Proposal.objects.get(pk=proposal.pk)
+
+
+def bid() -> Decimal:
+    return Campaign.objects.get(external_id="brand-search").bid
+
+
+def approved_28() -> object:
+    """A 28% reallocation a person approved under version 1 of its policy, its execution
+    queued (not run yet: the worker is busy, or down)."""
+    proposal = evaluated(reallocation("280.00"))
+    assert proposal_approve(proposal_id=proposal.pk, reviewer=person()).status == "approved"
+    return proposal
+
+
+@pytest.fixture
+def owner(login):
+    return login("policy-owner")
+
+
+def test_an_approved_one_whose_hard_ceiling_was_lowered_before_it_ran_fails_saying_why(
+    owner, login, agent_client
+):
+    proposal = approved_28()
+    saved(owner, reallocations(), block_above_magnitude="20")
+
+    failed = proposal_execute(proposal_id=proposal.pk)
+
+    assert failed.status == ProposalStatus.FAILED
+    assert budgets() == UNTOUCHED
+    assert [(e.status, e.error) for e in failed.executions.all()] == [("failed", REFUSED)]
+    record = failed.history.filter(status="failed").earliest("history_id")
+    assert record.history_change_reason == f"{EXECUTION_FAILED}{REFUSED}"
+    assert (proposal.pk, "failed", REFUSED) in failed_feedback(agent_client)
+    page = login("operator").get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
+    assert REFUSED in status_line(page)
+
+
+def test_the_brief_s_case_approved_then_held_by_a_switch_released_after_the_ceiling_fell(
+    owner, demo_world
+):
+    """Approved at 28%; a kill switch engaged before its task ran; the policy owner lowered the
+    hard ceiling to 20% and the switch was released: the task, run now, fails."""
+    proposal = approved_28()
+    switch = engage()
+    saved(owner, reallocations(), block_above_magnitude="20")
+    release(switch)
+
+    failed = proposal_execute(proposal_id=proposal.pk)
+
+    assert failed.status == ProposalStatus.FAILED
+    assert failed.executions.get().error == REFUSED
+    assert budgets() == UNTOUCHED
+
+
+def test_one_the_policy_approved_on_its_own_does_not_run_above_the_ceiling_set_since(owner):
+    proposal = evaluated(bid_adjustment("2.12"))  # 6%: the policy engine approves it
+    assert proposal.status == ProposalStatus.APPROVED
+    saved(owner, bids(), auto_execute_max_magnitude="4", block_above_magnitude="5")
+
+    failed = proposal_execute(proposal_id=proposal.pk)
+
+    assert failed.status == ProposalStatus.FAILED
+    assert failed.executions.get().error == (
+        "A guardrail refuses it now: Policy “Bid adjustments” has changed since it routed this "
+        "proposal (version 1; now version 2): A 6.0% change to brand-search's bid is above "
+        "the 5.0% hard ceiling of policy “Bid adjustments”."
+    )
+    assert bid() == Decimal("2.00")
+
+
+def test_a_ceiling_lowered_but_still_above_it_or_another_field_changed_lets_it_run(owner):
+    proposal = approved_28()
+    saved(owner, reallocations(), block_above_magnitude="30")
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTED
+    assert budgets() == (Decimal("720.00"), Decimal("780.00"))
+
+
+def test_a_policy_switched_off_since_holds_nothing_back(owner):
+    proposal = approved_28()
+    policy = reallocations()
+    saved(owner, policy, block_above_magnitude="20")
+    saved(owner, policy, is_active=False)
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTED
+
+
+def test_between_two_attempts_on_its_channel_the_next_one_fails_unsent(channel, owner):
+    endpoint = channel(503, 200)
+    proposal = approved_28()
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTING  # 503
+    saved(owner, reallocations(), block_above_magnitude="20")
+    next_attempt_due(proposal)
+
+    failed = proposal_execute(proposal_id=proposal.pk)
+
+    assert failed.status == ProposalStatus.FAILED
+    assert [e.error for e in failed.executions.order_by("attempt")] == [
+        "the endpoint answered HTTP 503",
+        f"{REFUSED} Attempt 1 was sent to the channel before (“the endpoint answered HTTP 503”) "
+        f"and {NO_SURE_ANSWER}.",
+    ]
+    assert len(endpoint.received) == 1
+    assert budgets() == UNTOUCHED
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_the_worker_s_next_attempt_after_the_ceiling_fell_is_not_sent(channel):
+    """The real worker: an auto-approved bid's first request answered 503; while it was under
+    way, the policy owner lowered the policy's hard ceiling below it. The worker's retry used
+    to send it again, and it ran at 6% above the 5% the owner had just set."""
+    endpoint = channel(503, 200)
+
+    def lowered() -> None:
+        policy = bids()
+        policy.auto_execute_max_magnitude = Decimal("0.04")
+        policy.block_above_magnitude = Decimal("0.05")
+        policy.save()
+
+    endpoint.while_first_request = lowered
+    proposal = evaluated(bid_adjustment("2.12"))
+
+    wait_until(lambda: ran(proposal).status in ("failed", "executed"))
+
+    assert ran(proposal).status == ProposalStatus.FAILED
+    assert len(endpoint.received) == 1 and bid() == Decimal("2.00")
+    last = proposal.executions.order_by("attempt").last()
+    assert last.error.startswith(
+        "A guardrail refuses it now: Policy “Bid adjustments” has changed since it routed this "
+        "proposal (version 1; now version 2): A 6.0% change to brand-search's bid is above "
+        "the 5.0% hard ceiling"
+    )
+
+
+def test_retrying_a_failed_one_above_a_ceiling_lowered_since_is_refused_in_the_same_words(
+    owner, login
+):
+    """Failed for another reason (a cap on generic-search, lifted since); the hard ceiling
+    lowered after it failed: Retry is refused, as its approval would be, and nothing runs."""
+    proposal = approved_28()
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget=Decimal("750"))
+    assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.FAILED
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget=None)
+    saved(owner, reallocations(), block_above_magnitude="20")
+
+    operator = login("operator")
+    answer = operator.post(
+        reverse("admin:approvals_proposal_retry", args=[proposal.pk]), follow=True
+    )
+    said = [str(message) for message in get_messages(answer.wsgi_request)]
+    assert said == [
+        f"A guardrail refuses proposal #{proposal.pk} now: {ABOVE_20} A retry would fail "
+        "again: its execution would refuse it."
+    ]
+    with pytest.raises(DomainError, match="has changed since it routed this proposal"):
+        proposal_retry(proposal_id=proposal.pk, reviewer=person())
+    proposal.refresh_from_db()
+    assert proposal.status == ProposalStatus.FAILED and proposal.executions.count() == 1
+    assert budgets() == UNTOUCHED
+
+
+def statements_executing(proposal) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        assert proposal_execute(proposal_id=proposal.pk).status == ProposalStatus.EXECUTED
+    return len(queries.captured_queries)
+
+
+def test_the_check_costs_no_statement_on_the_execute_path(owner):
+    """Run before every attempt: the policy and its latest version are read in the statement
+    that reads the proposal, so an auto-approved bid executes in as many statements whether
+    its policy has no hard ceiling, one unchanged since it routed it, or one lowered since
+    but still above it."""
+    without = statements_executing(evaluated(bid_adjustment("2.12")))
+    saved(owner, bids(), block_above_magnitude="50")
+    unchanged = statements_executing(evaluated(bid_adjustment("2.20")))
+    routed = evaluated(bid_adjustment("2.25"))
+    saved(owner, bids(), block_above_magnitude="40")
+    lowered_above_it = statements_executing(routed)
+    assert without == unchanged == lowered_above_it
