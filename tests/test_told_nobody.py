@@ -228,5 +228,13 @@ def test_with_nothing_that_reached_nobody_the_routes_list_says_nothing_of_it(dem
     evaluated(reallocation("280.00"))
 
     assert 'id="told-nobody"' not in login("policy-owner").get(ROUTES).text
-    page = login("operator").get(reverse("admin:index"))
-    assert dashboard_link(page, "waiting-told-nobody")[0] == 0
+    # Nor the dashboard: no "Nobody was told of 0 of them" under what waits, nor "Nobody was
+    # told 0 of them failed" under what failed.
+    said = " ".join(
+        html.unescape(
+            re.sub(r"<[^>]+>", " ", login("operator").get(reverse("admin:index")).text)
+        ).split()
+    )
+    assert "Waiting for a person now 1 Oldest waiting" in said
+    assert "Failed executions now 0 Deadlines" in said
+    assert "Nobody was told" not in said
