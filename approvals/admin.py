@@ -183,6 +183,7 @@ from hitlproject.vocabulary import (
     UNDER_WAY_STATUSES,
     CarriedOut,
     VerdictOutcome,
+    edit_within,
     how_many,
 )
 from ledger.models import Channel, campaign_field_label, campaign_value_label
@@ -1997,6 +1998,8 @@ class ProposalAdmin(ReadOnlyAdmin):
                 if proposal.status == ProposalStatus.PENDING_REVIEW and refused_now
                 else ""
             ),
+            # What an edit approved must keep within: the guardrail, its policy's hard ceiling.
+            "edit_within": edit_within(refused_now) if refused_now else "",
             # Whose proposals approving it ends, once it executes, said before the person
             # approves: the same rule the execution supersedes them by.
             "ends_when_executed": (

@@ -96,25 +96,45 @@ from policies.services import (
 class WaitingUnderPolicy:
     """The proposals waiting for a person that a policy routed, in any of its versions: a
     change of the policy does not route them again (``waiting_under_policy``). ``refused``:
-    how many of them the hard ceilings it was judged by refuse as proposed."""
+    how many of them the hard ceilings it was judged by refuse as proposed; with a draft
+    about to be promoted into it, ``draft_refused``: how many the draft's would refuse, of
+    which ``refused_by_both`` are refused already."""
 
     policy_id: int
     count: int
     refused: int = 0
+    draft_refused: int = 0
+    refused_by_both: int = 0
 
 
-def waiting_under_policy(policy_id: int, *, rule: Rule | None = None) -> WaitingUnderPolicy:
-    """What waits for a person under the policy, and, with ``rule`` (the policy as saved now,
-    or a draft in its place), how many of those its hard ceilings refuse as proposed: a
-    person's approval of them is refused (``hard_ceilings_lowered_since``)."""
+def _hard_ceiling(rule: Rule | None) -> bool:
+    return rule is not None and (
+        rule.block_above_magnitude is not None or rule.block_above_amount is not None
+    )
+
+
+def waiting_under_policy(
+    policy_id: int, *, rule: Rule | None = None, draft: Rule | None = None
+) -> WaitingUnderPolicy:
+    """What waits for a person under the policy, and, with ``rule`` (the policy as saved now),
+    how many of those its hard ceilings refuse as proposed: a person's approval of them is
+    refused (``hard_ceilings_lowered_since``); with ``draft`` (a draft about to be promoted
+    into it), how many the draft's hard ceilings would refuse once it is."""
     waiting = Proposal.objects.filter(
         status=ProposalStatus.PENDING_REVIEW, verdict_policy_id=policy_id
     )
-    if rule is None or (rule.block_above_magnitude is None and rule.block_above_amount is None):
+    if not _hard_ceiling(rule) and not _hard_ceiling(draft):
         return WaitingUnderPolicy(policy_id=policy_id, count=waiting.count())
     proposals = list(waiting.select_related("agent", "account").order_by("pk"))
-    refused = sum(1 for proposal in proposals if hard_ceilings_refuse(proposal, rule))
-    return WaitingUnderPolicy(policy_id=policy_id, count=len(proposals), refused=refused)
+    now = {p.pk for p in proposals if rule is not None and hard_ceilings_refuse(p, rule)}
+    then = {p.pk for p in proposals if draft is not None and hard_ceilings_refuse(p, draft)}
+    return WaitingUnderPolicy(
+        policy_id=policy_id,
+        count=len(proposals),
+        refused=len(now),
+        draft_refused=len(then),
+        refused_by_both=len(now & then),
+    )
 
 
 def with_deciding_policy_name(queryset: QuerySet[Proposal]) -> QuerySet[Proposal]:

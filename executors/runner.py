@@ -102,6 +102,7 @@ from hitlproject.vocabulary import (
     PARTLY_CARRIED_OUT,
     attempt_numbers,
     no_sure_answer_said,
+    refusal_said,
 )
 from ledger.models import Account, Campaign, campaign_field_label, campaign_value_label
 from ledger.services import accounts_lock
@@ -134,10 +135,12 @@ STOPPED_NOT_SENT_AGAIN = (
 
 class GuardrailRefusal(Exception):
     """A guardrail refuses the action now: one set since the approval (a cap, a lock), or a
-    cap that what ran since has reached (the account's total daily budget)."""
+    cap that what ran since has reached (the account's total daily budget); or the hard
+    ceiling of the policy that routed it, lowered since (each said as whose it is,
+    ``refusal_said``)."""
 
     def __init__(self, reasons: tuple[str, ...]) -> None:
-        super().__init__("A guardrail refuses it now: " + " ".join(reasons))
+        super().__init__(refusal_said(reasons))
 
 
 def _reassessed(

@@ -149,6 +149,49 @@ def how_many(count: int, noun: str) -> str:
     return f"{count} {noun if count == 1 else noun + 's'}"
 
 
+class HardCeilingFinding(str):
+    """What the hard ceiling of the policy that routed a proposal refuses about it now, the
+    ceiling lowered below it since, or the proposal re-assessed above it
+    (``approvals.services.proposals.hard_ceilings_lowered_since``): told apart from a
+    guardrail's finding among the reasons its approval is refused for, so that it is said as
+    the policy's (``refuses_now``). A policy's hard ceiling is no guardrail: the policy routed
+    the proposal; the guardrails (kill switches, caps, strategy locks, brand rules) stand
+    beside every policy."""
+
+
+def refuses_now(reasons: Sequence[str], *, named: str = "it") -> str:
+    """Who refuses a proposal now, for ``reasons`` (a guardrail's findings, its policy's hard
+    ceiling's: ``HardCeilingFinding``), as a sentence begins it, before the reasons: "a
+    guardrail refuses it now", "the hard ceiling of the policy that routed it refuses it now",
+    "a guardrail and the hard ceiling of the policy that routed it refuse it now"; ``named``
+    names the proposal ("proposal #12")."""
+    ceiling = any(isinstance(reason, HardCeilingFinding) for reason in reasons)
+    guardrail = not all(isinstance(reason, HardCeilingFinding) for reason in reasons)
+    policy_s = f"the hard ceiling of the policy that routed {named}"
+    if ceiling and guardrail:
+        return f"a guardrail and {policy_s} refuse it now"
+    if ceiling:
+        return f"{policy_s} refuses it now"
+    return f"a guardrail refuses {named} now"
+
+
+def refusal_said(reasons: Sequence[str], *, named: str = "it") -> str:
+    """An approval, a retry or an execution refused for ``reasons``, in a sentence: "A
+    guardrail refuses proposal #12 now: …" (``refuses_now``)."""
+    said = refuses_now(reasons, named=named)
+    return f"{said[:1].upper()}{said[1:]}: " + " ".join(reasons)
+
+
+def edit_within(reasons: Sequence[str]) -> str:
+    """What an edit must keep within for the approval ``reasons`` refuse to pass: "the
+    guardrail", "its policy's hard ceiling", or both."""
+    ceiling = any(isinstance(reason, HardCeilingFinding) for reason in reasons)
+    guardrail = not all(isinstance(reason, HardCeilingFinding) for reason in reasons)
+    if ceiling and guardrail:
+        return "the guardrail and its policy's hard ceiling"
+    return "its policy's hard ceiling" if ceiling else "the guardrail"
+
+
 def and_joined(names: Sequence[str]) -> str:
     """Names listed as a person lists them: "operator", "operator and operator2", "a, b and
     c"."""

@@ -158,10 +158,24 @@ REFUSED_ABOVE_HARD_CEILING = (
 )
 
 
-def waiting_said(waiting: WaitingUnderPolicy, *, after: bool, with_draft: bool = False) -> str:
+def _of_them(count: int, refused: int, verb: str) -> str:
+    """Which of ``count`` waiting proposals ``refused`` are, as a sentence begins: "It is",
+    "Both are", "1 of them is", "2 of them are" (``verb``: "is", or "would be")."""
+    plural = {"is": "are"}.get(verb, verb)
+    if count == 1:
+        return f"It {verb}"
+    if refused == count:
+        return f"Both {plural}" if count == 2 else f"All {count} {plural}"
+    return f"1 of them {verb}" if refused == 1 else f"{refused} of them {plural}"
+
+
+def waiting_said(
+    waiting: WaitingUnderPolicy, *, after: bool, replaced: Policy | None = None
+) -> str:
     """The proposals waiting under a policy, in words, with a link to them in the queue:
-    before a change of it (``after`` False), or once saved; ``with_draft``: judged by the
-    hard ceilings of a draft about to be promoted into it."""
+    before a change of it (``after`` False), or once saved; with ``replaced``, on the
+    promotion page of a draft that replaces that policy: which of them its hard ceiling
+    refuses now, which the draft's would refuse once it is promoted."""
     one = waiting.count == 1
     words = (
         {"them": "it", "each": "it keeps", "one": "it", "its": "its"}
@@ -169,7 +183,12 @@ def waiting_said(waiting: WaitingUnderPolicy, *, after: bool, with_draft: bool =
         else {"them": "them", "each": "each keeps", "one": "one", "its": "its"}
     )
     wait = "waits" if one else "wait"
-    routed = f"routed by its earlier versions still {wait}" if after else f"routed by it {wait}"
+    if replaced is not None:
+        routed = f"routed by “{replaced}”, the policy the draft replaces, {wait}"
+    elif after:
+        routed = f"routed by its earlier versions still {wait}"
+    else:
+        routed = f"routed by it {wait}"
     said = format_html(
         '<a href="{}">{}</a> {} for a person. {}',
         waiting_list_url(waiting.policy_id),
@@ -177,27 +196,64 @@ def waiting_said(waiting: WaitingUnderPolicy, *, after: bool, with_draft: bool =
         routed,
         KEPT_AS_ROUTED.format(**words),
     )
+    if replaced is not None:
+        return format_html("{}{}", said, _with_draft_said(waiting, replaced))
     if not waiting.refused:
         return (
             said
-            if after or with_draft
+            if after
             else format_html("{} {}", said, HARD_CEILING_LOWERED.format(one="it" if one else "one"))
         )
-    refused = waiting.refused == 1
-    them = "it" if refused else "them"
-    whose = "It is" if one else ("1 of them is" if refused else f"{waiting.refused} of them are")
-    if with_draft:
-        whose = whose.replace(" is", " would be").replace(" are", " would be")
-        above = f"{whose} above the draft's hard ceiling"
-        outcome = (
-            f"once it is promoted, a person's approval of {them} as proposed would be refused, "
-            f"as the policy would block {them} outright; an edit within it, or a rejection, is "
-            "possible."
+    them = "it" if waiting.refused == 1 else "them"
+    whose = _of_them(waiting.count, waiting.refused, "is")
+    above = f"{whose} above its hard ceiling now"
+    return format_html("{} {}: {}", said, above, REFUSED_ABOVE_HARD_CEILING.format(them=them))
+
+
+def _with_draft_said(waiting: WaitingUnderPolicy, replaced: Policy) -> str:
+    """On a draft's promotion page, after what waits under the policy it replaces: which of
+    them that policy's hard ceiling refuses now, and which the draft's would refuse once it
+    is promoted, of them refused now and not; "" where neither refuses any."""
+    said = ""
+    if waiting.refused:
+        them = "it" if waiting.refused == 1 else "them"
+        said += (
+            f" {_of_them(waiting.count, waiting.refused, 'is')} above the hard ceiling of "
+            f"“{replaced}” now: a person's approval of {them} as proposed is refused already, "
+            f"as that policy blocks {them} outright."
         )
-    else:
-        above = f"{whose} above its hard ceiling now"
-        outcome = REFUSED_ABOVE_HARD_CEILING.format(them=them)
-    return format_html("{} {}: {}", said, above, outcome)
+    drafted = waiting.draft_refused
+    if drafted:
+        them = "it" if drafted == 1 else "them"
+        both = waiting.refused_by_both
+        already = (
+            ""
+            if not both
+            else (" (refused already)" if drafted == 1 else " (each refused already)")
+            if both == drafted
+            else f" ({both} of these refused already)"
+        )
+        said += (
+            f" {_of_them(waiting.count, drafted, 'would be')} above the draft's hard ceiling"
+            f"{already}: once it is promoted, a person's approval of {them} as proposed would "
+            f"be refused, as the policy would block {them} outright; an edit within it, or a "
+            "rejection, is possible."
+        )
+    lifted = waiting.refused - waiting.refused_by_both
+    if lifted:
+        them = "it" if lifted == 1 else "them"
+        which = (
+            "it"
+            if waiting.count == 1
+            else ("that one" if lifted == 1 else "those")
+            if lifted == waiting.refused
+            else f"{lifted} of those"
+        )
+        said += (
+            f" Once the draft is promoted, {which} would no longer be refused: within the "
+            f"draft's hard ceiling, a person may approve {them} as proposed."
+        )
+    return said
 
 
 class PolicyForm(ChangeReasonForm):
@@ -1176,10 +1232,15 @@ class PolicyAdmin(ChangeReasonAdmin):
             "form": form,
         }
         if replaces is not None:
-            rule = rule_from_policy(draft) if replaces.is_active else None
-            waiting = waiting_under_policy(replaces.pk, rule=rule)
+            # Switched off, neither hard ceiling refuses anything: it decides nothing.
+            active = replaces.is_active
+            waiting = waiting_under_policy(
+                replaces.pk,
+                rule=rule_from_policy(replaces) if active else None,
+                draft=rule_from_policy(draft) if active else None,
+            )
             if waiting.count:
-                context["waiting_said"] = waiting_said(waiting, after=False, with_draft=True)
+                context["waiting_said"] = waiting_said(waiting, after=False, replaced=replaces)
         return TemplateResponse(request, "admin/policies/policy/promote.html", context)
 
     def changed_since_shown(self, request, draft: Policy, seen: str) -> str:

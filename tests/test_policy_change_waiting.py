@@ -7,6 +7,7 @@ its page says first; it never runs above the new hard ceiling."""
 
 import html
 import re
+from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -17,6 +18,7 @@ from approvals.models import Proposal, ProposalStatus
 from approvals.services.decisions import proposal_approve
 from executors.runner import proposal_execute
 from hitlproject.errors import DomainError
+from hitlproject.vocabulary import HardCeilingFinding, refusal_said
 from ledger.models import Campaign
 from policies.models import Policy
 from tests.conftest import decided_from_page, reallocation
@@ -100,17 +102,26 @@ def test_a_hard_ceiling_lowered_below_a_waiting_proposal_refuses_its_approval_sa
     page = text_of(
         login("operator").get(reverse("admin:approvals_proposal_change", args=[proposal.pk]))
     )
-    assert f"A guardrail refuses it now, as proposed: {why} Approving it as it is" in page
+    # In the policy's words, not a guardrail's: its hard ceiling is no guardrail.
+    assert (
+        f"The hard ceiling of the policy that routed it refuses it now, as proposed: {why} "
+        "Approving it as it is will be refused; an edit within its policy's hard ceiling, or a "
+        "rejection, is possible."
+    ) in page
+    assert "A guardrail refuses" not in page and "within the guardrail" not in page
     assert "it has changed since, to version 2" in page
     # The queue marks it the same way.
     queue = text_of(login("operator").get(reverse("admin:approvals_proposal_changelist")))
-    assert f"A guardrail refuses it now, as proposed: {why}" in queue
+    assert f"The hard ceiling of the policy that routed it refuses it now, as proposed: {why}" in (
+        queue
+    )
+    assert "A guardrail refuses" not in queue
 
     refused = decided_from_page(
         login("operator"), "approve", proposal.pk, {"note": "ok"}, follow=True
     )
     assert [str(m) for m in refused.context["messages"]] == [
-        f"A guardrail refuses proposal #{proposal.pk} now: {why}"
+        f"The hard ceiling of the policy that routed proposal #{proposal.pk} refuses it now: {why}"
     ]
     with pytest.raises(DomainError, match="has changed since it routed this proposal"):
         proposal_approve(proposal_id=proposal.pk, reviewer=operator)
@@ -177,15 +188,18 @@ def test_a_draft_s_promotion_page_says_which_waiting_ones_its_hard_ceiling_would
     draft = duplicate(owner, policy, block_above_magnitude="20", change_reason="Cap it.")
     promote = reverse("admin:policies_policy_promote", args=[draft.pk])
     shown = text_of(owner.get(promote))
+    # Routed by the live policy the draft replaces, not by the draft.
     assert (
-        "2 proposals routed by it wait for a person. A change of the policy does not route them "
-        "again"
+        "2 proposals routed by “Budget reallocations”, the policy the draft replaces, wait for "
+        "a person. A change of the policy does not route them again"
     ) in shown
+    assert "routed by it" not in shown
     assert (
         "1 of them would be above the draft's hard ceiling: once it is promoted, a person's "
         "approval of it as proposed would be refused, as the policy would block it outright; "
         "an edit within it, or a rejection, is possible."
     ) in shown
+    assert "refused already" not in shown  # the live policy has no hard ceiling
     done = owner.post(promote, {"change_reason": "Capped."}, follow=True)
     said = [html.unescape(re.sub(r"<[^>]+>", "", str(m))) for m in done.context["messages"]]
     assert "1 of them is above its hard ceiling now" in said[1]
@@ -245,3 +259,119 @@ def test_one_re_assessed_above_the_hard_ceiling_after_another_move_is_still_refu
         proposal_approve(proposal_id=over.pk, reviewer=operator)
     assert Proposal.objects.get(pk=over.pk).status == ProposalStatus.PENDING_REVIEW
     assert Campaign.objects.get(external_id="brand-search").daily_budget == 850
+
+
+def test_a_draft_s_promotion_page_tells_what_the_live_hard_ceiling_refuses_now_from_the_draft_s(
+    owner, operator
+):
+    """The live policy's hard ceiling lowered to 29% refuses the 30% one already; a draft's at
+    20% would refuse the 28% one too: the page says which is refused now, and which only once
+    the draft is promoted, not that both "would be"."""
+    policy = reallocations()
+    low, high = evaluated(reallocation("280.00")), evaluated(reallocation("300.00"))
+    evaluated(reallocation("150.00"))  # 15%: within both
+    saved(owner, policy, block_above_magnitude="29")
+    draft = duplicate(owner, policy, block_above_magnitude="20", change_reason="Cap it lower.")
+
+    shown = text_of(owner.get(reverse("admin:policies_policy_promote", args=[draft.pk])))
+
+    assert (
+        "3 proposals routed by “Budget reallocations”, the policy the draft replaces, wait for "
+        "a person. A change of the policy does not route them again: each keeps the verdict, "
+        "the approvals needed, the review window and the decision deadline it was routed with. "
+        "A ceiling raised does not let one run on its own, and switched off, the policy leaves "
+        "them waiting for a person. 1 of them is above the hard ceiling of “Budget "
+        "reallocations” now: a person's approval of it as proposed is refused already, as that "
+        "policy blocks it outright. 2 of them would be above the draft's hard ceiling (1 of "
+        "these refused already): once it is promoted, a person's approval of them as proposed "
+        "would be refused, as the policy would block them outright; an edit within it, or a "
+        "rejection, is possible."
+    ) in shown
+    with pytest.raises(DomainError, match=r"29\.0% hard ceiling"):
+        proposal_approve(proposal_id=high.pk, reviewer=operator)
+    proposal_approve(proposal_id=low.pk, reviewer=operator)  # not refused yet, as said
+
+
+def test_a_draft_s_promotion_page_says_which_refused_now_its_higher_hard_ceiling_would_let_pass(
+    owner, operator
+):
+    policy = reallocations()
+    low, high = evaluated(reallocation("280.00")), evaluated(reallocation("300.00"))
+    saved(owner, policy, block_above_magnitude="25")
+    draft = duplicate(owner, policy, block_above_magnitude="29", change_reason="Loosen it.")
+    promote = reverse("admin:policies_policy_promote", args=[draft.pk])
+
+    shown = text_of(owner.get(promote))
+
+    assert (
+        "Both are above the hard ceiling of “Budget reallocations” now: a person's approval of "
+        "them as proposed is refused already, as that policy blocks them outright. 1 of them "
+        "would be above the draft's hard ceiling (refused already): once it is promoted, a "
+        "person's approval of it as proposed would be refused, as the policy would block it "
+        "outright; an edit within it, or a rejection, is possible. Once the draft is promoted, "
+        "1 of those would no longer be refused: within the draft's hard ceiling, a person may "
+        "approve it as proposed."
+    ) in shown
+    owner.post(promote, {"change_reason": "Loosened."})
+    assert Policy.objects.get(pk=policy.pk).block_above_magnitude == Decimal("0.29")
+    with pytest.raises(DomainError, match=r"29\.0% hard ceiling"):
+        proposal_approve(proposal_id=high.pk, reviewer=operator)
+    proposal_approve(proposal_id=low.pk, reviewer=operator)
+    assert Proposal.objects.get(pk=low.pk).status == ProposalStatus.APPROVED
+
+
+def test_one_routed_within_the_hard_ceiling_then_re_assessed_above_it_is_refused_saying_so(
+    owner, login, operator
+):
+    """Routed by the version in force (20% hard ceiling) at 18%, it waits; another move cuts
+    brand-search from 1,000 to 850, and re-assessed, 180 is 21.2% of it: the policy's hard
+    ceiling, unchanged, refuses it now, and its page and the refusal say so, in words an
+    operator reads without knowing the code: which policy, which version, and why it moved."""
+    saved(owner, reallocations(), block_above_magnitude="20")
+    waiting = evaluated(reallocation("180.00"))  # 18%, routed by version 2
+    other = evaluated(reallocation("150.00"))  # 15%, routed by version 2
+    proposal_approve(proposal_id=other.pk, reviewer=operator)
+    assert proposal_execute(proposal_id=other.pk).status == ProposalStatus.EXECUTED
+    waiting.refresh_from_db()
+    assert waiting.reassessed_policy_version == waiting.verdict_policy_version
+    why = (
+        "Re-assessed since policy “Budget reallocations” routed this proposal (version 2, "
+        "unchanged since), as the budget it draws on moved: 21.2% of brand-search's daily "
+        "budget is above the 20.0% hard ceiling of policy “Budget reallocations”."
+    )
+
+    page = text_of(
+        login("operator").get(reverse("admin:approvals_proposal_change", args=[waiting.pk]))
+    )
+    refused = decided_from_page(
+        login("operator"), "approve", waiting.pk, {"note": "ok"}, follow=True
+    )
+
+    assert (
+        f"The hard ceiling of the policy that routed it refuses it now, as proposed: {why} "
+        "Approving it as it is will be refused"
+    ) in page
+    assert [str(m) for m in refused.context["messages"]] == [
+        f"The hard ceiling of the policy that routed proposal #{waiting.pk} refuses it now: {why}"
+    ]
+    assert Proposal.objects.get(pk=waiting.pk).status == ProposalStatus.PENDING_REVIEW
+
+
+def test_a_refusal_for_a_guardrail_and_the_policy_s_hard_ceiling_at_once_names_both():
+    cap = "brand-search's daily budget would be 710.00 USD, above its cap of 660.00 USD."
+    ceiling = HardCeilingFinding(
+        "Policy “Budget reallocations” has changed since it routed this proposal (version 1; "
+        "now version 2): 28.0% of brand-search's daily budget is above the 20.0% hard ceiling "
+        "of policy “Budget reallocations”."
+    )
+
+    assert (
+        refusal_said((cap,), named="proposal #7") == f"A guardrail refuses proposal #7 now: {cap}"
+    )
+    assert refusal_said((ceiling,), named="proposal #7") == (
+        f"The hard ceiling of the policy that routed proposal #7 refuses it now: {ceiling}"
+    )
+    assert refusal_said((cap, ceiling), named="proposal #7") == (
+        "A guardrail and the hard ceiling of the policy that routed proposal #7 refuse it now: "
+        f"{cap} {ceiling}"
+    )

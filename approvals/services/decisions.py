@@ -77,7 +77,13 @@ from audit.actors import Actor, acting_as
 from audit.history import create_with_history, update_with_history
 from hitlproject.diffs import payload_diff
 from hitlproject.errors import Conflict, DomainError, InvalidInput, NotFound
-from hitlproject.vocabulary import SENT_TO_RUN_AGAIN, how_many, note_checked
+from hitlproject.vocabulary import (
+    SENT_TO_RUN_AGAIN,
+    how_many,
+    note_checked,
+    refusal_said,
+    refuses_now,
+)
 from ledger.models import campaign_field_label
 from policies.services import CappedSpends, brand_guideline_findings
 
@@ -151,16 +157,16 @@ def _as_edited(proposal: Proposal, changes: Mapping[str, Any]) -> Proposal:
 
 
 class GuardrailRefuses(DomainError):
-    """A guardrail refuses approving a proposal now (``guardrail_refusal``): a Slack message
-    that offered Approve is redrawn without it once a press is refused so."""
+    """A guardrail, or its policy's hard ceiling lowered since, refuses approving a proposal
+    now (``guardrail_refusal``): a Slack message that offered Approve is redrawn without it
+    once a press is refused so."""
 
 
 def guardrail_refusal(proposal_id: int, reasons: Collection[str]) -> GuardrailRefuses:
-    """Why a guardrail refuses approving a proposal now: one set since it was made, or a cap
-    whose headroom the ledger has used since."""
-    return GuardrailRefuses(
-        f"A guardrail refuses proposal #{proposal_id} now: " + " ".join(reasons)
-    )
+    """Why a guardrail refuses approving a proposal now (one set since it was made, or a cap
+    whose headroom the ledger has used since), or the hard ceiling of the policy that routed
+    it, lowered below it since: each said as whose it is (``refuses_now``)."""
+    return GuardrailRefuses(refusal_said(tuple(reasons), named=f"proposal #{proposal_id}"))
 
 
 # By proposal id, what the guardrails refuse about each now
@@ -169,12 +175,13 @@ Guarded = Mapping[int, tuple[str, ...]]
 
 
 def guardrail_refuses_said(proposal: Proposal, reasons: Collection[str]) -> str:
-    """What a guardrail refuses about a waiting or failed proposal now, as its page says it
-    and as the queue marks it ("a guardrail refuses it now, as proposed: brand-search's daily
-    budget would be 710.00 USD, above its cap of 660.00 USD."; a failed one's, "a guardrail
-    refuses it now: …", in its failure's words)."""
+    """What a guardrail, or its policy's hard ceiling lowered since, refuses about a waiting
+    or failed proposal now, as its page says it and as the queue marks it ("a guardrail
+    refuses it now, as proposed: brand-search's daily budget would be 710.00 USD, above its
+    cap of 660.00 USD."; "the hard ceiling of the policy that routed it refuses it now, as
+    proposed: …"; a failed one's, "a guardrail refuses it now: …", in its failure's words)."""
     as_proposed = ", as proposed" if proposal.status == ProposalStatus.PENDING_REVIEW else ""
-    return f"a guardrail refuses it now{as_proposed}: " + " ".join(reasons)
+    return f"{refuses_now(tuple(reasons))}{as_proposed}: " + " ".join(reasons)
 
 
 def retry_refusal(

@@ -49,7 +49,7 @@ from audit.history import rows_numbered
 from hitlproject.errors import Busy, Conflict, DomainError, InvalidInput, NotFound, TooLarge
 from hitlproject.row_locks import rows_held, rows_read_held
 from hitlproject.validation import invalid_input, invalid_under
-from hitlproject.vocabulary import UNDER_WAY_STATUSES, how_many
+from hitlproject.vocabulary import UNDER_WAY_STATUSES, HardCeilingFinding, how_many
 from ledger.models import Account, Campaign, campaign_field_label
 from ledger.services import accounts_lock
 from policies.engine import Facts, Rule, Verdict, evaluate, factor_from_text, factor_text
@@ -1121,9 +1121,10 @@ def hard_ceilings_lowered_since(
                 f"Policy “{policy.name}” has changed since it routed this proposal (version "
                 f"{then}; now version {now}): "
                 if then != now
-                else "Re-assessed since it was routed: "
+                else f"Re-assessed since policy “{policy.name}” routed this proposal (version "
+                f"{now}, unchanged since), as the budget it draws on moved: "
             )
-            refused[proposal.pk] = (since + " ".join(found),)
+            refused[proposal.pk] = (HardCeilingFinding(since + " ".join(found)),)
     return refused
 
 
