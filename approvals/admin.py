@@ -68,6 +68,7 @@ from approvals.selectors import (
     reassessed_otherwise,
     reassessed_policy_ref,
     retries_awaited,
+    retry_ends_it_said,
     retry_may_repeat_said,
     retry_past_kill_switches_said,
     retry_told,
@@ -1870,11 +1871,12 @@ class ProposalAdmin(ReadOnlyAdmin):
         executions = _executions_said(proposal)
         # A value set against a figure that has moved since: retried, it ends superseded
         # there and then (``proposal_retry``), and nothing runs; said before the retry.
-        retry_ends_it = (
+        retry_moves = (
             target_moves_each([proposal]).get(proposal.pk, [])
             if retry_refused is None and sets_values(proposal)
             else []
         )
+        retry_ends_it = retry_ends_it_said(proposal, retry_moves) if retry_moves else ""
         extra_context = {
             "proposal": proposal,
             "decisions": proposal.decisions.select_related("reviewer"),

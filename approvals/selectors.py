@@ -2095,6 +2095,36 @@ def retry_check_said(proposal: Proposal, round_: LastRound | None) -> str:
     return retry_check(unsure, round_.retry_key) if unsure else ""
 
 
+def retry_checks_said(proposals: Sequence[Proposal]) -> dict[int, str]:
+    """``retry_check_said`` of each of ``proposals`` (failed, a retry of which would send),
+    by id, where it says anything: one query finds those with an attempt that got no sure
+    answer, and only theirs read their last round (``last_round``), not every one of a
+    digest's failures apart."""
+    unsure = set(
+        Execution.objects.filter(
+            proposal_id__in=[proposal.pk for proposal in proposals], unanswered=True
+        ).values_list("proposal_id", flat=True)
+    )
+    said = {
+        proposal.pk: retry_check_said(proposal, last_round(proposal))
+        for proposal in proposals
+        if proposal.pk in unsure
+    }
+    return {proposal_id: check for proposal_id, check in said.items() if check}
+
+
+def retry_ends_it_said(proposal: Proposal, moves: Sequence[Any]) -> str:
+    """For a failed proposal that sets a value whose target moved since it was made
+    (``moves``: its ``target_moves``), what a retry does: ends it superseded there and then,
+    sending nothing (``proposal_retry``). Said beside its Retry button and in the messages
+    telling it failed, to whoever may retry it, in place of what a retry would send."""
+    return (
+        f"It was made against a value that has changed since ({'; '.join(map(str, moves))}): "
+        "retried, it is superseded there and then, and nothing is sent to run; "
+        f"{proposal.agent} is told the value it saw and the value now."
+    )
+
+
 def retry_past_kill_switches_said(findings: Sequence[str]) -> str:
     """For a failed proposal a person may retry, the kill switches engaged over it now, each
     as its finding says it (``kill_switch_reason``), and that a retry runs it past them: a

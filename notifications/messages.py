@@ -18,15 +18,15 @@ from approvals.selectors import (
     SinceProposed,
     approved_said,
     campaigns_not_active_each,
-    last_round,
     let_run_said,
-    retry_check_said,
+    retry_checks_said,
+    retry_ends_it_said,
     retry_past_kill_switches_said,
     since_proposed_each,
     was_retried,
 )
 from approvals.services.acts import review_window_closed
-from approvals.services.decisions import payload_seen
+from approvals.services.decisions import payload_seen, retries_refused_now
 from approvals.services.supersession import sets_values, target_moves_each
 from hitlproject.addresses import served_at
 from hitlproject.formats import console_time
@@ -94,6 +94,23 @@ class Failure:
     # (``retry_check_said``). Said here, as the message is written, not in the failure's
     # words (``said``), which are quoted long after, and to its agent too.
     retry_check: str = ""
+    # For a reader who may retry it, where a retry sends nothing: its target moved since, and
+    # a retry ends it superseded (``retry_ends_it_said``), as its page says beside Retry.
+    retry_ends_it: str = ""
+    # Why a retry is refused now, whoever would make it (its agent stopped, what it would
+    # change changed since, a guardrail set since: ``retry_refused_now``, which a person's
+    # retry is refused by), said to every reader in place of what a retry would send.
+    retry_refused: str = ""
+    # Whether the reader of a digest listing it may retry it (``retry_refusal``, as
+    # ``notifications.services.as_read_by`` reads it for them); a single message is told
+    # whether by its ``may_decide``.
+    may_retry: bool = True
+
+    @property
+    def retry_would(self) -> str:
+        """What a retry would do, for a reader who may retry it: end it superseded, or send a
+        new request to check on the channel for first; "" where neither is said."""
+        return self.retry_ends_it or self.retry_check
 
     @property
     def kill_switches_text(self) -> str:
@@ -513,15 +530,15 @@ def _failures(
         "id", "history_date", "history_change_reason"
     ):
         last[proposal_id] = (at, (reason or "").removeprefix(EXECUTION_FAILED))
-    # Failed now, still to be retried: what a retry would send. Not one whose target moved,
-    # which a retry ends superseded there and then, sending nothing.
+    # Failed now, still to be retried: a retry refused now whoever makes it says why, as the
+    # retry itself is refused (``retry_refused_now``), read once for all of them; else what a
+    # retry would do: one whose target moved, a retry ends superseded there and then,
+    # sending nothing; another's, what it would send.
     still_failed = [p for p in proposals if p.status == ProposalStatus.FAILED]
-    moved = target_moves_each([p for p in still_failed if sets_values(p)])
-    retry_checks = {
-        proposal.pk: retry_check_said(proposal, last_round(proposal))
-        for proposal in still_failed
-        if not moved.get(proposal.pk)
-    }
+    refused = retries_refused_now(still_failed)
+    let_through = [p for p in still_failed if p.pk not in refused]
+    moved = target_moves_each([p for p in let_through if sets_values(p)])
+    retry_checks = retry_checks_said([p for p in let_through if not moved.get(p.pk)])
     failures = {}
     for proposal in proposals:
         at, reason = last.get(proposal.pk, (None, ""))
@@ -545,6 +562,10 @@ def _failures(
                 switches[proposal.account_id] if proposal.status == ProposalStatus.FAILED else ()
             ),
             retry_check=retry_checks.get(proposal.pk, ""),
+            retry_ends_it=(
+                retry_ends_it_said(proposal, moved[proposal.pk]) if moved.get(proposal.pk) else ""
+            ),
+            retry_refused=refused[proposal.pk].message if proposal.pk in refused else "",
         )
     return failures
 

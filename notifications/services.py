@@ -2463,12 +2463,34 @@ def as_read_by(recipient, told: Sequence[Notification], messages: Sequence) -> l
         if n.kind != NotificationKind.FAILED and n.proposal.status == S.PENDING_REVIEW
     ]
     reviewers = reviewers_by_proposal(waiting)
+    # A failure's line says what a retry would do only to a reader who may retry it, as a
+    # single message does (``retry_refusal``): what it asks read once for all of them.
+    failed = [
+        n.proposal
+        for n in told
+        if n.kind == NotificationKind.FAILED and n.proposal.status == S.FAILED
+    ]
+    gone = no_longer_applies_each(failed) if failed else {}
+    guarded = guardrail_blocks_counting_approved(failed, lock=False) if failed else {}
+    agent_accounts = agent_accounts_of(failed)
+    may_retry = {
+        proposal.pk: retry_refusal(
+            recipient, proposal, gone=gone, guarded=guarded, agent_accounts=agent_accounts
+        )
+        is None
+        for proposal in failed
+    }
     return [
         replace(
             message,
             not_yours=why_not_theirs(recipient, n.proposal, reviewers=reviewers[n.proposal_id]),
         )
         if n.proposal_id in reviewers
+        else replace(
+            message,
+            failure=replace(message.failure, may_retry=may_retry.get(n.proposal_id, False)),
+        )
+        if message.failure is not None
         else message
         for n, message in zip(told, messages, strict=True)
     ]

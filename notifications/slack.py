@@ -519,9 +519,13 @@ def failure_blocks(message: ProposalMessage, *, may_retry: bool, outcome: str = 
         switches = failure.retry_past_kill_switches if may_retry else failure.kill_switches_text
         if switches:
             warned = [_plain_section(_cut(switches, SECTION_TEXT_LIMIT))]
-        # What a retry would send, said to whoever may retry it, as its page says it.
-        if may_retry and failure.retry_check:
-            warned.append(_plain_section(_cut(failure.retry_check, SECTION_TEXT_LIMIT)))
+        # Why a retry is refused now, whoever would make it, said to every reader as the
+        # retry itself is refused; else what a retry would do, said to whoever may retry it,
+        # as its page says it beside Retry.
+        if failure.retry_refused:
+            warned.append(_plain_section(_cut(failure.retry_refused, SECTION_TEXT_LIMIT)))
+        elif may_retry and failure.retry_would:
+            warned.append(_plain_section(_cut(failure.retry_would, SECTION_TEXT_LIMIT)))
     how = [f"• {failure.let_run}."]
     if failure.by_policy:
         how += [f"• {reason}" for reason in message.reasons]
@@ -814,11 +818,27 @@ def _digest_line(line: DigestLine) -> list[dict]:
             _rich(f" (failed at {failure.at_text or 'a time not recorded'})\n    "),
             _rich("Why it failed:", italic=True),
             _rich(f" {one_line(failure.said)}\n    "),
-            *([_rich(f"{failure.retry_check}\n    ")] if failure.retry_check else []),
+            *(
+                [_rich(f"{failure.retry_would}\n    ")]
+                if failure.may_retry and failure.retry_would
+                else []
+            ),
             _rich("How it came to run:", italic=True),
             _rich(f" {one_line(failure.let_run)}."),
+            # Why a retry is refused now, to every reader; the switches engaged over it, and
+            # to one who may retry it, that a retry runs past them.
+            *([_rich(f"\n    {one_line(failure.retry_refused)}")] if failure.retry_refused else []),
             *(
-                [_rich(f"\n    {one_line(failure.retry_past_kill_switches)}")]
+                [
+                    _rich(
+                        "\n    "
+                        + one_line(
+                            failure.retry_past_kill_switches
+                            if failure.may_retry
+                            else failure.kill_switches_text
+                        )
+                    )
+                ]
                 if failure.kill_switches
                 else []
             ),

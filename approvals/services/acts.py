@@ -207,15 +207,20 @@ def agent_stopped_said(why: str) -> str:
     return f"cannot be let run: {why} since it proposed it."
 
 
+# What a failed proposal whose agent was stopped since (``agent_stopped``) may still be: it
+# stays failed, and nobody retries it until its agent may act again. Not "it can be rejected
+# or withdrawn", said of one that waits, which a failed one cannot be.
+RETRY_REFUSED_WHILE_STOPPED = "A retry is refused while that is so: it stays failed."
+
+
 def _agent_may_no_longer_act(
-    proposal: Proposal, agent_accounts: AgentAccounts | None
+    proposal: Proposal, agent_accounts: AgentAccounts | None, act: Act
 ) -> DomainError | None:
     why = agent_stopped(proposal, agent_accounts)
     if not why:
         return None
-    return AgentMayNoLongerAct(
-        f"Proposal #{proposal.pk} {agent_stopped_said(why)} It can be rejected or withdrawn."
-    )
+    then = RETRY_REFUSED_WHILE_STOPPED if act == Act.RETRY else "It can be rejected or withdrawn."
+    return AgentMayNoLongerAct(f"Proposal #{proposal.pk} {agent_stopped_said(why)} {then}")
 
 
 class NoLongerApplies(Conflict):
@@ -904,12 +909,9 @@ def act_refusal(
     if rule.within_review_window and review_window_closed(proposal, now or timezone.now()):
         return ReviewWindowClosed(proposal, rule.done)
     if rule.runs_it:
-        stopped = _agent_may_no_longer_act(proposal, agent_accounts)
-        if stopped:
-            return stopped
-        no_longer = no_longer_applies(proposal, act, gone=gone)
-        if no_longer:
-            return no_longer
+        refused = run_refusal(proposal, act, agent_accounts=agent_accounts, gone=gone)
+        if refused:
+            return refused
     if rule.once_a_round:
         if reviewers is None:
             reviewers = reviewers_this_round(proposal)
@@ -920,6 +922,24 @@ def act_refusal(
                 "proposal twice."
             )
     return None
+
+
+def run_refusal(
+    proposal: Proposal,
+    act: Act,
+    *,
+    agent_accounts: AgentAccounts | None = None,
+    gone: Gone | None = None,
+) -> DomainError | None:
+    """Why letting ``proposal`` run by ``act`` (approving, editing, retrying) is refused now
+    whoever would do it, or None: its agent may no longer act (``agent_stopped``), or what it
+    would change has changed since it was proposed (``no_longer_applies``). ``act_refusal``
+    asks it after whether the person may act; a message telling of a failure asks it alone,
+    for every reader (``approvals.services.decisions.retry_refused_now``)."""
+    stopped = _agent_may_no_longer_act(proposal, agent_accounts, act)
+    if stopped:
+        return stopped
+    return no_longer_applies(proposal, act, gone=gone)
 
 
 def check_may_act(user: AbstractBaseUser, proposal: Proposal, act: Act) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ from approvals.selectors import approval_said, as_proposed_records, decision_sai
 from approvals.services.acts import (
     RETRY_WOULD_FAIL_AGAIN,
     Act,
+    AgentAccounts,
     Gone,
     LedgerAhead,
     ReviewWindowClosed,
@@ -40,6 +41,7 @@ from approvals.services.acts import (
     campaigns_named,
     no_longer_applies,
     no_longer_applies_each,
+    run_refusal,
 )
 from approvals.services.expiry import proposals_expire_locked
 from approvals.services.hooks import (
@@ -191,6 +193,7 @@ def retry_refusal(
     gone: Gone | None = None,
     guarded: Guarded | None = None,
     lock: bool = False,
+    agent_accounts: AgentAccounts | None = None,
 ) -> DomainError | None:
     """Why ``user`` may not retry ``proposal`` now (``act_refusal``), or why a guardrail
     refuses it now (a cap set since it failed, or one whose headroom the ledger or approvals
@@ -198,9 +201,59 @@ def retry_refusal(
     its approval is not (``guardrail_refusal``). ``gone`` and ``guarded``
     (``guardrail_blocks_counting_approved`` of it), if already read; with ``lock``, the
     capped accounts are held until the caller's transaction ends, as an approval holds them."""
-    refusal = act_refusal(user, proposal, Act.RETRY, gone=gone)
+    refusal = act_refusal(user, proposal, Act.RETRY, gone=gone, agent_accounts=agent_accounts)
     if refusal is not None:
         return refusal
+    return _guardrail_refuses_retry(proposal, guarded=guarded, lock=lock)
+
+
+def retry_refused_now(
+    proposal: Proposal,
+    *,
+    gone: Gone | None = None,
+    guarded: Guarded | None = None,
+    agent_accounts: AgentAccounts | None = None,
+) -> DomainError | None:
+    """Why a retry of the failed ``proposal`` is refused now, whoever would make it, in the
+    words the refusal of a person's retry says it (``retry_refusal`` asks the same, after
+    whether the person may): its agent stopped, what it would change changed since, a
+    guardrail that refuses it. None if a retry by a person who may is let through (or it is
+    not failed). Said in the messages telling of its failure, for every reader, in place of
+    what a retry would send. ``gone``, ``guarded``, ``agent_accounts``: read once for many
+    (``no_longer_applies_each``, ``guardrail_blocks_counting_approved``,
+    ``agent_accounts_of``)."""
+    if proposal.status != ProposalStatus.FAILED:
+        return None
+    refusal = run_refusal(proposal, Act.RETRY, agent_accounts=agent_accounts, gone=gone)
+    if refusal is not None:
+        return refusal
+    return _guardrail_refuses_retry(proposal, guarded=guarded, lock=False)
+
+
+def retries_refused_now(proposals: Sequence[Proposal]) -> dict[int, DomainError]:
+    """``retry_refused_now`` of each failed one of ``proposals`` whose retry is refused, by
+    id: what has changed since each was proposed, the guardrails and who may act where read
+    once for all of them (a digest of many failures reads them in one go)."""
+    failed = [proposal for proposal in proposals if proposal.status == ProposalStatus.FAILED]
+    if not failed:
+        return {}
+    gone = no_longer_applies_each(failed)
+    guarded = guardrail_blocks_counting_approved(failed, lock=False)
+    agent_accounts = agent_accounts_of(failed)
+    refused = {
+        proposal.pk: retry_refused_now(
+            proposal, gone=gone, guarded=guarded, agent_accounts=agent_accounts
+        )
+        for proposal in failed
+    }
+    return {proposal_id: refusal for proposal_id, refusal in refused.items() if refusal}
+
+
+def _guardrail_refuses_retry(
+    proposal: Proposal, *, guarded: Guarded | None, lock: bool
+) -> DomainError | None:
+    """Why a guardrail refuses retrying ``proposal`` now (its execution would refuse it
+    again), or None."""
     if lock or guarded is None or proposal.pk not in guarded:
         guarded = guardrail_blocks_counting_approved([proposal], lock=lock)
     reasons = guarded[proposal.pk]

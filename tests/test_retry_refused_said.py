@@ -1,0 +1,192 @@
+"""What a failure's messages and its page say of a retry is true when they are read: where a
+retry is refused now, whoever would make it (a guardrail set since it failed, its agent
+stopped), they say so and why, in the words the retry itself is refused with
+(``retry_refused_now``, the checks ``retry_refusal`` makes), not what a retry would send;
+where a retry would only end it superseded (a campaign it sets gone from the ledger), they
+say that. A digest of failures reads it for all of them in one go, and says what a retry
+would do only to a reader who may retry. A kill switch engaged since refuses no retry: a
+person's retry runs past it, as the messages said already."""
+
+import html
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core import mail
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from approvals.models import Agent, Proposal
+from executors.models import ExecutionRound
+from executors.runner import proposal_execute
+from ledger.models import Campaign
+from notifications.models import Notification, NotificationKind, NotificationStatus, ReachedBy
+from notifications.services import notifications_deliver
+from notifications.tasks import send_due_digests
+from tests.conftest import bid_adjustment, wait_until
+from tests.factories import evaluated
+from tests.slack_fake import shown_text
+from tests.test_notifications_failures import OPERATOR_EMAIL, failure_messages
+from tests.test_notifications_slack import OPERATOR
+
+CAPPED = "generic-search's daily budget would be 525.00 USD, above its cap of 510.00 USD."
+FAILS_AGAIN = "A retry would fail again: its execution would refuse it."
+STOPPED = (
+    "cannot be let run: agent optimizer has been deactivated since it proposed it. A retry is "
+    "refused while that is so: it stays failed."
+)
+
+
+def budget_raise(campaign: str, budget: str) -> dict:
+    """A 5% raise of ``campaign``'s daily budget: its policy lets it run without a person."""
+    return bid_adjustment(action_type="budget_change") | {
+        "payload": {"campaign": campaign, "new_daily_budget": budget}
+    }
+
+
+def words(text: str) -> str:
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", text)).split())
+
+
+def check_said(proposal_id: int) -> str:
+    """What a failure's message says to check before a retry of ``proposal_id`` sends."""
+    return (
+        "Check on the channel before retrying it: a retry is a new request "
+        f"(key hitl-proposal-{proposal_id}-2) the channel cannot tell from attempt 1."
+    )
+
+
+def line_of(text: str, proposal_id: int) -> str:
+    """A digest's lines about ``proposal_id``, up to the next proposal's."""
+    after = text.split(f"#{proposal_id} ", 1)[1]
+    return re.split(r"\n#\d+ |• #\d+ ", after, maxsplit=1)[0]
+
+
+def failed_after_a_server_error(channel, monkeypatch):
+    """A raise of generic-search whose first attempt got a 503 (no sure answer), its second
+    a 400: failed, its follow-up tasks (the failure's message among them) left unsent."""
+    channel(503, 400, retry_after="600")
+    with monkeypatch.context() as patch:
+        patch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: None)
+        proposal = evaluated(budget_raise("generic-search", "525.00"))
+        assert proposal.status == "approved"
+        assert proposal_execute(proposal_id=proposal.pk).status == "executing"
+        ExecutionRound.objects.filter(proposal=proposal).update(lease_until=timezone.now())
+        assert proposal_execute(proposal_id=proposal.pk).status == "failed"
+    return Proposal.objects.get(pk=proposal.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_a_digest_of_failures_says_which_retry_is_refused_now_and_what_the_others_would_do(
+    optimizer, mailbox, slack, channel
+):
+    """Three raises failed after a 503 each, after a first failure told at once: held to go
+    together. Meanwhile generic-search is capped below one, and display-retarget is gone from
+    the ledger. The digest said of each "Check on the channel before retrying it: a retry is
+    a new request (key …)": of the capped one, whose retry is refused, and of the one a retry
+    ends superseded, sending nothing."""
+    operator = get_user_model().objects.get(username="operator")
+    ReachedBy.objects.create(user=operator, email=True, slack=True)
+    channel(400, 503, 400, 503, 400, 503, 400)
+    ids = []
+    for campaign, budget in (
+        ("brand-search", "1040.00"),  # told at once
+        ("generic-search", "525.00"),
+        ("brand-search", "1050.00"),
+        ("display-retarget", "315.00"),
+    ):
+        answer = optimizer.post("/api/v1/proposals/", budget_raise(campaign, budget), format="json")
+        assert answer.json()["status"] == "approved", answer.content
+        ids.append(answer.json()["id"])
+        wait_until(lambda i=ids[-1]: Proposal.objects.get(pk=i).status == "failed", timeout=30)
+    failed = Notification.objects.filter(proposal_id__in=ids, kind=NotificationKind.FAILED)
+    wait_until(lambda: not failed.filter(status=NotificationStatus.PENDING).exists())
+    held = failed.filter(status=NotificationStatus.HELD)
+    assert set(held.values_list("proposal_id", flat=True)) == set(ids[1:])
+    _, capped, free, gone = ids
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget="510.00")
+    Campaign.objects.filter(external_id="display-retarget").delete()
+
+    held.update(next_attempt_at=timezone.now())
+    send_due_digests.delay()
+    wait_until(lambda: not failed.exclude(status=NotificationStatus.SENT).exists(), timeout=30)
+
+    [digest] = [m for m in mailbox.to(OPERATOR_EMAIL) if "3 executions failed" in m["Subject"]]
+    text = digest.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n")
+    posts = slack.sent("chat.postMessage", channel=OPERATOR)
+    [call] = [c for c in posts if c["text"] == "3 executions failed"]
+    shown = shown_text(call["blocks"])
+    refused = f"A guardrail refuses proposal #{capped} now: {CAPPED} {FAILS_AGAIN}"
+    ends_it = (
+        "It was made against a value that has changed since (display-retarget's daily budget "
+        "is —, was 300.00): retried, it is superseded there and then, and nothing is sent to "
+        "run; optimizer is told the value it saw and the value now."
+    )
+    for said in (text, shown):
+        assert refused in words(line_of(said, capped))
+        assert "before retrying" not in line_of(said, capped)
+        assert check_said(free) in words(line_of(said, free))
+        assert ends_it in words(line_of(said, gone))
+        assert "before retrying" not in line_of(said, gone)
+    assert "unless its lines say a retry is refused now" in words(text)
+
+
+@pytest.mark.django_db
+def test_a_failure_whose_agent_was_stopped_since_says_a_retry_is_refused(
+    channel, monkeypatch, slack, settings, login
+):
+    """The agent deactivated after its raise failed: the email and the Slack message said
+    only "Read it on its page", and the page "It can be rejected or withdrawn", which a
+    failed proposal cannot be. Both say that a retry is refused, and why, in the words a
+    retry pressed anyway is refused with."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    operator = get_user_model().objects.get(username="operator")
+    ReachedBy.objects.create(user=operator, slack=True, email=True)
+    proposal = failed_after_a_server_error(channel, monkeypatch)
+    Agent.objects.filter(name="optimizer").update(is_active=False)
+
+    mail.outbox.clear()
+    notifications_deliver(notification_ids=[n.pk for n in failure_messages(proposal.pk)])
+
+    refused = f"Proposal #{proposal.pk} {STOPPED}"
+    [email] = [m for m in mail.outbox if m.to == [OPERATOR_EMAIL]]
+    for said in (email.body, email.alternatives[0][0]):
+        assert f"{refused} Read it on its page" in words(said)
+        assert "before retrying" not in said
+    [call] = slack.sent("chat.postMessage", channel=OPERATOR)
+    shown = words(shown_text(call["blocks"]))
+    assert f"{refused} Read it on" in shown and "before retrying" not in shown
+
+    client = login("operator")
+    page = client.get(reverse("admin:approvals_proposal_change", args=[proposal.pk])).text
+    [note] = re.findall(r'<p class="errornote" id="agent-stopped">(.*?)</p>', page)
+    assert words(note) == refused
+    assert "rejected or withdrawn" not in page and 'id="retry-form"' not in page
+    retry = reverse("admin:approvals_proposal_retry", args=[proposal.pk])
+    pressed = client.post(retry, follow=True)
+    assert refused in words(pressed.text)
+    assert Proposal.objects.get(pk=proposal.pk).status == "failed"
+
+
+@pytest.mark.django_db
+def test_a_failure_capped_since_says_why_its_retry_is_refused_not_read_it_only(
+    channel, monkeypatch, slack, settings
+):
+    """Capped after it failed by a 503 then a 400: its messages dropped what a retry would
+    send and said "Read it on its page", not why nobody may retry it."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    operator = get_user_model().objects.get(username="operator")
+    ReachedBy.objects.create(user=operator, slack=True, email=True)
+    proposal = failed_after_a_server_error(channel, monkeypatch)
+    Campaign.objects.filter(external_id="generic-search").update(max_daily_budget="510.00")
+
+    mail.outbox.clear()
+    notifications_deliver(notification_ids=[n.pk for n in failure_messages(proposal.pk)])
+
+    refused = f"A guardrail refuses proposal #{proposal.pk} now: {CAPPED} {FAILS_AGAIN}"
+    [email] = [m for m in mail.outbox if m.to == [OPERATOR_EMAIL]]
+    assert f"{refused} Read it on its page" in words(email.body)
+    [call] = slack.sent("chat.postMessage", channel=OPERATOR)
+    assert f"{refused} Read it on" in words(shown_text(call["blocks"]))
