@@ -1205,10 +1205,11 @@ def _worked_out_again(
     comes_to = _figures_said(action_type.proposed_state(proposal.payload, campaigns))
     unsure = _unsure_attempts(proposal, current)
     if unsure and not executor.retry_finds_out(current.request):
+        # What happened only: what a retry would send is said beside Retry, as it stands
+        # when read (``approvals.selectors.retry_may_repeat_said``), not stored here.
         return current, (
-            f"Not sent again: since its request was worked out, {went}; it would set {was}, "
-            f"where the action comes to {comes_to} now (a retry works it out from the ledger "
-            "as it then stands)."
+            f"Not sent again: since its request was worked out, {went}; it would have set "
+            f"{was}, where the action came to {comes_to} by the ledger then."
         )
     key = _next_round_key(proposal) if went_before else current.key
     try:

@@ -8,12 +8,16 @@ can have been carried out; where one may have, it is not sent, and the failure s
 would have set, for a person to check; and no two requests to the same campaigns are under
 way at once."""
 
+import html
 import json
+import re
 from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
 from approvals.models import Proposal, ProposalStatus
@@ -125,17 +129,30 @@ def test_a_request_that_may_have_been_carried_out_is_not_sent_again_with_old_fig
     assert said.startswith(
         "Not sent again: since its request was worked out, brand-search's daily budget went "
         "from 1000.00 to 900.00 and generic-search's daily budget went from 500.00 to 600.00; "
-        "it would set brand-search's daily budget 720.00 and generic-search's daily budget "
-        "780.00, where the action comes to brand-search's daily budget 620.00 and "
-        "generic-search's daily budget 880.00 now (a retry works it out from the ledger as it "
-        "then stands). Attempt 1 was sent to the channel before "
-        "(“the endpoint answered HTTP 503 (Retry-After: 600 s)”) and got no answer that says "
-        "whether the channel carried it out."
+        "it would have set brand-search's daily budget 720.00 and generic-search's daily "
+        "budget 780.00, where the action came to brand-search's daily budget 620.00 and "
+        "generic-search's daily budget 880.00 by the ledger then. Attempt 1 was sent to the "
+        "channel before (“the endpoint answered HTTP 503 (Retry-After: 600 s)”) and got no "
+        "answer that says whether the channel carried it out."
     ), said
+    # What happened, stored, and quoted long after (its agent reads it too): nothing of a
+    # retry, which its page says beside Retry as things then stand.
+    assert "retry" not in said
     # As its move to failed is recorded, which its page, its agent and its alerts read.
     assert Proposal.history.filter(
         id=first.pk, status=ProposalStatus.FAILED, history_change_reason__endswith=said
     ).exists()
+
+    # Beside Retry, as it stands when read: what a retry sends.
+    client = Client()
+    client.force_login(operators[0])
+    page = client.get(reverse("admin:approvals_proposal_change", args=[first.pk])).text
+    [note] = re.findall(r'<p class="errornote" id="retry-may-repeat">(.*?)</p>', page)
+    assert html.unescape(note) == (
+        "Attempt 1 got no answer that says whether the channel carried it out: check on the "
+        f"channel before retrying it; a retry is a new request (key hitl-proposal-{first.pk}-2) "
+        "the channel cannot tell from it."
+    )
 
     # A person checked, and sends it to run again: worked out from the ledger as it is now.
     proposal_retry(proposal_id=first.pk, reviewer=operators[0])
