@@ -33,7 +33,7 @@ ABOVE_20 = (
     "version 2): 28.0% of brand-search's daily budget is above the 20.0% hard ceiling of "
     "policy “Budget reallocations”."
 )
-REFUSED = f"A guardrail refuses it now: {ABOVE_20}"
+REFUSED = f"The hard ceiling of the policy that routed it refuses it now: {ABOVE_20}"
 UNTOUCHED = (Decimal("1000.00"), Decimal("500.00"))
 
 
@@ -110,7 +110,8 @@ def test_one_the_policy_approved_on_its_own_does_not_run_above_the_ceiling_set_s
 
     assert failed.status == ProposalStatus.FAILED
     assert failed.executions.get().error == (
-        "A guardrail refuses it now: Policy “Bid adjustments” has changed since it routed this "
+        "The hard ceiling of the policy that routed it refuses it now: Policy “Bid adjustments” "
+        "has changed since it routed this "
         "proposal (version 1; now version 2): A 6.0% change to brand-search's bid is above "
         "the 5.0% hard ceiling of policy “Bid adjustments”."
     )
@@ -174,7 +175,8 @@ def test_the_worker_s_next_attempt_after_the_ceiling_fell_is_not_sent(channel):
     assert len(endpoint.received) == 1 and bid() == Decimal("2.00")
     last = proposal.executions.order_by("attempt").last()
     assert last.error.startswith(
-        "A guardrail refuses it now: Policy “Bid adjustments” has changed since it routed this "
+        "The hard ceiling of the policy that routed it refuses it now: Policy “Bid adjustments” "
+        "has changed since it routed this "
         "proposal (version 1; now version 2): A 6.0% change to brand-search's bid is above "
         "the 5.0% hard ceiling"
     )
@@ -197,8 +199,8 @@ def test_retrying_a_failed_one_above_a_ceiling_lowered_since_is_refused_in_the_s
     )
     said = [str(message) for message in get_messages(answer.wsgi_request)]
     assert said == [
-        f"A guardrail refuses proposal #{proposal.pk} now: {ABOVE_20} A retry would fail "
-        "again: its execution would refuse it."
+        f"The hard ceiling of the policy that routed proposal #{proposal.pk} refuses it now: "
+        f"{ABOVE_20} A retry would fail again: its execution would refuse it."
     ]
     with pytest.raises(DomainError, match="has changed since it routed this proposal"):
         proposal_retry(proposal_id=proposal.pk, reviewer=person())
