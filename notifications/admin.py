@@ -557,7 +557,7 @@ class NotificationAdmin(ReadOnlyAdmin):
     list_filter = [NotificationStatusFilter, "channel", "kind"]
     # Its proposal with it: a held message says whether it will still go (``due_said``).
     list_select_related = ["recipient", "proposal"]
-    raw_id_fields = ["proposal", "route", "updates"]
+    raw_id_fields = ["proposal", "kill_switch", "route", "updates"]
     exclude = ["slack_channel", "slack_ts"]
     # No next attempt (a message sent, failed or not sent), no time sent: as the console
     # writes an empty value elsewhere.
@@ -600,6 +600,9 @@ class NotificationAdmin(ReadOnlyAdmin):
 
     @admin.display(description="proposal", ordering="proposal_id")
     def proposal_number(self, notification: Notification) -> str:
+        if notification.kill_switch_id is not None:  # about a switch, not a proposal
+            url = reverse("admin:policies_killswitch_change", args=[notification.kill_switch_id])
+            return format_html('<a href="{}">Kill switch #{}</a>', url, notification.kill_switch_id)
         url = reverse("admin:approvals_proposal_change", args=[notification.proposal_id])
         return format_html('<a href="{}">#{}</a>', url, notification.proposal_id)
 

@@ -13,6 +13,7 @@ from django.core.mail import EmailMultiAlternatives, get_connection
 from django.template.loader import render_to_string
 
 from hitlproject.mail import mail_failure_in_words
+from notifications.kill_switches import SwitchMessage
 from notifications.messages import (
     NO_LONGER_WAITS,
     DigestLine,
@@ -60,6 +61,11 @@ class Channel:
         raise NotImplementedError
 
     def send_digest(self, *, recipient, messages: list[ProposalMessage]) -> Sent:
+        raise NotImplementedError
+
+    def send_switch_message(self, *, recipient, message: SwitchMessage) -> Sent:
+        """Send a message about a kill switch engaged or released (``SwitchMessage``): it
+        asks no decision."""
         raise NotImplementedError
 
     def update(
@@ -140,6 +146,14 @@ class EmailChannel(Channel):
                 "may_decide": may_decide,
                 "channels_url": my_channels_url(),
             },
+        )
+
+    def send_switch_message(self, *, recipient, message: SwitchMessage) -> Sent:
+        return self._send(
+            recipient=recipient,
+            subject=message.subject,
+            template="switch_email",
+            context={"message": message, "recipient": recipient, "channels_url": my_channels_url()},
         )
 
     def send_digest(self, *, recipient, messages: list[ProposalMessage]) -> Sent:

@@ -117,6 +117,14 @@ class NotificationKind(models.TextChoices):
     # A proposal let run (by policy or by people) whose execution failed: it waits for a
     # person again, who may retry it in the console.
     FAILED = "failed", "Its execution failed"
+    # A kill switch engaged, or released, over what the route tells of: a message about the
+    # switch (``Notification.kill_switch``), not about one proposal.
+    SWITCH_ENGAGED = "switch_engaged", "A kill switch was engaged"
+    SWITCH_RELEASED = "switch_released", "A kill switch was released"
+
+
+# The kinds of message about a kill switch rather than a proposal.
+KILL_SWITCH_KINDS = (NotificationKind.SWITCH_ENGAGED, NotificationKind.SWITCH_RELEASED)
 
 
 class NotificationStatus(models.TextChoices):
@@ -200,7 +208,20 @@ class Notification(models.Model):
     crash (the sweep sends what is overdue). What each attempt got is kept in ``log``."""
 
     proposal = models.ForeignKey(
-        "approvals.Proposal", on_delete=models.CASCADE, related_name="notifications"
+        "approvals.Proposal",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="notifications",
+    )
+    # A message about a kill switch engaged or released (``KILL_SWITCH_KINDS``), about no
+    # proposal: kept while its messages are, who was told of it being on record.
+    kill_switch = models.ForeignKey(
+        "policies.KillSwitch",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
     )
     review_round = models.PositiveSmallIntegerField()
     recipient = models.ForeignKey(
@@ -246,6 +267,14 @@ class Notification(models.Model):
         indexes = [
             models.Index(fields=["status", "next_attempt_at"], name="notification_due_idx"),
             models.Index(fields=["proposal", "channel"], name="notification_proposal_idx"),
+        ]
+        constraints = [
+            # About a proposal, or (a kill switch's message) about a switch: one of them.
+            models.CheckConstraint(
+                name="notification_about_one_thing",
+                condition=models.Q(proposal__isnull=False, kill_switch__isnull=True)
+                | models.Q(proposal__isnull=True, kill_switch__isnull=False),
+            )
         ]
 
     def __str__(self) -> str:

@@ -6,8 +6,10 @@ away from it) or started again, or a guardrail is set or lifted on its campaign 
 (the console's ledger pages). Each receiver names the people, the agents or the accounts a
 save touched and leaves the rest to the services (``slack_messages_follow_people``,
 ``slack_messages_take_back_of_deleted``, ``slack_messages_follow_agents``,
-``slack_messages_follow_guardrail_save``); ``access``, ``approvals``, the ledger and Django's
-auth know nothing of notifications."""
+``slack_messages_follow_guardrail_save``). A kill switch engaged or released (or, engaged,
+moved to cover something else) tells the people the routes meeting its scope name
+(``kill_switch_tell``). ``access``, ``approvals``, ``policies``, the ledger and Django's auth
+know nothing of notifications."""
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -17,13 +19,16 @@ from django.dispatch import receiver
 from access.models import SecondFactorRequirement
 from approvals.models import Agent
 from ledger.models import Account, Campaign
+from notifications.models import NotificationKind
 from notifications.services import (
+    kill_switch_tell,
     slack_messages_follow_agents,
     slack_messages_follow_guardrail_save,
     slack_messages_follow_people,
     slack_messages_take_back_of_deleted,
     slack_on,
 )
+from policies.models import KillSwitch
 
 User = get_user_model()
 
@@ -250,3 +255,38 @@ def _guardrails_saved(sender, instance, created, raw=False, **kwargs) -> None:
             campaign_was=(instance.external_id, was),
             about=_guardrails_said(instance, was),
         )
+
+
+# What of a kill switch, changed, is told: whether it is engaged, and what it covers.
+SWITCH_FIELDS = ("engaged", "scope", "account_id", "channel")
+
+
+@receiver(pre_save, sender=KillSwitch)
+def _kill_switch_before(sender, instance, raw=False, **kwargs) -> None:
+    if raw or instance.pk is None:
+        return
+    setattr(instance, WAS, sender.objects.filter(pk=instance.pk).values(*SWITCH_FIELDS).first())
+
+
+@receiver(post_save, sender=KillSwitch)
+def _kill_switch_saved(sender, instance, created, raw=False, **kwargs) -> None:
+    """Engaged (added engaged, or engaged again), or moved while engaged to cover something
+    else: the people it now reaches are told it is engaged; released: those it covered."""
+    if raw:
+        return
+    was = getattr(instance, WAS, None)
+    if hasattr(instance, WAS):
+        delattr(instance, WAS)
+    if created or was is None:
+        if instance.engaged:
+            kill_switch_tell(switch=instance, kind=NotificationKind.SWITCH_ENGAGED)
+        return
+    if instance.engaged != was["engaged"]:
+        kind = (
+            NotificationKind.SWITCH_ENGAGED
+            if instance.engaged
+            else NotificationKind.SWITCH_RELEASED
+        )
+        kill_switch_tell(switch=instance, kind=kind)
+    elif instance.engaged and any(was[name] != getattr(instance, name) for name in SWITCH_FIELDS):
+        kill_switch_tell(switch=instance, kind=NotificationKind.SWITCH_ENGAGED)

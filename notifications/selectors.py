@@ -21,7 +21,7 @@ from approvals.models import Proposal, ProposalStatus
 from approvals.selectors import decision_time_percentiles, people_decided
 from approvals.services.acts import Act, LacksPermission, act_refusal
 from hitlproject.durations import elapsed_said
-from hitlproject.vocabulary import INTERRUPTED, REVIEW_ENDINGS_DECIDED_BY_PEOPLE
+from hitlproject.vocabulary import INTERRUPTED, REVIEW_ENDINGS_DECIDED_BY_PEOPLE, and_joined
 from notifications.models import (
     Claim,
     DecisionDeadline,
@@ -429,3 +429,40 @@ def decision_times_by_route(*, days: int) -> list[RouteDecisionTimes]:
             )
         )
     return figures
+
+
+def switch_told_said(switch_id: int, *, since: datetime) -> str:
+    """Who was told that a kill switch was engaged, at its last engaging (``since``), by its
+    messages in the outbox: "Told: operator and policy-owner.", "Being told: operator.",
+    "Not told: auditor (their message was not sent: …; see the outbox)."; "Nobody was told it
+    is engaged: no active route names anyone for what it covers." where none was written."""
+    messages = list(
+        Notification.objects.filter(
+            kill_switch_id=switch_id,
+            kind=NotificationKind.SWITCH_ENGAGED,
+            created_at__gte=since - timedelta(seconds=1),
+        )
+        .select_related("recipient")
+        .order_by("recipient__username", "pk")
+    )
+    if not messages:
+        return "Nobody was told it is engaged: no active route names anyone for what it covers."
+    told, coming, not_told = {}, {}, {}
+    for message in messages:
+        name = message.recipient.get_username()
+        if message.status == NotificationStatus.SENT:
+            told[name] = True
+        elif message.status in (NotificationStatus.PENDING, NotificationStatus.HELD):
+            coming[name] = True
+        else:
+            not_told[name] = True
+    coming = {name: True for name in coming if name not in told}
+    not_told = {name: True for name in not_told if name not in told and name not in coming}
+    said = []
+    if told:
+        said.append(f"Told: {and_joined(list(told))}.")
+    if coming:
+        said.append(f"Being told: {and_joined(list(coming))}.")
+    if not_told:
+        said.append(f"Not told: {and_joined(list(not_told))} (see the outbox).")
+    return " ".join(said)

@@ -94,6 +94,12 @@ from hitlproject.vocabulary import (
 from ledger.models import Account, campaign_field_label
 from notifications.carriers import channel_for
 from notifications.channels import ChannelError, Sent
+from notifications.kill_switches import (
+    TOLD_AFTER,
+    switch_message,
+    switch_message_not_so,
+    switch_recipients,
+)
 from notifications.messages import (
     FAILED_THEN_SENT_AGAIN,
     FAILED_THEN_SUPERSEDED,
@@ -108,6 +114,7 @@ from notifications.messages import (
     told_because,
 )
 from notifications.models import (
+    KILL_SWITCH_KINDS,
     NOT_UPDATED,
     UPDATED_SINCE,
     Claim,
@@ -132,7 +139,7 @@ from notifications.selectors import (
     who_may_decide,
     why_not_theirs,
 )
-from policies.models import Policy
+from policies.models import KillSwitch, Policy
 from policies.services import SPEND_FIELDS, BatchSpend, CappedSpends, changes_spend, in_force
 
 S = ProposalStatus
@@ -805,6 +812,43 @@ def _record(notifications: list[Notification], *, kind: str) -> None:
         ids = insert_with_history(Notification, later, actor=actor, reason=reason)
         after_commit(_deliver_later, ids, seconds)
     insert_with_history(Notification, held, actor=actor, reason=f"{held_for(kind)}: {said}")
+
+
+def kill_switch_tell(*, switch: KillSwitch, kind: str) -> None:
+    """In the transaction that engaged or released ``switch`` (``kind``): a message to each
+    person the routes meeting its scope tell (``switch_recipients``), once, on each of their
+    channels, sent ``TOLD_AFTER`` later and drawn then (``switch_message``), unless no longer
+    so by then (``switch_message_not_so``)."""
+    current = routing()
+    told: dict[int, tuple[Route, object]] = {}
+    for route, users in switch_recipients(switch):
+        for user in users:
+            told.setdefault(user.pk, (route, user))
+    now = timezone.now()
+    notifications = [
+        Notification(
+            kill_switch=switch,
+            review_round=0,
+            recipient=user,
+            route=route,
+            channel=channel,
+            kind=kind,
+            status=NotificationStatus.PENDING,
+            created_at=now,
+            next_attempt_at=now + TOLD_AFTER,
+        )
+        for route, user in told.values()
+        for channel in current.channels.get(user.pk, [])
+    ]
+    if not notifications:
+        return
+    seconds = int(TOLD_AFTER.total_seconds())
+    reason = (
+        f"To be sent in {seconds} s, drawn then, unless no longer so: "
+        f"{NotificationKind(kind).label} ({switch.scope_in_words()})"
+    )
+    ids = insert_with_history(Notification, notifications, actor=_actor(), reason=reason)
+    after_commit(_deliver_later, ids, seconds)
 
 
 def _deliver_later(notification_ids: list[int], seconds: int) -> None:
@@ -2009,8 +2053,10 @@ def _send(
     (well within the lease), the first whatever the time (a task that spent its time reading
     sends one, not none); set on each what became of it and add it, with what its channel
     said, to ``outcomes``. Returns those left for lack of time."""
-    # Messages to send, read at once; an update is read as it goes (``_send_one``).
-    new = [n for n in notifications if n.kind != NotificationKind.UPDATE]
+    # Messages to send, read at once; an update is read as it goes (``_send_one``), as is a
+    # kill switch's message, which is about no proposal.
+    about_proposals = [n for n in notifications if n.kind not in KILL_SWITCH_KINDS]
+    new = [n for n in about_proposals if n.kind != NotificationKind.UPDATE]
     messages = dict(
         zip(
             (n.pk for n in new),
@@ -2035,7 +2081,7 @@ def _send(
     guarded = guardrail_blocks_counting_approved(
         {
             n.proposal_id: n.proposal
-            for n in notifications
+            for n in about_proposals
             if (n.kind != NotificationKind.FAILED and n.proposal.status == S.PENDING_REVIEW)
             or (n.kind == NotificationKind.FAILED and n.proposal.status == S.FAILED)
         }.values(),
@@ -2115,6 +2161,15 @@ def _send_one(
     this sender, and what Slack said). An update is read as it goes and sent again while what
     it said no longer holds once Slack has it (``_until_it_holds``)."""
     channel = channel_for(notification.channel)
+    if notification.kind in KILL_SWITCH_KINDS:
+        route_name = notification.route.name if notification.route_id else ""
+        return channel.send_switch_message(
+            recipient=notification.recipient,
+            message=replace(
+                switch_message(notification),
+                told_because=told_because(kind=notification.kind, route_name=route_name),
+            ),
+        )
     if notification.kind != NotificationKind.UPDATE:
         if notification.kind == NotificationKind.FAILED:
             # It asks no decision: it says whether its reader may retry it, on its page.
@@ -2590,7 +2645,9 @@ def _attempts_record(
         told_waits = [
             n
             for n, _ in outcomes
-            if n.status == NotificationStatus.SENT and n.kind != NotificationKind.UPDATE
+            if n.status == NotificationStatus.SENT
+            and n.kind != NotificationKind.UPDATE
+            and n.kind not in KILL_SWITCH_KINDS
         ]
         proposals = proposals_lock(told_waits)
         stopped = stopped_as_they_went(told_waits, proposals=proposals)
@@ -2763,6 +2820,8 @@ def _stopped_waiting(notification: Notification) -> str:
     says what became of it, whatever that is)."""
     if notification.kind == NotificationKind.UPDATE:
         return ""
+    if notification.kind in KILL_SWITCH_KINDS:
+        return switch_message_not_so(notification)
     proposal = (
         Proposal.objects.filter(pk=notification.proposal_id)
         .only("status", "review_round", "approved_at")
@@ -2773,10 +2832,12 @@ def _stopped_waiting(notification: Notification) -> str:
 
 def _not_to_send(notification: Notification) -> str:
     """Why a notification is no longer to be sent, or "" if it still is."""
-    proposal = notification.proposal
     if notification.kind == NotificationKind.UPDATE:
         return ""
-    stopped = no_longer_so(notification, proposal)
+    if notification.kind in KILL_SWITCH_KINDS:
+        stopped = switch_message_not_so(notification)
+    else:
+        stopped = no_longer_so(notification, notification.proposal)
     if stopped:
         return stopped
     if not channel_for(notification.channel).is_configured():

@@ -30,6 +30,7 @@ from hitlproject.outbound import (
 )
 from hitlproject.validation import one_line
 from notifications.channels import Channel, ChannelError, Sent
+from notifications.kill_switches import SwitchMessage
 from notifications.messages import (
     NO_LONGER_WAITS,
     DigestLine,
@@ -635,6 +636,16 @@ def _claim_button(message: ProposalMessage, value: str, *, reader: str) -> list[
     ]
 
 
+def switch_blocks(message: SwitchMessage) -> list[dict]:
+    """A kill switch's message: its headline, bold, each paragraph as written (a policy
+    owner's reason is words, not markup), and its links, one a line."""
+    return [
+        _rich_block([[_rich(_cut(message.headline, 300), bold=True)]]),
+        *(_plain_section(_cut(paragraph, 2900)) for paragraph in message.paragraphs),
+        _rich_block([[_rich_link(url, words)] for words, url in message.links]),
+    ]
+
+
 def _plain(text: str) -> dict:
     """Text Slack shows as it is written: no markup, no emoji made of ``:fire:``, no links or
     mentions (``<!here>``), so nothing in it needs escaping."""
@@ -894,6 +905,21 @@ class SlackChannel(Channel):
                 else message_blocks(
                     message, may_decide=may_decide, reader=recipient.get_username()
                 ),
+                unfurl_links=False,
+            )
+        except SLACK_FAILURES as error:
+            raise _failure(error) from error
+        where = {"channel": _in_answer(answer, "channel"), "ts": _in_answer(answer, "ts")}
+        return Sent(f"posted to {user_id} ({where['channel']} {where['ts']})", where)
+
+    def send_switch_message(self, *, recipient, message: SwitchMessage) -> Sent:
+        client = slack_client()
+        user_id = self._user_id(client, recipient)
+        try:
+            answer = client.chat_postMessage(
+                channel=user_id,
+                text=_preview(message.headline),
+                blocks=switch_blocks(message),
                 unfurl_links=False,
             )
         except SLACK_FAILURES as error:

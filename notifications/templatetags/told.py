@@ -1,6 +1,6 @@
 from django import template
 
-from notifications.selectors import ToldNobody, told_nobody_counts
+from notifications.selectors import ToldNobody, switch_told_said, told_nobody_counts
 
 register = template.Library()
 
@@ -10,3 +10,10 @@ def told_nobody_now() -> ToldNobody:
     """The dashboard's waiting proposals and failed executions that reached nobody, as the
     proposal list's "Who was told: Nobody" lists them (``told_nobody``)."""
     return told_nobody_counts()
+
+
+@register.simple_tag
+def told_of_switch(engaged) -> str:
+    """Who was told that an engaged kill switch (``policies.services.EngagedKillSwitch``) was
+    engaged, as the dashboard says it beside it (``switch_told_said``)."""
+    return switch_told_said(engaged.switch.pk, since=engaged.since)

@@ -1,0 +1,278 @@
+"""Telling the people who decide that a kill switch was engaged, or released, over what they
+are told of: who is told (the active routes whose scope meets the switch's, their people and
+groups, on their own channels), and what each message says, drawn as it goes, so that it
+says what is so then (who engaged it, why, what it holds back by then) or is not sent (the
+switch released, or engaged again, before it went). ``policies`` knows nothing of this: the
+switch's saves reach it through ``notifications.receivers``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.urls import reverse
+from django.utils import timezone
+
+from approvals.models import Proposal, ProposalStatus
+from approvals.selectors import proposals_sent_by_kill_switch, proposals_under_way
+from audit.actors import changed_by
+from hitlproject.addresses import served_at
+from hitlproject.formats import console_time
+from hitlproject.vocabulary import as_sentence, how_many
+from notifications.models import Notification, NotificationKind, NotificationStatus, Route
+from notifications.selectors import routing
+from policies.models import KillSwitch, KillSwitchScope
+
+# A switch's message goes this long after the save, drawn then: what was approved when it was
+# engaged has been held back by the executor by then (the figures say what it did, not what
+# it is about to), and a switch engaged by mistake and released at once tells nobody anything.
+TOLD_AFTER = timedelta(seconds=10)
+
+# The proposal list's "every status" (``approvals.admin.EVERY_STATUS``), as the switch's
+# history page links it.
+EVERY_STATUS = "all"
+
+
+def switch_recipients(switch: KillSwitch) -> list[tuple[Route, list]]:
+    """The active routes that tell of anything the switch covers, each with the people it
+    tells: any route for everything; for one account, the routes for it, for its channel or
+    for any; for one channel, the routes for it, for an account on it or for any. Action
+    types and risks aside: whatever the switch holds back is sent to a person."""
+    current = routing()
+    routes = current.routes
+    if switch.scope == KillSwitchScope.ACCOUNT:
+        account = switch.account
+        routes = [
+            route
+            for route in routes
+            if route.account_id in (None, account.pk) and route.channel in ("", account.channel)
+        ]
+    elif switch.scope == KillSwitchScope.CHANNEL:
+        routes = [
+            route
+            for route in routes
+            if route.channel in ("", switch.channel)
+            and (route.account_id is None or route.account.channel == switch.channel)
+        ]
+    return [(route, current.recipients[route.pk]) for route in routes]
+
+
+def _console(path: str) -> str:
+    return (settings.CONSOLE_URL or served_at()) + path
+
+
+def switch_url(switch_id: int) -> str:
+    return _console(reverse("admin:policies_killswitch_change", args=[switch_id]))
+
+
+def sent_by_switch_url(switch_id: int) -> str:
+    """The proposal list of those the switch sent to a person (its history page's link)."""
+    query = urlencode({"status": EVERY_STATUS, "kill_switch": switch_id})
+    return _console(reverse("admin:approvals_proposal_changelist") + "?" + query)
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A switch's last engaging (or release): when, by whom, by its history."""
+
+    at: datetime
+    by: str
+
+
+def _turns(switch: KillSwitch) -> tuple[Turn | None, Turn | None]:
+    """The switch's last engaging and, if it is released now, its release, by its history
+    (read in the order written): a change of its reason while engaged engages nothing."""
+    engaged = released = None
+    for record in switch.history.order_by("-history_id")[:200]:
+        if not record.engaged:
+            if engaged is not None:
+                break
+            released = Turn(record.history_date, changed_by(record))
+            continue
+        engaged = Turn(record.history_date, changed_by(record))
+    return engaged, released
+
+
+@dataclass(frozen=True)
+class SwitchMessage:
+    """What a message about a kill switch says, drawn as it goes: its subject (email), its
+    headline, its paragraphs, and its links (words, address)."""
+
+    subject: str
+    headline: str
+    paragraphs: tuple[str, ...]
+    links: tuple[tuple[str, str], ...]
+    # Why its reader is told: the route that names them.
+    told_because: str = ""
+
+
+def _covers_said(switch: KillSwitch) -> str:
+    if switch.scope == KillSwitchScope.GLOBAL:
+        return "nothing"
+    return f"nothing on {switch.scope_in_words()}"
+
+
+def switch_message(notification: Notification, *, now: datetime | None = None) -> SwitchMessage:
+    """The message a switch's notification says, as things are ``now``."""
+    now = now or timezone.now()
+    switch = KillSwitch.objects.select_related("account").get(pk=notification.kill_switch_id)
+    on = switch.scope_in_words()
+    engaged, released = _turns(switch)
+    since = engaged.at if engaged else switch.updated_at
+    until = released.at if released else now
+    sent = [each for each in proposals_sent_by_kill_switch(switch) if since <= each.at <= until]
+    held = {each.proposal_id for each in sent if each.held_back}
+    routed = {each.proposal_id for each in sent if not each.held_back} - held
+    links = []
+    if sent:
+        links.append(("The proposals it sent to a person", sent_by_switch_url(switch.pk)))
+    links.append((f"The kill switch on {on}", switch_url(switch.pk)))
+    reason = as_sentence(switch.reason) if switch.reason.strip() else "no reason given."
+    if notification.kind == NotificationKind.SWITCH_ENGAGED:
+        by = engaged.by if engaged else "someone (not recorded)"
+        paragraphs = [
+            f"The kill switch on {on} was engaged by {by} at {console_time(since)}: {reason}",
+            f"While it is engaged, {_covers_said(switch)} runs without a person's approval: "
+            "what its policy would let run at once waits for a person, and what was approved "
+            "and not yet carried out goes back to a person to approve again.",
+            _held_said(switch, held=held, routed=routed, now=now),
+        ]
+        return SwitchMessage(
+            subject=f"[HITL] Kill switch engaged on {on}: {reason}",
+            headline=f"Kill switch engaged on {on}",
+            paragraphs=tuple(paragraphs),
+            links=tuple(links),
+        )
+    by = released.by if released else "someone (not recorded)"
+    engaged_by = f" by {engaged.by}" if engaged else ""
+    paragraphs = [
+        f"The kill switch on {on} was released by {by} at {console_time(until)}. It had "
+        f"been engaged since {console_time(since)}{engaged_by}: {reason}",
+        "What it covers runs as its policies say again: what a policy lets run now runs "
+        "without a person.",
+        _left_waiting_said(sent, held=held, routed=routed),
+    ]
+    return SwitchMessage(
+        subject=f"[HITL] Kill switch released on {on}",
+        headline=f"Kill switch released on {on}",
+        paragraphs=tuple(paragraphs),
+        links=tuple(links),
+    )
+
+
+def _held_said(switch: KillSwitch, *, held: set[int], routed: set[int], now: datetime) -> str:
+    """What an engaged switch has done so far and what it is about to, as of ``now``."""
+    said = []
+    if held:
+        ran, them = ("it ran", "it waits") if len(held) == 1 else ("they ran", "each waits")
+        said.append(
+            f"it has held back {how_many(len(held), 'approved proposal')} before {ran}: "
+            f"{them} for a person to approve it again"
+        )
+    if routed:
+        was = "it was" if len(routed) == 1 else "they were"
+        said.append(f"it has sent {how_many(len(routed), 'proposal')} to a person as {was} made")
+    under_way = proposals_under_way()
+    scope = {
+        "account": switch.account if switch.scope == KillSwitchScope.ACCOUNT else None,
+        "channel": switch.channel,
+    }
+    approved, sending = under_way.held_by(**scope), under_way.sending_by(**scope)
+    if approved:
+        are = "is" if approved == 1 else "are"
+        said.append(
+            f"{how_many(approved, 'approved proposal')} it covers {are} not yet carried out: "
+            "it holds each back as its execution comes"
+        )
+    if sending:
+        has = "has" if sending == 1 else "have"
+        said.append(
+            f"{how_many(sending, 'approved proposal')} {has} a request at its channel, which "
+            "the switch does not call back: the channel's answer decides it"
+        )
+    if not said:
+        return (
+            f"As of {console_time(now)}, it has held nothing back: no approved proposal it "
+            "covers was waiting to be carried out, and none has been made since."
+        )
+    return f"As of {console_time(now)}, " + "; ".join(said) + "."
+
+
+def _left_waiting_said(sent, *, held: set[int], routed: set[int]) -> str:
+    """What a released switch leaves: the proposals it sent to a person, and how many of
+    them still wait (releasing it runs none of them)."""
+    if not sent:
+        return "While it was engaged, it sent no proposal to a person."
+    from_ids = held | routed
+    waiting = Proposal.objects.filter(pk__in=from_ids, status=ProposalStatus.PENDING_REVIEW).count()
+    ways = []
+    if held:
+        ways.append(f"{len(held)} held back before {'it' if len(held) == 1 else 'they'} ran")
+    if routed:
+        ways.append(
+            f"{len(routed)} as it was made"
+            if len(routed) == 1
+            else f"{len(routed)} as they were made"
+        )
+    said = (
+        f"While it was engaged, it sent {how_many(len(from_ids), 'proposal')} to a person "
+        f"({' and '.join(ways)}). "
+    )
+    if waiting:
+        still = "still waits" if waiting == 1 else "still wait"
+        return said + (
+            f"{waiting} of them {still} for a person's decision: releasing the switch runs "
+            f"none of them; {'it runs' if waiting == 1 else 'each runs'} once a person "
+            "approves it."
+        )
+    return said + "None of them waits for a person now."
+
+
+def switch_message_not_so(notification: Notification) -> str:
+    """Why a switch's message is not to be sent, being no longer so as it goes, or "": one
+    saying it was engaged, once it is released; one saying it was released, once it is
+    engaged again; either, once a later message of the switch to the same person on the same
+    channel is recorded (that one says what is so); one saying it was released, to a person
+    whose message that it was engaged did not go and will not (released before it went: they
+    were told nothing of it)."""
+    engaged = (
+        KillSwitch.objects.filter(pk=notification.kill_switch_id)
+        .values_list("engaged", flat=True)
+        .first()
+    )
+    if engaged is None:
+        return "not sent: the kill switch was deleted"
+    if notification.kind == NotificationKind.SWITCH_ENGAGED and not engaged:
+        return "not sent: the kill switch was released before it went"
+    if notification.kind == NotificationKind.SWITCH_RELEASED and engaged:
+        return "not sent: the kill switch was engaged again before it went"
+    same = Notification.objects.filter(
+        kill_switch_id=notification.kill_switch_id,
+        recipient_id=notification.recipient_id,
+        channel=notification.channel,
+    )
+    if same.filter(pk__gt=notification.pk).exists():
+        return "not sent: a later message about the kill switch to them says what is so"
+    if notification.kind == NotificationKind.SWITCH_RELEASED:
+        told = (
+            same.filter(pk__lt=notification.pk, kind=NotificationKind.SWITCH_ENGAGED)
+            .order_by("-pk")
+            .first()
+        )
+        if told is not None and not _may_have_gone(told):
+            return (
+                "not sent: they were not told it was engaged (it was released before that "
+                "message went)"
+            )
+    return ""
+
+
+def _may_have_gone(told: Notification) -> bool:
+    """Whether a message reached its person, or may have (an attempt made), or may yet."""
+    if told.status == NotificationStatus.SENT:
+        return True
+    if told.status == NotificationStatus.PENDING:
+        return told.attempts > 0
+    return bool(told.may_have_reached)

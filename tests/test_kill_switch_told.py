@@ -1,0 +1,227 @@
+"""A kill switch engaged or released is told to the people who decide what it covers: each
+person the active routes meeting its scope name, on their own channels, a message drawn as it
+goes (about ten seconds after the save) saying who engaged it, when and why, and what it has
+held back by then, linked to the list of those proposals; released, who released it and how
+many of those it sent to a person still wait (releasing it runs none of them). Before, the
+policy owner's own console said so and nobody else was told anything: the operators learnt
+of it only as each held proposal reached them as one more "Waits for your decision"."""
+
+import html
+import json
+import re
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from executors.runner import proposal_execute
+from ledger.models import Account
+from notifications.models import Notification, ReachedBy
+from notifications.services import notifications_deliver
+from policies.models import KillSwitch
+from tests.conftest import bid_adjustment, posted_from_page, wait_until
+from tests.factories import evaluated
+from tests.slack_fake import shown_text
+
+OUTAGE = "Tracking outage: nothing runs unseen."
+TIME = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"
+
+
+def told_in(mailbox, subject_starts: str) -> list:
+    return [
+        m for m in mailbox.to("operator@example.com") if m["Subject"].startswith(subject_starts)
+    ]
+
+
+def text_of(message) -> str:
+    return " ".join(message.get_body(("plain",)).get_content().split())
+
+
+def slack_text(call) -> str:
+    blocks = call.get("blocks")
+    blocks = json.loads(blocks) if isinstance(blocks, str) else blocks
+    return " ".join(shown_text(blocks).split())
+
+
+def links_in(message) -> list[str]:
+    return re.findall(r"https?://\S+", message.get_body(("plain",)).get_content())
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_the_operators_are_told_a_switch_is_engaged_what_it_held_and_when_it_is_released(
+    login, slack, mailbox, channel, monkeypatch
+):
+    channel(200)
+    operator = get_user_model().objects.get(username="operator")
+    ReachedBy.objects.update_or_create(user=operator, defaults={"slack": True, "email": True})
+    with monkeypatch.context() as patch:  # approved by policy, not yet run
+        patch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: None)
+        approved = [
+            evaluated(bid_adjustment("2.12")),
+            evaluated(bid_adjustment("0.84", campaign="display-retarget")),
+        ]
+    assert [p.status for p in approved] == ["approved", "approved"]
+    owner = login("policy-owner")
+    engaged = owner.post(
+        "/admin/policies/killswitch/add/",
+        {
+            "scope": "account",
+            "account": Account.objects.get(external_id="demo").pk,
+            "engaged": "on",
+            "reason": OUTAGE,
+            "change_reason": "Incident 7.",
+        },
+    )
+    assert engaged.status_code == 302
+    switch = KillSwitch.objects.get()
+    for proposal in approved:  # the executor comes to them, and holds them back
+        assert proposal_execute(proposal_id=proposal.pk).status == "pending_review"
+
+    [email] = wait_until(lambda: told_in(mailbox, "[HITL] Kill switch engaged"), timeout=40)
+    assert email["Subject"] == f"[HITL] Kill switch engaged on account demo: {OUTAGE}"
+    said = text_of(email)
+    assert re.search(
+        f"The kill switch on account demo was engaged by policy-owner \\(person\\) at {TIME}: "
+        + re.escape(OUTAGE),
+        said,
+    ), said
+    assert "While it is engaged, nothing on account demo runs without a person's approval" in said
+    assert re.search(
+        f"As of {TIME}, it has held back 2 approved proposals before they ran: each waits for "
+        "a person to approve it again.",
+        said,
+    ), said
+    assert "You are told by the route “Demo: everything waiting, to the operators”." in said
+    [listed] = [url for url in links_in(email) if "kill_switch=" in url]
+    assert listed.endswith(f"/admin/approvals/proposal/?status=all&kill_switch={switch.pk}")
+    address = urlsplit(listed)
+    page = login("operator").get(f"{address.path}?{address.query}")
+    assert page.status_code == 200
+    shown = set(page.context["cl"].result_list.values_list("pk", flat=True))
+    assert shown == {p.pk for p in approved}
+    [posted] = [
+        call
+        for call in slack.sent("chat.postMessage", channel="U0OPERATOR")
+        if call.get("text") == "Kill switch engaged on account demo"
+    ]
+    assert "it has held back 2 approved proposals before they ran" in slack_text(posted)
+    # The dashboard says, beside the switch, who was told of it.
+    wait_until(lambda: "Told: operator and policy-owner." in switch_on_dashboard(login))
+
+    mailbox.messages.clear()
+    released = posted_from_page(
+        owner,
+        f"/admin/policies/killswitch/{switch.pk}/change/",
+        {
+            "scope": "account",
+            "account": switch.account_id,
+            "reason": OUTAGE,
+            "change_reason": "Fixed.",
+        },
+    )
+    assert released.status_code == 302 and not KillSwitch.objects.get().engaged
+
+    [email] = wait_until(lambda: told_in(mailbox, "[HITL] Kill switch released"), timeout=40)
+    assert email["Subject"] == "[HITL] Kill switch released on account demo"
+    said = text_of(email)
+    assert re.search(
+        f"The kill switch on account demo was released by policy-owner \\(person\\) at {TIME}. "
+        f"It had been engaged since {TIME} by policy-owner \\(person\\): " + re.escape(OUTAGE),
+        said,
+    ), said
+    assert (
+        "While it was engaged, it sent 2 proposals to a person (2 held back before they ran). "
+        "2 of them still wait for a person's decision: releasing the switch runs none of them; "
+        "each runs once a person approves it."
+    ) in said
+
+    # Who was told is on record, as for a proposal's messages.
+    def told() -> list:
+        return sorted(
+            Notification.objects.filter(
+                kill_switch=switch, status="sent", recipient__username="operator"
+            ).values_list("kind", "channel")
+        )
+
+    assert wait_until(lambda: len(told()) == 4) and told() == [
+        ("switch_engaged", "email"),
+        ("switch_engaged", "slack"),
+        ("switch_released", "email"),
+        ("switch_released", "slack"),
+    ]
+    history = Notification.history.filter(kill_switch_id=switch.pk).values_list(
+        "history_change_reason", flat=True
+    )
+    assert any(reason.startswith("Sent to operator by email: accepted by") for reason in history)
+
+
+def switch_on_dashboard(login) -> str:
+    page = login("operator").get("/admin/")
+    assert page.status_code == 200
+    found = re.search(r'<li data-kill-switch="\d+">(.*?)</li>', page.content.decode(), re.S)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", found.group(1))).split()) if found else ""
+
+
+def test_the_dashboard_says_when_nobody_was_told_a_switch_is_engaged(login):
+    """No route reaches the account the switch covers: the dashboard says so beside it."""
+    elsewhere = Account.objects.create(external_id="acme", name="Acme", channel="meta")
+    KillSwitch.objects.create(scope="account", account=elsewhere, reason="Acme only.")
+
+    said = switch_on_dashboard(login)
+
+    assert said.startswith("On account acme, engaged by ")
+    assert said.endswith(
+        "Acme only. Nobody was told it is engaged: no active route names anyone for what it covers."
+    )
+
+
+def test_a_switch_engaged_and_released_at_once_tells_nobody_anything(demo_world, mailbox):
+    """Engaged by mistake and released within seconds: neither message goes (each is drawn as
+    it goes, and by then neither is so), and the outbox says why, so nobody reads that a
+    switch is engaged that was released, or released that they never heard was engaged."""
+    switch = KillSwitch.objects.create(
+        scope="account", account=Account.objects.get(external_id="demo"), reason=OUTAGE
+    )
+    switch.engaged = False
+    switch.save()
+    messages = Notification.objects.filter(kill_switch=switch)
+    assert sorted(messages.values_list("recipient__username", "kind")) == [
+        ("operator", "switch_engaged"),
+        ("operator", "switch_released"),
+        ("policy-owner", "switch_engaged"),
+        ("policy-owner", "switch_released"),
+    ]
+    messages.update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+
+    done = notifications_deliver(notification_ids=list(messages.values_list("pk", flat=True)))
+
+    assert {n.status for n in done} == {"not_sent"}
+    said = {
+        n.kind: n.log[-1]["result"]
+        for n in Notification.objects.filter(kill_switch=switch, recipient__username="operator")
+    }
+    assert said == {
+        "switch_engaged": "not sent: the kill switch was released before it went",
+        "switch_released": (
+            "not sent: they were not told it was engaged (it was released before that message went)"
+        ),
+    }
+    assert mailbox.messages == []
+
+
+def test_a_switch_over_another_account_tells_nobody_whose_routes_do_not_reach_it(demo_world):
+    elsewhere = Account.objects.create(external_id="acme", name="Acme", channel="meta")
+    KillSwitch.objects.create(scope="account", account=elsewhere, reason="Acme only.")
+    assert not Notification.objects.exists()
+    everything = KillSwitch.objects.create(scope="global", reason=OUTAGE)
+    told = Notification.objects.filter(kill_switch=everything)
+    # The operators' route (every demo proposal) and the policy owners' (demo's policy
+    # changes): the switch holds what either tells of.
+    assert sorted(told.values_list("recipient__username", flat=True)) == [
+        "operator",
+        "policy-owner",
+    ]
